@@ -1,0 +1,43 @@
+# The README's two promises: `make demo` and `make test`, each from a fresh clone.
+# Everything they need is installed here: the virtualenv from PyPI, Apache Kafka's jars from
+# Maven Central (cached under $ACCORD_HOME, default ~/.cache/accord).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench lint kafka-jars clean help
+
+help:
+	@echo "make demo   - set everything up and run Accord on the embedded default"
+	@echo "make test   - set everything up and run every test (lint, types, pytest)"
+	@echo "make bench  - benchmarks, reported as ratios to a baseline measured in the same run"
+	@echo "make lint   - ruff and mypy --strict only"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+kafka-jars: $(STAMP)
+	$(BIN)/python -c 'from broker.config import load_settings; from broker.devkafka import ensure_kafka_jars; print("kafka jars:", ensure_kafka_jars(load_settings().home))'
+
+lint: $(STAMP)
+	$(BIN)/ruff check broker tests benchmarks
+	$(BIN)/ruff format --check broker tests benchmarks
+	$(BIN)/mypy --strict broker
+
+test: $(STAMP) kafka-jars lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP) kafka-jars
+	$(BIN)/accord demo
+
+bench: $(STAMP) kafka-jars
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+# typer vendors click (typer._click) and re-exports only Exit and Abort publicly; usage errors
+# must be caught from the vendored module to turn them into one line.
+from typer._click import exceptions as click_exc
+
+from broker.errors import AccordError
+
+# Each module registers its commands; the order is the order in `accord --help`.
+_COMMAND_MODULES = ("_kafka", "_keys", "_policy", "_publish", "_demo")
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="accord",
+        help="Accord: secure information sharing for children's early help and safeguarding.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"broker.cli.{name}")
+        module.register(app)
+    return app
+
+
+def _fail(message: str, code: int) -> None:
+    # One line, always: collapse any newline a lower layer put into its message.
+    line = " ".join(message.split())
+    print(f"accord: error: {line}", file=sys.stderr)  # noqa: T201  # the CLI's one output channel for errors
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``accord`` console script."""
+    app = build_app()
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="accord")
+    except click_exc.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else exc.format_message())  # noqa: T201  # help text
+        sys.exit(0)
+    except click_exc.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{hint}", 2)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except click_exc.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except AccordError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except OSError as exc:
+        # Files the user named that cannot be read or written: say which, not how deep.
+        where = f" ({exc.filename})" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}", 1)
+    if isinstance(rv, int) and rv != 0:
+        sys.exit(rv)

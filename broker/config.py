@@ -1,0 +1,103 @@
+"""Settings, read once at an entry point (the CLI) and passed down explicitly.
+
+Every model is frozen; every secret is a ``SecretStr``; modes are enums whose default is the
+safe choice. Environment variables use the ``ACCORD_`` prefix, nested with ``__``
+(``ACCORD_KAFKA__BOOTSTRAP``); a few flat aliases that users type often
+(``ACCORD_HOME``, ``ACCORD_KAFKA_BOOTSTRAP``, ``ACCORD_AUDIT_DB``) are honoured too.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "AuditSettings",
+    "EnvelopeSettings",
+    "KafkaSettings",
+    "KemSuite",
+    "KeystoreSettings",
+    "Settings",
+    "default_home",
+    "load_settings",
+]
+
+
+def default_home() -> Path:
+    """Where Accord keeps its cache, keys and embedded-broker data unless told otherwise."""
+    env = os.environ.get("ACCORD_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "accord"
+
+
+class KemSuite(enum.StrEnum):
+    """HPKE key-encapsulation choice for sealing data keys.
+
+    The default is the hybrid post-quantum KEM: records are kept for decades, so
+    harvest-now-decrypt-later is a real threat. X25519 alone is an explicit downgrade.
+    """
+
+    HYBRID = "mlkem768-x25519"
+    X25519 = "x25519"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    bootstrap: str = "127.0.0.1:9092"
+    client_id: str = "accord"
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class KeystoreSettings(_Frozen):
+    path: Path | None = None  # default: <home>/keys
+    passphrase: SecretStr | None = None
+
+
+class EnvelopeSettings(_Frozen):
+    kem: KemSuite = KemSuite.HYBRID
+    # A data key seals at most this many records and lives at most this long; see
+    # docs/envelope.md for why these bounds (nonce safety is far below AES-GCM's 2^32 limit,
+    # and a short lifetime bounds what one leaked DEK exposes).
+    dek_max_records: int = Field(default=10_000, ge=1, le=2**32 - 1)
+    dek_max_seconds: float = Field(default=300.0, gt=0)
+
+
+class AuditSettings(_Frozen):
+    db: SecretStr | None = None  # a URL may hold a password; default: SQLite under <home>
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ACCORD_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    home: Path = Field(default_factory=default_home)
+    policies: Path = Path("policies")
+    kafka: KafkaSettings = KafkaSettings()
+    keystore: KeystoreSettings = KeystoreSettings()
+    envelope: EnvelopeSettings = EnvelopeSettings()
+    audit: AuditSettings = AuditSettings()
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.keystore.path or self.home / "keys"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment once; CLI options arrive as ``overrides``."""
+    flat: dict[str, object] = {}
+    if bootstrap := os.environ.get("ACCORD_KAFKA_BOOTSTRAP"):
+        flat["kafka"] = KafkaSettings(bootstrap=bootstrap)
+    if db := os.environ.get("ACCORD_AUDIT_DB"):
+        flat["audit"] = AuditSettings(db=SecretStr(db))
+    flat.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**flat)  # type: ignore[arg-type]  # pydantic-settings validates kwargs

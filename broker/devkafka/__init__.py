@@ -1,0 +1,19 @@
+"""The embedded, single-node Apache Kafka used for development, the demo, tests and benchmarks.
+
+Real Apache Kafka 4.x in KRaft mode (one process is both broker and controller), run as a JVM
+process from jars that Maven copies out of Maven Central into Accord's cache once. Data stays on
+disk, so stopping and starting again loses nothing. Production runs a real cluster instead
+(see ``deploy/``); nothing in the worker or SDK knows the difference.
+"""
+
+from broker.devkafka._broker import BrokerStatus, EmbeddedKafka, free_port
+from broker.devkafka._fetch import KAFKA_VERSION, ensure_kafka_jars, pom_path
+
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerStatus",
+    "EmbeddedKafka",
+    "ensure_kafka_jars",
+    "free_port",
+    "pom_path",
+]

@@ -1,0 +1,309 @@
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from broker.devkafka._fetch import ensure_kafka_jars
+from broker.errors import DevKafkaError
+
+_LOG4J = """\
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = FILE
+logger.state.name = state.change.logger
+logger.state.level = warn
+logger.cleaner.name = kafka.log.LogCleaner
+logger.cleaner.level = warn
+"""
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    data_dir: Path
+    log: Path
+
+
+class EmbeddedKafka:
+    """One KRaft node (broker + controller) on 127.0.0.1, with its data under ``data_dir``.
+
+    The chosen ports are remembered in ``data_dir`` so that ``status`` and ``down`` find the
+    broker again, and a restart comes back on the same address with the same cluster id.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        home: Path,
+        port: int | None = None,
+        controller_port: int | None = None,
+        heap: str = "768m",
+    ) -> None:
+        self.data_dir = data_dir
+        self.home = home
+        saved = self._saved_ports()
+        self.port = port or saved.get("port") or 9092
+        self.controller_port = controller_port or saved.get("controller_port") or self.port + 1
+        self.heap = heap
+
+    # --- files --------------------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "kafka.log"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+    @property
+    def _logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def _saved_ports(self) -> dict[str, int]:
+        path = self.data_dir / "ports"
+        if not path.is_file():
+            return {}
+        pairs = (line.split("=", 1) for line in path.read_text(encoding="ascii").splitlines())
+        return {k: int(v) for k, v in pairs}
+
+    def _write_config(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "ports").write_text(
+            f"port={self.port}\ncontroller_port={self.controller_port}\n", encoding="ascii"
+        )
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self._logs_dir),
+            # One node: every internal topic has exactly one replica.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "1",
+            # Topics are created deliberately, with their partitions and retention; a typo in a
+            # topic name must fail rather than silently create a new topic.
+            "auto.create.topics.enable": "false",
+        }
+        path = self.data_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
+        (self.data_dir / "log4j2.properties").write_text(
+            _LOG4J.format(log=self.log_path), encoding="utf-8"
+        )
+        return path
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def _running_pid(self) -> int | None:
+        if not self._pid_file.is_file():
+            return None
+        try:
+            pid = int(self._pid_file.read_text(encoding="ascii").strip())
+        except ValueError:
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def status(self) -> BrokerStatus:
+        pid = self._running_pid()
+        return BrokerStatus(pid is not None, pid, self.bootstrap, self.data_dir, self.log_path)
+
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise DevKafkaError(
+                "Java not found: Apache Kafka needs a JDK 17 or newer "
+                "(Debian: apt-get install openjdk-17-jre-headless)"
+            )
+        return java
+
+    def _format_storage(self, java: str, classpath: str, config: Path) -> None:
+        if (self._logs_dir / "meta.properties").is_file():
+            return
+        cid_file = self.data_dir / "cluster.id"
+        if not cid_file.is_file():
+            # Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding.
+            import base64  # noqa: PLC0415  # only needed once per data directory
+
+            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+            cid_file.write_text(raw, encoding="ascii")
+        cluster_id = cid_file.read_text(encoding="ascii").strip()
+        cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id]
+        cmd += ["-c", str(config), "--ignore-formatted"]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603  # fixed argv
+        if result.returncode != 0:
+            last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise DevKafkaError(f"formatting Kafka storage in {self._logs_dir} failed: {last[0]}")
+
+    def start(self, *, timeout: float = 90.0) -> BrokerStatus:
+        """Start the node if it is not running and wait until it answers a metadata request."""
+        if (pid := self._running_pid()) is not None:
+            return BrokerStatus(True, pid, self.bootstrap, self.data_dir, self.log_path)
+        for port in (self.port, self.controller_port):
+            if _port_in_use(port):
+                raise DevKafkaError(
+                    f"port {port} on 127.0.0.1 is already in use; choose another with --port"
+                )
+        java = self._java()
+        classpath = str(ensure_kafka_jars(self.home) / "*")
+        config = self._write_config()
+        self._format_storage(java, classpath, config)
+        cmd = [
+            java,
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.data_dir}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(config),
+        ]
+        with (self.data_dir / "kafka.out").open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603  # fixed argv, no shell
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the CLI that started it
+            )
+        self._pid_file.write_text(str(proc.pid), encoding="ascii")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self._pid_file.unlink(missing_ok=True)
+                code = proc.returncode
+                raise DevKafkaError(f"Kafka exited ({code}) while starting; see {self.log_path}")
+            if _answers_metadata(self.bootstrap):
+                return BrokerStatus(True, proc.pid, self.bootstrap, self.data_dir, self.log_path)
+            time.sleep(0.5)
+        self._kill(proc.pid)
+        raise DevKafkaError(f"Kafka did not come up within {timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, *, timeout: float = 60.0) -> bool:
+        """Stop the node by its own pid (SIGTERM, so logs are flushed); False if not running."""
+        pid = self._running_pid()
+        if pid is None:
+            self._pid_file.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            _reap(pid)
+            time.sleep(0.2)
+        if _pid_alive(pid):
+            self._kill(pid)
+        self._pid_file.unlink(missing_ok=True)
+        return True
+
+    def _kill(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    # When this process started the broker, collect its exit status so it does not linger.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _answers_metadata(bootstrap: str) -> bool:
+    """True when the broker answers a metadata request (not merely accepts connections)."""
+    from aiokafka.client import AIOKafkaClient  # noqa: PLC0415  # keep CLI start-up light
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    async def probe() -> bool:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await client.bootstrap()
+            return bool(client.cluster.brokers())
+        except (KafkaError, OSError):
+            return False
+        finally:
+            await client.close()
+
+    # aiokafka logs every refused connection at ERROR; while we poll, refusals are expected.
+    log = logging.getLogger("aiokafka")
+    previous = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(probe())
+        # Called from async code (a test, the demo): probe on a private loop in a thread.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, probe()).result()
+    finally:
+        log.setLevel(previous)

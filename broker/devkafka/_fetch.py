@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from broker.errors import DevKafkaError
+
+_POM_ENV = "ACCORD_KAFKA_POM"
+
+
+def pom_path() -> Path:
+    """The POM that pins the Kafka version: ``deploy/kafka/pom.xml`` in the source tree."""
+    if env := os.environ.get(_POM_ENV):
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+
+
+def _pinned_version(pom: Path) -> str:
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text(encoding="utf-8"))
+    if not match:
+        raise DevKafkaError(f"{pom} does not pin <kafka.version>")
+    return match.group(1).strip()
+
+
+def _version_or_unknown() -> str:
+    try:
+        return _pinned_version(pom_path())
+    except (OSError, DevKafkaError):
+        return "unknown"
+
+
+KAFKA_VERSION = _version_or_unknown()
+
+
+def ensure_kafka_jars(home: Path, *, quiet: bool = True) -> Path:
+    """Return the directory holding the broker's jars, fetching them with Maven the first time.
+
+    The copy lands in a temporary sibling and is renamed into place only when complete, so an
+    interrupted fetch never leaves a half-filled cache that later runs would trust.
+    """
+    pom = pom_path()
+    if not pom.is_file():
+        raise DevKafkaError(f"cannot find the Kafka POM at {pom} (set {_POM_ENV})")
+    version = _pinned_version(pom)
+    lib = home / f"kafka-{version}" / "lib"
+    if (lib / ".complete").is_file():
+        return lib
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise DevKafkaError(
+            "Maven (mvn) not found: it fetches Kafka from Maven Central; "
+            "install it (Debian: apt-get install maven)"
+        )
+    staging = lib.with_name("lib.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    cmd = [
+        mvn,
+        "-B",
+        *(["-q"] if quiet else []),
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603  # fixed argv, no shell
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise DevKafkaError(f"Maven could not fetch Kafka {version}: {tail[0]}")
+    if not any(staging.glob("kafka_2.13-*.jar")):
+        raise DevKafkaError(f"Maven finished but no kafka_2.13 jar is in {staging}")
+    (staging / ".complete").write_text(version, encoding="utf-8")
+    shutil.rmtree(lib, ignore_errors=True)
+    staging.rename(lib)
+    return lib

@@ -1,0 +1,191 @@
+"""Every error Accord raises on purpose, in one place.
+
+Lower libraries' exceptions (aiokafka, cryptography, pydantic, yaml) are translated into
+these at the boundary where they occur, so callers never need to import a dependency to
+handle a failure. No message here ever contains personal data: errors name fields, party
+ids, key ids and file locations, never values taken from an event.
+
+The hierarchy::
+
+    AccordError
+    ├── UsageError                 a user's mistake at the CLI: one line, exit 2
+    ├── ConfigError                settings that cannot be used
+    ├── EventInvalid               a contact event or consent record fails validation
+    ├── PolicyError
+    │   ├── BundleInvalid          a policy bundle has problems (every one listed)
+    │   └── ScenarioInvalid        a scenario file cannot be read
+    ├── KeyStoreError              keystore management: missing store, bad passphrase, ...
+    │   └── KeyNotFound
+    ├── EnvelopeError              opening or sealing failed; oracle-safe: fixed messages,
+    │   │                          nothing about keys or plaintext
+    │   ├── MalformedEnvelope      truncated or undecodable bytes
+    │   ├── UnsupportedVersion     a wire-format version this build does not speak
+    │   ├── KeyRejected            unknown, revoked or expired key
+    │   ├── WrongRecipient         sealed to someone else
+    │   ├── BadSignature           the sender's signature does not verify
+    │   ├── TamperedEnvelope       authentication failed: header, associated data or ciphertext
+    │   └── ReplayDetected         an event id seen before
+    ├── TransportError             Kafka could not be reached or refused a request
+    │   └── DevKafkaError          the embedded broker cannot be fetched, started or stopped
+    └── AuditError
+        └── ChainBroken            the tamper-evident log does not verify
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccordError",
+    "AuditError",
+    "BadSignature",
+    "BundleInvalid",
+    "ChainBroken",
+    "ConfigError",
+    "DevKafkaError",
+    "EnvelopeError",
+    "EventInvalid",
+    "KeyNotFound",
+    "KeyRejected",
+    "KeyStoreError",
+    "MalformedEnvelope",
+    "PolicyError",
+    "ReplayDetected",
+    "ScenarioInvalid",
+    "TamperedEnvelope",
+    "TransportError",
+    "UnsupportedVersion",
+    "UsageError",
+    "WrongRecipient",
+]
+
+
+class AccordError(Exception):
+    """Base of every error Accord raises deliberately."""
+
+    exit_code: int = 1
+
+
+class UsageError(AccordError):
+    """The user asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class ConfigError(AccordError):
+    """Configuration is missing or inconsistent."""
+
+    exit_code = 2
+
+
+class EventInvalid(AccordError):
+    """A contact event (or consent record) failed validation.
+
+    ``problems`` holds ``(field path, message)`` pairs; messages never quote the value.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        first = "; ".join(f"{path}: {msg}" for path, msg in problems[:3])
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        super().__init__(f"invalid event: {first}{more}")
+
+
+class PolicyError(AccordError):
+    """Base for policy bundle and scenario problems."""
+
+
+class BundleInvalid(PolicyError):
+    """A policy bundle failed its checks; ``problems`` lists each as ``file: location: what``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            problems[0] if len(problems) == 1 else f"{len(problems)} problems: {problems[0]} ..."
+        )
+
+
+class ScenarioInvalid(PolicyError):
+    """A scenario file is not in the scenario format."""
+
+
+class KeyStoreError(AccordError):
+    """The keystore cannot do what was asked (missing, locked, wrong passphrase)."""
+
+
+class KeyNotFound(KeyStoreError):
+    """No key with that id or for that party."""
+
+
+class EnvelopeError(AccordError):
+    """Sealing or opening an envelope failed.
+
+    Subclasses carry fixed messages only: an error must not become an oracle that reveals
+    anything about keys or plaintext.
+    """
+
+    reason: str = "envelope"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.reason)
+
+
+class MalformedEnvelope(EnvelopeError):
+    """The envelope is truncated or cannot be decoded."""
+
+    reason = "malformed"
+
+
+class UnsupportedVersion(EnvelopeError):
+    """The envelope uses a wire-format version this build does not support."""
+
+    reason = "unsupported-version"
+
+
+class KeyRejected(EnvelopeError):
+    """The envelope names a key that is unknown, revoked or expired."""
+
+    reason = "key-rejected"
+
+
+class WrongRecipient(EnvelopeError):
+    """The envelope is sealed to a different recipient."""
+
+    reason = "wrong-recipient"
+
+
+class BadSignature(EnvelopeError):
+    """The sender's signature does not verify."""
+
+    reason = "bad-signature"
+
+
+class TamperedEnvelope(EnvelopeError):
+    """Authentication failed: the header, associated data or ciphertext was altered."""
+
+    reason = "tampered"
+
+
+class ReplayDetected(EnvelopeError):
+    """An event id that was already processed."""
+
+    reason = "replay"
+
+
+class TransportError(AccordError):
+    """Kafka could not be reached or refused a request."""
+
+
+class DevKafkaError(TransportError):
+    """The embedded Apache Kafka could not be fetched, started or stopped."""
+
+
+class AuditError(AccordError):
+    """Base for audit log problems."""
+
+
+class ChainBroken(AuditError):
+    """The hash chain or a checkpoint signature does not verify at ``seq``."""
+
+    def __init__(self, seq: int, what: str) -> None:
+        self.seq = seq
+        self.what = what
+        super().__init__(f"audit chain broken at seq {seq}: {what}")

@@ -1,0 +1,60 @@
+"""Fixtures shared by every test: paths, and one real Apache Kafka per session.
+
+Kafka starts at most once per test session, on free ports in a temporary directory, and only
+when a test asks for it; set ACCORD_KAFKA_BOOTSTRAP to use a broker that is already running.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the clone (CI always has it; a user's clone may not)."""
+    if not (SHARED / "BRIEF.md").is_file():
+        pytest.skip(f"../shared is not beside this clone ({SHARED}); shared examples not run")
+    return SHARED
+
+
+def _accord_home() -> Path:
+    # The jar cache is shared across sessions so Maven fetches Kafka once per machine.
+    env = os.environ.get("ACCORD_HOME")
+    return Path(env) if env else Path.home() / ".cache" / "accord"
+
+
+@pytest.fixture(scope="session")
+def embedded_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real single-node Apache Kafka this session owns (start/stop allowed)."""
+    from broker.devkafka import EmbeddedKafka, free_port
+
+    node = EmbeddedKafka(
+        tmp_path_factory.mktemp("kafka"),
+        home=_accord_home(),
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """Bootstrap address of a real Apache Kafka: ACCORD_KAFKA_BOOTSTRAP, or the session's own."""
+    if env := os.environ.get("ACCORD_KAFKA_BOOTSTRAP"):
+        return env
+    node = request.getfixturevalue("embedded_kafka")
+    return str(node.bootstrap)  # type: ignore[attr-defined]
