@@ -1,0 +1,178 @@
+"""Appending to and verifying hash chains of audit records, with signed checkpoints.
+
+Each chain is written by exactly one writer at a time (the worker that owns an input
+partition, the indexer, the console), so appends need no coordination. A checkpoint record
+carries an Ed25519 signature by the audit key over ``(chain, seq, hash)`` of the record
+before it; verifying against the newest checkpoint detects truncation of everything up to it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from broker.audit._record import GENESIS, AuditKind, AuditRecord
+from broker.envelope import canonical_json
+from broker.errors import ChainBroken
+
+
+class CheckpointSigner(Protocol):
+    @property
+    def key_id(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class CheckpointVerifier(Protocol):
+    def verify(self, key_id: str, data: bytes, signature: bytes) -> bool:
+        """True only when ``signature`` is valid for ``data`` under a live audit key ``key_id``."""
+        ...
+
+
+def checkpoint_message(chain: str, seq: int, head_hash: str) -> bytes:
+    return b"accord/audit-checkpoint/v1\x00" + canonical_json(
+        {"chain": chain, "seq": seq, "hash": head_hash}
+    )
+
+
+class ChainWriter:
+    """Builds the next records of one chain; the caller persists them (Kafka, a table)."""
+
+    def __init__(
+        self,
+        chain: str,
+        *,
+        clock: Callable[[], datetime],
+        next_seq: int = 0,
+        prev_hash: str = GENESIS,
+    ) -> None:
+        self.chain = chain
+        self._clock = clock
+        self.next_seq = next_seq
+        self.prev_hash = prev_hash
+
+    @classmethod
+    def resume_after(
+        cls, last: AuditRecord | None, *, clock: Callable[[], datetime], chain: str
+    ) -> ChainWriter:
+        """Continue a chain whose last durable record is ``last`` (None: a new chain)."""
+        if last is None:
+            return cls(chain, clock=clock)
+        return cls(chain, clock=clock, next_seq=last.seq + 1, prev_hash=last.hash)
+
+    def append(
+        self,
+        kind: AuditKind,
+        *,
+        event_id: str | None = None,
+        party: str | None = None,
+        subject_keys: Iterable[str] = (),
+        data: dict[str, Any] | None = None,
+    ) -> AuditRecord:
+        body = {
+            "chain": self.chain,
+            "seq": self.next_seq,
+            "at": self._clock(),
+            "kind": kind,
+            "event_id": event_id,
+            "party": party,
+            "subject_keys": tuple(subject_keys),
+            "data": data or {},
+            "prev_hash": self.prev_hash,
+        }
+        draft = AuditRecord.model_validate({**body, "hash": GENESIS})
+        record = draft.model_copy(update={"hash": draft.computed_hash()})
+        self.next_seq += 1
+        self.prev_hash = record.hash
+        return record
+
+    def checkpoint(self, signer: CheckpointSigner) -> AuditRecord:
+        """Sign the chain's head; the checkpoint itself is the next record of the chain."""
+        if self.next_seq == 0:
+            raise ValueError("nothing to checkpoint on an empty chain")
+        covered = self.next_seq - 1
+        sig = signer.sign(checkpoint_message(self.chain, covered, self.prev_hash))
+        return self.append(
+            AuditKind.CHECKPOINT,
+            data={
+                "covers_seq": covered,
+                "covers_hash": self.prev_hash,
+                "key_id": signer.key_id,
+                "signature": base64.b64encode(sig).decode("ascii"),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    chain: str
+    records: int
+    head_seq: int
+    head_hash: str
+    last_checkpoint_seq: int | None
+
+
+def verify_chain(
+    records: Iterable[AuditRecord],
+    verifier: CheckpointVerifier,
+    *,
+    expect_chain: str | None = None,
+) -> ChainReport:
+    """Verify one chain in order; raise :class:`ChainBroken` naming the first bad ``seq``.
+
+    Detects a modified record (its hash), a deleted, inserted or reordered record (sequence
+    numbers and ``prev_hash`` links), a forged checkpoint (signature), and truncation: the
+    newest checkpoint promises that the chain reached ``covers_seq``, so a chain ending before
+    a checkpoint's own position cannot carry it, and a chain cut inside signed history fails
+    the link from the checkpoint.
+    """
+    expected_seq = 0
+    prev = GENESIS
+    chain = expect_chain
+    last_cp: int | None = None
+    count = 0
+    for rec in records:
+        if chain is None:
+            chain = rec.chain
+        if rec.chain != chain:
+            raise ChainBroken(rec.seq, f"record belongs to chain {rec.chain!r}, not {chain!r}")
+        if rec.seq != expected_seq:
+            raise ChainBroken(expected_seq, f"expected seq {expected_seq}, found {rec.seq}")
+        if rec.prev_hash != prev:
+            raise ChainBroken(rec.seq, "prev_hash does not match the previous record")
+        if rec.computed_hash() != rec.hash:
+            raise ChainBroken(rec.seq, "record content does not match its hash")
+        if rec.kind is AuditKind.CHECKPOINT:
+            _verify_checkpoint(rec, prev, verifier)
+            last_cp = rec.seq
+        prev = rec.hash
+        expected_seq += 1
+        count += 1
+    return ChainReport(chain or "", count, expected_seq - 1, prev, last_cp)
+
+
+def verify_truncation(report: ChainReport, signed_head_seq: int | None) -> None:
+    """Fail when a chain is shorter than a checkpoint known from elsewhere says it was."""
+    if signed_head_seq is not None and report.head_seq < signed_head_seq:
+        raise ChainBroken(
+            report.head_seq + 1,
+            f"chain ends at seq {report.head_seq} but a signed checkpoint covers {signed_head_seq}",
+        )
+
+
+def _verify_checkpoint(rec: AuditRecord, prev_hash: str, verifier: CheckpointVerifier) -> None:
+    data = rec.data
+    try:
+        covers_seq = int(data["covers_seq"])
+        covers_hash = str(data["covers_hash"])
+        key_id = str(data["key_id"])
+        sig = base64.b64decode(str(data["signature"]), validate=True)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ChainBroken(rec.seq, "checkpoint is malformed") from exc
+    if covers_seq != rec.seq - 1 or covers_hash != prev_hash:
+        raise ChainBroken(rec.seq, "checkpoint does not cover the record before it")
+    if not verifier.verify(key_id, checkpoint_message(rec.chain, covers_seq, covers_hash), sig):
+        raise ChainBroken(rec.seq, "checkpoint signature does not verify")
