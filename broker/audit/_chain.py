@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from broker.audit._record import GENESIS, AuditKind, AuditRecord
-from broker.envelope import canonical_json
+from broker._canonical import canonical_json
 from broker.errors import ChainBroken
 
 

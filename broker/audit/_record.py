@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.envelope import canonical_json
+from broker._canonical import canonical_json
 
 GENESIS = "0" * 64
 
