@@ -1,7 +1,196 @@
+"""``accord keys``: create, list, rotate, retire and revoke parties' keys."""
+
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from broker.config import KemSuite
+from broker.errors import UsageError
+
+if TYPE_CHECKING:
+    from broker.keys import FileKeyStore, KeyInfo
+
+_DirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir", help="Keystore directory (default: <ACCORD_HOME>/keys).", show_default=False
+    ),
+]
+
+
+def _open_store(directory: Path | None, *, create: bool = False) -> FileKeyStore:
+    from broker.config import load_settings  # noqa: PLC0415  # keep `accord --help` fast
+    from broker.keys import FileKeyStore  # noqa: PLC0415  # imports cryptography
+
+    settings = load_settings()
+    path = directory if directory is not None else settings.keys_dir
+    return FileKeyStore(path, settings.keystore.passphrase, create=create)
+
+
+def _policy_parties(policies: Path) -> list[str]:
+    """Party ids of a policy bundle: the keys of ``parties:`` in ``parties.yaml``."""
+    import yaml  # noqa: PLC0415  # only this command reads YAML
+
+    from broker.envelope import is_identifier  # noqa: PLC0415
+    from broker.keys import SPECIAL_PRINCIPALS  # noqa: PLC0415
+
+    if not policies.is_dir():
+        raise UsageError(f"policy bundle not found: {policies} (use --policies DIR)")
+    path = policies / "parties.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: missing (a policy bundle needs parties.yaml)") from exc
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML") from exc
+    parties = data.get("parties") if isinstance(data, dict) else None
+    if not isinstance(parties, dict) or not parties:
+        raise UsageError(f"{path}: expected a non-empty 'parties:' mapping")
+    ids = [str(p) for p in parties]
+    for pid in ids:
+        if not is_identifier(pid):
+            raise UsageError(f"{path}: party id {pid!r} must use letters, digits and . _ : -")
+        if pid in SPECIAL_PRINCIPALS:
+            raise UsageError(f"{path}: party id {pid!r} is reserved for Accord itself")
+    return ids
+
+
+def _status(info: KeyInfo) -> str:
+    import time  # noqa: PLC0415
+
+    if info.status.value == "active" and not info.is_live_ts(time.time()):
+        return "expired"
+    return info.status.value
+
+
+def _row(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "key_id": info.key_id,
+        "party": info.party,
+        "purpose": info.purpose.value,
+        "alg": info.alg.value,
+        "status": _status(info),
+        "created_at": info.created_at.isoformat(timespec="seconds"),
+        "not_after": info.not_after.isoformat(timespec="seconds") if info.not_after else None,
+    }
+
+
+def _print_table(infos: list[KeyInfo]) -> None:
+    rows = [_row(i) for i in infos]
+    cols = ("party", "purpose", "alg", "key_id", "status", "not_after")
+    widths = {c: max([len(c), *(len(str(r[c] or "-")) for r in rows)]) for c in cols}
+    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip())
+    for r in rows:
+        typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
+
 
 def register(app: typer.Typer) -> None:
-    """Placeholder until this command group lands; registers nothing."""
+    keys_app = typer.Typer(
+        name="keys",
+        help="Manage parties' signing and encryption keys (the local keystore).",
+        no_args_is_help=True,
+    )
+
+    @keys_app.command("init")
+    def init(
+        policies: Annotated[
+            Path | None,
+            typer.Option("--policies", help="Policy bundle whose parties get keys."),
+        ] = None,
+        directory: _DirOption = None,
+        kem: Annotated[
+            KemSuite | None, typer.Option("--kem", help="KEM for new encryption keys.")
+        ] = None,
+    ) -> None:
+        """Create keys for every party of a policy bundle, plus worker, audit and governance.
+
+        Idempotent: parties that already have active keys keep them.
+        """
+        from broker.config import load_settings  # noqa: PLC0415
+        from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS  # noqa: PLC0415
+
+        settings = load_settings()
+        parties = _policy_parties(policies if policies is not None else settings.policies)
+        suite = kem if kem is not None else settings.envelope.kem
+        store = _open_store(directory, create=True)
+        created: list[KeyInfo] = []
+        for party in parties:
+            created += store.ensure_party(party, purposes=ALL_PURPOSES, kem=suite)
+        for principal, purposes in SPECIAL_PRINCIPALS.items():
+            created += store.ensure_party(principal, purposes=purposes, kem=suite)
+        total = len(parties) + len(SPECIAL_PRINCIPALS)
+        typer.echo(f"keystore {store.path}: {len(created)} new keys for {total} parties")
+        if created:
+            _print_table(created)
+
+    @keys_app.command("list")
+    def list_keys(
+        directory: _DirOption = None,
+        party: Annotated[str | None, typer.Option("--party", help="Only this party.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+    ) -> None:
+        """List the public key directory: ids, purposes, algorithms and status."""
+        infos = _open_store(directory).keys(party)
+        if party is not None and not infos:
+            raise UsageError(f"no keys for party {party}")
+        if as_json:
+            for info in infos:
+                typer.echo(json.dumps(_row(info), sort_keys=True))
+        else:
+            _print_table(infos)
+
+    @keys_app.command("rotate")
+    def rotate(
+        party: Annotated[str, typer.Argument(help="Party whose keys to rotate.")],
+        directory: _DirOption = None,
+        purpose: Annotated[str, typer.Option("--purpose", help="sign, encrypt or both.")] = "both",
+        grace_days: Annotated[
+            float,
+            typer.Option("--grace-days", min=0, help="Old keys keep opening for this long."),
+        ] = 7.0,
+    ) -> None:
+        """New keys seal and sign from now on; the old ones expire after the grace period."""
+        from datetime import timedelta  # noqa: PLC0415
+
+        from broker.config import load_settings  # noqa: PLC0415
+        from broker.keys import ALL_PURPOSES, KeyPurpose  # noqa: PLC0415
+
+        choice = {"both": ALL_PURPOSES, "sign": (KeyPurpose.SIGN,)}
+        choice["encrypt"] = (KeyPurpose.ENCRYPT,)
+        if purpose not in choice:
+            raise UsageError("--purpose must be sign, encrypt or both")
+        store = _open_store(directory)
+        created = store.rotate(
+            party,
+            purposes=choice[purpose],
+            kem=load_settings().envelope.kem,
+            grace=timedelta(days=grace_days),
+        )
+        if not created:
+            raise UsageError(f"party {party} has no {purpose} key to rotate")
+        typer.echo(f"rotated {party}: old keys expire in {grace_days:g} days")
+        _print_table(created)
+
+    @keys_app.command("retire")
+    def retire(
+        key_id: Annotated[str, typer.Argument(help="Key id (see 'accord keys list').")],
+        directory: _DirOption = None,
+    ) -> None:
+        """Stop using a key: records under it no longer open."""
+        info = _open_store(directory).retire(key_id)
+        typer.echo(f"retired {info.key_id} ({info.party}, {info.purpose.value})")
+
+    @keys_app.command("revoke")
+    def revoke(
+        key_id: Annotated[str, typer.Argument(help="Key id (see 'accord keys list').")],
+        directory: _DirOption = None,
+    ) -> None:
+        """Revoke a compromised key: refused at once for signing, sealing and opening."""
+        info = _open_store(directory).revoke(key_id)
+        typer.echo(f"revoked {info.key_id} ({info.party}, {info.purpose.value})")
+
+    app.add_typer(keys_app, name="keys")

@@ -15,7 +15,7 @@ def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> N
         code = exc.code
     assert code in (0, None)
     out = capsys.readouterr().out
-    for command in ("kafka", "demo"):
+    for command in ("kafka", "keys", "demo"):
         assert command in out
 
 

@@ -1,0 +1,465 @@
+"""The local file keystore, Accord's default ``KeyStore``.
+
+Layout of the keystore directory (0700; every file 0600, refused if others can read it)::
+
+    keystore.json        format, and how private keys are protected (none | scrypt)
+    directory.json       public key directory: every party's keys, ids, status, not_after
+    private/<id>.key     one private key each, raw bytes, AES-256-GCM-wrapped if protected
+    .lock                serialises mutations across processes
+
+With a passphrase, a key-encryption key is derived once per store with scrypt (salt and
+parameters in ``keystore.json``, plus a check value so a wrong passphrase is reported at once)
+and each private key is wrapped with AES-256-GCM, its id, party and algorithm bound as
+associated data so wrapped keys cannot be swapped between files.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import SecretStr
+
+from broker.config import KemSuite
+from broker.envelope import (
+    Clock,
+    KeyAlg,
+    KeyInfo,
+    KeyPurpose,
+    KeyStatus,
+    SigningIdentity,
+    compute_key_id,
+    is_identifier,
+)
+
+# The keystore shares the envelope's single hazmat module (key generation, key wrapping).
+from broker.envelope._primitives import (
+    AEAD_NONCE_LEN,
+    Aead,
+    KemAlg,
+    KemPrivateKey,
+    SigningKey,
+    random_bytes,
+    scrypt_kek,
+)
+from broker.errors import EnvelopeError, KeyNotFound, KeyStoreError, UsageError
+from broker.keys._files import check_private, locked, make_private_dir, read_json, write_private
+from broker.keys._protocol import ALL_PURPOSES, DEFAULT_ROTATION_GRACE
+
+__all__ = ["FileKeyStore"]
+
+_STORE_FORMAT: Final = "accord-keystore/v1"
+_DIR_FORMAT: Final = "accord-key-directory/v1"
+_KEY_FORMAT: Final = "accord-private-key/v1"
+_CHECK_PLAINTEXT: Final = b"accord keystore passphrase check"
+_WRAP_LABEL: Final = b"accord/private-key/v1\x00"
+_REFRESH_SECONDS: Final = 1.0
+
+_PrivateKey = SigningKey | KemPrivateKey
+# Module constants: enum attribute access is slow on the per-record lookup paths.
+_SIGN: Final = KeyPurpose.SIGN
+_ENCRYPT: Final = KeyPurpose.ENCRYPT
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object, where: Path) -> bytes:
+    if not isinstance(text, str):
+        raise KeyStoreError(f"keystore file {where} is not in the expected format")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise KeyStoreError(f"keystore file {where} is not in the expected format") from exc
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _parse_ts(value: object, where: Path) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise KeyStoreError(f"keystore file {where} has a bad timestamp") from exc
+    if parsed.tzinfo is None:
+        raise KeyStoreError(f"keystore file {where} has a timestamp without a zone")
+    return parsed
+
+
+class FileKeyStore:
+    """A keystore in a local directory (``Settings.keys_dir`` by default)."""
+
+    def __init__(
+        self,
+        path: Path,
+        passphrase: SecretStr | None = None,
+        *,
+        create: bool = False,
+        clock: Clock = time.time,
+        scrypt_n: int = 2**15,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._dir_file = self.path / "directory.json"
+        self._private_dir = self.path / "private"
+        meta_file = self.path / "keystore.json"
+        if not meta_file.exists():
+            if not create:
+                raise KeyStoreError(f"no keystore at {self.path}; run 'accord keys init'")
+            self._initialise(meta_file, passphrase, scrypt_n)
+        check_private(self.path)
+        self._kek = self._unlock(read_json(meta_file), meta_file, passphrase)
+        self._entries: list[KeyInfo] = []
+        self._by_id: dict[str, KeyInfo] = {}
+        self._newest: dict[tuple[str, KeyPurpose], KeyInfo] = {}
+        self._identities: dict[str, SigningIdentity] = {}
+        self._private: dict[str, _PrivateKey] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked_at = 0.0
+        self._load()
+
+    # -- KeyResolver -------------------------------------------------------------------
+
+    def public_key(self, key_id: str) -> KeyInfo | None:
+        self._maybe_reload()
+        return self._by_id.get(key_id)
+
+    def current_signing_key(self, party: str) -> SigningIdentity:
+        info = self._current(party, _SIGN)
+        ident = self._identities.get(info.key_id)
+        if ident is None or ident.info is not info:
+            key = self._load_private(info)
+            if not isinstance(key, SigningKey):
+                raise KeyNotFound(f"no usable signing key for party {party}")
+            ident = self._identities[info.key_id] = SigningIdentity(info, key)
+        return ident
+
+    def current_encryption_key(self, party: str) -> KeyInfo:
+        return self._current(party, _ENCRYPT)
+
+    def decryption_key(self, key_id: str) -> KemPrivateKey | None:
+        info = self.public_key(key_id)
+        if info is None or info.purpose is not KeyPurpose.ENCRYPT:
+            return None
+        if not (self._private_dir / f"{key_id}.key").exists() and key_id not in self._private:
+            return None
+        key = self._load_private(info)
+        return key if isinstance(key, KemPrivateKey) else None
+
+    # -- KeyStore ----------------------------------------------------------------------
+
+    def keys(self, party: str | None = None) -> list[KeyInfo]:
+        self._maybe_reload()
+        return [k for k in self._entries if party is None or k.party == party]
+
+    def parties(self) -> list[str]:
+        self._maybe_reload()
+        return sorted({k.party for k in self._entries})
+
+    def ensure_party(
+        self,
+        party: str,
+        *,
+        purposes: Sequence[KeyPurpose] = ALL_PURPOSES,
+        kem: KemSuite = KemSuite.HYBRID,
+        not_after: datetime | None = None,
+    ) -> list[KeyInfo]:
+        if not is_identifier(party):
+            raise UsageError("party ids use letters, digits and . _ : - only (1-255 characters)")
+        with locked(self.path):
+            self._load()
+            missing = [p for p in purposes if not self._active(party, p)]
+            created = [self._generate(party, p, kem, not_after) for p in missing]
+            self._save(self._entries + created)
+        return created
+
+    def rotate(
+        self,
+        party: str,
+        *,
+        purposes: Sequence[KeyPurpose] = ALL_PURPOSES,
+        kem: KemSuite = KemSuite.HYBRID,
+        grace: timedelta = DEFAULT_ROTATION_GRACE,
+    ) -> list[KeyInfo]:
+        now = self._now()
+        with locked(self.path):
+            self._load()
+            if not any(k.party == party for k in self._entries):
+                raise KeyNotFound(f"no keys for party {party}")
+            held = {k.purpose for k in self._entries if k.party == party}
+            wanted = [p for p in purposes if p in held]
+            ends = now + grace
+            entries = [
+                replace(k, not_after=ends if k.not_after is None else min(k.not_after, ends))
+                if k.party == party and k.purpose in wanted and k.status is KeyStatus.ACTIVE
+                else k
+                for k in self._entries
+            ]
+            created = [self._generate(party, p, kem, None) for p in wanted]
+            self._save(entries + created)
+        return created
+
+    def retire(self, key_id: str) -> KeyInfo:
+        return self._set_status(key_id, KeyStatus.RETIRED)
+
+    def revoke(self, key_id: str) -> KeyInfo:
+        return self._set_status(key_id, KeyStatus.REVOKED)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _active(self, party: str, purpose: KeyPurpose) -> list[KeyInfo]:
+        return [
+            k
+            for k in self._entries
+            if k.party == party and k.purpose is purpose and k.status is KeyStatus.ACTIVE
+        ]
+
+    def _current(self, party: str, purpose: KeyPurpose) -> KeyInfo:
+        self._maybe_reload()
+        info = self._newest.get((party, purpose))
+        if info is None:
+            raise KeyNotFound(f"no active {purpose.value} key for party {party}")
+        return info
+
+    def _set_status(self, key_id: str, status: KeyStatus) -> KeyInfo:
+        with locked(self.path):
+            self._load()
+            info = self._by_id.get(key_id)
+            if info is None:
+                raise KeyNotFound(f"no key with id {key_id}")
+            if info.status is KeyStatus.REVOKED and status is not KeyStatus.REVOKED:
+                raise UsageError(f"key {key_id} is revoked; a revoked key stays revoked")
+            updated = replace(info, status=status, status_changed_at=self._now())
+            self._save([updated if k.key_id == key_id else k for k in self._entries])
+        self._private.pop(key_id, None)
+        return updated
+
+    def _generate(
+        self, party: str, purpose: KeyPurpose, kem: KemSuite, not_after: datetime | None
+    ) -> KeyInfo:
+        key: _PrivateKey
+        if purpose is KeyPurpose.SIGN:
+            alg, key = KeyAlg.ED25519, SigningKey.generate()
+        else:
+            alg, key = KeyAlg(kem.value), KemPrivateKey.generate(KemAlg(kem.value))
+        public = key.public_raw()
+        info = KeyInfo(
+            key_id=compute_key_id(alg, public),
+            party=party,
+            alg=alg,
+            public=public,
+            created_at=self._now(),
+            not_after=not_after,
+        )
+        self._write_private(info, key.raw())
+        self._private[info.key_id] = key
+        return info
+
+    # Private key files
+
+    def _wrap_ad(self, info: KeyInfo) -> bytes:
+        return _WRAP_LABEL + f"{info.key_id}\x00{info.party}\x00{info.alg.value}".encode()
+
+    def _write_private(self, info: KeyInfo, raw: bytes) -> None:
+        make_private_dir(self._private_dir)
+        record: dict[str, Any] = {
+            "format": _KEY_FORMAT,
+            "key_id": info.key_id,
+            "party": info.party,
+            "alg": info.alg.value,
+        }
+        if self._kek is None:
+            record |= {"protection": "none", "key": _b64(raw)}
+        else:
+            nonce = random_bytes(AEAD_NONCE_LEN)
+            wrapped = Aead(self._kek).seal(nonce, raw, self._wrap_ad(info))
+            record |= {"protection": "aes-256-gcm", "nonce": _b64(nonce), "key": _b64(wrapped)}
+        write_private(self._private_dir / f"{info.key_id}.key", record)
+
+    def _load_private(self, info: KeyInfo) -> _PrivateKey:
+        cached = self._private.get(info.key_id)
+        if cached is not None:
+            return cached
+        path = self._private_dir / f"{info.key_id}.key"
+        if not path.exists():
+            raise KeyNotFound(f"this keystore does not hold the private key {info.key_id}")
+        check_private(path)
+        rec = read_json(path)
+        if (rec.get("format"), rec.get("key_id"), rec.get("party"), rec.get("alg")) != (
+            _KEY_FORMAT,
+            info.key_id,
+            info.party,
+            info.alg.value,
+        ):
+            raise KeyStoreError(f"private key file {path} does not match the directory")
+        raw = _unb64(rec.get("key"), path)
+        if rec.get("protection") == "aes-256-gcm" and self._kek is not None:
+            try:
+                raw = Aead(self._kek).open(_unb64(rec.get("nonce"), path), raw, self._wrap_ad(info))
+            except EnvelopeError as exc:
+                raise KeyStoreError(f"private key file {path} cannot be unwrapped") from exc
+        elif rec.get("protection") != ("none" if self._kek is None else "aes-256-gcm"):
+            raise KeyStoreError(f"private key file {path} has the wrong protection")
+        key: _PrivateKey = (
+            SigningKey.from_raw(raw)
+            if info.alg is KeyAlg.ED25519
+            else KemPrivateKey(info.alg.kem, raw)
+        )
+        if key.public_raw() != info.public:
+            raise KeyStoreError(f"private key file {path} does not match its public key")
+        self._private[info.key_id] = key
+        return key
+
+    # Store metadata and passphrase
+
+    def _initialise(self, meta_file: Path, passphrase: SecretStr | None, scrypt_n: int) -> None:
+        make_private_dir(self.path)
+        make_private_dir(self._private_dir)
+        meta: dict[str, Any] = {"format": _STORE_FORMAT, "protection": "none"}
+        if passphrase is not None:
+            salt = random_bytes(16)
+            params = {"n": scrypt_n, "r": 8, "p": 1}
+            kek = scrypt_kek(passphrase.get_secret_value().encode("utf-8"), salt, **params)
+            nonce = random_bytes(AEAD_NONCE_LEN)
+            check = Aead(kek).seal(nonce, _CHECK_PLAINTEXT, _STORE_FORMAT.encode())
+            meta = {
+                "format": _STORE_FORMAT,
+                "protection": "scrypt",
+                "salt": _b64(salt),
+                "scrypt": params,
+                "check": _b64(nonce + check),
+            }
+        if not self._dir_file.exists():
+            write_private(self._dir_file, {"format": _DIR_FORMAT, "keys": []})
+        write_private(meta_file, meta)
+
+    def _unlock(
+        self, meta: dict[str, Any], where: Path, passphrase: SecretStr | None
+    ) -> bytes | None:
+        if meta.get("format") != _STORE_FORMAT:
+            raise KeyStoreError(f"keystore file {where} is not in the expected format")
+        if meta.get("protection") == "none":
+            if passphrase is not None:
+                raise KeyStoreError(
+                    f"the keystore at {self.path} has no passphrase, but one was given"
+                )
+            return None
+        if meta.get("protection") != "scrypt":
+            raise KeyStoreError(f"keystore file {where} is not in the expected format")
+        if passphrase is None:
+            raise KeyStoreError(
+                f"the keystore at {self.path} is passphrase-protected; "
+                "set ACCORD_KEYSTORE__PASSPHRASE"
+            )
+        params = meta.get("scrypt")
+        if not isinstance(params, dict) or set(params) != {"n", "r", "p"}:
+            raise KeyStoreError(f"keystore file {where} is not in the expected format")
+        try:
+            kek = scrypt_kek(
+                passphrase.get_secret_value().encode("utf-8"),
+                _unb64(meta.get("salt"), where),
+                n=int(params["n"]),
+                r=int(params["r"]),
+                p=int(params["p"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise KeyStoreError(f"keystore file {where} has unusable scrypt parameters") from exc
+        check = _unb64(meta.get("check"), where)
+        try:
+            Aead(kek).open(check[:AEAD_NONCE_LEN], check[AEAD_NONCE_LEN:], _STORE_FORMAT.encode())
+        except EnvelopeError as exc:
+            raise KeyStoreError(f"wrong passphrase for the keystore at {self.path}") from exc
+        return kek
+
+    # Public directory
+
+    def _maybe_reload(self) -> None:
+        # Another process (``accord keys revoke``) may change the directory under a running
+        # worker; look at most once a second so lookups stay cheap.
+        now = time.monotonic()
+        if now - self._checked_at < _REFRESH_SECONDS:
+            return
+        self._checked_at = now
+        try:
+            st = self._dir_file.stat()
+        except FileNotFoundError as exc:
+            raise KeyStoreError(f"keystore file missing: {self._dir_file}") from exc
+        if (st.st_ino, st.st_mtime_ns, st.st_size) != self._stamp:
+            self._load()
+
+    def _load(self) -> None:
+        st = self._dir_file.stat() if self._dir_file.exists() else None
+        check_private(self._dir_file)
+        data = read_json(self._dir_file)
+        if data.get("format") != _DIR_FORMAT or not isinstance(data.get("keys"), list):
+            raise KeyStoreError(f"keystore file {self._dir_file} is not in the expected format")
+        entries = [self._parse_entry(e) for e in data["keys"]]
+        self._set_entries(entries)
+        self._stamp = None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._checked_at = time.monotonic()
+
+    def _set_entries(self, entries: list[KeyInfo]) -> None:
+        by_id = {k.key_id: k for k in entries}
+        if len(by_id) != len(entries):
+            raise KeyStoreError(f"keystore file {self._dir_file} lists a key id twice")
+        self._entries, self._by_id = entries, by_id
+        # Newest active key per (party, purpose): later entries overwrite earlier ones.
+        self._newest = {(k.party, k.purpose): k for k in entries if k.status is KeyStatus.ACTIVE}
+
+    def _parse_entry(self, e: object) -> KeyInfo:
+        where = self._dir_file
+        if not isinstance(e, dict):
+            raise KeyStoreError(f"keystore file {where} is not in the expected format")
+        try:
+            info = KeyInfo(
+                key_id=str(e["key_id"]),
+                party=str(e["party"]),
+                alg=KeyAlg(e["alg"]),
+                public=_unb64(e["public"], where),
+                created_at=_parse_ts(e["created_at"], where) or self._now(),
+                status=KeyStatus(e["status"]),
+                not_after=_parse_ts(e.get("not_after"), where),
+                status_changed_at=_parse_ts(e.get("status_changed_at"), where),
+            )
+        except (KeyError, ValueError) as exc:
+            raise KeyStoreError(f"keystore file {where} is not in the expected format") from exc
+        if compute_key_id(info.alg, info.public) != info.key_id:
+            raise KeyStoreError(f"keystore file {where}: key {info.key_id} does not match its id")
+        return info
+
+    def _save(self, entries: list[KeyInfo]) -> None:
+        self._set_entries(entries)
+        write_private(
+            self._dir_file,
+            {
+                "format": _DIR_FORMAT,
+                "keys": [
+                    {
+                        "key_id": k.key_id,
+                        "party": k.party,
+                        "purpose": k.purpose.value,
+                        "alg": k.alg.value,
+                        "public": _b64(k.public),
+                        "created_at": _ts(k.created_at),
+                        "status": k.status.value,
+                        "not_after": _ts(k.not_after),
+                        "status_changed_at": _ts(k.status_changed_at),
+                    }
+                    for k in entries
+                ],
+            },
+        )
+        st = self._dir_file.stat()
+        self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
