@@ -16,9 +16,11 @@ from broker.audit._chain import (
     verify_chain,
     verify_truncation,
 )
+from broker.audit._keys import AUDIT_PARTY, KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.audit._record import GENESIS, AuditKind, AuditRecord, record_hash
 
 __all__ = [
+    "AUDIT_PARTY",
     "GENESIS",
     "AuditKind",
     "AuditRecord",
@@ -26,6 +28,8 @@ __all__ = [
     "ChainWriter",
     "CheckpointSigner",
     "CheckpointVerifier",
+    "KeystoreAuditSigner",
+    "KeystoreAuditVerifier",
     "checkpoint_message",
     "record_hash",
     "verify_chain",

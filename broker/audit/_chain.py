@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from broker.audit._record import GENESIS, AuditKind, AuditRecord
 from broker._canonical import canonical_json
+from broker.audit._record import GENESIS, AuditKind, AuditRecord
 from broker.errors import ChainBroken
 
 

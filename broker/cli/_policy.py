@@ -1,7 +1,246 @@
+"""``accord policy check|explain|test``: work with a policy bundle before it goes live."""
+
 from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from broker.errors import BundleInvalid, EventInvalid, UsageError
+
+if TYPE_CHECKING:
+    from broker.events import ConsentRecord
+    from broker.policy import Decision
+
+# Module level: typer resolves these string annotations in the module's globals.
+BundleDir = Annotated[Path, typer.Argument(help="The policy bundle folder.")]
+EventFile = Annotated[Path, typer.Argument(help="A contact event as JSON.")]
+ScenarioPaths = Annotated[list[Path], typer.Argument(help="Scenario files or folders.")]
+PoliciesOpt = Annotated[
+    Path | None,
+    typer.Option("--policies", help="Policy bundle folder (default: the project's policies/)."),
+]
+ConsentsOpt = Annotated[
+    Path | None,
+    typer.Option("--consents", help="Consent records: a JSON list, JSON lines, or YAML list."),
+]
+AtOpt = Annotated[
+    str | None, typer.Option("--at", help="Decision time, ISO 8601 with timezone (default: now).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _default_policies(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    from broker.config import load_settings  # noqa: PLC0415  # pydantic-settings only when needed
+
+    return load_settings().policies
+
+
+def _parse_at(value: str | None) -> datetime:
+    if value is None:
+        # The CLI is the entry point: the one place the wall clock is read.
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--at: not an ISO 8601 date-time: {value!r}") from None
+    if at.tzinfo is None:
+        raise UsageError("--at: give a timezone, e.g. 2026-11-22T08:00:00Z")
+    return at
+
+
+def _read_consents(path: Path) -> list[ConsentRecord]:
+    import yaml  # noqa: PLC0415  # only for this option
+
+    from broker.events import parse_consents  # noqa: PLC0415
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".jsonl":
+            items: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            items = yaml.safe_load(text)  # JSON is read fine by the YAML loader
+    except (json.JSONDecodeError, yaml.YAMLError):
+        raise UsageError(f"--consents: {path} is not JSON, JSON lines or YAML") from None
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise UsageError(f"--consents: {path} must hold a list of consent records")
+    try:
+        return parse_consents(items, now=None)
+    except EventInvalid as exc:
+        raise EventInvalid([(f"consents{p}", m) for p, m in exc.problems]) from None
+
+
+def _basis(d: Decision) -> str:
+    if d.lawful_basis is None:
+        return ""
+    b = d.lawful_basis
+    parts = [f"Art6 {b.article6}"]
+    if b.article9:
+        parts.append(f"Art9 {b.article9}")
+    if b.article10:
+        parts.append(f"Art10 {b.article10}")
+    return "\n".join(parts)
+
+
+def _fields(d: Decision) -> str:
+    return "\n".join(
+        f"{p} → {d.transforms[p]}" if p in d.transforms else p for p in d.fields_shared
+    )
+
+
+def _rows(d: Decision) -> list[tuple[str, str]]:
+    outcome = d.outcome + (" (flagged for IG review)" if d.review_required else "")
+    rows = [("Outcome", outcome)]
+    if d.reason:
+        rows.append(("Reason", d.reason))
+    rows.append(
+        (
+            "Clauses",
+            "\n".join(
+                f"{g.agreement_id} v{g.agreement_version} / {g.clause_id}" for g in d.grounds
+            ),
+        )
+    )
+    if d.purpose:
+        rows.append(("Purpose", d.purpose))
+    rows.append(("Lawful basis", _basis(d)))
+    if d.override_grounds:
+        rows.append(("Override on", d.override_grounds.replace("_", " ")))
+    rows.append(("Consent", f"{d.consent} ({d.consent_rule})" if d.consent_rule else d.consent))
+    rows.append(("Fields shared", _fields(d) or "none"))
+    withheld = "\n".join(d.fields_withheld)
+    if d.restrictions:
+        withheld += ("\n" if withheld else "") + f"(restriction: {', '.join(d.restrictions)})"
+    rows.append(("Fields withheld", withheld or "none"))
+    if d.subjects:
+        roles = ", ".join(f"{n} {role}" for role, n in d.subject_roles.items())
+        rows.append(("Subjects", f"{len(d.subjects)} ({roles})"))
+    return rows
+
+
+def _explain_tables(
+    decisions: list[Decision], views: dict[str, Any], version: str, at: datetime
+) -> None:
+    from rich.console import Console  # noqa: PLC0415  # rich is only needed for human output
+    from rich.table import Table  # noqa: PLC0415
+
+    console = Console(highlight=False, soft_wrap=False)
+    console.print(f"Decisions at {at.isoformat()} under policy {version}")
+    for d in decisions:
+        table = Table(
+            title=f"{d.recipient} ({d.recipient_kind})", show_header=False, title_justify="left"
+        )
+        table.add_column("", style="bold", no_wrap=True)
+        table.add_column("", overflow="fold")
+        for key, value in _rows(d):
+            table.add_row(key, value)
+        console.print(table)
+        if d.recipient in views:
+            console.print(f"View for {d.recipient}:")
+            console.print_json(json.dumps(views[d.recipient], ensure_ascii=False))
+        console.print()
+
+
+def _explain(
+    event_file: Path, policies: Path | None, consents: Path | None, at: str | None, as_json: bool
+) -> None:
+    from broker.events import parse_event  # noqa: PLC0415
+    from broker.policy import Policy, redact  # noqa: PLC0415
+
+    when = _parse_at(at)
+    raw = event_file.read_bytes()
+    event = parse_event(raw, now=when)
+    records = _read_consents(consents) if consents else []
+    policy = Policy.load(_default_policies(policies))
+    decisions = policy.decide(event, records, at=when)
+    # Pseudonyms in an explanation use a throwaway key: they show the shape, not real values.
+    key = secrets.token_bytes(32)
+    views = {d.recipient: redact(event, d, pseudonym_key=key) for d in decisions if d.shares}
+    if as_json:
+        out = {
+            "policy_version": policy.version,
+            "at": when.isoformat(),
+            "decisions": [d.model_dump(mode="json") for d in decisions],
+            "views": views,
+        }
+        typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    if not decisions:
+        typer.echo(f"No candidate recipients: no clause routes {event.type} from {event.sender}.")
+        return
+    _explain_tables(decisions, views, policy.version, when)
+    if any("_pseudonym" in json.dumps(v) for v in views.values()):
+        typer.echo("(pseudonyms above use a throwaway key: the real key gives different values)")
+
+
+def _test(paths: list[Path], policies: Path | None) -> int:
+    from broker.errors import ScenarioInvalid  # noqa: PLC0415
+    from broker.policy._scenario import collect_files, run_scenarios  # noqa: PLC0415
+
+    try:
+        files = collect_files(paths)
+    except FileNotFoundError as exc:
+        raise UsageError(f"no such file or folder: {exc.filename}") from None
+    default = _default_policies(policies)
+    passed = failed = 0
+    for result in run_scenarios(files, default):
+        if isinstance(result, ScenarioInvalid):
+            failed += 1
+            typer.echo(f"FAIL {result}")
+            continue
+        where = result.scenario.file
+        if result.passed:
+            passed += 1
+            typer.echo(f"PASS {result.scenario.name} ({where})")
+        else:
+            failed += 1
+            typer.echo(f"FAIL {result.scenario.name} ({where})")
+            for diff in result.diffs:
+                typer.echo(f"     {diff}")
+    typer.echo(f"{passed} passed, {failed} failed")
+    return 1 if failed or not (passed or failed) else 0
+
 
 def register(app: typer.Typer) -> None:
-    """Placeholder until this command group lands; registers nothing."""
+    policy = typer.Typer(help="Check, explain and test policy bundles.", no_args_is_help=True)
+    app.add_typer(policy, name="policy")
+
+    @policy.command("check")
+    def check(directory: BundleDir) -> None:
+        """Check a bundle: a one-line summary, or every problem (one per line) and exit 1."""
+        from broker.policy import Policy  # noqa: PLC0415
+
+        try:
+            loaded = Policy.load(directory)
+        except BundleInvalid as exc:
+            for problem in exc.problems:
+                typer.echo(problem)
+            n = len(exc.problems)
+            raise BundleInvalid([f"{directory}: {n} problem{'s' if n != 1 else ''}"]) from None
+        typer.echo(f"ok: {directory}: {loaded.summary()}")
+
+    @policy.command("explain")
+    def explain(
+        event_file: EventFile,
+        policies: PoliciesOpt = None,
+        consents: ConsentsOpt = None,
+        at: AtOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show who would receive an event, what, and why; and each recipient's view."""
+        _explain(event_file, policies, consents, at, as_json)
+
+    @policy.command("test")
+    def test(paths: ScenarioPaths, policies: PoliciesOpt = None) -> None:
+        """Run scenario files or folders; a closing 'N passed, N failed'; exit 1 on any failure."""
+        code = _test(paths, policies)
+        if code:
+            raise typer.Exit(code)

@@ -25,6 +25,7 @@ from broker.envelope._keytypes import (
     KeyStatus,
     SigningIdentity,
     compute_key_id,
+    verify_detached,
 )
 from broker.envelope._open import (
     InMemoryReplayGuard,
@@ -57,4 +58,5 @@ __all__ = [
     "compute_key_id",
     "is_identifier",
     "read_header",
+    "verify_detached",
 ]

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol
 
-from broker.envelope._primitives import KemAlg, KemPrivateKey, SigningKey
+from broker.envelope._primitives import KemAlg, KemPrivateKey, SigningKey, VerifyKey
+from broker.errors import MalformedEnvelope
 
 __all__ = [
     "KEY_ID_LEN",
@@ -24,6 +25,7 @@ __all__ = [
     "KeyStatus",
     "SigningIdentity",
     "compute_key_id",
+    "verify_detached",
 ]
 
 KEY_ID_LEN = 16
@@ -141,3 +143,17 @@ class KeyResolver(Protocol):
     def decryption_key(self, key_id: str) -> KemPrivateKey | None:
         """The private half of an encryption key this store holds, else ``None``."""
         ...
+
+
+def verify_detached(info: KeyInfo, message: bytes, signature: bytes) -> bool:
+    """Check an Ed25519 signature made by the key ``info`` describes (status is the caller's).
+
+    For signatures outside envelopes, such as audit checkpoints; the caller decides which
+    key statuses it accepts.
+    """
+    if info.alg is not KeyAlg.ED25519:
+        return False
+    try:
+        return VerifyKey(info.public).verify(signature, message)
+    except MalformedEnvelope:
+        return False

@@ -33,6 +33,7 @@ def test_envelope_public_surface() -> None:
         "compute_key_id",
         "is_identifier",
         "read_header",
+        "verify_detached",
     }
     for name in broker.envelope.__all__:
         assert hasattr(broker.envelope, name)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from broker.config import load_settings
+
+Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
+Instance = Annotated[
+    str, typer.Option(help="This worker's name: its transactional id and audit chain.")
+]
+MetricsPort = Annotated[
+    int | None, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT.")
+]
+CheckpointEvery = Annotated[
+    int, typer.Option(help="Sign an audit checkpoint every N input records.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    def worker(
+        policies: Policies = None,
+        instance: Instance = "worker-1",
+        metrics_port: MetricsPort = 9464,
+        checkpoint_every: CheckpointEvery = 1000,
+    ) -> None:
+        """Run the sharing pipeline: open, validate, decide, redact, seal, deliver, audit."""
+        from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+        from broker.cli._logging import configure_logging  # noqa: PLC0415
+        from broker.pipeline import Worker, WorkerOptions, serve  # noqa: PLC0415
+
+        settings = load_settings()
+        configure_logging()
+        options = WorkerOptions(
+            policies=policies or settings.policies,
+            instance=instance,
+            checkpoint_every=checkpoint_every,
+        )
+        w = Worker(settings, options, registry=CollectorRegistry())
+        asyncio.run(serve(w, metrics_port=metrics_port))

@@ -1,0 +1,57 @@
+"""The contact event contract (v1), consent records, and their validation.
+
+``parse_event(data, now=...)`` is the one way in: it validates bytes or a dict against the
+injected clock and raises ``broker.errors.EventInvalid`` naming each bad field (never its
+value). ``FIELD_PATHS`` is the closed set of field paths policies may name.
+"""
+
+from broker.events._consent import ConsentRecord, ConsentState, ConsentSubject, normalise_name
+from broker.events._identifiers import (
+    is_valid_nhs_number,
+    normalise_nhs_number,
+    normalise_postcode,
+    postcode_district,
+    postcode_sector,
+)
+from broker.events._model import (
+    ALWAYS_TRAVELS,
+    CLOCK_SKEW,
+    EVENT_FIELD_PATHS,
+    EVENT_TYPES,
+    FIELD_PATHS,
+    ROLES,
+    SUBJECT_FIELD_PATHS,
+    ContactEvent,
+    EventType,
+    Role,
+    Safeguarding,
+    Subject,
+)
+from broker.events._parse import parse_consent, parse_consents, parse_event
+
+__all__ = [
+    "ALWAYS_TRAVELS",
+    "CLOCK_SKEW",
+    "EVENT_FIELD_PATHS",
+    "EVENT_TYPES",
+    "FIELD_PATHS",
+    "ROLES",
+    "SUBJECT_FIELD_PATHS",
+    "ConsentRecord",
+    "ConsentState",
+    "ConsentSubject",
+    "ContactEvent",
+    "EventType",
+    "Role",
+    "Safeguarding",
+    "Subject",
+    "is_valid_nhs_number",
+    "normalise_name",
+    "normalise_nhs_number",
+    "normalise_postcode",
+    "parse_consent",
+    "parse_consents",
+    "parse_event",
+    "postcode_district",
+    "postcode_sector",
+]

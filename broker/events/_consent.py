@@ -1,0 +1,160 @@
+"""Consent records: what a family agreed to, refused or withdrew, for which purposes and whom.
+
+How a record matches a subject (``ConsentSubject.matches``): a record naming an NHS number
+matches exactly the subjects with that NHS number; a record without one matches the subjects
+whose normalised given name, family name and date of birth equal the record's (and whose
+postcode does too when both give one). Normalising folds case and drops everything that is
+not a letter, so ``O'Neil`` and ``oneil`` agree. The worker looks records up by the same
+subject key, so the two rules must stay identical.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from broker.events._model import CLOCK_SKEW, NhsNumber, Postcode, Subject, _require_aware
+
+__all__ = ["ConsentRecord", "ConsentState", "ConsentSubject", "normalise_name"]
+
+ConsentState = Literal["given", "refused", "withdrawn"]
+
+_Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+_Token = Annotated[str, StringConstraints(pattern=r"^(\*|kind:[a-z_]+|[a-z0-9][a-z0-9_.-]{0,63})$")]
+
+
+def normalise_name(name: str) -> str:
+    """Case-folded letters only: the demographic key ignores spacing, hyphens, apostrophes."""
+    return "".join(ch for ch in name.casefold() if ch.isalpha())
+
+
+def _end_of_day(value: Any) -> Any:
+    # A bare date means "valid through that whole day" (UTC), as agreements' dates do.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time.max, tzinfo=UTC)
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return _end_of_day(date.fromisoformat(value))
+        except ValueError:
+            return value
+    return value
+
+
+class ConsentSubject(BaseModel):
+    """Who the record is about: an NHS number, or given name, family name and date of birth."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nhs_number: NhsNumber | None = None
+    given_name: _Name | None = None
+    family_name: _Name | None = None
+    dob: date | None = None
+    postcode: Postcode | None = None
+
+    @model_validator(mode="after")
+    def _identifiable(self) -> ConsentSubject:
+        if self.nhs_number is None and (
+            self.given_name is None or self.family_name is None or self.dob is None
+        ):
+            raise ValueError("needs nhs_number, or given_name, family_name and dob")
+        return self
+
+    def matches(self, subject: Subject) -> bool:
+        """Whether this record is about ``subject`` (see the module docstring)."""
+        if self.nhs_number is not None:
+            return subject.nhs_number == self.nhs_number
+        if subject.given_name is None or subject.family_name is None or subject.dob is None:
+            return False
+        assert self.given_name is not None  # noqa: S101  # guaranteed by _identifiable
+        assert self.family_name is not None  # noqa: S101  # guaranteed by _identifiable
+        if (
+            self.postcode is not None
+            and subject.postcode is not None
+            and self.postcode != subject.postcode
+        ):
+            return False
+        return (
+            subject.dob == self.dob
+            and normalise_name(subject.family_name) == normalise_name(self.family_name)
+            and normalise_name(subject.given_name) == normalise_name(self.given_name)
+        )
+
+
+class ConsentRecord(BaseModel):
+    """A consent decision (brief §4). ``recipients`` hold party ids, ``kind:<kind>`` or ``*``."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "$id": "https://accord.example/schemas/consent-record.v1.json",
+            "title": "Accord consent record v1",
+        },
+    )
+
+    subject: ConsentSubject
+    state: ConsentState
+    purposes: tuple[_Token, ...] = Field(min_length=1, max_length=50)
+    recipients: tuple[_Token, ...] = Field(min_length=1, max_length=200)
+    recorded_by: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+    recorded_at: datetime
+    valid_until: Annotated[
+        datetime | None,
+        BeforeValidator(_end_of_day),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "format": "date-time"},
+                    {
+                        "type": "string",
+                        "format": "date",
+                        "description": "through that whole day (UTC)",
+                    },
+                    {"type": "null"},
+                ]
+            }
+        ),
+    ] = None
+
+    @field_validator("recorded_at")
+    @classmethod
+    def _recorded_not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        _require_aware(value)
+        ctx = info.context
+        # The clock is optional here: scenarios describe a world at a chosen time, where a
+        # record made "later" is legitimate test data (simply not yet in force).
+        now = ctx.get("now") if isinstance(ctx, dict) else None
+        if isinstance(now, datetime) and value > now + CLOCK_SKEW:
+            raise ValueError("is in the future")
+        return value
+
+    @field_validator("valid_until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _require_aware(value)
+
+    def in_force(self, at: datetime) -> bool:
+        """In force from ``recorded_at`` until ``valid_until`` (inclusive)."""
+        return self.recorded_at <= at and (self.valid_until is None or at <= self.valid_until)
+
+    def covers(self, purpose: str, recipient: str, recipient_kind: str) -> bool:
+        """Whether the record speaks about this purpose and recipient."""
+        purposes = self.purposes
+        if "*" not in purposes and purpose not in purposes:
+            return False
+        recipients = self.recipients
+        return (
+            "*" in recipients or recipient in recipients or f"kind:{recipient_kind}" in recipients
+        )

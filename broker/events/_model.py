@@ -1,0 +1,205 @@
+"""The contact event, version 1: what an agency tells Accord about a contact with a family.
+
+Validation needs the current time (dates may not lie in the future beyond a small clock
+skew), and the clock is injected: pass ``context={"now": <aware datetime>}`` to
+``model_validate`` (``parse_event`` does). Validating without it is a programming error and
+raises ``RuntimeError`` rather than silently reading the wall clock.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Final, Literal, get_args
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from broker.events._identifiers import normalise_nhs_number, normalise_postcode
+
+__all__ = [
+    "ALWAYS_TRAVELS",
+    "CLOCK_SKEW",
+    "EVENT_FIELD_PATHS",
+    "EVENT_TYPES",
+    "FIELD_PATHS",
+    "ROLES",
+    "SUBJECT_FIELD_PATHS",
+    "ContactEvent",
+    "EventType",
+    "NhsNumber",
+    "PartyId",
+    "Postcode",
+    "Role",
+    "Safeguarding",
+    "Slug",
+    "Subject",
+    "now_from",
+]
+
+EventType = Literal[
+    "police.domestic_incident",
+    "police.missing_episode",
+    "police.child_concern",
+    "health.ae_attendance",
+    "health.health_visitor_concern",
+    "health.midwife_concern",
+    "health.gp_concern",
+    "education.attendance_concern",
+    "education.exclusion",
+    "education.welfare_concern",
+    "housing.eviction_risk",
+    "social_care.contact",
+    "voluntary.concern",
+]
+Role = Literal["child", "parent", "carer", "sibling", "other_adult"]
+
+EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
+ROLES: Final[tuple[str, ...]] = get_args(Role)
+
+# The closed set of field paths a policy may name (brief §4). Order is the canonical order
+# in which decisions list fields.
+SUBJECT_FIELD_PATHS: Final[tuple[str, ...]] = (
+    "subject.name",
+    "subject.dob",
+    "subject.nhs_number",
+    "subject.address",
+    "subject.postcode",
+    "subject.school_urn",
+    "subject.role",
+)
+EVENT_FIELD_PATHS: Final[tuple[str, ...]] = (
+    "event.type",
+    "event.occurred_at",
+    "event.reference",
+    "event.need_level",
+    "event.child_present",
+    "event.summary",
+    "event.child_voice",
+    "event.categories",
+    "event.location",
+    "event.service",
+)
+FIELD_PATHS: Final[tuple[str, ...]] = SUBJECT_FIELD_PATHS + EVENT_FIELD_PATHS
+ALWAYS_TRAVELS: Final[tuple[str, ...]] = ("event_id", "type", "sender", "occurred_at")
+
+# Agency clocks drift; an event stamped a few minutes ahead of ours is not an error.
+CLOCK_SKEW: Final = timedelta(minutes=5)
+_EARLIEST_DOB: Final = date(1900, 1, 1)
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+PartyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+NhsNumber = Annotated[str, AfterValidator(normalise_nhs_number)]
+Postcode = Annotated[str, StringConstraints(max_length=10), AfterValidator(normalise_postcode)]
+_Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+_Text = Annotated[str, StringConstraints(max_length=4000)]
+_Short = Annotated[str, StringConstraints(max_length=500)]
+_Urn = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+_Reference = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+def now_from(info: ValidationInfo) -> datetime:
+    """The injected clock; validating without one is a bug in the caller, not bad data.
+
+    Deliberately not a ``ValueError``: pydantic would report that as bad input.
+    """
+    ctx = info.context
+    now = ctx.get("now") if isinstance(ctx, dict) else None
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise RuntimeError("validation needs context={'now': <timezone-aware datetime>}")
+    return now
+
+
+def _require_aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must include a timezone (e.g. a trailing Z)")
+    return value
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Safeguarding(_Frozen):
+    """Whether the sender has a safeguarding concern, and why (needed for an override)."""
+
+    concern: bool = False
+    justification: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Subject(_Frozen):
+    """A person the event is about. Needs an NHS number or a given and family name."""
+
+    role: Role
+    nhs_number: NhsNumber | None = None
+    given_name: _Name | None = None
+    family_name: _Name | None = None
+    dob: date | None = None
+    address: _Short | None = None
+    postcode: Postcode | None = None
+    school_urn: _Urn | None = None
+
+    @field_validator("dob")
+    @classmethod
+    def _dob_in_range(cls, value: date | None, info: ValidationInfo) -> date | None:
+        if value is None:
+            return None
+        if value < _EARLIEST_DOB:
+            raise ValueError("is before 1900")
+        if value > (now_from(info) + CLOCK_SKEW).date():
+            raise ValueError("is in the future")
+        return value
+
+    @model_validator(mode="after")
+    def _identifiable(self) -> Subject:
+        if self.nhs_number is None and (self.given_name is None or self.family_name is None):
+            raise ValueError("needs nhs_number, or given_name and family_name")
+        return self
+
+
+class ContactEvent(_Frozen):
+    """Contact event v1 (brief §4). Field names are the JSON keys."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "$id": "https://accord.example/schemas/contact-event.v1.json",
+            "title": "Accord contact event v1",
+        },
+    )
+
+    event_id: UUID
+    type: EventType
+    sender: PartyId
+    occurred_at: datetime
+    reference: _Reference | None = None
+    need_level: int = Field(ge=1, le=4)
+    child_present: bool | None = None
+    summary: _Text | None = None
+    child_voice: _Text | None = None
+    categories: tuple[Slug, ...] = Field(default=(), max_length=20)
+    service: Slug | None = None
+    location: _Short | None = None
+    safeguarding: Safeguarding = Safeguarding()
+    subjects: tuple[Subject, ...] = Field(min_length=1, max_length=50)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        _require_aware(value)
+        if value > now_from(info) + CLOCK_SKEW:
+            raise ValueError("is in the future")
+        return value
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data (dates as ISO strings), e.g. to store or re-send."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,64 @@
+"""JSON Schema for the contact event and consent record, generated from the pydantic models.
+
+``python -m broker.events.schema [DIR]`` writes ``contact-event.v1.json`` and
+``consent-record.v1.json`` into ``DIR`` (default: ``schemas/``); a unit test checks that the
+checked-in files equal what the models generate. The schemas describe the shape; checks that
+JSON Schema cannot express (the NHS number's check digit, dates not in the future) are named
+in each schema's description.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from broker.events._consent import ConsentRecord
+from broker.events._model import ContactEvent
+
+__all__ = ["SCHEMA_FILES", "main", "render", "schemas"]
+
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_EXTRA_CHECKS = (
+    "Also checked beyond this schema: NHS numbers have a valid modulus-11 check digit; "
+    "postcodes have the shape of a UK postcode; dates are not in the future (5 minutes' "
+    "clock skew allowed); each subject has an NHS number or a given and family name."
+)
+
+SCHEMA_FILES: dict[str, type[BaseModel]] = {
+    "contact-event.v1.json": ContactEvent,
+    "consent-record.v1.json": ConsentRecord,
+}
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """File name → JSON Schema document."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, model in SCHEMA_FILES.items():
+        doc = model.model_json_schema(mode="validation")
+        doc = {"$schema": _DIALECT, **doc}
+        doc["description"] = f"{(model.__doc__ or '').strip()} {_EXTRA_CHECKS}"
+        out[name] = doc
+    return out
+
+
+def render(doc: dict[str, Any]) -> str:
+    """Stable text form: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out_dir = Path(args[0]) if args else Path("schemas")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, doc in schemas().items():
+        (out_dir / name).write_text(render(doc), encoding="utf-8")
+        print(f"wrote {out_dir / name}")  # noqa: T201  # a generator script reports what it wrote
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

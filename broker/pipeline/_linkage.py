@@ -1,0 +1,89 @@
+"""Identity linkage: subject keys, the only way a person appears in audit and state.
+
+A subject key is a keyed HMAC-SHA-256 of the validated NHS number (``n:`` prefix, high
+confidence) or, without one, of normalised demographics (``d:`` prefix, lower confidence):
+family name, given name and date of birth. The postcode is left out of the key on purpose: a
+family that moves must stay linked, and consent recorded without a postcode must still be
+found; the policy engine confirms a postcode when both sides give one. The key lives beside
+the keystore and never leaves the broker, so a subject key cannot be reversed by guessing NHS
+numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from broker.errors import KeyStoreError
+from broker.events import (
+    ConsentSubject,
+    Subject,
+    normalise_name,
+    normalise_nhs_number,
+)
+
+_KEY_FILE = "linkage.key"
+
+
+def load_linkage_key(keys_dir: Path, *, create: bool = False) -> bytes:
+    """Read the linkage key (32 bytes, file mode 0600), creating it when asked and absent."""
+    path = keys_dir / _KEY_FILE
+    if not path.exists() and create:
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # a concurrent creator wins; we read theirs
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(32))
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyStoreError(f"no linkage key at {path}; run 'accord keys init'") from None
+    if len(key) != 32:
+        raise KeyStoreError(f"the linkage key at {path} is not 32 bytes")
+    return key
+
+
+class Linker:
+    """Turns subjects into subject keys with one secret key."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, label: str, value: str) -> str:
+        mac = hmac.new(self._key, f"accord/subject/v1\x00{label}\x00{value}".encode(), "sha256")
+        return mac.hexdigest()[:32]
+
+    def from_nhs_number(self, nhs_number: str) -> str:
+        return "n:" + self._mac("nhs", normalise_nhs_number(nhs_number))
+
+    def _from_demographics(self, family: str | None, given: str | None, dob: object) -> str | None:
+        if not family or not given or dob is None:
+            return None
+        parts = (normalise_name(family), normalise_name(given), str(dob))
+        return "d:" + self._mac("demo", "|".join(parts))
+
+    def subject_key(self, subject: Subject | ConsentSubject) -> str:
+        """The primary key: NHS number when known, else demographics."""
+        if subject.nhs_number:
+            return self.from_nhs_number(subject.nhs_number)
+        key = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
+        if key is None:  # validation guarantees one or the other; never silently merge people
+            raise ValueError("subject has neither an NHS number nor full demographics")
+        return key
+
+    def lookup_keys(self, subject: Subject) -> tuple[str, ...]:
+        """Every key consent about ``subject`` may be filed under (primary first)."""
+        keys = [self.subject_key(subject)]
+        demo = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
+        if demo is not None and demo not in keys:
+            keys.append(demo)
+        return tuple(keys)
+
+
+def digest_of(value: bytes) -> str:
+    """A short fingerprint of a quarantined record, so it can be found without being read."""
+    return hashlib.sha256(value).hexdigest()[:32]

@@ -1,0 +1,61 @@
+"""Prometheus metrics for the worker, registered on an injected ``CollectorRegistry``.
+
+Labels are party ids, outcomes, reasons and kinds: never anything about a person.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.received = Counter(
+            "accord_events_received",
+            "Valid contact events received, by sender.",
+            ["sender"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "accord_decisions",
+            "Decisions, by recipient and outcome.",
+            ["recipient", "outcome"],
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "accord_quarantined",
+            "Records quarantined, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.audit_records = Counter(
+            "accord_audit_records",
+            "Audit records written, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "accord_pipeline_latency_seconds",
+            "From the input record's Kafka timestamp to its transaction's commit.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "accord_consumer_lag",
+            "Records behind the end of each input topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.transactions = Counter(
+            "accord_transactions",
+            "Kafka transactions, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.policy_version = Gauge(
+            "accord_policy_loaded",
+            "1 for the policy bundle version in force.",
+            ["version"],
+            registry=registry,
+        )

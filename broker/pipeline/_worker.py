@@ -1,0 +1,163 @@
+"""Assembling a worker from settings: policy, keys, state, topics, the loop, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from broker.audit import GENESIS, ChainWriter, KeystoreAuditSigner
+from broker.config import Settings
+from broker.errors import BundleInvalid
+from broker.keys import FileKeyStore
+from broker.pipeline._context import Context
+from broker.pipeline._linkage import Linker, load_linkage_key
+from broker.pipeline._loop import TransactionalLoop, restore_state
+from broker.pipeline._metrics import Metrics
+from broker.pipeline._processor import Processor
+from broker.pipeline._stages import OutRecord
+from broker.pipeline._topics import accord_topics, ensure_topics
+from broker.policy import Policy, load_bundle
+
+log = structlog.get_logger("accord.worker")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    policies: Path
+    instance: str = "worker-1"
+    checkpoint_every: int = 1000
+    max_batch: int = 500
+
+
+async def prepare_topics(settings: Settings, policy: Policy) -> list[str]:
+    """Create every topic the bundle's parties need (idempotent)."""
+    parties = policy.bundle.parties
+    agencies = sorted(p for p, party in parties.items() if party.kind == "agency")
+    recipients = sorted(p for p, party in parties.items() if party.kind != "agency")
+    specs = accord_topics(agencies, recipients, settings.kafka)
+    return await ensure_topics(settings.kafka.bootstrap, specs, settings.kafka.replication_factor)
+
+
+class Worker:
+    """One worker instance; ``await run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: WorkerOptions,
+        *,
+        registry: CollectorRegistry,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.metrics = Metrics(registry)
+        self.clock = clock
+        self.loop: TransactionalLoop | None = None
+        self.processor: Processor | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings, opts = self.settings, self.options
+        policy = load_bundle(opts.policies)  # BundleInvalid: refuse to start on a bad bundle
+        keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
+        await prepare_topics(settings, policy)
+        state = await restore_state(settings.kafka.bootstrap, keys)
+        chain_id = f"worker:{opts.instance}"
+        seq, head = state.heads.get(chain_id, (-1, GENESIS))
+        chain = ChainWriter(chain_id, clock=self.clock, next_seq=seq + 1, prev_hash=head)
+        linkage = load_linkage_key(settings.keys_dir, create=True)
+        ctx = Context(
+            policy=policy,
+            keys=keys,
+            linker=Linker(linkage),
+            state=state,
+            chain=chain,
+            signer=KeystoreAuditSigner(keys),
+            clock=self.clock,
+            envelope=settings.envelope,
+            # Keyed apart from subject keys: knowing one reveals nothing of the other.
+            pseudonym_key=hmac.new(linkage, b"accord/pseudonym/v1", hashlib.sha256).digest(),
+            metrics=self.metrics,
+        )
+        self.processor = processor = Processor(ctx, checkpoint_every=opts.checkpoint_every)
+        self.loop = loop = TransactionalLoop(
+            settings.kafka.bootstrap,
+            processor,
+            transactional_id=f"accord-{opts.instance}",
+            clock=self.clock,
+            max_batch=opts.max_batch,
+        )
+        await loop.start()
+        log.info(
+            "worker_started",
+            instance=opts.instance,
+            policy=policy.version,
+            restored_events=len(state.processed),
+            chain_seq=chain.next_seq,
+        )
+        try:
+            await loop.write_alone(processor.policy_loaded(policy, source=str(opts.policies)))
+            await loop.run(stop)
+            await loop.write_alone(self._final_checkpoint())
+        finally:
+            await loop.stop()
+            log.info("worker_stopped", instance=opts.instance)
+
+    def _final_checkpoint(self) -> list[OutRecord]:
+        assert self.processor is not None  # noqa: S101  # run() set it
+        self.processor.checkpoint()
+        return self.processor.flush()
+
+    def request_reload(self) -> None:
+        """Load the bundle again (SIGHUP); a bundle that fails its checks changes nothing."""
+        if self.loop is None or self.processor is None:
+            return
+        processor, path = self.processor, self.options.policies
+
+        def reload() -> list[OutRecord]:
+            try:
+                policy = load_bundle(path)
+            except BundleInvalid as exc:
+                log.warning(
+                    "policy_reload_refused", problems=len(exc.problems), first=exc.problems[0]
+                )
+                return []
+            if policy.version == processor.ctx.policy.version:
+                return []
+            log.info("policy_reloaded", version=policy.version)
+            return processor.policy_loaded(policy, source=str(path))
+
+        self.loop.pending_policy = reload
+
+
+async def serve(worker: Worker, *, metrics_port: int | None) -> None:
+    """Run a worker until SIGINT/SIGTERM; SIGHUP reloads the policy bundle."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, worker.request_reload)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=worker.metrics.registry)
+    try:
+        await worker.run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)

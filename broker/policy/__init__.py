@@ -1,0 +1,51 @@
+"""The policy engine: information-sharing agreements, consent and restrictions, decided.
+
+Load a bundle folder once (``load_bundle``: every problem reported with file and line),
+then ``policy.decide(event, consents, at=...)`` gives one ``Decision`` per candidate
+recipient, and ``redact(event, decision)`` builds what that recipient may see. Pure: no
+Kafka, no clock, no I/O in ``decide``.
+"""
+
+from broker.policy._decision import REASON_PRECEDENCE, ClauseRef, Decision, Outcome, Reason
+from broker.policy._model import (
+    ARTICLE6_BASES,
+    PARTY_KINDS,
+    SELECTORS,
+    SPECIAL_BASES,
+    TRANSFORMS,
+    Agreement,
+    Bundle,
+    Clause,
+    LawfulBasis,
+    Party,
+    Restriction,
+)
+from broker.policy._policy import Policy, load_bundle
+from broker.policy._redact import redact
+from broker.policy._scenario import Scenario, ScenarioResult, load_scenarios, run_scenario
+
+__all__ = [
+    "ARTICLE6_BASES",
+    "PARTY_KINDS",
+    "REASON_PRECEDENCE",
+    "SELECTORS",
+    "SPECIAL_BASES",
+    "TRANSFORMS",
+    "Agreement",
+    "Bundle",
+    "Clause",
+    "ClauseRef",
+    "Decision",
+    "LawfulBasis",
+    "Outcome",
+    "Party",
+    "Policy",
+    "Reason",
+    "Restriction",
+    "Scenario",
+    "ScenarioResult",
+    "load_bundle",
+    "load_scenarios",
+    "redact",
+    "run_scenario",
+]

@@ -1,0 +1,230 @@
+"""What a policy bundle means, checked: every problem is reported, each with where it is.
+
+``check_bundle`` works on parsed models, and a ``Where`` callback turns a model location
+into ``file:line: path`` (the loader knows the files; bundles built in code get a plain
+location). It also compiles every CEL condition exactly once and hands them back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Final
+
+from broker.events import EVENT_TYPES, FIELD_PATHS, ROLES
+from broker.policy._cel import Condition, compile_condition, probe
+from broker.policy._model import (
+    ARTICLE6_BASES,
+    PARTY_KINDS,
+    SELECTORS,
+    SPECIAL_BASES,
+    TRANSFORM_TARGETS,
+    TRANSFORMS,
+    Bundle,
+    Clause,
+)
+from broker.policy._yaml import fmt_path
+
+__all__ = ["Conditions", "Source", "Where", "check_bundle"]
+
+# ("parties",) | ("agreement", index) | ("restrictions",)
+Source = tuple[str, ...] | tuple[str, int]
+Where = Callable[[Source, tuple[int | str, ...]], str]
+# (agreement index, clause index) or ("restriction", index) → compiled condition
+Conditions = dict[tuple[int | str, int], Condition]
+
+_PARTY_ID: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_DISTRICT: Final = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")
+_SECTOR: Final = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]? [0-9]$")
+_URN: Final = re.compile(r"^[0-9]{6}$")
+_FIELDS: Final = frozenset(FIELD_PATHS)
+
+
+def _known(value: str, options: tuple[str, ...] | frozenset[str], what: str) -> str | None:
+    if value in options:
+        return None
+    return f"unknown {what} {value!r}"
+
+
+class _Checker:
+    def __init__(self, bundle: Bundle, where: Where, known_parties: frozenset[str]) -> None:
+        self.bundle = bundle
+        self.where = where
+        # Parties that exist but failed their own checks: no cascade of "unknown party".
+        self.known_parties = known_parties
+        self.problems: list[str] = []
+        self.conditions: Conditions = {}
+
+    def add(self, source: Source, loc: tuple[int | str, ...], message: str) -> None:
+        self.problems.append(f"{self.where(source, loc)}: {message}")
+
+    def run(self) -> None:
+        self.parties()
+        seen: dict[str, int] = {}
+        for i, agreement in enumerate(self.bundle.agreements):
+            src: Source = ("agreement", i)
+            if agreement.id in seen:
+                self.add(src, ("id",), f"duplicate agreement id {agreement.id!r}")
+            seen.setdefault(agreement.id, i)
+            if agreement.valid_from > agreement.valid_until:
+                self.add(src, ("valid_from",), "valid_from is after valid_until")
+            clause_ids: set[str] = set()
+            for j, clause in enumerate(agreement.clauses):
+                if clause.id in clause_ids:
+                    self.add(src, ("clauses", j, "id"), f"duplicate clause id {clause.id!r}")
+                clause_ids.add(clause.id)
+                self.clause(src, i, j, clause)
+        self.restrictions()
+
+    def parties(self) -> None:
+        src: Source = ("parties",)
+        urns: dict[str, str] = {}
+        for pid, party in self.bundle.parties.items():
+            loc: tuple[int | str, ...] = ("parties", pid)
+            if not _PARTY_ID.match(pid):
+                self.add(src, loc, "party id must be lower-case letters, digits and hyphens")
+            if party.kind == "hub":
+                for k, locality in enumerate(party.localities):
+                    if not (_DISTRICT.match(locality) or _SECTOR.match(locality)):
+                        self.add(
+                            src,
+                            (*loc, "localities", k),
+                            f"locality {locality!r} is neither a postcode district (WV10) "
+                            "nor a sector (WV10 6)",
+                        )
+            elif party.localities:
+                self.add(src, (*loc, "localities"), "only a hub has localities")
+            if party.kind == "school":
+                if party.urn is None or not _URN.match(party.urn):
+                    self.add(src, (*loc, "urn"), "a school needs a six-digit urn")
+                elif party.urn in urns:
+                    self.add(src, (*loc, "urn"), f"urn also used by party {urns[party.urn]!r}")
+                else:
+                    urns[party.urn] = pid
+            elif party.urn is not None:
+                self.add(src, (*loc, "urn"), "only a school has a urn")
+
+    def clause(self, src: Source, i: int, j: int, clause: Clause) -> None:
+        base: tuple[int | str, ...] = ("clauses", j)
+        self.routes(src, base, clause)
+        if clause.subjects is not None:
+            if not clause.subjects:
+                self.add(
+                    src,
+                    (*base, "subjects"),
+                    "an empty subjects list shares nobody; omit it for all",
+                )
+            for k, role in enumerate(clause.subjects):
+                if msg := _known(role, ROLES, "role"):
+                    self.add(src, (*base, "subjects", k), msg)
+        self.paths(src, (*base, "share"), clause.share)
+        self.transforms(src, base, clause)
+        self.basis(src, base, clause)
+        if clause.when is not None:
+            cond = self.condition(src, (*base, "when"), clause.when)
+            if cond is not None:
+                self.conditions[(i, j)] = cond
+
+    def routes(self, src: Source, base: tuple[int | str, ...], clause: Clause) -> None:
+        parties = self.bundle.parties
+        known = self.known_parties
+        for k, pid in enumerate(clause.from_):
+            if pid not in parties and pid not in known:
+                self.add(src, (*base, "from", k), f"unknown party {pid!r}")
+        for k, pid in enumerate(clause.to):
+            if ":" in pid:
+                if pid not in SELECTORS:
+                    known_selectors = ", ".join(SELECTORS)
+                    self.add(
+                        src,
+                        (*base, "to", k),
+                        f"unknown selector {pid!r} (known: {known_selectors})",
+                    )
+            elif pid not in parties and pid not in known:
+                self.add(src, (*base, "to", k), f"unknown party {pid!r}")
+        for k, etype in enumerate(clause.event_types):
+            if msg := _known(etype, EVENT_TYPES, "event type"):
+                self.add(src, (*base, "event_types", k), msg)
+
+    def transforms(self, src: Source, base: tuple[int | str, ...], clause: Clause) -> None:
+        for path, kind in clause.transform.items():
+            loc = (*base, "transform", path)
+            if path not in _FIELDS:
+                self.add(src, loc, f"unknown field path {path!r}")
+            elif kind not in TRANSFORMS:
+                self.add(src, loc, f"unknown transform {kind!r} (known: {', '.join(TRANSFORMS)})")
+            elif path not in TRANSFORM_TARGETS[kind]:
+                self.add(src, loc, f"transform {kind!r} does not apply to {path!r}")
+            elif path not in clause.share:
+                self.add(src, loc, f"transforms {path!r}, which the clause does not share")
+
+    def basis(self, src: Source, base: tuple[int | str, ...], clause: Clause) -> None:
+        basis = clause.lawful_basis
+        if msg := _known(basis.article6, ARTICLE6_BASES, "article6 basis"):
+            self.add(src, (*base, "lawful_basis", "article6"), msg)
+        for art, value in (("article9", basis.article9), ("article10", basis.article10)):
+            if value is not None and (msg := _known(value, SPECIAL_BASES, f"{art} condition")):
+                self.add(src, (*base, "lawful_basis", art), msg)
+        relies_on_consent = basis.article6 == "consent" or "explicit_consent" in {
+            basis.article9,
+            basis.article10,
+        }
+        if relies_on_consent and clause.consent == "not_required":
+            self.add(
+                src,
+                (*base, "consent"),
+                "the lawful basis is consent, so consent cannot be not_required",
+            )
+
+    def paths(self, src: Source, loc: tuple[int | str, ...], paths: tuple[str, ...]) -> None:
+        seen: set[str] = set()
+        for k, path in enumerate(paths):
+            if path not in _FIELDS:
+                self.add(src, (*loc, k), f"unknown field path {path!r}")
+            elif path in seen:
+                self.add(src, (*loc, k), f"field path {path!r} listed twice")
+            seen.add(path)
+
+    def condition(self, src: Source, loc: tuple[int | str, ...], source: str) -> Condition | None:
+        cond, problems = compile_condition(source)
+        for msg in problems:
+            self.add(src, loc, msg)
+        if cond is not None and (failed := probe(cond)):
+            self.add(src, loc, failed)
+            return None
+        return cond
+
+    def restrictions(self) -> None:
+        src: Source = ("restrictions",)
+        ids: set[str] = set()
+        for i, restriction in enumerate(self.bundle.restrictions):
+            base: tuple[int | str, ...] = ("restrictions", i)
+            if restriction.id in ids:
+                self.add(src, (*base, "id"), f"duplicate restriction id {restriction.id!r}")
+            ids.add(restriction.id)
+            if restriction.withhold != "all":
+                if not restriction.withhold:
+                    self.add(src, (*base, "withhold"), "withholds nothing")
+                self.paths(src, (*base, "withhold"), restriction.withhold)
+            for k, kind in enumerate(restriction.except_kinds):
+                if msg := _known(kind, PARTY_KINDS, "party kind"):
+                    self.add(src, (*base, "except_kinds", k), msg)
+            cond = self.condition(src, (*base, "when"), restriction.when)
+            if cond is not None:
+                self.conditions[("restriction", i)] = cond
+
+
+def check_bundle(
+    bundle: Bundle, where: Where, known_parties: frozenset[str] = frozenset()
+) -> tuple[list[str], Conditions]:
+    """Every semantic problem in ``bundle`` (empty when sound) and its compiled conditions."""
+    checker = _Checker(bundle, where, known_parties)
+    checker.run()
+    return checker.problems, checker.conditions
+
+
+def plain_where(source: Source, loc: tuple[int | str, ...]) -> str:
+    """Locations for bundles built in code (no files): ``agreement[0].clauses[1].share``."""
+    head = f"{source[0]}[{source[1]}]" if len(source) > 1 else str(source[0])
+    path = fmt_path(loc)
+    return f"{head}: {path}" if path else head

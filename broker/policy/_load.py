@@ -1,0 +1,177 @@
+"""Reading a bundle folder: ``parties.yaml``, ``agreements/*.yaml``, optional ``restrictions.yaml``.
+
+Every file is read and checked before anything is reported, so a user fixing a bundle sees
+all of its problems at once (``BundleInvalid.problems``), each as ``file:line: path: what``.
+Other files in the folder (``flags.yaml``, ``scenarios/``, notes) are not part of the
+decision rules and are ignored here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from broker.errors import BundleInvalid
+from broker.policy._check import Conditions, Source, check_bundle
+from broker.policy._model import Agreement, Bundle, Party, Restriction
+from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
+
+__all__ = ["read_bundle"]
+
+
+def _shape_problems(doc: Located, prefix: tuple[int | str, ...], exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = (*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key missing"
+        out.append(f"{doc.where(loc)}: {msg}")
+    return out
+
+
+def _model(
+    model: type[BaseModel],
+    data: Any,
+    doc: Located,
+    prefix: tuple[int | str, ...],
+    problems: list[str],
+) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_shape_problems(doc, prefix, exc))
+        return None
+
+
+def _read(path: Path, root: Path, problems: list[str]) -> Located | None:
+    try:
+        doc = read_yaml(path, path.relative_to(root).as_posix())
+    except YamlProblem as exc:
+        problems.append(str(exc))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(
+            f"{path.relative_to(root).as_posix()}: cannot be read ({type(exc).__name__})"
+        )
+        return None
+    problems.extend(f"{doc.where(loc)}: duplicate key" for loc in doc.duplicates)
+    return doc
+
+
+def _parties(root: Path, problems: list[str]) -> tuple[dict[str, Party], Located | None]:
+    """Parties by id; ``Located.data`` keeps the raw ids, including those that failed."""
+    path = root / "parties.yaml"
+    if not path.is_file():
+        problems.append("parties.yaml: missing (a bundle needs its parties)")
+        return {}, None
+    doc = _read(path, root, problems)
+    if doc is None:
+        return {}, None
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("parties"), dict):
+        problems.append(f"{doc.where(())}: expected a mapping 'parties:' of party id → party")
+        return {}, doc
+    for key in data:
+        if key != "parties":
+            problems.append(f"{doc.where((key,))}: unknown key")
+    parties: dict[str, Party] = {}
+    for pid, body in data["parties"].items():
+        if not isinstance(body, dict):
+            problems.append(f"{doc.where(('parties', pid))}: expected a mapping")
+            continue
+        if "id" in body:
+            problems.append(
+                f"{doc.where(('parties', pid, 'id'))}: unknown key (the id is the mapping key)"
+            )
+            continue
+        party = _model(Party, {"id": str(pid), **body}, doc, ("parties", pid), problems)
+        if party is not None:
+            parties[str(pid)] = party
+    return parties, doc
+
+
+def _agreements(root: Path, problems: list[str]) -> list[tuple[Agreement, Located]]:
+    folder = root / "agreements"
+    out: list[tuple[Agreement, Located]] = []
+    if not folder.is_dir():
+        return out
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    for path in files:
+        doc = _read(path, root, problems)
+        if doc is None:
+            continue
+        if not isinstance(doc.data, dict):
+            problems.append(f"{doc.where(())}: expected one agreement (a mapping)")
+            continue
+        agreement = _model(Agreement, doc.data, doc, (), problems)
+        if agreement is not None:
+            out.append((agreement, doc))
+    return out
+
+
+def _restrictions(root: Path, problems: list[str]) -> tuple[list[Restriction], Located | None]:
+    path = root / "restrictions.yaml"
+    if not path.is_file():
+        return [], None
+    doc = _read(path, root, problems)
+    if doc is None:
+        return [], None
+    data = doc.data
+    if data is None:
+        return [], doc
+    if not isinstance(data, dict) or not isinstance(data.get("restrictions"), list):
+        problems.append(f"{doc.where(())}: expected 'restrictions:' holding a list")
+        return [], doc
+    for key in data:
+        if key != "restrictions":
+            problems.append(f"{doc.where((key,))}: unknown key")
+    out = []
+    for i, body in enumerate(data["restrictions"]):
+        item = _model(Restriction, body, doc, ("restrictions", i), problems)
+        if item is not None:
+            out.append(item)
+    return out, doc
+
+
+def read_bundle(root: Path) -> tuple[Bundle, Conditions]:
+    """Load and check the bundle in ``root``; ``BundleInvalid`` lists every problem."""
+    if not root.is_dir():
+        raise BundleInvalid([f"{root}: not a policy bundle folder"])
+    problems: list[str] = []
+    parties, parties_doc = _parties(root, problems)
+    agreements = _agreements(root, problems)
+    restrictions, restrictions_doc = _restrictions(root, problems)
+    bundle = Bundle(
+        parties=parties,
+        agreements=tuple(a for a, _ in agreements),
+        restrictions=tuple(restrictions),
+    )
+    docs: dict[Source, Located | None] = {
+        ("parties",): parties_doc,
+        ("restrictions",): restrictions_doc,
+    }
+    for i, (_, doc) in enumerate(agreements):
+        docs[("agreement", i)] = doc
+
+    def where(source: Source, loc: tuple[int | str, ...]) -> str:
+        doc = docs.get(source)
+        if doc is None:
+            return fmt_path(loc) or str(source[0])
+        return doc.where(loc)
+
+    raw_parties = (
+        parties_doc.data.get("parties")
+        if parties_doc and isinstance(parties_doc.data, dict)
+        else None
+    )
+    known = frozenset(str(k) for k in raw_parties) if isinstance(raw_parties, dict) else frozenset()
+    semantic, conditions = check_bundle(bundle, where, known)
+    problems.extend(semantic)
+    if problems:
+        raise BundleInvalid(problems)
+    return bundle, conditions

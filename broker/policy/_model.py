@@ -1,0 +1,146 @@
+"""The policy bundle as data: parties, agreements and their clauses, restrictions.
+
+The models check shape only (types, required keys, no unknown keys: a misspelt ``when``
+must not silently drop a condition). Meaning is checked by ``_check`` with file locations,
+so that one run reports every problem. Vocabulary lives here as constants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "ARTICLE6_BASES",
+    "CONSENT_RULES",
+    "PARTY_KINDS",
+    "SELECTORS",
+    "SPECIAL_BASES",
+    "TRANSFORMS",
+    "TRANSFORM_TARGETS",
+    "Agreement",
+    "Bundle",
+    "Clause",
+    "LawfulBasis",
+    "Party",
+    "Restriction",
+]
+
+PARTY_KINDS: Final = ("agency", "coordinating_team", "hub", "school")
+ARTICLE6_BASES: Final = (
+    "public_task",
+    "legal_obligation",
+    "vital_interests",
+    "consent",
+    "legitimate_interests",
+)
+SPECIAL_BASES: Final = (
+    "safeguarding_children",
+    "health_or_social_care",
+    "explicit_consent",
+    "vital_interests",
+    "law_enforcement",
+)
+CONSENT_RULES: Final = ("not_required", "required", "required_unless_safeguarding")
+SELECTORS: Final = ("hub:locality", "school:of-child")
+TRANSFORMS: Final = ("age_band", "year_of_birth", "postcode_district", "initials", "pseudonym")
+# Which field paths each transform can meaningfully apply to.
+TRANSFORM_TARGETS: Final[dict[str, frozenset[str]]] = {
+    "age_band": frozenset({"subject.dob"}),
+    "year_of_birth": frozenset({"subject.dob"}),
+    "postcode_district": frozenset({"subject.postcode"}),
+    "initials": frozenset({"subject.name"}),
+    "pseudonym": frozenset(
+        {
+            "subject.name",
+            "subject.nhs_number",
+            "subject.dob",
+            "subject.address",
+            "subject.postcode",
+            "subject.school_urn",
+            "event.reference",
+            "event.location",
+        }
+    ),
+}
+
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+_Notes = Annotated[str, StringConstraints(max_length=4000)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Party(_Model):
+    id: Ident
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    kind: Literal["agency", "coordinating_team", "hub", "school"]
+    status: Literal["active", "suspended"] = "active"
+    localities: tuple[str, ...] = ()
+    urn: str | None = None
+    description: _Notes | None = None
+
+
+class LawfulBasis(_Model):
+    """UK GDPR Art 6 basis, and the Art 9 / Art 10 conditions when the data needs them."""
+
+    article6: str
+    article9: str | None = None
+    article10: str | None = None
+
+
+class Clause(_Model):
+    id: Ident
+    from_: tuple[str, ...] = Field(alias="from", min_length=1)
+    event_types: tuple[str, ...] = Field(min_length=1)
+    to: tuple[str, ...] = Field(min_length=1)
+    purpose: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    lawful_basis: LawfulBasis
+    consent: Literal["not_required", "required", "required_unless_safeguarding"]
+    when: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+    subjects: tuple[str, ...] | None = None
+    share: tuple[str, ...] = Field(min_length=1)
+    transform: dict[str, str] = Field(default_factory=dict)
+    description: _Notes | None = None
+
+
+class Agreement(_Model):
+    id: Ident
+    title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    version: int | Ident
+    status: Literal["draft", "approved", "suspended"]
+    valid_from: date
+    valid_until: date
+    clauses: tuple[Clause, ...] = Field(min_length=1)
+    description: _Notes | None = None
+    notes: _Notes | None = None
+
+
+class Restriction(_Model):
+    id: Ident
+    when: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    withhold: Literal["all"] | tuple[str, ...]
+    except_kinds: tuple[str, ...] = ()
+    description: _Notes | None = None
+
+
+class Bundle(_Model):
+    """A whole policy bundle. ``version`` is a hash of its canonical form."""
+
+    parties: dict[str, Party]
+    agreements: tuple[Agreement, ...] = ()
+    restrictions: tuple[Restriction, ...] = ()
+
+    def canonical(self) -> bytes:
+        """Sorted-key JSON of the parsed bundle: formatting, comments, file order do not count."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["agreements"] = sorted(data["agreements"], key=lambda a: a["id"])
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def version(self) -> str:
+        return "sha256:" + hashlib.sha256(self.canonical()).hexdigest()

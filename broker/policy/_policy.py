@@ -1,0 +1,70 @@
+"""``Policy``: a checked, compiled bundle that decides. Load once, decide many times."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from broker.errors import BundleInvalid
+from broker.events import ConsentRecord, ContactEvent
+from broker.policy._check import Conditions, check_bundle, plain_where
+from broker.policy._decide import decide
+from broker.policy._decision import Decision
+from broker.policy._index import Index, build_index
+from broker.policy._load import read_bundle
+from broker.policy._model import Bundle
+
+__all__ = ["Policy", "load_bundle"]
+
+
+class Policy:
+    """A policy bundle ready to decide; ``version`` is the hash of its canonical form."""
+
+    __slots__ = ("_index", "bundle", "source", "version")
+
+    def __init__(
+        self, bundle: Bundle, *, conditions: Conditions | None = None, source: Path | None = None
+    ) -> None:
+        if conditions is None:
+            problems, conditions = check_bundle(bundle, plain_where)
+            if problems:
+                raise BundleInvalid(problems)
+        self.bundle = bundle
+        self.source = source
+        self.version = bundle.version()
+        self._index: Index = build_index(bundle, conditions, self.version)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Policy:
+        """Read, check and compile the bundle folder at ``path``.
+
+        ``BundleInvalid`` lists every problem found, each with its file and line.
+        """
+        root = Path(path)
+        bundle, conditions = read_bundle(root)
+        return cls(bundle, conditions=conditions, source=root)
+
+    def decide(
+        self, event: ContactEvent, consents: Sequence[ConsentRecord] = (), *, at: datetime
+    ) -> list[Decision]:
+        """Every candidate recipient's decision for ``event`` at time ``at`` (pure: no I/O)."""
+        return decide(self._index, event, consents, at)
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(parties, agreements, clauses)."""
+        b = self.bundle
+        return len(b.parties), len(b.agreements), sum(len(a.clauses) for a in b.agreements)
+
+    def summary(self) -> str:
+        parties, agreements, clauses = self.counts
+        return (
+            f"{parties} parties, {agreements} agreements, {clauses} clauses, "
+            f"{len(self.bundle.restrictions)} restrictions; version {self.version}"
+        )
+
+
+def load_bundle(path: Path | str) -> Policy:
+    """``Policy.load``, as a function."""
+    return Policy.load(path)

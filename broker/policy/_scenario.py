@@ -1,0 +1,291 @@
+"""Policy scenarios (brief §4): an event, consents and a time in; expected decisions out.
+
+A file holds one scenario or a list (anchors and merge keys work). ``policies`` is relative
+to the file; without it the runner's default bundle is used. Every difference between the
+expectation and the decision is reported precisely, one line each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from broker.errors import AccordError, BundleInvalid, ScenarioInvalid
+from broker.events import parse_consents, parse_event
+from broker.policy._decision import Decision, Outcome, Reason
+from broker.policy._policy import Policy
+from broker.policy._redact import redact
+from broker.policy._yaml import YamlProblem, read_yaml
+
+__all__ = [
+    "SCENARIO_PSEUDONYM_KEY",
+    "Expectation",
+    "Scenario",
+    "ScenarioResult",
+    "collect_files",
+    "load_scenarios",
+    "run_scenario",
+    "run_scenarios",
+]
+
+# Scenarios are tests: a fixed, public key keeps pseudonyms reproducible. Never a real key.
+SCENARIO_PSEUDONYM_KEY = b"accord-scenario-pseudonym-key-not-secret"
+_AT = TypeAdapter(AwareDatetime)
+_VIEW_KEYS = {
+    "subject.name": ("given_name", "family_name", "initials", "name_pseudonym"),
+    "subject.dob": ("dob", "age_band", "year_of_birth", "dob_pseudonym"),
+    "subject.postcode": ("postcode", "postcode_district", "postcode_pseudonym"),
+}
+
+
+class Expectation(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: Outcome
+    reason: Reason | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    article9: str | None = None
+    transform: dict[str, str] = {}
+    subjects: int | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    file: Path
+    position: int
+    at: datetime
+    policies: Path | None
+    event: Any
+    consents: tuple[Any, ...]
+    expect: dict[str, Expectation]
+    absent: tuple[str, ...]
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    diffs: list[str] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.diffs
+
+
+def _scenario(raw: Any, file: Path, position: int) -> Scenario:
+    where = f"{file}: scenario {position + 1}"
+    if not isinstance(raw, dict):
+        raise ScenarioInvalid(f"{where}: expected a mapping")
+    unknown = set(raw) - {"name", "at", "policies", "consents", "event", "expect", "description"}
+    if unknown:
+        raise ScenarioInvalid(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ScenarioInvalid(f"{where}: needs a name")
+    where = f"{file}: {name!r}"
+    try:
+        at = _AT.validate_python(raw.get("at"))
+    except ValidationError:
+        raise ScenarioInvalid(f"{where}: 'at' must be a date-time with a timezone") from None
+    if not isinstance(raw.get("event"), dict):
+        raise ScenarioInvalid(f"{where}: needs an event (a mapping)")
+    consents = raw.get("consents") or []
+    if not isinstance(consents, list):
+        raise ScenarioInvalid(f"{where}: 'consents' must be a list")
+    expect_raw = raw.get("expect")
+    if not isinstance(expect_raw, dict) or not expect_raw:
+        raise ScenarioInvalid(f"{where}: needs 'expect' (party id → expectation)")
+    absent = expect_raw.get("absent") or []
+    if not isinstance(absent, list) or not all(isinstance(a, str) for a in absent):
+        raise ScenarioInvalid(f"{where}: 'expect.absent' must be a list of party ids")
+    expect: dict[str, Expectation] = {}
+    for party, body in expect_raw.items():
+        if party == "absent":
+            continue
+        try:
+            expect[str(party)] = Expectation.model_validate(body)
+        except ValidationError as exc:
+            err = exc.errors(include_input=False, include_url=False)[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ScenarioInvalid(f"{where}: expect.{party}.{loc}: {err['msg']}") from None
+    policies = raw.get("policies")
+    if policies is not None and not isinstance(policies, str):
+        raise ScenarioInvalid(f"{where}: 'policies' must be a folder path")
+    return Scenario(
+        name=name,
+        file=file,
+        position=position,
+        at=at,
+        policies=(file.parent / policies).resolve() if policies else None,
+        event=raw["event"],
+        consents=tuple(consents),
+        expect=expect,
+        absent=tuple(absent),
+    )
+
+
+def load_scenarios(file: Path) -> list[Scenario]:
+    """The scenarios in one YAML file; ``ScenarioInvalid`` says what is wrong and where."""
+    try:
+        doc = read_yaml(file, str(file))
+    except YamlProblem as exc:
+        raise ScenarioInvalid(str(exc)) from None
+    data = doc.data
+    items = data if isinstance(data, list) else [data]
+    return [_scenario(item, file, i) for i, item in enumerate(items)]
+
+
+def collect_files(paths: Iterable[Path]) -> list[Path]:
+    """Scenario files named directly, and every ``*.yaml``/``*.yml`` under named folders."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(
+                sorted(p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file())
+            )
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+    return out
+
+
+_ALWAYS = frozenset({"event.type", "event.occurred_at"})
+
+
+def _in_view(view: dict[str, Any], path: str) -> bool:
+    if path in _ALWAYS:
+        return True
+    if path.startswith("event."):
+        key = path.removeprefix("event.")
+        return key in view or f"{key}_pseudonym" in view
+    keys = _VIEW_KEYS.get(path)
+    if keys is None:
+        key = path.removeprefix("subject.")
+        keys = (key, f"{key}_pseudonym")
+    return any(k in s for s in view.get("subjects", ()) for k in keys)
+
+
+def _compare(party: str, exp: Expectation, d: Decision, view: dict[str, Any] | None) -> list[str]:
+    diffs: list[str] = []
+    got = f"{d.outcome} ({d.reason})" if d.reason else d.outcome
+    if d.outcome != exp.outcome:
+        diffs.append(f"{party}: outcome: expected {exp.outcome}, got {got}")
+    if exp.reason is not None and d.reason != exp.reason:
+        diffs.append(
+            f"{party}: reason: expected {exp.reason}, got {d.reason or 'none'} ({d.outcome})"
+        )
+    diffs.extend(_compare_fields(party, exp, d, view))
+    if exp.article9 is not None:
+        got9 = d.lawful_basis.article9 if d.lawful_basis else None
+        if got9 != exp.article9:
+            diffs.append(f"{party}: article9: expected {exp.article9}, got {got9}")
+    for path, kind in exp.transform.items():
+        if (got_kind := d.transforms.get(path)) != kind:
+            diffs.append(f"{party}: transform {path}: expected {kind}, got {got_kind}")
+    if exp.subjects is not None and len(d.subjects) != exp.subjects:
+        diffs.append(f"{party}: subjects: expected {exp.subjects}, got {len(d.subjects)}")
+    return diffs
+
+
+def _compare_fields(
+    party: str, exp: Expectation, d: Decision, view: dict[str, Any] | None
+) -> list[str]:
+    diffs: list[str] = []
+    for path in exp.include:
+        if path not in d.fields_shared:
+            extra = " (withheld by a restriction)" if path in d.fields_withheld else ""
+            diffs.append(f"{party}: include {path}: not shared{extra}")
+        elif view is not None and not _in_view(view, path):
+            diffs.append(f"{party}: include {path}: shared but missing from the redacted view")
+    for path in exp.exclude:
+        if path in d.fields_shared:
+            diffs.append(f"{party}: exclude {path}: shared under {', '.join(d.clause_ids)}")
+        elif view is not None and path not in _ALWAYS and _in_view(view, path):
+            diffs.append(f"{party}: exclude {path}: present in the redacted view")
+    return diffs
+
+
+def run_scenario(
+    scenario: Scenario,
+    policy_for: Callable[[Path | None], Policy],
+    *,
+    pseudonym_key: bytes = SCENARIO_PSEUDONYM_KEY,
+) -> ScenarioResult:
+    """Decide the scenario's event and compare every expectation."""
+    result = ScenarioResult(scenario)
+    try:
+        policy = policy_for(scenario.policies)
+        event = parse_event(scenario.event, now=scenario.at)
+        consents = parse_consents(scenario.consents, now=None)
+    except BundleInvalid as exc:
+        result.diffs.append(f"policy bundle invalid: {exc}")
+        return result
+    except AccordError as exc:
+        result.diffs.append(f"{type(exc).__name__}: {exc}")
+        return result
+    decisions = policy.decide(event, consents, at=scenario.at)
+    result.decisions = decisions
+    by_party = {d.recipient: d for d in decisions}
+    for party, exp in scenario.expect.items():
+        if party not in policy.bundle.parties:
+            result.diffs.append(f"{party}: not a party in the bundle")
+            continue
+        d = by_party.get(party)
+        if d is None:
+            result.diffs.append(
+                f"{party}: expected {exp.outcome}, got no decision (not a candidate)"
+            )
+            continue
+        view = redact(event, d, pseudonym_key=pseudonym_key) if d.shares else None
+        result.diffs.extend(_compare(party, exp, d, view))
+    for party in scenario.absent:
+        if (d := by_party.get(party)) is not None:
+            got = f"{d.outcome} ({d.reason})" if d.reason else d.outcome
+            result.diffs.append(f"{party}: expected no decision, got {got}")
+    return result
+
+
+class PolicyCache:
+    """Loads each bundle folder once; remembers a broken bundle's error too."""
+
+    def __init__(self, default: Path | None) -> None:
+        self.default = default
+        self._loaded: dict[Path, Policy | BundleInvalid] = {}
+
+    def __call__(self, path: Path | None) -> Policy:
+        target = path or self.default
+        if target is None:
+            raise ScenarioInvalid("the scenario names no policies and no default bundle is set")
+        target = target.resolve()
+        if target not in self._loaded:
+            try:
+                self._loaded[target] = Policy.load(target)
+            except BundleInvalid as exc:
+                self._loaded[target] = exc
+        found = self._loaded[target]
+        if isinstance(found, BundleInvalid):
+            raise found
+        return found
+
+
+def run_scenarios(
+    files: Iterable[Path], default_policies: Path | None
+) -> Iterable[ScenarioResult | ScenarioInvalid]:
+    """Run every scenario in ``files``; an unreadable file yields its ``ScenarioInvalid``."""
+    cache = PolicyCache(default_policies)
+    for file in files:
+        try:
+            scenarios = load_scenarios(file)
+        except ScenarioInvalid as exc:
+            yield exc
+            continue
+        for scenario in scenarios:
+            yield run_scenario(scenario, cache)

@@ -1,0 +1,83 @@
+"""YAML reading that remembers where each value came from, so problems can say ``file:line``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Located", "YamlProblem", "fmt_path", "read_yaml"]
+
+Loc = tuple[int | str, ...]
+
+
+class YamlProblem(Exception):
+    """A file that is not readable YAML; ``str()`` is ``file:line: what``."""
+
+
+@dataclass
+class Located:
+    """Parsed YAML plus the line of every node, by its path from the document root."""
+
+    name: str
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+    duplicates: list[Loc] = field(default_factory=list)
+
+    def where(self, loc: Loc) -> str:
+        """``file:line: path`` for the deepest known ancestor of ``loc``."""
+        probe = tuple(loc)
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe, 1)
+        path = fmt_path(loc)
+        return f"{self.name}:{line}: {path}" if path else f"{self.name}:{line}"
+
+
+def fmt_path(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _index(node: yaml.Node, loc: Loc, doc: Located) -> None:
+    doc.lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                here = (*loc, key.value)
+                if key.value in seen:
+                    # The YAML loader silently keeps the last one: a policy must not.
+                    doc.duplicates.append(here)
+                    doc.lines[here] = key.start_mark.line + 1
+                seen.add(key.value)
+                doc.lines.setdefault(here, key.start_mark.line + 1)
+                _index(value, here, doc)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, (*loc, i), doc)
+
+
+def read_yaml(path: Path, name: str) -> Located:
+    """Parse ``path`` (safe loader: anchors and merge keys work, no object construction)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise YamlProblem(f"{name}:{line}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(f"{name}: not valid YAML: {type(exc).__name__}") from None
+    doc = Located(name, data)
+    if node is not None:
+        _index(node, (), doc)
+    return doc

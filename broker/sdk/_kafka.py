@@ -1,0 +1,47 @@
+"""The SDK's only contact with aiokafka: clients built one way, errors translated here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from broker.errors import TransportError
+
+
+@contextlib.asynccontextmanager
+async def translated(what: str) -> AsyncIterator[None]:
+    """Re-raise aiokafka's errors as ``TransportError`` saying what we were doing."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise TransportError(f"{what}: {type(exc).__name__}") from exc
+    except OSError as exc:
+        raise TransportError(f"{what}: {exc.strerror or type(exc).__name__}") from exc
+
+
+def idempotent_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    # acks=all + idempotence: a retried send is written once, and only when every in-sync
+    # replica has it.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+    )
+
+
+def committed_consumer(bootstrap: str, topic: str, group: str, client_id: str) -> AIOKafkaConsumer:
+    # read_committed: records of an aborted worker transaction are never seen.
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        client_id=client_id,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )

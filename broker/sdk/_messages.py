@@ -1,0 +1,57 @@
+"""Payloads the broker sends to recipients and recipients send back (all sealed on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Delivery(_Msg):
+    """A redacted view of one contact event for one recipient (``shared-record.v1``).
+
+    ``view`` holds exactly the fields the recipient's agreement names, after restrictions and
+    transforms; the rest says on what basis it was shared, so the recipient can record it.
+    """
+
+    kind: Literal["delivery"] = "delivery"
+    event_id: str
+    recipient: str
+    outcome: Literal["shared", "shared_override"]
+    clauses: tuple[str, ...]
+    agreements: tuple[str, ...]
+    purpose: str
+    lawful_basis: dict[str, str]
+    policy_version: str
+    decided_at: datetime
+    view: dict[str, Any]
+
+
+class WithdrawalNotice(_Msg):
+    """Consent withdrawn: stop processing what these earlier deliveries held.
+
+    Schema ``consent-withdrawn-notice.v1``. It names the earlier deliveries by event id,
+    never the person.
+    """
+
+    kind: Literal["consent_withdrawn"] = "consent_withdrawn"
+    notice_id: str
+    recipient: str
+    event_ids: tuple[str, ...]
+    purposes: tuple[str, ...]
+    withdrawn_at: datetime
+
+
+class AccessAck(_Msg):
+    """A recipient opened or viewed a delivered record (``access-ack.v1``)."""
+
+    event_id: str
+    recipient: str
+    by: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(min_length=1, max_length=200)
+    at: datetime

@@ -1,0 +1,150 @@
+"""The agency side: validate, seal to the worker, produce to the agency's own ingress topic."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+
+from broker._canonical import canonical_json
+from broker.config import EnvelopeSettings
+from broker.envelope import Sealer
+from broker.errors import EventInvalid, UsageError
+from broker.events import ConsentRecord, ContactEvent, parse_consent, parse_event
+from broker.keys import KeyStore
+from broker.sdk._kafka import idempotent_producer, translated
+from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, WORKER, ingress
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Where Kafka stored a published record."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Publisher:
+    """Publishes ``party``'s contact events and consent records, sealed to the broker.
+
+    Use as an async context manager. Every event is validated before anything leaves the
+    process; an invalid one raises ``EventInvalid`` and nothing is sent.
+    """
+
+    def __init__(
+        self,
+        party: str,
+        keystore: KeyStore,
+        bootstrap: str,
+        *,
+        envelope: EnvelopeSettings | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.party = party
+        self.topic = ingress(party)
+        self._sealer = Sealer(party, keystore, envelope)
+        self._clock = clock
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = idempotent_producer(self._bootstrap, f"accord-publisher-{self.party}")
+        async with translated(f"connecting to Kafka at {self._bootstrap}"):
+            await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def validate(self, event: ContactEvent | Mapping[str, Any] | bytes) -> ContactEvent:
+        """Validate an event as the broker will, and check it is this party's to send."""
+        parsed = event if isinstance(event, ContactEvent) else parse_event(event, now=self._clock())
+        if parsed.sender != self.party:
+            raise EventInvalid([("sender", f"must be {self.party!r}, the publishing party")])
+        return parsed
+
+    async def publish(self, event: ContactEvent | Mapping[str, Any] | bytes) -> Receipt:
+        """Validate, seal and send one event; returns once Kafka has acknowledged it."""
+        return (await self.publish_many([event]))[0]
+
+    async def publish_many(
+        self, events: Iterable[ContactEvent | Mapping[str, Any] | bytes]
+    ) -> list[Receipt]:
+        """Validate all, then send all; every receipt is returned in input order.
+
+        Validation happens first for the whole batch, so an invalid event sends nothing.
+        """
+        parsed = [self.validate(e) for e in events]
+        futures = [await self._send_event(e) for e in parsed]
+        async with translated(f"publishing to {self.topic}"):
+            metas = await asyncio.gather(*futures)
+        return [
+            Receipt(str(e.event_id), m.topic, m.partition, m.offset)
+            for e, m in zip(parsed, metas, strict=True)
+        ]
+
+    async def _send_event(self, event: ContactEvent) -> asyncio.Future[Any]:
+        eid = str(event.event_id)
+        sealed = self._sealer.seal(
+            canonical_json(event.to_json_dict()),
+            event_id=eid,
+            recipient=WORKER,
+            schema=SCHEMA_EVENT,
+            topic=self.topic,
+        )
+        return await self._send(self.topic, eid, sealed.value, sealed.headers)
+
+    async def publish_consent(self, record: ConsentRecord | Mapping[str, Any]) -> Receipt:
+        """Send a consent record (given, refused or withdrawn) to ``accord.consent``."""
+        parsed = (
+            record
+            if isinstance(record, ConsentRecord)
+            else parse_consent(record, now=self._clock())
+        )
+        record_id = str(uuid.uuid4())
+        sealed = self._sealer.seal(
+            canonical_json(parsed.model_dump(mode="json")),
+            event_id=record_id,
+            recipient=WORKER,
+            schema=SCHEMA_CONSENT,
+            topic=CONSENT,
+        )
+        future = await self._send(CONSENT, record_id, sealed.value, sealed.headers)
+        async with translated(f"publishing to {CONSENT}"):
+            meta = await future
+        return Receipt(record_id, meta.topic, meta.partition, meta.offset)
+
+    async def _send(
+        self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        if self._producer is None:
+            raise UsageError("the publisher is not started (use 'async with Publisher(...)')")
+        async with translated(f"publishing to {topic}"):
+            # The key is the random event id: it spreads load and reveals nothing.
+            fut: asyncio.Future[Any] = await self._producer.send(
+                topic, value, key=key.encode("ascii"), headers=headers
+            )
+        return fut

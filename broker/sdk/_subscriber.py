@@ -1,0 +1,204 @@
+"""The recipient side: consume the party's own delivery topic, open, acknowledge access."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from pydantic import ValidationError
+
+from broker._canonical import canonical_json
+from broker.config import EnvelopeSettings
+from broker.envelope import Opener, Sealer
+from broker.errors import (
+    BadSignature,
+    EnvelopeError,
+    MalformedEnvelope,
+    UnsupportedVersion,
+    UsageError,
+)
+from broker.keys import KeyStore
+from broker.sdk._kafka import committed_consumer, idempotent_producer, translated
+from broker.sdk._messages import AccessAck, Delivery, WithdrawalNotice
+from broker.topics import ACCESS, SCHEMA_ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, WORKER, deliver
+
+log = structlog.get_logger("accord.sdk")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Unopenable:
+    """A record on the delivery topic that could not be opened; reported, never dropped silently."""
+
+    partition: int
+    offset: int
+    reason: str
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SharedRecord:
+    """One opened delivery or notice; ``await opened(by=..., purpose=...)`` records access."""
+
+    def __init__(self, message: Delivery | WithdrawalNotice, subscriber: Subscriber) -> None:
+        self.message = message
+        self._subscriber = subscriber
+
+    @property
+    def is_notice(self) -> bool:
+        return isinstance(self.message, WithdrawalNotice)
+
+    async def opened(self, *, by: str, purpose: str) -> None:
+        """Tell the broker ``by`` opened this record for ``purpose`` (audited as ``opened``)."""
+        if not isinstance(self.message, Delivery):
+            raise UsageError("a notice is not a shared record; there is nothing to open")
+        await self._subscriber.acknowledge(self.message.event_id, by=by, purpose=purpose)
+
+
+class Subscriber:
+    """Consumes ``accord.deliver.<party>`` as consumer group ``group`` and opens each record.
+
+    Iterate with ``async for record in subscriber``. Records that cannot be opened are passed
+    to ``on_unopenable`` (default: logged with partition, offset and reason) and kept in
+    ``unopenable``; offsets are committed after each yielded record, so a crash re-delivers
+    at most the record being handled (the Opener then reports it as a replay).
+    """
+
+    def __init__(
+        self,
+        party: str,
+        keystore: KeyStore,
+        bootstrap: str,
+        group: str,
+        *,
+        envelope: EnvelopeSettings | None = None,
+        on_unopenable: Callable[[Unopenable], None] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.party = party
+        self.topic = deliver(party)
+        self._opener = Opener(party, keystore)
+        self._sealer = Sealer(party, keystore, envelope)
+        self._bootstrap = bootstrap
+        self._group = group
+        self._clock = clock
+        self._on_unopenable = on_unopenable or self._log_unopenable
+        self.unopenable: list[Unopenable] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        client = f"accord-subscriber-{self.party}"
+        consumer = committed_consumer(self._bootstrap, self.topic, self._group, client)
+        producer = idempotent_producer(self._bootstrap, client)
+        async with translated(f"connecting to Kafka at {self._bootstrap}"):
+            await consumer.start()
+            await producer.start()
+        self._consumer, self._producer = consumer, producer
+
+    async def stop(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        self._consumer = self._producer = None
+        if consumer is not None:
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def __aiter__(self) -> AsyncIterator[SharedRecord]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[SharedRecord]:
+        consumer = _require(self._consumer)
+        while True:
+            async with translated(f"consuming {self.topic}"):
+                msg = await consumer.getone()
+            record = self._open(msg)
+            if record is not None:
+                yield record
+            async with translated(f"committing {self.topic}"):
+                await consumer.commit()
+
+    async def poll(self, wait: float = 1.0) -> list[SharedRecord]:
+        """Everything available within ``wait`` seconds (may be empty); commits after."""
+        consumer = _require(self._consumer)
+        async with translated(f"consuming {self.topic}"):
+            batch = await consumer.getmany(timeout_ms=int(wait * 1000))
+        out = [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
+        if batch:
+            async with translated(f"committing {self.topic}"):
+                await consumer.commit()
+        return out
+
+    def _open(self, msg: ConsumerRecord[bytes, bytes]) -> SharedRecord | None:
+        try:
+            return self._open_or_raise(msg)
+        except EnvelopeError as exc:
+            reason = exc.reason
+        except ValidationError:
+            reason = "invalid-payload"
+        bad = Unopenable(msg.partition, msg.offset, reason)
+        self.unopenable.append(bad)
+        self._on_unopenable(bad)
+        return None
+
+    def _open_or_raise(self, msg: ConsumerRecord[bytes, bytes]) -> SharedRecord:
+        if msg.value is None:
+            raise MalformedEnvelope
+        opened = self._opener.open_kafka(msg.value, msg.headers, topic=self.topic)
+        if opened.sender != WORKER:
+            raise BadSignature  # only the broker seals to recipients
+        if opened.schema == SCHEMA_SHARED:
+            return SharedRecord(Delivery.model_validate_json(opened.payload), self)
+        if opened.schema == SCHEMA_NOTICE:
+            return SharedRecord(WithdrawalNotice.model_validate_json(opened.payload), self)
+        raise UnsupportedVersion  # a payload schema this SDK does not know
+
+    def _log_unopenable(self, bad: Unopenable) -> None:
+        log.warning(
+            "record_unopenable",
+            party=self.party,
+            partition=bad.partition,
+            offset=bad.offset,
+            reason=bad.reason,
+        )
+
+    async def acknowledge(self, event_id: str, *, by: str, purpose: str) -> None:
+        producer = _require(self._producer)
+        ack = AccessAck(
+            event_id=event_id, recipient=self.party, by=by, purpose=purpose, at=self._clock()
+        )
+        ack_id = str(uuid.uuid4())
+        sealed = self._sealer.seal(
+            canonical_json(ack.model_dump(mode="json")),
+            event_id=ack_id,
+            recipient=WORKER,
+            schema=SCHEMA_ACCESS,
+            topic=ACCESS,
+        )
+        async with translated(f"publishing to {ACCESS}"):
+            await producer.send_and_wait(
+                ACCESS, sealed.value, key=ack_id.encode("ascii"), headers=sealed.headers
+            )
+
+
+def _require(client: _T | None) -> _T:
+    if client is None:
+        raise UsageError("the subscriber is not started (use 'async with Subscriber(...)')")
+    return client

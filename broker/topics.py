@@ -1,0 +1,62 @@
+"""Kafka topic names and payload schema ids: the routing contract every component shares.
+
+One ingress topic per agency and one delivery topic per recipient, so Kafka ACLs can confine
+each party to its own topics (see ``deploy/``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "ACCESS",
+    "AUDIT",
+    "CONSENT",
+    "INGRESS_PREFIX",
+    "QUARANTINE",
+    "SCHEMA_ACCESS",
+    "SCHEMA_CONSENT",
+    "SCHEMA_EVENT",
+    "SCHEMA_NOTICE",
+    "SCHEMA_QUARANTINE",
+    "SCHEMA_SHARED",
+    "STATE",
+    "WORKER",
+    "deliver",
+    "ingress",
+    "party_of_ingress",
+]
+
+INGRESS_PREFIX: Final = "accord.ingress."
+DELIVER_PREFIX: Final = "accord.deliver."
+AUDIT: Final = "accord.audit"
+QUARANTINE: Final = "accord.quarantine"
+CONSENT: Final = "accord.consent"
+ACCESS: Final = "accord.access"
+#: The worker's own compacted changelog (replay ids, consent table, chain heads).
+STATE: Final = "accord.worker.state"
+
+#: The principal agencies seal to (the broker's worker).
+WORKER: Final = "worker"
+
+SCHEMA_EVENT: Final = "contact-event.v1"
+SCHEMA_CONSENT: Final = "consent-record.v1"
+SCHEMA_SHARED: Final = "shared-record.v1"
+SCHEMA_NOTICE: Final = "consent-withdrawn-notice.v1"
+SCHEMA_ACCESS: Final = "access-ack.v1"
+SCHEMA_QUARANTINE: Final = "quarantined-record.v1"
+
+
+def ingress(party: str) -> str:
+    return f"{INGRESS_PREFIX}{party}"
+
+
+def deliver(party: str) -> str:
+    return f"{DELIVER_PREFIX}{party}"
+
+
+def party_of_ingress(topic: str) -> str | None:
+    """The agency an ingress topic belongs to, or None for any other topic."""
+    if topic.startswith(INGRESS_PREFIX) and len(topic) > len(INGRESS_PREFIX):
+        return topic[len(INGRESS_PREFIX) :]
+    return None

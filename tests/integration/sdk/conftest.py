@@ -1,0 +1,38 @@
+"""A keystore for a handful of parties and their topics on the session's real Kafka."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.config import KafkaSettings
+from broker.keys import FileKeyStore
+
+PARTIES = ("wmp", "worker", "hub-a", "hub-b")
+
+
+@pytest.fixture(scope="session")
+def keystore(tmp_path_factory: pytest.TempPathFactory) -> FileKeyStore:
+    store = FileKeyStore(tmp_path_factory.mktemp("keys"), create=True)
+    for party in PARTIES:
+        store.ensure_party(party)
+    return store
+
+
+@pytest.fixture(scope="session")
+async def sdk_topics(kafka_bootstrap: str) -> None:
+    from broker.pipeline import accord_topics, ensure_topics
+
+    specs = accord_topics(["wmp"], ["hub-a", "hub-b"], KafkaSettings(partitions=1))
+    await ensure_topics(kafka_bootstrap, specs, replication=1)
+
+
+@pytest.fixture
+def keys_home(
+    keystore: FileKeyStore, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str
+) -> Path:
+    """Point the CLI's settings at the test keystore and broker."""
+    monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(keystore.path))
+    monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    return keystore.path

@@ -1,0 +1,158 @@
+"""The SDK through real Kafka: nothing readable on the wire, only the recipient opens."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from broker._canonical import canonical_json
+from broker.envelope import Opener, Sealer
+from broker.errors import WrongRecipient
+from broker.events._synthetic import SyntheticFamilies
+from broker.keys import FileKeyStore
+from broker.sdk import AccessAck, Delivery, Publisher, Subscriber
+from broker.topics import ACCESS, SCHEMA_SHARED, deliver, ingress
+
+pytestmark = pytest.mark.usefixtures("sdk_topics")
+
+
+async def _raw(bootstrap: str, topic: str) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[tuple[bytes, list[tuple[str, bytes]]]] = []
+    try:
+        idle = 0
+        while idle < 2:
+            batch = await consumer.getmany(timeout_ms=700)
+            msgs = [m for ms in batch.values() for m in ms]
+            out += [(m.value or b"", list(m.headers)) for m in msgs]
+            idle = 0 if msgs else idle + 1
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _delivery(event_id: str, recipient: str) -> Delivery:
+    return Delivery(
+        event_id=event_id,
+        recipient=recipient,
+        outcome="shared",
+        clauses=("contacts-to-hub",),
+        agreements=("sandwell-early-help",),
+        purpose="early_help",
+        lawful_basis={"article6": "public_task"},
+        policy_version="test",
+        decided_at=datetime.now(UTC),
+        view={"subjects": [{"role": "child", "subject.dob": "5-10"}]},
+    )
+
+
+async def test_published_events_carry_no_personal_data_and_open_for_the_worker(
+    kafka_bootstrap: str, keystore: FileKeyStore
+) -> None:
+    families = SyntheticFamilies(seed=7)
+    events = [families.event(sender="wmp") for _ in range(20)]
+    async with Publisher("wmp", keystore, kafka_bootstrap) as pub:
+        receipts = await pub.publish_many(events)
+    assert [r.event_id for r in receipts] == [e["event_id"] for e in events]
+
+    raw = await _raw(kafka_bootstrap, ingress("wmp"))
+    blob = b"".join(v + b"".join(h for _, h in hs) for v, hs in raw)
+    seeded = [
+        s[k]
+        for e in events
+        for s in e["subjects"]
+        for k in ("given_name", "family_name", "nhs_number", "postcode", "address")
+    ] + [e["summary"] for e in events]
+    leaked = [value for value in seeded if value.encode() in blob]
+    assert leaked == []
+
+    worker = Opener("worker", keystore)
+    opened = {}
+    for value, headers in raw:
+        rec = worker.open_kafka(value, headers, topic=ingress("wmp"))
+        opened[rec.event_id] = json.loads(rec.payload)
+    for event in events:
+        assert (
+            opened[event["event_id"]]["subjects"][0]["nhs_number"]
+            == event["subjects"][0]["nhs_number"]
+        )
+
+
+async def test_a_recipient_opens_its_delivery_and_its_access_is_acknowledged(
+    kafka_bootstrap: str, keystore: FileKeyStore
+) -> None:
+    worker = Sealer("worker", keystore)
+    delivery = _delivery("0b7c4a1e-5f3d-4c2a-9e8b-000000000001", "hub-a")
+    sealed = worker.seal(
+        canonical_json(delivery.model_dump(mode="json")),
+        event_id=delivery.event_id,
+        recipient="hub-a",
+        schema=SCHEMA_SHARED,
+        topic=deliver("hub-a"),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    await producer.send_and_wait(deliver("hub-a"), sealed.value, headers=sealed.headers)
+    await producer.stop()
+
+    async with Subscriber("hub-a", keystore, kafka_bootstrap, group="hub-a-test") as sub:
+        records = await sub.poll(5.0)
+        assert [r.message for r in records] == [delivery]
+        await records[0].opened(by="practitioner-17", purpose="early_help")
+
+    # Another hub's key cannot open it.
+    with pytest.raises(WrongRecipient):
+        Opener("hub-b", keystore).open_kafka(sealed.value, sealed.headers)
+
+    acks = await _raw(kafka_bootstrap, ACCESS)
+    opened = [Opener("worker", keystore).open_kafka(v, h, topic=ACCESS) for v, h in acks]
+    ack = AccessAck.model_validate_json(opened[-1].payload)
+    assert (ack.event_id, ack.recipient, ack.by) == (delivery.event_id, "hub-a", "practitioner-17")
+
+
+async def test_records_a_subscriber_cannot_open_are_reported_not_dropped(
+    kafka_bootstrap: str, keystore: FileKeyStore
+) -> None:
+    worker = Sealer("worker", keystore)
+    for_b = _delivery("0b7c4a1e-5f3d-4c2a-9e8b-000000000002", "hub-b")
+    misrouted = worker.seal(
+        canonical_json(for_b.model_dump(mode="json")),
+        event_id=for_b.event_id,
+        recipient="hub-b",
+        schema=SCHEMA_SHARED,
+        topic=deliver("hub-b"),
+    )
+    good = _delivery("0b7c4a1e-5f3d-4c2a-9e8b-000000000003", "hub-b")
+    sealed = worker.seal(
+        canonical_json(good.model_dump(mode="json")),
+        event_id=good.event_id,
+        recipient="hub-b",
+        schema=SCHEMA_SHARED,
+        topic=deliver("hub-b"),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(deliver("hub-b"), b"\x00garbage", headers=[])
+        await producer.send_and_wait(deliver("hub-b"), sealed.value, headers=sealed.headers)
+        await producer.send_and_wait(
+            deliver("hub-b"), sealed.value, headers=sealed.headers
+        )  # replay
+    finally:
+        await producer.stop()
+    assert misrouted.header.topic == deliver("hub-b")
+
+    async with Subscriber("hub-b", keystore, kafka_bootstrap, group="hub-b-test") as sub:
+        records: list[object] = []
+        for _ in range(5):
+            records += await sub.poll(1.0)
+            if len(records) + len(sub.unopenable) >= 3:
+                break
+    assert [r.message for r in records] == [good]  # type: ignore[attr-defined]
+    assert [u.reason for u in sub.unopenable] == ["malformed", "replay"]

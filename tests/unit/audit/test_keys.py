@@ -1,0 +1,63 @@
+"""Audit checkpoints signed with the keystore's real Ed25519 audit key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from broker.audit import (
+    AuditKind,
+    ChainWriter,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+    verify_chain,
+)
+from broker.errors import ChainBroken
+from broker.keys import FileKeyStore, KeyPurpose
+
+
+def _now() -> datetime:
+    return datetime(2026, 11, 22, 8, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileKeyStore:
+    s = FileKeyStore(tmp_path / "keys", create=True)
+    s.ensure_party("audit", purposes=[KeyPurpose.SIGN])
+    s.ensure_party("wmp")
+    return s
+
+
+def _signed_chain(store: FileKeyStore) -> list:  # type: ignore[type-arg]
+    w = ChainWriter("c", clock=_now)
+    records = [w.append(AuditKind.RECEIVED, event_id=f"e{i}") for i in range(3)]
+    records.append(w.checkpoint(KeystoreAuditSigner(store)))
+    return records
+
+
+def test_a_checkpoint_signed_by_the_audit_key_verifies(store: FileKeyStore) -> None:
+    report = verify_chain(_signed_chain(store), KeystoreAuditVerifier(store))
+    assert report.last_checkpoint_seq == 3
+
+
+def test_a_checkpoint_by_a_revoked_audit_key_is_refused(store: FileKeyStore) -> None:
+    records = _signed_chain(store)
+    store.revoke(records[-1].data["key_id"])
+    with pytest.raises(ChainBroken) as err:
+        verify_chain(records, KeystoreAuditVerifier(store))
+    assert err.value.seq == 3
+
+
+def test_a_checkpoint_signed_by_another_party_is_refused(store: FileKeyStore) -> None:
+    class AgencySigner:
+        key_id = store.current_signing_key("wmp").info.key_id
+
+        def sign(self, data: bytes) -> bytes:
+            return store.current_signing_key("wmp").key.sign(data)
+
+    w = ChainWriter("c", clock=_now)
+    records = [w.append(AuditKind.RECEIVED), w.checkpoint(AgencySigner())]
+    with pytest.raises(ChainBroken):
+        verify_chain(records, KeystoreAuditVerifier(store))

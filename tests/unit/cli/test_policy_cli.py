@@ -1,0 +1,505 @@
+"""`accord policy check|explain|test`: summaries, every bundle problem by file, one-line errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.cli import main
+from tests.unit.policy.kit import (
+    PARTIES,
+    default_agreements,
+    default_restrictions,
+    event_dict,
+    subject,
+    write_bundle,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+SHARED = REPO.parent / "shared" / "examples"
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code: Any = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return int(code or 0), out, err
+
+
+# -- check ---------------------------------------------------------------------------------
+
+
+def test_check_a_sound_bundle_prints_one_summary_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_bundle(tmp_path / "b")
+    code, out, err = _run(["policy", "check", str(root)], capsys)
+    assert code == 0
+    assert err == ""
+    (line,) = out.strip().splitlines()
+    assert line.startswith("ok: ")
+    assert "11 parties, 2 agreements, 4 clauses" in line
+    assert "version sha256:" in line
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _clause(b: dict[str, Any], i: int = 0) -> dict[str, Any]:
+    clause: dict[str, Any] = b["agreements"][0]["clauses"][i]
+    return clause
+
+
+def _set(path: list[Any], value: Any) -> Mutation:
+    def mutate(b: dict[str, Any]) -> None:
+        target = b
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return mutate
+
+
+def _dup_agreement(b: dict[str, Any]) -> None:
+    twin = copy.deepcopy(b["agreements"][1])
+    twin["id"] = "early-help"
+    twin["title"] = "twin"
+    b["agreements"].append(twin | {"_file": "twin"})
+
+
+def _dup_clause(b: dict[str, Any]) -> None:
+    _clause(b, 1)["id"] = _clause(b, 0)["id"]
+
+
+def _dup_restriction(b: dict[str, Any]) -> None:
+    b["restrictions"][1]["id"] = b["restrictions"][0]["id"]
+
+
+def _no_key(key: str) -> Mutation:
+    def mutate(b: dict[str, Any]) -> None:
+        del _clause(b)[key]
+
+    return mutate
+
+
+EH, RS, PY = "agreements/early-help.yaml", "restrictions.yaml", "parties.yaml"
+C0 = ["agreements", 0, "clauses", 0]
+C1 = ["agreements", 0, "clauses", 1]
+C2 = ["agreements", 0, "clauses", 2]
+
+PROBLEMS: list[tuple[str, Mutation, str, str]] = [
+    ("unknown-party-from", _set([*C0, "from"], ["wmpp"]), EH, "unknown party 'wmpp'"),
+    ("unknown-party-to", _set([*C0, "to"], ["cord"]), EH, "unknown party 'cord'"),
+    ("unknown-selector", _set([*C0, "to"], ["hub:nearby"]), EH, "unknown selector 'hub:nearby'"),
+    (
+        "unknown-field-path",
+        _set([*C0, "share"], ["subject.name", "subject.shoe"]),
+        EH,
+        "unknown field path 'subject.shoe'",
+    ),
+    (
+        "unknown-withhold-path",
+        _set(["restrictions", 1, "withhold"], ["event.locaton"]),
+        RS,
+        "unknown field path 'event.locaton'",
+    ),
+    (
+        "unknown-transform",
+        _set([*C2, "transform"], {"subject.dob": "blur"}),
+        EH,
+        "unknown transform 'blur'",
+    ),
+    (
+        "transform-wrong-field",
+        _set([*C2, "transform"], {"subject.name": "age_band"}),
+        EH,
+        "does not apply to 'subject.name'",
+    ),
+    (
+        "transform-unshared",
+        _set([*C2, "transform"], {"subject.nhs_number": "pseudonym"}),
+        EH,
+        "which the clause does not share",
+    ),
+    (
+        "unknown-article6",
+        _set([*C0, "lawful_basis"], {"article6": "public_duty"}),
+        EH,
+        "unknown article6 basis 'public_duty'",
+    ),
+    (
+        "unknown-article9",
+        _set([*C1, "lawful_basis"], {"article6": "public_task", "article9": "health"}),
+        EH,
+        "unknown article9 condition 'health'",
+    ),
+    (
+        "unknown-article10",
+        _set([*C0, "lawful_basis"], {"article6": "public_task", "article10": "policing"}),
+        EH,
+        "unknown article10 condition 'policing'",
+    ),
+    (
+        "consent-basis-not-required",
+        _set([*C0, "lawful_basis"], {"article6": "consent"}),
+        EH,
+        "consent cannot be not_required",
+    ),
+    ("cel-syntax", _set([*C0, "when"], "event.need_level >="), EH, "CEL does not compile"),
+    ("cel-unknown-name", _set([*C0, "when"], "evt.need_level > 1"), EH, "unknown name 'evt'"),
+    (
+        "cel-unknown-field",
+        _set(["restrictions", 0, "when"], "event.servise == 'x'"),
+        RS,
+        "unknown field event.servise",
+    ),
+    (
+        "cel-unknown-function",
+        _set([*C0, "when"], "isUrgent(event)"),
+        EH,
+        "unknown function 'isUrgent'",
+    ),
+    (
+        "cel-not-boolean",
+        _set([*C0, "when"], "event.need_level"),
+        EH,
+        "does not evaluate to true or false",
+    ),
+    (
+        "duplicate-agreement",
+        _dup_agreement,
+        "agreements/twin.yaml",
+        "duplicate agreement id 'early-help'",
+    ),
+    ("duplicate-clause", _dup_clause, EH, "duplicate clause id 'police-to-coord'"),
+    (
+        "duplicate-restriction",
+        _dup_restriction,
+        RS,
+        "duplicate restriction id 'sensitive-services'",
+    ),
+    (
+        "dates-reversed",
+        _set(["agreements", 0, "valid_from"], "2028-01-01"),
+        EH,
+        "valid_from is after valid_until",
+    ),
+    (
+        "unknown-event-type",
+        _set([*C0, "event_types"], ["police.burglary"]),
+        EH,
+        "unknown event type 'police.burglary'",
+    ),
+    ("unknown-role", _set([*C2, "subjects"], ["child", "uncle"]), EH, "unknown role 'uncle'"),
+    (
+        "unknown-except-kind",
+        _set(["restrictions", 0, "except_kinds"], ["coordinating"]),
+        RS,
+        "unknown party kind 'coordinating'",
+    ),
+    ("unknown-key", _set([*C0, "whne"], "true"), EH, "whne: unknown key"),
+    ("missing-key", _no_key("share"), EH, "share: required key missing"),
+    ("bad-status", _set(["agreements", 0, "status"], "signed"), EH, "status: Input should be"),
+    (
+        "bad-locality",
+        _set(["parties", "hub-tipton", "localities"], ["DY4 7AA"]),
+        PY,
+        "neither a postcode district",
+    ),
+    (
+        "school-without-urn",
+        _set(["parties", "school-a", "urn"], None),
+        PY,
+        "a school needs a six-digit urn",
+    ),
+    (
+        "duplicate-urn",
+        _set(["parties", "school-b", "urn"], "100001"),
+        PY,
+        "urn also used by party 'school-a'",
+    ),
+    ("bad-party-kind", _set(["parties", "coord", "kind"], "team"), PY, "parties.coord.kind"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "file", "fragment"), [p[1:] for p in PROBLEMS], ids=[p[0] for p in PROBLEMS]
+)
+def test_check_names_the_file_and_the_problem_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Mutation, file: str, fragment: str
+) -> None:
+    spec: dict[str, Any] = {
+        "parties": copy.deepcopy(PARTIES),
+        "agreements": default_agreements(),
+        "restrictions": default_restrictions(),
+    }
+    mutate(spec)
+    twins = [a for a in spec["agreements"] if "_file" in a]
+    spec["agreements"] = [a for a in spec["agreements"] if "_file" not in a]
+    root = write_bundle(tmp_path / "b", **spec)
+    for twin in twins:
+        name = twin.pop("_file")
+        import yaml  # only this branch writes an extra file
+
+        (root / "agreements" / f"{name}.yaml").write_text(yaml.safe_dump(twin))
+    code, out, err = _run(["policy", "check", str(root)], capsys)
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert any(line.startswith(f"{file}:") and fragment in line for line in lines), out
+    err_lines = err.strip().splitlines()
+    assert len(err_lines) == 1
+    assert err_lines[0].startswith("accord: error:")
+    assert "problem" in err_lines[0]
+
+
+def test_check_reports_invalid_yaml_and_a_missing_parties_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_bundle(tmp_path / "b")
+    (root / "agreements" / "broken.yaml").write_text("id: [unclosed\n")
+    (root / PY).unlink()
+    code, out, _ = _run(["policy", "check", str(root)], capsys)
+    assert code == 1
+    assert (
+        "agreements/broken.yaml:2: not valid YAML" in out
+        or "agreements/broken.yaml:1: not valid YAML" in out
+    )
+    assert "parties.yaml: missing" in out
+
+
+def test_check_lists_every_problem_not_just_the_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agreements = default_agreements()
+    agreements[0]["clauses"][0]["share"] = ["subject.x", "subject.y"]
+    agreements[1]["clauses"][0]["to"] = ["nobody"]
+    code, out, err = _run(
+        ["policy", "check", str(write_bundle(tmp_path / "b", agreements=agreements))], capsys
+    )
+    assert code == 1
+    assert len(out.strip().splitlines()) == 3
+    assert "3 problems" in err
+
+
+# -- explain -------------------------------------------------------------------------------
+
+
+def _event_file(tmp_path: Path, **over: Any) -> Path:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event_dict(**over)))
+    return path
+
+
+def test_explain_shows_a_row_per_recipient_and_each_view(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_bundle(tmp_path / "b")
+    argv = [
+        "policy",
+        "explain",
+        str(_event_file(tmp_path)),
+        "--policies",
+        str(root),
+        "--at",
+        "2026-11-22T08:00:00Z",
+    ]
+    code, out, _ = _run(argv, capsys)
+    assert code == 0
+    for text in (
+        "coord",
+        "school-a",
+        "hub-tipton",
+        "consent-missing",
+        "police-to-coord",
+        "legal_obligation",
+    ):
+        assert text in out
+    assert "View for school-a:" in out
+    assert "View for hub-tipton:" not in out
+
+
+def test_explain_json_is_machine_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_bundle(tmp_path / "b")
+    consents = tmp_path / "consents.jsonl"
+    consents.write_text(
+        json.dumps(
+            {
+                "subject": {"nhs_number": "9997877896"},
+                "state": "given",
+                "purposes": ["early_help"],
+                "recipients": ["kind:hub"],
+                "recorded_by": "coord",
+                "recorded_at": "2026-10-01T09:00:00Z",
+            }
+        )
+        + "\n"
+    )
+    argv = [
+        "policy", "explain", str(_event_file(tmp_path)), "--policies", str(root),
+        "--consents", str(consents), "--at", "2026-11-22T08:00:00Z", "--json",
+    ]  # fmt: skip
+    code, out, _ = _run(argv, capsys)
+    assert code == 0
+    doc = json.loads(out)
+    outcomes = {d["recipient"]: d["outcome"] for d in doc["decisions"]}
+    assert outcomes == {"coord": "shared", "hub-tipton": "shared", "school-a": "shared"}
+    assert doc["views"]["hub-tipton"]["subjects"][0]["age_band"] == "5-10"
+    assert doc["policy_version"].startswith("sha256:")
+
+
+def test_explain_with_a_bad_nhs_number_is_one_line_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_bundle(tmp_path / "b")
+    path = _event_file(tmp_path, subjects=[subject("child", nhs_number="9997877897")])
+    code, out, err = _run(
+        ["policy", "explain", str(path), "--policies", str(root), "--at", "2026-11-22T08:00:00Z"],
+        capsys,
+    )
+    assert code == 1
+    assert out == ""
+    (line,) = err.strip().splitlines()
+    assert "subjects[0].nhs_number" in line
+    assert "9997877897" not in line
+
+
+@pytest.mark.parametrize("at", ["yesterday", "2026-11-22T08:00:00"])
+def test_explain_with_a_bad_time_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], at: str
+) -> None:
+    root = write_bundle(tmp_path / "b")
+    code, _, err = _run(
+        ["policy", "explain", str(_event_file(tmp_path)), "--policies", str(root), "--at", at],
+        capsys,
+    )
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_explain_a_missing_event_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(
+        ["policy", "explain", str(tmp_path / "none.json"), "--policies", str(tmp_path)], capsys
+    )
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_explain_an_unrouted_event_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_bundle(tmp_path / "b")
+    path = _event_file(tmp_path, type="voluntary.concern")
+    code, out, _ = _run(
+        ["policy", "explain", str(path), "--policies", str(root), "--at", "2026-11-22T08:00:00Z"],
+        capsys,
+    )
+    assert code == 0
+    assert "No candidate recipients" in out
+
+
+# -- test ----------------------------------------------------------------------------------
+
+GOOD = """
+name: school is told
+policies: ../bundle
+at: 2026-11-22T08:00:00Z
+event: {event}
+expect:
+  school-a: {{outcome: shared, subjects: 1}}
+  hub-tipton: {{outcome: {hub}, reason: consent-missing}}
+"""
+
+
+def _scenario(
+    tmp_path: Path, name: str, hub: str = "not_shared", policies: str | None = "bundle"
+) -> Path:
+    write_bundle(tmp_path / "bundle")
+    text = GOOD.format(event=json.dumps(event_dict()), hub=hub)
+    if policies is None:
+        text = text.replace("policies: ../bundle\n", "")
+    path = tmp_path / "scenarios" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_test_passes_and_ends_with_the_count_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _scenario(tmp_path, "a.yaml")
+    code, out, _ = _run(["policy", "test", str(tmp_path / "scenarios")], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("PASS school is told")
+    assert lines[-1] == "1 passed, 0 failed"
+
+
+def test_test_failure_shows_the_diff_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _scenario(tmp_path, "a.yaml")
+    _scenario(tmp_path, "b.yaml", hub="shared")
+    bad_yaml = tmp_path / "scenarios" / "c.yaml"
+    bad_yaml.write_text("name: [unclosed\n")
+    code, out, _ = _run(["policy", "test", str(good), str(tmp_path / "scenarios")], capsys)
+    assert code == 1
+    assert "hub-tipton: outcome: expected shared, got not_shared (consent-missing)" in out
+    assert "not valid YAML" in out
+    assert out.strip().splitlines()[-1] == "2 passed, 2 failed"
+
+
+def test_test_uses_the_policies_option_when_a_scenario_names_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _scenario(tmp_path, "a.yaml", policies=None)
+    code, out, _ = _run(
+        ["policy", "test", str(tmp_path / "scenarios"), "--policies", str(tmp_path / "bundle")],
+        capsys,
+    )
+    assert code == 0, out
+    # Without --policies the project's policies/ (relative to where accord runs) is used.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bundle").rename(tmp_path / "policies")
+    code, out, _ = _run(["policy", "test", "scenarios"], capsys)
+    assert code == 0, out
+
+
+def test_test_a_missing_path_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(["policy", "test", str(tmp_path / "nope")], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(
+    not (SHARED / "scenarios").is_dir(), reason=f"../shared is not beside this clone ({SHARED})"
+)
+def test_the_shared_example_scenarios_pass_through_the_cli(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = _run(["policy", "test", str(SHARED / "scenarios")], capsys)
+    assert code == 0, out
+    assert out.strip().splitlines()[-1] == "13 passed, 0 failed"
+
+
+@pytest.mark.skipif(
+    not (SHARED / "policies").is_dir(), reason=f"../shared is not beside this clone ({SHARED})"
+)
+def test_check_accepts_the_shared_example_bundle(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["policy", "check", str(SHARED / "policies")], capsys)
+    assert code == 0
+    assert "11 parties, 3 agreements, 5 clauses" in out

@@ -1,0 +1,96 @@
+"""Consent records: validation, how they match a subject, when they are in force."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from broker.errors import EventInvalid
+from broker.events import parse_consent, parse_event
+from tests.unit.policy.kit import AT, CHILD_NHS, event_dict, subject
+
+BASE = {
+    "state": "given",
+    "purposes": ["early_help"],
+    "recipients": ["kind:hub"],
+    "recorded_by": "coord",
+    "recorded_at": "2026-10-01T09:00:00Z",
+}
+
+
+def test_an_nhs_record_matches_only_that_nhs_number() -> None:
+    ev = parse_event(event_dict(), now=AT)
+    rec = parse_consent({**BASE, "subject": {"nhs_number": CHILD_NHS}}, now=AT)
+    assert rec.subject.matches(ev.subjects[0])
+    assert not rec.subject.matches(ev.subjects[1])
+
+
+def test_a_demographic_record_matches_normalised_names_and_dob() -> None:
+    ev = parse_event(
+        event_dict(
+            subjects=[subject("child", nhs_number=None, given_name="Amy-Jo", family_name="O'Neil")]
+        ),
+        now=AT,
+    )
+    rec = parse_consent(
+        {**BASE, "subject": {"given_name": "amy jo", "family_name": "ONEIL", "dob": "2019-03-02"}},
+        now=AT,
+    )
+    assert rec.subject.matches(ev.subjects[0])
+    other_dob = parse_consent(
+        {**BASE, "subject": {"given_name": "Amy-Jo", "family_name": "O'Neil", "dob": "2019-03-03"}},
+        now=AT,
+    )
+    assert not other_dob.subject.matches(ev.subjects[0])
+    other_postcode = parse_consent(
+        {**BASE, "subject": {"given_name": "Amy-Jo", "family_name": "O'Neil", "dob": "2019-03-02",
+                             "postcode": "WS10 7DE"}},
+        now=AT,
+    )  # fmt: skip
+    assert not other_postcode.subject.matches(ev.subjects[0])
+
+
+def test_a_demographic_record_needs_names_and_dob() -> None:
+    with pytest.raises(EventInvalid) as info:
+        parse_consent({**BASE, "subject": {"family_name": "Hollis"}}, now=AT)
+    assert info.value.problems[0][0] == "subject"
+
+
+def test_in_force_from_recorded_at_until_valid_until_inclusive() -> None:
+    rec = parse_consent(
+        {**BASE, "subject": {"nhs_number": CHILD_NHS}, "valid_until": "2026-12-31"}, now=None
+    )
+    assert not rec.in_force(datetime(2026, 10, 1, 8, 59, tzinfo=UTC))
+    assert rec.in_force(datetime(2026, 10, 1, 9, 0, tzinfo=UTC))
+    assert rec.in_force(datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
+    assert not rec.in_force(datetime(2027, 1, 1, 0, 0, tzinfo=UTC))
+
+
+def test_covers_purpose_and_recipient_by_id_kind_or_star() -> None:
+    rec = parse_consent({**BASE, "subject": {"nhs_number": CHILD_NHS}}, now=None)
+    assert rec.covers("early_help", "hub-tipton", "hub")
+    assert not rec.covers("safeguarding", "hub-tipton", "hub")
+    assert not rec.covers("early_help", "coord", "coordinating_team")
+    star = parse_consent(
+        {**BASE, "subject": {"nhs_number": CHILD_NHS}, "purposes": ["*"], "recipients": ["coord"]},
+        now=None,
+    )
+    assert star.covers("anything", "coord", "coordinating_team")
+    assert not star.covers("anything", "hub-tipton", "hub")
+
+
+def test_recorded_in_the_future_is_refused_when_a_clock_is_given() -> None:
+    data = {**BASE, "subject": {"nhs_number": CHILD_NHS}, "recorded_at": "2027-01-01T00:00:00Z"}
+    with pytest.raises(EventInvalid) as info:
+        parse_consent(data, now=AT)
+    assert info.value.problems == [("recorded_at", "is in the future")]
+    assert parse_consent(data, now=None).state == "given"
+
+
+def test_unknown_state_and_bad_nhs_number_name_their_fields() -> None:
+    data = {**BASE, "subject": {"nhs_number": "9997877897"}, "state": "maybe"}
+    with pytest.raises(EventInvalid) as info:
+        parse_consent(data, now=AT)
+    assert {p for p, _ in info.value.problems} == {"subject.nhs_number", "state"}
+    assert "9997877897" not in str(info.value)

@@ -1,0 +1,171 @@
+"""Contact event v1 validation: every problem names its field and never its value."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from broker.errors import EventInvalid
+from broker.events import CLOCK_SKEW, ContactEvent, parse_event
+from broker.events._synthetic import SyntheticFamilies
+from tests.unit.policy.kit import AT, event_dict, subject
+
+
+def _problems(data: Any, now: datetime = AT) -> dict[str, str]:
+    with pytest.raises(EventInvalid) as info:
+        parse_event(data, now=now)
+    return dict(info.value.problems)
+
+
+def test_the_brief_example_event_validates_from_dict_and_from_json_bytes() -> None:
+    data = event_dict()
+    from_dict = parse_event(data, now=AT)
+    from_bytes = parse_event(json.dumps(data).encode(), now=AT)
+    assert from_dict == from_bytes
+    assert from_dict.subjects[0].postcode == "DY4 7AA"
+    assert from_dict.need_level == 3
+
+
+def test_a_bad_check_digit_names_the_field_not_the_value() -> None:
+    data = event_dict(subjects=[subject("child", nhs_number="9997877897")])
+    with pytest.raises(EventInvalid) as info:
+        parse_event(data, now=AT)
+    assert info.value.problems == [
+        ("subjects[0].nhs_number", "check digit does not match (modulus 11)")
+    ]
+    assert "9997877897" not in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = event_dict(
+        need_level=5,
+        type="police.unknown",
+        subjects=[{**subject("child", postcode="NOT A CODE", dob="2030-01-01"), "role": "cousin"}],
+    )
+    problems = _problems(data)
+    assert set(problems) >= {
+        "need_level",
+        "type",
+        "subjects[0].postcode",
+        "subjects[0].dob",
+        "subjects[0].role",
+    }
+    text = " ".join(problems.values())
+    assert "NOT A CODE" not in text
+    assert "2030" not in text
+
+
+@pytest.mark.parametrize("level", [0, 5, -1])
+def test_need_level_is_one_to_four(level: int) -> None:
+    assert "need_level" in _problems(event_dict(need_level=level))
+
+
+def test_at_least_one_subject() -> None:
+    problems = _problems(event_dict(subjects=[]))
+    assert list(problems) == ["subjects"]
+
+
+def test_a_subject_needs_an_nhs_number_or_both_names() -> None:
+    anonymous = {"role": "child", "given_name": "Amy"}
+    problems = _problems(event_dict(subjects=[anonymous]))
+    assert problems == {"subjects[0]": "needs nhs_number, or given_name and family_name"}
+    parse_event(
+        event_dict(subjects=[{"role": "child", "given_name": "A", "family_name": "B"}]), now=AT
+    )
+
+
+def test_occurred_at_in_the_future_beyond_the_skew_is_refused() -> None:
+    ahead = AT + CLOCK_SKEW + timedelta(seconds=1)
+    problems = _problems(event_dict(occurred_at=ahead.isoformat()))
+    assert problems == {"occurred_at": "is in the future"}
+
+
+def test_occurred_at_within_the_skew_is_accepted() -> None:
+    parse_event(event_dict(occurred_at=(AT + CLOCK_SKEW).isoformat()), now=AT)
+
+
+def test_the_clock_is_injected_the_same_event_is_valid_later() -> None:
+    data = event_dict(occurred_at="2027-01-01T00:00:00Z")
+    assert "occurred_at" in _problems(data)
+    parse_event(data, now=datetime(2027, 1, 2, tzinfo=UTC))
+
+
+def test_validating_without_a_clock_is_a_programming_error() -> None:
+    with pytest.raises(RuntimeError, match="context"):
+        ContactEvent.model_validate(event_dict())
+
+
+def test_naive_timestamps_are_refused() -> None:
+    assert "occurred_at" in _problems(event_dict(occurred_at="2026-11-21T22:40:00"))
+
+
+def test_free_text_has_size_limits() -> None:
+    problems = _problems(event_dict(summary="x" * 4001, location="y" * 501))
+    assert set(problems) == {"summary", "location"}
+
+
+def test_unknown_keys_are_refused() -> None:
+    assert "colour" in _problems(event_dict(colour="blue"))
+
+
+def test_school_urn_is_six_digits() -> None:
+    problems = _problems(event_dict(subjects=[subject("child", school_urn="12")]))
+    assert set(problems) == {"subjects[0].school_urn"}
+
+
+def test_not_json_is_one_clear_problem() -> None:
+    problems = _problems(b"{not json")
+    assert list(problems.values()) == ["is not valid JSON"]
+
+
+def test_a_non_mapping_is_refused() -> None:
+    with pytest.raises(EventInvalid):
+        parse_event([1, 2], now=AT)  # type: ignore[arg-type]  # deliberately wrong type
+
+
+def test_synthetic_events_validate() -> None:
+    fam = SyntheticFamilies(seed=11)
+    for _ in range(20):
+        ev = parse_event(fam.event(), now=AT)
+        assert all(s.nhs_number and s.nhs_number.startswith("999") for s in ev.subjects)
+
+
+MARK = "ZQXSECRETQZX"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("event_id", MARK),
+        ("type", MARK),
+        ("sender", MARK),
+        ("occurred_at", MARK),
+        ("need_level", MARK),
+        ("child_present", MARK),
+        ("categories", [MARK]),
+        ("service", MARK),
+        ("subjects.nhs_number", MARK),
+        ("subjects.dob", MARK),
+        ("subjects.postcode", MARK),
+        ("subjects.role", MARK),
+        ("subjects.school_urn", MARK),
+        ("subjects.given_name", MARK * 10),
+        ("subjects.address", MARK * 50),
+    ],
+)
+def test_no_problem_message_ever_quotes_the_value(field: str, value: Any) -> None:
+    data = event_dict()
+    if field.startswith("subjects."):
+        data["subjects"] = [{**subject("child"), field.removeprefix("subjects."): value}]
+    else:
+        data[field] = value
+    with pytest.raises(EventInvalid) as info:
+        parse_event(data, now=AT)
+    assert MARK not in str(info.value)
+    assert all(MARK not in path + msg for path, msg in info.value.problems)
+    assert any(
+        path.endswith(field.rsplit(".", 1)[-1]) or field in path for path, _ in info.value.problems
+    )

@@ -1,0 +1,279 @@
+"""The worker's per-record path without Kafka: decisions, deliveries, quarantine, audit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from broker._canonical import canonical_json
+from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier, verify_chain
+from broker.envelope import Opener, Sealer
+from broker.events import parse_event
+from broker.keys import FileKeyStore
+from broker.pipeline import OutRecord, Processor, WorkerState
+from broker.policy import Policy, redact
+from broker.sdk import Delivery, WithdrawalNotice
+from broker.topics import (
+    AUDIT,
+    CONSENT,
+    QUARANTINE,
+    SCHEMA_CONSENT,
+    SCHEMA_EVENT,
+    STATE,
+    deliver,
+    ingress,
+)
+from tests.unit.pipeline.conftest import AT, ENVELOPE
+
+CHILD_NHS = "9997877896"
+
+
+def incident(**changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "type": "police.domestic_incident",
+        "sender": "wmp",
+        "occurred_at": "2026-11-21T22:40:00Z",
+        "reference": "WMP/26/112233",
+        "need_level": 3,
+        "child_present": True,
+        "summary": "Verbal altercation between adults; child woken.",
+        "child_voice": "Said she hid under the bed.",
+        "categories": ["domestic_abuse"],
+        "service": None,
+        "location": "Family home, Tipton",
+        "safeguarding": {"concern": False, "justification": None},
+        "subjects": [
+            {"role": "child", "nhs_number": CHILD_NHS, "given_name": "Amy",
+             "family_name": "Hollis", "dob": "2019-03-02", "address": "12 Canal Street, Tipton",
+             "postcode": "DY4 7AA", "school_urn": "100001"},
+            {"role": "parent", "nhs_number": "9991742182", "given_name": "Dean",
+             "family_name": "Hollis", "dob": "1990-05-05", "address": "12 Canal Street, Tipton",
+             "postcode": "DY4 7AA"},
+        ],
+    }  # fmt: skip
+    event.update(changes)
+    return event
+
+
+Sealed = tuple[bytes, list[tuple[str, bytes]]]
+
+
+def seal_as(
+    keys: FileKeyStore,
+    party: str,
+    payload: dict[str, Any],
+    *,
+    topic: str,
+    schema: str = SCHEMA_EVENT,
+    event_id: str | None = None,
+) -> Sealed:
+    sealer = Sealer(party, keys, ENVELOPE)
+    sealed = sealer.seal(
+        canonical_json(payload),
+        event_id=event_id or payload.get("event_id") or str(uuid.uuid4()),
+        recipient="worker",
+        schema=schema,
+        topic=topic,
+    )
+    return sealed.value, list(sealed.headers)
+
+
+class Run:
+    """Feeds records to a processor and sorts what comes out."""
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+        self.out: list[OutRecord] = []
+        self.offset = 0
+
+    def feed(self, topic: str, value: bytes, headers: list[tuple[str, bytes]]) -> list[OutRecord]:
+        self.offset += 1
+        got = self.processor.handle(topic, 0, self.offset, value, headers, at=AT)
+        self.out += got
+        return got
+
+    def audit(self, kind: AuditKind | None = None) -> list[AuditRecord]:
+        recs = [AuditRecord.model_validate_json(r.value) for r in self.out if r.topic == AUDIT]
+        return [r for r in recs if kind is None or r.kind is kind]
+
+    def on(self, topic: str) -> list[OutRecord]:
+        return [r for r in self.out if r.topic == topic]
+
+
+@pytest.fixture
+def run(make_processor: Callable[..., Processor]) -> Run:
+    return Run(make_processor())
+
+
+def test_an_incident_reaches_exactly_the_recipients_the_policy_names(
+    run: Run, pipeline_keys: FileKeyStore, example_policy: Policy
+) -> None:
+    event = incident()
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+
+    parsed = parse_event(event, now=AT)
+    expected = example_policy.decide(parsed, [], at=AT)
+    shared = {d.recipient: d for d in expected if d.shares}
+    assert set(shared) == {"sandwell-coord", "school-100001"}
+
+    for recipient, decision in shared.items():
+        [record] = run.on(deliver(recipient))
+        opened = Opener(recipient, pipeline_keys).open_kafka(record.value, record.headers)
+        delivery = Delivery.model_validate_json(opened.payload)
+        assert delivery.view == redact(parsed, decision, pseudonym_key=b"p" * 32)
+        assert delivery.clauses == decision.clause_ids
+    assert run.on(deliver("hub-tipton")) == []
+
+    decided = run.audit(AuditKind.DECIDED)
+    assert sorted((r.party, r.data["outcome"]) for r in decided) == sorted(
+        (d.recipient, d.outcome) for d in expected
+    )
+    assert ("hub-tipton", "not_shared") in [(r.party, r.data["outcome"]) for r in decided]
+    assert len(run.audit(AuditKind.DELIVERED)) == 2
+    assert len(run.audit(AuditKind.RECEIVED)) == 1
+
+
+def test_audit_records_and_state_carry_no_personal_values(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    event = incident()
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+    plain = b"".join(r.value for r in run.out if r.topic in (AUDIT, STATE))
+    for s in event["subjects"]:
+        for field in ("nhs_number", "given_name", "family_name", "dob", "address", "postcode"):
+            assert s[field].encode() not in plain, field
+    assert event["summary"].encode() not in plain
+    assert all(r.subject_keys for r in run.audit(AuditKind.DECIDED))
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda v, h: (b"\x00not an envelope", h), "malformed"),  # noqa: ARG005  # uniform shape
+        (lambda v, h: (v[:-1] + bytes([v[-1] ^ 1]), h), "tampered"),
+        (lambda v, h: (v, []), "key-rejected"),  # noqa: ARG005  # no DEK bundle header
+    ],
+)
+def test_undecryptable_records_are_quarantined_and_audited(
+    run: Run, pipeline_keys: FileKeyStore, mangle: Callable[..., Any], reason: str
+) -> None:
+    value, headers = seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp"))
+    value, headers = mangle(value, headers)
+    run.feed(ingress("wmp"), value, headers)
+    [q] = run.on(QUARANTINE)
+    held = json.loads(Opener("governance", pipeline_keys).open_kafka(q.value, q.headers).payload)
+    assert held["reason"] == reason
+    assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == [reason]
+    assert run.audit(AuditKind.DECIDED) == []
+
+
+def test_a_party_cannot_publish_on_another_partys_topic(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    value, headers = seal_as(pipeline_keys, "wmp", incident(), topic=ingress("swbh"))
+    run.feed(ingress("swbh"), value, headers)
+    assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["wrong-topic"]
+
+
+def test_an_unknown_sender_topic_is_quarantined(run: Run, pipeline_keys: FileKeyStore) -> None:
+    run.feed(ingress("nobody"), b"whatever", [])
+    assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["unknown-sender"]
+
+
+def test_an_invalid_event_in_a_valid_envelope_is_quarantined(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    bad = incident(need_level=9)
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", bad, topic=ingress("wmp")))
+    assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["invalid-event"]
+
+
+def test_a_replayed_event_is_quarantined_and_not_delivered_twice(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    record = seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp"))
+    run.feed(ingress("wmp"), *record)
+    run.feed(ingress("wmp"), *record)
+    assert len(run.on(deliver("sandwell-coord"))) == 1
+    assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["replay"]
+
+
+def test_replays_are_still_refused_after_state_is_rebuilt_from_the_changelog(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    first = Run(make_processor())
+    record = seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp"))
+    first.feed(ingress("wmp"), *record)
+    restored = WorkerState()
+    for r in first.on(STATE):
+        if not r.key.startswith(b"c:"):  # type: ignore[union-attr]
+            restored.apply(r.key.decode(), r.value)  # type: ignore[union-attr]
+    second = Run(make_processor(restored))
+    second.feed(ingress("wmp"), *record)
+    assert [a.data["reason"] for a in second.audit(AuditKind.QUARANTINED)] == ["replay"]
+
+
+def _consent(state: str, recorded_at: str, recipients: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "subject": {"nhs_number": CHILD_NHS},
+        "state": state,
+        "purposes": ["early_help"] if state == "given" else ["*"],
+        "recipients": recipients or ["kind:hub"],
+        "recorded_by": "sandwell-coord",
+        "recorded_at": recorded_at,
+    }
+
+
+def test_consent_lets_the_hub_share_and_withdrawal_stops_it_and_notifies(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    given = _consent("given", "2026-10-01T09:00:00Z")
+    run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", given, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    first = incident()
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", first, topic=ingress("wmp")))
+    assert len(run.on(deliver("hub-tipton"))) == 1
+
+    withdrawn = _consent("withdrawn", "2026-11-01T15:30:00Z")
+    run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", withdrawn, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    records = run.on(deliver("hub-tipton"))
+    assert len(records) == 2
+    notice = WithdrawalNotice.model_validate_json(
+        Opener("hub-tipton", pipeline_keys).open_kafka(records[1].value, records[1].headers).payload
+    )
+    assert notice.event_ids == (first["event_id"],)
+    assert len(run.audit(AuditKind.CONSENT_WITHDRAWN_NOTICE)) == 1
+
+    later = incident()
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", later, topic=ingress("wmp")))
+    assert len(run.on(deliver("hub-tipton"))) == 2  # nothing new for the hub
+    hub = [a for a in run.audit(AuditKind.DECIDED) if a.party == "hub-tipton"]
+    assert [a.data["outcome"] for a in hub] == ["shared", "not_shared"]
+    assert hub[-1].data["reason"] == "consent-withdrawn"
+
+
+def test_consent_recorded_by_someone_else_than_the_sender_is_quarantined(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    forged = _consent("given", "2026-10-01T09:00:00Z")  # recorded_by sandwell-coord, sent by wmp
+    run.feed(CONSENT, *seal_as(pipeline_keys, "wmp", forged, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["sender-mismatch"]
+
+
+def test_the_audit_chain_verifies_and_is_checkpointed(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    run = Run(make_processor(checkpoint_every=2))
+    for _ in range(5):
+        run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
+    records = run.audit()
+    report = verify_chain(records, KeystoreAuditVerifier(pipeline_keys))
+    assert report.records == len(records)
+    assert len(run.audit(AuditKind.CHECKPOINT)) == 2

@@ -1,0 +1,116 @@
+"""Loading bundles: shapes, every problem with file and line, the version hash."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from broker.errors import BundleInvalid
+from broker.policy import Bundle, Party, Policy, load_bundle
+from tests.unit.policy.kit import PARTIES, TO_HUB, agreement, default_agreements, write_bundle
+
+
+def _problems(root: Path) -> list[str]:
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(root)
+    return info.value.problems
+
+
+def test_the_kit_bundle_loads_and_counts(tmp_path: Path) -> None:
+    policy = load_bundle(write_bundle(tmp_path / "b"))
+    assert policy.counts == (len(PARTIES), 2, 4)
+    assert policy.version.startswith("sha256:")
+    assert "11 parties, 2 agreements, 4 clauses, 2 restrictions" in policy.summary()
+
+
+def test_the_version_ignores_formatting_comments_and_file_order(tmp_path: Path) -> None:
+    a = load_bundle(write_bundle(tmp_path / "a"))
+    root = write_bundle(tmp_path / "b", agreements=list(reversed(default_agreements())))
+    parties = root / "parties.yaml"
+    parties.write_text("# a comment\n" + parties.read_text().replace("  ", "    "))
+    b = load_bundle(root)
+    assert a.version == b.version
+
+
+def test_the_version_changes_when_a_rule_changes(tmp_path: Path) -> None:
+    a = load_bundle(write_bundle(tmp_path / "a"))
+    agreements = default_agreements()
+    agreements[0]["clauses"][0]["when"] = "event.need_level >= 3"
+    b = load_bundle(write_bundle(tmp_path / "b", agreements=agreements))
+    assert a.version != b.version
+
+
+def test_every_problem_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    agreements = default_agreements()
+    agreements[0]["clauses"][0]["share"].append("subject.shoe_size")
+    agreements[1]["clauses"][0]["to"] = ["school:nearby"]
+    problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
+    assert len(problems) == 2
+    assert any(
+        p.startswith("agreements/early-help.yaml:") and "subject.shoe_size" in p for p in problems
+    )
+    assert any(
+        p.startswith("agreements/encompass.yaml:") and "unknown selector" in p for p in problems
+    )
+    for p in problems:
+        line = p.split(":")[1]
+        assert line.isdigit()
+        assert int(line) > 1
+
+
+def test_the_line_points_at_the_offending_entry(tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b")
+    path = root / "agreements" / "encompass.yaml"
+    text = path.read_text().replace("- subject.dob", "- subject.dobb")
+    path.write_text(text)
+    (problem,) = _problems(root)
+    line = int(problem.split(":")[1])
+    assert "subject.dobb" in text.splitlines()[line - 1]
+
+
+def test_missing_parties_file(tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b")
+    (root / "parties.yaml").unlink()
+    problems = _problems(root)
+    assert any(p.startswith("parties.yaml: missing") for p in problems)
+
+
+def test_a_party_that_fails_its_own_check_does_not_cascade(tmp_path: Path) -> None:
+    parties = copy.deepcopy(PARTIES)
+    parties["coord"]["kind"] = "team"
+    problems = _problems(write_bundle(tmp_path / "b", parties=parties))
+    assert len(problems) == 1
+    assert "parties.coord.kind" in problems[0]
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b")
+    path = root / "parties.yaml"
+    path.write_text(path.read_text() + "  wmp:\n    name: Again\n    kind: agency\n")
+    problems = _problems(root)
+    assert any("parties.wmp: duplicate key" in p for p in problems)
+
+
+def test_an_empty_bundle_folder_is_reported_not_crashed(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert _problems(tmp_path / "empty")
+
+
+def test_not_a_folder(tmp_path: Path) -> None:
+    assert "not a policy bundle folder" in _problems(tmp_path / "nope")[0]
+
+
+def test_bundles_built_in_code_are_checked_too() -> None:
+    clause = copy.deepcopy(TO_HUB)
+    clause["from"] = ["ghost"]
+    bundle = Bundle.model_validate(
+        {
+            "parties": {pid: Party(id=pid, **body) for pid, body in PARTIES.items()},
+            "agreements": [agreement("a", [clause])],
+        }
+    )
+    with pytest.raises(BundleInvalid) as info:
+        Policy(bundle)
+    assert info.value.problems == ["agreement[0]: clauses[0].from[0]: unknown party 'ghost'"]
