@@ -1,20 +1,39 @@
 from __future__ import annotations
 
+import asyncio
+from typing import Annotated
+
 import typer
+
+Duration = Annotated[
+    float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")
+]
+Rate = Annotated[float, typer.Option(help="Events per second the synthetic agencies publish.")]
+MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port on 127.0.0.1.")]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
-    def demo() -> None:
-        """Run the whole broker on the embedded default (grows as the pipeline lands)."""
-        from broker.config import load_settings  # noqa: PLC0415
+    def demo(duration: Duration = None, rate: Rate = 2.0, metrics_port: MetricsPort = 9464) -> None:
+        """Run the whole broker on the embedded default with synthetic agencies and hubs."""
+        from broker.cli._demo_run import run_demo  # noqa: PLC0415  # heavy imports
+        from broker.cli._logging import configure_logging  # noqa: PLC0415
+        from broker.config import KafkaSettings, load_settings  # noqa: PLC0415
         from broker.devkafka import EmbeddedKafka  # noqa: PLC0415
 
         settings = load_settings()
+        configure_logging("error")  # retried broker hiccups would drown the demo
         node = EmbeddedKafka(settings.home / "kafka-data", home=settings.home)
         st = node.start()
-        typer.echo(f"kafka running (pid {st.pid}) at {st.bootstrap}")
         typer.echo(
-            "demo: Kafka is up. The worker, synthetic agencies and hub subscribers are not "
-            "built yet; meanwhile try `accord policy explain` on an example event."
+            f"kafka running (pid {st.pid}) at {st.bootstrap}; stop it with 'accord kafka down'"
         )
+        settings = settings.model_copy(
+            update={
+                "kafka": KafkaSettings(bootstrap=st.bootstrap, partitions=settings.kafka.partitions)
+            }
+        )
+        try:
+            asyncio.run(run_demo(settings, duration=duration, rate=rate, metrics_port=metrics_port))
+        except KeyboardInterrupt:
+            typer.echo("demo stopped")

@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 
 class Route:
-    """The topic names the sender; the sender must be a known, agency party."""
+    """The topic names the sender, which must be a party of the bundle in force.
+
+    Any kind of party may send (a school's MIS reports attendance concerns); what it may send
+    to whom is the agreements' business, decided later.
+    """
 
     name = "route"
 
@@ -26,8 +30,7 @@ class Route:
     def __call__(self, work: Work) -> Step:
         party = party_of_ingress(work.topic)
         work.sender = party
-        known = self.ctx.policy.bundle.parties.get(party or "")
-        if known is None or known.kind != "agency":
+        if party is None or party not in self.ctx.policy.bundle.parties:
             return quarantine("unknown-sender")
         return FORWARD
 

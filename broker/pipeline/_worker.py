@@ -46,7 +46,9 @@ class WorkerOptions:
 async def prepare_topics(settings: Settings, policy: Policy) -> list[str]:
     """Create every topic the bundle's parties need (idempotent)."""
     parties = policy.bundle.parties
-    agencies = sorted(p for p, party in parties.items() if party.kind == "agency")
+    senders = {p for p, party in parties.items() if party.kind == "agency"}
+    senders |= {s for a in policy.bundle.agreements for c in a.clauses for s in c.from_}
+    agencies = sorted(senders & set(parties))
     recipients = sorted(p for p, party in parties.items() if party.kind != "agency")
     specs = accord_topics(agencies, recipients, settings.kafka)
     return await ensure_topics(settings.kafka.bootstrap, specs, settings.kafka.replication_factor)
@@ -69,6 +71,7 @@ class Worker:
         self.clock = clock
         self.loop: TransactionalLoop | None = None
         self.processor: Processor | None = None
+        self.started = asyncio.Event()  # set once consuming (topics, state and policy ready)
 
     async def run(self, stop: asyncio.Event) -> None:
         settings, opts = self.settings, self.options
@@ -111,6 +114,7 @@ class Worker:
         )
         try:
             await loop.write_alone(processor.policy_loaded(policy, source=str(opts.policies)))
+            self.started.set()
             await loop.run(stop)
             await loop.write_alone(self._final_checkpoint())
         finally:

@@ -1,0 +1,213 @@
+"""``accord demo``: the whole broker on the embedded default, with synthetic agencies.
+
+Kafka (embedded), keys for every party, the worker, agencies publishing a steady stream of
+realistic synthetic events through the SDK, and subscribers for the co-ordinating team and two
+hubs printing what they receive (one line per record: ids, outcome and field names only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+from prometheus_client import CollectorRegistry
+
+from broker.config import Settings
+from broker.events._synthetic import SyntheticFamilies
+from broker.keys import FileKeyStore
+from broker.pipeline import Worker, WorkerOptions, serve
+from broker.policy import Policy, load_bundle
+from broker.sdk import Delivery, Publisher, Subscriber
+
+_TARGET_DISTRICTS = ("DY4", "WS10", "B69", "B70", "B66", "WV10", "WV11", "WV14", "WV4", "B3")
+
+
+def _routes(policy: Policy) -> dict[str, list[str]]:
+    """Which event types each active agency can send under an in-force agreement."""
+    routes: dict[str, set[str]] = {}
+    for agreement in policy.bundle.agreements:
+        if agreement.status != "approved":
+            continue
+        for clause in agreement.clauses:
+            for sender in clause.from_:
+                party = policy.bundle.parties.get(sender)
+                if party is not None and party.status == "active":
+                    routes.setdefault(sender, set()).update(clause.event_types)
+    return {s: sorted(t) for s, t in sorted(routes.items())}
+
+
+def _school_urns(policy: Policy) -> list[str]:
+    return [p.urn for p in policy.bundle.parties.values() if p.kind == "school" and p.urn]
+
+
+def _event(
+    fam: SyntheticFamilies, rng: random.Random, sender: str, kind: str, urns: list[str]
+) -> dict[str, Any]:
+    family = fam.faker.last_name()
+    postcode = fam.postcode(_TARGET_DISTRICTS)
+    address = fam.faker.street_address().replace("\n", ", ")
+    urn = rng.choice(urns) if urns and rng.random() < 0.7 else None
+    child = fam.subject(
+        "child", family_name=family, postcode=postcode, address=address, school_urn=urn
+    )
+    parent = fam.subject("parent", family_name=family, postcode=postcode, address=address)
+    concern = rng.random() < 0.1
+    return fam.event(
+        kind,
+        sender,
+        subjects=[child, parent],
+        need_level=rng.choice((1, 2, 2, 3, 3, 4)),
+        occurred_at=datetime.now(UTC) - timedelta(minutes=rng.randrange(5, 600)),
+        categories=[
+            rng.choice(
+                [
+                    "domestic_abuse",
+                    "neglect",
+                    "parental_mental_health",
+                    "school_attendance",
+                    "housing",
+                ]
+            )
+        ],
+        service=rng.choice([None, None, None, "sexual_health"])
+        if kind.startswith("health.")
+        else None,
+        safeguarding={
+            "concern": concern,
+            "justification": "Practitioner judges that asking would put the child at risk."
+            if concern
+            else None,
+        },
+    )
+
+
+async def _agencies(
+    settings: Settings,
+    keys: FileKeyStore,
+    policy: Policy,
+    *,
+    rate: float,
+    stop: asyncio.Event,
+    say: Callable[[str], None],
+) -> None:
+    seed = secrets.randbits(32)  # a fresh stream each run: event ids must never repeat
+    rng = random.Random(seed)  # noqa: S311  # synthetic data, not cryptography
+    fam = SyntheticFamilies(seed=seed, today=datetime.now(UTC).date())
+    routes = _routes(policy)
+    urns = _school_urns(policy)
+    bootstrap = settings.kafka.bootstrap
+    publishers = {s: Publisher(s, keys, bootstrap) for s in routes}
+    for pub in publishers.values():
+        await pub.start()
+    coord = next(
+        p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"
+    )
+    consent_pub = Publisher(coord, keys, bootstrap)
+    await consent_pub.start()
+    sent = 0
+    try:
+        while not stop.is_set():
+            sender = rng.choice(list(routes))
+            event = _event(fam, rng, sender, rng.choice(routes[sender]), urns)
+            if rng.random() < 0.3:  # the family has agreed to early help from its hub
+                await consent_pub.publish_consent(
+                    {
+                        "subject": {"nhs_number": event["subjects"][0]["nhs_number"]},
+                        "state": "given",
+                        "purposes": ["early_help"],
+                        "recipients": ["kind:hub"],
+                        "recorded_by": coord,
+                        "recorded_at": datetime.now(UTC).isoformat(),
+                    }
+                )
+            await publishers[sender].publish(event)
+            sent += 1
+            if sent % 25 == 0:
+                say(f"agencies: {sent} events published")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1 / rate)
+    finally:
+        for pub in [*publishers.values(), consent_pub]:
+            await pub.stop()
+
+
+async def _recipient(
+    settings: Settings,
+    keys: FileKeyStore,
+    party: str,
+    *,
+    stop: asyncio.Event,
+    say: Callable[[str], None],
+) -> None:
+    async with Subscriber(party, keys, settings.kafka.bootstrap, group=f"demo-{party}") as sub:
+        while not stop.is_set():
+            for record in await sub.poll(1.0):
+                m = record.message
+                if isinstance(m, Delivery):
+                    fields = sorted(
+                        {k for s in m.view.get("subjects", []) for k in s} | set(m.view)
+                    )
+                    say(
+                        f"→ {party:<22} {m.outcome:<16} {','.join(m.clauses):<22} "
+                        f"{len(fields)} fields"
+                    )
+                    await record.opened(by=f"{party}-duty-worker", purpose=m.purpose)
+                else:
+                    n = len(m.event_ids)
+                    say(f"→ {party:<22} consent withdrawn: stop processing {n} record(s)")
+
+
+async def run_demo(
+    settings: Settings, *, duration: float | None, rate: float, metrics_port: int
+) -> None:
+    policy = load_bundle(settings.policies)
+    keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase, create=True)
+    for party in [*policy.bundle.parties, "worker", "audit", "governance"]:
+        keys.ensure_party(party)
+    stop = asyncio.Event()
+    worker = Worker(
+        settings,
+        WorkerOptions(policies=settings.policies, instance="demo"),
+        registry=CollectorRegistry(),
+    )
+    worker_task = asyncio.create_task(serve(worker, metrics_port=metrics_port))
+    started = asyncio.create_task(worker.started.wait())
+    await asyncio.wait({started, worker_task}, return_when=asyncio.FIRST_COMPLETED)
+    if worker_task.done():
+        started.cancel()
+        worker_task.result()  # the worker could not start: its error, one line, from the CLI
+    say = typer.echo
+    say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
+    say(
+        "governance console: not built yet (coming with the audit index); "
+        "try `accord policy explain` meanwhile"
+    )
+    hubs = [p for p, party in policy.bundle.parties.items() if party.kind == "hub"][:2]
+    coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
+        :1
+    ]
+    tasks = [asyncio.create_task(_agencies(settings, keys, policy, rate=rate, stop=stop, say=say))]
+    tasks += [
+        asyncio.create_task(_recipient(settings, keys, p, stop=stop, say=say)) for p in coord + hubs
+    ]
+    say(f"agencies publishing ~{rate:g} events/s; printing what {', '.join(coord + hubs)} receive")
+    try:
+        if duration is None:
+            await worker_task
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(worker_task), timeout=duration)
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if not worker_task.done():
+            worker_task.cancel()
+            await asyncio.gather(worker_task, return_exceptions=True)
