@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,18 +36,33 @@ def _accord_home() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "accord"
 
 
+def start_kafka(tmp_path_factory: pytest.TempPathFactory, name: str, heap: str = "768m") -> Any:
+    """Start a fresh broker on free ports; retried, since a free port can be taken meanwhile."""
+    from broker.devkafka import EmbeddedKafka, free_port
+    from broker.errors import DevKafkaError
+
+    for attempt in range(3):
+        node = EmbeddedKafka(
+            tmp_path_factory.mktemp(name),
+            home=_accord_home(),
+            port=free_port(),
+            controller_port=free_port(),
+            heap=heap,
+        )
+        try:
+            node.start()
+        except DevKafkaError:
+            if attempt == 2:
+                raise
+            continue
+        return node
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def embedded_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real single-node Apache Kafka this session owns (start/stop allowed)."""
-    from broker.devkafka import EmbeddedKafka, free_port
-
-    node = EmbeddedKafka(
-        tmp_path_factory.mktemp("kafka"),
-        home=_accord_home(),
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    node.start()
+    node = start_kafka(tmp_path_factory, "kafka")
     yield node
     node.stop()
 

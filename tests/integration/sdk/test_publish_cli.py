@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,38 @@ async def test_publishing_as_another_party_rejects_every_row(
     _, err = capsys.readouterr()
     assert code == 1
     assert "line 1: sender" in err
+
+
+async def test_tail_opens_and_prints_deliveries_as_json(
+    keys_home: Path,
+    kafka_bootstrap: str,
+    keystore: FileKeyStore,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from broker._canonical import canonical_json
+    from broker.envelope import Sealer
+    from broker.topics import SCHEMA_SHARED, deliver
+    from tests.integration.sdk.test_roundtrip import _delivery
+
+    delivery = _delivery(str(uuid.uuid4()), "hub-a")
+    sealed = Sealer("worker", keystore).seal(
+        canonical_json(delivery.model_dump(mode="json")),
+        event_id=delivery.event_id,
+        recipient="hub-a",
+        schema=SCHEMA_SHARED,
+        topic=deliver("hub-a"),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    await producer.send_and_wait(deliver("hub-a"), sealed.value, headers=sealed.headers)
+    await producer.stop()
+
+    group = f"tail-{uuid.uuid4().hex[:6]}"
+    code = await _run(["tail", "--as", "hub-a", "--json", "--group", group, "--idle", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    printed = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert delivery.event_id in [p["event_id"] for p in printed]
+    assert all(p["recipient"] == "hub-a" for p in printed)
