@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from broker._canonical import canonical_json
-from broker.audit._record import GENESIS, AuditKind, AuditRecord
+from broker.audit._record import GENESIS, AuditKind, AuditRecord, record_hash
 from broker.errors import ChainBroken
 
 
@@ -72,22 +72,44 @@ class ChainWriter:
         subject_keys: Iterable[str] = (),
         data: dict[str, Any] | None = None,
     ) -> AuditRecord:
-        body = {
-            "chain": self.chain,
-            "seq": self.next_seq,
-            "at": self._clock(),
-            "kind": kind,
-            "event_id": event_id,
-            "party": party,
-            "subject_keys": tuple(subject_keys),
-            "data": data or {},
-            "prev_hash": self.prev_hash,
-        }
-        draft = AuditRecord.model_validate({**body, "hash": GENESIS})
-        record = draft.model_copy(update={"hash": draft.computed_hash()})
+        return self.append_encoded(
+            kind, event_id=event_id, party=party, subject_keys=subject_keys, data=data
+        )[0]
+
+    def append_encoded(
+        self,
+        kind: AuditKind,
+        *,
+        event_id: str | None = None,
+        party: str | None = None,
+        subject_keys: Iterable[str] = (),
+        data: dict[str, Any] | None = None,
+    ) -> tuple[AuditRecord, bytes]:
+        """Append, and return the record with its canonical bytes (what goes on the topic).
+
+        The worker writes several records per event: validate once, dump once, encode once.
+        """
+        draft = AuditRecord.model_validate(
+            {
+                "chain": self.chain,
+                "seq": self.next_seq,
+                "at": self._clock(),
+                "kind": kind,
+                "event_id": event_id,
+                "party": party,
+                "subject_keys": tuple(subject_keys),
+                "data": data or {},
+                "prev_hash": self.prev_hash,
+                "hash": GENESIS,
+            }
+        )
+        dumped = draft.model_dump(mode="json")
+        del dumped["hash"]
+        digest = record_hash(dumped)
+        dumped["hash"] = digest
         self.next_seq += 1
-        self.prev_hash = record.hash
-        return record
+        self.prev_hash = digest
+        return draft.model_copy(update={"hash": digest}), canonical_json(dumped)
 
     def checkpoint(self, signer: CheckpointSigner) -> AuditRecord:
         """Sign the chain's head; the checkpoint itself is the next record of the chain."""

@@ -112,10 +112,10 @@ class Context:
         subject_keys: tuple[str, ...] = (),
         data: dict[str, Any] | None = None,
     ) -> None:
-        rec = self.chain.append(
+        _, encoded = self.chain.append_encoded(
             kind, event_id=event_id, party=party, subject_keys=subject_keys, data=data
         )
-        self.audit_out.append(OutRecord(AUDIT, self.chain.chain.encode(), rec.to_bytes()))
+        self.audit_out.append(OutRecord(AUDIT, self.chain.chain.encode(), encoded))
         self.metrics.audit_records.labels(kind=kind.value).inc()
 
     def checkpoint(self) -> None:

@@ -143,6 +143,9 @@ class TransactionalLoop:
             auto_offset_reset="earliest",
             metadata_max_age_ms=5000,  # pick up new agencies' ingress topics quickly
             max_poll_records=self.max_batch,
+            # Latency over fetch efficiency: a contact event should not sit in a broker-side
+            # long poll waiting for company.
+            fetch_max_wait_ms=20,
             client_id=self.transactional_id,
         )
         try:

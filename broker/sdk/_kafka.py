@@ -44,4 +44,7 @@ def committed_consumer(bootstrap: str, topic: str, group: str, client_id: str) -
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # Records become visible when the broker's transaction commits; ask often rather
+        # than wait out a long poll.
+        fetch_max_wait_ms=50,
     )

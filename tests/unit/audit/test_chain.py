@@ -140,3 +140,10 @@ def test_audit_records_round_trip_through_their_bytes() -> None:
     again = AuditRecord.model_validate_json(rec.to_bytes())
     assert again == rec
     assert again.computed_hash() == rec.hash
+
+
+def test_the_encoding_a_writer_returns_is_the_records_canonical_bytes() -> None:
+    writer = ChainWriter("c", clock=_clock)
+    record, encoded = writer.append_encoded(AuditKind.DECIDED, event_id="e", data={"x": [1]})
+    assert encoded == record.to_bytes()
+    assert AuditRecord.model_validate_json(encoded).computed_hash() == record.hash

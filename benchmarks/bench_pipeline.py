@@ -1,0 +1,250 @@
+"""The whole pipeline on the embedded Apache Kafka, against raw aiokafka on the same broker.
+
+In one run, on one broker:
+
+1. **baseline** — raw aiokafka consume → produce of the same sealed ingress records (no
+   opening, no decisions): the most any Python consumer could do with them;
+2. **throughput** — the worker (a subprocess, ``accord worker``) drains N pre-loaded sealed
+   events: open, validate, link, decide, redact, seal per recipient, deliver, audit, all in
+   Kafka transactions. Reported as events/s and as a ratio to the baseline;
+3. **latency** — a fixed offered load (default 500 events/s) published through the SDK while
+   the co-ordinating team's subscriber opens what it receives; p50/p99 from ``publish`` to
+   ``open``;
+4. the worker's peak RSS (``VmHWM``).
+
+Benchmarks report; they never assert. ``python benchmarks/bench_pipeline.py`` runs it alone
+(starting its own broker); ``make bench`` runs it with the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from broker._canonical import canonical_json
+from broker.config import KafkaSettings, Settings
+from broker.devkafka import EmbeddedKafka, free_port
+from broker.envelope import Sealer
+from broker.events._synthetic import SyntheticFamilies
+from broker.keys import FileKeyStore
+from broker.pipeline import prepare_topics
+from broker.policy import load_bundle
+from broker.sdk import Publisher, Subscriber
+from broker.topics import SCHEMA_EVENT, ingress
+
+REPO = Path(__file__).resolve().parents[1]
+POLICIES = REPO / "policies"
+SENDER = "wmp"
+
+
+def _events(n: int, seed: int) -> list[dict[str, Any]]:
+    fam = SyntheticFamilies(seed=seed)
+    # Tipton and Wednesbury families: the co-ordinating team, a hub and schools are candidates.
+    out = []
+    for i in range(n):
+        family, postcode = fam.faker.last_name(), fam.postcode(("DY4", "WS10"))
+        child = fam.subject("child", family_name=family, postcode=postcode, school_urn="146201")
+        parent = fam.subject("parent", family_name=family, postcode=postcode)
+        out.append(fam.event("police.domestic_incident", SENDER, subjects=[child, parent],
+                             need_level=2 + i % 2))  # fmt: skip
+    return out
+
+
+def _received(metrics_port: int) -> int:
+    """Events the worker has received and processed, from its own /metrics."""
+    try:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"  # loopback: our own worker
+        with urllib.request.urlopen(url, timeout=2) as r:  # http URL built above
+            text = r.read().decode()
+    except OSError:
+        return 0
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("accord_events_received_total{")
+        )
+    )
+
+
+async def _baseline(bootstrap: str, source: str, n: int) -> float:
+    """Raw aiokafka: consume the sealed records and produce them unchanged elsewhere."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: PLC0415
+
+    sink = f"bench.passthrough.{os.getpid()}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(sink, 3, 1)])
+    await admin.close()
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_poll_records=2000)  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                enable_idempotence=True, max_batch_size=256 * 1024)  # fmt: skip
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    start = time.perf_counter()
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for msgs in batch.values():
+                for m in msgs:
+                    await producer.send(sink, m.value, key=m.key, headers=list(m.headers))
+                seen += len(msgs)
+        await producer.flush()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return n / (time.perf_counter() - start)
+
+
+def _start_worker(env: dict[str, str], log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "broker", "worker", "--policies", str(POLICIES),
+           "--metrics-port", str(metrics_port), "--instance", "bench"]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))  # noqa: S603
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _measure(
+    bootstrap: str, home: Path, n: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    policy = load_bundle(POLICIES)
+    keys = FileKeyStore(home / "keys", create=True)
+    for party in [*policy.bundle.parties, "worker", "audit", "governance"]:
+        keys.ensure_party(party)
+    settings = Settings(home=home, kafka=KafkaSettings(bootstrap=bootstrap, partitions=3))
+    await prepare_topics(settings, policy)
+
+    # Pre-load N sealed events (the same bytes both the baseline and the worker read).
+    sealer = Sealer(SENDER, keys)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    events = _events(n, seed=1)
+    for e in events:
+        s = sealer.seal(canonical_json(e), event_id=e["event_id"], recipient="worker",
+                        schema=SCHEMA_EVENT, topic=ingress(SENDER))  # fmt: skip
+        await producer.send(ingress(SENDER), s.value, key=e["event_id"].encode(), headers=s.headers)
+    await producer.flush()
+    await producer.stop()
+    raw_rate = await _baseline(bootstrap, ingress(SENDER), n)
+
+    env = {**os.environ, "ACCORD_HOME": str(home), "ACCORD_KAFKA_BOOTSTRAP": bootstrap,
+           "ACCORD_KAFKA__PARTITIONS": "3"}  # fmt: skip
+    log = home / "worker.log"
+    metrics_port = free_port()
+    worker = _start_worker(env, log, metrics_port)
+    try:
+        start = time.perf_counter()
+        first = None
+        while True:
+            done = _received(metrics_port)
+            if done and first is None:
+                first = time.perf_counter()
+            if done >= n:
+                break
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited; see {log}")
+            await asyncio.sleep(0.25)
+        drained = time.perf_counter()
+        pipeline_rate = n / (drained - (first or start))
+
+        latencies = await _latency(bootstrap, keys, rate, seconds)
+        rss = _peak_rss_mib(worker.pid)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    lat = sorted(latencies)
+    return {
+        "events": n,
+        "raw_aiokafka_passthrough_per_s": round(raw_rate),
+        "pipeline_events_per_s": round(pipeline_rate),
+        "ratio_pipeline_to_raw": round(pipeline_rate / raw_rate, 4),
+        "offered_load_per_s": rate,
+        "latency_samples": len(lat),
+        "latency_p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
+        "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None,
+        "worker_peak_rss_mib": round(rss, 1),
+    }
+
+
+async def _latency(bootstrap: str, keys: FileKeyStore, rate: float, seconds: float) -> list[float]:
+    """Publish at a fixed rate through the SDK; the co-ordinating team opens each record."""
+    events = _events(int(rate * seconds), seed=2)
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def receive() -> None:
+        async with Subscriber("sandwell-coord", keys, bootstrap, group="bench-latency") as sub:
+            # Skip the throughput phase's records: only events of this phase are timed.
+            while not done.is_set() or len(latencies) < len(sent_at):
+                for record in await sub.poll(0.2):
+                    t = sent_at.get(record.message.event_id)  # type: ignore[union-attr]
+                    if t is not None:
+                        latencies.append(time.perf_counter() - t)
+                if done.is_set() and time.perf_counter() - last[0] > 30:
+                    break
+
+    last = [time.perf_counter()]
+    receiver = asyncio.create_task(receive())
+    async with Publisher(SENDER, keys, bootstrap) as pub:
+        interval = 1 / rate
+        next_at = time.perf_counter()
+        for e in events:
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at[e["event_id"]] = time.perf_counter()
+            await pub.publish(e)
+            next_at += interval
+    last[0] = time.perf_counter()
+    done.set()
+    await receiver
+    return latencies
+
+
+def run(
+    ctx: Any = None, *, events: int = 5000, rate: float = 500.0, seconds: float = 20.0
+) -> dict[str, Any]:
+    """Run against ``ctx.bootstrap`` if given, else a broker of its own."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        bootstrap = getattr(ctx, "bootstrap", None)
+        node = None
+        if bootstrap is None:
+            cache = Path(os.environ.get("ACCORD_HOME") or Path.home() / ".cache" / "accord")
+            node = EmbeddedKafka(
+                home / "kafka", home=cache, port=free_port(), controller_port=free_port()
+            )  # fmt: skip
+            bootstrap = node.start().bootstrap
+        try:
+            return asyncio.run(_measure(bootstrap, home, events, rate, seconds))
+        finally:
+            if node is not None:
+                node.stop()
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))
