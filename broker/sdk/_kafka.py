@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -48,3 +51,26 @@ def committed_consumer(bootstrap: str, topic: str, group: str, client_id: str) -
         # than wait out a long poll.
         fetch_max_wait_ms=50,
     )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AsyncClient:
+    """``async with`` support for SDK clients that define ``start`` and ``stop``."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -6,9 +6,8 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -18,7 +17,7 @@ from broker.envelope import Sealer
 from broker.errors import EventInvalid, UsageError
 from broker.events import ConsentRecord, ContactEvent, parse_consent, parse_event
 from broker.keys import KeyStore
-from broker.sdk._kafka import idempotent_producer, translated
+from broker.sdk._kafka import AsyncClient, idempotent_producer, translated, utcnow
 from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, WORKER, ingress
 
 
@@ -32,11 +31,7 @@ class Receipt:
     offset: int
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Publisher:
+class Publisher(AsyncClient):
     """Publishes ``party``'s contact events and consent records, sealed to the broker.
 
     Use as an async context manager. Every event is validated before anything leaves the
@@ -50,7 +45,7 @@ class Publisher:
         bootstrap: str,
         *,
         envelope: EnvelopeSettings | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.party = party
         self.topic = ingress(party)
@@ -69,15 +64,6 @@ class Publisher:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def validate(self, event: ContactEvent | Mapping[str, Any] | bytes) -> ContactEvent:
         """Validate an event as the broker will, and check it is this party's to send."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self, TypeVar
+from datetime import datetime
+from typing import TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -24,7 +23,13 @@ from broker.errors import (
     UsageError,
 )
 from broker.keys import KeyStore
-from broker.sdk._kafka import committed_consumer, idempotent_producer, translated
+from broker.sdk._kafka import (
+    AsyncClient,
+    committed_consumer,
+    idempotent_producer,
+    translated,
+    utcnow,
+)
 from broker.sdk._messages import AccessAck, Delivery, WithdrawalNotice
 from broker.topics import ACCESS, SCHEMA_ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, WORKER, deliver
 
@@ -39,10 +44,6 @@ class Unopenable:
     partition: int
     offset: int
     reason: str
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class SharedRecord:
@@ -63,7 +64,7 @@ class SharedRecord:
         await self._subscriber.acknowledge(self.message.event_id, by=by, purpose=purpose)
 
 
-class Subscriber:
+class Subscriber(AsyncClient):
     """Consumes ``accord.deliver.<party>`` as consumer group ``group`` and opens each record.
 
     Iterate with ``async for record in subscriber``. Records that cannot be opened are passed
@@ -81,7 +82,7 @@ class Subscriber:
         *,
         envelope: EnvelopeSettings | None = None,
         on_unopenable: Callable[[Unopenable], None] | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.party = party
         self.topic = deliver(party)
@@ -111,15 +112,6 @@ class Subscriber:
             await consumer.stop()
         if producer is not None:
             await producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     def __aiter__(self) -> AsyncIterator[SharedRecord]:
         return self._iterate()

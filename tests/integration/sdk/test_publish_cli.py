@@ -14,7 +14,7 @@ from broker.cli import main
 from broker.envelope import Opener
 from broker.events._synthetic import SyntheticFamilies
 from broker.keys import FileKeyStore
-from broker.topics import ingress
+from broker.topics import deliver, ingress
 from tests.integration.sdk.test_roundtrip import _raw
 
 pytestmark = pytest.mark.usefixtures("sdk_topics")
@@ -148,25 +148,11 @@ async def test_tail_opens_and_prints_deliveries_as_json(
     keystore: FileKeyStore,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    from broker._canonical import canonical_json
-    from broker.envelope import Sealer
-    from broker.topics import SCHEMA_SHARED, deliver
-    from tests.integration.sdk.test_roundtrip import _delivery
+    from tests.integration.sdk.test_roundtrip import _delivery, produce, seal_delivery
 
     delivery = _delivery(str(uuid.uuid4()), "hub-a")
-    sealed = Sealer("worker", keystore).seal(
-        canonical_json(delivery.model_dump(mode="json")),
-        event_id=delivery.event_id,
-        recipient="hub-a",
-        schema=SCHEMA_SHARED,
-        topic=deliver("hub-a"),
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    await producer.send_and_wait(deliver("hub-a"), sealed.value, headers=sealed.headers)
-    await producer.stop()
+    sealed = seal_delivery(keystore, delivery)
+    await produce(kafka_bootstrap, deliver("hub-a"), (sealed.value, sealed.headers))
 
     group = f"tail-{uuid.uuid4().hex[:6]}"
     code = await _run(["tail", "--as", "hub-a", "--json", "--group", group, "--idle", "3"])

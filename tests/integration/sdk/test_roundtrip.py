@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from broker._canonical import canonical_json
-from broker.envelope import Opener, Sealer
+from broker.envelope import Opener, SealedRecord, Sealer
 from broker.errors import WrongRecipient
 from broker.events._synthetic import SyntheticFamilies
 from broker.keys import FileKeyStore
@@ -52,6 +52,29 @@ def _delivery(event_id: str, recipient: str) -> Delivery:
     )
 
 
+def seal_delivery(keystore: FileKeyStore, delivery: Delivery) -> SealedRecord:
+    """Seal a delivery as the worker would, for its recipient's topic."""
+    return Sealer("worker", keystore).seal(
+        canonical_json(delivery.model_dump(mode="json")),
+        event_id=delivery.event_id,
+        recipient=delivery.recipient,
+        schema=SCHEMA_SHARED,
+        topic=deliver(delivery.recipient),
+    )
+
+
+async def produce(
+    bootstrap: str, topic: str, *records: tuple[bytes, list[tuple[str, bytes]]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value, headers in records:
+            await producer.send_and_wait(topic, value, headers=headers)
+    finally:
+        await producer.stop()
+
+
 async def test_published_events_carry_no_personal_data_and_open_for_the_worker(
     kafka_bootstrap: str, keystore: FileKeyStore
 ) -> None:
@@ -87,19 +110,9 @@ async def test_published_events_carry_no_personal_data_and_open_for_the_worker(
 async def test_a_recipient_opens_its_delivery_and_its_access_is_acknowledged(
     kafka_bootstrap: str, keystore: FileKeyStore
 ) -> None:
-    worker = Sealer("worker", keystore)
     delivery = _delivery("0b7c4a1e-5f3d-4c2a-9e8b-000000000001", "hub-a")
-    sealed = worker.seal(
-        canonical_json(delivery.model_dump(mode="json")),
-        event_id=delivery.event_id,
-        recipient="hub-a",
-        schema=SCHEMA_SHARED,
-        topic=deliver("hub-a"),
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    await producer.send_and_wait(deliver("hub-a"), sealed.value, headers=sealed.headers)
-    await producer.stop()
+    sealed = seal_delivery(keystore, delivery)
+    await produce(kafka_bootstrap, deliver("hub-a"), (sealed.value, sealed.headers))
 
     async with Subscriber("hub-a", keystore, kafka_bootstrap, group="hub-a-test") as sub:
         records = await sub.poll(5.0)
@@ -121,34 +134,10 @@ async def test_a_recipient_opens_its_delivery_and_its_access_is_acknowledged(
 async def test_records_a_subscriber_cannot_open_are_reported_not_dropped(
     kafka_bootstrap: str, keystore: FileKeyStore
 ) -> None:
-    worker = Sealer("worker", keystore)
-    for_b = _delivery("0b7c4a1e-5f3d-4c2a-9e8b-000000000002", "hub-b")
-    misrouted = worker.seal(
-        canonical_json(for_b.model_dump(mode="json")),
-        event_id=for_b.event_id,
-        recipient="hub-b",
-        schema=SCHEMA_SHARED,
-        topic=deliver("hub-b"),
-    )
     good = _delivery("0b7c4a1e-5f3d-4c2a-9e8b-000000000003", "hub-b")
-    sealed = worker.seal(
-        canonical_json(good.model_dump(mode="json")),
-        event_id=good.event_id,
-        recipient="hub-b",
-        schema=SCHEMA_SHARED,
-        topic=deliver("hub-b"),
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(deliver("hub-b"), b"\x00garbage", headers=[])
-        await producer.send_and_wait(deliver("hub-b"), sealed.value, headers=sealed.headers)
-        await producer.send_and_wait(
-            deliver("hub-b"), sealed.value, headers=sealed.headers
-        )  # replay
-    finally:
-        await producer.stop()
-    assert misrouted.header.topic == deliver("hub-b")
+    sealed = seal_delivery(keystore, good)
+    record = (sealed.value, sealed.headers)
+    await produce(kafka_bootstrap, deliver("hub-b"), (b"\x00garbage", []), record, record)
 
     async with Subscriber("hub-b", keystore, kafka_bootstrap, group="hub-b-test") as sub:
         records: list[object] = []
