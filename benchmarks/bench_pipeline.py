@@ -83,7 +83,7 @@ def _received(metrics_port: int) -> int:
 
 async def _baseline(bootstrap: str, source: str, n: int) -> float:
     """Raw aiokafka: consume the sealed records and produce them unchanged elsewhere."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: PLC0415
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     sink = f"bench.passthrough.{os.getpid()}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

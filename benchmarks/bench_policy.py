@@ -24,7 +24,7 @@ AT = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
 def _event() -> dict[str, Any]:
-    from broker.events._synthetic import SyntheticFamilies  # noqa: PLC0415  # after sys.path setup
+    from broker.events._synthetic import SyntheticFamilies  # after sys.path setup
 
     fam = SyntheticFamilies(seed=7)
     subjects = [
@@ -66,8 +66,8 @@ def _rate(fn: Callable[[], object], seconds: float) -> float:
 
 def run(seconds: float = 2.0, policies: Path = EXAMPLE_POLICIES) -> dict[str, Any]:
     """Measure both rates in one run; returns the rates (per second) and the ratio."""
-    from broker.events import parse_consents, parse_event  # noqa: PLC0415
-    from broker.policy import Policy  # noqa: PLC0415
+    from broker.events import parse_consents, parse_event
+    from broker.policy import Policy
 
     if not policies.is_dir():
         raise SystemExit(

@@ -1,0 +1,147 @@
+"""The baseline: raw aiokafka consume → produce vs the same passthrough as a faust agent.
+
+100k records of ~700 bytes are pre-loaded into a 3-partition topic; each variant copies them
+to a topic of its own, on the same broker, in the same run:
+
+- ``aiokafka``: one consumer, one idempotent producer (acks=all), ``getmany`` batches;
+- ``faust_event``: a faust-streaming agent, ``async for`` + ``await topic.send()`` per record;
+- ``faust_take``: the same agent with ``stream.take(500, within=0.05)`` batches.
+
+Rates are records/s from the first record out to the last one landing; the ratios are
+faust/aiokafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+HERE = Path(__file__).resolve().parent
+N = 100_000
+VALUE = os.urandom(350).hex().encode()  # 700 bytes
+
+
+async def _topics(bootstrap: str, *names: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, 3, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def _load(bootstrap: str, topic: str, n: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10,
+                                max_batch_size=512 * 1024)  # fmt: skip
+    await producer.start()
+    try:
+        for i in range(n):
+            await producer.send(topic, VALUE, key=str(i).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _landed(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(3)]
+        end = await consumer.end_offsets(tps)
+        return sum(end.values())
+    finally:
+        await consumer.stop()
+
+
+async def _aiokafka(bootstrap: str, src: str, dst: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_poll_records=5000)  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                linger_ms=5, max_batch_size=512 * 1024)  # fmt: skip
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    start = None
+    try:
+        while seen < n:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if start is None and batch:
+                start = time.perf_counter()
+            for msgs in batch.values():
+                for m in msgs:
+                    await producer.send(dst, m.value, key=m.key)
+                seen += len(msgs)
+        await producer.flush()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return n / (time.perf_counter() - (start or 0.0))
+
+
+async def _faust(bootstrap: str, src: str, dst: str, n: int, mode: str, tmp: Path) -> float:
+    env = {
+        **os.environ,
+        "BENCH_APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
+        "BENCH_BOOTSTRAP": bootstrap,
+        "BENCH_SRC": src,
+        "BENCH_DST": dst,
+        "BENCH_MODE": mode,
+        "BENCH_DATADIR": str(tmp),
+    }
+    log = (tmp / f"faust-{mode}.log").open("wb")
+    proc = subprocess.Popen(  # noqa: S603  # our own app, fixed argv
+        [sys.executable, str(HERE / "faust_passthrough.py"), "worker", "-l", "warn"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
+    )  # fmt: skip
+    try:
+        start = None
+        deadline = time.perf_counter() + 600
+        while time.perf_counter() < deadline:
+            landed = await _landed(bootstrap, dst)
+            if landed and start is None:
+                start = time.perf_counter()
+            if landed >= n:
+                return n / (time.perf_counter() - (start or 0.0))
+            if proc.poll() is not None:
+                raise RuntimeError(f"faust exited; see {log.name}")
+            await asyncio.sleep(0.2)
+        raise RuntimeError("faust did not finish within 600 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+
+
+async def _measure(bootstrap: str, n: int, tmp: Path) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:6]
+    src = f"bench.src.{tag}"
+    outs = {k: f"bench.{k}.{tag}" for k in ("aiokafka", "faust_event", "faust_take")}
+    await _topics(bootstrap, src, *outs.values())
+    await _load(bootstrap, src, n)
+    raw = await _aiokafka(bootstrap, src, outs["aiokafka"], n)
+    event = await _faust(bootstrap, src, outs["faust_event"], n, "event", tmp)
+    take = await _faust(bootstrap, src, outs["faust_take"], n, "take", tmp)
+    return {
+        "records": n,
+        "record_bytes": len(VALUE),
+        "aiokafka_per_s": round(raw),
+        "faust_event_per_s": round(event),
+        "faust_take_per_s": round(take),
+        "ratio_faust_event_to_aiokafka": round(event / raw, 3),
+        "ratio_faust_take_to_aiokafka": round(take / raw, 3),
+    }
+
+
+def run(ctx: Any, n: int = N) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(_measure(ctx.bootstrap, n, Path(tmp)))
