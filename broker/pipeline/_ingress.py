@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.errors import EnvelopeError, EventInvalid, PolicyError
+from broker.envelope import read_header
+from broker.errors import EnvelopeError, EventInvalid, PolicyError, WrongRecipient
 from broker.events import parse_event
 from broker.pipeline._stages import FORWARD, OutRecord, Step, Work, quarantine
 from broker.policy import redact
@@ -47,6 +48,8 @@ class Open:
     def __call__(self, work: Work) -> Step:
         try:
             opened = self.ctx.opener.open_kafka(work.value, work.headers, topic=work.topic)
+        except WrongRecipient:
+            return quarantine(_misaddressed(work))
         except EnvelopeError as exc:
             return quarantine(exc.reason)
         work.opened = opened
@@ -57,6 +60,19 @@ class Open:
         if opened.schema != self.schema:
             return quarantine("wrong-schema")
         return FORWARD
+
+
+def _misaddressed(work: Work) -> str:
+    """Name the way a record was misaddressed, for the IG officer reading the quarantine.
+
+    The header is read unauthenticated, only to choose between two reason codes; the record
+    is quarantined either way.
+    """
+    try:
+        header = read_header(work.value)
+    except EnvelopeError:
+        return "wrong-recipient"
+    return "wrong-topic" if header.topic != work.topic else "wrong-recipient"
 
 
 class Validate:

@@ -1,0 +1,203 @@
+"""1,000 hostile records on the ingress topics: each quarantined with the right reason, none lost.
+
+Random bytes, truncated envelopes, broken signatures, replays, valid envelopes carrying invalid
+or oversized events, and records on another party's topic are produced straight to Kafka,
+interleaved with valid events. Every hostile record must land on ``accord.quarantine`` (sealed
+to the governance key, with its reason) and be audited as ``quarantined``; every valid event
+must still be decided and delivered; the worker must keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from broker._canonical import canonical_json
+from broker.audit import AuditKind, AuditRecord
+from broker.config import KafkaSettings, KeystoreSettings, Settings
+from broker.devkafka import EmbeddedKafka
+from broker.envelope import InMemoryReplayGuard, Opener, Sealer
+from broker.events._synthetic import SyntheticFamilies
+from broker.keys import FileKeyStore
+from broker.pipeline import Worker, WorkerOptions
+from broker.policy import load_bundle
+from broker.topics import AUDIT, QUARANTINE, SCHEMA_EVENT, ingress
+
+pytestmark = pytest.mark.slow
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+Raw = tuple[str, bytes, list[tuple[str, bytes]]]  # topic, value, headers
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        idle = 0
+        while idle < 2:
+            batch = await consumer.getmany(timeout_ms=400)
+            msgs = [m for ms in batch.values() for m in ms]
+            out += msgs
+            idle = 0 if msgs else idle + 1
+    finally:
+        await consumer.stop()
+    return out
+
+
+class Forge:
+    """Makes valid and hostile ingress records, and remembers which reason each should get."""
+
+    def __init__(self, keys: FileKeyStore, rogue: FileKeyStore) -> None:
+        self.fam = SyntheticFamilies(seed=4242)
+        self.wmp = Sealer("wmp", keys)
+        self.rogue = Sealer("wmp", rogue)  # same party name, keys the directory never saw
+        self.rng = random.Random(4242)  # noqa: S311  # test data
+        self.expected: Counter[str] = Counter()
+        self.valid: list[str] = []
+
+    def event(self, **changes: Any) -> dict[str, Any]:
+        family, postcode = self.fam.faker.last_name(), self.fam.postcode(("DY4", "WS10"))
+        subjects = [self.fam.subject("child", family_name=family, postcode=postcode),
+                    self.fam.subject("parent", family_name=family, postcode=postcode)]  # fmt: skip
+        event = self.fam.event("police.domestic_incident", "wmp", subjects=subjects, need_level=3)
+        event.update(changes)
+        return event
+
+    def sealed(self, event: dict[str, Any], sealer: Sealer | None = None) -> Raw:
+        """Sealed honestly, by ``wmp`` (or a rogue with wmp's name), for wmp's own topic."""
+        s = (sealer or self.wmp).seal(
+            canonical_json(event),
+            event_id=event["event_id"],
+            recipient="worker",
+            schema=SCHEMA_EVENT,
+            topic=ingress("wmp"),
+        )
+        return ingress("wmp"), s.value, list(s.headers)
+
+    def good(self) -> Raw:
+        event = self.event()
+        self.valid.append(event["event_id"])
+        return self.sealed(event)
+
+    def hostile(self, kind: str) -> list[Raw]:  # noqa: PLR0911  # one branch per kind of attack
+        rng = self.rng
+        if kind == "random":
+            self.expected["malformed"] += 1
+            return [(ingress("wmp"), os.urandom(rng.randrange(1, 400)), [])]
+        if kind == "truncated":
+            self.expected["malformed"] += 1
+            topic, value, headers = self.sealed(self.event())
+            return [(topic, value[: rng.randrange(1, 20)], headers)]
+        if kind == "bad-signature":
+            self.expected["bad-signature"] += 1
+            topic, value, headers = self.sealed(self.event())
+            name, bundle = headers[0]
+            return [(topic, value, [(name, bundle[:-1] + bytes([bundle[-1] ^ 0x01]))])]
+        if kind == "unknown-key":
+            self.expected["key-rejected"] += 1
+            return [self.sealed(self.event(), self.rogue)]
+        if kind == "replay":
+            self.expected["replay"] += 1
+            record = self.good()
+            return [record, record]
+        if kind == "invalid-event":
+            self.expected["invalid-event"] += 1
+            broken = rng.choice([
+                {"need_level": 9},
+                {"occurred_at": "2999-01-01T00:00:00Z"},
+                {"summary": "x" * 50_000},  # beyond the free-text limit
+                {"subjects": []},
+            ])  # fmt: skip
+            event = self.event(**broken)
+            if rng.random() < 0.5:
+                event = self.event()
+                event["subjects"][0]["nhs_number"] = "9990000001"  # fails modulus 11
+            return [self.sealed(event)]
+        if kind == "wrong-topic":
+            self.expected["wrong-topic"] += 1
+            _, value, headers = self.sealed(self.event())
+            return [(ingress("swbh"), value, headers)]
+        raise AssertionError(kind)
+
+
+KINDS = {"random": 200, "truncated": 150, "bad-signature": 100, "unknown-key": 100,
+         "replay": 150, "invalid-event": 200, "wrong-topic": 100}  # fmt: skip
+
+
+async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still_flow(
+    isolated_kafka: EmbeddedKafka, tmp_path: Path
+) -> None:
+    assert sum(KINDS.values()) == 1000
+    bootstrap = isolated_kafka.bootstrap
+    policy = load_bundle(POLICIES)
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    for party in [*policy.bundle.parties, "worker", "audit", "governance"]:
+        keys.ensure_party(party)
+    rogue = FileKeyStore(tmp_path / "rogue", create=True)
+    rogue.ensure_party("wmp")
+    rogue.ensure_party("worker")
+
+    settings = Settings(home=tmp_path, kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
+                        keystore=KeystoreSettings(path=keys.path))  # fmt: skip
+    worker = Worker(settings, WorkerOptions(policies=POLICIES), registry=CollectorRegistry())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await asyncio.wait_for(worker.started.wait(), 60)
+
+    forge = Forge(keys, rogue)
+    plan = [k for k, n in KINDS.items() for _ in range(n)]
+    random.Random(1).shuffle(plan)  # noqa: S311  # test order, not cryptography
+    records: list[Raw] = []
+    for i, kind in enumerate(plan):
+        records += forge.hostile(kind)
+        if i % 10 == 0:
+            records.append(forge.good())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2_000_000)
+    await producer.start()
+    try:
+        for topic, value, headers in records:
+            await producer.send(topic, value, headers=headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    try:
+        for _ in range(200):
+            audit = [
+                AuditRecord.model_validate_json(m.value) for m in await read_all(bootstrap, AUDIT)
+            ]
+            quarantined = [r for r in audit if r.kind is AuditKind.QUARANTINED]
+            received = {r.event_id for r in audit if r.kind is AuditKind.RECEIVED}
+            if len(quarantined) >= 1000 and len(received) >= len(forge.valid):
+                break
+            assert not task.done(), "the worker stopped"
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+    assert Counter(r.data["reason"] for r in quarantined) == forge.expected
+    assert received == set(forge.valid)
+    held = [
+        json.loads(Opener("governance", keys, replay_guard=InMemoryReplayGuard())
+                   .open_kafka(m.value, m.headers, topic=QUARANTINE).payload)
+        for m in await read_all(bootstrap, QUARANTINE)
+    ]  # fmt: skip
+    assert Counter(h["reason"] for h in held) == forge.expected
+    assert all(h["value"] is not None and h["digest"] for h in held)  # nothing lost
