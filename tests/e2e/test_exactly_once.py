@@ -10,30 +10,25 @@ restart — must verify.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier, verify_chain
 from broker.config import KafkaSettings, Settings
-from broker.devkafka import EmbeddedKafka, free_port
+from broker.devkafka import EmbeddedKafka
 from broker.envelope import InMemoryReplayGuard, Opener
 from broker.events import parse_event
 from broker.events._synthetic import SyntheticFamilies
-from broker.keys import FileKeyStore
 from broker.pipeline import prepare_topics
 from broker.policy import Policy, load_bundle
 from broker.sdk import Delivery, Publisher
 from broker.topics import AUDIT, QUARANTINE, deliver
+from tests.e2e.worker_proc import WorkerProcess, keystore_for, read_all
 
 pytestmark = pytest.mark.slow
 
@@ -41,57 +36,6 @@ REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
 EVENTS = 240
 KILLS = 3
-
-
-async def read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        idle = 0
-        while idle < 2:
-            batch = await consumer.getmany(timeout_ms=400)
-            msgs = [m for ms in batch.values() for m in ms]
-            out += msgs
-            idle = 0 if msgs else idle + 1
-    finally:
-        await consumer.stop()
-    return out
-
-
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "broker", "worker", "--policies", str(POLICIES),
-                 "--instance", "w1", "--metrics-port", str(free_port()),
-                 "--checkpoint-every", "25"],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=fh,
-            )  # fmt: skip
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
 
 
 def _incidents(n: int) -> list[dict[str, Any]]:
@@ -126,17 +70,14 @@ async def test_sigkilled_worker_delivers_every_event_exactly_once(
 ) -> None:
     bootstrap = isolated_kafka.bootstrap
     policy = load_bundle(POLICIES)
-    keys = FileKeyStore(tmp_path / "keys", create=True)
-    for party in [*policy.bundle.parties, "worker", "audit", "governance"]:
-        keys.ensure_party(party)
+    keys = keystore_for(policy, tmp_path / "keys")
     await prepare_topics(
         Settings(home=tmp_path, kafka=KafkaSettings(bootstrap=bootstrap, partitions=3)), policy
     )
-    env = {**os.environ, "ACCORD_HOME": str(tmp_path), "ACCORD_KAFKA_BOOTSTRAP": bootstrap,
-           "ACCORD_KEYSTORE__PATH": str(keys.path)}  # fmt: skip
-    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker = WorkerProcess(tmp_path, keys, bootstrap, POLICIES)
+    args = ("--instance", "w1", "--checkpoint-every", "25")
     events = _incidents(EVENTS)
-    worker.start()
+    worker.start(*args)
 
     async def publish() -> None:
         async with Publisher("wmp", keys, bootstrap) as pub:
@@ -150,7 +91,7 @@ async def test_sigkilled_worker_delivers_every_event_exactly_once(
         for _ in range(KILLS):
             await asyncio.sleep(rng.uniform(2.0, 4.0))
             worker.kill()
-            worker.start()
+            worker.start(*args)
         await publisher
         received: set[str | None] = set()
         for _ in range(240):  # up to ~2 minutes to drain after the last restart
@@ -160,8 +101,7 @@ async def test_sigkilled_worker_delivers_every_event_exactly_once(
             received = {r.event_id for r in audit if r.kind is AuditKind.RECEIVED}
             if len(received) >= EVENTS:
                 break
-            assert worker.proc is not None
-            assert worker.proc.poll() is None, worker.tail()
+            assert worker.alive(), worker.tail()
             await asyncio.sleep(0.5)
         assert len(received) == EVENTS, worker.tail()
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from broker._canonical import canonical_json
@@ -31,33 +31,12 @@ from broker.keys import FileKeyStore
 from broker.pipeline import Worker, WorkerOptions
 from broker.policy import load_bundle
 from broker.topics import AUDIT, QUARANTINE, SCHEMA_EVENT, ingress
+from tests.e2e.worker_proc import read_all
 
 pytestmark = pytest.mark.slow
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 Raw = tuple[str, bytes, list[tuple[str, bytes]]]  # topic, value, headers
-
-
-async def read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        idle = 0
-        while idle < 2:
-            batch = await consumer.getmany(timeout_ms=400)
-            msgs = [m for ms in batch.values() for m in ms]
-            out += msgs
-            idle = 0 if msgs else idle + 1
-    finally:
-        await consumer.stop()
-    return out
 
 
 class Forge:
