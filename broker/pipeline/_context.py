@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -190,6 +191,4 @@ class Context:
 
 def _state_id(key: str) -> str:
     # Envelope event ids are bounded identifiers; a state key is hashed into one.
-    import hashlib  # noqa: PLC0415  # rare path: only sensitive state entries
-
     return "state-" + hashlib.sha256(key.encode()).hexdigest()[:40]

@@ -99,11 +99,11 @@ class Processor:
             self.checkpoint()
         return out + self.flush()
 
-    def checkpoint(self) -> list[OutRecord]:
+    def checkpoint(self) -> None:
+        """Sign the chain's head; the record goes out with the next ``flush``."""
         if self.ctx.chain.next_seq > 0:
             self.ctx.checkpoint()
         self._since_checkpoint = 0
-        return []
 
     def flush(self) -> list[OutRecord]:
         """Audit records, then the state changelog including the audit chain's new head."""
