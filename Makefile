@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint kafka-jars clean help
+.PHONY: demo test bench lint kafka-jars postgres clean help
 
 help:
 	@echo "make demo   - set everything up and run Accord on the embedded default"
@@ -30,7 +30,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check broker tests benchmarks
 	$(BIN)/mypy --strict broker
 
-test: $(STAMP) kafka-jars lint
+# The audit index's tests run against a real PostgreSQL: install Debian's package if absent.
+postgres:
+	bash deploy/dev/ensure-postgres.sh
+
+test: $(STAMP) kafka-jars postgres lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) kafka-jars

@@ -183,9 +183,11 @@ class AuditError(AccordError):
 
 
 class ChainBroken(AuditError):
-    """The hash chain or a checkpoint signature does not verify at ``seq``."""
+    """The hash chain or a checkpoint signature does not verify at ``seq`` (of ``chain``)."""
 
-    def __init__(self, seq: int, what: str) -> None:
+    def __init__(self, seq: int, what: str, *, chain: str | None = None) -> None:
         self.seq = seq
         self.what = what
-        super().__init__(f"audit chain broken at seq {seq}: {what}")
+        self.chain = chain
+        where = f"audit chain {chain!r}" if chain else "audit chain"
+        super().__init__(f"{where} broken at seq {seq}: {what}")

@@ -74,3 +74,22 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
         return env
     node = request.getfixturevalue("embedded_kafka")
     return str(node.bootstrap)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL for the session: ACCORD_TEST_POSTGRES_URL, or a private throwaway one."""
+    from tests.postgres import server_url
+
+    yield from server_url()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def audit_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty audit index database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+        return
+    from tests.postgres import fresh_database
+
+    yield from fresh_database(request.getfixturevalue("postgres_server"))

@@ -154,26 +154,49 @@ def verify_chain(
     expected_seq = 0
     prev = GENESIS
     chain = expect_chain
+    before_prev: str | None = None
     last_cp: int | None = None
     count = 0
     for rec in records:
         if chain is None:
             chain = rec.chain
         if rec.chain != chain:
-            raise ChainBroken(rec.seq, f"record belongs to chain {rec.chain!r}, not {chain!r}")
-        if rec.seq != expected_seq:
-            raise ChainBroken(expected_seq, f"expected seq {expected_seq}, found {rec.seq}")
-        if rec.prev_hash != prev:
-            raise ChainBroken(rec.seq, "prev_hash does not match the previous record")
-        if rec.computed_hash() != rec.hash:
-            raise ChainBroken(rec.seq, "record content does not match its hash")
+            raise ChainBroken(
+                rec.seq, f"record belongs to chain {rec.chain!r}, not {chain!r}", chain=chain
+            )
+        if rec.seq == expected_seq and rec.prev_hash != prev and rec.prev_hash == before_prev:
+            # The record links past its predecessor: that one was slipped in, name it.
+            raise ChainBroken(
+                expected_seq - 1, "inserted record: the next one links past it", chain=chain
+            )
+        check_next(rec, expected_seq, prev, verifier)
         if rec.kind is AuditKind.CHECKPOINT:
-            _verify_checkpoint(rec, prev, verifier)
             last_cp = rec.seq
-        prev = rec.hash
+        before_prev, prev = prev, rec.hash
         expected_seq += 1
         count += 1
     return ChainReport(chain or "", count, expected_seq - 1, prev, last_cp)
+
+
+def check_next(
+    rec: AuditRecord, expected_seq: int, prev_hash: str, verifier: CheckpointVerifier
+) -> None:
+    """Check that ``rec`` validly follows a chain whose head is ``(expected_seq - 1, prev_hash)``.
+
+    The one-record step of :func:`verify_chain`, for verifiers that see a chain a record at a
+    time (the audit indexer).
+    """
+    chain = rec.chain
+    if rec.seq != expected_seq:
+        raise ChainBroken(
+            expected_seq, f"expected seq {expected_seq}, found {rec.seq}", chain=chain
+        )
+    if rec.prev_hash != prev_hash:
+        raise ChainBroken(rec.seq, "prev_hash does not match the previous record", chain=chain)
+    if rec.computed_hash() != rec.hash:
+        raise ChainBroken(rec.seq, "record content does not match its hash", chain=chain)
+    if rec.kind is AuditKind.CHECKPOINT:
+        _verify_checkpoint(rec, prev_hash, verifier)
 
 
 def verify_truncation(report: ChainReport, signed_head_seq: int | None) -> None:
@@ -182,6 +205,7 @@ def verify_truncation(report: ChainReport, signed_head_seq: int | None) -> None:
         raise ChainBroken(
             report.head_seq + 1,
             f"chain ends at seq {report.head_seq} but a signed checkpoint covers {signed_head_seq}",
+            chain=report.chain or None,
         )
 
 
@@ -193,8 +217,10 @@ def _verify_checkpoint(rec: AuditRecord, prev_hash: str, verifier: CheckpointVer
         key_id = str(data["key_id"])
         sig = base64.b64decode(str(data["signature"]), validate=True)
     except (KeyError, ValueError, TypeError) as exc:
-        raise ChainBroken(rec.seq, "checkpoint is malformed") from exc
+        raise ChainBroken(rec.seq, "checkpoint is malformed", chain=rec.chain) from exc
     if covers_seq != rec.seq - 1 or covers_hash != prev_hash:
-        raise ChainBroken(rec.seq, "checkpoint does not cover the record before it")
+        raise ChainBroken(
+            rec.seq, "checkpoint does not cover the record before it", chain=rec.chain
+        )
     if not verifier.verify(key_id, checkpoint_message(rec.chain, covers_seq, covers_hash), sig):
-        raise ChainBroken(rec.seq, "checkpoint signature does not verify")
+        raise ChainBroken(rec.seq, "checkpoint signature does not verify", chain=rec.chain)

@@ -1,0 +1,282 @@
+"""``accord audit index``: ``accord.audit`` into the audit store, verified on the way in.
+
+Exactly-once by construction rather than by consumer group: the consumed position lives in the
+store (``kafka_offsets``) and is committed in the same database transaction as the rows it
+produced, so a crash anywhere leaves both or neither. Re-reading records already indexed is
+harmless: a record whose ``(chain, seq)`` is stored with the same hash is skipped; one with a
+different hash is a fork and breaks the chain.
+
+Every record is checked against its chain's stored head (sequence, ``prev_hash``, hash,
+checkpoint signature) before it is written. A break stops indexing that chain, records where
+and why in ``chain_heads``, and is reported loudly; other chains carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from broker.audit._chain import CheckpointVerifier, check_next
+from broker.audit._record import GENESIS, AuditKind, AuditRecord
+from broker.audit._store import AuditStore, ChainHead, IndexBatch, IndexedRecord
+from broker.errors import ChainBroken, TransportError
+from broker.topics import AUDIT
+
+log = structlog.get_logger("accord.audit")
+
+
+@dataclass
+class IndexSummary:
+    indexed: int = 0
+    duplicates: int = 0
+    skipped_broken: int = 0
+    breaks: list[ChainBroken] = field(default_factory=list)
+
+
+class ChainTracker:
+    """Verifies records one at a time against each chain's head; builds the batch to commit."""
+
+    def __init__(self, store: AuditStore, verifier: CheckpointVerifier) -> None:
+        self._store = store
+        self._verifier = verifier
+        self.heads: dict[str, ChainHead] = store.heads()
+        self._pending: dict[tuple[str, int], str] = {}
+        self.summary = IndexSummary()
+
+    def new_batch(self, topic: str) -> IndexBatch:
+        self._pending = {}
+        return IndexBatch(topic)
+
+    def offer(
+        self,
+        batch: IndexBatch,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        offset: int,
+    ) -> None:
+        """Take one message from the topic; only verified records enter ``batch``."""
+        batch.offsets[partition] = offset + 1
+        try:
+            rec = AuditRecord.model_validate_json(value or b"")
+        except ValidationError:
+            chain = key.decode("utf-8", "replace") if key else "(no key)"
+            head = self._head(chain)
+            self._break(
+                batch,
+                head,
+                ChainBroken(
+                    head.seq + 1,
+                    f"undecodable record at partition {partition} offset {offset}",
+                    chain=chain,
+                ),
+            )
+            return
+        head = self._head(rec.chain)
+        if head.broken_seq is not None:
+            self.summary.skipped_broken += 1
+            return
+        if rec.seq <= head.seq:
+            stored = self._pending.get((rec.chain, rec.seq)) or self._store.stored_hash(
+                rec.chain, rec.seq
+            )
+            if stored == rec.hash and rec.computed_hash() == rec.hash:
+                self.summary.duplicates += 1
+                return
+            what = "a different record for this seq is already indexed (fork or rewrite)"
+            self._break(batch, head, ChainBroken(rec.seq, what, chain=rec.chain))
+            return
+        try:
+            check_next(rec, head.seq + 1, head.hash, self._verifier)
+        except ChainBroken as exc:
+            self._break(batch, head, exc)
+            return
+        batch.records.append(IndexedRecord(rec, partition, offset))
+        self._pending[(rec.chain, rec.seq)] = rec.hash
+        new_head = ChainHead(rec.chain, rec.seq, rec.hash)
+        self.heads[rec.chain] = batch.heads[rec.chain] = new_head
+        if rec.kind is AuditKind.CHECKPOINT:
+            batch.checkpoints[rec.chain] = rec
+        self.summary.indexed += 1
+
+    def _head(self, chain: str) -> ChainHead:
+        return self.heads.get(chain) or ChainHead(chain, -1, GENESIS)
+
+    def _break(self, batch: IndexBatch, head: ChainHead, exc: ChainBroken) -> None:
+        if head.broken_seq is not None:
+            self.summary.skipped_broken += 1
+            return
+        broken = replace(head, broken_seq=exc.seq, error=exc.what)
+        self.heads[head.chain] = batch.heads[head.chain] = broken
+        self.summary.breaks.append(exc)
+        log.error("audit_chain_broken", chain=head.chain, seq=exc.seq, what=exc.what)
+
+
+class Indexer:
+    """Consumes the audit topic (read_committed) into ``store`` from the offsets it holds."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        verifier: CheckpointVerifier,
+        bootstrap: str,
+        *,
+        topic: str = AUDIT,
+        max_batch: int = 500,
+    ) -> None:
+        self.store = store
+        self.topic = topic
+        self.bootstrap = bootstrap
+        self.max_batch = max_batch
+        self.tracker = ChainTracker(store, verifier)
+
+    async def run(
+        self,
+        *,
+        follow: bool,
+        stop: asyncio.Event | None = None,
+        max_records: int | None = None,
+    ) -> IndexSummary:
+        """Index until the end of the topic (``follow=False``), or until ``stop`` is set.
+
+        ``max_records`` stops after about that many messages (whole batches): a way to
+        interrupt the indexer mid-stream in tests.
+        """
+        from aiokafka import AIOKafkaConsumer  # noqa: PLC0415  # slow import
+        from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+        stop = stop or asyncio.Event()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="accord-audit-index",
+        )
+        seen = 0
+        try:
+            await consumer.start()
+            tps = await _assign(consumer, self.topic, self.store.offsets(self.topic))
+            end = None if follow else await consumer.end_offsets(tps)
+            idle = 0
+            while not stop.is_set():
+                got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
+                seen += self._commit(got)
+                idle = 0 if got else idle + 1
+                if max_records is not None and seen >= max_records:
+                    break
+                if end is not None and (await _at_end(consumer, end) or idle >= 30):
+                    break
+        except KafkaError as exc:
+            raise TransportError(f"reading {self.topic}: {type(exc).__name__}") from exc
+        except OSError as exc:
+            raise TransportError(f"cannot reach Kafka at {self.bootstrap}") from exc
+        finally:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+        return self.tracker.summary
+
+    def _commit(self, got: dict[Any, list[Any]]) -> int:
+        if not got:
+            return 0
+        batch = self.tracker.new_batch(self.topic)
+        n = 0
+        for tp in sorted(got, key=lambda t: t.partition):
+            for m in got[tp]:
+                self.tracker.offer(batch, m.key, m.value, m.partition, m.offset)
+                n += 1
+        self.store.apply(batch)
+        return n
+
+
+async def _assign(consumer: Any, topic: str, stored: dict[int, int]) -> list[Any]:
+    if topic not in await consumer.topics():
+        raise TransportError(f"the topic {topic} does not exist (has a worker run yet?)")
+    # Without a group, a consumer subscribed to a topic is assigned all its partitions.
+    consumer.subscribe([topic])
+    for _ in range(100):
+        tps: list[Any] = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if tps:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise TransportError(f"no partitions of {topic} could be assigned")
+    fresh = [tp for tp in tps if tp.partition not in stored]
+    if fresh:
+        await consumer.seek_to_beginning(*fresh)
+    for tp in tps:
+        if tp.partition in stored:
+            consumer.seek(tp, stored[tp.partition])
+    return tps
+
+
+async def _at_end(consumer: Any, end: dict[Any, int]) -> bool:
+    for tp, last in end.items():
+        if await consumer.position(tp) < last:
+            return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMessage:
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+
+
+async def read_topic(
+    bootstrap: str, topic: str = AUDIT, *, start: dict[int, int] | None = None
+) -> list[TopicMessage]:
+    """Every committed message of ``topic`` now (from ``start`` offsets), in topic order."""
+    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        client_id="accord-audit-verify",
+    )
+    out: list[TopicMessage] = []
+    try:
+        await consumer.start()
+        tps = await _assign(consumer, topic, start or {})
+        end = await consumer.end_offsets(tps)
+        idle = 0
+        while not await _at_end(consumer, end) and idle < 30:
+            got = await consumer.getmany(*tps, timeout_ms=300, max_records=5000)
+            idle = 0 if got else idle + 1
+            for msgs in got.values():
+                out += [TopicMessage(m.key, m.value, m.partition, m.offset) for m in msgs]
+    except KafkaError as exc:
+        raise TransportError(f"reading {topic}: {type(exc).__name__}") from exc
+    except OSError as exc:
+        raise TransportError(f"cannot reach Kafka at {bootstrap}") from exc
+    finally:
+        with contextlib.suppress(KafkaError):
+            await consumer.stop()
+    out.sort(key=lambda m: (m.partition, m.offset))
+    return out
+
+
+def by_chain(messages: Sequence[TopicMessage]) -> dict[str, list[AuditRecord]]:
+    """Group decodable records by chain, in topic order (undecodable ones raise)."""
+    chains: dict[str, list[AuditRecord]] = {}
+    for m in messages:
+        try:
+            rec = AuditRecord.model_validate_json(m.value or b"")
+        except ValidationError:
+            chain = m.key.decode("utf-8", "replace") if m.key else "(no key)"
+            seq = len(chains.get(chain, []))
+            raise ChainBroken(
+                seq, f"undecodable record at partition {m.partition} offset {m.offset}", chain=chain
+            ) from None
+        chains.setdefault(rec.chain, []).append(rec)
+    return chains

@@ -1,0 +1,283 @@
+"""IG reports over the audit index: pure queries the CLI prints and the console renders.
+
+Each function takes an :class:`AuditStore` (and, where needed, the policy bundle and today's
+date) and returns plain frozen dataclasses: no I/O besides the store, no formatting, no
+personal values (subject keys, party ids, clause ids and field names only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from broker.audit._record import AuditKind, AuditRecord
+from broker.audit._store import AuditStore, Window
+from broker.errors import UsageError
+
+if TYPE_CHECKING:
+    from broker.policy import Policy
+
+
+def subject_key_for_nhs_number(nhs_number: str, linkage_key: bytes) -> str:
+    """The subject key the worker filed a child under; the NHS number itself goes no further."""
+    from broker.pipeline import Linker  # noqa: PLC0415  # the pipeline imports audit, not back
+
+    try:
+        return Linker(linkage_key).from_nhs_number(nhs_number)
+    except ValueError as exc:
+        # The reason only ("must be 10 digits"), never the number typed.
+        raise UsageError(f"--nhs-number: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureEntry:
+    """One line of a child's disclosure log: a decision about their data, or an access."""
+
+    at: datetime
+    kind: Literal["decision", "opened"]
+    event_id: str
+    event_type: str | None
+    sender: str | None
+    recipient: str
+    outcome: str | None
+    reason: str | None
+    purpose: str | None
+    lawful_basis: str | None
+    agreement_id: str | None
+    clauses: tuple[str, ...]
+    fields_shared: tuple[str, ...]
+    fields_withheld: tuple[str, ...]
+    consent: str | None
+    override_grounds: str | None
+    opened_by: str | None
+    policy_version: str | None
+    chain: str
+    seq: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "purpose": self.purpose,
+            "lawful_basis": self.lawful_basis,
+            "agreement_id": self.agreement_id,
+            "clauses": list(self.clauses),
+            "fields_shared": list(self.fields_shared),
+            "fields_withheld": list(self.fields_withheld),
+            "consent": self.consent,
+            "override_grounds": self.override_grounds,
+            "opened_by": self.opened_by,
+            "policy_version": self.policy_version,
+            "audit_ref": f"{self.chain}#{self.seq}",
+        }
+
+
+def basis_text(basis: object) -> str | None:
+    """``public_task; Art 9: safeguarding_children`` from a decision's ``lawful_basis``."""
+    if not isinstance(basis, dict):
+        return None
+    parts = [str(basis.get("article6") or "")]
+    for art in ("article9", "article10"):
+        if basis.get(art):
+            parts.append(f"Art {art[7:]}: {basis[art]}")
+    return "; ".join(p for p in parts if p) or None
+
+
+def _tuple(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
+
+
+def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
+    d = rec.data
+    return DisclosureEntry(
+        at=rec.at,
+        kind="decision",
+        event_id=rec.event_id or "",
+        event_type=d.get("event_type"),
+        sender=d.get("sender"),
+        recipient=rec.party or "",
+        outcome=d.get("outcome"),
+        reason=d.get("reason"),
+        purpose=d.get("purpose"),
+        lawful_basis=basis_text(d.get("lawful_basis")),
+        agreement_id=d.get("agreement_id"),
+        clauses=_tuple(d.get("clause_ids")),
+        fields_shared=_tuple(d.get("fields_shared")),
+        fields_withheld=_tuple(d.get("fields_withheld")),
+        consent=d.get("consent"),
+        override_grounds=d.get("override_grounds"),
+        opened_by=None,
+        policy_version=d.get("policy_version"),
+        chain=rec.chain,
+        seq=rec.seq,
+    )
+
+
+def _opened_at(rec: AuditRecord) -> datetime:
+    try:
+        return datetime.fromisoformat(str(rec.data["at"]))
+    except (KeyError, ValueError):
+        return rec.at
+
+
+def disclosure_log(store: AuditStore, subject_key: str) -> list[DisclosureEntry]:
+    """Every decision about the subject (shared and not) and every opening, in date order."""
+    records = store.subject_records(subject_key)
+    decisions = {
+        (r.event_id, r.party): _decision_entry(r) for r in records if r.kind is AuditKind.DECIDED
+    }
+    entries = [_decision_entry(r) for r in records if r.kind is AuditKind.DECIDED]
+    for rec in records:
+        if rec.kind is not AuditKind.OPENED:
+            continue
+        decided = decisions.get((rec.event_id, rec.party))
+        entries.append(
+            DisclosureEntry(
+                at=_opened_at(rec),
+                kind="opened",
+                event_id=rec.event_id or "",
+                event_type=decided.event_type if decided else None,
+                sender=decided.sender if decided else None,
+                recipient=rec.party or "",
+                outcome=None,
+                reason=None,
+                purpose=rec.data.get("purpose"),
+                lawful_basis=decided.lawful_basis if decided else None,
+                agreement_id=decided.agreement_id if decided else None,
+                clauses=decided.clauses if decided else (),
+                fields_shared=decided.fields_shared if decided else (),
+                fields_withheld=(),
+                consent=None,
+                override_grounds=None,
+                opened_by=rec.data.get("by"),
+                policy_version=None,
+                chain=rec.chain,
+                seq=rec.seq,
+            )
+        )
+    entries.sort(key=lambda e: (e.at, e.kind != "decision", e.recipient, e.chain, e.seq))
+    return entries
+
+
+# -- the governance report --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionCount:
+    agreement_id: str | None
+    recipient: str
+    outcome: str
+    reason: str | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOverride:
+    event_id: str
+    recipient: str
+    decided_at: datetime
+    sender: str | None
+    event_type: str | None
+    agreement_id: str | None
+    clauses: tuple[str, ...]
+    grounds: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiringAgreement:
+    agreement_id: str
+    title: str
+    status: str
+    valid_until: date
+    days_left: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOpenings:
+    recipient: str
+    delivered: int
+    unopened: int
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceReport:
+    since: datetime | None
+    until: datetime | None
+    decisions: tuple[DecisionCount, ...]
+    pending_overrides: tuple[PendingOverride, ...]
+    quarantine: tuple[tuple[str, int], ...]
+    expiring: tuple[ExpiringAgreement, ...] | None  # None: no policy bundle was given
+    deliveries: tuple[RecipientOpenings, ...]
+
+    @property
+    def never_opened(self) -> tuple[RecipientOpenings, ...]:
+        """Recipients that received records in the window and opened none of them."""
+        return tuple(r for r in self.deliveries if r.delivered and r.unopened == r.delivered)
+
+
+def pending_overrides(store: AuditStore) -> list[PendingOverride]:
+    """Safeguarding overrides not yet reviewed by an IG officer, oldest first."""
+    out = []
+    for rec in store.pending_overrides():
+        d = rec.data
+        out.append(
+            PendingOverride(
+                event_id=rec.event_id or "",
+                recipient=rec.party or "",
+                decided_at=rec.at,
+                sender=d.get("sender"),
+                event_type=d.get("event_type"),
+                agreement_id=d.get("agreement_id"),
+                clauses=_tuple(d.get("clause_ids")),
+                grounds=d.get("override_grounds"),
+            )
+        )
+    return out
+
+
+def expiring_agreements(
+    policy: Policy, today: date, within_days: int = 60
+) -> list[ExpiringAgreement]:
+    """Approved or suspended agreements whose validity ends within ``within_days`` of today."""
+    out = []
+    for a in policy.bundle.agreements:
+        left = (a.valid_until - today).days
+        if a.status != "draft" and 0 <= left <= within_days:
+            out.append(ExpiringAgreement(a.id, a.title, a.status, a.valid_until, left))
+    return sorted(out, key=lambda e: (e.valid_until, e.agreement_id))
+
+
+def governance_report(
+    store: AuditStore,
+    window: Window,
+    *,
+    policy: Policy | None = None,
+    today: date | None = None,
+    expiry_days: int = 60,
+) -> GovernanceReport:
+    """Shares and non-shares, the override backlog, quarantine, expiries, unopened deliveries."""
+    decisions = sorted(
+        (DecisionCount(*row) for row in store.decision_counts(window)),
+        key=lambda c: (c.agreement_id or "", c.recipient, c.outcome, c.reason or ""),
+    )
+    expiring = None
+    if policy is not None:
+        expiring = tuple(
+            expiring_agreements(policy, today or datetime.now(UTC).date(), expiry_days)
+        )
+    return GovernanceReport(
+        since=window.since,
+        until=window.until,
+        decisions=tuple(decisions),
+        pending_overrides=tuple(pending_overrides(store)),
+        quarantine=tuple(store.quarantine_counts(window)),
+        expiring=expiring,
+        deliveries=tuple(RecipientOpenings(*row) for row in store.delivery_counts(window)),
+    )

@@ -1,0 +1,92 @@
+"""The audit index's schema as plain, numbered SQL migrations (SQLite and PostgreSQL alike).
+
+Each migration is a list of statements applied in one transaction, and its number is written to
+``schema_version`` in that same transaction, so a half-applied migration cannot exist. Only
+types and syntax both databases speak are used (TEXT, BIGINT, INTEGER, ``ON CONFLICT``); times
+are stored as fixed-width UTC ISO 8601 text so they sort correctly as strings in both.
+
+Tables:
+
+- ``audit_records``: one row per verified record, keyed ``(chain, seq)``; ``body`` is the
+  record's full canonical JSON, so the chain can be re-verified from the database alone. The
+  other columns are derived from ``body`` for querying, and verification checks they still are.
+- ``audit_subjects``: which subject keys each record names (subject access requests).
+- ``chain_heads``: the newest indexed record of each chain, or where and why it broke.
+- ``chain_checkpoints``: the newest *signed* checkpoint of each chain: the truncation reference.
+  It lives apart from ``audit_records`` so that deleting or truncating records does not take
+  the reference with it; it only ever moves forward, and its signature makes it unforgeable.
+- ``kafka_offsets``: the next ``accord.audit`` offset per partition, committed with the rows
+  it produced (never in a consumer group, so rows and position cannot diverge).
+- ``override_reviews``: reviews of safeguarding overrides, filled only from
+  ``override_reviewed`` audit records, so no review exists that the log does not hold.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: the initial schema.
+    (
+        """CREATE TABLE audit_records (
+            chain TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            event_id TEXT,
+            party TEXT,
+            outcome TEXT,
+            reason TEXT,
+            agreement_id TEXT,
+            purpose TEXT,
+            hash TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            body TEXT NOT NULL,
+            kafka_partition INTEGER NOT NULL,
+            kafka_offset BIGINT NOT NULL,
+            PRIMARY KEY (chain, seq)
+        )""",
+        # Reports filter by kind and time; the disclosure log and reviews join on event and party.
+        "CREATE INDEX audit_records_kind_at ON audit_records (kind, at)",
+        "CREATE INDEX audit_records_event_party ON audit_records (event_id, party, kind)",
+        """CREATE TABLE audit_subjects (
+            subject_key TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            PRIMARY KEY (subject_key, chain, seq)
+        )""",
+        """CREATE TABLE chain_heads (
+            chain TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            hash TEXT NOT NULL,
+            broken_seq BIGINT,
+            error TEXT
+        )""",
+        """CREATE TABLE chain_checkpoints (
+            chain TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            covers_seq BIGINT NOT NULL,
+            body TEXT NOT NULL
+        )""",
+        """CREATE TABLE kafka_offsets (
+            topic TEXT NOT NULL,
+            kafka_partition INTEGER NOT NULL,
+            next_offset BIGINT NOT NULL,
+            PRIMARY KEY (topic, kafka_partition)
+        )""",
+        """CREATE TABLE override_reviews (
+            event_id TEXT NOT NULL,
+            party TEXT NOT NULL,
+            reviewed_by TEXT NOT NULL,
+            note TEXT NOT NULL,
+            reviewed_at TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            PRIMARY KEY (event_id, party)
+        )""",
+    ),
+)
+
+SCHEMA_VERSION_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)"
+)

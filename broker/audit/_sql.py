@@ -1,0 +1,359 @@
+"""SQLite and PostgreSQL implementations of :class:`AuditStore`, over one portable schema.
+
+Both speak the same SQL (``?`` placeholders are rewritten to ``%s`` for psycopg); they differ
+only in how they connect and open a transaction. ``open_store`` picks one from a URL:
+``sqlite:///PATH`` (or none: ``<home>/audit.db``) or ``postgresql://…``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from broker.audit._record import AuditKind, AuditRecord
+from broker.audit._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
+from broker.audit._store import (
+    AuditStore,
+    ChainHead,
+    IndexBatch,
+    OverrideReview,
+    StoredRow,
+    Window,
+    derived_columns,
+    sql_time,
+)
+from broker.errors import AuditError, UsageError
+
+_ROW_COLUMNS = (
+    "chain, seq, at, kind, event_id, party, outcome, reason, agreement_id, purpose, "
+    "hash, prev_hash, body"
+)
+
+
+class SqlAuditStore:
+    """The shared implementation; use :class:`SqliteAuditStore` or :class:`PostgresAuditStore`."""
+
+    backend = "sql"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._migrate()
+
+    # -- dialect hooks --------------------------------------------------------------------
+
+    def _sql(self, sql: str) -> str:
+        return sql
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        raise NotImplementedError
+
+    def _lock_migrations(self) -> None:
+        """Keep two processes from migrating at once (SQLite's write lock already does)."""
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._conn.execute(self._sql(sql), tuple(params))
+        if cur.description is None:
+            return []
+        return list(cur.fetchall())
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        self._q(SCHEMA_VERSION_TABLE)
+        with self._tx():
+            self._lock_migrations()
+            rows = self._q("SELECT MAX(version) FROM schema_version")
+            current = int(rows[0][0] or 0)
+            for number, statements in enumerate(MIGRATIONS, start=1):
+                if number <= current:
+                    continue
+                for statement in statements:
+                    self._q(statement)
+                self._q(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (number, sql_time(datetime.now(UTC))),
+                )
+
+    def schema_version(self) -> int:
+        return int(self._q("SELECT MAX(version) FROM schema_version")[0][0] or 0)
+
+    # -- indexing -------------------------------------------------------------------------
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        rows = self._q(
+            "SELECT kafka_partition, next_offset FROM kafka_offsets WHERE topic = ?", (topic,)
+        )
+        return {int(p): int(o) for p, o in rows}
+
+    def heads(self) -> dict[str, ChainHead]:
+        rows = self._q("SELECT chain, seq, hash, broken_seq, error FROM chain_heads")
+        return {
+            c: ChainHead(c, int(s), h, None if b is None else int(b), e) for c, s, h, b, e in rows
+        }
+
+    def stored_hash(self, chain: str, seq: int) -> str | None:
+        rows = self._q("SELECT hash FROM audit_records WHERE chain = ? AND seq = ?", (chain, seq))
+        return str(rows[0][0]) if rows else None
+
+    def apply(self, batch: IndexBatch) -> None:
+        with self._tx():
+            for item in batch.records:
+                rec = item.record
+                cols = derived_columns(rec)
+                cols.update(
+                    body=rec.to_bytes().decode("utf-8"),
+                    kafka_partition=item.partition,
+                    kafka_offset=item.offset,
+                )
+                names = ", ".join(cols)
+                marks = ", ".join("?" for _ in cols)
+                # Idempotent by (chain, seq): the indexer only offers records it verified
+                # follow the stored head, so a conflict is a replay of an identical record.
+                self._q(
+                    f"INSERT INTO audit_records ({names}) VALUES ({marks}) "  # noqa: S608  # column names are ours, values are bound
+                    "ON CONFLICT (chain, seq) DO NOTHING",
+                    list(cols.values()),
+                )
+                for key in rec.subject_keys:
+                    self._q(
+                        "INSERT INTO audit_subjects (subject_key, chain, seq) VALUES (?, ?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        (key, rec.chain, rec.seq),
+                    )
+                if rec.kind is AuditKind.OVERRIDE_REVIEWED:
+                    self._add_review(rec)
+            for head in batch.heads.values():
+                self._q(
+                    "INSERT INTO chain_heads (chain, seq, hash, broken_seq, error) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain) DO UPDATE SET "
+                    "seq = excluded.seq, hash = excluded.hash, "
+                    "broken_seq = excluded.broken_seq, error = excluded.error",
+                    (head.chain, head.seq, head.hash, head.broken_seq, head.error),
+                )
+            for chain, cp in batch.checkpoints.items():
+                # Only ever forward: an older checkpoint never replaces a newer reference.
+                self._q(
+                    "INSERT INTO chain_checkpoints (chain, seq, covers_seq, body) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, "
+                    "covers_seq = excluded.covers_seq, body = excluded.body "
+                    "WHERE excluded.seq > chain_checkpoints.seq",
+                    (chain, cp.seq, int(cp.data["covers_seq"]), cp.to_bytes().decode("utf-8")),
+                )
+            for partition, offset in batch.offsets.items():
+                self._q(
+                    "INSERT INTO kafka_offsets (topic, kafka_partition, next_offset) "
+                    "VALUES (?, ?, ?) ON CONFLICT (topic, kafka_partition) "
+                    "DO UPDATE SET next_offset = excluded.next_offset",
+                    (batch.topic, partition, offset),
+                )
+
+    def _add_review(self, rec: AuditRecord) -> None:
+        data = rec.data
+        # The first review of an override stands; a later one stays in the log for the record.
+        self._q(
+            "INSERT INTO override_reviews "
+            "(event_id, party, reviewed_by, note, reviewed_at, chain, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, party) DO NOTHING",
+            (
+                rec.event_id or "",
+                rec.party or "",
+                str(data.get("reviewed_by", "")),
+                str(data.get("note", "")),
+                sql_time(rec.at),
+                rec.chain,
+                rec.seq,
+            ),
+        )
+
+    # -- verification ---------------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self._q("SELECT COUNT(*) FROM audit_records")[0][0])
+
+    def chains(self) -> list[str]:
+        rows = self._q(
+            "SELECT chain FROM audit_records UNION SELECT chain FROM chain_heads "
+            "UNION SELECT chain FROM chain_checkpoints"
+        )
+        return sorted(str(r[0]) for r in rows)
+
+    def rows(self, chain: str) -> Iterator[StoredRow]:
+        rows = self._q(
+            f"SELECT {_ROW_COLUMNS} FROM audit_records WHERE chain = ? ORDER BY seq",  # noqa: S608  # constant column list
+            (chain,),
+        )
+        for r in rows:
+            yield StoredRow(
+                str(r[0]),
+                int(r[1]),
+                *(None if v is None else str(v) for v in r[2:]),  # type: ignore[arg-type]  # NOT NULL columns are never None
+            )
+
+    def latest_checkpoint(self, chain: str) -> AuditRecord | None:
+        rows = self._q("SELECT body FROM chain_checkpoints WHERE chain = ?", (chain,))
+        return AuditRecord.model_validate_json(rows[0][0]) if rows else None
+
+    # -- queries --------------------------------------------------------------------------
+
+    def _records(self, sql: str, params: Sequence[Any] = ()) -> list[AuditRecord]:
+        return [AuditRecord.model_validate_json(r[0]) for r in self._q(sql, params)]
+
+    def subject_records(self, subject_key: str) -> list[AuditRecord]:
+        decided = self._records(
+            "SELECT r.body FROM audit_records r JOIN audit_subjects s "
+            "ON s.chain = r.chain AND s.seq = r.seq "
+            "WHERE s.subject_key = ? AND r.kind = 'decided'",
+            (subject_key,),
+        )
+        # An access acknowledgement names no subject: it joins on the (event, recipient)
+        # pairs whose shared view held this subject.
+        opened = self._records(
+            "SELECT o.body FROM audit_records o WHERE o.kind = 'opened' AND EXISTS ("
+            "SELECT 1 FROM audit_records d JOIN audit_subjects s "
+            "ON s.chain = d.chain AND s.seq = d.seq WHERE s.subject_key = ? "
+            "AND d.kind = 'decided' AND d.event_id = o.event_id AND d.party = o.party "
+            "AND d.outcome IN ('shared', 'shared_override'))",
+            (subject_key,),
+        )
+        return decided + opened
+
+    def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
+        rows = self._q(
+            "SELECT agreement_id, party, outcome, reason, COUNT(*) FROM audit_records "
+            "WHERE kind = 'decided' AND at >= ? AND at < ? "
+            "GROUP BY agreement_id, party, outcome, reason",
+            window.bounds(),
+        )
+        return [(a, str(p), str(o), r, int(n)) for a, p, o, r, n in rows]
+
+    def pending_overrides(self) -> list[AuditRecord]:
+        return self._records(
+            "SELECT d.body FROM audit_records d WHERE d.kind = 'decided' "
+            "AND d.outcome = 'shared_override' AND NOT EXISTS (SELECT 1 FROM override_reviews v "
+            "WHERE v.event_id = d.event_id AND v.party = d.party) ORDER BY d.at, d.chain, d.seq"
+        )
+
+    def quarantine_counts(self, window: Window) -> list[tuple[str, int]]:
+        rows = self._q(
+            "SELECT reason, COUNT(*) FROM audit_records WHERE kind = 'quarantined' "
+            "AND at >= ? AND at < ? GROUP BY reason ORDER BY reason",
+            window.bounds(),
+        )
+        return [(str(r), int(n)) for r, n in rows]
+
+    def delivery_counts(self, window: Window) -> list[tuple[str, int, int]]:
+        rows = self._q(
+            "SELECT d.party, COUNT(*), SUM(CASE WHEN EXISTS (SELECT 1 FROM audit_records o "
+            "WHERE o.kind = 'opened' AND o.event_id = d.event_id AND o.party = d.party) "
+            "THEN 0 ELSE 1 END) FROM audit_records d WHERE d.kind = 'delivered' "
+            "AND d.at >= ? AND d.at < ? GROUP BY d.party ORDER BY d.party",
+            window.bounds(),
+        )
+        return [(str(p), int(n), int(u)) for p, n, u in rows]
+
+    def find_decision(self, event_id: str, party: str) -> AuditRecord | None:
+        found = self._records(
+            "SELECT body FROM audit_records WHERE kind = 'decided' AND event_id = ? "
+            "AND party = ? ORDER BY at DESC",
+            (event_id, party),
+        )
+        return found[0] if found else None
+
+    def review_of(self, event_id: str, party: str) -> OverrideReview | None:
+        rows = self._q(
+            "SELECT event_id, party, reviewed_by, note, reviewed_at, chain, seq "
+            "FROM override_reviews WHERE event_id = ? AND party = ?",
+            (event_id, party),
+        )
+        if not rows:
+            return None
+        e, p, by, note, at, chain, seq = rows[0]
+        when = datetime.strptime(str(at), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        return OverrideReview(str(e), str(p), str(by), str(note), when, str(chain), int(seq))
+
+
+class SqliteAuditStore(SqlAuditStore):
+    """The embedded default: one file, stdlib ``sqlite3``."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are opened explicitly, exactly where they belong.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        super().__init__(conn)
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+
+class PostgresAuditStore(SqlAuditStore):
+    """Production: PostgreSQL through psycopg 3."""
+
+    backend = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
+
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise AuditError(f"cannot connect to the audit database {describe_url(url)}") from exc
+        super().__init__(conn)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._conn.transaction():
+            yield
+
+    def _lock_migrations(self) -> None:
+        self._q("SELECT pg_advisory_xact_lock(?)", (0x4163636F7264,))  # 'Accord'
+
+
+def describe_url(url: str) -> str:
+    """A database URL without its password (safe to print)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return scheme
+    host = rest.rpartition("@")[2]
+    return f"{scheme}://{host}"
+
+
+def open_store(url: str | None, *, home: Path) -> AuditStore:
+    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/audit.db``."""
+    if url is None or not url.strip():
+        return SqliteAuditStore(home / "audit.db")
+    url = url.strip()
+    scheme = url.partition(":")[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        return PostgresAuditStore(url)
+    if scheme == "sqlite":
+        path = url[len("sqlite:") :]
+        path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
+        if not path:
+            raise UsageError("--db: give a file, e.g. sqlite:///var/lib/accord/audit.db")
+        return SqliteAuditStore(Path(path))
+    raise UsageError(
+        f"--db: unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
+    )

@@ -1,0 +1,199 @@
+"""The audit index's seam: the ``AuditStore`` protocol and the values that cross it.
+
+The indexer writes verified records through it; ``accord audit verify --db`` reads them back;
+the reports (and the governance console) query it. Two implementations share one SQL schema:
+SQLite (embedded default, ``<home>/audit.db``) and PostgreSQL (production). Everything that
+crosses the seam holds subject keys, party ids and field names only, never personal values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from broker.audit._record import AuditKind, AuditRecord
+
+
+def sql_time(at: datetime) -> str:
+    """Fixed-width UTC text: sorts as a string exactly as the instants sort."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open time window ``[since, until)``; None leaves that side open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def bounds(self) -> tuple[str, str]:
+        low = sql_time(self.since) if self.since else ""
+        high = sql_time(self.until) if self.until else "~"  # '~' sorts after every digit
+        return low, high
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The newest indexed record of a chain; ``broken_seq`` set once the chain failed to verify."""
+
+    chain: str
+    seq: int
+    hash: str
+    broken_seq: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedRecord:
+    """A verified record and where it was read from."""
+
+    record: AuditRecord
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideReview:
+    """An IG officer's review of a safeguarding override (from an ``override_reviewed`` record)."""
+
+    event_id: str
+    party: str
+    reviewed_by: str
+    note: str
+    reviewed_at: datetime
+    chain: str
+    seq: int
+
+
+@dataclass
+class IndexBatch:
+    """Everything one indexing step commits, in ONE database transaction."""
+
+    topic: str
+    records: list[IndexedRecord] = field(default_factory=list)
+    heads: dict[str, ChainHead] = field(default_factory=dict)
+    checkpoints: dict[str, AuditRecord] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)  # partition → next offset
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.heads or self.checkpoints or self.offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A row of ``audit_records`` as stored: the columns, and the canonical JSON body."""
+
+    chain: str
+    seq: int
+    at: str
+    kind: str
+    event_id: str | None
+    party: str | None
+    outcome: str | None
+    reason: str | None
+    agreement_id: str | None
+    purpose: str | None
+    hash: str
+    prev_hash: str
+    body: str
+
+
+def derived_columns(rec: AuditRecord) -> dict[str, Any]:
+    """The query columns a record's row carries besides its body (all derived from it)."""
+    data = rec.data
+    outcome = reason = agreement = purpose = None
+    if rec.kind in (AuditKind.DECIDED, AuditKind.DELIVERED):
+        outcome = _text(data.get("outcome"))
+    if rec.kind in (AuditKind.DECIDED, AuditKind.QUARANTINED):
+        reason = _text(data.get("reason"))
+    if rec.kind is AuditKind.DECIDED:
+        agreement = _text(data.get("agreement_id"))
+    if rec.kind in (AuditKind.DECIDED, AuditKind.OPENED):
+        purpose = _text(data.get("purpose"))
+    return {
+        "chain": rec.chain,
+        "seq": rec.seq,
+        "at": sql_time(rec.at),
+        "kind": rec.kind.value,
+        "event_id": rec.event_id,
+        "party": rec.party,
+        "outcome": outcome,
+        "reason": reason,
+        "agreement_id": agreement,
+        "purpose": purpose,
+        "hash": rec.hash,
+        "prev_hash": rec.prev_hash,
+    }
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+class AuditStore(Protocol):
+    """Where verified audit records are indexed and queried (SQLite or PostgreSQL)."""
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        ...
+
+    def close(self) -> None: ...
+
+    def schema_version(self) -> int:
+        """The newest migration applied."""
+        ...
+
+    # -- indexing ------------------------------------------------------------------------
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        """The next offset to read per partition of ``topic`` (absent: from the beginning)."""
+        ...
+
+    def heads(self) -> dict[str, ChainHead]: ...
+
+    def stored_hash(self, chain: str, seq: int) -> str | None: ...
+
+    def apply(self, batch: IndexBatch) -> None:
+        """Commit rows, heads, checkpoints, reviews and offsets together, or nothing."""
+        ...
+
+    # -- verification --------------------------------------------------------------------
+
+    def count(self) -> int: ...
+
+    def chains(self) -> list[str]:
+        """Every chain the index knows of: from records, heads or checkpoints."""
+        ...
+
+    def rows(self, chain: str) -> Iterator[StoredRow]:
+        """The chain's rows in ``seq`` order."""
+        ...
+
+    def latest_checkpoint(self, chain: str) -> AuditRecord | None: ...
+
+    # -- queries (reports, console) ------------------------------------------------------
+
+    def subject_records(self, subject_key: str) -> list[AuditRecord]:
+        """Decisions naming the subject, and ``opened`` records of those that were shared."""
+        ...
+
+    def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
+        """``(agreement_id, recipient, outcome, reason, n)`` for decisions in the window."""
+        ...
+
+    def pending_overrides(self) -> list[AuditRecord]:
+        """``shared_override`` decisions with no review yet, oldest first."""
+        ...
+
+    def quarantine_counts(self, window: Window) -> list[tuple[str, int]]: ...
+
+    def delivery_counts(self, window: Window) -> list[tuple[str, int, int]]:
+        """``(recipient, delivered, never opened)`` for deliveries in the window."""
+        ...
+
+    def find_decision(self, event_id: str, party: str) -> AuditRecord | None: ...
+
+    def review_of(self, event_id: str, party: str) -> OverrideReview | None: ...

@@ -1,0 +1,261 @@
+"""``accord audit index|verify|subject|report|review-override``: the IG officer's tools."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import socket
+import sys
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from broker.config import Settings, load_settings
+from broker.errors import UsageError
+
+if TYPE_CHECKING:
+    from broker.audit import AuditStore, Indexer, IndexSummary, KeystoreAuditVerifier
+    from broker.keys import FileKeyStore
+
+
+class Format(enum.StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+    HTML = "html"
+
+
+class ReportFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+# Module level: typer resolves these string annotations in the module's globals.
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Audit index URL: sqlite:///PATH or postgresql://… (default: ACCORD_AUDIT_DB, "
+        "else <home>/audit.db).",
+    ),
+]
+Follow = Annotated[
+    bool, typer.Option("--follow/--once", help="Keep indexing new records, or stop at the end.")
+]
+FromTopic = Annotated[
+    bool,
+    typer.Option(
+        "--from-topic",
+        help="Verify the accord.audit topic itself (with --db, the index vouches against "
+        "truncation).",
+    ),
+]
+NhsNumber = Annotated[str, typer.Option("--nhs-number", help="The child's NHS number.")]
+Fmt = Annotated[Format, typer.Option("--format", help="Output format.")]
+RepFmt = Annotated[ReportFormat, typer.Option("--format", help="Output format.")]
+Since = Annotated[
+    str | None, typer.Option("--since", help="From this date or ISO date-time (UTC if no zone).")
+]
+Until = Annotated[
+    str | None,
+    typer.Option("--until", help="Up to this date (inclusive) or ISO date-time (exclusive)."),
+]
+Policies = Annotated[
+    Path | None,
+    typer.Option("--policies", help="Policy bundle, for agreements expiring within 60 days."),
+]
+EventId = Annotated[str, typer.Argument(help="The event id of the override decision.")]
+Recipient = Annotated[str, typer.Option("--recipient", help="The party it was shared with.")]
+By = Annotated[str, typer.Option("--by", help="Who reviewed it (your IG account).")]
+Note = Annotated[str, typer.Option("--note", help="The review note (no personal data).")]
+Host = Annotated[
+    str | None,
+    typer.Option("--host", help="Names your audit chain console:HOST (default: this host)."),
+]
+
+
+def _settings_db(settings: Settings, db: str | None) -> str | None:
+    if db is not None:
+        return db
+    return settings.audit.db.get_secret_value() if settings.audit.db else None
+
+
+def _store(settings: Settings, db: str | None) -> AuditStore:
+    from broker.audit import open_store  # noqa: PLC0415
+
+    return open_store(_settings_db(settings, db), home=settings.home)
+
+
+def _keystore(settings: Settings) -> FileKeyStore:
+    from broker.keys import FileKeyStore  # noqa: PLC0415  # cryptography loads lazily
+
+    return FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
+
+
+def _verifier(settings: Settings) -> KeystoreAuditVerifier:
+    from broker.audit import KeystoreAuditVerifier  # noqa: PLC0415
+
+    return KeystoreAuditVerifier(_keystore(settings))
+
+
+def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime | None:
+    """A date (whole day; ``end`` means up to and including it) or an ISO date-time."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option}: not an ISO 8601 date or date-time: {value!r}") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def index(db: Db = None, follow: Follow = False) -> None:
+    """Consume accord.audit into the index, verifying every chain as it goes."""
+    from broker.audit import Indexer  # noqa: PLC0415
+
+    settings = load_settings()
+    store = _store(settings, db)
+    try:
+        indexer = Indexer(store, _verifier(settings), settings.kafka.bootstrap)
+        summary = asyncio.run(_run_indexer(indexer, follow=follow))
+        typer.echo(
+            f"indexed {summary.indexed} records ({summary.duplicates} already indexed); "
+            f"the index holds {store.count()} records in {len(store.chains())} chains"
+        )
+    finally:
+        store.close()
+    for brk in summary.breaks:
+        print(f"accord: error: {brk}", file=sys.stderr)  # noqa: T201  # one line per broken chain
+    if summary.breaks:
+        raise typer.Exit(1)
+
+
+def verify(db: Db = None, from_topic: FromTopic = False) -> None:
+    """Prove the log intact; name the first bad record and exit 1 if it is not."""
+    from broker.audit import by_chain, read_topic, verify_records, verify_store  # noqa: PLC0415
+
+    settings = load_settings()
+    verifier = _verifier(settings)
+    if from_topic:
+        messages = asyncio.run(read_topic(settings.kafka.bootstrap))
+        reference = _store(settings, db) if db is not None else None
+        try:
+            summary = verify_records(by_chain(messages), verifier, reference=reference)
+        finally:
+            if reference is not None:
+                reference.close()
+    else:
+        store = _store(settings, db)
+        try:
+            summary = verify_store(store, verifier)
+        finally:
+            store.close()
+    typer.echo(summary.line())
+
+
+def subject(nhs_number: NhsNumber, db: Db = None, fmt: Fmt = Format.TABLE) -> None:
+    """A child's disclosure log (subject access): every decision and every opening."""
+    from broker.audit import disclosure_log, subject_key_for_nhs_number  # noqa: PLC0415
+    from broker.cli._audit_render import disclosure  # noqa: PLC0415
+    from broker.pipeline import load_linkage_key  # noqa: PLC0415
+
+    settings = load_settings()
+    key = subject_key_for_nhs_number(nhs_number, load_linkage_key(settings.keys_dir))
+    store = _store(settings, db)
+    try:
+        entries = disclosure_log(store, key)
+    finally:
+        store.close()
+    typer.echo(disclosure(entries, fmt.value))
+
+
+def report(
+    since: Since = None,
+    until: Until = None,
+    policies: Policies = None,
+    db: Db = None,
+    fmt: RepFmt = ReportFormat.TABLE,
+) -> None:
+    """Shares and non-shares, overrides awaiting review, quarantine, expiries, unopened."""
+    from broker.audit import Window, governance_report  # noqa: PLC0415
+    from broker.cli._audit_render import report_json, report_text  # noqa: PLC0415
+
+    window = Window(parse_when(since, "--since"), parse_when(until, "--until", end=True))
+    if window.since and window.until and window.since >= window.until:
+        raise UsageError("--since must be before --until")
+    policy = None
+    if policies is not None:
+        from broker.policy import load_bundle  # noqa: PLC0415
+
+        policy = load_bundle(policies)
+    settings = load_settings()
+    store = _store(settings, db)
+    try:
+        rep = governance_report(store, window, policy=policy, today=datetime.now(UTC).date())
+    finally:
+        store.close()
+    typer.echo(report_json(rep) if fmt is ReportFormat.JSON else report_text(rep))
+
+
+def review(
+    event_id: EventId,
+    *,
+    recipient: Recipient,
+    by: By,
+    note: Note,
+    host: Host = None,
+    db: Db = None,
+) -> None:
+    """Mark a safeguarding override reviewed: written to the audit log, then indexed."""
+    from broker.audit import Indexer, KeystoreAuditSigner, review_override  # noqa: PLC0415
+
+    settings = load_settings()
+    keys = _keystore(settings)
+    store = _store(settings, db)
+    chain = f"console:{host or socket.gethostname()}"
+    try:
+        rec = asyncio.run(
+            review_override(
+                store,
+                bootstrap=settings.kafka.bootstrap,
+                chain=chain,
+                event_id=event_id,
+                recipient=recipient,
+                reviewed_by=by,
+                note=note,
+                signer=KeystoreAuditSigner(keys),
+            )
+        )
+        indexer = Indexer(store, _verifier(settings), settings.kafka.bootstrap)
+        asyncio.run(indexer.run(follow=False))
+    finally:
+        store.close()
+    typer.echo(f"override for event {event_id} to {recipient} reviewed ({rec.chain}#{rec.seq})")
+
+
+def register(app: typer.Typer) -> None:
+    audit = typer.Typer(
+        help="Index, verify and report on the tamper-evident audit log.", no_args_is_help=True
+    )
+    app.add_typer(audit, name="audit")
+    audit.command("index")(index)
+    audit.command("verify")(verify)
+    audit.command("subject")(subject)
+    audit.command("report")(report)
+    audit.command("review-override")(review)
+
+
+async def _run_indexer(indexer: Indexer, *, follow: bool) -> IndexSummary:
+    import signal  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if follow:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    return await indexer.run(follow=follow, stop=stop)

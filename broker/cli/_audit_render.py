@@ -1,0 +1,191 @@
+"""Rendering the audit reports for the terminal, CSV, JSON and a standalone HTML page.
+
+Only what the report functions return is printed: party ids, clause ids, field names, event
+ids, times. Nothing here ever receives a personal value to print.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from broker.audit import DisclosureEntry, GovernanceReport
+
+_LOG_COLUMNS = (
+    ("at", "when"),
+    ("kind", "what"),
+    ("outcome", "outcome"),
+    ("recipient", "recipient"),
+    ("event_type", "event type"),
+    ("sender", "from"),
+    ("purpose", "purpose"),
+    ("lawful_basis", "lawful basis"),
+    ("clauses", "clauses"),
+    ("fields_shared", "fields shared"),
+    ("fields_withheld", "fields withheld"),
+    ("reason", "reason"),
+    ("override_grounds", "override"),
+    ("opened_by", "opened by"),
+    ("event_id", "event"),
+)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain fixed-width table (no colour, so it pastes into a SAR response as is)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def disclosure(entries: Sequence[DisclosureEntry], fmt: str) -> str:
+    dicts = [e.as_dict() for e in entries]
+    if fmt == "json":
+        return json.dumps(dicts, indent=2, ensure_ascii=False)
+    keys = [k for k, _ in _LOG_COLUMNS]
+    heads = [h for _, h in _LOG_COLUMNS]
+    rows = [[d[k] for k in keys] for d in dicts]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow([*keys, "audit_ref"])
+        for d, row in zip(dicts, rows, strict=True):
+            writer.writerow([*(_cell(v) for v in row), d["audit_ref"]])
+        return buf.getvalue().rstrip("\n")
+    if fmt == "html":
+        return _html_page("Disclosure log", heads, rows, f"{len(entries)} entries")
+    title = f"Disclosure log: {len(entries)} entries, oldest first"
+    return f"{title}\n{table(heads, rows)}" if entries else f"{title}\n(nothing recorded)"
+
+
+def _html_page(
+    title: str, heads: Sequence[str], rows: Sequence[Sequence[object]], note: str
+) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in heads)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(title)}</title><style>body{{font-family:sans-serif}}"
+        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;"
+        "font-size:90%;text-align:left;vertical-align:top}</style></head><body>"
+        f"<h1>{esc(title)}</h1><p>{esc(note)}</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>"
+    )
+
+
+def report_json(rep: GovernanceReport) -> str:
+    def iso(v: Any) -> Any:
+        return v.isoformat() if v is not None else None
+
+    data = {
+        "since": iso(rep.since),
+        "until": iso(rep.until),
+        "decisions": [
+            {"agreement_id": d.agreement_id, "recipient": d.recipient, "outcome": d.outcome,
+             "reason": d.reason, "count": d.count}
+            for d in rep.decisions
+        ],
+        "pending_overrides": [
+            {"event_id": p.event_id, "recipient": p.recipient, "decided_at": iso(p.decided_at),
+             "sender": p.sender, "event_type": p.event_type, "agreement_id": p.agreement_id,
+             "clauses": list(p.clauses), "grounds": p.grounds}
+            for p in rep.pending_overrides
+        ],
+        "quarantine": [{"reason": r, "count": n} for r, n in rep.quarantine],
+        "expiring_agreements": None if rep.expiring is None else [
+            {"agreement_id": e.agreement_id, "title": e.title, "status": e.status,
+             "valid_until": e.valid_until.isoformat(), "days_left": e.days_left}
+            for e in rep.expiring
+        ],
+        "deliveries": [
+            {"recipient": r.recipient, "delivered": r.delivered, "unopened": r.unopened}
+            for r in rep.deliveries
+        ],
+        "never_opened": [r.recipient for r in rep.never_opened],
+    }  # fmt: skip
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def report_text(rep: GovernanceReport) -> str:
+    since = rep.since.isoformat() if rep.since else "the beginning"
+    until = rep.until.isoformat() if rep.until else "now"
+    out = [f"Accord governance report: {since} to {until}", ""]
+    out += ["Decisions by agreement, recipient and outcome"]
+    out += [
+        table(
+            ("agreement", "recipient", "outcome", "reason", "count"),
+            [
+                (d.agreement_id or "-", d.recipient, d.outcome, d.reason, d.count)
+                for d in rep.decisions
+            ],
+        )
+    ]
+    out += ["", f"Safeguarding overrides awaiting review: {len(rep.pending_overrides)}"]
+    if rep.pending_overrides:
+        out += [
+            table(
+                ("decided at", "event", "recipient", "from", "agreement", "clauses", "grounds"),
+                [
+                    (
+                        p.decided_at.isoformat(),
+                        p.event_id,
+                        p.recipient,
+                        p.sender,
+                        p.agreement_id,
+                        p.clauses,
+                        p.grounds,
+                    )
+                    for p in rep.pending_overrides
+                ],
+            )
+        ]
+    out += ["", "Quarantine by reason"]
+    out += [table(("reason", "count"), rep.quarantine) if rep.quarantine else "(none)"]
+    out += ["", "Agreements expiring within 60 days"]
+    if rep.expiring is None:
+        out += ["(not checked: give --policies DIR)"]
+    elif not rep.expiring:
+        out += ["(none)"]
+    else:
+        out += [
+            table(
+                ("agreement", "status", "valid until", "days left", "title"),
+                [
+                    (e.agreement_id, e.status, e.valid_until.isoformat(), e.days_left, e.title)
+                    for e in rep.expiring
+                ],
+            )
+        ]
+    out += ["", "Deliveries and openings by recipient"]
+    out += [
+        table(
+            ("recipient", "delivered", "never opened"),
+            [(r.recipient, r.delivered, r.unopened) for r in rep.deliveries],
+        )
+        if rep.deliveries
+        else "(none)"
+    ]
+    never = ", ".join(r.recipient for r in rep.never_opened) or "(none)"
+    out += ["", f"Recipients that received records but opened none: {never}"]
+    return "\n".join(out)

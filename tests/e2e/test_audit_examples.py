@@ -1,0 +1,176 @@
+"""The audit index end to end: example scenarios → real worker → accord.audit → index → reports.
+
+After the pipeline processes every example scenario and recipients acknowledge openings through
+the SDK, ``accord audit index`` fills SQLite and PostgreSQL indexes; ``accord audit subject``
+for a child must list exactly the decisions ``policy.decide`` gives for that child's events
+plus the openings sent, ``verify`` must pass, and no seeded personal value may appear in the
+databases or in any report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.audit import AuditKind, AuditStore, open_store
+from broker.cli import main
+from broker.devkafka import EmbeddedKafka
+from broker.events import parse_consents, parse_event
+from broker.keys import FileKeyStore
+from broker.pipeline import Linker, load_linkage_key
+from broker.policy import Scenario, load_scenarios
+from broker.sdk import Delivery, Subscriber
+from tests.e2e.test_pipeline_examples import Harness, keys, scenario_event_id  # noqa: F401  # fixture
+
+pytestmark = pytest.mark.slow
+
+PERSONAL = ("given_name", "family_name", "postcode", "address", "nhs_number", "dob")
+FREE_TEXT = ("summary", "child_voice", "location", "reference")
+
+
+def seeded_values(scenarios: list[Scenario]) -> set[str]:
+    """Every personal or free-text value the examples seed (what must never be indexed)."""
+    out: set[str] = set()
+    for s in scenarios:
+        for subject in s.event.get("subjects", []):
+            out |= {str(subject[k]) for k in PERSONAL if subject.get(k)}
+        out |= {str(s.event[k]) for k in FREE_TEXT if s.event.get(k)}
+        for c in s.consents:
+            out |= {str(v) for k, v in c.get("subject", {}).items() if k in PERSONAL and v}
+    return {v for v in out if len(v) >= 3}
+
+
+async def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    def run() -> int:
+        try:
+            main(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    code = await asyncio.to_thread(run)  # the CLI runs its own event loop
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> Iterator[str]:
+    from tests.postgres import fresh_database
+
+    yield from fresh_database(postgres_server)
+
+
+def dump(store: AuditStore) -> str:
+    tables = ("audit_records", "audit_subjects", "chain_heads", "chain_checkpoints",
+              "kafka_offsets", "override_reviews")  # fmt: skip
+    cells = [str(c) for t in tables for row in store._q(f"SELECT * FROM {t}") for c in row]  # type: ignore[attr-defined]  # noqa: S608  # our table names
+    # Checkpoint signatures are random base64: a short name can turn up inside one by chance.
+    return "\n".join(re.sub(r'"signature":"[^"]*"', '"signature":"-"', c) for c in cells)
+
+
+async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # noqa: PLR0915  # one story, told in order
+    *,
+    isolated_kafka: EmbeddedKafka, shared_dir: Path, tmp_path: Path, keys: FileKeyStore,  # noqa: F811  # the fixture
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    policies = shared_dir / "examples" / "policies"
+    h = Harness(isolated_kafka.bootstrap, policies, keys, tmp_path)
+    scenarios = [s for f in sorted((shared_dir / "examples" / "scenarios").glob("*.yaml"))
+                 for s in load_scenarios(f)]  # fmt: skip
+    linker = Linker(load_linkage_key(keys.path, create=True))
+
+    # The child seen in the most events: the disclosure log under test.
+    counts = Counter(
+        subj["nhs_number"] for s in scenarios for subj in s.event["subjects"]
+        if subj["role"] == "child" and subj.get("nhs_number")
+    )  # fmt: skip
+    nhs = counts.most_common(1)[0][0]
+    child_key = linker.from_nhs_number(nhs)
+
+    expected: set[tuple[Any, ...]] = set()
+    child_shares: set[tuple[str, str]] = set()
+    await h.start(scenarios[0].at)
+    try:
+        for scenario in scenarios:
+            await h.play(scenario, b"p" * 32)
+            event = dict(scenario.event, event_id=scenario_event_id(scenario))
+            parsed = parse_event(event, now=scenario.at)
+            all_keys = tuple(linker.subject_key(s) for s in parsed.subjects)
+            for d in h.policy.decide(parsed, parse_consents(h.consents, now=None), at=scenario.at):
+                named = tuple(all_keys[i] for i in d.subjects) or all_keys
+                if child_key in named:
+                    row = (str(d.event_id), d.recipient, d.outcome, tuple(d.clause_ids))
+                    expected.add(("decision", *row, tuple(d.fields_shared), d.purpose))
+                    if d.shares:
+                        child_shares.add((str(d.event_id), d.recipient))
+        assert child_shares, "the chosen child should have had something shared"
+
+        # Each recipient that received the child's records opens them through the SDK.
+        opened: set[tuple[Any, ...]] = set()
+        for recipient in sorted({r for _, r in child_shares}):
+            async with Subscriber(recipient, keys, isolated_kafka.bootstrap,
+                                  group=f"audit-e2e-{recipient}") as sub:  # fmt: skip
+                for _ in range(4):
+                    for record in await sub.poll(0.5):
+                        msg = record.message
+                        if isinstance(msg, Delivery) and (msg.event_id, recipient) in child_shares:
+                            by = f"{recipient}/practitioner-1"
+                            await record.opened(by=by, purpose=msg.purpose)
+                            opened.add(("opened", msg.event_id, recipient, by))
+        assert {(e, r) for _, e, r, _ in opened} == child_shares
+        await h.wait_for(h.count(AuditKind.OPENED, len(opened)))
+    finally:
+        await h.finish()
+
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", isolated_kafka.bootstrap)
+    seeded = seeded_values(scenarios)
+    for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
+        code, out, err = await cli(["audit", "index", "--db", url], capsys)
+        assert (code, err) == (0, ""), err
+        code, out, err = await cli(["audit", "verify", "--db", url], capsys)
+        assert (code, err) == (0, ""), err
+        assert out.startswith("audit log intact")
+        code, out, err = await cli(["audit", "verify", "--from-topic", "--db", url], capsys)
+        assert (code, err) == (0, ""), err
+        assert out.startswith("audit log intact (topic)")
+
+        code, out, err = await cli(["audit", "subject", "--nhs-number", nhs, "--db", url,
+                                    "--format", "json"], capsys)  # fmt: skip
+        assert (code, err) == (0, ""), err
+        entries = json.loads(out)
+        got_decisions = {
+            ("decision", e["event_id"], e["recipient"], e["outcome"], tuple(e["clauses"]),
+             tuple(e["fields_shared"]), e["purpose"])
+            for e in entries if e["kind"] == "decision"
+        }  # fmt: skip
+        got_opened = {("opened", e["event_id"], e["recipient"], e["opened_by"])
+                      for e in entries if e["kind"] == "opened"}  # fmt: skip
+        assert got_decisions == expected
+        assert got_opened == opened
+        assert len(entries) == len(expected) + len(opened)  # nothing twice
+        assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+
+        outputs = [out]
+        for fmt in ("table", "csv", "html"):
+            code, text, _ = await cli(["audit", "subject", "--nhs-number", nhs, "--db", url,
+                                       "--format", fmt], capsys)  # fmt: skip
+            outputs.append(text)
+        code, text, _ = await cli(["audit", "report", "--db", url, "--policies", str(policies)],
+                                  capsys)  # fmt: skip
+        assert code == 0
+        outputs.append(text)
+        store = open_store(url, home=tmp_path)
+        try:
+            outputs.append(dump(store))
+        finally:
+            store.close()
+        leaked = {v for v in seeded for text in outputs if v in text}
+        assert leaked == set(), f"personal values leaked ({len(leaked)})"

@@ -1,0 +1,161 @@
+"""The indexer on a real Kafka: read_committed, restartable, idempotent; reviews via the topic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from broker.audit import (
+    AuditKind,
+    AuditRecord,
+    AuditStore,
+    Indexer,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+    Window,
+    by_chain,
+    governance_report,
+    open_store,
+    read_topic,
+    record_hash,
+    review_override,
+    verify_records,
+    verify_store,
+)
+from broker.errors import ChainBroken
+from broker.keys import FileKeyStore
+from broker.pipeline import Linker
+from tests.kafka_helpers import create_topics, unique_topic
+from tests.unit.audit.conftest import worker_chain
+
+pytestmark = pytest.mark.kafka
+
+
+async def produce(bootstrap: str, topic: str, records: list[AuditRecord], *, per_tx: int = 7,
+                  abort_one: bool = False) -> None:  # fmt: skip
+    """Write records as the worker does: keyed by chain, in transactions."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique_topic("tx"))
+    await producer.start()
+    try:
+        if abort_one:
+            await producer.begin_transaction()
+            await producer.send(topic, b'{"aborted": true}', key=b"worker:ghost")
+            await producer.abort_transaction()
+        for i in range(0, len(records), per_tx):
+            async with producer.transaction():
+                for rec in records[i : i + per_tx]:
+                    await producer.send(topic, rec.to_bytes(), key=rec.chain.encode())
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+async def topic(kafka_bootstrap: str) -> str:
+    name = unique_topic("accord.audit-test")
+    await create_topics(kafka_bootstrap, [name], partitions=3)
+    return name
+
+
+def chains(linker: Linker, keys: FileKeyStore) -> list[AuditRecord]:
+    records: list[AuditRecord] = []
+    for n in range(4):
+        records += worker_chain(linker, keys, chain=f"worker:w{n}")
+    return records
+
+
+async def test_an_interrupted_then_restarted_indexer_ends_with_each_record_exactly_once(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, audit_db_url: str, tmp_path: Path,
+    verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    records = chains(linker, keys)
+    await produce(kafka_bootstrap, topic, records, abort_one=True)
+
+    first = Indexer(store, verifier, kafka_bootstrap, topic=topic, max_batch=5)
+    await first.run(follow=False, max_records=12)
+    partial = store.count()
+    assert 0 < partial < len(records)
+
+    restarted = Indexer(store, verifier, kafka_bootstrap, topic=topic, max_batch=5)
+    summary = await restarted.run(follow=False)
+    assert summary.breaks == []
+    assert summary.duplicates == 0  # resumed from the offsets committed with the rows
+    assert store.count() == len(records)  # the aborted transaction's record never arrives
+
+    again = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    assert (again.indexed, store.count()) == (0, len(records))
+
+    # Offsets lost (or the topic re-read from the start): still no duplicate row.
+    store._q("DELETE FROM kafka_offsets")  # type: ignore[attr-defined]
+    reread = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    assert (reread.duplicates, store.count()) == (len(records), len(records))
+
+    fresh = open_store(f"sqlite:///{tmp_path / 'fresh.db'}", home=tmp_path)
+    try:
+        await Indexer(fresh, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+        assert fresh.count() == store.count()
+    finally:
+        fresh.close()
+    assert verify_store(store, verifier).records == len(records)
+
+
+async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_named(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    records = worker_chain(linker, keys, chain="worker:t")
+    await produce(kafka_bootstrap, topic, records)
+    await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    summary = verify_records(by_chain(await read_topic(kafka_bootstrap, topic)), verifier,
+                             reference=store)  # fmt: skip
+    assert (summary.records, summary.chains) == (len(records), 1)
+
+    # A record appended by someone who can write to the topic but holds no audit key.
+    body = json.loads(records[-1].to_bytes())
+    body.update(seq=body["seq"] + 1, prev_hash=records[-1].hash, kind="checkpoint",
+                data={"covers_seq": body["seq"], "covers_hash": records[-1].hash,
+                      "key_id": "forged", "signature": "AAAA"})  # fmt: skip
+    body.pop("hash")
+    body["hash"] = record_hash(body)
+    forged = AuditRecord.model_validate(body)
+    await produce(kafka_bootstrap, topic, [forged])
+    with pytest.raises(ChainBroken) as err:
+        verify_records(by_chain(await read_topic(kafka_bootstrap, topic)), verifier)
+    assert (err.value.chain, err.value.seq) == ("worker:t", forged.seq)
+    indexed = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    assert [(b.chain, b.seq) for b in indexed.breaks] == [("worker:t", forged.seq)]
+
+
+async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    await produce(kafka_bootstrap, topic, worker_chain(linker, keys, chain="worker:a"))
+    await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    [pending] = governance_report(store, Window()).pending_overrides
+    signer = KeystoreAuditSigner(keys)
+    notes = ("justified: police attended", "second opinion: agreed")
+    for note in notes:
+        # The second review is written before the indexer has seen the first: the console
+        # chain must resume from the topic, not from the (stale) index.
+        rec = await review_override(
+            store, bootstrap=kafka_bootstrap, chain="console:ig-host", event_id=pending.event_id,
+            recipient=pending.recipient, reviewed_by="ig-jo", note=note, signer=signer,
+            topic=topic,
+        )  # fmt: skip
+        assert rec.kind is AuditKind.OVERRIDE_REVIEWED
+        assert store.review_of(pending.event_id, pending.recipient) is None  # not yet indexed
+    summary = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    assert summary.breaks == []
+    kinds = [json.loads(r.body)["kind"] for r in store.rows("console:ig-host")]
+    assert kinds == ["override_reviewed", "checkpoint"] * 2
+    review = store.review_of(pending.event_id, pending.recipient)
+    assert review is not None
+    assert (review.reviewed_by, review.note) == ("ig-jo", notes[0])  # the first review stands
+    assert governance_report(store, Window()).pending_overrides == ()
+    assert verify_store(store, verifier).signed_chains == 2

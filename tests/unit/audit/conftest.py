@@ -1,0 +1,229 @@
+"""Audit records as the worker writes them, signed with a real keystore's audit key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.audit import (
+    AuditKind,
+    AuditRecord,
+    AuditStore,
+    ChainTracker,
+    ChainWriter,
+    IndexSummary,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+    open_store,
+)
+from broker.config import KemSuite
+from broker.keys import FileKeyStore
+from broker.pipeline import Linker, load_linkage_key
+
+CHILD_NHS = "9997017463"
+PARENT_NHS = "9991742182"
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ACCORD_HOME with a keystore holding the audit key, and a linkage key."""
+    home = tmp_path / "home"
+    keys = FileKeyStore(home / "keys", create=True)
+    keys.ensure_party("audit", kem=KemSuite.X25519)
+    load_linkage_key(home / "keys", create=True)
+    monkeypatch.setenv("ACCORD_HOME", str(home))
+    monkeypatch.delenv("ACCORD_AUDIT_DB", raising=False)
+    return home
+
+
+@pytest.fixture
+def keys(audit_home: Path) -> FileKeyStore:
+    return FileKeyStore(audit_home / "keys")
+
+
+@pytest.fixture
+def verifier(keys: FileKeyStore) -> KeystoreAuditVerifier:
+    return KeystoreAuditVerifier(keys)
+
+
+@pytest.fixture
+def linker(audit_home: Path) -> Linker:
+    return Linker(load_linkage_key(audit_home / "keys"))
+
+
+@pytest.fixture
+def store(audit_db_url: str, audit_home: Path) -> Iterator[AuditStore]:
+    s = open_store(audit_db_url, home=audit_home)
+    yield s
+    s.close()
+
+
+def decision(outcome: str, **extra: Any) -> dict[str, Any]:
+    """``decided`` data shaped like ``Decision.model_dump`` (minus event id and recipient)."""
+    data: dict[str, Any] = {
+        "event_type": "police.domestic_incident",
+        "sender": "wmp",
+        "recipient_kind": "hub",
+        "outcome": outcome,
+        "reason": None if outcome != "not_shared" else "consent-missing",
+        "clause_ids": ["isa-1/c1"] if outcome != "not_shared" else [],
+        "agreement_id": "isa-1" if outcome != "not_shared" else None,
+        "purpose": "early_help",
+        "lawful_basis": {"article6": "public_task", "article9": "safeguarding_children"},
+        "consent": "missing",
+        "fields_shared": ["subject.name", "event.type"] if outcome != "not_shared" else [],
+        "fields_withheld": ["subject.address"],
+        "review_required": outcome == "shared_override",
+        "override_grounds": "safeguarding_concern" if outcome == "shared_override" else None,
+        "decided_at": T0.isoformat(),
+        "policy_version": "sha256:abc",
+    }
+    data.update(extra)
+    return data
+
+
+def worker_chain(
+    linker: Linker, keys: FileKeyStore, *, chain: str = "worker:w1"
+) -> list[AuditRecord]:
+    """Two events about one child (one with a parent), decisions, deliveries, an opening."""
+    tick = iter(range(10_000))
+
+    def clock() -> datetime:
+        return T0 + timedelta(minutes=next(tick))
+
+    w = ChainWriter(chain, clock=clock)
+    signer = KeystoreAuditSigner(keys)
+    child, parent = linker.from_nhs_number(CHILD_NHS), linker.from_nhs_number(PARENT_NHS)
+    out = [w.append(AuditKind.POLICY_LOADED, data={"version": "sha256:abc"})]
+    out.append(
+        w.append(AuditKind.RECEIVED, event_id="e1", party="wmp", subject_keys=[child, parent])
+    )
+    out.append(
+        w.append(
+            AuditKind.DECIDED,
+            event_id="e1",
+            party="coord",
+            subject_keys=[child, parent],
+            data=decision("shared"),
+        )
+    )
+    out.append(
+        w.append(
+            AuditKind.DECIDED,
+            event_id="e1",
+            party="hub-a",
+            subject_keys=[child, parent],
+            data=decision("not_shared"),
+        )
+    )
+    out.append(
+        w.append(
+            AuditKind.DELIVERED,
+            event_id="e1",
+            party="coord",
+            subject_keys=[child],
+            data={"topic": "accord.deliver.coord", "outcome": "shared", "fields": []},
+        )
+    )
+    out.append(w.checkpoint(signer))
+    out.append(
+        w.append(
+            AuditKind.OPENED,
+            event_id="e1",
+            party="coord",
+            data={
+                "by": "coord/officer-7",
+                "purpose": "early_help",
+                "at": (T0 + timedelta(hours=2)).isoformat(),
+            },
+        )
+    )
+    out.append(w.append(AuditKind.RECEIVED, event_id="e2", party="wmp", subject_keys=[child]))
+    out.append(
+        w.append(
+            AuditKind.DECIDED,
+            event_id="e2",
+            party="school-1",
+            subject_keys=[child],
+            data=decision("shared_override"),
+        )
+    )
+    out.append(
+        w.append(
+            AuditKind.DELIVERED,
+            event_id="e2",
+            party="school-1",
+            subject_keys=[child],
+            data={"topic": "accord.deliver.school-1", "outcome": "shared_override", "fields": []},
+        )
+    )
+    out.append(w.append(AuditKind.QUARANTINED, party="wmp", data={"reason": "invalid-event"}))
+    out.append(w.append(AuditKind.RECEIVED, event_id="e3", party="wmp", subject_keys=[parent]))
+    out.append(
+        w.append(
+            AuditKind.DECIDED,
+            event_id="e3",
+            party="coord",
+            subject_keys=[parent],
+            data=decision("shared"),
+        )
+    )
+    out.append(w.checkpoint(signer))
+    out.append(
+        w.append(
+            AuditKind.DELIVERED,
+            event_id="e3",
+            party="coord",
+            subject_keys=[parent],
+            data={"topic": "accord.deliver.coord", "outcome": "shared", "fields": []},
+        )
+    )
+    return out  # fmt: skip
+
+
+def index_records(
+    store: AuditStore, verifier: KeystoreAuditVerifier, records: list[AuditRecord], *,
+    topic: str = "accord.audit", start: int = 0,
+) -> IndexSummary:  # fmt: skip
+    """What the indexer does with messages read from the topic, minus Kafka."""
+    tracker = ChainTracker(store, verifier)
+    batch = tracker.new_batch(topic)
+    for i, rec in enumerate(records):
+        tracker.offer(batch, rec.chain.encode(), rec.to_bytes(), 0, start + i)
+    store.apply(batch)
+    return tracker.summary
+
+
+@pytest.fixture
+def indexed(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore
+) -> list[AuditRecord]:
+    records = worker_chain(linker, keys)
+    summary = index_records(store, verifier, records)
+    assert summary.breaks == []
+    return records
+
+
+Run = Callable[[list[str]], tuple[int, str, str]]
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run ``accord`` in-process: (exit code, stdout, stderr)."""
+    from broker.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        code: int = 0
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

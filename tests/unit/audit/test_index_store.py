@@ -1,0 +1,104 @@
+"""The index store on SQLite and PostgreSQL: verified, idempotent indexing; chain breaks stop."""
+
+from __future__ import annotations
+
+from broker.audit import AuditKind, AuditRecord, AuditStore, KeystoreAuditVerifier, open_store
+from broker.keys import FileKeyStore
+from broker.pipeline import Linker
+from tests.unit.audit.conftest import index_records, worker_chain
+
+
+def test_migrations_are_versioned_and_reapplying_them_changes_nothing(
+    store: AuditStore, audit_db_url: str, audit_home: object
+) -> None:
+    assert store.schema_version() == 1
+    again = open_store(audit_db_url, home=audit_home)  # type: ignore[arg-type]
+    try:
+        assert again.schema_version() == 1
+        assert again.count() == 0
+    finally:
+        again.close()
+
+
+def test_indexing_keeps_every_record_with_its_canonical_json(
+    store: AuditStore, indexed: list[AuditRecord]
+) -> None:
+    assert store.count() == len(indexed)
+    rows = list(store.rows("worker:w1"))
+    assert [r.seq for r in rows] == list(range(len(indexed)))
+    assert [r.body.encode() for r in rows] == [r.to_bytes() for r in indexed]
+    assert store.offsets("accord.audit") == {0: len(indexed)}
+    cp = store.latest_checkpoint("worker:w1")
+    assert cp is not None
+    assert cp.seq == max(r.seq for r in indexed if r.kind is AuditKind.CHECKPOINT)
+
+
+def test_indexing_the_same_records_again_adds_no_row(
+    store: AuditStore, verifier: KeystoreAuditVerifier, indexed: list[AuditRecord]
+) -> None:
+    summary = index_records(store, verifier, indexed)
+    assert summary.duplicates == len(indexed)
+    assert summary.indexed == 0
+    assert store.count() == len(indexed)
+
+
+def test_a_modified_record_stops_its_chain_and_says_where(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore
+) -> None:
+    records = worker_chain(linker, keys)
+    bad = records[3].model_copy(update={"party": "hub-b"})
+    summary = index_records(store, verifier, [*records[:3], bad, *records[4:]])
+    assert [(b.chain, b.seq) for b in summary.breaks] == [("worker:w1", 3)]
+    assert store.count() == 3  # nothing after the break is indexed
+    head = store.heads()["worker:w1"]
+    assert head.broken_seq == 3
+    assert head.error
+    assert "hash" in head.error
+
+
+def test_a_different_record_for_an_indexed_seq_is_a_fork(
+    store: AuditStore, verifier: KeystoreAuditVerifier, indexed: list[AuditRecord]
+) -> None:
+    forged = indexed[2].model_copy(update={"party": "hub-b"})
+    summary = index_records(store, verifier, [forged])
+    assert [b.seq for b in summary.breaks] == [2]
+    assert store.heads()["worker:w1"].broken_seq == 2
+
+
+def test_an_undecodable_message_breaks_the_chain_named_by_its_key(
+    store: AuditStore, verifier: KeystoreAuditVerifier, indexed: list[AuditRecord]
+) -> None:
+    from broker.audit import ChainTracker
+
+    tracker = ChainTracker(store, verifier)
+    batch = tracker.new_batch("accord.audit")
+    tracker.offer(batch, b"worker:w1", b"{not json", 0, 99)
+    store.apply(batch)
+    assert [(b.chain, b.seq) for b in tracker.summary.breaks] == [("worker:w1", len(indexed))]
+    assert store.offsets("accord.audit") == {0: 100}
+
+
+def test_chains_are_independent_a_break_in_one_leaves_the_other_indexed(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore
+) -> None:
+    a = worker_chain(linker, keys, chain="worker:a")
+    b = worker_chain(linker, keys, chain="worker:b")
+    bad_a = [*a[:2], a[3], a[2], *a[4:]]
+    summary = index_records(
+        store, verifier, [x for pair in zip(bad_a, b, strict=True) for x in pair]
+    )
+    assert [(x.chain, x.seq) for x in summary.breaks] == [("worker:a", 2)]
+    assert len(list(store.rows("worker:b"))) == len(b)
+
+
+def test_the_checkpoint_reference_only_moves_forward(
+    store: AuditStore, indexed: list[AuditRecord]
+) -> None:
+    from broker.audit import IndexBatch
+
+    newest = store.latest_checkpoint("worker:w1")
+    older = next(r for r in indexed if r.kind is AuditKind.CHECKPOINT)
+    assert newest is not None
+    assert older.seq < newest.seq
+    store.apply(IndexBatch("accord.audit", checkpoints={"worker:w1": older}))
+    assert store.latest_checkpoint("worker:w1") == newest

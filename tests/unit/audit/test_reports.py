@@ -1,0 +1,199 @@
+"""The IG reports over the index: disclosure log, governance report, override reviews."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from broker.audit import (
+    AuditRecord,
+    AuditStore,
+    ChainWriter,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+    Window,
+    check_reviewable,
+    disclosure_log,
+    expiring_agreements,
+    governance_report,
+    review_records,
+)
+from broker.errors import UsageError
+from broker.keys import FileKeyStore
+from broker.pipeline import Linker
+from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS, T0, Run, index_records
+
+
+def test_the_disclosure_log_lists_every_decision_and_opening_in_date_order(
+    store: AuditStore, indexed: list[AuditRecord], linker: Linker
+) -> None:
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    got = [(e.kind, e.event_id, e.recipient, e.outcome) for e in log]
+    assert got == [
+        ("decision", "e1", "coord", "shared"),
+        ("decision", "e1", "hub-a", "not_shared"),
+        ("decision", "e2", "school-1", "shared_override"),
+        ("opened", "e1", "coord", None),
+    ]
+    assert [e.at for e in log] == sorted(e.at for e in log)
+    opened = log[-1]
+    assert opened.opened_by == "coord/officer-7"
+    assert opened.clauses == ("isa-1/c1",)  # carried over from the decision it opened
+    first = log[0]
+    assert first.lawful_basis == "public_task; Art 9: safeguarding_children"
+    assert first.fields_shared == ("subject.name", "event.type")
+    assert first.fields_withheld == ("subject.address",)
+
+
+def test_the_parents_log_holds_only_decisions_naming_the_parent(
+    store: AuditStore, indexed: list[AuditRecord], linker: Linker
+) -> None:
+    log = disclosure_log(store, linker.from_nhs_number(PARENT_NHS))
+    assert [(e.kind, e.event_id, e.recipient) for e in log] == [
+        ("decision", "e1", "coord"),
+        ("decision", "e1", "hub-a"),
+        ("decision", "e3", "coord"),
+        ("opened", "e1", "coord"),  # opened two hours after the event, after e3's decision
+    ]
+
+
+def test_an_unknown_subject_has_an_empty_log(store: AuditStore, indexed: list[AuditRecord]) -> None:
+    assert disclosure_log(store, "n:" + "0" * 32) == []
+
+
+def test_the_governance_report_counts_and_lists_what_ig_needs(
+    store: AuditStore, indexed: list[AuditRecord]
+) -> None:
+    rep = governance_report(store, Window())
+    counts = {(d.agreement_id, d.recipient, d.outcome): d.count for d in rep.decisions}
+    assert counts == {
+        ("isa-1", "coord", "shared"): 2,
+        (None, "hub-a", "not_shared"): 1,
+        ("isa-1", "school-1", "shared_override"): 1,
+    }
+    assert [(p.event_id, p.recipient) for p in rep.pending_overrides] == [("e2", "school-1")]
+    assert rep.quarantine == (("invalid-event", 1),)
+    assert {(r.recipient, r.delivered, r.unopened) for r in rep.deliveries} == {
+        ("coord", 2, 1),
+        ("school-1", 1, 1),
+    }
+    assert [r.recipient for r in rep.never_opened] == ["school-1"]
+    assert rep.expiring is None
+
+
+def test_the_report_window_excludes_records_outside_it(
+    store: AuditStore, indexed: list[AuditRecord]
+) -> None:
+    rep = governance_report(store, Window(since=T0 + timedelta(minutes=10)))
+    assert {d.recipient for d in rep.decisions} == {"coord"}  # only e3's decision is that late
+    assert rep.quarantine == (("invalid-event", 1),)
+    empty = governance_report(store, Window(until=T0))
+    assert empty.decisions == ()
+
+
+def test_agreements_expiring_within_60_days_come_from_the_bundle(shared_dir: Path) -> None:
+    from broker.policy import load_bundle
+
+    policy = load_bundle(shared_dir / "examples" / "policies")
+    ends = sorted({a.valid_until for a in policy.bundle.agreements if a.status != "draft"})
+    today = ends[0] - timedelta(days=60)
+    expiring = expiring_agreements(policy, today)
+    assert expiring
+    assert all(e.valid_until == ends[0] and e.days_left == 60 for e in expiring)
+    assert expiring_agreements(policy, today - timedelta(days=1)) == []
+
+
+def test_reviewing_an_override_is_an_audit_record_and_clears_the_queue(
+    store: AuditStore, indexed: list[AuditRecord], keys: FileKeyStore,
+    verifier: KeystoreAuditVerifier,
+) -> None:  # fmt: skip
+    decision = check_reviewable(store, "e2", "school-1", reviewed_by="ig-jo", note="justified")
+    writer = ChainWriter("console:test", clock=lambda: T0 + timedelta(days=1))
+    records = review_records(
+        writer, decision, reviewed_by="ig-jo", note="justified", signer=KeystoreAuditSigner(keys)
+    )
+    assert [r.kind.value for r in records] == ["override_reviewed", "checkpoint"]
+    assert store.review_of("e2", "school-1") is None  # nothing until the log holds it
+    summary = index_records(store, verifier, records, start=100)
+    assert summary.breaks == []
+    review = store.review_of("e2", "school-1")
+    assert review is not None
+    assert (review.reviewed_by, review.note, review.chain) == ("ig-jo", "justified", "console:test")
+    assert governance_report(store, Window()).pending_overrides == ()
+    with pytest.raises(UsageError, match="already reviewed"):
+        check_reviewable(store, "e2", "school-1", reviewed_by="ig-jo", note="again")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("e1", "coord", "ig", "n", "no safeguarding override"),  # a plain share
+        ("e9", "coord", "ig", "n", "no safeguarding override"),
+        ("e2", "school-1", " ", "n", "--by"),
+        ("e2", "school-1", "ig", "", "--note"),
+        ("e2", "school-1", "ig", "x" * 2001, "--note"),
+    ],
+)
+def test_only_an_unreviewed_override_with_a_reviewer_and_note_can_be_reviewed(
+    store: AuditStore, indexed: list[AuditRecord], case: tuple[str, str, str, str, str]
+) -> None:
+    event, party, by, note, match = case
+    with pytest.raises(UsageError, match=match):
+        check_reviewable(store, event, party, reviewed_by=by, note=note)
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "html"])
+def test_accord_audit_subject_prints_the_log_in_each_format_without_the_nhs_number(
+    fmt: str, store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run
+) -> None:
+    code, out, err = run_cli(
+        ["audit", "subject", "--nhs-number", "999 701 7463", "--db", audit_db_url, "--format", fmt]
+    )
+    assert (code, err) == (0, "")
+    assert CHILD_NHS not in out.replace(" ", "")
+    assert "school-1" in out
+    assert "coord/officer-7" in out
+    if fmt == "json":
+        assert [e["kind"] for e in json.loads(out)] == ["decision"] * 3 + ["opened"]
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert [r["recipient"] for r in rows] == ["coord", "hub-a", "school-1", "coord"]
+    elif fmt == "html":
+        assert out.startswith("<!doctype html>")
+        assert out.count("<tr>") == 5
+
+
+def test_accord_audit_report_prints_every_section(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    shared_dir: Path,
+) -> None:  # fmt: skip
+    policies = str(shared_dir / "examples" / "policies")
+    code, out, err = run_cli(
+        ["audit", "report", "--db", audit_db_url, "--policies", policies, "--format", "json"]
+    )
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert data["never_opened"] == ["school-1"]
+    assert [p["event_id"] for p in data["pending_overrides"]] == ["e2"]
+    assert isinstance(data["expiring_agreements"], list)
+    code, out, _ = run_cli(["audit", "report", "--db", audit_db_url, "--since", "2026-11-22",
+                            "--until", "2026-11-22"])  # fmt: skip
+    assert code == 0
+    assert "Safeguarding overrides awaiting review: 1" in out
+    assert "invalid-event" in out
+
+
+def test_the_report_window_is_whole_days_in_utc() -> None:
+    from broker.cli._audit import parse_when
+
+    assert parse_when("2026-11-22", "--until", end=True) == datetime(2026, 11, 23, tzinfo=UTC)
+    assert parse_when("2026-11-22", "--since") == datetime(2026, 11, 22, tzinfo=UTC)
+    assert parse_when("2026-11-22T10:00:00", "--since") == datetime(2026, 11, 22, 10, tzinfo=UTC)

@@ -1,0 +1,63 @@
+"""`accord audit …` mistakes: one line on stderr, a non-zero exit, nothing personal echoed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.cli import main
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from broker.keys import FileKeyStore
+    from broker.pipeline import load_linkage_key
+
+    FileKeyStore(tmp_path / "keys", create=True)
+    load_linkage_key(tmp_path / "keys", create=True)
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    monkeypatch.delenv("ACCORD_AUDIT_DB", raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "needle"),
+    [
+        (["audit", "subject", "--nhs-number", "12345"], 2, "10 digits"),
+        (["audit", "subject", "--nhs-number", "9997017464"], 2, "check digit"),
+        (["audit", "subject", "--nhs-number", "9997017463", "--format", "pdf"], 2, "--format"),
+        (["audit", "verify", "--db", "mysql://db/audit"], 2, "unsupported database"),
+        (["audit", "report", "--since", "yesterday"], 2, "--since"),
+        (["audit", "report", "--since", "2026-11-23", "--until", "2026-11-22"], 2, "before"),
+        (["audit", "report", "--policies", "/nonexistent/bundle"], 1, ""),
+        (["audit", "review-override", "e1", "--recipient", "coord", "--by", "ig", "--note", ""],
+         2, "--note"),
+        (["audit", "index", "--db", "postgresql://ig:s3cret@127.0.0.1:1/audit"], 1,
+         "postgresql://127.0.0.1:1/audit"),
+    ],
+)  # fmt: skip
+def test_a_mistake_is_one_line_on_stderr_and_a_non_zero_exit(
+    argv: list[str], code: int, needle: str, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("accord: error:")
+    assert needle in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    for secret in ("s3cret", "9997017463", "9997017464"):
+        assert secret not in captured.err + captured.out
+
+
+def test_verify_without_a_keystore_says_how_to_make_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "verify"])
+    assert exit_info.value.code == 1
+    assert "accord keys init" in capsys.readouterr().err
