@@ -163,6 +163,21 @@ async def _recipient(
                     say(f"→ {party:<22} consent withdrawn: stop processing {n} record(s)")
 
 
+async def _index_audit(
+    settings: Settings, keys: FileKeyStore, stop: asyncio.Event, say: Callable[[str], None]
+) -> None:
+    """Keep the audit index (SQLite by default) up to date, verifying the chain as it goes."""
+    from broker.audit import Indexer, KeystoreAuditVerifier, open_store  # noqa: PLC0415
+
+    db = settings.audit.db.get_secret_value() if settings.audit.db else None
+    store = open_store(db, home=settings.home)
+    say(f"audit index: {db or settings.home / 'audit.db'} "
+        "(try `accord audit report` or `accord audit verify` in another terminal)")  # fmt: skip
+    await Indexer(store, KeystoreAuditVerifier(keys), settings.kafka.bootstrap).run(
+        follow=True, stop=stop
+    )
+
+
 async def run_demo(
     settings: Settings, *, duration: float | None, rate: float, metrics_port: int
 ) -> None:
@@ -173,7 +188,7 @@ async def run_demo(
     stop = asyncio.Event()
     worker = Worker(
         settings,
-        WorkerOptions(policies=settings.policies, instance="demo"),
+        WorkerOptions(policies=settings.policies, instance="demo", checkpoint_every=50),
         registry=CollectorRegistry(),
     )
     worker_task = asyncio.create_task(serve(worker, metrics_port=metrics_port))
@@ -184,15 +199,13 @@ async def run_demo(
         worker_task.result()  # the worker could not start: its error, one line, from the CLI
     say = typer.echo
     say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
-    say(
-        "governance console: not built yet (coming with the audit index); "
-        "try `accord policy explain` meanwhile"
-    )
+    say("governance console: not built yet; meanwhile `accord audit ...` reads the index")
+    tasks = [asyncio.create_task(_index_audit(settings, keys, stop, say))]
     hubs = [p for p, party in policy.bundle.parties.items() if party.kind == "hub"][:2]
     coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
         :1
     ]
-    tasks = [asyncio.create_task(_agencies(settings, keys, policy, rate=rate, stop=stop, say=say))]
+    tasks += [asyncio.create_task(_agencies(settings, keys, policy, rate=rate, stop=stop, say=say))]
     tasks += [
         asyncio.create_task(_recipient(settings, keys, p, stop=stop, say=say)) for p in coord + hubs
     ]
