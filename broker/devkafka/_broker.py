@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -31,6 +32,18 @@ logger.state.level = warn
 logger.cleaner.name = kafka.log.LogCleaner
 logger.cleaner.level = warn
 """
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one starting with ``-``: the storage tool's
+    argument parser would take it for an option.
+    """
+    while True:
+        raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not raw.startswith("-"):
+            return raw
 
 
 def free_port() -> int:
@@ -188,11 +201,7 @@ class EmbeddedKafka:
             return
         cid_file = self.data_dir / "cluster.id"
         if not cid_file.is_file():
-            # Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding.
-            import base64  # noqa: PLC0415  # only needed once per data directory
-
-            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
-            cid_file.write_text(raw, encoding="ascii")
+            cid_file.write_text(new_cluster_id(), encoding="ascii")
         cluster_id = cid_file.read_text(encoding="ascii").strip()
         cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id]
         cmd += ["-c", str(config), "--ignore-formatted"]
