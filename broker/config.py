@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "AuditSettings",
+    "ConsoleSettings",
     "EnvelopeSettings",
     "KafkaSettings",
     "KemSuite",
@@ -75,6 +76,22 @@ class AuditSettings(_Frozen):
     db: SecretStr | None = None  # a URL may hold a password; default: SQLite under <home>
 
 
+class ConsoleSettings(_Frozen):
+    """The governance console: where it listens, who may sign in, how long a session lives."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    users_file: Path | None = None  # default: <home>/console/users.json
+    session_idle_minutes: int = Field(default=15, ge=1, le=240)
+    session_max_hours: int = Field(default=8, ge=1, le=24)
+    # Secure cookies need HTTPS; browsers make an exception for loopback only. None: Secure
+    # everywhere but on a loopback address, so a console exposed on a network never sends
+    # its session over plain HTTP.
+    secure_cookies: bool | None = None
+    max_failed_sign_ins: int = Field(default=5, ge=1)
+    lockout_minutes: int = Field(default=15, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ACCORD_", env_nested_delimiter="__", frozen=True, extra="ignore"
@@ -86,10 +103,15 @@ class Settings(BaseSettings):
     keystore: KeystoreSettings = KeystoreSettings()
     envelope: EnvelopeSettings = EnvelopeSettings()
     audit: AuditSettings = AuditSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @property
     def keys_dir(self) -> Path:
         return self.keystore.path or self.home / "keys"
+
+    @property
+    def console_users_file(self) -> Path:
+        return self.console.users_file or self.home / "console" / "users.json"
 
 
 def load_settings(**overrides: object) -> Settings:

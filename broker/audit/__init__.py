@@ -9,9 +9,11 @@ over the chain head. Records hold subject keys and field names only, never perso
 The :class:`Indexer` consumes ``accord.audit`` into an :class:`AuditStore` (SQLite or
 PostgreSQL), verifying every chain as it goes; :func:`verify_store` and :func:`verify_records`
 prove the log intact; :func:`disclosure_log` and :func:`governance_report` answer IG officers;
-:func:`review_override` records an override's review in the log itself.
+:func:`review_override` records an override's review in the log itself, through a
+:class:`ChainAppender` (the one writer of a console's own chain).
 """
 
+from broker.audit._append import AuditSink, ChainAppender, chain_head_on_topic
 from broker.audit._chain import (
     ChainReport,
     ChainWriter,
@@ -46,12 +48,7 @@ from broker.audit._reports import (
     pending_overrides,
     subject_key_for_nhs_number,
 )
-from broker.audit._review import (
-    chain_head_on_topic,
-    check_reviewable,
-    review_override,
-    review_records,
-)
+from broker.audit._review import check_reviewable, review_override, review_record
 from broker.audit._sql import (
     PostgresAuditStore,
     SqliteAuditStore,
@@ -74,7 +71,9 @@ __all__ = [
     "GENESIS",
     "AuditKind",
     "AuditRecord",
+    "AuditSink",
     "AuditStore",
+    "ChainAppender",
     "ChainHead",
     "ChainReport",
     "ChainTracker",
@@ -115,7 +114,7 @@ __all__ = [
     "read_topic",
     "record_hash",
     "review_override",
-    "review_records",
+    "review_record",
     "subject_key_for_nhs_number",
     "verify_chain",
     "verify_records",

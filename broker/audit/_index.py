@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from broker._transport import translated
 from broker.audit._chain import CheckpointVerifier, check_next
 from broker.audit._record import GENESIS, AuditKind, AuditRecord
 from broker.audit._store import AuditStore, ChainHead, IndexBatch, IndexedRecord
@@ -149,7 +150,6 @@ class Indexer:
         interrupt the indexer mid-stream in tests.
         """
         from aiokafka import AIOKafkaConsumer  # noqa: PLC0415  # slow import
-        from aiokafka.errors import KafkaError  # noqa: PLC0415
 
         stop = stop or asyncio.Event()
         consumer = AIOKafkaConsumer(
@@ -159,28 +159,30 @@ class Indexer:
             auto_offset_reset="earliest",
             client_id="accord-audit-index",
         )
-        seen = 0
         try:
-            await consumer.start()
-            tps = await _assign(consumer, self.topic, self.store.offsets(self.topic))
-            end = None if follow else await consumer.end_offsets(tps)
-            idle = 0
-            while not stop.is_set():
-                got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
-                seen += self._commit(got)
-                idle = 0 if got else idle + 1
-                if max_records is not None and seen >= max_records:
-                    break
-                if end is not None and (await _at_end(consumer, end) or idle >= 30):
-                    break
-        except KafkaError as exc:
-            raise TransportError(f"reading {self.topic}: {type(exc).__name__}") from exc
-        except OSError as exc:
-            raise TransportError(f"cannot reach Kafka at {self.bootstrap}") from exc
+            async with translated(f"indexing {self.topic} from {self.bootstrap}"):
+                await self._consume(consumer, stop, follow=follow, max_records=max_records)
         finally:
-            with contextlib.suppress(KafkaError):
-                await consumer.stop()
+            await _stop(consumer)
         return self.tracker.summary
+
+    async def _consume(
+        self, consumer: Any, stop: asyncio.Event, *, follow: bool, max_records: int | None
+    ) -> int:
+        seen = 0
+        await consumer.start()
+        tps = await _assign(consumer, self.topic, self.store.offsets(self.topic))
+        end = None if follow else await consumer.end_offsets(tps)
+        idle = 0
+        while not stop.is_set():
+            got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
+            seen += self._commit(got)
+            idle = 0 if got else idle + 1
+            if max_records is not None and seen >= max_records:
+                break
+            if end is not None and (await _at_end(consumer, end) or idle >= 30):
+                break
+        return seen
 
     def _commit(self, got: dict[Any, list[Any]]) -> int:
         if not got:
@@ -193,6 +195,14 @@ class Indexer:
                 n += 1
         self.store.apply(batch)
         return n
+
+
+async def _stop(client: Any) -> None:
+    """Stop a client on the way out; a failure to stop must not hide the error that got us here."""
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    with contextlib.suppress(KafkaError, OSError):
+        await client.stop()
 
 
 async def _assign(consumer: Any, topic: str, stored: dict[int, int]) -> list[Any]:
@@ -236,7 +246,6 @@ async def read_topic(
 ) -> list[TopicMessage]:
     """Every committed message of ``topic`` now (from ``start`` offsets), in topic order."""
     from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
-    from aiokafka.errors import KafkaError  # noqa: PLC0415
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -246,22 +255,18 @@ async def read_topic(
     )
     out: list[TopicMessage] = []
     try:
-        await consumer.start()
-        tps = await _assign(consumer, topic, start or {})
-        end = await consumer.end_offsets(tps)
-        idle = 0
-        while not await _at_end(consumer, end) and idle < 30:
-            got = await consumer.getmany(*tps, timeout_ms=300, max_records=5000)
-            idle = 0 if got else idle + 1
-            for msgs in got.values():
-                out += [TopicMessage(m.key, m.value, m.partition, m.offset) for m in msgs]
-    except KafkaError as exc:
-        raise TransportError(f"reading {topic}: {type(exc).__name__}") from exc
-    except OSError as exc:
-        raise TransportError(f"cannot reach Kafka at {bootstrap}") from exc
+        async with translated(f"reading {topic} from {bootstrap}"):
+            await consumer.start()
+            tps = await _assign(consumer, topic, start or {})
+            end = await consumer.end_offsets(tps)
+            idle = 0
+            while not await _at_end(consumer, end) and idle < 30:
+                got = await consumer.getmany(*tps, timeout_ms=300, max_records=5000)
+                idle = 0 if got else idle + 1
+                for msgs in got.values():
+                    out += [TopicMessage(m.key, m.value, m.partition, m.offset) for m in msgs]
     finally:
-        with contextlib.suppress(KafkaError):
-            await consumer.stop()
+        await _stop(consumer)
     out.sort(key=lambda m: (m.partition, m.offset))
     return out
 

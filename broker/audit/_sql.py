@@ -249,6 +249,23 @@ class SqlAuditStore:
         )
         return [(str(r), int(n)) for r, n in rows]
 
+    def decisions_per_day(self, window: Window) -> list[tuple[str, str, int]]:
+        rows = self._q(
+            "SELECT SUBSTR(at, 1, 10), outcome, COUNT(*) FROM audit_records "
+            "WHERE kind = 'decided' AND at >= ? AND at < ? "
+            "GROUP BY SUBSTR(at, 1, 10), outcome ORDER BY 1, 2",
+            window.bounds(),
+        )
+        return [(str(d), str(o), int(n)) for d, o, n in rows]
+
+    def subject_lookups(self, subject_key: str) -> list[AuditRecord]:
+        return self._records(
+            "SELECT r.body FROM audit_records r JOIN audit_subjects s "
+            "ON s.chain = r.chain AND s.seq = r.seq "
+            "WHERE s.subject_key = ? AND r.kind = 'console_query' ORDER BY r.at, r.chain, r.seq",
+            (subject_key,),
+        )
+
     def delivery_counts(self, window: Window) -> list[tuple[str, int, int]]:
         rows = self._q(
             "SELECT d.party, COUNT(*), SUM(CASE WHEN EXISTS (SELECT 1 FROM audit_records o "

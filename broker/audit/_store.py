@@ -190,6 +190,14 @@ class AuditStore(Protocol):
 
     def quarantine_counts(self, window: Window) -> list[tuple[str, int]]: ...
 
+    def decisions_per_day(self, window: Window) -> list[tuple[str, str, int]]:
+        """``(YYYY-MM-DD, outcome, n)`` for decisions in the window, by UTC day."""
+        ...
+
+    def subject_lookups(self, subject_key: str) -> list[AuditRecord]:
+        """``console_query`` records naming the subject (who looked at this child's log)."""
+        ...
+
     def delivery_counts(self, window: Window) -> list[tuple[str, int, int]]:
         """``(recipient, delivered, never opened)`` for deliveries in the window."""
         ...

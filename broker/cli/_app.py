@@ -12,7 +12,16 @@ from typer._click import exceptions as click_exc
 from broker.errors import AccordError
 
 # Each module registers its commands; the order is the order in `accord --help`.
-_COMMAND_MODULES = ("_kafka", "_keys", "_policy", "_publish", "_worker", "_audit", "_demo")
+_COMMAND_MODULES = (
+    "_kafka",
+    "_keys",
+    "_policy",
+    "_publish",
+    "_worker",
+    "_audit",
+    "_console",
+    "_demo",
+)
 
 
 def build_app() -> typer.Typer:

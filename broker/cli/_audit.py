@@ -16,7 +16,14 @@ from broker.config import Settings, load_settings
 from broker.errors import UsageError
 
 if TYPE_CHECKING:
-    from broker.audit import AuditStore, Indexer, IndexSummary, KeystoreAuditVerifier
+    from broker.audit import (
+        AuditRecord,
+        AuditStore,
+        ChainAppender,
+        Indexer,
+        IndexSummary,
+        KeystoreAuditVerifier,
+    )
     from broker.keys import FileKeyStore
 
 
@@ -212,30 +219,37 @@ def review(
     db: Db = None,
 ) -> None:
     """Mark a safeguarding override reviewed: written to the audit log, then indexed."""
-    from broker.audit import Indexer, KeystoreAuditSigner, review_override  # noqa: PLC0415
+    from broker.audit import ChainAppender, Indexer, KeystoreAuditSigner  # noqa: PLC0415
 
     settings = load_settings()
     keys = _keystore(settings)
     store = _store(settings, db)
-    chain = f"console:{host or socket.gethostname()}"
+    appender = ChainAppender(
+        store,
+        bootstrap=settings.kafka.bootstrap,
+        chain=f"console:{host or socket.gethostname()}",
+        signer=KeystoreAuditSigner(keys),
+    )
     try:
-        rec = asyncio.run(
-            review_override(
-                store,
-                bootstrap=settings.kafka.bootstrap,
-                chain=chain,
-                event_id=event_id,
-                recipient=recipient,
-                reviewed_by=by,
-                note=note,
-                signer=KeystoreAuditSigner(keys),
-            )
-        )
+        rec = asyncio.run(_review(store, appender, event_id, recipient, by=by, note=note))
         indexer = Indexer(store, _verifier(settings), settings.kafka.bootstrap)
         asyncio.run(indexer.run(follow=False))
     finally:
         store.close()
     typer.echo(f"override for event {event_id} to {recipient} reviewed ({rec.chain}#{rec.seq})")
+
+
+async def _review(
+    store: AuditStore, appender: ChainAppender, event_id: str, recipient: str, *, by: str, note: str
+) -> AuditRecord:
+    from broker.audit import review_override  # noqa: PLC0415
+
+    try:
+        return await review_override(
+            store, appender, event_id=event_id, recipient=recipient, reviewed_by=by, note=note
+        )
+    finally:
+        await appender.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
-
-from broker.errors import TransportError
-
-
-@contextlib.asynccontextmanager
-async def translated(what: str) -> AsyncIterator[None]:
-    """Re-raise aiokafka's errors as ``TransportError`` saying what we were doing."""
-    try:
-        yield
-    except KafkaError as exc:
-        raise TransportError(f"{what}: {type(exc).__name__}") from exc
-    except OSError as exc:
-        raise TransportError(f"{what}: {exc.strerror or type(exc).__name__}") from exc
 
 
 def idempotent_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:

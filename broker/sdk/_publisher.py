@@ -12,12 +12,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from broker._canonical import canonical_json
+from broker._transport import translated
 from broker.config import EnvelopeSettings
 from broker.envelope import Sealer
 from broker.errors import EventInvalid, UsageError
 from broker.events import ConsentRecord, ContactEvent, parse_consent, parse_event
 from broker.keys import KeyStore
-from broker.sdk._kafka import AsyncClient, idempotent_producer, translated, utcnow
+from broker.sdk._kafka import AsyncClient, idempotent_producer, utcnow
 from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, WORKER, ingress
 
 

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 
 from broker._canonical import canonical_json
+from broker._transport import translated
 from broker.config import EnvelopeSettings
 from broker.envelope import Opener, Sealer
 from broker.errors import (
@@ -27,7 +28,6 @@ from broker.sdk._kafka import (
     AsyncClient,
     committed_consumer,
     idempotent_producer,
-    translated,
     utcnow,
 )
 from broker.sdk._messages import AccessAck, Delivery, WithdrawalNotice

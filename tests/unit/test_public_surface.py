@@ -22,6 +22,11 @@ SURFACES = {
         "pom_path",
     },
     "broker.cli": {"build_app", "main"},
+    "broker.console": {
+        "Account", "Chart", "ConsoleDeps", "ConsoleRun", "IndexWait", "LookupPurpose", "Session",
+        "SessionStore", "SignInThrottle", "UserFile", "console_chain", "counts_chart",
+        "create_app", "decisions_chart", "load_console_policy", "record_query", "run_console",
+    },
 }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from broker.audit import (
     AuditKind,
     AuditRecord,
     AuditStore,
+    ChainAppender,
     Indexer,
     KeystoreAuditSigner,
     KeystoreAuditVerifier,
@@ -141,13 +142,18 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
     signer = KeystoreAuditSigner(keys)
     notes = ("justified: police attended", "second opinion: agreed")
     for note in notes:
-        # The second review is written before the indexer has seen the first: the console
-        # chain must resume from the topic, not from the (stale) index.
-        rec = await review_override(
-            store, bootstrap=kafka_bootstrap, chain="console:ig-host", event_id=pending.event_id,
-            recipient=pending.recipient, reviewed_by="ig-jo", note=note, signer=signer,
-            topic=topic,
-        )  # fmt: skip
+        # The second review is written by a new writer before the indexer has seen the
+        # first: the console chain must resume from the topic, not from the (stale) index.
+        appender = ChainAppender(
+            store, bootstrap=kafka_bootstrap, chain="console:ig-host", signer=signer, topic=topic
+        )
+        try:
+            rec = await review_override(
+                store, appender, event_id=pending.event_id, recipient=pending.recipient,
+                reviewed_by="ig-jo", note=note,
+            )  # fmt: skip
+        finally:
+            await appender.close()
         assert rec.kind is AuditKind.OVERRIDE_REVIEWED
         assert store.review_of(pending.event_id, pending.recipient) is None  # not yet indexed
     summary = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)

@@ -21,7 +21,7 @@ from broker.audit import (
     disclosure_log,
     expiring_agreements,
     governance_report,
-    review_records,
+    review_record,
 )
 from broker.errors import UsageError
 from broker.keys import FileKeyStore
@@ -114,9 +114,8 @@ def test_reviewing_an_override_is_an_audit_record_and_clears_the_queue(
 ) -> None:  # fmt: skip
     decision = check_reviewable(store, "e2", "school-1", reviewed_by="ig-jo", note="justified")
     writer = ChainWriter("console:test", clock=lambda: T0 + timedelta(days=1))
-    records = review_records(
-        writer, decision, reviewed_by="ig-jo", note="justified", signer=KeystoreAuditSigner(keys)
-    )
+    records = [review_record(writer, decision, reviewed_by="ig-jo", note="justified")]
+    records.append(writer.checkpoint(KeystoreAuditSigner(keys)))
     assert [r.kind.value for r in records] == ["override_reviewed", "checkpoint"]
     assert store.review_of("e2", "school-1") is None  # nothing until the log holds it
     summary = index_records(store, verifier, records, start=100)

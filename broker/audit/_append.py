@@ -1,0 +1,133 @@
+"""Appending to one audit chain on ``accord.audit`` from outside the worker.
+
+The governance console and ``accord audit review-override`` write records of their own (an
+officer's look-up, an override's review). Each writer owns a chain, ``console:<host>``, and a
+transactional producer whose id is derived from that chain: starting it fences any earlier
+writer of the chain and aborts its open transaction, so the head read next cannot move under
+us. Every append is one transaction holding the new records and a signed checkpoint over them,
+so truncation of a console chain is as detectable as truncation of the worker's.
+
+If a send fails (Kafka away, or another process took the chain over and fenced us), nothing of
+that append was committed: the writer forgets its producer, and the next append starts a new
+one and re-reads the head from the topic. The caller learns of the failure as a
+``TransportError`` and must not act as if the record exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from broker._transport import translated
+from broker.audit._chain import ChainWriter, CheckpointSigner
+from broker.audit._index import _stop, read_topic
+from broker.audit._record import GENESIS, AuditRecord
+from broker.audit._store import AuditStore
+from broker.topics import AUDIT
+
+Build = Callable[[ChainWriter], list[AuditRecord]]
+
+
+class AuditSink(Protocol):
+    """Appends records, built on a writer of the sink's own chain, to the audit log."""
+
+    async def append(self, build: Build) -> list[AuditRecord]: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def chain_head_on_topic(
+    bootstrap: str, chain: str, store: AuditStore, topic: str = AUDIT
+) -> tuple[int, str]:
+    """The newest record of ``chain`` on the topic: the index's head, then anything newer."""
+    head = store.heads().get(chain)
+    seq, digest = (head.seq, head.hash) if head is not None else (-1, GENESIS)
+    for m in await read_topic(bootstrap, topic, start=store.offsets(topic)):
+        if m.key != chain.encode():
+            continue
+        rec = AuditRecord.model_validate_json(m.value or b"")
+        if rec.seq > seq:
+            seq, digest = rec.seq, rec.hash
+    return seq, digest
+
+
+class ChainAppender:
+    """The one writer of ``chain``: appends records, each call sealed by a signed checkpoint."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        bootstrap: str,
+        chain: str,
+        signer: CheckpointSigner,
+        clock: Callable[[], datetime] = _utcnow,
+        topic: str = AUDIT,
+    ) -> None:
+        self.chain = chain
+        self._store = store
+        self._bootstrap = bootstrap
+        self._signer = signer
+        self._clock = clock
+        self._topic = topic
+        self._producer: Any = None
+        self._head: tuple[int, str] | None = None
+        self._lock = asyncio.Lock()
+
+    async def append(self, build: Build) -> list[AuditRecord]:
+        """Write ``build(writer)``'s records and a checkpoint in one transaction; return them."""
+        async with self._lock:
+            try:
+                async with translated(f"writing to {self._topic} at {self._bootstrap}"):
+                    return await self._append(build)
+            except BaseException:
+                await self._reset()  # the next append re-reads the head after a fresh fence
+                raise
+
+    async def _append(self, build: Build) -> list[AuditRecord]:
+        producer = await self._ensure_started()
+        assert self._head is not None  # noqa: S101  # set by _ensure_started
+        seq, digest = self._head
+        writer = ChainWriter(self.chain, clock=self._clock, next_seq=seq + 1, prev_hash=digest)
+        records = build(writer)
+        records.append(writer.checkpoint(self._signer))
+        async with producer.transaction():
+            for rec in records:
+                await producer.send(self._topic, rec.to_bytes(), key=self.chain.encode())
+        self._head = (records[-1].seq, records[-1].hash)
+        return records
+
+    async def _ensure_started(self) -> Any:
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer  # noqa: PLC0415  # slow import
+
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                transactional_id=f"accord-audit-{self.chain}",
+                enable_idempotence=True,
+                acks="all",
+                client_id=f"accord-{self.chain}",
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await _stop(producer)
+                raise
+            self._producer = producer
+            self._head = await chain_head_on_topic(
+                self._bootstrap, self.chain, self._store, self._topic
+            )
+        return self._producer
+
+    async def _reset(self) -> None:
+        producer, self._producer, self._head = self._producer, None, None
+        if producer is not None:
+            await _stop(producer)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._reset()

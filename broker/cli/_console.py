@@ -1,0 +1,123 @@
+"""``accord console [serve options] | add-user | remove-user | users``: the governance console."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from broker.config import ConsoleSettings, Settings, load_settings
+from broker.errors import UsageError
+
+if TYPE_CHECKING:
+    from broker.console import UserFile
+
+Host = Annotated[str | None, typer.Option(help="Listen on this address (default 127.0.0.1).")]
+Port = Annotated[int | None, typer.Option(help="Listen on this port (default 8765; 0: any).")]
+Policies = Annotated[
+    Path | None, typer.Option(help="Policy bundle folder, for the agreements page.")
+]
+Db = Annotated[
+    str | None,
+    typer.Option("--db", help="Audit index URL (default: ACCORD_AUDIT_DB or <home>/audit.db)."),
+]
+Index = Annotated[
+    bool,
+    typer.Option(help="Keep the index current from accord.audit (off if another indexer runs)."),
+]
+Name = Annotated[str, typer.Argument(help="The officer's user name (a-z, 0-9, '.', '_', '-').")]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+Reset = Annotated[bool, typer.Option("--reset", help="Set a new password for an existing user.")]
+
+
+def _users(settings: Settings) -> UserFile:
+    from broker.console import UserFile  # noqa: PLC0415  # argon2 is only needed here
+
+    return UserFile(settings.console_users_file)
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = typer.prompt("Password", hide_input=True)
+    if typer.prompt("Repeat it", hide_input=True) != first:
+        raise UsageError("the two passwords differ")
+    return str(first)
+
+
+def serve(
+    ctx: typer.Context,
+    *,
+    host: Host = None,
+    port: Port = None,
+    policies: Policies = None,
+    db: Db = None,
+    index: Index = True,
+) -> None:
+    """Serve the governance console (sign in with an account from 'accord console add-user')."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import asyncio  # noqa: PLC0415
+
+    from broker.audit import open_store  # noqa: PLC0415
+    from broker.cli._logging import configure_logging  # noqa: PLC0415
+    from broker.console import ConsoleRun, load_console_policy, run_console  # noqa: PLC0415
+
+    settings = load_settings()
+    cfg = settings.console.model_dump()
+    cfg.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    settings = settings.model_copy(update={"console": ConsoleSettings(**cfg)})
+    if not settings.console_users_file.exists():
+        raise UsageError("no console accounts yet: create one with 'accord console add-user NAME'")
+    configure_logging()
+    policy = load_console_policy(policies or settings.policies)
+    url = db or (settings.audit.db.get_secret_value() if settings.audit.db else None)
+    store = open_store(url, home=settings.home)
+
+    def started(run: ConsoleRun) -> None:
+        typer.echo(f"governance console at {run.url} (audit chain {run.chain}); Ctrl-C stops it")
+
+    try:
+        asyncio.run(run_console(settings, store, policy=policy, index=index, started=started))
+    except KeyboardInterrupt:
+        typer.echo("console stopped")
+    finally:
+        store.close()
+
+
+def add_user(name: Name, password_stdin: PasswordStdin = False, reset: Reset = False) -> None:
+    """Create an IG officer's console account (the password is stored as an Argon2id hash)."""
+    from broker.console._users import check_username  # noqa: PLC0415
+
+    users = _users(load_settings())
+    check_username(name)  # before asking for a password that would then be refused
+    account = users.add(name, _password(password_stdin), replace=reset)
+    typer.echo(f"console user {account.name} {'updated' if reset else 'created'} ({users.path})")
+
+
+def remove_user(name: Name) -> None:
+    """Delete a console account; a running console ends its sessions at their next request."""
+    users = _users(load_settings())
+    users.remove(name)
+    typer.echo(f"console user {name} removed")
+
+
+def list_users() -> None:
+    """List console accounts (names and when they were made; never the hashes)."""
+    for account in _users(load_settings()).accounts():
+        typer.echo(f"{account.name}\tcreated {account.created_at.isoformat(timespec='seconds')}")
+
+
+def register(app: typer.Typer) -> None:
+    console = typer.Typer(
+        help="The governance console for IG officers.", invoke_without_command=True
+    )
+    app.add_typer(console, name="console")
+    console.callback()(serve)
+    console.command("add-user")(add_user)
+    console.command("remove-user")(remove_user)
+    console.command("users")(list_users)

@@ -1,0 +1,40 @@
+"""The governance console: what IG officers use to answer "who has seen data about this child".
+
+A FastAPI application with server-rendered pages and no script: sign-in for IG officers
+(Argon2id-hashed accounts made with ``accord console add-user``), server-side sessions with
+idle and absolute expiry, CSRF tokens on every form, and a strict Content-Security-Policy.
+Pages: a dashboard (decisions per day by outcome, overrides pending, quarantine), a child's
+disclosure log found by NHS number, the override review queue, agreements with their
+validity and use, and the audit chains' status with on-demand verification.
+
+Every look-up is itself written to the audit log as a ``console_query`` record naming the
+officer and the subject keys shown, *before* the page renders; no record, no data.
+"""
+
+from broker.console._app import create_app
+from broker.console._charts import Chart, counts_chart, decisions_chart
+from broker.console._deps import ConsoleDeps, IndexWait, record_query
+from broker.console._pages import LookupPurpose
+from broker.console._serve import ConsoleRun, console_chain, load_console_policy, run_console
+from broker.console._sessions import Session, SessionStore
+from broker.console._users import Account, SignInThrottle, UserFile
+
+__all__ = [
+    "Account",
+    "Chart",
+    "ConsoleDeps",
+    "ConsoleRun",
+    "IndexWait",
+    "LookupPurpose",
+    "Session",
+    "SessionStore",
+    "SignInThrottle",
+    "UserFile",
+    "console_chain",
+    "counts_chart",
+    "create_app",
+    "decisions_chart",
+    "load_console_policy",
+    "record_query",
+    "run_console",
+]

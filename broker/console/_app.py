@@ -1,0 +1,197 @@
+"""The console's web application: sign-in, sessions, CSRF and the security headers.
+
+Pages live in :mod:`broker.console._pages`; this module builds the FastAPI app around them.
+Every response carries a Content-Security-Policy that allows no script and no inline style,
+``no-store`` caching (pages hold data about children) and no referrer. Every form POST needs
+the session's CSRF token; the session cookie is HttpOnly, SameSite=Strict, and Secure unless
+the console listens on loopback only. Personal data never travels in a URL: the NHS number
+is posted, never put in a query string, so it reaches no access log or browser history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from broker.console._deps import ConsoleDeps
+from broker.console._sessions import Session, SessionStore
+from broker.console._users import SignInThrottle
+
+log = structlog.get_logger("accord.console")
+
+COOKIE = "accord_session"
+_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_HEADERS = {
+    "Content-Security-Policy": _CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Console:
+    """Shared state of one console process: deps, sessions, throttle and templates."""
+
+    def __init__(self, deps: ConsoleDeps) -> None:
+        cfg = deps.settings
+        self.deps = deps
+        self.sessions = SessionStore(
+            idle=timedelta(minutes=cfg.session_idle_minutes),
+            lifetime=timedelta(hours=cfg.session_max_hours),
+            clock=deps.clock,
+        )
+        self.throttle = SignInThrottle(
+            limit=cfg.max_failed_sign_ins,
+            lockout=timedelta(minutes=cfg.lockout_minutes),
+            clock=deps.clock,
+        )
+        secure = cfg.secure_cookies
+        self.secure_cookies = not _loopback(cfg.host) if secure is None else secure
+        self.templates = Environment(
+            loader=PackageLoader("broker.console", "templates"),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def session(self, request: Request) -> Session | None:
+        session = self.sessions.get(request.cookies.get(COOKIE))
+        if session is not None and session.user and not self.deps.users.exists(session.user):
+            self.sessions.end(session)  # the account was removed: its sessions end with it
+            return None
+        return session
+
+    def render(
+        self, name: str, session: Session | None, *, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        flash = list(session.flash) if session else []
+        if session:
+            session.flash.clear()
+        page = self.templates.get_template(name).render(
+            user=session.user if session else None,
+            csrf=session.csrf if session else "",
+            flash=flash,
+            **context,
+        )
+        response = HTMLResponse(page, status_code=status)
+        if session is not None:
+            self.set_cookie(response, session)
+        return response
+
+    def set_cookie(self, response: Response, session: Session) -> None:
+        response.set_cookie(
+            COOKIE,
+            session.id,
+            httponly=True,
+            samesite="strict",
+            secure=self.secure_cookies,
+            path="/",
+        )
+
+    def redirect(self, to: str, session: Session | None = None) -> RedirectResponse:
+        response = RedirectResponse(to, status_code=303)
+        if session is not None:
+            self.set_cookie(response, session)
+        return response
+
+    def refused(self, why: str, *, status: int = 403) -> HTMLResponse:
+        return self.render("error.html", None, status=status, title="Refused", message=why)
+
+
+def create_app(deps: ConsoleDeps) -> FastAPI:
+    """The console as an ASGI app (serve it with uvicorn; test it with a TestClient)."""
+    from broker.console._pages import register_pages  # noqa: PLC0415  # pages import this module
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    console = Console(deps)
+    app.state.console = console
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for name, value in _HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.get("/static/console.css")
+    async def stylesheet() -> Response:
+        css = resources.files("broker.console").joinpath("static/console.css").read_text("utf-8")
+        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request) -> Response:
+        session = console.session(request)
+        if session is not None and session.user:
+            return console.redirect("/")
+        return console.render("login.html", session or console.sessions.new(), error=None)
+
+    @app.post("/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        session = console.session(request)
+        if session is None or not session.csrf_ok(_field(form, "csrf")):
+            return console.refused("The sign-in form expired. Reload the page and try again.")
+        name = (_field(form, "username") or "").strip().lower()
+        password = _field(form, "password") or ""
+        if console.throttle.locked(name):
+            log.warning("console_sign_in_locked", user=name)
+            return _failed(console, session)
+        ok = await asyncio.to_thread(deps.users.verify, name, password)
+        if not ok:
+            console.throttle.failed(name)
+            log.warning("console_sign_in_failed")  # no name: it may be a mistyped password
+            return _failed(console, session)
+        console.throttle.succeeded(name)
+        log.info("console_sign_in", user=name)
+        return console.redirect("/", console.sessions.sign_in(session, name))
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        session = console.session(request)
+        if session is not None:
+            form = await request.form()
+            if not session.csrf_ok(_field(form, "csrf")):
+                return console.refused("Missing or wrong form token.")
+            console.sessions.end(session)
+        response = console.redirect("/login")
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    register_pages(app, console)
+    return app
+
+
+def _failed(console: Console, session: Session) -> HTMLResponse:
+    return console.render(
+        "login.html",
+        session,
+        status=401,
+        error="Sign-in failed: wrong user name or password, or the account is locked for a while.",
+    )
+
+
+def _field(form: Any, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None

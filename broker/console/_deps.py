@@ -1,0 +1,62 @@
+"""What the console's pages need, passed in once: the seams are Protocols, so tests swap them.
+
+The ``AuditSink`` is where the console writes its own records (every look-up, every review):
+:class:`broker.audit.ChainAppender` in production; a page that cannot write its record
+shows no data. ``IndexWait`` lets a review's page wait until the indexer has filed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from broker.audit import AuditKind, AuditRecord, AuditSink, AuditStore, CheckpointVerifier
+from broker.config import ConsoleSettings
+
+if TYPE_CHECKING:
+    from broker.console._users import UserFile
+    from broker.policy import Policy
+
+
+IndexWait = Callable[[Callable[[], bool]], Awaitable[bool]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def no_wait(done: Callable[[], bool]) -> bool:
+    return done()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleDeps:
+    store: AuditStore
+    audit: AuditSink
+    users: UserFile
+    linkage_key: bytes
+    verifier: CheckpointVerifier
+    settings: ConsoleSettings
+    policy: Policy | None = None
+    index_wait: IndexWait = no_wait
+    clock: Callable[[], datetime] = _utcnow
+
+
+async def record_query(
+    sink: AuditSink,
+    *,
+    officer: str,
+    page: str,
+    subject_keys: tuple[str, ...] = (),
+    detail: dict[str, str] | None = None,
+) -> AuditRecord:
+    """Write "``officer`` looked at ``page`` (about these subjects)" to the audit log."""
+    data: dict[str, object] = {"officer": officer, "page": page}
+    if detail:
+        data["detail"] = dict(detail)
+    records = await sink.append(
+        lambda w: [w.append(AuditKind.CONSOLE_QUERY, subject_keys=subject_keys, data=data)]
+    )
+    return records[0]

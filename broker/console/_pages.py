@@ -1,0 +1,258 @@
+"""The console's pages. Each one that shows audit data first writes a ``console_query`` record.
+
+Order matters: the record of the look-up is committed to ``accord.audit`` *before* the page is
+rendered, and a page whose record cannot be written shows no data (503). So the log of who
+looked at whom has no gaps, even when Kafka is down.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, time, timedelta
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+
+from broker.audit import (
+    AuditRecord,
+    Window,
+    disclosure_log,
+    expiring_agreements,
+    governance_report,
+    review_override,
+    subject_key_for_nhs_number,
+    verify_store,
+)
+from broker.console._app import Console, _field
+from broker.console._charts import counts_chart, days_ending, decisions_chart
+from broker.console._deps import record_query
+from broker.console._sessions import Session
+from broker.errors import AccordError, ChainBroken, TransportError, UsageError
+
+log = structlog.get_logger("accord.console")
+
+CHART_DAYS = 14
+
+
+class LookupPurpose(enum.StrEnum):
+    """Why an officer opens a child's disclosure log: recorded with the look-up."""
+
+    SUBJECT_ACCESS_REQUEST = "subject_access_request"
+    OVERRIDE_REVIEW = "override_review"
+    COMPLAINT = "complaint"
+    AUDIT_SAMPLE = "audit_sample"
+    CARE_PROCEEDINGS = "care_proceedings"
+
+
+class _Unavailable(Exception):
+    """The console could not write its audit record, so it must not show the page's data."""
+
+
+def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # route table
+    deps = console.deps
+
+    def signed_in(request: Request) -> Session | None:
+        session = console.session(request)
+        return session if session is not None and session.user else None
+
+    async def audited(session: Session, page: str, **kw: Any) -> AuditRecord:
+        try:
+            return await record_query(deps.audit, officer=session.user or "", page=page, **kw)
+        except TransportError as exc:
+            # The reason is a TransportError's own message (what failed, never data); no
+            # traceback: the failure is expected whenever Kafka is away.
+            log.error("console_audit_unavailable", page=page, error=str(exc))  # noqa: TRY400
+            raise _Unavailable from exc
+
+    def unavailable(session: Session) -> HTMLResponse:
+        return console.render(
+            "error.html",
+            session,
+            status=503,
+            title="Audit log unavailable",
+            message="The console could not record this look-up in the audit log, so it shows "
+            "nothing. Try again shortly; if it persists, the audit topic is unreachable.",
+        )
+
+    async def posted(request: Request) -> tuple[Session | None, Any]:
+        """The signed-in session of a POST whose CSRF token matches, and its form."""
+        session = signed_in(request)
+        form = await request.form()
+        if session is None or not session.csrf_ok(_field(form, "csrf")):
+            return None, form
+        return session, form
+
+    @app.get("/", response_class=HTMLResponse)
+    async def dashboard(request: Request) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return console.redirect("/login")
+        try:
+            await audited(session, "dashboard")
+        except _Unavailable:
+            return unavailable(session)
+        today = deps.clock().date()
+        days = days_ending(today, CHART_DAYS)
+        since = datetime.combine(days[0], time(), tzinfo=deps.clock().tzinfo)
+        window = Window(since=since, until=since + timedelta(days=CHART_DAYS))
+        report = governance_report(deps.store, window, policy=deps.policy, today=today)
+        return console.render(
+            "dashboard.html",
+            session,
+            decisions=decisions_chart(deps.store.decisions_per_day(window), days),
+            quarantine=counts_chart(list(report.quarantine)),
+            report=report,
+            heads=deps.store.heads(),
+            days=days,
+        )
+
+    @app.get("/subjects", response_class=HTMLResponse)
+    async def subject_form(request: Request) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return console.redirect("/login")
+        return console.render("subject.html", session, purposes=list(LookupPurpose), log=None)
+
+    @app.post("/subjects", response_class=HTMLResponse)
+    async def subject_search(request: Request) -> Response:
+        session, form = await posted(request)
+        if session is None:
+            return console.refused("Sign in first; forms need a current session.")
+        purposes = list(LookupPurpose)
+        try:
+            purpose = LookupPurpose(_field(form, "purpose") or "")
+        except ValueError:
+            return console.render(
+                "subject.html", session, status=400, purposes=purposes, log=None,
+                error="Choose why you are looking this child up.",
+            )  # fmt: skip
+        try:
+            key = subject_key_for_nhs_number(_field(form, "nhs_number") or "", deps.linkage_key)
+        except UsageError as exc:
+            msg = str(exc).removeprefix("--nhs-number: ")
+            return console.render(
+                "subject.html", session, status=400, purposes=purposes, log=None,
+                error=f"NHS number: {msg}",
+            )  # fmt: skip
+        try:
+            mine = await audited(
+                session, "subject", subject_keys=(key,), detail={"purpose": purpose.value}
+            )
+        except _Unavailable:
+            return unavailable(session)
+        lookups = [r for r in deps.store.subject_lookups(key) if r.hash != mine.hash]
+        return console.render(
+            "subject.html",
+            session,
+            purposes=purposes,
+            log=disclosure_log(deps.store, key),
+            subject_key=key,
+            lookups=lookups,
+            purpose=purpose.value,
+        )
+
+    @app.get("/overrides", response_class=HTMLResponse)
+    async def overrides(request: Request) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return console.redirect("/login")
+        pending = deps.store.pending_overrides()
+        keys = tuple(sorted({k for r in pending for k in r.subject_keys}))
+        try:
+            await audited(session, "overrides", subject_keys=keys)
+        except _Unavailable:
+            return unavailable(session)
+        return console.render("overrides.html", session, pending=pending)
+
+    @app.post("/overrides/review", response_class=HTMLResponse)
+    async def review(request: Request) -> Response:
+        session, form = await posted(request)
+        if session is None:
+            return console.refused("Sign in first; forms need a current session.")
+        event_id = _field(form, "event_id") or ""
+        recipient = _field(form, "recipient") or ""
+        try:
+            rec = await review_override(
+                deps.store, deps.audit, event_id=event_id, recipient=recipient,
+                reviewed_by=session.user or "", note=_field(form, "note") or "",
+            )  # fmt: skip
+        except UsageError as exc:
+            session.flash.append(f"Not recorded: {str(exc).removeprefix('--note: ')}")
+            return console.redirect("/overrides", session)
+        except TransportError:
+            return unavailable(session)
+        filed = await deps.index_wait(lambda: deps.store.review_of(event_id, recipient) is not None)
+        where = f"{rec.chain}#{rec.seq}"
+        session.flash.append(
+            f"Review of event {event_id} to {recipient} recorded in the audit log ({where})."
+            + ("" if filed else " It will leave this queue once the indexer has read it.")
+        )
+        return console.redirect("/overrides", session)
+
+    @app.get("/agreements", response_class=HTMLResponse)
+    async def agreements(request: Request) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return console.redirect("/login")
+        try:
+            await audited(session, "agreements")
+        except _Unavailable:
+            return unavailable(session)
+        uses: dict[str, dict[str, int]] = {}
+        for agreement, _, outcome, _, n in deps.store.decision_counts(Window()):
+            if agreement:
+                per = uses.setdefault(agreement, {})
+                per[outcome] = per.get(outcome, 0) + n
+        today = deps.clock().date()
+        policy = deps.policy
+        expiring = {e.agreement_id for e in expiring_agreements(policy, today)} if policy else set()
+        return console.render(
+            "agreements.html",
+            session,
+            agreements=policy.bundle.agreements if policy else None,
+            policy_version=policy.version if policy else None,
+            uses=uses,
+            expiring=expiring,
+            today=today,
+        )
+
+    @app.get("/chains", response_class=HTMLResponse)
+    async def chains(request: Request) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return console.redirect("/login")
+        return await chain_page(session, verify=False)
+
+    @app.post("/chains/verify", response_class=HTMLResponse)
+    async def verify(request: Request) -> Response:
+        session, _ = await posted(request)
+        if session is None:
+            return console.refused("Sign in first; forms need a current session.")
+        return await chain_page(session, verify=True)
+
+    async def chain_page(session: Session, *, verify: bool) -> Response:
+        try:
+            await audited(session, "chains.verify" if verify else "chains")
+        except _Unavailable:
+            return unavailable(session)
+        result: str | None = None
+        broken: str | None = None
+        if verify:
+            try:
+                result = verify_store(deps.store, deps.verifier).line()
+            except ChainBroken as exc:
+                broken = str(exc)
+            except AccordError as exc:
+                broken = f"verification could not run: {exc}"
+        checkpoints = {c: deps.store.latest_checkpoint(c) for c in deps.store.chains()}
+        return console.render(
+            "chains.html",
+            session,
+            heads=deps.store.heads(),
+            checkpoints=checkpoints,
+            records=deps.store.count(),
+            result=result,
+            broken=broken,
+        )

@@ -1,0 +1,168 @@
+"""Running the console: the store, the audit sink, the indexer alongside, and uvicorn.
+
+The console keeps its own index current by running an :class:`Indexer` in the same event loop
+(``index=True``, the default), so an override review appears as reviewed as soon as the
+indexer reads it back. Where another process already indexes the same database (``accord
+demo`` runs one), pass ``index=False``: one indexer per database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from broker.audit import (
+    AuditStore,
+    ChainAppender,
+    Indexer,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+)
+from broker.config import Settings
+from broker.console._app import create_app
+from broker.console._deps import ConsoleDeps, IndexWait, no_wait
+from broker.console._users import UserFile
+from broker.errors import UsageError
+from broker.keys import FileKeyStore
+from broker.policy import Policy
+
+log = structlog.get_logger("accord.console")
+
+
+def console_chain(host: str | None = None) -> str:
+    return f"console:{host or socket.gethostname()}"
+
+
+def _waiter(poll: float = 0.1, limit: float = 10.0) -> IndexWait:
+    async def wait(done: Callable[[], bool]) -> bool:
+        for _ in range(int(limit / poll)):
+            if done():
+                return True
+            await asyncio.sleep(poll)
+        return done()
+
+    return wait
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleRun:
+    """What a running console is serving: for the CLI to print, for the demo to reuse."""
+
+    url: str
+    chain: str
+
+
+async def run_console(
+    settings: Settings,
+    store: AuditStore,
+    *,
+    policy: Policy | None,
+    index: bool = True,
+    started: Callable[[ConsoleRun], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the console until ``stop`` is set (or the process is interrupted)."""
+    import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
+
+    from broker.pipeline import load_linkage_key  # noqa: PLC0415  # audit ← pipeline, not back
+
+    keys = FileKeyStore(settings.keys_dir)
+    verifier = KeystoreAuditVerifier(keys)
+    chain = console_chain()
+    sink = ChainAppender(
+        store,
+        bootstrap=settings.kafka.bootstrap,
+        chain=chain,
+        signer=KeystoreAuditSigner(keys),
+    )
+    deps = ConsoleDeps(
+        store=store,
+        audit=sink,
+        users=UserFile(settings.console_users_file),
+        linkage_key=load_linkage_key(settings.keys_dir),
+        verifier=verifier,
+        settings=settings.console,
+        policy=policy,
+        index_wait=_waiter() if index else no_wait,
+    )
+    cfg = settings.console
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(deps),
+            host=cfg.host,
+            port=cfg.port,
+            log_config=None,
+            access_log=False,  # our pages log what matters; an access log adds nothing safe
+            lifespan="off",
+            server_header=False,
+        )
+    )
+    sock = _listen(cfg.host, cfg.port)
+    stop = stop or asyncio.Event()
+    indexer_stop = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = [
+        asyncio.create_task(server.serve(sockets=[sock]), name="console-http")
+    ]
+    if index:
+        indexer = Indexer(store, verifier, settings.kafka.bootstrap)
+        tasks.append(
+            asyncio.create_task(indexer.run(follow=True, stop=indexer_stop), name="console-index")
+        )
+    try:
+        while not server.started:
+            if tasks[0].done():
+                await tasks[0]
+                raise UsageError(f"the console could not start on {cfg.host}:{cfg.port}")
+            await asyncio.sleep(0.05)
+        port = sock.getsockname()[1]
+        run = ConsoleRun(url=f"http://{_url_host(cfg.host)}:{port}/", chain=chain)
+        log.info("console_started", url=run.url, chain=chain, index=index)
+        if started is not None:
+            started(run)
+        await _until(stop, tasks)
+    finally:
+        server.should_exit = True
+        indexer_stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        await sink.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a taken port is one clear error (and port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+async def _until(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    for task in done:
+        if task is not waiter:
+            await task  # an indexer or server failure ends the console, with its reason
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def load_console_policy(path: Path) -> Policy | None:
+    from broker.policy import load_bundle  # noqa: PLC0415
+
+    return load_bundle(path) if path.is_dir() else None
