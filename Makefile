@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint kafka-jars postgres clean help
+.PHONY: demo test bench lint kafka-jars postgres chromium clean help
 
 help:
 	@echo "make demo   - set everything up and run Accord on the embedded default"
@@ -34,7 +34,11 @@ lint: $(STAMP)
 postgres:
 	bash deploy/dev/ensure-postgres.sh
 
-test: $(STAMP) kafka-jars postgres lint
+# The console's browser tests drive Debian's Chromium: install it if absent.
+chromium:
+	bash deploy/dev/ensure-chromium.sh
+
+test: $(STAMP) kafka-jars postgres chromium lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) kafka-jars

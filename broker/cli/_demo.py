@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 import typer
@@ -10,27 +11,41 @@ Duration = Annotated[
 ]
 Rate = Annotated[float, typer.Option(help="Events per second the synthetic agencies publish.")]
 MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port on 127.0.0.1.")]
+ConsolePort = Annotated[int, typer.Option(help="Governance console port on 127.0.0.1.")]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
-    def demo(duration: Duration = None, rate: Rate = 2.0, metrics_port: MetricsPort = 9464) -> None:
-        """Run the whole broker on the embedded default with synthetic agencies and hubs."""
+    def demo(
+        duration: Duration = None,
+        rate: Rate = 2.0,
+        metrics_port: MetricsPort = 9464,
+        console_port: ConsolePort = 8765,
+    ) -> None:
+        """Run the whole broker on the embedded default: agencies, hubs and the IG console."""
         from broker.cli._demo_run import run_demo  # noqa: PLC0415  # heavy imports
         from broker.cli._logging import configure_logging  # noqa: PLC0415
         from broker.config import KafkaSettings, load_settings  # noqa: PLC0415
         from broker.devkafka import EmbeddedKafka  # noqa: PLC0415
 
         settings = load_settings()
-        configure_logging("error")  # retried broker hiccups would drown the demo
+        configure_logging("error")
+        # A fresh single-node KRaft broker answers NotLeader / NotEnoughReplicas for a moment
+        # after topics are made; aiokafka retries and logs each one, which would drown the
+        # demo's own output. Errors that matter still end the demo with their message.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         node = EmbeddedKafka(settings.home / "kafka-data", home=settings.home)
         st = node.start()
         typer.echo(
             f"kafka running (pid {st.pid}) at {st.bootstrap}; stop it with 'accord kafka down'"
         )
+        console = settings.console.model_copy(update={"port": console_port})
         settings = settings.model_copy(
             update={
-                "kafka": KafkaSettings(bootstrap=st.bootstrap, partitions=settings.kafka.partitions)
+                "kafka": KafkaSettings(
+                    bootstrap=st.bootstrap, partitions=settings.kafka.partitions
+                ),
+                "console": console,
             }
         )
         try:

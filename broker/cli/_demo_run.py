@@ -25,6 +25,7 @@ from broker.pipeline import Worker, WorkerOptions, serve
 from broker.policy import Policy, load_bundle
 from broker.sdk import Delivery, Publisher, Subscriber
 
+DEMO_OFFICER = "ig.demo"
 _TARGET_DISTRICTS = ("DY4", "WS10", "B69", "B70", "B66", "WV10", "WV11", "WV14", "WV4", "B3")
 
 
@@ -163,19 +164,28 @@ async def _recipient(
                     say(f"→ {party:<22} consent withdrawn: stop processing {n} record(s)")
 
 
-async def _index_audit(
-    settings: Settings, keys: FileKeyStore, stop: asyncio.Event, say: Callable[[str], None]
+async def _console(
+    settings: Settings, policy: Policy, stop: asyncio.Event, say: Callable[[str], None]
 ) -> None:
-    """Keep the audit index (SQLite by default) up to date, verifying the chain as it goes."""
-    from broker.audit import Indexer, KeystoreAuditVerifier, open_store  # noqa: PLC0415
+    """The governance console, keeping the audit index (SQLite by default) current itself."""
+    from broker.audit import open_store  # noqa: PLC0415
+    from broker.console import ConsoleRun, UserFile, run_console  # noqa: PLC0415
 
+    # A demo officer with a fresh random password each run, printed once, below.
+    password = secrets.token_urlsafe(12)
+    UserFile(settings.console_users_file).add(DEMO_OFFICER, password, replace=True)
     db = settings.audit.db.get_secret_value() if settings.audit.db else None
     store = open_store(db, home=settings.home)
-    say(f"audit index: {db or settings.home / 'audit.db'} "
-        "(try `accord audit report` or `accord audit verify` in another terminal)")  # fmt: skip
-    await Indexer(store, KeystoreAuditVerifier(keys), settings.kafka.bootstrap).run(
-        follow=True, stop=stop
-    )
+
+    def started(run: ConsoleRun) -> None:
+        say(f"governance console at {run.url}  (sign in as {DEMO_OFFICER} / {password})")
+        index = db or settings.home / "audit.db"
+        say(f"audit index: {index} (`accord audit report|verify` work from another terminal)")
+
+    try:
+        await run_console(settings, store, policy=policy, index=True, started=started, stop=stop)
+    finally:
+        store.close()
 
 
 async def run_demo(
@@ -199,8 +209,7 @@ async def run_demo(
         worker_task.result()  # the worker could not start: its error, one line, from the CLI
     say = typer.echo
     say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
-    say("governance console: not built yet; meanwhile `accord audit ...` reads the index")
-    tasks = [asyncio.create_task(_index_audit(settings, keys, stop, say))]
+    tasks = [asyncio.create_task(_console(settings, policy, stop, say))]
     hubs = [p for p, party in policy.bundle.parties.items() if party.kind == "hub"][:2]
     coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
         :1

@@ -1,0 +1,217 @@
+"""The governance console in a real browser, over the real pipeline's audit log.
+
+The shared example scenarios go through the real worker on real Kafka; the audit log is
+indexed; ``accord console`` runs as its own process; headless Debian Chromium, driven by
+Playwright, then does what an IG officer does: is refused without a session, is refused with
+a wrong password, signs in, finds a child by NHS number and reads the disclosure log, reviews
+a safeguarding override, and verifies the chain. Screenshots of each step are saved under
+``artifacts/screenshots``. Afterwards the audit topic itself must hold the console's look-ups
+(who looked at whom) and the review, on a chain that verifies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from broker.audit import AuditKind, by_chain, read_topic
+from broker.devkafka import EmbeddedKafka
+from broker.events import parse_consents, parse_event
+from broker.keys import FileKeyStore
+from broker.pipeline import Linker, load_linkage_key
+from broker.policy import load_scenarios
+from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
+from tests.e2e.test_pipeline_examples import Harness, keys, scenario_event_id  # noqa: F401  # fixture
+
+pytestmark = pytest.mark.slow
+
+OFFICER = "ig.jo"
+PASSWORD = "a long synthetic passphrase"
+
+
+def accord(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(  # our own CLI
+        [sys.executable, "-m", "broker", *args],
+        env=env, input=stdin, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def console_env(tmp_path: Path, isolated_kafka: EmbeddedKafka) -> dict[str, str]:
+    return dict(
+        os.environ,
+        ACCORD_HOME=str(tmp_path),
+        ACCORD_KAFKA_BOOTSTRAP=isolated_kafka.bootstrap,
+        ACCORD_AUDIT_DB=f"sqlite:///{tmp_path / 'audit.db'}",
+    )
+
+
+@contextlib.contextmanager
+def running_console(console_env: dict[str, str], shared_dir: Path) -> Iterator[str]:
+    """``accord console`` on a free port: its URL, once it is listening."""
+    accord(console_env, "console", "add-user", OFFICER, "--password-stdin", stdin=PASSWORD)
+    proc = subprocess.Popen(  # our own CLI
+        [sys.executable, "-m", "broker", "console", "--port", "0",
+         "--policies", str(shared_dir / "examples" / "policies")],
+        env=console_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"governance console at (http://\S+/) ", line)
+    if found is None:
+        proc.kill()
+        pytest.fail(f"the console did not start: {line!r} {proc.communicate()[1][-2000:]}")
+    try:
+        yield found.group(1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        (screenshot_dir() / "console-stderr.log").write_text(err)
+
+
+@contextlib.asynccontextmanager
+async def browser_page() -> AsyncIterator[Page]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=list(CHROMIUM_FLAGS)
+        )
+        try:
+            yield await browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            await browser.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    await page.screenshot(path=str(screenshot_dir() / f"console-{name}.png"), full_page=True)
+
+
+async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
+    *,
+    isolated_kafka: EmbeddedKafka, shared_dir: Path, tmp_path: Path, keys: FileKeyStore,  # noqa: F811  # the fixture
+    console_env: dict[str, str],
+) -> None:  # fmt: skip
+    h = Harness(isolated_kafka.bootstrap, shared_dir / "examples" / "policies", keys, tmp_path)
+    scenarios = [s for f in sorted((shared_dir / "examples" / "scenarios").glob("*.yaml"))
+                 for s in load_scenarios(f)]  # fmt: skip
+    linker = Linker(load_linkage_key(keys.path, create=True))
+    counts = Counter(
+        subj["nhs_number"] for s in scenarios for subj in s.event["subjects"]
+        if subj["role"] == "child" and subj.get("nhs_number")
+    )  # fmt: skip
+    nhs = counts.most_common(1)[0][0]
+    child_key = linker.from_nhs_number(nhs)
+    expected: set[tuple[str, str, str]] = set()
+    overrides: list[tuple[str, str]] = []
+    await h.start(scenarios[0].at)
+    try:
+        for scenario in scenarios:
+            await h.play(scenario, b"p" * 32)
+            event = dict(scenario.event, event_id=scenario_event_id(scenario))
+            parsed = parse_event(event, now=scenario.at)
+            all_keys = tuple(linker.subject_key(s) for s in parsed.subjects)
+            for d in h.policy.decide(parsed, parse_consents(h.consents, now=None), at=scenario.at):
+                if d.outcome == "shared_override":
+                    overrides.append((str(d.event_id), d.recipient))
+                if child_key in (tuple(all_keys[i] for i in d.subjects) or all_keys):
+                    expected.add((str(d.event_id), d.recipient, d.outcome))
+    finally:
+        await h.finish()
+    assert expected, "the chosen child should have decisions"
+    assert overrides, "the examples should hold a safeguarding override"
+    accord(console_env, "audit", "index")
+
+    with running_console(console_env, shared_dir) as url:
+        async with browser_page() as page:
+            await officer_session(page, url, nhs, expected, overrides[0])
+
+    # The audit topic holds the console's own records: who looked at whom, and the review.
+    chains = by_chain(await read_topic(isolated_kafka.bootstrap))
+    [console_chain] = [c for c in chains if c.startswith("console:")]
+    mine = chains[console_chain]
+    queries = [r for r in mine if r.kind is AuditKind.CONSOLE_QUERY]
+    looked_up = [r for r in queries if r.data["page"] == "subject"]
+    assert [(r.data["officer"], r.subject_keys) for r in looked_up] == [(OFFICER, (child_key,))]
+    pages = {r.data["page"] for r in queries}
+    assert pages >= {"dashboard", "subject", "overrides", "chains.verify"}
+    [review] = [r for r in mine if r.kind is AuditKind.OVERRIDE_REVIEWED]
+    assert (review.event_id, review.party, review.data["reviewed_by"]) == (*overrides[0], OFFICER)
+    assert all(nhs not in r.to_bytes().decode() for r in mine)
+    out = accord(console_env, "audit", "verify", "--from-topic")
+    assert out.startswith("audit log intact (topic)")
+
+
+async def officer_session(
+    page: Page, url: str, nhs: str, expected: set[tuple[str, str, str]],
+    override: tuple[str, str],
+) -> None:  # fmt: skip
+    # Without a session, every page sends the officer to sign in.
+    await page.goto(url + "overrides")
+    assert page.url == url + "login"
+
+    await page.fill("input[name=username]", OFFICER)
+    await page.fill("input[name=password]", "not the password")
+    await page.click("button[type=submit]")
+    await expect(page.locator("#sign-in-error")).to_contain_text("Sign-in failed")
+    await shot(page, "1-wrong-password")
+    await page.goto(url)
+    assert page.url == url + "login"  # still no session
+
+    await page.fill("input[name=username]", OFFICER)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await expect(page.locator("#signed-in-user")).to_have_text(OFFICER)
+    assert page.url == url
+    await expect(page.locator("#overrides-pending")).not_to_have_text("0")
+    await expect(page.locator("#decisions-chart")).to_be_visible()
+    await shot(page, "2-dashboard")
+
+    await page.click("text=Find a child")
+    await page.fill("input[name=nhs_number]", nhs)
+    await page.select_option("select[name=purpose]", "subject_access_request")
+    await page.click("text=Show the disclosure log")
+    rows = page.locator("#disclosure-log tbody tr.decision")
+    await expect(rows).to_have_count(len(expected))
+    got = set()
+    for i in range(await rows.count()):
+        cells = rows.nth(i).locator("td")
+        event_id = await cells.nth(2).locator("code").inner_text()
+        recipient = await cells.nth(4).inner_text()
+        outcome = (await cells.nth(5).locator(".outcome").inner_text()).replace(" ", "_")
+        got.add((event_id, recipient, outcome))
+    assert got == expected
+    assert nhs not in await page.content()
+    assert nhs not in page.url
+    await shot(page, "3-disclosure-log")
+
+    await page.click("text=Override reviews")
+    event_id, recipient = override
+    row = page.locator(f'tr[data-event="{event_id}"][data-recipient="{recipient}"]')
+    await row.locator("textarea[name=note]").fill("Justified: risk to an infant; reviewed.")
+    await shot(page, "4-override-queue")
+    await row.locator("button[type=submit]").click()
+    await expect(page.locator(".flash")).to_contain_text(
+        f"Review of event {event_id} to {recipient} recorded in the audit log"
+    )
+    await expect(page.locator(".flash")).not_to_contain_text("once the indexer")
+    await expect(row).to_have_count(0)
+    await shot(page, "5-override-reviewed")
+
+    await page.click("text=Audit chain")
+    await page.click("text=Verify every chain now")
+    await expect(page.locator("#verify-result")).to_contain_text("audit log intact")
+    await shot(page, "6-chain-verified")
+
+    await page.click("text=Sign out")
+    await page.goto(url + "subjects")
+    assert page.url == url + "login"
