@@ -174,3 +174,25 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
             store.close()
         leaked = {v for v in seeded for text in outputs if v in text}
         assert leaked == set(), f"personal values leaked ({len(leaked)})"
+
+    # An IG officer reviews the examples' safeguarding override from the command line: the
+    # review goes to the log, the index files it, the queue empties, and the log verifies.
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    code, out, err = await cli(["audit", "report", "--db", url, "--format", "json"], capsys)
+    assert (code, err) == (0, ""), err
+    [pending] = json.loads(out)["pending_overrides"]
+    argv = ["audit", "review-override", pending["event_id"], "--recipient", pending["recipient"],
+            "--by", "ig-jo", "--note", "Justified: infant at risk.", "--db", url,
+            "--host", "ig-desk"]  # fmt: skip
+    code, out, err = await cli(argv, capsys)
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"override for event {pending['event_id']} to {pending['recipient']} "
+                          "reviewed (console:ig-desk#0)")  # fmt: skip
+    code, out, err = await cli(["audit", "report", "--db", url, "--format", "json"], capsys)
+    assert json.loads(out)["pending_overrides"] == []
+    code, out, err = await cli(argv, capsys)  # a second review of the same override
+    assert code == 2
+    assert err.startswith("accord: error: the override for event")
+    assert "already reviewed by ig-jo" in err
+    code, out, err = await cli(["audit", "verify", "--from-topic", "--db", url], capsys)
+    assert (code, err) == (0, ""), err
