@@ -60,6 +60,9 @@ class AuditRecord(BaseModel):
         return canonical_json(self.model_dump(mode="json"))
 
 
+# Domain-separated so an audit hash can never be confused with any other SHA-256 we make.
+RECORD_DOMAIN = b"accord/audit/v1\x00"
+
+
 def record_hash(body: dict[str, Any]) -> str:
-    # Domain-separated so an audit hash can never be confused with any other SHA-256 we make.
-    return hashlib.sha256(b"accord/audit/v1\x00" + canonical_json(body)).hexdigest()
+    return hashlib.sha256(RECORD_DOMAIN + canonical_json(body)).hexdigest()

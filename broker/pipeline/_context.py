@@ -113,7 +113,7 @@ class Context:
         subject_keys: tuple[str, ...] = (),
         data: dict[str, Any] | None = None,
     ) -> None:
-        _, encoded = self.chain.append_encoded(
+        encoded = self.chain.append_encoded(
             kind, event_id=event_id, party=party, subject_keys=subject_keys, data=data
         )
         self.audit_out.append(OutRecord(AUDIT, self.chain.chain.encode(), encoded))

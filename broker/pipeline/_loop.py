@@ -15,11 +15,14 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from broker.envelope import KeyResolver, Opener
 from broker.errors import EnvelopeError, TransportError
@@ -104,6 +107,21 @@ def _apply(
     state.apply(name, value)
 
 
+@dataclass
+class _Processed:
+    """A batch's effects, waiting for its transaction."""
+
+    outs: list[OutRecord] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    stamps: list[int] = field(default_factory=list)
+
+
+async def _settle(task: asyncio.Task[None] | None) -> None:
+    """Wait for a commit in flight; its failure is the loop's failure."""
+    if task is not None:
+        await task
+
+
 class TransactionalLoop:
     """Consumes every ingress topic plus consent and access; one transaction per batch."""
 
@@ -124,6 +142,9 @@ class TransactionalLoop:
         self.pending_policy: Callable[[], list[OutRecord]] | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: dict[str, list[int]] = {}
+        self._partitioner = DefaultPartitioner()
+        self._placed: dict[tuple[str, bytes], int] = {}
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -174,32 +195,49 @@ class TransactionalLoop:
                 await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Process batch N+1 while batch N's transaction commits; one transaction at a time.
+
+        Overlapping is safe because failure is crash-only: if N's commit fails the loop
+        raises, and what N+1 changed in memory dies with the process; a restarted worker
+        resumes from the last committed offsets and the changelog.
+        """
         consumer = self._consumer
         assert consumer is not None  # noqa: S101  # start() first
-        while not stop.is_set():
-            if self.pending_policy is not None:
-                load, self.pending_policy = self.pending_policy, None
-                await self.write_alone(load())
-            batch = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-            if batch:
-                await self._commit_batch(batch)
+        committing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                if self.pending_policy is not None:
+                    await _settle(committing)
+                    committing = None
+                    load, self.pending_policy = self.pending_policy, None
+                    await self.write_alone(load())
+                batch = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                if not batch:
+                    continue
+                done = await self._process(batch)
+                await _settle(committing)
+                committing = asyncio.create_task(self._commit(done), name="accord-commit")
+        finally:
+            await _settle(committing)
 
-    async def _commit_batch(self, batch: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]  # aiokafka's record type is untyped
+    async def _process(self, batch: dict[TopicPartition, list]) -> _Processed:  # type: ignore[type-arg]  # aiokafka's record type is untyped
+        done = _Processed()
+        for tp, msgs in batch.items():
+            for m in msgs:
+                done.outs += self.processor.handle(
+                    m.topic, m.partition, m.offset, m.value, m.headers, at=self.clock()
+                )
+                done.stamps.append(m.timestamp)
+                await asyncio.sleep(0)  # let the previous batch's commit make progress
+            done.offsets[tp] = msgs[-1].offset + 1
+        return done
+
+    async def _commit(self, done: _Processed) -> None:
         producer = self._require_producer()
-        offsets: dict[TopicPartition, int] = {}
-        stamps: list[int] = []
         await producer.begin_transaction()
         try:
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    outs = self.processor.handle(
-                        m.topic, m.partition, m.offset, m.value, m.headers, at=self.clock()
-                    )
-                    for r in outs:
-                        await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
-                    stamps.append(m.timestamp)
-                offsets[tp] = msgs[-1].offset + 1
-            await producer.send_offsets_to_transaction(offsets, GROUP)
+            await self._send_all(producer, done.outs)
+            await producer.send_offsets_to_transaction(done.offsets, GROUP)
             await producer.commit_transaction()
         except BaseException:
             with contextlib.suppress(KafkaError):
@@ -209,14 +247,51 @@ class TransactionalLoop:
         metrics = self.processor.ctx.metrics
         metrics.transactions.labels(result="committed").inc()
         now_ms = time.time() * 1000
-        for ts in stamps:
+        for ts in done.stamps:
             metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
         consumer = self._consumer
         if consumer is not None:
-            for tp, next_offset in offsets.items():
+            for tp, next_offset in done.offsets.items():
                 high = consumer.highwater(tp)
                 if high is not None:
                     metrics.lag.labels(topic=tp.topic).set(max(0, high - next_offset))
+
+    async def _send_all(self, producer: AIOKafkaProducer, outs: list[OutRecord]) -> None:
+        """Send a batch's outputs as one record batch per topic-partition.
+
+        ``producer.send`` costs tens of microseconds of Python per record, and an event makes
+        about twelve; filling aiokafka's batch builders directly costs a fraction of that.
+        Keys are partitioned exactly as ``send`` would (the Java client's murmur2), so an
+        audit chain stays on one partition, in order.
+        """
+        builders: dict[tuple[str, int], Any] = {}
+        for r in outs:
+            where = (r.topic, await self._partition(producer, r.topic, r.key))
+            builder = builders.get(where)
+            if builder is None:
+                builder = builders[where] = producer.create_batch()
+            if builder.append(key=r.key, value=r.value, timestamp=None, headers=list(r.headers)):
+                continue
+            if builder.record_count() == 0:
+                raise TransportError(f"a record for {r.topic} is larger than a producer batch")
+            await producer.send_batch(builder, where[0], partition=where[1])
+            builder = builders[where] = producer.create_batch()
+            builder.append(key=r.key, value=r.value, timestamp=None, headers=list(r.headers))
+        for (topic, partition), builder in builders.items():
+            await producer.send_batch(builder, topic, partition=partition)
+
+    async def _partition(self, producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int:
+        if key is not None and (hit := self._placed.get((topic, key))) is not None:
+            return hit
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+        placed = int(self._partitioner(key, partitions, partitions))
+        if key is not None:
+            if len(self._placed) >= 50_000:  # murmur2 is pure Python: keep the hot keys
+                self._placed.clear()
+            self._placed[(topic, key)] = placed
+        return placed
 
     def _require_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
