@@ -14,16 +14,17 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
+from broker._transport import translated
 from broker.envelope import KeyResolver, Opener
 from broker.errors import EnvelopeError, TransportError
 from broker.pipeline._processor import Processor
@@ -116,6 +117,20 @@ class _Processed:
     stamps: list[int] = field(default_factory=list)
 
 
+@contextlib.asynccontextmanager
+async def _committing() -> AsyncIterator[None]:
+    """A failed commit ends the worker with a line that says why (fenced: another took over)."""
+    try:
+        yield
+    except ProducerFenced as exc:
+        raise TransportError(
+            "another worker took over (this one's transactional producer was fenced); "
+            "exactly one worker runs at a time, so this one stops"
+        ) from exc
+    except KafkaError as exc:
+        raise TransportError(f"committing a batch: {type(exc).__name__}") from exc
+
+
 async def _settle(task: asyncio.Task[None] | None) -> None:
     """Wait for a commit in flight; its failure is the loop's failure."""
     if task is not None:
@@ -128,15 +143,16 @@ class TransactionalLoop:
     def __init__(
         self,
         bootstrap: str,
-        processor: Processor,
         *,
         transactional_id: str,
+        client_id: str,
         clock: Callable[[], datetime],
         max_batch: int = 500,
     ) -> None:
         self.bootstrap = bootstrap
-        self.processor = processor
+        self.processor: Processor | None = None  # set between fence() and start()
         self.transactional_id = transactional_id
+        self.client_id = client_id
         self.clock = clock
         self.max_batch = max_batch
         self.pending_policy: Callable[[], list[OutRecord]] | None = None
@@ -146,7 +162,13 @@ class TransactionalLoop:
         self._partitioner = DefaultPartitioner()
         self._placed: dict[tuple[str, bytes], int] = {}
 
-    async def start(self) -> None:
+    async def fence(self) -> None:
+        """Start the transactional producer: from here on no other worker can commit.
+
+        Starting it registers the transactional id with the coordinator, which fences every
+        earlier producer with that id and aborts its open transaction. The worker restores
+        its state only after this, so nothing can be committed behind the state it reads.
+        """
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             transactional_id=self.transactional_id,
@@ -154,8 +176,18 @@ class TransactionalLoop:
             acks="all",
             linger_ms=2,
             max_batch_size=256 * 1024,
-            client_id=self.transactional_id,
+            client_id=self.client_id,
         )
+        try:
+            async with translated(f"connecting to Kafka at {self.bootstrap}"):
+                await self._producer.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def start(self, processor: Processor) -> None:
+        """Start consuming, with ``processor`` handling each record (``fence()`` first)."""
+        self.processor = processor
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=GROUP,
@@ -167,15 +199,10 @@ class TransactionalLoop:
             # Latency over fetch efficiency: a contact event should not sit in a broker-side
             # long poll waiting for company.
             fetch_max_wait_ms=20,
-            client_id=self.transactional_id,
+            client_id=self.client_id,
         )
-        try:
-            await self._producer.start()
+        async with translated(f"connecting to Kafka at {self.bootstrap}"):
             await self._consumer.start()
-        except KafkaError as exc:
-            raise TransportError(
-                f"connecting to Kafka at {self.bootstrap}: {type(exc).__name__}"
-            ) from exc
         self._consumer.subscribe(pattern=INPUT_PATTERN)
 
     async def stop(self) -> None:
@@ -190,7 +217,7 @@ class TransactionalLoop:
         if not records:
             return
         producer = self._require_producer()
-        async with producer.transaction():
+        async with _committing(), producer.transaction():
             for r in records:
                 await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
 
@@ -221,10 +248,11 @@ class TransactionalLoop:
             await _settle(committing)
 
     async def _process(self, batch: dict[TopicPartition, list]) -> _Processed:  # type: ignore[type-arg]  # aiokafka's record type is untyped
+        processor = self._require_processor()
         done = _Processed()
         for tp, msgs in batch.items():
             for m in msgs:
-                done.outs += self.processor.handle(
+                done.outs += processor.handle(
                     m.topic, m.partition, m.offset, m.value, m.headers, at=self.clock()
                 )
                 done.stamps.append(m.timestamp)
@@ -234,17 +262,20 @@ class TransactionalLoop:
 
     async def _commit(self, done: _Processed) -> None:
         producer = self._require_producer()
-        await producer.begin_transaction()
         try:
-            await self._send_all(producer, done.outs)
-            await producer.send_offsets_to_transaction(done.offsets, GROUP)
-            await producer.commit_transaction()
+            async with _committing():
+                await producer.begin_transaction()
+                await self._send_all(producer, done.outs)
+                await producer.send_offsets_to_transaction(done.offsets, GROUP)
+                await producer.commit_transaction()
         except BaseException:
-            with contextlib.suppress(KafkaError):
+            # Best effort: after a fence the producer is in a fatal state and aiokafka refuses
+            # the abort with an AssertionError; the commit's own error is the one to report.
+            with contextlib.suppress(KafkaError, AssertionError):
                 await producer.abort_transaction()
-            self.processor.ctx.metrics.transactions.labels(result="aborted").inc()
+            self._require_processor().ctx.metrics.transactions.labels(result="aborted").inc()
             raise
-        metrics = self.processor.ctx.metrics
+        metrics = self._require_processor().ctx.metrics
         metrics.transactions.labels(result="committed").inc()
         now_ms = time.time() * 1000
         for ts in done.stamps:
@@ -292,6 +323,11 @@ class TransactionalLoop:
                 self._placed.clear()
             self._placed[(topic, key)] = placed
         return placed
+
+    def _require_processor(self) -> Processor:
+        if self.processor is None:
+            raise TransportError("the worker's loop has no processor (start() it first)")
+        return self.processor
 
     def _require_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

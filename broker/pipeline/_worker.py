@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from broker.audit import GENESIS, ChainWriter, KeystoreAuditSigner
@@ -56,6 +58,13 @@ async def prepare_topics(settings: Settings, policy: Policy) -> list[str]:
     return await ensure_topics(settings.kafka.bootstrap, specs, settings.kafka.replication_factor)
 
 
+# One transactional id for every worker of a cluster: the worker keeps the whole consent
+# table, replay ids and chain heads in memory, so two live workers would each miss what the
+# other commits (a consent withdrawal, say). Starting a worker fences any other; the fenced
+# one stops at its next commit. The instance name only names the audit chain and the client.
+TRANSACTIONAL_ID = "accord-worker"
+
+
 class Worker:
     """One worker instance; ``await run(stop)`` until ``stop`` is set."""
 
@@ -80,6 +89,25 @@ class Worker:
         policy = load_bundle(opts.policies)  # BundleInvalid: refuse to start on a bad bundle
         keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
         await prepare_topics(settings, policy)
+        self.loop = loop = TransactionalLoop(
+            settings.kafka.bootstrap,
+            transactional_id=TRANSACTIONAL_ID,
+            client_id=f"accord-{opts.instance}",
+            clock=self.clock,
+            max_batch=opts.max_batch,
+        )
+        # Fence first, then read the state: nothing can be committed behind what we read.
+        await loop.fence()
+        try:
+            await self._serve(loop, policy, keys, stop)
+        finally:
+            await loop.stop()
+            log.info("worker_stopped", instance=opts.instance)
+
+    async def _serve(
+        self, loop: TransactionalLoop, policy: Policy, keys: FileKeyStore, stop: asyncio.Event
+    ) -> None:
+        settings, opts = self.settings, self.options
         state = await restore_state(settings.kafka.bootstrap, keys)
         chain_id = f"worker:{opts.instance}"
         seq, head = state.heads.get(chain_id, (-1, GENESIS))
@@ -99,14 +127,7 @@ class Worker:
             metrics=self.metrics,
         )
         self.processor = processor = Processor(ctx, checkpoint_every=opts.checkpoint_every)
-        self.loop = loop = TransactionalLoop(
-            settings.kafka.bootstrap,
-            processor,
-            transactional_id=f"accord-{opts.instance}",
-            clock=self.clock,
-            max_batch=opts.max_batch,
-        )
-        await loop.start()
+        await loop.start(processor)
         log.info(
             "worker_started",
             instance=opts.instance,
@@ -114,14 +135,10 @@ class Worker:
             restored_events=len(state.processed),
             chain_seq=chain.next_seq,
         )
-        try:
-            await loop.write_alone(processor.policy_loaded(policy, source=str(opts.policies)))
-            self.started.set()
-            await loop.run(stop)
-            await loop.write_alone(self._final_checkpoint())
-        finally:
-            await loop.stop()
-            log.info("worker_stopped", instance=opts.instance)
+        await loop.write_alone(processor.policy_loaded(policy, source=str(opts.policies)))
+        self.started.set()
+        await loop.run(stop)
+        await loop.write_alone(self._final_checkpoint())
 
     def _final_checkpoint(self) -> list[OutRecord]:
         assert self.processor is not None  # noqa: S101  # run() set it
@@ -157,6 +174,7 @@ async def serve(worker: Worker, *, metrics_port: int | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, worker.request_reload)
+    loop.set_exception_handler(_quiet_kafka_leftovers)
     if metrics_port is not None:
         from prometheus_client import start_http_server  # noqa: PLC0415
 
@@ -167,3 +185,16 @@ async def serve(worker: Worker, *, metrics_port: int | None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _quiet_kafka_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Once a commit fails, aiokafka's sender leaves futures holding the same error behind.
+
+    asyncio would print each with a traceback at exit, burying the one line that says why
+    the worker stopped; they are logged as one short line each instead.
+    """
+    exc = context.get("exception")
+    if isinstance(exc, KafkaError) and "never retrieved" in str(context.get("message")):
+        log.debug("kafka_future_unretrieved", error=type(exc).__name__)
+        return
+    loop.default_exception_handler(context)
