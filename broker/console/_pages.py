@@ -66,6 +66,14 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             log.error("console_audit_unavailable", page=page, error=str(exc))  # noqa: TRY400
             raise _Unavailable from exc
 
+    async def refused_unless_audited(session: Session, page: str, **kw: Any) -> Response | None:
+        """None once the look-up is in the audit log; else the page that shows no data."""
+        try:
+            await audited(session, page, **kw)
+        except _Unavailable:
+            return unavailable(session)
+        return None
+
     def unavailable(session: Session) -> HTMLResponse:
         return console.render(
             "error.html",
@@ -89,10 +97,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         session = signed_in(request)
         if session is None:
             return console.redirect("/login")
-        try:
-            await audited(session, "dashboard")
-        except _Unavailable:
-            return unavailable(session)
+        if refusal := await refused_unless_audited(session, "dashboard"):
+            return refusal
         today = deps.clock().date()
         days = days_ending(today, CHART_DAYS)
         since = datetime.combine(days[0], time(), tzinfo=deps.clock().tzinfo)
@@ -160,10 +166,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return console.redirect("/login")
         pending = deps.store.pending_overrides()
         keys = tuple(sorted({k for r in pending for k in r.subject_keys}))
-        try:
-            await audited(session, "overrides", subject_keys=keys)
-        except _Unavailable:
-            return unavailable(session)
+        if refusal := await refused_unless_audited(session, "overrides", subject_keys=keys):
+            return refusal
         return console.render("overrides.html", session, pending=pending)
 
     @app.post("/overrides/review", response_class=HTMLResponse)
@@ -196,10 +200,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         session = signed_in(request)
         if session is None:
             return console.redirect("/login")
-        try:
-            await audited(session, "agreements")
-        except _Unavailable:
-            return unavailable(session)
+        if refusal := await refused_unless_audited(session, "agreements"):
+            return refusal
         uses: dict[str, dict[str, int]] = {}
         for agreement, _, outcome, _, n in deps.store.decision_counts(Window()):
             if agreement:
@@ -233,10 +235,10 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         return await chain_page(session, verify=True)
 
     async def chain_page(session: Session, *, verify: bool) -> Response:
-        try:
-            await audited(session, "chains.verify" if verify else "chains")
-        except _Unavailable:
-            return unavailable(session)
+        if refusal := await refused_unless_audited(
+            session, "chains.verify" if verify else "chains"
+        ):
+            return refusal
         result: str | None = None
         broken: str | None = None
         if verify:

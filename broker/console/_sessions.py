@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 _MAX_SESSIONS = 5_000
+_MAX_ANONYMOUS = 1_000  # sign-in forms: anyone can make these, so they never evict officers
 
 
 def _utcnow() -> datetime:
@@ -46,6 +47,10 @@ class SessionStore:
 
     def new(self, user: str | None = None) -> Session:
         now = self._clock()
+        if user is None:
+            anonymous = [sid for sid, s in self._sessions.items() if s.user is None]
+            for sid in anonymous[: max(0, len(anonymous) - _MAX_ANONYMOUS + 1)]:
+                del self._sessions[sid]  # insertion order: the oldest forms first
         if len(self._sessions) >= _MAX_SESSIONS:
             self._sweep(now)
         while len(self._sessions) >= _MAX_SESSIONS:

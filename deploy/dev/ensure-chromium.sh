@@ -12,19 +12,5 @@ if command -v chromium >/dev/null; then
   echo "chromium: $(command -v chromium)"
   exit 0
 fi
-if [[ "$(id -u)" -eq 0 ]]; then
-  SUDO=""
-elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-  SUDO="sudo -n"
-else
-  echo "chromium: Chromium is not installed and this user cannot install it;" \
-       "run 'apt-get install -y chromium' as root, or set ACCORD_CHROMIUM" >&2
-  exit 1
-fi
-echo "chromium: installing Debian's chromium package"
-export DEBIAN_FRONTEND=noninteractive
-if ! $SUDO apt-get install -y -q chromium >/dev/null 2>&1; then
-  $SUDO apt-get update -q >/dev/null
-  $SUDO apt-get install -y -q chromium >/dev/null
-fi
+bash "$(dirname "$0")/apt-install.sh" chromium
 echo "chromium: $(command -v chromium)"

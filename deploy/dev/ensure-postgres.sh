@@ -16,21 +16,7 @@ find_bin() {
 
 bin="$(find_bin || true)"
 if [[ -z "$bin" || ! -x "$bin/initdb" ]]; then
-  if [[ "$(id -u)" -eq 0 ]]; then
-    SUDO=""
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    SUDO="sudo -n"
-  else
-    echo "postgres: PostgreSQL is not installed and this user cannot install it;" \
-         "run 'apt-get install -y postgresql' as root, or set ACCORD_TEST_POSTGRES_URL" >&2
-    exit 1
-  fi
-  echo "postgres: installing Debian's postgresql package"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! $SUDO apt-get install -y -q postgresql >/dev/null 2>&1; then
-    $SUDO apt-get update -q >/dev/null
-    $SUDO apt-get install -y -q postgresql >/dev/null
-  fi
+  bash "$(dirname "$0")/apt-install.sh" postgresql
   bin="$(find_bin)"
 fi
 echo "postgres: server binaries in $bin"

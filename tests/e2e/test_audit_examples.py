@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,16 @@ import pytest
 from broker.audit import AuditKind, AuditStore, open_store
 from broker.cli import main
 from broker.devkafka import EmbeddedKafka
-from broker.events import parse_consents, parse_event
 from broker.keys import FileKeyStore
 from broker.pipeline import Linker, load_linkage_key
-from broker.policy import Scenario, load_scenarios
+from broker.policy import Scenario
 from broker.sdk import Delivery, Subscriber
-from tests.e2e.test_pipeline_examples import Harness, keys, scenario_event_id  # noqa: F401  # fixture
+from tests.e2e.test_pipeline_examples import (  # noqa: F401  # keys: a fixture
+    Harness,
+    all_scenarios,
+    busiest_child,
+    keys,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -82,34 +85,21 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
 ) -> None:  # fmt: skip
     policies = shared_dir / "examples" / "policies"
     h = Harness(isolated_kafka.bootstrap, policies, keys, tmp_path)
-    scenarios = [s for f in sorted((shared_dir / "examples" / "scenarios").glob("*.yaml"))
-                 for s in load_scenarios(f)]  # fmt: skip
+    scenarios = all_scenarios(shared_dir)
     linker = Linker(load_linkage_key(keys.path, create=True))
-
-    # The child seen in the most events: the disclosure log under test.
-    counts = Counter(
-        subj["nhs_number"] for s in scenarios for subj in s.event["subjects"]
-        if subj["role"] == "child" and subj.get("nhs_number")
-    )  # fmt: skip
-    nhs = counts.most_common(1)[0][0]
+    nhs = busiest_child(scenarios)  # the disclosure log under test
     child_key = linker.from_nhs_number(nhs)
 
     expected: set[tuple[Any, ...]] = set()
     child_shares: set[tuple[str, str]] = set()
     await h.start(scenarios[0].at)
     try:
-        for scenario in scenarios:
-            await h.play(scenario, b"p" * 32)
-            event = dict(scenario.event, event_id=scenario_event_id(scenario))
-            parsed = parse_event(event, now=scenario.at)
-            all_keys = tuple(linker.subject_key(s) for s in parsed.subjects)
-            for d in h.policy.decide(parsed, parse_consents(h.consents, now=None), at=scenario.at):
-                named = tuple(all_keys[i] for i in d.subjects) or all_keys
-                if child_key in named:
-                    row = (str(d.event_id), d.recipient, d.outcome, tuple(d.clause_ids))
-                    expected.add(("decision", *row, tuple(d.fields_shared), d.purpose))
-                    if d.shares:
-                        child_shares.add((str(d.event_id), d.recipient))
+        for d, named in await h.play_all(scenarios, linker):
+            if child_key in named:
+                row = (str(d.event_id), d.recipient, d.outcome, tuple(d.clause_ids))
+                expected.add(("decision", *row, tuple(d.fields_shared), d.purpose))
+                if d.shares:
+                    child_shares.add((str(d.event_id), d.recipient))
         assert child_shares, "the chosen child should have had something shared"
 
         # Each recipient that received the child's records opens them through the SDK.

@@ -8,38 +8,32 @@ starts it again. Afterwards every event has reached each permitted recipient exa
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from broker.audit import AuditKind
-from broker.config import KafkaSettings, Settings
 from broker.devkafka import EmbeddedKafka
-from broker.envelope import InMemoryReplayGuard, Opener
-from broker.pipeline import prepare_topics
-from broker.policy import load_bundle
-from broker.sdk import Delivery, Publisher
-from broker.topics import deliver
-from tests.e2e.test_exactly_once import _incidents, _predicted
-from tests.e2e.worker_proc import WorkerProcess, keystore_for, read_all, read_audit
+from broker.sdk import Publisher
+from tests.e2e.worker_proc import (
+    POLICIES,
+    WorkerProcess,
+    assert_exactly_once,
+    incidents,
+    prepared,
+    read_audit,
+)
 
 pytestmark = pytest.mark.slow
-
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
 async def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
     isolated_kafka: EmbeddedKafka, tmp_path: Path
 ) -> None:
     bootstrap = isolated_kafka.bootstrap
-    policy = load_bundle(POLICIES)
-    keys = keystore_for(policy, tmp_path / "keys")
-    await prepare_topics(
-        Settings(home=tmp_path, kafka=KafkaSettings(bootstrap=bootstrap, partitions=3)), policy
-    )
+    policy, keys = await prepared(bootstrap, tmp_path)
     worker = WorkerProcess(tmp_path, keys, bootstrap, POLICIES)
-    events = _incidents(300)
+    events = incidents(300)
     worker.start()
     restarts = 0
     try:
@@ -65,18 +59,5 @@ async def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
     finally:
         worker.stop()
 
-    expected, candidates = _predicted(policy, events)
-    for recipient, party in policy.bundle.parties.items():
-        if party.kind == "agency":
-            continue
-        opener = Opener(recipient, keys, replay_guard=InMemoryReplayGuard())
-        got: Counter[str] = Counter()
-        for m in await read_all(bootstrap, deliver(recipient)):
-            payload = opener.open_kafka(m.value, m.headers, topic=deliver(recipient)).payload
-            got[Delivery.model_validate_json(payload).event_id] += 1
-        assert got == expected.get(recipient, Counter()), recipient
-    audit = await read_audit(bootstrap)
-    assert (
-        Counter((r.event_id, r.party) for r in audit if r.kind is AuditKind.DECIDED) == candidates
-    )
+    await assert_exactly_once(bootstrap, policy, keys, events)
     print(f"worker restarts needed after the broker restart: {restarts}")  # noqa: T201  # reported in -s runs

@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,12 +24,15 @@ from playwright.async_api import Page, async_playwright, expect
 
 from broker.audit import AuditKind, by_chain, read_topic
 from broker.devkafka import EmbeddedKafka
-from broker.events import parse_consents, parse_event
 from broker.keys import FileKeyStore
 from broker.pipeline import Linker, load_linkage_key
-from broker.policy import load_scenarios
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
-from tests.e2e.test_pipeline_examples import Harness, keys, scenario_event_id  # noqa: F401  # fixture
+from tests.e2e.test_pipeline_examples import (  # noqa: F401  # keys: a fixture
+    Harness,
+    all_scenarios,
+    busiest_child,
+    keys,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -102,31 +104,19 @@ async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
     console_env: dict[str, str],
 ) -> None:  # fmt: skip
     h = Harness(isolated_kafka.bootstrap, shared_dir / "examples" / "policies", keys, tmp_path)
-    scenarios = [s for f in sorted((shared_dir / "examples" / "scenarios").glob("*.yaml"))
-                 for s in load_scenarios(f)]  # fmt: skip
+    scenarios = all_scenarios(shared_dir)
     linker = Linker(load_linkage_key(keys.path, create=True))
-    counts = Counter(
-        subj["nhs_number"] for s in scenarios for subj in s.event["subjects"]
-        if subj["role"] == "child" and subj.get("nhs_number")
-    )  # fmt: skip
-    nhs = counts.most_common(1)[0][0]
+    nhs = busiest_child(scenarios)
     child_key = linker.from_nhs_number(nhs)
-    expected: set[tuple[str, str, str]] = set()
-    overrides: list[tuple[str, str]] = []
     await h.start(scenarios[0].at)
     try:
-        for scenario in scenarios:
-            await h.play(scenario, b"p" * 32)
-            event = dict(scenario.event, event_id=scenario_event_id(scenario))
-            parsed = parse_event(event, now=scenario.at)
-            all_keys = tuple(linker.subject_key(s) for s in parsed.subjects)
-            for d in h.policy.decide(parsed, parse_consents(h.consents, now=None), at=scenario.at):
-                if d.outcome == "shared_override":
-                    overrides.append((str(d.event_id), d.recipient))
-                if child_key in (tuple(all_keys[i] for i in d.subjects) or all_keys):
-                    expected.add((str(d.event_id), d.recipient, d.outcome))
+        decisions = await h.play_all(scenarios, linker)
     finally:
         await h.finish()
+    expected = {(str(d.event_id), d.recipient, d.outcome) for d, named in decisions
+                if child_key in named}  # fmt: skip
+    overrides = [(str(d.event_id), d.recipient) for d, _ in decisions
+                 if d.outcome == "shared_override"]  # fmt: skip
     assert expected, "the chosen child should have decisions"
     assert overrides, "the examples should hold a safeguarding override"
     accord(console_env, "audit", "index")

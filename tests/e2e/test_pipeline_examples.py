@@ -29,8 +29,8 @@ from broker.envelope import Opener
 from broker.errors import WrongRecipient
 from broker.events import parse_consents, parse_event
 from broker.keys import FileKeyStore
-from broker.pipeline import Worker, WorkerOptions, load_linkage_key
-from broker.policy import Policy, Scenario, load_bundle, load_scenarios, redact
+from broker.pipeline import Linker, Worker, WorkerOptions, load_linkage_key
+from broker.policy import Decision, Policy, Scenario, load_bundle, load_scenarios, redact
 from broker.sdk import Delivery, Publisher, Subscriber, WithdrawalNotice
 from broker.topics import AUDIT, deliver
 
@@ -57,6 +57,20 @@ async def read_audit(bootstrap: str) -> list[AuditRecord]:
     finally:
         await consumer.stop()
     return out
+
+
+def all_scenarios(shared_dir: Path) -> list[Scenario]:
+    return [s for f in sorted((shared_dir / "examples" / "scenarios").glob("*.yaml"))
+            for s in load_scenarios(f)]  # fmt: skip
+
+
+def busiest_child(scenarios: list[Scenario]) -> str:
+    """The NHS number of the child seen in the most example events."""
+    counts = Counter(
+        subj["nhs_number"] for s in scenarios for subj in s.event["subjects"]
+        if subj["role"] == "child" and subj.get("nhs_number")
+    )  # fmt: skip
+    return counts.most_common(1)[0][0]
 
 
 def scenario_event_id(scenario: Scenario) -> str:
@@ -141,6 +155,22 @@ class Harness:
             await pub.publish(event)
         await self.wait_for(self.count(AuditKind.DECIDED, self.candidates))
 
+    async def play_all(
+        self, scenarios: list[Scenario], linker: Linker, pseudonym_key: bytes = b"p" * 32
+    ) -> list[tuple[Decision, tuple[str, ...]]]:
+        """Play every scenario; each decision the engine predicts, with the subject keys it
+        names (all of the event's when the decision names none)."""
+        out = []
+        for scenario in scenarios:
+            await self.play(scenario, pseudonym_key)
+            event = dict(scenario.event, event_id=scenario_event_id(scenario))
+            parsed = parse_event(event, now=scenario.at)
+            keys = tuple(linker.subject_key(s) for s in parsed.subjects)
+            consents = parse_consents(self.consents, now=None)
+            for d in self.policy.decide(parsed, consents, at=scenario.at):
+                out.append((d, tuple(keys[i] for i in d.subjects) or keys))
+        return out
+
     async def received(self, recipient: str) -> tuple[dict[str, Any], list[WithdrawalNotice]]:
         views: dict[str, Any] = {}
         notices: list[WithdrawalNotice] = []
@@ -171,10 +201,7 @@ async def test_shared_scenarios_flow_end_to_end_exactly_as_the_policy_predicts(
     isolated_kafka: EmbeddedKafka, shared_dir: Path, tmp_path: Path, keys: FileKeyStore
 ) -> None:
     h = Harness(isolated_kafka.bootstrap, shared_dir / "examples" / "policies", keys, tmp_path)
-    scenarios = [
-        s for f in sorted((shared_dir / "examples" / "scenarios").glob("*.yaml"))
-        for s in load_scenarios(f)
-    ]  # fmt: skip
+    scenarios = all_scenarios(shared_dir)
     await h.start(scenarios[0].at)
     digest = hmac.new(load_linkage_key(keys.path), b"accord/pseudonym/v1", hashlib.sha256)
     try:

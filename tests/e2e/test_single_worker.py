@@ -11,41 +11,35 @@ both workers' audit chains, each of which verifies.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from broker.audit import AuditKind, KeystoreAuditVerifier, verify_chain
-from broker.config import KafkaSettings, Settings
 from broker.devkafka import EmbeddedKafka
-from broker.envelope import InMemoryReplayGuard, Opener
-from broker.pipeline import prepare_topics
-from broker.policy import load_bundle
-from broker.sdk import Delivery, Publisher
-from broker.topics import deliver
-from tests.e2e.test_exactly_once import _incidents, _predicted
-from tests.e2e.worker_proc import WorkerProcess, keystore_for, read_all, read_audit
+from broker.sdk import Publisher
+from tests.e2e.worker_proc import (
+    POLICIES,
+    WorkerProcess,
+    assert_exactly_once,
+    incidents,
+    prepared,
+    read_audit,
+)
 
 pytestmark = pytest.mark.slow
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
-
-async def test_a_second_worker_fences_the_first_and_nothing_is_lost_or_doubled(  # noqa: PLR0915  # one story, told in order
+async def test_a_second_worker_fences_the_first_and_nothing_is_lost_or_doubled(
     isolated_kafka: EmbeddedKafka, tmp_path: Path
 ) -> None:
     bootstrap = isolated_kafka.bootstrap
-    policy = load_bundle(POLICIES)
-    keys = keystore_for(policy, tmp_path / "keys")
-    await prepare_topics(
-        Settings(home=tmp_path, kafka=KafkaSettings(bootstrap=bootstrap, partitions=3)), policy
-    )
+    policy, keys = await prepared(bootstrap, tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = WorkerProcess(tmp_path / "a", keys, bootstrap, POLICIES)
     second = WorkerProcess(tmp_path / "b", keys, bootstrap, POLICIES)
-    events = _incidents(240)
+    events = incidents(240)
     first.start("--instance", "alpha")
     try:
         async with Publisher("wmp", keys, bootstrap) as pub:
@@ -79,20 +73,7 @@ async def test_a_second_worker_fences_the_first_and_nothing_is_lost_or_doubled( 
         first.stop()
         second.stop()
 
-    expected, candidates = _predicted(policy, events)
-    for recipient, party in policy.bundle.parties.items():
-        if party.kind == "agency":
-            continue
-        opener = Opener(recipient, keys, replay_guard=InMemoryReplayGuard())
-        got: Counter[str] = Counter()
-        for m in await read_all(bootstrap, deliver(recipient)):
-            payload = opener.open_kafka(m.value, m.headers, topic=deliver(recipient)).payload
-            got[Delivery.model_validate_json(payload).event_id] += 1
-        assert got == expected.get(recipient, Counter()), recipient
-    audit = await read_audit(bootstrap)
-    assert (
-        Counter((r.event_id, r.party) for r in audit if r.kind is AuditKind.DECIDED) == candidates
-    )
+    audit = await assert_exactly_once(bootstrap, policy, keys, events)
     verifier = KeystoreAuditVerifier(keys)
     for chain in ("worker:alpha", "worker:beta"):
         records = [r for r in audit if r.chain == chain]

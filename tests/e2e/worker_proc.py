@@ -1,4 +1,5 @@
-"""Running ``accord worker`` as a real subprocess in e2e tests, and reading topics back."""
+"""Running ``accord worker`` as a real subprocess in e2e tests, reading topics back, and the
+incident stream and exactly-once check the worker tests share."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from broker.audit import AuditRecord
+from broker.audit import AuditKind, AuditRecord
+from broker.config import KafkaSettings, Settings
 from broker.devkafka import free_port
+from broker.envelope import InMemoryReplayGuard, Opener
+from broker.events import parse_event
+from broker.events._synthetic import SyntheticFamilies
 from broker.keys import FileKeyStore
-from broker.policy import Policy
-from broker.topics import AUDIT
+from broker.pipeline import prepare_topics
+from broker.policy import Policy, load_bundle
+from broker.sdk import Delivery
+from broker.topics import AUDIT, deliver
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
@@ -96,3 +105,67 @@ class WorkerProcess:
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
+
+
+# -- the West Midlands incident stream the worker e2e tests share ----------------------------
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+async def prepared(bootstrap: str, home: Path) -> tuple[Policy, FileKeyStore]:
+    """The example bundle, a keystore for every party, and the worker's topics made."""
+    policy = load_bundle(POLICIES)
+    keys = keystore_for(policy, home / "keys")
+    settings = Settings(home=home, kafka=KafkaSettings(bootstrap=bootstrap, partitions=3))
+    await prepare_topics(settings, policy)
+    return policy, keys
+
+
+def incidents(n: int) -> list[dict[str, Any]]:
+    """Police incidents in Tipton and Wednesbury: the coordinator, a hub and a school care."""
+    fam = SyntheticFamilies(seed=99)
+    events = []
+    for i in range(n):
+        family, postcode = fam.faker.last_name(), fam.postcode(("DY4", "WS10"))
+        child = fam.subject("child", family_name=family, postcode=postcode, school_urn="146201")
+        parent = fam.subject("parent", family_name=family, postcode=postcode)
+        events.append(fam.event("police.domestic_incident", "wmp", subjects=[child, parent],
+                                need_level=2 + i % 3))  # fmt: skip
+    return events
+
+
+def predicted(
+    policy: Policy, events: list[dict[str, Any]]
+) -> tuple[dict[str, Counter[str]], Counter[tuple[str, str]]]:
+    """What the engine says each event produces (these decisions do not depend on the hour)."""
+    now = datetime.now(UTC)
+    expected: dict[str, Counter[str]] = {}
+    candidates: Counter[tuple[str, str]] = Counter()
+    for event in events:
+        for d in policy.decide(parse_event(event, now=now), [], at=now):
+            candidates[(event["event_id"], d.recipient)] += 1
+            if d.shares:
+                expected.setdefault(d.recipient, Counter())[event["event_id"]] += 1
+    return expected, candidates
+
+
+async def assert_exactly_once(
+    bootstrap: str, policy: Policy, keys: FileKeyStore, events: list[dict[str, Any]]
+) -> list[AuditRecord]:
+    """Each permitted recipient got each event once, nobody else did, one ``decided`` per
+    candidate; returns the audit log for further checks."""
+    expected, candidates = predicted(policy, events)
+    assert expected, "the scenario must share with someone"
+    for recipient, party in policy.bundle.parties.items():
+        if party.kind == "agency":
+            continue
+        opener = Opener(recipient, keys, replay_guard=InMemoryReplayGuard())
+        got: Counter[str] = Counter()
+        for m in await read_all(bootstrap, deliver(recipient)):
+            payload = opener.open_kafka(m.value, m.headers, topic=deliver(recipient)).payload
+            got[Delivery.model_validate_json(payload).event_id] += 1
+        assert got == expected.get(recipient, Counter()), recipient
+    audit = await read_audit(bootstrap)
+    decided = Counter((r.event_id, r.party) for r in audit if r.kind is AuditKind.DECIDED)
+    assert decided == candidates
+    return audit

@@ -62,3 +62,15 @@ def test_the_store_is_bounded_and_drops_the_oldest(monkeypatch: pytest.MonkeyPat
         s.new()
     assert len(s) == 10
     assert s.get(first.id) is None
+
+
+def test_a_flood_of_sign_in_forms_never_evicts_a_signed_in_officer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_sessions, "_MAX_ANONYMOUS", 5)
+    s = store([T])
+    officer = s.new("ig.jo")
+    for _ in range(100):
+        s.new()
+    assert s.get(officer.id) is officer
+    assert len(s) == 6
