@@ -33,7 +33,7 @@ def committed_consumer(bootstrap: str, topic: str, group: str, client_id: str) -
         auto_offset_reset="earliest",
         # Records become visible when the broker's transaction commits; ask often rather
         # than wait out a long poll.
-        fetch_max_wait_ms=50,
+        fetch_max_wait_ms=20,
     )
 
 

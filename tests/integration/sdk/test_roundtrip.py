@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -115,9 +116,14 @@ async def test_a_recipient_opens_its_delivery_and_its_access_is_acknowledged(
     await produce(kafka_bootstrap, deliver("hub-a"), (sealed.value, sealed.headers))
 
     async with Subscriber("hub-a", keystore, kafka_bootstrap, group="hub-a-test") as sub:
-        records = await sub.poll(5.0)
-        # Other tests may deliver to hub-a too; this one looks for its own record.
-        mine = [r for r in records if r.message.event_id == delivery.event_id]  # type: ignore[union-attr]
+        # Other tests may deliver to hub-a too; this one looks for its own record. A poll can
+        # come back empty while the subscriber is still joining its group: ask a few times.
+        mine: list[Any] = []
+        for _ in range(5):
+            records = await sub.poll(2.0)
+            mine += [r for r in records if r.message.event_id == delivery.event_id]  # type: ignore[union-attr]
+            if mine:
+                break
         assert [r.message for r in mine] == [delivery]
         await mine[0].opened(by="practitioner-17", purpose="early_help")
 
