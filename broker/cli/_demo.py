@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Annotated
 
@@ -48,7 +49,8 @@ def register(app: typer.Typer) -> None:
                 "console": console,
             }
         )
-        try:
+        # Ctrl-C may arrive as KeyboardInterrupt or, once the console's server has passed it
+        # on, as the worker's own stop: either way the demo ends here, Kafka stays up.
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_demo(settings, duration=duration, rate=rate, metrics_port=metrics_port))
-        except KeyboardInterrupt:
-            typer.echo("demo stopped")
+        typer.echo("demo stopped; Kafka keeps running ('accord kafka down' stops it)")
