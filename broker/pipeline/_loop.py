@@ -244,6 +244,9 @@ class TransactionalLoop:
                     load, self.pending_policy = self.pending_policy, None
                     await self.write_alone(load())
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                if committing is not None and committing.done():
+                    await _settle(committing)  # a failed commit ends the loop even when idle
+                    committing = None
                 if not batch:
                     continue
                 done = await self._process(batch)
