@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker.console._deps import ConsoleDeps
 from broker.console._sessions import Session, SessionStore
-from broker.console._users import SignInThrottle
+from broker.console._users import USERNAME, SignInThrottle
 
 log = structlog.get_logger("accord.console")
 
@@ -69,6 +69,8 @@ class Console:
         )
         secure = cfg.secure_cookies
         self.secure_cookies = not _loopback(cfg.host) if secure is None else secure
+        # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
+        self.hashing = asyncio.Semaphore(2)
         self.templates = Environment(
             loader=PackageLoader("broker.console", "templates"),
             autoescape=select_autoescape(default=True),
@@ -78,8 +80,11 @@ class Console:
 
     def session(self, request: Request) -> Session | None:
         session = self.sessions.get(request.cookies.get(COOKIE))
-        if session is not None and session.user and not self.deps.users.exists(session.user):
-            self.sessions.end(session)  # the account was removed: its sessions end with it
+        if session is None or session.user is None:
+            return session
+        if self.deps.users.stamp(session.user) != session.stamp:
+            # The account was removed or its password reset: its sessions end with it.
+            self.sessions.end(session)
             return None
         return session
 
@@ -130,7 +135,10 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
+        if request.method == "POST" and (refusal := _bad_body(request)) is not None:
+            response: Response = refusal
+        else:
+            response = await call_next(request)
         for name, value in _HEADERS.items():
             response.headers.setdefault(name, value)
         return response
@@ -149,29 +157,33 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
     @app.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
-        form = await request.form()
         session = console.session(request)
-        if session is None or not session.csrf_ok(_field(form, "csrf")):
+        if session is None:  # checked before the body is even read
+            return console.refused("The sign-in form expired. Reload the page and try again.")
+        form = await read_form(request)
+        if not session.csrf_ok(_field(form, "csrf")):
             return console.refused("The sign-in form expired. Reload the page and try again.")
         name = (_field(form, "username") or "").strip().lower()
         password = _field(form, "password") or ""
-        if console.throttle.locked(name):
-            log.warning("console_sign_in_locked", user=name)
+        known = deps.users.exists(name) if USERNAME.fullmatch(name) else False
+        if known and not console.throttle.attempt(name):
+            log.warning("console_sign_in_locked", user=name)  # an existing account's name only
             return _failed(console, session)
-        ok = await asyncio.to_thread(deps.users.verify, name, password)
+        async with console.hashing:
+            ok = await asyncio.to_thread(deps.users.verify, name, password)
         if not ok:
-            console.throttle.failed(name)
             log.warning("console_sign_in_failed")  # no name: it may be a mistyped password
             return _failed(console, session)
         console.throttle.succeeded(name)
         log.info("console_sign_in", user=name)
-        return console.redirect("/", console.sessions.sign_in(session, name))
+        stamp = deps.users.stamp(name)
+        return console.redirect("/", console.sessions.sign_in(session, name, stamp))
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         session = console.session(request)
         if session is not None:
-            form = await request.form()
+            form = await read_form(request)
             if not session.csrf_ok(_field(form, "csrf")):
                 return console.refused("Missing or wrong form token.")
             console.sessions.end(session)
@@ -181,6 +193,27 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
     register_pages(app, console)
     return app
+
+
+MAX_BODY = 16 * 1024  # every form here is a few short fields
+
+
+def _bad_body(request: Request) -> Response | None:
+    """Refuse a POST body before anything parses it: too big, unsized, or not a plain form."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        return Response("forms only", status_code=415, media_type="text/plain")
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        return Response("a length is required", status_code=411, media_type="text/plain")
+    if int(length) > MAX_BODY:
+        return Response("too large", status_code=413, media_type="text/plain")
+    return None
+
+
+async def read_form(request: Request) -> Any:
+    """The posted form, within small bounds (the middleware has checked type and size)."""
+    return await request.form(max_files=0, max_fields=16, max_part_size=MAX_BODY)
 
 
 def _failed(console: Console, session: Session) -> HTMLResponse:

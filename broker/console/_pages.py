@@ -25,7 +25,7 @@ from broker.audit import (
     subject_key_for_nhs_number,
     verify_store,
 )
-from broker.console._app import Console, _field
+from broker.console._app import Console, _field, read_form
 from broker.console._charts import counts_chart, days_ending, decisions_chart
 from broker.console._deps import record_query
 from broker.console._sessions import Session
@@ -87,8 +87,10 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
     async def posted(request: Request) -> tuple[Session | None, Any]:
         """The signed-in session of a POST whose CSRF token matches, and its form."""
         session = signed_in(request)
-        form = await request.form()
-        if session is None or not session.csrf_ok(_field(form, "csrf")):
+        if session is None:  # checked before the body is even read
+            return None, None
+        form = await read_form(request)
+        if not session.csrf_ok(_field(form, "csrf")):
             return None, form
         return session, form
 
@@ -104,13 +106,15 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         since = datetime.combine(days[0], time(), tzinfo=deps.clock().tzinfo)
         window = Window(since=since, until=since + timedelta(days=CHART_DAYS))
         report = governance_report(deps.store, window, policy=deps.policy, today=today)
+        heads = deps.store.heads()
         return console.render(
             "dashboard.html",
             session,
             decisions=decisions_chart(deps.store.decisions_per_day(window), days),
             quarantine=counts_chart(list(report.quarantine)),
             report=report,
-            heads=deps.store.heads(),
+            heads=heads,
+            broken=sum(h.broken_seq is not None for h in heads.values()),
             days=days,
         )
 
@@ -177,6 +181,11 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return console.refused("Sign in first; forms need a current session.")
         event_id = _field(form, "event_id") or ""
         recipient = _field(form, "recipient") or ""
+        # Whatever the answer says (no such override, already reviewed by whom) is audit data:
+        # the attempt is on record before it is answered.
+        detail = {"event_id": event_id[:100], "recipient": recipient[:100]}
+        if refusal := await refused_unless_audited(session, "overrides.review", detail=detail):
+            return refusal
         try:
             rec = await review_override(
                 deps.store, deps.audit, event_id=event_id, recipient=recipient,

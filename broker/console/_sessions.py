@@ -30,6 +30,7 @@ class Session:
     created_at: datetime
     seen_at: datetime
     user: str | None = None
+    stamp: str | None = None  # the credential the officer signed in with (UserFile.stamp)
     flash: list[str] = field(default_factory=list)
 
     def csrf_ok(self, token: str | None) -> bool:
@@ -45,7 +46,7 @@ class SessionStore:
         self._clock = clock
         self._sessions: dict[str, Session] = {}
 
-    def new(self, user: str | None = None) -> Session:
+    def new(self, user: str | None = None, stamp: str | None = None) -> Session:
         now = self._clock()
         if user is None:
             anonymous = [sid for sid, s in self._sessions.items() if s.user is None]
@@ -61,6 +62,7 @@ class SessionStore:
             created_at=now,
             seen_at=now,
             user=user,
+            stamp=stamp,
         )
         self._sessions[session.id] = session
         return session
@@ -79,10 +81,10 @@ class SessionStore:
         session.seen_at = now
         return session
 
-    def sign_in(self, old: Session | None, user: str) -> Session:
+    def sign_in(self, old: Session | None, user: str, stamp: str | None = None) -> Session:
         if old is not None:
             self._sessions.pop(old.id, None)
-        return self.new(user)
+        return self.new(user, stamp)
 
     def end(self, session: Session) -> None:
         self._sessions.pop(session.id, None)

@@ -13,6 +13,7 @@ failures an account is locked for a while; the lock is in memory, per console pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,7 +33,6 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024  # argon2 takes any length; a cap stops a megabyte "password" costing CPU
 _FORMAT = 1
-_MAX_TRACKED = 10_000
 
 
 def _utcnow() -> datetime:
@@ -104,6 +104,17 @@ class UserFile:
     def exists(self, name: str) -> bool:
         return name in self._read()["users"]
 
+    def stamp(self, name: str) -> str | None:
+        """A fingerprint of the account's current password hash (None: no such account).
+
+        A session remembers the stamp it signed in with; a reset password or a removed
+        account changes it, and every session of the old credential ends.
+        """
+        user = self._read()["users"].get(name)
+        if user is None:
+            return None
+        return hashlib.sha256(user["hash"].encode()).hexdigest()[:32]
+
     def add(self, name: str, password: str, *, replace: bool = False) -> Account:
         check_username(name)
         check_password(password)
@@ -139,7 +150,13 @@ class UserFile:
 
 
 class SignInThrottle:
-    """Locks a name for ``lockout`` after ``limit`` consecutive failed sign-ins."""
+    """Locks an account for ``lockout`` after ``limit`` consecutive failed sign-ins.
+
+    An attempt is counted *before* the password is checked (``attempt``) and forgiven on
+    success, so concurrent guesses cannot all slip past the limit while the hashes run. Only
+    existing accounts are tracked (the caller says which): unknown names cannot sign in
+    anyway, and tracking them would let random names grow this without bound.
+    """
 
     def __init__(
         self, *, limit: int, lockout: timedelta, clock: Callable[[], datetime] = _utcnow
@@ -158,12 +175,13 @@ class SignInThrottle:
             return False
         return True
 
-    def failed(self, name: str) -> None:
-        if len(self._failures) >= _MAX_TRACKED and name not in self._failures:
-            # Random names must not grow this without bound: forget the stalest entry.
-            del self._failures[min(self._failures, key=lambda n: self._failures[n][1])]
+    def attempt(self, name: str) -> bool:
+        """Count an attempt on ``name``; False (and nothing counted) when it is locked."""
+        if self.locked(name):
+            return False
         count, _ = self._failures.get(name, (0, self._clock()))
         self._failures[name] = (count + 1, self._clock())
+        return True
 
     def succeeded(self, name: str) -> None:
         self._failures.pop(name, None)

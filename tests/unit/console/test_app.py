@@ -351,3 +351,63 @@ def test_no_personal_value_reaches_the_console_log_or_pages(
         assert not any(nhs in str(e) for e in logs)
         assert not any(nhs in r.to_bytes().decode() for r in sink.records)
     assert PASSWORD not in str(logs)
+
+
+def test_concurrent_guesses_cannot_pass_the_lockout_together(
+    make_client: Callable[..., TestClient], indexed: list[AuditRecord]
+) -> None:
+    """Attempts are counted before the hash check, so parallel guesses share one limit."""
+    client = make_client(max_failed_sign_ins=3)
+    console = client.app.state.console  # type: ignore[attr-defined]
+    assert [console.throttle.attempt(OFFICER) for _ in range(5)] == [True] * 3 + [False] * 2
+
+
+def test_unknown_names_are_never_tracked_by_the_throttle(client: TestClient) -> None:
+    token = csrf_of(client.get("/login").text)
+    for i in range(20):
+        client.post("/login", data={"username": f"nobody{i}", "password": "x" * 12,
+                                    "csrf": token})  # fmt: skip
+    assert client.app.state.console.throttle._failures == {}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"content-type": "application/json"}, b"{}", 415),
+        ({"content-type": "multipart/form-data; boundary=x"}, b"--x--", 415),
+        ({"content-type": "application/x-www-form-urlencoded"}, b"a=" + b"x" * 20_000, 413),
+    ],
+)
+def test_posts_that_are_not_small_plain_forms_are_refused_unread(
+    client: TestClient, headers: dict[str, str], body: bytes, status: int
+) -> None:
+    assert client.post("/login", content=body, headers=headers).status_code == status
+
+
+def test_resetting_a_password_ends_the_old_sessions(client: TestClient, users: UserFile) -> None:
+    sign_in(client)
+    users.add(OFFICER, "a brand new passphrase", replace=True)
+    assert client.get("/", follow_redirects=False).status_code == 303
+    sign_in(client, password="a brand new passphrase")
+    assert client.get("/").status_code == 200
+
+
+def test_the_dashboard_counts_a_chain_broken_at_its_first_record(
+    client: TestClient, store: AuditStore
+) -> None:
+    from broker.audit import ChainHead, IndexBatch
+
+    batch = IndexBatch(topic="accord.audit")
+    batch.heads["worker:bad"] = ChainHead("worker:bad", -1, "0" * 64, broken_seq=0, error="x")
+    store.apply(batch)
+    sign_in(client)
+    assert re.search(r'id="chains-broken">1<', client.get("/").text)
+
+
+def test_probing_the_review_form_is_itself_audited(client: TestClient, sink: IndexingSink) -> None:
+    token = sign_in(client)
+    r = client.post("/overrides/review", data={"event_id": "e1", "recipient": "coord",
+                                               "note": "probe", "csrf": token})  # fmt: skip
+    assert "Not recorded" in r.text
+    probes = [q for q in sink.queries() if q.data["page"] == "overrides.review"]
+    assert [q.data["detail"] for q in probes] == [{"event_id": "e1", "recipient": "coord"}]

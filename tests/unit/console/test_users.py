@@ -88,10 +88,11 @@ def test_the_throttle_locks_after_the_limit_and_forgets_after_the_lockout() -> N
     now = [datetime(2026, 12, 1, tzinfo=UTC)]
     throttle = SignInThrottle(limit=3, lockout=timedelta(minutes=5), clock=lambda: now[0])
     for _ in range(2):
-        throttle.failed("ig.jo")
+        assert throttle.attempt("ig.jo")
     assert not throttle.locked("ig.jo")
-    throttle.failed("ig.jo")
+    assert throttle.attempt("ig.jo")
     assert throttle.locked("ig.jo")
+    assert not throttle.attempt("ig.jo")
     assert not throttle.locked("ig.sam")  # per account
     now[0] += timedelta(minutes=5)
     assert not throttle.locked("ig.jo")
@@ -99,7 +100,7 @@ def test_the_throttle_locks_after_the_limit_and_forgets_after_the_lockout() -> N
 
 def test_a_success_resets_the_count() -> None:
     throttle = SignInThrottle(limit=2, lockout=timedelta(minutes=5))
-    throttle.failed("ig.jo")
+    throttle.attempt("ig.jo")
     throttle.succeeded("ig.jo")
-    throttle.failed("ig.jo")
+    throttle.attempt("ig.jo")
     assert not throttle.locked("ig.jo")
