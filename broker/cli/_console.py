@@ -82,7 +82,12 @@ def serve(
         typer.echo(f"governance console at {run.url} (audit chain {run.chain}); Ctrl-C stops it")
 
     try:
-        asyncio.run(run_console(settings, store, policy=policy, index=index, started=started))
+        asyncio.run(
+            run_console(
+                settings, store, policy=policy, index=index, started=started,
+                reopen=lambda: open_store(url, home=settings.home),
+            )
+        )  # fmt: skip
     except KeyboardInterrupt:
         typer.echo("console stopped")
     finally:

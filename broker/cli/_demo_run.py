@@ -183,7 +183,10 @@ async def _console(
         say(f"audit index: {index} (`accord audit report|verify` work from another terminal)")
 
     try:
-        await run_console(settings, store, policy=policy, index=True, started=started, stop=stop)
+        await run_console(
+            settings, store, policy=policy, index=True, started=started, stop=stop,
+            reopen=lambda: open_store(db, home=settings.home),
+        )  # fmt: skip
     finally:
         store.close()
 

@@ -71,6 +71,7 @@ class Console:
         self.secure_cookies = not _loopback(cfg.host) if secure is None else secure
         # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
         self.hashing = asyncio.Semaphore(2)
+        self.verifying = asyncio.Lock()  # one whole-log verification at a time
         self.templates = Environment(
             loader=PackageLoader("broker.console", "templates"),
             autoescape=select_autoescape(default=True),

@@ -42,6 +42,9 @@ class ConsoleDeps:
     policy: Policy | None = None
     index_wait: IndexWait = no_wait
     clock: Callable[[], datetime] = _utcnow
+    # A second connection to the same index, for work too long for the event loop (verifying
+    # every chain) to run in a thread; None runs it inline.
+    reopen: Callable[[], AuditStore] | None = None
 
 
 async def record_query(

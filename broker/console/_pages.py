@@ -7,6 +7,7 @@ looked at whom has no gaps, even when Kafka is down.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -27,7 +28,7 @@ from broker.audit import (
 )
 from broker.console._app import Console, _field, read_form
 from broker.console._charts import counts_chart, days_ending, decisions_chart
-from broker.console._deps import record_query
+from broker.console._deps import ConsoleDeps, record_query
 from broker.console._sessions import Session
 from broker.errors import AccordError, ChainBroken, TransportError, UsageError
 
@@ -250,13 +251,16 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return refusal
         result: str | None = None
         broken: str | None = None
-        if verify:
-            try:
-                result = verify_store(deps.store, deps.verifier).line()
-            except ChainBroken as exc:
-                broken = str(exc)
-            except AccordError as exc:
-                broken = f"verification could not run: {exc}"
+        if verify and console.verifying.locked():
+            broken = "a verification is already running; try again when it has finished"
+        elif verify:
+            async with console.verifying:
+                try:
+                    result = await _verify_all(deps)
+                except ChainBroken as exc:
+                    broken = str(exc)
+                except AccordError as exc:
+                    broken = f"verification could not run: {exc}"
         checkpoints = {c: deps.store.latest_checkpoint(c) for c in deps.store.chains()}
         return console.render(
             "chains.html",
@@ -267,3 +271,20 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             result=result,
             broken=broken,
         )
+
+
+async def _verify_all(deps: ConsoleDeps) -> str:
+    """``verify_store`` over every chain, in a thread on its own connection when there is one,
+    so the pages and the indexer sharing the event loop keep going meanwhile."""
+    reopen = deps.reopen
+    if reopen is None:
+        return verify_store(deps.store, deps.verifier).line()
+
+    def run() -> str:
+        store = reopen()
+        try:
+            return verify_store(store, deps.verifier).line()
+        finally:
+            store.close()
+
+    return await asyncio.to_thread(run)

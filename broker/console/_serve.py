@@ -67,6 +67,7 @@ async def run_console(
     index: bool = True,
     started: Callable[[ConsoleRun], None] | None = None,
     stop: asyncio.Event | None = None,
+    reopen: Callable[[], AuditStore] | None = None,
 ) -> None:
     """Serve the console until ``stop`` is set (or the process is interrupted)."""
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
@@ -91,6 +92,7 @@ async def run_console(
         settings=settings.console,
         policy=policy,
         index_wait=_waiter() if index else no_wait,
+        reopen=reopen,
     )
     cfg = settings.console
     server = uvicorn.Server(

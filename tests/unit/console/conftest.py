@@ -125,13 +125,16 @@ def make_client(
     store: AuditStore, sink: IndexingSink, users: UserFile, keys: FileKeyStore,
     audit_home: Path, clock: Clock,
 ) -> Callable[..., TestClient]:  # fmt: skip
-    def make(*, policy: Policy | None = None, **settings: object) -> TestClient:
+    def make(
+        *, policy: Policy | None = None, reopen: bool = False, **settings: object
+    ) -> TestClient:
         deps = ConsoleDeps(
             store=store, audit=sink, users=users,
             linkage_key=load_linkage_key(audit_home / "keys"),
             verifier=KeystoreAuditVerifier(keys),
             settings=ConsoleSettings(**settings),  # type: ignore[arg-type]  # test overrides
             policy=policy, clock=clock,
+            reopen=(lambda: open_store(None, home=audit_home)) if reopen else None,
         )  # fmt: skip
         return TestClient(create_app(deps), base_url="http://127.0.0.1:8765")
 

@@ -323,9 +323,13 @@ def test_the_agreements_page_shows_validity_expiry_and_use(
     assert policy.version in r.text
 
 
+@pytest.mark.parametrize("in_a_thread", [False, True])
 def test_verifying_the_chains_from_the_console(
-    client: TestClient, store: AuditStore, sink: IndexingSink
-) -> None:
+    make_client: Callable[..., TestClient], indexed: list[AuditRecord], store: AuditStore,
+    sink: IndexingSink, in_a_thread: bool,
+) -> None:  # fmt: skip
+    """Inline, or in a thread on a second connection to the index (as the server runs it)."""
+    client = make_client(reopen=in_a_thread)
     token = sign_in(client)
     r = client.post("/chains/verify", data={"csrf": token})
     assert re.search(r'id="verify-result">audit log intact \(sqlite\)', r.text)
