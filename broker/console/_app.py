@@ -144,6 +144,18 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
             response.headers.setdefault(name, value)
         return response
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette answers this outside the middleware, so the headers are set here too. The
+        # log names the exception's type and the path only: its message or traceback could
+        # hold what the page was showing.
+        log.error("console_error", path=request.url.path, error=type(exc).__name__)
+        page = console.templates.get_template("error.html").render(
+            user=None, csrf="", flash=[], title="Something went wrong",
+            message="The console could not show this page. The error has been logged.",
+        )  # fmt: skip
+        return HTMLResponse(page, status_code=500, headers=_HEADERS)
+
     @app.get("/static/console.css")
     async def stylesheet() -> Response:
         css = resources.files("broker.console").joinpath("static/console.css").read_text("utf-8")

@@ -415,3 +415,27 @@ def test_probing_the_review_form_is_itself_audited(client: TestClient, sink: Ind
     assert "Not recorded" in r.text
     probes = [q for q in sink.queries() if q.data["page"] == "overrides.review"]
     assert [q.data["detail"] for q in probes] == [{"event_id": "e1", "recipient": "coord"}]
+
+
+def test_an_unexpected_error_is_a_plain_page_with_the_security_headers(
+    make_client: Callable[..., TestClient], indexed: list[AuditRecord],
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    client = make_client()
+    client = TestClient(client.app, base_url=str(client.base_url), raise_server_exceptions=False)
+    sign_in(client)
+
+    def broken() -> None:
+        raise RuntimeError("index gone: 9997017463")
+
+    monkeypatch.setattr(store, "heads", broken)
+    with capture_logs() as logs:
+        r = client.get("/")
+    assert r.status_code == 500
+    assert "could not show this page" in r.text
+    assert "9997017463" not in r.text
+    assert "Traceback" not in r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert r.headers["cache-control"] == "no-store"
+    assert [e["error"] for e in logs if e["event"] == "console_error"] == ["RuntimeError"]
+    assert "9997017463" not in str(logs)
