@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from broker.errors import TransportError
 
@@ -24,3 +25,12 @@ async def translated(what: str) -> AsyncIterator[None]:
         raise TransportError(f"{what}: {type(exc).__name__}") from exc
     except OSError as exc:
         raise TransportError(f"{what}: {exc.strerror or type(exc).__name__}") from exc
+
+
+async def stop_quietly(client: Any) -> None:
+    """Stop an aiokafka client on the way out; a failure to stop must not hide the error
+    (or the clean exit) that got us here."""
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    with contextlib.suppress(KafkaError, OSError):
+        await client.stop()

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from broker._transport import translated
+from broker._transport import stop_quietly, translated
 from broker.audit._chain import ChainWriter, CheckpointSigner
-from broker.audit._index import _stop, read_topic
+from broker.audit._index import read_topic
 from broker.audit._record import GENESIS, AuditRecord
 from broker.audit._store import AuditStore
 from broker.topics import AUDIT
@@ -115,7 +115,7 @@ class ChainAppender:
             try:
                 await producer.start()
             except BaseException:
-                await _stop(producer)
+                await stop_quietly(producer)
                 raise
             self._producer = producer
             self._head = await chain_head_on_topic(
@@ -126,7 +126,7 @@ class ChainAppender:
     async def _reset(self) -> None:
         producer, self._producer, self._head = self._producer, None, None
         if producer is not None:
-            await _stop(producer)
+            await stop_quietly(producer)
 
     async def close(self) -> None:
         async with self._lock:

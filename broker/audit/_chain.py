@@ -54,6 +54,11 @@ def _json_time(at: datetime) -> str:
     return f'"{at.astimezone(UTC).isoformat()[:-6]}Z"'
 
 
+# Canonical JSON sorts an object's keys; a record's keys never change, so sort them once.
+_RECORD_KEYS = tuple(sorted(AuditRecord.model_fields))
+_BODY_KEYS = tuple(k for k in _RECORD_KEYS if k != "hash")
+
+
 def _record_digest(body: bytes) -> str:
     return hashlib.sha256(RECORD_DOMAIN + body).hexdigest()
 
@@ -138,10 +143,10 @@ class ChainWriter:
             "seq": str(self.next_seq),
             "subject_keys": _json(list(subject_keys)),
         }
-        body = "{" + ",".join(f'"{k}":{members[k]}' for k in sorted(members)) + "}"
+        body = "{" + ",".join(f'"{k}":{members[k]}' for k in _BODY_KEYS) + "}"
         digest = _record_digest(body.encode("utf-8"))
         members["hash"] = f'"{digest}"'
-        whole = "{" + ",".join(f'"{k}":{members[k]}' for k in sorted(members)) + "}"
+        whole = "{" + ",".join(f'"{k}":{members[k]}' for k in _RECORD_KEYS) + "}"
         self.next_seq += 1
         self.prev_hash = digest
         return whole.encode("utf-8")

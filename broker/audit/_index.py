@@ -14,7 +14,6 @@ and why in ``chain_heads``, and is reported loudly; other chains carry on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from broker._transport import translated
+from broker._transport import stop_quietly, translated
 from broker.audit._chain import CheckpointVerifier, check_next
 from broker.audit._record import GENESIS, AuditKind, AuditRecord
 from broker.audit._store import AuditStore, ChainHead, IndexBatch, IndexedRecord
@@ -163,7 +162,7 @@ class Indexer:
             async with translated(f"indexing {self.topic} from {self.bootstrap}"):
                 await self._consume(consumer, stop, follow=follow, max_records=max_records)
         finally:
-            await _stop(consumer)
+            await stop_quietly(consumer)
         return self.tracker.summary
 
     async def _consume(
@@ -195,14 +194,6 @@ class Indexer:
                 n += 1
         self.store.apply(batch)
         return n
-
-
-async def _stop(client: Any) -> None:
-    """Stop a client on the way out; a failure to stop must not hide the error that got us here."""
-    from aiokafka.errors import KafkaError  # noqa: PLC0415
-
-    with contextlib.suppress(KafkaError, OSError):
-        await client.stop()
 
 
 async def _assign(consumer: Any, topic: str, stored: dict[int, int]) -> list[Any]:
@@ -266,7 +257,7 @@ async def read_topic(
                 for msgs in got.values():
                     out += [TopicMessage(m.key, m.value, m.partition, m.offset) for m in msgs]
     finally:
-        await _stop(consumer)
+        await stop_quietly(consumer)
     out.sort(key=lambda m: (m.partition, m.offset))
     return out
 

@@ -31,8 +31,9 @@ def register(app: typer.Typer) -> None:
 
         settings = load_settings()
         configure_logging("error")
-        # A fresh single-node KRaft broker answers NotLeader / NotEnoughReplicas for a moment
-        # after topics are made; aiokafka retries and logs each one, which would drown the
+        # aiokafka logs every retried broker answer: NotLeader just after topics are made, and
+        # on Kafka 4 a NotEnoughReplicas on many commits (the transaction-verification race,
+        # docs/operations.md). Both are retried and lose nothing, but they would drown the
         # demo's own output. Errors that matter still end the demo with their message.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         node = EmbeddedKafka(settings.home / "kafka-data", home=settings.home)

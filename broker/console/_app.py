@@ -174,10 +174,10 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
         if session is None:  # checked before the body is even read
             return console.refused("The sign-in form expired. Reload the page and try again.")
         form = await read_form(request)
-        if not session.csrf_ok(_field(form, "csrf")):
+        if not session.csrf_ok(form_field(form, "csrf")):
             return console.refused("The sign-in form expired. Reload the page and try again.")
-        name = (_field(form, "username") or "").strip().lower()
-        password = _field(form, "password") or ""
+        name = (form_field(form, "username") or "").strip().lower()
+        password = form_field(form, "password") or ""
         known = deps.users.exists(name) if USERNAME.fullmatch(name) else False
         if known and not console.throttle.attempt(name):
             log.warning("console_sign_in_locked", user=name)  # an existing account's name only
@@ -197,7 +197,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
         session = console.session(request)
         if session is not None:
             form = await read_form(request)
-            if not session.csrf_ok(_field(form, "csrf")):
+            if not session.csrf_ok(form_field(form, "csrf")):
                 return console.refused("Missing or wrong form token.")
             console.sessions.end(session)
         response = console.redirect("/login")
@@ -238,6 +238,6 @@ def _failed(console: Console, session: Session) -> HTMLResponse:
     )
 
 
-def _field(form: Any, name: str) -> str | None:
+def form_field(form: Any, name: str) -> str | None:
     value = form.get(name)
     return value if isinstance(value, str) else None

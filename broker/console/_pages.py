@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ from broker.audit import (
     subject_key_for_nhs_number,
     verify_store,
 )
-from broker.console._app import Console, _field, read_form
+from broker.console._app import Console, form_field, read_form
 from broker.console._charts import counts_chart, days_ending, decisions_chart
 from broker.console._deps import ConsoleDeps, record_query
 from broker.console._sessions import Session
@@ -45,6 +46,15 @@ class LookupPurpose(enum.StrEnum):
     COMPLAINT = "complaint"
     AUDIT_SAMPLE = "audit_sample"
     CARE_PROCEEDINGS = "care_proceedings"
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def _identifier(value: str) -> str:
+    """A posted id as the audit log may hold it: the forms only ever send event and party
+    ids, so anything else (free text could be a name) is recorded as a placeholder."""
+    return value if _IDENTIFIER.fullmatch(value) else "(not an identifier)"
 
 
 class _Unavailable(Exception):
@@ -91,7 +101,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         if session is None:  # checked before the body is even read
             return None, None
         form = await read_form(request)
-        if not session.csrf_ok(_field(form, "csrf")):
+        if not session.csrf_ok(form_field(form, "csrf")):
             return None, form
         return session, form
 
@@ -133,14 +143,14 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return console.refused("Sign in first; forms need a current session.")
         purposes = list(LookupPurpose)
         try:
-            purpose = LookupPurpose(_field(form, "purpose") or "")
+            purpose = LookupPurpose(form_field(form, "purpose") or "")
         except ValueError:
             return console.render(
                 "subject.html", session, status=400, purposes=purposes, log=None,
                 error="Choose why you are looking this child up.",
             )  # fmt: skip
         try:
-            key = subject_key_for_nhs_number(_field(form, "nhs_number") or "", deps.linkage_key)
+            key = subject_key_for_nhs_number(form_field(form, "nhs_number") or "", deps.linkage_key)
         except UsageError as exc:
             msg = str(exc).removeprefix("--nhs-number: ")
             return console.render(
@@ -180,17 +190,17 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         session, form = await posted(request)
         if session is None:
             return console.refused("Sign in first; forms need a current session.")
-        event_id = _field(form, "event_id") or ""
-        recipient = _field(form, "recipient") or ""
+        event_id = form_field(form, "event_id") or ""
+        recipient = form_field(form, "recipient") or ""
         # Whatever the answer says (no such override, already reviewed by whom) is audit data:
         # the attempt is on record before it is answered.
-        detail = {"event_id": event_id[:100], "recipient": recipient[:100]}
+        detail = {"event_id": _identifier(event_id), "recipient": _identifier(recipient)}
         if refusal := await refused_unless_audited(session, "overrides.review", detail=detail):
             return refusal
         try:
             rec = await review_override(
                 deps.store, deps.audit, event_id=event_id, recipient=recipient,
-                reviewed_by=session.user or "", note=_field(form, "note") or "",
+                reviewed_by=session.user or "", note=form_field(form, "note") or "",
             )  # fmt: skip
         except UsageError as exc:
             session.flash.append(f"Not recorded: {str(exc).removeprefix('--note: ')}")

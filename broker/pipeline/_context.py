@@ -58,6 +58,7 @@ class Context:
         self.linker = linker
         self.state = state
         self.chain = chain
+        self._audit_key = chain.chain.encode()  # every record of the chain goes on one partition
         self.signer = signer
         self.clock = clock
         self.pseudonym_key = pseudonym_key
@@ -116,12 +117,12 @@ class Context:
         encoded = self.chain.append_encoded(
             kind, event_id=event_id, party=party, subject_keys=subject_keys, data=data
         )
-        self.audit_out.append(OutRecord(AUDIT, self.chain.chain.encode(), encoded))
+        self.audit_out.append(OutRecord(AUDIT, self._audit_key, encoded))
         self.metrics.audit_records.labels(kind=kind.value).inc()
 
     def checkpoint(self) -> None:
         rec = self.chain.checkpoint(self.signer)
-        self.audit_out.append(OutRecord(AUDIT, self.chain.chain.encode(), rec.to_bytes()))
+        self.audit_out.append(OutRecord(AUDIT, self._audit_key, rec.to_bytes()))
         self.metrics.audit_records.labels(kind=rec.kind.value).inc()
 
     def audit_received(self, work: Work) -> None:

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
-from broker._transport import translated
+from broker._transport import stop_quietly, translated
 from broker.envelope import KeyResolver, Opener
 from broker.errors import EnvelopeError, TransportError
 from broker.pipeline._processor import Processor
@@ -213,8 +213,7 @@ class TransactionalLoop:
     async def stop(self) -> None:
         for client in (self._consumer, self._producer):
             if client is not None:
-                with contextlib.suppress(KafkaError):
-                    await client.stop()
+                await stop_quietly(client)
         self._consumer = self._producer = None
 
     async def write_alone(self, records: list[OutRecord]) -> None:
@@ -223,8 +222,7 @@ class TransactionalLoop:
             return
         producer = self._require_producer()
         async with _committing(), producer.transaction():
-            for r in records:
-                await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+            await self._send_all(producer, records)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batch N+1 while batch N's transaction commits; one transaction at a time.

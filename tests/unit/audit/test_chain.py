@@ -184,4 +184,6 @@ def test_the_fast_encoding_is_byte_identical_to_the_models(
     record = AuditRecord.model_validate_json(encoded)
     assert record.to_bytes() == encoded
     assert record.computed_hash() == record.hash
-    assert (record.seq, record.prev_hash, record.at) == (seq, "ab" * 32, at)
+    # The log keeps UTC: the instant the clock gave, as UTC (compared in UTC, because an
+    # aware local time inside a DST gap does not compare equal to its own UTC conversion).
+    assert (record.seq, record.prev_hash, record.at) == (seq, "ab" * 32, at.astimezone(UTC))

@@ -439,3 +439,15 @@ def test_an_unexpected_error_is_a_plain_page_with_the_security_headers(
     assert r.headers["cache-control"] == "no-store"
     assert [e["error"] for e in logs if e["event"] == "console_error"] == ["RuntimeError"]
     assert "9997017463" not in str(logs)
+
+
+def test_a_probe_with_free_text_for_an_id_keeps_that_text_out_of_the_log(
+    client: TestClient, sink: IndexingSink
+) -> None:
+    token = sign_in(client)
+    client.post("/overrides/review", data={"event_id": "Amy Hollis DY4 7AA",
+                                           "recipient": "school-1", "note": "x",
+                                           "csrf": token})  # fmt: skip
+    [probe] = [q for q in sink.queries() if q.data["page"] == "overrides.review"]
+    assert probe.data["detail"] == {"event_id": "(not an identifier)", "recipient": "school-1"}
+    assert all("Hollis" not in r.to_bytes().decode() for r in sink.records)
