@@ -1,11 +1,11 @@
 """The Kafka edge: a transactional consume → process → produce loop.
 
 For every batch of input records, the records the processor returns (deliveries, notices,
-quarantine, audit, state changelog) and the consumed offsets are committed in ONE Kafka
-transaction, so a crash at any point leaves either all of a batch's effects or none of them.
-Failure handling is crash-only: if a transaction cannot be committed the loop aborts it and
-raises; a restarted worker rebuilds its state from the changelog and resumes from the last
-committed offsets (the same transactional id fences any zombie).
+quarantine, audit, state changelog) and the consumed offsets (as changelog entries) are
+committed in ONE Kafka transaction, so a crash at any point leaves either all of a batch's
+effects or none of them. Failure handling is crash-only: if a transaction cannot be committed
+the loop aborts it and raises; a restarted worker rebuilds its state, offsets included, from
+the changelog and resumes there (the same transactional id fences any zombie).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -110,11 +110,36 @@ def _apply(
 
 @dataclass
 class _Processed:
-    """A batch's effects, waiting for its transaction."""
+    """Records' effects, waiting for their transaction."""
 
     outs: list[OutRecord] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     stamps: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.outs or self.offsets)
+
+
+class _Resume(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Start each assigned partition where the worker's own record of it says.
+
+    The group's committed offsets are not used: offsets commit inside the worker's
+    transactions as changelog entries. A partition the changelog has never seen (a new
+    agency's topic) starts where the consumer's reset policy puts it.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
+        self._consumer = consumer
+        self._positions = positions
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            position = self._positions.get(tp)
+            if position is not None:
+                self._consumer.seek(tp, position)
 
 
 @contextlib.asynccontextmanager
@@ -135,6 +160,14 @@ async def _settle(task: asyncio.Task[None] | None) -> None:
     """Wait for a commit in flight; its failure is the loop's failure."""
     if task is not None:
         await task
+
+
+async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class TransactionalLoop:
@@ -161,6 +194,10 @@ class TransactionalLoop:
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
         self._placed: dict[tuple[str, bytes], int] = {}
+        # Next offset to process per input partition, committed or not: where a (re)assigned
+        # partition resumes. Processed-but-uncommitted records are in memory already, so
+        # resuming at the group's older committed offset would see them again as replays.
+        self._positions: dict[TopicPartition, int] = {}
 
     async def fence(self) -> None:
         """Start the transactional producer: from here on no other worker can commit.
@@ -193,6 +230,10 @@ class TransactionalLoop:
     async def start(self, processor: Processor) -> None:
         """Start consuming, with ``processor`` handling each record (``fence()`` first)."""
         self.processor = processor
+        self._positions = {
+            TopicPartition(topic, partition): offset
+            for (topic, partition), offset in processor.ctx.state.offsets.items()
+        }
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=GROUP,
@@ -208,7 +249,9 @@ class TransactionalLoop:
         )
         async with translated(f"connecting to Kafka at {self.bootstrap}"):
             await self._consumer.start()
-        self._consumer.subscribe(pattern=INPUT_PATTERN)
+        self._consumer.subscribe(
+            pattern=INPUT_PATTERN, listener=_Resume(self._consumer, self._positions)
+        )
 
     async def stop(self) -> None:
         for client in (self._consumer, self._producer):
@@ -225,63 +268,99 @@ class TransactionalLoop:
             await self._send_all(producer, records)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process batch N+1 while batch N's transaction commits; one transaction at a time.
+        """Process records as they arrive; commit whatever is processed, one transaction at a time.
 
-        Overlapping is safe because failure is crash-only: if N's commit fails the loop
-        raises, and what N+1 changed in memory dies with the process; a restarted worker
-        resumes from the last committed offsets and the changelog.
+        While a transaction commits, the loop goes on fetching and processing into the next
+        one, which starts the moment the first ends: a record waits for at most the commit in
+        flight, never for a fetch to be asked for. That overlap is safe because failure is
+        crash-only: if a commit fails the loop raises, and what later records changed in memory
+        dies with the process; a restarted worker resumes from the committed changelog.
         """
-        consumer = self._consumer
-        assert consumer is not None  # noqa: S101  # start() first
+        consumer = self._require_consumer()
+        pending = _Processed()
         committing: asyncio.Task[None] | None = None
+        fetching: asyncio.Task[dict[TopicPartition, list[Any]]] | None = None
+        stopping = asyncio.create_task(stop.wait())
         try:
-            while not stop.is_set():
-                if self.pending_policy is not None:
-                    await _settle(committing)
+            while True:
+                self._take_policy(pending)
+                if committing is None and pending:
+                    committing = asyncio.create_task(self._commit(pending), name="accord-commit")
+                    pending = _Processed()
+                if stop.is_set():
+                    break
+                waits: set[asyncio.Future[Any]] = {stopping}
+                if committing is not None:
+                    waits.add(committing)
+                # Back-pressure: while a slow commit runs, process at most one batch ahead.
+                if len(pending.stamps) < self.max_batch:
+                    if fetching is None:
+                        fetching = asyncio.create_task(
+                            consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                        )
+                    waits.add(fetching)
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if committing is not None and committing in done:
+                    finished = committing
                     committing = None
-                    load, self.pending_policy = self.pending_policy, None
-                    await self.write_alone(load())
-                batch = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-                if committing is not None and committing.done():
-                    await _settle(committing)  # a failed commit ends the loop even when idle
-                    committing = None
-                if not batch:
-                    continue
-                done = await self._process(batch)
-                await _settle(committing)
-                committing = asyncio.create_task(self._commit(done), name="accord-commit")
+                    finished.result()  # a failed commit ends the loop
+                if fetching is not None and fetching in done:
+                    fetched = fetching
+                    fetching = None
+                    if batch := fetched.result():
+                        await self._process(batch, pending)
+            await _settle(committing)
+            committing = None
+            if pending:
+                await self._commit(pending)
         finally:
+            await _cancel(fetching, stopping)
             await _settle(committing)
 
-    async def _process(self, batch: dict[TopicPartition, list]) -> _Processed:  # type: ignore[type-arg]  # aiokafka's record type is untyped
+    def _take_policy(self, pending: _Processed) -> None:
+        """A requested policy load joins what is pending: its audit records follow it in order."""
+        if self.pending_policy is not None:
+            load, self.pending_policy = self.pending_policy, None
+            pending.outs += load()
+
+    async def _process(self, batch: dict[TopicPartition, list[Any]], into: _Processed) -> None:
         processor = self._require_processor()
-        done = _Processed()
         for tp, msgs in batch.items():
             for m in msgs:
-                done.outs += processor.handle(
+                into.outs += processor.handle(
                     m.topic, m.partition, m.offset, m.value, m.headers, at=self.clock()
                 )
-                done.stamps.append(m.timestamp)
-                await asyncio.sleep(0)  # let the previous batch's commit make progress
-            done.offsets[tp] = msgs[-1].offset + 1
-        return done
+                into.stamps.append(m.timestamp)
+                await asyncio.sleep(0)  # let the transaction in flight make progress
+            into.offsets[tp] = self._positions[tp] = msgs[-1].offset + 1
 
     async def _commit(self, done: _Processed) -> None:
+        processor = self._require_processor()
         producer = self._require_producer()
+        state = processor.ctx.state
+        # The consumed offsets travel in the state changelog, in the same transaction as the
+        # outputs: two fewer coordinator round trips per commit than
+        # send_offsets_to_transaction, and the changelog alone says where to resume.
+        outs = done.outs + [
+            OutRecord(STATE, entry.key.encode(), entry.value)
+            for entry in (
+                state.set_offset(tp.topic, tp.partition, offset)
+                for tp, offset in done.offsets.items()
+            )
+        ]
         try:
             async with _committing():
                 await producer.begin_transaction()
-                await self._send_all(producer, done.outs)
-                await producer.send_offsets_to_transaction(done.offsets, GROUP)
+                await self._send_all(producer, outs)
                 await producer.commit_transaction()
         except BaseException:
             # Best effort: after a fence the producer is in a fatal state and aiokafka refuses
             # the abort with an AssertionError; the commit's own error is the one to report.
             with contextlib.suppress(KafkaError, AssertionError):
                 await producer.abort_transaction()
-            self._require_processor().ctx.metrics.transactions.labels(result="aborted").inc()
+            processor.ctx.metrics.transactions.labels(result="aborted").inc()
             raise
-        metrics = self._require_processor().ctx.metrics
+        metrics = processor.ctx.metrics
         metrics.transactions.labels(result="committed").inc()
         now_ms = time.time() * 1000
         for ts in done.stamps:
@@ -329,6 +408,11 @@ class TransactionalLoop:
                 self._placed.clear()
             self._placed[(topic, key)] = placed
         return placed
+
+    def _require_consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise TransportError("the worker's consumer is not started")
+        return self._consumer
 
     def _require_processor(self) -> Processor:
         if self.processor is None:

@@ -9,7 +9,9 @@ rebuilt from the changelog matches exactly what was committed. Keys:
   identifiers the policy engine matches on);
 - ``s:<subject key>`` — which recipients received that subject's records under consent, and
   for which purpose and event, so a withdrawal can tell them to stop;
-- ``h:<chain>`` — the head of an audit chain (seq and hash), to resume after a restart.
+- ``h:<chain>`` — the head of an audit chain (seq and hash), to resume after a restart;
+- ``o:<topic>:<partition>`` — the next input offset to process there: the consumed offsets,
+  committed with the outputs they produced.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class WorkerState:
         self.consents: dict[str, list[ConsentRecord]] = {}
         self.shares: dict[str, list[ConsentShare]] = {}
         self.heads: dict[str, tuple[int, str]] = {}
+        self.offsets: dict[tuple[str, int], int] = {}
 
     # -- changes (each returns the changelog entry to write) -----------------------------
 
@@ -72,6 +75,10 @@ class WorkerState:
         self.heads[chain] = (seq, digest)
         return StateEntry(f"h:{chain}", json.dumps({"seq": seq, "hash": digest}).encode())
 
+    def set_offset(self, topic: str, partition: int, offset: int) -> StateEntry:
+        self.offsets[(topic, partition)] = offset
+        return StateEntry(f"o:{topic}:{partition}", str(offset).encode())
+
     # -- restore ---------------------------------------------------------------------------
 
     def apply(self, key: str, value: bytes) -> None:
@@ -86,6 +93,9 @@ class WorkerState:
         elif kind == "h":
             head = json.loads(value)
             self.heads[ident] = (int(head["seq"]), str(head["hash"]))
+        elif kind == "o":
+            topic, _, partition = ident.rpartition(":")
+            self.offsets[(topic, int(partition))] = int(value)
 
     # -- queries ---------------------------------------------------------------------------
 
