@@ -10,7 +10,12 @@ In one run, on one broker:
 3. **latency** — a fixed offered load (default 500 events/s) published through the SDK while
    the co-ordinating team's subscriber opens what it receives; p50/p99 from ``publish`` to
    ``open``;
-4. the worker's peak RSS (``VmHWM``).
+4. the worker's peak RSS (``VmHWM``);
+5. the **Kafka floor** (``_floor``): the worker's own transactional loop answering each
+   input with a real event's precomputed outputs, so the same Kafka work with no processing;
+   its drain rate and its latency at the same offered load. Raw passthrough over the floor is
+   what the transactional, audited design costs; the floor over the pipeline is Python's
+   work per event.
 
 Benchmarks report; they never assert. ``python benchmarks/bench_pipeline.py`` runs it alone
 (starting its own broker); ``make bench`` runs it with the others.
@@ -35,6 +40,7 @@ if __package__ in (None, ""):
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from benchmarks import _floor
 from broker._canonical import canonical_json
 from broker.config import KafkaSettings, Settings
 from broker.devkafka import EmbeddedKafka, free_port
@@ -140,10 +146,12 @@ async def _measure(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     events = _events(n, seed=1)
+    payloads = []
     for e in events:
         s = sealer.seal(canonical_json(e), event_id=e["event_id"], recipient="worker",
                         schema=SCHEMA_EVENT, topic=ingress(SENDER))  # fmt: skip
         await producer.send(ingress(SENDER), s.value, key=e["event_id"].encode(), headers=s.headers)
+        payloads.append(s.value)
     await producer.flush()
     await producer.stop()
     raw_rate = await _baseline(bootstrap, ingress(SENDER), n)
@@ -174,6 +182,11 @@ async def _measure(
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
+    # Last, on the same broker: the loop alone, with every event's outputs precomputed.
+    floor = await _floor.measure(
+        bootstrap, _floor.templates(policy, keys, SENDER, events[:300]), source=ingress(SENDER),
+        backlog=n + int(rate * seconds), n=n, payloads=payloads[:500], rate=rate, seconds=seconds,
+    )  # fmt: skip
     lat = sorted(latencies)
     return {
         "events": n,
@@ -186,6 +199,11 @@ async def _measure(
         "latency_p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
         "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None,
         "worker_peak_rss_mib": round(rss, 1),
+        **floor,
+        "ratio_kafka_floor_to_raw": round(floor["kafka_floor_events_per_s"] / raw_rate, 4),
+        "ratio_pipeline_to_kafka_floor": round(
+            pipeline_rate / floor["kafka_floor_events_per_s"], 4
+        ),
     }
 
 

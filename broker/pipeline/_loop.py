@@ -181,8 +181,12 @@ class TransactionalLoop:
         client_id: str,
         clock: Callable[[], datetime],
         max_batch: int = 500,
+        group: str = GROUP,
+        pattern: str = INPUT_PATTERN,
     ) -> None:
         self.bootstrap = bootstrap
+        self.group = group
+        self.pattern = pattern
         self.processor: Processor | None = None  # set between fence() and start()
         self.transactional_id = transactional_id
         self.client_id = client_id
@@ -236,7 +240,7 @@ class TransactionalLoop:
         }
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
-            group_id=GROUP,
+            group_id=self.group,
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -250,7 +254,7 @@ class TransactionalLoop:
         async with translated(f"connecting to Kafka at {self.bootstrap}"):
             await self._consumer.start()
         self._consumer.subscribe(
-            pattern=INPUT_PATTERN, listener=_Resume(self._consumer, self._positions)
+            pattern=self.pattern, listener=_Resume(self._consumer, self._positions)
         )
 
     async def stop(self) -> None:
@@ -285,6 +289,9 @@ class TransactionalLoop:
             while True:
                 self._take_policy(pending)
                 if committing is None and pending:
+                    # The chain head as of the last record processed: exactly what this
+                    # transaction's audit records end with.
+                    pending.outs += self._require_processor().flush()
                     committing = asyncio.create_task(self._commit(pending), name="accord-commit")
                     pending = _Processed()
                 if stop.is_set():

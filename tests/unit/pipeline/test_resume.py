@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiokafka import TopicPartition
 
-from broker.pipeline import WorkerState
+from broker.audit import AuditRecord
+from broker.keys import FileKeyStore
+from broker.pipeline import OutRecord, Processor, WorkerState
 from broker.pipeline._loop import _Resume
+from broker.topics import AUDIT, STATE, ingress
+from tests.unit.pipeline.conftest import AT
+from tests.unit.pipeline.test_processor import incident, seal_as
 
 
 def test_consumed_offsets_survive_a_rebuild_from_the_changelog() -> None:
@@ -43,3 +50,24 @@ async def test_an_assigned_partition_resumes_at_the_workers_own_position() -> No
     await listener.on_partitions_revoked([known, new])
     await listener.on_partitions_assigned([known])
     assert consumer.seeks == {known: 180}
+
+
+def test_the_chain_head_is_written_once_per_transaction_and_resumes_the_chain(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """Records carry no head entry; ``flush`` adds the newest one, and only when it moved."""
+    processor = make_processor()
+    outs: list[OutRecord] = []
+    for offset in range(3):
+        record = seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp"))
+        outs += processor.handle(ingress("wmp"), 0, offset, *record, at=AT)
+    assert not [o for o in outs if o.topic == STATE and o.key.startswith(b"h:")]  # type: ignore[union-attr]
+    heads = [o for o in processor.flush() if o.topic == STATE and o.key.startswith(b"h:")]  # type: ignore[union-attr]
+    assert len(heads) == 1
+    chain = processor.ctx.chain
+    rebuilt = WorkerState()
+    rebuilt.apply(heads[0].key.decode(), heads[0].value)  # type: ignore[union-attr]
+    assert rebuilt.heads[chain.chain] == (chain.next_seq - 1, chain.prev_hash)
+    last = AuditRecord.model_validate_json([o for o in outs if o.topic == AUDIT][-1].value)
+    assert (last.seq, last.hash) == rebuilt.heads[chain.chain]
+    assert processor.flush() == []  # nothing new: no second head

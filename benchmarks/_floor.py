@@ -1,0 +1,202 @@
+"""The Kafka work alone: the worker's own loop, answering each input with no work at all.
+
+``bench_pipeline`` compares the pipeline with raw aiokafka passthrough (one record in, one
+out, no transactions). The pipeline must also write about a dozen records per event (the
+deliveries, one audit record per candidate, the changelog) in Kafka transactions. This
+measures what that costs by itself: the worker's ``TransactionalLoop`` with a stand-in
+processor that answers every input with the *real* outputs of a real event, computed once
+beforehand. Same topics, keys, sizes and transactions; zero opening, deciding or sealing.
+The gap between this floor and raw passthrough is the Kafka design's; the gap between the
+pipeline and this floor is Python's work per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from broker._canonical import canonical_json
+from broker.audit import ChainWriter, KeystoreAuditSigner
+from broker.config import EnvelopeSettings
+from broker.envelope import Sealer
+from broker.keys import FileKeyStore
+from broker.pipeline import Context, Linker, Metrics, OutRecord, Processor, WorkerState
+from broker.pipeline._loop import TransactionalLoop
+from broker.policy import Policy
+from broker.sdk._kafka import committed_consumer, idempotent_producer
+from broker.topics import SCHEMA_EVENT, deliver, ingress
+
+WATCHED = deliver("sandwell-coord")  # every bench event shares with the co-ordinating team
+
+
+def templates(
+    policy: Policy, keys: FileKeyStore, sender: str, events: Sequence[dict[str, Any]]
+) -> list[list[OutRecord]]:
+    """Each event's real outputs, from an in-process processor (no Kafka)."""
+    now = datetime.now(UTC)
+    ctx = Context(
+        policy=policy,
+        keys=keys,
+        linker=Linker(b"k" * 32),
+        state=WorkerState(),
+        chain=ChainWriter("worker:floor", clock=lambda: now),
+        signer=KeystoreAuditSigner(keys),
+        clock=lambda: now,
+        envelope=EnvelopeSettings(),
+        pseudonym_key=b"p" * 32,
+        metrics=Metrics(CollectorRegistry()),
+    )
+    processor = Processor(ctx)
+    sealer = Sealer(sender, keys)
+    out = []
+    for i, e in enumerate(events):
+        s = sealer.seal(canonical_json(e), event_id=e["event_id"], recipient="worker",
+                        schema=SCHEMA_EVENT, topic=ingress(sender))  # fmt: skip
+        records = processor.handle(ingress(sender), 0, i, s.value, s.headers, at=now)
+        if any(r.topic == WATCHED for r in records):
+            out.append(records)
+    return out
+
+
+class _Replay:
+    """Stands in for ``Processor``: each input gets the next template's records (``_Keyed``
+    gives the co-ordinating team's delivery the input's key, to time it)."""
+
+    def __init__(self, outputs: list[list[OutRecord]]) -> None:
+        self.ctx = SimpleNamespace(metrics=Metrics(CollectorRegistry()), state=WorkerState())
+        self._outputs = outputs
+        self.handled = 0
+        self.first: float | None = None
+        self.at_n: dict[int, float] = {}
+
+    def next_outputs(self) -> list[OutRecord]:
+        records = self._outputs[self.handled % len(self._outputs)]
+        self.handled += 1
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.at_n[self.handled] = time.perf_counter()
+        return records
+
+    def flush(self) -> list[OutRecord]:
+        return []
+
+
+class _Keyed(TransactionalLoop):
+    """The worker's loop, passing each input's key to the stand-in processor."""
+
+    async def _process(self, batch: dict[Any, list[Any]], into: Any) -> None:
+        replay: _Replay = self.processor  # type: ignore[assignment]
+        for tp, msgs in batch.items():
+            for m in msgs:
+                outs = replay.next_outputs()
+                into.outs += [
+                    OutRecord(r.topic, m.key, r.value, r.headers) if r.topic == WATCHED else r
+                    for r in outs
+                ]
+                into.stamps.append(m.timestamp)
+                await asyncio.sleep(0)
+            into.offsets[tp] = self._positions[tp] = msgs[-1].offset + 1
+
+
+async def measure(
+    bootstrap: str,
+    outputs: list[list[OutRecord]],
+    *,
+    source: str,
+    backlog: int,
+    n: int,
+    payloads: Sequence[bytes],
+    rate: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """Drain ``backlog`` records (rate over the first ``n``), then time an offered load."""
+    replay = _Replay(outputs)
+    loop = _Keyed(bootstrap, transactional_id=f"bench-floor-{uuid.uuid4().hex[:8]}",
+                  client_id="bench-floor", clock=lambda: datetime.now(UTC), max_batch=100,
+                  group=f"bench-floor-{uuid.uuid4().hex[:8]}", pattern=f"^{source}$")  # fmt: skip
+    await loop.fence()
+    await loop.start(replay)  # type: ignore[arg-type]  # the stand-in is duck-typed
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        while replay.handled < backlog:
+            if running.done():
+                running.result()
+            await asyncio.sleep(0.05)
+        assert replay.first is not None  # handled > 0
+        drain_rate = n / (replay.at_n[n] - replay.first)
+        latencies = await _offered(bootstrap, payloads, source, rate, seconds)
+    finally:
+        stop.set()
+        await running
+        await loop.stop()
+    lat = sorted(latencies)
+    return {
+        "kafka_floor_events_per_s": round(drain_rate),
+        "kafka_floor_latency_p50_ms": _ms(statistics.median(lat)) if lat else None,
+        "kafka_floor_latency_p99_ms": _ms(lat[int(len(lat) * 0.99) - 1]) if lat else None,
+    }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+async def _offered(
+    bootstrap: str, payloads: Sequence[bytes], source: str, rate: float, seconds: float
+) -> list[float]:
+    """Publish at ``rate`` with the SDK's producer settings; read as the SDK reads."""
+    sent: dict[bytes, float] = {}
+    latencies: list[float] = []
+    group = f"floor-{uuid.uuid4().hex[:8]}"
+    consumer: AIOKafkaConsumer = committed_consumer(bootstrap, WATCHED, group, "floor")
+    await consumer.start()
+    while await consumer.getmany(timeout_ms=1000):  # skip what earlier phases delivered
+        pass
+    producer: AIOKafkaProducer = idempotent_producer(bootstrap, "floor-publisher")
+    await producer.start()
+    total = int(rate * seconds)
+
+    async def receive() -> None:
+        deadline = None
+        while len(latencies) < total:
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for msgs in batch.values():
+                for m in msgs:
+                    t = sent.get(m.key) if m.key else None
+                    if t is not None:
+                        latencies.append(now - t)
+            if len(sent) == total:
+                deadline = deadline or now + 30
+                if now > deadline:
+                    return
+
+    receiver = asyncio.create_task(receive())
+    try:
+        pending = []
+        next_at = time.perf_counter()
+        for i in range(total):
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            key = uuid.uuid4().hex.encode()
+            sent[key] = time.perf_counter()
+            value = payloads[i % len(payloads)]
+            pending.append(asyncio.create_task(producer.send_and_wait(source, value, key=key)))
+            next_at += 1 / rate
+        await asyncio.gather(*pending)
+        await receiver
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return latencies
