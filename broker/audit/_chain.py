@@ -47,6 +47,14 @@ def _json(value: object) -> str:
 _encode_str = json.encoder.encode_basestring
 
 
+def _json_strs(values: Iterable[str]) -> str:
+    # What json.dumps writes for a list of strings with these separators, without its set-up.
+    items = list(values)
+    if not all(type(v) is str for v in items):
+        return _json(items)  # let the general encoder accept or refuse the odd one out
+    return "[" + ",".join(map(_encode_str, items)) + "]"
+
+
 def _json_time(at: datetime) -> str:
     # The log keeps UTC only, written as pydantic writes a datetime: ISO 8601 with "Z".
     if at.tzinfo is None:
@@ -141,7 +149,7 @@ class ChainWriter:
             "party": _json(party),
             "prev_hash": _json(self.prev_hash),
             "seq": str(self.next_seq),
-            "subject_keys": _json(list(subject_keys)),
+            "subject_keys": _json_strs(subject_keys),
         }
         body = "{" + ",".join(f'"{k}":{members[k]}' for k in _BODY_KEYS) + "}"
         digest = _record_digest(body.encode("utf-8"))

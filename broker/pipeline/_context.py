@@ -118,7 +118,7 @@ class Context:
             kind, event_id=event_id, party=party, subject_keys=subject_keys, data=data
         )
         self.audit_out.append(OutRecord(AUDIT, self._audit_key, encoded))
-        self.metrics.audit_records.labels(kind=kind.value).inc()
+        self.metrics.count(self.metrics.audit_records, kind.value)
 
     def checkpoint(self) -> None:
         rec = self.chain.checkpoint(self.signer)
@@ -128,7 +128,7 @@ class Context:
     def audit_received(self, work: Work) -> None:
         event = work.event
         assert event is not None  # noqa: S101  # only called once validated
-        self.metrics.received.labels(sender=event.sender).inc()
+        self.metrics.count(self.metrics.received, event.sender)
         roles: dict[str, int] = {}
         for s in event.subjects:
             roles[s.role] = roles.get(s.role, 0) + 1
@@ -147,7 +147,7 @@ class Context:
         )
 
     def audit_decided(self, work: Work, decision: Decision) -> None:
-        self.metrics.decisions.labels(recipient=decision.recipient, outcome=decision.outcome).inc()
+        self.metrics.count(self.metrics.decisions, decision.recipient, decision.outcome)
         keys = tuple(work.subject_keys[i] for i in decision.subjects) or work.subject_keys
         self.audit(
             AuditKind.DECIDED,
