@@ -104,7 +104,7 @@ class _Keyed(TransactionalLoop):
                 ]
                 into.stamps.append(m.timestamp)
                 await asyncio.sleep(0)
-            into.offsets[tp] = self._positions[tp] = msgs[-1].offset + 1
+            into.offsets[tp] = msgs[-1].offset + 1
 
 
 async def measure(

@@ -163,11 +163,12 @@ async def _settle(task: asyncio.Task[None] | None) -> None:
 
 
 async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
-    for task in tasks:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    """Cancel helper tasks and wait for them, whatever they ended with: cleanup must not
+    replace the error that is ending the loop."""
+    live = [t for t in tasks if t is not None]
+    for task in live:
+        task.cancel()
+    await asyncio.gather(*live, return_exceptions=True)
 
 
 class TransactionalLoop:
@@ -302,9 +303,7 @@ class TransactionalLoop:
                 # Back-pressure: while a slow commit runs, process at most one batch ahead.
                 if len(pending.stamps) < self.max_batch:
                     if fetching is None:
-                        fetching = asyncio.create_task(
-                            consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-                        )
+                        fetching = asyncio.create_task(self._fetch(consumer))
                     waits.add(fetching)
                 done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if committing is not None and committing in done:
@@ -316,13 +315,29 @@ class TransactionalLoop:
                     fetching = None
                     if batch := fetched.result():
                         await self._process(batch, pending)
-            await _settle(committing)
-            committing = None
+            last, committing = committing, None
+            await _settle(last)
+            pending.outs += self._require_processor().flush()  # the head, as at every hand-over
             if pending:
                 await self._commit(pending)
         finally:
             await _cancel(fetching, stopping)
-            await _settle(committing)
+            last, committing = committing, None
+            await _settle(last)
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """The next records, their partitions' positions moved past them before any await.
+
+        A rebalance listener may run at any await; it must find the position after every
+        record already fetched, or it would seek back and this worker would see them twice
+        (as replays). A fetched batch is always processed before the loop fetches again.
+        """
+        batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
+            timeout_ms=200, max_records=self.max_batch
+        )
+        for tp, msgs in batch.items():
+            self._positions[tp] = msgs[-1].offset + 1
+        return batch
 
     def _take_policy(self, pending: _Processed) -> None:
         """A requested policy load joins what is pending: its audit records follow it in order."""
@@ -339,7 +354,7 @@ class TransactionalLoop:
                 )
                 into.stamps.append(m.timestamp)
                 await asyncio.sleep(0)  # let the transaction in flight make progress
-            into.offsets[tp] = self._positions[tp] = msgs[-1].offset + 1
+            into.offsets[tp] = msgs[-1].offset + 1
 
     async def _commit(self, done: _Processed) -> None:
         processor = self._require_processor()
@@ -374,8 +389,9 @@ class TransactionalLoop:
             metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
         consumer = self._consumer
         if consumer is not None:
+            assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
             for tp, next_offset in done.offsets.items():
-                high = consumer.highwater(tp)
+                high = consumer.highwater(tp) if tp in assigned else None
                 if high is not None:
                     metrics.lag.labels(topic=tp.topic).set(max(0, high - next_offset))
 
