@@ -36,6 +36,8 @@ log = structlog.get_logger("accord.worker")
 
 INPUT_PATTERN = rf"^({re.escape(INGRESS_PREFIX)}.+|{re.escape(CONSENT)}|{re.escape(ACCESS)})$"
 GROUP = "accord-worker"
+# How often the group's offsets are brought up to what transactions committed (for tools).
+REPORT_EVERY_S = 5.0
 
 
 class _AlwaysNew:
@@ -203,6 +205,11 @@ class TransactionalLoop:
         # partition resumes. Processed-but-uncommitted records are in memory already, so
         # resuming at the group's older committed offset would see them again as replays.
         self._positions: dict[TopicPartition, int] = {}
+        # Offsets whose transactions committed, and the task copying them to the group.
+        self._durable: dict[TopicPartition, int] = {}
+        self._reported: dict[TopicPartition, int] = {}
+        self._reported_at = 0.0
+        self._reporting: asyncio.Task[None] | None = None
 
     async def fence(self) -> None:
         """Start the transactional producer: from here on no other worker can commit.
@@ -310,6 +317,7 @@ class TransactionalLoop:
                     finished = committing
                     committing = None
                     finished.result()  # a failed commit ends the loop
+                self._report_progress(consumer)
                 if fetching is not None and fetching in done:
                     fetched = fetching
                     fetching = None
@@ -320,10 +328,53 @@ class TransactionalLoop:
             pending.outs += self._require_processor().flush()  # the head, as at every hand-over
             if pending:
                 await self._commit(pending)
+            await self._report_now(consumer)
         finally:
-            await _cancel(fetching, stopping)
+            await _cancel(fetching, stopping, self._reporting)
             last, committing = committing, None
             await _settle(last)
+
+    def _report_progress(self, consumer: AIOKafkaConsumer) -> None:
+        """Every few seconds, bring the group's offsets up to what transactions committed.
+
+        The worker never reads them (it resumes from its changelog); they are there for the
+        tools that read a group's lag, and so that a worker rolled back to an older version
+        resumes near where this one stopped. Never ahead of a committed transaction; a
+        failure is harmless and retried at the next report.
+        """
+        now = time.monotonic()
+        if self._reporting is not None and not self._reporting.done():
+            return
+        if now - self._reported_at < REPORT_EVERY_S or self._durable == self._reported:
+            return
+        self._reported_at = now
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in self._durable.items() if tp in assigned}
+        if not offsets:
+            return
+
+        async def report() -> None:
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # a rebalance under way, say: the next report catches up
+                log.debug("group_offsets_not_reported", error=type(exc).__name__)
+            else:
+                self._reported.update(offsets)
+
+        self._reporting = asyncio.create_task(report(), name="accord-report-offsets")
+
+    async def _report_now(self, consumer: AIOKafkaConsumer) -> None:
+        """A last report on a clean stop, so the group's offsets end exactly current.
+
+        Bounded: a stop must not hang on a group that is rebalancing.
+        """
+        with contextlib.suppress(TimeoutError):
+            if self._reporting is not None:
+                await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
+            self._reported_at = 0.0
+            self._report_progress(consumer)
+            if self._reporting is not None:
+                await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
         """The next records, their partitions' positions moved past them before any await.
@@ -382,6 +433,7 @@ class TransactionalLoop:
                 await producer.abort_transaction()
             processor.ctx.metrics.transactions.labels(result="aborted").inc()
             raise
+        self._durable.update(done.offsets)
         metrics = processor.ctx.metrics
         metrics.transactions.labels(result="committed").inc()
         now_ms = time.time() * 1000

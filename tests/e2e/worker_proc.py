@@ -3,6 +3,7 @@ incident stream and exactly-once check the worker tests share."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from broker.audit import AuditKind, AuditRecord
 from broker.config import KafkaSettings, Settings
@@ -169,3 +171,24 @@ async def assert_exactly_once(
     decided = Counter((r.event_id, r.party) for r in audit if r.kind is AuditKind.DECIDED)
     assert decided == candidates
     return audit
+
+
+async def group_lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Per partition of ``topic``: its end offset minus ``group``'s committed offset."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    # Without a group, a consumer subscribed to a topic is assigned all its partitions.
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        for _ in range(100):
+            if tps := sorted(consumer.assignment()):
+                break
+            await asyncio.sleep(0.1)
+        assert tps, f"no partitions of {topic}"
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return {tp.partition: ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}

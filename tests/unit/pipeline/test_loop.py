@@ -36,10 +36,14 @@ def _messages(keys: FileKeyStore, first: int, count: int) -> list[Any]:
 class _Consumer:
     """Serves queued batches, then idles; ``on_idle`` runs at the first idle fetch."""
 
-    def __init__(self, batches: list[list[Any]], on_idle: Callable[[], None]) -> None:
+    def __init__(
+        self, batches: list[list[Any]], on_idle: Callable[[], None], *, assigned: bool = False
+    ) -> None:
         self.batches = batches
         self.on_idle = on_idle
+        self.assigned = {TP} if assigned else set()  # not assigned: as mid-rebalance
         self.seeks: dict[TopicPartition, int] = {}
+        self.group_commits: list[dict[TopicPartition, int]] = []
 
     async def getmany(
         self,
@@ -56,10 +60,15 @@ class _Consumer:
         self.seeks[tp] = offset
 
     def assignment(self) -> set[TopicPartition]:
-        return set()  # as mid-rebalance: nothing is assigned
+        return self.assigned
 
-    def highwater(self, tp: TopicPartition) -> int:  # noqa: ARG002  # aiokafka's signature
-        raise AssertionError("aiokafka asserts the partition is assigned")
+    def highwater(self, tp: TopicPartition) -> int:
+        if tp not in self.assigned:
+            raise AssertionError("aiokafka asserts the partition is assigned")
+        return 4
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.group_commits.append(dict(offsets))
 
 
 class _Batch:
@@ -155,3 +164,25 @@ async def test_a_stop_during_a_commit_still_commits_the_rest_with_the_chain_head
         assert offsets  # and the offsets they consumed
     assert offsets == {f"o:{TP.topic}:0".encode(): b"4"}
     assert processor.ctx.chain.next_seq == audit[-1].seq + 1
+
+
+async def test_the_groups_offsets_follow_committed_transactions_and_end_current(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """For tools that read a group's lag: never ahead of a commit, current after a stop."""
+    stop = asyncio.Event()
+    consumer = _Consumer(
+        [_messages(pipeline_keys, 0, 2), _messages(pipeline_keys, 2, 2)],
+        on_idle=stop.set,
+        assigned=True,
+    )
+    producer = _Producer()
+    await asyncio.wait_for(_loop(make_processor(), consumer, producer).run(stop), timeout=10)
+    committed = [
+        int(v) for records in producer.transactions for t, k, v in records
+        if t == STATE and k == f"o:{TP.topic}:0".encode()
+    ]  # fmt: skip
+    assert committed == [2, 4]
+    assert consumer.group_commits  # reported
+    assert all(c[TP] in committed for c in consumer.group_commits)  # only committed offsets
+    assert consumer.group_commits[-1] == {TP: 4}  # and current once stopped
