@@ -31,9 +31,10 @@ so each input is processed exactly once; nothing personal is logged, labelled or
 
 from broker.pipeline._context import Context
 from broker.pipeline._linkage import Linker, load_linkage_key
-from broker.pipeline._loop import TransactionalLoop, restore_state
+from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import GOVERNANCE, Processor
+from broker.pipeline._restore import restore_state
 from broker.pipeline._stages import OutRecord, Stage, Step, Verdict, Work, run_chain
 from broker.pipeline._state import ConsentShare, StateEntry, WorkerState
 from broker.pipeline._topics import TopicSpec, accord_topics, ensure_topics

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,12 +25,10 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
 from broker._transport import stop_quietly, translated
-from broker.envelope import KeyResolver, Opener
-from broker.errors import EnvelopeError, TransportError
+from broker.errors import TransportError
 from broker.pipeline._processor import Processor
 from broker.pipeline._stages import OutRecord
-from broker.pipeline._state import WorkerState
-from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX, STATE, WORKER
+from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX, STATE
 
 log = structlog.get_logger("accord.worker")
 
@@ -38,76 +36,6 @@ INPUT_PATTERN = rf"^({re.escape(INGRESS_PREFIX)}.+|{re.escape(CONSENT)}|{re.esca
 GROUP = "accord-worker"
 # How often the group's offsets are brought up to what transactions committed (for tools).
 REPORT_EVERY_S = 5.0
-
-
-class _AlwaysNew:
-    """Restoring state re-reads records already processed: replay does not apply."""
-
-    def first_sighting(self, event_id: str) -> bool:  # noqa: ARG002  # protocol signature
-        return True
-
-
-async def restore_state(bootstrap: str, keys: KeyResolver) -> WorkerState:
-    """Rebuild the worker's state from the committed changelog, start to end."""
-    state = WorkerState()
-    opener = Opener(WORKER, keys, replay_guard=_AlwaysNew())
-    # Without a group, a consumer subscribed to a topic is assigned all its partitions.
-    consumer = AIOKafkaConsumer(
-        STATE,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        client_id="accord-worker-restore",
-    )
-    try:
-        await consumer.start()
-        if STATE not in await consumer.topics():
-            # Never "no state": starting without the changelog would forget every replay id.
-            raise TransportError(f"the state changelog {STATE} does not exist")
-        for _ in range(100):
-            tps = sorted(consumer.assignment())
-            if tps:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise TransportError(f"no partitions of {STATE} could be assigned")
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-            for msgs in batch.values():
-                for m in msgs:
-                    _apply(state, opener, m.key, m.value, m.headers)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-    except KafkaError as exc:
-        raise TransportError(f"restoring worker state: {type(exc).__name__}") from exc
-    finally:
-        await consumer.stop()
-    return state
-
-
-def _apply(
-    state: WorkerState,
-    opener: Opener,
-    key: bytes | None,
-    value: bytes | None,
-    headers: Sequence[tuple[str, bytes]],
-) -> None:
-    if key is None or value is None:
-        return
-    name = key.decode()
-    if name.startswith("c:"):
-        try:
-            value = opener.open_kafka(value, headers, topic=STATE).payload
-        except EnvelopeError as exc:
-            # Fail closed: the subject's consent is treated as missing, never guessed.
-            log.error("state_entry_unopenable", key_kind="c", reason=exc.reason)  # noqa: TRY400  # the traceback would add nothing
-            return
-    state.apply(name, value)
 
 
 @dataclass

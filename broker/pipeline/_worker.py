@@ -23,9 +23,10 @@ from broker.errors import BundleInvalid
 from broker.keys import FileKeyStore
 from broker.pipeline._context import Context
 from broker.pipeline._linkage import Linker, load_linkage_key
-from broker.pipeline._loop import TransactionalLoop, restore_state
+from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor
+from broker.pipeline._restore import restore_state
 from broker.pipeline._stages import OutRecord
 from broker.pipeline._topics import accord_topics, ensure_topics
 from broker.policy import Policy, load_bundle

@@ -1,0 +1,87 @@
+"""Rebuilding the worker's state from its committed changelog (``accord.worker.state``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import structlog
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from broker.envelope import KeyResolver, Opener
+from broker.errors import EnvelopeError, TransportError
+from broker.pipeline._state import WorkerState
+from broker.topics import STATE, WORKER
+
+log = structlog.get_logger("accord.worker")
+
+
+class _AlwaysNew:
+    """Restoring state re-reads records already processed: replay does not apply."""
+
+    def first_sighting(self, event_id: str) -> bool:  # noqa: ARG002  # protocol signature
+        return True
+
+
+async def restore_state(bootstrap: str, keys: KeyResolver) -> WorkerState:
+    """Rebuild the worker's state from the committed changelog, start to end."""
+    state = WorkerState()
+    opener = Opener(WORKER, keys, replay_guard=_AlwaysNew())
+    # Without a group, a consumer subscribed to a topic is assigned all its partitions.
+    consumer = AIOKafkaConsumer(
+        STATE,
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id="accord-worker-restore",
+    )
+    try:
+        await consumer.start()
+        if STATE not in await consumer.topics():
+            # Never "no state": starting without the changelog would forget every replay id.
+            raise TransportError(f"the state changelog {STATE} does not exist")
+        for _ in range(100):
+            tps = sorted(consumer.assignment())
+            if tps:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise TransportError(f"no partitions of {STATE} could be assigned")
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            for msgs in batch.values():
+                for m in msgs:
+                    _apply(state, opener, m.key, m.value, m.headers)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+    except KafkaError as exc:
+        raise TransportError(f"restoring worker state: {type(exc).__name__}") from exc
+    finally:
+        await consumer.stop()
+    return state
+
+
+def _apply(
+    state: WorkerState,
+    opener: Opener,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]],
+) -> None:
+    if key is None or value is None:
+        return
+    name = key.decode()
+    if name.startswith("c:"):
+        try:
+            value = opener.open_kafka(value, headers, topic=STATE).payload
+        except EnvelopeError as exc:
+            # Fail closed: the subject's consent is treated as missing, never guessed.
+            log.error("state_entry_unopenable", key_kind="c", reason=exc.reason)  # noqa: TRY400  # the traceback would add nothing
+            return
+    state.apply(name, value)
