@@ -68,8 +68,9 @@ def templates(
 
 
 class _Replay:
-    """Stands in for ``Processor``: each input gets the next template's records (``_Keyed``
-    gives the co-ordinating team's delivery the input's key, to time it)."""
+    """Stands in for ``Processor``: each input gets the next template's records, the
+    co-ordinating team's delivery keyed by the input's place (``partition:offset``) so the
+    publisher, which learns that place from its acknowledgement, can time it."""
 
     def __init__(self, outputs: list[list[OutRecord]]) -> None:
         self.ctx = SimpleNamespace(metrics=Metrics(CollectorRegistry()), state=WorkerState())
@@ -78,33 +79,32 @@ class _Replay:
         self.first: float | None = None
         self.at_n: dict[int, float] = {}
 
-    def next_outputs(self) -> list[OutRecord]:
-        records = self._outputs[self.handled % len(self._outputs)]
+    def handle(  # Processor.handle's signature, for the worker's own loop
+        self,
+        topic: str,  # noqa: ARG002  # as Processor.handle
+        partition: int,
+        offset: int,
+        value: bytes | None,  # noqa: ARG002  # as Processor.handle
+        headers: Sequence[tuple[str, bytes]],  # noqa: ARG002  # as Processor.handle
+        *,
+        at: datetime,  # noqa: ARG002  # as Processor.handle
+    ) -> list[OutRecord]:
+        template = self._outputs[self.handled % len(self._outputs)]
         self.handled += 1
+        now = time.perf_counter()
         if self.first is None:
-            self.first = time.perf_counter()
-        self.at_n[self.handled] = time.perf_counter()
-        return records
+            self.first = now
+        self.at_n[self.handled] = now
+        place = _place(partition, offset)
+        return [OutRecord(r.topic, place, r.value, r.headers) if r.topic == WATCHED else r
+                for r in template]  # fmt: skip
 
     def flush(self) -> list[OutRecord]:
         return []
 
 
-class _Keyed(TransactionalLoop):
-    """The worker's loop, passing each input's key to the stand-in processor."""
-
-    async def _process(self, batch: dict[Any, list[Any]], into: Any) -> None:
-        replay: _Replay = self.processor  # type: ignore[assignment]
-        for tp, msgs in batch.items():
-            for m in msgs:
-                outs = replay.next_outputs()
-                into.outs += [
-                    OutRecord(r.topic, m.key, r.value, r.headers) if r.topic == WATCHED else r
-                    for r in outs
-                ]
-                into.stamps.append(m.timestamp)
-                await asyncio.sleep(0)
-            into.offsets[tp] = msgs[-1].offset + 1
+def _place(partition: int, offset: int) -> bytes:
+    return f"{partition}:{offset}".encode()
 
 
 async def measure(
@@ -120,7 +120,7 @@ async def measure(
 ) -> dict[str, Any]:
     """Drain ``backlog`` records (rate over the first ``n``), then time an offered load."""
     replay = _Replay(outputs)
-    loop = _Keyed(bootstrap, transactional_id=f"bench-floor-{uuid.uuid4().hex[:8]}",
+    loop = TransactionalLoop(bootstrap, transactional_id=f"bench-floor-{uuid.uuid4().hex[:8]}",
                   client_id="bench-floor", clock=lambda: datetime.now(UTC), max_batch=100,
                   group=f"bench-floor-{uuid.uuid4().hex[:8]}", pattern=f"^{source}$")  # fmt: skip
     await loop.fence()
@@ -156,7 +156,7 @@ async def _offered(
 ) -> list[float]:
     """Publish at ``rate`` with the SDK's producer settings; read as the SDK reads."""
     sent: dict[bytes, float] = {}
-    latencies: list[float] = []
+    arrived: dict[bytes, float] = {}
     group = f"floor-{uuid.uuid4().hex[:8]}"
     consumer: AIOKafkaConsumer = committed_consumer(bootstrap, WATCHED, group, "floor")
     await consumer.start()
@@ -168,18 +168,24 @@ async def _offered(
 
     async def receive() -> None:
         deadline = None
-        while len(latencies) < total:
+        while True:
             batch = await consumer.getmany(timeout_ms=200)
             now = time.perf_counter()
             for msgs in batch.values():
                 for m in msgs:
-                    t = sent.get(m.key) if m.key else None
-                    if t is not None:
-                        latencies.append(now - t)
-            if len(sent) == total:
+                    if m.key is not None:
+                        arrived.setdefault(m.key, now)
+            if len(sent) == total:  # every publish acknowledged
+                if sent.keys() <= arrived.keys():
+                    return
                 deadline = deadline or now + 30
                 if now > deadline:
                     return
+
+    async def send(value: bytes, key: bytes) -> None:
+        at = time.perf_counter()
+        sent_to = await producer.send_and_wait(source, value, key=key)
+        sent[_place(sent_to.partition, sent_to.offset)] = at
 
     receiver = asyncio.create_task(receive())
     try:
@@ -189,14 +195,12 @@ async def _offered(
             delay = next_at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            key = uuid.uuid4().hex.encode()
-            sent[key] = time.perf_counter()
             value = payloads[i % len(payloads)]
-            pending.append(asyncio.create_task(producer.send_and_wait(source, value, key=key)))
+            pending.append(asyncio.create_task(send(value, uuid.uuid4().hex.encode())))
             next_at += 1 / rate
         await asyncio.gather(*pending)
         await receiver
     finally:
         await producer.stop()
         await consumer.stop()
-    return latencies
+    return [arrived[place] - at for place, at in sent.items() if place in arrived]

@@ -106,8 +106,10 @@ class Link:
 
     def __call__(self, work: Work) -> Step:
         assert work.event is not None  # noqa: S101  # Validate forwarded
-        work.subject_keys = tuple(self.ctx.linker.subject_key(s) for s in work.event.subjects)
-        lookup = tuple(k for s in work.event.subjects for k in self.ctx.linker.lookup_keys(s))
+        # lookup_keys puts the subject key first: one HMAC per key, not two.
+        per_subject = [self.ctx.linker.lookup_keys(s) for s in work.event.subjects]
+        work.subject_keys = tuple(keys[0] for keys in per_subject)
+        lookup = tuple(k for keys in per_subject for k in keys)
         work.consents = self.ctx.state.consents_for(lookup)
         self.ctx.audit_received(work)
         return FORWARD

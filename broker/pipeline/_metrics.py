@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
         self.received = Counter(
             "accord_events_received",
             "Valid contact events received, by sender.",
@@ -69,7 +69,7 @@ class Metrics:
         The worker counts about fourteen things per event; ``labels()`` takes a lock and
         builds its key each time, which is most of a counter's cost.
         """
-        key = (id(metric), labels)
+        key = (metric, labels)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*labels)

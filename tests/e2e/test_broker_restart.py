@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit import AuditKind
 from broker.devkafka import EmbeddedKafka
 from broker.sdk import Publisher
 from tests.e2e.worker_proc import (
@@ -21,7 +20,7 @@ from tests.e2e.worker_proc import (
     assert_exactly_once,
     incidents,
     prepared,
-    read_audit,
+    received_ids,
 )
 
 pytestmark = pytest.mark.slow
@@ -50,8 +49,7 @@ async def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
             if not worker.alive():  # crash-only: the supervisor's job
                 restarts += 1
                 worker.start()
-            audit = await read_audit(bootstrap)
-            received = {r.event_id for r in audit if r.kind is AuditKind.RECEIVED}
+            received = await received_ids(bootstrap)
             if len(received) >= len(events):
                 break
             await asyncio.sleep(0.5)

@@ -25,6 +25,7 @@ from tests.e2e.worker_proc import (
     incidents,
     prepared,
     read_audit,
+    received_ids,
 )
 
 pytestmark = pytest.mark.slow
@@ -56,8 +57,7 @@ async def test_a_second_worker_fences_the_first_and_nothing_is_lost_or_doubled(
             await pub.publish_many(events[120:])
         received: set[str | None] = set()
         for _ in range(240):
-            audit = await read_audit(bootstrap)
-            received = {r.event_id for r in audit if r.kind is AuditKind.RECEIVED}
+            received = await received_ids(bootstrap)
             if len(received) >= len(events) and not first.alive():
                 break
             await asyncio.sleep(0.5)

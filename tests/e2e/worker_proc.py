@@ -56,6 +56,11 @@ async def read_audit(bootstrap: str) -> list[AuditRecord]:
     return [AuditRecord.model_validate_json(m.value) for m in await read_all(bootstrap, AUDIT)]
 
 
+async def received_ids(bootstrap: str) -> set[str | None]:
+    """The event ids the worker has audited as ``received`` so far."""
+    return {r.event_id for r in await read_audit(bootstrap) if r.kind is AuditKind.RECEIVED}
+
+
 def keystore_for(policy: Policy, path: Path) -> FileKeyStore:
     keys = FileKeyStore(path, create=True)
     for party in [*policy.bundle.parties, "worker", "audit", "governance"]:

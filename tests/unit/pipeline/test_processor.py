@@ -138,6 +138,23 @@ def test_an_incident_reaches_exactly_the_recipients_the_policy_names(
     assert len(run.audit(AuditKind.RECEIVED)) == 1
 
 
+def test_each_subject_is_audited_under_its_primary_subject_key(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    """NHS number first; a subject without one falls back to its demographics key."""
+    event = incident()
+    del event["subjects"][1]["nhs_number"]  # the parent is known by demographics only
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+    linker = run.processor.ctx.linker
+    expected = tuple(
+        linker.subject_key(s) for s in parse_event(canonical_json(event), now=AT).subjects
+    )
+    assert expected[0].startswith("n:")
+    assert expected[1].startswith("d:")
+    [received] = run.audit(AuditKind.RECEIVED)
+    assert tuple(received.subject_keys) == expected
+
+
 def test_audit_records_and_state_carry_no_personal_values(
     run: Run, pipeline_keys: FileKeyStore
 ) -> None:
