@@ -64,7 +64,12 @@ from broker.audit._store import (
     StoredRow,
     Window,
 )
-from broker.audit._verify import VerifySummary, verify_records, verify_store
+from broker.audit._verify import (
+    VerifySummary,
+    signed_checkpoints,
+    verify_records,
+    verify_store,
+)
 
 __all__ = [
     "AUDIT_PARTY",
@@ -115,6 +120,7 @@ __all__ = [
     "record_hash",
     "review_override",
     "review_record",
+    "signed_checkpoints",
     "subject_key_for_nhs_number",
     "verify_chain",
     "verify_records",

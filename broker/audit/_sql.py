@@ -55,6 +55,10 @@ class SqlAuditStore:
     def _lock_migrations(self) -> None:
         """Keep two processes from migrating at once (SQLite's write lock already does)."""
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        raise NotImplementedError
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -321,6 +325,15 @@ class SqliteAuditStore(SqlAuditStore):
             raise
         self._conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        # Deferred: in WAL mode the first read fixes the snapshot, and writers carry on.
+        self._conn.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            self._conn.execute("ROLLBACK")
+
 
 class PostgresAuditStore(SqlAuditStore):
     """Production: PostgreSQL through psycopg 3."""
@@ -342,6 +355,13 @@ class PostgresAuditStore(SqlAuditStore):
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
         with self._conn.transaction():
+            yield
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        # READ COMMITTED, the default, takes a new snapshot per statement.
+        with self._conn.transaction():
+            self._q("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
 
     def _lock_migrations(self) -> None:

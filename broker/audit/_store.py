@@ -9,6 +9,7 @@ crosses the seam holds subject keys, party ids and field names only, never perso
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -161,6 +162,14 @@ class AuditStore(Protocol):
         ...
 
     # -- verification --------------------------------------------------------------------
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Within it, every read sees the index as of one moment, whatever the indexer commits.
+
+        Verification reads rows, heads and checkpoints separately; without one snapshot, a
+        checkpoint indexed between two reads would look like a truncated chain.
+        """
+        ...
 
     def count(self) -> int: ...
 

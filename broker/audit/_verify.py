@@ -12,7 +12,7 @@ checkpoints vouch that the topic has not lost what it once held.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -81,7 +81,15 @@ def _check_reference(report: ChainReport, cp: AuditRecord | None, verifier: Chec
 
 
 def verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySummary:
-    """Verify every chain in the index; raise :class:`ChainBroken` at the first bad record."""
+    """Verify every chain in the index; raise :class:`ChainBroken` at the first bad record.
+
+    Reads one snapshot, so an indexer running meanwhile cannot make it cry wolf.
+    """
+    with store.snapshot():
+        return _verify_store(store, verifier)
+
+
+def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySummary:
     heads = store.heads()
     total = signed = 0
     chains = store.chains()
@@ -119,15 +127,26 @@ def verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumma
     return VerifySummary(getattr(store, "backend", "index"), len(chains), total, signed)
 
 
+def signed_checkpoints(store: AuditStore) -> dict[str, AuditRecord]:
+    """The newest signed checkpoint the index holds for each chain, read as one snapshot."""
+    with store.snapshot():
+        cps = {chain: store.latest_checkpoint(chain) for chain in store.chains()}
+    return {chain: cp for chain, cp in cps.items() if cp is not None}
+
+
 def verify_records(
     chains: dict[str, list[AuditRecord]],
     verifier: CheckpointVerifier,
     *,
-    reference: AuditStore | None = None,
+    reference: Mapping[str, AuditRecord] | None = None,
     source: str = "topic",
 ) -> VerifySummary:
-    """Verify chains read from the topic; ``reference`` (an index) vouches against truncation."""
-    names = sorted(set(chains) | set(reference.chains() if reference else ()))
+    """Verify chains read from the topic against truncation by ``reference``.
+
+    ``reference`` is :func:`signed_checkpoints` of an index, read *before* the topic: the index
+    trails the topic, so a checkpoint read afterwards may cover records the read never reached.
+    """
+    names = sorted(set(chains) | set(reference or ()))
     total = signed = 0
     for chain in names:
         records = chains.get(chain, [])
@@ -136,6 +155,6 @@ def verify_records(
             signed += 1
         if reference is not None:
             hashes = {r.seq: r.hash for r in records}
-            _check_reference(report, reference.latest_checkpoint(chain), verifier, hashes)
+            _check_reference(report, reference.get(chain), verifier, hashes)
         total += report.records
     return VerifySummary(source, len(names), total, signed)

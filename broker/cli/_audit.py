@@ -144,18 +144,27 @@ def index(db: Db = None, follow: Follow = False) -> None:
 
 def verify(db: Db = None, from_topic: FromTopic = False) -> None:
     """Prove the log intact; name the first bad record and exit 1 if it is not."""
-    from broker.audit import by_chain, read_topic, verify_records, verify_store  # noqa: PLC0415
+    from broker.audit import (  # noqa: PLC0415
+        by_chain,
+        read_topic,
+        signed_checkpoints,
+        verify_records,
+        verify_store,
+    )
 
     settings = load_settings()
     verifier = _verifier(settings)
     if from_topic:
+        reference = None
+        if db is not None:
+            # Before the topic: a checkpoint indexed after the read would look like truncation.
+            index = _store(settings, db)
+            try:
+                reference = signed_checkpoints(index)
+            finally:
+                index.close()
         messages = asyncio.run(read_topic(settings.kafka.bootstrap))
-        reference = _store(settings, db) if db is not None else None
-        try:
-            summary = verify_records(by_chain(messages), verifier, reference=reference)
-        finally:
-            if reference is not None:
-                reference.close()
+        summary = verify_records(by_chain(messages), verifier, reference=reference)
     else:
         store = _store(settings, db)
         try:

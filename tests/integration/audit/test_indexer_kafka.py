@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from broker.audit import (
     Indexer,
     KeystoreAuditSigner,
     KeystoreAuditVerifier,
+    TopicMessage,
     Window,
     by_chain,
     governance_report,
@@ -23,6 +25,7 @@ from broker.audit import (
     read_topic,
     record_hash,
     review_override,
+    signed_checkpoints,
     verify_records,
     verify_store,
 )
@@ -30,7 +33,7 @@ from broker.errors import ChainBroken
 from broker.keys import FileKeyStore
 from broker.pipeline import Linker
 from tests.kafka_helpers import create_topics, unique_topic
-from tests.unit.audit.conftest import worker_chain
+from tests.unit.audit.conftest import Run, worker_chain
 
 pytestmark = pytest.mark.kafka
 
@@ -111,8 +114,9 @@ async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_named(
     records = worker_chain(linker, keys, chain="worker:t")
     await produce(kafka_bootstrap, topic, records)
     await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    reference = signed_checkpoints(store)
     summary = verify_records(by_chain(await read_topic(kafka_bootstrap, topic)), verifier,
-                             reference=store)  # fmt: skip
+                             reference=reference)  # fmt: skip
     assert (summary.records, summary.chains) == (len(records), 1)
 
     # A record appended by someone who can write to the topic but holds no audit key.
@@ -165,3 +169,30 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
     assert (review.reviewed_by, review.note) == ("ig-jo", notes[0])  # the first review stands
     assert governance_report(store, Window()).pending_overrides == ()
     assert verify_store(store, verifier).signed_chains == 2
+
+
+def test_verify_from_topic_is_not_fooled_by_a_checkpoint_indexed_after_it_read_the_topic(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore, audit_db_url: str, run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The index trails the topic: its checkpoints vouch only if read before the topic is."""
+    records = worker_chain(linker, keys)
+    cut = max(i for i, r in enumerate(records) if r.kind == "checkpoint") - 1
+    asyncio.run(produce(kafka_bootstrap, topic, records[:cut]))
+    indexed = asyncio.run(Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False))
+    assert indexed.indexed == cut
+
+    async def read_then_the_worker_and_indexer_go_on(bootstrap: str) -> list[TopicMessage]:
+        messages = await read_topic(bootstrap, topic)
+        await produce(bootstrap, topic, records[cut : cut + 2])
+        await Indexer(store, verifier, bootstrap, topic=topic).run(follow=False)
+        return messages
+
+    monkeypatch.setattr("broker.audit.read_topic", read_then_the_worker_and_indexer_go_on)
+    monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    code, out, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
+    assert (code, err) == (0, ""), err
+    assert out.startswith(f"audit log intact (topic): {cut} records in 1 chains")
+    assert store.count() == cut + 2  # the checkpoint was indexed while verification ran
