@@ -44,9 +44,13 @@ async def chain_head_on_topic(
     bootstrap: str, chain: str, store: AuditStore, topic: str = AUDIT
 ) -> tuple[int, str]:
     """The newest record of ``chain`` on the topic: the index's head, then anything newer."""
-    head = store.heads().get(chain)
+    # One snapshot: offsets read after another indexer's commit, with the head from before
+    # it, would skip records and make this writer fork its own chain.
+    with store.snapshot():
+        head = store.heads().get(chain)
+        start = store.offsets(topic)
     seq, digest = (head.seq, head.hash) if head is not None else (-1, GENESIS)
-    for m in await read_topic(bootstrap, topic, start=store.offsets(topic)):
+    for m in await read_topic(bootstrap, topic, start=start):
         if m.key != chain.encode():
             continue
         rec = AuditRecord.model_validate_json(m.value or b"")

@@ -9,6 +9,12 @@ different hash is a fork and breaks the chain.
 Every record is checked against its chain's stored head (sequence, ``prev_hash``, hash,
 checkpoint signature) before it is written. A break stops indexing that chain, records where
 and why in ``chain_heads``, and is reported loudly; other chains carry on.
+
+Two indexers may share a database (a console's, and ``accord audit review-override``'s own).
+Each reads heads and offsets together, as one snapshot, and a batch commits only if the
+stored offsets are still the ones it started from; otherwise it is dropped, the indexer
+reloads and seeks to where the other one got, and nothing stale (an old head, a gap read as
+a break) is ever written.
 """
 
 from __future__ import annotations
@@ -42,16 +48,45 @@ class IndexSummary:
 class ChainTracker:
     """Verifies records one at a time against each chain's head; builds the batch to commit."""
 
-    def __init__(self, store: AuditStore, verifier: CheckpointVerifier) -> None:
+    def __init__(
+        self, store: AuditStore, verifier: CheckpointVerifier, *, topic: str = AUDIT
+    ) -> None:
         self._store = store
         self._verifier = verifier
-        self.heads: dict[str, ChainHead] = store.heads()
-        self._pending: dict[tuple[str, int], str] = {}
+        self.topic = topic
         self.summary = IndexSummary()
+        self.heads: dict[str, ChainHead] = {}
+        self.offsets: dict[int, int] = {}
+        self._pending: dict[tuple[str, int], str] = {}
+        self._before = self.summary
+        self.sync()
 
-    def new_batch(self, topic: str) -> IndexBatch:
+    def sync(self) -> dict[int, int]:
+        """Reload heads and ``topic``'s offsets as the index holds them now; return the offsets.
+
+        One snapshot: heads read before another indexer's commit and offsets read after it
+        would make every record in between look missing.
+        """
+        with self._store.snapshot():
+            self.heads = self._store.heads()
+            self.offsets = self._store.offsets(self.topic)
         self._pending = {}
-        return IndexBatch(topic)
+        return dict(self.offsets)
+
+    def new_batch(self) -> IndexBatch:
+        self._pending = {}
+        self._before = replace(self.summary, breaks=list(self.summary.breaks))
+        return IndexBatch(self.topic, base_offsets=dict(self.offsets))
+
+    def commit(self, batch: IndexBatch) -> bool:
+        """Apply ``batch``; False if another indexer moved the index first (then reloaded)."""
+        if self._store.apply(batch):
+            self.offsets.update(batch.offsets)
+            return True
+        self.summary = self._before
+        self.sync()
+        log.info("audit_index_moved", topic=self.topic)
+        return False
 
     def offer(
         self,
@@ -134,7 +169,7 @@ class Indexer:
         self.topic = topic
         self.bootstrap = bootstrap
         self.max_batch = max_batch
-        self.tracker = ChainTracker(store, verifier)
+        self.tracker = ChainTracker(store, verifier, topic=topic)
 
     async def run(
         self,
@@ -170,12 +205,15 @@ class Indexer:
     ) -> int:
         seen = 0
         await consumer.start()
-        tps = await _assign(consumer, self.topic, self.store.offsets(self.topic))
+        tps = await _assign(consumer, self.topic)
+        await _seek(consumer, tps, self.tracker.sync())
         end = None if follow else await consumer.end_offsets(tps)
         idle = 0
         while not stop.is_set():
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
-            seen += self._commit(got)
+            if got and not self._commit(got):
+                await _seek(consumer, tps, self.tracker.offsets)
+            seen += sum(len(v) for v in got.values())
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:
                 break
@@ -183,20 +221,15 @@ class Indexer:
                 break
         return seen
 
-    def _commit(self, got: dict[Any, list[Any]]) -> int:
-        if not got:
-            return 0
-        batch = self.tracker.new_batch(self.topic)
-        n = 0
+    def _commit(self, got: dict[Any, list[Any]]) -> bool:
+        batch = self.tracker.new_batch()
         for tp in sorted(got, key=lambda t: t.partition):
             for m in got[tp]:
                 self.tracker.offer(batch, m.key, m.value, m.partition, m.offset)
-                n += 1
-        self.store.apply(batch)
-        return n
+        return self.tracker.commit(batch)
 
 
-async def _assign(consumer: Any, topic: str, stored: dict[int, int]) -> list[Any]:
+async def _assign(consumer: Any, topic: str) -> list[Any]:
     if topic not in await consumer.topics():
         raise TransportError(f"the topic {topic} does not exist (has a worker run yet?)")
     # Without a group, a consumer subscribed to a topic is assigned all its partitions.
@@ -208,13 +241,16 @@ async def _assign(consumer: Any, topic: str, stored: dict[int, int]) -> list[Any
         await asyncio.sleep(0.1)
     else:
         raise TransportError(f"no partitions of {topic} could be assigned")
+    return tps
+
+
+async def _seek(consumer: Any, tps: list[Any], stored: dict[int, int]) -> None:
     fresh = [tp for tp in tps if tp.partition not in stored]
     if fresh:
         await consumer.seek_to_beginning(*fresh)
     for tp in tps:
         if tp.partition in stored:
             consumer.seek(tp, stored[tp.partition])
-    return tps
 
 
 async def _at_end(consumer: Any, end: dict[Any, int]) -> bool:
@@ -248,7 +284,8 @@ async def read_topic(
     try:
         async with translated(f"reading {topic} from {bootstrap}"):
             await consumer.start()
-            tps = await _assign(consumer, topic, start or {})
+            tps = await _assign(consumer, topic)
+            await _seek(consumer, tps, start or {})
             end = await consumer.end_offsets(tps)
             idle = 0
             while not await _at_end(consumer, end) and idle < 30:

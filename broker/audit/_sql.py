@@ -55,6 +55,9 @@ class SqlAuditStore:
     def _lock_migrations(self) -> None:
         """Keep two processes from migrating at once (SQLite's write lock already does)."""
 
+    def _lock_index(self) -> None:
+        """Serialise indexers' batches (SQLite's ``BEGIN IMMEDIATE`` already does)."""
+
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         raise NotImplementedError
@@ -107,8 +110,13 @@ class SqlAuditStore:
         rows = self._q("SELECT hash FROM audit_records WHERE chain = ? AND seq = ?", (chain, seq))
         return str(rows[0][0]) if rows else None
 
-    def apply(self, batch: IndexBatch) -> None:
+    def apply(self, batch: IndexBatch) -> bool:
         with self._tx():
+            self._lock_index()
+            if batch.base_offsets is not None:
+                stored = self.offsets(batch.topic)
+                if any(stored.get(p) != batch.base_offsets.get(p) for p in batch.offsets):
+                    return False
             for item in batch.records:
                 rec = item.record
                 cols = derived_columns(rec)
@@ -158,6 +166,7 @@ class SqlAuditStore:
                     "DO UPDATE SET next_offset = excluded.next_offset",
                     (batch.topic, partition, offset),
                 )
+        return True
 
     def _add_review(self, rec: AuditRecord) -> None:
         data = rec.data
@@ -366,6 +375,10 @@ class PostgresAuditStore(SqlAuditStore):
 
     def _lock_migrations(self) -> None:
         self._q("SELECT pg_advisory_xact_lock(?)", (0x4163636F7264,))  # 'Accord'
+
+    def _lock_index(self) -> None:
+        # READ COMMITTED: once the lock is held, the offsets read next are the latest.
+        self._q("SELECT pg_advisory_xact_lock(?)", (0x4163636F7265,))  # 'Accord' + 1
 
 
 def describe_url(url: str) -> str:

@@ -77,6 +77,8 @@ class IndexBatch:
     heads: dict[str, ChainHead] = field(default_factory=dict)
     checkpoints: dict[str, AuditRecord] = field(default_factory=dict)
     offsets: dict[int, int] = field(default_factory=dict)  # partition → next offset
+    # The stored offsets this batch was verified from; None: apply without checking (tools).
+    base_offsets: dict[int, int] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.records or self.heads or self.checkpoints or self.offsets)
@@ -157,8 +159,12 @@ class AuditStore(Protocol):
 
     def stored_hash(self, chain: str, seq: int) -> str | None: ...
 
-    def apply(self, batch: IndexBatch) -> None:
-        """Commit rows, heads, checkpoints, reviews and offsets together, or nothing."""
+    def apply(self, batch: IndexBatch) -> bool:
+        """Commit rows, heads, checkpoints, reviews and offsets together, or nothing.
+
+        Nothing, and False, when ``batch.base_offsets`` no longer match the stored offsets of
+        the partitions it advances: another indexer committed first.
+        """
         ...
 
     # -- verification --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from broker.audit import (
     TopicMessage,
     Window,
     by_chain,
+    chain_head_on_topic,
     governance_report,
     open_store,
     read_topic,
@@ -196,3 +198,45 @@ def test_verify_from_topic_is_not_fooled_by_a_checkpoint_indexed_after_it_read_t
     assert (code, err) == (0, ""), err
     assert out.startswith(f"audit log intact (topic): {cut} records in 1 chains")
     assert store.count() == cut + 2  # the checkpoint was indexed while verification ran
+
+
+async def test_a_console_finds_its_chain_head_even_while_another_indexer_commits(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore, audit_db_url: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Head and offsets as one snapshot: else it would resume its chain at an old head (a fork)."""
+    records = worker_chain(linker, keys, chain="console:desk")
+    await produce(kafka_bootstrap, topic, records[:4])
+    await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    await produce(kafka_bootstrap, topic, records[4:])
+    assert store.heads()["console:desk"].seq == 3
+    other = open_store(audit_db_url, home=tmp_path)
+    indexer_ran = False
+
+    class OtherIndexerCommitsMidRead:
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        def offsets(self, topic: str) -> dict[int, int]:
+            nonlocal indexer_ran
+            if not indexer_ran:
+                indexer_ran = True
+                # Synchronous, as an indexer in another process would be: between two reads.
+                catch_up = Indexer(other, verifier, kafka_bootstrap, topic=topic)
+                with ThreadPoolExecutor(1) as pool:
+                    pool.submit(asyncio.run, catch_up.run(follow=False)).result()
+            return store.offsets(topic)
+
+    try:
+        seq, digest = await chain_head_on_topic(
+            kafka_bootstrap,
+            "console:desk",
+            OtherIndexerCommitsMidRead(),
+            topic,  # type: ignore[arg-type]  # a proxy of one
+        )
+    finally:
+        other.close()
+    assert indexer_ran
+    assert store.heads()["console:desk"].seq == len(records) - 1
+    assert (seq, digest) == (records[-1].seq, records[-1].hash)

@@ -191,11 +191,11 @@ def index_records(
     topic: str = "accord.audit", start: int = 0,
 ) -> IndexSummary:  # fmt: skip
     """What the indexer does with messages read from the topic, minus Kafka."""
-    tracker = ChainTracker(store, verifier)
-    batch = tracker.new_batch(topic)
+    tracker = ChainTracker(store, verifier, topic=topic)
+    batch = tracker.new_batch()
     for i, rec in enumerate(records):
         tracker.offer(batch, rec.chain.encode(), rec.to_bytes(), 0, start + i)
-    store.apply(batch)
+    assert tracker.commit(batch)
     return tracker.summary
 
 

@@ -71,9 +71,9 @@ def test_an_undecodable_message_breaks_the_chain_named_by_its_key(
     from broker.audit import ChainTracker
 
     tracker = ChainTracker(store, verifier)
-    batch = tracker.new_batch("accord.audit")
+    batch = tracker.new_batch()
     tracker.offer(batch, b"worker:w1", b"{not json", 0, 99)
-    store.apply(batch)
+    assert tracker.commit(batch)
     assert [(b.chain, b.seq) for b in tracker.summary.breaks] == [("worker:w1", len(indexed))]
     assert store.offsets("accord.audit") == {0: 100}
 
