@@ -107,7 +107,12 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         for recipient in sorted({r for _, r in child_shares}):
             async with Subscriber(recipient, keys, isolated_kafka.bootstrap,
                                   group=f"audit-e2e-{recipient}") as sub:  # fmt: skip
-                for _ in range(4):
+                # Until it has opened everything shared with it (or 60 s): no fixed window.
+                mine = {(e, r) for e, r in child_shares if r == recipient}
+                deadline = asyncio.get_running_loop().time() + 60
+                while not mine <= {(e, r) for _, e, r, _ in opened} and (
+                    asyncio.get_running_loop().time() < deadline
+                ):
                     for record in await sub.poll(0.5):
                         msg = record.message
                         if isinstance(msg, Delivery) and (msg.event_id, recipient) in child_shares:

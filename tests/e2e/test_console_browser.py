@@ -11,6 +11,7 @@ a safeguarding override, and verifies the chain. Screenshots of each step are sa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Locator, Page, async_playwright, expect
 
 from broker.audit import AuditKind, by_chain, read_topic
 from broker.devkafka import EmbeddedKafka
@@ -141,6 +142,19 @@ async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
     assert out.startswith("audit log intact (topic)")
 
 
+async def left_the_queue(page: Page, url: str, row: Locator) -> None:
+    """The reviewed override leaves the queue, at once or when the indexer has caught up."""
+    if "once the indexer" in await page.locator(".flash").inner_text():
+        # The console's indexer took longer than the 10 s the page waits for it (a slow
+        # machine): the flash says so truthfully, and the row goes once it has caught up.
+        for _ in range(60):
+            if await row.count() == 0:
+                break
+            await asyncio.sleep(0.5)
+            await page.goto(url + "overrides")
+    await expect(row).to_have_count(0)
+
+
 async def officer_session(
     page: Page, url: str, nhs: str, expected: set[tuple[str, str, str]],
     override: tuple[str, str],
@@ -193,8 +207,7 @@ async def officer_session(
     await expect(page.locator(".flash")).to_contain_text(
         f"Review of event {event_id} to {recipient} recorded in the audit log"
     )
-    await expect(page.locator(".flash")).not_to_contain_text("once the indexer")
-    await expect(row).to_have_count(0)
+    await left_the_queue(page, url, row)
     await shot(page, "5-override-reviewed")
 
     await page.click("text=Audit chain")

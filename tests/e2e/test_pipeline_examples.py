@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier, verify_chain
@@ -33,30 +32,13 @@ from broker.pipeline import Linker, Worker, WorkerOptions, load_linkage_key
 from broker.policy import Decision, Policy, Scenario, load_bundle, load_scenarios, redact
 from broker.sdk import Delivery, Publisher, Subscriber, WithdrawalNotice
 from broker.topics import AUDIT, deliver
+from tests.kafka_helpers import read_to_end
 
 pytestmark = pytest.mark.slow
 
 
 async def read_audit(bootstrap: str) -> list[AuditRecord]:
-    consumer = AIOKafkaConsumer(
-        AUDIT,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[AuditRecord] = []
-    try:
-        idle = 0
-        while idle < 2:
-            batch = await consumer.getmany(timeout_ms=400)
-            msgs = [m for ms in batch.values() for m in ms]
-            out += [AuditRecord.model_validate_json(m.value) for m in msgs if m.value]
-            idle = 0 if msgs else idle + 1
-    finally:
-        await consumer.stop()
-    return out
+    return [AuditRecord.model_validate_json(m.value) for m in await read_to_end(bootstrap, AUDIT)]
 
 
 def all_scenarios(shared_dir: Path) -> list[Scenario]:
@@ -171,14 +153,22 @@ class Harness:
                 out.append((d, tuple(keys[i] for i in d.subjects) or keys))
         return out
 
-    async def received(self, recipient: str) -> tuple[dict[str, Any], list[WithdrawalNotice]]:
+    async def received(
+        self, recipient: str, *, expect: int
+    ) -> tuple[dict[str, Any], list[WithdrawalNotice]]:
+        """What ``recipient`` receives: polled until ``expect`` deliveries came (or 60 s), then
+        until two quiet polls, which would show a duplicate or an extra record."""
         views: dict[str, Any] = {}
         notices: list[WithdrawalNotice] = []
         async with Subscriber(
             recipient, self.keys, self.bootstrap, group=f"e2e-{recipient}"
         ) as sub:
-            for _ in range(4):
-                for record in await sub.poll(0.5):
+            deadline = asyncio.get_running_loop().time() + 60
+            quiet = 0
+            while quiet < 2 and asyncio.get_running_loop().time() < deadline:
+                records = await sub.poll(0.5)
+                quiet = quiet + 1 if not records and len(views) >= expect else 0
+                for record in records:
                     if isinstance(record.message, Delivery):
                         assert record.message.event_id not in views, "delivered twice"
                         views[record.message.event_id] = record.message.view
@@ -214,7 +204,7 @@ async def test_shared_scenarios_flow_end_to_end_exactly_as_the_policy_predicts(
     for recipient, party in h.policy.bundle.parties.items():
         if party.kind == "agency":
             continue
-        views, got_notices = await h.received(recipient)
+        views, got_notices = await h.received(recipient, expect=len(h.expected.get(recipient, {})))
         assert views == h.expected.get(recipient, {}), recipient
         if got_notices:
             notices[recipient] = got_notices
@@ -234,16 +224,6 @@ async def test_shared_scenarios_flow_end_to_end_exactly_as_the_policy_predicts(
     assert verify_chain(audit, KeystoreAuditVerifier(keys)).last_checkpoint_seq is not None
 
     # A hub's key cannot open another hub's records.
-    consumer = AIOKafkaConsumer(
-        deliver("hub-tipton"),
-        bootstrap_servers=isolated_kafka.bootstrap,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=3000)
-    finally:
-        await consumer.stop()
-    raw = next(m for ms in batch.values() for m in ms)
+    raw = (await read_to_end(isolated_kafka.bootstrap, deliver("hub-tipton")))[0]
     with pytest.raises(WrongRecipient):
         Opener("hub-oldbury", keys).open_kafka(raw.value or b"", raw.headers)

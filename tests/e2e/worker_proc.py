@@ -27,29 +27,12 @@ from broker.pipeline import prepare_topics
 from broker.policy import Policy, load_bundle
 from broker.sdk import Delivery
 from broker.topics import AUDIT, deliver
+from tests.kafka_helpers import read_to_end
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
-    """Every committed record of ``topic`` (reads until two quiet polls)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        idle = 0
-        while idle < 2:
-            batch = await consumer.getmany(timeout_ms=400)
-            msgs = [m for ms in batch.values() for m in ms]
-            out += msgs
-            idle = 0 if msgs else idle + 1
-    finally:
-        await consumer.stop()
-    return out
+    """Every committed record of ``topic``, read to its end."""
+    return await read_to_end(bootstrap, topic)
 
 
 async def read_audit(bootstrap: str) -> list[AuditRecord]:

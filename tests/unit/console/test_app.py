@@ -263,6 +263,7 @@ def test_reviewing_an_override_writes_the_review_and_clears_the_queue(
                                                "note": note, "csrf": token})  # fmt: skip
     assert r.status_code == 200  # followed the redirect back to the queue
     assert "recorded in the audit log (console:test#" in r.text
+    assert "once the indexer" not in r.text
     assert 'id="no-pending"' in r.text
     [review] = [x for x in sink.records if x.kind.value == "override_reviewed"]
     assert (review.event_id, review.party) == ("e2", "school-1")
@@ -270,6 +271,20 @@ def test_reviewing_an_override_writes_the_review_and_clears_the_queue(
     stored = store.review_of("e2", "school-1")
     assert stored is not None
     assert stored.note == note
+
+
+def test_a_review_the_index_has_not_caught_up_with_says_so_and_stays_queued(
+    client: TestClient, sink: IndexingSink, store: AuditStore
+) -> None:
+    token = sign_in(client)
+    sink.lagging = True
+    r = client.post("/overrides/review", data={"event_id": "e2", "recipient": "school-1",
+                                               "note": "Justified.", "csrf": token})  # fmt: skip
+    assert "recorded in the audit log (console:test#" in r.text
+    assert "It will leave this queue once the indexer has read it." in r.text
+    assert 'data-event="e2" data-recipient="school-1"' in r.text
+    assert [x.kind.value for x in sink.records].count("override_reviewed") == 1
+    assert store.review_of("e2", "school-1") is None
 
 
 @pytest.mark.parametrize(
