@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -64,23 +65,29 @@ def console_env(tmp_path: Path, isolated_kafka: EmbeddedKafka) -> dict[str, str]
 def running_console(console_env: dict[str, str], shared_dir: Path) -> Iterator[str]:
     """``accord console`` on a free port: its URL, once it is listening."""
     accord(console_env, "console", "add-user", OFFICER, "--password-stdin", stdin=PASSWORD)
-    proc = subprocess.Popen(  # our own CLI
-        [sys.executable, "-m", "broker", "console", "--port", "0",
-         "--policies", str(shared_dir / "examples" / "policies")],
-        env=console_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r"governance console at (http://\S+/) ", line)
-    if found is None:
-        proc.kill()
-        pytest.fail(f"the console did not start: {line!r} {proc.communicate()[1][-2000:]}")
+    # Files, not pipes: nobody reads a pipe while the test runs, and a full one (64 KiB of
+    # warnings) would block the console mid-test.
+    out_path = screenshot_dir() / "console-stdout.log"
+    err_path = screenshot_dir() / "console-stderr.log"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        proc = subprocess.Popen(  # our own CLI
+            [sys.executable, "-m", "broker", "console", "--port", "0",
+             "--policies", str(shared_dir / "examples" / "policies")],
+            env=console_env, stdout=out, stderr=err, text=True,
+        )  # fmt: skip
     try:
+        found = None
+        for _ in range(600):
+            found = re.search(r"governance console at (http://\S+/) ", out_path.read_text())
+            if found is not None or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        if found is None:
+            pytest.fail(f"the console did not start: {err_path.read_text()[-2000:]}")
         yield found.group(1)
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
-        (screenshot_dir() / "console-stderr.log").write_text(err)
+        proc.wait(timeout=30)
 
 
 @contextlib.asynccontextmanager
