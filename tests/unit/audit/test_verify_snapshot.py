@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from broker.audit import (
     AuditRecord,
     AuditStore,
@@ -17,6 +19,14 @@ from broker.audit import (
 from broker.keys import FileKeyStore
 from broker.pipeline import Linker
 from tests.unit.audit.conftest import index_records, worker_chain
+
+
+@pytest.fixture
+def reader(audit_db_url: str, audit_home: Path) -> Iterator[AuditStore]:
+    """A second connection to the same database, as another process would hold."""
+    other = open_store(audit_db_url, home=audit_home)
+    yield other
+    other.close()
 
 
 class IndexerCommitsMidRead:
@@ -35,7 +45,7 @@ class IndexerCommitsMidRead:
 
 
 def test_records_and_a_checkpoint_indexed_during_verification_are_not_called_tampering(
-    store: AuditStore, audit_db_url: str, audit_home: Path, verifier: KeystoreAuditVerifier,
+    store: AuditStore, reader: AuditStore, verifier: KeystoreAuditVerifier,
     linker: Linker, keys: FileKeyStore,
 ) -> None:  # fmt: skip
     records = worker_chain(linker, keys)
@@ -43,75 +53,63 @@ def test_records_and_a_checkpoint_indexed_during_verification_are_not_called_tam
     # without one snapshot sees rows, heads and the checkpoint reference disagree.
     cut = max(i for i, r in enumerate(records) if r.kind == "checkpoint") - 1
     assert index_records(store, verifier, records[:cut]).breaks == []
-    reader = open_store(audit_db_url, home=audit_home)
-    try:
 
-        def indexer_catches_up() -> None:
-            if store.count() == cut:
-                summary = index_records(store, verifier, records[cut : cut + 2], start=cut)
-                assert summary.indexed == 2
+    def indexer_catches_up() -> None:
+        if store.count() == cut:
+            summary = index_records(store, verifier, records[cut : cut + 2], start=cut)
+            assert summary.indexed == 2
 
-        racing = IndexerCommitsMidRead(reader, indexer_catches_up)
-        summary = verify_store(racing, verifier)  # type: ignore[arg-type]  # a proxy of one
-        assert summary.records == cut
-        assert store.count() == cut + 2  # the indexer did commit while verification read
-        assert verify_store(reader, verifier).records == cut + 2
-    finally:
-        reader.close()
+    racing = IndexerCommitsMidRead(reader, indexer_catches_up)
+    summary = verify_store(racing, verifier)  # type: ignore[arg-type]  # a proxy of one
+    assert summary.records == cut
+    assert store.count() == cut + 2  # the indexer did commit while verification read
+    assert verify_store(reader, verifier).records == cut + 2
 
 
 def test_a_second_indexer_on_the_same_database_never_commits_a_stale_batch(
-    store: AuditStore, audit_db_url: str, audit_home: Path, verifier: KeystoreAuditVerifier,
+    store: AuditStore, reader: AuditStore, verifier: KeystoreAuditVerifier,
     linker: Linker, keys: FileKeyStore,
 ) -> None:  # fmt: skip
     """A console's indexer and ``review-override``'s both index: the later one reloads."""
     records = worker_chain(linker, keys)
-    other = open_store(audit_db_url, home=audit_home)
-    try:
-        slow = ChainTracker(store, verifier)
-        fast = ChainTracker(other, verifier)
-        offer_all(fast, records[:10], start=0)
-        stale = slow.new_batch()
-        for i, rec in enumerate(records[:4]):
-            slow.offer(stale, rec.chain.encode(), rec.to_bytes(), 0, i)
-        assert not slow.commit(stale)
-        assert slow.offsets == {0: 10}  # reloaded: it seeks to where the other got
-        assert slow.heads["worker:w1"].seq == 9
-        assert slow.summary.indexed == 0  # the dropped batch is not counted
-        assert store.heads()["worker:w1"].seq == 9  # not moved back to 3
-        offer_all(slow, records[10:], start=10)
-        assert store.heads()["worker:w1"].seq == len(records) - 1
-        assert slow.summary.breaks == fast.summary.breaks == []
-        assert verify_store(store, verifier).records == len(records)
-    finally:
-        other.close()
+    slow = ChainTracker(store, verifier)
+    fast = ChainTracker(reader, verifier)
+    offer_all(fast, records[:10], start=0)
+    stale = slow.new_batch()
+    for i, rec in enumerate(records[:4]):
+        slow.offer(stale, rec.chain.encode(), rec.to_bytes(), 0, i)
+    assert not slow.commit(stale)
+    assert slow.offsets == {0: 10}  # reloaded: it seeks to where the other got
+    assert slow.heads["worker:w1"].seq == 9
+    assert slow.summary.indexed == 0  # the dropped batch is not counted
+    assert store.heads()["worker:w1"].seq == 9  # not moved back to 3
+    offer_all(slow, records[10:], start=10)
+    assert store.heads()["worker:w1"].seq == len(records) - 1
+    assert slow.summary.breaks == fast.summary.breaks == []
+    assert verify_store(store, verifier).records == len(records)
 
 
 def test_an_indexer_starts_from_heads_and_offsets_read_together(
-    store: AuditStore, audit_db_url: str, audit_home: Path, verifier: KeystoreAuditVerifier,
+    store: AuditStore, reader: AuditStore, verifier: KeystoreAuditVerifier,
     linker: Linker, keys: FileKeyStore,
 ) -> None:  # fmt: skip
     """Heads read before another indexer's commit and offsets after it would fake a gap."""
     records = worker_chain(linker, keys)
     assert index_records(store, verifier, records[:5]).breaks == []
-    reader = open_store(audit_db_url, home=audit_home)
-    try:
 
-        def other_indexer_commits() -> None:
-            if store.count() == 5:
-                assert index_records(store, verifier, records[5:10], start=5).breaks == []
+    def other_indexer_commits() -> None:
+        if store.count() == 5:
+            assert index_records(store, verifier, records[5:10], start=5).breaks == []
 
-        racing = IndexerCommitsMidOffsets(reader, other_indexer_commits)
-        tracker = ChainTracker(racing, verifier)  # type: ignore[arg-type]  # a proxy of one
-        assert store.count() == 10  # the other indexer did commit while this one started
-        assert tracker.offsets == {0: 5}
-        assert tracker.heads["worker:w1"].seq == 4
-        offer_all(tracker, records[5:], start=5)  # it is behind, so it reloads, then goes on
-        assert tracker.summary.breaks == []
-        assert store.heads()["worker:w1"] == reader.heads()["worker:w1"]
-        assert reader.heads()["worker:w1"].broken_seq is None
-    finally:
-        reader.close()
+    racing = IndexerCommitsMidOffsets(reader, other_indexer_commits)
+    tracker = ChainTracker(racing, verifier)  # type: ignore[arg-type]  # a proxy of one
+    assert store.count() == 10  # the other indexer did commit while this one started
+    assert tracker.offsets == {0: 5}
+    assert tracker.heads["worker:w1"].seq == 4
+    offer_all(tracker, records[5:], start=5)  # it is behind, so it reloads, then goes on
+    assert tracker.summary.breaks == []
+    assert store.heads()["worker:w1"] == reader.heads()["worker:w1"]
+    assert reader.heads()["worker:w1"].broken_seq is None
 
 
 class IndexerCommitsMidOffsets(IndexerCommitsMidRead):
