@@ -68,6 +68,7 @@ _STRINGS = re.compile(
 )
 _BOUND = re.compile(r"\.\s*(?:all|exists_one|exists|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _ATTR = re.compile(r"(?<![\w.])(event|recipient)\s*\.\s*([A-Za-z_]\w*)")
+_ROOT = re.compile(r"(?<![\w.])(event|recipient)(?!\w)")
 _MEMO_LIMIT: Final = 4096
 
 
@@ -132,15 +133,17 @@ def _names(program: Any, source: str) -> tuple[set[str], bool, list[str]]:
     )
     event_attrs: set[str] = set()
     reads_recipient = "recipient" in variables
-    for root, attr in _ATTR.findall(bare):
+    attrs = _ATTR.findall(bare)
+    if len(_ROOT.findall(bare)) != len(attrs):
+        # event['x'], (event).x, size(event): a field read that way escapes both the
+        # unknown-field check and the memo key, so a restriction could be skipped.
+        problems.append("CEL must read fields as event.<field> or recipient.<field>")
+    for root, attr in attrs:
         known = EVENT_ATTRS if root == "event" else RECIPIENT_ATTRS
         if attr not in known:
             problems.append(f"CEL refers to unknown field {root}.{attr}")
         elif root == "event":
             event_attrs.add(attr)
-    if "event" in variables and not event_attrs:
-        # The whole event object is used without a plain attribute: no memo.
-        event_attrs = set(EVENT_ATTRS)
     problems.extend(
         f"CEL calls unknown function {fn!r}"
         for fn in program.functions()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker.policy._cel import EventActivation, compile_condition
-from tests.unit.policy.kit import AT, event
+from tests.unit.policy.kit import AT, event, subject
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,11 @@ def test_valid_conditions_compile(source: str) -> None:
         ("event.servce == 'x'", "unknown field event.servce"),
         ("recipient.postcode == 'x'", "unknown field recipient.postcode"),
         ("lookup(event.type)", "unknown function 'lookup'"),
+        # Reads that are not event.<field> would escape the field check and the memo key.
+        ("event['nhs_numbr'] == 'x'", "must read fields as event.<field>"),
+        ("event.need_level >= 1 && event['subjects'].exists(s, s.age < 5)", "must read fields"),
+        ("(event).subjects.size() > 0", "must read fields"),
+        ("recipient['postcode'] == 'x'", "must read fields"),
     ],
 )
 def test_bad_conditions_are_refused_with_a_reason(source: str, fragment: str) -> None:
@@ -67,3 +72,13 @@ def test_routing_conditions_are_memoised_others_are_not() -> None:
     assert fresh is not None
     assert memo.memoisable
     assert not fresh.memoisable
+
+
+def test_a_memoised_condition_is_keyed_on_every_field_it_reads() -> None:
+    """Two events alike in need level but not in the child's age get their own answers."""
+    cond, _ = compile_condition("event.need_level >= 1 && event.subjects.exists(s, s.age < 5)")
+    assert cond is not None
+    older = event(need_level=2)  # the kit's child is seven
+    younger = event(need_level=2, subjects=[subject("child", dob="2025-01-01")])
+    assert cond.evaluate(EventActivation(older, AT), None) is False
+    assert cond.evaluate(EventActivation(younger, AT), None) is True
