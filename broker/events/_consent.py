@@ -3,9 +3,11 @@
 How a record matches a subject (``ConsentSubject.matches``): a record naming an NHS number
 matches exactly the subjects with that NHS number; a record without one matches the subjects
 whose normalised given name, family name and date of birth equal the record's (and whose
-postcode does too when both give one). Normalising folds case and drops everything that is
-not a letter, so ``O'Neil`` and ``oneil`` agree. The worker looks records up by the same
-subject key, so the two rules must stay identical.
+postcode does too when both give one). A record giving both matches a subject that has no
+NHS number by its demographics, so a withdrawal made with the NHS number still reaches an
+event that names the child without one; two different NHS numbers never match. Normalising
+folds case and drops everything that is not a letter, so ``O'Neil`` and ``oneil`` agree. The
+worker files records under every key they could match by and re-checks with this rule.
 """
 
 from __future__ import annotations
@@ -73,12 +75,12 @@ class ConsentSubject(BaseModel):
 
     def matches(self, subject: Subject) -> bool:
         """Whether this record is about ``subject`` (see the module docstring)."""
-        if self.nhs_number is not None:
+        if self.nhs_number is not None and subject.nhs_number is not None:
             return subject.nhs_number == self.nhs_number
+        if self.given_name is None or self.family_name is None or self.dob is None:
+            return False  # an NHS number alone, and the subject has none
         if subject.given_name is None or subject.family_name is None or subject.dob is None:
             return False
-        assert self.given_name is not None  # noqa: S101  # guaranteed by _identifiable
-        assert self.family_name is not None  # noqa: S101  # guaranteed by _identifiable
         if (
             self.postcode is not None
             and subject.postcode is not None

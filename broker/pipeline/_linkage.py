@@ -75,6 +75,18 @@ class Linker:
             raise ValueError("subject has neither an NHS number nor full demographics")
         return key
 
+    def consent_keys(self, subject: ConsentSubject) -> tuple[str, ...]:
+        """Every key a consent record is filed under: its NHS number's and its demographics'.
+
+        The decision re-checks ``ConsentSubject.matches``, so filing wider never matches a
+        subject the record is not about; it only lets a subject without an NHS number find it.
+        """
+        keys = [self.subject_key(subject)]
+        demo = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
+        if demo is not None and demo not in keys:
+            keys.append(demo)
+        return tuple(keys)
+
     def lookup_keys(self, subject: Subject) -> tuple[str, ...]:
         """Every key consent about ``subject`` may be filed under (primary first)."""
         keys = [self.subject_key(subject)]

@@ -182,13 +182,14 @@ class Processor:
         if record.recorded_by != work.opened.sender:
             return Step(Verdict.QUARANTINE, "sender-mismatch")
         ctx = self.ctx
-        key = ctx.linker.subject_key(record.subject)
-        ctx.pending_state.append(ctx.state.file_consent(key, record))
+        keys = ctx.linker.consent_keys(record.subject)
+        for key in keys:
+            ctx.pending_state.append(ctx.state.file_consent(key, record))
         ctx.audit(
             AuditKind.CONSENT_RECORDED,
             event_id=work.opened.event_id,
             party=work.opened.sender,
-            subject_keys=(key,),
+            subject_keys=keys,
             data={
                 "state": record.state,
                 "purposes": list(record.purposes),
@@ -199,21 +200,21 @@ class Processor:
         )
         if record.state == "withdrawn":
             self._notify_withdrawal(
-                work, key, record.purposes, record.recipients, record.recorded_at
+                work, keys, record.purposes, record.recipients, record.recorded_at
             )
         return Step(Verdict.FORWARD)
 
     def _notify_withdrawal(
         self,
         work: Work,
-        key: str,
+        keys: tuple[str, ...],
         purposes: tuple[str, ...],
         recipients: tuple[str, ...],
         withdrawn_at: datetime,
     ) -> None:
         """Tell each past recipient under consent to stop processing what it received."""
         ctx = self.ctx
-        shares = ctx.state.shares.get(key, [])
+        shares = [s for key in keys for s in ctx.state.shares.get(key, [])]
 
         def covered(s: ConsentShare) -> bool:
             return ("*" in purposes or s.purpose in purposes) and (
@@ -250,15 +251,18 @@ class Processor:
                 AuditKind.CONSENT_WITHDRAWN_NOTICE,
                 event_id=work.opened.event_id if work.opened else None,
                 party=recipient,
-                subject_keys=(key,),
+                subject_keys=keys,
                 data={"event_ids": list(notice.event_ids), "purposes": list(notice.purposes)},
             )
-        remaining = [s for s in shares if not covered(s)]
-        ctx.state.shares[key] = []
-        for s in remaining:
-            ctx.pending_state.append(ctx.state.note_share(key, s))
-        if not remaining:
-            ctx.pending_state.append(ctx.state.clear_shares(key))
+        for key in keys:
+            if not ctx.state.shares.get(key):
+                continue
+            remaining = [s for s in ctx.state.shares[key] if not covered(s)]
+            ctx.state.shares[key] = []
+            for s in remaining:
+                ctx.pending_state.append(ctx.state.note_share(key, s))
+            if not remaining:
+                ctx.pending_state.append(ctx.state.clear_shares(key))
 
     # -- access acknowledgements -------------------------------------------------------
 

@@ -275,6 +275,39 @@ def test_consent_lets_the_hub_share_and_withdrawal_stops_it_and_notifies(
     assert hub[-1].data["reason"] == "consent-withdrawn"
 
 
+def test_a_withdrawal_naming_the_nhs_number_and_demographics_reaches_a_child_named_without_one(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    amy = {"given_name": "Amy", "family_name": "Hollis", "dob": "2019-03-02"}
+    given = dict(_consent("given", "2026-10-01T09:00:00Z"), subject=amy)
+    run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", given, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    child, parent = incident()["subjects"]
+    no_nhs = [{k: v for k, v in child.items() if k != "nhs_number"}, parent]
+    first = incident(subjects=no_nhs)
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", first, topic=ingress("wmp")))
+    assert len(run.on(deliver("hub-tipton"))) == 1
+
+    withdrawn = dict(_consent("withdrawn", "2026-11-01T15:30:00Z"),
+                     subject={"nhs_number": CHILD_NHS, **amy})  # fmt: skip
+    run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", withdrawn, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    records = run.on(deliver("hub-tipton"))
+    assert len(records) == 2  # the share, then the notice
+    notice = WithdrawalNotice.model_validate_json(
+        Opener("hub-tipton", pipeline_keys).open_kafka(records[1].value, records[1].headers).payload
+    )
+    assert notice.event_ids == (first["event_id"],)
+
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(subjects=no_nhs),
+                                      topic=ingress("wmp")))  # fmt: skip
+    hub = [a for a in run.audit(AuditKind.DECIDED) if a.party == "hub-tipton"]
+    assert [(a.data["outcome"], a.data["reason"]) for a in hub] == [
+        ("shared", None),
+        ("not_shared", "consent-withdrawn"),
+    ]
+
+
 def test_consent_recorded_by_someone_else_than_the_sender_is_quarantined(
     run: Run, pipeline_keys: FileKeyStore
 ) -> None:

@@ -83,6 +83,27 @@ def test_latest_record_in_force_wins(policy: Policy) -> None:
     assert hub([given, withdrawn, later_given]).outcome == "shared"
 
 
+def test_a_withdrawal_with_nhs_number_and_demographics_covers_a_child_named_without_one(
+    policy: Policy,
+) -> None:
+    demographics = {"given_name": "Amy", "family_name": "Hollis", "dob": "2019-03-02"}
+    given = consent(subject={"nhs_number": None, **demographics})
+    withdrawn = consent(
+        state="withdrawn", purposes=["*"], recorded_at="2026-11-01T09:00:00Z",
+        subject={"nhs_number": CHILD_NHS, **demographics},
+    )  # fmt: skip
+    no_nhs = event(subjects=[subject("child", nhs_number=None), subject("parent")])
+    hub = by_recipient(policy.decide(no_nhs, [given, withdrawn], at=AT))["hub-tipton"]
+    assert (hub.outcome, hub.reason) == ("not_shared", "consent-withdrawn")
+    # Another child who shares the names and birthday but not the NHS number is not covered.
+    twin = event(subjects=[subject("child", nhs_number=CHILD2_NHS), subject("parent")])
+    given_twin = consent(CHILD2_NHS)
+    assert (
+        by_recipient(policy.decide(twin, [given_twin, withdrawn], at=AT))["hub-tipton"].outcome
+        == "shared"
+    )
+
+
 def test_a_record_not_yet_recorded_or_expired_is_not_in_force(policy: Policy) -> None:
     future = consent(recorded_at="2026-12-01T00:00:00Z")
     expired = consent(valid_until="2026-11-01")
