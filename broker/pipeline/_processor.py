@@ -181,6 +181,10 @@ class Processor:
             return Step(Verdict.QUARANTINE, "invalid-consent")
         if record.recorded_by != work.opened.sender:
             return Step(Verdict.QUARANTINE, "sender-mismatch")
+        if record.recorded_at > work.at:
+            # Stamped by a clock running ahead (within CLOCK_SKEW): in force from receipt,
+            # or a withdrawal would tell past recipients now yet let new shares through.
+            record = record.model_copy(update={"recorded_at": work.at})
         ctx = self.ctx
         keys = ctx.linker.consent_keys(record.subject)
         for key in keys:

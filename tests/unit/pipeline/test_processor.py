@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -306,6 +307,22 @@ def test_a_withdrawal_naming_the_nhs_number_and_demographics_reaches_a_child_nam
         ("shared", None),
         ("not_shared", "consent-withdrawn"),
     ]
+
+
+def test_a_withdrawal_stamped_by_a_clock_running_ahead_is_in_force_on_receipt(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    given = _consent("given", "2026-10-01T09:00:00Z")
+    run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", given, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    ahead = (AT + timedelta(minutes=4)).isoformat()  # inside the accepted clock skew
+    withdrawn = _consent("withdrawn", ahead)
+    run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", withdrawn, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    assert run.audit(AuditKind.QUARANTINED) == []
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
+    [hub] = [a for a in run.audit(AuditKind.DECIDED) if a.party == "hub-tipton"]
+    assert (hub.data["outcome"], hub.data["reason"]) == ("not_shared", "consent-withdrawn")
 
 
 def test_consent_recorded_by_someone_else_than_the_sender_is_quarantined(
