@@ -168,17 +168,24 @@ class Context:
         )
 
     def remember_consent_share(self, work: Work, decision: Decision) -> None:
-        """A share that rested on consent must be recallable if consent is withdrawn."""
-        if decision.consent != "given" or decision.consent_rule == "not_required":
-            return
-        share = ConsentShare(
-            recipient=decision.recipient,
-            recipient_kind=decision.recipient_kind,
-            purpose=decision.purpose or "",
-            event_id=str(decision.event_id),
-        )
-        for i in decision.subjects:
-            self.pending_state.append(self.state.note_share(work.subject_keys[i], share))
+        """A share that rested on consent must be recallable if consent is withdrawn.
+
+        Each clause is looked at, not only the first the decision names: beside a clause
+        that needs no consent, another may add fields only because consent was given. A plain
+        share through a clause that needs consent means consent for its purpose was given.
+        """
+        if decision.outcome != "shared":
+            return  # an override shares without consent, nothing rests on it
+        purposes = sorted({g.purpose for g in decision.grounds if g.consent != "not_required"})
+        for purpose in purposes:
+            share = ConsentShare(
+                recipient=decision.recipient,
+                recipient_kind=decision.recipient_kind,
+                purpose=purpose,
+                event_id=str(decision.event_id),
+            )
+            for i in decision.subjects:
+                self.pending_state.append(self.state.note_share(work.subject_keys[i], share))
 
     def note_invalid(self, work: Work, exc: EventInvalid) -> None:
         # Field paths only: EventInvalid never carries values, and neither does this line.

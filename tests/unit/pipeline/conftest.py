@@ -34,9 +34,11 @@ def pipeline_keys(tmp_path_factory: pytest.TempPathFactory, example_policy: Poli
 
 @pytest.fixture
 def make_processor(example_policy: Policy, pipeline_keys: FileKeyStore) -> Callable[..., Processor]:
-    def make(state: WorkerState | None = None, checkpoint_every: int = 1000) -> Processor:
+    def make(
+        state: WorkerState | None = None, checkpoint_every: int = 1000, policy: Policy | None = None
+    ) -> Processor:
         ctx = Context(
-            policy=example_policy,
+            policy=policy or example_policy,
             keys=pipeline_keys,
             linker=Linker(b"k" * 32),
             state=state or WorkerState(),

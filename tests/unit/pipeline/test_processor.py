@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from broker.envelope import Opener, Sealer
 from broker.events import parse_event
 from broker.keys import FileKeyStore
 from broker.pipeline import OutRecord, Processor, WorkerState
-from broker.policy import Policy, redact
+from broker.policy import Policy, load_bundle, redact
 from broker.sdk import Delivery, WithdrawalNotice
 from broker.topics import (
     AUDIT,
@@ -323,6 +325,46 @@ def test_a_withdrawal_stamped_by_a_clock_running_ahead_is_in_force_on_receipt(
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
     [hub] = [a for a in run.audit(AuditKind.DECIDED) if a.party == "hub-tipton"]
     assert (hub.data["outcome"], hub.data["reason"]) == ("not_shared", "consent-withdrawn")
+
+
+VOICE_WITH_CONSENT = """
+  - id: voice-with-consent
+    from: [wmp]
+    event_types: [police.domestic_incident]
+    to: [sandwell-coord]
+    purpose: early_help
+    lawful_basis: {article6: public_task}
+    consent: required
+    share: [event.child_voice]
+"""
+
+
+def test_a_share_resting_on_one_of_several_clauses_consent_is_recalled_on_withdrawal(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore, shared_dir: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The coordinator gets the child's voice only under consent, beside a no-consent clause."""
+    bundle = tmp_path / "policies"
+    shutil.copytree(shared_dir / "examples" / "policies", bundle)
+    agreement = bundle / "agreements" / "sandwell-early-help.yaml"
+    # After the no-consent clause, which the decision names first.
+    agreement.write_text(agreement.read_text().rstrip("\n") + VOICE_WITH_CONSENT)
+    run = Run(make_processor(policy=load_bundle(bundle)))
+    given = _consent("given", "2026-10-01T09:00:00Z", recipients=["sandwell-coord"])
+    run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", given, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    first = incident()
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", first, topic=ingress("wmp")))
+    [coord] = [a for a in run.audit(AuditKind.DECIDED) if a.party == "sandwell-coord"]
+    assert set(coord.data["clause_ids"]) == {"police-to-coord", "voice-with-consent"}
+    assert "event.child_voice" in coord.data["fields_shared"]
+
+    withdrawn = _consent("withdrawn", "2026-11-01T15:30:00Z", recipients=["sandwell-coord"])
+    run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", withdrawn, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    [notice] = run.audit(AuditKind.CONSENT_WITHDRAWN_NOTICE)
+    assert (notice.party, notice.data["event_ids"]) == ("sandwell-coord", [first["event_id"]])
+    assert notice.data["purposes"] == ["early_help"]
 
 
 def test_consent_recorded_by_someone_else_than_the_sender_is_quarantined(
