@@ -6,7 +6,14 @@ recipient, and ``redact(event, decision)`` builds what that recipient may see. P
 Kafka, no clock, no I/O in ``decide``.
 """
 
-from broker.policy._decision import REASON_PRECEDENCE, ClauseRef, Decision, Outcome, Reason
+from broker.policy._decision import (
+    REASON_PRECEDENCE,
+    ClauseRef,
+    Decision,
+    Outcome,
+    Reason,
+    SubjectScope,
+)
 from broker.policy._model import (
     ARTICLE6_BASES,
     PARTY_KINDS,
@@ -44,6 +51,7 @@ __all__ = [
     "Restriction",
     "Scenario",
     "ScenarioResult",
+    "SubjectScope",
     "load_bundle",
     "load_scenarios",
     "redact",

@@ -22,7 +22,7 @@ from typing import Any
 
 from broker.events import ConsentRecord, ContactEvent
 from broker.policy._cel import EventActivation
-from broker.policy._decision import REASON_PRECEDENCE, ClauseRef, Decision
+from broker.policy._decision import REASON_PRECEDENCE, ClauseRef, Decision, SubjectScope
 from broker.policy._index import CompiledClause, CompiledRestriction, Index, canonical_fields
 
 __all__ = ["decide"]
@@ -275,15 +275,9 @@ class _Run:
             shared = cc.share_ordered
             transforms = cc.transform
         else:
-            shared = canonical_fields(set(fields) - withheld)
-            transforms = {}
-            for path in shared:
-                kinds = [cc.transform.get(path) for cc, _ in winners if path in cc.share]
-                # A field any winning clause shares plainly travels plainly.
-                first = kinds[0] if kinds else None
-                if first is not None and all(k is not None for k in kinds):
-                    transforms[path] = first
+            shared, transforms = _combined(winners, withheld)
         ordered = tuple(sorted(subjects))
+        scopes = _scopes(winners, withheld, ordered, shared, transforms)
         roles: dict[str, int] = {}
         event_subjects = self.event.subjects
         for i in ordered:
@@ -299,10 +293,47 @@ class _Run:
             transforms=dict(transforms),
             subjects=ordered,
             subject_roles=roles,
+            subject_scopes=scopes,
             review_required=override,
             override_grounds=self.override if override else None,
         )
         return Decision.model_validate(base)
+
+
+def _combined(winners: list[Entry], withheld: set[str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Fields = union of the winners' (less what restrictions withhold), and their transforms."""
+    fields: set[str] = set()
+    for cc, _ in winners:
+        fields |= cc.share
+    shared = canonical_fields(fields - withheld)
+    transforms: dict[str, str] = {}
+    for path in shared:
+        kinds = [cc.transform.get(path) for cc, _ in winners if path in cc.share]
+        # A field any winning clause shares plainly travels plainly.
+        first = kinds[0] if kinds else None
+        if first is not None and all(k is not None for k in kinds):
+            transforms[path] = first
+    return shared, transforms
+
+
+def _scopes(
+    winners: list[Entry], withheld: set[str], ordered: tuple[int, ...],
+    shared: tuple[str, ...], transforms: dict[str, str],
+) -> tuple[SubjectScope, ...]:  # fmt: skip
+    """Per-person fields when the winners cover different people; () when all get the same."""
+    if len(winners) == 1 or all(set(subj) == set(ordered) for _, subj in winners):
+        return ()
+    scopes = []
+    for i in ordered:
+        own_fields, own_transforms = _combined([w for w in winners if i in w[1]], withheld)
+        mine = tuple(f for f in own_fields if f.startswith("subject."))
+        mine_tf = {p: k for p, k in own_transforms.items() if p.startswith("subject.")}
+        scopes.append(SubjectScope(subject=i, fields=mine, transforms=mine_tf))
+    everyone = tuple(f for f in shared if f.startswith("subject."))
+    everyone_tf = {p: k for p, k in transforms.items() if p.startswith("subject.")}
+    if all(s.fields == everyone and s.transforms == everyone_tf for s in scopes):
+        return ()
+    return tuple(scopes)
 
 
 def decide(

@@ -64,6 +64,20 @@ class ClauseRef(BaseModel):
     consent: ConsentRule
 
 
+class SubjectScope(BaseModel):
+    """What one person's entry may hold when clauses covering different people combine.
+
+    Minimum necessary: each person gets the union of the clauses whose ``subjects`` include
+    them, not every field any clause shares about anyone.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject: int
+    fields: tuple[str, ...]
+    transforms: dict[str, str] = {}
+
+
 class Decision(BaseModel):
     """The outcome for one recipient of one event (brief §4 "Decision semantics")."""
 
@@ -89,6 +103,8 @@ class Decision(BaseModel):
     transforms: dict[str, str] = {}
     subjects: tuple[int, ...] = ()
     subject_roles: dict[str, int] = {}
+    # Empty when every subject gets fields_shared and transforms; else one entry per subject.
+    subject_scopes: tuple[SubjectScope, ...] = ()
     review_required: bool = False
     override_grounds: Literal["safeguarding_concern", "need_level_4"] | None = None
     grounds: tuple[ClauseRef, ...] = ()

@@ -22,7 +22,7 @@ from typing import Any
 
 from broker.errors import ConfigError, PolicyError
 from broker.events import ContactEvent, Subject
-from broker.policy._decision import Decision
+from broker.policy._decision import Decision, SubjectScope
 from broker.policy._transform import age_band, initials, pseudonym, year_of_birth
 
 __all__ = ["redact"]
@@ -72,11 +72,14 @@ def _dob(s: Subject, kind: str | None, pseudo: _Pseudo, on: date) -> dict[str, A
     return {"dob": dob.isoformat() if dob else None}
 
 
-def _subject_view(s: Subject, decision: Decision, pseudo: _Pseudo) -> dict[str, Any]:
+def _subject_view(
+    s: Subject, decision: Decision, pseudo: _Pseudo, scope: SubjectScope | None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    tf = decision.transforms
+    fields = decision.fields_shared if scope is None else scope.fields
+    tf = decision.transforms if scope is None else scope.transforms
     on = decision.decided_at.astimezone(UTC).date()
-    for path in decision.fields_shared:
+    for path in fields:
         if not path.startswith("subject."):
             continue
         kind = tf.get(path)
@@ -120,7 +123,13 @@ def redact(
             view[f"{key}_pseudonym"] = pseudo(path, value)
         else:
             view[key] = list(value) if isinstance(value, tuple) else value
-    subjects = [_subject_view(event.subjects[i], decision, pseudo) for i in decision.subjects]
+    scopes = {sc.subject: sc for sc in decision.subject_scopes}
+    # With scopes, a subject without one gets nothing: never the union by default.
+    empty = SubjectScope(subject=-1, fields=())
+    subjects = [
+        _subject_view(event.subjects[i], decision, pseudo, scopes.get(i, empty) if scopes else None)
+        for i in decision.subjects
+    ]
     if any(subjects):
         view["subjects"] = subjects
     basis = decision.lawful_basis

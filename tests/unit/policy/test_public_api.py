@@ -10,7 +10,7 @@ def test_public_names() -> None:
         "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "Decision", "LawfulBasis",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
-        "load_bundle", "load_scenarios", "redact", "run_scenario",
+        "SubjectScope", "load_bundle", "load_scenarios", "redact", "run_scenario",
     ])  # fmt: skip
     for name in broker.policy.__all__:
         assert hasattr(broker.policy, name)

@@ -117,3 +117,35 @@ def test_a_decision_for_another_event_is_refused(policy: Policy) -> None:
     other = event(event_id="5b0f6c1e-0d0a-4c1e-9d55-0a7c2b1e0009")
     with pytest.raises(PolicyError, match="different event"):
         redact(other, d)
+
+
+def test_each_person_gets_only_the_fields_of_the_clauses_that_cover_them(tmp_path: Path) -> None:
+    """Minimum necessary: clause A's child fields never reach clause B's parent."""
+    child_clause = dict(copy.deepcopy(ENCOMPASS), id="child-full", to=["coord"],
+                        share=["subject.name", "subject.nhs_number", "subject.dob"])  # fmt: skip
+    parent_clause = dict(copy.deepcopy(ENCOMPASS), id="parent-min", to=["coord"],
+                         subjects=["parent"], share=["subject.name", "subject.dob"],
+                         transform={"subject.dob": "year_of_birth"})  # fmt: skip
+    policy = load(tmp_path / "p", agreements=[agreement("a", [child_clause, parent_clause])])
+    ev = event()
+    d = by_recipient(policy.decide(ev, [], at=AT))["coord"]
+    assert set(d.clause_ids) == {"child-full", "parent-min"}
+    assert set(d.fields_shared) == {"subject.name", "subject.nhs_number", "subject.dob"}
+    child, parent = redact(ev, d, pseudonym_key=KEY)["subjects"]
+    assert child["nhs_number"] == "9997877896"
+    assert child["dob"] == "2019-03-02"
+    assert "nhs_number" not in parent
+    assert "dob" not in parent
+    assert parent["year_of_birth"] == 1990
+    assert parent["given_name"] == "Dean"
+
+
+def test_clauses_covering_the_same_people_combine_without_per_person_scopes(
+    tmp_path: Path,
+) -> None:
+    one = dict(copy.deepcopy(ENCOMPASS), id="one", to=["coord"], share=["subject.name"])
+    two = dict(copy.deepcopy(ENCOMPASS), id="two", to=["coord"], share=["subject.dob"])
+    policy = load(tmp_path / "p", agreements=[agreement("a", [one, two])])
+    d = by_recipient(policy.decide(event(), [], at=AT))["coord"]
+    assert d.subject_scopes == ()
+    assert set(d.fields_shared) == {"subject.name", "subject.dob"}
