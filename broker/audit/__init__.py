@@ -48,7 +48,12 @@ from broker.audit._reports import (
     pending_overrides,
     subject_key_for_nhs_number,
 )
-from broker.audit._review import check_reviewable, review_override, review_record
+from broker.audit._review import (
+    check_review_text,
+    check_reviewable,
+    review_override,
+    review_record,
+)
 from broker.audit._sql import (
     PostgresAuditStore,
     SqliteAuditStore,
@@ -108,6 +113,7 @@ __all__ = [
     "by_chain",
     "chain_head_on_topic",
     "check_next",
+    "check_review_text",
     "check_reviewable",
     "checkpoint_message",
     "describe_url",

@@ -17,14 +17,19 @@ from broker.errors import UsageError
 MAX_NOTE = 2000
 
 
-def check_reviewable(
-    store: AuditStore, event_id: str, recipient: str, *, reviewed_by: str, note: str
-) -> AuditRecord:
-    """The override decision to review; ``UsageError`` when there is none or it is reviewed."""
+def check_review_text(*, reviewed_by: str, note: str) -> None:
+    """``UsageError`` unless the reviewer and the note are given (before anything is opened)."""
     if not reviewed_by.strip():
         raise UsageError("--by: say who reviewed the override")
     if not note.strip() or len(note) > MAX_NOTE:
         raise UsageError(f"--note: give a review note of 1 to {MAX_NOTE} characters")
+
+
+def check_reviewable(
+    store: AuditStore, event_id: str, recipient: str, *, reviewed_by: str, note: str
+) -> AuditRecord:
+    """The override decision to review; ``UsageError`` when there is none or it is reviewed."""
+    check_review_text(reviewed_by=reviewed_by, note=note)
     decision = store.find_decision(event_id, recipient)
     if decision is None or decision.data.get("outcome") != "shared_override":
         raise UsageError(

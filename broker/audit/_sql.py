@@ -39,9 +39,16 @@ class SqlAuditStore:
 
     backend = "sql"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, *, create: bool, where: str) -> None:
         self._conn = conn
+        if not create and not self._has_index():
+            conn.close()
+            # A mistyped --db must not read as "intact" or "nothing recorded".
+            raise AuditError(f"no audit index at {where}; run 'accord audit index' first")
         self._migrate()
+
+    def _has_index(self) -> bool:
+        raise NotImplementedError
 
     # -- dialect hooks --------------------------------------------------------------------
 
@@ -315,14 +322,26 @@ class SqliteAuditStore(SqlAuditStore):
 
     backend = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are opened explicitly, exactly where they belong.
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        super().__init__(conn)
+        if not create and not path.is_file():
+            raise AuditError(f"no audit index at {path}; run 'accord audit index' first")
+        try:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are opened explicitly, exactly where they belong.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            super().__init__(conn, create=create, where=str(path))
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditError(
+                f"cannot open the audit index at {path}: {type(exc).__name__}"
+            ) from exc
+
+    def _has_index(self) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        return bool(self._q(sql))
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
@@ -349,14 +368,17 @@ class PostgresAuditStore(SqlAuditStore):
 
     backend = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
 
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             raise AuditError(f"cannot connect to the audit database {describe_url(url)}") from exc
-        super().__init__(conn)
+        super().__init__(conn, create=create, where=describe_url(url))
+
+    def _has_index(self) -> bool:
+        return self._q("SELECT to_regclass('schema_version')")[0][0] is not None
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
@@ -382,28 +404,33 @@ class PostgresAuditStore(SqlAuditStore):
 
 
 def describe_url(url: str) -> str:
-    """A database URL without its password (safe to print)."""
+    """A database URL without its password or query string (safe to print)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return scheme
-    host = rest.rpartition("@")[2]
+    host = rest.rpartition("@")[2].partition("?")[0]
     return f"{scheme}://{host}"
 
 
-def open_store(url: str | None, *, home: Path) -> AuditStore:
-    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/audit.db``."""
+def open_store(url: str | None, *, home: Path, create: bool = True) -> AuditStore:
+    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/audit.db``.
+
+    ``create=False`` for commands that only read: an index that is not there is an error,
+    never an empty one made on the spot.
+    """
     if url is None or not url.strip():
-        return SqliteAuditStore(home / "audit.db")
+        return SqliteAuditStore(home / "audit.db", create=create)
     url = url.strip()
     scheme = url.partition(":")[0].lower()
     if scheme in ("postgresql", "postgres"):
-        return PostgresAuditStore(url)
+        return PostgresAuditStore(url, create=create)
     if scheme == "sqlite":
         path = url[len("sqlite:") :]
         path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
+        path = "/" + path.lstrip("/") if path.startswith("/") else path  # sqlite:////abs too
         if not path:
             raise UsageError("--db: give a file, e.g. sqlite:///var/lib/accord/audit.db")
-        return SqliteAuditStore(Path(path))
+        return SqliteAuditStore(Path(path), create=create)
     raise UsageError(
         f"--db: unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
     )

@@ -89,10 +89,10 @@ def _settings_db(settings: Settings, db: str | None) -> str | None:
     return settings.audit.db.get_secret_value() if settings.audit.db else None
 
 
-def _store(settings: Settings, db: str | None) -> AuditStore:
+def _store(settings: Settings, db: str | None, *, create: bool = False) -> AuditStore:
     from broker.audit import open_store  # noqa: PLC0415
 
-    return open_store(_settings_db(settings, db), home=settings.home)
+    return open_store(_settings_db(settings, db), home=settings.home, create=create)
 
 
 def _keystore(settings: Settings) -> FileKeyStore:
@@ -126,7 +126,7 @@ def index(db: Db = None, follow: Follow = False) -> None:
     from broker.audit import Indexer  # noqa: PLC0415
 
     settings = load_settings()
-    store = _store(settings, db)
+    store = _store(settings, db, create=True)
     try:
         indexer = Indexer(store, _verifier(settings), settings.kafka.bootstrap)
         summary = asyncio.run(_run_indexer(indexer, follow=follow))
@@ -228,8 +228,14 @@ def review(
     db: Db = None,
 ) -> None:
     """Mark a safeguarding override reviewed: written to the audit log, then indexed."""
-    from broker.audit import ChainAppender, Indexer, KeystoreAuditSigner  # noqa: PLC0415
+    from broker.audit import (  # noqa: PLC0415
+        ChainAppender,
+        Indexer,
+        KeystoreAuditSigner,
+        check_review_text,
+    )
 
+    check_review_text(reviewed_by=by, note=note)
     settings = load_settings()
     keys = _keystore(settings)
     store = _store(settings, db)

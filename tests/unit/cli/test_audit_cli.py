@@ -61,3 +61,37 @@ def test_verify_without_a_keystore_says_how_to_make_one(
         main(["audit", "verify"])
     assert exit_info.value.code == 1
     assert "accord keys init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["audit", "verify"],
+        ["audit", "subject", "--nhs-number", "9997017463"],
+        ["audit", "report"],
+    ],
+)
+def test_reading_an_index_that_is_not_there_is_an_error_not_an_empty_answer(
+    argv: list[str], home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --db must never say 'intact' or 'nothing recorded' (and makes no file)."""
+    missing = home / "typo" / "audit.db"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--db", f"sqlite:///{missing}"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"accord: error: no audit index at {missing}; run 'accord audit index' first"]
+    assert not missing.parent.exists()
+
+
+def test_a_file_that_is_not_an_index_is_one_line(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = home / "junk.db"
+    junk.write_bytes(b"this is not an SQLite database, at all" * 10)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "verify", "--db", f"sqlite:///{junk}"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"accord: error: cannot open the audit index at {junk}")
