@@ -12,8 +12,10 @@ import enum
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from broker.errors import ConfigError
 
 __all__ = [
     "AuditSettings",
@@ -117,9 +119,23 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment once; CLI options arrive as ``overrides``."""
     flat: dict[str, object] = {}
-    if bootstrap := os.environ.get("ACCORD_KAFKA_BOOTSTRAP"):
-        flat["kafka"] = KafkaSettings(bootstrap=bootstrap)
-    if db := os.environ.get("ACCORD_AUDIT_DB"):
-        flat["audit"] = AuditSettings(db=SecretStr(db))
-    flat.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**flat)  # type: ignore[arg-type]  # pydantic-settings validates kwargs
+    try:
+        if bootstrap := os.environ.get("ACCORD_KAFKA_BOOTSTRAP"):
+            flat["kafka"] = KafkaSettings(bootstrap=bootstrap)
+        if db := os.environ.get("ACCORD_AUDIT_DB"):
+            flat["audit"] = AuditSettings(db=SecretStr(db))
+        flat.update({k: v for k, v in overrides.items() if v is not None})
+        return Settings(**flat)  # type: ignore[arg-type]  # pydantic-settings validates kwargs
+    except ValidationError as exc:
+        # Name the setting, never its value: it may be a passphrase or a database password.
+        first = exc.errors(include_input=False, include_url=False)[0]
+        name = "ACCORD_" + "__".join(str(part).upper() for part in first["loc"])
+        raise ConfigError(f"{name}: {first['msg']}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"an ACCORD_* setting cannot be read: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    # pydantic-settings names the field ("error parsing value for field "kafka" from source
+    # "EnvSettingsSource""): keep that part, which holds no value.
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

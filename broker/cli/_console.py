@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from broker.console import UserFile
 
 Host = Annotated[str | None, typer.Option(help="Listen on this address (default 127.0.0.1).")]
-Port = Annotated[int | None, typer.Option(help="Listen on this port (default 8765; 0: any).")]
+Port = Annotated[
+    int | None,
+    typer.Option(help="Listen on this port (default 8765; 0: any).", min=0, max=65535),
+]
 Policies = Annotated[
     Path | None, typer.Option(help="Policy bundle folder, for the agreements page.")
 ]
@@ -42,7 +45,10 @@ def _users(settings: Settings) -> UserFile:
 
 def _password(from_stdin: bool) -> str:
     if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
+        try:
+            return sys.stdin.readline().rstrip("\n")
+        except UnicodeDecodeError:
+            raise UsageError("password: not UTF-8 text") from None
     first = typer.prompt("Password", hide_input=True)
     if typer.prompt("Repeat it", hide_input=True) != first:
         raise UsageError("the two passwords differ")

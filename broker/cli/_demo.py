@@ -8,11 +8,19 @@ from typing import Annotated
 import typer
 
 Duration = Annotated[
-    float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")
+    float | None,
+    typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).", min=0),
 ]
-Rate = Annotated[float, typer.Option(help="Events per second the synthetic agencies publish.")]
-MetricsPort = Annotated[int, typer.Option(help="Prometheus /metrics port on 127.0.0.1.")]
-ConsolePort = Annotated[int, typer.Option(help="Governance console port on 127.0.0.1.")]
+Rate = Annotated[
+    float,
+    typer.Option(help="Events per second the synthetic agencies publish.", min=0.01, max=10_000),
+]
+MetricsPort = Annotated[
+    int, typer.Option(help="Prometheus /metrics port on 127.0.0.1.", min=0, max=65535)
+]
+ConsolePort = Annotated[
+    int, typer.Option(help="Governance console port on 127.0.0.1.", min=0, max=65535)
+]
 
 
 def register(app: typer.Typer) -> None:

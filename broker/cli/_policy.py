@@ -60,13 +60,14 @@ def _read_consents(path: Path) -> list[ConsentRecord]:
 
     from broker.events import parse_consents  # noqa: PLC0415
 
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix == ".jsonl":
             items: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
             items = yaml.safe_load(text)  # JSON is read fine by the YAML loader
-    except (json.JSONDecodeError, yaml.YAMLError):
+    # ValueError: not UTF-8, or an integer too long for Python to parse.
+    except (ValueError, yaml.YAMLError):
         raise UsageError(f"--consents: {path} is not JSON, JSON lines or YAML") from None
     if items is None:
         return []

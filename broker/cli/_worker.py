@@ -13,10 +13,10 @@ Instance = Annotated[
     str, typer.Option(help="This worker's name: its transactional id and audit chain.")
 ]
 MetricsPort = Annotated[
-    int | None, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT.")
+    int | None, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT.", min=0, max=65535)
 ]
 CheckpointEvery = Annotated[
-    int, typer.Option(help="Sign an audit checkpoint every N input records.")
+    int, typer.Option(help="Sign an audit checkpoint every N input records.", min=1)
 ]
 
 

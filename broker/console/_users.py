@@ -51,6 +51,10 @@ def check_username(name: str) -> str:
 def check_password(password: str) -> str:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise UsageError(f"password: {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    try:
+        password.encode("utf-8")  # stdin's bytes that are not UTF-8 arrive as lone surrogates
+    except UnicodeEncodeError:
+        raise UsageError("password: not UTF-8 text") from None
     return password
 
 

@@ -67,7 +67,10 @@ def _index(node: yaml.Node, loc: Loc, doc: Located) -> None:
 
 def read_yaml(path: Path, name: str) -> Located:
     """Parse ``path`` (safe loader: anchors and merge keys work, no object construction)."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise YamlProblem(f"{name}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)

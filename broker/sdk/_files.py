@@ -6,12 +6,13 @@ at fault (never their values) and the good rows still go.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from broker.errors import EventInvalid, UsageError
 from broker.events import ContactEvent
@@ -64,7 +65,7 @@ def read_export(
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
-    with path.open(encoding="utf-8") as fh:
+    with _text(path) as fh:
         for n, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
@@ -72,6 +73,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]
                 data = json.loads(raw)
             except json.JSONDecodeError as exc:
                 yield n, RowProblem(n, [("(json)", f"not valid JSON at column {exc.colno}")])
+                continue
+            except ValueError:  # an integer too long for Python to parse
+                yield n, RowProblem(n, [("(json)", "not valid JSON: a number is too long")])
                 continue
             if not isinstance(data, dict):
                 yield n, RowProblem(n, [("(row)", "must be a JSON object")])
@@ -92,8 +96,20 @@ def _flag(value: str | None) -> bool | str | None:
     )
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+@contextlib.contextmanager
+def _text(path: Path) -> Iterator[TextIO]:
+    """``path`` as UTF-8 text; bytes that are not UTF-8, or a broken CSV, are one clear error."""
     with path.open(encoding="utf-8", newline="") as fh:
+        try:
+            yield fh
+        except UnicodeDecodeError:
+            raise UsageError(f"{path}: not UTF-8 text") from None
+        except csv.Error as exc:  # e.g. an unclosed quote running past the field size limit
+            raise UsageError(f"{path}: not valid CSV: {exc}") from None
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    with _text(path) as fh:
         reader = csv.DictReader(fh)
         missing = {"event_id", "type", "sender", "role"} - set(reader.fieldnames or ())
         if missing:

@@ -21,8 +21,12 @@ def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> N
 
 @pytest.mark.parametrize(
     "argv",
-    [["kafka", "up", "--bogus"], ["no-such-command"], ["kafka", "up", "--port", "notanumber"]],
-)
+    [
+        ["kafka", "up", "--bogus"], ["no-such-command"], ["kafka", "up", "--port", "notanumber"],
+        ["console", "--port", "99999"], ["worker", "--metrics-port", "-5"],
+        ["worker", "--checkpoint-every", "0"], ["demo", "--rate", "0"],
+    ],
+)  # fmt: skip
 def test_a_usage_mistake_is_one_line_on_stderr_and_exit_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -34,3 +38,26 @@ def test_a_usage_mistake_is_one_line_on_stderr_and_exit_2(
     assert len(lines) == 1
     assert lines[0].startswith("accord: error:")
     assert "Traceback" not in captured.err + captured.out
+    options = [a for a in argv if a.startswith("--")]
+    if options and options[0] != "--bogus":  # an out-of-range value names its option
+        assert f"Invalid value for '{options[0]}'" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("ACCORD_KAFKA__PARTITIONS", "abc"), ("ACCORD_CONSOLE__PORT", "99999"),
+     ("ACCORD_KAFKA", "notjson"), ("ACCORD_KEYSTORE", '{"passphrase": "s3cret-pass", "x": [}')],
+)  # fmt: skip
+def test_a_bad_setting_is_one_line_naming_it_never_its_value(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "list"])
+    assert exit_info.value.code != 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("accord: error:")
+    assert value not in captured.err
+    assert "s3cret" not in captured.err

@@ -35,6 +35,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
          2, "--note"),
         (["audit", "index", "--db", "postgresql://ig:s3cret@127.0.0.1:1/audit"], 1,
          "postgresql://127.0.0.1:1/audit"),
+        (["audit", "index", "--db", "postgresql://127.0.0.1:1/audit?password=s3cret"], 1,
+         "postgresql://127.0.0.1:1/audit"),
     ],
 )  # fmt: skip
 def test_a_mistake_is_one_line_on_stderr_and_a_non_zero_exit(

@@ -40,7 +40,11 @@ def test_add_user_stores_a_hash_and_lists_the_account(
 
 @pytest.mark.parametrize(
     ("name", "password", "message"),
-    [("Bad Name", "a long enough secret", "user name"), ("ig.jo", "short", "password")],
+    [
+        ("Bad Name", "a long enough secret", "user name"),
+        ("ig.jo", "short", "password"),
+        ("ig.jo", "bytes \udcff\udcfe not UTF-8", "password: not UTF-8"),
+    ],  # as stdin decodes them
 )
 def test_a_bad_account_is_one_line_on_stderr(
     home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch,

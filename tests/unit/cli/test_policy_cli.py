@@ -503,3 +503,29 @@ def test_check_accepts_the_shared_example_bundle(capsys: pytest.CaptureFixture[s
     code, out, _ = _run(["policy", "check", str(SHARED / "policies")], capsys)
     assert code == 0
     assert "11 parties, 3 agreements, 5 clauses" in out
+
+
+def test_a_scenario_file_that_is_not_utf8_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"name: \xff\xfe\n")
+    code, out, err = _run(["policy", "test", str(bad), "--policies", str(tmp_path)], capsys)
+    assert code == 1  # reported as a failing file, like any unreadable scenario
+    assert f"FAIL {bad}: not UTF-8 text" in out
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe[]", b'[{"x": ' + b"9" * 5000 + b"}]"])
+def test_explain_with_consents_that_cannot_be_read_is_one_line(
+    body: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    consents = tmp_path / "c.jsonl"
+    consents.write_bytes(body)
+    root = write_bundle(tmp_path / "b")
+    code, _, err = _run(["policy", "explain", str(_event_file(tmp_path)), "--consents",
+                         str(consents), "--policies", str(root)], capsys)  # fmt: skip
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"accord: error: --consents: {consents} is not JSON, JSON lines or YAML"
+    ]
