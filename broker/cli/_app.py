@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import typer
@@ -49,6 +50,9 @@ def _fail(message: str, code: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``accord`` console script."""
     app = build_app()
+    # aiokafka logs each failed connection attempt, before our own one-line error says the
+    # same. Long-running commands (worker, console) turn it back on in configure_logging.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="accord")
     except click_exc.NoArgsIsHelpError as exc:

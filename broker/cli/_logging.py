@@ -30,3 +30,4 @@ def configure_logging(level: str = "info") -> None:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
     )
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # main() quietened it for one-shots

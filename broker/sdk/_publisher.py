@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from broker._canonical import canonical_json
-from broker._transport import translated
+from broker._transport import stop_quietly, translated
 from broker.config import EnvelopeSettings
 from broker.envelope import Sealer
 from broker.errors import EventInvalid, UsageError
@@ -57,8 +57,12 @@ class Publisher(AsyncClient):
 
     async def start(self) -> None:
         producer = idempotent_producer(self._bootstrap, f"accord-publisher-{self.party}")
-        async with translated(f"connecting to Kafka at {self._bootstrap}"):
-            await producer.start()
+        try:
+            async with translated(f"connecting to Kafka at {self._bootstrap}"):
+                await producer.start()
+        except BaseException:
+            await stop_quietly(producer)  # else it is reported unclosed after our error line
+            raise
         self._producer = producer
 
     async def stop(self) -> None:

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 
 from broker._canonical import canonical_json
-from broker._transport import translated
+from broker._transport import stop_quietly, translated
 from broker.config import EnvelopeSettings
 from broker.envelope import Opener, Sealer
 from broker.errors import (
@@ -100,9 +100,14 @@ class Subscriber(AsyncClient):
         client = f"accord-subscriber-{self.party}"
         consumer = committed_consumer(self._bootstrap, self.topic, self._group, client)
         producer = idempotent_producer(self._bootstrap, client)
-        async with translated(f"connecting to Kafka at {self._bootstrap}"):
-            await consumer.start()
-            await producer.start()
+        try:
+            async with translated(f"connecting to Kafka at {self._bootstrap}"):
+                await consumer.start()
+                await producer.start()
+        except BaseException:
+            await stop_quietly(consumer)  # else both are reported unclosed after our error line
+            await stop_quietly(producer)
+            raise
         self._consumer, self._producer = consumer, producer
 
     async def stop(self) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from broker.cli import main
+from broker.devkafka import free_port
 
 
 def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,3 +67,23 @@ def test_a_bad_setting_is_one_line_naming_it_never_its_value(
     assert lines[0].startswith("accord: error:")
     assert value not in captured.err
     assert "s3cret" not in captured.err
+
+
+@pytest.mark.parametrize("argv", [["tail", "--as", "hub-a"], ["audit", "verify", "--from-topic"]])
+def test_kafka_down_is_one_line_with_no_library_noise(argv: list[str], tmp_path: Path) -> None:
+    """No aiokafka retry log and no 'Unclosed AIOKafkaConsumer' after our own error line."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "parties.yaml").write_text("parties:\n  hub-a: {name: Hub, kind: hub}\n")
+    env = dict(os.environ, ACCORD_HOME=str(tmp_path / "home"),
+               ACCORD_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")  # fmt: skip
+    init = [sys.executable, "-m", "broker", "keys", "init", "--policies", str(bundle)]
+    subprocess.run(init, env=env, check=True, capture_output=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "broker", *argv], env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("accord: error:")
+    assert "KafkaConnectionError" in done.stderr
