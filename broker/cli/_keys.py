@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
         """
         from broker.config import load_settings  # noqa: PLC0415
         from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS  # noqa: PLC0415
+        from broker.pipeline import load_linkage_key  # noqa: PLC0415
 
         settings = load_settings()
         parties = _policy_parties(policies if policies is not None else settings.policies)
@@ -122,6 +123,9 @@ def register(app: typer.Typer) -> None:
             created += store.ensure_party(party, purposes=ALL_PURPOSES, kem=suite)
         for principal, purposes in SPECIAL_PRINCIPALS.items():
             created += store.ensure_party(principal, purposes=purposes, kem=suite)
+        # The subject-key secret too: 'accord audit subject' needs it before any worker ran,
+        # and its error message says to run this command.
+        load_linkage_key(store.path, create=True)
         total = len(parties) + len(SPECIAL_PRINCIPALS)
         typer.echo(f"keystore {store.path}: {len(created)} new keys for {total} parties")
         if created:

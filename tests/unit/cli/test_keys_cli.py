@@ -56,8 +56,11 @@ def test_init_creates_keys_for_bundle_parties_and_special_principals(
     assert "9 new keys for 5 parties" in out
     store = FileKeyStore(home / "keys")
     assert store.parties() == ["audit", "governance", "hub-a", "wmp", "worker"]
+    linkage = (home / "keys" / "linkage.key").read_bytes()
+    assert len(linkage) == 32  # so 'accord audit subject' works before any worker has run
     code, out, _ = _run(["keys", "init", "--policies", str(bundle)], capsys)
     assert "0 new keys" in out
+    assert (home / "keys" / "linkage.key").read_bytes() == linkage  # never replaced
 
 
 def test_init_with_the_shared_example_bundle(
