@@ -119,10 +119,9 @@ def register(app: typer.Typer) -> None:
         suite = kem if kem is not None else settings.envelope.kem
         store = _open_store(directory, create=True)
         created: list[KeyInfo] = []
-        for party in parties:
-            created += store.ensure_party(party, purposes=ALL_PURPOSES, kem=suite)
-        for principal, purposes in SPECIAL_PRINCIPALS.items():
-            created += store.ensure_party(principal, purposes=purposes, kem=suite)
+        everyone = [(p, ALL_PURPOSES) for p in parties] + list(SPECIAL_PRINCIPALS.items())
+        for party, purposes in everyone:
+            created += store.ensure_party(party, purposes=purposes, kem=suite)
         # The subject-key secret too: 'accord audit subject' needs it before any worker ran,
         # and its error message says to run this command.
         load_linkage_key(store.path, create=True)
