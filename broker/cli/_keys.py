@@ -88,6 +88,28 @@ def _print_table(infos: list[KeyInfo]) -> None:
         typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
 
 
+def _init(policies: Path | None, directory: Path | None, kem: KemSuite | None) -> None:
+    from broker.config import load_settings  # noqa: PLC0415
+    from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS  # noqa: PLC0415
+    from broker.pipeline import load_linkage_key  # noqa: PLC0415
+
+    settings = load_settings()
+    parties = _policy_parties(policies if policies is not None else settings.policies)
+    suite = kem if kem is not None else settings.envelope.kem
+    store = _open_store(directory, create=True)
+    created: list[KeyInfo] = []
+    everyone = [(p, ALL_PURPOSES) for p in parties] + list(SPECIAL_PRINCIPALS.items())
+    for party, purposes in everyone:
+        created += store.ensure_party(party, purposes=purposes, kem=suite)
+    # The subject-key secret too: 'accord audit subject' needs it before any worker ran,
+    # and its error message says to run this command.
+    load_linkage_key(store.path, create=True)
+    total = len(parties) + len(SPECIAL_PRINCIPALS)
+    typer.echo(f"keystore {store.path}: {len(created)} new keys for {total} parties")
+    if created:
+        _print_table(created)
+
+
 def register(app: typer.Typer) -> None:
     keys_app = typer.Typer(
         name="keys",
@@ -110,25 +132,7 @@ def register(app: typer.Typer) -> None:
 
         Idempotent: parties that already have active keys keep them.
         """
-        from broker.config import load_settings  # noqa: PLC0415
-        from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS  # noqa: PLC0415
-        from broker.pipeline import load_linkage_key  # noqa: PLC0415
-
-        settings = load_settings()
-        parties = _policy_parties(policies if policies is not None else settings.policies)
-        suite = kem if kem is not None else settings.envelope.kem
-        store = _open_store(directory, create=True)
-        created: list[KeyInfo] = []
-        everyone = [(p, ALL_PURPOSES) for p in parties] + list(SPECIAL_PRINCIPALS.items())
-        for party, purposes in everyone:
-            created += store.ensure_party(party, purposes=purposes, kem=suite)
-        # The subject-key secret too: 'accord audit subject' needs it before any worker ran,
-        # and its error message says to run this command.
-        load_linkage_key(store.path, create=True)
-        total = len(parties) + len(SPECIAL_PRINCIPALS)
-        typer.echo(f"keystore {store.path}: {len(created)} new keys for {total} parties")
-        if created:
-            _print_table(created)
+        _init(policies, directory, kem)
 
     @keys_app.command("list")
     def list_keys(
