@@ -52,6 +52,8 @@ class AccessAck(_Msg):
 
     event_id: str
     recipient: str
-    by: str = Field(min_length=1, max_length=200)
-    purpose: str = Field(min_length=1, max_length=200)
+    # Identifiers, not free text: both land in the append-only audit log, which must never
+    # hold what a practitioner might type about a child.
+    by: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+    purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")
     at: datetime

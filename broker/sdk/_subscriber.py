@@ -177,10 +177,16 @@ class Subscriber(AsyncClient):
         )
 
     async def acknowledge(self, event_id: str, *, by: str, purpose: str) -> None:
+        try:
+            ack = AccessAck(
+                event_id=event_id, recipient=self.party, by=by, purpose=purpose, at=self._clock()
+            )
+        except ValidationError as exc:
+            fields = sorted({str(e["loc"][0]) for e in exc.errors(include_input=False)})
+            raise UsageError(
+                f"{' and '.join(fields)}: an identifier (letters, digits, . _ / -), not free text"
+            ) from None
         producer = _require(self._producer)
-        ack = AccessAck(
-            event_id=event_id, recipient=self.party, by=by, purpose=purpose, at=self._clock()
-        )
         ack_id = str(uuid.uuid4())
         sealed = self._sealer.seal(
             canonical_json(ack.model_dump(mode="json")),

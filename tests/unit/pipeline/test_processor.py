@@ -21,9 +21,11 @@ from broker.pipeline import OutRecord, Processor, WorkerState
 from broker.policy import Policy, load_bundle, redact
 from broker.sdk import Delivery, WithdrawalNotice
 from broker.topics import (
+    ACCESS,
     AUDIT,
     CONSENT,
     QUARANTINE,
+    SCHEMA_ACCESS,
     SCHEMA_CONSENT,
     SCHEMA_EVENT,
     STATE,
@@ -365,6 +367,28 @@ def test_a_share_resting_on_one_of_several_clauses_consent_is_recalled_on_withdr
     [notice] = run.audit(AuditKind.CONSENT_WITHDRAWN_NOTICE)
     assert (notice.party, notice.data["event_ids"]) == ("sandwell-coord", [first["event_id"]])
     assert notice.data["purposes"] == ["early_help"]
+
+
+@pytest.mark.parametrize(
+    ("by", "purpose", "opened"),
+    [("coord/officer-7", "early_help", True),
+     ("Jane Smith re Amy Hollis 02/03/2019", "early_help", False),
+     ("coord/officer-7", "checking on Amy after the incident", False)],
+)  # fmt: skip
+def test_an_opening_is_audited_only_with_identifiers_never_free_text(
+    by: str, purpose: str, opened: bool, run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    event = incident()
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+    ack = {"event_id": event["event_id"], "recipient": "sandwell-coord", "by": by,
+           "purpose": purpose, "at": "2026-11-22T09:00:00Z"}  # fmt: skip
+    run.feed(ACCESS, *seal_as(pipeline_keys, "sandwell-coord", ack, topic=ACCESS,
+                              schema=SCHEMA_ACCESS, event_id=str(uuid.uuid4())))  # fmt: skip
+    assert len(run.audit(AuditKind.OPENED)) == int(opened)
+    quarantined = [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)]
+    assert quarantined == ([] if opened else ["invalid-ack"])
+    assert "Jane" not in str([a.to_bytes() for a in run.audit()])
+    assert "Amy" not in str([a.to_bytes() for a in run.audit()])
 
 
 def test_consent_recorded_by_someone_else_than_the_sender_is_quarantined(

@@ -1,0 +1,28 @@
+"""A recipient's 'opened' acknowledgement carries identifiers only: it lands in the audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.config import KemSuite
+from broker.errors import UsageError
+from broker.keys import FileKeyStore
+from broker.sdk import Subscriber
+
+
+@pytest.mark.parametrize(
+    ("by", "purpose", "named"),
+    [("Jane Smith about Amy", "early_help", "by"), ("hub-a/duty-1", "seen Amy today", "purpose")],
+)
+async def test_free_text_in_an_acknowledgement_is_refused_before_anything_is_sent(
+    by: str, purpose: str, named: str, tmp_path: Path
+) -> None:
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    keys.ensure_party("hub-a", kem=KemSuite.X25519)
+    sub = Subscriber("hub-a", keys, "127.0.0.1:1", "g")  # never started: nothing reaches Kafka
+    with pytest.raises(UsageError) as err:
+        await sub.acknowledge("e1", by=by, purpose=purpose)
+    assert str(err.value).startswith(f"{named}: an identifier")
+    assert "Amy" not in str(err.value)
