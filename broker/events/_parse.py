@@ -60,6 +60,9 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]
         )
         message = _SAFE_MESSAGES.get(err["type"], err["msg"])
         message = message.removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and loc:
+            # A key we do not know is the sender's text: it could be a name used as a key.
+            loc = (*loc[:-1], "(unknown field)")
         path = field_path(loc)
         problems.append((f"{prefix}{path}" if prefix else path, message))
     return problems

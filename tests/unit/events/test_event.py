@@ -107,8 +107,11 @@ def test_free_text_has_size_limits() -> None:
     assert set(problems) == {"summary", "location"}
 
 
-def test_unknown_keys_are_refused() -> None:
-    assert "colour" in _problems(event_dict(colour="blue"))
+def test_unknown_keys_are_refused_without_repeating_them() -> None:
+    """A key is the sender's text (it could be a child's name): say where, not what."""
+    problems = _problems(event_dict(colour="blue", subjects=[subject("child", AmyHollis=1)]))
+    assert set(problems) == {"(unknown field)", "subjects[0].(unknown field)"}
+    assert "AmyHollis" not in str(problems)
 
 
 def test_school_urn_is_six_digits() -> None:
