@@ -38,6 +38,15 @@ def default_home() -> Path:
     return Path.home() / ".cache" / "accord"
 
 
+def default_policies() -> Path:
+    """``policies/`` here, else the project's own (a source checkout run from elsewhere)."""
+    here = Path("policies")
+    project = Path(__file__).resolve().parents[1] / "policies"
+    if not here.is_dir() and (project / "parties.yaml").is_file():
+        return project
+    return here
+
+
 class KemSuite(enum.StrEnum):
     """HPKE key-encapsulation choice for sealing data keys.
 
@@ -100,7 +109,7 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(default_factory=default_home)
-    policies: Path = Path("policies")
+    policies: Path = Field(default_factory=default_policies)
     kafka: KafkaSettings = KafkaSettings()
     keystore: KeystoreSettings = KeystoreSettings()
     envelope: EnvelopeSettings = EnvelopeSettings()
