@@ -21,19 +21,21 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from broker._canonical import canonical_json
-from broker.audit import ChainWriter, KeystoreAuditSigner
-from broker.config import EnvelopeSettings
+from broker.audit import ChainWriter
+from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import Sealer
+from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
-from broker.pipeline import Context, Linker, Metrics, OutRecord, Processor, WorkerState
+from broker.pipeline._effects import OutRecord
 from broker.pipeline._loop import TransactionalLoop
+from broker.pipeline._metrics import Metrics
+from broker.pipeline._processor import build_processor
+from broker.pipeline._state import WorkerState
 from broker.policy import Policy
-from broker.sdk._kafka import committed_consumer, idempotent_producer
-from broker.topics import SCHEMA_EVENT, deliver, ingress
+from broker.topics import SCHEMA_EVENT, STATE, deliver, ingress
 
 WATCHED = deliver("sandwell-coord")  # every bench event shares with the co-ordinating team
 
@@ -43,19 +45,16 @@ def templates(
 ) -> list[list[OutRecord]]:
     """Each event's real outputs, from an in-process processor (no Kafka)."""
     now = datetime.now(UTC)
-    ctx = Context(
+    processor = build_processor(
         policy=policy,
         keys=keys,
-        linker=Linker(b"k" * 32),
+        linkage_key=b"k" * 32,
         state=WorkerState(),
         chain=ChainWriter("worker:floor", clock=lambda: now),
-        signer=KeystoreAuditSigner(keys),
         clock=lambda: now,
         envelope=EnvelopeSettings(),
-        pseudonym_key=b"p" * 32,
         metrics=Metrics(CollectorRegistry()),
     )
-    processor = Processor(ctx)
     sealer = Sealer(sender, keys)
     out = []
     for i, e in enumerate(events):
@@ -73,7 +72,8 @@ class _Replay:
     publisher, which learns that place from its acknowledgement, can time it."""
 
     def __init__(self, outputs: list[list[OutRecord]]) -> None:
-        self.ctx = SimpleNamespace(metrics=Metrics(CollectorRegistry()), state=WorkerState())
+        self.outbox = SimpleNamespace(metrics=Metrics(CollectorRegistry()))
+        self.services = SimpleNamespace(state=WorkerState())
         self._outputs = outputs
         self.handled = 0
         self.first: float | None = None
@@ -99,8 +99,14 @@ class _Replay:
         return [OutRecord(r.topic, place, r.value, r.headers) if r.topic == WATCHED else r
                 for r in template]  # fmt: skip
 
-    def flush(self) -> list[OutRecord]:
-        return []
+    def consumed(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
+        """The offsets, as the worker's changelog holds them (the head entry is left out)."""
+        return [OutRecord(STATE, f"o:{t}:{p}".encode(), str(o).encode())
+                for (t, p), o in offsets.items()]  # fmt: skip
+
+
+def _clients(bootstrap: str) -> KafkaClients:
+    return KafkaClients(KafkaSettings(bootstrap=bootstrap))
 
 
 def _place(partition: int, offset: int) -> bytes:
@@ -120,9 +126,11 @@ async def measure(
 ) -> dict[str, Any]:
     """Drain ``backlog`` records (rate over the first ``n``), then time an offered load."""
     replay = _Replay(outputs)
-    loop = TransactionalLoop(bootstrap, transactional_id=f"bench-floor-{uuid.uuid4().hex[:8]}",
-                  client_id="bench-floor", clock=lambda: datetime.now(UTC), max_batch=100,
-                  group=f"bench-floor-{uuid.uuid4().hex[:8]}", pattern=f"^{source}$")  # fmt: skip
+    tag = uuid.uuid4().hex[:8]
+    loop = TransactionalLoop(_clients(bootstrap), transactional_id=f"bench-floor-{tag}",
+                             client_id="bench-floor", clock=lambda: datetime.now(UTC),
+                             max_batch=100, group=f"bench-floor-{tag}",
+                             pattern=f"^{source}$")  # fmt: skip
     await loop.fence()
     await loop.start(replay)  # type: ignore[arg-type]  # the stand-in is duck-typed
     stop = asyncio.Event()
@@ -158,11 +166,12 @@ async def _offered(
     sent: dict[bytes, float] = {}
     arrived: dict[bytes, float] = {}
     group = f"floor-{uuid.uuid4().hex[:8]}"
-    consumer: AIOKafkaConsumer = committed_consumer(bootstrap, WATCHED, group, "floor")
+    kafka = _clients(bootstrap)
+    consumer = kafka.consumer(WATCHED, client_id="floor", group=group)
     await consumer.start()
     while await consumer.getmany(timeout_ms=1000):  # skip what earlier phases delivered
         pass
-    producer: AIOKafkaProducer = idempotent_producer(bootstrap, "floor-publisher")
+    producer = kafka.producer("floor-publisher")
     await producer.start()
     total = int(rate * seconds)
 

@@ -3,7 +3,8 @@
 100k records of ~700 bytes are pre-loaded into a 3-partition topic; each variant copies them
 to a topic of its own, on the same broker, in the same run:
 
-- ``aiokafka``: one consumer, one idempotent producer (acks=all), ``getmany`` batches;
+- ``aiokafka``: one consumer, one idempotent producer (acks=all), ``getmany`` batches, both
+  built by ``broker.kafka.KafkaClients`` as every Accord client is;
 - ``faust_event``: a faust-streaming agent, ``async for`` + ``await topic.send()`` per record;
 - ``faust_take``: the same agent with ``stream.take(500, within=0.05)`` batches.
 
@@ -23,16 +24,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
+
+from broker.config import KafkaSettings
+from broker.kafka import KafkaClients, TopicPartition
 
 HERE = Path(__file__).resolve().parent
 N = 100_000
 VALUE = os.urandom(350).hex().encode()  # 700 bytes
 
 
-async def _topics(bootstrap: str, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _topics(kafka: KafkaClients, *names: str) -> None:
+    admin = kafka.admin()
     await admin.start()
     try:
         await admin.create_topics([NewTopic(n, 3, 1) for n in names])
@@ -40,9 +43,8 @@ async def _topics(bootstrap: str, *names: str) -> None:
         await admin.close()
 
 
-async def _load(bootstrap: str, topic: str, n: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10,
-                                max_batch_size=512 * 1024)  # fmt: skip
+async def _load(kafka: KafkaClients, topic: str, n: int) -> None:
+    producer = kafka.producer("bench-load", linger_ms=10, max_batch_size=512 * 1024)
     await producer.start()
     try:
         for i in range(n):
@@ -52,8 +54,8 @@ async def _load(bootstrap: str, topic: str, n: int) -> None:
         await producer.stop()
 
 
-async def _landed(bootstrap: str, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def _landed(kafka: KafkaClients, topic: str) -> int:
+    consumer = kafka.consumer(client_id="bench-landed")
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(3)]
@@ -63,11 +65,10 @@ async def _landed(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def _aiokafka(bootstrap: str, src: str, dst: str, n: int) -> float:
-    consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_poll_records=5000)  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                linger_ms=5, max_batch_size=512 * 1024)  # fmt: skip
+async def _aiokafka(kafka: KafkaClients, src: str, dst: str, n: int) -> float:
+    consumer = kafka.consumer(src, client_id="bench-raw", max_poll_records=5000,
+                              fetch_max_wait_ms=500)  # fmt: skip
+    producer = kafka.producer("bench-raw", max_batch_size=512 * 1024)
     await consumer.start()
     await producer.start()
     seen = 0
@@ -107,7 +108,7 @@ async def _faust(bootstrap: str, src: str, dst: str, n: int, mode: str, tmp: Pat
         start = None
         deadline = time.perf_counter() + 600
         while time.perf_counter() < deadline:
-            landed = await _landed(bootstrap, dst)
+            landed = await _landed(KafkaClients(KafkaSettings(bootstrap=bootstrap)), dst)
             if landed and start is None:
                 start = time.perf_counter()
             if landed >= n:
@@ -126,9 +127,10 @@ async def _measure(bootstrap: str, n: int, tmp: Path) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     src = f"bench.src.{tag}"
     outs = {k: f"bench.{k}.{tag}" for k in ("aiokafka", "faust_event", "faust_take")}
-    await _topics(bootstrap, src, *outs.values())
-    await _load(bootstrap, src, n)
-    raw = await _aiokafka(bootstrap, src, outs["aiokafka"], n)
+    kafka = KafkaClients(KafkaSettings(bootstrap=bootstrap))
+    await _topics(kafka, src, *outs.values())
+    await _load(kafka, src, n)
+    raw = await _aiokafka(kafka, src, outs["aiokafka"], n)
     event = await _faust(bootstrap, src, outs["faust_event"], n, "event", tmp)
     take = await _faust(bootstrap, src, outs["faust_take"], n, "take", tmp)
     return {

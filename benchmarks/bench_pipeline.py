@@ -38,18 +38,18 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks import _floor
 from broker._canonical import canonical_json
-from broker.config import KafkaSettings, Settings
+from broker.config import KafkaSettings
 from broker.devkafka import EmbeddedKafka, free_port
 from broker.envelope import Sealer
-from broker.events._synthetic import SyntheticFamilies
-from broker.keys import FileKeyStore
+from broker.kafka import KafkaClients
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.pipeline import prepare_topics
 from broker.policy import load_bundle
 from broker.sdk import Publisher, Subscriber
+from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_EVENT, ingress
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,19 +87,18 @@ def _received(metrics_port: int) -> int:
     )
 
 
-async def _baseline(bootstrap: str, source: str, n: int) -> float:
+async def _baseline(kafka: KafkaClients, source: str, n: int) -> float:
     """Raw aiokafka: consume the sealed records and produce them unchanged elsewhere."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
 
     sink = f"bench.passthrough.{os.getpid()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka.admin()
     await admin.start()
     await admin.create_topics([NewTopic(sink, 3, 1)])
     await admin.close()
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_poll_records=2000)  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                enable_idempotence=True, max_batch_size=256 * 1024)  # fmt: skip
+    consumer = kafka.consumer(source, client_id="bench-raw", max_poll_records=2000,
+                              fetch_max_wait_ms=500)  # fmt: skip
+    producer = kafka.producer("bench-raw", max_batch_size=256 * 1024)
     await consumer.start()
     await producer.start()
     seen = 0
@@ -136,14 +135,16 @@ async def _measure(
 ) -> dict[str, Any]:
     policy = load_bundle(POLICIES)
     keys = FileKeyStore(home / "keys", create=True)
-    for party in [*policy.bundle.parties, "worker", "audit", "governance"]:
+    for party in policy.bundle.parties:
         keys.ensure_party(party)
-    settings = Settings(home=home, kafka=KafkaSettings(bootstrap=bootstrap, partitions=3))
-    await prepare_topics(settings, policy)
+    for principal, purposes in SPECIAL_PRINCIPALS.items():
+        keys.ensure_party(principal, purposes=purposes)
+    kafka = KafkaClients(KafkaSettings(bootstrap=bootstrap, partitions=3))
+    await prepare_topics(kafka, policy)
 
     # Pre-load N sealed events (the same bytes both the baseline and the worker read).
     sealer = Sealer(SENDER, keys)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = kafka.producer("bench-load")
     await producer.start()
     events = _events(n, seed=1)
     payloads = []
@@ -154,7 +155,7 @@ async def _measure(
         payloads.append(s.value)
     await producer.flush()
     await producer.stop()
-    raw_rate = await _baseline(bootstrap, ingress(SENDER), n)
+    raw_rate = await _baseline(kafka, ingress(SENDER), n)
 
     env = {**os.environ, "ACCORD_HOME": str(home), "ACCORD_KAFKA_BOOTSTRAP": bootstrap,
            "ACCORD_KAFKA__PARTITIONS": "3"}  # fmt: skip
@@ -177,7 +178,7 @@ async def _measure(
         pipeline_rate = n / (drained - (first or start))
 
         offered = [0.0]
-        latencies = await _latency(bootstrap, keys, rate, seconds, offered)
+        latencies = await _latency(kafka, keys, rate, seconds, offered)
         rss = _peak_rss_mib(worker.pid)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -208,7 +209,7 @@ async def _measure(
 
 
 async def _latency(
-    bootstrap: str, keys: FileKeyStore, rate: float, seconds: float, offered: list[float]
+    kafka: KafkaClients, keys: FileKeyStore, rate: float, seconds: float, offered: list[float]
 ) -> list[float]:
     """Publish at a fixed rate through the SDK; the co-ordinating team opens each record."""
     events = _events(int(rate * seconds), seed=2)
@@ -217,7 +218,7 @@ async def _latency(
     done = asyncio.Event()
 
     async def receive() -> None:
-        async with Subscriber("sandwell-coord", keys, bootstrap, group="bench-latency") as sub:
+        async with Subscriber("sandwell-coord", keys, kafka, group="bench-latency") as sub:
             # Skip the throughput phase's records: only events of this phase are timed.
             while not done.is_set() or len(latencies) < len(sent_at):
                 for record in await sub.poll(0.2):
@@ -229,7 +230,7 @@ async def _latency(
 
     last = [time.perf_counter()]
     receiver = asyncio.create_task(receive())
-    async with Publisher(SENDER, keys, bootstrap) as pub:
+    async with Publisher(SENDER, keys, kafka) as pub:
         interval = 1 / rate
         start = next_at = time.perf_counter()
         # Each publish awaits Kafka's acknowledgement (several ms); awaiting them one by one

@@ -24,7 +24,7 @@ AT = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
 def _event() -> dict[str, Any]:
-    from broker.events._synthetic import SyntheticFamilies  # after sys.path setup
+    from broker.synthetic import SyntheticFamilies  # after sys.path setup
 
     fam = SyntheticFamilies(seed=7)
     subjects = [

@@ -1,9 +1,20 @@
 """Accord: a secure inter-agency information-sharing broker for children's early help.
 
-The packages mirror the architecture: ``envelope`` (sealed records), ``keys`` (keystore),
-``policy`` (agreements and decisions), ``pipeline`` (the worker), ``audit`` (the
-tamper-evident log), ``sdk`` (agency and recipient clients), ``console`` (governance web UI),
-``events`` (the contact event contract) and ``devkafka`` (the embedded Apache Kafka).
+The packages mirror the architecture, in layers; a package imports only from layers below
+its own (``tests/unit/test_layers.py`` holds the code to this):
+
+1. ``errors``                                     every error Accord raises on purpose
+2. ``_canonical`` ``config`` ``principals`` ``topics``  encodings, settings, names
+3. ``crypto`` ``events``                          primitives; the wire contracts
+4. ``envelope`` ``linkage`` ``synthetic``         sealed records; subject keys; demo data
+5. ``keys`` ``kafka``                             the keystore; every Kafka client
+6. ``policy`` ``devkafka``                        agreements and decisions; embedded Kafka
+7. ``audit``                                      the tamper-evident log's records and chains
+8. ``pipeline`` ``sdk`` ``governance``            the worker; agencies' and recipients'
+                                                  clients; the index, reports and reviews
+9. ``console``                                    the governance web UI
+10. ``cli``                                       the command line, accord
+
 Importing ``broker`` does nothing but define names.
 """
 

@@ -26,6 +26,7 @@ The hierarchy::
     │   ├── TamperedEnvelope       authentication failed: header, associated data or ciphertext
     │   └── ReplayDetected         an event id seen before
     ├── TransportError             Kafka could not be reached or refused a request
+    │   ├── Fenced                 a newer producer took over this transactional id
     │   └── DevKafkaError          the embedded broker cannot be fetched, started or stopped
     └── AuditError
         └── ChainBroken            the tamper-evident log does not verify
@@ -43,6 +44,7 @@ __all__ = [
     "DevKafkaError",
     "EnvelopeError",
     "EventInvalid",
+    "Fenced",
     "KeyNotFound",
     "KeyRejected",
     "KeyStoreError",
@@ -172,6 +174,10 @@ class ReplayDetected(EnvelopeError):
 
 class TransportError(AccordError):
     """Kafka could not be reached or refused a request."""
+
+
+class Fenced(TransportError):
+    """A newer producer with the same transactional id took over; this one must stop writing."""
 
 
 class DevKafkaError(TransportError):

@@ -21,7 +21,6 @@ __all__ = [
     "SCHEMA_QUARANTINE",
     "SCHEMA_SHARED",
     "STATE",
-    "WORKER",
     "deliver",
     "ingress",
     "party_of_ingress",
@@ -35,9 +34,6 @@ CONSENT: Final = "accord.consent"
 ACCESS: Final = "accord.access"
 #: The worker's own compacted changelog (replay ids, consent table, chain heads).
 STATE: Final = "accord.worker.state"
-
-#: The principal agencies seal to (the broker's worker).
-WORKER: Final = "worker"
 
 SCHEMA_EVENT: Final = "contact-event.v1"
 SCHEMA_CONSENT: Final = "consent-record.v1"

@@ -9,6 +9,14 @@ import uuid
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from broker.config import KafkaSettings
+from broker.kafka import KafkaClients
+
+
+def clients(bootstrap: str) -> KafkaClients:
+    """Accord's Kafka clients for the test broker at ``bootstrap``."""
+    return KafkaClients(KafkaSettings(bootstrap=bootstrap))
+
 
 def unique_topic(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

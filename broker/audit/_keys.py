@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from broker.envelope import KeyPurpose, KeyResolver, KeyStatus, verify_detached
-
-AUDIT_PARTY = "audit"
+from broker.principals import Principal
 
 
 class KeystoreAuditSigner:
@@ -15,10 +14,10 @@ class KeystoreAuditSigner:
 
     @property
     def key_id(self) -> str:
-        return self._keys.current_signing_key(AUDIT_PARTY).info.key_id
+        return self._keys.current_signing_key(Principal.AUDIT).info.key_id
 
     def sign(self, data: bytes) -> bytes:
-        return self._keys.current_signing_key(AUDIT_PARTY).key.sign(data)
+        return self._keys.current_signing_key(Principal.AUDIT).key.sign(data)
 
 
 class KeystoreAuditVerifier:
@@ -33,7 +32,7 @@ class KeystoreAuditVerifier:
 
     def verify(self, key_id: str, data: bytes, signature: bytes) -> bool:
         info = self._keys.public_key(key_id)
-        if info is None or info.party != AUDIT_PARTY or info.purpose is not KeyPurpose.SIGN:
+        if info is None or info.party != Principal.AUDIT or info.purpose is not KeyPurpose.SIGN:
             return False
         if info.status is KeyStatus.REVOKED:
             return False

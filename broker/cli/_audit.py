@@ -14,16 +14,11 @@ import typer
 
 from broker.config import Settings, load_settings
 from broker.errors import UsageError
+from broker.principals import Principal
 
 if TYPE_CHECKING:
-    from broker.audit import (
-        AuditRecord,
-        AuditStore,
-        ChainAppender,
-        Indexer,
-        IndexSummary,
-        KeystoreAuditVerifier,
-    )
+    from broker.audit import AuditRecord, KeystoreAuditVerifier
+    from broker.governance import AuditStore, ChainAppender, Indexer, IndexSummary
     from broker.keys import FileKeyStore
 
 
@@ -90,19 +85,19 @@ def _settings_db(settings: Settings, db: str | None) -> str | None:
 
 
 def _store(settings: Settings, db: str | None, *, create: bool = False) -> AuditStore:
-    from broker.audit import open_store  # noqa: PLC0415
+    from broker.governance import open_store
 
     return open_store(_settings_db(settings, db), home=settings.home, create=create)
 
 
 def _keystore(settings: Settings) -> FileKeyStore:
-    from broker.keys import FileKeyStore  # noqa: PLC0415  # cryptography loads lazily
+    from broker.keys import FileKeyStore
 
     return FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
 
 
 def _verifier(settings: Settings) -> KeystoreAuditVerifier:
-    from broker.audit import KeystoreAuditVerifier  # noqa: PLC0415
+    from broker.audit import KeystoreAuditVerifier
 
     return KeystoreAuditVerifier(_keystore(settings))
 
@@ -123,12 +118,13 @@ def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime
 
 def index(db: Db = None, follow: Follow = False) -> None:
     """Consume accord.audit into the index, verifying every chain as it goes."""
-    from broker.audit import Indexer  # noqa: PLC0415
+    from broker.governance import Indexer
+    from broker.kafka import KafkaClients
 
     settings = load_settings()
     store = _store(settings, db, create=True)
     try:
-        indexer = Indexer(store, _verifier(settings), settings.kafka.bootstrap)
+        indexer = Indexer(store, _verifier(settings), KafkaClients(settings.kafka))
         summary = asyncio.run(_run_indexer(indexer, follow=follow))
         typer.echo(
             f"indexed {summary.indexed} records ({summary.duplicates} already indexed); "
@@ -144,13 +140,14 @@ def index(db: Db = None, follow: Follow = False) -> None:
 
 def verify(db: Db = None, from_topic: FromTopic = False) -> None:
     """Prove the log intact; name the first bad record and exit 1 if it is not."""
-    from broker.audit import (  # noqa: PLC0415
+    from broker.governance import (
         by_chain,
         read_topic,
         signed_checkpoints,
         verify_records,
         verify_store,
     )
+    from broker.kafka import KafkaClients
 
     settings = load_settings()
     verifier = _verifier(settings)
@@ -163,7 +160,7 @@ def verify(db: Db = None, from_topic: FromTopic = False) -> None:
                 reference = signed_checkpoints(index)
             finally:
                 index.close()
-        messages = asyncio.run(read_topic(settings.kafka.bootstrap))
+        messages = asyncio.run(read_topic(KafkaClients(settings.kafka)))
         summary = verify_records(by_chain(messages), verifier, reference=reference)
     else:
         store = _store(settings, db)
@@ -176,9 +173,9 @@ def verify(db: Db = None, from_topic: FromTopic = False) -> None:
 
 def subject(nhs_number: NhsNumber, db: Db = None, fmt: Fmt = Format.TABLE) -> None:
     """A child's disclosure log (subject access): every decision and every opening."""
-    from broker.audit import disclosure_log, subject_key_for_nhs_number  # noqa: PLC0415
-    from broker.cli._audit_render import disclosure  # noqa: PLC0415
-    from broker.pipeline import load_linkage_key  # noqa: PLC0415
+    from broker.cli._audit_render import disclosure
+    from broker.governance import disclosure_log, subject_key_for_nhs_number
+    from broker.keys import load_linkage_key
 
     settings = load_settings()
     key = subject_key_for_nhs_number(nhs_number, load_linkage_key(settings.keys_dir))
@@ -198,15 +195,15 @@ def report(
     fmt: RepFmt = ReportFormat.TABLE,
 ) -> None:
     """Shares and non-shares, overrides awaiting review, quarantine, expiries, unopened."""
-    from broker.audit import Window, governance_report  # noqa: PLC0415
-    from broker.cli._audit_render import report_json, report_text  # noqa: PLC0415
+    from broker.cli._audit_render import report_json, report_text
+    from broker.governance import Window, governance_report
 
     window = Window(parse_when(since, "--since"), parse_when(until, "--until", end=True))
     if window.since and window.until and window.since >= window.until:
         raise UsageError("--since must be before --until")
     policy = None
     if policies is not None:
-        from broker.policy import load_bundle  # noqa: PLC0415
+        from broker.policy import load_bundle
 
         policy = load_bundle(policies)
     settings = load_settings()
@@ -228,26 +225,24 @@ def review(
     db: Db = None,
 ) -> None:
     """Mark a safeguarding override reviewed: written to the audit log, then indexed."""
-    from broker.audit import (  # noqa: PLC0415
-        ChainAppender,
-        Indexer,
-        KeystoreAuditSigner,
-        check_review_text,
-    )
+    from broker.audit import KeystoreAuditSigner
+    from broker.governance import ChainAppender, Indexer, check_review_text
+    from broker.kafka import KafkaClients
 
     check_review_text(reviewed_by=by, note=note)
     settings = load_settings()
     keys = _keystore(settings)
     store = _store(settings, db)
+    kafka = KafkaClients(settings.kafka)
     appender = ChainAppender(
         store,
-        bootstrap=settings.kafka.bootstrap,
-        chain=f"console:{host or socket.gethostname()}",
+        kafka=kafka,
+        chain=Principal.CONSOLE.chain(host or socket.gethostname()),
         signer=KeystoreAuditSigner(keys),
     )
     try:
         rec = asyncio.run(_review(store, appender, event_id, recipient, by=by, note=note))
-        indexer = Indexer(store, _verifier(settings), settings.kafka.bootstrap)
+        indexer = Indexer(store, _verifier(settings), kafka)
         asyncio.run(indexer.run(follow=False))
     finally:
         store.close()
@@ -257,7 +252,7 @@ def review(
 async def _review(
     store: AuditStore, appender: ChainAppender, event_id: str, recipient: str, *, by: str, note: str
 ) -> AuditRecord:
-    from broker.audit import review_override  # noqa: PLC0415
+    from broker.governance import review_override
 
     try:
         return await review_override(
@@ -280,7 +275,7 @@ def register(app: typer.Typer) -> None:
 
 
 async def _run_indexer(indexer: Indexer, *, follow: bool) -> IndexSummary:
-    import signal  # noqa: PLC0415
+    import signal
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from broker.audit import DisclosureEntry, GovernanceReport
+from broker.governance import DisclosureEntry, GovernanceReport
 
 _LOG_COLUMNS = (
     ("at", "when"),

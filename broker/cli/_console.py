@@ -38,7 +38,7 @@ Reset = Annotated[bool, typer.Option("--reset", help="Set a new password for an 
 
 
 def _users(settings: Settings) -> UserFile:
-    from broker.console import UserFile  # noqa: PLC0415  # argon2 is only needed here
+    from broker.console import UserFile
 
     return UserFile(settings.console_users_file)
 
@@ -67,11 +67,12 @@ def serve(
     """Serve the governance console (sign in with an account from 'accord console add-user')."""
     if ctx.invoked_subcommand is not None:
         return
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    from broker.audit import open_store  # noqa: PLC0415
-    from broker.cli._logging import configure_logging  # noqa: PLC0415
-    from broker.console import ConsoleRun, load_console_policy, run_console  # noqa: PLC0415
+    from broker.cli._logging import configure_logging
+    from broker.console import ConsoleRun, load_console_policy, run_console
+    from broker.governance import open_store
+    from broker.kafka import KafkaClients
 
     settings = load_settings()
     cfg = settings.console.model_dump()
@@ -90,7 +91,8 @@ def serve(
     try:
         asyncio.run(
             run_console(
-                settings, store, policy=policy, index=index, started=started,
+                settings, store, KafkaClients(settings.kafka), policy=policy, index=index,
+                started=started,
                 reopen=lambda: open_store(url, home=settings.home),
             )
         )  # fmt: skip
@@ -102,7 +104,7 @@ def serve(
 
 def add_user(name: Name, password_stdin: PasswordStdin = False, reset: Reset = False) -> None:
     """Create an IG officer's console account (the password is stored as an Argon2id hash)."""
-    from broker.console._users import check_username  # noqa: PLC0415
+    from broker.console import check_username
 
     users = _users(load_settings())
     check_username(name)  # before asking for a password that would then be refused

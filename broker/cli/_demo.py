@@ -32,10 +32,10 @@ def register(app: typer.Typer) -> None:
         console_port: ConsolePort = 8765,
     ) -> None:
         """Run the whole broker on the embedded default: agencies, hubs and the IG console."""
-        from broker.cli._demo_run import run_demo  # noqa: PLC0415  # heavy imports
-        from broker.cli._logging import configure_logging  # noqa: PLC0415
-        from broker.config import KafkaSettings, load_settings  # noqa: PLC0415
-        from broker.devkafka import EmbeddedKafka  # noqa: PLC0415
+        from broker.cli._demo_run import run_demo
+        from broker.cli._logging import configure_logging
+        from broker.config import KafkaSettings, load_settings
+        from broker.devkafka import EmbeddedKafka
 
         settings = load_settings()
         configure_logging("error")

@@ -19,11 +19,12 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from broker.config import Settings
-from broker.events._synthetic import SyntheticFamilies
-from broker.keys import FileKeyStore
+from broker.kafka import KafkaClients
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.pipeline import Worker, WorkerOptions, serve
 from broker.policy import Policy, load_bundle
 from broker.sdk import Delivery, Publisher, Subscriber
+from broker.synthetic import SyntheticFamilies
 
 DEMO_OFFICER = "ig.demo"
 _TARGET_DISTRICTS = ("DY4", "WS10", "B69", "B70", "B66", "WV10", "WV11", "WV14", "WV4", "B3")
@@ -89,7 +90,7 @@ def _event(
 
 
 async def _agencies(
-    settings: Settings,
+    kafka: KafkaClients,
     keys: FileKeyStore,
     policy: Policy,
     *,
@@ -102,14 +103,13 @@ async def _agencies(
     fam = SyntheticFamilies(seed=seed, today=datetime.now(UTC).date())
     routes = _routes(policy)
     urns = _school_urns(policy)
-    bootstrap = settings.kafka.bootstrap
-    publishers = {s: Publisher(s, keys, bootstrap) for s in routes}
+    publishers = {s: Publisher(s, keys, kafka) for s in routes}
     for pub in publishers.values():
         await pub.start()
     coord = next(
         p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"
     )
-    consent_pub = Publisher(coord, keys, bootstrap)
+    consent_pub = Publisher(coord, keys, kafka)
     await consent_pub.start()
     sent = 0
     try:
@@ -139,14 +139,14 @@ async def _agencies(
 
 
 async def _recipient(
-    settings: Settings,
+    kafka: KafkaClients,
     keys: FileKeyStore,
     party: str,
     *,
     stop: asyncio.Event,
     say: Callable[[str], None],
 ) -> None:
-    async with Subscriber(party, keys, settings.kafka.bootstrap, group=f"demo-{party}") as sub:
+    async with Subscriber(party, keys, kafka, group=f"demo-{party}") as sub:
         while not stop.is_set():
             for record in await sub.poll(1.0):
                 m = record.message
@@ -165,11 +165,15 @@ async def _recipient(
 
 
 async def _console(
-    settings: Settings, policy: Policy, stop: asyncio.Event, say: Callable[[str], None]
+    settings: Settings,
+    kafka: KafkaClients,
+    policy: Policy,
+    stop: asyncio.Event,
+    say: Callable[[str], None],
 ) -> None:
     """The governance console, keeping the audit index (SQLite by default) current itself."""
-    from broker.audit import open_store  # noqa: PLC0415
-    from broker.console import ConsoleRun, UserFile, run_console  # noqa: PLC0415
+    from broker.console import ConsoleRun, UserFile, run_console
+    from broker.governance import open_store
 
     # A demo officer with a fresh random password each run, printed once, below.
     password = secrets.token_urlsafe(12)
@@ -184,7 +188,7 @@ async def _console(
 
     try:
         await run_console(
-            settings, store, policy=policy, index=True, started=started, stop=stop,
+            settings, store, kafka, policy=policy, index=True, started=started, stop=stop,
             reopen=lambda: open_store(db, home=settings.home),
         )  # fmt: skip
     finally:
@@ -196,12 +200,16 @@ async def run_demo(
 ) -> None:
     policy = load_bundle(settings.policies)
     keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase, create=True)
-    for party in [*policy.bundle.parties, "worker", "audit", "governance"]:
+    for party in policy.bundle.parties:
         keys.ensure_party(party)
+    for principal, purposes in SPECIAL_PRINCIPALS.items():
+        keys.ensure_party(principal, purposes=purposes)
+    kafka = KafkaClients(settings.kafka)
     stop = asyncio.Event()
     worker = Worker(
         settings,
         WorkerOptions(policies=settings.policies, instance="demo", checkpoint_every=50),
+        kafka=kafka,
         registry=CollectorRegistry(),
     )
     worker_task = asyncio.create_task(serve(worker, metrics_port=metrics_port))
@@ -212,14 +220,14 @@ async def run_demo(
         worker_task.result()  # the worker could not start: its error, one line, from the CLI
     say = typer.echo
     say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
-    tasks = [asyncio.create_task(_console(settings, policy, stop, say))]
+    tasks = [asyncio.create_task(_console(settings, kafka, policy, stop, say))]
     hubs = [p for p, party in policy.bundle.parties.items() if party.kind == "hub"][:2]
     coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
         :1
     ]
-    tasks += [asyncio.create_task(_agencies(settings, keys, policy, rate=rate, stop=stop, say=say))]
+    tasks += [asyncio.create_task(_agencies(kafka, keys, policy, rate=rate, stop=stop, say=say))]
     tasks += [
-        asyncio.create_task(_recipient(settings, keys, p, stop=stop, say=say)) for p in coord + hubs
+        asyncio.create_task(_recipient(kafka, keys, p, stop=stop, say=say)) for p in coord + hubs
     ]
     say(f"agencies publishing ~{rate:g} events/s; printing what {', '.join(coord + hubs)} receive")
     try:

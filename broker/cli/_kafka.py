@@ -16,7 +16,7 @@ Data = Annotated[Path | None, typer.Option(help="Data directory (default <home>/
 
 
 def _node(port: int | None, data: Path | None) -> EmbeddedKafka:
-    from broker.devkafka import EmbeddedKafka  # noqa: PLC0415  # aiokafka is slow to import
+    from broker.devkafka import EmbeddedKafka
 
     settings = load_settings()
     return EmbeddedKafka(data or settings.home / "kafka-data", home=settings.home, port=port)

@@ -12,7 +12,8 @@ from broker.config import KemSuite
 from broker.errors import UsageError
 
 if TYPE_CHECKING:
-    from broker.keys import FileKeyStore, KeyInfo
+    from broker.envelope import KeyInfo
+    from broker.keys import FileKeyStore
 
 _DirOption = Annotated[
     Path | None,
@@ -23,8 +24,8 @@ _DirOption = Annotated[
 
 
 def _open_store(directory: Path | None, *, create: bool = False) -> FileKeyStore:
-    from broker.config import load_settings  # noqa: PLC0415  # keep `accord --help` fast
-    from broker.keys import FileKeyStore  # noqa: PLC0415  # imports cryptography
+    from broker.config import load_settings
+    from broker.keys import FileKeyStore
 
     settings = load_settings()
     path = directory if directory is not None else settings.keys_dir
@@ -33,10 +34,10 @@ def _open_store(directory: Path | None, *, create: bool = False) -> FileKeyStore
 
 def _policy_parties(policies: Path) -> list[str]:
     """Party ids of a policy bundle: the keys of ``parties:`` in ``parties.yaml``."""
-    import yaml  # noqa: PLC0415  # only this command reads YAML
+    import yaml
 
-    from broker.envelope import is_identifier  # noqa: PLC0415
-    from broker.keys import SPECIAL_PRINCIPALS  # noqa: PLC0415
+    from broker.envelope import is_identifier
+    from broker.keys import SPECIAL_PRINCIPALS
 
     if not policies.is_dir():
         raise UsageError(f"policy bundle not found: {policies} (use --policies DIR)")
@@ -60,7 +61,7 @@ def _policy_parties(policies: Path) -> list[str]:
 
 
 def _status(info: KeyInfo) -> str:
-    import time  # noqa: PLC0415
+    import time
 
     if info.status.value == "active" and not info.is_live_ts(time.time()):
         return "expired"
@@ -89,9 +90,12 @@ def _print_table(infos: list[KeyInfo]) -> None:
 
 
 def _init(policies: Path | None, directory: Path | None, kem: KemSuite | None) -> None:
-    from broker.config import load_settings  # noqa: PLC0415
-    from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS  # noqa: PLC0415
-    from broker.pipeline import load_linkage_key  # noqa: PLC0415
+    from broker.config import load_settings
+    from broker.keys import (
+        ALL_PURPOSES,
+        SPECIAL_PRINCIPALS,
+        load_linkage_key,
+    )
 
     settings = load_settings()
     parties = _policy_parties(policies if policies is not None else settings.policies)
@@ -161,10 +165,11 @@ def register(app: typer.Typer) -> None:
         ] = 7.0,
     ) -> None:
         """New keys seal and sign from now on; the old ones expire after the grace period."""
-        from datetime import timedelta  # noqa: PLC0415
+        from datetime import timedelta
 
-        from broker.config import load_settings  # noqa: PLC0415
-        from broker.keys import ALL_PURPOSES, KeyPurpose  # noqa: PLC0415
+        from broker.config import load_settings
+        from broker.envelope import KeyPurpose
+        from broker.keys import ALL_PURPOSES
 
         choice = {"both": ALL_PURPOSES, "sign": (KeyPurpose.SIGN,)}
         choice["encrypt"] = (KeyPurpose.ENCRYPT,)

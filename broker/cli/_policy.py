@@ -37,7 +37,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 def _default_policies(given: Path | None) -> Path:
     if given is not None:
         return given
-    from broker.config import load_settings  # noqa: PLC0415  # pydantic-settings only when needed
+    from broker.config import load_settings
 
     return load_settings().policies
 
@@ -56,9 +56,9 @@ def _parse_at(value: str | None) -> datetime:
 
 
 def _read_consents(path: Path) -> list[ConsentRecord]:
-    import yaml  # noqa: PLC0415  # only for this option
+    import yaml
 
-    from broker.events import parse_consents  # noqa: PLC0415
+    from broker.events import parse_consents
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -130,8 +130,8 @@ def _rows(d: Decision) -> list[tuple[str, str]]:
 def _explain_tables(
     decisions: list[Decision], views: dict[str, Any], version: str, at: datetime
 ) -> None:
-    from rich.console import Console  # noqa: PLC0415  # rich is only needed for human output
-    from rich.table import Table  # noqa: PLC0415
+    from rich.console import Console
+    from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=False)
     console.print(f"Decisions at {at.isoformat()} under policy {version}")
@@ -153,8 +153,8 @@ def _explain_tables(
 def _explain(
     event_file: Path, policies: Path | None, consents: Path | None, at: str | None, as_json: bool
 ) -> None:
-    from broker.events import parse_event  # noqa: PLC0415
-    from broker.policy import Policy, redact  # noqa: PLC0415
+    from broker.events import parse_event
+    from broker.policy import Policy, redact
 
     when = _parse_at(at)
     raw = event_file.read_bytes()
@@ -183,16 +183,16 @@ def _explain(
 
 
 def _test(paths: list[Path], policies: Path | None) -> int:
-    from broker.errors import ScenarioInvalid  # noqa: PLC0415
-    from broker.policy._scenario import collect_files, run_scenarios  # noqa: PLC0415
+    from broker.errors import ScenarioInvalid
+    from broker.policy import run_scenarios
 
+    default = _default_policies(policies)
     try:
-        files = collect_files(paths)
+        results = run_scenarios(paths, default)
     except FileNotFoundError as exc:
         raise UsageError(f"no such file or folder: {exc.filename}") from None
-    default = _default_policies(policies)
     passed = failed = 0
-    for result in run_scenarios(files, default):
+    for result in results:
         if isinstance(result, ScenarioInvalid):
             failed += 1
             typer.echo(f"FAIL {result}")
@@ -217,7 +217,7 @@ def register(app: typer.Typer) -> None:
     @policy.command("check")
     def check(directory: BundleDir) -> None:
         """Check a bundle: a one-line summary, or every problem (one per line) and exit 1."""
-        from broker.policy import Policy  # noqa: PLC0415
+        from broker.policy import Policy
 
         try:
             loaded = Policy.load(directory)

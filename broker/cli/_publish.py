@@ -24,7 +24,7 @@ Idle = Annotated[float | None, typer.Option(help="Stop after this many seconds w
 
 
 def _keystore(settings: Settings) -> FileKeyStore:
-    from broker.keys import FileKeyStore  # noqa: PLC0415  # cryptography loads lazily
+    from broker.keys import FileKeyStore
 
     return FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
 
@@ -63,16 +63,15 @@ def register(app: typer.Typer) -> None:
 
 
 async def _publish(settings: Settings, party: str, file: Path) -> int:
-    from rich.console import Console  # noqa: PLC0415
-    from rich.progress import Progress  # noqa: PLC0415
+    from rich.console import Console
+    from rich.progress import Progress
 
-    from broker.sdk import Publisher  # noqa: PLC0415
-    from broker.sdk._files import GoodRow, RowProblem, read_export  # noqa: PLC0415
+    from broker.sdk import GoodRow, Publisher, RowProblem, read_export
 
     err = Console(stderr=True)
     sent = 0
     problems: list[RowProblem] = []
-    async with Publisher(party, _keystore(settings), settings.kafka.bootstrap) as pub:
+    async with Publisher(party, _keystore(settings), settings.kafka) as pub:
         rows = list(read_export(file, pub.validate))
         good = [r for r in rows if isinstance(r, GoodRow)]
         problems = [r for r in rows if isinstance(r, RowProblem)]
@@ -99,11 +98,11 @@ async def _tail(
     max_records: int | None,
     idle: float | None,
 ) -> None:
-    from broker.sdk import Subscriber  # noqa: PLC0415
+    from broker.sdk import Subscriber
 
     seen = 0
     quiet = 0.0
-    async with Subscriber(party, _keystore(settings), settings.kafka.bootstrap, group) as sub:
+    async with Subscriber(party, _keystore(settings), settings.kafka, group) as sub:
         while max_records is None or seen < max_records:
             batch = await sub.poll(1.0)
             quiet = 0.0 if batch else quiet + 1.0
@@ -120,6 +119,6 @@ def _print_record(record: SharedRecord, as_json: bool) -> None:
         sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
         sys.stdout.flush()
         return
-    from rich import print_json  # noqa: PLC0415
+    from rich import print_json
 
     print_json(data=data)

@@ -29,10 +29,11 @@ def register(app: typer.Typer) -> None:
         checkpoint_every: CheckpointEvery = 1000,
     ) -> None:
         """Run the sharing pipeline: open, validate, decide, redact, seal, deliver, audit."""
-        from prometheus_client import CollectorRegistry  # noqa: PLC0415
+        from prometheus_client import CollectorRegistry
 
-        from broker.cli._logging import configure_logging  # noqa: PLC0415
-        from broker.pipeline import Worker, WorkerOptions, serve  # noqa: PLC0415
+        from broker.cli._logging import configure_logging
+        from broker.kafka import KafkaClients
+        from broker.pipeline import Worker, WorkerOptions, serve
 
         settings = load_settings()
         configure_logging()
@@ -41,5 +42,7 @@ def register(app: typer.Typer) -> None:
             instance=instance,
             checkpoint_every=checkpoint_every,
         )
-        w = Worker(settings, options, registry=CollectorRegistry())
+        w = Worker(
+            settings, options, kafka=KafkaClients(settings.kafka), registry=CollectorRegistry()
+        )
         asyncio.run(serve(w, metrics_port=metrics_port))

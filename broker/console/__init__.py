@@ -12,29 +12,16 @@ officer and the subject keys shown, *before* the page renders; no record, no dat
 """
 
 from broker.console._app import create_app
-from broker.console._charts import Chart, counts_chart, decisions_chart
-from broker.console._deps import ConsoleDeps, IndexWait, record_query
-from broker.console._pages import LookupPurpose
-from broker.console._serve import ConsoleRun, console_chain, load_console_policy, run_console
-from broker.console._sessions import Session, SessionStore
-from broker.console._users import Account, SignInThrottle, UserFile
+from broker.console._deps import ConsoleDeps
+from broker.console._serve import ConsoleRun, load_console_policy, run_console
+from broker.console._users import UserFile, check_username
 
 __all__ = [
-    "Account",
-    "Chart",
     "ConsoleDeps",
     "ConsoleRun",
-    "IndexWait",
-    "LookupPurpose",
-    "Session",
-    "SessionStore",
-    "SignInThrottle",
     "UserFile",
-    "console_chain",
-    "counts_chart",
+    "check_username",
     "create_app",
-    "decisions_chart",
     "load_console_policy",
-    "record_query",
     "run_console",
 ]

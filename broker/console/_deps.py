@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from broker.audit import AuditKind, AuditRecord, AuditSink, AuditStore, CheckpointVerifier
+from broker.audit import AuditKind, AuditRecord, CheckpointVerifier
 from broker.config import ConsoleSettings
+from broker.governance import AuditSink, AuditStore
 
 if TYPE_CHECKING:
     from broker.console._users import UserFile

@@ -17,8 +17,13 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from broker.audit import (
-    AuditRecord,
+from broker.audit import AuditRecord
+from broker.console._app import Console, form_field, read_form
+from broker.console._charts import counts_chart, days_ending, decisions_chart
+from broker.console._deps import ConsoleDeps, record_query
+from broker.console._sessions import Session
+from broker.errors import AccordError, ChainBroken, TransportError, UsageError
+from broker.governance import (
     Window,
     disclosure_log,
     expiring_agreements,
@@ -27,11 +32,6 @@ from broker.audit import (
     subject_key_for_nhs_number,
     verify_store,
 )
-from broker.console._app import Console, form_field, read_form
-from broker.console._charts import counts_chart, days_ending, decisions_chart
-from broker.console._deps import ConsoleDeps, record_query
-from broker.console._sessions import Session
-from broker.errors import AccordError, ChainBroken, TransportError, UsageError
 
 log = structlog.get_logger("accord.console")
 

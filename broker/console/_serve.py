@@ -18,26 +18,23 @@ from typing import Any
 
 import structlog
 
-from broker.audit import (
-    AuditStore,
-    ChainAppender,
-    Indexer,
-    KeystoreAuditSigner,
-    KeystoreAuditVerifier,
-)
+from broker.audit import KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.config import Settings
 from broker.console._app import create_app
 from broker.console._deps import ConsoleDeps, IndexWait, no_wait
 from broker.console._users import UserFile
 from broker.errors import UsageError
+from broker.governance import AuditStore, ChainAppender, Indexer
+from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.policy import Policy
+from broker.principals import Principal
 
 log = structlog.get_logger("accord.console")
 
 
 def console_chain(host: str | None = None) -> str:
-    return f"console:{host or socket.gethostname()}"
+    return Principal.CONSOLE.chain(host or socket.gethostname())
 
 
 def _waiter(poll: float = 0.1, limit: float = 10.0) -> IndexWait:
@@ -62,6 +59,7 @@ class ConsoleRun:
 async def run_console(
     settings: Settings,
     store: AuditStore,
+    kafka: KafkaClients,
     *,
     policy: Policy | None,
     index: bool = True,
@@ -72,14 +70,14 @@ async def run_console(
     """Serve the console until ``stop`` is set (or the process is interrupted)."""
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
 
-    from broker.pipeline import load_linkage_key  # noqa: PLC0415  # audit ← pipeline, not back
+    from broker.keys import load_linkage_key  # noqa: PLC0415
 
-    keys = FileKeyStore(settings.keys_dir)
+    keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
     verifier = KeystoreAuditVerifier(keys)
     chain = console_chain()
     sink = ChainAppender(
         store,
-        bootstrap=settings.kafka.bootstrap,
+        kafka=kafka,
         chain=chain,
         signer=KeystoreAuditSigner(keys),
     )
@@ -113,7 +111,7 @@ async def run_console(
         asyncio.create_task(server.serve(sockets=[sock]), name="console-http")
     ]
     if index:
-        indexer = Indexer(store, verifier, settings.kafka.bootstrap)
+        indexer = Indexer(store, verifier, kafka)
         tasks.append(
             asyncio.create_task(indexer.run(follow=True, stop=indexer_stop), name="console-index")
         )

@@ -5,7 +5,6 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
-import logging
 import os
 import shutil
 import signal
@@ -289,30 +288,14 @@ def _reap(pid: int) -> None:
 
 def _answers_metadata(bootstrap: str) -> bool:
     """True when the broker answers a metadata request (not merely accepts connections)."""
-    from aiokafka.client import AIOKafkaClient  # noqa: PLC0415  # keep CLI start-up light
-    from aiokafka.errors import KafkaError  # noqa: PLC0415
+    from broker.config import KafkaSettings  # noqa: PLC0415  # keep CLI start-up light
+    from broker.kafka import KafkaClients  # noqa: PLC0415
 
-    async def probe() -> bool:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-        try:
-            await client.bootstrap()
-            return bool(client.cluster.brokers())
-        except (KafkaError, OSError):
-            return False
-        finally:
-            await client.close()
-
-    # aiokafka logs every refused connection at ERROR; while we poll, refusals are expected.
-    log = logging.getLogger("aiokafka")
-    previous = log.level
-    log.setLevel(logging.CRITICAL)
+    probe = KafkaClients(KafkaSettings(bootstrap=bootstrap)).reachable()
     try:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(probe())
-        # Called from async code (a test, the demo): probe on a private loop in a thread.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, probe()).result()
-    finally:
-        log.setLevel(previous)
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(probe)
+    # Called from async code (a test, the demo): probe on a private loop in a thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, probe).result()

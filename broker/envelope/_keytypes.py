@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol
 
-from broker.envelope._primitives import KemAlg, KemPrivateKey, SigningKey, VerifyKey
+from broker.crypto import KemAlg, KemPrivateKey, SigningKey, VerifyKey
 from broker.errors import MalformedEnvelope
 
 __all__ = [

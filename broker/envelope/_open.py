@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from broker.crypto import Aead, KemPrivateKey, VerifyKey, hpke_open
 from broker.envelope._keytypes import KeyAlg, KeyInfo, KeyResolver
-from broker.envelope._primitives import Aead, KemPrivateKey, VerifyKey, hpke_open
 from broker.envelope._seal import DEK_BUNDLE_HEADER, Clock
 from broker.envelope._wire import (
     Bundle,

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from broker.config import EnvelopeSettings
+from broker.crypto import Aead, KemAlg, KemPublicKey, hpke_seal, random_bytes
 from broker.envelope._keytypes import KeyInfo, KeyResolver, SigningIdentity
-from broker.envelope._primitives import Aead, KemAlg, KemPublicKey, hpke_seal, random_bytes
 from broker.envelope._wire import (
     DEK_ID_LEN,
     DEK_LEN,

@@ -12,8 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from broker.envelope._keytypes import KEY_ID_LEN
-from broker.envelope._primitives import (
+from broker.crypto import (
     AEAD_NONCE_LEN,
     AEAD_TAG_LEN,
     ED25519_SIG_LEN,
@@ -21,6 +20,7 @@ from broker.envelope._primitives import (
     HPKE_KDF_ID,
     KemAlg,
 )
+from broker.envelope._keytypes import KEY_ID_LEN
 from broker.errors import EnvelopeError, MalformedEnvelope, UnsupportedVersion
 
 __all__ = [

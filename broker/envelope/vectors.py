@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from broker.config import EnvelopeSettings, KemSuite
+from broker.crypto import KemAlg, KemPrivateKey, SigningKey
 from broker.envelope._keytypes import (
     KeyAlg,
     KeyInfo,
@@ -25,7 +26,6 @@ from broker.envelope._keytypes import (
     compute_key_id,
 )
 from broker.envelope._open import Opener
-from broker.envelope._primitives import KemAlg, KemPrivateKey, SigningKey
 from broker.envelope._seal import Sealer
 from broker.envelope._wire import hpke_info, parse_bundle, parse_record, signature_input
 from broker.errors import EnvelopeError, KeyNotFound

@@ -1,4 +1,8 @@
-"""The contact event contract (v1), consent records, and their validation.
+"""The wire contracts every side shares, and their validation.
+
+Contact events (v1) and consent records come from agencies; deliveries and consent-withdrawal
+notices go from the broker to recipients; access acknowledgements come back. The worker, the
+SDK and the desk all import these from here, never from each other.
 
 ``parse_event(data, now=...)`` is the one way in: it validates bytes or a dict against the
 injected clock and raises ``broker.errors.EventInvalid`` naming each bad field (never its
@@ -13,6 +17,7 @@ from broker.events._identifiers import (
     postcode_district,
     postcode_sector,
 )
+from broker.events._messages import AccessAck, Delivery, WithdrawalNotice
 from broker.events._model import (
     ALWAYS_TRAVELS,
     CLOCK_SKEW,
@@ -37,14 +42,17 @@ __all__ = [
     "FIELD_PATHS",
     "ROLES",
     "SUBJECT_FIELD_PATHS",
+    "AccessAck",
     "ConsentRecord",
     "ConsentState",
     "ConsentSubject",
     "ContactEvent",
+    "Delivery",
     "EventType",
     "Role",
     "Safeguarding",
     "Subject",
+    "WithdrawalNotice",
     "is_valid_nhs_number",
     "normalise_name",
     "normalise_nhs_number",

@@ -8,6 +8,7 @@ from typing import Final, Protocol
 
 from broker.config import KemSuite
 from broker.envelope import KeyInfo, KeyPurpose, KeyResolver
+from broker.principals import Principal
 
 __all__ = [
     "ALL_PURPOSES",
@@ -23,9 +24,9 @@ ALL_PURPOSES: Final[tuple[KeyPurpose, ...]] = (KeyPurpose.SIGN, KeyPurpose.ENCRY
 #: checkpoints; it never receives data, so it has no encryption key) and ``governance``
 #: (quarantined records are sealed to it).
 SPECIAL_PRINCIPALS: Final[dict[str, tuple[KeyPurpose, ...]]] = {
-    "worker": ALL_PURPOSES,
-    "audit": (KeyPurpose.SIGN,),
-    "governance": ALL_PURPOSES,
+    Principal.WORKER: ALL_PURPOSES,
+    Principal.AUDIT: (KeyPurpose.SIGN,),
+    Principal.GOVERNANCE: ALL_PURPOSES,
 }
 
 #: After a rotation the old key keeps verifying and opening for this long, then expires.

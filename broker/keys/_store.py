@@ -26,6 +26,15 @@ from typing import Any, Final
 from pydantic import SecretStr
 
 from broker.config import KemSuite
+from broker.crypto import (
+    AEAD_NONCE_LEN,
+    Aead,
+    KemAlg,
+    KemPrivateKey,
+    SigningKey,
+    random_bytes,
+    scrypt_kek,
+)
 from broker.envelope import (
     Clock,
     KeyAlg,
@@ -35,17 +44,6 @@ from broker.envelope import (
     SigningIdentity,
     compute_key_id,
     is_identifier,
-)
-
-# The keystore shares the envelope's single hazmat module (key generation, key wrapping).
-from broker.envelope._primitives import (
-    AEAD_NONCE_LEN,
-    Aead,
-    KemAlg,
-    KemPrivateKey,
-    SigningKey,
-    random_bytes,
-    scrypt_kek,
 )
 from broker.errors import EnvelopeError, KeyNotFound, KeyStoreError, UsageError
 from broker.keys._files import check_private, locked, make_private_dir, read_json, write_private

@@ -1,19 +1,20 @@
-"""The stages a contact event passes through, in order (see the package docstring)."""
+"""The chain a contact event passes through, in order (see the package docstring)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import structlog
 
+from broker.audit import AuditKind
 from broker.envelope import read_header
 from broker.errors import EnvelopeError, EventInvalid, PolicyError, WrongRecipient
-from broker.events import parse_event
-from broker.pipeline._stages import FORWARD, OutRecord, Step, Work, quarantine
-from broker.policy import redact
-from broker.sdk import Delivery
+from broker.events import Delivery, parse_event
+from broker.pipeline._effects import Audit, ConsentShare, Effect, MarkProcessed, NoteShare
+from broker.pipeline._services import Services
+from broker.pipeline._stages import Step, Work, forward, quarantine
+from broker.policy import Decision, redact
 from broker.topics import SCHEMA_EVENT, SCHEMA_SHARED, deliver, party_of_ingress
 
-if TYPE_CHECKING:
-    from broker.pipeline._context import Context
+log = structlog.get_logger("accord.worker")
 
 
 class Route:
@@ -25,29 +26,33 @@ class Route:
 
     name = "route"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def __call__(self, work: Work) -> Step:
         party = party_of_ingress(work.topic)
         work.sender = party
-        if party is None or party not in self.ctx.policy.bundle.parties:
+        if party is None or party not in self.services.policy.bundle.parties:
             return quarantine("unknown-sender")
-        return FORWARD
+        return forward()
 
 
 class Open:
-    """Authenticate and decrypt; the envelope must come from the topic's own party."""
+    """Authenticate and decrypt; the envelope must come from the topic's own party.
+
+    Every input topic's chain starts with one (``schema`` is what that topic carries). An
+    envelope that opens marks its event id processed: the same id again is a replay.
+    """
 
     name = "open"
 
-    def __init__(self, ctx: Context, schema: str) -> None:
-        self.ctx = ctx
+    def __init__(self, services: Services, schema: str) -> None:
+        self.services = services
         self.schema = schema
 
     def __call__(self, work: Work) -> Step:
         try:
-            opened = self.ctx.opener.open_kafka(work.value, work.headers, topic=work.topic)
+            opened = self.services.opener.open_kafka(work.value, work.headers, topic=work.topic)
         except WrongRecipient:
             return quarantine(_misaddressed(work))
         except EnvelopeError as exc:
@@ -59,7 +64,7 @@ class Open:
             return quarantine("wrong-topic")  # a party may publish only to its own topic
         if opened.schema != self.schema:
             return quarantine("wrong-schema")
-        return FORWARD
+        return forward(MarkProcessed(opened.event_id))
 
 
 def _misaddressed(work: Work) -> str:
@@ -80,39 +85,61 @@ class Validate:
 
     name = "validate"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-
     def __call__(self, work: Work) -> Step:
         assert work.opened is not None  # noqa: S101  # Open forwarded
         try:
             event = parse_event(work.opened.payload, now=work.at)
         except EventInvalid as exc:
-            self.ctx.note_invalid(work, exc)
+            # Field paths only: EventInvalid never carries values, and neither does this line.
+            log.info(
+                "event_invalid",
+                topic=work.topic,
+                offset=work.offset,
+                fields=[path for path, _ in exc.problems],
+            )
             return quarantine("invalid-event")
         if event.sender != work.sender or str(event.event_id) != work.opened.event_id:
             return quarantine("sender-mismatch")
         work.event = event
-        return FORWARD
+        return forward()
 
 
 class Link:
-    """Subject keys for every subject: the only identity audit and state ever hold."""
+    """Subject keys for every subject, the only identity audit and state ever hold; the
+    consent records filed under any of them; ``received`` audited."""
 
     name = "link"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def __call__(self, work: Work) -> Step:
-        assert work.event is not None  # noqa: S101  # Validate forwarded
+        event = work.event
+        assert event is not None  # noqa: S101  # Validate forwarded
         # lookup_keys puts the subject key first: one HMAC per key, not two.
-        per_subject = [self.ctx.linker.lookup_keys(s) for s in work.event.subjects]
+        per_subject = [self.services.linker.lookup_keys(s) for s in event.subjects]
         work.subject_keys = tuple(keys[0] for keys in per_subject)
-        lookup = tuple(k for keys in per_subject for k in keys)
-        work.consents = self.ctx.state.consents_for(lookup)
-        self.ctx.audit_received(work)
-        return FORWARD
+        work.consents = self.services.state.consents_for(
+            tuple(k for keys in per_subject for k in keys)
+        )
+        roles: dict[str, int] = {}
+        for s in event.subjects:
+            roles[s.role] = roles.get(s.role, 0) + 1
+        return forward(
+            Audit(
+                AuditKind.RECEIVED,
+                event_id=str(event.event_id),
+                party=event.sender,
+                subject_keys=work.subject_keys,
+                data={
+                    "type": event.type,
+                    "subject_roles": roles,
+                    "topic": work.topic,
+                    "partition": work.partition,
+                    "offset": work.offset,
+                },
+            )
+        )
 
 
 class Decide:
@@ -120,33 +147,46 @@ class Decide:
 
     name = "decide"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def __call__(self, work: Work) -> Step:
         assert work.event is not None  # noqa: S101  # Validate forwarded
-        work.decisions = self.ctx.policy.decide(work.event, work.consents, at=work.at)
-        for decision in work.decisions:
-            self.ctx.audit_decided(work, decision)
-        return FORWARD
+        work.decisions = self.services.policy.decide(work.event, work.consents, at=work.at)
+        return forward(*(_decided(work, d) for d in work.decisions))
+
+
+def _decided(work: Work, decision: Decision) -> Audit:
+    keys = tuple(work.subject_keys[i] for i in decision.subjects) or work.subject_keys
+    return Audit(
+        AuditKind.DECIDED,
+        event_id=str(decision.event_id),
+        party=decision.recipient,
+        subject_keys=keys,
+        data=decision.model_dump(mode="json", exclude={"event_id", "recipient"}),
+    )
 
 
 class Deliver:
-    """Redact for each recipient that shares, seal to it, and produce to its own topic."""
+    """Redact for each recipient that shares, seal to it, and produce to its own topic.
+
+    All or nothing: if any view cannot be redacted, no view of the event leaves.
+    """
 
     name = "deliver"
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def __call__(self, work: Work) -> Step:
         event = work.event
         assert event is not None  # noqa: S101  # Validate forwarded
+        effects: list[Effect] = []
         for decision in work.decisions:
             if not decision.shares:
                 continue
             try:
-                view = redact(event, decision, pseudonym_key=self.ctx.pseudonym_key)
+                view = redact(event, decision, pseudonym_key=self.services.pseudonym_key)
             except PolicyError:
                 return quarantine("redaction-failed")  # an engine bug must not leak or stall
             message = Delivery(
@@ -166,27 +206,63 @@ class Deliver:
                 view=view,
             )
             topic = deliver(decision.recipient)
-            sealed = self.ctx.seal(
-                message.model_dump(mode="json"),
-                message.event_id,
-                decision.recipient,
-                SCHEMA_SHARED,
-                topic,
+            effects.append(
+                self.services.sealed(
+                    message.model_dump(mode="json"),
+                    event_id=message.event_id,
+                    recipient=decision.recipient,
+                    schema=SCHEMA_SHARED,
+                    topic=topic,
+                )
             )
-            work.out.append(
-                OutRecord(topic, message.event_id.encode(), sealed.value, tuple(sealed.headers))
+            effects.append(
+                Audit(
+                    AuditKind.DELIVERED,
+                    event_id=message.event_id,
+                    party=decision.recipient,
+                    subject_keys=tuple(work.subject_keys[i] for i in decision.subjects),
+                    data={
+                        "topic": topic,
+                        "outcome": decision.outcome,
+                        "fields": decision.fields_shared,
+                    },
+                )
             )
-            self.ctx.audit_delivered(work, decision, topic)
-            self.ctx.remember_consent_share(work, decision)
-        return FORWARD
+            effects += _consent_shares(work, decision)
+        return forward(*effects)
 
 
-def ingress_chain(ctx: Context) -> tuple[Route | Open | Validate | Link | Decide | Deliver, ...]:
+def _consent_shares(work: Work, decision: Decision) -> list[NoteShare]:
+    """A share that rested on consent must be recallable if consent is withdrawn.
+
+    Each clause is looked at, not only the first the decision names: beside a clause that
+    needs no consent, another may add fields only because consent was given. A plain share
+    through a clause that needs consent means consent for its purpose was given.
+    """
+    if decision.outcome != "shared":
+        return []  # an override shares without consent, nothing rests on it
+    purposes = sorted({g.purpose for g in decision.grounds if g.consent != "not_required"})
+    return [
+        NoteShare(
+            work.subject_keys[i],
+            ConsentShare(
+                recipient=decision.recipient,
+                recipient_kind=decision.recipient_kind,
+                purpose=purpose,
+                event_id=str(decision.event_id),
+            ),
+        )
+        for purpose in purposes
+        for i in decision.subjects
+    ]
+
+
+def ingress_chain(services: Services) -> tuple[Route, Open, Validate, Link, Decide, Deliver]:
     return (
-        Route(ctx),
-        Open(ctx, SCHEMA_EVENT),
-        Validate(ctx),
-        Link(ctx),
-        Decide(ctx),
-        Deliver(ctx),
+        Route(services),
+        Open(services, SCHEMA_EVENT),
+        Validate(),
+        Link(services),
+        Decide(services),
+        Deliver(services),
     )

@@ -20,15 +20,21 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.partitioner import DefaultPartitioner
 
-from broker._transport import stop_quietly, translated
-from broker.errors import TransportError
+from broker.errors import Fenced, TransportError
+from broker.kafka import (
+    Consumer,
+    KafkaClients,
+    Producer,
+    TopicPartition,
+    abort_quietly,
+    partition_for,
+    stop_quietly,
+    translated,
+)
+from broker.pipeline._effects import OutRecord
 from broker.pipeline._processor import Processor
-from broker.pipeline._stages import OutRecord
-from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX, STATE
+from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX
 
 log = structlog.get_logger("accord.worker")
 
@@ -50,7 +56,7 @@ class _Processed:
         return bool(self.outs or self.offsets)
 
 
-class _Resume(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+class _Resume:
     """Start each assigned partition where the worker's own record of it says.
 
     The group's committed offsets are not used: offsets commit inside the worker's
@@ -58,7 +64,7 @@ class _Resume(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is u
     agency's topic) starts where the consumer's reset policy puts it.
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
+    def __init__(self, consumer: Consumer, positions: dict[TopicPartition, int]) -> None:
         self._consumer = consumer
         self._positions = positions
 
@@ -76,14 +82,13 @@ class _Resume(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is u
 async def _committing() -> AsyncIterator[None]:
     """A failed commit ends the worker with a line that says why (fenced: another took over)."""
     try:
-        yield
-    except ProducerFenced as exc:
-        raise TransportError(
+        async with translated("committing a batch"):
+            yield
+    except Fenced as exc:
+        raise Fenced(
             "another worker took over (this one's transactional producer was fenced); "
             "exactly one worker runs at a time, so this one stops"
         ) from exc
-    except KafkaError as exc:
-        raise TransportError(f"committing a batch: {type(exc).__name__}") from exc
 
 
 async def _settle(task: asyncio.Task[None] | None) -> None:
@@ -106,7 +111,7 @@ class TransactionalLoop:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaClients,
         *,
         transactional_id: str,
         client_id: str,
@@ -115,7 +120,7 @@ class TransactionalLoop:
         group: str = GROUP,
         pattern: str = INPUT_PATTERN,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.group = group
         self.pattern = pattern
         self.processor: Processor | None = None  # set between fence() and start()
@@ -124,10 +129,9 @@ class TransactionalLoop:
         self.clock = clock
         self.max_batch = max_batch
         self.pending_policy: Callable[[], list[OutRecord]] | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
         self._partitions: dict[str, list[int]] = {}
-        self._partitioner = DefaultPartitioner()
         self._placed: dict[tuple[str, bytes], int] = {}
         # Next offset to process per input partition, committed or not: where a (re)assigned
         # partition resumes. Processed-but-uncommitted records are in memory already, so
@@ -146,11 +150,9 @@ class TransactionalLoop:
         earlier producer with that id and aborts its open transaction. The worker restores
         its state only after this, so nothing can be committed behind the state it reads.
         """
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            transactional_id=self.transactional_id,
-            enable_idempotence=True,
-            acks="all",
+        self._producer = self.kafka.transactional_producer(
+            self.transactional_id,
+            self.client_id,
             linger_ms=2,
             max_batch_size=256 * 1024,
             # Kafka 4's transaction verification answers a produce that races the previous
@@ -158,10 +160,9 @@ class TransactionalLoop:
             # CONCURRENT_TRANSACTIONS; aiokafka issue #1172). The default 100 ms backoff made
             # that race the largest part of our p99; the Java client retries it after 20 ms.
             retry_backoff_ms=10,
-            client_id=self.client_id,
         )
         try:
-            async with translated(f"connecting to Kafka at {self.bootstrap}"):
+            async with translated(f"connecting to Kafka at {self.kafka.bootstrap}"):
                 await self._producer.start()
         except BaseException:
             await self.stop()
@@ -172,26 +173,20 @@ class TransactionalLoop:
         self.processor = processor
         self._positions = {
             TopicPartition(topic, partition): offset
-            for (topic, partition), offset in processor.ctx.state.offsets.items()
+            for (topic, partition), offset in processor.services.state.offsets.items()
         }
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        self._consumer = self.kafka.consumer(
+            client_id=self.client_id,
+            group=self.group,
             metadata_max_age_ms=5000,  # pick up new agencies' ingress topics quickly
             max_poll_records=self.max_batch,
             # Latency over fetch efficiency: a contact event should not sit in a broker-side
             # long poll waiting for company.
             fetch_max_wait_ms=20,
-            client_id=self.client_id,
         )
-        async with translated(f"connecting to Kafka at {self.bootstrap}"):
+        async with translated(f"connecting to Kafka at {self.kafka.bootstrap}"):
             await self._consumer.start()
-        self._consumer.subscribe(
-            pattern=self.pattern, listener=_Resume(self._consumer, self._positions)
-        )
+        self.kafka.subscribe(self._consumer, self.pattern, _Resume(self._consumer, self._positions))
 
     async def stop(self) -> None:
         for client in (self._consumer, self._producer):
@@ -225,9 +220,7 @@ class TransactionalLoop:
             while True:
                 self._take_policy(pending)
                 if committing is None and pending:
-                    # The chain head as of the last record processed: exactly what this
-                    # transaction's audit records end with.
-                    pending.outs += self._require_processor().flush()
+                    self._close(pending)
                     committing = asyncio.create_task(self._commit(pending), name="accord-commit")
                     pending = _Processed()
                 if stop.is_set():
@@ -253,8 +246,8 @@ class TransactionalLoop:
                         await self._process(batch, pending)
             last, committing = committing, None
             await _settle(last)
-            pending.outs += self._require_processor().flush()  # the head, as at every hand-over
             if pending:
+                self._close(pending)
                 await self._commit(pending)
             await self._report_now(consumer)
         finally:
@@ -262,7 +255,7 @@ class TransactionalLoop:
             last, committing = committing, None
             await _settle(last)
 
-    def _report_progress(self, consumer: AIOKafkaConsumer) -> None:
+    def _report_progress(self, consumer: Consumer) -> None:
         """Every few seconds, bring the group's offsets up to what transactions committed.
 
         The worker never reads them (it resumes from its changelog); they are there for the
@@ -283,15 +276,16 @@ class TransactionalLoop:
 
         async def report() -> None:
             try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:  # a rebalance under way, say: the next report catches up
-                log.debug("group_offsets_not_reported", error=type(exc).__name__)
+                async with translated("reporting the group's offsets"):
+                    await consumer.commit(offsets)
+            except TransportError as exc:  # a rebalance under way: the next report catches up
+                log.debug("group_offsets_not_reported", error=type(exc.__cause__).__name__)
             else:
                 self._reported.update(offsets)
 
         self._reporting = asyncio.create_task(report(), name="accord-report-offsets")
 
-    async def _report_now(self, consumer: AIOKafkaConsumer) -> None:
+    async def _report_now(self, consumer: Consumer) -> None:
         """A last report on a clean stop, so the group's offsets end exactly current.
 
         Bounded: a stop must not hang on a group that is rebalancing.
@@ -304,7 +298,7 @@ class TransactionalLoop:
             if self._reporting is not None:
                 await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
 
-    async def _fetch(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+    async def _fetch(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:
         """The next records, their partitions' positions moved past them before any await.
 
         A rebalance listener may run at any await; it must find the position after every
@@ -335,34 +329,32 @@ class TransactionalLoop:
                 await asyncio.sleep(0)  # let the transaction in flight make progress
             into.offsets[tp] = msgs[-1].offset + 1
 
+    def _close(self, pending: _Processed) -> None:
+        """The batch's last records: where to resume and the chain's head after it.
+
+        The consumed offsets travel in the state changelog, in the same transaction as the
+        outputs: two fewer coordinator round trips per commit than
+        send_offsets_to_transaction, and the changelog alone says where to resume. The head
+        is the chain's as of the last record processed, exactly what the batch's audit
+        records end with.
+        """
+        offsets = {(tp.topic, tp.partition): o for tp, o in pending.offsets.items()}
+        pending.outs += self._require_processor().consumed(offsets)
+
     async def _commit(self, done: _Processed) -> None:
         processor = self._require_processor()
         producer = self._require_producer()
-        state = processor.ctx.state
-        # The consumed offsets travel in the state changelog, in the same transaction as the
-        # outputs: two fewer coordinator round trips per commit than
-        # send_offsets_to_transaction, and the changelog alone says where to resume.
-        outs = done.outs + [
-            OutRecord(STATE, entry.key.encode(), entry.value)
-            for entry in (
-                state.set_offset(tp.topic, tp.partition, offset)
-                for tp, offset in done.offsets.items()
-            )
-        ]
         try:
             async with _committing():
                 await producer.begin_transaction()
-                await self._send_all(producer, outs)
+                await self._send_all(producer, done.outs)
                 await producer.commit_transaction()
         except BaseException:
-            # Best effort: after a fence the producer is in a fatal state and aiokafka refuses
-            # the abort with an AssertionError; the commit's own error is the one to report.
-            with contextlib.suppress(KafkaError, AssertionError):
-                await producer.abort_transaction()
-            processor.ctx.metrics.transactions.labels(result="aborted").inc()
+            await abort_quietly(producer)
+            processor.outbox.metrics.transactions.labels(result="aborted").inc()
             raise
         self._durable.update(done.offsets)
-        metrics = processor.ctx.metrics
+        metrics = processor.outbox.metrics
         metrics.transactions.labels(result="committed").inc()
         now_ms = time.time() * 1000
         for ts in done.stamps:
@@ -375,7 +367,7 @@ class TransactionalLoop:
                 if high is not None:
                     metrics.lag.labels(topic=tp.topic).set(max(0, high - next_offset))
 
-    async def _send_all(self, producer: AIOKafkaProducer, outs: list[OutRecord]) -> None:
+    async def _send_all(self, producer: Producer, outs: list[OutRecord]) -> None:
         """Send a batch's outputs as one record batch per topic-partition.
 
         ``producer.send`` costs tens of microseconds of Python per record, and an event makes
@@ -399,20 +391,20 @@ class TransactionalLoop:
         for (topic, partition), builder in builders.items():
             await producer.send_batch(builder, topic, partition=partition)
 
-    async def _partition(self, producer: AIOKafkaProducer, topic: str, key: bytes | None) -> int:
+    async def _partition(self, producer: Producer, topic: str, key: bytes | None) -> int:
         if key is not None and (hit := self._placed.get((topic, key))) is not None:
             return hit
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-        placed = int(self._partitioner(key, partitions, partitions))
+        placed = partition_for(key, partitions)
         if key is not None:
             if len(self._placed) >= 50_000:  # murmur2 is pure Python: keep the hot keys
                 self._placed.clear()
             self._placed[(topic, key)] = placed
         return placed
 
-    def _require_consumer(self) -> AIOKafkaConsumer:
+    def _require_consumer(self) -> Consumer:
         if self._consumer is None:
             raise TransportError("the worker's consumer is not started")
         return self._consumer
@@ -422,7 +414,7 @@ class TransactionalLoop:
             raise TransportError("the worker's loop has no processor (start() it first)")
         return self.processor
 
-    def _require_producer(self) -> AIOKafkaProducer:
+    def _require_producer(self) -> Producer:
         if self._producer is None:
             raise TransportError("the worker's producer is not started")
         return self._producer

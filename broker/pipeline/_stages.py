@@ -1,4 +1,4 @@
-"""The stage-chain machinery: a record's work item and the verdict each stage returns."""
+"""The stage-chain machinery: a record's work item, what a stage returns, running a chain."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from broker.pipeline._effects import Effect
+
 if TYPE_CHECKING:
     from broker.envelope import OpenedRecord
-    from broker.events import ConsentRecord, ContactEvent
+    from broker.events import AccessAck, ConsentRecord, ContactEvent
     from broker.policy import Decision
 
 
@@ -22,11 +24,15 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """What a stage says: go on (with what it produced), or stop here and why."""
+
     verdict: Verdict
     reason: str | None = None
+    effects: tuple[Effect, ...] = ()
 
 
-FORWARD = Step(Verdict.FORWARD)
+def forward(*effects: Effect) -> Step:
+    return Step(Verdict.FORWARD, None, effects)
 
 
 def quarantine(reason: str) -> Step:
@@ -37,19 +43,13 @@ def drop(reason: str) -> Step:
     return Step(Verdict.DROP, reason)
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """A record to produce inside the current transaction."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
 @dataclass(slots=True)
 class Work:
-    """One input record travelling down the chain; stages fill in what they learn."""
+    """One input record travelling down a chain; stages note here what they learn.
+
+    Only facts about this record live here; everything a stage produces for the outside
+    world (records, audit, state changes) is in the ``Step`` it returns.
+    """
 
     topic: str
     partition: int
@@ -59,25 +59,46 @@ class Work:
     at: datetime
     sender: str | None = None
     opened: OpenedRecord | None = None
+    # contact events
     event: ContactEvent | None = None
     subject_keys: tuple[str, ...] = ()
     consents: list[ConsentRecord] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
-    out: list[OutRecord] = field(default_factory=list)
+    # consent records
+    consent: ConsentRecord | None = None
+    consent_keys: tuple[str, ...] = ()
+    # access acknowledgements
+    ack: AccessAck | None = None
 
 
 class Stage(Protocol):
-    """One step of the chain: inspects or enriches ``work`` and says what happens next."""
+    """One step of a chain: inspects ``work``, notes what it learns, says what happens next."""
 
     name: str
 
     def __call__(self, work: Work) -> Step: ...
 
 
-def run_chain(stages: Sequence[Stage], work: Work) -> tuple[Step, str]:
-    """Run stages in order until one does not forward; return that step and the stage name."""
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a chain ended for one record, and everything its forwarding stages produced.
+
+    The stage that stopped the chain contributes nothing: a stage that quarantines a record
+    has produced no half of its output (``Deliver`` seals every view before it returns).
+    """
+
+    verdict: Verdict
+    reason: str | None
+    stage: str
+    effects: tuple[Effect, ...]
+
+
+def run_chain(stages: Sequence[Stage], work: Work) -> Outcome:
+    """Run ``stages`` in order until one does not forward."""
+    effects: list[Effect] = []
     for stage in stages:
         step = stage(work)
         if step.verdict is not Verdict.FORWARD:
-            return step, stage.name
-    return FORWARD, ""
+            return Outcome(step.verdict, step.reason, stage.name, tuple(effects))
+        effects += step.effects
+    return Outcome(Verdict.FORWARD, None, "", tuple(effects))

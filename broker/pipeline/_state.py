@@ -20,6 +20,16 @@ import json
 from dataclasses import dataclass
 
 from broker.events import ConsentRecord
+from broker.pipeline._effects import (
+    ConsentShare,
+    FileConsent,
+    MarkProcessed,
+    NoteShare,
+    SetHead,
+    SetOffset,
+    SetShares,
+    StateChange,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +39,12 @@ class StateEntry:
     sensitive: bool = False  # sealed to the worker before it is written to Kafka
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentShare:
-    """A delivery made on the strength of consent."""
-
-    recipient: str
-    recipient_kind: str
-    purpose: str
-    event_id: str
-
-
 class WorkerState:
-    """Replay ids, consent by subject, consent-based shares by subject, and audit chain heads."""
+    """Replay ids, consent by subject, consent-based shares by subject, chain heads, offsets.
+
+    Stages read it; only :meth:`change` (called by the ``Outbox``) and :meth:`restore` (from
+    the changelog at start-up) alter it.
+    """
 
     def __init__(self) -> None:
         self.processed: set[str] = set()
@@ -49,39 +53,40 @@ class WorkerState:
         self.heads: dict[str, tuple[int, str]] = {}
         self.offsets: dict[tuple[str, int], int] = {}
 
-    # -- changes (each returns the changelog entry to write) -----------------------------
+    def change(self, c: StateChange) -> StateEntry:
+        """Apply one change; return the changelog entry that makes it durable."""
+        match c:
+            case MarkProcessed(event_id):
+                self.processed.add(event_id)
+                return StateEntry(f"r:{event_id}", b"1")
+            case FileConsent(key, record):
+                records = [*self.consents.get(key, []), record]
+                self.consents[key] = records
+                value = json.dumps([r.model_dump(mode="json") for r in records]).encode()
+                return StateEntry(f"c:{key}", value, sensitive=True)
+            case NoteShare(key, share):
+                return self._set_shares(key, [*self.shares.get(key, []), share])
+            case SetShares(key, shares):
+                return self._set_shares(key, list(shares))
+            case SetHead(chain, seq, digest):
+                self.heads[chain] = (seq, digest)
+                value = json.dumps({"seq": seq, "hash": digest}).encode()
+                return StateEntry(f"h:{chain}", value)
+            case SetOffset(topic, partition, offset):
+                self.offsets[(topic, partition)] = offset
+                return StateEntry(f"o:{topic}:{partition}", str(offset).encode())
+        raise AssertionError(f"unknown state change {c!r}")  # pragma: no cover  # exhaustive
 
-    def mark_processed(self, event_id: str) -> StateEntry:
-        self.processed.add(event_id)
-        return StateEntry(f"r:{event_id}", b"1")
-
-    def file_consent(self, subject_key: str, record: ConsentRecord) -> StateEntry:
-        records = [*self.consents.get(subject_key, []), record]
-        self.consents[subject_key] = records
-        value = json.dumps([r.model_dump(mode="json") for r in records]).encode()
-        return StateEntry(f"c:{subject_key}", value, sensitive=True)
-
-    def note_share(self, subject_key: str, share: ConsentShare) -> StateEntry:
-        shares = [*self.shares.get(subject_key, []), share]
-        self.shares[subject_key] = shares
-        value = json.dumps([_share_dict(s) for s in shares]).encode()
-        return StateEntry(f"s:{subject_key}", value)
-
-    def clear_shares(self, subject_key: str) -> StateEntry:
-        self.shares.pop(subject_key, None)
-        return StateEntry(f"s:{subject_key}", b"[]")
-
-    def set_head(self, chain: str, seq: int, digest: str) -> StateEntry:
-        self.heads[chain] = (seq, digest)
-        return StateEntry(f"h:{chain}", json.dumps({"seq": seq, "hash": digest}).encode())
-
-    def set_offset(self, topic: str, partition: int, offset: int) -> StateEntry:
-        self.offsets[(topic, partition)] = offset
-        return StateEntry(f"o:{topic}:{partition}", str(offset).encode())
+    def _set_shares(self, key: str, shares: list[ConsentShare]) -> StateEntry:
+        if shares:
+            self.shares[key] = shares
+        else:
+            self.shares.pop(key, None)
+        return StateEntry(f"s:{key}", json.dumps([_share_dict(s) for s in shares]).encode())
 
     # -- restore ---------------------------------------------------------------------------
 
-    def apply(self, key: str, value: bytes) -> None:
+    def restore(self, key: str, value: bytes) -> None:
         """Replay one changelog entry (already opened when sensitive); later entries win."""
         kind, _, ident = key.partition(":")
         if kind == "r":
@@ -89,7 +94,11 @@ class WorkerState:
         elif kind == "c":
             self.consents[ident] = [ConsentRecord.model_validate(r) for r in json.loads(value)]
         elif kind == "s":
-            self.shares[ident] = [ConsentShare(**s) for s in json.loads(value)]
+            shares = [ConsentShare(**s) for s in json.loads(value)]
+            if shares:
+                self.shares[ident] = shares
+            else:
+                self.shares.pop(ident, None)
         elif kind == "h":
             head = json.loads(value)
             self.heads[ident] = (int(head["seq"]), str(head["hash"]))

@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
-from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from broker.audit import GENESIS, ChainWriter, KeystoreAuditSigner
+from broker.audit import GENESIS, ChainWriter
 from broker.config import Settings
 from broker.errors import BundleInvalid
-from broker.keys import FileKeyStore
-from broker.pipeline._context import Context
-from broker.pipeline._linkage import Linker, load_linkage_key
+from broker.kafka import KafkaClients, accord_topics, ensure_topics, quiet_leftovers
+from broker.keys import FileKeyStore, load_linkage_key
+from broker.pipeline._effects import OutRecord
 from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
-from broker.pipeline._processor import Processor
+from broker.pipeline._processor import Processor, build_processor
 from broker.pipeline._restore import restore_state
-from broker.pipeline._stages import OutRecord
-from broker.pipeline._topics import accord_topics, ensure_topics
 from broker.policy import Policy, load_bundle
+from broker.principals import Principal
 
 log = structlog.get_logger("accord.worker")
 
@@ -48,15 +43,14 @@ class WorkerOptions:
     max_batch: int = 100
 
 
-async def prepare_topics(settings: Settings, policy: Policy) -> list[str]:
+async def prepare_topics(kafka: KafkaClients, policy: Policy) -> list[str]:
     """Create every topic the bundle's parties need (idempotent)."""
     parties = policy.bundle.parties
     senders = {p for p, party in parties.items() if party.kind == "agency"}
     senders |= {s for a in policy.bundle.agreements for c in a.clauses for s in c.from_}
     agencies = sorted(senders & set(parties))
     recipients = sorted(p for p, party in parties.items() if party.kind != "agency")
-    specs = accord_topics(agencies, recipients, settings.kafka)
-    return await ensure_topics(settings.kafka.bootstrap, specs, settings.kafka.replication_factor)
+    return await ensure_topics(kafka, accord_topics(agencies, recipients, kafka.settings))
 
 
 # One transactional id for every worker of a cluster: the worker keeps the whole consent
@@ -74,11 +68,13 @@ class Worker:
         settings: Settings,
         options: WorkerOptions,
         *,
+        kafka: KafkaClients,
         registry: CollectorRegistry,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.settings = settings
         self.options = options
+        self.kafka = kafka
         self.metrics = Metrics(registry)
         self.clock = clock
         self.loop: TransactionalLoop | None = None
@@ -89,9 +85,9 @@ class Worker:
         settings, opts = self.settings, self.options
         policy = load_bundle(opts.policies)  # BundleInvalid: refuse to start on a bad bundle
         keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
-        await prepare_topics(settings, policy)
+        await prepare_topics(self.kafka, policy)
         self.loop = loop = TransactionalLoop(
-            settings.kafka.bootstrap,
+            self.kafka,
             transactional_id=TRANSACTIONAL_ID,
             client_id=f"accord-{opts.instance}",
             clock=self.clock,
@@ -109,25 +105,21 @@ class Worker:
         self, loop: TransactionalLoop, policy: Policy, keys: FileKeyStore, stop: asyncio.Event
     ) -> None:
         settings, opts = self.settings, self.options
-        state = await restore_state(settings.kafka.bootstrap, keys)
-        chain_id = f"worker:{opts.instance}"
+        state = await restore_state(self.kafka, keys)
+        chain_id = Principal.WORKER.chain(opts.instance)
         seq, head = state.heads.get(chain_id, (-1, GENESIS))
         chain = ChainWriter(chain_id, clock=self.clock, next_seq=seq + 1, prev_hash=head)
-        linkage = load_linkage_key(settings.keys_dir, create=True)
-        ctx = Context(
+        self.processor = processor = build_processor(
             policy=policy,
             keys=keys,
-            linker=Linker(linkage),
+            linkage_key=load_linkage_key(settings.keys_dir, create=True),
             state=state,
             chain=chain,
-            signer=KeystoreAuditSigner(keys),
             clock=self.clock,
             envelope=settings.envelope,
-            # Keyed apart from subject keys: knowing one reveals nothing of the other.
-            pseudonym_key=hmac.new(linkage, b"accord/pseudonym/v1", hashlib.sha256).digest(),
             metrics=self.metrics,
+            checkpoint_every=opts.checkpoint_every,
         )
-        self.processor = processor = Processor(ctx, checkpoint_every=opts.checkpoint_every)
         await loop.start(processor)
         log.info(
             "worker_started",
@@ -143,8 +135,7 @@ class Worker:
 
     def _final_checkpoint(self) -> list[OutRecord]:
         assert self.processor is not None  # noqa: S101  # run() set it
-        self.processor.checkpoint()
-        return self.processor.flush()
+        return self.processor.checkpoint() + self.processor.outbox.head()
 
     def request_reload(self) -> None:
         """Load the bundle again (SIGHUP); a bundle that fails its checks changes nothing."""
@@ -160,7 +151,7 @@ class Worker:
                     "policy_reload_refused", problems=len(exc.problems), first=exc.problems[0]
                 )
                 return []
-            if policy.version == processor.ctx.policy.version:
+            if policy.version == processor.services.policy.version:
                 return []
             log.info("policy_reloaded", version=policy.version)
             return processor.policy_loaded(policy, source=str(path))
@@ -175,7 +166,7 @@ async def serve(worker: Worker, *, metrics_port: int | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, worker.request_reload)
-    loop.set_exception_handler(_quiet_kafka_leftovers)
+    loop.set_exception_handler(quiet_leftovers)
     if metrics_port is not None:
         from prometheus_client import start_http_server  # noqa: PLC0415
 
@@ -186,16 +177,3 @@ async def serve(worker: Worker, *, metrics_port: int | None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
-
-
-def _quiet_kafka_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Once a commit fails, aiokafka's sender leaves futures holding the same error behind.
-
-    asyncio would print each with a traceback at exit, burying the one line that says why
-    the worker stopped; they are logged as one short line each instead.
-    """
-    exc = context.get("exception")
-    if isinstance(exc, KafkaError) and "never retrieved" in str(context.get("message")):
-        log.debug("kafka_future_unretrieved", error=type(exc).__name__)
-        return
-    loop.default_exception_handler(context)

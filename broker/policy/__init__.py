@@ -29,7 +29,13 @@ from broker.policy._model import (
 )
 from broker.policy._policy import Policy, load_bundle
 from broker.policy._redact import redact
-from broker.policy._scenario import Scenario, ScenarioResult, load_scenarios, run_scenario
+from broker.policy._scenario import (
+    Scenario,
+    ScenarioResult,
+    load_scenarios,
+    run_scenario,
+    run_scenarios,
+)
 
 __all__ = [
     "ARTICLE6_BASES",
@@ -56,4 +62,5 @@ __all__ = [
     "load_scenarios",
     "redact",
     "run_scenario",
+    "run_scenarios",
 ]

@@ -7,7 +7,7 @@ expectation and the decision is reported precisely, one line each.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -277,9 +277,17 @@ class PolicyCache:
 
 
 def run_scenarios(
-    files: Iterable[Path], default_policies: Path | None
-) -> Iterable[ScenarioResult | ScenarioInvalid]:
-    """Run every scenario in ``files``; an unreadable file yields its ``ScenarioInvalid``."""
+    paths: Iterable[Path], default_policies: Path | None
+) -> Iterator[ScenarioResult | ScenarioInvalid]:
+    """Run every scenario in the files named and the folders' ``*.yaml``; an unreadable file
+    yields its ``ScenarioInvalid``. A path that does not exist raises ``FileNotFoundError``
+    at once, before any scenario runs."""
+    return _run_files(collect_files(paths), default_policies)
+
+
+def _run_files(
+    files: list[Path], default_policies: Path | None
+) -> Iterator[ScenarioResult | ScenarioInvalid]:
     cache = PolicyCache(default_policies)
     for file in files:
         try:

@@ -11,17 +11,21 @@
 See ``docs/sdk.md``.
 """
 
-from broker.sdk._messages import AccessAck, Delivery, WithdrawalNotice
+from broker.events import AccessAck, Delivery, WithdrawalNotice
+from broker.sdk._files import GoodRow, RowProblem, read_export
 from broker.sdk._publisher import Publisher, Receipt
 from broker.sdk._subscriber import SharedRecord, Subscriber, Unopenable
 
 __all__ = [
     "AccessAck",
     "Delivery",
+    "GoodRow",
     "Publisher",
     "Receipt",
+    "RowProblem",
     "SharedRecord",
     "Subscriber",
     "Unopenable",
     "WithdrawalNotice",
+    "read_export",
 ]

@@ -9,17 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from broker._canonical import canonical_json
-from broker._transport import stop_quietly, translated
-from broker.config import EnvelopeSettings
+from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import Sealer
 from broker.errors import EventInvalid, UsageError
 from broker.events import ConsentRecord, ContactEvent, parse_consent, parse_event
+from broker.kafka import KafkaClients, Producer, stop_quietly, translated
 from broker.keys import KeyStore
-from broker.sdk._kafka import AsyncClient, idempotent_producer, utcnow
-from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, WORKER, ingress
+from broker.principals import Principal
+from broker.sdk._client import AsyncClient, kafka_clients, utcnow
+from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, ingress
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +42,7 @@ class Publisher(AsyncClient):
         self,
         party: str,
         keystore: KeyStore,
-        bootstrap: str,
+        kafka: KafkaClients | KafkaSettings,
         *,
         envelope: EnvelopeSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -52,13 +51,13 @@ class Publisher(AsyncClient):
         self.topic = ingress(party)
         self._sealer = Sealer(party, keystore, envelope)
         self._clock = clock
-        self._bootstrap = bootstrap
-        self._producer: AIOKafkaProducer | None = None
+        self._kafka = kafka_clients(kafka)
+        self._producer: Producer | None = None
 
     async def start(self) -> None:
-        producer = idempotent_producer(self._bootstrap, f"accord-publisher-{self.party}")
+        producer = self._kafka.producer(f"accord-publisher-{self.party}")
         try:
-            async with translated(f"connecting to Kafka at {self._bootstrap}"):
+            async with translated(f"connecting to Kafka at {self._kafka.bootstrap}"):
                 await producer.start()
         except BaseException:
             await stop_quietly(producer)  # else it is reported unclosed after our error line
@@ -102,7 +101,7 @@ class Publisher(AsyncClient):
         sealed = self._sealer.seal(
             canonical_json(event.to_json_dict()),
             event_id=eid,
-            recipient=WORKER,
+            recipient=Principal.WORKER,
             schema=SCHEMA_EVENT,
             topic=self.topic,
         )
@@ -119,7 +118,7 @@ class Publisher(AsyncClient):
         sealed = self._sealer.seal(
             canonical_json(parsed.model_dump(mode="json")),
             event_id=record_id,
-            recipient=WORKER,
+            recipient=Principal.WORKER,
             schema=SCHEMA_CONSENT,
             topic=CONSENT,
         )

@@ -9,12 +9,10 @@ from datetime import datetime
 from typing import TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 
 from broker._canonical import canonical_json
-from broker._transport import stop_quietly, translated
-from broker.config import EnvelopeSettings
+from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import Opener, Sealer
 from broker.errors import (
     BadSignature,
@@ -23,15 +21,12 @@ from broker.errors import (
     UnsupportedVersion,
     UsageError,
 )
+from broker.events import AccessAck, Delivery, WithdrawalNotice
+from broker.kafka import Consumer, KafkaClients, Message, Producer, stop_quietly, translated
 from broker.keys import KeyStore
-from broker.sdk._kafka import (
-    AsyncClient,
-    committed_consumer,
-    idempotent_producer,
-    utcnow,
-)
-from broker.sdk._messages import AccessAck, Delivery, WithdrawalNotice
-from broker.topics import ACCESS, SCHEMA_ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, WORKER, deliver
+from broker.principals import Principal
+from broker.sdk._client import AsyncClient, kafka_clients, utcnow
+from broker.topics import ACCESS, SCHEMA_ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, deliver
 
 log = structlog.get_logger("accord.sdk")
 _T = TypeVar("_T")
@@ -77,7 +72,7 @@ class Subscriber(AsyncClient):
         self,
         party: str,
         keystore: KeyStore,
-        bootstrap: str,
+        kafka: KafkaClients | KafkaSettings,
         group: str,
         *,
         envelope: EnvelopeSettings | None = None,
@@ -88,20 +83,20 @@ class Subscriber(AsyncClient):
         self.topic = deliver(party)
         self._opener = Opener(party, keystore)
         self._sealer = Sealer(party, keystore, envelope)
-        self._bootstrap = bootstrap
+        self._kafka = kafka_clients(kafka)
         self._group = group
         self._clock = clock
         self._on_unopenable = on_unopenable or self._log_unopenable
         self.unopenable: list[Unopenable] = []
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
 
     async def start(self) -> None:
         client = f"accord-subscriber-{self.party}"
-        consumer = committed_consumer(self._bootstrap, self.topic, self._group, client)
-        producer = idempotent_producer(self._bootstrap, client)
+        consumer = self._kafka.consumer(self.topic, client_id=client, group=self._group)
+        producer = self._kafka.producer(client)
         try:
-            async with translated(f"connecting to Kafka at {self._bootstrap}"):
+            async with translated(f"connecting to Kafka at {self._kafka.bootstrap}"):
                 await consumer.start()
                 await producer.start()
         except BaseException:
@@ -143,7 +138,7 @@ class Subscriber(AsyncClient):
                 await consumer.commit()
         return out
 
-    def _open(self, msg: ConsumerRecord[bytes, bytes]) -> SharedRecord | None:
+    def _open(self, msg: Message) -> SharedRecord | None:
         try:
             return self._open_or_raise(msg)
         except EnvelopeError as exc:
@@ -155,11 +150,11 @@ class Subscriber(AsyncClient):
         self._on_unopenable(bad)
         return None
 
-    def _open_or_raise(self, msg: ConsumerRecord[bytes, bytes]) -> SharedRecord:
+    def _open_or_raise(self, msg: Message) -> SharedRecord:
         if msg.value is None:
             raise MalformedEnvelope
         opened = self._opener.open_kafka(msg.value, msg.headers, topic=self.topic)
-        if opened.sender != WORKER:
+        if opened.sender != Principal.WORKER:
             raise BadSignature  # only the broker seals to recipients
         if opened.schema == SCHEMA_SHARED:
             return SharedRecord(Delivery.model_validate_json(opened.payload), self)
@@ -191,7 +186,7 @@ class Subscriber(AsyncClient):
         sealed = self._sealer.seal(
             canonical_json(ack.model_dump(mode="json")),
             event_id=ack_id,
-            recipient=WORKER,
+            recipient=Principal.WORKER,
             schema=SCHEMA_ACCESS,
             topic=ACCESS,
         )

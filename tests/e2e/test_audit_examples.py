@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from broker.audit import AuditKind, AuditStore, open_store
+from broker.audit import AuditKind
 from broker.cli import main
 from broker.devkafka import EmbeddedKafka
-from broker.keys import FileKeyStore
-from broker.pipeline import Linker, load_linkage_key
+from broker.governance import AuditStore, open_store
+from broker.keys import FileKeyStore, load_linkage_key
+from broker.linkage import Linker
 from broker.policy import Scenario
 from broker.sdk import Delivery, Subscriber
 from tests.e2e.test_pipeline_examples import (  # noqa: F401  # keys: a fixture
@@ -31,6 +32,7 @@ from tests.e2e.test_pipeline_examples import (  # noqa: F401  # keys: a fixture
     busiest_child,
     keys,
 )
+from tests.kafka_helpers import clients
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +107,7 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         # Each recipient that received the child's records opens them through the SDK.
         opened: set[tuple[Any, ...]] = set()
         for recipient in sorted({r for _, r in child_shares}):
-            async with Subscriber(recipient, keys, isolated_kafka.bootstrap,
+            async with Subscriber(recipient, keys, clients(isolated_kafka.bootstrap),
                                   group=f"audit-e2e-{recipient}") as sub:  # fmt: skip
                 # Until it has opened everything shared with it (or 60 s): no fixed window.
                 mine = {(e, r) for e, r in child_shares if r == recipient}

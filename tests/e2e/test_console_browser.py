@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Locator, Page, async_playwright, expect
 
-from broker.audit import AuditKind, by_chain, read_topic
+from broker.audit import AuditKind
 from broker.devkafka import EmbeddedKafka
-from broker.keys import FileKeyStore
-from broker.pipeline import Linker, load_linkage_key
+from broker.governance import by_chain, read_topic
+from broker.keys import FileKeyStore, load_linkage_key
+from broker.linkage import Linker
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
 from tests.e2e.test_pipeline_examples import (  # noqa: F401  # keys: a fixture
     Harness,
@@ -35,6 +36,7 @@ from tests.e2e.test_pipeline_examples import (  # noqa: F401  # keys: a fixture
     busiest_child,
     keys,
 )
+from tests.kafka_helpers import clients
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +136,7 @@ async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
             await officer_session(page, url, nhs, expected, overrides[0])
 
     # The audit topic holds the console's own records: who looked at whom, and the review.
-    chains = by_chain(await read_topic(isolated_kafka.bootstrap))
+    chains = by_chain(await read_topic(clients(isolated_kafka.bootstrap)))
     [console_chain] = [c for c in chains if c.startswith("console:")]
     mine = chains[console_chain]
     queries = [r for r in mine if r.kind is AuditKind.CONSOLE_QUERY]

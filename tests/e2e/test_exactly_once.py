@@ -30,6 +30,7 @@ from tests.e2e.worker_proc import (
     read_all,
     received_ids,
 )
+from tests.kafka_helpers import clients
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ async def test_sigkilled_worker_delivers_every_event_exactly_once(
     worker.start(*args)
 
     async def publish() -> None:
-        async with Publisher("wmp", keys, bootstrap) as pub:
+        async with Publisher("wmp", keys, clients(bootstrap)) as pub:
             for event in events:
                 await pub.publish(event)
                 await asyncio.sleep(0.04)

@@ -26,10 +26,11 @@ from broker.audit import AuditKind, AuditRecord
 from broker.config import KafkaSettings, KeystoreSettings, Settings
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import InMemoryReplayGuard, Opener, Sealer
-from broker.events._synthetic import SyntheticFamilies
+from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.pipeline import Worker, WorkerOptions
 from broker.policy import load_bundle
+from broker.synthetic import SyntheticFamilies
 from broker.topics import AUDIT, QUARANTINE, SCHEMA_EVENT, ingress
 from tests.e2e.worker_proc import read_all
 
@@ -134,7 +135,8 @@ async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still
 
     settings = Settings(home=tmp_path, kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
                         keystore=KeystoreSettings(path=keys.path))  # fmt: skip
-    worker = Worker(settings, WorkerOptions(policies=POLICIES), registry=CollectorRegistry())
+    worker = Worker(settings, WorkerOptions(policies=POLICIES), kafka=KafkaClients(settings.kafka),
+                    registry=CollectorRegistry())  # fmt: skip
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     await asyncio.wait_for(worker.started.wait(), 60)

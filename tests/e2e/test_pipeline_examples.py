@@ -27,8 +27,10 @@ from broker.devkafka import EmbeddedKafka
 from broker.envelope import Opener
 from broker.errors import WrongRecipient
 from broker.events import parse_consents, parse_event
-from broker.keys import FileKeyStore
-from broker.pipeline import Linker, Worker, WorkerOptions, load_linkage_key
+from broker.kafka import KafkaClients
+from broker.keys import FileKeyStore, load_linkage_key
+from broker.linkage import Linker
+from broker.pipeline import Worker, WorkerOptions
 from broker.policy import Decision, Policy, Scenario, load_bundle, load_scenarios, redact
 from broker.sdk import Delivery, Publisher, Subscriber, WithdrawalNotice
 from broker.topics import AUDIT, deliver
@@ -73,9 +75,11 @@ class Harness:
             kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
             keystore=KeystoreSettings(path=keys.path),
         )
+        self.kafka = KafkaClients(settings.kafka)
         self.worker = Worker(
             settings,
             WorkerOptions(policies=policies, checkpoint_every=7),
+            kafka=self.kafka,
             registry=CollectorRegistry(),
             clock=self.clock,
         )
@@ -120,7 +124,7 @@ class Harness:
         for consent in scenario.consents:
             if consent not in self.consents:
                 self.consents.append(consent)
-                async with Publisher(consent["recorded_by"], self.keys, self.bootstrap) as pub:
+                async with Publisher(consent["recorded_by"], self.keys, self.kafka) as pub:
                     await pub.publish_consent(consent)
         await self.wait_for(self.count(AuditKind.CONSENT_RECORDED, len(self.consents)))
 
@@ -133,7 +137,7 @@ class Harness:
             if d.shares:
                 view = redact(parsed, d, pseudonym_key=pseudonym_key)
                 self.expected.setdefault(d.recipient, {})[event["event_id"]] = view
-        async with Publisher(event["sender"], self.keys, self.bootstrap) as pub:
+        async with Publisher(event["sender"], self.keys, self.kafka) as pub:
             await pub.publish(event)
         await self.wait_for(self.count(AuditKind.DECIDED, self.candidates))
 
@@ -160,9 +164,7 @@ class Harness:
         until two quiet polls, which would show a duplicate or an extra record."""
         views: dict[str, Any] = {}
         notices: list[WithdrawalNotice] = []
-        async with Subscriber(
-            recipient, self.keys, self.bootstrap, group=f"e2e-{recipient}"
-        ) as sub:
+        async with Subscriber(recipient, self.keys, self.kafka, group=f"e2e-{recipient}") as sub:
             deadline = asyncio.get_running_loop().time() + 60
             quiet = 0
             while quiet < 2 and asyncio.get_running_loop().time() < deadline:

@@ -17,15 +17,16 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from broker.audit import AuditKind, AuditRecord
-from broker.config import KafkaSettings, Settings
+from broker.config import KafkaSettings
 from broker.devkafka import free_port
 from broker.envelope import InMemoryReplayGuard, Opener
 from broker.events import parse_event
-from broker.events._synthetic import SyntheticFamilies
+from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.pipeline import prepare_topics
 from broker.policy import Policy, load_bundle
 from broker.sdk import Delivery
+from broker.synthetic import SyntheticFamilies
 from broker.topics import AUDIT, deliver
 from tests.kafka_helpers import read_to_end
 
@@ -106,8 +107,8 @@ async def prepared(bootstrap: str, home: Path) -> tuple[Policy, FileKeyStore]:
     """The example bundle, a keystore for every party, and the worker's topics made."""
     policy = load_bundle(POLICIES)
     keys = keystore_for(policy, home / "keys")
-    settings = Settings(home=home, kafka=KafkaSettings(bootstrap=bootstrap, partitions=3))
-    await prepare_topics(settings, policy)
+    settings = KafkaSettings(bootstrap=bootstrap, partitions=3)
+    await prepare_topics(KafkaClients(settings), policy)
     return policy, keys
 
 

@@ -13,28 +13,31 @@ from aiokafka import AIOKafkaProducer
 from broker.audit import (
     AuditKind,
     AuditRecord,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+    record_hash,
+)
+from broker.errors import ChainBroken
+from broker.governance import (
     AuditStore,
     ChainAppender,
     Indexer,
-    KeystoreAuditSigner,
-    KeystoreAuditVerifier,
-    TopicMessage,
     Window,
     by_chain,
-    chain_head_on_topic,
     governance_report,
     open_store,
     read_topic,
-    record_hash,
     review_override,
     signed_checkpoints,
     verify_records,
     verify_store,
 )
-from broker.errors import ChainBroken
+from broker.governance._append import chain_head_on_topic
+from broker.governance._index import TopicMessage
+from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
-from broker.pipeline import Linker
-from tests.kafka_helpers import create_topics, unique_topic
+from broker.linkage import Linker
+from tests.kafka_helpers import clients, create_topics, unique_topic
 from tests.unit.audit.conftest import Run, worker_chain
 
 pytestmark = pytest.mark.kafka
@@ -80,28 +83,28 @@ async def test_an_interrupted_then_restarted_indexer_ends_with_each_record_exact
     records = chains(linker, keys)
     await produce(kafka_bootstrap, topic, records, abort_one=True)
 
-    first = Indexer(store, verifier, kafka_bootstrap, topic=topic, max_batch=5)
+    first = Indexer(store, verifier, clients(kafka_bootstrap), topic=topic, max_batch=5)
     await first.run(follow=False, max_records=12)
     partial = store.count()
     assert 0 < partial < len(records)
 
-    restarted = Indexer(store, verifier, kafka_bootstrap, topic=topic, max_batch=5)
+    restarted = Indexer(store, verifier, clients(kafka_bootstrap), topic=topic, max_batch=5)
     summary = await restarted.run(follow=False)
     assert summary.breaks == []
     assert summary.duplicates == 0  # resumed from the offsets committed with the rows
     assert store.count() == len(records)  # the aborted transaction's record never arrives
 
-    again = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    again = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
     assert (again.indexed, store.count()) == (0, len(records))
 
     # Offsets lost (or the topic re-read from the start): still no duplicate row.
     store._q("DELETE FROM kafka_offsets")  # type: ignore[attr-defined]
-    reread = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    reread = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
     assert (reread.duplicates, store.count()) == (len(records), len(records))
 
     fresh = open_store(f"sqlite:///{tmp_path / 'fresh.db'}", home=tmp_path)
     try:
-        await Indexer(fresh, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+        await Indexer(fresh, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
         assert fresh.count() == store.count()
     finally:
         fresh.close()
@@ -115,9 +118,9 @@ async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_named(
 ) -> None:  # fmt: skip
     records = worker_chain(linker, keys, chain="worker:t")
     await produce(kafka_bootstrap, topic, records)
-    await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
     reference = signed_checkpoints(store)
-    summary = verify_records(by_chain(await read_topic(kafka_bootstrap, topic)), verifier,
+    summary = verify_records(by_chain(await read_topic(clients(kafka_bootstrap), topic)), verifier,
                              reference=reference)  # fmt: skip
     assert (summary.records, summary.chains) == (len(records), 1)
 
@@ -131,9 +134,11 @@ async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_named(
     forged = AuditRecord.model_validate(body)
     await produce(kafka_bootstrap, topic, [forged])
     with pytest.raises(ChainBroken) as err:
-        verify_records(by_chain(await read_topic(kafka_bootstrap, topic)), verifier)
+        verify_records(by_chain(await read_topic(clients(kafka_bootstrap), topic)), verifier)
     assert (err.value.chain, err.value.seq) == ("worker:t", forged.seq)
-    indexed = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    indexed = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(
+        follow=False
+    )
     assert [(b.chain, b.seq) for b in indexed.breaks] == [("worker:t", forged.seq)]
 
 
@@ -143,7 +148,7 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
     linker: Linker, keys: FileKeyStore,
 ) -> None:  # fmt: skip
     await produce(kafka_bootstrap, topic, worker_chain(linker, keys, chain="worker:a"))
-    await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
     [pending] = governance_report(store, Window()).pending_overrides
     signer = KeystoreAuditSigner(keys)
     notes = ("justified: police attended", "second opinion: agreed")
@@ -151,7 +156,11 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
         # The second review is written by a new writer before the indexer has seen the
         # first: the console chain must resume from the topic, not from the (stale) index.
         appender = ChainAppender(
-            store, bootstrap=kafka_bootstrap, chain="console:ig-host", signer=signer, topic=topic
+            store,
+            kafka=clients(kafka_bootstrap),
+            chain="console:ig-host",
+            signer=signer,
+            topic=topic,
         )
         try:
             rec = await review_override(
@@ -162,7 +171,9 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
             await appender.close()
         assert rec.kind is AuditKind.OVERRIDE_REVIEWED
         assert store.review_of(pending.event_id, pending.recipient) is None  # not yet indexed
-    summary = await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    summary = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(
+        follow=False
+    )
     assert summary.breaks == []
     kinds = [json.loads(r.body)["kind"] for r in store.rows("console:ig-host")]
     assert kinds == ["override_reviewed", "checkpoint"] * 2
@@ -183,16 +194,18 @@ def test_verify_from_topic_is_not_fooled_by_a_checkpoint_indexed_after_it_read_t
     records = worker_chain(linker, keys)
     cut = max(i for i, r in enumerate(records) if r.kind == "checkpoint") - 1
     asyncio.run(produce(kafka_bootstrap, topic, records[:cut]))
-    indexed = asyncio.run(Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False))
+    indexed = asyncio.run(
+        Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
+    )
     assert indexed.indexed == cut
 
-    async def read_then_the_worker_and_indexer_go_on(bootstrap: str) -> list[TopicMessage]:
-        messages = await read_topic(bootstrap, topic)
-        await produce(bootstrap, topic, records[cut : cut + 2])
-        await Indexer(store, verifier, bootstrap, topic=topic).run(follow=False)
+    async def read_then_the_worker_and_indexer_go_on(kafka: KafkaClients) -> list[TopicMessage]:
+        messages = await read_topic(kafka, topic)
+        await produce(kafka.bootstrap, topic, records[cut : cut + 2])
+        await Indexer(store, verifier, kafka, topic=topic).run(follow=False)
         return messages
 
-    monkeypatch.setattr("broker.audit.read_topic", read_then_the_worker_and_indexer_go_on)
+    monkeypatch.setattr("broker.governance.read_topic", read_then_the_worker_and_indexer_go_on)
     monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", kafka_bootstrap)
     code, out, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
     assert (code, err) == (0, ""), err
@@ -208,7 +221,7 @@ async def test_a_console_finds_its_chain_head_even_while_another_indexer_commits
     """Head and offsets as one snapshot: else it would resume its chain at an old head (a fork)."""
     records = worker_chain(linker, keys, chain="console:desk")
     await produce(kafka_bootstrap, topic, records[:4])
-    await Indexer(store, verifier, kafka_bootstrap, topic=topic).run(follow=False)
+    await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
     await produce(kafka_bootstrap, topic, records[4:])
     assert store.heads()["console:desk"].seq == 3
     other = open_store(audit_db_url, home=tmp_path)
@@ -223,14 +236,14 @@ async def test_a_console_finds_its_chain_head_even_while_another_indexer_commits
             if not indexer_ran:
                 indexer_ran = True
                 # Synchronous, as an indexer in another process would be: between two reads.
-                catch_up = Indexer(other, verifier, kafka_bootstrap, topic=topic)
+                catch_up = Indexer(other, verifier, clients(kafka_bootstrap), topic=topic)
                 with ThreadPoolExecutor(1) as pool:
                     pool.submit(asyncio.run, catch_up.run(follow=False)).result()
             return store.offsets(topic)
 
     try:
         seq, digest = await chain_head_on_topic(
-            kafka_bootstrap,
+            clients(kafka_bootstrap),
             "console:desk",
             OtherIndexerCommitsMidRead(),
             topic,  # type: ignore[arg-type]  # a proxy of one

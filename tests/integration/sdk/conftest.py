@@ -8,6 +8,7 @@ import pytest
 
 from broker.config import KafkaSettings
 from broker.keys import FileKeyStore
+from tests.kafka_helpers import clients
 
 PARTIES = ("wmp", "worker", "hub-a", "hub-b")
 
@@ -22,10 +23,11 @@ def keystore(tmp_path_factory: pytest.TempPathFactory) -> FileKeyStore:
 
 @pytest.fixture(scope="session")
 async def sdk_topics(kafka_bootstrap: str) -> None:
-    from broker.pipeline import accord_topics, ensure_topics
+    from broker.kafka import accord_topics, ensure_topics
 
+    kafka = clients(kafka_bootstrap)
     specs = accord_topics(["wmp"], ["hub-a", "hub-b"], KafkaSettings(partitions=1))
-    await ensure_topics(kafka_bootstrap, specs, replication=1)
+    await ensure_topics(kafka, specs)
 
 
 @pytest.fixture

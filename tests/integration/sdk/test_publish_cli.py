@@ -12,8 +12,8 @@ import pytest
 
 from broker.cli import main
 from broker.envelope import Opener
-from broker.events._synthetic import SyntheticFamilies
 from broker.keys import FileKeyStore
+from broker.synthetic import SyntheticFamilies
 from broker.topics import deliver, ingress
 from tests.integration.sdk.test_roundtrip import _raw
 

@@ -12,11 +12,11 @@ from aiokafka import AIOKafkaProducer
 from broker._canonical import canonical_json
 from broker.envelope import Opener, SealedRecord, Sealer
 from broker.errors import WrongRecipient
-from broker.events._synthetic import SyntheticFamilies
 from broker.keys import FileKeyStore
 from broker.sdk import AccessAck, Delivery, Publisher, Subscriber
+from broker.synthetic import SyntheticFamilies
 from broker.topics import ACCESS, SCHEMA_SHARED, deliver, ingress
-from tests.kafka_helpers import read_to_end
+from tests.kafka_helpers import clients, read_to_end
 
 pytestmark = pytest.mark.usefixtures("sdk_topics")
 
@@ -68,7 +68,7 @@ async def test_published_events_carry_no_personal_data_and_open_for_the_worker(
 ) -> None:
     families = SyntheticFamilies(seed=7)
     events = [families.event(sender="wmp") for _ in range(20)]
-    async with Publisher("wmp", keystore, kafka_bootstrap) as pub:
+    async with Publisher("wmp", keystore, clients(kafka_bootstrap)) as pub:
         receipts = await pub.publish_many(events)
     assert [r.event_id for r in receipts] == [e["event_id"] for e in events]
 
@@ -102,7 +102,7 @@ async def test_a_recipient_opens_its_delivery_and_its_access_is_acknowledged(
     sealed = seal_delivery(keystore, delivery)
     await produce(kafka_bootstrap, deliver("hub-a"), (sealed.value, sealed.headers))
 
-    async with Subscriber("hub-a", keystore, kafka_bootstrap, group="hub-a-test") as sub:
+    async with Subscriber("hub-a", keystore, clients(kafka_bootstrap), group="hub-a-test") as sub:
         # Other tests may deliver to hub-a too; this one looks for its own record. A poll can
         # come back empty while the subscriber is still joining its group: ask a few times.
         mine: list[Any] = []
@@ -133,7 +133,7 @@ async def test_records_a_subscriber_cannot_open_are_reported_not_dropped(
     record = (sealed.value, sealed.headers)
     await produce(kafka_bootstrap, deliver("hub-b"), (b"\x00garbage", []), record, record)
 
-    async with Subscriber("hub-b", keystore, kafka_bootstrap, group="hub-b-test") as sub:
+    async with Subscriber("hub-b", keystore, clients(kafka_bootstrap), group="hub-b-test") as sub:
         records: list[object] = []
         for _ in range(5):
             records += await sub.poll(1.0)

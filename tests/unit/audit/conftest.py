@@ -12,17 +12,15 @@ import pytest
 from broker.audit import (
     AuditKind,
     AuditRecord,
-    AuditStore,
-    ChainTracker,
     ChainWriter,
-    IndexSummary,
     KeystoreAuditSigner,
     KeystoreAuditVerifier,
-    open_store,
 )
 from broker.config import KemSuite
-from broker.keys import FileKeyStore
-from broker.pipeline import Linker, load_linkage_key
+from broker.governance import AuditStore, IndexSummary, open_store
+from broker.governance._index import ChainTracker
+from broker.keys import FileKeyStore, load_linkage_key
+from broker.linkage import Linker
 
 CHILD_NHS = "9997017463"
 PARENT_NHS = "9991742182"

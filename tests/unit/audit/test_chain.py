@@ -11,13 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.audit import (
-    AuditKind,
-    AuditRecord,
-    ChainWriter,
-    verify_chain,
-    verify_truncation,
-)
+from broker.audit import AuditKind, AuditRecord, ChainWriter, verify_chain, verify_truncation
 from broker.errors import ChainBroken
 
 

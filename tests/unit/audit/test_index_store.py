@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from broker.audit import AuditKind, AuditRecord, AuditStore, KeystoreAuditVerifier, open_store
+from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
+from broker.governance import AuditStore, open_store
 from broker.keys import FileKeyStore
-from broker.pipeline import Linker
+from broker.linkage import Linker
 from tests.unit.audit.conftest import index_records, worker_chain
 
 
@@ -68,7 +69,7 @@ def test_a_different_record_for_an_indexed_seq_is_a_fork(
 def test_an_undecodable_message_breaks_the_chain_named_by_its_key(
     store: AuditStore, verifier: KeystoreAuditVerifier, indexed: list[AuditRecord]
 ) -> None:
-    from broker.audit import ChainTracker
+    from broker.governance._index import ChainTracker
 
     tracker = ChainTracker(store, verifier)
     batch = tracker.new_batch()
@@ -94,7 +95,7 @@ def test_chains_are_independent_a_break_in_one_leaves_the_other_indexed(
 def test_the_checkpoint_reference_only_moves_forward(
     store: AuditStore, indexed: list[AuditRecord]
 ) -> None:
-    from broker.audit import IndexBatch
+    from broker.governance._store import IndexBatch
 
     newest = store.latest_checkpoint("worker:w1")
     older = next(r for r in indexed if r.kind is AuditKind.CHECKPOINT)

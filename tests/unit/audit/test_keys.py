@@ -14,8 +14,9 @@ from broker.audit import (
     KeystoreAuditVerifier,
     verify_chain,
 )
+from broker.envelope import KeyPurpose
 from broker.errors import ChainBroken
-from broker.keys import FileKeyStore, KeyPurpose
+from broker.keys import FileKeyStore
 
 
 def _now() -> datetime:

@@ -10,22 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit import (
-    AuditRecord,
+from broker.audit import AuditRecord, ChainWriter, KeystoreAuditSigner, KeystoreAuditVerifier
+from broker.errors import UsageError
+from broker.governance import (
     AuditStore,
-    ChainWriter,
-    KeystoreAuditSigner,
-    KeystoreAuditVerifier,
     Window,
-    check_reviewable,
     disclosure_log,
     expiring_agreements,
     governance_report,
-    review_record,
 )
-from broker.errors import UsageError
+from broker.governance._review import check_reviewable, review_record
 from broker.keys import FileKeyStore
-from broker.pipeline import Linker
+from broker.linkage import Linker
 from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS, T0, Run, index_records
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from broker.audit import AuditKind, AuditRecord, AuditStore, record_hash
+from broker.audit import AuditKind, AuditRecord, record_hash
+from broker.governance import AuditStore
 from tests.unit.audit.conftest import Run
 
 Tamper = Callable[[Any, list[AuditRecord]], int]  # returns the seq verify must name
@@ -27,7 +28,7 @@ def _q(store: AuditStore, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[
 
 def _put(store: AuditStore, rec: dict[str, Any], offset: int = 0) -> None:
     """Write a record body (and consistent columns) at its seq, replacing what is there."""
-    from broker.audit import IndexBatch, IndexedRecord
+    from broker.governance._store import IndexBatch, IndexedRecord
 
     _q(store, "DELETE FROM audit_records WHERE chain = ? AND seq = ?", (CHAIN, rec["seq"]))
     parsed = AuditRecord.model_validate(rec)

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit import (
-    AuditRecord,
-    AuditStore,
-    ChainTracker,
-    KeystoreAuditVerifier,
-    StoredRow,
-    open_store,
-    verify_store,
-)
+from broker.audit import AuditRecord, KeystoreAuditVerifier
+from broker.governance import AuditStore, open_store, verify_store
+from broker.governance._index import ChainTracker
+from broker.governance._store import StoredRow
 from broker.keys import FileKeyStore
-from broker.pipeline import Linker
+from broker.linkage import Linker
 from tests.unit.audit.conftest import index_records, worker_chain
 
 

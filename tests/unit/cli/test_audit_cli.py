@@ -11,8 +11,7 @@ from broker.cli import main
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from broker.keys import FileKeyStore
-    from broker.pipeline import load_linkage_key
+    from broker.keys import FileKeyStore, load_linkage_key
 
     FileKeyStore(tmp_path / "keys", create=True)
     load_linkage_key(tmp_path / "keys", create=True)

@@ -93,8 +93,7 @@ def test_the_console_says_so_when_its_port_is_taken(
 ) -> None:
     import socket
 
-    from broker.keys import FileKeyStore
-    from broker.pipeline import load_linkage_key
+    from broker.keys import FileKeyStore, load_linkage_key
 
     FileKeyStore(home / "keys", create=True)
     load_linkage_key(home / "keys", create=True)

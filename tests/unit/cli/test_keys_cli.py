@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from broker.cli import main
-from broker.keys import FileKeyStore, KeyStatus
+from broker.envelope import KeyStatus
+from broker.keys import FileKeyStore
 
 
 @pytest.fixture(autouse=True)

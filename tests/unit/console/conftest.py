@@ -15,19 +15,12 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from broker.audit import (
-    AuditRecord,
-    AuditStore,
-    ChainWriter,
-    KeystoreAuditSigner,
-    KeystoreAuditVerifier,
-    open_store,
-)
+from broker.audit import AuditRecord, ChainWriter, KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.config import ConsoleSettings
 from broker.console import ConsoleDeps, UserFile, create_app
 from broker.errors import TransportError
-from broker.keys import FileKeyStore
-from broker.pipeline import load_linkage_key
+from broker.governance import AuditStore, open_store
+from broker.keys import FileKeyStore, load_linkage_key
 from broker.policy import Policy
 from tests.unit.audit.conftest import (  # noqa: F401  # fixtures, re-exported for this package
     T0,

@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
-from broker.audit import AuditRecord, AuditStore, disclosure_log
+from broker.audit import AuditRecord
 from broker.console import UserFile
-from broker.pipeline import Linker
+from broker.governance import AuditStore, disclosure_log
+from broker.linkage import Linker
 from broker.policy import load_bundle
 from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS
 from tests.unit.console.conftest import (
@@ -414,7 +415,7 @@ def test_resetting_a_password_ends_the_old_sessions(client: TestClient, users: U
 def test_the_dashboard_counts_a_chain_broken_at_its_first_record(
     client: TestClient, store: AuditStore
 ) -> None:
-    from broker.audit import ChainHead, IndexBatch
+    from broker.governance._store import ChainHead, IndexBatch
 
     batch = IndexBatch(topic="accord.audit")
     batch.heads["worker:bad"] = ChainHead("worker:bad", -1, "0" * 64, broken_seq=0, error="x")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
-from broker.console import SignInThrottle, UserFile
+from broker.console import UserFile
+from broker.console._users import SignInThrottle
 from broker.errors import ConfigError, UsageError
 
 FAST = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)

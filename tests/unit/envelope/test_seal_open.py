@@ -11,6 +11,7 @@ from broker.config import EnvelopeSettings, KemSuite
 from broker.envelope import (
     DEK_BUNDLE_HEADER,
     InMemoryReplayGuard,
+    KeyPurpose,
     Opener,
     Sealer,
     canonical_json,
@@ -23,7 +24,7 @@ from broker.errors import (
     TamperedEnvelope,
     WrongRecipient,
 )
-from broker.keys import FileKeyStore, KeyPurpose
+from broker.keys import FileKeyStore
 from tests.unit.envelope.conftest import INGRESS, SCHEMA, FakeClock, SealFn
 
 

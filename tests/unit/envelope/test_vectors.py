@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from broker.crypto import KemAlg
 from broker.envelope import Opener
-from broker.envelope._primitives import KemAlg
 from broker.envelope.vectors import CREATED_AT, StaticKeys, generate, main, vector_path
 from broker.errors import EnvelopeError
 

@@ -10,7 +10,7 @@ import pytest
 
 from broker.errors import EventInvalid
 from broker.events import CLOCK_SKEW, ContactEvent, parse_event
-from broker.events._synthetic import SyntheticFamilies
+from broker.synthetic import SyntheticFamilies
 from tests.unit.policy.kit import AT, event_dict, subject
 
 

@@ -13,7 +13,7 @@ from broker.events import (
     postcode_district,
     postcode_sector,
 )
-from broker.events._synthetic import synthetic_nhs_number
+from broker.synthetic import synthetic_nhs_number
 
 
 @pytest.mark.parametrize("number", ["9997877896", "9991742182", "9999081002", "9993390755"])

@@ -13,15 +13,9 @@ from pydantic import SecretStr
 
 import broker.keys._store as store_module
 from broker.config import KemSuite
+from broker.envelope import KeyAlg, KeyPurpose, KeyStatus, compute_key_id
 from broker.errors import KeyNotFound, KeyStoreError, UsageError
-from broker.keys import (
-    SPECIAL_PRINCIPALS,
-    FileKeyStore,
-    KeyAlg,
-    KeyPurpose,
-    KeyStatus,
-    compute_key_id,
-)
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 
 T0 = 1_790_000_000.0
 

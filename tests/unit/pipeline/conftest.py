@@ -1,4 +1,4 @@
-"""A processor over the shared example bundle, real keys, and no Kafka."""
+"""A processor over the project's own West Midlands bundle, real keys, and no Kafka."""
 
 from __future__ import annotations
 
@@ -9,46 +9,49 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from broker.audit import ChainWriter, KeystoreAuditSigner
+from broker.audit import ChainWriter
 from broker.config import EnvelopeSettings, KemSuite
-from broker.keys import FileKeyStore
-from broker.pipeline import Context, Linker, Metrics, Processor, WorkerState
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
+from broker.pipeline._metrics import Metrics
+from broker.pipeline._processor import Processor, build_processor
+from broker.pipeline._state import WorkerState
 from broker.policy import Policy, load_bundle
 
 AT = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 ENVELOPE = EnvelopeSettings(kem=KemSuite.X25519)  # fast keys; the KEM choice is not under test
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
 
 @pytest.fixture(scope="session")
-def example_policy(shared_dir: Path) -> Policy:
-    return load_bundle(shared_dir / "examples" / "policies")
+def project_policy() -> Policy:
+    return load_bundle(POLICIES)
 
 
 @pytest.fixture(scope="session")
-def pipeline_keys(tmp_path_factory: pytest.TempPathFactory, example_policy: Policy) -> FileKeyStore:
+def pipeline_keys(tmp_path_factory: pytest.TempPathFactory, project_policy: Policy) -> FileKeyStore:
     store = FileKeyStore(tmp_path_factory.mktemp("keys"), create=True)
-    for party in [*example_policy.bundle.parties, "worker", "governance", "audit"]:
+    for party in project_policy.bundle.parties:
         store.ensure_party(party, kem=KemSuite.X25519)
+    for principal, purposes in SPECIAL_PRINCIPALS.items():
+        store.ensure_party(principal, purposes=purposes, kem=KemSuite.X25519)
     return store
 
 
 @pytest.fixture
-def make_processor(example_policy: Policy, pipeline_keys: FileKeyStore) -> Callable[..., Processor]:
+def make_processor(project_policy: Policy, pipeline_keys: FileKeyStore) -> Callable[..., Processor]:
     def make(
         state: WorkerState | None = None, checkpoint_every: int = 1000, policy: Policy | None = None
     ) -> Processor:
-        ctx = Context(
-            policy=policy or example_policy,
+        return build_processor(
+            policy=policy or project_policy,
             keys=pipeline_keys,
-            linker=Linker(b"k" * 32),
+            linkage_key=b"k" * 32,
             state=state or WorkerState(),
             chain=ChainWriter("worker:test", clock=lambda: AT),
-            signer=KeystoreAuditSigner(pipeline_keys),
             clock=lambda: AT,
             envelope=ENVELOPE,
-            pseudonym_key=b"p" * 32,
             metrics=Metrics(CollectorRegistry()),
+            checkpoint_every=checkpoint_every,
         )
-        return Processor(ctx, checkpoint_every=checkpoint_every)
 
     return make

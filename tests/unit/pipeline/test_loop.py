@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from aiokafka import TopicPartition
-
 from broker.audit import AuditRecord
+from broker.config import KafkaSettings
+from broker.kafka import KafkaClients, TopicPartition
 from broker.keys import FileKeyStore
-from broker.pipeline import Processor, TransactionalLoop
-from broker.pipeline._loop import _Resume
+from broker.pipeline._loop import TransactionalLoop, _Resume
+from broker.pipeline._processor import Processor
 from broker.topics import AUDIT, STATE, ingress
 from tests.unit.pipeline.test_processor import incident, seal_as
 
@@ -70,6 +70,12 @@ class _Consumer:
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.group_commits.append(dict(offsets))
 
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
 
 class _Batch:
     def __init__(self) -> None:
@@ -117,15 +123,48 @@ class _Producer:
     async def abort_transaction(self) -> None:
         self._open = []
 
+    async def start(self) -> None:
+        pass
 
-def _loop(processor: Processor, consumer: _Consumer, producer: _Producer) -> TransactionalLoop:
+    async def stop(self) -> None:
+        pass
+
+
+class _Clients(KafkaClients):
+    """The seam, handing out the fakes instead of aiokafka's clients."""
+
+    def __init__(self, consumer: _Consumer, producer: _Producer) -> None:
+        super().__init__(KafkaSettings(bootstrap="fake:9092"))
+        self.fake_consumer, self.fake_producer = consumer, producer
+        self.asked: list[tuple[str, ...]] = []
+
+    def transactional_producer(self, transactional_id: str, client_id: str, **_: Any) -> Any:
+        self.asked.append(("producer", transactional_id, client_id))
+        return self.fake_producer
+
+    def consumer(self, *topics: str, client_id: str, **kwargs: Any) -> Any:
+        self.asked.append(("consumer", *topics, client_id, kwargs["group"]))
+        return self.fake_consumer
+
+    def subscribe(self, consumer: Any, pattern: str, listener: Any) -> None:
+        assert consumer is self.fake_consumer
+        assert isinstance(listener, _Resume)
+        self.asked.append(("subscribe", pattern))
+
+
+async def _loop(
+    processor: Processor, consumer: _Consumer, producer: _Producer
+) -> TransactionalLoop:
     at = datetime(2026, 11, 22, 8, tzinfo=UTC)
+    clients = _Clients(consumer, producer)
     loop = TransactionalLoop(
-        "fake:9092", transactional_id="t", client_id="c", clock=lambda: at, max_batch=10
+        clients, transactional_id="t", client_id="c", clock=lambda: at, max_batch=10
     )
-    loop.processor = processor
-    loop._consumer = consumer  # type: ignore[assignment]  # a fake
-    loop._producer = producer  # type: ignore[assignment]  # a fake
+    await loop.fence()
+    await loop.start(processor)
+    assert clients.asked == [
+        ("producer", "t", "c"), ("consumer", "c", loop.group), ("subscribe", loop.pattern)
+    ]  # fmt: skip
     return loop
 
 
@@ -134,7 +173,7 @@ async def test_a_rebalance_after_a_fetch_resumes_past_the_fetched_records(
 ) -> None:
     """Otherwise the records being processed would be fetched again and refused as replays."""
     consumer = _Consumer([_messages(pipeline_keys, 40, 3)], on_idle=lambda: None)
-    loop = _loop(make_processor(), consumer, _Producer())
+    loop = await _loop(make_processor(), consumer, _Producer())
     batch = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
     assert [m.offset for m in batch[TP]] == [40, 41, 42]
     await _Resume(consumer, loop._positions).on_partitions_assigned([TP])  # type: ignore[arg-type]
@@ -151,7 +190,8 @@ async def test_a_stop_during_a_commit_still_commits_the_rest_with_the_chain_head
     )
     producer = _Producer()
     processor = make_processor()
-    await asyncio.wait_for(_loop(processor, consumer, producer).run(stop), timeout=10)
+    loop = await _loop(processor, consumer, producer)
+    await asyncio.wait_for(loop.run(stop), timeout=10)
 
     assert len(producer.transactions) == 2  # the second was still pending at the stop
     for records in producer.transactions:
@@ -163,7 +203,7 @@ async def test_a_stop_during_a_commit_still_commits_the_rest_with_the_chain_head
         assert heads[0] == (f'{{"seq": {audit[-1].seq}, "hash": "{audit[-1].hash}"}}'.encode())
         assert offsets  # and the offsets they consumed
     assert offsets == {f"o:{TP.topic}:0".encode(): b"4"}
-    assert processor.ctx.chain.next_seq == audit[-1].seq + 1
+    assert processor.outbox.chain.next_seq == audit[-1].seq + 1
 
 
 async def test_the_groups_offsets_follow_committed_transactions_and_end_current(
@@ -177,7 +217,8 @@ async def test_the_groups_offsets_follow_committed_transactions_and_end_current(
         assigned=True,
     )
     producer = _Producer()
-    await asyncio.wait_for(_loop(make_processor(), consumer, producer).run(stop), timeout=10)
+    loop = await _loop(make_processor(), consumer, producer)
+    await asyncio.wait_for(loop.run(stop), timeout=10)
     committed = [
         int(v) for records in producer.transactions for t, k, v in records
         if t == STATE and k == f"o:{TP.topic}:0".encode()

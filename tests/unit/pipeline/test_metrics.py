@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from broker.pipeline import Metrics
+from broker.pipeline._metrics import Metrics
 
 
 def test_count_increments_the_labelled_series_it_names_and_no_other() -> None:

@@ -17,7 +17,9 @@ from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier, verify_c
 from broker.envelope import Opener, Sealer
 from broker.events import parse_event
 from broker.keys import FileKeyStore
-from broker.pipeline import OutRecord, Processor, WorkerState
+from broker.pipeline._effects import OutRecord
+from broker.pipeline._processor import Processor
+from broker.pipeline._state import WorkerState
 from broker.policy import Policy, load_bundle, redact
 from broker.sdk import Delivery, WithdrawalNotice
 from broker.topics import (
@@ -32,7 +34,7 @@ from broker.topics import (
     deliver,
     ingress,
 )
-from tests.unit.pipeline.conftest import AT, ENVELOPE
+from tests.unit.pipeline.conftest import AT, ENVELOPE, POLICIES
 
 CHILD_NHS = "9997877896"
 
@@ -55,7 +57,7 @@ def incident(**changes: Any) -> dict[str, Any]:
         "subjects": [
             {"role": "child", "nhs_number": CHILD_NHS, "given_name": "Amy",
              "family_name": "Hollis", "dob": "2019-03-02", "address": "12 Canal Street, Tipton",
-             "postcode": "DY4 7AA", "school_urn": "100001"},
+             "postcode": "DY4 7AA", "school_urn": "146201"},
             {"role": "parent", "nhs_number": "9991742182", "given_name": "Dean",
              "family_name": "Hollis", "dob": "1990-05-05", "address": "12 Canal Street, Tipton",
              "postcode": "DY4 7AA"},
@@ -116,15 +118,15 @@ def run(make_processor: Callable[..., Processor]) -> Run:
 
 
 def test_an_incident_reaches_exactly_the_recipients_the_policy_names(
-    run: Run, pipeline_keys: FileKeyStore, example_policy: Policy
+    run: Run, pipeline_keys: FileKeyStore, project_policy: Policy
 ) -> None:
     event = incident()
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
 
     parsed = parse_event(event, now=AT)
-    expected = example_policy.decide(parsed, [], at=AT)
+    expected = project_policy.decide(parsed, [], at=AT)
     shared = {d.recipient: d for d in expected if d.shares}
-    assert set(shared) == {"sandwell-coord", "school-100001"}
+    assert set(shared) == {"sandwell-coord", "school-146201"}
 
     for recipient, decision in shared.items():
         [record] = run.on(deliver(recipient))
@@ -132,13 +134,13 @@ def test_an_incident_reaches_exactly_the_recipients_the_policy_names(
         delivery = Delivery.model_validate_json(opened.payload)
         assert delivery.view == redact(parsed, decision, pseudonym_key=b"p" * 32)
         assert delivery.clauses == decision.clause_ids
-    assert run.on(deliver("hub-tipton")) == []
+    assert run.on(deliver("cog-tipton")) == []
 
     decided = run.audit(AuditKind.DECIDED)
     assert sorted((r.party, r.data["outcome"]) for r in decided) == sorted(
         (d.recipient, d.outcome) for d in expected
     )
-    assert ("hub-tipton", "not_shared") in [(r.party, r.data["outcome"]) for r in decided]
+    assert ("cog-tipton", "not_shared") in [(r.party, r.data["outcome"]) for r in decided]
     assert len(run.audit(AuditKind.DELIVERED)) == 2
     assert len(run.audit(AuditKind.RECEIVED)) == 1
 
@@ -150,7 +152,7 @@ def test_each_subject_is_audited_under_its_primary_subject_key(
     event = incident()
     del event["subjects"][1]["nhs_number"]  # the parent is known by demographics only
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
-    linker = run.processor.ctx.linker
+    linker = run.processor.services.linker
     expected = tuple(
         linker.subject_key(s) for s in parse_event(canonical_json(event), now=AT).subjects
     )
@@ -234,7 +236,7 @@ def test_replays_are_still_refused_after_state_is_rebuilt_from_the_changelog(
     restored = WorkerState()
     for r in first.on(STATE):
         if not r.key.startswith(b"c:"):  # type: ignore[union-attr]
-            restored.apply(r.key.decode(), r.value)  # type: ignore[union-attr]
+            restored.restore(r.key.decode(), r.value)  # type: ignore[union-attr]
     second = Run(make_processor(restored))
     second.feed(ingress("wmp"), *record)
     assert [a.data["reason"] for a in second.audit(AuditKind.QUARANTINED)] == ["replay"]
@@ -259,23 +261,23 @@ def test_consent_lets_the_hub_share_and_withdrawal_stops_it_and_notifies(
                                schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
     first = incident()
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", first, topic=ingress("wmp")))
-    assert len(run.on(deliver("hub-tipton"))) == 1
+    assert len(run.on(deliver("cog-tipton"))) == 1
 
     withdrawn = _consent("withdrawn", "2026-11-01T15:30:00Z")
     run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", withdrawn, topic=CONSENT,
                                schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
-    records = run.on(deliver("hub-tipton"))
+    records = run.on(deliver("cog-tipton"))
     assert len(records) == 2
     notice = WithdrawalNotice.model_validate_json(
-        Opener("hub-tipton", pipeline_keys).open_kafka(records[1].value, records[1].headers).payload
+        Opener("cog-tipton", pipeline_keys).open_kafka(records[1].value, records[1].headers).payload
     )
     assert notice.event_ids == (first["event_id"],)
     assert len(run.audit(AuditKind.CONSENT_WITHDRAWN_NOTICE)) == 1
 
     later = incident()
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", later, topic=ingress("wmp")))
-    assert len(run.on(deliver("hub-tipton"))) == 2  # nothing new for the hub
-    hub = [a for a in run.audit(AuditKind.DECIDED) if a.party == "hub-tipton"]
+    assert len(run.on(deliver("cog-tipton"))) == 2  # nothing new for the hub
+    hub = [a for a in run.audit(AuditKind.DECIDED) if a.party == "cog-tipton"]
     assert [a.data["outcome"] for a in hub] == ["shared", "not_shared"]
     assert hub[-1].data["reason"] == "consent-withdrawn"
 
@@ -291,22 +293,22 @@ def test_a_withdrawal_naming_the_nhs_number_and_demographics_reaches_a_child_nam
     no_nhs = [{k: v for k, v in child.items() if k != "nhs_number"}, parent]
     first = incident(subjects=no_nhs)
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", first, topic=ingress("wmp")))
-    assert len(run.on(deliver("hub-tipton"))) == 1
+    assert len(run.on(deliver("cog-tipton"))) == 1
 
     withdrawn = dict(_consent("withdrawn", "2026-11-01T15:30:00Z"),
                      subject={"nhs_number": CHILD_NHS, **amy})  # fmt: skip
     run.feed(CONSENT, *seal_as(pipeline_keys, "sandwell-coord", withdrawn, topic=CONSENT,
                                schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
-    records = run.on(deliver("hub-tipton"))
+    records = run.on(deliver("cog-tipton"))
     assert len(records) == 2  # the share, then the notice
     notice = WithdrawalNotice.model_validate_json(
-        Opener("hub-tipton", pipeline_keys).open_kafka(records[1].value, records[1].headers).payload
+        Opener("cog-tipton", pipeline_keys).open_kafka(records[1].value, records[1].headers).payload
     )
     assert notice.event_ids == (first["event_id"],)
 
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(subjects=no_nhs),
                                       topic=ingress("wmp")))  # fmt: skip
-    hub = [a for a in run.audit(AuditKind.DECIDED) if a.party == "hub-tipton"]
+    hub = [a for a in run.audit(AuditKind.DECIDED) if a.party == "cog-tipton"]
     assert [(a.data["outcome"], a.data["reason"]) for a in hub] == [
         ("shared", None),
         ("not_shared", "consent-withdrawn"),
@@ -325,7 +327,7 @@ def test_a_withdrawal_stamped_by_a_clock_running_ahead_is_in_force_on_receipt(
                                schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
     assert run.audit(AuditKind.QUARANTINED) == []
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
-    [hub] = [a for a in run.audit(AuditKind.DECIDED) if a.party == "hub-tipton"]
+    [hub] = [a for a in run.audit(AuditKind.DECIDED) if a.party == "cog-tipton"]
     assert (hub.data["outcome"], hub.data["reason"]) == ("not_shared", "consent-withdrawn")
 
 
@@ -342,12 +344,11 @@ VOICE_WITH_CONSENT = """
 
 
 def test_a_share_resting_on_one_of_several_clauses_consent_is_recalled_on_withdrawal(
-    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore, shared_dir: Path,
-    tmp_path: Path,
-) -> None:  # fmt: skip
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore, tmp_path: Path
+) -> None:
     """The coordinator gets the child's voice only under consent, beside a no-consent clause."""
     bundle = tmp_path / "policies"
-    shutil.copytree(shared_dir / "examples" / "policies", bundle)
+    shutil.copytree(POLICIES, bundle)
     agreement = bundle / "agreements" / "sandwell-early-help.yaml"
     # After the no-consent clause, which the decision names first.
     agreement.write_text(agreement.read_text().rstrip("\n") + VOICE_WITH_CONSENT)

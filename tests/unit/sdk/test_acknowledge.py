@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import KemSuite
+from broker.config import KafkaSettings, KemSuite
 from broker.errors import UsageError
 from broker.keys import FileKeyStore
 from broker.sdk import Subscriber
@@ -21,7 +21,9 @@ async def test_free_text_in_an_acknowledgement_is_refused_before_anything_is_sen
 ) -> None:
     keys = FileKeyStore(tmp_path / "keys", create=True)
     keys.ensure_party("hub-a", kem=KemSuite.X25519)
-    sub = Subscriber("hub-a", keys, "127.0.0.1:1", "g")  # never started: nothing reaches Kafka
+    sub = Subscriber(
+        "hub-a", keys, KafkaSettings(bootstrap="127.0.0.1:1"), "g"
+    )  # never started: nothing reaches Kafka
     with pytest.raises(UsageError) as err:
         await sub.acknowledge("e1", by=by, purpose=purpose)
     assert str(err.value).startswith(f"{named}: an identifier")

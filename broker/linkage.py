@@ -4,47 +4,21 @@ A subject key is a keyed HMAC-SHA-256 of the validated NHS number (``n:`` prefix
 confidence) or, without one, of normalised demographics (``d:`` prefix, lower confidence):
 family name, given name and date of birth. The postcode is left out of the key on purpose: a
 family that moves must stay linked, and consent recorded without a postcode must still be
-found; the policy engine confirms a postcode when both sides give one. The key lives beside
-the keystore and never leaves the broker, so a subject key cannot be reversed by guessing NHS
-numbers.
+found; the policy engine confirms a postcode when both sides give one. The key lives in
+the keystore (``broker.keys.load_linkage_key``) and never leaves the broker, so a subject key
+cannot be reversed by guessing NHS numbers.
+
+The worker files events and consent under these keys; the governance side computes the same
+key from an NHS number an IG officer types, to find a child's disclosure log.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import hmac
-import os
-import secrets
-from pathlib import Path
 
-from broker.errors import KeyStoreError
-from broker.events import (
-    ConsentSubject,
-    Subject,
-    normalise_name,
-    normalise_nhs_number,
-)
+from broker.events import ConsentSubject, Subject, normalise_name, normalise_nhs_number
 
-_KEY_FILE = "linkage.key"
-
-
-def load_linkage_key(keys_dir: Path, *, create: bool = False) -> bytes:
-    """Read the linkage key (32 bytes, file mode 0600), creating it when asked and absent."""
-    path = keys_dir / _KEY_FILE
-    if not path.exists() and create:
-        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # a concurrent creator wins; we read theirs
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(secrets.token_bytes(32))
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyStoreError(f"no linkage key at {path}; run 'accord keys init'") from None
-    if len(key) != 32:
-        raise KeyStoreError(f"the linkage key at {path} is not 32 bytes")
-    return key
+__all__ = ["Linker"]
 
 
 class Linker:
@@ -94,8 +68,3 @@ class Linker:
         if demo is not None and demo not in keys:
             keys.append(demo)
         return tuple(keys)
-
-
-def digest_of(value: bytes) -> str:
-    """A short fingerprint of a quarantined record, so it can be found without being read."""
-    return hashlib.sha256(value).hexdigest()[:32]

@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from broker._transport import stop_quietly, translated
-from broker.audit._chain import ChainWriter, CheckpointSigner
-from broker.audit._index import read_topic
-from broker.audit._record import GENESIS, AuditRecord
-from broker.audit._store import AuditStore
+from broker.audit import GENESIS, AuditRecord, ChainWriter, CheckpointSigner
+from broker.governance._index import read_topic
+from broker.governance._store import AuditStore
+from broker.kafka import KafkaClients, Producer, stop_quietly, translated
 from broker.topics import AUDIT
 
 Build = Callable[[ChainWriter], list[AuditRecord]]
@@ -41,7 +40,7 @@ def _utcnow() -> datetime:
 
 
 async def chain_head_on_topic(
-    bootstrap: str, chain: str, store: AuditStore, topic: str = AUDIT
+    kafka: KafkaClients, chain: str, store: AuditStore, topic: str = AUDIT
 ) -> tuple[int, str]:
     """The newest record of ``chain`` on the topic: the index's head, then anything newer."""
     # One snapshot: offsets read after another indexer's commit, with the head from before
@@ -50,7 +49,7 @@ async def chain_head_on_topic(
         head = store.heads().get(chain)
         start = store.offsets(topic)
     seq, digest = (head.seq, head.hash) if head is not None else (-1, GENESIS)
-    for m in await read_topic(bootstrap, topic, start=start):
+    for m in await read_topic(kafka, topic, start=start):
         if m.key != chain.encode():
             continue
         rec = AuditRecord.model_validate_json(m.value or b"")
@@ -66,7 +65,7 @@ class ChainAppender:
         self,
         store: AuditStore,
         *,
-        bootstrap: str,
+        kafka: KafkaClients,
         chain: str,
         signer: CheckpointSigner,
         clock: Callable[[], datetime] = _utcnow,
@@ -74,11 +73,11 @@ class ChainAppender:
     ) -> None:
         self.chain = chain
         self._store = store
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._signer = signer
         self._clock = clock
         self._topic = topic
-        self._producer: Any = None
+        self._producer: Producer | None = None
         self._head: tuple[int, str] | None = None
         self._lock = asyncio.Lock()
 
@@ -86,7 +85,7 @@ class ChainAppender:
         """Write ``build(writer)``'s records and a checkpoint in one transaction; return them."""
         async with self._lock:
             try:
-                async with translated(f"writing to {self._topic} at {self._bootstrap}"):
+                async with translated(f"writing to {self._topic} at {self._kafka.bootstrap}"):
                     return await self._append(build)
             except BaseException:
                 await self._reset()  # the next append re-reads the head after a fresh fence
@@ -105,16 +104,10 @@ class ChainAppender:
         self._head = (records[-1].seq, records[-1].hash)
         return records
 
-    async def _ensure_started(self) -> Any:
+    async def _ensure_started(self) -> Producer:
         if self._producer is None:
-            from aiokafka import AIOKafkaProducer  # noqa: PLC0415  # slow import
-
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap,
-                transactional_id=f"accord-audit-{self.chain}",
-                enable_idempotence=True,
-                acks="all",
-                client_id=f"accord-{self.chain}",
+            producer = self._kafka.transactional_producer(
+                f"accord-audit-{self.chain}", client_id=f"accord-{self.chain}"
             )
             try:
                 await producer.start()
@@ -123,7 +116,7 @@ class ChainAppender:
                 raise
             self._producer = producer
             self._head = await chain_head_on_topic(
-                self._bootstrap, self.chain, self._store, self._topic
+                self._kafka, self.chain, self._store, self._topic
             )
         return self._producer
 

@@ -8,11 +8,10 @@ review can exist that the tamper-evident log does not hold.
 
 from __future__ import annotations
 
-from broker.audit._append import AuditSink
-from broker.audit._chain import ChainWriter
-from broker.audit._record import AuditKind, AuditRecord
-from broker.audit._store import AuditStore
+from broker.audit import AuditKind, AuditRecord, ChainWriter
 from broker.errors import UsageError
+from broker.governance._append import AuditSink
+from broker.governance._store import AuditStore
 
 MAX_NOTE = 2000
 

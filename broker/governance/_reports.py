@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from broker.audit._record import AuditKind, AuditRecord
-from broker.audit._store import AuditStore, Window
+from broker.audit import AuditKind, AuditRecord
 from broker.errors import UsageError
+from broker.governance._store import AuditStore, Window
+from broker.linkage import Linker
 
 if TYPE_CHECKING:
     from broker.policy import Policy
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 
 def subject_key_for_nhs_number(nhs_number: str, linkage_key: bytes) -> str:
     """The subject key the worker filed a child under; the NHS number itself goes no further."""
-    from broker.pipeline import Linker  # noqa: PLC0415  # the pipeline imports audit, not back
-
     try:
         return Linker(linkage_key).from_nhs_number(nhs_number)
     except ValueError as exc:

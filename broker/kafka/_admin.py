@@ -10,12 +10,15 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from broker import topics
 from broker.config import KafkaSettings
-from broker.errors import TransportError
+from broker.kafka._clients import KafkaClients
+from broker.kafka._errors import translated
+
+__all__ = ["TopicSpec", "accord_topics", "ensure_topics"]
 
 _DAY_MS = 24 * 3600 * 1000
 
@@ -37,8 +40,11 @@ def accord_topics(
         # The audit log is the legal record: never deleted by Kafka.
         TopicSpec(topics.AUDIT, p, keep_forever),
         TopicSpec(topics.QUARANTINE, 1, {"retention.ms": str(90 * _DAY_MS)}),
-        # Latest consent per key is what matters; compaction keeps it indefinitely.
-        TopicSpec(topics.CONSENT, p, {"cleanup.policy": "compact"}),
+        # Consent records are the basis of shares and must be re-readable; each has its own
+        # random key (a subject key would need the linkage secret agencies do not hold), so
+        # compaction would keep every record anyway. The worker's table of the latest
+        # consent per subject lives in its own compacted state topic.
+        TopicSpec(topics.CONSENT, p, keep_forever),
         TopicSpec(topics.ACCESS, p, keep_forever),
         TopicSpec(topics.STATE, p, {"cleanup.policy": "compact"}),
     ]
@@ -49,26 +55,24 @@ def accord_topics(
     return specs
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int) -> list[str]:
+async def ensure_topics(clients: KafkaClients, specs: list[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="accord-admin")
+    admin = clients.admin()
+    replication = clients.settings.replication_factor
     try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        missing = [s for s in specs if s.name not in existing]
-        if missing:
-            # Another worker may create them between our list and create: same outcome.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [
-                        NewTopic(s.name, s.partitions, replication, topic_configs=s.config)
-                        for s in missing
-                    ]
-                )
+        async with translated(f"creating topics on {clients.bootstrap}"):
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [s for s in specs if s.name not in existing]
+            if missing:
+                # Another worker may create them between our list and create: same outcome.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(
+                        [
+                            NewTopic(s.name, s.partitions, replication, topic_configs=s.config)
+                            for s in missing
+                        ]
+                    )
         return [s.name for s in missing]
-    except KafkaError as exc:
-        raise TransportError(f"creating topics on {bootstrap}: {type(exc).__name__}") from exc
-    except OSError as exc:
-        raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc.strerror}") from exc
     finally:
         await admin.close()

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from broker.audit._chain import (
+from broker.audit import (
+    AuditRecord,
     ChainReport,
     CheckpointVerifier,
     check_next,
     verify_chain,
     verify_truncation,
 )
-from broker.audit._record import AuditRecord
-from broker.audit._store import AuditStore, StoredRow, derived_columns
 from broker.errors import ChainBroken
+from broker.governance._store import AuditStore, StoredRow, derived_columns
 
 
 @dataclass(frozen=True, slots=True)

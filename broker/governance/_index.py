@@ -27,11 +27,10 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from broker._transport import stop_quietly, translated
-from broker.audit._chain import CheckpointVerifier, check_next
-from broker.audit._record import GENESIS, AuditKind, AuditRecord
-from broker.audit._store import AuditStore, ChainHead, IndexBatch, IndexedRecord
+from broker.audit import GENESIS, AuditKind, AuditRecord, CheckpointVerifier, check_next
 from broker.errors import ChainBroken, TransportError
+from broker.governance._store import AuditStore, ChainHead, IndexBatch, IndexedRecord
+from broker.kafka import KafkaClients, stop_quietly, translated
 from broker.topics import AUDIT
 
 log = structlog.get_logger("accord.audit")
@@ -160,14 +159,14 @@ class Indexer:
         self,
         store: AuditStore,
         verifier: CheckpointVerifier,
-        bootstrap: str,
+        kafka: KafkaClients,
         *,
         topic: str = AUDIT,
         max_batch: int = 500,
     ) -> None:
         self.store = store
         self.topic = topic
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.max_batch = max_batch
         self.tracker = ChainTracker(store, verifier, topic=topic)
 
@@ -183,18 +182,10 @@ class Indexer:
         ``max_records`` stops after about that many messages (whole batches): a way to
         interrupt the indexer mid-stream in tests.
         """
-        from aiokafka import AIOKafkaConsumer  # noqa: PLC0415  # slow import
-
         stop = stop or asyncio.Event()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            client_id="accord-audit-index",
-        )
+        consumer = self.kafka.consumer(client_id="accord-audit-index", fetch_max_wait_ms=500)
         try:
-            async with translated(f"indexing {self.topic} from {self.bootstrap}"):
+            async with translated(f"indexing {self.topic} from {self.kafka.bootstrap}"):
                 await self._consume(consumer, stop, follow=follow, max_records=max_records)
         finally:
             await stop_quietly(consumer)
@@ -269,20 +260,13 @@ class TopicMessage:
 
 
 async def read_topic(
-    bootstrap: str, topic: str = AUDIT, *, start: dict[int, int] | None = None
+    kafka: KafkaClients, topic: str = AUDIT, *, start: dict[int, int] | None = None
 ) -> list[TopicMessage]:
     """Every committed message of ``topic`` now (from ``start`` offsets), in topic order."""
-    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        client_id="accord-audit-verify",
-    )
+    consumer = kafka.consumer(client_id="accord-audit-verify", fetch_max_wait_ms=500)
     out: list[TopicMessage] = []
     try:
-        async with translated(f"reading {topic} from {bootstrap}"):
+        async with translated(f"reading {topic} from {kafka.bootstrap}"):
             await consumer.start()
             tps = await _assign(consumer, topic)
             await _seek(consumer, tps, start or {})

@@ -14,7 +14,7 @@ from typing import Any
 
 from faker import Faker
 
-from broker.events._identifiers import is_valid_nhs_number
+from broker.events import is_valid_nhs_number
 
 __all__ = ["SyntheticFamilies", "synthetic_nhs_number", "synthetic_postcode"]
 

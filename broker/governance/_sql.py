@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.audit._record import AuditKind, AuditRecord
-from broker.audit._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
-from broker.audit._store import (
+from broker.audit import AuditKind, AuditRecord
+from broker.errors import AuditError, UsageError
+from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
+from broker.governance._store import (
     AuditStore,
     ChainHead,
     IndexBatch,
@@ -26,7 +27,6 @@ from broker.audit._store import (
     derived_columns,
     sql_time,
 )
-from broker.errors import AuditError, UsageError
 
 _ROW_COLUMNS = (
     "chain, seq, at, kind, event_id, party, outcome, reason, agreement_id, purpose, "

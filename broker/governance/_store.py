@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from broker.audit._record import AuditKind, AuditRecord
+from broker.audit import AuditKind, AuditRecord
 
 
 def sql_time(at: datetime) -> str:

@@ -1,0 +1,57 @@
+"""The governance side of the audit log: what IG officers and their tools read and write.
+
+The :class:`Indexer` consumes ``accord.audit`` into an :class:`AuditStore` (SQLite by
+default, PostgreSQL in production), verifying every chain and checkpoint as it goes;
+:func:`verify_store` and :func:`verify_records` prove the log intact; :func:`disclosure_log`
+and :func:`governance_report` answer subject access requests and oversight questions;
+:func:`review_override` records a safeguarding override's review in the log itself, through
+a :class:`ChainAppender`, the one writer of a console's own chain.
+
+The records, chains and checkpoints themselves are ``broker.audit``'s.
+"""
+
+from broker.governance._append import AuditSink, ChainAppender
+from broker.governance._index import Indexer, IndexSummary, by_chain, read_topic
+from broker.governance._reports import (
+    DisclosureEntry,
+    GovernanceReport,
+    disclosure_log,
+    expiring_agreements,
+    governance_report,
+    pending_overrides,
+    subject_key_for_nhs_number,
+)
+from broker.governance._review import check_review_text, review_override
+from broker.governance._sql import open_store
+from broker.governance._store import AuditStore, Window
+from broker.governance._verify import (
+    VerifySummary,
+    signed_checkpoints,
+    verify_records,
+    verify_store,
+)
+
+__all__ = [
+    "AuditSink",
+    "AuditStore",
+    "ChainAppender",
+    "DisclosureEntry",
+    "GovernanceReport",
+    "IndexSummary",
+    "Indexer",
+    "VerifySummary",
+    "Window",
+    "by_chain",
+    "check_review_text",
+    "disclosure_log",
+    "expiring_agreements",
+    "governance_report",
+    "open_store",
+    "pending_overrides",
+    "read_topic",
+    "review_override",
+    "signed_checkpoints",
+    "subject_key_for_nhs_number",
+    "verify_records",
+    "verify_store",
+]

@@ -1,0 +1,40 @@
+"""The one seam between Accord and Kafka.
+
+Every client is built by :class:`KafkaClients` from ``KafkaSettings``, so connection and
+security settings live in one place; every process that talks to Kafka receives one (unit
+tests hand in fakes with the same methods). Kafka's exceptions are translated here, by
+:func:`translated`, into ``broker.errors.TransportError`` (``Fenced`` when a newer producer
+took over a transactional id). The Protocols name exactly what Accord uses of a client.
+"""
+
+from broker.kafka._admin import TopicSpec, accord_topics, ensure_topics
+from broker.kafka._clients import KafkaClients, partition_for
+from broker.kafka._errors import abort_quietly, quiet_leftovers, stop_quietly, translated
+from broker.kafka._protocols import (
+    Admin,
+    Batch,
+    Consumer,
+    Message,
+    Producer,
+    RebalanceListener,
+    TopicPartition,
+)
+
+__all__ = [
+    "Admin",
+    "Batch",
+    "Consumer",
+    "KafkaClients",
+    "Message",
+    "Producer",
+    "RebalanceListener",
+    "TopicPartition",
+    "TopicSpec",
+    "abort_quietly",
+    "accord_topics",
+    "ensure_topics",
+    "partition_for",
+    "quiet_leftovers",
+    "stop_quietly",
+    "translated",
+]

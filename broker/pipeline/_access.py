@@ -1,0 +1,52 @@
+"""The chain an access acknowledgement passes through (``accord.access``), in order."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from broker.audit import AuditKind
+from broker.events import AccessAck
+from broker.pipeline._effects import Audit
+from broker.pipeline._ingress import Open
+from broker.pipeline._services import Services
+from broker.pipeline._stages import Step, Work, forward, quarantine
+from broker.topics import SCHEMA_ACCESS
+
+
+class ParseAck:
+    """The payload must be a valid acknowledgement, from the recipient it names."""
+
+    name = "parse"
+
+    def __call__(self, work: Work) -> Step:
+        assert work.opened is not None  # noqa: S101  # Open forwarded
+        try:
+            ack = AccessAck.model_validate_json(work.opened.payload)
+        except ValidationError:
+            return quarantine("invalid-ack")
+        if ack.recipient != work.opened.sender:
+            return quarantine("sender-mismatch")
+        work.ack = ack
+        return forward()
+
+
+class RecordOpened:
+    """``opened``: who opened which record, for what purpose (identifiers only)."""
+
+    name = "record"
+
+    def __call__(self, work: Work) -> Step:
+        ack = work.ack
+        assert ack is not None  # noqa: S101  # ParseAck forwarded
+        return forward(
+            Audit(
+                AuditKind.OPENED,
+                event_id=ack.event_id,
+                party=ack.recipient,
+                data={"by": ack.by, "purpose": ack.purpose, "at": ack.at.isoformat()},
+            )
+        )
+
+
+def access_chain(services: Services) -> tuple[Open, ParseAck, RecordOpened]:
+    return (Open(services, SCHEMA_ACCESS), ParseAck(), RecordOpened())

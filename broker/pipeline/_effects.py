@@ -1,0 +1,105 @@
+"""What stages produce, as values: records to publish, audit entries, state changes.
+
+Stages never write anything themselves; the ``Outbox`` applies these in order, in one place,
+turning them into the records a transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from broker.audit import AuditKind
+from broker.events import ConsentRecord
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record to produce inside the current transaction."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A sealed record for a recipient's (or governance's) topic."""
+
+    record: OutRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """An entry for the worker's audit chain; subject keys and identifiers only."""
+
+    kind: AuditKind
+    event_id: str | None = None
+    party: str | None = None
+    subject_keys: tuple[str, ...] = ()
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentShare:
+    """A delivery made on the strength of consent."""
+
+    recipient: str
+    recipient_kind: str
+    purpose: str
+    event_id: str
+
+
+# -- state changes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarkProcessed:
+    """An envelope's event id was opened: the same id again is a replay."""
+
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileConsent:
+    subject_key: str
+    record: ConsentRecord
+
+
+@dataclass(frozen=True, slots=True)
+class NoteShare:
+    """A share that rested on consent, remembered so a withdrawal can recall it."""
+
+    subject_key: str
+    share: ConsentShare
+
+
+@dataclass(frozen=True, slots=True)
+class SetShares:
+    """What remains of a subject's consent-based shares after a withdrawal recalled some."""
+
+    subject_key: str
+    shares: tuple[ConsentShare, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetHead:
+    """The audit chain's head as of the end of a transaction."""
+
+    chain: str
+    seq: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetOffset:
+    """The next input offset to process on a partition, committed with what it produced."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+StateChange = MarkProcessed | FileConsent | NoteShare | SetShares | SetHead | SetOffset
+Effect = Publish | Audit | StateChange

@@ -1,0 +1,104 @@
+"""The one place effects take hold: audit entries join the chain, state changes the state.
+
+Everything a chain produced for a record goes through :meth:`Outbox.apply`, in order, and
+comes out as the records its transaction commits: sealed records for recipients, the audit
+chain's records, and the state changelog entries that make each change durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from broker.audit import AuditKind, ChainWriter, CheckpointSigner
+from broker.envelope import Sealer
+from broker.pipeline._effects import Audit, Effect, OutRecord, Publish, SetHead, StateChange
+from broker.pipeline._metrics import Metrics
+from broker.pipeline._state import StateEntry, WorkerState
+from broker.principals import Principal
+from broker.topics import AUDIT, STATE
+
+
+class Outbox:
+    """Applies effects to the audit chain and the state; returns the records to commit."""
+
+    def __init__(
+        self,
+        *,
+        chain: ChainWriter,
+        signer: CheckpointSigner,
+        state: WorkerState,
+        sealer: Sealer,
+        metrics: Metrics,
+    ) -> None:
+        self.chain = chain
+        self.state = state
+        self.metrics = metrics
+        self._signer = signer
+        self._sealer = sealer
+        self._audit_key = chain.chain.encode()  # every record of a chain goes on one partition
+        self._head_written = chain.next_seq
+
+    def apply(self, effects: Iterable[Effect]) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        for e in effects:
+            if isinstance(e, Publish):
+                out.append(e.record)
+            elif isinstance(e, Audit):
+                out.append(self._audit(e))
+            else:
+                out.append(self._state_record(self.state.change(e)))
+        return out
+
+    def checkpoint(self) -> list[OutRecord]:
+        """The chain's head, signed (nothing before the chain's first record)."""
+        if self.chain.next_seq == 0:
+            return []
+        rec = self.chain.checkpoint(self._signer)
+        self.metrics.count(self.metrics.audit_records, rec.kind.value)
+        return [OutRecord(AUDIT, self._audit_key, rec.to_bytes())]
+
+    def head(self) -> list[OutRecord]:
+        """The chain's head as a state entry, if it moved since the last one written.
+
+        Once per transaction rather than per record: only the head at commit matters for a
+        restart, and it is one record per event fewer to write.
+        """
+        if self.chain.next_seq == self._head_written:
+            return []
+        self._head_written = self.chain.next_seq
+        change: StateChange = SetHead(
+            self.chain.chain, self.chain.next_seq - 1, self.chain.prev_hash
+        )
+        return self.apply([change])
+
+    def _audit(self, e: Audit) -> OutRecord:
+        encoded = self.chain.append_encoded(
+            e.kind, event_id=e.event_id, party=e.party, subject_keys=e.subject_keys, data=e.data
+        )
+        m = self.metrics
+        m.count(m.audit_records, e.kind.value)
+        if e.kind is AuditKind.RECEIVED and e.party is not None:
+            m.count(m.received, e.party)
+        elif e.kind is AuditKind.DECIDED and e.party is not None and e.data is not None:
+            m.count(m.decisions, e.party, str(e.data["outcome"]))
+        elif e.kind is AuditKind.QUARANTINED and e.data is not None:
+            m.count(m.quarantined, str(e.data["reason"]))
+        return OutRecord(AUDIT, self._audit_key, encoded)
+
+    def _state_record(self, entry: StateEntry) -> OutRecord:
+        if not entry.sensitive:
+            return OutRecord(STATE, entry.key.encode(), entry.value)
+        sealed = self._sealer.seal(
+            entry.value,
+            event_id=_state_id(entry.key),
+            recipient=Principal.WORKER,
+            schema="worker-state.v1",
+            topic=STATE,
+        )
+        return OutRecord(STATE, entry.key.encode(), sealed.value, tuple(sealed.headers))
+
+
+def _state_id(key: str) -> str:
+    # Envelope event ids are bounded identifiers; a state key is hashed into one.
+    return "state-" + hashlib.sha256(key.encode()).hexdigest()[:40]

@@ -1,0 +1,29 @@
+"""The principals that exist in every deployment, besides the parties of the policy bundle.
+
+One spelling for each, shared by the keystore (whose keys they hold), the envelope's users
+(who seals to whom), the audit log (whose chains are whose) and, with Kafka security, the
+broker's users.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Principal"]
+
+
+class Principal(enum.StrEnum):
+    """A broker-side principal; its value is its key-owner name and audit chain prefix."""
+
+    #: The broker's worker: agencies seal to it; it opens ingress and seals deliveries.
+    WORKER = "worker"
+    #: Signs audit checkpoints. It never receives data, so it has no encryption key.
+    AUDIT = "audit"
+    #: Quarantined records are sealed to it, for IG officers to examine.
+    GOVERNANCE = "governance"
+    #: The governance console: it writes officers' look-ups and reviews to its own chains.
+    CONSOLE = "console"
+
+    def chain(self, instance: str) -> str:
+        """The audit chain this principal writes as ``instance`` (``worker:worker-1``)."""
+        return f"{self.value}:{instance}"

@@ -1,0 +1,189 @@
+"""Each input topic's chain, run on its own without Kafka: what each stage produces, as values."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import broker.pipeline
+from broker.audit import AuditKind
+from broker.errors import PolicyError
+from broker.keys import FileKeyStore
+from broker.pipeline import _ingress
+from broker.pipeline._access import access_chain
+from broker.pipeline._consent import consent_chain
+from broker.pipeline._effects import (
+    Audit,
+    ConsentShare,
+    Effect,
+    FileConsent,
+    MarkProcessed,
+    NoteShare,
+    Publish,
+    SetShares,
+)
+from broker.pipeline._ingress import ingress_chain
+from broker.pipeline._processor import Processor
+from broker.pipeline._services import Services
+from broker.pipeline._stages import Verdict, Work, run_chain
+from broker.pipeline._state import WorkerState
+from broker.topics import ACCESS, CONSENT, SCHEMA_ACCESS, SCHEMA_CONSENT, deliver, ingress
+from tests.unit.pipeline.conftest import AT
+from tests.unit.pipeline.test_processor import CHILD_NHS, incident, seal_as
+
+
+def _work(topic: str, sealed: tuple[bytes, list[tuple[str, bytes]]]) -> Work:
+    return Work(topic, 0, 7, sealed[0], sealed[1], AT)
+
+
+def _audits(effects: tuple[Effect, ...], kind: AuditKind) -> list[Audit]:
+    return [e for e in effects if isinstance(e, Audit) and e.kind is kind]
+
+
+@pytest.fixture
+def services(make_processor: Callable[..., Processor]) -> Services:
+    return make_processor().services
+
+
+def test_the_ingress_chain_produces_every_output_as_a_value_and_changes_nothing(
+    services: Services, pipeline_keys: FileKeyStore
+) -> None:
+    event = incident()
+    work = _work(ingress("wmp"), seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+    outcome = run_chain(ingress_chain(services), work)
+
+    assert (outcome.verdict, outcome.stage) == (Verdict.FORWARD, "")
+    assert outcome.effects[0] == MarkProcessed(event["event_id"])
+    assert len(_audits(outcome.effects, AuditKind.RECEIVED)) == 1
+    decided = _audits(outcome.effects, AuditKind.DECIDED)
+    assert [a.party for a in decided] == [d.recipient for d in work.decisions]
+    shared = sorted(d.recipient for d in work.decisions if d.shares)
+    published = sorted(e.record.topic for e in outcome.effects if isinstance(e, Publish))
+    assert published == [deliver(r) for r in shared]
+    assert sorted(a.party or "" for a in _audits(outcome.effects, AuditKind.DELIVERED)) == shared
+    # Stages read the state; only the outbox changes it.
+    assert services.state.processed == set()
+
+
+def test_a_stage_that_quarantines_keeps_what_the_stages_before_it_produced(
+    services: Services, pipeline_keys: FileKeyStore
+) -> None:
+    bad = incident(need_level=9)
+    work = _work(ingress("wmp"), seal_as(pipeline_keys, "wmp", bad, topic=ingress("wmp")))
+    outcome = run_chain(ingress_chain(services), work)
+    assert (outcome.verdict, outcome.reason, outcome.stage) == (
+        Verdict.QUARANTINE, "invalid-event", "validate"
+    )  # fmt: skip
+    assert outcome.effects == (MarkProcessed(bad["event_id"]),)  # the id is spent
+
+
+def test_deliver_is_all_or_nothing(
+    services: Services, pipeline_keys: FileKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If one recipient's view cannot be redacted, no recipient's view leaves."""
+    real = _ingress.redact
+    calls: list[str] = []
+
+    def second_fails(event: Any, decision: Any, **kw: Any) -> dict[str, Any]:
+        calls.append(decision.recipient)
+        if len(calls) == 2:
+            raise PolicyError("engine bug")
+        return real(event, decision, **kw)
+
+    monkeypatch.setattr(_ingress, "redact", second_fails)
+    work = _work(ingress("wmp"), seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
+    outcome = run_chain(ingress_chain(services), work)
+    assert (outcome.verdict, outcome.reason, outcome.stage) == (
+        Verdict.QUARANTINE, "redaction-failed", "deliver"
+    )  # fmt: skip
+    assert len(calls) == 2
+    assert not [e for e in outcome.effects if isinstance(e, Publish)]
+    assert not _audits(outcome.effects, AuditKind.DELIVERED)
+    assert _audits(outcome.effects, AuditKind.DECIDED)  # the decisions were made, and stand
+
+
+def _consent(state: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "subject": {"nhs_number": CHILD_NHS, "family_name": "Hollis", "given_name": "Amy",
+                    "dob": "2019-03-02"},
+        "state": state, "purposes": ["early_help"], "recipients": ["kind:hub"],
+        "recorded_by": "sandwell-coord", "recorded_at": "2026-11-01T09:00:00Z", **extra,
+    }  # fmt: skip
+
+
+def test_the_consent_chain_files_under_every_key_and_audits(
+    services: Services, pipeline_keys: FileKeyStore
+) -> None:
+    sealed = seal_as(pipeline_keys, "sandwell-coord", _consent("given"), topic=CONSENT,
+                     schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4()))  # fmt: skip
+    work = _work(CONSENT, sealed)
+    outcome = run_chain(consent_chain(services), work)
+    assert outcome.verdict is Verdict.FORWARD
+    filed = [e for e in outcome.effects if isinstance(e, FileConsent)]
+    assert [f.subject_key for f in filed] == list(work.consent_keys)
+    assert [k[:2] for k in work.consent_keys] == ["n:", "d:"]  # NHS number and demographics
+    [recorded] = _audits(outcome.effects, AuditKind.CONSENT_RECORDED)
+    assert recorded.subject_keys == work.consent_keys
+    assert services.state.consents == {}
+
+
+def test_the_consent_chain_recalls_shares_on_withdrawal(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    state = WorkerState()
+    services = make_processor(state=state).services
+    key = services.linker.from_nhs_number(CHILD_NHS)
+    hub = ConsentShare("cog-tipton", "hub", "early_help", "e-1")
+    other = ConsentShare("sandwell-coord", "coordinating_team", "early_help", "e-2")
+    state.change(NoteShare(key, hub))
+    state.change(NoteShare(key, other))
+
+    withdrawn = _consent("withdrawn", purposes=["*"])
+    sealed = seal_as(pipeline_keys, "sandwell-coord", withdrawn, topic=CONSENT,
+                     schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4()))  # fmt: skip
+    outcome = run_chain(consent_chain(services), _work(CONSENT, sealed))
+    notices = [e for e in outcome.effects if isinstance(e, Publish)]
+    assert [n.record.topic for n in notices] == [deliver("cog-tipton")]
+    [audited] = _audits(outcome.effects, AuditKind.CONSENT_WITHDRAWN_NOTICE)
+    assert (audited.party, audited.data) == (
+        "cog-tipton", {"event_ids": ["e-1"], "purposes": ["early_help"]}
+    )  # fmt: skip
+    assert SetShares(key, (other,)) in outcome.effects  # the coordinator's share remains
+    assert state.shares[key] == [hub, other]  # until the outbox applies it
+
+
+def test_the_access_chain_audits_an_opening(
+    services: Services, pipeline_keys: FileKeyStore
+) -> None:
+    ack = {"event_id": "e-1", "recipient": "cog-tipton", "by": "duty-worker-3",
+           "purpose": "early_help", "at": "2026-11-22T07:59:00Z"}  # fmt: skip
+    sealed = seal_as(pipeline_keys, "cog-tipton", ack, topic=ACCESS, schema=SCHEMA_ACCESS,
+                     event_id=str(uuid.uuid4()))  # fmt: skip
+    outcome = run_chain(access_chain(services), _work(ACCESS, sealed))
+    assert outcome.verdict is Verdict.FORWARD
+    [opened] = _audits(outcome.effects, AuditKind.OPENED)
+    assert (opened.event_id, opened.party, opened.data) == (
+        "e-1", "cog-tipton",
+        {"by": "duty-worker-3", "purpose": "early_help", "at": "2026-11-22T07:59:00+00:00"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("heading", "make"),
+    [
+        ("Contact events", ingress_chain),
+        ("Consent records", consent_chain),
+        ("Access acknowledgements", access_chain),
+    ],
+)
+def test_the_package_docstring_lists_each_chain_in_order(
+    heading: str, make: Callable[[Services], tuple[Any, ...]], services: Services
+) -> None:
+    doc = broker.pipeline.__doc__ or ""
+    section = doc.split(heading, 1)[1].split("\n\n", 2)[1]
+    listed = re.findall(r"^\d+\. ``(\w+)``", section, re.MULTILINE)
+    assert listed == [stage.name for stage in make(services)]
