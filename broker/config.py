@@ -129,10 +129,16 @@ def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment once; CLI options arrive as ``overrides``."""
     flat: dict[str, object] = {}
     try:
-        if bootstrap := os.environ.get("ACCORD_KAFKA_BOOTSTRAP"):
-            flat["kafka"] = KafkaSettings(bootstrap=bootstrap)
-        if db := os.environ.get("ACCORD_AUDIT_DB"):
-            flat["audit"] = AuditSettings(db=SecretStr(db))
+        # The flat aliases fill in one field each, as dicts: pydantic-settings merges them
+        # with the rest of the nested settings from the environment (a model instance would
+        # replace the whole section, dropping ACCORD_KAFKA__PARTITIONS and the like). The
+        # nested spelling, being the more specific, wins when both are set.
+        bootstrap = os.environ.get("ACCORD_KAFKA_BOOTSTRAP")
+        if bootstrap and "ACCORD_KAFKA__BOOTSTRAP" not in os.environ:
+            flat["kafka"] = {"bootstrap": bootstrap}
+        db = os.environ.get("ACCORD_AUDIT_DB")
+        if db and "ACCORD_AUDIT__DB" not in os.environ:
+            flat["audit"] = {"db": db}
         flat.update({k: v for k, v in overrides.items() if v is not None})
         return Settings(**flat)  # type: ignore[arg-type]  # pydantic-settings validates kwargs
     except ValidationError as exc:

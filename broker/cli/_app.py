@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "_keys",
     "_policy",
     "_publish",
+    "_tail",
     "_worker",
     "_audit",
     "_console",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from broker.cli._common import keystore
 from broker.config import Settings, load_settings
 from broker.errors import UsageError
 from broker.principals import Principal
@@ -19,7 +20,6 @@ from broker.principals import Principal
 if TYPE_CHECKING:
     from broker.audit import AuditRecord, KeystoreAuditVerifier
     from broker.governance import AuditStore, ChainAppender, Indexer, IndexSummary
-    from broker.keys import FileKeyStore
 
 
 class Format(enum.StrEnum):
@@ -90,16 +90,10 @@ def _store(settings: Settings, db: str | None, *, create: bool = False) -> Audit
     return open_store(_settings_db(settings, db), home=settings.home, create=create)
 
 
-def _keystore(settings: Settings) -> FileKeyStore:
-    from broker.keys import FileKeyStore
-
-    return FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
-
-
 def _verifier(settings: Settings) -> KeystoreAuditVerifier:
     from broker.audit import KeystoreAuditVerifier
 
-    return KeystoreAuditVerifier(_keystore(settings))
+    return KeystoreAuditVerifier(keystore(settings))
 
 
 def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime | None:
@@ -231,7 +225,7 @@ def review(
 
     check_review_text(reviewed_by=by, note=note)
     settings = load_settings()
-    keys = _keystore(settings)
+    keys = keystore(settings)
     store = _store(settings, db)
     kafka = KafkaClients(settings.kafka)
     appender = ChainAppender(

@@ -10,7 +10,8 @@ from broker.config import load_settings
 
 Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
 Instance = Annotated[
-    str, typer.Option(help="This worker's name: its transactional id and audit chain.")
+    str,
+    typer.Option(help="This worker's name: its audit chain (worker:NAME) and Kafka client id."),
 ]
 MetricsPort = Annotated[
     int | None, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT.", min=0, max=65535)

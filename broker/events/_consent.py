@@ -95,7 +95,7 @@ class ConsentSubject(BaseModel):
 
 
 class ConsentRecord(BaseModel):
-    """A consent decision (brief §4). ``recipients`` hold party ids, ``kind:<kind>`` or ``*``."""
+    """A consent decision (docs/policy-language.md §5): recipients are ids, kind:K or *."""
 
     model_config = ConfigDict(
         frozen=True,

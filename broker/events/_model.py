@@ -65,8 +65,8 @@ Role = Literal["child", "parent", "carer", "sibling", "other_adult"]
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 
-# The closed set of field paths a policy may name (brief §4). Order is the canonical order
-# in which decisions list fields.
+# The closed set of field paths a policy may name (docs/policy-language.md, Clause keys).
+# Order is the canonical order in which decisions list fields.
 SUBJECT_FIELD_PATHS: Final[tuple[str, ...]] = (
     "subject.name",
     "subject.dob",
@@ -166,7 +166,7 @@ class Subject(_Frozen):
 
 
 class ContactEvent(_Frozen):
-    """Contact event v1 (brief §4). Field names are the JSON keys."""
+    """Contact event v1, what an agency publishes. Field names are the JSON keys."""
 
     model_config = ConfigDict(
         frozen=True,

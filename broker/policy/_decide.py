@@ -1,4 +1,4 @@
-"""``decide``: brief §4 "Decision semantics", step by step, with no I/O.
+"""``decide``: the seven steps of docs/policy-language.md §6, one by one, with no I/O.
 
 1. Candidates: every party a clause of a non-draft agreement routes this (sender, type) to,
    selectors resolved (``hub:locality``: hubs whose district or sector covers a child

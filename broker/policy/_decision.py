@@ -38,7 +38,8 @@ Reason = Literal[
 ConsentStateOut = Literal["given", "refused", "withdrawn", "missing"]
 ConsentRule = Literal["not_required", "required", "required_unless_safeguarding"]
 
-# Highest first (brief §4, rule 6); party-inactive is decided before any clause is looked at.
+# Highest first (docs/policy-language.md §6, step 6); party-inactive is decided before any
+# clause is looked at.
 REASON_PRECEDENCE: Final[tuple[str, ...]] = (
     "party-inactive",
     "suppressed",
@@ -79,7 +80,7 @@ class SubjectScope(BaseModel):
 
 
 class Decision(BaseModel):
-    """The outcome for one recipient of one event (brief §4 "Decision semantics")."""
+    """The outcome for one recipient of one event (docs/policy-language.md §6)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -1,4 +1,5 @@
-"""Policy scenarios (brief §4): an event, consents and a time in; expected decisions out.
+"""Policy scenarios (docs/policy-language.md §9): an event, consents and a time in; expected
+decisions out.
 
 A file holds one scenario or a list (anchors and merge keys work). ``policies`` is relative
 to the file; without it the runner's default bundle is used. Every difference between the

@@ -1,4 +1,4 @@
-"""Transforms that generalise a field before it leaves (brief §4).
+"""Transforms that generalise a field before it leaves (docs/policy-language.md, Transforms).
 
 ``age_band``: completed years at the decision time, banded 0-4, 5-10, 11-15, 16-17, 18+.
 ``year_of_birth``: the year only. ``postcode_district``: the outward code.

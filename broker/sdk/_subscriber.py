@@ -64,8 +64,10 @@ class Subscriber(AsyncClient):
 
     Iterate with ``async for record in subscriber``. Records that cannot be opened are passed
     to ``on_unopenable`` (default: logged with partition, offset and reason) and kept in
-    ``unopenable``; offsets are committed after each yielded record, so a crash re-delivers
-    at most the record being handled (the Opener then reports it as a replay).
+    ``unopenable``. Offsets are committed after each yielded record, so a crash re-delivers
+    at most the record being handled. Replay protection is in memory, for one run only: after
+    a restart that record is opened and yielded again, so handle records idempotently by
+    ``event_id`` (within a run, a record seen twice is reported as a replay).
     """
 
     def __init__(

@@ -1,0 +1,80 @@
+"""``accord tail``: open and print the records delivered to a party, as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from broker.cli._common import keystore
+from broker.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from broker.sdk import SharedRecord
+
+As = Annotated[str, typer.Option("--as", help="The party you receive as.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+Group = Annotated[str | None, typer.Option(help="Consumer group (default accord-tail-<party>).")]
+MaxRecords = Annotated[int | None, typer.Option("--max", help="Stop after N records.")]
+Idle = Annotated[float | None, typer.Option(help="Stop after this many seconds with nothing new.")]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("tail")
+    def tail(
+        party: As,
+        group: Group = None,
+        json_out: JsonOut = False,
+        max_records: MaxRecords = None,
+        idle: Idle = None,
+    ) -> None:
+        """Open and print the records delivered to a party, as they arrive."""
+        settings = load_settings()
+        asyncio.run(
+            _tail(
+                settings,
+                party,
+                group=group or f"accord-tail-{party}",
+                as_json=json_out,
+                max_records=max_records,
+                idle=idle,
+            )
+        )
+
+
+async def _tail(
+    settings: Settings,
+    party: str,
+    *,
+    group: str,
+    as_json: bool,
+    max_records: int | None,
+    idle: float | None,
+) -> None:
+    from broker.sdk import Subscriber
+
+    seen = 0
+    quiet = 0.0
+    async with Subscriber(party, keystore(settings), settings.kafka, group) as sub:
+        while max_records is None or seen < max_records:
+            batch = await sub.poll(1.0)
+            quiet = 0.0 if batch else quiet + 1.0
+            for record in batch:
+                _print_record(record, as_json)
+                seen += 1
+            if idle is not None and quiet >= idle:
+                break
+
+
+def _print_record(record: SharedRecord, as_json: bool) -> None:
+    data = record.message.model_dump(mode="json")
+    if as_json:
+        sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
+        sys.stdout.flush()
+        return
+    from rich import print_json
+
+    print_json(data=data)
