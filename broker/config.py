@@ -39,11 +39,15 @@ def default_home() -> Path:
 
 
 def default_policies() -> Path:
-    """``policies/`` here, else the project's own (a source checkout run from elsewhere)."""
+    """``policies/`` here; else the project's own (a source checkout run from elsewhere); else
+    the copy of the example bundle installed with the package (``broker/_bundle``)."""
     here = Path("policies")
-    project = Path(__file__).resolve().parents[1] / "policies"
-    if not here.is_dir() and (project / "parties.yaml").is_file():
-        return project
+    if here.is_dir():
+        return here
+    package = Path(__file__).resolve().parent
+    for bundle in (package.parent / "policies", package / "_bundle"):
+        if (bundle / "parties.yaml").is_file():
+            return bundle
     return here
 
 

@@ -41,6 +41,14 @@ def build_app() -> typer.Typer:
     return app
 
 
+# Modules of the `server` extra (pyproject.toml): a command that needs one, run from the
+# SDK-only base install, says which extra to add instead of failing with a traceback.
+_SERVER_MODULES = frozenset(
+    {"yaml", "cel", "prometheus_client", "psycopg", "fastapi", "uvicorn", "jinja2",
+     "multipart", "python_multipart", "argon2", "faker", "starlette"}
+)  # fmt: skip
+
+
 def _fail(message: str, code: int) -> None:
     # One line, always: collapse any newline a lower layer put into its message.
     line = " ".join(message.split())
@@ -70,6 +78,16 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in _SERVER_MODULES:
+            raise
+        command = " ".join(a for a in (argv if argv is not None else sys.argv[1:])[:2])
+        _fail(
+            f"'accord {command}' needs the broker's server extra (module {top} is missing): "
+            "pip install 'accord-broker[server]'",
+            2,
+        )
     except OSError as exc:
         # Files the user named that cannot be read or written: say which, not how deep.
         where = f" ({exc.filename})" if exc.filename else ""

@@ -12,10 +12,13 @@ _POM_ENV = "ACCORD_KAFKA_POM"
 
 
 def pom_path() -> Path:
-    """The POM that pins the Kafka version: ``deploy/kafka/pom.xml`` in the source tree."""
+    """The POM that pins the Kafka version: ``deploy/kafka/pom.xml`` in the source tree, or
+    the copy installed with the package (``broker/devkafka/pom.xml``)."""
     if env := os.environ.get(_POM_ENV):
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+    here = Path(__file__).resolve().parent
+    source = here.parents[1] / "deploy" / "kafka" / "pom.xml"
+    return source if source.is_file() else here / "pom.xml"
 
 
 def _pinned_version(pom: Path) -> str:

@@ -1,0 +1,201 @@
+"""Accord as users install it, from a wheel into fresh virtualenvs.
+
+- The SDK alone (``pip install accord-broker``): an agency or recipient gets none of the
+  server's dependencies, and can still publish and receive on the real broker.
+- The broker (``pip install 'accord-broker[server]'``): ``accord demo``, one of the README's
+  two promises, runs end to end on the embedded default from any folder, with the example
+  bundle that ships inside the package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from broker._canonical import canonical_json
+from broker.config import KafkaSettings
+from broker.devkafka import KAFKA_VERSION, free_port
+from broker.envelope import Opener, Sealer
+from broker.events import Delivery
+from broker.kafka import accord_topics, ensure_topics
+from broker.keys import FileKeyStore
+from broker.synthetic import SyntheticFamilies
+from broker.topics import SCHEMA_SHARED, deliver, ingress
+from tests.conftest import _accord_home
+from tests.e2e.installs import REPO, build_wheel, venv_with
+from tests.kafka_helpers import clients, read_to_end
+
+pytestmark = pytest.mark.slow
+
+SERVER_ONLY = ("fastapi", "uvicorn", "psycopg", "faust", "cel", "yaml", "prometheus_client",
+               "faker", "argon2", "jinja2")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def sdk_bin(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return venv_with(wheel, tmp_path_factory.mktemp("sdk") / "venv", extra="sdk")
+
+
+def _accord(bin_dir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # the installed CLI, fixed arguments
+        [str(bin_dir / "accord"), *args], env=env, capture_output=True, text=True,
+        timeout=120, check=False, cwd=bin_dir.parent,
+    )  # fmt: skip
+
+
+def test_the_sdk_install_leaves_out_the_servers_dependencies(sdk_bin: Path) -> None:
+    probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
+    done = subprocess.run(  # the venv's own python
+        [str(sdk_bin / "python"), "-c", probe, *SERVER_ONLY],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_sdk_install_publishes_and_tails_on_the_real_broker(
+    sdk_bin: Path, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    hub = f"hub-install-{uuid.uuid4().hex[:6]}"
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    for party in ("wmp", "worker", hub):
+        keys.ensure_party(party)
+    kafka = clients(kafka_bootstrap)
+    asyncio.run(ensure_topics(kafka, accord_topics(["wmp"], [hub], KafkaSettings(partitions=1))))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")},
+        "ACCORD_KEYSTORE__PATH": str(keys.path),
+        "ACCORD_KAFKA_BOOTSTRAP": kafka_bootstrap,
+    }
+
+    # publish: a bulk export, as an agency's system would send it
+    fam = SyntheticFamilies(seed=11)
+    events = [fam.event("police.domestic_incident", "wmp") for _ in range(3)]
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(e, default=str) + "\n" for e in events))
+    published = _accord(sdk_bin, "publish", "--as", "wmp", str(export), env=env)
+    assert published.returncode == 0, published.stderr
+    assert "3 published, 0 rejected" in published.stdout
+    ours = {e["event_id"] for e in events}
+    opener = Opener("worker", keys)
+    on_topic = asyncio.run(read_to_end(kafka_bootstrap, ingress("wmp")))
+    opened = {
+        opener.open_kafka(m.value, m.headers, topic=ingress("wmp")).event_id
+        for m in on_topic
+        if m.key and m.key.decode() in ours
+    }
+    assert opened == ours
+
+    # tail: a delivery sealed to the hub by the worker, opened and printed by the SDK install
+    delivery = Delivery(
+        event_id=events[0]["event_id"], recipient=hub, outcome="shared", clauses=("c",),
+        agreements=("a",), purpose="early_help", lawful_basis={"article6": "public_task"},
+        policy_version="v", decided_at=datetime.now(UTC), view={"event.need_level": 3},
+    )  # fmt: skip
+    sealed = Sealer("worker", keys).seal(
+        canonical_json(delivery.model_dump(mode="json")), event_id=delivery.event_id,
+        recipient=hub, schema=SCHEMA_SHARED, topic=deliver(hub),
+    )  # fmt: skip
+
+    async def send() -> None:
+        producer = kafka.producer("test-install")
+        await producer.start()
+        try:
+            await producer.send_and_wait(deliver(hub), sealed.value, headers=sealed.headers)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    tailed = _accord(sdk_bin, "tail", "--as", hub, "--json", "--max", "1", "--idle", "30",
+                     env=env)  # fmt: skip
+    assert tailed.returncode == 0, tailed.stderr
+    [line] = tailed.stdout.splitlines()
+    assert json.loads(line)["event_id"] == delivery.event_id
+    assert json.loads(line)["view"] == {"event.need_level": 3}
+
+
+def test_a_server_command_in_the_sdk_install_says_which_extra_to_add(
+    sdk_bin: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
+    env["ACCORD_HOME"] = str(tmp_path)
+    done = _accord(sdk_bin, "policy", "check", str(REPO / "policies"), env=env)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "pip install 'accord-broker[server]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def server_bin(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return venv_with(wheel, tmp_path_factory.mktemp("server") / "venv", extra="server")
+
+
+@pytest.fixture
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    # The Kafka jars are fetched once per machine; a fresh home borrows them.
+    (home / f"kafka-{KAFKA_VERSION}").symlink_to(_accord_home() / f"kafka-{KAFKA_VERSION}")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
+    return {**inherited, "ACCORD_HOME": str(home)}
+
+
+def test_the_demo_runs_the_broker_end_to_end_and_serves_the_console(
+    server_bin: Path, demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """From a plain install, in a folder with no bundle of its own: Kafka, worker, agencies
+    and recipients run; deliveries print; the console answers; the audit log it leaves
+    verifies; it stops cleanly and leaves Kafka up, as it says."""
+    # The demo reuses a broker's saved ports: start one on free ports so no fixed port is
+    # needed (a developer's own `make demo` may hold 9092).
+    up = _accord(server_bin, "kafka", "up", "--port", str(free_port()), env=demo_env)
+    assert up.returncode == 0, up.stderr
+    console_port = free_port()
+    try:
+        cmd = [str(server_bin / "accord"), "demo", "--duration", "20", "--rate", "5",
+               "--metrics-port", str(free_port()), "--console-port", str(console_port)]  # fmt: skip
+        errors = tmp_path / "demo.stderr"
+        with errors.open("w") as err:
+            demo = subprocess.Popen(  # the installed CLI
+                cmd, env=demo_env, stdout=subprocess.PIPE, stderr=err, text=True, cwd=tmp_path
+            )
+        assert demo.stdout is not None
+        lines: list[str] = []
+        console_answered = False
+        deadline = time.monotonic() + 150
+        for line in demo.stdout:
+            lines.append(line)
+            if not console_answered and "governance console at" in line:
+                url = f"http://127.0.0.1:{console_port}/login"
+                with urllib.request.urlopen(url, timeout=10) as page:  # loopback
+                    console_answered = page.status == 200 and b"Sign in" in page.read()
+            assert time.monotonic() < deadline, "".join(lines)
+        returncode = demo.wait(timeout=60)
+        stderr = errors.read_text()
+        assert returncode == 0, stderr
+        out = "".join(lines)
+        assert "Traceback" not in out + stderr
+        assert "worker running" in out
+        assert console_answered, out
+        assert "→ sandwell-coord" in out, out  # a recipient opened what it was sent
+        assert "demo stopped; Kafka keeps running" in out
+
+        verify = _accord(server_bin, "audit", "verify", env=demo_env)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert "audit log intact" in verify.stdout
+    finally:
+        _accord(server_bin, "kafka", "down", env=demo_env)
