@@ -1,9 +1,12 @@
-"""Benchmark: ``decide`` for an event with five candidate recipients vs validating that event.
+"""Benchmark: ``decide`` for an event with seven candidate recipients vs validating that event.
 
 Both are measured in the same run on the same machine, so the ratio is what matters (target:
 decide ≤ 10x pydantic validation). The event is a police domestic incident with two children
-at different schools in different hub localities, so the example bundle routes it to the
-co-ordinating team, two schools (Operation Encompass) and two hubs (with consent given).
+at different schools in different hub localities (Tipton and Oldbury), decided on the
+project's West Midlands bundle (``policies/``): five recipients receive it (the Sandwell
+co-ordinating team, both schools under Operation Encompass, and both towns' Community
+Operating Groups, with consent given), and two more are decided but not sent (Safe Haven,
+whose agreement is suspended, and the Wolverhampton MASH, whose condition does not hold).
 
     python benchmarks/bench_policy.py
 """
@@ -19,19 +22,28 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_POLICIES = REPO.parent / "shared" / "examples" / "policies"
+PROJECT_POLICIES = REPO / "policies"
 AT = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+# Who decide() must name for the event, and who of them receives it.
+CANDIDATES = {
+    "sandwell-coord": "shared",
+    "school-146201": "shared",
+    "school-146202": "shared",
+    "cog-tipton": "shared",
+    "cog-oldbury": "shared",
+    "safe-haven": "not_shared",
+    "wolverhampton-mash": "not_shared",
+}
 
 
 def _event() -> dict[str, Any]:
     from broker.synthetic import SyntheticFamilies  # after sys.path setup
 
     fam = SyntheticFamilies(seed=7)
+    # Tipton Lock Primary in cog-tipton's DY4; Oldbury Brook Academy in cog-oldbury's B69.
     subjects = [
-        fam.subject("child", family_name="Hollis", postcode="DY4 7AA", age=7, school_urn="100001"),
-        fam.subject(
-            "child", family_name="Hollis", postcode="WS10 7DE", age=12, school_urn="100002"
-        ),
+        fam.subject("child", family_name="Hollis", postcode="DY4 7AA", age=7, school_urn="146201"),
+        fam.subject("child", family_name="Hollis", postcode="B69 4RJ", age=12, school_urn="146202"),
         fam.subject("parent", family_name="Hollis", postcode="DY4 7AA", age=35),
     ]
     return fam.event(
@@ -64,15 +76,13 @@ def _rate(fn: Callable[[], object], seconds: float) -> float:
     return best
 
 
-def run(seconds: float = 2.0, policies: Path = EXAMPLE_POLICIES) -> dict[str, Any]:
+def run(seconds: float = 2.0, policies: Path = PROJECT_POLICIES) -> dict[str, Any]:
     """Measure both rates in one run; returns the rates (per second) and the ratio."""
     from broker.events import parse_consents, parse_event
     from broker.policy import Policy
 
     if not policies.is_dir():
-        raise SystemExit(
-            f"example bundle not found at {policies} (needs ../shared beside the repo)"
-        )
+        raise SystemExit(f"policy bundle not found at {policies}")
     policy = Policy.load(policies)
     raw = _event()
     payload = json.dumps(raw).encode()
@@ -93,8 +103,9 @@ def run(seconds: float = 2.0, policies: Path = EXAMPLE_POLICIES) -> dict[str, An
         now=AT,
     )
     decisions = policy.decide(event, consents, at=AT)
-    if len(decisions) != 5:
-        raise SystemExit(f"expected five candidate recipients, got {len(decisions)}")
+    got = {d.recipient: d.outcome for d in decisions}
+    if got != CANDIDATES:
+        raise SystemExit(f"expected the candidates {CANDIDATES}, got {got}")
     validate_rate = _rate(lambda: parse_event(payload, now=AT), seconds)
     decide_rate = _rate(lambda: policy.decide(event, consents, at=AT), seconds)
     return {

@@ -26,8 +26,8 @@ from broker.console._users import UserFile
 from broker.errors import UsageError
 from broker.governance import AuditStore, ChainAppender, Indexer
 from broker.kafka import KafkaClients
-from broker.keys import FileKeyStore
-from broker.policy import Policy
+from broker.keys import FileKeyStore, load_linkage_key
+from broker.policy import Policy, load_bundle
 from broker.principals import Principal
 
 log = structlog.get_logger("accord.console")
@@ -69,8 +69,6 @@ async def run_console(
 ) -> None:
     """Serve the console until ``stop`` is set (or the process is interrupted)."""
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
-
-    from broker.keys import load_linkage_key  # noqa: PLC0415
 
     keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
     verifier = KeystoreAuditVerifier(keys)
@@ -163,6 +161,4 @@ def _url_host(host: str) -> str:
 
 
 def load_console_policy(path: Path) -> Policy | None:
-    from broker.policy import load_bundle  # noqa: PLC0415
-
     return load_bundle(path) if path.is_dir() else None

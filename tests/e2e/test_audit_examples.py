@@ -1,10 +1,12 @@
-"""The audit index end to end: example scenarios → real worker → accord.audit → index → reports.
+"""The audit index end to end: project scenarios → real worker → accord.audit → index → reports.
 
-After the pipeline processes every example scenario and recipients acknowledge openings through
-the SDK, ``accord audit index`` fills SQLite and PostgreSQL indexes; ``accord audit subject``
-for a child must list exactly the decisions ``policy.decide`` gives for that child's events
-plus the openings sent, ``verify`` must pass, and no seeded personal value may appear in the
-databases or in any report.
+A selection of the project's own scenarios (``policies/scenarios``, on the project's bundle;
+see ``tests/e2e/playback.py``) goes through the pipeline and recipients acknowledge openings
+through the SDK; ``accord audit index`` fills SQLite and PostgreSQL indexes; ``accord audit
+subject`` for the child seen in the most events must list exactly the decisions
+``policy.decide`` gives for that child's events plus the openings sent, ``verify`` must pass,
+no seeded personal value may appear in the databases or in any report, and the one
+safeguarding override can be reviewed once from the command line.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from broker.keys import FileKeyStore, load_linkage_key
 from broker.linkage import Linker
 from broker.policy import Scenario
 from broker.sdk import Delivery, Subscriber
-from tests.e2e.test_pipeline_examples import (  # noqa: F401  # keys: a fixture
+from tests.e2e.playback import (
+    PROJECT_POLICIES,
     Harness,
-    all_scenarios,
     busiest_child,
-    keys,
+    project_scenarios,
+    scenario_event_id,
 )
+from tests.e2e.worker_proc import read_audit
 from tests.kafka_helpers import clients
 
 pytestmark = pytest.mark.slow
@@ -41,7 +45,7 @@ FREE_TEXT = ("summary", "child_voice", "location", "reference")
 
 
 def seeded_values(scenarios: list[Scenario]) -> set[str]:
-    """Every personal or free-text value the examples seed (what must never be indexed)."""
+    """Every personal or free-text value the scenarios seed (what must never be indexed)."""
     out: set[str] = set()
     for s in scenarios:
         for subject in s.event.get("subjects", []):
@@ -82,12 +86,12 @@ def dump(store: AuditStore) -> str:
 
 async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # noqa: PLR0915  # one story, told in order
     *,
-    isolated_kafka: EmbeddedKafka, shared_dir: Path, tmp_path: Path, keys: FileKeyStore,  # noqa: F811  # the fixture
-    pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    isolated_kafka: EmbeddedKafka, tmp_path: Path, project_keys: FileKeyStore, pg_url: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    policies = shared_dir / "examples" / "policies"
+    keys, policies = project_keys, PROJECT_POLICIES
     h = Harness(isolated_kafka.bootstrap, policies, keys, tmp_path)
-    scenarios = all_scenarios(shared_dir)
+    scenarios = project_scenarios()
     linker = Linker(load_linkage_key(keys.path, create=True))
     nhs = busiest_child(scenarios)  # the disclosure log under test
     child_key = linker.from_nhs_number(nhs)
@@ -96,13 +100,17 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     child_shares: set[tuple[str, str]] = set()
     await h.start(scenarios[0].at)
     try:
-        for d, named in await h.play_all(scenarios, linker):
+        decisions = await h.play_all(scenarios, linker)
+        for d, named in decisions:
             if child_key in named:
                 row = (str(d.event_id), d.recipient, d.outcome, tuple(d.clause_ids))
                 expected.add(("decision", *row, tuple(d.fields_shared), d.purpose))
                 if d.shares:
                     child_shares.add((str(d.event_id), d.recipient))
         assert child_shares, "the chosen child should have had something shared"
+        overrides = [(str(d.event_id), d.recipient) for d, _ in decisions
+                     if d.outcome == "shared_override"]  # fmt: skip
+        assert len(overrides) == 1, "the scenarios should hold one safeguarding override"
 
         # Each recipient that received the child's records opens them through the SDK.
         opened: set[tuple[Any, ...]] = set()
@@ -125,6 +133,13 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         await h.wait_for(h.count(AuditKind.OPENED, len(opened)))
     finally:
         await h.finish()
+
+    # The consent withdrawal among the scenarios: the log records the notice telling the
+    # co-ordinating team (and only it) to stop using what it was sent under that consent.
+    under_consent = next(s for s in scenarios if s.name.startswith("with consent a concern"))
+    notices = [(r.party, tuple(r.data["event_ids"])) for r in await read_audit(h.bootstrap)
+               if r.kind is AuditKind.CONSENT_WITHDRAWN_NOTICE]  # fmt: skip
+    assert notices == [("sandwell-coord", (scenario_event_id(under_consent),))]
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", isolated_kafka.bootstrap)
@@ -172,12 +187,13 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         leaked = {v for v in seeded for text in outputs if v in text}
         assert leaked == set(), f"personal values leaked ({len(leaked)})"
 
-    # An IG officer reviews the examples' safeguarding override from the command line: the
-    # review goes to the log, the index files it, the queue empties, and the log verifies.
+    # An IG officer reviews the one safeguarding override from the command line: the review
+    # goes to the log, the index files it, the queue empties, and the log verifies.
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     code, out, err = await cli(["audit", "report", "--db", url, "--format", "json"], capsys)
     assert (code, err) == (0, ""), err
     [pending] = json.loads(out)["pending_overrides"]
+    assert (pending["event_id"], pending["recipient"]) == overrides[0]
     argv = ["audit", "review-override", pending["event_id"], "--recipient", pending["recipient"],
             "--by", "ig-jo", "--note", "Justified: infant at risk.", "--db", url,
             "--host", "ig-desk"]  # fmt: skip

@@ -1,6 +1,7 @@
 """The governance console in a real browser, over the real pipeline's audit log.
 
-The shared example scenarios go through the real worker on real Kafka; the audit log is
+A selection of the project's own scenarios (``policies/scenarios``, on the project's bundle;
+see ``tests/e2e/playback.py``) goes through the real worker on real Kafka; the audit log is
 indexed; ``accord console`` runs as its own process; headless Debian Chromium, driven by
 Playwright, then does what an IG officer does: is refused without a session, is refused with
 a wrong password, signs in, finds a child by NHS number and reads the disclosure log, reviews
@@ -30,12 +31,7 @@ from broker.governance import by_chain, read_topic
 from broker.keys import FileKeyStore, load_linkage_key
 from broker.linkage import Linker
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
-from tests.e2e.test_pipeline_examples import (  # noqa: F401  # keys: a fixture
-    Harness,
-    all_scenarios,
-    busiest_child,
-    keys,
-)
+from tests.e2e.playback import PROJECT_POLICIES, Harness, busiest_child, project_scenarios
 from tests.kafka_helpers import clients
 
 pytestmark = pytest.mark.slow
@@ -64,7 +60,7 @@ def console_env(tmp_path: Path, isolated_kafka: EmbeddedKafka) -> dict[str, str]
 
 
 @contextlib.contextmanager
-def running_console(console_env: dict[str, str], shared_dir: Path) -> Iterator[str]:
+def running_console(console_env: dict[str, str], policies: Path) -> Iterator[str]:
     """``accord console`` on a free port: its URL, once it is listening."""
     accord(console_env, "console", "add-user", OFFICER, "--password-stdin", stdin=PASSWORD)
     # Files, not pipes: nobody reads a pipe while the test runs, and a full one (64 KiB of
@@ -74,7 +70,7 @@ def running_console(console_env: dict[str, str], shared_dir: Path) -> Iterator[s
     with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen(  # our own CLI
             [sys.executable, "-m", "broker", "console", "--port", "0",
-             "--policies", str(shared_dir / "examples" / "policies")],
+             "--policies", str(policies)],
             env=console_env, stdout=out, stderr=err, text=True,
         )  # fmt: skip
     try:
@@ -110,11 +106,12 @@ async def shot(page: Page, name: str) -> None:
 
 async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
     *,
-    isolated_kafka: EmbeddedKafka, shared_dir: Path, tmp_path: Path, keys: FileKeyStore,  # noqa: F811  # the fixture
+    isolated_kafka: EmbeddedKafka, tmp_path: Path, project_keys: FileKeyStore,
     console_env: dict[str, str],
 ) -> None:  # fmt: skip
-    h = Harness(isolated_kafka.bootstrap, shared_dir / "examples" / "policies", keys, tmp_path)
-    scenarios = all_scenarios(shared_dir)
+    keys = project_keys
+    h = Harness(isolated_kafka.bootstrap, PROJECT_POLICIES, keys, tmp_path)
+    scenarios = project_scenarios()
     linker = Linker(load_linkage_key(keys.path, create=True))
     nhs = busiest_child(scenarios)
     child_key = linker.from_nhs_number(nhs)
@@ -128,10 +125,10 @@ async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
     overrides = [(str(d.event_id), d.recipient) for d, _ in decisions
                  if d.outcome == "shared_override"]  # fmt: skip
     assert expected, "the chosen child should have decisions"
-    assert overrides, "the examples should hold a safeguarding override"
+    assert overrides, "the scenarios should hold a safeguarding override"
     accord(console_env, "audit", "index")
 
-    with running_console(console_env, shared_dir) as url:
+    with running_console(console_env, PROJECT_POLICIES) as url:
         async with browser_page() as page:
             await officer_session(page, url, nhs, expected, overrides[0])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,8 @@ from broker.governance._review import check_reviewable, review_record
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS, T0, Run, index_records
+
+POLICIES = Path(__file__).resolve().parents[3] / "policies"  # the project's bundle
 
 
 def test_the_disclosure_log_lists_every_decision_and_opening_in_date_order(
@@ -92,16 +94,24 @@ def test_the_report_window_excludes_records_outside_it(
     assert empty.decisions == ()
 
 
-def test_agreements_expiring_within_60_days_come_from_the_bundle(shared_dir: Path) -> None:
+def test_agreements_expiring_within_60_days_come_from_the_bundle() -> None:
     from broker.policy import load_bundle
 
-    policy = load_bundle(shared_dir / "examples" / "policies")
-    ends = sorted({a.valid_until for a in policy.bundle.agreements if a.status != "draft"})
-    today = ends[0] - timedelta(days=60)
+    policy = load_bundle(POLICIES)
+    # Three agreements of the project's bundle end on 31 March 2028, one of them suspended;
+    # the Wolverhampton MASH agreement ended three months before, and is not listed.
+    today = date(2028, 3, 31) - timedelta(days=60)
     expiring = expiring_agreements(policy, today)
-    assert expiring
-    assert all(e.valid_until == ends[0] and e.days_left == 60 for e in expiring)
+    assert [(e.agreement_id, e.status, e.days_left) for e in expiring] == [
+        ("operation-encompass", "approved", 60),
+        ("safe-haven-referrals", "suspended", 60),
+        ("sandwell-early-help", "approved", 60),
+    ]
+    assert all(e.valid_until == date(2028, 3, 31) for e in expiring)
     assert expiring_agreements(policy, today - timedelta(days=1)) == []
+    # A draft is not in force, so its end is never reported (the GP pilot's is 2028-12-31).
+    [draft] = [a for a in policy.bundle.agreements if a.status == "draft"]
+    assert expiring_agreements(policy, draft.valid_until - timedelta(days=60)) == []
 
 
 def test_reviewing_an_override_is_an_audit_record_and_clears_the_queue(
@@ -166,19 +176,33 @@ def test_accord_audit_subject_prints_the_log_in_each_format_without_the_nhs_numb
         assert out.count("<tr>") == 5
 
 
+class _ReportDay(datetime):
+    """``datetime`` whose ``now`` is 60 days before three project agreements end."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _ReportDay:
+        return cls(2028, 1, 31, 9, 0, tzinfo=tz)
+
+
 def test_accord_audit_report_prints_every_section(
     store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
-    shared_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    policies = str(shared_dir / "examples" / "policies")
+    import broker.cli._audit
+
+    monkeypatch.setattr(broker.cli._audit, "datetime", _ReportDay)  # today, for the expiries
     code, out, err = run_cli(
-        ["audit", "report", "--db", audit_db_url, "--policies", policies, "--format", "json"]
+        ["audit", "report", "--db", audit_db_url, "--policies", str(POLICIES), "--format", "json"]
     )
     assert (code, err) == (0, "")
     data = json.loads(out)
     assert data["never_opened"] == ["school-1"]
     assert [p["event_id"] for p in data["pending_overrides"]] == ["e2"]
-    assert isinstance(data["expiring_agreements"], list)
+    assert [(e["agreement_id"], e["days_left"]) for e in data["expiring_agreements"]] == [
+        ("operation-encompass", 60),
+        ("safe-haven-referrals", 60),
+        ("sandwell-early-help", 60),
+    ]
     code, out, _ = run_cli(["audit", "report", "--db", audit_db_url, "--since", "2026-11-22",
                             "--until", "2026-11-22"])  # fmt: skip
     assert code == 0

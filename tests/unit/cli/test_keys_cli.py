@@ -11,6 +11,8 @@ from broker.cli import main
 from broker.envelope import KeyStatus
 from broker.keys import FileKeyStore
 
+REPO = Path(__file__).resolve().parents[3]
+
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -64,19 +66,21 @@ def test_init_creates_keys_for_bundle_parties_and_special_principals(
     assert (home / "keys" / "linkage.key").read_bytes() == linkage  # never replaced
 
 
-def test_init_with_the_shared_example_bundle(
-    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_init_with_the_project_bundle_gives_every_party_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import yaml
 
-    policies = shared_dir / "examples" / "policies"
+    policies = REPO / "policies"  # agreements, restrictions and scenarios beside parties.yaml
     parties = set(yaml.safe_load((policies / "parties.yaml").read_text())["parties"])
-    code, _, _ = _run(
+    code, out, _ = _run(
         ["keys", "init", "--policies", str(policies), "--dir", str(tmp_path / "k")], capsys
     )
     assert code == 0
+    assert f"for {len(parties) + 3} parties" in out
     got = set(FileKeyStore(tmp_path / "k").parties())
     assert got == parties | {"worker", "audit", "governance"}
+    assert "smethwick-fsp" in got  # a suspended party has keys too
 
 
 def test_init_with_x25519(bundle: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from broker.cli import main
+from broker.policy import load_scenarios
 from tests.unit.policy.kit import (
     PARTIES,
     default_agreements,
@@ -483,6 +484,19 @@ def test_test_a_missing_path_is_a_usage_error(
     code, _, err = _run(["policy", "test", str(tmp_path / "nope")], capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_project_scenarios_pass_through_the_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As docs/policy-language.md shows it: from the repository, on the project's policies/.
+    monkeypatch.chdir(REPO)
+    code, out, _ = _run(["policy", "test", "policies/scenarios"], capsys)
+    assert code == 0, out
+    files = sorted((REPO / "policies" / "scenarios").glob("*.yaml"))
+    total = sum(len(load_scenarios(f)) for f in files)
+    assert total >= 30
+    assert out.strip().splitlines()[-1] == f"{total} passed, 0 failed"
 
 
 @pytest.mark.skipif(
