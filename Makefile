@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint kafka-jars postgres chromium clean help
+.PHONY: demo test bench lint kafka-jars postgres chromium kcat clean help
 
 help:
 	@echo "make demo   - set everything up and run Accord on the embedded default"
@@ -38,7 +38,11 @@ postgres:
 chromium:
 	bash deploy/dev/ensure-chromium.sh
 
-test: $(STAMP) kafka-jars postgres chromium lint
+# A test drives kcat with the client files the secured embedded Kafka writes.
+kcat:
+	bash deploy/dev/ensure-kcat.sh
+
+test: $(STAMP) kafka-jars postgres chromium kcat lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) kafka-jars

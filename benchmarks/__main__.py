@@ -1,8 +1,9 @@
 """``python -m benchmarks`` (``make bench``): every ``bench_*.py``, one broker, one report.
 
 Each module defines ``run() -> dict`` or ``run(ctx) -> dict``; modules that take ``ctx`` get
-``ctx.bootstrap``, the address of one embedded Apache Kafka started for the whole run (or
-``ACCORD_KAFKA_BOOTSTRAP``). Results print as JSON and land in ``artifacts/bench.json`` with
+``ctx.admin``, how to reach one embedded Apache Kafka started for the whole run as its admin
+(secured as the embedded default is: TLS, SCRAM logins, ACLs), or ``ACCORD_KAFKA_BOOTSTRAP``
+with the ``ACCORD_KAFKA__*`` login. Results print as JSON and land in ``artifacts/bench.json`` with
 the machine's facts. Benchmarks report ratios against baselines measured in the same run; they
 never assert.
 """
@@ -25,10 +26,16 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from broker.config import KafkaSettings, load_settings  # noqa: E402  # after the path is set
+
 
 @dataclass(frozen=True)
 class Context:
-    bootstrap: str
+    admin: KafkaSettings
+
+    @property
+    def bootstrap(self) -> str:
+        return self.admin.bootstrap
 
 
 def _machine() -> dict[str, Any]:
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if n.removeprefix("bench_") in args.only or n in args.only]
     results: dict[str, Any] = {"machine": _machine()}
     node = None
-    bootstrap = os.environ.get("ACCORD_KAFKA_BOOTSTRAP")
+    admin = load_settings().kafka if os.environ.get("ACCORD_KAFKA_BOOTSTRAP") else None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for name in names:
@@ -67,16 +74,17 @@ def main(argv: list[str] | None = None) -> int:
                     bool(inspect.signature(run).parameters)
                     and next(iter(inspect.signature(run).parameters)) == "ctx"
                 )
-                if takes_ctx and bootstrap is None:
+                if takes_ctx and admin is None:
                     from broker.devkafka import EmbeddedKafka, free_port
 
                     cache = Path(os.environ.get("ACCORD_HOME") or Path.home() / ".cache" / "accord")
                     node = EmbeddedKafka(Path(tmp) / "kafka", home=cache, port=free_port(),
                                          controller_port=free_port())  # fmt: skip
-                    bootstrap = node.start().bootstrap
+                    node.start()
+                    admin = node.client_settings()
                 print(f"== {name}", flush=True)
                 started = time.perf_counter()
-                result = run(Context(bootstrap)) if takes_ctx else run()  # type: ignore[arg-type]
+                result = run(Context(admin)) if takes_ctx else run()  # type: ignore[arg-type]
                 result["seconds"] = round(time.perf_counter() - started, 1)
                 results[name.removeprefix("bench_")] = result
                 print(json.dumps(result, indent=2), flush=True)

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from broker._canonical import canonical_json
 from broker.audit import ChainWriter
-from broker.config import EnvelopeSettings, KafkaSettings
+from broker.config import EnvelopeSettings
 from broker.envelope import Sealer
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
@@ -105,16 +105,12 @@ class _Replay:
                 for (t, p), o in offsets.items()]  # fmt: skip
 
 
-def _clients(bootstrap: str) -> KafkaClients:
-    return KafkaClients(KafkaSettings(bootstrap=bootstrap))
-
-
 def _place(partition: int, offset: int) -> bytes:
     return f"{partition}:{offset}".encode()
 
 
 async def measure(
-    bootstrap: str,
+    kafka: KafkaClients,
     outputs: list[list[OutRecord]],
     *,
     source: str,
@@ -127,7 +123,7 @@ async def measure(
     """Drain ``backlog`` records (rate over the first ``n``), then time an offered load."""
     replay = _Replay(outputs)
     tag = uuid.uuid4().hex[:8]
-    loop = TransactionalLoop(_clients(bootstrap), transactional_id=f"bench-floor-{tag}",
+    loop = TransactionalLoop(kafka, transactional_id=f"bench-floor-{tag}",
                              client_id="bench-floor", clock=lambda: datetime.now(UTC),
                              max_batch=100, group=f"bench-floor-{tag}",
                              pattern=f"^{source}$")  # fmt: skip
@@ -142,7 +138,7 @@ async def measure(
             await asyncio.sleep(0.05)
         assert replay.first is not None  # handled > 0
         drain_rate = n / (replay.at_n[n] - replay.first)
-        latencies = await _offered(bootstrap, payloads, source, rate, seconds)
+        latencies = await _offered(kafka, payloads, source, rate, seconds)
     finally:
         stop.set()
         await running
@@ -160,13 +156,12 @@ def _ms(seconds: float) -> float:
 
 
 async def _offered(
-    bootstrap: str, payloads: Sequence[bytes], source: str, rate: float, seconds: float
+    kafka: KafkaClients, payloads: Sequence[bytes], source: str, rate: float, seconds: float
 ) -> list[float]:
     """Publish at ``rate`` with the SDK's producer settings; read as the SDK reads."""
     sent: dict[bytes, float] = {}
     arrived: dict[bytes, float] = {}
     group = f"floor-{uuid.uuid4().hex[:8]}"
-    kafka = _clients(bootstrap)
     consumer = kafka.consumer(WATCHED, client_id="floor", group=group)
     await consumer.start()
     while await consumer.getmany(timeout_ms=1000):  # skip what earlier phases delivered

@@ -6,10 +6,12 @@ to a topic of its own, on the same broker, in the same run:
 - ``aiokafka``: one consumer, one idempotent producer (acks=all), ``getmany`` batches, both
   built by ``broker.kafka.KafkaClients`` as every Accord client is;
 - ``faust_event``: a faust-streaming agent, ``async for`` + ``await topic.send()`` per record;
-- ``faust_take``: the same agent with ``stream.take(500, within=0.05)`` batches.
+- ``faust_take``: the same agent with ``stream.take(500, within=0.05)`` batches;
+- ``aiokafka_plaintext``: the aiokafka passthrough again, on a PLAINTEXT node of its own.
 
-Rates are records/s from the first record out to the last one landing; the ratios are
-faust/aiokafka.
+All but the last run on the run's broker, secured as the embedded default is (TLS, a SCRAM
+login, ACLs). Rates are records/s from the first record out to the last one landing; the
+ratios are faust/aiokafka, and secured/PLAINTEXT aiokafka (what TLS and SCRAM cost).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 
 from aiokafka.admin import NewTopic
 
-from broker.config import KafkaSettings
+from broker.config import KafkaSecurity, KafkaSettings
+from broker.devkafka import EmbeddedKafka, free_port
 from broker.kafka import KafkaClients, TopicPartition
 
 HERE = Path(__file__).resolve().parent
@@ -89,15 +92,18 @@ async def _aiokafka(kafka: KafkaClients, src: str, dst: str, n: int) -> float:
     return n / (time.perf_counter() - (start or 0.0))
 
 
-async def _faust(bootstrap: str, src: str, dst: str, n: int, mode: str, tmp: Path) -> float:
+async def _faust(admin: KafkaSettings, src: str, dst: str, n: int, mode: str, tmp: Path) -> float:
+    bootstrap = admin.bootstrap
+    client_file = admin.credentials_dir / "admin.librdkafka.conf" if admin.credentials_dir else None
     env = {
         **os.environ,
-        "BENCH_APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
-        "BENCH_BOOTSTRAP": bootstrap,
-        "BENCH_SRC": src,
-        "BENCH_DST": dst,
-        "BENCH_MODE": mode,
-        "BENCH_DATADIR": str(tmp),
+        "PASS_APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
+        "PASS_BOOTSTRAP": bootstrap,
+        "PASS_SRC": src,
+        "PASS_DST": dst,
+        "PASS_MODE": mode,
+        "PASS_DATADIR": str(tmp),
+        "PASS_CLIENT_FILE": str(client_file or ""),
     }
     log = (tmp / f"faust-{mode}.log").open("wb")
     proc = subprocess.Popen(  # noqa: S603  # our own app, fixed argv
@@ -108,7 +114,7 @@ async def _faust(bootstrap: str, src: str, dst: str, n: int, mode: str, tmp: Pat
         start = None
         deadline = time.perf_counter() + 600
         while time.perf_counter() < deadline:
-            landed = await _landed(KafkaClients(KafkaSettings(bootstrap=bootstrap)), dst)
+            landed = await _landed(KafkaClients(admin), dst)
             if landed and start is None:
                 start = time.perf_counter()
             if landed >= n:
@@ -123,16 +129,25 @@ async def _faust(bootstrap: str, src: str, dst: str, n: int, mode: str, tmp: Pat
         log.close()
 
 
-async def _measure(bootstrap: str, n: int, tmp: Path) -> dict[str, Any]:
+async def _passthrough(kafka: KafkaClients, n: int) -> float:
+    tag = uuid.uuid4().hex[:6]
+    src, dst = f"bench.src.{tag}", f"bench.aiokafka.{tag}"
+    await _topics(kafka, src, dst)
+    await _load(kafka, src, n)
+    return await _aiokafka(kafka, src, dst, n)
+
+
+async def _measure(admin: KafkaSettings, n: int, tmp: Path) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     src = f"bench.src.{tag}"
     outs = {k: f"bench.{k}.{tag}" for k in ("aiokafka", "faust_event", "faust_take")}
-    kafka = KafkaClients(KafkaSettings(bootstrap=bootstrap))
+    kafka = KafkaClients(admin)
     await _topics(kafka, src, *outs.values())
     await _load(kafka, src, n)
     raw = await _aiokafka(kafka, src, outs["aiokafka"], n)
-    event = await _faust(bootstrap, src, outs["faust_event"], n, "event", tmp)
-    take = await _faust(bootstrap, src, outs["faust_take"], n, "take", tmp)
+    event = await _faust(admin, src, outs["faust_event"], n, "event", tmp)
+    take = await _faust(admin, src, outs["faust_take"], n, "take", tmp)
+    plaintext = await _on_plaintext(n, tmp)
     return {
         "records": n,
         "record_bytes": len(VALUE),
@@ -141,9 +156,23 @@ async def _measure(bootstrap: str, n: int, tmp: Path) -> dict[str, Any]:
         "faust_take_per_s": round(take),
         "ratio_faust_event_to_aiokafka": round(event / raw, 3),
         "ratio_faust_take_to_aiokafka": round(take / raw, 3),
+        "aiokafka_plaintext_per_s": round(plaintext),
+        "ratio_tls_scram_to_plaintext": round(raw / plaintext, 3),
     }
+
+
+async def _on_plaintext(n: int, tmp: Path) -> float:
+    """The same aiokafka passthrough on a PLAINTEXT node of its own: what TLS and SCRAM cost."""
+    cache = Path(os.environ.get("ACCORD_HOME") or Path.home() / ".cache" / "accord")
+    node = EmbeddedKafka(tmp / "plaintext", home=cache, port=free_port(),
+                         controller_port=free_port(), security=KafkaSecurity.PLAINTEXT)  # fmt: skip
+    node.start()
+    try:
+        return await _passthrough(KafkaClients(node.client_settings()), n)
+    finally:
+        node.stop()
 
 
 def run(ctx: Any, n: int = N) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        return asyncio.run(_measure(ctx.bootstrap, n, Path(tmp)))
+        return asyncio.run(_measure(ctx.admin, n, Path(tmp)))

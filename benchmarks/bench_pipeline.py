@@ -41,13 +41,13 @@ if __package__ in (None, ""):
 
 from benchmarks import _floor
 from broker._canonical import canonical_json
-from broker.config import KafkaSettings
+from broker.config import KafkaSettings, Settings
 from broker.devkafka import EmbeddedKafka, free_port
 from broker.envelope import Sealer
-from broker.kafka import KafkaClients
+from broker.kafka import KafkaClients, client_settings
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
-from broker.pipeline import prepare_topics
 from broker.policy import load_bundle
+from broker.provision import provision
 from broker.sdk import Publisher, Subscriber
 from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_EVENT, ingress
@@ -117,6 +117,10 @@ async def _baseline(kafka: KafkaClients, source: str, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _as(settings: Settings, principal: str) -> KafkaClients:
+    return KafkaClients(client_settings(settings, principal))
+
+
 def _start_worker(env: dict[str, str], log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "broker", "worker", "--policies", str(POLICIES),
            "--metrics-port", str(metrics_port), "--instance", "bench"]  # fmt: skip
@@ -131,7 +135,7 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 async def _measure(
-    bootstrap: str, home: Path, n: int, rate: float, seconds: float
+    admin: KafkaSettings, home: Path, n: int, rate: float, seconds: float
 ) -> dict[str, Any]:
     policy = load_bundle(POLICIES)
     keys = FileKeyStore(home / "keys", create=True)
@@ -139,8 +143,13 @@ async def _measure(
         keys.ensure_party(party)
     for principal, purposes in SPECIAL_PRINCIPALS.items():
         keys.ensure_party(principal, purposes=purposes)
-    kafka = KafkaClients(KafkaSettings(bootstrap=bootstrap, partitions=3))
-    await prepare_topics(kafka, policy)
+    # As a deployment: the admin provisions, then each part logs in as itself.
+    assert admin.credentials_dir is not None
+    provision(policy, admin, clients_dir=admin.credentials_dir)
+    kafka = KafkaClients(admin)  # the raw baseline and the loading run as the admin
+    settings = Settings(
+        home=home, kafka=admin.model_copy(update={"username": None, "password": None})
+    )
 
     # Pre-load N sealed events (the same bytes both the baseline and the worker read).
     sealer = Sealer(SENDER, keys)
@@ -157,7 +166,9 @@ async def _measure(
     await producer.stop()
     raw_rate = await _baseline(kafka, ingress(SENDER), n)
 
-    env = {**os.environ, "ACCORD_HOME": str(home), "ACCORD_KAFKA_BOOTSTRAP": bootstrap,
+    env = {**os.environ, "ACCORD_HOME": str(home), "ACCORD_KAFKA_BOOTSTRAP": admin.bootstrap,
+           "ACCORD_KAFKA__CREDENTIALS_DIR": str(admin.credentials_dir),
+           "ACCORD_KAFKA__SECURITY_PROTOCOL": admin.security_protocol.value,
            "ACCORD_KAFKA__PARTITIONS": "3"}  # fmt: skip
     log = home / "worker.log"
     metrics_port = free_port()
@@ -178,14 +189,14 @@ async def _measure(
         pipeline_rate = n / (drained - (first or start))
 
         offered = [0.0]
-        latencies = await _latency(kafka, keys, rate, seconds, offered)
+        latencies = await _latency(settings, keys, rate, seconds, offered)
         rss = _peak_rss_mib(worker.pid)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
     # Last, on the same broker: the loop alone, with every event's outputs precomputed.
     floor = await _floor.measure(
-        bootstrap, _floor.templates(policy, keys, SENDER, events[:300]), source=ingress(SENDER),
+        kafka, _floor.templates(policy, keys, SENDER, events[:300]), source=ingress(SENDER),
         backlog=n + int(rate * seconds), n=n, payloads=payloads[:500], rate=rate, seconds=seconds,
     )  # fmt: skip
     lat = sorted(latencies)
@@ -209,7 +220,7 @@ async def _measure(
 
 
 async def _latency(
-    kafka: KafkaClients, keys: FileKeyStore, rate: float, seconds: float, offered: list[float]
+    settings: Settings, keys: FileKeyStore, rate: float, seconds: float, offered: list[float]
 ) -> list[float]:
     """Publish at a fixed rate through the SDK; the co-ordinating team opens each record."""
     events = _events(int(rate * seconds), seed=2)
@@ -218,7 +229,12 @@ async def _latency(
     done = asyncio.Event()
 
     async def receive() -> None:
-        async with Subscriber("sandwell-coord", keys, kafka, group="bench-latency") as sub:
+        async with Subscriber(
+            "sandwell-coord",
+            keys,
+            _as(settings, "sandwell-coord"),
+            group="sandwell-coord.bench-latency",
+        ) as sub:
             # Skip the throughput phase's records: only events of this phase are timed.
             while not done.is_set() or len(latencies) < len(sent_at):
                 for record in await sub.poll(0.2):
@@ -230,7 +246,7 @@ async def _latency(
 
     last = [time.perf_counter()]
     receiver = asyncio.create_task(receive())
-    async with Publisher(SENDER, keys, kafka) as pub:
+    async with Publisher(SENDER, keys, _as(settings, SENDER)) as pub:
         interval = 1 / rate
         start = next_at = time.perf_counter()
         # Each publish awaits Kafka's acknowledgement (several ms); awaiting them one by one
@@ -255,19 +271,20 @@ async def _latency(
 def run(
     ctx: Any = None, *, events: int = 5000, rate: float = 500.0, seconds: float = 20.0
 ) -> dict[str, Any]:
-    """Run against ``ctx.bootstrap`` if given, else a broker of its own."""
+    """Run against ``ctx.admin``'s broker if given, else a broker of its own."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        bootstrap = getattr(ctx, "bootstrap", None)
+        admin = getattr(ctx, "admin", None)
         node = None
-        if bootstrap is None:
+        if admin is None:
             cache = Path(os.environ.get("ACCORD_HOME") or Path.home() / ".cache" / "accord")
             node = EmbeddedKafka(
                 home / "kafka", home=cache, port=free_port(), controller_port=free_port()
             )  # fmt: skip
-            bootstrap = node.start().bootstrap
+            node.start()
+            admin = node.client_settings()
         try:
-            return asyncio.run(_measure(bootstrap, home, events, rate, seconds))
+            return asyncio.run(_measure(admin, home, events, rate, seconds))
         finally:
             if node is not None:
                 node.stop()

@@ -9,7 +9,8 @@ its own (``tests/unit/test_layers.py`` holds the code to this):
 4. ``envelope`` ``linkage`` ``synthetic``         sealed records; subject keys; demo data
 5. ``keys`` ``kafka``                             the keystore; every Kafka client
 6. ``policy`` ``devkafka``                        agreements and decisions; embedded Kafka
-7. ``audit``                                      the tamper-evident log's records and chains
+7. ``audit`` ``provision``                        the tamper-evident log's records and chains;
+                                                  Kafka topics, logins and ACLs for a bundle
 8. ``pipeline`` ``sdk`` ``governance``            the worker; agencies' and recipients'
                                                   clients; the index, reports and reviews
 9. ``console``                                    the governance web UI

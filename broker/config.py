@@ -21,6 +21,7 @@ __all__ = [
     "AuditSettings",
     "ConsoleSettings",
     "EnvelopeSettings",
+    "KafkaSecurity",
     "KafkaSettings",
     "KemSuite",
     "KeystoreSettings",
@@ -66,11 +67,29 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class KafkaSecurity(enum.StrEnum):
+    """How clients reach Kafka. TLS with a SCRAM-SHA-512 login per principal is the default;
+    PLAINTEXT (no encryption, no authentication) is an explicit opt-in for local experiments
+    with synthetic data, never for a deployment."""
+
+    SASL_SSL = "SASL_SSL"
+    PLAINTEXT = "PLAINTEXT"
+
+
 class KafkaSettings(_Frozen):
     bootstrap: str = "127.0.0.1:9092"
     client_id: str = "accord"
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    security_protocol: KafkaSecurity = KafkaSecurity.SASL_SSL
+    # The principal's SCRAM login. Unset: read from the principal's client file in
+    # ``credentials_dir`` (what `accord kafka up` and `accord kafka provision` write).
+    username: str | None = None
+    password: SecretStr | None = None
+    # The CA that signs the brokers' certificates (PEM). Unset: the client file's, else the
+    # system's trust store.
+    ca_file: Path | None = None
+    credentials_dir: Path | None = None  # default: <home>/kafka-data/clients
 
 
 class KeystoreSettings(_Frozen):
@@ -123,6 +142,10 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.keystore.path or self.home / "keys"
+
+    @property
+    def kafka_credentials_dir(self) -> Path:
+        return self.kafka.credentials_dir or self.home / "kafka-data" / "clients"
 
     @property
     def console_users_file(self) -> Path:

@@ -12,6 +12,7 @@ __all__ = [
     "ACCESS",
     "AUDIT",
     "CONSENT",
+    "DELIVER_PREFIX",
     "INGRESS_PREFIX",
     "QUARANTINE",
     "SCHEMA_ACCESS",

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.kafka_helpers import register
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -55,6 +57,7 @@ def start_kafka(tmp_path_factory: pytest.TempPathFactory, name: str, heap: str =
             if attempt == 2:
                 raise
             continue
+        register(node.client_settings())
         return node
     raise AssertionError("unreachable")
 
@@ -69,8 +72,12 @@ def embedded_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
-    """Bootstrap address of a real Apache Kafka: ACCORD_KAFKA_BOOTSTRAP, or the session's own."""
+    """Bootstrap address of a real Apache Kafka: ACCORD_KAFKA_BOOTSTRAP (reached with the
+    ACCORD_KAFKA__* settings, as its admin), or the session's own."""
     if env := os.environ.get("ACCORD_KAFKA_BOOTSTRAP"):
+        from broker.config import load_settings
+
+        register(load_settings().kafka)
         return env
     node = request.getfixturevalue("embedded_kafka")
     return str(node.bootstrap)  # type: ignore[attr-defined]

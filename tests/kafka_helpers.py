@@ -1,21 +1,76 @@
-"""Small helpers for tests that talk to the real broker."""
+"""Small helpers for tests that talk to the real broker.
+
+Every broker the tests start is secured as a deployment is (TLS, SCRAM logins, ACLs): tests
+reach it as its ``admin`` (the super user) unless they act as a principal on purpose.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
+from pydantic import SecretStr
 
 from broker.config import KafkaSettings
-from broker.kafka import KafkaClients
+from broker.kafka import KafkaClients, read_client_file
+
+_ADMIN: dict[str, KafkaSettings] = {}
 
 
-def clients(bootstrap: str) -> KafkaClients:
-    """Accord's Kafka clients for the test broker at ``bootstrap``."""
-    return KafkaClients(KafkaSettings(bootstrap=bootstrap))
+def register(admin: KafkaSettings) -> None:
+    """Remember how to reach the broker at ``admin.bootstrap`` as its admin."""
+    _ADMIN[admin.bootstrap] = admin
+
+
+def admin_settings(bootstrap: str) -> KafkaSettings:
+    return _ADMIN[bootstrap]
+
+
+def settings_as(bootstrap: str, principal: str) -> KafkaSettings:
+    """How ``principal`` reaches the broker: its client file (made by provisioning)."""
+    admin = _ADMIN[bootstrap]
+    if principal == "admin" or admin.credentials_dir is None:
+        return admin
+    conf = read_client_file(admin.credentials_dir / f"{principal}.librdkafka.conf")
+    return admin.model_copy(
+        update={"username": conf["sasl.username"], "password": SecretStr(conf["sasl.password"])}
+    )
+
+
+def clients(bootstrap: str, principal: str = "admin") -> KafkaClients:
+    """Accord's Kafka clients for the test broker at ``bootstrap``, as ``principal``."""
+    return KafkaClients(settings_as(bootstrap, principal))
+
+
+def kafka_env(bootstrap: str) -> dict[str, str]:
+    """Environment for an ``accord`` subprocess: each command logs in as the principal it
+    acts for, from the broker's client files."""
+    admin = _ADMIN[bootstrap]
+    env = {"ACCORD_KAFKA_BOOTSTRAP": bootstrap}
+    if admin.credentials_dir is not None:
+        env["ACCORD_KAFKA__CREDENTIALS_DIR"] = str(admin.credentials_dir)
+    return env
+
+
+def admin_env(bootstrap: str) -> dict[str, str]:
+    """Environment for an ``accord`` subprocess that logs in as the admin whatever it acts
+    as: for tests of other things than access (parties no bundle provisioned)."""
+    admin = _ADMIN[bootstrap]
+    env = {"ACCORD_KAFKA_BOOTSTRAP": bootstrap}
+    if admin.username is not None and admin.password is not None:
+        env["ACCORD_KAFKA__USERNAME"] = admin.username
+        env["ACCORD_KAFKA__PASSWORD"] = admin.password.get_secret_value()
+    if admin.ca_file is not None:
+        env["ACCORD_KAFKA__CA_FILE"] = str(admin.ca_file)
+    return env
+
+
+def credentials_dir(bootstrap: str) -> Path | None:
+    return _ADMIN[bootstrap].credentials_dir
 
 
 def unique_topic(prefix: str = "t") -> str:
@@ -25,7 +80,7 @@ def unique_topic(prefix: str = "t") -> str:
 async def create_topics(
     bootstrap: str, names: list[str], *, partitions: int = 1, config: dict[str, str] | None = None
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = clients(bootstrap).admin()
     await admin.start()
     try:
         await admin.create_topics(
@@ -37,21 +92,21 @@ async def create_topics(
 
 async def read_to_end(
     bootstrap: str, topic: str, *, isolation: str = "read_committed", within_s: float = 60.0
-) -> list[ConsumerRecord[bytes, bytes]]:
+) -> list[Any]:
     """Every record of ``topic`` up to its end offsets when called, in each partition's order.
 
     Reads until every position reaches those offsets (under ``read_committed``, the last stable
     offset), never "until a quiet poll": a broker pausing for a second on a busy machine must
     not cut the read short. Fails, rather than hangs, if the end is not reached in time.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level=isolation, enable_auto_commit=False
+    consumer = clients(bootstrap).consumer(
+        client_id="test-read", isolation_level=isolation, fetch_max_wait_ms=500
     )
     await consumer.start()
-    out: list[ConsumerRecord[bytes, bytes]] = []
+    out: list[Any] = []
     try:
         if topic not in await consumer.topics():
-            return out  # not created yet (the worker creates its topics): nothing in it
+            return out  # not created yet: nothing in it
         consumer.subscribe([topic])  # without a group: every partition, once metadata is in
         deadline = time.monotonic() + within_s
         while not consumer.assignment():
@@ -68,3 +123,13 @@ async def read_to_end(
     finally:
         await consumer.stop()
     return out
+
+
+def provisioned(bootstrap: str, policy: Any) -> None:
+    """Topics, logins and ACLs for ``policy``'s parties and the services, as the admin does
+    it (``accord kafka provision``): each test process then logs in as its own principal."""
+    from broker.provision import provision
+
+    admin = _ADMIN[bootstrap]
+    assert admin.credentials_dir is not None
+    provision(policy, admin, clients_dir=admin.credentials_dir)

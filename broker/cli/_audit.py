@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from broker.cli._common import keystore
+from broker.cli._common import kafka_as, keystore
 from broker.config import Settings, load_settings
 from broker.errors import UsageError
 from broker.principals import Principal
@@ -113,12 +113,11 @@ def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime
 def index(db: Db = None, follow: Follow = False) -> None:
     """Consume accord.audit into the index, verifying every chain as it goes."""
     from broker.governance import Indexer
-    from broker.kafka import KafkaClients
 
     settings = load_settings()
     store = _store(settings, db, create=True)
     try:
-        indexer = Indexer(store, _verifier(settings), KafkaClients(settings.kafka))
+        indexer = Indexer(store, _verifier(settings), kafka_as(settings, Principal.INDEXER))
         summary = asyncio.run(_run_indexer(indexer, follow=follow))
         typer.echo(
             f"indexed {summary.indexed} records ({summary.duplicates} already indexed); "
@@ -141,7 +140,6 @@ def verify(db: Db = None, from_topic: FromTopic = False) -> None:
         verify_records,
         verify_store,
     )
-    from broker.kafka import KafkaClients
 
     settings = load_settings()
     verifier = _verifier(settings)
@@ -154,7 +152,7 @@ def verify(db: Db = None, from_topic: FromTopic = False) -> None:
                 reference = signed_checkpoints(index)
             finally:
                 index.close()
-        messages = asyncio.run(read_topic(KafkaClients(settings.kafka)))
+        messages = asyncio.run(read_topic(kafka_as(settings, Principal.INDEXER)))
         summary = verify_records(by_chain(messages), verifier, reference=reference)
     else:
         store = _store(settings, db)
@@ -221,13 +219,12 @@ def review(
     """Mark a safeguarding override reviewed: written to the audit log, then indexed."""
     from broker.audit import KeystoreAuditSigner
     from broker.governance import ChainAppender, Indexer, check_review_text
-    from broker.kafka import KafkaClients
 
     check_review_text(reviewed_by=by, note=note)
     settings = load_settings()
     keys = keystore(settings)
     store = _store(settings, db)
-    kafka = KafkaClients(settings.kafka)
+    kafka = kafka_as(settings, Principal.CONSOLE)
     appender = ChainAppender(
         store,
         kafka=kafka,

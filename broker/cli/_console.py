@@ -69,10 +69,11 @@ def serve(
         return
     import asyncio
 
+    from broker.cli._common import kafka_as
     from broker.cli._logging import configure_logging
     from broker.console import ConsoleRun, load_console_policy, run_console
     from broker.governance import open_store
-    from broker.kafka import KafkaClients
+    from broker.principals import Principal
 
     settings = load_settings()
     cfg = settings.console.model_dump()
@@ -91,7 +92,7 @@ def serve(
     try:
         asyncio.run(
             run_console(
-                settings, store, KafkaClients(settings.kafka), policy=policy, index=index,
+                settings, store, kafka_as(settings, Principal.CONSOLE), policy=policy, index=index,
                 started=started,
                 reopen=lambda: open_store(url, home=settings.home),
             )

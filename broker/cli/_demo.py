@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         """Run the whole broker on the embedded default: agencies, hubs and the IG console."""
         from broker.cli._demo_run import run_demo
         from broker.cli._logging import configure_logging
-        from broker.config import KafkaSettings, load_settings
+        from broker.config import KafkaSecurity, load_settings
         from broker.devkafka import EmbeddedKafka
 
         settings = load_settings()
@@ -46,18 +46,21 @@ def register(app: typer.Typer) -> None:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         node = EmbeddedKafka(settings.home / "kafka-data", home=settings.home)
         st = node.start()
+        secured = st.security is KafkaSecurity.SASL_SSL
         typer.echo(
-            f"kafka running (pid {st.pid}) at {st.bootstrap}; stop it with 'accord kafka down'"
+            f"kafka running (pid {st.pid}) at {st.bootstrap}, "
+            f"{'TLS + SCRAM logins + ACLs' if secured else 'PLAINTEXT (insecure)'}; "
+            "stop it with 'accord kafka down'"
         )
         console = settings.console.model_copy(update={"port": console_port})
-        settings = settings.model_copy(
+        kafka = settings.kafka.model_copy(
             update={
-                "kafka": KafkaSettings(
-                    bootstrap=st.bootstrap, partitions=settings.kafka.partitions
-                ),
-                "console": console,
+                "bootstrap": st.bootstrap,
+                "security_protocol": st.security,
+                "credentials_dir": st.clients_dir,
             }
         )
+        settings = settings.model_copy(update={"kafka": kafka, "console": console})
         # Ctrl-C may arrive as KeyboardInterrupt or, once the console's server has passed it
         # on, as the worker's own stop: either way the demo ends here, Kafka stays up.
         with contextlib.suppress(KeyboardInterrupt):

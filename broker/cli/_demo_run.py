@@ -19,10 +19,12 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from broker.config import Settings
-from broker.kafka import KafkaClients
+from broker.kafka import KafkaClients, client_settings
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.pipeline import Worker, WorkerOptions, serve
 from broker.policy import Policy, load_bundle
+from broker.principals import Principal
+from broker.provision import provision
 from broker.sdk import Delivery, Publisher, Subscriber
 from broker.synthetic import SyntheticFamilies
 
@@ -90,7 +92,7 @@ def _event(
 
 
 async def _agencies(
-    kafka: KafkaClients,
+    kafka: Callable[[str], KafkaClients],
     keys: FileKeyStore,
     policy: Policy,
     *,
@@ -103,13 +105,13 @@ async def _agencies(
     fam = SyntheticFamilies(seed=seed, today=datetime.now(UTC).date())
     routes = _routes(policy)
     urns = _school_urns(policy)
-    publishers = {s: Publisher(s, keys, kafka) for s in routes}
+    publishers = {s: Publisher(s, keys, kafka(s)) for s in routes}
     for pub in publishers.values():
         await pub.start()
     coord = next(
         p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"
     )
-    consent_pub = Publisher(coord, keys, kafka)
+    consent_pub = Publisher(coord, keys, kafka(coord))
     await consent_pub.start()
     sent = 0
     try:
@@ -146,7 +148,7 @@ async def _recipient(
     stop: asyncio.Event,
     say: Callable[[str], None],
 ) -> None:
-    async with Subscriber(party, keys, kafka, group=f"demo-{party}") as sub:
+    async with Subscriber(party, keys, kafka, group=f"{party}.demo") as sub:
         while not stop.is_set():
             for record in await sub.poll(1.0):
                 m = record.message
@@ -204,12 +206,24 @@ async def run_demo(
         keys.ensure_party(party)
     for principal, purposes in SPECIAL_PRINCIPALS.items():
         keys.ensure_party(principal, purposes=purposes)
-    kafka = KafkaClients(settings.kafka)
+
+    def kafka(principal: str) -> KafkaClients:
+        return KafkaClients(client_settings(settings, principal))
+
+    # As the admin, once: topics, a login per party and service, and the ACLs the bundle
+    # gives; then every part of the demo logs in as itself, as separate organisations would.
+    plan = provision(
+        policy,
+        client_settings(settings, Principal.ADMIN),
+        clients_dir=settings.kafka_credentials_dir,
+    )
+    if plan:
+        typer.echo(f"kafka provisioned for the bundle: {len(plan.rows())} changes")
     stop = asyncio.Event()
     worker = Worker(
         settings,
         WorkerOptions(policies=settings.policies, instance="demo", checkpoint_every=50),
-        kafka=kafka,
+        kafka=kafka(Principal.WORKER),
         registry=CollectorRegistry(),
     )
     worker_task = asyncio.create_task(serve(worker, metrics_port=metrics_port))
@@ -220,14 +234,14 @@ async def run_demo(
         worker_task.result()  # the worker could not start: its error, one line, from the CLI
     say = typer.echo
     say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
-    tasks = [asyncio.create_task(_console(settings, kafka, policy, stop, say))]
+    tasks = [asyncio.create_task(_console(settings, kafka(Principal.CONSOLE), policy, stop, say))]
     hubs = [p for p, party in policy.bundle.parties.items() if party.kind == "hub"][:2]
     coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
         :1
     ]
     tasks += [asyncio.create_task(_agencies(kafka, keys, policy, rate=rate, stop=stop, say=say))]
     tasks += [
-        asyncio.create_task(_recipient(kafka, keys, p, stop=stop, say=say)) for p in coord + hubs
+        asyncio.create_task(_recipient(kafka(p), keys, p, stop=stop, say=say)) for p in coord + hubs
     ]
     say(f"agencies publishing ~{rate:g} events/s; printing what {', '.join(coord + hubs)} receive")
     try:

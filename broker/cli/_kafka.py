@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from broker.config import load_settings
+from broker.errors import UsageError
 
 if TYPE_CHECKING:
     from broker.devkafka import BrokerStatus, EmbeddedKafka
@@ -13,17 +14,45 @@ if TYPE_CHECKING:
 # Module level: typer resolves these string annotations in the module's globals.
 Port = Annotated[int | None, typer.Option(help="Client port on 127.0.0.1 (default 9092).")]
 Data = Annotated[Path | None, typer.Option(help="Data directory (default <home>/kafka-data).")]
+Policies = Annotated[Path | None, typer.Option(help="Policy bundle (default: policies/).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
+Rotate = Annotated[
+    list[str] | None,
+    typer.Option(help="Give this principal a new password (and client files); repeatable."),
+]
+Out = Annotated[
+    Path | None, typer.Option(help="Where new client files go (default: the credentials dir).")
+]
+Plaintext = Annotated[
+    bool,
+    typer.Option(
+        "--insecure-plaintext",
+        help="A NEW data folder without TLS, logins or ACLs: local experiments only.",
+    ),
+]
 
 
-def _node(port: int | None, data: Path | None) -> EmbeddedKafka:
+def _node(port: int | None, data: Path | None, *, plaintext: bool = False) -> EmbeddedKafka:
+    from broker.config import KafkaSecurity
     from broker.devkafka import EmbeddedKafka
 
     settings = load_settings()
-    return EmbeddedKafka(data or settings.home / "kafka-data", home=settings.home, port=port)
+    return EmbeddedKafka(
+        data or settings.home / "kafka-data",
+        home=settings.home,
+        port=port,
+        security=KafkaSecurity.PLAINTEXT if plaintext else None,
+    )
 
 
 def _describe(st: BrokerStatus) -> str:
-    return f"kafka running (pid {st.pid}) at {st.bootstrap}; data in {st.data_dir}"
+    from broker.config import KafkaSecurity
+
+    if st.security is KafkaSecurity.PLAINTEXT:
+        how = "PLAINTEXT: no TLS, no logins, no ACLs"
+    else:
+        how = f"TLS + SCRAM-SHA-512, ACLs on; client files in {st.clients_dir}"
+    return f"kafka running (pid {st.pid}) at {st.bootstrap} ({how}); data in {st.data_dir}"
 
 
 def register(app: typer.Typer) -> None:
@@ -33,9 +62,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(kafka, name="kafka")
 
     @kafka.command("up")
-    def up(port: Port = None, data: Data = None) -> None:
-        """Fetch Kafka if needed, start it, and wait until it answers."""
-        typer.echo(_describe(_node(port, data).start()))
+    def up(port: Port = None, data: Data = None, insecure_plaintext: Plaintext = False) -> None:
+        """Fetch Kafka if needed, start it (TLS, SCRAM logins, ACLs), wait until it answers."""
+        if insecure_plaintext:
+            typer.echo(
+                "WARNING: Kafka without TLS, logins or ACLs: anyone who can reach the port can "
+                "read and write every topic. Synthetic data only; never a deployment.",
+                err=True,
+            )
+        typer.echo(_describe(_node(port, data, plaintext=insecure_plaintext).start()))
 
     @kafka.command("down")
     def down(data: Data = None) -> None:
@@ -50,3 +85,51 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"kafka not running; data in {st.data_dir}")
             raise typer.Exit(3)
         typer.echo(_describe(st))
+
+    @kafka.command("provision")
+    def provision(
+        policies: Policies = None,
+        dry_run: DryRun = False,
+        rotate: Rotate = None,
+        out: Out = None,
+    ) -> None:
+        """Make the topics, logins and ACLs a bundle needs, and remove what it no longer gives."""
+        _provision(policies, dry_run=dry_run, rotate=rotate or [], out=out)
+
+
+def _provision(
+    policies: Path | None, *, dry_run: bool, rotate: list[str], out: Path | None
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from broker.kafka import client_settings
+    from broker.policy import load_bundle
+    from broker.principals import Principal
+    from broker.provision import provision
+
+    settings = load_settings()
+    policy = load_bundle(policies or settings.policies)
+    unknown = sorted(set(rotate) - set(policy.bundle.parties) - {str(p) for p in Principal})
+    if unknown:
+        raise UsageError(f"--rotate: {unknown[0]} is no principal of this bundle")
+    clients_dir = out or settings.kafka_credentials_dir
+    plan = provision(
+        policy,
+        client_settings(settings, Principal.ADMIN),
+        clients_dir=clients_dir,
+        dry_run=dry_run,
+        rotate=frozenset(rotate),
+    )
+    rows = plan.rows()
+    if rows:
+        table = Table("action", "what", "principal", "resource", "operation", box=None)
+        for row in rows:
+            table.add_row(*row)
+        Console(width=120).print(table)
+    if dry_run:
+        typer.echo(f"{len(rows)} change(s) planned; --dry-run: nothing changed")
+    elif rows:
+        typer.echo(f"{len(rows)} change(s) made; new logins' client files are in {clients_dir}")
+    else:
+        typer.echo("nothing to change: the cluster already gives exactly this bundle's access")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from broker.cli._common import keystore
+from broker.cli._common import kafka_as, keystore
 from broker.config import Settings, load_settings
 from broker.errors import UsageError
 
@@ -37,7 +37,7 @@ async def _publish(settings: Settings, party: str, file: Path) -> int:
     err = Console(stderr=True)
     sent = 0
     problems: list[RowProblem] = []
-    async with Publisher(party, keystore(settings), settings.kafka) as pub:
+    async with Publisher(party, keystore(settings), kafka_as(settings, party)) as pub:
         rows = list(read_export(file, pub.validate))
         good = [r for r in rows if isinstance(r, GoodRow)]
         problems = [r for r in rows if isinstance(r, RowProblem)]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from broker.cli._common import keystore
+from broker.cli._common import kafka_as, keystore
 from broker.config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 As = Annotated[str, typer.Option("--as", help="The party you receive as.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
-Group = Annotated[str | None, typer.Option(help="Consumer group (default accord-tail-<party>).")]
+Group = Annotated[str | None, typer.Option(help="Consumer group, PARTY.NAME (default PARTY.tail).")]
 MaxRecords = Annotated[int | None, typer.Option("--max", help="Stop after N records.")]
 Idle = Annotated[float | None, typer.Option(help="Stop after this many seconds with nothing new.")]
 
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
             _tail(
                 settings,
                 party,
-                group=group or f"accord-tail-{party}",
+                group=group or f"{party}.tail",
                 as_json=json_out,
                 max_records=max_records,
                 idle=idle,
@@ -58,7 +58,7 @@ async def _tail(
 
     seen = 0
     quiet = 0.0
-    async with Subscriber(party, keystore(settings), settings.kafka, group) as sub:
+    async with Subscriber(party, keystore(settings), kafka_as(settings, party), group) as sub:
         while max_records is None or seen < max_records:
             batch = await sub.poll(1.0)
             quiet = 0.0 if batch else quiet + 1.0

@@ -32,9 +32,10 @@ def register(app: typer.Typer) -> None:
         """Run the sharing pipeline: open, validate, decide, redact, seal, deliver, audit."""
         from prometheus_client import CollectorRegistry
 
+        from broker.cli._common import kafka_as
         from broker.cli._logging import configure_logging
-        from broker.kafka import KafkaClients
         from broker.pipeline import Worker, WorkerOptions, serve
+        from broker.principals import Principal
 
         settings = load_settings()
         configure_logging()
@@ -44,6 +45,9 @@ def register(app: typer.Typer) -> None:
             checkpoint_every=checkpoint_every,
         )
         w = Worker(
-            settings, options, kafka=KafkaClients(settings.kafka), registry=CollectorRegistry()
+            settings,
+            options,
+            kafka=kafka_as(settings, Principal.WORKER),
+            registry=CollectorRegistry(),
         )
         asyncio.run(serve(w, metrics_port=metrics_port))

@@ -1,9 +1,10 @@
 """Cryptographic primitives: the one place Accord touches ``cryptography.hazmat``.
 
 Small wrappers carrying raw bytes in and out (AES-256-GCM, Ed25519, HPKE with the hybrid
-ML-KEM-768 + X25519 KEM, scrypt), each translating the library's exceptions into
-``broker.errors`` types. The envelope (sealed records) and the keystore (key generation,
-key wrapping) build on these; nothing else imports ``cryptography``.
+ML-KEM-768 + X25519 KEM, scrypt, the embedded Kafka's TLS certificates), each translating
+the library's exceptions into ``broker.errors`` types. The envelope (sealed records), the
+keystore (key generation, key wrapping) and the embedded Kafka build on these; nothing else
+imports ``cryptography``.
 """
 
 from broker.crypto._primitives import (
@@ -23,6 +24,9 @@ from broker.crypto._primitives import (
     hpke_seal,
     random_bytes,
     scrypt_kek,
+    tls_ca,
+    tls_leaf,
+    tls_not_after,
 )
 
 __all__ = [
@@ -42,4 +46,7 @@ __all__ = [
     "hpke_seal",
     "random_bytes",
     "scrypt_kek",
+    "tls_ca",
+    "tls_leaf",
+    "tls_not_after",
 ]

@@ -8,15 +8,19 @@ the byte layouts are specified in ``schemas/envelope.md``.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import hashlib
+import ipaddress
 import os
 from typing import Final
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hpke
-from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
+from cryptography.hazmat.primitives import hashes, hpke, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker.errors import KeyStoreError, MalformedEnvelope, TamperedEnvelope
 
@@ -37,6 +41,9 @@ __all__ = [
     "hpke_seal",
     "random_bytes",
     "scrypt_kek",
+    "tls_ca",
+    "tls_leaf",
+    "tls_not_after",
 ]
 
 AEAD_KEY_LEN: Final = 32
@@ -249,3 +256,100 @@ def hpke_open(private: KemPrivateKey, sealed: bytes, info: bytes) -> bytes:
 def scrypt_kek(passphrase: bytes, salt: bytes, *, n: int, r: int, p: int) -> bytes:
     """A 32-byte key-encryption key from a passphrase (scrypt, RFC 7914)."""
     return hashlib.scrypt(passphrase, salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32)
+
+
+# -- TLS certificates (the embedded Kafka's local CA and broker certificate) ------------------
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    # Unencrypted PKCS#8: the JVM cannot read PBES2-encrypted keys, so the key's protection is
+    # its file's mode (0600), as for every private key Accord keeps.
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+_CA_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+_SERVER_AND_CLIENT = x509.ExtendedKeyUsage(
+    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+)
+
+
+def tls_ca(common_name: str, *, days: int) -> tuple[bytes, bytes]:
+    """A self-signed CA (ECDSA P-256) that may sign leaf certificates only: (cert, key) PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+
+def tls_leaf(
+    ca_cert: bytes, ca_key: bytes, common_name: str, *, hosts: list[str], days: int
+) -> tuple[bytes, bytes]:
+    """A certificate for ``hosts`` signed by the CA, good for TLS servers and clients:
+    (cert followed by the CA's, key) PEM."""
+    issuer = x509.load_pem_x509_certificate(ca_cert)
+    signer = serialization.load_pem_private_key(ca_key, password=None)
+    if not isinstance(signer, ec.EllipticCurvePrivateKey):
+        raise KeyStoreError("the TLS CA key is not an ECDSA key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
+        )
+        .sign(signer, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM) + ca_cert, _pem_key(key)
+
+
+def tls_not_after(cert: bytes) -> dt.datetime:
+    """When the (first) certificate in ``cert`` expires."""
+    return x509.load_pem_x509_certificate(cert).not_valid_after_utc

@@ -14,7 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
+from broker.config import KafkaSecurity, KafkaSettings
 from broker.devkafka._fetch import ensure_kafka_jars
+from broker.devkafka._security import ADMIN, NodeSecurity
 from broker.errors import DevKafkaError
 
 _LOG4J = """\
@@ -85,6 +87,8 @@ class BrokerStatus:
     bootstrap: str
     data_dir: Path
     log: Path
+    security: KafkaSecurity
+    clients_dir: Path
 
 
 class EmbeddedKafka:
@@ -102,6 +106,7 @@ class EmbeddedKafka:
         port: int | None = None,
         controller_port: int | None = None,
         heap: str = "768m",
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.home = home
@@ -109,6 +114,18 @@ class EmbeddedKafka:
         self.port = port or saved.get("port") or 9092
         self.controller_port = controller_port or saved.get("controller_port") or self.port + 1
         self.heap = heap
+        # None: as the data folder was made (TLS + SCRAM for a new one).
+        self.security = NodeSecurity(data_dir, security)
+
+    def client_settings(self, principal: str = ADMIN) -> KafkaSettings:
+        """How ``principal`` reaches this node (``admin`` by default, the super user)."""
+        return self.security.client_settings(principal, self.bootstrap)
+
+    def _status(self, pid: int | None) -> BrokerStatus:
+        return BrokerStatus(
+            pid is not None, pid, self.bootstrap, self.data_dir, self.log_path,
+            self.security.mode, self.security.clients_dir,
+        )  # fmt: skip
 
     # --- files --------------------------------------------------------------------------
     @property
@@ -139,17 +156,13 @@ class EmbeddedKafka:
         (self.data_dir / "ports").write_text(
             f"port={self.port}\ncontroller_port={self.controller_port}\n", encoding="ascii"
         )
+        self.security.prepare(self.bootstrap)
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **self.security.server_properties(self.port, self.controller_port),
             "log.dirs": str(self._logs_dir),
             # One node: every internal topic has exactly one replica.
             "offsets.topic.replication.factor": "1",
@@ -166,7 +179,11 @@ class EmbeddedKafka:
             "auto.create.topics.enable": "false",
         }
         path = self.data_dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
+        # 0600: with security on, it holds the broker's private key and the admin's password.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("".join(f"{k}={v}\n" for k, v in props.items()))
+        path.chmod(0o600)
         (self.data_dir / "log4j2.properties").write_text(
             _LOG4J.format(log=self.log_path), encoding="utf-8"
         )
@@ -183,8 +200,7 @@ class EmbeddedKafka:
         return pid if _pid_alive(pid) else None
 
     def status(self) -> BrokerStatus:
-        pid = self._running_pid()
-        return BrokerStatus(pid is not None, pid, self.bootstrap, self.data_dir, self.log_path)
+        return self._status(self._running_pid())
 
     def _java(self) -> str:
         java = shutil.which("java")
@@ -203,7 +219,7 @@ class EmbeddedKafka:
             cid_file.write_text(new_cluster_id(), encoding="ascii")
         cluster_id = cid_file.read_text(encoding="ascii").strip()
         cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id]
-        cmd += ["-c", str(config), "--ignore-formatted"]
+        cmd += ["-c", str(config), "--ignore-formatted", *self.security.format_args()]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603  # fixed argv
         if result.returncode != 0:
             last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
@@ -212,7 +228,7 @@ class EmbeddedKafka:
     def start(self, *, timeout: float = 90.0) -> BrokerStatus:
         """Start the node if it is not running and wait until it answers a metadata request."""
         if (pid := self._running_pid()) is not None:
-            return BrokerStatus(True, pid, self.bootstrap, self.data_dir, self.log_path)
+            return self._status(pid)
         for port in (self.port, self.controller_port):
             if _port_in_use(port):
                 raise DevKafkaError(
@@ -251,8 +267,8 @@ class EmbeddedKafka:
                 self._pid_file.unlink(missing_ok=True)
                 code = proc.returncode
                 raise DevKafkaError(f"Kafka exited ({code}) while starting; see {self.log_path}")
-            if _answers_metadata(self.bootstrap):
-                return BrokerStatus(True, proc.pid, self.bootstrap, self.data_dir, self.log_path)
+            if _answers_metadata(self.client_settings()):
+                return self._status(proc.pid)
             time.sleep(0.5)
         self._kill(proc.pid)
         raise DevKafkaError(f"Kafka did not come up within {timeout:.0f}s; see {self.log_path}")
@@ -286,12 +302,11 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _answers_metadata(bootstrap: str) -> bool:
+def _answers_metadata(settings: KafkaSettings) -> bool:
     """True when the broker answers a metadata request (not merely accepts connections)."""
-    from broker.config import KafkaSettings  # noqa: PLC0415  # keep CLI start-up light
-    from broker.kafka import KafkaClients  # noqa: PLC0415
+    from broker.kafka import KafkaClients  # noqa: PLC0415  # aiokafka loads only to probe
 
-    probe = KafkaClients(KafkaSettings(bootstrap=bootstrap)).reachable()
+    probe = KafkaClients(settings).reachable()
     try:
         asyncio.get_running_loop()
     except RuntimeError:

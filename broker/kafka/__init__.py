@@ -2,13 +2,29 @@
 
 Every client is built by :class:`KafkaClients` from ``KafkaSettings``, so connection and
 security settings live in one place; every process that talks to Kafka receives one (unit
-tests hand in fakes with the same methods). Kafka's exceptions are translated here, by
+tests hand in fakes with the same methods). Logins and ACLs are read and changed here too
+(:func:`read_access`, :func:`change_access`). Kafka's exceptions are translated here, by
 :func:`translated`, into ``broker.errors.TransportError`` (``Fenced`` when a newer producer
 took over a transactional id). The Protocols name exactly what Accord uses of a client.
 """
 
+from broker.kafka._access import (
+    ClusterAccess,
+    Grant,
+    Operation,
+    ResourceKind,
+    can_log_in,
+    change_access,
+    read_access,
+)
 from broker.kafka._admin import TopicSpec, accord_topics, ensure_topics
 from broker.kafka._clients import KafkaClients, partition_for
+from broker.kafka._credentials import (
+    MECHANISM,
+    client_settings,
+    read_client_file,
+    write_client_files,
+)
 from broker.kafka._errors import abort_quietly, quiet_leftovers, stop_quietly, translated
 from broker.kafka._protocols import (
     Admin,
@@ -21,20 +37,31 @@ from broker.kafka._protocols import (
 )
 
 __all__ = [
+    "MECHANISM",
     "Admin",
     "Batch",
+    "ClusterAccess",
     "Consumer",
+    "Grant",
     "KafkaClients",
     "Message",
+    "Operation",
     "Producer",
     "RebalanceListener",
+    "ResourceKind",
     "TopicPartition",
     "TopicSpec",
     "abort_quietly",
     "accord_topics",
+    "can_log_in",
+    "change_access",
+    "client_settings",
     "ensure_topics",
     "partition_for",
     "quiet_leftovers",
+    "read_access",
+    "read_client_file",
     "stop_quietly",
     "translated",
+    "write_client_files",
 ]

@@ -15,9 +15,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
-from broker.config import KafkaSettings
+from broker.config import KafkaSecurity, KafkaSettings
+from broker.errors import ConfigError
+from broker.kafka._credentials import MECHANISM
 from broker.kafka._protocols import Admin, Consumer, Producer, RebalanceListener
 
 __all__ = ["KafkaClients", "partition_for"]
@@ -48,13 +51,48 @@ class KafkaClients:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
+        self._security: dict[str, Any] | None = None
 
     @property
     def bootstrap(self) -> str:
         return self.settings.bootstrap
 
+    @property
+    def principal(self) -> str | None:
+        """Who these clients log in as (None over PLAINTEXT: nobody)."""
+        if self.settings.security_protocol is KafkaSecurity.PLAINTEXT:
+            return None
+        return self.settings.username
+
     def _common(self, client_id: str) -> dict[str, Any]:
-        return {"bootstrap_servers": self.settings.bootstrap, "client_id": client_id}
+        return {
+            "bootstrap_servers": self.settings.bootstrap,
+            "client_id": client_id,
+            **self._secured(),
+        }
+
+    def _secured(self) -> dict[str, Any]:
+        """TLS and the principal's SCRAM login, for every client; built once."""
+        if self._security is None:
+            s = self.settings
+            if s.security_protocol is KafkaSecurity.PLAINTEXT:
+                self._security = {"security_protocol": "PLAINTEXT"}
+            else:
+                if s.username is None or s.password is None:
+                    raise ConfigError(
+                        "no Kafka login for this principal: set ACCORD_KAFKA__USERNAME and "
+                        "ACCORD_KAFKA__PASSWORD, or give it a client file with "
+                        "'accord kafka provision'"
+                    )
+                cafile = str(s.ca_file) if s.ca_file is not None else None
+                self._security = {
+                    "security_protocol": "SASL_SSL",
+                    "sasl_mechanism": MECHANISM,
+                    "sasl_plain_username": s.username,
+                    "sasl_plain_password": s.password.get_secret_value(),
+                    "ssl_context": create_ssl_context(cafile=cafile),
+                }
+        return self._security
 
     def producer(self, client_id: str, *, linger_ms: int = 5, **tuning: Any) -> Producer:
         """An idempotent producer: acks=all, so a retried send is written exactly once, and
@@ -93,16 +131,15 @@ class KafkaClients:
         visible when a transaction commits, so it asks often (``fetch_max_wait_ms``) rather
         than waiting out a long poll.
         """
-        return AIOKafkaConsumer(  # type: ignore[no-any-return]
-            *topics,
-            group_id=group,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=fetch_max_wait_ms,
-            **tuning,
-            **self._common(client_id),
-        )
+        options: dict[str, Any] = {
+            "group_id": group,
+            "isolation_level": "read_committed",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "fetch_max_wait_ms": fetch_max_wait_ms,
+        }
+        options.update(tuning)  # a test may read uncommitted records, to see aborted ones
+        return AIOKafkaConsumer(*topics, **options, **self._common(client_id))  # type: ignore[no-any-return]
 
     def admin(self, client_id: str = "accord-admin") -> Admin:
         return AIOKafkaAdminClient(**self._common(client_id))  # type: ignore[no-any-return]

@@ -49,6 +49,6 @@ transaction, so each input is processed exactly once. Nothing personal is logged
 or audited.
 """
 
-from broker.pipeline._worker import Worker, WorkerOptions, prepare_topics, serve
+from broker.pipeline._worker import Worker, WorkerOptions, check_topics, serve
 
-__all__ = ["Worker", "WorkerOptions", "prepare_topics", "serve"]
+__all__ = ["Worker", "WorkerOptions", "check_topics", "serve"]

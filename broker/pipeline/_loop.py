@@ -34,12 +34,13 @@ from broker.kafka import (
 )
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._processor import Processor
+from broker.provision import WORKER_GROUP
 from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX
 
 log = structlog.get_logger("accord.worker")
 
 INPUT_PATTERN = rf"^({re.escape(INGRESS_PREFIX)}.+|{re.escape(CONSENT)}|{re.escape(ACCESS)})$"
-GROUP = "accord-worker"
+GROUP = WORKER_GROUP  # the group provisioning grants the worker
 # How often the group's offsets are brought up to what transactions committed (for tools).
 REPORT_EVERY_S = 5.0
 

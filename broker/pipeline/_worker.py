@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from broker.audit import GENESIS, ChainWriter
 from broker.config import Settings
-from broker.errors import BundleInvalid
-from broker.kafka import KafkaClients, accord_topics, ensure_topics, quiet_leftovers
+from broker.errors import BundleInvalid, ConfigError
+from broker.kafka import KafkaClients, quiet_leftovers, translated
 from broker.keys import FileKeyStore, load_linkage_key
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._loop import TransactionalLoop
@@ -25,6 +25,7 @@ from broker.pipeline._processor import Processor, build_processor
 from broker.pipeline._restore import restore_state
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
+from broker.provision import WORKER_TRANSACTIONAL_ID, desired_access
 
 log = structlog.get_logger("accord.worker")
 
@@ -43,21 +44,33 @@ class WorkerOptions:
     max_batch: int = 100
 
 
-async def prepare_topics(kafka: KafkaClients, policy: Policy) -> list[str]:
-    """Create every topic the bundle's parties need (idempotent)."""
-    parties = policy.bundle.parties
-    senders = {p for p, party in parties.items() if party.kind == "agency"}
-    senders |= {s for a in policy.bundle.agreements for c in a.clauses for s in c.from_}
-    agencies = sorted(senders & set(parties))
-    recipients = sorted(p for p, party in parties.items() if party.kind != "agency")
-    return await ensure_topics(kafka, accord_topics(agencies, recipients, kafka.settings))
+async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
+    """Refuse to start unless every topic the bundle needs exists.
+
+    The worker never makes topics: only the admin may create topics (and ACLs say so), with
+    ``accord kafka provision``, which a new agency's onboarding runs anyway.
+    """
+    needed = [t.name for t in desired_access(policy, kafka.settings, logins=False).topics]
+    admin = kafka.admin("accord-worker-check")
+    try:
+        async with translated(f"listing topics on {kafka.bootstrap}"):
+            await admin.start()
+            have = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    if missing := [name for name in needed if name not in have]:
+        raise ConfigError(
+            f"{len(missing)} topic(s) the bundle needs do not exist or are not this worker's "
+            f"(first: {missing[0]}); run 'accord kafka provision --policies DIR' as the admin"
+        )
 
 
-# One transactional id for every worker of a cluster: the worker keeps the whole consent
-# table, replay ids and chain heads in memory, so two live workers would each miss what the
-# other commits (a consent withdrawal, say). Starting a worker fences any other; the fenced
-# one stops at its next commit. The instance name only names the audit chain and the client.
-TRANSACTIONAL_ID = "accord-worker"
+# One transactional id for every worker of a cluster (the one provisioning grants): the
+# worker keeps the whole consent table, replay ids and chain heads in memory, so two live
+# workers would each miss what the other commits (a consent withdrawal, say). Starting a
+# worker fences any other; the fenced one stops at its next commit. The instance name only
+# names the audit chain and the client.
+TRANSACTIONAL_ID = WORKER_TRANSACTIONAL_ID
 
 
 class Worker:
@@ -85,7 +98,7 @@ class Worker:
         settings, opts = self.settings, self.options
         policy = load_bundle(opts.policies)  # BundleInvalid: refuse to start on a bad bundle
         keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
-        await prepare_topics(self.kafka, policy)
+        await check_topics(self.kafka, policy)
         self.loop = loop = TransactionalLoop(
             self.kafka,
             transactional_id=TRANSACTIONAL_ID,

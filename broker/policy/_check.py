@@ -75,6 +75,20 @@ class _Checker:
                 clause_ids.add(clause.id)
                 self.clause(src, i, j, clause)
         self.restrictions()
+        self.consent_authorities()
+
+    def consent_authorities(self) -> None:
+        src: Source = ("consent_authorities",)
+        for pid, rights in (self.bundle.consent_authorities or {}).items():
+            loc: tuple[int | str, ...] = ("consent_authorities", pid)
+            if pid not in self.bundle.parties and pid not in self.known_parties:
+                self.add(src, loc, f"unknown party {pid!r}")
+            for k, entry in enumerate(rights.recipients):
+                kind = entry.removeprefix("kind:")
+                if entry == "*" or (entry.startswith("kind:") and kind in PARTY_KINDS):
+                    continue
+                if entry not in self.bundle.parties and entry not in self.known_parties:
+                    self.add(src, (*loc, "recipients", k), f"unknown party or kind {entry!r}")
 
     def parties(self) -> None:
         src: Source = ("parties",)

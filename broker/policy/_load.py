@@ -1,4 +1,5 @@
-"""Reading a bundle folder: ``parties.yaml``, ``agreements/*.yaml``, optional ``restrictions.yaml``.
+"""Reading a bundle folder: ``parties.yaml``, ``agreements/*.yaml``, optional
+``restrictions.yaml`` and ``consent-authorities.yaml``.
 
 Every file is read and checked before anything is reported, so a user fixing a bundle sees
 all of its problems at once (``BundleInvalid.problems``), each as ``file:line: path: what``.
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from broker.errors import BundleInvalid
 from broker.policy._check import Conditions, Source, check_bundle
-from broker.policy._model import Agreement, Bundle, Party, Restriction
+from broker.policy._model import Agreement, Bundle, ConsentAuthority, Party, Restriction
 from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
 
 __all__ = ["read_bundle"]
@@ -138,6 +139,31 @@ def _restrictions(root: Path, problems: list[str]) -> tuple[list[Restriction], L
     return out, doc
 
 
+def _authorities(
+    root: Path, problems: list[str]
+) -> tuple[dict[str, ConsentAuthority] | None, Located | None]:
+    path = root / "consent-authorities.yaml"
+    if not path.is_file():
+        return None, None
+    doc = _read(path, root, problems)
+    if doc is None:
+        return {}, None
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("consent_authorities"), dict):
+        problems.append(f"{doc.where(())}: expected 'consent_authorities:' of party id → rights")
+        return {}, doc
+    for key in data:
+        if key != "consent_authorities":
+            problems.append(f"{doc.where((key,))}: unknown key")
+    out: dict[str, ConsentAuthority] = {}
+    for pid, body in data["consent_authorities"].items():
+        loc = ("consent_authorities", pid)
+        item = _model(ConsentAuthority, body, doc, loc, problems)
+        if item is not None:
+            out[str(pid)] = item
+    return out, doc
+
+
 def read_bundle(root: Path) -> tuple[Bundle, Conditions]:
     """Load and check the bundle in ``root``; ``BundleInvalid`` lists every problem."""
     if not root.is_dir():
@@ -146,14 +172,17 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions]:
     parties, parties_doc = _parties(root, problems)
     agreements = _agreements(root, problems)
     restrictions, restrictions_doc = _restrictions(root, problems)
+    authorities, authorities_doc = _authorities(root, problems)
     bundle = Bundle(
         parties=parties,
         agreements=tuple(a for a, _ in agreements),
         restrictions=tuple(restrictions),
+        consent_authorities=authorities,
     )
     docs: dict[Source, Located | None] = {
         ("parties",): parties_doc,
         ("restrictions",): restrictions_doc,
+        ("consent_authorities",): authorities_doc,
     }
     for i, (_, doc) in enumerate(agreements):
         docs[("agreement", i)] = doc

@@ -129,12 +129,31 @@ class Restriction(_Model):
     description: _Notes | None = None
 
 
+class ConsentAuthority(_Model):
+    """What a party may record consent for (``consent-authorities.yaml``): purposes and
+    recipients, ``"*"`` for any, ``kind:<kind>`` for every party of a kind."""
+
+    purposes: tuple[str, ...] = Field(min_length=1)
+    recipients: tuple[str, ...] = Field(min_length=1)
+
+
 class Bundle(_Model):
     """A whole policy bundle. ``version`` is a hash of its canonical form."""
 
     parties: dict[str, Party]
     agreements: tuple[Agreement, ...] = ()
     restrictions: tuple[Restriction, ...] = ()
+    # None without consent-authorities.yaml: then active co-ordinating teams may record any.
+    consent_authorities: dict[str, ConsentAuthority] | None = None
+
+    def consent_recorders(self) -> list[str]:
+        """Active parties whose consent records may count (docs/policy-language.md §5)."""
+        active = {p for p, party in self.parties.items() if party.status == "active"}
+        if self.consent_authorities is None:
+            named = {p for p, party in self.parties.items() if party.kind == "coordinating_team"}
+        else:
+            named = set(self.consent_authorities)
+        return sorted(named & active)
 
     def canonical(self) -> bytes:
         """Sorted-key JSON of the parsed bundle: formatting, comments, file order do not count."""

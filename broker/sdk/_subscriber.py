@@ -60,7 +60,8 @@ class SharedRecord:
 
 
 class Subscriber(AsyncClient):
-    """Consumes ``accord.deliver.<party>`` as consumer group ``group`` and opens each record.
+    """Consumes ``accord.deliver.<party>`` as consumer group ``group`` (``<party>.NAME``, the
+    groups a recipient's ACLs allow) and opens each record.
 
     Iterate with ``async for record in subscriber``. Records that cannot be opened are passed
     to ``on_unopenable`` (default: logged with partition, offset and reason) and kept in
@@ -86,6 +87,10 @@ class Subscriber(AsyncClient):
         self._opener = Opener(party, keystore)
         self._sealer = Sealer(party, keystore, envelope)
         self._kafka = kafka_clients(kafka)
+        if not group.startswith(f"{party}.") or len(group) == len(party) + 1:
+            # Provisioning lets a recipient use only its own groups: say so here, not as a
+            # group-authorization error from deep inside the consumer.
+            raise UsageError(f"consumer group {group!r}: a recipient's groups are {party}.NAME")
         self._group = group
         self._clock = clock
         self._on_unopenable = on_unopenable or self._log_unopenable

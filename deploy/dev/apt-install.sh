@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # apt-install.sh PACKAGE: install one of Debian's packages for the tests, as root or through
-# password-less sudo; otherwise say what to run and fail. Used by ensure-postgres.sh and
-# ensure-chromium.sh.
+# password-less sudo; otherwise say what to run and fail. Used by the ensure-*.sh scripts.
 set -euo pipefail
 package="$1"
 if [[ "$(id -u)" -eq 0 ]]; then

@@ -31,6 +31,7 @@ from broker.pipeline import Worker, WorkerOptions
 from broker.policy import Decision, Policy, Scenario, load_bundle, load_scenarios, redact
 from broker.sdk import Delivery, Publisher, Subscriber, WithdrawalNotice
 from tests.e2e.worker_proc import read_audit
+from tests.kafka_helpers import clients, provisioned
 
 PROJECT_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -106,11 +107,11 @@ class Harness:
             kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
             keystore=KeystoreSettings(path=keys.path),
         )
-        self.kafka = KafkaClients(settings.kafka)
+        provisioned(bootstrap, self.policy)  # each of them logs in as itself, below
         self.worker = Worker(
             settings,
             WorkerOptions(policies=policies, checkpoint_every=7),
-            kafka=self.kafka,
+            kafka=clients(bootstrap, "worker"),
             registry=CollectorRegistry(),
             clock=self.clock,
         )
@@ -119,6 +120,14 @@ class Harness:
         self.consents: list[Any] = []
         self.candidates = 0
         self.expected: dict[str, dict[str, dict[str, Any]]] = {}  # recipient → event → view
+
+    def _as(self, principal: str) -> KafkaClients:
+        """``principal``'s own login; the admin's for a suspended party, which holds no grant
+        (the test still checks that nothing reached it)."""
+        party = self.policy.bundle.parties.get(principal)
+        if party is not None and party.status == "suspended":
+            return clients(self.bootstrap)
+        return clients(self.bootstrap, principal)
 
     def clock(self) -> datetime:
         assert self.now is not None
@@ -155,7 +164,9 @@ class Harness:
         for consent in scenario.consents:
             if consent not in self.consents:
                 self.consents.append(consent)
-                async with Publisher(consent["recorded_by"], self.keys, self.kafka) as pub:
+                async with Publisher(
+                    consent["recorded_by"], self.keys, self._as(consent["recorded_by"])
+                ) as pub:
                     await pub.publish_consent(consent)
         await self.wait_for(self.count(AuditKind.CONSENT_RECORDED, len(self.consents)))
 
@@ -168,7 +179,7 @@ class Harness:
             if d.shares:
                 view = redact(parsed, d, pseudonym_key=pseudonym_key)
                 self.expected.setdefault(d.recipient, {})[event["event_id"]] = view
-        async with Publisher(event["sender"], self.keys, self.kafka) as pub:
+        async with Publisher(event["sender"], self.keys, self._as(event["sender"])) as pub:
             await pub.publish(event)
         await self.wait_for(self.count(AuditKind.DECIDED, self.candidates))
 
@@ -195,7 +206,9 @@ class Harness:
         until two quiet polls, which would show a duplicate or an extra record."""
         views: dict[str, Any] = {}
         notices: list[WithdrawalNotice] = []
-        async with Subscriber(recipient, self.keys, self.kafka, group=f"e2e-{recipient}") as sub:
+        async with Subscriber(
+            recipient, self.keys, self._as(recipient), group=f"{recipient}.e2e"
+        ) as sub:
             deadline = asyncio.get_running_loop().time() + 60
             quiet = 0
             while quiet < 2 and asyncio.get_running_loop().time() < deadline:

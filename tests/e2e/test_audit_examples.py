@@ -36,7 +36,7 @@ from tests.e2e.playback import (
     scenario_event_id,
 )
 from tests.e2e.worker_proc import read_audit
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, kafka_env
 
 pytestmark = pytest.mark.slow
 
@@ -115,8 +115,8 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         # Each recipient that received the child's records opens them through the SDK.
         opened: set[tuple[Any, ...]] = set()
         for recipient in sorted({r for _, r in child_shares}):
-            async with Subscriber(recipient, keys, clients(isolated_kafka.bootstrap),
-                                  group=f"audit-e2e-{recipient}") as sub:  # fmt: skip
+            async with Subscriber(recipient, keys, clients(isolated_kafka.bootstrap, recipient),
+                                  group=f"{recipient}.audit-e2e") as sub:  # fmt: skip
                 # Until it has opened everything shared with it (or 60 s): no fixed window.
                 mine = {(e, r) for e, r in child_shares if r == recipient}
                 deadline = asyncio.get_running_loop().time() + 60
@@ -142,7 +142,8 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     assert notices == [("sandwell-coord", (scenario_event_id(under_consent),))]
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
-    monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", isolated_kafka.bootstrap)
+    for name, value in kafka_env(isolated_kafka.bootstrap).items():  # as the indexer, console
+        monkeypatch.setenv(name, value)
     seeded = seeded_values(scenarios)
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
         code, out, err = await cli(["audit", "index", "--db", url], capsys)

@@ -37,13 +37,13 @@ async def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
     worker.start()
     restarts = 0
     try:
-        async with Publisher("wmp", keys, clients(bootstrap)) as pub:
+        async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
             await pub.publish_many(events[:200])
         # Stop at once: the worker is still working through those 200.
         await asyncio.to_thread(isolated_kafka.stop)
         await asyncio.sleep(2.0)
         await asyncio.to_thread(isolated_kafka.start)
-        async with Publisher("wmp", keys, clients(bootstrap)) as pub:
+        async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
             await pub.publish_many(events[200:])
         received: set[str | None] = set()
         for _ in range(240):

@@ -32,7 +32,7 @@ from broker.keys import FileKeyStore, load_linkage_key
 from broker.linkage import Linker
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
 from tests.e2e.playback import PROJECT_POLICIES, Harness, busiest_child, project_scenarios
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, kafka_env
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def console_env(tmp_path: Path, isolated_kafka: EmbeddedKafka) -> dict[str, str]
     return dict(
         os.environ,
         ACCORD_HOME=str(tmp_path),
-        ACCORD_KAFKA_BOOTSTRAP=isolated_kafka.bootstrap,
+        **kafka_env(isolated_kafka.bootstrap),  # the console logs in as itself
         ACCORD_AUDIT_DB=f"sqlite:///{tmp_path / 'audit.db'}",
     )
 

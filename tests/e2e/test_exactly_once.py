@@ -49,7 +49,7 @@ async def test_sigkilled_worker_delivers_every_event_exactly_once(
     worker.start(*args)
 
     async def publish() -> None:
-        async with Publisher("wmp", keys, clients(bootstrap)) as pub:
+        async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
             for event in events:
                 await pub.publish(event)
                 await asyncio.sleep(0.04)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from broker._canonical import canonical_json
@@ -26,13 +25,13 @@ from broker.audit import AuditKind, AuditRecord
 from broker.config import KafkaSettings, KeystoreSettings, Settings
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import InMemoryReplayGuard, Opener, Sealer
-from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.pipeline import Worker, WorkerOptions
 from broker.policy import load_bundle
 from broker.synthetic import SyntheticFamilies
 from broker.topics import AUDIT, QUARANTINE, SCHEMA_EVENT, ingress
-from tests.e2e.worker_proc import read_all
+from tests.e2e.worker_proc import keystore_for, read_all
+from tests.kafka_helpers import clients, provisioned
 
 pytestmark = pytest.mark.slow
 
@@ -126,17 +125,16 @@ async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still
     assert sum(KINDS.values()) == 1000
     bootstrap = isolated_kafka.bootstrap
     policy = load_bundle(POLICIES)
-    keys = FileKeyStore(tmp_path / "keys", create=True)
-    for party in [*policy.bundle.parties, "worker", "audit", "governance"]:
-        keys.ensure_party(party)
+    keys = keystore_for(policy, tmp_path / "keys")
+    provisioned(bootstrap, policy)
     rogue = FileKeyStore(tmp_path / "rogue", create=True)
     rogue.ensure_party("wmp")
     rogue.ensure_party("worker")
 
     settings = Settings(home=tmp_path, kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
                         keystore=KeystoreSettings(path=keys.path))  # fmt: skip
-    worker = Worker(settings, WorkerOptions(policies=POLICIES), kafka=KafkaClients(settings.kafka),
-                    registry=CollectorRegistry())  # fmt: skip
+    worker = Worker(settings, WorkerOptions(policies=POLICIES),
+                    kafka=clients(bootstrap, "worker"), registry=CollectorRegistry())  # fmt: skip
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     await asyncio.wait_for(worker.started.wait(), 60)
@@ -149,7 +147,8 @@ async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still
         records += forge.hostile(kind)
         if i % 10 == 0:
             records.append(forge.good())
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2_000_000)
+    # As the admin: an outsider who got write access anywhere, and oversized records.
+    producer = clients(bootstrap).producer("test-hostile", max_request_size=2_000_000)
     await producer.start()
     try:
         for topic, value, headers in records:

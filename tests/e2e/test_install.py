@@ -32,12 +32,12 @@ from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_SHARED, deliver, ingress
 from tests.conftest import _accord_home
 from tests.e2e.installs import REPO, build_wheel, venv_with
-from tests.kafka_helpers import clients, read_to_end
+from tests.kafka_helpers import admin_env, clients, read_to_end
 
 pytestmark = pytest.mark.slow
 
 SERVER_ONLY = ("fastapi", "uvicorn", "psycopg", "faust", "cel", "yaml", "prometheus_client",
-               "faker", "argon2", "jinja2")  # fmt: skip
+               "confluent_kafka", "faker", "argon2", "jinja2")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -69,31 +69,33 @@ def test_the_sdk_install_leaves_out_the_servers_dependencies(sdk_bin: Path) -> N
 def test_the_sdk_install_publishes_and_tails_on_the_real_broker(
     sdk_bin: Path, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    hub = f"hub-install-{uuid.uuid4().hex[:6]}"
+    # Parties of their own: the session broker's shared topics hold other tests' records.
+    tag = uuid.uuid4().hex[:6]
+    agency, hub = f"agency-install-{tag}", f"hub-install-{tag}"
     keys = FileKeyStore(tmp_path / "keys", create=True)
-    for party in ("wmp", "worker", hub):
+    for party in (agency, "worker", hub):
         keys.ensure_party(party)
     kafka = clients(kafka_bootstrap)
-    asyncio.run(ensure_topics(kafka, accord_topics(["wmp"], [hub], KafkaSettings(partitions=1))))
+    asyncio.run(ensure_topics(kafka, accord_topics([agency], [hub], KafkaSettings(partitions=1))))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")},
         "ACCORD_KEYSTORE__PATH": str(keys.path),
-        "ACCORD_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        **admin_env(kafka_bootstrap),  # these parties have no logins of their own
     }
 
     # publish: a bulk export, as an agency's system would send it
     fam = SyntheticFamilies(seed=11)
-    events = [fam.event("police.domestic_incident", "wmp") for _ in range(3)]
+    events = [fam.event("police.domestic_incident", agency) for _ in range(3)]
     export = tmp_path / "export.jsonl"
     export.write_text("".join(json.dumps(e, default=str) + "\n" for e in events))
-    published = _accord(sdk_bin, "publish", "--as", "wmp", str(export), env=env)
+    published = _accord(sdk_bin, "publish", "--as", agency, str(export), env=env)
     assert published.returncode == 0, published.stderr
     assert "3 published, 0 rejected" in published.stdout
     ours = {e["event_id"] for e in events}
     opener = Opener("worker", keys)
-    on_topic = asyncio.run(read_to_end(kafka_bootstrap, ingress("wmp")))
+    on_topic = asyncio.run(read_to_end(kafka_bootstrap, ingress(agency)))
     opened = {
-        opener.open_kafka(m.value, m.headers, topic=ingress("wmp")).event_id
+        opener.open_kafka(m.value, m.headers, topic=ingress(agency)).event_id
         for m in on_topic
         if m.key and m.key.decode() in ours
     }

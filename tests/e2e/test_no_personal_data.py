@@ -13,13 +13,12 @@ import pytest
 from broker.audit import AuditKind
 from broker.devkafka import EmbeddedKafka
 from broker.errors import EventInvalid
-from broker.pipeline import prepare_topics
 from broker.policy import load_bundle
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from broker.topics import AUDIT, QUARANTINE, STATE, deliver
 from tests.e2e.worker_proc import WorkerProcess, keystore_for, read_all, read_audit
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, provisioned
 
 pytestmark = pytest.mark.slow
 
@@ -62,14 +61,14 @@ async def test_logs_metrics_and_worker_topics_hold_no_personal_values(
     bootstrap = isolated_kafka.bootstrap
     policy = load_bundle(POLICIES)
     keys = keystore_for(policy, tmp_path / "keys")
-    await prepare_topics(clients(bootstrap), policy)
+    provisioned(bootstrap, policy)
     worker = WorkerProcess(tmp_path, keys, bootstrap, POLICIES)
     worker.start()
     events, seeded = _seeded_events(20)
     bad = dict(events[0], event_id="6a1f4a3e-0000-4000-8000-000000000001")
     bad["subjects"] = [dict(events[0]["subjects"][0], nhs_number="9990000001")]
     try:
-        async with Publisher("wmp", keys, clients(bootstrap)) as pub:
+        async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
             await pub.publish_many(events)
             with pytest.raises(EventInvalid) as err:  # the SDK refuses it, naming only the field
                 pub.validate(bad)

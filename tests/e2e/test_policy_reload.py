@@ -13,12 +13,11 @@ import pytest
 from broker.audit import AuditKind, AuditRecord
 from broker.devkafka import EmbeddedKafka
 from broker.keys import FileKeyStore
-from broker.pipeline import prepare_topics
 from broker.policy import load_bundle
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from tests.e2e.worker_proc import WorkerProcess, keystore_for, read_audit
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, provisioned
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +43,7 @@ async def _publish_and_decide(
     """Publish one incident the co-ordinating team is a candidate for; its coord decision."""
     subjects = [fam.subject("child", postcode="DY4 7AA"), fam.subject("parent", postcode="DY4 7AA")]
     event = fam.event("police.domestic_incident", "wmp", subjects=subjects)
-    async with Publisher("wmp", keys, clients(bootstrap)) as pub:
+    async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
         await pub.publish(event)
 
     def decided(audit: list[AuditRecord]) -> bool:
@@ -68,7 +67,7 @@ async def test_sighup_puts_a_good_bundle_in_force_and_refuses_a_broken_one(
     shutil.copytree(POLICIES, bundle, ignore=shutil.ignore_patterns("scenarios"))
     first = load_bundle(bundle)
     keys = keystore_for(first, tmp_path / "keys")
-    await prepare_topics(clients(bootstrap), first)
+    provisioned(bootstrap, first)
     worker = WorkerProcess(tmp_path, keys, bootstrap, bundle)
     fam = SyntheticFamilies(seed=31)
     worker.start()

@@ -44,7 +44,7 @@ async def test_a_second_worker_fences_the_first_and_nothing_is_lost_or_doubled(
     events = incidents(240)
     first.start("--instance", "alpha")
     try:
-        async with Publisher("wmp", keys, clients(bootstrap)) as pub:
+        async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
             await pub.publish_many(events[:120])
             for _ in range(120):  # the first worker is at work before the second arrives
                 if any(r.kind is AuditKind.RECEIVED for r in await read_audit(bootstrap)):

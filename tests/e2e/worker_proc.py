@@ -13,22 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-
 from broker.audit import AuditKind, AuditRecord
-from broker.config import KafkaSettings
 from broker.devkafka import free_port
 from broker.envelope import InMemoryReplayGuard, Opener
 from broker.events import parse_event
-from broker.kafka import KafkaClients
-from broker.keys import FileKeyStore
-from broker.pipeline import prepare_topics
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.policy import Policy, load_bundle
 from broker.sdk import Delivery
 from broker.synthetic import SyntheticFamilies
 from broker.topics import AUDIT, deliver
-from tests.kafka_helpers import read_to_end
+from tests.kafka_helpers import clients, kafka_env, provisioned, read_to_end
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:
@@ -47,8 +41,10 @@ async def received_ids(bootstrap: str) -> set[str | None]:
 
 def keystore_for(policy: Policy, path: Path) -> FileKeyStore:
     keys = FileKeyStore(path, create=True)
-    for party in [*policy.bundle.parties, "worker", "audit", "governance"]:
+    for party in policy.bundle.parties:
         keys.ensure_party(party)
+    for principal, purposes in SPECIAL_PRINCIPALS.items():
+        keys.ensure_party(principal, purposes=purposes)
     return keys
 
 
@@ -59,7 +55,7 @@ class WorkerProcess:
         self.env = {
             **os.environ,
             "ACCORD_HOME": str(home),
-            "ACCORD_KAFKA_BOOTSTRAP": bootstrap,
+            **kafka_env(bootstrap),  # the worker logs in as itself
             "ACCORD_KEYSTORE__PATH": str(keys.path),
         }
         self.policies = policies
@@ -104,11 +100,10 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
 async def prepared(bootstrap: str, home: Path) -> tuple[Policy, FileKeyStore]:
-    """The example bundle, a keystore for every party, and the worker's topics made."""
+    """The example bundle, a keystore for every party, and its topics, logins and ACLs."""
     policy = load_bundle(POLICIES)
     keys = keystore_for(policy, home / "keys")
-    settings = KafkaSettings(bootstrap=bootstrap, partitions=3)
-    await prepare_topics(KafkaClients(settings), policy)
+    provisioned(bootstrap, policy)
     return policy, keys
 
 
@@ -164,9 +159,9 @@ async def assert_exactly_once(
 
 async def group_lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """Per partition of ``topic``: its end offset minus ``group``'s committed offset."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = clients(bootstrap).admin()
     # Without a group, a consumer subscribed to a topic is assigned all its partitions.
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap)
+    consumer = clients(bootstrap).consumer(topic, client_id="test-lag")
     await admin.start()
     await consumer.start()
     try:

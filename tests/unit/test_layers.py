@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("envelope", "linkage", "synthetic"),
     ("keys", "kafka"),
     ("policy", "devkafka"),
-    ("audit",),
+    ("audit", "provision"),
     ("pipeline", "sdk", "governance"),
     ("console",),
     ("cli",),

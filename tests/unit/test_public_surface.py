@@ -22,8 +22,8 @@ SURFACES = {
     },
     "broker.cli": {"build_app", "main"},
     "broker.config": {
-        "AuditSettings", "ConsoleSettings", "EnvelopeSettings", "KafkaSettings", "KemSuite",
-        "KeystoreSettings", "Settings", "default_home", "load_settings",
+        "AuditSettings", "ConsoleSettings", "EnvelopeSettings", "KafkaSecurity", "KafkaSettings",
+        "KemSuite", "KeystoreSettings", "Settings", "default_home", "load_settings",
     },
     "broker.console": {
         "ConsoleDeps", "ConsoleRun", "UserFile", "check_username", "create_app",
@@ -32,7 +32,8 @@ SURFACES = {
     "broker.crypto": {
         "AEAD_KEY_LEN", "AEAD_NONCE_LEN", "AEAD_TAG_LEN", "ED25519_SIG_LEN", "HPKE_AEAD_ID",
         "HPKE_KDF_ID", "Aead", "KemAlg", "KemPrivateKey", "KemPublicKey", "SigningKey",
-        "VerifyKey", "hpke_open", "hpke_seal", "random_bytes", "scrypt_kek",
+        "VerifyKey", "hpke_open", "hpke_seal", "random_bytes", "scrypt_kek", "tls_ca", "tls_leaf",
+        "tls_not_after",
     },
     "broker.devkafka": {
         "KAFKA_VERSION", "BrokerStatus", "EmbeddedKafka", "ensure_kafka_jars", "free_port",
@@ -67,14 +68,16 @@ SURFACES = {
         "subject_key_for_nhs_number", "verify_records", "verify_store",
     },
     "broker.kafka": {
-        "Admin", "Batch", "Consumer", "KafkaClients", "Message", "Producer", "RebalanceListener",
-        "TopicPartition", "TopicSpec", "abort_quietly", "accord_topics", "ensure_topics",
-        "partition_for", "quiet_leftovers", "stop_quietly", "translated",
+        "MECHANISM", "Admin", "Batch", "ClusterAccess", "Consumer", "Grant", "KafkaClients",
+        "Message", "Operation", "Producer", "RebalanceListener", "ResourceKind", "TopicPartition",
+        "TopicSpec", "abort_quietly", "accord_topics", "can_log_in", "change_access",
+        "client_settings", "ensure_topics", "partition_for", "quiet_leftovers", "read_access",
+        "read_client_file", "stop_quietly", "translated", "write_client_files",
     },
     "broker.keys": {"ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore",
                     "load_linkage_key"},
     "broker.linkage": {"Linker"},
-    "broker.pipeline": {"Worker", "WorkerOptions", "prepare_topics", "serve"},
+    "broker.pipeline": {"Worker", "WorkerOptions", "check_topics", "serve"},
     "broker.policy": {
         "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "Decision", "LawfulBasis",
@@ -83,15 +86,19 @@ SURFACES = {
         "run_scenarios",
     },
     "broker.principals": {"Principal"},
+    "broker.provision": {
+        "SERVICE_PRINCIPALS", "WORKER_GROUP", "WORKER_TRANSACTIONAL_ID", "Desired", "Plan",
+        "desired_access", "plan_changes", "provision", "publishers", "recipients",
+    },
     "broker.sdk": {
         "AccessAck", "Delivery", "GoodRow", "Publisher", "Receipt", "RowProblem", "SharedRecord",
         "Subscriber", "Unopenable", "WithdrawalNotice", "read_export",
     },
     "broker.synthetic": {"SyntheticFamilies", "synthetic_nhs_number", "synthetic_postcode"},
     "broker.topics": {
-        "ACCESS", "AUDIT", "CONSENT", "INGRESS_PREFIX", "QUARANTINE", "SCHEMA_ACCESS",
-        "SCHEMA_CONSENT", "SCHEMA_EVENT", "SCHEMA_NOTICE", "SCHEMA_QUARANTINE", "SCHEMA_SHARED",
-        "STATE", "deliver", "ingress", "party_of_ingress",
+        "ACCESS", "AUDIT", "CONSENT", "DELIVER_PREFIX", "INGRESS_PREFIX", "QUARANTINE",
+        "SCHEMA_ACCESS", "SCHEMA_CONSENT", "SCHEMA_EVENT", "SCHEMA_NOTICE", "SCHEMA_QUARANTINE",
+        "SCHEMA_SHARED", "STATE", "deliver", "ingress", "party_of_ingress",
     },
 }  # fmt: skip
 

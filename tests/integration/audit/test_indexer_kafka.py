@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from broker.audit import (
     AuditKind,
@@ -37,7 +36,7 @@ from broker.governance._index import TopicMessage
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
-from tests.kafka_helpers import clients, create_topics, unique_topic
+from tests.kafka_helpers import admin_env, clients, create_topics, unique_topic
 from tests.unit.audit.conftest import Run, worker_chain
 
 pytestmark = pytest.mark.kafka
@@ -46,7 +45,7 @@ pytestmark = pytest.mark.kafka
 async def produce(bootstrap: str, topic: str, records: list[AuditRecord], *, per_tx: int = 7,
                   abort_one: bool = False) -> None:  # fmt: skip
     """Write records as the worker does: keyed by chain, in transactions."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique_topic("tx"))
+    producer = clients(bootstrap).transactional_producer(unique_topic("tx"), "test-audit")
     await producer.start()
     try:
         if abort_one:
@@ -206,7 +205,8 @@ def test_verify_from_topic_is_not_fooled_by_a_checkpoint_indexed_after_it_read_t
         return messages
 
     monkeypatch.setattr("broker.governance.read_topic", read_then_the_worker_and_indexer_go_on)
-    monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    for name, value in admin_env(kafka_bootstrap).items():
+        monkeypatch.setenv(name, value)
     code, out, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
     assert (code, err) == (0, ""), err
     assert out.startswith(f"audit log intact (topic): {cut} records in 1 chains")

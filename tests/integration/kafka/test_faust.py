@@ -8,11 +8,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from tests.kafka_helpers import clients, create_topics, credentials_dir, unique_topic
 
-from tests.kafka_helpers import create_topics, unique_topic
-
-HERE = Path(__file__).parent
+APP = Path(__file__).resolve().parents[3] / "benchmarks" / "faust_passthrough.py"
 
 
 async def test_a_faust_agent_copies_records_from_one_topic_to_another(
@@ -20,25 +18,27 @@ async def test_a_faust_agent_copies_records_from_one_topic_to_another(
 ) -> None:
     src, dst = unique_topic("fsrc"), unique_topic("fdst")
     await create_topics(kafka_bootstrap, [src, dst])
+    logins = credentials_dir(kafka_bootstrap)
     env = {
         **os.environ,
-        "ECHO_APP_ID": f"echo-{uuid.uuid4().hex[:8]}",
-        "ECHO_BOOTSTRAP": kafka_bootstrap,
-        "ECHO_SRC": src,
-        "ECHO_DST": dst,
-        "ECHO_DATADIR": str(tmp_path),
-        "PYTHONPATH": str(HERE),
+        "PASS_APP_ID": f"echo-{uuid.uuid4().hex[:8]}",
+        "PASS_BOOTSTRAP": kafka_bootstrap,
+        "PASS_SRC": src,
+        "PASS_DST": dst,
+        "PASS_DATADIR": str(tmp_path),
+        "PASS_PARTITIONS": "1",
+        "PASS_CLIENT_FILE": str(logins / "admin.librdkafka.conf") if logins else "",
     }
     log = (tmp_path / "faust.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, str(HERE / "faust_echo.py"), "worker", "-l", "warn", "--without-web"],
+        [sys.executable, str(APP), "worker", "-l", "warn", "--without-web"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
     )
     try:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        producer = clients(kafka_bootstrap).producer("test-faust")
         await producer.start()
         try:
             for i in range(50):
@@ -47,9 +47,7 @@ async def test_a_faust_agent_copies_records_from_one_topic_to_another(
         finally:
             await producer.stop()
 
-        consumer = AIOKafkaConsumer(
-            dst, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
-        )
+        consumer = clients(kafka_bootstrap).consumer(dst, client_id="test-faust")
         await consumer.start()
         got: dict[bytes, bytes] = {}
         try:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from tests.kafka_helpers import create_topics, read_to_end, unique_topic
+from tests.kafka_helpers import clients, create_topics, read_to_end, unique_topic
 
 N = 10_000
 
@@ -16,7 +15,7 @@ async def test_records_survive_a_broker_restart(embedded_kafka: object) -> None:
     bootstrap: str = node.bootstrap  # type: ignore[attr-defined]
     topic = unique_topic("restart")
     await create_topics(bootstrap, [topic], partitions=3)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = clients(bootstrap).producer("test-restart")
     await producer.start()
     try:
         for i in range(N):

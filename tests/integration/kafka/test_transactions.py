@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from aiokafka import AIOKafkaProducer
-
-from tests.kafka_helpers import create_topics, read_to_end, unique_topic
+from tests.kafka_helpers import clients, create_topics, read_to_end, unique_topic
 
 
 async def _read_all(bootstrap: str, topic: str, *, isolation: str) -> list[bytes]:
@@ -20,9 +18,7 @@ async def test_idempotent_producer_with_acks_all_delivers_each_record_once(
 ) -> None:
     topic = unique_topic("idem")
     await create_topics(kafka_bootstrap, [topic], partitions=3)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all"
-    )
+    producer = clients(kafka_bootstrap).producer("test-idempotent")
     await producer.start()
     try:
         sent = [f"r{i}".encode() for i in range(500)]
@@ -40,11 +36,8 @@ async def test_transactional_producer_commit_is_visible_and_abort_is_not(
 ) -> None:
     topic = unique_topic("txn")
     await create_topics(kafka_bootstrap, [topic])
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap,
-        transactional_id=f"test-{uuid.uuid4()}",
-        enable_idempotence=True,
-        acks="all",
+    producer = clients(kafka_bootstrap).transactional_producer(
+        f"test-{uuid.uuid4()}", "test-transactional"
     )
     await producer.start()
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from broker.config import KafkaSettings
 from broker.keys import FileKeyStore
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import admin_env, clients
 
 PARTIES = ("wmp", "worker", "hub-a", "hub-b")
 
@@ -36,5 +36,6 @@ def keys_home(
 ) -> Path:
     """Point the CLI's settings at the test keystore and broker."""
     monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(keystore.path))
-    monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    for name, value in admin_env(kafka_bootstrap).items():  # these parties have no logins
+        monkeypatch.setenv(name, value)
     return keystore.path

@@ -154,7 +154,7 @@ async def test_tail_opens_and_prints_deliveries_as_json(
     sealed = seal_delivery(keystore, delivery)
     await produce(kafka_bootstrap, deliver("hub-a"), (sealed.value, sealed.headers))
 
-    group = f"tail-{uuid.uuid4().hex[:6]}"
+    group = f"hub-a.tail-{uuid.uuid4().hex[:6]}"
     code = await _run(["tail", "--as", "hub-a", "--json", "--group", group, "--idle", "3"])
     out = capsys.readouterr().out
     assert code == 0

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from broker._canonical import canonical_json
 from broker.envelope import Opener, SealedRecord, Sealer
@@ -54,7 +53,7 @@ def seal_delivery(keystore: FileKeyStore, delivery: Delivery) -> SealedRecord:
 async def produce(
     bootstrap: str, topic: str, *records: tuple[bytes, list[tuple[str, bytes]]]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = clients(bootstrap).producer("test-roundtrip")
     await producer.start()
     try:
         for value, headers in records:
@@ -102,7 +101,7 @@ async def test_a_recipient_opens_its_delivery_and_its_access_is_acknowledged(
     sealed = seal_delivery(keystore, delivery)
     await produce(kafka_bootstrap, deliver("hub-a"), (sealed.value, sealed.headers))
 
-    async with Subscriber("hub-a", keystore, clients(kafka_bootstrap), group="hub-a-test") as sub:
+    async with Subscriber("hub-a", keystore, clients(kafka_bootstrap), group="hub-a.test") as sub:
         # Other tests may deliver to hub-a too; this one looks for its own record. A poll can
         # come back empty while the subscriber is still joining its group: ask a few times.
         mine: list[Any] = []
@@ -133,7 +132,7 @@ async def test_records_a_subscriber_cannot_open_are_reported_not_dropped(
     record = (sealed.value, sealed.headers)
     await produce(kafka_bootstrap, deliver("hub-b"), (b"\x00garbage", []), record, record)
 
-    async with Subscriber("hub-b", keystore, clients(kafka_bootstrap), group="hub-b-test") as sub:
+    async with Subscriber("hub-b", keystore, clients(kafka_bootstrap), group="hub-b.test") as sub:
         records: list[object] = []
         for _ in range(5):
             records += await sub.poll(1.0)

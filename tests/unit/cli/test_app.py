@@ -76,7 +76,8 @@ def test_kafka_down_is_one_line_with_no_library_noise(argv: list[str], tmp_path:
     bundle.mkdir()
     (bundle / "parties.yaml").write_text("parties:\n  hub-a: {name: Hub, kind: hub}\n")
     env = dict(os.environ, ACCORD_HOME=str(tmp_path / "home"),
-               ACCORD_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")  # fmt: skip
+               ACCORD_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+               ACCORD_KAFKA__USERNAME="hub-a", ACCORD_KAFKA__PASSWORD="pw")  # fmt: skip
     init = [sys.executable, "-m", "broker", "keys", "init", "--policies", str(bundle)]
     subprocess.run(init, env=env, check=True, capture_output=True)
     done = subprocess.run(
@@ -87,3 +88,23 @@ def test_kafka_down_is_one_line_with_no_library_noise(argv: list[str], tmp_path:
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("accord: error:")
     assert "KafkaConnectionError" in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["tail", "--as", "hub-a"], ["worker"]])
+def test_no_kafka_login_is_one_line_saying_how_to_get_one(argv: list[str], tmp_path: Path) -> None:
+    """Secure by default: without a login (or a client file) nothing tries to connect."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "parties.yaml").write_text("parties:\n  hub-a: {name: Hub, kind: hub}\n")
+    env = dict(os.environ, ACCORD_HOME=str(tmp_path / "home"), ACCORD_POLICIES=str(bundle),
+               ACCORD_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")  # fmt: skip
+    init = [sys.executable, "-m", "broker", "keys", "init", "--policies", str(bundle)]
+    subprocess.run(init, env=env, check=True, capture_output=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "broker", *argv], env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no Kafka login" in done.stderr
+    assert "accord kafka provision" in done.stderr

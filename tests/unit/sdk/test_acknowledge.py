@@ -22,7 +22,7 @@ async def test_free_text_in_an_acknowledgement_is_refused_before_anything_is_sen
     keys = FileKeyStore(tmp_path / "keys", create=True)
     keys.ensure_party("hub-a", kem=KemSuite.X25519)
     sub = Subscriber(
-        "hub-a", keys, KafkaSettings(bootstrap="127.0.0.1:1"), "g"
+        "hub-a", keys, KafkaSettings(bootstrap="127.0.0.1:1"), "hub-a.g"
     )  # never started: nothing reaches Kafka
     with pytest.raises(UsageError) as err:
         await sub.acknowledge("e1", by=by, purpose=purpose)

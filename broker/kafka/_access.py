@@ -1,0 +1,229 @@
+"""Who may do what on the cluster: SCRAM logins and ACLs, read and changed as one admin.
+
+aiokafka has no API for ACLs or SCRAM credentials; confluent-kafka's admin client (librdkafka)
+has both, so it does this part. It is the server extra's, imported only when asked for. Every
+grant is an ALLOW for any host; nothing here ever writes a DENY.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from broker.config import KafkaSecurity, KafkaSettings
+from broker.errors import TransportError
+from broker.kafka._admin import TopicSpec
+from broker.kafka._credentials import MECHANISM
+
+__all__ = [
+    "ClusterAccess",
+    "Grant",
+    "Operation",
+    "ResourceKind",
+    "can_log_in",
+    "change_access",
+    "read_access",
+]
+
+_SCRAM_ITERATIONS = 8192
+_TIMEOUT_S = 30.0
+
+
+class ResourceKind(enum.StrEnum):
+    TOPIC = "topic"
+    GROUP = "group"
+    TRANSACTIONAL_ID = "transactional_id"
+    CLUSTER = "cluster"
+
+
+class Operation(enum.StrEnum):
+    """The operations Accord grants; grants found on a cluster may name any other."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Grant:
+    """``principal`` may ``operation`` on the resource ``name`` (every name starting with it
+    when ``prefixed``), from ``host``. Kinds and operations are Kafka's, in lower case."""
+
+    principal: str
+    kind: str
+    name: str
+    operation: str
+    prefixed: bool = False
+    host: str = "*"
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}{'*' if self.prefixed else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAccess:
+    topics: frozenset[str]
+    users: frozenset[str]
+    grants: frozenset[Grant]
+
+
+def _config(settings: KafkaSettings) -> dict[str, str]:
+    """librdkafka's spelling of the same connection settings the aiokafka clients use."""
+    conf = {"bootstrap.servers": settings.bootstrap, "client.id": "accord-provision"}
+    if settings.security_protocol is KafkaSecurity.PLAINTEXT:
+        return {**conf, "security.protocol": "PLAINTEXT"}
+    if settings.username is None or settings.password is None:
+        raise TransportError("provisioning needs the admin's Kafka login (its client file)")
+    conf.update(
+        {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": MECHANISM,
+            "sasl.username": settings.username,
+            "sasl.password": settings.password.get_secret_value(),
+        }
+    )
+    if settings.ca_file is not None:
+        conf["ssl.ca.location"] = str(settings.ca_file)
+    return conf
+
+
+def _admin(settings: KafkaSettings) -> Any:
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415  # the server extra's
+
+    return AdminClient(_config(settings))
+
+
+def _wait(futures: Iterable[Any], what: str) -> None:
+    from confluent_kafka import KafkaException  # noqa: PLC0415
+
+    try:
+        for future in futures:
+            future.result(timeout=_TIMEOUT_S)
+    except KafkaException as exc:
+        raise TransportError(f"{what}: {exc.args[0].str() if exc.args else exc}") from None
+    except TimeoutError:
+        raise TransportError(f"{what}: Kafka did not answer within {_TIMEOUT_S:.0f} s") from None
+
+
+def read_access(settings: KafkaSettings, *, logins: bool = True) -> ClusterAccess:
+    """The cluster's topics, SCRAM users and ALLOW grants, as the admin sees them (topics
+    only, without ``logins``: a cluster with no authorizer has no ACLs to read)."""
+    from confluent_kafka import KafkaException  # noqa: PLC0415
+    from confluent_kafka.admin import (  # noqa: PLC0415
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    admin = _admin(settings)
+    try:
+        topics = frozenset(admin.list_topics(timeout=_TIMEOUT_S).topics)
+        if not logins:
+            return ClusterAccess(topics, frozenset(), frozenset())
+        users = frozenset(admin.describe_user_scram_credentials().result(timeout=_TIMEOUT_S))
+        acls = admin.describe_acls(
+            AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                             AclOperation.ANY, AclPermissionType.ANY)
+        ).result(timeout=_TIMEOUT_S)  # fmt: skip
+    except KafkaException as exc:
+        raise TransportError(f"reading the cluster's ACLs: {exc.args[0].str()}") from None
+    grants = {
+        Grant(
+            acl.principal.removeprefix("User:"),
+            acl.restype.name.lower(),
+            acl.name,
+            acl.operation.name.lower(),
+            prefixed=acl.resource_pattern_type == ResourcePatternType.PREFIXED,
+            host=acl.host,
+        )
+        for acl in acls
+        # Accord writes ALLOW grants only; a DENY someone added by hand narrows access
+        # further, and is left alone.
+        if acl.permission_type == AclPermissionType.ALLOW
+    }
+    return ClusterAccess(topics, users, frozenset(grants))
+
+
+def _filter(grant: Grant) -> Any:
+    """The filter matching exactly ``grant`` (what deleting an ACL takes)."""
+    from confluent_kafka.admin import (  # noqa: PLC0415
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    pattern = ResourcePatternType.PREFIXED if grant.prefixed else ResourcePatternType.LITERAL
+    return AclBindingFilter(
+        ResourceType[grant.kind.upper()], grant.name, pattern, f"User:{grant.principal}",
+        grant.host, AclOperation[grant.operation.upper()], AclPermissionType.ALLOW,
+    )  # fmt: skip
+
+
+def _binding(grant: Grant) -> Any:
+    from confluent_kafka.admin import (  # noqa: PLC0415
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    pattern = ResourcePatternType.PREFIXED if grant.prefixed else ResourcePatternType.LITERAL
+    return AclBinding(
+        ResourceType[grant.kind.upper()], grant.name, pattern, f"User:{grant.principal}",
+        grant.host, AclOperation[grant.operation.upper()], AclPermissionType.ALLOW,
+    )  # fmt: skip
+
+
+def change_access(
+    settings: KafkaSettings,
+    *,
+    create_topics: list[TopicSpec],
+    add_users: dict[str, str],
+    remove_users: Iterable[str],
+    add_grants: Iterable[Grant],
+    remove_grants: Iterable[Grant],
+) -> None:
+    """Apply one plan as the admin: topics, then logins, then grants (removals first)."""
+    from confluent_kafka.admin import (  # noqa: PLC0415
+        NewTopic,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = _admin(settings)
+    if create_topics:
+        new = [NewTopic(t.name, t.partitions, settings.replication_factor, config=t.config)
+               for t in create_topics]  # fmt: skip
+        _wait(admin.create_topics(new, request_timeout=_TIMEOUT_S).values(), "creating topics")
+    removals = [_filter(g) for g in remove_grants]
+    if removals:
+        _wait(admin.delete_acls(removals, request_timeout=_TIMEOUT_S).values(), "removing ACLs")
+    mechanism = ScramMechanism.SCRAM_SHA_512
+    changes: list[Any] = [UserScramCredentialDeletion(u, mechanism) for u in remove_users]
+    info = ScramCredentialInfo(mechanism, _SCRAM_ITERATIONS)
+    changes += [UserScramCredentialUpsertion(u, info, pw.encode()) for u, pw in add_users.items()]
+    if changes:
+        _wait(admin.alter_user_scram_credentials(changes).values(), "changing SCRAM logins")
+    additions = [_binding(g) for g in add_grants]
+    if additions:
+        _wait(admin.create_acls(additions, request_timeout=_TIMEOUT_S).values(), "adding ACLs")
+
+
+def can_log_in(settings: KafkaSettings) -> bool:
+    """True when ``settings``' login is accepted (a metadata request answers)."""
+    from confluent_kafka import KafkaException  # noqa: PLC0415
+
+    admin = _admin(settings)
+    try:
+        admin.list_topics(timeout=5)
+    except KafkaException:
+        return False
+    return True

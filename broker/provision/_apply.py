@@ -1,0 +1,83 @@
+"""Provisioning: read the cluster as the admin, plan, apply, hand out client files."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from broker.config import KafkaSecurity, KafkaSettings
+from broker.errors import TransportError
+from broker.kafka import can_log_in, change_access, read_access, write_client_files
+from broker.policy import Policy
+from broker.provision._plan import Plan, desired_access, plan_changes
+
+__all__ = ["provision"]
+
+
+def provision(
+    policy: Policy,
+    admin: KafkaSettings,
+    *,
+    clients_dir: Path,
+    dry_run: bool = False,
+    rotate: frozenset[str] = frozenset(),
+) -> Plan:
+    """Bring the cluster to what ``policy`` needs (idempotent); return what was (or, with
+    ``dry_run``, would be) changed.
+
+    Each new login gets a random password, written only to its client files in
+    ``clients_dir`` (0600): hand each party its own two files, and nothing else. A PLAINTEXT
+    cluster has no logins or ACLs to manage: only its topics are made.
+    """
+    secured = admin.security_protocol is KafkaSecurity.SASL_SSL
+    desired = desired_access(policy, admin, logins=secured)
+    plan = plan_changes(desired, read_access(admin, logins=secured), rotate=rotate)
+    if dry_run or not plan:
+        return plan
+    passwords = {user: secrets.token_urlsafe(24) for user in plan.add_users}
+    change_access(
+        admin,
+        create_topics=list(plan.create_topics),
+        add_users=passwords,
+        remove_users=plan.remove_users,
+        add_grants=plan.add_grants,
+        remove_grants=plan.remove_grants,
+    )
+    _settled(admin, plan, passwords)
+    for user, password in passwords.items():
+        write_client_files(
+            clients_dir, user, bootstrap=admin.bootstrap, password=password, ca_file=admin.ca_file
+        )
+    for user in plan.remove_users:
+        for suffix in (".properties", ".librdkafka.conf"):
+            (clients_dir / f"{user}{suffix}").unlink(missing_ok=True)
+    return plan
+
+
+def _settled(admin: KafkaSettings, plan: Plan, passwords: dict[str, str]) -> None:
+    """Return once the broker enforces the plan: what the admin reads back matches it, and a
+    new login is accepted. Kafka applies logins and ACLs asynchronously, and a principal
+    handed its client file must not be refused for a few hundred milliseconds."""
+    deadline = time.monotonic() + 30
+    logins = admin.security_protocol is KafkaSecurity.SASL_SSL
+    while True:
+        now = read_access(admin, logins=logins)
+        done = (
+            set(plan.add_users) <= now.users
+            and not set(plan.remove_users) & now.users
+            and set(plan.add_grants) <= now.grants
+            and not set(plan.remove_grants) & now.grants
+        )
+        if done and passwords:
+            user, password = next(iter(passwords.items()))
+            done = can_log_in(
+                admin.model_copy(update={"username": user, "password": SecretStr(password)})
+            )
+        if done:
+            return
+        if time.monotonic() > deadline:
+            raise TransportError("Kafka did not apply the provisioning plan within 30 s")
+        time.sleep(0.2)

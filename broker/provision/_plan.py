@@ -1,0 +1,160 @@
+"""What a policy bundle needs from Kafka, and what to change to get there.
+
+Least privilege, derived from ``parties.yaml`` and the agreements (docs/operations.md,
+"Securing a deployment", has the same table for readers):
+
+- a party that publishes (an agency, or any party a clause sends from): Write its own
+  ``accord.ingress.<party>``; a party that may record consent (``consent-authorities.yaml``,
+  else the co-ordinating team): Write ``accord.consent``;
+- a recipient (any party that is not an agency): Read its own ``accord.deliver.<party>``,
+  consumer groups named ``<party>.*``, and Write ``accord.access`` (its acknowledgements);
+- ``worker``: Read every ingress topic, ``accord.consent`` and ``accord.access``; Write every
+  delivery topic, ``accord.audit`` and ``accord.quarantine``; Read and Write its state topic;
+  its group ``accord-worker`` and transactional id ``accord-worker``;
+- ``indexer``: Read ``accord.audit``; ``console``: Read and Write ``accord.audit`` and the
+  transactional ids of console chains;
+- only the ``admin`` super user may create, delete or alter topics or ACLs.
+
+A suspended party keeps its login but holds no grant; a party gone from the bundle loses its
+login and its grants at the next provision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from broker import topics
+from broker.config import KafkaSettings
+from broker.kafka import (
+    ClusterAccess,
+    Grant,
+    Operation,
+    ResourceKind,
+    TopicSpec,
+    accord_topics,
+)
+from broker.policy import Policy
+from broker.principals import Principal
+
+__all__ = [
+    "SERVICE_PRINCIPALS",
+    "WORKER_GROUP",
+    "WORKER_TRANSACTIONAL_ID",
+    "Desired",
+    "Plan",
+    "desired_access",
+    "plan_changes",
+    "publishers",
+    "recipients",
+]
+
+#: Kafka logins besides the parties: the worker, the audit indexer and the console.
+SERVICE_PRINCIPALS = (str(Principal.WORKER), str(Principal.INDEXER), str(Principal.CONSOLE))
+WORKER_GROUP = "accord-worker"
+WORKER_TRANSACTIONAL_ID = "accord-worker"
+CONSOLE_TRANSACTIONAL_IDS = f"accord-audit-{Principal.CONSOLE.chain('')}"
+
+_T, _G, _X = ResourceKind.TOPIC, ResourceKind.GROUP, ResourceKind.TRANSACTIONAL_ID
+_R, _W = Operation.READ, Operation.WRITE
+
+
+def publishers(policy: Policy) -> list[str]:
+    """Parties that publish contact events: agencies, and any party a clause sends from."""
+    parties = policy.bundle.parties
+    senders = {p for p, party in parties.items() if party.kind == "agency"}
+    senders |= {s for a in policy.bundle.agreements for c in a.clauses for s in c.from_}
+    return sorted(senders & set(parties))
+
+
+def recipients(policy: Policy) -> list[str]:
+    """Parties that receive deliveries: every party that is not an agency."""
+    return sorted(p for p, party in policy.bundle.parties.items() if party.kind != "agency")
+
+
+def _grants(policy: Policy) -> Iterator[Grant]:
+    active = {p for p, party in policy.bundle.parties.items() if party.status == "active"}
+    for p in publishers(policy):
+        if p in active:
+            yield Grant(p, _T, topics.ingress(p), _W)
+    for p in policy.bundle.consent_recorders():
+        yield Grant(p, _T, topics.CONSENT, _W)
+    for p in recipients(policy):
+        if p in active:
+            yield Grant(p, _T, topics.deliver(p), _R)
+            yield Grant(p, _G, f"{p}.", _R, prefixed=True)
+            yield Grant(p, _T, topics.ACCESS, _W)
+    worker = str(Principal.WORKER)
+    yield Grant(worker, _T, topics.INGRESS_PREFIX, _R, prefixed=True)
+    yield Grant(worker, _T, topics.CONSENT, _R)
+    yield Grant(worker, _T, topics.ACCESS, _R)
+    yield Grant(worker, _T, topics.DELIVER_PREFIX, _W, prefixed=True)
+    for name in (topics.AUDIT, topics.QUARANTINE, topics.STATE):
+        yield Grant(worker, _T, name, _W)
+    yield Grant(worker, _T, topics.STATE, _R)
+    yield Grant(worker, _G, WORKER_GROUP, _R)
+    yield Grant(worker, _X, WORKER_TRANSACTIONAL_ID, _W)
+    yield Grant(Principal.INDEXER, _T, topics.AUDIT, _R)
+    console = str(Principal.CONSOLE)
+    yield Grant(console, _T, topics.AUDIT, _R)
+    yield Grant(console, _T, topics.AUDIT, _W)
+    yield Grant(console, _X, CONSOLE_TRANSACTIONAL_IDS, _W, prefixed=True)
+
+
+@dataclass(frozen=True)
+class Desired:
+    topics: tuple[TopicSpec, ...]
+    users: frozenset[str]
+    grants: frozenset[Grant]
+
+
+def desired_access(policy: Policy, kafka: KafkaSettings, *, logins: bool = True) -> Desired:
+    """Every topic, login and grant the bundle's deployment needs (topics only, without
+    ``logins``: a PLAINTEXT cluster has neither logins nor ACLs)."""
+    specs = tuple(accord_topics(publishers(policy), recipients(policy), kafka))
+    if not logins:
+        return Desired(specs, frozenset(), frozenset())
+    users = frozenset(policy.bundle.parties) | frozenset(SERVICE_PRINCIPALS)
+    return Desired(specs, users, frozenset(_grants(policy)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What provisioning adds and removes, in the order it does it."""
+
+    create_topics: tuple[TopicSpec, ...] = ()
+    add_users: tuple[str, ...] = ()
+    remove_users: tuple[str, ...] = ()
+    add_grants: tuple[Grant, ...] = ()
+    remove_grants: tuple[Grant, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.create_topics
+            or self.add_users
+            or self.remove_users
+            or self.add_grants
+            or self.remove_grants
+        )
+
+    def rows(self) -> list[tuple[str, str, str, str, str]]:
+        """(action, what, principal, resource, operation), for a table."""
+        out = [("add", "topic", "", t.name, "") for t in self.create_topics]
+        out += [("add", "login", u, "", "SCRAM-SHA-512") for u in self.add_users]
+        out += [("remove", "login", u, "", "") for u in self.remove_users]
+        out += [("remove", "acl", g.principal, g.describe(), g.operation)
+                for g in self.remove_grants]  # fmt: skip
+        out += [("add", "acl", g.principal, g.describe(), g.operation) for g in self.add_grants]
+        return out
+
+
+def plan_changes(desired: Desired, current: ClusterAccess, *, rotate: frozenset[str]) -> Plan:
+    """From the cluster as it is to the bundle's needs; ``rotate`` gets new passwords."""
+    users = desired.users
+    return Plan(
+        create_topics=tuple(t for t in desired.topics if t.name not in current.topics),
+        add_users=tuple(sorted((users - current.users) | (rotate & users))),
+        remove_users=tuple(sorted(current.users - users - {str(Principal.ADMIN)})),
+        add_grants=tuple(sorted(desired.grants - current.grants)),
+        remove_grants=tuple(sorted(current.grants - desired.grants)),
+    )

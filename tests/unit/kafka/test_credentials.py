@@ -1,0 +1,69 @@
+"""Client files: what standard tools read, private, and how Accord's clients pick a login."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from broker.config import KafkaSecurity, KafkaSettings, Settings
+from broker.errors import ConfigError
+from broker.kafka import KafkaClients, client_settings, read_client_file, write_client_files
+
+
+def test_client_files_hold_what_java_clients_and_librdkafka_expect(tmp_path: Path) -> None:
+    java, rdkafka = write_client_files(
+        tmp_path / "clients", "wmp", bootstrap="127.0.0.1:9092", password="pw-1",
+        ca_file=Path("/ca.pem"),
+    )  # fmt: skip
+    props = dict(line.split("=", 1) for line in java.read_text().splitlines())
+    assert props["security.protocol"] == "SASL_SSL"
+    assert props["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert props["sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="wmp" password="pw-1";'
+    )
+    assert (props["ssl.truststore.type"], props["ssl.truststore.location"]) == ("PEM", "/ca.pem")
+    assert read_client_file(rdkafka) == {
+        "bootstrap.servers": "127.0.0.1:9092", "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "wmp", "sasl.password": "pw-1",
+        "ssl.ca.location": "/ca.pem",
+    }  # fmt: skip
+    for path in (java, rdkafka):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(java.parent.stat().st_mode) == 0o700
+
+
+def test_a_password_that_would_break_the_jaas_line_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        write_client_files(tmp_path, "wmp", bootstrap="b:1", password='a"b', ca_file=None)
+
+
+def test_a_principal_logs_in_from_its_client_file_unless_a_login_is_set(tmp_path: Path) -> None:
+    clients = tmp_path / "clients"
+    write_client_files(clients, "wmp", bootstrap="kafka:9093", password="pw", ca_file=Path("/ca"))
+    settings = Settings(home=tmp_path, kafka=KafkaSettings(credentials_dir=clients))
+    wmp = client_settings(settings, "wmp")
+    assert (wmp.username, wmp.bootstrap, wmp.ca_file) == ("wmp", "kafka:9093", Path("/ca"))
+    assert wmp.password is not None
+    assert wmp.password.get_secret_value() == "pw"
+    explicit = Settings(
+        home=tmp_path,
+        kafka=KafkaSettings(username="x", password=SecretStr("y"), credentials_dir=clients),
+    )
+    assert client_settings(explicit, "wmp").username == "x"
+    pinned = Settings(home=tmp_path, kafka=KafkaSettings(bootstrap="elsewhere:1",
+                                                         credentials_dir=clients))  # fmt: skip
+    assert client_settings(pinned, "wmp").bootstrap == "elsewhere:1"
+
+
+async def test_without_a_login_no_client_is_built(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    clients = KafkaClients(client_settings(settings, "wmp"))  # no file: no login
+    with pytest.raises(ConfigError, match="no Kafka login"):
+        clients.producer("p")
+    plaintext = KafkaClients(KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT))
+    assert plaintext.principal is None
+    plaintext.producer("p")  # an explicit opt-in builds, and logs in as nobody

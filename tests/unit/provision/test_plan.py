@@ -1,0 +1,143 @@
+"""What a bundle needs from Kafka (least privilege), and the plan from the cluster as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.config import KafkaSettings
+from broker.kafka import ClusterAccess, Grant
+from broker.policy import Policy, load_bundle
+from broker.provision import Desired, desired_access, plan_changes, publishers, recipients
+from broker.topics import ACCESS, AUDIT, CONSENT, QUARANTINE, STATE, deliver, ingress
+
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_bundle(POLICIES)
+
+
+@pytest.fixture(scope="module")
+def desired(policy: Policy) -> Desired:
+    return desired_access(policy, KafkaSettings())
+
+
+def _of(desired: Desired, principal: str) -> set[tuple[str, str, str, bool]]:
+    return {(g.kind, g.name, g.operation, g.prefixed) for g in desired.grants
+            if g.principal == principal}  # fmt: skip
+
+
+def test_an_agency_may_write_its_own_ingress_and_nothing_else(desired: Desired) -> None:
+    assert _of(desired, "wmp") == {("topic", ingress("wmp"), "write", False)}
+
+
+def test_a_recipient_reads_its_own_deliveries_with_its_own_groups_and_acknowledges(
+    desired: Desired,
+) -> None:
+    assert _of(desired, "cog-tipton") == {
+        ("topic", deliver("cog-tipton"), "read", False),
+        ("group", "cog-tipton.", "read", True),
+        ("topic", ACCESS, "write", False),
+    }
+
+
+def test_exactly_the_active_consent_authorities_may_record_consent(
+    policy: Policy, desired: Desired
+) -> None:
+    writers = {g.principal for g in desired.grants if (g.name, g.operation) == (CONSENT, "write")}
+    authorities = policy.bundle.consent_authorities
+    assert authorities is not None  # policies/consent-authorities.yaml
+    assert writers == {p for p in authorities if policy.bundle.parties[p].status == "active"}
+    assert {"sandwell-coord", "school-146201"} <= writers
+    assert "smethwick-fsp" not in writers  # listed, but suspended
+    assert not writers & {"wmp", "cog-tipton"}  # not listed
+
+
+def test_without_consent_authorities_only_active_coordinating_teams_record_consent(
+    policy: Policy,
+) -> None:
+    bundle = policy.bundle.model_copy(update={"consent_authorities": None})
+    assert bundle.consent_recorders() == ["sandwell-coord", "wolverhampton-mash"]
+
+
+def test_a_suspended_party_keeps_its_login_but_holds_no_grant(
+    policy: Policy, desired: Desired
+) -> None:
+    suspended = [p for p, party in policy.bundle.parties.items() if party.status == "suspended"]
+    assert suspended
+    for p in suspended:
+        assert p in desired.users
+        assert _of(desired, p) == set()
+
+
+def test_the_services_have_exactly_what_they_use(desired: Desired) -> None:
+    assert _of(desired, "worker") == {
+        ("topic", "accord.ingress.", "read", True), ("topic", CONSENT, "read", False),
+        ("topic", ACCESS, "read", False), ("topic", "accord.deliver.", "write", True),
+        ("topic", AUDIT, "write", False), ("topic", QUARANTINE, "write", False),
+        ("topic", STATE, "write", False), ("topic", STATE, "read", False),
+        ("group", "accord-worker", "read", False),
+        ("transactional_id", "accord-worker", "write", False),
+    }  # fmt: skip
+    assert _of(desired, "indexer") == {("topic", AUDIT, "read", False)}
+    assert _of(desired, "console") == {
+        ("topic", AUDIT, "read", False), ("topic", AUDIT, "write", False),
+        ("transactional_id", "accord-audit-console:", "write", True),
+    }  # fmt: skip
+
+
+def test_nobody_is_granted_anything_but_read_and_write(desired: Desired) -> None:
+    """Create, delete, alter and ACL changes stay the admin's (the super user's) alone."""
+    assert {g.operation for g in desired.grants} == {"read", "write"}
+    assert "admin" not in {g.principal for g in desired.grants}
+
+
+def test_every_party_publishing_or_receiving_has_its_topic(
+    policy: Policy, desired: Desired
+) -> None:
+    names = {t.name for t in desired.topics}
+    assert {ingress(p) for p in publishers(policy)} <= names
+    assert {deliver(p) for p in recipients(policy)} <= names
+    assert {AUDIT, CONSENT, ACCESS, QUARANTINE, STATE} <= names
+
+
+def test_from_an_empty_cluster_everything_is_added(desired: Desired) -> None:
+    plan = plan_changes(desired, ClusterAccess(frozenset(), frozenset(), frozenset()),
+                        rotate=frozenset())  # fmt: skip
+    assert set(plan.add_users) == desired.users
+    assert set(plan.add_grants) == desired.grants
+    assert len(plan.create_topics) == len(desired.topics)
+    assert (plan.remove_users, plan.remove_grants) == ((), ())
+
+
+def test_a_cluster_already_provisioned_needs_nothing_and_rotation_is_on_request(
+    desired: Desired,
+) -> None:
+    current = ClusterAccess(
+        frozenset(t.name for t in desired.topics), desired.users | {"admin"}, desired.grants
+    )
+    assert not plan_changes(desired, current, rotate=frozenset())
+    rotated = plan_changes(desired, current, rotate=frozenset({"wmp"}))
+    assert rotated.add_users == ("wmp",)
+    assert rotated.rows() == [("add", "login", "wmp", "", "SCRAM-SHA-512")]
+
+
+def test_a_party_gone_from_the_bundle_loses_its_login_and_grants_and_strays_go(
+    desired: Desired,
+) -> None:
+    """As if ``cog-oldhill`` had been a hub of the bundle at the last provision."""
+    gone = {Grant("cog-oldhill", "topic", deliver("cog-oldhill"), "read"),
+            Grant("cog-oldhill", "group", "cog-oldhill.", "read", prefixed=True)}  # fmt: skip
+    stray = Grant("wmp", "topic", AUDIT, "describe")  # made by hand, not by Accord
+    current = ClusterAccess(
+        frozenset(t.name for t in desired.topics),
+        desired.users | {"admin", "cog-oldhill"},
+        desired.grants | gone | {stray},
+    )
+    plan = plan_changes(desired, current, rotate=frozenset())
+    assert plan.remove_users == ("cog-oldhill",)
+    assert set(plan.remove_grants) == gone | {stray}
+    assert (plan.add_users, plan.add_grants, plan.create_topics) == ((), (), ())
