@@ -143,6 +143,7 @@ async def _measure(
         keys.ensure_party(party)
     for principal, purposes in SPECIAL_PRINCIPALS.items():
         keys.ensure_party(principal, purposes=purposes)
+    keys.set_linkage_key()
     # As a deployment: the admin provisions, then each part logs in as itself.
     assert admin.credentials_dir is not None
     provision(policy, admin, clients_dir=admin.credentials_dir)

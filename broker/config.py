@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     def keys_dir(self) -> Path:
         return self.keystore.path or self.home / "keys"
 
+    def keystore_path(self, principal: str) -> Path:
+        """``principal``'s keystore: ``<keys>/<principal>`` when the keys folder holds one
+        keystore per principal (what ``accord keys init --policies`` makes for the demo and
+        tests, as separate organisations would have), else the keys folder itself."""
+        own = self.keys_dir / principal
+        return own if (own / "keystore.json").is_file() else self.keys_dir
+
     @property
     def kafka_credentials_dir(self) -> Path:
         return self.kafka.credentials_dir or self.home / "kafka-data" / "clients"

@@ -16,8 +16,6 @@ class Principal(enum.StrEnum):
 
     #: The broker's worker: agencies seal to it; it opens ingress and seals deliveries.
     WORKER = "worker"
-    #: Signs audit checkpoints. It never receives data, so it has no encryption key.
-    AUDIT = "audit"
     #: Quarantined records are sealed to it, for IG officers to examine.
     GOVERNANCE = "governance"
     #: The governance console: it writes officers' look-ups and reviews to its own chains.

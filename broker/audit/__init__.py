@@ -3,8 +3,9 @@
 Every decision — including every decision not to share — and every delivery, quarantine,
 consent change, policy load and recipient access becomes an :class:`AuditRecord`. Records
 form hash chains (``prev_hash`` → ``hash`` over canonical JSON), each chain written by one
-writer at a time through a :class:`ChainWriter`, and checkpoint records carry the ``audit``
-principal's Ed25519 signature over the chain head (:class:`KeystoreAuditSigner`).
+writer at a time through a :class:`ChainWriter`, and checkpoint records carry the chain
+writer's own Ed25519 signature over the chain head (:class:`KeystoreAuditSigner`: the
+worker's key for ``worker:*`` chains, the console's for ``console:*``).
 :func:`verify_chain` and :func:`verify_truncation` check a chain with nothing but the
 records and a :class:`CheckpointVerifier`. Records hold subject keys and field names only,
 never personal values.

@@ -2,7 +2,7 @@
 
 Each chain is written by exactly one writer at a time (the worker that owns an input
 partition, the indexer, the console), so appends need no coordination. A checkpoint record
-carries an Ed25519 signature by the audit key over ``(chain, seq, hash)`` of the record
+carries an Ed25519 signature by the chain writer's key over ``(chain, seq, hash)`` of the record
 before it; verifying against the newest checkpoint detects truncation of everything up to it.
 """
 
@@ -29,8 +29,9 @@ class CheckpointSigner(Protocol):
 
 
 class CheckpointVerifier(Protocol):
-    def verify(self, key_id: str, data: bytes, signature: bytes) -> bool:
-        """True only when ``signature`` is valid for ``data`` under a live audit key ``key_id``."""
+    def verify(self, chain: str, key_id: str, data: bytes, signature: bytes) -> bool:
+        """True only when ``signature`` is valid for ``data`` under ``key_id``, a key of the
+        principal that writes ``chain``."""
         ...
 
 
@@ -270,5 +271,6 @@ def _verify_checkpoint(rec: AuditRecord, prev_hash: str, verifier: CheckpointVer
         raise ChainBroken(
             rec.seq, "checkpoint does not cover the record before it", chain=rec.chain
         )
-    if not verifier.verify(key_id, checkpoint_message(rec.chain, covers_seq, covers_hash), sig):
+    message = checkpoint_message(rec.chain, covers_seq, covers_hash)
+    if not verifier.verify(rec.chain, key_id, message, sig):
         raise ChainBroken(rec.seq, "checkpoint signature does not verify", chain=rec.chain)

@@ -1,39 +1,58 @@
-"""Audit checkpoints signed and verified with the ``audit`` principal's keystore keys."""
+"""Checkpoints signed by the writer of their chain, and verified as that writer's.
+
+A chain ``worker:<instance>`` is signed with the worker's own signing key, and a chain
+``console:<host>`` with the console's: each writer holds only its own key, and a
+checkpoint counts only when the key that signed it belongs to the principal its chain names.
+"""
 
 from __future__ import annotations
 
 from broker.envelope import KeyPurpose, KeyResolver, KeyStatus, verify_detached
 from broker.principals import Principal
 
+#: The principals that write audit chains: the chain's prefix names its writer.
+CHAIN_WRITERS = frozenset({Principal.WORKER.value, Principal.CONSOLE.value})
+
+
+def chain_writer(chain: str) -> str | None:
+    """The principal a chain belongs to (``worker:w1`` → ``worker``), or None."""
+    writer = chain.partition(":")[0]
+    return writer if writer in CHAIN_WRITERS else None
+
 
 class KeystoreAuditSigner:
-    """Signs with the newest live ``audit`` signing key."""
+    """Signs with ``principal``'s newest live signing key (which this keystore holds)."""
 
-    def __init__(self, keys: KeyResolver) -> None:
+    def __init__(self, keys: KeyResolver, principal: Principal) -> None:
+        if principal.value not in CHAIN_WRITERS:
+            raise ValueError(f"{principal} writes no audit chain")
         self._keys = keys
+        self._principal = principal
 
     @property
     def key_id(self) -> str:
-        return self._keys.current_signing_key(Principal.AUDIT).info.key_id
+        return self._keys.current_signing_key(self._principal).info.key_id
 
     def sign(self, data: bytes) -> bytes:
-        return self._keys.current_signing_key(Principal.AUDIT).key.sign(data)
+        return self._keys.current_signing_key(self._principal).key.sign(data)
 
 
 class KeystoreAuditVerifier:
-    """Accepts signatures by any ``audit`` signing key that was not revoked.
+    """Accepts a checkpoint signed by a non-revoked signing key of its chain's writer.
 
-    A rotated-out (retired or expired) audit key still vouches for the checkpoints it signed
-    while it was current; a revoked key vouches for nothing.
+    A rotated-out (retired or expired) key still vouches for the checkpoints it signed while
+    it was current; a revoked key vouches for nothing; another principal's key (a console's
+    for a worker's chain, say) never does.
     """
 
     def __init__(self, keys: KeyResolver) -> None:
         self._keys = keys
 
-    def verify(self, key_id: str, data: bytes, signature: bytes) -> bool:
+    def verify(self, chain: str, key_id: str, data: bytes, signature: bytes) -> bool:
         info = self._keys.public_key(key_id)
-        if info is None or info.party != Principal.AUDIT or info.purpose is not KeyPurpose.SIGN:
+        writer = chain_writer(chain)
+        if info is None or writer is None or info.party != writer:
             return False
-        if info.status is KeyStatus.REVOKED:
+        if info.purpose is not KeyPurpose.SIGN or info.status is KeyStatus.REVOKED:
             return False
         return verify_detached(info, data, signature)

@@ -93,7 +93,7 @@ def _store(settings: Settings, db: str | None, *, create: bool = False) -> Audit
 def _verifier(settings: Settings) -> KeystoreAuditVerifier:
     from broker.audit import KeystoreAuditVerifier
 
-    return KeystoreAuditVerifier(keystore(settings))
+    return KeystoreAuditVerifier(keystore(settings, Principal.CONSOLE))  # its directory
 
 
 def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime | None:
@@ -167,10 +167,10 @@ def subject(nhs_number: NhsNumber, db: Db = None, fmt: Fmt = Format.TABLE) -> No
     """A child's disclosure log (subject access): every decision and every opening."""
     from broker.cli._audit_render import disclosure
     from broker.governance import disclosure_log, subject_key_for_nhs_number
-    from broker.keys import load_linkage_key
 
     settings = load_settings()
-    key = subject_key_for_nhs_number(nhs_number, load_linkage_key(settings.keys_dir))
+    linkage = keystore(settings, Principal.CONSOLE).linkage_key()
+    key = subject_key_for_nhs_number(nhs_number, linkage)
     store = _store(settings, db)
     try:
         entries = disclosure_log(store, key)
@@ -222,14 +222,14 @@ def review(
 
     check_review_text(reviewed_by=by, note=note)
     settings = load_settings()
-    keys = keystore(settings)
+    keys = keystore(settings, Principal.CONSOLE)
     store = _store(settings, db)
     kafka = kafka_as(settings, Principal.CONSOLE)
     appender = ChainAppender(
         store,
         kafka=kafka,
         chain=Principal.CONSOLE.chain(host or socket.gethostname()),
-        signer=KeystoreAuditSigner(keys),
+        signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
     )
     try:
         rec = asyncio.run(_review(store, appender, event_id, recipient, by=by, note=note))

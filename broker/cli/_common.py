@@ -19,7 +19,8 @@ def kafka_as(settings: Settings, principal: str) -> KafkaClients:
     return KafkaClients(client_settings(settings, principal))
 
 
-def keystore(settings: Settings) -> FileKeyStore:
+def keystore(settings: Settings, principal: str) -> FileKeyStore:
+    """``principal``'s keystore (``Settings.keystore_path``)."""
     from broker.keys import FileKeyStore  # cryptography loads only when a command needs keys
 
-    return FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
+    return FileKeyStore(settings.keystore_path(principal), settings.keystore.passphrase)

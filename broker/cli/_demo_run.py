@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.config import Settings
 from broker.kafka import KafkaClients, client_settings
-from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
+from broker.keys import FileKeyStore, init_keystores
 from broker.pipeline import Worker, WorkerOptions, serve
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
@@ -93,7 +93,7 @@ def _event(
 
 async def _agencies(
     kafka: Callable[[str], KafkaClients],
-    keys: FileKeyStore,
+    keys: Callable[[str], FileKeyStore],
     policy: Policy,
     *,
     rate: float,
@@ -105,13 +105,13 @@ async def _agencies(
     fam = SyntheticFamilies(seed=seed, today=datetime.now(UTC).date())
     routes = _routes(policy)
     urns = _school_urns(policy)
-    publishers = {s: Publisher(s, keys, kafka(s)) for s in routes}
+    publishers = {s: Publisher(s, keys(s), kafka(s)) for s in routes}
     for pub in publishers.values():
         await pub.start()
     coord = next(
         p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"
     )
-    consent_pub = Publisher(coord, keys, kafka(coord))
+    consent_pub = Publisher(coord, keys(coord), kafka(coord))
     await consent_pub.start()
     sent = 0
     try:
@@ -142,13 +142,13 @@ async def _agencies(
 
 async def _recipient(
     kafka: KafkaClients,
-    keys: FileKeyStore,
+    keys: Callable[[str], FileKeyStore],
     party: str,
     *,
     stop: asyncio.Event,
     say: Callable[[str], None],
 ) -> None:
-    async with Subscriber(party, keys, kafka, group=f"{party}.demo") as sub:
+    async with Subscriber(party, keys(party), kafka, group=f"{party}.demo") as sub:
         while not stop.is_set():
             for record in await sub.poll(1.0):
                 m = record.message
@@ -201,11 +201,17 @@ async def run_demo(
     settings: Settings, *, duration: float | None, rate: float, metrics_port: int
 ) -> None:
     policy = load_bundle(settings.policies)
-    keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase, create=True)
-    for party in policy.bundle.parties:
-        keys.ensure_party(party)
-    for principal, purposes in SPECIAL_PRINCIPALS.items():
-        keys.ensure_party(principal, purposes=purposes)
+    # A keystore per party and service, each with only its own private keys, wired with a
+    # directory the governance key signs: as separate organisations would have them.
+    init_keystores(
+        settings.keys_dir,
+        list(policy.bundle.parties),
+        passphrase=settings.keystore.passphrase,
+        kem=settings.envelope.kem,
+    )
+
+    def keys(principal: str) -> FileKeyStore:
+        return FileKeyStore(settings.keystore_path(principal), settings.keystore.passphrase)
 
     def kafka(principal: str) -> KafkaClients:
         return KafkaClients(client_settings(settings, principal))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from broker.cli._keys_exchange import register_exchange
 from broker.config import KemSuite
 from broker.errors import UsageError
 
@@ -23,13 +24,21 @@ _DirOption = Annotated[
 ]
 
 
-def _open_store(directory: Path | None, *, create: bool = False) -> FileKeyStore:
+def _open_store(directory: Path | None, principal: str | None = None) -> FileKeyStore:
+    """``--dir``; else ``principal``'s keystore; else the governance keystore, which holds the
+    master directory (with one keystore for everything, that keystore)."""
     from broker.config import load_settings
     from broker.keys import FileKeyStore
 
     settings = load_settings()
-    path = directory if directory is not None else settings.keys_dir
-    return FileKeyStore(path, settings.keystore.passphrase, create=create)
+    if directory is not None:
+        path = directory
+    else:
+        path = settings.keystore_path(principal or "governance")
+        root = settings.keys_dir
+        if path == root and not (root / "keystore.json").exists() and (root / "worker").is_dir():
+            raise UsageError(f"no keystore for {principal} in {root} (one per party)")
+    return FileKeyStore(path, settings.keystore.passphrase)
 
 
 def _policy_parties(policies: Path) -> list[str]:
@@ -89,29 +98,33 @@ def _print_table(infos: list[KeyInfo]) -> None:
         typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
 
 
-def _init(policies: Path | None, directory: Path | None, kem: KemSuite | None) -> None:
+def _init(
+    policies: Path | None, party: str | None, directory: Path | None, kem: KemSuite | None
+) -> None:
     from broker.config import load_settings
-    from broker.keys import (
-        ALL_PURPOSES,
-        SPECIAL_PRINCIPALS,
-        load_linkage_key,
-    )
+    from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS, FileKeyStore, init_keystores
 
     settings = load_settings()
-    parties = _policy_parties(policies if policies is not None else settings.policies)
     suite = kem if kem is not None else settings.envelope.kem
-    store = _open_store(directory, create=True)
-    created: list[KeyInfo] = []
-    everyone = [(p, ALL_PURPOSES) for p in parties] + list(SPECIAL_PRINCIPALS.items())
-    for party, purposes in everyone:
-        created += store.ensure_party(party, purposes=purposes, kem=suite)
-    # The subject-key secret too: 'accord audit subject' needs it before any worker ran,
-    # and its error message says to run this command.
-    load_linkage_key(store.path, create=True)
+    if party is not None:
+        if policies is not None:
+            raise UsageError("give --party (one party's own keys) or --policies, not both")
+        path = directory if directory is not None else settings.keystore_path(party)
+        store = FileKeyStore(path, settings.keystore.passphrase, create=True)
+        purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
+        created = store.ensure_party(party, purposes=purposes, kem=suite)
+        typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
+        if created:
+            _print_table(created)
+        return
+    parties = _policy_parties(policies if policies is not None else settings.policies)
+    root = directory if directory is not None else settings.keys_dir
+    anchor = init_keystores(root, parties, passphrase=settings.keystore.passphrase, kem=suite)
     total = len(parties) + len(SPECIAL_PRINCIPALS)
-    typer.echo(f"keystore {store.path}: {len(created)} new keys for {total} parties")
-    if created:
-        _print_table(created)
+    typer.echo(
+        f"{total} keystores in {root}, one per party and service, each with only its own "
+        f"private keys; directory {root / 'directory.json'} signed by governance key {anchor}"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -123,20 +136,24 @@ def register(app: typer.Typer) -> None:
 
     @keys_app.command("init")
     def init(
+        party: Annotated[
+            str | None, typer.Option("--party", help="Make this party's keys only.")
+        ] = None,
         policies: Annotated[
             Path | None,
-            typer.Option("--policies", help="Policy bundle whose parties get keys."),
+            typer.Option("--policies", help="Make a keystore for every party of this bundle."),
         ] = None,
         directory: _DirOption = None,
         kem: Annotated[
             KemSuite | None, typer.Option("--kem", help="KEM for new encryption keys.")
         ] = None,
     ) -> None:
-        """Create keys for every party of a policy bundle, plus worker, audit and governance.
+        """Make one party's keys in its own keystore (--party); or, for a demo or a test, a
+        keystore per party and service of a bundle under --dir, wired with a signed directory.
 
         Idempotent: parties that already have active keys keep them.
         """
-        _init(policies, directory, kem)
+        _init(policies, party, directory, kem)
 
     @keys_app.command("list")
     def list_keys(
@@ -145,7 +162,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
     ) -> None:
         """List the public key directory: ids, purposes, algorithms and status."""
-        infos = _open_store(directory).keys(party)
+        infos = _open_store(directory, party).keys(party)
         if party is not None and not infos:
             raise UsageError(f"no keys for party {party}")
         if as_json:
@@ -175,7 +192,7 @@ def register(app: typer.Typer) -> None:
         choice["encrypt"] = (KeyPurpose.ENCRYPT,)
         if purpose not in choice:
             raise UsageError("--purpose must be sign, encrypt or both")
-        store = _open_store(directory)
+        store = _open_store(directory, party)
         created = store.rotate(
             party,
             purposes=choice[purpose],
@@ -205,4 +222,5 @@ def register(app: typer.Typer) -> None:
         info = _open_store(directory).revoke(key_id)
         typer.echo(f"revoked {info.key_id} ({info.party}, {info.purpose.value})")
 
+    register_exchange(keys_app)
     app.add_typer(keys_app, name="keys")

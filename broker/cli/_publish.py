@@ -37,7 +37,7 @@ async def _publish(settings: Settings, party: str, file: Path) -> int:
     err = Console(stderr=True)
     sent = 0
     problems: list[RowProblem] = []
-    async with Publisher(party, keystore(settings), kafka_as(settings, party)) as pub:
+    async with Publisher(party, keystore(settings, party), kafka_as(settings, party)) as pub:
         rows = list(read_export(file, pub.validate))
         good = [r for r in rows if isinstance(r, GoodRow)]
         problems = [r for r in rows if isinstance(r, RowProblem)]

@@ -20,18 +20,27 @@ JsonOut = Annotated[bool, typer.Option("--json", help="One JSON object per line.
 Group = Annotated[str | None, typer.Option(help="Consumer group, PARTY.NAME (default PARTY.tail).")]
 MaxRecords = Annotated[int | None, typer.Option("--max", help="Stop after N records.")]
 Idle = Annotated[float | None, typer.Option(help="Stop after this many seconds with nothing new.")]
+By = Annotated[
+    str,
+    typer.Option(
+        help="Who opens the records (a staff or system id): each is acknowledged as opened by it."
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("tail")
     def tail(
         party: As,
+        *,
         group: Group = None,
         json_out: JsonOut = False,
         max_records: MaxRecords = None,
         idle: Idle = None,
+        by: By = "accord-tail",
     ) -> None:
-        """Open and print the records delivered to a party, as they arrive."""
+        """Open and print the records delivered to a party, as they arrive; each record
+        opened is acknowledged (audited as opened by --by)."""
         settings = load_settings()
         asyncio.run(
             _tail(
@@ -41,6 +50,7 @@ def register(app: typer.Typer) -> None:
                 as_json=json_out,
                 max_records=max_records,
                 idle=idle,
+                by=by,
             )
         )
 
@@ -53,20 +63,30 @@ async def _tail(
     as_json: bool,
     max_records: int | None,
     idle: float | None,
+    by: str,
 ) -> None:
     from broker.sdk import Subscriber
 
     seen = 0
     quiet = 0.0
-    async with Subscriber(party, keystore(settings), kafka_as(settings, party), group) as sub:
+    keys = keystore(settings, party)
+    async with Subscriber(party, keys, kafka_as(settings, party), group) as sub:
         while max_records is None or seen < max_records:
             batch = await sub.poll(1.0)
             quiet = 0.0 if batch else quiet + 1.0
             for record in batch:
                 _print_record(record, as_json)
+                if not record.is_notice:  # who opened what: the console's "opened" column
+                    await record.opened(by=by, purpose=_purpose(record))
                 seen += 1
             if idle is not None and quiet >= idle:
                 break
+
+
+def _purpose(record: SharedRecord) -> str:
+    from broker.events import Delivery
+
+    return record.message.purpose if isinstance(record.message, Delivery) else "unknown"
 
 
 def _print_record(record: SharedRecord, as_json: bool) -> None:

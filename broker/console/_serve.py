@@ -26,7 +26,7 @@ from broker.console._users import UserFile
 from broker.errors import UsageError
 from broker.governance import AuditStore, ChainAppender, Indexer
 from broker.kafka import KafkaClients
-from broker.keys import FileKeyStore, load_linkage_key
+from broker.keys import FileKeyStore
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
 
@@ -70,20 +70,20 @@ async def run_console(
     """Serve the console until ``stop`` is set (or the process is interrupted)."""
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
 
-    keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
+    keys = FileKeyStore(settings.keystore_path(Principal.CONSOLE), settings.keystore.passphrase)
     verifier = KeystoreAuditVerifier(keys)
     chain = console_chain()
     sink = ChainAppender(
         store,
         kafka=kafka,
         chain=chain,
-        signer=KeystoreAuditSigner(keys),
+        signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
     )
     deps = ConsoleDeps(
         store=store,
         audit=sink,
         users=UserFile(settings.console_users_file),
-        linkage_key=load_linkage_key(settings.keys_dir),
+        linkage_key=keys.linkage_key(),
         verifier=verifier,
         settings=settings.console,
         policy=policy,

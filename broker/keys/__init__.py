@@ -1,13 +1,22 @@
-"""Keys: one ``KeyStore`` interface and the local file keystore that implements it.
+"""Keys: one ``KeyStore`` interface, the local file keystore, and exchanging public keys.
 
 Every party has an Ed25519 signing key and an HPKE encryption key (ML-KEM-768 + X25519 by
 default); key ids are fingerprints of the public keys. Keys rotate (the new key seals, the old
-one still opens until it is retired or its grace period ends) and can be revoked. The special
-principals (``broker.principals``) exist in every deployment. The key types themselves
-(``KeyInfo``, ``KeyPurpose``, ...) are the envelope's.
+one still opens until it is retired or its grace period ends) and can be revoked. Each
+organisation's keystore holds only its own private keys; everyone else's public keys arrive
+in a directory the governance key signs (``schemas/key-directory.md``). The broker's own
+principals (``broker.principals``) have keys too. The key types themselves (``KeyInfo``,
+``KeyPurpose``, ...) are the envelope's.
 """
 
-from broker.keys._linkage import load_linkage_key
+from broker.keys._directory import SignedDirectory
+from broker.keys._exchange import (
+    export_entries,
+    import_directory,
+    init_keystores,
+    sign_directory,
+    trusted_signers,
+)
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS, KeyStore
 from broker.keys._store import FileKeyStore
 
@@ -16,5 +25,10 @@ __all__ = [
     "SPECIAL_PRINCIPALS",
     "FileKeyStore",
     "KeyStore",
-    "load_linkage_key",
+    "SignedDirectory",
+    "export_entries",
+    "import_directory",
+    "init_keystores",
+    "sign_directory",
+    "trusted_signers",
 ]

@@ -19,13 +19,13 @@ __all__ = [
 
 ALL_PURPOSES: Final[tuple[KeyPurpose, ...]] = (KeyPurpose.SIGN, KeyPurpose.ENCRYPT)
 
-#: Principals that exist in every deployment besides the parties of the policy bundle:
-#: ``worker`` (the broker: opens ingress, seals deliveries), ``audit`` (signs audit
-#: checkpoints; it never receives data, so it has no encryption key) and ``governance``
-#: (quarantined records are sealed to it).
+#: Principals with keys in every deployment besides the parties of the policy bundle:
+#: ``worker`` (the broker: opens ingress, seals deliveries, signs its audit chain),
+#: ``console`` (signs its own audit chain; it never receives data, so it has no encryption
+#: key) and ``governance`` (signs the key directory; quarantined records are sealed to it).
 SPECIAL_PRINCIPALS: Final[dict[str, tuple[KeyPurpose, ...]]] = {
     Principal.WORKER: ALL_PURPOSES,
-    Principal.AUDIT: (KeyPurpose.SIGN,),
+    Principal.CONSOLE: (KeyPurpose.SIGN,),
     Principal.GOVERNANCE: ALL_PURPOSES,
 }
 
@@ -43,6 +43,10 @@ class KeyStore(KeyResolver, Protocol):
 
     def parties(self) -> list[str]:
         """Every party with at least one key, sorted."""
+        ...
+
+    def private_parties(self) -> list[str]:
+        """The principals this store holds private keys for (whose keystore it is)."""
         ...
 
     def ensure_party(

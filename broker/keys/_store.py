@@ -5,17 +5,17 @@ Layout of the keystore directory (0700; every file 0600, refused if others can r
     keystore.json        format, and how private keys are protected (none | scrypt)
     directory.json       public key directory: every party's keys, ids, status, not_after
     private/<id>.key     one private key each, raw bytes, AES-256-GCM-wrapped if protected
+    linkage.key          the linkage key, where this store has it (the worker's, the console's)
+    trust.json           the governance keys trusted to sign directories; the last serial
     .lock                serialises mutations across processes
 
-With a passphrase, a key-encryption key is derived once per store with scrypt (salt and
-parameters in ``keystore.json``, plus a check value so a wrong passphrase is reported at once)
-and each private key is wrapped with AES-256-GCM, its id, party and algorithm bound as
-associated data so wrapped keys cannot be swapped between files.
+A store holds the private keys of the principals it was made for, and the public keys of
+everyone else, imported from a signed directory (``_exchange``). Secrets are protected as
+``_protect`` says.
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,15 +26,7 @@ from typing import Any, Final
 from pydantic import SecretStr
 
 from broker.config import KemSuite
-from broker.crypto import (
-    AEAD_NONCE_LEN,
-    Aead,
-    KemAlg,
-    KemPrivateKey,
-    SigningKey,
-    random_bytes,
-    scrypt_kek,
-)
+from broker.crypto import KemAlg, KemPrivateKey, SigningKey, random_bytes
 from broker.envelope import (
     Clock,
     KeyAlg,
@@ -45,52 +37,27 @@ from broker.envelope import (
     compute_key_id,
     is_identifier,
 )
-from broker.errors import EnvelopeError, KeyNotFound, KeyStoreError, UsageError
+from broker.errors import KeyNotFound, KeyStoreError, UsageError
+from broker.keys._directory import entry_json, parse_entry
 from broker.keys._files import check_private, locked, make_private_dir, read_json, write_private
+from broker.keys._protect import Protector
 from broker.keys._protocol import ALL_PURPOSES, DEFAULT_ROTATION_GRACE
 
 __all__ = ["FileKeyStore"]
 
-_STORE_FORMAT: Final = "accord-keystore/v1"
-_DIR_FORMAT: Final = "accord-key-directory/v1"
+_DIR_FORMAT: Final = "accord-keystore-directory/v1"
+# Stores written before the signed directory existed named their file like it; still read.
+_DIR_FORMATS: Final = (_DIR_FORMAT, "accord-key-directory/v1")
 _KEY_FORMAT: Final = "accord-private-key/v1"
-_CHECK_PLAINTEXT: Final = b"accord keystore passphrase check"
+_LINKAGE_FORMAT: Final = "accord-linkage-key/v1"
 _WRAP_LABEL: Final = b"accord/private-key/v1\x00"
+_LINKAGE_AD: Final = b"accord/linkage-key/v1"
 _REFRESH_SECONDS: Final = 1.0
 
 _PrivateKey = SigningKey | KemPrivateKey
 # Module constants: enum attribute access is slow on the per-record lookup paths.
 _SIGN: Final = KeyPurpose.SIGN
 _ENCRYPT: Final = KeyPurpose.ENCRYPT
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: object, where: Path) -> bytes:
-    if not isinstance(text, str):
-        raise KeyStoreError(f"keystore file {where} is not in the expected format")
-    try:
-        return base64.b64decode(text, validate=True)
-    except ValueError as exc:
-        raise KeyStoreError(f"keystore file {where} is not in the expected format") from exc
-
-
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _parse_ts(value: object, where: Path) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise KeyStoreError(f"keystore file {where} has a bad timestamp") from exc
-    if parsed.tzinfo is None:
-        raise KeyStoreError(f"keystore file {where} has a timestamp without a zone")
-    return parsed
 
 
 class FileKeyStore:
@@ -115,7 +82,7 @@ class FileKeyStore:
                 raise KeyStoreError(f"no keystore at {self.path}; run 'accord keys init'")
             self._initialise(meta_file, passphrase, scrypt_n)
         check_private(self.path)
-        self._kek = self._unlock(read_json(meta_file), meta_file, passphrase)
+        self._protect = Protector.unlock(read_json(meta_file), meta_file, self.path, passphrase)
         self._entries: list[KeyInfo] = []
         self._by_id: dict[str, KeyInfo] = {}
         self._newest: dict[tuple[str, KeyPurpose], KeyInfo] = {}
@@ -206,6 +173,65 @@ class FileKeyStore:
             self._save(entries + created)
         return created
 
+    def holds_private(self, key_id: str) -> bool:
+        """True when this store has the private half of ``key_id``."""
+        return key_id in self._private or (self._private_dir / f"{key_id}.key").exists()
+
+    def private_parties(self) -> list[str]:
+        """The principals this store holds private keys for (whose keystore it is)."""
+        self._maybe_reload()
+        return sorted({k.party for k in self._entries if self.holds_private(k.key_id)})
+
+    def replace_public(self, keys: Sequence[KeyInfo]) -> None:
+        """Take ``keys`` (an imported directory) as everyone else's public keys.
+
+        The directory is authoritative for every key it lists; keys this store holds
+        privately stay, with the directory's status for them (a revocation reaches the owner
+        too, and nothing becomes un-revoked). A key the directory dropped is forgotten, so
+        nothing is sealed to it any more.
+        """
+        with locked(self.path):
+            self._load()
+            listed = {k.key_id: k for k in keys}
+            entries: list[KeyInfo] = []
+            for own in (k for k in self._entries if self.holds_private(k.key_id)):
+                new = listed.pop(own.key_id, own)
+                if own.status is KeyStatus.REVOKED and new.status is not KeyStatus.REVOKED:
+                    new = own
+                entries.append(new)
+            self._save(entries + list(listed.values()))
+
+    # -- the linkage key ---------------------------------------------------------------
+
+    def linkage_key(self) -> bytes:
+        """The secret behind subject keys (``broker.linkage``): made once, on purpose."""
+        path = self.path / "linkage.key"
+        if not path.exists():
+            raise KeyStoreError(
+                f"no linkage key in the keystore at {self.path}: make it once with 'accord keys "
+                "linkage create' (a new one would unlink every child's history)"
+            )
+        check_private(path)
+        record = read_json(path)
+        if record.get("format") != _LINKAGE_FORMAT:
+            raise KeyStoreError(f"linkage key file {path} is not in the expected format")
+        key = self._protect.unwrap(record, _LINKAGE_AD, path)
+        if len(key) != 32:
+            raise KeyStoreError(f"the linkage key at {path} is not 32 bytes")
+        return key
+
+    def set_linkage_key(self, key: bytes | None = None) -> bytes:
+        """Store ``key`` (a new random one when None) as this store's linkage key; refuse to
+        replace one it has."""
+        path = self.path / "linkage.key"
+        if path.exists():
+            raise UsageError(f"the keystore at {self.path} has a linkage key already")
+        key = random_bytes(32) if key is None else key
+        if len(key) != 32:
+            raise UsageError("a linkage key is 32 bytes")
+        write_private(path, {"format": _LINKAGE_FORMAT, **self._protect.wrap(key, _LINKAGE_AD)})
+        return key
+
     def retire(self, key_id: str) -> KeyInfo:
         return self._set_status(key_id, KeyStatus.RETIRED)
 
@@ -278,12 +304,7 @@ class FileKeyStore:
             "party": info.party,
             "alg": info.alg.value,
         }
-        if self._kek is None:
-            record |= {"protection": "none", "key": _b64(raw)}
-        else:
-            nonce = random_bytes(AEAD_NONCE_LEN)
-            wrapped = Aead(self._kek).seal(nonce, raw, self._wrap_ad(info))
-            record |= {"protection": "aes-256-gcm", "nonce": _b64(nonce), "key": _b64(wrapped)}
+        record |= self._protect.wrap(raw, self._wrap_ad(info))
         write_private(self._private_dir / f"{info.key_id}.key", record)
 
     def _load_private(self, info: KeyInfo) -> _PrivateKey:
@@ -302,14 +323,7 @@ class FileKeyStore:
             info.alg.value,
         ):
             raise KeyStoreError(f"private key file {path} does not match the directory")
-        raw = _unb64(rec.get("key"), path)
-        if rec.get("protection") == "aes-256-gcm" and self._kek is not None:
-            try:
-                raw = Aead(self._kek).open(_unb64(rec.get("nonce"), path), raw, self._wrap_ad(info))
-            except EnvelopeError as exc:
-                raise KeyStoreError(f"private key file {path} cannot be unwrapped") from exc
-        elif rec.get("protection") != ("none" if self._kek is None else "aes-256-gcm"):
-            raise KeyStoreError(f"private key file {path} has the wrong protection")
+        raw = self._protect.unwrap(rec, self._wrap_ad(info), path)
         key: _PrivateKey = (
             SigningKey.from_raw(raw)
             if info.alg is KeyAlg.ED25519
@@ -325,61 +339,9 @@ class FileKeyStore:
     def _initialise(self, meta_file: Path, passphrase: SecretStr | None, scrypt_n: int) -> None:
         make_private_dir(self.path)
         make_private_dir(self._private_dir)
-        meta: dict[str, Any] = {"format": _STORE_FORMAT, "protection": "none"}
-        if passphrase is not None:
-            salt = random_bytes(16)
-            params = {"n": scrypt_n, "r": 8, "p": 1}
-            kek = scrypt_kek(passphrase.get_secret_value().encode("utf-8"), salt, **params)
-            nonce = random_bytes(AEAD_NONCE_LEN)
-            check = Aead(kek).seal(nonce, _CHECK_PLAINTEXT, _STORE_FORMAT.encode())
-            meta = {
-                "format": _STORE_FORMAT,
-                "protection": "scrypt",
-                "salt": _b64(salt),
-                "scrypt": params,
-                "check": _b64(nonce + check),
-            }
         if not self._dir_file.exists():
             write_private(self._dir_file, {"format": _DIR_FORMAT, "keys": []})
-        write_private(meta_file, meta)
-
-    def _unlock(
-        self, meta: dict[str, Any], where: Path, passphrase: SecretStr | None
-    ) -> bytes | None:
-        if meta.get("format") != _STORE_FORMAT:
-            raise KeyStoreError(f"keystore file {where} is not in the expected format")
-        if meta.get("protection") == "none":
-            if passphrase is not None:
-                raise KeyStoreError(
-                    f"the keystore at {self.path} has no passphrase, but one was given"
-                )
-            return None
-        if meta.get("protection") != "scrypt":
-            raise KeyStoreError(f"keystore file {where} is not in the expected format")
-        if passphrase is None:
-            raise KeyStoreError(
-                f"the keystore at {self.path} is passphrase-protected; "
-                "set ACCORD_KEYSTORE__PASSPHRASE"
-            )
-        params = meta.get("scrypt")
-        if not isinstance(params, dict) or set(params) != {"n", "r", "p"}:
-            raise KeyStoreError(f"keystore file {where} is not in the expected format")
-        try:
-            kek = scrypt_kek(
-                passphrase.get_secret_value().encode("utf-8"),
-                _unb64(meta.get("salt"), where),
-                n=int(params["n"]),
-                r=int(params["r"]),
-                p=int(params["p"]),
-            )
-        except (TypeError, ValueError) as exc:
-            raise KeyStoreError(f"keystore file {where} has unusable scrypt parameters") from exc
-        check = _unb64(meta.get("check"), where)
-        try:
-            Aead(kek).open(check[:AEAD_NONCE_LEN], check[AEAD_NONCE_LEN:], _STORE_FORMAT.encode())
-        except EnvelopeError as exc:
-            raise KeyStoreError(f"wrong passphrase for the keystore at {self.path}") from exc
-        return kek
+        write_private(meta_file, Protector.new_meta(passphrase, scrypt_n))
 
     # Public directory
 
@@ -401,9 +363,9 @@ class FileKeyStore:
         st = self._dir_file.stat() if self._dir_file.exists() else None
         check_private(self._dir_file)
         data = read_json(self._dir_file)
-        if data.get("format") != _DIR_FORMAT or not isinstance(data.get("keys"), list):
+        if data.get("format") not in _DIR_FORMATS or not isinstance(data.get("keys"), list):
             raise KeyStoreError(f"keystore file {self._dir_file} is not in the expected format")
-        entries = [self._parse_entry(e) for e in data["keys"]]
+        entries = [parse_entry(e, f"keystore file {self._dir_file}") for e in data["keys"]]
         self._set_entries(entries)
         self._stamp = None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
         self._checked_at = time.monotonic()
@@ -416,47 +378,13 @@ class FileKeyStore:
         # Newest active key per (party, purpose): later entries overwrite earlier ones.
         self._newest = {(k.party, k.purpose): k for k in entries if k.status is KeyStatus.ACTIVE}
 
-    def _parse_entry(self, e: object) -> KeyInfo:
-        where = self._dir_file
-        if not isinstance(e, dict):
-            raise KeyStoreError(f"keystore file {where} is not in the expected format")
-        try:
-            info = KeyInfo(
-                key_id=str(e["key_id"]),
-                party=str(e["party"]),
-                alg=KeyAlg(e["alg"]),
-                public=_unb64(e["public"], where),
-                created_at=_parse_ts(e["created_at"], where) or self._now(),
-                status=KeyStatus(e["status"]),
-                not_after=_parse_ts(e.get("not_after"), where),
-                status_changed_at=_parse_ts(e.get("status_changed_at"), where),
-            )
-        except (KeyError, ValueError) as exc:
-            raise KeyStoreError(f"keystore file {where} is not in the expected format") from exc
-        if compute_key_id(info.alg, info.public) != info.key_id:
-            raise KeyStoreError(f"keystore file {where}: key {info.key_id} does not match its id")
-        return info
-
     def _save(self, entries: list[KeyInfo]) -> None:
         self._set_entries(entries)
         write_private(
             self._dir_file,
             {
                 "format": _DIR_FORMAT,
-                "keys": [
-                    {
-                        "key_id": k.key_id,
-                        "party": k.party,
-                        "purpose": k.purpose.value,
-                        "alg": k.alg.value,
-                        "public": _b64(k.public),
-                        "created_at": _ts(k.created_at),
-                        "status": k.status.value,
-                        "not_after": _ts(k.not_after),
-                        "status_changed_at": _ts(k.status_changed_at),
-                    }
-                    for k in entries
-                ],
+                "keys": [entry_json(k) for k in entries],
             },
         )
         st = self._dir_file.stat()

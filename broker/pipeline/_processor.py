@@ -161,7 +161,7 @@ def build_processor(
     )
     outbox = Outbox(
         chain=chain,
-        signer=KeystoreAuditSigner(keys),
+        signer=KeystoreAuditSigner(keys, Principal.WORKER),
         state=state,
         sealer=services.sealer,
         metrics=metrics,

@@ -17,7 +17,7 @@ from broker.audit import GENESIS, ChainWriter
 from broker.config import Settings
 from broker.errors import BundleInvalid, ConfigError
 from broker.kafka import KafkaClients, quiet_leftovers, translated
-from broker.keys import FileKeyStore, load_linkage_key
+from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
@@ -97,7 +97,9 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         settings, opts = self.settings, self.options
         policy = load_bundle(opts.policies)  # BundleInvalid: refuse to start on a bad bundle
-        keys = FileKeyStore(settings.keys_dir, settings.keystore.passphrase)
+        # The worker's own keystore: its private keys, the directory, the linkage key.
+        keys = FileKeyStore(settings.keystore_path(Principal.WORKER), settings.keystore.passphrase)
+        keys.linkage_key()  # refuse to start without it: a new one would unlink everyone
         await check_topics(self.kafka, policy)
         self.loop = loop = TransactionalLoop(
             self.kafka,
@@ -125,7 +127,7 @@ class Worker:
         self.processor = processor = build_processor(
             policy=policy,
             keys=keys,
-            linkage_key=load_linkage_key(settings.keys_dir, create=True),
+            linkage_key=keys.linkage_key(),
             state=state,
             chain=chain,
             clock=self.clock,

@@ -12,7 +12,7 @@ from typing import Any
 from broker._canonical import canonical_json
 from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import Sealer
-from broker.errors import EventInvalid, UsageError
+from broker.errors import EventInvalid, KeyStoreError, UsageError
 from broker.events import ConsentRecord, ContactEvent, parse_consent, parse_event
 from broker.kafka import KafkaClients, Producer, stop_quietly, translated
 from broker.keys import KeyStore
@@ -47,6 +47,9 @@ class Publisher(AsyncClient):
         envelope: EnvelopeSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        if party not in keystore.private_parties():
+            # The broker accepts only what the party itself signed.
+            raise KeyStoreError(f"this keystore holds no private key for {party}")
         self.party = party
         self.topic = ingress(party)
         self._sealer = Sealer(party, keystore, envelope)

@@ -17,6 +17,7 @@ from broker.envelope import Opener, Sealer
 from broker.errors import (
     BadSignature,
     EnvelopeError,
+    KeyStoreError,
     MalformedEnvelope,
     UnsupportedVersion,
     UsageError,
@@ -82,6 +83,9 @@ class Subscriber(AsyncClient):
         on_unopenable: Callable[[Unopenable], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        if party not in keystore.private_parties():
+            # Records are sealed to the party's own key: nothing here could open them.
+            raise KeyStoreError(f"this keystore holds no private key for {party}")
         self.party = party
         self.topic = deliver(party)
         self._opener = Opener(party, keystore)

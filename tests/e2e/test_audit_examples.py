@@ -24,7 +24,7 @@ from broker.audit import AuditKind
 from broker.cli import main
 from broker.devkafka import EmbeddedKafka
 from broker.governance import AuditStore, open_store
-from broker.keys import FileKeyStore, load_linkage_key
+from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.policy import Scenario
 from broker.sdk import Delivery, Subscriber
@@ -92,7 +92,7 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     keys, policies = project_keys, PROJECT_POLICIES
     h = Harness(isolated_kafka.bootstrap, policies, keys, tmp_path)
     scenarios = project_scenarios()
-    linker = Linker(load_linkage_key(keys.path, create=True))
+    linker = Linker(keys.linkage_key())
     nhs = busiest_child(scenarios)  # the disclosure log under test
     child_key = linker.from_nhs_number(nhs)
 

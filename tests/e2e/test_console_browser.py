@@ -28,7 +28,7 @@ from playwright.async_api import Locator, Page, async_playwright, expect
 from broker.audit import AuditKind
 from broker.devkafka import EmbeddedKafka
 from broker.governance import by_chain, read_topic
-from broker.keys import FileKeyStore, load_linkage_key
+from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
 from tests.e2e.playback import PROJECT_POLICIES, Harness, busiest_child, project_scenarios
@@ -112,7 +112,7 @@ async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
     keys = project_keys
     h = Harness(isolated_kafka.bootstrap, PROJECT_POLICIES, keys, tmp_path)
     scenarios = project_scenarios()
-    linker = Linker(load_linkage_key(keys.path, create=True))
+    linker = Linker(keys.linkage_key())
     nhs = busiest_child(scenarios)
     child_key = linker.from_nhs_number(nhs)
     await h.start(scenarios[0].at)

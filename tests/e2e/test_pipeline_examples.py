@@ -22,7 +22,7 @@ from broker.audit import AuditKind, KeystoreAuditVerifier, verify_chain
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import Opener
 from broker.errors import WrongRecipient
-from broker.keys import FileKeyStore, load_linkage_key
+from broker.keys import FileKeyStore
 from broker.policy import load_bundle
 from broker.sdk import WithdrawalNotice
 from broker.topics import deliver
@@ -45,7 +45,7 @@ async def test_shared_scenarios_flow_end_to_end_exactly_as_the_policy_predicts(
     h = Harness(isolated_kafka.bootstrap, shared_dir / "examples" / "policies", keys, tmp_path)
     scenarios = all_scenarios(shared_dir / "examples" / "scenarios")
     await h.start(scenarios[0].at)
-    digest = hmac.new(load_linkage_key(keys.path), b"accord/pseudonym/v1", hashlib.sha256)
+    digest = hmac.new(keys.linkage_key(), b"accord/pseudonym/v1", hashlib.sha256)
     try:
         for scenario in scenarios:
             await h.play(scenario, digest.digest())

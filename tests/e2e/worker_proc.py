@@ -45,6 +45,7 @@ def keystore_for(policy: Policy, path: Path) -> FileKeyStore:
         keys.ensure_party(party)
     for principal, purposes in SPECIAL_PRINCIPALS.items():
         keys.ensure_party(principal, purposes=purposes)
+    keys.set_linkage_key()  # the worker refuses to start without one
     return keys
 
 

@@ -74,8 +74,11 @@ SURFACES = {
         "client_settings", "ensure_topics", "partition_for", "quiet_leftovers", "read_access",
         "read_client_file", "stop_quietly", "translated", "write_client_files",
     },
-    "broker.keys": {"ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore",
-                    "load_linkage_key"},
+    "broker.keys": {
+        "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",
+        "export_entries", "import_directory", "init_keystores", "sign_directory",
+        "trusted_signers",
+    },
     "broker.linkage": {"Linker"},
     "broker.pipeline": {"Worker", "WorkerOptions", "check_topics", "serve"},
     "broker.policy": {

@@ -36,6 +36,7 @@ from broker.governance._index import TopicMessage
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
+from broker.principals import Principal
 from tests.kafka_helpers import admin_env, clients, create_topics, unique_topic
 from tests.unit.audit.conftest import Run, worker_chain
 
@@ -149,7 +150,7 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
     await produce(kafka_bootstrap, topic, worker_chain(linker, keys, chain="worker:a"))
     await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
     [pending] = governance_report(store, Window()).pending_overrides
-    signer = KeystoreAuditSigner(keys)
+    signer = KeystoreAuditSigner(keys, Principal.CONSOLE)
     notes = ("justified: police attended", "second opinion: agreed")
     for note in notes:
         # The second review is written by a new writer before the indexer has seen the

@@ -19,8 +19,9 @@ from broker.audit import (
 from broker.config import KemSuite
 from broker.governance import AuditStore, IndexSummary, open_store
 from broker.governance._index import ChainTracker
-from broker.keys import FileKeyStore, load_linkage_key
+from broker.keys import FileKeyStore
 from broker.linkage import Linker
+from broker.principals import Principal
 
 CHILD_NHS = "9997017463"
 PARENT_NHS = "9991742182"
@@ -29,11 +30,12 @@ T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 @pytest.fixture
 def audit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """ACCORD_HOME with a keystore holding the audit key, and a linkage key."""
+    """ACCORD_HOME with a keystore holding the chain writers' keys, and a linkage key."""
     home = tmp_path / "home"
     keys = FileKeyStore(home / "keys", create=True)
-    keys.ensure_party("audit", kem=KemSuite.X25519)
-    load_linkage_key(home / "keys", create=True)
+    for writer in ("worker", "console"):
+        keys.ensure_party(writer, kem=KemSuite.X25519)
+    keys.set_linkage_key()
     monkeypatch.setenv("ACCORD_HOME", str(home))
     monkeypatch.delenv("ACCORD_AUDIT_DB", raising=False)
     return home
@@ -51,7 +53,7 @@ def verifier(keys: FileKeyStore) -> KeystoreAuditVerifier:
 
 @pytest.fixture
 def linker(audit_home: Path) -> Linker:
-    return Linker(load_linkage_key(audit_home / "keys"))
+    return Linker(FileKeyStore(audit_home / "keys").linkage_key())
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def worker_chain(
         return T0 + timedelta(minutes=next(tick))
 
     w = ChainWriter(chain, clock=clock)
-    signer = KeystoreAuditSigner(keys)
+    signer = KeystoreAuditSigner(keys, Principal(chain.partition(":")[0]))
     child, parent = linker.from_nhs_number(CHILD_NHS), linker.from_nhs_number(PARENT_NHS)
     out = [w.append(AuditKind.POLICY_LOADED, data={"version": "sha256:abc"})]
     out.append(

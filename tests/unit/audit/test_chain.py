@@ -26,7 +26,7 @@ class FakeAuditKey:
     def sign(self, data: bytes) -> bytes:
         return hmac.new(self._secret, data, hashlib.sha256).digest()
 
-    def verify(self, key_id: str, data: bytes, signature: bytes) -> bool:
+    def verify(self, chain: str, key_id: str, data: bytes, signature: bytes) -> bool:  # noqa: ARG002  # the protocol's shape
         return key_id == self.key_id and hmac.compare_digest(self.sign(data), signature)
 
 

@@ -17,6 +17,7 @@ from broker.audit import (
 from broker.envelope import KeyPurpose
 from broker.errors import ChainBroken
 from broker.keys import FileKeyStore
+from broker.principals import Principal
 
 
 def _now() -> datetime:
@@ -26,24 +27,24 @@ def _now() -> datetime:
 @pytest.fixture
 def store(tmp_path: Path) -> FileKeyStore:
     s = FileKeyStore(tmp_path / "keys", create=True)
-    s.ensure_party("audit", purposes=[KeyPurpose.SIGN])
+    s.ensure_party("worker", purposes=[KeyPurpose.SIGN])
     s.ensure_party("wmp")
     return s
 
 
 def _signed_chain(store: FileKeyStore) -> list:  # type: ignore[type-arg]
-    w = ChainWriter("c", clock=_now)
+    w = ChainWriter("worker:w1", clock=_now)
     records = [w.append(AuditKind.RECEIVED, event_id=f"e{i}") for i in range(3)]
-    records.append(w.checkpoint(KeystoreAuditSigner(store)))
+    records.append(w.checkpoint(KeystoreAuditSigner(store, Principal.WORKER)))
     return records
 
 
-def test_a_checkpoint_signed_by_the_audit_key_verifies(store: FileKeyStore) -> None:
+def test_a_checkpoint_signed_by_the_chain_writers_key_verifies(store: FileKeyStore) -> None:
     report = verify_chain(_signed_chain(store), KeystoreAuditVerifier(store))
     assert report.last_checkpoint_seq == 3
 
 
-def test_a_checkpoint_by_a_revoked_audit_key_is_refused(store: FileKeyStore) -> None:
+def test_a_checkpoint_by_a_revoked_writer_key_is_refused(store: FileKeyStore) -> None:
     records = _signed_chain(store)
     store.revoke(records[-1].data["key_id"])
     with pytest.raises(ChainBroken) as err:
@@ -58,7 +59,23 @@ def test_a_checkpoint_signed_by_another_party_is_refused(store: FileKeyStore) ->
         def sign(self, data: bytes) -> bytes:
             return store.current_signing_key("wmp").key.sign(data)
 
-    w = ChainWriter("c", clock=_now)
+    w = ChainWriter("worker:w1", clock=_now)
     records = [w.append(AuditKind.RECEIVED), w.checkpoint(AgencySigner())]
     with pytest.raises(ChainBroken):
         verify_chain(records, KeystoreAuditVerifier(store))
+
+
+def test_the_consoles_key_cannot_vouch_for_a_workers_chain(store: FileKeyStore) -> None:
+    """Each writer signs its own chains only: a console key on a worker chain is refused."""
+    store.ensure_party("console", purposes=[KeyPurpose.SIGN])
+    w = ChainWriter("worker:w1", clock=_now)
+    records = [
+        w.append(AuditKind.RECEIVED),
+        w.checkpoint(KeystoreAuditSigner(store, Principal.CONSOLE)),
+    ]
+    with pytest.raises(ChainBroken, match="checkpoint signature"):
+        verify_chain(records, KeystoreAuditVerifier(store))
+    console = ChainWriter("console:h1", clock=_now)
+    ok = [console.append(AuditKind.RECEIVED)]
+    ok.append(console.checkpoint(KeystoreAuditSigner(store, Principal.CONSOLE)))
+    assert verify_chain(ok, KeystoreAuditVerifier(store)).records == 2

@@ -22,6 +22,7 @@ from broker.governance import (
 from broker.governance._review import check_reviewable, review_record
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
+from broker.principals import Principal
 from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS, T0, Run, index_records
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"  # the project's bundle
@@ -121,7 +122,7 @@ def test_reviewing_an_override_is_an_audit_record_and_clears_the_queue(
     decision = check_reviewable(store, "e2", "school-1", reviewed_by="ig-jo", note="justified")
     writer = ChainWriter("console:test", clock=lambda: T0 + timedelta(days=1))
     records = [review_record(writer, decision, reviewed_by="ig-jo", note="justified")]
-    records.append(writer.checkpoint(KeystoreAuditSigner(keys)))
+    records.append(writer.checkpoint(KeystoreAuditSigner(keys, Principal.CONSOLE)))
     assert [r.kind.value for r in records] == ["override_reviewed", "checkpoint"]
     assert store.review_of("e2", "school-1") is None  # nothing until the log holds it
     summary = index_records(store, verifier, records, start=100)

@@ -11,10 +11,9 @@ from broker.cli import main
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from broker.keys import FileKeyStore, load_linkage_key
+    from broker.keys import FileKeyStore
 
-    FileKeyStore(tmp_path / "keys", create=True)
-    load_linkage_key(tmp_path / "keys", create=True)
+    FileKeyStore(tmp_path / "keys", create=True).set_linkage_key()
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     monkeypatch.delenv("ACCORD_AUDIT_DB", raising=False)
     return tmp_path

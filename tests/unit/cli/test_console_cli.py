@@ -93,10 +93,9 @@ def test_the_console_says_so_when_its_port_is_taken(
 ) -> None:
     import socket
 
-    from broker.keys import FileKeyStore, load_linkage_key
+    from broker.keys import FileKeyStore
 
-    FileKeyStore(home / "keys", create=True)
-    load_linkage_key(home / "keys", create=True)
+    FileKeyStore(home / "keys", create=True).set_linkage_key()
     add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -9,6 +9,7 @@ import pytest
 
 from broker.cli import main
 from broker.envelope import KeyStatus
+from broker.errors import KeyStoreError
 from broker.keys import FileKeyStore
 
 REPO = Path(__file__).resolve().parents[3]
@@ -51,19 +52,36 @@ def _one_line_error(code: int, err: str, expected_code: int) -> str:
     return lines[0]
 
 
-def test_init_creates_keys_for_bundle_parties_and_special_principals(
+def test_init_makes_a_keystore_per_party_each_with_only_its_own_private_keys(
     bundle: Path, home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = _run(["keys", "init", "--policies", str(bundle)], capsys)
     assert code == 0
-    assert "9 new keys for 5 parties" in out
-    store = FileKeyStore(home / "keys")
-    assert store.parties() == ["audit", "governance", "hub-a", "wmp", "worker"]
-    linkage = (home / "keys" / "linkage.key").read_bytes()
-    assert len(linkage) == 32  # so 'accord audit subject' works before any worker has run
+    assert "5 keystores" in out
+    principals = ["console", "governance", "hub-a", "wmp", "worker"]
+    for principal in principals:
+        store = FileKeyStore(home / "keys" / principal)
+        assert store.private_parties() == [principal]
+        assert store.parties() == principals  # everyone's public keys, from the directory
+    worker = FileKeyStore(home / "keys" / "worker").linkage_key()
+    assert FileKeyStore(home / "keys" / "console").linkage_key() == worker
+    with pytest.raises(KeyStoreError, match="no linkage key"):
+        FileKeyStore(home / "keys" / "wmp").linkage_key()  # an agency never holds it
     code, out, _ = _run(["keys", "init", "--policies", str(bundle)], capsys)
-    assert "0 new keys" in out
-    assert (home / "keys" / "linkage.key").read_bytes() == linkage  # never replaced
+    assert code == 0
+    assert FileKeyStore(home / "keys" / "worker").linkage_key() == worker  # never replaced
+    assert len(FileKeyStore(home / "keys" / "wmp").keys("wmp")) == 2  # no new keys
+
+
+def test_init_party_makes_that_partys_keys_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "w")], capsys)
+    assert code == 0
+    assert "2 new keys for wmp" in out
+    assert FileKeyStore(tmp_path / "w").parties() == ["wmp"]
+    code, _, _ = _run(["keys", "init", "--party", "console", "--dir", str(tmp_path / "c")], capsys)
+    assert [k.purpose.value for k in FileKeyStore(tmp_path / "c").keys(party=None)] == ["sign"]
 
 
 def test_init_with_the_project_bundle_gives_every_party_keys(
@@ -77,16 +95,17 @@ def test_init_with_the_project_bundle_gives_every_party_keys(
         ["keys", "init", "--policies", str(policies), "--dir", str(tmp_path / "k")], capsys
     )
     assert code == 0
-    assert f"for {len(parties) + 3} parties" in out
-    got = set(FileKeyStore(tmp_path / "k").parties())
-    assert got == parties | {"worker", "audit", "governance"}
+    assert f"{len(parties) + 3} keystores" in out
+    got = set(FileKeyStore(tmp_path / "k" / "governance").parties())
+    assert got == parties | {"worker", "console", "governance"}
     assert "smethwick-fsp" in got  # a suspended party has keys too
 
 
 def test_init_with_x25519(bundle: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = _run(["keys", "init", "--policies", str(bundle), "--kem", "x25519"], capsys)
     assert code == 0
-    assert FileKeyStore(home / "keys").current_encryption_key("wmp").alg.value == "x25519"
+    store = FileKeyStore(home / "keys" / "worker")
+    assert store.current_encryption_key("wmp").alg.value == "x25519"
 
 
 def test_list_json_rotate_and_revoke(
@@ -108,10 +127,10 @@ def test_list_json_rotate_and_revoke(
     assert sum(r["not_after"] is not None for r in rows) == 2
 
     victim = rows[0]["key_id"]
-    code, out, _ = _run(["keys", "revoke", victim], capsys)
+    code, out, _ = _run(["keys", "revoke", victim], capsys)  # in the master directory
     assert code == 0
     assert f"revoked {victim}" in out
-    info = FileKeyStore(home / "keys").public_key(victim)
+    info = FileKeyStore(home / "keys" / "governance").public_key(victim)
     assert info is not None
     assert info.status is KeyStatus.REVOKED
 
@@ -140,9 +159,9 @@ def test_list_table_has_a_header(bundle: Path, capsys: pytest.CaptureFixture[str
     ("argv", "expected_code", "fragment"),
     [
         (["keys", "revoke", "00"], 1, "no key with id"),
-        (["keys", "rotate", "nobody"], 1, "no keys for party nobody"),
+        (["keys", "rotate", "nobody"], 2, "no keystore for nobody"),
         (["keys", "rotate", "wmp", "--purpose", "other"], 2, "--purpose"),
-        (["keys", "list", "--party", "nobody"], 2, "no keys for party"),
+        (["keys", "list", "--party", "nobody"], 2, "no keystore for nobody"),
     ],
 )
 def test_mistakes_are_one_line_errors(
@@ -196,7 +215,7 @@ def test_passphrase_from_settings_and_wrong_passphrase(
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "synthetic-passphrase")
     code, _, _ = _run(["keys", "init", "--policies", str(bundle)], capsys)
     assert code == 0
-    meta = json.loads((home / "keys" / "keystore.json").read_text())
+    meta = json.loads((home / "keys" / "wmp" / "keystore.json").read_text())
     assert meta["protection"] == "scrypt"
     code, _, _ = _run(["keys", "list"], capsys)
     assert code == 0
@@ -205,3 +224,63 @@ def test_passphrase_from_settings_and_wrong_passphrase(
     line = _one_line_error(code, err, 1)
     assert "wrong passphrase" in line
     assert "not-it" not in line
+
+
+def test_separate_organisations_exchange_public_keys_through_a_signed_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """init per organisation, export, sign-directory, import: each ends up with everyone's
+    public keys and only its own private ones; a tampered copy is one line and changes nothing."""
+    dirs = {p: tmp_path / p for p in ("wmp", "hub-a", "governance")}
+    for party, d in dirs.items():
+        assert _run(["keys", "init", "--party", party, "--dir", str(d)], capsys)[0] == 0
+    exported = []
+    for party in ("wmp", "hub-a"):
+        out_file = tmp_path / f"{party}.entries.json"
+        cmd = ["keys", "export", "--party", party, "--dir", str(dirs[party]), "--out"]
+        assert _run([*cmd, str(out_file)], capsys)[0] == 0
+        exported.append(str(out_file))
+    signed = tmp_path / "directory.json"
+    code, out, _ = _run(
+        [
+            "keys",
+            "sign-directory",
+            *exported,
+            "--out",
+            str(signed),
+            "--dir",
+            str(dirs["governance"]),
+        ],
+        capsys,
+    )
+    assert code == 0
+    anchor = FileKeyStore(dirs["governance"]).current_signing_key("governance").info.key_id
+    assert anchor in out
+
+    # The first import needs the governance key id, given on purpose.
+    code, _, err = _run(["keys", "import", str(signed), "--dir", str(dirs["wmp"])], capsys)
+    assert "--trust" in _one_line_error(code, err, 1)
+
+    cmd = ["keys", "import", "--dir", str(dirs["wmp"]), "--trust", anchor]
+    for field, value, says in [
+        ("public", json.loads(signed.read_text())["keys"][1]["public"], "does not match its id"),
+        ("status", "retired", "does not verify"),
+    ]:
+        tampered = tmp_path / f"tampered-{field}.json"
+        doc = json.loads(signed.read_text())
+        doc["keys"][0][field] = value
+        tampered.write_text(json.dumps(doc))
+        code, _, err = _run([*cmd, str(tampered)], capsys)
+        assert says in _one_line_error(code, err, 1)
+    assert FileKeyStore(dirs["wmp"]).parties() == ["wmp"]  # nothing taken from it
+
+    for party in ("wmp", "hub-a"):
+        code, _, _ = _run(["keys", "import", "--dir", str(dirs[party]), "--trust", anchor,
+                           str(signed)], capsys)  # fmt: skip
+        assert code == 0
+        store = FileKeyStore(dirs[party])
+        assert store.parties() == ["governance", "hub-a", "wmp"]
+        assert store.private_parties() == [party]
+    # Trust is pinned now: later directories import without --trust.
+    code, _, _ = _run(["keys", "import", "--dir", str(dirs["wmp"]), str(signed)], capsys)
+    assert code == 0

@@ -20,8 +20,9 @@ from broker.config import ConsoleSettings
 from broker.console import ConsoleDeps, UserFile, create_app
 from broker.errors import TransportError
 from broker.governance import AuditStore, open_store
-from broker.keys import FileKeyStore, load_linkage_key
+from broker.keys import FileKeyStore
 from broker.policy import Policy
+from broker.principals import Principal
 from tests.unit.audit.conftest import (  # noqa: F401  # fixtures, re-exported for this package
     T0,
     audit_home,
@@ -44,7 +45,7 @@ class IndexingSink:
     ) -> None:
         self.store = store
         self.verifier = KeystoreAuditVerifier(keystore)
-        self.signer = KeystoreAuditSigner(keystore)
+        self.signer = KeystoreAuditSigner(keystore, Principal.CONSOLE)
         self.writer = ChainWriter("console:test", clock=clock)
         self.records: list[AuditRecord] = []
         self.down = False
@@ -127,7 +128,7 @@ def make_client(
     ) -> TestClient:
         deps = ConsoleDeps(
             store=store, audit=sink, users=users,
-            linkage_key=load_linkage_key(audit_home / "keys"),
+            linkage_key=FileKeyStore(audit_home / "keys").linkage_key(),
             verifier=KeystoreAuditVerifier(keys),
             settings=ConsoleSettings(**settings),  # type: ignore[arg-type]  # test overrides
             policy=policy, clock=clock,

@@ -76,9 +76,9 @@ def test_x25519_encryption_key_option(store: FileKeyStore) -> None:
     assert store.decryption_key(enc.key_id) is not None
 
 
-def test_special_principals_cover_worker_audit_governance() -> None:
-    assert set(SPECIAL_PRINCIPALS) == {"worker", "audit", "governance"}
-    assert SPECIAL_PRINCIPALS["audit"] == (KeyPurpose.SIGN,)
+def test_special_principals_cover_worker_console_governance() -> None:
+    assert set(SPECIAL_PRINCIPALS) == {"worker", "console", "governance"}
+    assert SPECIAL_PRINCIPALS["console"] == (KeyPurpose.SIGN,)  # it is sent nothing
     assert KeyPurpose.ENCRYPT in SPECIAL_PRINCIPALS["governance"]
 
 
@@ -239,6 +239,6 @@ def test_invalid_party_id_is_a_usage_error(store: FileKeyStore) -> None:
 
 
 def test_parties_lists_every_party(store: FileKeyStore) -> None:
-    store.ensure_party("audit", purposes=SPECIAL_PRINCIPALS["audit"])
-    assert store.parties() == ["audit", "wmp"]
-    assert [k.purpose for k in store.keys("audit")] == [KeyPurpose.SIGN]
+    store.ensure_party("console", purposes=SPECIAL_PRINCIPALS["console"])
+    assert store.parties() == ["console", "wmp"]
+    assert [k.purpose for k in store.keys("console")] == [KeyPurpose.SIGN]

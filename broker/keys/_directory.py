@@ -1,0 +1,177 @@
+"""The public key directory: every party's public keys, signed by the governance key.
+
+What organisations exchange instead of private files (specified in
+``schemas/key-directory.md``, with test vectors): each party exports its entries; the
+governance officer merges them into the master directory and signs it; every party imports
+the signed document. A directory is accepted only if a trusted governance signing key signed
+it and its serial is newer than the last one imported, so a tampered or replayed-old
+directory (a revocation rolled back, say) is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import rfc8785
+
+from broker.envelope import KeyAlg, KeyInfo, KeyStatus, compute_key_id, verify_detached
+from broker.errors import KeyStoreError
+
+__all__ = [
+    "DIRECTORY_FORMAT",
+    "ENTRIES_FORMAT",
+    "SignedDirectory",
+    "entry_json",
+    "load_document",
+    "parse_entry",
+    "parse_signed",
+    "signed_bytes",
+    "signing_input",
+]
+
+DIRECTORY_FORMAT: Final = "accord-key-directory/v1"
+ENTRIES_FORMAT: Final = "accord-key-entries/v1"
+_DOMAIN: Final = b"accord/key-directory/v1\x00"
+_DOCUMENT_MEMBERS: Final = frozenset({"format", "serial", "issued_at", "keys", "signature"})
+_ENTRY_MEMBERS: Final = frozenset(
+    {"key_id", "party", "purpose", "alg", "public", "created_at", "status", "not_after",
+     "status_changed_at"}
+)  # fmt: skip
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _parse_ts(value: object, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise KeyStoreError(f"{where}: a bad timestamp") from None
+    if parsed.tzinfo is None:
+        raise KeyStoreError(f"{where}: a timestamp without a zone")
+    return parsed
+
+
+def entry_json(k: KeyInfo) -> dict[str, Any]:
+    """One key as the directory (and the keystore's own ``directory.json``) writes it."""
+    return {
+        "key_id": k.key_id,
+        "party": k.party,
+        "purpose": k.purpose.value,
+        "alg": k.alg.value,
+        "public": base64.b64encode(k.public).decode("ascii"),
+        "created_at": _ts(k.created_at),
+        "status": k.status.value,
+        "not_after": _ts(k.not_after),
+        "status_changed_at": _ts(k.status_changed_at),
+    }
+
+
+def parse_entry(e: object, where: str) -> KeyInfo:
+    """A key entry, checked: its id must be the fingerprint of its public key."""
+    if not isinstance(e, dict):
+        raise KeyStoreError(f"{where}: a key entry is not an object")
+    if not set(e) <= _ENTRY_MEMBERS:
+        raise KeyStoreError(f"{where}: a key entry has members v1 does not know")
+    try:
+        info = KeyInfo(
+            key_id=str(e["key_id"]),
+            party=str(e["party"]),
+            alg=KeyAlg(e["alg"]),
+            public=base64.b64decode(str(e["public"]), validate=True),
+            created_at=_parse_ts(e["created_at"], where) or datetime.now(UTC),
+            status=KeyStatus(e["status"]),
+            not_after=_parse_ts(e.get("not_after"), where),
+            status_changed_at=_parse_ts(e.get("status_changed_at"), where),
+        )
+    except (KeyError, ValueError, binascii.Error):
+        raise KeyStoreError(f"{where}: a key entry is not in the expected format") from None
+    if compute_key_id(info.alg, info.public) != info.key_id:
+        raise KeyStoreError(f"{where}: key {info.key_id} does not match its id")
+    if e.get("purpose") not in (None, info.purpose.value):
+        raise KeyStoreError(f"{where}: key {info.key_id} names the wrong purpose")
+    return info
+
+
+def signing_input(body: Mapping[str, Any]) -> bytes:
+    """What the governance key signs: a domain label, then the RFC 8785 (JCS) canonical form
+    of the document without its ``signature`` member."""
+    return _DOMAIN + rfc8785.dumps({k: v for k, v in body.items() if k != "signature"})
+
+
+@dataclass(frozen=True)
+class SignedDirectory:
+    serial: int
+    issued_at: datetime
+    keys: tuple[KeyInfo, ...]
+    signer: str  # the governance signing key's id
+    body: Mapping[str, Any]  # as received, for verification
+    signature: bytes
+
+    def verify(self, trusted: Iterable[KeyInfo]) -> bool:
+        """True when one of the ``trusted`` governance signing keys made the signature."""
+        for key in trusted:
+            if key.key_id == self.signer and key.status is not KeyStatus.REVOKED:
+                return verify_detached(key, signing_input(self.body), self.signature)
+        return False
+
+
+def signed_bytes(
+    keys: Iterable[KeyInfo], *, serial: int, issued_at: datetime, signer: str, sign: Any
+) -> bytes:
+    """A directory document, signed with ``sign`` (the governance key's ``sign``)."""
+    body: dict[str, Any] = {
+        "format": DIRECTORY_FORMAT,
+        "serial": serial,
+        "issued_at": _ts(issued_at),
+        "keys": [entry_json(k) for k in sorted(keys, key=lambda k: k.key_id)],
+    }
+    signature = sign(signing_input(body))
+    body["signature"] = {
+        "alg": "ed25519",
+        "key_id": signer,
+        "value": base64.b64encode(signature).decode("ascii"),
+    }
+    return rfc8785.dumps(body)
+
+
+def load_document(data: bytes, where: object, fmt: str, what: str) -> dict[str, Any]:
+    """A JSON object whose ``format`` is ``fmt``, or one line saying it is not ``what``."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise KeyStoreError(f"{where}: not {what} (not JSON)") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise KeyStoreError(f"{where}: not {what} ({fmt})")
+    return doc
+
+
+def parse_signed(data: bytes, where: Path) -> SignedDirectory:
+    """Parse (not yet verify) a directory document; a malformed one is refused."""
+    body = load_document(data, where, DIRECTORY_FORMAT, "a key directory")
+    if not set(body) <= _DOCUMENT_MEMBERS:
+        raise KeyStoreError(f"{where}: the key directory has members v1 does not know")
+    sig = body.get("signature")
+    try:
+        serial = int(body["serial"])
+        issued_at = _parse_ts(body["issued_at"], str(where))
+        keys = tuple(parse_entry(e, str(where)) for e in body["keys"])
+        signer = str(sig["key_id"]) if isinstance(sig, dict) else ""
+        signature = base64.b64decode(str(sig["value"]), validate=True) if sig else b""
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise KeyStoreError(f"{where}: the key directory is not in the expected format") from None
+    if issued_at is None or not signer or (isinstance(sig, dict) and sig.get("alg") != "ed25519"):
+        raise KeyStoreError(f"{where}: the key directory is not signed")
+    if len({k.key_id for k in keys}) != len(keys):
+        raise KeyStoreError(f"{where}: the key directory lists a key twice")
+    return SignedDirectory(serial, issued_at, keys, signer, body, signature)

@@ -1,0 +1,185 @@
+"""Exchanging public keys between organisations: export, sign a directory, import it.
+
+Each party exports its own entries (``export_entries``); the governance officer merges the
+entries into the master directory in the governance keystore and signs it
+(``sign_directory``), with a serial one higher than the last; every keystore imports the
+signed document (``import_directory``), which it accepts only when a trusted governance key
+signed it and its serial is newer than the last it imported. Trust starts with one key id
+given on purpose (``trust=``, checked out of band, like an SSH host key's fingerprint); later
+directories may introduce a new governance key, which is then trusted too, and revoke an old
+one, which is then not.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from broker.config import KemSuite
+from broker.envelope import KeyInfo, KeyPurpose, KeyStatus
+from broker.errors import KeyStoreError, UsageError
+from broker.keys._directory import (
+    ENTRIES_FORMAT,
+    SignedDirectory,
+    entry_json,
+    load_document,
+    parse_entry,
+    parse_signed,
+    signed_bytes,
+)
+from broker.keys._files import locked, read_json, write_private
+from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS
+from broker.keys._store import FileKeyStore
+from broker.principals import Principal
+
+__all__ = [
+    "export_entries",
+    "import_directory",
+    "init_keystores",
+    "sign_directory",
+    "trusted_signers",
+]
+
+_TRUST_FORMAT = "accord-keystore-trust/v1"
+_GOVERNANCE = str(Principal.GOVERNANCE)
+
+
+def _trust(store: FileKeyStore) -> dict[str, Any]:
+    path = store.path / "trust.json"
+    if not path.exists():
+        return {"format": _TRUST_FORMAT, "governance": [], "serial": 0}
+    data = read_json(path)
+    if data.get("format") != _TRUST_FORMAT:
+        raise KeyStoreError(f"keystore file {path} is not in the expected format")
+    return data
+
+
+def _save_trust(store: FileKeyStore, data: dict[str, Any]) -> None:
+    write_private(store.path / "trust.json", data)
+
+
+def export_entries(store: FileKeyStore, party: str) -> bytes:
+    """``party``'s public keys, from the keystore that holds them, as an entries document."""
+    keys = [k for k in store.keys(party) if store.holds_private(k.key_id)]
+    if not keys:
+        raise UsageError(f"the keystore at {store.path} holds no keys of {party}")
+    doc = {"format": ENTRIES_FORMAT, "party": party, "keys": [entry_json(k) for k in keys]}
+    return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def _parse_entries(data: bytes, where: str) -> list[KeyInfo]:
+    doc = load_document(data, where, ENTRIES_FORMAT, "a key entries document")
+    keys = [parse_entry(e, where) for e in doc.get("keys", [])]
+    if any(k.party != doc.get("party") for k in keys):
+        raise KeyStoreError(f"{where}: an entry names another party than the document")
+    return keys
+
+
+def trusted_signers(store: FileKeyStore) -> list[KeyInfo]:
+    """The governance signing keys this store trusts to sign directories."""
+    pinned = set(_trust(store)["governance"])
+    return [
+        k
+        for k in store.keys(_GOVERNANCE)
+        if k.purpose is KeyPurpose.SIGN and k.status is not KeyStatus.REVOKED
+        and (k.key_id in pinned or store.holds_private(k.key_id))
+    ]  # fmt: skip
+
+
+def sign_directory(
+    store: FileKeyStore, entry_files: list[tuple[str, bytes]], *, now: datetime | None = None
+) -> bytes:
+    """Merge the parties' entries into the governance keystore's directory, then sign it all.
+
+    A merged entry never undoes a revocation or retirement made here (the master copy wins
+    for status), so a party cannot un-revoke its own key by exporting it again.
+    """
+    identity = store.current_signing_key(_GOVERNANCE)
+    with locked(store.path):
+        trust = _trust(store)
+        serial = int(trust["serial"]) + 1
+        trust["serial"] = serial
+        _save_trust(store, trust)
+    incoming = [k for where, data in entry_files for k in _parse_entries(data, where)]
+    known = {k.key_id: k for k in store.keys(party=None)}
+    merged = dict(known)
+    for k in incoming:
+        old = known.get(k.key_id)
+        merged[k.key_id] = k if old is None or old.status is KeyStatus.ACTIVE else old
+    store.replace_public(list(merged.values()))
+    return signed_bytes(
+        store.keys(), serial=serial, issued_at=now or datetime.now(UTC),
+        signer=identity.info.key_id, sign=identity.key.sign,
+    )  # fmt: skip
+
+
+def import_directory(
+    store: FileKeyStore, data: bytes, *, where: Path, trust: str | None = None
+) -> SignedDirectory:
+    """Verify and take a signed directory; ``trust`` pins a governance key id first."""
+    signed = parse_signed(data, where)
+    state = _trust(store)
+    candidates = list(trusted_signers(store))
+    if trust is not None:
+        candidates += [k for k in signed.keys if k.key_id == trust and k.party == _GOVERNANCE]
+    if not candidates:
+        raise KeyStoreError(
+            f"{where}: this keystore trusts no governance key yet; check the key id out of "
+            "band and import with --trust KEY_ID"
+        )
+    if not signed.verify(candidates):
+        raise KeyStoreError(f"{where}: the key directory's signature does not verify")
+    if signed.serial < int(state["serial"]):
+        raise KeyStoreError(
+            f"{where}: directory {signed.serial} is older than the {state['serial']} imported"
+        )
+    store.replace_public(signed.keys)
+    pinned = set(state["governance"]) | ({trust} if trust else set())
+    pinned |= {
+        k.key_id for k in signed.keys
+        if k.party == _GOVERNANCE and k.purpose is KeyPurpose.SIGN and k.status is KeyStatus.ACTIVE
+    }  # fmt: skip
+    revoked = {k.key_id for k in signed.keys if k.status is KeyStatus.REVOKED}
+    state.update(governance=sorted(pinned - revoked), serial=signed.serial)
+    _save_trust(store, state)
+    return signed
+
+
+def init_keystores(
+    root: Path, parties: list[str], *, passphrase: SecretStr | None, kem: KemSuite
+) -> str:
+    """One keystore per principal under ``root``, wired with a signed directory.
+
+    What separate organisations would each have: every party and the broker's principals
+    hold their own private keys, and everyone imports the directory the governance keystore
+    signs. The worker's and the console's stores share the linkage key (made once). Safe to
+    run again: existing keys stay, new parties get keys, a new directory goes round. Returns
+    the governance signing key id, the trust anchor to check out of band.
+    """
+    stores: dict[str, FileKeyStore] = {}
+    for principal in [*parties, *SPECIAL_PRINCIPALS]:
+        store = FileKeyStore(root / principal, passphrase, create=True)
+        store.ensure_party(principal, purposes=SPECIAL_PRINCIPALS.get(principal, ALL_PURPOSES),
+                           kem=kem)  # fmt: skip
+        stores[principal] = store
+    worker, console = stores[str(Principal.WORKER)], stores[str(Principal.CONSOLE)]
+    try:
+        linkage = worker.linkage_key()
+    except KeyStoreError:
+        linkage = worker.set_linkage_key()
+    try:
+        console.linkage_key()
+    except KeyStoreError:
+        console.set_linkage_key(linkage)
+    governance = stores.pop(_GOVERNANCE)
+    entries = [(f"{p} entries", export_entries(s, p)) for p, s in stores.items()]
+    document = sign_directory(governance, entries)
+    anchor = governance.current_signing_key(_GOVERNANCE).info.key_id
+    for principal, store in stores.items():
+        import_directory(store, document, where=root / principal, trust=anchor)
+    write_private(root / "directory.json", json.loads(document))
+    return anchor

@@ -1,0 +1,122 @@
+"""Generate (or check) the key directory test vectors: ``schemas/vectors/key-directory-v1.json``.
+
+``python -m broker.keys.vectors`` writes the file; ``--check`` only compares. Everything is
+deterministic (fixed keys and times; Ed25519 signatures are deterministic), so regenerating
+gives the same bytes. The valid directory lists a governance key, the worker's two keys and an
+agency's two, one revoked; the invalid variants each break one rule of
+``schemas/key-directory.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import hashlib
+import json
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from broker.crypto import KemAlg, KemPrivateKey, SigningKey
+from broker.envelope import KeyAlg, KeyInfo, KeyStatus, compute_key_id
+from broker.keys._directory import signed_bytes, signing_input
+
+__all__ = ["generate", "main"]
+
+_AT: Final = datetime(2026, 9, 21, 15, 6, 40, tzinfo=UTC)
+_PATH: Final = Path("schemas/vectors/key-directory-v1.json")
+
+
+def _material(label: str, n: int) -> bytes:
+    return hashlib.shake_256(f"accord key directory vector/{label}".encode()).digest(n)
+
+
+def _signing(party: str) -> tuple[SigningKey, KeyInfo]:
+    key = SigningKey.from_raw(_material(f"{party}/sign", 32))
+    public = key.public_raw()
+    info = KeyInfo(compute_key_id(KeyAlg.ED25519, public), party, KeyAlg.ED25519, public, _AT)
+    return key, info
+
+
+def _encryption(party: str, **changes: Any) -> KeyInfo:
+    key = KemPrivateKey(KemAlg.X25519, _material(f"{party}/encrypt", 32))
+    public = key.public_raw()
+    info = KeyInfo(compute_key_id(KeyAlg.X25519, public), party, KeyAlg.X25519, public, _AT)
+    return replace(info, **changes)
+
+
+def generate() -> dict[str, Any]:
+    governance, gov_info = _signing("governance")
+    _, worker_sign = _signing("worker")
+    _, wmp_sign = _signing("wmp")
+    revoked = _encryption("wmp", status=KeyStatus.REVOKED, status_changed_at=_AT)
+    keys = [gov_info, worker_sign, _encryption("worker"), wmp_sign, revoked]
+    document = json.loads(
+        signed_bytes(keys, serial=3, issued_at=_AT, signer=gov_info.key_id, sign=governance.sign)
+    )
+    other, other_info = _signing("someone-else")
+
+    def variant(name: str, why: str, edit: Any) -> dict[str, Any]:
+        doc = copy.deepcopy(document)
+        edit(doc)
+        return {"name": name, "why": why, "document": doc}
+
+    def resign_with_other(doc: dict[str, Any]) -> None:
+        doc["signature"]["key_id"] = other_info.key_id
+        sig = other.sign(signing_input(doc))
+        doc["signature"]["value"] = base64.b64encode(sig).decode("ascii")
+
+    def unrevoke(doc: dict[str, Any]) -> None:
+        for k in doc["keys"]:
+            if k["status"] == "revoked":
+                k["status"] = "active"
+
+    def wrong_id(doc: dict[str, Any]) -> None:
+        doc["keys"][0]["key_id"] = "0" * 32
+
+    def drop_signature(doc: dict[str, Any]) -> None:
+        del doc["signature"]
+
+    return {
+        "description": "Accord key directory v1 test vectors (schemas/key-directory.md). "
+        "Synthetic keys, derived from fixed labels; no real party.",
+        "trusted_governance_key": {
+            "key_id": gov_info.key_id,
+            "public": base64.b64encode(gov_info.public).decode("ascii"),
+        },
+        "signing_input_hex": signing_input(document).hex(),
+        "valid": document,
+        "invalid": [
+            variant("revocation-undone", "signature does not verify", unrevoke),
+            variant("signed-by-an-untrusted-key", "signer is not trusted", resign_with_other),
+            variant("key-id-not-its-fingerprint", "a key id is not its fingerprint", wrong_id),
+            variant("unsigned", "no signature", drop_signature),
+        ],
+    }
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m broker.keys.vectors")
+    parser.add_argument("--out", type=Path, default=_PATH)
+    parser.add_argument("--check", action="store_true", help="compare, write nothing")
+    args = parser.parse_args(argv)
+    text = _dump(generate())
+    if args.out.exists() and args.out.read_text("utf-8") == text:
+        return 0
+    sys.stdout.write(f"{'stale' if args.check else 'wrote'} {args.out}\n")
+    if args.check:
+        return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, "utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""One keystore per organisation, public keys exchanged through a signed directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from broker.config import EnvelopeSettings, KemSuite
+from broker.envelope import KeyPurpose, KeyStatus, Sealer
+from broker.errors import KeyRejected, KeyStoreError
+from broker.keys import (
+    FileKeyStore,
+    export_entries,
+    import_directory,
+    init_keystores,
+    sign_directory,
+)
+
+PARTIES = ["wmp", "cog-tipton", "cog-oldbury"]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    init_keystores(tmp_path / "keys", PARTIES, passphrase=None, kem=KemSuite.X25519)
+    return tmp_path / "keys"
+
+
+def _store(root: Path, principal: str) -> FileKeyStore:
+    return FileKeyStore(root / principal)
+
+
+def test_each_keystore_holds_only_its_own_private_keys_and_everyones_public_ones(
+    root: Path,
+) -> None:
+    everyone = sorted([*PARTIES, "worker", "console", "governance"])
+    for principal in everyone:
+        store = _store(root, principal)
+        assert store.private_parties() == [principal]
+        assert store.parties() == everyone
+    # The worker can seal to a hub (public key) but not open what is sealed to it.
+    worker = _store(root, "worker")
+    hub_key = worker.current_encryption_key("cog-tipton")
+    assert worker.decryption_key(hub_key.key_id) is None
+    assert _store(root, "cog-tipton").decryption_key(hub_key.key_id) is not None
+
+
+def test_only_the_worker_and_console_hold_the_linkage_key(root: Path) -> None:
+    assert _store(root, "worker").linkage_key() == _store(root, "console").linkage_key()
+    for principal in (*PARTIES, "governance"):
+        with pytest.raises(KeyStoreError, match="no linkage key"):
+            _store(root, principal).linkage_key()
+
+
+def _signed(root: Path) -> bytes:
+    return (root / "directory.json").read_bytes()
+
+
+def test_a_tampered_directory_is_refused_whole(root: Path, tmp_path: Path) -> None:
+    doc = json.loads(_signed(root))
+    [other] = [k for k in doc["keys"] if k["party"] == "wmp" and k["purpose"] == "encrypt"]
+    for key in doc["keys"]:
+        if key["party"] == "cog-tipton" and key["purpose"] == "encrypt":
+            # An attacker swaps in a key it holds: the fingerprint no longer matches...
+            key["public"] = other["public"]
+    hub = _store(root, "cog-oldbury")
+    before = hub.keys(party=None)
+    with pytest.raises(KeyStoreError, match="does not match its id"):
+        import_directory(hub, json.dumps(doc).encode(), where=tmp_path / "d.json")
+    doc = json.loads(_signed(root))
+    doc["keys"] = [k for k in doc["keys"] if k["party"] != "wmp"]  # ... or drops a party
+    with pytest.raises(KeyStoreError, match="signature does not verify"):
+        import_directory(hub, json.dumps(doc).encode(), where=tmp_path / "d.json")
+    assert hub.keys(party=None) == before  # nothing of either was taken
+
+
+def _seal_to_hub(worker: FileKeyStore, event_id: str) -> None:
+    sealer = Sealer("worker", worker, EnvelopeSettings(kem=KemSuite.X25519))
+    sealer.seal(b"{}", event_id=event_id, recipient="cog-tipton", schema="shared-record.v1",
+                topic="accord.deliver.cog-tipton")  # fmt: skip
+
+
+def test_a_revocation_in_a_new_directory_stops_sealing_to_the_key(root: Path) -> None:
+    governance, worker = _store(root, "governance"), _store(root, "worker")
+    hub_key = worker.current_encryption_key("cog-tipton")
+    _seal_to_hub(worker, "e-1")
+    governance.revoke(hub_key.key_id)
+    document = sign_directory(governance, [])
+    import_directory(worker, document, where=root / "directory.json")
+    info = worker.public_key(hub_key.key_id)
+    assert info is not None
+    assert info.status is KeyStatus.REVOKED
+    with pytest.raises(KeyRejected):
+        _seal_to_hub(worker, "e-2")
+    # The hub itself learns it, and cannot undo it by exporting its entries again.
+    hub = _store(root, "cog-tipton")
+    import_directory(hub, document, where=root / "directory.json")
+    again = sign_directory(governance, [("hub", export_entries(hub, "cog-tipton"))])
+    import_directory(worker, again, where=root / "directory.json")
+    assert worker.public_key(hub_key.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
+
+
+def test_an_older_directory_cannot_undo_a_newer_one(root: Path) -> None:
+    governance, worker = _store(root, "governance"), _store(root, "worker")
+    old = _signed(root)
+    newer = sign_directory(governance, [])
+    import_directory(worker, newer, where=root / "new.json")
+    with pytest.raises(KeyStoreError, match="older than"):
+        import_directory(worker, old, where=root / "old.json")
+
+
+def test_the_first_import_needs_a_governance_key_given_on_purpose(
+    root: Path, tmp_path: Path
+) -> None:
+    newcomer = FileKeyStore(tmp_path / "school", create=True)
+    newcomer.ensure_party("school-1", kem=KemSuite.X25519)
+    with pytest.raises(KeyStoreError, match="--trust"):
+        import_directory(newcomer, _signed(root), where=root / "directory.json")
+    wrong = _store(root, "worker").current_signing_key("worker").info.key_id
+    with pytest.raises(KeyStoreError):
+        import_directory(newcomer, _signed(root), where=root / "directory.json", trust=wrong)
+    anchor = _store(root, "governance").current_signing_key("governance").info.key_id
+    import_directory(newcomer, _signed(root), where=root / "directory.json", trust=anchor)
+    assert "worker" in newcomer.parties()
+    assert newcomer.private_parties() == ["school-1"]  # its own key survives the import
+
+
+def test_a_passphrase_protects_the_linkage_key_too(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    secret = SecretStr("synthetic-passphrase")
+    init_keystores(tmp_path, ["wmp"], passphrase=secret, kem=KemSuite.X25519)
+    raw = (tmp_path / "worker" / "linkage.key").read_text()
+    key = FileKeyStore(tmp_path / "worker", secret).linkage_key()
+    assert key.hex() not in raw
+    assert json.loads(raw)["protection"] == "aes-256-gcm"
+    assert [k.purpose for k in FileKeyStore(tmp_path / "console", secret).keys("console")] == [
+        KeyPurpose.SIGN
+    ]
