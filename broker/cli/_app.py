@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         command = " ".join(a for a in (argv if argv is not None else sys.argv[1:])[:2])
         _fail(
-            f"'accord {command}' needs the broker's server extra (module {top} is missing): "
-            "pip install 'accord-broker[server]'",
+            f"'accord {command}' needs the broker, not only the SDK (module {top} is "
+            "missing): pip install accord-broker",
             2,
         )
     except OSError as exc:

@@ -1,8 +1,8 @@
 """Who may do what on the cluster: SCRAM logins and ACLs, read and changed as one admin.
 
 aiokafka has no API for ACLs or SCRAM credentials; confluent-kafka's admin client (librdkafka)
-has both, so it does this part. It is the server extra's, imported only when asked for. Every
-grant is an ALLOW for any host; nothing here ever writes a DENY.
+has both, so it does this part. It is the broker's dependency (not the SDK's), imported only
+when asked for. Every grant is an ALLOW for any host; nothing here ever writes a DENY.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _config(settings: KafkaSettings) -> dict[str, str]:
 
 
 def _admin(settings: KafkaSettings) -> Any:
-    from confluent_kafka.admin import AdminClient  # noqa: PLC0415  # the server extra's
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415  # the broker's, not the SDK's
 
     return AdminClient(_config(settings))
 

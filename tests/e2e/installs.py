@@ -24,18 +24,21 @@ def _run(argv: list[str], cwd: Path | None = None) -> None:
     assert done.returncode == 0, f"{' '.join(argv)}\n{done.stdout}\n{done.stderr}"
 
 
-def build_wheel(workdir: Path) -> Path:
+def build_wheels(workdir: Path) -> dict[str, Path]:
+    """Both distributions: ``accord-broker`` (the default) and ``accord-sdk`` (the lean one)."""
     src = workdir / "src"
     shutil.copytree(REPO, src, ignore=_SKIP)
     out = workdir / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(src)])
-    [wheel] = out.glob("accord_broker-*.whl")
-    return wheel
+    for project in (src, src / "packaging" / "sdk"):
+        pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out)]
+        _run([*pip_wheel, str(project)])
+    [broker] = out.glob("accord_broker-*.whl")
+    [sdk] = out.glob("accord_sdk-*.whl")
+    return {"accord-broker": broker, "accord-sdk": sdk}
 
 
-def venv_with(wheel: Path, where: Path, extra: str | None) -> Path:
-    """A new venv at ``where`` with ``wheel`` (and ``extra``) installed; its bin folder."""
+def venv_with(wheel: Path, where: Path) -> Path:
+    """A new venv at ``where`` with ``wheel`` installed as a user would; its bin folder."""
     _run([sys.executable, "-m", "venv", str(where)])
-    requirement = f"{wheel}[{extra}]" if extra else str(wheel)
-    _run([str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", requirement])
+    _run([str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)])
     return where / "bin"

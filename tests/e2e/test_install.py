@@ -1,8 +1,8 @@
 """Accord as users install it, from a wheel into fresh virtualenvs.
 
-- The SDK alone (``pip install accord-broker``): an agency or recipient gets none of the
-  server's dependencies, and can still publish and receive on the real broker.
-- The broker (``pip install 'accord-broker[server]'``): ``accord demo``, one of the README's
+- The SDK alone (``pip install accord-sdk``): an agency or recipient gets none of the
+  broker's dependencies, and can still publish and receive on the real broker.
+- The default install (``pip install accord-broker``): ``accord demo``, one of the README's
   two promises, runs end to end on the embedded default from any folder, with the example
   bundle that ships inside the package.
 """
@@ -31,7 +31,7 @@ from broker.keys import FileKeyStore
 from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_SHARED, deliver, ingress
 from tests.conftest import _accord_home
-from tests.e2e.installs import REPO, build_wheel, venv_with
+from tests.e2e.installs import REPO, build_wheels, venv_with
 from tests.kafka_helpers import admin_env, clients, read_to_end
 
 pytestmark = pytest.mark.slow
@@ -41,13 +41,13 @@ SERVER_ONLY = ("fastapi", "uvicorn", "psycopg", "faust", "cel", "yaml", "prometh
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_wheels(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")
-def sdk_bin(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return venv_with(wheel, tmp_path_factory.mktemp("sdk") / "venv", extra="sdk")
+def sdk_bin(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return venv_with(wheels["accord-sdk"], tmp_path_factory.mktemp("sdk") / "venv")
 
 
 def _accord(bin_dir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -129,7 +129,7 @@ def test_the_sdk_install_publishes_and_tails_on_the_real_broker(
     assert json.loads(line)["view"] == {"event.need_level": 3}
 
 
-def test_a_server_command_in_the_sdk_install_says_which_extra_to_add(
+def test_a_server_command_in_the_sdk_install_says_what_to_install(
     sdk_bin: Path, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
@@ -137,13 +137,13 @@ def test_a_server_command_in_the_sdk_install_says_which_extra_to_add(
     done = _accord(sdk_bin, "policy", "check", str(REPO / "policies"), env=env)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
-    assert "pip install 'accord-broker[server]'" in done.stderr
+    assert "pip install accord-broker" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 @pytest.fixture(scope="module")
-def server_bin(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return venv_with(wheel, tmp_path_factory.mktemp("server") / "venv", extra="server")
+def server_bin(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return venv_with(wheels["accord-broker"], tmp_path_factory.mktemp("server") / "venv")
 
 
 @pytest.fixture
