@@ -123,7 +123,8 @@ def _as(settings: Settings, principal: str) -> KafkaClients:
 
 def _start_worker(env: dict[str, str], log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "broker", "worker", "--policies", str(POLICIES),
-           "--metrics-port", str(metrics_port), "--instance", "bench"]  # fmt: skip
+           "--metrics-port", str(metrics_port), "--instance", "bench",
+           "--sender-rate", "0"]  # the worker's own ceiling: no sender budget  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))  # noqa: S603
 
 

@@ -16,6 +16,15 @@ Instance = Annotated[
 MetricsPort = Annotated[
     int | None, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT.", min=0, max=65535)
 ]
+SenderRate = Annotated[
+    float,
+    typer.Option(
+        help="Each sender's budget, records/s sustained; over it its topic is paused, "
+        "nothing dropped. 0: no limit.",
+        min=0,
+    ),
+]
+SenderBurst = Annotated[int, typer.Option(help="Records a sender may send at once.", min=1)]
 CheckpointEvery = Annotated[
     int, typer.Option(help="Sign an audit checkpoint every N input records.", min=1)
 ]
@@ -24,10 +33,13 @@ CheckpointEvery = Annotated[
 def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
+        *,
         policies: Policies = None,
         instance: Instance = "worker-1",
         metrics_port: MetricsPort = 9464,
         checkpoint_every: CheckpointEvery = 1000,
+        sender_rate: SenderRate = 50.0,
+        sender_burst: SenderBurst = 10_000,
     ) -> None:
         """Run the sharing pipeline: open, validate, decide, redact, seal, deliver, audit."""
         from prometheus_client import CollectorRegistry
@@ -43,6 +55,8 @@ def register(app: typer.Typer) -> None:
             policies=policies or settings.policies,
             instance=instance,
             checkpoint_every=checkpoint_every,
+            sender_rate=sender_rate,
+            sender_burst=sender_burst,
         )
         w = Worker(
             settings,

@@ -111,6 +111,22 @@ class Sealer:
         self._valid_routes: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
 
+    def can_seal_to(self, recipient: str) -> bool:
+        """Whether ``recipient`` has a live encryption key of the configured KEM now."""
+        try:
+            self._recipient_key(recipient, self._clock())
+        except KeyRejected:
+            return False
+        return True
+
+    def can_sign(self) -> bool:
+        """Whether this sender has a live signing key now (nothing can be sealed without)."""
+        try:
+            self._signer(self._clock())
+        except KeyRejected:
+            return False
+        return True
+
     def seal(
         self, payload: bytes, *, event_id: str, recipient: str, schema: str, topic: str
     ) -> SealedRecord:

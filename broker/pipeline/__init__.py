@@ -39,7 +39,13 @@ Access acknowledgements, ``accord.access``:
                                                                         sender-mismatch)
 3. ``record``   — ``opened`` audited (who, for what purpose: identifiers only)
 
-An empty record is quarantined as ``malformed``; a topic with no chain as ``unknown-topic``.
+An empty record, or one with a null header value, is quarantined as ``malformed``; a topic
+with no chain as ``unknown-topic``. A stage that raises quarantines the record as
+``stage-failed`` (failures of the platform, such as Kafka, the disk or the worker's own
+keys, still stop the worker for a restart). A share whose recipient has no live encryption key
+is decided ``not_shared``/``recipient-key-unavailable`` in ``decide``, before it is audited.
+The quarantine copy is bounded, so any record the ingress topic accepted can be quarantined.
+Each sender has a budget: over it, its ingress topic is paused, nothing dropped (``_throttle``).
 
 Guarantees: stages run without Kafka and change nothing but the record's own work item;
 the ``Outbox`` is the one place where what they produced takes hold (audit records join the

@@ -152,8 +152,33 @@ class Decide:
 
     def __call__(self, work: Work) -> Step:
         assert work.event is not None  # noqa: S101  # Validate forwarded
-        work.decisions = self.services.policy.decide(work.event, work.consents, at=work.at)
+        decisions = self.services.policy.decide(work.event, work.consents, at=work.at)
+        can_seal = self.services.sealer.can_seal_to
+        work.decisions = [
+            d if not d.shares or can_seal(d.recipient) else _no_key(d) for d in decisions
+        ]
         return forward(*(_decided(work, d) for d in work.decisions))
+
+
+def _no_key(decision: Decision) -> Decision:
+    """A share nothing can be sealed for becomes a refusal that says why.
+
+    Checked before anything is audited, so the log never shows a share that did not happen;
+    the clauses stay, so an IG officer sees what would have applied.
+    """
+    withheld = tuple(sorted({*decision.fields_shared, *decision.fields_withheld}))
+    return decision.model_copy(
+        update={
+            "outcome": "not_shared",
+            "reason": "recipient-key-unavailable",
+            "fields_shared": (),
+            "fields_withheld": withheld,
+            "transforms": {},
+            "subject_scopes": (),
+            "review_required": False,
+            "override_grounds": None,
+        }
+    )
 
 
 def _decided(work: Work, decision: Decision) -> Audit:

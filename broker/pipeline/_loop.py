@@ -34,8 +34,9 @@ from broker.kafka import (
 )
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._processor import Processor
+from broker.pipeline._throttle import SenderBudget
 from broker.provision import WORKER_GROUP
-from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX
+from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX, party_of_ingress
 
 log = structlog.get_logger("accord.worker")
 
@@ -120,6 +121,7 @@ class TransactionalLoop:
         max_batch: int = 500,
         group: str = GROUP,
         pattern: str = INPUT_PATTERN,
+        budget: SenderBudget | None = None,
     ) -> None:
         self.kafka = kafka
         self.group = group
@@ -143,6 +145,8 @@ class TransactionalLoop:
         self._reported: dict[TopicPartition, int] = {}
         self._reported_at = 0.0
         self._reporting: asyncio.Task[None] | None = None
+        self._budget = budget
+        self._paused: dict[str, float] = {}  # ingress topic -> when its sender may go on
 
     async def fence(self) -> None:
         """Start the transactional producer: from here on no other worker can commit.
@@ -226,6 +230,7 @@ class TransactionalLoop:
                     pending = _Processed()
                 if stop.is_set():
                     break
+                self._resume_due(consumer)
                 waits: set[asyncio.Future[Any]] = {stopping}
                 if committing is not None:
                     waits.add(committing)
@@ -329,6 +334,28 @@ class TransactionalLoop:
                 into.stamps.append(m.timestamp)
                 await asyncio.sleep(0)  # let the transaction in flight make progress
             into.offsets[tp] = msgs[-1].offset + 1
+            self._charge(tp.topic, len(msgs))
+
+    def _charge(self, topic: str, records: int) -> None:
+        """Count a sender's records against its budget; over it, pause its ingress topic."""
+        sender = party_of_ingress(topic)
+        if self._budget is None or sender is None:
+            return  # consent and access share topics: no one sender to slow
+        wait = self._budget.spend(sender, records, time.monotonic())
+        if wait <= 0 or topic in self._paused:
+            return
+        consumer = self._require_consumer()
+        consumer.pause(*(tp for tp in consumer.assignment() if tp.topic == topic))
+        self._paused[topic] = time.monotonic() + wait
+        metrics = self._require_processor().outbox.metrics
+        metrics.count(metrics.throttled, sender)
+        log.warning("sender_throttled", sender=sender, seconds=round(wait, 2))
+
+    def _resume_due(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        for topic in [t for t, until in self._paused.items() if until <= now]:
+            del self._paused[topic]
+            consumer.resume(*(tp for tp in consumer.assignment() if tp.topic == topic))
 
     def _close(self, pending: _Processed) -> None:
         """The batch's last records: where to resume and the chain's head after it.

@@ -56,6 +56,12 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.throttled = Counter(
+            "accord_sender_throttled",
+            "Times a sender's ingress topic was paused for going over its budget.",
+            ["sender"],
+            registry=registry,
+        )
         self.policy_version = Gauge(
             "accord_policy_loaded",
             "1 for the policy bundle version in force.",

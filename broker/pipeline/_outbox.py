@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from broker.audit import AuditKind, ChainWriter, CheckpointSigner
 from broker.envelope import Sealer
+from broker.errors import ConfigError, KeyStoreError
 from broker.pipeline._effects import Audit, Effect, OutRecord, Publish, SetHead, StateChange
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._state import StateEntry, WorkerState
@@ -54,7 +55,13 @@ class Outbox:
         """The chain's head, signed (nothing before the chain's first record)."""
         if self.chain.next_seq == 0:
             return []
-        rec = self.chain.checkpoint(self._signer)
+        try:
+            rec = self.chain.checkpoint(self._signer)
+        except KeyStoreError as exc:  # the worker's own key, not a record: stop and say so
+            raise ConfigError(
+                "the worker cannot sign its audit checkpoint: it has no live signing key "
+                "(revoked or expired); give it a new key (accord keys rotate)"
+            ) from exc
         self.metrics.count(self.metrics.audit_records, rec.kind.value)
         return [OutRecord(AUDIT, self._audit_key, rec.to_bytes())]
 

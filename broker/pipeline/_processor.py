@@ -18,6 +18,7 @@ import structlog
 from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner
 from broker.config import EnvelopeSettings
 from broker.envelope import KeyResolver
+from broker.errors import ConfigError
 from broker.linkage import Linker
 from broker.pipeline._access import access_chain
 from broker.pipeline._consent import consent_chain
@@ -55,13 +56,16 @@ class Processor:
         partition: int,
         offset: int,
         value: bytes | None,
-        headers: Sequence[tuple[str, bytes]],
+        headers: Sequence[tuple[str, bytes | None]],
         *,
         at: datetime,
     ) -> list[OutRecord]:
-        work = Work(topic, partition, offset, value or b"", headers, at)
+        # A null header value is never Accord's (every header it writes has bytes); the
+        # quarantine copy keeps it as null.
+        clean = [(k, v) for k, v in headers if v is not None]
+        work = Work(topic, partition, offset, value or b"", clean, at)
         chain = self._chains.get("ingress" if party_of_ingress(topic) else topic)
-        if not value:
+        if not value or len(clean) != len(headers):
             outcome = Outcome(Verdict.QUARANTINE, "malformed", "read", ())
         elif chain is None:
             outcome = Outcome(Verdict.QUARANTINE, "unknown-topic", "route", ())
@@ -69,7 +73,8 @@ class Processor:
             outcome = run_chain(chain, work)
         effects = list(outcome.effects)
         if outcome.verdict is Verdict.QUARANTINE:
-            effects += self._quarantined(work, outcome.reason or "unknown", outcome.stage)
+            reason = outcome.reason or "unknown"
+            effects += self._quarantined(work, headers, reason, outcome.stage)
         out = self.outbox.apply(effects)
         self._since_checkpoint += 1
         if self._since_checkpoint >= self._checkpoint_every:
@@ -105,35 +110,77 @@ class Processor:
         moved = [SetOffset(topic, p, o) for (topic, p), o in offsets.items()]
         return self.outbox.apply(moved) + self.outbox.head()
 
-    def _quarantined(self, work: Work, reason: str, stage: str) -> list[Effect]:
-        """The raw record, sealed to governance for IG officers, and its audit record."""
+    def _quarantined(
+        self,
+        work: Work,
+        headers: Sequence[tuple[str, bytes | None]],
+        reason: str,
+        stage: str,
+    ) -> list[Effect]:
+        """The raw record, sealed to governance for IG officers, and its audit record.
+
+        The copy is bounded (``held_copy``) so that a record as large as the ingress topic
+        accepts still makes a quarantine record the quarantine topic accepts; the digest and
+        size are of the whole value, and the original stays on its topic until retention.
+        """
         digest = hashlib.sha256(work.value).hexdigest()[:32]
         where = {"topic": work.topic, "partition": work.partition, "offset": work.offset}
-        held = {
-            "reason": reason,
-            "stage": stage,
-            **where,
-            "digest": digest,
-            "value": base64.b64encode(work.value).decode("ascii"),
-            "headers": [[k, base64.b64encode(v).decode("ascii")] for k, v in work.headers],
-        }
+        facts = {"reason": reason, "stage": stage, **where, "digest": digest,
+                 "size": len(work.value)}  # fmt: skip
         log.warning("quarantined", reason=reason, stage=stage, **where)
-        qid = f"q-{work.topic}-{work.partition}-{work.offset}"
-        return [
-            self.services.sealed(
-                held,
-                event_id=qid,
-                recipient=Principal.GOVERNANCE,
-                schema=SCHEMA_QUARANTINE,
-                topic=QUARANTINE,
-            ),
+        effects: list[Effect] = []
+        sealer = self.services.sealer
+        if not sealer.can_sign():
+            raise ConfigError(
+                "the worker has no live signing key (revoked or expired): nothing can be "
+                "sealed; give it a new key (accord keys rotate) and a new directory"
+            )
+        if sealer.can_seal_to(Principal.GOVERNANCE):
+            effects.append(
+                self.services.sealed(
+                    {**facts, **held_copy(work.value, headers)},
+                    event_id=f"q-{work.topic}-{work.partition}-{work.offset}",
+                    recipient=Principal.GOVERNANCE,
+                    schema=SCHEMA_QUARANTINE,
+                    topic=QUARANTINE,
+                )
+            )
+        else:  # audited all the same; the original is still on its topic
+            log.error("quarantine_copy_not_sealed", why="no live governance key", **where)
+            facts["held"] = False
+        effects.append(
             Audit(
                 AuditKind.QUARANTINED,
                 event_id=work.opened.event_id if work.opened else None,
                 party=work.sender,
-                data={"reason": reason, "stage": stage, **where, "digest": digest},
-            ),
-        ]
+                data=facts,
+            )
+        )
+        return effects
+
+
+# What a quarantine record copies of its input, at most: with base64 and the envelope, well
+# under a producer batch (256 KiB) and the quarantine topic's message size, whatever came in.
+VALUE_COPY_LIMIT = 64 * 1024
+HEADERS_COPY_LIMIT = 16 * 1024
+
+
+def held_copy(value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> dict[str, object]:
+    """A bounded copy of a record for IG officers: the value's first bytes, the headers that
+    fit (a null value kept as null), and whether anything was left out."""
+    copied: list[list[str | None]] = []
+    budget = HEADERS_COPY_LIMIT
+    for key, hv in headers:
+        cost = len(key) + len(hv or b"")
+        if cost > budget:
+            break
+        budget -= cost
+        copied.append([key, None if hv is None else base64.b64encode(hv).decode("ascii")])
+    return {
+        "value": base64.b64encode(value[:VALUE_COPY_LIMIT]).decode("ascii"),
+        "headers": copied,
+        "truncated": len(value) > VALUE_COPY_LIMIT or len(copied) < len(headers),
+    }
 
 
 def build_processor(

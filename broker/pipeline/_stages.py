@@ -6,14 +6,19 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
+import structlog
+
+from broker.errors import ConfigError, TransportError
 from broker.pipeline._effects import Effect
 
 if TYPE_CHECKING:
     from broker.envelope import OpenedRecord
     from broker.events import AccessAck, ConsentRecord, ContactEvent
     from broker.policy import Decision
+
+log = structlog.get_logger("accord.worker")
 
 
 class Verdict(enum.Enum):
@@ -93,11 +98,31 @@ class Outcome:
     effects: tuple[Effect, ...]
 
 
+# Failures of the platform, not of the record: they end the worker for a restart, since the
+# same record would meet a working platform next time. Anything else a stage raises is this
+# record's doing (or a bug it triggers), and must not stop everyone's sharing.
+PLATFORM_FAILURES: Final = (OSError, MemoryError, TransportError, ConfigError)
+
+
 def run_chain(stages: Sequence[Stage], work: Work) -> Outcome:
-    """Run ``stages`` in order until one does not forward."""
+    """Run ``stages`` in order until one does not forward.
+
+    A stage that raises quarantines the record as ``stage-failed``: otherwise the failed
+    transaction would leave the offset where it was, and the restarted worker would meet the
+    same record and fail again, until retention dropped it. Only the exception's type is
+    logged: its message may quote the record.
+    """
     effects: list[Effect] = []
     for stage in stages:
-        step = stage(work)
+        try:
+            step = stage(work)
+        except PLATFORM_FAILURES:
+            raise
+        except Exception as exc:  # noqa: BLE001  # see above: one record never stops the worker
+            # Not log.exception: a traceback carries the message, which may quote the record.
+            log.error("stage_failed", stage=stage.name, error=type(exc).__name__,  # noqa: TRY400
+                      topic=work.topic, partition=work.partition, offset=work.offset)  # fmt: skip
+            return Outcome(Verdict.QUARANTINE, "stage-failed", stage.name, tuple(effects))
         if step.verdict is not Verdict.FORWARD:
             return Outcome(step.verdict, step.reason, stage.name, tuple(effects))
         effects += step.effects

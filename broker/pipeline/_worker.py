@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.audit import GENESIS, ChainWriter
 from broker.config import Settings
-from broker.errors import BundleInvalid, ConfigError
+from broker.errors import BundleInvalid, ConfigError, KeyStoreError
 from broker.kafka import KafkaClients, quiet_leftovers, translated
 from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord
@@ -23,6 +23,7 @@ from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
 from broker.pipeline._restore import restore_state
+from broker.pipeline._throttle import SenderBudget
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
 from broker.provision import WORKER_TRANSACTIONAL_ID, desired_access
@@ -42,6 +43,11 @@ class WorkerOptions:
     # Records become visible to recipients when their batch's transaction commits, so the
     # batch bounds latency: ~1 ms of work per event on the reference machine.
     max_batch: int = 100
+    # Each sender's budget (records/s sustained, and at once): far above what an agency
+    # sends (thousands a day, an export of a few thousand at once), so it only ever slows a
+    # runaway or hostile sender. 0 lifts the limit (benchmarks of the worker's ceiling).
+    sender_rate: float = 50.0
+    sender_burst: int = 10_000
 
 
 async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
@@ -73,6 +79,19 @@ async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
 TRANSACTIONAL_ID = WORKER_TRANSACTIONAL_ID
 
 
+def _require_signing_key(keys: FileKeyStore, now: datetime) -> None:
+    """Refuse to start without a live signing key: nothing could be sealed or checkpointed."""
+    try:
+        live = keys.current_signing_key(Principal.WORKER).info.is_live_ts(now.timestamp())
+    except KeyStoreError:
+        live = False
+    if not live:
+        raise ConfigError(
+            f"the worker's keystore ({keys.path}) has no live signing key for the worker "
+            "(revoked or expired): give it a new one (accord keys rotate) before starting"
+        )
+
+
 class Worker:
     """One worker instance; ``await run(stop)`` until ``stop`` is set."""
 
@@ -100,6 +119,7 @@ class Worker:
         # The worker's own keystore: its private keys, the directory, the linkage key.
         keys = FileKeyStore(settings.keystore_path(Principal.WORKER), settings.keystore.passphrase)
         keys.linkage_key()  # refuse to start without it: a new one would unlink everyone
+        _require_signing_key(keys, self.clock())
         await check_topics(self.kafka, policy)
         self.loop = loop = TransactionalLoop(
             self.kafka,
@@ -107,6 +127,7 @@ class Worker:
             client_id=f"accord-{opts.instance}",
             clock=self.clock,
             max_batch=opts.max_batch,
+            budget=SenderBudget(opts.sender_rate, opts.sender_burst),
         )
         # Fence first, then read the state: nothing can be committed behind what we read.
         await loop.fence()

@@ -34,6 +34,9 @@ Reason = Literal[
     "consent-withdrawn",
     "suppressed",
     "party-inactive",
+    # Given by the worker, not the engine: the policy would share, but nothing can be sealed
+    # to the recipient (docs/policy-language.md §7).
+    "recipient-key-unavailable",
 ]
 ConsentStateOut = Literal["given", "refused", "withdrawn", "missing"]
 ConsentRule = Literal["not_required", "required", "required_unless_safeguarding"]

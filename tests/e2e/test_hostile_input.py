@@ -1,10 +1,13 @@
-"""1,000 hostile records on the ingress topics: each quarantined with the right reason, none lost.
+"""1,000 hostile records among 1,000 valid events: the worker never stops, nothing is lost.
 
 Random bytes, truncated envelopes, broken signatures, replays, valid envelopes carrying invalid
-or oversized events, and records on another party's topic are produced straight to Kafka,
-interleaved with valid events. Every hostile record must land on ``accord.quarantine`` (sealed
-to the governance key, with its reason) and be audited as ``quarantined``; every valid event
-must still be decided and delivered; the worker must keep running.
+or oversized events, records on another party's topic or a stranger's, null header values and
+1 MB values are produced straight to Kafka, interleaved with valid events; a 10 MB value is
+refused by the broker itself. One recipient's key is revoked. Every hostile record must land on
+``accord.quarantine`` (sealed to the governance key, with its reason, a bounded copy) and be
+audited as ``quarantined``; every valid event must be decided and delivered exactly once, the
+recipient without a key refused with ``recipient-key-unavailable``; the worker must keep
+running, and its audit chain must verify.
 """
 
 from __future__ import annotations
@@ -18,19 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from aiokafka.errors import MessageSizeTooLargeError
 
 from broker._canonical import canonical_json
-from broker.audit import AuditKind, AuditRecord
-from broker.config import KafkaSettings, KeystoreSettings, Settings
+from broker.audit import AuditKind, KeystoreAuditVerifier, verify_chain
+from broker.config import KafkaSettings
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import InMemoryReplayGuard, Opener, Sealer
+from broker.kafka import KafkaClients, accord_topics, ensure_topics
 from broker.keys import FileKeyStore
-from broker.pipeline import Worker, WorkerOptions
+from broker.pipeline import WorkerOptions
 from broker.policy import load_bundle
 from broker.synthetic import SyntheticFamilies
-from broker.topics import AUDIT, QUARANTINE, SCHEMA_EVENT, ingress
-from tests.e2e.worker_proc import keystore_for, read_all
+from broker.topics import QUARANTINE, SCHEMA_EVENT, deliver, ingress
+from tests.e2e.worker_proc import keystore_for, read_all, read_audit, worker_in_process
 from tests.kafka_helpers import clients, provisioned
 
 pytestmark = pytest.mark.slow
@@ -52,7 +56,8 @@ class Forge:
 
     def event(self, **changes: Any) -> dict[str, Any]:
         family, postcode = self.fam.faker.last_name(), self.fam.postcode(("DY4", "WS10"))
-        subjects = [self.fam.subject("child", family_name=family, postcode=postcode),
+        subjects = [self.fam.subject("child", family_name=family, postcode=postcode, age=8,
+                                     school_urn="146201"),  # so the school is a recipient
                     self.fam.subject("parent", family_name=family, postcode=postcode)]  # fmt: skip
         event = self.fam.event("police.domestic_incident", "wmp", subjects=subjects, need_level=3)
         event.update(changes)
@@ -112,11 +117,39 @@ class Forge:
             self.expected["wrong-topic"] += 1
             _, value, headers = self.sealed(self.event())
             return [(ingress("swbh"), value, headers)]
+        if kind == "null-header":
+            self.expected["malformed"] += 1
+            topic, value, headers = self.sealed(self.event())
+            return [(topic, value, [*headers, ("x-null", None)])]
+        if kind == "one-megabyte":
+            self.expected["malformed"] += 1
+            return [(ingress("wmp"), os.urandom(1_000_000), [])]
+        if kind == "stranger":
+            self.expected["unknown-sender"] += 1
+            _, value, headers = self.sealed(self.event())
+            return [(ingress(STRANGER), value, headers)]
         raise AssertionError(kind)
 
 
-KINDS = {"random": 200, "truncated": 150, "bad-signature": 100, "unknown-key": 100,
-         "replay": 150, "invalid-event": 200, "wrong-topic": 100}  # fmt: skip
+KINDS = {"random": 150, "truncated": 100, "bad-signature": 100, "unknown-key": 100,
+         "replay": 100, "invalid-event": 150, "wrong-topic": 100, "null-header": 100,
+         "one-megabyte": 20, "stranger": 80}  # fmt: skip
+STRANGER = "mallory"  # has a topic (an admin's slip), is no party of the bundle
+REVOKED = "school-146201"  # a recipient of every valid event, its key revoked
+
+
+async def _produce(kafka: KafkaClients, records: list[Raw]) -> None:
+    """As the admin: an outsider who got write access anywhere, and oversized records."""
+    producer = kafka.producer("test-hostile", max_request_size=11_000_000)
+    await producer.start()
+    try:
+        for topic, value, headers in records:
+            await producer.send(topic, value, headers=headers)
+        await producer.flush()
+        with pytest.raises(MessageSizeTooLargeError):  # the broker refuses 10 MB outright
+            await producer.send_and_wait(ingress("wmp"), os.urandom(10_000_000))
+    finally:
+        await producer.stop()
 
 
 async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still_flow(
@@ -127,50 +160,31 @@ async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still
     policy = load_bundle(POLICIES)
     keys = keystore_for(policy, tmp_path / "keys")
     provisioned(bootstrap, policy)
+    kafka = clients(bootstrap)
+    await ensure_topics(kafka, [t for t in accord_topics([STRANGER], [], KafkaSettings())
+                                if t.name == ingress(STRANGER)])  # fmt: skip
+    keys.revoke(keys.current_encryption_key(REVOKED).key_id)
     rogue = FileKeyStore(tmp_path / "rogue", create=True)
     rogue.ensure_party("wmp")
     rogue.ensure_party("worker")
-
-    settings = Settings(home=tmp_path, kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
-                        keystore=KeystoreSettings(path=keys.path))  # fmt: skip
-    worker = Worker(settings, WorkerOptions(policies=POLICIES),
-                    kafka=clients(bootstrap, "worker"), registry=CollectorRegistry())  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    await asyncio.wait_for(worker.started.wait(), 60)
 
     forge = Forge(keys, rogue)
     plan = [k for k, n in KINDS.items() for _ in range(n)]
     random.Random(1).shuffle(plan)  # noqa: S311  # test order, not cryptography
     records: list[Raw] = []
-    for i, kind in enumerate(plan):
+    for kind in plan:
         records += forge.hostile(kind)
-        if i % 10 == 0:
-            records.append(forge.good())
-    # As the admin: an outsider who got write access anywhere, and oversized records.
-    producer = clients(bootstrap).producer("test-hostile", max_request_size=2_000_000)
-    await producer.start()
-    try:
-        for topic, value, headers in records:
-            await producer.send(topic, value, headers=headers)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-    try:
+        records.append(forge.good())
+    async with worker_in_process(bootstrap, tmp_path, keys, WorkerOptions(POLICIES)) as (task, _):
+        await _produce(kafka, records)
         for _ in range(200):
-            audit = [
-                AuditRecord.model_validate_json(m.value) for m in await read_all(bootstrap, AUDIT)
-            ]
+            audit = await read_audit(bootstrap)
             quarantined = [r for r in audit if r.kind is AuditKind.QUARANTINED]
             received = {r.event_id for r in audit if r.kind is AuditKind.RECEIVED}
             if len(quarantined) >= 1000 and len(received) >= len(forge.valid):
                 break
             assert not task.done(), "the worker stopped"
             await asyncio.sleep(0.5)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
     assert Counter(r.data["reason"] for r in quarantined) == forge.expected
     assert received == set(forge.valid)
@@ -181,3 +195,20 @@ async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still
     ]  # fmt: skip
     assert Counter(h["reason"] for h in held) == forge.expected
     assert all(h["value"] is not None and h["digest"] for h in held)  # nothing lost
+    assert sum(h["truncated"] for h in held) == KINDS["one-megabyte"]
+
+    # Every valid event decided for every candidate and delivered exactly once; nothing to
+    # the recipient without a key, which is refused and says why.
+    decided = [r for r in audit if r.kind is AuditKind.DECIDED]
+    assert {r.event_id for r in decided} == set(forge.valid)
+    refused = [r for r in decided if r.party == REVOKED]
+    assert len(refused) == len(forge.valid)
+    assert {(r.data["outcome"], r.data["reason"]) for r in refused} == {
+        ("not_shared", "recipient-key-unavailable")
+    }
+    assert await read_all(bootstrap, deliver(REVOKED)) == []
+    coord = Counter(m.key.decode() for m in await read_all(bootstrap, deliver("sandwell-coord")))
+    assert coord == Counter(forge.valid)
+    report = verify_chain([r for r in audit if r.chain == "worker:worker-1"],
+                          KeystoreAuditVerifier(keys))  # fmt: skip
+    assert report.last_checkpoint_seq is not None

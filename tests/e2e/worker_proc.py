@@ -4,20 +4,26 @@ incident stream and exactly-once check the worker tests share."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from broker.audit import AuditKind, AuditRecord
+from broker.config import KafkaSettings, KeystoreSettings, Settings
 from broker.devkafka import free_port
 from broker.envelope import InMemoryReplayGuard, Opener
 from broker.events import parse_event
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
+from broker.pipeline import Worker, WorkerOptions
 from broker.policy import Policy, load_bundle
 from broker.sdk import Delivery
 from broker.synthetic import SyntheticFamilies
@@ -177,3 +183,23 @@ async def group_lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         await consumer.stop()
         await admin.close()
     return {tp.partition: ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}
+
+
+@contextlib.asynccontextmanager
+async def worker_in_process(
+    bootstrap: str, home: Path, keys: FileKeyStore, options: WorkerOptions
+) -> AsyncIterator[tuple[asyncio.Task[None], CollectorRegistry]]:
+    """A worker logged in as itself, running in this event loop until the block ends; the
+    task (to check it is still running) and its metrics registry."""
+    settings = Settings(home=home, kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
+                        keystore=KeystoreSettings(path=keys.path))  # fmt: skip
+    registry = CollectorRegistry()
+    worker = Worker(settings, options, kafka=clients(bootstrap, "worker"), registry=registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(worker.started.wait(), 60)
+        yield task, registry
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
