@@ -25,6 +25,7 @@ class AuditKind(enum.StrEnum):
     DELIVERED = "delivered"
     QUARANTINED = "quarantined"
     CONSENT_RECORDED = "consent_recorded"
+    CONSENT_REFUSED = "consent_refused"
     CONSENT_WITHDRAWN_NOTICE = "consent_withdrawn_notice"
     POLICY_LOADED = "policy_loaded"
     OPENED = "opened"

@@ -2,9 +2,10 @@
 
 Each input topic has its own chain of small stages. A stage looks at one record, notes what
 it learns, and returns a ``Step``: FORWARD with what it produced (records to publish, audit
-entries, state changes, all as values), DROP, or QUARANTINE with a reason code. The first
-stage that does not forward ends the chain; what it would have produced is discarded, what
-the stages before it produced stands, and a quarantined record is sealed to the governance
+entries, state changes, all as values), DROP (a refusal on purpose, with its own record of
+why), or QUARANTINE with a reason code. The first stage that does not forward ends the
+chain; what the stages before it produced stands, and so does a DROP's record of why, while
+a quarantining stage contributes nothing; a quarantined record is sealed to the governance
 principal, put on ``accord.quarantine`` and audited as ``quarantined``.
 
 Contact events, ``accord.ingress.<agency>``:
@@ -28,8 +29,11 @@ Consent records, ``accord.consent``:
 1. ``open``     — as above, schema ``consent-record.v1``
 2. ``parse``    — a valid consent record recorded by its sender  (invalid-consent,
                                                                   sender-mismatch)
-3. ``file``     — filed under every subject key it may be found by; ``consent_recorded``
-4. ``notify``   — on withdrawal, a notice to each past recipient under consent
+3. ``authorise``— its recorder is a consent authority of the bundle in force, active, and
+                  within its authority; else DROP, audited as ``consent_refused`` with the
+                  reason (not-a-consent-authority, party-inactive, outside-authority)
+4. ``file``     — filed under every subject key it may be found by; ``consent_recorded``
+5. ``notify``   — on withdrawal, a notice to each past recipient under consent
                   (``consent_withdrawn_notice``), and those shares forgotten
 
 Access acknowledgements, ``accord.access``:

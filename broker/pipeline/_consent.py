@@ -8,7 +8,7 @@ from broker.events import ConsentRecord, WithdrawalNotice, parse_consent
 from broker.pipeline._effects import Audit, ConsentShare, Effect, FileConsent, SetShares
 from broker.pipeline._ingress import Open
 from broker.pipeline._services import Services
-from broker.pipeline._stages import Step, Work, forward, quarantine
+from broker.pipeline._stages import Step, Work, drop, forward, quarantine
 from broker.topics import SCHEMA_CONSENT, SCHEMA_NOTICE, deliver
 
 
@@ -33,35 +33,60 @@ class ParseConsent:
         return forward()
 
 
-class File:
-    """File the record under every subject key it may be found by; ``consent_recorded``."""
+def _consent_audit(kind: AuditKind, work: Work, **extra: object) -> Audit:
+    record, opened = work.consent, work.opened
+    assert record is not None  # noqa: S101  # ParseConsent forwarded
+    assert opened is not None  # noqa: S101  # Open forwarded
+    return Audit(
+        kind,
+        event_id=opened.event_id,
+        party=opened.sender,
+        subject_keys=work.consent_keys,
+        data={
+            **extra,
+            "state": record.state,
+            "purposes": list(record.purposes),
+            "recipients": list(record.recipients),
+            "recorded_at": record.recorded_at.isoformat(),
+            "valid_until": record.valid_until.isoformat() if record.valid_until else None,
+        },
+    )
 
-    name = "file"
+
+class Authorise:
+    """Only a consent authority of the bundle in force, active, within its authority.
+
+    A record from anyone else is refused whole: audited as ``consent_refused`` (with the
+    subject keys, so an IG officer finds the attempt in the child's log), never filed, so it
+    changes no decision.
+    """
+
+    name = "authorise"
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def __call__(self, work: Work) -> Step:
-        record, opened = work.consent, work.opened
+        record = work.consent
         assert record is not None  # noqa: S101  # ParseConsent forwarded
-        assert opened is not None  # noqa: S101  # Open forwarded
-        keys = self.services.linker.consent_keys(record.subject)
-        work.consent_keys = keys
+        work.consent_keys = self.services.linker.consent_keys(record.subject)
+        refusal = self.services.policy.consent_refusal(record)
+        if refusal is None:
+            return forward()
+        return drop(refusal, _consent_audit(AuditKind.CONSENT_REFUSED, work, reason=refusal))
+
+
+class File:
+    """File the record under every subject key it may be found by; ``consent_recorded``."""
+
+    name = "file"
+
+    def __call__(self, work: Work) -> Step:
+        record = work.consent
+        assert record is not None  # noqa: S101  # ParseConsent forwarded
         return forward(
-            *(FileConsent(key, record) for key in keys),
-            Audit(
-                AuditKind.CONSENT_RECORDED,
-                event_id=opened.event_id,
-                party=opened.sender,
-                subject_keys=keys,
-                data={
-                    "state": record.state,
-                    "purposes": list(record.purposes),
-                    "recipients": list(record.recipients),
-                    "recorded_at": record.recorded_at.isoformat(),
-                    "valid_until": record.valid_until.isoformat() if record.valid_until else None,
-                },
-            ),
+            *(FileConsent(key, record) for key in work.consent_keys),
+            _consent_audit(AuditKind.CONSENT_RECORDED, work),
         )
 
 
@@ -134,10 +159,13 @@ def _covers(record: ConsentRecord, share: ConsentShare) -> bool:
     )
 
 
-def consent_chain(services: Services) -> tuple[Open, ParseConsent, File, NotifyWithdrawal]:
+def consent_chain(
+    services: Services,
+) -> tuple[Open, ParseConsent, Authorise, File, NotifyWithdrawal]:
     return (
         Open(services, SCHEMA_CONSENT),
         ParseConsent(),
-        File(services),
+        Authorise(services),
+        File(),
         NotifyWithdrawal(services),
     )

@@ -44,8 +44,9 @@ def quarantine(reason: str) -> Step:
     return Step(Verdict.QUARANTINE, reason)
 
 
-def drop(reason: str) -> Step:
-    return Step(Verdict.DROP, reason)
+def drop(reason: str, *effects: Effect) -> Step:
+    """Stop here, on purpose: the record is refused, and ``effects`` (the record of why) stand."""
+    return Step(Verdict.DROP, reason, effects)
 
 
 @dataclass(slots=True)
@@ -123,6 +124,8 @@ def run_chain(stages: Sequence[Stage], work: Work) -> Outcome:
             log.error("stage_failed", stage=stage.name, error=type(exc).__name__,  # noqa: TRY400
                       topic=work.topic, partition=work.partition, offset=work.offset)  # fmt: skip
             return Outcome(Verdict.QUARANTINE, "stage-failed", stage.name, tuple(effects))
+        if step.verdict is Verdict.DROP:
+            return Outcome(step.verdict, step.reason, stage.name, (*effects, *step.effects))
         if step.verdict is not Verdict.FORWARD:
             return Outcome(step.verdict, step.reason, stage.name, tuple(effects))
         effects += step.effects

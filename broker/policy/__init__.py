@@ -6,6 +6,7 @@ recipient, and ``redact(event, decision)`` builds what that recipient may see. P
 Kafka, no clock, no I/O in ``decide``.
 """
 
+from broker.policy._authority import ConsentRefusal
 from broker.policy._decision import (
     REASON_PRECEDENCE,
     ClauseRef,
@@ -48,6 +49,7 @@ __all__ = [
     "Bundle",
     "Clause",
     "ClauseRef",
+    "ConsentRefusal",
     "Decision",
     "LawfulBasis",
     "Outcome",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from broker.errors import BundleInvalid
 from broker.events import ConsentRecord, ContactEvent
+from broker.policy._authority import ConsentRefusal, consent_refusal
 from broker.policy._check import Conditions, check_bundle, plain_where
 from broker.policy._decide import decide
 from broker.policy._decision import Decision
@@ -48,8 +49,17 @@ class Policy:
     def decide(
         self, event: ContactEvent, consents: Sequence[ConsentRecord] = (), *, at: datetime
     ) -> list[Decision]:
-        """Every candidate recipient's decision for ``event`` at time ``at`` (pure: no I/O)."""
-        return decide(self._index, event, consents, at)
+        """Every candidate recipient's decision for ``event`` at time ``at`` (pure: no I/O).
+
+        Consent records that ``consent_refusal`` refuses count for nothing, whoever passes
+        them in: a party suspended since it recorded one loses its say at once.
+        """
+        counted = [c for c in consents if consent_refusal(self.bundle, c) is None]
+        return decide(self._index, event, counted, at)
+
+    def consent_refusal(self, record: ConsentRecord) -> ConsentRefusal | None:
+        """Why ``record`` would count for no decision (docs/policy-language.md §5), or None."""
+        return consent_refusal(self.bundle, record)
 
     @property
     def counts(self) -> tuple[int, int, int]:

@@ -67,6 +67,8 @@ class Scenario:
     consents: tuple[Any, ...]
     expect: dict[str, Expectation]
     absent: tuple[str, ...]
+    # Consents (by 1-based position) the bundle must refuse, with why; None: not checked.
+    refused: dict[int, str] | None = None
 
 
 @dataclass
@@ -84,7 +86,8 @@ def _scenario(raw: Any, file: Path, position: int) -> Scenario:
     where = f"{file}: scenario {position + 1}"
     if not isinstance(raw, dict):
         raise ScenarioInvalid(f"{where}: expected a mapping")
-    unknown = set(raw) - {"name", "at", "policies", "consents", "event", "expect", "description"}
+    unknown = set(raw) - {"name", "at", "policies", "consents", "event", "expect", "description",
+                          "refused_consents"}  # fmt: skip
     if unknown:
         raise ScenarioInvalid(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
     name = raw.get("name")
@@ -129,7 +132,28 @@ def _scenario(raw: Any, file: Path, position: int) -> Scenario:
         consents=tuple(consents),
         expect=expect,
         absent=tuple(absent),
+        refused=_refused(raw.get("refused_consents"), len(consents), where),
     )
+
+
+def _refused(raw: Any, count: int, where: str) -> dict[int, str] | None:
+    """``refused_consents: [{consent: N, reason: R}]``, N a position in ``consents`` (from 1)."""
+    if raw is None:
+        return None
+    problem = (
+        f"{where}: 'refused_consents' must list {{consent: N, reason: R}}, N from 1 to {count}"
+    )
+    if not isinstance(raw, list):
+        raise ScenarioInvalid(problem)
+    out: dict[int, str] = {}
+    for item in raw:
+        if not isinstance(item, dict) or set(item) != {"consent", "reason"}:
+            raise ScenarioInvalid(problem)
+        n, reason = item["consent"], item["reason"]
+        if not isinstance(n, int) or not 1 <= n <= count or not isinstance(reason, str):
+            raise ScenarioInvalid(problem)
+        out[n] = reason
+    return out
 
 
 def load_scenarios(file: Path) -> list[Scenario]:
@@ -232,6 +256,14 @@ def run_scenario(
     except AccordError as exc:
         result.diffs.append(f"{type(exc).__name__}: {exc}")
         return result
+    if scenario.refused is not None:
+        for n, consent in enumerate(consents, start=1):
+            got, want = policy.consent_refusal(consent), scenario.refused.get(n)
+            if got != want:
+                result.diffs.append(
+                    f"consent {n}: expected {f'refused ({want})' if want else 'to count'}, "
+                    f"got {f'refused ({got})' if got else 'counted'}"
+                )
     decisions = policy.decide(event, consents, at=scenario.at)
     result.decisions = decisions
     by_party = {d.recipient: d for d in decisions}

@@ -31,11 +31,10 @@ from broker.envelope import InMemoryReplayGuard, Opener, Sealer
 from broker.kafka import KafkaClients, accord_topics, ensure_topics
 from broker.keys import FileKeyStore
 from broker.pipeline import WorkerOptions
-from broker.policy import load_bundle
 from broker.synthetic import SyntheticFamilies
 from broker.topics import QUARANTINE, SCHEMA_EVENT, deliver, ingress
-from tests.e2e.worker_proc import keystore_for, read_all, read_audit, worker_in_process
-from tests.kafka_helpers import clients, provisioned
+from tests.e2e.worker_proc import project_broker, read_all, read_audit, worker_in_process
+from tests.kafka_helpers import clients
 
 pytestmark = pytest.mark.slow
 
@@ -157,9 +156,7 @@ async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still
 ) -> None:
     assert sum(KINDS.values()) == 1000
     bootstrap = isolated_kafka.bootstrap
-    policy = load_bundle(POLICIES)
-    keys = keystore_for(policy, tmp_path / "keys")
-    provisioned(bootstrap, policy)
+    _, keys = project_broker(bootstrap, tmp_path)
     kafka = clients(bootstrap)
     await ensure_topics(kafka, [t for t in accord_topics([STRANGER], [], KafkaSettings())
                                 if t.name == ingress(STRANGER)])  # fmt: skip

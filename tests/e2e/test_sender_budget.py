@@ -13,11 +13,10 @@ from broker.audit import AuditKind
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import Sealer
 from broker.pipeline import WorkerOptions
-from broker.policy import load_bundle
 from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_EVENT, ingress
-from tests.e2e.worker_proc import keystore_for, read_audit, received_ids, worker_in_process
-from tests.kafka_helpers import clients, provisioned
+from tests.e2e.worker_proc import project_broker, read_audit, received_ids, worker_in_process
+from tests.kafka_helpers import clients
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +29,7 @@ async def test_a_sender_over_its_budget_is_slowed_while_others_flow_and_nothing_
     """wmp floods 200 events against a budget of 20/s; swbh's 10, sent after, are not
     held behind them, and every one of wmp's is still processed, once."""
     bootstrap = isolated_kafka.bootstrap
-    policy = load_bundle(POLICIES)
-    keys = keystore_for(policy, tmp_path / "keys")
-    provisioned(bootstrap, policy)
+    _, keys = project_broker(bootstrap, tmp_path)
     fam = SyntheticFamilies(seed=77)
     floods = [fam.event(sender="wmp") for _ in range(200)]
     others = [fam.event("health.ae_attendance", "swbh") for _ in range(10)]

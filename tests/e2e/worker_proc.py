@@ -203,3 +203,12 @@ async def worker_in_process(
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+def project_broker(bootstrap: str, home: Path) -> tuple[Policy, FileKeyStore]:
+    """The project's bundle provisioned on the broker at ``bootstrap`` (topics, a login per
+    principal, ACLs), and a keystore for all its parties under ``home``."""
+    policy = load_bundle(POLICIES)
+    keys = keystore_for(policy, home / "keys")
+    provisioned(bootstrap, policy)
+    return policy, keys

@@ -83,7 +83,8 @@ SURFACES = {
     "broker.pipeline": {"Worker", "WorkerOptions", "check_topics", "serve"},
     "broker.policy": {
         "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
-        "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "Decision", "LawfulBasis",
+        "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",
+        "LawfulBasis",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
         "SubjectScope", "load_bundle", "load_scenarios", "redact", "run_scenario",
         "run_scenarios",

@@ -401,6 +401,34 @@ def test_consent_recorded_by_someone_else_than_the_sender_is_quarantined(
     assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["sender-mismatch"]
 
 
+@pytest.mark.parametrize(
+    ("recorded_by", "recipients", "reason"),
+    [
+        ("wmp", ["kind:hub"], "not-a-consent-authority"),  # the police may not record consent
+        ("smethwick-fsp", ["kind:hub"], "party-inactive"),  # suspended
+        ("hv-wolverhampton", ["*"], "outside-authority"),  # may speak for hubs and teams only
+    ],
+)
+def test_consent_from_outside_its_authority_is_refused_audited_and_changes_nothing(
+    run: Run, pipeline_keys: FileKeyStore, recorded_by: str, recipients: list[str], reason: str
+) -> None:
+    consent = {**_consent("given", "2026-10-01T09:00:00Z", recipients), "recorded_by": recorded_by}
+    run.feed(CONSENT, *seal_as(pipeline_keys, recorded_by, consent, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+    [refused] = run.audit(AuditKind.CONSENT_REFUSED)
+    assert (refused.party, refused.data["reason"]) == (recorded_by, reason)
+    assert refused.subject_keys  # found in the child's log
+    assert run.audit(AuditKind.CONSENT_RECORDED) == []
+    assert run.audit(AuditKind.QUARANTINED) == []
+    assert run.processor.services.state.consents == {}
+
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
+    hub = [r for r in run.audit(AuditKind.DECIDED) if r.party == "cog-tipton"]
+    assert [(r.data["outcome"], r.data["reason"]) for r in hub] == [
+        ("not_shared", "consent-missing")
+    ]
+
+
 def test_the_audit_chain_verifies_and_is_checkpointed(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:

@@ -1,4 +1,5 @@
-"""consent-authorities.yaml: who may record consent, checked like the rest of the bundle."""
+"""consent-authorities.yaml: who may record consent, for what; a record from anyone else, a
+suspended party, or beyond the authority counts for no decision."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.errors import BundleInvalid
-from broker.policy import load_bundle
+from broker.errors import BundleInvalid, ScenarioInvalid
+from broker.events import ConsentRecord, parse_consents, parse_event
+from broker.policy import Policy, ScenarioResult, load_bundle, load_scenarios, run_scenarios
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
@@ -50,3 +52,84 @@ def test_a_malformed_file_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(BundleInvalid) as err:
         load_bundle(bundle)
     assert any("sandwell-coord" in p for p in err.value.problems)
+
+
+def _record(recorded_by: str, purposes: list[str], recipients: list[str]) -> ConsentRecord:
+    return ConsentRecord.model_validate({
+        "subject": {"nhs_number": "9991760318"}, "state": "given", "purposes": purposes,
+        "recipients": recipients, "recorded_by": recorded_by,
+        "recorded_at": "2026-10-05T14:00:00Z",
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("recorded_by", "purposes", "recipients", "refusal"),
+    [
+        ("sandwell-coord", ["*"], ["*"], None),  # may record anything
+        ("wmp", ["early_help"], ["kind:hub"], "not-a-consent-authority"),  # not listed
+        ("no-such-party", ["early_help"], ["kind:hub"], "not-a-consent-authority"),
+        ("smethwick-fsp", ["early_help"], ["kind:hub"], "party-inactive"),  # listed, suspended
+        ("hv-wolverhampton", ["early_help"], ["kind:hub"], None),
+        ("hv-wolverhampton", ["*"], ["kind:hub"], "outside-authority"),  # '*' needs '*'
+        ("hv-wolverhampton", ["early_help", "safeguarding"], ["kind:hub"], "outside-authority"),
+        ("hv-wolverhampton", ["early_help"], ["*"], "outside-authority"),
+        ("hv-wolverhampton", ["early_help"], ["cog-tipton"], None),  # kind:hub covers a hub
+        ("hv-wolverhampton", ["early_help"], ["school-146201"], "outside-authority"),
+        ("hv-wolverhampton", ["early_help"], ["kind:school"], "outside-authority"),
+        ("hv-sandwell", ["early_help"], ["smethwick-fsp"], None),  # a party id covers itself
+        ("swbh", ["safeguarding"], ["kind:hub", "sandwell-coord"], None),
+    ],
+)
+def test_a_consent_counts_only_within_its_recorders_authority(
+    recorded_by: str, purposes: list[str], recipients: list[str], refusal: str | None
+) -> None:
+    policy = load_bundle(POLICIES)
+    assert policy.consent_refusal(_record(recorded_by, purposes, recipients)) == refusal
+
+
+def test_without_the_file_only_active_coordinating_teams_may_record_consent() -> None:
+    project = load_bundle(POLICIES)
+    policy = Policy(project.bundle.model_copy(update={"consent_authorities": None}))
+    assert policy.consent_refusal(_record("sandwell-coord", ["*"], ["*"])) is None
+    assert policy.consent_refusal(_record("swbh", ["*"], ["*"])) == "not-a-consent-authority"
+
+
+def test_decide_gives_a_refused_consent_no_weight() -> None:
+    """The same consent, recorded by the co-ordinating team and by the police."""
+    policy = load_bundle(POLICIES)
+    [scenario] = [s for s in load_scenarios(POLICIES / "scenarios" / "consent.yaml")
+                  if s.name.startswith("both children consented")]  # fmt: skip
+    event = parse_event(scenario.event, now=scenario.at)
+    consents = parse_consents(scenario.consents, now=None)
+    police = [c.model_copy(update={"recorded_by": "wmp"}) for c in consents]
+
+    def outcome(records: list[ConsentRecord]) -> tuple[str, str | None]:
+        [d] = [d for d in policy.decide(event, records, at=scenario.at)
+               if d.recipient == "cog-west-bromwich"]  # fmt: skip
+        return d.outcome, d.reason
+
+    assert outcome(list(consents)) == ("shared", None)
+    assert outcome(police) == ("not_shared", "consent-missing")
+
+
+def test_a_scenario_that_expects_a_refusal_fails_when_the_consent_counts(tmp_path: Path) -> None:
+    text = (POLICIES / "scenarios" / "consent.yaml").read_text()
+    # The police-recorded consent becomes the co-ordinating team's: it now counts.
+    changed = text.replace("      recorded_by: wmp\n", "      recorded_by: sandwell-coord\n")
+    assert changed != text
+    (tmp_path / "consent.yaml").write_text(changed)
+    results = [r for r in run_scenarios([tmp_path / "consent.yaml"], POLICIES)
+               if isinstance(r, ScenarioResult) and "police" in r.scenario.name]  # fmt: skip
+    [result] = results
+    assert "consent 2: expected refused (not-a-consent-authority), got counted" in result.diffs
+
+
+def test_refused_consents_must_name_positions_in_the_list(tmp_path: Path) -> None:
+    file = tmp_path / "s.yaml"
+    file.write_text(
+        "- name: x\n  at: 2026-11-23T08:00:00Z\n  consents: []\n  event: {a: 1}\n"
+        "  expect: {sandwell-coord: {outcome: shared}}\n"
+        "  refused_consents: [{consent: 1, reason: party-inactive}]\n"
+    )
+    with pytest.raises(ScenarioInvalid, match="N from 1 to 0"):
+        load_scenarios(file)
