@@ -62,6 +62,12 @@ class Metrics:
             ["sender"],
             registry=registry,
         )
+        self.state_refused = Counter(
+            "accord_state_entries_refused",
+            "State changelog entries refused at restore (no valid MAC, unreadable), by kind.",
+            ["kind"],
+            registry=registry,
+        )
         self.policy_version = Gauge(
             "accord_policy_loaded",
             "1 for the policy bundle version in force.",

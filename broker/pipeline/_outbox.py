@@ -15,7 +15,7 @@ from broker.envelope import Sealer
 from broker.errors import ConfigError, KeyStoreError
 from broker.pipeline._effects import Audit, Effect, OutRecord, Publish, SetHead, StateChange
 from broker.pipeline._metrics import Metrics
-from broker.pipeline._state import StateEntry, WorkerState
+from broker.pipeline._state import STATE_MAC_HEADER, StateEntry, WorkerState, state_mac
 from broker.principals import Principal
 from broker.topics import AUDIT, STATE
 
@@ -31,12 +31,14 @@ class Outbox:
         state: WorkerState,
         sealer: Sealer,
         metrics: Metrics,
+        state_mac_key: bytes,
     ) -> None:
         self.chain = chain
         self.state = state
         self.metrics = metrics
         self._signer = signer
         self._sealer = sealer
+        self._mac_key = state_mac_key
         self._audit_key = chain.chain.encode()  # every record of a chain goes on one partition
         self._head_written = chain.next_seq
 
@@ -94,16 +96,20 @@ class Outbox:
         return OutRecord(AUDIT, self._audit_key, encoded)
 
     def _state_record(self, entry: StateEntry) -> OutRecord:
-        if not entry.sensitive:
-            return OutRecord(STATE, entry.key.encode(), entry.value)
-        sealed = self._sealer.seal(
-            entry.value,
-            event_id=_state_id(entry.key),
-            recipient=Principal.WORKER,
-            schema="worker-state.v1",
-            topic=STATE,
-        )
-        return OutRecord(STATE, entry.key.encode(), sealed.value, tuple(sealed.headers))
+        key = entry.key.encode()
+        value = entry.value
+        headers: tuple[tuple[str, bytes], ...] = ()
+        if entry.sensitive:
+            sealed = self._sealer.seal(
+                entry.value,
+                event_id=_state_id(entry.key),
+                recipient=Principal.WORKER,
+                schema="worker-state.v1",
+                topic=STATE,
+            )
+            value, headers = sealed.value, tuple(sealed.headers)
+        mac = (STATE_MAC_HEADER, state_mac(self._mac_key, key, value))
+        return OutRecord(STATE, key, value, (*headers, mac))
 
 
 def _state_id(key: str) -> str:

@@ -28,7 +28,7 @@ from broker.pipeline._metrics import Metrics
 from broker.pipeline._outbox import Outbox
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Outcome, Stage, Verdict, Work, run_chain
-from broker.pipeline._state import WorkerState
+from broker.pipeline._state import WorkerState, state_mac_key
 from broker.policy import Policy
 from broker.principals import Principal
 from broker.topics import ACCESS, CONSENT, QUARANTINE, SCHEMA_QUARANTINE, party_of_ingress
@@ -212,5 +212,6 @@ def build_processor(
         state=state,
         sealer=services.sealer,
         metrics=metrics,
+        state_mac_key=state_mac_key(linkage_key),
     )
     return Processor(services, outbox, checkpoint_every=checkpoint_every)

@@ -1,20 +1,39 @@
-"""Rebuilding the worker's state from its committed changelog (``accord.worker.state``)."""
+"""Rebuilding the worker's state from its committed changelog (``accord.worker.state``).
+
+Only what the worker itself wrote is taken: every entry must carry a valid state MAC
+(``_state``), and a sealed entry must also be sealed by the worker. Anything else (a junk
+entry, one injected to skip inputs or fork the audit chain, a consent entry an agency
+sealed) is skipped and reported, never allowed to crash the restore. The worker then refuses
+to run only if what was lost matters for correctness: the position of an input partition or
+the head of an audit chain, for which no genuine entry remains (resuming without them would
+skip or repeat inputs, or fork the chain). Lost replay ids, consent or shares are reported
+and the worker runs: a missing consent fails closed (nothing shared on it). Only the worker
+and the admin may write the topic, so a refused entry means a privileged principal wrote
+it; after looking, the admin clears one with a tombstone for its key.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import structlog
+from pydantic import ValidationError
 
 from broker.envelope import KeyResolver, Opener
-from broker.errors import EnvelopeError, TransportError
+from broker.errors import ConfigError, EnvelopeError, TransportError
 from broker.kafka import Consumer, KafkaClients, stop_quietly, translated
-from broker.pipeline._state import WorkerState
+from broker.pipeline._state import STATE_MAC_HEADER, WorkerState, state_mac
 from broker.principals import Principal
 from broker.topics import STATE
 
 log = structlog.get_logger("accord.worker")
+
+# Kinds of entry without which the worker must not run (see the module docstring).
+_VITAL = frozenset({"o", "h"})
 
 
 class _AlwaysNew:
@@ -24,21 +43,98 @@ class _AlwaysNew:
         return True
 
 
-async def restore_state(kafka: KafkaClients, keys: KeyResolver) -> WorkerState:
-    """Rebuild the worker's state from the committed changelog, start to end."""
-    state = WorkerState()
-    opener = Opener(Principal.WORKER, keys, replay_guard=_AlwaysNew())
+@dataclass
+class RestoreReport:
+    """What the restore refused, by kind of entry (``r``, ``c``, ``s``, ``h``, ``o``)."""
+
+    refused: Counter[str] = field(default_factory=Counter)
+    vital_refused: set[str] = field(default_factory=set)
+    vital_restored: set[str] = field(default_factory=set)
+
+    @property
+    def lost(self) -> list[str]:
+        """Vital entries refused with no genuine entry for the same key."""
+        return sorted(self.vital_refused - self.vital_restored)
+
+
+class _Reader:
+    def __init__(self, keys: KeyResolver, mac_key: bytes) -> None:
+        self.state = WorkerState()
+        self.report = RestoreReport()
+        self._opener = Opener(Principal.WORKER, keys, replay_guard=_AlwaysNew())
+        self._mac_key = mac_key
+
+    def apply(
+        self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
+    ) -> None:
+        if key is None:
+            return
+        name = key.decode("utf-8", "replace")
+        if value is None:  # a tombstone: the admin's way to clear a refused entry on purpose
+            self.report.vital_refused.discard(name)
+            return
+        kind = name.partition(":")[0]
+        if self._take(key, name, value, headers):
+            if kind in _VITAL:
+                self.report.vital_restored.add(name)
+        else:
+            self.report.refused[kind if kind in {"r", "c", "s", "h", "o"} else "?"] += 1
+            if kind in _VITAL:
+                self.report.vital_refused.add(name)
+
+    def _take(
+        self, key: bytes, name: str, value: bytes, headers: Sequence[tuple[str, bytes | None]]
+    ) -> bool:
+        macs = [v for k, v in headers if k == STATE_MAC_HEADER]
+        if len(macs) != 1 or macs[0] is None:
+            return False
+        if not hmac.compare_digest(macs[0], state_mac(self._mac_key, key, value)):
+            return False
+        plain = value
+        if name.startswith("c:"):
+            envelope = [(k, v) for k, v in headers if k != STATE_MAC_HEADER and v is not None]
+            try:
+                opened = self._opener.open_kafka(value, envelope, topic=STATE)
+            except EnvelopeError:
+                return False
+            if opened.sender != Principal.WORKER:
+                return False
+            plain = opened.payload
+        try:
+            self.state.restore(name, plain)
+        except (ValueError, KeyError, TypeError, ValidationError):
+            return False
+        return True
+
+
+async def restore_state(
+    kafka: KafkaClients, keys: KeyResolver, mac_key: bytes
+) -> tuple[WorkerState, RestoreReport]:
+    """Rebuild the worker's state from the committed changelog, start to end.
+
+    Raises ``ConfigError`` (one line) when a partition's position or a chain's head is lost.
+    """
+    reader = _Reader(keys, mac_key)
     # Without a group, a consumer subscribed to a topic is assigned all its partitions.
     consumer = kafka.consumer(STATE, client_id="accord-worker-restore")
     try:
         async with translated(f"restoring worker state from {STATE}"):
-            await _read_all(consumer, state, opener)
+            await _read_all(consumer, reader)
     finally:
         await stop_quietly(consumer)
-    return state
+    report = reader.report
+    if report.refused:
+        log.error("state_entries_refused", **{f"kind_{k}": n for k, n in report.refused.items()})
+    if lost := report.lost:
+        raise ConfigError(
+            f"{STATE}: {len(lost)} entries the worker needs failed authentication and no "
+            f"genuine one remains (first: {lost[0][:80]}); refusing to start rather than skip "
+            "or repeat inputs or fork the audit chain (docs/operations.md, 'Worker state')"
+        )
+    return reader.state, report
 
 
-async def _read_all(consumer: Consumer, state: WorkerState, opener: Opener) -> None:
+async def _read_all(consumer: Consumer, reader: _Reader) -> None:
     await consumer.start()
     if STATE not in await consumer.topics():
         # Never "no state": starting without the changelog would forget every replay id.
@@ -57,27 +153,7 @@ async def _read_all(consumer: Consumer, state: WorkerState, opener: Opener) -> N
         batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
         for msgs in batch.values():
             for m in msgs:
-                _apply(state, opener, m.key, m.value, m.headers)
+                reader.apply(m.key, m.value, m.headers)
         for tp in list(remaining):
             if await consumer.position(tp) >= end[tp]:
                 remaining.discard(tp)
-
-
-def _apply(
-    state: WorkerState,
-    opener: Opener,
-    key: bytes | None,
-    value: bytes | None,
-    headers: Sequence[tuple[str, bytes]],
-) -> None:
-    if key is None or value is None:
-        return
-    name = key.decode()
-    if name.startswith("c:"):
-        try:
-            value = opener.open_kafka(value, headers, topic=STATE).payload
-        except EnvelopeError as exc:
-            # Fail closed: the subject's consent is treated as missing, never guessed.
-            log.error("state_entry_unopenable", key_kind="c", reason=exc.reason)  # noqa: TRY400  # the traceback would add nothing
-            return
-    state.restore(name, value)

@@ -12,12 +12,20 @@ rebuilt from the changelog matches exactly what was committed. Keys:
 - ``h:<chain>`` — the head of an audit chain (seq and hash), to resume after a restart;
 - ``o:<topic>:<partition>`` — the next input offset to process there: the consumed offsets,
   committed with the outputs they produced.
+
+Every entry carries a MAC (header ``accord-state-mac``: HMAC-SHA256 over its key and value as
+written, under a key derived from the linkage key, which only the worker and console hold),
+so a restore takes only what the worker itself wrote (``_restore``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import struct
 from dataclasses import dataclass
+from typing import Final
 
 from broker.events import ConsentRecord
 from broker.pipeline._effects import (
@@ -30,6 +38,18 @@ from broker.pipeline._effects import (
     SetShares,
     StateChange,
 )
+
+STATE_MAC_HEADER: Final = "accord-state-mac"
+
+
+def state_mac_key(linkage_key: bytes) -> bytes:
+    """The state MAC key: derived apart from subject keys and pseudonyms."""
+    return hmac.new(linkage_key, b"accord/worker-state/v1", hashlib.sha256).digest()
+
+
+def state_mac(mac_key: bytes, key: bytes, value: bytes) -> bytes:
+    """HMAC-SHA256 over the entry's key (length-prefixed) and value, exactly as written."""
+    return hmac.new(mac_key, struct.pack(">I", len(key)) + key + value, hashlib.sha256).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
 from broker.pipeline._restore import restore_state
+from broker.pipeline._state import state_mac_key
 from broker.pipeline._throttle import SenderBudget
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
@@ -141,7 +142,9 @@ class Worker:
         self, loop: TransactionalLoop, policy: Policy, keys: FileKeyStore, stop: asyncio.Event
     ) -> None:
         settings, opts = self.settings, self.options
-        state = await restore_state(self.kafka, keys)
+        state, report = await restore_state(self.kafka, keys, state_mac_key(keys.linkage_key()))
+        for kind, count in report.refused.items():
+            self.metrics.state_refused.labels(kind=kind).inc(count)
         chain_id = Principal.WORKER.chain(opts.instance)
         seq, head = state.heads.get(chain_id, (-1, GENESIS))
         chain = ChainWriter(chain_id, clock=self.clock, next_seq=seq + 1, prev_hash=head)

@@ -258,11 +258,11 @@ def run_scenario(
         return result
     if scenario.refused is not None:
         for n, consent in enumerate(consents, start=1):
-            got, want = policy.consent_refusal(consent), scenario.refused.get(n)
-            if got != want:
+            refusal, want = policy.consent_refusal(consent), scenario.refused.get(n)
+            if refusal != want:
                 result.diffs.append(
                     f"consent {n}: expected {f'refused ({want})' if want else 'to count'}, "
-                    f"got {f'refused ({got})' if got else 'counted'}"
+                    f"got {f'refused ({refusal})' if refusal else 'counted'}"
                 )
     decisions = policy.decide(event, consents, at=scenario.at)
     result.decisions = decisions

@@ -197,10 +197,15 @@ async def worker_in_process(
     worker = Worker(settings, options, kafka=clients(bootstrap, "worker"), registry=registry)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
+    started = asyncio.create_task(worker.started.wait())
     try:
-        await asyncio.wait_for(worker.started.wait(), 60)
+        await asyncio.wait({task, started}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # a worker that refused to start says why
+        assert worker.started.is_set(), "the worker did not start within 60 s"
         yield task, registry
     finally:
+        started.cancel()
         stop.set()
         await asyncio.wait_for(task, 60)
 
