@@ -23,11 +23,18 @@ from broker.audit._chain import (
     verify_chain,
     verify_truncation,
 )
-from broker.audit._keys import KeystoreAuditSigner, KeystoreAuditVerifier
+from broker.audit._keys import (
+    WRITER_KINDS,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+    chain_writer,
+    may_write,
+)
 from broker.audit._record import GENESIS, AuditKind, AuditRecord, record_hash
 
 __all__ = [
     "GENESIS",
+    "WRITER_KINDS",
     "AuditKind",
     "AuditRecord",
     "ChainReport",
@@ -36,7 +43,9 @@ __all__ = [
     "CheckpointVerifier",
     "KeystoreAuditSigner",
     "KeystoreAuditVerifier",
+    "chain_writer",
     "check_next",
+    "may_write",
     "record_hash",
     "verify_chain",
     "verify_truncation",

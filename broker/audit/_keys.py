@@ -7,11 +7,32 @@ checkpoint counts only when the key that signed it belongs to the principal its 
 
 from __future__ import annotations
 
+from broker.audit._record import AuditKind
 from broker.envelope import KeyPurpose, KeyResolver, KeyStatus, verify_detached
 from broker.principals import Principal
 
 #: The principals that write audit chains: the chain's prefix names its writer.
 CHAIN_WRITERS = frozenset({Principal.WORKER.value, Principal.CONSOLE.value})
+
+#: What each writer may record. A record of another kind on its chain is not the writer's
+#: (a ``decided`` record on a console chain, a review on a worker's) and counts for nothing.
+WRITER_KINDS: dict[str, frozenset[AuditKind]] = {
+    Principal.WORKER.value: frozenset({
+        AuditKind.RECEIVED, AuditKind.DECIDED, AuditKind.DELIVERED, AuditKind.QUARANTINED,
+        AuditKind.CONSENT_RECORDED, AuditKind.CONSENT_REFUSED,
+        AuditKind.CONSENT_WITHDRAWN_NOTICE, AuditKind.POLICY_LOADED, AuditKind.OPENED,
+        AuditKind.CHECKPOINT,
+    }),
+    Principal.CONSOLE.value: frozenset({
+        AuditKind.CONSOLE_QUERY, AuditKind.OVERRIDE_REVIEWED, AuditKind.CHECKPOINT,
+    }),
+}  # fmt: skip
+
+
+def may_write(chain: str, kind: AuditKind) -> bool:
+    """Whether the writer that ``chain`` names may write records of ``kind``."""
+    writer = chain_writer(chain)
+    return writer is not None and kind in WRITER_KINDS[writer]
 
 
 def chain_writer(chain: str) -> str | None:

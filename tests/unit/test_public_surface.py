@@ -17,8 +17,9 @@ SURFACES = {
     "broker": {"__version__"},
     "broker.audit": {
         "GENESIS", "AuditKind", "AuditRecord", "ChainReport", "ChainWriter", "CheckpointSigner",
-        "CheckpointVerifier", "KeystoreAuditSigner", "KeystoreAuditVerifier", "check_next",
-        "record_hash", "verify_chain", "verify_truncation",
+        "CheckpointVerifier", "KeystoreAuditSigner", "KeystoreAuditVerifier", "WRITER_KINDS",
+        "chain_writer", "check_next", "may_write", "record_hash", "verify_chain",
+        "verify_truncation",
     },
     "broker.cli": {"build_app", "main"},
     "broker.config": {
