@@ -2,7 +2,8 @@
 
 Audit records hold subject keys, party ids, clause ids and field *names* — never a personal
 value. ``data`` is kind-specific and restricted to JSON scalars and lists/objects of them; the
-pipeline builds it from decisions, never from an event's free text.
+pipeline builds it from decisions, never from an event's free text. The encoding and the hash
+are specified in ``schemas/audit-chain.md``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+import rfc8785
 from pydantic import BaseModel, ConfigDict, Field
-
-from broker._canonical import canonical_json
 
 GENESIS = "0" * 64
 
@@ -35,7 +35,7 @@ class AuditKind(enum.StrEnum):
 
 
 class AuditRecord(BaseModel):
-    """One chained record. ``hash`` covers every other field in canonical JSON."""
+    """One chained record. ``hash`` covers every other field (:func:`record_hash`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -58,7 +58,8 @@ class AuditRecord(BaseModel):
         return record_hash(self.body())
 
     def to_bytes(self) -> bytes:
-        return canonical_json(self.model_dump(mode="json"))
+        """The record as it goes on the topic: RFC 8785 canonical JSON (JCS)."""
+        return rfc8785.dumps(self.model_dump(mode="json"))
 
 
 # Domain-separated so an audit hash can never be confused with any other SHA-256 we make.
@@ -66,4 +67,9 @@ RECORD_DOMAIN = b"accord/audit/v1\x00"
 
 
 def record_hash(body: dict[str, Any]) -> str:
-    return hashlib.sha256(RECORD_DOMAIN + canonical_json(body)).hexdigest()
+    """SHA-256 over the domain label and the JCS of ``body``, in lowercase hex.
+
+    JCS (RFC 8785) rather than Accord's own canonical JSON, so that an auditor can recompute
+    the hash with any RFC 8785 implementation and ``schemas/audit-chain.md`` alone.
+    """
+    return hashlib.sha256(RECORD_DOMAIN + rfc8785.dumps(body)).hexdigest()

@@ -46,6 +46,17 @@ Db = Annotated[
 Follow = Annotated[
     bool, typer.Option("--follow/--once", help="Keep indexing new records, or stop at the end.")
 ]
+Heads = Annotated[
+    Path | None,
+    typer.Option(
+        help="With --from-topic: signed heads saved by an earlier --save-heads; the topic must "
+        "still hold everything they cover (an emptied or shortened topic fails).",
+    ),
+]
+SaveHeads = Annotated[
+    Path | None,
+    typer.Option(help="After a successful verify, save each chain's newest signed checkpoint."),
+]
 FromTopic = Annotated[
     bool,
     typer.Option(
@@ -123,6 +134,9 @@ def index(db: Db = None, follow: Follow = False) -> None:
             f"indexed {summary.indexed} records ({summary.duplicates} already indexed); "
             f"the index holds {store.count()} records in {len(store.chains())} chains"
         )
+        if summary.refused:
+            why = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.refused.items()))
+            typer.echo(f"refused {sum(summary.refused.values())} messages no writer signed ({why})")
     finally:
         store.close()
     for brk in summary.breaks:
@@ -131,11 +145,14 @@ def index(db: Db = None, follow: Follow = False) -> None:
         raise typer.Exit(1)
 
 
-def verify(db: Db = None, from_topic: FromTopic = False) -> None:
+def verify(
+    db: Db = None, from_topic: FromTopic = False, heads: Heads = None, save_heads: SaveHeads = None
+) -> None:
     """Prove the log intact; name the first bad record and exit 1 if it is not."""
     from broker.governance import (
-        by_chain,
+        newest_checkpoints,
         read_topic,
+        signed_chains,
         signed_checkpoints,
         verify_records,
         verify_store,
@@ -143,24 +160,53 @@ def verify(db: Db = None, from_topic: FromTopic = False) -> None:
 
     settings = load_settings()
     verifier = _verifier(settings)
+    if heads is not None and not from_topic:
+        raise UsageError("--heads checks a read of the topic: give --from-topic too")
     if from_topic:
-        reference = None
+        reference = _read_heads(heads) if heads is not None else {}
         if db is not None:
             # Before the topic: a checkpoint indexed after the read would look like truncation.
             index = _store(settings, db)
             try:
-                reference = signed_checkpoints(index)
+                for chain, cp in signed_checkpoints(index).items():
+                    if chain not in reference or cp.seq > reference[chain].seq:
+                        reference[chain] = cp
             finally:
                 index.close()
         messages = asyncio.run(read_topic(kafka_as(settings, Principal.INDEXER)))
-        summary = verify_records(by_chain(messages), verifier, reference=reference)
+        topic = signed_chains(messages, verifier)
+        summary = verify_records(topic, verifier, reference=reference if reference else None)
+        newest = newest_checkpoints(topic)
     else:
         store = _store(settings, db)
         try:
             summary = verify_store(store, verifier)
+            newest = signed_checkpoints(store)
         finally:
             store.close()
     typer.echo(summary.line())
+    if save_heads is not None:
+        lines = [newest[c].to_bytes().decode() for c in sorted(newest)]
+        save_heads.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        typer.echo(f"{len(lines)} signed heads saved to {save_heads}")
+
+
+def _read_heads(path: Path) -> dict[str, AuditRecord]:
+    """Signed checkpoints saved by an earlier ``verify --save-heads``: one record a line."""
+    from broker.audit import AuditKind, AuditRecord
+
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    out: dict[str, AuditRecord] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            rec = AuditRecord.model_validate_json(line)
+        except ValueError:
+            raise UsageError(f"{path}:{n}: not an audit record") from None
+        if rec.kind is not AuditKind.CHECKPOINT:
+            raise UsageError(f"{path}:{n}: not a checkpoint")
+        out[rec.chain] = rec
+    return out
 
 
 def subject(nhs_number: NhsNumber, db: Db = None, fmt: Fmt = Format.TABLE) -> None:
@@ -217,7 +263,7 @@ def review(
     db: Db = None,
 ) -> None:
     """Mark a safeguarding override reviewed: written to the audit log, then indexed."""
-    from broker.audit import KeystoreAuditSigner
+    from broker.audit import KeystoreAuditSigner, KeystoreAuditVerifier
     from broker.governance import ChainAppender, Indexer, check_review_text
 
     check_review_text(reviewed_by=by, note=note)
@@ -230,6 +276,7 @@ def review(
         kafka=kafka,
         chain=Principal.CONSOLE.chain(host or socket.gethostname()),
         signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
+        verifier=KeystoreAuditVerifier(keys),
     )
     try:
         rec = asyncio.run(_review(store, appender, event_id, recipient, by=by, note=note))

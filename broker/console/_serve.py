@@ -78,6 +78,7 @@ async def run_console(
         kafka=kafka,
         chain=chain,
         signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
+        verifier=verifier,
     )
     deps = ConsoleDeps(
         store=store,

@@ -1,7 +1,9 @@
 """The governance side of the audit log: what IG officers and their tools read and write.
 
 The :class:`Indexer` consumes ``accord.audit`` into an :class:`AuditStore` (SQLite by
-default, PostgreSQL in production), verifying every chain and checkpoint as it goes;
+default, PostgreSQL in production), taking only what each chain's writer signed and
+verifying every chain and checkpoint as it goes (:func:`signed_chains` does the same for a
+read of the topic itself);
 :func:`verify_store` and :func:`verify_records` prove the log intact; :func:`disclosure_log`
 and :func:`governance_report` answer subject access requests and oversight questions;
 :func:`review_override` records a safeguarding override's review in the log itself, through
@@ -11,7 +13,13 @@ The records, chains and checkpoints themselves are ``broker.audit``'s.
 """
 
 from broker.governance._append import AuditSink, ChainAppender
-from broker.governance._index import Indexer, IndexSummary, by_chain, read_topic
+from broker.governance._index import (
+    Indexer,
+    IndexSummary,
+    TopicChains,
+    read_topic,
+    signed_chains,
+)
 from broker.governance._reports import (
     DisclosureEntry,
     GovernanceReport,
@@ -26,6 +34,7 @@ from broker.governance._sql import open_store
 from broker.governance._store import AuditStore, Window
 from broker.governance._verify import (
     VerifySummary,
+    newest_checkpoints,
     signed_checkpoints,
     verify_records,
     verify_store,
@@ -39,17 +48,19 @@ __all__ = [
     "GovernanceReport",
     "IndexSummary",
     "Indexer",
+    "TopicChains",
     "VerifySummary",
     "Window",
-    "by_chain",
     "check_review_text",
     "disclosure_log",
     "expiring_agreements",
     "governance_report",
+    "newest_checkpoints",
     "open_store",
     "pending_overrides",
     "read_topic",
     "review_override",
+    "signed_chains",
     "signed_checkpoints",
     "subject_key_for_nhs_number",
     "verify_records",

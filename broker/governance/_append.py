@@ -20,8 +20,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from broker.audit import GENESIS, AuditRecord, ChainWriter, CheckpointSigner
+from pydantic import ValidationError
+
+from broker.audit import GENESIS, AuditRecord, ChainWriter, CheckpointSigner, CheckpointVerifier
 from broker.governance._index import read_topic
+from broker.governance._signed import SignedTip
 from broker.governance._store import AuditStore
 from broker.kafka import KafkaClients, Producer, stop_quietly, translated
 from broker.topics import AUDIT
@@ -40,22 +43,36 @@ def _utcnow() -> datetime:
 
 
 async def chain_head_on_topic(
-    kafka: KafkaClients, chain: str, store: AuditStore, topic: str = AUDIT
+    kafka: KafkaClients,
+    chain: str,
+    store: AuditStore,
+    verifier: CheckpointVerifier,
+    topic: str = AUDIT,
 ) -> tuple[int, str]:
-    """The newest record of ``chain`` on the topic: the index's head, then anything newer."""
+    """The newest record of ``chain`` on the topic that this chain's writer signed: the
+    index's head, then anything newer a checkpoint of ours covers.
+
+    Every append ends with our checkpoint, so our own records are always covered; a message
+    someone else put under our key (undecodable, or linking to our head without our
+    signature) is passed over, and cannot stop the console or make it fork its chain.
+    """
     # One snapshot: offsets read after another indexer's commit, with the head from before
     # it, would skip records and make this writer fork its own chain.
     with store.snapshot():
         head = store.heads().get(chain)
         start = store.offsets(topic)
     seq, digest = (head.seq, head.hash) if head is not None else (-1, GENESIS)
+    tip: SignedTip[None] = SignedTip(chain, seq, digest, verifier)
     for m in await read_topic(kafka, topic, start=start):
         if m.key != chain.encode():
             continue
-        rec = AuditRecord.model_validate_json(m.value or b"")
-        if rec.seq > seq:
-            seq, digest = rec.seq, rec.hash
-    return seq, digest
+        try:
+            rec = AuditRecord.model_validate_json(m.value or b"")
+        except ValidationError:
+            continue
+        if rec.chain == chain and rec.seq > tip.seq:
+            tip.offer(rec, None)
+    return tip.seq, tip.hash
 
 
 class ChainAppender:
@@ -68,6 +85,7 @@ class ChainAppender:
         kafka: KafkaClients,
         chain: str,
         signer: CheckpointSigner,
+        verifier: CheckpointVerifier,
         clock: Callable[[], datetime] = _utcnow,
         topic: str = AUDIT,
     ) -> None:
@@ -75,6 +93,7 @@ class ChainAppender:
         self._store = store
         self._kafka = kafka
         self._signer = signer
+        self._verifier = verifier
         self._clock = clock
         self._topic = topic
         self._producer: Producer | None = None
@@ -116,7 +135,7 @@ class ChainAppender:
                 raise
             self._producer = producer
             self._head = await chain_head_on_topic(
-                self._kafka, self.chain, self._store, self._topic
+                self._kafka, self.chain, self._store, self._verifier, self._topic
             )
         return self._producer
 

@@ -6,9 +6,17 @@ produced, so a crash anywhere leaves both or neither. Re-reading records already
 harmless: a record whose ``(chain, seq)`` is stored with the same hash is skipped; one with a
 different hash is a fork and breaks the chain.
 
-Every record is checked against its chain's stored head (sequence, ``prev_hash``, hash,
-checkpoint signature) before it is written. A break stops indexing that chain, records where
-and why in ``chain_heads``, and is reported loudly; other chains carry on.
+Only what a chain's writer signed is indexed (``_signed``): a record on a chain of a known
+writer (``worker:*``, ``console:*``), of a kind that writer may write, waits until a
+checkpoint signed by that writer's key covers it. Everything else (an undecodable message, a
+foreign chain, a record that does not link, a fork nobody signed, a rewrite of indexed
+history) is *refused*: kept in ``audit_refused`` with its position and why, reported, and never
+allowed to break or fork a genuine chain. A chain breaks only on signed evidence (a checkpoint
+that verifies but does not link to what is held): indexing that chain stops, ``chain_heads``
+records where and why, and it is reported loudly; other chains carry on.
+
+The stored offset of a partition never passes a record still waiting for its checkpoint, so
+an indexer that restarts reads it again.
 
 Two indexers may share a database (a console's, and ``accord audit review-override``'s own).
 Each reads heads and offsets together, as one snapshot, and a batch commits only if the
@@ -20,6 +28,8 @@ a break) is ever written.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,9 +37,23 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from broker.audit import GENESIS, AuditKind, AuditRecord, CheckpointVerifier, check_next
+from broker.audit import (
+    GENESIS,
+    AuditKind,
+    AuditRecord,
+    CheckpointVerifier,
+    chain_writer,
+    may_write,
+)
 from broker.errors import ChainBroken, TransportError
-from broker.governance._store import AuditStore, ChainHead, IndexBatch, IndexedRecord
+from broker.governance._signed import Offered, SignedTip
+from broker.governance._store import (
+    AuditStore,
+    ChainHead,
+    IndexBatch,
+    IndexedRecord,
+    RefusedMessage,
+)
 from broker.kafka import KafkaClients, stop_quietly, translated
 from broker.topics import AUDIT
 
@@ -42,6 +66,10 @@ class IndexSummary:
     duplicates: int = 0
     skipped_broken: int = 0
     breaks: list[ChainBroken] = field(default_factory=list)
+    refused: Counter[str] = field(default_factory=Counter)  # by reason
+
+
+Position = tuple[int, int]  # partition, offset
 
 
 class ChainTracker:
@@ -57,6 +85,7 @@ class ChainTracker:
         self.heads: dict[str, ChainHead] = {}
         self.offsets: dict[int, int] = {}
         self._pending: dict[tuple[str, int], str] = {}
+        self._tips: dict[str, SignedTip[Position]] = {}
         self._before = self.summary
         self.sync()
 
@@ -70,15 +99,27 @@ class ChainTracker:
             self.heads = self._store.heads()
             self.offsets = self._store.offsets(self.topic)
         self._pending = {}
+        self._tips = {}  # what waited is read again from the stored offsets
         return dict(self.offsets)
 
     def new_batch(self) -> IndexBatch:
         self._pending = {}
-        self._before = replace(self.summary, breaks=list(self.summary.breaks))
+        self._before = replace(
+            self.summary, breaks=list(self.summary.breaks), refused=Counter(self.summary.refused)
+        )
         return IndexBatch(self.topic, base_offsets=dict(self.offsets))
+
+    @property
+    def waiting(self) -> int:
+        """Records read but not yet covered by their writer's checkpoint."""
+        return sum(len(t.waiting) for t in self._tips.values())
 
     def commit(self, batch: IndexBatch) -> bool:
         """Apply ``batch``; False if another indexer moved the index first (then reloaded)."""
+        for tip in self._tips.values():  # never store an offset past a record still waiting
+            for _, (partition, offset) in tip.waiting:
+                if partition in batch.offsets:
+                    batch.offsets[partition] = min(batch.offsets[partition], offset)
         if self._store.apply(batch):
             self.offsets.update(batch.offsets)
             return True
@@ -95,22 +136,18 @@ class ChainTracker:
         partition: int,
         offset: int,
     ) -> None:
-        """Take one message from the topic; only verified records enter ``batch``."""
+        """Take one message from the topic; only records their writer signed enter ``batch``."""
         batch.offsets[partition] = offset + 1
+        where = (partition, offset)
         try:
             rec = AuditRecord.model_validate_json(value or b"")
         except ValidationError:
-            chain = key.decode("utf-8", "replace") if key else "(no key)"
-            head = self._head(chain)
-            self._break(
-                batch,
-                head,
-                ChainBroken(
-                    head.seq + 1,
-                    f"undecodable record at partition {partition} offset {offset}",
-                    chain=chain,
-                ),
-            )
+            chain = key.decode("utf-8", "replace")[:200] if key else None
+            self._refuse(batch, where, value, "undecodable", chain=chain)
+            return
+        if not may_write(rec.chain, rec.kind):
+            reason = "foreign-chain" if chain_writer(rec.chain) is None else "kind-not-allowed"
+            self._refuse(batch, where, value, reason, rec=rec)
             return
         head = self._head(rec.chain)
         if head.broken_seq is not None:
@@ -122,22 +159,55 @@ class ChainTracker:
             )
             if stored == rec.hash and rec.computed_hash() == rec.hash:
                 self.summary.duplicates += 1
-                return
-            what = "a different record for this seq is already indexed (fork or rewrite)"
-            self._break(batch, head, ChainBroken(rec.seq, what, chain=rec.chain))
+            else:  # someone rewriting signed history: refused, the chain stands
+                self._refuse(batch, where, value, "conflicts-with-indexed", rec=rec)
             return
+        tip = self._tips.get(rec.chain)
+        if tip is None:
+            tip = self._tips[rec.chain] = SignedTip(rec.chain, head.seq, head.hash, self._verifier)
         try:
-            check_next(rec, head.seq + 1, head.hash, self._verifier)
+            offered = tip.offer(rec, where)
         except ChainBroken as exc:
             self._break(batch, head, exc)
             return
-        batch.records.append(IndexedRecord(rec, partition, offset))
-        self._pending[(rec.chain, rec.seq)] = rec.hash
-        new_head = ChainHead(rec.chain, rec.seq, rec.hash)
-        self.heads[rec.chain] = batch.heads[rec.chain] = new_head
-        if rec.kind is AuditKind.CHECKPOINT:
-            batch.checkpoints[rec.chain] = rec
-        self.summary.indexed += 1
+        self._take(batch, offered)
+
+    def _take(self, batch: IndexBatch, offered: Offered[Position]) -> None:
+        for refused in offered.refused:
+            self._refuse(batch, refused.where, None, refused.reason, rec=refused.record)
+        for rec, (partition, offset) in offered.covered:
+            batch.records.append(IndexedRecord(rec, partition, offset))
+            self._pending[(rec.chain, rec.seq)] = rec.hash
+            self.heads[rec.chain] = batch.heads[rec.chain] = ChainHead(rec.chain, rec.seq, rec.hash)
+            if rec.kind is AuditKind.CHECKPOINT:
+                batch.checkpoints[rec.chain] = rec
+            self.summary.indexed += 1
+
+    def _refuse(
+        self,
+        batch: IndexBatch,
+        where: Position,
+        value: bytes | None,
+        reason: str,
+        *,
+        rec: AuditRecord | None = None,
+        chain: str | None = None,
+    ) -> None:
+        """Keep a message out of the index, and a note of it (no content: only where, why and
+        a digest); it changes no chain."""
+        body = rec.to_bytes() if rec is not None else (value or b"")
+        batch.refused.append(
+            RefusedMessage(
+                partition=where[0],
+                offset=where[1],
+                chain=rec.chain if rec is not None else chain,
+                seq=rec.seq if rec is not None else None,
+                reason=reason,
+                digest=hashlib.sha256(body).hexdigest()[:32],
+            )
+        )
+        self.summary.refused[reason] += 1
+        log.warning("audit_message_refused", reason=reason, partition=where[0], offset=where[1])
 
     def _head(self, chain: str) -> ChainHead:
         return self.heads.get(chain) or ChainHead(chain, -1, GENESIS)
@@ -283,17 +353,45 @@ async def read_topic(
     return out
 
 
-def by_chain(messages: Sequence[TopicMessage]) -> dict[str, list[AuditRecord]]:
-    """Group decodable records by chain, in topic order (undecodable ones raise)."""
-    chains: dict[str, list[AuditRecord]] = {}
+@dataclass
+class TopicChains:
+    """The topic's chains as their writers signed them, and what was left out."""
+
+    chains: dict[str, list[AuditRecord]] = field(default_factory=dict)
+    refused: Counter[str] = field(default_factory=Counter)  # by reason
+    unsigned: int = 0  # records after their chain's newest checkpoint: not vouched for yet
+
+
+def signed_chains(messages: Sequence[TopicMessage], verifier: CheckpointVerifier) -> TopicChains:
+    """Each chain's records that a checkpoint signed by its writer covers, in order.
+
+    What the indexer would take, read straight from the topic: anything nobody signed is
+    counted in ``refused`` and left out, so a forgery cannot make a genuine chain fail;
+    ``ChainBroken`` is raised only on signed evidence that history is missing.
+    """
+    out = TopicChains()
+    tips: dict[str, SignedTip[int]] = {}
     for m in messages:
         try:
             rec = AuditRecord.model_validate_json(m.value or b"")
         except ValidationError:
-            chain = m.key.decode("utf-8", "replace") if m.key else "(no key)"
-            seq = len(chains.get(chain, []))
-            raise ChainBroken(
-                seq, f"undecodable record at partition {m.partition} offset {m.offset}", chain=chain
-            ) from None
-        chains.setdefault(rec.chain, []).append(rec)
-    return chains
+            out.refused["undecodable"] += 1
+            continue
+        if not may_write(rec.chain, rec.kind):
+            out.refused[
+                "foreign-chain" if chain_writer(rec.chain) is None else "kind-not-allowed"
+            ] += 1
+            continue
+        tip = tips.get(rec.chain)
+        if tip is None:
+            tip = tips[rec.chain] = SignedTip(rec.chain, -1, GENESIS, verifier)
+        if rec.seq <= tip.seq:
+            out.refused["conflicts-with-indexed"] += 1  # the signed record of that seq came first
+            continue
+        offered = tip.offer(rec, m.offset)
+        out.chains.setdefault(rec.chain, []).extend(r for r, _ in offered.covered)
+        for refused in offered.refused:
+            out.refused[refused.reason] += 1
+    out.unsigned = sum(len(t.waiting) for t in tips.values())
+    out.chains = {c: recs for c, recs in out.chains.items() if recs}
+    return out

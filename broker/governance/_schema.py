@@ -19,6 +19,9 @@ Tables:
   it produced (never in a consumer group, so rows and position cannot diverge).
 - ``override_reviews``: reviews of safeguarding overrides, filled only from
   ``override_reviewed`` audit records, so no review exists that the log does not hold.
+- ``audit_refused`` (2): messages of the topic the indexer refused (undecodable, a foreign
+  chain, a kind the writer may not write, a record no signed checkpoint covers, a rewrite of
+  indexed history): their position, chain and seq when known, the reason and a digest.
 """
 
 from __future__ import annotations
@@ -83,6 +86,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             chain TEXT NOT NULL,
             seq BIGINT NOT NULL,
             PRIMARY KEY (event_id, party)
+        )""",
+    ),
+    # 2: what the indexer refused.
+    (
+        """CREATE TABLE audit_refused (
+            topic TEXT NOT NULL,
+            kafka_partition INTEGER NOT NULL,
+            kafka_offset BIGINT NOT NULL,
+            chain TEXT,
+            seq BIGINT,
+            reason TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            PRIMARY KEY (topic, kafka_partition, kafka_offset)
         )""",
     ),
 )

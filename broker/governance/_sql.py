@@ -166,6 +166,12 @@ class SqlAuditStore:
                     "WHERE excluded.seq > chain_checkpoints.seq",
                     (chain, cp.seq, int(cp.data["covers_seq"]), cp.to_bytes().decode("utf-8")),
                 )
+            for m in batch.refused:
+                self._q(
+                    "INSERT INTO audit_refused (topic, kafka_partition, kafka_offset, chain, seq, "
+                    "reason, digest) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (batch.topic, m.partition, m.offset, m.chain, m.seq, m.reason, m.digest),
+                )
             for partition, offset in batch.offsets.items():
                 self._q(
                     "INSERT INTO kafka_offsets (topic, kafka_partition, next_offset) "
@@ -267,6 +273,10 @@ class SqlAuditStore:
             "AND at >= ? AND at < ? GROUP BY reason ORDER BY reason",
             window.bounds(),
         )
+        return [(str(r), int(n)) for r, n in rows]
+
+    def refused_counts(self) -> list[tuple[str, int]]:
+        rows = self._q("SELECT reason, COUNT(*) FROM audit_refused GROUP BY reason ORDER BY reason")
         return [(str(r), int(n)) for r, n in rows]
 
     def decisions_per_day(self, window: Window) -> list[tuple[str, str, int]]:

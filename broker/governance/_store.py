@@ -68,6 +68,18 @@ class OverrideReview:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedMessage:
+    """A message of the audit topic the index refused: where, why, a digest, never content."""
+
+    partition: int
+    offset: int
+    chain: str | None
+    seq: int | None
+    reason: str
+    digest: str
+
+
 @dataclass
 class IndexBatch:
     """Everything one indexing step commits, in ONE database transaction."""
@@ -77,11 +89,12 @@ class IndexBatch:
     heads: dict[str, ChainHead] = field(default_factory=dict)
     checkpoints: dict[str, AuditRecord] = field(default_factory=dict)
     offsets: dict[int, int] = field(default_factory=dict)  # partition → next offset
+    refused: list[RefusedMessage] = field(default_factory=list)
     # The stored offsets this batch was verified from; None: apply without checking (tools).
     base_offsets: dict[int, int] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.heads or self.checkpoints or self.offsets)
+        return bool(self.records or self.heads or self.checkpoints or self.offsets or self.refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +217,10 @@ class AuditStore(Protocol):
         ...
 
     def quarantine_counts(self, window: Window) -> list[tuple[str, int]]: ...
+
+    def refused_counts(self) -> list[tuple[str, int]]:
+        """``(reason, n)``: messages of the audit topic the indexer refused, ever."""
+        ...
 
     def decisions_per_day(self, window: Window) -> list[tuple[str, str, int]]:
         """``(YYYY-MM-DD, outcome, n)`` for decisions in the window, by UTC day."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from broker.audit import (
+    AuditKind,
     AuditRecord,
     ChainReport,
     CheckpointVerifier,
@@ -26,6 +27,7 @@ from broker.audit import (
     verify_truncation,
 )
 from broker.errors import ChainBroken
+from broker.governance._index import TopicChains
 from broker.governance._store import AuditStore, StoredRow, derived_columns
 
 
@@ -35,12 +37,29 @@ class VerifySummary:
     chains: int
     records: int
     signed_chains: int  # chains whose newest signed checkpoint was checked
+    refused: int = 0  # topic messages no writer signed, left out
+    unsigned: int = 0  # records after their chain's newest checkpoint, not vouched for yet
 
     def line(self) -> str:
+        extra = ""
+        if self.refused or self.unsigned:
+            extra = (
+                f"; left out: {self.refused} messages no writer signed, "
+                f"{self.unsigned} records awaiting their writer's checkpoint"
+            )
         return (
             f"audit log intact ({self.source}): {self.records} records in {self.chains} chains, "
-            f"{self.signed_chains} with a verified signed checkpoint"
+            f"{self.signed_chains} with a verified signed checkpoint{extra}"
         )
+
+
+def _require_checkpoint(report: ChainReport) -> None:
+    """A chain with no checkpoint proves nothing: anyone could have written it."""
+    if report.records and report.last_checkpoint_seq is None:
+        raise ChainBroken(
+            0, "no checkpoint signed by the chain's writer: nothing in it is vouched for",
+            chain=report.chain or None,
+        )  # fmt: skip
 
 
 def _records_of(chain: str, rows: Iterable[StoredRow]) -> Iterator[AuditRecord]:
@@ -109,6 +128,7 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
         report = verify_chain(
             remember(_records_of(chain, store.rows(chain)), hashes), verifier, expect_chain=chain
         )
+        _require_checkpoint(report)
         if _check_reference(report, store.latest_checkpoint(chain), verifier, hashes):
             signed += 1
         if head is not None:
@@ -135,26 +155,43 @@ def signed_checkpoints(store: AuditStore) -> dict[str, AuditRecord]:
 
 
 def verify_records(
-    chains: dict[str, list[AuditRecord]],
+    topic: TopicChains,
     verifier: CheckpointVerifier,
     *,
     reference: Mapping[str, AuditRecord] | None = None,
     source: str = "topic",
 ) -> VerifySummary:
-    """Verify chains read from the topic against truncation by ``reference``.
+    """Verify the chains read from the topic (:func:`signed_chains`), and that none is shorter
+    than ``reference`` says it was.
 
-    ``reference`` is :func:`signed_checkpoints` of an index, read *before* the topic: the index
-    trails the topic, so a checkpoint read afterwards may cover records the read never reached.
+    ``reference`` is the newest signed checkpoint of each chain from elsewhere: the index's
+    (:func:`signed_checkpoints`, read *before* the topic: the index trails the topic, so a
+    checkpoint read afterwards may cover records the read never reached), or heads saved by an
+    earlier verify. An emptied or shortened topic fails against it.
     """
+    chains = topic.chains
     names = sorted(set(chains) | set(reference or ()))
     total = signed = 0
     for chain in names:
         records = chains.get(chain, [])
         report = verify_chain(records, verifier, expect_chain=chain)
+        _require_checkpoint(report)
         if report.last_checkpoint_seq is not None:
             signed += 1
         if reference is not None:
             hashes = {r.seq: r.hash for r in records}
             _check_reference(report, reference.get(chain), verifier, hashes)
         total += report.records
-    return VerifySummary(source, len(names), total, signed)
+    return VerifySummary(
+        source, len(names), total, signed, sum(topic.refused.values()), topic.unsigned
+    )
+
+
+def newest_checkpoints(topic: TopicChains) -> dict[str, AuditRecord]:
+    """Each chain's newest checkpoint: signed heads to keep, and check a later read against."""
+    out: dict[str, AuditRecord] = {}
+    for chain, records in topic.chains.items():
+        cps = [r for r in records if r.kind is AuditKind.CHECKPOINT]
+        if cps:
+            out[chain] = cps[-1]
+    return out

@@ -41,6 +41,7 @@ class Outbox:
         self._mac_key = state_mac_key
         self._audit_key = chain.chain.encode()  # every record of a chain goes on one partition
         self._head_written = chain.next_seq
+        self._checkpointed = -1  # next_seq just after the last checkpoint written
 
     def apply(self, effects: Iterable[Effect]) -> list[OutRecord]:
         out: list[OutRecord] = []
@@ -55,8 +56,8 @@ class Outbox:
 
     def checkpoint(self) -> list[OutRecord]:
         """The chain's head, signed (nothing before the chain's first record)."""
-        if self.chain.next_seq == 0:
-            return []
+        if self.chain.next_seq in {0, self._checkpointed}:
+            return []  # nothing new to vouch for
         try:
             rec = self.chain.checkpoint(self._signer)
         except KeyStoreError as exc:  # the worker's own key, not a record: stop and say so
@@ -64,6 +65,7 @@ class Outbox:
                 "the worker cannot sign its audit checkpoint: it has no live signing key "
                 "(revoked or expired); give it a new key (accord keys rotate)"
             ) from exc
+        self._checkpointed = self.chain.next_seq
         self.metrics.count(self.metrics.audit_records, rec.kind.value)
         return [OutRecord(AUDIT, self._audit_key, rec.to_bytes())]
 

@@ -98,17 +98,23 @@ class Processor:
                 "clauses": clauses,
             },
         )
-        return self.outbox.apply([loaded]) + self.outbox.head()
+        return self.outbox.apply([loaded]) + self.checkpoint() + self.outbox.head()
 
     def checkpoint(self) -> list[OutRecord]:
-        """Sign the chain's head now."""
+        """Sign the chain's head now, unless the head is already a checkpoint."""
         self._since_checkpoint = 0
         return self.outbox.checkpoint()
 
     def consumed(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
-        """The next offsets to read, then the chain's head: the last of each transaction."""
+        """The next offsets to read, a signed checkpoint, then the chain's head: the last of
+        each transaction.
+
+        One signature per transaction, so nothing the worker committed waits for a signature
+        longer than its own transaction: IG officers see a record once a checkpoint signed
+        by its chain's writer covers it (docs/governance.md).
+        """
         moved = [SetOffset(topic, p, o) for (topic, p), o in offsets.items()]
-        return self.outbox.apply(moved) + self.outbox.head()
+        return self.outbox.apply(moved) + self.checkpoint() + self.outbox.head()
 
     def _quarantined(
         self,

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Locator, Page, async_playwright, expect
 
-from broker.audit import AuditKind
+from broker.audit import AuditKind, KeystoreAuditVerifier
 from broker.devkafka import EmbeddedKafka
-from broker.governance import by_chain, read_topic
+from broker.governance import read_topic, signed_chains
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
@@ -133,7 +133,10 @@ async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
             await officer_session(page, url, nhs, expected, overrides[0])
 
     # The audit topic holds the console's own records: who looked at whom, and the review.
-    chains = by_chain(await read_topic(clients(isolated_kafka.bootstrap)))
+    verifier = KeystoreAuditVerifier(keys)
+    on_topic = signed_chains(await read_topic(clients(isolated_kafka.bootstrap)), verifier)
+    assert on_topic.refused == {}
+    chains = on_topic.chains
     [console_chain] = [c for c in chains if c.startswith("console:")]
     mine = chains[console_chain]
     queries = [r for r in mine if r.kind is AuditKind.CONSOLE_QUERY]

@@ -63,10 +63,11 @@ SURFACES = {
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",
-        "IndexSummary", "Indexer", "VerifySummary", "Window", "by_chain", "check_review_text",
-        "disclosure_log", "expiring_agreements", "governance_report", "open_store",
-        "pending_overrides", "read_topic", "review_override", "signed_checkpoints",
-        "subject_key_for_nhs_number", "verify_records", "verify_store",
+        "IndexSummary", "Indexer", "TopicChains", "VerifySummary", "Window",
+        "check_review_text", "disclosure_log", "expiring_agreements", "governance_report",
+        "newest_checkpoints", "open_store", "pending_overrides", "read_topic", "review_override",
+        "signed_chains", "signed_checkpoints", "subject_key_for_nhs_number", "verify_records",
+        "verify_store",
     },
     "broker.kafka": {
         "MECHANISM", "Admin", "Batch", "ClusterAccess", "Consumer", "Grant", "KafkaClients",

@@ -12,6 +12,7 @@ import pytest
 from broker.audit import (
     AuditKind,
     AuditRecord,
+    ChainWriter,
     KeystoreAuditSigner,
     KeystoreAuditVerifier,
     record_hash,
@@ -21,12 +22,13 @@ from broker.governance import (
     AuditStore,
     ChainAppender,
     Indexer,
+    TopicChains,
     Window,
-    by_chain,
     governance_report,
     open_store,
     read_topic,
     review_override,
+    signed_chains,
     signed_checkpoints,
     verify_records,
     verify_store,
@@ -38,7 +40,7 @@ from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
 from tests.kafka_helpers import admin_env, clients, create_topics, unique_topic
-from tests.unit.audit.conftest import Run, worker_chain
+from tests.unit.audit.conftest import T0, Run, worker_chain
 
 pytestmark = pytest.mark.kafka
 
@@ -111,7 +113,7 @@ async def test_an_interrupted_then_restarted_indexer_ends_with_each_record_exact
     assert verify_store(store, verifier).records == len(records)
 
 
-async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_named(
+async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_left_out_and_counted(
     *,
     kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
     linker: Linker, keys: FileKeyStore,
@@ -120,9 +122,9 @@ async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_named(
     await produce(kafka_bootstrap, topic, records)
     await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
     reference = signed_checkpoints(store)
-    summary = verify_records(by_chain(await read_topic(clients(kafka_bootstrap), topic)), verifier,
-                             reference=reference)  # fmt: skip
-    assert (summary.records, summary.chains) == (len(records), 1)
+    on_topic = signed_chains(await read_topic(clients(kafka_bootstrap), topic), verifier)
+    summary = verify_records(on_topic, verifier, reference=reference)
+    assert (summary.records, summary.chains, summary.refused) == (len(records), 1, 0)
 
     # A record appended by someone who can write to the topic but holds no audit key.
     body = json.loads(records[-1].to_bytes())
@@ -133,13 +135,19 @@ async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_named(
     body["hash"] = record_hash(body)
     forged = AuditRecord.model_validate(body)
     await produce(kafka_bootstrap, topic, [forged])
-    with pytest.raises(ChainBroken) as err:
-        verify_records(by_chain(await read_topic(clients(kafka_bootstrap), topic)), verifier)
-    assert (err.value.chain, err.value.seq) == ("worker:t", forged.seq)
+    on_topic = signed_chains(await read_topic(clients(kafka_bootstrap), topic), verifier)
+    summary = verify_records(on_topic, verifier, reference=reference)
+    assert (summary.records, summary.refused) == (len(records), 1)  # the genuine chain stands
+    assert "1 messages no writer signed" in summary.line()
     indexed = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(
         follow=False
     )
-    assert [(b.chain, b.seq) for b in indexed.breaks] == [("worker:t", forged.seq)]
+    assert (indexed.breaks, indexed.refused) == ([], {"bad-checkpoint": 1})
+    assert store.refused_counts() == [("bad-checkpoint", 1)]
+
+    # An emptied topic fails against what the index vouches it held.
+    with pytest.raises(ChainBroken, match="signed checkpoint covers"):
+        verify_records(TopicChains(), verifier, reference=reference)
 
 
 async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
@@ -160,6 +168,7 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
             kafka=clients(kafka_bootstrap),
             chain="console:ig-host",
             signer=signer,
+            verifier=verifier,
             topic=topic,
         )
         try:
@@ -220,11 +229,11 @@ async def test_a_console_finds_its_chain_head_even_while_another_indexer_commits
     linker: Linker, keys: FileKeyStore, audit_db_url: str, tmp_path: Path,
 ) -> None:  # fmt: skip
     """Head and offsets as one snapshot: else it would resume its chain at an old head (a fork)."""
-    records = worker_chain(linker, keys, chain="console:desk")
-    await produce(kafka_bootstrap, topic, records[:4])
+    records = console_chain(keys, "console:desk")  # checkpoints at seq 2, 4 and 6
+    await produce(kafka_bootstrap, topic, records[:3])
     await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
-    await produce(kafka_bootstrap, topic, records[4:])
-    assert store.heads()["console:desk"].seq == 3
+    await produce(kafka_bootstrap, topic, records[3:])
+    assert store.heads()["console:desk"].seq == 2
     other = open_store(audit_db_url, home=tmp_path)
     indexer_ran = False
 
@@ -246,11 +255,50 @@ async def test_a_console_finds_its_chain_head_even_while_another_indexer_commits
         seq, digest = await chain_head_on_topic(
             clients(kafka_bootstrap),
             "console:desk",
-            OtherIndexerCommitsMidRead(),
-            topic,  # type: ignore[arg-type]  # a proxy of one
+            OtherIndexerCommitsMidRead(),  # type: ignore[arg-type]  # a proxy of one
+            verifier,
+            topic,
         )
     finally:
         other.close()
     assert indexer_ran
     assert store.heads()["console:desk"].seq == len(records) - 1
+    assert (seq, digest) == (records[-1].seq, records[-1].hash)
+
+
+def console_chain(keys: FileKeyStore, chain: str) -> list[AuditRecord]:
+    """A console's look-ups, each append sealed by the console's own checkpoint."""
+    w = ChainWriter(chain, clock=lambda: T0)
+    signer = KeystoreAuditSigner(keys, Principal.CONSOLE)
+    out: list[AuditRecord] = []
+    for pages in (["dashboard", "overrides"], ["subject"], ["agreements"]):
+        out += [w.append(AuditKind.CONSOLE_QUERY, data={"officer": "ig.jo", "page": p})
+                for p in pages]  # fmt: skip
+        out.append(w.checkpoint(signer))
+    return out
+
+
+async def test_a_console_resumes_from_its_own_signed_head_past_forged_and_broken_messages(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
+    keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """Someone puts an undecodable message and a record linking to the console's head under
+    its key: the console neither fails nor continues from the forgery."""
+    records = console_chain(keys, "console:ig")
+    forged = ChainWriter("console:ig", clock=lambda: T0, next_seq=records[-1].seq + 1,
+                         prev_hash=records[-1].hash).append(
+        AuditKind.OVERRIDE_REVIEWED, event_id="e1", party="coord",
+        data={"reviewed_by": "nobody", "note": "forged"})  # fmt: skip
+    await produce(kafka_bootstrap, topic, records)
+    producer = clients(kafka_bootstrap).producer("test-forger")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"{not json", key=b"console:ig")
+        await producer.send_and_wait(topic, forged.to_bytes(), key=b"console:ig")
+    finally:
+        await producer.stop()
+    seq, digest = await chain_head_on_topic(
+        clients(kafka_bootstrap), "console:ig", store, verifier, topic
+    )
     assert (seq, digest) == (records[-1].seq, records[-1].hash)

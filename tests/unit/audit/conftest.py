@@ -183,6 +183,7 @@ def worker_chain(
             data={"topic": "accord.deliver.coord", "outcome": "shared", "fields": []},
         )
     )
+    out.append(w.checkpoint(signer))  # the worker signs at the end of every transaction
     return out  # fmt: skip
 
 

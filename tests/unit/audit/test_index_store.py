@@ -1,9 +1,11 @@
-"""The index store on SQLite and PostgreSQL: verified, idempotent indexing; chain breaks stop."""
+"""The index store on SQLite and PostgreSQL: only what a chain's writer signed is indexed,
+idempotently; what nobody signed is refused without harm to the chain; signed evidence of
+missing history stops the chain."""
 
 from __future__ import annotations
 
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
-from broker.governance import AuditStore, open_store
+from broker.governance import AuditStore, open_store, verify_store
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.unit.audit.conftest import index_records, worker_chain
@@ -12,10 +14,10 @@ from tests.unit.audit.conftest import index_records, worker_chain
 def test_migrations_are_versioned_and_reapplying_them_changes_nothing(
     store: AuditStore, audit_db_url: str, audit_home: object
 ) -> None:
-    assert store.schema_version() == 1
+    assert store.schema_version() == 2
     again = open_store(audit_db_url, home=audit_home)  # type: ignore[arg-type]
     try:
-        assert again.schema_version() == 1
+        assert again.schema_version() == 2
         assert again.count() == 0
     finally:
         again.close()
@@ -43,30 +45,35 @@ def test_indexing_the_same_records_again_adds_no_row(
     assert store.count() == len(indexed)
 
 
-def test_a_modified_record_stops_its_chain_and_says_where(
+def test_a_modified_record_is_refused_and_the_writers_next_checkpoint_stops_the_chain(
     store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore
 ) -> None:
+    """The modified record and the one after it are refused; the signed checkpoint that
+    covers the genuine ones then proves records the writer signed are missing."""
     records = worker_chain(linker, keys)
     bad = records[3].model_copy(update={"party": "hub-b"})
     summary = index_records(store, verifier, [*records[:3], bad, *records[4:]])
-    assert [(b.chain, b.seq) for b in summary.breaks] == [("worker:w1", 3)]
-    assert store.count() == 3  # nothing after the break is indexed
+    assert summary.refused == {"bad-hash": 1, "does-not-link": 1}
+    assert [(b.chain, b.seq) for b in summary.breaks] == [("worker:w1", 5)]
+    assert store.count() == 0  # records 0-2 were never covered by a checkpoint
     head = store.heads()["worker:w1"]
-    assert head.broken_seq == 3
+    assert head.broken_seq == 5
     assert head.error
-    assert "hash" in head.error
+    assert "missing" in head.error
 
 
-def test_a_different_record_for_an_indexed_seq_is_a_fork(
+def test_a_different_record_for_an_indexed_seq_is_refused_and_the_chain_stands(
     store: AuditStore, verifier: KeystoreAuditVerifier, indexed: list[AuditRecord]
 ) -> None:
     forged = indexed[2].model_copy(update={"party": "hub-b"})
-    summary = index_records(store, verifier, [forged])
-    assert [b.seq for b in summary.breaks] == [2]
-    assert store.heads()["worker:w1"].broken_seq == 2
+    summary = index_records(store, verifier, [forged], start=len(indexed))
+    assert summary.breaks == []
+    assert summary.refused == {"conflicts-with-indexed": 1}
+    assert store.heads()["worker:w1"].broken_seq is None
+    assert store.refused_counts() == [("conflicts-with-indexed", 1)]
 
 
-def test_an_undecodable_message_breaks_the_chain_named_by_its_key(
+def test_an_undecodable_message_is_refused_and_breaks_nothing(
     store: AuditStore, verifier: KeystoreAuditVerifier, indexed: list[AuditRecord]
 ) -> None:
     from broker.governance._index import ChainTracker
@@ -75,8 +82,11 @@ def test_an_undecodable_message_breaks_the_chain_named_by_its_key(
     batch = tracker.new_batch()
     tracker.offer(batch, b"worker:w1", b"{not json", 0, 99)
     assert tracker.commit(batch)
-    assert [(b.chain, b.seq) for b in tracker.summary.breaks] == [("worker:w1", len(indexed))]
+    assert tracker.summary.breaks == []
+    assert store.heads()["worker:w1"].broken_seq is None
+    assert store.refused_counts() == [("undecodable", 1)]
     assert store.offsets("accord.audit") == {0: 100}
+    assert verify_store(store, verifier).records == len(indexed)
 
 
 def test_chains_are_independent_a_break_in_one_leaves_the_other_indexed(
@@ -88,7 +98,7 @@ def test_chains_are_independent_a_break_in_one_leaves_the_other_indexed(
     summary = index_records(
         store, verifier, [x for pair in zip(bad_a, b, strict=True) for x in pair]
     )
-    assert [(x.chain, x.seq) for x in summary.breaks] == [("worker:a", 2)]
+    assert [(x.chain, x.seq) for x in summary.breaks] == [("worker:a", 5)]
     assert len(list(store.rows("worker:b"))) == len(b)
 
 

@@ -69,16 +69,16 @@ def test_a_second_indexer_on_the_same_database_never_commits_a_stale_batch(
     records = worker_chain(linker, keys)
     slow = ChainTracker(store, verifier)
     fast = ChainTracker(reader, verifier)
-    offer_all(fast, records[:10], start=0)
+    offer_all(fast, records[:14], start=0)  # up to the second checkpoint (seq 13)
     stale = slow.new_batch()
-    for i, rec in enumerate(records[:4]):
+    for i, rec in enumerate(records[:6]):
         slow.offer(stale, rec.chain.encode(), rec.to_bytes(), 0, i)
     assert not slow.commit(stale)
-    assert slow.offsets == {0: 10}  # reloaded: it seeks to where the other got
-    assert slow.heads["worker:w1"].seq == 9
+    assert slow.offsets == {0: 14}  # reloaded: it seeks to where the other got
+    assert slow.heads["worker:w1"].seq == 13
     assert slow.summary.indexed == 0  # the dropped batch is not counted
-    assert store.heads()["worker:w1"].seq == 9  # not moved back to 3
-    offer_all(slow, records[10:], start=10)
+    assert store.heads()["worker:w1"].seq == 13  # not moved back to 5
+    offer_all(slow, records[14:], start=14)
     assert store.heads()["worker:w1"].seq == len(records) - 1
     assert slow.summary.breaks == fast.summary.breaks == []
     assert verify_store(store, verifier).records == len(records)
@@ -89,19 +89,19 @@ def test_an_indexer_starts_from_heads_and_offsets_read_together(
     linker: Linker, keys: FileKeyStore,
 ) -> None:  # fmt: skip
     """Heads read before another indexer's commit and offsets after it would fake a gap."""
-    records = worker_chain(linker, keys)
-    assert index_records(store, verifier, records[:5]).breaks == []
+    records = worker_chain(linker, keys)  # checkpoints at seq 5, 13 and the last
+    assert index_records(store, verifier, records[:6]).breaks == []
 
     def other_indexer_commits() -> None:
-        if store.count() == 5:
-            assert index_records(store, verifier, records[5:10], start=5).breaks == []
+        if store.count() == 6:
+            assert index_records(store, verifier, records[6:14], start=6).breaks == []
 
     racing = IndexerCommitsMidOffsets(reader, other_indexer_commits)
     tracker = ChainTracker(racing, verifier)  # type: ignore[arg-type]  # a proxy of one
-    assert store.count() == 10  # the other indexer did commit while this one started
-    assert tracker.offsets == {0: 5}
-    assert tracker.heads["worker:w1"].seq == 4
-    offer_all(tracker, records[5:], start=5)  # it is behind, so it reloads, then goes on
+    assert store.count() == 14  # the other indexer did commit while this one started
+    assert tracker.offsets == {0: 6}
+    assert tracker.heads["worker:w1"].seq == 5
+    offer_all(tracker, records[6:], start=6)  # it is behind, so it reloads, then goes on
     assert tracker.summary.breaks == []
     assert store.heads()["worker:w1"] == reader.heads()["worker:w1"]
     assert reader.heads()["worker:w1"].broken_seq is None

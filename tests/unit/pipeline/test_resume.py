@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from broker.audit import AuditRecord
+from broker.audit import AuditKind, AuditRecord
 from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord, SetOffset
@@ -56,8 +56,8 @@ async def test_an_assigned_partition_resumes_at_the_workers_own_position() -> No
 def test_the_chain_head_is_written_once_per_transaction_and_resumes_the_chain(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:
-    """Records carry no head entry; closing a transaction adds the newest one, only when it
-    moved."""
+    """Records carry no head entry; closing a transaction adds a signed checkpoint and then
+    the newest head, only when the chain moved."""
     processor = make_processor()
     outs: list[OutRecord] = []
     for offset in range(3):
@@ -71,7 +71,9 @@ def test_the_chain_head_is_written_once_per_transaction_and_resumes_the_chain(
     rebuilt = WorkerState()
     rebuilt.restore(heads[0].key.decode(), heads[0].value)  # type: ignore[union-attr]
     assert rebuilt.heads[chain.chain] == (chain.next_seq - 1, chain.prev_hash)
-    last = AuditRecord.model_validate_json([o for o in outs if o.topic == AUDIT][-1].value)
+    last = AuditRecord.model_validate_json([o for o in closing if o.topic == AUDIT][-1].value)
+    assert last.kind is AuditKind.CHECKPOINT
+    assert last.data["covers_seq"] == last.seq - 1  # everything the transaction wrote
     assert (last.seq, last.hash) == rebuilt.heads[chain.chain]
     again = processor.consumed({})
     assert again == []  # nothing new: no second head

@@ -1,0 +1,142 @@
+"""The worker's fast audit encoding is RFC 8785 (JCS), byte for byte, and hashes as specified.
+
+``schemas/audit-chain.md`` defines a record's bytes as ``rfc8785.dumps`` of the record and its
+hash as SHA-256 over a domain label and the JCS of every other member; an auditor recomputes
+both from the parsed JSON alone. ``ChainWriter.append_encoded`` writes the bytes by hand for
+speed, so it is held to that definition here, over arbitrary strings and data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker.audit import AuditKind, AuditRecord, ChainWriter, record_hash
+from broker.audit._chain import checkpoint_message
+
+AT = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+RECORD_DOMAIN = b"accord/audit/v1\x00"
+
+# Characters where JSON encoders disagree: controls (escaped, some by name), quote, backslash,
+# DEL and the line separators (not escaped by JCS), the top of the BMP and beyond it (which
+# sort differently by UTF-16 code unit and by code point).
+_AWKWARD = '\x00\x01\x08\x09\x0a\x0c\x0d\x1f"\\/\x7f\u2028\u2029\ue000\uffff\U00010000\U0001f600'
+_chars = st.sampled_from(_AWKWARD) | st.characters(exclude_categories=("Cs",))
+_text = st.text(_chars, max_size=12)
+_safe_int = st.integers(-(2**53) + 1, 2**53 - 1)
+# Floats that JCS can write and a parser gives back unchanged (an integral float of 2**53 or
+# more reads back as an integer no canonicaliser accepts, so the writer refuses it; see below).
+_floats = st.floats(allow_nan=False, allow_infinity=False).filter(
+    lambda f: not (f.is_integer() and 2**53 <= abs(f) < 1e21)
+)
+_scalars = st.none() | st.booleans() | _safe_int | _text
+_values = st.recursive(
+    _scalars | _floats,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=16,
+)
+
+
+def _spec_hash(parsed: dict[str, Any]) -> str:
+    body = {k: v for k, v in parsed.items() if k != "hash"}
+    return hashlib.sha256(RECORD_DOMAIN + rfc8785.dumps(body)).hexdigest()
+
+
+def _append(data: Any, **fields: Any) -> tuple[ChainWriter, bytes]:
+    writer = ChainWriter(fields.pop("chain", "worker:w1"), clock=lambda: AT)
+    return writer, writer.append_encoded(fields.pop("kind", AuditKind.DECIDED), data=data, **fields)
+
+
+@given(
+    chain=st.text(_chars, min_size=1, max_size=30),
+    kind=st.sampled_from(list(AuditKind)),
+    event_id=st.none() | _text,
+    party=st.none() | _text,
+    keys=st.lists(_text, max_size=3),
+    data=st.dictionaries(_text, _values, max_size=6),
+    at=st.datetimes(timezones=st.just(UTC)) | st.datetimes(timezones=st.timezones()),
+    seq=st.integers(0, 2**53 - 1),
+    prev=st.text("0123456789abcdef", min_size=64, max_size=64),
+)
+def test_the_fast_encoding_is_rfc8785_of_itself_and_hashes_as_the_spec_says(
+    chain: str, kind: AuditKind, event_id: str | None, party: str | None, keys: list[str],
+    data: dict[str, Any], at: datetime, seq: int, prev: str,
+) -> None:  # fmt: skip
+    writer = ChainWriter(chain, clock=lambda: at, next_seq=seq, prev_hash=prev)
+    encoded = writer.append_encoded(
+        kind, event_id=event_id, party=party, subject_keys=keys, data=data
+    )
+    parsed = json.loads(encoded)
+    assert encoded == rfc8785.dumps(parsed)
+    assert parsed["hash"] == _spec_hash(parsed) == writer.prev_hash
+    assert (parsed["seq"], parsed["prev_hash"], parsed["data"]) == (seq, prev, data)
+    record = AuditRecord.model_validate_json(encoded)
+    assert record.to_bytes() == encoded
+    assert record.computed_hash() == record.hash
+
+
+@given(data=st.dictionaries(_text, _scalars, max_size=6))
+def test_a_record_hash_is_sha256_of_the_domain_label_and_the_jcs_body(
+    data: dict[str, Any],
+) -> None:
+    _, encoded = _append(data, event_id="e1", party="hub-a", subject_keys=["sk1"])
+    body = AuditRecord.model_validate_json(encoded).body()
+    assert record_hash(body) == hashlib.sha256(RECORD_DOMAIN + rfc8785.dumps(body)).hexdigest()
+
+
+def test_a_float_is_written_as_jcs_writes_it_not_as_python_does() -> None:
+    _, encoded = _append({"ratio": 1e-05, "big": 1e21, "half": 0.5, "whole": 2.0})
+    assert b'"data":{"big":1e+21,"half":0.5,"ratio":0.00001,"whole":2}' in encoded
+    assert encoded == rfc8785.dumps(json.loads(encoded))
+
+
+def test_object_keys_are_sorted_by_utf16_code_unit_not_by_code_point() -> None:
+    _, encoded = _append({"\uffff": 1, "\U0001f600": 2, "a": 3})
+    assert '"data":{"a":3,"\U0001f600":2,"\uffff":1}'.encode() in encoded
+    assert encoded == rfc8785.dumps(json.loads(encoded))
+
+
+def test_strings_escape_controls_quotes_and_backslashes_as_jcs_does() -> None:
+    value = '\x00\x1f\b\t\n\f\r"\\/\x7f\u2028é\U0001f600'
+    _, encoded = _append({"s": value}, party=value, subject_keys=[value])
+    expected = '"\\u0000\\u001f\\b\\t\\n\\f\\r\\"\\\\/\x7f\u2028é\U0001f600"'.encode()
+    assert encoded.count(expected) == 3
+    assert encoded == rfc8785.dumps(json.loads(encoded))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param({"n": 2**53}, id="integer-beyond-the-exact-range-of-a-double"),
+        pytest.param({"n": [-(2**53)]}, id="negative-integer-beyond-it-nested"),
+        pytest.param({"x": 1e16}, id="integral-float-that-reads-back-as-an-unsafe-integer"),
+        pytest.param({"x": math.nan}, id="nan"),
+        pytest.param({"x": math.inf}, id="infinity"),
+        pytest.param({"d": {1: "a"}}, id="object-key-not-a-string"),
+        pytest.param({"t": AT}, id="value-not-json"),
+    ],
+)
+def test_data_rfc8785_cannot_write_exactly_is_refused_and_the_chain_does_not_move(
+    data: dict[str, Any],
+) -> None:
+    writer = ChainWriter("worker:w1", clock=lambda: AT)
+    with pytest.raises(ValueError, match="audit data"):
+        writer.append_encoded(AuditKind.DECIDED, data=data)
+    assert (writer.next_seq, writer.prev_hash) == (0, "0" * 64)
+
+
+def test_the_checkpoint_signing_input_is_the_domain_label_and_jcs_of_chain_seq_hash() -> None:
+    head = "ab" * 32
+    message = checkpoint_message("console:hôte-1", 41, head)
+    assert message == b"accord/audit-checkpoint/v1\x00" + rfc8785.dumps(
+        {"chain": "console:hôte-1", "seq": 41, "hash": head}
+    )
+    assert message.endswith(f'{{"chain":"console:hôte-1","hash":"{head}","seq":41}}'.encode())
