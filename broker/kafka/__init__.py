@@ -35,6 +35,7 @@ from broker.kafka._protocols import (
     RebalanceListener,
     TopicPartition,
 )
+from broker.kafka._tolerant import header_key_bytes, undecodable
 
 __all__ = [
     "MECHANISM",
@@ -57,11 +58,13 @@ __all__ = [
     "change_access",
     "client_settings",
     "ensure_topics",
+    "header_key_bytes",
     "partition_for",
     "quiet_leftovers",
     "read_access",
     "read_client_file",
     "stop_quietly",
     "translated",
+    "undecodable",
     "write_client_files",
 ]

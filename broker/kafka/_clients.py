@@ -14,18 +14,23 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, NoError, OffsetOutOfRangeError, for_code
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.protocol.fetch import FetchRequest
 
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.errors import ConfigError
 from broker.kafka._credentials import MECHANISM
-from broker.kafka._protocols import Admin, Consumer, Producer, RebalanceListener
+from broker.kafka._errors import translated
+from broker.kafka._protocols import Admin, Consumer, Producer, RebalanceListener, TopicPartition
+from broker.kafka._tolerant import read_partition
 
 __all__ = ["KafkaClients", "partition_for"]
 
 _PARTITIONER = DefaultPartitioner()
+_READ_COMMITTED = 1
+_PARTITION_FETCH_BYTES = 1024 * 1024  # aiokafka's default max_partition_fetch_bytes
 
 
 def partition_for(key: bytes | None, partitions: list[int]) -> int:
@@ -147,6 +152,53 @@ class KafkaClients:
     def subscribe(self, consumer: Consumer, pattern: str, listener: RebalanceListener) -> None:
         """Subscribe ``consumer`` to topics matching ``pattern``, ``listener`` told of moves."""
         consumer.subscribe(pattern=pattern, listener=_Listener(listener))
+
+    async def read_tolerantly(
+        self, positions: dict[TopicPartition, int], *, limit: int
+    ) -> tuple[dict[TopicPartition, list[Any]], dict[TopicPartition, int]]:
+        """The committed records from each partition's position, as ``getmany`` returns
+        them, except that a header key which is not UTF-8 does not stop the read
+        (``broker.kafka._tolerant``); and where each partition reads on from.
+
+        The slow path past a record aiokafka refuses: one Fetch request per leader, by a
+        client of its own, with at most ``limit`` records a partition.
+        """
+        client = AIOKafkaClient(**self._common("accord-tolerant-read"))
+        records: dict[TopicPartition, list[Any]] = {}
+        moved: dict[TopicPartition, int] = {}
+        try:
+            async with translated("reading past a record aiokafka cannot parse"):
+                await client.bootstrap()
+                await client.set_topics(sorted({tp.topic for tp in positions}))
+                by_leader: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+                for tp, offset in positions.items():
+                    leader = client.cluster.leader_for_partition(tp)
+                    if leader is None or leader < 0:
+                        continue  # no leader now: the next ordinary fetch retries it
+                    wanted = by_leader.setdefault(leader, {}).setdefault(tp.topic, [])
+                    wanted.append((tp.partition, offset, _PARTITION_FETCH_BYTES))
+                for leader, topics in by_leader.items():
+                    request = FetchRequest(0, 1, 50 * 1024 * 1024, _READ_COMMITTED,
+                                           list(topics.items()))  # fmt: skip
+                    response = await client.send(leader, request)
+                    for topic, parts in response.topics:
+                        for partition, error_code, _high, *data in parts:
+                            error = for_code(error_code)
+                            if error is OffsetOutOfRangeError:
+                                continue  # retention passed it: the consumer's reset policy
+                            if error is not NoError:
+                                raise error(f"{topic}-{partition}")
+                            # v11 put the preferred replica between these two.
+                            aborted = data[2] if response.API_VERSION >= 11 else data[-2]
+                            tp = TopicPartition(topic, partition)
+                            got, moved[tp] = read_partition(
+                                tp, data[-1], aborted, positions[tp], limit
+                            )
+                            if got:
+                                records[tp] = got
+        finally:
+            await client.close()
+        return records, moved
 
     async def reachable(self, timeout_ms: int = 3000) -> bool:
         """True when the cluster answers a metadata request (not merely accepts connections)."""

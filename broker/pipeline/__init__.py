@@ -43,8 +43,10 @@ Access acknowledgements, ``accord.access``:
                                                                         sender-mismatch)
 3. ``record``   — ``opened`` audited (who, for what purpose: identifiers only)
 
-An empty record, or one with a null header value, is quarantined as ``malformed``; a topic
-with no chain as ``unknown-topic``. A stage that raises quarantines the record as
+An empty record, or one with a null header value, is quarantined as ``malformed``; one with a
+header key that is not UTF-8 as ``undecodable-header`` (aiokafka refuses to parse it, so the
+loop reads that fetch again by ``broker.kafka``'s tolerant path); a topic with no chain as
+``unknown-topic``. A stage that raises quarantines the record as
 ``stage-failed`` (failures of the platform, such as Kafka, the disk or the worker's own
 keys, still stop the worker for a restart). A share whose recipient has no live encryption key
 is decided ``not_shared``/``recipient-key-unavailable`` in ``decide``, before it is audited.

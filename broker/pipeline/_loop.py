@@ -311,12 +311,45 @@ class TransactionalLoop:
         record already fetched, or it would seek back and this worker would see them twice
         (as replays). A fetched batch is always processed before the loop fetches again.
         """
-        batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
-            timeout_ms=200, max_records=self.max_batch
-        )
+        try:
+            batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                timeout_ms=200, max_records=self.max_batch
+            )
+        except UnicodeDecodeError:
+            batch = await self._read_past(consumer)
         for tp, msgs in batch.items():
             self._positions[tp] = msgs[-1].offset + 1
         return batch
+
+    async def _read_past(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:
+        """Read on past a record aiokafka cannot parse (a header key that is not UTF-8).
+
+        aiokafka raises out of ``getmany`` on such a record, at every fetch, and the
+        partitions it drained before it in that call have moved past records it never
+        returned. So every fetchable partition goes back to the next record this worker has
+        not processed (a partition it has not read from in this run: the group's committed
+        offset, which the transactions move with the outputs; with none, its beginning) and
+        is read once by the tolerant path, which hands the record on for the processor to
+        quarantine; the consumer then seeks past what was read.
+        """
+        assigned = consumer.assignment()
+        fetchable = [tp for tp in assigned if tp.topic not in self._paused]
+        starts: dict[TopicPartition, int] = {}
+        async with translated("finding where unread partitions resume"):
+            for tp in fetchable:
+                if tp not in self._positions and (done := await consumer.committed(tp)) is not None:
+                    starts[tp] = done
+            never = [tp for tp in fetchable if tp not in self._positions and tp not in starts]
+            starts |= await consumer.beginning_offsets(never) if never else {}
+        rewind = {tp: self._positions.get(tp, starts.get(tp, 0)) for tp in fetchable}
+        batch, moved = await self.kafka.read_tolerantly(rewind, limit=self.max_batch)
+        assigned = consumer.assignment()  # a rebalance may have come meanwhile
+        for tp, offset in rewind.items():
+            if tp in assigned:
+                consumer.seek(tp, moved.get(tp, offset))
+        log.warning("read_past_undecodable", partitions=len(rewind),
+                    records=sum(len(m) for m in batch.values()))  # fmt: skip
+        return {tp: msgs for tp, msgs in batch.items() if tp in assigned}
 
     def _take_policy(self, pending: _Processed) -> None:
         """A requested policy load joins what is pending: its audit records follow it in order."""

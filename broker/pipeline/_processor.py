@@ -19,6 +19,7 @@ from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner
 from broker.config import EnvelopeSettings
 from broker.envelope import KeyResolver
 from broker.errors import ConfigError
+from broker.kafka import header_key_bytes, undecodable
 from broker.linkage import Linker
 from broker.pipeline._access import access_chain
 from broker.pipeline._consent import consent_chain
@@ -67,6 +68,8 @@ class Processor:
         chain = self._chains.get("ingress" if party_of_ingress(topic) else topic)
         if not value or len(clean) != len(headers):
             outcome = Outcome(Verdict.QUARANTINE, "malformed", "read", ())
+        elif any(undecodable(k) for k, _ in headers):  # only the loop's slow path reads these
+            outcome = Outcome(Verdict.QUARANTINE, "undecodable-header", "read", ())
         elif chain is None:
             outcome = Outcome(Verdict.QUARANTINE, "unknown-topic", "route", ())
         else:
@@ -181,7 +184,10 @@ def held_copy(value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> dict
         if cost > budget:
             break
         budget -= cost
-        copied.append([key, None if hv is None else base64.b64encode(hv).decode("ascii")])
+        # A key that was not UTF-8 is held readable, its bytes escaped (\xff): JSON cannot
+        # carry the lone surrogates it was read as.
+        held = header_key_bytes(key).decode("utf-8", "backslashreplace")
+        copied.append([held, None if hv is None else base64.b64encode(hv).decode("ascii")])
     return {
         "value": base64.b64encode(value[:VALUE_COPY_LIMIT]).decode("ascii"),
         "headers": copied,

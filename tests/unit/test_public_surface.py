@@ -73,8 +73,9 @@ SURFACES = {
         "MECHANISM", "Admin", "Batch", "ClusterAccess", "Consumer", "Grant", "KafkaClients",
         "Message", "Operation", "Producer", "RebalanceListener", "ResourceKind", "TopicPartition",
         "TopicSpec", "abort_quietly", "accord_topics", "can_log_in", "change_access",
-        "client_settings", "ensure_topics", "partition_for", "quiet_leftovers", "read_access",
-        "read_client_file", "stop_quietly", "translated", "write_client_files",
+        "client_settings", "ensure_topics", "header_key_bytes", "partition_for",
+        "quiet_leftovers", "read_access", "read_client_file", "stop_quietly", "translated",
+        "undecodable", "write_client_files",
     },
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",

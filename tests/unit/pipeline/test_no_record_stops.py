@@ -100,6 +100,20 @@ def test_a_null_header_value_is_quarantined_as_malformed_and_kept_as_null(
     assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["malformed"]
 
 
+def test_a_header_key_that_was_not_utf8_is_quarantined_with_its_bytes_escaped(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    value, headers = seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp"))
+    bad_key = b"\xff\xfex".decode("utf-8", "surrogateescape")  # as the tolerant reader reads it
+    out = run.processor.handle(ingress("wmp"), 0, 1, value, [*headers, (bad_key, b"v")], at=AT)
+    run.out += out
+    held = _held(run, pipeline_keys)
+    assert (held["reason"], held["stage"]) == ("undecodable-header", "read")
+    assert ["\\xff\\xfex", "dg=="] in held["headers"]  # type: ignore[operator]
+    assert run.on(deliver("sandwell-coord")) == []  # a valid envelope, all the same
+    assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["undecodable-header"]
+
+
 def test_an_oversized_record_is_quarantined_with_a_bounded_copy_and_its_full_digest(
     run: Run, pipeline_keys: FileKeyStore
 ) -> None:
