@@ -48,7 +48,7 @@ from broker.kafka import KafkaClients, client_settings
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.policy import load_bundle
 from broker.provision import provision
-from broker.sdk import Publisher, Subscriber
+from broker.sdk import Publisher, Subscriber, default_replay_file
 from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_EVENT, ingress
 
@@ -236,6 +236,8 @@ async def _latency(
             keys,
             _as(settings, "sandwell-coord"),
             group="sandwell-coord.bench-latency",
+            # The run's own home: event ids repeat from run to run (seeded).
+            replay_memory=default_replay_file("sandwell-coord.bench-latency", settings.home),
         ) as sub:
             # Skip the throughput phase's records: only events of this phase are timed.
             while not done.is_set() or len(latencies) < len(sent_at):

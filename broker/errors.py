@@ -10,6 +10,7 @@ The hierarchy::
     AccordError
     ├── UsageError                 a user's mistake at the CLI: one line, exit 2
     ├── ConfigError                settings that cannot be used
+    ├── SignInFailed               an officer's sign-in failed; the same words whatever was wrong
     ├── EventInvalid               a contact event or consent record fails validation
     ├── PolicyError
     │   ├── BundleInvalid          a policy bundle has problems (every one listed)
@@ -52,6 +53,7 @@ __all__ = [
     "PolicyError",
     "ReplayDetected",
     "ScenarioInvalid",
+    "SignInFailed",
     "TamperedEnvelope",
     "TransportError",
     "UnsupportedVersion",
@@ -76,6 +78,10 @@ class ConfigError(AccordError):
     """Configuration is missing or inconsistent."""
 
     exit_code = 2
+
+
+class SignInFailed(AccordError):
+    """An officer could not be signed in (the message never says which part was wrong)."""
 
 
 class EventInvalid(AccordError):

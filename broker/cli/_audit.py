@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import socket
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from broker.cli._common import kafka_as, keystore
+from broker.cli._officer import Code, Host, Officer, PasswordStdin, cli_chain, sign_in
 from broker.config import Settings, load_settings
 from broker.errors import UsageError
 from broker.principals import Principal
@@ -20,6 +20,7 @@ from broker.principals import Principal
 if TYPE_CHECKING:
     from broker.audit import AuditRecord, KeystoreAuditVerifier
     from broker.governance import AuditStore, ChainAppender, Indexer, IndexSummary
+    from broker.keys import FileKeyStore
 
 
 class Format(enum.StrEnum):
@@ -81,11 +82,33 @@ Policies = Annotated[
 ]
 EventId = Annotated[str, typer.Argument(help="The event id of the override decision.")]
 Recipient = Annotated[str, typer.Option("--recipient", help="The party it was shared with.")]
-By = Annotated[str, typer.Option("--by", help="Who reviewed it (your IG account).")]
 Note = Annotated[str, typer.Option("--note", help="The review note (no personal data).")]
-Host = Annotated[
-    str | None,
-    typer.Option("--host", help="Names your audit chain console:HOST (default: this host)."),
+
+
+# Mirrors of broker.governance's LookupPurpose and ReportPurpose (a unit test holds them
+# equal): importing governance here would load Kafka's client for every accord command.
+class SubjectReason(enum.StrEnum):
+    SUBJECT_ACCESS_REQUEST = "subject_access_request"
+    OVERRIDE_REVIEW = "override_review"
+    COMPLAINT = "complaint"
+    AUDIT_SAMPLE = "audit_sample"
+    CARE_PROCEEDINGS = "care_proceedings"
+
+
+class ReportReason(enum.StrEnum):
+    OVERSIGHT = "oversight"
+    OVERRIDE_REVIEW = "override_review"
+    AUDIT_SAMPLE = "audit_sample"
+    COMPLAINT = "complaint"
+
+
+SubjReason = Annotated[
+    SubjectReason,
+    typer.Option("--reason", help="Why you are looking (recorded in the audit log)."),
+]
+RepReason = Annotated[
+    ReportReason,
+    typer.Option("--reason", help="Why you are looking (recorded in the audit log)."),
 ]
 
 
@@ -209,16 +232,35 @@ def _read_heads(path: Path) -> dict[str, AuditRecord]:
     return out
 
 
-def subject(nhs_number: NhsNumber, db: Db = None, fmt: Fmt = Format.TABLE) -> None:
-    """A child's disclosure log (subject access): every decision and every opening."""
+def subject(
+    nhs_number: NhsNumber,
+    *,
+    reason: SubjReason,
+    officer: Officer,
+    password_stdin: PasswordStdin = False,
+    code: Code = None,
+    host: Host = None,
+    db: Db = None,
+    fmt: Fmt = Format.TABLE,
+) -> None:
+    """A child's disclosure log (subject access): every decision and every opening.
+
+    The look-up is written to the audit log (who, why) before anything is shown, exactly as
+    the console writes it, and appears among the child's earlier look-ups.
+    """
     from broker.cli._audit_render import disclosure
     from broker.governance import disclosure_log, subject_key_for_nhs_number
 
     settings = load_settings()
-    linkage = keystore(settings, Principal.CONSOLE).linkage_key()
-    key = subject_key_for_nhs_number(nhs_number, linkage)
+    keys = keystore(settings, Principal.CONSOLE)
+    key = subject_key_for_nhs_number(nhs_number, keys.linkage_key())
     store = _store(settings, db)
     try:
+        name = sign_in(settings, officer, password_stdin=password_stdin, code=code)
+        _record_lookup(
+            settings, keys, store, host, officer=name, page="cli.subject", subject_keys=(key,),
+            detail={"purpose": reason.value},
+        )  # fmt: skip
         entries = disclosure_log(store, key)
     finally:
         store.close()
@@ -226,13 +268,22 @@ def subject(nhs_number: NhsNumber, db: Db = None, fmt: Fmt = Format.TABLE) -> No
 
 
 def report(
+    *,
+    reason: RepReason,
+    officer: Officer,
+    password_stdin: PasswordStdin = False,
+    code: Code = None,
+    host: Host = None,
     since: Since = None,
     until: Until = None,
     policies: Policies = None,
     db: Db = None,
     fmt: RepFmt = ReportFormat.TABLE,
 ) -> None:
-    """Shares and non-shares, overrides awaiting review, quarantine, expiries, unopened."""
+    """Shares and non-shares, overrides awaiting review, quarantine, expiries, unopened.
+
+    Like the console's dashboard, the look-up is written to the audit log first.
+    """
     from broker.cli._audit_render import report_json, report_text
     from broker.governance import Window, governance_report
 
@@ -247,6 +298,11 @@ def report(
     settings = load_settings()
     store = _store(settings, db)
     try:
+        name = sign_in(settings, officer, password_stdin=password_stdin, code=code)
+        detail = {"purpose": reason.value}
+        detail |= {k: v for k, v in (("since", since), ("until", until)) if v is not None}
+        keys = keystore(settings, Principal.CONSOLE)
+        _record_lookup(settings, keys, store, host, officer=name, page="cli.report", detail=detail)
         rep = governance_report(store, window, policy=policy, today=datetime.now(UTC).date())
     finally:
         store.close()
@@ -257,34 +313,80 @@ def review(
     event_id: EventId,
     *,
     recipient: Recipient,
-    by: By,
+    officer: Officer,
     note: Note,
+    password_stdin: PasswordStdin = False,
+    code: Code = None,
     host: Host = None,
     db: Db = None,
 ) -> None:
-    """Mark a safeguarding override reviewed: written to the audit log, then indexed."""
-    from broker.audit import KeystoreAuditSigner, KeystoreAuditVerifier
-    from broker.governance import ChainAppender, Indexer, check_review_text
+    """Mark a safeguarding override reviewed, in your name: written to the audit log, then
+    indexed."""
+    from broker.governance import check_review_text
 
-    check_review_text(reviewed_by=by, note=note)
+    check_review_text(reviewed_by=officer, note=note)
     settings = load_settings()
     keys = keystore(settings, Principal.CONSOLE)
     store = _store(settings, db)
-    kafka = kafka_as(settings, Principal.CONSOLE)
-    appender = ChainAppender(
-        store,
-        kafka=kafka,
-        chain=Principal.CONSOLE.chain(host or socket.gethostname()),
-        signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
-        verifier=KeystoreAuditVerifier(keys),
-    )
     try:
-        rec = asyncio.run(_review(store, appender, event_id, recipient, by=by, note=note))
-        indexer = Indexer(store, _verifier(settings), kafka)
-        asyncio.run(indexer.run(follow=False))
+        name = sign_in(settings, officer, password_stdin=password_stdin, code=code)
+        appender = _appender(settings, keys, store, host)
+        rec = asyncio.run(_review(store, appender, event_id, recipient, by=name, note=note))
+        _index_once(settings, store)
     finally:
         store.close()
     typer.echo(f"override for event {event_id} to {recipient} reviewed ({rec.chain}#{rec.seq})")
+
+
+def _appender(
+    settings: Settings, keys: FileKeyStore, store: AuditStore, host: str | None
+) -> ChainAppender:
+    from broker.audit import KeystoreAuditSigner, KeystoreAuditVerifier
+    from broker.governance import ChainAppender
+
+    return ChainAppender(
+        store,
+        kafka=kafka_as(settings, Principal.CONSOLE),
+        chain=cli_chain(host),
+        signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
+        verifier=KeystoreAuditVerifier(keys),
+    )
+
+
+def _index_once(settings: Settings, store: AuditStore) -> None:
+    """Index what is new (our own record included), so reports and look-ups show it at once."""
+    from broker.governance import Indexer
+
+    indexer = Indexer(store, _verifier(settings), kafka_as(settings, Principal.CONSOLE))
+    asyncio.run(indexer.run(follow=False))
+
+
+def _record_lookup(
+    settings: Settings,
+    keys: FileKeyStore,
+    store: AuditStore,
+    host: str | None,
+    *,
+    officer: str,
+    page: str,
+    subject_keys: tuple[str, ...] = (),
+    detail: dict[str, str],
+) -> None:
+    """Write the ``console_query`` record and index it; nothing is shown if this fails."""
+    from broker.governance import record_query
+
+    appender = _appender(settings, keys, store, host)
+
+    async def write() -> None:
+        try:
+            await record_query(
+                appender, officer=officer, page=page, subject_keys=subject_keys, detail=detail
+            )
+        finally:
+            await appender.close()
+
+    asyncio.run(write())
+    _index_once(settings, store)
 
 
 async def _review(

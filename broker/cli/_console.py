@@ -34,7 +34,21 @@ Name = Annotated[str, typer.Argument(help="The officer's user name (a-z, 0-9, '.
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from standard input.")
 ]
-Reset = Annotated[bool, typer.Option("--reset", help="Set a new password for an existing user.")]
+Reset = Annotated[
+    bool,
+    typer.Option(
+        "--reset",
+        help="Remake an existing user: a new password and a new second factor (the old "
+        "password, code and sessions stop working).",
+    ),
+]
+NoTotp = Annotated[
+    bool,
+    typer.Option(
+        "--no-totp",
+        help="No second factor: the password alone signs in (not recommended).",
+    ),
+]
 
 
 def _users(settings: Settings) -> UserFile:
@@ -103,14 +117,32 @@ def serve(
         store.close()
 
 
-def add_user(name: Name, password_stdin: PasswordStdin = False, reset: Reset = False) -> None:
-    """Create an IG officer's console account (the password is stored as an Argon2id hash)."""
+def add_user(
+    name: Name, password_stdin: PasswordStdin = False, reset: Reset = False, no_totp: NoTotp = False
+) -> None:
+    """Create an IG officer's console account: a password (kept as an Argon2id hash) and a
+    second factor, a one-time code from an authenticator app (TOTP), unless --no-totp."""
     from broker.console import check_username
 
     users = _users(load_settings())
     check_username(name)  # before asking for a password that would then be refused
-    account = users.add(name, _password(password_stdin), replace=reset)
+    account = users.add(name, _password(password_stdin), replace=reset, totp=not no_totp)
     typer.echo(f"console user {account.name} {'updated' if reset else 'created'} ({users.path})")
+    enrolment = users.totp_enrolment(name)
+    if enrolment is None:
+        typer.echo(
+            f"WARNING: {name} has NO second factor: the password alone signs in. Enrol one "
+            f"with 'accord console add-user {name} --reset'.",
+            err=True,
+        )
+        return
+    # Shown this once only: the secret is not printed again, and nothing logs it.
+    typer.echo(
+        "Second factor: add this account to the officer's authenticator app now (scan the "
+        "otpauth URI as a QR code, or type the secret); sign-in asks for its 6-digit code."
+    )
+    typer.echo(f"  otpauth URI: {enrolment.uri}")
+    typer.echo(f"  secret:      {enrolment.secret}")
 
 
 def remove_user(name: Name) -> None:
@@ -121,9 +153,12 @@ def remove_user(name: Name) -> None:
 
 
 def list_users() -> None:
-    """List console accounts (names and when they were made; never the hashes)."""
+    """List console accounts: names, when made, whether they have a second factor (never the
+    hashes or secrets)."""
     for account in _users(load_settings()).accounts():
-        typer.echo(f"{account.name}\tcreated {account.created_at.isoformat(timespec='seconds')}")
+        made = account.created_at.isoformat(timespec="seconds")
+        factor = "second factor: TOTP" if account.second_factor else "NO second factor"
+        typer.echo(f"{account.name}\tcreated {made}\t{factor}")
 
 
 def register(app: typer.Typer) -> None:

@@ -177,7 +177,9 @@ async def _console(
     from broker.console import ConsoleRun, UserFile, run_console
     from broker.governance import open_store
 
-    # A demo officer with a fresh random password each run, printed once, below.
+    # A demo officer with a fresh random password each run, printed once, below. Password
+    # only: a second factor would need an authenticator app before anyone could look at
+    # the demo, so the demo says loudly that real accounts are not made this way.
     password = secrets.token_urlsafe(12)
     UserFile(settings.console_users_file).add(DEMO_OFFICER, password, replace=True)
     db = settings.audit.db.get_secret_value() if settings.audit.db else None
@@ -185,6 +187,10 @@ async def _console(
 
     def started(run: ConsoleRun) -> None:
         say(f"governance console at {run.url}  (sign in as {DEMO_OFFICER} / {password})")
+        say(
+            f"WARNING: {DEMO_OFFICER} is a demo account with NO second factor (leave the "
+            "one-time code empty); 'accord console add-user' gives real accounts one"
+        )
         index = db or settings.home / "audit.db"
         say(f"audit index: {index} (`accord audit report|verify` work from another terminal)")
 

@@ -65,12 +65,15 @@ async def _tail(
     idle: float | None,
     by: str,
 ) -> None:
-    from broker.sdk import Subscriber
+    from broker.sdk import Subscriber, default_replay_file
 
     seen = 0
     quiet = 0.0
     keys = keystore(settings, party)
-    async with Subscriber(party, keys, kafka_as(settings, party), group) as sub:
+    memory = default_replay_file(group, settings.home)
+    async with Subscriber(
+        party, keys, kafka_as(settings, party), group, replay_memory=memory
+    ) as sub:
         while max_records is None or seen < max_records:
             batch = await sub.poll(1.0)
             quiet = 0.0 if batch else quiet + 1.0

@@ -1,8 +1,9 @@
 """The governance console: what IG officers use to answer "who has seen data about this child".
 
 A FastAPI application with server-rendered pages and no script: sign-in for IG officers
-(Argon2id-hashed accounts made with ``accord console add-user``), server-side sessions with
-idle and absolute expiry, CSRF tokens on every form, and a strict Content-Security-Policy.
+(Argon2id-hashed accounts made with ``accord console add-user``, a TOTP code as a second
+factor, throttling without lockout), server-side sessions with idle and absolute expiry,
+CSRF tokens on every form, and a strict Content-Security-Policy.
 Pages: a dashboard (decisions per day by outcome, overrides pending, quarantine), a child's
 disclosure log found by NHS number, the override review queue, agreements with their
 validity and use, and the audit chains' status with on-demand verification.

@@ -4,7 +4,9 @@ Pages live in :mod:`broker.console._pages`; this module builds the FastAPI app a
 Every response carries a Content-Security-Policy that allows no script and no inline style,
 ``no-store`` caching (pages hold data about children) and no referrer. Every form POST needs
 the session's CSRF token; the session cookie is HttpOnly, SameSite=Strict, and Secure unless
-the console listens on loopback only. Personal data never travels in a URL: the NHS number
+the console listens on loopback only. Sign-in is throttled without lockout (a browser that
+signed in before carries a known-device cookie, :mod:`broker.console._devices`) and answers
+every attempt after the same Argon2 work. Personal data never travels in a URL: the NHS number
 is posted, never put in a query string, so it reaches no access log or browser history.
 """
 
@@ -22,8 +24,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker.console._deps import ConsoleDeps
+from broker.console._devices import DEVICE_COOKIE, DeviceCookies, device_key
 from broker.console._sessions import Session, SessionStore
-from broker.console._users import USERNAME, SignInThrottle
+from broker.console._throttle import SignInThrottle, client_key
+from broker.console._users import USERNAME
 
 log = structlog.get_logger("accord.console")
 
@@ -63,8 +67,15 @@ class Console:
             clock=deps.clock,
         )
         self.throttle = SignInThrottle(
-            limit=cfg.max_failed_sign_ins,
-            lockout=timedelta(minutes=cfg.lockout_minutes),
+            client_failures=cfg.sign_in_failures_per_client,
+            account_failures=cfg.sign_in_failures_per_account,
+            window=timedelta(minutes=cfg.sign_in_window_minutes),
+            max_delay=timedelta(seconds=cfg.sign_in_max_delay_seconds),
+            clock=deps.clock,
+        )
+        self.devices = DeviceCookies(
+            device_key(deps.users.path.parent / "device-cookie.key"),
+            lifetime=timedelta(days=cfg.known_device_days),
             clock=deps.clock,
         )
         secure = cfg.secure_cookies
@@ -72,6 +83,9 @@ class Console:
         # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
         self.hashing = asyncio.Semaphore(2)
         self.verifying = asyncio.Lock()  # one whole-log verification at a time
+        if missing := sum(not a.second_factor for a in deps.users.accounts()):
+            # A count: which accounts is for `accord console users` to say, not the log.
+            log.warning("console_accounts_without_second_factor", count=missing)
         self.templates = Environment(
             loader=PackageLoader("broker.console", "templates"),
             autoescape=select_autoescape(default=True),
@@ -114,6 +128,17 @@ class Console:
             samesite="strict",
             secure=self.secure_cookies,
             path="/",
+        )
+
+    def set_device_cookie(self, response: Response, name: str, stamp: str) -> None:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            self.devices.issue(name, stamp),
+            max_age=int(self.devices.lifetime.total_seconds()),
+            httponly=True,
+            samesite="strict",
+            secure=self.secure_cookies,
+            path="/login",  # only sign-in reads it
         )
 
     def redirect(self, to: str, session: Session | None = None) -> RedirectResponse:
@@ -176,21 +201,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
         form = await read_form(request)
         if not session.csrf_ok(form_field(form, "csrf")):
             return console.refused("The sign-in form expired. Reload the page and try again.")
-        name = (form_field(form, "username") or "").strip().lower()
-        password = form_field(form, "password") or ""
-        known = deps.users.exists(name) if USERNAME.fullmatch(name) else False
-        if known and not console.throttle.attempt(name):
-            log.warning("console_sign_in_locked", user=name)  # an existing account's name only
-            return _failed(console, session)
-        async with console.hashing:
-            ok = await asyncio.to_thread(deps.users.verify, name, password)
-        if not ok:
-            log.warning("console_sign_in_failed")  # no name: it may be a mistyped password
-            return _failed(console, session)
-        console.throttle.succeeded(name)
-        log.info("console_sign_in", user=name)
-        stamp = deps.users.stamp(name)
-        return console.redirect("/", console.sessions.sign_in(session, name, stamp))
+        return await _sign_in(console, request, session, form)
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
@@ -206,6 +217,38 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
     register_pages(app, console)
     return app
+
+
+async def _sign_in(console: Console, request: Request, session: Session, form: Any) -> Response:
+    """Check a posted sign-in: every answer after the same work, every failure the same page."""
+    users = console.deps.users
+    name = (form_field(form, "username") or "").strip().lower()
+    password = form_field(form, "password") or ""
+    code = form_field(form, "code")
+    stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
+    device = console.devices.device(request.cookies.get(DEVICE_COOKIE), name, stamp)
+    host = request.client.host if request.client else None
+    attempt = console.throttle.attempt(name, client_key(host), device)
+    now = console.deps.clock()
+    # Every answer, refused by the throttle or not, waits for one Argon2 check: a refusal
+    # that came back at once would say "this name is being throttled" by its speed alone.
+    async with console.hashing:
+        if attempt.refused is None:
+            ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)
+        else:
+            await asyncio.to_thread(users.spend, password, code, now=now)
+            ok = False
+    if not ok:
+        # No name, no address: a name may be a mistyped password, an address personal.
+        log.warning("console_sign_in_failed", throttled=attempt.refused)
+        return _failed(console, session)
+    console.throttle.succeeded(attempt)
+    log.info("console_sign_in", user=name, known_device=device is not None)
+    stamp = users.stamp(name)  # a new one if the hash was upgraded just now
+    response = console.redirect("/", console.sessions.sign_in(session, name, stamp))
+    if stamp is not None:
+        console.set_device_cookie(response, name, stamp)
+    return response
 
 
 MAX_BODY = 16 * 1024  # every form here is a few short fields
@@ -234,7 +277,10 @@ def _failed(console: Console, session: Session) -> HTMLResponse:
         "login.html",
         session,
         status=401,
-        error="Sign-in failed: wrong user name or password, or the account is locked for a while.",
+        error=(
+            "Sign-in failed: wrong user name, password or code, or too many attempts: wait a "
+            "few minutes and try again."
+        ),
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from broker.audit import AuditKind, AuditRecord, CheckpointVerifier
+from broker.audit import CheckpointVerifier
 from broker.config import ConsoleSettings
 from broker.governance import AuditSink, AuditStore
 
@@ -46,21 +46,3 @@ class ConsoleDeps:
     # A second connection to the same index, for work too long for the event loop (verifying
     # every chain) to run in a thread; None runs it inline.
     reopen: Callable[[], AuditStore] | None = None
-
-
-async def record_query(
-    sink: AuditSink,
-    *,
-    officer: str,
-    page: str,
-    subject_keys: tuple[str, ...] = (),
-    detail: dict[str, str] | None = None,
-) -> AuditRecord:
-    """Write "``officer`` looked at ``page`` (about these subjects)" to the audit log."""
-    data: dict[str, object] = {"officer": officer, "page": page}
-    if detail:
-        data["detail"] = dict(detail)
-    records = await sink.append(
-        lambda w: [w.append(AuditKind.CONSOLE_QUERY, subject_keys=subject_keys, data=data)]
-    )
-    return records[0]

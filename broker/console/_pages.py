@@ -8,7 +8,6 @@ looked at whom has no gaps, even when Kafka is down.
 from __future__ import annotations
 
 import asyncio
-import enum
 import re
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -20,14 +19,16 @@ from fastapi.responses import HTMLResponse, Response
 from broker.audit import AuditRecord
 from broker.console._app import Console, form_field, read_form
 from broker.console._charts import counts_chart, days_ending, decisions_chart
-from broker.console._deps import ConsoleDeps, record_query
+from broker.console._deps import ConsoleDeps
 from broker.console._sessions import Session
 from broker.errors import AccordError, ChainBroken, TransportError, UsageError
 from broker.governance import (
+    LookupPurpose,
     Window,
     disclosure_log,
     expiring_agreements,
     governance_report,
+    record_query,
     review_override,
     subject_key_for_nhs_number,
     verify_store,
@@ -36,16 +37,6 @@ from broker.governance import (
 log = structlog.get_logger("accord.console")
 
 CHART_DAYS = 14
-
-
-class LookupPurpose(enum.StrEnum):
-    """Why an officer opens a child's disclosure log: recorded with the look-up."""
-
-    SUBJECT_ACCESS_REQUEST = "subject_access_request"
-    OVERRIDE_REVIEW = "override_review"
-    COMPLAINT = "complaint"
-    AUDIT_SAMPLE = "audit_sample"
-    CARE_PROCEEDINGS = "care_proceedings"
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,100}")

@@ -1,29 +1,34 @@
-"""IG officers' console accounts: a small file of Argon2id hashes, and a sign-in throttle.
+"""IG officers' console accounts: a small file of Argon2id hashes and TOTP secrets.
 
 Accounts are few (a council's IG team) and are made by an administrator at the shell with
 ``accord console add-user``, so a file (0600, in a 0700 directory, replaced atomically) does
 the job without another database. Passwords are hashed with argon2-cffi's Argon2id defaults
 (RFC 9106's second recommended profile); a hash made with older parameters is upgraded at the
-next successful sign-in.
+next successful sign-in. An account may also have a second factor: a TOTP secret (RFC 6238,
+computed by pyotp) that the officer keeps in an authenticator app.
 
-Sign-in answers the same thing, after the same work, whether the name is unknown or the
-password wrong, so it tells an attacker nothing about which accounts exist. After too many
-failures an account is locked for a while; the lock is in memory, per console process.
+:meth:`UserFile.authenticate` does the same work whatever the outcome (unknown name, wrong
+password, wrong or missing code, success), so its timing tells an attacker nothing about which
+accounts exist. Throttling is the console's (:mod:`broker.console._throttle`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -33,6 +38,9 @@ USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024  # argon2 takes any length; a cap stops a megabyte "password" costing CPU
 _FORMAT = 1
+TOTP_ISSUER = "Accord governance console"  # what the authenticator app shows beside the name
+_TOTP_WINDOW = 1  # steps either side of now: a phone's clock a little off, a slow typist
+_MAX_CODE = 16
 
 
 def _utcnow() -> datetime:
@@ -62,16 +70,32 @@ def check_password(password: str) -> str:
 class Account:
     name: str
     created_at: datetime
+    second_factor: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    """What an authenticator app needs: shown to the administrator once, never logged."""
+
+    secret: str = field(repr=False)  # base32
+    uri: str = field(repr=False)  # otpauth://totp/…, what a QR code would hold
 
 
 class UserFile:
-    """The accounts file: ``{"format": 1, "users": {name: {"hash": …, "created_at": …}}}``."""
+    """The accounts file: ``{"format": 1, "users": {name: {"hash": …, "created_at": …}}}``.
+
+    An account with a second factor also has ``"totp": {"secret": base32, "enrolled_at": …,
+    "last_step": n}``; ``last_step`` is the newest time step whose code was accepted, kept in
+    the file so the console and the CLI refuse a code either has already taken.
+    """
 
     def __init__(self, path: Path, *, hasher: PasswordHasher | None = None) -> None:
         self.path = path
         self._hasher = hasher or PasswordHasher()
-        # Verifying against this when the name is unknown costs what a real check costs.
+        # Verifying against these when the name is unknown costs what a real check costs.
         self._decoy = self._hasher.hash("accord-decoy-password")
+        self._decoy_totp = pyotp.random_base32()
+        self._thread_lock = threading.Lock()
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -98,15 +122,42 @@ class UserFile:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise read-modify-write of the file across threads and processes.
+
+        The console and the CLI both write it, and a TOTP code must be taken exactly once
+        even when two sign-ins with it race.
+        """
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._thread_lock:
+            fd = os.open(self.path.parent / ".users.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def _user(self, name: str) -> dict[str, Any] | None:
+        if not USERNAME.fullmatch(name):
+            return None
+        user: dict[str, Any] | None = self._read()["users"].get(name)
+        return user
+
     def accounts(self) -> list[Account]:
         users = self._read()["users"]
         return [
-            Account(name, datetime.fromisoformat(u["created_at"]))
+            Account(name, datetime.fromisoformat(u["created_at"]), second_factor="totp" in u)
             for name, u in sorted(users.items())
         ]
 
     def exists(self, name: str) -> bool:
         return name in self._read()["users"]
+
+    def has_second_factor(self, name: str) -> bool:
+        user = self._user(name)
+        return user is not None and "totp" in user
 
     def stamp(self, name: str) -> str | None:
         """A fingerprint of the account's current password hash (None: no such account).
@@ -119,73 +170,120 @@ class UserFile:
             return None
         return hashlib.sha256(user["hash"].encode()).hexdigest()[:32]
 
-    def add(self, name: str, password: str, *, replace: bool = False) -> Account:
+    def add(
+        self, name: str, password: str, *, replace: bool = False, totp: bool = False
+    ) -> Account:
+        """Create (or with ``replace``, remake) an account; ``totp`` enrols a new second factor.
+
+        Remaking an account replaces its second factor too: without ``totp`` it has none.
+        """
         check_username(name)
         check_password(password)
-        data = self._read()
-        if name in data["users"] and not replace:
-            raise UsageError(f"user {name} exists (use --reset to set a new password)")
-        now = _utcnow()
-        data["users"][name] = {"hash": self._hasher.hash(password), "created_at": now.isoformat()}
-        self._write(data)
-        return Account(name, now)
+        with self._locked():
+            data = self._read()
+            if name in data["users"] and not replace:
+                raise UsageError(f"user {name} exists (use --reset to set a new password)")
+            now = _utcnow()
+            user: dict[str, Any] = {
+                "hash": self._hasher.hash(password),
+                "created_at": now.isoformat(),
+            }
+            if totp:
+                user["totp"] = {"secret": pyotp.random_base32(), "enrolled_at": now.isoformat()}
+            data["users"][name] = user
+            self._write(data)
+        return Account(name, now, second_factor=totp)
+
+    def totp_enrolment(self, name: str) -> TotpEnrolment | None:
+        """What the officer's authenticator app needs (None: the account has no second factor)."""
+        user = self._user(name)
+        if user is None or "totp" not in user:
+            return None
+        secret = user["totp"]["secret"]
+        uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=TOTP_ISSUER)
+        return TotpEnrolment(secret=secret, uri=uri)
 
     def remove(self, name: str) -> None:
-        data = self._read()
-        if data["users"].pop(name, None) is None:
-            raise UsageError(f"no console user {name}")
-        self._write(data)
+        with self._locked():
+            data = self._read()
+            if data["users"].pop(name, None) is None:
+                raise UsageError(f"no console user {name}")
+            self._write(data)
+
+    def authenticate(
+        self, name: str, password: str, code: str | None, *, now: datetime | None = None
+    ) -> bool:
+        """True when ``password`` is ``name``'s and, if the account has a second factor,
+        ``code`` is a current TOTP code (one step either side) not accepted before.
+
+        Every path does one Argon2 verification (an unknown name against a decoy hash) and the
+        same TOTP work, so no answer comes back sooner than another.
+        """
+        now = now or _utcnow()
+        user = self._user(name)
+        stored = user["hash"] if user else self._decoy
+        password_ok = self._password_ok(stored, password)
+        totp = user.get("totp") if user else None
+        step = _totp_step(
+            totp["secret"] if totp else self._decoy_totp,
+            code,
+            now,
+            after=int(totp.get("last_step", -1)) if totp else -1,
+        )
+        if user is None or not password_ok or (totp is not None and step is None):
+            return False
+        return self._accept(name, password, stored, step if totp else None)
 
     def verify(self, name: str, password: str) -> bool:
-        """True when ``password`` is ``name``'s; the same work is done when it is not."""
-        user = self._read()["users"].get(name) if USERNAME.fullmatch(name) else None
-        stored = user["hash"] if user else self._decoy
+        """:meth:`authenticate` without a code: True only for an account with no second factor."""
+        return self.authenticate(name, password, None)
+
+    def spend(self, password: str, code: str | None, *, now: datetime | None = None) -> None:
+        """The work of :meth:`authenticate`, on the decoy, for an attempt refused unchecked."""
+        self._read()
+        self._password_ok(self._decoy, password)
+        _totp_step(self._decoy_totp, code, now or _utcnow(), after=-1)
+
+    def _password_ok(self, stored: str, password: str) -> bool:
         try:
-            self._hasher.verify(stored, password[:MAX_PASSWORD])
+            return self._hasher.verify(stored, password[:MAX_PASSWORD])
         except (VerificationError, InvalidHashError):
             return False
-        if user is None:
-            return False
-        if self._hasher.check_needs_rehash(stored):
+
+    def _accept(self, name: str, password: str, stored: str, step: int | None) -> bool:
+        """Take the code's time step and upgrade an old hash, unless the account moved on."""
+        with self._locked():
             data = self._read()
-            data["users"][name]["hash"] = self._hasher.hash(password)
-            self._write(data)
+            user = data["users"].get(name)
+            if user is None or user["hash"] != stored:
+                return False  # removed or reset while its password was being checked
+            changed = False
+            if step is not None:
+                totp = user.get("totp")
+                if totp is None or step <= int(totp.get("last_step", -1)):
+                    return False  # a concurrent sign-in took this code first
+                totp["last_step"] = step
+                changed = True
+            if self._hasher.check_needs_rehash(stored):
+                user["hash"] = self._hasher.hash(password)
+                changed = True
+            if changed:
+                self._write(data)
         return True
 
 
-class SignInThrottle:
-    """Locks an account for ``lockout`` after ``limit`` consecutive failed sign-ins.
+def _totp_step(secret: str, code: str | None, now: datetime, *, after: int) -> int | None:
+    """The newest time step within one of ``now`` whose code is ``code`` and is after ``after``.
 
-    An attempt is counted *before* the password is checked (``attempt``) and forgiven on
-    success, so concurrent guesses cannot all slip past the limit while the hashes run. Only
-    existing accounts are tracked (the caller says which): unknown names cannot sign in
-    anyway, and tracking them would let random names grow this without bound.
+    pyotp's ``verify(valid_window=1)`` does not say which step matched, and refusing a code
+    already used needs it; so each of the three steps is checked with pyotp's own ``verify``
+    (which compares in constant time), always all three.
     """
-
-    def __init__(
-        self, *, limit: int, lockout: timedelta, clock: Callable[[], datetime] = _utcnow
-    ) -> None:
-        self._limit = limit
-        self._lockout = lockout
-        self._clock = clock
-        self._failures: dict[str, tuple[int, datetime]] = {}
-
-    def locked(self, name: str) -> bool:
-        count, last = self._failures.get(name, (0, datetime.min.replace(tzinfo=UTC)))
-        if count < self._limit:
-            return False
-        if self._clock() - last >= self._lockout:
-            del self._failures[name]
-            return False
-        return True
-
-    def attempt(self, name: str) -> bool:
-        """Count an attempt on ``name``; False (and nothing counted) when it is locked."""
-        if self.locked(name):
-            return False
-        count, _ = self._failures.get(name, (0, self._clock()))
-        self._failures[name] = (count + 1, self._clock())
-        return True
-
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(name, None)
+    totp = pyotp.TOTP(secret)
+    given = (code or "").replace(" ", "")[:_MAX_CODE]
+    found = None
+    for offset in range(-_TOTP_WINDOW, _TOTP_WINDOW + 1):
+        at = now + timedelta(seconds=offset * totp.interval)
+        if totp.verify(given, for_time=at) and totp.timecode(at) > after:
+            found = totp.timecode(at)
+    return found

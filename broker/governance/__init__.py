@@ -6,8 +6,9 @@ verifying every chain and checkpoint as it goes (:func:`signed_chains` does the 
 read of the topic itself);
 :func:`verify_store` and :func:`verify_records` prove the log intact; :func:`disclosure_log`
 and :func:`governance_report` answer subject access requests and oversight questions;
-:func:`review_override` records a safeguarding override's review in the log itself, through
-a :class:`ChainAppender`, the one writer of a console's own chain.
+:func:`review_override` records a safeguarding override's review, and :func:`record_query` an
+officer's look-up, in the log itself, through a :class:`ChainAppender`, the one writer of a
+console's own chain.
 
 The records, chains and checkpoints themselves are ``broker.audit``'s.
 """
@@ -20,6 +21,7 @@ from broker.governance._index import (
     read_topic,
     signed_chains,
 )
+from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
 from broker.governance._reports import (
     DisclosureEntry,
     GovernanceReport,
@@ -48,6 +50,8 @@ __all__ = [
     "GovernanceReport",
     "IndexSummary",
     "Indexer",
+    "LookupPurpose",
+    "ReportPurpose",
     "TopicChains",
     "VerifySummary",
     "Window",
@@ -59,6 +63,7 @@ __all__ = [
     "open_store",
     "pending_overrides",
     "read_topic",
+    "record_query",
     "review_override",
     "signed_chains",
     "signed_checkpoints",

@@ -19,7 +19,7 @@ MAX_NOTE = 2000
 def check_review_text(*, reviewed_by: str, note: str) -> None:
     """``UsageError`` unless the reviewer and the note are given (before anything is opened)."""
     if not reviewed_by.strip():
-        raise UsageError("--by: say who reviewed the override")
+        raise UsageError("--as: name the console account that reviewed the override")
     if not note.strip() or len(note) > MAX_NOTE:
         raise UsageError(f"--note: give a review note of 1 to {MAX_NOTE} characters")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import structlog
@@ -19,6 +20,7 @@ from broker.errors import (
     EnvelopeError,
     KeyStoreError,
     MalformedEnvelope,
+    ReplayDetected,
     UnsupportedVersion,
     UsageError,
 )
@@ -27,6 +29,13 @@ from broker.kafka import Consumer, KafkaClients, Message, Producer, stop_quietly
 from broker.keys import KeyStore
 from broker.principals import Principal
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
+from broker.sdk._replay import (
+    DEFAULT_REPLAY_RETENTION,
+    IN_MEMORY,
+    SqliteReplayMemory,
+    _Default,
+    default_replay_file,
+)
 from broker.topics import ACCESS, SCHEMA_ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, deliver
 
 log = structlog.get_logger("accord.sdk")
@@ -40,6 +49,16 @@ class Unopenable:
     partition: int
     offset: int
     reason: str
+
+
+class _GuardedByMemory:
+    """The Opener's replay guard, standing aside: whether an event id seen before is a replay
+    depends on where the record was found (at its first, uncommitted position it is a
+    redelivery), which the Opener is not told. The subscriber asks its replay memory as soon
+    as the Opener has authenticated the record."""
+
+    def first_sighting(self, event_id: str) -> bool:  # noqa: ARG002  # the Protocol's signature
+        return True
 
 
 class SharedRecord:
@@ -67,9 +86,15 @@ class Subscriber(AsyncClient):
     Iterate with ``async for record in subscriber``. Records that cannot be opened are passed
     to ``on_unopenable`` (default: logged with partition, offset and reason) and kept in
     ``unopenable``. Offsets are committed after each yielded record, so a crash re-delivers
-    at most the record being handled. Replay protection is in memory, for one run only: after
-    a restart that record is opened and yielded again, so handle records idempotently by
-    ``event_id`` (within a run, a record seen twice is reported as a replay).
+    at most the record being handled: that record is yielded again, so handle records
+    idempotently by ``event_id``.
+
+    Replay protection survives restarts: ``replay_memory`` is a SQLite file remembering each
+    event id opened and where (default ``default_replay_file(group)``, under the Accord
+    home). A record opened before is yielded again only when it comes back at the position
+    where it was first opened and that offset was never committed; any other copy is
+    reported as unopenable (``replay``). ``replay_memory=None`` remembers for this run only
+    (logged as a warning at start). Sightings older than ``replay_retention`` are forgotten.
     """
 
     def __init__(
@@ -82,13 +107,15 @@ class Subscriber(AsyncClient):
         envelope: EnvelopeSettings | None = None,
         on_unopenable: Callable[[Unopenable], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        replay_memory: Path | str | _Default | None = _Default.HOME_FILE,
+        replay_retention: timedelta = DEFAULT_REPLAY_RETENTION,
     ) -> None:
         if party not in keystore.private_parties():
             # Records are sealed to the party's own key: nothing here could open them.
             raise KeyStoreError(f"this keystore holds no private key for {party}")
         self.party = party
         self.topic = deliver(party)
-        self._opener = Opener(party, keystore)
+        self._opener = Opener(party, keystore, replay_guard=_GuardedByMemory())
         self._sealer = Sealer(party, keystore, envelope)
         self._kafka = kafka_clients(kafka)
         if not group.startswith(f"{party}.") or len(group) == len(party) + 1:
@@ -97,12 +124,19 @@ class Subscriber(AsyncClient):
             raise UsageError(f"consumer group {group!r}: a recipient's groups are {party}.NAME")
         self._group = group
         self._clock = clock
+        self._replay_file = (
+            default_replay_file(group) if replay_memory is _Default.HOME_FILE else replay_memory
+        )
+        self._replay_retention = replay_retention
+        self._memory: SqliteReplayMemory | None = None
         self._on_unopenable = on_unopenable or self._log_unopenable
         self.unopenable: list[Unopenable] = []
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
 
     async def start(self) -> None:
+        # The memory first: a file that cannot be used is reported before Kafka is contacted.
+        memory = self._open_memory()
         client = f"accord-subscriber-{self.party}"
         consumer = self._kafka.consumer(self.topic, client_id=client, group=self._group)
         producer = self._kafka.producer(client)
@@ -113,22 +147,39 @@ class Subscriber(AsyncClient):
         except BaseException:
             await stop_quietly(consumer)  # else both are reported unclosed after our error line
             await stop_quietly(producer)
+            memory.close()
             raise
-        self._consumer, self._producer = consumer, producer
+        self._consumer, self._producer, self._memory = consumer, producer, memory
 
     async def stop(self) -> None:
-        consumer, producer = self._consumer, self._producer
-        self._consumer = self._producer = None
+        consumer, producer, memory = self._consumer, self._producer, self._memory
+        self._consumer = self._producer = self._memory = None
         if consumer is not None:
             await consumer.stop()
         if producer is not None:
             await producer.stop()
+        if memory is not None:
+            memory.close()
+
+    def _open_memory(self) -> SqliteReplayMemory:
+        where = self._replay_file
+        if where is None or str(where) == IN_MEMORY:
+            log.warning(
+                "replay_memory_in_memory_only",
+                party=self.party,
+                group=self._group,
+                consequence="records opened before a restart are opened and yielded again",
+            )
+            where = IN_MEMORY
+        return SqliteReplayMemory(
+            where, group=self._group, retention=self._replay_retention, clock=self._clock
+        )
 
     def __aiter__(self) -> AsyncIterator[SharedRecord]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[SharedRecord]:
-        consumer = _require(self._consumer)
+        consumer, memory = _require(self._consumer), _require(self._memory)
         while True:
             async with translated(f"consuming {self.topic}"):
                 msg = await consumer.getone()
@@ -137,16 +188,20 @@ class Subscriber(AsyncClient):
                 yield record
             async with translated(f"committing {self.topic}"):
                 await consumer.commit()
+            memory.committed(msg.topic, msg.partition, msg.offset + 1)
 
     async def poll(self, wait: float = 1.0) -> list[SharedRecord]:
         """Everything available within ``wait`` seconds (may be empty); commits after."""
-        consumer = _require(self._consumer)
+        consumer, memory = _require(self._consumer), _require(self._memory)
         async with translated(f"consuming {self.topic}"):
             batch = await consumer.getmany(timeout_ms=int(wait * 1000))
         out = [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
         if batch:
             async with translated(f"committing {self.topic}"):
                 await consumer.commit()
+            for msgs in batch.values():
+                last = max(msgs, key=lambda m: m.offset)
+                memory.committed(last.topic, last.partition, last.offset + 1)
         return out
 
     def _open(self, msg: Message) -> SharedRecord | None:
@@ -165,6 +220,13 @@ class Subscriber(AsyncClient):
         if msg.value is None:
             raise MalformedEnvelope
         opened = self._opener.open_kafka(msg.value, msg.headers, topic=self.topic)
+        # Authentic, so its event id can be trusted; whether it is a replay depends on where
+        # it was found. The sighting is on disk before the record is yielded.
+        memory = _require(self._memory)
+        if not memory.admit(
+            opened.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset
+        ):
+            raise ReplayDetected
         if opened.sender != Principal.WORKER:
             raise BadSignature  # only the broker seals to recipients
         if opened.schema == SCHEMA_SHARED:

@@ -29,7 +29,7 @@ from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.pipeline import Worker, WorkerOptions
 from broker.policy import Decision, Policy, Scenario, load_bundle, load_scenarios, redact
-from broker.sdk import Delivery, Publisher, Subscriber, WithdrawalNotice
+from broker.sdk import Delivery, Publisher, Subscriber, WithdrawalNotice, default_replay_file
 from tests.e2e.worker_proc import read_audit
 from tests.kafka_helpers import clients, provisioned
 
@@ -101,6 +101,7 @@ class Harness:
         self.bootstrap = bootstrap
         self.policy: Policy = load_bundle(policies)
         self.keys = keys
+        self.home = home
         self.now: datetime | None = None
         settings = Settings(
             home=home,
@@ -206,8 +207,10 @@ class Harness:
         until two quiet polls, which would show a duplicate or an extra record."""
         views: dict[str, Any] = {}
         notices: list[WithdrawalNotice] = []
+        group = f"{recipient}.e2e"
+        memory = default_replay_file(group, self.home)  # the test's home, not the user's
         async with Subscriber(
-            recipient, self.keys, self._as(recipient), group=f"{recipient}.e2e"
+            recipient, self.keys, self._as(recipient), group, replay_memory=memory
         ) as sub:
             deadline = asyncio.get_running_loop().time() + 60
             quiet = 0

@@ -12,8 +12,10 @@ safeguarding override can be reviewed once from the command line.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ import pytest
 
 from broker.audit import AuditKind
 from broker.cli import main
+from broker.config import load_settings
+from broker.console import UserFile
 from broker.devkafka import EmbeddedKafka
 from broker.governance import AuditStore, open_store
 from broker.keys import FileKeyStore
@@ -56,12 +60,29 @@ def seeded_values(scenarios: list[Scenario]) -> set[str]:
     return {v for v in out if len(v) >= 3}
 
 
-async def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+OFFICER, PASSWORD = "ig-jo", "correct horse battery staple"
+
+
+HOST = "ig-desk"
+
+
+def as_officer(*argv: str, reason: str) -> list[str]:
+    """A look-up command run by the test's officer, password on standard input."""
+    return [*argv, "--reason", reason, "--as", OFFICER, "--password-stdin", "--host", HOST]
+
+
+async def cli(
+    argv: list[str], capsys: pytest.CaptureFixture[str], *, password: str = PASSWORD
+) -> tuple[int, str, str]:
     def run() -> int:
+        stdin = sys.stdin
+        sys.stdin = io.StringIO(password + "\n")
         try:
             main(argv)
         except SystemExit as exc:
             return int(exc.code or 0)
+        finally:
+            sys.stdin = stdin
         return 0
 
     code = await asyncio.to_thread(run)  # the CLI runs its own event loop
@@ -115,8 +136,11 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         # Each recipient that received the child's records opens them through the SDK.
         opened: set[tuple[Any, ...]] = set()
         for recipient in sorted({r for _, r in child_shares}):
-            async with Subscriber(recipient, keys, clients(isolated_kafka.bootstrap, recipient),
-                                  group=f"{recipient}.audit-e2e") as sub:  # fmt: skip
+            kafka = clients(isolated_kafka.bootstrap, recipient)
+            memory = tmp_path / f"replay-{recipient}.sqlite3"
+            async with Subscriber(
+                recipient, keys, kafka, f"{recipient}.audit-e2e", replay_memory=memory
+            ) as sub:
                 # Until it has opened everything shared with it (or 60 s): no fixed window.
                 mine = {(e, r) for e, r in child_shares if r == recipient}
                 deadline = asyncio.get_running_loop().time() + 60
@@ -144,6 +168,7 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     for name, value in kafka_env(isolated_kafka.bootstrap).items():  # as the indexer, console
         monkeypatch.setenv(name, value)
+    UserFile(load_settings().console_users_file).add(OFFICER, PASSWORD)
     seeded = seeded_values(scenarios)
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
         code, out, err = await cli(["audit", "index", "--db", url], capsys)
@@ -155,8 +180,9 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         assert (code, err) == (0, ""), err
         assert out.startswith("audit log intact (topic)")
 
-        code, out, err = await cli(["audit", "subject", "--nhs-number", nhs, "--db", url,
-                                    "--format", "json"], capsys)  # fmt: skip
+        subject = as_officer("audit", "subject", "--nhs-number", nhs, "--db", url,
+                             reason="subject_access_request")  # fmt: skip
+        code, out, err = await cli([*subject, "--format", "json"], capsys)
         assert (code, err) == (0, ""), err
         entries = json.loads(out)
         got_decisions = {
@@ -173,16 +199,21 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
 
         outputs = [out]
         for fmt in ("table", "csv", "html"):
-            code, text, _ = await cli(["audit", "subject", "--nhs-number", nhs, "--db", url,
-                                       "--format", fmt], capsys)  # fmt: skip
+            code, text, _ = await cli([*subject, "--format", fmt], capsys)
             outputs.append(text)
-        code, text, _ = await cli(["audit", "report", "--db", url, "--policies", str(policies)],
-                                  capsys)  # fmt: skip
+        report = as_officer("audit", "report", "--db", url, reason="oversight")
+        code, text, _ = await cli([*report, "--policies", str(policies)], capsys)
         assert code == 0
         outputs.append(text)
         store = open_store(url, home=tmp_path)
         try:
             outputs.append(dump(store))
+            # Every look-up from the command line is among the child's earlier look-ups, in
+            # the officer's name and with the reason given, as the console shows them.
+            mine = [(r.chain, r.data["officer"], r.data["page"], r.data["detail"]["purpose"])
+                    for r in store.subject_lookups(child_key)]  # fmt: skip
+            looked = (f"console:{HOST}", OFFICER, "cli.subject", "subject_access_request")
+            assert mine[-4:] == [looked] * 4
         finally:
             store.close()
         leaked = {v for v in seeded for text in outputs if v in text}
@@ -191,18 +222,24 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     # An IG officer reviews the one safeguarding override from the command line: the review
     # goes to the log, the index files it, the queue empties, and the log verifies.
     url = f"sqlite:///{tmp_path / 'audit.db'}"
-    code, out, err = await cli(["audit", "report", "--db", url, "--format", "json"], capsys)
+    report = [*as_officer("audit", "report", "--db", url, reason="override_review"),
+              "--format", "json"]  # fmt: skip
+    code, out, err = await cli(report, capsys)
     assert (code, err) == (0, ""), err
     [pending] = json.loads(out)["pending_overrides"]
+    # A wrong password shows nothing (the sign-in comes first); the error names no account.
+    code, out, err = await cli(report, capsys, password="not the password")
+    assert (code, out) == (1, "")  # SignInFailed
+    assert err == "accord: error: sign-in failed: wrong account name, password or code\n"
     assert (pending["event_id"], pending["recipient"]) == overrides[0]
     argv = ["audit", "review-override", pending["event_id"], "--recipient", pending["recipient"],
-            "--by", "ig-jo", "--note", "Justified: infant at risk.", "--db", url,
-            "--host", "ig-desk"]  # fmt: skip
+            "--as", OFFICER, "--password-stdin", "--note", "Justified: infant at risk.",
+            "--db", url, "--host", "ig-desk"]  # fmt: skip
     code, out, err = await cli(argv, capsys)
     assert (code, err) == (0, ""), err
     assert out.startswith(f"override for event {pending['event_id']} to {pending['recipient']} "
-                          "reviewed (console:ig-desk#0)")  # fmt: skip
-    code, out, err = await cli(["audit", "report", "--db", url, "--format", "json"], capsys)
+                          f"reviewed (console:{HOST}#")  # fmt: skip
+    code, out, err = await cli(report, capsys)
     assert json.loads(out)["pending_overrides"] == []
     code, out, err = await cli(argv, capsys)  # a second review of the same override
     assert code == 2

@@ -4,7 +4,9 @@ A selection of the project's own scenarios (``policies/scenarios``, on the proje
 see ``tests/e2e/playback.py``) goes through the real worker on real Kafka; the audit log is
 indexed; ``accord console`` runs as its own process; headless Debian Chromium, driven by
 Playwright, then does what an IG officer does: is refused without a session, is refused with
-a wrong password, signs in, finds a child by NHS number and reads the disclosure log, reviews
+a wrong password and without the one-time code, signs in with password and code (the account
+is made with a TOTP second factor, as ``accord console add-user`` does by default; the test
+is the authenticator app), finds a child by NHS number and reads the disclosure log, reviews
 a safeguarding override, and verifies the chain. Screenshots of each step are saved under
 ``artifacts/screenshots``. Afterwards the audit topic itself must hold the console's look-ups
 (who looked at whom) and the review, on a chain that verifies.
@@ -22,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 from playwright.async_api import Locator, Page, async_playwright, expect
 
@@ -60,9 +63,14 @@ def console_env(tmp_path: Path, isolated_kafka: EmbeddedKafka) -> dict[str, str]
 
 
 @contextlib.contextmanager
-def running_console(console_env: dict[str, str], policies: Path) -> Iterator[str]:
-    """``accord console`` on a free port: its URL, once it is listening."""
-    accord(console_env, "console", "add-user", OFFICER, "--password-stdin", stdin=PASSWORD)
+def running_console(
+    console_env: dict[str, str], policies: Path
+) -> Iterator[tuple[str, pyotp.TOTP]]:
+    """``accord console`` on a free port: its URL once it is listening, and the officer's
+    authenticator (the second factor ``add-user`` enrolled and printed)."""
+    out = accord(console_env, "console", "add-user", OFFICER, "--password-stdin", stdin=PASSWORD)
+    secret = re.search(r"^  secret: +([A-Z2-7]+)$", out, re.MULTILINE)
+    assert secret is not None, out
     # Files, not pipes: nobody reads a pipe while the test runs, and a full one (64 KiB of
     # warnings) would block the console mid-test.
     out_path = screenshot_dir() / "console-stdout.log"
@@ -82,7 +90,7 @@ def running_console(console_env: dict[str, str], policies: Path) -> Iterator[str
             time.sleep(0.1)
         if found is None:
             pytest.fail(f"the console did not start: {err_path.read_text()[-2000:]}")
-        yield found.group(1)
+        yield found.group(1), pyotp.TOTP(secret.group(1))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -128,9 +136,9 @@ async def test_an_ig_officer_signs_in_finds_a_child_and_reviews_an_override(
     assert overrides, "the scenarios should hold a safeguarding override"
     accord(console_env, "audit", "index")
 
-    with running_console(console_env, PROJECT_POLICIES) as url:
+    with running_console(console_env, PROJECT_POLICIES) as (url, totp):
         async with browser_page() as page:
-            await officer_session(page, url, nhs, expected, overrides[0])
+            await officer_session(page, url, totp, nhs, expected, overrides[0])
 
     # The audit topic holds the console's own records: who looked at whom, and the review.
     verifier = KeystoreAuditVerifier(keys)
@@ -164,16 +172,15 @@ async def left_the_queue(page: Page, url: str, row: Locator) -> None:
     await expect(row).to_have_count(0)
 
 
-async def officer_session(
-    page: Page, url: str, nhs: str, expected: set[tuple[str, str, str]],
-    override: tuple[str, str],
-) -> None:  # fmt: skip
+async def sign_in(page: Page, url: str, totp: pyotp.TOTP) -> None:
+    """Refused without a session, with a wrong password, and without the code; then in."""
     # Without a session, every page sends the officer to sign in.
     await page.goto(url + "overrides")
     assert page.url == url + "login"
 
     await page.fill("input[name=username]", OFFICER)
     await page.fill("input[name=password]", "not the password")
+    await page.fill("input[name=code]", totp.now())
     await page.click("button[type=submit]")
     await expect(page.locator("#sign-in-error")).to_contain_text("Sign-in failed")
     await shot(page, "1-wrong-password")
@@ -181,8 +188,22 @@ async def officer_session(
     assert page.url == url + "login"  # still no session
 
     await page.fill("input[name=username]", OFFICER)
-    await page.fill("input[name=password]", PASSWORD)
+    await page.fill("input[name=password]", PASSWORD)  # the right password, but no code
     await page.click("button[type=submit]")
+    await expect(page.locator("#sign-in-error")).to_contain_text("Sign-in failed")
+    assert page.url == url + "login"
+
+    await page.fill("input[name=username]", OFFICER)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.fill("input[name=code]", totp.now())
+    await page.click("button[type=submit]")
+
+
+async def officer_session(
+    page: Page, url: str, totp: pyotp.TOTP, nhs: str, expected: set[tuple[str, str, str]],
+    override: tuple[str, str],
+) -> None:  # fmt: skip
+    await sign_in(page, url, totp)
     await expect(page.locator("#signed-in-user")).to_have_text(OFFICER)
     assert page.url == url
     await expect(page.locator("#overrides-pending")).not_to_have_text("0")

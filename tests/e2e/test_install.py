@@ -37,7 +37,7 @@ from tests.kafka_helpers import admin_env, clients, read_to_end
 pytestmark = pytest.mark.slow
 
 SERVER_ONLY = ("fastapi", "uvicorn", "psycopg", "faust", "cel", "yaml", "prometheus_client",
-               "confluent_kafka", "faker", "argon2", "jinja2")  # fmt: skip
+               "confluent_kafka", "faker", "argon2", "jinja2", "pyotp")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,7 @@ def test_the_sdk_install_publishes_and_tails_on_the_real_broker(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")},
         "ACCORD_KEYSTORE__PATH": str(keys.path),
+        "ACCORD_HOME": str(tmp_path / "home"),  # the subscriber's replay memory, not ~/.cache
         **admin_env(kafka_bootstrap),  # these parties have no logins of their own
     }
 

@@ -50,8 +50,8 @@ SURFACES = {
         "AccordError", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
         "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced", "KeyNotFound",
         "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError", "ReplayDetected",
-        "ScenarioInvalid", "TamperedEnvelope", "TransportError", "UnsupportedVersion",
-        "UsageError", "WrongRecipient",
+        "ScenarioInvalid", "SignInFailed", "TamperedEnvelope", "TransportError",
+        "UnsupportedVersion", "UsageError", "WrongRecipient",
     },
     "broker.events": {
         "ALWAYS_TRAVELS", "CLOCK_SKEW", "EVENT_FIELD_PATHS", "EVENT_TYPES", "FIELD_PATHS",
@@ -63,9 +63,10 @@ SURFACES = {
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",
-        "IndexSummary", "Indexer", "TopicChains", "VerifySummary", "Window",
-        "check_review_text", "disclosure_log", "expiring_agreements", "governance_report",
-        "newest_checkpoints", "open_store", "pending_overrides", "read_topic", "review_override",
+        "IndexSummary", "Indexer", "LookupPurpose", "ReportPurpose", "TopicChains",
+        "VerifySummary", "Window", "check_review_text", "disclosure_log", "expiring_agreements",
+        "governance_report", "newest_checkpoints", "open_store", "pending_overrides",
+        "read_topic", "record_query", "review_override",
         "signed_chains", "signed_checkpoints", "subject_key_for_nhs_number", "verify_records",
         "verify_store",
     },
@@ -98,8 +99,9 @@ SURFACES = {
         "desired_access", "plan_changes", "provision", "publishers", "recipients",
     },
     "broker.sdk": {
-        "AccessAck", "Delivery", "GoodRow", "Publisher", "Receipt", "RowProblem", "SharedRecord",
-        "Subscriber", "Unopenable", "WithdrawalNotice", "read_export",
+        "DEFAULT_REPLAY_RETENTION", "AccessAck", "Delivery", "GoodRow", "Publisher", "Receipt",
+        "RowProblem", "SharedRecord", "SqliteReplayMemory", "Subscriber", "Unopenable",
+        "WithdrawalNotice", "default_replay_file", "read_export",
     },
     "broker.synthetic": {"SyntheticFamilies", "synthetic_nhs_number", "synthetic_postcode"},
     "broker.topics": {

@@ -32,10 +32,12 @@ async def sdk_topics(kafka_bootstrap: str) -> None:
 
 @pytest.fixture
 def keys_home(
-    keystore: FileKeyStore, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str
+    keystore: FileKeyStore, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: Path
 ) -> Path:
-    """Point the CLI's settings at the test keystore and broker."""
+    """Point the CLI's settings at the test keystore and broker (and a home of the test's own,
+    for the subscriber's replay memory)."""
     monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(keystore.path))
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
     for name, value in admin_env(kafka_bootstrap).items():  # these parties have no logins
         monkeypatch.setenv(name, value)
     return keystore.path

@@ -30,7 +30,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def broker_env(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str) -> None:
+def broker_env(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: Path) -> None:
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))  # replay memory, not ~/.cache
     for name, value in admin_env(kafka_bootstrap).items():
         monkeypatch.setenv(name, value)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,13 +97,16 @@ async def test_published_events_carry_no_personal_data_and_open_for_the_worker(
 
 
 async def test_a_recipient_opens_its_delivery_and_its_access_is_acknowledged(
-    kafka_bootstrap: str, keystore: FileKeyStore
+    kafka_bootstrap: str, keystore: FileKeyStore, tmp_path: Path
 ) -> None:
     delivery = _delivery("0b7c4a1e-5f3d-4c2a-9e8b-000000000001", "hub-a")
     sealed = seal_delivery(keystore, delivery)
     await produce(kafka_bootstrap, deliver("hub-a"), (sealed.value, sealed.headers))
 
-    async with Subscriber("hub-a", keystore, clients(kafka_bootstrap), group="hub-a.test") as sub:
+    memory = tmp_path / "replay.sqlite3"  # this run's: the ids above are the same every run
+    async with Subscriber(
+        "hub-a", keystore, clients(kafka_bootstrap), "hub-a.test", replay_memory=memory
+    ) as sub:
         # Other tests may deliver to hub-a too; this one looks for its own record. A poll can
         # come back empty while the subscriber is still joining its group: ask a few times.
         mine: list[Any] = []
@@ -129,14 +133,17 @@ async def test_a_recipient_opens_its_delivery_and_its_access_is_acknowledged(
 
 
 async def test_records_a_subscriber_cannot_open_are_reported_not_dropped(
-    kafka_bootstrap: str, keystore: FileKeyStore
+    kafka_bootstrap: str, keystore: FileKeyStore, tmp_path: Path
 ) -> None:
     good = _delivery("0b7c4a1e-5f3d-4c2a-9e8b-000000000003", "hub-b")
     sealed = seal_delivery(keystore, good)
     record = (sealed.value, sealed.headers)
     await produce(kafka_bootstrap, deliver("hub-b"), (b"\x00garbage", []), record, record)
 
-    async with Subscriber("hub-b", keystore, clients(kafka_bootstrap), group="hub-b.test") as sub:
+    memory = tmp_path / "replay.sqlite3"
+    async with Subscriber(
+        "hub-b", keystore, clients(kafka_bootstrap), "hub-b.test", replay_memory=memory
+    ) as sub:
         records: list[object] = []
         for _ in range(5):
             records += await sub.poll(1.0)

@@ -7,6 +7,7 @@ import io
 import json
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,7 +141,7 @@ def test_reviewing_an_override_is_an_audit_record_and_clears_the_queue(
     [
         ("e1", "coord", "ig", "n", "no safeguarding override"),  # a plain share
         ("e9", "coord", "ig", "n", "no safeguarding override"),
-        ("e2", "school-1", " ", "n", "--by"),
+        ("e2", "school-1", " ", "n", "--as"),
         ("e2", "school-1", "ig", "", "--note"),
         ("e2", "school-1", "ig", "x" * 2001, "--note"),
     ],
@@ -156,14 +157,31 @@ def test_only_an_unreviewed_override_with_a_reviewer_and_note_can_be_reviewed(
 # -- the CLI -------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The look-ups the CLI records, with sign-in and Kafka faked (tests/e2e has them real)."""
+    import broker.cli._audit
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
+    monkeypatch.setattr(broker.cli._audit, "_record_lookup", lambda *_a, **kw: calls.append(kw))
+    return calls
+
+
 @pytest.mark.parametrize("fmt", ["table", "csv", "json", "html"])
 def test_accord_audit_subject_prints_the_log_in_each_format_without_the_nhs_number(
-    fmt: str, store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run
-) -> None:
+    fmt: str, store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    lookups: list[dict[str, Any]], linker: Linker,
+) -> None:  # fmt: skip
     code, out, err = run_cli(
-        ["audit", "subject", "--nhs-number", "999 701 7463", "--db", audit_db_url, "--format", fmt]
-    )
+        ["audit", "subject", "--nhs-number", "999 701 7463", "--db", audit_db_url, "--format", fmt,
+         "--reason", "complaint", "--as", "ig.jo"]
+    )  # fmt: skip
     assert (code, err) == (0, "")
+    [lookup] = lookups
+    assert lookup["officer"] == "ig.jo"
+    assert (lookup["page"], lookup["detail"]) == ("cli.subject", {"purpose": "complaint"})
+    assert lookup["subject_keys"] == (linker.from_nhs_number(CHILD_NHS),)
     assert CHILD_NHS not in out.replace(" ", "")
     assert "school-1" in out
     assert "coord/officer-7" in out
@@ -187,14 +205,15 @@ class _ReportDay(datetime):
 
 def test_accord_audit_report_prints_every_section(
     store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, lookups: list[dict[str, Any]],
 ) -> None:  # fmt: skip
     import broker.cli._audit
 
     monkeypatch.setattr(broker.cli._audit, "datetime", _ReportDay)  # today, for the expiries
     code, out, err = run_cli(
-        ["audit", "report", "--db", audit_db_url, "--policies", str(POLICIES), "--format", "json"]
-    )
+        ["audit", "report", "--db", audit_db_url, "--policies", str(POLICIES), "--format", "json",
+         "--reason", "oversight", "--as", "ig.jo"]
+    )  # fmt: skip
     assert (code, err) == (0, "")
     data = json.loads(out)
     assert data["never_opened"] == ["school-1"]
@@ -205,8 +224,13 @@ def test_accord_audit_report_prints_every_section(
         ("sandwell-early-help", 60),
     ]
     code, out, _ = run_cli(["audit", "report", "--db", audit_db_url, "--since", "2026-11-22",
-                            "--until", "2026-11-22"])  # fmt: skip
+                            "--until", "2026-11-22", "--reason", "audit_sample",
+                            "--as", "ig.jo"])  # fmt: skip
     assert code == 0
+    assert [(c["page"], c["detail"]) for c in lookups] == [
+        ("cli.report", {"purpose": "oversight"}),
+        ("cli.report", {"purpose": "audit_sample", "since": "2026-11-22", "until": "2026-11-22"}),
+    ]
     assert "Safeguarding overrides awaiting review: 1" in out
     assert "invalid-event" in out
 

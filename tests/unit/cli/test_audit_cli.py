@@ -8,6 +8,9 @@ import pytest
 
 from broker.cli import main
 
+SUBJECT = ["audit", "subject", "--reason", "subject_access_request", "--as", "ig.jo"]
+REPORT = ["audit", "report", "--reason", "oversight", "--as", "ig.jo"]
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -22,15 +25,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize(
     ("argv", "code", "needle"),
     [
-        (["audit", "subject", "--nhs-number", "12345"], 2, "10 digits"),
-        (["audit", "subject", "--nhs-number", "9997017464"], 2, "check digit"),
-        (["audit", "subject", "--nhs-number", "9997017463", "--format", "pdf"], 2, "--format"),
+        ([*SUBJECT, "--nhs-number", "12345"], 2, "10 digits"),
+        ([*SUBJECT, "--nhs-number", "9997017464"], 2, "check digit"),
+        ([*SUBJECT, "--nhs-number", "9997017463", "--format", "pdf"], 2, "--format"),
+        (["audit", "subject", "--nhs-number", "9997017463", "--as", "ig"], 2, "--reason"),
+        (["audit", "subject", "--nhs-number", "9997017463", "--reason", "complaint"], 2, "--as"),
+        ([*SUBJECT, "--nhs-number", "9997017463", "--reason", "curiosity"], 2, "--reason"),
         (["audit", "verify", "--db", "mysql://db/audit"], 2, "unsupported database"),
-        (["audit", "report", "--since", "yesterday"], 2, "--since"),
-        (["audit", "report", "--since", "2026-11-23", "--until", "2026-11-22"], 2, "before"),
-        (["audit", "report", "--policies", "/nonexistent/bundle"], 1, ""),
-        (["audit", "review-override", "e1", "--recipient", "coord", "--by", "ig", "--note", ""],
+        ([*REPORT, "--since", "yesterday"], 2, "--since"),
+        ([*REPORT, "--since", "2026-11-23", "--until", "2026-11-22"], 2, "before"),
+        ([*REPORT, "--policies", "/nonexistent/bundle"], 1, ""),
+        (["audit", "report", "--as", "ig"], 2, "--reason"),
+        (["audit", "review-override", "e1", "--recipient", "coord", "--as", "ig", "--note", ""],
          2, "--note"),
+        (["audit", "review-override", "e1", "--recipient", "coord", "--by", "ig", "--note", "n"],
+         2, "--by"),
         (["audit", "index", "--db", "postgresql://ig:s3cret@127.0.0.1:1/audit"], 1,
          "postgresql://127.0.0.1:1/audit"),
         (["audit", "index", "--db", "postgresql://127.0.0.1:1/audit?password=s3cret"], 1,
@@ -67,8 +76,8 @@ def test_verify_without_a_keystore_says_how_to_make_one(
     "argv",
     [
         ["audit", "verify"],
-        ["audit", "subject", "--nhs-number", "9997017463"],
-        ["audit", "report"],
+        [*SUBJECT, "--nhs-number", "9997017463"],
+        REPORT,
     ],
 )
 def test_reading_an_index_that_is_not_there_is_an_error_not_an_empty_answer(

@@ -1,12 +1,15 @@
-"""``accord console add-user|users|remove-user``, and the console refusing to start unready."""
+"""``accord console add-user|users|remove-user`` (with a second factor by default), and the
+console refusing to start unready."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pyotp
 import pytest
 
+from broker.console import UserFile
 from tests.unit.audit.conftest import Run
 
 
@@ -36,6 +39,62 @@ def test_add_user_stores_a_hash_and_lists_the_account(
     assert code == 0
     assert out.startswith("ig.jo\tcreated ")
     assert "argon2" not in out
+    assert stored["users"]["ig.jo"]["totp"]["secret"] not in out
+
+
+def test_add_user_enrols_a_second_factor_and_shows_it_once(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
+    assert (code, err) == (0, "")
+    secret = json.loads((home / "console" / "users.json").read_text())["users"]["ig.jo"]["totp"][
+        "secret"
+    ]
+    assert "authenticator app" in out
+    [uri] = [w for w in out.split() if w.startswith("otpauth://totp/")]
+    assert f"secret={secret}" in uri
+    assert out.count(secret) == 2  # in the URI and on its own, for typing in
+    totp = pyotp.TOTP(secret)
+    users = UserFile(home / "console" / "users.json")
+    assert not users.authenticate("ig.jo", "a long enough secret", None)
+    assert users.authenticate("ig.jo", "a long enough secret", totp.now())
+    assert secret not in run_cli(["console", "users"])[1]
+
+
+def test_add_user_without_a_second_factor_warns_loudly(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = add(run_cli, monkeypatch, "ig.jo", "a long enough secret", "--no-totp")
+    assert code == 0
+    assert "otpauth" not in out
+    assert err.startswith("WARNING: ig.jo has NO second factor")
+    stored = json.loads((home / "console" / "users.json").read_text())
+    assert "totp" not in stored["users"]["ig.jo"]
+
+
+def test_the_account_list_says_which_accounts_have_a_second_factor(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
+    add(run_cli, monkeypatch, "ig.sam", "a long enough secret", "--no-totp")
+    lines = run_cli(["console", "users"])[1].splitlines()
+    assert [line.split("\t")[0::2] for line in lines] == [
+        ["ig.jo", "second factor: TOTP"],
+        ["ig.sam", "NO second factor"],
+    ]
+
+
+def test_reset_gives_a_new_password_and_a_new_second_factor(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = home / "console" / "users.json"
+    add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
+    old = json.loads(path.read_text())["users"]["ig.jo"]["totp"]["secret"]
+    code, out, _ = add(run_cli, monkeypatch, "ig.jo", "another long secret", "--reset")
+    assert code == 0
+    new = json.loads(path.read_text())["users"]["ig.jo"]["totp"]["secret"]
+    assert new != old
+    assert new in out
 
 
 @pytest.mark.parametrize(

@@ -150,10 +150,14 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def sign_in(client: TestClient, name: str = OFFICER, password: str = PASSWORD) -> str:
+def sign_in(
+    client: TestClient, name: str = OFFICER, password: str = PASSWORD, code: str | None = None
+) -> str:
     """Sign in; return the CSRF token of the signed-in session."""
     token = csrf_of(client.get("/login").text)
-    r = client.post("/login", data={"username": name, "password": password, "csrf": token},
-                    follow_redirects=False)  # fmt: skip
+    form = {"username": name, "password": password, "csrf": token}
+    if code is not None:
+        form["code"] = code
+    r = client.post("/login", data=form, follow_redirects=False)
     assert r.status_code == 303, r.text
     return csrf_of(client.get("/subjects").text)

@@ -1,16 +1,18 @@
-"""Console accounts: Argon2id hashes in a private file, and the sign-in throttle."""
+"""Console accounts: Argon2id hashes and TOTP secrets in a private file."""
 
 from __future__ import annotations
 
+import json
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import pyotp
 import pytest
 from argon2 import PasswordHasher
 
 from broker.console import UserFile
-from broker.console._users import SignInThrottle
 from broker.errors import ConfigError, UsageError
 
 FAST = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
@@ -85,23 +87,163 @@ def test_removing_an_account(tmp_path: Path) -> None:
         users.remove("ig.jo")
 
 
-def test_the_throttle_locks_after_the_limit_and_forgets_after_the_lockout() -> None:
-    now = [datetime(2026, 12, 1, tzinfo=UTC)]
-    throttle = SignInThrottle(limit=3, lockout=timedelta(minutes=5), clock=lambda: now[0])
-    for _ in range(2):
-        assert throttle.attempt("ig.jo")
-    assert not throttle.locked("ig.jo")
-    assert throttle.attempt("ig.jo")
-    assert throttle.locked("ig.jo")
-    assert not throttle.attempt("ig.jo")
-    assert not throttle.locked("ig.sam")  # per account
-    now[0] += timedelta(minutes=5)
-    assert not throttle.locked("ig.jo")
+def totp_user(tmp_path: Path) -> tuple[UserFile, pyotp.TOTP]:
+    users = UserFile(tmp_path / "users.json", hasher=FAST)
+    users.add("ig.jo", "a long enough secret", totp=True)
+    enrolment = users.totp_enrolment("ig.jo")
+    assert enrolment is not None
+    return users, pyotp.TOTP(enrolment.secret)
 
 
-def test_a_success_resets_the_count() -> None:
-    throttle = SignInThrottle(limit=2, lockout=timedelta(minutes=5))
-    throttle.attempt("ig.jo")
-    throttle.succeeded("ig.jo")
-    throttle.attempt("ig.jo")
-    assert not throttle.locked("ig.jo")
+NOW = datetime(2026, 12, 1, 9, 0, 10, tzinfo=UTC)  # 10 s into a 30 s time step
+STEP = timedelta(seconds=30)
+
+
+def test_an_account_without_a_second_factor_needs_no_code(tmp_path: Path) -> None:
+    users = UserFile(tmp_path / "users.json", hasher=FAST)
+    users.add("ig.jo", "a long enough secret")
+    assert not users.has_second_factor("ig.jo")
+    assert users.authenticate("ig.jo", "a long enough secret", None, now=NOW)
+    assert users.authenticate("ig.jo", "a long enough secret", "123456", now=NOW)  # autofill
+    assert not users.authenticate("ig.jo", "a long enough secreT", None, now=NOW)
+
+
+def test_a_second_factor_account_needs_its_current_code_and_its_password(
+    tmp_path: Path,
+) -> None:
+    users, totp = totp_user(tmp_path)
+    assert users.has_second_factor("ig.jo")
+    assert not users.authenticate("ig.jo", "a long enough secret", None, now=NOW)
+    assert not users.authenticate("ig.jo", "a long enough secret", "", now=NOW)
+    valid = {totp.at(NOW + k * STEP) for k in (-1, 0, 1)}
+    wrong = next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+    assert not users.authenticate("ig.jo", "a long enough secret", wrong, now=NOW)
+    assert not users.authenticate("ig.jo", "a long enough secreT", totp.at(NOW), now=NOW)
+    assert not users.authenticate("ig.jo", "a long enough secret", "١٢٣٤٥٦", now=NOW)
+    assert users.authenticate("ig.jo", "a long enough secret", totp.at(NOW), now=NOW)
+
+
+def test_a_code_is_accepted_one_step_either_side_of_now_and_no_further(tmp_path: Path) -> None:
+    users, totp = totp_user(tmp_path)
+    pw = "a long enough secret"
+    assert not users.authenticate("ig.jo", pw, totp.at(NOW - 2 * STEP), now=NOW)
+    assert not users.authenticate("ig.jo", pw, totp.at(NOW + 2 * STEP), now=NOW)
+    assert users.authenticate("ig.jo", pw, totp.at(NOW - STEP), now=NOW)
+    assert users.authenticate("ig.jo", pw, totp.at(NOW), now=NOW)
+    assert users.authenticate("ig.jo", pw, totp.at(NOW + STEP), now=NOW)
+
+
+def test_a_code_is_accepted_once_and_no_older_code_after_it(tmp_path: Path) -> None:
+    users, totp = totp_user(tmp_path)
+    pw = "a long enough secret"
+    code = totp.at(NOW)
+    assert users.authenticate("ig.jo", pw, code, now=NOW)
+    assert not users.authenticate("ig.jo", pw, code, now=NOW)
+    assert not users.authenticate("ig.jo", pw, totp.at(NOW - STEP), now=NOW)
+    # Kept in the file: the CLI and the console (two UserFiles) refuse it alike.
+    assert not UserFile(users.path, hasher=FAST).authenticate("ig.jo", pw, code, now=NOW)
+    assert users.authenticate("ig.jo", pw, totp.at(NOW + STEP), now=NOW + STEP)
+
+
+def test_a_code_with_spaces_as_an_app_shows_it_is_accepted(tmp_path: Path) -> None:
+    users, totp = totp_user(tmp_path)
+    code = totp.at(NOW)
+    assert users.authenticate("ig.jo", "a long enough secret", f"{code[:3]} {code[3:]}", now=NOW)
+
+
+def test_the_accounts_file_keeps_the_second_factor_and_stays_format_1(tmp_path: Path) -> None:
+    users, totp = totp_user(tmp_path)
+    users.add("ig.sam", "another long secret")
+    assert users.authenticate("ig.jo", "a long enough secret", totp.at(NOW), now=NOW)
+    stored = json.loads(users.path.read_text())
+    assert stored["format"] == 1
+    jo = stored["users"]["ig.jo"]["totp"]
+    assert jo["secret"] == totp.secret
+    assert datetime.fromisoformat(jo["enrolled_at"])
+    assert jo["last_step"] == totp.timecode(NOW)
+    assert "totp" not in stored["users"]["ig.sam"]
+    again = UserFile(users.path, hasher=FAST)
+    assert [(a.name, a.second_factor) for a in again.accounts()] == [
+        ("ig.jo", True),
+        ("ig.sam", False),
+    ]
+    assert stat.S_IMODE(users.path.stat().st_mode) == 0o600
+
+
+def test_an_accounts_file_from_before_second_factors_still_signs_in(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    user = {"hash": FAST.hash("a long enough secret"), "created_at": "2026-01-05T10:00:00+00:00"}
+    path.write_text(json.dumps({"format": 1, "users": {"ig.jo": user}}))
+    users = UserFile(path, hasher=FAST)
+    assert not users.has_second_factor("ig.jo")
+    assert users.authenticate("ig.jo", "a long enough secret", None)
+
+
+def test_the_enrolment_is_an_otpauth_uri_for_an_authenticator_app(tmp_path: Path) -> None:
+    users, totp = totp_user(tmp_path)
+    enrolment = users.totp_enrolment("ig.jo")
+    assert enrolment is not None
+    uri = urlsplit(enrolment.uri)
+    assert (uri.scheme, uri.netloc) == ("otpauth", "totp")
+    assert "ig.jo" in uri.path
+    assert parse_qs(uri.query)["secret"] == [totp.secret]
+    assert parse_qs(uri.query)["issuer"] == ["Accord governance console"]
+    assert len(enrolment.secret) >= 32  # 160 bits, RFC 4226's recommendation
+    assert enrolment.secret not in repr(enrolment)
+    assert users.totp_enrolment("nobody") is None
+
+
+def test_remaking_an_account_replaces_or_drops_its_second_factor(tmp_path: Path) -> None:
+    users, totp = totp_user(tmp_path)
+    users.add("ig.jo", "a new long secret", replace=True, totp=True)
+    enrolment = users.totp_enrolment("ig.jo")
+    assert enrolment is not None
+    assert enrolment.secret != totp.secret
+    assert not users.authenticate("ig.jo", "a new long secret", totp.at(NOW), now=NOW)
+    users.add("ig.jo", "a newer long secret", replace=True)
+    assert not users.has_second_factor("ig.jo")
+
+
+def test_verify_without_a_code_never_passes_a_second_factor_account(tmp_path: Path) -> None:
+    users, _ = totp_user(tmp_path)
+    assert not users.verify("ig.jo", "a long enough secret")
+
+
+class CountingHasher(PasswordHasher):
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=64, parallelism=1)
+        self.verified = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        self.verified += 1
+        return super().verify(hash, password)
+
+
+@pytest.mark.parametrize(
+    ("name", "password", "code"),
+    [
+        ("nobody", "a long enough secret", None),  # unknown name
+        ("NOT A NAME!", "a long enough secret", None),
+        ("ig.jo", "the wrong password", "right"),
+        ("ig.jo", "a long enough secret", None),  # missing code
+        ("ig.jo", "a long enough secret", "000000"),  # wrong code
+        ("ig.jo", "a long enough secret", "right"),  # success
+        ("ig.sam", "another long secret", None),  # success, no second factor
+    ],
+)
+def test_every_answer_costs_exactly_one_argon2_verification(
+    tmp_path: Path, name: str, password: str, code: str | None
+) -> None:
+    hasher = CountingHasher()
+    users = UserFile(tmp_path / "users.json", hasher=hasher)
+    users.add("ig.jo", "a long enough secret", totp=True)
+    users.add("ig.sam", "another long secret")
+    enrolment = users.totp_enrolment("ig.jo")
+    assert enrolment is not None
+    if code == "right":
+        code = pyotp.TOTP(enrolment.secret).at(NOW)
+    hasher.verified = 0
+    users.authenticate(name, password, code, now=NOW)
+    assert hasher.verified == 1
+    users.spend(password, code, now=NOW)  # what a throttled attempt costs
+    assert hasher.verified == 2

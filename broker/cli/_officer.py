@@ -1,0 +1,79 @@
+"""Who is at the keyboard: ``accord audit`` commands that show or change audit data sign the
+officer in against the console's accounts, so the record they write names a person who proved
+who they are, not whatever a free-text option said.
+
+The password is read without echo from the terminal, or from standard input with
+``--password-stdin`` (for a password manager's pipe; never an option, which would sit in the
+shell history and the process list). An account with a second factor also needs ``--code``,
+or the code is asked for at the terminal. A failure says the same thing whatever was wrong.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+from typing import Annotated
+
+import typer
+
+from broker.config import Settings
+from broker.errors import SignInFailed, UsageError
+from broker.principals import Principal
+
+Officer = Annotated[
+    str,
+    typer.Option(
+        "--as",
+        help="Your console account (see 'accord console add-user'): the audit log names you.",
+    ),
+]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read your password from standard input."),
+]
+Code = Annotated[
+    str | None,
+    typer.Option("--code", help="The one-time code from your authenticator app."),
+]
+Host = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        help="Names your audit chain console:HOST (default: this host's name + '.cli').",
+    ),
+]
+
+FAILED = "sign-in failed: wrong account name, password or code"
+
+
+def cli_chain(host: str | None) -> str:
+    """The audit chain the command line writes: apart from the console's own ``console:HOST``
+    so that a command never fences a running console's writer mid-page."""
+    return Principal.CONSOLE.chain(host or f"{socket.gethostname()}.cli")
+
+
+def _read_password(name: str, from_stdin: bool) -> str:
+    if from_stdin:
+        try:
+            return sys.stdin.readline().rstrip("\n")
+        except UnicodeDecodeError:
+            raise UsageError("password: not UTF-8 text") from None
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for your password: use --password-stdin")
+    return getpass.getpass(f"Password for {name}: ")
+
+
+def sign_in(settings: Settings, name: str, *, password_stdin: bool, code: str | None) -> str:
+    """The account name once the officer has proved it is theirs; ``UsageError`` otherwise."""
+    from broker.console import UserFile
+
+    users = UserFile(settings.console_users_file)
+    password = _read_password(name, password_stdin)
+    if code is None and sys.stdin.isatty() and users.has_second_factor(name):
+        code = input("One-time code: ").strip()
+    if not users.authenticate(name, password, code):
+        # Nothing is logged: a one-shot command's output is its stdout (JSON, CSV), and the
+        # officer sees this line; what they then look at is in the audit log under their name.
+        raise SignInFailed(FAILED)
+    return name

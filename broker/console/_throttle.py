@@ -1,0 +1,178 @@
+"""Sign-in throttling that slows guessing down without letting anyone lock an officer out.
+
+A hard lockout after N failures lets anyone lock every IG officer out by typing their names.
+Instead (OWASP's "device cookies" scheme) an attempt is charged to one of two kinds of
+budget:
+
+- a browser that has signed in as this account before (a *known device*, proven by a signed
+  cookie, :mod:`broker.console._devices`) is charged to its own small budget only, so what
+  others do to the account never keeps its officer out;
+- any other client is charged to the client's budget (its network address: a sliding window
+  across every name it tries) and to the account's, which after a few failures makes each
+  next attempt wait, doubling up to a cap: slow for a guesser, never a lock.
+
+A known device that spends its own budget counts as unknown until the window moves on, so a
+stolen device cookie is worth a few guesses, not a bypass. Names are tracked whether or not
+the account exists, so the throttle itself tells nobody which accounts exist. Each table is
+bounded (least recently used entries go first). All of it lives in the console process's
+memory: a restart forgets it, as it forgets sessions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
+
+from broker.console._users import USERNAME
+
+__all__ = ["Attempt", "SignInThrottle", "client_key"]
+
+CAPACITY = 10_000
+_INVALID = "\x00invalid"  # one entry for every name that cannot be an account
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def client_key(host: str | None) -> str:
+    """The address a client's budget is kept under.
+
+    An IPv6 client is counted by its /64: a single host is routinely given a whole /64, and
+    counting single addresses would give it 2^64 budgets.
+    """
+    if not host:
+        return ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class _Lru(Generic[K, V]):
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one sign-in attempt was charged to, or why it was refused before any check."""
+
+    account: str
+    client: str
+    device: str | None  # the known device it was charged to; None: charged as unknown
+    at: datetime
+    refused: str | None = None  # "client" or "account": whose budget is spent
+
+
+class SignInThrottle:
+    """Per-client and per-account failure budgets, and a per-device one for known devices.
+
+    An attempt is charged *before* the password is checked (:meth:`attempt`) and forgiven
+    on success (:meth:`succeeded`), so concurrent guesses cannot all slip past a budget
+    while the hashes run. A refused attempt is charged to nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_failures: int,
+        account_failures: int,
+        window: timedelta,
+        max_delay: timedelta,
+        clock: Callable[[], datetime] = _utcnow,
+        capacity: int = CAPACITY,
+    ) -> None:
+        self._client_failures = client_failures
+        self._account_failures = account_failures
+        self._window = window
+        self._max_delay = max_delay
+        self._clock = clock
+        self._clients: _Lru[str, deque[datetime]] = _Lru(capacity)
+        self._devices: _Lru[str, deque[datetime]] = _Lru(capacity)
+        self._accounts: _Lru[str, tuple[int, datetime]] = _Lru(capacity)
+
+    def attempt(self, name: str, client: str, device: str | None = None) -> Attempt:
+        """Charge an attempt on ``name`` from ``client`` (and its known ``device``, if any)."""
+        now = self._clock()
+        account = name if USERNAME.fullmatch(name) else _INVALID
+        if device is not None:
+            failures = self._recent(self._devices, device, now)
+            if len(failures) < self._account_failures:
+                failures.append(now)
+                self._devices.put(device, failures)
+                return Attempt(account, client, device, now)
+        client_failures = self._recent(self._clients, client, now)
+        if len(client_failures) >= self._client_failures:
+            return Attempt(account, client, None, now, refused="client")
+        count, last = self._accounts.get(account) or (0, now)
+        if count and now - last >= max(self._window, self.delay(count)):
+            count = 0  # quiet for long enough: forgotten
+        if count >= self._account_failures and now - last < self.delay(count):
+            return Attempt(account, client, None, now, refused="account")
+        client_failures.append(now)
+        self._clients.put(client, client_failures)
+        self._accounts.put(account, (count + 1, now))
+        return Attempt(account, client, None, now)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """Forgive what ``attempt`` was charged to (a success is not a failure)."""
+        if attempt.refused is not None:
+            return
+        if attempt.device is not None:
+            self._forgive(self._devices, attempt.device, attempt.at)
+            return
+        self._forgive(self._clients, attempt.client, attempt.at)
+        self._accounts.pop(attempt.account)
+
+    def delay(self, failures: int) -> timedelta:
+        """How long after the last failure the next attempt from an unknown device waits."""
+        over = failures - self._account_failures
+        if over < 0:
+            return timedelta(0)
+        # 2 ** over overflows a timedelta long before anyone could make that many attempts.
+        return min(timedelta(seconds=2 ** min(over, 40)), self._max_delay)
+
+    def _recent(
+        self, table: _Lru[str, deque[datetime]], key: str, now: datetime
+    ) -> deque[datetime]:
+        failures = table.get(key) or deque()
+        while failures and now - failures[0] >= self._window:
+            failures.popleft()
+        return failures
+
+    @staticmethod
+    def _forgive(table: _Lru[str, deque[datetime]], key: str, at: datetime) -> None:
+        failures = table.get(key)
+        if failures is not None and at in failures:
+            failures.remove(at)

@@ -1,0 +1,55 @@
+"""Every look-up of audit data by a person is itself an audit record (``console_query``).
+
+The governance console writes one before it shows any page with audit data; ``accord audit
+subject`` and ``accord audit report`` write the same record before they print anything. The
+record names the authenticated officer, what was looked at, the subjects on it and why, so a
+child's disclosure log also answers "who looked at this?", whichever tool was used.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from broker.audit import AuditKind, AuditRecord
+from broker.governance._append import AuditSink
+
+
+class LookupPurpose(enum.StrEnum):
+    """Why an officer opens a child's disclosure log: recorded with the look-up."""
+
+    SUBJECT_ACCESS_REQUEST = "subject_access_request"
+    OVERRIDE_REVIEW = "override_review"
+    COMPLAINT = "complaint"
+    AUDIT_SAMPLE = "audit_sample"
+    CARE_PROCEEDINGS = "care_proceedings"
+
+
+class ReportPurpose(enum.StrEnum):
+    """Why an officer runs the governance report: recorded with the look-up."""
+
+    OVERSIGHT = "oversight"
+    OVERRIDE_REVIEW = "override_review"
+    AUDIT_SAMPLE = "audit_sample"
+    COMPLAINT = "complaint"
+
+
+async def record_query(
+    sink: AuditSink,
+    *,
+    officer: str,
+    page: str,
+    subject_keys: tuple[str, ...] = (),
+    detail: dict[str, str] | None = None,
+) -> AuditRecord:
+    """Write "``officer`` looked at ``page`` (about these subjects)" to the audit log.
+
+    Returns once the record is committed with its checkpoint; a caller shows nothing until
+    then, and nothing at all if this raises.
+    """
+    data: dict[str, object] = {"officer": officer, "page": page}
+    if detail:
+        data["detail"] = dict(detail)
+    records = await sink.append(
+        lambda w: [w.append(AuditKind.CONSOLE_QUERY, subject_keys=subject_keys, data=data)]
+    )
+    return records[0]

@@ -1,0 +1,235 @@
+"""What a recipient has opened, remembered across restarts: the subscriber's replay memory.
+
+Per event id it keeps the Kafka position (topic, partition, offset) where the record was first
+opened, and when; per partition, the offset the consumer group has committed up to. Never a
+payload, a view or anything about a subject: an event id is a random UUID.
+
+The rule (``admit``): a record is opened if its event id is new, or if it comes again at the
+position where it was first opened and that position was never committed. The latter is a
+redelivery: the process stopped after opening the record and before committing its offset, so
+Kafka hands the same record over again, and refusing it would lose it. Anything else is a
+replay: a copy of a genuine sealed record written to the topic again (another position), or a
+record the group had already committed handed over again because the group's offsets went
+back (reset by an administrator, or expired while the recipient was away and re-read from
+the earliest record).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+from urllib.parse import quote
+
+from broker.config import default_home
+from broker.errors import ConfigError
+from broker.sdk._client import utcnow
+
+__all__ = ["DEFAULT_REPLAY_RETENTION", "IN_MEMORY", "SqliteReplayMemory", "default_replay_file"]
+
+#: Sightings older than this are forgotten. Delivery topics keep records for 30 days
+#: (``broker/kafka/_admin.py``), so every record Kafka can still hand over, at its own
+#: position or after a rewind, is far inside it; the rest covers copies an attacker kept for
+#: later re-injection for more than a year, so that with yearly key rotation a copy older than
+#: the memory is also refused by the envelope's key checks. One row is about 150 bytes: a
+#: million records a year is a file of some 200 MB.
+DEFAULT_REPLAY_RETENTION: Final = timedelta(days=400)
+
+#: The path that keeps the memory in this process, for this run only (``replay_memory=None``).
+IN_MEMORY: Final = ":memory:"
+
+_FORMAT = "accord-replay-memory"
+_VERSION = 1
+# Pruning at start bounds the file; a subscriber that runs for months prunes as it goes too.
+_PRUNE_EVERY = timedelta(days=1)
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE opened (
+    event_id TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    kafka_partition INTEGER NOT NULL,
+    kafka_offset INTEGER NOT NULL,
+    first_opened REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX opened_by_age ON opened (first_opened);
+CREATE TABLE committed (
+    topic TEXT NOT NULL,
+    kafka_partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, kafka_partition)
+) WITHOUT ROWID;
+"""
+
+
+class _Default(enum.Enum):
+    """``Subscriber(replay_memory=...)`` left out: ``default_replay_file`` of the group."""
+
+    HOME_FILE = "a file under the Accord home"
+
+
+def default_replay_file(group: str, home: Path | None = None) -> Path:
+    """``<home>/sdk/replay-<group>.sqlite3``: one memory per consumer group (the group name
+    starts with the party's), escaped so that any group name is one plain file name."""
+    return (home or default_home()) / "sdk" / f"replay-{quote(group, safe='')}.sqlite3"
+
+
+class SqliteReplayMemory:
+    """The event ids ``group`` has opened and where, in SQLite (a file, or ``:memory:``).
+
+    The file is created 0600 (its directory, if missing, 0700) and written with
+    ``synchronous=FULL``: a sighting is on disk before the record is handed to the caller.
+    Entries first opened more than ``retention`` ago are pruned when it opens, and daily.
+    Several processes may share one file (a transaction per sighting); a problem with the
+    file is a ``ConfigError`` naming it.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        group: str,
+        retention: timedelta = DEFAULT_REPLAY_RETENTION,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if retention <= timedelta(0):
+            raise ConfigError("the replay memory's retention must be positive")
+        self.where = str(path)
+        self.in_memory = self.where == IN_MEMORY
+        self._retention = retention.total_seconds()
+        self._clock = clock
+        with self._translated("cannot be opened"):
+            if not self.in_memory:
+                _create_private(Path(path))
+            # Autocommit: each sighting is one explicit transaction, durable when it returns.
+            self._conn = sqlite3.connect(self.where, isolation_level=None)
+        try:
+            with self._translated("cannot be used"):
+                self._conn.execute("PRAGMA busy_timeout = 10000")
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = FULL")
+                self._prepare(group)
+                self._last_prune = self._now()
+                self._prune(self._last_prune)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def admit(self, event_id: str, *, topic: str, partition: int, offset: int) -> bool:
+        """``True`` for a first sighting or an uncommitted redelivery at the first position
+        (remembering the first); ``False`` for a replay."""
+        now = self._now()
+        with self._translated("cannot be written"), self._tx():
+            if now - self._last_prune >= _PRUNE_EVERY.total_seconds():
+                self._prune(now)
+                self._last_prune = now
+            first = self._conn.execute(
+                "SELECT topic, kafka_partition, kafka_offset FROM opened WHERE event_id = ?",
+                (event_id,),
+            ).fetchone()
+            if first is None:
+                self._conn.execute(
+                    "INSERT INTO opened VALUES (?, ?, ?, ?, ?)",
+                    (event_id, topic, partition, offset, now),
+                )
+                return True
+            if tuple(first) != (topic, partition, offset):
+                return False
+            return offset >= self._committed_up_to(topic, partition)
+
+    def committed(self, topic: str, partition: int, next_offset: int) -> None:
+        """The group committed ``partition`` up to ``next_offset`` (the next to read): records
+        below it were handled and are never admitted again."""
+        with self._translated("cannot be written"), self._tx():
+            # A rewound group must not lower the mark: that is the rewind it guards against.
+            self._conn.execute(
+                "INSERT INTO committed VALUES (?, ?, ?) ON CONFLICT (topic, kafka_partition) "
+                "DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
+                (topic, partition, next_offset),
+            )
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM opened").fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _prepare(self, group: str) -> None:
+        with self._tx():
+            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0:
+                if self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    raise ConfigError(f"replay memory {self.where} is another program's database")
+                # One statement at a time: executescript would commit the open transaction.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._conn.execute(statement)
+                self._conn.executemany(
+                    "INSERT INTO meta VALUES (?, ?)", [("format", _FORMAT), ("group", group)]
+                )
+                self._conn.execute(f"PRAGMA user_version = {_VERSION}")
+                return
+            meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("format") != _FORMAT:
+                raise ConfigError(f"replay memory {self.where} is another program's database")
+            if version != _VERSION:
+                raise ConfigError(
+                    f"replay memory {self.where} is format {version}; this SDK reads {_VERSION}"
+                )
+            if meta.get("group") != group:
+                # Positions and commits are the group's own: another group's would refuse
+                # records this one never opened.
+                raise ConfigError(
+                    f"replay memory {self.where} belongs to consumer group {meta.get('group')}, "
+                    f"not {group}"
+                )
+
+    def _committed_up_to(self, topic: str, partition: int) -> int:
+        row = self._conn.execute(
+            "SELECT next_offset FROM committed WHERE topic = ? AND kafka_partition = ?",
+            (topic, partition),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _prune(self, now: float) -> None:
+        self._conn.execute("DELETE FROM opened WHERE first_opened < ?", (now - self._retention,))
+
+    def _now(self) -> float:
+        return self._clock().timestamp()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        # IMMEDIATE: a second process sharing the file waits here, so read-then-insert is one
+        # step and two processes cannot both see a first sighting.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"replay memory {self.where} {what}: {detail}") from exc
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` 0600 (its directory 0700 if missing) before SQLite opens it, so it is
+    never readable by others, not even for a moment; SQLite gives its -wal and -shm files the
+    same mode. A symbolic link is refused."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

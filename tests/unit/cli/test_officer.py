@@ -1,0 +1,90 @@
+"""`accord audit` signs the officer in: the audit log names an account that proved itself."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from broker.cli._audit import ReportReason, SubjectReason
+from broker.cli._officer import FAILED, cli_chain, sign_in
+from broker.config import Settings, load_settings
+from broker.console import UserFile
+from broker.errors import SignInFailed, UsageError
+from broker.governance import LookupPurpose, ReportPurpose
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    settings = load_settings()
+    UserFile(settings.console_users_file).add("ig.jo", PASSWORD)
+    return settings
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+
+
+def test_the_right_password_on_stdin_signs_the_officer_in(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, PASSWORD + "\n")
+    with capture_logs() as logs:
+        assert sign_in(settings, "ig.jo", password_stdin=True, code=None) == "ig.jo"
+    assert logs == []  # nothing may reach stdout ahead of a command's JSON or CSV
+
+
+@pytest.mark.parametrize("name", ["ig.jo", "ig.nobody"])
+def test_a_wrong_password_or_unknown_account_fail_alike_and_log_no_name(
+    name: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, "not the password at all\n")
+    with capture_logs() as logs, pytest.raises(SignInFailed) as failed:
+        sign_in(settings, name, password_stdin=True, code=None)
+    assert str(failed.value) == FAILED
+    assert logs == []
+
+
+def test_without_a_terminal_the_password_must_come_on_stdin(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, PASSWORD + "\n")  # not a terminal: never read unasked
+    with pytest.raises(UsageError, match="--password-stdin"):
+        sign_in(settings, "ig.jo", password_stdin=False, code=None)
+
+
+def test_the_command_line_writes_its_own_console_chain() -> None:
+    """Apart from a running console's ``console:HOST``, which it would otherwise fence."""
+    assert cli_chain("ig-desk") == "console:ig-desk"
+    assert cli_chain(None).startswith("console:")
+    assert cli_chain(None).endswith(".cli")
+
+
+def test_the_cli_reasons_are_the_consoles() -> None:
+    assert [r.value for r in SubjectReason] == [p.value for p in LookupPurpose]
+    assert [r.value for r in ReportReason] == [p.value for p in ReportPurpose]
+
+
+def test_an_account_with_a_second_factor_needs_a_fresh_code(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyotp
+
+    users = UserFile(settings.console_users_file)
+    users.add("ig.totp", PASSWORD, totp=True)
+    enrolment = users.totp_enrolment("ig.totp")
+    assert enrolment is not None
+    code = pyotp.TOTP(enrolment.secret).now()
+    for attempt, expected in ((None, False), ("000000" if code != "000000" else "111111", False),
+                              (code, True), (code, False)):  # fmt: skip
+        _stdin(monkeypatch, PASSWORD + "\n")
+        if expected:
+            assert sign_in(settings, "ig.totp", password_stdin=True, code=attempt) == "ig.totp"
+        else:  # no code, a wrong one, and the right one used a second time
+            with pytest.raises(SignInFailed):
+                sign_in(settings, "ig.totp", password_stdin=True, code=attempt)
