@@ -4,7 +4,8 @@ The packages mirror the architecture, in layers; a package imports only from lay
 its own (``tests/unit/test_layers.py`` holds the code to this):
 
 1. ``errors``                                     every error Accord raises on purpose
-2. ``_canonical`` ``config`` ``principals`` ``topics``  encodings, settings, names
+2. ``_canonical`` ``_vectors`` ``config`` ``principals`` ``topics``
+                                                  encodings, test vectors, settings, names
 3. ``crypto`` ``events``                          primitives; the wire contracts
 4. ``envelope`` ``linkage`` ``synthetic``         sealed records; subject keys; demo data
 5. ``keys`` ``kafka``                             the keystore; every Kafka client

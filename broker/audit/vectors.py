@@ -10,12 +10,10 @@ each break one rule of ``schemas/audit-chain.md`` §6.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import copy
 import hashlib
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +22,7 @@ from typing import Any, Final
 
 import rfc8785
 
+from broker._vectors import vectors_main
 from broker.audit._chain import CHECKPOINT_DOMAIN, ChainWriter, checkpoint_message
 from broker.audit._record import GENESIS, RECORD_DOMAIN, AuditKind, record_hash
 from broker.crypto import SigningKey
@@ -233,24 +232,8 @@ def generate() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _dump(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m broker.audit.vectors")
-    parser.add_argument("--out", type=Path, default=_PATH)
-    parser.add_argument("--check", action="store_true", help="compare, write nothing")
-    args = parser.parse_args(argv)
-    text = _dump(generate())
-    if args.out.exists() and args.out.read_text("utf-8") == text:
-        return 0
-    sys.stdout.write(f"{'stale' if args.check else 'wrote'} {args.out}\n")
-    if args.check:
-        return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, "utf-8")
-    return 0
+    return vectors_main("python -m broker.audit.vectors", _PATH, generate, argv)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,16 @@ agency's two, one revoked; the invalid variants each break one rule of
 
 from __future__ import annotations
 
-import argparse
 import base64
 import copy
 import hashlib
 import json
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from broker._vectors import vectors_main
 from broker.crypto import KemAlg, KemPrivateKey, SigningKey
 from broker.envelope import KeyAlg, KeyInfo, KeyStatus, compute_key_id
 from broker.keys._directory import signed_bytes, signing_input
@@ -98,24 +97,8 @@ def generate() -> dict[str, Any]:
     }
 
 
-def _dump(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m broker.keys.vectors")
-    parser.add_argument("--out", type=Path, default=_PATH)
-    parser.add_argument("--check", action="store_true", help="compare, write nothing")
-    args = parser.parse_args(argv)
-    text = _dump(generate())
-    if args.out.exists() and args.out.read_text("utf-8") == text:
-        return 0
-    sys.stdout.write(f"{'stale' if args.check else 'wrote'} {args.out}\n")
-    if args.check:
-        return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, "utf-8")
-    return 0
+    return vectors_main("python -m broker.keys.vectors", _PATH, generate, argv)
 
 
 if __name__ == "__main__":
