@@ -221,7 +221,7 @@ class Subscriber(AsyncClient):
             raise MalformedEnvelope
         opened = self._opener.open_kafka(msg.value, msg.headers, topic=self.topic)
         # Authentic, so its event id can be trusted; whether it is a replay depends on where
-        # it was found. The sighting is on disk before the record is yielded.
+        # it was found. The sighting is in the memory's file before the record is yielded.
         memory = _require(self._memory)
         if not memory.admit(
             opened.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset
