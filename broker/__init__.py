@@ -6,7 +6,8 @@ its own (``tests/unit/test_layers.py`` holds the code to this):
 1. ``errors``                                     every error Accord raises on purpose
 2. ``_canonical`` ``_vectors`` ``config`` ``principals`` ``topics``
                                                   encodings, test vectors, settings, names
-3. ``crypto`` ``events``                          primitives; the wire contracts
+3. ``crypto`` ``events`` ``ops``                  primitives; the wire contracts; health
+                                                  and metrics endpoints
 4. ``envelope`` ``linkage`` ``synthetic``         sealed records; subject keys; demo data
 5. ``keys`` ``kafka``                             the keystore; every Kafka client
 6. ``policy`` ``devkafka``                        agreements and decisions; embedded Kafka

@@ -21,11 +21,14 @@ __all__ = [
     "AuditSettings",
     "ConsoleSettings",
     "EnvelopeSettings",
+    "IndexerSettings",
     "KafkaSecurity",
     "KafkaSettings",
     "KemSuite",
     "KeystoreSettings",
+    "OpsEndpoint",
     "Settings",
+    "WorkerSettings",
     "default_home",
     "load_settings",
 ]
@@ -110,8 +113,33 @@ class AuditSettings(_Frozen):
     db: SecretStr | None = None  # a URL may hold a password; default: SQLite under <home>
 
 
-class ConsoleSettings(_Frozen):
-    """The governance console: where it listens, who may sign in, how long a session lives."""
+class OpsEndpoint(_Frozen):
+    """A long-running process's ops server: ``/metrics``, ``/livez``, ``/readyz``
+    (broker/ops). Loopback by default: metrics are not exposed on a network unless asked
+    (set ``metrics_host`` to ``0.0.0.0`` or a pod address for an external Prometheus).
+    ``metrics_port`` unset: no ops server."""
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Not live once the main loop has not gone round for this long (it goes round at least
+    # every second when idle; a batch commit or a slow database may take a few).
+    stale_after_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+class WorkerSettings(OpsEndpoint):
+    metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+
+
+class IndexerSettings(OpsEndpoint):
+    """``accord audit index --follow`` (``--once`` ends by itself and serves nothing)."""
+
+
+class ConsoleSettings(OpsEndpoint):
+    """The governance console: where it listens, who may sign in, how long a session lives.
+
+    Its ops server (``metrics_host``/``metrics_port``) is a listener of its own, apart from
+    the pages: probes and metrics need no session, and the console's address need not be
+    the one Prometheus scrapes."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
@@ -146,6 +174,8 @@ class Settings(BaseSettings):
     envelope: EnvelopeSettings = EnvelopeSettings()
     audit: AuditSettings = AuditSettings()
     console: ConsoleSettings = ConsoleSettings()
+    worker: WorkerSettings = WorkerSettings()
+    indexer: IndexerSettings = IndexerSettings()
 
     @property
     def keys_dir(self) -> Path:

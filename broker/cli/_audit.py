@@ -47,6 +47,21 @@ Db = Annotated[
 Follow = Annotated[
     bool, typer.Option("--follow/--once", help="Keep indexing new records, or stop at the end.")
 ]
+MetricsHost = Annotated[
+    str | None,
+    typer.Option(
+        help="With --follow: serve /metrics, /livez and /readyz on this address (default "
+        "127.0.0.1, or ACCORD_INDEXER__METRICS_HOST)."
+    ),
+]
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        help="With --follow: ...on this port (default ACCORD_INDEXER__METRICS_PORT; unset: none).",
+        min=0,
+        max=65535,
+    ),
+]
 Heads = Annotated[
     Path | None,
     typer.Option(
@@ -144,15 +159,30 @@ def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def index(db: Db = None, follow: Follow = False) -> None:
+def index(
+    db: Db = None,
+    follow: Follow = False,
+    metrics_host: MetricsHost = None,
+    metrics_port: MetricsPort = None,
+) -> None:
     """Consume accord.audit into the index, verifying every chain as it goes."""
+    from prometheus_client import CollectorRegistry
+
     from broker.governance import Indexer
 
-    settings = load_settings()
+    ops = {"metrics_host": metrics_host, "metrics_port": metrics_port}
+    ops = {k: v for k, v in ops.items() if v is not None}
+    settings = load_settings(indexer=ops or None)
     store = _store(settings, db, create=True)
     try:
-        indexer = Indexer(store, _verifier(settings), kafka_as(settings, Principal.INDEXER))
-        summary = asyncio.run(_run_indexer(indexer, follow=follow))
+        indexer = Indexer(
+            store,
+            _verifier(settings),
+            kafka_as(settings, Principal.INDEXER),
+            registry=CollectorRegistry(),
+            stale_after=settings.indexer.stale_after_seconds,
+        )
+        summary = asyncio.run(_run_indexer(indexer, settings, follow=follow))
         typer.echo(
             f"indexed {summary.indexed} records ({summary.duplicates} already indexed); "
             f"the index holds {store.count()} records in {len(store.chains())} chains"
@@ -414,12 +444,19 @@ def register(app: typer.Typer) -> None:
     audit.command("review-override")(review)
 
 
-async def _run_indexer(indexer: Indexer, *, follow: bool) -> IndexSummary:
+async def _run_indexer(indexer: Indexer, settings: Settings, *, follow: bool) -> IndexSummary:
     import signal
+
+    from broker.ops import serving_ops
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    if follow:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-    return await indexer.run(follow=follow, stop=stop)
+    if not follow:  # it ends by itself: nothing for a probe or a scrape to watch
+        return await indexer.run(follow=follow, stop=stop)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    assert indexer.metrics is not None  # noqa: S101  # index() gives it a registry
+    async with serving_ops(
+        settings.indexer, indexer.metrics.registry, live=indexer.live, ready=indexer.ready
+    ):
+        return await indexer.run(follow=follow, stop=stop)

@@ -18,7 +18,7 @@ from typing import Any
 import typer
 from prometheus_client import CollectorRegistry
 
-from broker.config import Settings
+from broker.config import Settings, WorkerSettings
 from broker.kafka import KafkaClients, client_settings
 from broker.keys import FileKeyStore, init_keystores
 from broker.pipeline import Worker, WorkerOptions, serve
@@ -238,7 +238,7 @@ async def run_demo(
         kafka=kafka(Principal.WORKER),
         registry=CollectorRegistry(),
     )
-    worker_task = asyncio.create_task(serve(worker, metrics_port=metrics_port))
+    worker_task = asyncio.create_task(serve(worker, ops=WorkerSettings(metrics_port=metrics_port)))
     started = asyncio.create_task(worker.started.wait())
     await asyncio.wait({started, worker_task}, return_when=asyncio.FIRST_COMPLETED)
     if worker_task.done():

@@ -14,7 +14,20 @@ Instance = Annotated[
     typer.Option(help="This worker's name: its audit chain (worker:NAME) and Kafka client id."),
 ]
 MetricsPort = Annotated[
-    int | None, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT.", min=0, max=65535)
+    int | None,
+    typer.Option(
+        help="Serve /metrics, /livez and /readyz on this port (default 9464, or "
+        "ACCORD_WORKER__METRICS_PORT).",
+        min=0,
+        max=65535,
+    ),
+]
+MetricsHost = Annotated[
+    str | None,
+    typer.Option(
+        help="Serve /metrics, /livez and /readyz on this address (default 127.0.0.1, or "
+        "ACCORD_WORKER__METRICS_HOST; 0.0.0.0 for a Prometheus elsewhere)."
+    ),
 ]
 SenderRate = Annotated[
     float,
@@ -36,7 +49,8 @@ def register(app: typer.Typer) -> None:
         *,
         policies: Policies = None,
         instance: Instance = "worker-1",
-        metrics_port: MetricsPort = 9464,
+        metrics_host: MetricsHost = None,
+        metrics_port: MetricsPort = None,
         checkpoint_every: CheckpointEvery = 1000,
         sender_rate: SenderRate = 50.0,
         sender_burst: SenderBurst = 10_000,
@@ -49,7 +63,9 @@ def register(app: typer.Typer) -> None:
         from broker.pipeline import Worker, WorkerOptions, serve
         from broker.principals import Principal
 
-        settings = load_settings()
+        ops = {"metrics_host": metrics_host, "metrics_port": metrics_port}
+        ops = {k: v for k, v in ops.items() if v is not None}
+        settings = load_settings(worker=ops or None)
         configure_logging()
         options = WorkerOptions(
             policies=policies or settings.policies,
@@ -64,4 +80,4 @@ def register(app: typer.Typer) -> None:
             kafka=kafka_as(settings, Principal.WORKER),
             registry=CollectorRegistry(),
         )
-        asyncio.run(serve(w, metrics_port=metrics_port))
+        asyncio.run(serve(w))

@@ -25,6 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker.console._deps import ConsoleDeps
 from broker.console._devices import DEVICE_COOKIE, DeviceCookies, device_key
+from broker.console._metrics import SignInOutcome
 from broker.console._sessions import Session, SessionStore
 from broker.console._throttle import SignInThrottle, client_key
 from broker.console._users import USERNAME
@@ -241,7 +242,12 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
     if not ok:
         # No name, no address: a name may be a mistyped password, an address personal.
         log.warning("console_sign_in_failed", throttled=attempt.refused)
+        throttled = attempt.refused is not None
+        console.deps.metrics.signed_in(
+            SignInOutcome.THROTTLED if throttled else SignInOutcome.FAILED
+        )
         return _failed(console, session)
+    console.deps.metrics.signed_in(SignInOutcome.OK)
     console.throttle.succeeded(attempt)
     log.info("console_sign_in", user=name, known_device=device is not None)
     stamp = users.stamp(name)  # a new one if the hash was upgraded just now

@@ -8,12 +8,15 @@ shows no data. ``IndexWait`` lets a review's page wait until the indexer has fil
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from broker.audit import CheckpointVerifier
 from broker.config import ConsoleSettings
+from broker.console._metrics import ConsoleMetrics
 from broker.governance import AuditSink, AuditStore
 
 if TYPE_CHECKING:
@@ -46,3 +49,5 @@ class ConsoleDeps:
     # A second connection to the same index, for work too long for the event loop (verifying
     # every chain) to run in a thread; None runs it inline.
     reopen: Callable[[], AuditStore] | None = None
+    # What the ops server exports; a registry of its own unless the process shares one.
+    metrics: ConsoleMetrics = field(default_factory=lambda: ConsoleMetrics(CollectorRegistry()))

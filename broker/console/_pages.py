@@ -61,12 +61,15 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
 
     async def audited(session: Session, page: str, **kw: Any) -> AuditRecord:
         try:
-            return await record_query(deps.audit, officer=session.user or "", page=page, **kw)
+            record = await record_query(deps.audit, officer=session.user or "", page=page, **kw)
         except TransportError as exc:
+            deps.metrics.audit_written(page, ok=False)
             # The reason is a TransportError's own message (what failed, never data); no
             # traceback: the failure is expected whenever Kafka is away.
             log.error("console_audit_unavailable", page=page, error=str(exc))  # noqa: TRY400
             raise _Unavailable from exc
+        deps.metrics.audit_written(page, ok=True)
+        return record
 
     async def refused_unless_audited(session: Session, page: str, **kw: Any) -> Response | None:
         """None once the look-up is in the audit log; else the page that shows no data."""

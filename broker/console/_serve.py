@@ -17,16 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from broker.audit import KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.config import Settings
 from broker.console._app import create_app
 from broker.console._deps import ConsoleDeps, IndexWait, no_wait
+from broker.console._metrics import ConsoleMetrics, ConsoleProbes
 from broker.console._users import UserFile
 from broker.errors import UsageError
 from broker.governance import AuditStore, ChainAppender, Indexer
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
+from broker.ops import serving_ops
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
 
@@ -80,6 +83,7 @@ async def run_console(
         signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
         verifier=verifier,
     )
+    registry = CollectorRegistry()  # the console's metrics and its indexer's, on one endpoint
     deps = ConsoleDeps(
         store=store,
         audit=sink,
@@ -90,6 +94,7 @@ async def run_console(
         policy=policy,
         index_wait=_waiter() if index else no_wait,
         reopen=reopen,
+        metrics=ConsoleMetrics(registry),
     )
     cfg = settings.console
     server = uvicorn.Server(
@@ -110,11 +115,21 @@ async def run_console(
         asyncio.create_task(server.serve(sockets=[sock]), name="console-http")
     ]
     if index:
-        indexer = Indexer(store, verifier, kafka)
+        indexer = Indexer(store, verifier, kafka, registry=registry)
         tasks.append(
             asyncio.create_task(indexer.run(follow=True, stop=indexer_stop), name="console-index")
         )
+    probes = ConsoleProbes(
+        deps.metrics,
+        store,
+        window=cfg.stale_after_seconds,
+        serving=lambda: server.started and not tasks[0].done(),
+    )
+    ops = contextlib.AsyncExitStack()
     try:
+        await ops.enter_async_context(
+            serving_ops(cfg, registry, live=probes.live, ready=probes.ready)
+        )
         while not server.started:
             if tasks[0].done():
                 await tasks[0]
@@ -133,6 +148,7 @@ async def run_console(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
         await sink.close()
+        await ops.aclose()
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from broker.audit import (
@@ -46,6 +47,7 @@ from broker.audit import (
     may_write,
 )
 from broker.errors import ChainBroken, TransportError
+from broker.governance._metrics import IndexMetrics
 from broker.governance._signed import Offered, SignedTip
 from broker.governance._store import (
     AuditStore,
@@ -55,6 +57,7 @@ from broker.governance._store import (
     RefusedMessage,
 )
 from broker.kafka import KafkaClients, stop_quietly, translated
+from broker.ops import OK, Check, Heartbeat
 from broker.topics import AUDIT
 
 log = structlog.get_logger("accord.audit")
@@ -223,7 +226,11 @@ class ChainTracker:
 
 
 class Indexer:
-    """Consumes the audit topic (read_committed) into ``store`` from the offsets it holds."""
+    """Consumes the audit topic (read_committed) into ``store`` from the offsets it holds.
+
+    With a ``registry`` it counts what it indexes and refuses there; ``live()`` and
+    ``ready()`` answer an ops server's probes (ready: consuming, and caught up at least once).
+    """
 
     def __init__(
         self,
@@ -233,12 +240,27 @@ class Indexer:
         *,
         topic: str = AUDIT,
         max_batch: int = 500,
+        registry: CollectorRegistry | None = None,
+        stale_after: float = 30.0,
     ) -> None:
         self.store = store
         self.topic = topic
         self.kafka = kafka
         self.max_batch = max_batch
         self.tracker = ChainTracker(store, verifier, topic=topic)
+        self.metrics = IndexMetrics(registry) if registry is not None else None
+        self.heartbeat = Heartbeat(stale_after)
+        self.caught_up = False  # a poll has found nothing new: the index was current then
+
+    def live(self) -> Check:
+        return self.heartbeat.check()
+
+    def ready(self) -> Check:
+        if not self.heartbeat.beaten:
+            return Check(ok=False, reason="starting")
+        if not self.caught_up:
+            return Check(ok=False, reason="catching up")
+        return OK
 
     async def run(
         self,
@@ -271,9 +293,12 @@ class Indexer:
         end = None if follow else await consumer.end_offsets(tps)
         idle = 0
         while not stop.is_set():
+            self.heartbeat.beat()
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
             if got and not self._commit(got):
                 await _seek(consumer, tps, self.tracker.offsets)
+            self.caught_up = self.caught_up or not got
+            await self._measure_lag(consumer, tps)
             seen += sum(len(v) for v in got.values())
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:
@@ -287,7 +312,22 @@ class Indexer:
         for tp in sorted(got, key=lambda t: t.partition):
             for m in got[tp]:
                 self.tracker.offer(batch, m.key, m.value, m.partition, m.offset)
-        return self.tracker.commit(batch)
+        if not self.tracker.commit(batch):
+            return False
+        if self.metrics is not None:
+            summary = self.tracker.summary
+            self.metrics.committed(summary.indexed, summary.refused, self.tracker.heads)
+        return True
+
+    async def _measure_lag(self, consumer: Any, tps: list[Any]) -> None:
+        if self.metrics is None:
+            return
+        behind = 0
+        for tp in tps:
+            high = consumer.highwater(tp)  # None until a fetch from that partition
+            if high is not None:
+                behind += max(0, high - await consumer.position(tp))
+        self.metrics.lag.set(behind)
 
 
 async def _assign(consumer: Any, topic: str) -> list[Any]:

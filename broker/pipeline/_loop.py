@@ -32,6 +32,7 @@ from broker.kafka import (
     stop_quietly,
     translated,
 )
+from broker.ops import Heartbeat
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._processor import Processor
 from broker.pipeline._throttle import SenderBudget
@@ -122,8 +123,10 @@ class TransactionalLoop:
         group: str = GROUP,
         pattern: str = INPUT_PATTERN,
         budget: SenderBudget | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.kafka = kafka
+        self.heartbeat = heartbeat
         self.group = group
         self.pattern = pattern
         self.processor: Processor | None = None  # set between fence() and start()
@@ -223,6 +226,8 @@ class TransactionalLoop:
         stopping = asyncio.create_task(stop.wait())
         try:
             while True:
+                if self.heartbeat is not None:  # round at least every fetch (200 ms) when idle
+                    self.heartbeat.beat()
                 self._take_policy(pending)
                 if committing is None and pending:
                     self._close(pending)
@@ -464,6 +469,11 @@ class TransactionalLoop:
                 self._placed.clear()
             self._placed[(topic, key)] = placed
         return placed
+
+    @property
+    def assigned(self) -> int:
+        """How many input partitions this worker holds now (0 before start or mid-rebalance)."""
+        return len(self._consumer.assignment()) if self._consumer is not None else 0
 
     def _require_consumer(self) -> Consumer:
         if self._consumer is None:

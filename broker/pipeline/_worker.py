@@ -14,10 +14,11 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from broker.audit import GENESIS, ChainWriter
-from broker.config import Settings
+from broker.config import OpsEndpoint, Settings
 from broker.errors import BundleInvalid, ConfigError, KeyStoreError
 from broker.kafka import KafkaClients, quiet_leftovers, translated
 from broker.keys import FileKeyStore
+from broker.ops import OK, Check, Heartbeat, serving_ops
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
@@ -113,6 +114,7 @@ class Worker:
         self.loop: TransactionalLoop | None = None
         self.processor: Processor | None = None
         self.started = asyncio.Event()  # set once consuming (topics, state and policy ready)
+        self.heartbeat = Heartbeat(settings.worker.stale_after_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
         settings, opts = self.settings, self.options
@@ -129,6 +131,7 @@ class Worker:
             clock=self.clock,
             max_batch=opts.max_batch,
             budget=SenderBudget(opts.sender_rate, opts.sender_burst),
+            heartbeat=self.heartbeat,
         )
         # Fence first, then read the state: nothing can be committed behind what we read.
         await loop.fence()
@@ -176,6 +179,23 @@ class Worker:
         assert self.processor is not None  # noqa: S101  # run() set it
         return self.processor.checkpoint() + self.processor.outbox.head()
 
+    def live(self) -> Check:
+        return self.heartbeat.check()
+
+    def ready(self) -> Check:
+        """Ready once consuming with partitions assigned and the loop going round.
+
+        Kafka being away shows here only indirectly: a commit that fails ends the worker
+        (crash-only), and a lost group loses its partitions.
+        """
+        if not self.started.is_set() or self.loop is None:
+            return Check(ok=False, reason="starting")
+        if self.loop.assigned == 0:
+            return Check(ok=False, reason="no partitions assigned")
+        if not self.heartbeat.beaten:
+            return Check(ok=False, reason="not consuming yet")
+        return OK
+
     def request_reload(self) -> None:
         """Load the bundle again (SIGHUP); a bundle that fails its checks changes nothing."""
         if self.loop is None or self.processor is None:
@@ -198,20 +218,24 @@ class Worker:
         self.loop.pending_policy = reload
 
 
-async def serve(worker: Worker, *, metrics_port: int | None) -> None:
-    """Run a worker until SIGINT/SIGTERM; SIGHUP reloads the policy bundle."""
+async def serve(worker: Worker, *, ops: OpsEndpoint | None = None) -> None:
+    """Run a worker until SIGINT/SIGTERM; SIGHUP reloads the policy bundle.
+
+    Its ops server (``/metrics``, ``/livez``, ``/readyz``) listens where ``ops`` says, by
+    default the settings' ``worker`` section.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, worker.request_reload)
     loop.set_exception_handler(quiet_leftovers)
-    if metrics_port is not None:
-        from prometheus_client import start_http_server  # noqa: PLC0415
-
-        start_http_server(metrics_port, addr="127.0.0.1", registry=worker.metrics.registry)
+    endpoint = ops or worker.settings.worker
     try:
-        await worker.run(stop)
+        async with serving_ops(
+            endpoint, worker.metrics.registry, live=worker.live, ready=worker.ready
+        ):
+            await worker.run(stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(ValueError, RuntimeError):

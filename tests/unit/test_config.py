@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from broker.config import load_settings
+from broker.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,3 +46,33 @@ def test_the_flat_audit_db_alias_is_a_secret(monkeypatch: pytest.MonkeyPatch) ->
     assert db is not None
     assert db.get_secret_value() == url
     assert "s3cret" not in repr(load_settings())
+
+
+def test_ops_endpoints_are_loopback_unless_asked_and_only_the_worker_serves_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    for endpoint in (settings.worker, settings.indexer, settings.console):
+        assert endpoint.metrics_host == "127.0.0.1"
+    assert (settings.worker.metrics_port, settings.indexer.metrics_port) == (9464, None)
+    assert settings.console.metrics_port is None
+
+
+def test_an_ops_endpoint_is_set_per_process_from_the_environment_and_options_merge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACCORD_WORKER__METRICS_HOST", "0.0.0.0")  # noqa: S104  # what a pod asks
+    monkeypatch.setenv("ACCORD_WORKER__STALE_AFTER_SECONDS", "60")
+    monkeypatch.setenv("ACCORD_INDEXER__METRICS_PORT", "9465")
+    monkeypatch.setenv("ACCORD_CONSOLE__METRICS_PORT", "9466")
+    settings = load_settings(worker={"metrics_port": 9999})
+    assert (settings.worker.metrics_host, settings.worker.metrics_port) == ("0.0.0.0", 9999)  # noqa: S104
+    assert settings.worker.stale_after_seconds == 60
+    assert settings.indexer.metrics_port == 9465
+    assert settings.console.metrics_port == 9466
+
+
+def test_a_bad_ops_port_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCORD_INDEXER__METRICS_PORT", "70000")
+    with pytest.raises(ConfigError, match="ACCORD_INDEXER__METRICS_PORT"):
+        load_settings()

@@ -20,7 +20,7 @@ BROKER = Path(broker.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("_canonical", "_vectors", "config", "principals", "topics"),
-    ("crypto", "events"),
+    ("crypto", "events", "ops"),
     ("envelope", "linkage", "synthetic"),
     ("keys", "kafka"),
     ("policy", "devkafka"),

@@ -23,8 +23,9 @@ SURFACES = {
     },
     "broker.cli": {"build_app", "main"},
     "broker.config": {
-        "AuditSettings", "ConsoleSettings", "EnvelopeSettings", "KafkaSecurity", "KafkaSettings",
-        "KemSuite", "KeystoreSettings", "Settings", "default_home", "load_settings",
+        "AuditSettings", "ConsoleSettings", "EnvelopeSettings", "IndexerSettings",
+        "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "OpsEndpoint",
+        "Settings", "WorkerSettings", "default_home", "load_settings",
     },
     "broker.console": {
         "ConsoleDeps", "ConsoleRun", "UserFile", "check_username", "create_app",
@@ -69,6 +70,9 @@ SURFACES = {
         "read_topic", "record_query", "review_override",
         "signed_chains", "signed_checkpoints", "subject_key_for_nhs_number", "verify_records",
         "verify_store",
+    },
+    "broker.ops": {
+        "OK", "Check", "Heartbeat", "OpsServer", "Probe", "first_failure", "serving_ops",
     },
     "broker.kafka": {
         "MECHANISM", "Admin", "Batch", "ClusterAccess", "Consumer", "Grant", "KafkaClients",

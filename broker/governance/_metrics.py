@@ -1,0 +1,62 @@
+"""Prometheus metrics of the audit indexer, registered on an injected ``CollectorRegistry``.
+
+Labels are refusal reasons only (a fixed set, ``_index``): never a chain, a seq or a person.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from broker.governance._store import ChainHead
+
+
+class IndexMetrics:
+    def __init__(
+        self, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.registry = registry
+        self._clock = clock
+        self._reported_indexed = 0
+        self._reported_refused: Tally[str] = Tally()
+        self.indexed = Counter(
+            "accord_audit_indexed_records",
+            "Audit records verified and written to the index.",
+            registry=registry,
+        )
+        self.refused = Counter(
+            "accord_audit_refused",
+            "Messages on the audit topic kept out of the index, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.broken = Gauge(
+            "accord_audit_chains_broken",
+            "Audit chains whose indexing stopped on signed evidence of a break.",
+            registry=registry,
+        )
+        self.last_indexed = Gauge(
+            "accord_audit_last_indexed_timestamp_seconds",
+            "When the indexer last committed a batch (Unix time).",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "accord_audit_index_lag",
+            "Messages behind the end of the audit topic, summed over its partitions.",
+            registry=registry,
+        )
+
+    def committed(self, indexed: int, refused: Tally[str], heads: dict[str, ChainHead]) -> None:
+        """After a batch is in the index: ``indexed`` and ``refused`` are running totals."""
+        self.indexed.inc(max(0, indexed - self._reported_indexed))
+        self._reported_indexed = indexed
+        for reason, total in refused.items():
+            new = total - self._reported_refused[reason]
+            if new > 0:
+                self.refused.labels(reason=reason).inc(new)
+            self._reported_refused[reason] = total
+        self.broken.set(sum(h.broken_seq is not None for h in heads.values()))
+        self.last_indexed.set(self._clock())

@@ -1,0 +1,13 @@
+"""Health and metrics for long-running processes: the worker, the indexer, the console.
+
+Each serves, on its own ``metrics_host:metrics_port`` (``broker.config.OpsEndpoint``;
+loopback by default), ``/metrics`` (Prometheus text from the process's own registry),
+``/livez`` (200 while its main loop goes round: a ``Heartbeat``) and ``/readyz`` (200 only
+when it can do its job; what that means is the process's to say, as ``Probe`` functions).
+A 503 carries ``{"status": "unavailable", "reason": ...}`` with a fixed phrase, never data.
+"""
+
+from broker.ops._health import OK, Check, Heartbeat, Probe, first_failure
+from broker.ops._server import OpsServer, serving_ops
+
+__all__ = ["OK", "Check", "Heartbeat", "OpsServer", "Probe", "first_failure", "serving_ops"]
