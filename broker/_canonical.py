@@ -1,4 +1,10 @@
-"""The one canonical JSON encoding Accord hashes, signs and seals."""
+"""The canonical JSON of the payloads Accord seals (events, deliveries, acknowledgements).
+
+Audit records, checkpoints and the key directory use RFC 8785 (``rfc8785``, with the audit
+writer's fast path in ``broker/audit/_chain.py``), which writes the same bytes for every value
+without floats or keys beyond the BMP; payloads keep this encoding, which publishers already
+produce, until a change can be announced to them.
+"""
 
 from __future__ import annotations
 

@@ -250,8 +250,12 @@ def _read_heads(path: Path) -> dict[str, AuditRecord]:
 
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise UsageError(f"{path}: cannot be read as saved heads (UTF-8 text)") from None
     out: dict[str, AuditRecord] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         try:
             rec = AuditRecord.model_validate_json(line)
         except ValueError:

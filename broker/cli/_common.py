@@ -1,10 +1,15 @@
-"""What several commands share: the keystore the settings name, Kafka as a principal."""
+"""What several commands share: the keystore the settings name, Kafka as a principal, a
+password asked for without echo."""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
+import typer
+
 from broker.config import Settings
+from broker.errors import UsageError
 
 if TYPE_CHECKING:
     from broker.kafka import KafkaClients
@@ -24,3 +29,22 @@ def keystore(settings: Settings, principal: str) -> FileKeyStore:
     from broker.keys import FileKeyStore  # cryptography loads only when a command needs keys
 
     return FileKeyStore(settings.keystore_path(principal), settings.keystore.passphrase)
+
+
+def read_password(prompt: str, *, from_stdin: bool, confirm: bool = False) -> str:
+    """A password from standard input's first line, or asked for at the terminal.
+
+    The prompt goes to stderr, so a command's output (JSON, CSV) stays clean when redirected;
+    end of input at the prompt is typer's Abort, one line ("aborted"), never a traceback.
+    """
+    if from_stdin:
+        try:
+            return sys.stdin.readline().rstrip("\n")
+        except UnicodeDecodeError:
+            raise UsageError("password: not UTF-8 text") from None
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password: use --password-stdin")
+    first = str(typer.prompt(prompt, hide_input=True, err=True))
+    if confirm and str(typer.prompt("Repeat it", hide_input=True, err=True)) != first:
+        raise UsageError("the two passwords differ")
+    return first

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from broker.cli._common import read_password
 from broker.config import ConsoleSettings, Settings, load_settings
 from broker.errors import UsageError
 
@@ -58,15 +58,7 @@ def _users(settings: Settings) -> UserFile:
 
 
 def _password(from_stdin: bool) -> str:
-    if from_stdin:
-        try:
-            return sys.stdin.readline().rstrip("\n")
-        except UnicodeDecodeError:
-            raise UsageError("password: not UTF-8 text") from None
-    first = typer.prompt("Password", hide_input=True)
-    if typer.prompt("Repeat it", hide_input=True) != first:
-        raise UsageError("the two passwords differ")
-    return str(first)
+    return read_password("Password", from_stdin=from_stdin, confirm=True)
 
 
 def serve(

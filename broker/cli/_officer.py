@@ -10,15 +10,15 @@ or the code is asked for at the terminal. A failure says the same thing whatever
 
 from __future__ import annotations
 
-import getpass
 import socket
 import sys
 from typing import Annotated
 
 import typer
 
+from broker.cli._common import read_password
 from broker.config import Settings
-from broker.errors import SignInFailed, UsageError
+from broker.errors import SignInFailed
 from broker.principals import Principal
 
 Officer = Annotated[
@@ -53,25 +53,15 @@ def cli_chain(host: str | None) -> str:
     return Principal.CONSOLE.chain(host or f"{socket.gethostname()}.cli")
 
 
-def _read_password(name: str, from_stdin: bool) -> str:
-    if from_stdin:
-        try:
-            return sys.stdin.readline().rstrip("\n")
-        except UnicodeDecodeError:
-            raise UsageError("password: not UTF-8 text") from None
-    if not sys.stdin.isatty():
-        raise UsageError("no terminal to ask for your password: use --password-stdin")
-    return getpass.getpass(f"Password for {name}: ")
-
-
 def sign_in(settings: Settings, name: str, *, password_stdin: bool, code: str | None) -> str:
-    """The account name once the officer has proved it is theirs; ``UsageError`` otherwise."""
+    """The account name once the officer has proved it is theirs; ``SignInFailed`` otherwise
+    (``UsageError`` when there is no way to ask for the password)."""
     from broker.console import UserFile
 
     users = UserFile(settings.console_users_file)
-    password = _read_password(name, password_stdin)
+    password = read_password(f"Password for {name}", from_stdin=password_stdin)
     if code is None and sys.stdin.isatty() and users.has_second_factor(name):
-        code = input("One-time code: ").strip()
+        code = str(typer.prompt("One-time code", err=True)).strip()
     if not users.authenticate(name, password, code):
         # Nothing is logged: a one-shot command's output is its stdout (JSON, CSV), and the
         # officer sees this line; what they then look at is in the audit log under their name.

@@ -220,15 +220,17 @@ class Subscriber(AsyncClient):
         if msg.value is None:
             raise MalformedEnvelope
         opened = self._opener.open_kafka(msg.value, msg.headers, topic=self.topic)
-        # Authentic, so its event id can be trusted; whether it is a replay depends on where
-        # it was found. The sighting is in the memory's file before the record is yielded.
+        if opened.sender != Principal.WORKER:
+            # Only the broker seals to recipients; checked before the memory, so a record
+            # another party sealed cannot take up an event id the broker's delivery needs.
+            raise BadSignature
+        # Authentic and the broker's, so its event id can be trusted; whether it is a replay
+        # depends on where it was found. The sighting is in the file before it is yielded.
         memory = _require(self._memory)
         if not memory.admit(
             opened.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset
         ):
             raise ReplayDetected
-        if opened.sender != Principal.WORKER:
-            raise BadSignature  # only the broker seals to recipients
         if opened.schema == SCHEMA_SHARED:
             return SharedRecord(Delivery.model_validate_json(opened.payload), self)
         if opened.schema == SCHEMA_NOTICE:

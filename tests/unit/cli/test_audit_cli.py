@@ -104,3 +104,15 @@ def test_a_file_that_is_not_an_index_is_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith(f"accord: error: cannot open the audit index at {junk}")
+
+
+def test_saved_heads_that_are_not_text_are_one_line(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    heads = home / "heads.jsonl"
+    heads.write_bytes(b"\xff\xfe not UTF-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "verify", "--from-topic", "--heads", str(heads)])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"accord: error: {heads}: cannot be read as saved heads (UTF-8 text)\n"

@@ -296,18 +296,20 @@ class FakeKafka(KafkaClients):
 @pytest.fixture
 def keys(tmp_path: Path) -> FileKeyStore:
     store = FileKeyStore(tmp_path / "keys", create=True)
-    for party in ("worker", "hub-a"):
+    for party in ("worker", "hub-a", "wmp"):
         store.ensure_party(party, kem=KemSuite.X25519)
     return store
 
 
-def sealed(keys: FileKeyStore, event_id: str, partition: int, offset: int) -> Msg:
+def sealed(
+    keys: FileKeyStore, event_id: str, partition: int, offset: int, sender: str = "worker"
+) -> Msg:
     delivery = Delivery(
         event_id=event_id, recipient="hub-a", outcome="shared", clauses=("c",),
         agreements=("a",), purpose="early_help", lawful_basis={"article6": "public_task"},
         policy_version="v", decided_at=T0, view={"event.need_level": 3},
     )  # fmt: skip
-    record = Sealer("worker", keys, EnvelopeSettings(kem=KemSuite.X25519)).seal(
+    record = Sealer(sender, keys, EnvelopeSettings(kem=KemSuite.X25519)).seal(
         canonical_json(delivery.model_dump(mode="json")), event_id=event_id,
         recipient="hub-a", schema=SCHEMA_SHARED, topic=TOPIC,
     )  # fmt: skip
@@ -333,6 +335,19 @@ async def test_a_restarted_subscriber_reports_a_copy_of_a_record_it_opened_as_a_
     assert await receive(keys, [original], file) == ([EVENT], [])
     copy = Msg(0, 9, original.value, original.headers)  # byte for byte, written again
     assert await receive(keys, [copy], file) == ([], [(0, 9, "replay")])
+
+
+async def test_a_record_another_party_sealed_cannot_use_up_the_brokers_event_id(
+    keys: FileKeyStore, tmp_path: Path
+) -> None:
+    """Only the broker's records reach the memory: an agency's record under the same event id,
+    ahead of the broker's on the topic, is refused without taking the id."""
+    forged = sealed(keys, EVENT, 0, 3, sender="wmp")
+    genuine = sealed(keys, EVENT, 0, 4)
+    ids, refused = await receive(keys, [forged, genuine], tmp_path / "replay.sqlite3")
+    assert ids == [EVENT]
+    assert [(p, o) for p, o, _ in refused] == [(0, 3)]
+    assert refused[0][2] != "replay"
 
 
 async def test_a_restarted_subscriber_yields_again_a_record_it_never_committed(
