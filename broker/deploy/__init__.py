@@ -1,0 +1,32 @@
+"""Deployment files from a policy bundle: Compose, or Kubernetes with Strimzi.
+
+``accord deploy render --target compose|kubernetes`` turns a bundle into the files a
+platform team applies, so onboarding a party is a bundle change and a re-render, never
+hand-edited YAML. One model (:func:`deployment`) feeds both targets; its Kafka topics,
+logins and grants are the ones ``accord kafka provision`` applies (docs/deployment.md).
+"""
+
+from broker.deploy._files import MANIFEST, write_render
+from broker.deploy._model import (
+    CONSOLE_OPS_PORT,
+    CONSOLE_PORT,
+    INDEXER_OPS_PORT,
+    WORKER_OPS_PORT,
+    Deployment,
+    Process,
+    Target,
+    deployment,
+)
+
+__all__ = [
+    "CONSOLE_OPS_PORT",
+    "CONSOLE_PORT",
+    "INDEXER_OPS_PORT",
+    "MANIFEST",
+    "WORKER_OPS_PORT",
+    "Deployment",
+    "Process",
+    "Target",
+    "deployment",
+    "write_render",
+]

@@ -1,0 +1,139 @@
+"""What a deployment of a bundle consists of, whatever runs it: the one model both targets
+render from.
+
+Topics, logins and grants come from :func:`broker.provision.desired_access`, the function
+``accord kafka provision`` applies to a running cluster: a Strimzi ``KafkaUser`` and a
+provisioned login hold exactly the same grants because they are the same objects.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker.config import KafkaSettings
+from broker.errors import UsageError
+from broker.kafka import Grant, TopicSpec
+from broker.policy import Policy
+from broker.principals import Principal
+from broker.provision import SERVICE_PRINCIPALS, desired_access
+
+__all__ = [
+    "CONSOLE_PORT",
+    "INDEXER_OPS_PORT",
+    "CONSOLE_OPS_PORT",
+    "WORKER_OPS_PORT",
+    "Deployment",
+    "Process",
+    "Target",
+    "deployment",
+]
+
+#: The ops servers' ports (``/metrics``, ``/livez``, ``/readyz``) inside every deployment.
+WORKER_OPS_PORT = 9464
+INDEXER_OPS_PORT = 9465
+CONSOLE_OPS_PORT = 9466
+#: The governance console's pages.
+CONSOLE_PORT = 8765
+
+# Kubernetes object names (RFC 1123 labels) and Compose service names: party ids already
+# are, but a render must say so rather than emit a manifest the API server refuses.
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class Target(enum.StrEnum):
+    COMPOSE = "compose"
+    KUBERNETES = "kubernetes"
+
+
+@dataclass(frozen=True)
+class Process:
+    """One of Accord's long-running processes: its name (service, Deployment and Kafka
+    login), the command it runs, and its ops port."""
+
+    name: str
+    principal: str
+    args: tuple[str, ...]
+    ops_port: int
+    web_port: int | None = None
+
+
+PROCESSES = (
+    Process("worker", str(Principal.WORKER), ("worker", "--policies", "/etc/accord/policies"),
+            WORKER_OPS_PORT),
+    Process("indexer", str(Principal.INDEXER), ("audit", "index", "--follow"), INDEXER_OPS_PORT),
+    Process("console", str(Principal.CONSOLE),
+            ("console", "--policies", "/etc/accord/policies", "--no-index"),
+            CONSOLE_OPS_PORT, CONSOLE_PORT),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Everything a target needs to know about one partnership's deployment."""
+
+    bundle_version: str
+    #: Every Kafka topic, with partitions and the retention/compaction the worker expects.
+    topics: tuple[TopicSpec, ...]
+    #: Every Kafka login but ``admin``: each party of the bundle and the service principals.
+    users: tuple[str, ...]
+    #: Exactly the grants ``accord kafka provision`` applies, sorted.
+    grants: tuple[Grant, ...]
+    brokers: int
+    replication: int
+    min_insync: int
+    image: str
+    #: The bundle's files (relative path, text), scenarios left out: what the worker and
+    #: the console load, shipped with the deployment so it runs the bundle it was made from.
+    policy_files: tuple[tuple[str, str], ...] = ()
+    processes: tuple[Process, ...] = PROCESSES
+
+    def grants_of(self, user: str) -> tuple[Grant, ...]:
+        return tuple(g for g in self.grants if g.principal == user)
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        return tuple(u for u in self.users if u not in SERVICE_PRINCIPALS)
+
+
+def deployment(
+    policy: Policy, bundle_dir: Path, *, brokers: int, partitions: int, image: str
+) -> Deployment:
+    """The deployment of ``policy`` on ``brokers`` Kafka brokers (1 for a trial, 3 or more
+    for production: every topic then has 3 replicas and needs 2 in sync to accept a write)."""
+    if brokers < 1:
+        raise UsageError("--brokers: at least 1")
+    if partitions < 1:
+        raise UsageError("--partitions: at least 1")
+    replication = min(brokers, 3)
+    kafka = KafkaSettings(partitions=partitions, replication_factor=replication)
+    desired = desired_access(policy, kafka, logins=True)
+    users = tuple(sorted(desired.users))
+    for user in users:
+        if not _NAME.match(user):
+            raise UsageError(
+                f"party id {user!r} cannot name a Kafka user or a container: use lower-case "
+                "letters, digits and '-' (at most 63)"
+            )
+    return Deployment(
+        bundle_version=policy.bundle.version(),
+        topics=tuple(sorted(desired.topics, key=lambda t: t.name)),
+        users=users,
+        grants=tuple(sorted(desired.grants)),
+        brokers=brokers,
+        replication=replication,
+        min_insync=2 if replication >= 3 else 1,
+        image=image,
+        policy_files=_policy_files(bundle_dir),
+    )
+
+
+def _policy_files(bundle_dir: Path) -> tuple[tuple[str, str], ...]:
+    files = []
+    for path in sorted(bundle_dir.rglob("*.yaml")):
+        rel = path.relative_to(bundle_dir)
+        if rel.parts[0] != "scenarios":
+            files.append((rel.as_posix(), path.read_text(encoding="utf-8")))
+    return tuple(files)
