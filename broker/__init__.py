@@ -13,8 +13,9 @@ its own (``tests/unit/test_layers.py`` holds the code to this):
 6. ``policy`` ``devkafka``                        agreements and decisions; embedded Kafka
 7. ``audit`` ``provision``                        the tamper-evident log's records and chains;
                                                   Kafka topics, logins and ACLs for a bundle
-8. ``pipeline`` ``sdk`` ``governance``            the worker; agencies' and recipients'
-                                                  clients; the index, reports and reviews
+8. ``pipeline`` ``sdk`` ``governance`` ``deploy`` the worker; agencies' and recipients'
+                                                  clients; the index, reports and reviews;
+                                                  deployment files from a bundle
 9. ``console``                                    the governance web UI
 10. ``cli``                                       the command line, accord
 

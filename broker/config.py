@@ -11,9 +11,16 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from broker.errors import ConfigError
 
@@ -167,6 +174,19 @@ class Settings(BaseSettings):
         env_prefix="ACCORD_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        del env_settings  # replaced: the same source, minus the secrets' _FILE variables
+        env = _EnvWithoutSecretFiles(settings_cls)
+        return init_settings, env, dotenv_settings, file_secret_settings
+
     home: Path = Field(default_factory=default_home)
     policies: Path = Field(default_factory=default_policies)
     kafka: KafkaSettings = KafkaSettings()
@@ -197,6 +217,20 @@ class Settings(BaseSettings):
         return self.console.users_file or self.home / "console" / "users.json"
 
 
+class _EnvWithoutSecretFiles(EnvSettingsSource):
+    """The environment, without ``ACCORD_<SECTION>__<SECRET>_FILE``: ``load_settings``
+    reads those files itself (``_secret_files``), and the models forbid unknown fields."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for section, names in _secret_fields().items():
+            values = data.get(section)
+            if isinstance(values, dict):
+                for name in names:
+                    values.pop(f"{name}_file", None)
+        return data
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment once; CLI options arrive as ``overrides``."""
     flat: dict[str, object] = {}
@@ -211,6 +245,8 @@ def load_settings(**overrides: object) -> Settings:
         db = os.environ.get("ACCORD_AUDIT_DB")
         if db and "ACCORD_AUDIT__DB" not in os.environ:
             flat["audit"] = {"db": db}
+        for section, values in _secret_files().items():
+            flat[section] = {**flat.get(section, {}), **values}  # type: ignore[dict-item]  # a section's dict
         flat.update({k: v for k, v in overrides.items() if v is not None})
         return Settings(**flat)  # type: ignore[arg-type]  # pydantic-settings validates kwargs
     except ValidationError as exc:
@@ -220,6 +256,41 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"{name}: {first['msg']}") from None
     except SettingsError as exc:
         raise ConfigError(f"an ACCORD_* setting cannot be read: {_first_line(exc)}") from None
+
+
+def _secret_fields() -> dict[str, list[str]]:
+    """Each settings section's ``SecretStr`` fields: the ones a ``_FILE`` variable may fill."""
+    out: dict[str, list[str]] = {}
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            names = [n for n, f in model.model_fields.items() if "SecretStr" in str(f.annotation)]
+            if names:
+                out[section] = names
+    return out
+
+
+def _secret_files() -> dict[str, dict[str, str]]:
+    """Secrets read from files, the container convention (Docker and Kubernetes mount
+    secrets as files): ``ACCORD_KAFKA__PASSWORD_FILE=/run/secrets/x`` sets the Kafka
+    password to that file's contents, one trailing newline removed. Only ``SecretStr``
+    settings take a ``_FILE`` (``ACCORD_CONSOLE__USERS_FILE`` stays what it is: a path); the
+    variable itself wins when both are set."""
+    out: dict[str, dict[str, str]] = {}
+    for section, names in _secret_fields().items():
+        for name in names:
+            var = f"ACCORD_{section.upper()}__{name.upper()}"
+            path = os.environ.get(f"{var}_FILE")
+            if not path or var in os.environ:
+                continue
+            try:
+                value = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                # The path is not secret; the file's contents never reach a message.
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ConfigError(f"{var}_FILE: cannot read {path}: {reason}") from None
+            out.setdefault(section, {})[name] = value.removesuffix("\n").removesuffix("\r")
+    return out
 
 
 def _first_line(exc: Exception) -> str:

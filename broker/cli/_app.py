@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "_audit",
     "_console",
     "_demo",
+    "_deploy",
 )
 
 

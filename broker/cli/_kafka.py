@@ -23,6 +23,13 @@ Rotate = Annotated[
 Out = Annotated[
     Path | None, typer.Option(help="Where new client files go (default: the credentials dir).")
 ]
+PasswordsFrom = Annotated[
+    Path | None,
+    typer.Option(
+        help="A new login takes its password from <DIR>/<principal>.librdkafka.conf, made "
+        "beforehand (a rendered deployment's secrets); no client file is written for it.",
+    ),
+]
 Plaintext = Annotated[
     bool,
     typer.Option(
@@ -92,13 +99,34 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRun = False,
         rotate: Rotate = None,
         out: Out = None,
+        passwords_from: PasswordsFrom = None,
     ) -> None:
         """Make the topics, logins and ACLs a bundle needs, and remove what it no longer gives."""
-        _provision(policies, dry_run=dry_run, rotate=rotate or [], out=out)
+        _provision(
+            policies, dry_run=dry_run, rotate=rotate or [], out=out, passwords_from=passwords_from
+        )
+
+
+def _given_passwords(directory: Path, principals: list[str]) -> dict[str, str]:
+    from broker.kafka import read_client_file
+
+    if not directory.is_dir():
+        raise UsageError(f"--passwords-from: {directory} is not a folder")
+    out = {}
+    for principal in principals:
+        path = directory / f"{principal}.librdkafka.conf"
+        if path.is_file() and (password := read_client_file(path).get("sasl.password")):
+            out[principal] = password
+    return out
 
 
 def _provision(
-    policies: Path | None, *, dry_run: bool, rotate: list[str], out: Path | None
+    policies: Path | None,
+    *,
+    dry_run: bool,
+    rotate: list[str],
+    out: Path | None,
+    passwords_from: Path | None,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -114,12 +142,15 @@ def _provision(
     if unknown:
         raise UsageError(f"--rotate: {unknown[0]} is no principal of this bundle")
     clients_dir = out or settings.kafka_credentials_dir
+    principals = [*policy.bundle.parties, *(str(p) for p in Principal)]
+    given = _given_passwords(passwords_from, principals) if passwords_from else None
     plan = provision(
         policy,
         client_settings(settings, Principal.ADMIN),
         clients_dir=clients_dir,
         dry_run=dry_run,
         rotate=frozenset(rotate),
+        passwords=given,
     )
     rows = plan.rows()
     if rows:
@@ -129,6 +160,10 @@ def _provision(
         Console(width=120).print(table)
     if dry_run:
         typer.echo(f"{len(rows)} change(s) planned; --dry-run: nothing changed")
+    elif rows and given:
+        typer.echo(
+            f"{len(rows)} change(s) made; logins named in {passwords_from} use its passwords"
+        )
     elif rows:
         typer.echo(f"{len(rows)} change(s) made; new logins' client files are in {clients_dir}")
     else:

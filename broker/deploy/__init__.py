@@ -17,6 +17,7 @@ from broker.deploy._model import (
     Target,
     deployment,
 )
+from broker.deploy._render import render_files
 
 __all__ = [
     "CONSOLE_OPS_PORT",
@@ -28,5 +29,6 @@ __all__ = [
     "Process",
     "Target",
     "deployment",
+    "render_files",
     "write_render",
 ]

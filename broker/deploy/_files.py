@@ -8,7 +8,6 @@ folder) are left alone.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,7 +29,7 @@ def write_render(out: Path, files: Mapping[str, str]) -> tuple[list[str], list[s
         tmp.write_text(text, encoding="utf-8")
         if rel.endswith(".sh"):
             tmp.chmod(0o755)
-        os.replace(tmp, path)
+        tmp.replace(path)
     removed = sorted(before - set(files))
     for rel in removed:
         (out / rel).unlink(missing_ok=True)

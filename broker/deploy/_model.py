@@ -21,9 +21,9 @@ from broker.principals import Principal
 from broker.provision import SERVICE_PRINCIPALS, desired_access
 
 __all__ = [
+    "CONSOLE_OPS_PORT",
     "CONSOLE_PORT",
     "INDEXER_OPS_PORT",
-    "CONSOLE_OPS_PORT",
     "WORKER_OPS_PORT",
     "Deployment",
     "Process",

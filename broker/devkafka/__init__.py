@@ -6,7 +6,7 @@ disk, so stopping and starting again loses nothing. Production runs a real clust
 (see ``deploy/``); nothing in the worker or SDK knows the difference.
 """
 
-from broker.devkafka._broker import BrokerStatus, EmbeddedKafka, free_port
+from broker.devkafka._broker import BrokerStatus, EmbeddedKafka, free_port, new_cluster_id
 from broker.devkafka._fetch import KAFKA_VERSION, ensure_kafka_jars, pom_path
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "EmbeddedKafka",
     "ensure_kafka_jars",
     "free_port",
+    "new_cluster_id",
     "pom_path",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -24,30 +25,35 @@ def provision(
     clients_dir: Path,
     dry_run: bool = False,
     rotate: frozenset[str] = frozenset(),
+    passwords: Mapping[str, str] | None = None,
 ) -> Plan:
     """Bring the cluster to what ``policy`` needs (idempotent); return what was (or, with
     ``dry_run``, would be) changed.
 
     Each new login gets a random password, written only to its client files in
-    ``clients_dir`` (0600): hand each party its own two files, and nothing else. A PLAINTEXT
-    cluster has no logins or ACLs to manage: only its topics are made.
+    ``clients_dir`` (0600): hand each party its own two files, and nothing else; or, when
+    ``passwords`` names it, that password (its client files exist already: a deployment
+    rendered them), and no file is written. A PLAINTEXT cluster has no logins or ACLs to
+    manage: only its topics are made.
     """
     secured = admin.security_protocol is KafkaSecurity.SASL_SSL
     desired = desired_access(policy, admin, logins=secured)
     plan = plan_changes(desired, read_access(admin, logins=secured), rotate=rotate)
     if dry_run or not plan:
         return plan
-    passwords = {user: secrets.token_urlsafe(24) for user in plan.add_users}
+    given = passwords or {}
+    made = {u: secrets.token_urlsafe(24) for u in plan.add_users if u not in given}
+    logins = {u: given.get(u) or made[u] for u in plan.add_users}
     change_access(
         admin,
         create_topics=list(plan.create_topics),
-        add_users=passwords,
+        add_users=logins,
         remove_users=plan.remove_users,
         add_grants=plan.add_grants,
         remove_grants=plan.remove_grants,
     )
-    _settled(admin, plan, passwords)
-    for user, password in passwords.items():
+    _settled(admin, plan, logins)
+    for user, password in made.items():
         write_client_files(
             clients_dir, user, bootstrap=admin.bootstrap, password=password, ca_file=admin.ca_file
         )

@@ -76,3 +76,39 @@ def test_a_bad_ops_port_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("ACCORD_INDEXER__METRICS_PORT", "70000")
     with pytest.raises(ConfigError, match="ACCORD_INDEXER__METRICS_PORT"):
         load_settings()
+
+
+def test_a_secret_setting_is_read_from_the_file_its_file_variable_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container convention: Compose and Kubernetes mount secrets as files."""
+    (tmp_path / "pw").write_text("s3cret-from-a-file\n")
+    (tmp_path / "db").write_text("postgresql://accord:x@postgres/accord")
+    monkeypatch.setenv("ACCORD_KAFKA__PASSWORD_FILE", str(tmp_path / "pw"))
+    monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", "kafka-1:9092")
+    monkeypatch.setenv("ACCORD_AUDIT__DB_FILE", str(tmp_path / "db"))
+    monkeypatch.setenv("ACCORD_CONSOLE__USERS_FILE", str(tmp_path / "users.json"))
+    settings = load_settings()
+    assert settings.kafka.password is not None
+    assert settings.kafka.password.get_secret_value() == "s3cret-from-a-file"
+    assert settings.kafka.bootstrap == "kafka-1:9092"  # merged with the flat alias
+    assert settings.audit.db is not None
+    assert settings.audit.db.get_secret_value().startswith("postgresql://")
+    # A _FILE that is not a secret's stays an ordinary setting: a path.
+    assert settings.console.users_file == tmp_path / "users.json"
+
+
+def test_the_variable_itself_wins_over_its_file_and_an_unreadable_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pw").write_text("from-file")
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE_FILE", str(tmp_path / "pw"))
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "from-env")
+    passphrase = load_settings().keystore.passphrase
+    assert passphrase is not None
+    assert passphrase.get_secret_value() == "from-env"
+    monkeypatch.delenv("ACCORD_KEYSTORE__PASSPHRASE")
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="ACCORD_KEYSTORE__PASSPHRASE_FILE: cannot read") as exc:
+        load_settings()
+    assert "\n" not in str(exc.value)

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("keys", "kafka"),
     ("policy", "devkafka"),
     ("audit", "provision"),
-    ("pipeline", "sdk", "governance"),
+    ("pipeline", "sdk", "governance", "deploy"),
     ("console",),
     ("cli",),
     ("__main__",),

@@ -31,6 +31,10 @@ SURFACES = {
         "ConsoleDeps", "ConsoleRun", "UserFile", "check_username", "create_app",
         "load_console_policy", "run_console",
     },
+    "broker.deploy": {
+        "CONSOLE_OPS_PORT", "CONSOLE_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
+        "Deployment", "Process", "Target", "deployment", "render_files", "write_render",
+    },
     "broker.crypto": {
         "AEAD_KEY_LEN", "AEAD_NONCE_LEN", "AEAD_TAG_LEN", "ED25519_SIG_LEN", "HPKE_AEAD_ID",
         "HPKE_KDF_ID", "Aead", "KemAlg", "KemPrivateKey", "KemPublicKey", "SigningKey",
@@ -39,7 +43,7 @@ SURFACES = {
     },
     "broker.devkafka": {
         "KAFKA_VERSION", "BrokerStatus", "EmbeddedKafka", "ensure_kafka_jars", "free_port",
-        "pom_path",
+        "new_cluster_id", "pom_path",
     },
     "broker.envelope": {
         "DEK_BUNDLE_HEADER", "VERSION", "Clock", "InMemoryReplayGuard", "KeyAlg", "KeyInfo",

@@ -1,0 +1,342 @@
+"""The Compose target: Apache Kafka (KRaft, the official ``apache/kafka`` image), Accord's
+processes, PostgreSQL for the audit index, Prometheus and Grafana, on one host.
+
+Kafka is secured as the embedded broker is (docs/operations.md, "Securing a deployment"):
+TLS everywhere, SCRAM-SHA-512 logins, the StandardAuthorizer denying what no ACL allows,
+only ``admin`` a super user, the controller listener mutual TLS. Services reach the
+brokers on the internal listener (``kafka-<n>:9092``); agencies and recipients on the
+external one (``<external-host>:9094+``), published on the host. Every password is a file
+under ``secrets/`` mounted into the one service that needs it (``_secrets``); the YAML and the
+broker configuration name files, never values (``${file:…}`` is Kafka's own
+FileConfigProvider). A one-shot ``provision`` service runs ``accord kafka provision`` as the
+admin before Accord's processes start, so topics, logins and ACLs are the bundle's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from broker.deploy._model import CONSOLE_PORT, Deployment, Process
+from broker.deploy._secrets import BROKER_CN, CONTAINER_SECRETS, KEYSTORE_PRINCIPALS, broker_host
+from broker.devkafka import KAFKA_VERSION
+from broker.kafka import MECHANISM
+from broker.principals import Principal
+
+__all__ = [
+    "CONTAINER_DATA",
+    "EXTERNAL_PORT",
+    "compose_files",
+    "external_bootstrap",
+    "internal_bootstrap",
+    "server_properties",
+]
+
+CONTAINER_DATA = "/var/lib/kafka/data"
+INTERNAL_PORT = 9092
+CONTROLLER_PORT = 9093
+#: Broker ``n``'s external listener is published on the host at ``EXTERNAL_PORT + n - 1``.
+EXTERNAL_PORT = 9094
+POSTGRES_IMAGE = "postgres:17"
+PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
+GRAFANA_IMAGE = "grafana/grafana-oss:12.1.1"
+_ADMIN = str(Principal.ADMIN)
+_SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
+
+
+def internal_bootstrap(dep: Deployment) -> str:
+    return ",".join(f"{broker_host(n)}:{INTERNAL_PORT}" for n in range(1, dep.brokers + 1))
+
+
+def external_bootstrap(dep: Deployment, host: str) -> str:
+    return ",".join(f"{host}:{EXTERNAL_PORT + n - 1}" for n in range(1, dep.brokers + 1))
+
+
+def server_properties(dep: Deployment, n: int, *, external_host: str) -> str:
+    """Broker ``n``'s ``server.properties``: a combined broker and controller node."""
+    voters = ",".join(f"{i}@{broker_host(i)}:{CONTROLLER_PORT}" for i in range(1, dep.brokers + 1))
+    secrets = CONTAINER_SECRETS
+    r, m = dep.replication, dep.min_insync
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": str(n),
+        "controller.quorum.voters": voters,
+        "controller.listener.names": "CONTROLLER",
+        "listeners": (
+            f"INTERNAL://:{INTERNAL_PORT},EXTERNAL://:{EXTERNAL_PORT},"
+            f"CONTROLLER://:{CONTROLLER_PORT}"
+        ),
+        "advertised.listeners": (
+            f"INTERNAL://{broker_host(n)}:{INTERNAL_PORT},"
+            f"EXTERNAL://{external_host}:{EXTERNAL_PORT + n - 1}"
+        ),
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.security.protocol.map": "INTERNAL:SASL_SSL,EXTERNAL:SASL_SSL,CONTROLLER:SSL",
+        "sasl.enabled.mechanisms": MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": MECHANISM,
+        # Secrets stay in their files: Kafka's FileConfigProvider reads the admin's JAAS line
+        # from the admin's own client file when the broker starts.
+        "config.providers": "file",
+        "config.providers.file.class": (
+            "org.apache.kafka.common.config.provider.FileConfigProvider"
+        ),
+        f"listener.name.internal.{MECHANISM.lower()}.sasl.jaas.config": (
+            f"${{file:{secrets}/{_ADMIN}.properties:sasl.jaas.config}}"
+        ),
+        # Every SASL listener needs a JAAS entry; the external one authenticates clients
+        # only, so it names no login of its own.
+        f"listener.name.external.{MECHANISM.lower()}.sasl.jaas.config": f"{_SCRAM} required;",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": f"{secrets}/kafka-{n}.pem",
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": f"{secrets}/kafka-ca.pem",
+        "listener.name.controller.ssl.client.auth": "required",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{_ADMIN};User:CN={BROKER_CN}",
+        "allow.everyone.if.no.acl.found": "false",
+        "log.dirs": CONTAINER_DATA,
+        "default.replication.factor": str(r),
+        "min.insync.replicas": str(m),
+        "offsets.topic.replication.factor": str(r),
+        "transaction.state.log.replication.factor": str(r),
+        "transaction.state.log.min.isr": str(m),
+        "share.coordinator.state.topic.replication.factor": str(r),
+        "share.coordinator.state.topic.min.isr": str(m),
+        # Topics are made deliberately, by provisioning, with their retention.
+        "auto.create.topics.enable": "false",
+    }
+    head = f"# Broker {n} of {dep.brokers}, rendered by `accord deploy render`: do not edit.\n"
+    return head + "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+# Formats the node's storage the first time (with the admin's SCRAM login, which KRaft needs
+# before any broker can authenticate another), then runs it. Kept this small on purpose:
+# tests/e2e/test_deploy_kafka.py does exactly these two steps with the rendered files.
+_START_SH = f"""\
+#!/bin/bash
+# Rendered by `accord deploy render`: format once, then run this broker.
+set -euo pipefail
+config="$1"
+password="$(sed -n 's/^sasl.password=//p' {CONTAINER_SECRETS}/{_ADMIN}.librdkafka.conf)"
+/opt/kafka/bin/kafka-storage.sh format --ignore-formatted \\
+  --cluster-id "$(cat {CONTAINER_SECRETS}/kafka-cluster-id)" --config "$config" \\
+  --add-scram "{MECHANISM}=[name={_ADMIN},password=$password]"
+exec /opt/kafka/bin/kafka-server-start.sh "$config"
+"""
+
+
+def _secret_refs(names: list[str]) -> list[dict[str, str]]:
+    return [{"source": name, "target": name} for name in names]
+
+
+def _kafka_service(n: int) -> dict[str, Any]:
+    return {
+        "image": f"apache/kafka:{KAFKA_VERSION}",
+        "hostname": broker_host(n),
+        "entrypoint": ["/bin/bash", "/etc/accord/kafka/start.sh"],
+        "command": [f"/etc/accord/kafka/server-{n}.properties"],
+        "volumes": ["./kafka:/etc/accord/kafka:ro", f"kafka-{n}-data:{CONTAINER_DATA}"],
+        "secrets": _secret_refs(
+            [
+                "kafka-ca.pem",
+                f"kafka-{n}.pem",
+                "kafka-cluster-id",
+                f"{_ADMIN}.properties",
+                f"{_ADMIN}.librdkafka.conf",
+            ]
+        ),
+        "ports": [f"{EXTERNAL_PORT + n - 1}:{EXTERNAL_PORT}"],
+        "healthcheck": {
+            "test": [
+                "CMD",
+                "/opt/kafka/bin/kafka-broker-api-versions.sh",
+                "--bootstrap-server",
+                f"{broker_host(n)}:{INTERNAL_PORT}",
+                "--command-config",
+                f"{CONTAINER_SECRETS}/{_ADMIN}.properties",
+            ],
+            "interval": "10s",
+            "timeout": "20s",
+            "retries": 30,
+            "start_period": "30s",
+        },
+        "restart": "unless-stopped",
+    }
+
+
+def _accord_env(dep: Deployment) -> dict[str, str]:
+    return {
+        "ACCORD_HOME": "/var/lib/accord",
+        "ACCORD_KAFKA__CREDENTIALS_DIR": CONTAINER_SECRETS,
+        "ACCORD_KAFKA__PARTITIONS": str(
+            next(t.partitions for t in dep.topics if t.name == "accord.audit")
+        ),
+        "ACCORD_KAFKA__REPLICATION_FACTOR": str(dep.replication),
+        "ACCORD_POLICIES": "/etc/accord/policies",
+    }
+
+
+def _accord_base(dep: Deployment) -> dict[str, Any]:
+    return {
+        "image": dep.image,
+        "read_only": True,
+        "tmpfs": ["/tmp"],  # noqa: S108  # the container's own private /tmp
+        "security_opt": ["no-new-privileges:true"],
+        "cap_drop": ["ALL"],
+    }
+
+
+def _process_service(dep: Deployment, proc: Process) -> dict[str, Any]:
+    section = proc.name.upper()
+    env = {
+        **_accord_env(dep),
+        f"ACCORD_{section}__METRICS_HOST": "0.0.0.0",  # noqa: S104  # Prometheus is another container
+        f"ACCORD_{section}__METRICS_PORT": str(proc.ops_port),
+    }
+    secrets = ["kafka-ca.pem", f"{proc.principal}.librdkafka.conf"]
+    volumes = ["./policies:/etc/accord/policies:ro", f"{proc.name}-home:/var/lib/accord"]
+    if proc.principal in KEYSTORE_PRINCIPALS:
+        env["ACCORD_KEYSTORE__PATH"] = "/var/lib/accord/keys"
+        env["ACCORD_KEYSTORE__PASSPHRASE_FILE"] = (
+            f"{CONTAINER_SECRETS}/keystore-passphrase-{proc.principal}"
+        )
+        secrets.append(f"keystore-passphrase-{proc.principal}")
+        # The keystore is made by the key ceremony (docs/deployment.md), outside Compose.
+        volumes.append(f"${{ACCORD_KEYS_DIR:-./keys}}/{proc.principal}:/var/lib/accord/keys")
+    if proc.name != "worker":
+        env["ACCORD_AUDIT__DB_FILE"] = f"{CONTAINER_SECRETS}/audit-db-url"
+        secrets.append("audit-db-url")
+    depends: dict[str, Any] = {"provision": {"condition": "service_completed_successfully"}}
+    if proc.name != "worker":
+        depends["postgres"] = {"condition": "service_healthy"}
+    service: dict[str, Any] = {
+        **_accord_base(dep),
+        "command": list(proc.args),
+        "environment": env,
+        "volumes": volumes,
+        "secrets": _secret_refs(secrets),
+        "depends_on": depends,
+        "healthcheck": {
+            "test": [
+                "CMD",
+                "python",
+                "-c",
+                "import urllib.request; urllib.request.urlopen("
+                f"'http://127.0.0.1:{proc.ops_port}/readyz', timeout=3)",
+            ],
+            "interval": "15s",
+            "timeout": "5s",
+            "retries": 4,
+            "start_period": "60s",
+        },
+        "restart": "unless-stopped",
+        # The worker commits its transaction and copies its offsets on SIGTERM.
+        "stop_grace_period": "30s",
+    }
+    if proc.web_port:
+        env["ACCORD_CONSOLE__HOST"] = "0.0.0.0"  # noqa: S104  # published on the host's loopback only
+        env["ACCORD_CONSOLE__PORT"] = str(CONSOLE_PORT)
+        env["ACCORD_CONSOLE__USERS_FILE"] = "/var/lib/accord/console/users.json"
+        service["ports"] = [f"127.0.0.1:{CONSOLE_PORT}:{CONSOLE_PORT}"]
+    return service
+
+
+def _provision_service(dep: Deployment) -> dict[str, Any]:
+    logins = [f"{u}.librdkafka.conf" for u in (_ADMIN, *dep.users)]
+    return {
+        **_accord_base(dep),
+        "command": [
+            "kafka",
+            "provision",
+            "--policies",
+            "/etc/accord/policies",
+            "--passwords-from",
+            CONTAINER_SECRETS,
+        ],
+        "environment": _accord_env(dep),
+        "volumes": ["./policies:/etc/accord/policies:ro"],
+        "secrets": _secret_refs(["kafka-ca.pem", *logins]),
+        "depends_on": {
+            broker_host(n): {"condition": "service_healthy"} for n in range(1, dep.brokers + 1)
+        },
+        "restart": "no",
+    }
+
+
+def compose_document(dep: Deployment) -> dict[str, Any]:
+    services: dict[str, Any] = {
+        broker_host(n): _kafka_service(n) for n in range(1, dep.brokers + 1)
+    }
+    services["provision"] = _provision_service(dep)
+    for proc in dep.processes:
+        services[proc.name] = _process_service(dep, proc)
+    services["postgres"] = {
+        "image": POSTGRES_IMAGE,
+        "environment": {
+            "POSTGRES_USER": "accord",
+            "POSTGRES_DB": "accord",
+            "POSTGRES_PASSWORD_FILE": f"{CONTAINER_SECRETS}/postgres-password",
+        },
+        "secrets": _secret_refs(["postgres-password"]),
+        "volumes": ["postgres-data:/var/lib/postgresql/data"],
+        "healthcheck": {
+            "test": ["CMD", "pg_isready", "-U", "accord", "-d", "accord"],
+            "interval": "10s",
+            "timeout": "5s",
+            "retries": 10,
+        },
+        "restart": "unless-stopped",
+    }
+    services["prometheus"] = {
+        "image": PROMETHEUS_IMAGE,
+        "volumes": ["./prometheus:/etc/prometheus:ro", "prometheus-data:/prometheus"],
+        "ports": ["127.0.0.1:9090:9090"],
+        "restart": "unless-stopped",
+    }
+    services["grafana"] = {
+        "image": GRAFANA_IMAGE,
+        "environment": {
+            "GF_SECURITY_ADMIN_PASSWORD__FILE": f"{CONTAINER_SECRETS}/grafana-admin-password",
+            "GF_USERS_ALLOW_SIGN_UP": "false",
+            "GF_AUTH_ANONYMOUS_ENABLED": "false",
+        },
+        "secrets": _secret_refs(["grafana-admin-password"]),
+        "volumes": [
+            "./grafana/provisioning:/etc/grafana/provisioning:ro",
+            "./grafana/dashboards:/var/lib/grafana/dashboards:ro",
+            "grafana-data:/var/lib/grafana",
+        ],
+        "ports": ["127.0.0.1:3000:3000"],
+        "depends_on": ["prometheus"],
+        "restart": "unless-stopped",
+    }
+    used = sorted({s["source"] for svc in services.values() for s in svc.get("secrets", ())})
+    volumes = [f"kafka-{n}-data" for n in range(1, dep.brokers + 1)]
+    volumes += [f"{p.name}-home" for p in dep.processes]
+    volumes += ["postgres-data", "prometheus-data", "grafana-data"]
+    return {
+        "name": "accord",
+        "services": services,
+        "volumes": {v: {} for v in volumes},
+        "secrets": {name: {"file": f"./secrets/{name}"} for name in used},
+    }
+
+
+def compose_files(dep: Deployment, *, external_host: str) -> dict[str, str]:
+    """Every file of the Compose deployment but its secrets (relative path -> text)."""
+    head = (
+        f"# Rendered by `accord deploy render --target compose` for bundle "
+        f"{dep.bundle_version}.\n# Re-render after a bundle change; do not edit.\n"
+    )
+    files = {
+        "compose.yaml": head + yaml.safe_dump(compose_document(dep), sort_keys=False, width=100),
+        "kafka/start.sh": _START_SH,
+    }
+    for n in range(1, dep.brokers + 1):
+        files[f"kafka/server-{n}.properties"] = server_properties(
+            dep, n, external_host=external_host
+        )
+    for rel, text in dep.policy_files:
+        files[f"policies/{rel}"] = text
+    return files

@@ -1,0 +1,110 @@
+"""The Compose deployment's secrets: made once, beside the render, never in its YAML.
+
+``accord deploy render --target compose`` makes what is missing in ``<out>/secrets`` (0700,
+every file 0600) and never overwrites a file there, so a re-render keeps every password and
+certificate; deleting a file and rendering again is how one is replaced (docs/deployment.md).
+
+- ``kafka-ca.pem`` / ``kafka-ca.key``: the brokers' CA (ten years). Only the certificate is
+  mounted anywhere; keep the key offline once the brokers' certificates are made.
+- ``kafka-<n>.pem``: broker ``n``'s key and certificate (two years), for its name in the
+  Compose network, the external host, ``localhost`` and ``127.0.0.1``.
+- ``kafka-cluster-id``: the KRaft cluster id (not secret, but fixed for the cluster's life).
+- ``<principal>.properties`` / ``<principal>.librdkafka.conf``: each login's client files,
+  random password: the same files ``accord kafka provision`` hands out. Parties' files name
+  the external listener, the services' the internal one.
+- ``keystore-passphrase-<principal>``: for the worker's, the console's and the governance
+  keystores; ``postgres-password`` and ``audit-db-url`` (the same password, in a URL);
+  ``grafana-admin-password``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from broker.crypto import tls_ca, tls_leaf
+from broker.deploy._model import Deployment
+from broker.devkafka import new_cluster_id
+from broker.kafka import write_client_files
+from broker.principals import Principal
+
+__all__ = ["CONTAINER_SECRETS", "KEYSTORE_PRINCIPALS", "broker_host", "ensure_secrets"]
+
+#: Where Compose mounts a service's secrets.
+CONTAINER_SECRETS = "/run/secrets"
+#: Accord's processes that open a keystore (the indexer holds no keys).
+KEYSTORE_PRINCIPALS = (str(Principal.WORKER), str(Principal.CONSOLE))
+BROKER_CN = "kafka-broker"  # every broker's certificate subject: its principal on the controller
+
+
+def broker_host(n: int) -> str:
+    return f"kafka-{n}"
+
+
+def _private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _password() -> str:
+    return secrets.token_urlsafe(24)  # URL-safe: it goes into a database URL unescaped
+
+
+def ensure_secrets(
+    directory: Path,
+    dep: Deployment,
+    *,
+    internal_bootstrap: str,
+    external_bootstrap: str,
+    external_host: str,
+) -> list[str]:
+    """Make every secret ``dep`` needs that ``directory`` lacks; return the names made."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    made: list[str] = []
+
+    def need(name: str) -> bool:
+        if (directory / name).exists():
+            return False
+        made.append(name)
+        return True
+
+    if need("kafka-ca.pem"):
+        cert, key = tls_ca("Accord Kafka CA", days=3650)
+        (directory / "kafka-ca.key").unlink(missing_ok=True)
+        _private(directory / "kafka-ca.key", key)
+        _private(directory / "kafka-ca.pem", cert)
+    ca_cert = (directory / "kafka-ca.pem").read_bytes()
+    for n in range(1, dep.brokers + 1):
+        if need(f"kafka-{n}.pem"):
+            ca_key = directory / "kafka-ca.key"
+            if not ca_key.is_file():
+                raise FileNotFoundError(f"{ca_key}: the CA key is needed to make a broker's cert")
+            hosts = [broker_host(n), external_host, "localhost", "127.0.0.1"]
+            cert, key = tls_leaf(ca_cert, ca_key.read_bytes(), BROKER_CN,
+                                 hosts=list(dict.fromkeys(hosts)), days=730)  # fmt: skip
+            _private(directory / f"kafka-{n}.pem", key + cert)
+    if need("kafka-cluster-id"):
+        _private(directory / "kafka-cluster-id", new_cluster_id().encode("ascii"))
+    ca_path = Path(CONTAINER_SECRETS) / "kafka-ca.pem"
+    services = {str(Principal.ADMIN), *(p.principal for p in dep.processes)}
+    for user in (str(Principal.ADMIN), *dep.users):
+        if need(f"{user}.librdkafka.conf"):
+            bootstrap = internal_bootstrap if user in services else external_bootstrap
+            write_client_files(
+                directory, user, bootstrap=bootstrap, password=_password(), ca_file=ca_path
+            )
+    for principal in (*KEYSTORE_PRINCIPALS, str(Principal.GOVERNANCE)):
+        if need(f"keystore-passphrase-{principal}"):
+            _private(directory / f"keystore-passphrase-{principal}", _password().encode())
+    if need("postgres-password"):
+        password = _password()
+        (directory / "audit-db-url").unlink(missing_ok=True)
+        _private(directory / "postgres-password", password.encode())
+        url = f"postgresql://accord:{password}@postgres:5432/accord"
+        _private(directory / "audit-db-url", url.encode())
+    if need("grafana-admin-password"):
+        _private(directory / "grafana-admin-password", _password().encode())
+    return made

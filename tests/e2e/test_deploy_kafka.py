@@ -1,0 +1,229 @@
+"""The Kafka a rendered Compose deployment runs is the Kafka these tests run.
+
+``accord deploy render --target compose`` is run for the example bundle (one broker, a
+trial). The rendered ``kafka/start.sh`` then starts Apache Kafka from the rendered
+``server-1.properties`` with the rendered secrets, exactly as the container would, and the
+rendered ``provision`` service's command applies the bundle's topics, logins and ACLs. Only
+what the container's mounts and network do is done here instead: ``/run/secrets``,
+``/var/lib/...`` and the host names become local paths and 127.0.0.1 on free ports, and
+``/opt/kafka/bin``'s two scripts become shims running the same Kafka classes from Accord's
+jars. Then an authorised client works and unauthorised ones are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from broker.devkafka import ensure_kafka_jars, free_port
+from broker.kafka import read_client_file
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _home() -> Path:
+    env = os.environ.get("ACCORD_HOME")
+    return Path(env) if env else Path.home() / ".cache" / "accord"
+
+
+class Local:
+    """What the Compose network and mounts would do, done on this machine."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.internal, self.controller, self.external = free_port(), free_port(), free_port()
+        self.pairs = [
+            ("/run/secrets", str(root / "secrets")),
+            ("/var/lib/kafka/data", str(root / "data")),
+            ("/var/lib/accord", str(root / "home")),
+            ("/etc/accord/policies", str(root / "out" / "policies")),
+            ("INTERNAL://:9092", f"INTERNAL://127.0.0.1:{self.internal}"),
+            ("EXTERNAL://:9094", f"EXTERNAL://127.0.0.1:{self.external}"),
+            ("CONTROLLER://:9093", f"CONTROLLER://127.0.0.1:{self.controller}"),
+            ("kafka-1:9092", f"127.0.0.1:{self.internal}"),
+            ("kafka-1:9093", f"127.0.0.1:{self.controller}"),
+            ("localhost:9094", f"127.0.0.1:{self.external}"),
+        ]
+
+    def __call__(self, text: str) -> str:
+        for old, new in self.pairs:
+            text = text.replace(old, new)
+        return text
+
+
+def _shims(directory: Path, classpath: str) -> Path:
+    """``bin/kafka-storage.sh`` and ``bin/kafka-server-start.sh`` as the distribution's
+    run them (``kafka-run-class.sh`` with the same main classes), on Accord's jars."""
+    java = shutil.which("java")
+    assert java, "Java is needed to run Kafka"
+    bin_dir = directory / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, main, opts in (
+        ("kafka-storage.sh", "kafka.tools.StorageTool", ""),
+        ("kafka-server-start.sh", "kafka.Kafka", "-Xms384m -Xmx384m"),
+    ):
+        script = bin_dir / name
+        script.write_text(f'#!/bin/bash\nexec {java} {opts} -cp "{classpath}" {main} "$@"\n')
+        script.chmod(0o755)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def rendered_kafka(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Local, dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("deploy-kafka")
+    out = root / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "broker", "deploy", "render", "--target", "compose",
+         "--brokers", "1", "--policies", str(REPO / "policies"), "--out", str(out)],
+        capture_output=True, text=True, check=False, cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    local = Local(root)
+    (root / "secrets").mkdir(mode=0o700)
+    for secret in (out / "secrets").iterdir():
+        target = root / "secrets" / secret.name
+        target.write_bytes(local(secret.read_text()).encode())
+        target.chmod(0o600)
+    (root / "data").mkdir()
+    config = root / "server-1.properties"
+    config.write_text(local((out / "kafka" / "server-1.properties").read_text()))
+    start = root / "start.sh"
+    start.write_text(local((out / "kafka" / "start.sh").read_text()))
+    kafka_home = _shims(root / "kafka-home", str(ensure_kafka_jars(_home()) / "*"))
+    compose = yaml.safe_load((out / "compose.yaml").read_text())
+    # The one difference from the image: its scripts live in /opt/kafka/bin.
+    script = start.read_text().replace("/opt/kafka", str(kafka_home))
+    start.write_text(script)
+    with (root / "kafka.out").open("wb") as log:
+        proc = subprocess.Popen(
+            ["bash", str(start), str(config)], stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        _until_up(local, proc, root / "kafka.out")
+        yield local, compose
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _conf(local: Local, principal: str) -> dict[str, str]:
+    return read_client_file(local.root / "secrets" / f"{principal}.librdkafka.conf")
+
+
+def _until_up(local: Local, proc: subprocess.Popen[bytes], log: Path) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            AdminClient({**_conf(local, "admin"), "log_level": 0}).list_topics(timeout=3)
+        except Exception:  # noqa: BLE001  # not answering yet
+            time.sleep(1)
+            continue
+        return
+    raise AssertionError(f"the rendered Kafka did not come up: {log.read_text()[-3000:]}")
+
+
+def _provision(local: Local, compose: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """The rendered ``provision`` service: its command and environment, localised."""
+    service = compose["services"]["provision"]
+    env = {k: local(str(v)) for k, v in service["environment"].items()}
+    argv = [local(a) for a in service["command"]]
+    (local.root / "home").mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "broker", *argv],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, check=False,
+        cwd=local.root,
+    )  # fmt: skip
+
+
+def _produce(conf: dict[str, str], topic: str) -> str | None:
+    """Produce one record; None on success, else Kafka's error name."""
+    from confluent_kafka import Producer
+
+    errors: list[str] = []
+    producer = Producer({**conf, "message.timeout.ms": 15000, "log_level": 0})
+    producer.produce(
+        topic, b"synthetic", on_delivery=lambda err, _m: errors.append(err.name()) if err else None
+    )
+    producer.flush(20)
+    return errors[0] if errors else None
+
+
+def test_the_rendered_kafka_runs_secured_with_the_bundles_access(
+    rendered_kafka: tuple[Local, dict[str, Any]],
+) -> None:
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    local, compose = rendered_kafka
+    done = _provision(local, compose)
+    assert done.returncode == 0, done.stderr
+    assert "passwords" in done.stdout  # the rendered logins, not new random ones
+
+    # The bundle's topics exist with the retention the worker expects.
+    admin = AdminClient(_conf(local, "admin"))
+    topics = admin.list_topics(timeout=10).topics
+    assert {"accord.audit", "accord.worker.state", "accord.ingress.wmp",
+            "accord.deliver.cog-tipton"} <= set(topics)  # fmt: skip
+    described = admin.describe_configs(
+        [ConfigResource("topic", "accord.audit"), ConfigResource("topic", "accord.worker.state")]
+    )
+    configs = {r.name: f.result(timeout=20) for r, f in described.items()}
+    assert configs["accord.audit"]["retention.ms"].value == "-1"
+    assert configs["accord.worker.state"]["cleanup.policy"].value == "compact"
+
+    # An agency on the external listener, with its rendered client file, writes its topic...
+    wmp = _conf(local, "wmp")
+    assert wmp["bootstrap.servers"] == f"127.0.0.1:{local.external}"
+    assert _produce(wmp, "accord.ingress.wmp") is None
+    # ...and no other agency's; a recipient reads only its own deliveries.
+    assert _produce(wmp, "accord.ingress.swbh") == "TOPIC_AUTHORIZATION_FAILED"
+    assert _produce(_conf(local, "cog-tipton"), "accord.audit") == "TOPIC_AUTHORIZATION_FAILED"
+
+    # The worker, on the internal listener, reads what the agency wrote, in its group.
+    worker = _conf(local, "worker")
+    assert worker["bootstrap.servers"] == f"127.0.0.1:{local.internal}"
+    consumer = Consumer({**worker, "group.id": "accord-worker", "auto.offset.reset": "earliest"})
+    consumer.subscribe(["accord.ingress.wmp"])
+    try:
+        got = None
+        deadline = time.monotonic() + 60
+        while got is None and time.monotonic() < deadline:
+            msg = consumer.poll(1)
+            if msg is not None and msg.error() is None:
+                got = msg.value()
+        assert got == b"synthetic"
+    finally:
+        consumer.close()
+
+    # A wrong password is refused at login.
+    wrong = {**wmp, "sasl.password": "not-the-password"}
+    assert _produce(wrong, "accord.ingress.wmp") is not None
+
+
+def test_provisioning_the_rendered_cluster_again_changes_nothing(
+    rendered_kafka: tuple[Local, dict[str, Any]],
+) -> None:
+    local, compose = rendered_kafka
+    first = _provision(local, compose)
+    assert first.returncode == 0, first.stderr
+    again = _provision(local, compose)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to change" in again.stdout

@@ -1,0 +1,49 @@
+"""`accord deploy render`: renders from the bundle, warns for a trial, one line on a mistake."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+Run = Callable[[list[str]], tuple[int, str, str]]
+
+
+def test_render_writes_the_compose_deployment_and_its_secrets(run_cli: Run, tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    code, stdout, stderr = run_cli(
+        ["deploy", "render", "--policies", str(REPO / "policies"), "--out", str(out)]
+    )
+    assert code == 0, stderr
+    assert (out / "compose.yaml").is_file()
+    assert (out / "kafka" / "server-3.properties").is_file()
+    assert "secret file(s)" in stdout
+    assert "WARNING" not in stderr  # three brokers: production
+    code, stdout, _ = run_cli(
+        ["deploy", "render", "--policies", str(REPO / "policies"), "--out", str(out)]
+    )
+    assert code == 0
+    assert "secret file(s)" not in stdout  # a re-render makes none
+
+
+def test_a_trial_with_one_broker_warns(run_cli: Run, tmp_path: Path) -> None:
+    code, _, stderr = run_cli(
+        ["deploy", "render", "--policies", str(REPO / "policies"), "--brokers", "1",
+         "--out", str(tmp_path / "d")]
+    )  # fmt: skip
+    assert code == 0
+    assert "WARNING: 1 broker(s): a trial" in stderr
+
+
+def test_mistakes_are_one_line_and_render_nothing(run_cli: Run, tmp_path: Path) -> None:
+    for argv in (
+        ["deploy", "render", "--policies", str(tmp_path / "nope"), "--out", str(tmp_path / "a")],
+        ["deploy", "render", "--target", "swarm", "--out", str(tmp_path / "b")],
+        ["deploy", "render", "--brokers", "0", "--out", str(tmp_path / "c")],
+    ):
+        code, _, stderr = run_cli(argv)
+        assert code != 0
+        assert stderr.count("\n") == 1, stderr
+        assert stderr.startswith("accord: error:")
+        assert "Traceback" not in stderr
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,151 @@
+"""``accord deploy render --target compose``: a valid Compose file, secrets only in files,
+each service given only its own, and a re-render that follows the bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from broker.deploy import Target, deployment, render_files, write_render
+from broker.policy import load_bundle
+
+REPO = Path(__file__).resolve().parents[3]
+SCHEMA = REPO / "schemas" / "vendor" / "compose-spec" / "compose-spec.json"
+
+
+def _render(bundle: Path, out: Path, *, brokers: int = 3) -> dict[str, str]:
+    dep = deployment(load_bundle(bundle), bundle, brokers=brokers, partitions=3, image="a:1")
+    files, _ = render_files(dep, Target.COMPOSE, out, external_host="kafka.example.org")
+    write_render(out, files)
+    return files
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("compose")
+    _render(REPO / "policies", out)
+    return out, yaml.safe_load((out / "compose.yaml").read_text())
+
+
+def test_the_compose_file_is_valid_against_the_compose_specification(
+    rendered: tuple[Path, dict[str, Any]],
+) -> None:
+    _, doc = rendered
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    # And the schema does catch a mistake of the kind a renderer could make.
+    broken = {**doc, "services": {**doc["services"], "worker": {"restart": ["always"]}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(broken)
+
+
+def test_production_has_three_brokers_and_every_accord_process(
+    rendered: tuple[Path, dict[str, Any]],
+) -> None:
+    out, doc = rendered
+    services = doc["services"]
+    assert {"kafka-1", "kafka-2", "kafka-3", "provision", "worker", "indexer", "console",
+            "postgres", "prometheus", "grafana"} <= set(services)  # fmt: skip
+    props = (out / "kafka" / "server-2.properties").read_text()
+    assert "node.id=2\n" in props
+    assert "min.insync.replicas=2\n" in props
+    assert "transaction.state.log.replication.factor=3\n" in props
+    assert "allow.everyone.if.no.acl.found=false\n" in props
+    assert "auto.create.topics.enable=false\n" in props
+    assert "EXTERNAL://kafka.example.org:9095" in props
+    for name in ("worker", "indexer", "console"):
+        assert services[name]["depends_on"]["provision"] == {
+            "condition": "service_completed_successfully"
+        }
+        assert services[name]["read_only"] is True
+        assert services[name]["cap_drop"] == ["ALL"]
+
+
+def test_no_secret_value_is_in_the_yaml_or_the_broker_configuration(
+    rendered: tuple[Path, dict[str, Any]],
+) -> None:
+    out, _ = rendered
+    values = set()
+    for secret in (out / "secrets").iterdir():
+        assert secret.stat().st_mode & 0o077 == 0, f"{secret.name} is readable by others"
+        text = secret.read_text()
+        if secret.name.endswith(".librdkafka.conf"):
+            values |= {ln.partition("=")[2] for ln in text.splitlines()
+                       if ln.startswith("sasl.password=")}  # fmt: skip
+        elif "PRIVATE KEY" in text:
+            body = text.split("PRIVATE KEY-----")[1]
+            values.add(body.split("-----")[0].strip().splitlines()[0])
+        elif "password" in secret.name or "passphrase" in secret.name:
+            values.add(text.strip())
+    assert values, "no secret values found to look for"
+    rendered_text = "".join(
+        p.read_text() for p in out.rglob("*") if p.is_file() and "secrets" not in p.parts
+    )
+    leaked = [v for v in values if v in rendered_text]
+    assert not leaked
+
+
+def test_each_service_is_given_only_the_secrets_it_needs(
+    rendered: tuple[Path, dict[str, Any]],
+) -> None:
+    _, doc = rendered
+    given = {
+        name: {s["source"] for s in svc.get("secrets", [])} for name, svc in doc["services"].items()
+    }
+    assert given["worker"] == {
+        "kafka-ca.pem", "worker.librdkafka.conf", "keystore-passphrase-worker",
+    }  # fmt: skip
+    assert given["indexer"] == {"kafka-ca.pem", "indexer.librdkafka.conf", "audit-db-url"}
+    assert "kafka-ca.key" not in set().union(*given.values())
+    # Only provisioning (the admin's job) sees the parties' logins.
+    holders = {n for n, s in given.items() if "wmp.librdkafka.conf" in s}
+    assert holders == {"provision"}
+
+
+def test_a_re_render_keeps_every_secret_and_onboarding_changes_only_that_party(
+    tmp_path: Path,
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle, ignore=shutil.ignore_patterns("scenarios"))
+    out = tmp_path / "out"
+    before = _render(bundle, out)
+    secrets_before = {p.name: p.read_bytes() for p in (out / "secrets").iterdir()}
+    with (bundle / "parties.yaml").open("a") as fh:
+        fh.write("  cog-new-hub:\n    name: A new Sandwell hub\n    kind: hub\n")
+    after = _render(bundle, out)
+    secrets_after = {p.name: p.read_bytes() for p in (out / "secrets").iterdir()}
+    # Nothing existing was re-made; the new hub got its login's client files.
+    assert {k: secrets_after[k] for k in secrets_before} == secrets_before
+    assert set(secrets_after) - set(secrets_before) == {
+        "cog-new-hub.librdkafka.conf", "cog-new-hub.properties",
+    }  # fmt: skip
+    changed = {k for k in after if before.get(k) != after[k]}
+    # The bundle travels with the deployment; the provision service is given the new
+    # login; nothing else changes (the topic, login and ACLs are provisioning's to make).
+    assert changed == {"compose.yaml", "policies/parties.yaml"}
+    old, new = yaml.safe_load(before["compose.yaml"]), yaml.safe_load(after["compose.yaml"])
+    assert set(new["secrets"]) - set(old["secrets"]) == {"cog-new-hub.librdkafka.conf"}
+    new_refs = {s["source"] for s in new["services"]["provision"]["secrets"]}
+    old_refs = {s["source"] for s in old["services"]["provision"]["secrets"]}
+    assert new_refs - old_refs == {"cog-new-hub.librdkafka.conf"}
+    for name in ("worker", "indexer", "console", "kafka-1"):
+        assert new["services"][name] == old["services"][name]
+
+
+def test_files_a_render_no_longer_makes_are_removed_and_the_operators_own_stay(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    (out / "notes.txt").parent.mkdir(parents=True)
+    (out / "notes.txt").write_text("the operator's own file")
+    _render(REPO / "policies", out, brokers=3)
+    assert (out / "kafka" / "server-3.properties").is_file()
+    _render(REPO / "policies", out, brokers=1)
+    assert not (out / "kafka" / "server-3.properties").exists()
+    assert (out / "notes.txt").read_text() == "the operator's own file"
