@@ -38,6 +38,10 @@ INTERNAL_PORT = 9092
 CONTROLLER_PORT = 9093
 #: Broker ``n``'s external listener is published on the host at ``EXTERNAL_PORT + n - 1``.
 EXTERNAL_PORT = 9094
+#: Who each image runs as (uid, gid): what the secrets' owners must be on a Linux host,
+#: where Compose bind-mounts a secret with the host file's owner and mode.
+IMAGE_USERS = {"accord": (10001, 10001), "kafka": (1000, 1000), "postgres": (0, 0),
+               "grafana": (472, 0)}  # fmt: skip
 POSTGRES_IMAGE = "postgres:17"
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 GRAFANA_IMAGE = "grafana/grafana-oss:12.1.1"
@@ -253,6 +257,10 @@ def _provision_service(dep: Deployment) -> dict[str, Any]:
             "/etc/accord/policies",
             "--passwords-from",
             CONTAINER_SECRETS,
+            # The secrets are mounted read-only; client files of logins made without a
+            # rendered password (none, normally) land in the container's private /tmp.
+            "--out",
+            "/tmp/clients",  # noqa: S108  # the container's own tmpfs
         ],
         "environment": _accord_env(dep),
         "volumes": ["./policies:/etc/accord/policies:ro"],
@@ -337,6 +345,48 @@ def compose_files(dep: Deployment, *, external_host: str) -> dict[str, str]:
         files[f"kafka/server-{n}.properties"] = server_properties(
             dep, n, external_host=external_host
         )
+    files["secret-owners.sh"] = _owners_script(compose_document(dep))
     for rel, text in dep.policy_files:
         files[f"policies/{rel}"] = text
     return files
+
+
+def _image_user(service: dict[str, Any]) -> tuple[int, int]:
+    image = str(service["image"])
+    for key in ("kafka", "postgres", "grafana"):
+        if key in image.split(":", maxsplit=1)[0]:
+            return IMAGE_USERS[key]
+    return IMAGE_USERS["accord"]
+
+
+def secret_readers(doc: dict[str, Any]) -> dict[str, set[tuple[int, int]]]:
+    """Each secret file's readers, as the (uid, gid) their containers run as."""
+    readers: dict[str, set[tuple[int, int]]] = {}
+    for service in doc["services"].values():
+        for ref in service.get("secrets", ()):
+            readers.setdefault(ref["source"], set()).add(_image_user(service))
+    return readers
+
+
+# Public material: a certificate and an identifier, readable by anyone.
+_PUBLIC = frozenset({"kafka-ca.pem", "kafka-cluster-id"})
+
+
+def _owners_script(doc: dict[str, Any]) -> str:
+    """A script giving each secret to the user its container reads it as: one reader owns
+    it (0400); a second reader's group may read it too (0440). Root on the host runs it."""
+    lines = [
+        "#!/bin/sh",
+        "# Rendered by `accord deploy render`: run as root after each render, from this folder.",
+        "set -eu",
+        "cd secrets",
+    ]
+    for name, users in sorted(secret_readers(doc).items()):
+        if name in _PUBLIC:
+            lines.append(f"chmod 0444 {name}")
+            continue
+        (uid, gid), *others = sorted(users)
+        if others:
+            gid = others[0][1]
+        lines.append(f"chown {uid}:{gid} {name} && chmod {'0440' if others else '0400'} {name}")
+    return "\n".join(lines) + "\n"

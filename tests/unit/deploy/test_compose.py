@@ -127,8 +127,9 @@ def test_a_re_render_keeps_every_secret_and_onboarding_changes_only_that_party(
     }  # fmt: skip
     changed = {k for k in after if before.get(k) != after[k]}
     # The bundle travels with the deployment; the provision service is given the new
-    # login; nothing else changes (the topic, login and ACLs are provisioning's to make).
-    assert changed == {"compose.yaml", "policies/parties.yaml"}
+    # login (and its secret an owner); nothing else changes: the topic, login and ACLs are
+    # provisioning's to make, from the bundle.
+    assert changed == {"compose.yaml", "policies/parties.yaml", "secret-owners.sh"}
     old, new = yaml.safe_load(before["compose.yaml"]), yaml.safe_load(after["compose.yaml"])
     assert set(new["secrets"]) - set(old["secrets"]) == {"cog-new-hub.librdkafka.conf"}
     new_refs = {s["source"] for s in new["services"]["provision"]["secrets"]}
@@ -149,3 +150,22 @@ def test_files_a_render_no_longer_makes_are_removed_and_the_operators_own_stay(
     _render(REPO / "policies", out, brokers=1)
     assert not (out / "kafka" / "server-3.properties").exists()
     assert (out / "notes.txt").read_text() == "the operator's own file"
+
+
+def test_every_secret_can_be_owned_by_its_readers_alone(
+    rendered: tuple[Path, dict[str, Any]],
+) -> None:
+    """On a Linux host a bind-mounted secret keeps its owner and mode: the rendered script
+    gives each to the one or two users whose containers read it, and nobody else."""
+    from broker.deploy._compose import secret_readers
+
+    out, doc = rendered
+    readers = secret_readers(doc)
+    script = (out / "secret-owners.sh").read_text()
+    for name, users in readers.items():
+        assert name in script
+        if name not in {"kafka-ca.pem", "kafka-cluster-id"}:
+            assert len(users) <= 2, f"{name} is read by {users}"
+            assert f"chown {min(users)[0]}:" in script.split(f" {name} ")[0].splitlines()[-1]
+    assert readers["kafka-1.pem"] == {(1000, 1000)}  # the apache/kafka image's user
+    assert readers["worker.librdkafka.conf"] == {(10001, 10001)}
