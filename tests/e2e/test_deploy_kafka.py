@@ -39,23 +39,39 @@ def _home() -> Path:
 
 
 class Local:
-    """What the Compose network and mounts would do, done on this machine."""
+    """What the Compose network and mounts would do, done on this machine: each broker's
+    three ports become free ports on 127.0.0.1, its data folder a folder of its own."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, brokers: int) -> None:
         self.root = root
-        self.internal, self.controller, self.external = free_port(), free_port(), free_port()
+        self.brokers = brokers
+        self.ports = {
+            n: {"internal": free_port(), "controller": free_port(), "external": free_port()}
+            for n in range(1, brokers + 1)
+        }
         self.pairs = [
             ("/run/secrets", str(root / "secrets")),
-            ("/var/lib/kafka/data", str(root / "data")),
             ("/var/lib/accord", str(root / "home")),
             ("/etc/accord/policies", str(root / "out" / "policies")),
-            ("INTERNAL://:9092", f"INTERNAL://127.0.0.1:{self.internal}"),
-            ("EXTERNAL://:9094", f"EXTERNAL://127.0.0.1:{self.external}"),
-            ("CONTROLLER://:9093", f"CONTROLLER://127.0.0.1:{self.controller}"),
-            ("kafka-1:9092", f"127.0.0.1:{self.internal}"),
-            ("kafka-1:9093", f"127.0.0.1:{self.controller}"),
-            ("localhost:9094", f"127.0.0.1:{self.external}"),
         ]
+        for n, p in self.ports.items():
+            self.pairs += [
+                (f"kafka-{n}:9092", f"127.0.0.1:{p['internal']}"),
+                (f"kafka-{n}:9093", f"127.0.0.1:{p['controller']}"),
+                (f"localhost:{9094 + n - 1}", f"127.0.0.1:{p['external']}"),
+            ]
+
+    def node(self, n: int, text: str) -> str:
+        """Broker ``n``'s own configuration: its listeners and its data folder."""
+        p = self.ports[n]
+        for old, new in (
+            ("/var/lib/kafka/data", str(self.root / f"data-{n}")),
+            ("INTERNAL://:9092", f"INTERNAL://127.0.0.1:{p['internal']}"),
+            ("EXTERNAL://:9094", f"EXTERNAL://127.0.0.1:{p['external']}"),
+            ("CONTROLLER://:9093", f"CONTROLLER://127.0.0.1:{p['controller']}"),
+        ):
+            text = text.replace(old, new)
+        return self(text)
 
     def __call__(self, text: str) -> str:
         for old, new in self.pairs:
@@ -80,64 +96,75 @@ def _shims(directory: Path, classpath: str) -> Path:
     return directory
 
 
+BROKERS = 3  # production's shape: replication 3, two in sync for a write
+
+
 @pytest.fixture(scope="module")
 def rendered_kafka(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Local, dict[str, Any]]]:
+) -> Iterator[tuple[Local, dict[str, Any], dict[int, subprocess.Popen[bytes]]]]:
     root = tmp_path_factory.mktemp("deploy-kafka")
     out = root / "out"
     result = subprocess.run(
         [sys.executable, "-m", "broker", "deploy", "render", "--target", "compose",
-         "--brokers", "1", "--policies", str(REPO / "policies"), "--out", str(out)],
+         "--brokers", str(BROKERS), "--policies", str(REPO / "policies"), "--out", str(out)],
         capture_output=True, text=True, check=False, cwd=root,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    local = Local(root)
+    local = Local(root, BROKERS)
     (root / "secrets").mkdir(mode=0o700)
     for secret in (out / "secrets").iterdir():
         target = root / "secrets" / secret.name
         target.write_bytes(local(secret.read_text()).encode())
         target.chmod(0o600)
-    (root / "data").mkdir()
-    config = root / "server-1.properties"
-    config.write_text(local((out / "kafka" / "server-1.properties").read_text()))
-    start = root / "start.sh"
-    start.write_text(local((out / "kafka" / "start.sh").read_text()))
     kafka_home = _shims(root / "kafka-home", str(ensure_kafka_jars(_home()) / "*"))
-    compose = yaml.safe_load((out / "compose.yaml").read_text())
     # The one difference from the image: its scripts live in /opt/kafka/bin.
-    script = start.read_text().replace("/opt/kafka", str(kafka_home))
-    start.write_text(script)
-    with (root / "kafka.out").open("wb") as log:
-        proc = subprocess.Popen(
-            ["bash", str(start), str(config)], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    start = root / "start.sh"
+    start.write_text(local((out / "kafka" / "start.sh").read_text()).replace(
+        "/opt/kafka", str(kafka_home)))  # fmt: skip
+    compose = yaml.safe_load((out / "compose.yaml").read_text())
+    nodes: dict[int, subprocess.Popen[bytes]] = {}
     try:
-        _until_up(local, proc, root / "kafka.out")
-        yield local, compose
+        for n in range(1, BROKERS + 1):
+            (root / f"data-{n}").mkdir()
+            config = root / f"server-{n}.properties"
+            config.write_text(local.node(n, (out / "kafka" / f"server-{n}.properties").read_text()))
+            with (root / f"kafka-{n}.out").open("wb") as log:
+                nodes[n] = subprocess.Popen(
+                    ["bash", str(start), str(config)], stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
+        _until_up(local, nodes, root)
+        yield local, compose, nodes
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        for proc in nodes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _conf(local: Local, principal: str) -> dict[str, str]:
     return read_client_file(local.root / "secrets" / f"{principal}.librdkafka.conf")
 
 
-def _until_up(local: Local, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _until_up(local: Local, nodes: dict[int, subprocess.Popen[bytes]], root: Path) -> None:
+    """Until the admin sees every broker in the cluster's metadata."""
     from confluent_kafka.admin import AdminClient
 
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
+        for n, proc in nodes.items():
+            assert proc.poll() is None, (root / f"kafka-{n}.out").read_text()[-3000:]
         try:
-            AdminClient({**_conf(local, "admin"), "log_level": 0}).list_topics(timeout=3)
+            meta = AdminClient({**_conf(local, "admin"), "log_level": 0}).list_topics(timeout=3)
         except Exception:  # noqa: BLE001  # not answering yet
             time.sleep(1)
             continue
-        return
-    raise AssertionError(f"the rendered Kafka did not come up: {log.read_text()[-3000:]}")
+        if len(meta.brokers) == len(nodes):
+            return
+        time.sleep(1)
+    logs = " | ".join((root / f"kafka-{n}.out").read_text()[-1000:] for n in nodes)
+    raise AssertionError(f"the rendered Kafka cluster did not come up: {logs}")
 
 
 def _provision(local: Local, compose: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -166,13 +193,14 @@ def _produce(conf: dict[str, str], topic: str) -> str | None:
     return errors[0] if errors else None
 
 
-def test_the_rendered_kafka_runs_secured_with_the_bundles_access(
-    rendered_kafka: tuple[Local, dict[str, Any]],
-) -> None:
+Cluster = tuple[Local, dict[str, Any], dict[int, subprocess.Popen[bytes]]]
+
+
+def test_the_rendered_kafka_runs_secured_with_the_bundles_access(rendered_kafka: Cluster) -> None:
     from confluent_kafka import Consumer
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    local, compose = rendered_kafka
+    local, compose, _ = rendered_kafka
     done = _provision(local, compose)
     assert done.returncode == 0, done.stderr
     assert "passwords" in done.stdout  # the rendered logins, not new random ones
@@ -187,11 +215,16 @@ def test_the_rendered_kafka_runs_secured_with_the_bundles_access(
     )
     configs = {r.name: f.result(timeout=20) for r, f in described.items()}
     assert configs["accord.audit"]["retention.ms"].value == "-1"
+    assert configs["accord.audit"]["min.insync.replicas"].value == "2"
     assert configs["accord.worker.state"]["cleanup.policy"].value == "compact"
+    audit = topics["accord.audit"].partitions
+    assert {len(p.replicas) for p in audit.values()} == {BROKERS}
 
     # An agency on the external listener, with its rendered client file, writes its topic...
     wmp = _conf(local, "wmp")
-    assert wmp["bootstrap.servers"] == f"127.0.0.1:{local.external}"
+    assert wmp["bootstrap.servers"].split(",") == [
+        f"127.0.0.1:{p['external']}" for p in local.ports.values()
+    ]
     assert _produce(wmp, "accord.ingress.wmp") is None
     # ...and no other agency's; a recipient reads only its own deliveries.
     assert _produce(wmp, "accord.ingress.swbh") == "TOPIC_AUTHORIZATION_FAILED"
@@ -199,7 +232,9 @@ def test_the_rendered_kafka_runs_secured_with_the_bundles_access(
 
     # The worker, on the internal listener, reads what the agency wrote, in its group.
     worker = _conf(local, "worker")
-    assert worker["bootstrap.servers"] == f"127.0.0.1:{local.internal}"
+    assert worker["bootstrap.servers"].split(",") == [
+        f"127.0.0.1:{p['internal']}" for p in local.ports.values()
+    ]
     consumer = Consumer({**worker, "group.id": "accord-worker", "auto.offset.reset": "earliest"})
     consumer.subscribe(["accord.ingress.wmp"])
     try:
@@ -218,12 +253,22 @@ def test_the_rendered_kafka_runs_secured_with_the_bundles_access(
     assert _produce(wrong, "accord.ingress.wmp") is not None
 
 
-def test_provisioning_the_rendered_cluster_again_changes_nothing(
-    rendered_kafka: tuple[Local, dict[str, Any]],
-) -> None:
-    local, compose = rendered_kafka
+def test_provisioning_the_rendered_cluster_again_changes_nothing(rendered_kafka: Cluster) -> None:
+    local, compose, _ = rendered_kafka
     first = _provision(local, compose)
     assert first.returncode == 0, first.stderr
     again = _provision(local, compose)
     assert again.returncode == 0, again.stderr
     assert "nothing to change" in again.stdout
+
+
+def test_the_cluster_takes_writes_with_one_broker_lost(rendered_kafka: Cluster) -> None:
+    """Three replicas, two in sync: a broker's loss stops nothing (run last: it kills one)."""
+    local, compose, nodes = rendered_kafka
+    assert _provision(local, compose).returncode == 0
+    os.killpg(nodes[BROKERS].pid, signal.SIGKILL)
+    nodes[BROKERS].wait()
+    conf = {**_conf(local, "wmp"), "acks": "all"}
+    deadline = time.monotonic() + 90
+    while (error := _produce(conf, "accord.ingress.wmp")) is not None:
+        assert time.monotonic() < deadline, error
