@@ -140,9 +140,15 @@ def _store(settings: Settings, db: str | None, *, create: bool = False) -> Audit
 
 
 def _verifier(settings: Settings) -> KeystoreAuditVerifier:
+    """Checks checkpoints against the signed key directory: the indexer's own keystore
+    when it has one (a deployment gives it one holding public keys only), else the
+    console's (one machine, as in the demo)."""
     from broker.audit import KeystoreAuditVerifier
 
-    return KeystoreAuditVerifier(keystore(settings, Principal.CONSOLE))  # its directory
+    own = (settings.keys_dir / Principal.INDEXER / "keystore.json").is_file()
+    return KeystoreAuditVerifier(
+        keystore(settings, Principal.INDEXER if own else Principal.CONSOLE)
+    )
 
 
 def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime | None:
@@ -461,6 +467,10 @@ async def _run_indexer(indexer: Indexer, settings: Settings, *, follow: bool) ->
         loop.add_signal_handler(sig, stop.set)
     assert indexer.metrics is not None  # noqa: S101  # index() gives it a registry
     async with serving_ops(
-        settings.indexer, indexer.metrics.registry, live=indexer.live, ready=indexer.ready
+        settings.indexer,
+        indexer.metrics.registry,
+        live=indexer.live,
+        ready=indexer.ready,
+        kafka=indexer.kafka.settings,
     ):
         return await indexer.run(follow=follow, stop=stop)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from broker.config import load_settings
-from broker.errors import UsageError
+from broker.errors import AccordError, UsageError
 
 if TYPE_CHECKING:
     from broker.keys import FileKeyStore
@@ -75,15 +76,7 @@ def register_exchange(keys_app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Take a signed directory: everyone's public keys, revocations included."""
-        from broker.keys import FileKeyStore, import_directory
-
-        settings = load_settings()
-        if not file.is_file():
-            raise UsageError(f"no such file: {file}")
-        path = directory if directory is not None else settings.keys_dir
-        store = FileKeyStore(path, settings.keystore.passphrase)
-        signed = import_directory(store, file.read_bytes(), where=file, trust=trust)
-        typer.echo(f"directory {signed.serial} imported into {store.path}: {len(signed.keys)} keys")
+        _import(file, directory, trust)
 
     linkage = typer.Typer(help="The linkage key behind subject keys.", no_args_is_help=True)
     keys_app.add_typer(linkage, name="linkage")
@@ -99,11 +92,50 @@ def register_exchange(keys_app: typer.Typer) -> None:
     def copy(
         to: Annotated[Path, typer.Option("--to", help="The keystore to copy it into.")],
         directory: Dir = None,
+        to_passphrase_file: Annotated[
+            Path | None,
+            typer.Option(help="The target keystore's passphrase, when it has its own."),
+        ] = None,
     ) -> None:
         """Copy the linkage key into another keystore of the same organisation (the console's)."""
-        from broker.keys import FileKeyStore
+        _copy_linkage(directory, to, to_passphrase_file)
 
-        settings = load_settings()
-        target = FileKeyStore(to, settings.keystore.passphrase)
-        target.set_linkage_key(_store(directory, "worker").linkage_key())
-        typer.echo(f"linkage key copied to {target.path}")
+
+def _import(file: Path, directory: Path | None, trust: str | None) -> None:
+    from broker.keys import FileKeyStore, import_directory
+
+    settings = load_settings()
+    if not file.is_file():
+        raise UsageError(f"no such file: {file}")
+    path = directory if directory is not None else settings.keys_dir
+    # A first import (--trust) into a folder with no keystore makes one holding public
+    # keys only: what a verifier such as the audit indexer needs, and nothing more.
+    new = trust is not None and not (path / "keystore.json").is_file()
+    existed = path.exists()
+    try:
+        store = FileKeyStore(path, settings.keystore.passphrase, create=new)
+        signed = import_directory(store, file.read_bytes(), where=file, trust=trust)
+    except AccordError:
+        if new and not existed:
+            shutil.rmtree(path, ignore_errors=True)  # a failed first import makes nothing
+        raise
+    made = " (a new keystore, public keys only)" if new else ""
+    typer.echo(f"directory {signed.serial} imported into {path}{made}: {len(signed.keys)} keys")
+
+
+def _copy_linkage(directory: Path | None, to: Path, passphrase_file: Path | None) -> None:
+    from pydantic import SecretStr
+
+    from broker.keys import FileKeyStore
+
+    passphrase = load_settings().keystore.passphrase
+    if passphrase_file is not None:
+        try:
+            text = passphrase_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise UsageError(f"--to-passphrase-file: cannot read {passphrase_file}") from None
+        passphrase = SecretStr(text.removesuffix("\n"))
+    key = _store(directory, "worker").linkage_key()
+    target = FileKeyStore(to, passphrase)
+    target.set_linkage_key(key)
+    typer.echo(f"linkage key copied to {target.path}")

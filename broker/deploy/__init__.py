@@ -7,6 +7,7 @@ logins and grants are the ones ``accord kafka provision`` applies (docs/deployme
 """
 
 from broker.deploy._files import MANIFEST, write_render
+from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import (
     CONSOLE_OPS_PORT,
     CONSOLE_PORT,
@@ -18,6 +19,7 @@ from broker.deploy._model import (
     deployment,
 )
 from broker.deploy._render import render_files
+from broker.deploy._strimzi import acl_grants
 
 __all__ = [
     "CONSOLE_OPS_PORT",
@@ -28,7 +30,9 @@ __all__ = [
     "Deployment",
     "Process",
     "Target",
+    "acl_grants",
     "deployment",
+    "kubernetes_files",
     "render_files",
     "write_render",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from broker.deploy._compose import compose_files, external_bootstrap, internal_bootstrap
+from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
 from broker.deploy._secrets import ensure_secrets
 
@@ -31,7 +32,5 @@ def render_files(
             external_host=external_host,
         )  # fmt: skip
         return compose_files(dep, external_host=external_host), made
-    from broker.deploy._kubernetes import kubernetes_files  # noqa: PLC0415  # being written
-
     files = kubernetes_files(dep, namespace=namespace, cluster=cluster)
     return {k.removeprefix("kubernetes/"): v for k, v in files.items()}, []

@@ -12,8 +12,9 @@ certificate; deleting a file and rendering again is how one is replaced (docs/de
 - ``<principal>.properties`` / ``<principal>.librdkafka.conf``: each login's client files,
   random password: the same files ``accord kafka provision`` hands out. Parties' files name
   the external listener, the services' the internal one.
-- ``keystore-passphrase-<principal>``: for the worker's, the console's and the governance
-  keystores; ``postgres-password`` and ``audit-db-url`` (the same password, in a URL);
+- ``keystore-passphrase-<principal>``: for the worker's, the console's, the indexer's and
+  the governance keystores;
+- ``postgres-password`` and ``audit-db-url`` (the same password, in a URL);
   ``grafana-admin-password``.
 """
 
@@ -33,8 +34,9 @@ __all__ = ["CONTAINER_SECRETS", "KEYSTORE_PRINCIPALS", "broker_host", "ensure_se
 
 #: Where Compose mounts a service's secrets.
 CONTAINER_SECRETS = "/run/secrets"
-#: Accord's processes that open a keystore (the indexer holds no keys).
-KEYSTORE_PRINCIPALS = (str(Principal.WORKER), str(Principal.CONSOLE))
+#: Accord's processes that open a keystore (the indexer's holds public keys only: the
+#: signed directory it checks checkpoints against).
+KEYSTORE_PRINCIPALS = (str(Principal.WORKER), str(Principal.CONSOLE), str(Principal.INDEXER))
 BROKER_CN = "kafka-broker"  # every broker's certificate subject: its principal on the controller
 
 

@@ -284,3 +284,64 @@ def test_separate_organisations_exchange_public_keys_through_a_signed_directory(
     # Trust is pinned now: later directories import without --trust.
     code, _, _ = _run(["keys", "import", "--dir", str(dirs["wmp"]), str(signed)], capsys)
     assert code == 0
+
+
+def test_a_first_import_into_an_empty_folder_makes_a_verifiers_keystore_of_public_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a deployment gives the audit indexer: the signed directory and no private key;
+    a directory that fails its checks leaves nothing behind."""
+    gov, wmp = tmp_path / "governance", tmp_path / "wmp"
+    for party, d in (("governance", gov), ("wmp", wmp)):
+        assert _run(["keys", "init", "--party", party, "--dir", str(d)], capsys)[0] == 0
+    entries = tmp_path / "wmp.entries.json"
+    cmd = ["keys", "export", "--party", "wmp", "--dir", str(wmp), "--out", str(entries)]
+    assert _run(cmd, capsys)[0] == 0
+    signed = tmp_path / "directory.json"
+    cmd = ["keys", "sign-directory", str(entries), "--out", str(signed), "--dir", str(gov)]
+    assert _run(cmd, capsys)[0] == 0
+    anchor = FileKeyStore(gov).current_signing_key("governance").info.key_id
+
+    tampered = tmp_path / "tampered.json"
+    doc = json.loads(signed.read_text())
+    doc["keys"][0]["status"] = "retired"
+    tampered.write_text(json.dumps(doc))
+    indexer = tmp_path / "indexer"
+    code, _, err = _run(["keys", "import", "--dir", str(indexer), "--trust", anchor,
+                         str(tampered)], capsys)  # fmt: skip
+    _one_line_error(code, err, 1)
+    assert not indexer.exists()
+
+    code, out, _ = _run(["keys", "import", "--dir", str(indexer), "--trust", anchor,
+                         str(signed)], capsys)  # fmt: skip
+    assert code == 0
+    assert "public keys only" in out
+    store = FileKeyStore(indexer)
+    assert store.parties() == ["governance", "wmp"]
+    assert store.private_parties() == []
+    # Without --trust an empty folder is still no keystore: nothing is made by accident.
+    code, _, err = _run(["keys", "import", "--dir", str(tmp_path / "x"), str(signed)], capsys)
+    assert "no keystore" in _one_line_error(code, err, 1)
+
+
+def test_the_linkage_key_is_copied_into_a_keystore_with_a_passphrase_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment protects the worker's and the console's keystores with different
+    passphrases; the copy opens each with its own."""
+    worker, console = tmp_path / "worker", tmp_path / "console"
+    (tmp_path / "console.pass").write_text("console-passphrase\n")
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "console-passphrase")
+    assert _run(["keys", "init", "--party", "console", "--dir", str(console)], capsys)[0] == 0
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "worker-passphrase")
+    assert _run(["keys", "init", "--party", "worker", "--dir", str(worker)], capsys)[0] == 0
+    assert _run(["keys", "linkage", "create", "--dir", str(worker)], capsys)[0] == 0
+    cmd = ["keys", "linkage", "copy", "--dir", str(worker), "--to", str(console)]
+    code, _, err = _run(cmd, capsys)  # the worker's passphrase does not open the console's
+    _one_line_error(code, err, 1)
+    code, out, _ = _run([*cmd, "--to-passphrase-file", str(tmp_path / "console.pass")], capsys)
+    assert code == 0, out
+    from pydantic import SecretStr
+
+    copied = FileKeyStore(console, SecretStr("console-passphrase")).linkage_key()
+    assert copied == FileKeyStore(worker, SecretStr("worker-passphrase")).linkage_key()

@@ -101,7 +101,9 @@ def test_each_service_is_given_only_the_secrets_it_needs(
     assert given["worker"] == {
         "kafka-ca.pem", "worker.librdkafka.conf", "keystore-passphrase-worker",
     }  # fmt: skip
-    assert given["indexer"] == {"kafka-ca.pem", "indexer.librdkafka.conf", "audit-db-url"}
+    assert given["indexer"] == {
+        "kafka-ca.pem", "indexer.librdkafka.conf", "audit-db-url", "keystore-passphrase-indexer",
+    }  # fmt: skip
     assert "kafka-ca.key" not in set().union(*given.values())
     # Only provisioning (the admin's job) sees the parties' logins.
     holders = {n for n, s in given.items() if "wmp.librdkafka.conf" in s}

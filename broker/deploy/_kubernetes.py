@@ -1,0 +1,486 @@
+"""The Kubernetes target: Strimzi for Kafka, Deployments for Accord's processes, kustomize to
+apply them (``kubectl apply -k kubernetes/``).
+
+Kustomize rather than Helm: the render is plain YAML, one resource per file, that a
+platform team reads, reviews in a merge request and overlays with its own patches (sizes,
+storage classes, the ingress, narrower network peers); there is no templating language to
+learn or audit, and ``kubectl`` applies it with no other tool. Onboarding a party changes
+exactly its own files (its ``KafkaUser``, its delivery or ingress topic) plus the
+kustomization's list and the policy bundle, so the diff shows what the bundle change does.
+
+The render holds no secret. The platform provides, in the namespace:
+
+- ``accord-keystore-<principal>`` for the worker, the console and the indexer: key
+  ``keystore.tar`` (the keystore folder, archived with the folder at its top:
+  ``tar -C <keys> -cf keystore.tar worker``) and key ``passphrase``. The indexer's is an
+  ``indexer/`` keystore of public keys only (``accord keys import --trust`` into an empty
+  folder makes one): it checks the chains' checkpoints against the signed key directory;
+- ``accord-audit-db``, key ``url``: the audit index's PostgreSQL URL (indexer, console).
+
+Strimzi makes the rest: a Secret per ``KafkaUser`` (key ``password``) and the cluster CA
+certificate (``<cluster>-cluster-ca-cert``, key ``ca.crt``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from broker import topics
+from broker.deploy._model import Deployment, Process
+from broker.deploy._strimzi import (
+    ACCORD_SELECTOR,
+    KAFKA_TLS_PORT,
+    kafka,
+    kafka_topic,
+    kafka_user,
+    node_pool,
+)
+from broker.errors import UsageError
+
+__all__ = ["BUNDLE_ANNOTATION", "POLICIES_CONFIGMAP", "kubernetes_files"]
+
+Manifest = dict[str, Any]
+
+ROOT = "kubernetes"
+POLICIES_CONFIGMAP = "accord-policies"
+#: On the pod template of every process that loads the bundle: a new bundle rolls its pods.
+BUNDLE_ANNOTATION = "accord/bundle-version"
+
+_HOME = "/var/lib/accord"
+_KEYS = f"{_HOME}/keys"
+_CONSOLE_DATA = f"{_HOME}/console"
+_POLICIES = "/etc/accord/policies"
+_KAFKA_CA = "/etc/accord/kafka-ca"
+_KEYSTORE_ARCHIVE = "/etc/accord/keystore"
+_UID = 10001
+# Inside the pod's own network namespace; the NetworkPolicies decide who reaches the port.
+_ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # the ops server must answer the kubelet and Prometheus
+_AUDIT_DB_SECRET = "accord-audit-db"  # noqa: S105  # a Secret's name, not its value
+_CONSOLE_PVC = "accord-console"
+#: Processes that keep the audit index in PostgreSQL.
+_AUDIT_DB_USERS = frozenset({"indexer", "console"})
+_POSTGRES_PORT = 5432
+# Object limits the API server enforces: a ConfigMap's data is at most 1 MiB, its keys
+# letters, digits, '-', '_' and '.'.
+_CONFIGMAP_MAX_BYTES = 1024 * 1024
+_CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+# Starting points for a partnership's volumes (docs/performance.md), which the platform
+# overlays; limits leave room for a burst without letting one process starve the node.
+_RESOURCES = {
+    "worker": {"requests": {"cpu": "500m", "memory": "512Mi"},
+               "limits": {"cpu": "2", "memory": "1Gi"}},
+    "indexer": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                "limits": {"cpu": "1", "memory": "512Mi"}},
+    "console": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                "limits": {"cpu": "1", "memory": "512Mi"}},
+}  # fmt: skip
+_DEFAULT_RESOURCES = _RESOURCES["indexer"]
+_INIT_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"},
+                   "limits": {"cpu": "500m", "memory": "128Mi"}}  # fmt: skip
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumping, with multi-line text (the policy files) as literal blocks a reviewer
+    can read, no line folding, and no anchors: a value used twice is written out twice."""
+
+    def ignore_aliases(self, _data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _yaml(doc: Mapping[str, Any]) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True)
+
+
+def _labels(process: Process) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "accord",
+        "app.kubernetes.io/component": process.name,
+        **ACCORD_SELECTOR,
+    }
+
+
+def _selector(process: Process) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "accord", "app.kubernetes.io/component": process.name}
+
+
+def _meta(name: str, labels: Mapping[str, str] = ACCORD_SELECTOR) -> Manifest:
+    return {"name": name, "labels": dict(labels)}
+
+
+def _configmap_key(rel: str) -> str:
+    # ConfigMap keys cannot hold '/': the volume's items put each file back at its path.
+    return rel.replace("/", "__")
+
+
+def policies_configmap(dep: Deployment) -> Manifest:
+    """The bundle the worker and the console load, as it was when rendered."""
+    data = {_configmap_key(rel): text for rel, text in dep.policy_files}
+    if len(data) != len(dep.policy_files):
+        raise UsageError("two policy files flatten to one ConfigMap key: rename one")
+    bad = sorted(k for k in data if not _CONFIGMAP_KEY.match(k))
+    if bad:
+        raise UsageError(f"policy file names a ConfigMap cannot hold: {', '.join(bad)}")
+    size = sum(len(k) + len(v.encode("utf-8")) for k, v in data.items())
+    if size > _CONFIGMAP_MAX_BYTES:
+        raise UsageError(f"the policy bundle is {size} bytes; a ConfigMap holds at most 1 MiB")
+    meta = _meta(POLICIES_CONFIGMAP)
+    meta["annotations"] = {BUNDLE_ANNOTATION: dep.bundle_version}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+def _partitions(dep: Deployment) -> int:
+    # The partition count the deployment was made with: every topic but quarantine has it.
+    return next(t.partitions for t in dep.topics if t.name == topics.AUDIT)
+
+
+def _secret_env(name: str, secret: str, key: str) -> Manifest:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
+    section = process.name.upper()  # the process's own settings (broker/config.py)
+    env: list[Manifest] = [
+        {"name": "ACCORD_HOME", "value": _HOME},
+        {"name": "ACCORD_KAFKA__BOOTSTRAP", "value": f"{cluster}-kafka-bootstrap:{KAFKA_TLS_PORT}"},
+        {"name": "ACCORD_KAFKA__USERNAME", "value": process.principal},
+        # The User Operator's Secret for the KafkaUser of the same name.
+        _secret_env("ACCORD_KAFKA__PASSWORD", process.principal, "password"),
+        {"name": "ACCORD_KAFKA__CA_FILE", "value": f"{_KAFKA_CA}/ca.crt"},
+        {"name": "ACCORD_KAFKA__PARTITIONS", "value": str(_partitions(dep))},
+        {"name": "ACCORD_KAFKA__REPLICATION_FACTOR", "value": str(dep.replication)},
+        {"name": f"ACCORD_{section}__METRICS_HOST", "value": _ALL_INTERFACES},
+        {"name": f"ACCORD_{section}__METRICS_PORT", "value": str(process.ops_port)},
+        {"name": "ACCORD_KEYSTORE__PATH", "value": _KEYS},
+        _secret_env("ACCORD_KEYSTORE__PASSPHRASE", _keystore_secret(process), "passphrase"),
+    ]  # fmt: skip
+    if process.name in _AUDIT_DB_USERS:
+        env.append(_secret_env("ACCORD_AUDIT__DB", _AUDIT_DB_SECRET, "url"))
+    if process.web_port is not None:
+        env += [
+            {"name": "ACCORD_CONSOLE__HOST", "value": _ALL_INTERFACES},
+            {"name": "ACCORD_CONSOLE__PORT", "value": str(process.web_port)},
+            # Served behind the cluster's TLS ingress: the browser sees HTTPS, the pod HTTP.
+            {"name": "ACCORD_CONSOLE__SECURE_COOKIES", "value": "true"},
+            {"name": "ACCORD_CONSOLE__USERS_FILE", "value": f"{_CONSOLE_DATA}/users.json"},
+        ]
+    return env
+
+
+def _keystore_secret(process: Process) -> str:
+    return f"accord-keystore-{process.principal}"
+
+
+def _loads_bundle(process: Process) -> bool:
+    return "--policies" in process.args
+
+
+def _security() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _probe(path: str, *, period: int, failures: int) -> Manifest:
+    return {
+        "httpGet": {"path": path, "port": "ops"},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+
+
+def _volumes(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
+    volumes: list[Manifest] = [
+        {"name": "home", "emptyDir": {"sizeLimit": "256Mi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        # Private keys live in memory only, never on the node's disk.
+        {"name": "keys", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        {"name": "keystore-archive", "secret": {
+            "secretName": _keystore_secret(process),
+            "items": [{"key": "keystore.tar", "path": "keystore.tar"}],
+            "defaultMode": 0o440,
+        }},
+        {"name": "kafka-ca", "secret": {
+            "secretName": f"{cluster}-cluster-ca-cert",
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+            "defaultMode": 0o444,
+        }},
+    ]  # fmt: skip
+    if _loads_bundle(process):
+        items = [{"key": _configmap_key(rel), "path": rel} for rel, _ in dep.policy_files]
+        volumes.append(
+            {"name": "policies", "configMap": {"name": POLICIES_CONFIGMAP, "items": items}}
+        )
+    if process.web_port is not None:
+        volumes.append(
+            {"name": "console-data", "persistentVolumeClaim": {"claimName": _CONSOLE_PVC}}
+        )
+    return volumes
+
+
+def _mounts(process: Process) -> list[Manifest]:
+    mounts: list[Manifest] = [
+        {"name": "home", "mountPath": _HOME},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  # the pod's own emptyDir
+        {"name": "keys", "mountPath": _KEYS},
+        {"name": "kafka-ca", "mountPath": _KAFKA_CA, "readOnly": True},
+    ]
+    if _loads_bundle(process):
+        mounts.append({"name": "policies", "mountPath": _POLICIES, "readOnly": True})
+    if process.web_port is not None:
+        mounts.append({"name": "console-data", "mountPath": _CONSOLE_DATA})
+    return mounts
+
+
+def _unpack_keystore(dep: Deployment) -> Manifest:
+    # A Secret holds flat keys, a keystore is a folder tree with 0700/0600 modes: the archive
+    # travels in the Secret and is unpacked into memory before Accord starts. The "tar"
+    # filter refuses absolute paths and anything landing outside the folder, and keeps the
+    # folder's own 0700, which the stricter "data" filter drops (the keystore then refuses
+    # to open: tests/unit/deploy/test_kubernetes.py).
+    return {
+        "name": "unpack-keystore",
+        "image": dep.image,
+        "command": ["python", "-m", "tarfile", "--filter", "tar",
+                    "-e", f"{_KEYSTORE_ARCHIVE}/keystore.tar", _KEYS],
+        "resources": _INIT_RESOURCES,
+        "securityContext": _security(),
+        "volumeMounts": [
+            {"name": "keystore-archive", "mountPath": _KEYSTORE_ARCHIVE, "readOnly": True},
+            {"name": "keys", "mountPath": _KEYS},
+        ],
+    }  # fmt: skip
+
+
+def deployment_manifest(dep: Deployment, process: Process, cluster: str) -> Manifest:
+    """One process: a single replica, hardened, probed on its ops port."""
+    ports = [{"name": "ops", "containerPort": process.ops_port}]
+    if process.web_port is not None:
+        ports.append({"name": "http", "containerPort": process.web_port})
+    container = {
+        "name": process.name,
+        "image": dep.image,
+        "args": list(process.args),
+        "ports": ports,
+        "env": _env(dep, process, cluster),
+        # Started: the ops server answers (a restore may take long and is still live).
+        "startupProbe": _probe("/livez", period=5, failures=60),
+        "livenessProbe": _probe("/livez", period=10, failures=3),
+        "readinessProbe": _probe("/readyz", period=5, failures=2),
+        "resources": _RESOURCES.get(process.name, _DEFAULT_RESOURCES),
+        "securityContext": _security(),
+        "volumeMounts": _mounts(process),
+    }
+    template_meta: Manifest = {"labels": _labels(process)}
+    if _loads_bundle(process):
+        template_meta["annotations"] = {BUNDLE_ANNOTATION: dep.bundle_version}
+    spec: Manifest = {
+        "replicas": 1,
+        "selector": {"matchLabels": _selector(process)},
+    }
+    if process.name == "worker" or process.web_port is not None:
+        # The worker: exactly one may be active (docs/operations.md), so the old one stops
+        # before the new one starts. The console: its ReadWriteOnce volume attaches to one
+        # node at a time, and a rolling update would wait on it for ever.
+        spec["strategy"] = {"type": "Recreate"}
+    spec["template"] = {
+        "metadata": template_meta,
+        "spec": {
+            "automountServiceAccountToken": False,
+            # No Service's address in the environment: it is ACCORD_*-prefixed for Services
+            # named accord-*, and only broker/config.py's settings belong there.
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": _UID,
+                "runAsGroup": _UID,
+                "fsGroup": _UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "initContainers": [_unpack_keystore(dep)],
+            "containers": [container],
+            "volumes": _volumes(dep, process, cluster),
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(f"accord-{process.name}", _labels(process)),
+        "spec": spec,
+    }
+
+
+def _service(process: Process, name: str, port: int, port_name: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, _labels(process)),
+        "spec": {
+            "selector": _selector(process),
+            "ports": [{"name": port_name, "port": port, "targetPort": port_name}],
+        },
+    }
+
+
+def ops_service(process: Process) -> Manifest:
+    """The process's ops port, for Prometheus: annotations for annotation-based discovery,
+    the ``accord-ops`` label and the ``ops`` port name for a ServiceMonitor."""
+    svc = _service(process, f"accord-{process.name}-ops", process.ops_port, "ops")
+    svc["metadata"]["labels"]["accord-ops"] = "true"
+    svc["metadata"]["annotations"] = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(process.ops_port),
+        "prometheus.io/path": "/metrics",
+    }
+    return svc
+
+
+def _network_policy(name: str, selector: Manifest, **rules: Any) -> Manifest:
+    types = [t for t, key in (("Ingress", "ingress"), ("Egress", "egress")) if key in rules]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(name),
+        "spec": {"podSelector": selector, "policyTypes": types, **rules},
+    }
+
+
+def network_policies(dep: Deployment, cluster: str) -> dict[str, Manifest]:
+    """Nothing in or out of Accord's pods but what each needs. Ingress to the console and
+    the ops ports is open to every namespace's pods: the platform narrows ``from`` to its
+    ingress controller's and Prometheus' namespaces (an overlay patch), which only it knows."""
+    accord = {"matchLabels": ACCORD_SELECTOR}
+    tcp = "TCP"
+    out = {
+        "default-deny": _network_policy("accord-default-deny", accord, ingress=[], egress=[]),
+        "egress-dns": _network_policy("accord-egress-dns", accord, egress=[
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": tcp, "port": 53}]},
+        ]),
+        "egress-kafka": _network_policy("accord-egress-kafka", accord, egress=[{
+            "to": [{"podSelector": {"matchLabels": {"strimzi.io/cluster": cluster}}}],
+            "ports": [{"protocol": tcp, "port": KAFKA_TLS_PORT}],
+        }]),
+    }  # fmt: skip
+    db_users = sorted(p.name for p in dep.processes if p.name in _AUDIT_DB_USERS)
+    if db_users:
+        # The platform's PostgreSQL may live outside the cluster: any address, one port.
+        selector = {
+            "matchLabels": ACCORD_SELECTOR,
+            "matchExpressions": [
+                {"key": "app.kubernetes.io/component", "operator": "In", "values": db_users}
+            ],
+        }
+        out["egress-postgres"] = _network_policy("accord-egress-postgres", selector, egress=[
+            {"ports": [{"protocol": tcp, "port": _POSTGRES_PORT}]},
+        ])  # fmt: skip
+    any_namespace: list[Manifest] = [{"namespaceSelector": {}}]
+    for process in dep.processes:
+        ports = [{"protocol": tcp, "port": process.ops_port}]
+        if process.web_port is not None:
+            ports.append({"protocol": tcp, "port": process.web_port})
+        out[f"ingress-{process.name}"] = _network_policy(
+            f"accord-ingress-{process.name}",
+            {"matchLabels": _selector(process)},
+            ingress=[{"from": any_namespace, "ports": ports}],
+        )
+    return out
+
+
+def disruption_budget() -> Manifest:
+    """One budget over all of Accord's pods: a drain evicts one of them at a time.
+
+    Each process runs a single replica, so ``minAvailable: 1`` per process would refuse
+    every eviction and block node drains for ever; ``maxUnavailable: 1`` across the three
+    lets a drain proceed while never taking the worker and the console down together. An
+    unhealthy pod may always be evicted: keeping it protects nothing.
+    """
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta("accord"),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": ACCORD_SELECTOR},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def console_claim() -> Manifest:
+    """The console's accounts file and device-cookie key, which outlive its pod."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(_CONSOLE_PVC),
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+
+
+def _resources(dep: Deployment, cluster: str) -> dict[str, Manifest]:
+    out: dict[str, Manifest] = {
+        "kafka/kafka.yaml": kafka(dep, cluster),
+        "kafka/node-pool.yaml": node_pool(dep, cluster),
+    }
+    out |= {f"kafka/topics/{t.name}.yaml": kafka_topic(dep, t, cluster) for t in dep.topics}
+    out |= {f"kafka/users/{u}.yaml": kafka_user(dep, u, cluster) for u in dep.users}
+    if any(_loads_bundle(p) for p in dep.processes):
+        out["accord/policies.yaml"] = policies_configmap(dep)
+    for process in dep.processes:
+        base = f"accord/{process.name}"
+        out[f"{base}/deployment.yaml"] = deployment_manifest(dep, process, cluster)
+        out[f"{base}/ops-service.yaml"] = ops_service(process)
+        if process.web_port is not None:
+            out[f"{base}/service.yaml"] = _service(
+                process, f"accord-{process.name}", process.web_port, "http"
+            )
+            out[f"{base}/data.yaml"] = console_claim()
+    out["accord/disruption-budget.yaml"] = disruption_budget()
+    out |= {
+        f"accord/network-policies/{name}.yaml": doc
+        for name, doc in network_policies(dep, cluster).items()
+    }
+    return out
+
+
+def kubernetes_files(
+    dep: Deployment,
+    *,
+    namespace: str = "accord",
+    cluster: str = "accord",
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, str]:
+    """Every file of the render: relative path (under ``kubernetes/``) to YAML text, one
+    resource per file, and ``kubernetes/kustomization.yaml`` listing them.
+
+    ``extra`` adds resources made elsewhere (the dashboards' and alert rules' ConfigMaps):
+    file name relative to ``kubernetes/``, to manifest.
+    """
+    resources = _resources(dep, cluster)
+    for rel, doc in (extra or {}).items():
+        if rel in resources or rel == "kustomization.yaml":
+            raise ValueError(f"extra resource {rel} would replace one of the render's own")
+        resources[rel] = dict(doc)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": namespace,
+        "resources": list(resources),
+    }
+    files = {f"{ROOT}/{rel}": _yaml(doc) for rel, doc in resources.items()}
+    files[f"{ROOT}/kustomization.yaml"] = _yaml(kustomization)
+    return files

@@ -1,0 +1,454 @@
+"""``accord deploy render --target kubernetes``: manifests the API server and Strimzi accept,
+Kafka access exactly as provisioning plans it, hardened pods, and onboarding as a small diff.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from broker.config import KafkaSettings, KemSuite, KeystoreSettings, Settings, load_settings
+from broker.deploy import Deployment, deployment
+from broker.deploy._kubernetes import BUNDLE_ANNOTATION, kubernetes_files
+from broker.deploy._strimzi import ACCORD_SELECTOR, acl_grants
+from broker.kafka import ClusterAccess, accord_topics
+from broker.policy import Policy, load_bundle
+from broker.provision import desired_access, plan_changes, publishers, recipients
+from broker.topics import AUDIT, STATE, deliver
+from tests.deploy_schemas import strimzi_errors
+
+POLICIES = Path("policies")
+K8S_VERSION = "1.35.0"
+STRIMZI = "kafka.strimzi.io/v1"
+KUSTOMIZATION = "kubernetes/kustomization.yaml"
+# An object name (RFC 1123 subdomain): what the API server accepts in metadata.name.
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+NEW_HUB = "cog-great-bridge"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # compared with the render, never bound here
+
+
+def _deployment(bundle: Path) -> Deployment:
+    return deployment(
+        load_bundle(bundle), bundle, brokers=3, partitions=3, image="accord-broker:test"
+    )
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_bundle(POLICIES)
+
+
+@pytest.fixture(scope="module")
+def dep() -> Deployment:
+    return _deployment(POLICIES)
+
+
+@pytest.fixture(scope="module")
+def files(dep: Deployment) -> dict[str, str]:
+    return kubernetes_files(dep)
+
+
+@pytest.fixture(scope="module")
+def docs(files: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Every manifest, parsed, by path; the kustomization left out (not an API object)."""
+    out = {}
+    for path, text in files.items():
+        parsed = list(yaml.safe_load_all(text))
+        assert len(parsed) == 1, f"{path} holds {len(parsed)} documents, not one"
+        if path != KUSTOMIZATION:
+            out[path] = parsed[0]
+    return out
+
+
+def _of_kind(docs: dict[str, dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs.values() if d["kind"] == kind}
+
+
+def _containers(deploy: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    pod = deploy["spec"]["template"]["spec"]
+    yield from pod.get("initContainers", [])
+    yield from pod["containers"]
+
+
+# -- schemas -----------------------------------------------------------------------------
+
+
+def test_every_kubernetes_manifest_validates_strictly_against_kubernetes_1_35(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    core = {p: d for p, d in docs.items() if d["apiVersion"] != STRIMZI}
+    assert {d["kind"] for d in core.values()} == {
+        "ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim",
+        "PodDisruptionBudget", "Service",
+    }  # fmt: skip
+    for path, doc in core.items():
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{path}: {where}: {exc.message}")
+
+
+def test_the_kubernetes_schemas_refuse_an_unknown_field(docs: dict[str, dict[str, Any]]) -> None:
+    worker = copy.deepcopy(docs["kubernetes/accord/worker/deployment.yaml"])
+    worker["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsRoot"] = False
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(worker, K8S_VERSION, strict=True)
+
+
+def test_every_strimzi_resource_validates_against_its_crd_from_strimzi_0_51(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    strimzi = {p: d for p, d in docs.items() if d["apiVersion"] == STRIMZI}
+    assert {d["kind"] for d in strimzi.values()} == {
+        "Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser",
+    }  # fmt: skip
+    problems = {p: e for p, d in strimzi.items() if (e := strimzi_errors(d))}
+    assert problems == {}
+    # The CRD schemas hold no rule for object names: the API server's.
+    assert [p for p, d in strimzi.items() if not DNS_SUBDOMAIN.match(d["metadata"]["name"])] == []
+
+
+def test_the_strimzi_schemas_refuse_unknown_fields_and_wrong_values(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    user = copy.deepcopy(docs["kubernetes/kafka/users/worker.yaml"])
+    user["spec"]["authorization"]["acls"][0]["operation"] = "Read"  # v1beta2's spelling
+    assert any("operation" in e for e in strimzi_errors(user))
+    user = copy.deepcopy(docs["kubernetes/kafka/users/worker.yaml"])
+    user["spec"]["authorization"]["acls"][0]["resource"]["type"] = "transactional_id"
+    assert strimzi_errors(user) != []
+    cluster = copy.deepcopy(docs["kubernetes/kafka/kafka.yaml"])
+    cluster["spec"]["kafka"]["listeners"][0]["authentication"]["type"] = "scram-sha-256"
+    assert strimzi_errors(cluster) != []
+    # ...while a topic's config is open (x-kubernetes-preserve-unknown-fields).
+    topic = copy.deepcopy(docs[f"kubernetes/kafka/topics/{AUDIT}.yaml"])
+    topic["spec"]["config"]["segment.ms"] = "3600000"
+    assert strimzi_errors(topic) == []
+
+
+def test_the_kustomization_lists_every_manifest_once_in_its_namespace(
+    files: dict[str, str],
+) -> None:
+    kustomization = yaml.safe_load(files[KUSTOMIZATION])
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["namespace"] == "accord"
+    listed = kustomization["resources"]
+    assert len(listed) == len(set(listed))
+    assert {f"kubernetes/{r}" for r in listed} == set(files) - {KUSTOMIZATION}
+    assert all(path.startswith("kubernetes/") for path in files)
+
+
+def test_extra_resources_are_written_and_listed_but_never_replace_the_renders_own(
+    dep: Deployment,
+) -> None:
+    dashboards = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dashboards"}}
+    files = kubernetes_files(
+        dep, namespace="partnership", extra={"ops/dashboards.yaml": dashboards}
+    )
+    assert yaml.safe_load(files["kubernetes/ops/dashboards.yaml"]) == dashboards
+    kustomization = yaml.safe_load(files[KUSTOMIZATION])
+    assert "ops/dashboards.yaml" in kustomization["resources"]
+    assert kustomization["namespace"] == "partnership"
+    with pytest.raises(ValueError, match="replace"):
+        kubernetes_files(dep, extra={"kafka/kafka.yaml": dashboards})
+
+
+# -- Kafka: the same access as `accord kafka provision` ------------------------------------
+
+
+def test_each_kafka_user_allows_exactly_what_provisioning_plans_on_an_empty_cluster(
+    policy: Policy, dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    kafka = KafkaSettings(partitions=3, replication_factor=dep.replication)
+    empty = ClusterAccess(frozenset(), frozenset(), frozenset())
+    plan = plan_changes(desired_access(policy, kafka), empty, rotate=frozenset())
+    users = _of_kind(docs, "KafkaUser")
+    assert set(users) == set(plan.add_users)
+    assert {g.principal for g in plan.add_grants} <= set(users)
+    for name, user in users.items():
+        assert user["metadata"]["labels"] == {"strimzi.io/cluster": "accord"}
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        rules = user["spec"]["authorization"]["acls"]
+        planned = {g for g in plan.add_grants if g.principal == name}
+        assert len(rules) == len(planned), name  # one rule per grant, none merged
+        assert acl_grants(user) == planned, name
+
+
+def test_a_suspended_party_keeps_its_login_and_holds_no_grant(
+    policy: Policy, docs: dict[str, dict[str, Any]]
+) -> None:
+    suspended = [p for p, party in policy.bundle.parties.items() if party.status == "suspended"]
+    assert suspended  # smethwick-fsp, in the example bundle
+    for party in suspended:
+        user = docs[f"kubernetes/kafka/users/{party}.yaml"]
+        assert user["spec"]["authorization"] == {"type": "simple", "acls": []}
+
+
+def test_every_topic_is_an_accord_topic_with_its_partitions_replicas_and_retention(
+    policy: Policy, dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    kafka = KafkaSettings(partitions=3, replication_factor=3)
+    expected = {
+        t.name: (t.partitions, 3, t.config)
+        for t in accord_topics(publishers(policy), recipients(policy), kafka)
+    }
+    topics = _of_kind(docs, "KafkaTopic")
+    assert {name: t["spec"]["topicName"] for name, t in topics.items()} == {n: n for n in topics}
+    rendered = {
+        name: (t["spec"]["partitions"], t["spec"]["replicas"], t["spec"]["config"])
+        for name, t in topics.items()
+    }
+    assert rendered == expected
+    assert topics[STATE]["spec"]["config"]["cleanup.policy"] == "compact"
+    assert topics[AUDIT]["spec"]["config"] == {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def test_the_cluster_runs_kraft_with_tls_scram_and_acls_and_makes_no_topic_by_itself(
+    dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    spec = docs["kubernetes/kafka/kafka.yaml"]["spec"]
+    kafka = spec["kafka"]
+    assert "version" not in kafka  # Strimzi's own default release
+    listeners = {listener["name"]: listener for listener in kafka["listeners"]}
+    assert set(listeners) == {"tls", "external"}
+    for listener in listeners.values():
+        assert listener["tls"] is True
+        assert listener["authentication"] == {"type": "scram-sha-512"}
+    assert (listeners["tls"]["port"], listeners["tls"]["type"]) == (9093, "internal")
+    assert (listeners["external"]["port"], listeners["external"]["type"]) == (9094, "loadbalancer")
+    assert listeners["tls"]["networkPolicyPeers"] == [
+        {"podSelector": {"matchLabels": ACCORD_SELECTOR}}
+    ]
+    assert kafka["authorization"] == {"type": "simple"}
+    assert kafka["config"] == {
+        "auto.create.topics.enable": False,
+        "default.replication.factor": 3,
+        "min.insync.replicas": 2,
+        "offsets.topic.replication.factor": 3,
+        "transaction.state.log.replication.factor": 3,
+        "transaction.state.log.min.isr": 2,
+    }
+    assert spec["entityOperator"] == {"topicOperator": {}, "userOperator": {}}
+    pool = docs["kubernetes/kafka/node-pool.yaml"]["spec"]
+    assert pool["replicas"] == dep.brokers == 3
+    assert pool["roles"] == ["controller", "broker"]
+
+
+# -- Accord's processes ------------------------------------------------------------------
+
+
+def test_every_pod_runs_unprivileged_read_only_and_without_a_service_account_token(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    deployments = _of_kind(docs, "Deployment")
+    assert set(deployments) == {"accord-worker", "accord-indexer", "accord-console"}
+    for name, deploy in deployments.items():
+        pod = deploy["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"] == {
+            "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }, name  # fmt: skip
+        for container in _containers(deploy):
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, (name, container["name"])
+            assert context["readOnlyRootFilesystem"] is True, (name, container["name"])
+            assert context["capabilities"] == {"drop": ["ALL"]}, (name, container["name"])
+            assert {"requests", "limits"} <= set(container["resources"]), container["name"]
+        # Every pod is one NetworkPolicy and Strimzi's listener peers select.
+        labels = deploy["spec"]["template"]["metadata"]["labels"]
+        assert ACCORD_SELECTOR.items() <= labels.items(), name
+
+
+def test_every_process_is_probed_for_liveness_and_readiness_on_its_ops_port(
+    dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    for process in dep.processes:
+        deploy = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]
+        (container,) = deploy["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["ops"] == process.ops_port
+        assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "ops"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}
+        service = docs[f"kubernetes/accord/{process.name}/ops-service.yaml"]
+        assert service["spec"]["ports"] == [{"name": "ops", "port": process.ops_port,
+                                              "targetPort": "ops"}]  # fmt: skip
+        assert service["metadata"]["annotations"]["prometheus.io/port"] == str(process.ops_port)
+        assert (
+            service["spec"]["selector"].items()
+            <= deploy["spec"]["template"]["metadata"]["labels"].items()
+        )
+
+
+def test_exactly_one_worker_runs_and_the_old_one_stops_before_the_new_one_starts(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    worker = docs["kubernetes/accord/worker/deployment.yaml"]["spec"]
+    assert worker["replicas"] == 1
+    assert worker["strategy"] == {"type": "Recreate"}
+
+
+def test_no_disruption_budget_can_block_a_node_drain(docs: dict[str, dict[str, Any]]) -> None:
+    for budget in _of_kind(docs, "PodDisruptionBudget").values():
+        assert "minAvailable" not in budget["spec"]
+        assert budget["spec"]["maxUnavailable"] >= 1
+
+
+def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
+    dep: Deployment, docs: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Names are checked by what broker/config.py makes of them: a misspelt variable would be
+    # ignored, and its setting left at its default.
+    for process in dep.processes:
+        deploy = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]
+        (container,) = deploy["spec"]["template"]["spec"]["containers"]
+        secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                   if "valueFrom" in e}  # fmt: skip
+        env = {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
+        with monkeypatch.context() as m:
+            for name in [n for n in os.environ if n.startswith("ACCORD_")]:
+                m.delenv(name)
+            for name, value in env.items():
+                m.setenv(name, value)
+            settings = load_settings()
+        ops = getattr(settings, process.name)
+        assert (ops.metrics_host, ops.metrics_port) == (ALL_INTERFACES, process.ops_port)
+        assert settings.kafka.bootstrap == "accord-kafka-bootstrap:9093"
+        assert settings.kafka.username == process.principal
+        assert settings.kafka.ca_file == Path("/etc/accord/kafka-ca/ca.crt")
+        assert (settings.kafka.partitions, settings.kafka.replication_factor) == (3, 3)
+        assert settings.keys_dir == Path("/var/lib/accord/keys")
+        assert secrets["ACCORD_KAFKA__PASSWORD"] == {"name": process.principal, "key": "password"}
+        keystore = {"name": f"accord-keystore-{process.principal}", "key": "passphrase"}
+        assert secrets["ACCORD_KEYSTORE__PASSPHRASE"] == keystore
+        if process.name in {"indexer", "console"}:
+            assert secrets["ACCORD_AUDIT__DB"] == {"name": "accord-audit-db", "key": "url"}
+        if process.name == "console":
+            assert settings.console.host == ALL_INTERFACES
+            assert settings.console.secure_cookies is True
+            assert settings.console_users_file == Path("/var/lib/accord/console/users.json")
+
+
+def test_the_keystore_is_unpacked_into_memory_and_never_lands_on_disk(
+    dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    for process in dep.processes:
+        pod = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]["spec"]["template"]
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["keys"]["emptyDir"]["medium"] == "Memory"
+        archive = volumes["keystore-archive"]["secret"]
+        assert archive["secretName"] == f"accord-keystore-{process.principal}"
+        (unpack,) = pod["spec"]["initContainers"]
+        assert unpack["image"] == dep.image
+        assert unpack["command"][:3] == ["python", "-m", "tarfile"]
+        assert unpack["command"][-2:] == ["/etc/accord/keystore/keystore.tar",
+                                          "/var/lib/accord/keys"]  # fmt: skip
+        # The archive is the init container's alone; Accord sees the unpacked keys.
+        (main,) = pod["spec"]["containers"]
+        assert "keystore-archive" not in {m["name"] for m in main["volumeMounts"]}
+        assert {"name": "keys", "mountPath": "/var/lib/accord/keys"} in main["volumeMounts"]
+
+
+def test_the_init_containers_command_unpacks_a_keystore_that_accord_then_opens(
+    tmp_path: Path, docs: dict[str, dict[str, Any]]
+) -> None:
+    # Made as `accord keys init` makes one (0700 folder, 0600 files), archived as the
+    # module docstring says, unpacked by the very command the pod runs into a folder as
+    # open as an emptyDir: the keystore's own modes must survive, or Accord refuses it.
+    from pydantic import SecretStr
+
+    from broker.keys import FileKeyStore
+
+    passphrase = SecretStr("synthetic-test-passphrase")
+    made = tmp_path / "made"
+    FileKeyStore(made / "worker", passphrase, create=True, scrypt_n=2**10).ensure_party(
+        "worker", kem=KemSuite.X25519
+    )
+    archive = tmp_path / "keystore.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(made / "worker", arcname="worker")
+    keys = tmp_path / "pod-keys"
+    keys.mkdir()
+    keys.chmod(0o777)
+    pod = docs["kubernetes/accord/worker/deployment.yaml"]["spec"]["template"]["spec"]
+    (unpack,) = pod["initContainers"]
+    here = {"python": sys.executable, "/etc/accord/keystore/keystore.tar": str(archive),
+            "/var/lib/accord/keys": str(keys)}  # fmt: skip
+    subprocess.run([here.get(arg, arg) for arg in unpack["command"]], check=True)
+    settings = Settings(home=tmp_path, keystore=KeystoreSettings(path=keys, passphrase=passphrase))
+    opened = FileKeyStore(settings.keystore_path("worker"), passphrase)
+    assert opened.current_signing_key("worker").info.party == "worker"
+
+
+def test_the_bundle_is_mounted_file_for_file_where_the_worker_and_console_load_it(
+    dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    configmap = docs["kubernetes/accord/policies.yaml"]
+    for process in dep.processes:
+        pod = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]["spec"]["template"]
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        if "--policies" not in process.args:
+            assert "policies" not in volumes
+            assert BUNDLE_ANNOTATION not in pod["metadata"].get("annotations", {})
+            continue
+        assert pod["metadata"]["annotations"][BUNDLE_ANNOTATION] == dep.bundle_version
+        items = volumes["policies"]["configMap"]["items"]
+        mounted = {item["path"]: configmap["data"][item["key"]] for item in items}
+        assert mounted == dict(dep.policy_files)
+        (main,) = pod["spec"]["containers"]
+        mount = next(m for m in main["volumeMounts"] if m["name"] == "policies")
+        assert mount["mountPath"] == process.args[process.args.index("--policies") + 1]
+
+
+# -- onboarding ----------------------------------------------------------------------------
+
+
+def test_onboarding_a_hub_changes_only_its_own_files_the_list_and_the_bundle(
+    tmp_path: Path, files: dict[str, str], dep: Deployment
+) -> None:
+    bundle = tmp_path / "policies"
+    shutil.copytree(POLICIES, bundle)
+    with (bundle / "parties.yaml").open("a", encoding="utf-8") as fh:
+        fh.write(f"  {NEW_HUB}:\n    name: Great Bridge Community Operating Group\n"
+                 "    kind: hub\n    localities: [\"DY4 7\"]\n")  # fmt: skip
+    onboarded = _deployment(bundle)
+    after = kubernetes_files(onboarded)
+
+    added = set(after) - set(files)
+    removed = set(files) - set(after)
+    changed = {p for p in set(files) & set(after) if files[p] != after[p]}
+    assert added == {
+        f"kubernetes/kafka/users/{NEW_HUB}.yaml",
+        f"kubernetes/kafka/topics/{deliver(NEW_HUB)}.yaml",
+    }
+    assert removed == set()
+    assert changed == {
+        KUSTOMIZATION,
+        "kubernetes/accord/policies.yaml",  # the bundle itself
+        "kubernetes/accord/worker/deployment.yaml",  # its pods roll to the new bundle
+        "kubernetes/accord/console/deployment.yaml",
+    }
+    # The Deployments differ by the bundle version they carry, nothing else.
+    for path in ("kubernetes/accord/worker/deployment.yaml",
+                 "kubernetes/accord/console/deployment.yaml"):  # fmt: skip
+        assert after[path].replace(onboarded.bundle_version, dep.bundle_version) == files[path]
+    user = yaml.safe_load(after[f"kubernetes/kafka/users/{NEW_HUB}.yaml"])
+    assert {(g.kind, g.name, g.operation) for g in acl_grants(user)} == {
+        ("topic", deliver(NEW_HUB), "read"),
+        ("group", f"{NEW_HUB}.", "read"),
+        ("topic", "accord.access", "write"),
+    }
