@@ -248,9 +248,13 @@ def test_the_rendered_kafka_runs_secured_with_the_bundles_access(rendered_kafka:
     finally:
         consumer.close()
 
-    # A wrong password is refused at login.
-    wrong = {**wmp, "sasl.password": "not-the-password"}
-    assert _produce(wrong, "accord.ingress.wmp") is not None
+    # A wrong password is refused at login; the right one is not.
+    from confluent_kafka import KafkaException
+
+    AdminClient({**wmp, "log_level": 0}).list_topics(timeout=10)
+    wrong = AdminClient({**wmp, "sasl.password": "not-the-password", "log_level": 0})
+    with pytest.raises(KafkaException):
+        wrong.list_topics(timeout=5)
 
 
 def test_provisioning_the_rendered_cluster_again_changes_nothing(rendered_kafka: Cluster) -> None:
@@ -260,6 +264,39 @@ def test_provisioning_the_rendered_cluster_again_changes_nothing(rendered_kafka:
     again = _provision(local, compose)
     assert again.returncode == 0, again.stderr
     assert "nothing to change" in again.stdout
+
+
+def test_the_live_clusters_logins_and_acls_are_the_kubernetes_renders_kafka_users(
+    rendered_kafka: Cluster,
+) -> None:
+    """One source for both targets: what provisioning applied to a real Kafka equals, grant
+    for grant, the ACLs of the Strimzi KafkaUsers rendered for the same bundle."""
+    from pydantic import SecretStr
+
+    from broker.config import KafkaSettings
+    from broker.deploy import acl_grants, deployment, kubernetes_files
+    from broker.kafka import read_access
+    from broker.policy import load_bundle
+
+    local, compose, _ = rendered_kafka
+    assert _provision(local, compose).returncode == 0
+    admin = _conf(local, "admin")
+    live = read_access(
+        KafkaSettings(
+            bootstrap=admin["bootstrap.servers"], username="admin",
+            password=SecretStr(admin["sasl.password"]), ca_file=Path(admin["ssl.ca.location"]),
+        )
+    )  # fmt: skip
+    bundle = local.root / "out" / "policies"
+    dep = deployment(load_bundle(bundle), bundle, brokers=BROKERS, partitions=3, image="a:1")
+    users = [
+        yaml.safe_load(text)
+        for path, text in kubernetes_files(dep).items()
+        if path.startswith("kubernetes/kafka/users/")
+    ]
+    rendered = set().union(*(acl_grants(u) for u in users))
+    assert live.grants == rendered
+    assert live.users - {"admin"} == {u["metadata"]["name"] for u in users}
 
 
 def test_the_cluster_takes_writes_with_one_broker_lost(rendered_kafka: Cluster) -> None:
