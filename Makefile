@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint kafka-jars postgres chromium kcat clean help
+.PHONY: demo test bench lint kafka-jars postgres chromium kcat promtool clean help
 
 help:
 	@echo "make demo   - set everything up and run Accord on the embedded default"
@@ -42,7 +42,12 @@ chromium:
 kcat:
 	bash deploy/dev/ensure-kcat.sh
 
-test: $(STAMP) kafka-jars postgres chromium kcat lint
+# The alert rules and the dashboard's queries are checked with Prometheus' own promtool,
+# unpacked from Debian's prometheus package into $ACCORD_HOME/bin (nothing is installed).
+promtool:
+	bash deploy/dev/ensure-promtool.sh
+
+test: $(STAMP) kafka-jars postgres chromium kcat promtool lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) kafka-jars

@@ -128,7 +128,14 @@ async def run_console(
     ops = contextlib.AsyncExitStack()
     try:
         await ops.enter_async_context(
-            serving_ops(cfg, registry, live=probes.live, ready=probes.ready)
+            serving_ops(
+                cfg,
+                registry,
+                live=probes.live,
+                ready=probes.ready,
+                # Kafka's certificates' expiry (no Kafka at all only in tests of the pages).
+                kafka=None if kafka is None else kafka.settings,
+            )
         )
         while not server.started:
             if tasks[0].done():

@@ -18,6 +18,14 @@ from broker.deploy._model import (
     Target,
     deployment,
 )
+from broker.deploy._observability import (
+    alert_rules_text,
+    dashboard_text,
+    exported_metric_names,
+    prometheus_config,
+    promql_metric_names,
+    shipped_expressions,
+)
 from broker.deploy._render import render_files
 from broker.deploy._strimzi import acl_grants
 
@@ -31,8 +39,14 @@ __all__ = [
     "Process",
     "Target",
     "acl_grants",
+    "alert_rules_text",
+    "dashboard_text",
     "deployment",
+    "exported_metric_names",
     "kubernetes_files",
+    "prometheus_config",
+    "promql_metric_names",
     "render_files",
+    "shipped_expressions",
     "write_render",
 ]

@@ -3,13 +3,68 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from broker.deploy._compose import compose_files, external_bootstrap, internal_bootstrap
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
+from broker.deploy._observability import alert_rules_text, dashboard_text, prometheus_config
 from broker.deploy._secrets import ensure_secrets
 
 __all__ = ["render_files"]
+
+_DATASOURCE = {
+    "apiVersion": 1,
+    "datasources": [
+        {"name": "Prometheus", "uid": "prometheus", "type": "prometheus", "access": "proxy",
+         "url": "http://prometheus:9090", "isDefault": True, "editable": False}
+    ],
+}  # fmt: skip
+_DASHBOARDS = {
+    "apiVersion": 1,
+    "providers": [
+        {"name": "accord", "folder": "Accord", "type": "file", "disableDeletion": True,
+         "allowUiUpdates": False, "options": {"path": "/var/lib/grafana/dashboards"}}
+    ],
+}  # fmt: skip
+
+
+def _yaml(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, width=100)
+
+
+def _observability_compose(dep: Deployment) -> dict[str, str]:
+    targets = {f"accord-{p.name}": [f"{p.name}:{p.ops_port}"] for p in dep.processes}
+    return {
+        "prometheus/prometheus.yml": _yaml(prometheus_config(targets)),
+        "prometheus/alerts.yml": alert_rules_text(),
+        "grafana/provisioning/datasources/prometheus.yml": _yaml(_DATASOURCE),
+        "grafana/provisioning/dashboards/accord.yml": _yaml(_DASHBOARDS),
+        "grafana/dashboards/accord.json": dashboard_text(),
+    }
+
+
+def _observability_kubernetes() -> dict[str, dict[str, Any]]:
+    """The rules and the dashboard as ConfigMaps: the labels are the conventions of the
+    Prometheus Operator's rule loaders and Grafana's dashboard sidecar; a platform without
+    them mounts the files where its Prometheus and Grafana read them."""
+    labels = {"app.kubernetes.io/name": "accord", "app.kubernetes.io/part-of": "accord"}
+    return {
+        "accord/observability/alert-rules.yaml": {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "accord-alert-rules",
+                         "labels": {**labels, "prometheus_rule": "1"}},
+            "data": {"accord-alerts.yml": alert_rules_text()},
+        },
+        "accord/observability/dashboard.yaml": {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "accord-grafana-dashboard",
+                         "labels": {**labels, "grafana_dashboard": "1"}},
+            "data": {"accord.json": dashboard_text()},
+        },
+    }  # fmt: skip
 
 
 def render_files(
@@ -31,6 +86,9 @@ def render_files(
             external_bootstrap=external_bootstrap(dep, external_host),
             external_host=external_host,
         )  # fmt: skip
-        return compose_files(dep, external_host=external_host), made
-    files = kubernetes_files(dep, namespace=namespace, cluster=cluster)
+        files = compose_files(dep, external_host=external_host)
+        return {**files, **_observability_compose(dep)}, made
+    files = kubernetes_files(
+        dep, namespace=namespace, cluster=cluster, extra=_observability_kubernetes()
+    )
     return {k.removeprefix("kubernetes/"): v for k, v in files.items()}, []

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -48,6 +50,7 @@ from broker.audit import (
 )
 from broker.errors import ChainBroken, TransportError
 from broker.governance._metrics import IndexMetrics
+from broker.governance._reports import OVERRIDE_REVIEW_DEADLINE, overdue_overrides
 from broker.governance._signed import Offered, SignedTip
 from broker.governance._store import (
     AuditStore,
@@ -61,6 +64,10 @@ from broker.ops import OK, Check, Heartbeat
 from broker.topics import AUDIT
 
 log = structlog.get_logger("accord.audit")
+
+# Overrides become overdue as time passes, not only as batches arrive: counted again at least
+# this often (and after any batch holding an override or a review). One small query.
+_OVERDUE_EVERY_S = 60.0
 
 
 @dataclass
@@ -116,6 +123,10 @@ class ChainTracker:
     def waiting(self) -> int:
         """Records read but not yet covered by their writer's checkpoint."""
         return sum(len(t.waiting) for t in self._tips.values())
+
+    def held(self) -> list[AuditRecord]:
+        """The records waiting for their writer's checkpoint."""
+        return [rec for tip in self._tips.values() for rec, _ in tip.waiting]
 
     def commit(self, batch: IndexBatch) -> bool:
         """Apply ``batch``; False if another indexer moved the index first (then reloaded)."""
@@ -228,8 +239,10 @@ class ChainTracker:
 class Indexer:
     """Consumes the audit topic (read_committed) into ``store`` from the offsets it holds.
 
-    With a ``registry`` it counts what it indexes and refuses there; ``live()`` and
-    ``ready()`` answer an ops server's probes (ready: consuming, and caught up at least once).
+    With a ``registry`` it counts what it indexes and refuses there, and gauges what waits
+    (records no checkpoint covers yet, overrides past ``review_deadline`` unreviewed);
+    ``live()`` and ``ready()`` answer an ops server's probes (ready: consuming, and caught up
+    at least once). ``clock`` is wall-clock time (Unix seconds).
     """
 
     def __init__(
@@ -242,13 +255,18 @@ class Indexer:
         max_batch: int = 500,
         registry: CollectorRegistry | None = None,
         stale_after: float = 30.0,
+        review_deadline: timedelta = OVERRIDE_REVIEW_DEADLINE,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.topic = topic
         self.kafka = kafka
         self.max_batch = max_batch
         self.tracker = ChainTracker(store, verifier, topic=topic)
-        self.metrics = IndexMetrics(registry) if registry is not None else None
+        self.metrics = IndexMetrics(registry, clock=clock) if registry is not None else None
+        self.review_deadline = review_deadline
+        self._clock = clock
+        self._overdue_counted: float | None = None  # monotonic time of the last count
         self.heartbeat = Heartbeat(stale_after)
         self.caught_up = False  # a poll has found nothing new: the index was current then
 
@@ -299,6 +317,7 @@ class Indexer:
                 await _seek(consumer, tps, self.tracker.offsets)
             self.caught_up = self.caught_up or not got
             await self._measure_lag(consumer, tps)
+            self._measure_backlog()
             seen += sum(len(v) for v in got.values())
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:
@@ -317,7 +336,23 @@ class Indexer:
         if self.metrics is not None:
             summary = self.tracker.summary
             self.metrics.committed(summary.indexed, summary.refused, self.tracker.heads)
+            if any(_touches_overrides(r.record) for r in batch.records):
+                self._overdue_counted = None  # count again now: the backlog changed
+            self._measure_backlog()
         return True
+
+    def _measure_backlog(self) -> None:
+        """Gauge what waits: records for a checkpoint, overrides for a review (throttled)."""
+        if self.metrics is None:
+            return
+        self.metrics.holding(self.tracker.held())
+        now = time.monotonic()
+        if self._overdue_counted is not None and now - self._overdue_counted < _OVERDUE_EVERY_S:
+            return
+        self._overdue_counted = now
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        overdue = overdue_overrides(self.store, at, deadline=self.review_deadline)
+        self.metrics.overrides_overdue.set(len(overdue))
 
     async def _measure_lag(self, consumer: Any, tps: list[Any]) -> None:
         if self.metrics is None:
@@ -328,6 +363,13 @@ class Indexer:
             if high is not None:
                 behind += max(0, high - await consumer.position(tp))
         self.metrics.lag.set(behind)
+
+
+def _touches_overrides(rec: AuditRecord) -> bool:
+    """An override decision or a review: what changes the overrides awaiting review."""
+    if rec.kind is AuditKind.OVERRIDE_REVIEWED:
+        return True
+    return rec.kind is AuditKind.DECIDED and rec.data.get("outcome") == "shared_override"
 
 
 async def _assign(consumer: Any, topic: str) -> list[Any]:

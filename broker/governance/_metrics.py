@@ -1,16 +1,19 @@
 """Prometheus metrics of the audit indexer, registered on an injected ``CollectorRegistry``.
 
 Labels are refusal reasons only (a fixed set, ``_index``): never a chain, a seq or a person.
+The gauges of what waits (records no checkpoint covers yet, overrides past their review
+deadline) are numbers only: which chain or which override is for ``accord audit`` to say.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from broker.audit import AuditRecord
 from broker.governance._store import ChainHead
 
 
@@ -22,6 +25,7 @@ class IndexMetrics:
         self._clock = clock
         self._reported_indexed = 0
         self._reported_refused: Tally[str] = Tally()
+        self._first_seen: dict[str, float] = {}  # waiting records' hashes: when first held
         self.indexed = Counter(
             "accord_audit_indexed_records",
             "Audit records verified and written to the index.",
@@ -48,6 +52,32 @@ class IndexMetrics:
             "Messages behind the end of the audit topic, summed over its partitions.",
             registry=registry,
         )
+        self.unsigned_oldest = Gauge(
+            "accord_audit_unsigned_oldest_seconds",
+            "Age of the oldest record held because no signed checkpoint covers it yet (0: none).",
+            registry=registry,
+        )
+        self.overrides_overdue = Gauge(
+            "accord_audit_overrides_overdue",
+            "Safeguarding overrides whose review deadline has passed without a review.",
+            registry=registry,
+        )
+
+    def holding(self, waiting: Iterable[AuditRecord]) -> None:
+        """The records read but not yet covered by their writer's checkpoint, now.
+
+        A record's age counts from the earlier of its own time (the writer's clock, so it
+        survives an indexer restart) and when this indexer first held it (so a record
+        claiming a time in the future cannot hide).
+        """
+        now = self._clock()
+        seen: dict[str, float] = {}
+        oldest = now
+        for rec in waiting:
+            first = seen[rec.hash] = self._first_seen.get(rec.hash, now)
+            oldest = min(oldest, first, rec.at.timestamp())
+        self._first_seen = seen
+        self.unsigned_oldest.set(max(0.0, now - oldest))
 
     def committed(self, indexed: int, refused: Tally[str], heads: dict[str, ChainHead]) -> None:
         """After a batch is in the index: ``indexed`` and ``refused`` are running totals."""

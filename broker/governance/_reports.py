@@ -8,7 +8,7 @@ personal values (subject keys, party ids, clause ids and field names only).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from broker.audit import AuditKind, AuditRecord
@@ -239,6 +239,20 @@ def pending_overrides(store: AuditStore) -> list[PendingOverride]:
             )
         )
     return out
+
+
+#: How long a safeguarding override may wait for an IG officer's review before it is overdue
+#: (``accord_audit_overrides_overdue``, and the alert on it): three days, so an override
+#: made on a Friday is still caught by Monday's review.
+OVERRIDE_REVIEW_DEADLINE = timedelta(days=3)
+
+
+def overdue_overrides(
+    store: AuditStore, now: datetime, *, deadline: timedelta = OVERRIDE_REVIEW_DEADLINE
+) -> list[PendingOverride]:
+    """Overrides still awaiting review ``deadline`` after they were decided, oldest first."""
+    cutoff = now - deadline
+    return [p for p in pending_overrides(store) if p.decided_at <= cutoff]
 
 
 def expiring_agreements(

@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from broker.config import OpsEndpoint
+from broker.config import KafkaSettings, OpsEndpoint
 from broker.errors import UsageError
 from broker.ops._health import Check, Probe
+from broker.ops._tls import watching_tls
 
 log = structlog.get_logger("accord.ops")
 
@@ -124,15 +125,27 @@ class OpsServer:
 
 @contextlib.asynccontextmanager
 async def serving_ops(
-    endpoint: OpsEndpoint, registry: CollectorRegistry, *, live: Probe, ready: Probe
+    endpoint: OpsEndpoint,
+    registry: CollectorRegistry,
+    *,
+    live: Probe,
+    ready: Probe,
+    kafka: KafkaSettings | None = None,
 ) -> AsyncIterator[OpsServer | None]:
-    """An ops server on ``endpoint`` for the block (None, and nothing served, if no port)."""
+    """An ops server on ``endpoint`` for the block (None, and nothing served, if no port).
+
+    With ``kafka`` (the process's resolved client settings), its metrics include when that
+    cluster's TLS certificates expire (``broker.ops._tls``), read at start and hourly.
+    """
     if endpoint.metrics_port is None:
         yield None
         return
     server = OpsServer(registry, live=live, ready=ready)
     await server.start(endpoint.metrics_host, endpoint.metrics_port)
     try:
-        yield server
+        with contextlib.ExitStack() as watching:
+            if kafka is not None:
+                watching.enter_context(watching_tls(registry, kafka))
+            yield server
     finally:
         await server.close()

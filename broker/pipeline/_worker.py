@@ -233,7 +233,11 @@ async def serve(worker: Worker, *, ops: OpsEndpoint | None = None) -> None:
     endpoint = ops or worker.settings.worker
     try:
         async with serving_ops(
-            endpoint, worker.metrics.registry, live=worker.live, ready=worker.ready
+            endpoint,
+            worker.metrics.registry,
+            live=worker.live,
+            ready=worker.ready,
+            kafka=worker.kafka.settings,
         ):
             await worker.run(stop)
     finally:

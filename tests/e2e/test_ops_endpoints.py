@@ -1,9 +1,12 @@
-"""A real worker and a real ``accord audit index --follow`` answer probes and export metrics.
+"""A real worker, ``accord audit index --follow`` and ``accord console`` answer probes and
+export metrics.
 
-Both run as subprocesses on an embedded broker, each with its ops server on a port of its
-own; the worker's is set by option, the indexer's by environment. Once the worker has
-consumed and the indexer caught up, ``/livez`` and ``/readyz`` answer 200 and ``/metrics``
-holds their ``accord_`` metrics.
+Each runs as a subprocess on an embedded broker (secured, as a deployment is), with its ops
+server on a port of its own; the worker's is set by option, the indexer's and the console's by
+environment. Once the worker has consumed and the indexer caught up, ``/livez`` and
+``/readyz`` answer 200 and ``/metrics`` holds their ``accord_`` metrics: between the three,
+every metric the shipped alert rules and dashboard query, and in each, when the broker's TLS
+certificates expire.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -20,6 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from broker.deploy._observability import (
+    exported_metric_names,
+    promql_metric_names,
+    shipped_expressions,
+)
 from broker.devkafka import EmbeddedKafka, free_port
 from broker.sdk import Publisher
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, incidents, prepared, received_ids
@@ -50,6 +59,55 @@ async def _until_ready(port: int, alive: Callable[[], bool], tail: Callable[[], 
     raise AssertionError(f"not ready within 2 minutes: {tail()}")
 
 
+TLS_EXPIRY = "accord_tls_certificate_expiry_timestamp_seconds"
+
+
+def _tls_expiry(body: str) -> dict[str, float]:
+    """``{certificate: expiry}`` from a /metrics body."""
+    out = {}
+    for line in body.splitlines():
+        if line.startswith(TLS_EXPIRY + "{"):
+            label, value = line.split("} ")
+            out[label.split('certificate="')[1].rstrip('"')] = float(value)
+    return out
+
+
+async def _until_exported(port: int, wanted: str) -> str:
+    """The /metrics body once ``wanted`` appears in it (a background read fills it)."""
+    body = ""
+    for _ in range(100):
+        status, body = await asyncio.to_thread(_get, port, "/metrics")
+        if status == 200 and wanted in body:
+            break
+        await asyncio.sleep(0.1)
+    return body
+
+
+async def _scraped_once_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> str:
+    """The /metrics body of a subprocess once it is ready and has read the TLS expiry."""
+    await _until_ready(port, lambda: proc.poll() is None, lambda: log.read_text()[-3000:])
+    return await _until_exported(port, 'certificate="kafka-broker"')
+
+
+def _console(
+    tmp_path: Path, env: dict[str, str], port: int
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """``accord console --no-index`` (the indexer above keeps the index), with an account."""
+    console_env = {**env, "ACCORD_CONSOLE__METRICS_PORT": str(port)}
+    subprocess.run(  # our own CLI
+        [sys.executable, "-m", "broker", "console", "add-user", "ig.ops", "--password-stdin",
+         "--no-totp"],
+        env=console_env, input=b"a long synthetic passphrase", capture_output=True,
+        check=True, timeout=120,
+    )  # fmt: skip
+    with (tmp_path / "console.log").open("ab") as fh:
+        return subprocess.Popen(  # our own CLI
+            [sys.executable, "-m", "broker", "console", "--port", "0", "--no-index",
+             "--policies", str(POLICIES)],
+            env=console_env, stdout=subprocess.DEVNULL, stderr=fh,
+        )  # fmt: skip
+
+
 async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
     isolated_kafka: EmbeddedKafka, tmp_path: Path
 ) -> None:
@@ -61,8 +119,11 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
     index_log = tmp_path / "index.log"
     env = {**os.environ, "ACCORD_HOME": str(tmp_path), **kafka_env(bootstrap),
            "ACCORD_KEYSTORE__PATH": str(keys.path),
+           "ACCORD_AUDIT_DB": f"sqlite:///{tmp_path / 'audit.db'}",
            "ACCORD_INDEXER__METRICS_PORT": str(index_port)}  # fmt: skip
     indexer: subprocess.Popen[bytes] | None = None
+    console: subprocess.Popen[bytes] | None = None
+    bodies: dict[str, str] = {}
     try:
         await _until_ready(worker.metrics_port, worker.alive, worker.tail)
         events = incidents(20)
@@ -74,10 +135,10 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
             await asyncio.sleep(0.5)
         status, body = await asyncio.to_thread(_get, worker.metrics_port, "/livez")
         assert (status, json.loads(body)) == (200, {"status": "ok", "reason": "ok"})
-        status, body = await asyncio.to_thread(_get, worker.metrics_port, "/metrics")
-        assert status == 200
+        body = await _until_exported(worker.metrics_port, 'certificate="kafka-broker"')
         assert "accord_events_received_total" in body
         assert 'accord_transactions_total{result="committed"}' in body
+        bodies["worker"] = body
 
         with index_log.open("ab") as fh:
             indexer = subprocess.Popen(
@@ -85,20 +146,45 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
                  "--db", f"sqlite:///{tmp_path / 'audit.db'}"],
                 env=env, stdout=subprocess.DEVNULL, stderr=fh,
             )  # fmt: skip
-        proc = indexer
-        await _until_ready(
-            index_port, lambda: proc.poll() is None, lambda: index_log.read_text()[-3000:]
-        )
-        status, body = await asyncio.to_thread(_get, index_port, "/metrics")
-        assert status == 200
+        body = await _scraped_once_ready(index_port, indexer, index_log)
         indexed = [ln for ln in body.splitlines() if ln.startswith("accord_audit_indexed_records")]
         assert indexed, body
         assert float(indexed[0].split()[-1]) > 0
         assert "accord_audit_chains_broken 0.0" in body
+        # Every transaction ends with its signed checkpoint: nothing is left waiting for one.
+        assert "accord_audit_unsigned_oldest_seconds 0.0" in body
+        assert "accord_audit_overrides_overdue 0.0" in body  # none made, none overdue
         assert (await asyncio.to_thread(_get, index_port, "/livez"))[0] == 200
+        bodies["indexer"] = body
+
+        console_port = free_port()
+        console = _console(tmp_path, env, console_port)
+        bodies["console"] = await _scraped_once_ready(
+            console_port, console, tmp_path / "console.log"
+        )
+        assert "accord_console_sign_ins_total" in bodies["console"]
     finally:
-        if indexer is not None and indexer.poll() is None:
-            indexer.terminate()
-            indexer.wait(timeout=60)
+        for proc in (console, indexer):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
         worker.stop()
     assert indexer.returncode == 0, index_log.read_text()[-3000:]
+    _check_exports(bodies)
+
+
+def _check_exports(bodies: dict[str, str]) -> None:
+    """What the three /metrics bodies hold between them."""
+    # When the broker's certificates expire, read by each process from the CA file its client
+    # file names and from a handshake with the broker: both in the future, the same for all.
+    expiries = {name: _tls_expiry(body) for name, body in bodies.items()}
+    assert expiries["worker"] == expiries["indexer"] == expiries["console"], expiries
+    assert set(expiries["worker"]) == {"kafka-ca", "kafka-broker"}
+    assert all(at > time.time() for at in expiries["worker"].values())
+
+    # Every metric a shipped alert rule or dashboard panel queries is one a process exports
+    # (``up`` is Prometheus' own): a rule on a metric nobody exports would never fire.
+    exported = set().union(*(exported_metric_names(body) for body in bodies.values()))
+    for where, expr in shipped_expressions().items():
+        missing = promql_metric_names(expr) - exported - {"up"}
+        assert not missing, f"{where} queries {sorted(missing)}, which no process exports"
