@@ -140,6 +140,10 @@ class WorkerSettings(OpsEndpoint):
 class IndexerSettings(OpsEndpoint):
     """``accord audit index --follow`` (``--once`` ends by itself and serves nothing)."""
 
+    # A safeguarding override not reviewed by an IG officer within this many days counts
+    # as overdue (``accord_audit_overrides_overdue``, alert AccordOverridesOverdue).
+    override_review_days: float = Field(default=3.0, gt=0, le=365)
+
 
 class ConsoleSettings(OpsEndpoint):
     """The governance console: where it listens, who may sign in, how long a session lives.

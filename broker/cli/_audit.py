@@ -187,6 +187,7 @@ def index(
             kafka_as(settings, Principal.INDEXER),
             registry=CollectorRegistry(),
             stale_after=settings.indexer.stale_after_seconds,
+            review_deadline=timedelta(days=settings.indexer.override_review_days),
         )
         summary = asyncio.run(_run_indexer(indexer, settings, follow=follow))
         typer.echo(

@@ -13,6 +13,7 @@ import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,10 @@ async def run_console(
         asyncio.create_task(server.serve(sockets=[sock]), name="console-http")
     ]
     if index:
-        indexer = Indexer(store, verifier, kafka, registry=registry)
+        indexer = Indexer(
+            store, verifier, kafka, registry=registry,
+            review_deadline=timedelta(days=settings.indexer.override_review_days),
+        )  # fmt: skip
         tasks.append(
             asyncio.create_task(indexer.run(follow=True, stop=indexer_stop), name="console-index")
         )
