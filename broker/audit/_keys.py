@@ -22,6 +22,8 @@ WRITER_KINDS: dict[str, frozenset[AuditKind]] = {
         AuditKind.CONSENT_RECORDED, AuditKind.CONSENT_REFUSED,
         AuditKind.CONSENT_WITHDRAWN_NOTICE, AuditKind.POLICY_LOADED, AuditKind.OPENED,
         AuditKind.CHECKPOINT,
+        # `accord policy impact`, run with the worker's keys on a chain of its own per run.
+        AuditKind.POLICY_IMPACT,
     }),
     Principal.CONSOLE.value: frozenset({
         AuditKind.CONSOLE_QUERY, AuditKind.OVERRIDE_REVIEWED, AuditKind.CHECKPOINT,

@@ -32,6 +32,7 @@ class AuditKind(enum.StrEnum):
     CHECKPOINT = "checkpoint"
     CONSOLE_QUERY = "console_query"
     OVERRIDE_REVIEWED = "override_reviewed"
+    POLICY_IMPACT = "policy_impact"
 
 
 class AuditRecord(BaseModel):

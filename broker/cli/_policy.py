@@ -1,4 +1,4 @@
-"""``accord policy check|explain|test``: work with a policy bundle before it goes live."""
+"""``accord policy check|explain|test|impact``: work with a policy bundle before it goes live."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from broker.cli._impact import register_impact
 from broker.errors import BundleInvalid, EventInvalid, UsageError
 
 if TYPE_CHECKING:
@@ -211,8 +212,12 @@ def _test(paths: list[Path], policies: Path | None) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    policy = typer.Typer(help="Check, explain and test policy bundles.", no_args_is_help=True)
+    policy = typer.Typer(
+        help="Check, explain, test policy bundles, and assess a new one's impact.",
+        no_args_is_help=True,
+    )
     app.add_typer(policy, name="policy")
+    register_impact(policy)
 
     @policy.command("check")
     def check(directory: BundleDir) -> None:

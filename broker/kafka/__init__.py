@@ -35,6 +35,7 @@ from broker.kafka._protocols import (
     RebalanceListener,
     TopicPartition,
 )
+from broker.kafka._retained import Retained, read_retained
 from broker.kafka._tolerant import header_key_bytes, undecodable
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "Producer",
     "RebalanceListener",
     "ResourceKind",
+    "Retained",
     "TopicPartition",
     "TopicSpec",
     "abort_quietly",
@@ -63,6 +65,7 @@ __all__ = [
     "quiet_leftovers",
     "read_access",
     "read_client_file",
+    "read_retained",
     "stop_quietly",
     "translated",
     "undecodable",

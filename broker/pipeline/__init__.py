@@ -53,6 +53,10 @@ is decided ``not_shared``/``recipient-key-unavailable`` in ``decide``, before it
 The quarantine copy is bounded, so any record the ingress topic accepted can be quarantined.
 Each sender has a budget: over it, its ingress topic is paused, nothing dropped (``_throttle``).
 
+``accord policy impact`` (``_impact``) runs the same chains offline over the retained
+inputs, under the bundle in force and a new one, and compares the decisions: nothing is
+delivered or written but its own ``policy_impact`` record.
+
 Guarantees: stages run without Kafka and change nothing but the record's own work item;
 the ``Outbox`` is the one place where what they produced takes hold (audit records join the
 hash chain, state changes the state and its changelog). The edge (``_loop``) commits all of
@@ -61,6 +65,17 @@ transaction, so each input is processed exactly once. Nothing personal is logged
 or audited.
 """
 
+from broker.pipeline._impact import Impact, ImpactRow, compare, record_impact, redecide_both
 from broker.pipeline._worker import Worker, WorkerOptions, check_topics, serve
 
-__all__ = ["Worker", "WorkerOptions", "check_topics", "serve"]
+__all__ = [
+    "Impact",
+    "ImpactRow",
+    "Worker",
+    "WorkerOptions",
+    "check_topics",
+    "compare",
+    "record_impact",
+    "redecide_both",
+    "serve",
+]

@@ -85,8 +85,8 @@ SURFACES = {
         "Message", "Operation", "Producer", "RebalanceListener", "ResourceKind", "TopicPartition",
         "TopicSpec", "abort_quietly", "accord_topics", "can_log_in", "change_access",
         "client_settings", "ensure_topics", "header_key_bytes", "partition_for",
-        "quiet_leftovers", "read_access", "read_client_file", "stop_quietly", "translated",
-        "undecodable", "write_client_files",
+        "quiet_leftovers", "read_access", "read_client_file", "read_retained", "stop_quietly",
+        "translated", "undecodable", "write_client_files", "Retained",
     },
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",
@@ -94,7 +94,10 @@ SURFACES = {
         "trusted_signers",
     },
     "broker.linkage": {"Linker"},
-    "broker.pipeline": {"Worker", "WorkerOptions", "check_topics", "serve"},
+    "broker.pipeline": {
+        "Impact", "ImpactRow", "Worker", "WorkerOptions", "check_topics", "compare",
+        "record_impact", "redecide_both", "serve",
+    },
     "broker.policy": {
         "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",

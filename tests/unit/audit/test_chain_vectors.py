@@ -28,7 +28,7 @@ GENESIS = "0" * 64
 WRITER_KINDS = {  # §3
     "worker": {"received", "decided", "delivered", "quarantined", "consent_recorded",
                "consent_refused", "consent_withdrawn_notice", "policy_loaded", "opened",
-               "checkpoint"},
+               "policy_impact", "checkpoint"},
     "console": {"console_query", "override_reviewed", "checkpoint"},
 }  # fmt: skip
 

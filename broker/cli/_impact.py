@@ -1,0 +1,145 @@
+"""``accord policy impact``: what a new bundle would change, before it is put in force."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from broker.config import load_settings
+from broker.errors import UsageError
+
+if TYPE_CHECKING:
+    from broker.pipeline import Impact
+
+
+class Format(enum.StrEnum):
+    table = "table"
+    json = "json"
+
+
+New = Annotated[Path, typer.Option("--policies", help="The new bundle to assess.")]
+Current = Annotated[
+    Path | None,
+    typer.Option(help="The bundle in force (default: ACCORD_POLICIES, else policies/)."),
+]
+Since = Annotated[
+    str | None,
+    typer.Option(help="Only events from this long ago: 7d, 36h, 90m, or an ISO date "
+                 "(default: every event the ingress topics still hold)."),
+]  # fmt: skip
+FormatOpt = Annotated[Format, typer.Option("--format", help="table, or json for scripts.")]
+Processes = Annotated[
+    int, typer.Option(help="Processes to decide in (each reads the keystore).", min=1, max=64)
+]
+
+_AGO = re.compile(r"^(\d+)([dhm])$")
+
+
+def parse_since(value: str | None, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    if m := _AGO.match(value.strip()):
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
+        return now - timedelta(**{unit: int(m.group(1))})
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--since: not 7d, 36h, 90m or an ISO date: {value!r}") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def register_impact(policy_app: typer.Typer) -> None:
+    @policy_app.command("impact")
+    def impact(
+        policies: New,
+        current: Current = None,
+        since: Since = None,
+        fmt: FormatOpt = Format.table,
+        processes: Processes = 1,
+    ) -> None:
+        """Re-decide the retained ingress under the bundle in force and under a new one:
+        what would stop or start being shared, and which fields recipients would gain or
+        lose. Delivers nothing; the run is audited (policy_impact). Runs with the worker's
+        keystore and Kafka login."""
+        _impact(policies, current, since, fmt, processes)
+
+
+def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: int) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from broker.cli._common import kafka_as, keystore
+    from broker.kafka import read_retained
+    from broker.pipeline import compare, record_impact, redecide_both
+    from broker.policy import load_bundle
+    from broker.principals import Principal
+    from broker.provision import publishers
+    from broker.topics import CONSENT, ingress
+
+    settings = load_settings()
+    in_force = current or settings.policies
+    before, after = load_bundle(in_force), load_bundle(new)  # BundleInvalid: one line
+    start = parse_since(since, datetime.now(UTC))
+    keys = keystore(settings, Principal.WORKER)
+    keys.linkage_key()  # no linkage key, no subject keys: say so before reading anything
+    kafka = kafka_as(settings, Principal.WORKER)
+    topics = [ingress(p) for p in publishers(before)]
+    err = Console(stderr=True)
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )  # fmt: skip
+    with bar:
+        reading = bar.add_task("reading", total=None)
+        since_ms = int(start.timestamp() * 1000) if start else None
+
+        def advance(k: int) -> None:
+            bar.advance(reading, k)
+
+        events = asyncio.run(read_retained(kafka, topics, since_ms=since_ms, progress=advance))
+        consents = asyncio.run(read_retained(kafka, [CONSENT], progress=advance))
+        records = [*consents, *events]
+        deciding = bar.add_task("deciding", total=2 * len(records))
+        decided = redecide_both(
+            in_force, new, records,
+            keystore=keys.path, passphrase=settings.keystore.passphrase,
+            envelope=settings.envelope, processes=n,
+            progress=lambda k: bar.advance(deciding, k),
+        )  # fmt: skip
+    result = compare(*decided, versions=(before.version, after.version))
+    chain = asyncio.run(record_impact(kafka, keys, result, since=start))
+    if fmt is Format.json:
+        typer.echo(json.dumps({**result.as_json(), "audit_chain": chain}, indent=2))
+    else:
+        _print(result, chain)
+
+
+def _print(result: Impact, chain: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(width=120)
+    typer.echo(
+        f"{result.events} event(s), {result.decisions} decision(s) compared; "
+        f"{result.unchanged} unchanged (bundle {result.current_version[:19]} -> "
+        f"{result.new_version[:19]})"
+    )
+    if result.rows:
+        table = Table("change", "agreement", "recipient", "other side's reason", "events", box=None)
+        for r in result.rows:
+            table.add_row(r.change, r.agreement or "-", r.recipient, r.reason, str(r.events))
+        out.print(table)
+    for label, fields in (("gains", result.gained), ("loses", result.lost)):
+        for recipient, counts in fields.items():
+            listed = ", ".join(f"{f} ({n})" for f, n in counts.items())
+            typer.echo(f"{recipient} {label}: {listed}")
+    if not (result.rows or result.gained or result.lost):
+        typer.echo("no decision would change")
+    typer.echo(f"audited as policy_impact on chain {chain}")

@@ -1,0 +1,96 @@
+"""Reading what topics still hold: every committed record from a time on, up to their end
+as it is when the read begins (records written meanwhile are left for another read)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from broker.errors import TransportError
+from broker.kafka._clients import KafkaClients
+from broker.kafka._errors import stop_quietly, translated
+
+__all__ = ["Retained", "read_retained"]
+
+
+@dataclass(frozen=True, slots=True)
+class Retained:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+    timestamp_ms: int
+
+
+async def read_retained(
+    kafka: KafkaClients,
+    topics: Sequence[str],
+    *,
+    since_ms: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Retained]:
+    """Every committed record of ``topics`` (from ``since_ms``, else the beginning), in
+    each partition's order. ``progress`` hears how many records each fetch brought."""
+    consumer = kafka.consumer(client_id="accord-retained", fetch_max_wait_ms=500)
+    out: list[Retained] = []
+    try:
+        async with translated(f"reading {', '.join(topics)} from {kafka.bootstrap}"):
+            await consumer.start()
+            tps = await _partitions(consumer, topics)
+            await _seek(consumer, tps, since_ms)
+            end = await consumer.end_offsets(tps)
+            pending = {tp for tp in tps if await consumer.position(tp) < end[tp]}
+            idle = 0
+            while pending and idle < 60:
+                got = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
+                idle = 0 if got else idle + 1
+                for tp, msgs in got.items():
+                    out += [_retained(m) for m in msgs if m.offset < end[tp]]
+                    if progress is not None:
+                        progress(len(msgs))
+                for tp in list(pending):
+                    # Past the end as it was: control records (transaction markers) take
+                    # offsets too, so the position, not the last record, says when.
+                    if await consumer.position(tp) >= end[tp]:
+                        pending.discard(tp)
+            if pending:
+                raise TransportError(f"reading {len(pending)} partition(s) stalled")
+    finally:
+        await stop_quietly(consumer)
+    return out
+
+
+def _retained(m: Any) -> Retained:
+    return Retained(
+        m.topic, m.partition, m.offset, m.value, tuple(m.headers or ()), int(m.timestamp)
+    )
+
+
+async def _partitions(consumer: Any, topics: Sequence[str]) -> list[TopicPartition]:
+    have = await consumer.topics()
+    if missing := [t for t in topics if t not in have]:
+        raise TransportError(f"the topic {missing[0]} does not exist or is not readable")
+    # Without a group, a consumer subscribed to topics is assigned all their partitions.
+    consumer.subscribe(list(topics))
+    for _ in range(100):
+        tps: list[TopicPartition] = sorted(consumer.assignment())
+        if {tp.topic for tp in tps} == set(topics):
+            return tps
+        await asyncio.sleep(0.1)
+    raise TransportError(f"the partitions of {len(topics)} topic(s) could not be assigned")
+
+
+async def _seek(consumer: Any, tps: list[TopicPartition], since_ms: int | None) -> None:
+    if since_ms is None:
+        await consumer.seek_to_beginning(*tps)
+        return
+    found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+    end = await consumer.end_offsets(tps)
+    for tp in tps:
+        at = found.get(tp)
+        consumer.seek(tp, at.offset if at is not None else end[tp])
