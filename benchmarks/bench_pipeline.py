@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -128,6 +129,21 @@ def _start_worker(env: dict[str, str], log: Path, metrics_port: int) -> subproce
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))  # noqa: S603
 
 
+def _impact_run(env: dict[str, str], processes: int) -> float:
+    """Seconds for ``accord policy impact`` (as the worker) to read and re-decide the
+    retained ingress under the bundle and an unchanged copy of it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        same = Path(tmp) / "policies"
+        shutil.copytree(POLICIES, same, ignore=shutil.ignore_patterns("scenarios"))
+        start = time.perf_counter()
+        subprocess.run(  # noqa: S603  # our own CLI
+            [sys.executable, "-m", "broker", "policy", "impact", "--policies", str(same),
+             "--current", str(POLICIES), "--format", "json", "--processes", str(processes)],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        return time.perf_counter() - start
+
+
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -196,6 +212,11 @@ async def _measure(
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
+    # `accord policy impact` over the same ingress (the drained events and the latency run's),
+    # each re-decided under two bundles: its rate, in events/s, against the worker's.
+    in_ingress = n + int(offered[0] * seconds)
+    impact = {f"policy_impact_{k}_process_events_per_s": round(in_ingress / _impact_run(env, k))
+              for k in (1, 2)}  # fmt: skip
     # Last, on the same broker: the loop alone, with every event's outputs precomputed.
     floor = await _floor.measure(
         kafka, _floor.templates(policy, keys, SENDER, events[:300]), source=ingress(SENDER),
@@ -214,6 +235,10 @@ async def _measure(
         "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None,
         "worker_peak_rss_mib": round(rss, 1),
         **floor,
+        **impact,
+        "ratio_policy_impact_to_pipeline": round(
+            impact["policy_impact_1_process_events_per_s"] / pipeline_rate, 4
+        ),
         "ratio_kafka_floor_to_raw": round(floor["kafka_floor_events_per_s"] / raw_rate, 4),
         "ratio_pipeline_to_kafka_floor": round(
             pipeline_rate / floor["kafka_floor_events_per_s"], 4
