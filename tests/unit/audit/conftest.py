@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -228,3 +228,25 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Run:
         return code, out.out, out.err
 
     return run
+
+
+# -- a fake consumer's fetches, for the indexer's unit tests --------------------------------
+
+
+class Part(NamedTuple):
+    topic: str
+    partition: int
+
+
+class Msg(NamedTuple):
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+
+
+def fetched(records: list[AuditRecord], *, start: int = 0, junk: int = 0) -> dict[Any, list[Msg]]:
+    """What a fake consumer's ``getmany`` returns for ``records`` (and ``junk`` bad ones)."""
+    msgs = [Msg(r.chain.encode(), r.to_bytes(), 0, start + i) for i, r in enumerate(records)]
+    msgs += [Msg(None, b"not a record", 0, start + len(records) + i) for i in range(junk)]
+    return {Part("accord.audit", 0): msgs}

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from broker.audit import AuditRecord, KeystoreAuditVerifier
+from broker.audit import KeystoreAuditVerifier
 from broker.governance import AuditStore, Indexer
 from broker.governance._metrics import IndexMetrics
 from broker.governance._store import ChainHead
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
+from tests.unit.audit.conftest import fetched as _fetched
 from tests.unit.audit.conftest import worker_chain
-
-
-class Part(NamedTuple):
-    topic: str
-    partition: int
-
-
-class Msg(NamedTuple):
-    key: bytes | None
-    value: bytes | None
-    partition: int
-    offset: int
-
-
-def _fetched(records: list[AuditRecord], *, start: int = 0, junk: int = 0) -> dict[Any, list[Msg]]:
-    msgs = [Msg(r.chain.encode(), r.to_bytes(), 0, start + i) for i, r in enumerate(records)]
-    msgs += [Msg(None, b"not a record", 0, start + len(records) + i) for i in range(junk)]
-    return {Part("accord.audit", 0): msgs}
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

@@ -4,7 +4,7 @@ safeguarding overrides past their review deadline. Numbers only, never which."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -19,26 +19,10 @@ from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
 from tests.unit.audit.conftest import T0, worker_chain
+from tests.unit.audit.conftest import fetched as _fetched
 
 UNSIGNED = "accord_audit_unsigned_oldest_seconds"
 OVERDUE = "accord_audit_overrides_overdue"
-
-
-class Part(NamedTuple):
-    topic: str
-    partition: int
-
-
-class Msg(NamedTuple):
-    key: bytes | None
-    value: bytes | None
-    partition: int
-    offset: int
-
-
-def _fetched(records: list[AuditRecord], *, start: int = 0) -> dict[Any, list[Msg]]:
-    return {Part("accord.audit", 0): [Msg(r.chain.encode(), r.to_bytes(), 0, start + i)
-                                      for i, r in enumerate(records)]}  # fmt: skip
 
 
 class Clock:
