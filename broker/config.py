@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -262,13 +262,17 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"an ACCORD_* setting cannot be read: {_first_line(exc)}") from None
 
 
+def _is_secret(annotation: object) -> bool:
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
 def _secret_fields() -> dict[str, list[str]]:
     """Each settings section's ``SecretStr`` fields: the ones a ``_FILE`` variable may fill."""
     out: dict[str, list[str]] = {}
     for section, info in Settings.model_fields.items():
         model = info.annotation
         if isinstance(model, type) and issubclass(model, BaseModel):
-            names = [n for n, f in model.model_fields.items() if "SecretStr" in str(f.annotation)]
+            names = [n for n, f in model.model_fields.items() if _is_secret(f.annotation)]
             if names:
                 out[section] = names
     return out

@@ -317,7 +317,8 @@ class Indexer:
                 await _seek(consumer, tps, self.tracker.offsets)
             self.caught_up = self.caught_up or not got
             await self._measure_lag(consumer, tps)
-            self._measure_backlog()
+            if not got:  # a batch measured its backlog as it committed
+                self._measure_backlog()
             seen += sum(len(v) for v in got.values())
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:

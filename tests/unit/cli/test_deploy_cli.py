@@ -47,3 +47,20 @@ def test_mistakes_are_one_line_and_render_nothing(run_cli: Run, tmp_path: Path) 
         assert stderr.startswith("accord: error:")
         assert "Traceback" not in stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_policy_impact_mistakes_are_one_line_before_anything_is_read(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    """A missing bundle or an unreadable --since stops at once: no Kafka, no keys touched."""
+    for argv in (
+        ["policy", "impact", "--policies", str(tmp_path / "nope")],
+        ["policy", "impact", "--policies", str(REPO / "policies"),
+         "--current", str(REPO / "policies"), "--since", "last week"],
+        ["policy", "impact", "--policies", str(REPO / "policies"), "--processes", "0"],
+    ):  # fmt: skip
+        code, stdout, stderr = run_cli(argv)
+        assert code != 0
+        assert stdout == ""
+        assert stderr.count("\n") == 1, stderr
+        assert stderr.startswith("accord: error:")
