@@ -34,6 +34,7 @@ from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import build_processor
 from broker.pipeline._state import WorkerState
+from broker.pipeline._view import StateView
 from broker.policy import Policy
 from broker.topics import SCHEMA_EVENT, STATE, deliver, ingress
 
@@ -88,6 +89,8 @@ class _Replay:
         headers: Sequence[tuple[str, bytes]],  # noqa: ARG002  # as Processor.handle
         *,
         at: datetime,  # noqa: ARG002  # as Processor.handle
+        key: bytes | None = None,  # noqa: ARG002  # as Processor.handle
+        partitions: int = 0,  # noqa: ARG002  # as Processor.handle
     ) -> list[OutRecord]:
         template = self._outputs[self.handled % len(self._outputs)]
         self.handled += 1
@@ -103,6 +106,22 @@ class _Replay:
         """The offsets, as the worker's changelog holds them (the head entry is left out)."""
         return [OutRecord(STATE, f"o:{t}:{p}".encode(), str(o).encode())
                 for (t, p), o in offsets.items()]  # fmt: skip
+
+
+class _Alone:
+    """The loop's view of the rest of the group: nobody else, no state to hand over."""
+
+    def __init__(self) -> None:
+        self.view = StateView()
+
+    async def caught_up(self) -> None:
+        pass
+
+    async def moved(self, within: float) -> None:
+        await asyncio.sleep(within)
+
+    def check(self) -> None:
+        pass
 
 
 def _place(partition: int, offset: int) -> bytes:
@@ -123,12 +142,11 @@ async def measure(
     """Drain ``backlog`` records (rate over the first ``n``), then time an offered load."""
     replay = _Replay(outputs)
     tag = uuid.uuid4().hex[:8]
-    loop = TransactionalLoop(kafka, transactional_id=f"bench-floor-{tag}",
-                             client_id="bench-floor", clock=lambda: datetime.now(UTC),
+    loop = TransactionalLoop(kafka, client_id="bench-floor", clock=lambda: datetime.now(UTC),
+                             handover=_Alone(), open_task=lambda _task, _state: (replay, []),  # type: ignore[arg-type,return-value]  # the stand-in is duck-typed
                              max_batch=100, group=f"bench-floor-{tag}",
                              pattern=f"^{source}$")  # fmt: skip
-    await loop.fence()
-    await loop.start(replay)  # type: ignore[arg-type]  # the stand-in is duck-typed
+    await loop.start()
     stop = asyncio.Event()
     running = asyncio.create_task(loop.run(stop))
     try:

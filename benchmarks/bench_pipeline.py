@@ -7,11 +7,14 @@ In one run, on one broker:
 2. **throughput** — the worker (a subprocess, ``accord worker``) drains N pre-loaded sealed
    events: open, validate, link, decide, redact, seal per recipient, deliver, audit, all in
    Kafka transactions. Reported as events/s and as a ratio to the baseline;
-3. **latency** — a fixed offered load (default 500 events/s) published through the SDK while
+3. **two workers** — N more events drained by two ``accord worker`` processes sharing the
+   consumer group: events/s, CPU-seconds per event (both workers' ``/proc`` user + system
+   time over the drain, against one worker's over its own), peak RSS per worker;
+4. **latency** — a fixed offered load (default 500 events/s) published through the SDK while
    the co-ordinating team's subscriber opens what it receives; p50/p99 from ``publish`` to
    ``open``;
-4. the worker's peak RSS (``VmHWM``);
-5. the **Kafka floor** (``_floor``): the worker's own transactional loop answering each
+5. the worker's peak RSS (``VmHWM``);
+6. the **Kafka floor** (``_floor``): the worker's own transactional loop answering each
    input with a real event's precomputed outputs, so the same Kafka work with no processing;
    its drain rate and its latency at the same offered load. Raw passthrough over the floor is
    what the transactional, audited design costs; the floor over the pipeline is Python's
@@ -56,6 +59,7 @@ from broker.topics import SCHEMA_EVENT, ingress
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
 SENDER = "wmp"
+PARTITIONS = 4
 
 
 def _events(n: int, seed: int) -> list[dict[str, Any]]:
@@ -122,11 +126,13 @@ def _as(settings: Settings, principal: str) -> KafkaClients:
     return KafkaClients(client_settings(settings, principal))
 
 
-def _start_worker(env: dict[str, str], log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
+def _start_worker(
+    env: dict[str, str], log: Path, metrics_port: int, instance: str = "bench"
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "broker", "worker", "--policies", str(POLICIES),
-           "--metrics-port", str(metrics_port), "--instance", "bench",
+           "--metrics-port", str(metrics_port), "--instance", instance,
            "--sender-rate", "0"]  # the worker's own ceiling: no sender budget  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))  # noqa: S603
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))  # noqa: S603
 
 
 def _impact_run(env: dict[str, str], processes: int) -> float:
@@ -142,6 +148,82 @@ def _impact_run(env: dict[str, str], processes: int) -> float:
             env=env, check=True, capture_output=True,
         )  # fmt: skip
         return time.perf_counter() - start
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _drain(
+    workers: list[tuple[subprocess.Popen[bytes], int]], n: int, log: Path
+) -> tuple[float, float]:
+    """Wait until the workers together have received ``n`` events; return events/s (from the
+    first received) and the workers' CPU-seconds per event over the same span."""
+    start = time.perf_counter()
+    first = None
+    cpu0 = 0.0
+    while True:
+        done = sum(_received(port) for _, port in workers)
+        if done and first is None:
+            first = time.perf_counter()
+            cpu0 = sum(_cpu_seconds(w.pid) for w, _ in workers)
+        if done >= n:
+            break
+        if any(w.poll() is not None for w, _ in workers):
+            raise RuntimeError(f"a worker exited; see {log}")
+        await asyncio.sleep(0.25)
+    cpu = sum(_cpu_seconds(w.pid) for w, _ in workers) - cpu0
+    return n / (time.perf_counter() - (first or start)), cpu / n
+
+
+async def _two_workers(
+    kafka: KafkaClients, keys: FileKeyStore, env: dict[str, str], home: Path, n: int
+) -> dict[str, Any]:
+    """N more events drained by two workers sharing the group; RSS and CPU per worker."""
+    sealer = Sealer(SENDER, keys)
+    producer = kafka.producer("bench-load-2")
+    await producer.start()
+    for e in _events(n, seed=3):
+        s = sealer.seal(canonical_json(e), event_id=e["event_id"], recipient="worker",
+                        schema=SCHEMA_EVENT, topic=ingress(SENDER))  # fmt: skip
+        await producer.send(ingress(SENDER), s.value, key=e["event_id"].encode(), headers=s.headers)
+    await producer.flush()
+    await producer.stop()
+    log = home / "workers-2.log"
+    workers = []
+    for i in range(2):
+        port = free_port()
+        workers.append((_start_worker(env, log, port, instance=f"bench-{i}"), port))
+    try:
+        # Both in the group before timing: the first alone would take every partition.
+        for _ in range(240):
+            if all(_assigned(port) for _, port in workers):
+                break
+            await asyncio.sleep(0.25)
+        rate, cpu = await _drain(workers, n, log)
+        rss = [_peak_rss_mib(w.pid) for w, _ in workers]
+    finally:
+        for w, _ in workers:
+            w.send_signal(signal.SIGTERM)
+        for w, _ in workers:
+            w.wait(timeout=60)
+    return {
+        "two_workers_events_per_s": round(rate),
+        "two_workers_cpu_ms_per_event": round(cpu * 1000, 3),
+        "two_workers_peak_rss_mib": [round(r, 1) for r in rss],
+    }
+
+
+def _assigned(metrics_port: int) -> bool:
+    """Whether the worker holds input partitions (its /readyz says ready)."""
+    try:
+        url = f"http://127.0.0.1:{metrics_port}/readyz"  # loopback: our own worker
+        with urllib.request.urlopen(url, timeout=2) as r:  # http URL built above
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -163,6 +245,8 @@ async def _measure(
     keys.set_linkage_key()
     # As a deployment: the admin provisions, then each part logs in as itself.
     assert admin.credentials_dir is not None
+    # Four partitions a topic: two workers get two of the sender's each.
+    admin = admin.model_copy(update={"partitions": PARTITIONS})
     provision(policy, admin, clients_dir=admin.credentials_dir)
     kafka = KafkaClients(admin)  # the raw baseline and the loading run as the admin
     settings = Settings(
@@ -187,24 +271,12 @@ async def _measure(
     env = {**os.environ, "ACCORD_HOME": str(home), "ACCORD_KAFKA_BOOTSTRAP": admin.bootstrap,
            "ACCORD_KAFKA__CREDENTIALS_DIR": str(admin.credentials_dir),
            "ACCORD_KAFKA__SECURITY_PROTOCOL": admin.security_protocol.value,
-           "ACCORD_KAFKA__PARTITIONS": "3"}  # fmt: skip
+           "ACCORD_KAFKA__PARTITIONS": str(PARTITIONS)}  # fmt: skip
     log = home / "worker.log"
     metrics_port = free_port()
     worker = _start_worker(env, log, metrics_port)
     try:
-        start = time.perf_counter()
-        first = None
-        while True:
-            done = _received(metrics_port)
-            if done and first is None:
-                first = time.perf_counter()
-            if done >= n:
-                break
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited; see {log}")
-            await asyncio.sleep(0.25)
-        drained = time.perf_counter()
-        pipeline_rate = n / (drained - (first or start))
+        pipeline_rate, cpu_per_event = await _drain([(worker, metrics_port)], n, log)
 
         offered = [0.0]
         latencies = await _latency(settings, keys, rate, seconds, offered)
@@ -217,10 +289,12 @@ async def _measure(
     in_ingress = n + int(offered[0] * seconds)
     impact = {f"policy_impact_{k}_process_events_per_s": round(in_ingress / _impact_run(env, k))
               for k in (1, 2)}  # fmt: skip
+    group = await _two_workers(kafka, keys, env, home, n)
     # Last, on the same broker: the loop alone, with every event's outputs precomputed.
     floor = await _floor.measure(
         kafka, _floor.templates(policy, keys, SENDER, events[:300]), source=ingress(SENDER),
-        backlog=n + int(rate * seconds), n=n, payloads=payloads[:500], rate=rate, seconds=seconds,
+        backlog=2 * n + int(rate * seconds), n=n, payloads=payloads[:500], rate=rate,
+        seconds=seconds,
     )  # fmt: skip
     lat = sorted(latencies)
     return {
@@ -234,6 +308,12 @@ async def _measure(
         "latency_p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
         "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None,
         "worker_peak_rss_mib": round(rss, 1),
+        "worker_cpu_ms_per_event": round(cpu_per_event * 1000, 3),
+        **group,
+        "ratio_two_workers_to_one": round(group["two_workers_events_per_s"] / pipeline_rate, 4),
+        "ratio_cpu_per_event_two_workers_to_one": round(
+            group["two_workers_cpu_ms_per_event"] / (cpu_per_event * 1000), 4
+        ),
         **floor,
         **impact,
         "ratio_policy_impact_to_pipeline": round(

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: paths, and one real Apache Kafka per session.
+"""Fixtures shared by every test: paths, one real Apache Kafka per session, and Hypothesis's
+profile.
 
 Kafka starts at most once per test session, on free ports in a temporary directory, and only
 when a test asks for it; set ACCORD_KAFKA_BOOTSTRAP to use a broker that is already running.
@@ -12,8 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.kafka_helpers import register
+
+# No per-example deadline: on a shared CI machine an example is slow because the machine is
+# busy, not because the code is; what a property test checks is the property.
+settings.register_profile("accord", deadline=None)
+settings.load_profile("accord")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -133,3 +133,15 @@ def provisioned(bootstrap: str, policy: Any) -> None:
     admin = _ADMIN[bootstrap]
     assert admin.credentials_dir is not None
     provision(policy, admin, clients_dir=admin.credentials_dir)
+
+
+def envelope_key(value: bytes) -> bytes | None:
+    """The key the SDK gives an input record: its envelope's event id (the worker quarantines
+    an envelope keyed otherwise as ``wrong-partition``); None for what is no envelope."""
+    from broker.envelope import read_header
+    from broker.errors import EnvelopeError
+
+    try:
+        return read_header(value).event_id.encode("ascii")
+    except EnvelopeError:
+        return None

@@ -267,8 +267,12 @@ def _unpack_keystore(dep: Deployment) -> Manifest:
     }  # fmt: skip
 
 
+#: Worker pods (more spread the load up to the input partitions; see docs/performance.md).
+WORKER_REPLICAS = 2
+
+
 def deployment_manifest(dep: Deployment, process: Process, cluster: str) -> Manifest:
-    """One process: a single replica, hardened, probed on its ops port."""
+    """One process (two workers, else a single replica), hardened, probed on its ops port."""
     ports = [{"name": "ops", "containerPort": process.ops_port}]
     if process.web_port is not None:
         ports.append({"name": "http", "containerPort": process.web_port})
@@ -290,13 +294,18 @@ def deployment_manifest(dep: Deployment, process: Process, cluster: str) -> Mani
     if _loads_bundle(process):
         template_meta["annotations"] = {BUNDLE_ANNOTATION: dep.bundle_version}
     spec: Manifest = {
-        "replicas": 1,
+        # Workers share the inputs as a consumer group (docs/operations.md): two keep the
+        # pipeline going while one restarts, is rolled or is drained off a node.
+        "replicas": WORKER_REPLICAS if process.name == "worker" else 1,
         "selector": {"matchLabels": _selector(process)},
     }
-    if process.name == "worker" or process.web_port is not None:
-        # The worker: exactly one may be active (docs/operations.md), so the old one stops
-        # before the new one starts. The console: its ReadWriteOnce volume attaches to one
-        # node at a time, and a rolling update would wait on it for ever.
+    if process.name == "worker":
+        # One at a time: the group hands the old pod's partitions on before the next goes.
+        spec["strategy"] = {"type": "RollingUpdate",
+                            "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}  # fmt: skip
+    elif process.web_port is not None:
+        # The console: its ReadWriteOnce volume attaches to one node at a time, and a rolling
+        # update would wait on it for ever.
         spec["strategy"] = {"type": "Recreate"}
     spec["template"] = {
         "metadata": template_meta,
@@ -404,9 +413,10 @@ def network_policies(dep: Deployment, cluster: str) -> dict[str, Manifest]:
 def disruption_budget() -> Manifest:
     """One budget over all of Accord's pods: a drain evicts one of them at a time.
 
-    Each process runs a single replica, so ``minAvailable: 1`` per process would refuse
-    every eviction and block node drains for ever; ``maxUnavailable: 1`` across the three
-    lets a drain proceed while never taking the worker and the console down together. An
+    The indexer and console run a single replica, so ``minAvailable: 1`` per process would
+    refuse every eviction and block node drains for ever; ``maxUnavailable: 1`` across them
+    all lets a drain proceed while never taking both workers, or a worker and the console,
+    down together. An
     unhealthy pod may always be evicted: keeping it protects nothing.
     """
     return {

@@ -33,8 +33,10 @@ Consent records, ``accord.consent``:
                   within its authority; else DROP, audited as ``consent_refused`` with the
                   reason (not-a-consent-authority, party-inactive, outside-authority)
 4. ``file``     — filed under every subject key it may be found by; ``consent_recorded``
-5. ``notify``   — on withdrawal, a notice to each past recipient under consent
-                  (``consent_withdrawn_notice``), and those shares forgotten
+
+Every task, at the close of each transaction: ``recall`` — for each withdrawal filed (by any
+worker) that covers a share this task made under a grant recorded no later than it, a notice
+to that recipient (``consent_withdrawn_notice``), and those shares forgotten.
 
 Access acknowledgements, ``accord.access``:
 
@@ -42,6 +44,9 @@ Access acknowledgements, ``accord.access``:
 2. ``parse``    — a valid acknowledgement from the recipient it names  (invalid-ack,
                                                                         sender-mismatch)
 3. ``record``   — ``opened`` audited (who, for what purpose: identifiers only)
+
+Every input record's key must be its envelope's event id and it must sit on the partition
+that key hashes to (``wrong-partition``): replay ids are kept per partition.
 
 An empty record, or one with a null header value, is quarantined as ``malformed``; one with a
 header key that is not UTF-8 as ``undecodable-header`` (aiokafka refuses to parse it, so the
@@ -59,9 +64,12 @@ delivered or written but its own ``policy_impact`` record.
 
 Guarantees: stages run without Kafka and change nothing but the record's own work item;
 the ``Outbox`` is the one place where what they produced takes hold (audit records join the
-hash chain, state changes the state and its changelog). The edge (``_loop``) commits all of
-a batch's outputs, audit records, state changes and consumed offsets in one Kafka
-transaction, so each input is processed exactly once. Nothing personal is logged, labelled
+hash chain, state changes the state and its changelog). Workers share the inputs as a
+consumer group; each input partition is a task with its own producer and audit chain
+(``_tasks``). The edge (``_loop``) commits all of a task's batch's outputs, audit records,
+state changes and consumed offset in one Kafka transaction, so each input is processed
+exactly once, across rebalances too; a contact event is decided only once every consent
+record published before it was read is in the table. Nothing personal is logged, labelled
 or audited.
 """
 

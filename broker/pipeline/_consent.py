@@ -1,6 +1,9 @@
-"""The chain a consent record passes through (``accord.consent``), in order."""
+"""The chain a consent record passes through (``accord.consent``), in order, and the
+recall every task runs when a withdrawal covers shares it made."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from broker.audit import AuditKind
 from broker.errors import EventInvalid
@@ -9,6 +12,7 @@ from broker.pipeline._effects import Audit, ConsentShare, Effect, FileConsent, S
 from broker.pipeline._ingress import Open
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, drop, forward, quarantine
+from broker.pipeline._state import Filed, WorkerState
 from broker.topics import SCHEMA_CONSENT, SCHEMA_NOTICE, deliver
 
 
@@ -84,70 +88,86 @@ class File:
     def __call__(self, work: Work) -> Step:
         record = work.consent
         assert record is not None  # noqa: S101  # ParseConsent forwarded
+        assert work.opened is not None  # noqa: S101  # Open forwarded
         return forward(
-            *(FileConsent(key, record) for key in work.consent_keys),
+            FileConsent(work.opened.event_id, work.consent_keys, record),
             _consent_audit(AuditKind.CONSENT_RECORDED, work),
         )
 
 
-class NotifyWithdrawal:
-    """On withdrawal, tell each past recipient under consent to stop processing what it
-    received, and forget those shares."""
+def recall(services: Services, state: WorkerState) -> list[Effect]:
+    """Tell each past recipient under consent to stop, for every withdrawal that recalls a
+    share this task made; forget those shares.
 
-    name = "notify"
+    Level-triggered, so it needs no order between workers: run at every transaction's close,
+    it looks at the withdrawals filed since its last run (by any worker) and at the subjects
+    this task shared under consent since then. A withdrawal recalls a share it covers when
+    it was recorded at or after the grant the share rested on.
+    """
+    table = state.consents
+    due: dict[str, Filed] = {}
+    for filed in table.withdrawals[state.recalled_upto :]:
+        if any(key in state.shares for key in filed.keys):
+            due[filed.record_id] = filed
+    state.recalled_upto = len(table.withdrawals)
+    for key in state.take_touched():
+        for filed in table.filed_under(key):
+            if filed.record.state == "withdrawn":
+                due[filed.record_id] = filed
+    effects: list[Effect] = []
+    for filed in due.values():
+        effects += _recall_one(services, state, filed)
+    return effects
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
 
-    def __call__(self, work: Work) -> Step:
-        record, opened = work.consent, work.opened
-        assert record is not None  # noqa: S101  # ParseConsent forwarded
-        assert opened is not None  # noqa: S101  # Open forwarded
-        if record.state != "withdrawn":
-            return forward()
-        keys = work.consent_keys
-        shares = self.services.state.shares
+def _recall_one(services: Services, state: WorkerState, filed: Filed) -> list[Effect]:
+    record = filed.record
 
-        def recalled(s: ConsentShare) -> bool:
-            return _covers(record, s)
+    def recalled(s: ConsentShare) -> bool:
+        return _covers(record, s) and (
+            s.granted_at is None or datetime.fromisoformat(s.granted_at) <= record.recorded_at
+        )
 
-        hit = [s for key in keys for s in shares.get(key, []) if recalled(s)]
-        by_recipient: dict[str, list[ConsentShare]] = {}
-        for s in hit:
-            by_recipient.setdefault(s.recipient, []).append(s)
-        effects: list[Effect] = []
-        for recipient, items in sorted(by_recipient.items()):
-            notice = WithdrawalNotice(
-                notice_id=f"withdrawal-{opened.event_id}-{recipient}",
+    keys = tuple(key for key in filed.keys if key in state.shares)
+    hit = [s for key in keys for s in state.shares[key] if recalled(s)]
+    by_recipient: dict[str, list[ConsentShare]] = {}
+    for s in hit:
+        by_recipient.setdefault(s.recipient, []).append(s)
+    effects: list[Effect] = []
+    task = state.task
+    for recipient, items in sorted(by_recipient.items()):
+        notice = WithdrawalNotice(
+            # One notice per withdrawal, recipient and task: each task recalls its own shares.
+            notice_id=f"withdrawal-{filed.record_id}-{recipient}-{task.topic}-{task.partition}",
+            recipient=recipient,
+            event_ids=tuple(sorted({s.event_id for s in items})),
+            purposes=tuple(sorted({s.purpose for s in items})),
+            withdrawn_at=record.recorded_at,
+        )
+        effects.append(
+            services.sealed(
+                notice.model_dump(mode="json"),
+                event_id=notice.notice_id,
                 recipient=recipient,
-                event_ids=tuple(sorted({s.event_id for s in items})),
-                purposes=tuple(sorted({s.purpose for s in items})),
-                withdrawn_at=record.recorded_at,
+                schema=SCHEMA_NOTICE,
+                topic=deliver(recipient),
             )
-            effects.append(
-                self.services.sealed(
-                    notice.model_dump(mode="json"),
-                    event_id=notice.notice_id,
-                    recipient=recipient,
-                    schema=SCHEMA_NOTICE,
-                    topic=deliver(recipient),
-                )
+        )
+        effects.append(
+            Audit(
+                AuditKind.CONSENT_WITHDRAWN_NOTICE,
+                event_id=filed.record_id,
+                party=recipient,
+                subject_keys=filed.keys,
+                data={"event_ids": list(notice.event_ids), "purposes": list(notice.purposes)},
             )
-            effects.append(
-                Audit(
-                    AuditKind.CONSENT_WITHDRAWN_NOTICE,
-                    event_id=opened.event_id,
-                    party=recipient,
-                    subject_keys=keys,
-                    data={"event_ids": list(notice.event_ids), "purposes": list(notice.purposes)},
-                )
-            )
-        for key in keys:
-            held = shares.get(key, [])
-            remaining = tuple(s for s in held if not recalled(s))
-            if len(remaining) != len(held):
-                effects.append(SetShares(key, remaining))
-        return forward(*effects)
+        )
+    for key in keys:
+        held = state.shares[key]
+        remaining = tuple(s for s in held if not recalled(s))
+        if len(remaining) != len(held):
+            effects.append(SetShares(key, remaining))
+    return effects
 
 
 def _covers(record: ConsentRecord, share: ConsentShare) -> bool:
@@ -159,13 +179,5 @@ def _covers(record: ConsentRecord, share: ConsentShare) -> bool:
     )
 
 
-def consent_chain(
-    services: Services,
-) -> tuple[Open, ParseConsent, Authorise, File, NotifyWithdrawal]:
-    return (
-        Open(services, SCHEMA_CONSENT),
-        ParseConsent(),
-        Authorise(services),
-        File(),
-        NotifyWithdrawal(services),
-    )
+def consent_chain(services: Services) -> tuple[Open, ParseConsent, Authorise, File]:
+    return (Open(services, SCHEMA_CONSENT), ParseConsent(), Authorise(services), File())

@@ -43,12 +43,18 @@ class Audit:
 
 @dataclass(frozen=True, slots=True)
 class ConsentShare:
-    """A delivery made on the strength of consent."""
+    """A delivery made on the strength of consent.
+
+    ``granted_at`` is when the newest grant it rested on was recorded: a withdrawal recorded
+    at or after it recalls the share, whichever of the two a worker learns of first. ``None``
+    (a share an older Accord recorded) is recalled by any withdrawal that covers it.
+    """
 
     recipient: str
     recipient_kind: str
     purpose: str
     event_id: str
+    granted_at: str | None = None
 
 
 # -- state changes ----------------------------------------------------------------------------
@@ -63,7 +69,11 @@ class MarkProcessed:
 
 @dataclass(frozen=True, slots=True)
 class FileConsent:
-    subject_key: str
+    """A consent record to file under each of its subject keys; ``record_id`` is its
+    envelope's event id."""
+
+    record_id: str
+    subject_keys: tuple[str, ...]
     record: ConsentRecord
 
 
@@ -84,6 +94,13 @@ class SetShares:
 
 
 @dataclass(frozen=True, slots=True)
+class RetireLegacyShares:
+    """An older Accord's shares for a subject were adopted by a task: clear its entry."""
+
+    subject_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class SetHead:
     """The audit chain's head as of the end of a transaction."""
 
@@ -101,5 +118,7 @@ class SetOffset:
     offset: int
 
 
-StateChange = MarkProcessed | FileConsent | NoteShare | SetShares | SetHead | SetOffset
+StateChange = (
+    MarkProcessed | FileConsent | NoteShare | SetShares | RetireLegacyShares | SetHead | SetOffset
+)
 Effect = Publish | Audit | StateChange

@@ -8,6 +8,7 @@ from broker.audit import AuditKind
 from broker.envelope import read_header
 from broker.errors import EnvelopeError, EventInvalid, PolicyError, WrongRecipient
 from broker.events import Delivery, parse_event
+from broker.kafka import partition_for
 from broker.pipeline._effects import Audit, ConsentShare, Effect, MarkProcessed, NoteShare
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
@@ -64,7 +65,19 @@ class Open:
             return quarantine("wrong-topic")  # a party may publish only to its own topic
         if opened.schema != self.schema:
             return quarantine("wrong-schema")
+        if work.partitions and not _placed_by_id(work, opened.event_id):
+            return quarantine("wrong-partition")
         return forward(MarkProcessed(opened.event_id))
+
+
+def _placed_by_id(work: Work, event_id: str) -> bool:
+    """Keyed by its event id, on the partition that key hashes to (as every producer puts it).
+
+    Replay ids are kept per input partition, by the one worker that owns it; this is what
+    makes that complete: a copy of a record can only arrive where the original did.
+    """
+    key = event_id.encode("ascii")
+    return work.key == key and work.partition == partition_for(key, list(range(work.partitions)))
 
 
 def _misaddressed(work: Work) -> str:
@@ -262,24 +275,35 @@ def _consent_shares(work: Work, decision: Decision) -> list[NoteShare]:
 
     Each clause is looked at, not only the first the decision names: beside a clause that
     needs no consent, another may add fields only because consent was given. A plain share
-    through a clause that needs consent means consent for its purpose was given.
+    through a clause that needs consent means consent for its purpose was given; the share
+    notes when the newest grant covering it was recorded, so that only a withdrawal recorded
+    since recalls it (``_consent.recall``).
     """
     if decision.outcome != "shared":
         return []  # an override shares without consent, nothing rests on it
+    event = work.event
+    assert event is not None  # noqa: S101  # Validate forwarded
     purposes = sorted({g.purpose for g in decision.grounds if g.consent != "not_required"})
-    return [
-        NoteShare(
-            work.subject_keys[i],
-            ConsentShare(
+    notes = []
+    for purpose in purposes:
+        for i in decision.subjects:
+            grants = [
+                r.recorded_at
+                for r in work.consents
+                if r.state == "given"
+                and r.in_force(work.at)
+                and r.covers(purpose, decision.recipient, decision.recipient_kind)
+                and r.subject.matches(event.subjects[i])
+            ]
+            share = ConsentShare(
                 recipient=decision.recipient,
                 recipient_kind=decision.recipient_kind,
                 purpose=purpose,
                 event_id=str(decision.event_id),
-            ),
-        )
-        for purpose in purposes
-        for i in decision.subjects
-    ]
+                granted_at=max(grants).isoformat() if grants else None,
+            )
+            notes.append(NoteShare(work.subject_keys[i], share))
+    return notes
 
 
 def ingress_chain(services: Services) -> tuple[Route, Open, Validate, Link, Decide, Deliver]:

@@ -1,11 +1,21 @@
-"""The Kafka edge: a transactional consume → process → produce loop.
+"""The Kafka edge: the worker's place in its consumer group, and a transactional
+consume → process → produce loop per input partition it holds.
 
-For every batch of input records, the records the processor returns (deliveries, notices,
-quarantine, audit, state changelog) and the consumed offsets (as changelog entries) are
-committed in ONE Kafka transaction, so a crash at any point leaves either all of a batch's
-effects or none of them. Failure handling is crash-only: if a transaction cannot be committed
-the loop aborts it and raises; a restarted worker rebuilds its state, offsets included, from
-the changelog and resumes there (the same transactional id fences any zombie).
+Workers share the input partitions (every ingress topic, ``accord.consent``,
+``accord.access``) through one consumer group. Each partition is a task (``_tasks``) with
+its own transactional producer and audit chain: a batch's outputs, audit records, state
+changes and consumed offset commit in ONE Kafka transaction, so a crash at any point leaves
+either all of a batch's effects or none. When the group hands a partition over, the new
+owner's producer fences the old one and the new owner starts the task from the changelog as
+committed (``_tail``), so each input is processed exactly once across rebalances, crashes and
+SIGKILLs. Failure handling is crash-only: a commit that fails ends the worker, and what its
+partitions' later records changed in memory dies with it.
+
+Consent before events: a contact event is decided only once this worker's consent table
+holds every consent record ``accord.consent`` held when the event was read: the ones on
+partitions this worker owns are processed first, and those other workers own are waited for
+in the changelog. So a consent recorded (and published) before an event governs it, whichever
+worker takes either.
 """
 
 from __future__ import annotations
@@ -14,28 +24,29 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from broker.errors import Fenced, TransportError
+from broker.errors import TransportError
 from broker.kafka import (
     Consumer,
     KafkaClients,
     Producer,
     TopicPartition,
-    abort_quietly,
-    partition_for,
     stop_quietly,
     translated,
 )
 from broker.ops import Heartbeat
 from broker.pipeline._effects import OutRecord
+from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor
+from broker.pipeline._state import TaskId, WorkerState
+from broker.pipeline._tasks import Batch, RecordSender, Task, transactional_id
 from broker.pipeline._throttle import SenderBudget
+from broker.pipeline._view import LEGACY_SHARES_TASK, StateView
 from broker.provision import WORKER_GROUP
 from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX, party_of_ingress
 
@@ -47,57 +58,22 @@ GROUP = WORKER_GROUP  # the group provisioning grants the worker
 REPORT_EVERY_S = 5.0
 
 
-@dataclass
-class _Processed:
-    """Records' effects, waiting for their transaction."""
+class Handover(Protocol):
+    """What the loop needs of the rest of the group: the committed view, kept current."""
 
-    outs: list[OutRecord] = field(default_factory=list)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    stamps: list[int] = field(default_factory=list)
+    @property
+    def view(self) -> StateView: ...
 
-    def __bool__(self) -> bool:
-        return bool(self.outs or self.offsets)
-
-
-class _Resume:
-    """Start each assigned partition where the worker's own record of it says.
-
-    The group's committed offsets are not used: offsets commit inside the worker's
-    transactions as changelog entries. A partition the changelog has never seen (a new
-    agency's topic) starts where the consumer's reset policy puts it.
-    """
-
-    def __init__(self, consumer: Consumer, positions: dict[TopicPartition, int]) -> None:
-        self._consumer = consumer
-        self._positions = positions
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pass
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in assigned:
-            position = self._positions.get(tp)
-            if position is not None:
-                self._consumer.seek(tp, position)
+    async def caught_up(self) -> None: ...
+    async def moved(self, within: float) -> None: ...
+    def check(self) -> None: ...
 
 
-@contextlib.asynccontextmanager
-async def _committing() -> AsyncIterator[None]:
-    """A failed commit ends the worker with a line that says why (fenced: another took over)."""
-    try:
-        async with translated("committing a batch"):
-            yield
-    except Fenced as exc:
-        raise Fenced(
-            "another worker took over (this one's transactional producer was fenced); "
-            "exactly one worker runs at a time, so this one stops"
-        ) from exc
-
-
-async def _settle(task: asyncio.Task[None] | None) -> None:
-    """Wait for a commit in flight; its failure is the loop's failure."""
-    if task is not None:
-        await task
+#: Starts a task's processor from its committed state; returns it and the task's first
+#: records (the bundle in force, on the task's chain).
+OpenTask = Callable[[TaskId, WorkerState], tuple[Processor, list[OutRecord]]]
+#: What a reload puts on each task's chain.
+Reload = Callable[[Processor], list[OutRecord]]
 
 
 async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
@@ -110,15 +86,16 @@ async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
 
 
 class TransactionalLoop:
-    """Consumes every ingress topic plus consent and access; one transaction per batch."""
+    """Consumes its share of the inputs; one transaction per task per batch."""
 
     def __init__(
         self,
         kafka: KafkaClients,
         *,
-        transactional_id: str,
         client_id: str,
         clock: Callable[[], datetime],
+        handover: Handover,
+        open_task: OpenTask,
         max_batch: int = 500,
         group: str = GROUP,
         pattern: str = INPUT_PATTERN,
@@ -129,19 +106,18 @@ class TransactionalLoop:
         self.heartbeat = heartbeat
         self.group = group
         self.pattern = pattern
-        self.processor: Processor | None = None  # set between fence() and start()
-        self.transactional_id = transactional_id
         self.client_id = client_id
         self.clock = clock
+        self.handover = handover
+        self.open_task = open_task
         self.max_batch = max_batch
-        self.pending_policy: Callable[[], list[OutRecord]] | None = None
-        self._producer: Producer | None = None
+        self.pending_policy: Reload | None = None
         self._consumer: Consumer | None = None
-        self._partitions: dict[str, list[int]] = {}
-        self._placed: dict[tuple[str, bytes], int] = {}
-        # Next offset to process per input partition, committed or not: where a (re)assigned
-        # partition resumes. Processed-but-uncommitted records are in memory already, so
-        # resuming at the group's older committed offset would see them again as replays.
+        self._tasks: dict[TopicPartition, Task] = {}
+        self._fatal: BaseException | None = None  # raised by the loop: a listener's failure
+        self._sender = RecordSender()
+        # Next offset to process per owned partition, committed or not: where the consumer
+        # is, so the tolerant path can go back to it.
         self._positions: dict[TopicPartition, int] = {}
         # Offsets whose transactions committed, and the task copying them to the group.
         self._durable: dict[TopicPartition, int] = {}
@@ -150,39 +126,10 @@ class TransactionalLoop:
         self._reporting: asyncio.Task[None] | None = None
         self._budget = budget
         self._paused: dict[str, float] = {}  # ingress topic -> when its sender may go on
+        self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
 
-    async def fence(self) -> None:
-        """Start the transactional producer: from here on no other worker can commit.
-
-        Starting it registers the transactional id with the coordinator, which fences every
-        earlier producer with that id and aborts its open transaction. The worker restores
-        its state only after this, so nothing can be committed behind the state it reads.
-        """
-        self._producer = self.kafka.transactional_producer(
-            self.transactional_id,
-            self.client_id,
-            linger_ms=2,
-            max_batch_size=256 * 1024,
-            # Kafka 4's transaction verification answers a produce that races the previous
-            # transaction's completion with NOT_ENOUGH_REPLICAS (a retriable stand-in for
-            # CONCURRENT_TRANSACTIONS; aiokafka issue #1172). The default 100 ms backoff made
-            # that race the largest part of our p99; the Java client retries it after 20 ms.
-            retry_backoff_ms=10,
-        )
-        try:
-            async with translated(f"connecting to Kafka at {self.kafka.bootstrap}"):
-                await self._producer.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def start(self, processor: Processor) -> None:
-        """Start consuming, with ``processor`` handling each record (``fence()`` first)."""
-        self.processor = processor
-        self._positions = {
-            TopicPartition(topic, partition): offset
-            for (topic, partition), offset in processor.services.state.offsets.items()
-        }
+    async def start(self) -> None:
+        """Join the group; tasks start as partitions are assigned."""
         self._consumer = self.kafka.consumer(
             client_id=self.client_id,
             group=self.group,
@@ -194,77 +141,314 @@ class TransactionalLoop:
         )
         async with translated(f"connecting to Kafka at {self.kafka.bootstrap}"):
             await self._consumer.start()
-        self.kafka.subscribe(self._consumer, self.pattern, _Resume(self._consumer, self._positions))
+        self.kafka.subscribe(self._consumer, self.pattern, self)
 
     async def stop(self) -> None:
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                await stop_quietly(client)
-        self._consumer = self._producer = None
+        for task in list(self._tasks.values()):
+            await task.stop()
+        self._tasks.clear()
+        if self._consumer is not None:
+            await stop_quietly(self._consumer)
+        self._consumer = None
 
-    async def write_alone(self, records: list[OutRecord]) -> None:
-        """Commit records that answer no input (policy loads, checkpoints) in a transaction."""
-        if not records:
-            return
-        producer = self._require_producer()
-        async with _committing(), producer.transaction():
-            await self._send_all(producer, records)
+    # -- the group's moves ----------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Give tasks up: their commits in flight finish; what is pending is dropped (the next
+        owner processes it again from what committed)."""
+        for tp in revoked:
+            task = self._tasks.pop(TopicPartition(tp.topic, tp.partition), None)
+            if task is None:
+                continue
+            task.closed = True
+            try:
+                await task.settle()
+            except BaseException as exc:  # noqa: BLE001  # the loop raises it, not aiokafka
+                self._fatal = self._fatal or exc
+            await task.stop()
+            self._positions.pop(task.tp, None)
+        if revoked:
+            log.info("partitions_revoked", partitions=len(revoked), held=len(self._tasks))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Take tasks on: fence each partition's earlier owner, then start from its state."""
+        new = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
+        new = [tp for tp in new if tp not in self._tasks]
+        consumer = self._require_consumer()
+        # Nothing of theirs is handed out until their tasks stand and have sought to where
+        # they resume: a fetch under way meanwhile reads from the group's older offset, and
+        # records handed out with no task to take them would be skipped for good.
+        consumer.pause(*new)
+        producers: dict[TopicPartition, Producer] = {}
+        try:
+            for tp in new:
+                producers[tp] = self._producer(TaskId(tp.topic, tp.partition))
+            async with translated(f"connecting to Kafka at {self.kafka.bootstrap}"):
+                await asyncio.gather(*(p.start() for p in producers.values()))
+            # Fenced: nothing more can commit for these partitions but through us.
+            await self.handover.caught_up()
+            for tp in new:
+                self._open(tp, producers.pop(tp))
+        except BaseException as exc:  # noqa: BLE001  # the loop raises it, not aiokafka
+            self._fatal = self._fatal or exc
+            for producer in producers.values():
+                await stop_quietly(producer)
+        consumer.resume(*(tp for tp in new if tp in self._tasks and tp.topic not in self._paused))
+        if new:
+            names = sorted(f"{tp.topic}-{tp.partition}" for tp in new)
+            log.info("partitions_assigned", partitions=names, held=len(self._tasks))
+
+    def _producer(self, task: TaskId) -> Producer:
+        return self.kafka.transactional_producer(
+            transactional_id(task),
+            self.client_id,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            # Kafka 4's transaction verification answers a produce that races the previous
+            # transaction's completion with NOT_ENOUGH_REPLICAS (a retriable stand-in for
+            # CONCURRENT_TRANSACTIONS; aiokafka issue #1172). The default 100 ms backoff made
+            # that race the largest part of our p99; the Java client retries it after 20 ms.
+            retry_backoff_ms=10,
+        )
+
+    def _open(self, tp: TopicPartition, producer: Producer) -> None:
+        consumer = self._require_consumer()
+        tid = TaskId(tp.topic, tp.partition)
+        view = self.handover.view
+        state = view.task_state(tid)
+        processor, first = self.open_task(tid, state)
+        partitions = len(consumer.partitions_for_topic(tp.topic) or ())
+        task = Task(tid, producer, processor, partitions)
+        task.pending.outs += first
+        if tid == LEGACY_SHARES_TASK and view.legacy_shares:
+            task.pending.outs += processor.adopt(view.legacy_shares)
+        self._tasks[tp] = task
+        if (offset := state.offsets.get(tid)) is not None:
+            consumer.seek(tp, offset)
+            self._positions[tp] = offset
+            task.position = offset
+        # A partition the changelog has never seen (a new agency's topic) starts where the
+        # consumer's reset policy puts it: its beginning.
+
+    # -- the loop ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process records as they arrive; commit whatever is processed, one transaction at a time.
+        """Process records as they arrive; commit each task's batch, one transaction at a time.
 
-        While a transaction commits, the loop goes on fetching and processing into the next
-        one, which starts the moment the first ends: a record waits for at most the commit in
-        flight, never for a fetch to be asked for. That overlap is safe because failure is
-        crash-only: if a commit fails the loop raises, and what later records changed in memory
-        dies with the process; a restarted worker resumes from the committed changelog.
+        While a task's transaction commits, the loop goes on fetching and processing into its
+        next one, which starts the moment the first ends: a record waits for at most the
+        commit in flight, never for a fetch to be asked for. That overlap is safe because
+        failure is crash-only: if a commit fails the loop raises, and what later records
+        changed in memory dies with the process; a restarted worker resumes from the
+        committed changelog.
         """
         consumer = self._require_consumer()
-        pending = _Processed()
-        committing: asyncio.Task[None] | None = None
         fetching: asyncio.Task[dict[TopicPartition, list[Any]]] | None = None
         stopping = asyncio.create_task(stop.wait())
         try:
             while True:
                 if self.heartbeat is not None:  # round at least every fetch (200 ms) when idle
                     self.heartbeat.beat()
-                self._take_policy(pending)
-                if committing is None and pending:
-                    self._close(pending)
-                    committing = asyncio.create_task(self._commit(pending), name="accord-commit")
-                    pending = _Processed()
+                self._raise_fatal()
+                self._take_policy()
+                self._start_commits()
                 if stop.is_set():
                     break
                 self._resume_due(consumer)
                 waits: set[asyncio.Future[Any]] = {stopping}
-                if committing is not None:
-                    waits.add(committing)
-                # Back-pressure: while a slow commit runs, process at most one batch ahead.
-                if len(pending.stamps) < self.max_batch:
+                waits |= {t.in_flight for t in self._tasks.values() if t.in_flight is not None}
+                # Back-pressure: while slow commits run, process at most one batch ahead.
+                if sum(len(t.pending.stamps) for t in self._tasks.values()) < self.max_batch:
                     if fetching is None:
                         fetching = asyncio.create_task(self._fetch(consumer))
                     waits.add(fetching)
                 done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                if committing is not None and committing in done:
-                    finished = committing
-                    committing = None
-                    finished.result()  # a failed commit ends the loop
+                self._reap(consumer)
                 self._report_progress(consumer)
                 if fetching is not None and fetching in done:
                     fetched = fetching
                     fetching = None
                     if batch := fetched.result():
-                        await self._process(batch, pending)
-            last, committing = committing, None
-            await _settle(last)
-            if pending:
-                self._close(pending)
-                await self._commit(pending)
+                        await self._process(consumer, batch, stop)
+            await _cancel(fetching)
+            fetching = None
+            await self._finish()
             await self._report_now(consumer)
         finally:
             await _cancel(fetching, stopping, self._reporting)
-            last, committing = committing, None
-            await _settle(last)
+            for task in list(self._tasks.values()):
+                with contextlib.suppress(BaseException):
+                    await task.settle()
+
+    def _raise_fatal(self) -> None:
+        self.handover.check()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _start_commits(self) -> None:
+        for task in self._tasks.values():
+            if task.in_flight is None and task.pending and not task.closed:
+                done = task.close_batch()
+                task.in_flight = asyncio.create_task(
+                    task.commit(done, self._sender.send_all), name=f"accord-commit-{task.tp}"
+                )
+
+    def _reap(self, consumer: Consumer) -> None:
+        """Commits that ended: a failure ends the loop; a success moves offsets and metrics."""
+        now_ms = time.time() * 1000
+        assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
+        for task in self._tasks.values():
+            running = task.in_flight
+            if running is None or not running.done():
+                continue
+            task.in_flight = None
+            done: Batch = running.result()
+            metrics = task.processor.outbox.metrics
+            for ts in done.stamps:
+                metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
+            if done.next_offset is None:
+                continue
+            self._durable[task.tp] = done.next_offset
+            high = consumer.highwater(task.tp) if task.tp in assigned else None
+            if high is not None:
+                metrics.lag.labels(topic=task.tp.topic).set(max(0, high - done.next_offset))
+
+    async def _finish(self) -> None:
+        """On a clean stop: every task's last batch, checkpoint and head, committed."""
+        for task in self._tasks.values():
+            await task.settle()
+        batches = [(task, task.close_batch()) for task in self._tasks.values()]
+        await asyncio.gather(*(t.commit(b, self._sender.send_all) for t, b in batches if b.outs))
+        for task, b in batches:
+            if b.next_offset is not None:
+                self._durable[task.tp] = b.next_offset
+
+    def _take_policy(self) -> None:
+        """A requested policy load joins what each task has pending: its audit records
+        follow it in order, on every chain."""
+        if self.pending_policy is not None:
+            load, self.pending_policy = self.pending_policy, None
+            for task in self._tasks.values():
+                task.pending.outs += load(task.processor)
+
+    async def _process(
+        self, consumer: Consumer, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event
+    ) -> None:
+        """Consent and acknowledgements first, then contact events once consent is current."""
+        events = {tp: m for tp, m in batch.items() if party_of_ingress(tp.topic) is not None}
+        for tp, msgs in batch.items():
+            if tp not in events:
+                await self._run(tp, msgs)
+        if events and await self._consent_current(consumer, stop):
+            for tp, msgs in events.items():
+                await self._run(tp, msgs)
+
+    async def _run(self, tp: TopicPartition, msgs: list[Any]) -> None:
+        task = self._tasks.get(TopicPartition(tp.topic, tp.partition))
+        if task is None:
+            return  # revoked since the fetch: its next owner reads these again
+        for m in msgs:
+            if task.closed:
+                return
+            if task.position is not None and m.offset < task.position:
+                # Fetched from the group's older offset before the listener's seek to the
+                # committed one took hold: processed and committed already.
+                continue
+            task.position = m.offset + 1
+            task.pending.outs += task.processor.handle(
+                m.topic, m.partition, m.offset, m.value, m.headers,
+                at=self.clock(), key=m.key, partitions=task.partitions,
+            )  # fmt: skip
+            task.pending.stamps.append(m.timestamp)
+            task.pending.next_offset = m.offset + 1
+            await asyncio.sleep(0)  # let the transactions in flight make progress
+        self._charge(tp.topic, len(msgs), task.processor.outbox.metrics)
+
+    async def _consent_current(self, consumer: Consumer, stop: asyncio.Event) -> bool:
+        """Wait until every consent record on ``accord.consent`` now is in the table.
+
+        False if the worker is stopping meanwhile (the events wait for the next run).
+        """
+        parts = sorted(consumer.partitions_for_topic(CONSENT) or ())
+        tps = [TopicPartition(CONSENT, p) for p in parts]
+        if not tps:
+            return True
+        # Asked of the group's consumer: it already follows the consent topic's metadata.
+        async with translated("reading accord.consent's end offsets"):
+            got = await consumer.end_offsets(tps)
+        ends = {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()}
+        while not stop.is_set():
+            # Commits go on meanwhile: another worker may be waiting for the consent this
+            # one files, as this one may be for another's.
+            self._reap(consumer)
+            self._start_commits()
+            mine = [tp for tp in tps if tp in self._tasks and self._positions.get(tp, 0) < ends[tp]]
+            if mine:  # ours, not fetched yet: fetch and file them now
+                for tp, msgs in (await self._fetch(consumer, *mine)).items():
+                    await self._run(tp, msgs)
+                continue
+            view = self.handover.view.tasks
+            others = {tp: view[TaskId(tp.topic, tp.partition)].offset or 0
+                      for tp in tps if tp not in self._tasks}  # fmt: skip
+            if all(others[tp] >= ends[tp] for tp in others):
+                if any(self._settled.get(tp) != o for tp, o in others.items()):
+                    # Their offsets and the consent they filed may sit on different
+                    # partitions of the changelog: read it all up to now.
+                    await self.handover.caught_up()
+                    self._settled = others
+                return True
+            self._raise_fatal()
+            await self.handover.moved(within=0.5)
+        return False
+
+    async def _fetch(
+        self, consumer: Consumer, *partitions: TopicPartition
+    ) -> dict[TopicPartition, list[Any]]:
+        """The next records, their partitions' positions moved past them before any await.
+
+        A rebalance listener may run at any await; it must find the position after every
+        record already fetched, or it would seek back and this worker would see them twice
+        (as replays). A fetched batch is always processed before the loop fetches again.
+        """
+        try:
+            batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                *partitions, timeout_ms=200, max_records=self.max_batch
+            )
+        except UnicodeDecodeError:
+            batch = await self._read_past(consumer)
+        for tp, msgs in batch.items():
+            self._positions[tp] = msgs[-1].offset + 1
+        return batch
+
+    async def _read_past(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:
+        """Read on past a record aiokafka cannot parse (a header key that is not UTF-8).
+
+        aiokafka raises out of ``getmany`` on such a record, at every fetch, and the
+        partitions it drained before it in that call have moved past records it never
+        returned. So every fetchable partition goes back to the next record this worker has
+        not processed (a partition it has not read from in this run: the group's committed
+        offset, which the transactions move with the outputs; with none, its beginning) and
+        is read once by the tolerant path, which hands the record on for the processor to
+        quarantine; the consumer then seeks past what was read.
+        """
+        assigned = consumer.assignment()
+        fetchable = [tp for tp in assigned if tp.topic not in self._paused]
+        starts: dict[TopicPartition, int] = {}
+        async with translated("finding where unread partitions resume"):
+            for tp in fetchable:
+                if tp not in self._positions and (done := await consumer.committed(tp)) is not None:
+                    starts[tp] = done
+            never = [tp for tp in fetchable if tp not in self._positions and tp not in starts]
+            starts |= await consumer.beginning_offsets(never) if never else {}
+        rewind = {tp: self._positions.get(tp, starts.get(tp, 0)) for tp in fetchable}
+        batch, moved = await self.kafka.read_tolerantly(rewind, limit=self.max_batch)
+        assigned = consumer.assignment()  # a rebalance may have come meanwhile
+        for tp, offset in rewind.items():
+            if tp in assigned:
+                consumer.seek(tp, moved.get(tp, offset))
+        log.warning("read_past_undecodable", partitions=len(rewind),
+                    records=sum(len(m) for m in batch.values()))  # fmt: skip
+        return {tp: msgs for tp, msgs in batch.items() if tp in assigned}
 
     def _report_progress(self, consumer: Consumer) -> None:
         """Every few seconds, bring the group's offsets up to what transactions committed.
@@ -309,72 +493,7 @@ class TransactionalLoop:
             if self._reporting is not None:
                 await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
 
-    async def _fetch(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:
-        """The next records, their partitions' positions moved past them before any await.
-
-        A rebalance listener may run at any await; it must find the position after every
-        record already fetched, or it would seek back and this worker would see them twice
-        (as replays). A fetched batch is always processed before the loop fetches again.
-        """
-        try:
-            batch: dict[TopicPartition, list[Any]] = await consumer.getmany(
-                timeout_ms=200, max_records=self.max_batch
-            )
-        except UnicodeDecodeError:
-            batch = await self._read_past(consumer)
-        for tp, msgs in batch.items():
-            self._positions[tp] = msgs[-1].offset + 1
-        return batch
-
-    async def _read_past(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:
-        """Read on past a record aiokafka cannot parse (a header key that is not UTF-8).
-
-        aiokafka raises out of ``getmany`` on such a record, at every fetch, and the
-        partitions it drained before it in that call have moved past records it never
-        returned. So every fetchable partition goes back to the next record this worker has
-        not processed (a partition it has not read from in this run: the group's committed
-        offset, which the transactions move with the outputs; with none, its beginning) and
-        is read once by the tolerant path, which hands the record on for the processor to
-        quarantine; the consumer then seeks past what was read.
-        """
-        assigned = consumer.assignment()
-        fetchable = [tp for tp in assigned if tp.topic not in self._paused]
-        starts: dict[TopicPartition, int] = {}
-        async with translated("finding where unread partitions resume"):
-            for tp in fetchable:
-                if tp not in self._positions and (done := await consumer.committed(tp)) is not None:
-                    starts[tp] = done
-            never = [tp for tp in fetchable if tp not in self._positions and tp not in starts]
-            starts |= await consumer.beginning_offsets(never) if never else {}
-        rewind = {tp: self._positions.get(tp, starts.get(tp, 0)) for tp in fetchable}
-        batch, moved = await self.kafka.read_tolerantly(rewind, limit=self.max_batch)
-        assigned = consumer.assignment()  # a rebalance may have come meanwhile
-        for tp, offset in rewind.items():
-            if tp in assigned:
-                consumer.seek(tp, moved.get(tp, offset))
-        log.warning("read_past_undecodable", partitions=len(rewind),
-                    records=sum(len(m) for m in batch.values()))  # fmt: skip
-        return {tp: msgs for tp, msgs in batch.items() if tp in assigned}
-
-    def _take_policy(self, pending: _Processed) -> None:
-        """A requested policy load joins what is pending: its audit records follow it in order."""
-        if self.pending_policy is not None:
-            load, self.pending_policy = self.pending_policy, None
-            pending.outs += load()
-
-    async def _process(self, batch: dict[TopicPartition, list[Any]], into: _Processed) -> None:
-        processor = self._require_processor()
-        for tp, msgs in batch.items():
-            for m in msgs:
-                into.outs += processor.handle(
-                    m.topic, m.partition, m.offset, m.value, m.headers, at=self.clock()
-                )
-                into.stamps.append(m.timestamp)
-                await asyncio.sleep(0)  # let the transaction in flight make progress
-            into.offsets[tp] = msgs[-1].offset + 1
-            self._charge(tp.topic, len(msgs))
-
-    def _charge(self, topic: str, records: int) -> None:
+    def _charge(self, topic: str, records: int, metrics: Metrics) -> None:
         """Count a sender's records against its budget; over it, pause its ingress topic."""
         sender = party_of_ingress(topic)
         if self._budget is None or sender is None:
@@ -385,7 +504,6 @@ class TransactionalLoop:
         consumer = self._require_consumer()
         consumer.pause(*(tp for tp in consumer.assignment() if tp.topic == topic))
         self._paused[topic] = time.monotonic() + wait
-        metrics = self._require_processor().outbox.metrics
         metrics.count(metrics.throttled, sender)
         log.warning("sender_throttled", sender=sender, seconds=round(wait, 2))
 
@@ -393,99 +511,14 @@ class TransactionalLoop:
         now = time.monotonic()
         for topic in [t for t, until in self._paused.items() if until <= now]:
             del self._paused[topic]
-            consumer.resume(*(tp for tp in consumer.assignment() if tp.topic == topic))
-
-    def _close(self, pending: _Processed) -> None:
-        """The batch's last records: where to resume and the chain's head after it.
-
-        The consumed offsets travel in the state changelog, in the same transaction as the
-        outputs: two fewer coordinator round trips per commit than
-        send_offsets_to_transaction, and the changelog alone says where to resume. The head
-        is the chain's as of the last record processed, exactly what the batch's audit
-        records end with.
-        """
-        offsets = {(tp.topic, tp.partition): o for tp, o in pending.offsets.items()}
-        pending.outs += self._require_processor().consumed(offsets)
-
-    async def _commit(self, done: _Processed) -> None:
-        processor = self._require_processor()
-        producer = self._require_producer()
-        try:
-            async with _committing():
-                await producer.begin_transaction()
-                await self._send_all(producer, done.outs)
-                await producer.commit_transaction()
-        except BaseException:
-            await abort_quietly(producer)
-            processor.outbox.metrics.transactions.labels(result="aborted").inc()
-            raise
-        self._durable.update(done.offsets)
-        metrics = processor.outbox.metrics
-        metrics.transactions.labels(result="committed").inc()
-        now_ms = time.time() * 1000
-        for ts in done.stamps:
-            metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
-        consumer = self._consumer
-        if consumer is not None:
-            assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
-            for tp, next_offset in done.offsets.items():
-                high = consumer.highwater(tp) if tp in assigned else None
-                if high is not None:
-                    metrics.lag.labels(topic=tp.topic).set(max(0, high - next_offset))
-
-    async def _send_all(self, producer: Producer, outs: list[OutRecord]) -> None:
-        """Send a batch's outputs as one record batch per topic-partition.
-
-        ``producer.send`` costs tens of microseconds of Python per record, and an event makes
-        about twelve; filling aiokafka's batch builders directly costs a fraction of that.
-        Keys are partitioned exactly as ``send`` would (the Java client's murmur2), so an
-        audit chain stays on one partition, in order.
-        """
-        builders: dict[tuple[str, int], Any] = {}
-        for r in outs:
-            where = (r.topic, await self._partition(producer, r.topic, r.key))
-            builder = builders.get(where)
-            if builder is None:
-                builder = builders[where] = producer.create_batch()
-            if builder.append(key=r.key, value=r.value, timestamp=None, headers=list(r.headers)):
-                continue
-            if builder.record_count() == 0:
-                raise TransportError(f"a record for {r.topic} is larger than a producer batch")
-            await producer.send_batch(builder, where[0], partition=where[1])
-            builder = builders[where] = producer.create_batch()
-            builder.append(key=r.key, value=r.value, timestamp=None, headers=list(r.headers))
-        for (topic, partition), builder in builders.items():
-            await producer.send_batch(builder, topic, partition=partition)
-
-    async def _partition(self, producer: Producer, topic: str, key: bytes | None) -> int:
-        if key is not None and (hit := self._placed.get((topic, key))) is not None:
-            return hit
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-        placed = partition_for(key, partitions)
-        if key is not None:
-            if len(self._placed) >= 50_000:  # murmur2 is pure Python: keep the hot keys
-                self._placed.clear()
-            self._placed[(topic, key)] = placed
-        return placed
+            consumer.resume(*(tp for tp in self._tasks if tp.topic == topic))
 
     @property
     def assigned(self) -> int:
         """How many input partitions this worker holds now (0 before start or mid-rebalance)."""
-        return len(self._consumer.assignment()) if self._consumer is not None else 0
+        return len(self._tasks)
 
     def _require_consumer(self) -> Consumer:
         if self._consumer is None:
             raise TransportError("the worker's consumer is not started")
         return self._consumer
-
-    def _require_processor(self) -> Processor:
-        if self.processor is None:
-            raise TransportError("the worker's loop has no processor (start() it first)")
-        return self.processor
-
-    def _require_producer(self) -> Producer:
-        if self._producer is None:
-            raise TransportError("the worker's producer is not started")
-        return self._producer

@@ -22,8 +22,16 @@ from broker.errors import ConfigError
 from broker.kafka import header_key_bytes, undecodable
 from broker.linkage import Linker
 from broker.pipeline._access import access_chain
-from broker.pipeline._consent import consent_chain
-from broker.pipeline._effects import Audit, Effect, OutRecord, SetOffset
+from broker.pipeline._consent import consent_chain, recall
+from broker.pipeline._effects import (
+    Audit,
+    ConsentShare,
+    Effect,
+    OutRecord,
+    RetireLegacyShares,
+    SetOffset,
+    SetShares,
+)
 from broker.pipeline._ingress import ingress_chain
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._outbox import Outbox
@@ -60,11 +68,13 @@ class Processor:
         headers: Sequence[tuple[str, bytes | None]],
         *,
         at: datetime,
+        key: bytes | None = None,
+        partitions: int = 0,
     ) -> list[OutRecord]:
         # A null header value is never Accord's (every header it writes has bytes); the
         # quarantine copy keeps it as null.
         clean = [(k, v) for k, v in headers if v is not None]
-        work = Work(topic, partition, offset, value or b"", clean, at)
+        work = Work(topic, partition, offset, value or b"", clean, at, key, partitions)
         chain = self._chains.get("ingress" if party_of_ingress(topic) else topic)
         if not value or len(clean) != len(headers):
             outcome = Outcome(Verdict.QUARANTINE, "malformed", "read", ())
@@ -109,15 +119,28 @@ class Processor:
         return self.outbox.checkpoint()
 
     def consumed(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
-        """The next offsets to read, a signed checkpoint, then the chain's head: the last of
-        each transaction.
+        """Recalls due, the next offsets to read, a signed checkpoint, then the chain's head:
+        the last of each transaction.
 
         One signature per transaction, so nothing the worker committed waits for a signature
         longer than its own transaction: IG officers see a record once a checkpoint signed
         by its chain's writer covers it (docs/governance.md).
         """
         moved = [SetOffset(topic, p, o) for (topic, p), o in offsets.items()]
-        return self.outbox.apply(moved) + self.checkpoint() + self.outbox.head()
+        return self.recalls() + self.outbox.apply(moved) + self.checkpoint() + self.outbox.head()
+
+    def recalls(self) -> list[OutRecord]:
+        """Withdrawal notices for this task's shares that a withdrawal now recalls."""
+        return self.outbox.apply(recall(self.services, self.services.state))
+
+    def adopt(self, legacy: dict[str, list[ConsentShare]]) -> list[OutRecord]:
+        """Take on the shares an older, single-worker Accord recorded, retiring its entries."""
+        state = self.services.state
+        effects: list[Effect] = []
+        for key, shares in sorted(legacy.items()):
+            merged = tuple(dict.fromkeys([*state.shares.get(key, []), *shares]))
+            effects += [SetShares(key, merged), RetireLegacyShares(key)]
+        return self.outbox.apply(effects)
 
     def _quarantined(
         self,

@@ -25,8 +25,9 @@ from pydantic import ValidationError
 
 from broker.envelope import KeyResolver, Opener
 from broker.errors import ConfigError, EnvelopeError, TransportError
-from broker.kafka import Consumer, KafkaClients, stop_quietly, translated
-from broker.pipeline._state import STATE_MAC_HEADER, WorkerState, state_mac
+from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_quietly, translated
+from broker.pipeline._state import STATE_MAC_HEADER, state_mac
+from broker.pipeline._view import StateView
 from broker.principals import Principal
 from broker.topics import STATE
 
@@ -45,7 +46,8 @@ class _AlwaysNew:
 
 @dataclass
 class RestoreReport:
-    """What the restore refused, by kind of entry (``r``, ``c``, ``s``, ``h``, ``o``)."""
+    """What the restore refused, by kind of entry (``p``, ``k``, ``t``, ``h``, ``o``, and an
+    older Accord's ``r``, ``c``, ``s``)."""
 
     refused: Counter[str] = field(default_factory=Counter)
     vital_refused: set[str] = field(default_factory=set)
@@ -57,9 +59,15 @@ class RestoreReport:
         return sorted(self.vital_refused - self.vital_restored)
 
 
-class _Reader:
-    def __init__(self, keys: KeyResolver, mac_key: bytes) -> None:
-        self.state = WorkerState()
+_KINDS = frozenset({"p", "k", "t", "h", "o", "r", "c", "s"})
+_SEALED = frozenset({"k", "c"})  # consent: the identifiers the policy engine matches on
+
+
+class EntryReader:
+    """Checks and applies changelog entries to a view (the restore, then the tail)."""
+
+    def __init__(self, keys: KeyResolver, mac_key: bytes, view: StateView | None = None) -> None:
+        self.view = view if view is not None else StateView()
         self.report = RestoreReport()
         self._opener = Opener(Principal.WORKER, keys, replay_guard=_AlwaysNew())
         self._mac_key = mac_key
@@ -78,7 +86,7 @@ class _Reader:
             if kind in _VITAL:
                 self.report.vital_restored.add(name)
         else:
-            self.report.refused[kind if kind in {"r", "c", "s", "h", "o"} else "?"] += 1
+            self.report.refused[kind if kind in _KINDS else "?"] += 1
             if kind in _VITAL:
                 self.report.vital_refused.add(name)
 
@@ -91,7 +99,7 @@ class _Reader:
         if not hmac.compare_digest(macs[0], state_mac(self._mac_key, key, value)):
             return False
         plain = value
-        if name.startswith("c:"):
+        if name.partition(":")[0] in _SEALED:
             envelope = [(k, v) for k, v in headers if k != STATE_MAC_HEADER and v is not None]
             try:
                 opened = self._opener.open_kafka(value, envelope, topic=STATE)
@@ -101,7 +109,7 @@ class _Reader:
                 return False
             plain = opened.payload
         try:
-            self.state.restore(name, plain)
+            self.view.apply(name, plain)
         except (ValueError, KeyError, TypeError, ValidationError):
             return False
         return True
@@ -109,17 +117,18 @@ class _Reader:
 
 async def restore_state(
     kafka: KafkaClients, keys: KeyResolver, mac_key: bytes
-) -> tuple[WorkerState, RestoreReport]:
-    """Rebuild the worker's state from the committed changelog, start to end.
+) -> tuple[EntryReader, dict[TopicPartition, int]]:
+    """Rebuild the view of every task's state from the committed changelog, start to end;
+    return it (in its reader, which the tail goes on with) and where it ended.
 
     Raises ``ConfigError`` (one line) when a partition's position or a chain's head is lost.
     """
-    reader = _Reader(keys, mac_key)
+    reader = EntryReader(keys, mac_key)
     # Without a group, a consumer subscribed to a topic is assigned all its partitions.
     consumer = kafka.consumer(STATE, client_id="accord-worker-restore")
     try:
         async with translated(f"restoring worker state from {STATE}"):
-            await _read_all(consumer, reader)
+            ends = await _read_all(consumer, reader)
     finally:
         await stop_quietly(consumer)
     report = reader.report
@@ -131,10 +140,10 @@ async def restore_state(
             f"genuine one remains (first: {lost[0][:80]}); refusing to start rather than skip "
             "or repeat inputs or fork the audit chain (docs/operations.md, 'Worker state')"
         )
-    return reader.state, report
+    return reader, ends
 
 
-async def _read_all(consumer: Consumer, reader: _Reader) -> None:
+async def _read_all(consumer: Consumer, reader: EntryReader) -> dict[TopicPartition, int]:
     await consumer.start()
     if STATE not in await consumer.topics():
         # Never "no state": starting without the changelog would forget every replay id.
@@ -157,3 +166,4 @@ async def _read_all(consumer: Consumer, reader: _Reader) -> None:
         for tp in list(remaining):
             if await consumer.position(tp) >= end[tp]:
                 remaining.discard(tp)
+    return {tp: max(end[tp], await consumer.position(tp)) for tp in tps}

@@ -27,7 +27,7 @@ class _SeenBefore:
         self._state = state
 
     def first_sighting(self, event_id: str) -> bool:
-        return event_id not in self._state.processed
+        return not self._state.seen(event_id)
 
 
 class Services:

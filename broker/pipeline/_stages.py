@@ -63,6 +63,10 @@ class Work:
     value: bytes
     headers: Sequence[tuple[str, bytes]]
     at: datetime
+    key: bytes | None = None
+    # The topic's partition count when the record's placement is to be checked (the worker
+    # in a group); 0 when it is not (offline re-decisions, unit tests).
+    partitions: int = 0
     sender: str | None = None
     opened: OpenedRecord | None = None
     # contact events

@@ -20,15 +20,16 @@ from broker.kafka import KafkaClients, quiet_leftovers, translated
 from broker.keys import FileKeyStore
 from broker.ops import OK, Check, Heartbeat, serving_ops
 from broker.pipeline._effects import OutRecord
-from broker.pipeline._loop import TransactionalLoop
+from broker.pipeline._loop import OpenTask, TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
 from broker.pipeline._restore import restore_state
-from broker.pipeline._state import state_mac_key
+from broker.pipeline._state import TaskId, WorkerState, state_mac_key
+from broker.pipeline._tail import ChangelogTail
 from broker.pipeline._throttle import SenderBudget
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
-from broker.provision import WORKER_TRANSACTIONAL_ID, desired_access
+from broker.provision import desired_access
 
 log = structlog.get_logger("accord.worker")
 
@@ -73,14 +74,6 @@ async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
         )
 
 
-# One transactional id for every worker of a cluster (the one provisioning grants): the
-# worker keeps the whole consent table, replay ids and chain heads in memory, so two live
-# workers would each miss what the other commits (a consent withdrawal, say). Starting a
-# worker fences any other; the fenced one stops at its next commit. The instance name only
-# names the audit chain and the client.
-TRANSACTIONAL_ID = WORKER_TRANSACTIONAL_ID
-
-
 def _require_signing_key(keys: FileKeyStore, now: datetime) -> None:
     """Refuse to start without a live signing key: nothing could be sealed or checkpointed."""
     try:
@@ -112,72 +105,73 @@ class Worker:
         self.metrics = Metrics(registry)
         self.clock = clock
         self.loop: TransactionalLoop | None = None
-        self.processor: Processor | None = None
+        self.policy: Policy | None = None  # the bundle in force, for tasks started from now
         self.started = asyncio.Event()  # set once consuming (topics, state and policy ready)
         self.heartbeat = Heartbeat(settings.worker.stale_after_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
         settings, opts = self.settings, self.options
-        policy = load_bundle(opts.policies)  # BundleInvalid: refuse to start on a bad bundle
+        policy = self.policy = load_bundle(opts.policies)  # BundleInvalid: refuse a bad bundle
         # The worker's own keystore: its private keys, the directory, the linkage key.
         keys = FileKeyStore(settings.keystore_path(Principal.WORKER), settings.keystore.passphrase)
-        keys.linkage_key()  # refuse to start without it: a new one would unlink everyone
+        linkage_key = keys.linkage_key()  # refuse to start without it: a new one unlinks all
         _require_signing_key(keys, self.clock())
         await check_topics(self.kafka, policy)
+        reader, ends = await restore_state(self.kafka, keys, state_mac_key(linkage_key))
+        for kind, count in reader.report.refused.items():
+            self.metrics.state_refused.labels(kind=kind).inc(count)
+        tail = ChangelogTail(self.kafka, reader, ends)
         self.loop = loop = TransactionalLoop(
             self.kafka,
-            transactional_id=TRANSACTIONAL_ID,
             client_id=f"accord-{opts.instance}",
             clock=self.clock,
+            handover=tail,
+            open_task=self._task_opener(keys, linkage_key),
             max_batch=opts.max_batch,
             budget=SenderBudget(opts.sender_rate, opts.sender_burst),
             heartbeat=self.heartbeat,
         )
-        # Fence first, then read the state: nothing can be committed behind what we read.
-        await loop.fence()
         try:
-            await self._serve(loop, policy, keys, stop)
+            await tail.start()
+            await loop.start()
+            log.info(
+                "worker_started",
+                instance=opts.instance,
+                policy=policy.version,
+                consent_records=len(reader.view.consents),
+                tasks_known=len(reader.view.tasks),
+            )
+            self.started.set()
+            await loop.run(stop)
         finally:
             await loop.stop()
+            await tail.stop()
             log.info("worker_stopped", instance=opts.instance)
 
-    async def _serve(
-        self, loop: TransactionalLoop, policy: Policy, keys: FileKeyStore, stop: asyncio.Event
-    ) -> None:
-        settings, opts = self.settings, self.options
-        state, report = await restore_state(self.kafka, keys, state_mac_key(keys.linkage_key()))
-        for kind, count in report.refused.items():
-            self.metrics.state_refused.labels(kind=kind).inc(count)
-        chain_id = Principal.WORKER.chain(opts.instance)
-        seq, head = state.heads.get(chain_id, (-1, GENESIS))
-        chain = ChainWriter(chain_id, clock=self.clock, next_seq=seq + 1, prev_hash=head)
-        self.processor = processor = build_processor(
-            policy=policy,
-            keys=keys,
-            linkage_key=keys.linkage_key(),
-            state=state,
-            chain=chain,
-            clock=self.clock,
-            envelope=settings.envelope,
-            metrics=self.metrics,
-            checkpoint_every=opts.checkpoint_every,
-        )
-        await loop.start(processor)
-        log.info(
-            "worker_started",
-            instance=opts.instance,
-            policy=policy.version,
-            restored_events=len(state.processed),
-            chain_seq=chain.next_seq,
-        )
-        await loop.write_alone(processor.policy_loaded(policy, source=str(opts.policies)))
-        self.started.set()
-        await loop.run(stop)
-        await loop.write_alone(self._final_checkpoint())
+    def _task_opener(self, keys: FileKeyStore, linkage_key: bytes) -> OpenTask:
+        """How a partition this worker is given becomes a task: its chain resumed from its
+        head, the bundle in force put on that chain first."""
+        source = str(self.options.policies)
 
-    def _final_checkpoint(self) -> list[OutRecord]:
-        assert self.processor is not None  # noqa: S101  # run() set it
-        return self.processor.checkpoint() + self.processor.outbox.head()
+        def open_task(task: TaskId, state: WorkerState) -> tuple[Processor, list[OutRecord]]:
+            policy = self.policy
+            assert policy is not None  # noqa: S101  # run() loaded it before any task opens
+            seq, head = state.heads.get(task.chain, (-1, GENESIS))
+            chain = ChainWriter(task.chain, clock=self.clock, next_seq=seq + 1, prev_hash=head)
+            processor = build_processor(
+                policy=policy,
+                keys=keys,
+                linkage_key=linkage_key,
+                state=state,
+                chain=chain,
+                clock=self.clock,
+                envelope=self.settings.envelope,
+                metrics=self.metrics,
+                checkpoint_every=self.options.checkpoint_every,
+            )
+            return processor, processor.policy_loaded(policy, source=source)
+
+        return open_task
 
     def live(self) -> Check:
         return self.heartbeat.check()
@@ -197,22 +191,25 @@ class Worker:
         return OK
 
     def request_reload(self) -> None:
-        """Load the bundle again (SIGHUP); a bundle that fails its checks changes nothing."""
-        if self.loop is None or self.processor is None:
-            return
-        processor, path = self.processor, self.options.policies
+        """Load the bundle again (SIGHUP); a bundle that fails its checks changes nothing.
 
-        def reload() -> list[OutRecord]:
-            try:
-                policy = load_bundle(path)
-            except BundleInvalid as exc:
-                log.warning(
-                    "policy_reload_refused", problems=len(exc.problems), first=exc.problems[0]
-                )
-                return []
-            if policy.version == processor.services.policy.version:
-                return []
-            log.info("policy_reloaded", version=policy.version)
+        Every task puts it on its own chain before its next record; partitions taken on
+        later start under it.
+        """
+        if self.loop is None:
+            return
+        path = self.options.policies
+        try:
+            policy = load_bundle(path)
+        except BundleInvalid as exc:
+            log.warning("policy_reload_refused", problems=len(exc.problems), first=exc.problems[0])
+            return
+        if self.policy is not None and policy.version == self.policy.version:
+            return
+        log.info("policy_reloaded", version=policy.version)
+        self.policy = policy
+
+        def reload(processor: Processor) -> list[OutRecord]:
             return processor.policy_loaded(policy, source=str(path))
 
         self.loop.pending_policy = reload

@@ -93,7 +93,8 @@ def _grants(policy: Policy) -> Iterator[Grant]:
         yield Grant(worker, _T, name, _W)
     yield Grant(worker, _T, topics.STATE, _R)
     yield Grant(worker, _G, WORKER_GROUP, _R)
-    yield Grant(worker, _X, WORKER_TRANSACTIONAL_ID, _W)
+    # One transactional id per input partition (broker.pipeline._tasks): a prefix.
+    yield Grant(worker, _X, f"{WORKER_TRANSACTIONAL_ID}.", _W, prefixed=True)
     yield Grant(Principal.INDEXER, _T, topics.AUDIT, _R)
     console = str(Principal.CONSOLE)
     yield Grant(console, _T, topics.AUDIT, _R)

@@ -41,7 +41,9 @@ async def test_a_sender_over_its_budget_is_slowed_while_others_flow_and_nothing_
             for e in events:
                 s = sealer.seal(canonical_json(e), event_id=e["event_id"], recipient="worker",
                                 schema=SCHEMA_EVENT, topic=ingress(sender))  # fmt: skip
-                await producer.send(ingress(sender), s.value, headers=list(s.headers))
+                await producer.send(
+                    ingress(sender), s.value, headers=list(s.headers), key=e["event_id"].encode()
+                )  # as the SDK keys it
         await producer.flush()
     finally:
         await producer.stop()

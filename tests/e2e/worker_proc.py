@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from broker.audit import AuditKind, AuditRecord
+from broker.audit import AuditKind, AuditRecord, ChainReport, KeystoreAuditVerifier, verify_chain
 from broker.config import KafkaSettings, KeystoreSettings, Settings
 from broker.devkafka import free_port
 from broker.envelope import InMemoryReplayGuard, Opener
@@ -114,9 +114,9 @@ async def prepared(bootstrap: str, home: Path) -> tuple[Policy, FileKeyStore]:
     return policy, keys
 
 
-def incidents(n: int) -> list[dict[str, Any]]:
+def incidents(n: int, seed: int = 99) -> list[dict[str, Any]]:
     """Police incidents in Tipton and Wednesbury: the coordinator, a hub and a school care."""
-    fam = SyntheticFamilies(seed=99)
+    fam = SyntheticFamilies(seed=seed)
     events = []
     for i in range(n):
         family, postcode = fam.faker.last_name(), fam.postcode(("DY4", "WS10"))
@@ -162,6 +162,19 @@ async def assert_exactly_once(
     decided = Counter((r.event_id, r.party) for r in audit if r.kind is AuditKind.DECIDED)
     assert decided == candidates
     return audit
+
+
+def verify_chains(audit: list[AuditRecord], keys: FileKeyStore) -> dict[str, ChainReport]:
+    """Verify every chain in ``audit`` (one per input partition a worker processed), each with
+    a signed checkpoint; their reports by chain."""
+    by_chain: dict[str, list[AuditRecord]] = {}
+    for r in audit:
+        by_chain.setdefault(r.chain, []).append(r)
+    verifier = KeystoreAuditVerifier(keys)
+    reports = {c: verify_chain(rs, verifier, expect_chain=c) for c, rs in by_chain.items()}
+    unsigned = [c for c, report in reports.items() if report.last_checkpoint_seq is None]
+    assert not unsigned, f"chains without a signed checkpoint: {unsigned}"
+    return reports
 
 
 async def group_lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:

@@ -294,12 +294,14 @@ def test_every_process_is_probed_for_liveness_and_readiness_on_its_ops_port(
         )
 
 
-def test_exactly_one_worker_runs_and_the_old_one_stops_before_the_new_one_starts(
+def test_two_workers_share_the_inputs_and_roll_one_at_a_time(
     docs: dict[str, dict[str, Any]],
 ) -> None:
     worker = docs["kubernetes/accord/worker/deployment.yaml"]["spec"]
-    assert worker["replicas"] == 1
-    assert worker["strategy"] == {"type": "Recreate"}
+    assert worker["replicas"] == 2
+    assert worker["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    console = docs["kubernetes/accord/console/deployment.yaml"]["spec"]
+    assert (console["replicas"], console["strategy"]) == (1, {"type": "Recreate"})
 
 
 def test_no_disruption_budget_can_block_a_node_drain(docs: dict[str, dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ from broker.errors import PolicyError
 from broker.keys import FileKeyStore
 from broker.pipeline import _ingress
 from broker.pipeline._access import access_chain
-from broker.pipeline._consent import consent_chain
+from broker.pipeline._consent import consent_chain, recall
 from broker.pipeline._effects import (
     Audit,
     ConsentShare,
@@ -123,37 +123,78 @@ def test_the_consent_chain_files_under_every_key_and_audits(
     work = _work(CONSENT, sealed)
     outcome = run_chain(consent_chain(services), work)
     assert outcome.verdict is Verdict.FORWARD
-    filed = [e for e in outcome.effects if isinstance(e, FileConsent)]
-    assert [f.subject_key for f in filed] == list(work.consent_keys)
+    [filed] = [e for e in outcome.effects if isinstance(e, FileConsent)]
+    assert filed.subject_keys == work.consent_keys
+    assert work.opened is not None
+    assert filed.record_id == work.opened.event_id  # one entry per record, never rewritten
     assert [k[:2] for k in work.consent_keys] == ["n:", "d:"]  # NHS number and demographics
     [recorded] = _audits(outcome.effects, AuditKind.CONSENT_RECORDED)
     assert recorded.subject_keys == work.consent_keys
-    assert services.state.consents == {}
+    assert len(services.state.consents) == 0  # until the outbox applies it
 
 
-def test_the_consent_chain_recalls_shares_on_withdrawal(
+def _file(services: Services, pipeline_keys: FileKeyStore, consent: dict[str, Any]) -> None:
+    """Run a consent record down its chain and file it, as the outbox would."""
+    sealed = seal_as(pipeline_keys, "sandwell-coord", consent, topic=CONSENT,
+                     schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4()))  # fmt: skip
+    outcome = run_chain(consent_chain(services), _work(CONSENT, sealed))
+    for e in outcome.effects:
+        if isinstance(e, FileConsent):
+            services.state.change(e)
+
+
+def test_a_withdrawal_recalls_the_shares_it_covers_with_a_notice_each(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:
     state = WorkerState()
     services = make_processor(state=state).services
     key = services.linker.from_nhs_number(CHILD_NHS)
-    hub = ConsentShare("cog-tipton", "hub", "early_help", "e-1")
+    hub = ConsentShare("cog-tipton", "hub", "early_help", "e-1", "2026-10-01T09:00:00+00:00")
     other = ConsentShare("sandwell-coord", "coordinating_team", "early_help", "e-2")
     state.change(NoteShare(key, hub))
     state.change(NoteShare(key, other))
+    assert recall(services, state) == []  # nothing withdrawn yet
 
-    withdrawn = _consent("withdrawn", purposes=["*"])
-    sealed = seal_as(pipeline_keys, "sandwell-coord", withdrawn, topic=CONSENT,
-                     schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4()))  # fmt: skip
-    outcome = run_chain(consent_chain(services), _work(CONSENT, sealed))
-    notices = [e for e in outcome.effects if isinstance(e, Publish)]
+    _file(services, pipeline_keys, _consent("withdrawn", purposes=["*"]))
+    effects = recall(services, state)
+    notices = [e for e in effects if isinstance(e, Publish)]
     assert [n.record.topic for n in notices] == [deliver("cog-tipton")]
-    [audited] = _audits(outcome.effects, AuditKind.CONSENT_WITHDRAWN_NOTICE)
+    [audited] = _audits(effects, AuditKind.CONSENT_WITHDRAWN_NOTICE)
     assert (audited.party, audited.data) == (
         "cog-tipton", {"event_ids": ["e-1"], "purposes": ["early_help"]}
     )  # fmt: skip
-    assert SetShares(key, (other,)) in outcome.effects  # the coordinator's share remains
+    assert SetShares(key, (other,)) in effects  # the coordinator's share remains
     assert state.shares[key] == [hub, other]  # until the outbox applies it
+
+
+def test_a_withdrawal_learnt_first_still_recalls_a_share_made_before_it_was_recorded(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """Another worker filed the withdrawal while this one shared under the older grant:
+    the recall does not depend on which a worker learns of first."""
+    state = WorkerState()
+    services = make_processor(state=state).services
+    key = services.linker.from_nhs_number(CHILD_NHS)
+    _file(services, pipeline_keys, _consent("withdrawn", purposes=["*"]))
+    assert recall(services, state) == []  # nothing shared yet
+    older = ConsentShare("cog-tipton", "hub", "early_help", "e-1", "2026-10-01T09:00:00+00:00")
+    state.change(NoteShare(key, older))
+    effects = recall(services, state)
+    assert [a.party for a in _audits(effects, AuditKind.CONSENT_WITHDRAWN_NOTICE)] == ["cog-tipton"]
+    assert SetShares(key, ()) in effects
+
+
+def test_a_share_under_a_grant_recorded_after_the_withdrawal_is_not_recalled(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    state = WorkerState()
+    services = make_processor(state=state).services
+    key = services.linker.from_nhs_number(CHILD_NHS)
+    _file(services, pipeline_keys, _consent("withdrawn", purposes=["*"]))  # 2026-11-01 09:00
+    regranted = ConsentShare("cog-tipton", "hub", "early_help", "e-9", "2026-11-02T10:00:00+00:00")
+    state.change(NoteShare(key, regranted))
+    assert recall(services, state) == []
+    assert state.shares[key] == [regranted]
 
 
 def test_the_access_chain_audits_an_opening(

@@ -1,7 +1,8 @@
 """The transactional loop's own logic, over fake Kafka clients and a real processor.
 
 The real broker is exercised end to end in tests/e2e; these pin what is hard to provoke
-there: a rebalance between fetch and processing, and a stop while a commit is in flight.
+there: a partition lost between fetch and processing, a partition taken back, and a stop
+while a commit is in flight.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from broker.audit import AuditRecord
 from broker.config import KafkaSettings
 from broker.kafka import KafkaClients, TopicPartition
 from broker.keys import FileKeyStore
-from broker.pipeline._loop import TransactionalLoop, _Resume
+from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._processor import Processor
+from broker.pipeline._state import TaskId, WorkerState
+from broker.pipeline._view import StateView
 from broker.topics import AUDIT, STATE, ingress
 from tests.unit.pipeline.test_processor import incident, seal_as
 
@@ -27,9 +30,11 @@ TP = TopicPartition(ingress("wmp"), 0)
 def _messages(keys: FileKeyStore, first: int, count: int) -> list[Any]:
     out = []
     for offset in range(first, first + count):
-        value, headers = seal_as(keys, "wmp", incident(), topic=ingress("wmp"))
+        event = incident()
+        value, headers = seal_as(keys, "wmp", event, topic=ingress("wmp"))
         out.append(SimpleNamespace(topic=TP.topic, partition=0, offset=offset, value=value,
-                                   headers=headers, timestamp=0, key=None))  # fmt: skip
+                                   headers=headers, timestamp=0,
+                                   key=event["event_id"].encode()))  # fmt: skip
     return out
 
 
@@ -43,10 +48,12 @@ class _Consumer:
         self.on_idle = on_idle
         self.assigned = {TP} if assigned else set()  # not assigned: as mid-rebalance
         self.seeks: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
         self.group_commits: list[dict[TopicPartition, int]] = []
 
     async def getmany(
         self,
+        *partitions: TopicPartition,  # noqa: ARG002  # aiokafka's signature
         timeout_ms: int,
         max_records: int,  # noqa: ARG002  # aiokafka's signature
     ) -> dict[TopicPartition, list[Any]]:
@@ -61,6 +68,18 @@ class _Consumer:
 
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
+
+    def partitions_for_topic(self, topic: str) -> set[int]:  # noqa: ARG002  # aiokafka's
+        return {0}
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused |= set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused -= set(tps)
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 0)  # no consent records anywhere
 
     def highwater(self, tp: TopicPartition) -> int:
         if tp not in self.assigned:
@@ -148,36 +167,87 @@ class _Clients(KafkaClients):
 
     def subscribe(self, consumer: Any, pattern: str, listener: Any) -> None:
         assert consumer is self.fake_consumer
-        assert isinstance(listener, _Resume)
+        assert isinstance(listener, TransactionalLoop)
         self.asked.append(("subscribe", pattern))
 
 
+class _Handover:
+    """The group's committed view, with no other worker in it."""
+
+    def __init__(self) -> None:
+        self.view = StateView()
+        self.catch_ups = 0
+
+    async def caught_up(self) -> None:
+        self.catch_ups += 1
+
+    async def moved(self, within: float) -> None:
+        await asyncio.sleep(within)
+
+    def check(self) -> None:
+        pass
+
+
+class _Opened(list[Processor]):
+    """The processors the loop opened tasks with, in order."""
+
+
 async def _loop(
-    processor: Processor, consumer: _Consumer, producer: _Producer
-) -> TransactionalLoop:
+    make_processor: Callable[..., Processor], consumer: _Consumer, producer: _Producer
+) -> tuple[TransactionalLoop, _Opened, _Handover]:
     at = datetime(2026, 11, 22, 8, tzinfo=UTC)
     clients = _Clients(consumer, producer)
-    loop = TransactionalLoop(
-        clients, transactional_id="t", client_id="c", clock=lambda: at, max_batch=10
-    )
-    await loop.fence()
-    await loop.start(processor)
+    handover, opened = _Handover(), _Opened()
+
+    def open_task(task: TaskId, state: WorkerState) -> Any:
+        assert state.task == task
+        processor = make_processor(state=state)
+        opened.append(processor)
+        return processor, processor.policy_loaded(processor.services.policy, source="test")
+
+    loop = TransactionalLoop(clients, client_id="c", clock=lambda: at, handover=handover,
+                             open_task=open_task, max_batch=10)  # fmt: skip
+    await loop.start()
+    await loop.on_partitions_assigned([TP])
     assert clients.asked == [
-        ("producer", "t", "c"), ("consumer", "c", loop.group), ("subscribe", loop.pattern)
+        ("consumer", "c", loop.group), ("subscribe", loop.pattern),
+        ("producer", "accord-worker.accord.ingress.wmp-0", "c"),  # fences the last owner
     ]  # fmt: skip
-    return loop
+    assert handover.catch_ups == 1  # and only then reads the partition's state
+    return loop, opened, handover
 
 
-async def test_a_rebalance_after_a_fetch_resumes_past_the_fetched_records(
+async def test_records_fetched_before_their_partition_was_lost_are_not_processed(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:
-    """Otherwise the records being processed would be fetched again and refused as replays."""
+    """Its next owner processes them from what committed; this worker must not as well."""
     consumer = _Consumer([_messages(pipeline_keys, 40, 3)], on_idle=lambda: None)
-    loop = await _loop(make_processor(), consumer, _Producer())
+    producer = _Producer()
+    loop, opened, _ = await _loop(make_processor, consumer, producer)
     batch = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
-    assert [m.offset for m in batch[TP]] == [40, 41, 42]
-    await _Resume(consumer, loop._positions).on_partitions_assigned([TP])  # type: ignore[arg-type]
-    assert consumer.seeks == {TP: 43}
+    await loop.on_partitions_revoked([TP])
+    await loop._process(consumer, batch, asyncio.Event())  # type: ignore[arg-type]  # a fake
+    assert loop.assigned == 0
+    assert opened[0].services.state.fresh == set()  # nothing opened, nothing marked
+    assert producer.transactions == []
+
+
+async def test_a_partition_taken_back_starts_again_from_what_committed(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """Given up with work pending, taken back: a new task from the committed view, its
+    chain resumed at the committed head, its position at the committed offset."""
+    consumer = _Consumer([], on_idle=lambda: None)
+    loop, opened, handover = await _loop(make_processor, consumer, _Producer())
+    task = TaskId(TP.topic, TP.partition)
+    handover.view.tasks[task].offset = 17
+    handover.view.tasks[task].processed.add("e-committed")
+    await loop.on_partitions_revoked([TP])
+    await loop.on_partitions_assigned([TP])
+    assert len(opened) == 2
+    assert consumer.seeks == {TP: 17}
+    assert consumer.paused == set()  # paused while its task started, then let go
+    assert opened[1].services.state.seen("e-committed")
 
 
 async def test_a_stop_during_a_commit_still_commits_the_rest_with_the_chain_head(
@@ -189,11 +259,12 @@ async def test_a_stop_during_a_commit_still_commits_the_rest_with_the_chain_head
         [_messages(pipeline_keys, 0, 2), _messages(pipeline_keys, 2, 2)], on_idle=stop.set
     )
     producer = _Producer()
-    processor = make_processor()
-    loop = await _loop(processor, consumer, producer)
+    loop, opened, _ = await _loop(make_processor, consumer, producer)
     await asyncio.wait_for(loop.run(stop), timeout=10)
+    [processor] = opened
 
-    assert len(producer.transactions) == 2  # the second was still pending at the stop
+    # The task's opening (the bundle in force, on its chain), then what was pending at the stop.
+    assert len(producer.transactions) == 2
     for records in producer.transactions:
         audit = [AuditRecord.model_validate_json(v) for t, _, v in records if t == AUDIT]
         heads = [v for t, k, v in records if t == STATE and k and k.startswith(b"h:")]
@@ -201,8 +272,9 @@ async def test_a_stop_during_a_commit_still_commits_the_rest_with_the_chain_head
         assert audit
         assert len(heads) == 1
         assert heads[0] == (f'{{"seq": {audit[-1].seq}, "hash": "{audit[-1].hash}"}}'.encode())
-        assert offsets  # and the offsets they consumed
-    assert offsets == {f"o:{TP.topic}:0".encode(): b"4"}
+    first = AuditRecord.model_validate_json(producer.transactions[0][0][2])
+    assert (first.kind.value, first.seq) == ("policy_loaded", 0)
+    assert offsets == {f"o:{TP.topic}:0".encode(): b"4"}  # with the offsets they consumed
     assert processor.outbox.chain.next_seq == audit[-1].seq + 1
 
 
@@ -217,13 +289,30 @@ async def test_the_groups_offsets_follow_committed_transactions_and_end_current(
         assigned=True,
     )
     producer = _Producer()
-    loop = await _loop(make_processor(), consumer, producer)
+    loop, _, _ = await _loop(make_processor, consumer, producer)
     await asyncio.wait_for(loop.run(stop), timeout=10)
     committed = [
         int(v) for records in producer.transactions for t, k, v in records
         if t == STATE and k == f"o:{TP.topic}:0".encode()
     ]  # fmt: skip
-    assert committed == [2, 4]
+    assert committed == sorted(set(committed))
+    assert committed[-1] == 4
     assert consumer.group_commits  # reported
     assert all(c[TP] in committed for c in consumer.group_commits)  # only committed offsets
     assert consumer.group_commits[-1] == {TP: 4}  # and current once stopped
+
+
+async def test_records_below_the_committed_offset_are_skipped_whatever_the_fetch_returns(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """aiokafka may fetch a newly assigned partition from the group's (older) offset before
+    the listener's seek takes hold: those records committed already, and would be replays."""
+    consumer = _Consumer([], on_idle=lambda: None)
+    loop, _, handover = await _loop(make_processor, consumer, _Producer())
+    handover.view.tasks[TaskId(TP.topic, TP.partition)].offset = 42
+    await loop.on_partitions_revoked([TP])
+    await loop.on_partitions_assigned([TP])
+    await loop._process(consumer, {TP: _messages(pipeline_keys, 40, 4)}, asyncio.Event())  # type: ignore[arg-type]  # a fake
+    [task] = loop._tasks.values()
+    assert task.pending.stamps == [0, 0]  # 42 and 43 only
+    assert task.pending.next_offset == 44

@@ -19,7 +19,8 @@ from broker.events import parse_event
 from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._processor import Processor
-from broker.pipeline._state import WorkerState
+from broker.pipeline._state import STANDALONE
+from broker.pipeline._view import StateView
 from broker.policy import Policy, load_bundle, redact
 from broker.sdk import Delivery, WithdrawalNotice
 from broker.topics import (
@@ -101,6 +102,7 @@ class Run:
     def feed(self, topic: str, value: bytes, headers: list[tuple[str, bytes]]) -> list[OutRecord]:
         self.offset += 1
         got = self.processor.handle(topic, 0, self.offset, value, headers, at=AT)
+        got += self.processor.recalls()  # as the loop does when it closes each transaction
         self.out += got
         return got
 
@@ -233,11 +235,11 @@ def test_replays_are_still_refused_after_state_is_rebuilt_from_the_changelog(
     first = Run(make_processor())
     record = seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp"))
     first.feed(ingress("wmp"), *record)
-    restored = WorkerState()
+    view = StateView()
     for r in first.on(STATE):
-        if not r.key.startswith(b"c:"):  # type: ignore[union-attr]
-            restored.restore(r.key.decode(), r.value)  # type: ignore[union-attr]
-    second = Run(make_processor(restored))
+        if not r.key.startswith(b"k:"):  # type: ignore[union-attr]
+            view.apply(r.key.decode(), r.value)  # type: ignore[union-attr]
+    second = Run(make_processor(view.task_state(STANDALONE)))
     second.feed(ingress("wmp"), *record)
     assert [a.data["reason"] for a in second.audit(AuditKind.QUARANTINED)] == ["replay"]
 
@@ -420,7 +422,7 @@ def test_consent_from_outside_its_authority_is_refused_audited_and_changes_nothi
     assert refused.subject_keys  # found in the child's log
     assert run.audit(AuditKind.CONSENT_RECORDED) == []
     assert run.audit(AuditKind.QUARANTINED) == []
-    assert run.processor.services.state.consents == {}
+    assert len(run.processor.services.state.consents) == 0
 
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
     hub = [r for r in run.audit(AuditKind.DECIDED) if r.party == "cog-tipton"]

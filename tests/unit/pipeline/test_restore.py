@@ -10,8 +10,8 @@ from broker.envelope import Sealer
 from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._processor import Processor
-from broker.pipeline._restore import _Reader
-from broker.pipeline._state import STATE_MAC_HEADER, state_mac, state_mac_key
+from broker.pipeline._restore import EntryReader as _Reader
+from broker.pipeline._state import STANDALONE, STATE_MAC_HEADER, state_mac, state_mac_key
 from broker.topics import CONSENT, SCHEMA_CONSENT, STATE, ingress
 from tests.unit.pipeline.conftest import ENVELOPE
 from tests.unit.pipeline.test_processor import Run, _consent, incident, seal_as
@@ -41,8 +41,9 @@ def _read(keys: FileKeyStore, records: list[OutRecord]) -> _Reader:
 
 
 def _state(reader: _Reader) -> tuple[object, ...]:
-    s = reader.state
-    return s.processed, s.consents, s.shares, s.heads, s.offsets
+    view = reader.view
+    task = view.tasks[STANDALONE]
+    return task.processed, view.consents.filed, task.shares, view.heads, view.offsets
 
 
 def _signed(key: bytes, value: bytes, *headers: tuple[str, bytes]) -> OutRecord:
@@ -57,7 +58,7 @@ def test_the_worker_s_own_entries_restore_exactly(
 ) -> None:
     reader = _read(pipeline_keys, genuine.on(STATE))
     s = genuine.processor.services.state
-    assert _state(reader) == (s.processed, s.consents, s.shares, s.heads, s.offsets)
+    assert _state(reader) == (s.fresh, s.consents.filed, s.shares, s.heads, s.offsets)
     assert reader.report.refused == {}
     assert reader.report.lost == []
 
@@ -67,7 +68,7 @@ def test_junk_and_forged_entries_are_skipped_and_reported(
 ) -> None:
     expected = _state(_read(pipeline_keys, genuine.on(STATE)))
     [head] = [r for r in genuine.on(STATE) if r.key and r.key.startswith(b"h:")]
-    consent = next(r for r in genuine.on(STATE) if r.key and r.key.startswith(b"c:"))
+    consent = next(r for r in genuine.on(STATE) if r.key and r.key.startswith(b"k:"))
     by_agency = Sealer("wmp", pipeline_keys, ENVELOPE).seal(
         b"[]", event_id="state-x", recipient="worker", schema="worker-state.v1", topic=STATE
     )
@@ -81,10 +82,11 @@ def test_junk_and_forged_entries_are_skipped_and_reported(
         _signed(consent.key or b"", by_agency.value, *by_agency.headers),
         _signed(b"h:worker:test", b'"a string, not a head"'),  # valid MAC, unreadable value
         OutRecord(STATE, b"r:evil", b"1", ((STATE_MAC_HEADER, b"\x00" * 32), ("x", b"y"))),
+        OutRecord(STATE, b"p:accord.ingress.wmp:0:evil", b"1"),  # skip a record as a replay
     ]
     reader = _read(pipeline_keys, [*genuine.on(STATE), *forged])
     assert _state(reader) == expected
-    assert reader.report.refused == {"h": 3, "o": 1, "c": 1, "r": 1}
+    assert reader.report.refused == {"h": 3, "o": 1, "k": 1, "r": 1, "p": 1}
     assert reader.report.lost == []  # every vital key still has its genuine entry
 
 

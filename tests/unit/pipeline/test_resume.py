@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from broker.audit import AuditKind, AuditRecord
-from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord, SetOffset
-from broker.pipeline._loop import _Resume
 from broker.pipeline._processor import Processor
 from broker.pipeline._state import WorkerState
+from broker.pipeline._view import StateView
 from broker.topics import AUDIT, STATE, ingress
 from tests.unit.pipeline.conftest import AT
 from tests.unit.pipeline.test_processor import incident, seal_as
@@ -23,34 +22,11 @@ def test_consumed_offsets_survive_a_rebuild_from_the_changelog() -> None:
         state.change(SetOffset("accord.consent", 0, 7)),
         state.change(SetOffset("accord.ingress.wmp", 2, 97)),  # a later commit there
     ]
-    rebuilt = WorkerState()
+    rebuilt = StateView()
     for entry in entries:
         assert not entry.sensitive  # an offset says nothing about anyone
-        rebuilt.restore(entry.key, entry.value)
+        rebuilt.apply(entry.key, entry.value)
     assert rebuilt.offsets == {("accord.ingress.wmp", 2): 97, ("accord.consent", 0): 7}
-
-
-class _Consumer:
-    def __init__(self) -> None:
-        self.seeks: dict[TopicPartition, int] = {}
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.seeks[tp] = offset
-
-
-async def test_an_assigned_partition_resumes_at_the_workers_own_position() -> None:
-    """Known partitions seek to the position in memory; a new one keeps the reset policy."""
-    known = TopicPartition("accord.ingress.wmp", 0)
-    new = TopicPartition("accord.ingress.nhs-bc", 0)
-    positions = {known: 120}
-    consumer = _Consumer()
-    listener = _Resume(consumer, positions)  # type: ignore[arg-type]  # a fake consumer
-    await listener.on_partitions_assigned([known, new])
-    assert consumer.seeks == {known: 120}
-    positions[known] = 180  # processed further, commit still in flight, then a rebalance
-    await listener.on_partitions_revoked([known, new])
-    await listener.on_partitions_assigned([known])
-    assert consumer.seeks == {known: 180}
 
 
 def test_the_chain_head_is_written_once_per_transaction_and_resumes_the_chain(
@@ -68,8 +44,8 @@ def test_the_chain_head_is_written_once_per_transaction_and_resumes_the_chain(
     heads = [o for o in closing if o.topic == STATE and o.key.startswith(b"h:")]  # type: ignore[union-attr]
     assert len(heads) == 1
     chain = processor.outbox.chain
-    rebuilt = WorkerState()
-    rebuilt.restore(heads[0].key.decode(), heads[0].value)  # type: ignore[union-attr]
+    rebuilt = StateView()
+    rebuilt.apply(heads[0].key.decode(), heads[0].value)  # type: ignore[union-attr]
     assert rebuilt.heads[chain.chain] == (chain.next_seq - 1, chain.prev_hash)
     last = AuditRecord.model_validate_json([o for o in closing if o.topic == AUDIT][-1].value)
     assert last.kind is AuditKind.CHECKPOINT

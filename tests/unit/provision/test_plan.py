@@ -80,7 +80,7 @@ def test_the_services_have_exactly_what_they_use(desired: Desired) -> None:
         ("topic", AUDIT, "write", False), ("topic", QUARANTINE, "write", False),
         ("topic", STATE, "write", False), ("topic", STATE, "read", False),
         ("group", "accord-worker", "read", False),
-        ("transactional_id", "accord-worker", "write", False),
+        ("transactional_id", "accord-worker.", "write", True),  # one id per input partition
     }  # fmt: skip
     assert _of(desired, "indexer") == {("topic", AUDIT, "read", False)}
     assert _of(desired, "console") == {
