@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker.events import ContactEvent
 from broker.policy._cel import EventActivation, compile_condition
+from broker.policy._cel_reads import (
+    ALL,
+    SAFEGUARDING_ATTRS,
+    SUBJECT_ATTRS,
+    Reads,
+    blank_strings,
+    reads_of,
+)
 from tests.unit.policy.kit import AT, event, subject
 
 
@@ -82,3 +95,131 @@ def test_a_memoised_condition_is_keyed_on_every_field_it_reads() -> None:
     younger = event(need_level=2, subjects=[subject("child", dob="2025-01-01")])
     assert cond.evaluate(EventActivation(older, AT), None) is False
     assert cond.evaluate(EventActivation(younger, AT), None) is True
+
+
+def _view(source: str) -> Reads:
+    cond, problems = compile_condition(source)
+    assert cond is not None, problems
+    return cond.view
+
+
+@pytest.mark.parametrize(
+    ("source", "seen"),
+    [
+        ("event.need_level >= 2", set()),
+        ("event.subjects.exists(s, s.age < 5)", {"age"}),
+        ("event.subjects.all(x, has(x.school_urn))", {"school_urn"}),
+        ("event.subjects.exists(s, s.role == 'child' && s.postcode_district in ['DY4'])",
+         {"role", "postcode_district"}),
+        ("event.subjects.exists(s, s.role == 'child' && event.subjects.exists(t, t.age == s.age))",
+         {"role", "age"}),
+        ("event.subjects.exists(s, 's.age' == s.role)", {"role"}),  # a string is not a read
+    ],
+)  # fmt: skip
+def test_a_condition_that_only_selects_subject_fields_sees_only_those(
+    source: str, seen: set[str]
+) -> None:
+    assert _view(source).subject == seen
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "event.subjects.exists(s, s.age < 5) && size(event.subjects) > 1",
+        "event.subjects.exists(s, s.age < 5) && event.subjects[0].role == 'child'",
+        "event.subjects.map(s, s.age).exists(a, a < 5)",
+        "event.subjects.filter(s, s.age < 5) == []",
+        "event.subjects.exists(s, s == {'role': 'child'})",
+        "event.subjects.exists(s, size(s) > 2)",
+        "event.subjects.exists(s, s.size() > 2)",
+        "event.subjects.exists(s, s.exists(k, k == 'age'))",
+        "event.subjects.exists(s, s['age'] < 5)",
+        "event.subjects.exists(s, s.?age.orValue(0) < 5)",
+        "event.subjects.exists(s, s.age < 5) && event.categories.exists(s, s == 'x')",
+    ],
+)
+def test_a_condition_that_reads_subjects_whole_sees_all_of_each(source: str) -> None:
+    """Keys, sizes, comparisons, indexing: anything but selecting named fields sees it all."""
+    assert reads_of(blank_strings(source), frozenset({"subjects"})).subject == SUBJECT_ATTRS
+
+
+@pytest.mark.parametrize(
+    ("source", "seen"),
+    [
+        ("event.safeguarding.concern", {"concern"}),
+        ("has(event.safeguarding.justification) && event.safeguarding.concern",
+         {"concern", "justification"}),
+        ("event.safeguarding == {'concern': true}", SAFEGUARDING_ATTRS),
+        ("size(event.safeguarding) > 1", SAFEGUARDING_ATTRS),
+        ("event.safeguarding.exists(k, k == 'concern')", SAFEGUARDING_ATTRS),
+    ],
+)  # fmt: skip
+def test_safeguarding_is_narrowed_to_the_fields_selected_by_name(
+    source: str, seen: set[str]
+) -> None:
+    assert reads_of(blank_strings(source), frozenset({"safeguarding"})).safeguarding == seen
+
+
+@pytest.mark.parametrize(
+    ("source", "keyed"),
+    [
+        ("event.subjects.exists(s, s.age < 5) && event.safeguarding.concern", True),
+        ("event.safeguarding.justification != null && event.need_level > 1", False),
+        ("event.subjects.exists(s, s.age < 5) && size(event.summary) > 9", False),
+        ("event.need_level > 1", False),  # memoised on the routing attributes instead
+    ],
+)
+def test_only_conditions_that_observe_no_free_text_are_memoised_on_what_they_observe(
+    source: str, keyed: bool
+) -> None:
+    cond, _ = compile_condition(source)
+    assert cond is not None
+    assert cond.view_keyed is keyed
+
+
+_CONDITIONS = [
+    "event.subjects.exists(s, s.role == 'child' && s.age < 11)",
+    "event.subjects.exists(s, s.postcode_district in ['DY4', 'WV10'])",
+    "event.subjects.all(s, has(s.school_urn) && s.school_urn != null)",
+    "event.subjects.exists_one(s, s.has_nhs_number && s.role == 'parent')",
+    "event.subjects.exists(s, s.age < 5) && size(event.subjects) > 1",
+    "event.subjects.exists(s, s.nope == 1)",  # an error either way
+    "(event.need_level == 4 || event.safeguarding.concern) && event.subjects.exists(s, s.age < 9)",
+    "has(event.safeguarding.justification) && event.safeguarding.justification != null",
+]
+
+
+_COMPILED = {source: compile_condition(source)[0] for source in _CONDITIONS}
+
+
+def _whole(program: Any, ev: ContactEvent) -> bool | None:
+    """What the condition says given the whole event, as the engine reads an answer."""
+    try:
+        value = program.execute({"event": EventActivation(ev, AT).cel_event(ALL)})
+    except Exception:  # noqa: BLE001  # a failure is None, as Condition._run has it
+        return None
+    return value if isinstance(value, bool) else None
+
+
+@given(
+    roles=st.lists(st.sampled_from(["child", "parent", "carer"]), min_size=1, max_size=3),
+    dob=st.sampled_from(["2024-01-01", "2019-03-02", "2010-05-01", "1990-01-01"]),
+    postcode=st.sampled_from(["DY4 7AA", "WV10 6AB", "B70 1AA"]),
+    urn=st.none() | st.just("100001"),
+    need=st.integers(1, 4),
+    concern=st.booleans(),
+)
+def test_a_narrowed_view_and_its_memo_answer_as_the_whole_event_does(
+    roles: list[str], dob: str, postcode: str, urn: str | None, need: int, concern: bool
+) -> None:
+    subjects = [subject(r, dob=dob, postcode=postcode, school_urn=urn) for r in roles]
+    sg = {"concern": concern, "justification": "risk" if concern else None}
+    ev = event(subjects=subjects, need_level=need, safeguarding=sg)
+    # Compiled once for every example: a memo keyed on too little would answer for another.
+    for source, narrowed in _COMPILED.items():
+        assert narrowed is not None
+        expected = _whole(narrowed.program, ev)
+        for _ in range(2):  # computed, then (when memoised) from the memo
+            shared = EventActivation(ev, AT, narrowed.view)
+            assert narrowed.evaluate(shared, None) == expected, source
+            assert narrowed.evaluate(EventActivation(ev, AT), None) == expected, source

@@ -8,7 +8,8 @@ decision (and the candidates are exactly the parties some non-draft clause route
 from __future__ import annotations
 
 import copy
-from datetime import date
+import uuid
+from datetime import date, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -324,3 +325,22 @@ def test_a_suspended_party_never_receives(
         if suspended in (d.recipient, ev.sender):
             assert d.outcome == "not_shared"
             assert d.reason == "party-inactive"
+
+
+@SETTINGS
+@given(spec=bundles(), first=events(), ev=events(), consents=consent_lists())
+def test_a_decision_is_the_same_whatever_was_decided_before(
+    spec: dict[str, Any], first: ContactEvent, ev: ContactEvent, consents: list[ConsentRecord]
+) -> None:
+    """The engine reuses what it worked out for earlier events (refusals, CEL answers): none
+    of it may show in a later decision, not another event's id, time or consent."""
+    warm = _policy(spec)
+    other = first.model_copy(update={"event_id": uuid.uuid4()})
+    warm.decide(other, consents, at=AT + timedelta(days=3))
+    warm.decide(ev, [], at=AT)
+    again = warm.decide(ev, consents, at=AT)
+    assert again == _policy(spec).decide(ev, consents, at=AT)
+    for decision in again:  # no two decisions share a mutable value
+        decision.transforms["x"] = "y"
+        decision.subject_roles["x"] = 1
+    assert warm.decide(ev, consents, at=AT) == _policy(spec).decide(ev, consents, at=AT)
