@@ -144,6 +144,10 @@ def _names(program: Any, source: str) -> tuple[set[str], bool, list[str]]:
     bare = blank_strings(source)
     bound = set(_BOUND.findall(bare))
     variables = program.variables()
+    if not _same_program(program, bare):
+        # Every check below, and the memo key, reads ``bare``: code lost in blanking would be
+        # reads nobody checks.
+        return set(), False, ["CEL's strings and comments cannot be told apart from its code"]
     problems.extend(
         f"CEL refers to unknown name {name!r} (known: event, recipient)"
         for name in variables
@@ -168,6 +172,18 @@ def _names(program: Any, source: str) -> tuple[set[str], bool, list[str]]:
         if fn[:1] not in {"_", "@", "!"} and fn not in _FUNCTIONS
     )
     return event_attrs, reads_recipient, problems
+
+
+def _same_program(program: Any, bare: str) -> bool:
+    """Whether ``bare`` (strings and comments blanked) names what ``program`` names."""
+    try:
+        blanked = cel.compile(bare)
+    except Exception:  # noqa: BLE001  # as compile_condition: any failure is "no"
+        return False
+    return (sorted(blanked.variables()), sorted(blanked.functions())) == (
+        sorted(program.variables()),
+        sorted(program.functions()),
+    )
 
 
 def compile_condition(source: str) -> tuple[Condition | None, list[str]]:

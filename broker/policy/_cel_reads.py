@@ -59,8 +59,16 @@ SUBJECT_ATTRS: Final = frozenset(
 )
 SAFEGUARDING_ATTRS: Final = frozenset({"concern", "justification"})
 
-_STRINGS: Final = re.compile(
-    r"""[rR]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""", re.DOTALL
+# CEL's comments and string literals, lexed left to right so that a quote inside a comment,
+# or ``//`` inside a string, is read as CEL reads it. A raw string (``r``, ``br``) has no
+# escapes: ``r'\'`` is a whole string, and reading its backslash as an escape would swallow
+# the code after it, hiding reads from the analysis (and so from the memo key).
+_LEXEMES: Final = re.compile(
+    r"//[^\n]*"
+    r"""|[bB]?[rR](?:'''.*?'''|\"\"\".*?\"\"\"|'[^'\n]*'|"[^"\n]*")"""
+    r"""|[bB]?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\n])*'"""
+    r"""|"(?:\\.|[^"\\\n])*")""",
+    re.DOTALL,
 )
 _SUBJECTS: Final = re.compile(r"(?<![\w.])event\s*\.\s*subjects(?!\w)")
 _OVER_SUBJECTS: Final = re.compile(
@@ -100,7 +108,13 @@ NOTHING: Final = Reads(frozenset(), frozenset(), frozenset())
 
 
 def blank_strings(source: str) -> str:
-    return _STRINGS.sub("''", source)
+    """``source`` with each string literal as ``''`` and each comment as a space: neither is
+    ever a read."""
+    return _LEXEMES.sub(_blank, source)
+
+
+def _blank(lexeme: re.Match[str]) -> str:
+    return " " if lexeme.group().startswith("//") else "''"
 
 
 def reads_of(bare: str, attrs: frozenset[str]) -> Reads:
