@@ -7,7 +7,7 @@ nested value is one the C encoder writes as JCS does, then encodes it: most of a
 record's cost. Here the decision's own typed fields are written directly: the clause
 references and lawful bases, the same few objects for every event, are encoded once (by
 ``rfc8785`` itself) and reused, and the time once per event. Whatever is not of the usual
-shape (an integer beyond JCS's exact range, a key beyond the BMP, per-person scopes) goes
+shape (an integer beyond JCS's exact range, a key beyond ASCII, per-person scopes) goes
 the general way, so the bytes are always ``rfc8785.dumps`` of the dumped decision.
 
 **A delivery's payload** (:func:`delivery_payload`): the ``Delivery`` message as its
@@ -29,7 +29,7 @@ import rfc8785
 from pydantic import TypeAdapter
 
 from broker.audit import PreEncoded, jcs_text
-from broker.policy import Decision, LawfulBasis
+from broker.policy import Decision
 
 __all__ = ["DecidedData", "delivery_payload", "json_time"]
 
@@ -93,9 +93,11 @@ def _items(obj: dict[str, Any]) -> list[tuple[str, Any]]:
     """An object's members in JCS order."""
     if type(obj) is not dict:
         raise _Unusual
-    joined = "".join(obj)  # TypeError for a key that is not a string
-    if not joined.isascii() and max(joined) > "\uffff":
-        raise _Unusual  # JCS sorts by UTF-16 code unit: code point order differs beyond the BMP
+    # Keys here are field paths and roles, ASCII. Any other goes the general way: JCS sorts by
+    # UTF-16 code unit (not code point), and pydantic's JSON dump rewrites a lone surrogate in
+    # a key (where it keeps one in a value), so only the general path writes what it writes.
+    if not "".join(obj).isascii():  # TypeError for a key that is not a string
+        raise _Unusual
     return sorted(obj.items())
 
 
@@ -158,7 +160,7 @@ if tuple(sorted(set(Decision.model_fields) - _EXCLUDE, key=str.encode)) != _MEMB
 
 
 def _encode(d: Decision) -> str:
-    """The JCS of the decision's dump; ``_Unusual`` or ``TypeError`` where it cannot tell."""
+    """The JCS of the decision's dump; an exception where it cannot tell."""
     if d.subject_scopes:
         raise _Unusual  # per-person scopes: rare, and left to the general path
     s = _str
@@ -207,7 +209,7 @@ class DecidedData(PreEncoded):
     def jcs(self) -> str:
         try:
             return _encode(self.decision)
-        except (_Unusual, TypeError):
+        except (_Unusual, TypeError, ValueError):  # ValueError: rfc8785 refused a nested model
             return jcs_text(self._dump())  # which accepts, or refuses, as the chain always has
 
     def _dump(self) -> dict[str, Any]:
@@ -227,19 +229,6 @@ class DecidedData(PreEncoded):
         return len(_MEMBERS)
 
 
-def _basis_dict(basis: LawfulBasis) -> dict[str, str]:
-    # basis.model_dump(exclude_none=True), dumped once per basis (as _model, above).
-    hit = _bases.get(id(basis))
-    if hit is None or hit[0] is not basis:
-        if len(_bases) >= _CACHE_LIMIT:
-            _bases.clear()
-        hit = _bases[id(basis)] = (basis, basis.model_dump(exclude_none=True))
-    return dict(hit[1])  # a new dict: the payload is the caller's to keep
-
-
-_bases: dict[int, tuple[LawfulBasis, dict[str, str]]] = {}
-
-
 def delivery_payload(event_id: str, decision: Decision, view: dict[str, Any]) -> dict[str, Any]:
     """``Delivery(...).model_dump(mode="json")`` for ``decision``'s recipient (tuples stand
     for lists: the canonical JSON is the same)."""
@@ -252,7 +241,7 @@ def delivery_payload(event_id: str, decision: Decision, view: dict[str, Any]) ->
         "clauses": decision.clause_ids,
         "agreements": sorted({g.agreement_id for g in decision.grounds}),
         "purpose": decision.purpose or "",
-        "lawful_basis": _basis_dict(basis) if basis else {},
+        "lawful_basis": basis.model_dump(exclude_none=True) if basis else {},
         "policy_version": decision.policy_version,
         "decided_at": json_time(decision.decided_at),
         "view": view,

@@ -23,7 +23,6 @@ from typing import Any
 from broker.errors import ConfigError, PolicyError
 from broker.events import ContactEvent, Subject
 from broker.policy._decision import Decision
-from broker.policy._model import LawfulBasis
 from broker.policy._transform import age_band, initials, pseudonym, year_of_birth
 
 __all__ = ["redact"]
@@ -38,21 +37,6 @@ _EVENT_KEYS = {
     "event.location": "location",
     "event.service": "service",
 }
-
-
-# A bundle's few lawful bases, dumped once each (frozen models, by identity; each entry keeps
-# its model alive, so an id is not reused while cached).
-_bases: dict[int, tuple[LawfulBasis, dict[str, str]]] = {}
-
-
-def _basis_dict(basis: LawfulBasis) -> dict[str, str]:
-    """``basis.model_dump(exclude_none=True)``, a new dict each time (the caller's to keep)."""
-    hit = _bases.get(id(basis))
-    if hit is None or hit[0] is not basis:
-        if len(_bases) >= 1024:
-            _bases.clear()
-        hit = _bases[id(basis)] = (basis, basis.model_dump(exclude_none=True))
-    return dict(hit[1])
 
 
 class _Pseudo:
@@ -160,7 +144,7 @@ def redact(
         "agreement_version": decision.agreement_version,
         "clause_ids": list(decision.clause_ids),
         "purpose": decision.purpose,
-        "lawful_basis": _basis_dict(basis) if basis else None,
+        "lawful_basis": basis.model_dump(exclude_none=True) if basis else None,
         "policy_version": decision.policy_version,
         "review_required": decision.review_required,
     }
