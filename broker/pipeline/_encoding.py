@@ -31,7 +31,7 @@ from pydantic import TypeAdapter
 from broker.audit import PreEncoded, jcs_text
 from broker.policy import Decision
 
-__all__ = ["DecidedData", "delivery_payload", "json_time"]
+__all__ = ["DecidedData", "delivery_payload"]
 
 _str = json.encoder.encode_basestring  # escapes exactly as JCS does (broker/audit/_chain.py)
 _SAFE_INT: Final = 2**53 - 1
@@ -138,7 +138,7 @@ _datetime_json = TypeAdapter(datetime).dump_python
 _last_time: list[tuple[object, str]] = [(None, "")]
 
 
-def json_time(value: datetime) -> str:
+def _json_time(value: datetime) -> str:
     """``value`` as a pydantic model's ``model_dump(mode="json")`` writes a datetime."""
     last, text = _last_time[0]
     if value is last:
@@ -170,7 +170,7 @@ def _encode(d: Decision) -> str:
         f'"clause_ids":{_strs(d.clause_ids)},'
         f'"consent":{s(d.consent)},'
         f'"consent_rule":{_opt(d.consent_rule)},'
-        f'"decided_at":{s(json_time(d.decided_at))},'
+        f'"decided_at":{s(_json_time(d.decided_at))},'
         f'"event_type":{s(d.event_type)},'
         f'"fields_shared":{_strs(d.fields_shared)},'
         f'"fields_withheld":{_strs(d.fields_withheld)},'
@@ -243,6 +243,6 @@ def delivery_payload(event_id: str, decision: Decision, view: dict[str, Any]) ->
         "purpose": decision.purpose or "",
         "lawful_basis": basis.model_dump(exclude_none=True) if basis else {},
         "policy_version": decision.policy_version,
-        "decided_at": json_time(decision.decided_at),
+        "decided_at": _json_time(decision.decided_at),
         "view": view,
     }
