@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json.encoder
-from collections.abc import Callable, Iterable
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,6 +28,21 @@ class CheckpointSigner(Protocol):
     def key_id(self) -> str: ...
 
     def sign(self, data: bytes) -> bytes: ...
+
+
+class PreEncoded(Mapping[str, Any]):
+    """Audit data that writes its own RFC 8785 text, for the hot path's biggest records.
+
+    A read-only mapping (what the data is) whose ``jcs()`` is exactly ``rfc8785.dumps`` of
+    that mapping, as text: the chain takes it as written, so each implementation is held to
+    this by property tests of its own (the worker's decisions: tests/unit/pipeline/
+    test_encoding.py).
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def jcs(self) -> str: ...
 
 
 class CheckpointVerifier(Protocol):
@@ -89,7 +105,7 @@ def _plain_object(obj: dict[Any, Any]) -> bool:
     return True
 
 
-def _jcs(value: Any) -> str:
+def jcs_text(value: Any) -> str:
     """RFC 8785 itself, for the values the C encoder would write otherwise.
 
     A verifier canonicalises what it parses, so the text must also survive a parse: the
@@ -112,22 +128,25 @@ def _json(value: Any) -> str:
         return "null"
     if type(value) is str:
         return _encode_str(value)
-    return _c_json(value) if _plain(value) else _jcs(value)
+    return _c_json(value) if _plain(value) else jcs_text(value)
 
 
 def _json_strs(values: Iterable[str]) -> str:
     # What JCS writes for a list of strings, without an encoder's set-up.
     items = list(values)
-    if not all(type(v) is str for v in items):
+    try:
+        return "[" + ",".join(map(_encode_str, items)) + "]"
+    except TypeError:  # the C string encoder takes strings only
         return _json(items)  # let the general encoder accept or refuse the odd one out
-    return "[" + ",".join(map(_encode_str, items)) + "]"
 
 
 def _json_time(at: datetime) -> str:
     # The log keeps UTC only, written as pydantic writes a datetime: ISO 8601 with "Z".
     if at.tzinfo is None:
         raise ValueError("an audit clock must give timezone-aware times")
-    return f'"{at.astimezone(UTC).isoformat()[:-6]}Z"'
+    if at.tzinfo is not UTC:  # the worker's clock gives UTC already
+        at = at.astimezone(UTC)
+    return f'"{at.isoformat()[:-6]}Z"'
 
 
 def _utf16(key: str) -> bytes:
@@ -192,7 +211,7 @@ class ChainWriter:
         event_id: str | None = None,
         party: str | None = None,
         subject_keys: Iterable[str] = (),
-        data: dict[str, Any] | None = None,
+        data: dict[str, Any] | PreEncoded | None = None,
     ) -> AuditRecord:
         encoded = self.append_encoded(
             kind, event_id=event_id, party=party, subject_keys=subject_keys, data=data
@@ -208,7 +227,7 @@ class ChainWriter:
         event_id: str | None = None,
         party: str | None = None,
         subject_keys: Iterable[str] = (),
-        data: dict[str, Any] | None = None,
+        data: dict[str, Any] | PreEncoded | None = None,
     ) -> bytes:
         """Append, and return the record's canonical bytes (what goes on the topic).
 
@@ -217,7 +236,8 @@ class ChainWriter:
         RFC 8785 would (:func:`_plain`), by ``rfc8785`` otherwise. JCS writes an object's
         members in key order, so the body (everything but ``hash``) and the whole record share
         the members' encodings, with ``hash`` slotted into its sorted place. ``data`` must be
-        JSON-ready already (strings, numbers, booleans, None, lists, dicts with str keys);
+        JSON-ready already (strings, numbers, booleans, None, lists, dicts with str keys), or
+        a :class:`PreEncoded` that writes its own text (the worker's ``decided`` records);
         anything else, and any number RFC 8785 cannot write exactly (an integer beyond
         ±(2**53 - 1), NaN), fails here with ``ValueError``. Property tests hold this encoding
         byte-identical to ``rfc8785.dumps`` of the parsed record and to
@@ -227,8 +247,10 @@ class ChainWriter:
             data_json = "{}"
         elif type(data) is dict and _plain_object(data):
             data_json = _c_json(data)
+        elif isinstance(data, PreEncoded):
+            data_json = data.jcs()
         else:
-            data_json = _jcs(data)
+            data_json = jcs_text(data)
         head = (
             f'{{"at":{_json_time(self._clock())},"chain":{self._chain_json},"data":{data_json},'
             f'"event_id":{_json(event_id)}'

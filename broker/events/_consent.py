@@ -39,7 +39,7 @@ _Token = Annotated[str, StringConstraints(pattern=r"^(\*|kind:[a-z_]+|[a-z0-9][a
 
 def normalise_name(name: str) -> str:
     """Case-folded letters only: the demographic key ignores spacing, hyphens, apostrophes."""
-    return "".join(ch for ch in name.casefold() if ch.isalpha())
+    return "".join(filter(str.isalpha, name.casefold()))
 
 
 def _end_of_day(value: Any) -> Any:

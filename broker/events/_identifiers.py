@@ -6,6 +6,7 @@ input: the callers are pydantic validators, whose errors end up in logs and CLI 
 
 from __future__ import annotations
 
+import operator
 import re
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
 ]
 
 _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+_ZERO_WEIGHTED = 48 * sum(_WEIGHTS)  # ord("0") times each weight
 _SEPARATORS = re.compile(r"[\s-]")
 
 # The shapes the Royal Mail uses (outward code A9, A99, AA9, AA99, A9A, AA9A; inward 9AA),
@@ -35,17 +37,21 @@ def is_valid_nhs_number(digits: str) -> bool:
     """True for ten digits whose last is the modulus-11 check digit of the first nine."""
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
         return False
-    total = sum(int(d) * w for d, w in zip(digits[:9], _WEIGHTS, strict=True))
+    # On the ASCII codes, at C speed (every subject of every event comes through here twice):
+    # each digit's code is 48 more than its value.
+    codes = digits.encode("ascii")
+    total: int = sum(map(operator.mul, codes, _WEIGHTS)) - _ZERO_WEIGHTED
     check = 11 - total % 11
     if check == 11:
         check = 0
     # A remainder giving 10 means no valid number exists with those nine digits.
-    return check != 10 and check == int(digits[9])
+    return check != 10 and check == codes[9] - 48
 
 
 def normalise_nhs_number(value: str) -> str:
     """Strip spaces and hyphens (``999 123 4567`` is how people write it) and check it."""
-    digits = _SEPARATORS.sub("", value)
+    # Digits alone (as validation leaves them) hold no separator to strip.
+    digits = value if value.isdigit() else _SEPARATORS.sub("", value)
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
         raise ValueError("must be 10 digits")
     if not is_valid_nhs_number(digits):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from broker.audit import AuditKind
+from broker.audit import AuditKind, PreEncoded
 from broker.events import ConsentRecord
 
 
@@ -38,7 +38,7 @@ class Audit:
     event_id: str | None = None
     party: str | None = None
     subject_keys: tuple[str, ...] = ()
-    data: dict[str, Any] | None = None
+    data: dict[str, Any] | PreEncoded | None = None
 
 
 @dataclass(frozen=True, slots=True)

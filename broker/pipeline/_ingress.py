@@ -7,9 +7,10 @@ import structlog
 from broker.audit import AuditKind
 from broker.envelope import read_header
 from broker.errors import EnvelopeError, EventInvalid, PolicyError, WrongRecipient
-from broker.events import Delivery, parse_event
+from broker.events import parse_event
 from broker.kafka import partition_for
 from broker.pipeline._effects import Audit, ConsentShare, Effect, MarkProcessed, NoteShare
+from broker.pipeline._encoding import DecidedData, delivery_payload
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
 from broker.policy import Decision, redact
@@ -170,7 +171,8 @@ class Decide:
         work.decisions = [
             d if not d.shares or can_seal(d.recipient) else _no_key(d) for d in decisions
         ]
-        return forward(*(_decided(work, d) for d in work.decisions))
+        event_id = str(work.event.event_id)  # every decision's, written once
+        return forward(*(_decided(work, d, event_id) for d in work.decisions))
 
 
 def _no_key(decision: Decision) -> Decision:
@@ -194,14 +196,14 @@ def _no_key(decision: Decision) -> Decision:
     )
 
 
-def _decided(work: Work, decision: Decision) -> Audit:
+def _decided(work: Work, decision: Decision, event_id: str) -> Audit:
     keys = tuple(work.subject_keys[i] for i in decision.subjects) or work.subject_keys
     return Audit(
         AuditKind.DECIDED,
-        event_id=str(decision.event_id),
+        event_id=event_id,
         party=decision.recipient,
         subject_keys=keys,
-        data=decision.model_dump(mode="json", exclude={"event_id", "recipient"}),
+        data=DecidedData(decision),
     )
 
 
@@ -220,6 +222,7 @@ class Deliver:
         event = work.event
         assert event is not None  # noqa: S101  # Validate forwarded
         effects: list[Effect] = []
+        event_id = str(event.event_id)
         for decision in work.decisions:
             if not decision.shares:
                 continue
@@ -227,27 +230,11 @@ class Deliver:
                 view = redact(event, decision, pseudonym_key=self.services.pseudonym_key)
             except PolicyError:
                 return quarantine("redaction-failed")  # an engine bug must not leak or stall
-            message = Delivery(
-                event_id=str(event.event_id),
-                recipient=decision.recipient,
-                outcome="shared_override" if decision.outcome == "shared_override" else "shared",
-                clauses=decision.clause_ids,
-                agreements=tuple(sorted({g.agreement_id for g in decision.grounds})),
-                purpose=decision.purpose or "",
-                lawful_basis=(
-                    decision.lawful_basis.model_dump(exclude_none=True)
-                    if decision.lawful_basis
-                    else {}
-                ),
-                policy_version=decision.policy_version,
-                decided_at=decision.decided_at,
-                view=view,
-            )
             topic = deliver(decision.recipient)
             effects.append(
                 self.services.sealed(
-                    message.model_dump(mode="json"),
-                    event_id=message.event_id,
+                    delivery_payload(event_id, decision, view),
+                    event_id=event_id,
                     recipient=decision.recipient,
                     schema=SCHEMA_SHARED,
                     topic=topic,
@@ -256,7 +243,7 @@ class Deliver:
             effects.append(
                 Audit(
                     AuditKind.DELIVERED,
-                    event_id=message.event_id,
+                    event_id=event_id,
                     party=decision.recipient,
                     subject_keys=tuple(work.subject_keys[i] for i in decision.subjects),
                     data={
@@ -266,11 +253,11 @@ class Deliver:
                     },
                 )
             )
-            effects += _consent_shares(work, decision)
+            effects += _consent_shares(work, decision, event_id)
         return forward(*effects)
 
 
-def _consent_shares(work: Work, decision: Decision) -> list[NoteShare]:
+def _consent_shares(work: Work, decision: Decision, event_id: str) -> list[NoteShare]:
     """A share that rested on consent must be recallable if consent is withdrawn.
 
     Each clause is looked at, not only the first the decision names: beside a clause that
@@ -299,7 +286,7 @@ def _consent_shares(work: Work, decision: Decision) -> list[NoteShare]:
                 recipient=decision.recipient,
                 recipient_kind=decision.recipient_kind,
                 purpose=purpose,
-                event_id=str(decision.event_id),
+                event_id=event_id,
                 granted_at=max(grants).isoformat() if grants else None,
             )
             notes.append(NoteShare(work.subject_keys[i], share))

@@ -88,7 +88,7 @@ class Outbox:
             e.kind, event_id=e.event_id, party=e.party, subject_keys=e.subject_keys, data=e.data
         )
         m = self.metrics
-        m.count(m.audit_records, e.kind.value)
+        m.count(m.audit_records, _KIND_LABEL[e.kind])
         if e.kind is AuditKind.RECEIVED and e.party is not None:
             m.count(m.received, e.party)
         elif e.kind is AuditKind.DECIDED and e.party is not None and e.data is not None:
@@ -112,6 +112,10 @@ class Outbox:
             value, headers = sealed.value, tuple(sealed.headers)
         mac = (STATE_MAC_HEADER, state_mac(self._mac_key, key, value))
         return OutRecord(STATE, key, value, (*headers, mac))
+
+
+# An enum member's ``.value`` is a Python-level property lookup, eight or more per event.
+_KIND_LABEL = {kind: kind.value for kind in AuditKind}
 
 
 def _state_id(key: str) -> str:

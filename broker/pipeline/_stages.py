@@ -37,7 +37,10 @@ class Step:
 
 
 def forward(*effects: Effect) -> Step:
-    return Step(Verdict.FORWARD, None, effects)
+    return Step(Verdict.FORWARD, None, effects) if effects else _FORWARD
+
+
+_FORWARD: Final = Step(Verdict.FORWARD)  # a Step is immutable: one will do for every stage
 
 
 def quarantine(reason: str) -> Step:

@@ -83,7 +83,7 @@ def state_mac_key(linkage_key: bytes) -> bytes:
 
 def state_mac(mac_key: bytes, key: bytes, value: bytes) -> bytes:
     """HMAC-SHA256 over the entry's key (length-prefixed) and value, exactly as written."""
-    return hmac.new(mac_key, struct.pack(">I", len(key)) + key + value, hashlib.sha256).digest()
+    return hmac.digest(mac_key, struct.pack(">I", len(key)) + key + value, "sha256")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,19 +11,32 @@ What a condition sees (nothing that names a person):
 
 CEL is pure, so a condition that reads only small routing attributes (type, sender,
 need level, child present, categories, service) is memoised on those values: the hot path
-of ``decide`` then evaluates no CEL at all for the common cases.
+of ``decide`` then evaluates no CEL at all for the common cases. A condition is given only
+what it can observe of the event (``_cel_reads``): converting the event into CEL is most of
+what evaluating costs. One that observes no free text (subjects' ages, roles and districts,
+say, and need level) is memoised on exactly what it observes; the rest share one CEL
+context per decision.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import cel
 
-from broker.events import ContactEvent, postcode_district
+from broker.events import ContactEvent, Subject, postcode_district
+from broker.policy._cel_reads import (
+    ALL,
+    EVENT_ATTRS,
+    SAFEGUARDING_ATTRS,
+    SUBJECT_ATTRS,
+    Reads,
+    blank_strings,
+    reads_of,
+)
 
 __all__ = [
     "EVENT_ATTRS",
@@ -33,27 +46,12 @@ __all__ = [
     "compile_condition",
 ]
 
-EVENT_ATTRS: Final = frozenset(
-    {
-        "type",
-        "sender",
-        "occurred_at",
-        "reference",
-        "need_level",
-        "child_present",
-        "summary",
-        "child_voice",
-        "categories",
-        "service",
-        "location",
-        "safeguarding",
-        "subjects",
-    }
-)
 RECIPIENT_ATTRS: Final = frozenset({"id", "kind", "name", "localities", "urn", "status"})
 _MEMOISABLE: Final = frozenset(
     {"type", "sender", "need_level", "child_present", "categories", "service"}
 )
+# Memoised on what they observe when that is only these: no free text, nothing near unique.
+_VIEW_KEYED: Final = _MEMOISABLE | {"subjects", "safeguarding"}
 _FUNCTIONS: Final = frozenset(
     {
         "size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double",
@@ -63,9 +61,6 @@ _FUNCTIONS: Final = frozenset(
         "getSeconds", "getMilliseconds",
     }
 )  # fmt: skip
-_STRINGS = re.compile(
-    r"""[rR]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""", re.DOTALL
-)
 _BOUND = re.compile(r"\.\s*(?:all|exists_one|exists|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _ATTR = re.compile(r"(?<![\w.])(event|recipient)\s*\.\s*([A-Za-z_]\w*)")
 _ROOT = re.compile(r"(?<![\w.])(event|recipient)(?!\w)")
@@ -75,23 +70,47 @@ _MEMO_LIMIT: Final = 4096
 class Condition:
     """A compiled CEL condition and what it reads."""
 
-    __slots__ = ("_memo", "event_attrs", "memoisable", "program", "reads_recipient", "source")
+    __slots__ = (
+        "_memo",
+        "event_attrs",
+        "memoisable",
+        "program",
+        "reads_recipient",
+        "source",
+        "view",
+        "view_keyed",
+    )
 
     def __init__(
-        self, source: str, program: Any, event_attrs: frozenset[str], reads_recipient: bool
+        self,
+        source: str,
+        program: Any,
+        event_attrs: frozenset[str],
+        reads_recipient: bool,
+        view: Reads | None = None,
     ) -> None:
         self.source = source
         self.program = program
         self.event_attrs = tuple(sorted(event_attrs))
         self.reads_recipient = reads_recipient
+        # What it can observe (everything it names, unless shown otherwise).
+        self.view = view or Reads(event_attrs, SUBJECT_ATTRS, SAFEGUARDING_ATTRS)
         self.memoisable = event_attrs <= _MEMOISABLE
+        self.view_keyed = (
+            not self.memoisable
+            and event_attrs <= _VIEW_KEYED
+            and "justification" not in self.view.safeguarding
+        )
         self._memo: dict[tuple[Any, ...], bool | None] = {}
 
     def evaluate(self, act: EventActivation, recipient: Mapping[str, Any] | None) -> bool | None:
         """True or False, or None when evaluation failed (the caller decides the safe side)."""
         key: tuple[Any, ...] | None = None
-        if self.memoisable:
-            key = act.memo_key(self.event_attrs)
+        if self.memoisable or self.view_keyed:
+            if self.memoisable:
+                key = act.memo_key(self.event_attrs)
+            else:
+                key = act.view_key(self.event_attrs, self.view)
             if self.reads_recipient:
                 key = (*key, recipient["id"] if recipient else None)
             hit = self._memo.get(key, _MISS)
@@ -107,11 +126,10 @@ class Condition:
     def _run(self, act: EventActivation, recipient: Mapping[str, Any] | None) -> bool | None:
         try:
             if self.reads_recipient:
-                value = self.program.execute(
-                    {"event": act.cel_event(), "recipient": dict(recipient or {})}
-                )
+                event = act.cel_event(self.view)
+                value = self.program.execute({"event": event, "recipient": dict(recipient or {})})
             else:
-                value = self.program.execute(act.context())
+                value = self.program.execute(act.context(self.view))
         except Exception:  # noqa: BLE001  # any CEL runtime failure (type mismatch, missing key) is "could not decide"
             return None
         return value if isinstance(value, bool) else None
@@ -123,9 +141,13 @@ _MISS: Final = object()
 def _names(program: Any, source: str) -> tuple[set[str], bool, list[str]]:
     """The event attributes read, whether the recipient is read, and unknown-name problems."""
     problems: list[str] = []
-    bare = _STRINGS.sub("''", source)
+    bare = blank_strings(source)
     bound = set(_BOUND.findall(bare))
     variables = program.variables()
+    if not _same_program(program, bare):
+        # Every check below, and the memo key, reads ``bare``: code lost in blanking would be
+        # reads nobody checks.
+        return set(), False, ["CEL's strings and comments cannot be told apart from its code"]
     problems.extend(
         f"CEL refers to unknown name {name!r} (known: event, recipient)"
         for name in variables
@@ -152,6 +174,18 @@ def _names(program: Any, source: str) -> tuple[set[str], bool, list[str]]:
     return event_attrs, reads_recipient, problems
 
 
+def _same_program(program: Any, bare: str) -> bool:
+    """Whether ``bare`` (strings and comments blanked) names what ``program`` names."""
+    try:
+        blanked = cel.compile(bare)
+    except Exception:  # noqa: BLE001  # as compile_condition: any failure is "no"
+        return False
+    return (sorted(blanked.variables()), sorted(blanked.functions())) == (
+        sorted(program.variables()),
+        sorted(program.functions()),
+    )
+
+
 def compile_condition(source: str) -> tuple[Condition | None, list[str]]:
     """Compile ``source``; return the condition, or None and what is wrong with it."""
     try:
@@ -163,7 +197,9 @@ def compile_condition(source: str) -> tuple[Condition | None, list[str]]:
     event_attrs, reads_recipient, problems = _names(program, source)
     if problems:
         return None, problems
-    return Condition(source, program, frozenset(event_attrs), reads_recipient), []
+    attrs = frozenset(event_attrs)
+    view = reads_of(blank_strings(source), attrs)
+    return Condition(source, program, attrs, reads_recipient, view), []
 
 
 def _age(dob: Any, at: datetime) -> int | None:
@@ -173,15 +209,34 @@ def _age(dob: Any, at: datetime) -> int | None:
     return int(today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day)))
 
 
+# A subject as CEL sees it: no names, no identifiers, an age rather than a date of birth.
+_SUBJECT_VIEW: Final[tuple[tuple[str, Callable[[Subject, datetime], Any]], ...]] = (
+    ("role", lambda s, _: s.role),
+    ("age", lambda s, at: _age(s.dob, at)),
+    ("school_urn", lambda s, _: s.school_urn),
+    ("postcode_district", lambda s, _: postcode_district(s.postcode) if s.postcode else None),
+    ("has_nhs_number", lambda s, _: s.nhs_number is not None),
+)
+if {name for name, _ in _SUBJECT_VIEW} != SUBJECT_ATTRS:
+    raise RuntimeError("_SUBJECT_VIEW and SUBJECT_ATTRS disagree")
+
+
 class EventActivation:
-    """The CEL view of one event at one decision time, built lazily and at most once."""
+    """The CEL view of one event at one decision time, built lazily and at most once.
 
-    __slots__ = ("_cel_event", "_context", "_memo_values", "at", "event")
+    ``shared``: what the conditions that share a context may observe (by default, all
+    of the event). They share one CEL context of just that; one that observes beyond it (a
+    caller that said too little) gets a context of its own, never a view lacking a read.
+    """
 
-    def __init__(self, event: ContactEvent, at: datetime) -> None:
+    __slots__ = ("_context", "_memo_values", "_subject_views", "_values", "at", "event", "shared")
+
+    def __init__(self, event: ContactEvent, at: datetime, shared: Reads = ALL) -> None:
         self.event = event
         self.at = at
-        self._cel_event: dict[str, Any] | None = None
+        self.shared = shared
+        self._values: dict[str, Any] = {}
+        self._subject_views: dict[frozenset[str], list[dict[str, Any]]] = {}
         self._context: Any = None
         self._memo_values: dict[str, Any] = {}
 
@@ -195,42 +250,62 @@ class EventActivation:
             out.append(values[attr])
         return tuple(out)
 
-    def cel_event(self) -> dict[str, Any]:
-        if self._cel_event is None:
-            ev = self.event
-            self._cel_event = {
-                "type": ev.type,
-                "sender": ev.sender,
-                "occurred_at": ev.occurred_at,
-                "reference": ev.reference,
-                "need_level": ev.need_level,
-                "child_present": ev.child_present,
-                "summary": ev.summary,
-                "child_voice": ev.child_voice,
-                "categories": list(ev.categories),
-                "service": ev.service,
-                "location": ev.location,
-                "safeguarding": {
-                    "concern": ev.safeguarding.concern,
-                    "justification": ev.safeguarding.justification,
-                },
-                "subjects": [
-                    {
-                        "role": s.role,
-                        "age": _age(s.dob, self.at),
-                        "school_urn": s.school_urn,
-                        "postcode_district": postcode_district(s.postcode) if s.postcode else None,
-                        "has_nhs_number": s.nhs_number is not None,
-                    }
-                    for s in ev.subjects
-                ],
-            }
-        return self._cel_event
+    def view_key(self, attrs: tuple[str, ...], view: Reads) -> tuple[Any, ...]:
+        """What ``view`` shows of ``attrs`` (sorted), as a hashable key."""
+        out: list[Any] = []
+        for attr in attrs:
+            if attr == "subjects":
+                out.append(tuple(tuple(s.items()) for s in self._subjects(view.subject)))
+            elif attr == "safeguarding":
+                out.append(tuple(self._safeguarding(view.safeguarding).items()))
+            else:
+                out.extend(self.memo_key((attr,)))
+        return tuple(out)
 
-    def context(self) -> Any:
+    def cel_event(self, view: Reads = ALL) -> dict[str, Any]:
+        """The event as CEL sees it, as much as ``view`` observes."""
+        values = self._values
+        out: dict[str, Any] = {}
+        for attr in view.attrs:
+            if attr == "subjects":
+                out[attr] = self._subjects(view.subject)
+            elif attr == "safeguarding":
+                out[attr] = self._safeguarding(view.safeguarding)
+            else:
+                if attr not in values:
+                    values[attr] = self._cel_value(attr)
+                out[attr] = values[attr]
+        return out
+
+    def context(self, view: Reads = ALL) -> Any:
+        """A CEL context holding at least what ``view`` observes."""
+        if not self.shared.covers(view):
+            return cel.Context({"event": self.cel_event(view)})
         if self._context is None:
-            self._context = cel.Context({"event": self.cel_event()})
+            self._context = cel.Context({"event": self.cel_event(self.shared)})
         return self._context
+
+    def _subjects(self, fields: frozenset[str]) -> list[dict[str, Any]]:
+        found = self._subject_views.get(fields)
+        if found is None:
+            at = self.at
+            views = [(name, view) for name, view in _SUBJECT_VIEW if name in fields]
+            found = [{name: view(s, at) for name, view in views} for s in self.event.subjects]
+            self._subject_views[fields] = found
+        return found
+
+    def _safeguarding(self, fields: frozenset[str]) -> dict[str, Any]:
+        sg = self.event.safeguarding
+        whole = {"concern": sg.concern, "justification": sg.justification}
+        return {name: value for name, value in whole.items() if name in fields}
+
+    def _cel_value(self, attr: str) -> Any:
+        ev = self.event
+        if attr == "categories":
+            return list(ev.categories)
+        if attr not in EVENT_ATTRS:
+            raise KeyError(attr)  # never a value a condition was not meant to see
+        return getattr(ev, attr)
 
 
 def probe_activation() -> tuple[dict[str, Any], dict[str, Any]]:

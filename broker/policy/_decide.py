@@ -28,6 +28,7 @@ from broker.policy._index import CompiledClause, CompiledRestriction, Index, can
 __all__ = ["decide"]
 
 _RANK = {reason: i for i, reason in enumerate(REASON_PRECEDENCE)}
+_REFUSALS_LIMIT = 4096
 _STATE_RANK = {"withdrawn": 2, "refused": 1, "given": 0}
 
 Entry = tuple[CompiledClause, tuple[int, ...]]
@@ -46,7 +47,7 @@ class _Run:
         self.consents = consents
         self.at = at
         self.day = at.astimezone(UTC).date()
-        self.act = EventActivation(event, at)
+        self.act = EventActivation(event, at, index.cel_shared)
         subjects = event.subjects
         self.children = tuple(i for i, s in enumerate(subjects) if s.role == "child")
         self.consent_subjects = self.children or tuple(range(len(subjects)))
@@ -238,6 +239,20 @@ class _Run:
     def refusal(
         self, rid: str, kind: str, reason: str, entries: list[Entry], restrictions: tuple[str, ...]
     ) -> Decision:
+        # A refusal for the same recipient, reason, clauses and consent state is the same
+        # decision for every event but for the event and the time: validated once, then
+        # copied (pydantic validation is most of a refusal's cost, several per event).
+        event = self.event
+        key = (rid, reason, tuple(id(cc) for cc, _ in entries), restrictions,
+               self.consent_state(entries[0][0].ref.purpose, rid, kind), event.type,
+               event.sender)  # fmt: skip
+        refusals = self.index.refusals
+        template = refusals.get(key)
+        if template is not None:
+            # Fresh dicts: a copy is shallow, and no decision may share a mutable value.
+            update = {"event_id": event.event_id, "decided_at": self.at,
+                      "transforms": {}, "subject_roles": {}}  # fmt: skip
+            return template.model_copy(update=update)
         fields: set[str] = set()
         if reason == "suppressed":
             for cc, _ in entries:
@@ -248,8 +263,15 @@ class _Run:
             reason=reason,
             fields_withheld=canonical_fields(fields),
             restrictions=restrictions,
+            # Given, not defaulted: pydantic deep-copies a mutable default on every model.
+            transforms={},
+            subject_roles={},
         )
-        return Decision.model_validate(base)
+        decision = Decision.model_validate(base)
+        if len(refusals) >= _REFUSALS_LIMIT:
+            refusals.clear()
+        refusals[key] = decision
+        return decision
 
     def share(self, rid: str, kind: str, outcome: str, winners: list[Entry]) -> Decision:
         if len(winners) == 1:

@@ -7,14 +7,15 @@ lookups for the two selectors are maps: postcode district / sector → hubs, URN
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from broker.events import FIELD_PATHS
 from broker.policy._cel import Condition
+from broker.policy._cel_reads import NOTHING, Reads
 from broker.policy._check import Conditions
-from broker.policy._decision import ClauseRef
+from broker.policy._decision import ClauseRef, Decision
 from broker.policy._model import Bundle, Party
 
 __all__ = ["CompiledClause", "CompiledRestriction", "Index", "build_index"]
@@ -66,6 +67,12 @@ class Index:
     school_by_urn: dict[str, str]
     restrictions: tuple[CompiledRestriction, ...]
     version: str
+    # What conditions evaluated on every event observe of it (the others are memoised): a
+    # decision's shared CEL context holds only this, since the binding converts every value
+    # it is given; a memoised condition makes its own small context when it has to run.
+    cel_shared: Reads = NOTHING
+    # Refusals already made, by what makes them (``_decide``): they live as long as the bundle.
+    refusals: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
 
 
 def _clause_refs(agreement_id: str, version: str, clause: Any) -> tuple[ClauseRef, ClauseRef]:
@@ -152,6 +159,10 @@ def build_index(bundle: Bundle, conditions: Conditions, version: str) -> Index:
         }
         for pid, p in bundle.parties.items()
     }
+    whens = [r.when for r in restrictions]
+    for routed in routes.values():
+        whens += [cc.when for cc in routed if cc.when is not None]
+    shared = [c for c in whens if not (c.memoisable or c.view_keyed)]
     return Index(
         by_route={k: tuple(v) for k, v in routes.items()},
         parties=dict(bundle.parties),
@@ -161,4 +172,5 @@ def build_index(bundle: Bundle, conditions: Conditions, version: str) -> Index:
         school_by_urn=schools,
         restrictions=restrictions,
         version=version,
+        cel_shared=NOTHING.union(*(c.view for c in shared)),
     )

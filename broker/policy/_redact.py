@@ -22,7 +22,7 @@ from typing import Any
 
 from broker.errors import ConfigError, PolicyError
 from broker.events import ContactEvent, Subject
-from broker.policy._decision import Decision, SubjectScope
+from broker.policy._decision import Decision
 from broker.policy._transform import age_band, initials, pseudonym, year_of_birth
 
 __all__ = ["redact"]
@@ -72,17 +72,16 @@ def _dob(s: Subject, kind: str | None, pseudo: _Pseudo, on: date) -> dict[str, A
     return {"dob": dob.isoformat() if dob else None}
 
 
+def _plan(fields: tuple[str, ...], transforms: dict[str, str]) -> list[tuple[str, str | None]]:
+    """The subject fields to write, in order, each with its transform (or None)."""
+    return [(path, transforms.get(path)) for path in fields if path.startswith("subject.")]
+
+
 def _subject_view(
-    s: Subject, decision: Decision, pseudo: _Pseudo, scope: SubjectScope | None
+    s: Subject, plan: list[tuple[str, str | None]], pseudo: _Pseudo, on: date
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    fields = decision.fields_shared if scope is None else scope.fields
-    tf = decision.transforms if scope is None else scope.transforms
-    on = decision.decided_at.astimezone(UTC).date()
-    for path in fields:
-        if not path.startswith("subject."):
-            continue
-        kind = tf.get(path)
+    for path, kind in plan:
         if path == "subject.name":
             out.update(_name(s, kind, pseudo))
         elif path == "subject.dob":
@@ -123,13 +122,18 @@ def redact(
             view[f"{key}_pseudonym"] = pseudo(path, value)
         else:
             view[key] = list(value) if isinstance(value, tuple) else value
-    scopes = {sc.subject: sc for sc in decision.subject_scopes}
-    # With scopes, a subject without one gets nothing: never the union by default.
-    empty = SubjectScope(subject=-1, fields=())
-    subjects = [
-        _subject_view(event.subjects[i], decision, pseudo, scopes.get(i, empty) if scopes else None)
-        for i in decision.subjects
-    ]
+    on = decision.decided_at.astimezone(UTC).date()
+    if decision.subject_scopes:
+        scopes = {sc.subject: sc for sc in decision.subject_scopes}
+        plans = {i: _plan(sc.fields, sc.transforms) for i, sc in scopes.items()}
+        subjects = [
+            # With scopes, a subject without one gets nothing: never the union by default.
+            _subject_view(event.subjects[i], plans.get(i, []), pseudo, on)
+            for i in decision.subjects
+        ]
+    else:  # every subject gets the same fields: one plan for all
+        plan = _plan(decision.fields_shared, decision.transforms)
+        subjects = [_subject_view(event.subjects[i], plan, pseudo, on) for i in decision.subjects]
     if any(subjects):
         view["subjects"] = subjects
     basis = decision.lawful_basis

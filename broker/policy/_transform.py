@@ -9,7 +9,6 @@ unlinkable across recipients, and not reversible without the key.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from datetime import date
@@ -49,5 +48,4 @@ def initials(*names: str | None) -> str:
 
 
 def pseudonym(key: bytes, recipient: str, path: str, value: str) -> str:
-    mac = hmac.new(key, f"{recipient}\x1f{path}\x1f{value}".encode(), hashlib.sha256)
-    return mac.hexdigest()[:32]
+    return hmac.digest(key, f"{recipient}\x1f{path}\x1f{value}".encode(), "sha256").hex()[:32]

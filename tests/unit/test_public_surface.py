@@ -17,9 +17,9 @@ SURFACES = {
     "broker": {"__version__"},
     "broker.audit": {
         "GENESIS", "AuditKind", "AuditRecord", "ChainReport", "ChainWriter", "CheckpointSigner",
-        "CheckpointVerifier", "KeystoreAuditSigner", "KeystoreAuditVerifier", "WRITER_KINDS",
-        "chain_writer", "check_next", "may_write", "record_hash", "verify_chain",
-        "verify_truncation",
+        "CheckpointVerifier", "KeystoreAuditSigner", "KeystoreAuditVerifier", "PreEncoded",
+        "WRITER_KINDS", "chain_writer", "check_next", "jcs_text", "may_write", "record_hash",
+        "verify_chain", "verify_truncation",
     },
     "broker.cli": {"build_app", "main"},
     "broker.config": {

@@ -13,8 +13,15 @@ from typing import Any
 
 import yaml
 
-from broker.events import ConsentRecord, ContactEvent, parse_consents, parse_event
+from broker.events import (
+    ConsentRecord,
+    ContactEvent,
+    parse_consents,
+    parse_event,
+    postcode_district,
+)
 from broker.policy import Policy
+from broker.policy._cel import Condition, EventActivation
 
 AT = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -218,3 +225,56 @@ def consent(
 
 def by_recipient(decisions: list[Any]) -> dict[str, Any]:
     return {d.recipient: d for d in decisions}
+
+
+# -- CEL as the engine evaluated it before narrowing and memoising: an oracle for both ----------
+
+
+def _age(dob: Any, at: datetime) -> int | None:
+    if dob is None:
+        return None
+    today = at.astimezone(UTC).date()
+    return int(today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day)))
+
+
+def cel_whole_event(ev: ContactEvent, at: datetime) -> dict[str, Any]:
+    """The whole event as a CEL condition may see it (docs/policy-language.md)."""
+    return {
+        "type": ev.type,
+        "sender": ev.sender,
+        "occurred_at": ev.occurred_at,
+        "reference": ev.reference,
+        "need_level": ev.need_level,
+        "child_present": ev.child_present,
+        "summary": ev.summary,
+        "child_voice": ev.child_voice,
+        "categories": list(ev.categories),
+        "service": ev.service,
+        "location": ev.location,
+        "safeguarding": {
+            "concern": ev.safeguarding.concern,
+            "justification": ev.safeguarding.justification,
+        },
+        "subjects": [
+            {
+                "role": s.role,
+                "age": _age(s.dob, at),
+                "school_urn": s.school_urn,
+                "postcode_district": postcode_district(s.postcode) if s.postcode else None,
+                "has_nhs_number": s.nhs_number is not None,
+            }
+            for s in ev.subjects
+        ],
+    }
+
+
+def cel_oracle(cond: Condition, act: EventActivation, recipient: Any) -> bool | None:
+    """What ``cond.evaluate`` must answer: its program on the whole event, with no memo and
+    a failure as None. Written as ``Condition.evaluate`` so that a test may stand it in."""
+    try:
+        value = cond.program.execute(
+            {"event": cel_whole_event(act.event, act.at), "recipient": dict(recipient or {})}
+        )
+    except Exception:  # noqa: BLE001  # any CEL failure is "could not decide", as in _cel
+        return None
+    return value if isinstance(value, bool) else None

@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 
 from broker.policy._cel import EventActivation, compile_condition
+from broker.policy._cel_reads import (
+    SAFEGUARDING_ATTRS,
+    SUBJECT_ATTRS,
+    Reads,
+    blank_strings,
+    reads_of,
+)
 from tests.unit.policy.kit import AT, event, subject
 
 
@@ -82,3 +89,83 @@ def test_a_memoised_condition_is_keyed_on_every_field_it_reads() -> None:
     younger = event(need_level=2, subjects=[subject("child", dob="2025-01-01")])
     assert cond.evaluate(EventActivation(older, AT), None) is False
     assert cond.evaluate(EventActivation(younger, AT), None) is True
+
+
+def _view(source: str) -> Reads:
+    cond, problems = compile_condition(source)
+    assert cond is not None, problems
+    return cond.view
+
+
+@pytest.mark.parametrize(
+    ("source", "seen"),
+    [
+        ("event.need_level >= 2", set()),
+        ("event.subjects.exists(s, s.age < 5)", {"age"}),
+        ("event.subjects.all(x, has(x.school_urn))", {"school_urn"}),
+        ("event.subjects.exists(s, s.role == 'child' && s.postcode_district in ['DY4'])",
+         {"role", "postcode_district"}),
+        ("event.subjects.exists(s, s.role == 'child' && event.subjects.exists(t, t.age == s.age))",
+         {"role", "age"}),
+        ("event.subjects.exists(s, 's.age' == s.role)", {"role"}),  # a string is not a read
+    ],
+)  # fmt: skip
+def test_a_condition_that_only_selects_subject_fields_sees_only_those(
+    source: str, seen: set[str]
+) -> None:
+    assert _view(source).subject == seen
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "event.subjects.exists(s, s.age < 5) && size(event.subjects) > 1",
+        "event.subjects.exists(s, s.age < 5) && event.subjects[0].role == 'child'",
+        "event.subjects.map(s, s.age).exists(a, a < 5)",
+        "event.subjects.filter(s, s.age < 5) == []",
+        "event.subjects.exists(s, s == {'role': 'child'})",
+        "event.subjects.exists(s, size(s) > 2)",
+        "event.subjects.exists(s, s.size() > 2)",
+        "event.subjects.exists(s, s.exists(k, k == 'age'))",
+        "event.subjects.exists(s, s['age'] < 5)",
+        "event.subjects.exists(s, s.?age.orValue(0) < 5)",
+        "event.subjects.exists(s, s.age < 5) && event.categories.exists(s, s == 'x')",
+    ],
+)
+def test_a_condition_that_reads_subjects_whole_sees_all_of_each(source: str) -> None:
+    """Keys, sizes, comparisons, indexing: anything but selecting named fields sees it all."""
+    assert reads_of(blank_strings(source), frozenset({"subjects"})).subject == SUBJECT_ATTRS
+
+
+@pytest.mark.parametrize(
+    ("source", "seen"),
+    [
+        ("event.safeguarding.concern", {"concern"}),
+        ("has(event.safeguarding.justification) && event.safeguarding.concern",
+         {"concern", "justification"}),
+        ("event.safeguarding == {'concern': true}", SAFEGUARDING_ATTRS),
+        ("size(event.safeguarding) > 1", SAFEGUARDING_ATTRS),
+        ("event.safeguarding.exists(k, k == 'concern')", SAFEGUARDING_ATTRS),
+    ],
+)  # fmt: skip
+def test_safeguarding_is_narrowed_to_the_fields_selected_by_name(
+    source: str, seen: set[str]
+) -> None:
+    assert reads_of(blank_strings(source), frozenset({"safeguarding"})).safeguarding == seen
+
+
+@pytest.mark.parametrize(
+    ("source", "keyed"),
+    [
+        ("event.subjects.exists(s, s.age < 5) && event.safeguarding.concern", True),
+        ("event.safeguarding.justification != null && event.need_level > 1", False),
+        ("event.subjects.exists(s, s.age < 5) && size(event.summary) > 9", False),
+        ("event.need_level > 1", False),  # memoised on the routing attributes instead
+    ],
+)
+def test_only_conditions_that_observe_no_free_text_are_memoised_on_what_they_observe(
+    source: str, keyed: bool
+) -> None:
+    cond, _ = compile_condition(source)
+    assert cond is not None
+    assert cond.view_keyed is keyed

@@ -8,16 +8,19 @@ decision (and the candidates are exactly the parties some non-draft clause route
 from __future__ import annotations
 
 import copy
-from datetime import date
+import uuid
+from datetime import date, timedelta
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.events import FIELD_PATHS, ConsentRecord, ContactEvent, parse_consents, parse_event
 from broker.policy import Bundle, Decision, Party, Policy
+from broker.policy._cel import Condition
 from broker.policy._model import TRANSFORM_TARGETS
-from tests.unit.policy.kit import AT, PARTIES
+from tests.unit.policy.kit import AT, PARTIES, cel_oracle
 
 AGENCIES = ["wmp", "swbh", "housing"]
 TYPES = ["police.domestic_incident", "health.ae_attendance", "housing.eviction_risk"]
@@ -30,6 +33,9 @@ CONDITIONS = [
     "'refuge' in event.categories",
     "recipient.kind != 'school'",
     "event.subjects.exists(s, s.role == 'child' && s.age < 11)",
+    "event.subjects.exists(s, s.postcode_district == 'DY4' && has(s.school_urn))",
+    "event.safeguarding.concern || size(event.subjects) > 2",
+    "event.subjects.all(s, s.age == null || s.age >= 10) && event.need_level >= 2",
 ]
 RESTRICTION_WHEN = [
     "event.service == 'sexual_health'",
@@ -37,6 +43,7 @@ RESTRICTION_WHEN = [
     "event.need_level == 4",
     "recipient.kind == 'hub'",
     "true",
+    "event.subjects.exists(s, s.role == 'child' && s.age < 11 && s.school_urn == recipient.urn)",
 ]
 NHS = ["9997877896", "9999081002", "9991742182", "9993390755", "9997938348"]
 POSTCODES = ["DY4 7AA", "WV10 6QA", "WV1 1AA", "B70 7AZ", "B3 2BJ"]
@@ -324,3 +331,35 @@ def test_a_suspended_party_never_receives(
         if suspended in (d.recipient, ev.sender):
             assert d.outcome == "not_shared"
             assert d.reason == "party-inactive"
+
+
+@SETTINGS
+@given(spec=bundles(), first=events(), ev=events(), consents=consent_lists())
+def test_a_decision_is_the_same_whatever_was_decided_before(
+    spec: dict[str, Any], first: ContactEvent, ev: ContactEvent, consents: list[ConsentRecord]
+) -> None:
+    """The engine reuses what it worked out for earlier events (refusals, CEL answers): none
+    of it may show in a later decision, not another event's id, time or consent."""
+    warm = _policy(spec)
+    other = first.model_copy(update={"event_id": uuid.uuid4()})
+    warm.decide(other, consents, at=AT + timedelta(days=3))
+    warm.decide(ev, [], at=AT)
+    again = warm.decide(ev, consents, at=AT)
+    assert again == _policy(spec).decide(ev, consents, at=AT)
+    for decision in again:  # no two decisions share a mutable value
+        decision.transforms["x"] = "y"
+        decision.subject_roles["x"] = 1
+    assert warm.decide(ev, consents, at=AT) == _policy(spec).decide(ev, consents, at=AT)
+
+
+@SETTINGS
+@given(spec=bundles(), evs=st.lists(events(), min_size=1, max_size=3), consents=consent_lists())
+def test_narrowed_views_and_memos_never_change_a_decision(
+    spec: dict[str, Any], evs: list[ContactEvent], consents: list[ConsentRecord]
+) -> None:
+    """The engine as it runs, memos and all, over a run of events, against an engine whose
+    every condition sees the whole event and remembers nothing (tests/unit/policy/kit.py)."""
+    fast, slow = _policy(spec), _policy(spec)
+    with patch.object(Condition, "evaluate", cel_oracle):
+        expected = [slow.decide(ev, consents, at=AT) for ev in evs]
+    assert [fast.decide(ev, consents, at=AT) for ev in evs] == expected
