@@ -28,7 +28,7 @@ from broker.audit import AuditKind
 from broker.config import KafkaSettings
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import InMemoryReplayGuard, Opener, Sealer
-from broker.kafka import KafkaClients, accord_topics, ensure_topics
+from broker.kafka import KafkaClients, accord_topics, ensure_topics, partition_for
 from broker.keys import FileKeyStore
 from broker.pipeline import WorkerOptions
 from broker.synthetic import SyntheticFamilies
@@ -85,7 +85,7 @@ class Forge:
         self.valid.append(event["event_id"])
         return self.sealed(event)
 
-    def hostile(self, kind: str) -> list[Raw]:  # noqa: PLR0911  # one branch per kind of attack
+    def hostile(self, kind: str) -> list[Raw]:  # noqa: PLR0911, PLR0912  # a branch per attack
         rng = self.rng
         if kind == "random":
             self.expected["malformed"] += 1
@@ -110,7 +110,11 @@ class Forge:
             self.expected["wrong-partition"] += 1
             topic, value, headers = self.good()
             copy = bytes(bytearray(value))  # an object of its own, to key apart
-            self.rekeyed[id(copy)] = os.urandom(16).hex().encode()
+            here = partition_for(envelope_key(value), list(range(PARTITIONS)))
+            key = os.urandom(16).hex().encode()
+            while partition_for(key, list(range(PARTITIONS))) == here:  # else: a plain replay
+                key = os.urandom(16).hex().encode()
+            self.rekeyed[id(copy)] = key
             return [(topic, value, headers), (topic, copy, headers)]
         if kind == "invalid-event":
             self.expected["invalid-event"] += 1
@@ -146,6 +150,7 @@ class Forge:
 KINDS = {"random": 150, "truncated": 100, "bad-signature": 100, "unknown-key": 100,
          "replay": 60, "replay-elsewhere": 40, "invalid-event": 150, "wrong-topic": 100,
          "null-header": 100, "one-megabyte": 20, "stranger": 80}  # fmt: skip
+PARTITIONS = KafkaSettings().partitions  # as the test's topics are provisioned
 STRANGER = "mallory"  # has a topic (an admin's slip), is no party of the bundle
 REVOKED = "school-146201"  # a recipient of every valid event, its key revoked
 
