@@ -106,7 +106,7 @@ def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: 
         events = asyncio.run(read_retained(kafka, topics, since_ms=since_ms, progress=advance))
         consents = asyncio.run(read_retained(kafka, [CONSENT], progress=advance))
         records = [*consents, *events]
-        deciding = bar.add_task("deciding", total=2 * len(records))
+        deciding = bar.add_task("deciding", total=len(records))
         decided = redecide_both(
             in_force, new, records,
             keystore=keys.path, passphrase=settings.keystore.passphrase,

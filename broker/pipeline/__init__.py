@@ -16,10 +16,10 @@ Contact events, ``accord.ingress.<agency>``:
                                                       wrong-schema, replay)
 3. ``validate`` — a valid contact event v1 from that sender       (invalid-event,
                                                                    sender-mismatch)
-4. ``link``     — subject keys (keyed HMAC of NHS number or demographics); the consent filed
-                  under them; ``received`` audited
-5. ``decide``   — one decision per candidate recipient; every one audited as ``decided``,
-                  ``not_shared`` included
+4. ``link``     — subject keys (keyed HMAC of NHS number or demographics), and every key
+                  consent about each subject may be filed under; ``received`` audited
+5. ``decide``   — the consent filed under those keys; one decision per candidate recipient;
+                  every one audited as ``decided``, ``not_shared`` included
 6. ``deliver``  — for each share: redact, seal to the recipient, for
                   ``accord.deliver.<party>``; ``delivered`` audited; shares resting on consent
                   remembered; all views or none                      (redaction-failed)
@@ -58,9 +58,11 @@ is decided ``not_shared``/``recipient-key-unavailable`` in ``decide``, before it
 The quarantine copy is bounded, so any record the ingress topic accepted can be quarantined.
 Each sender has a budget: over it, its ingress topic is paused, nothing dropped (``_throttle``).
 
-``accord policy impact`` (``_impact``) runs the same chains offline over the retained
-inputs, under the bundle in force and a new one, and compares the decisions: nothing is
-delivered or written but its own ``policy_impact`` record.
+``accord policy impact`` (``_impact``) runs the same stages offline over the retained
+inputs, under the bundle in force and a new one, and compares the decisions: the stages
+that do not depend on the bundle (``open``, ``validate``, ``link``; a consent record's
+``open`` and ``parse``) once per record, the rest up to ``decide`` once per bundle, and never
+``deliver``. Nothing is sealed, delivered or written but its own ``policy_impact`` record.
 
 Guarantees: stages run without Kafka and change nothing but the record's own work item;
 the ``Outbox`` is the one place where what they produced takes hold (audit records join the

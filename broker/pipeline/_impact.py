@@ -1,12 +1,15 @@
 """What a new bundle would change: the retained inputs re-decided under two bundles.
 
-``redecide`` feeds records to a processor of their own, exactly as the worker would take
-them (the same stages: open, validate, link, consent filing, decide, redact), with a fresh
-state and a clock that reads each record's own time. It keeps the ``decided`` audit records
-and throws away everything else: nothing is delivered, no state is written, no audit record
-reaches Kafka. ``compare`` turns two such runs into counts, per agreement, recipient and
-reason, of shares that would stop and start, and per recipient of the fields it would
-gain or lose. Nothing in it names a child: events are counted, never listed.
+``redecide`` takes records exactly as the worker would, through the worker's own stages,
+with a fresh state per bundle and a clock that reads each record's own time, and keeps only
+the decisions. What does not depend on the bundle (opening, validating, linking a contact
+event; opening and parsing a consent record) is done once per record; what does (routing,
+deciding, authorising and filing consent) once per bundle. Nothing is redacted, sealed or
+audited per decision, and nothing is delivered or written: a decision's fields are those
+its redaction plan (``fields_shared``) grants. ``compare`` turns two such runs into counts,
+per agreement, recipient and reason, of shares that would stop and start, and per recipient
+of the fields it would gain or lose. Nothing in it names a child: events are counted, never
+listed.
 
 Consent governs by time, as in the worker: a consent record counts for events stamped after
 it was recorded, so consent records are read from the beginning of ``accord.consent`` and
@@ -17,7 +20,6 @@ in full) and merges what comes back.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections import Counter
@@ -28,19 +30,23 @@ from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner
 from broker.config import EnvelopeSettings
 from broker.kafka import KafkaClients, Retained, stop_quietly, translated
 from broker.keys import FileKeyStore
-from broker.pipeline._metrics import Metrics
-from broker.pipeline._processor import build_processor
+from broker.pipeline._access import access_chain
+from broker.pipeline._consent import consent_chain
+from broker.pipeline._effects import Audit, Effect, MarkProcessed, Publish
+from broker.pipeline._ingress import Decide, ingress_chain
+from broker.pipeline._processor import build_services, unreadable
+from broker.pipeline._services import Services
+from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, run_chain
 from broker.pipeline._state import WorkerState
-from broker.policy import Policy, load_bundle
+from broker.policy import Decision, Policy, load_bundle
 from broker.principals import Principal
-from broker.topics import AUDIT, CONSENT
+from broker.topics import ACCESS, AUDIT, CONSENT, party_of_ingress
 
 __all__ = [
     "Decided",
@@ -68,48 +74,125 @@ class Decided:
 
 
 def redecide(
-    policy: Policy,
+    policies: Sequence[Policy],
     records: Iterable[Retained],
     *,
     keys: FileKeyStore,
     envelope: EnvelopeSettings,
     progress: Callable[[int], None] | None = None,
-) -> dict[Key, Decided]:
-    """Every decision ``policy`` makes on ``records`` (taken in the order given);
+) -> list[dict[Key, Decided]]:
+    """Every decision each of ``policies`` makes on ``records`` (taken in the order given);
     ``progress`` hears of every 200 records taken."""
-    now = [datetime.now(UTC)]
-    processor = build_processor(
-        policy=policy,
-        keys=keys,
-        linkage_key=keys.linkage_key(),
-        state=WorkerState(),
-        # A chain of its own that is never written: the records are only read back here.
-        chain=ChainWriter(Principal.WORKER.chain("impact"), clock=lambda: now[0]),
-        clock=lambda: now[0],
-        envelope=envelope,
-        metrics=Metrics(CollectorRegistry()),
-        checkpoint_every=2**62,
-    )
-    out: dict[Key, Decided] = {}
+    each = _Redecider(policies, keys=keys, envelope=envelope)
+    out: list[dict[Key, Decided]] = [{} for _ in policies]
     for n, rec in enumerate(records, 1):
-        now[0] = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
-        produced = processor.handle(
-            rec.topic, rec.partition, rec.offset, rec.value, rec.headers, at=now[0]
-        )
-        for o in produced:
-            if o.topic == AUDIT and b'"kind":"decided"' in o.value:
-                audit = json.loads(o.value)
-                data = audit["data"]
-                out[(audit["event_id"], audit["party"])] = Decided(
-                    shares=data["outcome"] != "not_shared",
-                    outcome=data["outcome"],
-                    reason=data.get("reason"),
-                    agreement=data.get("agreement_id"),
-                    fields=frozenset(data.get("fields_shared", ())),
+        for found, decisions in zip(out, each.take(rec), strict=True):
+            for d in decisions:
+                found[(str(d.event_id), d.recipient)] = Decided(
+                    d.shares, d.outcome, d.reason, d.agreement_id, frozenset(d.fields_shared)
                 )
         if progress is not None and n % 200 == 0:
             progress(200)
     return out
+
+
+class _Decisions:
+    """``decide`` without its audit records."""
+
+    name = "decide"
+
+    def __init__(self, decide: Decide) -> None:
+        self._decide = decide
+
+    def __call__(self, work: Work) -> Step:
+        work.decisions = self._decide.decisions(work)
+        return forward()
+
+
+class _Redecider:
+    """The worker's chains cut where the bundle starts to matter: the stages before the cut
+    run once per record, those after once per bundle, each bundle with a state of its own."""
+
+    def __init__(
+        self, policies: Sequence[Policy], *, keys: FileKeyStore, envelope: EnvelopeSettings
+    ) -> None:
+        self._now = datetime.now(UTC)
+        linkage_key = keys.linkage_key()
+
+        def services(policy: Policy) -> Services:
+            return build_services(policy=policy, keys=keys, linkage_key=linkage_key,
+                                  state=WorkerState(), clock=lambda: self._now,
+                                  envelope=envelope)  # fmt: skip
+
+        # ``once`` opens against a state nothing changes, so it never meets a replay: whether
+        # an id was opened before is the one part of opening that can differ by bundle (a
+        # bundle that does not know a sender never opens its records), so ``_once`` asks
+        # each bundle's own state.
+        once = services(policies[0])
+        self._each = [services(p) for p in policies]
+        _, open_, validate, link, _, _ = ingress_chain(once)
+        self._event_once: tuple[Stage, ...] = (open_, validate, link)
+        self._route: list[Stage] = []
+        self._decide: list[Stage] = []
+        for s in self._each:
+            route, _, _, _, decide, _ = ingress_chain(s)  # never deliver: nothing is sealed
+            self._route.append(route)
+            self._decide.append(_Decisions(decide))
+        self._consent_once: tuple[Stage, ...] = consent_chain(once)[:2]  # open, parse
+        self._consent_each = [consent_chain(s)[2:] for s in self._each]
+        self._access_once: tuple[Stage, ...] = access_chain(once)
+
+    def take(self, rec: Retained) -> list[list[Decision]]:
+        """Each bundle's decisions on ``rec`` (none for a record that is not an event, or
+        that its chain stops under that bundle)."""
+        decided: list[list[Decision]] = [[] for _ in self._each]
+        self._now = at = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
+        if rec.value is None or unreadable(rec.value, rec.headers) is not None:
+            return decided  # quarantined whatever the bundle, before any chain
+        clean = [(k, v) for k, v in rec.headers if v is not None]
+        work = Work(rec.topic, rec.partition, rec.offset, rec.value, clean, at)
+        everyone = range(len(self._each))
+        if party_of_ingress(rec.topic):
+            routed = [i for i in everyone if _forwards(self._route[i], work)]
+            if not routed:
+                return decided
+            fresh = self._once(self._event_once, work, routed)
+            for i in fresh:
+                if _forwards(self._decide[i], work):
+                    decided[i] = work.decisions
+        elif rec.topic == CONSENT:
+            for i in self._once(self._consent_once, work, everyone):
+                self._apply(i, run_chain(self._consent_each[i], work).effects)
+        elif rec.topic == ACCESS:
+            self._once(self._access_once, work, everyone)
+        return decided
+
+    def _once(self, stages: Sequence[Stage], work: Work, among: Iterable[int]) -> list[int]:
+        """Run ``stages`` (the first opens the envelope) once, and give each bundle of
+        ``among`` for which the record is no replay what they changed; return those bundles
+        if the stages all forwarded."""
+        outcome = run_chain(stages, work)
+        opened = next((e for e in outcome.effects if isinstance(e, MarkProcessed)), None)
+        if opened is None:
+            return []  # not opened, or opened and refused: quarantined under every bundle
+        # The envelope's last check (broker.envelope._open), as the worker's replay guard
+        # makes it, against the bundle's own state.
+        fresh = [i for i in among if not self._each[i].state.seen(opened.event_id)]
+        for i in fresh:
+            self._apply(i, outcome.effects)
+        return fresh if outcome.verdict is Verdict.FORWARD else []
+
+    def _apply(self, i: int, effects: Iterable[Effect]) -> None:
+        """The state changes among ``effects``, to bundle ``i``'s state (as the ``Outbox``
+        would, without the audit chain or the changelog)."""
+        state = self._each[i].state
+        for e in effects:
+            if not isinstance(e, Audit | Publish):
+                state.change(e)
+
+
+def _forwards(stage: Stage, work: Work) -> bool:
+    return run_chain((stage,), work).verdict is Verdict.FORWARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +302,9 @@ class _Job:
 def _run(job: _Job) -> tuple[dict[Key, Decided], dict[Key, Decided]]:
     passphrase = SecretStr(job.passphrase) if job.passphrase is not None else None
     keys = FileKeyStore(job.keystore, passphrase)
-    return (
-        redecide(load_bundle(job.current), job.records, keys=keys, envelope=job.envelope),
-        redecide(load_bundle(job.new), job.records, keys=keys, envelope=job.envelope),
-    )
+    bundles = [load_bundle(job.current), load_bundle(job.new)]
+    before, after = redecide(bundles, job.records, keys=keys, envelope=job.envelope)
+    return before, after
 
 
 def redecide_both(
@@ -241,11 +323,9 @@ def redecide_both(
     secret = passphrase.get_secret_value() if passphrase is not None else None
     if processes <= 1:
         keys = FileKeyStore(keystore, passphrase)
-        ordered = in_order(records)
-        runs = [
-            redecide(load_bundle(b), ordered, keys=keys, envelope=envelope, progress=progress)
-            for b in (current, new)
-        ]
+        bundles = [load_bundle(current), load_bundle(new)]
+        runs = redecide(bundles, in_order(records), keys=keys, envelope=envelope,
+                        progress=progress)  # fmt: skip
         return runs[0], runs[1]
     jobs = [
         _Job(current, new, keystore, secret, envelope, shard)
@@ -260,7 +340,7 @@ def redecide_both(
             before.update(b)
             after.update(a)
             if progress is not None:
-                progress(2 * len(job.records))
+                progress(len(job.records))
     return before, after
 
 

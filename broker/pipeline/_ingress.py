@@ -119,8 +119,8 @@ class Validate:
 
 
 class Link:
-    """Subject keys for every subject, the only identity audit and state ever hold; the
-    consent records filed under any of them; ``received`` audited."""
+    """Subject keys for every subject, the only identity audit and state ever hold, and every
+    key consent about them may be filed under; ``received`` audited."""
 
     name = "link"
 
@@ -133,9 +133,7 @@ class Link:
         # lookup_keys puts the subject key first: one HMAC per key, not two.
         per_subject = [self.services.linker.lookup_keys(s) for s in event.subjects]
         work.subject_keys = tuple(keys[0] for keys in per_subject)
-        work.consents = self.services.state.consents_for(
-            tuple(k for keys in per_subject for k in keys)
-        )
+        work.lookup_keys = tuple(k for keys in per_subject for k in keys)
         roles: dict[str, int] = {}
         for s in event.subjects:
             roles[s.role] = roles.get(s.role, 0) + 1
@@ -165,14 +163,23 @@ class Decide:
         self.services = services
 
     def __call__(self, work: Work) -> Step:
+        work.decisions = self.decisions(work)
         assert work.event is not None  # noqa: S101  # Validate forwarded
-        decisions = self.services.policy.decide(work.event, work.consents, at=work.at)
-        can_seal = self.services.sealer.can_seal_to
-        work.decisions = [
-            d if not d.shares or can_seal(d.recipient) else _no_key(d) for d in decisions
-        ]
         event_id = str(work.event.event_id)  # every decision's, written once
         return forward(*(_decided(work, d, event_id) for d in work.decisions))
+
+    def decisions(self, work: Work) -> list[Decision]:
+        """The decisions alone, audited by nobody: ``accord policy impact`` asks for them
+        under two bundles.
+
+        Consent is looked up here rather than in ``link``: which consent records are filed
+        depends on the bundle (``authorise``), linking does not.
+        """
+        assert work.event is not None  # noqa: S101  # Validate forwarded
+        work.consents = self.services.state.consents_for(work.lookup_keys)
+        decisions = self.services.policy.decide(work.event, work.consents, at=work.at)
+        can_seal = self.services.sealer.can_seal_to
+        return [d if not d.shares or can_seal(d.recipient) else _no_key(d) for d in decisions]
 
 
 def _no_key(decision: Decision) -> Decision:

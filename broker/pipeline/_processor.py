@@ -76,10 +76,8 @@ class Processor:
         clean = [(k, v) for k, v in headers if v is not None]
         work = Work(topic, partition, offset, value or b"", clean, at, key, partitions)
         chain = self._chains.get("ingress" if party_of_ingress(topic) else topic)
-        if not value or len(clean) != len(headers):
-            outcome = Outcome(Verdict.QUARANTINE, "malformed", "read", ())
-        elif any(undecodable(k) for k, _ in headers):  # only the loop's slow path reads these
-            outcome = Outcome(Verdict.QUARANTINE, "undecodable-header", "read", ())
+        if (unfit := unreadable(value, headers)) is not None:
+            outcome = Outcome(Verdict.QUARANTINE, unfit, "read", ())
         elif chain is None:
             outcome = Outcome(Verdict.QUARANTINE, "unknown-topic", "route", ())
         else:
@@ -191,6 +189,15 @@ class Processor:
         return effects
 
 
+def unreadable(value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> str | None:
+    """Why no chain may take a record (its quarantine reason), or None if one may."""
+    if not value or any(v is None for _, v in headers):
+        return "malformed"
+    if any(undecodable(k) for k, _ in headers):  # only the loop's slow path reads these
+        return "undecodable-header"
+    return None
+
+
 # What a quarantine record copies of its input, at most: with base64 and the envelope, well
 # under a producer batch (256 KiB) and the quarantine topic's message size, whatever came in.
 VALUE_COPY_LIMIT = 64 * 1024
@@ -231,15 +238,13 @@ def build_processor(
     checkpoint_every: int = 1000,
 ) -> Processor:
     """A processor with its services and outbox, from the worker's keys and state."""
-    services = Services(
+    services = build_services(
         policy=policy,
         keys=keys,
-        linker=Linker(linkage_key),
+        linkage_key=linkage_key,
         state=state,
         clock=clock,
         envelope=envelope,
-        # Keyed apart from subject keys: knowing one reveals nothing of the other.
-        pseudonym_key=hmac.new(linkage_key, b"accord/pseudonym/v1", hashlib.sha256).digest(),
     )
     outbox = Outbox(
         chain=chain,
@@ -250,3 +255,25 @@ def build_processor(
         state_mac_key=state_mac_key(linkage_key),
     )
     return Processor(services, outbox, checkpoint_every=checkpoint_every)
+
+
+def build_services(
+    *,
+    policy: Policy,
+    keys: KeyResolver,
+    linkage_key: bytes,
+    state: WorkerState,
+    clock: Callable[[], datetime],
+    envelope: EnvelopeSettings,
+) -> Services:
+    """What the stages consult, from the worker's keys and state."""
+    return Services(
+        policy=policy,
+        keys=keys,
+        linker=Linker(linkage_key),
+        state=state,
+        clock=clock,
+        envelope=envelope,
+        # Keyed apart from subject keys: knowing one reveals nothing of the other.
+        pseudonym_key=hmac.new(linkage_key, b"accord/pseudonym/v1", hashlib.sha256).digest(),
+    )

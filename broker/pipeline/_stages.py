@@ -75,7 +75,8 @@ class Work:
     # contact events
     event: ContactEvent | None = None
     subject_keys: tuple[str, ...] = ()
-    consents: list[ConsentRecord] = field(default_factory=list)
+    lookup_keys: tuple[str, ...] = ()  # every key consent about a subject may be filed under
+    consents: list[ConsentRecord] = field(default_factory=list)  # what ``decide`` found
     decisions: list[Decision] = field(default_factory=list)
     # consent records
     consent: ConsentRecord | None = None

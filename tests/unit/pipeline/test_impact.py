@@ -1,16 +1,45 @@
 """The impact report's arithmetic: shares that stop or start, fields gained or lost, and
-decisions that do not change, per agreement, recipient and reason."""
+decisions that do not change, per agreement, recipient and reason; and the decisions it
+compares, made once per record where the bundle does not matter, exactly as the worker's
+whole chain makes them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
+import shutil
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from broker._canonical import canonical_json
+from broker.audit import ChainWriter
 from broker.cli._impact import parse_since
+from broker.config import KemSuite
+from broker.envelope import Sealer
 from broker.errors import UsageError
+from broker.kafka import Retained
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.pipeline import ImpactRow, compare
-from broker.pipeline._impact import Decided
+from broker.pipeline._impact import Decided, Key, redecide
+from broker.pipeline._metrics import Metrics
+from broker.pipeline._processor import build_processor
+from broker.pipeline._state import WorkerState
+from broker.policy import Policy, load_bundle
+from broker.principals import Principal
+from broker.synthetic import SyntheticFamilies
+from broker.topics import (
+    ACCESS,
+    AUDIT,
+    CONSENT,
+    SCHEMA_ACCESS,
+    SCHEMA_CONSENT,
+    SCHEMA_EVENT,
+    ingress,
+)
+from tests.unit.pipeline.conftest import AT, ENVELOPE, POLICIES
 
 
 def _shared(agreement: str, *fields: str) -> Decided:
@@ -65,3 +94,183 @@ def test_since_takes_durations_and_dates_and_refuses_anything_else_in_one_line()
     assert parse_since(None, now) is None
     with pytest.raises(UsageError, match="--since"):
         parse_since("last week", now)
+
+
+# -- the decisions: once per record where the bundle does not matter, as the worker's chain ----
+
+NO_KEY = "school-146201"  # a recipient with no encryption key: Operation Encompass's school
+
+
+@pytest.fixture(scope="module")
+def impact_keys(tmp_path_factory: pytest.TempPathFactory, project_policy: Policy) -> FileKeyStore:
+    store = FileKeyStore(tmp_path_factory.mktemp("impact-keys"), create=True)
+    for party in project_policy.bundle.parties:
+        if party != NO_KEY:
+            store.ensure_party(party, kem=KemSuite.X25519)
+    for principal, purposes in SPECIAL_PRINCIPALS.items():
+        store.ensure_party(principal, purposes=purposes, kem=KemSuite.X25519)
+    store.set_linkage_key()
+    return store
+
+
+@pytest.fixture(scope="module")
+def changed_policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
+    """Police-to-coord narrowed (need level 3 and up, no location); the co-ordinating team
+    no longer speaks for hubs' consent; Oldbury's hub no longer a party."""
+    root = tmp_path_factory.mktemp("changed") / "policies"
+    shutil.copytree(POLICIES, root, ignore=shutil.ignore_patterns("scenarios"))
+    edits = {
+        "agreements/sandwell-early-help.yaml": [
+            ("event.need_level >= 2\n      && event.subjects",
+             "event.need_level >= 3\n      && event.subjects"),
+            ("event.child_present, event.location]", "event.child_present]"),
+        ],
+        "consent-authorities.yaml": [
+            ('sandwell-coord: {purposes: ["*"], recipients: ["*"]}',
+             'sandwell-coord: {purposes: ["*"], recipients: ["kind:coordinating_team"]}'),
+        ],
+        "parties.yaml": [
+            ('  cog-oldbury:\n    name: Oldbury Community Operating Group\n    kind: hub\n'
+             '    localities: ["B68", "B69"]\n', ""),
+        ],
+    }  # fmt: skip
+    for name, changes in edits.items():
+        path = root / name
+        text = path.read_text()
+        for old, new in changes:
+            assert text.count(old) == 1, (name, old)
+            text = text.replace(old, new)
+        path.write_text(text)
+    return load_bundle(root)
+
+
+def _full_chain(policy: Policy, records: list[Retained], keys: FileKeyStore) -> dict[Key, Decided]:
+    """How impact decided before: the worker's processor, every stage (redaction, sealing,
+    audit) run per bundle, the decisions read back from the ``decided`` audit records."""
+    now = [AT]
+    processor = build_processor(
+        policy=policy, keys=keys, linkage_key=keys.linkage_key(), state=WorkerState(),
+        chain=ChainWriter(Principal.WORKER.chain("impact"), clock=lambda: now[0]),
+        clock=lambda: now[0], envelope=ENVELOPE, metrics=Metrics(CollectorRegistry()),
+        checkpoint_every=2**62,
+    )  # fmt: skip
+    out: dict[Key, Decided] = {}
+    for rec in records:
+        now[0] = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
+        produced = processor.handle(rec.topic, rec.partition, rec.offset, rec.value, rec.headers,
+                                    at=now[0])  # fmt: skip
+        for o in produced:
+            if o.topic == AUDIT and b'"kind":"decided"' in o.value:
+                audit = json.loads(o.value)
+                data = audit["data"]
+                out[(audit["event_id"], audit["party"])] = Decided(
+                    data["outcome"] != "not_shared", data["outcome"], data.get("reason"),
+                    data.get("agreement_id"), frozenset(data.get("fields_shared", ())),
+                )  # fmt: skip
+    return out
+
+
+class _Records:
+    """Retained records, one second apart, as the impact command reads them."""
+
+    def __init__(self, keys: FileKeyStore) -> None:
+        self.keys = keys
+        self.out: list[Retained] = []
+
+    def raw(self, topic: str, value: bytes | None, headers: Any = ()) -> Retained:
+        n = len(self.out)
+        at = AT + timedelta(seconds=n)
+        rec = Retained(topic, 0, n, value, tuple(headers), int(at.timestamp() * 1000))
+        self.out.append(rec)
+        return rec
+
+    def sealed(self, party: str, payload: dict[str, Any], *, topic: str | None = None,
+               schema: str = SCHEMA_EVENT, event_id: str | None = None) -> Retained:  # fmt: skip
+        topic = topic or ingress(party)
+        sealed = Sealer(party, self.keys, ENVELOPE).seal(
+            canonical_json(payload), event_id=event_id or payload["event_id"],
+            recipient=Principal.WORKER, schema=schema, topic=topic,
+        )  # fmt: skip
+        return self.raw(topic, sealed.value, sealed.headers)
+
+    def again(self, rec: Retained) -> None:
+        self.raw(rec.topic, rec.value, rec.headers)
+
+    def consent(self, nhs_number: str, state: str, recorded_at: str) -> None:
+        record = {"subject": {"nhs_number": nhs_number}, "state": state,
+                  "purposes": ["early_help"] if state == "given" else ["*"],
+                  "recipients": ["kind:hub"], "recorded_by": "sandwell-coord",
+                  "recorded_at": recorded_at}  # fmt: skip
+        self.sealed("sandwell-coord", record, topic=CONSENT, schema=SCHEMA_CONSENT,
+                    event_id=str(uuid.uuid4()))  # fmt: skip
+
+
+def _mix(keys: FileKeyStore) -> tuple[list[Retained], dict[str, str]]:
+    """Shares, consent given and withdrawn, a recipient without a key, replays, and records
+    quarantined at every step; and the event ids the assertions look for."""
+    fam = SyntheticFamilies(seed=14, today=date(2026, 11, 21))
+
+    def incident(district: str, need_level: int, **extra: Any) -> dict[str, Any]:
+        family = fam.faker.last_name()
+        postcode = fam.postcode((district,))
+        child = fam.subject("child", family_name=family, postcode=postcode, school_urn="146201")
+        parent = fam.subject("parent", family_name=family, postcode=postcode)
+        return fam.event(subjects=[child, parent], need_level=need_level, **extra)
+
+    r = _Records(keys)
+    tipton, oldbury = incident("DY4", 3), incident("B68", 2)
+    r.consent(tipton["subjects"][0]["nhs_number"], "given", "2026-10-01T09:00:00Z")
+    r.consent(oldbury["subjects"][0]["nhs_number"], "given", "2026-10-01T09:00:00Z")
+    first = r.sealed("wmp", tipton)
+    r.sealed("wmp", oldbury)
+    for i in range(8):
+        r.sealed("wmp", incident(("DY4", "WS10", "B70", "WV10")[i % 4], 1 + i % 4))
+    r.again(first)  # a replay
+    r.raw(ingress("wmp"), b"")  # malformed: empty
+    r.raw(ingress("wmp"), first.value, [("accord-dek", None)])  # malformed: null header
+    invalid = str(uuid.uuid4())
+    r.sealed("wmp", {"event_id": invalid, "sender": "wmp"})  # invalid-event, yet opened
+    r.sealed("wmp", incident("DY4", 3), topic=ingress("swbh"))  # wrong-topic
+    r.raw(ingress("nobody"), b"not an envelope")  # unknown-sender under both
+    # A sender only the bundle in force knows opens an id; the same id from the police is a
+    # replay under that bundle alone.
+    shadowed = incident("WS10", 3)
+    r.sealed("cog-oldbury", {"note": "opened, never valid"}, event_id=shadowed["event_id"])
+    r.sealed("wmp", shadowed)
+    r.consent(tipton["subjects"][0]["nhs_number"], "withdrawn", "2026-11-21T12:00:00Z")
+    withdrawn = dict(incident("DY4", 3), subjects=tipton["subjects"])
+    r.sealed("wmp", withdrawn)
+    ack = {"event_id": tipton["event_id"], "recipient": "cog-tipton", "by": "duty-worker-3",
+           "purpose": "early_help", "at": "2026-11-22T07:59:00Z"}  # fmt: skip
+    r.sealed("cog-tipton", ack, topic=ACCESS, schema=SCHEMA_ACCESS, event_id=str(uuid.uuid4()))
+    ids = {"tipton": tipton["event_id"], "oldbury": oldbury["event_id"], "invalid": invalid,
+           "shadowed": shadowed["event_id"], "withdrawn": withdrawn["event_id"]}  # fmt: skip
+    return r.out, ids
+
+
+def test_deciding_once_per_record_gives_what_the_whole_chain_per_bundle_gives(
+    impact_keys: FileKeyStore, project_policy: Policy, changed_policy: Policy
+) -> None:
+    records, ids = _mix(impact_keys)
+    policies = [project_policy, changed_policy]
+    fast = redecide(policies, records, keys=impact_keys, envelope=ENVELOPE)
+    full = [_full_chain(p, records, impact_keys) for p in policies]
+    assert fast == full
+    versions = (project_policy.version, changed_policy.version)
+    assert compare(*fast, versions=versions) == compare(*full, versions=versions)
+
+    # The mix does what it is for.
+    now, new = fast
+    assert now[(ids["tipton"], "cog-tipton")].outcome == "shared"  # on consent
+    assert new[(ids["tipton"], "cog-tipton")].reason == "consent-missing"  # consent not counted
+    assert now[(ids["withdrawn"], "cog-tipton")].reason == "consent-withdrawn"
+    assert now[(ids["tipton"], NO_KEY)].reason == "recipient-key-unavailable"
+    assert (ids["oldbury"], "cog-oldbury") in now
+    assert (ids["oldbury"], "cog-oldbury") not in new
+    assert not any(event == ids["invalid"] for event, _ in now.keys() | new.keys())
+    assert (ids["shadowed"], "sandwell-coord") in new
+    assert not any(event == ids["shadowed"] for event, _ in now)
+    impact = compare(now, new, versions=versions)
+    assert {r.change for r in impact.rows} == {"stops", "starts"}
+    assert list(impact.lost) == ["sandwell-coord"]
+    assert list(impact.lost["sandwell-coord"]) == ["event.location"]
