@@ -1,8 +1,9 @@
 """Checkpoints signed by the writer of their chain, and verified as that writer's.
 
-A chain ``worker:<instance>`` is signed with the worker's own signing key, and a chain
-``console:<host>`` with the console's: each writer holds only its own key, and a
-checkpoint counts only when the key that signed it belongs to the principal its chain names.
+A chain ``worker:<topic>-<N>`` (one per input partition) is signed with the worker's own
+signing key, and a chain ``console:<host>`` with the console's: each writer holds only its
+own key, and a checkpoint counts only when the key that signed it belongs to the principal
+its chain names.
 """
 
 from __future__ import annotations

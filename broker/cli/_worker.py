@@ -11,7 +11,10 @@ from broker.config import load_settings
 Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
 Instance = Annotated[
     str,
-    typer.Option(help="This worker's name: its audit chain (worker:NAME) and Kafka client id."),
+    typer.Option(
+        help="This worker's name, for its Kafka client id and logs (audit chains are per "
+        "input partition: worker:TOPIC-N)."
+    ),
 ]
 MetricsPort = Annotated[
     int | None,
