@@ -43,6 +43,7 @@ from broker.ops import Heartbeat
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor
+from broker.pipeline._read_past import read_past
 from broker.pipeline._state import TaskId, WorkerState
 from broker.pipeline._tasks import Batch, RecordSender, Task, transactional_id
 from broker.pipeline._throttle import SenderBudget
@@ -421,34 +422,8 @@ class TransactionalLoop:
         return batch
 
     async def _read_past(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:
-        """Read on past a record aiokafka cannot parse (a header key that is not UTF-8).
-
-        aiokafka raises out of ``getmany`` on such a record, at every fetch, and the
-        partitions it drained before it in that call have moved past records it never
-        returned. So every fetchable partition goes back to the next record this worker has
-        not processed (a partition it has not read from in this run: the group's committed
-        offset, which the transactions move with the outputs; with none, its beginning) and
-        is read once by the tolerant path, which hands the record on for the processor to
-        quarantine; the consumer then seeks past what was read.
-        """
-        assigned = consumer.assignment()
-        fetchable = [tp for tp in assigned if tp.topic not in self._paused]
-        starts: dict[TopicPartition, int] = {}
-        async with translated("finding where unread partitions resume"):
-            for tp in fetchable:
-                if tp not in self._positions and (done := await consumer.committed(tp)) is not None:
-                    starts[tp] = done
-            never = [tp for tp in fetchable if tp not in self._positions and tp not in starts]
-            starts |= await consumer.beginning_offsets(never) if never else {}
-        rewind = {tp: self._positions.get(tp, starts.get(tp, 0)) for tp in fetchable}
-        batch, moved = await self.kafka.read_tolerantly(rewind, limit=self.max_batch)
-        assigned = consumer.assignment()  # a rebalance may have come meanwhile
-        for tp, offset in rewind.items():
-            if tp in assigned:
-                consumer.seek(tp, moved.get(tp, offset))
-        log.warning("read_past_undecodable", partitions=len(rewind),
-                    records=sum(len(m) for m in batch.values()))  # fmt: skip
-        return {tp: msgs for tp, msgs in batch.items() if tp in assigned}
+        fetchable = [tp for tp in consumer.assignment() if tp.topic not in self._paused]
+        return await read_past(self.kafka, consumer, fetchable, self._positions, self.max_batch)
 
     def _report_progress(self, consumer: Consumer) -> None:
         """Every few seconds, bring the group's offsets up to what transactions committed.
