@@ -8,6 +8,7 @@ the tail has read past anything the partition's previous owner could still commi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 
@@ -68,9 +69,12 @@ class StateView:
         elif kind == "r":
             self.legacy_processed.add(ident)
         elif kind == "c":
+            # The id names the record in withdrawal notices that recipients read: never the
+            # subject key itself, which recipients must not be able to link on.
+            tag = hashlib.sha256(ident.encode()).hexdigest()[:24]
             for i, raw in enumerate(json.loads(value)):
                 record = ConsentRecord.model_validate(raw)
-                self.consents.file(Filed(f"legacy-{ident}-{i}", (ident,), record))
+                self.consents.file(Filed(f"legacy-{tag}-{i}", (ident,), record))
         elif kind == "s":
             _set(self.legacy_shares, ident, shares_from(value))
         else:

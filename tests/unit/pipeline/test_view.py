@@ -61,6 +61,8 @@ def test_an_older_accords_entries_still_count() -> None:
     view.apply("s:n:abc", json.dumps([share_dict(old)]).encode())
     assert view.task_state(WMP1).seen("e-old")
     assert view.task_state(WMP0).consents_for(("n:abc",)) == [RECORD]
+    [filed] = view.consents.filed
+    assert "n:abc" not in filed.record_id  # it names the record in notices recipients read
     assert view.legacy_shares == {"n:abc": [old]}
 
 
