@@ -31,6 +31,7 @@ SURFACES = {
         "ConsoleDeps", "ConsoleRun", "UserFile", "check_username", "create_app",
         "load_console_policy", "run_console",
     },
+    "broker.desk": {"Flag", "child_key", "flag_id"},
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
         "Deployment", "Process", "Target", "acl_grants", "alert_rules_text", "dashboard_text",
