@@ -16,7 +16,7 @@ its own (``tests/unit/test_layers.py`` holds the code to this):
 8. ``pipeline`` ``sdk`` ``governance`` ``deploy`` the worker; agencies' and recipients'
                                                   clients; the index, reports and reviews;
                                                   deployment files from a bundle
-9. ``console``                                    the governance web UI
+9. ``console`` ``desk``                          the governance web UI; the recipients' desk
 10. ``cli``                                       the command line, accord
 
 Importing ``broker`` does nothing but define names.

@@ -31,6 +31,7 @@ __all__ = [
     "EVENT_FIELD_PATHS",
     "EVENT_TYPES",
     "FIELD_PATHS",
+    "REFERRAL_OUTCOMES",
     "ROLES",
     "SUBJECT_FIELD_PATHS",
     "ContactEvent",
@@ -38,6 +39,7 @@ __all__ = [
     "NhsNumber",
     "PartyId",
     "Postcode",
+    "ReferralOutcome",
     "Role",
     "Safeguarding",
     "Slug",
@@ -59,11 +61,17 @@ EventType = Literal[
     "housing.eviction_risk",
     "social_care.contact",
     "voluntary.concern",
+    # The desk's own events (docs/desk.md): the co-ordinating team refers a child to a hub,
+    # the hub reports what came of it. Decided by the policy engine like any other event.
+    "coordination.referral",
+    "coordination.referral_outcome",
 ]
+ReferralOutcome = Literal["support_offered", "declined", "closed"]
 Role = Literal["child", "parent", "carer", "sibling", "other_adult"]
 
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 ROLES: Final[tuple[str, ...]] = get_args(Role)
+REFERRAL_OUTCOMES: Final[tuple[str, ...]] = get_args(ReferralOutcome)
 
 # The closed set of field paths a policy may name (docs/policy-language.md, Clause keys).
 # Order is the canonical order in which decisions list fields.
@@ -87,6 +95,7 @@ EVENT_FIELD_PATHS: Final[tuple[str, ...]] = (
     "event.categories",
     "event.location",
     "event.service",
+    "event.outcome",
 )
 FIELD_PATHS: Final[tuple[str, ...]] = SUBJECT_FIELD_PATHS + EVENT_FIELD_PATHS
 ALWAYS_TRAVELS: Final[tuple[str, ...]] = ("event_id", "type", "sender", "occurred_at")
@@ -189,6 +198,8 @@ class ContactEvent(_Frozen):
     categories: tuple[Slug, ...] = Field(default=(), max_length=20)
     service: Slug | None = None
     location: _Short | None = None
+    # Only on coordination.referral_outcome, whose ``reference`` is the referral's event id.
+    outcome: ReferralOutcome | None = None
     safeguarding: Safeguarding = Safeguarding()
     subjects: tuple[Subject, ...] = Field(min_length=1, max_length=50)
 
@@ -199,6 +210,17 @@ class ContactEvent(_Frozen):
         if value > now_from(info) + CLOCK_SKEW:
             raise ValueError("is in the future")
         return value
+
+    @model_validator(mode="after")
+    def _outcome_only_on_outcomes(self) -> ContactEvent:
+        is_outcome = self.type == "coordination.referral_outcome"
+        if is_outcome and (self.outcome is None or self.reference is None):
+            raise ValueError(
+                "a referral outcome needs outcome and reference (the referral's event id)"
+            )
+        if not is_outcome and self.outcome is not None:
+            raise ValueError("outcome is only for coordination.referral_outcome events")
+        return self
 
     def to_json_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data (dates as ISO strings), e.g. to store or re-send."""

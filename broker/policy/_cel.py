@@ -48,7 +48,7 @@ __all__ = [
 
 RECIPIENT_ATTRS: Final = frozenset({"id", "kind", "name", "localities", "urn", "status"})
 _MEMOISABLE: Final = frozenset(
-    {"type", "sender", "need_level", "child_present", "categories", "service"}
+    {"type", "sender", "need_level", "child_present", "categories", "service", "outcome"}
 )
 # Memoised on what they observe when that is only these: no free text, nothing near unique.
 _VIEW_KEYED: Final = _MEMOISABLE | {"subjects", "safeguarding"}
@@ -322,6 +322,7 @@ def probe_activation() -> tuple[dict[str, Any], dict[str, Any]]:
         "categories": ["probe"],
         "service": "probe",
         "location": "probe",
+        "outcome": "closed",
         "safeguarding": {"concern": False, "justification": "probe"},
         "subjects": [
             {

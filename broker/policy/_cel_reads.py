@@ -50,6 +50,7 @@ EVENT_ATTRS: Final = frozenset(
         "categories",
         "service",
         "location",
+        "outcome",
         "safeguarding",
         "subjects",
     }

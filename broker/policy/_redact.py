@@ -36,6 +36,7 @@ _EVENT_KEYS = {
     "event.categories": "categories",
     "event.location": "location",
     "event.service": "service",
+    "event.outcome": "outcome",
 }
 
 

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("policy", "devkafka"),
     ("audit", "provision"),
     ("pipeline", "sdk", "governance", "deploy"),
-    ("console",),
+    ("console", "desk"),
     ("cli",),
     ("__main__",),
 )

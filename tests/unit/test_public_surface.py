@@ -63,7 +63,8 @@ SURFACES = {
     },
     "broker.events": {
         "ALWAYS_TRAVELS", "CLOCK_SKEW", "EVENT_FIELD_PATHS", "EVENT_TYPES", "FIELD_PATHS",
-        "ROLES", "SUBJECT_FIELD_PATHS", "AccessAck", "ConsentRecord", "ConsentState",
+        "REFERRAL_OUTCOMES", "ReferralOutcome", "ROLES", "SUBJECT_FIELD_PATHS", "AccessAck",
+        "ConsentRecord", "ConsentState",
         "ConsentSubject", "ContactEvent", "Delivery", "EventType", "Role", "Safeguarding",
         "Subject", "WithdrawalNotice", "is_valid_nhs_number", "normalise_name",
         "normalise_nhs_number", "normalise_postcode", "parse_consent", "parse_consents",
