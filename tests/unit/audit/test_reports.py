@@ -100,7 +100,7 @@ def test_agreements_expiring_within_60_days_come_from_the_bundle() -> None:
     from broker.policy import load_bundle
 
     policy = load_bundle(POLICIES)
-    # Three agreements of the project's bundle end on 31 March 2028, one of them suspended;
+    # Four agreements of the project's bundle end on 31 March 2028, one of them suspended;
     # the Wolverhampton MASH agreement ended three months before, and is not listed.
     today = date(2028, 3, 31) - timedelta(days=60)
     expiring = expiring_agreements(policy, today)
@@ -108,6 +108,7 @@ def test_agreements_expiring_within_60_days_come_from_the_bundle() -> None:
         ("operation-encompass", "approved", 60),
         ("safe-haven-referrals", "suspended", 60),
         ("sandwell-early-help", "approved", 60),
+        ("sandwell-referrals", "approved", 60),
     ]
     assert all(e.valid_until == date(2028, 3, 31) for e in expiring)
     assert expiring_agreements(policy, today - timedelta(days=1)) == []
@@ -222,6 +223,7 @@ def test_accord_audit_report_prints_every_section(
         ("operation-encompass", 60),
         ("safe-haven-referrals", 60),
         ("sandwell-early-help", 60),
+        ("sandwell-referrals", 60),
     ]
     code, out, _ = run_cli(["audit", "report", "--db", audit_db_url, "--since", "2026-11-22",
                             "--until", "2026-11-22", "--reason", "audit_sample",

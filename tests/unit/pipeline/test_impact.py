@@ -129,6 +129,8 @@ def changed_policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
             ('sandwell-coord: {purposes: ["*"], recipients: ["*"]}',
              'sandwell-coord: {purposes: ["*"], recipients: ["kind:coordinating_team"]}'),
         ],
+        # Oldbury's COG leaves the bundle, and with it the clause that lets it report back.
+        "agreements/sandwell-referrals.yaml": [("cog-oldbury, ", "")],
         "parties.yaml": [
             ('  cog-oldbury:\n    name: Oldbury Community Operating Group\n    kind: hub\n'
              '    localities: ["B68", "B69"]\n', ""),

@@ -37,7 +37,18 @@ def test_an_agency_may_write_its_own_ingress_and_nothing_else(desired: Desired) 
 def test_a_recipient_reads_its_own_deliveries_with_its_own_groups_and_acknowledges(
     desired: Desired,
 ) -> None:
+    assert _of(desired, "sfh-penn") == {
+        ("topic", deliver("sfh-penn"), "read", False),
+        ("group", "sfh-penn.", "read", True),
+        ("topic", ACCESS, "write", False),
+    }
+
+
+def test_a_hub_that_reports_referral_outcomes_also_writes_its_own_ingress(
+    desired: Desired,
+) -> None:
     assert _of(desired, "cog-tipton") == {
+        ("topic", ingress("cog-tipton"), "write", False),
         ("topic", deliver("cog-tipton"), "read", False),
         ("group", "cog-tipton.", "read", True),
         ("topic", ACCESS, "write", False),
