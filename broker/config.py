@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 import os
+from datetime import date, time
 from pathlib import Path
 from typing import Any, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -34,6 +36,7 @@ __all__ = [
     "KemSuite",
     "KeystoreSettings",
     "OpsEndpoint",
+    "SchoolCalendar",
     "Settings",
     "WorkerSettings",
     "default_home",
@@ -173,6 +176,30 @@ class ConsoleSettings(OpsEndpoint):
     known_device_days: int = Field(default=90, ge=1, le=400)
 
 
+class SchoolCalendar(_Frozen):
+    """When school days start, in which timezone, and which weekdays are closed: the clock of
+    Operation Encompass deadlines (``broker.policy.encompass_deadline``). Weekends are never
+    school days; ``closed`` adds holidays and training days."""
+
+    day_starts: time = time(8, 30)
+    timezone: str = "Europe/London"
+    closed: frozenset[date] = frozenset()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # A typo must be refused, not become UTC silently; ZoneInfo's error is a KeyError,
+        # which pydantic would not report as a validation error.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    def is_school_day(self, day: date) -> bool:
+        return day.weekday() < 5 and day not in self.closed
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ACCORD_", env_nested_delimiter="__", frozen=True, extra="ignore"
@@ -198,6 +225,7 @@ class Settings(BaseSettings):
     envelope: EnvelopeSettings = EnvelopeSettings()
     audit: AuditSettings = AuditSettings()
     console: ConsoleSettings = ConsoleSettings()
+    schools: SchoolCalendar = SchoolCalendar()
     worker: WorkerSettings = WorkerSettings()
     indexer: IndexerSettings = IndexerSettings()
 

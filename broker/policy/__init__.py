@@ -15,6 +15,7 @@ from broker.policy._decision import (
     Reason,
     SubjectScope,
 )
+from broker.policy._encompass import encompass_deadline, is_late
 from broker.policy._model import (
     ARTICLE6_BASES,
     PARTY_KINDS,
@@ -60,6 +61,8 @@ __all__ = [
     "Scenario",
     "ScenarioResult",
     "SubjectScope",
+    "encompass_deadline",
+    "is_late",
     "load_bundle",
     "load_scenarios",
     "redact",

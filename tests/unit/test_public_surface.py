@@ -25,6 +25,7 @@ SURFACES = {
     "broker.config": {
         "AuditSettings", "ConsoleSettings", "EnvelopeSettings", "IndexerSettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "OpsEndpoint",
+        "SchoolCalendar",
         "Settings", "WorkerSettings", "default_home", "load_settings",
     },
     "broker.console": {
@@ -105,8 +106,8 @@ SURFACES = {
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",
         "LawfulBasis",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
-        "SubjectScope", "load_bundle", "load_scenarios", "redact", "run_scenario",
-        "run_scenarios",
+        "SubjectScope", "encompass_deadline", "is_late", "load_bundle", "load_scenarios", "redact",
+        "run_scenario", "run_scenarios",
     },
     "broker.principals": {"Principal"},
     "broker.provision": {

@@ -9,40 +9,16 @@ never school days; holidays and training days come from configuration.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from broker.config import SchoolCalendar
 
-__all__ = ["SchoolCalendar", "encompass_deadline", "is_late"]
+__all__ = ["encompass_deadline", "is_late"]
 
 # A calendar with every day closed would never yield a deadline; a school year has no gap
 # near this long, so hitting it means the configuration is wrong.
 _MAX_CLOSED_RUN = 120
-
-
-class SchoolCalendar(BaseModel):
-    """When school days start, in which timezone, and which weekdays are closed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    day_starts: time = time(8, 30)
-    timezone: str = "Europe/London"
-    closed: frozenset[date] = frozenset()
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        # A typo must be refused, not become UTC silently; ZoneInfo's error is a KeyError,
-        # which pydantic would not report as a validation error.
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
-
-    def is_school_day(self, day: date) -> bool:
-        return day.weekday() < 5 and day not in self.closed
 
 
 def encompass_deadline(notified_at: datetime, calendar: SchoolCalendar) -> datetime:

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, time
 import pytest
 from pydantic import ValidationError
 
-from broker.desk._encompass import SchoolCalendar, encompass_deadline, is_late
+from broker.config import SchoolCalendar
+from broker.policy import encompass_deadline, is_late
 
 CAL = SchoolCalendar()
 
