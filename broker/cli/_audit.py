@@ -188,6 +188,7 @@ def index(
             registry=CollectorRegistry(),
             stale_after=settings.indexer.stale_after_seconds,
             review_deadline=timedelta(days=settings.indexer.override_review_days),
+            schools=settings.schools,
         )
         summary = asyncio.run(_run_indexer(indexer, settings, follow=follow))
         typer.echo(
@@ -321,7 +322,8 @@ def report(
     db: Db = None,
     fmt: RepFmt = ReportFormat.TABLE,
 ) -> None:
-    """Shares and non-shares, overrides awaiting review, quarantine, expiries, unopened.
+    """Shares and non-shares, overrides awaiting review, quarantine, expiries, unopened,
+    Operation Encompass notices read late or not yet read past their deadline.
 
     Like the console's dashboard, the look-up is written to the audit log first.
     """
@@ -344,7 +346,10 @@ def report(
         detail |= {k: v for k, v in (("since", since), ("until", until)) if v is not None}
         keys = keystore(settings, Principal.CONSOLE)
         _record_lookup(settings, keys, store, host, officer=name, page="cli.report", detail=detail)
-        rep = governance_report(store, window, policy=policy, today=datetime.now(UTC).date())
+        now = datetime.now(UTC)
+        rep = governance_report(
+            store, window, policy=policy, today=now.date(), schools=settings.schools, now=now
+        )
     finally:
         store.close()
     typer.echo(report_json(rep) if fmt is ReportFormat.JSON else report_text(rep))

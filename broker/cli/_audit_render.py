@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from broker.governance import DisclosureEntry, GovernanceReport
+from broker.governance import DisclosureEntry, GovernanceReport, late_by_school
 
 _LOG_COLUMNS = (
     ("at", "when"),
@@ -123,6 +123,15 @@ def report_json(rep: GovernanceReport) -> str:
             for r in rep.deliveries
         ],
         "never_opened": [r.recipient for r in rep.never_opened],
+        "operation_encompass": {
+            "late_by_school": late_by_school(list(rep.encompass_late)),
+            "late": [
+                {"school": n.school, "event_id": n.event_id, "notified_at": iso(n.notified_at),
+                 "deadline": iso(n.deadline), "acknowledged_at": iso(n.acknowledged_at),
+                 "state": n.state}
+                for n in rep.encompass_late
+            ],
+        },
     }  # fmt: skip
     return json.dumps(data, indent=2, ensure_ascii=False)
 
@@ -188,4 +197,19 @@ def report_text(rep: GovernanceReport) -> str:
     ]
     never = ", ".join(r.recipient for r in rep.never_opened) or "(none)"
     out += ["", f"Recipients that received records but opened none: {never}"]
-    return "\n".join(out)
+    return "\n".join([*out, "", *_encompass_text(rep)])
+
+
+def _encompass_text(rep: GovernanceReport) -> list[str]:
+    late = rep.encompass_late
+    out = [f"Operation Encompass: notices read late or unread past their deadline: {len(late)}"]
+    if not late:
+        return [*out, "(none)"]
+    counts = ", ".join(f"{school}: {n}" for school, n in late_by_school(list(late)).items())
+    out += [f"By school: {counts}"]
+    rows = [
+        (n.school, n.event_id, n.notified_at.isoformat(), n.deadline.isoformat(),
+         n.acknowledged_at.isoformat() if n.acknowledged_at else "not yet")
+        for n in late
+    ]  # fmt: skip
+    return [*out, table(("school", "event", "notified", "deadline", "acknowledged"), rows)]

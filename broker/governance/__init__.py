@@ -6,7 +6,8 @@ verifying every chain and checkpoint as it goes (:func:`signed_chains` does the 
 read of the topic itself);
 :func:`verify_store` and :func:`verify_records` prove the log intact; :func:`disclosure_log`
 and :func:`governance_report` answer subject access requests and oversight questions;
-:func:`review_override` records a safeguarding override's review, and :func:`record_query` an
+:func:`late_encompass_notices` lists Operation Encompass notices a school read late or not at
+all; :func:`review_override` records a safeguarding override's review, and :func:`record_query` an
 officer's look-up, in the log itself, through a :class:`ChainAppender`, the one writer of a
 console's own chain.
 
@@ -14,6 +15,12 @@ The records, chains and checkpoints themselves are ``broker.audit``'s.
 """
 
 from broker.governance._append import AuditSink, ChainAppender
+from broker.governance._encompass import (
+    EncompassNotice,
+    late_by_school,
+    late_encompass_notices,
+    overdue_encompass_notices,
+)
 from broker.governance._index import (
     Indexer,
     IndexSummary,
@@ -47,6 +54,7 @@ __all__ = [
     "AuditStore",
     "ChainAppender",
     "DisclosureEntry",
+    "EncompassNotice",
     "GovernanceReport",
     "IndexSummary",
     "Indexer",
@@ -59,8 +67,11 @@ __all__ = [
     "disclosure_log",
     "expiring_agreements",
     "governance_report",
+    "late_by_school",
+    "late_encompass_notices",
     "newest_checkpoints",
     "open_store",
+    "overdue_encompass_notices",
     "pending_overrides",
     "read_topic",
     "record_query",

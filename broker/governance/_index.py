@@ -48,7 +48,9 @@ from broker.audit import (
     chain_writer,
     may_write,
 )
+from broker.config import SchoolCalendar
 from broker.errors import ChainBroken, TransportError
+from broker.governance._encompass import overdue_encompass_notices
 from broker.governance._metrics import IndexMetrics
 from broker.governance._reports import OVERRIDE_REVIEW_DEADLINE, overdue_overrides
 from broker.governance._signed import Offered, SignedTip
@@ -58,6 +60,7 @@ from broker.governance._store import (
     IndexBatch,
     IndexedRecord,
     RefusedMessage,
+    is_encompass_notice,
 )
 from broker.kafka import KafkaClients, stop_quietly, translated
 from broker.ops import OK, Check, Heartbeat
@@ -65,8 +68,8 @@ from broker.topics import AUDIT
 
 log = structlog.get_logger("accord.audit")
 
-# Overrides become overdue as time passes, not only as batches arrive: counted again at least
-# this often (and after any batch holding an override or a review). One small query.
+# Overrides and Encompass notices become overdue as time passes, not only as batches arrive:
+# counted again at least this often (and after any batch that changes either). Small queries.
 _OVERDUE_EVERY_S = 60.0
 
 
@@ -240,7 +243,8 @@ class Indexer:
     """Consumes the audit topic (read_committed) into ``store`` from the offsets it holds.
 
     With a ``registry`` it counts what it indexes and refuses there, and gauges what waits
-    (records no checkpoint covers yet, overrides past ``review_deadline`` unreviewed);
+    (records no checkpoint covers yet, overrides past ``review_deadline`` unreviewed,
+    Operation Encompass notices past their deadline on the ``schools`` calendar unread);
     ``live()`` and ``ready()`` answer an ops server's probes (ready: consuming, and caught up
     at least once). ``clock`` is wall-clock time (Unix seconds).
     """
@@ -256,6 +260,7 @@ class Indexer:
         registry: CollectorRegistry | None = None,
         stale_after: float = 30.0,
         review_deadline: timedelta = OVERRIDE_REVIEW_DEADLINE,
+        schools: SchoolCalendar | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -265,6 +270,7 @@ class Indexer:
         self.tracker = ChainTracker(store, verifier, topic=topic)
         self.metrics = IndexMetrics(registry, clock=clock) if registry is not None else None
         self.review_deadline = review_deadline
+        self.schools = schools or SchoolCalendar()
         self._clock = clock
         self._overdue_counted: float | None = None  # monotonic time of the last count
         self.heartbeat = Heartbeat(stale_after)
@@ -337,7 +343,7 @@ class Indexer:
         if self.metrics is not None:
             summary = self.tracker.summary
             self.metrics.committed(summary.indexed, summary.refused, self.tracker.heads)
-            if any(_touches_overrides(r.record) for r in batch.records):
+            if any(_touches_deadlines(r.record) for r in batch.records):
                 self._overdue_counted = None  # count again now: the backlog changed
             self._measure_backlog()
         return True
@@ -351,9 +357,17 @@ class Indexer:
         if self._overdue_counted is not None and now - self._overdue_counted < _OVERDUE_EVERY_S:
             return
         self._overdue_counted = now
+        self.measure_deadlines()
+
+    def measure_deadlines(self) -> None:
+        """Count, at the clock's time, overrides past their review deadline and Encompass
+        notices past theirs, unacknowledged (unthrottled: ``_measure_backlog`` throttles)."""
+        if self.metrics is None:
+            return
         at = datetime.fromtimestamp(self._clock(), UTC)
         overdue = overdue_overrides(self.store, at, deadline=self.review_deadline)
         self.metrics.overrides_overdue.set(len(overdue))
+        self.metrics.encompass(overdue_encompass_notices(self.store, self.schools, at))
 
     async def _measure_lag(self, consumer: Any, tps: list[Any]) -> None:
         if self.metrics is None:
@@ -366,11 +380,14 @@ class Indexer:
         self.metrics.lag.set(behind)
 
 
-def _touches_overrides(rec: AuditRecord) -> bool:
-    """An override decision or a review: what changes the overrides awaiting review."""
-    if rec.kind is AuditKind.OVERRIDE_REVIEWED:
+def _touches_deadlines(rec: AuditRecord) -> bool:
+    """What changes the overrides awaiting review (an override decision, a review) or the
+    Encompass notices awaiting their school (a notice, an opening)."""
+    if rec.kind in (AuditKind.OVERRIDE_REVIEWED, AuditKind.OPENED):
         return True
-    return rec.kind is AuditKind.DECIDED and rec.data.get("outcome") == "shared_override"
+    if rec.kind is not AuditKind.DECIDED:
+        return False
+    return rec.data.get("outcome") == "shared_override" or is_encompass_notice(rec)
 
 
 async def _assign(consumer: Any, topic: str) -> list[Any]:

@@ -1,6 +1,7 @@
 """Prometheus metrics of the audit indexer, registered on an injected ``CollectorRegistry``.
 
-Labels are refusal reasons only (a fixed set, ``_index``): never a chain, a seq or a person.
+Labels are refusal reasons (a fixed set, ``_index``) and, for Operation Encompass, the school's
+party id: never a chain, a seq, an event or a person.
 The gauges of what waits (records no checkpoint covers yet, overrides past their review
 deadline) are numbers only: which chain or which override is for ``accord audit`` to say.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from broker.audit import AuditRecord
+from broker.governance._encompass import EncompassNotice
 from broker.governance._store import ChainHead
 
 
@@ -62,6 +64,43 @@ class IndexMetrics:
             "Safeguarding overrides whose review deadline has passed without a review.",
             registry=registry,
         )
+        self.encompass_overdue = Gauge(
+            "accord_audit_encompass_overdue",
+            "Operation Encompass notices past their deadline (the start of the next school "
+            "day) that the school has not acknowledged, by school.",
+            ["school"],
+            registry=registry,
+        )
+        self.encompass_late = Counter(
+            "accord_audit_encompass_late",
+            "Operation Encompass notices this indexer saw pass their deadline unacknowledged, "
+            "by school (each notice once).",
+            ["school"],
+            registry=registry,
+        )
+        self._overdue_schools: set[str] = set()
+        self._late_seen: set[tuple[str, str]] = set()
+
+    def encompass(self, overdue: Iterable[EncompassNotice]) -> None:
+        """The notices overdue now: gauged by school, and each newly overdue one counted.
+
+        A notice leaves the overdue set only when acknowledged, and never comes back, so the
+        set remembered is exactly what has been counted and is still overdue.
+        """
+        now: dict[str, int] = {}
+        seen: set[tuple[str, str]] = set()
+        for n in overdue:
+            now[n.school] = now.get(n.school, 0) + 1
+            key = (n.event_id, n.school)
+            seen.add(key)
+            if key not in self._late_seen:
+                self.encompass_late.labels(school=n.school).inc()
+        self._late_seen = seen
+        for school in self._overdue_schools - set(now):
+            self.encompass_overdue.labels(school=school).set(0)
+        for school, count in now.items():
+            self.encompass_overdue.labels(school=school).set(count)
+        self._overdue_schools |= set(now)
 
     def holding(self, waiting: Iterable[AuditRecord]) -> None:
         """The records read but not yet covered by their writer's checkpoint, now.

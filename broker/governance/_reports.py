@@ -12,7 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from broker.audit import AuditKind, AuditRecord
+from broker.config import SchoolCalendar
 from broker.errors import UsageError
+from broker.governance._encompass import EncompassNotice, late_encompass_notices
 from broker.governance._store import AuditStore, Window
 from broker.linkage import Linker
 
@@ -214,6 +216,9 @@ class GovernanceReport:
     quarantine: tuple[tuple[str, int], ...]
     expiring: tuple[ExpiringAgreement, ...] | None  # None: no policy bundle was given
     deliveries: tuple[RecipientOpenings, ...]
+    # Operation Encompass notices decided in the window that were acknowledged late or are
+    # still open past their deadline, by school.
+    encompass_late: tuple[EncompassNotice, ...] = ()
 
     @property
     def never_opened(self) -> tuple[RecipientOpenings, ...]:
@@ -274,8 +279,11 @@ def governance_report(
     policy: Policy | None = None,
     today: date | None = None,
     expiry_days: int = 60,
+    schools: SchoolCalendar | None = None,
+    now: datetime | None = None,
 ) -> GovernanceReport:
-    """Shares and non-shares, the override backlog, quarantine, expiries, unopened deliveries."""
+    """Shares and non-shares, the override backlog, quarantine, expiries, unopened
+    deliveries, and Encompass notices late at ``now`` on the ``schools`` calendar."""
     decisions = sorted(
         (DecisionCount(*row) for row in store.decision_counts(window)),
         key=lambda c: (c.agreement_id or "", c.recipient, c.outcome, c.reason or ""),
@@ -293,4 +301,9 @@ def governance_report(
         quarantine=tuple(store.quarantine_counts(window)),
         expiring=expiring,
         deliveries=tuple(RecipientOpenings(*row) for row in store.delivery_counts(window)),
+        encompass_late=tuple(
+            late_encompass_notices(
+                store, schools or SchoolCalendar(), now or datetime.now(UTC), window
+            )
+        ),
     )

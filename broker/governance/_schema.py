@@ -22,6 +22,11 @@ Tables:
 - ``audit_refused`` (2): messages of the topic the indexer refused (undecodable, a foreign
   chain, a kind the writer may not write, a record no signed checkpoint covers, a rewrite of
   indexed history): their position, chain and seq when known, the reason and a digest.
+- ``encompass_notices`` (3): the Operation Encompass notices, one row per decision that
+  shared a ``police.domestic_incident`` with a school (``ENCOMPASS_NOTICE``): event, school,
+  when it was decided, and the decision's place in its chain. Its acknowledgement is the first
+  ``opened`` record of that event by that school, looked up in ``audit_records``; its deadline
+  is computed when asked, from the school calendar then configured.
 """
 
 from __future__ import annotations
@@ -100,6 +105,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             digest TEXT NOT NULL,
             PRIMARY KEY (topic, kafka_partition, kafka_offset)
         )""",
+    ),
+    # 3: Operation Encompass notices (and those an index made before it already holds).
+    (
+        """CREATE TABLE encompass_notices (
+            event_id TEXT NOT NULL,
+            party TEXT NOT NULL,
+            notified_at TEXT NOT NULL,
+            chain TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            PRIMARY KEY (event_id, party)
+        )""",
+        "CREATE INDEX encompass_notices_notified ON encompass_notices (notified_at)",
+        # The body is canonical JSON (no spaces, one spelling per value), so a substring
+        # match on it is exact; both databases speak LIKE, not each other's JSON functions.
+        "INSERT INTO encompass_notices (event_id, party, notified_at, chain, seq) "
+        "SELECT event_id, party, at, chain, seq FROM audit_records WHERE kind = 'decided' "
+        "AND outcome IN ('shared', 'shared_override') AND event_id IS NOT NULL "
+        "AND party IS NOT NULL "
+        """AND body LIKE '%"event_type":"police.domestic_incident"%' """
+        """AND body LIKE '%"recipient_kind":"school"%' """
+        "ON CONFLICT (event_id, party) DO NOTHING",
     ),
 )
 

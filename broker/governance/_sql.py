@@ -21,10 +21,13 @@ from broker.governance._store import (
     AuditStore,
     ChainHead,
     IndexBatch,
+    NoticeRow,
     OverrideReview,
     StoredRow,
     Window,
     derived_columns,
+    is_encompass_notice,
+    parse_sql_time,
     sql_time,
 )
 
@@ -55,6 +58,9 @@ class SqlAuditStore:
     def _sql(self, sql: str) -> str:
         return sql
 
+    def _params(self, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        return params
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
         raise NotImplementedError
@@ -72,7 +78,7 @@ class SqlAuditStore:
     # -- plumbing -------------------------------------------------------------------------
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cur = self._conn.execute(self._sql(sql), tuple(params))
+        cur = self._conn.execute(self._sql(sql), self._params(tuple(params)))
         if cur.description is None:
             return []
         return list(cur.fetchall())
@@ -149,6 +155,12 @@ class SqlAuditStore:
                     )
                 if rec.kind is AuditKind.OVERRIDE_REVIEWED:
                     self._add_review(rec)
+                if is_encompass_notice(rec):
+                    self._q(
+                        "INSERT INTO encompass_notices (event_id, party, notified_at, chain, seq) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id, party) DO NOTHING",
+                        (rec.event_id, rec.party, sql_time(rec.at), rec.chain, rec.seq),
+                    )
             for head in batch.heads.values():
                 self._q(
                     "INSERT INTO chain_heads (chain, seq, hash, broken_seq, error) "
@@ -314,6 +326,25 @@ class SqlAuditStore:
         )
         return found[0] if found else None
 
+    def encompass_notices(self, window: Window, *, unacknowledged: bool = False) -> list[NoticeRow]:
+        # Acknowledged when the broker recorded the school's first opening (its ``opened``
+        # record's own time): a school's clock cannot make a late notice look on time.
+        acked = (
+            "SELECT MIN(o.at) FROM audit_records o WHERE o.kind = 'opened' "
+            "AND o.event_id = n.event_id AND o.party = n.party"
+        )
+        rows = self._q(
+            f"SELECT n.event_id, n.party, n.notified_at, ({acked}) AS acked "  # noqa: S608  # constant SQL, values are bound
+            "FROM encompass_notices n WHERE n.notified_at >= ? AND n.notified_at < ? "
+            + (f"AND ({acked}) IS NULL " if unacknowledged else "")
+            + "ORDER BY n.notified_at, n.party, n.event_id",
+            window.bounds(),
+        )
+        return [
+            NoticeRow(str(e), str(p), parse_sql_time(str(n)), parse_sql_time(str(a)) if a else None)
+            for e, p, n, a in rows
+        ]
+
     def review_of(self, event_id: str, party: str) -> OverrideReview | None:
         rows = self._q(
             "SELECT event_id, party, reviewed_by, note, reviewed_at, chain, seq "
@@ -392,6 +423,10 @@ class PostgresAuditStore(SqlAuditStore):
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
+
+    def _params(self, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        # None, not (): psycopg then reads no placeholders, so a LIKE pattern's '%' is itself.
+        return params or None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:

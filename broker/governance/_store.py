@@ -144,6 +144,39 @@ def derived_columns(rec: AuditRecord) -> dict[str, Any]:
     }
 
 
+#: What makes a decision an Operation Encompass notice: a police domestic incident shared with
+#: a school (operation-encompass.yaml's ``encompass`` clause, or any clause doing the same).
+ENCOMPASS_EVENT_TYPE = "police.domestic_incident"
+ENCOMPASS_RECIPIENT_KIND = "school"
+
+
+def is_encompass_notice(rec: AuditRecord) -> bool:
+    data = rec.data
+    return (
+        rec.kind is AuditKind.DECIDED
+        and rec.event_id is not None
+        and rec.party is not None
+        and data.get("outcome") in ("shared", "shared_override")
+        and data.get("event_type") == ENCOMPASS_EVENT_TYPE
+        and data.get("recipient_kind") == ENCOMPASS_RECIPIENT_KIND
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRow:
+    """An Encompass notice as indexed: the event, the school, when the decision sent it, and
+    when the school first acknowledged it (its first ``opened`` record), if it has."""
+
+    event_id: str
+    school: str
+    notified_at: datetime
+    acknowledged_at: datetime | None
+
+
+def parse_sql_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -235,5 +268,10 @@ class AuditStore(Protocol):
         ...
 
     def find_decision(self, event_id: str, party: str) -> AuditRecord | None: ...
+
+    def encompass_notices(self, window: Window, *, unacknowledged: bool = False) -> list[NoticeRow]:
+        """Encompass notices decided in the window (only those never acknowledged, with
+        ``unacknowledged``), oldest first."""
+        ...
 
     def review_of(self, event_id: str, party: str) -> OverrideReview | None: ...

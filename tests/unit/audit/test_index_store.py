@@ -14,10 +14,10 @@ from tests.unit.audit.conftest import index_records, worker_chain
 def test_migrations_are_versioned_and_reapplying_them_changes_nothing(
     store: AuditStore, audit_db_url: str, audit_home: object
 ) -> None:
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     again = open_store(audit_db_url, home=audit_home)  # type: ignore[arg-type]
     try:
-        assert again.schema_version() == 2
+        assert again.schema_version() == 3
         assert again.count() == 0
     finally:
         again.close()

@@ -83,7 +83,8 @@ def test_every_rule_says_how_bad_and_what_happened() -> None:
 
 #: The only labels the rules' templates may name: roles and codes, never a person, a chain,
 #: a sequence number or an address.
-_TEMPLATE_LABELS = {"job", "topic", "reason", "certificate", "sender", "recipient", "outcome"}
+_TEMPLATE_LABELS = {"job", "topic", "reason", "certificate", "sender", "recipient", "outcome",
+                    "school"}  # fmt: skip
 
 
 def test_the_templates_name_only_parties_reasons_and_roles() -> None:
@@ -102,6 +103,7 @@ def test_the_rules_cover_what_the_runbook_promises() -> None:
         "accord_audit_chains_broken", "accord_audit_unsigned_oldest_seconds",
         "accord_audit_index_lag", "accord_audit_last_indexed_timestamp_seconds",
         "accord_audit_overrides_overdue", "accord_console_audit_writes_total",
+        "accord_audit_encompass_overdue",
         "accord_console_sign_ins_total", "accord_tls_certificate_expiry_timestamp_seconds",
     }  # fmt: skip
     queried = set().union(*(promql_metric_names(e) for e in exprs.values()))
