@@ -9,7 +9,8 @@ audit index (SQLite and PostgreSQL) then gives the child's disclosure log, as ``
 subject --nhs-number`` prints it and the console's child page shows it: the referral
 decision, the outcome decision and both openings with the users' names and purposes. A
 referral without consent is decided ``not_shared``/``consent-missing``, audited, delivered to
-no one.
+no one. A police incident about that child is an Operation Encompass notice to the child's
+school; unread, ``accord audit report`` shows it late from its deadline on, and not before.
 """
 
 from __future__ import annotations
@@ -20,20 +21,21 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import broker.cli._audit
 from broker.audit import AuditKind, AuditRecord
 from broker.cli import main
-from broker.config import load_settings
+from broker.config import SchoolCalendar, load_settings
 from broker.console import UserFile
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import InMemoryReplayGuard, Opener
 from broker.keys import FileKeyStore
-from broker.policy import Policy, load_bundle
+from broker.policy import Policy, encompass_deadline, load_bundle
 from broker.sdk import Delivery, Publisher, Subscriber
 from broker.synthetic import SyntheticFamilies
 from broker.topics import deliver
@@ -44,6 +46,7 @@ from tests.kafka_helpers import clients, kafka_env, provisioned
 pytestmark = pytest.mark.slow
 
 COORD, COG = "sandwell-coord", "cog-tipton"  # the child lives in Tipton (DY4)
+SCHOOL = "school-146201"
 COG_USER, COORD_USER = "cog-tipton/a.khan", "sandwell-coord/j.patel"
 OFFICER, PASSWORD = "ig-jo", "correct horse battery staple"
 
@@ -136,6 +139,17 @@ async def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int
     return code, out.out, out.err
 
 
+def _frozen(at: datetime) -> type[datetime]:
+    """``datetime`` whose ``now`` is ``at``: the report's clock, moved rather than waited for."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Frozen:
+            return cls.fromtimestamp(at.timestamp(), tz)
+
+    return Frozen
+
+
 def _hubs(policy: Policy) -> list[str]:
     return [p for p, party in policy.bundle.parties.items() if party.kind == "hub"]
 
@@ -151,7 +165,8 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
     fam = SyntheticFamilies(seed=1515)
     family = fam.faker.last_name()
     child = fam.subject("child", family_name=family, postcode="DY4 7AA", age=8)
-    other = fam.subject("child", family_name=fam.faker.last_name(), postcode="DY4 8QT", age=6)
+    other = fam.subject("child", family_name=fam.faker.last_name(), postcode="DY4 8QT", age=6,
+                        school_urn=SCHOOL.removeprefix("school-"))  # fmt: skip
     now = datetime.now(UTC)
 
     worker = WorkerProcess(tmp_path, keys, bootstrap, PROJECT_POLICIES)
@@ -209,6 +224,16 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
         audit = await _until(bootstrap, lambda a: bool(_decided(a, uid)) and sum(
             r.kind is AuditKind.OPENED for r in a) >= 2, worker)  # fmt: skip
         assert _decided(audit, uid) == {COG: ("not_shared", "consent-missing")}
+
+        # A police incident about that child: an Operation Encompass notice to the school,
+        # which nobody there opens.
+        incident = fam.event("police.domestic_incident", "wmp", subjects=[other],
+                             occurred_at=datetime.now(UTC))  # fmt: skip
+        async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
+            await pub.publish(incident)
+        iid = incident["event_id"]
+        audit = await _until(bootstrap, lambda a: SCHOOL in _decided(a, iid), worker)
+        assert _decided(audit, iid)[SCHOOL] == ("shared", None)
         assert worker.alive()
     finally:
         worker.stop()
@@ -220,7 +245,11 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
     # Exactly one record reached the COG, nothing reached any other hub.
     for hub in _hubs(policy):
         assert await _delivered_ids(bootstrap, keys, hub) == ([rid] if hub == COG else []), hub
-    assert await _delivered_ids(bootstrap, keys, COORD) == [oid]
+    assert sorted(await _delivered_ids(bootstrap, keys, COORD)) == sorted([oid, iid])
+    assert await _delivered_ids(bootstrap, keys, SCHOOL) == [iid]
+    [notice] = [r for r in audit if r.kind is AuditKind.DECIDED and r.event_id == iid
+                and r.party == SCHOOL]  # fmt: skip
+    deadline = encompass_deadline(notice.at, SchoolCalendar())
 
     # The governance side: index, then the child's disclosure log, on both backends.
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
@@ -254,3 +283,16 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
         # Nothing personal in what the officer is shown: ids, names of users, field paths.
         for value in (child["given_name"], child["family_name"], child["dob"], "DY4 7AA"):
             assert value not in out
+
+        # The unread notice: not late a second before its deadline, late a second after.
+        for at, late in ((deadline - timedelta(seconds=1), []), (deadline + timedelta(seconds=1),
+                         [(SCHOOL, iid, None, "open past deadline")])):  # fmt: skip
+            monkeypatch.setattr(broker.cli._audit, "datetime", _frozen(at))
+            code, out, err = await _cli(
+                ["audit", "report", "--db", url, "--format", "json", "--reason", "oversight",
+                 "--as", OFFICER, "--password-stdin"], capsys,
+            )  # fmt: skip
+            assert (code, err) == (0, ""), err
+            got = json.loads(out)["operation_encompass"]["late"]
+            assert [(n["school"], n["event_id"], n["acknowledged_at"], n["state"])
+                    for n in got] == late  # fmt: skip
