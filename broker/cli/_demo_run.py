@@ -2,7 +2,9 @@
 
 Kafka (embedded), keys for every party, the worker, agencies publishing a steady stream of
 realistic synthetic events through the SDK, and subscribers for the co-ordinating team and two
-hubs printing what they receive (one line per record: ids, outcome and field names only).
+hubs printing what they receive (one line per record: ids, outcome and field names only);
+then, scripted, one referral to a hub and its outcome back, through the broker
+(``_demo_loop``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from broker.config import Settings, WorkerSettings
+from broker.errors import AccordError
 from broker.kafka import KafkaClients, client_settings
 from broker.keys import FileKeyStore, init_keystores
 from broker.pipeline import Worker, WorkerOptions, serve
@@ -33,16 +36,24 @@ _TARGET_DISTRICTS = ("DY4", "WS10", "B69", "B70", "B66", "WV10", "WV11", "WV14",
 
 
 def _routes(policy: Policy) -> dict[str, list[str]]:
-    """Which event types each active agency can send under an in-force agreement."""
+    """Which contact event types each active agency can send under an in-force agreement.
+
+    Referrals and outcomes are the desk's, not the agencies': the scripted referral loop
+    (``_demo_loop``) sends those.
+    """
     routes: dict[str, set[str]] = {}
     for agreement in policy.bundle.agreements:
         if agreement.status != "approved":
             continue
         for clause in agreement.clauses:
+            if all(t.startswith("coordination.") for t in clause.event_types):
+                continue
             for sender in clause.from_:
                 party = policy.bundle.parties.get(sender)
                 if party is not None and party.status == "active":
-                    routes.setdefault(sender, set()).update(clause.event_types)
+                    routes.setdefault(sender, set()).update(
+                        t for t in clause.event_types if not t.startswith("coordination.")
+                    )
     return {s: sorted(t) for s, t in sorted(routes.items())}
 
 
@@ -203,6 +214,21 @@ async def _console(
         store.close()
 
 
+async def _loop(
+    kafka: Callable[[str], KafkaClients],
+    keys: Callable[[str], FileKeyStore],
+    policy: Policy,
+    say: Callable[[str], None],
+) -> None:
+    """The scripted referral loop; a failure there is said, and the demo carries on."""
+    from broker.cli._demo_loop import referral_loop
+
+    try:
+        await referral_loop(kafka, keys, policy, say=say)
+    except AccordError as exc:
+        say(f"referral loop stopped: {exc}")
+
+
 async def run_demo(
     settings: Settings, *, duration: float | None, rate: float, metrics_port: int
 ) -> None:
@@ -255,6 +281,7 @@ async def run_demo(
     tasks += [
         asyncio.create_task(_recipient(kafka(p), keys, p, stop=stop, say=say)) for p in coord + hubs
     ]
+    tasks += [asyncio.create_task(_loop(kafka, keys, policy, say))]
     say(f"agencies publishing ~{rate:g} events/s; printing what {', '.join(coord + hubs)} receive")
     try:
         if duration is None:

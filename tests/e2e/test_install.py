@@ -195,6 +195,9 @@ def test_the_demo_runs_the_broker_end_to_end_and_serves_the_console(
         assert "worker running" in out
         assert console_answered, out
         assert "→ sandwell-coord" in out, out  # a recipient opened what it was sent
+        # The scripted referral loop: the COG got the referral, the team got the outcome.
+        assert "referral loop 2/4: the worker decided shared to cog-" in out, out
+        assert "referral loop 4/4: the worker decided shared to sandwell-coord" in out, out
         assert "demo stopped; Kafka keeps running" in out
 
         verify = _accord(server_bin, "audit", "verify", env=demo_env)

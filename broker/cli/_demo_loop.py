@@ -1,0 +1,142 @@
+"""The demo's referral loop: the broker's half of the recipients' desk, scripted.
+
+Once the synthetic agencies are publishing, the co-ordinating team records one synthetic
+family's consent to early help and refers the child; the worker decides the referral under
+the bundle's agreements; the COG for the child's town receives and opens it and sends its
+outcome back, which the worker decides in turn and the co-ordinating team receives. Each
+step is printed: who decided what, under which clause, and what came back (ids, parties,
+clauses and field names only, never the family's details).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from broker.events import parse_consents, parse_event
+from broker.kafka import KafkaClients
+from broker.keys import FileKeyStore
+from broker.policy import Policy
+from broker.sdk import Delivery, Publisher, Subscriber
+from broker.synthetic import SyntheticFamilies
+
+REFERRAL, OUTCOME = "coordination.referral", "coordination.referral_outcome"
+_WAIT_S = 30.0
+
+
+def referral_parties(policy: Policy) -> tuple[str, str] | None:
+    """(co-ordinating team, town district) for the first approved clause referring to hubs,
+    the district the first hub that reports outcomes covers; None if the bundle has none."""
+    teams = [s for a in policy.bundle.agreements if a.status == "approved"
+             for c in a.clauses if REFERRAL in c.event_types for s in c.from_]  # fmt: skip
+    reporting = [s for a in policy.bundle.agreements if a.status == "approved"
+                 for c in a.clauses if OUTCOME in c.event_types for s in c.from_]  # fmt: skip
+    parties = policy.bundle.parties
+    for hub in reporting:
+        party = parties.get(hub)
+        if party is None or party.kind != "hub" or not party.localities or not teams:
+            continue
+        return teams[0], party.localities[0]
+    return None
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def _first(
+    sub: Subscriber, event_id: str, *, by: str, say: Callable[[str], None]
+) -> Delivery | None:
+    """Poll ``sub`` until the delivery of ``event_id`` (opened, as ``by``) or the wait ends."""
+    deadline = asyncio.get_running_loop().time() + _WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        for record in await sub.poll(0.5):
+            m = record.message
+            if isinstance(m, Delivery) and m.event_id == event_id:
+                await record.opened(by=by, purpose=m.purpose)
+                return m
+    say(f"referral loop: nothing arrived for {event_id} within {_WAIT_S:g} s")
+    return None
+
+
+def _fields(view: dict[str, Any]) -> str:
+    keys = {k for s in view.get("subjects", []) for k in s} | set(view) - {"subjects", "sharing"}
+    return ", ".join(sorted(keys))
+
+
+async def referral_loop(
+    kafka: Callable[[str], KafkaClients],
+    keys: Callable[[str], FileKeyStore],
+    policy: Policy,
+    *,
+    say: Callable[[str], None],
+    delay: float = 3.0,
+) -> None:
+    """Run the scripted loop once, ``delay`` seconds after the agencies started."""
+    found = referral_parties(policy)
+    if found is None:
+        say("referral loop: the bundle has no referral agreement; skipped")
+        return
+    team, district = found
+    await asyncio.sleep(delay)
+    fam = SyntheticFamilies(seed=uuid.uuid4().int & 0xFFFFFFFF)
+    family = fam.faker.last_name()
+    child = fam.subject("child", family_name=family, postcode=fam.postcode((district,)), age=7)
+    now = datetime.now(UTC)
+    consent = {"subject": {"nhs_number": child["nhs_number"]}, "state": "given",
+               "purposes": ["early_help"], "recipients": ["kind:hub"], "recorded_by": team,
+               "recorded_at": _iso(now - timedelta(minutes=1))}  # fmt: skip
+    referral: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()), "type": REFERRAL, "sender": team,
+        "occurred_at": _iso(now), "reference": f"DEMO-REF-{uuid.uuid4().hex[:6].upper()}",
+        "need_level": 3, "summary": "Contacts from two agencies in a month; family agreed.",
+        "categories": ["domestic_abuse"], "subjects": [child],
+    }  # fmt: skip
+    rid = referral["event_id"]
+    decisions = policy.decide(
+        parse_event(referral, now=now), parse_consents([consent], now=now), at=now
+    )
+    hubs = [d.recipient for d in decisions if d.shares]
+    if not hubs:
+        say("referral loop: the policy shares the referral with no hub; skipped")
+        return
+    hub = hubs[0]
+    say(f"referral loop 1/4: {team} records the family's consent (early_help, kind:hub) and "
+        f"refers a child in {district} (referral {rid})")  # fmt: skip
+    async with (
+        Subscriber(hub, keys(hub), kafka(hub), f"{hub}.demo-loop", replay_memory=None) as at_hub,
+        Subscriber(team, keys(team), kafka(team), f"{team}.demo-loop", replay_memory=None) as back,
+    ):
+        async with Publisher(team, keys(team), kafka(team)) as pub:
+            await pub.publish_consent(consent)
+            await pub.publish(referral)
+        got = await _first(at_hub, rid, by=f"{hub}/duty-worker", say=say)
+        if got is None:
+            return
+        basis = ", ".join(got.lawful_basis.values())
+        say(f"referral loop 2/4: the worker decided {got.outcome} to {hub} under "
+            f"{', '.join(got.clauses)} (purpose {got.purpose}, basis {basis}); "
+            f"{hub} opened it: {_fields(got.view)}")  # fmt: skip
+        [person] = got.view["subjects"]
+        outcome: dict[str, Any] = {
+            "event_id": str(uuid.uuid4()), "type": OUTCOME, "sender": hub,
+            "occurred_at": _iso(datetime.now(UTC)), "reference": rid,
+            "outcome": "support_offered", "need_level": got.view.get("need_level", 3),
+            "summary": "Family support worker allocated; first visit booked.",
+            "subjects": [{k: v for k, v in person.items()
+                          if k in ("role", "nhs_number", "given_name", "family_name", "dob")}],
+        }  # fmt: skip
+        async with Publisher(hub, keys(hub), kafka(hub)) as pub:
+            await pub.publish(outcome)
+        say(f"referral loop 3/4: {hub} sends its outcome, support_offered "
+            f"(outcome {outcome['event_id']}, reference = the referral)")  # fmt: skip
+        answer = await _first(back, outcome["event_id"], by=f"{team}/duty-worker", say=say)
+        if answer is None:
+            return
+        say(f"referral loop 4/4: the worker decided {answer.outcome} to {team} under "
+            f"{', '.join(answer.clauses)}; {team} received {answer.view.get('outcome')} for "
+            f"referral {answer.view.get('reference')}. Both decisions and both openings are in "
+            "the child's disclosure log")  # fmt: skip
