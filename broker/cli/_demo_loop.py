@@ -73,9 +73,9 @@ async def referral_loop(
     policy: Policy,
     *,
     say: Callable[[str], None],
-    delay: float = 3.0,
+    delay: float = 1.0,
 ) -> None:
-    """Run the scripted loop once, ``delay`` seconds after the agencies started."""
+    """Run the scripted loop once, after ``delay`` seconds (the agencies' stream flowing)."""
     found = referral_parties(policy)
     if found is None:
         say("referral loop: the bundle has no referral agreement; skipped")

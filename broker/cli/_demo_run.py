@@ -110,20 +110,21 @@ async def _agencies(
     rate: float,
     stop: asyncio.Event,
     say: Callable[[str], None],
+    flowing: asyncio.Event,
 ) -> None:
+    """Publish the synthetic stream until ``stop``; ``flowing`` is set after the first event."""
     seed = secrets.randbits(32)  # a fresh stream each run: event ids must never repeat
     rng = random.Random(seed)  # noqa: S311  # synthetic data, not cryptography
     fam = SyntheticFamilies(seed=seed, today=datetime.now(UTC).date())
     routes = _routes(policy)
     urns = _school_urns(policy)
     publishers = {s: Publisher(s, keys(s), kafka(s)) for s in routes}
-    for pub in publishers.values():
-        await pub.start()
     coord = next(
         p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"
     )
     consent_pub = Publisher(coord, keys(coord), kafka(coord))
-    await consent_pub.start()
+    # Together: each is a TLS and SCRAM login, and a dozen one after another is a slow start.
+    await asyncio.gather(*(pub.start() for pub in [*publishers.values(), consent_pub]))
     sent = 0
     try:
         while not stop.is_set():
@@ -141,6 +142,7 @@ async def _agencies(
                     }
                 )
             await publishers[sender].publish(event)
+            flowing.set()
             sent += 1
             if sent % 25 == 0:
                 say(f"agencies: {sent} events published")
@@ -219,10 +221,13 @@ async def _loop(
     keys: Callable[[str], FileKeyStore],
     policy: Policy,
     say: Callable[[str], None],
+    flowing: asyncio.Event,
 ) -> None:
-    """The scripted referral loop; a failure there is said, and the demo carries on."""
+    """The scripted referral loop, once the agencies' stream flows; a failure there is said,
+    and the demo carries on."""
     from broker.cli._demo_loop import referral_loop
 
+    await flowing.wait()
     try:
         await referral_loop(kafka, keys, policy, say=say)
     except AccordError as exc:
@@ -277,11 +282,16 @@ async def run_demo(
     coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
         :1
     ]
-    tasks += [asyncio.create_task(_agencies(kafka, keys, policy, rate=rate, stop=stop, say=say))]
+    flowing = asyncio.Event()
+    tasks += [
+        asyncio.create_task(
+            _agencies(kafka, keys, policy, rate=rate, stop=stop, say=say, flowing=flowing)
+        )
+    ]
     tasks += [
         asyncio.create_task(_recipient(kafka(p), keys, p, stop=stop, say=say)) for p in coord + hubs
     ]
-    tasks += [asyncio.create_task(_loop(kafka, keys, policy, say))]
+    tasks += [asyncio.create_task(_loop(kafka, keys, policy, say, flowing))]
     say(f"agencies publishing ~{rate:g} events/s; printing what {', '.join(coord + hubs)} receive")
     try:
         if duration is None:
