@@ -150,6 +150,13 @@ def _frozen(at: datetime) -> type[datetime]:
     return Frozen
 
 
+def _bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
 def _hubs(policy: Policy) -> list[str]:
     return [p for p, party in policy.bundle.parties.items() if party.kind == "hub"]
 
@@ -251,6 +258,11 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
                 and r.party == SCHOOL]  # fmt: skip
     deadline = encompass_deadline(notice.at, SchoolCalendar())
 
+    # Nothing personal or free-text of the referral in the worker's log (or, below, the index).
+    personal = [child[k] for k in ("given_name", "family_name", "dob", "nhs_number")]
+    personal += [referral["reference"], referral["summary"], outcome["summary"]]
+    assert not [v for v in personal if v in worker.log.read_text()]
+
     # The governance side: index, then the child's disclosure log, on both backends.
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     for name, value in kafka_env(bootstrap).items():  # as the indexer, the console
@@ -259,6 +271,11 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
         code, _, err = await _cli(["audit", "index", "--db", url], capsys)
         assert (code, err) == (0, ""), err
+        if url.startswith("sqlite"):
+            # The write-ahead log too: what was committed may not be in the main file yet.
+            db = b"".join(_bytes(tmp_path / name) for name in ("audit.db", "audit.db-wal"))
+            assert b"coord-refers-to-cog" in db  # the decisions are in there
+            assert not [v for v in personal if v.encode() in db]
         code, out, err = await _cli(
             ["audit", "subject", "--nhs-number", child["nhs_number"], "--db", url, "--format",
              "json", "--reason", "subject_access_request", "--as", OFFICER, "--password-stdin"],
