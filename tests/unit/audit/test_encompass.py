@@ -239,3 +239,18 @@ def test_accord_audit_report_has_an_operation_encompass_section_in_text_and_json
     assert "not yet" in section
     assert "e-ontime" not in section
     assert "e-hub" not in out
+
+
+def test_the_report_says_so_when_no_notice_is_late(
+    store: AuditStore, verifier: KeystoreAuditVerifier, notices: _Chain
+) -> None:
+    from broker.cli._audit_render import report_json, report_text
+
+    index_records(store, verifier, notices.signed())
+    rep = governance_report(store, Window(), now=DEADLINE - timedelta(minutes=1))
+    text = report_text(rep)
+    assert text.endswith(
+        "Operation Encompass: notices read late or unread past their deadline: 0\n(none)"
+    )
+    assert json.loads(report_json(rep))["operation_encompass"] == {"late_by_school": {},
+                                                                   "late": []}  # fmt: skip
