@@ -104,7 +104,7 @@ SURFACES = {
     "broker.policy": {
         "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",
-        "LawfulBasis",
+        "LawfulBasis", "FLAG_VARIABLES", "CompiledFlagRule", "FlagRule",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
         "SubjectScope", "encompass_deadline", "is_late", "load_bundle", "load_scenarios", "redact",
         "run_scenario", "run_scenarios",
