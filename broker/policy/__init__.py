@@ -16,6 +16,7 @@ from broker.policy._decision import (
     SubjectScope,
 )
 from broker.policy._encompass import encompass_deadline, is_late
+from broker.policy._flag_scenario import ExpectedFlag, FlagScenario
 from broker.policy._flags import FLAG_VARIABLES, CompiledFlagRule, FlagRule
 from broker.policy._model import (
     ARTICLE6_BASES,
@@ -55,7 +56,9 @@ __all__ = [
     "CompiledFlagRule",
     "ConsentRefusal",
     "Decision",
+    "ExpectedFlag",
     "FlagRule",
+    "FlagScenario",
     "LawfulBasis",
     "Outcome",
     "Party",

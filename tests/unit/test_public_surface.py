@@ -32,7 +32,10 @@ SURFACES = {
         "ConsoleDeps", "ConsoleRun", "UserFile", "check_username", "create_app",
         "load_console_policy", "run_console",
     },
-    "broker.desk": {"Flag", "child_key", "flag_id"},
+    "broker.desk": {
+        "LINKAGE_FILE", "ChildState", "Flag", "FlagEngine", "WindowRecord", "child_key",
+        "desk_linkage_key", "flag_id", "run_flag_scenario", "window_record",
+    },
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
         "Deployment", "Process", "Target", "acl_grants", "alert_rules_text", "dashboard_text",
@@ -104,7 +107,8 @@ SURFACES = {
     "broker.policy": {
         "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",
-        "LawfulBasis", "FLAG_VARIABLES", "CompiledFlagRule", "FlagRule",
+        "LawfulBasis", "FLAG_VARIABLES", "CompiledFlagRule", "FlagRule", "ExpectedFlag",
+        "FlagScenario",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
         "SubjectScope", "encompass_deadline", "is_late", "load_bundle", "load_scenarios", "redact",
         "run_scenario", "run_scenarios",
