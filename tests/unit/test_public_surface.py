@@ -33,7 +33,8 @@ SURFACES = {
         "load_console_policy", "run_console",
     },
     "broker.desk": {
-        "LINKAGE_FILE", "ChildState", "Flag", "FlagEngine", "WindowRecord", "child_key",
+        "LINKAGE_FILE", "ChildState", "Flag", "FlagEngine", "FlagServiceOptions", "WindowRecord",
+        "build_flags_app", "child_key",
         "desk_linkage_key", "flag_id", "run_flag_scenario", "window_record",
     },
     "broker.deploy": {
@@ -125,9 +126,10 @@ SURFACES = {
     },
     "broker.synthetic": {"SyntheticFamilies", "synthetic_nhs_number", "synthetic_postcode"},
     "broker.topics": {
-        "ACCESS", "AUDIT", "CONSENT", "DELIVER_PREFIX", "INGRESS_PREFIX", "QUARANTINE",
-        "SCHEMA_ACCESS", "SCHEMA_CONSENT", "SCHEMA_EVENT", "SCHEMA_NOTICE", "SCHEMA_QUARANTINE",
-        "SCHEMA_SHARED", "STATE", "deliver", "ingress", "party_of_ingress",
+        "ACCESS", "AUDIT", "CONSENT", "DELIVER_PREFIX", "DESK_PREFIX", "INGRESS_PREFIX",
+        "QUARANTINE", "SCHEMA_ACCESS", "SCHEMA_CONSENT", "SCHEMA_EVENT", "SCHEMA_NOTICE",
+        "SCHEMA_QUARANTINE", "SCHEMA_SHARED", "STATE", "deliver", "desk_flags",
+        "desk_flags_internal", "desk_prefix", "ingress", "party_of_ingress",
     },
 }  # fmt: skip
 
