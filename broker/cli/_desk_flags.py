@@ -13,13 +13,6 @@ from broker.errors import UsageError
 
 As = Annotated[str, typer.Option("--as", help="The party (a co-ordinating team) you run as.")]
 Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
-AtLeastOnce = Annotated[
-    bool,
-    typer.Option(
-        "--at-least-once",
-        help="Without Kafka transactions: a crash may publish a flag twice (same flag_id).",
-    ),
-]
 LogLevel = Annotated[str, typer.Option(help="faust's log level (warning, info, debug).")]
 
 
@@ -29,7 +22,6 @@ def register(desk: typer.Typer) -> None:
         party: As,
         *,
         policies: Policies = None,
-        at_least_once: AtLeastOnce = False,
         loglevel: LogLevel = "warning",
     ) -> None:
         """Raise flags.yaml's flags over the party's deliveries, on accord.desk.PARTY.flags."""
@@ -59,7 +51,6 @@ def register(desk: typer.Typer) -> None:
             datadir=settings.home / "desk" / party / "flags",
             # As provisioning created its topics (the changelog is co-partitioned).
             partitions=kafka.partitions,
-            exactly_once=not at_least_once,
         )
         opts.datadir.mkdir(parents=True, exist_ok=True)
         app = build_flags_app(opts)

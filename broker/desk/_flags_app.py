@@ -14,11 +14,20 @@ Two agents and one table, all under the party's own Kafka prefix ``accord.desk.<
 The app id (and consumer group) is ``accord.desk.<party>.flags``; its topics are created by
 provisioning, with ``kafka.partitions`` partitions, which the service must use too.
 
-``processing_guarantee="exactly_once"``: the table's changelog, the flags and the input
-offsets of one step commit in one Kafka transaction, so a crash at any point neither loses
-nor repeats a flag; readers of the flags topic use ``read_committed``. The engine's own
-idempotence (a record seen before is ignored) and deterministic flag ids are the second
-line of defence.
+Restarts lose nothing and repeat nothing, at least once underneath (faust-streaming 0.15's
+``exactly_once`` picks each send's transaction by the destination partition, not the input
+one, so a crash repeated a flag in our test; it is not used). Per record, in this order:
+
+- the flags it raises are sent and acknowledged by Kafka (acks=all) before the child's state
+  is written to the table, so no state ever records a flag that is not on the topic;
+- faust flushes the producer (flags, table changelog) before it commits input offsets, so a
+  committed offset's effects are all in Kafka; records after it are processed again;
+- processed again, a record the restored state already holds is ignored (by event id), and
+  a flag whose ``flag_id`` (deterministic) is already on the flags topic is not sent again:
+  the service reads the topic's ids once at start.
+
+One flag service per party (no leader election): the ids it read at start are then all that
+could be on the topic.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from broker.desk._flagging import FlagEngine, window_record
 from broker.envelope import Opener
 from broker.errors import AccordError, EnvelopeError
 from broker.events import Delivery, WithdrawalNotice
-from broker.kafka import partition_for
+from broker.kafka import KafkaClients, TopicPartition, partition_for, translated
 from broker.keys import KeyStore
 from broker.policy import CompiledFlagRule
 from broker.principals import Principal
@@ -68,7 +77,6 @@ class FlagServiceOptions:
     linkage_secret: bytes
     datadir: Path
     partitions: int = 3
-    exactly_once: bool = True
 
 
 def _credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
@@ -126,6 +134,105 @@ class _Skip(Exception):
     """A record the service passes over (logged with the reason, no content)."""
 
 
+async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
+    """Every flag id (record key) on the flags topic now, read to its end offsets."""
+    consumer = KafkaClients(kafka).consumer(
+        client_id="accord-desk-flags-ids", isolation_level="read_uncommitted"
+    )
+    ids: set[str] = set()
+    async with translated(f"reading {topic}"):
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                await consumer.topics()  # metadata for the topic, then ask again
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                return ids
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+                batch = await consumer.getmany(timeout_ms=500)
+                ids.update(m.key.decode() for msgs in batch.values() for m in msgs if m.key)
+        finally:
+            await consumer.stop()
+    return ids
+
+
+class _Service:
+    """What the two agents do, given the app's topics and table."""
+
+    def __init__(self, opts: FlagServiceOptions, bychild: Any, out: Any, windows: Any) -> None:
+        self.party = opts.party
+        self.kafka = opts.kafka
+        self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret)
+        self.opening = _Opening(opts.party, opts.keystore)
+        self.everyone = list(range(opts.partitions))
+        self.bychild, self.out, self.windows = bychild, out, windows
+        self.published: set[str] | None = None
+
+    async def on_delivery_topic(self, value: bytes | None, headers: Any) -> None:
+        message = self.opening.open(value, headers)
+        if isinstance(message, WithdrawalNotice):
+            body = json.dumps({"withdraw": list(message.event_ids)}).encode()
+            for p in self.everyone:
+                await self.bychild.send(key=None, value=body, partition=p)
+        elif isinstance(message, Delivery):
+            await self._route(message.view)
+
+    async def _route(self, view: dict[str, Any]) -> None:
+        try:
+            record = window_record(view)
+        except AccordError:
+            log.warning("flags_record_skipped", party=self.party, reason="view-without-basics")
+            return
+        body = {
+            "event_id": record.event_id,
+            "occurred_at": record.occurred_at.isoformat(),
+            "sender": record.sender,
+            "type": record.type,
+            "need_level": record.need_level,
+            "categories": list(record.categories),
+        }
+        for child in self.engine.children(view):
+            value = json.dumps({"child": child, "record": body}).encode()
+            await self.bychild.send(key=child.encode(), value=value)
+
+    async def on_child_record(self, value: bytes, partition: int) -> None:
+        msg = json.loads(value)
+        if "withdraw" in msg:
+            self._withdraw(msg["withdraw"], partition)
+            return
+        if self.published is None:
+            self.published = await published_flag_ids(self.kafka, desk_flags(self.party))
+        child = msg["child"]
+        record = window_record(msg["record"])
+        state, raised = self.engine.apply(self.windows.get(child), child, record)
+        new = [f for f in raised if f.flag_id not in self.published]
+        for f in new:
+            body = f.model_dump_json().encode()
+            # force: sent now, not held until the input offset commits; awaited: on the
+            # topic before the state below says it was raised.
+            sent = await self.out.send(key=f.flag_id.encode(), value=body, force=True)
+            await sent
+            self.published.add(f.flag_id)
+        self.windows[child] = state
+        if new:
+            log.info("flags_raised", party=self.party, count=len(new))
+
+    def _withdraw(self, event_ids: list[str], partition: int) -> None:
+        # Only this partition's children: a table write goes to the changelog partition of
+        # the event being processed, which must be the child's own.
+        for child, state in list(self.windows.items()):
+            if state is None or partition_for(child.encode(), self.everyone) != partition:
+                continue
+            changed = self.engine.withdraw(state, event_ids)
+            if changed is not None:
+                self.windows[child] = changed
+
+
 def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     """The party's flag service, ready for ``faust.Worker(app).execute_from_commandline()``."""
     import faust  # noqa: PLC0415  # faust loads only in the service, not with broker.desk
@@ -141,7 +248,7 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
         topic_replication_factor=opts.kafka.replication_factor,
         topic_partitions=opts.partitions,
         datadir=str(opts.datadir),
-        processing_guarantee="exactly_once" if opts.exactly_once else "at_least_once",
+        processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         # Provisioning creates every topic the service uses (broker.topics names them);
@@ -156,62 +263,16 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     )
     out = app.topic(desk_flags(party), key_serializer="raw", value_serializer="raw")
     windows = app.Table("windows", default=None, partitions=opts.partitions)
-    engine = FlagEngine(opts.rules, party, opts.linkage_secret)
-    opening = _Opening(party, opts.keystore)
-    everyone = list(range(opts.partitions))
+    service = _Service(opts, bychild, out, windows)
 
     @app.agent(source)
     async def open_records(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            message = opening.open(event.value, event.headers)
-            if isinstance(message, WithdrawalNotice):
-                body = json.dumps({"withdraw": list(message.event_ids)}).encode()
-                for p in everyone:
-                    await bychild.send(key=None, value=body, partition=p)
-            elif isinstance(message, Delivery):
-                await _route(message.view)
-
-    async def _route(view: dict[str, Any]) -> None:
-        try:
-            record = window_record(view)
-        except AccordError:
-            log.warning("flags_record_skipped", party=party, reason="view-without-basics")
-            return
-        body = {
-            "event_id": record.event_id,
-            "occurred_at": record.occurred_at.isoformat(),
-            "sender": record.sender,
-            "type": record.type,
-            "need_level": record.need_level,
-            "categories": list(record.categories),
-        }
-        for child in engine.children(view):
-            value = json.dumps({"child": child, "record": body}).encode()
-            await bychild.send(key=child.encode(), value=value)
+            await service.on_delivery_topic(event.value, event.headers)
 
     @app.agent(bychild)
     async def flag(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            msg = json.loads(event.value)
-            if "withdraw" in msg:
-                _withdraw(msg["withdraw"], event.message.partition)
-                continue
-            child = msg["child"]
-            state, raised = engine.apply(windows.get(child), child, window_record(msg["record"]))
-            windows[child] = state
-            for f in raised:
-                await out.send(key=f.flag_id.encode(), value=f.model_dump_json().encode())
-            if raised:
-                log.info("flags_raised", party=party, count=len(raised))
-
-    def _withdraw(event_ids: list[str], partition: int) -> None:
-        # Only this partition's children: a table write goes to the changelog partition of
-        # the event being processed, which must be the child's own.
-        for child, state in list(windows.items()):
-            if state is None or partition_for(child.encode(), everyone) != partition:
-                continue
-            changed = engine.withdraw(state, event_ids)
-            if changed is not None:
-                windows[child] = changed
+            await service.on_child_record(event.value, event.message.partition)
 
     return app
