@@ -18,7 +18,7 @@ still evaluated, against what is kept).
 
 from __future__ import annotations
 
-import copy
+import bisect
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,6 +87,19 @@ def window_record(view: Mapping[str, Any]) -> WindowRecord:
     return WindowRecord(str(event_id), occurred, str(sender), str(etype), need, tuple(cats))
 
 
+def _time(rec: list[Any]) -> int:
+    return int(rec[_T])
+
+
+def _copy(state: ChildState) -> ChildState:
+    """A copy ``apply`` may change: records are never changed in place, fire lists are."""
+    return {
+        **state,
+        "recs": list(state["recs"]),
+        "fired": {rule: list(times) for rule, times in state["fired"].items()},
+    }
+
+
 def empty_state() -> ChildState:
     return {"v": 1, "seq": 0, "newest": None, "recs": [], "fired": {}}
 
@@ -128,20 +141,21 @@ class FlagEngine:
         self, state: ChildState | None, child: str, record: WindowRecord
     ) -> tuple[ChildState, list[Flag]]:
         """``record`` joins ``child``'s state (not changed in place); the flags it raises."""
-        new = copy.deepcopy(state) if state is not None else empty_state()
+        if state is not None and record.event_id in [r[_ID] for r in state["recs"]]:
+            return state, []  # seen: a redelivery or a restart's reprocessing
+        new = _copy(state) if state is not None else empty_state()
         recs: list[list[Any]] = new["recs"]
-        if any(r[_ID] == record.event_id for r in recs):
-            return new, []  # seen: a redelivery or a restart's reprocessing
         t = _micros(record.occurred_at)
         seq = new["seq"]
         new["seq"] = seq + 1
-        recs.append([t, seq, record.event_id, record.sender, record.type, record.need_level,
-                     sorted(set(record.categories))])  # fmt: skip
-        recs.sort(key=lambda r: (r[_T], r[_SEQ]))
+        bisect.insort(recs, [t, seq, record.event_id, record.sender, record.type,
+                             record.need_level, sorted(set(record.categories))])  # fmt: skip
         flags: list[Flag] = []
         for rule in self.rules:
             width = rule.window // timedelta(microseconds=1)
-            window = [r for r in recs if t - width < r[_T] <= t]
+            # recs is sorted by (occurred_at, arrival): the window is one slice of it.
+            lo = bisect.bisect_right(recs, t - width, key=_time)
+            window = recs[lo : bisect.bisect_right(recs, t, lo=lo, key=_time)]
             fired: list[int] = new["fired"].setdefault(rule.id, [])
             if any(t - width < f <= t for f in fired) or not rule.holds(aggregates(window)):
                 continue
@@ -159,7 +173,7 @@ class FlagEngine:
         recs = [r for r in state["recs"] if r[_ID] not in gone]
         if len(recs) == len(state["recs"]):
             return None
-        return {**copy.deepcopy(state), "recs": copy.deepcopy(recs)}
+        return {**_copy(state), "recs": recs}
 
     def _trim(self, state: ChildState, horizon: int) -> None:
         state["recs"] = [r for r in state["recs"] if r[_T] > horizon]
