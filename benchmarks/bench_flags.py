@@ -111,9 +111,7 @@ def run(seconds: float = 2.0, policies: Path = PROJECT_POLICIES) -> dict[str, An
     flag_rate = _rate(flag, seconds)
     return {
         "children": CHILDREN,
-        "records_kept_per_child": round(
-            sum(len(s["recs"]) for s in states.values()) / len(states)
-        ),
+        "records_kept_per_child": round(sum(len(s["recs"]) for s in states.values()) / len(states)),
         "flags_in_history": flags,
         "parse_delivery_per_s": round(parse_rate),
         "flag_engine_per_s": round(flag_rate),
