@@ -42,10 +42,6 @@ def _micros(at: datetime) -> int:
     return (at - _EPOCH) // timedelta(microseconds=1)
 
 
-def _when(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
 @dataclass(frozen=True, slots=True)
 class WindowRecord:
     """What a rule can see of one delivered record (no person in it)."""
@@ -209,8 +205,3 @@ def aggregates(window: Sequence[Sequence[Any]]) -> dict[str, Any]:
         "types": sorted({r[_TYPE] for r in window}),
         "senders": sorted({r[_SENDER] for r in window}),
     }
-
-
-def occurred(micros: int) -> datetime:
-    """A state time back as a datetime (for tests and tools reading state)."""
-    return _when(micros)
