@@ -13,6 +13,7 @@ __all__ = [
     "AUDIT",
     "CONSENT",
     "DELIVER_PREFIX",
+    "DESK_PREFIX",
     "INGRESS_PREFIX",
     "QUARANTINE",
     "SCHEMA_ACCESS",
@@ -23,12 +24,17 @@ __all__ = [
     "SCHEMA_SHARED",
     "STATE",
     "deliver",
+    "desk_flags",
+    "desk_flags_internal",
+    "desk_prefix",
     "ingress",
     "party_of_ingress",
 ]
 
 INGRESS_PREFIX: Final = "accord.ingress."
 DELIVER_PREFIX: Final = "accord.deliver."
+#: ``accord.desk.<party>.``: everything a recipient's own desk names in Kafka.
+DESK_PREFIX: Final = "accord.desk."
 AUDIT: Final = "accord.audit"
 QUARANTINE: Final = "accord.quarantine"
 CONSENT: Final = "accord.consent"
@@ -50,6 +56,22 @@ def ingress(party: str) -> str:
 
 def deliver(party: str) -> str:
     return f"{DELIVER_PREFIX}{party}"
+
+
+def desk_prefix(party: str) -> str:
+    return f"{DESK_PREFIX}{party}."
+
+
+def desk_flags(party: str) -> str:
+    """The flags topic, which is also the flag service's faust app id and consumer group."""
+    return f"{desk_prefix(party)}flags"
+
+
+def desk_flags_internal(party: str) -> tuple[str, str]:
+    """The flag service's own topics, as faust names them: the window table's changelog and
+    the records keyed by child. Provisioning creates them: a party may not create topics."""
+    app = desk_flags(party)
+    return f"{app}-windows-changelog", f"{app}-bychild"
 
 
 def party_of_ingress(topic: str) -> str | None:

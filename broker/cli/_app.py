@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "_worker",
     "_audit",
     "_console",
+    "_desk",
     "_demo",
     "_deploy",
 )
@@ -46,7 +47,8 @@ def build_app() -> typer.Typer:
 # SDK-only base install, says which extra to add instead of failing with a traceback.
 _SERVER_MODULES = frozenset(
     {"yaml", "cel", "prometheus_client", "psycopg", "fastapi", "uvicorn", "jinja2",
-     "multipart", "python_multipart", "argon2", "faker", "starlette", "confluent_kafka"}
+     "multipart", "python_multipart", "argon2", "faker", "starlette", "confluent_kafka",
+     "faust"}
 )  # fmt: skip
 
 

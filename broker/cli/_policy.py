@@ -184,12 +184,13 @@ def _explain(
 
 
 def _test(paths: list[Path], policies: Path | None) -> int:
+    from broker.desk import run_flag_scenario
     from broker.errors import ScenarioInvalid
     from broker.policy import run_scenarios
 
     default = _default_policies(policies)
     try:
-        results = run_scenarios(paths, default)
+        results = run_scenarios(paths, default, flag_runner=run_flag_scenario)
     except FileNotFoundError as exc:
         raise UsageError(f"no such file or folder: {exc.filename}") from None
     passed = failed = 0

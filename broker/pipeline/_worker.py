@@ -30,6 +30,7 @@ from broker.pipeline._throttle import SenderBudget
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
 from broker.provision import desired_access
+from broker.topics import DESK_PREFIX
 
 log = structlog.get_logger("accord.worker")
 
@@ -59,7 +60,12 @@ async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
     The worker never makes topics: only the admin may create topics (and ACLs say so), with
     ``accord kafka provision``, which a new agency's onboarding runs anyway.
     """
-    needed = [t.name for t in desired_access(policy, kafka.settings, logins=False).topics]
+    needed = [
+        t.name
+        for t in desired_access(policy, kafka.settings, logins=False).topics
+        # A recipient's desk topics are its own: the worker neither uses nor sees them.
+        if not t.name.startswith(DESK_PREFIX)
+    ]
     admin = kafka.admin("accord-worker-check")
     try:
         async with translated(f"listing topics on {kafka.bootstrap}"):

@@ -16,6 +16,8 @@ from broker.policy._decision import (
     SubjectScope,
 )
 from broker.policy._encompass import encompass_deadline, is_late
+from broker.policy._flag_scenario import ExpectedFlag, FlagScenario
+from broker.policy._flags import FLAG_VARIABLES, CompiledFlagRule, FlagRule
 from broker.policy._model import (
     ARTICLE6_BASES,
     PARTY_KINDS,
@@ -41,6 +43,7 @@ from broker.policy._scenario import (
 
 __all__ = [
     "ARTICLE6_BASES",
+    "FLAG_VARIABLES",
     "PARTY_KINDS",
     "REASON_PRECEDENCE",
     "SELECTORS",
@@ -50,8 +53,12 @@ __all__ = [
     "Bundle",
     "Clause",
     "ClauseRef",
+    "CompiledFlagRule",
     "ConsentRefusal",
     "Decision",
+    "ExpectedFlag",
+    "FlagRule",
+    "FlagScenario",
     "LawfulBasis",
     "Outcome",
     "Party",

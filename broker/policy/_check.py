@@ -13,6 +13,7 @@ from typing import Final
 
 from broker.events import EVENT_TYPES, FIELD_PATHS, ROLES
 from broker.policy._cel import Condition, compile_condition, probe
+from broker.policy._flags import CompiledFlagRule, compile_flag_rule
 from broker.policy._model import (
     ARTICLE6_BASES,
     PARTY_KINDS,
@@ -25,9 +26,9 @@ from broker.policy._model import (
 )
 from broker.policy._yaml import fmt_path
 
-__all__ = ["Conditions", "Source", "Where", "check_bundle"]
+__all__ = ["Conditions", "Source", "Where", "check_bundle", "check_flags"]
 
-# ("parties",) | ("agreement", index) | ("restrictions",)
+# ("parties",) | ("agreement", index) | ("restrictions",) | ("flags",)
 Source = tuple[str, ...] | tuple[str, int]
 Where = Callable[[Source, tuple[int | str, ...]], str]
 # (agreement index, clause index) or ("restriction", index) → compiled condition
@@ -235,6 +236,25 @@ def check_bundle(
     checker = _Checker(bundle, where, known_parties)
     checker.run()
     return checker.problems, checker.conditions
+
+
+def check_flags(bundle: Bundle, where: Where) -> tuple[list[str], tuple[CompiledFlagRule, ...]]:
+    """Every problem in the bundle's flag rules and, when there is none, the compiled rules
+    in file order (each ``when`` compiled exactly once, here)."""
+    src: Source = ("flags",)
+    problems: list[str] = []
+    compiled: list[CompiledFlagRule] = []
+    ids: set[str] = set()
+    for i, rule in enumerate(bundle.flags):
+        base: tuple[int | str, ...] = ("flags", i)
+        if rule.id in ids:
+            problems.append(f"{where(src, (*base, 'id'))}: duplicate flag rule id {rule.id!r}")
+        ids.add(rule.id)
+        done, found = compile_flag_rule(rule)
+        problems.extend(f"{where(src, (*base, key))}: {msg}" for key, msg in found)
+        if done is not None:
+            compiled.append(done)
+    return problems, (tuple(compiled) if not problems else ())
 
 
 def plain_where(source: Source, loc: tuple[int | str, ...]) -> str:

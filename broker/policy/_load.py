@@ -1,10 +1,9 @@
 """Reading a bundle folder: ``parties.yaml``, ``agreements/*.yaml``, optional
-``restrictions.yaml`` and ``consent-authorities.yaml``.
+``restrictions.yaml``, ``consent-authorities.yaml`` and ``flags.yaml``.
 
 Every file is read and checked before anything is reported, so a user fixing a bundle sees
 all of its problems at once (``BundleInvalid.problems``), each as ``file:line: path: what``.
-Other files in the folder (``flags.yaml``, ``scenarios/``, notes) are not part of the
-decision rules and are ignored here.
+Other files in the folder (``scenarios/``, notes) are not policy and are ignored here.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from broker.errors import BundleInvalid
-from broker.policy._check import Conditions, Source, check_bundle
+from broker.policy._check import Conditions, Source, check_bundle, check_flags
+from broker.policy._flags import CompiledFlagRule, FlagRule
 from broker.policy._model import Agreement, Bundle, ConsentAuthority, Party, Restriction
 from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
 
@@ -139,6 +139,30 @@ def _restrictions(root: Path, problems: list[str]) -> tuple[list[Restriction], L
     return out, doc
 
 
+def _flags(root: Path, problems: list[str]) -> tuple[list[FlagRule], Located | None]:
+    path = root / "flags.yaml"
+    if not path.is_file():
+        return [], None
+    doc = _read(path, root, problems)
+    if doc is None:
+        return [], None
+    data = doc.data
+    if data is None:
+        return [], doc
+    if not isinstance(data, dict) or not isinstance(data.get("flags"), list):
+        problems.append(f"{doc.where(())}: expected 'flags:' holding a list of flag rules")
+        return [], doc
+    for key in data:
+        if key != "flags":
+            problems.append(f"{doc.where((key,))}: unknown key")
+    out = []
+    for i, body in enumerate(data["flags"]):
+        item = _model(FlagRule, body, doc, ("flags", i), problems)
+        if item is not None:
+            out.append(item)
+    return out, doc
+
+
 def _authorities(
     root: Path, problems: list[str]
 ) -> tuple[dict[str, ConsentAuthority] | None, Located | None]:
@@ -164,7 +188,7 @@ def _authorities(
     return out, doc
 
 
-def read_bundle(root: Path) -> tuple[Bundle, Conditions]:
+def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule, ...]]:
     """Load and check the bundle in ``root``; ``BundleInvalid`` lists every problem."""
     if not root.is_dir():
         raise BundleInvalid([f"{root}: not a policy bundle folder"])
@@ -173,16 +197,19 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions]:
     agreements = _agreements(root, problems)
     restrictions, restrictions_doc = _restrictions(root, problems)
     authorities, authorities_doc = _authorities(root, problems)
+    flags, flags_doc = _flags(root, problems)
     bundle = Bundle(
         parties=parties,
         agreements=tuple(a for a, _ in agreements),
         restrictions=tuple(restrictions),
         consent_authorities=authorities,
+        flags=tuple(flags),
     )
     docs: dict[Source, Located | None] = {
         ("parties",): parties_doc,
         ("restrictions",): restrictions_doc,
         ("consent_authorities",): authorities_doc,
+        ("flags",): flags_doc,
     }
     for i, (_, doc) in enumerate(agreements):
         docs[("agreement", i)] = doc
@@ -201,6 +228,8 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions]:
     known = frozenset(str(k) for k in raw_parties) if isinstance(raw_parties, dict) else frozenset()
     semantic, conditions = check_bundle(bundle, where, known)
     problems.extend(semantic)
+    flag_problems, flag_rules = check_flags(bundle, where)
+    problems.extend(flag_problems)
     if problems:
         raise BundleInvalid(problems)
-    return bundle, conditions
+    return bundle, conditions, flag_rules

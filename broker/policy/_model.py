@@ -14,6 +14,8 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from broker.policy._flags import FlagRule
+
 __all__ = [
     "ARTICLE6_BASES",
     "CONSENT_RULES",
@@ -145,6 +147,8 @@ class Bundle(_Model):
     restrictions: tuple[Restriction, ...] = ()
     # None without consent-authorities.yaml: then active co-ordinating teams may record any.
     consent_authorities: dict[str, ConsentAuthority] | None = None
+    # flags.yaml, in file order (the order rules are tried in).
+    flags: tuple[FlagRule, ...] = ()
 
     def consent_recorders(self) -> list[str]:
         """Active parties whose consent records may count (docs/policy-language.md §5)."""
@@ -159,6 +163,10 @@ class Bundle(_Model):
         """Sorted-key JSON of the parsed bundle: formatting, comments, file order do not count."""
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         data["agreements"] = sorted(data["agreements"], key=lambda a: a["id"])
+        if not data["flags"]:
+            # Flag rules are policy (they count in the version), but a bundle without them
+            # keeps the version it had before flags.yaml existed.
+            del data["flags"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     def version(self) -> str:

@@ -9,9 +9,10 @@ from pathlib import Path
 from broker.errors import BundleInvalid
 from broker.events import ConsentRecord, ContactEvent
 from broker.policy._authority import ConsentRefusal, consent_refusal
-from broker.policy._check import Conditions, check_bundle, plain_where
+from broker.policy._check import Conditions, check_bundle, check_flags, plain_where
 from broker.policy._decide import decide
 from broker.policy._decision import Decision
+from broker.policy._flags import CompiledFlagRule
 from broker.policy._index import Index, build_index
 from broker.policy._load import read_bundle
 from broker.policy._model import Bundle
@@ -22,16 +23,27 @@ __all__ = ["Policy", "load_bundle"]
 class Policy:
     """A policy bundle ready to decide; ``version`` is the hash of its canonical form."""
 
-    __slots__ = ("_index", "bundle", "source", "version")
+    __slots__ = ("_index", "bundle", "flag_rules", "source", "version")
 
     def __init__(
-        self, bundle: Bundle, *, conditions: Conditions | None = None, source: Path | None = None
+        self,
+        bundle: Bundle,
+        *,
+        conditions: Conditions | None = None,
+        flag_rules: tuple[CompiledFlagRule, ...] | None = None,
+        source: Path | None = None,
     ) -> None:
         if conditions is None:
             problems, conditions = check_bundle(bundle, plain_where)
             if problems:
                 raise BundleInvalid(problems)
+        if flag_rules is None:
+            problems, flag_rules = check_flags(bundle, plain_where)
+            if problems:
+                raise BundleInvalid(problems)
         self.bundle = bundle
+        # flags.yaml's rules, compiled, in file order (the order they are tried in).
+        self.flag_rules = flag_rules
         self.source = source
         self.version = bundle.version()
         self._index: Index = build_index(bundle, conditions, self.version)
@@ -43,8 +55,8 @@ class Policy:
         ``BundleInvalid`` lists every problem found, each with its file and line.
         """
         root = Path(path)
-        bundle, conditions = read_bundle(root)
-        return cls(bundle, conditions=conditions, source=root)
+        bundle, conditions, flag_rules = read_bundle(root)
+        return cls(bundle, conditions=conditions, flag_rules=flag_rules, source=root)
 
     def decide(
         self, event: ContactEvent, consents: Sequence[ConsentRecord] = (), *, at: datetime
@@ -71,7 +83,8 @@ class Policy:
         parties, agreements, clauses = self.counts
         return (
             f"{parties} parties, {agreements} agreements, {clauses} clauses, "
-            f"{len(self.bundle.restrictions)} restrictions; version {self.version}"
+            f"{len(self.bundle.restrictions)} restrictions, {len(self.flag_rules)} flag rules; "
+            f"version {self.version}"
         )
 
 

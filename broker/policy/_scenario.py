@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, Validati
 from broker.errors import AccordError, BundleInvalid, ScenarioInvalid
 from broker.events import parse_consents, parse_event
 from broker.policy._decision import Decision, Outcome, Reason
+from broker.policy._flag_scenario import FlagRunner, FlagScenario, parse_flag_scenario
 from broker.policy._policy import Policy
 from broker.policy._redact import redact
 from broker.policy._yaml import YamlProblem, read_yaml
@@ -73,13 +74,19 @@ class Scenario:
 
 @dataclass
 class ScenarioResult:
-    scenario: Scenario
+    scenario: Scenario | FlagScenario
     diffs: list[str] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return not self.diffs
+
+
+def _any_scenario(raw: Any, file: Path, position: int) -> Scenario | FlagScenario:
+    if isinstance(raw, dict) and "flag_events" in raw:
+        return parse_flag_scenario(raw, file, position)
+    return _scenario(raw, file, position)
 
 
 def _scenario(raw: Any, file: Path, position: int) -> Scenario:
@@ -156,7 +163,7 @@ def _refused(raw: Any, count: int, where: str) -> dict[int, str] | None:
     return out
 
 
-def load_scenarios(file: Path) -> list[Scenario]:
+def load_scenarios(file: Path) -> list[Scenario | FlagScenario]:
     """The scenarios in one YAML file; ``ScenarioInvalid`` says what is wrong and where."""
     try:
         doc = read_yaml(file, str(file))
@@ -164,7 +171,7 @@ def load_scenarios(file: Path) -> list[Scenario]:
         raise ScenarioInvalid(str(exc)) from None
     data = doc.data
     items = data if isinstance(data, list) else [data]
-    return [_scenario(item, file, i) for i, item in enumerate(items)]
+    return [_any_scenario(item, file, i) for i, item in enumerate(items)]
 
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
@@ -310,16 +317,20 @@ class PolicyCache:
 
 
 def run_scenarios(
-    paths: Iterable[Path], default_policies: Path | None
+    paths: Iterable[Path],
+    default_policies: Path | None,
+    *,
+    flag_runner: FlagRunner | None = None,
 ) -> Iterator[ScenarioResult | ScenarioInvalid]:
     """Run every scenario in the files named and the folders' ``*.yaml``; an unreadable file
     yields its ``ScenarioInvalid``. A path that does not exist raises ``FileNotFoundError``
-    at once, before any scenario runs."""
-    return _run_files(collect_files(paths), default_policies)
+    at once, before any scenario runs. Flag scenarios run with ``flag_runner`` (the desk's
+    ``run_flag_scenario``); without one each fails saying so."""
+    return _run_files(collect_files(paths), default_policies, flag_runner)
 
 
 def _run_files(
-    files: list[Path], default_policies: Path | None
+    files: list[Path], default_policies: Path | None, flag_runner: FlagRunner | None
 ) -> Iterator[ScenarioResult | ScenarioInvalid]:
     cache = PolicyCache(default_policies)
     for file in files:
@@ -329,4 +340,12 @@ def _run_files(
             yield exc
             continue
         for scenario in scenarios:
-            yield run_scenario(scenario, cache)
+            if isinstance(scenario, FlagScenario):
+                result = ScenarioResult(scenario)
+                if flag_runner is None:
+                    result.diffs.append("a flag scenario: run it with the desk's flag engine")
+                else:
+                    result.diffs.extend(flag_runner(scenario, cache))
+                yield result
+            else:
+                yield run_scenario(scenario, cache)

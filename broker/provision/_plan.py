@@ -8,6 +8,12 @@ Least privilege, derived from ``parties.yaml`` and the agreements (docs/operatio
   else the co-ordinating team): Write ``accord.consent``;
 - a recipient (any party that is not an agency): Read its own ``accord.deliver.<party>``,
   consumer groups named ``<party>.*``, and Write ``accord.access`` (its acknowledgements);
+  for its desk (the flag service, a faust-streaming app, and the desk web app), everything
+  named ``accord.desk.<party>.*``: Read and Write topics, Read consumer groups, Write
+  transactional ids (the flag service's exactly-once transactions). A co-ordinating team's
+  flag service topics are created here (faust is told not to create topics): the flags topic
+  ``accord.desk.<party>.flags`` (plain retention, a year), its window table's compacted
+  changelog and its records-by-child topic;
 - ``worker``: Read every ingress topic, ``accord.consent`` and ``accord.access``; Write every
   delivery topic, ``accord.audit`` and ``accord.quarantine``; Read and Write its state topic;
   its group ``accord-worker`` and transactional id ``accord-worker``;
@@ -57,6 +63,9 @@ CONSOLE_TRANSACTIONAL_IDS = f"accord-audit-{Principal.CONSOLE.chain('')}"
 
 _T, _G, _X = ResourceKind.TOPIC, ResourceKind.GROUP, ResourceKind.TRANSACTIONAL_ID
 _R, _W = Operation.READ, Operation.WRITE
+_DAY_MS = 24 * 3600 * 1000
+#: Kept a year: flags are work items the desk reads into its own store.
+FLAGS_RETENTION_MS = 365 * _DAY_MS
 
 
 def publishers(policy: Policy) -> list[str]:
@@ -84,6 +93,11 @@ def _grants(policy: Policy) -> Iterator[Grant]:
             yield Grant(p, _T, topics.deliver(p), _R)
             yield Grant(p, _G, f"{p}.", _R, prefixed=True)
             yield Grant(p, _T, topics.ACCESS, _W)
+            desk = topics.desk_prefix(p)
+            yield Grant(p, _T, desk, _R, prefixed=True)
+            yield Grant(p, _T, desk, _W, prefixed=True)
+            yield Grant(p, _G, desk, _R, prefixed=True)
+            yield Grant(p, _X, desk, _W, prefixed=True)
     worker = str(Principal.WORKER)
     yield Grant(worker, _T, topics.INGRESS_PREFIX, _R, prefixed=True)
     yield Grant(worker, _T, topics.CONSENT, _R)
@@ -102,6 +116,23 @@ def _grants(policy: Policy) -> Iterator[Grant]:
     yield Grant(console, _X, CONSOLE_TRANSACTIONAL_IDS, _W, prefixed=True)
 
 
+def _desk_topics(policy: Policy, kafka: KafkaSettings) -> list[TopicSpec]:
+    """The flag service's topics for each co-ordinating team (whose desk raises flags)."""
+    teams = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"]
+    n = kafka.partitions
+    out: list[TopicSpec] = []
+    for p in sorted(teams):
+        changelog, bychild = topics.desk_flags_internal(p)
+        out += [
+            TopicSpec(topics.desk_flags(p), n,
+                      {"cleanup.policy": "delete", "retention.ms": str(FLAGS_RETENTION_MS)}),
+            # Co-partitioned: a child's records and its window state share a partition.
+            TopicSpec(changelog, n, {"cleanup.policy": "compact"}),
+            TopicSpec(bychild, n, {"retention.ms": str(7 * _DAY_MS)}),
+        ]  # fmt: skip
+    return out
+
+
 @dataclass(frozen=True)
 class Desired:
     topics: tuple[TopicSpec, ...]
@@ -112,7 +143,10 @@ class Desired:
 def desired_access(policy: Policy, kafka: KafkaSettings, *, logins: bool = True) -> Desired:
     """Every topic, login and grant the bundle's deployment needs (topics only, without
     ``logins``: a PLAINTEXT cluster has neither logins nor ACLs)."""
-    specs = tuple(accord_topics(publishers(policy), recipients(policy), kafka))
+    specs = (
+        *accord_topics(publishers(policy), recipients(policy), kafka),
+        *_desk_topics(policy, kafka),
+    )
     if not logins:
         return Desired(specs, frozenset(), frozenset())
     users = frozenset(policy.bundle.parties) | frozenset(SERVICE_PRINCIPALS)

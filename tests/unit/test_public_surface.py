@@ -32,7 +32,11 @@ SURFACES = {
         "ConsoleDeps", "ConsoleRun", "UserFile", "check_username", "create_app",
         "load_console_policy", "run_console",
     },
-    "broker.desk": {"Flag", "child_key", "flag_id"},
+    "broker.desk": {
+        "LINKAGE_FILE", "ChildState", "Flag", "FlagEngine", "FlagServiceOptions", "WindowRecord",
+        "build_flags_app", "child_key",
+        "desk_linkage_key", "flag_id", "run_flag_scenario", "window_record",
+    },
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
         "Deployment", "Process", "Target", "acl_grants", "alert_rules_text", "dashboard_text",
@@ -105,7 +109,8 @@ SURFACES = {
     "broker.policy": {
         "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",
-        "LawfulBasis",
+        "LawfulBasis", "FLAG_VARIABLES", "CompiledFlagRule", "FlagRule", "ExpectedFlag",
+        "FlagScenario",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
         "SubjectScope", "encompass_deadline", "is_late", "load_bundle", "load_scenarios", "redact",
         "run_scenario", "run_scenarios",
@@ -122,9 +127,10 @@ SURFACES = {
     },
     "broker.synthetic": {"SyntheticFamilies", "synthetic_nhs_number", "synthetic_postcode"},
     "broker.topics": {
-        "ACCESS", "AUDIT", "CONSENT", "DELIVER_PREFIX", "INGRESS_PREFIX", "QUARANTINE",
-        "SCHEMA_ACCESS", "SCHEMA_CONSENT", "SCHEMA_EVENT", "SCHEMA_NOTICE", "SCHEMA_QUARANTINE",
-        "SCHEMA_SHARED", "STATE", "deliver", "ingress", "party_of_ingress",
+        "ACCESS", "AUDIT", "CONSENT", "DELIVER_PREFIX", "DESK_PREFIX", "INGRESS_PREFIX",
+        "QUARANTINE", "SCHEMA_ACCESS", "SCHEMA_CONSENT", "SCHEMA_EVENT", "SCHEMA_NOTICE",
+        "SCHEMA_QUARANTINE", "SCHEMA_SHARED", "STATE", "deliver", "desk_flags",
+        "desk_flags_internal", "desk_prefix", "ingress", "party_of_ingress",
     },
 }  # fmt: skip
 

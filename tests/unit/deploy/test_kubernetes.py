@@ -206,6 +206,16 @@ def test_every_topic_is_an_accord_topic_with_its_partitions_replicas_and_retenti
         t.name: (t.partitions, 3, t.config)
         for t in accord_topics(publishers(policy), recipients(policy), kafka)
     }
+    teams = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"]
+    assert teams
+    flags = {"cleanup.policy": "delete", "retention.ms": str(365 * 24 * 3600 * 1000)}
+    for p in teams:
+        app = f"accord.desk.{p}.flags"
+        expected |= {
+            app: (3, 3, flags),
+            f"{app}-windows-changelog": (3, 3, {"cleanup.policy": "compact"}),
+            f"{app}-bychild": (3, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        }
     topics = _of_kind(docs, "KafkaTopic")
     assert {name: t["spec"]["topicName"] for name, t in topics.items()} == {n: n for n in topics}
     rendered = {
@@ -453,4 +463,9 @@ def test_onboarding_a_hub_changes_only_its_own_files_the_list_and_the_bundle(
         ("topic", deliver(NEW_HUB), "read"),
         ("group", f"{NEW_HUB}.", "read"),
         ("topic", "accord.access", "write"),
+        # Its desk's own names (docs/operations.md).
+        ("topic", f"accord.desk.{NEW_HUB}.", "read"),
+        ("topic", f"accord.desk.{NEW_HUB}.", "write"),
+        ("group", f"accord.desk.{NEW_HUB}.", "read"),
+        ("transactional_id", f"accord.desk.{NEW_HUB}.", "write"),
     }

@@ -22,7 +22,9 @@ MIN_SCENARIOS = 30
 
 
 def _project_scenarios() -> list[Scenario]:
-    return [s for f in sorted(SCENARIOS.glob("*.yaml")) for s in load_scenarios(f)]
+    """The decision scenarios (flag scenarios run in tests/unit/desk)."""
+    found = [s for f in sorted(SCENARIOS.glob("*.yaml")) for s in load_scenarios(f)]
+    return [s for s in found if isinstance(s, Scenario)]
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,31 @@ def test_a_recipient_reads_its_own_deliveries_with_its_own_groups_and_acknowledg
         ("topic", deliver("sfh-penn"), "read", False),
         ("group", "sfh-penn.", "read", True),
         ("topic", ACCESS, "write", False),
+        *_desk("sfh-penn"),
     }
+
+
+def _desk(party: str) -> set[tuple[str, str, str, bool]]:
+    """Everything under the party's own desk prefix: topics read and written (never created),
+    its desk's consumer groups and transactional ids."""
+    prefix = f"accord.desk.{party}."
+    return {
+        ("topic", prefix, "read", True),
+        ("topic", prefix, "write", True),
+        ("group", prefix, "read", True),
+        ("transactional_id", prefix, "write", True),
+    }
+
+
+def test_the_coordinating_teams_flag_service_topics_are_created_by_provisioning(
+    desired: Desired,
+) -> None:
+    specs = {t.name: t for t in desired.topics}
+    app = "accord.desk.sandwell-coord.flags"
+    assert specs[app].config["cleanup.policy"] == "delete"  # plain retention, not compacted
+    assert specs[f"{app}-windows-changelog"].config == {"cleanup.policy": "compact"}
+    assert specs[f"{app}-bychild"].partitions == specs[f"{app}-windows-changelog"].partitions
+    assert "accord.desk.sfh-penn.flags" not in specs  # a hub raises no flags
 
 
 def test_a_hub_that_reports_referral_outcomes_also_writes_its_own_ingress(
@@ -52,6 +76,7 @@ def test_a_hub_that_reports_referral_outcomes_also_writes_its_own_ingress(
         ("topic", deliver("cog-tipton"), "read", False),
         ("group", "cog-tipton.", "read", True),
         ("topic", ACCESS, "write", False),
+        *_desk("cog-tipton"),
     }
 
 

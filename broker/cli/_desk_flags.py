@@ -1,0 +1,58 @@
+"""``accord desk flags --as PARTY``: run the party's flag service (a faust-streaming worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from broker.cli._common import keystore
+from broker.config import load_settings
+from broker.errors import UsageError
+
+As = Annotated[str, typer.Option("--as", help="The party (a co-ordinating team) you run as.")]
+Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
+LogLevel = Annotated[str, typer.Option(help="faust's log level (warning, info, debug).")]
+
+
+def register(desk: typer.Typer) -> None:
+    @desk.command("flags")
+    def flags(
+        party: As,
+        *,
+        policies: Policies = None,
+        loglevel: LogLevel = "warning",
+    ) -> None:
+        """Raise flags.yaml's flags over the party's deliveries, on accord.desk.PARTY.flags."""
+        import faust
+
+        from broker.desk import FlagServiceOptions, build_flags_app, desk_linkage_key
+        from broker.kafka import client_settings
+        from broker.policy import Policy
+
+        settings = load_settings()
+        policy = Policy.load(policies or settings.policies)
+        found = policy.bundle.parties.get(party)
+        if found is None:
+            raise UsageError(f"--as: {party!r} is not a party of the policy bundle")
+        if found.kind == "agency":
+            raise UsageError(f"--as: {party!r} is an agency; it receives no deliveries")
+        if not policy.flag_rules:
+            raise UsageError("the policy bundle has no flag rules (flags.yaml)")
+        keys = keystore(settings, party)
+        kafka = client_settings(settings, party)
+        opts = FlagServiceOptions(
+            party=party,
+            kafka=kafka,
+            keystore=keys,
+            rules=policy.flag_rules,
+            linkage_secret=desk_linkage_key(settings.keystore_path(party)),
+            datadir=settings.home / "desk" / party / "flags",
+            # As provisioning created its topics (the changelog is co-partitioned).
+            partitions=kafka.partitions,
+        )
+        opts.datadir.mkdir(parents=True, exist_ok=True)
+        app = build_flags_app(opts)
+        worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+        worker.execute_from_commandline()

@@ -1,0 +1,278 @@
+"""The flag service: a faust-streaming app over a party's delivery topic (docs/desk.md, "Flags").
+
+Two agents and one table, all under the party's own Kafka prefix ``accord.desk.<party>.``:
+
+1. ``open_records`` reads ``accord.deliver.<party>`` (raw bytes), opens each record with the
+   party's own key (the envelope ``Opener`` the SDK uses: signature, recipient, topic and key
+   checks; only the broker's records count), and sends one message per child subject to
+   ``<app id>-bychild`` keyed by child key, so all of a child's records meet in one
+   partition. A withdrawal notice goes to every partition.
+2. ``flag`` keeps each child's window state (:data:`broker.desk.ChildState`) in the
+   changelog-backed table ``windows`` and publishes every flag raised, as ``desk-flag.v1``
+   JSON keyed by ``flag_id``, on ``accord.desk.<party>.flags``.
+
+The app id (and consumer group) is ``accord.desk.<party>.flags``; its topics are created by
+provisioning, with ``kafka.partitions`` partitions, which the service must use too.
+
+Restarts lose nothing and repeat nothing, at least once underneath (faust-streaming 0.15's
+``exactly_once`` picks each send's transaction by the destination partition, not the input
+one, so a crash repeated a flag in our test; it is not used). Per record, in this order:
+
+- the flags it raises are sent and acknowledged by Kafka (acks=all) before the child's state
+  is written to the table, so no state ever records a flag that is not on the topic;
+- faust flushes the producer (flags, table changelog) before it commits input offsets, so a
+  committed offset's effects are all in Kafka; records after it are processed again;
+- processed again, a record the restored state already holds is ignored (by event id), and
+  a flag whose ``flag_id`` (deterministic) is already on the flags topic is not sent again:
+  the service reads the topic's ids once at start.
+
+One flag service per party (no leader election): the ids it read at start are then all that
+could be on the topic.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from broker.config import KafkaSecurity, KafkaSettings
+from broker.desk._flagging import FlagEngine, window_record
+from broker.envelope import Opener
+from broker.errors import AccordError, EnvelopeError
+from broker.events import Delivery, WithdrawalNotice
+from broker.kafka import KafkaClients, TopicPartition, partition_for, translated
+from broker.keys import KeyStore
+from broker.policy import CompiledFlagRule
+from broker.principals import Principal
+from broker.topics import SCHEMA_NOTICE, SCHEMA_SHARED, deliver, desk_flags, desk_flags_internal
+
+if TYPE_CHECKING:
+    import faust
+
+__all__ = ["FlagServiceOptions", "build_flags_app"]
+
+log = structlog.get_logger("accord.desk.flags")
+_MECHANISM: Final = "SCRAM-SHA-512"
+
+
+class _EveryTime:
+    """The Opener's replay guard, standing aside: after a restart the service reads records
+    again on purpose, and the engine ignores each one it has seen (by event id)."""
+
+    def first_sighting(self, event_id: str) -> bool:  # noqa: ARG002  # the Protocol's signature
+        return True
+
+
+@dataclass(frozen=True)
+class FlagServiceOptions:
+    party: str
+    kafka: KafkaSettings
+    keystore: KeyStore
+    rules: tuple[CompiledFlagRule, ...]
+    linkage_secret: bytes
+    datadir: Path
+    partitions: int = 3
+
+
+def _credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
+    import faust  # noqa: PLC0415  # faust loads only in the service, not with broker.desk
+
+    if kafka.security_protocol is KafkaSecurity.PLAINTEXT:
+        return None
+    if kafka.username is None or kafka.password is None:
+        raise AccordError("no Kafka login for the party: give it a client file")
+    cafile = str(kafka.ca_file) if kafka.ca_file is not None else None
+    return faust.SASLCredentials(
+        username=kafka.username,
+        password=kafka.password.get_secret_value(),
+        ssl_context=ssl.create_default_context(cafile=cafile),
+        mechanism=_MECHANISM,
+    )
+
+
+class _Opening:
+    """Opens one delivery-topic record: the view, a notice's event ids, or None to skip."""
+
+    def __init__(self, party: str, keystore: KeyStore) -> None:
+        self.party = party
+        self.topic = deliver(party)
+        self._opener = Opener(party, keystore, replay_guard=_EveryTime())
+
+    def open(self, value: bytes | None, headers: Any) -> Delivery | WithdrawalNotice | None:
+        try:
+            return self._open(value, headers)
+        except _Skip as skip:
+            log.warning("flags_record_skipped", party=self.party, reason=str(skip))
+            return None
+
+    def _open(self, value: bytes | None, headers: Any) -> Delivery | WithdrawalNotice:
+        if value is None:
+            raise _Skip("empty")
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+        try:
+            opened = self._opener.open_kafka(value, pairs, topic=self.topic)
+        except EnvelopeError as exc:
+            raise _Skip(exc.reason) from None
+        if opened.sender != Principal.WORKER:
+            raise _Skip("not-from-broker")  # only the broker seals to recipients
+        try:
+            if opened.schema == SCHEMA_SHARED:
+                return Delivery.model_validate_json(opened.payload)
+            if opened.schema == SCHEMA_NOTICE:
+                return WithdrawalNotice.model_validate_json(opened.payload)
+        except ValueError:
+            raise _Skip("invalid-payload") from None
+        raise _Skip("unknown-schema")
+
+
+class _Skip(Exception):
+    """A record the service passes over (logged with the reason, no content)."""
+
+
+async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
+    """Every flag id (record key) on the flags topic now, read to its end offsets."""
+    consumer = KafkaClients(kafka).consumer(
+        client_id="accord-desk-flags-ids", isolation_level="read_uncommitted"
+    )
+    ids: set[str] = set()
+    async with translated(f"reading {topic}"):
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                await consumer.topics()  # metadata for the topic, then ask again
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                return ids
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+                batch = await consumer.getmany(timeout_ms=500)
+                ids.update(m.key.decode() for msgs in batch.values() for m in msgs if m.key)
+        finally:
+            await consumer.stop()
+    return ids
+
+
+class _Service:
+    """What the two agents do, given the app's topics and table."""
+
+    def __init__(self, opts: FlagServiceOptions, bychild: Any, out: Any, windows: Any) -> None:
+        self.party = opts.party
+        self.kafka = opts.kafka
+        self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret)
+        self.opening = _Opening(opts.party, opts.keystore)
+        self.everyone = list(range(opts.partitions))
+        self.bychild, self.out, self.windows = bychild, out, windows
+        self.published: set[str] | None = None
+
+    async def on_delivery_topic(self, value: bytes | None, headers: Any) -> None:
+        message = self.opening.open(value, headers)
+        if isinstance(message, WithdrawalNotice):
+            body = json.dumps({"withdraw": list(message.event_ids)}).encode()
+            for p in self.everyone:
+                await self.bychild.send(key=None, value=body, partition=p)
+        elif isinstance(message, Delivery):
+            await self._route(message.view)
+
+    async def _route(self, view: dict[str, Any]) -> None:
+        try:
+            record = window_record(view)
+        except AccordError:
+            log.warning("flags_record_skipped", party=self.party, reason="view-without-basics")
+            return
+        body = {
+            "event_id": record.event_id,
+            "occurred_at": record.occurred_at.isoformat(),
+            "sender": record.sender,
+            "type": record.type,
+            "need_level": record.need_level,
+            "categories": list(record.categories),
+        }
+        for child in self.engine.children(view):
+            value = json.dumps({"child": child, "record": body}).encode()
+            await self.bychild.send(key=child.encode(), value=value)
+
+    async def on_child_record(self, value: bytes, partition: int) -> None:
+        msg = json.loads(value)
+        if "withdraw" in msg:
+            self._withdraw(msg["withdraw"], partition)
+            return
+        if self.published is None:
+            self.published = await published_flag_ids(self.kafka, desk_flags(self.party))
+        child = msg["child"]
+        record = window_record(msg["record"])
+        state, raised = self.engine.apply(self.windows.get(child), child, record)
+        new = [f for f in raised if f.flag_id not in self.published]
+        for f in new:
+            body = f.model_dump_json().encode()
+            # force: sent now, not held until the input offset commits; awaited: on the
+            # topic before the state below says it was raised.
+            sent = await self.out.send(key=f.flag_id.encode(), value=body, force=True)
+            await sent
+            self.published.add(f.flag_id)
+        self.windows[child] = state
+        if new:
+            log.info("flags_raised", party=self.party, count=len(new))
+
+    def _withdraw(self, event_ids: list[str], partition: int) -> None:
+        # Only this partition's children: a table write goes to the changelog partition of
+        # the event being processed, which must be the child's own.
+        for child, state in list(self.windows.items()):
+            if state is None or partition_for(child.encode(), self.everyone) != partition:
+                continue
+            changed = self.engine.withdraw(state, event_ids)
+            if changed is not None:
+                self.windows[child] = changed
+
+
+def build_flags_app(opts: FlagServiceOptions) -> faust.App:
+    """The party's flag service, ready for ``faust.Worker(app).execute_from_commandline()``."""
+    import faust  # noqa: PLC0415  # faust loads only in the service, not with broker.desk
+
+    party = opts.party
+    _, bychild_name = desk_flags_internal(party)
+    app = faust.App(
+        desk_flags(party),
+        broker=f"kafka://{opts.kafka.bootstrap}",
+        broker_credentials=_credentials(opts.kafka),
+        store="memory://",
+        web_enabled=False,
+        topic_replication_factor=opts.kafka.replication_factor,
+        topic_partitions=opts.partitions,
+        datadir=str(opts.datadir),
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        # Provisioning creates every topic the service uses (broker.topics names them);
+        # a party holds no right to create topics.
+        topic_allow_declare=False,
+        # One service per party: no leader election (and no leader topic to create).
+        topic_disable_leader=True,
+    )
+    source = app.topic(deliver(party), key_serializer="raw", value_serializer="raw")
+    bychild = app.topic(
+        bychild_name, key_serializer="raw", value_serializer="raw", partitions=opts.partitions
+    )
+    out = app.topic(desk_flags(party), key_serializer="raw", value_serializer="raw")
+    windows = app.Table("windows", default=None, partitions=opts.partitions)
+    service = _Service(opts, bychild, out, windows)
+
+    @app.agent(source)
+    async def open_records(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await service.on_delivery_topic(event.value, event.headers)
+
+    @app.agent(bychild)
+    async def flag(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await service.on_child_record(event.value, event.message.partition)
+
+    return app

@@ -1,0 +1,140 @@
+"""Flag rules (``flags.yaml``): the co-ordinating team's rules over a child's window of records.
+
+A rule's ``when`` is CEL over exactly six aggregates of the records in the rule's window
+(``FLAG_VARIABLES``); it is compiled once at load, must name no other variable and no unknown
+function, and must give true or false. The window is ``Nd`` (days) or ``Nh`` (hours).
+Evaluation lives in the desk (``broker.desk``); this module only checks and compiles.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Final
+
+import cel
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from broker.policy._cel import _FUNCTIONS
+
+__all__ = [
+    "FLAG_VARIABLES",
+    "CompiledFlagRule",
+    "FlagRule",
+    "compile_flag_rule",
+    "parse_window",
+]
+
+#: name → the Python type of its value (lists hold distinct strings).
+FLAG_VARIABLES: Final[Mapping[str, type]] = {
+    "contacts": int,
+    "distinct_agencies": int,
+    "max_need": int,
+    "categories": list,
+    "types": list,
+    "senders": list,
+}
+_WINDOW: Final = re.compile(r"^([1-9][0-9]{0,4})([dh])$")
+# A window longer than this is a typo, not a rule (and would keep years of state per child).
+_MAX_WINDOW: Final = timedelta(days=3660)
+_PROBES: Final[tuple[dict[str, Any], ...]] = (
+    {
+        "contacts": 3,
+        "distinct_agencies": 2,
+        "max_need": 4,
+        "categories": ["domestic_abuse", "probe"],
+        "types": ["police.domestic_incident"],
+        "senders": ["probe-a", "probe-b"],
+    },
+    {
+        "contacts": 0,
+        "distinct_agencies": 0,
+        "max_need": 0,
+        "categories": [],
+        "types": [],
+        "senders": [],
+    },
+)
+
+
+class FlagRule(BaseModel):
+    """One rule of ``flags.yaml``: ``id``, ``title``, ``window`` (``Nd``/``Nh``), ``when``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    window: str
+    when: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    description: Annotated[str, StringConstraints(max_length=4000)] | None = None
+
+
+def parse_window(text: str) -> timedelta | None:
+    """``90d`` → 90 days, ``12h`` → 12 hours; None for anything else."""
+    m = _WINDOW.match(text)
+    if m is None:
+        return None
+    n = int(m.group(1))
+    window = timedelta(days=n) if m.group(2) == "d" else timedelta(hours=n)
+    return window if window <= _MAX_WINDOW else None
+
+
+@dataclass(frozen=True)
+class CompiledFlagRule:
+    """A checked rule with its compiled condition: ``holds(aggregates)`` is pure."""
+
+    rule: FlagRule
+    window: timedelta
+    program: Any
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+    def holds(self, aggregates: Mapping[str, Any]) -> bool:
+        """Whether ``when`` holds; a runtime failure counts as not holding (no flag)."""
+        try:
+            value = self.program.execute(dict(aggregates))
+        except Exception:  # noqa: BLE001  # any CEL runtime failure: the rule does not fire
+            return False
+        return value is True
+
+
+def compile_flag_rule(rule: FlagRule) -> tuple[CompiledFlagRule | None, list[tuple[str, str]]]:
+    """Compile ``rule``; problems come as (field, message) so the loader can locate them."""
+    problems: list[tuple[str, str]] = []
+    window = parse_window(rule.window)
+    if window is None:
+        problems.append(("window", f"window {rule.window!r} must be Nd or Nh (e.g. 90d, 12h)"))
+    try:
+        program = cel.compile(rule.when)
+    except Exception as exc:  # noqa: BLE001  # the binding raises ValueError, or others for odd input
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        problems.append(("when", f"CEL does not compile: {first.split(': ERROR: ', 1)[-1]}"))
+        return None, problems
+    known = ", ".join(FLAG_VARIABLES)
+    problems.extend(
+        ("when", f"CEL refers to unknown name {name!r} (known: {known})")
+        for name in program.variables()
+        if name not in FLAG_VARIABLES
+    )
+    problems.extend(
+        ("when", f"CEL calls unknown function {fn!r}")
+        for fn in program.functions()
+        if fn[:1] not in {"_", "@", "!"} and fn not in _FUNCTIONS
+    )
+    if not problems:
+        for probe in _PROBES:
+            try:
+                value = program.execute(dict(probe))
+            except Exception:  # noqa: BLE001  # a type error on well-typed aggregates is the rule's fault
+                problems.append(("when", "CEL fails on well-formed aggregates (a type error?)"))
+                break
+            if not isinstance(value, bool):
+                problems.append(("when", "CEL condition does not evaluate to true or false"))
+                break
+    if problems or window is None:
+        return None, problems
+    return CompiledFlagRule(rule, window, program), []

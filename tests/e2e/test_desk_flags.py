@@ -1,0 +1,240 @@
+"""The flag service end to end: a scripted month of contacts through the real worker to the
+co-ordinating team, flags raised by ``accord desk flags`` on real Kafka, exactly those an
+independent reading of the rules derives; killed mid-window and restarted, nothing is lost
+and nothing doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from broker.desk import child_key, desk_linkage_key
+from broker.devkafka import EmbeddedKafka
+from broker.events import parse_event
+from broker.keys import FileKeyStore
+from broker.policy import Policy, load_bundle
+from broker.provision import provision
+from broker.sdk import Publisher
+from broker.synthetic import SyntheticFamilies
+from broker.topics import deliver, desk_flags
+from tests.e2e.worker_proc import POLICIES, WorkerProcess, keystore_for
+from tests.kafka_helpers import kafka_env, read_to_end, settings_as
+
+TEAM = "sandwell-coord"
+DAY = timedelta(days=1)
+# The project's flags.yaml, restated: (id, window, condition over the window's records).
+RULES: tuple[tuple[str, timedelta, Any], ...] = (
+    ("multi-agency", 90 * DAY,
+     lambda w: len({e["sender"] for e in w}) >= 2 and len(w) >= 3),
+    ("domestic-abuse-repeat", 30 * DAY,
+     lambda w: any("domestic_abuse" in e["categories"] for e in w) and len(w) >= 2),
+    ("need-level-4", 1 * DAY, lambda w: max(e["need_level"] for e in w) >= 4),
+)  # fmt: skip
+SENDERS = (
+    ("wmp", "police.domestic_incident"),
+    ("wmp", "police.child_concern"),
+    ("swbh", "health.ae_attendance"),
+    ("hv-sandwell", "health.health_visitor_concern"),
+    ("school-146201", "education.welfare_concern"),
+)
+
+
+def _month(seed: int = 15) -> tuple[list[dict[str, Any]], list[str]]:
+    """October 2026 for five Tipton children (one sibling pair), in occurred_at order."""
+    fam = SyntheticFamilies(seed=seed)
+    kids = []
+    for i in range(4):
+        family = fam.faker.last_name()
+        kids.append(fam.subject("child", family_name=family, postcode=fam.postcode(("DY4",))))
+        if i == 0:  # a sibling at the same address
+            kids.append(dict(fam.subject("child", family_name=family), postcode=kids[0]["postcode"],
+                             address=kids[0]["address"]))  # fmt: skip
+    start = datetime(2026, 10, 1, 7, tzinfo=UTC)
+    events = []
+    at = start
+    for _ in range(34):
+        at += timedelta(hours=fam.rng.randrange(6, 40))
+        sender, etype = fam.rng.choice(SENDERS)
+        who = fam.rng.sample(kids, k=fam.rng.choice((1, 1, 1, 2)))
+        need = fam.rng.choice((2, 2, 3, 3, 3, 4))
+        cats = ["domestic_abuse"] if etype == "police.domestic_incident" else []
+        concern = not sender.startswith("wmp")  # health and schools: a justified concern
+        ev = fam.event(etype, sender, subjects=who, need_level=need, occurred_at=at,
+                       categories=cats, safeguarding={"concern": concern, "justification":
+                       "visible injury reported" if concern else None})  # fmt: skip
+        events.append(ev)
+    return events, [k["nhs_number"] for k in kids]
+
+
+def _expected(events: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The brief's semantics for records arriving in occurred_at order."""
+    seen: dict[str, list[dict[str, Any]]] = {}
+    fired: dict[tuple[str, str], list[datetime]] = {}
+    out = []
+    for ev in events:
+        t = datetime.fromisoformat(ev["occurred_at"])
+        children = [s["nhs_number"] for s in ev["subjects"] if s["role"] == "child"]
+        for nhs in dict.fromkeys(children):
+            mine = seen.setdefault(nhs, [])
+            mine.append(ev)
+            for rule, width, holds in RULES:
+                window = [
+                    e for e in mine if t - width < datetime.fromisoformat(e["occurred_at"]) <= t
+                ]
+                times = fired.setdefault((rule, nhs), [])
+                if holds(window) and not any(t - width < f <= t for f in times):
+                    times.append(t)
+                    out.append((rule, nhs, tuple(e["event_id"] for e in window)))
+    return out
+
+
+class FlagService:
+    """``python -m broker desk flags --as sandwell-coord``, logs to a file."""
+
+    def __init__(self, home: Path, keys: FileKeyStore, bootstrap: str) -> None:
+        self.env = {
+            **os.environ,
+            "ACCORD_HOME": str(home),
+            **kafka_env(bootstrap),
+            "ACCORD_KAFKA__PARTITIONS": "1",
+            "ACCORD_KEYSTORE__PATH": str(keys.path),
+        }
+        self.log = home / "flags.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "broker", "desk", "flags", "--as", TEAM,
+                 "--policies", str(POLICIES)],
+                env=self.env, stdout=fh, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+async def _flags(bootstrap: str) -> list[tuple[str, dict[str, Any]]]:
+    msgs = await read_to_end(bootstrap, desk_flags(TEAM))
+    return [(m.key.decode(), json.loads(m.value)) for m in msgs]
+
+
+async def _wait_delivered(bootstrap: str, count: int, worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + 90
+    while len(await read_to_end(bootstrap, deliver(TEAM))) < count:
+        assert worker.alive(), worker.tail()
+        assert time.monotonic() < deadline, f"deliveries stuck below {count}"
+        await asyncio.sleep(0.2)
+
+
+async def _wait_flags(bootstrap: str, count: int, service: FlagService, within: float) -> None:
+    deadline = time.monotonic() + within
+    while len(await _flags(bootstrap)) < count:
+        assert service.alive(), service.tail()
+        assert time.monotonic() < deadline, f"fewer than {count} flags:\n{service.tail()}"
+        await asyncio.sleep(0.5)
+
+
+async def test_a_month_of_contacts_raises_exactly_the_rules_flags_across_a_crash(
+    isolated_kafka: EmbeddedKafka, tmp_path: Path
+) -> None:
+    bootstrap = isolated_kafka.bootstrap
+    policy: Policy = load_bundle(POLICIES)
+    assert [(r.id, r.window) for r in policy.flag_rules] == [(r, w) for r, w, _ in RULES]
+    admin = settings_as(bootstrap, "admin")
+    assert admin.credentials_dir is not None
+    # One partition everywhere: the team receives records in the order they were sent.
+    provision(policy, admin.model_copy(update={"partitions": 1}),
+              clients_dir=admin.credentials_dir)  # fmt: skip
+    keys = keystore_for(policy, tmp_path / "keys")
+    events, children = _month()
+    now = datetime.now(UTC)
+    for ev in events:  # every scripted record reaches the team
+        decisions = policy.decide(parse_event(ev, now=now), [], at=now)
+        assert any(d.recipient == TEAM and d.shares for d in decisions), ev["type"]
+    expected = _expected(events)
+    rules_seen = Counter(rule for rule, _, _ in expected)
+    assert set(rules_seen) == {r for r, _, _ in RULES}, rules_seen  # the script exercises all
+
+    worker = WorkerProcess(tmp_path, keys, bootstrap, POLICIES)
+    worker.env["ACCORD_KAFKA__PARTITIONS"] = "1"
+    service = FlagService(tmp_path, keys, bootstrap)
+    worker.start()
+    service.start()
+    try:
+        first, second = 14, 24
+        sent = 0
+
+        async def send(upto: int) -> None:
+            nonlocal sent
+            while sent < upto:
+                ev = events[sent]
+                async with Publisher(ev["sender"], keys, settings_as(bootstrap, ev["sender"])) as p:
+                    await p.publish(ev)
+                sent += 1
+                await _wait_delivered(bootstrap, sent, worker)
+
+        await send(first)
+        await _wait_flags(bootstrap, len(_expected(events[:first])), service, within=180)
+        # Mid-window: two more records, and the service is killed while it handles them.
+        await send(first + 2)
+        service.kill()
+        await send(second)  # delivered while the service is down
+        service.start()
+        await send(len(events))
+        await _wait_flags(bootstrap, len(expected), service, within=180)
+        await asyncio.sleep(8)  # time for any duplicate or extra flag to show
+        got = await _flags(bootstrap)
+    finally:
+        service.stop()
+        worker.stop()
+
+    _check(got, expected, children, events, desk_linkage_key(keys.path))
+
+
+def _check(
+    got: list[tuple[str, dict[str, Any]]],
+    expected: list[tuple[str, str, tuple[str, ...]]],
+    children: list[str],
+    events: list[dict[str, Any]],
+    secret: bytes,
+) -> None:
+    """Each flag once, exactly the expected ones, naming no person."""
+    counts = Counter(key for key, _ in got)
+    assert [k for k, n in counts.items() if n > 1] == [], "a flag was published twice"
+    by_child = {child_key(secret, {"nhs_number": n}): n for n in children}
+    raised = [(f["rule"], by_child[f["child"]], tuple(f["event_ids"])) for _, f in got]
+    assert sorted(raised) == sorted(expected)
+    for key, flag in got:
+        assert key == flag["flag_id"]
+        assert flag["party"] == TEAM
+        assert flag["trigger_event_id"] == flag["event_ids"][-1]
+    text = json.dumps([f for _, f in got])
+    assert not any(n in text for n in children)
+    names = {s["family_name"] for ev in events for s in ev["subjects"]}
+    assert not any(name in text for name in names)

@@ -1,0 +1,57 @@
+"""`accord desk flags`: a mistake about the party or the bundle is one line, before Kafka."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code: Any = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return int(code or 0), err
+
+
+@pytest.mark.parametrize(
+    ("party", "message"),
+    [
+        ("nobody", "'nobody' is not a party of the policy bundle"),
+        ("wmp", "'wmp' is an agency; it receives no deliveries"),
+    ],
+)
+def test_a_party_that_cannot_run_flags_is_one_line(
+    party: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    argv = ["desk", "flags", "--as", party, "--policies", str(REPO / "policies")]
+    code, err = _run(argv, capsys)
+    assert code != 0
+    assert err.strip() == f"accord: error: --as: {message}"
+
+
+def test_a_bundle_without_flag_rules_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    bundle = tmp_path / "b"
+    shutil.copytree(REPO / "policies", bundle)
+    (bundle / "flags.yaml").unlink()
+    code, err = _run(["desk", "flags", "--as", "sandwell-coord", "--policies", str(bundle)], capsys)
+    assert code != 0
+    assert err.strip() == "accord: error: the policy bundle has no flag rules (flags.yaml)"

@@ -1,0 +1,98 @@
+"""`accord policy check|test` with flags.yaml: rules counted, flag scenarios run beside others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from broker.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code: Any = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return int(code or 0), out, err
+
+
+def test_check_reports_the_number_of_flag_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["policy", "check", str(REPO / "policies")], capsys)
+    assert code == 0
+    assert ", 3 flag rules; version sha256:" in out
+
+
+def test_check_lists_a_bad_flag_rule_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    for name in ("parties.yaml", "restrictions.yaml"):
+        (bundle / name).write_text((REPO / "policies" / name).read_text())
+    rules = {"flags": [{"id": "x", "title": "X", "window": "7d", "when": "agencies >= 2"}]}
+    (bundle / "flags.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    code, out, err = _run(["policy", "check", str(bundle)], capsys)
+    assert code != 0
+    assert out.splitlines() == [
+        "flags.yaml:5: flags[0].when: CEL refers to unknown name 'agencies' (known: contacts, "
+        "distinct_agencies, max_need, categories, types, senders)"
+    ]
+    assert err.strip() == f"accord: error: {bundle}: 1 problem"
+
+
+def test_test_runs_flag_and_decision_scenarios_together(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scenarios = REPO / "policies" / "scenarios"
+    code, out, _ = _run(
+        ["policy", "test", str(scenarios / "flags.yaml"), str(scenarios / "referrals.yaml")],
+        capsys,
+    )
+    assert code == 0, out
+    lines = out.splitlines()
+    assert "PASS a flag does not fire again within its window, and does after it" in out
+    assert sum(line.startswith("PASS") for line in lines) >= 7
+
+
+def test_a_failing_flag_scenario_says_what_differs_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = [
+        {
+            "name": "one level-4 contact",
+            "policies": str(REPO / "policies"),
+            "flag_events": [
+                {
+                    "event_id": "a1",
+                    "type": "police.child_concern",
+                    "sender": "wmp",
+                    "occurred_at": "2026-01-01T00:00:00Z",
+                    "need_level": 4,
+                    "subjects": [{"role": "child", "nhs_number": "9993080233"}],
+                },
+            ],
+            "expect_flags": [],
+        }
+    ]
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    code, out, _ = _run(["policy", "test", str(path)], capsys)
+    assert code == 1
+    assert "     raised, not expected: need-level-4 for 9993080233: [a1]" in out.splitlines()
+    assert out.splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_the_shared_flag_scenarios_pass_through_the_cli(
+    shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(["policy", "test", str(shared_dir / "examples" / "flag-scenarios")], capsys)
+    assert code == 0, out
+    assert out.splitlines()[-1] == "1 passed, 0 failed"
