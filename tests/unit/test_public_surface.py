@@ -71,6 +71,12 @@ SURFACES = {
         "normalise_nhs_number", "normalise_postcode", "parse_consent", "parse_consents",
         "parse_event", "postcode_district", "postcode_sector",
     },
+    "broker.webauth": {
+        "CSP", "DEVICE_COOKIE", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account", "Attempt",
+        "DeviceCookies", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment", "UserFile",
+        "bad_body", "check_username", "client_key", "device_key", "form_field", "listen",
+        "loopback", "read_form", "url_host",
+    },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",
         "IndexSummary", "Indexer", "LookupPurpose", "ReportPurpose", "TopicChains",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
-from broker.console._users import USERNAME
+from broker.webauth._users import USERNAME
 
 __all__ = ["Attempt", "SignInThrottle", "client_key"]
 
