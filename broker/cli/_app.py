@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "_worker",
     "_audit",
     "_console",
+    "_desk",
     "_demo",
     "_deploy",
 )

@@ -23,7 +23,7 @@ SURFACES = {
     },
     "broker.cli": {"build_app", "main"},
     "broker.config": {
-        "AuditSettings", "ConsoleSettings", "EnvelopeSettings", "IndexerSettings",
+        "AuditSettings", "ConsoleSettings", "DeskSettings", "EnvelopeSettings", "IndexerSettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "OpsEndpoint",
         "SchoolCalendar",
         "Settings", "WorkerSettings", "default_home", "load_settings",
@@ -32,7 +32,12 @@ SURFACES = {
         "ConsoleDeps", "ConsoleRun", "UserFile", "check_username", "create_app",
         "load_console_policy", "run_console",
     },
-    "broker.desk": {"Flag", "child_key", "flag_id"},
+    "broker.desk": {
+        "Acknowledger", "DeskDeps", "DeskIngest", "DeskRun", "DeskStore", "EventPublisher",
+        "Flag", "check_desk_party", "child_key", "children_in", "create_desk_app",
+        "desk_linkage_key", "encompass_notice", "flag_id", "flags_topic", "open_desk_store",
+        "outcome_event", "referral_event", "run_desk",
+    },
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
         "Deployment", "Process", "Target", "acl_grants", "alert_rules_text", "dashboard_text",
