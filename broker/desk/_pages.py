@@ -141,17 +141,21 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         records = store.records_about(child)
         if not records:
             return desk.refused("No record about this child is held here.", status=404)
+        referrals = [
+            (d, [o for o in store.replies_to(d.published_event or "") if not o.hidden])
+            for d in store.decisions(child=child) if d.action == "refer"
+        ]  # fmt: skip
+        # An outcome may name the child by other fields than the team's records (a hub need
+        # not hold the NHS number): shown with its referral, so acknowledged with the rest.
+        shown = {r.event_id: r for r in records}
+        shown.update({o.event_id: o for _, outcomes in referrals for o in outcomes})
         try:
-            await viewed(records, session.user, VIEW_PURPOSE[deps.kind])
+            await viewed(list(shown.values()), session.user, VIEW_PURPOSE[deps.kind])
         except _NoAck:
             return no_ack()
         by_agency: dict[str, list[StoredRecord]] = {}
         for r in records:
             by_agency.setdefault(r.sender, []).append(r)
-        referrals = [
-            (d, store.replies_to(d.published_event or ""))
-            for d in store.decisions(child=child) if d.action == "refer"
-        ]  # fmt: skip
         flags = [f for f in store.flags() if f.child == child]
         return desk.render(
             "child.html", session, title="A child's timeline", child=child, records=records,
