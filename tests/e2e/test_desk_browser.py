@@ -30,6 +30,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 import tests.e2e.test_console_browser as console_browser
@@ -188,6 +189,19 @@ async def setup_world(
     return child, events, consent
 
 
+def nudge(referral_id: str) -> dict[str, Any]:
+    """A referral about another child, without consent (shared with nobody), on the same
+    ingress partition as ``referral_id``."""
+    partitions = list(range(3))  # provisioning's default
+    target = DefaultPartitioner()(referral_id.encode(), partitions, partitions)
+    fam = SyntheticFamilies(seed=16)
+    other = fam.subject("child", postcode="B70 9AA")
+    while True:
+        event = fam.event("coordination.referral", TEAM, subjects=[other], summary="nudge")
+        if DefaultPartitioner()(event["event_id"].encode(), partitions, partitions) == target:
+            return event
+
+
 async def publish_flag(bootstrap: str, flag: Flag) -> None:
     """What the flag service publishes (JSON, key = flag id), on the team's flags topic."""
     producer = clients(bootstrap).producer("test-flag-service")
@@ -296,6 +310,9 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
                              recorded_at=datetime.now(UTC).isoformat())  # fmt: skip
             async with Publisher(TEAM, keys, clients(bootstrap, TEAM)) as pub:
                 await pub.publish_consent(withdrawn)
+                # The worker recalls a share at the next transaction of the partition task
+                # that made it; in this quiet test nothing else would reach that partition.
+                await pub.publish(nudge(referral_id))
 
             def noticed(audit: list[AuditRecord]) -> bool:
                 return any(r.kind is AuditKind.CONSENT_WITHDRAWN_NOTICE and r.party == HUB
