@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
@@ -17,6 +18,7 @@ from broker.desk import DeskDeps, DeskStore, create_desk_app, open_desk_store
 from broker.errors import TransportError
 from broker.events import Delivery
 from broker.webauth import UserFile
+from tests.unit.audit.conftest import run_cli  # noqa: F401  # a re-exported pytest fixture
 
 USER = "kim.ward"
 PASSWORD = "a long synthetic passphrase"
@@ -71,6 +73,13 @@ def delivery(
         agreements=("a1",), purpose="early_help", lawful_basis={"article6": "public_task"},
         policy_version="sha256:x", decided_at=decided_at, view=base,
     )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """A command run in-process configures logging onto the captured stderr: undo it after."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.audit.conftest import Run, run_cli  # noqa: F401  # the fixture
+from tests.unit.audit.conftest import Run
 
 
 @pytest.fixture
