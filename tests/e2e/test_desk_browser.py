@@ -35,13 +35,23 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 import tests.e2e.test_console_browser as console_browser
 from broker.audit import AuditKind, AuditRecord
-from broker.desk import Flag, child_key, desk_linkage_key, flag_id, flags_topic
+from broker.config import DeskSettings, KeystoreSettings, Settings
+from broker.desk import (
+    Flag,
+    child_key,
+    desk_linkage_key,
+    flag_id,
+    flags_topic,
+    open_desk_store,
+    run_desk,
+)
 from broker.devkafka import EmbeddedKafka
 from broker.kafka import Grant, Operation, ResourceKind, change_access
 from broker.keys import FileKeyStore
 from broker.policy import Policy
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
+from broker.webauth import UserFile
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, prepared, read_audit
 from tests.kafka_helpers import clients, create_topics, kafka_env, settings_as
@@ -324,7 +334,50 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             assert child["family_name"] not in await hub.content()
             await shot(hub, "6-hub-withdrawn")
 
+    await the_school_sees_a_late_notice(bootstrap, policy, keys, tmp_path, events[0])
     await the_audit_log_names_who(bootstrap, env, keys, child, ids, referral_id)
+
+
+async def the_school_sees_a_late_notice(
+    bootstrap: str, policy: Policy, keys: FileKeyStore, home: Path, incident: dict[str, Any]
+) -> None:
+    """The police incident reached the child's school as an Encompass notice. The school's
+    desk runs in this process with its clock five days on (past the next school day's 08:30,
+    whatever the weekday): nobody acknowledged it, so it shows as late, and the metric says 1."""
+    school, user = "school-146201", "jo.head"
+    settings = Settings(
+        home=home,
+        kafka=settings_as(bootstrap, school),
+        keystore=KeystoreSettings(path=keys.path),
+        desk=DeskSettings(port=0),
+    )
+    UserFile(settings.desk_users_file(school)).add(user, PASSWORD)
+    later = datetime.now(UTC) + timedelta(days=5)
+    store = open_desk_store(None, home=home, party=school)
+    stop = asyncio.Event()
+    started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    desk = asyncio.create_task(
+        run_desk(settings, school, policy, store, clients(bootstrap, school), clock=lambda: later,
+                 started=lambda run: started.set_result(run.url), stop=stop)
+    )  # fmt: skip
+    try:
+        url = await asyncio.wait_for(started, 60)
+        async with chromium() as browser:
+            page = await new_page(browser)
+            await page.goto(url)
+            await page.fill("input[name=username]", user)
+            await page.fill("input[name=password]", PASSWORD)
+            await page.click("button[type=submit]")
+            row = f'#notices tr.notice[data-event="{incident["event_id"]}"]'
+            await reload_until(page, url, row)
+            await expect(page.locator(row).locator(".status")).to_contain_text("LATE")
+            await shot(page, "8-school-late-notice")
+            await page.goto(url + "metrics")
+            assert "accord_desk_encompass_late_notices 1.0" in await page.content()
+    finally:
+        stop.set()
+        await asyncio.wait_for(desk, 30)
+        store.close()
 
 
 async def the_audit_log_names_who(
