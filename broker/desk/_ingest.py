@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from broker.desk._flag import Flag, child_key
 from broker.desk._store import DeskStore
+from broker.errors import TransportError
 from broker.events import Delivery, WithdrawalNotice
 from broker.kafka import Consumer, KafkaClients, translated
 from broker.sdk import Subscriber
@@ -115,7 +116,13 @@ class DeskIngest:
 
     async def run(self, stop: asyncio.Event, *, interval: float) -> None:
         while not stop.is_set():
-            await self.poll_once(interval)
+            try:
+                await self.poll_once(interval)
+            except TransportError as exc:
+                # Kafka away for a moment: the pages keep showing what is stored; try again.
+                log.warning("desk_ingest_unavailable", error=type(exc).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
 
 
 def flags_consumer(kafka: KafkaClients, party: str) -> Consumer:

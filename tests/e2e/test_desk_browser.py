@@ -127,8 +127,8 @@ async def new_page(browser: Browser) -> Page:
     return await context.new_page()
 
 
-async def shot(page: Page, name: str) -> None:
-    await page.screenshot(path=str(screenshot_dir() / f"desk-{name}.png"), full_page=True)
+async def shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    await page.screenshot(path=str(screenshot_dir() / f"desk-{name}.png"), full_page=full_page)
 
 
 async def sign_in(page: Page, url: str, user: str, totp: pyotp.TOTP) -> None:
@@ -417,4 +417,4 @@ async def the_audit_log_names_who(
             await expect(log).to_contain_text(f"opened by {TEAM_USER}")
             await expect(log).to_contain_text(f"opened by {HUB_USER}")
             await expect(log).to_contain_text(referral_id)
-            await shot(page, "7-console-disclosure-log")
+            await shot(page, "7-console-disclosure-log", full_page=False)

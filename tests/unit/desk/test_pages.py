@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import structlog.testing
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, children_in
@@ -156,3 +157,20 @@ def test_an_encompass_notice_unread_by_the_deadline_is_late_on_the_page_and_the_
     assert home.count("LATE") == 1  # n2, never read; n1 was read in time
     metrics = client.get("/metrics").text
     assert "accord_desk_encompass_late_notices 1.0" in metrics
+
+
+def test_the_desk_logs_who_and_what_but_never_a_child(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    child = _child(store, "e1")
+    client, _ = make_client()
+    with structlog.testing.capture_logs() as logs:
+        token = sign_in(client)
+        client.get(f"/child/{child}")
+        form = {"csrf": token, "action": "refer", "reason": "Family agreed."}
+        client.post(f"/child/{child}/decide", data=form)
+    assert publisher.events
+    assert {"desk_sign_in", "desk_decision"} <= {e["event"] for e in logs}
+    text = repr(logs)
+    for personal in ("Ruby", "Hart", "9993080233", "2016-02-11", "B70 8NR"):
+        assert personal not in text
