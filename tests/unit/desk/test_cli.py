@@ -51,3 +51,21 @@ def test_a_desk_that_cannot_work_is_one_line_on_stderr(
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_a_keystore_without_the_party_s_key_is_one_line_on_stderr(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.keys import FileKeyStore
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
+    code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
+    assert code != 0
+    assert err.count("\n") == 1
+    assert "no keystore" in err
+    FileKeyStore(home / "keys", create=True).ensure_party("wmp")  # someone else's keys
+    code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
+    assert code != 0
+    assert err.count("\n") == 1
+    assert "holds no private key for cog-tipton" in err
