@@ -89,8 +89,11 @@ class UserFile:
     the file so the console and the CLI refuse a code either has already taken.
     """
 
-    def __init__(self, path: Path, *, hasher: PasswordHasher | None = None) -> None:
+    def __init__(
+        self, path: Path, *, hasher: PasswordHasher | None = None, issuer: str = TOTP_ISSUER
+    ) -> None:
         self.path = path
+        self.issuer = issuer  # the desk's accounts are not the console's
         self._hasher = hasher or PasswordHasher()
         # Verifying against these when the name is unknown costs what a real check costs.
         self._decoy = self._hasher.hash("accord-decoy-password")
@@ -200,7 +203,7 @@ class UserFile:
         if user is None or "totp" not in user:
             return None
         secret = user["totp"]["secret"]
-        uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=TOTP_ISSUER)
+        uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=self.issuer)
         return TotpEnrolment(secret=secret, uri=uri)
 
     def remove(self, name: str) -> None:

@@ -31,6 +31,7 @@ def test_add_user_makes_a_party_s_own_account_with_a_second_factor(
     stored = json.loads((home / "desk" / "cog-tipton" / "users.json").read_text())
     assert stored["users"]["sam.okafor"]["hash"].startswith("$argon2id$")
     assert stored["users"]["sam.okafor"]["totp"]["secret"] in out  # shown this once
+    assert "issuer=Accord%20desk%20cog-tipton" in out  # not the governance console's
 
 
 @pytest.mark.parametrize(
