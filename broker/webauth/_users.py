@@ -4,9 +4,10 @@ and TOTP secrets, one file per app (and per party for the desk).
 Accounts are few (a council's IG team, a hub's workers) and are made by an administrator at
 the shell with ``accord console add-user`` or ``accord desk add-user``, so a file (0600, in a
 0700 directory, replaced atomically) does the job without another database. Passwords are
-hashed with argon2-cffi's Argon2id defaults (RFC 9106's second recommended profile); a hash made with older parameters is upgraded at the
-next successful sign-in. An account may also have a second factor: a TOTP secret (RFC 6238,
-computed by pyotp) that the officer keeps in an authenticator app.
+hashed with argon2-cffi's Argon2id defaults (RFC 9106's second recommended profile); a hash
+made with older parameters is upgraded at the next successful sign-in. An account may also
+have a second factor: a TOTP secret (RFC 6238, computed by pyotp) that the person keeps in an
+authenticator app.
 
 :meth:`UserFile.authenticate` does the same work whatever the outcome (unknown name, wrong
 password, wrong or missing code, success), so its timing tells an attacker nothing about which
