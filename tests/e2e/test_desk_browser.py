@@ -10,8 +10,10 @@ the flagged child's timeline and refers to the hub; the hub sees the referral an
 outcome; the team sees the outcome. The broker decided the referral and the outcome like any
 event; the governance console's disclosure log for the child then lists the views by named
 people and the referral's decision. Finally the family withdraws consent for the hub, and the
-hub's desk hides the referral with the reason. Screenshots go to ``artifacts/screenshots``
-(``desk-*.png``; docs/desk/ keeps copies).
+hub's desk hides the referral with the reason. The child's school received the police
+incident as an Operation Encompass notice: its desk, run in-process with a clock five days
+on, shows the unread notice as late and its metric counts it. Screenshots go to
+``artifacts/screenshots`` (``desk-*.png``; docs/desk/ keeps copies).
 """
 
 from __future__ import annotations
