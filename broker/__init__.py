@@ -13,9 +13,11 @@ its own (``tests/unit/test_layers.py`` holds the code to this):
 6. ``policy`` ``devkafka``                        agreements and decisions; embedded Kafka
 7. ``audit`` ``provision``                        the tamper-evident log's records and chains;
                                                   Kafka topics, logins and ACLs for a bundle
-8. ``pipeline`` ``sdk`` ``governance`` ``deploy`` the worker; agencies' and recipients'
+8. ``pipeline`` ``sdk`` ``governance`` ``deploy`` ``webauth``
+                                                  the worker; agencies' and recipients'
                                                   clients; the index, reports and reviews;
-                                                  deployment files from a bundle
+                                                  deployment files from a bundle; web
+                                                  sign-in, sessions and headers
 9. ``console`` ``desk``                          the governance web UI; the recipients' desk
 10. ``cli``                                       the command line, accord
 

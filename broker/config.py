@@ -29,6 +29,7 @@ from broker.errors import ConfigError
 __all__ = [
     "AuditSettings",
     "ConsoleSettings",
+    "DeskSettings",
     "EnvelopeSettings",
     "IndexerSettings",
     "KafkaSecurity",
@@ -176,6 +177,27 @@ class ConsoleSettings(OpsEndpoint):
     known_device_days: int = Field(default=90, ge=1, le=400)
 
 
+class DeskSettings(_Frozen):
+    """The recipients' desk (``accord desk --as PARTY``): where it listens, who may sign in,
+    where the party's own store is, how often it polls the party's delivery topic."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8766, ge=0, le=65535)
+    users_file: Path | None = None  # default: <home>/desk/<party>/users.json
+    # sqlite:///PATH or postgresql://…; default: <home>/desk/<party>.db. It holds delivered
+    # views (personal data): a secret, as a URL may carry a password.
+    store: SecretStr | None = None
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    session_idle_minutes: int = Field(default=15, ge=1, le=240)
+    session_max_hours: int = Field(default=8, ge=1, le=24)
+    secure_cookies: bool | None = None  # None: Secure everywhere but on loopback
+    sign_in_failures_per_client: int = Field(default=10, ge=1, le=1000)
+    sign_in_failures_per_account: int = Field(default=5, ge=1, le=100)
+    sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    sign_in_max_delay_seconds: int = Field(default=300, ge=1, le=3600)
+    known_device_days: int = Field(default=90, ge=1, le=400)
+
+
 class SchoolCalendar(_Frozen):
     """When school days start, in which timezone, and which weekdays are closed: the clock of
     Operation Encompass deadlines (``broker.policy.encompass_deadline``). Weekends are never
@@ -225,6 +247,7 @@ class Settings(BaseSettings):
     envelope: EnvelopeSettings = EnvelopeSettings()
     audit: AuditSettings = AuditSettings()
     console: ConsoleSettings = ConsoleSettings()
+    desk: DeskSettings = DeskSettings()
     schools: SchoolCalendar = SchoolCalendar()
     worker: WorkerSettings = WorkerSettings()
     indexer: IndexerSettings = IndexerSettings()
@@ -247,6 +270,9 @@ class Settings(BaseSettings):
     @property
     def console_users_file(self) -> Path:
         return self.console.users_file or self.home / "console" / "users.json"
+
+    def desk_users_file(self, party: str) -> Path:
+        return self.desk.users_file or self.home / "desk" / party / "users.json"
 
 
 class _EnvWithoutSecretFiles(EnvSettingsSource):

@@ -1,15 +1,132 @@
-"""``accord desk``: the recipients' desk (docs/desk.md). Each part registers its commands."""
+"""``accord desk --as PARTY [serve options] | add-user``: the recipients' desk."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 from broker.cli import _desk_flags
+from broker.cli._common import read_password
+from broker.config import DeskSettings, load_settings
+from broker.errors import UsageError
+
+As = Annotated[str, typer.Option("--as", help="The party whose desk this is (its own keystore).")]
+OptionalAs = Annotated[
+    str | None, typer.Option("--as", help="The party whose desk this is (its own keystore).")
+]
+Host = Annotated[str | None, typer.Option(help="Listen on this address (default 127.0.0.1).")]
+Port = Annotated[
+    int | None,
+    typer.Option(help="Listen on this port (default 8766; 0: any).", min=0, max=65535),
+]
+Store = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="The desk's store URL (default: ACCORD_DESK__STORE or <home>/desk/PARTY.db).",
+    ),
+]
+Name = Annotated[str, typer.Argument(help="The person's user name (a-z, 0-9, '.', '_', '-').")]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+Reset = Annotated[
+    bool, typer.Option("--reset", help="Remake an existing user: new password, new second factor.")
+]
+NoTotp = Annotated[
+    bool, typer.Option("--no-totp", help="No second factor: the password alone signs in.")
+]
+
+
+def serve(
+    ctx: typer.Context,
+    *,
+    party: OptionalAs = None,
+    host: Host = None,
+    port: Port = None,
+    store: Store = None,
+) -> None:
+    """Serve the desk of a co-ordinating team, hub or school (sign in with an account from
+    'accord desk add-user --as PARTY NAME')."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if party is None:
+        raise UsageError("say whose desk: accord desk --as PARTY")
+    import asyncio
+
+    from broker.cli._common import kafka_as
+    from broker.cli._logging import configure_logging
+    from broker.desk import DeskRun, check_desk_party, open_desk_store, run_desk
+    from broker.policy import load_bundle
+
+    settings = load_settings()
+    cfg = settings.desk.model_dump()
+    cfg.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    settings = settings.model_copy(update={"desk": DeskSettings(**cfg)})
+    policy = load_bundle(settings.policies)
+    check_desk_party(policy, party)
+    if not settings.desk_users_file(party).exists():
+        raise UsageError(
+            f"no desk accounts for {party} yet: create one with "
+            f"'accord desk add-user --as {party} NAME'"
+        )
+    configure_logging()
+    url = store or (settings.desk.store.get_secret_value() if settings.desk.store else None)
+    desk_store = open_desk_store(url, home=settings.home, party=party)
+
+    def started(run: DeskRun) -> None:
+        typer.echo(f"desk of {run.party} at {run.url} ; Ctrl-C stops it")
+
+    try:
+        asyncio.run(
+            run_desk(
+                settings, party, policy, desk_store, kafka_as(settings, party), started=started
+            )
+        )
+    except KeyboardInterrupt:
+        typer.echo("desk stopped")
+    finally:
+        desk_store.close()
+
+
+def add_user(
+    name: Name,
+    party: As,
+    password_stdin: PasswordStdin = False,
+    reset: Reset = False,
+    no_totp: NoTotp = False,
+) -> None:
+    """Create a person's desk account for PARTY: a password (an Argon2id hash) and a TOTP
+    second factor, unless --no-totp."""
+    from broker.desk import check_desk_party
+    from broker.policy import load_bundle
+    from broker.webauth import UserFile, check_username
+
+    settings = load_settings()
+    check_desk_party(load_bundle(settings.policies), party)
+    users = UserFile(settings.desk_users_file(party), issuer=f"Accord desk {party}")
+    check_username(name)
+    password = read_password("Password", from_stdin=password_stdin, confirm=True)
+    account = users.add(name, password, replace=reset, totp=not no_totp)
+    typer.echo(
+        f"desk user {account.name} of {party} {'updated' if reset else 'created'} ({users.path})"
+    )
+    enrolment = users.totp_enrolment(name)
+    if enrolment is None:
+        typer.echo(f"WARNING: {name} has NO second factor: the password alone signs in.", err=True)
+        return
+    typer.echo("Second factor: add this account to the person's authenticator app now.")
+    typer.echo(f"  otpauth URI: {enrolment.uri}")
+    typer.echo(f"  secret:      {enrolment.secret}")
 
 
 def register(app: typer.Typer) -> None:
     desk = typer.Typer(
-        help="The recipients' desk: flags, referrals, notices.", no_args_is_help=True
+        help="The recipients' desk: a web app for a co-ordinating team, a hub or a school.",
+        invoke_without_command=True,
     )
+    desk.callback()(serve)
+    desk.command("add-user")(add_user)
+    _desk_flags.register(desk)  # `accord desk flags --as PARTY`: the flag service
     app.add_typer(desk, name="desk")
-    _desk_flags.register(desk)

@@ -15,7 +15,7 @@ officer and the subject keys shown, *before* the page renders; no record, no dat
 from broker.console._app import create_app
 from broker.console._deps import ConsoleDeps
 from broker.console._serve import ConsoleRun, load_console_policy, run_console
-from broker.console._users import UserFile, check_username
+from broker.webauth import UserFile, check_username
 
 __all__ = [
     "ConsoleDeps",

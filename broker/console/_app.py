@@ -13,7 +13,6 @@ is posted, never put in a query string, so it reaches no access log or browser h
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from datetime import timedelta
 from importlib import resources
 from typing import Any
@@ -24,36 +23,27 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker.console._deps import ConsoleDeps
-from broker.console._devices import DEVICE_COOKIE, DeviceCookies, device_key
 from broker.console._metrics import SignInOutcome
-from broker.console._sessions import Session, SessionStore
-from broker.console._throttle import SignInThrottle, client_key
-from broker.console._users import USERNAME
+from broker.webauth import (
+    DEVICE_COOKIE,
+    SECURITY_HEADERS,
+    USERNAME,
+    DeviceCookies,
+    Session,
+    SessionStore,
+    SignInThrottle,
+    bad_body,
+    client_key,
+    device_key,
+    form_field,
+    loopback,
+    read_form,
+)
 
 log = structlog.get_logger("accord.console")
 
 COOKIE = "accord_session"
-_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
-_HEADERS = {
-    "Content-Security-Policy": _CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+_HEADERS = SECURITY_HEADERS
 
 
 class Console:
@@ -80,7 +70,7 @@ class Console:
             clock=deps.clock,
         )
         secure = cfg.secure_cookies
-        self.secure_cookies = not _loopback(cfg.host) if secure is None else secure
+        self.secure_cookies = not loopback(cfg.host) if secure is None else secure
         # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
         self.hashing = asyncio.Semaphore(2)
         self.verifying = asyncio.Lock()  # one whole-log verification at a time
@@ -162,7 +152,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
-        if request.method == "POST" and (refusal := _bad_body(request)) is not None:
+        if request.method == "POST" and (refusal := bad_body(request)) is not None:
             response: Response = refusal
         else:
             response = await call_next(request)
@@ -257,27 +247,6 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
     return response
 
 
-MAX_BODY = 16 * 1024  # every form here is a few short fields
-
-
-def _bad_body(request: Request) -> Response | None:
-    """Refuse a POST body before anything parses it: too big, unsized, or not a plain form."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        return Response("forms only", status_code=415, media_type="text/plain")
-    length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
-        return Response("a length is required", status_code=411, media_type="text/plain")
-    if int(length) > MAX_BODY:
-        return Response("too large", status_code=413, media_type="text/plain")
-    return None
-
-
-async def read_form(request: Request) -> Any:
-    """The posted form, within small bounds (the middleware has checked type and size)."""
-    return await request.form(max_files=0, max_fields=16, max_part_size=MAX_BODY)
-
-
 def _failed(console: Console, session: Session) -> HTMLResponse:
     return console.render(
         "login.html",
@@ -288,8 +257,3 @@ def _failed(console: Console, session: Session) -> HTMLResponse:
             "few minutes and try again."
         ),
     )
-
-
-def form_field(form: Any, name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None

@@ -20,8 +20,8 @@ from broker.console._metrics import ConsoleMetrics
 from broker.governance import AuditSink, AuditStore
 
 if TYPE_CHECKING:
-    from broker.console._users import UserFile
     from broker.policy import Policy
+    from broker.webauth import UserFile
 
 
 IndexWait = Callable[[Callable[[], bool]], Awaitable[bool]]

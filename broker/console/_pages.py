@@ -17,10 +17,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.audit import AuditRecord
-from broker.console._app import Console, form_field, read_form
+from broker.console._app import Console
 from broker.console._charts import counts_chart, days_ending, decisions_chart
 from broker.console._deps import ConsoleDeps
-from broker.console._sessions import Session
 from broker.errors import AccordError, ChainBroken, TransportError, UsageError
 from broker.governance import (
     LookupPurpose,
@@ -33,6 +32,7 @@ from broker.governance import (
     subject_key_for_nhs_number,
     verify_store,
 )
+from broker.webauth import Session, form_field, read_form
 
 log = structlog.get_logger("accord.console")
 

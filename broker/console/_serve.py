@@ -25,7 +25,6 @@ from broker.config import Settings
 from broker.console._app import create_app
 from broker.console._deps import ConsoleDeps, IndexWait, no_wait
 from broker.console._metrics import ConsoleMetrics, ConsoleProbes
-from broker.console._users import UserFile
 from broker.errors import UsageError
 from broker.governance import AuditStore, ChainAppender, Indexer
 from broker.kafka import KafkaClients
@@ -33,6 +32,7 @@ from broker.keys import FileKeyStore
 from broker.ops import serving_ops
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
+from broker.webauth import UserFile, listen, url_host
 
 log = structlog.get_logger("accord.console")
 
@@ -109,7 +109,7 @@ async def run_console(
             server_header=False,
         )
     )
-    sock = _listen(cfg.host, cfg.port)
+    sock = listen(cfg.host, cfg.port)
     stop = stop or asyncio.Event()
     indexer_stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = [
@@ -147,7 +147,7 @@ async def run_console(
                 raise UsageError(f"the console could not start on {cfg.host}:{cfg.port}")
             await asyncio.sleep(0.05)
         port = sock.getsockname()[1]
-        run = ConsoleRun(url=f"http://{_url_host(cfg.host)}:{port}/", chain=chain)
+        run = ConsoleRun(url=f"http://{url_host(cfg.host)}:{port}/", chain=chain)
         log.info("console_started", url=run.url, chain=chain, index=index)
         if started is not None:
             started(run)
@@ -162,19 +162,6 @@ async def run_console(
         await ops.aclose()
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind before serving, so a taken port is one clear error (and port 0 picks a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
-
-
 async def _until(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -182,10 +169,6 @@ async def _until(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
     for task in done:
         if task is not waiter:
             await task  # an indexer or server failure ends the console, with its reason
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def load_console_policy(path: Path) -> Policy | None:

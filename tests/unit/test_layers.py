@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("keys", "kafka"),
     ("policy", "devkafka"),
     ("audit", "provision"),
-    ("pipeline", "sdk", "governance", "deploy"),
+    ("pipeline", "sdk", "governance", "deploy", "webauth"),
     ("console", "desk"),
     ("cli",),
     ("__main__",),

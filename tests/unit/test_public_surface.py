@@ -23,7 +23,7 @@ SURFACES = {
     },
     "broker.cli": {"build_app", "main"},
     "broker.config": {
-        "AuditSettings", "ConsoleSettings", "EnvelopeSettings", "IndexerSettings",
+        "AuditSettings", "ConsoleSettings", "DeskSettings", "EnvelopeSettings", "IndexerSettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "OpsEndpoint",
         "SchoolCalendar",
         "Settings", "WorkerSettings", "default_home", "load_settings",
@@ -33,9 +33,11 @@ SURFACES = {
         "load_console_policy", "run_console",
     },
     "broker.desk": {
-        "LINKAGE_FILE", "ChildState", "Flag", "FlagEngine", "FlagServiceOptions", "WindowRecord",
-        "build_flags_app", "child_key",
-        "desk_linkage_key", "flag_id", "run_flag_scenario", "window_record",
+        "LINKAGE_FILE", "Acknowledger", "ChildState", "DeskDeps", "DeskIngest", "DeskRun",
+        "DeskStore", "EventPublisher", "Flag", "FlagEngine", "FlagServiceOptions", "WindowRecord",
+        "build_flags_app", "check_desk_party", "child_key", "children_in", "create_desk_app",
+        "desk_linkage_key", "encompass_notice", "flag_id", "flags_topic", "open_desk_store",
+        "outcome_event", "referral_event", "run_desk", "run_flag_scenario", "window_record",
     },
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
@@ -74,6 +76,12 @@ SURFACES = {
         "Subject", "WithdrawalNotice", "is_valid_nhs_number", "normalise_name",
         "normalise_nhs_number", "normalise_postcode", "parse_consent", "parse_consents",
         "parse_event", "postcode_district", "postcode_sector",
+    },
+    "broker.webauth": {
+        "CSP", "DEVICE_COOKIE", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account", "Attempt",
+        "DeviceCookies", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment", "UserFile",
+        "bad_body", "check_username", "client_key", "device_key", "form_field", "listen",
+        "loopback", "read_form", "url_host",
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from broker.console import _sessions
-from broker.console._sessions import SessionStore
+from broker.webauth import _sessions
+from broker.webauth._sessions import SessionStore
 
 T = datetime(2026, 12, 1, 9, tzinfo=UTC)
 

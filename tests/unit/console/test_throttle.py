@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.console._devices import DeviceCookies, device_key
-from broker.console._throttle import SignInThrottle, client_key
 from broker.errors import ConfigError
+from broker.webauth._devices import DeviceCookies, device_key
+from broker.webauth._throttle import SignInThrottle, client_key
 from tests.unit.console.conftest import Clock
 
 T = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ Instead (OWASP's "device cookies" scheme) an attempt is charged to one of two ki
 budget:
 
 - a browser that has signed in as this account before (a *known device*, proven by a signed
-  cookie, :mod:`broker.console._devices`) is charged to its own small budget only, so what
+  cookie, :mod:`broker.webauth._devices`) is charged to its own small budget only, so what
   others do to the account never keeps its officer out;
 - any other client is charged to the client's budget (its network address: a sliding window
   across every name it tries) and to the account's, which after a few failures makes each
@@ -14,7 +14,7 @@ budget:
 A known device that spends its own budget counts as unknown until the window moves on, so a
 stolen device cookie is worth a few guesses, not a bypass. Names are tracked whether or not
 the account exists, so the throttle itself tells nobody which accounts exist. Each table is
-bounded (least recently used entries go first). All of it lives in the console process's
+bounded (least recently used entries go first). All of it lives in the web app process's
 memory: a restart forgets it, as it forgets sessions.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
-from broker.console._users import USERNAME
+from broker.webauth._users import USERNAME
 
 __all__ = ["Attempt", "SignInThrottle", "client_key"]
 

@@ -1,15 +1,17 @@
-"""IG officers' console accounts: a small file of Argon2id hashes and TOTP secrets.
+"""Web accounts (the console's IG officers, a desk's staff): a small file of Argon2id hashes
+and TOTP secrets, one file per app (and per party for the desk).
 
-Accounts are few (a council's IG team) and are made by an administrator at the shell with
-``accord console add-user``, so a file (0600, in a 0700 directory, replaced atomically) does
-the job without another database. Passwords are hashed with argon2-cffi's Argon2id defaults
-(RFC 9106's second recommended profile); a hash made with older parameters is upgraded at the
-next successful sign-in. An account may also have a second factor: a TOTP secret (RFC 6238,
-computed by pyotp) that the officer keeps in an authenticator app.
+Accounts are few (a council's IG team, a hub's workers) and are made by an administrator at
+the shell with ``accord console add-user`` or ``accord desk add-user``, so a file (0600, in a
+0700 directory, replaced atomically) does the job without another database. Passwords are
+hashed with argon2-cffi's Argon2id defaults (RFC 9106's second recommended profile); a hash
+made with older parameters is upgraded at the next successful sign-in. An account may also
+have a second factor: a TOTP secret (RFC 6238, computed by pyotp) that the person keeps in an
+authenticator app.
 
 :meth:`UserFile.authenticate` does the same work whatever the outcome (unknown name, wrong
 password, wrong or missing code, success), so its timing tells an attacker nothing about which
-accounts exist. Throttling is the console's (:mod:`broker.console._throttle`).
+accounts exist. Throttling is :mod:`broker.webauth._throttle`'s.
 """
 
 from __future__ import annotations
@@ -89,8 +91,11 @@ class UserFile:
     the file so the console and the CLI refuse a code either has already taken.
     """
 
-    def __init__(self, path: Path, *, hasher: PasswordHasher | None = None) -> None:
+    def __init__(
+        self, path: Path, *, hasher: PasswordHasher | None = None, issuer: str = TOTP_ISSUER
+    ) -> None:
         self.path = path
+        self.issuer = issuer  # the desk's accounts are not the console's
         self._hasher = hasher or PasswordHasher()
         # Verifying against these when the name is unknown costs what a real check costs.
         self._decoy = self._hasher.hash("accord-decoy-password")
@@ -200,7 +205,7 @@ class UserFile:
         if user is None or "totp" not in user:
             return None
         secret = user["totp"]["secret"]
-        uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=TOTP_ISSUER)
+        uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=self.issuer)
         return TotpEnrolment(secret=secret, uri=uri)
 
     def remove(self, name: str) -> None:

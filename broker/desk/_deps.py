@@ -1,0 +1,50 @@
+"""What the desk's pages need, passed in once; the seams are Protocols, so tests swap them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from broker.config import DeskSettings, SchoolCalendar
+from broker.desk._store import DeskStore
+from broker.webauth import UserFile
+
+__all__ = ["Acknowledger", "DeskDeps", "EventPublisher"]
+
+
+class Acknowledger(Protocol):
+    """Sends a person-level access acknowledgement to ``accord.access`` (the SDK subscriber)."""
+
+    async def acknowledge(self, event_id: str, *, by: str, purpose: str) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """Publishes one of the party's own events through the broker (the SDK publisher)."""
+
+    async def publish(self, event: Mapping[str, Any]) -> Any: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DeskDeps:
+    party: str
+    party_name: str
+    kind: str  # broker.policy Party.kind: coordinating_team, hub or school
+    store: DeskStore
+    users: UserFile
+    acks: Acknowledger
+    linkage_key: bytes
+    settings: DeskSettings
+    schools: SchoolCalendar = field(default_factory=SchoolCalendar)
+    publisher: EventPublisher | None = None  # None: this party publishes nothing
+    # Party ids to names, for showing who sent a record.
+    party_names: Mapping[str, str] = field(default_factory=dict)
+    clock: Callable[[], datetime] = _utcnow
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)

@@ -1,0 +1,137 @@
+"""Filling the desk's store: the party's deliveries and notices, and the flag service's flags.
+
+Deliveries come through the SDK's :class:`Subscriber` (consumer group ``<party>.desk``), which
+opens them with the party's own key and acknowledges nothing by itself: the desk sends only
+person-level acknowledgements, when a signed-in person views a record (:mod:`._pages`). A
+withdrawal notice hides the records it names at once, with the reason kept for the banner.
+Flags are plain JSON on ``accord.desk.<party>.flags`` (:class:`broker.desk.Flag`), stored once
+per flag id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from broker.desk._flag import Flag, child_key
+from broker.desk._store import DeskStore
+from broker.errors import TransportError
+from broker.events import Delivery, WithdrawalNotice
+from broker.kafka import Consumer, KafkaClients, translated
+from broker.sdk import Subscriber
+
+__all__ = [
+    "DeskIngest",
+    "children_in",
+    "flags_consumer",
+    "flags_topic",
+    "stop_consumer",
+    "withdrawal_reason",
+]
+
+log = structlog.get_logger("accord.desk")
+
+
+def flags_topic(party: str) -> str:
+    return f"accord.desk.{party}.flags"
+
+
+def children_in(view: Mapping[str, Any], secret: bytes) -> list[str]:
+    """The desk keys of the view's child subjects (every subject's when the view names no
+    roles, as an outcome's or a school's view may not), in subject order."""
+    subjects = [s for s in view.get("subjects") or () if isinstance(s, Mapping)]
+    if any("role" in s for s in subjects):
+        subjects = [s for s in subjects if s.get("role") == "child"]
+    keys = (child_key(secret, s) for s in subjects)
+    return list(dict.fromkeys(k for k in keys if k is not None))
+
+
+def withdrawal_reason(notice: WithdrawalNotice) -> str:
+    purposes = ", ".join(p.replace("_", " ") for p in notice.purposes) or "every purpose"
+    when = notice.withdrawn_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"Consent withdrawn for {purposes} on {when}: stop using this record."
+
+
+class DeskIngest:
+    """One poll at a time: deliveries and notices into the store, then flags."""
+
+    def __init__(
+        self,
+        store: DeskStore,
+        subscriber: Subscriber,
+        *,
+        linkage_key: bytes,
+        clock: Callable[[], datetime],
+        flags: Consumer | None = None,
+    ) -> None:
+        self.store = store
+        self.subscriber = subscriber
+        self._key = linkage_key
+        self._clock = clock
+        self._flags = flags
+
+    async def poll_once(self, wait: float) -> int:
+        """Take what is there within ``wait`` seconds; how many new things were stored."""
+        stored = 0
+        for record in await self.subscriber.poll(wait):
+            message = record.message
+            if isinstance(message, Delivery):
+                children = children_in(message.view, self._key)
+                stored += self.store.add_delivery(message, children, self._clock())
+            else:
+                hidden = self.store.hide(
+                    message.event_ids, withdrawal_reason(message), self._clock()
+                )
+                log.info("desk_records_hidden", count=hidden, notice=message.notice_id)
+                stored += hidden
+        if self._flags is not None:
+            stored += await self._poll_flags()
+        return stored
+
+    async def _poll_flags(self) -> int:
+        flags = self._flags
+        if flags is None:
+            return 0
+        stored = 0
+        async with translated("consuming the desk's flags"):
+            batch = await flags.getmany(timeout_ms=50)
+        for messages in batch.values():
+            for msg in messages:
+                try:
+                    flag = Flag.model_validate_json(msg.value or b"")
+                except ValidationError:
+                    log.warning("desk_flag_unreadable", partition=msg.partition, offset=msg.offset)
+                    continue
+                stored += self.store.add_flag(flag, self._clock())
+        if batch:
+            async with translated("committing the desk's flags"):
+                await flags.commit()
+        return stored
+
+    async def run(self, stop: asyncio.Event, *, interval: float) -> None:
+        while not stop.is_set():
+            try:
+                await self.poll_once(interval)
+            except TransportError as exc:
+                # Kafka away for a moment: the pages keep showing what is stored; try again.
+                log.warning("desk_ingest_unavailable", error=type(exc).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
+
+
+def flags_consumer(kafka: KafkaClients, party: str) -> Consumer:
+    return kafka.consumer(
+        flags_topic(party), client_id=f"accord-desk-{party}", group=f"{party}.desk-flags"
+    )
+
+
+async def stop_consumer(consumer: Consumer | None) -> None:
+    if consumer is not None:
+        with contextlib.suppress(Exception):
+            await consumer.stop()

@@ -1,0 +1,331 @@
+"""The desk's pages, chosen by the party's kind: a co-ordinating team's flags, timelines and
+decisions; a hub's referrals and outcomes; a school's Operation Encompass notices.
+
+Every page that shows a record's content first sends an access acknowledgement naming the
+signed-in person and the purpose to ``accord.access`` (the broker audits it as ``opened``);
+if it cannot be sent, the page shows no data. A hidden record (consent withdrawn) shows only
+why it is hidden, and is not acknowledged because nobody read it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from broker.desk._app import Desk
+from broker.desk._store import HUB_OUTCOMES, TEAM_ACTIONS, StoredRecord
+from broker.desk._work import (
+    ENCOMPASS_TYPE,
+    REFERRAL_TYPE,
+    EncompassNotice,
+    encompass_notice,
+    outcome_event,
+    referral_event,
+)
+from broker.errors import AccordError
+from broker.webauth import Session, form_field, read_form
+
+__all__ = ["register_pages"]
+
+log = structlog.get_logger("accord.desk")
+
+_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_MAX_REASON = 2000
+#: Why a person views a record, by the desk's kind: the ``purpose`` of each acknowledgement.
+VIEW_PURPOSE = {"coordinating_team": "triage", "hub": "referral", "school": "encompass"}
+
+
+class _NoAck(Exception):
+    """An acknowledgement could not be sent: the page shows nothing."""
+
+
+class LateNotices(Collector):
+    """``accord_desk_encompass_late_notices``: notices not acknowledged by their deadline."""
+
+    def __init__(self, desk: Desk) -> None:
+        self._desk = desk
+
+    def collect(self) -> Any:
+        late = sum(n.late for n in _notices(self._desk))
+        gauge = GaugeMetricFamily(
+            "accord_desk_encompass_late_notices",
+            "Operation Encompass notices not acknowledged as read by the start of the next "
+            "school day",
+        )
+        gauge.add_metric([], late)
+        yield gauge
+
+
+def _notices(desk: Desk) -> list[EncompassNotice]:
+    deps = desk.deps
+    now = deps.clock()
+    return [
+        encompass_notice(r, deps.store.encompass_ack(r.event_id), calendar=deps.schools, now=now)
+        for r in deps.store.records(event_type=ENCOMPASS_TYPE)
+    ]
+
+
+def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one route each
+    deps = desk.deps
+    store = deps.store
+    if deps.kind == "school":
+        deps.registry.register(LateNotices(desk))
+
+    def signed_in(request: Request) -> Session | None:
+        session = desk.session(request)
+        return session if session is not None and session.user else None
+
+    async def viewed(records: Sequence[StoredRecord], user: str, purpose: str) -> None:
+        for record in records:
+            if record.hidden:
+                continue
+            try:
+                await deps.acks.acknowledge(record.event_id, by=user, purpose=purpose)
+            except AccordError as exc:
+                log.error("desk_ack_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
+                raise _NoAck from exc
+
+    def no_ack() -> HTMLResponse:
+        return desk.refused(
+            "The access could not be recorded with the broker, so the record is not shown. "
+            "Try again in a moment.",
+            status=503,
+        )
+
+    async def checked_form(request: Request, session: Session) -> Any | None:
+        form = await read_form(request)
+        return form if session.csrf_ok(form_field(form, "csrf")) else None
+
+    @app.get("/", response_class=HTMLResponse)
+    async def home(request: Request) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return desk.redirect("/login")
+        if deps.kind == "coordinating_team":
+            referrals = [
+                (d, store.replies_to(d.published_event or ""))
+                for d in store.decisions() if d.action == "refer"
+            ]  # fmt: skip
+            return desk.render(
+                "team.html", session, title="Flags awaiting a decision",
+                flags=store.flags(open_only=True), decided=len(store.flags()) -
+                len(store.flags(open_only=True)), referrals=referrals,
+            )  # fmt: skip
+        if deps.kind == "hub":
+            rows = [
+                (r, store.decisions(subject_event=r.event_id))
+                for r in store.records(event_type=REFERRAL_TYPE)
+            ]
+            return desk.render("hub.html", session, title="Referrals received", rows=rows)
+        if deps.kind == "school":
+            return desk.render(
+                "school.html", session, title="Operation Encompass notices",
+                notices=_notices(desk),
+            )  # fmt: skip
+        return desk.render("records.html", session, title="Records", records=store.records())
+
+    @app.get("/child/{child}", response_class=HTMLResponse)
+    async def child_page(request: Request, child: str, flag: str | None = None) -> Response:
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
+            return desk.refused("No such page.", status=404)
+        records = store.records_about(child)
+        if not records:
+            return desk.refused("No record about this child is held here.", status=404)
+        referrals = [
+            (d, [o for o in store.replies_to(d.published_event or "") if not o.hidden])
+            for d in store.decisions(child=child) if d.action == "refer"
+        ]  # fmt: skip
+        # An outcome may name the child by other fields than the team's records (a hub need
+        # not hold the NHS number): shown with its referral, so acknowledged with the rest.
+        shown = {r.event_id: r for r in records}
+        shown.update({o.event_id: o for _, outcomes in referrals for o in outcomes})
+        try:
+            await viewed(list(shown.values()), session.user, VIEW_PURPOSE[deps.kind])
+        except _NoAck:
+            return no_ack()
+        by_agency: dict[str, list[StoredRecord]] = {}
+        for r in records:
+            by_agency.setdefault(r.sender, []).append(r)
+        flags = [f for f in store.flags() if f.child == child]
+        return desk.render(
+            "child.html", session, title="A child's timeline", child=child, records=records,
+            by_agency=by_agency, flags=flags, flag_id=flag if flag and _ID.fullmatch(flag) else "",
+            decisions=store.decisions(child=child), referrals=referrals, actions=TEAM_ACTIONS,
+            names=deps.party_names,
+        )  # fmt: skip
+
+    @app.get("/flag/{flag_id}")
+    async def flag_page(request: Request, flag_id: str) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return desk.redirect("/login")
+        found = store.flag(flag_id) if _ID.fullmatch(flag_id) else None
+        if found is None:
+            return desk.refused("No such flag.", status=404)
+        return desk.redirect(f"/child/{found.child}?flag={found.flag_id}")
+
+    @app.post("/child/{child}/decide")
+    async def decide(request: Request, child: str) -> Response:  # noqa: PLR0911  # each refusal its own page
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        form = await checked_form(request, session)
+        if form is None:
+            return desk.refused("Missing or wrong form token.")
+        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
+            return desk.refused("No such page.", status=404)
+        action = form_field(form, "action") or ""
+        reason = (form_field(form, "reason") or "").strip()
+        flag_id = form_field(form, "flag_id") or None
+        if action not in TEAM_ACTIONS or not reason or len(reason) > _MAX_REASON:
+            session.flash.append("Choose a decision and give a reason (up to 2000 characters).")
+            return desk.redirect(f"/child/{child}")
+        if flag_id is not None and (store.flag(flag_id) is None or not _ID.fullmatch(flag_id)):
+            flag_id = None
+        now = deps.clock()
+        published = None
+        if action == "refer":
+            records = store.records_about(child)
+            event = referral_event(
+                party=deps.party, records=records, child=child, secret=deps.linkage_key,
+                reason=reason, at=now,
+            )  # fmt: skip
+            if event is None or deps.publisher is None:
+                session.flash.append("This desk cannot send a referral for this child.")
+                return desk.redirect(f"/child/{child}")
+            try:
+                await deps.publisher.publish(event)
+            except AccordError as exc:
+                log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
+                session.flash.append("The referral could not be sent; nothing was recorded.")
+                return desk.redirect(f"/child/{child}")
+            published = event["event_id"]
+        store.decide(
+            action=action, reason=reason, by=session.user, at=now, flag_id=flag_id,
+            child=child, published_event=published,
+        )  # fmt: skip
+        log.info("desk_decision", action=action, by=session.user)
+        session.flash.append(
+            f"Referral {published} sent through the broker: the broker decides who receives it."
+            if published else f"Decision recorded: {action.replace('_', ' ')}."
+        )  # fmt: skip
+        return desk.redirect(f"/child/{child}", session)
+
+    @app.get("/referral/{event_id}", response_class=HTMLResponse)
+    async def referral_page(request: Request, event_id: str) -> Response:
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        record = store.record(event_id) if _ID.fullmatch(event_id) else None
+        if deps.kind != "hub" or record is None or record.event_type != REFERRAL_TYPE:
+            return desk.refused("No such referral.", status=404)
+        try:
+            await viewed([record], session.user, VIEW_PURPOSE[deps.kind])
+        except _NoAck:
+            return no_ack()
+        return desk.render(
+            "referral.html", session, title="Referral", record=record,
+            decisions=store.decisions(subject_event=event_id), outcomes=HUB_OUTCOMES,
+            names=deps.party_names,
+        )  # fmt: skip
+
+    @app.post("/referral/{event_id}/outcome")
+    async def record_outcome(request: Request, event_id: str) -> Response:  # noqa: PLR0911  # as above
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        form = await checked_form(request, session)
+        if form is None:
+            return desk.refused("Missing or wrong form token.")
+        record = store.record(event_id) if _ID.fullmatch(event_id) else None
+        if deps.kind != "hub" or record is None or record.event_type != REFERRAL_TYPE:
+            return desk.refused("No such referral.", status=404)
+        outcome = form_field(form, "outcome") or ""
+        summary = (form_field(form, "summary") or "").strip()
+        if outcome not in HUB_OUTCOMES or not summary or len(summary) > _MAX_REASON:
+            session.flash.append("Choose an outcome and give a summary (up to 2000 characters).")
+            return desk.redirect(f"/referral/{event_id}")
+        if record.hidden or deps.publisher is None:
+            session.flash.append("This referral cannot be answered from here.")
+            return desk.redirect(f"/referral/{event_id}")
+        now = deps.clock()
+        event = outcome_event(
+            party=deps.party, referral=record, outcome=outcome, summary=summary, at=now
+        )
+        try:
+            await deps.publisher.publish(event)
+        except AccordError as exc:
+            log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
+            session.flash.append("The outcome could not be sent; nothing was recorded.")
+            return desk.redirect(f"/referral/{event_id}")
+        store.decide(
+            action=outcome, reason=summary, by=session.user, at=now, subject_event=event_id,
+            published_event=event["event_id"],
+        )  # fmt: skip
+        session.flash.append(
+            f"Outcome {outcome.replace('_', ' ')} sent through the broker to the referring team."
+        )
+        return desk.redirect(f"/referral/{event_id}", session)
+
+    @app.get("/notice/{event_id}", response_class=HTMLResponse)
+    async def notice_page(request: Request, event_id: str) -> Response:
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        record = store.record(event_id) if _ID.fullmatch(event_id) else None
+        if deps.kind != "school" or record is None or record.event_type != ENCOMPASS_TYPE:
+            return desk.refused("No such notice.", status=404)
+        try:
+            await viewed([record], session.user, VIEW_PURPOSE[deps.kind])
+        except _NoAck:
+            return no_ack()
+        notice = encompass_notice(
+            record, store.encompass_ack(event_id), calendar=deps.schools, now=deps.clock()
+        )
+        return desk.render("notice.html", session, title="Encompass notice", notice=notice)
+
+    @app.post("/notice/{event_id}/acknowledge")
+    async def acknowledge_notice(request: Request, event_id: str) -> Response:
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        form = await checked_form(request, session)
+        if form is None:
+            return desk.refused("Missing or wrong form token.")
+        record = store.record(event_id) if _ID.fullmatch(event_id) else None
+        if deps.kind != "school" or record is None or record.event_type != ENCOMPASS_TYPE:
+            return desk.refused("No such notice.", status=404)
+        if not record.hidden and store.encompass_ack(event_id) is None:
+            try:
+                await viewed([record], session.user, "encompass")
+            except _NoAck:
+                return no_ack()
+            store.acknowledge_encompass(event_id, session.user, deps.clock())
+            session.flash.append("Notice acknowledged as read; the broker has recorded it.")
+        return desk.redirect(f"/notice/{event_id}", session)
+
+    @app.get("/record/{event_id}", response_class=HTMLResponse)
+    async def record_page(request: Request, event_id: str) -> Response:
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        record = store.record(event_id) if _ID.fullmatch(event_id) else None
+        if record is None:
+            return desk.refused("No such record.", status=404)
+        try:
+            await viewed([record], session.user, VIEW_PURPOSE.get(deps.kind, "triage"))
+        except _NoAck:
+            return no_ack()
+        return desk.render(
+            "record.html", session, title="Record", record=record, names=deps.party_names
+        )

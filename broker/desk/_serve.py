@@ -1,0 +1,169 @@
+"""Running the desk: the party's subscriber and publisher, the ingest loop, and uvicorn.
+
+``run_desk`` checks what it is given before anything listens: the party must be a recipient
+of the bundle (a co-ordinating team, hub or school) and the keystore must hold its private key
+(else nothing delivered could be opened), each a one-line error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from broker.config import Settings
+from broker.desk._app import create_desk_app
+from broker.desk._deps import DeskDeps
+from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
+from broker.desk._linkage import desk_linkage_key
+from broker.desk._store import DeskStore
+from broker.errors import ConfigError, UsageError
+from broker.kafka import Consumer, KafkaClients
+from broker.keys import FileKeyStore
+from broker.policy import Policy
+from broker.sdk import Publisher, Subscriber, default_replay_file
+from broker.webauth import UserFile, listen, url_host
+
+__all__ = ["DESK_KINDS", "DeskRun", "check_desk_party", "run_desk"]
+
+log = structlog.get_logger("accord.desk")
+
+DESK_KINDS = ("coordinating_team", "hub", "school")
+
+
+@dataclass(frozen=True, slots=True)
+class DeskRun:
+    url: str
+    party: str
+
+
+def check_desk_party(policy: Policy, party: str) -> str:
+    """The party's kind, if it may run a desk; else a one-line error."""
+    found = policy.bundle.parties.get(party)
+    if found is None:
+        raise UsageError(f"--as {party}: no such party in the policy bundle")
+    if found.kind not in DESK_KINDS:
+        raise UsageError(f"--as {party}: a desk is for recipients, and {party} is an agency")
+    if found.status != "active":
+        raise UsageError(f"--as {party}: the party is suspended")
+    return found.kind
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _publishes(policy: Policy, party: str) -> bool:
+    return any(
+        party in clause.from_
+        for agreement in policy.bundle.agreements
+        for clause in agreement.clauses
+    )
+
+
+def _party_clients(
+    settings: Settings,
+    party: str,
+    policy: Policy,
+    kafka: KafkaClients,
+    clock: Callable[[], datetime],
+) -> tuple[Path, Subscriber, Publisher | None]:
+    """The party's own keystore, its subscriber (group ``<party>.desk``) and, if any clause
+    sends from it, its publisher."""
+    keys_dir = settings.keystore_path(party)
+    keys = FileKeyStore(keys_dir, settings.keystore.passphrase)
+    if party not in keys.private_parties():
+        raise ConfigError(f"the keystore at {keys_dir} holds no private key for {party}")
+    group = f"{party}.desk"
+    subscriber = Subscriber(
+        party, keys, kafka, group, envelope=settings.envelope, clock=clock,
+        replay_memory=default_replay_file(group, settings.home),
+    )  # fmt: skip
+    publisher = (
+        Publisher(party, keys, kafka, envelope=settings.envelope, clock=clock)
+        if _publishes(policy, party)
+        else None
+    )
+    return keys_dir, subscriber, publisher
+
+
+async def run_desk(
+    settings: Settings,
+    party: str,
+    policy: Policy,
+    store: DeskStore,
+    kafka: KafkaClients,
+    *,
+    started: Callable[[DeskRun], None] | None = None,
+    stop: asyncio.Event | None = None,
+    clock: Callable[[], datetime] = _utcnow,
+) -> None:
+    """Serve the desk for ``party`` until ``stop`` is set (or the process is interrupted)."""
+    import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
+
+    kind = check_desk_party(policy, party)
+    keys_dir, subscriber, publisher = _party_clients(settings, party, policy, kafka, clock)
+    cfg = settings.desk
+    linkage_key = desk_linkage_key(Path(keys_dir))
+    deps = DeskDeps(
+        party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
+        users=UserFile(settings.desk_users_file(party)), acks=subscriber,
+        linkage_key=linkage_key, settings=cfg, schools=settings.schools, publisher=publisher,
+        party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
+        registry=CollectorRegistry(),
+    )  # fmt: skip
+    sock = listen(cfg.host, cfg.port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_desk_app(deps), host=cfg.host, port=cfg.port, log_config=None,
+            access_log=False, lifespan="off", server_header=False,
+        )
+    )  # fmt: skip
+    stop = stop or asyncio.Event()
+    flags: Consumer | None = flags_consumer(kafka, party) if kind == "coordinating_team" else None
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(subscriber)
+        if publisher is not None:
+            await stack.enter_async_context(publisher)
+        if flags is not None:
+            try:
+                await flags.start()
+            except Exception as exc:  # noqa: BLE001  # flags are optional: the desk runs on
+                log.warning("desk_flags_unavailable", error=type(exc).__name__)
+                flags = None
+            else:
+                stack.push_async_callback(stop_consumer, flags)
+        ingest = DeskIngest(store, subscriber, linkage_key=linkage_key, clock=clock, flags=flags)
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(server.serve(sockets=[sock]), name="desk-http"),
+            asyncio.create_task(ingest.run(stop, interval=cfg.poll_seconds), name="desk-ingest"),
+        ]
+        try:
+            while not server.started:
+                if tasks[0].done():
+                    await tasks[0]
+                    raise UsageError(f"the desk could not start on {cfg.host}:{cfg.port}")
+                await asyncio.sleep(0.05)
+            run = DeskRun(url=f"http://{url_host(cfg.host)}:{sock.getsockname()[1]}/", party=party)
+            log.info("desk_started", url=run.url, party=party, kind=kind)
+            if started is not None:
+                started(run)
+            waiter = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            for task in done:
+                if task is not waiter:
+                    await task  # a failure ends the desk, with its reason
+        finally:
+            stop.set()
+            server.should_exit = True
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=10)

@@ -1,0 +1,379 @@
+"""The desk's own store: what the party received, what its people decided, what they read.
+
+SQLite by default, PostgreSQL like the audit index: both speak the same SQL (``?`` placeholders
+become ``%s`` for psycopg); they differ only in how they connect. ``open_desk_store`` picks one
+from a URL (``sqlite:///PATH``, ``postgresql://…``, or None: ``<home>/desk/<party>.db``).
+
+Everything is idempotent by its natural id: a delivery read twice (a redelivery after a crash)
+or a flag read twice is stored once, and a withdrawal notice applied twice hides nothing more.
+The store is the party's own, inside its own organisation: it holds the views Accord delivered
+(personal data, as the agreements allow), so it lives beside the party's keystore.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from broker.desk._flag import Flag
+from broker.errors import ConfigError, UsageError
+from broker.events import Delivery
+
+__all__ = [
+    "ACTIONS",
+    "HUB_OUTCOMES",
+    "TEAM_ACTIONS",
+    "DeskStore",
+    "StoredDecision",
+    "StoredFlag",
+    "StoredRecord",
+    "open_desk_store",
+]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS desk_records (
+        event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, sender TEXT NOT NULL,
+        reference TEXT, occurred_at TEXT, decided_at TEXT NOT NULL, received_at TEXT NOT NULL,
+        purpose TEXT NOT NULL, outcome TEXT NOT NULL, decision TEXT NOT NULL, view TEXT NOT NULL,
+        hidden INTEGER NOT NULL DEFAULT 0, hidden_reason TEXT, hidden_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS desk_record_children (
+        event_id TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (event_id, child))""",
+    "CREATE INDEX IF NOT EXISTS desk_children_by_child ON desk_record_children (child)",
+    """CREATE TABLE IF NOT EXISTS desk_flags (
+        flag_id TEXT PRIMARY KEY, rule TEXT NOT NULL, title TEXT NOT NULL, child TEXT NOT NULL,
+        event_ids TEXT NOT NULL, raised_at TEXT NOT NULL, received_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS desk_decisions (
+        decision_id TEXT PRIMARY KEY, flag_id TEXT, child TEXT, subject_event TEXT,
+        action TEXT NOT NULL, reason TEXT NOT NULL, decided_by TEXT NOT NULL,
+        decided_at TEXT NOT NULL, published_event TEXT)""",
+    """CREATE TABLE IF NOT EXISTS desk_encompass_acks (
+        event_id TEXT PRIMARY KEY, acknowledged_by TEXT NOT NULL, acknowledged_at TEXT NOT NULL)""",
+)
+
+#: What a person may decide: the co-ordinating team about a child (``refer`` publishes a
+#: referral), a hub about a referral (each outcome publishes an outcome event).
+TEAM_ACTIONS = ("refer", "signpost", "no_further_action", "escalate")
+HUB_OUTCOMES = ("support_offered", "declined", "closed")
+ACTIONS = TEAM_ACTIONS + HUB_OUTCOMES
+
+
+def _t(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    event_id: str
+    event_type: str
+    sender: str
+    reference: str | None
+    occurred_at: datetime | None
+    decided_at: datetime
+    received_at: datetime
+    purpose: str
+    outcome: str
+    decision: dict[str, Any]
+    view: dict[str, Any]
+    hidden: bool
+    hidden_reason: str | None
+
+    @property
+    def need_level(self) -> int | None:
+        level = self.view.get("need_level")
+        return level if isinstance(level, int) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFlag:
+    flag_id: str
+    rule: str
+    title: str
+    child: str
+    event_ids: tuple[str, ...]
+    raised_at: datetime
+    decided: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    decision_id: str
+    flag_id: str | None
+    child: str | None
+    subject_event: str | None
+    action: str
+    reason: str
+    decided_by: str
+    decided_at: datetime
+    published_event: str | None
+
+
+_RECORD_COLUMNS = (
+    "event_id, event_type, sender, reference, occurred_at, decided_at, received_at, purpose, "
+    "outcome, decision, view, hidden, hidden_reason"
+)
+_R_COLUMNS = ", ".join("r." + c.strip() for c in _RECORD_COLUMNS.split(","))
+_BY_ID = f"SELECT {_RECORD_COLUMNS} FROM desk_records WHERE event_id = ?"  # noqa: S608  # constant
+_DECISION_COLUMNS = (
+    "decision_id, flag_id, child, subject_event, action, reason, decided_by, decided_at, "
+    "published_event"
+)
+
+
+def _record(row: Sequence[Any]) -> StoredRecord:
+    return StoredRecord(
+        event_id=row[0], event_type=row[1], sender=row[2], reference=row[3],
+        occurred_at=_dt(row[4]), decided_at=datetime.fromisoformat(row[5]),
+        received_at=datetime.fromisoformat(row[6]), purpose=row[7], outcome=row[8],
+        decision=json.loads(row[9]), view=json.loads(row[10]), hidden=bool(row[11]),
+        hidden_reason=row[12],
+    )  # fmt: skip
+
+
+def _decision(row: Sequence[Any]) -> StoredDecision:
+    return StoredDecision(
+        decision_id=row[0], flag_id=row[1], child=row[2], subject_event=row[3], action=row[4],
+        reason=row[5], decided_by=row[6], decided_at=datetime.fromisoformat(row[7]),
+        published_event=row[8],
+    )  # fmt: skip
+
+
+class DeskStore:
+    """One party's desk store over a DB-API connection (autocommit; one statement, one write)."""
+
+    def __init__(self, conn: Any, *, placeholder: str = "?") -> None:
+        self._conn = conn
+        self._placeholder = placeholder
+        for statement in _SCHEMA:
+            self._q(statement)
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._placeholder != "?":
+            sql = sql.replace("?", self._placeholder)
+        cur = self._conn.execute(sql, tuple(params))
+        if cur.description is None:
+            return []
+        return list(cur.fetchall())
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- what arrives ---------------------------------------------------------------------
+
+    def add_delivery(
+        self, delivery: Delivery, children: Sequence[str], received_at: datetime
+    ) -> bool:
+        """Store a delivered view once (False: it was already here)."""
+        view = delivery.view
+        decision = {
+            "clauses": list(delivery.clauses),
+            "agreements": list(delivery.agreements),
+            "lawful_basis": delivery.lawful_basis,
+            "policy_version": delivery.policy_version,
+        }
+        reference = view.get("reference")
+        occurred = view.get("occurred_at")
+        rows = self._q(
+            "INSERT INTO desk_records (event_id, event_type, sender, reference, occurred_at, "
+            "decided_at, received_at, purpose, outcome, decision, view) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING "
+            "RETURNING event_id",
+            (
+                delivery.event_id, str(view.get("type", "")), str(view.get("sender", "")),
+                reference if isinstance(reference, str) else None,
+                occurred if isinstance(occurred, str) else None,
+                _t(delivery.decided_at), _t(received_at), delivery.purpose, delivery.outcome,
+                json.dumps(decision, sort_keys=True), json.dumps(view, sort_keys=True),
+            ),
+        )  # fmt: skip
+        for child in dict.fromkeys(children):
+            self._q(
+                "INSERT INTO desk_record_children (event_id, child) VALUES (?, ?) "
+                "ON CONFLICT (event_id, child) DO NOTHING",
+                (delivery.event_id, child),
+            )
+        return bool(rows)
+
+    def hide(self, event_ids: Sequence[str], reason: str, at: datetime) -> int:
+        """Hide the named records (a withdrawal notice); how many were newly hidden."""
+        hidden = 0
+        for event_id in event_ids:
+            hidden += len(
+                self._q(
+                    "UPDATE desk_records SET hidden = 1, hidden_reason = ?, hidden_at = ? "
+                    "WHERE event_id = ? AND hidden = 0 RETURNING event_id",
+                    (reason, _t(at), event_id),
+                )
+            )
+        return hidden
+
+    def add_flag(self, flag: Flag, received_at: datetime) -> bool:
+        rows = self._q(
+            "INSERT INTO desk_flags (flag_id, rule, title, child, event_ids, raised_at, "
+            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flag_id) DO NOTHING "
+            "RETURNING flag_id",
+            (
+                flag.flag_id, flag.rule, flag.title, flag.child, json.dumps(list(flag.event_ids)),
+                _t(flag.raised_at), _t(received_at),
+            ),
+        )  # fmt: skip
+        return bool(rows)
+
+    # -- what people decide ---------------------------------------------------------------
+
+    def decide(
+        self,
+        *,
+        action: str,
+        reason: str,
+        by: str,
+        at: datetime,
+        flag_id: str | None = None,
+        child: str | None = None,
+        subject_event: str | None = None,
+        published_event: str | None = None,
+    ) -> StoredDecision:
+        if action not in ACTIONS:
+            raise UsageError(f"unknown decision {action!r}")
+        decision = StoredDecision(
+            str(uuid.uuid4()), flag_id, child, subject_event, action, reason, by, at,
+            published_event,
+        )  # fmt: skip
+        self._q(
+            f"INSERT INTO desk_decisions ({_DECISION_COLUMNS}) "  # noqa: S608  # constant columns and clauses; values are bound
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                decision.decision_id, flag_id, child, subject_event, action, reason, by, _t(at),
+                published_event,
+            ),
+        )  # fmt: skip
+        return decision
+
+    def acknowledge_encompass(self, event_id: str, by: str, at: datetime) -> bool:
+        rows = self._q(
+            "INSERT INTO desk_encompass_acks (event_id, acknowledged_by, acknowledged_at) "
+            "VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            (event_id, by, _t(at)),
+        )
+        return bool(rows)
+
+    # -- what the pages read --------------------------------------------------------------
+
+    def record(self, event_id: str) -> StoredRecord | None:
+        rows = self._q(_BY_ID, (event_id,))
+        return _record(rows[0]) if rows else None
+
+    def records(self, *, event_type: str | None = None) -> list[StoredRecord]:
+        where, params = ("WHERE event_type = ?", (event_type,)) if event_type else ("", ())
+        rows = self._q(
+            f"SELECT {_RECORD_COLUMNS} FROM desk_records {where} "  # noqa: S608  # constant columns and clauses; values are bound
+            "ORDER BY decided_at DESC, event_id",
+            params,
+        )
+        return [_record(r) for r in rows]
+
+    def records_about(self, child: str) -> list[StoredRecord]:
+        """Every record naming the child, oldest first (hidden ones included, marked)."""
+        rows = self._q(
+            f"SELECT {_R_COLUMNS} "  # noqa: S608  # constant columns and clauses; values are bound
+            "FROM desk_records r JOIN desk_record_children c ON c.event_id = r.event_id "
+            "WHERE c.child = ? ORDER BY r.occurred_at, r.received_at, r.event_id",
+            (child,),
+        )
+        return [_record(r) for r in rows]
+
+    def children_of(self, event_id: str) -> list[str]:
+        rows = self._q("SELECT child FROM desk_record_children WHERE event_id = ?", (event_id,))
+        return sorted(r[0] for r in rows)
+
+    def replies_to(self, event_id: str) -> list[StoredRecord]:
+        """Records whose ``reference`` is this event id (a referral's outcomes)."""
+        rows = self._q(
+            f"SELECT {_RECORD_COLUMNS} FROM desk_records WHERE reference = ? "  # noqa: S608  # constant columns and clauses; values are bound
+            "ORDER BY decided_at, event_id",
+            (event_id,),
+        )
+        return [_record(r) for r in rows]
+
+    def flags(self, *, open_only: bool = False) -> list[StoredFlag]:
+        rows = self._q(
+            "SELECT f.flag_id, f.rule, f.title, f.child, f.event_ids, f.raised_at, "
+            "EXISTS (SELECT 1 FROM desk_decisions d WHERE d.flag_id = f.flag_id) "
+            "FROM desk_flags f ORDER BY f.raised_at, f.flag_id"
+        )
+        out = [
+            StoredFlag(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])),
+                       datetime.fromisoformat(r[5]), bool(r[6]))
+            for r in rows
+        ]  # fmt: skip
+        return [f for f in out if not (open_only and f.decided)]
+
+    def flag(self, flag_id: str) -> StoredFlag | None:
+        return next((f for f in self.flags() if f.flag_id == flag_id), None)
+
+    def decisions(
+        self, *, child: str | None = None, subject_event: str | None = None
+    ) -> list[StoredDecision]:
+        params: tuple[str, ...] = ()
+        if child is not None:
+            where, params = "WHERE child = ?", (child,)
+        elif subject_event is not None:
+            where, params = "WHERE subject_event = ?", (subject_event,)
+        else:
+            where, params = "", ()
+        rows = self._q(
+            f"SELECT {_DECISION_COLUMNS} FROM desk_decisions {where} "  # noqa: S608  # constant columns and clauses; values are bound
+            "ORDER BY decided_at, decision_id",
+            params,
+        )
+        return [_decision(r) for r in rows]
+
+    def encompass_ack(self, event_id: str) -> tuple[str, datetime] | None:
+        rows = self._q(
+            "SELECT acknowledged_by, acknowledged_at FROM desk_encompass_acks WHERE event_id = ?",
+            (event_id,),
+        )
+        return (rows[0][0], datetime.fromisoformat(rows[0][1])) if rows else None
+
+
+def open_desk_store(url: str | None, *, home: Path, party: str) -> DeskStore:
+    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/desk/<party>.db``."""
+    if url is None or not url.strip():
+        return _sqlite(home / "desk" / f"{party}.db")
+    url = url.strip()
+    scheme = url.partition(":")[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
+
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error:
+            raise ConfigError("cannot connect to the desk's PostgreSQL database") from None
+        return DeskStore(conn, placeholder="%s")
+    if scheme == "sqlite":
+        path = url[len("sqlite:") :]
+        path = path[2:] if path.startswith("//") else path
+        if not path:
+            raise UsageError("desk store: give a file, e.g. sqlite:///var/lib/accord/desk.db")
+        return _sqlite(Path(path))
+    raise UsageError(
+        f"desk store: unsupported database {scheme!r}: use sqlite:/// or postgresql://"
+    )
+
+
+def _sqlite(path: Path) -> DeskStore:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Autocommit, one connection shared by the ingest task and the pages (one event loop).
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    path.chmod(0o600)
+    return DeskStore(conn)

@@ -1,0 +1,130 @@
+"""The desk's pure core: timelines, the events a decision publishes, Encompass deadlines.
+
+Nothing here touches Kafka, a database or HTTP, so it runs in unit tests as it runs live.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from broker.config import SchoolCalendar
+from broker.desk._flag import child_key
+from broker.desk._store import StoredRecord
+from broker.policy import encompass_deadline, is_late
+
+__all__ = [
+    "ENCOMPASS_TYPE",
+    "OUTCOME_TYPE",
+    "REFERRAL_TYPE",
+    "EncompassNotice",
+    "child_subject",
+    "encompass_notice",
+    "outcome_event",
+    "referral_event",
+]
+
+REFERRAL_TYPE = "coordination.referral"
+OUTCOME_TYPE = "coordination.referral_outcome"
+ENCOMPASS_TYPE = "police.domestic_incident"
+_SUBJECT_FIELDS = (
+    "role", "nhs_number", "given_name", "family_name", "dob", "address", "postcode",
+    "school_urn",
+)  # fmt: skip
+
+
+def child_subject(
+    records: Sequence[StoredRecord], child: str, secret: bytes
+) -> dict[str, Any] | None:
+    """What the desk knows of the child, from the records it holds (newest wins per field)."""
+    found: dict[str, Any] = {}
+    for record in records:  # oldest first
+        if record.hidden:
+            continue
+        for subject in record.view.get("subjects") or ():
+            if isinstance(subject, Mapping) and child_key(secret, subject) == child:
+                found.update({k: subject[k] for k in _SUBJECT_FIELDS if subject.get(k)})
+    if not found:
+        return None
+    found["role"] = "child"
+    return found
+
+
+def referral_event(
+    *,
+    party: str,
+    records: Sequence[StoredRecord],
+    child: str,
+    secret: bytes,
+    reason: str,
+    at: datetime,
+) -> dict[str, Any] | None:
+    """The ``coordination.referral`` a "refer" decision publishes, or None if the desk holds
+    nothing identifying the child (no referral can be routed without a subject)."""
+    subject = child_subject(records, child, secret)
+    if subject is None:
+        return None
+    shown = [r for r in records if not r.hidden]
+    levels = [r.need_level for r in shown if r.need_level is not None]
+    categories = sorted({c for r in shown for c in r.view.get("categories") or ()})
+    event_id = str(uuid.uuid4())
+    return {
+        "event_id": event_id,
+        "type": REFERRAL_TYPE,
+        "sender": party,
+        "occurred_at": at.isoformat().replace("+00:00", "Z"),
+        "reference": f"DESK-{event_id[:8].upper()}",
+        "need_level": max(levels) if levels else 2,
+        "summary": reason,
+        "categories": categories,
+        "subjects": [subject],
+    }
+
+
+def outcome_event(
+    *, party: str, referral: StoredRecord, outcome: str, summary: str, at: datetime
+) -> dict[str, Any]:
+    """The ``coordination.referral_outcome`` a hub publishes (reference: the referral's id)."""
+    subjects = [
+        {k: s[k] for k in _SUBJECT_FIELDS if s.get(k)}
+        for s in referral.view.get("subjects") or ()
+        if isinstance(s, Mapping) and s.get("role", "child") == "child"
+    ]
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "type": OUTCOME_TYPE,
+        "sender": party,
+        "occurred_at": at.isoformat().replace("+00:00", "Z"),
+        "reference": referral.event_id,
+        "outcome": outcome,
+        "summary": summary,
+        "subjects": [dict(s, role="child") for s in subjects],
+    }
+    if referral.need_level is not None:
+        event["need_level"] = referral.need_level
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class EncompassNotice:
+    record: StoredRecord
+    deadline: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    late: bool
+
+
+def encompass_notice(
+    record: StoredRecord,
+    ack: tuple[str, datetime] | None,
+    *,
+    calendar: SchoolCalendar,
+    now: datetime,
+) -> EncompassNotice:
+    """The deadline runs from the share's decision time (the school is notified then)."""
+    deadline = encompass_deadline(record.decided_at, calendar)
+    by, at = ack if ack is not None else (None, None)
+    return EncompassNotice(record, deadline, by, at, is_late(deadline, at, now))

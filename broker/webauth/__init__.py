@@ -1,0 +1,47 @@
+"""Sign-in and the HTTP edge shared by Accord's web apps (the governance console, the desk).
+
+Accounts in a small file of Argon2id hashes and TOTP secrets, server-side sessions with a
+CSRF token each, sign-in throttling without lockout, known-device cookies, and the security
+headers and form bounds every page answers with.
+"""
+
+from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key
+from broker.webauth._sessions import Session, SessionStore
+from broker.webauth._throttle import Attempt, SignInThrottle, client_key
+from broker.webauth._users import USERNAME, Account, TotpEnrolment, UserFile, check_username
+from broker.webauth._web import (
+    CSP,
+    MAX_BODY,
+    SECURITY_HEADERS,
+    bad_body,
+    form_field,
+    listen,
+    loopback,
+    read_form,
+    url_host,
+)
+
+__all__ = [
+    "CSP",
+    "DEVICE_COOKIE",
+    "MAX_BODY",
+    "SECURITY_HEADERS",
+    "USERNAME",
+    "Account",
+    "Attempt",
+    "DeviceCookies",
+    "Session",
+    "SessionStore",
+    "SignInThrottle",
+    "TotpEnrolment",
+    "UserFile",
+    "bad_body",
+    "check_username",
+    "client_key",
+    "device_key",
+    "form_field",
+    "listen",
+    "loopback",
+    "read_form",
+    "url_host",
+]

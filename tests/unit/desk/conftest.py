@@ -1,0 +1,147 @@
+"""A desk over a real SQLite store, with fakes for its two seams to Kafka (acks, publisher)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+
+from broker.config import DeskSettings, SchoolCalendar
+from broker.desk import DeskDeps, DeskStore, create_desk_app, open_desk_store
+from broker.errors import TransportError
+from broker.events import Delivery
+from broker.webauth import UserFile
+from tests.unit.audit.conftest import run_cli  # noqa: F401  # a re-exported pytest fixture
+
+USER = "kim.ward"
+PASSWORD = "a long synthetic passphrase"
+SECRET = b"k" * 32
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+class FakeAcks:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+        self.down = False
+
+    async def acknowledge(self, event_id: str, *, by: str, purpose: str) -> None:
+        if self.down:
+            raise TransportError("publishing to accord.access: KafkaConnectionError")
+        self.sent.append((event_id, by, purpose))
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def publish(self, event: Mapping[str, Any]) -> None:
+        self.events.append(dict(event))
+
+
+def delivery(
+    event_id: str, *, recipient: str = "sandwell-coord", decided_at: datetime = T0,
+    **view: Any,
+) -> Delivery:  # fmt: skip
+    base: dict[str, Any] = {
+        "event_id": event_id, "type": "police.child_concern", "sender": "wmp",
+        "occurred_at": "2026-11-22T21:15:00Z", "reference": "WMP/26/1", "need_level": 3,
+        "summary": "Synthetic concern.", "categories": ["domestic_abuse"],
+        "subjects": [{"role": "child", "nhs_number": "9993080233", "given_name": "Ruby",
+                      "family_name": "Hart", "dob": "2016-02-11", "postcode": "B70 8NR"}],
+    }  # fmt: skip
+    base.update(view)
+    return Delivery(
+        event_id=event_id, recipient=recipient, outcome="shared", clauses=("c1",),
+        agreements=("a1",), purpose="early_help", lawful_basis={"article6": "public_task"},
+        policy_version="sha256:x", decided_at=decided_at, view=base,
+    )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """A command run in-process configures logging onto the captured stderr: undo it after."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0 + timedelta(hours=1))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DeskStore]:
+    s = open_desk_store(None, home=tmp_path, party="sandwell-coord")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> UserFile:
+    u = UserFile(
+        tmp_path / "desk" / "users.json",
+        hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
+    )
+    u.add(USER, PASSWORD)
+    return u
+
+
+@pytest.fixture
+def acks() -> FakeAcks:
+    return FakeAcks()
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+def make_client(
+    store: DeskStore, users: UserFile, acks: FakeAcks, publisher: FakePublisher, clock: Clock
+) -> Callable[..., tuple[TestClient, DeskDeps]]:
+    def make(
+        kind: str = "coordinating_team", party: str = "sandwell-coord"
+    ) -> tuple[TestClient, DeskDeps]:
+        deps = DeskDeps(
+            party=party, party_name=party.title(), kind=kind, store=store, users=users,
+            acks=acks, linkage_key=SECRET, settings=DeskSettings(),
+            schools=SchoolCalendar(), publisher=publisher, clock=clock,
+        )  # fmt: skip
+        return TestClient(create_desk_app(deps), base_url="http://127.0.0.1:8766"), deps
+
+    return make
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the page has no CSRF field"
+    return found.group(1)
+
+
+def sign_in(client: TestClient) -> str:
+    token = csrf_of(client.get("/login").text)
+    r = client.post(
+        "/login", data={"username": USER, "password": PASSWORD, "csrf": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303, r.text
+    return csrf_of(client.get("/").text)

@@ -1,0 +1,72 @@
+"""``accord desk add-user --as PARTY`` and ``accord desk --as PARTY`` refusing what cannot
+work, each with one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.audit.conftest import Run
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(tmp_path / "keys"))
+    return tmp_path
+
+
+def test_add_user_makes_a_party_s_own_account_with_a_second_factor(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    code, out, err = run_cli(
+        ["desk", "add-user", "--as", "cog-tipton", "sam.okafor", "--password-stdin"]
+    )
+    assert (code, err) == (0, "")
+    assert out.startswith("desk user sam.okafor of cog-tipton created")
+    stored = json.loads((home / "desk" / "cog-tipton" / "users.json").read_text())
+    assert stored["users"]["sam.okafor"]["hash"].startswith("$argon2id$")
+    assert stored["users"]["sam.okafor"]["totp"]["secret"] in out  # shown this once
+    assert "issuer=Accord%20desk%20cog-tipton" in out  # not the governance console's
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["desk", "--as", "nobody"], "no such party"),
+        (["desk", "--as", "wmp"], "a desk is for recipients"),
+        (["desk", "--as", "cog-tipton"], "no desk accounts for cog-tipton yet"),
+        (["desk"], "say whose desk"),
+        (["desk", "add-user", "--as", "wmp", "x.y", "--password-stdin"], "for recipients"),
+    ],
+)
+def test_a_desk_that_cannot_work_is_one_line_on_stderr(
+    home: Path, run_cli: Run, args: list[str], message: str
+) -> None:
+    code, _, err = run_cli(args)
+    assert code != 0
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_a_keystore_without_the_party_s_key_is_one_line_on_stderr(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.keys import FileKeyStore
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
+    code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
+    assert code != 0
+    assert err.count("\n") == 1
+    assert "no keystore" in err
+    FileKeyStore(home / "keys", create=True).ensure_party("wmp")  # someone else's keys
+    code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
+    assert code != 0
+    assert err.count("\n") == 1
+    assert "holds no private key for cog-tipton" in err

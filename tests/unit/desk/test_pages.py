@@ -1,0 +1,176 @@
+"""The desk's pages over a real store: acks before data, decisions, referrals, outcomes,
+Encompass deadlines; CSRF and sign-in as on the console."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog.testing
+from fastapi.testclient import TestClient
+
+from broker.desk import DeskDeps, DeskStore, children_in
+from tests.unit.desk.conftest import (
+    SECRET,
+    USER,
+    Clock,
+    FakeAcks,
+    FakePublisher,
+    delivery,
+    sign_in,
+)
+
+Make = Callable[..., tuple[TestClient, DeskDeps]]
+
+
+def _child(store: DeskStore, *event_ids: str) -> str:
+    for eid in event_ids:
+        d = delivery(eid)
+        store.add_delivery(d, children_in(d.view, SECRET), datetime.now(UTC))
+    [child] = children_in(delivery("x").view, SECRET)
+    return child
+
+
+def test_every_page_needs_a_session_and_answers_with_a_strict_csp(make_client: Make) -> None:
+    client, _ = make_client()
+    r = client.get("/", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/login")
+    r = client.get("/login")
+    assert "script-src" not in r.headers["content-security-policy"]
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "<script" not in r.text
+
+
+def test_the_timeline_is_acknowledged_by_the_signed_in_person_before_it_shows(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    child = _child(store, "e1", "e2")
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{child}")
+    assert page.status_code == 200
+    assert "Ruby" in page.text
+    assert "Hart" in page.text
+    assert sorted(acks.sent) == [("e1", USER, "triage"), ("e2", USER, "triage")]
+
+
+def test_no_ack_no_data(make_client: Make, store: DeskStore, acks: FakeAcks) -> None:
+    child = _child(store, "e1")
+    client, _ = make_client()
+    sign_in(client)
+    acks.down = True
+    page = client.get(f"/child/{child}")
+    assert page.status_code == 503
+    assert "Ruby" not in page.text
+
+
+def test_a_hidden_record_shows_its_reason_not_its_content_and_is_not_acknowledged(
+    make_client: Make, store: DeskStore, acks: FakeAcks, clock: Clock
+) -> None:
+    child = _child(store, "e1", "e2")
+    store.hide(["e1"], "Consent withdrawn for early help.", clock())
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{child}")
+    assert "Hidden: Consent withdrawn for early help." in page.text
+    assert [a[0] for a in acks.sent] == ["e2"]
+
+
+def test_refer_publishes_a_referral_and_records_who_and_why(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    child = _child(store, "e1")
+    client, _ = make_client()
+    token = sign_in(client)
+    form = {"csrf": token, "action": "refer", "reason": "Family agreed."}
+    r = client.post(f"/child/{child}/decide", data=form)
+    assert r.status_code == 200
+    assert "sent through the broker" in r.text
+    [event] = publisher.events
+    assert (event["type"], event["sender"], event["summary"]) == (
+        "coordination.referral",
+        "sandwell-coord",
+        "Family agreed.",
+    )
+    assert event["subjects"][0]["nhs_number"] == "9993080233"
+    assert event["subjects"][0]["postcode"] == "B70 8NR"  # the hub is chosen by it
+    [d] = store.decisions(child=child)
+    assert (d.action, d.decided_by, d.published_event) == ("refer", USER, event["event_id"])
+
+
+def test_a_form_without_the_csrf_token_changes_nothing(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    child = _child(store, "e1")
+    client, _ = make_client()
+    sign_in(client)
+    r = client.post(f"/child/{child}/decide", data={"action": "refer", "reason": "x"})
+    assert r.status_code == 403
+    assert publisher.events == []
+    assert store.decisions() == []
+
+
+def test_a_hub_records_an_outcome_that_answers_the_referral(
+    make_client: Make, store: DeskStore, publisher: FakePublisher, acks: FakeAcks
+) -> None:
+    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
+    store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    assert "awaiting an outcome" in client.get("/").text
+    page = client.get("/referral/r1")
+    assert "Ruby" in page.text
+    assert acks.sent == [("r1", USER, "referral")]
+    form = {"csrf": token, "outcome": "support_offered", "summary": "Visit booked."}
+    r = client.post("/referral/r1/outcome", data=form)
+    assert "Outcome support offered sent" in r.text
+    [event] = publisher.events
+    assert (event["type"], event["reference"], event["outcome"]) == (
+        "coordination.referral_outcome",
+        "r1",
+        "support_offered",
+    )
+    assert "support offered" in client.get("/").text
+
+
+def test_an_encompass_notice_unread_by_the_deadline_is_late_on_the_page_and_the_metric(
+    make_client: Make, store: DeskStore, clock: Clock, acks: FakeAcks
+) -> None:
+    # Decided on Friday evening: the deadline is Monday 08:30 (London, GMT in November).
+    friday = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
+    for eid in ("n1", "n2"):
+        store.add_delivery(
+            delivery(eid, recipient="school-146201", type="police.domestic_incident",
+                     decided_at=friday), [], friday,
+        )  # fmt: skip
+    clock.now = datetime(2026, 11, 30, 8, 20, tzinfo=UTC)
+    client, _ = make_client(kind="school", party="school-146201")
+    token = sign_in(client)
+    home = client.get("/").text
+    assert "2026-11-30 08:30 UTC" in home
+    assert "LATE" not in home
+    client.post("/notice/n1/acknowledge", data={"csrf": token})
+    assert store.encompass_ack("n1") == (USER, clock.now)
+    assert ("n1", USER, "encompass") in acks.sent
+    clock.now = datetime(2026, 11, 30, 8, 31, tzinfo=UTC)
+    home = client.get("/").text
+    assert home.count("LATE") == 1  # n2, never read; n1 was read in time
+    metrics = client.get("/metrics").text
+    assert "accord_desk_encompass_late_notices 1.0" in metrics
+
+
+def test_the_desk_logs_who_and_what_but_never_a_child(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    child = _child(store, "e1")
+    client, _ = make_client()
+    with structlog.testing.capture_logs() as logs:
+        token = sign_in(client)
+        client.get(f"/child/{child}")
+        form = {"csrf": token, "action": "refer", "reason": "Family agreed."}
+        client.post(f"/child/{child}/decide", data=form)
+    assert publisher.events
+    assert {"desk_sign_in", "desk_decision"} <= {e["event"] for e in logs}
+    text = repr(logs)
+    for personal in ("Ruby", "Hart", "9993080233", "2016-02-11", "B70 8NR"):
+        assert personal not in text

@@ -1,0 +1,89 @@
+"""The desk's store, on SQLite and on a real PostgreSQL: idempotent by event id and flag id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from broker.desk import DeskStore, Flag, open_desk_store
+from broker.errors import UsageError
+from tests.unit.desk.conftest import T0, delivery
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeskStore]:
+    if request.param == "sqlite":
+        s = open_desk_store(f"sqlite:///{tmp_path / 'desk.db'}", home=tmp_path, party="p")
+    else:
+        from tests.postgres import fresh_database
+
+        gen = fresh_database(request.getfixturevalue("postgres_server"))
+        s = open_desk_store(next(gen), home=tmp_path, party="p")
+    yield s
+    s.close()
+
+
+def flag(flag_id: str = "f1", child: str = "c1") -> Flag:
+    return Flag(
+        flag_id=flag_id, party="sandwell-coord", rule="multi-agency", title="Two agencies",
+        child=child, event_ids=("e1", "e2"), trigger_event_id="e2", raised_at=T0,
+        window_seconds=86400,
+    )  # fmt: skip
+
+
+def test_a_record_read_twice_is_stored_once_and_found_by_child(any_store: DeskStore) -> None:
+    assert any_store.add_delivery(delivery("e1"), ["c1"], T0) is True
+    assert any_store.add_delivery(delivery("e1"), ["c1"], T0 + timedelta(seconds=5)) is False
+    assert [r.event_id for r in any_store.records()] == ["e1"]
+    [rec] = any_store.records_about("c1")
+    assert (rec.event_id, rec.need_level, rec.sender, rec.hidden) == ("e1", 3, "wmp", False)
+    assert any_store.records_about("c2") == []
+
+
+def test_a_withdrawal_hides_the_named_records_with_its_reason(any_store: DeskStore) -> None:
+    any_store.add_delivery(delivery("e1"), ["c1"], T0)
+    any_store.add_delivery(delivery("e2"), ["c1"], T0)
+    assert any_store.hide(["e1", "unknown"], "Consent withdrawn", T0) == 1
+    assert any_store.hide(["e1"], "again", T0) == 0
+    rec = any_store.record("e1")
+    assert rec is not None
+    assert rec.hidden
+    assert rec.hidden_reason == "Consent withdrawn"
+    assert any_store.record("e2") is not None
+    assert not any_store.record("e2").hidden
+
+
+def test_a_flag_read_twice_is_stored_once_and_leaves_the_open_list_when_decided(
+    any_store: DeskStore,
+) -> None:
+    assert any_store.add_flag(flag(), T0) is True
+    assert any_store.add_flag(flag(), T0) is False
+    assert [f.flag_id for f in any_store.flags(open_only=True)] == ["f1"]
+    any_store.decide(action="signpost", reason="universal services", by="kim", at=T0,
+                     flag_id="f1", child="c1")  # fmt: skip
+    assert any_store.flags(open_only=True) == []
+    [d] = any_store.decisions(child="c1")
+    assert (d.action, d.decided_by, d.reason) == ("signpost", "kim", "universal services")
+
+
+def test_outcomes_are_found_by_the_referral_they_answer(any_store: DeskStore) -> None:
+    any_store.add_delivery(delivery("o1", type="coordination.referral_outcome",
+                                    reference="ref-1", outcome="closed"), ["c1"], T0)  # fmt: skip
+    assert [r.event_id for r in any_store.replies_to("ref-1")] == ["o1"]
+    assert any_store.replies_to("ref-2") == []
+
+
+def test_an_encompass_acknowledgement_is_kept_once(any_store: DeskStore) -> None:
+    assert any_store.acknowledge_encompass("e1", "kim", T0) is True
+    assert any_store.acknowledge_encompass("e1", "sam", T0 + timedelta(hours=1)) is False
+    assert any_store.encompass_ack("e1") == ("kim", T0)
+
+
+def test_an_unknown_decision_or_database_is_refused(any_store: DeskStore, tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        any_store.decide(action="delete", reason="x", by="kim", at=T0)
+    with pytest.raises(UsageError, match="unsupported database"):
+        open_desk_store("mysql://x", home=tmp_path, party="p")
