@@ -4,12 +4,12 @@ The project's bundle (``policies/``) is provisioned on a broker of this module's
 worker runs as ``accord worker``; three agencies publish contacts about one synthetic child in
 West Bromwich, and the co-ordinating team records the family's consent. Two desks run as
 ``accord desk --as sandwell-coord`` and ``accord desk --as cog-west-bromwich`` (each signs in
-its own people, password and TOTP code). A flag is published on the team's flags topic
-exactly as the flag service would. Headless Debian Chromium then does the work: the team opens
+its own people, password and TOTP code), and the team's flag service runs as ``accord desk
+flags --as sandwell-coord``: the three agencies' contacts raise the multi-agency flag. Headless Debian Chromium then does the work: the team opens
 the flagged child's timeline and refers to the hub; the hub sees the referral and records an
 outcome; the team sees the outcome. The broker decided the referral and the outcome like any
 event; the governance console's disclosure log for the child then lists the views by named
-people and the referral's decision. Finally the family withdraws consent for the hub, and the
+people, the referral's decision and the outcome's. Finally the family withdraws consent for the hub, and the
 hub's desk hides the referral with the reason. The child's school received the police
 incident as an Operation Encompass notice: its desk, run in-process with a clock five days
 on, shows the unread notice as late and its metric counts it. Screenshots go to
@@ -43,20 +43,19 @@ from broker.desk import (
     child_key,
     desk_linkage_key,
     flag_id,
-    flags_topic,
     open_desk_store,
     run_desk,
 )
 from broker.devkafka import EmbeddedKafka
-from broker.kafka import Grant, Operation, ResourceKind, change_access
 from broker.keys import FileKeyStore
 from broker.policy import Policy
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from broker.webauth import UserFile
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
+from tests.e2e.test_desk_flags import FlagService
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, prepared, read_audit
-from tests.kafka_helpers import clients, create_topics, kafka_env, settings_as
+from tests.kafka_helpers import clients, kafka_env, settings_as
 
 pytestmark = pytest.mark.slow
 
@@ -214,36 +213,21 @@ def nudge(referral_id: str) -> dict[str, Any]:
             return event
 
 
-async def publish_flag(bootstrap: str, flag: Flag) -> None:
-    """What the flag service publishes (JSON, key = flag id), on the team's flags topic."""
-    producer = clients(bootstrap).producer("test-flag-service")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            flags_topic(TEAM), flag.model_dump_json().encode(), key=flag.flag_id.encode()
-        )
-    finally:
-        await producer.stop()
-
-
 async def test_the_team_refers_a_flagged_child_and_the_hub_answers_all_audited(
     isolated_kafka: EmbeddedKafka, tmp_path: Path, desk_env: dict[str, str]
 ) -> None:
     bootstrap = isolated_kafka.bootstrap
     policy, keys = await prepared(bootstrap, tmp_path)
-    # The flag service's topic and its read grant for the team (provisioning's part, when
-    # the flag service is merged: the team's whole accord.desk.<party>. prefix).
-    await create_topics(bootstrap, [flags_topic(TEAM)])
-    change_access(
-        settings_as(bootstrap, "admin"), create_topics=[], add_users={}, remove_users=[],
-        add_grants=[Grant(TEAM, ResourceKind.TOPIC, flags_topic(TEAM), Operation.READ)],
-        remove_grants=[],
-    )  # fmt: skip
     worker = WorkerProcess(tmp_path, keys, bootstrap, POLICIES)
+    # The real flag service (`accord desk flags --as sandwell-coord`) raises the flags.
+    flags = FlagService(tmp_path, keys, bootstrap)
+    del flags.env["ACCORD_KAFKA__PARTITIONS"]  # that test's one partition; here provisioning's
     worker.start()
+    flags.start()
     try:
         await run_the_loop(bootstrap, policy, keys, tmp_path, desk_env)
     finally:
+        flags.stop()
         worker.stop()
 
 
@@ -262,8 +246,8 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
         trigger_event_id=ids[-1], raised_at=datetime.fromisoformat(events[-1]["occurred_at"]),
         window_seconds=90 * 86400,
     )  # fmt: skip
-    await publish_flag(bootstrap, flag)
-    await publish_flag(bootstrap, flag)  # read twice, stored once
+    # What the test expects the service to raise: the three agencies' contacts make the
+    # multi-agency flag on the third (its id is deterministic, so computed here).
 
     with (
         running_desk(env, TEAM, TEAM_USER) as (team_url, team_totp),
@@ -272,12 +256,16 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
         async with chromium() as browser:
             team = await new_page(browser)
             await sign_in(team, team_url, TEAM_USER, team_totp)
-            await reload_until(team, team_url, "#open-flags tr.flag")
-            await expect(team.locator("#open-flags tr.flag")).to_have_count(1)
+            row = f'#open-flags tr.flag[data-flag="{flag.flag_id}"]'
+            await reload_until(team, team_url, row)
+            rules = {await r.get_attribute("data-rule")
+                     for r in await team.locator("#open-flags tr.flag").all()}  # fmt: skip
+            # Police's domestic abuse and A&E within 30 days may flag too; nothing else can.
+            assert "multi-agency" in rules <= {"multi-agency", "domestic-abuse-repeat"}, rules
             assert child["family_name"] not in await team.locator("#open-flags").inner_text()
             await shot(team, "1-team-flags")
 
-            await team.click("text=Open the timeline")
+            await team.locator(row).locator("text=Open the timeline").click()
             child_url = f"{team_url}child/{key}?flag={flag.flag_id}"
             await reload_until(team, child_url, "#timeline article.record", count=3)
             await expect(team.locator("#timeline section.agency")).to_have_count(3)
@@ -301,7 +289,11 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             await hub.locator(row).locator("text=Open").click()
             await expect(hub.locator("#referral")).to_contain_text(child["family_name"])
             await expect(hub.locator("#referral")).to_contain_text("family agreed")
-            assert child["nhs_number"] not in await hub.content()  # not the hub's to see
+            # The referral names the child by NHS number (so the hub's outcome lands in the
+            # same disclosure log) but never the address: not the hub's to see.
+            page_text = await hub.content()
+            assert child["nhs_number"] in page_text
+            assert child["address"] not in page_text
             await hub.select_option("select[name=outcome]", "support_offered")
             await hub.fill("textarea[name=summary]", "Family support worker allocated.")
             await shot(hub, "4-hub-outcome-form")
@@ -419,4 +411,6 @@ async def the_audit_log_names_who(
             await expect(log).to_contain_text(f"opened by {TEAM_USER}")
             await expect(log).to_contain_text(f"opened by {HUB_USER}")
             await expect(log).to_contain_text(referral_id)
+            # The outcome names the child by the NHS number the referral carried.
+            await expect(log).to_contain_text(outcomes[0][0])
             await shot(page, "7-console-disclosure-log", full_page=False)
