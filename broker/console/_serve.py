@@ -119,6 +119,7 @@ async def run_console(
         indexer = Indexer(
             store, verifier, kafka, registry=registry,
             review_deadline=timedelta(days=settings.indexer.override_review_days),
+            schools=settings.schools,  # Encompass deadlines on the configured school days
         )  # fmt: skip
         tasks.append(
             asyncio.create_task(indexer.run(follow=True, stop=indexer_stop), name="console-index")

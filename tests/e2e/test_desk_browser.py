@@ -5,15 +5,16 @@ worker runs as ``accord worker``; three agencies publish contacts about one synt
 West Bromwich, and the co-ordinating team records the family's consent. Two desks run as
 ``accord desk --as sandwell-coord`` and ``accord desk --as cog-west-bromwich`` (each signs in
 its own people, password and TOTP code), and the team's flag service runs as ``accord desk
-flags --as sandwell-coord``: the three agencies' contacts raise the multi-agency flag. Headless Debian Chromium then does the work: the team opens
-the flagged child's timeline and refers to the hub; the hub sees the referral and records an
-outcome; the team sees the outcome. The broker decided the referral and the outcome like any
-event; the governance console's disclosure log for the child then lists the views by named
-people, the referral's decision and the outcome's. Finally the family withdraws consent for the hub, and the
-hub's desk hides the referral with the reason. The child's school received the police
-incident as an Operation Encompass notice: its desk, run in-process with a clock five days
-on, shows the unread notice as late and its metric counts it. Screenshots go to
-``artifacts/screenshots`` (``desk-*.png``; docs/desk/ keeps copies).
+flags --as sandwell-coord``: the three agencies' contacts raise the multi-agency flag.
+Headless Debian Chromium then does the work: the team opens the flagged child's timeline and
+refers to the hub; the hub sees the referral and records an outcome; the team sees the
+outcome. The broker decided the referral and the outcome like any event; the governance
+console's disclosure log for the child then lists the views by named people, the referral's
+decision and the outcome's. Finally the family withdraws consent for the hub, and the hub's
+desk hides the referral with the reason. The child's school received the police incident as
+an Operation Encompass notice: its desk, run in-process with a clock five days on, shows the
+unread notice as late and its metric counts it. Screenshots go to ``artifacts/screenshots``
+(``desk-*.png``; docs/desk/ keeps copies).
 """
 
 from __future__ import annotations
