@@ -13,7 +13,8 @@ tests. A record whose event id the child's state already holds is ignored: repro
 after a restart raises nothing twice. State keeps the records and fire times of the last
 twice the longest window behind the newest ``occurred_at`` seen for the child: exact for
 any record that arrives less than the longest window late (a record later than that is
-still evaluated, against what is kept).
+still evaluated, against what is kept). The ids of records trimmed away stay (ids only), so a
+redelivery however late is still recognised.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ def _copy(state: ChildState) -> ChildState:
         **state,
         "recs": list(state["recs"]),
         "fired": {rule: list(times) for rule, times in state["fired"].items()},
+        "gone": list(state.get("gone", ())),
     }
 
 
 def empty_state() -> ChildState:
-    return {"v": 1, "seq": 0, "newest": None, "recs": [], "fired": {}}
+    return {"v": 1, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": []}
 
 
 class FlagEngine:
@@ -137,7 +139,10 @@ class FlagEngine:
         self, state: ChildState | None, child: str, record: WindowRecord
     ) -> tuple[ChildState, list[Flag]]:
         """``record`` joins ``child``'s state (not changed in place); the flags it raises."""
-        if state is not None and record.event_id in [r[_ID] for r in state["recs"]]:
+        if state is not None and (
+            record.event_id in [r[_ID] for r in state["recs"]]
+            or record.event_id in state.get("gone", ())
+        ):
             return state, []  # seen: a redelivery or a restart's reprocessing
         new = _copy(state) if state is not None else empty_state()
         recs: list[list[Any]] = new["recs"]
@@ -172,7 +177,15 @@ class FlagEngine:
         return {**_copy(state), "recs": recs}
 
     def _trim(self, state: ChildState, horizon: int) -> None:
-        state["recs"] = [r for r in state["recs"] if r[_T] > horizon]
+        kept = [r for r in state["recs"] if r[_T] > horizon]
+        if len(kept) < len(state["recs"]):
+            # Ids only (no dates, no senders), kept for good: a record redelivered long
+            # after it left the window must still count as seen, or it would flag again.
+            state["gone"] = [
+                *state.get("gone", ()),
+                *(r[_ID] for r in state["recs"] if r[_T] <= horizon),
+            ]
+        state["recs"] = kept
         state["fired"] = {
             rule: kept
             for rule, times in state["fired"].items()

@@ -308,3 +308,16 @@ def test_a_wrong_expectation_is_reported_precisely() -> None:
     diffs = run_flag_scenario(wrong, lambda _: policy)
     assert diffs == ["raised, not expected: domestic-abuse-repeat for 9990025312: [wb-3, wb-4]"]
     assert SCENARIO_LINKAGE_KEY  # a fixed, public key: scenarios are reproducible
+
+
+def test_a_record_redelivered_long_after_it_left_the_kept_window_raises_nothing_again() -> None:
+    """Found by the property test: state keeps two longest windows of records, yet a record
+    redelivered months later (a replay, a restart far behind) is still recognised."""
+    child = [{"role": "child", "nhs_number": CHILDREN[0]}]
+    urgent = {"event_id": "e-urgent", "type": "police.child_concern", "sender": "wmp",
+              "occurred_at": T0.isoformat(), "need_level": 4, "categories": [],
+              "subjects": child}  # fmt: skip
+    later = {**urgent, "event_id": "e-later", "need_level": 1,
+             "occurred_at": (T0 + timedelta(days=200)).isoformat()}  # fmt: skip
+    flags = _run([urgent, later, urgent])
+    assert [(f.rule, f.event_ids) for f in flags] == [("nl4", ("e-urgent",))]
