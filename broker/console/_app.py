@@ -27,13 +27,12 @@ from broker.console._metrics import SignInOutcome
 from broker.webauth import (
     DEVICE_COOKIE,
     SECURITY_HEADERS,
-    USERNAME,
     DeviceCookies,
     Session,
     SessionStore,
     SignInThrottle,
     bad_body,
-    client_key,
+    check_sign_in,
     device_key,
     form_field,
     loopback,
@@ -212,34 +211,20 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
 async def _sign_in(console: Console, request: Request, session: Session, form: Any) -> Response:
     """Check a posted sign-in: every answer after the same work, every failure the same page."""
-    users = console.deps.users
-    name = (form_field(form, "username") or "").strip().lower()
-    password = form_field(form, "password") or ""
-    code = form_field(form, "code")
-    stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
-    device = console.devices.device(request.cookies.get(DEVICE_COOKIE), name, stamp)
-    host = request.client.host if request.client else None
-    attempt = console.throttle.attempt(name, client_key(host), device)
-    now = console.deps.clock()
-    # Every answer, refused by the throttle or not, waits for one Argon2 check: a refusal
-    # that came back at once would say "this name is being throttled" by its speed alone.
-    async with console.hashing:
-        if attempt.refused is None:
-            ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)
-        else:
-            await asyncio.to_thread(users.spend, password, code, now=now)
-            ok = False
-    if not ok:
+    check = await check_sign_in(
+        request, form, users=console.deps.users, devices=console.devices,
+        throttle=console.throttle, hashing=console.hashing, now=console.deps.clock(),
+    )  # fmt: skip
+    if not check.ok:
         # No name, no address: a name may be a mistyped password, an address personal.
-        log.warning("console_sign_in_failed", throttled=attempt.refused)
-        throttled = attempt.refused is not None
+        log.warning("console_sign_in_failed", throttled=check.throttled)
         console.deps.metrics.signed_in(
-            SignInOutcome.THROTTLED if throttled else SignInOutcome.FAILED
+            SignInOutcome.THROTTLED if check.throttled else SignInOutcome.FAILED
         )
         return _failed(console, session)
     console.deps.metrics.signed_in(SignInOutcome.OK)
-    console.throttle.succeeded(attempt)
-    log.info("console_sign_in", user=name, known_device=device is not None)
+    name, users = check.name, console.deps.users
+    log.info("console_sign_in", user=name, known_device=check.known_device)
     stamp = users.stamp(name)  # a new one if the hash was upgraded just now
     response = console.redirect("/", console.sessions.sign_in(session, name, stamp))
     if stamp is not None:

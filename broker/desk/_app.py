@@ -23,13 +23,12 @@ from broker.desk._deps import DeskDeps
 from broker.webauth import (
     DEVICE_COOKIE,
     SECURITY_HEADERS,
-    USERNAME,
     DeviceCookies,
     Session,
     SessionStore,
     SignInThrottle,
     bad_body,
-    client_key,
+    check_sign_in,
     device_key,
     form_field,
     loopback,
@@ -207,30 +206,19 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
 
 async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) -> Response:
     """Every answer after the same Argon2 work, every failure the same page."""
-    users = desk.deps.users
-    name = (form_field(form, "username") or "").strip().lower()
-    password = form_field(form, "password") or ""
-    code = form_field(form, "code")
-    stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
-    device = desk.devices.device(request.cookies.get(DEVICE_COOKIE), name, stamp)
-    host = request.client.host if request.client else None
-    attempt = desk.throttle.attempt(name, client_key(host), device)
-    now = desk.deps.clock()
-    async with desk.hashing:
-        if attempt.refused is None:
-            ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)
-        else:
-            await asyncio.to_thread(users.spend, password, code, now=now)
-            ok = False
-    if not ok:
-        log.warning("desk_sign_in_failed", throttled=attempt.refused)
+    check = await check_sign_in(
+        request, form, users=desk.deps.users, devices=desk.devices, throttle=desk.throttle,
+        hashing=desk.hashing, now=desk.deps.clock(),
+    )  # fmt: skip
+    if not check.ok:
+        log.warning("desk_sign_in_failed", throttled=check.throttled)
         return desk.render(
             "login.html", session, status=401,
             error="Sign-in failed: wrong user name, password or code, or too many attempts: "
             "wait a few minutes and try again.",
         )  # fmt: skip
-    desk.throttle.succeeded(attempt)
-    log.info("desk_sign_in", user=name, known_device=device is not None)
+    name, users = check.name, desk.deps.users
+    log.info("desk_sign_in", user=name, known_device=check.known_device)
     stamp = users.stamp(name)
     response = desk.redirect("/", desk.sessions.sign_in(session, name, stamp))
     if stamp is not None:

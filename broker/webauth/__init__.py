@@ -7,6 +7,7 @@ headers and form bounds every page answers with.
 
 from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key
 from broker.webauth._sessions import Session, SessionStore
+from broker.webauth._signin import SignInCheck, check_sign_in
 from broker.webauth._throttle import Attempt, SignInThrottle, client_key
 from broker.webauth._users import USERNAME, Account, TotpEnrolment, UserFile, check_username
 from broker.webauth._web import (
@@ -32,10 +33,12 @@ __all__ = [
     "DeviceCookies",
     "Session",
     "SessionStore",
+    "SignInCheck",
     "SignInThrottle",
     "TotpEnrolment",
     "UserFile",
     "bad_body",
+    "check_sign_in",
     "check_username",
     "client_key",
     "device_key",

@@ -80,8 +80,8 @@ SURFACES = {
     "broker.webauth": {
         "CSP", "DEVICE_COOKIE", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account", "Attempt",
         "DeviceCookies", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment", "UserFile",
-        "bad_body", "check_username", "client_key", "device_key", "form_field", "listen",
-        "loopback", "read_form", "url_host",
+        "SignInCheck", "bad_body", "check_sign_in", "check_username", "client_key", "device_key",
+        "form_field", "listen", "loopback", "read_form", "url_host",
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",

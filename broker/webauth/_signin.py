@@ -1,0 +1,61 @@
+"""The sign-in check both web apps make: one place for the part an attacker probes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+
+from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies
+from broker.webauth._throttle import SignInThrottle, client_key
+from broker.webauth._users import USERNAME, UserFile
+from broker.webauth._web import form_field
+
+__all__ = ["SignInCheck", "check_sign_in"]
+
+
+@dataclass(frozen=True, slots=True)
+class SignInCheck:
+    """What a posted sign-in form came to. ``name`` is only meaningful when ``ok``."""
+
+    ok: bool
+    name: str
+    throttled: bool
+    known_device: bool
+
+
+async def check_sign_in(
+    request: Request,
+    form: Any,
+    *,
+    users: UserFile,
+    devices: DeviceCookies,
+    throttle: SignInThrottle,
+    hashing: asyncio.Semaphore,
+    now: datetime,
+) -> SignInCheck:
+    """Check a posted user name, password and code: every answer after the same work.
+
+    Every answer, refused by the throttle or not, waits for one Argon2 check: a refusal that
+    came back at once would say "this name is being throttled" by its speed alone. A success
+    clears the throttle's count for the account.
+    """
+    name = (form_field(form, "username") or "").strip().lower()
+    password = form_field(form, "password") or ""
+    code = form_field(form, "code")
+    stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
+    device = devices.device(request.cookies.get(DEVICE_COOKIE), name, stamp)
+    host = request.client.host if request.client else None
+    attempt = throttle.attempt(name, client_key(host), device)
+    async with hashing:
+        if attempt.refused is None:
+            ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)
+        else:
+            await asyncio.to_thread(users.spend, password, code, now=now)
+            ok = False
+    if ok:
+        throttle.succeeded(attempt)
+    return SignInCheck(ok, name, attempt.refused is not None, device is not None)
