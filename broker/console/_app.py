@@ -217,9 +217,9 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
     )  # fmt: skip
     if not check.ok:
         # No name, no address: a name may be a mistyped password, an address personal.
-        log.warning("console_sign_in_failed", throttled=check.throttled)
+        log.warning("console_sign_in_failed", throttled=check.refused)
         console.deps.metrics.signed_in(
-            SignInOutcome.THROTTLED if check.throttled else SignInOutcome.FAILED
+            SignInOutcome.THROTTLED if check.refused is not None else SignInOutcome.FAILED
         )
         return _failed(console, session)
     console.deps.metrics.signed_in(SignInOutcome.OK)

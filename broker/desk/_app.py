@@ -211,7 +211,7 @@ async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) ->
         hashing=desk.hashing, now=desk.deps.clock(),
     )  # fmt: skip
     if not check.ok:
-        log.warning("desk_sign_in_failed", throttled=check.throttled)
+        log.warning("desk_sign_in_failed", throttled=check.refused)
         return desk.render(
             "login.html", session, status=401,
             error="Sign-in failed: wrong user name, password or code, or too many attempts: "

@@ -19,11 +19,12 @@ __all__ = ["SignInCheck", "check_sign_in"]
 
 @dataclass(frozen=True, slots=True)
 class SignInCheck:
-    """What a posted sign-in form came to. ``name`` is only meaningful when ``ok``."""
+    """What a posted sign-in form came to. ``name`` is only meaningful when ``ok``;
+    ``refused`` names what the throttle refused on (``"account"``, ``"client"``), if it did."""
 
     ok: bool
     name: str
-    throttled: bool
+    refused: str | None
     known_device: bool
 
 
@@ -58,4 +59,4 @@ async def check_sign_in(
             ok = False
     if ok:
         throttle.succeeded(attempt)
-    return SignInCheck(ok, name, attempt.refused is not None, device is not None)
+    return SignInCheck(ok, name, attempt.refused, device is not None)
