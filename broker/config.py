@@ -39,6 +39,7 @@ __all__ = [
     "OpsEndpoint",
     "SchoolCalendar",
     "Settings",
+    "SignInSettings",
     "WorkerSettings",
     "default_home",
     "load_settings",
@@ -149,23 +150,19 @@ class IndexerSettings(OpsEndpoint):
     override_review_days: float = Field(default=3.0, gt=0, le=365)
 
 
-class ConsoleSettings(OpsEndpoint):
-    """The governance console: where it listens, who may sign in, how long a session lives.
-
-    Its ops server (``metrics_host``/``metrics_port``) is a listener of its own, apart from
-    the pages: probes and metrics need no session, and the console's address need not be
-    the one Prometheus scrapes."""
+class SignInSettings(_Frozen):
+    """Who may sign in to a web app of Accord's (the console, a desk) and how long a session
+    lives; ``broker.webauth.Guard`` reads these."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8765, ge=0, le=65535)
-    users_file: Path | None = None  # default: <home>/console/users.json
+    users_file: Path | None = None
     session_idle_minutes: int = Field(default=15, ge=1, le=240)
     session_max_hours: int = Field(default=8, ge=1, le=24)
     # Secure cookies need HTTPS; browsers make an exception for loopback only. None: Secure
-    # everywhere but on a loopback address, so a console exposed on a network never sends
-    # its session over plain HTTP.
+    # everywhere but on a loopback address, so an app exposed on a network never sends its
+    # session over plain HTTP.
     secure_cookies: bool | None = None
-    # Sign-in throttling (broker/console/_throttle.py): slows guessing, never locks anyone
+    # Sign-in throttling (broker/webauth/_throttle.py): slows guessing, never locks anyone
     # out. A client (network address) may fail this many times per window, across all names;
     # an account this many times from unknown devices before each next try waits 1 s, 2 s,
     # 4 s… up to the cap. A browser that signed in before (a known device, remembered for
@@ -177,25 +174,26 @@ class ConsoleSettings(OpsEndpoint):
     known_device_days: int = Field(default=90, ge=1, le=400)
 
 
-class DeskSettings(_Frozen):
-    """The recipients' desk (``accord desk --as PARTY``): where it listens, who may sign in,
-    where the party's own store is, how often it polls the party's delivery topic."""
+class ConsoleSettings(OpsEndpoint, SignInSettings):
+    """The governance console: where it listens, who may sign in, how long a session lives.
 
-    host: str = "127.0.0.1"
+    Its ops server (``metrics_host``/``metrics_port``) is a listener of its own, apart from
+    the pages: probes and metrics need no session, and the console's address need not be
+    the one Prometheus scrapes. ``users_file`` default: <home>/console/users.json."""
+
+    port: int = Field(default=8765, ge=0, le=65535)
+
+
+class DeskSettings(SignInSettings):
+    """The recipients' desk (``accord desk --as PARTY``): where it listens, who may sign in,
+    where the party's own store is, how often it polls the party's delivery topic.
+    ``users_file`` default: <home>/desk/<party>/users.json."""
+
     port: int = Field(default=8766, ge=0, le=65535)
-    users_file: Path | None = None  # default: <home>/desk/<party>/users.json
     # sqlite:///PATH or postgresql://…; default: <home>/desk/<party>.db. It holds delivered
     # views (personal data): a secret, as a URL may carry a password.
     store: SecretStr | None = None
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    session_idle_minutes: int = Field(default=15, ge=1, le=240)
-    session_max_hours: int = Field(default=8, ge=1, le=24)
-    secure_cookies: bool | None = None  # None: Secure everywhere but on loopback
-    sign_in_failures_per_client: int = Field(default=10, ge=1, le=1000)
-    sign_in_failures_per_account: int = Field(default=5, ge=1, le=100)
-    sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
-    sign_in_max_delay_seconds: int = Field(default=300, ge=1, le=3600)
-    known_device_days: int = Field(default=90, ge=1, le=400)
 
 
 class SchoolCalendar(_Frozen):

@@ -13,7 +13,6 @@ is posted, never put in a query string, so it reaches no access log or browser h
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -25,17 +24,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from broker.console._deps import ConsoleDeps
 from broker.console._metrics import SignInOutcome
 from broker.webauth import (
-    DEVICE_COOKIE,
     SECURITY_HEADERS,
-    DeviceCookies,
+    Guard,
     Session,
-    SessionStore,
-    SignInThrottle,
     bad_body,
-    check_sign_in,
-    device_key,
     form_field,
-    loopback,
     read_form,
 )
 
@@ -49,29 +42,11 @@ class Console:
     """Shared state of one console process: deps, sessions, throttle and templates."""
 
     def __init__(self, deps: ConsoleDeps) -> None:
-        cfg = deps.settings
         self.deps = deps
-        self.sessions = SessionStore(
-            idle=timedelta(minutes=cfg.session_idle_minutes),
-            lifetime=timedelta(hours=cfg.session_max_hours),
-            clock=deps.clock,
-        )
-        self.throttle = SignInThrottle(
-            client_failures=cfg.sign_in_failures_per_client,
-            account_failures=cfg.sign_in_failures_per_account,
-            window=timedelta(minutes=cfg.sign_in_window_minutes),
-            max_delay=timedelta(seconds=cfg.sign_in_max_delay_seconds),
-            clock=deps.clock,
-        )
-        self.devices = DeviceCookies(
-            device_key(deps.users.path.parent / "device-cookie.key"),
-            lifetime=timedelta(days=cfg.known_device_days),
-            clock=deps.clock,
-        )
-        secure = cfg.secure_cookies
-        self.secure_cookies = not loopback(cfg.host) if secure is None else secure
-        # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
-        self.hashing = asyncio.Semaphore(2)
+        self.guard = Guard(deps.settings, deps.users, cookie=COOKIE, clock=deps.clock)
+        # The pages and sign-in use these by name.
+        self.sessions = self.guard.sessions
+        self.throttle = self.guard.throttle
         self.verifying = asyncio.Lock()  # one whole-log verification at a time
         if missing := sum(not a.second_factor for a in deps.users.accounts()):
             # A count: which accounts is for `accord console users` to say, not the log.
@@ -84,14 +59,7 @@ class Console:
         )
 
     def session(self, request: Request) -> Session | None:
-        session = self.sessions.get(request.cookies.get(COOKIE))
-        if session is None or session.user is None:
-            return session
-        if self.deps.users.stamp(session.user) != session.stamp:
-            # The account was removed or its password reset: its sessions end with it.
-            self.sessions.end(session)
-            return None
-        return session
+        return self.guard.session(request)
 
     def render(
         self, name: str, session: Session | None, *, status: int = 200, **context: Any
@@ -111,25 +79,7 @@ class Console:
         return response
 
     def set_cookie(self, response: Response, session: Session) -> None:
-        response.set_cookie(
-            COOKIE,
-            session.id,
-            httponly=True,
-            samesite="strict",
-            secure=self.secure_cookies,
-            path="/",
-        )
-
-    def set_device_cookie(self, response: Response, name: str, stamp: str) -> None:
-        response.set_cookie(
-            DEVICE_COOKIE,
-            self.devices.issue(name, stamp),
-            max_age=int(self.devices.lifetime.total_seconds()),
-            httponly=True,
-            samesite="strict",
-            secure=self.secure_cookies,
-            path="/login",  # only sign-in reads it
-        )
+        self.guard.set_cookie(response, session)
 
     def redirect(self, to: str, session: Session | None = None) -> RedirectResponse:
         response = RedirectResponse(to, status_code=303)
@@ -211,10 +161,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 
 async def _sign_in(console: Console, request: Request, session: Session, form: Any) -> Response:
     """Check a posted sign-in: every answer after the same work, every failure the same page."""
-    check = await check_sign_in(
-        request, form, users=console.deps.users, devices=console.devices,
-        throttle=console.throttle, hashing=console.hashing, now=console.deps.clock(),
-    )  # fmt: skip
+    check = await console.guard.check(request, form)
     if not check.ok:
         # No name, no address: a name may be a mistyped password, an address personal.
         log.warning("console_sign_in_failed", throttled=check.refused)
@@ -223,13 +170,8 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
         )
         return _failed(console, session)
     console.deps.metrics.signed_in(SignInOutcome.OK)
-    name, users = check.name, console.deps.users
-    log.info("console_sign_in", user=name, known_device=check.known_device)
-    stamp = users.stamp(name)  # a new one if the hash was upgraded just now
-    response = console.redirect("/", console.sessions.sign_in(session, name, stamp))
-    if stamp is not None:
-        console.set_device_cookie(response, name, stamp)
-    return response
+    log.info("console_sign_in", user=check.name, known_device=check.known_device)
+    return console.guard.signed_in(session, check.name, lambda s: console.redirect("/", s))
 
 
 def _failed(console: Console, session: Session) -> HTMLResponse:

@@ -8,8 +8,7 @@ allows no script. Pages live in :mod:`broker.desk._pages`.
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -21,17 +20,11 @@ from prometheus_client import generate_latest
 
 from broker.desk._deps import DeskDeps
 from broker.webauth import (
-    DEVICE_COOKIE,
     SECURITY_HEADERS,
-    DeviceCookies,
+    Guard,
     Session,
-    SessionStore,
-    SignInThrottle,
     bad_body,
-    check_sign_in,
-    device_key,
     form_field,
-    loopback,
     read_form,
 )
 
@@ -51,28 +44,11 @@ class Desk:
     """Shared state of one desk process: deps, sessions, throttle and templates."""
 
     def __init__(self, deps: DeskDeps) -> None:
-        cfg = deps.settings
         self.deps = deps
-        self.sessions = SessionStore(
-            idle=timedelta(minutes=cfg.session_idle_minutes),
-            lifetime=timedelta(hours=cfg.session_max_hours),
-            clock=deps.clock,
-        )
-        self.throttle = SignInThrottle(
-            client_failures=cfg.sign_in_failures_per_client,
-            account_failures=cfg.sign_in_failures_per_account,
-            window=timedelta(minutes=cfg.sign_in_window_minutes),
-            max_delay=timedelta(seconds=cfg.sign_in_max_delay_seconds),
-            clock=deps.clock,
-        )
-        self.devices = DeviceCookies(
-            device_key(deps.users.path.parent / "device-cookie.key"),
-            lifetime=timedelta(days=cfg.known_device_days),
-            clock=deps.clock,
-        )
-        secure = cfg.secure_cookies
-        self.secure_cookies = not loopback(cfg.host) if secure is None else secure
-        self.hashing = asyncio.Semaphore(2)  # Argon2: ~64 MiB and a core each
+        self.guard = Guard(deps.settings, deps.users, cookie=COOKIE, clock=deps.clock)
+        # The pages and sign-in use these by name.
+        self.sessions = self.guard.sessions
+        self.throttle = self.guard.throttle
         self.templates = Environment(
             loader=PackageLoader("broker.desk", "templates"),
             autoescape=select_autoescape(default=True),
@@ -82,13 +58,7 @@ class Desk:
         self.templates.filters["when"] = _when
 
     def session(self, request: Request) -> Session | None:
-        session = self.sessions.get(request.cookies.get(COOKIE))
-        if session is None or session.user is None:
-            return session
-        if self.deps.users.stamp(session.user) != session.stamp:
-            self.sessions.end(session)  # account removed or reset: its sessions end with it
-            return None
-        return session
+        return self.guard.session(request)
 
     def render(
         self, name: str, session: Session | None, *, status: int = 200, **context: Any
@@ -113,10 +83,7 @@ class Desk:
         return response
 
     def set_cookie(self, response: Response, session: Session) -> None:
-        response.set_cookie(
-            COOKIE, session.id, httponly=True, samesite="strict",
-            secure=self.secure_cookies, path="/",
-        )  # fmt: skip
+        self.guard.set_cookie(response, session)
 
     def redirect(self, to: str, session: Session | None = None) -> RedirectResponse:
         response = RedirectResponse(to, status_code=303)
@@ -206,10 +173,7 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
 
 async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) -> Response:
     """Every answer after the same Argon2 work, every failure the same page."""
-    check = await check_sign_in(
-        request, form, users=desk.deps.users, devices=desk.devices, throttle=desk.throttle,
-        hashing=desk.hashing, now=desk.deps.clock(),
-    )  # fmt: skip
+    check = await desk.guard.check(request, form)
     if not check.ok:
         log.warning("desk_sign_in_failed", throttled=check.refused)
         return desk.render(
@@ -217,14 +181,5 @@ async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) ->
             error="Sign-in failed: wrong user name, password or code, or too many attempts: "
             "wait a few minutes and try again.",
         )  # fmt: skip
-    name, users = check.name, desk.deps.users
-    log.info("desk_sign_in", user=name, known_device=check.known_device)
-    stamp = users.stamp(name)
-    response = desk.redirect("/", desk.sessions.sign_in(session, name, stamp))
-    if stamp is not None:
-        response.set_cookie(
-            DEVICE_COOKIE, desk.devices.issue(name, stamp),
-            max_age=int(desk.devices.lifetime.total_seconds()), httponly=True,
-            samesite="strict", secure=desk.secure_cookies, path="/login",
-        )  # fmt: skip
-    return response
+    log.info("desk_sign_in", user=check.name, known_device=check.known_device)
+    return desk.guard.signed_in(session, check.name, lambda s: desk.redirect("/", s))

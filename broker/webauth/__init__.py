@@ -6,6 +6,7 @@ headers and form bounds every page answers with.
 """
 
 from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key
+from broker.webauth._guard import Guard
 from broker.webauth._sessions import Session, SessionStore
 from broker.webauth._signin import SignInCheck, check_sign_in
 from broker.webauth._throttle import Attempt, SignInThrottle, client_key
@@ -31,6 +32,7 @@ __all__ = [
     "Account",
     "Attempt",
     "DeviceCookies",
+    "Guard",
     "Session",
     "SessionStore",
     "SignInCheck",

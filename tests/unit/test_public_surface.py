@@ -25,7 +25,7 @@ SURFACES = {
     "broker.config": {
         "AuditSettings", "ConsoleSettings", "DeskSettings", "EnvelopeSettings", "IndexerSettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "OpsEndpoint",
-        "SchoolCalendar",
+        "SchoolCalendar", "SignInSettings",
         "Settings", "WorkerSettings", "default_home", "load_settings",
     },
     "broker.console": {
@@ -79,9 +79,9 @@ SURFACES = {
     },
     "broker.webauth": {
         "CSP", "DEVICE_COOKIE", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account", "Attempt",
-        "DeviceCookies", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment", "UserFile",
-        "SignInCheck", "bad_body", "check_sign_in", "check_username", "client_key", "device_key",
-        "form_field", "listen", "loopback", "read_form", "url_host",
+        "DeviceCookies", "Guard", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment",
+        "UserFile", "SignInCheck", "bad_body", "check_sign_in", "check_username", "client_key",
+        "device_key", "form_field", "listen", "loopback", "read_form", "url_host",
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",
