@@ -27,9 +27,8 @@ from broker.webauth import (
     SECURITY_HEADERS,
     Guard,
     Session,
+    add_sign_in_routes,
     bad_body,
-    form_field,
-    read_form,
 )
 
 log = structlog.get_logger("accord.console")
@@ -126,35 +125,9 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
         css = resources.files("broker.console").joinpath("static/console.css").read_text("utf-8")
         return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=300"})
 
-    @app.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request) -> Response:
-        session = console.session(request)
-        if session is not None and session.user:
-            return console.redirect("/")
-        return console.render("login.html", session or console.sessions.new(), error=None)
-
-    @app.post("/login", response_class=HTMLResponse)
-    async def login(request: Request) -> Response:
-        session = console.session(request)
-        if session is None:  # checked before the body is even read
-            return console.refused("The sign-in form expired. Reload the page and try again.")
-        form = await read_form(request)
-        if not session.csrf_ok(form_field(form, "csrf")):
-            return console.refused("The sign-in form expired. Reload the page and try again.")
-        return await _sign_in(console, request, session, form)
-
-    @app.post("/logout")
-    async def logout(request: Request) -> Response:
-        session = console.session(request)
-        if session is not None:
-            form = await read_form(request)
-            if not session.csrf_ok(form_field(form, "csrf")):
-                return console.refused("Missing or wrong form token.")
-            console.sessions.end(session)
-        response = console.redirect("/login")
-        response.delete_cookie(COOKIE, path="/")
-        return response
-
+    add_sign_in_routes(
+        app, console, lambda request, session, form: _sign_in(console, request, session, form)
+    )
     register_pages(app, console)
     return app
 

@@ -23,9 +23,8 @@ from broker.webauth import (
     SECURITY_HEADERS,
     Guard,
     Session,
+    add_sign_in_routes,
     bad_body,
-    form_field,
-    read_form,
 )
 
 __all__ = ["Desk", "create_desk_app"]
@@ -138,35 +137,9 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
         # Counts only, no labels naming anyone: safe without a session, as the ops servers are.
         return Response(generate_latest(deps.registry), media_type="text/plain; version=0.0.4")
 
-    @app.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request) -> Response:
-        session = desk.session(request)
-        if session is not None and session.user:
-            return desk.redirect("/")
-        return desk.render("login.html", session or desk.sessions.new(), error=None)
-
-    @app.post("/login", response_class=HTMLResponse)
-    async def login(request: Request) -> Response:
-        session = desk.session(request)
-        if session is None:
-            return desk.refused("The sign-in form expired. Reload the page and try again.")
-        form = await read_form(request)
-        if not session.csrf_ok(form_field(form, "csrf")):
-            return desk.refused("The sign-in form expired. Reload the page and try again.")
-        return await _sign_in(desk, request, session, form)
-
-    @app.post("/logout")
-    async def logout(request: Request) -> Response:
-        session = desk.session(request)
-        if session is not None:
-            form = await read_form(request)
-            if not session.csrf_ok(form_field(form, "csrf")):
-                return desk.refused("Missing or wrong form token.")
-            desk.sessions.end(session)
-        response = desk.redirect("/login")
-        response.delete_cookie(COOKIE, path="/")
-        return response
-
+    add_sign_in_routes(
+        app, desk, lambda request, session, form: _sign_in(desk, request, session, form)
+    )
     register_pages(app, desk)
     return app
 

@@ -7,6 +7,7 @@ headers and form bounds every page answers with.
 
 from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key
 from broker.webauth._guard import Guard
+from broker.webauth._routes import SignInPages, add_sign_in_routes
 from broker.webauth._sessions import Session, SessionStore
 from broker.webauth._signin import SignInCheck, check_sign_in
 from broker.webauth._throttle import Attempt, SignInThrottle, client_key
@@ -36,9 +37,11 @@ __all__ = [
     "Session",
     "SessionStore",
     "SignInCheck",
+    "SignInPages",
     "SignInThrottle",
     "TotpEnrolment",
     "UserFile",
+    "add_sign_in_routes",
     "bad_body",
     "check_sign_in",
     "check_username",

@@ -80,8 +80,9 @@ SURFACES = {
     "broker.webauth": {
         "CSP", "DEVICE_COOKIE", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account", "Attempt",
         "DeviceCookies", "Guard", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment",
-        "UserFile", "SignInCheck", "bad_body", "check_sign_in", "check_username", "client_key",
-        "device_key", "form_field", "listen", "loopback", "read_form", "url_host",
+        "UserFile", "SignInCheck", "SignInPages", "add_sign_in_routes", "bad_body",
+        "check_sign_in", "check_username", "client_key", "device_key", "form_field", "listen",
+        "loopback", "read_form", "url_host",
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",

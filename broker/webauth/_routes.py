@@ -1,0 +1,71 @@
+"""The sign-in and sign-out pages every web app of Accord's serves, written once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from broker.webauth._guard import Guard
+from broker.webauth._sessions import Session
+from broker.webauth._web import form_field, read_form
+
+__all__ = ["SignInPages", "add_sign_in_routes"]
+
+_EXPIRED = "The sign-in form expired. Reload the page and try again."
+
+
+class SignInPages(Protocol):
+    """What an app (the console, a desk) offers the sign-in routes."""
+
+    guard: Guard
+
+    def session(self, request: Request) -> Session | None: ...
+
+    def redirect(self, to: str, session: Session | None = None) -> RedirectResponse: ...
+
+    def render(
+        self, name: str, session: Session | None, *, status: int = 200, **context: Any
+    ) -> HTMLResponse: ...
+
+    def refused(self, why: str, *, status: int = 403) -> HTMLResponse: ...
+
+
+def add_sign_in_routes(
+    app: FastAPI,
+    pages: SignInPages,
+    sign_in: Callable[[Request, Session, Any], Awaitable[Response]],
+) -> None:
+    """``GET/POST /login`` and ``POST /logout``; ``sign_in`` checks a posted form whose
+    session and CSRF token are already known good."""
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request) -> Response:
+        session = pages.session(request)
+        if session is not None and session.user:
+            return pages.redirect("/")
+        return pages.render("login.html", session or pages.guard.sessions.new(), error=None)
+
+    @app.post("/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        session = pages.session(request)
+        if session is None:  # checked before the body is even read
+            return pages.refused(_EXPIRED)
+        form = await read_form(request)
+        if not session.csrf_ok(form_field(form, "csrf")):
+            return pages.refused(_EXPIRED)
+        return await sign_in(request, session, form)
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        session = pages.session(request)
+        if session is not None:
+            form = await read_form(request)
+            if not session.csrf_ok(form_field(form, "csrf")):
+                return pages.refused("Missing or wrong form token.")
+            pages.guard.sessions.end(session)
+        response = pages.redirect("/login")
+        response.delete_cookie(pages.guard.cookie, path="/")
+        return response
