@@ -67,11 +67,13 @@ def desk_flags(party: str) -> str:
     return f"{desk_prefix(party)}flags"
 
 
-def desk_flags_internal(party: str) -> tuple[str, str]:
-    """The flag service's own topics, as faust names them: the window table's changelog and
-    the records keyed by child. Provisioning creates them: a party may not create topics."""
+def desk_flags_internal(party: str) -> tuple[str, str, str, str]:
+    """The flag service's own topics, as faust names them: the children's window table's
+    changelog, the records keyed by child, the households' table's changelog and the records
+    keyed by household. Provisioning creates them: a party may not create topics."""
     app = desk_flags(party)
-    return f"{app}-windows-changelog", f"{app}-bychild"
+    return (f"{app}-windows-changelog", f"{app}-bychild",
+            f"{app}-households-changelog", f"{app}-byhousehold")  # fmt: skip
 
 
 def party_of_ingress(topic: str) -> str | None:

@@ -11,10 +11,11 @@ like any other.
 
 from broker.desk._app import create_desk_app
 from broker.desk._deps import Acknowledger, DeskDeps, EventPublisher
-from broker.desk._flag import Flag, child_key, flag_id
+from broker.desk._flag import Flag, child_key, flag_id, household_key
 from broker.desk._flag_scenario import run_flag_scenario
 from broker.desk._flagging import ChildState, FlagEngine, WindowRecord, window_record
 from broker.desk._flags_app import FlagServiceOptions, build_flags_app
+from broker.desk._household import HouseholdMessage, HouseholdState
 from broker.desk._ingest import DeskIngest, children_in, flags_topic
 from broker.desk._linkage import LINKAGE_FILE, desk_linkage_key
 from broker.desk._serve import DeskRun, check_desk_party, run_desk
@@ -33,6 +34,8 @@ __all__ = [
     "Flag",
     "FlagEngine",
     "FlagServiceOptions",
+    "HouseholdMessage",
+    "HouseholdState",
     "WindowRecord",
     "build_flags_app",
     "check_desk_party",
@@ -43,6 +46,7 @@ __all__ = [
     "encompass_notice",
     "flag_id",
     "flags_topic",
+    "household_key",
     "open_desk_store",
     "outcome_event",
     "referral_event",

@@ -4,20 +4,24 @@ The contract between the faust flagging service (which raises flags) and the des
 (which shows them): both key a child the same way, with a secret local to the recipient
 party, so a flag, its window table and the desk's timeline name a child only by a keyed hash.
 The brief's rule: a child is keyed by NHS number; without one, by given name, family name and
-date of birth.
+date of birth. A household (children sharing an address) is keyed the same way, by address
+and postcode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Flag", "child_key", "flag_id"]
+__all__ = ["Flag", "child_key", "flag_id", "household_key"]
+
+_NOT_WORD = re.compile(r"[^0-9a-z]+")
 
 
 def child_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
@@ -34,6 +38,24 @@ def child_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
         if not (given and family and dob):
             return None
         material = f"demo\x00{given.strip().casefold()}\x00{family.strip().casefold()}\x00{dob}"
+    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def household_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
+    """The desk's key for the address a subject's view gives, or None without one.
+
+    Both the address and the postcode must be shared (an address alone may exist in many
+    towns). Case, punctuation and spacing are ignored, so "12 High St., Tipton" and
+    "12 high st tipton" are one household; other spellings ("Street") are not matched.
+    """
+    address, postcode = subject.get("address"), subject.get("postcode")
+    if not (isinstance(address, str) and isinstance(postcode, str)):
+        return None
+    street = _NOT_WORD.sub(" ", address.casefold()).strip()
+    code = _NOT_WORD.sub("", postcode.casefold())
+    if not (street and code):
+        return None
+    material = f"household\x00{street}\x00{code}"
     return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -67,3 +89,6 @@ class Flag(BaseModel):
     # occurred_at of the triggering record: the flag's time in the brief's semantics.
     raised_at: datetime
     window_seconds: int
+    # A household rule's flag: the household's keyed hash (household_key); its event_ids
+    # are then the child's and the household's records in the window.
+    household: str | None = None

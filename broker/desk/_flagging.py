@@ -15,6 +15,11 @@ twice the longest window behind the newest ``occurred_at`` seen for the child: e
 any record that arrives less than the longest window late (a record later than that is
 still evaluated, against what is kept). The ids of records trimmed away stay (ids only), so a
 redelivery however late is still recognised.
+
+Household rules (those naming ``household``) are evaluated in a second step, over the
+household's state (``_household``): :meth:`FlagEngine.apply` returns what that step needs,
+and :meth:`FlagEngine.process` runs both steps in one go (the faust service runs the second
+on the household's partition).
 """
 
 from __future__ import annotations
@@ -22,25 +27,24 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from broker.desk._flag import Flag, child_key, flag_id
+from broker.desk._flag import Flag, child_key, flag_id, household_key
+from broker.desk._household import HouseholdMessage, apply_household
+from broker.desk._window import ID, T, aggregates, micros, time_of
 from broker.errors import EventInvalid
 from broker.policy import CompiledFlagRule
 
-__all__ = ["ChildState", "FlagEngine", "WindowRecord", "window_record"]
+__all__ = ["Applied", "ChildState", "FlagEngine", "Placement", "WindowRecord", "window_record"]
 
 #: ``{"v": 1, "seq": next arrival number, "newest": µs or None,
 #: "recs": [[occurred µs, arrival, event id, sender, type, need, [categories]], ...],
-#: "fired": {rule id: [µs, ...]}}`` — JSON-ready, so a faust table stores it as is.
+#: "fired": {rule id: [µs, ...]}, "gone": [event id, ...], "hh": household key}``:
+#: JSON-ready, so a faust table stores it as is. ``hh``: where the child was last placed.
 ChildState = dict[str, Any]
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_T, _SEQ, _ID, _SENDER, _TYPE, _NEED, _CATS = range(7)
-
-
-def _micros(at: datetime) -> int:
-    return (at - _EPOCH) // timedelta(microseconds=1)
+#: In :meth:`FlagEngine.process`'s mapping, a household's state is under this + its key.
+HOUSEHOLD_PREFIX = "household:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +88,6 @@ def window_record(view: Mapping[str, Any]) -> WindowRecord:
     return WindowRecord(str(event_id), occurred, str(sender), str(etype), need, tuple(cats))
 
 
-def _time(rec: list[Any]) -> int:
-    return int(rec[_T])
-
-
 def _copy(state: ChildState) -> ChildState:
     """A copy ``apply`` may change: records are never changed in place, fire lists are."""
     return {
@@ -102,6 +102,24 @@ def empty_state() -> ChildState:
     return {"v": 1, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": []}
 
 
+class Placement(NamedTuple):
+    """A child subject of a view: its key, the household its view gives (or None) and the
+    view's children at that address (itself among them)."""
+
+    child: str
+    household: str | None
+    residents: tuple[str, ...]
+
+
+class Applied(NamedTuple):
+    """A record applied to a child: the new state, the child rules' flags, and what the
+    household's step needs (None: no household rule, or no household known)."""
+
+    state: ChildState
+    flags: list[Flag]
+    household: HouseholdMessage | None
+
+
 class FlagEngine:
     """Raises ``party``'s flags under ``rules``; ``secret`` keys children (desk-linkage.key)."""
 
@@ -109,81 +127,130 @@ class FlagEngine:
         self.rules = tuple(rules)
         self.party = party
         self._secret = secret
+        self.child_rules = tuple(r for r in self.rules if not r.household)
+        self.household_rules = tuple(r for r in self.rules if r.household)
         longest = max((r.window for r in self.rules), default=timedelta(0))
         self._keep = 2 * longest // timedelta(microseconds=1)
 
     def children(self, view: Mapping[str, Any]) -> list[str]:
         """The keys of the view's child subjects, in subject order, each once."""
-        out: list[str] = []
+        return [p.child for p in self.placements(view)]
+
+    def placements(self, view: Mapping[str, Any]) -> list[Placement]:
+        """The view's child subjects, in subject order, each once, with their households."""
+        found: dict[str, str | None] = {}
         for subject in view.get("subjects") or ():
             if not isinstance(subject, Mapping) or subject.get("role") != "child":
                 continue
             key = child_key(self._secret, subject)
-            if key is not None and key not in out:
-                out.append(key)
-        return out
+            if key is not None and key not in found:
+                found[key] = household_key(self._secret, subject)
+        return [
+            Placement(
+                c, h, tuple(o for o, oh in found.items() if h is not None and oh == h) or (c,)
+            )
+            for c, h in found.items()
+        ]
 
     def process(
         self, view: Mapping[str, Any], states: MutableMapping[str, ChildState]
     ) -> list[Flag]:
-        """Apply one delivered view to ``states`` (child key → state); the flags raised."""
+        """Apply one delivered view to ``states`` (child key → state; a household's under
+        ``HOUSEHOLD_PREFIX`` + its key), both steps; the flags raised."""
         record = window_record(view)
         flags: list[Flag] = []
-        for child in self.children(view):
-            state, raised = self.apply(states.get(child), child, record)
-            states[child] = state
+        for place in self.placements(view):
+            state, raised, message = self.apply(states.get(place.child), place, record)
+            states[place.child] = state
             flags.extend(raised)
+            if message is not None:
+                key = HOUSEHOLD_PREFIX + message.household
+                house, raised = self.apply_household(states.get(key), message)
+                states[key] = house
+                flags.extend(raised)
         return flags
 
-    def apply(
-        self, state: ChildState | None, child: str, record: WindowRecord
+    def apply_household(
+        self, state: ChildState | None, message: HouseholdMessage
     ) -> tuple[ChildState, list[Flag]]:
-        """``record`` joins ``child``'s state (not changed in place); the flags it raises."""
+        """The household's step (``_household.apply_household``) under this engine's rules."""
+        keep = timedelta(microseconds=self._keep)
+        return apply_household(state, message, self.household_rules, party=self.party, keep=keep)
+
+    def apply(
+        self, state: ChildState | None, place: Placement | str, record: WindowRecord
+    ) -> Applied:
+        """``record`` joins the child's state (not changed in place): the child rules' flags
+        and the household step's message. A bare child key places the record nowhere."""
+        if isinstance(place, str):
+            place = Placement(place, None, (place,))
+        child = place.child
         if state is not None and (
-            record.event_id in [r[_ID] for r in state["recs"]]
+            record.event_id in [r[ID] for r in state["recs"]]
             or record.event_id in state.get("gone", ())
         ):
-            return state, []  # seen: a redelivery or a restart's reprocessing
+            return Applied(state, [], None)  # seen: a redelivery or a restart's reprocessing
         new = _copy(state) if state is not None else empty_state()
         recs: list[list[Any]] = new["recs"]
-        t = _micros(record.occurred_at)
+        t = micros(record.occurred_at)
         seq = new["seq"]
         new["seq"] = seq + 1
         bisect.insort(recs, [t, seq, record.event_id, record.sender, record.type,
                              record.need_level, sorted(set(record.categories))])  # fmt: skip
         flags: list[Flag] = []
-        for rule in self.rules:
-            width = rule.window // timedelta(microseconds=1)
-            # recs is sorted by (occurred_at, arrival): the window is one slice of it.
-            lo = bisect.bisect_right(recs, t - width, key=_time)
-            window = recs[lo : bisect.bisect_right(recs, t, lo=lo, key=_time)]
+        for rule in self.child_rules:
+            window = self._window(recs, rule, t)
             fired: list[int] = new["fired"].setdefault(rule.id, [])
+            width = rule.window // timedelta(microseconds=1)
             if any(t - width < f <= t for f in fired) or not rule.holds(aggregates(window)):
                 continue
             fired.append(t)
             flags.append(self._flag(rule, child, record, window))
+        if place.household is not None:
+            new["hh"] = place.household
+        message = None
+        household = new.get("hh")
+        if self.household_rules and household is not None:
+            own = place.residents if place.household is not None else (child,)
+            message = HouseholdMessage(
+                household=household,
+                child=child,
+                residents=own,
+                record=(t, record.event_id, record.sender, record.type, record.need_level,
+                        sorted(set(record.categories))),
+                rules={rule.id: (aggregates(w), tuple((int(r[T]), r[ID]) for r in w))
+                       for rule in self.household_rules
+                       for w in [self._window(recs, rule, t)]},
+            )  # fmt: skip
         newest = t if new["newest"] is None else max(new["newest"], t)
         new["newest"] = newest
         self._trim(new, newest - self._keep)
-        return new, flags
+        return Applied(new, flags, message)
+
+    @staticmethod
+    def _window(recs: list[list[Any]], rule: CompiledFlagRule, t: int) -> list[list[Any]]:
+        # recs is sorted by (occurred_at, arrival): the window is one slice of it.
+        width = rule.window // timedelta(microseconds=1)
+        lo = bisect.bisect_right(recs, t - width, key=time_of)
+        return recs[lo : bisect.bisect_right(recs, t, lo=lo, key=time_of)]
 
     def withdraw(self, state: ChildState, event_ids: Iterable[str]) -> ChildState | None:
         """``state`` without the named records; None when nothing changed. Flags already
         raised stay raised (the desk hides the withdrawn records themselves)."""
         gone = set(event_ids)
-        recs = [r for r in state["recs"] if r[_ID] not in gone]
+        recs = [r for r in state["recs"] if r[ID] not in gone]
         if len(recs) == len(state["recs"]):
             return None
         return {**_copy(state), "recs": recs}
 
     def _trim(self, state: ChildState, horizon: int) -> None:
-        kept = [r for r in state["recs"] if r[_T] > horizon]
+        kept = [r for r in state["recs"] if r[T] > horizon]
         if len(kept) < len(state["recs"]):
             # Ids only (no dates, no senders), kept for good: a record redelivered long
             # after it left the window must still count as seen, or it would flag again.
             state["gone"] = [
                 *state.get("gone", ()),
-                *(r[_ID] for r in state["recs"] if r[_T] <= horizon),
+                *(r[ID] for r in state["recs"] if r[T] <= horizon),
             ]
         state["recs"] = kept
         state["fired"] = {
@@ -201,20 +268,8 @@ class FlagEngine:
             rule=rule.id,
             title=rule.rule.title,
             child=child,
-            event_ids=tuple(r[_ID] for r in window),
+            event_ids=tuple(r[ID] for r in window),
             trigger_event_id=record.event_id,
             raised_at=record.occurred_at,
             window_seconds=int(rule.window.total_seconds()),
         )
-
-
-def aggregates(window: Sequence[Sequence[Any]]) -> dict[str, Any]:
-    """What a rule's ``when`` sees of a window (docs/policy-language.md, "Flag rules")."""
-    return {
-        "contacts": len(window),
-        "distinct_agencies": len({r[_SENDER] for r in window}),
-        "max_need": max((r[_NEED] for r in window), default=0),
-        "categories": sorted({c for r in window for c in r[_CATS]}),
-        "types": sorted({r[_TYPE] for r in window}),
-        "senders": sorted({r[_SENDER] for r in window}),
-    }

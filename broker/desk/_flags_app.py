@@ -1,15 +1,19 @@
 """The flag service: a faust-streaming app over a party's delivery topic (docs/desk.md, "Flags").
 
-Two agents and one table, all under the party's own Kafka prefix ``accord.desk.<party>.``:
+Three agents and two tables, all under the party's own Kafka prefix ``accord.desk.<party>.``:
 
 1. ``open_records`` reads ``accord.deliver.<party>`` (raw bytes), opens each record with the
    party's own key (the envelope ``Opener`` the SDK uses: signature, recipient, topic and key
    checks; only the broker's records count), and sends one message per child subject to
    ``<app id>-bychild`` keyed by child key, so all of a child's records meet in one
-   partition. A withdrawal notice goes to every partition.
+   partition. A withdrawal notice goes to every partition of both re-keyed topics.
 2. ``flag`` keeps each child's window state (:data:`broker.desk.ChildState`) in the
-   changelog-backed table ``windows`` and publishes every flag raised, as ``desk-flag.v1``
-   JSON keyed by ``flag_id``, on ``accord.desk.<party>.flags``.
+   changelog-backed table ``windows``, publishes every child-rule flag raised, as
+   ``desk-flag.v1`` JSON keyed by ``flag_id``, on ``accord.desk.<party>.flags``, and, when
+   the bundle has household rules and the child a household, sends the household's step its
+   message on ``<app id>-byhousehold``, keyed by household.
+3. ``households`` keeps each household's state in the table ``households`` and publishes the
+   household rules' flags the same way.
 
 The app id (and consumer group) is ``accord.desk.<party>.flags``; its topics are created by
 provisioning, with ``kafka.partitions`` partitions, which the service must use too.
@@ -18,13 +22,15 @@ Restarts lose nothing and repeat nothing, at least once underneath (faust-stream
 ``exactly_once`` picks each send's transaction by the destination partition, not the input
 one, so a crash repeated a flag in our test; it is not used). Per record, in this order:
 
-- the flags it raises are sent and acknowledged by Kafka (acks=all) before the child's state
-  is written to the table, so no state ever records a flag that is not on the topic;
+- the flags it raises (and the household's message) are sent and acknowledged by Kafka
+  (acks=all) before the child's or household's state is written to the table, so no state
+  ever records a flag or a message that is not on its topic;
 - faust flushes the producer (flags, table changelog) before it commits input offsets, so a
   committed offset's effects are all in Kafka; records after it are processed again;
-- processed again, a record the restored state already holds is ignored (by event id), and
-  a flag whose ``flag_id`` (deterministic) is already on the flags topic is not sent again:
-  the service reads the topic's ids once at start.
+- processed again, a record the restored state already holds is ignored (by event id; in a
+  household, by event id and child), and a flag whose ``flag_id`` (deterministic) is
+  already on the flags topic is not sent again: the service reads the topic's ids once at
+  start.
 
 One flag service per party (no leader election): the ids it read at start are then all that
 could be on the topic.
@@ -41,7 +47,9 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 
 from broker.config import KafkaSecurity, KafkaSettings
-from broker.desk._flagging import FlagEngine, window_record
+from broker.desk._flag import Flag
+from broker.desk._flagging import FlagEngine, Placement, window_record
+from broker.desk._household import HouseholdMessage, withdraw_household
 from broker.envelope import Opener
 from broker.errors import AccordError, EnvelopeError
 from broker.events import Delivery, WithdrawalNotice
@@ -161,24 +169,30 @@ async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
     return ids
 
 
-class _Service:
-    """What the two agents do, given the app's topics and table."""
+_Topics = tuple[Any, Any, Any]  # by child, by household, flags
+_Tables = tuple[Any, Any]  # windows (children), households
 
-    def __init__(self, opts: FlagServiceOptions, bychild: Any, out: Any, windows: Any) -> None:
+
+class _Service:
+    """What the three agents do, given the app's topics and tables."""
+
+    def __init__(self, opts: FlagServiceOptions, topics: _Topics, tables: _Tables) -> None:
         self.party = opts.party
         self.kafka = opts.kafka
         self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret)
         self.opening = _Opening(opts.party, opts.keystore)
         self.everyone = list(range(opts.partitions))
-        self.bychild, self.out, self.windows = bychild, out, windows
+        self.bychild, self.byhousehold, self.out = topics
+        self.windows, self.households = tables
         self.published: set[str] | None = None
 
     async def on_delivery_topic(self, value: bytes | None, headers: Any) -> None:
         message = self.opening.open(value, headers)
         if isinstance(message, WithdrawalNotice):
             body = json.dumps({"withdraw": list(message.event_ids)}).encode()
-            for p in self.everyone:
-                await self.bychild.send(key=None, value=body, partition=p)
+            for topic in (self.bychild, self.byhousehold):
+                for p in self.everyone:
+                    await topic.send(key=None, value=body, partition=p)
         elif isinstance(message, Delivery):
             await self._route(message.view)
 
@@ -196,41 +210,68 @@ class _Service:
             "need_level": record.need_level,
             "categories": list(record.categories),
         }
-        for child in self.engine.children(view):
-            value = json.dumps({"child": child, "record": body}).encode()
-            await self.bychild.send(key=child.encode(), value=value)
+        for place in self.engine.placements(view):
+            value = json.dumps({"child": place.child, "household": place.household,
+                                "residents": list(place.residents), "record": body})  # fmt: skip
+            await self.bychild.send(key=place.child.encode(), value=value.encode())
 
     async def on_child_record(self, value: bytes, partition: int) -> None:
         msg = json.loads(value)
         if "withdraw" in msg:
-            self._withdraw(msg["withdraw"], partition)
+            self._withdraw(self.windows, msg["withdraw"], partition)
+            return
+        child = msg["child"]
+        place = Placement(child, msg.get("household"), tuple(msg.get("residents") or (child,)))
+        record = window_record(msg["record"])
+        state, raised, household = self.engine.apply(self.windows.get(child), place, record)
+        await self._publish(raised)
+        if household is not None:
+            # Acknowledged before the state below records the record as seen.
+            body = json.dumps(household.to_json()).encode()
+            key = household.household.encode()
+            await (await self.byhousehold.send(key=key, value=body, force=True))
+        self.windows[child] = state
+
+    async def on_household_record(self, value: bytes, partition: int) -> None:
+        msg = json.loads(value)
+        if "withdraw" in msg:
+            self._withdraw(self.households, msg["withdraw"], partition)
+            return
+        message = HouseholdMessage.from_json(msg)
+        key = message.household
+        state, raised = self.engine.apply_household(self.households.get(key), message)
+        await self._publish(raised)
+        self.households[key] = state
+
+    async def _publish(self, raised: list[Flag]) -> None:
+        if not raised:
             return
         if self.published is None:
             self.published = await published_flag_ids(self.kafka, desk_flags(self.party))
-        child = msg["child"]
-        record = window_record(msg["record"])
-        state, raised = self.engine.apply(self.windows.get(child), child, record)
         new = [f for f in raised if f.flag_id not in self.published]
         for f in new:
             body = f.model_dump_json().encode()
             # force: sent now, not held until the input offset commits; awaited: on the
-            # topic before the state below says it was raised.
+            # topic before the caller's state says it was raised.
             sent = await self.out.send(key=f.flag_id.encode(), value=body, force=True)
             await sent
             self.published.add(f.flag_id)
-        self.windows[child] = state
         if new:
             log.info("flags_raised", party=self.party, count=len(new))
 
-    def _withdraw(self, event_ids: list[str], partition: int) -> None:
-        # Only this partition's children: a table write goes to the changelog partition of
-        # the event being processed, which must be the child's own.
-        for child, state in list(self.windows.items()):
-            if state is None or partition_for(child.encode(), self.everyone) != partition:
+    def _withdraw(self, table: Any, event_ids: list[str], partition: int) -> None:
+        # Only this partition's keys: a table write goes to the changelog partition of the
+        # event being processed, which must be the key's own.
+        gone = set(event_ids)
+        for key, state in list(table.items()):
+            if state is None or partition_for(key.encode(), self.everyone) != partition:
                 continue
-            changed = self.engine.withdraw(state, event_ids)
+            if table is self.windows:
+                changed = self.engine.withdraw(state, gone)
+            else:
+                changed = withdraw_household(state, gone)
             if changed is not None:
-                self.windows[child] = changed
+                table[key] = changed
 
 
 def build_flags_app(opts: FlagServiceOptions) -> faust.App:
@@ -238,7 +279,7 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     import faust  # noqa: PLC0415  # faust loads only in the service, not with broker.desk
 
     party = opts.party
-    _, bychild_name = desk_flags_internal(party)
+    _, bychild_name, _, byhousehold_name = desk_flags_internal(party)
     app = faust.App(
         desk_flags(party),
         broker=f"kafka://{opts.kafka.bootstrap}",
@@ -261,9 +302,13 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     bychild = app.topic(
         bychild_name, key_serializer="raw", value_serializer="raw", partitions=opts.partitions
     )
+    byhousehold = app.topic(
+        byhousehold_name, key_serializer="raw", value_serializer="raw", partitions=opts.partitions
+    )
     out = app.topic(desk_flags(party), key_serializer="raw", value_serializer="raw")
     windows = app.Table("windows", default=None, partitions=opts.partitions)
-    service = _Service(opts, bychild, out, windows)
+    households = app.Table("households", default=None, partitions=opts.partitions)
+    service = _Service(opts, (bychild, byhousehold, out), (windows, households))
 
     @app.agent(source)
     async def open_records(stream: faust.StreamT[bytes]) -> None:
@@ -274,5 +319,10 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     async def flag(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             await service.on_child_record(event.value, event.message.partition)
+
+    @app.agent(byhousehold)
+    async def household(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await service.on_household_record(event.value, event.message.partition)
 
     return app

@@ -17,7 +17,12 @@ from broker.policy._decision import (
 )
 from broker.policy._encompass import encompass_deadline, is_late
 from broker.policy._flag_scenario import ExpectedFlag, FlagScenario
-from broker.policy._flags import FLAG_VARIABLES, CompiledFlagRule, FlagRule
+from broker.policy._flags import (
+    FLAG_VARIABLES,
+    HOUSEHOLD_AGGREGATES,
+    CompiledFlagRule,
+    FlagRule,
+)
 from broker.policy._model import (
     ARTICLE6_BASES,
     PARTY_KINDS,
@@ -44,6 +49,7 @@ from broker.policy._scenario import (
 __all__ = [
     "ARTICLE6_BASES",
     "FLAG_VARIABLES",
+    "HOUSEHOLD_AGGREGATES",
     "PARTY_KINDS",
     "REASON_PRECEDENCE",
     "SELECTORS",

@@ -1,8 +1,11 @@
 """Flag rules (``flags.yaml``): the co-ordinating team's rules over a child's window of records.
 
-A rule's ``when`` is CEL over exactly six aggregates of the records in the rule's window
-(``FLAG_VARIABLES``); it is compiled once at load, must name no other variable and no unknown
-function, and must give true or false. The window is ``Nd`` (days) or ``Nh`` (hours).
+A rule's ``when`` is CEL over the aggregates of the child's records in the rule's window
+(``FLAG_VARIABLES``) and, in a household rule, ``household``: the same aggregates over the
+records of every child sharing the child's address, and ``household.children``
+(``HOUSEHOLD_AGGREGATES``). It is compiled once at load, must name no other variable, field of
+``household`` or unknown function, and must give true or false. The window is ``Nd`` (days)
+or ``Nh`` (hours).
 Evaluation lives in the desk (``broker.desk``); this module only checks and compiles.
 """
 
@@ -21,6 +24,7 @@ from broker.policy._cel import _FUNCTIONS
 
 __all__ = [
     "FLAG_VARIABLES",
+    "HOUSEHOLD_AGGREGATES",
     "CompiledFlagRule",
     "FlagRule",
     "compile_flag_rule",
@@ -35,7 +39,15 @@ FLAG_VARIABLES: Final[Mapping[str, type]] = {
     "categories": list,
     "types": list,
     "senders": list,
+    "household": dict,
 }
+#: The fields of ``household``: the child's aggregates, over the household's records, and
+#: how many distinct children those records are about.
+HOUSEHOLD_AGGREGATES: Final[Mapping[str, type]] = {
+    **{name: kind for name, kind in FLAG_VARIABLES.items() if name != "household"},
+    "children": int,
+}
+_HOUSEHOLD_FIELD: Final = re.compile(r"\bhousehold\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _WINDOW: Final = re.compile(r"^([1-9][0-9]{0,4})([dh])$")
 # A window longer than this is a typo, not a rule (and would keep years of state per child).
 _MAX_WINDOW: Final = timedelta(days=3660)
@@ -47,6 +59,15 @@ _PROBES: Final[tuple[dict[str, Any], ...]] = (
         "categories": ["domestic_abuse", "probe"],
         "types": ["police.domestic_incident"],
         "senders": ["probe-a", "probe-b"],
+        "household": {
+            "contacts": 5,
+            "distinct_agencies": 3,
+            "max_need": 4,
+            "categories": ["domestic_abuse", "probe"],
+            "types": ["police.domestic_incident"],
+            "senders": ["probe-a", "probe-b", "probe-c"],
+            "children": 2,
+        },
     },
     {
         "contacts": 0,
@@ -55,6 +76,15 @@ _PROBES: Final[tuple[dict[str, Any], ...]] = (
         "categories": [],
         "types": [],
         "senders": [],
+        "household": {
+            "contacts": 0,
+            "distinct_agencies": 0,
+            "max_need": 0,
+            "categories": [],
+            "types": [],
+            "senders": [],
+            "children": 0,
+        },
     },
 )
 
@@ -88,6 +118,8 @@ class CompiledFlagRule:
     rule: FlagRule
     window: timedelta
     program: Any
+    # Whether ``when`` names ``household``: the rule is then evaluated with the household.
+    household: bool = False
 
     @property
     def id(self) -> str:
@@ -125,6 +157,11 @@ def compile_flag_rule(rule: FlagRule) -> tuple[CompiledFlagRule | None, list[tup
         for fn in program.functions()
         if fn[:1] not in {"_", "@", "!"} and fn not in _FUNCTIONS
     )
+    problems.extend(
+        ("when", f"household has no aggregate {name!r} (it has: {', '.join(HOUSEHOLD_AGGREGATES)})")
+        for name in dict.fromkeys(_HOUSEHOLD_FIELD.findall(rule.when))
+        if name not in HOUSEHOLD_AGGREGATES
+    )
     if not problems:
         for probe in _PROBES:
             try:
@@ -137,4 +174,5 @@ def compile_flag_rule(rule: FlagRule) -> tuple[CompiledFlagRule | None, list[tup
                 break
     if problems or window is None:
         return None, problems
-    return CompiledFlagRule(rule, window, program), []
+    household = "household" in program.variables()
+    return CompiledFlagRule(rule, window, program, household), []

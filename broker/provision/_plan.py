@@ -122,13 +122,16 @@ def _desk_topics(policy: Policy, kafka: KafkaSettings) -> list[TopicSpec]:
     n = kafka.partitions
     out: list[TopicSpec] = []
     for p in sorted(teams):
-        changelog, bychild = topics.desk_flags_internal(p)
+        changelog, bychild, households, byhousehold = topics.desk_flags_internal(p)
         out += [
             TopicSpec(topics.desk_flags(p), n,
                       {"cleanup.policy": "delete", "retention.ms": str(FLAGS_RETENTION_MS)}),
-            # Co-partitioned: a child's records and its window state share a partition.
+            # Co-partitioned: a child's records and its window state share a partition,
+            # as do a household's.
             TopicSpec(changelog, n, {"cleanup.policy": "compact"}),
             TopicSpec(bychild, n, {"retention.ms": str(7 * _DAY_MS)}),
+            TopicSpec(households, n, {"cleanup.policy": "compact"}),
+            TopicSpec(byhousehold, n, {"retention.ms": str(7 * _DAY_MS)}),
         ]  # fmt: skip
     return out
 

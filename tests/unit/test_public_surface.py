@@ -35,6 +35,7 @@ SURFACES = {
     "broker.desk": {
         "LINKAGE_FILE", "Acknowledger", "ChildState", "DeskDeps", "DeskIngest", "DeskRun",
         "DeskStore", "EventPublisher", "Flag", "FlagEngine", "FlagServiceOptions", "WindowRecord",
+        "HouseholdMessage", "HouseholdState", "household_key",
         "build_flags_app", "check_desk_party", "child_key", "children_in", "create_desk_app",
         "desk_linkage_key", "encompass_notice", "flag_id", "flags_topic", "open_desk_store",
         "outcome_event", "referral_event", "run_desk", "run_flag_scenario", "window_record",
@@ -118,8 +119,8 @@ SURFACES = {
     "broker.policy": {
         "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",
-        "LawfulBasis", "FLAG_VARIABLES", "CompiledFlagRule", "FlagRule", "ExpectedFlag",
-        "FlagScenario",
+        "LawfulBasis", "FLAG_VARIABLES", "HOUSEHOLD_AGGREGATES", "CompiledFlagRule", "FlagRule",
+        "ExpectedFlag", "FlagScenario",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
         "SubjectScope", "encompass_deadline", "is_late", "load_bundle", "load_scenarios", "redact",
         "run_scenario", "run_scenarios",

@@ -27,7 +27,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_check_reports_the_number_of_flag_rules(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["policy", "check", str(REPO / "policies")], capsys)
     assert code == 0
-    assert ", 3 flag rules; version sha256:" in out
+    assert ", 4 flag rules; version sha256:" in out
 
 
 def test_check_lists_a_bad_flag_rule_with_file_and_line(
@@ -43,7 +43,7 @@ def test_check_lists_a_bad_flag_rule_with_file_and_line(
     assert code != 0
     assert out.splitlines() == [
         "flags.yaml:5: flags[0].when: CEL refers to unknown name 'agencies' (known: contacts, "
-        "distinct_agencies, max_need, categories, types, senders)"
+        "distinct_agencies, max_need, categories, types, senders, household)"
     ]
     assert err.strip() == f"accord: error: {bundle}: 1 problem"
 

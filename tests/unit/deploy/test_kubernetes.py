@@ -215,6 +215,8 @@ def test_every_topic_is_an_accord_topic_with_its_partitions_replicas_and_retenti
             app: (3, 3, flags),
             f"{app}-windows-changelog": (3, 3, {"cleanup.policy": "compact"}),
             f"{app}-bychild": (3, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+            f"{app}-households-changelog": (3, 3, {"cleanup.policy": "compact"}),
+            f"{app}-byhousehold": (3, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
         }
     topics = _of_kind(docs, "KafkaTopic")
     assert {name: t["spec"]["topicName"] for name, t in topics.items()} == {n: n for n in topics}

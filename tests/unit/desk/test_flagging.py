@@ -30,31 +30,55 @@ class Rule:
     id: str
     window: timedelta
     cel: str
-    # The same condition in plain Python, for the brute force.
-    py: Callable[[dict[str, Any]], bool]
+    # The same condition in plain Python, for the brute force: over the child's aggregates
+    # and, for a household rule, the household's.
+    py: Callable[[dict[str, Any], dict[str, Any]], bool]
+    household: bool = False
 
 
 RULES = (
-    Rule("pair", timedelta(days=2), "contacts >= 2", lambda a: a["contacts"] >= 2),
+    Rule("pair", timedelta(days=2), "contacts >= 2", lambda a, _: a["contacts"] >= 2),
     Rule(
         "multi",
         timedelta(days=90),
         "distinct_agencies >= 2 && contacts >= 3",
-        lambda a: a["distinct_agencies"] >= 2 and a["contacts"] >= 3,
+        lambda a, _: a["distinct_agencies"] >= 2 and a["contacts"] >= 3,
     ),
     Rule(
         "da",
         timedelta(days=30),
         "'domestic_abuse' in categories && contacts >= 2",
-        lambda a: "domestic_abuse" in a["categories"] and a["contacts"] >= 2,
+        lambda a, _: "domestic_abuse" in a["categories"] and a["contacts"] >= 2,
     ),
-    Rule("nl4", timedelta(hours=12), "max_need >= 4", lambda a: a["max_need"] >= 4),
+    Rule("nl4", timedelta(hours=12), "max_need >= 4", lambda a, _: a["max_need"] >= 4),
     Rule(
         "mixed",
         timedelta(days=7),
         "size(types) >= 2 && 'wmp' in senders",
-        lambda a: len(a["types"]) >= 2 and "wmp" in a["senders"],
+        lambda a, _: len(a["types"]) >= 2 and "wmp" in a["senders"],
     ),
+    Rule(
+        "hh-da",
+        timedelta(days=30),
+        "'domestic_abuse' in household.categories && household.children >= 2",
+        lambda _, h: "domestic_abuse" in h["categories"] and h["children"] >= 2,
+        household=True,
+    ),
+    Rule(
+        "hh-busy",
+        timedelta(days=7),
+        "household.contacts >= 3 && household.distinct_agencies > distinct_agencies",
+        lambda a, h: h["contacts"] >= 3 and h["distinct_agencies"] > a["distinct_agencies"],
+        household=True,
+    ),
+)
+# Two addresses (spelt two ways each: one household per address) and no address at all.
+ADDRESSES = (
+    None,
+    ("1 Park Lane", "DY4 7AA"),
+    ("1, park lane.", "dy47aa"),
+    ("9 Hill Road", "B69 1AB"),
+    ("9 HILL ROAD", "B69 1AB"),
 )
 
 
@@ -73,42 +97,90 @@ def _engine() -> FlagEngine:
     return FlagEngine(_compiled(), "sandwell-coord", SECRET)
 
 
-def _brute_force(events: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...]]]:
+def _aggregates(window: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "contacts": len(window),
+        "distinct_agencies": len({e["sender"] for e in window}),
+        "max_need": max((e.get("need_level") or 0 for e in window), default=0),
+        "categories": {c for e in window for c in e.get("categories", [])},
+        "types": {e["type"] for e in window},
+        "senders": {e["sender"] for e in window},
+    }
+
+
+def _home(subject: dict[str, Any]) -> tuple[str, str] | None:
+    if not (subject.get("address") and subject.get("postcode")):
+        return None
+    words = "".join(c if c.isalnum() else " " for c in subject["address"].casefold()).split()
+    return " ".join(words), "".join(c for c in subject["postcode"].casefold() if c.isalnum())
+
+
+def _in_window(
+    records: list[tuple[datetime, int, dict[str, Any]]], rule: Rule, t: datetime
+) -> list[tuple[datetime, int, dict[str, Any]]]:
+    return sorted((x for x in records if t - rule.window < x[0] <= t), key=lambda x: x[:2])
+
+
+def _brute_force(  # noqa: PLR0912  # one reading of the rules, top to bottom, on purpose
+    events: list[dict[str, Any]],
+) -> list[tuple[str, str, tuple[str, ...]]]:
     """The brief's words, as directly as possible: full history, no state trimming."""
     history: dict[str, list[tuple[datetime, int, dict[str, Any]]]] = {}
-    fired: list[tuple[str, str, datetime]] = []
+    placed: dict[str, tuple[str, str]] = {}
+    # household → event id → [t, arrival, event, children about, children evaluated for]
+    houses: dict[tuple[str, str], dict[str, list[Any]]] = {}
+    fired: list[tuple[str, str, Any, datetime]] = []
     out: list[tuple[str, str, tuple[str, ...]]] = []
     arrival = 0
     for ev in events:
         t = datetime.fromisoformat(ev["occurred_at"])
-        nhs_seen: list[str] = []
+        kids: dict[str, tuple[str, str] | None] = {}
         for s in ev["subjects"]:
-            if s["role"] == "child" and s.get("nhs_number") and s["nhs_number"] not in nhs_seen:
-                nhs_seen.append(s["nhs_number"])
-        for nhs in nhs_seen:
+            if s["role"] == "child" and s.get("nhs_number") and s["nhs_number"] not in kids:
+                kids[s["nhs_number"]] = _home(s)
+        for nhs, own in kids.items():
             mine = history.setdefault(nhs, [])
             if any(e["event_id"] == ev["event_id"] for _, _, e in mine):
                 continue
             arrival += 1
             mine.append((t, arrival, ev))
-            for rule in RULES:
-                window = sorted(
-                    (x for x in mine if t - rule.window < x[0] <= t), key=lambda x: x[:2]
-                )
-                agg = {
-                    "contacts": len(window),
-                    "distinct_agencies": len({e["sender"] for _, _, e in window}),
-                    "max_need": max(e.get("need_level") or 0 for _, _, e in window),
-                    "categories": {c for _, _, e in window for c in e.get("categories", [])},
-                    "types": {e["type"] for _, _, e in window},
-                    "senders": {e["sender"] for _, _, e in window},
-                }
-                if not rule.py(agg):
+
+            for rule in (r for r in RULES if not r.household):
+                window = _in_window(mine, rule, t)
+                if not rule.py(_aggregates([e for _, _, e in window]), {}):
                     continue
-                if any(r == rule.id and c == nhs and t - rule.window < f <= t for r, c, f in fired):
+                if any(r == rule.id and c == nhs and t - rule.window < f <= t
+                       for r, c, _, f in fired):  # fmt: skip
                     continue
-                fired.append((rule.id, nhs, t))
+                fired.append((rule.id, nhs, None, t))
                 out.append((rule.id, nhs, tuple(e["event_id"] for _, _, e in window)))
+            if own is not None:
+                placed[nhs] = own
+            home = placed.get(nhs)
+            if home is None:
+                continue
+            residents = {n for n, o in kids.items() if o == own} if own else {nhs}
+            house = houses.setdefault(home, {})
+            entry = house.setdefault(ev["event_id"], [t, arrival, ev, set(), set()])
+            entry[3] |= residents | {nhs}
+            entry[4].add(nhs)
+            for rule in (r for r in RULES if r.household):
+                there = sorted((x for x in house.values() if t - rule.window < x[0] <= t),
+                               key=lambda x: x[:2])  # fmt: skip
+                household = {**_aggregates([x[2] for x in there]),
+                             "children": len({c for x in there for c in x[3]})}  # fmt: skip
+                own_window = _in_window(mine, rule, t)
+                if not rule.py(_aggregates([e for _, _, e in own_window]), household):
+                    continue
+                if any(r == rule.id and c == nhs and h == home and t - rule.window < f <= t
+                       for r, c, h, f in fired):  # fmt: skip
+                    continue
+                fired.append((rule.id, nhs, home, t))
+                ids = {x[2]["event_id"] for x in there}
+                ranked = [(x[0], 0, x[1], x[2]["event_id"]) for x in there]
+                ranked += [(w[0], 1, w[1], w[2]["event_id"]) for w in own_window
+                           if w[2]["event_id"] not in ids]  # fmt: skip
+                out.append((rule.id, nhs, tuple(i for *_, i in sorted(ranked))))
     return out
 
 
@@ -143,7 +215,11 @@ def _streams(draw: st.DrawFn) -> list[dict[str, Any]]:
         tick = max(0, newest + step, newest - 2 * 89)
         newest = max(newest, tick)
         kids = draw(st.lists(st.sampled_from(CHILDREN), min_size=0, max_size=3))
-        subjects = [{"role": "child", "nhs_number": k} for k in kids]
+        subjects: list[dict[str, Any]] = []
+        for k in kids:
+            home = draw(st.sampled_from(ADDRESSES))
+            at = {"address": home[0], "postcode": home[1]} if home else {}
+            subjects.append({"role": "child", "nhs_number": k, **at})
         if draw(st.booleans()):
             subjects.insert(draw(st.integers(0, len(subjects))), {"role": "parent"})
         events.append(

@@ -1,6 +1,6 @@
-"""The flag service's per-record steps (faust's topics and table replaced by fakes): a flag is
-on the topic before the state records it, a flag already on the topic is never sent again,
-and a withdrawal touches only its own partition's children."""
+"""The flag service's per-record steps (faust's topics and tables replaced by fakes): a flag
+(or a household's message) is on its topic before the state records it, a flag already on the
+topic is never sent again, and a withdrawal touches only its own partition's keys."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.config import KafkaSettings
-from broker.desk import FlagServiceOptions, child_key
+from broker.desk import FlagServiceOptions, child_key, household_key
 from broker.desk._flags_app import _Service
 from broker.kafka import partition_for
 from broker.keys import FileKeyStore
@@ -21,25 +21,27 @@ NHS = ("9993080233", "9990025312", "9995754649", "9995335530", "9994863975", "99
 
 
 class FakeTopic:
-    def __init__(self, log: list[tuple[str, Any]]) -> None:
+    def __init__(self, log: list[tuple[str, Any]], name: str = "") -> None:
         self.log = log
+        self.name = name
 
     async def send(self, *, key: bytes | None, value: bytes, **_: Any) -> Any:
-        self.log.append(("send", json.loads(value)))
+        self.log.append((f"send{self.name}", json.loads(value)))
 
         async def acked() -> None:
-            self.log.append(("acked", key))
+            self.log.append((f"acked{self.name}", key))
 
         return acked()
 
 
 class FakeTable(dict[str, Any]):
-    def __init__(self, log: list[tuple[str, Any]]) -> None:
+    def __init__(self, log: list[tuple[str, Any]], name: str = "") -> None:
         super().__init__()
         self.log = log
+        self.name = name
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.log.append(("state", key))
+        self.log.append((f"state{self.name}", key))
         super().__setitem__(key, value)
 
 
@@ -55,17 +57,25 @@ def _service(tmp_path: Path) -> tuple[_Service, list[tuple[str, Any]]]:
         partitions=3,
     )
     log: list[tuple[str, Any]] = []
-    service = _Service(opts, FakeTopic(log), FakeTopic(log), FakeTable(log))
+    topics = (FakeTopic(log), FakeTopic(log, "-household"), FakeTopic(log))
+    service = _Service(opts, topics, (FakeTable(log), FakeTable(log, "-household")))
     service.published = set()  # as read from an empty flags topic at start
     return service, log
 
 
-def _record(event_id: str, nhs: str, need: int = 4) -> bytes:
+HOME = {"address": "14 Tame Road", "postcode": "DY4 7JQ"}
+
+
+def _record(
+    event_id: str, nhs: str, need: int = 4, *, home: bool = False, cats: tuple[str, ...] = ()
+) -> bytes:
     child = child_key(SECRET, {"nhs_number": nhs})
     record = {"event_id": event_id, "occurred_at": "2026-10-01T10:00:00+00:00",
               "sender": "wmp", "type": "police.child_concern", "need_level": need,
-              "categories": []}  # fmt: skip
-    return json.dumps({"child": child, "record": record}).encode()
+              "categories": list(cats)}  # fmt: skip
+    house = household_key(SECRET, HOME) if home else None
+    return json.dumps({"child": child, "household": house, "residents": [child],
+                       "record": record}).encode()  # fmt: skip
 
 
 async def test_a_flag_is_acknowledged_before_the_state_that_records_it(tmp_path: Path) -> None:
@@ -102,3 +112,64 @@ async def test_a_withdrawal_changes_only_its_own_partitions_children(tmp_path: P
         mine = {k for k in keys if partition_for(k.encode(), everyone) == p}
         assert changed == mine
     assert all(not state["recs"] for state in service.windows.values())
+
+
+async def test_a_households_message_is_acknowledged_before_the_childs_state(
+    tmp_path: Path,
+) -> None:
+    service, log = _service(tmp_path)
+    await service.on_child_record(_record("e1", NHS[0], need=2, home=True), 0)
+    assert [step for step, _ in log] == ["send-household", "acked-household", "state"]
+    message = log[0][1]
+    assert message["household"] == household_key(SECRET, HOME)
+    assert set(message["rules"]) == {"household-domestic-abuse"}
+    # A child never placed at an address sends no household anything.
+    log.clear()
+    await service.on_child_record(_record("e2", NHS[1], need=2), 0)
+    assert [step for step, _ in log] == ["state"]
+
+
+async def test_a_household_flag_is_acknowledged_before_the_households_state(
+    tmp_path: Path,
+) -> None:
+    service, log = _service(tmp_path)
+    for i, nhs in enumerate(NHS[:2]):
+        await service.on_child_record(
+            _record(f"e{i}", nhs, need=2, home=True, cats=("domestic_abuse",)), 0
+        )
+    messages = [body for step, body in log if step == "send-household"]
+    log.clear()
+    for body in messages:
+        await service.on_household_record(json.dumps(body).encode(), 0)
+    steps = [step for step, _ in log]
+    # The first child alone is no household of two; the second makes it one.
+    assert steps == ["state-household", "send", "acked", "state-household"]
+    flag = log[1][1]
+    assert flag["rule"] == "household-domestic-abuse"
+    assert flag["household"] == household_key(SECRET, HOME)
+    assert flag["event_ids"] == ["e0", "e1"]
+    # Processed again after a restart: nothing sent, nothing changed.
+    log.clear()
+    await service.on_household_record(json.dumps(messages[1]).encode(), 0)
+    assert [step for step, _ in log] == ["state-household"]
+
+
+async def test_a_withdrawal_changes_only_its_own_partitions_households(tmp_path: Path) -> None:
+    service, log = _service(tmp_path)
+    homes = [{"address": f"{i} Tame Road", "postcode": "DY4 7JQ"} for i in range(6)]
+    for i, home in enumerate(homes):
+        rules = {"household-domestic-abuse": {"aggregates": {}, "window": []}}
+        body = {"household": household_key(SECRET, home), "child": f"c{i}",
+                "residents": [f"c{i}"], "record": [0, f"e{i}", "wmp", "t", 2, []],
+                "rules": rules}  # fmt: skip
+        await service.on_household_record(json.dumps(body).encode(), 0)
+    everyone = list(range(3))
+    withdraw = json.dumps({"withdraw": [f"e{i}" for i in range(6)]}).encode()
+    for p in everyone:
+        log.clear()
+        await service.on_household_record(withdraw, p)
+        changed = {key for step, key in log if step == "state-household"}
+        assert changed == {
+            k for k in service.households if partition_for(k.encode(), everyone) == p
+        }
+    assert all(not state["recs"] for state in service.households.values())

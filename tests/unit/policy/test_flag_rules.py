@@ -87,6 +87,8 @@ def test_flag_rules_are_policy_a_changed_rule_changes_the_version(tmp_path: Path
         ({"when": "max_need >= 'four'"}, "fails on well-formed aggregates"),
         ({"when": "contacts >="}, "CEL does not compile"),
         ({"when": "shout(contacts)"}, "unknown function 'shout'"),
+        ({"when": "household.kids >= 2"}, "household has no aggregate 'kids' (it has: contacts,"),
+        ({"when": "household >= 2"}, "fails on well-formed aggregates"),
         ({"colour": "red"}, "flags[0].colour: unknown key"),
         ({"title": None}, "flags[0].title"),
     ],
@@ -119,14 +121,30 @@ def test_a_flags_file_of_the_wrong_shape_is_refused(tmp_path: Path) -> None:
     ]
 
 
-def test_the_project_and_example_bundles_have_the_briefs_three_rules() -> None:
+def test_the_project_bundle_has_the_briefs_three_rules_and_a_household_rule() -> None:
     repo = Path(__file__).resolve().parents[3]
     policy = load_bundle(repo / "policies")
-    assert [r.id for r in policy.flag_rules] == [
-        "multi-agency",
-        "domestic-abuse-repeat",
-        "need-level-4",
+    assert [(r.id, r.household) for r in policy.flag_rules] == [
+        ("multi-agency", False),
+        ("domestic-abuse-repeat", False),
+        ("need-level-4", False),
+        ("household-domestic-abuse", True),
     ]
+
+
+def test_a_household_rule_sees_the_households_aggregates_beside_the_childs(
+    tmp_path: Path,
+) -> None:
+    rule = {"id": "hh", "title": "Siblings", "window": "30d",
+            "when": "household.children >= 2 && household.contacts > contacts"}  # fmt: skip
+    [hh] = load_bundle(_bundle(tmp_path / "b", [rule])).flag_rules
+    assert hh.household
+    agg = {"contacts": 1, "distinct_agencies": 1, "max_need": 2, "categories": [],
+           "types": [], "senders": []}  # fmt: skip
+    house = {**agg, "children": 2}
+    assert hh.holds({**agg, "household": {**house, "contacts": 2}})
+    assert not hh.holds({**agg, "household": {**house, "contacts": 1}})
+    assert not hh.holds({**agg, "household": {**house, "children": 1, "contacts": 3}})
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,8 @@ def test_the_coordinating_teams_flag_service_topics_are_created_by_provisioning(
     assert specs[app].config["cleanup.policy"] == "delete"  # plain retention, not compacted
     assert specs[f"{app}-windows-changelog"].config == {"cleanup.policy": "compact"}
     assert specs[f"{app}-bychild"].partitions == specs[f"{app}-windows-changelog"].partitions
+    assert specs[f"{app}-households-changelog"].config == {"cleanup.policy": "compact"}
+    assert specs[f"{app}-byhousehold"].partitions == specs[f"{app}-windows-changelog"].partitions
     assert "accord.desk.sfh-penn.flags" not in specs  # a hub raises no flags
 
 

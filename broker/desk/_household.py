@@ -1,0 +1,199 @@
+"""Household rules: a flag rule over a child's records and the records of its household.
+
+A household is the children sharing an address (:func:`household_key`). The flag engine
+(``_flagging``) keeps each child's window where the child's records meet; a household's
+records meet elsewhere (the faust service partitions by household key), so a household rule
+is evaluated in a second step, from a :class:`HouseholdMessage` the child's step sends:
+
+- the child's step places the record: in the household its view gives (address and
+  postcode shared), or else in the household the child was last placed in; a child never
+  placed yet has no household and its household rules are not evaluated for the record;
+- it sends the record, the children of the record at that address, and for each household
+  rule the child's aggregates and records in the rule's window (the child's own records,
+  wherever they were sent from);
+- the household's step adds the record (once, however many of its children arrive) and
+  evaluates each household rule for the child with ``household``: the aggregates of the
+  household's records in the window, and ``children``, how many children they are about.
+
+A flag for the same (rule, child) fires at most once per window in one household, as a child
+rule's does. State is one JSON value per household (:data:`HouseholdState`), kept like a
+child's: twice the longest household window, then ids only.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from broker.desk._flag import Flag, flag_id
+from broker.desk._window import ID, SEQ, T, aggregates, from_micros, time_of
+from broker.policy import CompiledFlagRule
+
+__all__ = [
+    "HouseholdMessage",
+    "HouseholdState",
+    "apply_household",
+    "empty_household",
+    "withdraw_household",
+]
+
+#: ``{"v": 1, "seq": n, "newest": µs or None, "recs": [[occurred µs, arrival, event id,
+#: sender, type, need, [categories], [children], [evaluated]], ...], "fired": {rule: {child:
+#: [µs]}}, "gone": [event id, ...]}``: a child's state's shape, each record naming the children
+#: it is about here and those the household rules were evaluated for at it.
+HouseholdState = dict[str, Any]
+_CHILDREN, _EVALUATED = 7, 8
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdMessage:
+    """What a child's step tells its household's step about one new record."""
+
+    household: str
+    child: str
+    # The record's children at this address (the child among them), each once.
+    residents: tuple[str, ...]
+    # [occurred µs, event id, sender, type, need, [categories]]
+    record: tuple[Any, ...]
+    # rule id → (the child's aggregates, [[occurred µs, event id], ...] in the window)
+    rules: Mapping[str, tuple[Mapping[str, Any], tuple[tuple[int, str], ...]]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "household": self.household,
+            "child": self.child,
+            "residents": list(self.residents),
+            "record": list(self.record),
+            "rules": {r: {"aggregates": dict(a), "window": [list(w) for w in win]}
+                      for r, (a, win) in self.rules.items()},
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> HouseholdMessage:
+        return cls(
+            household=str(body["household"]),
+            child=str(body["child"]),
+            residents=tuple(str(c) for c in body["residents"]),
+            record=tuple(body["record"]),
+            rules={r: (dict(v["aggregates"]), tuple((int(t), str(i)) for t, i in v["window"]))
+                   for r, v in body["rules"].items()},
+        )  # fmt: skip
+
+
+def empty_household() -> HouseholdState:
+    return {"v": 1, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": []}
+
+
+def _copy(state: HouseholdState) -> HouseholdState:
+    return {
+        **state,
+        "recs": list(state["recs"]),
+        "fired": {r: {c: list(ts) for c, ts in by.items()} for r, by in state["fired"].items()},
+        "gone": list(state.get("gone", ())),
+    }
+
+
+def apply_household(
+    state: HouseholdState | None,
+    msg: HouseholdMessage,
+    rules: Sequence[CompiledFlagRule],
+    *,
+    party: str,
+    keep: timedelta,
+) -> tuple[HouseholdState, list[Flag]]:
+    """``msg``'s record joins the household (``state`` is not changed in place); the flags
+    the household ``rules`` raise for ``msg.child``. Records more than ``keep`` behind the
+    newest leave the state (ids only stay)."""
+    event_id = msg.record[1]
+    if state is not None:
+        if event_id in state.get("gone", ()):
+            return state, []
+        known = next((r for r in state["recs"] if r[ID] == event_id), None)
+        if known is not None and msg.child in known[_EVALUATED]:
+            return state, []  # seen: a redelivery or a restart's reprocessing
+    new = _copy(state) if state is not None else empty_household()
+    recs: list[list[Any]] = new["recs"]
+    t = int(msg.record[0])
+    residents = sorted({*msg.residents, msg.child})
+    at = next((i for i, r in enumerate(recs) if r[ID] == event_id), None)
+    if at is not None:
+        old = recs[at]
+        recs[at] = [*old[:_CHILDREN], sorted({*old[_CHILDREN], *residents}),
+                    sorted({*old[_EVALUATED], msg.child})]  # fmt: skip
+    else:
+        seq = new["seq"]
+        new["seq"] = seq + 1
+        bisect.insort(recs, [t, seq, *msg.record[1:], residents, [msg.child]])
+    flags: list[Flag] = []
+    for rule in rules:
+        mine = msg.rules.get(rule.id)
+        if mine is None:
+            continue
+        width = rule.window // timedelta(microseconds=1)
+        lo = bisect.bisect_right(recs, t - width, key=time_of)
+        window = recs[lo : bisect.bisect_right(recs, t, lo=lo, key=time_of)]
+        fired: list[int] = new["fired"].setdefault(rule.id, {}).setdefault(msg.child, [])
+        if any(t - width < f <= t for f in fired):
+            continue
+        household = {**aggregates(window),
+                     "children": len({c for r in window for c in r[_CHILDREN]})}  # fmt: skip
+        if not rule.holds({**mine[0], "household": household}):
+            continue
+        fired.append(t)
+        flags.append(_flag(rule, msg, window, mine[1], party))
+    newest = t if new["newest"] is None else max(new["newest"], t)
+    new["newest"] = newest
+    _trim(new, newest - keep // timedelta(microseconds=1))
+    return new, flags
+
+
+def withdraw_household(state: HouseholdState, event_ids: set[str]) -> HouseholdState | None:
+    """``state`` without the named records; None when nothing changed."""
+    recs = [r for r in state["recs"] if r[ID] not in event_ids]
+    if len(recs) == len(state["recs"]):
+        return None
+    return {**_copy(state), "recs": recs}
+
+
+def _trim(state: HouseholdState, horizon: int) -> None:
+    old = [r[ID] for r in state["recs"] if r[T] <= horizon]
+    if old:
+        # Ids only, kept for good: a late redelivery must still count as seen.
+        state["gone"] = [*state.get("gone", ()), *old]
+        state["recs"] = [r for r in state["recs"] if r[T] > horizon]
+    fired: dict[str, dict[str, list[int]]] = {}
+    for rule, by_child in state["fired"].items():
+        kept = {c: ts for c, times in by_child.items() if (ts := [f for f in times if f > horizon])}
+        if kept:
+            fired[rule] = kept
+    state["fired"] = fired
+
+
+def _flag(
+    rule: CompiledFlagRule,
+    msg: HouseholdMessage,
+    window: list[list[Any]],
+    own: tuple[tuple[int, str], ...],
+    party: str,
+) -> Flag:
+    # The household's records in arrival order at each time, then the child's records
+    # from other addresses: occurred_at order throughout, each record once.
+    there = {r[ID] for r in window}
+    ranked = [(r[T], 0, r[SEQ], r[ID]) for r in window]
+    ranked += [(t, 1, i, event_id) for i, (t, event_id) in enumerate(own) if event_id not in there]
+    event_ids = tuple(event_id for *_, event_id in sorted(ranked))
+    return Flag(
+        flag_id=flag_id(rule.id, msg.child, msg.record[1]),
+        party=party,
+        rule=rule.id,
+        title=rule.rule.title,
+        child=msg.child,
+        event_ids=event_ids,
+        trigger_event_id=msg.record[1],
+        raised_at=from_micros(int(msg.record[0])),
+        window_seconds=int(rule.window.total_seconds()),
+        household=msg.household,
+    )
