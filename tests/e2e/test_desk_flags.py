@@ -1,7 +1,7 @@
 """The flag service end to end: a scripted month of contacts through the real worker to the
 co-ordinating team, flags raised by ``accord desk flags`` on real Kafka, exactly those an
-independent reading of the rules derives; killed mid-window and restarted, nothing is lost
-and nothing doubled."""
+independent reading of the rules derives (the household rule's too: two siblings share an
+address); killed mid-window and restarted, nothing is lost and nothing doubled."""
 
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ RULES: tuple[tuple[str, timedelta, Any], ...] = (
      lambda w: any("domestic_abuse" in e["categories"] for e in w) and len(w) >= 2),
     ("need-level-4", 1 * DAY, lambda w: max(e["need_level"] for e in w) >= 4),
 )  # fmt: skip
+# (id, window, condition over the household's records in the window and their children).
+HOUSEHOLD_RULES: tuple[tuple[str, timedelta, Any], ...] = (
+    ("household-domestic-abuse", 30 * DAY,
+     lambda w, kids: any("domestic_abuse" in e["categories"] for e in w) and len(kids) >= 2),
+)  # fmt: skip
 SENDERS = (
     ("wmp", "police.domestic_incident"),
     ("wmp", "police.child_concern"),
@@ -72,18 +77,32 @@ def _month(seed: int = 15) -> tuple[list[dict[str, Any]], list[str]]:
                        categories=cats, safeguarding={"concern": concern, "justification":
                        "visible injury reported" if concern else None})  # fmt: skip
         events.append(ev)
+    # Then the police at the siblings' address twice (the police share the address): a
+    # domestic incident about one, days later a concern about the other.
+    for days, etype, sibling in ((2, "police.domestic_incident", kids[0]),
+                                 (5, "police.child_concern", kids[1])):  # fmt: skip
+        at += timedelta(days=days)
+        cats = ["domestic_abuse"] if etype == "police.domestic_incident" else []
+        events.append(fam.event(etype, "wmp", subjects=[sibling], need_level=2, occurred_at=at,
+                                categories=cats))  # fmt: skip
     return events, [k["nhs_number"] for k in kids]
 
 
-def _expected(events: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...]]]:
-    """The brief's semantics for records arriving in occurred_at order."""
+def _expected(
+    events: list[dict[str, Any]], addressed: set[str]
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The brief's semantics for records arriving in occurred_at order; ``addressed``: the
+    records whose view, as the team receives it, carries the children's address."""
     seen: dict[str, list[dict[str, Any]]] = {}
+    placed: dict[str, str] = {}
+    homes: dict[str, list[tuple[dict[str, Any], set[str]]]] = {}
     fired: dict[tuple[str, str], list[datetime]] = {}
     out = []
     for ev in events:
         t = datetime.fromisoformat(ev["occurred_at"])
-        children = [s["nhs_number"] for s in ev["subjects"] if s["role"] == "child"]
-        for nhs in dict.fromkeys(children):
+        kids = {s["nhs_number"]: s["address"] + s["postcode"]
+                for s in ev["subjects"] if s["role"] == "child"}  # fmt: skip
+        for nhs, address in kids.items():
             mine = seen.setdefault(nhs, [])
             mine.append(ev)
             for rule, width, holds in RULES:
@@ -94,6 +113,31 @@ def _expected(events: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, .
                 if holds(window) and not any(t - width < f <= t for f in times):
                     times.append(t)
                     out.append((rule, nhs, tuple(e["event_id"] for e in window)))
+            if ev["event_id"] in addressed:
+                placed[nhs] = address
+            if nhs not in placed:
+                continue
+            home = homes.setdefault(placed[nhs], [])
+            there = next((about for e, about in home if e is ev), None)
+            if there is None:
+                there = set()
+                home.append((ev, there))
+            mates = {n for n, a in kids.items() if a == address}
+            there |= (mates if ev["event_id"] in addressed else set()) | {nhs}
+            for rule, width, holds in HOUSEHOLD_RULES:
+                window = [(e, about) for e, about in home
+                          if t - width < datetime.fromisoformat(e["occurred_at"]) <= t]  # fmt: skip
+                about = {n for _, a in window for n in a}
+                times = fired.setdefault((rule, nhs + placed[nhs]), [])
+                if holds([e for e, _ in window], about) and not any(
+                    t - width < f <= t for f in times
+                ):
+                    times.append(t)
+                    ids = [e["event_id"] for e, _ in window]
+                    ids += [e["event_id"] for e in mine if e["event_id"] not in ids and
+                            t - width < datetime.fromisoformat(e["occurred_at"]) <= t]  # fmt: skip
+                    ids.sort(key=[e["event_id"] for e in events].index)
+                    out.append((rule, nhs, tuple(ids)))
     return out
 
 
@@ -165,7 +209,8 @@ async def test_a_month_of_contacts_raises_exactly_the_rules_flags_across_a_crash
 ) -> None:
     bootstrap = isolated_kafka.bootstrap
     policy: Policy = load_bundle(POLICIES)
-    assert [(r.id, r.window) for r in policy.flag_rules] == [(r, w) for r, w, _ in RULES]
+    every_rule = [*RULES, *HOUSEHOLD_RULES]
+    assert [(r.id, r.window) for r in policy.flag_rules] == [(r, w) for r, w, _ in every_rule]
     admin = settings_as(bootstrap, "admin")
     assert admin.credentials_dir is not None
     # One partition everywhere: the team receives records in the order they were sent.
@@ -174,12 +219,16 @@ async def test_a_month_of_contacts_raises_exactly_the_rules_flags_across_a_crash
     keys = keystore_for(policy, tmp_path / "keys")
     events, children = _month()
     now = datetime.now(UTC)
+    addressed = set()
     for ev in events:  # every scripted record reaches the team
         decisions = policy.decide(parse_event(ev, now=now), [], at=now)
-        assert any(d.recipient == TEAM and d.shares for d in decisions), ev["type"]
-    expected = _expected(events)
+        [mine] = [d for d in decisions if d.recipient == TEAM and d.shares]
+        if {"subject.address", "subject.postcode"} <= set(mine.fields_shared):
+            addressed.add(ev["event_id"])
+    assert 0 < len(addressed) < len(events)  # police share the address; others do not
+    expected = _expected(events, addressed)
     rules_seen = Counter(rule for rule, _, _ in expected)
-    assert set(rules_seen) == {r for r, _, _ in RULES}, rules_seen  # the script exercises all
+    assert set(rules_seen) == {r for r, _, _ in every_rule}, rules_seen  # the script uses all
 
     worker = WorkerProcess(tmp_path, keys, bootstrap, POLICIES)
     worker.env["ACCORD_KAFKA__PARTITIONS"] = "1"
@@ -200,7 +249,7 @@ async def test_a_month_of_contacts_raises_exactly_the_rules_flags_across_a_crash
                 await _wait_delivered(bootstrap, sent, worker)
 
         await send(first)
-        await _wait_flags(bootstrap, len(_expected(events[:first])), service, within=180)
+        await _wait_flags(bootstrap, len(_expected(events[:first], addressed)), service, within=180)
         # Mid-window: two more records, and the service is killed while it handles them.
         await send(first + 2)
         service.kill()
