@@ -145,9 +145,18 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             (d, [o for o in store.replies_to(d.published_event or "") if not o.hidden])
             for d in store.decisions(child=child) if d.action == "refer"
         ]  # fmt: skip
+        flags = [f for f in store.flags() if f.child == child]
+        # A household rule's flag also names records about the other children at the
+        # child's address: shown (and acknowledged) beside the child's own, as the team
+        # must see what made the flag fire.
+        own = {r.event_id for r in records}
+        household = [
+            found for i in dict.fromkeys(i for f in flags for i in f.event_ids)
+            if i not in own and (found := store.record(i)) is not None
+        ]  # fmt: skip
         # An outcome may name the child by other fields than the team's records (a hub need
         # not hold the NHS number): shown with its referral, so acknowledged with the rest.
-        shown = {r.event_id: r for r in records}
+        shown = {r.event_id: r for r in [*records, *household]}
         shown.update({o.event_id: o for _, outcomes in referrals for o in outcomes})
         try:
             await viewed(list(shown.values()), session.user, VIEW_PURPOSE[deps.kind])
@@ -156,10 +165,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         by_agency: dict[str, list[StoredRecord]] = {}
         for r in records:
             by_agency.setdefault(r.sender, []).append(r)
-        flags = [f for f in store.flags() if f.child == child]
         return desk.render(
             "child.html", session, title="A child's timeline", child=child, records=records,
-            by_agency=by_agency, flags=flags, flag_id=flag if flag and _ID.fullmatch(flag) else "",
+            by_agency=by_agency, flags=flags, household=household,
+            flag_id=flag if flag and _ID.fullmatch(flag) else "",
             decisions=store.decisions(child=child), referrals=referrals, actions=TEAM_ACTIONS,
             names=deps.party_names,
         )  # fmt: skip

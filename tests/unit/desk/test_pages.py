@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import structlog.testing
 from fastapi.testclient import TestClient
 
-from broker.desk import DeskDeps, DeskStore, children_in
+from broker.desk import DeskDeps, DeskStore, Flag, children_in
 from tests.unit.desk.conftest import (
     SECRET,
+    T0,
     USER,
     Clock,
     FakeAcks,
@@ -62,6 +63,35 @@ def test_no_ack_no_data(make_client: Make, store: DeskStore, acks: FakeAcks) -> 
     page = client.get(f"/child/{child}")
     assert page.status_code == 503
     assert "Ruby" not in page.text
+
+
+def test_a_household_flag_shows_and_acknowledges_the_siblings_records_behind_it(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    child = _child(store, "e1")
+    sibling = {"role": "child", "nhs_number": "9990025312", "given_name": "Leo",
+               "family_name": "Hart", "dob": "2018-05-02", "postcode": "B70 8NR"}  # fmt: skip
+    d = delivery("s1", subjects=[sibling])
+    store.add_delivery(d, children_in(d.view, SECRET), datetime.now(UTC))
+    unrelated = delivery("u1", subjects=[{**sibling, "nhs_number": "9995754649"}])
+    store.add_delivery(unrelated, children_in(unrelated.view, SECRET), datetime.now(UTC))
+    flag = Flag(flag_id="f" * 32, party="sandwell-coord", rule="household-domestic-abuse",
+                title="Domestic abuse at the address", child=child, event_ids=("e1", "s1"),
+                trigger_event_id="s1", raised_at=T0, window_seconds=30 * 86400,
+                household="h" * 32)  # fmt: skip
+    store.add_flag(flag, T0)
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{child}")
+    assert page.status_code == 200
+    assert 'id="household"' in page.text
+    assert "Leo" in page.text
+    assert sorted(acks.sent) == [("e1", USER, "triage"), ("s1", USER, "triage")]
+    # Without a household flag a child's page shows the child's records only.
+    acks.sent.clear()
+    page = client.get(f"/child/{children_in(unrelated.view, SECRET)[0]}")
+    assert 'id="household"' not in page.text
+    assert [a[0] for a in acks.sent] == ["u1"]
 
 
 def test_a_hidden_record_shows_its_reason_not_its_content_and_is_not_acknowledged(
