@@ -51,9 +51,9 @@ from broker.desk._flag import Flag
 from broker.desk._flagging import FlagEngine, Placement, window_record
 from broker.desk._household import HouseholdMessage, withdraw_household
 from broker.envelope import Opener
-from broker.errors import AccordError, EnvelopeError
+from broker.errors import AccordError, EnvelopeError, TransportError
 from broker.events import Delivery, WithdrawalNotice
-from broker.kafka import KafkaClients, TopicPartition, partition_for, translated
+from broker.kafka import KafkaClients, partition_for, translated
 from broker.keys import KeyStore
 from broker.policy import CompiledFlagRule
 from broker.principals import Principal
@@ -144,22 +144,19 @@ class _Skip(Exception):
 
 async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
     """Every flag id (record key) on the flags topic now, read to its end offsets."""
+    # Named at construction and without a group, the consumer is given every partition of
+    # the topic as it starts (asking for partitions after start sees none: aiokafka's
+    # ``topics()`` does not fill the consumer's own metadata).
     consumer = KafkaClients(kafka).consumer(
-        client_id="accord-desk-flags-ids", isolation_level="read_uncommitted"
+        topic, client_id="accord-desk-flags-ids", isolation_level="read_uncommitted"
     )
     ids: set[str] = set()
     async with translated(f"reading {topic}"):
-        await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(topic) or set()
-            if not parts:
-                await consumer.topics()  # metadata for the topic, then ask again
-                parts = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            await consumer.start()  # a missing topic fails here: UnknownTopicOrPartition
+            tps = sorted(consumer.assignment())
             if not tps:
-                return ids
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+                raise TransportError(f"{topic}: no such topic (provisioning creates it)")
             end = await consumer.end_offsets(tps)
             while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
                 batch = await consumer.getmany(timeout_ms=500)
