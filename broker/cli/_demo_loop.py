@@ -1,7 +1,9 @@
 """The demo's referral loop: the broker's half of the recipients' desk, scripted.
 
-Once the synthetic agencies are publishing, the co-ordinating team records one synthetic
-family's consent to early help and refers the child; the worker decides the referral under
+Once the synthetic agencies are publishing, an agency reports two concerns about one
+synthetic child and the team's flag service (``_demo_flags``) flags the child; the
+co-ordinating team records the family's consent to early help and refers the child; the
+worker decides the referral under
 the bundle's agreements; the COG for the child's town receives and opens it and sends its
 outcome back, which the worker decides in turn and the co-ordinating team receives. Each
 step is printed: who decided what, under which clause, and what came back (ids, parties,
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from broker.cli._demo_flags import flag_source, wait_for_flag
+from broker.desk import Flag, child_key
 from broker.events import parse_consents, parse_event
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
@@ -25,6 +29,8 @@ from broker.synthetic import SyntheticFamilies
 
 REFERRAL, OUTCOME = "coordination.referral", "coordination.referral_outcome"
 _WAIT_S = 30.0
+# The flag service starts beside the demo (faust takes some seconds) before it flags.
+_FLAG_WAIT_S = 90.0
 
 
 def referral_parties(policy: Policy) -> tuple[str, str] | None:
@@ -62,6 +68,44 @@ async def _first(
     return None
 
 
+async def _flagged(
+    kafka: Callable[[str], KafkaClients],
+    keys: Callable[[str], FileKeyStore],
+    policy: Policy,
+    *,
+    team: str,
+    child: dict[str, Any],
+    linkage: bytes,
+    fam: SyntheticFamilies,
+    say: Callable[[str], None],
+) -> Flag | None:
+    """An agency's two concerns about ``child``; the team's flag for the child, or None."""
+    source = flag_source(policy, team)
+    key = child_key(linkage, child)
+    if source is None or key is None:
+        say(f"flags: no agency shares categories with {team} without consent; no flag step")
+        return None
+    agency, etype = source
+    now = datetime.now(UTC)
+    events = [fam.event(etype, agency, subjects=[child], need_level=3, occurred_at=now - ago,
+                        categories=["domestic_abuse"])
+              for ago in (timedelta(days=3), timedelta(hours=1))]  # fmt: skip
+    async with Publisher(agency, keys(agency), kafka(agency)) as pub:
+        for event in events:
+            await pub.publish(event)
+    say(f"flags 1/2: {agency} reports two {etype} concerns about a child, 3 days apart "
+        f"({', '.join(e['event_id'] for e in events)})")  # fmt: skip
+    flag = await wait_for_flag(kafka(team), team, key, within=_FLAG_WAIT_S)
+    if flag is None:
+        say(f"flags: no flag for the child within {_FLAG_WAIT_S:g} s; referring anyway")
+        return None
+    say(
+        f"flags 2/2: {team}'s flag service raised {flag.rule} ({flag.title}) over "
+        f"{len(flag.event_ids)} record(s), flag {flag.flag_id}; a person decides: refer"
+    )
+    return flag
+
+
 def _fields(view: dict[str, Any]) -> str:
     keys = {k for s in view.get("subjects", []) for k in s} | set(view) - {"subjects", "sharing"}
     return ", ".join(sorted(keys))
@@ -74,8 +118,10 @@ async def referral_loop(
     *,
     say: Callable[[str], None],
     delay: float = 1.0,
+    linkage: bytes | None = None,
 ) -> None:
-    """Run the scripted loop once, after ``delay`` seconds (the agencies' stream flowing)."""
+    """Run the scripted loop once, after ``delay`` seconds (the agencies' stream flowing);
+    with the team's desk ``linkage`` key, the flag service's flag for the child first."""
     found = referral_parties(policy)
     if found is None:
         say("referral loop: the bundle has no referral agreement; skipped")
@@ -89,10 +135,17 @@ async def referral_loop(
     consent = {"subject": {"nhs_number": child["nhs_number"]}, "state": "given",
                "purposes": ["early_help"], "recipients": ["kind:hub"], "recorded_by": team,
                "recorded_at": _iso(now - timedelta(minutes=1))}  # fmt: skip
+    summary = "Contacts from two agencies in a month; family agreed."
+    if linkage is not None:
+        flag = await _flagged(
+            kafka, keys, policy, team=team, child=child, linkage=linkage, fam=fam, say=say
+        )
+        if flag is not None:
+            summary = f"Flagged: {flag.title}. Family agreed to early help."
     referral: dict[str, Any] = {
         "event_id": str(uuid.uuid4()), "type": REFERRAL, "sender": team,
         "occurred_at": _iso(now), "reference": f"DEMO-REF-{uuid.uuid4().hex[:6].upper()}",
-        "need_level": 3, "summary": "Contacts from two agencies in a month; family agreed.",
+        "need_level": 3, "summary": summary,
         "categories": ["domestic_abuse"], "subjects": [child],
     }  # fmt: skip
     rid = referral["event_id"]

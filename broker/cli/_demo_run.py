@@ -20,6 +20,7 @@ from typing import Any
 import typer
 from prometheus_client import CollectorRegistry
 
+from broker.cli._demo_flags import FlagServiceProcess
 from broker.config import Settings, WorkerSettings
 from broker.errors import AccordError
 from broker.kafka import KafkaClients, client_settings
@@ -222,6 +223,8 @@ async def _loop(
     policy: Policy,
     say: Callable[[str], None],
     flowing: asyncio.Event,
+    *,
+    linkage: bytes | None,
 ) -> None:
     """The scripted referral loop, once the agencies' stream flows; a failure there is said,
     and the demo carries on."""
@@ -229,9 +232,28 @@ async def _loop(
 
     await flowing.wait()
     try:
-        await referral_loop(kafka, keys, policy, say=say)
+        await referral_loop(kafka, keys, policy, say=say, linkage=linkage)
     except AccordError as exc:
         say(f"referral loop stopped: {exc}")
+
+
+async def _flag_service(
+    settings: Settings, policy: Policy, say: Callable[[str], None]
+) -> tuple[FlagServiceProcess | None, bytes | None]:
+    """The referring team's flag service, started (with the team's desk linkage key, made
+    first so that the service and the loop share it); (None, None) if the bundle has none."""
+    from broker.cli._demo_loop import referral_parties
+    from broker.desk import desk_linkage_key
+
+    found = referral_parties(policy)
+    if found is None or not policy.flag_rules:
+        return None, None
+    team = found[0]
+    linkage = desk_linkage_key(settings.keystore_path(team))
+    service = FlagServiceProcess(settings, team)
+    await service.start()
+    say(f"flag service for {team} started (accord desk flags; log {service.log})")
+    return service, linkage
 
 
 async def run_demo(
@@ -277,6 +299,7 @@ async def run_demo(
         worker_task.result()  # the worker could not start: its error, one line, from the CLI
     say = typer.echo
     say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
+    flags, linkage = await _flag_service(settings, policy, say)
     tasks = [asyncio.create_task(_console(settings, kafka(Principal.CONSOLE), policy, stop, say))]
     hubs = [p for p, party in policy.bundle.parties.items() if party.kind == "hub"][:2]
     coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
@@ -291,7 +314,7 @@ async def run_demo(
     tasks += [
         asyncio.create_task(_recipient(kafka(p), keys, p, stop=stop, say=say)) for p in coord + hubs
     ]
-    tasks += [asyncio.create_task(_loop(kafka, keys, policy, say, flowing))]
+    tasks += [asyncio.create_task(_loop(kafka, keys, policy, say, flowing, linkage=linkage))]
     say(f"agencies publishing ~{rate:g} events/s; printing what {', '.join(coord + hubs)} receive")
     try:
         if duration is None:
@@ -307,3 +330,5 @@ async def run_demo(
         if not worker_task.done():
             worker_task.cancel()
             await asyncio.gather(worker_task, return_exceptions=True)
+        if flags is not None:
+            await flags.stop()

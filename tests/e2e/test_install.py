@@ -160,16 +160,16 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
 def test_the_demo_runs_the_broker_end_to_end_and_serves_the_console(
     server_bin: Path, demo_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """From a plain install, in a folder with no bundle of its own: Kafka, worker, agencies
-    and recipients run; deliveries print; the console answers; the audit log it leaves
-    verifies; it stops cleanly and leaves Kafka up, as it says."""
+    """From a plain install, in a folder with no bundle of its own: Kafka, worker, agencies,
+    recipients and the team's flag service run; deliveries print; the console answers; the
+    audit log it leaves verifies; it stops cleanly and leaves Kafka up, as it says."""
     # The demo reuses a broker's saved ports: start one on free ports so no fixed port is
     # needed (a developer's own `make demo` may hold 9092).
     up = _accord(server_bin, "kafka", "up", "--port", str(free_port()), env=demo_env)
     assert up.returncode == 0, up.stderr
     console_port = free_port()
     try:
-        cmd = [str(server_bin / "accord"), "demo", "--duration", "20", "--rate", "5",
+        cmd = [str(server_bin / "accord"), "demo", "--duration", "40", "--rate", "5",
                "--metrics-port", str(free_port()), "--console-port", str(console_port)]  # fmt: skip
         errors = tmp_path / "demo.stderr"
         with errors.open("w") as err:
@@ -195,7 +195,9 @@ def test_the_demo_runs_the_broker_end_to_end_and_serves_the_console(
         assert "worker running" in out
         assert console_answered, out
         assert "→ sandwell-coord" in out, out  # a recipient opened what it was sent
-        # The scripted referral loop: the COG got the referral, the team got the outcome.
+        # The scripted loop: the team's flag service flagged the child, the COG got the
+        # referral, the team got the outcome.
+        assert "flags 2/2: sandwell-coord's flag service raised domestic-abuse-repeat" in out, out
         assert "referral loop 2/4: the worker decided shared to cog-" in out, out
         assert "referral loop 4/4: the worker decided shared to sandwell-coord" in out, out
         assert "demo stopped; Kafka keeps running" in out
