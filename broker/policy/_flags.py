@@ -51,41 +51,19 @@ _HOUSEHOLD_FIELD: Final = re.compile(r"\bhousehold\s*\.\s*([A-Za-z_][A-Za-z0-9_]
 _WINDOW: Final = re.compile(r"^([1-9][0-9]{0,4})([dh])$")
 # A window longer than this is a typo, not a rule (and would keep years of state per child).
 _MAX_WINDOW: Final = timedelta(days=3660)
+_BUSY: Final[dict[str, Any]] = {
+    "contacts": 3,
+    "distinct_agencies": 2,
+    "max_need": 4,
+    "categories": ["domestic_abuse", "probe"],
+    "types": ["police.domestic_incident"],
+    "senders": ["probe-a", "probe-b"],
+}
+_QUIET: Final[dict[str, Any]] = {k: 0 if isinstance(v, int) else [] for k, v in _BUSY.items()}
+# Well-typed aggregates a condition is tried on at load: a busy window and an empty one.
 _PROBES: Final[tuple[dict[str, Any], ...]] = (
-    {
-        "contacts": 3,
-        "distinct_agencies": 2,
-        "max_need": 4,
-        "categories": ["domestic_abuse", "probe"],
-        "types": ["police.domestic_incident"],
-        "senders": ["probe-a", "probe-b"],
-        "household": {
-            "contacts": 5,
-            "distinct_agencies": 3,
-            "max_need": 4,
-            "categories": ["domestic_abuse", "probe"],
-            "types": ["police.domestic_incident"],
-            "senders": ["probe-a", "probe-b", "probe-c"],
-            "children": 2,
-        },
-    },
-    {
-        "contacts": 0,
-        "distinct_agencies": 0,
-        "max_need": 0,
-        "categories": [],
-        "types": [],
-        "senders": [],
-        "household": {
-            "contacts": 0,
-            "distinct_agencies": 0,
-            "max_need": 0,
-            "categories": [],
-            "types": [],
-            "senders": [],
-            "children": 0,
-        },
-    },
+    {**_BUSY, "household": {**_BUSY, "contacts": 5, "children": 2}},
+    {**_QUIET, "household": {**_QUIET, "children": 0}},
 )
 
 
