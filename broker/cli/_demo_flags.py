@@ -113,7 +113,10 @@ async def wait_for_flag(
                 for msg in (m for msgs in batch.values() for m in msgs):
                     if msg.value is None:
                         continue
-                    flag = Flag.model_validate_json(msg.value)
+                    try:
+                        flag = Flag.model_validate_json(msg.value)
+                    except ValueError:
+                        continue  # not a desk-flag.v1: not the child's flag either
                     if flag.child == child:
                         return flag
         finally:

@@ -144,7 +144,8 @@ class FlagEngine:
                 continue
             key = child_key(self._secret, subject)
             if key is not None and key not in found:
-                found[key] = household_key(self._secret, subject)
+                # Only household rules need the address: no hashing it otherwise.
+                found[key] = household_key(self._secret, subject) if self.household_rules else None
         return [
             Placement(
                 c, h, tuple(o for o, oh in found.items() if h is not None and oh == h) or (c,)
@@ -177,13 +178,9 @@ class FlagEngine:
         keep = timedelta(microseconds=self._keep)
         return apply_household(state, message, self.household_rules, party=self.party, keep=keep)
 
-    def apply(
-        self, state: ChildState | None, place: Placement | str, record: WindowRecord
-    ) -> Applied:
+    def apply(self, state: ChildState | None, place: Placement, record: WindowRecord) -> Applied:
         """``record`` joins the child's state (not changed in place): the child rules' flags
-        and the household step's message. A bare child key places the record nowhere."""
-        if isinstance(place, str):
-            place = Placement(place, None, (place,))
+        and the household step's message."""
         child = place.child
         if state is not None and (
             record.event_id in [r[ID] for r in state["recs"]]

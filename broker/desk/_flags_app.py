@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -168,6 +169,8 @@ async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
 
 _Topics = tuple[Any, Any, Any]  # by child, by household, flags
 _Tables = tuple[Any, Any]  # windows (children), households
+# A state without the withdrawn event ids, or None when none was in it.
+_Without = Callable[[dict[str, Any], set[str]], dict[str, Any] | None]
 
 
 class _Service:
@@ -215,7 +218,7 @@ class _Service:
     async def on_child_record(self, value: bytes, partition: int) -> None:
         msg = json.loads(value)
         if "withdraw" in msg:
-            self._withdraw(self.windows, msg["withdraw"], partition)
+            self._withdraw(self.windows, self.engine.withdraw, msg["withdraw"], partition)
             return
         child = msg["child"]
         place = Placement(child, msg.get("household"), tuple(msg.get("residents") or (child,)))
@@ -232,7 +235,7 @@ class _Service:
     async def on_household_record(self, value: bytes, partition: int) -> None:
         msg = json.loads(value)
         if "withdraw" in msg:
-            self._withdraw(self.households, msg["withdraw"], partition)
+            self._withdraw(self.households, withdraw_household, msg["withdraw"], partition)
             return
         message = HouseholdMessage.from_json(msg)
         key = message.household
@@ -256,17 +259,16 @@ class _Service:
         if new:
             log.info("flags_raised", party=self.party, count=len(new))
 
-    def _withdraw(self, table: Any, event_ids: list[str], partition: int) -> None:
+    def _withdraw(
+        self, table: Any, without: _Without, event_ids: list[str], partition: int
+    ) -> None:
         # Only this partition's keys: a table write goes to the changelog partition of the
         # event being processed, which must be the key's own.
         gone = set(event_ids)
         for key, state in list(table.items()):
             if state is None or partition_for(key.encode(), self.everyone) != partition:
                 continue
-            if table is self.windows:
-                changed = self.engine.withdraw(state, gone)
-            else:
-                changed = withdraw_household(state, gone)
+            changed = without(state, gone)
             if changed is not None:
                 table[key] = changed
 

@@ -108,17 +108,17 @@ def apply_household(
     the household ``rules`` raise for ``msg.child``. Records more than ``keep`` behind the
     newest leave the state (ids only stay)."""
     event_id = msg.record[1]
+    at = None
     if state is not None:
         if event_id in state.get("gone", ()):
             return state, []
-        known = next((r for r in state["recs"] if r[ID] == event_id), None)
-        if known is not None and msg.child in known[_EVALUATED]:
+        at = next((i for i, r in enumerate(state["recs"]) if r[ID] == event_id), None)
+        if at is not None and msg.child in state["recs"][at][_EVALUATED]:
             return state, []  # seen: a redelivery or a restart's reprocessing
     new = _copy(state) if state is not None else empty_household()
-    recs: list[list[Any]] = new["recs"]
+    recs: list[list[Any]] = new["recs"]  # a copy in the same order: ``at`` still holds
     t = int(msg.record[0])
     residents = sorted({*msg.residents, msg.child})
-    at = next((i for i, r in enumerate(recs) if r[ID] == event_id), None)
     if at is not None:
         old = recs[at]
         recs[at] = [*old[:_CHILDREN], sorted({*old[_CHILDREN], *residents}),

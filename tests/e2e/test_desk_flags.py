@@ -287,3 +287,6 @@ def _check(
     assert not any(n in text for n in children)
     names = {s["family_name"] for ev in events for s in ev["subjects"]}
     assert not any(name in text for name in names)
+    homes = {s[k] for ev in events for s in ev["subjects"] for k in ("address", "postcode")}
+    assert not any(home in text for home in homes)
+    assert any(f["household"] for _, f in got)  # household flags name a hash, not a place

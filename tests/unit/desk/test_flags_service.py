@@ -148,6 +148,10 @@ async def test_a_household_flag_is_acknowledged_before_the_households_state(
     assert flag["rule"] == "household-domestic-abuse"
     assert flag["household"] == household_key(SECRET, HOME)
     assert flag["event_ids"] == ["e0", "e1"]
+    # Neither the household's messages nor its flag carry the address or the postcode.
+    text = json.dumps([flag, *messages]).casefold()
+    assert "tame" not in text
+    assert "dy4" not in text
     # Processed again after a restart: nothing sent, nothing changed.
     log.clear()
     await service.on_household_record(json.dumps(messages[1]).encode(), 0)
