@@ -9,7 +9,11 @@ import typer
 
 Duration = Annotated[
     float | None,
-    typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).", min=0),
+    typer.Option(
+        help="Stop after this many seconds, once the scripted referral loop has ended "
+        "(default: run until Ctrl-C).",
+        min=0,
+    ),
 ]
 Rate = Annotated[
     float,

@@ -5,14 +5,22 @@ team would run it, with the team's own key and Kafka login). Before the scripted
 an agency reports two concerns about one synthetic child; the flag service raises a flag
 over them, and the referral loop waits for it on ``accord.desk.TEAM.flags``, reading as the
 team, and prints the rule and the records it names (ids only, never the child).
+
+The second concern is sent only once the service holds the first (its window table's
+changelog has the child's key): a record that reaches the desk after a later one sees only
+its own window (docs/policy-language.md, "What exactly fires"), and the two records travel
+on partitions of their own (keyed by random event ids), so sent back to back they may reach
+a service still starting in either order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +28,9 @@ from broker.config import Settings
 from broker.desk import Flag
 from broker.kafka import KafkaClients, translated
 from broker.policy import Policy
-from broker.topics import desk_flags
+from broker.topics import desk_flags, desk_flags_internal
 
-__all__ = ["FlagServiceProcess", "flag_source", "wait_for_flag"]
+__all__ = ["FlagServiceProcess", "flag_source", "wait_for_flag", "wait_until_held"]
 
 _STOP_S = 20.0
 
@@ -93,16 +101,16 @@ class FlagServiceProcess:
             await self.proc.wait()
 
 
-async def wait_for_flag(
-    kafka: KafkaClients, team: str, child: str, *, within: float
-) -> Flag | None:
-    """The first flag for ``child`` (a desk child key) on the team's flags topic, read as
-    the team, or None if none comes ``within`` seconds."""
-    topic = desk_flags(team)
-    # No group: every partition, from the beginning (the consumer's default reset).
-    consumer = kafka.consumer(
-        topic, client_id=f"{team}-demo-flags", isolation_level="read_uncommitted"
-    )
+async def _first_match(
+    kafka: KafkaClients,
+    topic: str,
+    match: Callable[[bytes | None, bytes | None], Flag | bool | None],
+    *,
+    within: float,
+) -> Flag | bool | None:
+    """The first truthy ``match(key, value)`` over ``topic``, read as the client's party
+    from the beginning of every partition (no group), or None after ``within`` seconds."""
+    consumer = kafka.consumer(topic, client_id=f"{topic}-demo", isolation_level="read_uncommitted")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     async with translated(f"reading {topic}"):
@@ -111,14 +119,40 @@ async def wait_for_flag(
             while loop.time() < deadline:
                 batch = await consumer.getmany(timeout_ms=500)
                 for msg in (m for msgs in batch.values() for m in msgs):
-                    if msg.value is None:
-                        continue
-                    try:
-                        flag = Flag.model_validate_json(msg.value)
-                    except ValueError:
-                        continue  # not a desk-flag.v1: not the child's flag either
-                    if flag.child == child:
-                        return flag
+                    found = match(msg.key, msg.value)
+                    if found:
+                        return found
         finally:
             await consumer.stop()
     return None
+
+
+async def wait_until_held(kafka: KafkaClients, team: str, child: str, *, within: float) -> bool:
+    """Whether, within ``within`` seconds, the team's flag service holds a record about
+    ``child`` (a desk child key): a write under that key to its window table's changelog."""
+    changelog = desk_flags_internal(team)[0]
+    # faust writes a table's keys as JSON; a None value would be a deletion.
+    wanted = json.dumps(child).encode()
+    found = await _first_match(
+        kafka, changelog, lambda k, v: k == wanted and v is not None, within=within
+    )
+    return found is True
+
+
+async def wait_for_flag(
+    kafka: KafkaClients, team: str, child: str, *, within: float
+) -> Flag | None:
+    """The first flag for ``child`` (a desk child key) on the team's flags topic, read as
+    the team, or None if none comes ``within`` seconds."""
+
+    def flag_for_child(_key: bytes | None, value: bytes | None) -> Flag | None:
+        if value is None:
+            return None
+        try:
+            flag = Flag.model_validate_json(value)
+        except ValueError:
+            return None  # not a desk-flag.v1: not the child's flag either
+        return flag if flag.child == child else None
+
+    found = await _first_match(kafka, desk_flags(team), flag_for_child, within=within)
+    return found if isinstance(found, Flag) else None
