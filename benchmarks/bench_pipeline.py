@@ -159,23 +159,27 @@ def _cpu_seconds(pid: int) -> float:
 async def _drain(
     workers: list[tuple[subprocess.Popen[bytes], int]], n: int, log: Path
 ) -> tuple[float, float]:
-    """Wait until the workers together have received ``n`` events; return events/s (from the
-    first received) and the workers' CPU-seconds per event over the same span."""
-    start = time.perf_counter()
-    first = None
-    cpu0 = 0.0
+    """Wait until the workers together have received ``n`` events; return events/s and the
+    workers' CPU-seconds per event, both over the events received after the first look that
+    found any (a worker may have taken some while the others joined the group: those, and
+    the CPU they cost, are left out of both)."""
+    first: tuple[float, int, float] | None = None  # when, how many received, CPU so far
     while True:
         done = sum(_received(port) for _, port in workers)
         if done and first is None:
-            first = time.perf_counter()
-            cpu0 = sum(_cpu_seconds(w.pid) for w, _ in workers)
+            first = (time.perf_counter(), done, sum(_cpu_seconds(w.pid) for w, _ in workers))
         if done >= n:
             break
         if any(w.poll() is not None for w, _ in workers):
             raise RuntimeError(f"a worker exited; see {log}")
         await asyncio.sleep(0.25)
+    assert first is not None
+    at, before, cpu0 = first
+    counted = done - before
+    if counted < n // 5:  # too few to time: say so rather than report noise
+        raise RuntimeError(f"only {counted} of {n} events were drained after timing began")
     cpu = sum(_cpu_seconds(w.pid) for w, _ in workers) - cpu0
-    return n / (time.perf_counter() - (first or start)), cpu / n
+    return counted / (time.perf_counter() - at), cpu / counted
 
 
 async def _two_workers(
