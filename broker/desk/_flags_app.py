@@ -52,9 +52,9 @@ from broker.desk._flag import Flag
 from broker.desk._flagging import FlagEngine, Placement, window_record
 from broker.desk._household import HouseholdMessage, withdraw_household
 from broker.envelope import Opener
-from broker.errors import AccordError, EnvelopeError, TransportError
+from broker.errors import AccordError, EnvelopeError
 from broker.events import Delivery, WithdrawalNotice
-from broker.kafka import KafkaClients, partition_for, translated
+from broker.kafka import KafkaClients, partition_for, read_retained
 from broker.keys import KeyStore
 from broker.policy import CompiledFlagRule
 from broker.principals import Principal
@@ -144,27 +144,10 @@ class _Skip(Exception):
 
 
 async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
-    """Every flag id (record key) on the flags topic now, read to its end offsets."""
-    # Named at construction and without a group, the consumer is given every partition of
-    # the topic as it starts (asking for partitions after start sees none: aiokafka's
-    # ``topics()`` does not fill the consumer's own metadata).
-    consumer = KafkaClients(kafka).consumer(
-        topic, client_id="accord-desk-flags-ids", isolation_level="read_uncommitted"
-    )
-    ids: set[str] = set()
-    async with translated(f"reading {topic}"):
-        try:
-            await consumer.start()  # a missing topic fails here: UnknownTopicOrPartition
-            tps = sorted(consumer.assignment())
-            if not tps:
-                raise TransportError(f"{topic}: no such topic (provisioning creates it)")
-            end = await consumer.end_offsets(tps)
-            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-                batch = await consumer.getmany(timeout_ms=500)
-                ids.update(m.key.decode() for msgs in batch.values() for m in msgs if m.key)
-        finally:
-            await consumer.stop()
-    return ids
+    """Every flag id (record key) on the flags topic now, read to its end offsets; a topic
+    that does not exist is a :class:`TransportError` at once (not after a metadata timeout)."""
+    records = await read_retained(KafkaClients(kafka), [topic])
+    return {r.key.decode() for r in records if r.key}
 
 
 _Topics = tuple[Any, Any, Any]  # by child, by household, flags

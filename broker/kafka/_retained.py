@@ -25,6 +25,7 @@ class Retained:
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...]
     timestamp_ms: int
+    key: bytes | None = None
 
 
 async def read_retained(
@@ -67,7 +68,7 @@ async def read_retained(
 
 def _retained(m: Any) -> Retained:
     return Retained(
-        m.topic, m.partition, m.offset, m.value, tuple(m.headers or ()), int(m.timestamp)
+        m.topic, m.partition, m.offset, m.value, tuple(m.headers or ()), int(m.timestamp), m.key
     )
 
 
