@@ -47,8 +47,12 @@ kcat:
 promtool:
 	bash deploy/dev/ensure-promtool.sh
 
+# Test processes: each takes whole modules (--dist loadfile), so a module's Kafka, workers and
+# services start once; each process starts its own session Kafka and PostgreSQL.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) kafka-jars postgres chromium kcat promtool lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP) kafka-jars
 	$(BIN)/accord demo
