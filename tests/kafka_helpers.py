@@ -7,6 +7,7 @@ reach it as its ``admin`` (the super user) unless they act as a principal on pur
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -145,3 +146,20 @@ def envelope_key(value: bytes) -> bytes | None:
         return read_header(value).event_id.encode("ascii")
     except EnvelopeError:
         return None
+
+
+def free_client_port() -> int:
+    """A loopback port free now whose next port is free too (``accord kafka up`` takes both).
+
+    ``free_port`` alone is not enough when tests run in parallel: the port after it is often an
+    ephemeral port of some other client's connection at that moment.
+    """
+    while True:
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except (OSError, OverflowError):
+                continue
+            return port

@@ -229,11 +229,16 @@ class EmbeddedKafka:
         """Start the node if it is not running and wait until it answers a metadata request."""
         if (pid := self._running_pid()) is not None:
             return self._status(pid)
-        for port in (self.port, self.controller_port):
-            if _port_in_use(port):
-                raise DevKafkaError(
-                    f"port {port} on 127.0.0.1 is already in use; choose another with --port"
-                )
+        if _port_in_use(self.port):
+            raise DevKafkaError(
+                f"port {self.port} on 127.0.0.1 is already in use; choose another with --port"
+            )
+        if _port_in_use(self.controller_port):
+            # The controller's port is easy to miss: it is not on the command line.
+            raise DevKafkaError(
+                f"the controller's port {self.controller_port} on 127.0.0.1 (--port + 1 when the"
+                " data folder was made) is already in use; choose another --port or --data"
+            )
         java = self._java()
         classpath = str(ensure_kafka_jars(self.home) / "*")
         config = self._write_config()

@@ -32,7 +32,7 @@ from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_SHARED, deliver, ingress
 from tests.conftest import _accord_home
 from tests.e2e.installs import REPO, build_wheels, venv_with
-from tests.kafka_helpers import admin_env, clients, read_to_end
+from tests.kafka_helpers import admin_env, clients, free_client_port, read_to_end
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +165,7 @@ def test_the_demo_runs_the_broker_end_to_end_and_serves_the_console(
     audit log it leaves verifies; it stops cleanly and leaves Kafka up, as it says."""
     # The demo reuses a broker's saved ports: start one on free ports so no fixed port is
     # needed (a developer's own `make demo` may hold 9092).
-    up = _accord(server_bin, "kafka", "up", "--port", str(free_port()), env=demo_env)
+    up = _accord(server_bin, "kafka", "up", "--port", str(free_client_port()), env=demo_env)
     assert up.returncode == 0, up.stderr
     console_port = free_port()
     try:

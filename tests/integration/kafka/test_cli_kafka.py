@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.devkafka import free_port
+from tests.kafka_helpers import free_client_port
 
 
 def _accord(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -27,7 +27,7 @@ def _accord(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def test_kafka_up_status_down_round_trip(tmp_path: Path) -> None:
     data = tmp_path / "kafka-data"
     env = dict(os.environ)
-    port = free_port()
+    port = free_client_port()
     up = _accord("kafka", "up", "--port", str(port), "--data", str(data), env=env)
     try:
         assert up.returncode == 0, up.stderr
@@ -61,4 +61,21 @@ def test_kafka_up_on_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"port {port}" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_kafka_up_names_the_controllers_port_when_that_is_the_one_taken(tmp_path: Path) -> None:
+    import socket
+
+    port = free_client_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port + 1))
+        busy.listen()
+        result = _accord(
+            "kafka", "up", "--port", str(port), "--data", str(tmp_path / "d"), env=dict(os.environ)
+        )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"controller's port {port + 1}" in lines[0]
     assert "Traceback" not in result.stderr
