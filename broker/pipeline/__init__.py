@@ -36,7 +36,9 @@ Consent records, ``accord.consent``:
 
 Every task, at the close of each transaction: ``recall`` — for each withdrawal filed (by any
 worker) that covers a share this task made under a grant recorded no later than it, a notice
-to that recipient (``consent_withdrawn_notice``), and those shares forgotten.
+to that recipient (``consent_withdrawn_notice``), and those shares forgotten. A task with
+no record pending closes a transaction for a recall that is due: a quiet partition does not
+hold a withdrawal notice back until its next record.
 
 Access acknowledgements, ``accord.access``:
 

@@ -120,6 +120,18 @@ def recall(services: Services, state: WorkerState) -> list[Effect]:
     return effects
 
 
+def recall_due(state: WorkerState) -> bool:
+    """Whether a withdrawal filed since the last ``recall`` covers a subject this task shared
+    under consent: the loop then closes a transaction even with no record pending, so a
+    quiet partition does not hold a recall back until its next record."""
+    table = state.consents
+    return any(
+        key in state.shares
+        for filed in table.withdrawals[state.recalled_upto :]
+        for key in filed.keys
+    )
+
+
 def _recall_one(services: Services, state: WorkerState, filed: Filed) -> list[Effect]:
     record = filed.record
 

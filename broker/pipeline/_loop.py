@@ -288,7 +288,7 @@ class TransactionalLoop:
 
     def _start_commits(self) -> None:
         for task in self._tasks.values():
-            if task.in_flight is None and task.pending and not task.closed:
+            if task.in_flight is None and not task.closed and task.due():
                 done = task.close_batch()
                 task.in_flight = asyncio.create_task(
                     task.commit(done, self._sender.send_all), name=f"accord-commit-{task.tp}"

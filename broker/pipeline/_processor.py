@@ -22,7 +22,7 @@ from broker.errors import ConfigError
 from broker.kafka import header_key_bytes, undecodable
 from broker.linkage import Linker
 from broker.pipeline._access import access_chain
-from broker.pipeline._consent import consent_chain, recall
+from broker.pipeline._consent import consent_chain, recall, recall_due
 from broker.pipeline._effects import (
     Audit,
     ConsentShare,
@@ -130,6 +130,10 @@ class Processor:
     def recalls(self) -> list[OutRecord]:
         """Withdrawal notices for this task's shares that a withdrawal now recalls."""
         return self.outbox.apply(recall(self.services, self.services.state))
+
+    def recall_due(self) -> bool:
+        """Whether ``recalls`` has a withdrawal to pass on (see ``_consent.recall_due``)."""
+        return recall_due(self.services.state)
 
     def adopt(self, legacy: dict[str, list[ConsentShare]]) -> list[OutRecord]:
         """Take on the shares an older, single-worker Accord recorded, retiring its entries."""

@@ -84,6 +84,10 @@ class Task:
         self.closed = False
         self.position: int | None = None  # the next offset to process (None: not known yet)
 
+    def due(self) -> bool:
+        """Whether a transaction should start: records pending, or a recall to send."""
+        return bool(self.pending) or self.processor.recall_due()
+
     def close_batch(self) -> Batch:
         """Seal the pending batch for its transaction: recalls due, offset, checkpoint, head."""
         done, self.pending = self.pending, Batch()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -52,11 +53,12 @@ from broker.keys import FileKeyStore
 from broker.policy import Policy
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
+from broker.topics import desk_flags_internal
 from broker.webauth import UserFile
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
 from tests.e2e.test_desk_flags import FlagService
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, prepared, read_audit
-from tests.kafka_helpers import clients, kafka_env, settings_as
+from tests.kafka_helpers import clients, kafka_env, read_to_end, settings_as
 
 pytestmark = pytest.mark.slow
 
@@ -194,11 +196,34 @@ async def setup_world(
         bootstrap, lambda a: any(r.kind is AuditKind.CONSENT_RECORDED for r in a), "consent"
     )
     events = contacts(fam, child)
-    for event in events:
+    team_view = {k: child[k] for k in ("nhs_number", "given_name", "family_name", "dob")}
+    key = child_key(desk_linkage_key(keys.path), team_view)
+    assert key is not None
+    for held, event in enumerate(events, start=1):
         async with Publisher(event["sender"], keys, clients(bootstrap, event["sender"])) as pub:
             await pub.publish(event)
+        # Oldest first, each once the flag service holds the one before: a record reaching
+        # the desk after a later one sees only its own window (the flag would differ), and
+        # records on different partitions may otherwise reach it in either order.
+        await until_held(bootstrap, key, held)
     del policy
     return child, events, consent
+
+
+async def until_held(bootstrap: str, child: str, records: int) -> None:
+    """Until the team's flag service's window state for ``child`` holds ``records`` records
+    (the last write under the child's key to its window table's changelog)."""
+    changelog = desk_flags_internal(TEAM)[0]
+    wanted = json.dumps(child).encode()  # faust writes a table's keys as JSON
+    held = 0
+    for _ in range(240):
+        writes = [m for m in await read_to_end(bootstrap, changelog, isolation="read_uncommitted")
+                  if m.key == wanted and m.value is not None]  # fmt: skip
+        held = len(json.loads(writes[-1].value)["recs"]) if writes else 0
+        if held >= records:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the flag service holds {held} of the child's {records} records")
 
 
 def nudge(referral_id: str) -> dict[str, Any]:

@@ -284,6 +284,29 @@ def test_consent_lets_the_hub_share_and_withdrawal_stops_it_and_notifies(
     assert hub[-1].data["reason"] == "consent-withdrawn"
 
 
+def test_a_recall_is_due_once_a_withdrawal_covers_a_consent_share_and_not_after_it_is_sent(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """What lets the loop send a withdrawal notice from a partition with no record pending."""
+    processor = make_processor()
+
+    def feed(topic: str, sender: str, payload: dict[str, Any], **how: Any) -> None:
+        processor.handle(topic, 0, 1, *seal_as(pipeline_keys, sender, payload, topic=topic,
+                                                **how), at=AT)  # fmt: skip
+
+    consent = {"schema": SCHEMA_CONSENT, "event_id": None}
+    feed(CONSENT, "sandwell-coord", _consent("given", "2026-10-01T09:00:00Z"), **consent)
+    assert not processor.recall_due()  # a grant recalls nothing
+    feed(ingress("wmp"), "wmp", incident())
+    processor.recalls()  # the share's own transaction closes
+    assert not processor.recall_due()
+
+    feed(CONSENT, "sandwell-coord", _consent("withdrawn", "2026-11-01T15:30:00Z"), **consent)
+    assert processor.recall_due()
+    assert processor.recalls()  # the notice and its audit record
+    assert not processor.recall_due()
+
+
 def test_a_withdrawal_naming_the_nhs_number_and_demographics_reaches_a_child_named_without_one(
     run: Run, pipeline_keys: FileKeyStore
 ) -> None:
