@@ -102,6 +102,10 @@ class _Replay:
         return [OutRecord(r.topic, place, r.value, r.headers) if r.topic == WATCHED else r
                 for r in template]  # fmt: skip
 
+    def recall_due(self) -> bool:
+        """No consent is ever filed here, so no withdrawal notice is ever due."""
+        return False
+
     def consumed(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
         """The offsets, as the worker's changelog holds them (the head entry is left out)."""
         return [OutRecord(STATE, f"o:{t}:{p}".encode(), str(o).encode())

@@ -48,13 +48,13 @@ from broker._canonical import canonical_json
 from broker.config import KafkaSettings, Settings
 from broker.devkafka import EmbeddedKafka, free_port
 from broker.envelope import Sealer
-from broker.kafka import KafkaClients, client_settings
+from broker.kafka import KafkaClients, TopicPartition, client_settings
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.policy import load_bundle
 from broker.provision import provision
 from broker.sdk import Publisher, Subscriber, default_replay_file
 from broker.synthetic import SyntheticFamilies
-from broker.topics import SCHEMA_EVENT, ingress
+from broker.topics import SCHEMA_EVENT, deliver, ingress
 
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = REPO / "policies"
@@ -338,17 +338,23 @@ async def _latency(
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
     done = asyncio.Event()
+    listening = asyncio.Event()
+    group = "sandwell-coord.bench-latency"
+    # The throughput phase's records are not this phase's: the subscriber starts at the
+    # topic's end, or it would first open thousands of old records and time that catch-up.
+    await _start_at_end(_as(settings, "sandwell-coord"), deliver("sandwell-coord"), group)
 
     async def receive() -> None:
         async with Subscriber(
             "sandwell-coord",
             keys,
             _as(settings, "sandwell-coord"),
-            group="sandwell-coord.bench-latency",
+            group=group,
             # The run's own home: event ids repeat from run to run (seeded).
-            replay_memory=default_replay_file("sandwell-coord.bench-latency", settings.home),
+            replay_memory=default_replay_file(group, settings.home),
         ) as sub:
-            # Skip the throughput phase's records: only events of this phase are timed.
+            await sub.poll(0.2)  # joined, with its partitions: publishing may begin
+            listening.set()
             while not done.is_set() or len(latencies) < len(sent_at):
                 for record in await sub.poll(0.2):
                     t = sent_at.get(record.message.event_id)  # type: ignore[union-attr]
@@ -359,6 +365,7 @@ async def _latency(
 
     last = [time.perf_counter()]
     receiver = asyncio.create_task(receive())
+    await listening.wait()
     async with Publisher(SENDER, keys, _as(settings, SENDER)) as pub:
         interval = 1 / rate
         start = next_at = time.perf_counter()
@@ -379,6 +386,19 @@ async def _latency(
     done.set()
     await receiver
     return latencies
+
+
+async def _start_at_end(kafka: KafkaClients, topic: str, group: str) -> None:
+    """Commit ``group``'s offsets at ``topic``'s end now (provisioned with PARTITIONS)."""
+    consumer = kafka.consumer(client_id="bench-latency-start", group=group)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        await consumer.commit({tp: int(o) for tp, o in ends.items()})
+    finally:
+        await consumer.stop()
 
 
 def run(
