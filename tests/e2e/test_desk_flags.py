@@ -141,6 +141,19 @@ def _expected(
     return out
 
 
+def started_worker_and_flags(
+    home: Path, keys: FileKeyStore, bootstrap: str
+) -> tuple[WorkerProcess, FlagService]:
+    """The worker and the team's flag service, both on one partition (each step reaches the
+    team in the order it was sent), started."""
+    worker = WorkerProcess(home, keys, bootstrap, POLICIES)
+    worker.env["ACCORD_KAFKA__PARTITIONS"] = "1"
+    service = FlagService(home, keys, bootstrap)
+    worker.start()
+    service.start()
+    return worker, service
+
+
 class FlagService:
     """``python -m broker desk flags --as sandwell-coord``, logs to a file."""
 
@@ -230,11 +243,7 @@ async def test_a_month_of_contacts_raises_exactly_the_rules_flags_across_a_crash
     rules_seen = Counter(rule for rule, _, _ in expected)
     assert set(rules_seen) == {r for r, _, _ in every_rule}, rules_seen  # the script uses all
 
-    worker = WorkerProcess(tmp_path, keys, bootstrap, POLICIES)
-    worker.env["ACCORD_KAFKA__PARTITIONS"] = "1"
-    service = FlagService(tmp_path, keys, bootstrap)
-    worker.start()
-    service.start()
+    worker, service = started_worker_and_flags(tmp_path, keys, bootstrap)
     try:
         first, second = 14, 24
         sent = 0

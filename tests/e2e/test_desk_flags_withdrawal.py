@@ -27,8 +27,8 @@ from broker.provision import provision
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from broker.topics import deliver, desk_flags, desk_flags_internal
-from tests.e2e.test_desk_flags import TEAM, FlagService
-from tests.e2e.worker_proc import POLICIES, WorkerProcess, keystore_for, read_audit
+from tests.e2e.test_desk_flags import TEAM, started_worker_and_flags
+from tests.e2e.worker_proc import POLICIES, keystore_for, read_audit
 from tests.kafka_helpers import read_to_end, settings_as
 
 DAY = timedelta(days=1)
@@ -103,11 +103,7 @@ async def test_a_record_recalled_by_a_consent_withdrawal_no_longer_counts_toward
     police = [contact("wmp", "police.domestic_incident", 5),
               contact("wmp", "police.child_concern", 3)]  # fmt: skip
 
-    worker = WorkerProcess(tmp_path, keys, bootstrap, POLICIES)
-    worker.env["ACCORD_KAFKA__PARTITIONS"] = "1"
-    service = FlagService(tmp_path, keys, bootstrap)
-    worker.start()
-    service.start()
+    worker, service = started_worker_and_flags(tmp_path, keys, bootstrap)
     try:
         await _publish(bootstrap, keys, "swbh", _consent(child["nhs_number"], "given",
                                                           now - timedelta(minutes=2)))  # fmt: skip
