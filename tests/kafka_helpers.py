@@ -17,6 +17,7 @@ from aiokafka.admin import NewTopic
 from pydantic import SecretStr
 
 from broker.config import KafkaSettings
+from broker.devkafka import free_port
 from broker.kafka import KafkaClients, read_client_file
 
 _ADMIN: dict[str, KafkaSettings] = {}
@@ -149,15 +150,10 @@ def envelope_key(value: bytes) -> bytes | None:
 
 
 def free_client_port() -> int:
-    """A loopback port free now whose next port is free too (``accord kafka up`` takes both).
-
-    ``free_port`` alone is not enough when tests run in parallel: the port after it is often an
-    ephemeral port of some other client's connection at that moment.
-    """
+    """A loopback port free now whose next port is free too (``accord kafka up`` takes both)."""
     while True:
-        with socket.socket() as first, socket.socket() as second:
-            first.bind(("127.0.0.1", 0))
-            port: int = first.getsockname()[1]
+        port = free_port()
+        with socket.socket() as second:
             try:
                 second.bind(("127.0.0.1", port + 1))
             except (OSError, OverflowError):

@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,12 +48,35 @@ def new_cluster_id() -> str:
             return raw
 
 
+# Below the kernel's ephemeral range and above the well-known and most registered ports.
+_PICK_FROM = 20_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_low() -> int | None:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
+    """A TCP port on the loopback interface that is free right now.
+
+    Picked below the kernel's ephemeral range where that is known (Linux): a port the kernel
+    hands out (``bind`` to port 0) can be taken by any process's next outgoing connection in
+    the moment before a server binds it, which happens when tests run in parallel.
+    """
+    low = _ephemeral_low()
+    if low is not None and low > _PICK_FROM + 1_000:
+        for _ in range(200):
+            port = random.randrange(_PICK_FROM, low - 1)  # noqa: S311  # a port, not a secret
+            if not _port_in_use(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def _port_in_use(port: int) -> bool:
