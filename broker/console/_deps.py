@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from broker.audit import CheckpointVerifier
-from broker.config import ConsoleSettings
+from broker.config import ConsoleSettings, SchoolCalendar
 from broker.console._metrics import ConsoleMetrics
 from broker.governance import AuditSink, AuditStore
 
@@ -51,3 +51,5 @@ class ConsoleDeps:
     reopen: Callable[[], AuditStore] | None = None
     # What the ops server exports; a registry of its own unless the process shares one.
     metrics: ConsoleMetrics = field(default_factory=lambda: ConsoleMetrics(CollectorRegistry()))
+    # The school days Operation Encompass deadlines fall on (the dashboard's late notices).
+    schools: SchoolCalendar = field(default_factory=SchoolCalendar)

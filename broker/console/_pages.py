@@ -110,7 +110,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         days = days_ending(today, CHART_DAYS)
         since = datetime.combine(days[0], time(), tzinfo=deps.clock().tzinfo)
         window = Window(since=since, until=since + timedelta(days=CHART_DAYS))
-        report = governance_report(deps.store, window, policy=deps.policy, today=today)
+        report = governance_report(deps.store, window, policy=deps.policy, today=today,
+                                   schools=deps.schools, now=deps.clock())  # fmt: skip
         heads = deps.store.heads()
         return console.render(
             "dashboard.html",

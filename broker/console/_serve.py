@@ -96,6 +96,7 @@ async def run_console(
         index_wait=_waiter() if index else no_wait,
         reopen=reopen,
         metrics=ConsoleMetrics(registry),
+        schools=settings.schools,
     )
     cfg = settings.console
     server = uvicorn.Server(

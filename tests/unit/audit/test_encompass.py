@@ -44,11 +44,11 @@ DEADLINE = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)  # Monday, start of the sch
 SCHOOL_A, SCHOOL_B = "school-146201", "school-146202"
 
 
-def _notice_data(**extra: Any) -> dict[str, Any]:
+def encompass_notice_data(**extra: Any) -> dict[str, Any]:
     return decision("shared", recipient_kind="school", purpose="safeguarding", **extra)
 
 
-class _Chain:
+class EncompassChain:
     """A worker chain written at times the test chooses."""
 
     def __init__(self, keys: FileKeyStore, linker: Linker, chain: str = "worker:enc") -> None:
@@ -77,17 +77,17 @@ class _Chain:
 
 
 @pytest.fixture
-def notices(keys: FileKeyStore, linker: Linker) -> _Chain:
+def notices(keys: FileKeyStore, linker: Linker) -> EncompassChain:
     """Friday evening: four notices and three decisions that are not notices; over the
     weekend and on Monday, the schools open some of them."""
-    c = _Chain(keys, linker)
-    c.decided("e-open", SCHOOL_A, _notice_data())  # never opened
-    c.decided("e-ontime", SCHOOL_A, _notice_data())
-    c.decided("e-late", SCHOOL_B, _notice_data())
+    c = EncompassChain(keys, linker)
+    c.decided("e-open", SCHOOL_A, encompass_notice_data())  # never opened
+    c.decided("e-ontime", SCHOOL_A, encompass_notice_data())
+    c.decided("e-late", SCHOOL_B, encompass_notice_data())
     c.decided("e-override", SCHOOL_B, decision("shared_override", recipient_kind="school"))
     c.decided("e-hub", "cog-tipton", decision("shared"))  # a hub: no Encompass notice
     c.decided("e-refused", SCHOOL_A, decision("not_shared", recipient_kind="school"))
-    c.decided("e-edu", SCHOOL_A, _notice_data(event_type="education.attendance_concern"))
+    c.decided("e-edu", SCHOOL_A, encompass_notice_data(event_type="education.attendance_concern"))
     c.opened("e-ontime", SCHOOL_A, DEADLINE - timedelta(minutes=20))
     c.opened("e-late", SCHOOL_B, DEADLINE + timedelta(minutes=45))
     c.opened("e-late", SCHOOL_B, DEADLINE + timedelta(hours=3))  # a second look changes nothing
@@ -96,7 +96,7 @@ def notices(keys: FileKeyStore, linker: Linker) -> _Chain:
 
 
 def test_late_and_unread_notices_are_listed_by_school_and_on_time_ones_are_not(
-    store: AuditStore, verifier: KeystoreAuditVerifier, notices: _Chain
+    store: AuditStore, verifier: KeystoreAuditVerifier, notices: EncompassChain
 ) -> None:
     index_records(store, verifier, notices.signed())
     monday = DEADLINE + timedelta(hours=2)
@@ -115,7 +115,7 @@ def test_late_and_unread_notices_are_listed_by_school_and_on_time_ones_are_not(
 
 
 def test_nothing_is_late_before_the_deadline_or_when_the_school_was_closed(
-    store: AuditStore, verifier: KeystoreAuditVerifier, notices: _Chain
+    store: AuditStore, verifier: KeystoreAuditVerifier, notices: EncompassChain
 ) -> None:
     index_records(store, verifier, notices.signed())
     sunday = DEADLINE - timedelta(hours=20)
@@ -131,7 +131,7 @@ def test_nothing_is_late_before_the_deadline_or_when_the_school_was_closed(
 
 
 def test_the_governance_report_carries_the_late_notices_of_its_window(
-    store: AuditStore, verifier: KeystoreAuditVerifier, notices: _Chain
+    store: AuditStore, verifier: KeystoreAuditVerifier, notices: EncompassChain
 ) -> None:
     index_records(store, verifier, notices.signed())
     monday = DEADLINE + timedelta(hours=2)
@@ -153,7 +153,7 @@ def _sample(registry: CollectorRegistry, name: str, school: str) -> float | None
 
 
 def test_the_indexer_gauges_overdue_notices_and_counts_each_once_by_school(
-    store: AuditStore, verifier: KeystoreAuditVerifier, notices: _Chain
+    store: AuditStore, verifier: KeystoreAuditVerifier, notices: EncompassChain
 ) -> None:
     registry = CollectorRegistry()
     now = [DEADLINE - timedelta(hours=1)]
@@ -182,7 +182,7 @@ def test_the_indexer_gauges_overdue_notices_and_counts_each_once_by_school(
 
 
 def test_an_index_made_before_notices_were_kept_finds_them_when_it_migrates(
-    audit_db_url: str, audit_home: Path, verifier: KeystoreAuditVerifier, notices: _Chain,
+    audit_db_url: str, audit_home: Path, verifier: KeystoreAuditVerifier, notices: EncompassChain,
 ) -> None:  # fmt: skip
     old = open_store(audit_db_url, home=audit_home)
     index_records(old, verifier, notices.signed())
@@ -211,7 +211,7 @@ class _Monday(datetime):
 
 
 def test_accord_audit_report_has_an_operation_encompass_section_in_text_and_json(
-    store: AuditStore, verifier: KeystoreAuditVerifier, notices: _Chain, audit_db_url: str,
+    store: AuditStore, verifier: KeystoreAuditVerifier, notices: EncompassChain, audit_db_url: str,
     run_cli: Run, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     import broker.cli._audit
@@ -242,7 +242,7 @@ def test_accord_audit_report_has_an_operation_encompass_section_in_text_and_json
 
 
 def test_the_report_says_so_when_no_notice_is_late(
-    store: AuditStore, verifier: KeystoreAuditVerifier, notices: _Chain
+    store: AuditStore, verifier: KeystoreAuditVerifier, notices: EncompassChain
 ) -> None:
     from broker.cli._audit_render import report_json, report_text
 

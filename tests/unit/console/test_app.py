@@ -11,12 +11,20 @@ import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
-from broker.audit import AuditRecord
+from broker.audit import AuditRecord, KeystoreAuditVerifier
 from broker.console import UserFile
 from broker.governance import AuditStore, disclosure_log
+from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.policy import load_bundle
-from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS
+from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS, index_records
+from tests.unit.audit.test_encompass import (
+    DEADLINE,
+    SCHOOL_A,
+    SCHOOL_B,
+    EncompassChain,
+    encompass_notice_data,
+)
 from tests.unit.console.conftest import (
     OFFICER,
     PASSWORD,
@@ -435,3 +443,36 @@ def test_a_probe_with_free_text_for_an_id_keeps_that_text_out_of_the_log(
     [probe] = [q for q in sink.queries() if q.data["page"] == "overrides.review"]
     assert probe.data["detail"] == {"event_id": "(not an identifier)", "recipient": "school-1"}
     assert all("Hollis" not in r.to_bytes().decode() for r in sink.records)
+
+
+def test_the_dashboard_lists_encompass_notices_read_late_or_unread(
+    make_client: Callable[..., TestClient], store: AuditStore, keys: FileKeyStore,
+    linker: Linker, verifier: KeystoreAuditVerifier, clock: Clock,
+) -> None:  # fmt: skip
+    """Friday evening's notices are due Monday 08:30: at 10:30 one is unread, one was read
+    late, one on time (not listed)."""
+    chain = EncompassChain(keys, linker)
+    for event, school in (("e-open", SCHOOL_A), ("e-ontime", SCHOOL_A), ("e-late", SCHOOL_B)):
+        chain.decided(event, school, encompass_notice_data())
+    chain.opened("e-ontime", SCHOOL_A, DEADLINE - timedelta(minutes=20))
+    chain.opened("e-late", SCHOOL_B, DEADLINE + timedelta(minutes=45))
+    assert index_records(store, verifier, chain.signed()).breaks == []
+    clock.now = DEADLINE + timedelta(hours=2)
+    client = make_client()
+    sign_in(client)
+    page = client.get("/").text
+    assert re.search(r'id="encompass-late">2<', page)
+    row = r"<tr><td>([^<]+)</td><td><code>([^<]+)</code></td>.*?<td>([a-z]+(?: [a-z]+)*)"
+    rows = re.findall(row, page)
+    assert rows == [(SCHOOL_A, "e-open", "open past deadline"),
+                    (SCHOOL_B, "e-late", "acknowledged late")]  # fmt: skip
+    assert "<td>2026-11-23 08:30 UTC</td>" in page  # the deadline: Monday's start (GMT)
+
+
+def test_the_dashboard_says_nothing_of_encompass_when_every_notice_was_read_in_time(
+    client: TestClient,
+) -> None:
+    sign_in(client)
+    page = client.get("/").text
+    assert re.search(r'id="encompass-late">0<', page)
+    assert 'id="encompass"' not in page

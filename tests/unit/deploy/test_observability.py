@@ -160,6 +160,7 @@ def test_the_dashboard_shows_what_operators_asked_for() -> None:
         "accord_audit_unsigned_oldest_seconds", "accord_audit_overrides_overdue",
         "accord_console_sign_ins_total", "accord_console_lookups_total",
         "accord_tls_certificate_expiry_timestamp_seconds", "up{",
+        "accord_audit_encompass_overdue", "accord_audit_encompass_late_total",
     ):  # fmt: skip
         assert needed in exprs, needed
 
