@@ -14,18 +14,11 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
+from fastapi.responses import Response
 from prometheus_client import generate_latest
 
 from broker.desk._deps import DeskDeps
-from broker.webauth import (
-    SECURITY_HEADERS,
-    Guard,
-    Session,
-    add_sign_in_routes,
-    bad_body,
-)
+from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
 
 __all__ = ["Desk", "create_desk_app"]
 
@@ -39,59 +32,24 @@ KIND_TITLES = {
 }
 
 
-class Desk:
+class Desk(WebPages):
     """Shared state of one desk process: deps, sessions, throttle and templates."""
 
     def __init__(self, deps: DeskDeps) -> None:
-        self.deps = deps
-        self.guard = Guard(deps.settings, deps.users, cookie=COOKIE, clock=deps.clock)
-        # The pages and sign-in use these by name.
-        self.sessions = self.guard.sessions
-        self.throttle = self.guard.throttle
-        self.templates = Environment(
-            loader=PackageLoader("broker.desk", "templates"),
-            autoescape=select_autoescape(default=True),
-            trim_blocks=True,
-            lstrip_blocks=True,
+        super().__init__(
+            Guard(deps.settings, deps.users, cookie=COOKIE, clock=deps.clock), "broker.desk"
         )
+        self.deps = deps
         self.templates.filters["when"] = _when
 
-    def session(self, request: Request) -> Session | None:
-        return self.guard.session(request)
-
-    def render(
-        self, name: str, session: Session | None, *, status: int = 200, **context: Any
-    ) -> HTMLResponse:
-        flash = list(session.flash) if session else []
-        if session:
-            session.flash.clear()
+    def page_context(self) -> dict[str, Any]:
         deps = self.deps
-        page = self.templates.get_template(name).render(
-            user=session.user if session else None,
-            csrf=session.csrf if session else "",
-            flash=flash,
-            party=deps.party,
-            party_name=deps.party_name,
-            kind=deps.kind,
-            kind_title=KIND_TITLES.get(deps.kind, deps.kind),
-            **context,
-        )
-        response = HTMLResponse(page, status_code=status)
-        if session is not None:
-            self.set_cookie(response, session)
-        return response
-
-    def set_cookie(self, response: Response, session: Session) -> None:
-        self.guard.set_cookie(response, session)
-
-    def redirect(self, to: str, session: Session | None = None) -> RedirectResponse:
-        response = RedirectResponse(to, status_code=303)
-        if session is not None:
-            self.set_cookie(response, session)
-        return response
-
-    def refused(self, why: str, *, status: int = 403) -> HTMLResponse:
-        return self.render("error.html", None, status=status, title="Refused", message=why)
+        return {
+            "party": deps.party,
+            "party_name": deps.party_name,
+            "kind": deps.kind,
+            "kind_title": KIND_TITLES.get(deps.kind, deps.kind),
+        }
 
 
 def _when(at: datetime | None) -> str:
@@ -106,31 +64,8 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
     desk = Desk(deps)
     app.state.desk = desk
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        if request.method == "POST" and (refusal := bad_body(request)) is not None:
-            response: Response = refusal
-        else:
-            response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        # The type only: a message could hold what the page was showing.
-        log.error("desk_error", path=request.url.path, error=type(exc).__name__)
-        page = desk.templates.get_template("error.html").render(
-            user=None, csrf="", flash=[], party=deps.party, party_name=deps.party_name,
-            title="Something went wrong",
-            message="The desk could not show this page. The error has been logged.",
-        )  # fmt: skip
-        return HTMLResponse(page, status_code=500, headers=SECURITY_HEADERS)
-
-    @app.get("/static/desk.css")
-    async def stylesheet() -> Response:
-        css = resources.files("broker.desk").joinpath("static/desk.css").read_text("utf-8")
-        return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+    own = resources.files("broker.desk").joinpath("static/desk.css").read_text("utf-8")
+    add_page_basics(app, desk, name="desk", log=log, css=own)
 
     @app.get("/metrics")
     async def metrics() -> Response:

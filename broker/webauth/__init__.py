@@ -1,10 +1,12 @@
 """Sign-in and the HTTP edge shared by Accord's web apps (the governance console, the desk).
 
 Accounts in a small file of Argon2id hashes and TOTP secrets, server-side sessions with a
-CSRF token each, sign-in throttling without lockout, known-device cookies, and the security
-headers and form bounds every page answers with.
+CSRF token each, sign-in throttling without lockout, known-device cookies, the security
+headers and form bounds every page answers with, and the shell around an app's pages
+(``WebPages``, ``add_page_basics``: rendering, redirects, the error page, one stylesheet).
 """
 
+from broker.webauth._app import WebPages, add_page_basics
 from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key
 from broker.webauth._guard import Guard
 from broker.webauth._routes import SignInPages, add_sign_in_routes
@@ -41,6 +43,8 @@ __all__ = [
     "SignInThrottle",
     "TotpEnrolment",
     "UserFile",
+    "WebPages",
+    "add_page_basics",
     "add_sign_in_routes",
     "bad_body",
     "check_sign_in",

@@ -81,7 +81,8 @@ SURFACES = {
     "broker.webauth": {
         "CSP", "DEVICE_COOKIE", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account", "Attempt",
         "DeviceCookies", "Guard", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment",
-        "UserFile", "SignInCheck", "SignInPages", "add_sign_in_routes", "bad_body",
+        "UserFile", "SignInCheck", "SignInPages", "WebPages", "add_page_basics",
+        "add_sign_in_routes", "bad_body",
         "check_sign_in", "check_username", "client_key", "device_key", "form_field", "listen",
         "loopback", "read_form", "url_host",
     },

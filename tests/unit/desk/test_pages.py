@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 import structlog.testing
 from fastapi.testclient import TestClient
 
@@ -204,3 +205,42 @@ def test_the_desk_logs_who_and_what_but_never_a_child(
     text = repr(logs)
     for personal in ("Ruby", "Hart", "9993080233", "2016-02-11", "B70 8NR"):
         assert personal not in text
+
+
+def test_the_desk_serves_the_consoles_stylesheet_then_its_own_rules(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    """One stylesheet for the console and the desk (broker.webauth), the desk's rules after."""
+    from importlib import resources
+
+    shared = resources.files("broker.webauth").joinpath("static/accord.css").read_text("utf-8")
+    client, _ = make_client()
+    css = client.get("/static/desk.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    assert css.text.startswith(shared)
+    assert ".banner {" in css.text[len(shared) :]  # the withdrawal banner: the desk's own
+    assert css.headers["content-security-policy"]  # the security headers, as on every page
+
+
+def test_an_unexpected_error_is_the_desks_plain_page_logged_by_type_only(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]], store: DeskStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    client, _ = make_client()
+    client = TestClient(client.app, base_url=str(client.base_url), raise_server_exceptions=False)
+    sign_in(client)
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("store gone: 9997017463")
+
+    monkeypatch.setattr(store, "flags", broken)
+    with structlog.testing.capture_logs() as logs:
+        r = client.get("/")
+    assert r.status_code == 500
+    assert "The desk could not show this page" in r.text
+    assert "Sandwell-Coord" in r.text  # the desk's own page, naming its party
+    assert "9997017463" not in r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert [e["error"] for e in logs if e["event"] == "desk_error"] == ["RuntimeError"]
+    assert "9997017463" not in str(logs)

@@ -1,0 +1,112 @@
+"""What every web app of Accord's (the governance console, a desk) has around its pages,
+written once: rendering with the session's user, CSRF token and flash messages; the security
+headers and the bound on form bodies on every response; a plain page, logged by type, for
+anything unexpected; and the stylesheet (the shared one, then the app's own rules)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from structlog.typing import FilteringBoundLogger
+
+from broker.webauth._guard import Guard
+from broker.webauth._sessions import Session
+from broker.webauth._web import SECURITY_HEADERS, bad_body
+
+__all__ = ["WebPages", "add_page_basics"]
+
+
+class WebPages:
+    """An app's sessions, templates (its package's ``templates/``) and responses.
+
+    ``page_context`` is what the app adds to every page it renders (a desk: its party).
+    """
+
+    def __init__(self, guard: Guard, package: str) -> None:
+        self.guard = guard
+        # The pages and sign-in use these by name.
+        self.sessions = guard.sessions
+        self.throttle = guard.throttle
+        self.templates = Environment(
+            loader=PackageLoader(package, "templates"),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def page_context(self) -> dict[str, Any]:
+        return {}
+
+    def session(self, request: Request) -> Session | None:
+        return self.guard.session(request)
+
+    def render(
+        self, name: str, session: Session | None, *, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        flash = list(session.flash) if session else []
+        if session:
+            session.flash.clear()
+        page = self.templates.get_template(name).render(
+            user=session.user if session else None,
+            csrf=session.csrf if session else "",
+            flash=flash,
+            **self.page_context(),
+            **context,
+        )
+        response = HTMLResponse(page, status_code=status)
+        if session is not None:
+            self.set_cookie(response, session)
+        return response
+
+    def set_cookie(self, response: Response, session: Session) -> None:
+        self.guard.set_cookie(response, session)
+
+    def redirect(self, to: str, session: Session | None = None) -> RedirectResponse:
+        response = RedirectResponse(to, status_code=303)
+        if session is not None:
+            self.set_cookie(response, session)
+        return response
+
+    def refused(self, why: str, *, status: int = 403) -> HTMLResponse:
+        return self.render("error.html", None, status=status, title="Refused", message=why)
+
+
+def add_page_basics(
+    app: FastAPI, pages: WebPages, *, name: str, log: FilteringBoundLogger, css: str = ""
+) -> None:
+    """Headers, body bound and error page on ``app``; ``GET /static/<name>.css`` serves the
+    shared stylesheet followed by ``css``, the app's own rules."""
+    stylesheet = resources.files("broker.webauth").joinpath("static/accord.css").read_text("utf-8")
+    if css:
+        stylesheet += "\n" + css
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        if request.method == "POST" and (refusal := bad_body(request)) is not None:
+            response: Response = refusal
+        else:
+            response = await call_next(request)
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette answers this outside the middleware, so the headers are set here too. The
+        # log names the exception's type and the path only: its message or traceback could
+        # hold what the page was showing.
+        log.error(f"{name}_error", path=request.url.path, error=type(exc).__name__)
+        page = pages.templates.get_template("error.html").render(
+            user=None, csrf="", flash=[], **pages.page_context(),
+            title="Something went wrong",
+            message=f"The {name} could not show this page. The error has been logged.",
+        )  # fmt: skip
+        return HTMLResponse(page, status_code=500, headers=SECURITY_HEADERS)
+
+    @app.get(f"/static/{name}.css")
+    async def stylesheet_route() -> Response:
+        return Response(stylesheet, media_type="text/css", headers={"Cache-Control": "max-age=300"})
