@@ -103,6 +103,14 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         form = await read_form(request)
         return form if session.csrf_ok(form_field(form, "csrf")) else None
 
+    def named(event_id: str, kind: str, event_type: str) -> StoredRecord | None:
+        """The record a page's address names, if this desk is a ``kind``'s and the record
+        an ``event_type``; None for anything else, so every miss looks the same."""
+        record = store.record(event_id) if _ID.fullmatch(event_id) else None
+        if deps.kind != kind or record is None or record.event_type != event_type:
+            return None
+        return record
+
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
         session = signed_in(request)
@@ -235,8 +243,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         session = signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
-        record = store.record(event_id) if _ID.fullmatch(event_id) else None
-        if deps.kind != "hub" or record is None or record.event_type != REFERRAL_TYPE:
+        record = named(event_id, "hub", REFERRAL_TYPE)
+        if record is None:
             return desk.refused("No such referral.", status=404)
         try:
             await viewed([record], session.user, VIEW_PURPOSE[deps.kind])
@@ -256,8 +264,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         form = await checked_form(request, session)
         if form is None:
             return desk.refused("Missing or wrong form token.")
-        record = store.record(event_id) if _ID.fullmatch(event_id) else None
-        if deps.kind != "hub" or record is None or record.event_type != REFERRAL_TYPE:
+        record = named(event_id, "hub", REFERRAL_TYPE)
+        if record is None:
             return desk.refused("No such referral.", status=404)
         outcome = form_field(form, "outcome") or ""
         summary = (form_field(form, "summary") or "").strip()
@@ -291,8 +299,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         session = signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
-        record = store.record(event_id) if _ID.fullmatch(event_id) else None
-        if deps.kind != "school" or record is None or record.event_type != ENCOMPASS_TYPE:
+        record = named(event_id, "school", ENCOMPASS_TYPE)
+        if record is None:
             return desk.refused("No such notice.", status=404)
         try:
             await viewed([record], session.user, VIEW_PURPOSE[deps.kind])
@@ -311,8 +319,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         form = await checked_form(request, session)
         if form is None:
             return desk.refused("Missing or wrong form token.")
-        record = store.record(event_id) if _ID.fullmatch(event_id) else None
-        if deps.kind != "school" or record is None or record.event_type != ENCOMPASS_TYPE:
+        record = named(event_id, "school", ENCOMPASS_TYPE)
+        if record is None:
             return desk.refused("No such notice.", status=404)
         if not record.hidden and store.encompass_ack(event_id) is None:
             try:
