@@ -9,7 +9,7 @@ Other files in the folder (``scenarios/``, notes) are not policy and are ignored
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -115,8 +115,14 @@ def _agreements(root: Path, problems: list[str]) -> list[tuple[Agreement, Locate
     return out
 
 
-def _restrictions(root: Path, problems: list[str]) -> tuple[list[Restriction], Located | None]:
-    path = root / "restrictions.yaml"
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _listed(
+    root: Path, key: str, model: type[_M], what: str, problems: list[str]
+) -> tuple[list[_M], Located | None]:
+    """``<key>.yaml``'s ``key:`` list, each item a ``model``; no file is an empty list."""
+    path = root / f"{key}.yaml"
     if not path.is_file():
         return [], None
     doc = _read(path, root, problems)
@@ -125,39 +131,13 @@ def _restrictions(root: Path, problems: list[str]) -> tuple[list[Restriction], L
     data = doc.data
     if data is None:
         return [], doc
-    if not isinstance(data, dict) or not isinstance(data.get("restrictions"), list):
-        problems.append(f"{doc.where(())}: expected 'restrictions:' holding a list")
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        problems.append(f"{doc.where(())}: expected '{key}:' holding a list{what}")
         return [], doc
-    for key in data:
-        if key != "restrictions":
-            problems.append(f"{doc.where((key,))}: unknown key")
-    out = []
-    for i, body in enumerate(data["restrictions"]):
-        item = _model(Restriction, body, doc, ("restrictions", i), problems)
-        if item is not None:
-            out.append(item)
-    return out, doc
-
-
-def _flags(root: Path, problems: list[str]) -> tuple[list[FlagRule], Located | None]:
-    path = root / "flags.yaml"
-    if not path.is_file():
-        return [], None
-    doc = _read(path, root, problems)
-    if doc is None:
-        return [], None
-    data = doc.data
-    if data is None:
-        return [], doc
-    if not isinstance(data, dict) or not isinstance(data.get("flags"), list):
-        problems.append(f"{doc.where(())}: expected 'flags:' holding a list of flag rules")
-        return [], doc
-    for key in data:
-        if key != "flags":
-            problems.append(f"{doc.where((key,))}: unknown key")
-    out = []
-    for i, body in enumerate(data["flags"]):
-        item = _model(FlagRule, body, doc, ("flags", i), problems)
+    problems.extend(f"{doc.where((other,))}: unknown key" for other in data if other != key)
+    out: list[_M] = []
+    for i, body in enumerate(data[key]):
+        item = _model(model, body, doc, (key, i), problems)
         if item is not None:
             out.append(item)
     return out, doc
@@ -195,9 +175,9 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
     problems: list[str] = []
     parties, parties_doc = _parties(root, problems)
     agreements = _agreements(root, problems)
-    restrictions, restrictions_doc = _restrictions(root, problems)
+    restrictions, restrictions_doc = _listed(root, "restrictions", Restriction, "", problems)
     authorities, authorities_doc = _authorities(root, problems)
-    flags, flags_doc = _flags(root, problems)
+    flags, flags_doc = _listed(root, "flags", FlagRule, " of flag rules", problems)
     bundle = Bundle(
         parties=parties,
         agreements=tuple(a for a, _ in agreements),
