@@ -21,10 +21,11 @@ from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._processor import Processor
 from broker.pipeline._state import TaskId, WorkerState
 from broker.pipeline._view import StateView
-from broker.topics import AUDIT, STATE, ingress
-from tests.unit.pipeline.test_processor import incident, seal_as
+from broker.topics import AUDIT, CONSENT, SCHEMA_CONSENT, STATE, deliver, ingress
+from tests.unit.pipeline.test_processor import _consent, incident, seal_as
 
 TP = TopicPartition(ingress("wmp"), 0)
+AT_LOOP = datetime(2026, 11, 22, 8, tzinfo=UTC)  # the loop's clock in these tests
 
 
 def _messages(keys: FileKeyStore, first: int, count: int) -> list[Any]:
@@ -195,7 +196,6 @@ class _Opened(list[Processor]):
 async def _loop(
     make_processor: Callable[..., Processor], consumer: _Consumer, producer: _Producer
 ) -> tuple[TransactionalLoop, _Opened, _Handover]:
-    at = datetime(2026, 11, 22, 8, tzinfo=UTC)
     clients = _Clients(consumer, producer)
     handover, opened = _Handover(), _Opened()
 
@@ -205,7 +205,7 @@ async def _loop(
         opened.append(processor)
         return processor, processor.policy_loaded(processor.services.policy, source="test")
 
-    loop = TransactionalLoop(clients, client_id="c", clock=lambda: at, handover=handover,
+    loop = TransactionalLoop(clients, client_id="c", clock=lambda: AT_LOOP, handover=handover,
                              open_task=open_task, max_batch=10)  # fmt: skip
     await loop.start()
     await loop.on_partitions_assigned([TP])
@@ -316,3 +316,42 @@ async def test_records_below_the_committed_offset_are_skipped_whatever_the_fetch
     [task] = loop._tasks.values()
     assert task.pending.stamps == [0, 0]  # 42 and 43 only
     assert task.pending.next_offset == 44
+
+
+async def test_a_withdrawal_notice_leaves_a_partition_with_no_record_pending(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """The hub got a record under consent; the family withdraws it; nothing else arrives: the
+    task commits the notice at once, not at its next record (nor only at the stop)."""
+    stop = asyncio.Event()
+    producer = _Producer()
+    idle: list[int] = []
+    before_stop: list[list[tuple[str, bytes | None, bytes]]] = []
+
+    def notices(transactions: list[list[tuple[str, bytes | None, bytes]]]) -> list[bytes]:
+        return [k for records in transactions for t, k, _ in records
+                if t == deliver("cog-tipton") and k and k.startswith(b"withdrawal-")]  # fmt: skip
+
+    def on_idle() -> None:
+        idle.append(1)
+        if len(idle) == 1:  # what the worker learnt meanwhile, as its tasks would file it
+            [processor] = opened
+            for state, at in (("given", "2026-10-01T09:00:00Z"), (None, None),
+                              ("withdrawn", "2026-11-01T15:30:00Z")):  # fmt: skip
+                if state is None:
+                    value, headers = seal_as(pipeline_keys, "wmp", incident(), topic=TP.topic)
+                    processor.handle(TP.topic, 0, 90, value, headers, at=AT_LOOP)
+                    continue
+                value, headers = seal_as(pipeline_keys, "sandwell-coord", _consent(state, at),
+                                         topic=CONSENT, schema=SCHEMA_CONSENT)  # fmt: skip
+                processor.handle(CONSENT, 0, 0, value, headers, at=AT_LOOP)
+            assert processor.recall_due()
+        elif len(idle) == 4:
+            before_stop.extend(producer.transactions)
+            stop.set()
+
+    consumer = _Consumer([], on_idle=on_idle)
+    loop, opened, _ = await _loop(make_processor, consumer, producer)
+    await asyncio.wait_for(loop.run(stop), timeout=10)
+    assert len(notices(before_stop)) == 1
+    assert len(notices(producer.transactions)) == 1  # and not again at the stop
