@@ -27,17 +27,18 @@ def register(desk: typer.Typer) -> None:
         """Raise flags.yaml's flags over the party's deliveries, on accord.desk.PARTY.flags."""
         import faust
 
-        from broker.desk import FlagServiceOptions, build_flags_app, desk_linkage_key
+        from broker.desk import (
+            FlagServiceOptions,
+            build_flags_app,
+            check_desk_party,
+            desk_linkage_key,
+        )
         from broker.kafka import client_settings
         from broker.policy import Policy
 
         settings = load_settings()
         policy = Policy.load(policies or settings.policies)
-        found = policy.bundle.parties.get(party)
-        if found is None:
-            raise UsageError(f"--as: {party!r} is not a party of the policy bundle")
-        if found.kind == "agency":
-            raise UsageError(f"--as: {party!r} is an agency; it receives no deliveries")
+        check_desk_party(policy, party)  # a recipient's, active: as its desk
         if not policy.flag_rules:
             raise UsageError("the policy bundle has no flag rules (flags.yaml)")
         keys = keystore(settings, party)

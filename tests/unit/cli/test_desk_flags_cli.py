@@ -27,8 +27,8 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 @pytest.mark.parametrize(
     ("party", "message"),
     [
-        ("nobody", "'nobody' is not a party of the policy bundle"),
-        ("wmp", "'wmp' is an agency; it receives no deliveries"),
+        ("nobody", "--as nobody: no such party in the policy bundle"),
+        ("wmp", "--as wmp: a desk is for recipients, and wmp is an agency"),
     ],
 )
 def test_a_party_that_cannot_run_flags_is_one_line(
@@ -42,7 +42,7 @@ def test_a_party_that_cannot_run_flags_is_one_line(
     argv = ["desk", "flags", "--as", party, "--policies", str(REPO / "policies")]
     code, err = _run(argv, capsys)
     assert code != 0
-    assert err.strip() == f"accord: error: --as: {message}"
+    assert err.strip() == f"accord: error: {message}"
 
 
 def test_a_bundle_without_flag_rules_is_one_line(
