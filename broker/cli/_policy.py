@@ -188,6 +188,13 @@ def _test(paths: list[Path], policies: Path | None) -> int:
     from broker.errors import ScenarioInvalid
     from broker.policy import run_scenarios
 
+    for path in paths:
+        if (path / "parties.yaml").is_file():
+            # Its YAML files are not scenarios: each would fail, which says nothing useful.
+            raise UsageError(
+                f"{path} is a policy bundle, not scenarios; to run its scenarios under it: "
+                f"accord policy test {path / 'scenarios'} --policies {path}"
+            )
     default = _default_policies(policies)
     try:
         results = run_scenarios(paths, default, flag_runner=run_flag_scenario)

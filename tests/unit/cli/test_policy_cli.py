@@ -486,6 +486,20 @@ def test_test_a_missing_path_is_a_usage_error(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_test_given_a_policy_bundle_says_where_its_scenarios_are(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not twelve failures, one per bundle file read as a scenario: one line with the fix."""
+    monkeypatch.chdir(REPO)
+    code, out, err = _run(["policy", "test", "policies"], capsys)
+    assert code == 2
+    assert out == ""
+    assert err.strip().splitlines() == [
+        "accord: error: policies is a policy bundle, not scenarios; to run its scenarios under "
+        "it: accord policy test policies/scenarios --policies policies"
+    ]
+
+
 def test_the_project_scenarios_pass_through_the_cli(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
