@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import subprocess
@@ -53,12 +52,11 @@ from broker.keys import FileKeyStore
 from broker.policy import Policy
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
-from broker.topics import desk_flags_internal
 from broker.webauth import UserFile
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
-from tests.e2e.test_desk_flags import FlagService
+from tests.e2e.test_desk_flags import FlagService, window_ids
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, prepared, read_audit
-from tests.kafka_helpers import clients, kafka_env, read_to_end, settings_as
+from tests.kafka_helpers import clients, kafka_env, settings_as
 
 pytestmark = pytest.mark.slow
 
@@ -211,15 +209,10 @@ async def setup_world(
 
 
 async def until_held(bootstrap: str, child: str, records: int) -> None:
-    """Until the team's flag service's window state for ``child`` holds ``records`` records
-    (the last write under the child's key to its window table's changelog)."""
-    changelog = desk_flags_internal(TEAM)[0]
-    wanted = json.dumps(child).encode()  # faust writes a table's keys as JSON
+    """Until the team's flag service's window state for ``child`` holds ``records`` records."""
     held = 0
     for _ in range(240):
-        writes = [m for m in await read_to_end(bootstrap, changelog, isolation="read_uncommitted")
-                  if m.key == wanted and m.value is not None]  # fmt: skip
-        held = len(json.loads(writes[-1].value)["recs"]) if writes else 0
+        held = len(await window_ids(bootstrap, child) or [])
         if held >= records:
             return
         await asyncio.sleep(0.5)

@@ -25,7 +25,7 @@ from broker.policy import Policy, load_bundle
 from broker.provision import provision
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
-from broker.topics import deliver, desk_flags
+from broker.topics import deliver, desk_flags, desk_flags_internal
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, keystore_for
 from tests.kafka_helpers import kafka_env, read_to_end, settings_as
 
@@ -139,6 +139,18 @@ def _expected(
                     ids.sort(key=[e["event_id"] for e in events].index)
                     out.append((rule, nhs, tuple(ids)))
     return out
+
+
+async def window_ids(bootstrap: str, child: str) -> list[str] | None:
+    """The event ids the flag service holds for ``child`` (its window table's changelog,
+    last write under the child's key), or None before its first."""
+    wanted = json.dumps(child).encode()  # faust writes a table's keys as JSON
+    writes = [m for m in await read_to_end(bootstrap, desk_flags_internal(TEAM)[0],
+                                           isolation="read_uncommitted")
+              if m.key == wanted and m.value is not None]  # fmt: skip
+    if not writes:
+        return None
+    return [rec[2] for rec in json.loads(writes[-1].value)["recs"]]  # (t, seq, id, …)
 
 
 def started_worker_and_flags(

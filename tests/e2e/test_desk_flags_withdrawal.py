@@ -26,8 +26,8 @@ from broker.policy import load_bundle
 from broker.provision import provision
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
-from broker.topics import deliver, desk_flags, desk_flags_internal
-from tests.e2e.test_desk_flags import TEAM, started_worker_and_flags
+from broker.topics import deliver, desk_flags
+from tests.e2e.test_desk_flags import TEAM, started_worker_and_flags, window_ids
 from tests.e2e.worker_proc import POLICIES, keystore_for, read_audit
 from tests.kafka_helpers import read_to_end, settings_as
 
@@ -63,18 +63,6 @@ async def _until(what: str, check: Any, *, within: float = 120.0) -> Any:
             return got
         assert time.monotonic() < deadline, f"not within {within:g} s: {what}"
         await asyncio.sleep(0.5)
-
-
-async def _window(bootstrap: str, child: str) -> list[str] | None:
-    """The event ids the flag service holds for ``child`` (its window table's changelog,
-    last write under the child's key), or None before its first."""
-    wanted = json.dumps(child).encode()  # faust writes a table's keys as JSON
-    writes = [m for m in await read_to_end(bootstrap, desk_flags_internal(TEAM)[0],
-                                           isolation="read_uncommitted")
-              if m.key == wanted and m.value is not None]  # fmt: skip
-    if not writes:
-        return None
-    return [rec[2] for rec in json.loads(writes[-1].value)["recs"]]  # (t, seq, id, …)
 
 
 async def test_a_record_recalled_by_a_consent_withdrawal_no_longer_counts_toward_flags(
@@ -115,7 +103,7 @@ async def test_a_record_recalled_by_a_consent_withdrawal_no_longer_counts_toward
         await _publish(bootstrap, keys, "swbh", ae)
 
         async def held_ae() -> bool:
-            return ae["event_id"] in (await _window(bootstrap, key) or [])
+            return ae["event_id"] in (await window_ids(bootstrap, key) or [])
 
         await _until("the flag service holds the A&E record", held_ae)
         decided = [r for r in await read_audit(bootstrap)
@@ -127,7 +115,7 @@ async def test_a_record_recalled_by_a_consent_withdrawal_no_longer_counts_toward
                                                           now - timedelta(minutes=1)))  # fmt: skip
 
         async def forgotten() -> bool:
-            window = await _window(bootstrap, key)
+            window = await window_ids(bootstrap, key)
             return window is not None and ae["event_id"] not in window
 
         await _until("the flag service forgets the recalled record", forgotten)
@@ -139,7 +127,7 @@ async def test_a_record_recalled_by_a_consent_withdrawal_no_longer_counts_toward
             await _publish(bootstrap, keys, "wmp", event)
 
             async def held(event_id: str = event["event_id"]) -> bool:
-                return event_id in (await _window(bootstrap, key) or [])
+                return event_id in (await window_ids(bootstrap, key) or [])
 
             await _until("the flag service holds the police record", held)
 
