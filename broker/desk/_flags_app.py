@@ -1,22 +1,25 @@
 """The flag service: a faust-streaming app over a party's delivery topic (docs/desk.md, "Flags").
 
-Three agents and two tables, all under the party's own Kafka prefix ``accord.desk.<party>.``:
+Three steps and two tables, all under the party's own Kafka prefix ``accord.desk.<party>.``:
 
-1. ``open_records`` reads ``accord.deliver.<party>`` (raw bytes), opens each record with the
-   party's own key (the envelope ``Opener`` the SDK uses: signature, recipient, topic and key
-   checks; only the broker's records count), and sends one message per child subject to
-   ``<app id>-bychild`` keyed by child key, so all of a child's records meet in one
-   partition. A withdrawal notice goes to every partition of both re-keyed topics.
-2. ``flag`` keeps each child's window state (:data:`broker.desk.ChildState`) in the
-   changelog-backed table ``windows``, publishes every child-rule flag raised, as
+1. ``open_records`` (:mod:`._flags_source`, our own consumer, not faust's: faust mis-tracks
+   offsets on a topic written in transactions) reads ``accord.deliver.<party>``, opens each
+   record with the party's own key (the envelope ``Opener`` the SDK uses: signature,
+   recipient, topic and key checks; only the broker's records count), and sends one message
+   per child subject to ``<app id>-bychild`` keyed by child key, so all of a child's records
+   meet in one partition. A withdrawal notice goes to every partition of both re-keyed
+   topics. A record's offset is committed once all it sent on is acknowledged.
+2. the faust agent ``flag`` keeps each child's window state (:data:`broker.desk.ChildState`)
+   in the changelog-backed table ``windows``, publishes every child-rule flag raised, as
    ``desk-flag.v1`` JSON keyed by ``flag_id``, on ``accord.desk.<party>.flags``, and, when
    the bundle has household rules and the child a household, sends the household's step its
    message on ``<app id>-byhousehold``, keyed by household.
-3. ``households`` keeps each household's state in the table ``households`` and publishes the
-   household rules' flags the same way.
+3. the faust agent ``households`` keeps each household's state in the table ``households``
+   and publishes the household rules' flags the same way.
 
-The app id (and consumer group) is ``accord.desk.<party>.flags``; its topics are created by
-provisioning, with ``kafka.partitions`` partitions, which the service must use too.
+The app id (and the agents' consumer group) is ``accord.desk.<party>.flags``, the first step's
+group ``accord.desk.<party>.flags-open``; the topics are created by provisioning, with
+``kafka.partitions`` partitions, which the service must use too.
 
 Restarts lose nothing and repeat nothing, at least once underneath (faust-streaming 0.15's
 ``exactly_once`` picks each send's transaction by the destination partition, not the input
@@ -29,8 +32,8 @@ one, so a crash repeated a flag in our test; it is not used). Per record, in thi
   committed offset's effects are all in Kafka; records after it are processed again;
 - processed again, a record the restored state already holds is ignored (by event id; in a
   household, by event id and child), and a flag whose ``flag_id`` (deterministic) is
-  already on the flags topic is not sent again: the service reads the topic's ids once at
-  start.
+  already on the flags topic is not sent again: the service reads the topic's ids once,
+  before its first flag.
 
 One flag service per party (no leader election): the ids it read at start are then all that
 could be on the topic.
@@ -38,9 +41,10 @@ could be on the topic.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -50,6 +54,7 @@ import structlog
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.desk._flag import Flag
 from broker.desk._flagging import FlagEngine, Placement, window_record
+from broker.desk._flags_source import DeliveryReader
 from broker.desk._household import HouseholdMessage, withdraw_household
 from broker.envelope import Opener
 from broker.errors import AccordError, EnvelopeError
@@ -168,23 +173,31 @@ class _Service:
         self.bychild, self.byhousehold, self.out = topics
         self.windows, self.households = tables
         self.published: set[str] | None = None
+        # Both agents may raise their first flag at once: one read of the topic, not two
+        # (a second, older read replacing the first could let a flag be sent twice).
+        self._reading = asyncio.Lock()
 
-    async def on_delivery_topic(self, value: bytes | None, headers: Any) -> None:
+    async def on_delivery(self, value: bytes | None, headers: Any) -> list[Awaitable[Any]]:
+        """Open one delivery-topic record and send it on, re-keyed; what was sent, to await
+        before the record's offset is committed."""
         message = self.opening.open(value, headers)
         if isinstance(message, WithdrawalNotice):
             body = json.dumps({"withdraw": list(message.event_ids)}).encode()
-            for topic in (self.bychild, self.byhousehold):
-                for p in self.everyone:
-                    await topic.send(key=None, value=body, partition=p)
-        elif isinstance(message, Delivery):
-            await self._route(message.view)
+            return [
+                await topic.send(key=None, value=body, partition=p)
+                for topic in (self.bychild, self.byhousehold)
+                for p in self.everyone
+            ]
+        if isinstance(message, Delivery):
+            return await self._route(message.view)
+        return []
 
-    async def _route(self, view: dict[str, Any]) -> None:
+    async def _route(self, view: dict[str, Any]) -> list[Awaitable[Any]]:
         try:
             record = window_record(view)
         except AccordError:
             log.warning("flags_record_skipped", party=self.party, reason="view-without-basics")
-            return
+            return []
         body = {
             "event_id": record.event_id,
             "occurred_at": record.occurred_at.isoformat(),
@@ -193,10 +206,12 @@ class _Service:
             "need_level": record.need_level,
             "categories": list(record.categories),
         }
+        sent = []
         for place in self.engine.placements(view):
             value = json.dumps({"child": place.child, "household": place.household,
                                 "residents": list(place.residents), "record": body})  # fmt: skip
-            await self.bychild.send(key=place.child.encode(), value=value.encode())
+            sent.append(await self.bychild.send(key=place.child.encode(), value=value.encode()))
+        return sent
 
     async def on_child_record(self, value: bytes, partition: int) -> None:
         msg = json.loads(value)
@@ -229,8 +244,9 @@ class _Service:
     async def _publish(self, raised: list[Flag]) -> None:
         if not raised:
             return
-        if self.published is None:
-            self.published = await published_flag_ids(self.kafka, desk_flags(self.party))
+        async with self._reading:
+            if self.published is None:
+                self.published = await published_flag_ids(self.kafka, desk_flags(self.party))
         new = [f for f in raised if f.flag_id not in self.published]
         for f in new:
             body = f.model_dump_json().encode()
@@ -280,7 +296,6 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
         # One service per party: no leader election (and no leader topic to create).
         topic_disable_leader=True,
     )
-    source = app.topic(deliver(party), key_serializer="raw", value_serializer="raw")
     bychild = app.topic(
         bychild_name, key_serializer="raw", value_serializer="raw", partitions=opts.partitions
     )
@@ -291,11 +306,8 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     windows = app.Table("windows", default=None, partitions=opts.partitions)
     households = app.Table("households", default=None, partitions=opts.partitions)
     service = _Service(opts, (bychild, byhousehold, out), (windows, households))
-
-    @app.agent(source)
-    async def open_records(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await service.on_delivery_topic(event.value, event.headers)
+    # The first step, run by the app as a task: started and cancelled with it.
+    app.task(DeliveryReader(opts.kafka, party, service.on_delivery).run)
 
     @app.agent(bychild)
     async def flag(stream: faust.StreamT[bytes]) -> None:

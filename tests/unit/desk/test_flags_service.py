@@ -4,12 +4,15 @@ topic is never sent again, and a withdrawal touches only its own partition's key
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from broker.config import KafkaSettings
-from broker.desk import FlagServiceOptions, child_key, household_key
+from broker.desk import FlagServiceOptions, _flags_app, child_key, household_key
 from broker.desk._flags_app import _Service
 from broker.kafka import partition_for
 from broker.keys import FileKeyStore
@@ -177,3 +180,27 @@ async def test_a_withdrawal_changes_only_its_own_partitions_households(tmp_path:
             k for k in service.households if partition_for(k.encode(), everyone) == p
         }
     assert all(not state["recs"] for state in service.households.values())
+
+
+async def test_the_flags_topic_is_read_once_when_both_agents_raise_their_first_flag_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second, slower read must not replace the first after a flag was sent and noted."""
+    reads: list[str] = []
+
+    async def read(kafka: KafkaSettings, topic: str) -> set[str]:
+        reads.append(topic)
+        await asyncio.sleep(0.05)
+        return set()
+
+    monkeypatch.setattr(_flags_app, "published_flag_ids", read)
+    service, log = _service(tmp_path)
+    service.published = None  # nothing read yet: the service has just started
+    await asyncio.gather(
+        service.on_child_record(_record("e1", NHS[0]), 0),
+        service.on_child_record(_record("e2", NHS[1]), 1),
+    )
+    assert reads == ["accord.desk.sandwell-coord.flags"]
+    sent = {body["flag_id"] for step, body in log if step == "send"}
+    assert len(sent) == 2
+    assert service.published == sent
