@@ -69,6 +69,11 @@ class KafkaClients:
             return None
         return self.settings.username
 
+    def check_login(self) -> None:
+        """Refuse now (``ConfigError``) a secured cluster with no login for this principal,
+        rather than at the first connection."""
+        self._secured()
+
     def _common(self, client_id: str) -> dict[str, Any]:
         return {
             "bootstrap_servers": self.settings.bootstrap,

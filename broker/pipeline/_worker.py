@@ -114,14 +114,26 @@ class Worker:
         self.policy: Policy | None = None  # the bundle in force, for tasks started from now
         self.started = asyncio.Event()  # set once consuming (topics, state and policy ready)
         self.heartbeat = Heartbeat(settings.worker.stale_after_seconds)
+        self._prepared: tuple[Policy, FileKeyStore, bytes] | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
-        settings, opts = self.settings, self.options
-        policy = self.policy = load_bundle(opts.policies)  # BundleInvalid: refuse a bad bundle
+    def prepare(self) -> tuple[Policy, FileKeyStore, bytes]:
+        """Read the bundle, the worker's keystore and its Kafka login, or refuse with one
+        error: before anything reaches the network (:func:`serve` calls it before its ops
+        server, whose certificate probe would otherwise speak first; :meth:`run` if not yet)."""
+        settings = self.settings
+        policy = load_bundle(self.options.policies)  # BundleInvalid: refuse a bad bundle
         # The worker's own keystore: its private keys, the directory, the linkage key.
         keys = FileKeyStore(settings.keystore_path(Principal.WORKER), settings.keystore.passphrase)
         linkage_key = keys.linkage_key()  # refuse to start without it: a new one unlinks all
         _require_signing_key(keys, self.clock())
+        self.kafka.check_login()
+        self._prepared = (policy, keys, linkage_key)
+        return self._prepared
+
+    async def run(self, stop: asyncio.Event) -> None:
+        opts = self.options
+        policy, keys, linkage_key = self._prepared or self.prepare()
+        self.policy = policy
         await check_topics(self.kafka, policy)
         reader, ends = await restore_state(self.kafka, keys, state_mac_key(linkage_key))
         for kind, count in reader.report.refused.items():
@@ -234,6 +246,7 @@ async def serve(worker: Worker, *, ops: OpsEndpoint | None = None) -> None:
     loop.add_signal_handler(signal.SIGHUP, worker.request_reload)
     loop.set_exception_handler(quiet_leftovers)
     endpoint = ops or worker.settings.worker
+    worker.prepare()  # a configuration error is the one line the operator sees
     try:
         async with serving_ops(
             endpoint,

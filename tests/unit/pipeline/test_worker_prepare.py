@@ -1,0 +1,65 @@
+"""The worker reads its bundle, keystore and Kafka login before anything reaches the network:
+a configuration error is the one thing the operator sees, not after the ops server's
+certificate probe has already tried the brokers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from broker.config import KafkaSettings, Settings
+from broker.errors import AccordError, ConfigError
+from broker.kafka import KafkaClients
+from broker.keys import FileKeyStore
+from broker.pipeline import Worker, WorkerOptions, serve
+from broker.pipeline import _worker as worker_module
+from broker.principals import Principal
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _worker(home: Path, kafka: KafkaSettings | None = None) -> Worker:
+    settings = Settings(home=home, policies=REPO / "policies")
+    return Worker(
+        settings,
+        WorkerOptions(policies=REPO / "policies"),
+        kafka=KafkaClients(kafka or KafkaSettings(username="worker", password="pw")),
+        registry=CollectorRegistry(),
+    )
+
+
+@pytest.fixture
+def ops_entered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    entered: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def serving_ops(*_: Any, **__: Any) -> AsyncIterator[None]:
+        entered.append("ops")
+        yield
+
+    monkeypatch.setattr(worker_module, "serving_ops", serving_ops)
+    return entered
+
+
+async def test_no_keystore_is_refused_before_the_ops_server_starts(
+    tmp_path: Path, ops_entered: list[str]
+) -> None:
+    with pytest.raises(AccordError, match="keystore"):
+        await serve(_worker(tmp_path))
+    assert ops_entered == []
+
+
+async def test_no_kafka_login_is_refused_before_the_ops_server_starts(
+    tmp_path: Path, ops_entered: list[str]
+) -> None:
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    keys.ensure_party(Principal.WORKER)
+    keys.set_linkage_key()
+    with pytest.raises(ConfigError, match="no Kafka login"):
+        await serve(_worker(tmp_path, KafkaSettings()))  # secured by default, no login
+    assert ops_entered == []
