@@ -238,7 +238,10 @@ class FlagEngine:
         recs = [r for r in state["recs"] if r[ID] not in gone]
         if len(recs) == len(state["recs"]):
             return None
-        return {**_copy(state), "recs": recs}
+        # Remembered as gone: a replay after a crash (or a re-read of the delivery topic)
+        # must not bring a withdrawn record back into the window.
+        left = [r[ID] for r in state["recs"] if r[ID] in gone]
+        return {**_copy(state), "recs": recs, "gone": [*state.get("gone", ()), *left]}
 
     def _trim(self, state: ChildState, horizon: int) -> None:
         kept = [r for r in state["recs"] if r[T] > horizon]

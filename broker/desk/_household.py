@@ -155,7 +155,8 @@ def withdraw_household(state: HouseholdState, event_ids: set[str]) -> HouseholdS
     recs = [r for r in state["recs"] if r[ID] not in event_ids]
     if len(recs) == len(state["recs"]):
         return None
-    return {**_copy(state), "recs": recs}
+    left = [r[ID] for r in state["recs"] if r[ID] in event_ids]  # as a child's: stays gone
+    return {**_copy(state), "recs": recs, "gone": [*state.get("gone", ()), *left]}
 
 
 def _trim(state: HouseholdState, horizon: int) -> None:

@@ -347,6 +347,17 @@ def test_withdrawn_records_leave_the_window() -> None:
 
     assert "multi" in rules_after([])
     assert "multi" not in rules_after(["w2", "unrelated"])
+    # Replayed after the withdrawal (a restart's reprocessing), the record stays out.
+    engine, states = _engine(), {}
+    engine.process(ev(1, 0, "wmp"), states)
+    engine.process(ev(2, 5, "swbh"), states)
+    [key] = states
+    changed = engine.withdraw(states[key], ["w2"])
+    assert changed is not None
+    states[key] = changed
+    assert engine.process(ev(2, 5, "swbh"), states) == []
+    assert [r[2] for r in states[key]["recs"]] == ["w1"]
+    assert "multi" not in [f.rule for f in engine.process(ev(3, 10, "wmp"), states)]
     engine, states = _engine(), {}
     engine.process(ev(1, 0, "wmp"), states)
     assert engine.withdraw(next(iter(states.values())), ["unrelated"]) is None
