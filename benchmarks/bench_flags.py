@@ -21,6 +21,7 @@ passthrough of the same records on the same broker, for the ratios.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -251,7 +252,7 @@ async def _watch(
     from aiokafka.errors import KafkaError
 
     from broker.kafka import KafkaClients, TopicPartition
-    from broker.topics import deliver, desk_flags, desk_flags_internal
+    from broker.topics import deliver, desk_flags, desk_flags_internal, desk_flags_reader
 
     changelog, bychild, households, byhousehold = desk_flags_internal(TEAM)
     # The service's three inputs first (their committed offsets are watched), then outputs.
@@ -267,10 +268,13 @@ async def _watch(
     try:
         while "committed" not in times:
             ends = await consumer.end_offsets(tps)
-            try:
-                committed = await client.list_consumer_group_offsets(desk_flags(TEAM))
-            except KafkaError:  # no coordinator yet: the offsets topic is being made
-                committed = {}
+            committed = {}
+            # The faust agents' group reads the re-keyed topics; the first step's own group
+            # reads the delivery topic.
+            for group in (desk_flags(TEAM), desk_flags_reader(TEAM)):
+                # No coordinator yet: the offsets topic is being made.
+                with contextlib.suppress(KafkaError):
+                    committed.update(await client.list_consumer_group_offsets(group))
             at = time.perf_counter() - launched
             total = {t: sum(o for tp, o in ends.items() if tp.topic == t) for t in names}
             samples.append((at, total[changelog]))

@@ -26,6 +26,7 @@ __all__ = [
     "deliver",
     "desk_flags",
     "desk_flags_internal",
+    "desk_flags_reader",
     "desk_prefix",
     "ingress",
     "party_of_ingress",
@@ -65,6 +66,12 @@ def desk_prefix(party: str) -> str:
 def desk_flags(party: str) -> str:
     """The flags topic, which is also the flag service's faust app id and consumer group."""
     return f"{desk_prefix(party)}flags"
+
+
+def desk_flags_reader(party: str) -> str:
+    """The consumer group of the flag service's first step, which reads the party's delivery
+    topic with Accord's own consumer (``broker/desk/_flags_source.py`` says why not faust's)."""
+    return f"{desk_flags(party)}-open"
 
 
 def desk_flags_internal(party: str) -> tuple[str, str, str, str]:

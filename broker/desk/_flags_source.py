@@ -24,20 +24,14 @@ from typing import Any, Final
 
 from broker.config import KafkaSettings
 from broker.kafka import KafkaClients, stop_quietly, translated
-from broker.topics import deliver, desk_flags
+from broker.topics import deliver, desk_flags_reader
 
-__all__ = ["DeliveryReader", "reader_group"]
+__all__ = ["DeliveryReader"]
 
 #: One delivery record (value, headers) handled: the acknowledgements of what it sent on.
 Handle = Callable[[bytes | None, Any], Awaitable[list[Awaitable[Any]]]]
 _POLL_MS: Final = 1000
 _MAX_RECORDS: Final = 500
-
-
-def reader_group(party: str) -> str:
-    """The reader's consumer group: under the party's ``accord.desk.<party>.`` prefix, which
-    provisioning lets the party use."""
-    return f"{desk_flags(party)}-open"
 
 
 class DeliveryReader:
@@ -52,7 +46,7 @@ class DeliveryReader:
         self.max_records = max_records
 
     async def run(self) -> None:
-        group = reader_group(self.party)
+        group = desk_flags_reader(self.party)  # under the party's own prefix
         consumer = KafkaClients(self.kafka).consumer(
             deliver(self.party),
             client_id=group,

@@ -141,7 +141,7 @@ SURFACES = {
         "ACCESS", "AUDIT", "CONSENT", "DELIVER_PREFIX", "DESK_PREFIX", "INGRESS_PREFIX",
         "QUARANTINE", "SCHEMA_ACCESS", "SCHEMA_CONSENT", "SCHEMA_EVENT", "SCHEMA_NOTICE",
         "SCHEMA_QUARANTINE", "SCHEMA_SHARED", "STATE", "deliver", "desk_flags",
-        "desk_flags_internal", "desk_prefix", "ingress", "party_of_ingress",
+        "desk_flags_internal", "desk_flags_reader", "desk_prefix", "ingress", "party_of_ingress",
     },
 }  # fmt: skip
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from broker.desk._flags_source import DeliveryReader, reader_group
+from broker.desk._flags_source import DeliveryReader
 from broker.kafka import TopicPartition
-from broker.topics import deliver
+from broker.topics import deliver, desk_flags_reader
 from tests.kafka_helpers import admin_settings, clients, create_topics, unique_topic
 
 RECORDS = 30
@@ -120,7 +120,7 @@ async def test_crashes_mid_batch_skip_no_record_of_a_transactional_topic(
     # happen), never past the record the crash interrupted.
     firsts = [int(run[0][1:]) for run in runs]
     # The last run committed past the last record (and its commit marker's hole).
-    done = await _committed(kafka_bootstrap, reader_group(party), topic)
+    done = await _committed(kafka_bootstrap, desk_flags_reader(party), topic)
     assert done is not None
     assert done == await _end(kafka_bootstrap, topic) - 1
     assert firsts[0] == 0
@@ -147,7 +147,7 @@ async def test_an_offset_is_committed_only_after_its_sends_are_acknowledged(
         return len(seen) == RECORDS
 
     async def committed() -> bool:
-        return await _committed(kafka_bootstrap, reader_group(party), topic) is not None
+        return await _committed(kafka_bootstrap, desk_flags_reader(party), topic) is not None
 
     try:
         await _until(read_all, "the reader did not read every record")
