@@ -9,9 +9,10 @@ there and then jumped ahead, passing over sixteen deliveries, so one child's fla
 raised. That is a lost safeguarding signal, not a slow one.
 
 So this step reads the delivery topic with an aiokafka consumer of our own (read_committed,
-group ``accord.desk.<party>.flags-open``, never committing on its own): per batch and
-partition, every record is opened and sent on re-keyed, every send is acknowledged by Kafka,
-and only then is the partition's offset committed. A crash repeats records after the last
+group ``accord.desk.<party>.flags-open``, never committing on its own): per batch, every
+record is opened and sent on re-keyed (the partitions' records interleaved by the time the
+worker wrote them), every send is acknowledged by Kafka, and only then are the batch's
+offsets committed. A crash repeats records after the last
 commit and never skips one; the flag step downstream ignores a record it has already seen. The
 re-keyed topics are faust's own (written without transactions) and the agents and tables after
 them stay faust's.
@@ -19,6 +20,7 @@ them stay faust's.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -32,6 +34,10 @@ __all__ = ["DeliveryReader"]
 Handle = Callable[[bytes | None, Any], Awaitable[list[Awaitable[Any]]]]
 _POLL_MS: Final = 1000
 _MAX_RECORDS: Final = 500
+
+
+def _written(record: Any) -> int:
+    return int(record.timestamp)
 
 
 class DeliveryReader:
@@ -62,13 +68,17 @@ class DeliveryReader:
                     batch = await consumer.getmany(
                         timeout_ms=_POLL_MS, max_records=self.max_records
                     )
-                for tp, records in batch.items():
-                    pending: list[Awaitable[Any]] = []
-                    for record in records:
-                        pending.extend(await self.handle(record.value, record.headers))
-                    async with translated(what):
-                        for acknowledged in pending:
-                            await acknowledged
-                        await consumer.commit({tp: records[-1].offset + 1})
+                if not batch:
+                    continue
+                pending: list[Awaitable[Any]] = []
+                # The partitions' records interleaved by when the worker wrote them (each
+                # partition's in its own order): a child's records, spread over partitions,
+                # reach the windows close to the order they happened, as they would live.
+                for record in heapq.merge(*batch.values(), key=_written):
+                    pending.extend(await self.handle(record.value, record.headers))
+                async with translated(what):
+                    for acknowledged in pending:
+                        await acknowledged
+                    await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
         finally:
             await stop_quietly(consumer)
