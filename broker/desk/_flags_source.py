@@ -12,10 +12,9 @@ So this step reads the delivery topic with an aiokafka consumer of our own (read
 group ``accord.desk.<party>.flags-open``, never committing on its own): per batch, every
 record is opened and sent on re-keyed (the partitions' records interleaved by the time the
 worker wrote them), every send is acknowledged by Kafka, and only then are the batch's
-offsets committed. A crash repeats records after the last
-commit and never skips one; the flag step downstream ignores a record it has already seen. The
-re-keyed topics are faust's own (written without transactions) and the agents and tables after
-them stay faust's.
+offsets committed. A crash repeats records after the last commit and never skips one; the flag
+step downstream ignores a record it has already seen. The re-keyed topics are faust's own
+(written without transactions) and the agents and tables after them stay faust's.
 """
 
 from __future__ import annotations
