@@ -54,6 +54,10 @@ _SCHEMA = (
         decided_at TEXT NOT NULL, published_event TEXT)""",
     """CREATE TABLE IF NOT EXISTS desk_encompass_acks (
         event_id TEXT PRIMARY KEY, acknowledged_by TEXT NOT NULL, acknowledged_at TEXT NOT NULL)""",
+    # Every withdrawn event id, kept: a notice can be read before the record it recalls (they
+    # travel on different partitions), and the record must then arrive hidden.
+    """CREATE TABLE IF NOT EXISTS desk_withdrawn (
+        event_id TEXT PRIMARY KEY, reason TEXT NOT NULL, withdrawn_at TEXT NOT NULL)""",
 )
 
 #: What a person may decide: the co-ordinating team about a child (``refer`` publishes a
@@ -201,12 +205,28 @@ class DeskStore:
                 "ON CONFLICT (event_id, child) DO NOTHING",
                 (delivery.event_id, child),
             )
+        withdrawn = self._q(
+            "SELECT reason, withdrawn_at FROM desk_withdrawn WHERE event_id = ?",
+            (delivery.event_id,),
+        )
+        if withdrawn:  # its notice came first: the record arrives hidden
+            self._q(
+                "UPDATE desk_records SET hidden = 1, hidden_reason = ?, hidden_at = ? "
+                "WHERE event_id = ? AND hidden = 0",
+                (withdrawn[0][0], withdrawn[0][1], delivery.event_id),
+            )
         return bool(rows)
 
     def hide(self, event_ids: Sequence[str], reason: str, at: datetime) -> int:
-        """Hide the named records (a withdrawal notice); how many were newly hidden."""
+        """Hide the named records (a withdrawal notice), and any of them that arrives later;
+        how many stored records were newly hidden."""
         hidden = 0
         for event_id in event_ids:
+            self._q(
+                "INSERT INTO desk_withdrawn (event_id, reason, withdrawn_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (event_id) DO NOTHING",
+                (event_id, reason, _t(at)),
+            )
             hidden += len(
                 self._q(
                     "UPDATE desk_records SET hidden = 1, hidden_reason = ?, hidden_at = ? "

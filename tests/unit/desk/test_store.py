@@ -56,6 +56,19 @@ def test_a_withdrawal_hides_the_named_records_with_its_reason(any_store: DeskSto
     assert not any_store.record("e2").hidden
 
 
+def test_a_record_whose_withdrawal_notice_came_first_arrives_hidden(any_store: DeskStore) -> None:
+    """A notice and its record travel on different partitions: either may be read first."""
+    assert any_store.hide(["e1"], "Consent withdrawn", T0) == 0  # nothing stored yet
+    any_store.add_delivery(delivery("e1"), ["c1"], T0)
+    any_store.add_delivery(delivery("e2"), ["c1"], T0)
+    rec = any_store.record("e1")
+    assert rec is not None
+    assert rec.hidden
+    assert rec.hidden_reason == "Consent withdrawn"
+    [shown] = [r for r in any_store.records_about("c1") if not r.hidden]
+    assert shown.event_id == "e2"
+
+
 def test_a_flag_read_twice_is_stored_once_and_leaves_the_open_list_when_decided(
     any_store: DeskStore,
 ) -> None:
