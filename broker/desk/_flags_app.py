@@ -155,6 +155,9 @@ async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
     return {r.key.decode() for r in records if r.key}
 
 
+#: The prefix of the tables' keys holding a partition's withdrawn event ids (no child or
+#: household key, both hex digests, starts with it).
+_WITHDRAWN: Final = "~withdrawn-"
 _Topics = tuple[Any, Any, Any]  # by child, by household, flags
 _Tables = tuple[Any, Any]  # windows (children), households
 # A state without the withdrawn event ids, or None when none was in it.
@@ -176,6 +179,7 @@ class _Service:
         # Both agents may raise their first flag at once: one read of the topic, not two
         # (a second, older read replacing the first could let a flag be sent twice).
         self._reading = asyncio.Lock()
+        self._held_keys: dict[int, str] = {}
 
     async def on_delivery(self, value: bytes | None, headers: Any) -> list[Awaitable[Any]]:
         """Open one delivery-topic record and send it on, re-keyed; what was sent, to await
@@ -221,6 +225,8 @@ class _Service:
         child = msg["child"]
         place = Placement(child, msg.get("household"), tuple(msg.get("residents") or (child,)))
         record = window_record(msg["record"])
+        if record.event_id in self._withdrawn(self.windows, partition):
+            return  # its withdrawal notice was read first: the record never counts
         state, raised, household = self.engine.apply(self.windows.get(child), place, record)
         await self._publish(raised)
         if household is not None:
@@ -236,6 +242,8 @@ class _Service:
             self._withdraw(self.households, withdraw_household, msg["withdraw"], partition)
             return
         message = HouseholdMessage.from_json(msg)
+        if message.record[1] in self._withdrawn(self.households, partition):
+            return
         key = message.household
         state, raised = self.engine.apply_household(self.households.get(key), message)
         await self._publish(raised)
@@ -265,11 +273,34 @@ class _Service:
         # event being processed, which must be the key's own.
         gone = set(event_ids)
         for key, state in list(table.items()):
-            if state is None or partition_for(key.encode(), self.everyone) != partition:
+            if (
+                state is None
+                or key.startswith(_WITHDRAWN)
+                or partition_for(key.encode(), self.everyone) != partition
+            ):
                 continue
             changed = without(state, gone)
             if changed is not None:
                 table[key] = changed
+        # Kept for records not here yet: a notice and its record travel on different
+        # partitions of the delivery topic, and a backlog can bring the notice first.
+        held = self._withdrawn_key(partition)
+        known = set(table.get(held) or ())
+        if not gone <= known:
+            table[held] = sorted(known | gone)
+
+    def _withdrawn(self, table: Any, partition: int) -> list[str]:
+        return table.get(self._withdrawn_key(partition)) or []
+
+    def _withdrawn_key(self, partition: int) -> str:
+        """The table key holding ``partition``'s withdrawn event ids: one whose own partition
+        is ``partition`` (a table write goes to the processed record's partition)."""
+        if partition not in self._held_keys:
+            n = 0
+            while partition_for(f"{_WITHDRAWN}{n}".encode(), self.everyone) != partition:
+                n += 1
+            self._held_keys[partition] = f"{_WITHDRAWN}{n}"
+        return self._held_keys[partition]
 
 
 def build_flags_app(opts: FlagServiceOptions) -> faust.App:

@@ -69,6 +69,11 @@ def _service(tmp_path: Path) -> tuple[_Service, list[tuple[str, Any]]]:
 HOME = {"address": "14 Tame Road", "postcode": "DY4 7JQ"}
 
 
+def _states(table: dict[str, Any]) -> list[Any]:
+    """A table's window states (not the lists of withdrawn ids kept beside them)."""
+    return [state for key, state in table.items() if not key.startswith("~withdrawn-")]
+
+
 def _record(
     event_id: str, nhs: str, need: int = 4, *, home: bool = False, cats: tuple[str, ...] = ()
 ) -> bytes:
@@ -113,8 +118,12 @@ async def test_a_withdrawal_changes_only_its_own_partitions_children(tmp_path: P
         await service.on_child_record(withdraw, p)
         changed = {key for step, key in log if step == "state"}
         mine = {k for k in keys if partition_for(k.encode(), everyone) == p}
-        assert changed == mine
-    assert all(not state["recs"] for state in service.windows.values())
+        # The children's, and the key keeping the partition's withdrawn ids, itself of p.
+        [held] = changed - mine
+        assert held.startswith("~withdrawn-")
+        assert partition_for(held.encode(), everyone) == p
+        assert changed - {held} == mine
+    assert all(not state["recs"] for state in _states(service.windows))
 
 
 async def test_a_households_message_is_acknowledged_before_the_childs_state(
@@ -181,11 +190,11 @@ async def test_a_withdrawal_changes_only_its_own_partitions_households(tmp_path:
         assert changed == {
             k for k in service.households if partition_for(k.encode(), everyone) == p
         }
-    assert all(not state["recs"] for state in service.households.values())
+    assert all(not state["recs"] for state in _states(service.households))
     # Replayed after the withdrawal (a restart's reprocessing), no record comes back.
     for body in bodies:
         await service.on_household_record(body, 0)
-    assert all(not state["recs"] for state in service.households.values())
+    assert all(not state["recs"] for state in _states(service.households))
 
 
 async def test_the_flags_topic_is_read_once_when_both_agents_raise_their_first_flag_at_once(
@@ -210,3 +219,35 @@ async def test_the_flags_topic_is_read_once_when_both_agents_raise_their_first_f
     sent = {body["flag_id"] for step, body in log if step == "send"}
     assert len(sent) == 2
     assert service.published == sent
+
+
+async def test_a_record_whose_withdrawal_notice_was_read_first_never_counts(
+    tmp_path: Path,
+) -> None:
+    """A notice and its record travel on different delivery partitions: a backlog can bring
+    the notice to the flag steps first; the record must then count nowhere."""
+    service, log = _service(tmp_path)
+    everyone = list(range(3))
+    child = child_key(SECRET, {"nhs_number": NHS[0]})
+    assert child is not None
+    p = partition_for(child.encode(), everyone)
+    withdraw = json.dumps({"withdraw": ["e1"]}).encode()
+    await service.on_child_record(withdraw, p)
+    # Kept under a key of the partition's own, so the changelog write lands where it belongs.
+    [held] = [key for step, key in log if step == "state"]
+    assert partition_for(held.encode(), everyone) == p
+    log.clear()
+    await service.on_child_record(_record("e1", NHS[0]), p)  # need level 4: would flag
+    assert log == []
+    await service.on_child_record(_record("e2", NHS[0]), p)  # not withdrawn: counts
+    assert [step for step, _ in log] == ["send", "acked", "state"]
+    # The household step the same way, on its own table.
+    rules = {"household-domestic-abuse": {"aggregates": {}, "window": []}}
+    body = {"household": household_key(SECRET, HOME), "child": child, "residents": [child],
+            "record": [0, "e1", "wmp", "t", 2, []], "rules": rules}  # fmt: skip
+    q = partition_for(str(body["household"]).encode(), everyone)
+    await service.on_household_record(withdraw, q)
+    log.clear()
+    await service.on_household_record(json.dumps(body).encode(), q)
+    assert log == []
+    assert all(not key.startswith("~") for key in service.windows if key != held)
