@@ -97,9 +97,11 @@ def add_page_basics(
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         # Starlette answers this outside the middleware, so the headers are set here too. The
-        # log names the exception's type and the path only: its message or traceback could
-        # hold what the page was showing.
-        log.error(f"{name}_error", path=request.url.path, error=type(exc).__name__)
+        # log names the exception's type and the route's template only: its message or
+        # traceback could hold what the page was showing, and a concrete path whatever a
+        # person typed into the address bar (an NHS number in place of an id).
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.error(f"{name}_error", route=route, error=type(exc).__name__)
         page = pages.templates.get_template("error.html").render(
             user=None, csrf="", flash=[], **pages.page_context(),
             title="Something went wrong",

@@ -244,3 +244,10 @@ def test_an_unexpected_error_is_the_desks_plain_page_logged_by_type_only(
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
     assert [e["error"] for e in logs if e["event"] == "desk_error"] == ["RuntimeError"]
     assert "9997017463" not in str(logs)
+    # An NHS number typed where an id goes: the log names the route, not the path.
+    monkeypatch.setattr(store, "record", broken)
+    with structlog.testing.capture_logs() as logs:
+        r = client.get("/record/9997017463")
+    assert r.status_code == 500
+    assert [e["route"] for e in logs if e["event"] == "desk_error"] == ["/record/{event_id}"]
+    assert "9997017463" not in str(logs)
