@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
-from broker.config import KafkaSettings
+from broker._canonical import canonical_json
+from broker.config import EnvelopeSettings, KafkaSettings, KemSuite
 from broker.desk import FlagServiceOptions, _flags_app, child_key, household_key
 from broker.desk._flags_app import _Service
+from broker.envelope import Sealer
+from broker.events import Delivery
 from broker.kafka import partition_for
 from broker.keys import FileKeyStore
 from broker.policy import load_bundle
+from broker.topics import SCHEMA_SHARED, deliver
 
 REPO = Path(__file__).resolve().parents[3]
 SECRET = b"s" * 32
@@ -48,12 +54,14 @@ class FakeTable(dict[str, Any]):
         super().__setitem__(key, value)
 
 
-def _service(tmp_path: Path) -> tuple[_Service, list[tuple[str, Any]]]:
+def _service(
+    tmp_path: Path, keys: FileKeyStore | None = None
+) -> tuple[_Service, list[tuple[str, Any]]]:
     policy = load_bundle(REPO / "policies")
     opts = FlagServiceOptions(
         party="sandwell-coord",
         kafka=KafkaSettings(),
-        keystore=FileKeyStore(tmp_path / "keys", create=True),
+        keystore=keys or FileKeyStore(tmp_path / "keys", create=True),
         rules=policy.flag_rules,
         linkage_secret=SECRET,
         datadir=tmp_path,
@@ -251,3 +259,45 @@ async def test_a_record_whose_withdrawal_notice_was_read_first_never_counts(
     await service.on_household_record(json.dumps(body).encode(), q)
     assert log == []
     assert all(not key.startswith("~") for key in service.windows if key != held)
+
+
+def _sealed(keys: FileKeyStore, sender: str, event_id: str) -> tuple[bytes, list[Any]]:
+    view = {"event_id": event_id, "occurred_at": "2026-10-01T10:00:00+00:00", "sender": "wmp",
+            "type": "police.child_concern", "need_level": 2,
+            "subjects": [{"role": "child", "nhs_number": NHS[0], "given_name": "Ava"}]}  # fmt: skip
+    delivery = Delivery(
+        event_id=event_id, recipient="sandwell-coord", outcome="shared", clauses=("c",),
+        agreements=("a",), purpose="early_help", lawful_basis={"article6": "public_task"},
+        policy_version="v", decided_at=datetime(2026, 10, 1, 10, tzinfo=UTC), view=view,
+    )  # fmt: skip
+    record = Sealer(sender, keys, EnvelopeSettings(kem=KemSuite.X25519)).seal(
+        canonical_json(delivery.model_dump(mode="json")), event_id=event_id,
+        recipient="sandwell-coord", schema=SCHEMA_SHARED, topic=deliver("sandwell-coord"),
+    )  # fmt: skip
+    return record.value, list(record.headers)
+
+
+async def test_a_bad_delivery_record_is_skipped_with_its_reason_and_the_next_one_counts(
+    tmp_path: Path,
+) -> None:
+    """Junk, or a record sealed by anyone but the worker, sends nothing on and stops nothing;
+    the log gives the reason and no content."""
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    for party in ("worker", "sandwell-coord", "wmp"):
+        keys.ensure_party(party, kem=KemSuite.X25519)
+    service, log = _service(tmp_path, keys)
+    forged = _sealed(keys, "wmp", "e0")
+    with capture_logs() as logs:
+        assert await service.on_delivery(b"not an envelope", []) == []
+        assert await service.on_delivery(*forged) == []
+        sent = await service.on_delivery(*_sealed(keys, "worker", "e1"))
+    for acknowledged in sent:
+        await acknowledged
+    skipped = [e for e in logs if e["event"] == "flags_record_skipped"]
+    assert len(skipped) == 2
+    assert skipped[1]["reason"] == "not-from-broker"
+    assert [(step, body["record"]["event_id"]) for step, body in log if step == "send"] == [
+        ("send", "e1")
+    ]
+    assert NHS[0] not in str(logs)
+    assert "Ava" not in str(logs)
