@@ -12,7 +12,8 @@ In one run, on one broker:
    time over the drain, against one worker's over its own), peak RSS per worker;
 4. **latency** — a fixed offered load (default 500 events/s) published through the SDK while
    the co-ordinating team's subscriber opens what it receives; p50/p99 from ``publish`` to
-   ``open``;
+   ``open``, and the worker's own view of the same records from its histograms: waiting to
+   be processed, its own latency to commit, and each transaction's time;
 5. the worker's peak RSS (``VmHWM``);
 6. the **Kafka floor** (``_floor``): the worker's own transactional loop answering each
    input with a real event's precomputed outputs, so the same Kafka work with no processing;
@@ -38,6 +39,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -220,6 +223,58 @@ async def _two_workers(
     }
 
 
+# The worker's view of the latency phase, from its own histograms (docs/operations.md).
+_SPLIT = {
+    "worker_wait": "accord_pipeline_wait_seconds",
+    "worker_latency": "accord_pipeline_latency_seconds",
+    "worker_transaction": "accord_transaction_seconds",
+}
+
+
+def _histograms(metrics_port: int) -> dict[str, dict[float, float]]:
+    """Each of ``_SPLIT``'s histograms as cumulative counts by upper bound, now."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"  # loopback: our own worker
+    with urllib.request.urlopen(url, timeout=5) as r:  # http URL built above
+        text = r.read().decode()
+    out: dict[str, dict[float, float]] = {name: {} for name in _SPLIT.values()}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = sample.name.removesuffix("_bucket")
+            if sample.name.endswith("_bucket") and name in out:
+                out[name][float(sample.labels["le"])] = sample.value
+    return out
+
+
+def _quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """``histogram_quantile`` as Prometheus computes it: linear within the bucket."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] == 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return lower  # beyond the last finite bound: that bound, as Prometheus says
+            share = (rank - below) / (buckets[bound] - below) if buckets[bound] > below else 0
+            return lower + (bound - lower) * share
+        lower, below = bound, buckets[bound]
+    return lower
+
+
+def _split(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> dict[str, float | None]:
+    """p50 and p99, in ms, of what the worker observed between the two readings."""
+    out: dict[str, float | None] = {}
+    for key, name in _SPLIT.items():
+        delta = {le: n - before[name].get(le, 0.0) for le, n in after[name].items()}
+        for q in (0.5, 0.99):
+            v = _quantile(q, delta)
+            out[f"{key}_p{round(q * 100)}_ms"] = None if v is None else round(v * 1000, 1)
+    return out
+
+
 def _assigned(metrics_port: int) -> bool:
     """Whether the worker holds input partitions (its /readyz says ready)."""
     try:
@@ -283,7 +338,9 @@ async def _measure(
         pipeline_rate, cpu_per_event = await _drain([(worker, metrics_port)], n, log)
 
         offered = [0.0]
+        before = _histograms(metrics_port)
         latencies = await _latency(settings, keys, rate, seconds, offered)
+        split = _split(before, _histograms(metrics_port))
         rss = _peak_rss_mib(worker.pid)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -311,6 +368,7 @@ async def _measure(
         "latency_samples": len(lat),
         "latency_p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
         "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None,
+        **split,
         "worker_peak_rss_mib": round(rss, 1),
         "worker_cpu_ms_per_event": round(cpu_per_event * 1000, 3),
         **group,

@@ -44,6 +44,7 @@ from broker.pipeline._effects import OutRecord
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor
 from broker.pipeline._read_past import read_past
+from broker.pipeline._report import GroupReport
 from broker.pipeline._state import TaskId, WorkerState
 from broker.pipeline._tasks import Batch, RecordSender, Task, transactional_id
 from broker.pipeline._throttle import SenderBudget
@@ -55,8 +56,6 @@ log = structlog.get_logger("accord.worker")
 
 INPUT_PATTERN = rf"^({re.escape(INGRESS_PREFIX)}.+|{re.escape(CONSENT)}|{re.escape(ACCESS)})$"
 GROUP = WORKER_GROUP  # the group provisioning grants the worker
-# How often the group's offsets are brought up to what transactions committed (for tools).
-REPORT_EVERY_S = 5.0
 
 
 class Handover(Protocol):
@@ -120,11 +119,7 @@ class TransactionalLoop:
         # Next offset to process per owned partition, committed or not: where the consumer
         # is, so the tolerant path can go back to it.
         self._positions: dict[TopicPartition, int] = {}
-        # Offsets whose transactions committed, and the task copying them to the group.
-        self._durable: dict[TopicPartition, int] = {}
-        self._reported: dict[TopicPartition, int] = {}
-        self._reported_at = 0.0
-        self._reporting: asyncio.Task[None] | None = None
+        self._report = GroupReport()
         self._budget = budget
         self._paused: dict[str, float] = {}  # ingress topic -> when its sender may go on
         self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
@@ -265,7 +260,7 @@ class TransactionalLoop:
                     waits.add(fetching)
                 done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 self._reap(consumer)
-                self._report_progress(consumer)
+                self._report.progress(consumer)
                 if fetching is not None and fetching in done:
                     fetched = fetching
                     fetching = None
@@ -274,9 +269,9 @@ class TransactionalLoop:
             await _cancel(fetching)
             fetching = None
             await self._finish()
-            await self._report_now(consumer)
+            await self._report.now(consumer)
         finally:
-            await _cancel(fetching, stopping, self._reporting)
+            await _cancel(fetching, stopping, self._report.running)
             for task in list(self._tasks.values()):
                 with contextlib.suppress(BaseException):
                     await task.settle()
@@ -309,7 +304,7 @@ class TransactionalLoop:
                 metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
             if done.next_offset is None:
                 continue
-            self._durable[task.tp] = done.next_offset
+            self._report.durable[task.tp] = done.next_offset
             high = consumer.highwater(task.tp) if task.tp in assigned else None
             if high is not None:
                 metrics.lag.labels(topic=task.tp.topic).set(max(0, high - done.next_offset))
@@ -322,7 +317,7 @@ class TransactionalLoop:
         await asyncio.gather(*(t.commit(b, self._sender.send_all) for t, b in batches if b.outs))
         for task, b in batches:
             if b.next_offset is not None:
-                self._durable[task.tp] = b.next_offset
+                self._report.durable[task.tp] = b.next_offset
 
     def _take_policy(self) -> None:
         """A requested policy load joins what each task has pending: its audit records
@@ -348,6 +343,7 @@ class TransactionalLoop:
         task = self._tasks.get(TopicPartition(tp.topic, tp.partition))
         if task is None:
             return  # revoked since the fetch: its next owner reads these again
+        metrics = task.processor.outbox.metrics
         for m in msgs:
             if task.closed:
                 return
@@ -356,6 +352,7 @@ class TransactionalLoop:
                 # committed one took hold: processed and committed already.
                 continue
             task.position = m.offset + 1
+            metrics.wait.observe(max(0.0, time.time() - m.timestamp / 1000))
             task.pending.outs += task.processor.handle(
                 m.topic, m.partition, m.offset, m.value, m.headers,
                 at=self.clock(), key=m.key, partitions=task.partitions,
@@ -363,7 +360,7 @@ class TransactionalLoop:
             task.pending.stamps.append(m.timestamp)
             task.pending.next_offset = m.offset + 1
             await asyncio.sleep(0)  # let the transactions in flight make progress
-        self._charge(tp.topic, len(msgs), task.processor.outbox.metrics)
+        self._charge(tp.topic, len(msgs), metrics)
 
     async def _consent_current(self, consumer: Consumer, stop: asyncio.Event) -> bool:
         """Wait until every consent record on ``accord.consent`` now is in the table.
@@ -424,49 +421,6 @@ class TransactionalLoop:
     async def _read_past(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:
         fetchable = [tp for tp in consumer.assignment() if tp.topic not in self._paused]
         return await read_past(self.kafka, consumer, fetchable, self._positions, self.max_batch)
-
-    def _report_progress(self, consumer: Consumer) -> None:
-        """Every few seconds, bring the group's offsets up to what transactions committed.
-
-        The worker never reads them (it resumes from its changelog); they are there for the
-        tools that read a group's lag, and so that a worker rolled back to an older version
-        resumes near where this one stopped. Never ahead of a committed transaction; a
-        failure is harmless and retried at the next report.
-        """
-        now = time.monotonic()
-        if self._reporting is not None and not self._reporting.done():
-            return
-        if now - self._reported_at < REPORT_EVERY_S or self._durable == self._reported:
-            return
-        self._reported_at = now
-        assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in self._durable.items() if tp in assigned}
-        if not offsets:
-            return
-
-        async def report() -> None:
-            try:
-                async with translated("reporting the group's offsets"):
-                    await consumer.commit(offsets)
-            except TransportError as exc:  # a rebalance under way: the next report catches up
-                log.debug("group_offsets_not_reported", error=type(exc.__cause__).__name__)
-            else:
-                self._reported.update(offsets)
-
-        self._reporting = asyncio.create_task(report(), name="accord-report-offsets")
-
-    async def _report_now(self, consumer: Consumer) -> None:
-        """A last report on a clean stop, so the group's offsets end exactly current.
-
-        Bounded: a stop must not hang on a group that is rebalancing.
-        """
-        with contextlib.suppress(TimeoutError):
-            if self._reporting is not None:
-                await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
-            self._reported_at = 0.0
-            self._report_progress(consumer)
-            if self._reporting is not None:
-                await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
 
     def _charge(self, topic: str, records: int, metrics: Metrics) -> None:
         """Count a sender's records against its budget; over it, pause its ingress topic."""

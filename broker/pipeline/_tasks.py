@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,7 @@ class Task:
         """Commit ``done`` in one transaction; its replay ids are then durable."""
         producer = self.producer
         metrics = self.processor.outbox.metrics
+        began = time.perf_counter()
         try:
             async with committing(self.id):
                 await producer.begin_transaction()
@@ -113,6 +115,7 @@ class Task:
             await abort_quietly(producer)
             metrics.transactions.labels(result="aborted").inc()
             raise
+        metrics.transaction_time.observe(time.perf_counter() - began)
         self.processor.services.state.settle(done.ids)
         metrics.transactions.labels(result="committed").inc()
         return done

@@ -26,7 +26,8 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 METRICS = (
     "accord_events_received_total", "accord_decisions_total", "accord_quarantined_total",
     "accord_audit_records_total", "accord_pipeline_latency_seconds", "accord_consumer_lag",
-    "accord_transactions_total", "accord_policy_loaded",
+    "accord_transactions_total", "accord_policy_loaded", "accord_pipeline_wait_seconds",
+    "accord_transaction_seconds",
 )  # fmt: skip
 
 

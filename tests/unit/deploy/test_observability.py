@@ -154,7 +154,8 @@ def test_the_dashboard_shows_what_operators_asked_for() -> None:
     for needed in (
         "accord_decisions_total", "accord_events_received_total", "accord_quarantined_total",
         "histogram_quantile(0.5,", "histogram_quantile(0.99,",
-        "accord_pipeline_latency_seconds_bucket", "accord_consumer_lag",
+        "accord_pipeline_latency_seconds_bucket", "accord_pipeline_wait_seconds_bucket",
+        "accord_transaction_seconds_bucket", "accord_consumer_lag",
         "accord_transactions_total", "accord_audit_indexed_records_total",
         "accord_audit_refused_total", "accord_audit_index_lag", "accord_audit_chains_broken",
         "accord_audit_unsigned_oldest_seconds", "accord_audit_overrides_overdue",

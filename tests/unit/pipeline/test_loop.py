@@ -8,6 +8,7 @@ while a commit is in flight.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -355,3 +356,30 @@ async def test_a_withdrawal_notice_leaves_a_partition_with_no_record_pending(
     await asyncio.wait_for(loop.run(stop), timeout=10)
     assert len(notices(before_stop)) == 1
     assert len(notices(producer.transactions)) == 1  # and not again at the stop
+
+
+async def test_the_wait_before_processing_and_each_transactions_time_are_measured(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """The parts of the latency the worker does not spend processing, for operators: from a
+    record's timestamp to its processing, and each commit from its beginning to its end."""
+    stop = asyncio.Event()
+    msgs = _messages(pipeline_keys, 0, 4)
+    for m in msgs:  # published 300 ms before the worker reads them
+        m.timestamp = int(time.time() * 1000) - 300
+    consumer = _Consumer([msgs[:2], msgs[2:]], on_idle=stop.set)
+    producer = _Producer()  # its first commit takes 200 ms
+    loop, opened, _ = await _loop(make_processor, consumer, producer)
+    await asyncio.wait_for(loop.run(stop), timeout=10)
+    registry = opened[0].outbox.metrics.registry
+
+    def bucket(name: str, le: str) -> float | None:
+        return registry.get_sample_value(f"{name}_bucket", {"le": le})
+
+    wait = "accord_pipeline_wait_seconds"
+    assert registry.get_sample_value(f"{wait}_count") == 4
+    assert bucket(wait, "0.25") == 0  # seconds, from the record's own timestamp
+    assert bucket(wait, "2.5") == 4
+    spent = "accord_transaction_seconds"
+    assert registry.get_sample_value(f"{spent}_count") == len(producer.transactions) == 2
+    assert bucket(spent, "0.15") == 1  # the slow first commit is not among the quick

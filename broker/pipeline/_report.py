@@ -1,0 +1,74 @@
+"""The group's offsets, brought up to what the worker's transactions committed.
+
+The worker never reads them (it resumes from its changelog); they are there for the tools
+that read a group's lag, and so that a worker rolled back to an older version resumes near
+where this one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+
+from broker.errors import TransportError
+from broker.kafka import Consumer, TopicPartition, translated
+
+log = structlog.get_logger("accord.worker")
+
+# How often the group's offsets are brought up to what transactions committed (for tools).
+REPORT_EVERY_S = 5.0
+
+
+class GroupReport:
+    """Offsets whose transactions committed, and the task copying them to the group."""
+
+    def __init__(self) -> None:
+        self.durable: dict[TopicPartition, int] = {}
+        self._reported: dict[TopicPartition, int] = {}
+        self._reported_at = 0.0
+        self._reporting: asyncio.Task[None] | None = None
+
+    def progress(self, consumer: Consumer) -> None:
+        """Every few seconds, report what committed: never ahead of a committed
+        transaction; a failure is harmless and retried at the next report."""
+        now = time.monotonic()
+        if self._reporting is not None and not self._reporting.done():
+            return
+        if now - self._reported_at < REPORT_EVERY_S or self.durable == self._reported:
+            return
+        self._reported_at = now
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in self.durable.items() if tp in assigned}
+        if not offsets:
+            return
+
+        async def report() -> None:
+            try:
+                async with translated("reporting the group's offsets"):
+                    await consumer.commit(offsets)
+            except TransportError as exc:  # a rebalance under way: the next report catches up
+                log.debug("group_offsets_not_reported", error=type(exc.__cause__).__name__)
+            else:
+                self._reported.update(offsets)
+
+        self._reporting = asyncio.create_task(report(), name="accord-report-offsets")
+
+    async def now(self, consumer: Consumer) -> None:
+        """A last report on a clean stop, so the group's offsets end exactly current.
+
+        Bounded: a stop must not hang on a group that is rebalancing.
+        """
+        with contextlib.suppress(TimeoutError):
+            if self._reporting is not None:
+                await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
+            self._reported_at = 0.0
+            self.progress(consumer)
+            if self._reporting is not None:
+                await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
+
+    @property
+    def running(self) -> asyncio.Task[None] | None:
+        return self._reporting
