@@ -21,13 +21,7 @@ from broker.governance._encompass import (
     late_encompass_notices,
     overdue_encompass_notices,
 )
-from broker.governance._index import (
-    Indexer,
-    IndexSummary,
-    TopicChains,
-    read_topic,
-    signed_chains,
-)
+from broker.governance._index import Indexer, IndexSummary
 from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
 from broker.governance._reports import (
     DisclosureEntry,
@@ -41,6 +35,7 @@ from broker.governance._reports import (
 from broker.governance._review import check_review_text, review_override
 from broker.governance._sql import open_store
 from broker.governance._store import AuditStore, Window
+from broker.governance._topic import TopicChains, read_topic, signed_chains
 from broker.governance._verify import (
     VerifySummary,
     newest_checkpoints,

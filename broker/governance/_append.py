@@ -23,9 +23,9 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from broker.audit import GENESIS, AuditRecord, ChainWriter, CheckpointSigner, CheckpointVerifier
-from broker.governance._index import read_topic
 from broker.governance._signed import SignedTip
 from broker.governance._store import AuditStore
+from broker.governance._topic import read_topic
 from broker.kafka import KafkaClients, Producer, stop_quietly, translated
 from broker.topics import AUDIT
 

@@ -27,8 +27,8 @@ from broker.audit import (
     verify_truncation,
 )
 from broker.errors import ChainBroken
-from broker.governance._index import TopicChains
 from broker.governance._store import AuditStore, StoredRow, derived_columns
+from broker.governance._topic import TopicChains
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from broker.governance import (
     verify_store,
 )
 from broker.governance._append import chain_head_on_topic
-from broker.governance._index import TopicMessage
+from broker.governance._topic import TopicMessage
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
