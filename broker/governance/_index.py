@@ -49,7 +49,7 @@ from broker.audit import (
     may_write,
 )
 from broker.config import SchoolCalendar
-from broker.errors import ChainBroken
+from broker.errors import ChainBroken, TransportError
 from broker.governance._encompass import overdue_encompass_notices
 from broker.governance._metrics import IndexMetrics
 from broker.governance._reports import OVERRIDE_REVIEW_DEADLINE, overdue_overrides
@@ -62,7 +62,6 @@ from broker.governance._store import (
     RefusedMessage,
     is_encompass_notice,
 )
-from broker.governance._topic import assign, at_end, seek
 from broker.kafka import KafkaClients, stop_quietly, translated
 from broker.ops import OK, Check, Heartbeat
 from broker.topics import AUDIT
@@ -313,15 +312,15 @@ class Indexer:
     ) -> int:
         seen = 0
         await consumer.start()
-        tps = await assign(consumer, self.topic)
-        await seek(consumer, tps, self.tracker.sync())
+        tps = await _assign(consumer, self.topic)
+        await _seek(consumer, tps, self.tracker.sync())
         end = None if follow else await consumer.end_offsets(tps)
         idle = 0
         while not stop.is_set():
             self.heartbeat.beat()
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
             if got and not self._commit(got):
-                await seek(consumer, tps, self.tracker.offsets)
+                await _seek(consumer, tps, self.tracker.offsets)
             self.caught_up = self.caught_up or not got
             await self._measure_lag(consumer, tps)
             if not got:  # a batch measured its backlog as it committed
@@ -330,7 +329,7 @@ class Indexer:
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:
                 break
-            if end is not None and (await at_end(consumer, end) or idle >= 30):
+            if end is not None and (await _at_end(consumer, end) or idle >= 30):
                 break
         return seen
 
@@ -389,3 +388,34 @@ def _touches_deadlines(rec: AuditRecord) -> bool:
     if rec.kind is not AuditKind.DECIDED:
         return False
     return rec.data.get("outcome") == "shared_override" or is_encompass_notice(rec)
+
+
+async def _assign(consumer: Any, topic: str) -> list[Any]:
+    if topic not in await consumer.topics():
+        raise TransportError(f"the topic {topic} does not exist (has a worker run yet?)")
+    # Without a group, a consumer subscribed to a topic is assigned all its partitions.
+    consumer.subscribe([topic])
+    for _ in range(100):
+        tps: list[Any] = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if tps:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise TransportError(f"no partitions of {topic} could be assigned")
+    return tps
+
+
+async def _seek(consumer: Any, tps: list[Any], stored: dict[int, int]) -> None:
+    fresh = [tp for tp in tps if tp.partition not in stored]
+    if fresh:
+        await consumer.seek_to_beginning(*fresh)
+    for tp in tps:
+        if tp.partition in stored:
+            consumer.seek(tp, stored[tp.partition])
+
+
+async def _at_end(consumer: Any, end: dict[Any, int]) -> bool:
+    for tp, last in end.items():
+        if await consumer.position(tp) < last:
+            return False
+    return True

@@ -4,7 +4,7 @@ as it is when the read begins (records written meanwhile are left for another re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,17 +33,19 @@ async def read_retained(
     topics: Sequence[str],
     *,
     since_ms: int | None = None,
+    start: Mapping[tuple[str, int], int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Retained]:
-    """Every committed record of ``topics`` (from ``since_ms``, else the beginning), in
-    each partition's order. ``progress`` hears how many records each fetch brought."""
+    """Every committed record of ``topics`` (from ``since_ms``, else the beginning; a
+    partition named in ``start``, by topic and number, from that offset), in each
+    partition's order. ``progress`` hears how many records each fetch brought."""
     consumer = kafka.consumer(client_id="accord-retained", fetch_max_wait_ms=500)
     out: list[Retained] = []
     try:
         async with translated(f"reading {', '.join(topics)} from {kafka.bootstrap}"):
             await consumer.start()
             tps = await _partitions(consumer, topics)
-            await _seek(consumer, tps, since_ms)
+            await _seek(consumer, tps, since_ms, start or {})
             end = await consumer.end_offsets(tps)
             pending = {tp for tp in tps if await consumer.position(tp) < end[tp]}
             idle = 0
@@ -86,12 +88,23 @@ async def _partitions(consumer: Any, topics: Sequence[str]) -> list[TopicPartiti
     raise TransportError(f"the partitions of {len(topics)} topic(s) could not be assigned")
 
 
-async def _seek(consumer: Any, tps: list[TopicPartition], since_ms: int | None) -> None:
-    if since_ms is None:
-        await consumer.seek_to_beginning(*tps)
-        return
-    found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
-    end = await consumer.end_offsets(tps)
+async def _seek(
+    consumer: Any,
+    tps: list[TopicPartition],
+    since_ms: int | None,
+    start: Mapping[tuple[str, int], int],
+) -> None:
     for tp in tps:
+        if (tp.topic, tp.partition) in start:
+            consumer.seek(tp, start[tp.topic, tp.partition])
+    rest = [tp for tp in tps if (tp.topic, tp.partition) not in start]
+    if not rest:
+        return
+    if since_ms is None:
+        await consumer.seek_to_beginning(*rest)
+        return
+    found = await consumer.offsets_for_times(dict.fromkeys(rest, since_ms))
+    end = await consumer.end_offsets(rest)
+    for tp in rest:
         at = found.get(tp)
         consumer.seek(tp, at.offset if at is not None else end[tp])

@@ -302,3 +302,24 @@ async def test_a_console_resumes_from_its_own_signed_head_past_forged_and_broken
         clients(kafka_bootstrap), "console:ig", store, verifier, topic
     )
     assert (seq, digest) == (records[-1].seq, records[-1].hash)
+
+
+async def test_reading_the_topic_from_given_offsets_returns_every_later_message_in_order(
+    *, kafka_bootstrap: str, topic: str, linker: Linker, keys: FileKeyStore
+) -> None:
+    """What a console's appender resumes from: a partition named in ``start`` from that
+    offset, every other one from its beginning, each in order, none twice."""
+    await produce(kafka_bootstrap, topic, chains(linker, keys), abort_one=True)
+    everything = await read_topic(clients(kafka_bootstrap), topic)
+    by_partition: dict[int, list[int]] = {}
+    for m in everything:
+        by_partition.setdefault(m.partition, []).append(m.offset)
+    assert len(by_partition) >= 2, "the chains should spread over the partitions"
+    assert all(m.key != b"worker:ghost" for m in everything)  # aborted: never read
+    first = max(by_partition, key=lambda p: len(by_partition[p]))
+    cut = by_partition[first][len(by_partition[first]) // 2]
+    assert cut > by_partition[first][0]  # some of it is left behind
+    later = await read_topic(clients(kafka_bootstrap), topic, start={first: cut})
+    expected = [(m.partition, m.offset) for m in everything
+                if m.partition != first or m.offset >= cut]  # fmt: skip
+    assert [(m.partition, m.offset) for m in later] == expected
