@@ -9,7 +9,8 @@ rather than constructing aiokafka clients themselves.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import struct
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
@@ -33,9 +34,43 @@ _READ_COMMITTED = 1
 _PARTITION_FETCH_BYTES = 1024 * 1024  # aiokafka's default max_partition_fetch_bytes
 
 
+_M: Final = 0x5BD1E995
+_MASK: Final = 0xFFFFFFFF
+_words: dict[int, struct.Struct] = {}
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as an unsigned int.
+
+    aiokafka's is the same arithmetic a byte at a time; unpacking the little-endian words in
+    one call makes this about three times faster, and the worker places a few keys it has
+    never seen (deliveries, replay ids) on every event.
+    """
+    n = len(data)
+    h = 0x9747B28C ^ n
+    words = _words.get(n >> 2)
+    if words is None:
+        words = _words[n >> 2] = struct.Struct(f"<{n >> 2}I")
+    for word in words.unpack_from(data):
+        k = (word * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ (((k ^ (k >> 24)) * _M) & _MASK)
+    if rest := n & 3:
+        tail = n & ~3
+        if rest == 3:
+            h ^= data[tail + 2] << 16
+        if rest >= 2:
+            h ^= data[tail + 1] << 8
+        h = ((h ^ data[tail]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
+
+
 def partition_for(key: bytes | None, partitions: list[int]) -> int:
     """The partition the Java client (and aiokafka's ``send``) would choose for ``key``."""
-    return int(_PARTITIONER(key, partitions, partitions))
+    if key is None:  # no key: any partition, as the clients choose
+        return int(_PARTITIONER(key, partitions, partitions))
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

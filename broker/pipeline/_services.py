@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from broker._canonical import canonical_json
 from broker.config import EnvelopeSettings
 from broker.envelope import KeyResolver, Opener, Sealer
 from broker.linkage import Linker
 from broker.pipeline._effects import OutRecord, Publish
+from broker.pipeline._encoding import payload_json
 from broker.pipeline._state import WorkerState
 from broker.policy import Policy
 from broker.principals import Principal
@@ -61,7 +61,7 @@ class Services:
     ) -> Publish:
         """``payload`` sealed to ``recipient``, as a record for ``topic`` keyed by ``event_id``."""
         sealed = self.sealer.seal(
-            canonical_json(payload),
+            payload_json(payload),  # built from the event: no floats
             event_id=event_id,
             recipient=recipient,
             schema=schema,

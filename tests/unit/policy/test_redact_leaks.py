@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from broker._canonical import canonical_json
 from broker.events import FIELD_PATHS, ContactEvent, parse_event
+from broker.pipeline._encoding import payload_json
 from broker.policy import Decision, redact
 from broker.policy._decision import SubjectScope
 from broker.policy._model import TRANSFORM_TARGETS
@@ -174,3 +175,25 @@ def test_a_view_holds_nothing_its_decision_does_not_grant(
                      "subject.postcode", "subject.school_urn"):  # fmt: skip
             if path not in granted or granted[path] is not None:
                 assert not any(v in text for v in _raw(subject, path)), (i, path)
+
+
+def _floats(value: object) -> list[float]:
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _floats(v)]
+    if isinstance(value, list | tuple):
+        return [f for v in value for f in _floats(v)]
+    return []
+
+
+@settings(max_examples=100, deadline=None)
+@given(grant=grants())
+def test_a_view_holds_no_float_so_the_worker_seals_it_with_payload_json(
+    grant: tuple[ContactEvent, Decision],
+) -> None:
+    """payload_json's precondition, for every field and transform a decision can grant."""
+    ev, decision = grant
+    view = redact(ev, decision, pseudonym_key=KEY)
+    assert _floats(view) == []
+    assert payload_json(view) == canonical_json(view)
