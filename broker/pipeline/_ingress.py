@@ -128,8 +128,9 @@ class Link:
         self.services = services
 
     def __call__(self, work: Work) -> Step:
-        event = work.event
+        event, opened = work.event, work.opened
         assert event is not None  # noqa: S101  # Validate forwarded
+        assert opened is not None  # noqa: S101  # Open forwarded
         # lookup_keys puts the subject key first: one HMAC per key, not two.
         per_subject = [self.services.linker.lookup_keys(s) for s in event.subjects]
         work.subject_keys = tuple(keys[0] for keys in per_subject)
@@ -140,7 +141,7 @@ class Link:
         return forward(
             Audit(
                 AuditKind.RECEIVED,
-                event_id=str(event.event_id),
+                event_id=opened.event_id,  # the event's own, as Validate checked
                 party=event.sender,
                 subject_keys=work.subject_keys,
                 data={
@@ -164,8 +165,8 @@ class Decide:
 
     def __call__(self, work: Work) -> Step:
         work.decisions = self.decisions(work)
-        assert work.event is not None  # noqa: S101  # Validate forwarded
-        event_id = str(work.event.event_id)  # every decision's, written once
+        assert work.opened is not None  # noqa: S101  # Open forwarded
+        event_id = work.opened.event_id  # the event's own, as Validate checked
         return forward(*(_decided(work, d, event_id) for d in work.decisions))
 
     def decisions(self, work: Work) -> list[Decision]:
@@ -228,8 +229,9 @@ class Deliver:
     def __call__(self, work: Work) -> Step:
         event = work.event
         assert event is not None  # noqa: S101  # Validate forwarded
+        assert work.opened is not None  # noqa: S101  # Open forwarded
         effects: list[Effect] = []
-        event_id = str(event.event_id)
+        event_id = work.opened.event_id  # the event's own, as Validate checked
         for decision in work.decisions:
             if not decision.shares:
                 continue
