@@ -12,10 +12,11 @@ SIGKILLs. Failure handling is crash-only: a commit that fails ends the worker, a
 partitions' later records changed in memory dies with it.
 
 Consent before events: a contact event is decided only once this worker's consent table
-holds every consent record ``accord.consent`` held when the event was read: the ones on
-partitions this worker owns are processed first, and those other workers own are waited for
-in the changelog. So a consent recorded (and published) before an event governs it, whichever
-worker takes either.
+holds every consent record ``accord.consent`` held when the event was appended, up to end
+offsets read after that (``_fence``: read after the batch's fetch or, for a backlog, an
+answer already in hand): the ones on partitions this worker owns are processed first, and
+those other workers own are waited for in the changelog. So a consent recorded (and
+published) before an event governs it, whichever worker takes either.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from broker.kafka import (
 )
 from broker.ops import Heartbeat
 from broker.pipeline._effects import OutRecord
+from broker.pipeline._fence import ConsentFence
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor
 from broker.pipeline._read_past import read_past
@@ -123,6 +125,7 @@ class TransactionalLoop:
         self._budget = budget
         self._paused: dict[str, float] = {}  # ingress topic -> when its sender may go on
         self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
+        self._fence = ConsentFence(self._ends)
 
     async def start(self) -> None:
         """Join the group; tasks start as partitions are assigned."""
@@ -272,6 +275,7 @@ class TransactionalLoop:
             await self._report.now(consumer)
         finally:
             await _cancel(fetching, stopping, self._report.running)
+            await self._fence.close()
             for task in list(self._tasks.values()):
                 with contextlib.suppress(BaseException):
                     await task.settle()
@@ -331,11 +335,12 @@ class TransactionalLoop:
         self, consumer: Consumer, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event
     ) -> None:
         """Consent and acknowledgements first, then contact events once consent is current."""
+        fetch = self._fence.fetches  # the fetch that returned this batch: none since
         events = {tp: m for tp, m in batch.items() if party_of_ingress(tp.topic) is not None}
         for tp, msgs in batch.items():
             if tp not in events:
                 await self._run(tp, msgs)
-        if events and await self._consent_current(consumer, stop):
+        if events and await self._consent_current(consumer, stop, events, fetch):
             for tp, msgs in events.items():
                 await self._run(tp, msgs)
 
@@ -362,8 +367,15 @@ class TransactionalLoop:
             await asyncio.sleep(0)  # let the transactions in flight make progress
         self._charge(tp.topic, len(msgs), metrics)
 
-    async def _consent_current(self, consumer: Consumer, stop: asyncio.Event) -> bool:
-        """Wait until every consent record on ``accord.consent`` now is in the table.
+    async def _consent_current(
+        self,
+        consumer: Consumer,
+        stop: asyncio.Event,
+        events: dict[TopicPartition, list[Any]],
+        fetch: int,
+    ) -> bool:
+        """Wait until the table holds every consent record on ``accord.consent`` appended
+        before any of ``events`` (from fetch number ``fetch``) was.
 
         False if the worker is stopping meanwhile (the events wait for the next run).
         """
@@ -371,10 +383,9 @@ class TransactionalLoop:
         tps = [TopicPartition(CONSENT, p) for p in parts]
         if not tps:
             return True
-        # Asked of the group's consumer: it already follows the consent topic's metadata.
-        async with translated("reading accord.consent's end offsets"):
-            got = await consumer.end_offsets(tps)
-        ends = {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()}
+        last = {TopicPartition(tp.topic, tp.partition): m[-1].offset for tp, m in events.items()}
+        held = [tp for tp in self._tasks if party_of_ingress(tp.topic) is not None]
+        ends = await self._fence.covering(tps, last, held, fetch)
         while not stop.is_set():
             # Commits go on meanwhile: another worker may be waiting for the consent this
             # one files, as this one may be for another's.
@@ -399,6 +410,14 @@ class TransactionalLoop:
             await self.handover.moved(within=0.5)
         return False
 
+    async def _ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """End offsets (read_committed), asked of the group's consumer: it already follows
+        the topics' metadata."""
+        consumer = self._require_consumer()
+        async with translated("reading accord.consent's and ingress end offsets"):
+            got = await consumer.end_offsets(partitions)
+        return {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()}
+
     async def _fetch(
         self, consumer: Consumer, *partitions: TopicPartition
     ) -> dict[TopicPartition, list[Any]]:
@@ -416,6 +435,7 @@ class TransactionalLoop:
             batch = await self._read_past(consumer)
         for tp, msgs in batch.items():
             self._positions[tp] = msgs[-1].offset + 1
+        self._fence.fetches += 1  # before any request the batch's consent check sends
         return batch
 
     async def _read_past(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:

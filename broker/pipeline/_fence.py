@@ -1,0 +1,127 @@
+"""Which consent end offsets a batch's contact events must wait for, in as few round trips as
+the facts allow.
+
+A consent recorded (and published) before an event must govern it, whichever worker holds
+either. The loop decides a batch's events only once its consent table holds every consent
+record below a set of ``accord.consent`` end offsets that were read *after each of the
+batch's events was appended*: then every consent appended before an event is below them.
+There are two ways to know that a read of the ends came after an event's append:
+
+(b) the request was sent after the fetch that returned the event returned: the event was on
+    the broker before the fetch answered. One round trip per batch, taken after its fetch;
+    the loop always waited for it, before this module.
+(a) an earlier answer, R(i), put the end of the event's own partition above the event's
+    offset, so the broker had appended the event when it answered; and R(i+1) was *sent
+    after R(i) arrived*. R(i+1)'s consent ends were then read after the event's append, on
+    whichever broker leads each partition.
+
+So every request asks for the consent partitions' ends and those of the ingress partitions
+this worker holds, one request at a time (which makes consecutive answers such a pair), and
+one starts for each batch with events when none is in flight: no more requests than before.
+A batch whose events were all appended before the older of the two newest answers (any
+backlog: a worker catching up, or draining after an outage) is decided at once; a batch of
+newer events waits for a request sent after its fetch, as it always did.
+
+End offsets here are the group consumer's, read_committed: the last stable offset, which is
+never above what the broker has appended. An answer that lacks a consent partition (one
+added since) covers nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+
+from broker.kafka import TopicPartition
+
+__all__ = ["ConsentFence"]
+
+Ends = dict[TopicPartition, int]
+#: One ListOffsets round trip: the end offsets of the partitions given.
+Ask = Callable[[list[TopicPartition]], Awaitable[Ends]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    sent_after: int  # how many fetches had returned when the request was sent
+    ends: Ends
+
+
+class ConsentFence:
+    """Answers, for a fetched batch, the consent ends that cover its events (see above)."""
+
+    def __init__(self, ask: Ask) -> None:
+        self._ask = ask
+        self._answers: deque[_Answer] = deque(maxlen=2)
+        self._asking: asyncio.Task[None] | None = None
+        #: Fetches returned so far; the loop counts one as each fetch returns.
+        self.fetches = 0
+
+    async def covering(
+        self,
+        consent: list[TopicPartition],
+        batch: Mapping[TopicPartition, int],
+        held: Collection[TopicPartition],
+        fetch: int,
+    ) -> Ends:
+        """Consent ends read after every event of ``batch`` (partition → its last offset)
+        was appended; the batch came from fetch number ``fetch``. ``held``: the ingress
+        partitions to ask about too, for the batches after this one."""
+        while True:
+            found = self._covered(consent, batch, fetch)
+            self._start(consent, held)  # the next batch's answer, on its way
+            if found is not None:
+                return found
+            asking = self._asking
+            assert asking is not None  # noqa: S101  # _start left one in flight
+            await asyncio.shield(asking)  # a cancelled wait leaves the request to finish
+
+    async def close(self) -> None:
+        """Cancel the request in flight, if any, and wait for it to end."""
+        if self._asking is not None:
+            self._asking.cancel()
+            await asyncio.gather(self._asking, return_exceptions=True)
+            self._asking = None
+
+    def _covered(
+        self, consent: list[TopicPartition], batch: Mapping[TopicPartition, int], fetch: int
+    ) -> Ends | None:
+        answers = list(self._answers)
+        if len(answers) == 2:  # (a): consecutive, so the second was sent after the first came
+            first, second = answers
+            if all(o < first.ends.get(tp, -1) for tp, o in batch.items()):
+                found = _consent_ends(second, consent)
+                if found is not None:
+                    return found
+        for answer in reversed(answers):  # (b)
+            if answer.sent_after >= fetch:
+                found = _consent_ends(answer, consent)
+                if found is not None:
+                    return found
+        return None
+
+    def _start(self, consent: list[TopicPartition], held: Collection[TopicPartition]) -> None:
+        """Send the next request unless one is in flight; raise what the last one raised."""
+        if self._asking is not None:
+            if not self._asking.done():
+                return
+            asked, self._asking = self._asking, None
+            asked.result()  # a failed request fails the loop, as a failed wait always did
+        wanted = sorted({*consent, *held})
+        self._asking = asyncio.create_task(
+            self._request(wanted, self.fetches), name="accord-consent-ends"
+        )
+
+    async def _request(self, partitions: list[TopicPartition], sent_after: int) -> None:
+        ends = await self._ask(partitions)
+        # Appended before the task ends, and the next request starts only after it has ended:
+        # consecutive answers are always a pair as (a) needs.
+        self._answers.append(_Answer(sent_after, dict(ends)))
+
+
+def _consent_ends(answer: _Answer, consent: list[TopicPartition]) -> Ends | None:
+    if not all(tp in answer.ends for tp in consent):
+        return None  # a consent partition added since: this answer says nothing of it
+    return {tp: answer.ends[tp] for tp in consent}
