@@ -37,6 +37,11 @@ one, so a crash repeated a flag in our test; it is not used). Per record, in thi
 
 One flag service per party (no leader election): the ids it read at start are then all that
 could be on the topic.
+
+No record stops the service: a delivery it cannot open is skipped with its reason
+(``flags_record_skipped``), and a re-keyed message the child or household step cannot work
+on (a bug, or another version's message) is passed over with an error naming its partition
+and offset (``flags_record_failed``, see ``_Service._failed``). Kafka failures do stop it.
 """
 
 from __future__ import annotations
@@ -180,6 +185,7 @@ class _Service:
         # (a second, older read replacing the first could let a flag be sent twice).
         self._reading = asyncio.Lock()
         self._held_keys: dict[int, str] = {}
+        self.failed = 0  # re-keyed messages passed over (see _failed)
 
     async def on_delivery(self, value: bytes | None, headers: Any) -> list[Awaitable[Any]]:
         """Open one delivery-topic record and send it on, re-keyed; what was sent, to await
@@ -217,17 +223,24 @@ class _Service:
             sent.append(await self.bychild.send(key=place.child.encode(), value=value.encode()))
         return sent
 
-    async def on_child_record(self, value: bytes, partition: int) -> None:
-        msg = json.loads(value)
-        if "withdraw" in msg:
-            self._withdraw(self.windows, self.engine.withdraw, msg["withdraw"], partition)
+    async def on_child_record(
+        self, value: bytes, partition: int, offset: int | None = None
+    ) -> None:
+        try:
+            msg = json.loads(value)
+            if "withdraw" in msg:
+                self._withdraw(self.windows, self.engine.withdraw, msg["withdraw"], partition)
+                return
+            child = msg["child"]
+            residents = tuple(msg.get("residents") or (child,))
+            place = Placement(child, msg.get("household"), residents)
+            record = window_record(msg["record"])
+            if record.event_id in self._withdrawn(self.windows, partition):
+                return  # its withdrawal notice was read first: the record never counts
+            state, raised, household = self.engine.apply(self.windows.get(child), place, record)
+        except Exception as exc:  # noqa: BLE001  # see _failed: skipped, loudly, not a stop
+            self._failed("child", partition, offset, exc)
             return
-        child = msg["child"]
-        place = Placement(child, msg.get("household"), tuple(msg.get("residents") or (child,)))
-        record = window_record(msg["record"])
-        if record.event_id in self._withdrawn(self.windows, partition):
-            return  # its withdrawal notice was read first: the record never counts
-        state, raised, household = self.engine.apply(self.windows.get(child), place, record)
         await self._publish(raised)
         if household is not None:
             # Acknowledged before the state below records the record as seen.
@@ -236,18 +249,41 @@ class _Service:
             await (await self.byhousehold.send(key=key, value=body, force=True))
         self.windows[child] = state
 
-    async def on_household_record(self, value: bytes, partition: int) -> None:
-        msg = json.loads(value)
-        if "withdraw" in msg:
-            self._withdraw(self.households, withdraw_household, msg["withdraw"], partition)
+    async def on_household_record(
+        self, value: bytes, partition: int, offset: int | None = None
+    ) -> None:
+        try:
+            msg = json.loads(value)
+            if "withdraw" in msg:
+                self._withdraw(self.households, withdraw_household, msg["withdraw"], partition)
+                return
+            message = HouseholdMessage.from_json(msg)
+            if message.record[1] in self._withdrawn(self.households, partition):
+                return
+            key = message.household
+            state, raised = self.engine.apply_household(self.households.get(key), message)
+        except Exception as exc:  # noqa: BLE001  # see _failed: skipped, loudly, not a stop
+            self._failed("household", partition, offset, exc)
             return
-        message = HouseholdMessage.from_json(msg)
-        if message.record[1] in self._withdrawn(self.households, partition):
-            return
-        key = message.household
-        state, raised = self.engine.apply_household(self.households.get(key), message)
         await self._publish(raised)
         self.households[key] = state
+
+    def _failed(self, step: str, partition: int, offset: int | None, exc: Exception) -> None:
+        """A re-keyed message the step could not work on: a bug, or a message written by
+        another version of the service. Stopping would not help: faust would give the same
+        message again at every restart and no child's flags would be raised at all. So it
+        is passed over, the child's (or household's) state left as it was, with an error
+        that says where it is (to replay once fixed) and the exception's type only: its
+        text could hold a value from the record."""
+        self.failed += 1
+        log.error(
+            "flags_record_failed",
+            party=self.party,
+            step=step,
+            partition=partition,
+            offset=offset,
+            error=type(exc).__name__,
+        )
 
     async def _publish(self, raised: list[Flag]) -> None:
         if not raised:
@@ -343,11 +379,15 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     @app.agent(bychild)
     async def flag(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await service.on_child_record(event.value, event.message.partition)
+            await service.on_child_record(
+                event.value, event.message.partition, event.message.offset
+            )
 
     @app.agent(byhousehold)
     async def household(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await service.on_household_record(event.value, event.message.partition)
+            await service.on_household_record(
+                event.value, event.message.partition, event.message.offset
+            )
 
     return app

@@ -18,6 +18,7 @@ from broker.config import EnvelopeSettings, KafkaSettings, KemSuite
 from broker.desk import FlagServiceOptions, _flags_app, child_key, household_key
 from broker.desk._flags_app import _Service
 from broker.envelope import Sealer
+from broker.errors import TransportError
 from broker.events import Delivery
 from broker.kafka import partition_for
 from broker.keys import FileKeyStore
@@ -301,3 +302,78 @@ async def test_a_bad_delivery_record_is_skipped_with_its_reason_and_the_next_one
     ]
     assert NHS[0] not in str(logs)
     assert "Ava" not in str(logs)
+
+
+async def test_a_message_the_child_step_cannot_work_on_is_passed_over_loudly_and_the_next_counts(
+    tmp_path: Path,
+) -> None:
+    """A bug (or another version's message) must not stop every child's flags: the message
+    is passed over with an error naming where it is, and nothing from inside it."""
+    service, _ = _service(tmp_path)
+    real = service.engine.apply
+
+    def apply(state: Any, place: Any, record: Any) -> Any:
+        if record.event_id == "e2":
+            raise RuntimeError(f"a bug that quotes its input: {NHS[1]}")
+        return real(state, place, record)
+
+    service.engine.apply = apply  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        await service.on_child_record(_record("e1", NHS[0]), 0, 10)
+        await service.on_child_record(_record("e2", NHS[1]), 0, 11)
+        await service.on_child_record(b'{"child": ', 2, 12)
+        await service.on_child_record(_record("e3", NHS[2]), 0, 13)
+    failed = [e for e in logs if e["event"] == "flags_record_failed"]
+    assert [(e["step"], e["partition"], e["offset"], e["error"]) for e in failed] == [
+        ("child", 0, 11, "RuntimeError"),
+        ("child", 2, 12, "JSONDecodeError"),
+    ]
+    assert all(e["log_level"] == "error" for e in failed)
+    assert service.failed == 2
+    assert NHS[1] not in str(logs)
+    counted = {child_key(SECRET, {"nhs_number": nhs}) for nhs in (NHS[0], NHS[2])}
+    assert set(_states_by_key(service.windows)) == counted  # e2's child: no state at all
+
+
+async def test_a_message_the_household_step_cannot_work_on_is_passed_over_loudly(
+    tmp_path: Path,
+) -> None:
+    service, log = _service(tmp_path)
+    for i, nhs in enumerate(NHS[:2]):
+        await service.on_child_record(
+            _record(f"e{i}", nhs, need=2, home=True, cats=("domestic_abuse",)), 0
+        )
+    messages = [body for step, body in log if step == "send-household"]
+
+    def broken(state: Any, message: Any) -> Any:
+        raise KeyError(message.household)
+
+    service.engine.apply_household = broken  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        await service.on_household_record(json.dumps(messages[0]).encode(), 1, 7)
+    assert [(e["event"], e["step"], e["offset"], e["error"]) for e in logs] == [
+        ("flags_record_failed", "household", 7, "KeyError")
+    ]
+    assert household_key(SECRET, HOME) not in str(logs)
+    assert _states_by_key(service.households) == {}
+
+
+async def test_a_kafka_failure_still_stops_the_step_to_be_retried_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Only the work on a message is passed over: a flag Kafka would not take is not."""
+    service, _ = _service(tmp_path)
+
+    class Refusing(FakeTopic):
+        async def send(self, **_: Any) -> Any:
+            raise TransportError("sending a flag: the broker went away")
+
+    service.out = Refusing([])
+    with pytest.raises(TransportError):
+        await service.on_child_record(_record("e1", NHS[0]), 0, 1)
+    assert service.failed == 0
+    assert _states_by_key(service.windows) == {}  # the record will come again
+
+
+def _states_by_key(table: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in table.items() if not k.startswith("~withdrawn-")}
