@@ -160,9 +160,12 @@ async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
     return {r.key.decode() for r in records if r.key}
 
 
-#: The prefix of the tables' keys holding a partition's withdrawn event ids (no child or
-#: household key, both hex digests, starts with it).
+#: The prefix of the tables' keys marking withdrawn event ids (no child or household key,
+#: both hex digests, starts with it).
 _WITHDRAWN: Final = "~withdrawn-"
+# Each try lands in a given one of N partitions with chance 1/N: 10,000 tries miss with
+# chance (1 - 1/N)**10000, nil for any partition count a desk would use.
+_MAX_TRIES: Final = 10_000
 _Topics = tuple[Any, Any, Any]  # by child, by household, flags
 _Tables = tuple[Any, Any]  # windows (children), households
 # A state without the withdrawn event ids, or None when none was in it.
@@ -235,7 +238,7 @@ class _Service:
             residents = tuple(msg.get("residents") or (child,))
             place = Placement(child, msg.get("household"), residents)
             record = window_record(msg["record"])
-            if record.event_id in self._withdrawn(self.windows, partition):
+            if self._withdrawn(self.windows, partition, record.event_id):
                 return  # its withdrawal notice was read first: the record never counts
             state, raised, household = self.engine.apply(self.windows.get(child), place, record)
         except Exception as exc:  # noqa: BLE001  # see _failed: skipped, loudly, not a stop
@@ -258,7 +261,7 @@ class _Service:
                 self._withdraw(self.households, withdraw_household, msg["withdraw"], partition)
                 return
             message = HouseholdMessage.from_json(msg)
-            if message.record[1] in self._withdrawn(self.households, partition):
+            if self._withdrawn(self.households, partition, message.record[1]):
                 return
             key = message.household
             state, raised = self.engine.apply_household(self.households.get(key), message)
@@ -320,17 +323,32 @@ class _Service:
                 table[key] = changed
         # Kept for records not here yet: a notice and its record travel on different
         # partitions of the delivery topic, and a backlog can bring the notice first.
-        held = self._withdrawn_key(partition)
-        known = set(table.get(held) or ())
-        if not gone <= known:
-            table[held] = sorted(known | gone)
+        for event_id in sorted(gone):
+            key = self._withdrawn_key(partition, event_id)
+            if not table.get(key):
+                table[key] = True
 
-    def _withdrawn(self, table: Any, partition: int) -> list[str]:
-        return table.get(self._withdrawn_key(partition)) or []
+    def _withdrawn(self, table: Any, partition: int, event_id: str) -> bool:
+        if table.get(self._withdrawn_key(partition, event_id)):
+            return True
+        # Before 2026-12-05 a partition's withdrawn ids were one list under one key: read,
+        # never written again.
+        return event_id in (table.get(self._list_key(partition)) or ())
 
-    def _withdrawn_key(self, partition: int) -> str:
-        """The table key holding ``partition``'s withdrawn event ids: one whose own partition
-        is ``partition`` (a table write goes to the processed record's partition)."""
+    def _withdrawn_key(self, partition: int, event_id: str) -> str:
+        """The table key marking ``event_id`` withdrawn in ``partition``: one whose own
+        partition is ``partition`` (a table write goes to the changelog partition of the
+        record being processed), and one per id: a list of them all, rewritten with each
+        notice, would pass Kafka's 1 MB record limit at about 25,000 ids (every notice goes
+        to every partition) and stop the service."""
+        for n in range(_MAX_TRIES):
+            key = f"{_WITHDRAWN}{n}-{event_id}"
+            if partition_for(key.encode(), self.everyone) == partition:
+                return key
+        raise AccordError(f"no withdrawn-id key found for partition {partition}")  # a bug
+
+    def _list_key(self, partition: int) -> str:
+        """The key of ``partition``'s list of withdrawn ids, as written before 2026-12-05."""
         if partition not in self._held_keys:
             n = 0
             while partition_for(f"{_WITHDRAWN}{n}".encode(), self.everyone) != partition:
