@@ -78,9 +78,23 @@ def _service(
 HOME = {"address": "14 Tame Road", "postcode": "DY4 7JQ"}
 
 
+def _states_by_key(table: dict[str, Any]) -> dict[str, Any]:
+    """A table's window states by key (not the withdrawn ids kept beside them)."""
+    return {k: v for k, v in table.items() if not k.startswith("~withdrawn-")}
+
+
 def _states(table: dict[str, Any]) -> list[Any]:
-    """A table's window states (not the lists of withdrawn ids kept beside them)."""
-    return [state for key, state in table.items() if not key.startswith("~withdrawn-")]
+    return list(_states_by_key(table).values())
+
+
+async def _household_messages(service: _Service, log: list[tuple[str, Any]]) -> list[Any]:
+    """Two children at one address, each with a domestic abuse record: the messages the
+    child step sends the household step."""
+    for i, nhs in enumerate(NHS[:2]):
+        await service.on_child_record(
+            _record(f"e{i}", nhs, need=2, home=True, cats=("domestic_abuse",)), 0
+        )
+    return [body for step, body in log if step == "send-household"]
 
 
 def _record(
@@ -154,11 +168,7 @@ async def test_a_household_flag_is_acknowledged_before_the_households_state(
     tmp_path: Path,
 ) -> None:
     service, log = _service(tmp_path)
-    for i, nhs in enumerate(NHS[:2]):
-        await service.on_child_record(
-            _record(f"e{i}", nhs, need=2, home=True, cats=("domestic_abuse",)), 0
-        )
-    messages = [body for step, body in log if step == "send-household"]
+    messages = await _household_messages(service, log)
     log.clear()
     for body in messages:
         await service.on_household_record(json.dumps(body).encode(), 0)
@@ -339,11 +349,7 @@ async def test_a_message_the_household_step_cannot_work_on_is_passed_over_loudly
     tmp_path: Path,
 ) -> None:
     service, log = _service(tmp_path)
-    for i, nhs in enumerate(NHS[:2]):
-        await service.on_child_record(
-            _record(f"e{i}", nhs, need=2, home=True, cats=("domestic_abuse",)), 0
-        )
-    messages = [body for step, body in log if step == "send-household"]
+    messages = await _household_messages(service, log)
 
     def broken(state: Any, message: Any) -> Any:
         raise KeyError(message.household)
@@ -373,10 +379,6 @@ async def test_a_kafka_failure_still_stops_the_step_to_be_retried_after_a_restar
         await service.on_child_record(_record("e1", NHS[0]), 0, 1)
     assert service.failed == 0
     assert _states_by_key(service.windows) == {}  # the record will come again
-
-
-def _states_by_key(table: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in table.items() if not k.startswith("~withdrawn-")}
 
 
 async def test_each_withdrawn_id_is_a_small_entry_of_its_own_in_the_notices_partition(
