@@ -16,11 +16,12 @@ There are two ways to know that a read of the ends came after an event's append:
     whichever broker leads each partition.
 
 So every request asks for the consent partitions' ends and those of the ingress partitions
-this worker holds, one request at a time (which makes consecutive answers such a pair), and
-one starts for each batch with events when none is in flight: no more requests than before.
-A batch whose events were all appended before the older of the two newest answers (any
-backlog: a worker catching up, or draining after an outage) is decided at once; a batch of
-newer events waits for a request sent after its fetch, as it always did.
+this worker holds, one request at a time (which makes consecutive answers such a pair). A
+batch of new events sends one after its fetch and waits for it, as it always did. A batch
+whose events were all appended before the older of the two newest answers (any backlog: a
+worker catching up, or draining after an outage) is decided at once, and sends the next
+request without waiting for it, so that the backlog's next batch finds a fresher pair. One
+request per batch either way: no more than before.
 
 End offsets here are the group consumer's, read_committed: the last stable offset, which is
 never above what the broker has appended. An answer that lacks a consent partition (one
@@ -70,10 +71,12 @@ class ConsentFence:
         was appended; the batch came from fetch number ``fetch``. ``held``: the ingress
         partitions to ask about too, for the batches after this one."""
         while True:
-            found = self._covered(consent, batch, fetch)
-            self._start(consent, held)  # the next batch's answer, on its way
+            found = self._sent_after(consent, fetch)
+            if found is None and (found := self._by_pair(consent, batch)) is not None:
+                self._start(consent, held)  # for the backlog's next batch, not waited for
             if found is not None:
                 return found
+            self._start(consent, held)
             asking = self._asking
             assert asking is not None  # noqa: S101  # _start left one in flight
             await asyncio.shield(asking)  # a cancelled wait leaves the request to finish
@@ -85,21 +88,26 @@ class ConsentFence:
             await asyncio.gather(self._asking, return_exceptions=True)
             self._asking = None
 
-    def _covered(
-        self, consent: list[TopicPartition], batch: Mapping[TopicPartition, int], fetch: int
-    ) -> Ends | None:
-        answers = list(self._answers)
-        if len(answers) == 2:  # (a): consecutive, so the second was sent after the first came
-            first, second = answers
-            if all(o < first.ends.get(tp, -1) for tp, o in batch.items()):
-                found = _consent_ends(second, consent)
-                if found is not None:
-                    return found
-        for answer in reversed(answers):  # (b)
+    def _sent_after(self, consent: list[TopicPartition], fetch: int) -> Ends | None:
+        """(b): the consent ends of an answer to a request sent after fetch ``fetch``."""
+        for answer in reversed(self._answers):
             if answer.sent_after >= fetch:
                 found = _consent_ends(answer, consent)
                 if found is not None:
                     return found
+        return None
+
+    def _by_pair(
+        self, consent: list[TopicPartition], batch: Mapping[TopicPartition, int]
+    ) -> Ends | None:
+        """(a): the newer answer's consent ends, if the older one's ingress ends are above
+        every event of ``batch`` (consecutive answers: the newer was sent after the older
+        came)."""
+        if len(self._answers) < 2:
+            return None
+        first, second = self._answers
+        if all(o < first.ends.get(tp, -1) for tp, o in batch.items()):
+            return _consent_ends(second, consent)
         return None
 
     def _start(self, consent: list[TopicPartition], held: Collection[TopicPartition]) -> None:

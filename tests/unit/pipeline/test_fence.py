@@ -56,11 +56,13 @@ async def _settle() -> None:
 
 
 async def _two_answers(broker: _Broker, fence: ConsentFence) -> None:
-    """Fetch 1's batch decided, and the request it started answered: two answers in hand."""
-    fence.fetches = 1
-    assert await fence.covering([C0], {I0: 10}, [I0], fetch=1) == {C0: 5}
+    """Two batches of new events, each decided after a request sent after its fetch: two
+    answers in hand, and nothing asked beyond them."""
+    for fetch, offset in ((1, 10), (2, 11)):
+        fence.fetches = fetch
+        assert await fence.covering([C0], {I0: offset}, [I0], fetch=fetch) == {C0: 5}
     await _settle()
-    assert broker.calls == 2
+    assert broker.calls == 2  # one request a batch, as before the fence
     assert broker.in_flight == 0
 
 
@@ -72,8 +74,8 @@ async def test_a_backlog_is_decided_under_answers_in_hand_without_a_round_trip()
     await _two_answers(broker, fence)
     await broker.allow(2)  # from now on the broker does not answer
     broker.ends[C0] = 7  # a consent appended after both answers
-    fence.fetches = 2
-    got = await asyncio.wait_for(fence.covering([C0], {I0: 99}, [I0], fetch=2), timeout=2)
+    fence.fetches = 3
+    got = await asyncio.wait_for(fence.covering([C0], {I0: 99}, [I0], fetch=3), timeout=2)
     assert got == {C0: 5}
     assert broker.calls == 3  # the next batch's answer was sent for, not waited for
     await fence.close()
@@ -84,8 +86,8 @@ async def test_events_newer_than_the_answers_wait_for_a_request_sent_after_their
     fence = ConsentFence(broker.ask)
     await _two_answers(broker, fence)
     await broker.allow(2)
-    fence.fetches = 2
-    waiting = asyncio.create_task(fence.covering([C0], {I0: 100}, [I0], fetch=2))
+    fence.fetches = 3
+    waiting = asyncio.create_task(fence.covering([C0], {I0: 100}, [I0], fetch=3))
     await _settle()
     assert not waiting.done()  # offset 100 is not below either answer's end
     broker.ends[C0] = 9  # appended before the event: the answer must see it
@@ -139,11 +141,11 @@ async def test_a_failed_request_started_for_the_next_batch_fails_that_batch() ->
     fence = ConsentFence(broker.ask)
     await _two_answers(broker, fence)
     broker.fail = True
-    fence.fetches = 2
-    await fence.covering([C0], {I0: 1}, [I0], fetch=2)  # covered; request 2 goes out, fails
+    fence.fetches = 3
+    await fence.covering([C0], {I0: 1}, [I0], fetch=3)  # covered; request 2 goes out, fails
     await _settle()
     with pytest.raises(TransportError):
-        await fence.covering([C0], {I0: 2}, [I0], fetch=3)
+        await fence.covering([C0], {I0: 2}, [I0], fetch=4)
 
 
 async def test_closing_cancels_the_request_in_flight() -> None:
