@@ -16,7 +16,7 @@ There are two ways to know that a read of the ends came after an event's append:
     whichever broker leads each partition.
 
 So every request asks for the consent partitions' ends and those of the ingress partitions
-this worker holds, one request at a time (which makes consecutive answers such a pair). A
+the batch came from, one request at a time (which makes consecutive answers such a pair). A
 batch of new events sends one after its fetch and waits for it, as it always did. A batch
 whose events were all appended before the older of the two newest answers (any backlog: a
 worker catching up, or draining after an outage) is decided at once, and sends the next
@@ -69,7 +69,8 @@ class ConsentFence:
     ) -> Ends:
         """Consent ends read after every event of ``batch`` (partition → its last offset)
         was appended; the batch came from fetch number ``fetch``. ``held``: the ingress
-        partitions to ask about too, for the batches after this one."""
+        partitions to ask about too, for the batches after this one (a partition missing
+        from the older answer leaves its events to (b))."""
         while True:
             found = self._sent_after(consent, fetch)
             if found is None and (found := self._by_pair(consent, batch)) is not None:
