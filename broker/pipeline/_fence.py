@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from broker.kafka import TopicPartition
@@ -61,23 +61,22 @@ class ConsentFence:
         self.fetches = 0
 
     async def covering(
-        self,
-        consent: list[TopicPartition],
-        batch: Mapping[TopicPartition, int],
-        held: Collection[TopicPartition],
-        fetch: int,
+        self, consent: list[TopicPartition], batch: Mapping[TopicPartition, int], fetch: int
     ) -> Ends:
         """Consent ends read after every event of ``batch`` (partition → its last offset)
-        was appended; the batch came from fetch number ``fetch``. ``held``: the ingress
-        partitions to ask about too, for the batches after this one (a partition missing
-        from the older answer leaves its events to (b))."""
+        was appended; the batch came from fetch number ``fetch``.
+
+        Requests ask about the batch's own ingress partitions, not every one the worker
+        holds: a backlog's next batch comes mostly from the same ones (a partition missing
+        from the older answer leaves its events to (b)), and a worker holding hundreds of
+        partitions would otherwise ask for all of them with every batch."""
         while True:
             found = self._sent_after(consent, fetch)
             if found is None and (found := self._by_pair(consent, batch)) is not None:
-                self._start(consent, held)  # for the backlog's next batch, not waited for
+                self._start(consent, batch)  # for the backlog's next batch, not waited for
             if found is not None:
                 return found
-            self._start(consent, held)
+            self._start(consent, batch)
             asking = self._asking
             assert asking is not None  # noqa: S101  # _start left one in flight
             await asyncio.shield(asking)  # a cancelled wait leaves the request to finish
@@ -111,14 +110,14 @@ class ConsentFence:
             return _consent_ends(second, consent)
         return None
 
-    def _start(self, consent: list[TopicPartition], held: Collection[TopicPartition]) -> None:
+    def _start(self, consent: list[TopicPartition], batch: Mapping[TopicPartition, int]) -> None:
         """Send the next request unless one is in flight; raise what the last one raised."""
         if self._asking is not None:
             if not self._asking.done():
                 return
             asked, self._asking = self._asking, None
             asked.result()  # a failed request fails the loop, as a failed wait always did
-        wanted = sorted({*consent, *held})
+        wanted = sorted({*consent, *batch})
         self._asking = asyncio.create_task(
             self._request(wanted, self.fetches), name="accord-consent-ends"
         )

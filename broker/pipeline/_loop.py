@@ -384,10 +384,7 @@ class TransactionalLoop:
         if not tps:
             return True
         last = {TopicPartition(tp.topic, tp.partition): m[-1].offset for tp, m in events.items()}
-        # Asked about the batch's own ingress partitions, not every one held: a backlog's next
-        # batch comes mostly from the same ones, and a worker holding hundreds of partitions
-        # would otherwise ask for all of them with every batch.
-        ends = await self._fence.covering(tps, last, list(last), fetch)
+        ends = await self._fence.covering(tps, last, fetch)
         while not stop.is_set():
             # Commits go on meanwhile: another worker may be waiting for the consent this
             # one files, as this one may be for another's.

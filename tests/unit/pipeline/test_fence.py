@@ -60,7 +60,7 @@ async def _two_answers(broker: _Broker, fence: ConsentFence) -> None:
     answers in hand, and nothing asked beyond them."""
     for fetch, offset in ((1, 10), (2, 11)):
         fence.fetches = fetch
-        assert await fence.covering([C0], {I0: offset}, [I0], fetch=fetch) == {C0: 5}
+        assert await fence.covering([C0], {I0: offset}, fetch=fetch) == {C0: 5}
     await _settle()
     assert broker.calls == 2  # one request a batch, as before the fence
     assert broker.in_flight == 0
@@ -75,7 +75,7 @@ async def test_a_backlog_is_decided_under_answers_in_hand_without_a_round_trip()
     await broker.allow(2)  # from now on the broker does not answer
     broker.ends[C0] = 7  # a consent appended after both answers
     fence.fetches = 3
-    got = await asyncio.wait_for(fence.covering([C0], {I0: 99}, [I0], fetch=3), timeout=2)
+    got = await asyncio.wait_for(fence.covering([C0], {I0: 99}, fetch=3), timeout=2)
     assert got == {C0: 5}
     assert broker.calls == 3  # the next batch's answer was sent for, not waited for
     await fence.close()
@@ -87,7 +87,7 @@ async def test_events_newer_than_the_answers_wait_for_a_request_sent_after_their
     await _two_answers(broker, fence)
     await broker.allow(2)
     fence.fetches = 3
-    waiting = asyncio.create_task(fence.covering([C0], {I0: 100}, [I0], fetch=3))
+    waiting = asyncio.create_task(fence.covering([C0], {I0: 100}, fetch=3))
     await _settle()
     assert not waiting.done()  # offset 100 is not below either answer's end
     broker.ends[C0] = 9  # appended before the event: the answer must see it
@@ -100,10 +100,10 @@ async def test_a_request_sent_before_the_fetch_does_not_cover_its_batch() -> Non
     fence = ConsentFence(broker.ask)
     await broker.allow(0)
     fence.fetches = 1
-    first = asyncio.create_task(fence.covering([C0], {I0: 0}, [I0], fetch=1))
+    first = asyncio.create_task(fence.covering([C0], {I0: 0}, fetch=1))
     await _settle()  # request 0 is out, sent after fetch 1
     fence.fetches = 2  # the next fetch returns while it is out
-    second = asyncio.create_task(fence.covering([C0], {I0: 3}, [I0], fetch=2))
+    second = asyncio.create_task(fence.covering([C0], {I0: 3}, fetch=2))
     await broker.allow(1)
     assert await asyncio.wait_for(first, timeout=2) == {C0: 5}
     await _settle()
@@ -119,7 +119,7 @@ async def test_an_answer_without_a_consent_partition_covers_nothing() -> None:
     fence = ConsentFence(broker.ask)
     await broker.allow(1)
     fence.fetches = 1
-    waiting = asyncio.create_task(fence.covering([C0, C1], {I0: 1}, [I0], fetch=1))
+    waiting = asyncio.create_task(fence.covering([C0, C1], {I0: 1}, fetch=1))
     await _settle()
     assert broker.calls == 2  # the first answer lacked C1: asked again
     assert not waiting.done()
@@ -133,7 +133,7 @@ async def test_a_failed_request_fails_the_wait() -> None:
     broker.fail = True
     fence = ConsentFence(broker.ask)
     with pytest.raises(TransportError, match="went away"):
-        await fence.covering([C0], {I0: 0}, [I0], fetch=0)
+        await fence.covering([C0], {I0: 0}, fetch=0)
 
 
 async def test_a_failed_request_started_for_the_next_batch_fails_that_batch() -> None:
@@ -142,17 +142,17 @@ async def test_a_failed_request_started_for_the_next_batch_fails_that_batch() ->
     await _two_answers(broker, fence)
     broker.fail = True
     fence.fetches = 3
-    await fence.covering([C0], {I0: 1}, [I0], fetch=3)  # covered; request 2 goes out, fails
+    await fence.covering([C0], {I0: 1}, fetch=3)  # covered; request 2 goes out, fails
     await _settle()
     with pytest.raises(TransportError):
-        await fence.covering([C0], {I0: 2}, [I0], fetch=4)
+        await fence.covering([C0], {I0: 2}, fetch=4)
 
 
 async def test_closing_cancels_the_request_in_flight() -> None:
     broker = _Broker({C0: 5})
     fence = ConsentFence(broker.ask)
     await broker.allow(0)
-    waiting = asyncio.create_task(fence.covering([C0], {I0: 0}, [I0], fetch=0))
+    waiting = asyncio.create_task(fence.covering([C0], {I0: 0}, fetch=0))
     await _settle()
     assert broker.in_flight == 1
     waiting.cancel()
