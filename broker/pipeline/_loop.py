@@ -217,7 +217,7 @@ class TransactionalLoop:
         state = view.task_state(tid)
         processor, first = self.open_task(tid, state)
         partitions = len(consumer.partitions_for_topic(tp.topic) or ())
-        task = Task(tid, producer, processor, partitions)
+        task = Task(tid, producer, processor, partitions, opened_after=self._fence.fetches)
         task.pending.outs += first
         if tid == LEGACY_SHARES_TASK and view.legacy_shares:
             task.pending.outs += processor.adopt(view.legacy_shares)
@@ -339,15 +339,19 @@ class TransactionalLoop:
         events = {tp: m for tp, m in batch.items() if party_of_ingress(tp.topic) is not None}
         for tp, msgs in batch.items():
             if tp not in events:
-                await self._run(tp, msgs)
+                await self._run(tp, msgs, fetch)
         if events and await self._consent_current(consumer, stop, events, fetch):
             for tp, msgs in events.items():
-                await self._run(tp, msgs)
+                await self._run(tp, msgs, fetch)
 
-    async def _run(self, tp: TopicPartition, msgs: list[Any]) -> None:
+    async def _run(self, tp: TopicPartition, msgs: list[Any], fetch: int) -> None:
+        """Process ``msgs``, which fetch number ``fetch`` returned, on their partition's task."""
         task = self._tasks.get(TopicPartition(tp.topic, tp.partition))
-        if task is None:
-            return  # revoked since the fetch: its next owner reads these again
+        if task is None or task.opened_after >= fetch:
+            # Revoked since the fetch: its next owner reads these again. Or revoked and taken
+            # back (a rebalance may run at any await here): the new task starts at the
+            # committed offset, and work the old one had pending before these was dropped.
+            return
         metrics = task.processor.outbox.metrics
         for m in msgs:
             if task.closed:
@@ -393,7 +397,7 @@ class TransactionalLoop:
             mine = [tp for tp in tps if tp in self._tasks and self._positions.get(tp, 0) < ends[tp]]
             if mine:  # ours, not fetched yet: fetch and file them now
                 for tp, msgs in (await self._fetch(consumer, *mine)).items():
-                    await self._run(tp, msgs)
+                    await self._run(tp, msgs, self._fence.fetches)
                 continue
             view = self.handover.view.tasks
             others = {tp: view[TaskId(tp.topic, tp.partition)].offset or 0

@@ -73,7 +73,13 @@ class Task:
     """One owned partition: its processor, its producer, its batch and its commit in flight."""
 
     def __init__(
-        self, task: TaskId, producer: Producer, processor: Processor, partitions: int
+        self,
+        task: TaskId,
+        producer: Producer,
+        processor: Processor,
+        partitions: int,
+        *,
+        opened_after: int = 0,
     ) -> None:
         self.id = task
         self.tp = TopicPartition(task.topic, task.partition)
@@ -84,6 +90,9 @@ class Task:
         self.in_flight: asyncio.Task[Batch] | None = None
         self.closed = False
         self.position: int | None = None  # the next offset to process (None: not known yet)
+        #: How many fetches had returned when this task opened: records any of them returned
+        #: were read for an earlier task of this partition, and are not this one's.
+        self.opened_after = opened_after
 
     def due(self) -> bool:
         """Whether a transaction should start: records pending, or a recall to send."""

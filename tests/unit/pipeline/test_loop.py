@@ -308,12 +308,13 @@ async def test_records_below_the_committed_offset_are_skipped_whatever_the_fetch
 ) -> None:
     """aiokafka may fetch a newly assigned partition from the group's (older) offset before
     the listener's seek takes hold: those records committed already, and would be replays."""
-    consumer = _Consumer([], on_idle=lambda: None)
+    consumer = _Consumer([_messages(pipeline_keys, 40, 4)], on_idle=lambda: None)
     loop, _, handover = await _loop(make_processor, consumer, _Producer())
     handover.view.tasks[TaskId(TP.topic, TP.partition)].offset = 42
     await loop.on_partitions_revoked([TP])
     await loop.on_partitions_assigned([TP])
-    await loop._process(consumer, {TP: _messages(pipeline_keys, 40, 4)}, asyncio.Event())  # type: ignore[arg-type]  # a fake
+    batch = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
+    await loop._process(consumer, batch, asyncio.Event())  # type: ignore[arg-type]  # a fake
     [task] = loop._tasks.values()
     assert task.pending.stamps == [0, 0]  # 42 and 43 only
     assert task.pending.next_offset == 44
@@ -383,3 +384,24 @@ async def test_the_wait_before_processing_and_each_transactions_time_are_measure
     spent = "accord_transaction_seconds"
     assert registry.get_sample_value(f"{spent}_count") == len(producer.transactions) == 2
     assert bucket(spent, "0.15") == 1  # the slow first commit is not among the quick
+
+
+async def test_records_fetched_before_their_partition_was_taken_back_are_not_processed(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """Lost and taken back between a fetch and its processing (a rebalance at any await, the
+    consent wait's included): the new task starts at the committed offset, and the consumer
+    reads from there again. The records in hand came after work the loss dropped: processing
+    them would skip that work for good."""
+    consumer = _Consumer([_messages(pipeline_keys, 40, 3)], on_idle=lambda: None)
+    loop, _, handover = await _loop(make_processor, consumer, _Producer())
+    batch = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
+    handover.view.tasks[TaskId(TP.topic, TP.partition)].offset = 30  # 30-39 were pending
+    await loop.on_partitions_revoked([TP])
+    await loop.on_partitions_assigned([TP])
+    await loop._process(consumer, batch, asyncio.Event())  # type: ignore[arg-type]  # a fake
+    [task] = loop._tasks.values()
+    assert consumer.seeks == {TP: 30}
+    assert task.pending.stamps == []
+    assert task.pending.next_offset is None
+    assert task.position == 30  # where the consumer reads from again
