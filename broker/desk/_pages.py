@@ -20,7 +20,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broker.desk._app import Desk
-from broker.desk._store import HUB_OUTCOMES, TEAM_ACTIONS, StoredRecord
+from broker.desk._store import (
+    HUB_OUTCOMES,
+    TEAM_ACTIONS,
+    DeskStore,
+    StoredDecision,
+    StoredRecord,
+)
 from broker.desk._work import (
     ENCOMPASS_TYPE,
     REFERRAL_TYPE,
@@ -53,7 +59,9 @@ class LateNotices(Collector):
         self._desk = desk
 
     def collect(self) -> Any:
-        late = sum(n.late for n in _notices(self._desk))
+        # A notice hidden since (consent withdrawn) cannot be acknowledged: it is no one's
+        # work, and counting it would raise an alert for good.
+        late = sum(n.late for n in _notices(self._desk) if not n.record.hidden)
         gauge = GaugeMetricFamily(
             "accord_desk_encompass_late_notices",
             "Operation Encompass notices not acknowledged as read by the start of the next "
@@ -70,6 +78,11 @@ def _notices(desk: Desk) -> list[EncompassNotice]:
         encompass_notice(r, deps.store.encompass_ack(r.event_id), calendar=deps.schools, now=now)
         for r in deps.store.records(event_type=ENCOMPASS_TYPE)
     ]
+
+
+def _outcomes(store: DeskStore, decision: StoredDecision) -> list[StoredRecord]:
+    """A referral's outcomes as the team may see them: none whose consent was withdrawn."""
+    return [o for o in store.replies_to(decision.published_event or "") if not o.hidden]
 
 
 def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one route each
@@ -117,10 +130,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if session is None:
             return desk.redirect("/login")
         if deps.kind == "coordinating_team":
-            referrals = [
-                (d, store.replies_to(d.published_event or ""))
-                for d in store.decisions() if d.action == "refer"
-            ]  # fmt: skip
+            referrals = [(d, _outcomes(store, d)) for d in store.decisions() if d.action == "refer"]
             return desk.render(
                 "team.html", session, title="Flags awaiting a decision",
                 flags=store.flags(open_only=True), decided=len(store.flags()) -
@@ -150,9 +160,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if not records:
             return desk.refused("No record about this child is held here.", status=404)
         referrals = [
-            (d, [o for o in store.replies_to(d.published_event or "") if not o.hidden])
-            for d in store.decisions(child=child) if d.action == "refer"
-        ]  # fmt: skip
+            (d, _outcomes(store, d)) for d in store.decisions(child=child) if d.action == "refer"
+        ]
         flags = [f for f in store.flags() if f.child == child]
         # A household rule's flag also names records about the other children at the
         # child's address: shown (and acknowledged) beside the child's own, as the team
@@ -176,7 +185,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         return desk.render(
             "child.html", session, title="A child's timeline", child=child, records=records,
             by_agency=by_agency, flags=flags, household=household,
-            flag_id=flag if flag and _ID.fullmatch(flag) else "",
+            flag_id=flag if flag and any(f.flag_id == flag for f in flags) else "",
             decisions=store.decisions(child=child), referrals=referrals, actions=TEAM_ACTIONS,
             names=deps.party_names,
         )  # fmt: skip
@@ -207,8 +216,12 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if action not in TEAM_ACTIONS or not reason or len(reason) > _MAX_REASON:
             session.flash.append("Choose a decision and give a reason (up to 2000 characters).")
             return desk.redirect(f"/child/{child}")
-        if flag_id is not None and (store.flag(flag_id) is None or not _ID.fullmatch(flag_id)):
-            flag_id = None
+        if flag_id is not None and (
+            not _ID.fullmatch(flag_id)
+            or (flagged := store.flag(flag_id)) is None
+            or flagged.child != child
+        ):
+            flag_id = None  # a decision about this child settles only this child's flags
         now = deps.clock()
         published = None
         if action == "refer":

@@ -251,3 +251,82 @@ def test_an_unexpected_error_is_the_desks_plain_page_logged_by_type_only(
     assert r.status_code == 500
     assert [e["route"] for e in logs if e["event"] == "desk_error"] == ["/record/{event_id}"]
     assert "9997017463" not in str(logs)
+
+
+def test_the_teams_home_page_leaves_out_an_outcome_whose_consent_was_withdrawn(
+    make_client: Make, store: DeskStore, clock: Clock
+) -> None:
+    """As the child's page does: a hidden record's content is shown nowhere."""
+    child = _child(store, "e1")
+    client, _ = make_client()
+    token = sign_in(client)
+    client.post(f"/child/{child}/decide", data={"csrf": token, "action": "refer", "reason": "ok"})
+    [d] = store.decisions(child=child)
+    outcome = delivery("o1", type="coordination.referral_outcome", sender="cog-west-bromwich",
+                       reference=d.published_event, outcome="support_offered",
+                       summary="Family support worker allocated.")  # fmt: skip
+    store.add_delivery(outcome, children_in(outcome.view, SECRET), datetime.now(UTC))
+    assert "support offered" in client.get("/").text
+    store.hide(["o1"], "Consent withdrawn for early help.", clock())
+    assert "support offered" not in client.get("/").text
+    assert "awaiting the hub" in client.get("/").text
+    assert "support offered" not in client.get(f"/child/{child}").text
+
+
+def test_the_hubs_home_page_shows_no_need_level_for_a_withdrawn_referral(
+    make_client: Make, store: DeskStore, clock: Clock
+) -> None:
+    for eid, level in (("r1", 4), ("r2", 3)):
+        referral = delivery(eid, recipient="cog-west-bromwich", type="coordination.referral",
+                            need_level=level)  # fmt: skip
+        store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
+    store.hide(["r1"], "Consent withdrawn for early help.", clock())
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    sign_in(client)
+    home = client.get("/").text
+    assert "hidden (consent withdrawn)" in home
+    assert "need-4" not in home
+    assert "need-3" in home  # the other referral's, still shown
+
+
+def test_a_decision_about_one_child_settles_none_of_another_childs_flags(
+    make_client: Make, store: DeskStore
+) -> None:
+    """A flag id carried over from another child's page (or posted) is not this child's:
+    the decision is recorded, and the other child's flag still awaits one."""
+    child_a = _child(store, "a1")
+    leo = {"role": "child", "nhs_number": "9990025312", "given_name": "Leo",
+           "family_name": "Hart", "dob": "2018-05-02", "postcode": "B70 8NR"}  # fmt: skip
+    b = delivery("b1", subjects=[leo])
+    [child_b] = children_in(b.view, SECRET)
+    store.add_delivery(b, [child_b], datetime.now(UTC))
+    flag = "f" * 32
+    store.add_flag(Flag(flag_id=flag, party="sandwell-coord", rule="need-level-4",
+                        title="Need level 4", child=child_a, event_ids=("a1",),
+                        trigger_event_id="a1", raised_at=T0, window_seconds=86400), T0)  # fmt: skip
+    client, _ = make_client()
+    token = sign_in(client)
+    assert f'value="{flag}"' not in client.get(f"/child/{child_b}?flag={flag}").text
+    assert f'value="{flag}"' in client.get(f"/child/{child_a}?flag={flag}").text
+    form = {"csrf": token, "action": "no_further_action", "reason": "B is fine", "flag_id": flag}
+    assert client.post(f"/child/{child_b}/decide", data=form).status_code == 200
+    [d] = store.decisions(child=child_b)
+    assert d.flag_id is None
+    assert [f.flag_id for f in store.flags(open_only=True)] == [flag]
+
+
+def test_a_withdrawn_encompass_notice_is_not_counted_late(
+    make_client: Make, store: DeskStore, clock: Clock
+) -> None:
+    """It cannot be acknowledged (its content is hidden): counting it would alert for good."""
+    friday = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
+    for eid in ("n1", "n2"):
+        store.add_delivery(
+            delivery(eid, recipient="school-146201", type="police.domestic_incident",
+                     decided_at=friday), [], friday,
+        )  # fmt: skip
+    store.hide(["n1"], "Consent withdrawn.", friday)
+    clock.now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    client, _ = make_client(kind="school", party="school-146201")
+    sign_in(client)
+    assert "accord_desk_encompass_late_notices 1.0" in client.get("/metrics").text  # n2
