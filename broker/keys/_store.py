@@ -375,8 +375,17 @@ class FileKeyStore:
         if len(by_id) != len(entries):
             raise KeyStoreError(f"keystore file {self._dir_file} lists a key id twice")
         self._entries, self._by_id = entries, by_id
-        # Newest active key per (party, purpose): later entries overwrite earlier ones.
-        self._newest = {(k.party, k.purpose): k for k in entries if k.status is KeyStatus.ACTIVE}
+        # Newest active key per (party, purpose), by creation time (ties: the later entry). Not
+        # by place in the file: an imported directory lists keys by id, which is random, so
+        # after a rotation the rotated-out key would seal half the time, and once it expired
+        # no one could seal to the party at all.
+        newest: dict[tuple[str, KeyPurpose], KeyInfo] = {}
+        for k in entries:
+            if k.status is KeyStatus.ACTIVE:
+                held = newest.get((k.party, k.purpose))
+                if held is None or k.created_at >= held.created_at:
+                    newest[(k.party, k.purpose)] = k
+        self._newest = newest
 
     def _save(self, entries: list[KeyInfo]) -> None:
         self._set_entries(entries)

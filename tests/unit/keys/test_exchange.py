@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,27 @@ def test_a_passphrase_protects_the_linkage_key_too(tmp_path: Path) -> None:
     assert [k.purpose for k in FileKeyStore(tmp_path / "console", secret).keys("console")] == [
         KeyPurpose.SIGN
     ]
+
+
+def test_after_a_rotation_every_keystore_seals_to_the_new_key_whatever_the_key_ids(
+    root: Path,
+) -> None:
+    """The newest key seals: by creation, not by where a directory (sorted by the random key
+    ids) lists it. Otherwise half of rotations leave senders sealing to the old key, and
+    unable to seal at all once it expires."""
+    governance, hub = _store(root, "governance"), _store(root, "cog-tipton")
+    for _ in range(40):  # until the new key's id sorts before the old one's (1 in 2 a try)
+        old = hub.current_encryption_key("cog-tipton")
+        [new] = hub.rotate("cog-tipton", purposes=[KeyPurpose.ENCRYPT], kem=KemSuite.X25519)
+        document = sign_directory(governance, [("hub", export_entries(hub, "cog-tipton"))])
+        for principal in ("worker", "cog-tipton"):
+            import_directory(_store(root, principal), document, where=root / "directory.json")
+        if new.key_id < old.key_id:
+            break
+    assert new.key_id < old.key_id
+    worker = _store(root, "worker")
+    assert worker.current_encryption_key("cog-tipton").key_id == new.key_id
+    assert _store(root, "cog-tipton").current_encryption_key("cog-tipton").key_id == new.key_id
+    past_the_grace = time.time() + 8 * 86400
+    sealer = Sealer("worker", worker, EnvelopeSettings(kem="x25519"), clock=lambda: past_the_grace)
+    assert sealer.can_seal_to("cog-tipton")
