@@ -99,17 +99,24 @@ def sign_directory(
     for status), so a party cannot un-revoke its own key by exporting it again.
     """
     identity = store.current_signing_key(_GOVERNANCE)
+    incoming = [(where, k) for where, data in entry_files for k in _parse_entries(data, where)]
+    known = {k.key_id: k for k in store.keys(party=None)}
+    merged = dict(known)
+    for where, k in incoming:
+        old = known.get(k.key_id)
+        if (prior := merged.get(k.key_id)) is not None and prior.party != k.party:
+            # A party speaks only for its own keys: relabelled, another's entry would hand
+            # that party's key over, or revoke or extend it, under the governance signature.
+            raise KeyStoreError(
+                f"{where}: lists key {k.key_id} as {k.party}'s, but it is {prior.party}'s; "
+                "nothing was signed"
+            )
+        merged[k.key_id] = k if old is None or old.status is KeyStatus.ACTIVE else old
     with locked(store.path):
         trust = _trust(store)
         serial = int(trust["serial"]) + 1
         trust["serial"] = serial
         _save_trust(store, trust)
-    incoming = [k for where, data in entry_files for k in _parse_entries(data, where)]
-    known = {k.key_id: k for k in store.keys(party=None)}
-    merged = dict(known)
-    for k in incoming:
-        old = known.get(k.key_id)
-        merged[k.key_id] = k if old is None or old.status is KeyStatus.ACTIVE else old
     store.replace_public(list(merged.values()))
     return signed_bytes(
         store.keys(), serial=serial, issued_at=now or datetime.now(UTC),

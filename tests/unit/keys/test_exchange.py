@@ -18,6 +18,7 @@ from broker.keys import (
     init_keystores,
     sign_directory,
 )
+from broker.keys._directory import entry_json
 
 PARTIES = ["wmp", "cog-tipton", "cog-oldbury"]
 
@@ -163,3 +164,20 @@ def test_after_a_rotation_every_keystore_seals_to_the_new_key_whatever_the_key_i
     past_the_grace = time.time() + 8 * 86400
     sealer = Sealer("worker", worker, EnvelopeSettings(kem="x25519"), clock=lambda: past_the_grace)
     assert sealer.can_seal_to("cog-tipton")
+
+
+def test_a_partys_entries_cannot_claim_revoke_or_extend_another_partys_keys(root: Path) -> None:
+    """Each entries document speaks for its own party's keys only: one that relabels another
+    party's key as its own is refused whole, and nothing is signed."""
+    worker = _store(root, "worker")
+    signing = worker.current_signing_key("worker").info
+    document = json.loads(export_entries(_store(root, "wmp"), "wmp"))
+    document["keys"].append(entry_json(signing) | {"party": "wmp", "status": "revoked"})
+    governance = _store(root, "governance")
+    before = json.loads(sign_directory(governance, []))["serial"]
+    with pytest.raises(KeyStoreError, match="it is worker's"):
+        sign_directory(governance, [("wmp.json", json.dumps(document).encode())])
+    after = json.loads(sign_directory(governance, []))
+    assert after["serial"] == before + 1  # the refused merge used no serial
+    [listed] = [k for k in after["keys"] if k["key_id"] == signing.key_id]
+    assert (listed["party"], listed["status"]) == ("worker", "active")
