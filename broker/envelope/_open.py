@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from broker.crypto import Aead, KemPrivateKey, VerifyKey, hpke_open
-from broker.envelope._keytypes import KeyAlg, KeyInfo, KeyResolver
+from broker.envelope._keytypes import KeyAlg, KeyInfo, KeyResolver, KeyStatus
 from broker.envelope._seal import DEK_BUNDLE_HEADER, Clock
 from broker.envelope._wire import (
     Bundle,
@@ -129,8 +129,13 @@ class Opener:
         replay_guard: ReplayGuard | None = None,
         clock: Clock = time.time,
         max_cached_deks: int = 4096,
+        at_rest: bool = False,
     ) -> None:
+        """``at_rest``: for records a party sealed for itself and keeps for good (the worker's
+        state). Its keys rotated out or past their expiry still open them, or a routine
+        rotation would lose them all once its grace ended; a revoked key never does."""
         self.party = party
+        self._at_rest = at_rest
         self._keys = keys
         self._guard: ReplayGuard = (
             replay_guard if replay_guard is not None else InMemoryReplayGuard()
@@ -184,8 +189,15 @@ class Opener:
     def _check_live(self, entry: _CachedDek, now: float) -> None:
         signer = self._keys.public_key(entry.signer_key_id)
         rkey = self._keys.public_key(entry.recipient_key_id)
-        if signer is None or rkey is None or not signer.is_live_ts(now) or not rkey.is_live_ts(now):
+        if signer is None or rkey is None or not self._usable(signer, now):
             raise KeyRejected
+        if not self._usable(rkey, now):
+            raise KeyRejected
+
+    def _usable(self, info: KeyInfo, now: float) -> bool:
+        if self._at_rest:
+            return info.status is not KeyStatus.REVOKED
+        return info.is_live_ts(now)
 
     def _open_bundle(self, header: RecordHeader, raw: bytes, now: float) -> _CachedDek:
         bundle = parse_bundle(raw)
@@ -200,7 +212,7 @@ class Opener:
             signer is None
             or signer.party != bundle.sender
             or signer.alg is not KeyAlg.ED25519
-            or not signer.is_live_ts(now)
+            or not self._usable(signer, now)
         ):
             raise KeyRejected
         if not self._verify_key(signer).verify(bundle.signature, signature_input(bundle.signed)):
@@ -215,7 +227,9 @@ class Opener:
             raise KeyRejected
         if rkey.party != self.party:
             raise WrongRecipient
-        if rkey.alg is KeyAlg.ED25519 or rkey.alg.kem is not bundle.kem or not rkey.is_live_ts(now):
+        if rkey.alg is KeyAlg.ED25519 or rkey.alg.kem is not bundle.kem:
+            raise KeyRejected
+        if not self._usable(rkey, now):
             raise KeyRejected
         private = self._keys.decryption_key(rkey.key_id)
         if private is None:

@@ -69,7 +69,7 @@ class EntryReader:
     def __init__(self, keys: KeyResolver, mac_key: bytes, view: StateView | None = None) -> None:
         self.view = view if view is not None else StateView()
         self.report = RestoreReport()
-        self._opener = Opener(Principal.WORKER, keys, replay_guard=_AlwaysNew())
+        self._opener = Opener(Principal.WORKER, keys, replay_guard=_AlwaysNew(), at_rest=True)
         self._mac_key = mac_key
 
     def apply(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from broker.config import KemSuite
 from broker.envelope import Sealer
 from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord
@@ -100,3 +104,31 @@ def test_a_vital_entry_with_no_genuine_value_left_is_lost_until_cleared(
     assert reader.report.lost == []
     lost = _read(pipeline_keys, [OutRecord(STATE, b"r:e1", b"1")]).report
     assert (lost.refused, lost.lost) == ({"r": 1}, [])  # a replay id is not vital
+
+
+@pytest.mark.parametrize("change", ["rotated and expired", "retired", "revoked"])
+def test_the_worker_s_state_outlives_its_keys_rotation_but_not_their_revocation(
+    genuine: Run, pipeline_keys: FileKeyStore, tmp_path: Path, change: str
+) -> None:
+    """The changelog is kept for good, and its sealed entries (consent records) are sealed
+    once: a routine rotation, its grace over, must not lose them; a revoked key opens
+    nothing."""
+    shutil.copytree(pipeline_keys.path, tmp_path / "keys")
+    keys = FileKeyStore(tmp_path / "keys")
+    old = [k.key_id for k in keys.keys("worker")]
+    keys.rotate("worker", kem=KemSuite.X25519, grace=timedelta(0))
+    for key_id in old:
+        if change == "retired":
+            keys.retire(key_id)
+        elif change == "revoked":
+            keys.revoke(key_id)
+    assert not any(keys.public_key(k).is_live(datetime.now(UTC)) for k in old)  # type: ignore[union-attr]
+    reader = _read(keys, genuine.on(STATE))
+    filed = genuine.processor.services.state.consents.filed
+    assert filed
+    if change == "revoked":
+        assert reader.report.refused["k"] == len(filed)
+        assert not reader.view.consents.filed
+    else:
+        assert reader.report.refused == {}
+        assert reader.view.consents.filed == filed
