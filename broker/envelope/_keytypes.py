@@ -66,7 +66,9 @@ class KeyStatus(enum.StrEnum):
     ``active`` keys verify and open; the newest active key of a party and purpose is the one
     used to sign and seal. ``retired`` keys (rotated out, grace over) and ``revoked`` keys
     (compromised) are refused for everything. An active key past ``not_after`` is expired and
-    refused as if retired.
+    refused as if retired. One exception: an ``Opener(at_rest=True)``, for what a party
+    sealed for itself and keeps (the worker's state), still opens with retired and expired
+    keys, never with revoked ones.
     """
 
     ACTIVE = "active"
