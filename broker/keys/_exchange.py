@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from broker.config import KemSuite
-from broker.envelope import KeyInfo, KeyPurpose, KeyStatus
+from broker.envelope import KeyInfo, KeyPurpose, KeyStatus, SigningIdentity
 from broker.errors import KeyStoreError, UsageError
 from broker.keys._directory import (
     ENTRIES_FORMAT,
@@ -79,15 +79,33 @@ def _parse_entries(data: bytes, where: str) -> list[KeyInfo]:
     return keys
 
 
-def trusted_signers(store: FileKeyStore) -> list[KeyInfo]:
-    """The governance signing keys this store trusts to sign directories."""
+def trusted_signers(store: FileKeyStore, *, now: datetime | None = None) -> list[KeyInfo]:
+    """The governance signing keys this store trusts to sign directories: pinned (or its
+    own) and live, as the last directory accepted lists them. A key retired, or past the
+    end of its rotation's grace, signs nothing more: whoever holds it since cannot hand
+    out a directory of their own."""
     pinned = set(_trust(store)["governance"])
+    at = now or datetime.now(UTC)
     return [
         k
         for k in store.keys(_GOVERNANCE)
-        if k.purpose is KeyPurpose.SIGN and k.status is not KeyStatus.REVOKED
+        if k.purpose is KeyPurpose.SIGN and k.is_live(at)
         and (k.key_id in pinned or store.holds_private(k.key_id))
     ]  # fmt: skip
+
+
+def _directory_signer(store: FileKeyStore, now: datetime) -> SigningIdentity:
+    """The oldest live governance key this store holds: the one the parties already trust.
+    During a rotation's grace that is the old key, so a directory it signs introduces the
+    new one (every active governance key an accepted directory lists is trusted from then
+    on), as schemas/key-directory.md §4 says; once the old key expires, the new one signs."""
+    held = [
+        k for k in store.keys(_GOVERNANCE)
+        if k.purpose is KeyPurpose.SIGN and k.is_live(now) and store.holds_private(k.key_id)
+    ]  # fmt: skip
+    if not held:
+        return store.current_signing_key(_GOVERNANCE)  # raises: no live key to sign with
+    return store.signing_identity(min(held, key=lambda k: k.created_at))
 
 
 def sign_directory(
@@ -98,7 +116,8 @@ def sign_directory(
     A merged entry never undoes a revocation or retirement made here (the master copy wins
     for status), so a party cannot un-revoke its own key by exporting it again.
     """
-    identity = store.current_signing_key(_GOVERNANCE)
+    at = now or datetime.now(UTC)
+    identity = _directory_signer(store, at)
     incoming = [(where, k) for where, data in entry_files for k in _parse_entries(data, where)]
     known = {k.key_id: k for k in store.keys(party=None)}
     merged = dict(known)
@@ -119,20 +138,29 @@ def sign_directory(
         _save_trust(store, trust)
     store.replace_public(list(merged.values()))
     return signed_bytes(
-        store.keys(), serial=serial, issued_at=now or datetime.now(UTC),
+        store.keys(), serial=serial, issued_at=at,
         signer=identity.info.key_id, sign=identity.key.sign,
     )  # fmt: skip
 
 
 def import_directory(
-    store: FileKeyStore, data: bytes, *, where: Path, trust: str | None = None
+    store: FileKeyStore,
+    data: bytes,
+    *,
+    where: Path,
+    trust: str | None = None,
+    now: datetime | None = None,
 ) -> SignedDirectory:
     """Verify and take a signed directory; ``trust`` pins a governance key id first."""
+    at = now or datetime.now(UTC)
     signed = parse_signed(data, where)
     state = _trust(store)
-    candidates = list(trusted_signers(store))
+    candidates = list(trusted_signers(store, now=at))
     if trust is not None:
-        candidates += [k for k in signed.keys if k.key_id == trust and k.party == _GOVERNANCE]
+        candidates += [
+            k for k in signed.keys
+            if k.key_id == trust and k.party == _GOVERNANCE and k.is_live(at)
+        ]  # fmt: skip
     if not candidates:
         raise KeyStoreError(
             f"{where}: this keystore trusts no governance key yet; check the key id out of "

@@ -99,12 +99,15 @@ class FileKeyStore:
         return self._by_id.get(key_id)
 
     def current_signing_key(self, party: str) -> SigningIdentity:
-        info = self._current(party, _SIGN)
+        return self.signing_identity(self._current(party, _SIGN))
+
+    def signing_identity(self, info: KeyInfo) -> SigningIdentity:
+        """``info``'s private half, to sign with (``KeyNotFound`` if this store lacks it)."""
         ident = self._identities.get(info.key_id)
         if ident is None or ident.info is not info:
             key = self._load_private(info)
             if not isinstance(key, SigningKey):
-                raise KeyNotFound(f"no usable signing key for party {party}")
+                raise KeyNotFound(f"no usable signing key for party {info.party}")
             ident = self._identities[info.key_id] = SigningIdentity(info, key)
         return ident
 

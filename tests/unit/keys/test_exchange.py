@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from broker.keys import (
     init_keystores,
     sign_directory,
 )
-from broker.keys._directory import entry_json
+from broker.keys._directory import entry_json, signed_bytes
 
 PARTIES = ["wmp", "cog-tipton", "cog-oldbury"]
 
@@ -181,3 +182,41 @@ def test_a_partys_entries_cannot_claim_revoke_or_extend_another_partys_keys(root
     assert after["serial"] == before + 1  # the refused merge used no serial
     [listed] = [k for k in after["keys"] if k["key_id"] == signing.key_id]
     assert (listed["party"], listed["status"]) == ("worker", "active")
+
+
+def test_a_governance_rotation_is_introduced_by_the_old_key_which_then_signs_nothing(
+    root: Path,
+) -> None:
+    """During the grace the old key signs, and the directory it signs introduces the new one;
+    after it (or once the old key is retired) only the new key signs, and a directory signed
+    with the old one is refused: whoever holds it since cannot hand out keys of their own."""
+    start = time.time()
+    days = [start]  # the governance keystore's clock
+    governance = FileKeyStore(root / "governance", clock=lambda: days[0])
+    old = governance.current_signing_key("governance")
+    days[0] = start + 86400
+    [new] = governance.rotate("governance", purposes=[KeyPurpose.SIGN])  # 7 days' grace
+    hub = _store(root, "cog-tipton")
+
+    def at(day: int) -> datetime:
+        return datetime.fromtimestamp(start + day * 86400, UTC)
+
+    days[0] = start + 2 * 86400
+    during = import_directory(hub, sign_directory(governance, [], now=at(2)),
+                              where=root / "d.json", now=at(2))  # fmt: skip
+    assert during.signer == old.info.key_id
+    days[0] = start + 9 * 86400
+    after = import_directory(hub, sign_directory(governance, [], now=at(9)),
+                             where=root / "d.json", now=at(9))  # fmt: skip
+    assert after.signer == new.key_id
+    forged = signed_bytes(hub.keys(), serial=after.serial + 1, issued_at=at(9),
+                          signer=old.info.key_id, sign=old.key.sign)  # fmt: skip
+    with pytest.raises(KeyStoreError, match="does not verify"):
+        import_directory(hub, forged, where=root / "forged.json", now=at(9))
+    # Retired before its grace ends: the same.
+    governance.retire(old.info.key_id)
+    retired = import_directory(hub, sign_directory(governance, [], now=at(3)),
+                               where=root / "d.json", now=at(3))  # fmt: skip
+    assert retired.signer == new.key_id
+    with pytest.raises(KeyStoreError, match="does not verify"):
+        import_directory(hub, forged, where=root / "forged.json", now=at(3))
