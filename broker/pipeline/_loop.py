@@ -315,11 +315,16 @@ class TransactionalLoop:
 
     async def _finish(self) -> None:
         """On a clean stop: every task's last batch, checkpoint and head, committed."""
-        for task in self._tasks.values():
+        # A rebalance may run at each await here and pop tasks: iterate over copies, and make
+        # the last commits each task's commit in flight, so that a revocation waits for it.
+        for task in list(self._tasks.values()):
             await task.settle()
-        batches = [(task, task.close_batch()) for task in self._tasks.values()]
-        await asyncio.gather(*(t.commit(b, self._sender.send_all) for t, b in batches if b.outs))
+        batches = [(task, task.close_batch()) for task in list(self._tasks.values())]
         for task, b in batches:
+            if b.outs:
+                task.in_flight = asyncio.create_task(task.commit(b, self._sender.send_all))
+        for task, b in batches:
+            await task.settle()
             if b.next_offset is not None:
                 self._report.durable[task.tp] = b.next_offset
 
@@ -435,15 +440,29 @@ class TransactionalLoop:
                 *partitions, timeout_ms=200, max_records=self.max_batch
             )
         except UnicodeDecodeError:
-            batch = await self._read_past(consumer)
+            batch = await self._read_past(consumer, *partitions)
         for tp, msgs in batch.items():
             self._positions[tp] = msgs[-1].offset + 1
         self._fence.fetches += 1  # before any request the batch's consent check sends
         return batch
 
-    async def _read_past(self, consumer: Consumer) -> dict[TopicPartition, list[Any]]:
-        fetchable = [tp for tp in consumer.assignment() if tp.topic not in self._paused]
-        return await read_past(self.kafka, consumer, fetchable, self._positions, self.max_batch)
+    async def _read_past(
+        self, consumer: Consumer, *partitions: TopicPartition
+    ) -> dict[TopicPartition, list[Any]]:
+        """The tolerant read, of the partitions asked for (all when none are named): the
+        consent wait's fetch must not read, and so skip, the events that are waiting."""
+        asked = partitions or tuple(consumer.assignment())
+        fetchable = [tp for tp in asked if tp.topic not in self._paused]
+        tasks = {tp: self._tasks.get(tp) for tp in fetchable}
+
+        def same_task(tp: TopicPartition) -> bool:
+            # Its task was given up (and perhaps taken back) during the read: the rewind
+            # was from the old task's position, past work the loss dropped.
+            return (task := self._tasks.get(tp)) is not None and task is tasks[tp]
+
+        return await read_past(
+            self.kafka, consumer, fetchable, self._positions, self.max_batch, keep=same_task
+        )
 
     def _charge(self, topic: str, records: int, metrics: Metrics) -> None:
         """Count a sender's records against its budget; over it, pause its ingress topic."""

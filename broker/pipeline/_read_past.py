@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,6 +18,8 @@ async def read_past(
     fetchable: list[TopicPartition],
     positions: dict[TopicPartition, int],
     limit: int,
+    *,
+    keep: Callable[[TopicPartition], bool],
 ) -> dict[TopicPartition, list[Any]]:
     """Read on past a record aiokafka cannot parse (a header key that is not UTF-8).
 
@@ -26,7 +29,10 @@ async def read_past(
     not processed (a partition it has not read from in this run: the group's committed
     offset, which the transactions move with the outputs; with none, its beginning) and
     is read once by the tolerant path, which hands the record on for the processor to
-    quarantine; the consumer then seeks past what was read.
+    quarantine; the consumer then seeks past what was read. Only for the partitions
+    ``keep`` still holds after the read: a rebalance may run during it, and a partition
+    given up (and perhaps taken back) meanwhile was sought to its committed offset by the
+    listener, which the rewind here must not undo.
     """
     starts: dict[TopicPartition, int] = {}
     async with translated("finding where unread partitions resume"):
@@ -38,9 +44,9 @@ async def read_past(
     rewind = {tp: positions.get(tp, starts.get(tp, 0)) for tp in fetchable}
     batch, moved = await kafka.read_tolerantly(rewind, limit=limit)
     assigned = consumer.assignment()  # a rebalance may have come meanwhile
-    for tp, offset in rewind.items():
-        if tp in assigned:
-            consumer.seek(tp, moved.get(tp, offset))
+    kept = {tp for tp in rewind if tp in assigned and keep(tp)}
+    for tp in kept:
+        consumer.seek(tp, moved.get(tp, rewind[tp]))
     log.warning("read_past_undecodable", partitions=len(rewind),
                 records=sum(len(m) for m in batch.values()))  # fmt: skip
-    return {tp: msgs for tp, msgs in batch.items() if tp in assigned}
+    return {tp: msgs for tp, msgs in batch.items() if tp in kept}

@@ -130,10 +130,18 @@ class Task:
         return done
 
     async def settle(self) -> None:
-        """Wait for the commit in flight, if any; its failure is the caller's."""
-        running, self.in_flight = self.in_flight, None
-        if running is not None:
+        """Wait for the commit in flight, if any; its failure is the caller's.
+
+        It stays this task's commit in flight until it ends, so that whoever else settles
+        meanwhile (a revocation, before it stops the producer) waits for it too."""
+        running = self.in_flight
+        if running is None:
+            return
+        try:
             await running
+        finally:
+            if self.in_flight is running:
+                self.in_flight = None
 
     async def stop(self) -> None:
         self.closed = True
