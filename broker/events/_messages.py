@@ -50,10 +50,11 @@ class WithdrawalNotice(_Msg):
 class AccessAck(_Msg):
     """A recipient opened or viewed a delivered record (``access-ack.v1``)."""
 
-    event_id: str
+    # Identifiers, not free text: all three land in the append-only audit log, which must
+    # never hold what a practitioner might type about a child. A delivered record's event id
+    # is its contact event's, a UUID (contact-event.v1).
+    event_id: str = Field(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
     recipient: str
-    # Identifiers, not free text: both land in the append-only audit log, which must never
-    # hold what a practitioner might type about a child.
     by: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
     purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")
     at: datetime

@@ -254,7 +254,8 @@ class Subscriber(AsyncClient):
         except ValidationError as exc:
             fields = sorted({str(e["loc"][0]) for e in exc.errors(include_input=False)})
             raise UsageError(
-                f"{' and '.join(fields)}: an identifier (letters, digits, . _ / -), not free text"
+                f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
+                "record's UUID; by and purpose: letters, digits, . _ / -)"
             ) from None
         producer = _require(self._producer)
         ack_id = str(uuid.uuid4())

@@ -11,13 +11,19 @@ from broker.errors import UsageError
 from broker.keys import FileKeyStore
 from broker.sdk import Subscriber
 
+EVENT = "0b7f5a54-8f0c-4d1e-9a53-3f5c2f4b1e0a"
+
 
 @pytest.mark.parametrize(
-    ("by", "purpose", "named"),
-    [("Jane Smith about Amy", "early_help", "by"), ("hub-a/duty-1", "seen Amy today", "purpose")],
+    ("event_id", "by", "purpose", "named"),
+    [
+        (EVENT, "Jane Smith about Amy", "early_help", "by"),
+        (EVENT, "hub-a/duty-1", "seen Amy today", "purpose"),
+        ("Amy Smith dob 2016-03-02 told teacher", "hub-a/duty-1", "early_help", "event_id"),
+    ],
 )
 async def test_free_text_in_an_acknowledgement_is_refused_before_anything_is_sent(
-    by: str, purpose: str, named: str, tmp_path: Path
+    event_id: str, by: str, purpose: str, named: str, tmp_path: Path
 ) -> None:
     keys = FileKeyStore(tmp_path / "keys", create=True)
     keys.ensure_party("hub-a", kem=KemSuite.X25519)
@@ -25,6 +31,6 @@ async def test_free_text_in_an_acknowledgement_is_refused_before_anything_is_sen
         "hub-a", keys, KafkaSettings(bootstrap="127.0.0.1:1"), "hub-a.g"
     )  # never started: nothing reaches Kafka
     with pytest.raises(UsageError) as err:
-        await sub.acknowledge("e1", by=by, purpose=purpose)
+        await sub.acknowledge(event_id, by=by, purpose=purpose)
     assert str(err.value).startswith(f"{named}: an identifier")
     assert "Amy" not in str(err.value)
