@@ -23,6 +23,7 @@ from broker.audit import (
     ChainReport,
     CheckpointVerifier,
     check_next,
+    may_write,
     verify_chain,
     verify_truncation,
 )
@@ -69,6 +70,14 @@ def _records_of(chain: str, rows: Iterable[StoredRow]) -> Iterator[AuditRecord]:
             rec = AuditRecord.model_validate_json(row.body)
         except ValidationError:
             raise ChainBroken(row.seq, "stored body is not an audit record", chain=chain) from None
+        if not may_write(rec.chain, rec.kind):
+            # §6 rule 5: a fault whatever its hash and signature (the indexer never takes
+            # one, so a row like this was written into the database by hand).
+            raise ChainBroken(
+                row.seq,
+                f"a {rec.kind.value} record on a chain whose writer may not write it",
+                chain=chain,
+            )
         expected = derived_columns(rec)
         for name, value in expected.items():
             if getattr(row, name) != value:

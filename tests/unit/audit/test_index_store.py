@@ -4,6 +4,8 @@ missing history stops the chain."""
 
 from __future__ import annotations
 
+import pytest
+
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
 from broker.governance import AuditStore, open_store, verify_store
 from broker.keys import FileKeyStore
@@ -113,3 +115,29 @@ def test_the_checkpoint_reference_only_moves_forward(
     assert older.seq < newest.seq
     store.apply(IndexBatch("accord.audit", checkpoints={"worker:w1": older}))
     assert store.latest_checkpoint("worker:w1") == newest
+
+
+def test_verify_refuses_a_record_its_chains_writer_may_not_write_whatever_its_signature(
+    store: AuditStore, verifier: KeystoreAuditVerifier, keys: FileKeyStore
+) -> None:
+    """schemas/audit-chain.md §6 rule 5. The indexer never takes such a record, so rows like
+    these were written into the database by someone holding the console's key (a decision
+    forged on a console chain, checkpoint and all)."""
+    from datetime import UTC, datetime
+
+    from broker.audit import ChainWriter, KeystoreAuditSigner
+    from broker.errors import ChainBroken
+    from broker.governance._store import ChainHead, IndexBatch, IndexedRecord
+    from broker.principals import Principal
+
+    writer = ChainWriter("console:c1", clock=lambda: datetime(2026, 11, 22, tzinfo=UTC))
+    forged = [writer.append(AuditKind.DECIDED, event_id="e9", party="cog-tipton",
+                            data={"outcome": "shared"})]  # fmt: skip
+    forged.append(writer.checkpoint(KeystoreAuditSigner(keys, Principal.CONSOLE)))
+    store.apply(IndexBatch(
+        "accord.audit", records=[IndexedRecord(r, 0, i) for i, r in enumerate(forged)],
+        heads={"console:c1": ChainHead("console:c1", forged[-1].seq, forged[-1].hash)},
+        checkpoints={"console:c1": forged[-1]},
+    ))  # fmt: skip
+    with pytest.raises(ChainBroken, match="may not write"):
+        verify_store(store, verifier)
