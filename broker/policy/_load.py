@@ -64,9 +64,20 @@ def _read(path: Path, root: Path, problems: list[str]) -> Located | None:
     return doc
 
 
+def _named(root: Path, stem: str, problems: list[str]) -> Path:
+    """``<stem>.yaml``, or ``<stem>.yml`` when only that exists (as agreements may be named):
+    a bundle file under the other spelling must not be silently left out. Both is a problem."""
+    yaml_path, yml_path = root / f"{stem}.yaml", root / f"{stem}.yml"
+    if yml_path.is_file():
+        if not yaml_path.is_file():
+            return yml_path
+        problems.append(f"{stem}.yaml and {stem}.yml: both exist; keep one")
+    return yaml_path
+
+
 def _parties(root: Path, problems: list[str]) -> tuple[dict[str, Party], Located | None]:
     """Parties by id; ``Located.data`` keeps the raw ids, including those that failed."""
-    path = root / "parties.yaml"
+    path = _named(root, "parties", problems)
     if not path.is_file():
         problems.append("parties.yaml: missing (a bundle needs its parties)")
         return {}, None
@@ -122,7 +133,7 @@ def _listed(
     root: Path, key: str, model: type[_M], what: str, problems: list[str]
 ) -> tuple[list[_M], Located | None]:
     """``<key>.yaml``'s ``key:`` list, each item a ``model``; no file is an empty list."""
-    path = root / f"{key}.yaml"
+    path = _named(root, key, problems)
     if not path.is_file():
         return [], None
     doc = _read(path, root, problems)
@@ -146,7 +157,7 @@ def _listed(
 def _authorities(
     root: Path, problems: list[str]
 ) -> tuple[dict[str, ConsentAuthority] | None, Located | None]:
-    path = root / "consent-authorities.yaml"
+    path = _named(root, "consent-authorities", problems)
     if not path.is_file():
         return None, None
     doc = _read(path, root, problems)

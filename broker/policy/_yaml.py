@@ -80,6 +80,8 @@ def read_yaml(path: Path, name: str) -> Located:
         raise YamlProblem(f"{name}:{line}: not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"{name}: not valid YAML: {type(exc).__name__}") from None
+    except ValueError as exc:  # a scalar YAML types but cannot build: 2026-02-30, a bad time
+        raise YamlProblem(f"{name}: a value YAML cannot read: {exc}") from None
     doc = Located(name, data)
     if node is not None:
         _index(node, (), doc)

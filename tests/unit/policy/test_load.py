@@ -114,3 +114,20 @@ def test_bundles_built_in_code_are_checked_too() -> None:
     with pytest.raises(BundleInvalid) as info:
         Policy(bundle)
     assert info.value.problems == ["agreement[0]: clauses[0].from[0]: unknown party 'ghost'"]
+
+
+def test_a_bundle_file_spelt_yml_is_read_and_both_spellings_are_refused(tmp_path: Path) -> None:
+    """As agreements may be: a restrictions.yml left out would drop its suppressions."""
+    root = write_bundle(tmp_path / "b")
+    (root / "restrictions.yaml").rename(root / "restrictions.yml")
+    assert load_bundle(root).summary() == load_bundle(write_bundle(tmp_path / "a")).summary()
+    (root / "restrictions.yaml").write_text("restrictions: []\n")
+    problems = _problems(root)
+    assert "restrictions.yaml and restrictions.yml: both exist; keep one" in problems
+
+
+def test_a_date_yaml_cannot_build_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    agreement_file = next((write_bundle(tmp_path / "b") / "agreements").glob("*.yaml"))
+    agreement_file.write_text(agreement_file.read_text() + "valid_until: 2026-02-30\n")
+    [problem] = _problems(tmp_path / "b")
+    assert problem.endswith("a value YAML cannot read: day is out of range for month")
