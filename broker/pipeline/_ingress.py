@@ -13,7 +13,7 @@ from broker.pipeline._effects import Audit, ConsentShare, Effect, MarkProcessed,
 from broker.pipeline._encoding import DecidedData, delivery_payload
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
-from broker.policy import Decision, redact
+from broker.policy import Decision, consent_subjects, redact
 from broker.topics import SCHEMA_EVENT, SCHEMA_SHARED, deliver, party_of_ingress
 
 log = structlog.get_logger("accord.worker")
@@ -135,6 +135,7 @@ class Link:
         per_subject = [self.services.linker.lookup_keys(s) for s in event.subjects]
         work.subject_keys = tuple(keys[0] for keys in per_subject)
         work.lookup_keys = tuple(k for keys in per_subject for k in keys)
+        work.subject_lookup = tuple(per_subject)
         roles: dict[str, int] = {}
         for s in event.subjects:
             roles[s.role] = roles.get(s.role, 0) + 1
@@ -274,6 +275,11 @@ def _consent_shares(work: Work, decision: Decision, event_id: str) -> list[NoteS
     through a clause that needs consent means consent for its purpose was given; the share
     notes when the newest grant covering it was recorded, so that only a withdrawal recorded
     since recalls it (``_consent.recall``).
+
+    It is noted for each person whose consent it rested on (the children's, as decided, even
+    when only a parent was shared), under every key consent about them may be filed by: a
+    withdrawal naming a child by name and date of birth alone must recall a share made when
+    the event gave the NHS number.
     """
     if decision.outcome != "shared":
         return []  # an override shares without consent, nothing rests on it
@@ -282,7 +288,7 @@ def _consent_shares(work: Work, decision: Decision, event_id: str) -> list[NoteS
     purposes = sorted({g.purpose for g in decision.grounds if g.consent != "not_required"})
     notes = []
     for purpose in purposes:
-        for i in decision.subjects:
+        for i in consent_subjects(event):
             grants = [
                 r.recorded_at
                 for r in work.consents
@@ -298,7 +304,7 @@ def _consent_shares(work: Work, decision: Decision, event_id: str) -> list[NoteS
                 event_id=event_id,
                 granted_at=max(grants).isoformat() if grants else None,
             )
-            notes.append(NoteShare(work.subject_keys[i], share))
+            notes += [NoteShare(key, share) for key in work.subject_lookup[i]]
     return notes
 
 

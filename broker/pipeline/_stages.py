@@ -76,6 +76,7 @@ class Work:
     event: ContactEvent | None = None
     subject_keys: tuple[str, ...] = ()
     lookup_keys: tuple[str, ...] = ()  # every key consent about a subject may be filed under
+    subject_lookup: tuple[tuple[str, ...], ...] = ()  # those keys, subject by subject
     consents: list[ConsentRecord] = field(default_factory=list)  # what ``decide`` found
     decisions: list[Decision] = field(default_factory=list)
     # consent records

@@ -7,6 +7,7 @@ Kafka, no clock, no I/O in ``decide``.
 """
 
 from broker.policy._authority import ConsentRefusal
+from broker.policy._decide import consent_subjects
 from broker.policy._decision import (
     REASON_PRECEDENCE,
     ClauseRef,
@@ -74,6 +75,7 @@ __all__ = [
     "Scenario",
     "ScenarioResult",
     "SubjectScope",
+    "consent_subjects",
     "encompass_deadline",
     "is_late",
     "load_bundle",

@@ -36,6 +36,15 @@ Entry = tuple[CompiledClause, tuple[int, ...]]
 Result = tuple[str, str | None, CompiledClause]
 
 
+def consent_subjects(event: ContactEvent) -> tuple[int, ...]:
+    """Whose consent a decision under a clause that needs consent rests on (the children's): the
+    event's children, or every subject when it names none. A withdrawal by any of them must
+    recall what was shared on it, whoever the share was about."""
+    subjects = event.subjects
+    children = tuple(i for i, s in enumerate(subjects) if s.role == "child")
+    return children or tuple(range(len(subjects)))  # as _Run.consent_subjects
+
+
 class _Run:
     """State for one call of ``decide``; every lookup is computed at most once."""
 
@@ -50,7 +59,7 @@ class _Run:
         self.act = EventActivation(event, at, index.cel_shared)
         subjects = event.subjects
         self.children = tuple(i for i, s in enumerate(subjects) if s.role == "child")
-        self.consent_subjects = self.children or tuple(range(len(subjects)))
+        self.consent_subjects = self.children or tuple(range(len(subjects)))  # as below
         self._subjects_for: dict[tuple[int, str | None], tuple[int, ...]] = {}
         self._restriction: dict[tuple[str, str | None], bool] = {}
         self._consent: dict[tuple[str, str], str] = {}

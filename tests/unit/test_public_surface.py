@@ -123,8 +123,8 @@ SURFACES = {
         "LawfulBasis", "FLAG_VARIABLES", "HOUSEHOLD_AGGREGATES", "CompiledFlagRule", "FlagRule",
         "ExpectedFlag", "FlagScenario",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
-        "SubjectScope", "encompass_deadline", "is_late", "load_bundle", "load_scenarios", "redact",
-        "run_scenario", "run_scenarios",
+        "SubjectScope", "consent_subjects", "encompass_deadline", "is_late", "load_bundle",
+        "load_scenarios", "redact", "run_scenario", "run_scenarios",
     },
     "broker.principals": {"Principal"},
     "broker.provision": {

@@ -200,7 +200,8 @@ def test_a_share_under_a_grant_recorded_after_the_withdrawal_is_not_recalled(
 def test_the_access_chain_audits_an_opening(
     services: Services, pipeline_keys: FileKeyStore
 ) -> None:
-    ack = {"event_id": "e-1", "recipient": "cog-tipton", "by": "duty-worker-3",
+    acked = str(uuid.uuid4())
+    ack = {"event_id": acked, "recipient": "cog-tipton", "by": "duty-worker-3",
            "purpose": "early_help", "at": "2026-11-22T07:59:00Z"}  # fmt: skip
     sealed = seal_as(pipeline_keys, "cog-tipton", ack, topic=ACCESS, schema=SCHEMA_ACCESS,
                      event_id=str(uuid.uuid4()))  # fmt: skip
@@ -208,7 +209,7 @@ def test_the_access_chain_audits_an_opening(
     assert outcome.verdict is Verdict.FORWARD
     [opened] = _audits(outcome.effects, AuditKind.OPENED)
     assert (opened.event_id, opened.party, opened.data) == (
-        "e-1", "cog-tipton",
+        acked, "cog-tipton",
         {"by": "duty-worker-3", "purpose": "early_help", "at": "2026-11-22T07:59:00+00:00"},
     )  # fmt: skip
 

@@ -1,0 +1,79 @@
+"""A withdrawal reaches every past recipient whose share rested on the consent withdrawn,
+however the withdrawal names the child, and whoever the share was about (consent is the
+children's)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from broker.audit import AuditKind
+from broker.keys import FileKeyStore
+from broker.pipeline._processor import Processor
+from broker.policy import load_bundle
+from broker.topics import CONSENT, SCHEMA_CONSENT, ingress
+from tests.unit.pipeline.conftest import POLICIES
+from tests.unit.pipeline.test_processor import CHILD_NHS, Run, incident, seal_as
+
+
+def _consent(run: Run, keys: FileKeyStore, subject: dict[str, str], state: str, at: str,
+             recipients: list[str]) -> None:  # fmt: skip
+    record = {"subject": subject, "state": state, "purposes": ["*"], "recipients": recipients,
+              "recorded_by": "sandwell-coord", "recorded_at": at}  # fmt: skip
+    run.feed(CONSENT, *seal_as(keys, "sandwell-coord", record, topic=CONSENT,
+                               schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4())))  # fmt: skip
+
+
+def _event(run: Run, keys: FileKeyStore) -> dict[str, Any]:
+    event = incident()
+    run.feed(ingress("wmp"), *seal_as(keys, "wmp", event, topic=ingress("wmp")))
+    return event
+
+
+def _outcome(run: Run, event: dict[str, Any], recipient: str) -> tuple[str, str | None]:
+    [d] = [a for a in run.audit(AuditKind.DECIDED)
+           if a.event_id == event["event_id"] and a.party == recipient]  # fmt: skip
+    return d.data["outcome"], d.data.get("reason")
+
+
+def _notices(run: Run) -> list[tuple[str | None, list[str]]]:
+    return [(n.party, n.data["event_ids"]) for n in run.audit(AuditKind.CONSENT_WITHDRAWN_NOTICE)]
+
+
+def test_a_withdrawal_naming_the_child_by_name_and_birth_date_recalls_a_share_made_by_nhs(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    run = Run(make_processor())
+    _consent(run, pipeline_keys, {"nhs_number": CHILD_NHS}, "given", "2026-11-01T09:00:00Z",
+             ["kind:hub"])  # fmt: skip
+    first = _event(run, pipeline_keys)
+    assert _outcome(run, first, "cog-tipton")[0] == "shared"
+    by_name = {"given_name": "Amy", "family_name": "Hollis", "dob": "2019-03-02"}
+    _consent(run, pipeline_keys, by_name, "withdrawn", "2026-11-10T09:00:00Z", ["*"])
+    assert _notices(run) == [("cog-tipton", [first["event_id"]])]
+    second = _event(run, pipeline_keys)
+    assert _outcome(run, second, "cog-tipton") == ("not_shared", "consent-withdrawn")
+
+
+def test_the_childs_withdrawal_recalls_a_share_about_a_parent_that_rested_on_it(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore, tmp_path: Path
+) -> None:
+    """safe-haven-referrals (approved here) shares the parent under the child's consent; a
+    parent's own withdrawal is not what it rested on, and recalls nothing."""
+    bundle = tmp_path / "policies"
+    shutil.copytree(POLICIES, bundle)
+    agreement = bundle / "agreements" / "safe-haven-referrals.yaml"
+    agreement.write_text(agreement.read_text().replace("status: suspended", "status: approved"))
+    run = Run(make_processor(policy=load_bundle(bundle)))
+    child = {"nhs_number": CHILD_NHS}
+    _consent(run, pipeline_keys, child, "given", "2026-11-01T09:00:00Z", ["safe-haven"])
+    first = _event(run, pipeline_keys)
+    assert _outcome(run, first, "safe-haven")[0] == "shared"
+    parent = {"nhs_number": incident()["subjects"][1]["nhs_number"]}
+    _consent(run, pipeline_keys, parent, "withdrawn", "2026-11-05T09:00:00Z", ["*"])
+    assert _notices(run) == []
+    _consent(run, pipeline_keys, child, "withdrawn", "2026-11-10T09:00:00Z", ["*"])
+    assert _notices(run) == [("safe-haven", [first["event_id"]])]
