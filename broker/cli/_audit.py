@@ -20,6 +20,8 @@ from broker.principals import Principal
 if TYPE_CHECKING:
     from broker.audit import AuditRecord, KeystoreAuditVerifier
     from broker.governance import AuditStore, ChainAppender, Indexer, IndexSummary
+    from broker.governance._topic import TopicMessage
+    from broker.kafka import KafkaClients
     from broker.keys import FileKeyStore
 
 
@@ -212,7 +214,6 @@ def verify(
     """Prove the log intact; name the first bad record and exit 1 if it is not."""
     from broker.governance import (
         newest_checkpoints,
-        read_topic,
         signed_chains,
         signed_checkpoints,
         verify_records,
@@ -234,8 +235,8 @@ def verify(
                         reference[chain] = cp
             finally:
                 index.close()
-        messages = asyncio.run(read_topic(kafka_as(settings, Principal.INDEXER)))
-        topic = signed_chains(messages, verifier)
+        messages, partitions = asyncio.run(_read_audit(kafka_as(settings, Principal.INDEXER)))
+        topic = signed_chains(messages, verifier, partitions=partitions)
         summary = verify_records(topic, verifier, reference=reference if reference else None)
         newest = newest_checkpoints(topic)
     else:
@@ -250,6 +251,15 @@ def verify(
         lines = [newest[c].to_bytes().decode() for c in sorted(newest)]
         save_heads.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         typer.echo(f"{len(lines)} signed heads saved to {save_heads}")
+
+
+async def _read_audit(kafka: KafkaClients) -> tuple[list[TopicMessage], int]:
+    """The audit topic's messages, and how many partitions it has (where chains must be)."""
+    from broker.governance import read_topic
+    from broker.kafka import partition_count
+    from broker.topics import AUDIT
+
+    return await read_topic(kafka), await partition_count(kafka, AUDIT)
 
 
 def _read_heads(path: Path) -> dict[str, AuditRecord]:

@@ -53,7 +53,7 @@ from broker.errors import ChainBroken, TransportError
 from broker.governance._encompass import overdue_encompass_notices
 from broker.governance._metrics import IndexMetrics
 from broker.governance._reports import OVERRIDE_REVIEW_DEADLINE, overdue_overrides
-from broker.governance._signed import Offered, SignedTip
+from broker.governance._signed import Offered, SignedTip, misplaced
 from broker.governance._store import (
     AuditStore,
     ChainHead,
@@ -89,9 +89,16 @@ class ChainTracker:
     """Verifies records one at a time against each chain's head; builds the batch to commit."""
 
     def __init__(
-        self, store: AuditStore, verifier: CheckpointVerifier, *, topic: str = AUDIT
+        self,
+        store: AuditStore,
+        verifier: CheckpointVerifier,
+        *,
+        topic: str = AUDIT,
+        partitions: int | None = None,
     ) -> None:
         self._store = store
+        #: The topic's partitions: a chain's records must be on its key's (``misplaced``).
+        self.partitions = partitions
         self._verifier = verifier
         self.topic = topic
         self.summary = IndexSummary()
@@ -165,6 +172,9 @@ class ChainTracker:
         if not may_write(rec.chain, rec.kind):
             reason = "foreign-chain" if chain_writer(rec.chain) is None else "kind-not-allowed"
             self._refuse(batch, where, value, reason, rec=rec)
+            return
+        if (placed := misplaced(key, rec.chain, partition, self.partitions)) is not None:
+            self._refuse(batch, where, value, placed, rec=rec)
             return
         head = self._head(rec.chain)
         if head.broken_seq is not None:
@@ -313,6 +323,7 @@ class Indexer:
         seen = 0
         await consumer.start()
         tps = await _assign(consumer, self.topic)
+        self.tracker.partitions = len(tps)
         await _seek(consumer, tps, self.tracker.sync())
         end = None if follow else await consumer.end_offsets(tps)
         idle = 0

@@ -19,8 +19,26 @@ from typing import Generic, TypeVar
 
 from broker.audit import AuditKind, AuditRecord, CheckpointVerifier, check_next
 from broker.errors import ChainBroken
+from broker.kafka import partition_for
 
 T = TypeVar("T")
+
+
+def misplaced(key: bytes | None, chain: str, partition: int, partitions: int | None) -> str | None:
+    """Why a message is no record of ``chain``'s, or None when it is where one must be.
+
+    schemas/audit-chain.md §1: a chain's records are keyed by the chain's name, so they all
+    sit on the one partition Kafka's partitioner gives that key. A copy elsewhere (a
+    genuine checkpoint replayed onto another partition, read before the chain's own
+    records) would otherwise be signed evidence that history is missing, and break a chain
+    that is whole. ``partitions`` None: the topic's size is not known, the key alone is
+    checked.
+    """
+    if key != chain.encode():
+        return "wrong-key"
+    if partitions is not None and partition_for(key, list(range(partitions))) != partition:
+        return "wrong-partition"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from broker.audit import GENESIS, AuditRecord, CheckpointVerifier, chain_writer, may_write
-from broker.governance._signed import SignedTip
+from broker.governance._signed import SignedTip, misplaced
 from broker.kafka import KafkaClients, read_retained
 from broker.topics import AUDIT
 
@@ -45,8 +45,13 @@ class TopicChains:
     unsigned: int = 0  # records after their chain's newest checkpoint: not vouched for yet
 
 
-def signed_chains(messages: Sequence[TopicMessage], verifier: CheckpointVerifier) -> TopicChains:
+def signed_chains(
+    messages: Sequence[TopicMessage], verifier: CheckpointVerifier, *, partitions: int | None = None
+) -> TopicChains:
     """Each chain's records that a checkpoint signed by its writer covers, in order.
+
+    ``partitions``: the topic's, so that a record away from its chain's partition is set
+    aside (``misplaced``); read_topic's callers pass ``partition_count``.
 
     What the indexer would take, read straight from the topic: anything nobody signed is
     counted in ``refused`` and left out, so a forgery cannot make a genuine chain fail;
@@ -64,6 +69,9 @@ def signed_chains(messages: Sequence[TopicMessage], verifier: CheckpointVerifier
             out.refused[
                 "foreign-chain" if chain_writer(rec.chain) is None else "kind-not-allowed"
             ] += 1
+            continue
+        if (reason := misplaced(m.key, rec.chain, m.partition, partitions)) is not None:
+            out.refused[reason] += 1
             continue
         tip = tips.get(rec.chain)
         if tip is None:

@@ -35,7 +35,7 @@ from broker.kafka._protocols import (
     RebalanceListener,
     TopicPartition,
 )
-from broker.kafka._retained import Retained, read_retained
+from broker.kafka._retained import Retained, partition_count, read_retained
 from broker.kafka._tolerant import header_key_bytes, undecodable
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "client_settings",
     "ensure_topics",
     "header_key_bytes",
+    "partition_count",
     "partition_for",
     "quiet_leftovers",
     "read_access",

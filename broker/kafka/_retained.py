@@ -74,6 +74,17 @@ def _retained(m: Any) -> Retained:
     )
 
 
+async def partition_count(kafka: KafkaClients, topic: str) -> int:
+    """How many partitions ``topic`` has now."""
+    consumer = kafka.consumer(client_id="accord-retained")
+    try:
+        async with translated(f"reading {topic}'s partitions from {kafka.bootstrap}"):
+            await consumer.start()
+            return len(await _partitions(consumer, [topic]))
+    finally:
+        await stop_quietly(consumer)
+
+
 async def _partitions(consumer: Any, topics: Sequence[str]) -> list[TopicPartition]:
     have = await consumer.topics()
     if missing := [t for t in topics if t not in have]:

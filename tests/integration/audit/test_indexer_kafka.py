@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import broker.kafka
 from broker.audit import (
     AuditKind,
     AuditRecord,
@@ -215,6 +216,12 @@ def test_verify_from_topic_is_not_fooled_by_a_checkpoint_indexed_after_it_read_t
         return messages
 
     monkeypatch.setattr("broker.governance.read_topic", read_then_the_worker_and_indexer_go_on)
+    counted = broker.kafka.partition_count  # of this test's topic, which stands for the log
+
+    async def partitions_of_this_topic(kafka: KafkaClients, _: str) -> int:
+        return await counted(kafka, topic)
+
+    monkeypatch.setattr("broker.kafka.partition_count", partitions_of_this_topic)
     for name, value in admin_env(kafka_bootstrap).items():
         monkeypatch.setenv(name, value)
     code, out, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
