@@ -388,10 +388,15 @@ class TransactionalLoop:
 
         False if the worker is stopping meanwhile (the events wait for the next run).
         """
-        parts = sorted(consumer.partitions_for_topic(CONSENT) or ())
+        while not (parts := sorted(consumer.partitions_for_topic(CONSENT) or ())):
+            # Not known (metadata lost the topic, or it is not provisioned): with no consent
+            # offsets to wait for, deciding now could miss a withdrawal. Default-deny: wait.
+            if stop.is_set():
+                return False
+            log.warning("consent_partitions_unknown")
+            self._raise_fatal()
+            await self.handover.moved(within=0.5)
         tps = [TopicPartition(CONSENT, p) for p in parts]
-        if not tps:
-            return True
         last = {TopicPartition(tp.topic, tp.partition): m[-1].offset for tp, m in events.items()}
         ends = await self._fence.covering(tps, last, fetch)
         while not stop.is_set():

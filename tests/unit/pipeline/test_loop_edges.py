@@ -216,3 +216,27 @@ async def test_a_revocation_during_a_stops_last_commit_waits_for_it(
     assert revoking
     assert len(producer.transactions) == 2
     assert not producer.stopped_mid_commit
+
+
+async def test_events_wait_while_the_consent_topics_partitions_are_unknown(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """With no consent offsets to wait for, deciding could miss a withdrawal: they wait."""
+    known: set[int] = set()
+
+    class Forgetful(_Consumer):
+        def partitions_for_topic(self, topic: str) -> set[int]:
+            return known if topic == CONSENT else {0}
+
+    consumer = Forgetful([_messages(pipeline_keys, 0, 2)], on_idle=lambda: None, assigned=True)
+    loop, _, _ = await _loop(make_processor, consumer, _Producer())
+    events = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(loop._process(consumer, events, stop))  # type: ignore[arg-type]  # a fake
+    await asyncio.sleep(0.7)
+    [task] = loop._tasks.values()
+    assert not waiting.done()
+    assert task.pending.stamps == []
+    known.add(0)  # the metadata is back
+    await asyncio.wait_for(waiting, timeout=5)
+    assert task.pending.next_offset == 2
