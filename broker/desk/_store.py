@@ -58,6 +58,8 @@ _SCHEMA = (
     # travel on different partitions), and the record must then arrive hidden.
     """CREATE TABLE IF NOT EXISTS desk_withdrawn (
         event_id TEXT PRIMARY KEY, reason TEXT NOT NULL, withdrawn_at TEXT NOT NULL)""",
+    # The party whose desk this is: records carry no party of their own.
+    "CREATE TABLE IF NOT EXISTS desk_owner (party TEXT PRIMARY KEY)",
 )
 
 #: What a person may decide: the co-ordinating team about a child (``refer`` publishes a
@@ -170,6 +172,21 @@ class DeskStore:
 
     def close(self) -> None:
         self._conn.close()
+
+    def claim(self, party: str) -> None:
+        """Make this ``party``'s store, or refuse one another desk has: two desks on one
+        database (one ``ACCORD_DESK__STORE`` for all) would each show the other's records."""
+        self._q(
+            "INSERT INTO desk_owner (party) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM desk_owner)",
+            (party,),
+        )
+        owners = [row[0] for row in self._q("SELECT party FROM desk_owner")]
+        if owners != [party]:
+            self.close()
+            raise ConfigError(
+                f"this desk database is {', '.join(owners)}'s desk's, not {party}'s: give each "
+                "desk its own database (ACCORD_DESK__STORE)"
+            )
 
     # -- what arrives ---------------------------------------------------------------------
 
@@ -366,7 +383,14 @@ class DeskStore:
 
 
 def open_desk_store(url: str | None, *, home: Path, party: str) -> DeskStore:
-    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/desk/<party>.db``."""
+    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/desk/<party>.db``; the
+    store is ``party``'s from then on (``DeskStore.claim``)."""
+    store = _open(url, home=home, party=party)
+    store.claim(party)
+    return store
+
+
+def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
     if url is None or not url.strip():
         return _sqlite(home / "desk" / f"{party}.db")
     url = url.strip()

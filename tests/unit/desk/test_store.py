@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from broker.desk import DeskStore, Flag, open_desk_store
-from broker.errors import UsageError
+from broker.errors import ConfigError, UsageError
 from tests.unit.desk.conftest import T0, delivery
 
 
@@ -100,3 +100,12 @@ def test_an_unknown_decision_or_database_is_refused(any_store: DeskStore, tmp_pa
         any_store.decide(action="delete", reason="x", by="kim", at=T0)
     with pytest.raises(UsageError, match="unsupported database"):
         open_desk_store("mysql://x", home=tmp_path, party="p")
+
+
+def test_a_desk_database_is_one_partys_and_another_desk_cannot_open_it(tmp_path: Path) -> None:
+    """Records carry no party: a second desk on the same database would show the first's."""
+    url = f"sqlite:///{tmp_path / 'desks.db'}"
+    open_desk_store(url, home=tmp_path, party="cog-tipton").close()
+    with pytest.raises(ConfigError, match="cog-tipton's desk's, not cog-west-bromwich's"):
+        open_desk_store(url, home=tmp_path, party="cog-west-bromwich")
+    open_desk_store(url, home=tmp_path, party="cog-tipton").close()  # its own, again
