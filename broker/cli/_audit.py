@@ -19,8 +19,7 @@ from broker.principals import Principal
 
 if TYPE_CHECKING:
     from broker.audit import AuditRecord, KeystoreAuditVerifier
-    from broker.governance import AuditStore, ChainAppender, Indexer, IndexSummary
-    from broker.governance._topic import TopicMessage
+    from broker.governance import AuditStore, ChainAppender, Indexer, IndexSummary, TopicMessage
     from broker.kafka import KafkaClients
     from broker.keys import FileKeyStore
 

@@ -35,7 +35,7 @@ from broker.governance._reports import (
 from broker.governance._review import check_review_text, review_override
 from broker.governance._sql import open_store
 from broker.governance._store import AuditStore, Window
-from broker.governance._topic import TopicChains, read_topic, signed_chains
+from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains
 from broker.governance._verify import (
     VerifySummary,
     newest_checkpoints,
@@ -56,6 +56,7 @@ __all__ = [
     "LookupPurpose",
     "ReportPurpose",
     "TopicChains",
+    "TopicMessage",
     "VerifySummary",
     "Window",
     "check_review_text",
