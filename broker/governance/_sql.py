@@ -20,6 +20,7 @@ from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 from broker.governance._store import (
     AuditStore,
     ChainHead,
+    DerivedRows,
     IndexBatch,
     NoticeRow,
     OverrideReview,
@@ -238,6 +239,27 @@ class SqlAuditStore:
     def latest_checkpoint(self, chain: str) -> AuditRecord | None:
         rows = self._q("SELECT body FROM chain_checkpoints WHERE chain = ?", (chain,))
         return AuditRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def derived_rows(self) -> DerivedRows:
+        return DerivedRows(
+            subjects=[
+                (str(k), str(c), int(s))
+                for k, c, s in self._q("SELECT subject_key, chain, seq FROM audit_subjects")
+            ],
+            reviews=[
+                (str(e), str(p), str(b), str(n), str(a), str(c), int(s))
+                for e, p, b, n, a, c, s in self._q(
+                    "SELECT event_id, party, reviewed_by, note, reviewed_at, chain, seq "
+                    "FROM override_reviews"
+                )
+            ],
+            notices=[
+                (str(e), str(p), str(a), str(c), int(s))
+                for e, p, a, c, s in self._q(
+                    "SELECT event_id, party, notified_at, chain, seq FROM encompass_notices"
+                )
+            ],
+        )
 
     # -- queries --------------------------------------------------------------------------
 

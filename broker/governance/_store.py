@@ -181,6 +181,16 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class DerivedRows:
+    """The index's tables derived from records, as stored (see ``derived_rows``)."""
+
+    subjects: list[tuple[str, str, int]]  # subject_key, chain, seq
+    # event, party, reviewed_by, note, reviewed_at, chain, seq
+    reviews: list[tuple[str, str, str, str, str, str, int]]
+    notices: list[tuple[str, str, str, str, int]]  # event, party, notified_at, chain, seq
+
+
 class AuditStore(Protocol):
     """Where verified audit records are indexed and queried (SQLite or PostgreSQL)."""
 
@@ -234,6 +244,11 @@ class AuditStore(Protocol):
         ...
 
     def latest_checkpoint(self, chain: str) -> AuditRecord | None: ...
+
+    def derived_rows(self) -> DerivedRows:
+        """Every row of the tables built from records rather than holding them (what
+        ``verify --db`` checks against the records)."""
+        ...
 
     # -- queries (reports, console) ------------------------------------------------------
 

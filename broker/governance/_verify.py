@@ -28,6 +28,7 @@ from broker.audit import (
     verify_truncation,
 )
 from broker.errors import ChainBroken
+from broker.governance._derived import Derived
 from broker.governance._store import AuditStore, StoredRow, derived_columns
 from broker.governance._topic import TopicChains
 
@@ -121,6 +122,7 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
     heads = store.heads()
     total = signed = 0
     chains = store.chains()
+    derived = Derived()
     for chain in chains:
         head = heads.get(chain)
         if head is not None and head.broken_seq is not None:
@@ -132,6 +134,7 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
         def remember(records: Iterator[AuditRecord], keep: dict[int, str]) -> Iterator[AuditRecord]:
             for rec in records:
                 keep[rec.seq] = rec.hash
+                derived.take(rec)
                 yield rec
 
         report = verify_chain(
@@ -153,6 +156,7 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
                     head.seq + 1, "record beyond the indexed head (inserted)", chain=chain
                 )
         total += report.records
+    derived.check(store.derived_rows())
     return VerifySummary(getattr(store, "backend", "index"), len(chains), total, signed)
 
 

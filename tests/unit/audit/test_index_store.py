@@ -4,6 +4,8 @@ missing history stops the chain."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
@@ -140,4 +142,28 @@ def test_verify_refuses_a_record_its_chains_writer_may_not_write_whatever_its_si
         checkpoints={"console:c1": forged[-1]},
     ))  # fmt: skip
     with pytest.raises(ChainBroken, match="may not write"):
+        verify_store(store, verifier)
+
+
+def test_verify_checks_the_subject_links_and_reviews_the_reports_read(
+    store: AuditStore, verifier: KeystoreAuditVerifier, indexed: list[AuditRecord]
+) -> None:
+    """A subject link deleted by hand empties a child's disclosure log; a review row added by
+    hand takes an override off the review queue with no signed review behind it."""
+    from broker.errors import ChainBroken
+
+    sql: Any = store  # the SQL stores' own statement runner: as someone at the database
+    rec = next(r for r in indexed if r.subject_keys)
+    sql._q("DELETE FROM audit_subjects WHERE chain = ? AND seq = ?", (rec.chain, rec.seq))
+    with pytest.raises(ChainBroken, match="subject link the record names is missing"):
+        verify_store(store, verifier)
+    for key in rec.subject_keys:
+        sql._q("INSERT INTO audit_subjects (subject_key, chain, seq) VALUES (?, ?, ?)",
+               (key, rec.chain, rec.seq))  # fmt: skip
+    assert verify_store(store, verifier).records == len(indexed)  # restored: intact again
+    override = next(r for r in indexed if r.data.get("outcome") == "shared_override")
+    sql._q("INSERT INTO override_reviews VALUES (?, ?, ?, ?, ?, ?, ?)",
+           (override.event_id, override.party, "nobody", "ok", "2026-11-23T00:00:00.000000Z",
+            rec.chain, rec.seq))  # fmt: skip
+    with pytest.raises(ChainBroken, match="review row no record holds"):
         verify_store(store, verifier)
