@@ -166,6 +166,9 @@ class TransactionalLoop:
                 self._fatal = self._fatal or exc
             await task.stop()
             self._positions.pop(task.tp, None)
+            # Not ours to report any more: if it comes back, another worker may have moved
+            # it on, and our old offset would move the group's back until our next commit.
+            self._report.durable.pop(task.tp, None)
         if revoked:
             log.info("partitions_revoked", partitions=len(revoked), held=len(self._tasks))
 

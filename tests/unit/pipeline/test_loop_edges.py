@@ -240,3 +240,17 @@ async def test_events_wait_while_the_consent_topics_partitions_are_unknown(
     known.add(0)  # the metadata is back
     await asyncio.wait_for(waiting, timeout=5)
     assert task.pending.next_offset == 2
+
+
+async def test_a_partition_given_up_is_no_longer_reported_to_the_group(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """Taken back after another worker moved it on, its old offset would take the group's
+    committed offset (what lag tools read) backwards until this worker's next commit."""
+    stop = asyncio.Event()
+    consumer = _Consumer([_messages(pipeline_keys, 0, 2)], on_idle=stop.set, assigned=True)
+    loop, _, _ = await _loop(make_processor, consumer, _Producer())
+    await asyncio.wait_for(loop.run(stop), timeout=10)
+    assert loop._report.durable == {TP: 2}
+    await loop.on_partitions_revoked([TP])
+    assert loop._report.durable == {}
