@@ -18,19 +18,19 @@ from tests.unit.audit.conftest import worker_chain
 PARTITIONS = 4
 
 
-def _placed(records: list[AuditRecord]) -> tuple[int, int]:
-    """The chain's own partition, and another that is read before it."""
-    own = partition_for(records[0].chain.encode(), list(range(PARTITIONS)))
-    return own, 0 if own else 1
+def _placed(linker: Linker, keys: FileKeyStore) -> tuple[list[AuditRecord], bytes, int, int]:
+    """A worker's chain, its key, its own partition, and another that is read before it."""
+    records = worker_chain(linker, keys)
+    key = records[0].chain.encode()
+    own = partition_for(key, list(range(PARTITIONS)))
+    return records, key, own, 0 if own else 1
 
 
 @pytest.mark.parametrize("copy", ["another partition", "another key"])
 def test_a_checkpoint_replayed_away_from_its_chain_is_set_aside_on_the_topic(
     verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore, copy: str
 ) -> None:
-    records = worker_chain(linker, keys)
-    own, other = _placed(records)
-    key = records[0].chain.encode()
+    records, key, own, other = _placed(linker, keys)
     replay = (TopicMessage(key, records[-1].to_bytes(), other, 0) if copy == "another partition"
               else TopicMessage(b"not-the-chain", records[-1].to_bytes(), own, 0))  # fmt: skip
     genuine = [TopicMessage(key, r.to_bytes(), own, i + 1) for i, r in enumerate(records)]
@@ -44,9 +44,7 @@ def test_a_checkpoint_replayed_away_from_its_chain_is_set_aside_on_the_topic(
 def test_a_checkpoint_replayed_on_another_partition_breaks_no_indexed_chain(
     store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore
 ) -> None:
-    records = worker_chain(linker, keys)
-    own, other = _placed(records)
-    key = records[0].chain.encode()
+    records, key, own, other = _placed(linker, keys)
     tracker = ChainTracker(store, verifier, partitions=PARTITIONS)
     batch = tracker.new_batch()
     tracker.offer(batch, key, records[-1].to_bytes(), other, 0)  # a fresh index reads it first

@@ -164,16 +164,22 @@ def test_a_hub_records_an_outcome_that_answers_the_referral(
     assert "support offered" in client.get("/").text
 
 
-def test_an_encompass_notice_unread_by_the_deadline_is_late_on_the_page_and_the_metric(
-    make_client: Make, store: DeskStore, clock: Clock, acks: FakeAcks
-) -> None:
-    # Decided on Friday evening: the deadline is Monday 08:30 (London, GMT in November).
+def _two_notices_decided_on_a_friday_evening(store: DeskStore) -> datetime:
+    """n1 and n2, Operation Encompass notices to school-146201; returns when they were decided."""
     friday = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
     for eid in ("n1", "n2"):
         store.add_delivery(
             delivery(eid, recipient="school-146201", type="police.domestic_incident",
                      decided_at=friday), [], friday,
         )  # fmt: skip
+    return friday
+
+
+def test_an_encompass_notice_unread_by_the_deadline_is_late_on_the_page_and_the_metric(
+    make_client: Make, store: DeskStore, clock: Clock, acks: FakeAcks
+) -> None:
+    # Decided on Friday evening: the deadline is Monday 08:30 (London, GMT in November).
+    _two_notices_decided_on_a_friday_evening(store)
     clock.now = datetime(2026, 11, 30, 8, 20, tzinfo=UTC)
     client, _ = make_client(kind="school", party="school-146201")
     token = sign_in(client)
@@ -319,12 +325,7 @@ def test_a_withdrawn_encompass_notice_is_not_counted_late(
     make_client: Make, store: DeskStore, clock: Clock
 ) -> None:
     """It cannot be acknowledged (its content is hidden): counting it would alert for good."""
-    friday = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
-    for eid in ("n1", "n2"):
-        store.add_delivery(
-            delivery(eid, recipient="school-146201", type="police.domestic_incident",
-                     decided_at=friday), [], friday,
-        )  # fmt: skip
+    friday = _two_notices_decided_on_a_friday_evening(store)
     store.hide(["n1"], "Consent withdrawn.", friday)
     clock.now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     client, _ = make_client(kind="school", party="school-146201")
