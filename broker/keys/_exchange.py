@@ -104,7 +104,11 @@ def _directory_signer(store: FileKeyStore, now: datetime) -> SigningIdentity:
         if k.purpose is KeyPurpose.SIGN and k.is_live(now) and store.holds_private(k.key_id)
     ]  # fmt: skip
     if not held:
-        return store.current_signing_key(_GOVERNANCE)  # raises: no live key to sign with
+        raise KeyStoreError(
+            "the governance keystore holds no live signing key (retired, revoked or past "
+            "its expiry); give it a new one (accord keys rotate governance), then re-pin it "
+            "in every keystore (accord keys import --trust)"
+        )
     return store.signing_identity(min(held, key=lambda k: k.created_at))
 
 
