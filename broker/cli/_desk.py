@@ -105,7 +105,9 @@ def add_user(
 
     settings = load_settings()
     check_desk_party(load_bundle(settings.policies), party)
-    users = UserFile(settings.desk_users_file(party), issuer=f"Accord desk {party}")
+    users = UserFile(
+        settings.desk_users_file(party), issuer=f"Accord desk {party}", owner=f"desk:{party}"
+    )
     check_username(name)
     password = read_password("Password", from_stdin=password_stdin, confirm=True)
     account = users.add(name, password, replace=reset, totp=not no_totp)

@@ -114,7 +114,7 @@ async def run_desk(
     linkage_key = desk_linkage_key(Path(keys_dir))
     deps = DeskDeps(
         party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
-        users=UserFile(settings.desk_users_file(party)), acks=subscriber,
+        users=UserFile(settings.desk_users_file(party), owner=f"desk:{party}"), acks=subscriber,
         linkage_key=linkage_key, settings=cfg, schools=settings.schools, publisher=publisher,
         party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
         registry=CollectorRegistry(),

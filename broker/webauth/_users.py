@@ -92,10 +92,18 @@ class UserFile:
     """
 
     def __init__(
-        self, path: Path, *, hasher: PasswordHasher | None = None, issuer: str = TOTP_ISSUER
+        self,
+        path: Path,
+        *,
+        hasher: PasswordHasher | None = None,
+        issuer: str = TOTP_ISSUER,
+        owner: str | None = None,
     ) -> None:
         self.path = path
         self.issuer = issuer  # the desk's accounts are not the console's
+        # Whose accounts these are (a desk's party): a file written by one owner is refused
+        # by another, so two desks given one users file cannot sign in to each other.
+        self.owner = owner
         self._hasher = hasher or PasswordHasher()
         # Verifying against these when the name is unknown costs what a real check costs.
         self._decoy = self._hasher.hash("accord-decoy-password")
@@ -111,9 +119,17 @@ class UserFile:
             raise ConfigError(f"{self.path}: cannot read the console accounts file") from exc
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ConfigError(f"{self.path}: not a console accounts file (format {_FORMAT})")
+        held = data.get("owner")
+        if self.owner is not None and held is not None and held != self.owner:
+            raise ConfigError(
+                f"{self.path}: these are {held}'s accounts, not {self.owner}'s: give each desk "
+                "its own users file (ACCORD_DESK__USERS_FILE)"
+            )
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
+        if self.owner is not None:
+            data["owner"] = self.owner
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".users-")
         try:

@@ -247,3 +247,17 @@ def test_every_answer_costs_exactly_one_argon2_verification(
     assert hasher.verified == 1
     users.spend(password, code, now=NOW)  # what a throttled attempt costs
     assert hasher.verified == 2
+
+
+def test_one_desks_accounts_file_is_refused_by_another_desk(tmp_path: Path) -> None:
+    """Two desks given one users file (ACCORD_DESK__USERS_FILE) would sign in each other's
+    staff: the file is its first owner's, and another owner's reads and writes stop."""
+    path = tmp_path / "desk" / "users.json"
+    tipton = UserFile(path, hasher=FAST, owner="desk:cog-tipton")
+    tipton.add("duty.1", "a long enough secret", totp=False)
+    oldbury = UserFile(path, hasher=FAST, owner="desk:cog-oldbury")
+    with pytest.raises(ConfigError, match="desk:cog-tipton's accounts, not desk:cog-oldbury's"):
+        oldbury.verify("duty.1", "a long enough secret")
+    with pytest.raises(ConfigError, match="desk:cog-tipton's accounts"):
+        oldbury.add("duty.2", "a long enough secret", totp=False)
+    assert tipton.verify("duty.1", "a long enough secret")
