@@ -189,9 +189,12 @@ class Opener:
     def _check_live(self, entry: _CachedDek, now: float) -> None:
         signer = self._keys.public_key(entry.signer_key_id)
         rkey = self._keys.public_key(entry.recipient_key_id)
-        if signer is None or rkey is None or not self._usable(signer, now):
-            raise KeyRejected
-        if not self._usable(rkey, now):
+        if (
+            signer is None
+            or rkey is None
+            or not self._usable(signer, now)
+            or not self._usable(rkey, now)
+        ):
             raise KeyRejected
 
     def _usable(self, info: KeyInfo, now: float) -> bool:

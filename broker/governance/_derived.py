@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from broker.audit import AuditKind, AuditRecord
 from broker.errors import ChainBroken
-from broker.governance._store import DerivedRows, is_encompass_notice, sql_time
+from broker.governance._store import DerivedRows, is_encompass_notice, notice_row, review_row
 
 _Review = tuple[str, str, str, str, str]  # event, party, reviewed_by, note, reviewed_at
 _Notice = tuple[str, str, str]  # event, party, notified_at
@@ -31,17 +31,9 @@ class Derived:
     def take(self, rec: AuditRecord) -> None:
         self.subjects.update((key, rec.chain, rec.seq) for key in rec.subject_keys)
         if rec.kind is AuditKind.OVERRIDE_REVIEWED:
-            data = rec.data
-            self.reviews[(rec.chain, rec.seq)] = (
-                rec.event_id or "", rec.party or "", str(data.get("reviewed_by", "")),
-                str(data.get("note", "")), sql_time(rec.at),
-            )  # fmt: skip
+            self.reviews[(rec.chain, rec.seq)] = review_row(rec)
         if is_encompass_notice(rec):
-            self.notices[(rec.chain, rec.seq)] = (
-                rec.event_id or "",
-                rec.party or "",
-                sql_time(rec.at),
-            )
+            self.notices[(rec.chain, rec.seq)] = notice_row(rec)
 
     def check(self, stored: DerivedRows) -> None:
         """Raise :class:`ChainBroken` at the first row that differs from the records."""

@@ -28,7 +28,9 @@ from broker.governance._store import (
     Window,
     derived_columns,
     is_encompass_notice,
+    notice_row,
     parse_sql_time,
+    review_row,
     sql_time,
 )
 
@@ -160,7 +162,7 @@ class SqlAuditStore:
                     self._q(
                         "INSERT INTO encompass_notices (event_id, party, notified_at, chain, seq) "
                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id, party) DO NOTHING",
-                        (rec.event_id, rec.party, sql_time(rec.at), rec.chain, rec.seq),
+                        (*notice_row(rec), rec.chain, rec.seq),
                     )
             for head in batch.heads.values():
                 self._q(
@@ -195,21 +197,12 @@ class SqlAuditStore:
         return True
 
     def _add_review(self, rec: AuditRecord) -> None:
-        data = rec.data
         # The first review of an override stands; a later one stays in the log for the record.
         self._q(
             "INSERT INTO override_reviews "
             "(event_id, party, reviewed_by, note, reviewed_at, chain, seq) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, party) DO NOTHING",
-            (
-                rec.event_id or "",
-                rec.party or "",
-                str(data.get("reviewed_by", "")),
-                str(data.get("note", "")),
-                sql_time(rec.at),
-                rec.chain,
-                rec.seq,
-            ),
+            (*review_row(rec), rec.chain, rec.seq),
         )
 
     # -- verification ---------------------------------------------------------------------

@@ -150,6 +150,24 @@ ENCOMPASS_EVENT_TYPE = "police.domestic_incident"
 ENCOMPASS_RECIPIENT_KIND = "school"
 
 
+def review_row(rec: AuditRecord) -> tuple[str, str, str, str, str]:
+    """An ``override_reviewed`` record's ``override_reviews`` row, less its place (chain,
+    seq): event, party, reviewed_by, note, reviewed_at."""
+    data = rec.data
+    return (
+        rec.event_id or "",
+        rec.party or "",
+        str(data.get("reviewed_by", "")),
+        str(data.get("note", "")),
+        sql_time(rec.at),
+    )
+
+
+def notice_row(rec: AuditRecord) -> tuple[str, str, str]:
+    """An Encompass notice's ``encompass_notices`` row, less its place: event, party, when."""
+    return rec.event_id or "", rec.party or "", sql_time(rec.at)
+
+
 def is_encompass_notice(rec: AuditRecord) -> bool:
     data = rec.data
     return (
