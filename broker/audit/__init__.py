@@ -32,7 +32,7 @@ from broker.audit._keys import (
     chain_writer,
     may_write,
 )
-from broker.audit._record import GENESIS, AuditKind, AuditRecord, record_hash
+from broker.audit._record import GENESIS, AuditKind, AuditRecord, read_record, record_hash
 
 __all__ = [
     "GENESIS",
@@ -50,6 +50,7 @@ __all__ = [
     "check_next",
     "jcs_text",
     "may_write",
+    "read_record",
     "record_hash",
     "verify_chain",
     "verify_truncation",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +63,34 @@ class AuditRecord(BaseModel):
     def to_bytes(self) -> bytes:
         """The record as it goes on the topic: RFC 8785 canonical JSON (JCS)."""
         return rfc8785.dumps(self.model_dump(mode="json"))
+
+
+# schemas/audit-chain.md §2: "RFC 3339 date-time in UTC, written with Z".
+_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z\Z")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("an audit record has a member twice")
+    return out
+
+
+def read_record(raw: bytes | str) -> AuditRecord:
+    """One record from its bytes, exactly as schemas/audit-chain.md §2 types it.
+
+    Every reader of the log (the indexer, ``verify``, the appenders) parses with this, so that
+    Accord takes exactly the records a strict verifier working from the schema alone takes:
+    pydantic would otherwise read ``"seq": "1"``, a boolean, an ``at`` with an offset or
+    ``.000``, or a member given twice, and §4's hash over the model's own dump would then
+    vouch for a record the schema calls invalid. ``ValueError`` (pydantic's
+    ``ValidationError`` is one) when the bytes are not such a record.
+    """
+    rec = AuditRecord.model_validate_json(raw, strict=True)
+    parsed = json.loads(raw, object_pairs_hook=_no_duplicates)
+    if parsed != rec.model_dump(mode="json") or not _AT.match(parsed["at"]):
+        raise ValueError("not an audit record as schemas/audit-chain.md §2 types it")
+    return rec
 
 
 # Domain-separated so an audit hash can never be confused with any other SHA-256 we make.

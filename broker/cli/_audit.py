@@ -263,7 +263,7 @@ async def _read_audit(kafka: KafkaClients) -> tuple[list[TopicMessage], int]:
 
 def _read_heads(path: Path) -> dict[str, AuditRecord]:
     """Signed checkpoints saved by an earlier ``verify --save-heads``: one record a line."""
-    from broker.audit import AuditKind, AuditRecord
+    from broker.audit import AuditKind, read_record
 
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
@@ -274,7 +274,7 @@ def _read_heads(path: Path) -> dict[str, AuditRecord]:
     out: dict[str, AuditRecord] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         try:
-            rec = AuditRecord.model_validate_json(line)
+            rec = read_record(line)
         except ValueError:
             raise UsageError(f"{path}:{n}: not an audit record") from None
         if rec.kind is not AuditKind.CHECKPOINT:

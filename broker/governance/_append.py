@@ -20,9 +20,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pydantic import ValidationError
-
-from broker.audit import GENESIS, AuditRecord, ChainWriter, CheckpointSigner, CheckpointVerifier
+from broker.audit import (
+    GENESIS,
+    AuditRecord,
+    ChainWriter,
+    CheckpointSigner,
+    CheckpointVerifier,
+    read_record,
+)
 from broker.governance._signed import SignedTip
 from broker.governance._store import AuditStore
 from broker.governance._topic import read_topic
@@ -67,8 +72,8 @@ async def chain_head_on_topic(
         if m.key != chain.encode():
             continue
         try:
-            rec = AuditRecord.model_validate_json(m.value or b"")
-        except ValidationError:
+            rec = read_record(m.value or b"")
+        except ValueError:
             continue
         if rec.chain == chain and rec.seq > tip.seq:
             tip.offer(rec, None)

@@ -38,7 +38,6 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 
 from broker.audit import (
     GENESIS,
@@ -47,6 +46,7 @@ from broker.audit import (
     CheckpointVerifier,
     chain_writer,
     may_write,
+    read_record,
 )
 from broker.config import SchoolCalendar
 from broker.errors import ChainBroken, TransportError
@@ -164,8 +164,8 @@ class ChainTracker:
         batch.offsets[partition] = offset + 1
         where = (partition, offset)
         try:
-            rec = AuditRecord.model_validate_json(value or b"")
-        except ValidationError:
+            rec = read_record(value or b"")
+        except ValueError:
             chain = key.decode("utf-8", "replace")[:200] if key else None
             self._refuse(batch, where, value, "undecodable", chain=chain)
             return

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.audit import AuditKind, AuditRecord
+from broker.audit import AuditKind, AuditRecord, read_record
 from broker.errors import AuditError, UsageError
 from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 from broker.governance._store import (
@@ -231,7 +231,7 @@ class SqlAuditStore:
 
     def latest_checkpoint(self, chain: str) -> AuditRecord | None:
         rows = self._q("SELECT body FROM chain_checkpoints WHERE chain = ?", (chain,))
-        return AuditRecord.model_validate_json(rows[0][0]) if rows else None
+        return read_record(rows[0][0]) if rows else None
 
     def derived_rows(self) -> DerivedRows:
         return DerivedRows(
@@ -257,7 +257,7 @@ class SqlAuditStore:
     # -- queries --------------------------------------------------------------------------
 
     def _records(self, sql: str, params: Sequence[Any] = ()) -> list[AuditRecord]:
-        return [AuditRecord.model_validate_json(r[0]) for r in self._q(sql, params)]
+        return [read_record(r[0]) for r in self._q(sql, params)]
 
     def subject_records(self, subject_key: str) -> list[AuditRecord]:
         decided = self._records(

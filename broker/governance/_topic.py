@@ -9,9 +9,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
-from broker.audit import GENESIS, AuditRecord, CheckpointVerifier, chain_writer, may_write
+from broker.audit import (
+    GENESIS,
+    AuditRecord,
+    CheckpointVerifier,
+    chain_writer,
+    may_write,
+    read_record,
+)
 from broker.governance._signed import SignedTip, misplaced
 from broker.kafka import KafkaClients, read_retained
 from broker.topics import AUDIT
@@ -61,8 +66,8 @@ def signed_chains(
     tips: dict[str, SignedTip[int]] = {}
     for m in messages:
         try:
-            rec = AuditRecord.model_validate_json(m.value or b"")
-        except ValidationError:
+            rec = read_record(m.value or b"")
+        except ValueError:
             out.refused["undecodable"] += 1
             continue
         if not may_write(rec.chain, rec.kind):

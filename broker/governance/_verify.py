@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from broker.audit import (
     AuditKind,
     AuditRecord,
@@ -24,6 +22,7 @@ from broker.audit import (
     CheckpointVerifier,
     check_next,
     may_write,
+    read_record,
     verify_chain,
     verify_truncation,
 )
@@ -68,8 +67,8 @@ def _records_of(chain: str, rows: Iterable[StoredRow]) -> Iterator[AuditRecord]:
     """Each row's record, after checking the row's columns still say what its body says."""
     for row in rows:
         try:
-            rec = AuditRecord.model_validate_json(row.body)
-        except ValidationError:
+            rec = read_record(row.body)
+        except ValueError:
             raise ChainBroken(row.seq, "stored body is not an audit record", chain=chain) from None
         if not may_write(rec.chain, rec.kind):
             # §6 rule 5: a fault whatever its hash and signature (the indexer never takes

@@ -18,8 +18,8 @@ SURFACES = {
     "broker.audit": {
         "GENESIS", "AuditKind", "AuditRecord", "ChainReport", "ChainWriter", "CheckpointSigner",
         "CheckpointVerifier", "KeystoreAuditSigner", "KeystoreAuditVerifier", "PreEncoded",
-        "WRITER_KINDS", "chain_writer", "check_next", "jcs_text", "may_write", "record_hash",
-        "verify_chain", "verify_truncation",
+        "WRITER_KINDS", "chain_writer", "check_next", "jcs_text", "may_write", "read_record",
+        "record_hash", "verify_chain", "verify_truncation",
     },
     "broker.cli": {"build_app", "main"},
     "broker.config": {
