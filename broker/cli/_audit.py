@@ -98,11 +98,28 @@ Policies = Annotated[
 ]
 EventId = Annotated[str, typer.Argument(help="The event id of the override decision.")]
 Recipient = Annotated[str, typer.Option("--recipient", help="The party it was shared with.")]
-Note = Annotated[str, typer.Option("--note", help="The review note (no personal data).")]
+Reference = Annotated[
+    str | None,
+    typer.Option(
+        "--reference",
+        help="The IG case or ticket where your reasoning is kept (an identifier, not a note: "
+        "the audit log keeps no free text).",
+    ),
+]
 
 
 # Mirrors of broker.governance's LookupPurpose and ReportPurpose (a unit test holds them
 # equal): importing governance here would load Kafka's client for every accord command.
+class Finding(enum.StrEnum):
+    JUSTIFIED = "justified"
+    NOT_JUSTIFIED = "not-justified"
+
+
+FindingOption = Annotated[
+    Finding, typer.Option("--finding", help="Your conclusion on the override.")
+]
+
+
 class SubjectReason(enum.StrEnum):
     SUBJECT_ACCESS_REQUEST = "subject_access_request"
     OVERRIDE_REVIEW = "override_review"
@@ -369,24 +386,29 @@ def review(
     *,
     recipient: Recipient,
     officer: Officer,
-    note: Note,
+    finding: FindingOption,
+    reference: Reference = None,
     password_stdin: PasswordStdin = False,
     code: Code = None,
     host: Host = None,
     db: Db = None,
 ) -> None:
-    """Mark a safeguarding override reviewed, in your name: written to the audit log, then
-    indexed."""
-    from broker.governance import check_review_text
+    """Record your finding on a safeguarding override, in your name: written to the audit log,
+    then indexed."""
+    from broker.governance import check_review
 
-    check_review_text(reviewed_by=officer, note=note)
+    check_review(reviewed_by=officer, finding=finding, reference=reference)
     settings = load_settings()
     keys = keystore(settings, Principal.CONSOLE)
     store = _store(settings, db)
     try:
         name = sign_in(settings, officer, password_stdin=password_stdin, code=code)
         appender = _appender(settings, keys, store, host)
-        rec = asyncio.run(_review(store, appender, event_id, recipient, by=name, note=note))
+        rec = asyncio.run(
+            _review(
+                store, appender, event_id, recipient, by=name, finding=finding, reference=reference
+            )
+        )
         _index_once(settings, store)
     finally:
         store.close()
@@ -445,13 +467,26 @@ def _record_lookup(
 
 
 async def _review(
-    store: AuditStore, appender: ChainAppender, event_id: str, recipient: str, *, by: str, note: str
+    store: AuditStore,
+    appender: ChainAppender,
+    event_id: str,
+    recipient: str,
+    *,
+    by: str,
+    finding: str,
+    reference: str | None,
 ) -> AuditRecord:
     from broker.governance import review_override
 
     try:
         return await review_override(
-            store, appender, event_id=event_id, recipient=recipient, reviewed_by=by, note=note
+            store,
+            appender,
+            event_id=event_id,
+            recipient=recipient,
+            reviewed_by=by,
+            finding=finding,
+            reference=reference,
         )
     finally:
         await appender.close()

@@ -48,6 +48,12 @@ def _identifier(value: str) -> str:
     return value if _IDENTIFIER.fullmatch(value) else "(not an identifier)"
 
 
+def _without_option(message: str) -> str:
+    # The review's refusals name the CLI option ("--finding: ..."); the form has no options.
+    option, sep, rest = message.partition(": ")
+    return rest if sep and option.startswith("--") else message
+
+
 class _Unavailable(Exception):
     """The console could not write its audit record, so it must not show the page's data."""
 
@@ -195,10 +201,11 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         try:
             rec = await review_override(
                 deps.store, deps.audit, event_id=event_id, recipient=recipient,
-                reviewed_by=session.user or "", note=form_field(form, "note") or "",
+                reviewed_by=session.user or "", finding=form_field(form, "finding") or "",
+                reference=form_field(form, "reference") or None,
             )  # fmt: skip
         except UsageError as exc:
-            session.flash.append(f"Not recorded: {str(exc).removeprefix('--note: ')}")
+            session.flash.append(f"Not recorded: {_without_option(str(exc))}")
             return console.redirect("/overrides", session)
         except TransportError:
             return unavailable(session)

@@ -32,7 +32,7 @@ from broker.governance._reports import (
     pending_overrides,
     subject_key_for_nhs_number,
 )
-from broker.governance._review import check_review_text, review_override
+from broker.governance._review import ReviewFinding, check_review, review_override
 from broker.governance._sql import open_store
 from broker.governance._store import AuditStore, Window
 from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains
@@ -55,11 +55,12 @@ __all__ = [
     "Indexer",
     "LookupPurpose",
     "ReportPurpose",
+    "ReviewFinding",
     "TopicChains",
     "TopicMessage",
     "VerifySummary",
     "Window",
-    "check_review_text",
+    "check_review",
     "disclosure_log",
     "expiring_agreements",
     "governance_report",

@@ -14,9 +14,14 @@ from dataclasses import dataclass, field
 
 from broker.audit import AuditKind, AuditRecord
 from broker.errors import ChainBroken
-from broker.governance._store import DerivedRows, is_encompass_notice, notice_row, review_row
+from broker.governance._store import (
+    DerivedRows,
+    ReviewRow,
+    is_encompass_notice,
+    notice_row,
+    review_row,
+)
 
-_Review = tuple[str, str, str, str, str]  # event, party, reviewed_by, note, reviewed_at
 _Notice = tuple[str, str, str]  # event, party, notified_at
 
 
@@ -25,7 +30,7 @@ class Derived:
     """The derived rows the verified records imply, gathered as they are read."""
 
     subjects: set[tuple[str, str, int]] = field(default_factory=set)
-    reviews: dict[tuple[str, int], _Review] = field(default_factory=dict)
+    reviews: dict[tuple[str, int], ReviewRow] = field(default_factory=dict)
     notices: dict[tuple[str, int], _Notice] = field(default_factory=dict)
 
     def take(self, rec: AuditRecord) -> None:
@@ -42,7 +47,7 @@ class Derived:
             raise ChainBroken(seq, "a subject link no record names (added)", chain=chain)
         for _, chain, seq in sorted(self.subjects - held):
             raise ChainBroken(seq, "a subject link the record names is missing", chain=chain)
-        reviews = [((c, s), (e, p, b, n, a)) for e, p, b, n, a, c, s in stored.reviews]
+        reviews = [((c, s), row) for row, c, s in stored.reviews]
         _rows("review", reviews, self.reviews)
         notices = [((c, s), (e, p, a)) for e, p, a, c, s in stored.notices]
         _rows("Operation Encompass notice", notices, self.notices)

@@ -4,31 +4,61 @@ The review is never written to the index directly. It is appended to the reviewe
 (``console:<host>``) on ``accord.audit`` by a :class:`ChainAppender`, with a signed checkpoint,
 and the indexer files it in ``override_reviews`` when it reads it back, so no
 review can exist that the tamper-evident log does not hold.
+
+A review carries no free text. The log is append-only and kept forever, so a note about a
+child written into it could never be corrected or erased. The record holds the officer's
+finding (:class:`ReviewFinding`) and, optionally, a reference to where the reasoning is kept,
+constrained to an identifier. Reviews written before this rule kept a ``note``; the indexer
+still files it, as the log holds it.
 """
 
 from __future__ import annotations
+
+import enum
+import re
+from typing import Any
 
 from broker.audit import AuditKind, AuditRecord, ChainWriter
 from broker.errors import UsageError
 from broker.governance._append import AuditSink
 from broker.governance._store import AuditStore
 
-MAX_NOTE = 2000
+
+class ReviewFinding(enum.StrEnum):
+    """What the reviewing officer concluded about a safeguarding override."""
+
+    JUSTIFIED = "justified"
+    NOT_JUSTIFIED = "not_justified"
 
 
-def check_review_text(*, reviewed_by: str, note: str) -> None:
-    """``UsageError`` unless the reviewer and the note are given (before anything is opened)."""
+# A reference to where the reasoning is kept (an IG case, a ticket): an identifier, never a
+# narrative, so that nothing about a child can enter the append-only log through it.
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
+# Ten digits in a row, separators aside, may be an NHS number (or a phone number).
+_NUMBER_RUN = re.compile(r"\d{10}")
+
+
+def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> ReviewFinding:
+    """The finding, or ``UsageError`` unless the review can go into the log as given."""
     if not reviewed_by.strip():
         raise UsageError("--as: name the console account that reviewed the override")
-    if not note.strip() or len(note) > MAX_NOTE:
-        raise UsageError(f"--note: give a review note of 1 to {MAX_NOTE} characters")
+    try:
+        found = ReviewFinding(finding.replace("-", "_"))
+    except ValueError:
+        raise UsageError("--finding: give justified or not-justified") from None
+    if reference is not None and (
+        not _REFERENCE.match(reference)
+        or _NUMBER_RUN.search(re.sub(r"[^0-9A-Za-z]", "", reference))
+    ):
+        raise UsageError(
+            "--reference: give the IG case or ticket reference where your reasoning is kept "
+            "(up to 40 letters, digits and . _ / : -, no ten-digit number), never a note"
+        )
+    return found
 
 
-def check_reviewable(
-    store: AuditStore, event_id: str, recipient: str, *, reviewed_by: str, note: str
-) -> AuditRecord:
+def check_reviewable(store: AuditStore, event_id: str, recipient: str) -> AuditRecord:
     """The override decision to review; ``UsageError`` when there is none or it is reviewed."""
-    check_review_text(reviewed_by=reviewed_by, note=note)
     decision = store.find_decision(event_id, recipient)
     if decision is None or decision.data.get("outcome") != "shared_override":
         raise UsageError(
@@ -44,19 +74,27 @@ def check_reviewable(
 
 
 def review_record(
-    writer: ChainWriter, decision: AuditRecord, *, reviewed_by: str, note: str
+    writer: ChainWriter,
+    decision: AuditRecord,
+    *,
+    reviewed_by: str,
+    finding: ReviewFinding,
+    reference: str | None,
 ) -> AuditRecord:
     """The ``override_reviewed`` record for ``decision``, appended to ``writer``'s chain."""
+    data: dict[str, Any] = {
+        "reviewed_by": reviewed_by.strip(),
+        "finding": finding.value,
+        "decision": {"chain": decision.chain, "seq": decision.seq, "hash": decision.hash},
+    }
+    if reference is not None:
+        data["reference"] = reference
     return writer.append(
         AuditKind.OVERRIDE_REVIEWED,
         event_id=decision.event_id,
         party=decision.party,
         subject_keys=decision.subject_keys,
-        data={
-            "reviewed_by": reviewed_by.strip(),
-            "note": note.strip(),
-            "decision": {"chain": decision.chain, "seq": decision.seq, "hash": decision.hash},
-        },
+        data=data,
     )
 
 
@@ -67,11 +105,17 @@ async def review_override(
     event_id: str,
     recipient: str,
     reviewed_by: str,
-    note: str,
+    finding: str,
+    reference: str | None = None,
 ) -> AuditRecord:
-    """Mark an override reviewed with a note, by writing it to the audit log (then index it)."""
-    decision = check_reviewable(store, event_id, recipient, reviewed_by=reviewed_by, note=note)
+    """Record an officer's finding on an override in the audit log (then index it)."""
+    found = check_review(reviewed_by=reviewed_by, finding=finding, reference=reference)
+    decision = check_reviewable(store, event_id, recipient)
     records = await appender.append(
-        lambda writer: [review_record(writer, decision, reviewed_by=reviewed_by, note=note)]
+        lambda writer: [
+            review_record(
+                writer, decision, reviewed_by=reviewed_by, finding=found, reference=reference
+            )
+        ]
     )
     return records[0]

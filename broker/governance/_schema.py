@@ -18,7 +18,8 @@ Tables:
 - ``kafka_offsets``: the next ``accord.audit`` offset per partition, committed with the rows
   it produced (never in a consumer group, so rows and position cannot diverge).
 - ``override_reviews``: reviews of safeguarding overrides, filled only from
-  ``override_reviewed`` audit records, so no review exists that the log does not hold.
+  ``override_reviewed`` audit records, so no review exists that the log does not hold; since
+  (4), each review's finding and reference (a review written before the rule has a note).
 - ``audit_refused`` (2): messages of the topic the indexer refused (undecodable, a foreign
   chain, a kind the writer may not write, a record no signed checkpoint covers, a rewrite of
   indexed history): their position, chain and seq when known, the reason and a digest.
@@ -126,6 +127,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """AND body LIKE '%"event_type":"police.domestic_incident"%' """
         """AND body LIKE '%"recipient_kind":"school"%' """
         "ON CONFLICT (event_id, party) DO NOTHING",
+    ),
+    # 4: a review's finding and reference (broker/governance/_review.py: no free text); a
+    # review written before keeps its note, and these stay empty.
+    (
+        "ALTER TABLE override_reviews ADD COLUMN finding TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE override_reviews ADD COLUMN reference TEXT NOT NULL DEFAULT ''",
     ),
 )
 

@@ -24,6 +24,7 @@ from broker.governance._store import (
     IndexBatch,
     NoticeRow,
     OverrideReview,
+    ReviewRow,
     StoredRow,
     Window,
     derived_columns,
@@ -38,6 +39,12 @@ _ROW_COLUMNS = (
     "chain, seq, at, kind, event_id, party, outcome, reason, agreement_id, purpose, "
     "hash, prev_hash, body"
 )
+
+
+def _review_row(row: tuple[Any, ...]) -> ReviewRow:
+    """A ``SELECT event_id, party, reviewed_by, finding, reference, note, reviewed_at`` row."""
+    e, p, by, finding, ref, note, at = row[:7]
+    return str(e), str(p), str(by), str(finding), str(ref), str(note), str(at)
 
 
 class SqlAuditStore:
@@ -199,9 +206,9 @@ class SqlAuditStore:
     def _add_review(self, rec: AuditRecord) -> None:
         # The first review of an override stands; a later one stays in the log for the record.
         self._q(
-            "INSERT INTO override_reviews "
-            "(event_id, party, reviewed_by, note, reviewed_at, chain, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, party) DO NOTHING",
+            "INSERT INTO override_reviews (event_id, party, reviewed_by, finding, reference, "
+            "note, reviewed_at, chain, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, party) DO NOTHING",
             (*review_row(rec), rec.chain, rec.seq),
         )
 
@@ -240,10 +247,10 @@ class SqlAuditStore:
                 for k, c, s in self._q("SELECT subject_key, chain, seq FROM audit_subjects")
             ],
             reviews=[
-                (str(e), str(p), str(b), str(n), str(a), str(c), int(s))
-                for e, p, b, n, a, c, s in self._q(
-                    "SELECT event_id, party, reviewed_by, note, reviewed_at, chain, seq "
-                    "FROM override_reviews"
+                (_review_row(r), str(r[7]), int(r[8]))
+                for r in self._q(
+                    "SELECT event_id, party, reviewed_by, finding, reference, note, "
+                    "reviewed_at, chain, seq FROM override_reviews"
                 )
             ],
             notices=[
@@ -362,15 +369,16 @@ class SqlAuditStore:
 
     def review_of(self, event_id: str, party: str) -> OverrideReview | None:
         rows = self._q(
-            "SELECT event_id, party, reviewed_by, note, reviewed_at, chain, seq "
-            "FROM override_reviews WHERE event_id = ? AND party = ?",
+            "SELECT event_id, party, reviewed_by, finding, reference, note, reviewed_at, "
+            "chain, seq FROM override_reviews WHERE event_id = ? AND party = ?",
             (event_id, party),
         )
         if not rows:
             return None
-        e, p, by, note, at, chain, seq = rows[0]
-        when = datetime.strptime(str(at), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        return OverrideReview(str(e), str(p), str(by), str(note), when, str(chain), int(seq))
+        e, p, by, finding, ref, note, at = _review_row(rows[0])
+        when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        chain, seq = str(rows[0][7]), int(rows[0][8])
+        return OverrideReview(e, p, by, finding, ref, note, when, chain, seq)
 
 
 class SqliteAuditStore(SqlAuditStore):

@@ -62,7 +62,9 @@ class OverrideReview:
     event_id: str
     party: str
     reviewed_by: str
-    note: str
+    finding: str  # a ReviewFinding's value ("" for a review written with a note, before them)
+    reference: str  # where the reasoning is kept, or ""
+    note: str  # only a review written before findings (the log holds it, so the index does)
     reviewed_at: datetime
     chain: str
     seq: int
@@ -150,14 +152,20 @@ ENCOMPASS_EVENT_TYPE = "police.domestic_incident"
 ENCOMPASS_RECIPIENT_KIND = "school"
 
 
-def review_row(rec: AuditRecord) -> tuple[str, str, str, str, str]:
+ReviewRow = tuple[str, str, str, str, str, str, str]
+"""event, party, reviewed_by, finding, reference, note, reviewed_at."""
+
+
+def review_row(rec: AuditRecord) -> ReviewRow:
     """An ``override_reviewed`` record's ``override_reviews`` row, less its place (chain,
-    seq): event, party, reviewed_by, note, reviewed_at."""
+    seq)."""
     data = rec.data
     return (
         rec.event_id or "",
         rec.party or "",
         str(data.get("reviewed_by", "")),
+        str(data.get("finding", "")),
+        str(data.get("reference", "")),
         str(data.get("note", "")),
         sql_time(rec.at),
     )
@@ -204,8 +212,7 @@ class DerivedRows:
     """The index's tables derived from records, as stored (see ``derived_rows``)."""
 
     subjects: list[tuple[str, str, int]]  # subject_key, chain, seq
-    # event, party, reviewed_by, note, reviewed_at, chain, seq
-    reviews: list[tuple[str, str, str, str, str, str, int]]
+    reviews: list[tuple[ReviewRow, str, int]]  # the row, chain, seq
     notices: list[tuple[str, str, str, str, int]]  # event, party, notified_at, chain, seq
 
 

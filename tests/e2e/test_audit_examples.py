@@ -233,7 +233,8 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     assert err == "accord: error: sign-in failed: wrong account name, password or code\n"
     assert (pending["event_id"], pending["recipient"]) == overrides[0]
     argv = ["audit", "review-override", pending["event_id"], "--recipient", pending["recipient"],
-            "--as", OFFICER, "--password-stdin", "--note", "Justified: infant at risk.",
+            "--as", OFFICER, "--password-stdin", "--finding", "justified",
+            "--reference", "IG-2026-114",
             "--db", url, "--host", "ig-desk"]  # fmt: skip
     code, out, err = await cli(argv, capsys)
     assert (code, err) == (0, ""), err

@@ -231,7 +231,8 @@ async def officer_session(
     await page.click("text=Override reviews")
     event_id, recipient = override
     row = page.locator(f'tr[data-event="{event_id}"][data-recipient="{recipient}"]')
-    await row.locator("textarea[name=note]").fill("Justified: risk to an infant; reviewed.")
+    await row.locator("select[name=finding]").select_option("justified")
+    await row.locator("input[name=reference]").fill("IG-2026-114")
     await shot(page, "4-override-queue")
     await row.locator("button[type=submit]").click()
     await expect(page.locator(".flash")).to_contain_text(

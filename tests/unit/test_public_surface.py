@@ -88,9 +88,9 @@ SURFACES = {
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",
-        "IndexSummary", "Indexer", "LookupPurpose", "ReportPurpose", "TopicChains",
+        "IndexSummary", "Indexer", "LookupPurpose", "ReportPurpose", "ReviewFinding", "TopicChains",
         "TopicMessage",
-        "VerifySummary", "Window", "check_review_text", "disclosure_log", "expiring_agreements",
+        "VerifySummary", "Window", "check_review", "disclosure_log", "expiring_agreements",
         "governance_report", "newest_checkpoints", "open_store", "pending_overrides",
         "read_topic", "record_query", "review_override", "EncompassNotice", "late_by_school",
         "late_encompass_notices", "overdue_encompass_notices",

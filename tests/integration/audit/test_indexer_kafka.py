@@ -160,8 +160,8 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
     await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
     [pending] = governance_report(store, Window()).pending_overrides
     signer = KeystoreAuditSigner(keys, Principal.CONSOLE)
-    notes = ("justified: police attended", "second opinion: agreed")
-    for note in notes:
+    findings = ("justified", "not-justified")
+    for finding in findings:
         # The second review is written by a new writer before the indexer has seen the
         # first: the console chain must resume from the topic, not from the (stale) index.
         appender = ChainAppender(
@@ -175,7 +175,7 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
         try:
             rec = await review_override(
                 store, appender, event_id=pending.event_id, recipient=pending.recipient,
-                reviewed_by="ig-jo", note=note,
+                reviewed_by="ig-jo", finding=finding,
             )  # fmt: skip
         finally:
             await appender.close()
@@ -189,7 +189,7 @@ async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
     assert kinds == ["override_reviewed", "checkpoint"] * 2
     review = store.review_of(pending.event_id, pending.recipient)
     assert review is not None
-    assert (review.reviewed_by, review.note) == ("ig-jo", notes[0])  # the first review stands
+    assert (review.reviewed_by, review.finding) == ("ig-jo", "justified")  # the first stands
     assert governance_report(store, Window()).pending_overrides == ()
     assert verify_store(store, verifier).signed_chains == 2
 
@@ -296,7 +296,7 @@ async def test_a_console_resumes_from_its_own_signed_head_past_forged_and_broken
     forged = ChainWriter("console:ig", clock=lambda: T0, next_seq=records[-1].seq + 1,
                          prev_hash=records[-1].hash).append(
         AuditKind.OVERRIDE_REVIEWED, event_id="e1", party="coord",
-        data={"reviewed_by": "nobody", "note": "forged"})  # fmt: skip
+        data={"reviewed_by": "nobody", "finding": "justified"})  # fmt: skip
     await produce(kafka_bootstrap, topic, records)
     producer = clients(kafka_bootstrap).producer("test-forger")
     await producer.start()

@@ -4,24 +4,34 @@ missing history stops the chain."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
+from broker.audit import (
+    AuditKind,
+    AuditRecord,
+    ChainWriter,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+)
 from broker.governance import AuditStore, open_store, verify_store
+from broker.governance._schema import MIGRATIONS
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
+from broker.principals import Principal
 from tests.unit.audit.conftest import index_records, worker_chain
 
 
 def test_migrations_are_versioned_and_reapplying_them_changes_nothing(
     store: AuditStore, audit_db_url: str, audit_home: object
 ) -> None:
-    assert store.schema_version() == 3
+    assert store.schema_version() == len(MIGRATIONS) == 4
     again = open_store(audit_db_url, home=audit_home)  # type: ignore[arg-type]
     try:
-        assert again.schema_version() == 3
+        assert again.schema_version() == 4
         assert again.count() == 0
     finally:
         again.close()
@@ -162,8 +172,43 @@ def test_verify_checks_the_subject_links_and_reviews_the_reports_read(
                (key, rec.chain, rec.seq))  # fmt: skip
     assert verify_store(store, verifier).records == len(indexed)  # restored: intact again
     override = next(r for r in indexed if r.data.get("outcome") == "shared_override")
-    sql._q("INSERT INTO override_reviews VALUES (?, ?, ?, ?, ?, ?, ?)",
-           (override.event_id, override.party, "nobody", "ok", "2026-11-23T00:00:00.000000Z",
-            rec.chain, rec.seq))  # fmt: skip
+    sql._q("INSERT INTO override_reviews (event_id, party, reviewed_by, finding, note, "
+           "reviewed_at, chain, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+           (override.event_id, override.party, "nobody", "justified", "",
+            "2026-11-23T00:00:00.000000Z", rec.chain, rec.seq))  # fmt: skip
     with pytest.raises(ChainBroken, match="review row no record holds"):
         verify_store(store, verifier)
+
+
+def test_a_review_written_with_a_note_keeps_it_through_the_findings_migration(
+    store: AuditStore, audit_db_url: str, audit_home: Path, verifier: KeystoreAuditVerifier,
+    keys: FileKeyStore, indexed: list[AuditRecord],
+) -> None:  # fmt: skip
+    """The log is kept forever, so a review from before findings (a free-text note) is still
+    filed as the log holds it, and verifies, in an index migrated to findings (4)."""
+    override = next(r for r in indexed if r.data.get("outcome") == "shared_override")
+    writer = ChainWriter("console:old", clock=lambda: override.at + timedelta(days=1))
+    decision = {"chain": override.chain, "seq": override.seq, "hash": override.hash}
+    data = {"reviewed_by": "ig-jo", "note": "ok", "decision": decision}
+    legacy = writer.append(AuditKind.OVERRIDE_REVIEWED, event_id=override.event_id,
+                           party=override.party, subject_keys=override.subject_keys,
+                           data=data)  # fmt: skip
+    signer = KeystoreAuditSigner(keys, Principal.CONSOLE)
+    index_records(store, verifier, [legacy, writer.checkpoint(signer)], start=100)
+    for sql in (  # back to the index as migration 3 left it
+        "ALTER TABLE override_reviews DROP COLUMN finding",
+        "ALTER TABLE override_reviews DROP COLUMN reference",
+        "DELETE FROM schema_version WHERE version = 4",
+    ):
+        with store._tx():  # type: ignore[attr-defined]  # the store's own transaction
+            store._q(sql)  # type: ignore[attr-defined]
+    store.close()
+    migrated = open_store(audit_db_url, home=audit_home)
+    try:
+        assert migrated.schema_version() == 4
+        review = migrated.review_of(override.event_id or "", override.party or "")
+        assert review is not None
+        assert (review.finding, review.reference, review.note) == ("", "", "ok")
+        assert verify_store(migrated, verifier).records == len(indexed) + 2
+    finally:
+        migrated.close()

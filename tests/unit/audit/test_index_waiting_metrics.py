@@ -14,7 +14,7 @@ from broker.audit import KeystoreAuditVerifier as Verifier
 from broker.governance import AuditStore, Indexer
 from broker.governance._metrics import IndexMetrics
 from broker.governance._reports import OVERRIDE_REVIEW_DEADLINE, overdue_overrides
-from broker.governance._review import check_reviewable, review_record
+from broker.governance._review import ReviewFinding, check_reviewable, review_record
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
@@ -104,9 +104,12 @@ def test_an_override_is_overdue_once_its_deadline_has_passed(
 
 
 def _review(store: AuditStore, keys: FileKeyStore) -> list[AuditRecord]:
-    decision = check_reviewable(store, "e2", "school-1", reviewed_by="ig-jo", note="justified")
+    decision = check_reviewable(store, "e2", "school-1")
     writer = ChainWriter("console:test", clock=lambda: T0 + timedelta(days=5))
-    records = [review_record(writer, decision, reviewed_by="ig-jo", note="justified")]
+    finding = ReviewFinding.JUSTIFIED
+    records = [
+        review_record(writer, decision, reviewed_by="ig-jo", finding=finding, reference=None)
+    ]
     records.append(writer.checkpoint(KeystoreAuditSigner(keys, Principal.CONSOLE)))
     return records
 

@@ -20,7 +20,7 @@ from broker.governance import (
     expiring_agreements,
     governance_report,
 )
-from broker.governance._review import check_reviewable, review_record
+from broker.governance._review import ReviewFinding, check_review, check_reviewable, review_record
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
@@ -121,9 +121,12 @@ def test_reviewing_an_override_is_an_audit_record_and_clears_the_queue(
     store: AuditStore, indexed: list[AuditRecord], keys: FileKeyStore,
     verifier: KeystoreAuditVerifier,
 ) -> None:  # fmt: skip
-    decision = check_reviewable(store, "e2", "school-1", reviewed_by="ig-jo", note="justified")
+    decision = check_reviewable(store, "e2", "school-1")
     writer = ChainWriter("console:test", clock=lambda: T0 + timedelta(days=1))
-    records = [review_record(writer, decision, reviewed_by="ig-jo", note="justified")]
+    records = [
+        review_record(writer, decision, reviewed_by="ig-jo", finding=ReviewFinding.JUSTIFIED,
+                      reference="IG-2026-114")
+    ]  # fmt: skip
     records.append(writer.checkpoint(KeystoreAuditSigner(keys, Principal.CONSOLE)))
     assert [r.kind.value for r in records] == ["override_reviewed", "checkpoint"]
     assert store.review_of("e2", "school-1") is None  # nothing until the log holds it
@@ -131,28 +134,55 @@ def test_reviewing_an_override_is_an_audit_record_and_clears_the_queue(
     assert summary.breaks == []
     review = store.review_of("e2", "school-1")
     assert review is not None
-    assert (review.reviewed_by, review.note, review.chain) == ("ig-jo", "justified", "console:test")
+    assert (review.reviewed_by, review.finding, review.reference, review.note, review.chain) == (
+        "ig-jo", "justified", "IG-2026-114", "", "console:test"
+    )  # fmt: skip
     assert governance_report(store, Window()).pending_overrides == ()
     with pytest.raises(UsageError, match="already reviewed"):
-        check_reviewable(store, "e2", "school-1", reviewed_by="ig-jo", note="again")
+        check_reviewable(store, "e2", "school-1")
+
+
+@pytest.mark.parametrize(("event", "party"), [("e1", "coord"), ("e9", "coord")])
+def test_only_a_safeguarding_override_can_be_reviewed(
+    store: AuditStore, indexed: list[AuditRecord], event: str, party: str
+) -> None:
+    """e1 to the co-ordinating team is a plain share; e9 is no event at all."""
+    with pytest.raises(UsageError, match="no safeguarding override"):
+        check_reviewable(store, event, party)
 
 
 @pytest.mark.parametrize(
-    "case",
+    ("by", "finding", "reference", "match"),
     [
-        ("e1", "coord", "ig", "n", "no safeguarding override"),  # a plain share
-        ("e9", "coord", "ig", "n", "no safeguarding override"),
-        ("e2", "school-1", " ", "n", "--as"),
-        ("e2", "school-1", "ig", "", "--note"),
-        ("e2", "school-1", "ig", "x" * 2001, "--note"),
+        (" ", "justified", None, "--as"),
+        ("ig", "", None, "--finding"),
+        ("ig", "probably fine", None, "--finding"),
+        ("ig", "justified", "", "--reference"),
+        ("ig", "justified", "Jane Smith, DA incident", "--reference"),  # a note, not a reference
+        ("ig", "justified", "x" * 41, "--reference"),
+        ("ig", "justified", "943-476-5919", "--reference"),  # an NHS number, separators aside
+        ("ig", "justified", "ref/9434765919", "--reference"),
     ],
 )
-def test_only_an_unreviewed_override_with_a_reviewer_and_note_can_be_reviewed(
-    store: AuditStore, indexed: list[AuditRecord], case: tuple[str, str, str, str, str]
+def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
+    by: str, finding: str, reference: str | None, match: str
 ) -> None:
-    event, party, by, note, match = case
     with pytest.raises(UsageError, match=match):
-        check_reviewable(store, event, party, reviewed_by=by, note=note)
+        check_review(reviewed_by=by, finding=finding, reference=reference)
+
+
+@pytest.mark.parametrize(
+    ("finding", "reference", "found"),
+    [
+        ("justified", None, ReviewFinding.JUSTIFIED),
+        ("not-justified", "IG/2026/114", ReviewFinding.NOT_JUSTIFIED),
+        ("not_justified", "LCS-1234567", ReviewFinding.NOT_JUSTIFIED),
+    ],
+)
+def test_a_finding_and_a_case_reference_are_taken(
+    finding: str, reference: str | None, found: ReviewFinding
+) -> None:
+    assert check_review(reviewed_by="ig", finding=finding, reference=reference) is found
 
 
 # -- the CLI -------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_a_forged_chain_and_a_forged_review_are_refused(
     override = pending_overrides(store)[0]
 
     def review(w: ChainWriter) -> AuditRecord:
-        data = {"reviewed_by": "x", "note": "ok"}
+        data = {"reviewed_by": "x", "finding": "justified"}
         return w.append(AuditKind.OVERRIDE_REVIEWED, event_id=override.event_id,
                         party=override.recipient, data=data)  # fmt: skip
 

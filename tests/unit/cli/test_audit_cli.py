@@ -22,6 +22,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+REVIEW = ["audit", "review-override", "e1", "--recipient", "coord"]
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "needle"),
     [
@@ -36,10 +39,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ([*REPORT, "--since", "2026-11-23", "--until", "2026-11-22"], 2, "before"),
         ([*REPORT, "--policies", "/nonexistent/bundle"], 1, ""),
         (["audit", "report", "--as", "ig"], 2, "--reason"),
-        (["audit", "review-override", "e1", "--recipient", "coord", "--as", "ig", "--note", ""],
-         2, "--note"),
-        (["audit", "review-override", "e1", "--recipient", "coord", "--by", "ig", "--note", "n"],
-         2, "--by"),
+        ([*REVIEW, "--as", "ig", "--finding", "fine"], 2, "--finding"),
+        ([*REVIEW, "--as", "ig"], 2, "--finding"),
+        ([*REVIEW, "--as", "ig", "--finding", "justified", "--reference", "Amy at risk"], 2,
+         "--reference"),
+        ([*REVIEW, "--as", "ig", "--finding", "justified", "--note", "Amy at risk"], 2, "--note"),
+        ([*REVIEW, "--by", "ig", "--finding", "justified"], 2, "--by"),
         (["audit", "index", "--db", "postgresql://ig:s3cret@127.0.0.1:1/audit"], 1,
          "postgresql://127.0.0.1:1/audit"),
         (["audit", "index", "--db", "postgresql://127.0.0.1:1/audit?password=s3cret"], 1,

@@ -252,9 +252,9 @@ def test_reviewing_an_override_writes_the_review_and_clears_the_queue(
     client: TestClient, sink: IndexingSink, store: AuditStore
 ) -> None:
     token = sign_in(client)
-    note = "Justified: police attended."
     r = client.post("/overrides/review", data={"event_id": "e2", "recipient": "school-1",
-                                               "note": note, "csrf": token})  # fmt: skip
+                                               "finding": "not-justified", "csrf": token,
+                                               "reference": "IG-2026-114"})  # fmt: skip
     assert r.status_code == 200  # followed the redirect back to the queue
     assert "recorded in the audit log (console:test#" in r.text
     assert "once the indexer" not in r.text
@@ -262,9 +262,10 @@ def test_reviewing_an_override_writes_the_review_and_clears_the_queue(
     [review] = [x for x in sink.records if x.kind.value == "override_reviewed"]
     assert (review.event_id, review.party) == ("e2", "school-1")
     assert review.data["reviewed_by"] == OFFICER
+    assert set(review.data) == {"reviewed_by", "finding", "reference", "decision"}  # no text
     stored = store.review_of("e2", "school-1")
     assert stored is not None
-    assert stored.note == note
+    assert (stored.finding, stored.reference, stored.note) == ("not_justified", "IG-2026-114", "")
 
 
 def test_a_review_the_index_has_not_caught_up_with_says_so_and_stays_queued(
@@ -273,7 +274,7 @@ def test_a_review_the_index_has_not_caught_up_with_says_so_and_stays_queued(
     token = sign_in(client)
     sink.lagging = True
     r = client.post("/overrides/review", data={"event_id": "e2", "recipient": "school-1",
-                                               "note": "Justified.", "csrf": token})  # fmt: skip
+                                               "finding": "justified", "csrf": token})  # fmt: skip
     assert "recorded in the audit log (console:test#" in r.text
     assert "It will leave this queue once the indexer has read it." in r.text
     assert 'data-event="e2" data-recipient="school-1"' in r.text
@@ -282,17 +283,22 @@ def test_a_review_the_index_has_not_caught_up_with_says_so_and_stays_queued(
 
 
 @pytest.mark.parametrize(
-    ("event_id", "note", "why"),
-    [("e2", "", "review note"), ("e1", "fine", "no safeguarding override")],
+    ("event_id", "form", "why"),
+    [
+        ("e2", {}, "give justified or not-justified"),
+        ("e2", {"finding": "justified", "reference": "Amy Hollis, DA incident"}, "never a note"),
+        ("e1", {"finding": "justified"}, "no safeguarding override"),
+    ],
 )
 def test_a_review_that_cannot_stand_is_not_recorded(
-    client: TestClient, sink: IndexingSink, event_id: str, note: str, why: str
+    client: TestClient, sink: IndexingSink, event_id: str, form: dict[str, str], why: str
 ) -> None:
     token = sign_in(client)
     r = client.post("/overrides/review", data={"event_id": event_id, "recipient": "school-1",
-                                               "note": note, "csrf": token})  # fmt: skip
+                                               **form, "csrf": token})  # fmt: skip
     assert "Not recorded: " in r.text
     assert why in r.text
+    assert "--" not in r.text.split("Not recorded: ")[1][:20]  # the form has no options
     assert [x for x in sink.records if x.kind.value == "override_reviewed"] == []
 
 
@@ -403,7 +409,7 @@ def test_the_dashboard_counts_a_chain_broken_at_its_first_record(
 def test_probing_the_review_form_is_itself_audited(client: TestClient, sink: IndexingSink) -> None:
     token = sign_in(client)
     r = client.post("/overrides/review", data={"event_id": "e1", "recipient": "coord",
-                                               "note": "probe", "csrf": token})  # fmt: skip
+                                               "finding": "justified", "csrf": token})  # fmt: skip
     assert "Not recorded" in r.text
     probes = [q for q in sink.queries() if q.data["page"] == "overrides.review"]
     assert [q.data["detail"] for q in probes] == [{"event_id": "e1", "recipient": "coord"}]
@@ -438,7 +444,7 @@ def test_a_probe_with_free_text_for_an_id_keeps_that_text_out_of_the_log(
 ) -> None:
     token = sign_in(client)
     client.post("/overrides/review", data={"event_id": "Amy Hollis DY4 7AA",
-                                           "recipient": "school-1", "note": "x",
+                                           "recipient": "school-1", "finding": "justified",
                                            "csrf": token})  # fmt: skip
     [probe] = [q for q in sink.queries() if q.data["page"] == "overrides.review"]
     assert probe.data["detail"] == {"event_id": "(not an identifier)", "recipient": "school-1"}
