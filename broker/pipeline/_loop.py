@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -195,7 +195,7 @@ class TransactionalLoop:
             self._fatal = self._fatal or exc
             for producer in producers.values():
                 await stop_quietly(producer)
-        consumer.resume(*(tp for tp in new if tp in self._tasks and tp.topic not in self._paused))
+        _resume(consumer, (tp for tp in new if tp in self._tasks and tp.topic not in self._paused))
         if new:
             names = sorted(f"{tp.topic}-{tp.partition}" for tp in new)
             log.info("partitions_assigned", partitions=names, held=len(self._tasks))
@@ -226,7 +226,8 @@ class TransactionalLoop:
             task.pending.outs += processor.adopt(view.legacy_shares)
         self._tasks[tp] = task
         if (offset := state.offsets.get(tid)) is not None:
-            consumer.seek(tp, offset)
+            if tp in consumer.assignment():  # else dropped mid-callback: see _resume
+                consumer.seek(tp, offset)
             self._positions[tp] = offset
             task.position = offset
         # A partition the changelog has never seen (a new agency's topic) starts where the
@@ -490,7 +491,7 @@ class TransactionalLoop:
         now = time.monotonic()
         for topic in [t for t, until in self._paused.items() if until <= now]:
             del self._paused[topic]
-            consumer.resume(*(tp for tp in self._tasks if tp.topic == topic))
+            _resume(consumer, (tp for tp in self._tasks if tp.topic == topic))
 
     @property
     def assigned(self) -> int:
@@ -501,3 +502,16 @@ class TransactionalLoop:
         if self._consumer is None:
             raise TransportError("the worker's consumer is not started")
         return self._consumer
+
+
+def _resume(consumer: Consumer, tps: Iterable[TopicPartition]) -> None:
+    """Resume those of ``tps`` the consumer still holds.
+
+    When a pattern subscription takes up a new topic (a new agency), aiokafka replaces the
+    subscription at once and drops its assignment, and only later runs the rebalance whose
+    revocation ends our tasks. In between, pausing, resuming or seeking a partition we still
+    have a task for raises (an assertion, or IllegalStateError), which would stop the worker.
+    The revocation that follows gives those partitions up anyway.
+    """
+    assigned = consumer.assignment()
+    consumer.resume(*(tp for tp in tps if tp in assigned))

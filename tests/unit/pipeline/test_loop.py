@@ -238,7 +238,7 @@ async def test_a_partition_taken_back_starts_again_from_what_committed(
 ) -> None:
     """Given up with work pending, taken back: a new task from the committed view, its
     chain resumed at the committed head, its position at the committed offset."""
-    consumer = _Consumer([], on_idle=lambda: None)
+    consumer = _Consumer([], on_idle=lambda: None, assigned=True)  # as in aiokafka's callback
     loop, opened, handover = await _loop(make_processor, consumer, _Producer())
     task = TaskId(TP.topic, TP.partition)
     handover.view.tasks[task].offset = 17
@@ -393,7 +393,7 @@ async def test_records_fetched_before_their_partition_was_taken_back_are_not_pro
     consent wait's included): the new task starts at the committed offset, and the consumer
     reads from there again. The records in hand came after work the loss dropped: processing
     them would skip that work for good."""
-    consumer = _Consumer([_messages(pipeline_keys, 40, 3)], on_idle=lambda: None)
+    consumer = _Consumer([_messages(pipeline_keys, 40, 3)], on_idle=lambda: None, assigned=True)
     loop, _, handover = await _loop(make_processor, consumer, _Producer())
     batch = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
     handover.view.tasks[TaskId(TP.topic, TP.partition)].offset = 30  # 30-39 were pending

@@ -254,3 +254,80 @@ async def test_a_partition_given_up_is_no_longer_reported_to_the_group(
     assert loop._report.durable == {TP: 2}
     await loop.on_partitions_revoked([TP])
     assert loop._report.durable == {}
+
+
+class _Resubscribing(_Consumer):
+    """As aiokafka: pausing, resuming or seeking a partition not assigned asserts, and a new
+    topic matching the pattern (a new agency) drops the assignment until the rebalance."""
+
+    def __init__(self) -> None:
+        super().__init__([], on_idle=lambda: None, assigned=True)
+
+    def new_topic(self) -> None:
+        self.assigned = set()
+
+    def _held(self, tps: tuple[TopicPartition, ...]) -> None:
+        assert all(tp in self.assigned for tp in tps), "no current assignment"
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self._held(tps)
+        super().pause(*tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self._held(tps)
+        super().resume(*tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._held((tp,))
+        super().seek(tp, offset)
+
+
+async def test_a_throttled_sender_due_again_while_a_new_agency_joins_does_not_stop_the_worker(
+    make_processor: Callable[..., Processor],
+) -> None:
+    consumer = _Resubscribing()
+    loop, _, _ = await _loop(make_processor, consumer, _Producer())
+    consumer.pause(TP)
+    loop._paused[TP.topic] = 0.0  # the sender's wait is over
+    consumer.new_topic()
+    loop._resume_due(consumer)  # type: ignore[arg-type]  # a fake
+    assert loop._paused == {}
+    await loop.on_partitions_revoked([TP])  # the rebalance the new topic brings
+    consumer.assigned = {TP}
+    await loop.on_partitions_assigned([TP])
+    assert consumer.paused == set()  # the sender goes on
+    assert loop.assigned == 1
+
+
+class _Moving(_Handover):
+    """A new agency's topic turns up while a task's handover is awaited."""
+
+    def __init__(self, consumer: _Resubscribing) -> None:
+        super().__init__()
+        self.consumer = consumer
+
+    async def caught_up(self) -> None:
+        await super().caught_up()
+        if self.catch_ups == 2:
+            self.consumer.new_topic()
+
+
+async def test_a_new_agency_joining_while_partitions_are_taken_on_does_not_stop_the_worker(
+    make_processor: Callable[..., Processor],
+) -> None:
+    consumer = _Resubscribing()
+    loop, opened, _ = await _loop(make_processor, consumer, _Producer())
+    moving = _Moving(consumer)
+    moving.catch_ups = 1
+    moving.view.tasks[TaskId(TP.topic, TP.partition)].offset = 17
+    loop.handover = moving
+    await loop.on_partitions_revoked([TP])
+    await loop.on_partitions_assigned([TP])  # the assignment is dropped at its await
+    assert loop._fatal is None
+    await loop.on_partitions_revoked([TP])  # the rebalance the new topic brings
+    consumer.assigned = {TP}
+    await loop.on_partitions_assigned([TP])
+    assert loop._fatal is None
+    assert consumer.seeks == {TP: 17}
+    assert consumer.paused == set()
+    assert len(opened) == 3
