@@ -27,7 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from broker.events._model import CLOCK_SKEW, NhsNumber, Postcode, Subject, _require_aware
+from broker.events._model import (
+    CLOCK_SKEW,
+    EARLIEST_DOB,
+    NhsNumber,
+    Postcode,
+    Subject,
+    _require_aware,
+)
 
 __all__ = ["ConsentRecord", "ConsentState", "ConsentSubject", "normalise_name"]
 
@@ -146,6 +153,17 @@ class ConsentRecord(BaseModel):
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         return None if value is None else _require_aware(value)
+
+    @model_validator(mode="after")
+    def _possible(self) -> ConsentRecord:
+        # A record that could never be in force, or about someone not yet born when it was
+        # recorded, is a mistake in the sending system: refused, not silently kept.
+        if self.valid_until is not None and self.valid_until < self.recorded_at:
+            raise ValueError("valid_until is before recorded_at: it could never be in force")
+        dob = self.subject.dob
+        if dob is not None and (dob < EARLIEST_DOB or dob > (self.recorded_at + CLOCK_SKEW).date()):
+            raise ValueError("subject.dob is before 1900 or after recorded_at")
+        return self
 
     def in_force(self, at: datetime) -> bool:
         """In force from ``recorded_at`` until ``valid_until`` (inclusive)."""

@@ -34,8 +34,11 @@ _POSTCODE = re.compile(rf"^(?:({_OUTWARD}) ?({_INWARD})|(GIR) ?(0AA))$")
 
 
 def is_valid_nhs_number(digits: str) -> bool:
-    """True for ten digits whose last is the modulus-11 check digit of the first nine."""
+    """True for ten digits whose last is the modulus-11 check digit of the first nine, not
+    all the same digit (see :func:`is_placeholder_nhs_number`)."""
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
+        return False
+    if is_placeholder_nhs_number(digits):
         return False
     # On the ASCII codes, at C speed (every subject of every event comes through here twice):
     # each digit's code is 48 more than its value.
@@ -48,12 +51,21 @@ def is_valid_nhs_number(digits: str) -> bool:
     return check != 10 and check == codes[9] - 48
 
 
+def is_placeholder_nhs_number(digits: str) -> bool:
+    """One digit ten times: every such number passes modulus 11, none is ever issued, and
+    record systems write them for "not known". Taken as an NHS number, it would make every
+    child it stands for one subject: one's consent would govern the others' records."""
+    return len(digits) == 10 and digits == digits[0] * 10
+
+
 def normalise_nhs_number(value: str) -> str:
     """Strip spaces and hyphens (``999 123 4567`` is how people write it) and check it."""
     # Digits alone (as validation leaves them) hold no separator to strip.
     digits = value if value.isdigit() else _SEPARATORS.sub("", value)
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
         raise ValueError("must be 10 digits")
+    if is_placeholder_nhs_number(digits):
+        raise ValueError("one digit repeated: a placeholder, not an NHS number (leave it out)")
     if not is_valid_nhs_number(digits):
         raise ValueError("check digit does not match (modulus 11)")
     return digits

@@ -102,7 +102,7 @@ ALWAYS_TRAVELS: Final[tuple[str, ...]] = ("event_id", "type", "sender", "occurre
 
 # Agency clocks drift; an event stamped a few minutes ahead of ours is not an error.
 CLOCK_SKEW: Final = timedelta(minutes=5)
-_EARLIEST_DOB: Final = date(1900, 1, 1)
+EARLIEST_DOB: Final = date(1900, 1, 1)
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 PartyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -161,7 +161,7 @@ class Subject(_Frozen):
     def _dob_in_range(cls, value: date | None, info: ValidationInfo) -> date | None:
         if value is None:
             return None
-        if value < _EARLIEST_DOB:
+        if value < EARLIEST_DOB:
             raise ValueError("is before 1900")
         if value > (now_from(info) + CLOCK_SKEW).date():
             raise ValueError("is in the future")

@@ -26,6 +26,7 @@ CSV_EVENT_COLUMNS = (
 CSV_SUBJECT_COLUMNS = (
     "role", "nhs_number", "given_name", "family_name", "dob", "address", "postcode", "school_urn",
 )  # fmt: skip
+_CSV_COLUMNS = frozenset(CSV_EVENT_COLUMNS + CSV_SUBJECT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,24 @@ def read_export(
         rows = _csv_rows(path)
     else:
         raise UsageError(f"{path}: unknown export format {suffix!r} (use .jsonl or .csv)")
+    first_line: dict[str, int] = {}
     for line, data in rows:
         if isinstance(data, RowProblem):
             yield data
             continue
         try:
-            yield GoodRow(line, validate(data))
+            event = validate(data)
         except EventInvalid as exc:
             yield RowProblem(line, exc.problems)
+            continue
+        # The broker takes an event id once: a second event under it (a corrected re-export
+        # in the same file, say) would be quarantined as a replay after being "published".
+        eid = str(event.event_id)
+        if eid in first_line:
+            yield RowProblem(line, [("event_id", f"repeats line {first_line[eid]}'s")])
+            continue
+        first_line[eid] = line
+        yield GoodRow(line, event)
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
@@ -87,19 +98,27 @@ def _blank_to_none(value: str | None) -> str | None:
     return None if value is None or value.strip() == "" else value.strip()
 
 
+# The spellings of yes and no that record systems export. Anything else is passed on as
+# text, for validation to refuse: a word read as "yes" could turn on a safeguarding override.
+_FLAGS = {
+    **dict.fromkeys(("true", "t", "yes", "y", "on", "1"), True),
+    **dict.fromkeys(("false", "f", "no", "n", "off", "0"), False),
+}
+
+
 def _flag(value: str | None) -> bool | str | None:
     v = _blank_to_none(value)
     if v is None:
         return None
-    return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
-        v.lower(), v
-    )
+    return _FLAGS.get(v.lower(), v)
 
 
 @contextlib.contextmanager
 def _text(path: Path) -> Iterator[TextIO]:
     """``path`` as UTF-8 text; bytes that are not UTF-8, or a broken CSV, are one clear error."""
-    with path.open(encoding="utf-8", newline="") as fh:
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise
+    # become part of the first column's name.
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         try:
             yield fh
         except UnicodeDecodeError:
@@ -111,19 +130,44 @@ def _text(path: Path) -> Iterator[TextIO]:
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
     with _text(path) as fh:
         reader = csv.DictReader(fh)
-        missing = {"event_id", "type", "sender", "role"} - set(reader.fieldnames or ())
+        header = list(reader.fieldnames or ())
+        missing = {"event_id", "type", "sender", "role"} - set(header)
         if missing:
             raise UsageError(f"{path}: CSV header lacks column(s) {', '.join(sorted(missing))}")
+        # A misspelt column (NHS_Number) would drop its values from every row without a word,
+        # and the events would go without them: refused, as an unknown JSON field is.
+        unknown = [c for c in header if c not in _CSV_COLUMNS]
+        if unknown or len(set(header)) != len(header):
+            what = f"unknown column(s) {', '.join(unknown)}" if unknown else "a repeated column"
+            raise UsageError(f"{path}: CSV header has {what} (see docs/sdk.md for the columns)")
         events: dict[str, tuple[int, dict[str, Any]]] = {}
+        given: dict[str, dict[str, str]] = {}  # each event's columns as its first row gives them
+        bad: dict[str, RowProblem] = {}
         for row in reader:
             line = reader.line_num
             eid = _blank_to_none(row.get("event_id")) or f"(line {line})"
+            said = {c: v for c in CSV_EVENT_COLUMNS if (v := _blank_to_none(row.get(c)))}
             if eid not in events:
                 events[eid] = (line, _csv_event(row))
+                given[eid] = said
+            elif (differs := _differs(given[eid], said)) is not None and eid not in bad:
+                why = f"differs from line {events[eid][0]}, the first row of the same event_id"
+                bad[eid] = RowProblem(line, [(differs, why)])
             subject = {c: _blank_to_none(row.get(c)) for c in CSV_SUBJECT_COLUMNS if c in row}
             events[eid][1]["subjects"].append({k: v for k, v in subject.items() if v is not None})
-    for line, data in events.values():
-        yield line, data
+    for eid, (line, data) in events.items():
+        yield line, bad.get(eid, data)
+
+
+def _differs(first: dict[str, str], later: dict[str, str]) -> str | None:
+    """The first event column a later row of the same event gives otherwise, if any.
+
+    Rows sharing an event_id add subjects to one event, and may leave the event's columns
+    blank or repeat them. A row that says something else about the event (another type,
+    another summary) is a different event given the same id by mistake: its subjects must
+    not be shared under the first one's.
+    """
+    return next((c for c, v in later.items() if first.get(c) != v), None)
 
 
 def _csv_event(row: dict[str, str | None]) -> dict[str, Any]:
@@ -133,8 +177,9 @@ def _csv_event(row: dict[str, str | None]) -> dict[str, Any]:
     event["child_present"] = _flag(row.get("child_present"))
     cats = event.get("categories")
     event["categories"] = [c.strip() for c in cats.split(";") if c.strip()] if cats else []
+    concern = _flag(event.pop("safeguarding_concern", None))
     event["safeguarding"] = {
-        "concern": bool(_flag(event.pop("safeguarding_concern", None))),
+        "concern": False if concern is None else concern,
         "justification": event.pop("safeguarding_justification", None),
     }
     event["subjects"] = []

@@ -91,6 +91,10 @@ class Publisher(AsyncClient):
         Validation happens first for the whole batch, so an invalid event sends nothing.
         """
         parsed = [self.validate(e) for e in events]
+        ids = [str(e.event_id) for e in parsed]
+        if len(set(ids)) != len(ids):
+            # The broker takes an event id once; the second would be quarantined as a replay.
+            raise EventInvalid([("event_id", "the same event id twice in one batch")])
         futures = [await self._send_event(e) for e in parsed]
         async with translated(f"publishing to {self.topic}"):
             metas = await asyncio.gather(*futures)
@@ -117,6 +121,9 @@ class Publisher(AsyncClient):
             if isinstance(record, ConsentRecord)
             else parse_consent(record, now=self._clock())
         )
+        if parsed.recorded_by != self.party:
+            # The worker takes a consent record only from the party it names as recorder.
+            raise EventInvalid([("recorded_by", f"must be {self.party!r}, the publishing party")])
         record_id = str(uuid.uuid4())
         sealed = self._sealer.seal(
             canonical_json(parsed.model_dump(mode="json")),

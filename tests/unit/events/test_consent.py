@@ -94,3 +94,22 @@ def test_unknown_state_and_bad_nhs_number_name_their_fields() -> None:
         parse_consent(data, now=AT)
     assert {p for p, _ in info.value.problems} == {"subject.nhs_number", "state"}
     assert "9997877897" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"valid_until": "2026-09-30"}, "could never be in force"),
+        ({"subject": {"nhs_number": CHILD_NHS, "dob": "2099-01-01"}}, "after recorded_at"),
+        ({"subject": {"given_name": "Amy", "family_name": "Hollis", "dob": "1899-12-31"}},
+         "before 1900"),
+    ],
+)  # fmt: skip
+def test_a_consent_record_that_cannot_be_right_is_refused(
+    change: dict[str, object], says: str
+) -> None:
+    record = {**BASE, "subject": {"nhs_number": CHILD_NHS}, **change}
+    with pytest.raises(EventInvalid, match=says) as err:
+        parse_consent(record, now=AT)
+    assert "2099" not in str(err.value)
+    assert "Hollis" not in str(err.value)

@@ -91,3 +91,11 @@ def test_district_and_sector() -> None:
     assert postcode_district("WV10 6QA") == "WV10"
     assert postcode_sector("WV10 6QA") == "WV10 6"
     assert postcode_district("DY4 7AA") == "DY4"
+
+
+@pytest.mark.parametrize("digit", "0123456789")
+def test_one_digit_ten_times_is_a_placeholder_not_an_nhs_number(digit: str) -> None:
+    """Each passes modulus 11; taken as a number, every child given it would be one subject."""
+    assert not is_valid_nhs_number(digit * 10)
+    with pytest.raises(ValueError, match="placeholder"):
+        normalise_nhs_number(digit * 10)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import csv
+import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,8 @@ import pytest
 
 from broker.errors import UsageError
 from broker.events import ContactEvent, parse_event
-from broker.sdk._files import GoodRow, RowProblem, read_export
+from broker.sdk._files import CSV_SUBJECT_COLUMNS, GoodRow, RowProblem, read_export
+from broker.synthetic import SyntheticFamilies
 
 
 def validate(data: dict[str, Any]) -> ContactEvent:
@@ -46,3 +49,113 @@ def test_a_number_too_long_to_parse_is_a_problem_on_its_row(tmp_path: Path) -> N
     assert first.line == 1
     assert "too long" in str(first.problems)
     assert not any(isinstance(r, GoodRow) for r in rows)
+
+
+# -- CSV exports ---------------------------------------------------------------------------
+
+_FAMILY = SyntheticFamilies(seed=3, today=date(2026, 11, 22))
+_OCCURRED = datetime(2026, 11, 21, 22, 40, tzinfo=UTC)
+
+
+def _event() -> dict[str, Any]:
+    subjects = [_FAMILY.subject("child"), _FAMILY.subject("parent")]
+    event = _FAMILY.event(
+        "police.domestic_incident", "wmp", subjects=subjects, occurred_at=_OCCURRED
+    )
+    return json.loads(json.dumps(event, default=str))
+
+
+def _csv_rows(event: dict[str, Any], **event_columns: str) -> list[dict[str, str]]:
+    """One row per subject, the event's columns on every row (as most exports write them)."""
+    columns = {
+        "event_id": event["event_id"], "type": event["type"], "sender": event["sender"],
+        "occurred_at": event["occurred_at"], "need_level": str(event["need_level"]),
+        "summary": event["summary"], "categories": ";".join(event["categories"]),
+        **event_columns,
+    }  # fmt: skip
+    return [{**columns, **{k: str(v) for k, v in s.items()}} for s in event["subjects"]]
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]], *, bom: bool = False) -> Path:
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _read(path: Path) -> list[GoodRow | RowProblem]:
+    return list(read_export(path, lambda d: parse_event(d, now=_OCCURRED + timedelta(hours=1))))
+
+
+@pytest.mark.parametrize(
+    ("written", "concern"),
+    [("", False), ("N", False), ("no", False), ("off", False), ("F", False), ("0", False),
+     ("Y", True), ("yes", True), ("TRUE", True), ("1", True)],
+)  # fmt: skip
+def test_a_csv_safeguarding_concern_is_read_as_its_spelling_of_yes_or_no(
+    tmp_path: Path, written: str, concern: bool
+) -> None:
+    why = "risk of significant harm" if concern else ""
+    rows = _csv_rows(_event(), safeguarding_concern=written, safeguarding_justification=why)
+    [row] = _read(_write_csv(tmp_path / "x.csv", rows))
+    assert isinstance(row, GoodRow)
+    assert row.event.safeguarding.concern is concern
+
+
+@pytest.mark.parametrize("written", ["maybe", "unknown", "nope"])
+def test_a_csv_yes_or_no_column_in_no_known_spelling_is_a_rejected_row_never_a_yes(
+    tmp_path: Path, written: str
+) -> None:
+    rows = _csv_rows(_event(), safeguarding_concern=written, safeguarding_justification="x")
+    [row] = _read(_write_csv(tmp_path / "x.csv", rows))
+    assert isinstance(row, RowProblem)
+    assert [field for field, _ in row.problems] == ["safeguarding.concern"]
+
+
+def test_a_csv_column_no_event_has_is_refused_rather_than_dropped(tmp_path: Path) -> None:
+    rows = [{**r, "NHS_Number": r.pop("nhs_number")} for r in _csv_rows(_event())]
+    path = _write_csv(tmp_path / "x.csv", rows)
+    with pytest.raises(UsageError, match=r"unknown column\(s\) NHS_Number"):
+        _read(path)
+
+
+def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    [row] = _read(_write_csv(tmp_path / "x.csv", _csv_rows(_event()), bom=True))
+    assert isinstance(row, GoodRow)
+    assert len(row.event.subjects) == 2
+
+
+def test_later_rows_of_an_event_may_leave_its_columns_blank(tmp_path: Path) -> None:
+    event = _event()
+    first, second = _csv_rows(event)
+    second = {k: ("" if k not in CSV_SUBJECT_COLUMNS and k != "event_id" else v)
+              for k, v in second.items()}  # fmt: skip
+    [row] = _read(_write_csv(tmp_path / "x.csv", [first, second]))
+    assert isinstance(row, GoodRow)
+    assert [s.role for s in row.event.subjects] == ["child", "parent"]
+
+
+def test_a_row_that_says_something_else_about_its_event_rejects_the_event(
+    tmp_path: Path,
+) -> None:
+    """Another type under the same event id is another event given that id by mistake: its
+    subject must not be shared under the first event."""
+    first, second = _csv_rows(_event())
+    second["type"] = "health.ed_attendance"
+    [row] = _read(_write_csv(tmp_path / "x.csv", [first, second]))
+    assert isinstance(row, RowProblem)
+    assert (row.line, row.problems) == (3, [("type", "differs from line 2, the first row "
+                                                     "of the same event_id")])  # fmt: skip
+
+
+def test_an_event_id_repeated_in_an_export_rejects_the_later_row(tmp_path: Path) -> None:
+    event = _event()
+    again = {**event, "summary": "corrected"}
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps(event) + "\n" + json.dumps(again) + "\n")
+    first, second = _read(path)
+    assert isinstance(first, GoodRow)
+    assert isinstance(second, RowProblem)
+    assert second.problems == [("event_id", "repeats line 1's")]

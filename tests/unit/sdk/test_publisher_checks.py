@@ -1,0 +1,54 @@
+"""What the publisher refuses before anything is sent (no Kafka needed: nothing is)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.config import KafkaSettings, KemSuite
+from broker.errors import EventInvalid
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
+from broker.sdk import Publisher
+from broker.synthetic import SyntheticFamilies
+
+AT = datetime(2026, 11, 22, 8, tzinfo=UTC)
+
+
+@pytest.fixture
+def publisher(tmp_path: Path) -> Publisher:
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    keys.ensure_party("wmp", kem=KemSuite.X25519)
+    keys.ensure_party("worker", purposes=SPECIAL_PRINCIPALS["worker"], kem=KemSuite.X25519)
+    kafka = KafkaSettings(bootstrap="127.0.0.1:1", security_protocol="PLAINTEXT")
+    return Publisher("wmp", keys, kafka, clock=lambda: AT)
+
+
+def _consent(recorded_by: str) -> dict[str, Any]:
+    return {
+        "subject": {"nhs_number": "9997877896"}, "state": "withdrawn", "purposes": ["*"],
+        "recipients": ["kind:hub"], "recorded_by": recorded_by,
+        "recorded_at": "2026-11-01T15:30:00Z",
+    }  # fmt: skip
+
+
+async def test_a_consent_record_another_party_recorded_is_refused_before_sending(
+    publisher: Publisher,
+) -> None:
+    """The worker would quarantine it (sender-mismatch): the withdrawal would never apply."""
+    with pytest.raises(EventInvalid) as err:
+        await publisher.publish_consent(_consent("sandwell-coord"))
+    assert err.value.problems == [("recorded_by", "must be 'wmp', the publishing party")]
+
+
+async def test_a_batch_that_repeats_an_event_id_sends_nothing(publisher: Publisher) -> None:
+    fam = SyntheticFamilies(seed=5, today=date(2026, 11, 22))
+    event = fam.event("police.domestic_incident", "wmp", subjects=[fam.subject("child")],
+                      occurred_at=datetime(2026, 11, 21, 22, 40, tzinfo=UTC))  # fmt: skip
+    event = json.loads(json.dumps(event, default=str))
+    with pytest.raises(EventInvalid) as err:
+        await publisher.publish_many([event, {**event, "summary": "corrected"}])
+    assert err.value.problems == [("event_id", "the same event id twice in one batch")]
