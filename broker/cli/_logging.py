@@ -8,7 +8,7 @@ import sys
 import structlog
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", *, library_logs: bool = True) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     structlog.configure(
         processors=[
@@ -30,4 +30,5 @@ def configure_logging(level: str = "info") -> None:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
     )
-    logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # main() quietened it for one-shots
+    if library_logs:  # else aiokafka stays as quiet as main() left it
+        logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # main() quietened it

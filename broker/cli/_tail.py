@@ -11,6 +11,7 @@ import typer
 
 from broker.cli._common import kafka_as, keystore
 from broker.config import Settings, load_settings
+from broker.errors import UsageError
 
 if TYPE_CHECKING:
     from broker.sdk import SharedRecord
@@ -41,7 +42,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Open and print the records delivered to a party, as they arrive; each record
         opened is acknowledged (audited as opened by --by)."""
+        from broker.cli._logging import configure_logging
+
         settings = load_settings()
+        # A record that cannot be opened is logged: to stderr, never among the records.
+        # aiokafka stays quiet: Kafka being down is one line (ours), as for one-shot commands.
+        configure_logging("warning", library_logs=False)
         asyncio.run(
             _tail(
                 settings,
@@ -67,23 +73,41 @@ async def _tail(
 ) -> None:
     from broker.sdk import Subscriber, default_replay_file
 
-    seen = 0
-    quiet = 0.0
+    _check_by(by)  # before anything is read: a record is never shown unacknowledged
     keys = keystore(settings, party)
     memory = default_replay_file(group, settings.home)
+    seen = 0
     async with Subscriber(
         party, keys, kafka_as(settings, party), group, replay_memory=memory
     ) as sub:
+        # One record at a time: the subscriber commits a record's offset only when asked for
+        # the next, so a record is acknowledged, then shown, then committed, and a failure
+        # between loses nothing (it is read again).
+        records = aiter(sub)
         while max_records is None or seen < max_records:
-            batch = await sub.poll(1.0)
-            quiet = 0.0 if batch else quiet + 1.0
-            for record in batch:
-                _print_record(record, as_json)
-                if not record.is_notice:  # who opened what: the console's "opened" column
-                    await record.opened(by=by, purpose=_purpose(record))
-                seen += 1
-            if idle is not None and quiet >= idle:
+            try:
+                record = await asyncio.wait_for(anext(records), idle)
+            except TimeoutError:
                 break
+            if not record.is_notice:  # who opened what: the console's "opened" column
+                await record.opened(by=by, purpose=_purpose(record))
+            _print_record(record, as_json)
+            seen += 1
+        await sub.commit()  # the last record handled (the loop commits each on the next)
+
+
+def _check_by(by: str) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from broker.events import AccessAck
+
+    pattern = AccessAck.model_fields["by"].metadata
+    try:
+        TypeAdapter(Annotated[str, *pattern]).validate_python(by)
+    except ValidationError:
+        raise UsageError(
+            "--by: a staff or system id (letters, digits, . _ / -), not free text"
+        ) from None
 
 
 def _purpose(record: SharedRecord) -> str:

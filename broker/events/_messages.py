@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class _Msg(BaseModel):
@@ -57,4 +57,5 @@ class AccessAck(_Msg):
     recipient: str
     by: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
     purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")
-    at: datetime
+    # With its zone: a governance report sorts openings among decisions (all in UTC).
+    at: AwareDatetime

@@ -123,9 +123,12 @@ def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
 
 def _opened_at(rec: AuditRecord) -> datetime:
     try:
-        return datetime.fromisoformat(str(rec.data["at"]))
+        at = datetime.fromisoformat(str(rec.data["at"]))
     except (KeyError, ValueError):
         return rec.at
+    # Acknowledgements were taken without a zone before 2026-12-05, and the log keeps them
+    # as written: read as UTC, or sorting them among the decisions fails the whole log.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def disclosure_log(store: AuditStore, subject_key: str) -> list[DisclosureEntry]:

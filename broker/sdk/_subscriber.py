@@ -128,6 +128,7 @@ class Subscriber(AsyncClient):
             default_replay_file(group) if replay_memory is _Default.HOME_FILE else replay_memory
         )
         self._replay_retention = replay_retention
+        self._yielded: Message | None = None  # yielded by async for, not yet committed
         self._memory: SqliteReplayMemory | None = None
         self._on_unopenable = on_unopenable or self._log_unopenable
         self.unopenable: list[Unopenable] = []
@@ -179,16 +180,31 @@ class Subscriber(AsyncClient):
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[SharedRecord]:
-        consumer, memory = _require(self._consumer), _require(self._memory)
+        consumer = _require(self._consumer)
         while True:
             async with translated(f"consuming {self.topic}"):
                 msg = await consumer.getone()
             record = self._open(msg)
             if record is not None:
+                self._yielded = msg
                 yield record
-            async with translated(f"committing {self.topic}"):
-                await consumer.commit()
-            memory.committed(msg.topic, msg.partition, msg.offset + 1)
+            self._yielded = msg
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Commit every record ``async for`` has yielded so far.
+
+        The loop commits a record when it is asked for the next one; call this after
+        handling the last record before leaving the loop (``break``), or that record is
+        delivered again next time.
+        """
+        msg, memory = self._yielded, _require(self._memory)
+        if msg is None:
+            return
+        async with translated(f"committing {self.topic}"):
+            await _require(self._consumer).commit()
+        memory.committed(msg.topic, msg.partition, msg.offset + 1)
+        self._yielded = None
 
     async def poll(self, wait: float = 1.0) -> list[SharedRecord]:
         """Everything available within ``wait`` seconds (may be empty); commits after."""
@@ -253,6 +269,8 @@ class Subscriber(AsyncClient):
             )
         except ValidationError as exc:
             fields = sorted({str(e["loc"][0]) for e in exc.errors(include_input=False)})
+            if "at" in fields:
+                raise UsageError("the subscriber's clock must give timezone-aware times") from None
             raise UsageError(
                 f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
                 "record's UUID; by and purpose: letters, digits, . _ / -)"

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from broker.audit import AuditRecord, ChainWriter, KeystoreAuditSigner, KeystoreAuditVerifier
+from broker.audit import (
+    AuditKind,
+    AuditRecord,
+    ChainWriter,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+)
 from broker.errors import UsageError
 from broker.governance import (
     AuditStore,
@@ -48,6 +54,26 @@ def test_the_disclosure_log_lists_every_decision_and_opening_in_date_order(
     assert first.lawful_basis == "public_task; Art 9: safeguarding_children"
     assert first.fields_shared == ("subject.name", "event.type")
     assert first.fields_withheld == ("subject.address",)
+
+
+def test_an_opening_logged_without_a_time_zone_is_read_as_utc_not_a_broken_log(
+    store: AuditStore, indexed: list[AuditRecord], linker: Linker, keys: FileKeyStore,
+    verifier: KeystoreAuditVerifier,
+) -> None:  # fmt: skip
+    """Acknowledgements were taken without a zone before 2026-12-05, and the log keeps them:
+    sorting one among the decisions must not fail the child's whole disclosure log."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    w = ChainWriter("worker:w2", clock=lambda: T0 + timedelta(hours=3))
+    naive = (T0 + timedelta(hours=2, minutes=30)).replace(tzinfo=None).isoformat()
+    data = {"by": "coord/duty-1", "purpose": "early_help", "at": naive}
+    opened = w.append(AuditKind.OPENED, event_id="e1", party="coord", subject_keys=[child],
+                      data=data)  # fmt: skip
+    signed = [opened, w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER))]
+    index_records(store, verifier, signed, start=100)
+    log = disclosure_log(store, child)
+    [late] = [e for e in log if e.opened_by == "coord/duty-1"]
+    assert late.at == T0 + timedelta(hours=2, minutes=30)
+    assert [e.at for e in log] == sorted(e.at for e in log)
 
 
 def test_the_parents_log_holds_only_decisions_naming_the_parent(

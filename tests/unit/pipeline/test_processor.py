@@ -395,6 +395,20 @@ def test_a_share_resting_on_one_of_several_clauses_consent_is_recalled_on_withdr
     assert notice.data["purposes"] == ["early_help"]
 
 
+def test_an_acknowledgement_without_a_time_zone_is_quarantined(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    """Its time would sit in the log beside zoned ones, and a report sorting them would fail."""
+    event = incident()
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+    ack = {"event_id": event["event_id"], "recipient": "sandwell-coord", "by": "duty-1",
+           "purpose": "early_help", "at": "2026-11-22T09:00:00"}  # fmt: skip
+    run.feed(ACCESS, *seal_as(pipeline_keys, "sandwell-coord", ack, topic=ACCESS,
+                              schema=SCHEMA_ACCESS, event_id=str(uuid.uuid4())))  # fmt: skip
+    assert run.audit(AuditKind.OPENED) == []
+    assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["invalid-ack"]
+
+
 @pytest.mark.parametrize(
     ("acked", "by", "purpose", "opened"),
     [(None, "coord/officer-7", "early_help", True),

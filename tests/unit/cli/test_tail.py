@@ -1,0 +1,125 @@
+"""``accord tail``: each record is acknowledged, then shown, then committed; nothing is read
+before ``--by`` is known good; ``--max`` stops where it says; warnings stay off stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from broker._canonical import canonical_json
+from broker.cli import _tail
+from broker.config import EnvelopeSettings, KafkaSettings, load_settings
+from broker.envelope import Sealer
+from broker.errors import UsageError
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
+from broker.sdk import Subscriber
+from broker.topics import deliver
+
+PARTY = "hub-a"
+
+
+class _Consumer:
+    def __init__(self, messages: list[Any], log: list[str]) -> None:
+        self.messages, self.log, self.position = messages, log, 0
+
+    async def getone(self) -> Any:
+        if self.position >= len(self.messages):
+            await asyncio.sleep(3600)
+        self.position += 1
+        return self.messages[self.position - 1]
+
+    async def commit(self) -> None:
+        self.log.append(f"commit {self.position}")
+
+    async def stop(self) -> None:
+        pass
+
+
+class _Producer:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def send_and_wait(self, topic: str, *_: Any, **__: Any) -> None:
+        self.log.append(f"ack to {topic}")
+
+    async def stop(self) -> None:
+        pass
+
+
+def _delivery(event_id: str) -> dict[str, Any]:
+    return {
+        "kind": "delivery", "event_id": event_id, "recipient": PARTY, "outcome": "shared",
+        "clauses": ["c"], "agreements": ["a"], "purpose": "early_help",
+        "lawful_basis": {"article6": "public_task"}, "policy_version": "sha256:x",
+        "decided_at": "2026-11-21T22:40:00Z", "view": {"event_id": event_id},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Runs ``_tail`` over three delivered records; returns (log, printed event ids)."""
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    keys.ensure_party(PARTY)  # the default KEM: the subscriber seals its acks with it
+    keys.ensure_party("worker", purposes=SPECIAL_PRINCIPALS["worker"])
+    sealer = Sealer("worker", keys, EnvelopeSettings())
+    messages = []
+    for offset in range(3):
+        eid = str(uuid.uuid4())
+        sealed = sealer.seal(canonical_json(_delivery(eid)), event_id=eid, recipient=PARTY,
+                             schema="shared-record.v1", topic=deliver(PARTY))  # fmt: skip
+        message = {"topic": deliver(PARTY), "partition": 0, "offset": offset, "key": None}
+        messages.append(SimpleNamespace(**message, value=sealed.value, headers=sealed.headers))
+    log: list[str] = []
+    consumer, producer = _Consumer(messages, log), _Producer(log)
+
+    async def start(self: Subscriber) -> None:
+        self._memory = self._open_memory()  # type: ignore[attr-defined]
+        self._consumer, self._producer = consumer, producer  # type: ignore[assignment]
+
+    monkeypatch.setattr(Subscriber, "start", start)
+    monkeypatch.setattr(_tail, "keystore", lambda *_: keys)
+    monkeypatch.setattr(_tail, "kafka_as", lambda *_: KafkaSettings(bootstrap="x:1"))
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    run = _Run(log, consumer)
+    monkeypatch.setattr(_tail, "_print_record", lambda *_: run.show())
+    return run
+
+
+class _Run:
+    def __init__(self, log: list[str], consumer: _Consumer) -> None:
+        self.log, self.consumer, self.printed = log, consumer, 0
+
+    def show(self) -> None:
+        self.printed += 1
+        self.log.append(f"print {self.printed}")
+
+    def __call__(self, **options: Any) -> list[str]:
+        args = {"group": f"{PARTY}.tail", "as_json": True, "max_records": None, "idle": 0.2,
+                "by": "duty-1", **options}  # fmt: skip
+        asyncio.run(_tail._tail(load_settings(), PARTY, **args))
+        return self.log
+
+
+def test_each_record_is_acknowledged_then_shown_then_committed(tail: _Run) -> None:
+    assert tail() == [
+        "ack to accord.access", "print 1",
+        "commit 1", "ack to accord.access", "print 2",
+        "commit 2", "ack to accord.access", "print 3",
+        "commit 3",
+    ]  # fmt: skip
+
+
+def test_max_shows_and_commits_exactly_that_many(tail: _Run) -> None:
+    assert tail(max_records=1) == ["ack to accord.access", "print 1", "commit 1"]
+    assert tail.consumer.position == 1
+
+
+def test_free_text_for_by_reads_nothing(tail: _Run) -> None:
+    with pytest.raises(UsageError, match="--by: a staff or system id"):
+        tail(by="Jane Smith")
+    assert (tail.log, tail.consumer.position) == ([], 0)
