@@ -2,11 +2,13 @@
 
 A subject key is a keyed HMAC-SHA-256 of the validated NHS number (``n:`` prefix, high
 confidence) or, without one, of normalised demographics (``d:`` prefix, lower confidence):
-family name, given name and date of birth. The postcode is left out of the key on purpose: a
-family that moves must stay linked, and consent recorded without a postcode must still be
-found; the policy engine confirms a postcode when both sides give one. The key lives in
-the keystore (``broker.keys.load_linkage_key``) and never leaves the broker, so a subject key
-cannot be reversed by guessing NHS numbers.
+family name, given name and date of birth. A subject with neither (names only) is linked to
+no one: its key (``u:``) is of its place in its event (:meth:`Linker.unlinked_key`). The
+postcode is left out of the key on purpose: a family that moves must stay linked, and
+consent recorded without a postcode must still be found; the policy engine confirms a
+postcode when both sides give one. The key lives in the keystore
+(``broker.keys.load_linkage_key``) and never leaves the broker, so a subject key cannot be
+reversed by guessing NHS numbers.
 
 The worker files events and consent under these keys; the governance side computes the same
 key from an NHS number an IG officer types, to find a child's disclosure log.
@@ -18,7 +20,11 @@ import hmac
 
 from broker.events import ConsentSubject, Subject, normalise_name, normalise_nhs_number
 
-__all__ = ["Linker"]
+__all__ = ["Linker", "Unlinkable"]
+
+
+class Unlinkable(ValueError):
+    """A subject with neither an NHS number nor full demographics."""
 
 
 class Linker:
@@ -44,13 +50,23 @@ class Linker:
         return "d:" + self._mac("demo", "|".join(parts))
 
     def subject_key(self, subject: Subject | ConsentSubject) -> str:
-        """The primary key: NHS number when known, else demographics."""
+        """The primary key: NHS number when known, else demographics; :class:`Unlinkable`
+        for a subject with neither (see :meth:`unlinked_key`)."""
         if subject.nhs_number:
             return self.from_nhs_number(subject.nhs_number)
         key = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
-        if key is None:  # validation guarantees one or the other; never silently merge people
-            raise ValueError("subject has neither an NHS number nor full demographics")
+        if key is None:  # never silently merge people
+            raise Unlinkable("subject has neither an NHS number nor full demographics")
         return key
+
+    def unlinked_key(self, place: str) -> str:
+        """The key of a subject that cannot be linked: named, but with no NHS number and no
+        date of birth, which a contact event allows. Names alone would make every Amy Smith
+        one person, and one's consent govern the others' records; so the subject gets a key
+        of its own ``place`` (its event id and position), linked to no one. No consent is
+        ever filed under it, so it is shared only where consent is not needed.
+        """
+        return "u:" + self._mac("unlinked", place)
 
     def consent_keys(self, subject: ConsentSubject) -> tuple[str, ...]:
         """Every key a consent record is filed under: its NHS number's and its demographics'.

@@ -7,8 +7,9 @@ import structlog
 from broker.audit import AuditKind
 from broker.envelope import read_header
 from broker.errors import EnvelopeError, EventInvalid, PolicyError, WrongRecipient
-from broker.events import parse_event
+from broker.events import Subject, parse_event
 from broker.kafka import partition_for
+from broker.linkage import Linker, Unlinkable
 from broker.pipeline._effects import Audit, ConsentShare, Effect, MarkProcessed, NoteShare
 from broker.pipeline._encoding import DecidedData, delivery_payload
 from broker.pipeline._services import Services
@@ -132,7 +133,12 @@ class Link:
         assert event is not None  # noqa: S101  # Validate forwarded
         assert opened is not None  # noqa: S101  # Open forwarded
         # lookup_keys puts the subject key first: one HMAC per key, not two.
-        per_subject = [self.services.linker.lookup_keys(s) for s in event.subjects]
+        linker = self.services.linker
+        try:
+            per_subject = [linker.lookup_keys(s) for s in event.subjects]
+        except Unlinkable:  # a subject named but with no NHS number and no date of birth
+            per_subject = [_keys(linker, s, f"{opened.event_id}/{i}")
+                           for i, s in enumerate(event.subjects)]  # fmt: skip
         work.subject_keys = tuple(keys[0] for keys in per_subject)
         work.lookup_keys = tuple(k for keys in per_subject for k in keys)
         work.subject_lookup = tuple(per_subject)
@@ -317,3 +323,10 @@ def ingress_chain(services: Services) -> tuple[Route, Open, Validate, Link, Deci
         Decide(services),
         Deliver(services),
     )
+
+
+def _keys(linker: Linker, subject: Subject, place: str) -> tuple[str, ...]:
+    try:
+        return linker.lookup_keys(subject)
+    except Unlinkable:
+        return (linker.unlinked_key(place),)

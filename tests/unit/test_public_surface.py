@@ -114,7 +114,7 @@ SURFACES = {
         "export_entries", "import_directory", "init_keystores", "sign_directory",
         "trusted_signers",
     },
-    "broker.linkage": {"Linker"},
+    "broker.linkage": {"Linker", "Unlinkable"},
     "broker.pipeline": {
         "Impact", "ImpactRow", "Worker", "WorkerOptions", "check_topics", "compare",
         "record_impact", "redecide_both", "serve",

@@ -479,3 +479,23 @@ def test_the_audit_chain_verifies_and_is_checkpointed(
     report = verify_chain(records, KeystoreAuditVerifier(pipeline_keys))
     assert report.records == len(records)
     assert len(run.audit(AuditKind.CHECKPOINT)) == 2
+
+
+def test_a_subject_named_with_no_nhs_number_and_no_birth_date_is_linked_to_no_one(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    """A valid event (names suffice) is decided, not quarantined: the subject gets a key of
+    its place in the event, so it never merges with another of the same name."""
+    child, _ = incident()["subjects"]
+    parent = {"role": "parent", "given_name": "Dean", "family_name": "Hollis"}
+    first, second = incident(subjects=[child, parent]), incident(subjects=[child, parent])
+    for event in (first, second):
+        run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+    assert run.audit(AuditKind.QUARANTINED) == []
+    received = run.audit(AuditKind.RECEIVED)
+    parents = [r.subject_keys[1] for r in received]
+    assert all(k.startswith("u:") for k in parents)
+    assert parents[0] != parents[1]  # the same name in two events: not linked
+    assert received[0].subject_keys[0] == received[1].subject_keys[0]  # the child is
+    assert len(run.on(deliver("sandwell-coord"))) == 2
+    assert "Hollis" not in str([a.to_bytes() for a in run.audit()])
