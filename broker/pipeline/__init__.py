@@ -27,8 +27,8 @@ Contact events, ``accord.ingress.<agency>``:
 Consent records, ``accord.consent``:
 
 1. ``open``     — as above, schema ``consent-record.v1``
-2. ``parse``    — a valid consent record recorded by its sender  (invalid-consent,
-                                                                  sender-mismatch)
+2. ``parse``    — a valid consent record, its id a UUID, recorded by its sender
+                                                 (invalid-consent, sender-mismatch)
 3. ``authorise``— its recorder is a consent authority of the bundle in force, active, and
                   within its authority; else DROP, audited as ``consent_refused`` with the
                   reason (not-a-consent-authority, party-inactive, outside-authority)
@@ -36,7 +36,8 @@ Consent records, ``accord.consent``:
 
 Every task, at the close of each transaction: ``recall`` — for each withdrawal filed (by any
 worker) that covers a share this task made under a grant recorded no later than it, a notice
-to that recipient (``consent_withdrawn_notice``), and those shares forgotten. A task with
+to that recipient (``consent_withdrawn_notice``; audited ``undelivered`` and not sent when
+the recipient has no live key), and those shares forgotten. A task with
 no record pending closes a transaction for a recall that is due: a quiet partition does not
 hold a withdrawal notice back until its next record.
 

@@ -3,7 +3,10 @@ recall every task runs when a withdrawal covers shares it made."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
+
+import structlog
 
 from broker.audit import AuditKind
 from broker.errors import EventInvalid
@@ -11,9 +14,13 @@ from broker.events import ConsentRecord, WithdrawalNotice, parse_consent
 from broker.pipeline._effects import Audit, ConsentShare, Effect, FileConsent, SetShares
 from broker.pipeline._ingress import Open
 from broker.pipeline._services import Services
-from broker.pipeline._stages import Step, Work, drop, forward, quarantine
+from broker.pipeline._stages import Step, Work, drop, forward, is_uuid, quarantine
 from broker.pipeline._state import Filed, WorkerState
 from broker.topics import SCHEMA_CONSENT, SCHEMA_NOTICE, deliver
+
+log = structlog.get_logger("accord.worker")
+#: The longest envelope id (schemas/envelope.md): a notice's id must be one.
+MAX_ID = 255
 
 
 class ParseConsent:
@@ -23,6 +30,10 @@ class ParseConsent:
 
     def __call__(self, work: Work) -> Step:
         assert work.opened is not None  # noqa: S101  # Open forwarded
+        if not is_uuid(work.opened.event_id):
+            # The record's id goes into the audit log and into every withdrawal notice's id:
+            # a UUID, as the SDK makes them, never a string of the sender's choosing.
+            return quarantine("invalid-consent")
         try:
             record = parse_consent(work.opened.payload, now=work.at)
         except EventInvalid:
@@ -146,32 +157,43 @@ def _recall_one(services: Services, state: WorkerState, filed: Filed) -> list[Ef
     for s in hit:
         by_recipient.setdefault(s.recipient, []).append(s)
     effects: list[Effect] = []
-    task = state.task
     for recipient, items in sorted(by_recipient.items()):
         notice = WithdrawalNotice(
-            # One notice per withdrawal, recipient and task: each task recalls its own shares.
-            notice_id=f"withdrawal-{filed.record_id}-{recipient}-{task.topic}-{task.partition}",
+            notice_id=_notice_id(filed, recipient, state),
             recipient=recipient,
             event_ids=tuple(sorted({s.event_id for s in items})),
             purposes=tuple(sorted({s.purpose for s in items})),
             withdrawn_at=record.recorded_at,
         )
-        effects.append(
-            services.sealed(
-                notice.model_dump(mode="json"),
-                event_id=notice.notice_id,
-                recipient=recipient,
-                schema=SCHEMA_NOTICE,
-                topic=deliver(recipient),
+        data: dict[str, object] = {
+            "event_ids": list(notice.event_ids),
+            "purposes": list(notice.purposes),
+        }
+        if services.sealer.can_seal_to(recipient):
+            effects.append(
+                services.sealed(
+                    notice.model_dump(mode="json"),
+                    event_id=notice.notice_id,
+                    recipient=recipient,
+                    schema=SCHEMA_NOTICE,
+                    topic=deliver(recipient),
+                )
             )
-        )
+        else:
+            # No live key to seal to (revoked or expired). Raising here would stop the
+            # worker at every restart, for good: the withdrawal and the shares are committed.
+            # So the notice is audited as undelivered, for IG officers to pass on by other
+            # means (docs/governance.md), and the shares are forgotten all the same.
+            log.error("withdrawal_notice_undelivered", recipient=recipient,
+                      why="recipient-key-unavailable")  # fmt: skip
+            data["undelivered"] = "recipient-key-unavailable"
         effects.append(
             Audit(
                 AuditKind.CONSENT_WITHDRAWN_NOTICE,
                 event_id=filed.record_id,
                 party=recipient,
                 subject_keys=filed.keys,
-                data={"event_ids": list(notice.event_ids), "purposes": list(notice.purposes)},
+                data=data,
             )
         )
     for key in keys:
@@ -180,6 +202,17 @@ def _recall_one(services: Services, state: WorkerState, filed: Filed) -> list[Ef
         if len(remaining) != len(held):
             effects.append(SetShares(key, remaining))
     return effects
+
+
+def _notice_id(filed: Filed, recipient: str, state: WorkerState) -> str:
+    """One notice per withdrawal, recipient and task (each task recalls its own shares)."""
+    task = state.task
+    readable = f"withdrawal-{filed.record_id}-{recipient}-{task.topic}-{task.partition}"
+    if len(readable) <= MAX_ID:
+        return readable
+    # A record id from before ids had to be UUIDs could make it longer than an envelope id
+    # may be, and sealing would fail: the same notice is then named by a digest of it.
+    return "withdrawal-" + hashlib.sha256(readable.encode()).hexdigest()[:40]
 
 
 def _covers(record: ConsentRecord, share: ConsentShare) -> bool:

@@ -36,7 +36,7 @@ from broker.pipeline._ingress import ingress_chain
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._outbox import Outbox
 from broker.pipeline._services import Services
-from broker.pipeline._stages import Outcome, Stage, Verdict, Work, run_chain
+from broker.pipeline._stages import Outcome, Stage, Verdict, Work, is_uuid, run_chain
 from broker.pipeline._state import WorkerState, state_mac_key
 from broker.policy import Policy
 from broker.principals import Principal
@@ -185,7 +185,10 @@ class Processor:
         effects.append(
             Audit(
                 AuditKind.QUARANTINED,
-                event_id=work.opened.event_id if work.opened else None,
+                # The envelope's id only if it is a UUID: it is the sender's to choose.
+                event_id=work.opened.event_id
+                if work.opened and is_uuid(work.opened.event_id)
+                else None,
                 party=work.sender,
                 data=facts,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,15 @@ _FORWARD: Final = Step(Verdict.FORWARD)  # a Step is immutable: one will do for 
 
 def quarantine(reason: str) -> Step:
     return Step(Verdict.QUARANTINE, reason)
+
+
+_UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def is_uuid(value: str) -> bool:
+    """Whether an envelope's id is a UUID, as every id the SDK makes is: only such an id, never
+    a string of the sender's choosing (it could spell a name), may reach the audit log."""
+    return _UUID.fullmatch(value) is not None
 
 
 def drop(reason: str, *effects: Effect) -> Step:
