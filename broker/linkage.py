@@ -59,6 +59,10 @@ class Linker:
             raise Unlinkable("subject has neither an NHS number nor full demographics")
         return key
 
+    def postcode_digest(self, postcode: str) -> str:
+        """A keyed digest of a (normalised) postcode: enough to tell two apart, no more."""
+        return "p:" + self._mac("postcode", postcode)
+
     def unlinked_key(self, place: str) -> str:
         """The key of a subject that cannot be linked: named, but with no NHS number and no
         date of birth, which a contact event allows. Names alone would make every Amy Smith

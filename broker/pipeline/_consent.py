@@ -146,9 +146,14 @@ def recall_due(state: WorkerState) -> bool:
 def _recall_one(services: Services, state: WorkerState, filed: Filed) -> list[Effect]:
     record = filed.record
 
+    postcode = record.subject.postcode
+    digest = None if postcode is None else services.linker.postcode_digest(postcode)
+
     def recalled(s: ConsentShare) -> bool:
-        return _covers(record, s) and (
-            s.granted_at is None or datetime.fromisoformat(s.granted_at) <= record.recorded_at
+        return (
+            _covers(record, s)
+            and (s.granted_at is None or datetime.fromisoformat(s.granted_at) <= record.recorded_at)
+            and _same_person(record, filed, s, digest)
         )
 
     keys = tuple(key for key in filed.keys if key in state.shares)
@@ -213,6 +218,22 @@ def _notice_id(filed: Filed, recipient: str, state: WorkerState) -> str:
     # A record id from before ids had to be UUIDs could make it longer than an envelope id
     # may be, and sealing would fail: the same notice is then named by a digest of it.
     return "withdrawal-" + hashlib.sha256(readable.encode()).hexdigest()[:40]
+
+
+def _same_person(
+    record: ConsentRecord, filed: Filed, share: ConsentShare, postcode: str | None
+) -> bool:
+    """``ConsentSubject.matches`` as the decision applied it, over what a share keeps.
+
+    The share was found under a key the withdrawal is filed under too: the NHS number's, or
+    the name-and-birth-date one, which another child may share. Two NHS numbers must agree,
+    and two postcodes, where both sides give one.
+    """
+    if share.subject is None:
+        return True  # noted by an older Accord: recalled on the key alone, as it was then
+    if record.subject.nhs_number is not None and share.subject.startswith("n:"):
+        return share.subject in filed.keys
+    return postcode is None or share.postcode is None or postcode == share.postcode
 
 
 def _covers(record: ConsentRecord, share: ConsentShare) -> bool:

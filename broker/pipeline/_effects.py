@@ -48,6 +48,11 @@ class ConsentShare:
     ``granted_at`` is when the newest grant it rested on was recorded: a withdrawal recorded
     at or after it recalls the share, whichever of the two a worker learns of first. ``None``
     (a share an older Accord recorded) is recalled by any withdrawal that covers it.
+
+    ``subject`` (the person's subject key) and ``postcode`` (a keyed digest of theirs, or
+    None) let a withdrawal be held to ``ConsentSubject.matches`` as the decision was: it is
+    filed under a name-and-birth-date key too, which another child may share. ``None`` (a
+    share an older Accord recorded) is recalled as before, on the key alone.
     """
 
     recipient: str
@@ -55,6 +60,8 @@ class ConsentShare:
     purpose: str
     event_id: str
     granted_at: str | None = None
+    subject: str | None = None
+    postcode: str | None = None
 
 
 # -- state changes ----------------------------------------------------------------------------

@@ -269,11 +269,13 @@ class Deliver:
                     },
                 )
             )
-            effects += _consent_shares(work, decision, event_id)
+            effects += _consent_shares(work, decision, event_id, self.services.linker)
         return forward(*effects)
 
 
-def _consent_shares(work: Work, decision: Decision, event_id: str) -> list[NoteShare]:
+def _consent_shares(
+    work: Work, decision: Decision, event_id: str, linker: Linker
+) -> list[NoteShare]:
     """A share that rested on consent must be recallable if consent is withdrawn.
 
     Each clause is looked at, not only the first the decision names: beside a clause that
@@ -303,12 +305,15 @@ def _consent_shares(work: Work, decision: Decision, event_id: str) -> list[NoteS
                 and r.covers(purpose, decision.recipient, decision.recipient_kind)
                 and r.subject.matches(event.subjects[i])
             ]
+            postcode = event.subjects[i].postcode
             share = ConsentShare(
                 recipient=decision.recipient,
                 recipient_kind=decision.recipient_kind,
                 purpose=purpose,
                 event_id=event_id,
                 granted_at=max(grants).isoformat() if grants else None,
+                subject=work.subject_keys[i],
+                postcode=None if postcode is None else linker.postcode_digest(postcode),
             )
             notes += [NoteShare(key, share) for key in work.subject_lookup[i]]
     return notes

@@ -232,17 +232,30 @@ class WorkerState:
 
 
 def share_dict(share: ConsentShare) -> dict[str, str | None]:
-    return {
+    out = {
         "recipient": share.recipient,
         "recipient_kind": share.recipient_kind,
         "purpose": share.purpose,
         "event_id": share.event_id,
         "granted_at": share.granted_at,
     }
+    # Written only when known, so an entry of a share without them reads as it always did.
+    if share.subject is not None:
+        out["subject"] = share.subject
+    if share.postcode is not None:
+        out["postcode"] = share.postcode
+    return out
+
+
+_SHARE_FIELDS = frozenset(ConsentShare.__dataclass_fields__)
 
 
 def shares_from(value: bytes) -> list[ConsentShare]:
-    return [ConsentShare(**s) for s in json.loads(value)]
+    # Fields a later Accord may add are left out rather than fail the worker reading them.
+    return [
+        ConsentShare(**{k: v for k, v in s.items() if k in _SHARE_FIELDS})
+        for s in json.loads(value)
+    ]
 
 
 @dataclass

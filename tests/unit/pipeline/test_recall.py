@@ -4,6 +4,7 @@ children's)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 from broker.audit import AuditKind
 from broker.keys import FileKeyStore
 from broker.pipeline._processor import Processor
+from broker.pipeline._state import share_dict, shares_from
 from broker.policy import load_bundle
 from broker.topics import CONSENT, SCHEMA_CONSENT, ingress
 from tests.unit.pipeline.conftest import POLICIES
@@ -77,3 +79,49 @@ def test_the_childs_withdrawal_recalls_a_share_about_a_parent_that_rested_on_it(
     assert _notices(run) == []
     _consent(run, pipeline_keys, child, "withdrawn", "2026-11-10T09:00:00Z", ["*"])
     assert _notices(run) == [("safe-haven", [first["event_id"]])]
+
+
+OTHER_NHS = "9434765919"  # another child's, valid
+
+
+def test_a_withdrawal_for_another_child_of_the_same_name_and_birth_date_recalls_nothing(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """The share is noted under the name-and-birth-date key too; the withdrawal is filed
+    there as well, but its NHS number is another child's (docs/policy-language.md §5: an
+    event naming a different NHS number is never covered)."""
+    run = Run(make_processor())
+    _consent(run, pipeline_keys, {"nhs_number": CHILD_NHS}, "given", "2026-11-01T09:00:00Z",
+             ["kind:hub"])  # fmt: skip
+    first = _event(run, pipeline_keys)
+    other = {"nhs_number": OTHER_NHS, "given_name": "Amy", "family_name": "Hollis",
+             "dob": "2019-03-02"}  # fmt: skip
+    _consent(run, pipeline_keys, other, "withdrawn", "2026-11-10T09:00:00Z", ["*"])
+    assert _notices(run) == []
+    assert _outcome(run, _event(run, pipeline_keys), "cog-tipton")[0] == "shared"
+    assert _outcome(run, first, "cog-tipton")[0] == "shared"
+
+
+def test_a_withdrawal_by_name_and_birth_date_at_another_postcode_recalls_nothing(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    run = Run(make_processor())
+    _consent(run, pipeline_keys, {"nhs_number": CHILD_NHS}, "given", "2026-11-01T09:00:00Z",
+             ["kind:hub"])  # fmt: skip
+    first = _event(run, pipeline_keys)
+    elsewhere = {"given_name": "Amy", "family_name": "Hollis", "dob": "2019-03-02",
+                 "postcode": "WV1 1AA"}  # fmt: skip
+    _consent(run, pipeline_keys, elsewhere, "withdrawn", "2026-11-10T09:00:00Z", ["*"])
+    assert _notices(run) == []
+    here = {**elsewhere, "postcode": "DY4 7AA"}
+    _consent(run, pipeline_keys, here, "withdrawn", "2026-11-11T09:00:00Z", ["*"])
+    assert _notices(run) == [("cog-tipton", [first["event_id"]])]
+
+
+def test_a_share_noted_by_an_older_accord_reads_and_is_recalled_on_its_key_alone() -> None:
+    old = json.dumps([{"recipient": "cog-tipton", "recipient_kind": "hub",
+                       "purpose": "early_help", "event_id": "e1", "granted_at": None}])  # fmt: skip
+    [share] = shares_from(old.encode())
+    assert (share.subject, share.postcode) == (None, None)
+    later = json.dumps([{**share_dict(share), "subject": "n:x", "a-later-field": 1}])
+    assert shares_from(later.encode())[0].subject == "n:x"
