@@ -25,6 +25,7 @@ from broker.policy._model import (
     Clause,
 )
 from broker.policy._yaml import fmt_path
+from broker.principals import Principal
 
 __all__ = ["Conditions", "Source", "Where", "check_bundle", "check_flags"]
 
@@ -39,6 +40,7 @@ _DISTRICT: Final = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")
 _SECTOR: Final = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]? [0-9]$")
 _URN: Final = re.compile(r"^[0-9]{6}$")
 _FIELDS: Final = frozenset(FIELD_PATHS)
+_RESERVED: Final = frozenset({*(p.value for p in Principal), "accord"})
 
 
 def _known(value: str, options: tuple[str, ...] | frozenset[str], what: str) -> str | None:
@@ -98,6 +100,11 @@ class _Checker:
             loc: tuple[int | str, ...] = ("parties", pid)
             if not _PARTY_ID.match(pid):
                 self.add(src, loc, "party id must be lower-case letters, digits and hyphens")
+            elif pid in _RESERVED or pid.startswith("accord-"):
+                # A party is a Kafka login of the same name, with its own group prefix
+                # (<party>.): one named after a service would share that service's login and
+                # grants, and "accord." would cover every desk's consumer groups.
+                self.add(src, loc, f"party id {pid!r} is reserved for Accord's own services")
             if party.kind == "hub":
                 for k, locality in enumerate(party.localities):
                     if not (_DISTRICT.match(locality) or _SECTOR.match(locality)):

@@ -131,3 +131,24 @@ def test_a_date_yaml_cannot_build_is_a_problem_not_a_crash(tmp_path: Path) -> No
     agreement_file.write_text(agreement_file.read_text() + "valid_until: 2026-02-30\n")
     [problem] = _problems(tmp_path / "b")
     assert problem.endswith("a value YAML cannot read: day is out of range for month")
+
+
+@pytest.mark.parametrize("pid", ["worker", "console", "indexer", "admin", "governance", "accord",
+                                 "accord-audit"])  # fmt: skip
+def test_a_party_named_after_one_of_accords_own_services_is_refused(
+    tmp_path: Path, pid: str
+) -> None:
+    """Its Kafka login would be the service's, with the service's grants (a hub named
+    'worker' could read every agency's ingress); 'accord.' would cover every desk's groups."""
+    parties = {**copy.deepcopy(PARTIES), pid: {"name": "Someone", "kind": "hub",
+                                               "localities": ["DY4"]}}  # fmt: skip
+    problems = _problems(write_bundle(tmp_path / "b", parties=parties))
+    assert [p for p in problems if "reserved" in p] == [
+        f"parties.yaml:{_line_of(tmp_path / 'b' / 'parties.yaml', pid)}: parties.{pid}: "
+        f"party id {pid!r} is reserved for Accord's own services"
+    ]
+
+
+def _line_of(path: Path, key: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1)
+                if line.strip().startswith(f"{key}:"))  # fmt: skip
