@@ -141,6 +141,14 @@ def _provision(
     unknown = sorted(set(rotate) - set(policy.bundle.parties) - {str(p) for p in Principal})
     if unknown:
         raise UsageError(f"--rotate: {unknown[0]} is no principal of this bundle")
+    if Principal.GOVERNANCE in rotate:
+        raise UsageError("--rotate: governance has keys but no Kafka login, so no password")
+    if Principal.ADMIN in rotate:
+        # Said, not silently skipped: an operator answering a leak must not think it done.
+        raise UsageError(
+            "--rotate: admin is Kafka's super user, made when the cluster was formatted; "
+            "provisioning does not change it (docs/operations.md, 'Rotate a password')"
+        )
     clients_dir = out or settings.kafka_credentials_dir
     principals = [*policy.bundle.parties, *(str(p) for p in Principal)]
     given = _given_passwords(passwords_from, principals) if passwords_from else None

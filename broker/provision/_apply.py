@@ -38,25 +38,37 @@ def provision(
     """
     secured = admin.security_protocol is KafkaSecurity.SASL_SSL
     desired = desired_access(policy, admin, logins=secured)
-    plan = plan_changes(desired, read_access(admin, logins=secured), rotate=rotate)
+    current = read_access(admin, logins=secured)
+    plan = plan_changes(desired, current, rotate=rotate, acting_as=admin.username)
     if dry_run or not plan:
         return plan
     given = passwords or {}
     made = {u: secrets.token_urlsafe(24) for u in plan.add_users if u not in given}
     logins = {u: given.get(u) or made[u] for u in plan.add_users}
-    change_access(
-        admin,
-        create_topics=list(plan.create_topics),
-        add_users=logins,
-        remove_users=plan.remove_users,
-        add_grants=plan.add_grants,
-        remove_grants=plan.remove_grants,
-    )
-    _settled(admin, plan, logins)
+    # Written before the cluster is changed: a login set with a password no file holds
+    # could never be used (a later run sees it exists and makes no new one), and a rotated
+    # one would lock its principal out. A run that fails part-way leaves files whose
+    # passwords the cluster may not hold yet; running it again makes them agree.
     for user, password in made.items():
         write_client_files(
             clients_dir, user, bootstrap=admin.bootstrap, password=password, ca_file=admin.ca_file
         )
+    try:
+        change_access(
+            admin,
+            create_topics=list(plan.create_topics),
+            add_users=logins,
+            remove_users=plan.remove_users,
+            add_grants=plan.add_grants,
+            remove_grants=plan.remove_grants,
+        )
+        _settled(admin, plan, logins)
+    except TransportError as exc:
+        again = f" --rotate {','.join(sorted(rotate))}" if rotate else ""
+        raise TransportError(
+            f"{exc}; the client files in {clients_dir} hold the passwords this run set: run "
+            f"accord kafka provision{again} again to finish"
+        ) from exc
     for user in plan.remove_users:
         for suffix in (".properties", ".librdkafka.conf"):
             (clients_dir / f"{user}{suffix}").unlink(missing_ok=True)

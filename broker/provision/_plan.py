@@ -186,13 +186,24 @@ class Plan:
         return out
 
 
-def plan_changes(desired: Desired, current: ClusterAccess, *, rotate: frozenset[str]) -> Plan:
-    """From the cluster as it is to the bundle's needs; ``rotate`` gets new passwords."""
+def plan_changes(
+    desired: Desired,
+    current: ClusterAccess,
+    *,
+    rotate: frozenset[str],
+    acting_as: str | None = None,
+) -> Plan:
+    """From the cluster as it is to the bundle's needs; ``rotate`` gets new passwords.
+
+    Every SCRAM login the bundle does not name goes, except ``admin`` and ``acting_as``, the
+    login provisioning runs as (a super user named otherwise would delete itself).
+    """
     users = desired.users
+    keep = {str(Principal.ADMIN), *([acting_as] if acting_as else [])}
     return Plan(
         create_topics=tuple(t for t in desired.topics if t.name not in current.topics),
         add_users=tuple(sorted((users - current.users) | (rotate & users))),
-        remove_users=tuple(sorted(current.users - users - {str(Principal.ADMIN)})),
+        remove_users=tuple(sorted(current.users - users - keep)),
         add_grants=tuple(sorted(desired.grants - current.grants)),
         remove_grants=tuple(sorted(current.grants - desired.grants)),
     )

@@ -108,3 +108,22 @@ def test_no_kafka_login_is_one_line_saying_how_to_get_one(argv: list[str], tmp_p
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "no Kafka login" in done.stderr
     assert "accord kafka provision" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("principal", "says"),
+    [("admin", "admin is Kafka's super user"), ("governance", "governance has keys but no")],
+)
+def test_rotating_a_password_provisioning_cannot_change_is_refused_not_a_silent_no_op(
+    principal: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """An operator answering a leaked password must not read 'nothing to change' as done."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    policies = Path(__file__).resolve().parents[3] / "policies"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["kafka", "provision", "--policies", str(policies), "--rotate", principal])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"accord: error: --rotate: {says}")
+    assert len(err.strip().splitlines()) == 1
