@@ -8,6 +8,7 @@ when asked for. Every grant is an ALLOW for any host; nothing here ever writes a
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ __all__ = [
 
 _SCRAM_ITERATIONS = 8192
 _TIMEOUT_S = 30.0
+# A cluster that does not answer its metadata request in this long is down or unreachable.
+_CONNECT_S = 10.0
 
 
 class ResourceKind(enum.StrEnum):
@@ -91,7 +94,17 @@ def _config(settings: KafkaSettings) -> dict[str, str]:
 def _admin(settings: KafkaSettings) -> Any:
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415  # the broker's, not the SDK's
 
-    return AdminClient(_config(settings))
+    # librdkafka logs each failed connection attempt to stderr itself, every ~50 ms, before
+    # our one line says the same: its log goes to a logger that keeps it to itself.
+    return AdminClient({**_config(settings), "logger": _quiet_logger()})
+
+
+def _quiet_logger() -> logging.Logger:
+    quiet = logging.getLogger("accord.librdkafka")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    return quiet
 
 
 def _wait(futures: Iterable[Any], what: str) -> None:
@@ -120,7 +133,11 @@ def read_access(settings: KafkaSettings, *, logins: bool = True) -> ClusterAcces
 
     admin = _admin(settings)
     try:
-        topics = frozenset(admin.list_topics(timeout=_TIMEOUT_S).topics)
+        topics = frozenset(admin.list_topics(timeout=_CONNECT_S).topics)
+    except KafkaException as exc:
+        where = f"connecting to Kafka at {settings.bootstrap}"
+        raise TransportError(f"{where}: {exc.args[0].str()}") from None
+    try:
         if not logins:
             return ClusterAccess(topics, frozenset(), frozenset())
         users = frozenset(admin.describe_user_scram_credentials().result(timeout=_TIMEOUT_S))

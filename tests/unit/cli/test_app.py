@@ -127,3 +127,22 @@ def test_rotating_a_password_provisioning_cannot_change_is_refused_not_a_silent_
     err = capsys.readouterr().err
     assert err.startswith(f"accord: error: --rotate: {says}")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_provisioning_with_kafka_down_is_one_line_without_librdkafkas_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """librdkafka logged every failed connection attempt itself (about 580 lines in 30 s)."""
+    from broker.kafka import _access
+
+    monkeypatch.setattr(_access, "_CONNECT_S", 2.0)
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    monkeypatch.setenv("ACCORD_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
+    monkeypatch.setenv("ACCORD_KAFKA__BOOTSTRAP", f"127.0.0.1:{free_port()}")
+    policies = Path(__file__).resolve().parents[3] / "policies"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["kafka", "provision", "--policies", str(policies), "--dry-run"])
+    assert exit_info.value.code == 1
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("accord: error: connecting to Kafka at 127.0.0.1:")
