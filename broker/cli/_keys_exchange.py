@@ -10,6 +10,7 @@ import typer
 
 from broker.config import load_settings
 from broker.errors import AccordError, UsageError
+from broker.principals import Principal
 
 if TYPE_CHECKING:
     from broker.keys import FileKeyStore
@@ -137,5 +138,10 @@ def _copy_linkage(directory: Path | None, to: Path, passphrase_file: Path | None
         passphrase = SecretStr(text.removesuffix("\n"))
     key = _store(directory, "worker").linkage_key()
     target = FileKeyStore(to, passphrase)
+    # The key links every child's records: it belongs only in the broker's own keystores.
+    owners = set(target.private_parties())
+    if not owners & {Principal.CONSOLE, Principal.WORKER}:
+        held = ", ".join(sorted(owners)) or "no one"
+        raise UsageError(f"--to: {target.path} is not the console's keystore (it holds {held}'s)")
     target.set_linkage_key(key)
     typer.echo(f"linkage key copied to {target.path}")

@@ -163,6 +163,13 @@ class FileKeyStore:
             self._load()
             if not any(k.party == party for k in self._entries):
                 raise KeyNotFound(f"no keys for party {party}")
+            if party not in self.private_parties():
+                # Another party's new private keys would be made here, where they never
+                # belong: once a directory lists them, that party's records would be sealed
+                # to a key only this keystore can open.
+                raise KeyStoreError(
+                    f"this keystore holds no private key of {party}: rotate in {party}'s own"
+                )
             held = {k.purpose for k in self._entries if k.party == party}
             wanted = [p for p in purposes if p in held]
             ends = now + grace

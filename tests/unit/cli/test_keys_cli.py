@@ -345,3 +345,23 @@ def test_the_linkage_key_is_copied_into_a_keystore_with_a_passphrase_of_its_own(
 
     copied = FileKeyStore(console, SecretStr("console-passphrase")).linkage_key()
     assert copied == FileKeyStore(worker, SecretStr("worker-passphrase")).linkage_key()
+
+
+def test_keys_are_rotated_and_the_linkage_key_copied_only_into_their_owners_keystores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rotating swbh in the worker's keystore made swbh private keys the worker held, and a
+    directory listing them would have had swbh's records sealed to them; the linkage key,
+    which links every child's records, went into the police's keystore."""
+    root = tmp_path / "k"
+    assert _run(["keys", "init", "--policies", str(REPO / "policies"), "--dir", str(root)],
+                capsys)[0] == 0  # fmt: skip
+    before = FileKeyStore(root / "worker").keys("swbh")
+    code, _, err = _run(["keys", "rotate", "swbh", "--dir", str(root / "worker")], capsys)
+    assert "holds no private key of swbh" in _one_line_error(code, err, 1)
+    assert FileKeyStore(root / "worker").keys("swbh") == before
+    code, _, err = _run(["keys", "rotate", "governance", "--dir", str(root / "wmp")], capsys)
+    _one_line_error(code, err, 1)
+    cmd = ["keys", "linkage", "copy", "--dir", str(root / "worker"), "--to", str(root / "wmp")]
+    code, _, err = _run(cmd, capsys)
+    assert "is not the console's keystore (it holds wmp's)" in _one_line_error(code, err, 2)
