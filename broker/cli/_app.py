@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 
 import typer
@@ -59,6 +60,22 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+# What click quotes back of the command line: an option's value, and extra arguments. Both
+# may be personal data (an NHS number typed with spaces is three arguments; a name given as
+# a --reason), and stderr ends up in terminals' scrollback, shell logs and tickets.
+_QUOTED_VALUE = re.compile(r"""(?:'[^']*'|"[^"]*")(?= is not)""")
+_EXTRA = re.compile(r"^Got unexpected extra argument(?:s|\(s\))? \((.*)\)$")
+
+
+def _without_values(message: str) -> str:
+    if message.startswith("Invalid value for"):
+        message = _QUOTED_VALUE.sub("the value given", message.replace("Value error, ", ""))
+    if match := _EXTRA.match(message):
+        count = len(match.group(1).split())
+        return f"got {count} unexpected extra argument(s) (quote a value with spaces)"
+    return message
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``accord`` console script."""
     app = build_app()
@@ -72,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except click_exc.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        _fail(f"{exc.format_message()}{hint}", 2)
+        _fail(f"{_without_values(exc.format_message())}{hint}", 2)
     except typer.Abort:
         _fail("aborted", 130)
     except click_exc.ClickException as exc:

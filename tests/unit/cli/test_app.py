@@ -146,3 +146,27 @@ def test_provisioning_with_kafka_down_is_one_line_without_librdkafkas_log(
     err = capfd.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("accord: error: connecting to Kafka at 127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["audit", "subject", "--nhs-number", "999", "010", "9281", "--reason", "complaint"],
+         "got 2 unexpected extra argument(s)"),
+        (["audit", "subject", "--nhs-number", "9990109281", "--reason", "Ruby Holland"],
+         "Invalid value for '--reason': the value given is not one of"),
+    ],
+)  # fmt: skip
+def test_a_usage_mistake_never_echoes_what_was_typed(
+    argv: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """An NHS number typed with its spaces is three arguments; a name may be typed anywhere."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--as", "ig-jo"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err
+    for typed in ("010", "9281", "Ruby", "Holland"):
+        assert typed not in err
