@@ -25,6 +25,7 @@ from broker.crypto._primitives import (
     random_bytes,
     scrypt_kek,
     tls_ca,
+    tls_hosts,
     tls_leaf,
     tls_not_after,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "random_bytes",
     "scrypt_kek",
     "tls_ca",
+    "tls_hosts",
     "tls_leaf",
     "tls_not_after",
 ]

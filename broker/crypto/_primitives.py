@@ -350,6 +350,17 @@ def tls_leaf(
     return cert.public_bytes(serialization.Encoding.PEM) + ca_cert, _pem_key(key)
 
 
+def tls_hosts(cert: bytes) -> list[str]:
+    """The host names and addresses the (first) certificate in ``cert`` is for."""
+    try:
+        names = x509.load_pem_x509_certificate(cert).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except x509.ExtensionNotFound:
+        return []
+    return [str(n.value) for n in names.value]
+
+
 def tls_not_after(cert: bytes) -> dt.datetime:
     """When the (first) certificate in ``cert`` expires."""
     return x509.load_pem_x509_certificate(cert).not_valid_after_utc

@@ -24,9 +24,10 @@ import os
 import secrets
 from pathlib import Path
 
-from broker.crypto import tls_ca, tls_leaf
+from broker.crypto import tls_ca, tls_hosts, tls_leaf
 from broker.deploy._model import Deployment
 from broker.devkafka import new_cluster_id
+from broker.errors import UsageError
 from broker.kafka import write_client_files
 from broker.principals import Principal
 
@@ -48,6 +49,26 @@ def _private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+
+
+def _check_made_for(directory: Path, external_host: str) -> None:
+    """``UsageError`` if the broker certificates there are for another external host.
+
+    The certificates and the parties' client files name the host they were made for, and
+    are kept on a later render: a render for another host would advertise it while they
+    still named the old one, and every agency's TLS hostname check would fail.
+    """
+    first = directory / "kafka-1.pem"
+    if not first.is_file():
+        return
+    always = {broker_host(1), "localhost", "127.0.0.1"}  # in every broker's certificate
+    made_for = next((h for h in tls_hosts(first.read_bytes()) if h not in always), "localhost")
+    if made_for != external_host:
+        raise UsageError(
+            f"{directory} holds certificates and client files made for --external-host "
+            f"{made_for}, not {external_host}: render into a new --out folder (its secrets "
+            "are new), or give the same host"
+        )
 
 
 def _password() -> str:
@@ -79,6 +100,7 @@ def ensure_secrets(
         _private(directory / "kafka-ca.key", key)
         _private(directory / "kafka-ca.pem", cert)
     ca_cert = (directory / "kafka-ca.pem").read_bytes()
+    _check_made_for(directory, external_host)
     for n in range(1, dep.brokers + 1):
         if need(f"kafka-{n}.pem"):
             ca_key = directory / "kafka-ca.key"

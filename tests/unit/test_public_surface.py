@@ -49,8 +49,8 @@ SURFACES = {
     "broker.crypto": {
         "AEAD_KEY_LEN", "AEAD_NONCE_LEN", "AEAD_TAG_LEN", "ED25519_SIG_LEN", "HPKE_AEAD_ID",
         "HPKE_KDF_ID", "Aead", "KemAlg", "KemPrivateKey", "KemPublicKey", "SigningKey",
-        "VerifyKey", "hpke_open", "hpke_seal", "random_bytes", "scrypt_kek", "tls_ca", "tls_leaf",
-        "tls_not_after",
+        "VerifyKey", "hpke_open", "hpke_seal", "random_bytes", "scrypt_kek", "tls_ca", "tls_hosts",
+        "tls_leaf", "tls_not_after",
     },
     "broker.devkafka": {
         "KAFKA_VERSION", "BrokerStatus", "EmbeddedKafka", "ensure_kafka_jars", "free_port",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 Run = Callable[[list[str]], tuple[int, str, str]]
 
@@ -24,6 +26,25 @@ def test_render_writes_the_compose_deployment_and_its_secrets(run_cli: Run, tmp_
     )
     assert code == 0
     assert "secret file(s)" not in stdout  # a re-render makes none
+
+
+@pytest.mark.parametrize(("first", "then"), [("localhost", "kafka.b.example"),
+                                            ("kafka.a.example", "kafka.b.example"),
+                                            ("kafka.a.example", "localhost")])  # fmt: skip
+def test_a_render_for_another_external_host_over_old_secrets_is_refused(
+    run_cli: Run, tmp_path: Path, first: str, then: str
+) -> None:
+    """The certificates and client files kept from the first render name its host: the new
+    one would advertise another, and every agency's TLS hostname check would fail."""
+    out = tmp_path / "deploy"
+    render = ["deploy", "render", "--policies", str(REPO / "policies"), "--out", str(out),
+              "--brokers", "1", "--external-host"]  # fmt: skip
+    assert run_cli([*render, first])[0] == 0
+    code, _, stderr = run_cli([*render, then])
+    assert code == 2
+    assert f"made for --external-host {first}, not {then}" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert run_cli([*render, first])[0] == 0  # the same host renders again
 
 
 def test_a_trial_with_one_broker_warns(run_cli: Run, tmp_path: Path) -> None:
