@@ -164,11 +164,14 @@ class SignInSettings(_Frozen):
     secure_cookies: bool | None = None
     # Sign-in throttling (broker/webauth/_throttle.py): slows guessing, never locks anyone
     # out. A client (network address) may fail this many times per window, across all names;
-    # an account this many times from unknown devices before each next try waits 1 s, 2 s,
-    # 4 s… up to the cap. A browser that signed in before (a known device, remembered for
-    # known_device_days) gets that many tries of its own and is not slowed by others' failures.
+    # one client may fail at one account per_account times before each of its next tries
+    # there waits 1 s, 2 s, 4 s… up to the cap; once unknown clients together have failed at
+    # an account per_account_total times in the window (more than one address can), every
+    # unknown client waits so. A browser that signed in before (a known device, remembered
+    # for known_device_days) gets per_account tries of its own and is not slowed by others.
     sign_in_failures_per_client: int = Field(default=10, ge=1, le=1000)
     sign_in_failures_per_account: int = Field(default=5, ge=1, le=100)
+    sign_in_failures_per_account_total: int = Field(default=50, ge=1, le=10_000)
     sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     sign_in_max_delay_seconds: int = Field(default=300, ge=1, le=3600)
     known_device_days: int = Field(default=90, ge=1, le=400)

@@ -47,6 +47,7 @@ class Guard:
         self.throttle = SignInThrottle(
             client_failures=cfg.sign_in_failures_per_client,
             account_failures=cfg.sign_in_failures_per_account,
+            account_ceiling=cfg.sign_in_failures_per_account_total,
             window=timedelta(minutes=cfg.sign_in_window_minutes),
             max_delay=timedelta(seconds=cfg.sign_in_max_delay_seconds),
             clock=clock,

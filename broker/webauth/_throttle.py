@@ -8,8 +8,11 @@ budget:
   cookie, :mod:`broker.webauth._devices`) is charged to its own small budget only, so what
   others do to the account never keeps its officer out;
 - any other client is charged to the client's budget (its network address: a sliding window
-  across every name it tries) and to the account's, which after a few failures makes each
-  next attempt wait, doubling up to a cap: slow for a guesser, never a lock.
+  across every name it tries), to its own tries at the account, which after a few failures
+  make its next attempt wait, doubling up to a cap, and to the account's failures from every
+  unknown client: past a ceiling only many addresses together can reach, every unknown
+  client waits. Slow for a guesser, never a lock: one address hammering a name (or timing
+  its tries to the moment each wait ends) delays itself, never the officer's new browser.
 
 A known device that spends its own budget counts as unknown until the window moves on, so a
 stolen device cookie is worth a few guesses, not a bypass. Names are tracked whether or not
@@ -110,17 +113,22 @@ class SignInThrottle:
         account_failures: int,
         window: timedelta,
         max_delay: timedelta,
+        account_ceiling: int = 50,
         clock: Callable[[], datetime] = _utcnow,
         capacity: int = CAPACITY,
     ) -> None:
         self._client_failures = client_failures
         self._account_failures = account_failures
+        self._account_ceiling = account_ceiling
         self._window = window
         self._max_delay = max_delay
         self._clock = clock
         self._clients: _Lru[str, deque[datetime]] = _Lru(capacity)
         self._devices: _Lru[str, deque[datetime]] = _Lru(capacity)
-        self._accounts: _Lru[str, tuple[int, datetime]] = _Lru(capacity)
+        # One client's tries at one account: the doubling wait is its own.
+        self._pairs: _Lru[tuple[str, str], tuple[int, datetime]] = _Lru(capacity)
+        # Every unknown client's failures at an account: the ceiling.
+        self._accounts: _Lru[str, deque[datetime]] = _Lru(capacity)
 
     def attempt(self, name: str, client: str, device: str | None = None) -> Attempt:
         """Charge an attempt on ``name`` from ``client`` (and its known ``device``, if any)."""
@@ -135,14 +143,21 @@ class SignInThrottle:
         client_failures = self._recent(self._clients, client, now)
         if len(client_failures) >= self._client_failures:
             return Attempt(account, client, None, now, refused="client")
-        count, last = self._accounts.get(account) or (0, now)
+        pair = (account, client)
+        count, last = self._pairs.get(pair) or (0, now)
         if count and now - last >= max(self._window, self.delay(count)):
             count = 0  # quiet for long enough: forgotten
         if count >= self._account_failures and now - last < self.delay(count):
             return Attempt(account, client, None, now, refused="account")
+        everyone = self._recent(self._accounts, account, now)
+        over = len(everyone) - self._account_ceiling
+        if over >= 0 and now - everyone[-1] < self._wait(over):
+            return Attempt(account, client, None, now, refused="account")
         client_failures.append(now)
         self._clients.put(client, client_failures)
-        self._accounts.put(account, (count + 1, now))
+        self._pairs.put(pair, (count + 1, now))
+        everyone.append(now)
+        self._accounts.put(account, everyone)
         return Attempt(account, client, None, now)
 
     def succeeded(self, attempt: Attempt) -> None:
@@ -153,11 +168,15 @@ class SignInThrottle:
             self._forgive(self._devices, attempt.device, attempt.at)
             return
         self._forgive(self._clients, attempt.client, attempt.at)
-        self._accounts.pop(attempt.account)
+        self._forgive(self._accounts, attempt.account, attempt.at)
+        self._pairs.pop((attempt.account, attempt.client))
 
     def delay(self, failures: int) -> timedelta:
-        """How long after the last failure the next attempt from an unknown device waits."""
-        over = failures - self._account_failures
+        """How long after its last failure an unknown client's next try at an account waits,
+        after ``failures`` of its own there."""
+        return self._wait(failures - self._account_failures)
+
+    def _wait(self, over: int) -> timedelta:
         if over < 0:
             return timedelta(0)
         # 2 ** over overflows a timedelta long before anyone could make that many attempts.

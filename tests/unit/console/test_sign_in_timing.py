@@ -54,7 +54,8 @@ def test_throttled_unknown_and_wrong_password_answers_take_the_same_time(
 
     for _ in range(3):  # the officer's account is throttled from here on (the clock stands)
         timed(OFFICER, "a wrong password")
-    assert client.app.state.console.throttle.attempt(OFFICER, "x").refused  # type: ignore[attr-defined]
+    throttle = client.app.state.console.throttle  # type: ignore[attr-defined]
+    assert throttle.attempt(OFFICER, "testclient").refused  # this client, at this account
     throttled, unknown, wrong = [], [], []
     for i in range(ROUNDS):  # interleaved, so the machine's load falls on all three alike
         throttled.append(timed(OFFICER, PASSWORD))

@@ -44,17 +44,35 @@ def test_failures_from_other_clients_never_keep_a_known_device_out(clock: Clock)
     assert attempt.device == "officers-laptop"
 
 
-def test_a_hammered_account_makes_unknown_clients_wait_doubling_delays_but_never_locks(
+def test_an_account_hammered_from_many_addresses_makes_unknown_clients_wait_but_never_locks(
     clock: Clock,
 ) -> None:
-    t = throttle(clock)
-    hammer(t, "ig.jo", 3)  # the free tries
+    t = throttle(clock, account_ceiling=3, window=timedelta(hours=1))
+    hammer(t, "ig.jo", 3)  # up to the ceiling, from three addresses
     for wait in (1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300):  # capped at max_delay (5 min)
         assert t.attempt("ig.jo", "203.0.113.7").refused == "account"
         clock.advance(seconds=wait - 0.5)
         assert t.attempt("ig.jo", "203.0.113.7").refused == "account"
         clock.advance(seconds=0.5)
         assert t.attempt("ig.jo", f"203.0.113.{wait % 250}").refused is None
+
+
+def test_one_address_hammering_a_name_never_keeps_the_officers_new_browser_out(
+    clock: Clock,
+) -> None:
+    """It guesses the moment each of its waits ends, for hours, within its own budget; the
+    officer signs in from a browser the console has not seen (new, or after a reset)."""
+    t = throttle(clock)
+    attacker, officer = "198.51.100.66", "203.0.113.7"
+    refused = 0
+    for minute in range(6 * 60):
+        refused += t.attempt("ig.jo", attacker).refused is not None
+        if minute % 25 == 0:
+            signing_in = t.attempt("ig.jo", officer)
+            assert signing_in.refused is None
+            t.succeeded(signing_in)
+        clock.advance(minutes=1)
+    assert refused > 0.75 * 6 * 60  # the guesser is slowed, itself
 
 
 def test_an_account_left_alone_for_the_window_is_forgotten(clock: Clock) -> None:
@@ -89,7 +107,7 @@ def test_attempts_are_charged_before_the_check_so_concurrent_guesses_share_the_b
     clock: Clock,
 ) -> None:
     t = throttle(clock)
-    refused = [t.attempt("ig.jo", f"198.51.100.{i}").refused for i in range(5)]
+    refused = [t.attempt("ig.jo", "198.51.100.1").refused for _ in range(5)]
     assert refused == [None, None, None, "account", "account"]
 
 
@@ -102,7 +120,7 @@ def test_a_success_forgives_what_it_was_charged_to(clock: Clock) -> None:
 
 def test_a_known_device_that_spends_its_own_budget_counts_as_unknown(clock: Clock) -> None:
     """A stolen device cookie is worth a few guesses, not a way around the throttle."""
-    t = throttle(clock)
+    t = throttle(clock, account_ceiling=3)
     hammer(t, "ig.jo", 10)
     attempts = [t.attempt("ig.jo", "192.0.2.1", device="stolen") for _ in range(4)]
     assert [a.device for a in attempts] == ["stolen"] * 3 + [None]
@@ -113,7 +131,7 @@ def test_a_known_device_that_spends_its_own_budget_counts_as_unknown(clock: Cloc
 
 def test_names_are_tracked_the_same_whether_or_not_an_account_exists(clock: Clock) -> None:
     """The throttle never asks which accounts exist, so its answers cannot tell."""
-    t = throttle(clock)
+    t = throttle(clock, account_ceiling=3)
     for name in ("ig.jo", "ig.nobody"):
         hammer(t, name, 3)
     assert t.attempt("ig.jo", "203.0.113.7").refused == "account"
