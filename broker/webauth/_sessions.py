@@ -1,14 +1,20 @@
 """Console sessions: random server-side tokens, idle and absolute expiry, a CSRF token each.
 
 A session lives only in the console process's memory: signing out, or restarting the console,
-ends it, and there is nothing in the cookie worth stealing but a random id. Anonymous sessions
-exist only to carry the sign-in form's CSRF token; signing in replaces the session (and its
-id) so an id planted before sign-in is worthless after it. The store is bounded: the oldest
-sessions are dropped first.
+ends it, and there is nothing in the cookie worth stealing but a random id. Signing in
+replaces the session (and its id) so an id planted before sign-in is worthless after it. The
+store is bounded: the oldest sessions are dropped first.
+
+Anonymous sessions exist only to carry the sign-in form's CSRF token, and anyone can ask for
+one, so they are kept nowhere: the id is a nonce and its time, signed with a key this
+process made, and the CSRF token is derived from it. A flood of sign-in forms therefore
+evicts nothing, not even another visitor's form (a store of them would have: 1,000 requests
+for /login made every pending sign-in fail). A form is good for the idle timeout.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import secrets
 from collections.abc import Callable
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 _MAX_SESSIONS = 5_000
-_MAX_ANONYMOUS = 1_000  # sign-in forms: anyone can make these, so they never evict officers
+_ANONYMOUS = "a."  # the prefix of an anonymous session's id
 
 
 def _utcnow() -> datetime:
@@ -45,13 +51,12 @@ class SessionStore:
         self._lifetime = lifetime
         self._clock = clock
         self._sessions: dict[str, Session] = {}
+        self._key = secrets.token_bytes(32)  # anonymous ids: a restart forgets them, as all
 
     def new(self, user: str | None = None, stamp: str | None = None) -> Session:
         now = self._clock()
         if user is None:
-            anonymous = [sid for sid, s in self._sessions.items() if s.user is None]
-            for sid in anonymous[: max(0, len(anonymous) - _MAX_ANONYMOUS + 1)]:
-                del self._sessions[sid]  # insertion order: the oldest forms first
+            return self._anonymous(secrets.token_urlsafe(16), now)
         if len(self._sessions) >= _MAX_SESSIONS:
             self._sweep(now)
         while len(self._sessions) >= _MAX_SESSIONS:
@@ -71,6 +76,8 @@ class SessionStore:
         """The live session with this id (touched), or None when unknown or expired."""
         if not session_id:
             return None
+        if session_id.startswith(_ANONYMOUS):
+            return self._anonymous_from(session_id)
         session = self._sessions.get(session_id)
         if session is None:
             return None
@@ -88,6 +95,34 @@ class SessionStore:
 
     def end(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
+
+    def _anonymous(self, nonce: str, now: datetime) -> Session:
+        # The id carries its time and is made afresh at every request (the page sets it as
+        # the cookie again), so a form is good for the idle timeout since it was last seen;
+        # the CSRF token is the nonce's alone, so it outlives those refreshes.
+        body = f"{nonce}.{int(now.timestamp())}"
+        return Session(
+            id=f"{_ANONYMOUS}{body}.{self._mac('id', body)}",
+            csrf=self._mac("csrf", nonce),
+            created_at=now,
+            seen_at=now,
+        )
+
+    def _anonymous_from(self, session_id: str) -> Session | None:
+        parts = session_id.removeprefix(_ANONYMOUS).split(".")
+        if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):  # nonce, time, mac
+            return None
+        nonce, seen, mac = parts
+        if not hmac.compare_digest(mac.encode(), self._mac("id", f"{nonce}.{seen}").encode()):
+            return None
+        now = self._clock()
+        if now - datetime.fromtimestamp(int(seen), UTC) >= self._idle:
+            return None
+        return self._anonymous(nonce, now)
+
+    def _mac(self, purpose: str, body: str) -> str:
+        digest = hmac.digest(self._key, f"{purpose}\x00{body}".encode(), "sha256")
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def _expired(self, session: Session, now: datetime) -> bool:
         return now - session.seen_at >= self._idle or now - session.created_at >= self._lifetime
