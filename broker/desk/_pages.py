@@ -85,9 +85,14 @@ def _outcomes(store: DeskStore, decision: StoredDecision) -> list[StoredRecord]:
     return [o for o in store.replies_to(decision.published_event or "") if not o.hidden]
 
 
+def _answered(store: DeskStore, referral: str) -> bool:
+    return any(d.action in HUB_OUTCOMES for d in store.decisions(subject_event=referral))
+
+
 def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one route each
     deps = desk.deps
     store = deps.store
+    answering: set[str] = set()  # referrals whose outcome is being sent now
     if deps.kind == "school":
         deps.registry.register(LateNotices(desk))
 
@@ -288,20 +293,30 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if record.hidden or deps.publisher is None:
             session.flash.append("This referral cannot be answered from here.")
             return desk.redirect(f"/referral/{event_id}")
-        now = deps.clock()
-        event = outcome_event(
-            party=deps.party, referral=record, outcome=outcome, summary=summary, at=now
-        )
-        try:
-            await deps.publisher.publish(event)
-        except AccordError as exc:
-            log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
-            session.flash.append("The outcome could not be sent; nothing was recorded.")
+        # One outcome per referral: a double click, a second tab or a colleague's page still
+        # open would otherwise send the team another, perhaps contrary, one. Checked again
+        # while a send is under way (the send awaits Kafka).
+        if event_id in answering or _answered(store, event_id):
+            session.flash.append("This referral has an outcome already; nothing was sent.")
             return desk.redirect(f"/referral/{event_id}")
-        store.decide(
-            action=outcome, reason=summary, by=session.user, at=now, subject_event=event_id,
-            published_event=event["event_id"],
-        )  # fmt: skip
+        answering.add(event_id)
+        try:
+            now = deps.clock()
+            event = outcome_event(
+                party=deps.party, referral=record, outcome=outcome, summary=summary, at=now
+            )
+            try:
+                await deps.publisher.publish(event)
+            except AccordError as exc:
+                log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
+                session.flash.append("The outcome could not be sent; nothing was recorded.")
+                return desk.redirect(f"/referral/{event_id}")
+            store.decide(
+                action=outcome, reason=summary, by=session.user, at=now, subject_event=event_id,
+                published_event=event["event_id"],
+            )  # fmt: skip
+        finally:
+            answering.discard(event_id)
         session.flash.append(
             f"Outcome {outcome.replace('_', ' ')} sent through the broker to the referring team."
         )

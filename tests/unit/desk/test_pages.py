@@ -164,6 +164,23 @@ def test_a_hub_records_an_outcome_that_answers_the_referral(
     assert "support offered" in client.get("/").text
 
 
+def test_a_referral_is_answered_once_a_second_outcome_sends_nothing(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """A double click, a second tab, or a colleague's page still open."""
+    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
+    store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    client.get("/referral/r1")
+    for outcome in ("support_offered", "declined"):
+        form = {"csrf": token, "outcome": outcome, "summary": "Visit booked."}
+        r = client.post("/referral/r1/outcome", data=form)
+    assert "has an outcome already; nothing was sent" in r.text
+    assert [e["outcome"] for e in publisher.events] == ["support_offered"]
+    assert [d.action for d in store.decisions(subject_event="r1")] == ["support_offered"]
+
+
 def _two_notices_decided_on_a_friday_evening(store: DeskStore) -> datetime:
     """n1 and n2, Operation Encompass notices to school-146201; returns when they were decided."""
     friday = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
