@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from datetime import date, time
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -91,8 +100,20 @@ class KafkaSecurity(enum.StrEnum):
     PLAINTEXT = "PLAINTEXT"
 
 
+# host:port, comma-separated: a name or IPv4 address, or an IPv6 one in brackets.
+_BOOTSTRAP = re.compile(r"^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$")
+
+
+def _bootstrap(value: str) -> str:
+    servers = [s.strip() for s in value.split(",")]
+    for server in servers:
+        if not _BOOTSTRAP.match(server) or not 0 < int(server.rsplit(":", 1)[1]) < 2**16:
+            raise ValueError("must be host:port[,host:port...] with a port of 1-65535")
+    return ",".join(servers)
+
+
 class KafkaSettings(_Frozen):
-    bootstrap: str = "127.0.0.1:9092"
+    bootstrap: Annotated[str, AfterValidator(_bootstrap)] = "127.0.0.1:9092"
     client_id: str = "accord"
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)

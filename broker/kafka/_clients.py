@@ -130,12 +130,18 @@ class KafkaClients:
                         "'accord kafka provision'"
                     )
                 cafile = str(s.ca_file) if s.ca_file is not None else None
+                try:
+                    context = create_ssl_context(cafile=cafile)
+                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                    raise ConfigError(
+                        f"the Kafka CA file {cafile} cannot be used: {type(exc).__name__}"
+                    ) from None
                 self._security = {
                     "security_protocol": "SASL_SSL",
                     "sasl_mechanism": MECHANISM,
                     "sasl_plain_username": s.username,
                     "sasl_plain_password": s.password.get_secret_value(),
-                    "ssl_context": create_ssl_context(cafile=cafile),
+                    "ssl_context": context,
                 }
         return self._security
 

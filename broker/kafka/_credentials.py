@@ -69,7 +69,11 @@ def write_client_files(
 def read_client_file(path: Path) -> dict[str, str]:
     """The ``key=value`` lines of a librdkafka client file."""
     out: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (a Kafka client file)") from None
+    for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and not line.lstrip().startswith("#"):
             out[key.strip()] = value.strip()

@@ -67,3 +67,17 @@ async def test_without_a_login_no_client_is_built(tmp_path: Path) -> None:
     plaintext = KafkaClients(KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT))
     assert plaintext.principal is None
     plaintext.producer("p")  # an explicit opt-in builds, and logs in as nobody
+
+
+def test_a_client_file_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "wmp.librdkafka.conf"
+    path.write_bytes("sasl.password=caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"wmp.librdkafka.conf: not UTF-8 text"):
+        read_client_file(path)
+
+
+def test_a_ca_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    kafka = KafkaSettings(username="wmp", password=SecretStr("pw"), ca_file=missing)
+    with pytest.raises(ConfigError, match=f"the Kafka CA file {missing} cannot be used"):
+        KafkaClients(kafka).producer("p")
