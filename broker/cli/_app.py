@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
             "missing): pip install accord-broker",
             2,
         )
+    except OverflowError:
+        # A date or a number past what Python's dates hold (--until 9999-12-31 plus a day,
+        # --grace-days 1e308): the user's, so one line, without the value.
+        _fail("a date or number given is out of range", 2)
     except OSError as exc:
         # Files the user named that cannot be read or written: say which, not how deep.
         where = f" ({exc.filename})" if exc.filename else ""

@@ -178,7 +178,9 @@ def register(app: typer.Typer) -> None:
         purpose: Annotated[str, typer.Option("--purpose", help="sign, encrypt or both.")] = "both",
         grace_days: Annotated[
             float,
-            typer.Option("--grace-days", min=0, help="Old keys keep opening for this long."),
+            typer.Option(
+                "--grace-days", min=0, max=3650, help="Old keys keep opening for this long."
+            ),
         ] = 7.0,
     ) -> None:
         """New keys seal and sign from now on; the old ones expire after the grace period."""

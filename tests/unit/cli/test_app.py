@@ -172,3 +172,21 @@ def test_a_usage_mistake_never_echoes_what_was_typed(
     assert says in err
     for typed in ("010", "9281", "Ruby", "Holland"):
         assert typed not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["policy", "impact", "--policies", "policies", "--since", "9999999d"],
+     ["audit", "report", "--as", "ig-jo", "--reason", "oversight", "--until", "9999-12-31"]],
+)  # fmt: skip
+def test_a_date_past_what_dates_hold_is_one_line_not_an_overflow_traceback(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    monkeypatch.chdir(Path(__file__).resolve().parents[3])
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "accord: error: a date or number given is out of range\n"
