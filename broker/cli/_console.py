@@ -54,7 +54,7 @@ NoTotp = Annotated[
 def _users(settings: Settings) -> UserFile:
     from broker.console import UserFile
 
-    return UserFile(settings.console_users_file)
+    return UserFile(settings.console_users_file, owner="console")
 
 
 def _password(from_stdin: bool) -> str:
@@ -87,6 +87,9 @@ def serve(
     settings = settings.model_copy(update={"console": ConsoleSettings(**cfg)})
     if not settings.console_users_file.exists():
         raise UsageError("no console accounts yet: create one with 'accord console add-user NAME'")
+    if policies is not None and not policies.is_dir():
+        # Named on purpose: a mistyped folder must not start a console with no bundle.
+        raise UsageError(f"--policies: {policies} is not a policy bundle folder")
     configure_logging()
     policy = load_console_policy(policies or settings.policies)
     url = db or (settings.audit.db.get_secret_value() if settings.audit.db else None)

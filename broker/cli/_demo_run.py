@@ -195,7 +195,7 @@ async def _console(
     # only: a second factor would need an authenticator app before anyone could look at
     # the demo, so the demo says loudly that real accounts are not made this way.
     password = secrets.token_urlsafe(12)
-    UserFile(settings.console_users_file).add(DEMO_OFFICER, password, replace=True)
+    UserFile(settings.console_users_file, owner="console").add(DEMO_OFFICER, password, replace=True)
     db = settings.audit.db.get_secret_value() if settings.audit.db else None
     store = open_store(db, home=settings.home)
 

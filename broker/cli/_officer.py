@@ -58,7 +58,7 @@ def sign_in(settings: Settings, name: str, *, password_stdin: bool, code: str | 
     (``UsageError`` when there is no way to ask for the password)."""
     from broker.console import UserFile
 
-    users = UserFile(settings.console_users_file)
+    users = UserFile(settings.console_users_file, owner="console")
     password = read_password(f"Password for {name}", from_stdin=password_stdin)
     if code is None and sys.stdin.isatty() and users.has_second_factor(name):
         code = str(typer.prompt("One-time code", err=True)).strip()

@@ -88,7 +88,7 @@ async def run_console(
     deps = ConsoleDeps(
         store=store,
         audit=sink,
-        users=UserFile(settings.console_users_file),
+        users=UserFile(settings.console_users_file, owner="console"),
         linkage_key=keys.linkage_key(),
         verifier=verifier,
         settings=settings.console,

@@ -122,8 +122,9 @@ class UserFile:
         held = data.get("owner")
         if self.owner is not None and held is not None and held != self.owner:
             raise ConfigError(
-                f"{self.path}: these are {held}'s accounts, not {self.owner}'s: give each desk "
-                "its own users file (ACCORD_DESK__USERS_FILE)"
+                f"{self.path}: these are {held}'s accounts, not {self.owner}'s: the console "
+                "and each desk have their own users file (ACCORD_CONSOLE__USERS_FILE, "
+                "ACCORD_DESK__USERS_FILE)"
             )
         return data
 

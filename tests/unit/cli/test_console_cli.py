@@ -145,6 +145,16 @@ def test_the_console_will_not_start_without_an_account(home: Path, run_cli: Run)
     )
 
 
+def test_a_policies_folder_named_but_missing_stops_the_console_before_it_starts(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped --policies used to start a console with no bundle, saying nothing."""
+    assert add(run_cli, monkeypatch, "ig.jo", "a long enough secret", "--no-totp")[0] == 0
+    code, _, err = run_cli(["console", "--port", "0", "--policies", str(home / "nowhere")])
+    assert code == 2
+    assert err == f"accord: error: --policies: {home / 'nowhere'} is not a policy bundle folder\n"
+
+
 def test_the_console_says_so_when_its_port_is_taken(
     home: Path,
     run_cli: Run,

@@ -261,3 +261,25 @@ def test_one_desks_accounts_file_is_refused_by_another_desk(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="desk:cog-tipton's accounts"):
         oldbury.add("duty.2", "a long enough secret", totp=False)
     assert tipton.verify("duty.1", "a long enough secret")
+
+
+def test_the_console_refuses_a_desks_accounts_file(tmp_path: Path) -> None:
+    """ACCORD_CONSOLE__USERS_FILE pointed at a desk's file would sign desk staff in to the
+    governance console."""
+    path = tmp_path / "users.json"
+    UserFile(path, hasher=FAST, owner="desk:sandwell-coord").add(
+        "bob", "a long enough secret", totp=False
+    )
+    console = UserFile(path, hasher=FAST, owner="console")
+    with pytest.raises(ConfigError, match="desk:sandwell-coord's accounts, not console's"):
+        console.verify("bob", "a long enough secret")
+
+
+def test_a_console_accounts_file_from_before_owners_is_taken_and_marked(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    UserFile(path, hasher=FAST).add("ig.jo", "a long enough secret", totp=False)
+    console = UserFile(path, hasher=FAST, owner="console")
+    assert console.verify("ig.jo", "a long enough secret")
+    console.add("ig.sam", "another long secret", totp=False)
+    with pytest.raises(ConfigError, match="console's accounts"):
+        UserFile(path, hasher=FAST, owner="desk:cog-tipton").accounts()
