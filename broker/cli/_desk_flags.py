@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from broker.cli._common import keystore
 from broker.config import load_settings
-from broker.errors import UsageError
+from broker.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from broker.config import KafkaSettings
 
 As = Annotated[str, typer.Option("--as", help="The party (a co-ordinating team) you run as.")]
 Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
-LogLevel = Annotated[str, typer.Option(help="faust's log level (warning, info, debug).")]
+
+
+class Level(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    DEBUG = "debug"
+
+
+LogLevel = Annotated[Level, typer.Option(help="faust's log level.")]
 
 
 def register(desk: typer.Typer) -> None:
@@ -22,7 +36,7 @@ def register(desk: typer.Typer) -> None:
         party: As,
         *,
         policies: Policies = None,
-        loglevel: LogLevel = "warning",
+        loglevel: LogLevel = Level.WARNING,
     ) -> None:
         """Raise flags.yaml's flags over the party's deliveries, on accord.desk.PARTY.flags."""
         import faust
@@ -53,7 +67,30 @@ def register(desk: typer.Typer) -> None:
             # As provisioning created its topics (the changelog is co-partitioned).
             partitions=kafka.partitions,
         )
+        # faust reports Kafka being down, or a topic missing, as pages of its own traceback:
+        # both are checked first, and said in one line.
+        asyncio.run(_preflight(kafka, party))
         opts.datadir.mkdir(parents=True, exist_ok=True)
         app = build_flags_app(opts)
-        worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+        worker = faust.Worker(app, loglevel=loglevel.value, quiet=True)
         worker.execute_from_commandline()
+
+
+async def _preflight(kafka: KafkaSettings, party: str) -> None:
+    from broker.kafka import KafkaClients, translated
+    from broker.topics import deliver, desk_flags, desk_flags_internal
+
+    clients = KafkaClients(kafka)
+    admin = clients.admin(f"{desk_flags(party)}-check")
+    try:
+        async with translated(f"connecting to Kafka at {clients.bootstrap}"):
+            await admin.start()
+            have = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    needed = [deliver(party), desk_flags(party), *desk_flags_internal(party)]
+    if missing := [name for name in needed if name not in have]:
+        raise ConfigError(
+            f"the flag service's topic {missing[0]} does not exist (or is not {party}'s): run "
+            "'accord kafka provision --policies DIR' as the admin"
+        )

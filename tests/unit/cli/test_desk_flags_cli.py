@@ -55,3 +55,19 @@ def test_a_bundle_without_flag_rules_is_one_line(
     code, err = _run(["desk", "flags", "--as", "sandwell-coord", "--policies", str(bundle)], capsys)
     assert code != 0
     assert err.strip() == "accord: error: the policy bundle has no flag rules (flags.yaml)"
+
+
+def test_kafka_down_is_one_line_not_fausts_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.kafka_helpers import free_port
+
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    policies = ["--policies", str(REPO / "policies")]
+    assert _run(["keys", "init", *policies], capsys)[0] == 0
+    monkeypatch.setenv("ACCORD_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
+    monkeypatch.setenv("ACCORD_KAFKA__BOOTSTRAP", f"127.0.0.1:{free_port()}")
+    code, err = _run(["desk", "flags", "--as", "sandwell-coord", *policies], capsys)
+    assert code == 1
+    assert err.startswith("accord: error: connecting to Kafka at 127.0.0.1:")
+    assert len(err.strip().splitlines()) == 1
