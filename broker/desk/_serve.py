@@ -127,19 +127,21 @@ async def run_desk(
         )
     )  # fmt: skip
     stop = stop or asyncio.Event()
-    flags: Consumer | None = flags_consumer(kafka, party) if kind == "coordinating_team" else None
+    flags: Consumer | None = None
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(subscriber)
         if publisher is not None:
             await stack.enter_async_context(publisher)
-        if flags is not None:
+        if kind == "coordinating_team":
+            # Made only once the desk's own clients stand: one made before them and never
+            # started is reported unclosed after the error line when Kafka is down.
+            flags = flags_consumer(kafka, party)
+            stack.push_async_callback(stop_consumer, flags)
             try:
                 await flags.start()
             except Exception as exc:  # noqa: BLE001  # flags are optional: the desk runs on
                 log.warning("desk_flags_unavailable", error=type(exc).__name__)
                 flags = None
-            else:
-                stack.push_async_callback(stop_consumer, flags)
         ingest = DeskIngest(store, subscriber, linkage_key=linkage_key, clock=clock, flags=flags)
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(server.serve(sockets=[sock]), name="desk-http"),

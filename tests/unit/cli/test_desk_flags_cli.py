@@ -71,3 +71,27 @@ def test_kafka_down_is_one_line_not_fausts_traceback(
     assert code == 1
     assert err.startswith("accord: error: connecting to Kafka at 127.0.0.1:")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_teams_desk_with_kafka_down_leaves_no_unclosed_consumer(tmp_path: Path) -> None:
+    """The flags consumer was made before the desk's own clients started, and never closed."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.kafka_helpers import free_port
+
+    env = dict(os.environ, ACCORD_HOME=str(tmp_path),
+               ACCORD_KAFKA__SECURITY_PROTOCOL="PLAINTEXT",
+               ACCORD_KAFKA__BOOTSTRAP=f"127.0.0.1:{free_port()}")  # fmt: skip
+    accord = [sys.executable, "-m", "broker"]
+    subprocess.run([*accord, "keys", "init", "--policies", str(REPO / "policies")], env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run([*accord, "desk", "add-user", "--as", "sandwell-coord", "bob",
+                    "--password-stdin", "--no-totp"], input="a long enough secret\n", text=True,
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    done = subprocess.run([*accord, "desk", "--as", "sandwell-coord", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("KafkaConnectionError")
+    assert "Unclosed" not in done.stderr
