@@ -117,15 +117,21 @@ def server_properties(dep: Deployment, n: int, *, external_host: str) -> str:
 # Formats the node's storage the first time (with the admin's SCRAM login, which KRaft needs
 # before any broker can authenticate another), then runs it. Kept this small on purpose:
 # tests/e2e/test_deploy_kafka.py does exactly these two steps with the rendered files.
+# kafka-storage.sh takes the admin's password only on its command line, where another local
+# user could read it with ps: so it runs only when the storage is not formatted yet, not at
+# every start.
 _START_SH = f"""\
 #!/bin/bash
 # Rendered by `accord deploy render`: format once, then run this broker.
 set -euo pipefail
 config="$1"
-password="$(sed -n 's/^sasl.password=//p' {CONTAINER_SECRETS}/{_ADMIN}.librdkafka.conf)"
-/opt/kafka/bin/kafka-storage.sh format --ignore-formatted \\
-  --cluster-id "$(cat {CONTAINER_SECRETS}/kafka-cluster-id)" --config "$config" \\
-  --add-scram "{MECHANISM}=[name={_ADMIN},password=$password]"
+logdir="$(sed -n 's/^log.dirs=//p' "$config")"
+if [ ! -f "$logdir/meta.properties" ]; then
+  password="$(sed -n 's/^sasl.password=//p' {CONTAINER_SECRETS}/{_ADMIN}.librdkafka.conf)"
+  /opt/kafka/bin/kafka-storage.sh format --ignore-formatted \\
+    --cluster-id "$(cat {CONTAINER_SECRETS}/kafka-cluster-id)" --config "$config" \\
+    --add-scram "{MECHANISM}=[name={_ADMIN},password=$password]"
+fi
 exec /opt/kafka/bin/kafka-server-start.sh "$config"
 """
 
