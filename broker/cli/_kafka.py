@@ -52,6 +52,12 @@ def _node(port: int | None, data: Path | None, *, plaintext: bool = False) -> Em
     )
 
 
+PLAINTEXT_WARNING = (
+    "WARNING: Kafka without TLS, logins or ACLs: anyone who can reach the port can read and "
+    "write every topic. Synthetic data only; never a deployment."
+)
+
+
 def _describe(st: BrokerStatus) -> str:
     from broker.config import KafkaSecurity
 
@@ -71,13 +77,13 @@ def register(app: typer.Typer) -> None:
     @kafka.command("up")
     def up(port: Port = None, data: Data = None, insecure_plaintext: Plaintext = False) -> None:
         """Fetch Kafka if needed, start it (TLS, SCRAM logins, ACLs), wait until it answers."""
-        if insecure_plaintext:
-            typer.echo(
-                "WARNING: Kafka without TLS, logins or ACLs: anyone who can reach the port can "
-                "read and write every topic. Synthetic data only; never a deployment.",
-                err=True,
-            )
-        typer.echo(_describe(_node(port, data, plaintext=insecure_plaintext).start()))
+        from broker.config import KafkaSecurity
+
+        st = _node(port, data, plaintext=insecure_plaintext).start()
+        # At every start of a PLAINTEXT node, not only the one that made it so.
+        if st.security is KafkaSecurity.PLAINTEXT:
+            typer.echo(PLAINTEXT_WARNING, err=True)
+        typer.echo(_describe(st))
 
     @kafka.command("down")
     def down(data: Data = None) -> None:

@@ -27,7 +27,7 @@ from broker.console._deps import ConsoleDeps, IndexWait, no_wait
 from broker.console._metrics import ConsoleMetrics, ConsoleProbes
 from broker.errors import UsageError
 from broker.governance import AuditStore, ChainAppender, Indexer
-from broker.kafka import KafkaClients
+from broker.kafka import KafkaClients, warn_if_plaintext
 from broker.keys import FileKeyStore
 from broker.ops import serving_ops
 from broker.policy import Policy, load_bundle
@@ -151,6 +151,8 @@ async def run_console(
         port = sock.getsockname()[1]
         run = ConsoleRun(url=f"http://{url_host(cfg.host)}:{port}/", chain=chain)
         log.info("console_started", url=run.url, chain=chain, index=index)
+        if kafka is not None:
+            warn_if_plaintext(kafka)
         if started is not None:
             started(run)
         await _until(stop, tasks)

@@ -25,7 +25,7 @@ from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
 from broker.desk._linkage import desk_linkage_key
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
-from broker.kafka import Consumer, KafkaClients
+from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
 from broker.keys import FileKeyStore
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
@@ -155,6 +155,7 @@ async def run_desk(
                 await asyncio.sleep(0.05)
             run = DeskRun(url=f"http://{url_host(cfg.host)}:{sock.getsockname()[1]}/", party=party)
             log.info("desk_started", url=run.url, party=party, kind=kind)
+            warn_if_plaintext(kafka)
             if started is not None:
                 started(run)
             waiter = asyncio.create_task(stop.wait())

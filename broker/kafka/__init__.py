@@ -18,7 +18,7 @@ from broker.kafka._access import (
     read_access,
 )
 from broker.kafka._admin import TopicSpec, accord_topics, ensure_topics
-from broker.kafka._clients import KafkaClients, partition_for
+from broker.kafka._clients import KafkaClients, partition_for, warn_if_plaintext
 from broker.kafka._credentials import (
     MECHANISM,
     client_settings,
@@ -70,5 +70,6 @@ __all__ = [
     "stop_quietly",
     "translated",
     "undecodable",
+    "warn_if_plaintext",
     "write_client_files",
 ]

@@ -12,6 +12,7 @@ import logging
 import struct
 from typing import Any, Final
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
@@ -27,7 +28,7 @@ from broker.kafka._errors import translated
 from broker.kafka._protocols import Admin, Consumer, Producer, RebalanceListener, TopicPartition
 from broker.kafka._tolerant import read_partition
 
-__all__ = ["KafkaClients", "partition_for"]
+__all__ = ["KafkaClients", "partition_for", "warn_if_plaintext"]
 
 _PARTITIONER = DefaultPartitioner()
 _READ_COMMITTED = 1
@@ -261,3 +262,12 @@ class KafkaClients:
         finally:
             await client.close()
             log.setLevel(previous)
+
+
+def warn_if_plaintext(kafka: KafkaClients) -> None:
+    """A long-running service says, when it starts, that it runs without TLS or logins:
+    PLAINTEXT is an explicit opt-in for synthetic data, and must not pass unnoticed."""
+    if kafka.settings.security_protocol is KafkaSecurity.PLAINTEXT:
+        structlog.get_logger("accord.kafka").warning(
+            "kafka_plaintext", why="no TLS, no logins, no ACLs: synthetic data only"
+        )

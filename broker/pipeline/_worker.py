@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from broker.audit import GENESIS, ChainWriter
 from broker.config import OpsEndpoint, Settings
 from broker.errors import BundleInvalid, ConfigError, KeyStoreError
-from broker.kafka import KafkaClients, quiet_leftovers, translated
+from broker.kafka import KafkaClients, quiet_leftovers, translated, warn_if_plaintext
 from broker.keys import FileKeyStore
 from broker.ops import OK, Check, Heartbeat, serving_ops
 from broker.pipeline._effects import OutRecord
@@ -159,6 +159,7 @@ class Worker:
                 consent_records=len(reader.view.consents),
                 tasks_known=len(reader.view.tasks),
             )
+            warn_if_plaintext(self.kafka)
             self.started.set()
             await loop.run(stop)
         finally:

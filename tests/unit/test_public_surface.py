@@ -107,7 +107,7 @@ SURFACES = {
         "client_settings", "ensure_topics", "header_key_bytes", "partition_count",
         "partition_for",
         "quiet_leftovers", "read_access", "read_client_file", "read_retained", "stop_quietly",
-        "translated", "undecodable", "write_client_files", "Retained",
+        "translated", "undecodable", "warn_if_plaintext", "write_client_files", "Retained",
     },
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",

@@ -81,3 +81,17 @@ def test_a_ca_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     kafka = KafkaSettings(username="wmp", password=SecretStr("pw"), ca_file=missing)
     with pytest.raises(ConfigError, match=f"the Kafka CA file {missing} cannot be used"):
         KafkaClients(kafka).producer("p")
+
+
+@pytest.mark.parametrize("protocol", [KafkaSecurity.PLAINTEXT, KafkaSecurity.SASL_SSL])
+def test_a_service_on_plaintext_kafka_says_so_when_it_starts(protocol: KafkaSecurity) -> None:
+    from structlog.testing import capture_logs
+
+    from broker.kafka import warn_if_plaintext
+
+    with capture_logs() as logs:
+        warn_if_plaintext(KafkaClients(KafkaSettings(security_protocol=protocol)))
+    warned = [e for e in logs if e["event"] == "kafka_plaintext"]
+    assert [e["log_level"] for e in warned] == (
+        ["warning"] if protocol is KafkaSecurity.PLAINTEXT else []
+    )
