@@ -102,6 +102,7 @@ def _init(
     policies: Path | None, party: str | None, directory: Path | None, kem: KemSuite | None
 ) -> None:
     from broker.config import load_settings
+    from broker.envelope import is_identifier
     from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS, FileKeyStore, init_keystores
 
     settings = load_settings()
@@ -109,6 +110,8 @@ def _init(
     if party is not None:
         if policies is not None:
             raise UsageError("give --party (one party's own keys) or --policies, not both")
+        if not is_identifier(party):  # before anything is made: no empty keystore left
+            raise UsageError("party ids use letters, digits and . _ : - only (1-255 characters)")
         path = directory if directory is not None else settings.keystore_path(party)
         store = FileKeyStore(path, settings.keystore.passphrase, create=True)
         purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)

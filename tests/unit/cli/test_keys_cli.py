@@ -365,3 +365,11 @@ def test_keys_are_rotated_and_the_linkage_key_copied_only_into_their_owners_keys
     cmd = ["keys", "linkage", "copy", "--dir", str(root / "worker"), "--to", str(root / "wmp")]
     code, _, err = _run(cmd, capsys)
     assert "is not the console's keystore (it holds wmp's)" in _one_line_error(code, err, 2)
+
+
+def test_a_bad_party_id_leaves_no_empty_keystore_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _run(["keys", "init", "--party", "Bad Id", "--dir", str(tmp_path / "k")], capsys)
+    assert "party ids use letters" in _one_line_error(code, err, 2)
+    assert not (tmp_path / "k").exists()
