@@ -160,11 +160,16 @@ def import_directory(
     signed = parse_signed(data, where)
     state = _trust(store)
     candidates = list(trusted_signers(store, now=at))
+    pinned_key = None
     if trust is not None:
-        candidates += [
-            k for k in signed.keys
-            if k.key_id == trust and k.party == _GOVERNANCE and k.is_live(at)
-        ]  # fmt: skip
+        # Its status is read only once the signature proves the document: what an unverified
+        # copy says about the key must not decide the answer (a tampered copy does not verify).
+        pinned_key = next(
+            (k for k in signed.keys
+             if k.key_id == trust and k.party == _GOVERNANCE and k.purpose is KeyPurpose.SIGN),
+            None,
+        )  # fmt: skip
+        candidates += [pinned_key] if pinned_key is not None else []
     if not candidates:
         raise KeyStoreError(
             f"{where}: this keystore trusts no governance key yet; check the key id out of "
@@ -172,6 +177,11 @@ def import_directory(
         )
     if not signed.verify(candidates):
         raise KeyStoreError(f"{where}: the key directory's signature does not verify")
+    if pinned_key is not None and not pinned_key.is_live(at) and signed.signer == trust:
+        raise KeyStoreError(
+            f"{where}: the governance key given with --trust is no longer live in this "
+            "directory (retired, expired or revoked): check the current key id out of band"
+        )
     if signed.serial < int(state["serial"]):
         raise KeyStoreError(
             f"{where}: directory {signed.serial} is older than the {state['serial']} imported"

@@ -262,13 +262,19 @@ def test_separate_organisations_exchange_public_keys_through_a_signed_directory(
     assert "--trust" in _one_line_error(code, err, 1)
 
     cmd = ["keys", "import", "--dir", str(dirs["wmp"]), "--trust", anchor]
-    for field, value, says in [
-        ("public", json.loads(signed.read_text())["keys"][1]["public"], "does not match its id"),
-        ("status", "retired", "does not verify"),
-    ]:
-        tampered = tmp_path / f"tampered-{field}.json"
+    keys = json.loads(signed.read_text())["keys"]
+    signer = next(i for i, k in enumerate(keys) if k["key_id"] == anchor)
+    other = next(i for i, k in enumerate(keys) if k["key_id"] != anchor)
+    # The directory's keys are in key id order, which is random: the governance key (the one
+    # trusted) and another are each tampered with, whichever comes first.
+    for n, (index, field, value, says) in enumerate([
+        (other, "public", keys[signer]["public"], "does not match its id"),
+        (other, "status", "retired", "does not verify"),
+        (signer, "status", "retired", "does not verify"),
+    ]):  # fmt: skip
+        tampered = tmp_path / f"tampered-{n}.json"
         doc = json.loads(signed.read_text())
-        doc["keys"][0][field] = value
+        doc["keys"][index][field] = value
         tampered.write_text(json.dumps(doc))
         code, _, err = _run([*cmd, str(tampered)], capsys)
         assert says in _one_line_error(code, err, 1)
