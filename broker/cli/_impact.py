@@ -136,10 +136,11 @@ def _print(result: Impact, chain: str) -> None:
         for r in result.rows:
             table.add_row(r.change, r.agreement or "-", r.recipient, r.reason, str(r.events))
         out.print(table)
-    for label, fields in (("gains", result.gained), ("loses", result.lost)):
+    for label, fields in (("gains", result.gained), ("loses", result.lost),
+                          ("would see otherwise", result.views)):  # fmt: skip
         for recipient, counts in fields.items():
             listed = ", ".join(f"{f} ({n})" for f, n in counts.items())
             typer.echo(f"{recipient} {label}: {listed}")
-    if not (result.rows or result.gained or result.lost):
+    if not (result.rows or result.gained or result.lost or result.views):
         typer.echo("no decision would change")
     typer.echo(f"audited as policy_impact on chain {chain}")

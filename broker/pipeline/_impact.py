@@ -13,15 +13,17 @@ listed.
 
 Consent governs by time, as in the worker: a consent record counts for events stamped after
 it was recorded, so consent records are read from the beginning of ``accord.consent`` and
-merged into the ingress by their Kafka timestamps. Events do not depend on one another, so
-``--processes N`` splits the events (never the consent records, which every process reads
-in full) and merges what comes back.
+merged into the ingress by their Kafka timestamps. Events depend on one another only as
+copies of one event id (the first is decided, the rest are replays), so ``--processes N``
+splits the events by their id (never the consent records, which every process reads in
+full) and merges what comes back.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -64,13 +66,45 @@ Key = tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class Decided:
-    """One candidate recipient's decision, as much of it as an impact report compares."""
+    """One candidate recipient's decision, as much of it as an impact report compares: what
+    a recipient would see is its fields and also whose they are and in what form."""
 
     shares: bool
     outcome: str
     reason: str | None
     agreement: str | None
     fields: frozenset[str]
+    roles: tuple[tuple[str, int], ...] = ()  # how many people of each role the view holds
+    transforms: tuple[tuple[str, str], ...] = ()  # field -> how it is coarsened
+    scopes: tuple[str, ...] = ()  # per-person scopes, when people get different fields
+
+    @classmethod
+    def of(cls, d: Decision) -> Decided:
+        return cls(
+            d.shares, d.outcome, d.reason, d.agreement_id, frozenset(d.fields_shared),
+            tuple(sorted(d.subject_roles.items())), tuple(sorted(d.transforms.items())),
+            tuple(sorted(s.model_dump_json() for s in d.subject_scopes)),
+        )  # fmt: skip
+
+
+def view_changes(before: Decided, after: Decided) -> list[str]:
+    """How a share that stays a share changes beyond its field names, in words that name
+    roles, fields, transforms and agreements only."""
+    out = []
+    if before.outcome != after.outcome:
+        out.append(f"outcome {before.outcome} -> {after.outcome}")
+    if before.agreement != after.agreement:
+        out.append(f"agreement {before.agreement} -> {after.agreement}")
+    was, now = dict(before.roles), dict(after.roles)
+    out += [f"people shared: {role} {was.get(role, 0)} -> {now.get(role, 0)}"
+            for role in sorted(set(was) | set(now)) if was.get(role) != now.get(role)]  # fmt: skip
+    was_t, now_t = dict(before.transforms), dict(after.transforms)
+    out += [f"{name}: {was_t.get(name, 'as is')} -> {now_t.get(name, 'as is')}"
+            for name in sorted(set(was_t) | set(now_t))
+            if was_t.get(name) != now_t.get(name)]  # fmt: skip
+    if before.scopes != after.scopes:
+        out.append("per-person scopes changed")
+    return out
 
 
 def redecide(
@@ -88,9 +122,7 @@ def redecide(
     for n, rec in enumerate(records, 1):
         for found, decisions in zip(out, each.take(rec), strict=True):
             for d in decisions:
-                found[(str(d.event_id), d.recipient)] = Decided(
-                    d.shares, d.outcome, d.reason, d.agreement_id, frozenset(d.fields_shared)
-                )
+                found[(str(d.event_id), d.recipient)] = Decided.of(d)
         if progress is not None and n % 200 == 0:
             progress(200)
     return out
@@ -105,7 +137,9 @@ class _Decisions:
         self._decide = decide
 
     def __call__(self, work: Work) -> Step:
-        work.decisions = self._decide.decisions(work)
+        # The policy's decisions, not the keystore's: a draft that shares with a party given
+        # no keys yet (a new school) shares, and is reported so.
+        work.decisions = self._decide.decisions(work, check_keys=False)
         return forward()
 
 
@@ -217,6 +251,8 @@ class Impact:
     #: recipient -> field -> events in which it would gain (or lose) that field
     gained: dict[str, dict[str, int]] = field(default_factory=dict)
     lost: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: recipient -> what else about a share changes (``view_changes``) -> events
+    views: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -237,6 +273,7 @@ class Impact:
             ],
             "fields_gained": self.gained,
             "fields_lost": self.lost,
+            "views_changed": self.views,
         }
 
 
@@ -251,6 +288,7 @@ def compare(
     moves: Counter[tuple[str, str, str, str]] = Counter()
     gained: dict[str, Counter[str]] = {}
     lost: dict[str, Counter[str]] = {}
+    views: dict[str, Counter[str]] = {}
     keys = set(current) | set(new)
     impact.events = len({event for event, _ in keys})
     impact.decisions = len(keys)
@@ -261,16 +299,19 @@ def compare(
             moves["stops", before.agreement or "", recipient, after.reason or ""] += 1
         elif after.shares and not before.shares:
             moves["starts", after.agreement or "", recipient, before.reason or ""] += 1
-        elif before.shares and after.shares and before.fields != after.fields:
+        elif before.shares and after.shares and before != after:
             for name in after.fields - before.fields:
                 gained.setdefault(recipient, Counter())[name] += 1
             for name in before.fields - after.fields:
                 lost.setdefault(recipient, Counter())[name] += 1
+            for change in view_changes(before, after):
+                views.setdefault(recipient, Counter())[change] += 1
         else:
             impact.unchanged += 1
     impact.rows = [ImpactRow(c, a, r, why, n) for (c, a, r, why), n in sorted(moves.items())]
     impact.gained = {r: dict(sorted(c.items())) for r, c in sorted(gained.items())}
     impact.lost = {r: dict(sorted(c.items())) for r, c in sorted(lost.items())}
+    impact.views = {r: dict(sorted(c.items())) for r, c in sorted(views.items())}
     return impact
 
 
@@ -283,10 +324,15 @@ def in_order(records: Iterable[Retained]) -> list[Retained]:
 
 
 def _shards(records: Sequence[Retained], n: int) -> list[list[Retained]]:
-    """``n`` runs: every consent record in each, the events dealt out between them."""
+    """``n`` runs: every consent record in each, the events dealt out between them by their
+    key (an event's id), so that every copy of one event, a re-sent one too, is in the same
+    run, in time order: the worker decides the first and refuses the rest as replays."""
     consents = [r for r in records if r.topic == CONSENT]
-    events = [r for r in records if r.topic != CONSENT]
-    return [in_order([*consents, *events[i::n]]) for i in range(n)]
+    shards: list[list[Retained]] = [list(consents) for _ in range(n)]
+    for r in records:
+        if r.topic != CONSENT:
+            shards[zlib.crc32(r.key or b"") % n].append(r)
+    return [in_order(shard) for shard in shards]
 
 
 @dataclass(frozen=True)

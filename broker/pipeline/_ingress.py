@@ -176,9 +176,9 @@ class Decide:
         event_id = work.opened.event_id  # the event's own, as Validate checked
         return forward(*(_decided(work, d, event_id) for d in work.decisions))
 
-    def decisions(self, work: Work) -> list[Decision]:
+    def decisions(self, work: Work, *, check_keys: bool = True) -> list[Decision]:
         """The decisions alone, audited by nobody: ``accord policy impact`` asks for them
-        under two bundles.
+        under two bundles (with ``check_keys`` off: the policy's, whatever keys exist yet).
 
         Consent is looked up here rather than in ``link``: which consent records are filed
         depends on the bundle (``authorise``), linking does not.
@@ -186,6 +186,8 @@ class Decide:
         assert work.event is not None  # noqa: S101  # Validate forwarded
         work.consents = self.services.state.consents_for(work.lookup_keys)
         decisions = self.services.policy.decide(work.event, work.consents, at=work.at)
+        if not check_keys:
+            return decisions
         can_seal = self.services.sealer.can_seal_to
         return [d if not d.shares or can_seal(d.recipient) else _no_key(d) for d in decisions]
 
