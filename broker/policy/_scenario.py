@@ -14,12 +14,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from broker.errors import AccordError, BundleInvalid, ScenarioInvalid
-from broker.events import parse_consents, parse_event
+from broker.events import FIELD_PATHS, parse_consents, parse_event
 from broker.policy._decision import Decision, Outcome, Reason
 from broker.policy._flag_scenario import FlagRunner, FlagScenario, parse_flag_scenario
+from broker.policy._model import TRANSFORMS
 from broker.policy._policy import Policy
 from broker.policy._redact import redact
 from broker.policy._yaml import YamlProblem, read_yaml
@@ -55,6 +64,25 @@ class Expectation(BaseModel):
     article9: str | None = None
     transform: dict[str, str] = {}
     subjects: int | None = None
+
+    # A misspelt path would never be shared, so an 'exclude' of it would always pass.
+    @field_validator("include", "exclude")
+    @classmethod
+    def _known_paths(cls, paths: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        for path in paths:
+            if path not in FIELD_PATHS:
+                raise ValueError(f"{path!r} is not a field path (docs/policy-language.md §4)")
+            if info.field_name == "exclude" and path in _ALWAYS:
+                raise ValueError(f"{path} always travels with a share: it cannot be excluded")
+        return paths
+
+    @field_validator("transform")
+    @classmethod
+    def _known_transforms(cls, transform: dict[str, str]) -> dict[str, str]:
+        for path, kind in transform.items():
+            if path not in FIELD_PATHS or kind not in TRANSFORMS:
+                raise ValueError(f"{path}: {kind} is not a field path and a transform")
+        return transform
 
 
 @dataclass(frozen=True)
@@ -169,6 +197,9 @@ def load_scenarios(file: Path) -> list[Scenario | FlagScenario]:
         doc = read_yaml(file, str(file))
     except YamlProblem as exc:
         raise ScenarioInvalid(str(exc)) from None
+    if doc.duplicates:
+        # The reader keeps the last: an earlier expectation would be dropped, unseen.
+        raise ScenarioInvalid(f"{doc.where(doc.duplicates[0])}: duplicate key")
     data = doc.data
     items = data if isinstance(data, list) else [data]
     return [_any_scenario(item, file, i) for i, item in enumerate(items)]
@@ -287,7 +318,9 @@ def run_scenario(
         view = redact(event, d, pseudonym_key=pseudonym_key) if d.shares else None
         result.diffs.extend(_compare(party, exp, d, view))
     for party in scenario.absent:
-        if (d := by_party.get(party)) is not None:
+        if party not in policy.bundle.parties:  # else a misspelt party always passes
+            result.diffs.append(f"{party}: not a party in the bundle")
+        elif (d := by_party.get(party)) is not None:
             got = f"{d.outcome} ({d.reason})" if d.reason else d.outcome
             result.diffs.append(f"{party}: expected no decision, got {got}")
     return result

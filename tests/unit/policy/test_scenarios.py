@@ -133,6 +133,11 @@ def test_expecting_an_unknown_party_or_a_non_candidate_is_a_failure(tmp_path: Pa
     assert second == ["hub-nowhere: not a party in the bundle"]
 
 
+def test_a_misspelt_party_under_absent_is_a_failure_not_a_pass(tmp_path: Path) -> None:
+    first, _ = _run(_write(tmp_path, absent="hub-tiptn"))
+    assert first == ["hub-tiptn: not a party in the bundle"]
+
+
 def test_an_invalid_event_fails_the_scenario_naming_the_field(tmp_path: Path) -> None:
     path = _write(tmp_path)
     path.write_text(path.read_text().replace('"9997877896"', '"9997877897"'))
@@ -156,8 +161,18 @@ def test_an_invalid_event_fails_the_scenario_naming_the_field(tmp_path: Path) ->
         ),
         ("name: x\nat: 2026-11-22T08:00:00Z\nevent: {}\nexpect: {}\nwhat: 1\n", "unknown key"),
         ("name: [unclosed\n", "not valid YAML"),
+        # The reader keeps the last of a repeated key: the first expectation would vanish.
+        ("name: x\nat: 2026-11-22T08:00:00Z\nevent: {}\nexpect:\n  a: {outcome: shared}\n"
+         "  a: {outcome: not_shared}\n", "duplicate key"),
+        # A misspelt path is never shared, so excluding it would always pass.
+        ("name: x\nat: 2026-11-22T08:00:00Z\nevent: {}\n"
+         "expect: {a: {outcome: shared, exclude: [subject.adress]}}\n", "not a field path"),
+        ("name: x\nat: 2026-11-22T08:00:00Z\nevent: {}\n"
+         "expect: {a: {outcome: shared, exclude: [event.type]}}\n", "always travels"),
+        ("name: x\nat: 2026-11-22T08:00:00Z\nevent: {}\n"
+         "expect: {a: {outcome: shared, transform: {subject.dob: band}}}\n", "transform"),
     ],
-)
+)  # fmt: skip
 def test_malformed_scenario_files_say_what_and_where(
     tmp_path: Path, text: str, fragment: str
 ) -> None:
