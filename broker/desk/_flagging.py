@@ -139,7 +139,8 @@ class FlagEngine:
     def placements(self, view: Mapping[str, Any]) -> list[Placement]:
         """The view's child subjects, in subject order, each once, with their households."""
         found: dict[str, str | None] = {}
-        for subject in view.get("subjects") or ():
+        subjects = view.get("subjects")
+        for subject in subjects if isinstance(subjects, list | tuple) else ():
             if not isinstance(subject, Mapping) or subject.get("role") != "child":
                 continue
             key = child_key(self._secret, subject)

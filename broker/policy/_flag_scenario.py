@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from broker.errors import ScenarioInvalid
+from broker.events import FIELD_PATHS, ROLES
 
 __all__ = ["ExpectedFlag", "FlagRunner", "FlagScenario", "parse_flag_scenario"]
 
@@ -63,6 +65,38 @@ def _expected(raw: Any, where: str, i: int) -> ExpectedFlag:
     return ExpectedFlag(raw["rule"], child, tuple(ids))
 
 
+# What a team's view of an event can hold (broker/policy/_redact.py): the fields the
+# schema's field paths name, in full or transformed, and the event's own ids.
+_EVENT_KEYS = frozenset(
+    {"event_id", "type", "sender", "occurred_at", "subjects"}
+    | {p.removeprefix("event.") for p in FIELD_PATHS if p.startswith("event.")}
+    | {f"{p.removeprefix('event.')}_pseudonym" for p in FIELD_PATHS if p.startswith("event.")}
+)
+_SUBJECT_KEYS = frozenset(
+    {"role", "given_name", "family_name", "initials", "dob", "age_band", "year_of_birth",
+     "nhs_number", "address", "postcode", "postcode_district", "school_urn"}
+    | {f"{p.removeprefix('subject.')}_pseudonym" for p in FIELD_PATHS
+       if p.startswith("subject.")}
+)  # fmt: skip
+
+
+def _check_event(event: dict[str, Any], where: str) -> None:
+    """A misspelt key (``catgories``) or role would drop what it holds without a word, and a
+    scenario expecting no flag would pass: refused, naming the key, as an event's are."""
+    if unknown := sorted(map(str, set(event) - _EVENT_KEYS)):
+        raise ScenarioInvalid(f"{where}: unknown key(s) {', '.join(unknown)}")
+    subjects = event.get("subjects", [])
+    if not isinstance(subjects, list) or not all(isinstance(s, dict) for s in subjects):
+        raise ScenarioInvalid(f"{where}: 'subjects' must be a list of mappings")
+    for n, subject in enumerate(subjects):
+        if unknown := sorted(map(str, set(subject) - _SUBJECT_KEYS)):
+            raise ScenarioInvalid(f"{where}.subjects[{n}]: unknown key(s) {', '.join(unknown)}")
+        if subject.get("role") not in ROLES:
+            raise ScenarioInvalid(f"{where}.subjects[{n}]: role must be one of {', '.join(ROLES)}")
+        if not all(isinstance(v, str | date) for k, v in subject.items() if k != "role"):
+            raise ScenarioInvalid(f"{where}.subjects[{n}]: values must be strings or dates")
+
+
 def parse_flag_scenario(raw: dict[str, Any], file: Path, position: int) -> FlagScenario:
     where = f"{file}: scenario {position + 1}"
     unknown = set(raw) - _KEYS
@@ -75,6 +109,8 @@ def parse_flag_scenario(raw: dict[str, Any], file: Path, position: int) -> FlagS
     events = raw.get("flag_events")
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise ScenarioInvalid(f"{where}: 'flag_events' must be a list of events (mappings)")
+    for i, event in enumerate(events):
+        _check_event(event, f"{where}: flag_events[{i}]")
     expect = raw.get("expect_flags")
     if expect is None:
         raise ScenarioInvalid(f"{where}: needs 'expect_flags' (a list; [] for no flag)")

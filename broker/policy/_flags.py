@@ -20,7 +20,8 @@ from typing import Annotated, Any, Final
 import cel
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from broker.policy._cel import _FUNCTIONS
+from broker.policy._cel import _BOUND, _FUNCTIONS
+from broker.policy._cel_reads import blank_strings
 
 __all__ = [
     "FLAG_VARIABLES",
@@ -125,10 +126,14 @@ def compile_flag_rule(rule: FlagRule) -> tuple[CompiledFlagRule | None, list[tup
         problems.append(("when", f"CEL does not compile: {first.split(': ERROR: ', 1)[-1]}"))
         return None, problems
     known = ", ".join(FLAG_VARIABLES)
+    # As for agreements' conditions: a macro's own variable (the c of categories.exists(c,
+    # ...)) is no free name, and a string's text is no code.
+    bare = blank_strings(rule.when)
+    bound = set(_BOUND.findall(bare))
     problems.extend(
         ("when", f"CEL refers to unknown name {name!r} (known: {known})")
         for name in program.variables()
-        if name not in FLAG_VARIABLES
+        if name not in FLAG_VARIABLES and name not in bound
     )
     problems.extend(
         ("when", f"CEL calls unknown function {fn!r}")
@@ -137,7 +142,7 @@ def compile_flag_rule(rule: FlagRule) -> tuple[CompiledFlagRule | None, list[tup
     )
     problems.extend(
         ("when", f"household has no aggregate {name!r} (it has: {', '.join(HOUSEHOLD_AGGREGATES)})")
-        for name in dict.fromkeys(_HOUSEHOLD_FIELD.findall(rule.when))
+        for name in dict.fromkeys(_HOUSEHOLD_FIELD.findall(bare))
         if name not in HOUSEHOLD_AGGREGATES
     )
     if not problems:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.desk import LINKAGE_FILE, desk_linkage_key
+from broker.desk import LINKAGE_FILE, child_key, desk_linkage_key
 from broker.errors import KeyStoreError
 
 
@@ -42,3 +42,15 @@ def test_a_key_readable_by_others_or_of_the_wrong_size_is_refused(tmp_path: Path
 def test_no_keystore_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="no keystore folder"):
         desk_linkage_key(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("spelt", ["Mary  Ann", "Mary-Ann", "mary ann", " MARY ANN "])
+def test_a_child_without_an_nhs_number_is_one_child_however_spacing_and_case_go(
+    spelt: str,
+) -> None:
+    """As the broker's own linkage (consent, the audit log) compares names."""
+    base = {"role": "child", "given_name": "Mary Ann", "family_name": "O'Neil",
+            "dob": "2019-03-02"}  # fmt: skip
+    assert child_key(b"k" * 32, {**base, "given_name": spelt}) == child_key(b"k" * 32, base)
+    assert child_key(b"k" * 32, {**base, "family_name": "ONeil"}) == child_key(b"k" * 32, base)
+    assert child_key(b"k" * 32, {**base, "given_name": 123}) is None

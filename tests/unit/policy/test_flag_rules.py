@@ -158,3 +158,26 @@ def test_windows_are_days_or_hours(text: str, window: timedelta) -> None:
 @pytest.mark.parametrize("text", ["", "d", "1", "01d", "1.5d", "-1d", "1D", "99999d", " 1d"])
 def test_other_windows_are_refused(text: str) -> None:
     assert parse_window(text) is None
+
+
+def test_a_rule_may_use_cels_list_macros_and_mention_household_in_a_string(
+    tmp_path: Path,
+) -> None:
+    """docs/policy-language.md §12: 'when' is CEL as in §3, which teaches exists(); a macro's
+    own variable is no unknown name, and a string's text is no household field."""
+    rules = [
+        {"id": "police-two", "title": "Two contacts, one from the police", "window": "30d",
+         "when": "contacts >= 2 && types.exists(t, t.startsWith('police.'))"},
+        {"id": "da", "title": "Domestic abuse", "window": "30d",
+         "when": "categories.exists(c, c == 'domestic_abuse') && senders.all(s, s != 'x')"},
+        {"id": "text", "title": "A category named oddly", "window": "1d",
+         "when": "'household.kids' in categories"},
+    ]  # fmt: skip
+    police, da, text = load_bundle(_bundle(tmp_path / "b", rules)).flag_rules
+    agg = {"contacts": 2, "distinct_agencies": 1, "max_need": 2, "senders": ["wmp"],
+           "categories": ["domestic_abuse"], "types": ["police.child_concern"]}  # fmt: skip
+    assert police.holds(agg)
+    assert not police.holds({**agg, "types": ["health.ae_attendance"]})
+    assert da.holds(agg)
+    assert not text.household
+    assert _problems(_bundle(tmp_path / "c", [{**rules[0], "when": "t > 1"}])) != []

@@ -171,6 +171,15 @@ def test_an_invalid_event_fails_the_scenario_naming_the_field(tmp_path: Path) ->
          "expect: {a: {outcome: shared, exclude: [event.type]}}\n", "always travels"),
         ("name: x\nat: 2026-11-22T08:00:00Z\nevent: {}\n"
          "expect: {a: {outcome: shared, transform: {subject.dob: band}}}\n", "transform"),
+        # A flag event's misspelt key or role would drop what it holds, and 'no flag' pass.
+        ("name: x\nflag_events: [{event_id: a, catgories: [x]}]\nexpect_flags: []\n",
+         r"flag_events\[0\]: unknown key\(s\) catgories"),
+        ("name: x\nflag_events: [{event_id: a, subjects: [{role: kid}]}]\nexpect_flags: []\n",
+         r"flag_events\[0\].subjects\[0\]: role must be"),
+        ("name: x\nflag_events: [{event_id: a, subjects: 5}]\nexpect_flags: []\n",
+         "'subjects' must be a list"),
+        ("name: x\nflag_events: [{subjects: [{role: child, given_name: 123}]}]\n"
+         "expect_flags: []\n", "values must be strings"),
     ],
 )  # fmt: skip
 def test_malformed_scenario_files_say_what_and_where(
