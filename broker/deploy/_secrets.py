@@ -116,10 +116,14 @@ def ensure_secrets(
     services = {str(Principal.ADMIN), *(p.principal for p in dep.processes)}
     for user in (str(Principal.ADMIN), *dep.users):
         if need(f"{user}.librdkafka.conf"):
-            bootstrap = internal_bootstrap if user in services else external_bootstrap
+            inside = user in services
             write_client_files(
-                directory, user, bootstrap=bootstrap, password=_password(), ca_file=ca_path
-            )
+                directory, user,
+                bootstrap=internal_bootstrap if inside else external_bootstrap,
+                password=_password(),
+                # A party's files are handed over with kafka-ca.pem, to sit beside them.
+                ca_file=ca_path if inside else Path("kafka-ca.pem"),
+            )  # fmt: skip
     for principal in (*KEYSTORE_PRINCIPALS, str(Principal.GOVERNANCE)):
         if need(f"keystore-passphrase-{principal}"):
             _private(directory / f"keystore-passphrase-{principal}", _password().encode())

@@ -98,5 +98,7 @@ def client_settings(settings: Settings, principal: str) -> KafkaSettings:
     if "bootstrap" not in kafka.model_fields_set and "bootstrap.servers" in conf:
         update["bootstrap"] = conf["bootstrap.servers"]
     if kafka.ca_file is None and "ssl.ca.location" in conf:
-        update["ca_file"] = Path(conf["ssl.ca.location"])
+        # A relative CA is beside the client file: how a party is handed its files and the
+        # CA, to keep in one folder wherever that is.
+        update["ca_file"] = path.parent / conf["ssl.ca.location"]
     return kafka.model_copy(update=update)

@@ -64,10 +64,9 @@ def provision(
         )
         _settled(admin, plan, logins)
     except TransportError as exc:
-        again = f" --rotate {','.join(sorted(rotate))}" if rotate else ""
         raise TransportError(
             f"{exc}; the client files in {clients_dir} hold the passwords this run set: run "
-            f"accord kafka provision{again} again to finish"
+            "the same command again, with the same options, to finish"
         ) from exc
     for user in plan.remove_users:
         for suffix in (".properties", ".librdkafka.conf"):

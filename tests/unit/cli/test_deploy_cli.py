@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.kafka import read_client_file
+
 REPO = Path(__file__).resolve().parents[3]
 Run = Callable[[list[str]], tuple[int, str, str]]
 
@@ -85,3 +87,16 @@ def test_policy_impact_mistakes_are_one_line_before_anything_is_read(
         assert stdout == ""
         assert stderr.count("\n") == 1, stderr
         assert stderr.startswith("accord: error:")
+
+
+def test_a_rendered_partys_client_file_names_the_ca_beside_it_a_services_the_mounted_one(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    """A party is handed its files and kafka-ca.pem; the container path meant nothing to it."""
+    out = tmp_path / "d"
+    assert run_cli(["deploy", "render", "--policies", str(REPO / "policies"), "--out", str(out),
+                    "--brokers", "1"])[0] == 0  # fmt: skip
+    secrets = out / "secrets"
+    assert read_client_file(secrets / "wmp.librdkafka.conf")["ssl.ca.location"] == "kafka-ca.pem"
+    worker = read_client_file(secrets / "worker.librdkafka.conf")["ssl.ca.location"]
+    assert worker == "/run/secrets/kafka-ca.pem"

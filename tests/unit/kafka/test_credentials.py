@@ -95,3 +95,12 @@ def test_a_service_on_plaintext_kafka_says_so_when_it_starts(protocol: KafkaSecu
     assert [e["log_level"] for e in warned] == (
         ["warning"] if protocol is KafkaSecurity.PLAINTEXT else []
     )
+
+
+def test_a_relative_ca_in_a_client_file_is_beside_it(tmp_path: Path) -> None:
+    """How a party is handed its files and the CA: one folder, wherever it is kept."""
+    clients = tmp_path / "handed-over"
+    write_client_files(clients, "wmp", bootstrap="kafka.example:9094", password="pw",
+                       ca_file=Path("kafka-ca.pem"))  # fmt: skip
+    settings = Settings(home=tmp_path, kafka=KafkaSettings(credentials_dir=clients))
+    assert client_settings(settings, "wmp").ca_file == clients / "kafka-ca.pem"

@@ -52,7 +52,7 @@ def test_a_run_failing_after_the_logins_changed_leaves_their_passwords_on_disk(
         raise TransportError("adding ACLs: Kafka did not answer within 30 s")
 
     monkeypatch.setattr(apply, "change_access", fails_after_logins)
-    with pytest.raises(TransportError, match="run accord kafka provision again to finish"):
+    with pytest.raises(TransportError, match="run the same command again"):
         provision(policy, ADMIN, clients_dir=tmp_path)
     on_disk = read_client_file(tmp_path / "wmp.librdkafka.conf")["sasl.password"]
     assert on_disk == set_on_cluster["wmp"]
