@@ -144,7 +144,12 @@ def rendered_kafka(
 
 
 def _conf(local: Local, principal: str) -> dict[str, str]:
-    return read_client_file(local.root / "secrets" / f"{principal}.librdkafka.conf")
+    """The principal's librdkafka file, as a party uses it: a relative CA (a party's files
+    name kafka-ca.pem beside them) is the one in the folder the file was handed over in."""
+    folder = local.root / "secrets"
+    conf = read_client_file(folder / f"{principal}.librdkafka.conf")
+    conf["ssl.ca.location"] = str(folder / conf["ssl.ca.location"])
+    return conf
 
 
 def _until_up(local: Local, nodes: dict[int, subprocess.Popen[bytes]], root: Path) -> None:
