@@ -19,8 +19,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.events import normalise_name
-
 __all__ = ["Flag", "child_key", "flag_id", "household_key"]
 
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
@@ -29,22 +27,20 @@ _NOT_WORD = re.compile(r"[^0-9a-z]+")
 def child_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
     """The desk's key for a child subject of a delivered view, or None if it cannot be keyed.
 
-    Names are compared as the broker's own linkage compares them (``normalise_name``: case,
-    spacing and punctuation ignored), so "Mary-Ann", "mary ann" and "Mary  Ann" are one
-    child here as in consent and the audit log; a subject with neither an NHS number nor
-    both names and a date of birth is not keyed (it raises nothing).
+    Names are case-folded and trimmed, so "Ava " and "ava" are one child; a subject with
+    neither an NHS number nor both names (strings) and a date of birth is not keyed (it
+    raises nothing). Inner spacing and punctuation still count ("Mary  Ann" is not "Mary
+    Ann"), where the broker's linkage ignores them: changing this re-keys every desk's stored
+    children without an NHS number, which needs a migration of its store (a known gap).
     """
     nhs = subject.get("nhs_number")
     if nhs:
         material = f"nhs\x00{nhs}"
     else:
         given, family, dob = (subject.get(k) for k in ("given_name", "family_name", "dob"))
-        if not (isinstance(given, str) and isinstance(family, str) and dob):
+        if not (isinstance(given, str) and isinstance(family, str) and given and family and dob):
             return None
-        names = (normalise_name(given), normalise_name(family))
-        if not all(names):
-            return None
-        material = f"demo\x00{names[0]}\x00{names[1]}\x00{dob}"
+        material = f"demo\x00{given.strip().casefold()}\x00{family.strip().casefold()}\x00{dob}"
     return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -155,9 +155,13 @@ class ConsentRecord(BaseModel):
         return None if value is None else _require_aware(value)
 
     @model_validator(mode="after")
-    def _possible(self) -> ConsentRecord:
+    def _possible(self, info: ValidationInfo) -> ConsentRecord:
         # A record that could never be in force, or about someone not yet born when it was
-        # recorded, is a mistake in the sending system: refused, not silently kept.
+        # recorded, is a mistake in the sending system: refused as it comes in (parse_consent
+        # gives a context). One filed before this rule is read back as it was filed: dropping
+        # a withdrawal at restart would put the consent it withdrew back in force.
+        if not isinstance(info.context, dict):
+            return self
         if self.valid_until is not None and self.valid_until < self.recorded_at:
             raise ValueError("valid_until is before recorded_at: it could never be in force")
         dob = self.subject.dob

@@ -58,13 +58,18 @@ def is_placeholder_nhs_number(digits: str) -> bool:
     return len(digits) == 10 and digits == digits[0] * 10
 
 
-def normalise_nhs_number(value: str) -> str:
-    """Strip spaces and hyphens (``999 123 4567`` is how people write it) and check it."""
+def normalise_nhs_number(value: str, *, allow_placeholder: bool = False) -> str:
+    """Strip spaces and hyphens (``999 123 4567`` is how people write it) and check it.
+
+    ``allow_placeholder`` reads back what was filed before placeholders were refused.
+    """
     # Digits alone (as validation leaves them) hold no separator to strip.
     digits = value if value.isdigit() else _SEPARATORS.sub("", value)
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
         raise ValueError("must be 10 digits")
     if is_placeholder_nhs_number(digits):
+        if allow_placeholder:
+            return digits  # each passes modulus 11
         raise ValueError("one digit repeated: a placeholder, not an NHS number (leave it out)")
     if not is_valid_nhs_number(digits):
         raise ValueError("check digit does not match (modulus 11)")

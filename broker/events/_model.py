@@ -106,7 +106,15 @@ EARLIEST_DOB: Final = date(1900, 1, 1)
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 PartyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-NhsNumber = Annotated[str, AfterValidator(normalise_nhs_number)]
+
+
+def _nhs_number(value: str, info: ValidationInfo) -> str:
+    # Parsing what comes in gives a context; reading back what was filed (worker state) does
+    # not, and a consent record filed before placeholders were refused must still load.
+    return normalise_nhs_number(value, allow_placeholder=not isinstance(info.context, dict))
+
+
+NhsNumber = Annotated[str, AfterValidator(_nhs_number)]
 Postcode = Annotated[str, StringConstraints(max_length=10), AfterValidator(normalise_postcode)]
 _Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 _Text = Annotated[str, StringConstraints(max_length=4000)]

@@ -113,3 +113,16 @@ def test_a_consent_record_that_cannot_be_right_is_refused(
         parse_consent(record, now=AT)
     assert "2099" not in str(err.value)
     assert "Hollis" not in str(err.value)
+
+
+def test_a_record_filed_before_these_rules_is_still_read_back_as_filed() -> None:
+    """Worker state holds records checked by the rules of their day; dropping a withdrawal at
+    restart would put the consent it withdrew back in force."""
+    from broker.events import ConsentRecord
+
+    filed = {**BASE, "state": "withdrawn", "subject": {"nhs_number": "9999999999",
+                                                       "dob": "2099-01-01"}}  # fmt: skip
+    with pytest.raises(EventInvalid):
+        parse_consent(filed, now=AT)  # as it comes in: refused
+    record = ConsentRecord.model_validate(filed)  # as worker state reads it back
+    assert (record.state, record.subject.nhs_number) == ("withdrawn", "9999999999")
