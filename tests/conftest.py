@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import settings
 
 from tests.kafka_helpers import register
@@ -24,6 +25,14 @@ settings.load_profile("accord")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """A command run in-process (any test directory) configures logging onto the captured
+    stderr, which closes when the test ends: undo it after every test."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

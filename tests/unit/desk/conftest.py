@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
@@ -73,13 +72,6 @@ def delivery(
         agreements=("a1",), purpose="early_help", lawful_basis={"article6": "public_task"},
         policy_version="sha256:x", decided_at=decided_at, view=base,
     )  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    """A command run in-process configures logging onto the captured stderr: undo it after."""
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture
