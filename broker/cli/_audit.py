@@ -179,7 +179,7 @@ def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime
             return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
         at = datetime.fromisoformat(value)
     except ValueError:
-        raise UsageError(f"{option}: not an ISO 8601 date or date-time: {value!r}") from None
+        raise UsageError(f"{option}: not an ISO 8601 date or date-time") from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 

@@ -50,7 +50,7 @@ def _parse_at(value: str | None) -> datetime:
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
-        raise UsageError(f"--at: not an ISO 8601 date-time: {value!r}") from None
+        raise UsageError("--at: not an ISO 8601 date-time") from None
     if at.tzinfo is None:
         raise UsageError("--at: give a timezone, e.g. 2026-11-22T08:00:00Z")
     return at

@@ -61,8 +61,11 @@ def _check_made_for(directory: Path, external_host: str) -> None:
     first = directory / "kafka-1.pem"
     if not first.is_file():
         return
+    hosts = tls_hosts(first.read_bytes())
     always = {broker_host(1), "localhost", "127.0.0.1"}  # in every broker's certificate
-    made_for = next((h for h in tls_hosts(first.read_bytes()) if h not in always), "localhost")
+    made_for = next((h for h in hosts if h not in always), None)
+    if made_for is None:  # made for one of those: any of them is the same certificate
+        made_for = external_host if external_host in hosts else "localhost or 127.0.0.1"
     if made_for != external_host:
         raise UsageError(
             f"{directory} holds certificates and client files made for --external-host "

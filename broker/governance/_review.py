@@ -32,10 +32,12 @@ class ReviewFinding(enum.StrEnum):
 
 
 # A reference to where the reasoning is kept (an IG case, a ticket): an identifier, never a
-# narrative, so that nothing about a child can enter the append-only log through it.
+# narrative (no spaces, 40 characters). It cannot tell a name written as an identifier
+# (Ruby.Holland) from a case number; the form and the help ask for the case or ticket number.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
-# Ten digits in a row, separators aside, may be an NHS number (or a phone number).
-_NUMBER_RUN = re.compile(r"\d{10}")
+# An NHS number as it is written (9434765919, 943 476 5919, 943-476-5919), or a phone
+# number's ten digits; a year and a case number (IG-2026-000123) are not one.
+_NUMBER = re.compile(r"\d{3}[-./:_]?\d{3}[-./:_]?\d{4}")
 
 
 def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> ReviewFinding:
@@ -46,13 +48,10 @@ def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> Re
         found = ReviewFinding(finding.replace("-", "_"))
     except ValueError:
         raise UsageError("--finding: give justified or not-justified") from None
-    if reference is not None and (
-        not _REFERENCE.match(reference)
-        or _NUMBER_RUN.search(re.sub(r"[^0-9A-Za-z]", "", reference))
-    ):
+    if reference is not None and (not _REFERENCE.match(reference) or _NUMBER.search(reference)):
         raise UsageError(
             "--reference: give the IG case or ticket reference where your reasoning is kept "
-            "(up to 40 letters, digits and . _ / : -, no ten-digit number), never a note"
+            "(up to 40 letters, digits and . _ / : -, no NHS or phone number), never a note"
         )
     return found
 

@@ -186,8 +186,9 @@ def test_only_a_safeguarding_override_can_be_reviewed(
         ("ig", "justified", "", "--reference"),
         ("ig", "justified", "Jane Smith, DA incident", "--reference"),  # a note, not a reference
         ("ig", "justified", "x" * 41, "--reference"),
-        ("ig", "justified", "943-476-5919", "--reference"),  # an NHS number, separators aside
+        ("ig", "justified", "943-476-5919", "--reference"),  # an NHS number as it is written
         ("ig", "justified", "ref/9434765919", "--reference"),
+        ("ig", "justified", "tel-07700900123", "--reference"),
     ],
 )
 def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
@@ -203,6 +204,8 @@ def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
         ("justified", None, ReviewFinding.JUSTIFIED),
         ("not-justified", "IG/2026/114", ReviewFinding.NOT_JUSTIFIED),
         ("not_justified", "LCS-1234567", ReviewFinding.NOT_JUSTIFIED),
+        ("justified", "IG-2026-000123", ReviewFinding.JUSTIFIED),  # a year and a case number
+        ("justified", "SAR-2026-11-21-01", ReviewFinding.JUSTIFIED),
     ],
 )
 def test_a_finding_and_a_case_reference_are_taken(

@@ -157,6 +157,8 @@ def test_provisioning_with_kafka_down_is_one_line_without_librdkafkas_log(
          "got 2 unexpected extra argument(s)"),
         (["audit", "subject", "--nhs-number", "9990109281", "--reason", "Ruby Holland"],
          "Invalid value for '--reason': the value given is not one of"),
+        (["audit", "report", "--reason", "oversight", "--since", "Ruby Holland 2015"],
+         "--since: not an ISO 8601 date or date-time"),
     ],
 )  # fmt: skip
 def test_a_usage_mistake_never_echoes_what_was_typed(
