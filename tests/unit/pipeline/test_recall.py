@@ -45,13 +45,20 @@ def _notices(run: Run) -> list[tuple[str | None, list[str]]]:
     return [(n.party, n.data["event_ids"]) for n in run.audit(AuditKind.CONSENT_WITHDRAWN_NOTICE)]
 
 
+def _shared_on_consent(
+    make_processor: Callable[..., Processor], keys: FileKeyStore
+) -> tuple[Run, dict[str, Any]]:
+    """The child's consent by NHS number, then an event shared with the hub on it."""
+    run = Run(make_processor())
+    _consent(run, keys, {"nhs_number": CHILD_NHS}, "given", "2026-11-01T09:00:00Z",
+             ["kind:hub"])  # fmt: skip
+    return run, _event(run, keys)
+
+
 def test_a_withdrawal_naming_the_child_by_name_and_birth_date_recalls_a_share_made_by_nhs(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:
-    run = Run(make_processor())
-    _consent(run, pipeline_keys, {"nhs_number": CHILD_NHS}, "given", "2026-11-01T09:00:00Z",
-             ["kind:hub"])  # fmt: skip
-    first = _event(run, pipeline_keys)
+    run, first = _shared_on_consent(make_processor, pipeline_keys)
     assert _outcome(run, first, "cog-tipton")[0] == "shared"
     by_name = {"given_name": "Amy", "family_name": "Hollis", "dob": "2019-03-02"}
     _consent(run, pipeline_keys, by_name, "withdrawn", "2026-11-10T09:00:00Z", ["*"])
@@ -90,10 +97,7 @@ def test_a_withdrawal_for_another_child_of_the_same_name_and_birth_date_recalls_
     """The share is noted under the name-and-birth-date key too; the withdrawal is filed
     there as well, but its NHS number is another child's (docs/policy-language.md §5: an
     event naming a different NHS number is never covered)."""
-    run = Run(make_processor())
-    _consent(run, pipeline_keys, {"nhs_number": CHILD_NHS}, "given", "2026-11-01T09:00:00Z",
-             ["kind:hub"])  # fmt: skip
-    first = _event(run, pipeline_keys)
+    run, first = _shared_on_consent(make_processor, pipeline_keys)
     other = {"nhs_number": OTHER_NHS, "given_name": "Amy", "family_name": "Hollis",
              "dob": "2019-03-02"}  # fmt: skip
     _consent(run, pipeline_keys, other, "withdrawn", "2026-11-10T09:00:00Z", ["*"])
@@ -105,10 +109,7 @@ def test_a_withdrawal_for_another_child_of_the_same_name_and_birth_date_recalls_
 def test_a_withdrawal_by_name_and_birth_date_at_another_postcode_recalls_nothing(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:
-    run = Run(make_processor())
-    _consent(run, pipeline_keys, {"nhs_number": CHILD_NHS}, "given", "2026-11-01T09:00:00Z",
-             ["kind:hub"])  # fmt: skip
-    first = _event(run, pipeline_keys)
+    run, first = _shared_on_consent(make_processor, pipeline_keys)
     elsewhere = {"given_name": "Amy", "family_name": "Hollis", "dob": "2019-03-02",
                  "postcode": "WV1 1AA"}  # fmt: skip
     _consent(run, pipeline_keys, elsewhere, "withdrawn", "2026-11-10T09:00:00Z", ["*"])
