@@ -77,19 +77,12 @@ def register(desk: typer.Typer) -> None:
 
 
 async def _preflight(kafka: KafkaSettings, party: str) -> None:
-    from broker.kafka import KafkaClients, translated
+    from broker.kafka import KafkaClients, missing_topics
     from broker.topics import deliver, desk_flags, desk_flags_internal
 
-    clients = KafkaClients(kafka)
-    admin = clients.admin(f"{desk_flags(party)}-check")
-    try:
-        async with translated(f"connecting to Kafka at {clients.bootstrap}"):
-            await admin.start()
-            have = set(await admin.list_topics())
-    finally:
-        await admin.close()
     needed = [deliver(party), desk_flags(party), *desk_flags_internal(party)]
-    if missing := [name for name in needed if name not in have]:
+    client_id = f"{desk_flags(party)}-check"
+    if missing := await missing_topics(KafkaClients(kafka), needed, client_id=client_id):
         raise ConfigError(
             f"the flag service's topic {missing[0]} does not exist (or is not {party}'s): run "
             "'accord kafka provision --policies DIR' as the admin"

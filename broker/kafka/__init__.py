@@ -17,7 +17,7 @@ from broker.kafka._access import (
     change_access,
     read_access,
 )
-from broker.kafka._admin import TopicSpec, accord_topics, ensure_topics
+from broker.kafka._admin import TopicSpec, accord_topics, ensure_topics, missing_topics
 from broker.kafka._clients import KafkaClients, partition_for, warn_if_plaintext
 from broker.kafka._credentials import (
     MECHANISM,
@@ -61,6 +61,7 @@ __all__ = [
     "client_settings",
     "ensure_topics",
     "header_key_bytes",
+    "missing_topics",
     "partition_count",
     "partition_for",
     "quiet_leftovers",

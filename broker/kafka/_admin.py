@@ -55,6 +55,21 @@ def accord_topics(
     return specs
 
 
+async def missing_topics(
+    clients: KafkaClients, names: Iterable[str], *, client_id: str
+) -> list[str]:
+    """Those of ``names`` the principal cannot see on the cluster (not made, or not its own):
+    what a service checks before it starts, since only the admin may make topics."""
+    admin = clients.admin(client_id)
+    try:
+        async with translated(f"connecting to Kafka at {clients.bootstrap}"):
+            await admin.start()
+            have = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return [name for name in names if name not in have]
+
+
 async def ensure_topics(clients: KafkaClients, specs: list[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     admin = clients.admin()

@@ -16,7 +16,12 @@ from prometheus_client import CollectorRegistry
 from broker.audit import GENESIS, ChainWriter
 from broker.config import OpsEndpoint, Settings
 from broker.errors import BundleInvalid, ConfigError, KeyStoreError
-from broker.kafka import KafkaClients, quiet_leftovers, translated, warn_if_plaintext
+from broker.kafka import (
+    KafkaClients,
+    missing_topics,
+    quiet_leftovers,
+    warn_if_plaintext,
+)
 from broker.keys import FileKeyStore
 from broker.ops import OK, Check, Heartbeat, serving_ops
 from broker.pipeline._effects import OutRecord
@@ -66,14 +71,7 @@ async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
         # A recipient's desk topics are its own: the worker neither uses nor sees them.
         if not t.name.startswith(DESK_PREFIX)
     ]
-    admin = kafka.admin("accord-worker-check")
-    try:
-        async with translated(f"listing topics on {kafka.bootstrap}"):
-            await admin.start()
-            have = set(await admin.list_topics())
-    finally:
-        await admin.close()
-    if missing := [name for name in needed if name not in have]:
+    if missing := await missing_topics(kafka, needed, client_id="accord-worker-check"):
         raise ConfigError(
             f"{len(missing)} topic(s) the bundle needs do not exist or are not this worker's "
             f"(first: {missing[0]}); run 'accord kafka provision --policies DIR' as the admin"
