@@ -4,6 +4,7 @@ before ``--by`` is known good; ``--max`` stops where it says; warnings stay off 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from broker.sdk import Subscriber
 from broker.topics import deliver
 
 PARTY = "hub-a"
+_REAL_PRINT = _tail._print_record
 
 
 class _Consumer:
@@ -123,3 +125,19 @@ def test_free_text_for_by_reads_nothing(tail: _Run) -> None:
     with pytest.raises(UsageError, match="--by: a staff or system id"):
         tail(by="Jane Smith")
     assert (tail.log, tail.consumer.position) == ([], 0)
+
+
+def test_an_unopenable_record_is_warned_on_stderr_never_among_json_lines(
+    tail: _Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``accord tail --json``: stdout stays one record per line when a record will not open."""
+    from broker.cli import main
+
+    tail.consumer.messages[1].value = b"not an envelope"
+    monkeypatch.setattr(_tail, "_print_record", _REAL_PRINT)
+    main(["tail", "--as", PARTY, "--json", "--idle", "0.2", "--by", "duty-1"])
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [json.loads(line)["kind"] for line in lines] == ["delivery", "delivery"]
+    assert "record_unopenable" in err
+    assert "record_unopenable" not in out
