@@ -3,8 +3,9 @@ Encompass deadlines; CSRF and sign-in as on the console."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import structlog.testing
@@ -177,6 +178,33 @@ def test_a_referral_is_answered_once_a_second_outcome_sends_nothing(
         form = {"csrf": token, "outcome": outcome, "summary": "Visit booked."}
         r = client.post("/referral/r1/outcome", data=form)
     assert "has an outcome already; nothing was sent" in r.text
+    assert [e["outcome"] for e in publisher.events] == ["support_offered"]
+    assert [d.action for d in store.decisions(subject_event="r1")] == ["support_offered"]
+
+
+def test_an_outcome_sent_while_another_is_being_sent_sends_nothing(
+    make_client: Make, store: DeskStore, publisher: FakePublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two colleagues pressing send at the same moment: the second meets the first in flight."""
+    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
+    store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    second: list[str] = []
+    sent = publisher.publish
+
+    async def publish_slowly(event: Mapping[str, Any]) -> None:
+        if not second:  # the first send is awaiting Kafka: the colleague's arrives now
+            second.append("")
+            form = {"csrf": token, "outcome": "declined", "summary": "No capacity."}
+            second[0] = client.post("/referral/r1/outcome", data=form).text
+        await sent(event)
+
+    monkeypatch.setattr(publisher, "publish", publish_slowly)
+    form = {"csrf": token, "outcome": "support_offered", "summary": "Visit booked."}
+    first = client.post("/referral/r1/outcome", data=form).text
+    assert "has an outcome already; nothing was sent" in second[0]
+    assert "Outcome support offered sent" in first
     assert [e["outcome"] for e in publisher.events] == ["support_offered"]
     assert [d.action for d in store.decisions(subject_event="r1")] == ["support_offered"]
 
