@@ -32,7 +32,7 @@ from broker.keys import FileKeyStore
 from broker.ops import serving_ops
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
-from broker.webauth import UserFile, listen, url_host
+from broker.webauth import UserFile, listen, server_config, url_host
 
 log = structlog.get_logger("accord.console")
 
@@ -99,17 +99,7 @@ async def run_console(
         schools=settings.schools,
     )
     cfg = settings.console
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(deps),
-            host=cfg.host,
-            port=cfg.port,
-            log_config=None,
-            access_log=False,  # our pages log what matters; an access log adds nothing safe
-            lifespan="off",
-            server_header=False,
-        )
-    )
+    server = uvicorn.Server(server_config(create_app(deps), cfg, cfg.port))
     sock = listen(cfg.host, cfg.port)
     stop = stop or asyncio.Event()
     indexer_stop = asyncio.Event()

@@ -174,6 +174,10 @@ def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
             {"name": "ACCORD_CONSOLE__PORT", "value": str(process.web_port)},
             # Served behind the cluster's TLS ingress: the browser sees HTTPS, the pod HTTP.
             {"name": "ACCORD_CONSOLE__SECURE_COOKIES", "value": "true"},
+            # The ingress controller's address varies, and the pod is reached only through
+            # it (narrow accord-ingress-console's `from` to its namespace): believe its
+            # X-Forwarded-For, or every officer is one client to the sign-in throttle.
+            {"name": "ACCORD_CONSOLE__FORWARDED_ALLOW_IPS", "value": "*"},
             {"name": "ACCORD_CONSOLE__USERS_FILE", "value": f"{_CONSOLE_DATA}/users.json"},
         ]
     return env

@@ -29,7 +29,7 @@ from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
 from broker.keys import FileKeyStore
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
-from broker.webauth import UserFile, listen, url_host
+from broker.webauth import UserFile, listen, server_config, url_host
 
 __all__ = ["DESK_KINDS", "DeskRun", "check_desk_party", "run_desk"]
 
@@ -120,12 +120,7 @@ async def run_desk(
         registry=CollectorRegistry(),
     )  # fmt: skip
     sock = listen(cfg.host, cfg.port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_desk_app(deps), host=cfg.host, port=cfg.port, log_config=None,
-            access_log=False, lifespan="off", server_header=False,
-        )
-    )  # fmt: skip
+    server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
     stop = stop or asyncio.Event()
     flags: Consumer | None = None
     async with contextlib.AsyncExitStack() as stack:

@@ -23,6 +23,7 @@ from broker.webauth._web import (
     listen,
     loopback,
     read_form,
+    server_config,
     url_host,
 )
 
@@ -55,5 +56,6 @@ __all__ = [
     "listen",
     "loopback",
     "read_form",
+    "server_config",
     "url_host",
 ]

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from broker.errors import UsageError
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from broker.config import SignInSettings
 
 __all__ = [
     "CSP",
@@ -25,6 +31,7 @@ __all__ = [
     "listen",
     "loopback",
     "read_form",
+    "server_config",
     "url_host",
 ]
 
@@ -91,3 +98,51 @@ def listen(host: str, port: int) -> socket.socket:
 
 def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Config:
+    """uvicorn's settings for one of Accord's web apps, the same for the console and a desk.
+
+    ``X-Forwarded-For`` is believed from ``cfg.forwarded_allow_ips`` only: behind a reverse
+    proxy elsewhere, every officer would otherwise be the proxy's one address and share its
+    sign-in budget (broker/webauth/_throttle.py). And nothing of an unexpected error's is
+    left for uvicorn to log: the app's own handler has logged the exception's type and
+    answered the page, after which Starlette raises it again, and uvicorn would print its
+    message and traceback (which can hold what the page was showing).
+    """
+    import uvicorn  # noqa: PLC0415  # slow import, and only a server needs it
+
+    return uvicorn.Config(
+        _Contained(app),
+        host=cfg.host,
+        port=port,
+        log_config=None,
+        access_log=False,  # our pages log what matters; an access log adds nothing safe
+        lifespan="off",
+        server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=cfg.forwarded_allow_ips,
+    )
+
+
+class _Contained:
+    """The outermost layer: an exception that escapes the app ends here, never in a log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:  # noqa: BLE001  # logged by type in the app's handler already
+            if scope["type"] == "http" and not started:
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"text/plain")]})  # fmt: skip
+                await send({"type": "http.response.body", "body": b"internal error"})

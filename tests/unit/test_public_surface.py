@@ -84,7 +84,7 @@ SURFACES = {
         "UserFile", "SignInCheck", "SignInPages", "WebPages", "add_page_basics",
         "add_sign_in_routes", "bad_body",
         "check_sign_in", "check_username", "client_key", "device_key", "form_field", "listen",
-        "loopback", "read_form", "url_host",
+        "loopback", "read_form", "server_config", "url_host",
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",

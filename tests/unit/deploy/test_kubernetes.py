@@ -355,6 +355,8 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert settings.console.host == ALL_INTERFACES
             assert settings.console.secure_cookies is True
             assert settings.console_users_file == Path("/var/lib/accord/console/users.json")
+            # behind the ingress: each officer's own address counts, not the controller's
+            assert settings.console.forwarded_allow_ips == "*"
 
 
 def test_the_keystore_is_unpacked_into_memory_and_never_lands_on_disk(
