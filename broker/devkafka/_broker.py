@@ -104,6 +104,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _runs_kafka_with(pid: int, config: Path) -> bool:
+    """True when ``pid`` is a Kafka node started with ``config`` as its server.properties.
+
+    After a reboot (or a crash) a ``kafka.pid`` can name a process number the kernel has
+    since given to something else: only this check keeps ``down`` from killing it.
+    """
+    proc = Path(f"/proc/{pid}")
+    try:
+        args = (proc / "cmdline").read_bytes().split(b"\0")
+        cwd = (proc / "cwd").readlink()
+    except OSError:
+        return False
+    if b"kafka.Kafka" not in args:
+        return False
+    wanted = os.path.realpath(config)
+    # A relative path was relative to the node's own working directory, not this one's.
+    return any(os.path.realpath(cwd / os.fsdecode(arg)) == wanted for arg in args if arg)
+
+
 @dataclasses.dataclass(frozen=True)
 class BrokerStatus:
     running: bool
@@ -215,13 +234,18 @@ class EmbeddedKafka:
 
     # --- lifecycle ----------------------------------------------------------------------
     def _running_pid(self) -> int | None:
+        """This folder's node's pid, or None; a pid file naming anything else is removed."""
         if not self._pid_file.is_file():
             return None
         try:
             pid = int(self._pid_file.read_text(encoding="ascii").strip())
         except ValueError:
-            return None
-        return pid if _pid_alive(pid) else None
+            pid = None
+        config = self.data_dir / "server.properties"
+        if pid is not None and _pid_alive(pid) and _runs_kafka_with(pid, config):
+            return pid
+        self._pid_file.unlink(missing_ok=True)
+        return None
 
     def status(self) -> BrokerStatus:
         return self._status(self._running_pid())
@@ -279,7 +303,7 @@ class EmbeddedKafka:
             "-cp",
             classpath,
             "kafka.Kafka",
-            str(config),
+            str(config.absolute()),  # what _runs_kafka_with knows this folder's node by
         ]
         with (self.data_dir / "kafka.out").open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603  # fixed argv, no shell
