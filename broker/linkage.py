@@ -2,11 +2,13 @@
 
 A subject key is a keyed HMAC-SHA-256 of the validated NHS number (``n:`` prefix, high
 confidence) or, without one, of normalised demographics (``d:`` prefix, lower confidence):
-family name, given name and date of birth. A subject with neither (names only) is linked to
-no one: its key (``u:``) is of its place in its event (:meth:`Linker.unlinked_key`). The
-postcode is left out of the key on purpose: a family that moves must stay linked, and
-consent recorded without a postcode must still be found; the policy engine confirms a
-postcode when both sides give one. The key lives in the keystore
+family name, given name, date of birth and, when given, postcode (the product brief, §3), so
+two children of one name and birth date in different places are two subjects in the audit
+log. A subject with neither (names only, or names without a letter) is linked to no one: its
+key (``u:``) is of its place in its event (:meth:`Linker.unlinked_key`). Consent is filed and
+looked up under the key without the postcode too, so a consent recorded without one, or at
+an old address, is still found; the decision then confirms the postcode where both sides
+give one (``ConsentSubject.matches``). The key lives in the keystore
 (``broker.keys.load_linkage_key``) and never leaves the broker, so a subject key cannot be
 reversed by guessing NHS numbers.
 
@@ -18,7 +20,13 @@ from __future__ import annotations
 
 import hmac
 
-from broker.events import ConsentSubject, Subject, normalise_name, normalise_nhs_number
+from broker.events import (
+    ConsentSubject,
+    Subject,
+    normalise_name,
+    normalise_nhs_number,
+    normalise_postcode,
+)
 
 __all__ = ["Linker", "Unlinkable"]
 
@@ -43,21 +51,35 @@ class Linker:
     def from_nhs_number(self, nhs_number: str) -> str:
         return "n:" + self._mac("nhs", normalise_nhs_number(nhs_number))
 
-    def _from_demographics(self, family: str | None, given: str | None, dob: object) -> str | None:
-        if not family or not given or dob is None:
+    def _from_demographics(
+        self, family: str | None, given: str | None, dob: object, postcode: str | None = None
+    ) -> str | None:
+        if family is None or given is None or dob is None:
             return None
-        parts = (normalise_name(family), normalise_name(given), str(dob))
+        family, given = normalise_name(family), normalise_name(given)
+        if not family or not given:  # "-" or "?" for a name not known: no one to link to
+            return None
+        parts = [family, given, str(dob)]
+        if postcode is not None:
+            parts.append(normalise_postcode(postcode))
         return "d:" + self._mac("demo", "|".join(parts))
+
+    def _demographic_keys(self, subject: Subject | ConsentSubject) -> list[str]:
+        """The key of names, birth date and postcode, then (if that differs) the one
+        without the postcode; none without full demographics."""
+        names = (subject.family_name, subject.given_name, subject.dob)
+        keys = [self._from_demographics(*names, subject.postcode), self._from_demographics(*names)]
+        return list(dict.fromkeys(k for k in keys if k is not None))
 
     def subject_key(self, subject: Subject | ConsentSubject) -> str:
         """The primary key: NHS number when known, else demographics; :class:`Unlinkable`
         for a subject with neither (see :meth:`unlinked_key`)."""
         if subject.nhs_number:
             return self.from_nhs_number(subject.nhs_number)
-        key = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
-        if key is None:  # never silently merge people
+        keys = self._demographic_keys(subject)
+        if not keys:  # never silently merge people
             raise Unlinkable("subject has neither an NHS number nor full demographics")
-        return key
+        return keys[0]
 
     def postcode_digest(self, postcode: str) -> str:
         """A keyed digest of a (normalised) postcode: enough to tell two apart, no more."""
@@ -78,16 +100,14 @@ class Linker:
         The decision re-checks ``ConsentSubject.matches``, so filing wider never matches a
         subject the record is not about; it only lets a subject without an NHS number find it.
         """
-        keys = [self.subject_key(subject)]
-        demo = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
-        if demo is not None and demo not in keys:
-            keys.append(demo)
-        return tuple(keys)
+        return self._every_key(subject)
 
     def lookup_keys(self, subject: Subject) -> tuple[str, ...]:
         """Every key consent about ``subject`` may be filed under (primary first)."""
-        keys = [self.subject_key(subject)]
-        demo = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
-        if demo is not None and demo not in keys:
-            keys.append(demo)
-        return tuple(keys)
+        return self._every_key(subject)
+
+    def _every_key(self, subject: Subject | ConsentSubject) -> tuple[str, ...]:
+        # Both sides file and look under the key without the postcode as well, so a consent
+        # given without a postcode, or at an old address, is still found; the decision then
+        # applies ConsentSubject.matches, which compares postcodes where both give one.
+        return tuple(dict.fromkeys([self.subject_key(subject), *self._demographic_keys(subject)]))

@@ -12,6 +12,7 @@ worker files records under every key they could match by and re-checks with this
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
@@ -45,8 +46,13 @@ _Token = Annotated[str, StringConstraints(pattern=r"^(\*|kind:[a-z_]+|[a-z0-9][a
 
 
 def normalise_name(name: str) -> str:
-    """Case-folded letters only: the demographic key ignores spacing, hyphens, apostrophes."""
-    return "".join(filter(str.isalpha, name.casefold()))
+    """Case-folded letters only: the demographic key ignores spacing, hyphens, apostrophes.
+
+    Composed first (NFC): "Siân" typed as ``a`` and a combining circumflex looks the same as
+    ``â`` but would lose its accent to the letters-only filter, and the two spellings of one
+    child would then be two people, a withdrawal under one never reaching the other.
+    """
+    return "".join(filter(str.isalpha, unicodedata.normalize("NFC", name).casefold()))
 
 
 def _end_of_day(value: Any) -> Any:
@@ -78,6 +84,9 @@ class ConsentSubject(BaseModel):
             self.given_name is None or self.family_name is None or self.dob is None
         ):
             raise ValueError("needs nhs_number, or given_name, family_name and dob")
+        for name in (self.given_name, self.family_name):
+            if name is not None and not normalise_name(name):
+                raise ValueError("a name needs at least one letter")
         return self
 
     def matches(self, subject: Subject) -> bool:
@@ -94,10 +103,13 @@ class ConsentSubject(BaseModel):
             and self.postcode != subject.postcode
         ):
             return False
+        family, given = normalise_name(subject.family_name), normalise_name(subject.given_name)
+        # A name with no letter ("-", "?": unknown) names no one, so it matches no one.
         return (
             subject.dob == self.dob
-            and normalise_name(subject.family_name) == normalise_name(self.family_name)
-            and normalise_name(subject.given_name) == normalise_name(self.given_name)
+            and bool(family and given)
+            and family == normalise_name(self.family_name)
+            and given == normalise_name(self.given_name)
         )
 
 

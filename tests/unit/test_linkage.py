@@ -1,0 +1,65 @@
+"""Subject keys (broker.linkage): one person is one key however their name is typed; two
+people of one name and birth date in different places are two; a name with no letter links
+no one."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from broker.events import ConsentSubject, Subject
+from broker.linkage import Linker, Unlinkable
+
+LINKER = Linker(b"k" * 32)
+SIAN = "Siân"
+
+
+def _child(**fields: Any) -> Subject:
+    base = {"role": "child", "given_name": SIAN, "family_name": "Hughes", "dob": "2016-03-02",
+            "postcode": "DY4 7AA"}  # fmt: skip
+    return Subject.model_validate({**base, **fields}, context={"now": datetime.now(UTC)})
+
+
+def test_a_name_composed_or_decomposed_is_one_subject_and_one_consent_match() -> None:
+    """NFC and NFD look the same on screen: a withdrawal typed one way reaches the other."""
+    composed, decomposed = (unicodedata.normalize(f, SIAN) for f in ("NFC", "NFD"))
+    assert composed != decomposed
+    a, b = _child(given_name=composed), _child(given_name=decomposed)
+    assert LINKER.subject_key(a) == LINKER.subject_key(b)
+    consent = ConsentSubject(given_name=decomposed, family_name="Hughes", dob=a.dob)
+    assert consent.matches(a)
+    assert set(LINKER.consent_keys(consent)) & set(LINKER.lookup_keys(a))
+
+
+def test_two_children_of_one_name_and_birth_date_in_different_places_are_two_subjects() -> None:
+    """BRIEF §3: the demographic key takes the postcode, so their audit entries stay apart."""
+    tipton, wolverhampton = _child(), _child(postcode="WV10 6QA")
+    assert LINKER.subject_key(tipton) != LINKER.subject_key(wolverhampton)
+    assert LINKER.subject_key(_child(postcode="dy47aa")) == LINKER.subject_key(tipton)
+
+
+def test_a_consent_given_without_a_postcode_is_still_looked_up_for_a_child_with_one() -> None:
+    child = _child()
+    consent = ConsentSubject(given_name=SIAN, family_name="Hughes", dob=child.dob)
+    assert LINKER.subject_key(child) not in LINKER.consent_keys(consent)
+    assert set(LINKER.consent_keys(consent)) & set(LINKER.lookup_keys(child))
+    assert consent.matches(child)
+    elsewhere = ConsentSubject(given_name=SIAN, family_name="Hughes", dob=child.dob,
+                               postcode="WV10 6QA")  # fmt: skip
+    assert not elsewhere.matches(child)  # found under the shared key, refused by the match
+
+
+@pytest.mark.parametrize("placeholder", ["-", "?", " . "])
+def test_a_name_with_no_letter_links_no_one(placeholder: str) -> None:
+    """Two children recorded as "-" with one birth date are not one child."""
+    child = _child(given_name=placeholder)
+    with pytest.raises(Unlinkable):
+        LINKER.subject_key(child)
+    with pytest.raises(ValidationError, match="a name needs at least one letter"):
+        ConsentSubject(given_name=placeholder, family_name="Hughes", dob=child.dob)
+    any_name = ConsentSubject(given_name="Sian", family_name="Hughes", dob=child.dob)
+    assert not any_name.matches(child)
