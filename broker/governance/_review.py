@@ -35,9 +35,15 @@ class ReviewFinding(enum.StrEnum):
 # narrative (no spaces, 40 characters). It cannot tell a name written as an identifier
 # (Ruby.Holland) from a case number; the form and the help ask for the case or ticket number.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
-# An NHS number as it is written (9434765919, 943 476 5919, 943-476-5919), or a phone
-# number's ten digits; a year and a case number (IG-2026-000123) are not one.
-_NUMBER = re.compile(r"\d{3}[-./:_]?\d{3}[-./:_]?\d{4}")
+# An NHS number or a telephone number however it is grouped (943-476-5919, 07700.900123,
+# 020-7946-0000): ten or more digits once the separators are gone. Letters break a run, so
+# a case number that needs that many digits can still be given with a letter among them.
+_SEPARATORS = re.compile(r"[-./:_\s]")
+_NUMBER = re.compile(r"\d{10,}")
+
+
+def _holds_a_number(reference: str) -> bool:
+    return _NUMBER.search(_SEPARATORS.sub("", reference)) is not None
 
 
 def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> ReviewFinding:
@@ -48,10 +54,11 @@ def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> Re
         found = ReviewFinding(finding.replace("-", "_"))
     except ValueError:
         raise UsageError("--finding: give justified or not-justified") from None
-    if reference is not None and (not _REFERENCE.match(reference) or _NUMBER.search(reference)):
+    if reference is not None and (not _REFERENCE.match(reference) or _holds_a_number(reference)):
         raise UsageError(
             "--reference: give the IG case or ticket reference where your reasoning is kept "
-            "(up to 40 letters, digits and . _ / : -, no NHS or phone number), never a note"
+            "(up to 40 letters, digits and . _ / : -, never 10 digits in a row however "
+            "separated, as an NHS or phone number has), never a note"
         )
     return found
 
@@ -59,14 +66,14 @@ def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> Re
 def check_reviewable(store: AuditStore, event_id: str, recipient: str) -> AuditRecord:
     """The override decision to review; ``UsageError`` when there is none or it is reviewed."""
     decision = store.find_decision(event_id, recipient)
+    # The values typed are not repeated: a mistyped id or recipient may be an NHS number or
+    # a name, and the message reaches a terminal, a flash message and the logs.
     if decision is None or decision.data.get("outcome") != "shared_override":
-        raise UsageError(
-            f"no safeguarding override for event {event_id} to {recipient} in the audit index"
-        )
+        raise UsageError("no safeguarding override for that event and recipient in the audit index")
     done = store.review_of(event_id, recipient)
     if done is not None:
         raise UsageError(
-            f"the override for event {event_id} to {recipient} was already reviewed "
+            "the override for that event and recipient was already reviewed "
             f"by {done.reviewed_by} at {done.reviewed_at.isoformat()}"
         )
     return decision

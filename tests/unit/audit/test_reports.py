@@ -177,6 +177,16 @@ def test_only_a_safeguarding_override_can_be_reviewed(
         check_reviewable(store, event, party)
 
 
+def test_a_refused_review_does_not_repeat_the_event_id_or_recipient_typed(
+    store: AuditStore, indexed: list[AuditRecord]
+) -> None:
+    """A mistyped id may be an NHS number and a recipient a name: neither is echoed."""
+    with pytest.raises(UsageError) as missing:
+        check_reviewable(store, "999 701 7463", "Jane Smith")
+    assert "999 701 7463" not in str(missing.value)
+    assert "Jane Smith" not in str(missing.value)
+
+
 @pytest.mark.parametrize(
     ("by", "finding", "reference", "match"),
     [
@@ -189,6 +199,11 @@ def test_only_a_safeguarding_override_can_be_reviewed(
         ("ig", "justified", "943-476-5919", "--reference"),  # an NHS number as it is written
         ("ig", "justified", "ref/9434765919", "--reference"),
         ("ig", "justified", "tel-07700900123", "--reference"),
+        ("ig", "justified", "07700-900123", "--reference"),  # telephone numbers, as written
+        ("ig", "justified", "07700.900123", "--reference"),
+        ("ig", "justified", "020-7946-0000", "--reference"),
+        ("ig", "justified", "IG/94/34/76/59/19", "--reference"),  # an NHS number, regrouped
+        ("ig", "justified", "IG-2026-000123", "--reference"),  # ten digits in a row, too
     ],
 )
 def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
@@ -204,8 +219,8 @@ def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
         ("justified", None, ReviewFinding.JUSTIFIED),
         ("not-justified", "IG/2026/114", ReviewFinding.NOT_JUSTIFIED),
         ("not_justified", "LCS-1234567", ReviewFinding.NOT_JUSTIFIED),
-        ("justified", "IG-2026-000123", ReviewFinding.JUSTIFIED),  # a year and a case number
-        ("justified", "SAR-2026-11-21-01", ReviewFinding.JUSTIFIED),
+        ("justified", "IG-2026-C000123", ReviewFinding.JUSTIFIED),  # a letter breaks the run
+        ("justified", "SAR-2026-11-21", ReviewFinding.JUSTIFIED),
     ],
 )
 def test_a_finding_and_a_case_reference_are_taken(
