@@ -153,6 +153,15 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
             elif (differs := _differs(given[eid], said)) is not None and eid not in bad:
                 why = f"differs from line {events[eid][0]}, the first row of the same event_id"
                 bad[eid] = RowProblem(line, [(differs, why)])
+            if (extra := row.get(None)) and eid not in bad:  # DictReader's restkey: extra cells
+                # An unquoted comma in a value (a summary: "hit mother, child disclosed...")
+                # splits it, and every later column takes its neighbour's value: the free
+                # text lands in a field shared more widely, and the last value is lost.
+                why = (
+                    f"{len(extra)} more value(s) than the header has columns: put double "
+                    "quotes round a value that holds a comma"
+                )
+                bad[eid] = RowProblem(line, [("(row)", why)])
             subject = {c: _blank_to_none(row.get(c)) for c in CSV_SUBJECT_COLUMNS if c in row}
             events[eid][1]["subjects"].append({k: v for k, v in subject.items() if v is not None})
     for eid, (line, data) in events.items():

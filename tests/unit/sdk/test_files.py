@@ -159,3 +159,19 @@ def test_an_event_id_repeated_in_an_export_rejects_the_later_row(tmp_path: Path)
     assert isinstance(first, GoodRow)
     assert isinstance(second, RowProblem)
     assert second.problems == [("event_id", "repeats line 1's")]
+
+
+def test_a_csv_row_split_by_an_unquoted_comma_is_rejected_not_shifted_into_other_fields(
+    tmp_path: Path,
+) -> None:
+    """An unquoted "hit mother, child disclosed" would put the disclosure in ``location``."""
+    rows = _csv_rows(_event(), summary="Father hit mother", location="Tipton")
+    path = _write_csv(tmp_path / "x.csv", rows)
+    text = path.read_text().replace("Father hit mother", "Father hit mother, child disclosed", 1)
+    path.write_text(text)
+    [row] = _read(path)
+    assert isinstance(row, RowProblem)
+    assert row.line == 2
+    assert row.problems == [("(row)", "1 more value(s) than the header has columns: put double "
+                                      "quotes round a value that holds a comma")]  # fmt: skip
+    assert "disclosed" not in row.describe()
