@@ -173,10 +173,15 @@ def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime
     """A date (whole day; ``end`` means up to and including it) or an ISO date-time."""
     if value is None:
         return None
+    # A value without a time part is a whole day in any ISO form (2026-11-30, 20261130,
+    # 2026-W48-1): datetime would read 20261130 as its first instant and drop the day.
     try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
+        day = date.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day + timedelta(days=1 if end else 0), time(), UTC)
+    try:
         at = datetime.fromisoformat(value)
     except ValueError:
         raise UsageError(f"{option}: not an ISO 8601 date or date-time") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +317,14 @@ def test_the_report_window_is_whole_days_in_utc() -> None:
     assert parse_when("2026-11-22", "--until", end=True) == datetime(2026, 11, 23, tzinfo=UTC)
     assert parse_when("2026-11-22", "--since") == datetime(2026, 11, 22, tzinfo=UTC)
     assert parse_when("2026-11-22T10:00:00", "--since") == datetime(2026, 11, 22, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", ["20261130", "2026-11-30", "2026-W48-1"])
+def test_a_date_in_any_iso_form_is_a_whole_day_up_to_and_including_it(value: str) -> None:
+    from broker.cli._audit import parse_when
+
+    day = date.fromisoformat(value)
+    assert parse_when(value, "--until", end=True) == datetime.combine(
+        day + timedelta(days=1), time(), UTC
+    )
+    assert parse_when(value, "--since") == datetime.combine(day, time(), UTC)
