@@ -153,7 +153,8 @@ class EmbeddedKafka:
     ) -> None:
         self.data_dir = data_dir
         self.home = home
-        saved = self._saved_ports()
+        self._saved = saved = self._saved_ports()
+        self._asked_port = port
         self.port = port or saved.get("port") or 9092
         self.controller_port = controller_port or saved.get("controller_port") or self.port + 1
         self.heap = heap
@@ -276,17 +277,15 @@ class EmbeddedKafka:
     def start(self, *, timeout: float = 90.0) -> BrokerStatus:
         """Start the node if it is not running and wait until it answers a metadata request."""
         if (pid := self._running_pid()) is not None:
+            running = self._saved.get("port", self.port)
+            if self._asked_port is not None and self._asked_port != running:
+                # Said, not ignored: the client files would name a port nothing listens on.
+                raise DevKafkaError(
+                    f"Kafka from {self.data_dir} already runs on port {running}; stop it "
+                    f"('accord kafka down') before starting it on port {self._asked_port}"
+                )
             return self._status(pid)
-        if _port_in_use(self.port):
-            raise DevKafkaError(
-                f"port {self.port} on 127.0.0.1 is already in use; choose another with --port"
-            )
-        if _port_in_use(self.controller_port):
-            # The controller's port is easy to miss: it is not on the command line.
-            raise DevKafkaError(
-                f"the controller's port {self.controller_port} on 127.0.0.1 (--port + 1 when the"
-                " data folder was made) is already in use; choose another --port or --data"
-            )
+        self._check_ports_free()
         java = self._java()
         classpath = str(ensure_kafka_jars(self.home) / "*")
         config = self._write_config()
@@ -325,6 +324,18 @@ class EmbeddedKafka:
             time.sleep(0.5)
         self._kill(proc.pid)
         raise DevKafkaError(f"Kafka did not come up within {timeout:.0f}s; see {self.log_path}")
+
+    def _check_ports_free(self) -> None:
+        if _port_in_use(self.port):
+            raise DevKafkaError(
+                f"port {self.port} on 127.0.0.1 is already in use; choose another with --port"
+            )
+        if _port_in_use(self.controller_port):
+            # The controller's port is easy to miss: it is not on the command line.
+            raise DevKafkaError(
+                f"the controller's port {self.controller_port} on 127.0.0.1 (--port + 1 when the"
+                " data folder was made) is already in use; choose another --port or --data"
+            )
 
     def stop(self, *, timeout: float = 60.0) -> bool:
         """Stop the node by its own pid (SIGTERM, so logs are flushed); False if not running."""

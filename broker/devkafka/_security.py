@@ -10,7 +10,7 @@ experiments, chosen when the data folder is made and never changed afterwards.
 Files under the data folder: ``tls/ca.pem`` (what clients trust), ``tls/ca.key``,
 ``tls/broker.pem`` and ``tls/broker.key`` (0600); ``clients/<principal>.properties`` and
 ``clients/<principal>.librdkafka.conf`` (0600), the admin's written here and every other
-principal's by ``accord kafka provision``.
+principal's by ``accord kafka provision``; each start points them all at the node's port.
 """
 
 from __future__ import annotations
@@ -43,6 +43,13 @@ def _write_private(path: Path, data: bytes) -> None:
 def _inline(pem: bytes) -> str:
     # A .properties value spans one line; java.util.Properties turns "\n" back into newlines.
     return pem.decode("ascii").strip().replace("\n", "\\n")
+
+
+def _with_bootstrap(line: str, bootstrap: str) -> str:
+    key, sep, _ = line.partition("=")
+    if not sep or key.strip() != "bootstrap.servers":
+        return line
+    return f"{key}={bootstrap}" + line[len(line.rstrip("\r\n")) :]
 
 
 class NodeSecurity:
@@ -86,7 +93,8 @@ class NodeSecurity:
 
     def prepare(self, bootstrap: str) -> None:
         """Make what is missing: the mode file, the CA, a fresh-enough broker certificate and
-        the admin's login (its client files name ``bootstrap``, which may have moved)."""
+        the admin's login; every client file here then names ``bootstrap``, which may have
+        moved (``accord kafka up --port``)."""
         # 0700: the topics' logs (the audit log's subject keys among them), the TLS material
         # and the client files are this node's, and no other user's on the machine.
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -112,6 +120,24 @@ class NodeSecurity:
             self.clients_dir, ADMIN, bootstrap=bootstrap, password=self.admin_password(),
             ca_file=self.ca_file,
         )  # fmt: skip
+        self._point_clients_at(bootstrap)
+
+    def _point_clients_at(self, bootstrap: str) -> None:
+        # Every principal's settings take the address from its own client file: one left on
+        # the old port would fail to connect, with nothing saying why.
+        for path in sorted(self.clients_dir.glob("*")):
+            if not path.name.endswith((".properties", ".librdkafka.conf")) or not path.is_file():
+                continue
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            except UnicodeDecodeError:
+                continue  # not a client file this node wrote
+            moved = [_with_bootstrap(line, bootstrap) for line in lines]
+            if moved != lines:
+                # Beside it, then renamed over it: a crash never leaves a login half written.
+                tmp = path.with_name(f".{path.name}.tmp")
+                _write_private(tmp, "".join(moved).encode("utf-8"))
+                tmp.replace(path)
 
     def admin_password(self) -> str:
         conf = self.clients_dir / f"{ADMIN}.librdkafka.conf"
