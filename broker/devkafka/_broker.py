@@ -155,6 +155,7 @@ class EmbeddedKafka:
         self.home = home
         self._saved = saved = self._saved_ports()
         self._asked_port = port
+        self._asked_controller_port = controller_port
         self.port = port or saved.get("port") or 9092
         self.controller_port = controller_port or saved.get("controller_port") or self.port + 1
         self.heap = heap
@@ -327,15 +328,28 @@ class EmbeddedKafka:
 
     def _check_ports_free(self) -> None:
         if _port_in_use(self.port):
+            # 'accord demo' has no --port: it starts the default folder's node on the port
+            # that folder keeps, which 'accord kafka up --port' sets.
             raise DevKafkaError(
-                f"port {self.port} on 127.0.0.1 is already in use; choose another with --port"
+                f"port {self.port} on 127.0.0.1 is already in use; start Kafka on a free port "
+                "with 'accord kafka up --port N' (its data folder keeps that port for later "
+                "starts and 'accord demo')"
             )
-        if _port_in_use(self.controller_port):
-            # The controller's port is easy to miss: it is not on the command line.
+        if not _port_in_use(self.controller_port):
+            return
+        # The controller's port is easy to miss: it is not on the command line.
+        if "controller_port" in self._saved:
             raise DevKafkaError(
-                f"the controller's port {self.controller_port} on 127.0.0.1 (--port + 1 when the"
-                " data folder was made) is already in use; choose another --port or --data"
+                f"the controller port {self.controller_port} on 127.0.0.1, kept by the data "
+                f"folder {self.data_dir} since it was made, is already in use; stop the program "
+                "holding it, or use another data folder ('accord kafka up --data DIR')"
             )
+        if self._asked_controller_port is not None:
+            raise DevKafkaError(f"the controller port {self.controller_port} is already in use")
+        raise DevKafkaError(
+            f"the controller port {self.controller_port} on 127.0.0.1 (the client port + 1) is "
+            "already in use; start Kafka on another port with 'accord kafka up --port N'"
+        )
 
     def stop(self, *, timeout: float = 60.0) -> bool:
         """Stop the node by its own pid (SIGTERM, so logs are flushed); False if not running."""

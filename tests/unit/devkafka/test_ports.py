@@ -1,8 +1,9 @@
-"""The embedded node's ports: a move reaches every principal's client files, and a running
-node is never said to move."""
+"""The embedded node's ports: a move reaches every principal's client files, a running node
+is never said to move, and a taken port's error gives advice that can work."""
 
 from __future__ import annotations
 
+import socket
 import stat
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.devkafka import EmbeddedKafka
+from broker.devkafka import EmbeddedKafka, _broker, free_port
 from broker.errors import DevKafkaError
 from broker.kafka import read_client_file, write_client_files
 
@@ -71,3 +72,43 @@ def test_up_on_the_running_nodes_own_port_or_none_reports_it(running: Path) -> N
     for port in (None, 9092):
         st = EmbeddedKafka(running, home=running, port=port).start()
         assert (st.running, st.bootstrap) == (True, "127.0.0.1:9092")
+
+
+@pytest.fixture
+def taken() -> Iterator[int]:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield busy.getsockname()[1]
+
+
+def test_a_taken_client_port_says_how_to_start_on_another(tmp_path: Path, taken: int) -> None:
+    with pytest.raises(DevKafkaError) as err:
+        EmbeddedKafka(tmp_path, home=tmp_path, port=taken).start()
+    # 'accord demo' has no --port: the advice is a command that works for it too.
+    assert "'accord kafka up --port N'" in str(err.value)
+    assert "accord demo" in str(err.value)
+
+
+def test_a_taken_saved_controller_port_is_named_and_another_port_is_not_the_advice(
+    tmp_path: Path, taken: int
+) -> None:
+    (tmp_path / "ports").write_text(f"port={free_port()}\ncontroller_port={taken}\n")
+    for port in (None, free_port()):  # --port does not change a folder's controller port
+        with pytest.raises(DevKafkaError) as err:
+            EmbeddedKafka(tmp_path, home=tmp_path, port=port).start()
+        message = str(err.value)
+        assert f"controller port {taken}" in message
+        assert f"kept by the data folder {tmp_path}" in message
+        assert "another data folder" in message
+        assert "--port" not in message
+
+
+def test_a_new_folders_taken_controller_port_is_the_client_port_plus_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_broker, "_port_in_use", lambda port: port == 20_001)
+    with pytest.raises(
+        DevKafkaError, match=r"20001 on 127.0.0.1 \(the client port \+ 1\).*--port N"
+    ):
+        EmbeddedKafka(tmp_path, home=tmp_path, port=20_000).start()
