@@ -31,10 +31,13 @@ from pydantic import (
 from broker.events._model import (
     CLOCK_SKEW,
     EARLIEST_DOB,
+    IsoDate,
+    IsoDatetime,
     NhsNumber,
     Postcode,
     Subject,
     _require_aware,
+    iso_text,
 )
 
 __all__ = ["ConsentRecord", "ConsentState", "ConsentSubject", "normalise_name"]
@@ -57,6 +60,7 @@ def normalise_name(name: str) -> str:
 
 def _end_of_day(value: Any) -> Any:
     # A bare date means "valid through that whole day" (UTC), as agreements' dates do.
+    iso_text(value)
     if isinstance(value, date) and not isinstance(value, datetime):
         return datetime.combine(value, time.max, tzinfo=UTC)
     if isinstance(value, str) and len(value) == 10:
@@ -75,7 +79,7 @@ class ConsentSubject(BaseModel):
     nhs_number: NhsNumber | None = None
     given_name: _Name | None = None
     family_name: _Name | None = None
-    dob: date | None = None
+    dob: IsoDate | None = None
     postcode: Postcode | None = None
 
     @model_validator(mode="after")
@@ -130,7 +134,7 @@ class ConsentRecord(BaseModel):
     purposes: tuple[_Token, ...] = Field(min_length=1, max_length=50)
     recipients: tuple[_Token, ...] = Field(min_length=1, max_length=200)
     recorded_by: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-    recorded_at: datetime
+    recorded_at: IsoDatetime
     valid_until: Annotated[
         datetime | None,
         BeforeValidator(_end_of_day),

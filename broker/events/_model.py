@@ -8,15 +8,18 @@ raises ``RuntimeError`` rather than silently reading the wall clock.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -114,6 +117,23 @@ def _nhs_number(value: str, info: ValidationInfo) -> str:
     return normalise_nhs_number(value, allow_placeholder=not isinstance(info.context, dict))
 
 
+def iso_text(value: Any) -> Any:
+    """Refuse a number, or a string of digits, where a date or a time is due.
+
+    pydantic reads those as seconds since 1970, so a compact date from an export
+    ("20261120") would become 1970-08-23 without a word, and a withdrawal so dated would be
+    older than the consent it withdraws. The schema says ISO 8601 text.
+    """
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    ):
+        raise ValueError("must be an ISO 8601 date or date-time (2026-11-21T22:40:00Z)")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(iso_text)]
+IsoDate = Annotated[date, BeforeValidator(iso_text)]
+EARLIEST_EVENT: Final = datetime(1900, 1, 1, tzinfo=UTC)
 NhsNumber = Annotated[str, AfterValidator(_nhs_number)]
 Postcode = Annotated[str, StringConstraints(max_length=10), AfterValidator(normalise_postcode)]
 _Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -148,7 +168,7 @@ class _Frozen(BaseModel):
 class Safeguarding(_Frozen):
     """Whether the sender has a safeguarding concern, and why (needed for an override)."""
 
-    concern: bool = False
+    concern: StrictBool = False
     justification: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
@@ -159,7 +179,7 @@ class Subject(_Frozen):
     nhs_number: NhsNumber | None = None
     given_name: _Name | None = None
     family_name: _Name | None = None
-    dob: date | None = None
+    dob: IsoDate | None = None
     address: _Short | None = None
     postcode: Postcode | None = None
     school_urn: _Urn | None = None
@@ -197,10 +217,11 @@ class ContactEvent(_Frozen):
     event_id: UUID
     type: EventType
     sender: PartyId
-    occurred_at: datetime
+    occurred_at: IsoDatetime
     reference: _Reference | None = None
-    need_level: int = Field(ge=1, le=4)
-    child_present: bool | None = None
+    # Strict: the schema's integer and boolean, not true read as need level 1 or "yes" as true.
+    need_level: StrictInt = Field(ge=1, le=4)
+    child_present: StrictBool | None = None
     summary: _Text | None = None
     child_voice: _Text | None = None
     categories: tuple[Slug, ...] = Field(default=(), max_length=20)
@@ -215,6 +236,8 @@ class ContactEvent(_Frozen):
     @classmethod
     def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
         _require_aware(value)
+        if value.replace(tzinfo=None) < EARLIEST_EVENT.replace(tzinfo=None):
+            raise ValueError("is before 1900")  # and year 1 at +01:00 has no UTC time at all
         if value > now_from(info) + CLOCK_SKEW:
             raise ValueError("is in the future")
         return value

@@ -126,3 +126,18 @@ def test_a_record_filed_before_these_rules_is_still_read_back_as_filed() -> None
         parse_consent(filed, now=AT)  # as it comes in: refused
     record = ConsentRecord.model_validate(filed)  # as worker state reads it back
     assert (record.state, record.subject.nhs_number) == ("withdrawn", "9999999999")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"recorded_at": "20261121"}, "recorded_at"), ({"recorded_at": 1795000000}, "recorded_at"),
+     ({"valid_until": "20261130"}, "valid_until")],
+)  # fmt: skip
+def test_a_consent_time_given_as_a_number_is_refused_not_read_as_1970(
+    change: dict[str, object], field: str
+) -> None:
+    """A withdrawal dated "20261121" would otherwise be older than the consent it withdraws."""
+    record = {**BASE, "subject": {"nhs_number": CHILD_NHS}, **change}
+    with pytest.raises(EventInvalid) as err:
+        parse_consent(record, now=AT)
+    assert field in dict(err.value.problems)

@@ -172,3 +172,29 @@ def test_no_problem_message_ever_quotes_the_value(field: str, value: Any) -> Non
     assert any(
         path.endswith(field.rsplit(".", 1)[-1]) or field in path for path, _ in info.value.problems
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"occurred_at": "20261120"}, "occurred_at"),  # a compact date: not 1970-08-23
+        ({"occurred_at": 1795000000}, "occurred_at"),
+        ({"occurred_at": "0001-01-01T00:00:00+01:00"}, "occurred_at"),  # no UTC time at all
+        ({"subjects": [subject("child", dob="20160302")]}, "subjects[0].dob"),
+        ({"subjects": [subject("child", dob=0)]}, "subjects[0].dob"),
+        ({"need_level": True}, "need_level"),
+        ({"need_level": "3"}, "need_level"),
+        ({"child_present": 1}, "child_present"),
+        ({"child_present": "yes"}, "child_present"),
+        ({"safeguarding": {"concern": "yes", "justification": "x"}}, "safeguarding.concern"),
+        ({"safeguarding": {"concern": 1, "justification": "x"}}, "safeguarding.concern"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_value_of_another_type_is_refused_not_converted(
+    change: dict[str, Any], field: str, as_json: bool
+) -> None:
+    """What the schema says a field is, and nothing pydantic's lax mode would make of it."""
+    data = event_dict(**change)
+    problems = _problems(json.dumps(data).encode() if as_json else data)
+    assert field in problems
