@@ -256,6 +256,23 @@ async def _flag_service(
     return service, linkage
 
 
+async def _watch(
+    worker: asyncio.Task[None], parts: list[asyncio.Task[None]], say: Callable[[str], None]
+) -> None:
+    """Until the worker ends; the first part to fail ends the demo with its own error.
+
+    Unwatched, a console whose port is taken, or a subscriber that cannot log in, would
+    leave the demo running on without it, and saying nothing.
+    """
+    pending: set[asyncio.Task[None]] = {worker, *parts}
+    while worker in pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                say(f"demo: {task.get_name()} failed; stopping")
+                raise exc
+
+
 async def run_demo(
     settings: Settings, *, duration: float | None, rate: float, metrics_port: int
 ) -> None:
@@ -291,7 +308,9 @@ async def run_demo(
         kafka=kafka(Principal.WORKER),
         registry=CollectorRegistry(),
     )
-    worker_task = asyncio.create_task(serve(worker, ops=WorkerSettings(metrics_port=metrics_port)))
+    worker_task = asyncio.create_task(
+        serve(worker, ops=WorkerSettings(metrics_port=metrics_port)), name="the worker"
+    )
     started = asyncio.create_task(worker.started.wait())
     await asyncio.wait({started, worker_task}, return_when=asyncio.FIRST_COMPLETED)
     if worker_task.done():
@@ -300,7 +319,12 @@ async def run_demo(
     say = typer.echo
     say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
     flags, linkage = await _flag_service(settings, policy, say)
-    tasks = [asyncio.create_task(_console(settings, kafka(Principal.CONSOLE), policy, stop, say))]
+    tasks = [
+        asyncio.create_task(
+            _console(settings, kafka(Principal.CONSOLE), policy, stop, say),
+            name="the governance console",
+        )
+    ]
     hubs = [p for p, party in policy.bundle.parties.items() if party.kind == "hub"][:2]
     coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
         :1
@@ -308,31 +332,40 @@ async def run_demo(
     flowing = asyncio.Event()
     tasks += [
         asyncio.create_task(
-            _agencies(kafka, keys, policy, rate=rate, stop=stop, say=say, flowing=flowing)
+            _agencies(kafka, keys, policy, rate=rate, stop=stop, say=say, flowing=flowing),
+            name="the synthetic agencies",
         )
     ]
     tasks += [
-        asyncio.create_task(_recipient(kafka(p), keys, p, stop=stop, say=say)) for p in coord + hubs
+        asyncio.create_task(
+            _recipient(kafka(p), keys, p, stop=stop, say=say), name=f"{p}'s subscriber"
+        )
+        for p in coord + hubs
     ]
-    story = asyncio.create_task(_loop(kafka, keys, policy, say, flowing, linkage=linkage))
+    story = asyncio.create_task(
+        _loop(kafka, keys, policy, say, flowing, linkage=linkage), name="the referral loop"
+    )
     tasks += [story]
     say(f"agencies publishing ~{rate:g} events/s; printing what {', '.join(coord + hubs)} receive")
+    watch = asyncio.create_task(_watch(worker_task, tasks, say))
     try:
         if duration is None:
-            await worker_task
+            await watch
         else:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(worker_task), timeout=duration)
-            if not story.done() and not worker_task.done():
+                await asyncio.wait_for(asyncio.shield(watch), timeout=duration)
+            if not story.done() and not watch.done():
                 # A busy machine can slow the story past --duration; it ends on its own
                 # (each of its waits is bounded), so it is not cut off half told.
                 say("demo: the referral loop is still running; letting it finish")
-                await asyncio.wait({story, worker_task}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({story, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done():
+                watch.result()  # a part that failed meanwhile ends the demo with its error
     finally:
         stop.set()
-        for t in tasks:
+        for t in [*tasks, watch]:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, watch, return_exceptions=True)
         if not worker_task.done():
             worker_task.cancel()
             await asyncio.gather(worker_task, return_exceptions=True)

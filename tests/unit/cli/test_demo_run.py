@@ -1,0 +1,115 @@
+"""``accord demo``'s own task handling: a part that fails ends the demo with its error.
+
+Kafka, the worker's pipeline and the agencies are stubbed; ``run_demo``'s waiting is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.cli import _demo_run
+from broker.cli._demo_run import run_demo
+from broker.config import Settings
+from broker.errors import TransportError, UsageError
+
+REPO = Path(__file__).resolve().parents[3]
+Part = Callable[..., Awaitable[None]]
+
+
+async def _idle(*_args: Any, stop: asyncio.Event | None = None, **_kwargs: Any) -> None:
+    await (stop or asyncio.Event()).wait()
+
+
+async def _done(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+class _Worker:
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        self.started = asyncio.Event()
+
+
+class _Plan:
+    def __bool__(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Every part idles until the demo stops; the worker runs until cancelled."""
+
+    async def serve(worker: _Worker, **_kwargs: Any) -> None:
+        worker.started.set()
+        await asyncio.Event().wait()
+
+    async def no_flags(*_args: Any) -> tuple[None, None]:
+        return None, None
+
+    monkeypatch.setattr(_demo_run, "init_keystores", lambda *_a, **_k: None)
+    monkeypatch.setattr(_demo_run, "provision", lambda *_a, **_k: _Plan())
+    monkeypatch.setattr(_demo_run, "Worker", _Worker)
+    monkeypatch.setattr(_demo_run, "serve", serve)
+    monkeypatch.setattr(_demo_run, "_flag_service", no_flags)
+    for part in ("_console", "_agencies", "_recipient"):
+        monkeypatch.setattr(_demo_run, part, _idle)
+    monkeypatch.setattr(_demo_run, "_loop", _done)  # the story ends at once, and normally
+    return Settings(home=tmp_path, policies=REPO / "policies")
+
+
+def _demo(settings: Settings, duration: float | None) -> Awaitable[None]:
+    # Bounded: the defect was a demo that ran on regardless.
+    return asyncio.wait_for(run_demo(settings, duration=duration, rate=1, metrics_port=0), 10)
+
+
+@pytest.mark.parametrize("duration", [None, 60.0])
+def test_a_console_that_cannot_start_ends_the_demo_with_its_error(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    duration: float | None,
+) -> None:
+    async def console(*_args: Any) -> None:
+        raise UsageError("cannot listen on 127.0.0.1:8765: Address already in use")
+
+    monkeypatch.setattr(_demo_run, "_console", console)
+    with pytest.raises(UsageError, match=r"cannot listen on 127\.0\.0\.1:8765"):
+        asyncio.run(_demo(settings, duration))
+    assert "demo: the governance console failed; stopping" in capsys.readouterr().out
+
+
+def test_a_subscriber_that_fails_later_ends_the_demo_with_its_error(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def recipient(*_args: Any, **_kwargs: Any) -> None:
+        await asyncio.sleep(0.2)
+        raise TransportError("Kafka refused the login of cog-tipton")
+
+    monkeypatch.setattr(_demo_run, "_recipient", recipient)
+    with pytest.raises(TransportError, match="refused the login"):
+        asyncio.run(_demo(settings, None))
+
+
+def test_the_story_ending_leaves_the_demo_running_until_its_duration(settings: Settings) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        started = loop.time()
+        loop.run_until_complete(_demo(settings, 0.5))
+        assert loop.time() - started >= 0.5
+    finally:
+        loop.close()
+
+
+def test_the_worker_ending_ends_the_demo(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def serve(worker: _Worker, **_kwargs: Any) -> None:
+        worker.started.set()
+        await asyncio.sleep(0.1)  # then stops, as on Ctrl-C passed on by the console's server
+
+    monkeypatch.setattr(_demo_run, "serve", serve)
+    asyncio.run(_demo(settings, None))
