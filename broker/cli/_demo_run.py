@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 from prometheus_client import CollectorRegistry
@@ -180,6 +181,22 @@ async def _recipient(
                     say(f"→ {party:<22} consent withdrawn: stop processing {n} record(s)")
 
 
+def _index_label(db: str) -> str:
+    """Where the audit index is, for the terminal: never a URL's user, password or query
+    (``?password=``), which the settings keep secret."""
+    try:
+        url = urlsplit(db.strip())
+        host = url.hostname or ""
+        port = f":{url.port}" if url.port else ""
+    except ValueError:
+        return "PostgreSQL (ACCORD_AUDIT__DB)"
+    if url.scheme.lower() == "sqlite":
+        return db.strip()  # a file name: no credentials in it
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{url.scheme}://{host}{port}{url.path}"
+
+
 async def _console(
     settings: Settings,
     kafka: KafkaClients,
@@ -205,7 +222,7 @@ async def _console(
             f"WARNING: {DEMO_OFFICER} is a demo account with NO second factor (leave the "
             "one-time code empty); 'accord console add-user' gives real accounts one"
         )
-        index = db or settings.home / "audit.db"
+        index = _index_label(db) if db else settings.home / "audit.db"
         say(f"audit index: {index} (`accord audit report|verify` work from another terminal)")
 
     try:

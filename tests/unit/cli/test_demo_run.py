@@ -1,4 +1,5 @@
-"""``accord demo``'s own task handling: a part that fails ends the demo with its error.
+"""``accord demo``'s own task handling: a part that fails ends the demo with its error, and
+what it prints about the audit index never holds a database password.
 
 Kafka, the worker's pipeline and the agencies are stubbed; ``run_demo``'s waiting is real.
 """
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from broker.cli import _demo_run
-from broker.cli._demo_run import run_demo
-from broker.config import Settings
+from broker.cli._demo_run import _index_label, run_demo
+from broker.config import AuditSettings, Settings
 from broker.errors import TransportError, UsageError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -113,3 +115,50 @@ def test_the_worker_ending_ends_the_demo(
 
     monkeypatch.setattr(_demo_run, "serve", serve)
     asyncio.run(_demo(settings, None))
+
+
+@pytest.mark.parametrize(
+    ("db", "shown"),
+    [
+        ("postgresql://accord:Sup3r-Secret@db.example/audit", "postgresql://db.example/audit"),
+        ("postgres://accord:Sup3r-Secret@db.example:5433/audit?password=Sup3r-Secret",
+         "postgres://db.example:5433/audit"),
+        ("postgresql://accord:Sup3r-Secret@[::1]/audit", "postgresql://[::1]/audit"),
+        ("postgresql:///audit?host=/run/postgresql&password=Sup3r-Secret", "postgresql:///audit"),
+        ("postgresql://accord:Sup3r-Secret@db.example:notaport/audit",
+         "PostgreSQL (ACCORD_AUDIT__DB)"),
+        ("sqlite:///var/lib/accord/audit.db", "sqlite:///var/lib/accord/audit.db"),
+    ],
+)  # fmt: skip
+def test_the_audit_index_is_named_without_user_or_password(db: str, shown: str) -> None:
+    assert _index_label(db) == shown
+
+
+def test_the_demo_prints_a_postgresql_index_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import broker.console
+    import broker.governance
+    from broker.console import ConsoleRun
+
+    class Store:
+        def close(self) -> None:
+            pass
+
+    async def run_console(*_args: Any, started: Callable[[ConsoleRun], None], **_k: Any) -> None:
+        started(ConsoleRun(url="http://127.0.0.1:8765/", chain="console.demo"))
+
+    monkeypatch.setattr(broker.governance, "open_store", lambda *_a, **_k: Store())
+    monkeypatch.setattr(broker.console, "run_console", run_console)
+    url = "postgresql://accord:Sup3r-Secret@db.example/audit"
+    settings = Settings(home=tmp_path, audit=AuditSettings(db=SecretStr(url)))
+    said: list[str] = []
+    asyncio.run(
+        _demo_run._console(settings, None, None, asyncio.Event(), said.append)  # type: ignore[arg-type]
+    )
+    index = [line for line in said if line.startswith("audit index:")]
+    assert index == [
+        "audit index: postgresql://db.example/audit "
+        "(`accord audit report|verify` work from another terminal)"
+    ]
+    assert not [line for line in said if "Sup3r-Secret" in line or "accord@" in line]
