@@ -22,16 +22,37 @@ _LOG_COLUMNS = (
     ("recipient", "recipient"),
     ("event_type", "event type"),
     ("sender", "from"),
+    ("agreement_id", "agreement"),
     ("purpose", "purpose"),
     ("lawful_basis", "lawful basis"),
     ("clauses", "clauses"),
     ("fields_shared", "fields shared"),
     ("fields_withheld", "fields withheld"),
+    ("consent", "consent"),
     ("reason", "reason"),
     ("override_grounds", "override"),
     ("opened_by", "opened by"),
     ("event_id", "event"),
+    ("audit_ref", "audit ref"),
 )
+# Between the grounds of a decision made under several agreements: the nth agreement,
+# purpose and lawful basis of a line belong together. (A basis itself holds "; ".)
+_GROUND_SEPARATOR = " | "
+
+
+def _log_row(entry: DisclosureEntry) -> dict[str, Any]:
+    """The entry's JSON, with each of agreement, purpose and basis listing every ground."""
+    row = entry.as_dict()
+    grounds = list(
+        dict.fromkeys((g.agreement_id, g.purpose, g.lawful_basis) for g in entry.grounds)
+    )
+    if grounds:
+        agreements, purposes, bases = zip(*grounds, strict=True)
+        row["agreement_id"] = _GROUND_SEPARATOR.join(a or "" for a in agreements)
+        row["lawful_basis"] = _GROUND_SEPARATOR.join(b or "" for b in bases)
+        if entry.kind == "decision":  # an opening's purpose is the one it was opened for
+            row["purpose"] = _GROUND_SEPARATOR.join(p or "" for p in purposes)
+    return row
 
 
 def _cell(value: object) -> str:
@@ -57,18 +78,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def disclosure(entries: Sequence[DisclosureEntry], fmt: str) -> str:
-    dicts = [e.as_dict() for e in entries]
     if fmt == "json":
-        return json.dumps(dicts, indent=2, ensure_ascii=False)
+        return json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False)
     keys = [k for k, _ in _LOG_COLUMNS]
     heads = [h for _, h in _LOG_COLUMNS]
-    rows = [[d[k] for k in keys] for d in dicts]
+    rows = [[d[k] for k in keys] for d in map(_log_row, entries)]
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([*keys, "audit_ref"])
-        for d, row in zip(dicts, rows, strict=True):
-            writer.writerow([*(_cell(v) for v in row), d["audit_ref"]])
+        writer.writerow(keys)
+        for row in rows:
+            writer.writerow([_cell(v) for v in row])
         return buf.getvalue().rstrip("\n")
     if fmt == "html":
         return _html_page("Disclosure log", heads, rows, f"{len(entries)} entries")

@@ -32,6 +32,25 @@ def subject_key_for_nhs_number(nhs_number: str, linkage_key: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Ground:
+    """One clause a decision rests on (or, refused, was weighed under): its agreement, purpose
+    and lawful basis. A share under two agreements has two, and each is a basis for it."""
+
+    agreement_id: str | None
+    clause_id: str | None
+    purpose: str | None
+    lawful_basis: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agreement_id": self.agreement_id,
+            "clause_id": self.clause_id,
+            "purpose": self.purpose,
+            "lawful_basis": self.lawful_basis,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class DisclosureEntry:
     """One line of a child's disclosure log: a decision about their data, or an access."""
 
@@ -55,6 +74,9 @@ class DisclosureEntry:
     policy_version: str | None
     chain: str
     seq: int
+    # Every agreement, purpose and lawful basis the decision rests on, the first being
+    # ``agreement_id``, ``purpose`` and ``lawful_basis`` (an opening's purpose is its own).
+    grounds: tuple[Ground, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +98,7 @@ class DisclosureEntry:
             "override_grounds": self.override_grounds,
             "opened_by": self.opened_by,
             "policy_version": self.policy_version,
+            "grounds": [g.as_dict() for g in self.grounds],
             "audit_ref": f"{self.chain}#{self.seq}",
         }
 
@@ -93,6 +116,34 @@ def basis_text(basis: object) -> str | None:
 
 def _tuple(value: object) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def decision_grounds(data: dict[str, Any]) -> tuple[Ground, ...]:
+    """Every clause a ``decided`` record's data names in its ``grounds``; a record written
+    without them (before they were recorded) has its one agreement, purpose and basis."""
+    listed = data.get("grounds")
+    if isinstance(listed, list) and listed:
+        return tuple(
+            Ground(
+                _text(g.get("agreement_id")),
+                _text(g.get("clause_id")),
+                _text(g.get("purpose")),
+                basis_text(g.get("lawful_basis")),
+            )
+            for g in listed
+            if isinstance(g, dict)
+        )
+    first = Ground(
+        _text(data.get("agreement_id")),
+        None,
+        _text(data.get("purpose")),
+        basis_text(data.get("lawful_basis")),
+    )
+    return () if first == Ground(None, None, None, None) else (first,)
 
 
 def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
@@ -118,6 +169,7 @@ def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
         policy_version=d.get("policy_version"),
         chain=rec.chain,
         seq=rec.seq,
+        grounds=decision_grounds(d),
     )
 
 
@@ -127,8 +179,9 @@ def _opened_at(rec: AuditRecord) -> datetime:
     except (KeyError, ValueError):
         return rec.at
     # Acknowledgements were taken without a zone before 2026-12-05, and the log keeps them
-    # as written: read as UTC, or sorting them among the decisions fails the whole log.
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    # as written: read as UTC, or sorting them among the decisions fails the whole log. A
+    # recipient's clock may give its own offset: shown in UTC, as every other time is.
+    return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def disclosure_log(store: AuditStore, subject_key: str) -> list[DisclosureEntry]:
@@ -164,6 +217,7 @@ def disclosure_log(store: AuditStore, subject_key: str) -> list[DisclosureEntry]
                 policy_version=None,
                 chain=rec.chain,
                 seq=rec.seq,
+                grounds=decided.grounds if decided else (),
             )
         )
     entries.sort(key=lambda e: (e.at, e.kind != "decision", e.recipient, e.chain, e.seq))

@@ -8,7 +8,9 @@ only in how they connect and open a transaction. ``open_store`` picks one from a
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +41,19 @@ _ROW_COLUMNS = (
     "chain, seq, at, kind, event_id, party, outcome, reason, agreement_id, purpose, "
     "hash, prev_hash, body"
 )
+
+
+# A body whose grounds name two clauses or more: in canonical JSON (RFC 8785: keys sorted, no
+# spaces) each ground opens with "agreement_id", so this is found between two grounds and
+# nowhere else in a decision. Bound, not inlined: psycopg would read "%" as a placeholder.
+_SEVERAL_GROUNDS = '%},{"agreement_id":%'
+
+
+def _agreements(body: str) -> list[str | None]:
+    """The distinct agreements of a ``decided`` body's grounds, in order."""
+    grounds = json.loads(body).get("data", {}).get("grounds")
+    found = [g.get("agreement_id") for g in grounds or () if isinstance(g, dict)]
+    return list(dict.fromkeys(a for a in found if isinstance(a, str)))
 
 
 def _review_row(row: tuple[Any, ...]) -> ReviewRow:
@@ -289,13 +304,20 @@ class SqlAuditStore:
         return decided + opened
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
+        # A decision counts once under each agreement of its grounds (docs/governance.md).
+        # Only the body lists them: the few bodies with several are read, one by one.
         rows = self._q(
-            "SELECT agreement_id, party, outcome, reason, COUNT(*) FROM audit_records "
-            "WHERE kind = 'decided' AND at >= ? AND at < ? "
-            "GROUP BY agreement_id, party, outcome, reason",
-            window.bounds(),
+            "SELECT agreement_id, party, outcome, reason, several, COUNT(*) FROM (SELECT "
+            "agreement_id, party, outcome, reason, CASE WHEN body LIKE ? THEN body END AS "
+            "several FROM audit_records WHERE kind = 'decided' AND at >= ? AND at < ?) d "
+            "GROUP BY agreement_id, party, outcome, reason, several",
+            (_SEVERAL_GROUNDS, *window.bounds()),
         )
-        return [(a, str(p), str(o), r, int(n)) for a, p, o, r, n in rows]
+        counts: Counter[tuple[str | None, str, str, str | None]] = Counter()
+        for a, p, o, r, body, n in rows:
+            for agreement in (_agreements(body) if body else None) or [a]:
+                counts[(agreement, str(p), str(o), r)] += int(n)
+        return [(*key, n) for key, n in counts.items()]
 
     def pending_overrides(self) -> list[AuditRecord]:
         return self._records(
