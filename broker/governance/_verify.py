@@ -140,6 +140,15 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
             remember(_records_of(chain, store.rows(chain)), hashes), verifier, expect_chain=chain
         )
         _require_checkpoint(report)
+        if report.last_checkpoint_seq is not None and report.head_seq > report.last_checkpoint_seq:
+            # The indexer takes a record only once its writer's checkpoint covers it, and
+            # every writer's transaction ends with one: a record past the newest checkpoint
+            # was put there by someone without the key.
+            raise ChainBroken(
+                report.last_checkpoint_seq + 1,
+                "record after the chain's newest signed checkpoint: no writer signed it",
+                chain=chain,
+            )
         if _check_reference(report, store.latest_checkpoint(chain), verifier, hashes):
             signed += 1
         if head is not None:

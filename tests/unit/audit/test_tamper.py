@@ -112,9 +112,24 @@ def append(store: AuditStore, records: list[AuditRecord]) -> int:
     return body["seq"]
 
 
+def append_past_the_signed_head(store: AuditStore, records: list[AuditRecord]) -> int:
+    """The same, with the indexed head moved on to it: a record no writer ever signed (an
+    override's review, say, taking it off the queue)."""
+    record = next(r for r in reversed(records) if r.kind is not AuditKind.CHECKPOINT)
+    body = json.loads(record.to_bytes())
+    body.update(seq=records[-1].seq + 1, prev_hash=records[-1].hash, party="hub-b")
+    body = _rehash(body)
+    _put(store, body)
+    _q(store, "UPDATE chain_heads SET seq = ?, hash = ? WHERE chain = ?",
+       (body["seq"], body["hash"], CHAIN))  # fmt: skip
+    return int(body["seq"])
+
+
 @pytest.mark.parametrize(
-    "tamper", [modify, modify_column, delete, insert, reorder, truncate, truncate_all, append]
-)
+    "tamper",
+    [modify, modify_column, delete, insert, reorder, truncate, truncate_all, append,
+     append_past_the_signed_head],
+)  # fmt: skip
 def test_verify_fails_naming_the_first_bad_record(
     tamper: Tamper, store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run
 ) -> None:
@@ -123,7 +138,7 @@ def test_verify_fails_naming_the_first_bad_record(
     assert code == 1
     assert out == ""
     lines = err.strip().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 1, lines
     assert f"audit chain '{CHAIN}' broken at seq {bad_seq}:" in lines[0]
 
 
