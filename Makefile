@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint kafka-jars postgres chromium kcat promtool clean help
+.PHONY: demo test bench lint kafka-jars maven postgres chromium kcat promtool clean help
 
 help:
 	@echo "make demo   - set everything up and run Accord on the embedded default"
@@ -22,8 +22,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-kafka-jars: $(STAMP)
-	$(BIN)/python -c 'from broker.config import load_settings; from broker.devkafka import ensure_kafka_jars; print("kafka jars:", ensure_kafka_jars(load_settings().home))'
+# Maven fetches Kafka's jars the first time: Debian's package is installed if it is absent,
+# unless the jars are cached already.
+maven: $(STAMP)
+	$(BIN)/python -m broker.devkafka --cached || bash deploy/dev/ensure-maven.sh
+
+# One line on failure, as from accord: what went wrong, not a traceback.
+kafka-jars: $(STAMP) maven
+	$(BIN)/python -m broker.devkafka
 
 lint: $(STAMP)
 	$(BIN)/ruff check broker tests benchmarks

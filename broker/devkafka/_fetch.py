@@ -37,6 +37,31 @@ def _version_or_unknown() -> str:
 
 KAFKA_VERSION = _version_or_unknown()
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_CENTRAL = "https://repo.maven.apache.org"
+
+
+def _lib(home: Path, version: str) -> Path:
+    return home / f"kafka-{version}" / "lib"
+
+
+def kafka_jars_cached(home: Path) -> bool:
+    """True when the pinned Kafka's jars are already in the cache (nothing to fetch)."""
+    pom = pom_path()
+    return pom.is_file() and (_lib(home, _pinned_version(pom)) / ".complete").is_file()
+
+
+def _maven_failure(output: str) -> str:
+    """Maven's own first ``[ERROR]`` line: what failed. Its last line is only advice (and,
+    coloured, nothing but escape codes)."""
+    lines = [_ANSI.sub("", line).strip() for line in output.splitlines()]
+    errors = [line.removeprefix("[ERROR]").strip() for line in lines if line.startswith("[ERROR]")]
+    found = next((e for e in errors if e), None) or next((x for x in reversed(lines) if x), None)
+    if found is None:
+        return "no output"
+    found = found.removesuffix("-> [Help 1]").strip()
+    return found if len(found) <= 400 else found[:400] + "…"
+
 
 def ensure_kafka_jars(home: Path, *, quiet: bool = True) -> Path:
     """Return the directory holding the broker's jars, fetching them with Maven the first time.
@@ -48,7 +73,7 @@ def ensure_kafka_jars(home: Path, *, quiet: bool = True) -> Path:
     if not pom.is_file():
         raise DevKafkaError(f"cannot find the Kafka POM at {pom} (set {_POM_ENV})")
     version = _pinned_version(pom)
-    lib = home / f"kafka-{version}" / "lib"
+    lib = _lib(home, version)
     if (lib / ".complete").is_file():
         return lib
     mvn = shutil.which("mvn")
@@ -63,6 +88,8 @@ def ensure_kafka_jars(home: Path, *, quiet: bool = True) -> Path:
     cmd = [
         mvn,
         "-B",
+        "--no-transfer-progress",
+        "-Dstyle.color=never",
         *(["-q"] if quiet else []),
         "-f",
         str(pom),
@@ -72,8 +99,11 @@ def ensure_kafka_jars(home: Path, *, quiet: bool = True) -> Path:
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603  # fixed argv, no shell
     if result.returncode != 0:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise DevKafkaError(f"Maven could not fetch Kafka {version}: {tail[0]}")
+        why = _maven_failure(result.stdout + result.stderr)
+        raise DevKafkaError(
+            f"Maven could not fetch Kafka {version}: {why}; check that this machine can reach "
+            f"Maven Central ({_CENTRAL}), or a mirror named in ~/.m2/settings.xml"
+        )
     if not any(staging.glob("kafka_2.13-*.jar")):
         raise DevKafkaError(f"Maven finished but no kafka_2.13 jar is in {staging}")
     (staging / ".complete").write_text(version, encoding="utf-8")
