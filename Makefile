@@ -15,9 +15,11 @@ help:
 	@echo "make bench  - benchmarks, reported as ratios to a baseline measured in the same run"
 	@echo "make lint   - ruff and mypy --strict only"
 
+# A venv whose pip does not run is made again: python3 -m venv can fail after making
+# bin/python (Debian without python3-venv), and every later run would then fail on it.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)

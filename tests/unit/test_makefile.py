@@ -1,5 +1,5 @@
-"""The Makefile's setup steps on a fresh machine: Maven is installed before Kafka's jars are
-fetched (unless they are cached).
+"""The Makefile's setup steps on a fresh or half-set-up machine: Maven is installed before
+Kafka's jars are fetched (unless they are cached), and a half-made virtualenv is made again.
 
 Real ``make`` runs the real recipes, with a throwaway ``VENV`` whose Python is a stand-in
 that records what it is asked: nothing is installed, fetched or started.
@@ -28,7 +28,7 @@ def _script(path: Path, body: str) -> Path:
 
 
 def _venv_python(venv: Path, log: Path, *, pip: bool = True, cached: bool = False) -> None:
-    """A venv's python: logs its arguments; ``--cached`` answers as told."""
+    """A venv's python: logs its arguments; ``--cached`` answers as told; no pip if told."""
     _script(
         venv / "bin" / "python",
         f'echo "venv $*" >> "{log}"\n'
@@ -94,3 +94,39 @@ def test_ensure_maven_installs_debians_package_when_mvn_is_absent(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "asked").read_text() == "maven\n"
     assert result.stdout == f"maven: {bin_dir / 'mvn'}\n"
+
+
+def _system_python(tmp_path: Path, log: Path) -> Path:
+    """``python3``: ``-m venv DIR`` makes a venv whose pip works; everything else is logged."""
+    good = _script(tmp_path / "good-python", f'echo "venv $*" >> "{log}"\nexit 0\n')
+    return _script(
+        tmp_path / "python3",
+        f'echo "python3 $*" >> "{log}"\n'
+        'if [ "$1 $2" = "-m venv" ]; then\n'
+        f'  mkdir -p "$3/bin" && cp "{good}" "$3/bin/python"\n'
+        "fi\n"
+        "exit 0\n",
+    )
+
+
+def test_a_half_made_venv_whose_pip_fails_is_made_again(tmp_path: Path) -> None:
+    venv, log = tmp_path / "venv", tmp_path / "log"
+    # What python3 -m venv leaves on Debian without python3-venv: bin/python, and no pip.
+    _venv_python(venv, log, pip=False)
+    python3 = _system_python(tmp_path, log)
+    result = _make(f"VENV={venv}", f"PYTHON={python3}", str(venv / ".installed-stamp"))
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert f"python3 -m venv {venv}" in calls
+    assert calls[-2:] == ["venv -m pip install --quiet --upgrade pip",
+                          "venv -m pip install --quiet -e .[test]"]  # fmt: skip
+    assert (venv / ".installed-stamp").is_file()
+
+
+def test_a_working_venv_is_kept(tmp_path: Path) -> None:
+    venv, log = tmp_path / "venv", tmp_path / "log"
+    _venv_python(venv, log)
+    python3 = _system_python(tmp_path, log)
+    result = _make(f"VENV={venv}", f"PYTHON={python3}", str(venv / ".installed-stamp"))
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in log.read_text().splitlines() if "-m venv" in c]
