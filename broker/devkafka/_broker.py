@@ -340,14 +340,16 @@ class EmbeddedKafka:
         # The controller's port is easy to miss: it is not on the command line.
         if "controller_port" in self._saved:
             raise DevKafkaError(
-                f"the controller port {self.controller_port} on 127.0.0.1, kept by the data "
+                f"the controller's port {self.controller_port} on 127.0.0.1, kept by the data "
                 f"folder {self.data_dir} since it was made, is already in use; stop the program "
                 "holding it, or use another data folder ('accord kafka up --data DIR')"
             )
         if self._asked_controller_port is not None:
-            raise DevKafkaError(f"the controller port {self.controller_port} is already in use")
+            raise DevKafkaError(
+                f"the controller's port {self.controller_port} on 127.0.0.1 is already in use"
+            )
         raise DevKafkaError(
-            f"the controller port {self.controller_port} on 127.0.0.1 (the client port + 1) is "
+            f"the controller's port {self.controller_port} on 127.0.0.1 (the client port + 1) is "
             "already in use; start Kafka on another port with 'accord kafka up --port N'"
         )
 

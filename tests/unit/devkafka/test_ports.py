@@ -98,7 +98,7 @@ def test_a_taken_saved_controller_port_is_named_and_another_port_is_not_the_advi
         with pytest.raises(DevKafkaError) as err:
             EmbeddedKafka(tmp_path, home=tmp_path, port=port).start()
         message = str(err.value)
-        assert f"controller port {taken}" in message
+        assert f"the controller's port {taken} on 127.0.0.1," in message
         assert f"kept by the data folder {tmp_path}" in message
         assert "another data folder" in message
         assert "--port" not in message
