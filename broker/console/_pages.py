@@ -39,13 +39,23 @@ log = structlog.get_logger("accord.console")
 CHART_DAYS = 14
 
 
-_IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+# A contact event's id is a UUID (broker.events.ContactEvent). A looser "identifier" would
+# let a 10-digit NHS number or a date of birth through into the log.
+_EVENT_ID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_NOT_AN_ID = "(not an identifier)"
 
 
-def _identifier(value: str) -> str:
-    """A posted id as the audit log may hold it: the forms only ever send event and party
-    ids, so anything else (free text could be a name) is recorded as a placeholder."""
-    return value if _IDENTIFIER.fullmatch(value) else "(not an identifier)"
+def _review_detail(deps: ConsoleDeps, event_id: str, recipient: str) -> dict[str, str]:
+    """The posted ids as the audit log may hold them. The form only ever sends an override's
+    event and recipient; anything else is typed by hand and could be a name or an NHS
+    number, so only what is known to be an id is kept, and the rest is a placeholder."""
+    if deps.store.find_decision(event_id, recipient) is not None:
+        return {"event_id": event_id, "recipient": recipient}  # ids the log already holds
+    parties = deps.policy.bundle.parties if deps.policy is not None else {}
+    return {
+        "event_id": event_id if _EVENT_ID.fullmatch(event_id) else _NOT_AN_ID,
+        "recipient": recipient if recipient in parties else _NOT_AN_ID,
+    }
 
 
 def _without_option(message: str) -> str:
@@ -110,14 +120,21 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         session = signed_in(request)
         if session is None:
             return console.redirect("/login")
-        if refusal := await refused_unless_audited(session, "dashboard"):
-            return refusal
         today = deps.clock().date()
         days = days_ending(today, CHART_DAYS)
         since = datetime.combine(days[0], time(), tzinfo=deps.clock().tzinfo)
         window = Window(since=since, until=since + timedelta(days=CHART_DAYS))
         report = governance_report(deps.store, window, policy=deps.policy, today=today,
                                    schools=deps.schools, now=deps.clock())  # fmt: skip
+        # The late Encompass notices are about children: the record of this view names them,
+        # so it is among each child's earlier look-ups (as the overrides page's is).
+        keys = tuple(sorted({
+            k for n in report.encompass_late
+            if (d := deps.store.find_decision(n.event_id, n.school)) is not None
+            for k in d.subject_keys
+        }))  # fmt: skip
+        if refusal := await refused_unless_audited(session, "dashboard", subject_keys=keys):
+            return refusal
         heads = deps.store.heads()
         return console.render(
             "dashboard.html",
@@ -195,7 +212,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         recipient = form_field(form, "recipient") or ""
         # Whatever the answer says (no such override, already reviewed by whom) is audit data:
         # the attempt is on record before it is answered.
-        detail = {"event_id": _identifier(event_id), "recipient": _identifier(recipient)}
+        detail = _review_detail(deps, event_id, recipient)
         if refusal := await refused_unless_audited(session, "overrides.review", detail=detail):
             return refusal
         try:
@@ -263,8 +280,11 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return refusal
         result: str | None = None
         broken: str | None = None
+        # Neither busy nor unable to run says anything about the log: not shown as a failure,
+        # which an officer would read as a broken chain.
+        notice: str | None = None
         if verify and console.verifying.locked():
-            broken = "a verification is already running; try again when it has finished"
+            notice = "A verification is already running; try again when it has finished."
         elif verify:
             async with console.verifying:
                 try:
@@ -272,7 +292,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
                 except ChainBroken as exc:
                     broken = str(exc)
                 except AccordError as exc:
-                    broken = f"verification could not run: {exc}"
+                    notice = f"Verification could not run, so nothing was checked: {exc}"
         checkpoints = {c: deps.store.latest_checkpoint(c) for c in deps.store.chains()}
         return console.render(
             "chains.html",
@@ -282,6 +302,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             records=deps.store.count(),
             result=result,
             broken=broken,
+            notice=notice,
         )
 
 
