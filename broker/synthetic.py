@@ -46,9 +46,15 @@ class SyntheticFamilies:
         self.faker = Faker("en_GB")
         self.faker.seed_instance(seed)
         self.today = today or date(2026, 11, 1)
+        self._issued: set[str] = set()
 
     def nhs_number(self) -> str:
-        return synthetic_nhs_number(self.rng)
+        """A number no one else from these families has: two people sharing one would be
+        one person to the broker (one consent, one disclosure log)."""
+        while (number := synthetic_nhs_number(self.rng)) in self._issued:
+            pass
+        self._issued.add(number)
+        return number
 
     def postcode(self, districts: tuple[str, ...] = _DISTRICTS) -> str:
         return synthetic_postcode(self.rng, districts)

@@ -13,7 +13,7 @@ from broker.events import (
     postcode_district,
     postcode_sector,
 )
-from broker.synthetic import synthetic_nhs_number
+from broker.synthetic import SyntheticFamilies, synthetic_nhs_number
 
 
 @pytest.mark.parametrize("number", ["9997877896", "9991742182", "9999081002", "9993390755"])
@@ -59,6 +59,13 @@ def test_synthetic_numbers_are_valid_and_in_the_999_range() -> None:
         n = synthetic_nhs_number(rng)
         assert n.startswith("999")
         assert is_valid_nhs_number(n)
+
+
+def test_no_two_synthetic_people_share_an_nhs_number() -> None:
+    """The demo's stream would otherwise merge strangers: one consent, one disclosure log."""
+    families = SyntheticFamilies(seed=1)
+    numbers = [families.subject("child")["nhs_number"] for _ in range(3000)]
+    assert len(set(numbers)) == len(numbers)
 
 
 @pytest.mark.parametrize(
