@@ -278,7 +278,7 @@ class EmbeddedKafka:
     def start(self, *, timeout: float = 90.0) -> BrokerStatus:
         """Start the node if it is not running and wait until it answers a metadata request."""
         if (pid := self._running_pid()) is not None:
-            running = self._saved.get("port", self.port)
+            running = self._saved_ports().get("port", self.port)  # as the running node wrote it
             if self._asked_port is not None and self._asked_port != running:
                 # Said, not ignored: the client files would name a port nothing listens on.
                 raise DevKafkaError(
