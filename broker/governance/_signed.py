@@ -32,7 +32,8 @@ def misplaced(key: bytes | None, chain: str, partition: int, partitions: int | N
     genuine checkpoint replayed onto another partition, read before the chain's own
     records) would otherwise be signed evidence that history is missing, and break a chain
     that is whole. ``partitions`` None: the topic's size is not known, the key alone is
-    checked.
+    checked. It is the count the topic has now: records written under another count would
+    all be misplaced, which is why ``accord.audit`` is never resized (docs/governance.md).
     """
     if key != chain.encode():
         return "wrong-key"
