@@ -37,6 +37,7 @@ from broker.policy._cel_reads import (
     blank_strings,
     reads_of,
 )
+from broker.policy._cel_selects import unknown_selects
 
 __all__ = [
     "EVENT_ATTRS",
@@ -166,6 +167,7 @@ def _names(program: Any, source: str) -> tuple[set[str], bool, list[str]]:
             problems.append(f"CEL refers to unknown field {root}.{attr}")
         elif root == "event":
             event_attrs.add(attr)
+    problems.extend(unknown_selects(bare))
     problems.extend(
         f"CEL calls unknown function {fn!r}"
         for fn in program.functions()
@@ -346,10 +348,13 @@ def probe_activation() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def probe(condition: Condition) -> str | None:
-    """Run the condition once on a fictional event: catches unknown functions and non-booleans."""
+    """Run the condition once on a fictional event: catches unknown functions and fields the
+    source check cannot place, and non-booleans."""
     event, recipient = probe_activation()
     try:
         value = condition.program.execute({"event": event, "recipient": recipient})
+    except KeyError as exc:
+        return _unknown_key(condition.source, exc)
     except RuntimeError as exc:
         if "Undefined" in str(exc):
             return "CEL refers to something undefined (unknown function or name)"
@@ -358,4 +363,19 @@ def probe(condition: Condition) -> str | None:
         return None
     if not isinstance(value, bool):
         return "CEL condition does not evaluate to true or false"
+    return None
+
+
+def _unknown_key(source: str, exc: KeyError) -> str | None:
+    """The probe event holds every field a condition may read, so a missing key that the
+    code itself names (``.key``, or ``['key']``) is one no real event has either; a key from
+    data (``{...}[recipient.id]``) may be there in a real one."""
+    key = exc.args[0] if exc.args else None
+    if not isinstance(key, str):
+        return None
+    name = re.escape(key)
+    if re.search(rf"\.\s*{name}(?!\w)", blank_strings(source)) or re.search(
+        rf"""\[\s*(['"]){name}\1\s*\]""", source
+    ):
+        return f"CEL refers to unknown field {key!r}"
     return None
