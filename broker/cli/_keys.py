@@ -119,6 +119,7 @@ def _init(
         typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
         if created:
             _print_table(created)
+        _warn_unprotected(store.protected)
         return
     parties = _policy_parties(policies if policies is not None else settings.policies)
     root = directory if directory is not None else settings.keys_dir
@@ -128,6 +129,15 @@ def _init(
         f"{total} keystores in {root}, one per party and service, each with only its own "
         f"private keys; directory {root / 'directory.json'} signed by governance key {anchor}"
     )
+    _warn_unprotected(settings.keystore.passphrase is not None)
+
+
+def _warn_unprotected(protected: bool) -> None:
+    # Allowed, for the demo and tests on synthetic data, but never silently.
+    from broker.keys import UNPROTECTED_WARNING
+
+    if not protected:
+        typer.echo(f"warning: {UNPROTECTED_WARNING}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,7 @@ from broker.console._metrics import ConsoleMetrics, ConsoleProbes
 from broker.errors import UsageError
 from broker.governance import AuditStore, ChainAppender, Indexer
 from broker.kafka import KafkaClients, warn_if_plaintext
-from broker.keys import FileKeyStore
+from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.ops import serving_ops
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
@@ -143,6 +143,7 @@ async def run_console(
         log.info("console_started", url=run.url, chain=chain, index=index)
         if kafka is not None:
             warn_if_plaintext(kafka)
+        warn_if_unprotected(keys)
         if started is not None:
             started(run)
         await _until(stop, tasks)

@@ -26,7 +26,7 @@ from broker.desk._linkage import desk_linkage_key
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
 from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
-from broker.keys import FileKeyStore
+from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
 from broker.webauth import UserFile, listen, server_config, url_host
@@ -81,6 +81,7 @@ def _party_clients(
     keys = FileKeyStore(keys_dir, settings.keystore.passphrase)
     if party not in keys.private_parties():
         raise ConfigError(f"the keystore at {keys_dir} holds no private key for {party}")
+    warn_if_unprotected(keys)
     group = f"{party}.desk"
     subscriber = Subscriber(
         party, keys, kafka, group, envelope=settings.envelope, clock=clock,

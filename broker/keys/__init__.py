@@ -18,11 +18,12 @@ from broker.keys._exchange import (
     trusted_signers,
 )
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS, KeyStore
-from broker.keys._store import FileKeyStore
+from broker.keys._store import UNPROTECTED_WARNING, FileKeyStore, warn_if_unprotected
 
 __all__ = [
     "ALL_PURPOSES",
     "SPECIAL_PRINCIPALS",
+    "UNPROTECTED_WARNING",
     "FileKeyStore",
     "KeyStore",
     "SignedDirectory",
@@ -31,4 +32,5 @@ __all__ = [
     "init_keystores",
     "sign_directory",
     "trusted_signers",
+    "warn_if_unprotected",
 ]

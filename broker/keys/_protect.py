@@ -44,6 +44,10 @@ class Protector:
     def __init__(self, kek: bytes | None) -> None:
         self._kek = kek
 
+    @property
+    def protected(self) -> bool:
+        return self._kek is not None
+
     @staticmethod
     def new_meta(passphrase: SecretStr | None, scrypt_n: int) -> dict[str, Any]:
         """``keystore.json`` for a new store."""

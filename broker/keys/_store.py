@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+import structlog
 from pydantic import SecretStr
 
 from broker.config import KemSuite
@@ -43,7 +44,22 @@ from broker.keys._files import check_private, locked, make_private_dir, read_jso
 from broker.keys._protect import Protector
 from broker.keys._protocol import ALL_PURPOSES, DEFAULT_ROTATION_GRACE
 
-__all__ = ["FileKeyStore"]
+__all__ = ["UNPROTECTED_WARNING", "FileKeyStore", "warn_if_unprotected"]
+
+UNPROTECTED_WARNING: Final = (
+    "private keys stored unencrypted: set ACCORD_KEYSTORE__PASSPHRASE before making keys "
+    "for real data (docs/operations.md, Keys)"
+)
+
+
+def warn_if_unprotected(store: FileKeyStore) -> None:
+    """A service starting on a keystore without a passphrase says so, as PLAINTEXT Kafka
+    does: anyone who can read its folder holds its private keys."""
+    if not store.protected:
+        structlog.get_logger("accord.keys").warning(
+            "keystore_unprotected", keystore=str(store.path), why=UNPROTECTED_WARNING
+        )
+
 
 _DIR_FORMAT: Final = "accord-keystore-directory/v1"
 # Stores written before the signed directory existed named their file like it; still read.
@@ -91,6 +107,11 @@ class FileKeyStore:
         self._stamp: tuple[int, int, int] | None = None
         self._checked_at = 0.0
         self._load()
+
+    @property
+    def protected(self) -> bool:
+        """Whether the private keys on disk are encrypted under a passphrase."""
+        return self._protect.protected
 
     # -- KeyResolver -------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from broker.kafka import (
     quiet_leftovers,
     warn_if_plaintext,
 )
-from broker.keys import FileKeyStore
+from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.ops import OK, Check, Heartbeat, serving_ops
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._loop import OpenTask, TransactionalLoop
@@ -158,6 +158,7 @@ class Worker:
                 tasks_known=len(reader.view.tasks),
             )
             warn_if_plaintext(self.kafka)
+            warn_if_unprotected(keys)
             self.started.set()
             await loop.run(stop)
         finally:

@@ -112,7 +112,7 @@ SURFACES = {
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",
         "export_entries", "import_directory", "init_keystores", "sign_directory",
-        "trusted_signers",
+        "trusted_signers", "UNPROTECTED_WARNING", "warn_if_unprotected",
     },
     "broker.linkage": {"Linker", "Unlinkable"},
     "broker.pipeline": {

@@ -379,3 +379,39 @@ def test_a_bad_party_id_leaves_no_empty_keystore_behind(
     code, _, err = _run(["keys", "init", "--party", "Bad Id", "--dir", str(tmp_path / "k")], capsys)
     assert "party ids use letters" in _one_line_error(code, err, 2)
     assert not (tmp_path / "k").exists()
+
+
+@pytest.mark.parametrize("how", [["--party", "wmp"], ["--policies", "BUNDLE"]])
+def test_keys_made_without_a_passphrase_are_warned_about_and_with_one_are_not(
+    how: list[str], bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Unencrypted private keys are allowed (demo, tests) but never made silently."""
+    argv = ["keys", "init", *[str(bundle) if a == "BUNDLE" else a for a in how]]
+    code, _, err = _run([*argv, "--dir", str(tmp_path / "plain")], capsys)
+    assert code == 0
+    assert err.strip() == (
+        "warning: private keys stored unencrypted: set ACCORD_KEYSTORE__PASSPHRASE before "
+        "making keys for real data (docs/operations.md, Keys)"
+    )
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "correct horse battery staple")
+    code, _, err = _run([*argv, "--dir", str(tmp_path / "sealed")], capsys)
+    assert (code, err) == (0, "")
+
+
+def test_a_service_on_an_unprotected_keystore_logs_so_and_on_a_protected_one_does_not(
+    tmp_path: Path,
+) -> None:
+    import structlog.testing
+    from pydantic import SecretStr
+
+    from broker.keys import warn_if_unprotected
+
+    plain = FileKeyStore(tmp_path / "plain", create=True)
+    sealed = FileKeyStore(tmp_path / "sealed", SecretStr("pw"), create=True, scrypt_n=2**10)
+    with structlog.testing.capture_logs() as logs:
+        warn_if_unprotected(plain)
+        warn_if_unprotected(sealed)
+    assert [(e["event"], e["keystore"]) for e in logs] == [
+        ("keystore_unprotected", str(tmp_path / "plain"))
+    ]
