@@ -66,9 +66,11 @@ def _expected(raw: Any, where: str, i: int) -> ExpectedFlag:
 
 
 # What a team's view of an event can hold (broker/policy/_redact.py): the fields the
-# schema's field paths name, in full or transformed, and the event's own ids.
+# schema's field paths name, in full or transformed, the event's own ids, and the
+# ``sharing`` block every delivered view carries (the flag engine reads none of it, but a
+# view pasted as received must be accepted).
 _EVENT_KEYS = frozenset(
-    {"event_id", "type", "sender", "occurred_at", "subjects"}
+    {"event_id", "type", "sender", "occurred_at", "subjects", "sharing"}
     | {p.removeprefix("event.") for p in FIELD_PATHS if p.startswith("event.")}
     | {f"{p.removeprefix('event.')}_pseudonym" for p in FIELD_PATHS if p.startswith("event.")}
 )
@@ -93,8 +95,9 @@ def _check_event(event: dict[str, Any], where: str) -> None:
             raise ScenarioInvalid(f"{where}.subjects[{n}]: unknown key(s) {', '.join(unknown)}")
         if subject.get("role") not in ROLES:
             raise ScenarioInvalid(f"{where}.subjects[{n}]: role must be one of {', '.join(ROLES)}")
-        if not all(isinstance(v, str | date) for k, v in subject.items() if k != "role"):
-            raise ScenarioInvalid(f"{where}.subjects[{n}]: values must be strings or dates")
+        # Null: a field shared but not held (a view gives a shared ``postcode`` as null).
+        if not all(isinstance(v, str | date | None) for k, v in subject.items() if k != "role"):
+            raise ScenarioInvalid(f"{where}.subjects[{n}]: values must be strings, dates or null")
 
 
 def parse_flag_scenario(raw: dict[str, Any], file: Path, position: int) -> FlagScenario:

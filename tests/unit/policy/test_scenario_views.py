@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from broker.policy import Policy, load_scenarios, run_scenario
+from broker.policy._flag_scenario import FlagScenario
+from broker.policy._redact import redact
 from broker.policy._scenario import Scenario
 from tests.unit.policy.kit import (
     AT,
     POLICE_TO_COORD,
     agreement,
+    by_recipient,
     default_agreements,
+    event,
     event_dict,
+    load,
+    subject,
     write_bundle,
 )
 
@@ -51,3 +59,22 @@ def test_subjects_counts_the_people_in_the_view_not_the_decisions_subjects(
     """A share of event fields alone shows no person, though the decision covers two."""
     assert _diffs(tmp_path, 0) == []
     assert _diffs(tmp_path, 2) == ["coord: subjects: expected 2, got 0"]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_view_exactly_as_delivered_is_a_valid_flag_event(tmp_path: Path, as_json: bool) -> None:
+    """The ``sharing`` block every view carries, and a shared field the event left empty."""
+    parent = {k: v for k, v in subject("parent").items() if k != "address"}
+    ev = event(subjects=[subject("child"), parent])
+    policy = load(tmp_path / "b")
+    decision = by_recipient(policy.decide(ev, [], at=AT))["coord"]
+    view = redact(ev, decision)
+    assert "sharing" in view
+    assert view["subjects"][1]["address"] is None
+    if as_json:  # as ``accord tail --json`` prints it
+        view = json.loads(json.dumps(view))
+    path = tmp_path / "flags.yaml"
+    path.write_text(yaml.safe_dump({"name": "received", "flag_events": [view], "expect_flags": []}))
+    (loaded,) = load_scenarios(path)
+    assert isinstance(loaded, FlagScenario)
+    assert loaded.events == (view,)
