@@ -176,7 +176,12 @@ class _Checker:
             elif kind not in TRANSFORMS:
                 self.add(src, loc, f"unknown transform {kind!r} (known: {', '.join(TRANSFORMS)})")
             elif path not in TRANSFORM_TARGETS[kind]:
-                self.add(src, loc, f"transform {kind!r} does not apply to {path!r}")
+                targets = ", ".join(sorted(TRANSFORM_TARGETS[kind]))
+                self.add(
+                    src,
+                    loc,
+                    f"transform {kind!r} does not apply to {path!r} (it applies to: {targets})",
+                )
             elif path not in clause.share:
                 self.add(src, loc, f"transforms {path!r}, which the clause does not share")
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 
+from broker.errors import BundleInvalid
+from broker.policy import load_bundle
+from broker.policy._model import TRANSFORM_TARGETS, TRANSFORMS
 from broker.policy._transform import age_band, age_in_years, initials, pseudonym
+from tests.unit.policy.kit import default_agreements, write_bundle
 
 
 @pytest.mark.parametrize(
@@ -53,3 +59,35 @@ def test_pseudonym_depends_on_key_recipient_path_and_value() -> None:
     assert base != pseudonym(b"k", "hub-b", "subject.nhs_number", "9997877896")
     assert base != pseudonym(b"k", "hub-a", "event.reference", "9997877896")
     assert base != pseudonym(b"k", "hub-a", "subject.nhs_number", "9991742182")
+
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "policy-language.md"
+
+
+def _documented_targets() -> dict[str, set[str]]:
+    """Transform → the fields the docs' Transforms table says it applies to."""
+    text = DOCS.read_text()
+    table = text[text.index("### Transforms") : text.index("## 4. Restrictions")]
+    out: dict[str, set[str]] = {}
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) == 3 and (name := cells[0].strip("`")) in TRANSFORMS:
+            out[name] = set(re.findall(r"`((?:subject|event)\.\w+)`", cells[1]))
+    return out
+
+
+def test_the_docs_name_exactly_the_fields_each_transform_applies_to() -> None:
+    """What the docs promise is what a bundle load accepts (pseudonym is not 'any field')."""
+    assert _documented_targets() == {k: set(v) for k, v in TRANSFORM_TARGETS.items()}
+
+
+def test_pseudonymising_a_field_recipients_read_as_a_value_is_refused_naming_the_choices(
+    tmp_path: Path,
+) -> None:
+    agreements = default_agreements()
+    agreements[0]["clauses"][0]["transform"] = {"event.need_level": "pseudonym"}
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(write_bundle(tmp_path / "b", agreements=agreements))
+    (problem,) = info.value.problems
+    assert "transform 'pseudonym' does not apply to 'event.need_level'" in problem
+    assert "(it applies to: event.location, event.reference, subject.address" in problem
