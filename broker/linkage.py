@@ -64,22 +64,16 @@ class Linker:
             parts.append(normalise_postcode(postcode))
         return "d:" + self._mac("demo", "|".join(parts))
 
-    def _demographic_keys(self, subject: Subject | ConsentSubject) -> list[str]:
-        """The key of names, birth date and postcode, then (if that differs) the one
-        without the postcode; none without full demographics."""
-        names = (subject.family_name, subject.given_name, subject.dob)
-        keys = [self._from_demographics(*names, subject.postcode), self._from_demographics(*names)]
-        return list(dict.fromkeys(k for k in keys if k is not None))
-
     def subject_key(self, subject: Subject | ConsentSubject) -> str:
         """The primary key: NHS number when known, else demographics; :class:`Unlinkable`
         for a subject with neither (see :meth:`unlinked_key`)."""
         if subject.nhs_number:
             return self.from_nhs_number(subject.nhs_number)
-        keys = self._demographic_keys(subject)
-        if not keys:  # never silently merge people
+        names = (subject.family_name, subject.given_name, subject.dob)
+        key = self._from_demographics(*names, subject.postcode)
+        if key is None:  # never silently merge people
             raise Unlinkable("subject has neither an NHS number nor full demographics")
-        return keys[0]
+        return key
 
     def postcode_digest(self, postcode: str) -> str:
         """A keyed digest of a (normalised) postcode: enough to tell two apart, no more."""
@@ -108,6 +102,10 @@ class Linker:
 
     def _every_key(self, subject: Subject | ConsentSubject) -> tuple[str, ...]:
         # Both sides file and look under the key without the postcode as well, so a consent
-        # given without a postcode, or at an old address, is still found; the decision then
-        # applies ConsentSubject.matches, which compares postcodes where both give one.
-        return tuple(dict.fromkeys([self.subject_key(subject), *self._demographic_keys(subject)]))
+        # given without a postcode, or at an old address, or with an NHS number the event
+        # lacks, is still found; the decision then applies ConsentSubject.matches, which
+        # compares NHS numbers, and postcodes, where both give one. Two keys at most: the
+        # key with the postcode is only ever the primary.
+        primary = self.subject_key(subject)
+        loose = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
+        return (primary,) if loose is None or loose == primary else (primary, loose)
