@@ -28,9 +28,17 @@ SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
+def _reset_structlog(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A command run in-process (any test directory) configures logging onto the captured
-    stderr, which closes when the test ends: undo it after every test."""
+    stderr, which closes when the test ends: undo it after every test. Loggers are never
+    cached meanwhile: a module's logger cached on that stream would outlive the reset, and a
+    later test in the same process would write to the closed stream."""
+    configure = structlog.configure
+
+    def uncached(**kwargs: Any) -> None:
+        configure(**{**kwargs, "cache_logger_on_first_use": False})
+
+    monkeypatch.setattr(structlog, "configure", uncached)
     yield
     structlog.reset_defaults()
 

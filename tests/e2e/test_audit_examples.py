@@ -244,7 +244,7 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     assert json.loads(out)["pending_overrides"] == []
     code, out, err = await cli(argv, capsys)  # a second review of the same override
     assert code == 2
-    assert err.startswith("accord: error: the override for event")
+    assert err.startswith("accord: error: the override for that event and recipient was already")
     assert "already reviewed by ig-jo" in err
     code, out, err = await cli(["audit", "verify", "--from-topic", "--db", url], capsys)
     assert (code, err) == (0, ""), err
