@@ -63,7 +63,7 @@ def _read_consents(path: Path) -> list[ConsentRecord]:
 
     try:
         text = path.read_text(encoding="utf-8")
-        if path.suffix == ".jsonl":
+        if path.suffix in {".jsonl", ".ndjson"}:  # as accord publish reads exports
             items: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
             items = yaml.safe_load(text)  # JSON is read fine by the YAML loader

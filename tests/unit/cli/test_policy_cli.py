@@ -328,11 +328,12 @@ def test_explain_shows_a_row_per_recipient_and_each_view(
     assert "View for hub-tipton:" not in out
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".ndjson"])  # JSON lines, as publish reads them
 def test_explain_json_is_machine_readable(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = write_bundle(tmp_path / "b")
-    consents = tmp_path / "consents.jsonl"
+    consents = tmp_path / f"consents{suffix}"
     consents.write_text(
         json.dumps(
             {
