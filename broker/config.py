@@ -190,10 +190,12 @@ class SignInSettings(_Frozen):
     # an account per_account_total times in the window (more than one address can), every
     # unknown client waits so. A browser that signed in before (a known device, remembered
     # for known_device_days) gets per_account tries of its own and is not slowed by others.
-    # Peers whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips: addresses
-    # or networks, comma-separated, or *). Behind a reverse proxy that is not on loopback,
-    # name the proxy, or every officer is the proxy's one address to the throttle above.
-    forwarded_allow_ips: str = "127.0.0.1,::1"
+    # How many reverse proxies stand in front, each appending the address it was reached
+    # from to X-Forwarded-For: the client is that entry counted from the end, which no client
+    # can choose (an entry it sends itself stays to the left). None: one from a loopback peer
+    # (a proxy on the same host), else none. Behind a proxy elsewhere, set it, or every
+    # officer is the proxy's one address to the throttle below.
+    forwarded_hops: int | None = Field(default=None, ge=0, le=5)
     sign_in_failures_per_client: int = Field(default=10, ge=1, le=1000)
     sign_in_failures_per_account: int = Field(default=5, ge=1, le=100)
     sign_in_failures_per_account_total: int = Field(default=50, ge=1, le=10_000)

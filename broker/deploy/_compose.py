@@ -248,10 +248,11 @@ def _process_service(dep: Deployment, proc: Process) -> dict[str, Any]:
         env["ACCORD_CONSOLE__HOST"] = "0.0.0.0"  # noqa: S104  # published on the host's loopback only
         env["ACCORD_CONSOLE__PORT"] = str(CONSOLE_PORT)
         env["ACCORD_CONSOLE__USERS_FILE"] = "/var/lib/accord/console/users.json"
-        # The host's reverse proxy reaches the container through Docker's gateway, never
-        # from loopback: believe its X-Forwarded-For (the port is published on the host's
-        # loopback only), or every officer is one client to the sign-in throttle.
-        env["ACCORD_CONSOLE__FORWARDED_ALLOW_IPS"] = "*"
+        # The host's reverse proxy (the port is published on the host's loopback only)
+        # reaches the container through Docker's gateway, never from loopback: the address
+        # it appends to X-Forwarded-For is the client, or every officer is one client to the
+        # sign-in throttle.
+        env["ACCORD_CONSOLE__FORWARDED_HOPS"] = "1"
         service["ports"] = [f"127.0.0.1:{CONSOLE_PORT}:{CONSOLE_PORT}"]
     return service
 

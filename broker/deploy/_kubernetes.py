@@ -174,10 +174,11 @@ def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
             {"name": "ACCORD_CONSOLE__PORT", "value": str(process.web_port)},
             # Served behind the cluster's TLS ingress: the browser sees HTTPS, the pod HTTP.
             {"name": "ACCORD_CONSOLE__SECURE_COOKIES", "value": "true"},
-            # The ingress controller's address varies, and the pod is reached only through
-            # it (narrow accord-ingress-console's `from` to its namespace): believe its
-            # X-Forwarded-For, or every officer is one client to the sign-in throttle.
-            {"name": "ACCORD_CONSOLE__FORWARDED_ALLOW_IPS", "value": "*"},
+            # Reached through the ingress controller, which appends the officer's address to
+            # X-Forwarded-For: that entry is the client, or every officer is the controller's
+            # one address to the sign-in throttle. An overlay sets 2 behind a load balancer
+            # that appends too.
+            {"name": "ACCORD_CONSOLE__FORWARDED_HOPS", "value": "1"},
             {"name": "ACCORD_CONSOLE__USERS_FILE", "value": f"{_CONSOLE_DATA}/users.json"},
         ]
     return env

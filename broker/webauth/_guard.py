@@ -57,6 +57,7 @@ class Guard:
             lifetime=timedelta(days=cfg.known_device_days),
             clock=clock,
         )
+        self.hops = cfg.forwarded_hops
         secure = cfg.secure_cookies
         self.secure_cookies = not loopback(cfg.host) if secure is None else secure
         # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
@@ -75,7 +76,7 @@ class Guard:
     async def check(self, request: Request, form: Any) -> SignInCheck:
         return await check_sign_in(
             request, form, users=self.users, devices=self.devices, throttle=self.throttle,
-            hashing=self.hashing, now=self.clock(),
+            hashing=self.hashing, now=self.clock(), hops=self.hops,
         )  # fmt: skip
 
     def signed_in(

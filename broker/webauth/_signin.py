@@ -12,7 +12,7 @@ from fastapi import Request
 from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies
 from broker.webauth._throttle import SignInThrottle, client_key
 from broker.webauth._users import USERNAME, UserFile
-from broker.webauth._web import form_field
+from broker.webauth._web import client_host, form_field
 
 __all__ = ["SignInCheck", "check_sign_in"]
 
@@ -37,6 +37,7 @@ async def check_sign_in(
     throttle: SignInThrottle,
     hashing: asyncio.Semaphore,
     now: datetime,
+    hops: int | None = None,
 ) -> SignInCheck:
     """Check a posted user name, password and code: every answer after the same work.
 
@@ -49,8 +50,7 @@ async def check_sign_in(
     code = form_field(form, "code")
     stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
     device = devices.device(request.cookies.get(DEVICE_COOKIE), name, stamp)
-    host = request.client.host if request.client else None
-    attempt = throttle.attempt(name, client_key(host), device)
+    attempt = throttle.attempt(name, client_key(client_host(request, hops)), device)
     async with hashing:
         if attempt.refused is None:
             ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)

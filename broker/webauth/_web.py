@@ -8,9 +8,11 @@ before anything parses it unless it is a small plain form.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,6 +29,7 @@ __all__ = [
     "MAX_BODY",
     "SECURITY_HEADERS",
     "bad_body",
+    "client_host",
     "form_field",
     "listen",
     "loopback",
@@ -103,15 +106,21 @@ def url_host(host: str) -> str:
 def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Config:
     """uvicorn's settings for one of Accord's web apps, the same for the console and a desk.
 
-    ``X-Forwarded-For`` is believed from ``cfg.forwarded_allow_ips`` only: behind a reverse
-    proxy elsewhere, every officer would otherwise be the proxy's one address and share its
-    sign-in budget (broker/webauth/_throttle.py). And nothing of an unexpected error's is
-    left for uvicorn to log: the app's own handler has logged the exception's type and
-    answered the page, after which Starlette raises it again, and uvicorn would print its
-    message and traceback (which can hold what the page was showing).
+    uvicorn leaves ``X-Forwarded-For`` alone: :func:`client_host` reads it, by hop count
+    (``cfg.forwarded_hops``), so uvicorn's own ``FORWARDED_ALLOW_IPS`` is not read, and is
+    warned about if set. And nothing of an unexpected error's is left for uvicorn to log: the
+    app's own handler has logged the exception's type and answered the page, after which
+    Starlette raises it again, and uvicorn would print its message and traceback (which can
+    hold what the page was showing).
     """
     import uvicorn  # noqa: PLC0415  # slow import, and only a server needs it
 
+    if os.environ.get("FORWARDED_ALLOW_IPS"):
+        structlog.get_logger("accord.web").warning(
+            "forwarded_allow_ips_ignored",
+            why="FORWARDED_ALLOW_IPS is not read: set ACCORD_CONSOLE__FORWARDED_HOPS "
+            "(ACCORD_DESK__FORWARDED_HOPS) to the number of proxies in front",
+        )
     return uvicorn.Config(
         _Contained(app),
         host=cfg.host,
@@ -120,9 +129,26 @@ def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Confi
         access_log=False,  # our pages log what matters; an access log adds nothing safe
         lifespan="off",
         server_header=False,
-        proxy_headers=True,
-        forwarded_allow_ips=cfg.forwarded_allow_ips,
+        proxy_headers=False,
     )
+
+
+def client_host(request: Request, hops: int | None) -> str | None:
+    """The address a request came from, for the sign-in throttle.
+
+    Each of ``hops`` proxies appends the address it was reached from to X-Forwarded-For, so
+    the client is that many entries from the end; whatever a client sends itself stays to
+    the left. ``None``: one hop from a loopback peer, else the connection's own address.
+    Fewer entries than hops (a request that did not come through the proxies): the peer.
+    """
+    peer = request.client.host if request.client else None
+    if hops is None:
+        hops = 1 if peer is not None and loopback(peer) else 0
+    if hops == 0:
+        return peer
+    entries = [e.strip() for h in request.headers.getlist("x-forwarded-for") for e in h.split(",")]
+    entries = [e for e in entries if e]
+    return entries[-hops] if len(entries) >= hops else peer
 
 
 class _Contained:

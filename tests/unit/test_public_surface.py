@@ -83,7 +83,8 @@ SURFACES = {
         "DeviceCookies", "Guard", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment",
         "UserFile", "SignInCheck", "SignInPages", "WebPages", "add_page_basics",
         "add_sign_in_routes", "bad_body",
-        "check_sign_in", "check_username", "client_key", "device_key", "form_field", "listen",
+        "check_sign_in", "check_username", "client_host", "client_key", "device_key", "form_field",
+        "listen",
         "loopback", "read_form", "server_config", "url_host",
     },
     "broker.governance": {

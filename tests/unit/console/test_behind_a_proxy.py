@@ -15,31 +15,58 @@ from broker.webauth import server_config
 from tests.unit.console.conftest import OFFICER, PASSWORD, csrf_of
 
 PROXY = ("10.42.0.17", 443)  # the ingress controller (or Docker's gateway), as the pod sees it
+ATTACKER, OFFICER_AT = "203.0.113.9", "192.0.2.44"
 
 
-def _served(app: object, trusted: str) -> TestClient:
-    config = server_config(app, ConsoleSettings(forwarded_allow_ips=trusted), 8765)  # type: ignore[arg-type]  # an ASGI app
+def _served(app: object, peer: tuple[str, int] = PROXY) -> TestClient:
+    config = server_config(app, ConsoleSettings(), 8765)  # type: ignore[arg-type]  # an ASGI app
     config.load()
-    return TestClient(config.loaded_app, base_url="https://console.example", client=PROXY)
+    return TestClient(config.loaded_app, base_url="https://console.example", client=peer)
 
 
-def _sign_in(client: TestClient, forwarded_for: str, name: str, password: str) -> int:
-    client.headers["x-forwarded-for"] = forwarded_for
+def _sign_in(client: TestClient, forwarded_for: str | None, name: str, password: str) -> int:
+    if forwarded_for is not None:
+        client.headers["x-forwarded-for"] = forwarded_for
     token = csrf_of(client.get("/login").text)
     form = {"username": name, "password": password, "csrf": token}
     return client.post("/login", data=form, follow_redirects=False).status_code
 
 
-@pytest.mark.parametrize(("trusted", "officer_gets"), [("*", 303), ("127.0.0.1,::1", 401)])
-def test_an_outsiders_failures_behind_the_proxy_cost_only_the_outsider(
-    client: TestClient, trusted: str, officer_gets: int
-) -> None:
-    """Believing the proxy's X-Forwarded-For is what keeps an officer's new browser in."""
-    served = _served(client.app, trusted)
+def _guess_ten_times(client: TestClient, forwarded_for: str) -> None:
     for i in range(10):
-        assert _sign_in(served, "203.0.113.9", f"guess{i}", "not the password") == 401
-    officer = _served(client.app, trusted)
-    assert _sign_in(officer, "192.0.2.44", OFFICER, PASSWORD) == officer_gets
+        assert _sign_in(client, forwarded_for, f"guess{i}", "not the password") == 401
+
+
+@pytest.mark.parametrize(("hops", "officer_gets"), [(1, 303), (None, 401), (0, 401)])
+def test_behind_one_proxy_an_outsiders_failures_cost_only_the_outsider(
+    make_client: Callable[..., TestClient], hops: int | None, officer_gets: int
+) -> None:
+    """One hop: the address the proxy appended is the client. Without (a proxy not on
+    loopback, by default), every officer is the proxy's one address."""
+    app = make_client(forwarded_hops=hops).app
+    _guess_ten_times(_served(app), ATTACKER)
+    assert _sign_in(_served(app), OFFICER_AT, OFFICER, PASSWORD) == officer_gets
+
+
+def test_an_address_a_client_sends_itself_is_not_the_one_counted(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """The proxy appends to what the client sent: a new address per try buys no new budget,
+    and naming an officer's address does not spend theirs."""
+    app = make_client(forwarded_hops=1).app
+    for i in range(10):
+        spoofed = f"10.9.{i}.1, {ATTACKER}"  # the client's own entry, then the proxy's
+        assert _sign_in(_served(app), spoofed, f"guess{i}", "not the password") == 401
+    assert _sign_in(_served(app), f"10.9.99.1, {ATTACKER}", OFFICER, PASSWORD) == 401
+    assert _sign_in(_served(app), f"{ATTACKER}, {OFFICER_AT}", OFFICER, PASSWORD) == 303
+
+
+def test_a_proxy_on_loopback_is_believed_by_default(
+    make_client: Callable[..., TestClient],
+) -> None:
+    app = make_client().app
+    _guess_ten_times(_served(app, ("127.0.0.1", 50000)), ATTACKER)
+    assert _sign_in(_served(app, ("127.0.0.1", 50001)), OFFICER_AT, OFFICER, PASSWORD) == 303
 
 
 def test_an_unexpected_error_ends_at_the_error_page_not_in_the_servers_log(
@@ -61,3 +88,17 @@ def test_an_unexpected_error_ends_at_the_error_page_not_in_the_servers_log(
     response = served.get("/boom")
     assert response.status_code == 500
     assert "a child" not in response.text
+
+
+def test_uvicorns_own_forwarded_setting_is_not_read_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator who set FORWARDED_ALLOW_IPS (the docs' advice before) is told what to set."""
+    import structlog.testing
+
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.5")
+    with structlog.testing.capture_logs() as logs:
+        config = server_config(FastAPI(), ConsoleSettings(), 8765)
+    assert config.proxy_headers is False
+    assert [e["event"] for e in logs] == ["forwarded_allow_ips_ignored"]
+    assert "ACCORD_CONSOLE__FORWARDED_HOPS" in logs[0]["why"]

@@ -66,7 +66,7 @@ def test_production_has_three_brokers_and_every_accord_process(
         assert services[name]["read_only"] is True
         assert services[name]["cap_drop"] == ["ALL"]
     # The host's proxy reaches the console through Docker's gateway: believe its forwarding.
-    assert services["console"]["environment"]["ACCORD_CONSOLE__FORWARDED_ALLOW_IPS"] == "*"
+    assert services["console"]["environment"]["ACCORD_CONSOLE__FORWARDED_HOPS"] == "1"
     assert services["console"]["ports"] == ["127.0.0.1:8765:8765"]
 
 

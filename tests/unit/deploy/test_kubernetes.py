@@ -356,7 +356,7 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert settings.console.secure_cookies is True
             assert settings.console_users_file == Path("/var/lib/accord/console/users.json")
             # behind the ingress: each officer's own address counts, not the controller's
-            assert settings.console.forwarded_allow_ips == "*"
+            assert settings.console.forwarded_hops == 1
 
 
 def test_the_keystore_is_unpacked_into_memory_and_never_lands_on_disk(
