@@ -6,7 +6,8 @@ whose normalised given name, family name and date of birth equal the record's (a
 postcode does too when both give one). A record giving both matches a subject that has no
 NHS number by its demographics, so a withdrawal made with the NHS number still reaches an
 event that names the child without one; two different NHS numbers never match. Normalising
-folds case and drops everything that is not a letter, so ``O'Neil`` and ``oneil`` agree. The
+folds case, drops accents and everything that is not a letter, so ``O'Neil`` and ``oneil``
+agree, and ``Siân`` and ``Sian``. The
 worker files records under every key they could match by and re-checks with this rule.
 """
 
@@ -49,13 +50,16 @@ _Token = Annotated[str, StringConstraints(pattern=r"^(\*|kind:[a-z_]+|[a-z0-9][a
 
 
 def normalise_name(name: str) -> str:
-    """Case-folded letters only: the demographic key ignores spacing, hyphens, apostrophes.
+    """Case-folded letters only, accents dropped: the demographic key ignores spacing,
+    hyphens, apostrophes and accents.
 
-    Composed first (NFC): "Siân" typed as ``a`` and a combining circumflex looks the same as
-    ``â`` but would lose its accent to the letters-only filter, and the two spellings of one
-    child would then be two people, a withdrawal under one never reaching the other.
+    "Siân" can be typed as one letter or as ``a`` and a combining circumflex, which look the
+    same; and many agencies' systems store "Sian". All three are one child: a withdrawal
+    typed one way must reach events typed another. So names are decomposed and their
+    combining marks dropped before the letters-only filter.
     """
-    return "".join(filter(str.isalpha, unicodedata.normalize("NFC", name).casefold()))
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(c for c in decomposed if c.isalpha() and not unicodedata.combining(c))
 
 
 def _end_of_day(value: Any) -> Any:
@@ -83,14 +87,18 @@ class ConsentSubject(BaseModel):
     postcode: Postcode | None = None
 
     @model_validator(mode="after")
-    def _identifiable(self) -> ConsentSubject:
+    def _identifiable(self, info: ValidationInfo) -> ConsentSubject:
         if self.nhs_number is None and (
             self.given_name is None or self.family_name is None or self.dob is None
         ):
             raise ValueError("needs nhs_number, or given_name, family_name and dob")
-        for name in (self.given_name, self.family_name):
-            if name is not None and not normalise_name(name):
-                raise ValueError("a name needs at least one letter")
+        # Names identify the person only without an NHS number; and a record filed before
+        # this rule (read back from worker state, without a context) must still load: a
+        # withdrawal dropped at restart would put its consent back in force.
+        if self.nhs_number is None and isinstance(info.context, dict):
+            for name in (self.given_name, self.family_name):
+                if name is not None and not normalise_name(name):
+                    raise ValueError("a name needs at least one letter")
         return self
 
     def matches(self, subject: Subject) -> bool:
