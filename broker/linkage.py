@@ -104,8 +104,21 @@ class Linker:
         # Both sides file and look under the key without the postcode as well, so a consent
         # given without a postcode, or at an old address, or with an NHS number the event
         # lacks, is still found; the decision then applies ConsentSubject.matches, which
-        # compares NHS numbers, and postcodes, where both give one. Two keys at most: the
-        # key with the postcode is only ever the primary.
+        # compares NHS numbers, and postcodes, where both give one. The key with the
+        # postcode is only ever the primary.
         primary = self.subject_key(subject)
         loose = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
-        return (primary,) if loose is None or loose == primary else (primary, loose)
+        keys = (primary,) if loose is None or loose == primary else (primary, loose)
+        legacy = self._legacy_key(subject)
+        return keys if legacy is None or legacy in keys else (*keys, legacy)
+
+    def _legacy_key(self, subject: Subject | ConsentSubject) -> str | None:
+        """The name-and-birth-date key as Accord made it before names dropped their accents
+        (2026-12-05): consent filed, and shares noted, under it are still found. Only names
+        with a letter outside ASCII have one; for the rest it is the key without the
+        postcode."""
+        family, given, dob = subject.family_name, subject.given_name, subject.dob
+        if family is None or given is None or dob is None or (family + given).isascii():
+            return None
+        old = ["".join(filter(str.isalpha, name.casefold())) for name in (family, given)]
+        return "d:" + self._mac("demo", "|".join([*old, str(dob)])) if all(old) else None

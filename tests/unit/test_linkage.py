@@ -76,3 +76,14 @@ def test_a_name_with_no_letter_links_no_one(placeholder: str) -> None:
     # And a record filed before this rule (read back without a context) still loads: a
     # withdrawal dropped at a restart would put its consent back in force.
     assert not ConsentSubject.model_validate(named).matches(child)
+
+
+def test_consent_filed_under_an_accented_name_before_accents_were_dropped_is_still_found() -> None:
+    """A withdrawal filed as "Siân" by an older Accord (its key kept the accent) must still
+    reach events naming "Siân" or "Sian", or sharing would resume after the upgrade."""
+    old_key = "d:" + LINKER._mac("demo", f"hughes|siân|{_child().dob}")  # as filed then
+    assert old_key in LINKER.lookup_keys(_child())
+    assert old_key in LINKER.lookup_keys(_child(postcode=None))
+    assert old_key not in LINKER.lookup_keys(_child(given_name="Sian"))  # never filed so
+    consent = ConsentSubject(given_name=SIAN, family_name="Hughes", dob=_child().dob)
+    assert old_key in LINKER.consent_keys(consent)  # so a new withdrawal recalls old shares
