@@ -8,6 +8,7 @@ raises ``RuntimeError`` rather than silently reading the wall clock.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
@@ -117,15 +118,19 @@ def _nhs_number(value: str, info: ValidationInfo) -> str:
     return normalise_nhs_number(value, allow_placeholder=not isinstance(info.context, dict))
 
 
-def iso_text(value: Any) -> Any:
-    """Refuse a number, or a string of digits, where a date or a time is due.
+_ISO_DATE_START = re.compile(r"\s*\d{4}-\d{2}-\d{2}")
 
-    pydantic reads those as seconds since 1970, so a compact date from an export
-    ("20261120") would become 1970-08-23 without a word, and a withdrawal so dated would be
-    older than the consent it withdraws. The schema says ISO 8601 text.
+
+def iso_text(value: Any) -> Any:
+    """Refuse a number, or text that is not an ISO 8601 date, where a date or a time is due.
+
+    pydantic reads a number, or text that spells one ("20261120", "2.026112E+07"), as
+    seconds since 1970, so a compact date from an export would become 1970-08-23 without a
+    word, and a withdrawal so dated would be older than the consent it withdraws. The schema
+    says ISO 8601 text: so text must start with the date, year first.
     """
     if isinstance(value, int | float) or (
-        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+        isinstance(value, str) and _ISO_DATE_START.match(value) is None
     ):
         raise ValueError("must be an ISO 8601 date or date-time (2026-11-21T22:40:00Z)")
     return value

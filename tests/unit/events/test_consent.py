@@ -131,6 +131,7 @@ def test_a_record_filed_before_these_rules_is_still_read_back_as_filed() -> None
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"recorded_at": "20261121"}, "recorded_at"), ({"recorded_at": 1795000000}, "recorded_at"),
+     ({"recorded_at": "1.7952e9"}, "recorded_at"),
      ({"valid_until": "20261130"}, "valid_until")],
 )  # fmt: skip
 def test_a_consent_time_given_as_a_number_is_refused_not_read_as_1970(

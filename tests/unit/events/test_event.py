@@ -179,6 +179,8 @@ def test_no_problem_message_ever_quotes_the_value(field: str, value: Any) -> Non
     [
         ({"occurred_at": "20261120"}, "occurred_at"),  # a compact date: not 1970-08-23
         ({"occurred_at": 1795000000}, "occurred_at"),
+        ({"occurred_at": "2.026112E+07"}, "occurred_at"),  # a number, spelt otherwise
+        ({"occurred_at": " 1795000000.5"}, "occurred_at"),
         ({"occurred_at": "0001-01-01T00:00:00+01:00"}, "occurred_at"),  # no UTC time at all
         ({"subjects": [subject("child", dob="20160302")]}, "subjects[0].dob"),
         ({"subjects": [subject("child", dob=0)]}, "subjects[0].dob"),
