@@ -7,6 +7,7 @@ personal values (subject keys, party ids, clause ids and field names only).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,12 +43,7 @@ class Ground:
     lawful_basis: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "agreement_id": self.agreement_id,
-            "clause_id": self.clause_id,
-            "purpose": self.purpose,
-            "lawful_basis": self.lawful_basis,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
