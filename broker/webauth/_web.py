@@ -167,8 +167,11 @@ class _Contained:
 
         try:
             await self.app(scope, receive, sending)
-        except Exception:  # noqa: BLE001  # logged by type in the app's handler already
-            if scope["type"] == "http" and not started:
+        except Exception as exc:  # noqa: BLE001  # its type is logged, never its message
+            if started:
+                return  # the app's error page is sent: its handler logged the type already
+            structlog.get_logger("accord.web").error("web_unhandled", error=type(exc).__name__)
+            if scope["type"] == "http":
                 await send({"type": "http.response.start", "status": 500,
                             "headers": [(b"content-type", b"text/plain")]})  # fmt: skip
                 await send({"type": "http.response.body", "body": b"internal error"})
