@@ -60,6 +60,9 @@ def _ephemeral_low() -> int | None:
         return None
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that is free right now.
 
@@ -71,7 +74,10 @@ def free_port() -> int:
     if low is not None and low > _PICK_FROM + 1_000:
         for _ in range(200):
             port = random.randrange(_PICK_FROM, low - 1)  # noqa: S311  # a port, not a secret
-            if not _port_in_use(port):
+            # Never the same port twice in one process: a caller asking for several (a
+            # three-node cluster's nine) binds none of them until it starts.
+            if port not in _GIVEN and not _port_in_use(port):
+                _GIVEN.add(port)
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -30,10 +30,24 @@ def test_a_taken_port_is_never_returned(monkeypatch: pytest.MonkeyPatch) -> None
         busy.listen()
         taken = busy.getsockname()[1]
         picks = iter([taken, taken, free])
+        monkeypatch.setattr(_broker, "_GIVEN", set())  # free was handed out just above
         monkeypatch.setattr(_broker, "_ephemeral_low", lambda: 60_000)
         monkeypatch.setattr(_broker, "random", SimpleNamespace(randrange=lambda *_: next(picks)))
         assert free_port() == free
         assert next(picks, None) is None  # both taken picks were tried and passed over
+
+
+def test_a_port_is_handed_out_once_though_nothing_bound_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A three-node cluster asks for nine ports before it binds any: no two the same."""
+    first, other, third = free_port(), free_port(), free_port()
+    monkeypatch.setattr(_broker, "_GIVEN", {first, other})  # as if third were not yet given
+    picks = iter([first, first, other, third])
+    monkeypatch.setattr(_broker, "_ephemeral_low", lambda: 60_000)
+    monkeypatch.setattr(_broker, "random", SimpleNamespace(randrange=lambda *_: next(picks)))
+    assert free_port() == third
+    assert next(picks, None) is None  # the ports already handed out were passed over
 
 
 def test_without_a_known_ephemeral_range_the_kernel_picks(
