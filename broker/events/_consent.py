@@ -58,7 +58,10 @@ def normalise_name(name: str) -> str:
     typed one way must reach events typed another. So names are decomposed and their
     combining marks dropped before the letters-only filter.
     """
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    folded = name.casefold()
+    if folded.isascii():  # most names, on every event: nothing to decompose
+        return "".join(filter(str.isalpha, folded))
+    decomposed = unicodedata.normalize("NFKD", folded)
     return "".join(c for c in decomposed if c.isalpha() and not unicodedata.combining(c))
 
 
