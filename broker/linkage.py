@@ -20,13 +20,7 @@ from __future__ import annotations
 
 import hmac
 
-from broker.events import (
-    ConsentSubject,
-    Subject,
-    normalise_name,
-    normalise_nhs_number,
-    normalise_postcode,
-)
+from broker.events import ConsentSubject, Subject, normalise_name, normalise_nhs_number
 
 __all__ = ["Linker", "Unlinkable"]
 
@@ -60,8 +54,8 @@ class Linker:
         if not family or not given:  # "-" or "?" for a name not known: no one to link to
             return None
         parts = [family, given, str(dob)]
-        if postcode is not None:
-            parts.append(normalise_postcode(postcode))
+        if postcode is not None:  # normalised when the subject was validated
+            parts.append(postcode)
         return "d:" + self._mac("demo", "|".join(parts))
 
     def subject_key(self, subject: Subject | ConsentSubject) -> str:
