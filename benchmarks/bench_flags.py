@@ -310,6 +310,8 @@ def _service(admin: Any, keys: Any, policies: Path, home: Path, child_records: i
         "ACCORD_HOME": str(home),
         "ACCORD_KAFKA_BOOTSTRAP": admin.bootstrap,
         "ACCORD_KEYSTORE__PATH": str(keys.path),
+        # Synthetic keys made unencrypted: the explicit opt-out, as tests have.
+        "ACCORD_KEYSTORE__PROTECTION": "none",
     }
     if admin.credentials_dir is not None:  # the service logs in as TEAM, from its client file
         env["ACCORD_KAFKA__CREDENTIALS_DIR"] = str(admin.credentials_dir)

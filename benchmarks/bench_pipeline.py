@@ -342,7 +342,9 @@ async def _measure(
     env = {**os.environ, "ACCORD_HOME": str(home), "ACCORD_KAFKA_BOOTSTRAP": admin.bootstrap,
            "ACCORD_KAFKA__CREDENTIALS_DIR": str(admin.credentials_dir),
            "ACCORD_KAFKA__SECURITY_PROTOCOL": admin.security_protocol.value,
-           "ACCORD_KAFKA__PARTITIONS": str(PARTITIONS)}  # fmt: skip
+           "ACCORD_KAFKA__PARTITIONS": str(PARTITIONS),
+           # Synthetic keys made unencrypted above: the explicit opt-out, as tests have.
+           "ACCORD_KEYSTORE__PROTECTION": "none"}  # fmt: skip
     log = home / "worker.log"
     metrics_port = free_port()
     worker = _start_worker(env, log, metrics_port)

@@ -36,6 +36,7 @@ from pydantic_settings import (
 from broker.errors import ConfigError
 
 __all__ = [
+    "DEMO_PASSPHRASE_FILE",
     "AuditSettings",
     "ConsoleSettings",
     "DeskSettings",
@@ -44,6 +45,7 @@ __all__ = [
     "KafkaSecurity",
     "KafkaSettings",
     "KemSuite",
+    "KeyProtection",
     "KeystoreSettings",
     "OpsEndpoint",
     "SchoolCalendar",
@@ -128,9 +130,23 @@ class KafkaSettings(_Frozen):
     credentials_dir: Path | None = None  # default: <home>/kafka-data/clients
 
 
+class KeyProtection(enum.StrEnum):
+    """How keystores keep private keys on disk. Under a passphrase (scrypt, then AES-256-GCM)
+    is the default, and without one set no keystore is made or opened; NONE (unencrypted,
+    readable by anyone who can read the folder) is an explicit opt-in for synthetic data."""
+
+    PASSPHRASE = "passphrase"  # noqa: S105  # a mode's name, not a password
+    NONE = "none"
+
+
+# What the demo makes when no passphrase is set: `accord demo` seals its keystores under it.
+DEMO_PASSPHRASE_FILE = "keystore-passphrase"  # noqa: S105  # a file's name, not its contents
+
+
 class KeystoreSettings(_Frozen):
     path: Path | None = None  # default: <home>/keys
     passphrase: SecretStr | None = None
+    protection: KeyProtection = KeyProtection.PASSPHRASE
 
 
 class EnvelopeSettings(_Frozen):
@@ -290,6 +306,19 @@ class Settings(BaseSettings):
         tests, as separate organisations would have), else the keys folder itself."""
         own = self.keys_dir / principal
         return own if (own / "keystore.json").is_file() else self.keys_dir
+
+    def keystore_passphrase(self) -> SecretStr | None:
+        """The passphrase to make or open a keystore with; ``ConfigError`` when none is set,
+        unless unencrypted keystores were asked for (``ACCORD_KEYSTORE__PROTECTION=none``)."""
+        if self.keystore.passphrase is not None or self.keystore.protection is KeyProtection.NONE:
+            return self.keystore.passphrase
+        demo = self.home / DEMO_PASSPHRASE_FILE
+        hint = f"; the demo's is {demo}" if demo.is_file() else ""
+        raise ConfigError(
+            "no keystore passphrase: set ACCORD_KEYSTORE__PASSPHRASE or "
+            f"ACCORD_KEYSTORE__PASSPHRASE_FILE{hint} (ACCORD_KEYSTORE__PROTECTION=none allows "
+            "unencrypted private keys, for synthetic data only)"
+        )
 
     @property
     def kafka_credentials_dir(self) -> Path:

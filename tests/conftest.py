@@ -27,6 +27,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests make and open hundreds of keystores holding synthetic keys: unencrypted, by the
+    explicit opt-out a deployment would have to write too (docs/operations.md, Keys), since
+    each passphrase costs an scrypt. The tests of the default itself, and of the demo as a
+    user runs it, remove it (tests/unit/keys/test_protection.py, tests/e2e/test_install.py)."""
+    os.environ.setdefault("ACCORD_KEYSTORE__PROTECTION", "none")
+
+
 @pytest.fixture(autouse=True)
 def _reset_structlog(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A command run in-process (any test directory) configures logging onto the captured

@@ -28,7 +28,7 @@ def keystore(settings: Settings, principal: str) -> FileKeyStore:
     """``principal``'s keystore (``Settings.keystore_path``)."""
     from broker.keys import FileKeyStore  # cryptography loads only when a command needs keys
 
-    return FileKeyStore(settings.keystore_path(principal), settings.keystore.passphrase)
+    return FileKeyStore(settings.keystore_path(principal), settings.keystore_passphrase())
 
 
 def read_password(prompt: str, *, from_stdin: bool, confirm: bool = False) -> str:

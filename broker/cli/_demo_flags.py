@@ -59,6 +59,8 @@ class FlagServiceProcess:
 
     settings: Settings
     team: str
+    # The demo's own passphrase file, when it made one (``_demo_keys``).
+    passphrase_file: Path | None = None
     proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -77,6 +79,8 @@ class FlagServiceProcess:
         }
         if kafka.credentials_dir is not None:
             env["ACCORD_KAFKA__CREDENTIALS_DIR"] = str(kafka.credentials_dir)
+        if self.passphrase_file is not None:
+            env["ACCORD_KEYSTORE__PASSPHRASE_FILE"] = str(self.passphrase_file)
         return env
 
     async def start(self) -> None:

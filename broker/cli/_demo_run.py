@@ -15,6 +15,7 @@ import random
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,10 +23,11 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from broker.cli._demo_flags import FlagServiceProcess
+from broker.cli._demo_keys import demo_keystores
 from broker.config import Settings, WorkerSettings
 from broker.errors import AccordError
 from broker.kafka import KafkaClients, client_settings
-from broker.keys import FileKeyStore, init_keystores
+from broker.keys import FileKeyStore
 from broker.pipeline import Worker, WorkerOptions, serve
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
@@ -255,7 +257,7 @@ async def _loop(
 
 
 async def _flag_service(
-    settings: Settings, policy: Policy, say: Callable[[str], None]
+    settings: Settings, policy: Policy, say: Callable[[str], None], passphrase_file: Path | None
 ) -> tuple[FlagServiceProcess | None, bytes | None]:
     """The referring team's flag service, started (with the team's desk linkage key, made
     first so that the service and the loop share it); (None, None) if the bundle has none."""
@@ -267,7 +269,7 @@ async def _flag_service(
         return None, None
     team = found[0]
     linkage = desk_linkage_key(settings.keystore_path(team))
-    service = FlagServiceProcess(settings, team)
+    service = FlagServiceProcess(settings, team, passphrase_file)
     await service.start()
     say(f"flag service for {team} started (accord desk flags; log {service.log})")
     return service, linkage
@@ -296,15 +298,10 @@ async def run_demo(
     policy = load_bundle(settings.policies)
     # A keystore per party and service, each with only its own private keys, wired with a
     # directory the governance key signs: as separate organisations would have them.
-    init_keystores(
-        settings.keys_dir,
-        list(policy.bundle.parties),
-        passphrase=settings.keystore.passphrase,
-        kem=settings.envelope.kem,
-    )
+    settings, passphrase_file = demo_keystores(settings, list(policy.bundle.parties))
 
     def keys(principal: str) -> FileKeyStore:
-        return FileKeyStore(settings.keystore_path(principal), settings.keystore.passphrase)
+        return FileKeyStore(settings.keystore_path(principal), settings.keystore_passphrase())
 
     def kafka(principal: str) -> KafkaClients:
         return KafkaClients(client_settings(settings, principal))
@@ -335,7 +332,7 @@ async def run_demo(
         worker_task.result()  # the worker could not start: its error, one line, from the CLI
     say = typer.echo
     say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
-    flags, linkage = await _flag_service(settings, policy, say)
+    flags, linkage = await _flag_service(settings, policy, say, passphrase_file)
     tasks = [
         asyncio.create_task(
             _console(settings, kafka(Principal.CONSOLE), policy, stop, say),

@@ -1,4 +1,4 @@
-"""``accord keys``: create, list, rotate, retire and revoke parties' keys."""
+"""``accord keys``: create, protect, list, rotate, retire and revoke parties' keys."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _open_store(directory: Path | None, principal: str | None = None) -> FileKey
         root = settings.keys_dir
         if path == root and not (root / "keystore.json").exists() and (root / "worker").is_dir():
             raise UsageError(f"no keystore for {principal} in {root} (one per party)")
-    return FileKeyStore(path, settings.keystore.passphrase)
+    return FileKeyStore(path, settings.keystore_passphrase())
 
 
 def _policy_parties(policies: Path) -> list[str]:
@@ -113,7 +113,7 @@ def _init(
         if not is_identifier(party):  # before anything is made: no empty keystore left
             raise UsageError("party ids use letters, digits and . _ : - only (1-255 characters)")
         path = directory if directory is not None else settings.keystore_path(party)
-        store = FileKeyStore(path, settings.keystore.passphrase, create=True)
+        store = FileKeyStore(path, settings.keystore_passphrase(), create=True)
         purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
         created = store.ensure_party(party, purposes=purposes, kem=suite)
         typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
@@ -123,13 +123,32 @@ def _init(
         return
     parties = _policy_parties(policies if policies is not None else settings.policies)
     root = directory if directory is not None else settings.keys_dir
-    anchor = init_keystores(root, parties, passphrase=settings.keystore.passphrase, kem=suite)
+    anchor = init_keystores(root, parties, passphrase=settings.keystore_passphrase(), kem=suite)
     total = len(parties) + len(SPECIAL_PRINCIPALS)
     typer.echo(
         f"{total} keystores in {root}, one per party and service, each with only its own "
         f"private keys; directory {root / 'directory.json'} signed by governance key {anchor}"
     )
-    _warn_unprotected(settings.keystore.passphrase is not None)
+    _warn_unprotected(settings.keystore_passphrase() is not None)
+
+
+def _protect(directory: Path | None) -> None:
+    from broker.config import load_settings
+    from broker.keys import protect_keystores
+
+    settings = load_settings()
+    passphrase = settings.keystore.passphrase
+    if passphrase is None:
+        raise UsageError(
+            "set ACCORD_KEYSTORE__PASSPHRASE (or ACCORD_KEYSTORE__PASSPHRASE_FILE) to the "
+            "passphrase to protect the keystore with"
+        )
+    root = directory if directory is not None else settings.keys_dir
+    done = protect_keystores(root, passphrase)
+    for path in done:
+        typer.echo(f"keystore {path}: private keys now encrypted under the passphrase")
+    if not done:
+        typer.echo(f"every keystore at {root} is protected already (and opens with the passphrase)")
 
 
 def _warn_unprotected(protected: bool) -> None:
@@ -167,6 +186,16 @@ def register(app: typer.Typer) -> None:
         Idempotent: parties that already have active keys keep them.
         """
         _init(policies, party, directory, kem)
+
+    @keys_app.command("protect")
+    def protect(directory: _DirOption = None) -> None:
+        """Encrypt a keystore made unencrypted (ACCORD_KEYSTORE__PROTECTION=none) under
+        ACCORD_KEYSTORE__PASSPHRASE: the one at --dir, or each one under it.
+
+        Stop the services that use it first. The unencrypted files are deleted, not wiped:
+        if the keys ever guarded real data, rotate them afterwards.
+        """
+        _protect(directory)
 
     @keys_app.command("list")
     def list_keys(

@@ -26,7 +26,7 @@ def _store(directory: Path | None, principal: str) -> FileKeyStore:
 
     settings = load_settings()
     path = directory if directory is not None else settings.keystore_path(principal)
-    return FileKeyStore(path, settings.keystore.passphrase)
+    return FileKeyStore(path, settings.keystore_passphrase())
 
 
 def register_exchange(keys_app: typer.Typer) -> None:
@@ -114,7 +114,7 @@ def _import(file: Path, directory: Path | None, trust: str | None) -> None:
     new = trust is not None and not (path / "keystore.json").is_file()
     existed = path.exists()
     try:
-        store = FileKeyStore(path, settings.keystore.passphrase, create=new)
+        store = FileKeyStore(path, settings.keystore_passphrase(), create=new)
         signed = import_directory(store, file.read_bytes(), where=file, trust=trust)
     except AccordError:
         if new and not existed:
@@ -129,8 +129,9 @@ def _copy_linkage(directory: Path | None, to: Path, passphrase_file: Path | None
 
     from broker.keys import FileKeyStore
 
-    passphrase = load_settings().keystore.passphrase
-    if passphrase_file is not None:
+    if passphrase_file is None:
+        passphrase = load_settings().keystore_passphrase()
+    else:
         try:
             text = passphrase_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):

@@ -74,7 +74,7 @@ async def run_console(
     """Serve the console until ``stop`` is set (or the process is interrupted)."""
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
 
-    keys = FileKeyStore(settings.keystore_path(Principal.CONSOLE), settings.keystore.passphrase)
+    keys = FileKeyStore(settings.keystore_path(Principal.CONSOLE), settings.keystore_passphrase())
     verifier = KeystoreAuditVerifier(keys)
     chain = console_chain()
     sink = ChainAppender(

@@ -78,7 +78,7 @@ def _party_clients(
     """The party's own keystore, its subscriber (group ``<party>.desk``) and, if any clause
     sends from it, its publisher."""
     keys_dir = settings.keystore_path(party)
-    keys = FileKeyStore(keys_dir, settings.keystore.passphrase)
+    keys = FileKeyStore(keys_dir, settings.keystore_passphrase())
     if party not in keys.private_parties():
         raise ConfigError(f"the keystore at {keys_dir} holds no private key for {party}")
     warn_if_unprotected(keys)

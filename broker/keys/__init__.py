@@ -14,6 +14,7 @@ from broker.keys._exchange import (
     export_entries,
     import_directory,
     init_keystores,
+    protect_keystores,
     sign_directory,
     trusted_signers,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "export_entries",
     "import_directory",
     "init_keystores",
+    "protect_keystores",
     "sign_directory",
     "trusted_signers",
     "warn_if_unprotected",

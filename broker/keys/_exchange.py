@@ -40,6 +40,7 @@ __all__ = [
     "export_entries",
     "import_directory",
     "init_keystores",
+    "protect_keystores",
     "sign_directory",
     "trusted_signers",
 ]
@@ -232,3 +233,28 @@ def init_keystores(
         import_directory(store, document, where=root / principal, trust=anchor)
     write_private(root / "directory.json", json.loads(document))
     return anchor
+
+
+def protect_keystores(root: Path, passphrase: SecretStr) -> list[Path]:
+    """Put the unprotected keystore at ``root``, or each one under it (one per principal, as
+    ``init_keystores`` makes them), under ``passphrase``; returns those it protected.
+
+    Every store is opened before any is changed, so a store that is already protected but
+    under another passphrase, or is unreadable, changes nothing.
+    """
+    paths = (
+        [root]
+        if (root / "keystore.json").is_file()
+        else sorted(p.parent for p in root.glob("*/keystore.json"))
+    )
+    if not paths:
+        raise KeyStoreError(f"no keystore at {root}")
+    todo: list[FileKeyStore] = []
+    for path in paths:
+        unprotected = read_json(path / "keystore.json").get("protection") == "none"
+        store = FileKeyStore(path, None if unprotected else passphrase)
+        if unprotected:
+            todo.append(store)
+    for store in todo:
+        store.protect(passphrase)
+    return [store.path for store in todo]

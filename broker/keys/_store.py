@@ -16,6 +16,7 @@ everyone else, imported from a signed directory (``_exchange``). Secrets are pro
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -47,8 +48,9 @@ from broker.keys._protocol import ALL_PURPOSES, DEFAULT_ROTATION_GRACE
 __all__ = ["UNPROTECTED_WARNING", "FileKeyStore", "warn_if_unprotected"]
 
 UNPROTECTED_WARNING: Final = (
-    "private keys stored unencrypted: set ACCORD_KEYSTORE__PASSPHRASE before making keys "
-    "for real data (docs/operations.md, Keys)"
+    "private keys stored unencrypted (ACCORD_KEYSTORE__PROTECTION=none), for synthetic data "
+    "only: 'accord keys protect' puts them under ACCORD_KEYSTORE__PASSPHRASE "
+    "(docs/operations.md, Keys)"
 )
 
 
@@ -262,6 +264,57 @@ class FileKeyStore:
             raise UsageError("a linkage key is 32 bytes")
         write_private(path, {"format": _LINKAGE_FORMAT, **self._protect.wrap(key, _LINKAGE_AD)})
         return key
+
+    # -- protecting a store made without a passphrase ----------------------------------
+
+    def protect(self, passphrase: SecretStr, *, scrypt_n: int = 2**15) -> None:
+        """Encrypt this unprotected store's private keys and linkage key under ``passphrase``.
+
+        The store is rewritten in a folder beside it and swapped in by two renames, so a
+        crash leaves the old store or the new one whole at ``path`` (or, between the renames,
+        both beside it: docs/operations.md). Services using the store must be stopped first:
+        they hold the old protection. The unencrypted files are deleted, not wiped: a disk
+        may keep their blocks, so keys that guarded real data are rotated afterwards.
+        """
+        if self.protected:
+            raise UsageError(f"the keystore at {self.path} is passphrase-protected already")
+        staging = self.path.with_name(f".{self.path.name}.protecting")
+        old = self.path.with_name(f".{self.path.name}.unprotected")
+        with locked(self.path):
+            for leftover in (staging, old):
+                if leftover.exists():
+                    raise KeyStoreError(
+                        f"{leftover} is left from an interrupted 'keys protect': see "
+                        "docs/operations.md (Keys) before removing it"
+                    )
+            shutil.copytree(self.path, staging, ignore=shutil.ignore_patterns(".lock", ".*.tmp"))
+            try:
+                new = self._protect_copy(staging, passphrase, scrypt_n)
+            except BaseException:
+                shutil.rmtree(staging)  # nothing was changed yet: leave only the old store
+                raise
+            self.path.rename(old)
+            staging.rename(self.path)
+        shutil.rmtree(old)
+        self._protect = new
+
+    def _protect_copy(self, staging: Path, passphrase: SecretStr, scrypt_n: int) -> Protector:
+        meta_file = staging / "keystore.json"
+        meta = Protector.new_meta(passphrase, scrypt_n)
+        new = Protector.unlock(meta, meta_file, self.path, passphrase)
+        for path in sorted(self._private_dir.glob("*.key")):
+            info = self._by_id.get(path.name.removesuffix(".key"))
+            if info is None:  # copied as it is, it would stay readable in the new store
+                raise KeyStoreError(f"private key file {path} is not in the directory")
+            record = read_json(path)
+            raw = self._protect.unwrap(record, self._wrap_ad(info), path)
+            record |= new.wrap(raw, self._wrap_ad(info))
+            write_private(staging / "private" / path.name, record)
+        if (self.path / "linkage.key").exists():
+            record = {"format": _LINKAGE_FORMAT, **new.wrap(self.linkage_key(), _LINKAGE_AD)}
+            write_private(staging / "linkage.key", record)
+        write_private(meta_file, meta)  # last: the copy says "protected" only once it is
+        return new
 
     def retire(self, key_id: str) -> KeyInfo:
         return self._set_status(key_id, KeyStatus.RETIRED)

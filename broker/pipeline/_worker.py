@@ -121,7 +121,9 @@ class Worker:
         settings = self.settings
         policy = load_bundle(self.options.policies)  # BundleInvalid: refuse a bad bundle
         # The worker's own keystore: its private keys, the directory, the linkage key.
-        keys = FileKeyStore(settings.keystore_path(Principal.WORKER), settings.keystore.passphrase)
+        keys = FileKeyStore(
+            settings.keystore_path(Principal.WORKER), settings.keystore_passphrase()
+        )
         linkage_key = keys.linkage_key()  # refuse to start without it: a new one unlinks all
         _require_signing_key(keys, self.clock())
         self.kafka.check_login()

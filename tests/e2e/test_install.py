@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from broker._canonical import canonical_json
 from broker.config import KafkaSettings
@@ -72,7 +73,9 @@ def test_the_sdk_install_publishes_and_tails_on_the_real_broker(
     # Parties of their own: the session broker's shared topics hold other tests' records.
     tag = uuid.uuid4().hex[:6]
     agency, hub = f"agency-install-{tag}", f"hub-install-{tag}"
-    keys = FileKeyStore(tmp_path / "keys", create=True)
+    # An agency's keystore is sealed under its passphrase, as `accord keys init` makes it.
+    passphrase = "synthetic agency passphrase"
+    keys = FileKeyStore(tmp_path / "keys", SecretStr(passphrase), create=True, scrypt_n=2**12)
     for party in (agency, "worker", hub):
         keys.ensure_party(party)
     kafka = clients(kafka_bootstrap)
@@ -80,6 +83,7 @@ def test_the_sdk_install_publishes_and_tails_on_the_real_broker(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")},
         "ACCORD_KEYSTORE__PATH": str(keys.path),
+        "ACCORD_KEYSTORE__PASSPHRASE": passphrase,
         "ACCORD_HOME": str(tmp_path / "home"),  # the subscriber's replay memory, not ~/.cache
         **admin_env(kafka_bootstrap),  # these parties have no logins of their own
     }
@@ -202,7 +206,19 @@ def test_the_demo_runs_the_broker_end_to_end_and_serves_the_console(
         assert "referral loop 4/4: the worker decided shared to sandwell-coord" in out, out
         assert "demo stopped; Kafka keeps running" in out
 
-        verify = _accord(server_bin, "audit", "verify", env=demo_env)
+        # Secure by default, the demo included: every keystore it made is sealed under the
+        # passphrase it made, which other commands are pointed at, as it printed.
+        home = Path(demo_env["ACCORD_HOME"])
+        passphrase_file = home / "keystore-passphrase"
+        assert f"export ACCORD_KEYSTORE__PASSPHRASE_FILE={passphrase_file}" in out
+        metas = list((home / "keys").glob("*/keystore.json"))
+        assert len(metas) > 4
+        assert {json.loads(m.read_text())["protection"] for m in metas} == {"scrypt"}
+        refused = _accord(server_bin, "audit", "verify", env=demo_env)
+        assert refused.returncode != 0
+        assert "no keystore passphrase" in refused.stderr
+        with_it = {**demo_env, "ACCORD_KEYSTORE__PASSPHRASE_FILE": str(passphrase_file)}
+        verify = _accord(server_bin, "audit", "verify", env=with_it)
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert "audit log intact" in verify.stdout
     finally:

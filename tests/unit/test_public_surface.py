@@ -25,7 +25,7 @@ SURFACES = {
     "broker.config": {
         "AuditSettings", "ConsoleSettings", "DeskSettings", "EnvelopeSettings", "IndexerSettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "OpsEndpoint",
-        "SchoolCalendar", "SignInSettings",
+        "SchoolCalendar", "SignInSettings", "DEMO_PASSPHRASE_FILE", "KeyProtection",
         "Settings", "WorkerSettings", "default_home", "load_settings",
     },
     "broker.console": {
@@ -112,8 +112,8 @@ SURFACES = {
     },
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",
-        "export_entries", "import_directory", "init_keystores", "sign_directory",
-        "trusted_signers", "UNPROTECTED_WARNING", "warn_if_unprotected",
+        "export_entries", "import_directory", "init_keystores", "protect_keystores",
+        "sign_directory", "trusted_signers", "UNPROTECTED_WARNING", "warn_if_unprotected",
     },
     "broker.linkage": {"Linker", "Unlinkable"},
     "broker.pipeline": {

@@ -52,7 +52,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     async def no_flags(*_args: Any) -> tuple[None, None]:
         return None, None
 
-    monkeypatch.setattr(_demo_run, "init_keystores", lambda *_a, **_k: None)
+    monkeypatch.setattr(_demo_run, "demo_keystores", lambda settings, _parties: (settings, None))
     monkeypatch.setattr(_demo_run, "provision", lambda *_a, **_k: _Plan())
     monkeypatch.setattr(_demo_run, "Worker", _Worker)
     monkeypatch.setattr(_demo_run, "serve", serve)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from broker.cli import main
 from broker.envelope import KeyStatus
@@ -382,21 +383,86 @@ def test_a_bad_party_id_leaves_no_empty_keystore_behind(
 
 
 @pytest.mark.parametrize("how", [["--party", "wmp"], ["--policies", "BUNDLE"]])
-def test_keys_made_without_a_passphrase_are_warned_about_and_with_one_are_not(
+def test_keys_are_made_only_under_a_passphrase_unless_unencrypted_ones_are_asked_for(
     how: list[str], bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    """Unencrypted private keys are allowed (demo, tests) but never made silently."""
+    """Secure by default: no passphrase, no keys. ACCORD_KEYSTORE__PROTECTION=none is the
+    explicit opt-out, and it is warned about every time."""
     argv = ["keys", "init", *[str(bundle) if a == "BUNDLE" else a for a in how]]
+    monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION", raising=False)
+    code, _, err = _run([*argv, "--dir", str(tmp_path / "refused")], capsys)
+    assert "no keystore passphrase: set ACCORD_KEYSTORE__PASSPHRASE" in _one_line_error(
+        code, err, 2
+    )
+    assert not (tmp_path / "refused").exists()
+
+    monkeypatch.setenv("ACCORD_KEYSTORE__PROTECTION", "none")
     code, _, err = _run([*argv, "--dir", str(tmp_path / "plain")], capsys)
     assert code == 0
     assert err.strip() == (
-        "warning: private keys stored unencrypted: set ACCORD_KEYSTORE__PASSPHRASE before "
-        "making keys for real data (docs/operations.md, Keys)"
+        "warning: private keys stored unencrypted (ACCORD_KEYSTORE__PROTECTION=none), for "
+        "synthetic data only: 'accord keys protect' puts them under "
+        "ACCORD_KEYSTORE__PASSPHRASE (docs/operations.md, Keys)"
     )
+    monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION")
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "correct horse battery staple")
     code, _, err = _run([*argv, "--dir", str(tmp_path / "sealed")], capsys)
     assert (code, err) == (0, "")
+    metas = list((tmp_path / "sealed").glob("**/keystore.json"))
+    assert metas
+    assert all(json.loads(m.read_text())["protection"] == "scrypt" for m in metas)
+
+
+def test_without_a_passphrase_no_command_opens_a_keystore(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A keystore made unencrypted is not opened either unless the opt-out is set where it
+    is opened: a deployment does not inherit a test's or a demo's setting by accident."""
+    assert _run(["keys", "init", "--policies", str(bundle)], capsys)[0] == 0
+    assert _run(["keys", "list"], capsys)[0] == 0
+    monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION")
+    code, _, err = _run(["keys", "list"], capsys)
+    assert "no keystore passphrase" in _one_line_error(code, err, 2)
+
+
+def test_keys_protect_encrypts_an_unencrypted_keystore_in_place(
+    bundle: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Every store under the folder is put under the passphrase, keeping its keys; again, it
+    is a no-op; with another passphrase, or none, it is a one-line error."""
+    assert _run(["keys", "init", "--policies", str(bundle)], capsys)[0] == 0
+    root = home / "keys"
+    before = {p.name: FileKeyStore(p).keys() for p in root.iterdir() if p.is_dir()}
+    monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION")
+    code, _, err = _run(["keys", "protect"], capsys)
+    assert "ACCORD_KEYSTORE__PASSPHRASE" in _one_line_error(code, err, 2)
+
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "correct horse battery staple")
+    code, out, err = _run(["keys", "protect"], capsys)
+    assert (code, err) == (0, "")
+    assert out.count("now encrypted under the passphrase") == len(before)
+    for name, keys in before.items():
+        store = FileKeyStore(root / name, SecretStr("correct horse battery staple"))
+        assert store.protected
+        assert store.keys() == keys
+        for held in (root / name / "private").glob("*.key"):
+            assert json.loads(held.read_text())["protection"] == "aes-256-gcm"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(before)
+    assert not list(home.glob(".keys*"))
+    assert not list(root.glob(".*.protecting"))
+    assert not list(root.glob(".*.unprotected"))
+    # The stores still work together: the directory they import is signed as before.
+    assert _run(["keys", "list"], capsys)[0] == 0
+
+    code, out, _ = _run(["keys", "protect"], capsys)
+    assert code == 0
+    assert "protected already" in out
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "another")
+    code, _, err = _run(["keys", "protect"], capsys)
+    assert "wrong passphrase" in _one_line_error(code, err, 1)
 
 
 def test_a_service_on_an_unprotected_keystore_logs_so_and_on_a_protected_one_does_not(
