@@ -22,7 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from broker.audit import AuditKind, AuditRecord
-from broker.config import KafkaSettings, KeystoreSettings, Settings
+from broker.config import KafkaSettings, KeyProtection, KeystoreSettings, Settings
 from broker.events import parse_consents, parse_event
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
@@ -106,7 +106,7 @@ class Harness:
         settings = Settings(
             home=home,
             kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
-            keystore=KeystoreSettings(path=keys.path),
+            keystore=KeystoreSettings(path=keys.path, protection=KeyProtection.NONE),
         )
         provisioned(bootstrap, self.policy)  # each of them logs in as itself, below
         self.worker = Worker(

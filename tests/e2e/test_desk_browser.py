@@ -38,7 +38,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 import tests.e2e.test_console_browser as console_browser
 from broker.audit import AuditKind, AuditRecord
-from broker.config import DeskSettings, KeystoreSettings, Settings
+from broker.config import DeskSettings, KeyProtection, KeystoreSettings, Settings
 from broker.desk import (
     Flag,
     child_key,
@@ -361,7 +361,7 @@ async def the_school_sees_a_late_notice(
     settings = Settings(
         home=home,
         kafka=settings_as(bootstrap, school),
-        keystore=KeystoreSettings(path=keys.path),
+        keystore=KeystoreSettings(path=keys.path, protection=KeyProtection.NONE),
         desk=DeskSettings(port=0),
     )
     UserFile(settings.desk_users_file(school)).add(user, PASSWORD)

@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from broker.audit import AuditKind, AuditRecord, ChainReport, KeystoreAuditVerifier, verify_chain
-from broker.config import KafkaSettings, KeystoreSettings, Settings
+from broker.config import KafkaSettings, KeyProtection, KeystoreSettings, Settings
 from broker.devkafka import free_port
 from broker.envelope import InMemoryReplayGuard, Opener
 from broker.events import parse_event
@@ -204,8 +204,9 @@ async def worker_in_process(
 ) -> AsyncIterator[tuple[asyncio.Task[None], CollectorRegistry]]:
     """A worker logged in as itself, running in this event loop until the block ends; the
     task (to check it is still running) and its metrics registry."""
+    plain = KeystoreSettings(path=keys.path, protection=KeyProtection.NONE)  # synthetic keys
     settings = Settings(home=home, kafka=KafkaSettings(bootstrap=bootstrap, partitions=2),
-                        keystore=KeystoreSettings(path=keys.path))  # fmt: skip
+                        keystore=plain)  # fmt: skip
     registry = CollectorRegistry()
     worker = Worker(settings, options, kafka=clients(bootstrap, "worker"), registry=registry)
     stop = asyncio.Event()

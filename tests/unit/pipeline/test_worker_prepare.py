@@ -63,3 +63,17 @@ async def test_no_kafka_login_is_refused_before_the_ops_server_starts(
     with pytest.raises(ConfigError, match="no Kafka login"):
         await serve(_worker(tmp_path, KafkaSettings()))  # secured by default, no login
     assert ops_entered == []
+
+
+async def test_without_a_keystore_passphrase_the_worker_refuses_to_start(
+    tmp_path: Path, ops_entered: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secure by default: an unencrypted keystore is opened only under the explicit opt-out,
+    which the tests set and this test removes."""
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    keys.ensure_party(Principal.WORKER)
+    keys.set_linkage_key()
+    monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION")
+    with pytest.raises(ConfigError, match="no keystore passphrase"):
+        await serve(_worker(tmp_path))
+    assert ops_entered == []
