@@ -10,7 +10,7 @@ import csv
 import html
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from broker.governance import DisclosureEntry, GovernanceReport, late_by_school
@@ -53,6 +53,13 @@ def _log_row(entry: DisclosureEntry) -> dict[str, Any]:
         if entry.kind == "decision":  # an opening's purpose is the one it was opened for
             row["purpose"] = _GROUND_SEPARATOR.join(p or "" for p in purposes)
     return row
+
+
+def _agreements(listed: Iterable[str | None], first: str | None) -> str | None:
+    """Every agreement a decision was made under, as the disclosure log lists them; a
+    record written before decisions listed their grounds has its ``first`` only."""
+    ids = dict.fromkeys(a or "" for a in listed)
+    return _GROUND_SEPARATOR.join(ids) if ids else first
 
 
 def _cell(value: object) -> str:
@@ -129,7 +136,8 @@ def report_json(rep: GovernanceReport) -> str:
         "pending_overrides": [
             {"event_id": p.event_id, "recipient": p.recipient, "decided_at": iso(p.decided_at),
              "sender": p.sender, "event_type": p.event_type, "agreement_id": p.agreement_id,
-             "clauses": list(p.clauses), "grounds": p.grounds}
+             "clauses": list(p.clauses), "grounds": p.grounds,
+             "agreements": [g.as_dict() for g in p.agreements]}
             for p in rep.pending_overrides
         ],
         "quarantine": [{"reason": r, "count": n} for r, n in rep.quarantine],
@@ -181,7 +189,7 @@ def report_text(rep: GovernanceReport) -> str:
                         p.event_id,
                         p.recipient,
                         p.sender,
-                        p.agreement_id,
+                        _agreements((g.agreement_id for g in p.agreements), p.agreement_id),
                         p.clauses,
                         p.grounds,
                     )

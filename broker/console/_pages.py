@@ -27,6 +27,7 @@ from broker.governance import (
     disclosure_log,
     expiring_agreements,
     governance_report,
+    pending_overrides,
     record_query,
     review_override,
     subject_key_for_nhs_number,
@@ -197,8 +198,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         session = signed_in(request)
         if session is None:
             return console.redirect("/login")
-        pending = deps.store.pending_overrides()
-        keys = tuple(sorted({k for r in pending for k in r.subject_keys}))
+        pending = pending_overrides(deps.store)
+        keys = tuple(sorted({k for p in pending for k in p.subject_keys}))
         if refusal := await refused_unless_audited(session, "overrides", subject_keys=keys):
             return refusal
         return console.render("overrides.html", session, pending=pending)

@@ -242,6 +242,10 @@ class PendingOverride:
     agreement_id: str | None
     clauses: tuple[str, ...]
     grounds: str | None
+    # Every agreement (with its clause) the override was made under, the first being
+    # ``agreement_id``; and the subjects it is about, for the record of whoever views it.
+    agreements: tuple[Ground, ...] = ()
+    subject_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +298,8 @@ def pending_overrides(store: AuditStore) -> list[PendingOverride]:
                 agreement_id=d.get("agreement_id"),
                 clauses=_tuple(d.get("clause_ids")),
                 grounds=d.get("override_grounds"),
+                agreements=decision_grounds(d),
+                subject_keys=rec.subject_keys,
             )
         )
     return out
