@@ -6,6 +6,11 @@ party, so a flag, its window table and the desk's timeline name a child only by 
 The brief's rule: a child is keyed by NHS number; without one, by given name, family name and
 date of birth. A household (children sharing an address) is keyed the same way, by address
 and postcode.
+
+Names are compared as the broker's linkage compares them (``broker.events.normalise_name``).
+Until 2026-12-05 they were only trimmed and case-folded; a child whose key changed then
+still has its old one (:attr:`ChildKeys.legacy`), under which the flag service and the desk
+find what they filed before (docs/desk.md, "Upgrading").
 """
 
 from __future__ import annotations
@@ -15,33 +20,85 @@ import hmac
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Flag", "child_key", "flag_id", "household_key"]
+from broker.events import normalise_name
+
+__all__ = [
+    "ChildKeys",
+    "Flag",
+    "child_key",
+    "child_keys",
+    "flag_id",
+    "household_key",
+    "view_child_keys",
+]
 
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
+
+
+class ChildKeys(NamedTuple):
+    """A child subject's key (None: it cannot be keyed), and the key it had before names
+    were normalised, where that differs (None otherwise)."""
+
+    key: str | None
+    legacy: str | None = None
+
+
+def _mac(secret: bytes, material: str) -> str:
+    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def child_keys(secret: bytes, subject: Mapping[str, Any]) -> ChildKeys:
+    """The desk's keys for a child subject of a delivered view (see :func:`child_key`)."""
+    nhs = subject.get("nhs_number")
+    if nhs:
+        return ChildKeys(_mac(secret, f"nhs\x00{nhs}"))
+    given, family, dob = (subject.get(k) for k in ("given_name", "family_name", "dob"))
+    if not (isinstance(given, str) and isinstance(family, str) and given and family and dob):
+        return ChildKeys(None)
+    # The material is as before, with the names normalised: a name that was letters only
+    # (most are) keeps its key, and only the others pay for a second HMAC.
+    old = (given.strip().casefold(), family.strip().casefold())
+    new = (normalise_name(given), normalise_name(family))
+    key = None
+    if isinstance(dob, str) and all(new):
+        key = _mac(secret, f"demo\x00{new[0]}\x00{new[1]}\x00{dob}")
+        if new == old:
+            return ChildKeys(key)
+    return ChildKeys(key, _mac(secret, f"demo\x00{old[0]}\x00{old[1]}\x00{dob}"))
 
 
 def child_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
     """The desk's key for a child subject of a delivered view, or None if it cannot be keyed.
 
-    Names are case-folded and trimmed, so "Ava " and "ava" are one child; a subject with
-    neither an NHS number nor both names (strings) and a date of birth is not keyed (it
-    raises nothing). Inner spacing and punctuation still count ("Mary  Ann" is not "Mary
-    Ann"), where the broker's linkage ignores them: changing this re-keys every desk's stored
-    children without an NHS number, which needs a migration of its store (a known gap).
+    Names are compared as the broker's linkage compares them: case, accents, spacing, hyphens
+    and apostrophes are ignored, so "Mary-Ann" and "mary ann", "Siân" and "Sian", "O'Brien"
+    and "OBrien" are one child. A subject is not keyed (it raises nothing and has no
+    timeline) without an NHS number or both names and a date of birth (ISO date text), nor
+    when a name has no letter at all ("-", "?": not known): keying those would make every
+    such child of one birth date one child.
     """
-    nhs = subject.get("nhs_number")
-    if nhs:
-        material = f"nhs\x00{nhs}"
-    else:
-        given, family, dob = (subject.get(k) for k in ("given_name", "family_name", "dob"))
-        if not (isinstance(given, str) and isinstance(family, str) and given and family and dob):
-            return None
-        material = f"demo\x00{given.strip().casefold()}\x00{family.strip().casefold()}\x00{dob}"
-    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()[:32]
+    return child_keys(secret, subject).key
+
+
+def view_child_keys(view: Mapping[str, Any], secret: bytes) -> list[ChildKeys]:
+    """The keys of the view's child subjects (every subject's when the view names no roles,
+    as an outcome's or a school's view may not), in subject order, each child once; a subject
+    that cannot be keyed now is listed only if it had a legacy key."""
+    subjects = [s for s in view.get("subjects") or () if isinstance(s, Mapping)]
+    if any("role" in s for s in subjects):
+        subjects = [s for s in subjects if s.get("role") == "child"]
+    found: dict[str, ChildKeys] = {}
+    for subject in subjects:
+        keys = child_keys(secret, subject)
+        if keys.key is not None:
+            found.setdefault(keys.key, keys)
+        elif keys.legacy is not None:
+            found.setdefault(keys.legacy, keys)
+    return list(found.values())
 
 
 def household_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
@@ -58,13 +115,13 @@ def household_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
     code = _NOT_WORD.sub("", postcode.casefold())
     if not (street and code):
         return None
-    material = f"household\x00{street}\x00{code}"
-    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()[:32]
+    return _mac(secret, f"household\x00{street}\x00{code}")
 
 
 def flag_id(rule: str, child: str, trigger_event_id: str) -> str:
     """Deterministic: the same rule, child and triggering record always give the same id, so a
-    flag raised again after a restart is recognisably the same flag, never a second one."""
+    flag raised again after a restart is recognisably the same flag, never a second one. (A
+    flag raised under a child's legacy key has that key's id: the flag service checks both.)"""
     digest = hashlib.sha256(f"{rule}\x00{child}\x00{trigger_event_id}".encode()).hexdigest()
     return digest[:32]
 

@@ -20,6 +20,11 @@ Household rules (those naming ``household``) are evaluated in a second step, ove
 household's state (``_household``): :meth:`FlagEngine.apply` returns what that step needs,
 and :meth:`FlagEngine.process` runs both steps in one go (the faust service runs the second
 on the household's partition).
+
+A child whose key changed when names began to be compared as the broker compares them
+(2026-12-05) brings its old key with each record (``Placement.legacy``): the window state kept
+under that key joins the child's (:meth:`FlagEngine.adopt`: its records, the times its rules
+fired and the ids it has seen), so the upgrade neither loses a window nor raises a flag twice.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from broker.desk._flag import Flag, child_key, flag_id, household_key
+from broker.desk._flag import Flag, child_keys, flag_id, household_key
 from broker.desk._household import HouseholdMessage, apply_household
-from broker.desk._window import ID, T, aggregates, micros, time_of
+from broker.desk._window import ID, SEQ, T, aggregates, micros, time_of
 from broker.errors import EventInvalid
 from broker.policy import CompiledFlagRule
 
@@ -40,8 +45,9 @@ __all__ = ["Applied", "ChildState", "FlagEngine", "Placement", "WindowRecord", "
 
 #: ``{"v": 1, "seq": next arrival number, "newest": µs or None,
 #: "recs": [[occurred µs, arrival, event id, sender, type, need, [categories]], ...],
-#: "fired": {rule id: [µs, ...]}, "gone": [event id, ...], "hh": household key}``:
-#: JSON-ready, so a faust table stores it as is. ``hh``: where the child was last placed.
+#: "fired": {rule id: [µs, ...]}, "gone": [event id, ...], "hh": household key,
+#: "adopted": {legacy key: its state's "seq" when adopted}}``: JSON-ready, so a faust table
+#: stores it as is. ``hh``: where the child was last placed; ``adopted``: see ``adopt``.
 ChildState = dict[str, Any]
 #: In :meth:`FlagEngine.process`'s mapping, a household's state is under this + its key.
 HOUSEHOLD_PREFIX = "household:"
@@ -109,6 +115,11 @@ class Placement(NamedTuple):
     child: str
     household: str | None
     residents: tuple[str, ...]
+    # The child's key before 2026-12-05 where it differs (``ChildKeys.legacy``).
+    legacy: str | None = None
+    # (legacy key, key) of those residents that have a legacy key: the household's records
+    # from before name them by it.
+    renamed: tuple[tuple[str, str], ...] = ()
 
 
 class Applied(NamedTuple):
@@ -139,20 +150,23 @@ class FlagEngine:
     def placements(self, view: Mapping[str, Any]) -> list[Placement]:
         """The view's child subjects, in subject order, each once, with their households."""
         found: dict[str, str | None] = {}
+        legacy: dict[str, str] = {}
         subjects = view.get("subjects")
         for subject in subjects if isinstance(subjects, list | tuple) else ():
             if not isinstance(subject, Mapping) or subject.get("role") != "child":
                 continue
-            key = child_key(self._secret, subject)
+            key, old = child_keys(self._secret, subject)
             if key is not None and key not in found:
                 # Only household rules need the address: no hashing it otherwise.
                 found[key] = household_key(self._secret, subject) if self.household_rules else None
-        return [
-            Placement(
-                c, h, tuple(o for o, oh in found.items() if h is not None and oh == h) or (c,)
-            )
-            for c, h in found.items()
-        ]
+                if old is not None:
+                    legacy[key] = old
+        places = []
+        for c, h in found.items():
+            residents = tuple(o for o, oh in found.items() if h is not None and oh == h) or (c,)
+            renamed = tuple((legacy[o], o) for o in residents if o in legacy)
+            places.append(Placement(c, h, residents, legacy.get(c), renamed))
+        return places
 
     def process(
         self, view: Mapping[str, Any], states: MutableMapping[str, ChildState]
@@ -162,7 +176,10 @@ class FlagEngine:
         record = window_record(view)
         flags: list[Flag] = []
         for place in self.placements(view):
-            state, raised, message = self.apply(states.get(place.child), place, record)
+            state = states.get(place.child)
+            if place.legacy is not None:
+                state = self.adopt(state, place.legacy, states.get(place.legacy))
+            state, raised, message = self.apply(state, place, record)
             states[place.child] = state
             flags.extend(raised)
             if message is not None:
@@ -178,6 +195,46 @@ class FlagEngine:
         """The household's step (``_household.apply_household``) under this engine's rules."""
         keep = timedelta(microseconds=self._keep)
         return apply_household(state, message, self.household_rules, party=self.party, keep=keep)
+
+    @staticmethod
+    def adopt(state: ChildState | None, legacy: str, old: ChildState | None) -> ChildState | None:
+        """``state`` with ``old``, the state kept under the child's ``legacy`` key, merged in
+        (neither is changed in place): the records of both (ids either has seen as gone stay
+        gone), the fire times of both, so a rule that fired under the old key does not fire
+        again within its window, and the ids both have seen. ``state`` as it is when ``old``
+        has not changed since it was last adopted (nothing is written under a legacy key
+        after the upgrade, so that is after the first time)."""
+        if old is None or old is state:
+            return state
+        mine = state if state is not None else empty_state()
+        if mine.get("adopted", {}).get(legacy) == old["seq"]:
+            return state
+        gone = list(dict.fromkeys([*mine.get("gone", ()), *old.get("gone", ())]))
+        dropped, seen = set(gone), set()
+        ranked = []
+        # The old key's records arrived first: they go first among records of one time.
+        for source, recs in enumerate((old["recs"], mine["recs"])):
+            for r in recs:
+                if r[ID] not in dropped and r[ID] not in seen:
+                    seen.add(r[ID])
+                    ranked.append((r[T], source, r[SEQ], r))
+        ranked.sort(key=lambda x: x[:3])
+        fired = {rule: list(times) for rule, times in mine["fired"].items()}
+        for rule, times in old["fired"].items():
+            fired[rule] = sorted({*fired.get(rule, ()), *times})
+        newest = [n for n in (mine["newest"], old["newest"]) if n is not None]
+        merged: ChildState = {
+            **mine,
+            "seq": len(ranked),
+            "newest": max(newest) if newest else None,
+            "recs": [[r[T], i, *r[SEQ + 1 :]] for i, (*_, r) in enumerate(ranked)],
+            "fired": fired,
+            "gone": gone,
+            "adopted": {**mine.get("adopted", {}), legacy: old["seq"]},
+        }
+        if "hh" not in merged and old.get("hh") is not None:
+            merged["hh"] = old["hh"]
+        return merged
 
     def apply(self, state: ChildState | None, place: Placement, record: WindowRecord) -> Applied:
         """``record`` joins the child's state (not changed in place): the child rules' flags
@@ -210,10 +267,16 @@ class FlagEngine:
         household = new.get("hh")
         if self.household_rules and household is not None:
             own = place.residents if place.household is not None else (child,)
+            # Every key the household's older records may name these children by.
+            renamed = {old: key for old, key in place.renamed if key in own}
+            renamed.update(dict.fromkeys(new.get("adopted", ()), child))
+            if place.legacy is not None:
+                renamed[place.legacy] = child
             message = HouseholdMessage(
                 household=household,
                 child=child,
                 residents=own,
+                renamed=tuple(sorted(renamed.items())),
                 record=(t, record.event_id, record.sender, record.type, record.need_level,
                         sorted(set(record.categories))),
                 rules={rule.id: (aggregates(w), tuple((int(r[T]), r[ID]) for r in w))

@@ -36,7 +36,13 @@ one, so a crash repeated a flag in our test; it is not used). Per record, in thi
   before its first flag.
 
 One flag service per party (no leader election): the ids it read at start are then all that
-could be on the topic.
+could be on the topic, and every partition of both tables is this service's.
+
+A child keyed anew when names began to be compared as the broker compares them (2026-12-05)
+carries its old key on the re-keyed topic (``legacy``, and ``renamed`` for the household's
+step): the child step adopts the window kept under it (``FlagEngine.adopt``; read, never
+written: it is another partition's key) and the household step renames it, and a flag whose
+id under the old key is on the flags topic is the same flag, not sent again.
 
 No record stops the service: a delivery it cannot open is skipped with its reason
 (``flags_record_skipped``), and a re-keyed message the child or household step cannot work
@@ -57,7 +63,7 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 
 from broker.config import KafkaSecurity, KafkaSettings
-from broker.desk._flag import Flag
+from broker.desk._flag import Flag, flag_id
 from broker.desk._flagging import FlagEngine, Placement, window_record
 from broker.desk._flags_source import DeliveryReader
 from broker.desk._household import HouseholdMessage, withdraw_household
@@ -222,7 +228,9 @@ class _Service:
         sent = []
         for place in self.engine.placements(view):
             value = json.dumps({"child": place.child, "household": place.household,
-                                "residents": list(place.residents), "record": body})  # fmt: skip
+                                "residents": list(place.residents), "record": body,
+                                "legacy": place.legacy,
+                                "renamed": [list(pair) for pair in place.renamed]})  # fmt: skip
             sent.append(await self.bychild.send(key=place.child.encode(), value=value.encode()))
         return sent
 
@@ -236,15 +244,21 @@ class _Service:
                 return
             child = msg["child"]
             residents = tuple(msg.get("residents") or (child,))
-            place = Placement(child, msg.get("household"), residents)
+            # Both absent from a message an older service wrote (its child key is the old one).
+            legacy = msg.get("legacy")
+            renamed = tuple((str(o), str(n)) for o, n in msg.get("renamed") or ())
+            place = Placement(child, msg.get("household"), residents, legacy, renamed)
             record = window_record(msg["record"])
             if self._withdrawn(self.windows, partition, record.event_id):
                 return  # its withdrawal notice was read first: the record never counts
-            state, raised, household = self.engine.apply(self.windows.get(child), place, record)
+            state = self.windows.get(child)
+            if legacy is not None:
+                state = self.engine.adopt(state, legacy, self.windows.get(legacy))
+            state, raised, household = self.engine.apply(state, place, record)
         except Exception as exc:  # noqa: BLE001  # see _failed: skipped, loudly, not a stop
             self._failed("child", partition, offset, exc)
             return
-        await self._publish(raised)
+        await self._publish(raised, () if legacy is None else (legacy,))
         if household is not None:
             # Acknowledged before the state below records the record as seen.
             body = json.dumps(household.to_json()).encode()
@@ -268,7 +282,7 @@ class _Service:
         except Exception as exc:  # noqa: BLE001  # see _failed: skipped, loudly, not a stop
             self._failed("household", partition, offset, exc)
             return
-        await self._publish(raised)
+        await self._publish(raised, tuple(o for o, n in message.renamed if n == message.child))
         self.households[key] = state
 
     def _failed(self, step: str, partition: int, offset: int | None, exc: Exception) -> None:
@@ -288,13 +302,21 @@ class _Service:
             error=type(exc).__name__,
         )
 
-    async def _publish(self, raised: list[Flag]) -> None:
+    async def _publish(self, raised: list[Flag], legacy: tuple[str, ...] = ()) -> None:
+        """Send the flags not on the topic already, under their id or, for a child keyed
+        anew, the id they had under one of its ``legacy`` keys (raised before the upgrade)."""
         if not raised:
             return
         async with self._reading:
             if self.published is None:
                 self.published = await published_flag_ids(self.kafka, desk_flags(self.party))
-        new = [f for f in raised if f.flag_id not in self.published]
+        published = self.published
+        new = [
+            f
+            for f in raised
+            if f.flag_id not in published
+            and not any(flag_id(f.rule, old, f.trigger_event_id) in published for old in legacy)
+        ]
         for f in new:
             body = f.model_dump_json().encode()
             # force: sent now, not held until the input offset commits; awaited: on the

@@ -18,6 +18,10 @@ is evaluated in a second step, from a :class:`HouseholdMessage` the child's step
 A flag for the same (rule, child) fires at most once per window in one household, as a child
 rule's does. State is one JSON value per household (:data:`HouseholdState`), kept like a
 child's: twice the longest household window, then ids only.
+
+A message names the keys its children had before 2026-12-05 where they differ
+(``HouseholdMessage.renamed``): the household's records and fire times under an old key are
+renamed to the new one first, so a child is not counted twice, nor flagged twice in a window.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class HouseholdMessage:
     record: tuple[Any, ...]
     # rule id → (the child's aggregates, [[occurred µs, event id], ...] in the window)
     rules: Mapping[str, tuple[Mapping[str, Any], tuple[tuple[int, str], ...]]]
+    # (legacy key, key) of the children, as ``Placement.renamed``, and the child's adopted keys.
+    renamed: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +75,7 @@ class HouseholdMessage:
             "record": list(self.record),
             "rules": {r: {"aggregates": dict(a), "window": [list(w) for w in win]}
                       for r, (a, win) in self.rules.items()},
+            "renamed": [list(pair) for pair in self.renamed],
         }  # fmt: skip
 
     @classmethod
@@ -80,6 +87,8 @@ class HouseholdMessage:
             record=tuple(body["record"]),
             rules={r: (dict(v["aggregates"]), tuple((int(t), str(i)) for t, i in v["window"]))
                    for r, v in body["rules"].items()},
+            # Absent from a message an older service wrote.
+            renamed=tuple((str(o), str(n)) for o, n in body.get("renamed") or ()),
         )  # fmt: skip
 
 
@@ -109,6 +118,8 @@ def apply_household(
     newest leave the state (ids only stay)."""
     event_id = msg.record[1]
     at = None
+    if state is not None and msg.renamed:
+        state = _renamed(state, dict(msg.renamed))
     if state is not None:
         if event_id in state.get("gone", ()):
             return state, []
@@ -148,6 +159,28 @@ def apply_household(
     new["newest"] = newest
     _trim(new, newest - keep // timedelta(microseconds=1))
     return new, flags
+
+
+def _renamed(state: HouseholdState, to: Mapping[str, str]) -> HouseholdState:
+    """``state`` naming each child by its key now (``to``: legacy key → key); ``state`` itself
+    when it names none by a legacy key (after the first of the child's records, always)."""
+    named = {c for r in state["recs"] for c in (*r[_CHILDREN], *r[_EVALUATED])}
+    named.update(c for by_child in state["fired"].values() for c in by_child)
+    if named.isdisjoint(to):
+        return state
+    new = _copy(state)
+    new["recs"] = [
+        [*r[:_CHILDREN], *(sorted({to.get(c, c) for c in r[i]}) for i in (_CHILDREN, _EVALUATED))]
+        for r in new["recs"]
+    ]
+    fired: dict[str, dict[str, list[int]]] = {}
+    for rule, by_child in new["fired"].items():
+        times: dict[str, set[int]] = {}
+        for c, ts in by_child.items():
+            times.setdefault(to.get(c, c), set()).update(ts)
+        fired[rule] = {c: sorted(ts) for c, ts in times.items()}
+    new["fired"] = fired
+    return new
 
 
 def withdraw_household(state: HouseholdState, event_ids: set[str]) -> HouseholdState | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -23,6 +25,19 @@ USER = "kim.ward"
 PASSWORD = "a long synthetic passphrase"
 SECRET = b"k" * 32
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def old_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
+    """child_key as it was until 2026-12-05: names only trimmed and case-folded."""
+    nhs = subject.get("nhs_number")
+    if nhs:
+        material = f"nhs\x00{nhs}"
+    else:
+        given, family, dob = (subject.get(k) for k in ("given_name", "family_name", "dob"))
+        if not (isinstance(given, str) and isinstance(family, str) and given and family and dob):
+            return None
+        material = f"demo\x00{given.strip().casefold()}\x00{family.strip().casefold()}\x00{dob}"
+    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class Clock:
