@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from prometheus_client import generate_latest
 
 from broker.desk._deps import DeskDeps
+from broker.desk._flag import view_child_keys
 from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
 
 __all__ = ["Desk", "create_desk_app"]
@@ -60,6 +61,10 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
     """The desk as an ASGI app (serve it with uvicorn; test it with a TestClient)."""
     from broker.desk._pages import register_pages  # noqa: PLC0415  # pages import this module
 
+    # Before any page or delivery: a child keyed anew at the upgrade must find its records.
+    rekeyed = deps.store.rekey_children(lambda view: view_child_keys(view, deps.linkage_key))
+    if rekeyed is not None:
+        log.info("desk_children_rekeyed", children=rekeyed)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     desk = Desk(deps)
     app.state.desk = desk

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from broker.desk._flag import Flag, child_key
+from broker.desk._flag import Flag, view_child_keys
 from broker.desk._store import DeskStore
 from broker.errors import TransportError
 from broker.events import Delivery, WithdrawalNotice
@@ -45,11 +45,7 @@ def flags_topic(party: str) -> str:
 def children_in(view: Mapping[str, Any], secret: bytes) -> list[str]:
     """The desk keys of the view's child subjects (every subject's when the view names no
     roles, as an outcome's or a school's view may not), in subject order."""
-    subjects = [s for s in view.get("subjects") or () if isinstance(s, Mapping)]
-    if any("role" in s for s in subjects):
-        subjects = [s for s in subjects if s.get("role") == "child"]
-    keys = (child_key(secret, s) for s in subjects)
-    return list(dict.fromkeys(k for k in keys if k is not None))
+    return [k.key for k in view_child_keys(view, secret) if k.key is not None]
 
 
 def withdrawal_reason(notice: WithdrawalNotice) -> str:
@@ -82,8 +78,11 @@ class DeskIngest:
         for record in await self.subscriber.poll(wait):
             message = record.message
             if isinstance(message, Delivery):
-                children = children_in(message.view, self._key)
+                keys = view_child_keys(message.view, self._key)
+                children = [k.key for k in keys if k.key is not None]
                 stored += self.store.add_delivery(message, children, self._clock())
+                # A flag raised under a legacy key may still come (docs/desk.md, "Upgrading").
+                self.store.add_aliases({k.legacy: k.key for k in keys if k.key and k.legacy})
             else:
                 hidden = self.store.hide(
                     message.event_ids, withdrawal_reason(message), self._clock()

@@ -161,6 +161,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.redirect("/login")
         if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
             return desk.refused("No such page.", status=404)
+        if (now := store.current_child(child)) != child:  # a key from before 2026-12-05
+            return desk.redirect(f"/child/{now}" + (f"?flag={flag}" if flag else ""))
         records = store.records_about(child)
         if not records:
             return desk.refused("No record about this child is held here.", status=404)
@@ -215,6 +217,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.refused("Missing or wrong form token.")
         if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
             return desk.refused("No such page.", status=404)
+        child = store.current_child(child)  # a page opened before the upgrade
         action = form_field(form, "action") or ""
         reason = (form_field(form, "reason") or "").strip()
         flag_id = form_field(form, "flag_id") or None

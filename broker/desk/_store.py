@@ -8,6 +8,12 @@ Everything is idempotent by its natural id: a delivery read twice (a redelivery 
 or a flag read twice is stored once, and a withdrawal notice applied twice hides nothing more.
 The store is the party's own, inside its own organisation: it holds the views Accord delivered
 (personal data, as the agreements allow), so it lives beside the party's keystore.
+
+A child keyed anew when names began to be compared as the broker compares them (2026-12-05)
+is re-keyed here once (:meth:`DeskStore.rekey_children`, from the views the store holds): its
+records are filed under its new key too, and its old key becomes an alias of the new one, so
+flags and decisions filed under the old key, and a flag still arriving with it, are the
+child's (docs/desk.md, "Upgrading").
 """
 
 from __future__ import annotations
@@ -15,13 +21,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broker.desk._flag import Flag
+from broker.desk._flag import ChildKeys, Flag
 from broker.errors import ConfigError, UsageError
 from broker.events import Delivery
 
@@ -60,7 +66,13 @@ _SCHEMA = (
         event_id TEXT PRIMARY KEY, reason TEXT NOT NULL, withdrawn_at TEXT NOT NULL)""",
     # The party whose desk this is: records carry no party of their own.
     "CREATE TABLE IF NOT EXISTS desk_owner (party TEXT PRIMARY KEY)",
+    # A child's key before 2026-12-05 (legacy) and its key now: see rekey_children.
+    """CREATE TABLE IF NOT EXISTS desk_child_aliases (
+        legacy TEXT PRIMARY KEY, child TEXT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS desk_migrations (name TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
 )
+_REKEYED = "child-keys-2026-12-05"
+_REKEY_BATCH = 500
 
 #: What a person may decide: the co-ordinating team about a child (``refer`` publishes a
 #: referral), a hub about a referral (each outcome publishes an outcome event).
@@ -254,16 +266,73 @@ class DeskStore:
         return hidden
 
     def add_flag(self, flag: Flag, received_at: datetime) -> bool:
+        # A flag raised before the upgrade (or by a service not yet upgraded) names the
+        # child by its old key.
         rows = self._q(
             "INSERT INTO desk_flags (flag_id, rule, title, child, event_ids, raised_at, "
             "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flag_id) DO NOTHING "
             "RETURNING flag_id",
             (
-                flag.flag_id, flag.rule, flag.title, flag.child, json.dumps(list(flag.event_ids)),
-                _t(flag.raised_at), _t(received_at),
+                flag.flag_id, flag.rule, flag.title, self.current_child(flag.child),
+                json.dumps(list(flag.event_ids)), _t(flag.raised_at), _t(received_at),
             ),
         )  # fmt: skip
         return bool(rows)
+
+    # -- children keyed anew (2026-12-05) -------------------------------------------------
+
+    def add_aliases(self, aliases: Mapping[str, str]) -> int:
+        """Note each legacy key → key now; the flags and decisions filed under a legacy key
+        newly noted become the child's. How many were new."""
+        added = 0
+        for legacy, child in aliases.items():
+            if self._q(
+                "INSERT INTO desk_child_aliases (legacy, child) VALUES (?, ?) "
+                "ON CONFLICT (legacy) DO NOTHING RETURNING legacy",
+                (legacy, child),
+            ):
+                added += 1
+                self._q("UPDATE desk_flags SET child = ? WHERE child = ?", (child, legacy))
+                self._q("UPDATE desk_decisions SET child = ? WHERE child = ?", (child, legacy))
+        return added
+
+    def current_child(self, child: str) -> str:
+        """The key a child has now, given any key it had (itself if it was never re-keyed)."""
+        rows = self._q("SELECT child FROM desk_child_aliases WHERE legacy = ?", (child,))
+        return str(rows[0][0]) if rows else child
+
+    def rekey_children(
+        self, keys_of: Callable[[dict[str, Any]], Sequence[ChildKeys]]
+    ) -> int | None:
+        """Once per store: file every stored record under its children's keys now (``keys_of``
+        a view), beside the keys it was filed under, and note the legacy keys as aliases.
+        None if done before; else how many children were keyed anew. A crash part way is
+        harmless: every step is idempotent, and it runs again at the next start."""
+        if self._q("SELECT 1 FROM desk_migrations WHERE name = ?", (_REKEYED,)):
+            return None
+        aliases: dict[str, str] = {}
+        after = ""
+        while rows := self._q(
+            "SELECT event_id, view FROM desk_records WHERE event_id > ? ORDER BY event_id LIMIT ?",
+            (after, _REKEY_BATCH),
+        ):
+            for event_id, view in rows:
+                keys = keys_of(json.loads(view))
+                for child in dict.fromkeys(k.key for k in keys if k.key is not None):
+                    self._q(
+                        "INSERT INTO desk_record_children (event_id, child) VALUES (?, ?) "
+                        "ON CONFLICT (event_id, child) DO NOTHING",
+                        (event_id, child),
+                    )
+                aliases.update({k.legacy: k.key for k in keys if k.key and k.legacy})
+            after = rows[-1][0]
+        self.add_aliases(aliases)
+        self._q(
+            "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (_REKEYED, _t(datetime.now(UTC))),
+        )
+        return len(set(aliases.values()))
 
     # -- what people decide ---------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from broker.config import SchoolCalendar
-from broker.desk._flag import child_key
+from broker.desk._flag import child_keys
 from broker.desk._store import StoredRecord
 from broker.policy import encompass_deadline, is_late
 
@@ -39,13 +39,14 @@ _SUBJECT_FIELDS = (
 def child_subject(
     records: Sequence[StoredRecord], child: str, secret: bytes
 ) -> dict[str, Any] | None:
-    """What the desk knows of the child, from the records it holds (newest wins per field)."""
+    """What the desk knows of the child, from the records it holds (newest wins per field).
+    ``child`` may be a legacy key (a child that has no key now has only that)."""
     found: dict[str, Any] = {}
     for record in records:  # oldest first
         if record.hidden:
             continue
         for subject in record.view.get("subjects") or ():
-            if isinstance(subject, Mapping) and child_key(secret, subject) == child:
+            if isinstance(subject, Mapping) and child in child_keys(secret, subject):
                 found.update({k: subject[k] for k in _SUBJECT_FIELDS if subject.get(k)})
     if not found:
         return None
