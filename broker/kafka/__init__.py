@@ -25,7 +25,13 @@ from broker.kafka._credentials import (
     read_client_file,
     write_client_files,
 )
-from broker.kafka._errors import abort_quietly, quiet_leftovers, stop_quietly, translated
+from broker.kafka._errors import (
+    abort_quietly,
+    connecting,
+    quiet_leftovers,
+    stop_quietly,
+    translated,
+)
 from broker.kafka._protocols import (
     Admin,
     Batch,
@@ -59,6 +65,7 @@ __all__ = [
     "can_log_in",
     "change_access",
     "client_settings",
+    "connecting",
     "ensure_topics",
     "header_key_bytes",
     "missing_topics",

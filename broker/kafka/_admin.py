@@ -16,7 +16,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from broker import topics
 from broker.config import KafkaSettings
 from broker.kafka._clients import KafkaClients
-from broker.kafka._errors import translated
+from broker.kafka._errors import connecting, translated
 
 __all__ = ["TopicSpec", "accord_topics", "ensure_topics"]
 
@@ -62,7 +62,7 @@ async def missing_topics(
     what a service checks before it starts, since only the admin may make topics."""
     admin = clients.admin(client_id)
     try:
-        async with translated(f"connecting to Kafka at {clients.bootstrap}"):
+        async with connecting(clients.bootstrap):
             await admin.start()
             have = set(await admin.list_topics())
     finally:

@@ -16,9 +16,14 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from broker.errors import Fenced, TransportError
 
-__all__ = ["abort_quietly", "quiet_leftovers", "stop_quietly", "translated"]
+__all__ = ["abort_quietly", "connecting", "quiet_leftovers", "stop_quietly", "translated"]
 
 log = structlog.get_logger("accord.kafka")
+
+# aiokafka waits up to its request timeout (40 s) on a broker that takes the connection and
+# never answers (a firewall that drops packets, a proxy, another service on the port): past
+# this, say so rather than sit silent.
+NOT_ANSWERING_AFTER_S = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -36,6 +41,23 @@ async def translated(what: str) -> AsyncIterator[None]:
         raise TransportError(f"{what}: {type(exc).__name__}") from exc
     except OSError as exc:
         raise TransportError(f"{what}: {exc.strerror or type(exc).__name__}") from exc
+
+
+@contextlib.asynccontextmanager
+async def connecting(bootstrap: str) -> AsyncIterator[None]:
+    """:func:`translated` for a client's first connection, with a warning
+    (``kafka_not_answering``) once Kafka has not answered for a few seconds."""
+    handle = asyncio.get_running_loop().call_later(
+        NOT_ANSWERING_AFTER_S,
+        lambda: log.warning(
+            "kafka_not_answering", bootstrap=bootstrap, waited_s=NOT_ANSWERING_AFTER_S
+        ),
+    )
+    try:
+        async with translated(f"connecting to Kafka at {bootstrap}"):
+            yield
+    finally:
+        handle.cancel()
 
 
 async def stop_quietly(client: Any) -> None:

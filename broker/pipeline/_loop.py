@@ -37,6 +37,7 @@ from broker.kafka import (
     KafkaClients,
     Producer,
     TopicPartition,
+    connecting,
     stop_quietly,
     translated,
 )
@@ -138,7 +139,7 @@ class TransactionalLoop:
             # long poll waiting for company.
             fetch_max_wait_ms=20,
         )
-        async with translated(f"connecting to Kafka at {self.kafka.bootstrap}"):
+        async with connecting(self.kafka.bootstrap):
             await self._consumer.start()
         self.kafka.subscribe(self._consumer, self.pattern, self)
 
@@ -185,7 +186,7 @@ class TransactionalLoop:
         try:
             for tp in new:
                 producers[tp] = self._producer(TaskId(tp.topic, tp.partition))
-            async with translated(f"connecting to Kafka at {self.kafka.bootstrap}"):
+            async with connecting(self.kafka.bootstrap):
                 await asyncio.gather(*(p.start() for p in producers.values()))
             # Fenced: nothing more can commit for these partitions but through us.
             await self.handover.caught_up()

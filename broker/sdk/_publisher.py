@@ -14,7 +14,7 @@ from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import Sealer
 from broker.errors import EventInvalid, KeyStoreError, UsageError
 from broker.events import ConsentRecord, ContactEvent, parse_consent, parse_event
-from broker.kafka import KafkaClients, Producer, stop_quietly, translated
+from broker.kafka import KafkaClients, Producer, connecting, stop_quietly, translated
 from broker.keys import KeyStore
 from broker.principals import Principal
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
@@ -60,7 +60,7 @@ class Publisher(AsyncClient):
     async def start(self) -> None:
         producer = self._kafka.producer(f"accord-publisher-{self.party}")
         try:
-            async with translated(f"connecting to Kafka at {self._kafka.bootstrap}"):
+            async with connecting(self._kafka.bootstrap):
                 await producer.start()
         except BaseException:
             await stop_quietly(producer)  # else it is reported unclosed after our error line

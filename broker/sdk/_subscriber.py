@@ -25,7 +25,15 @@ from broker.errors import (
     UsageError,
 )
 from broker.events import AccessAck, Delivery, WithdrawalNotice
-from broker.kafka import Consumer, KafkaClients, Message, Producer, stop_quietly, translated
+from broker.kafka import (
+    Consumer,
+    KafkaClients,
+    Message,
+    Producer,
+    connecting,
+    stop_quietly,
+    translated,
+)
 from broker.keys import KeyStore
 from broker.principals import Principal
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
@@ -142,7 +150,7 @@ class Subscriber(AsyncClient):
         consumer = self._kafka.consumer(self.topic, client_id=client, group=self._group)
         producer = self._kafka.producer(client)
         try:
-            async with translated(f"connecting to Kafka at {self._kafka.bootstrap}"):
+            async with connecting(self._kafka.bootstrap):
                 await consumer.start()
                 await producer.start()
         except BaseException:
