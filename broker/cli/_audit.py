@@ -82,7 +82,32 @@ FromTopic = Annotated[
         "truncation).",
     ),
 ]
-NhsNumber = Annotated[str, typer.Option("--nhs-number", help="The child's NHS number.")]
+NhsNumber = Annotated[
+    str | None,
+    typer.Option("--nhs-number", help="The child's NHS number (or name and date of birth)."),
+]
+GivenName = Annotated[
+    str | None,
+    typer.Option(
+        "--given-name",
+        help="Without an NHS number: the child's given name, with --family-name and --dob. "
+        "Case, spacing, punctuation and accents are ignored, except that an accented name's "
+        "records from before 2026-12-05 are found only when it is typed with its accents.",
+    ),
+]
+FamilyName = Annotated[
+    str | None, typer.Option("--family-name", help="...the child's family name.")
+]
+Dob = Annotated[str | None, typer.Option("--dob", help="...their date of birth (YYYY-MM-DD).")]
+Postcode = Annotated[
+    str | None,
+    typer.Option(
+        "--postcode",
+        help="...and their postcode, if known. A record decided with a postcode (since "
+        "2026-12-05) is filed under a key that needs it: without --postcode, only records "
+        "decided without one are found.",
+    ),
+]
 Fmt = Annotated[Format, typer.Option("--format", help="Output format.")]
 RepFmt = Annotated[ReportFormat, typer.Option("--format", help="Output format.")]
 Since = Annotated[
@@ -306,7 +331,11 @@ def _read_heads(path: Path) -> dict[str, AuditRecord]:
 
 
 def subject(
-    nhs_number: NhsNumber,
+    nhs_number: NhsNumber = None,
+    given_name: GivenName = None,
+    family_name: FamilyName = None,
+    dob: Dob = None,
+    postcode: Postcode = None,
     *,
     reason: SubjReason,
     officer: Officer,
@@ -318,26 +347,34 @@ def subject(
 ) -> None:
     """A child's disclosure log (subject access): every decision and every opening.
 
-    The look-up is written to the audit log (who, why) before anything is shown, exactly as
-    the console writes it, and appears among the child's earlier look-ups.
+    Name the child by --nhs-number, or by --given-name, --family-name and --dob (and
+    --postcode). The look-up is written to the audit log (who, why, the subject keys) before
+    anything is shown, exactly as the console writes it, and appears among the child's
+    earlier look-ups.
     """
     from broker.cli._audit_render import disclosure
-    from broker.governance import disclosure_log, subject_key_for_nhs_number
+    from broker.governance import disclosure_log, subject_search
 
     settings = load_settings()
     keys = keystore(settings, Principal.CONSOLE)
-    key = subject_key_for_nhs_number(nhs_number, keys.linkage_key())
+    search = subject_search(
+        keys.linkage_key(), now=datetime.now(UTC), nhs_number=nhs_number,
+        given_name=given_name, family_name=family_name, dob=dob, postcode=postcode,
+    )  # fmt: skip
     store = _store(settings, db)
     try:
         name = sign_in(settings, officer, password_stdin=password_stdin, code=code)
         _record_lookup(
-            settings, keys, store, host, officer=name, page="cli.subject", subject_keys=(key,),
-            detail={"purpose": reason.value},
+            settings, keys, store, host, officer=name, page="cli.subject",
+            subject_keys=search.keys, detail={"purpose": reason.value, **search.detail()},
         )  # fmt: skip
-        entries = disclosure_log(store, key)
+        entries = disclosure_log(store, *search.keys)
     finally:
         store.close()
-    typer.echo(disclosure(entries, fmt.value))
+    searched = search.summary()
+    typer.echo(disclosure(entries, fmt.value, searched=searched))
+    if searched is not None and fmt in (Format.CSV, Format.JSON):
+        typer.echo(searched, err=True)  # not in the data: its shape is the same either way
 
 
 def report(

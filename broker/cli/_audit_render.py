@@ -84,7 +84,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def disclosure(entries: Sequence[DisclosureEntry], fmt: str) -> str:
+def disclosure(entries: Sequence[DisclosureEntry], fmt: str, *, searched: str | None = None) -> str:
+    """The log in ``fmt``; ``searched`` (what a look-up by demographics searched, naming no
+    one) heads the table and the page, and stays out of CSV and JSON, whose shape is fixed."""
     if fmt == "json":
         return json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False)
     keys = [k for k, _ in _LOG_COLUMNS]
@@ -98,8 +100,11 @@ def disclosure(entries: Sequence[DisclosureEntry], fmt: str) -> str:
             writer.writerow([_cell(v) for v in row])
         return buf.getvalue().rstrip("\n")
     if fmt == "html":
-        return _html_page("Disclosure log", heads, rows, f"{len(entries)} entries")
+        note = f"{len(entries)} entries" + (f"; {searched}" if searched else "")
+        return _html_page("Disclosure log", heads, rows, note)
     title = f"Disclosure log: {len(entries)} entries, oldest first"
+    if searched:
+        title += f"\n{searched[:1].upper()}{searched[1:]}"
     return f"{title}\n{table(heads, rows)}" if entries else f"{title}\n(nothing recorded)"
 
 

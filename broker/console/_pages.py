@@ -23,6 +23,7 @@ from broker.console._deps import ConsoleDeps
 from broker.errors import AccordError, ChainBroken, TransportError, UsageError
 from broker.governance import (
     LookupPurpose,
+    SubjectSearch,
     Window,
     disclosure_log,
     expiring_agreements,
@@ -30,7 +31,7 @@ from broker.governance import (
     pending_overrides,
     record_query,
     review_override,
-    subject_key_for_nhs_number,
+    subject_search,
     verify_store,
 )
 from broker.webauth import Session, form_field, read_form
@@ -63,6 +64,53 @@ def _without_option(message: str) -> str:
     # The review's refusals name the CLI option ("--finding: ..."); the form has no options.
     option, sep, rest = message.partition(": ")
     return rest if sep and option.startswith("--") else message
+
+
+# The form's fields for a child without an NHS number, named as subject_search's options.
+_DEMOGRAPHICS = {
+    "given_name": "Given name",
+    "family_name": "Family name",
+    "dob": "Date of birth",
+    "postcode": "Postcode",
+}
+_LABELS = {f"--{field.replace('_', '-')}": label for field, label in _DEMOGRAPHICS.items()}
+
+
+def _subject_search(form: Any, deps: ConsoleDeps) -> SubjectSearch:
+    """The keys to search for the child the form names; :class:`UsageError` if it does not
+    name one by NHS number or by name and date of birth (the CLI's options, in its words)."""
+    # An empty field is one not filled in: the form posts every field.
+    nhs = (form_field(form, "nhs_number") or "").strip() or None
+    typed = {f: (form_field(form, f) or "").strip() or None for f in _DEMOGRAPHICS}
+    named = any(value is not None for value in typed.values())
+    if nhs is not None and named:
+        raise UsageError(_BOTH)
+    if nhs is None and not named:
+        raise UsageError(_NEITHER)
+    return subject_search(
+        deps.linkage_key, now=deps.clock(), nhs_number=nhs, given_name=typed["given_name"],
+        family_name=typed["family_name"], dob=typed["dob"], postcode=typed["postcode"],
+    )  # fmt: skip
+
+
+_BOTH = "Give the NHS number or the name and date of birth, not both."
+_NEITHER = "Give the NHS number, or the given name, family name and date of birth."
+
+
+def _form_error(message: str) -> str:
+    """A refusal of the search in the form's words: its field, never what was typed."""
+    if message in (_BOTH, _NEITHER):
+        return message
+    if message.startswith("--nhs-number: "):
+        return "NHS number: " + message.removeprefix("--nhs-number: ")
+    option, sep, rest = message.partition(": ")
+    if sep and option in _LABELS:
+        return f"{_LABELS[option]}: {rest}"
+    needs = "a look-up by name also needs "
+    if message.startswith(needs):
+        wanted = [_LABELS.get(o, o).lower() for o in message.removeprefix(needs).split(" and ")]
+        return f"A look-up by name also needs the {' and the '.join(wanted)}."
+    return message
 
 
 class _Unavailable(Exception):
@@ -169,27 +217,27 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
                 error="Choose why you are looking this child up.",
             )  # fmt: skip
         try:
-            key = subject_key_for_nhs_number(form_field(form, "nhs_number") or "", deps.linkage_key)
+            search = _subject_search(form, deps)
         except UsageError as exc:
-            msg = str(exc).removeprefix("--nhs-number: ")
             return console.render(
                 "subject.html", session, status=400, purposes=purposes, log=None,
-                error=f"NHS number: {msg}",
+                error=_form_error(str(exc)),
             )  # fmt: skip
+        detail = {"purpose": purpose.value, **search.detail()}
         try:
-            mine = await audited(
-                session, "subject", subject_keys=(key,), detail={"purpose": purpose.value}
-            )
+            mine = await audited(session, "subject", subject_keys=search.keys, detail=detail)
         except _Unavailable:
             return unavailable(session)
-        lookups = [r for r in deps.store.subject_lookups(key) if r.hash != mine.hash]
+        earlier = {r.hash: r for k in search.keys for r in deps.store.subject_lookups(k)}
+        earlier.pop(mine.hash, None)
         return console.render(
             "subject.html",
             session,
             purposes=purposes,
-            log=disclosure_log(deps.store, key),
-            subject_key=key,
-            lookups=lookups,
+            log=disclosure_log(deps.store, *search.keys),
+            subject_keys=search.keys,
+            searched=search.summary(),
+            lookups=sorted(earlier.values(), key=lambda r: (r.at, r.chain, r.seq)),
             purpose=purpose.value,
         )
 

@@ -5,7 +5,8 @@ default, PostgreSQL in production), taking only what each chain's writer signed 
 verifying every chain and checkpoint as it goes (:func:`signed_chains` does the same for a
 read of the topic itself);
 :func:`verify_store` and :func:`verify_records` prove the log intact; :func:`disclosure_log`
-and :func:`governance_report` answer subject access requests and oversight questions;
+and :func:`governance_report` answer subject access requests and oversight questions
+(:func:`subject_search` finds the keys a child is filed under, by NHS number or by name);
 :func:`late_encompass_notices` lists Operation Encompass notices a school read late or not at
 all; :func:`review_override` records a safeguarding override's review, and :func:`record_query` an
 officer's look-up, in the log itself, through a :class:`ChainAppender`, the one writer of a
@@ -30,11 +31,11 @@ from broker.governance._reports import (
     expiring_agreements,
     governance_report,
     pending_overrides,
-    subject_key_for_nhs_number,
 )
 from broker.governance._review import ReviewFinding, check_review, review_override
 from broker.governance._sql import open_store
 from broker.governance._store import AuditStore, Window
+from broker.governance._subjects import SubjectSearch, subject_key_for_nhs_number, subject_search
 from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains
 from broker.governance._verify import (
     VerifySummary,
@@ -56,6 +57,7 @@ __all__ = [
     "LookupPurpose",
     "ReportPurpose",
     "ReviewFinding",
+    "SubjectSearch",
     "TopicChains",
     "TopicMessage",
     "VerifySummary",
@@ -76,6 +78,7 @@ __all__ = [
     "signed_chains",
     "signed_checkpoints",
     "subject_key_for_nhs_number",
+    "subject_search",
     "verify_records",
     "verify_store",
 ]

@@ -14,22 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from broker.audit import AuditKind, AuditRecord
 from broker.config import SchoolCalendar
-from broker.errors import UsageError
 from broker.governance._encompass import EncompassNotice, late_encompass_notices
 from broker.governance._store import AuditStore, Window
-from broker.linkage import Linker
 
 if TYPE_CHECKING:
     from broker.policy import Policy
-
-
-def subject_key_for_nhs_number(nhs_number: str, linkage_key: bytes) -> str:
-    """The subject key the worker filed a child under; the NHS number itself goes no further."""
-    try:
-        return Linker(linkage_key).from_nhs_number(nhs_number)
-    except ValueError as exc:
-        # The reason only ("must be 10 digits"), never the number typed.
-        raise UsageError(f"--nhs-number: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +169,14 @@ def _opened_at(rec: AuditRecord) -> datetime:
     return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def disclosure_log(store: AuditStore, subject_key: str) -> list[DisclosureEntry]:
-    """Every decision about the subject (shared and not) and every opening, in date order."""
-    records = store.subject_records(subject_key)
+def disclosure_log(store: AuditStore, *subject_keys: str) -> list[DisclosureEntry]:
+    """Every decision about the subject (shared and not) and every opening, in date order.
+
+    One person may be filed under several keys (a look-up by demographics searches each form
+    of theirs, ``subject_search``): a record under two of them is listed once.
+    """
+    found = {(r.chain, r.seq): r for key in subject_keys for r in store.subject_records(key)}
+    records = list(found.values())
     decisions = {
         (r.event_id, r.party): _decision_entry(r) for r in records if r.kind is AuditKind.DECIDED
     }

@@ -23,6 +23,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 REVIEW = ["audit", "review-override", "e1", "--recipient", "coord"]
+NAMED = ["--given-name", "Amy", "--family-name", "Smith"]
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,16 @@ REVIEW = ["audit", "review-override", "e1", "--recipient", "coord"]
         (["audit", "subject", "--nhs-number", "9997017463", "--as", "ig"], 2, "--reason"),
         (["audit", "subject", "--nhs-number", "9997017463", "--reason", "complaint"], 2, "--as"),
         ([*SUBJECT, "--nhs-number", "9997017463", "--reason", "curiosity"], 2, "--reason"),
+        # A child without an NHS number is named by name and date of birth: one or the other.
+        ([*SUBJECT, "--nhs-number", "9997017463", "--given-name", "Amy"], 2, "not both"),
+        ([*SUBJECT, "--nhs-number", "9997017463", "--dob", "2016-03-04"], 2, "not both"),
+        (SUBJECT, 2, "give --nhs-number, or --given-name, --family-name and --dob"),
+        ([*SUBJECT, "--given-name", "Amy", "--dob", "2016-03-04"], 2, "needs --family-name"),
+        ([*SUBJECT, *NAMED, "--dob", "2016-02-30"], 2, "--dob: not a real date"),
+        ([*SUBJECT, *NAMED, "--dob", "04/03/2016"], 2, "--dob: must be an ISO 8601 date"),
+        ([*SUBJECT, "--given-name", "?", "--family-name", "Smith", "--dob", "2016-03-04"], 2,
+         "--given-name: needs at least one letter"),
+        ([*SUBJECT, *NAMED, "--dob", "2016-03-04", "--postcode", "Amy"], 2, "--postcode"),
         (["audit", "verify", "--db", "mysql://db/audit"], 2, "unsupported database"),
         ([*REPORT, "--since", "yesterday"], 2, "--since"),
         ([*REPORT, "--since", "2026-11-23", "--until", "2026-11-22"], 2, "before"),
@@ -63,7 +74,7 @@ def test_a_mistake_is_one_line_on_stderr_and_a_non_zero_exit(
     assert lines[0].startswith("accord: error:")
     assert needle in lines[0]
     assert "Traceback" not in captured.err + captured.out
-    for secret in ("s3cret", "9997017463", "9997017464"):
+    for secret in ("s3cret", "9997017463", "9997017464", "Amy", "Smith", "2016-0", "04/03"):
         assert secret not in captured.err + captured.out
 
 
