@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
+from broker.cli._audit_options import (
+    Db,
+    Dob,
+    EventId,
+    FamilyName,
+    FindingOption,
+    Fmt,
+    Follow,
+    Format,
+    FromTopic,
+    GivenName,
+    Heads,
+    MetricsHost,
+    MetricsPort,
+    NhsNumber,
+    Policies,
+    Postcode,
+    Recipient,
+    Reference,
+    RepFmt,
+    ReportFormat,
+    ReportReason,  # noqa: F401  # with SubjectReason: tests hold them equal to governance's
+    RepReason,
+    SaveHeads,
+    Since,
+    SubjectReason,  # noqa: F401
+    SubjReason,
+    Until,
+)
 from broker.cli._common import kafka_as, keystore
 from broker.cli._officer import Code, Host, Officer, PasswordStdin, cli_chain, sign_in
 from broker.config import Settings, load_settings
@@ -22,152 +50,6 @@ if TYPE_CHECKING:
     from broker.governance import AuditStore, ChainAppender, Indexer, IndexSummary, TopicMessage
     from broker.kafka import KafkaClients
     from broker.keys import FileKeyStore
-
-
-class Format(enum.StrEnum):
-    TABLE = "table"
-    CSV = "csv"
-    JSON = "json"
-    HTML = "html"
-
-
-class ReportFormat(enum.StrEnum):
-    TABLE = "table"
-    JSON = "json"
-
-
-# Module level: typer resolves these string annotations in the module's globals.
-Db = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Audit index URL: sqlite:///PATH or postgresql://… (default: ACCORD_AUDIT_DB, "
-        "else <home>/audit.db).",
-    ),
-]
-Follow = Annotated[
-    bool, typer.Option("--follow/--once", help="Keep indexing new records, or stop at the end.")
-]
-MetricsHost = Annotated[
-    str | None,
-    typer.Option(
-        help="With --follow: serve /metrics, /livez and /readyz on this address (default "
-        "127.0.0.1, or ACCORD_INDEXER__METRICS_HOST)."
-    ),
-]
-MetricsPort = Annotated[
-    int | None,
-    typer.Option(
-        help="With --follow: ...on this port (default ACCORD_INDEXER__METRICS_PORT; unset: none).",
-        min=0,
-        max=65535,
-    ),
-]
-Heads = Annotated[
-    Path | None,
-    typer.Option(
-        help="With --from-topic: signed heads saved by an earlier --save-heads; the topic must "
-        "still hold everything they cover (an emptied or shortened topic fails).",
-    ),
-]
-SaveHeads = Annotated[
-    Path | None,
-    typer.Option(help="After a successful verify, save each chain's newest signed checkpoint."),
-]
-FromTopic = Annotated[
-    bool,
-    typer.Option(
-        "--from-topic",
-        help="Verify the accord.audit topic itself (with --db, the index vouches against "
-        "truncation).",
-    ),
-]
-NhsNumber = Annotated[
-    str | None,
-    typer.Option("--nhs-number", help="The child's NHS number (or name and date of birth)."),
-]
-GivenName = Annotated[
-    str | None,
-    typer.Option(
-        "--given-name",
-        help="Without an NHS number: the child's given name, with --family-name and --dob. "
-        "Case, spacing, punctuation and accents are ignored, except that an accented name's "
-        "records from before 2026-12-05 are found only when it is typed with its accents.",
-    ),
-]
-FamilyName = Annotated[
-    str | None, typer.Option("--family-name", help="...the child's family name.")
-]
-Dob = Annotated[str | None, typer.Option("--dob", help="...their date of birth (YYYY-MM-DD).")]
-Postcode = Annotated[
-    str | None,
-    typer.Option(
-        "--postcode",
-        help="...and their postcode, if known. A record decided with a postcode (since "
-        "2026-12-05) is filed under a key that needs it: without --postcode, only records "
-        "decided without one are found.",
-    ),
-]
-Fmt = Annotated[Format, typer.Option("--format", help="Output format.")]
-RepFmt = Annotated[ReportFormat, typer.Option("--format", help="Output format.")]
-Since = Annotated[
-    str | None, typer.Option("--since", help="From this date or ISO date-time (UTC if no zone).")
-]
-Until = Annotated[
-    str | None,
-    typer.Option("--until", help="Up to this date (inclusive) or ISO date-time (exclusive)."),
-]
-Policies = Annotated[
-    Path | None,
-    typer.Option("--policies", help="Policy bundle, for agreements expiring within 60 days."),
-]
-EventId = Annotated[str, typer.Argument(help="The event id of the override decision.")]
-Recipient = Annotated[str, typer.Option("--recipient", help="The party it was shared with.")]
-Reference = Annotated[
-    str | None,
-    typer.Option(
-        "--reference",
-        help="The IG case or ticket where your reasoning is kept (an identifier, not a note: "
-        "the audit log keeps no free text).",
-    ),
-]
-
-
-# Mirrors of broker.governance's LookupPurpose and ReportPurpose (a unit test holds them
-# equal): importing governance here would load Kafka's client for every accord command.
-class Finding(enum.StrEnum):
-    JUSTIFIED = "justified"
-    NOT_JUSTIFIED = "not-justified"
-
-
-FindingOption = Annotated[
-    Finding, typer.Option("--finding", help="Your conclusion on the override.")
-]
-
-
-class SubjectReason(enum.StrEnum):
-    SUBJECT_ACCESS_REQUEST = "subject_access_request"
-    OVERRIDE_REVIEW = "override_review"
-    COMPLAINT = "complaint"
-    AUDIT_SAMPLE = "audit_sample"
-    CARE_PROCEEDINGS = "care_proceedings"
-
-
-class ReportReason(enum.StrEnum):
-    OVERSIGHT = "oversight"
-    OVERRIDE_REVIEW = "override_review"
-    AUDIT_SAMPLE = "audit_sample"
-    COMPLAINT = "complaint"
-
-
-SubjReason = Annotated[
-    SubjectReason,
-    typer.Option("--reason", help="Why you are looking (recorded in the audit log)."),
-]
-RepReason = Annotated[
-    ReportReason,
-    typer.Option("--reason", help="Why you are looking (recorded in the audit log)."),
-]
 
 
 def _settings_db(settings: Settings, db: str | None) -> str | None:
