@@ -364,7 +364,7 @@ def end_to_end(admin: Any, policies: Path, n: int = E2E_RECORDS) -> dict[str, An
         records = _deliveries(policy, keys, _contacts(n, E2E_CHILDREN))
         seal_s = time.perf_counter() - t0
         asyncio.run(_fill(admin, records))
-        engine = FlagEngine(policy.flag_rules, TEAM, desk_linkage_key(keys.path))
+        engine = FlagEngine(policy.flag_rules, TEAM, desk_linkage_key(keys))
         child_records = sum(len(engine.children(r[3])) for r in records)
         got = _service(admin, keys, policies, tmp, child_records)
         faust, raw = asyncio.run(_baselines(admin, len(records), tmp))

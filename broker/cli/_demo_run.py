@@ -268,7 +268,9 @@ async def _flag_service(
     if found is None or not policy.flag_rules:
         return None, None
     team = found[0]
-    linkage = desk_linkage_key(settings.keystore_path(team))
+    linkage = desk_linkage_key(
+        FileKeyStore(settings.keystore_path(team), settings.keystore_passphrase())
+    )
     service = FlagServiceProcess(settings, team, passphrase_file)
     await service.start()
     say(f"flag service for {team} started (accord desk flags; log {service.log})")

@@ -62,7 +62,7 @@ def register(desk: typer.Typer) -> None:
             kafka=kafka,
             keystore=keys,
             rules=policy.flag_rules,
-            linkage_secret=desk_linkage_key(settings.keystore_path(party)),
+            linkage_secret=desk_linkage_key(keys),
             datadir=settings.home / "desk" / party / "flags",
             # As provisioning created its topics (the changelog is co-partitioned).
             partitions=kafka.partitions,

@@ -17,13 +17,14 @@ from broker.desk._flagging import ChildState, FlagEngine, WindowRecord, window_r
 from broker.desk._flags_app import FlagServiceOptions, build_flags_app
 from broker.desk._household import HouseholdMessage, HouseholdState
 from broker.desk._ingest import DeskIngest, children_in, flags_topic
-from broker.desk._linkage import LINKAGE_FILE, desk_linkage_key
+from broker.desk._linkage import LINKAGE_FILE, LINKAGE_SECRET, desk_linkage_key
 from broker.desk._serve import DeskRun, check_desk_party, run_desk
 from broker.desk._store import DeskStore, open_desk_store
 from broker.desk._work import encompass_notice, outcome_event, referral_event
 
 __all__ = [
     "LINKAGE_FILE",
+    "LINKAGE_SECRET",
     "Acknowledger",
     "ChildState",
     "DeskDeps",

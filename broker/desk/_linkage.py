@@ -1,43 +1,39 @@
-"""The desk's party-local linkage secret: ``desk-linkage.key`` in the party's keystore folder.
+"""The desk's party-local linkage secret, kept in the party's keystore.
 
-32 random bytes, created 0600 by whichever desk process starts first and read by every other
-(the flag service and the web app must key a child identically). Never leaves the party.
+32 random bytes, made by whichever desk process starts first and read by every other (the
+flag service and the web app must key a child identically), sealed under the keystore's
+passphrase as its private keys are (``desk-linkage.secret``). Never leaves the party.
+
+A desk before 2026-12-05 kept it as a plain 0600 file, ``desk-linkage.key``, in the same
+folder: the first start after the upgrade moves it into the keystore, and removes the file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 import time
 from pathlib import Path
 from typing import Final
 
 from broker.errors import KeyStoreError
+from broker.keys import FileKeyStore
 
-__all__ = ["LINKAGE_FILE", "desk_linkage_key"]
+__all__ = ["LINKAGE_FILE", "LINKAGE_SECRET", "desk_linkage_key"]
 
-LINKAGE_FILE: Final = "desk-linkage.key"
+LINKAGE_FILE: Final = "desk-linkage.key"  # the plain file an older desk kept
+LINKAGE_SECRET: Final = "desk-linkage"  # noqa: S105  # the secret's name in the keystore
 _SIZE: Final = 32
 
 
-def desk_linkage_key(keystore_dir: Path) -> bytes:
-    """The party's desk linkage secret, created once (O_EXCL: two processes starting
-    together agree on one key; the loser reads the winner's)."""
-    path = Path(keystore_dir) / LINKAGE_FILE
-    if not path.parent.is_dir():
-        raise KeyStoreError(f"{path.parent}: no keystore folder here")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read(path)
-    try:
-        # Written in one call: a reader that sees a short file waits for the rest (_read).
-        os.write(fd, secrets.token_bytes(_SIZE))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return _read(path)
+def desk_linkage_key(keys: FileKeyStore) -> bytes:
+    """The party's desk linkage secret from its keystore, made there once."""
+    plain = keys.path / LINKAGE_FILE
+    if not plain.exists():
+        return keys.local_secret(LINKAGE_SECRET)
+    secret = keys.local_secret(LINKAGE_SECRET, initial=_read(plain))
+    # Only once the keystore holds it: a crash before leaves the file for the next start.
+    plain.unlink(missing_ok=True)
+    return secret
 
 
 def _read(path: Path) -> bytes:
@@ -49,7 +45,7 @@ def _read(path: Path) -> bytes:
             return data
         if len(data) > _SIZE:
             break
-        # Another process created it a moment ago and is writing it.
+        # An older desk created it a moment ago and is writing it.
         with contextlib.suppress(OSError):
             time.sleep(0.02)
     raise KeyStoreError(f"{path}: not a desk linkage key ({_SIZE} bytes expected)")

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -74,7 +73,7 @@ def _party_clients(
     policy: Policy,
     kafka: KafkaClients,
     clock: Callable[[], datetime],
-) -> tuple[Path, Subscriber, Publisher | None]:
+) -> tuple[FileKeyStore, Subscriber, Publisher | None]:
     """The party's own keystore, its subscriber (group ``<party>.desk``) and, if any clause
     sends from it, its publisher."""
     keys_dir = settings.keystore_path(party)
@@ -92,7 +91,7 @@ def _party_clients(
         if _publishes(policy, party)
         else None
     )
-    return keys_dir, subscriber, publisher
+    return keys, subscriber, publisher
 
 
 async def run_desk(
@@ -110,9 +109,9 @@ async def run_desk(
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
 
     kind = check_desk_party(policy, party)
-    keys_dir, subscriber, publisher = _party_clients(settings, party, policy, kafka, clock)
+    keys, subscriber, publisher = _party_clients(settings, party, policy, kafka, clock)
     cfg = settings.desk
-    linkage_key = desk_linkage_key(Path(keys_dir))
+    linkage_key = desk_linkage_key(keys)
     deps = DeskDeps(
         party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
         users=UserFile(settings.desk_users_file(party), owner=f"desk:{party}"), acks=subscriber,

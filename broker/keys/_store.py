@@ -6,6 +6,7 @@ Layout of the keystore directory (0700; every file 0600, refused if others can r
     directory.json       public key directory: every party's keys, ids, status, not_after
     private/<id>.key     one private key each, raw bytes, AES-256-GCM-wrapped if protected
     linkage.key          the linkage key, where this store has it (the worker's, the console's)
+    <name>.secret        a secret of the store's own (a desk's key for children: ``_secrets``)
     trust.json           the governance keys trusted to sign directories; the last serial
     .lock                serialises mutations across processes
 
@@ -16,7 +17,6 @@ everyone else, imported from a signed directory (``_exchange``). Secrets are pro
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,7 +28,7 @@ import structlog
 from pydantic import SecretStr
 
 from broker.config import KemSuite
-from broker.crypto import KemAlg, KemPrivateKey, SigningKey, random_bytes
+from broker.crypto import KemAlg, KemPrivateKey, SigningKey
 from broker.envelope import (
     Clock,
     KeyAlg,
@@ -44,6 +44,7 @@ from broker.keys._directory import entry_json, parse_entry
 from broker.keys._files import check_private, locked, make_private_dir, read_json, write_private
 from broker.keys._protect import Protector
 from broker.keys._protocol import ALL_PURPOSES, DEFAULT_ROTATION_GRACE
+from broker.keys._secrets import StoreSecrets
 
 __all__ = ["UNPROTECTED_WARNING", "FileKeyStore", "warn_if_unprotected"]
 
@@ -67,9 +68,7 @@ _DIR_FORMAT: Final = "accord-keystore-directory/v1"
 # Stores written before the signed directory existed named their file like it; still read.
 _DIR_FORMATS: Final = (_DIR_FORMAT, "accord-key-directory/v1")
 _KEY_FORMAT: Final = "accord-private-key/v1"
-_LINKAGE_FORMAT: Final = "accord-linkage-key/v1"
 _WRAP_LABEL: Final = b"accord/private-key/v1\x00"
-_LINKAGE_AD: Final = b"accord/linkage-key/v1"
 _REFRESH_SECONDS: Final = 1.0
 
 _PrivateKey = SigningKey | KemPrivateKey
@@ -78,7 +77,7 @@ _SIGN: Final = KeyPurpose.SIGN
 _ENCRYPT: Final = KeyPurpose.ENCRYPT
 
 
-class FileKeyStore:
+class FileKeyStore(StoreSecrets):
     """A keystore in a local directory (``Settings.keys_dir`` by default)."""
 
     def __init__(
@@ -233,88 +232,6 @@ class FileKeyStore:
                     new = own
                 entries.append(new)
             self._save(entries + list(listed.values()))
-
-    # -- the linkage key ---------------------------------------------------------------
-
-    def linkage_key(self) -> bytes:
-        """The secret behind subject keys (``broker.linkage``): made once, on purpose."""
-        path = self.path / "linkage.key"
-        if not path.exists():
-            raise KeyStoreError(
-                f"no linkage key in the keystore at {self.path}: make it once with 'accord keys "
-                "linkage create' (a new one would unlink every child's history)"
-            )
-        check_private(path)
-        record = read_json(path)
-        if record.get("format") != _LINKAGE_FORMAT:
-            raise KeyStoreError(f"linkage key file {path} is not in the expected format")
-        key = self._protect.unwrap(record, _LINKAGE_AD, path)
-        if len(key) != 32:
-            raise KeyStoreError(f"the linkage key at {path} is not 32 bytes")
-        return key
-
-    def set_linkage_key(self, key: bytes | None = None) -> bytes:
-        """Store ``key`` (a new random one when None) as this store's linkage key; refuse to
-        replace one it has."""
-        path = self.path / "linkage.key"
-        if path.exists():
-            raise UsageError(f"the keystore at {self.path} has a linkage key already")
-        key = random_bytes(32) if key is None else key
-        if len(key) != 32:
-            raise UsageError("a linkage key is 32 bytes")
-        write_private(path, {"format": _LINKAGE_FORMAT, **self._protect.wrap(key, _LINKAGE_AD)})
-        return key
-
-    # -- protecting a store made without a passphrase ----------------------------------
-
-    def protect(self, passphrase: SecretStr, *, scrypt_n: int = 2**15) -> None:
-        """Encrypt this unprotected store's private keys and linkage key under ``passphrase``.
-
-        The store is rewritten in a folder beside it and swapped in by two renames, so a
-        crash leaves the old store or the new one whole at ``path`` (or, between the renames,
-        both beside it: docs/operations.md). Services using the store must be stopped first:
-        they hold the old protection. The unencrypted files are deleted, not wiped: a disk
-        may keep their blocks, so keys that guarded real data are rotated afterwards.
-        """
-        if self.protected:
-            raise UsageError(f"the keystore at {self.path} is passphrase-protected already")
-        staging = self.path.with_name(f".{self.path.name}.protecting")
-        old = self.path.with_name(f".{self.path.name}.unprotected")
-        with locked(self.path):
-            for leftover in (staging, old):
-                if leftover.exists():
-                    raise KeyStoreError(
-                        f"{leftover} is left from an interrupted 'keys protect': see "
-                        "docs/operations.md (Keys) before removing it"
-                    )
-            shutil.copytree(self.path, staging, ignore=shutil.ignore_patterns(".lock", ".*.tmp"))
-            try:
-                new = self._protect_copy(staging, passphrase, scrypt_n)
-            except BaseException:
-                shutil.rmtree(staging)  # nothing was changed yet: leave only the old store
-                raise
-            self.path.rename(old)
-            staging.rename(self.path)
-        shutil.rmtree(old)
-        self._protect = new
-
-    def _protect_copy(self, staging: Path, passphrase: SecretStr, scrypt_n: int) -> Protector:
-        meta_file = staging / "keystore.json"
-        meta = Protector.new_meta(passphrase, scrypt_n)
-        new = Protector.unlock(meta, meta_file, self.path, passphrase)
-        for path in sorted(self._private_dir.glob("*.key")):
-            info = self._by_id.get(path.name.removesuffix(".key"))
-            if info is None:  # copied as it is, it would stay readable in the new store
-                raise KeyStoreError(f"private key file {path} is not in the directory")
-            record = read_json(path)
-            raw = self._protect.unwrap(record, self._wrap_ad(info), path)
-            record |= new.wrap(raw, self._wrap_ad(info))
-            write_private(staging / "private" / path.name, record)
-        if (self.path / "linkage.key").exists():
-            record = {"format": _LINKAGE_FORMAT, **new.wrap(self.linkage_key(), _LINKAGE_AD)}
-            write_private(staging / "linkage.key", record)
-        write_private(meta_file, meta)  # last: the copy says "protected" only once it is
-        return new
 
     def retire(self, key_id: str) -> KeyInfo:
         return self._set_status(key_id, KeyStatus.RETIRED)

@@ -33,7 +33,8 @@ SURFACES = {
         "load_console_policy", "run_console",
     },
     "broker.desk": {
-        "LINKAGE_FILE", "Acknowledger", "ChildState", "DeskDeps", "DeskIngest", "DeskRun",
+        "LINKAGE_FILE", "LINKAGE_SECRET", "Acknowledger", "ChildState", "DeskDeps", "DeskIngest",
+        "DeskRun",
         "DeskStore", "EventPublisher", "Flag", "FlagEngine", "FlagServiceOptions", "WindowRecord",
         "HouseholdMessage", "HouseholdState", "household_key",
         "build_flags_app", "check_desk_party", "child_key", "children_in", "create_desk_app",

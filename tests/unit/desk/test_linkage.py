@@ -1,47 +1,100 @@
-"""desk-linkage.key: 32 random bytes, 0600, created once, the same for every desk process."""
+"""The desk's linkage secret: 32 random bytes in the party's keystore, sealed under its
+passphrase, made once, the same for every desk process; an older desk's plain file moves in."""
 
 from __future__ import annotations
 
+import json
 import os
-import stat
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from broker.desk import LINKAGE_FILE, child_key, desk_linkage_key
 from broker.errors import KeyStoreError
+from broker.keys import FileKeyStore
+
+SECRET = SecretStr("a desk's passphrase")
 
 
-def test_the_key_is_created_once_private_and_then_read(tmp_path: Path) -> None:
-    first = desk_linkage_key(tmp_path)
+def _sealed(path: Path) -> FileKeyStore:
+    return FileKeyStore(path, SECRET, create=True, scrypt_n=2**10)
+
+
+def test_the_secret_is_made_once_sealed_in_the_keystore_and_then_read(tmp_path: Path) -> None:
+    keys = _sealed(tmp_path / "k")
+    first = desk_linkage_key(keys)
     assert len(first) == 32
-    mode = stat.S_IMODE((tmp_path / LINKAGE_FILE).stat().st_mode)
-    assert mode == 0o600
-    assert desk_linkage_key(tmp_path) == first
-    assert desk_linkage_key(tmp_path / ".." / tmp_path.name) == first
+    record = json.loads((tmp_path / "k" / "desk-linkage.secret").read_text())
+    assert record["protection"] == "aes-256-gcm"
+    assert first.hex() not in json.dumps(record)
+    assert desk_linkage_key(keys) == first
+    assert desk_linkage_key(FileKeyStore(tmp_path / "k", SECRET)) == first
+    assert not (tmp_path / "k" / LINKAGE_FILE).exists()
 
 
-def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
+def _in_a_process(path: Path) -> bytes:
+    return desk_linkage_key(FileKeyStore(path, SECRET))
+
+
+def test_processes_starting_together_agree_on_one_secret(tmp_path: Path) -> None:
+    _sealed(tmp_path / "k")
     with ProcessPoolExecutor(max_workers=4) as pool:
-        keys = list(pool.map(desk_linkage_key, [tmp_path] * 8))
+        keys = list(pool.map(_in_a_process, [tmp_path / "k"] * 8))
     assert len(set(keys)) == 1
+    assert not list((tmp_path / "k").glob(".*.tmp"))
 
 
-def test_a_key_readable_by_others_or_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
-    desk_linkage_key(tmp_path)
-    path = tmp_path / LINKAGE_FILE
-    os.chmod(path, 0o644)  # noqa: PTH101  # the test needs exactly this mode
+def test_an_older_desks_plain_file_moves_into_the_keystore(tmp_path: Path) -> None:
+    """Every child stays keyed as before: the secret is the same bytes, now sealed."""
+    keys = _sealed(tmp_path / "k")
+    plain = tmp_path / "k" / LINKAGE_FILE
+    old = os.urandom(32)
+    plain.write_bytes(old)
+    plain.chmod(0o600)
+    assert desk_linkage_key(keys) == old
+    assert not plain.exists()
+    assert desk_linkage_key(keys) == old
+
+
+def test_a_plain_file_left_after_a_move_must_agree_with_the_keystore(tmp_path: Path) -> None:
+    """A crash between sealing and removing the file leaves both: they agree, the file goes;
+    a file holding another secret is refused rather than re-keying every child."""
+    keys = _sealed(tmp_path / "k")
+    plain = tmp_path / "k" / LINKAGE_FILE
+    sealed = desk_linkage_key(keys)
+    plain.write_bytes(sealed)
+    plain.chmod(0o600)
+    assert desk_linkage_key(keys) == sealed
+    assert not plain.exists()
+    plain.write_bytes(os.urandom(32))
+    plain.chmod(0o600)
+    with pytest.raises(KeyStoreError, match="does not hold the secret expected"):
+        desk_linkage_key(keys)
+
+
+def test_a_plain_file_readable_by_others_or_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    keys = _sealed(tmp_path / "k")
+    plain = tmp_path / "k" / LINKAGE_FILE
+    plain.write_bytes(os.urandom(32))
+    os.chmod(plain, 0o644)  # noqa: PTH101  # the test needs exactly this mode
     with pytest.raises(KeyStoreError, match="0600"):
-        desk_linkage_key(tmp_path)
-    path.write_bytes(b"x" * 40)
+        desk_linkage_key(keys)
+    plain.write_bytes(b"x" * 40)
+    plain.chmod(0o600)
     with pytest.raises(KeyStoreError, match="32 bytes"):
-        desk_linkage_key(tmp_path)
+        desk_linkage_key(keys)
 
 
-def test_no_keystore_folder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(KeyStoreError, match="no keystore folder"):
-        desk_linkage_key(tmp_path / "missing")
+def test_keys_protect_seals_the_secret_too(tmp_path: Path) -> None:
+    keys = FileKeyStore(tmp_path / "k", create=True)
+    secret = desk_linkage_key(keys)
+    assert json.loads((tmp_path / "k" / "desk-linkage.secret").read_text())["protection"] == "none"
+    keys.protect(SECRET, scrypt_n=2**10)
+    record = json.loads((tmp_path / "k" / "desk-linkage.secret").read_text())
+    assert record["protection"] == "aes-256-gcm"
+    assert desk_linkage_key(FileKeyStore(tmp_path / "k", SECRET)) == secret
 
 
 def test_a_child_whose_names_are_not_strings_is_not_keyed() -> None:

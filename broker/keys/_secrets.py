@@ -1,0 +1,172 @@
+"""A keystore's secrets other than key pairs, and sealing a store made without a passphrase.
+
+- ``linkage.key``: the worker's and console's linkage key (``broker.linkage``), made once,
+  on purpose (a new one would unlink every child's history).
+- ``<name>.secret``: a secret of the store's own, made on first use by whichever process
+  asks first (``local_secret``): a desk's key for children (``broker.desk``).
+
+Both are wrapped as the store's private keys are (``_protect``), each bound by associated
+data to what it is. ``protect`` seals a store made unencrypted, all of it or nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import SecretStr
+
+from broker.crypto import random_bytes
+from broker.errors import KeyStoreError, UsageError
+from broker.keys._files import check_private, locked, read_json, write_private
+from broker.keys._protect import Protector
+
+if TYPE_CHECKING:
+    from broker.envelope import KeyInfo
+
+__all__ = ["StoreSecrets"]
+
+_LINKAGE_FORMAT: Final = "accord-linkage-key/v1"
+_LINKAGE_AD: Final = b"accord/linkage-key/v1"
+_SECRET_FORMAT: Final = "accord-local-secret/v1"  # noqa: S105  # a format name
+_SECRET_AD: Final = b"accord/local-secret/v1\x00"
+_SECRET_NAME: Final = re.compile(r"[a-z][a-z0-9-]{0,40}\Z")
+_SIZE: Final = 32
+
+
+class StoreSecrets:
+    """Part of ``FileKeyStore``: what it needs of the store is declared here."""
+
+    path: Path
+    _protect: Protector
+    _private_dir: Path
+    _by_id: dict[str, KeyInfo]
+
+    def _wrap_ad(self, info: KeyInfo) -> bytes:
+        raise NotImplementedError
+
+    # -- the linkage key ---------------------------------------------------------------
+
+    def linkage_key(self) -> bytes:
+        """The secret behind subject keys (``broker.linkage``): made once, on purpose."""
+        path = self.path / "linkage.key"
+        if not path.exists():
+            raise KeyStoreError(
+                f"no linkage key in the keystore at {self.path}: make it once with 'accord keys "
+                "linkage create' (a new one would unlink every child's history)"
+            )
+        check_private(path)
+        record = read_json(path)
+        if record.get("format") != _LINKAGE_FORMAT:
+            raise KeyStoreError(f"linkage key file {path} is not in the expected format")
+        key = self._protect.unwrap(record, _LINKAGE_AD, path)
+        if len(key) != _SIZE:
+            raise KeyStoreError(f"the linkage key at {path} is not 32 bytes")
+        return key
+
+    def set_linkage_key(self, key: bytes | None = None) -> bytes:
+        """Store ``key`` (a new random one when None) as this store's linkage key; refuse to
+        replace one it has."""
+        path = self.path / "linkage.key"
+        if path.exists():
+            raise UsageError(f"the keystore at {self.path} has a linkage key already")
+        key = random_bytes(_SIZE) if key is None else key
+        if len(key) != _SIZE:
+            raise UsageError("a linkage key is 32 bytes")
+        write_private(path, {"format": _LINKAGE_FORMAT, **self._protect.wrap(key, _LINKAGE_AD)})
+        return key
+
+    # -- a store's own secrets ------------------------------------------------------------
+
+    def local_secret(self, name: str, *, initial: bytes | None = None) -> bytes:
+        """The store's 32-byte secret ``name``, made on first use (``initial``, else random).
+
+        Two processes asking at once agree on one: each writes its own file and links it
+        into place, and the one that finds a secret there already takes that. ``initial``
+        (a secret kept elsewhere before, being moved in) must then equal it.
+        """
+        if not _SECRET_NAME.match(name):
+            raise UsageError("a secret's name uses lower-case letters, digits and -")
+        path = self.path / f"{name}.secret"
+        ad = _SECRET_AD + name.encode()
+        if not path.exists():
+            value = random_bytes(_SIZE) if initial is None else initial
+            if len(value) != _SIZE:
+                raise UsageError("a store's secret is 32 bytes")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            write_private(
+                tmp, {"format": _SECRET_FORMAT, "name": name, **self._protect.wrap(value, ad)}
+            )
+            try:
+                os.link(tmp, path)  # never replaces: the first to link wins
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        check_private(path)
+        record = read_json(path)
+        if record.get("format") != _SECRET_FORMAT or record.get("name") != name:
+            raise KeyStoreError(f"secret file {path} is not in the expected format")
+        value = self._protect.unwrap(record, ad, path)
+        if len(value) != _SIZE or (initial is not None and value != initial):
+            raise KeyStoreError(f"secret file {path} does not hold the secret expected")
+        return value
+
+    # -- protecting a store made without a passphrase ----------------------------------
+
+    def protect(self, passphrase: SecretStr, *, scrypt_n: int = 2**15) -> None:
+        """Encrypt this unprotected store's private keys and secrets under ``passphrase``.
+
+        The store is rewritten in a folder beside it and swapped in by two renames, so a
+        crash leaves the old store or the new one whole at ``path`` (or, between the renames,
+        both beside it: docs/operations.md). Services using the store must be stopped first:
+        they hold the old protection. The unencrypted files are deleted, not wiped: a disk
+        may keep their blocks, so keys that guarded real data are rotated afterwards.
+        """
+        if self._protect.protected:
+            raise UsageError(f"the keystore at {self.path} is passphrase-protected already")
+        staging = self.path.with_name(f".{self.path.name}.protecting")
+        old = self.path.with_name(f".{self.path.name}.unprotected")
+        with locked(self.path):
+            for leftover in (staging, old):
+                if leftover.exists():
+                    raise KeyStoreError(
+                        f"{leftover} is left from an interrupted 'keys protect': see "
+                        "docs/operations.md (Keys) before removing it"
+                    )
+            shutil.copytree(self.path, staging, ignore=shutil.ignore_patterns(".lock", ".*.tmp"))
+            try:
+                new = self._protect_copy(staging, passphrase, scrypt_n)
+            except BaseException:
+                shutil.rmtree(staging)  # nothing was changed yet: leave only the old store
+                raise
+            self.path.rename(old)
+            staging.rename(self.path)
+        shutil.rmtree(old)
+        self._protect = new
+
+    def _protect_copy(self, staging: Path, passphrase: SecretStr, scrypt_n: int) -> Protector:
+        meta_file = staging / "keystore.json"
+        meta = Protector.new_meta(passphrase, scrypt_n)
+        new = Protector.unlock(meta, meta_file, self.path, passphrase)
+        for path in sorted(self._private_dir.glob("*.key")):
+            info = self._by_id.get(path.name.removesuffix(".key"))
+            if info is None:  # copied as it is, it would stay readable in the new store
+                raise KeyStoreError(f"private key file {path} is not in the directory")
+            record = read_json(path)
+            raw = self._protect.unwrap(record, self._wrap_ad(info), path)
+            record |= new.wrap(raw, self._wrap_ad(info))
+            write_private(staging / "private" / path.name, record)
+        if (self.path / "linkage.key").exists():
+            record = {"format": _LINKAGE_FORMAT, **new.wrap(self.linkage_key(), _LINKAGE_AD)}
+            write_private(staging / "linkage.key", record)
+        for path in sorted(self.path.glob("*.secret")):
+            name = path.name.removesuffix(".secret")
+            sealed: dict[str, Any] = {"format": _SECRET_FORMAT, "name": name}
+            sealed |= new.wrap(self.local_secret(name), _SECRET_AD + name.encode())
+            write_private(staging / path.name, sealed)
+        write_private(meta_file, meta)  # last: the copy says "protected" only once it is
+        return new
