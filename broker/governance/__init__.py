@@ -16,6 +16,7 @@ The records, chains and checkpoints themselves are ``broker.audit``'s.
 """
 
 from broker.governance._append import AuditSink, ChainAppender
+from broker.governance._dialects import open_store
 from broker.governance._encompass import (
     EncompassNotice,
     late_by_school,
@@ -33,7 +34,6 @@ from broker.governance._reports import (
     pending_overrides,
 )
 from broker.governance._review import ReviewFinding, check_review, review_override
-from broker.governance._sql import open_store
 from broker.governance._store import AuditStore, Window
 from broker.governance._subjects import SubjectSearch, subject_key_for_nhs_number, subject_search
 from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains

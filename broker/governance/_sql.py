@@ -1,26 +1,22 @@
-"""SQLite and PostgreSQL implementations of :class:`AuditStore`, over one portable schema.
+"""The audit index's SQL, one portable schema for SQLite and PostgreSQL (``_dialects``).
 
-Both speak the same SQL (``?`` placeholders are rewritten to ``%s`` for psycopg); they differ
-only in how they connect and open a transaction. ``open_store`` picks one from a URL:
-``sqlite:///PATH`` (or none: ``<home>/audit.db``) or ``postgresql://…``.
+Both speak this SQL (``?`` placeholders are rewritten to ``%s`` for psycopg); they differ
+only in how they connect and open a transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from broker.audit import AuditKind, AuditRecord, read_record
-from broker.errors import AuditError, UsageError
+from broker.errors import AuditError
 from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 from broker.governance._store import (
-    AuditStore,
     ChainHead,
     DerivedRows,
     IndexBatch,
@@ -404,126 +400,3 @@ class SqlAuditStore:
         when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         chain, seq = str(rows[0][7]), int(rows[0][8])
         return OverrideReview(e, p, by, finding, ref, note, when, chain, seq)
-
-
-class SqliteAuditStore(SqlAuditStore):
-    """The embedded default: one file, stdlib ``sqlite3``."""
-
-    backend = "sqlite"
-
-    def __init__(self, path: Path, *, create: bool = True) -> None:
-        self.path = path
-        if not create and not path.is_file():
-            raise AuditError(f"no audit index at {path}; run 'accord audit index' first")
-        try:
-            if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit mode: transactions are opened explicitly, exactly where they belong.
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            super().__init__(conn, create=create, where=str(path))
-        except (sqlite3.Error, OSError) as exc:
-            raise AuditError(
-                f"cannot open the audit index at {path}: {type(exc).__name__}"
-            ) from exc
-
-    def _has_index(self) -> bool:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        return bool(self._q(sql))
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        # Deferred: in WAL mode the first read fixes the snapshot, and writers carry on.
-        self._conn.execute("BEGIN DEFERRED")
-        try:
-            yield
-        finally:
-            self._conn.execute("ROLLBACK")
-
-
-class PostgresAuditStore(SqlAuditStore):
-    """Production: PostgreSQL through psycopg 3."""
-
-    backend = "postgresql"
-
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
-
-        try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise AuditError(f"cannot connect to the audit database {describe_url(url)}") from exc
-        super().__init__(conn, create=create, where=describe_url(url))
-
-    def _has_index(self) -> bool:
-        return self._q("SELECT to_regclass('schema_version')")[0][0] is not None
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s")
-
-    def _params(self, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        # None, not (): psycopg then reads no placeholders, so a LIKE pattern's '%' is itself.
-        return params or None
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[None]:
-        with self._conn.transaction():
-            yield
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        # READ COMMITTED, the default, takes a new snapshot per statement.
-        with self._conn.transaction():
-            self._q("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield
-
-    def _lock_migrations(self) -> None:
-        self._q("SELECT pg_advisory_xact_lock(?)", (0x4163636F7264,))  # 'Accord'
-
-    def _lock_index(self) -> None:
-        # READ COMMITTED: once the lock is held, the offsets read next are the latest.
-        self._q("SELECT pg_advisory_xact_lock(?)", (0x4163636F7265,))  # 'Accord' + 1
-
-
-def describe_url(url: str) -> str:
-    """A database URL without its password or query string (safe to print)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return scheme
-    host = rest.rpartition("@")[2].partition("?")[0]
-    return f"{scheme}://{host}"
-
-
-def open_store(url: str | None, *, home: Path, create: bool = True) -> AuditStore:
-    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/audit.db``.
-
-    ``create=False`` for commands that only read: an index that is not there is an error,
-    never an empty one made on the spot.
-    """
-    if url is None or not url.strip():
-        return SqliteAuditStore(home / "audit.db", create=create)
-    url = url.strip()
-    scheme = url.partition(":")[0].lower()
-    if scheme in ("postgresql", "postgres"):
-        return PostgresAuditStore(url, create=create)
-    if scheme == "sqlite":
-        path = url[len("sqlite:") :]
-        path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
-        path = "/" + path.lstrip("/") if path.startswith("/") else path  # sqlite:////abs too
-        if not path:
-            raise UsageError("--db: give a file, e.g. sqlite:///var/lib/accord/audit.db")
-        return SqliteAuditStore(Path(path), create=create)
-    raise UsageError(
-        f"--db: unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
-    )
