@@ -250,3 +250,14 @@ def fetched(records: list[AuditRecord], *, start: int = 0, junk: int = 0) -> dic
     msgs = [Msg(r.chain.encode(), r.to_bytes(), 0, start + i) for i, r in enumerate(records)]
     msgs += [Msg(None, b"not a record", 0, start + len(records) + i) for i in range(junk)]
     return {Part("accord.audit", 0): msgs}
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The look-ups the CLI records, with sign-in and Kafka faked (tests/e2e has them real)."""
+    import broker.cli._audit
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
+    monkeypatch.setattr(broker.cli._audit, "_record_lookup", lambda *_a, **kw: calls.append(kw))
+    return calls

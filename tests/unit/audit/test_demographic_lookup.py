@@ -158,17 +158,6 @@ def test_a_search_that_names_no_one_child_is_refused_without_echoing_it(
 # -- the CLI -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def lookups(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The look-ups the CLI records, with sign-in and Kafka faked (tests/e2e has them real)."""
-    import broker.cli._audit
-
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
-    monkeypatch.setattr(broker.cli._audit, "_record_lookup", lambda *_a, **kw: calls.append(kw))
-    return calls
-
-
 def by_name(audit_db_url: str, fmt: str, *extra: str) -> list[str]:
     return ["audit", "subject", "--given-name", "Sian", "--family-name", "ONeill",
             "--dob", "2016-03-04", *extra, "--db", audit_db_url, "--format", fmt,

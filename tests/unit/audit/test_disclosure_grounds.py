@@ -43,6 +43,24 @@ def two_agreements(**extra: Any) -> dict[str, Any]:
     )
 
 
+def overrides_under_two_and_one_agreements(
+    keys: FileKeyStore, child: str, at: datetime
+) -> list[AuditRecord]:
+    """A signed chain of two overrides for ``child``: e20 to the MASH under the early-help and
+    the MASH agreements, e21 to the team as written before grounds were listed (isa-1)."""
+    w = ChainWriter("worker:w8", clock=lambda: at)
+    override = {**two_agreements(), "outcome": "shared_override", "review_required": True,
+                "override_grounds": "safeguarding_concern"}  # fmt: skip
+    records = [
+        w.append(AuditKind.DECIDED, event_id="e20", party="mash", subject_keys=[child],
+                 data=override),
+        w.append(AuditKind.DECIDED, event_id="e21", party="coord", subject_keys=[child],
+                 data=decision("shared_override")),
+    ]  # fmt: skip
+    records.append(w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)))
+    return records
+
+
 def signed(keys: FileKeyStore, build: list[tuple[AuditKind, str, str, dict[str, Any]]],
            subject: str) -> list[AuditRecord]:  # fmt: skip
     tick = iter(range(1000))

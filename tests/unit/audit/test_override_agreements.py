@@ -5,31 +5,20 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner
 from broker.audit import KeystoreAuditVerifier as Verifier
 from broker.cli._audit_render import report_json, report_text
 from broker.governance import AuditStore, Window, governance_report, pending_overrides
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
-from broker.principals import Principal
-from tests.unit.audit.conftest import CHILD_NHS, T0, decision, index_records
-from tests.unit.audit.test_disclosure_grounds import two_agreements
+from tests.unit.audit.conftest import CHILD_NHS, T0, index_records
+from tests.unit.audit.test_disclosure_grounds import overrides_under_two_and_one_agreements
 
 
 def test_an_override_under_two_agreements_is_reported_under_both(
     store: AuditStore, keys: FileKeyStore, verifier: Verifier, linker: Linker
 ) -> None:
     child = linker.from_nhs_number(CHILD_NHS)
-    override = {**two_agreements(), "outcome": "shared_override", "review_required": True,
-                "override_grounds": "safeguarding_concern"}  # fmt: skip
-    w = ChainWriter("worker:w8", clock=lambda: T0 + timedelta(minutes=1))
-    records = [
-        w.append(AuditKind.DECIDED, event_id="e20", party="mash", subject_keys=[child],
-                 data=override),
-        w.append(AuditKind.DECIDED, event_id="e21", party="coord", subject_keys=[child],
-                 data=decision("shared_override")),  # written before grounds were listed
-    ]  # fmt: skip
-    records.append(w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)))
+    records = overrides_under_two_and_one_agreements(keys, child, T0 + timedelta(minutes=1))
     assert index_records(store, verifier, records).breaks == []
     both, one = pending_overrides(store)
     assert [g.agreement_id for g in both.agreements] == ["early-help", "mash"]

@@ -232,17 +232,6 @@ def test_a_finding_and_a_case_reference_are_taken(
 # -- the CLI -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def lookups(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The look-ups the CLI records, with sign-in and Kafka faked (tests/e2e has them real)."""
-    import broker.cli._audit
-
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
-    monkeypatch.setattr(broker.cli._audit, "_record_lookup", lambda *_a, **kw: calls.append(kw))
-    return calls
-
-
 @pytest.mark.parametrize("fmt", ["table", "csv", "json", "html"])
 def test_accord_audit_subject_prints_the_log_in_each_format_without_the_nhs_number(
     fmt: str, store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,

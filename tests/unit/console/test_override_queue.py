@@ -7,14 +7,12 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner
 from broker.audit import KeystoreAuditVerifier as Verifier
 from broker.governance import AuditStore
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
-from broker.principals import Principal
-from tests.unit.audit.conftest import CHILD_NHS, T0, decision, index_records
-from tests.unit.audit.test_disclosure_grounds import two_agreements
+from tests.unit.audit.conftest import CHILD_NHS, T0, index_records
+from tests.unit.audit.test_disclosure_grounds import overrides_under_two_and_one_agreements
 from tests.unit.console.conftest import sign_in
 
 
@@ -23,17 +21,8 @@ def test_the_override_queue_lists_every_agreement_of_an_override(
     keys: FileKeyStore,
 ) -> None:  # fmt: skip
     """An override to the MASH made under the early-help and the MASH agreements."""
-    w = ChainWriter("worker:w8", clock=lambda: T0)
-    override = {**two_agreements(), "outcome": "shared_override", "review_required": True,
-                "override_grounds": "safeguarding_concern"}  # fmt: skip
     child = linker.from_nhs_number(CHILD_NHS)
-    records = [
-        w.append(AuditKind.DECIDED, event_id="e20", party="mash", subject_keys=[child],
-                 data=override),
-        w.append(AuditKind.DECIDED, event_id="e21", party="coord", subject_keys=[child],
-                 data=decision("shared_override")),  # written before grounds were listed
-    ]  # fmt: skip
-    records.append(w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)))
+    records = overrides_under_two_and_one_agreements(keys, child, T0)
     assert index_records(store, verifier, records).breaks == []
     client = make_client()
     sign_in(client)
