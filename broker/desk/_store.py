@@ -282,8 +282,13 @@ class DeskStore:
     # -- children keyed anew (2026-12-05) -------------------------------------------------
 
     def add_aliases(self, aliases: Mapping[str, str]) -> int:
-        """Note each legacy key → key now; the flags and decisions filed under a legacy key
-        newly noted become the child's. How many were new."""
+        """Note each legacy key → key now, and make the flags and decisions filed under a
+        legacy key the child's. How many aliases were new.
+
+        The moves run for every alias, not only new ones: each statement commits alone, and
+        a crash (or a failed statement) after an alias was noted would otherwise leave its
+        flags under the legacy key for good, where no page shows them and no decision can
+        close them. Moving again is a no-op."""
         added = 0
         for legacy, child in aliases.items():
             if self._q(
@@ -292,8 +297,8 @@ class DeskStore:
                 (legacy, child),
             ):
                 added += 1
-                self._q("UPDATE desk_flags SET child = ? WHERE child = ?", (child, legacy))
-                self._q("UPDATE desk_decisions SET child = ? WHERE child = ?", (child, legacy))
+            self._q("UPDATE desk_flags SET child = ? WHERE child = ?", (child, legacy))
+            self._q("UPDATE desk_decisions SET child = ? WHERE child = ?", (child, legacy))
         return added
 
     def current_child(self, child: str) -> str:

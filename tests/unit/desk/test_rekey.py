@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskIngest, DeskStore, Flag, children_in, referral_event
@@ -93,6 +94,32 @@ def test_the_store_is_re_keyed_once(store: DeskStore) -> None:
     assert store.rekey_children(keys_of) is None
     [child] = children_in(delivery("x", subjects=[kid("Sia\u0302n")]).view, SECRET)
     assert [r.event_id for r in store.records_about(child)] == ["e1", "e2"]
+
+
+def test_a_re_key_cut_off_after_noting_an_alias_still_moves_the_flags_at_the_next_start(
+    store: DeskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else the flag stays under the old key for good: no page shows it, no decision closes
+    it (the review's repro: a crash between the alias and the move)."""
+    old = filed_before(store, "e1", kid("Mary-Ann"))
+    store.add_flag(flag(old), datetime.now(UTC))
+    real = store._q
+
+    def cut_off(sql: str, params: Any = ()) -> Any:
+        if sql.startswith("UPDATE desk_flags"):
+            raise ConnectionError("the database went away")
+        return real(sql, params)
+
+    def keys_of(view: dict[str, Any]) -> Any:
+        return view_child_keys(view, SECRET)
+
+    monkeypatch.setattr(store, "_q", cut_off)
+    with pytest.raises(ConnectionError):
+        store.rekey_children(keys_of)
+    monkeypatch.setattr(store, "_q", real)
+    store.rekey_children(keys_of)  # the next start
+    [child] = children_in(delivery("x", subjects=[kid("Mary Ann")]).view, SECRET)
+    assert [f.child for f in store.flags()] == [child]
 
 
 async def test_a_flag_arriving_under_an_old_key_and_a_new_spelling_join_the_timeline(
