@@ -143,9 +143,16 @@ class KeyProtection(enum.StrEnum):
 DEMO_PASSPHRASE_FILE = "keystore-passphrase"  # noqa: S105  # a file's name, not its contents
 
 
+def _not_blank(value: SecretStr | None) -> SecretStr | None:
+    # `ACCORD_KEYSTORE__PASSPHRASE="$PASS"` with PASS unset would seal keys under nothing.
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("is empty: give the passphrase, or leave the setting unset")
+    return value
+
+
 class KeystoreSettings(_Frozen):
     path: Path | None = None  # default: <home>/keys
-    passphrase: SecretStr | None = None
+    passphrase: Annotated[SecretStr | None, AfterValidator(_not_blank)] = None
     protection: KeyProtection = KeyProtection.PASSPHRASE
 
 

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from broker.config import DEMO_PASSPHRASE_FILE, KeyProtection, Settings
 from broker.errors import KeyStoreError
-from broker.keys import init_keystores, protect_keystores
+from broker.keys import init_keystores, keystores_under, protect_keystores
 
 __all__ = ["demo_keystores"]
 
@@ -37,7 +37,7 @@ def demo_keystores(settings: Settings, parties: list[str]) -> tuple[Settings, Pa
         keystore = settings.keystore.model_copy(update={"passphrase": passphrase})
         settings = settings.model_copy(update={"keystore": keystore})
         root = settings.keys_dir
-        if (root / "keystore.json").is_file() or any(root.glob("*/keystore.json")):
+        if root.is_dir() and keystores_under(root):
             for path in protect_keystores(root, passphrase):
                 typer.echo(
                     f"keystore {path}: private keys now encrypted under the demo's passphrase"
@@ -69,7 +69,12 @@ def _read_or_make(path: Path) -> str:
             os.close(fd)
     if path.stat().st_mode & 0o077:
         raise KeyStoreError(f"{path} is readable by others; chmod 600 it")
-    text = path.read_text(encoding="utf-8").removesuffix("\n")
-    if not text:
+    try:
+        text = path.read_text(encoding="utf-8").removesuffix("\n")
+    except UnicodeDecodeError:
+        raise KeyStoreError(
+            f"{path} is not UTF-8 text: remove it, or set ACCORD_KEYSTORE__PASSPHRASE"
+        ) from None
+    if not text.strip():
         raise KeyStoreError(f"{path} is empty: remove it, or set ACCORD_KEYSTORE__PASSPHRASE")
     return text

@@ -40,6 +40,7 @@ __all__ = [
     "export_entries",
     "import_directory",
     "init_keystores",
+    "keystores_under",
     "protect_keystores",
     "sign_directory",
     "trusted_signers",
@@ -235,20 +236,39 @@ def init_keystores(
     return anchor
 
 
+def keystores_under(root: Path) -> list[Path]:
+    """The keystore at ``root``, or the ones under it (one per principal, as
+    ``init_keystores`` makes them); never the folders an interrupted protect leaves."""
+    root = root.resolve()
+    if (root / "keystore.json").is_file():
+        return [root]
+    return sorted(
+        p.parent for p in root.glob("*/keystore.json") if not p.parent.name.startswith(".")
+    )
+
+
 def protect_keystores(root: Path, passphrase: SecretStr) -> list[Path]:
-    """Put the unprotected keystore at ``root``, or each one under it (one per principal, as
-    ``init_keystores`` makes them), under ``passphrase``; returns those it protected.
+    """Put the unprotected keystore at ``root``, or each one under it, under ``passphrase``;
+    returns those it protected.
 
     Every store is opened before any is changed, so a store that is already protected but
-    under another passphrase, or is unreadable, changes nothing.
+    under another passphrase, or is unreadable, changes nothing; nor does a folder left by
+    an interrupted protect, until someone has looked at it (docs/operations.md, Keys).
     """
-    paths = (
-        [root]
-        if (root / "keystore.json").is_file()
-        else sorted(p.parent for p in root.glob("*/keystore.json"))
-    )
+    paths = keystores_under(root)
     if not paths:
         raise KeyStoreError(f"no keystore at {root}")
+    parent = paths[0].parent
+    interrupted = sorted(
+        p
+        for p in parent.iterdir()
+        if p.name.startswith(".") and p.name.endswith((".protecting", ".unprotected"))
+    )
+    if interrupted:
+        raise KeyStoreError(
+            f"{interrupted[0]} is left from an interrupted 'keys protect': see "
+            "docs/operations.md (Keys) before removing it"
+        )
     todo: list[FileKeyStore] = []
     for path in paths:
         unprotected = read_json(path / "keystore.json").get("protection") == "none"

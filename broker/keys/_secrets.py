@@ -21,13 +21,13 @@ from pydantic import SecretStr
 
 from broker.crypto import random_bytes
 from broker.errors import KeyStoreError, UsageError
-from broker.keys._files import check_private, locked, read_json, write_private
+from broker.keys._files import check_private, locked, make_private_dir, read_json, write_private
 from broker.keys._protect import Protector
 
 if TYPE_CHECKING:
     from broker.envelope import KeyInfo
 
-__all__ = ["StoreSecrets"]
+__all__ = ["StoreSecrets", "leftovers"]
 
 _LINKAGE_FORMAT: Final = "accord-linkage-key/v1"
 _LINKAGE_AD: Final = b"accord/linkage-key/v1"
@@ -35,6 +35,10 @@ _SECRET_FORMAT: Final = "accord-local-secret/v1"  # noqa: S105  # a format name
 _SECRET_AD: Final = b"accord/local-secret/v1\x00"
 _SECRET_NAME: Final = re.compile(r"[a-z][a-z0-9-]{0,40}\Z")
 _SIZE: Final = 32
+# The plain file a desk kept its linkage secret in before 2026-12-05 (``broker.desk``), and
+# the name it has in the store since: sealing a store moves it in.
+_OLD_DESK_FILE: Final = "desk-linkage.key"
+_OLD_DESK_SECRET: Final = "desk-linkage"  # noqa: S105  # a name, not a secret
 
 
 class StoreSecrets:
@@ -120,53 +124,115 @@ class StoreSecrets:
     def protect(self, passphrase: SecretStr, *, scrypt_n: int = 2**15) -> None:
         """Encrypt this unprotected store's private keys and secrets under ``passphrase``.
 
-        The store is rewritten in a folder beside it and swapped in by two renames, so a
-        crash leaves the old store or the new one whole at ``path`` (or, between the renames,
-        both beside it: docs/operations.md). Services using the store must be stopped first:
-        they hold the old protection. The unencrypted files are deleted, not wiped: a disk
-        may keep their blocks, so keys that guarded real data are rotated afterwards.
+        The sealed store is written in a folder beside it (0700; no secret is ever copied
+        there unsealed) and swapped in by two renames, each step on disk before the next, so
+        a crash leaves the old store or the new one whole at its path, or (between the
+        renames) both beside it: docs/operations.md says how to finish by hand. Services
+        using the store must be stopped first: they hold the old protection. The unencrypted
+        files are deleted, not wiped: a disk may keep their blocks, so keys that guarded real
+        data are rotated afterwards.
         """
         if self._protect.protected:
             raise UsageError(f"the keystore at {self.path} is passphrase-protected already")
-        staging = self.path.with_name(f".{self.path.name}.protecting")
-        old = self.path.with_name(f".{self.path.name}.unprotected")
-        with locked(self.path):
+        real = self.path.resolve()  # a link to the store: seal the store, not the link
+        staging, old = leftovers(real)
+        with locked(real):
             for leftover in (staging, old):
-                if leftover.exists():
+                if leftover.exists() or leftover.is_symlink():
                     raise KeyStoreError(
                         f"{leftover} is left from an interrupted 'keys protect': see "
                         "docs/operations.md (Keys) before removing it"
                     )
-            shutil.copytree(self.path, staging, ignore=shutil.ignore_patterns(".lock", ".*.tmp"))
+            make_private_dir(staging)
             try:
-                new = self._protect_copy(staging, passphrase, scrypt_n)
+                new = self._protect_copy(real, staging, passphrase, scrypt_n)
+                _sync_tree(staging)
             except BaseException:
                 shutil.rmtree(staging)  # nothing was changed yet: leave only the old store
                 raise
-            self.path.rename(old)
-            staging.rename(self.path)
+            real.rename(old)
+            staging.rename(real)
+            _sync_dir(real.parent)
         shutil.rmtree(old)
         self._protect = new
 
-    def _protect_copy(self, staging: Path, passphrase: SecretStr, scrypt_n: int) -> Protector:
+    def _protect_copy(
+        self, real: Path, staging: Path, passphrase: SecretStr, scrypt_n: int
+    ) -> Protector:
         meta_file = staging / "keystore.json"
         meta = Protector.new_meta(passphrase, scrypt_n)
         new = Protector.unlock(meta, meta_file, self.path, passphrase)
-        for path in sorted(self._private_dir.glob("*.key")):
+        # Everything but the secrets, as it is; the secrets below, sealed from birth.
+        secret = shutil.ignore_patterns(".lock", ".*.tmp", "*.key", "*.secret", "keystore.json")
+        for item in real.iterdir():
+            if item.name in (".lock", "private") or secret(str(real), [item.name]):
+                continue
+            if item.is_dir():
+                raise KeyStoreError(f"{item}: a folder a keystore does not have")
+            shutil.copy2(item, staging / item.name)
+        make_private_dir(staging / "private")
+        for path in sorted(self._private_dir.glob("*")):
             info = self._by_id.get(path.name.removesuffix(".key"))
-            if info is None:  # copied as it is, it would stay readable in the new store
+            if info is None or not path.name.endswith(".key"):
+                # Copied as it is, it would stay readable in the new store.
                 raise KeyStoreError(f"private key file {path} is not in the directory")
             record = read_json(path)
             raw = self._protect.unwrap(record, self._wrap_ad(info), path)
             record |= new.wrap(raw, self._wrap_ad(info))
             write_private(staging / "private" / path.name, record)
-        if (self.path / "linkage.key").exists():
-            record = {"format": _LINKAGE_FORMAT, **new.wrap(self.linkage_key(), _LINKAGE_AD)}
-            write_private(staging / "linkage.key", record)
-        for path in sorted(self.path.glob("*.secret")):
+        for path in sorted(real.glob("*.key")):
+            if path.name == "linkage.key":
+                record = {"format": _LINKAGE_FORMAT, **new.wrap(self.linkage_key(), _LINKAGE_AD)}
+                write_private(staging / path.name, record)
+            elif path.name == _OLD_DESK_FILE:  # an older desk's plain secret: sealed, moved in
+                _seal_secret(staging, new, _OLD_DESK_SECRET, _read_plain(path))
+            else:
+                raise KeyStoreError(f"{path}: a key file a keystore does not have")
+        for path in sorted(real.glob("*.secret")):
             name = path.name.removesuffix(".secret")
-            sealed: dict[str, Any] = {"format": _SECRET_FORMAT, "name": name}
-            sealed |= new.wrap(self.local_secret(name), _SECRET_AD + name.encode())
-            write_private(staging / path.name, sealed)
+            _seal_secret(staging, new, name, self.local_secret(name))
         write_private(meta_file, meta)  # last: the copy says "protected" only once it is
         return new
+
+
+def leftovers(store: Path) -> tuple[Path, Path]:
+    """The folders an interrupted ``protect`` of ``store`` leaves: the sealed copy, the old."""
+    return (
+        store.with_name(f".{store.name}.protecting"),
+        store.with_name(f".{store.name}.unprotected"),
+    )
+
+
+def _seal_secret(staging: Path, protector: Protector, name: str, value: bytes) -> None:
+    sealed: dict[str, Any] = {"format": _SECRET_FORMAT, "name": name}
+    sealed |= protector.wrap(value, _SECRET_AD + name.encode())
+    write_private(staging / f"{name}.secret", sealed)
+
+
+def _read_plain(path: Path) -> bytes:
+    check_private(path)
+    value = path.read_bytes()
+    if len(value) != _SIZE:
+        raise KeyStoreError(f"{path}: not a 32-byte secret")
+    return value
+
+
+def _sync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            _sync_dir(path)
+    _sync_dir(root)
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

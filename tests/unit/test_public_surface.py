@@ -114,8 +114,9 @@ SURFACES = {
     },
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",
-        "export_entries", "import_directory", "init_keystores", "protect_keystores",
-        "sign_directory", "trusted_signers", "UNPROTECTED_WARNING", "warn_if_unprotected",
+        "export_entries", "import_directory", "init_keystores", "keystores_under",
+        "protect_keystores", "sign_directory", "trusted_signers", "UNPROTECTED_WARNING",
+        "warn_if_unprotected",
     },
     "broker.linkage": {"Linker", "Unlinkable"},
     "broker.pipeline": {

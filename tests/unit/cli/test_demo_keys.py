@@ -79,3 +79,10 @@ def test_a_passphrase_file_others_can_read_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="readable by others"):
         demo_keystores(Settings(home=tmp_path), PARTIES)
     assert not (tmp_path / "keys").exists()
+
+
+def test_a_passphrase_file_that_is_not_text_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "keystore-passphrase").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "keystore-passphrase").chmod(0o600)
+    with pytest.raises(KeyStoreError, match="not UTF-8 text"):
+        demo_keystores(Settings(home=tmp_path), PARTIES)

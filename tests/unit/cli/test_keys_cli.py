@@ -481,3 +481,16 @@ def test_a_service_on_an_unprotected_keystore_logs_so_and_on_a_protected_one_doe
     assert [(e["event"], e["keystore"]) for e in logs] == [
         ("keystore_unprotected", str(tmp_path / "plain"))
     ]
+
+
+def test_keys_protect_from_inside_the_keystore_folder_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--dir .` named a store with no name to build its sibling folders from (a traceback)."""
+    assert _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")], capsys)[0] == 0
+    monkeypatch.chdir(tmp_path / "wmp")
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "correct horse battery staple")
+    code, out, err = _run(["keys", "protect", "--dir", "."], capsys)
+    assert (code, err) == (0, "")
+    assert "now encrypted" in out
+    assert json.loads((tmp_path / "wmp" / "keystore.json").read_text())["protection"] == "scrypt"

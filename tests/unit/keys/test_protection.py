@@ -4,14 +4,15 @@ encrypted in place later (``FileKeyStore.protect``)."""
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from broker.config import KeyProtection, KeystoreSettings, Settings
+from broker.config import KeyProtection, KeystoreSettings, Settings, load_settings
 from broker.errors import ConfigError, KeyStoreError, UsageError
-from broker.keys import FileKeyStore
+from broker.keys import FileKeyStore, _secrets, keystores_under, protect_keystores
 
 SECRET = SecretStr("correct horse battery staple")
 
@@ -75,3 +76,67 @@ def test_protect_refuses_to_run_over_an_interrupted_one(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="interrupted 'keys protect'"):
         store.protect(SECRET, scrypt_n=2**10)
     assert not store.protected
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\n"])
+def test_a_blank_passphrase_is_refused_not_taken_for_one(
+    blank: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ACCORD_KEYSTORE__PASSPHRASE="$PASS"` with PASS unset must not seal keys under nothing."""
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", blank)
+    with pytest.raises(ConfigError, match=r"ACCORD_KEYSTORE__PASSPHRASE: .*is empty"):
+        load_settings()
+
+
+def test_no_secret_is_ever_in_the_clear_in_the_copy_being_sealed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy is 0700 with 0600 files, and holds only sealed secrets, even before the swap."""
+    store = FileKeyStore(tmp_path / "k", create=True)
+    store.ensure_party("wmp")
+    store.set_linkage_key()
+    store.local_secret("desk-linkage")
+    clear = [json.loads(p.read_text())["key"] for p in (tmp_path / "k").rglob("*.key")]
+    clear += [json.loads((tmp_path / "k" / "desk-linkage.secret").read_text())["key"]]
+    seen: list[Path] = []
+    real_sync = _secrets._sync_tree
+
+    def inspect(staging: Path) -> None:
+        assert stat.S_IMODE(staging.stat().st_mode) == 0o700
+        for path in staging.rglob("*"):
+            assert stat.S_IMODE(path.stat().st_mode) in (0o600, 0o700), path
+            if path.is_file():
+                assert not any(c in path.read_text() for c in clear), path
+                seen.append(path.relative_to(staging))
+        real_sync(staging)
+
+    monkeypatch.setattr(_secrets, "_sync_tree", inspect)
+    store.protect(SECRET, scrypt_n=2**10)
+    assert {str(p) for p in seen} >= {"keystore.json", "directory.json", "linkage.key",
+                                      "desk-linkage.secret"}  # fmt: skip
+
+
+def test_a_linked_keystore_is_sealed_where_it_is_and_the_link_still_leads_to_it(
+    tmp_path: Path,
+) -> None:
+    store = FileKeyStore(tmp_path / "real" / "k", create=True)
+    store.ensure_party("wmp")
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "k")
+    FileKeyStore(tmp_path / "link").protect(SECRET, scrypt_n=2**10)
+    assert (tmp_path / "link").is_symlink()
+    sealed = json.loads((tmp_path / "real" / "k" / "keystore.json").read_text())
+    assert sealed["protection"] == "scrypt"
+    assert FileKeyStore(tmp_path / "link", SECRET).private_parties() == ["wmp"]
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["k"]
+
+
+def test_an_interrupted_protect_stops_the_next_until_someone_has_looked(tmp_path: Path) -> None:
+    """Between the renames the store's folder is missing: a rerun must not 'protect' the
+    old copy, nor the demo make a new store (and linkage key) in its place."""
+    for name in ("wmp", "worker"):
+        FileKeyStore(tmp_path / name, create=True).ensure_party(name)
+    (tmp_path / "worker").rename(tmp_path / ".worker.unprotected")
+    assert keystores_under(tmp_path) == [tmp_path / "wmp"]
+    with pytest.raises(KeyStoreError, match="interrupted 'keys protect'"):
+        protect_keystores(tmp_path, SECRET)
+    assert not FileKeyStore(tmp_path / "wmp").protected
