@@ -19,8 +19,11 @@ key from an NHS number an IG officer types, to find a child's disclosure log.
 from __future__ import annotations
 
 import hmac
+import re
 
 from broker.events import ConsentSubject, Subject, normalise_name, normalise_nhs_number
+
+_DIGIT = re.compile(r"\d")
 
 __all__ = ["Linker", "Unlinkable"]
 
@@ -108,11 +111,15 @@ class Linker:
 
     def _legacy_key(self, subject: Subject | ConsentSubject) -> str | None:
         """The name-and-birth-date key as Accord made it before names dropped their accents
-        (2026-12-05): consent filed, and shares noted, under it are still found. Only names
-        with a letter outside ASCII have one; for the rest it is the key without the
-        postcode."""
+        and kept their digits (2026-12-05): consent filed, and shares noted, under it are
+        still found. Only names with a letter outside ASCII, or a digit, have one; for the
+        rest it is the key without the postcode. (Found under it, a record about "Twin 2" is
+        not taken for "Twin 1": the decision compares the names as they are now.)"""
         family, given, dob = subject.family_name, subject.given_name, subject.dob
-        if family is None or given is None or dob is None or (family + given).isascii():
+        if family is None or given is None or dob is None:
+            return None
+        names = family + given
+        if names.isascii() and not _DIGIT.search(names):
             return None
         old = ["".join(filter(str.isalpha, name.casefold())) for name in (family, given)]
         return "d:" + self._mac("demo", "|".join([*old, str(dob)])) if all(old) else None

@@ -50,19 +50,24 @@ _Token = Annotated[str, StringConstraints(pattern=r"^(\*|kind:[a-z_]+|[a-z0-9][a
 
 
 def normalise_name(name: str) -> str:
-    """Case-folded letters only, accents dropped: the demographic key ignores spacing,
-    hyphens, apostrophes and accents.
+    """Case-folded letters and digits, accents dropped: the demographic key ignores spacing,
+    hyphens, apostrophes and accents. ``""`` for a name with no letter at all.
 
     "Siân" can be typed as one letter or as ``a`` and a combining circumflex, which look the
     same; and many agencies' systems store "Sian". All three are one child: a withdrawal
     typed one way must reach events typed another. So names are decomposed and their
-    combining marks dropped before the letters-only filter.
+    combining marks dropped before the filter. Digits are kept: a newborn's placeholder
+    names, "Twin 1" and "Twin 2" (or "Baby 1", "Baby 2"), are two children of one birth
+    date, and before 2026-12-05, when only letters counted, they were one. A name with no
+    letter ("-", "?", "1") says the name is not known, and names no one.
     """
     folded = name.casefold()
     if folded.isascii():  # most names, on every event: nothing to decompose
-        return "".join(filter(str.isalpha, folded))
+        kept = "".join(filter(str.isalnum, folded))
+        return "" if kept.isdigit() else kept
     decomposed = unicodedata.normalize("NFKD", folded)
-    return "".join(c for c in decomposed if c.isalpha() and not unicodedata.combining(c))
+    kept = "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c))
+    return kept if any(c.isalpha() for c in kept) else ""
 
 
 def _end_of_day(value: Any) -> Any:

@@ -59,7 +59,7 @@ def test_a_consent_given_without_a_postcode_is_still_looked_up_for_a_child_with_
     assert not elsewhere.matches(child)  # found under the shared key, refused by the match
 
 
-@pytest.mark.parametrize("placeholder", ["-", "?", " . "])
+@pytest.mark.parametrize("placeholder", ["-", "?", " . ", "1", " 2 "])
 def test_a_name_with_no_letter_links_no_one(placeholder: str) -> None:
     """Two children recorded as "-" with one birth date are not one child."""
     child = _child(given_name=placeholder)
@@ -87,3 +87,25 @@ def test_consent_filed_under_an_accented_name_before_accents_were_dropped_is_sti
     assert old_key not in LINKER.lookup_keys(_child(given_name="Sian"))  # never filed so
     consent = ConsentSubject(given_name=SIAN, family_name="Hughes", dob=_child().dob)
     assert old_key in LINKER.consent_keys(consent)  # so a new withdrawal recalls old shares
+
+
+def test_twins_named_by_number_are_two_subjects_and_neither_takes_the_others_consent() -> None:
+    """A newborn's placeholder names differ only by a digit: "Twin 1" and "Twin 2", one
+    family name, one birth date, one address. When only letters counted they were one child,
+    and one twin's consent (or its withdrawal) governed the other's records."""
+    one, two = _child(given_name="Twin 1"), _child(given_name="Twin 2")
+    assert LINKER.subject_key(one) != LINKER.subject_key(two)
+    assert LINKER.subject_key(one) == LINKER.subject_key(_child(given_name="twin-1"))
+    consent = ConsentSubject(given_name="Twin 1", family_name="Hughes", dob=one.dob)
+    assert consent.matches(one)
+    assert not consent.matches(two)
+
+
+def test_consent_filed_under_a_numbered_name_before_digits_counted_is_still_found() -> None:
+    """Filed as "Twin 1" by an older Accord, its key had "twin": still looked up, and the
+    decision's name check keeps the other twin's records out."""
+    old_key = "d:" + LINKER._mac("demo", f"hughes|twin|{_child().dob}")  # as filed then
+    one, two = _child(given_name="Twin 1"), _child(given_name="Twin 2")
+    assert old_key in LINKER.lookup_keys(one)
+    assert old_key in LINKER.lookup_keys(two)
+    assert old_key not in (LINKER.subject_key(one), LINKER.subject_key(two))

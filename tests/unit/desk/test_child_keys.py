@@ -70,6 +70,15 @@ def test_different_children_still_key_apart() -> None:
     assert child_key(b"x" * 32, base) != child_key(SECRET, base)  # the party's own secret
 
 
+def test_twins_named_by_number_are_two_children() -> None:
+    """"Twin 1" and "Twin 2" (a newborn's placeholder names) differ only by a digit: one child
+    at the desk, they would share one timeline and one window's count."""
+    one, two = child_key(SECRET, child("Twin 1")), child_key(SECRET, child("Twin 2"))
+    assert None not in (one, two)
+    assert one != two
+    assert child_key(SECRET, child("twin-1")) == one
+
+
 @pytest.mark.parametrize("name", ["-", "?", " ", "--", "'"])
 def test_a_name_with_no_letter_keys_no_one(name: str) -> None:
     """Two unknown-named children born the same day are not one child: neither is keyed."""
