@@ -71,8 +71,8 @@ def test_different_children_still_key_apart() -> None:
 
 
 def test_twins_named_by_number_are_two_children() -> None:
-    """"Twin 1" and "Twin 2" (a newborn's placeholder names) differ only by a digit: one child
-    at the desk, they would share one timeline and one window's count."""
+    """A newborn's placeholder names, "Twin 1" and "Twin 2", differ only by a digit: as one
+    child at the desk, they would share one timeline and one window's count."""
     one, two = child_key(SECRET, child("Twin 1")), child_key(SECRET, child("Twin 2"))
     assert None not in (one, two)
     assert one != two
