@@ -250,7 +250,7 @@ def subject(
             settings, keys, store, host, officer=name, page="cli.subject",
             subject_keys=search.keys, detail={"purpose": reason.value, **search.detail()},
         )  # fmt: skip
-        entries = disclosure_log(store, *search.keys)
+        entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
     finally:
         store.close()
     searched = search.summary()

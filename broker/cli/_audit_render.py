@@ -34,6 +34,7 @@ _LOG_COLUMNS = (
     ("opened_by", "opened by"),
     ("event_id", "event"),
     ("audit_ref", "audit ref"),
+    ("matched_on", "matched on"),
 )
 # Between the grounds of a decision made under several agreements: the nth agreement,
 # purpose and lawful basis of a line belong together. (A basis itself holds "; ".)

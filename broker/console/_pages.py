@@ -234,7 +234,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             "subject.html",
             session,
             purposes=purposes,
-            log=disclosure_log(deps.store, *search.keys),
+            log=disclosure_log(deps.store, *search.keys, matched_on=search.matched_on),
             subject_keys=search.keys,
             searched=search.summary(),
             lookups=sorted(earlier.values(), key=lambda r: (r.at, r.chain, r.seq)),

@@ -18,6 +18,8 @@ from broker.governance._encompass import EncompassNotice, late_encompass_notices
 from broker.governance._store import AuditStore, Window
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from broker.policy import Policy
 
 
@@ -62,6 +64,9 @@ class DisclosureEntry:
     # Every agreement, purpose and lawful basis the decision rests on, the first being
     # ``agreement_id``, ``purpose`` and ``lawful_basis`` (an opening's purpose is its own).
     grounds: tuple[Ground, ...] = ()
+    # How the look-up found it (``SubjectSearch.matched_on``): by a name-and-birth-date search
+    # with a postcode, a record under the key without one may be another child's.
+    matched_on: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +90,7 @@ class DisclosureEntry:
             "policy_version": self.policy_version,
             "grounds": [g.as_dict() for g in self.grounds],
             "audit_ref": f"{self.chain}#{self.seq}",
+            "matched_on": self.matched_on,
         }
 
 
@@ -169,14 +175,21 @@ def _opened_at(rec: AuditRecord) -> datetime:
     return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def disclosure_log(store: AuditStore, *subject_keys: str) -> list[DisclosureEntry]:
+def disclosure_log(
+    store: AuditStore, *subject_keys: str, matched_on: Callable[[str], str] | None = None
+) -> list[DisclosureEntry]:
     """Every decision about the subject (shared and not) and every opening, in date order.
 
     One person may be filed under several keys (a look-up by demographics searches each form
-    of theirs, ``subject_search``): a record under two of them is listed once.
+    of theirs, ``subject_search``, most specific first): a record under two of them is
+    listed once, as found by the first, which ``matched_on`` names when given.
     """
-    found = {(r.chain, r.seq): r for key in subject_keys for r in store.subject_records(key)}
-    records = list(found.values())
+    found: dict[tuple[str, int], tuple[AuditRecord, str]] = {}
+    for key in subject_keys:
+        for r in store.subject_records(key):
+            found.setdefault((r.chain, r.seq), (r, key))
+    how = {(r.chain, r.seq): matched_on(key) for r, key in found.values()} if matched_on else {}
+    records = [r for r, _ in found.values()]
     decisions = {
         (r.event_id, r.party): _decision_entry(r) for r in records if r.kind is AuditKind.DECIDED
     }
@@ -211,6 +224,8 @@ def disclosure_log(store: AuditStore, *subject_keys: str) -> list[DisclosureEntr
             )
         )
     entries.sort(key=lambda e: (e.at, e.kind != "decision", e.recipient, e.chain, e.seq))
+    if how:
+        entries = [dataclasses.replace(e, matched_on=how[(e.chain, e.seq)]) for e in entries]
     return entries
 
 

@@ -53,15 +53,25 @@ class SubjectSearch:
     by: Literal["nhs_number", "demographics"]
     # By demographics: whether a postcode was given, so the key with it was searched as well
     # as the key without; and whether the name had a key before names dropped their accents
-    # (2026-12-05), searched too.
+    # and kept their digits (2026-12-05), searched too.
     with_postcode: bool = False
-    accents_kept: bool = False
+    older_key: bool = False
 
     def detail(self) -> dict[str, str]:
         """For the audit record of the look-up: how it was made, never what was typed."""
         if self.by == "nhs_number":
             return {}
         return {"searched_by": "demographics", "with_postcode": _yes(self.with_postcode)}
+
+    def matched_on(self, key: str) -> str:
+        """What a record found under ``key`` (one of :attr:`keys`) was matched on, for each
+        line of the disclosure log: only the postcode's key, by demographics, tells this
+        child from another of the same name and birth date."""
+        if self.by == "nhs_number":
+            return "NHS number"
+        if self.with_postcode and key == self.keys[0]:
+            return "name, date of birth, postcode"
+        return "name and date of birth only"
 
     def summary(self) -> str | None:
         """One line for the officer on what a look-up by demographics searched (None by NHS
@@ -71,7 +81,7 @@ class SubjectSearch:
         line = f"searched by name and date of birth; with postcode: {_yes(self.with_postcode)}"
         if not self.with_postcode:
             line += " (records decided with a postcode are found only with it)"
-        return f"{line}; older key of a name with accents: {_yes(self.accents_kept)}"
+        return f"{line}; older spelling's key: {_yes(self.older_key)}"
 
 
 def subject_search(
@@ -107,7 +117,7 @@ def subject_search(
     # then the older spelling's key when the name has one: so any key past those is it.
     with_postcode = subject.postcode is not None
     return SubjectSearch(
-        keys, "demographics", with_postcode, accents_kept=len(keys) > 1 + with_postcode
+        keys, "demographics", with_postcode, older_key=len(keys) > 1 + with_postcode
     )
 
 

@@ -93,6 +93,24 @@ def test_with_the_postcode_a_child_is_found_under_every_key_they_were_filed_by(
 
 
 @pytest.mark.usefixtures("filed")
+def test_each_line_says_what_it_was_matched_on(store: AuditStore, keys: FileKeyStore) -> None:
+    """With the postcode, a line found under the key without one (or the older spelling's)
+    may be another child of the same name and birth date: the officer must see which."""
+    search = subject_search(keys.linkage_key(), now=NOW, **RECORDED, postcode=POSTCODE)
+    log = disclosure_log(store, *search.keys, matched_on=search.matched_on)
+    assert [(e.kind, e.event_id, e.matched_on) for e in log] == [
+        ("decision", "e10", "name, date of birth, postcode"),
+        ("decision", "e11", "name and date of birth only"),
+        ("decision", "e12", "name and date of birth only"),
+        ("opened", "e10", "name, date of birth, postcode"),
+    ]
+    assert all(e.as_dict()["matched_on"] == e.matched_on for e in log)
+    plain = subject_search(keys.linkage_key(), now=NOW, **TYPED)
+    found = disclosure_log(store, *plain.keys, matched_on=plain.matched_on)
+    assert [e.matched_on for e in found] == ["name and date of birth only"]
+
+
+@pytest.mark.usefixtures("filed")
 def test_without_the_postcode_only_decisions_made_without_one_are_found(
     store: AuditStore, keys: FileKeyStore
 ) -> None:
@@ -119,11 +137,11 @@ def test_the_search_says_which_forms_it_searched_naming_no_one(keys: FileKeyStor
     plain = subject_search(key, now=NOW, **TYPED)
     assert plain.summary() == (
         "searched by name and date of birth; with postcode: no (records decided with a "
-        "postcode are found only with it); older key of a name with accents: no"
+        "postcode are found only with it); older spelling's key: no"
     )
     both = subject_search(key, now=NOW, **RECORDED, postcode=POSTCODE)
     assert len(both.keys) == 3
-    assert "with postcode: yes; older key of a name with accents: yes" in (both.summary() or "")
+    assert "with postcode: yes; older spelling's key: yes" in (both.summary() or "")
     assert both.detail() == {"searched_by": "demographics", "with_postcode": "yes"}
     for text in (str(plain), str(both)):
         assert not any(p in text for p in PERSONAL)

@@ -53,6 +53,9 @@ def test_a_child_is_found_by_name_date_of_birth_and_postcode_typed_without_accen
     assert status == 200
     assert events_shown(page) == ["e10", "e11", "e10"]  # with the postcode, without, opened
     assert "with postcode: yes" in page
+    matched = re.findall(r'<td class="matched"><small>([^<]*)</small></td>', page)
+    assert matched == ["name, date of birth, postcode", "name and date of birth only",
+                       "name, date of birth, postcode"]  # fmt: skip
     [query] = [q for q in sink.queries() if q.data["page"] == "subject"]
     assert query.subject_keys == (
         worker_key(linker, **RECORDED, postcode=POSTCODE), worker_key(linker, **RECORDED),
