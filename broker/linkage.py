@@ -106,15 +106,20 @@ class Linker:
         primary = self.subject_key(subject)
         loose = self._from_demographics(subject.family_name, subject.given_name, subject.dob)
         keys = (primary,) if loose is None or loose == primary else (primary, loose)
-        legacy = self._legacy_key(subject)
+        legacy = self.legacy_key(subject)
         return keys if legacy is None or legacy in keys else (*keys, legacy)
 
-    def _legacy_key(self, subject: Subject | ConsentSubject) -> str | None:
+    def legacy_key(self, subject: Subject | ConsentSubject) -> str | None:
         """The name-and-birth-date key as Accord made it before names dropped their accents
         and kept their digits (2026-12-05): consent filed, and shares noted, under it are
         still found. Only names with a letter outside ASCII, or a digit, have one; for the
-        rest it is the key without the postcode. (Found under it, a record about "Twin 2" is
-        not taken for "Twin 1": the decision compares the names as they are now.)"""
+        rest it is the key without the postcode.
+
+        It is for finding what an older Accord filed, never for filing anew: "Twin 1" and
+        "Twin 2" share it. A consent record found under it is checked by the decision, which
+        compares the names as they are now; a share keeps no name, so shares are noted
+        without it (``pipeline._ingress``), else one twin's withdrawal would recall the
+        other's shares."""
         family, given, dob = subject.family_name, subject.given_name, subject.dob
         if family is None or given is None or dob is None:
             return None

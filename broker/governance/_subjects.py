@@ -71,6 +71,9 @@ class SubjectSearch:
             return "NHS number"
         if self.with_postcode and key == self.keys[0]:
             return "name, date of birth, postcode"
+        if self.older_key and key == self.keys[-1]:
+            # Accents and digits ignored: "Twin 2" is found by a look-up for "Twin 1".
+            return "older spelling of the name, date of birth"
         return "name and date of birth only"
 
     def summary(self) -> str | None:

@@ -33,6 +33,7 @@ from broker.keys._directory import (
 )
 from broker.keys._files import locked, read_json, write_private
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS
+from broker.keys._secrets import refuse_interrupted
 from broker.keys._store import FileKeyStore
 from broker.principals import Principal
 
@@ -211,6 +212,7 @@ def init_keystores(
     run again: existing keys stay, new parties get keys, a new directory goes round. Returns
     the governance signing key id, the trust anchor to check out of band.
     """
+    refuse_interrupted(root)
     stores: dict[str, FileKeyStore] = {}
     for principal in [*parties, *SPECIAL_PRINCIPALS]:
         store = FileKeyStore(root / principal, passphrase, create=True)
@@ -258,17 +260,7 @@ def protect_keystores(root: Path, passphrase: SecretStr) -> list[Path]:
     paths = keystores_under(root)
     if not paths:
         raise KeyStoreError(f"no keystore at {root}")
-    parent = paths[0].parent
-    interrupted = sorted(
-        p
-        for p in parent.iterdir()
-        if p.name.startswith(".") and p.name.endswith((".protecting", ".unprotected"))
-    )
-    if interrupted:
-        raise KeyStoreError(
-            f"{interrupted[0]} is left from an interrupted 'keys protect': see "
-            "docs/operations.md (Keys) before removing it"
-        )
+    refuse_interrupted(paths[0].parent)
     todo: list[FileKeyStore] = []
     for path in paths:
         unprotected = read_json(path / "keystore.json").get("protection") == "none"

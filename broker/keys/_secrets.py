@@ -27,7 +27,7 @@ from broker.keys._protect import Protector
 if TYPE_CHECKING:
     from broker.envelope import KeyInfo
 
-__all__ = ["StoreSecrets", "leftovers"]
+__all__ = ["StoreSecrets", "leftovers", "refuse_interrupted"]
 
 _LINKAGE_FORMAT: Final = "accord-linkage-key/v1"
 _LINKAGE_AD: Final = b"accord/linkage-key/v1"
@@ -201,6 +201,23 @@ def leftovers(store: Path) -> tuple[Path, Path]:
         store.with_name(f".{store.name}.protecting"),
         store.with_name(f".{store.name}.unprotected"),
     )
+
+
+def refuse_interrupted(folder: Path) -> None:
+    """``KeyStoreError`` naming a folder an interrupted ``protect`` left in ``folder``.
+
+    Between its two renames a store's own folder is missing: a command that then made a
+    store in its place would make new keys and a new linkage key (unlinking every child's
+    history), and the recovery the docs give would delete the only copies of the old ones.
+    """
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") and path.name.endswith((".protecting", ".unprotected")):
+            raise KeyStoreError(
+                f"{path} is left from an interrupted 'keys protect': see docs/operations.md "
+                "(Keys) before anything else is done with these keystores"
+            )
 
 
 def _seal_secret(staging: Path, protector: Protector, name: str, value: bytes) -> None:

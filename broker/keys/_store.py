@@ -44,7 +44,7 @@ from broker.keys._directory import entry_json, parse_entry
 from broker.keys._files import check_private, locked, make_private_dir, read_json, write_private
 from broker.keys._protect import Protector
 from broker.keys._protocol import ALL_PURPOSES, DEFAULT_ROTATION_GRACE
-from broker.keys._secrets import StoreSecrets
+from broker.keys._secrets import StoreSecrets, refuse_interrupted
 
 __all__ = ["UNPROTECTED_WARNING", "FileKeyStore", "warn_if_unprotected"]
 
@@ -95,6 +95,7 @@ class FileKeyStore(StoreSecrets):
         self._private_dir = self.path / "private"
         meta_file = self.path / "keystore.json"
         if not meta_file.exists():
+            refuse_interrupted(self.path.resolve().parent)
             if not create:
                 raise KeyStoreError(f"no keystore at {self.path}; run 'accord keys init'")
             self._initialise(meta_file, passphrase, scrypt_n)

@@ -287,9 +287,9 @@ def _consent_shares(
     since recalls it (``_consent.recall``).
 
     It is noted for each person whose consent it rested on (the children's, as decided, even
-    when only a parent was shared), under every key consent about them may be filed by: a
-    withdrawal naming a child by name and date of birth alone must recall a share made when
-    the event gave the NHS number.
+    when only a parent was shared), under every key consent about them may be filed by but
+    the older spelling's (``Linker.legacy_key``): a withdrawal naming a child by name and
+    date of birth alone must recall a share made when the event gave the NHS number.
     """
     if decision.outcome != "shared":
         return []  # an override shares without consent, nothing rests on it
@@ -317,7 +317,10 @@ def _consent_shares(
                 subject=work.subject_keys[i],
                 postcode=None if postcode is None else linker.postcode_digest(postcode),
             )
-            notes += [NoteShare(key, share) for key in work.subject_lookup[i]]
+            # Not under the older spelling's key, which another child may share ("Twin 1",
+            # "Twin 2"): a share keeps no name for a withdrawal to tell them apart by.
+            legacy = linker.legacy_key(event.subjects[i])
+            notes += [NoteShare(key, share) for key in work.subject_lookup[i] if key != legacy]
     return notes
 
 

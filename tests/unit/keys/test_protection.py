@@ -10,9 +10,15 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from broker.config import KeyProtection, KeystoreSettings, Settings, load_settings
+from broker.config import KemSuite, KeyProtection, KeystoreSettings, Settings, load_settings
 from broker.errors import ConfigError, KeyStoreError, UsageError
-from broker.keys import FileKeyStore, _secrets, keystores_under, protect_keystores
+from broker.keys import (
+    FileKeyStore,
+    _secrets,
+    init_keystores,
+    keystores_under,
+    protect_keystores,
+)
 
 SECRET = SecretStr("correct horse battery staple")
 
@@ -140,3 +146,20 @@ def test_an_interrupted_protect_stops_the_next_until_someone_has_looked(tmp_path
     with pytest.raises(KeyStoreError, match="interrupted 'keys protect'"):
         protect_keystores(tmp_path, SECRET)
     assert not FileKeyStore(tmp_path / "wmp").protected
+
+
+def test_no_store_is_made_in_the_place_of_one_an_interrupted_protect_took_away(
+    tmp_path: Path,
+) -> None:
+    """Between the renames the worker's folder is missing: `keys init`, the demo (with a
+    passphrase set) or any command must not make a new worker store, and linkage key, there."""
+    root = tmp_path / "keys"
+    init_keystores(root, ["wmp"], passphrase=None, kem=KemSuite.X25519)
+    (root / "worker").rename(root / ".worker.protecting")
+    with pytest.raises(KeyStoreError, match=r"\.worker\.protecting is left from an interrupted"):
+        init_keystores(root, ["wmp"], passphrase=None, kem=KemSuite.X25519)
+    with pytest.raises(KeyStoreError, match=r"\.worker\.protecting is left from an interrupted"):
+        FileKeyStore(root / "worker", create=True)
+    with pytest.raises(KeyStoreError, match="interrupted 'keys protect'"):
+        FileKeyStore(root / "worker")  # not "no keystore: run 'accord keys init'"
+    assert not (root / "worker").exists()

@@ -126,3 +126,26 @@ def test_a_share_noted_by_an_older_accord_reads_and_is_recalled_on_its_key_alone
     assert (share.subject, share.postcode) == (None, None)
     later = json.dumps([{**share_dict(share), "subject": "n:x", "a-later-field": 1}])
     assert shares_from(later.encode())[0].subject == "n:x"
+
+
+def test_one_twins_withdrawal_recalls_nothing_of_the_other_twins_shares(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """The twins share the key an older Accord gave them ("twin", letters only): a share
+    noted under it would be recalled by either twin's withdrawal, since a share keeps no
+    name to tell them apart by. Twin 2's own withdrawal still recalls it."""
+    run = Run(make_processor())
+    twin = {"family_name": "Hollis", "dob": "2019-03-02", "postcode": "DY4 7AA"}
+    _consent(run, pipeline_keys, {**twin, "given_name": "Twin 2"}, "given",
+             "2026-11-01T09:00:00Z", ["kind:hub"])  # fmt: skip
+    event = incident()
+    child = {k: v for k, v in event["subjects"][0].items() if k != "nhs_number"}
+    event["subjects"] = [{**child, **twin, "given_name": "Twin 2"}, event["subjects"][1]]
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+    assert _outcome(run, event, "cog-tipton")[0] == "shared"
+    _consent(run, pipeline_keys, {**twin, "given_name": "Twin 1"}, "withdrawn",
+             "2026-11-10T09:00:00Z", ["*"])  # fmt: skip
+    assert _notices(run) == []
+    _consent(run, pipeline_keys, {**twin, "given_name": "Twin 2"}, "withdrawn",
+             "2026-11-11T09:00:00Z", ["*"])  # fmt: skip
+    assert _notices(run) == [("cog-tipton", [event["event_id"]])]
