@@ -171,6 +171,8 @@ class DeskStore:
     def __init__(self, conn: Any, *, placeholder: str = "?") -> None:
         self._conn = conn
         self._placeholder = placeholder
+        # Legacy keys whose flags and decisions this process has moved (``add_aliases``).
+        self._moved: set[str] = set()
         for statement in _SCHEMA:
             self._q(statement)
 
@@ -285,12 +287,16 @@ class DeskStore:
         """Note each legacy key → key now, and make the flags and decisions filed under a
         legacy key the child's. How many aliases were new.
 
-        The moves run for every alias, not only new ones: each statement commits alone, and
-        a crash (or a failed statement) after an alias was noted would otherwise leave its
-        flags under the legacy key for good, where no page shows them and no decision can
-        close them. Moving again is a no-op."""
+        The moves run once per legacy key in each process, whether or not the alias is new:
+        each statement commits alone, and a crash (or a failed statement) after an alias was
+        noted would otherwise leave its flags under the legacy key for good, where no page
+        shows them and no decision can close them. Moving again is a no-op, and after the
+        first move no flag lands under the legacy key (``add_flag`` files it as the child's),
+        so ingest, which calls this for every delivery naming such a child, skips the rest."""
         added = 0
         for legacy, child in aliases.items():
+            if legacy in self._moved:
+                continue
             if self._q(
                 "INSERT INTO desk_child_aliases (legacy, child) VALUES (?, ?) "
                 "ON CONFLICT (legacy) DO NOTHING RETURNING legacy",
@@ -299,6 +305,7 @@ class DeskStore:
                 added += 1
             self._q("UPDATE desk_flags SET child = ? WHERE child = ?", (child, legacy))
             self._q("UPDATE desk_decisions SET child = ? WHERE child = ?", (child, legacy))
+            self._moved.add(legacy)
         return added
 
     def current_child(self, child: str) -> str:

@@ -137,12 +137,7 @@ class StoreSecrets:
         real = self.path.resolve()  # a link to the store: seal the store, not the link
         staging, old = leftovers(real)
         with locked(real):
-            for leftover in (staging, old):
-                if leftover.exists() or leftover.is_symlink():
-                    raise KeyStoreError(
-                        f"{leftover} is left from an interrupted 'keys protect': see "
-                        "docs/operations.md (Keys) before removing it"
-                    )
+            refuse_interrupted(real.parent)
             make_private_dir(staging)
             try:
                 new = self._protect_copy(real, staging, passphrase, scrypt_n)
@@ -162,10 +157,15 @@ class StoreSecrets:
         meta_file = staging / "keystore.json"
         meta = Protector.new_meta(passphrase, scrypt_n)
         new = Protector.unlock(meta, meta_file, self.path, passphrase)
-        # Everything but the secrets, as it is; the secrets below, sealed from birth.
-        secret = shutil.ignore_patterns(".lock", ".*.tmp", "*.key", "*.secret", "keystore.json")
+        # Everything but the secrets, as it is (not the lock, nor a write under way); the
+        # secrets below, sealed from birth.
         for item in real.iterdir():
-            if item.name in (".lock", "private") or secret(str(real), [item.name]):
+            name = item.name
+            if (
+                name in (".lock", "private", "keystore.json")
+                or name.endswith((".key", ".secret"))
+                or (name.startswith(".") and name.endswith(".tmp"))
+            ):
                 continue
             if item.is_dir():
                 raise KeyStoreError(f"{item}: a folder a keystore does not have")

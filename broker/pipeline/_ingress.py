@@ -296,18 +296,31 @@ def _consent_shares(
     event = work.event
     assert event is not None  # noqa: S101  # Validate forwarded
     purposes = sorted({g.purpose for g in decision.grounds if g.consent != "not_required"})
+    if not purposes:
+        return []
+    # Per person once, whatever the number of purposes: the keys to note under and the
+    # postcode's digest.
+    people = []
+    for i in consent_subjects(event):
+        subject = event.subjects[i]
+        # Not under the older spelling's key, which another child may share ("Twin 1",
+        # "Twin 2"): a share keeps no name for a withdrawal to tell them apart by.
+        legacy = linker.legacy_key(subject)
+        keys = [key for key in work.subject_lookup[i] if key != legacy]
+        code = subject.postcode
+        digest = None if code is None else linker.postcode_digest(code)
+        people.append((i, subject, keys, digest))
     notes = []
     for purpose in purposes:
-        for i in consent_subjects(event):
+        for i, subject, keys, digest in people:
             grants = [
                 r.recorded_at
                 for r in work.consents
                 if r.state == "given"
                 and r.in_force(work.at)
                 and r.covers(purpose, decision.recipient, decision.recipient_kind)
-                and r.subject.matches(event.subjects[i])
+                and r.subject.matches(subject)
             ]
-            postcode = event.subjects[i].postcode
             share = ConsentShare(
                 recipient=decision.recipient,
                 recipient_kind=decision.recipient_kind,
@@ -315,12 +328,9 @@ def _consent_shares(
                 event_id=event_id,
                 granted_at=max(grants).isoformat() if grants else None,
                 subject=work.subject_keys[i],
-                postcode=None if postcode is None else linker.postcode_digest(postcode),
+                postcode=digest,
             )
-            # Not under the older spelling's key, which another child may share ("Twin 1",
-            # "Twin 2"): a share keeps no name for a withdrawal to tell them apart by.
-            legacy = linker.legacy_key(event.subjects[i])
-            notes += [NoteShare(key, share) for key in work.subject_lookup[i] if key != legacy]
+            notes += [NoteShare(key, share) for key in keys]
     return notes
 
 

@@ -122,6 +122,28 @@ def test_a_re_key_cut_off_after_noting_an_alias_still_moves_the_flags_at_the_nex
     assert [f.child for f in store.flags()] == [child]
 
 
+def test_ingest_moves_a_legacy_keys_flags_once_per_process_not_at_every_delivery(
+    store: DeskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest notes the aliases of every delivery naming a re-keyed child ("Mary Ann" is
+    common): the flags and decisions move at the first, and later ones write nothing."""
+    old = filed_before(store, "e1", kid("Mary-Ann"))
+    [child] = children_in(delivery("x", subjects=[kid("Mary Ann")]).view, SECRET)
+    written: list[str] = []
+    real = store._q
+
+    def counting(sql: str, params: Any = ()) -> Any:
+        if sql.startswith(("INSERT", "UPDATE")):
+            written.append(sql.split(maxsplit=1)[0])
+        return real(sql, params)
+
+    monkeypatch.setattr(store, "_q", counting)
+    assert store.add_aliases({old: child}) == 1
+    assert written == ["INSERT", "UPDATE", "UPDATE"]
+    assert store.add_aliases({old: child}) == 0
+    assert written == ["INSERT", "UPDATE", "UPDATE"]
+
+
 async def test_a_flag_arriving_under_an_old_key_and_a_new_spelling_join_the_timeline(
     make_client: Make, store: DeskStore, clock: Clock
 ) -> None:
