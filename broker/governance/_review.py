@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import enum
 import re
+from datetime import datetime
 from typing import Any
 
 from broker.audit import AuditKind, AuditRecord, ChainWriter
 from broker.errors import UsageError
+from broker.events import is_valid_nhs_number
 from broker.governance._append import AuditSink
 from broker.governance._store import AuditStore
 
@@ -36,14 +38,51 @@ class ReviewFinding(enum.StrEnum):
 # (Ruby.Holland) from a case number; the form and the help ask for the case or ticket number.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
 # An NHS number or a telephone number however it is grouped (943-476-5919, 07700.900123,
-# 020-7946-0000): ten or more digits once the separators are gone. Letters break a run, so
-# a case number that needs that many digits can still be given with a letter among them.
-_SEPARATORS = re.compile(r"[-./:_\s]")
-_NUMBER = re.compile(r"\d{10,}")
+# 020-7946-0000, IG/94/34/76/59/19), but not a case number such as IG-2026-000123, whose ten
+# digits are as many as an NHS number's. Each run of digit groups joined by separators is
+# tried group by group, so a number inside a longer reference is found too.
+_DIGIT_GROUPS = re.compile(r"\d+(?:[-./:_]\d+)*")
+_SEPARATOR = re.compile(r"[-./:_]")
 
 
 def _holds_a_number(reference: str) -> bool:
-    return _NUMBER.search(_SEPARATORS.sub("", reference)) is not None
+    for run in _DIGIT_GROUPS.finditer(reference):
+        groups = _SEPARATOR.split(run.group())
+        for first in range(len(groups)):
+            for last in range(first + 1, len(groups) + 1):
+                if _could_be_personal(groups[first:last]):
+                    return True
+    return False
+
+
+def _could_be_personal(groups: list[str]) -> bool:
+    """True for digit groups that could be one NHS (or CHI) number or telephone number."""
+    digits = "".join(groups)
+    if len(digits) < 10:
+        return False
+    if (
+        len(groups) == 1
+        or digits.startswith("0")
+        or (digits.startswith("44") and len(digits) >= 12)
+    ):
+        return True  # ten digits in a row; a telephone number as dialled, or from abroad
+    if len(digits) != 10:
+        return False
+    if [len(g) for g in groups] == [3, 3, 4] or digits.startswith("7"):
+        return True  # an NHS number as it is printed, even mistyped; a mobile without its 0
+    # Regrouped, it is a number only if it passes the check digit and lies where numbers are
+    # issued: 3 to 9 first (England, Wales, Northern Ireland, the 999 test range), or a
+    # Scottish CHI number, which starts with its holder's date of birth (ddmmyy). A case
+    # number that is neither, such as IG-2026-000123 (a 26th month), is taken.
+    return is_valid_nhs_number(digits) and (digits[0] >= "3" or _is_ddmmyy(digits[:6]))
+
+
+def _is_ddmmyy(text: str) -> bool:
+    try:
+        datetime.strptime(text, "%d%m%y")  # noqa: DTZ007 -- a calendar check, not a time
+    except ValueError:
+        return False
+    return True
 
 
 def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> ReviewFinding:
@@ -57,8 +96,8 @@ def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> Re
     if reference is not None and (not _REFERENCE.match(reference) or _holds_a_number(reference)):
         raise UsageError(
             "--reference: give the IG case or ticket reference where your reasoning is kept "
-            "(up to 40 letters, digits and . _ / : -, never 10 digits in a row however "
-            "separated, as an NHS or phone number has), never a note"
+            "(up to 40 letters, digits and . _ / : -, never an NHS or telephone number "
+            "however it is grouped), never a note"
         )
     return found
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.audit import (
     AuditKind,
@@ -19,6 +22,7 @@ from broker.audit import (
     KeystoreAuditVerifier,
 )
 from broker.errors import UsageError
+from broker.events import is_valid_nhs_number
 from broker.governance import (
     AuditStore,
     Window,
@@ -203,7 +207,11 @@ def test_a_refused_review_does_not_repeat_the_event_id_or_recipient_typed(
         ("ig", "justified", "07700.900123", "--reference"),
         ("ig", "justified", "020-7946-0000", "--reference"),
         ("ig", "justified", "IG/94/34/76/59/19", "--reference"),  # an NHS number, regrouped
-        ("ig", "justified", "IG-2026-000123", "--reference"),  # ten digits in a row, too
+        ("ig", "justified", "IG/1/943/476/5919", "--reference"),  # inside a longer reference
+        ("ig", "justified", "IG-2026000123", "--reference"),  # ten digits in a row
+        ("ig", "justified", "44-7700-900123", "--reference"),  # a telephone number from abroad
+        ("ig", "justified", "7700-900-123", "--reference"),  # a mobile without its 0
+        ("ig", "justified", "999-123-4567", "--reference"),  # NHS form, even failing the check
     ],
 )
 def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
@@ -211,6 +219,48 @@ def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
 ) -> None:
     with pytest.raises(UsageError, match=match):
         check_review(reviewed_by=by, finding=finding, reference=reference)
+
+
+def _grouped(draw: st.DrawFn, digits: str) -> str:
+    cuts = sorted(draw(st.sets(st.integers(1, len(digits) - 1), max_size=len(digits) - 1)))
+    bounds = [0, *cuts, len(digits)]
+    groups = [digits[a:b] for a, b in itertools.pairwise(bounds)]
+    seps = draw(st.lists(st.sampled_from("-./:_"), min_size=len(groups), max_size=len(groups)))
+    prefix = draw(st.sampled_from(["", "IG-", "ref/", "IG/7/"]))
+    return prefix + "".join(g + s for g, s in zip(groups, seps, strict=True))[:-1]
+
+
+@st.composite
+def _nhs_number_grouped(draw: st.DrawFn) -> str:
+    """A number that passes the check digit where NHS and CHI numbers are issued, any grouping."""
+    first = draw(st.sampled_from("3456789"))
+    nine = first + draw(st.text("0123456789", min_size=8, max_size=8))
+    for last in "0123456789":
+        if is_valid_nhs_number(nine + last):
+            return _grouped(draw, nine + last)
+    return _grouped(draw, "9434765919")  # nine digits with no valid check digit
+
+
+@st.composite
+def _telephone_grouped(draw: st.DrawFn) -> str:
+    rest = draw(st.text("0123456789", min_size=9, max_size=10))
+    return _grouped(draw, "0" + rest)
+
+
+@settings(max_examples=300)
+@given(reference=st.one_of(_nhs_number_grouped(), _telephone_grouped()))
+def test_an_nhs_or_telephone_number_is_refused_however_it_is_grouped(reference: str) -> None:
+    with pytest.raises(UsageError, match="--reference"):
+        check_review(reviewed_by="ig", finding="justified", reference=reference)
+
+
+def test_a_scottish_chi_number_regrouped_is_refused_and_a_year_and_sequence_taken() -> None:
+    """CHI numbers start with a date of birth; a year-and-sequence case number has no 26th month."""
+    chi = next(f"150690{n:04d}" for n in range(10_000) if is_valid_nhs_number(f"150690{n:04d}"))
+    with pytest.raises(UsageError, match="--reference"):
+        check_review(reviewed_by="ig", finding="justified", reference=f"IG-{chi[:4]}-{chi[4:]}")
+    assert is_valid_nhs_number("2026000123")  # why the old rule refused it
+    assert check_review(reviewed_by="ig", finding="justified", reference="IG-2026-000123")
 
 
 @pytest.mark.parametrize(
@@ -221,6 +271,9 @@ def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
         ("not_justified", "LCS-1234567", ReviewFinding.NOT_JUSTIFIED),
         ("justified", "IG-2026-C000123", ReviewFinding.JUSTIFIED),  # a letter breaks the run
         ("justified", "SAR-2026-11-21", ReviewFinding.JUSTIFIED),
+        ("justified", "IG-2026-000123", ReviewFinding.JUSTIFIED),  # as many digits as an NHS number
+        ("justified", "IG-2026-000124", ReviewFinding.JUSTIFIED),
+        ("justified", "INC-2026-0001234", ReviewFinding.JUSTIFIED),
     ],
 )
 def test_a_finding_and_a_case_reference_are_taken(
