@@ -206,18 +206,29 @@ def load_scenarios(file: Path) -> list[Scenario | FlagScenario]:
 
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
-    """Scenario files named directly, and every ``*.yaml``/``*.yml`` under named folders."""
+    """Scenario files named directly, and every ``*.yaml``/``*.yml`` under named folders but
+    those of a policy bundle (a folder holding ``parties.yaml``, and everything under it): a
+    folder of examples keeps its bundle beside its scenarios, and a bundle's files are not
+    scenarios."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in {".yaml", ".yml"} and p.is_file())
-            )
+            out.extend(sorted(_scenario_files(path)))
         elif path.is_file():
             out.append(path)
         else:
             raise FileNotFoundError(2, "No such file or directory", str(path))
     return out
+
+
+def _scenario_files(folder: Path) -> Iterator[Path]:
+    if any((folder / f"parties{suffix}").is_file() for suffix in (".yaml", ".yml")):
+        return
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            yield from _scenario_files(entry)
+        elif entry.suffix in {".yaml", ".yml"} and entry.is_file():
+            yield entry
 
 
 _ALWAYS = frozenset({"event.type", "event.occurred_at"})

@@ -102,6 +102,19 @@ def test_policies_are_relative_to_the_scenario_file(tmp_path: Path) -> None:
     assert scenario.policies == (tmp_path / "bundle").resolve()
 
 
+def test_a_folder_of_examples_runs_its_scenarios_and_not_its_bundles_files(tmp_path: Path) -> None:
+    """``accord policy test examples/``: the bundle beside the scenarios is not read as them."""
+    scenario = _write(tmp_path)
+    nested = tmp_path / "more" / "bundle-copy"
+    write_bundle(nested)
+    (nested.parent / "same.yml").write_text(scenario.read_text().replace("bundle", "bundle-copy"))
+    files = collect_files([tmp_path])
+    assert files == [tmp_path / "more" / "same.yml", scenario]
+    results = list(run_scenarios(files, None))
+    assert len(results) == 4  # two scenarios a file
+    assert all(not isinstance(r, ScenarioInvalid) and r.passed for r in results)
+
+
 @pytest.mark.parametrize(
     ("over", "diff"),
     [
