@@ -35,6 +35,11 @@ one, so a crash repeated a flag in our test; it is not used). Per record, in thi
   already on the flags topic is not sent again: the service reads the topic's ids once,
   before its first flag.
 
+A withdrawal notice, sent to every partition of both re-keyed topics, takes its records
+out of the states of each partition's keys and leaves a marker per id there for a record
+that comes after it, kept for 90 days: longer than Kafka keeps any topic the record could
+still come through (:mod:`._withdrawn` has the argument).
+
 One flag service per party (no leader election): the ids it read at start are then all that
 could be on the topic, and every partition of both tables is this service's.
 
@@ -55,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +73,7 @@ from broker.desk._flag import Flag, flag_id
 from broker.desk._flagging import FlagEngine, Placement, window_record
 from broker.desk._flags_source import DeliveryReader
 from broker.desk._household import HouseholdMessage, withdraw_household
+from broker.desk._withdrawn import WithdrawnIds, is_marker
 from broker.envelope import Opener
 from broker.errors import AccordError, EnvelopeError
 from broker.events import Delivery, WithdrawalNotice
@@ -166,12 +173,6 @@ async def published_flag_ids(kafka: KafkaSettings, topic: str) -> set[str]:
     return {r.key.decode() for r in records if r.key}
 
 
-#: The prefix of the tables' keys marking withdrawn event ids (no child or household key,
-#: both hex digests, starts with it).
-_WITHDRAWN: Final = "~withdrawn-"
-# Each try lands in a given one of N partitions with chance 1/N: 10,000 tries miss with
-# chance (1 - 1/N)**10000, nil for any partition count a desk would use.
-_MAX_TRIES: Final = 10_000
 _Topics = tuple[Any, Any, Any]  # by child, by household, flags
 _Tables = tuple[Any, Any]  # windows (children), households
 # A state without the withdrawn event ids, or None when none was in it.
@@ -181,7 +182,14 @@ _Without = Callable[[dict[str, Any], set[str]], dict[str, Any] | None]
 class _Service:
     """What the three agents do, given the app's topics and tables."""
 
-    def __init__(self, opts: FlagServiceOptions, topics: _Topics, tables: _Tables) -> None:
+    def __init__(
+        self,
+        opts: FlagServiceOptions,
+        topics: _Topics,
+        tables: _Tables,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.party = opts.party
         self.kafka = opts.kafka
         self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret)
@@ -193,7 +201,8 @@ class _Service:
         # Both agents may raise their first flag at once: one read of the topic, not two
         # (a second, older read replacing the first could let a flag be sent twice).
         self._reading = asyncio.Lock()
-        self._held_keys: dict[int, str] = {}
+        # Both tables' markers share one layout: their keys hash alike.
+        self.withdrawn = WithdrawnIds(self.everyone, clock)
         self.failed = 0  # re-keyed messages passed over (see _failed)
 
     async def on_delivery(self, value: bytes | None, headers: Any) -> list[Awaitable[Any]]:
@@ -333,50 +342,21 @@ class _Service:
         # Only this partition's keys: a table write goes to the changelog partition of the
         # event being processed, which must be the key's own.
         gone = set(event_ids)
+        markers = []
         for key, state in list(table.items()):
-            if (
-                state is None
-                or key.startswith(_WITHDRAWN)
-                or partition_for(key.encode(), self.everyone) != partition
-            ):
+            if state is None or partition_for(key.encode(), self.everyone) != partition:
+                continue
+            if is_marker(key):
+                markers.append((key, state))
                 continue
             changed = without(state, gone)
             if changed is not None:
                 table[key] = changed
-        # Kept for records not here yet: a notice and its record travel on different
-        # partitions of the delivery topic, and a backlog can bring the notice first.
-        for event_id in sorted(gone):
-            key = self._withdrawn_key(partition, event_id)
-            if not table.get(key):
-                table[key] = True
+        # Kept for records not here yet, for as long as one could come (._withdrawn).
+        self.withdrawn.note(table, partition, sorted(gone), markers)
 
     def _withdrawn(self, table: Any, partition: int, event_id: str) -> bool:
-        if table.get(self._withdrawn_key(partition, event_id)):
-            return True
-        # Before 2026-12-05 a partition's withdrawn ids were one list under one key: read,
-        # never written again.
-        return event_id in (table.get(self._list_key(partition)) or ())
-
-    def _withdrawn_key(self, partition: int, event_id: str) -> str:
-        """The table key marking ``event_id`` withdrawn in ``partition``: one whose own
-        partition is ``partition`` (a table write goes to the changelog partition of the
-        record being processed), and one per id: a list of them all, rewritten with each
-        notice, would pass Kafka's 1 MB record limit at about 25,000 ids (every notice goes
-        to every partition) and stop the service."""
-        for n in range(_MAX_TRIES):
-            key = f"{_WITHDRAWN}{n}-{event_id}"
-            if partition_for(key.encode(), self.everyone) == partition:
-                return key
-        raise AccordError(f"no withdrawn-id key found for partition {partition}")  # a bug
-
-    def _list_key(self, partition: int) -> str:
-        """The key of ``partition``'s list of withdrawn ids, as written before 2026-12-05."""
-        if partition not in self._held_keys:
-            n = 0
-            while partition_for(f"{_WITHDRAWN}{n}".encode(), self.everyone) != partition:
-                n += 1
-            self._held_keys[partition] = f"{_WITHDRAWN}{n}"
-        return self._held_keys[partition]
+        return self.withdrawn.holds(table, partition, event_id)
 
 
 def build_flags_app(opts: FlagServiceOptions) -> faust.App:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,9 +56,13 @@ class FakeTable(dict[str, Any]):
         self.log.append((f"state{self.name}", key))
         super().__setitem__(key, value)
 
+    def __delitem__(self, key: str) -> None:
+        self.log.append((f"deleted{self.name}", key))
+        super().__delitem__(key)
+
 
 def _service(
-    tmp_path: Path, keys: FileKeyStore | None = None
+    tmp_path: Path, keys: FileKeyStore | None = None, clock: Callable[[], float] = time.time
 ) -> tuple[_Service, list[tuple[str, Any]]]:
     policy = load_bundle(REPO / "policies")
     opts = FlagServiceOptions(
@@ -70,7 +76,8 @@ def _service(
     )
     log: list[tuple[str, Any]] = []
     topics = (FakeTopic(log), FakeTopic(log, "-household"), FakeTopic(log))
-    service = _Service(opts, topics, (FakeTable(log), FakeTable(log, "-household")))
+    tables = (FakeTable(log), FakeTable(log, "-household"))
+    service = _Service(opts, topics, tables, clock=clock)
     service.published = set()  # as read from an empty flags topic at start
     return service, log
 
@@ -395,7 +402,7 @@ async def test_each_withdrawn_id_is_a_small_entry_of_its_own_in_the_notices_part
     written = [key for step, key in log if step == "state"]
     assert len(written) == len(set(written)) == 3 * len(ids)  # each id once per partition
     for key in written:
-        assert service.windows[key] is True
+        assert type(service.windows[key]) is int  # the time it was written
         assert len(key) < 64
     by_partition = {p: {k for k in written if partition_for(k.encode(), everyone) == p}
                     for p in everyone}  # fmt: skip
@@ -412,7 +419,7 @@ async def test_a_list_of_withdrawn_ids_written_by_an_earlier_version_still_count
     child = child_key(SECRET, {"nhs_number": NHS[0]})
     assert child is not None
     p = partition_for(child.encode(), list(range(3)))
-    service.windows[service._list_key(p)] = ["e7"]  # the old layout, by hand
+    service.windows[service.withdrawn.list_key(p)] = ["e7"]  # the old layout, by hand
     log.clear()
     await service.on_child_record(_record("e7", NHS[0]), p)  # need level 4: would flag
     assert log == []

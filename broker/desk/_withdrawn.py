@@ -1,0 +1,168 @@
+"""The withdrawn event ids the flag service keeps beside its windows, and for how long.
+
+A withdrawal notice reaches both steps (child and household) on every partition of their
+re-keyed topics. There it takes the withdrawn records out of the states of the partition's
+keys, which remember them in ``gone`` for as long as the state lives, and leaves one marker
+per id for a record not here yet: a notice and its record travel on different partitions of
+the delivery topic, and a backlog can bring the notice first. A marker's key is
+``~withdrawn-<n>-<event id>`` (``n`` chosen so the key is the partition's own); its value is
+the time it was written, in whole seconds of the service's clock.
+
+How long a marker must live
+---------------------------
+
+Only while its record could still reach the step. Where the record could count does not
+bound it: a record counted before its notice came is in its state's ``gone`` list, not the
+marker's business; and a record arriving late is evaluated at its own ``occurred_at``, in
+its own window (docs/policy-language.md, section 12), so a withdrawn record arriving a year
+late would count, whatever the rules' windows. What bounds it is how long Kafka keeps it:
+
+1. The worker writes the record R to ``accord.deliver.<party>`` before the notice N that
+   names it: N names only shares the worker's task has already made (``recall`` in
+   ``broker.pipeline._consent``, run as a transaction closes, after the transaction's
+   deliveries are sent). So R's timestamp is at most N's.
+2. A marker is written when the step reads N, after the first step read N from the
+   delivery topic, after the worker wrote it: the marker's time is at least N's timestamp,
+   so at least R's.
+3. Kafka deletes a record once its segment's newest timestamp is older than the topic's
+   ``retention.ms``. A segment takes records for at most ``segment.ms`` after its first
+   (provisioning leaves it at the broker's default, 7 days), and the deletion check runs
+   every 5 minutes. So a record can be read for at most its retention + 7 days (and 5
+   minutes) after its timestamp, by any consumer, a group reset to the earliest offset too.
+4. R reaches the child step only through the first step, which reads it from the delivery
+   topic (30 days' retention) and sends it on to ``-bychild`` (7 days), stamped when sent;
+   the household step sees it only as the child step's message on ``-byhousehold`` (7
+   days), stamped when the child step counted it.
+
+So R reaches a step at most (30 + 7) + (7 + 7) + (7 + 7) = 65 days (and 15 minutes:
+:data:`REACH`) after the marker's time. A marker is kept for :data:`KEEP`, 90 days: 25
+days' grace for clocks that disagree between the worker's, the brokers' and the service's
+hosts, and for a cluster switched off for a while (it deletes nothing while off, and hands
+back what expired meanwhile until its first check, minutes after it starts; one off for
+longer than the grace could, in those minutes, bring back a record whose marker a notice
+has just dropped). A marker dropped after that names a record no topic holds: it cannot
+bring it back into any window. ``tests/unit/desk/test_withdrawn.py`` checks the retention
+provisioning gives these topics against :data:`RETENTION`: raise one there and
+:data:`KEEP` must grow with it.
+
+Markers are dropped, and added, only while a notice is processed on their partition (a
+table write or deletion goes to the changelog partition of the message being processed,
+which must be the key's own; a notice is the one message every partition gets). So a
+partition holds at most the markers written in the 90 days before its latest notice.
+
+Earlier versions' markers: a marker whose value is ``True`` (before the time was kept) is
+taken as written when first seen, and given that time: it is dropped 90 days later, never
+at once, and never sooner than a marker written then would be. The list under
+``~withdrawn-<n>`` (one per partition, before 2026-12-05) is read while it is there; when a
+notice first reaches its partition its ids become markers of that time and the list goes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any, Final
+
+from broker.errors import AccordError
+from broker.kafka import partition_for
+
+__all__ = ["KEEP", "REACH", "RETENTION", "SEGMENT", "WithdrawnIds", "is_marker"]
+
+#: The retention provisioning gives each topic a withdrawn record can reach a step through:
+#: the delivery topic, the records by child, the households' messages.
+RETENTION: Final = {
+    "deliver": timedelta(days=30),
+    "flags-bychild": timedelta(days=7),
+    "flags-byhousehold": timedelta(days=7),
+}
+#: How much longer than its retention Kafka can keep a record: a segment's life with
+#: ``segment.ms`` at the broker's default, 7 days (provisioning sets none), and a check.
+SEGMENT: Final = timedelta(days=7, minutes=5)
+#: How late, at most, a withdrawn record reaches a step after its marker's time.
+REACH: Final = sum((r + SEGMENT for r in RETENTION.values()), timedelta(0))
+#: How long a marker is kept: :data:`REACH` and a grace (see the module's docstring).
+KEEP: Final = timedelta(days=90)
+
+_PREFIX: Final = "~withdrawn-"
+# Each try lands in a given one of N partitions with chance 1/N: 10,000 tries miss with
+# chance (1 - 1/N)**10000, nil for any partition count a desk would use.
+_MAX_TRIES: Final = 10_000
+
+
+def is_marker(key: str) -> bool:
+    """Whether a table key is a withdrawn-id marker or list (no child or household key,
+    both hex digests, starts like one)."""
+    return key.startswith(_PREFIX)
+
+
+class WithdrawnIds:
+    """The withdrawn-id markers of one table, by partition of ``partitions``; ``clock``
+    gives the time in seconds. The ``table`` is dict-like (a faust table, with changelog)."""
+
+    def __init__(self, partitions: Sequence[int], clock: Callable[[], float] = time.time) -> None:
+        self._everyone = list(partitions)
+        self._clock = clock
+        self._list_keys: dict[int, str] = {}
+
+    def holds(self, table: Any, partition: int, event_id: str) -> bool:
+        """Whether ``event_id`` is marked withdrawn in ``partition``."""
+        if table.get(self.key(partition, event_id)) is not None:
+            return True
+        # Before 2026-12-05 a partition's withdrawn ids were one list under one key.
+        return event_id in (table.get(self.list_key(partition)) or ())
+
+    def note(
+        self,
+        table: Any,
+        partition: int,
+        event_ids: Iterable[str],
+        markers: Iterable[tuple[str, Any]],
+    ) -> None:
+        """Mark ``event_ids`` withdrawn in ``partition``, while a message of that partition
+        is processed; ``markers`` are the partition's markers now (key, value), of which
+        those older than :data:`KEEP` are dropped and those of earlier versions dated."""
+        now = int(self._clock())
+        named = {self.key(partition, e) for e in event_ids}
+        listed: list[str] = []
+        for key, value in markers:
+            if value is None:
+                continue
+            if isinstance(value, list):
+                listed += [str(e) for e in value]
+                del table[key]  # its ids are markers of their own, just below
+            elif key in named:
+                continue  # named again: kept as it is, or dated below
+            elif not _dated(value):
+                table[key] = now  # an earlier version's: written, at the latest, now
+            elif now - value > KEEP.total_seconds():
+                del table[key]  # its record is on no topic any more (module docstring)
+        for key in sorted(named | {self.key(partition, e) for e in listed}):
+            if not _dated(table.get(key)):
+                table[key] = now
+
+    def key(self, partition: int, event_id: str) -> str:
+        """The table key marking ``event_id`` withdrawn in ``partition``: one whose own
+        partition is ``partition`` (a table write goes to the changelog partition of the
+        record being processed), and one per id: a list of them all, rewritten with each
+        notice, would pass Kafka's 1 MB record limit at about 25,000 ids (every notice goes
+        to every partition) and stop the service."""
+        for n in range(_MAX_TRIES):
+            key = f"{_PREFIX}{n}-{event_id}"
+            if partition_for(key.encode(), self._everyone) == partition:
+                return key
+        raise AccordError(f"no withdrawn-id key found for partition {partition}")  # a bug
+
+    def list_key(self, partition: int) -> str:
+        """The key of ``partition``'s list of withdrawn ids, as written before 2026-12-05."""
+        if partition not in self._list_keys:
+            n = 0
+            while partition_for(f"{_PREFIX}{n}".encode(), self._everyone) != partition:
+                n += 1
+            self._list_keys[partition] = f"{_PREFIX}{n}"
+        return self._list_keys[partition]
+
+
+def _dated(value: Any) -> bool:
+    # ``True`` is an int too: the marker of a version that kept no time.
+    return isinstance(value, int | float) and not isinstance(value, bool)
