@@ -68,7 +68,7 @@ def _rate(fn: Callable[[], object], seconds: float) -> float:
 def _views() -> list[dict[str, Any]]:
     from broker.synthetic import SyntheticFamilies  # after sys.path setup
 
-    fam = SyntheticFamilies(seed=11)
+    fam = SyntheticFamilies(seed=11, today=START.date())  # born before their first record
     kids = [fam.subject("child", postcode=fam.postcode(("DY4",))) for _ in range(CHILDREN)]
     senders = ("wmp", "swbh", "hv-sandwell", "school-146201")
     out = []
@@ -163,7 +163,7 @@ def _contacts(n: int, children: int, seed: int = 17) -> list[dict[str, Any]]:
     """``n`` contacts about ``children`` Tipton children, one or two each, over 90 days."""
     from broker.synthetic import SyntheticFamilies
 
-    fam = SyntheticFamilies(seed=seed)
+    fam = SyntheticFamilies(seed=seed, today=START.date())  # born before their first contact
     kids = [fam.subject("child", postcode=fam.postcode(("DY4",))) for _ in range(children)]
     out = []
     for i in range(n):

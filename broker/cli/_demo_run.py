@@ -72,17 +72,26 @@ def _event(
     postcode = fam.postcode(_TARGET_DISTRICTS)
     address = fam.faker.street_address().replace("\n", ", ")
     urn = rng.choice(urns) if urns and rng.random() < 0.7 else None
+    occurred = datetime.now(UTC) - timedelta(minutes=rng.randrange(5, 600))
+    # Ages on the day it occurred, which may be yesterday: a baby is born by then.
     child = fam.subject(
-        "child", family_name=family, postcode=postcode, address=address, school_urn=urn
+        "child",
+        family_name=family,
+        postcode=postcode,
+        address=address,
+        school_urn=urn,
+        on=occurred.date(),
     )
-    parent = fam.subject("parent", family_name=family, postcode=postcode, address=address)
+    parent = fam.subject(
+        "parent", family_name=family, postcode=postcode, address=address, on=occurred.date()
+    )
     concern = rng.random() < 0.1
     return fam.event(
         kind,
         sender,
         subjects=[child, parent],
         need_level=rng.choice((1, 2, 2, 3, 3, 4)),
-        occurred_at=datetime.now(UTC) - timedelta(minutes=rng.randrange(5, 600)),
+        occurred_at=occurred,
         categories=[
             rng.choice(
                 [
@@ -207,14 +216,16 @@ async def _console(
     say: Callable[[str], None],
 ) -> None:
     """The governance console, keeping the audit index (SQLite by default) current itself."""
-    from broker.console import ConsoleRun, UserFile, run_console
+    from broker.console import ConsoleRun, TotpBox, UserFile, run_console
     from broker.governance import open_store
 
     # A demo officer with a fresh random password each run, printed once, below. Password
     # only: a second factor would need an authenticator app before anyone could look at
     # the demo, so the demo says loudly that real accounts are not made this way.
     password = secrets.token_urlsafe(12)
-    UserFile(settings.console_users_file, owner="console").add(DEMO_OFFICER, password, replace=True)
+    keys = FileKeyStore(settings.keystore_path(Principal.CONSOLE), settings.keystore_passphrase())
+    users = UserFile(settings.console_users_file, box=TotpBox.from_keystore(keys, "console"))
+    users.add(DEMO_OFFICER, password, replace=True)
     db = settings.audit.db.get_secret_value() if settings.audit.db else None
     store = open_store(db, home=settings.home)
 

@@ -22,10 +22,12 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from broker.events._identifiers import normalise_nhs_number, normalise_postcode
 
@@ -245,6 +247,29 @@ class ContactEvent(_Frozen):
         if value > now_from(info) + CLOCK_SKEW:
             raise ValueError("is in the future")
         return value
+
+    @model_validator(mode="after")
+    def _born_by_occurred_at(self) -> ContactEvent:
+        # A child cannot be the subject of an incident before birth: the dates are swapped
+        # or mistyped in the sending system. The day of occurred_at as the sender wrote it
+        # (its own offset), with the clock skew consent records allow against recorded_at.
+        latest = (self.occurred_at + CLOCK_SKEW).date()
+        late = [i for i, s in enumerate(self.subjects) if s.dob is not None and s.dob > latest]
+        if late:
+            # Raised as a ValidationError so each problem is located at its subject's dob
+            # (a plain ValueError here would name only "(event)"); no input is carried.
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("dob_after_occurred_at", "is after occurred_at"),
+                        loc=("subjects", i, "dob"),
+                        input=None,
+                    )
+                    for i in late
+                ],
+            )
+        return self
 
     @model_validator(mode="after")
     def _outcome_only_on_outcomes(self) -> ContactEvent:

@@ -25,7 +25,9 @@ _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _EXTRA_CHECKS = (
     "Also checked beyond this schema: NHS numbers have a valid modulus-11 check digit; "
     "postcodes have the shape of a UK postcode; dates are not in the future (5 minutes' "
-    "clock skew allowed); each subject has an NHS number or a given and family name."
+    "clock skew allowed), and a subject's date of birth is not after the event's occurred_at "
+    "(a consent record's recorded_at); each subject has an NHS number or a given and family "
+    "name."
 )
 
 SCHEMA_FILES: dict[str, type[BaseModel]] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -93,6 +93,51 @@ def test_the_clock_is_injected_the_same_event_is_valid_later() -> None:
     parse_event(data, now=datetime(2027, 1, 2, tzinfo=UTC))
 
 
+def test_a_subject_born_on_the_day_of_the_event_is_accepted() -> None:
+    """A newborn can be the subject of an event the same day, even just after midnight."""
+    parse_event(
+        event_dict(
+            occurred_at="2026-11-21T00:10:00Z", subjects=[subject("child", dob="2026-11-21")]
+        ),
+        now=AT,
+    )
+
+
+def test_a_subject_born_the_day_after_the_event_is_refused_naming_the_field_not_the_value() -> None:
+    late = subject("sibling", nhs_number="9999081002", dob="2026-11-22")
+    data = event_dict(subjects=[subject("child"), late])
+    for raw in (data, json.dumps(data).encode()):
+        with pytest.raises(EventInvalid) as info:
+            parse_event(raw, now=AT)
+        assert info.value.problems == [("subjects[1].dob", "is after occurred_at")]
+        assert "2026-11-22" not in str(info.value)
+
+
+def test_every_subject_born_after_the_event_is_reported() -> None:
+    late = {"dob": "2026-11-22"}
+    data = event_dict(
+        subjects=[
+            subject("child", **late),
+            subject("parent"),
+            subject("sibling", nhs_number="9999081002", **late),
+        ]
+    )
+    assert _problems(data) == {
+        "subjects[0].dob": "is after occurred_at",
+        "subjects[2].dob": "is after occurred_at",
+    }
+
+
+def test_the_day_of_occurred_at_is_the_senders_own_day_with_the_clock_skew() -> None:
+    """00:30 British Summer Time is that day's, written with its offset; and an event stamped
+    within the clock skew of midnight may name a child born the next day, as consent may."""
+    born = [subject("child", dob="2026-06-11")]
+    parse_event(event_dict(occurred_at="2026-06-11T00:30:00+01:00", subjects=born), now=AT)
+    parse_event(event_dict(occurred_at="2026-06-10T23:57:00Z", subjects=born), now=AT)
+    refused = _problems(event_dict(occurred_at="2026-06-10T23:54:00Z", subjects=born))
+    assert refused == {"subjects[0].dob": "is after occurred_at"}
+
+
 def test_validating_without_a_clock_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError, match="context"):
         ContactEvent.model_validate(event_dict())
@@ -134,6 +179,20 @@ def test_synthetic_events_validate() -> None:
     for _ in range(20):
         ev = parse_event(fam.event(), now=AT)
         assert all(s.nhs_number and s.nhs_number.startswith("999") for s in ev.subjects)
+
+
+def test_synthetic_events_set_in_the_past_never_name_someone_born_after_them() -> None:
+    """Default subjects are aged on the event's day; a subject given is checked, not sent."""
+    fam = SyntheticFamilies(seed=4, today=date(2026, 11, 1))
+    past = datetime(2026, 6, 1, 9, tzinfo=UTC)
+    for _ in range(300):  # about 17 newborns: each is born by the event's day
+        parse_event(fam.event(occurred_at=past), now=AT)
+    newborn = fam.subject("child", age=0)
+    newborn["dob"] = "2026-06-02"
+    with pytest.raises(ValueError, match=r"subjects\[0\] is born after occurred_at"):
+        fam.event(subjects=[newborn], occurred_at=past)
+    born_by = fam.subject("child", age=0, on=past.date())
+    parse_event(fam.event(subjects=[born_by], occurred_at=past), now=AT)
 
 
 MARK = "ZQXSECRETQZX"

@@ -52,3 +52,18 @@ async def test_a_batch_that_repeats_an_event_id_sends_nothing(publisher: Publish
     with pytest.raises(EventInvalid) as err:
         await publisher.publish_many([event, {**event, "summary": "corrected"}])
     assert err.value.problems == [("event_id", "the same event id twice in one batch")]
+
+
+async def test_a_child_born_after_the_event_is_refused_before_sending(
+    publisher: Publisher,
+) -> None:
+    """As the worker would refuse it (invalid-event): born after occurred_at, named not quoted."""
+    fam = SyntheticFamilies(seed=5, today=date(2026, 11, 22))
+    occurred = datetime(2026, 11, 21, 22, 40, tzinfo=UTC)
+    child = fam.subject("child", age=0, on=occurred.date())
+    event = fam.event("police.domestic_incident", "wmp", subjects=[child], occurred_at=occurred)
+    event["subjects"][0]["dob"] = "2026-11-22"
+    with pytest.raises(EventInvalid) as err:
+        await publisher.publish(event)
+    assert err.value.problems == [("subjects[0].dob", "is after occurred_at")]
+    assert "2026-11-22" not in str(err.value)
