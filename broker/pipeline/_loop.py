@@ -300,38 +300,51 @@ class TransactionalLoop:
 
     def _reap(self, consumer: Consumer) -> None:
         """Commits that ended: a failure ends the loop; a success moves offsets and metrics."""
-        now_ms = time.time() * 1000
         assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
         for task in self._tasks.values():
             running = task.in_flight
             if running is None or not running.done():
                 continue
             task.in_flight = None
-            done: Batch = running.result()
-            metrics = task.processor.outbox.metrics
-            for ts in done.stamps:
-                metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
-            if done.next_offset is None:
-                continue
-            self._report.durable[task.tp] = done.next_offset
-            high = consumer.highwater(task.tp) if task.tp in assigned else None
-            if high is not None:
-                metrics.lag.labels(topic=task.tp.topic).set(max(0, high - done.next_offset))
+            self._committed(consumer, assigned, task, running.result())
+
+    def _committed(
+        self, consumer: Consumer, assigned: set[TopicPartition], task: Task, done: Batch
+    ) -> None:
+        """``done`` committed on ``task``: its records' latency, the offset the group's report
+        may now move to, and the lag behind it."""
+        now_ms = time.time() * 1000
+        metrics = task.processor.outbox.metrics
+        for ts in done.stamps:
+            metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
+        if done.next_offset is None:
+            return
+        self._report.durable[task.tp] = done.next_offset
+        high = consumer.highwater(task.tp) if task.tp in assigned else None
+        if high is not None:
+            metrics.lag.labels(topic=task.tp.topic).set(max(0, high - done.next_offset))
 
     async def _finish(self) -> None:
         """On a clean stop: every task's last batch, checkpoint and head, committed."""
         # A rebalance may run at each await here and pop tasks: iterate over copies, and make
         # the last commits each task's commit in flight, so that a revocation waits for it.
         for task in list(self._tasks.values()):
-            await task.settle()
+            await self._settle(task)
         batches = [(task, task.close_batch()) for task in list(self._tasks.values())]
         for task, b in batches:
             if b.outs:
                 task.in_flight = asyncio.create_task(task.commit(b, self._sender.send_all))
-        for task, b in batches:
-            await task.settle()
-            if b.next_offset is not None:
-                self._report.durable[task.tp] = b.next_offset
+        for task, _ in batches:
+            await self._settle(task)
+
+    async def _settle(self, task: Task) -> None:
+        """Wait for ``task``'s commit in flight and count it as ``_reap`` would: one the stop's
+        round started carries the offset the last report of the group's offsets must."""
+        running = task.in_flight
+        await task.settle()
+        if running is not None and self._tasks.get(task.tp) is task:  # else revoked meanwhile
+            consumer = self._require_consumer()
+            self._committed(consumer, consumer.assignment(), task, running.result())
 
     def _take_policy(self) -> None:
         """A requested policy load joins what each task has pending: its audit records

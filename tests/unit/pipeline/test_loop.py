@@ -303,6 +303,47 @@ async def test_the_groups_offsets_follow_committed_transactions_and_end_current(
     assert consumer.group_commits[-1] == {TP: 4}  # and current once stopped
 
 
+class _FirstCommitUntil(_Producer):
+    """Its first commit ends only when ``until`` is set."""
+
+    def __init__(self, until: asyncio.Event) -> None:
+        super().__init__()
+        self.until = until
+
+    async def commit_transaction(self) -> None:
+        if not self.transactions:
+            await self.until.wait()
+        self.transactions.append(self._open)
+
+
+async def test_a_commit_started_as_the_stop_arrives_still_ends_the_groups_offsets_current(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """The opening commit ends with the stop, so the commit of every record starts in the round
+    that sees the stop: its offset is the one the last report must carry. (A loaded machine
+    gave the test above this order once, when its slow commit ended mid-batch.)"""
+    stop, idle = asyncio.Event(), asyncio.Event()
+
+    def on_idle() -> None:
+        stop.set()
+        idle.set()
+
+    consumer = _Consumer(
+        [_messages(pipeline_keys, 0, 2), _messages(pipeline_keys, 2, 2)],
+        on_idle=on_idle,
+        assigned=True,
+    )
+    producer = _FirstCommitUntil(idle)
+    loop, _, _ = await _loop(make_processor, consumer, producer)
+    await asyncio.wait_for(loop.run(stop), timeout=10)
+    committed = [
+        int(v) for records in producer.transactions for t, k, v in records
+        if t == STATE and k == f"o:{TP.topic}:0".encode()
+    ]  # fmt: skip
+    assert committed == [4]  # all four records in the commit the stop's round started
+    assert consumer.group_commits == [{TP: 4}]
+
+
 async def test_records_below_the_committed_offset_are_skipped_whatever_the_fetch_returns(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:
