@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -44,13 +44,12 @@ from broker.kafka import (
 from broker.ops import Heartbeat
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._fence import ConsentFence
-from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor
 from broker.pipeline._read_past import read_past
 from broker.pipeline._report import GroupReport
 from broker.pipeline._state import TaskId, WorkerState
 from broker.pipeline._tasks import Batch, RecordSender, Task, transactional_id
-from broker.pipeline._throttle import SenderBudget
+from broker.pipeline._throttle import SenderBudget, Throttle, resume_held
 from broker.pipeline._view import LEGACY_SHARES_TASK, StateView
 from broker.provision import WORKER_GROUP
 from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX, party_of_ingress
@@ -123,8 +122,7 @@ class TransactionalLoop:
         # is, so the tolerant path can go back to it.
         self._positions: dict[TopicPartition, int] = {}
         self._report = GroupReport()
-        self._budget = budget
-        self._paused: dict[str, float] = {}  # ingress topic -> when its sender may go on
+        self._throttle = Throttle(budget)
         self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
         self._fence = ConsentFence(self._ends)
 
@@ -196,7 +194,10 @@ class TransactionalLoop:
             self._fatal = self._fatal or exc
             for producer in producers.values():
                 await stop_quietly(producer)
-        _resume(consumer, (tp for tp in new if tp in self._tasks and tp.topic not in self._paused))
+        resume_held(
+            consumer,
+            (tp for tp in new if tp in self._tasks and tp.topic not in self._throttle.paused),
+        )
         if new:
             names = sorted(f"{tp.topic}-{tp.partition}" for tp in new)
             log.info("partitions_assigned", partitions=names, held=len(self._tasks))
@@ -392,7 +393,7 @@ class TransactionalLoop:
             task.pending.stamps.append(m.timestamp)
             task.pending.next_offset = m.offset + 1
             await asyncio.sleep(0)  # let the transactions in flight make progress
-        self._charge(tp.topic, len(msgs), metrics)
+        self._throttle.charge(self._require_consumer(), tp.topic, len(msgs), metrics)
 
     async def _consent_current(
         self,
@@ -475,7 +476,7 @@ class TransactionalLoop:
         """The tolerant read, of the partitions asked for (all when none are named): the
         consent wait's fetch must not read, and so skip, the events that are waiting."""
         asked = partitions or tuple(consumer.assignment())
-        fetchable = [tp for tp in asked if tp.topic not in self._paused]
+        fetchable = [tp for tp in asked if tp.topic not in self._throttle.paused]
         tasks = {tp: self._tasks.get(tp) for tp in fetchable}
 
         def same_task(tp: TopicPartition) -> bool:
@@ -487,25 +488,8 @@ class TransactionalLoop:
             self.kafka, consumer, fetchable, self._positions, self.max_batch, keep=same_task
         )
 
-    def _charge(self, topic: str, records: int, metrics: Metrics) -> None:
-        """Count a sender's records against its budget; over it, pause its ingress topic."""
-        sender = party_of_ingress(topic)
-        if self._budget is None or sender is None:
-            return  # consent and access share topics: no one sender to slow
-        wait = self._budget.spend(sender, records, time.monotonic())
-        if wait <= 0 or topic in self._paused:
-            return
-        consumer = self._require_consumer()
-        consumer.pause(*(tp for tp in consumer.assignment() if tp.topic == topic))
-        self._paused[topic] = time.monotonic() + wait
-        metrics.count(metrics.throttled, sender)
-        log.warning("sender_throttled", sender=sender, seconds=round(wait, 2))
-
     def _resume_due(self, consumer: Consumer) -> None:
-        now = time.monotonic()
-        for topic in [t for t, until in self._paused.items() if until <= now]:
-            del self._paused[topic]
-            _resume(consumer, (tp for tp in self._tasks if tp.topic == topic))
+        self._throttle.resume_due(consumer, list(self._tasks))
 
     @property
     def assigned(self) -> int:
@@ -516,16 +500,3 @@ class TransactionalLoop:
         if self._consumer is None:
             raise TransportError("the worker's consumer is not started")
         return self._consumer
-
-
-def _resume(consumer: Consumer, tps: Iterable[TopicPartition]) -> None:
-    """Resume those of ``tps`` the consumer still holds.
-
-    When a pattern subscription takes up a new topic (a new agency), aiokafka replaces the
-    subscription at once and drops its assignment, and only later runs the rebalance whose
-    revocation ends our tasks. In between, pausing, resuming or seeking a partition we still
-    have a task for raises (an assertion, or IllegalStateError), which would stop the worker.
-    The revocation that follows gives those partitions up anyway.
-    """
-    assigned = consumer.assignment()
-    consumer.resume(*(tp for tp in tps if tp in assigned))

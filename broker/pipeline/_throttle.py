@@ -9,7 +9,20 @@ sender make it grow.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from broker.topics import party_of_ingress
+
+if TYPE_CHECKING:
+    from broker.kafka import Consumer, TopicPartition
+    from broker.pipeline._metrics import Metrics
+
+log = structlog.get_logger("accord.worker")
 
 
 @dataclass
@@ -42,3 +55,47 @@ class SenderBudget:
         bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate) - records
         bucket.at = now
         return 0.0 if bucket.tokens >= 0 else -bucket.tokens / self.rate
+
+
+class Throttle:
+    """The loop's side of the budget: pauses a sender's ingress topic while it is over, and
+    resumes it when its wait is over."""
+
+    def __init__(self, budget: SenderBudget | None) -> None:
+        self.budget = budget
+        self.paused: dict[str, float] = {}  # ingress topic -> when its sender may go on
+
+    def charge(self, consumer: Consumer, topic: str, records: int, metrics: Metrics) -> None:
+        """Count a sender's records against its budget; over it, pause its ingress topic."""
+        sender = party_of_ingress(topic)
+        if self.budget is None or sender is None:
+            return  # consent and access share topics: no one sender to slow
+        wait = self.budget.spend(sender, records, time.monotonic())
+        if wait <= 0 or topic in self.paused:
+            return
+        consumer.pause(*(tp for tp in consumer.assignment() if tp.topic == topic))
+        self.paused[topic] = time.monotonic() + wait
+        metrics.count(metrics.throttled, sender)
+        log.warning("sender_throttled", sender=sender, seconds=round(wait, 2))
+
+    def resume_due(self, consumer: Consumer, held: Iterable[TopicPartition]) -> None:
+        """Resume the topics whose wait is over, on the partitions of ``held`` (our tasks)."""
+        now = time.monotonic()
+        due = [t for t, until in self.paused.items() if until <= now]
+        for topic in due:
+            del self.paused[topic]
+        if due:
+            resume_held(consumer, (tp for tp in held if tp.topic in due))
+
+
+def resume_held(consumer: Consumer, tps: Iterable[TopicPartition]) -> None:
+    """Resume those of ``tps`` the consumer still holds.
+
+    When a pattern subscription takes up a new topic (a new agency), aiokafka replaces the
+    subscription at once and drops its assignment, and only later runs the rebalance whose
+    revocation ends our tasks. In between, pausing, resuming or seeking a partition we still
+    have a task for raises (an assertion, or IllegalStateError), which would stop the worker.
+    The revocation that follows gives those partitions up anyway.
+    """
+    assigned = consumer.assignment()
+    consumer.resume(*(tp for tp in tps if tp in assigned))

@@ -288,10 +288,10 @@ async def test_a_throttled_sender_due_again_while_a_new_agency_joins_does_not_st
     consumer = _Resubscribing()
     loop, _, _ = await _loop(make_processor, consumer, _Producer())
     consumer.pause(TP)
-    loop._paused[TP.topic] = 0.0  # the sender's wait is over
+    loop._throttle.paused[TP.topic] = 0.0  # the sender's wait is over
     consumer.new_topic()
     loop._resume_due(consumer)  # type: ignore[arg-type]  # a fake
-    assert loop._paused == {}
+    assert loop._throttle.paused == {}
     await loop.on_partitions_revoked([TP])  # the rebalance the new topic brings
     consumer.assigned = {TP}
     await loop.on_partitions_assigned([TP])
