@@ -38,6 +38,7 @@ from broker.policy._cel_reads import (
     reads_of,
 )
 from broker.policy._cel_selects import unknown_selects
+from broker.policy._cel_types import typed_select_problems
 
 __all__ = [
     "EVENT_ATTRS",
@@ -168,6 +169,8 @@ def _names(program: Any, source: str) -> tuple[set[str], bool, list[str]]:
         elif root == "event":
             event_attrs.add(attr)
     problems.extend(unknown_selects(bare))
+    # The same kind of mistake, followed through macros the text alone cannot place.
+    problems.extend(p for p in typed_select_problems(source) if p not in problems)
     problems.extend(
         f"CEL calls unknown function {fn!r}"
         for fn in program.functions()

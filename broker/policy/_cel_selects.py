@@ -12,8 +12,9 @@ with its strings blanked:
   ``map``, ``filter``) over ``event.subjects``, or over a ``filter`` of it, and that binding
   is the innermost binding of ``var`` around the select.
 
-Anything else reaching a subject (a subject map taken from ``map``, say) is left to the
-load-time probe, which runs the condition on a complete fictional event.
+Anything else reaching a subject (a subject map taken from ``map``, say) is followed on the
+condition's syntax tree (``_cel_types``), and what neither follows is left to the load-time
+probe, which runs the condition on a complete fictional event.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Final, NamedTuple
 
 from broker.policy._cel_reads import SAFEGUARDING_ATTRS, SUBJECT_ATTRS
 
-__all__ = ["unknown_selects"]
+__all__ = ["subject_problem", "unknown_selects"]
 
 _SUBJECTS: Final = re.compile(r"(?<![\w.])event\s*\.\s*subjects(?!\w)")
 _MACRO: Final = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*(\()\s*([A-Za-z_]\w*)\s*,")
@@ -93,7 +94,8 @@ def _bindings(bare: str, over_subjects: set[int]) -> list[_Binding]:
     ]
 
 
-def _subject_problem(name: str) -> str:
+def subject_problem(name: str) -> str:
+    """The problem with a subject field a condition selects and never sees."""
     known = ", ".join(sorted(SUBJECT_ATTRS))
     if name in _HIDDEN:
         instead = _SEE_INSTEAD.get(name)
@@ -126,5 +128,5 @@ def unknown_selects(bare: str) -> list[str]:
                 fields.append(select.group(1))
     for name in fields:
         if name not in SUBJECT_ATTRS:
-            problems[_subject_problem(name)] = None
+            problems[subject_problem(name)] = None
     return list(problems)

@@ -143,7 +143,9 @@ class _Checker:
         self.transforms(src, base, clause)
         self.basis(src, base, clause)
         if clause.when is not None:
-            cond = self.condition(src, (*base, "when"), clause.when)
+            # Named by id as well as by place: the ids are what a reviewer knows them by.
+            named = f"agreement {self.bundle.agreements[i].id!r}, clause {clause.id!r}"
+            cond = self.condition(src, (*base, "when"), clause.when, named)
             if cond is not None:
                 self.conditions[(i, j)] = cond
 
@@ -212,12 +214,14 @@ class _Checker:
                 self.add(src, (*loc, k), f"field path {path!r} listed twice")
             seen.add(path)
 
-    def condition(self, src: Source, loc: tuple[int | str, ...], source: str) -> Condition | None:
+    def condition(
+        self, src: Source, loc: tuple[int | str, ...], source: str, named: str
+    ) -> Condition | None:
         cond, problems = compile_condition(source)
         for msg in problems:
-            self.add(src, loc, msg)
+            self.add(src, loc, f"{named}: {msg}")
         if cond is not None and (failed := probe(cond)):
-            self.add(src, loc, failed)
+            self.add(src, loc, f"{named}: {failed}")
             return None
         return cond
 
@@ -236,7 +240,9 @@ class _Checker:
             for k, kind in enumerate(restriction.except_kinds):
                 if msg := _known(kind, PARTY_KINDS, "party kind"):
                     self.add(src, (*base, "except_kinds", k), msg)
-            cond = self.condition(src, (*base, "when"), restriction.when)
+            cond = self.condition(
+                src, (*base, "when"), restriction.when, f"restriction {restriction.id!r}"
+            )
             if cond is not None:
                 self.conditions[("restriction", i)] = cond
 

@@ -58,10 +58,10 @@ def test_condition_sees_ages_not_names() -> None:
     assert cond is not None
     act = EventActivation(event(), AT)
     assert cond.evaluate(act, None) is True
-    # Selecting a name is refused at load; a read the source check cannot see still finds
-    # no name in the CEL view: the lookup fails, and a failure is None (the caller picks the
-    # safe side).
-    names, _ = compile_condition("event.subjects.exists(s, s['given_name'] == 'Amy')")
+    # Selecting a name is refused at load; a read the source check cannot see (through dyn)
+    # still finds no name in the CEL view: the lookup fails, and a failure is None (the
+    # caller picks the safe side).
+    names, _ = compile_condition("event.subjects.exists(s, dyn(s)['given_name'] == 'Amy')")
     assert names is not None
     assert names.evaluate(act, None) is None
 

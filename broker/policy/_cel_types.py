@@ -1,0 +1,197 @@
+"""Selects a condition makes on values that have no such field, followed through its macros.
+
+``_cel_selects`` finds misspelt fields where the text spells out what they are read from.
+This follows what each part of a condition is, on its syntax tree (``_cel_parse``): a macro's
+variable (``all``, ``exists``, ``exists_one``, ``map``, ``filter``) is an item of the list it
+iterates whenever that list is known, however the list was reached: ``(event.subjects)``,
+a ``filter`` or an identity ``map`` of it, ``[event.subjects[0]]``, ``event.categories``,
+``recipient.localities``, or a ``map`` to a subject's field. Each variable is bound where its
+macro binds it, so an inner macro reusing the name hides the outer one. Then a select of a
+field a subject or safeguarding does not have, or of any field of a string, number, boolean,
+time or list (``c.name`` over ``event.categories``, ``s.age.years``) is a load error: at run
+time it is a missing-key or type error, which a clause takes as "does not apply" and a
+restriction as "applies", for every event.
+
+Anything whose kind is not known (a map written in the condition, a value from data, a
+variable over one) is not followed. Nothing here decides what a condition may observe: that
+is ``_cel_reads``, which reads the text and stays conservative.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from broker.policy._cel_parse import (
+    Call,
+    Ident,
+    Index,
+    ListLit,
+    Lit,
+    MapLit,
+    Node,
+    Op,
+    Select,
+    parse,
+)
+from broker.policy._cel_reads import SAFEGUARDING_ATTRS
+from broker.policy._cel_selects import subject_problem
+
+__all__ = ["typed_select_problems"]
+
+
+class ListOf(NamedTuple):
+    item: Kind
+
+
+# A map the condition is given ("event", "recipient", "subject", "safeguarding"), a scalar
+# ("string", "int", "uint", "double", "bool", "bytes", "null", "timestamp", "duration"), a
+# list of a known kind, or None: not known, not followed.
+Kind = str | ListOf | None
+
+_MAPS: Final[dict[str, dict[str, Kind]]] = {
+    "event": {
+        "type": "string", "sender": "string", "occurred_at": "timestamp",
+        "reference": "string", "need_level": "int", "child_present": "bool",
+        "summary": "string", "child_voice": "string", "categories": ListOf("string"),
+        "service": "string", "location": "string", "outcome": "string",
+        "safeguarding": "safeguarding", "subjects": ListOf("subject"),
+    },
+    "recipient": {
+        "id": "string", "kind": "string", "name": "string",
+        "localities": ListOf("string"), "urn": "string", "status": "string",
+    },
+    "subject": {
+        "role": "string", "age": "int", "school_urn": "string",
+        "postcode_district": "string", "has_nhs_number": "bool",
+    },
+    "safeguarding": {"concern": "bool", "justification": "string"},
+}  # fmt: skip
+_MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_BOOLEAN: Final = frozenset({"!", "&&", "||", "<", "<=", ">", ">=", "==", "!=", "in"})
+_RESULTS: Final[dict[str, Kind]] = {
+    "size": "int", "int": "int", "uint": "uint", "double": "double", "string": "string",
+    "bytes": "bytes", "bool": "bool", "timestamp": "timestamp", "duration": "duration",
+    "contains": "bool", "startsWith": "bool", "endsWith": "bool", "matches": "bool",
+    "has": "bool", "getFullYear": "int", "getMonth": "int", "getDate": "int",
+    "getDayOfMonth": "int", "getDayOfWeek": "int", "getDayOfYear": "int", "getHours": "int",
+    "getMinutes": "int", "getSeconds": "int", "getMilliseconds": "int",
+}  # fmt: skip
+
+_NAMED: Final = {
+    "string": "a string", "int": "an integer", "uint": "an unsigned integer",
+    "double": "a number", "bool": "a boolean", "bytes": "bytes", "null": "null",
+    "timestamp": "a timestamp", "duration": "a duration", "list": "a list",
+}  # fmt: skip
+
+
+def _field_problem(kind: str, name: str) -> str:
+    # The wording of _cel_selects for the same mistakes, so one mistake is one problem.
+    if kind == "subject":
+        return subject_problem(name)
+    if kind == "safeguarding":
+        known = ", ".join(sorted(SAFEGUARDING_ATTRS))
+        return f"CEL refers to unknown field event.safeguarding.{name} (known: {known})"
+    return f"CEL selects field {name!r} of {_NAMED.get(kind, kind)}, which has no fields"
+
+
+def _either(one: Kind, other: Kind) -> Kind:
+    """What a value that is one or the other is: ``c ? event.subjects : []`` is subjects."""
+    if one == other:
+        return one
+    if one == ListOf(None) and isinstance(other, ListOf):
+        return other
+    if other == ListOf(None) and isinstance(one, ListOf):
+        return one
+    return None
+
+
+class _Walk:
+    def __init__(self) -> None:
+        self.problems: dict[str, None] = {}
+
+    def field(self, of: Kind, name: str) -> Kind:
+        """The kind of ``of.name``, noting a field ``of`` cannot have."""
+        if of is None or of in {"event", "recipient"}:
+            return _MAPS[of].get(name) if of is not None else None  # first level: _cel
+        if isinstance(of, ListOf):
+            self.problems[_field_problem("list", name)] = None
+            return None
+        if of in _MAPS:
+            if name not in _MAPS[of]:
+                self.problems[_field_problem(of, name)] = None
+            return _MAPS[of].get(name)
+        self.problems[_field_problem(of, name)] = None
+        return None
+
+    def kind(self, node: Node, scope: dict[str, Kind]) -> Kind:  # noqa: PLR0911  # one return per form
+        """What ``node`` is, with ``scope`` the macro variables bound around it."""
+        if isinstance(node, Lit):
+            return node.kind
+        if isinstance(node, Ident):
+            if node.name in scope:
+                return scope[node.name]
+            return node.name if node.name in {"event", "recipient"} else None
+        if isinstance(node, Select):
+            return self.field(self.kind(node.operand, scope), node.field)
+        if isinstance(node, Index):
+            return self.index(node, scope)
+        if isinstance(node, ListLit):
+            items = {self.kind(item, scope) for item in node.items}
+            if not items:
+                return ListOf(None)  # empty: a list all the same, of nothing known
+            return ListOf(items.pop()) if len(items) == 1 else None
+        if isinstance(node, MapLit):
+            for key, value in node.entries:
+                self.kind(key, scope)
+                self.kind(value, scope)
+            return None
+        if isinstance(node, Op):
+            kinds = [self.kind(arg, scope) for arg in node.args]
+            if node.op in _BOOLEAN:
+                return "bool"
+            if node.op == "?:":
+                return _either(kinds[1], kinds[2])
+            return kinds[0] if len(set(kinds)) == 1 else None
+        return self.call(node, scope)
+
+    def index(self, node: Index, scope: dict[str, Kind]) -> Kind:
+        of = self.kind(node.operand, scope)
+        key = node.index
+        self.kind(key, scope)
+        if isinstance(of, ListOf):
+            return of.item
+        if of in {"subject", "safeguarding"} and isinstance(key, Lit) and key.value is not None:
+            return self.field(of, key.value)  # s['age'] reads as s.age does
+        return None
+
+    def call(self, node: Call, scope: dict[str, Kind]) -> Kind:
+        target = self.kind(node.target, scope) if node.target is not None else None
+        var = node.args[0] if node.args else None
+        if node.fn in _MACROS and node.target is not None and isinstance(var, Ident):
+            if len(node.args) not in (2, 3) or (len(node.args) == 3 and node.fn != "map"):
+                return None
+            item = target.item if isinstance(target, ListOf) else None
+            inner = {**scope, var.name: item}  # rebinding hides the outer variable
+            results = [self.kind(arg, inner) for arg in node.args[1:]]
+            if node.fn == "filter":
+                return target
+            if node.fn == "map":
+                return ListOf(results[-1]) if results[-1] is not None else None
+            return "bool"
+        for arg in node.args:
+            self.kind(arg, scope)
+        return _RESULTS.get(node.fn)
+
+
+def typed_select_problems(source: str) -> list[str]:
+    """Problems with the fields ``source`` selects of values whose kind is known, each once;
+    none for a condition outside the grammar ``_cel_parse`` follows."""
+    tree = parse(source)
+    if tree is None:
+        return []
+    walk = _Walk()
+    try:
+        walk.kind(tree, {})
+    except RecursionError:
+        return []
+    return list(walk.problems)
