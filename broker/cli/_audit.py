@@ -245,7 +245,7 @@ def subject(
     )  # fmt: skip
     store = _store(settings, db)
     try:
-        name = sign_in(settings, officer, password_stdin=password_stdin, code=code)
+        name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
         _record_lookup(
             settings, keys, store, host, officer=name, page="cli.subject",
             subject_keys=search.keys, detail={"purpose": reason.value, **search.detail()},
@@ -289,12 +289,12 @@ def report(
 
         policy = load_bundle(policies)
     settings = load_settings()
+    keys = keystore(settings, Principal.CONSOLE)
     store = _store(settings, db)
     try:
-        name = sign_in(settings, officer, password_stdin=password_stdin, code=code)
+        name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
         detail = {"purpose": reason.value}
         detail |= {k: v for k, v in (("since", since), ("until", until)) if v is not None}
-        keys = keystore(settings, Principal.CONSOLE)
         _record_lookup(settings, keys, store, host, officer=name, page="cli.report", detail=detail)
         now = datetime.now(UTC)
         rep = governance_report(
@@ -326,7 +326,7 @@ def review(
     keys = keystore(settings, Principal.CONSOLE)
     store = _store(settings, db)
     try:
-        name = sign_in(settings, officer, password_stdin=password_stdin, code=code)
+        name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
         appender = _appender(settings, keys, store, host)
         rec = asyncio.run(
             _review(

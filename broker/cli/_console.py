@@ -52,9 +52,13 @@ NoTotp = Annotated[
 
 
 def _users(settings: Settings) -> UserFile:
-    from broker.console import UserFile
+    """The console's accounts, their second factors sealed under the console's keystore."""
+    from broker.cli._common import keystore
+    from broker.console import TotpBox, UserFile
+    from broker.principals import Principal
 
-    return UserFile(settings.console_users_file, owner="console")
+    box = TotpBox.from_keystore(keystore(settings, Principal.CONSOLE), "console")
+    return UserFile(settings.console_users_file, box=box)
 
 
 def _password(from_stdin: bool) -> str:
@@ -119,8 +123,8 @@ def add_user(
     second factor, a one-time code from an authenticator app (TOTP), unless --no-totp."""
     from broker.console import check_username
 
-    users = _users(load_settings())
     check_username(name)  # before asking for a password that would then be refused
+    users = _users(load_settings())
     account = users.add(name, _password(password_stdin), replace=reset, totp=not no_totp)
     typer.echo(f"console user {account.name} {'updated' if reset else 'created'} ({users.path})")
     enrolment = users.totp_enrolment(name)

@@ -99,16 +99,19 @@ def add_user(
 ) -> None:
     """Create a person's desk account for PARTY: a password (an Argon2id hash) and a TOTP
     second factor, unless --no-totp."""
+    from broker.cli._common import keystore
     from broker.desk import check_desk_party
     from broker.policy import load_bundle
-    from broker.webauth import UserFile, check_username
+    from broker.webauth import TotpBox, UserFile, check_username
 
     settings = load_settings()
     check_desk_party(load_bundle(settings.policies), party)
+    check_username(name)  # before opening the keystore and asking for a password
     users = UserFile(
-        settings.desk_users_file(party), issuer=f"Accord desk {party}", owner=f"desk:{party}"
+        settings.desk_users_file(party),
+        box=TotpBox.from_keystore(keystore(settings, party), f"desk:{party}"),
+        issuer=f"Accord desk {party}",
     )
-    check_username(name)
     password = read_password("Password", from_stdin=password_stdin, confirm=True)
     account = users.add(name, password, replace=reset, totp=not no_totp)
     typer.echo(

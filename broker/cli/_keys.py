@@ -104,6 +104,7 @@ def _init(
     from broker.config import load_settings
     from broker.envelope import is_identifier
     from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS, FileKeyStore, init_keystores
+    from broker.principals import Principal
 
     settings = load_settings()
     suite = kem if kem is not None else settings.envelope.kem
@@ -116,6 +117,13 @@ def _init(
         store = FileKeyStore(path, settings.keystore_passphrase(), create=True)
         purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
         created = store.ensure_party(party, purposes=purposes, kem=suite)
+        if party == Principal.CONSOLE:
+            # Its key for the accounts' second factors, made now rather than at the first
+            # 'console add-user': a keystore archived for Kubernetes is unpacked into memory at
+            # each start, and a secret made there would be lost, and every code with it.
+            from broker.webauth import TotpBox
+
+            TotpBox.from_keystore(store, "console")
         typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
         if created:
             _print_table(created)

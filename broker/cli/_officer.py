@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from broker.cli._common import read_password
 from broker.config import Settings
 from broker.errors import SignInFailed
 from broker.principals import Principal
+
+if TYPE_CHECKING:
+    from broker.keys import FileKeyStore
 
 Officer = Annotated[
     str,
@@ -53,12 +56,20 @@ def cli_chain(host: str | None) -> str:
     return Principal.CONSOLE.chain(host or f"{socket.gethostname()}.cli")
 
 
-def sign_in(settings: Settings, name: str, *, password_stdin: bool, code: str | None) -> str:
+def sign_in(
+    settings: Settings,
+    name: str,
+    *,
+    keys: FileKeyStore,
+    password_stdin: bool,
+    code: str | None,
+) -> str:
     """The account name once the officer has proved it is theirs; ``SignInFailed`` otherwise
-    (``UsageError`` when there is no way to ask for the password)."""
-    from broker.console import UserFile
+    (``UsageError`` when there is no way to ask for the password). ``keys`` is the console's
+    keystore, whose ``users-totp`` secret opens the accounts' second factors."""
+    from broker.console import TotpBox, UserFile
 
-    users = UserFile(settings.console_users_file, owner="console")
+    users = UserFile(settings.console_users_file, box=TotpBox.from_keystore(keys, "console"))
     password = read_password(f"Password for {name}", from_stdin=password_stdin)
     if code is None and sys.stdin.isatty() and users.has_second_factor(name):
         code = str(typer.prompt("One-time code", err=True)).strip()

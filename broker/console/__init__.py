@@ -2,8 +2,9 @@
 
 A FastAPI application with server-rendered pages and no script: sign-in for IG officers
 (Argon2id-hashed accounts made with ``accord console add-user``, a TOTP code as a second
-factor, throttling without lockout), server-side sessions with idle and absolute expiry,
-CSRF tokens on every form, and a strict Content-Security-Policy.
+factor whose secret is sealed under the console's keystore, throttling without lockout),
+server-side sessions with idle and absolute expiry, CSRF tokens on every form, and a strict
+Content-Security-Policy.
 Pages: a dashboard (decisions per day by outcome, overrides pending, quarantine), a child's
 disclosure log found by NHS number, the override review queue, agreements with their
 validity and use, and the audit chains' status with on-demand verification.
@@ -15,11 +16,12 @@ officer and the subject keys shown, *before* the page renders; no record, no dat
 from broker.console._app import create_app
 from broker.console._deps import ConsoleDeps
 from broker.console._serve import ConsoleRun, load_console_policy, run_console
-from broker.webauth import UserFile, check_username
+from broker.webauth import TotpBox, UserFile, check_username
 
 __all__ = [
     "ConsoleDeps",
     "ConsoleRun",
+    "TotpBox",
     "UserFile",
     "check_username",
     "create_app",

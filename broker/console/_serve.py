@@ -32,7 +32,7 @@ from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.ops import serving_ops
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
-from broker.webauth import UserFile, listen, server_config, url_host
+from broker.webauth import TotpBox, UserFile, listen, server_config, url_host
 
 log = structlog.get_logger("accord.console")
 
@@ -88,7 +88,7 @@ async def run_console(
     deps = ConsoleDeps(
         store=store,
         audit=sink,
-        users=UserFile(settings.console_users_file, owner="console"),
+        users=UserFile(settings.console_users_file, box=TotpBox.from_keystore(keys, "console")),
         linkage_key=keys.linkage_key(),
         verifier=verifier,
         settings=settings.console,

@@ -28,7 +28,7 @@ from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
 from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
-from broker.webauth import UserFile, listen, server_config, url_host
+from broker.webauth import TotpBox, UserFile, listen, server_config, url_host
 
 __all__ = ["DESK_KINDS", "DeskRun", "check_desk_party", "run_desk"]
 
@@ -112,9 +112,12 @@ async def run_desk(
     keys, subscriber, publisher = _party_clients(settings, party, policy, kafka, clock)
     cfg = settings.desk
     linkage_key = desk_linkage_key(keys)
+    users = UserFile(
+        settings.desk_users_file(party), box=TotpBox.from_keystore(keys, f"desk:{party}")
+    )
     deps = DeskDeps(
         party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
-        users=UserFile(settings.desk_users_file(party), owner=f"desk:{party}"), acks=subscriber,
+        users=users, acks=subscriber,
         linkage_key=linkage_key, settings=cfg, schools=settings.schools, publisher=publisher,
         party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
         registry=CollectorRegistry(),

@@ -1,9 +1,10 @@
 """Sign-in and the HTTP edge shared by Accord's web apps (the governance console, the desk).
 
-Accounts in a small file of Argon2id hashes and TOTP secrets, server-side sessions with a
-CSRF token each, sign-in throttling without lockout, known-device cookies, the security
-headers and form bounds every page answers with, and the shell around an app's pages
-(``WebPages``, ``add_page_basics``: rendering, redirects, the error page, one stylesheet).
+Accounts in a small file of Argon2id hashes and TOTP secrets (sealed by a ``TotpBox`` under
+the owner's keystore), server-side sessions with a CSRF token each, sign-in throttling
+without lockout, known-device cookies, the security headers and form bounds every page
+answers with, and the shell around an app's pages (``WebPages``, ``add_page_basics``:
+rendering, redirects, the error page, one stylesheet).
 """
 
 from broker.webauth._app import WebPages, add_page_basics
@@ -13,6 +14,7 @@ from broker.webauth._routes import SignInPages, add_sign_in_routes
 from broker.webauth._sessions import Session, SessionStore
 from broker.webauth._signin import SignInCheck, check_sign_in
 from broker.webauth._throttle import Attempt, SignInThrottle, client_key
+from broker.webauth._totpbox import TotpBox
 from broker.webauth._users import USERNAME, Account, TotpEnrolment, UserFile, check_username
 from broker.webauth._web import (
     CSP,
@@ -43,6 +45,7 @@ __all__ = [
     "SignInCheck",
     "SignInPages",
     "SignInThrottle",
+    "TotpBox",
     "TotpEnrolment",
     "UserFile",
     "WebPages",

@@ -7,7 +7,9 @@ the shell with ``accord console add-user`` or ``accord desk add-user``, so a fil
 hashed with argon2-cffi's Argon2id defaults (RFC 9106's second recommended profile); a hash
 made with older parameters is upgraded at the next successful sign-in. An account may also
 have a second factor: a TOTP secret (RFC 6238, computed by pyotp) that the person keeps in an
-authenticator app.
+authenticator app. The file holds that secret only sealed (:mod:`broker.webauth._totpbox`),
+under a key from its owner's keystore; a secret an older Accord left plain is read, and sealed
+at the next write of the file.
 
 :meth:`UserFile.authenticate` does the same work whatever the outcome (unknown name, wrong
 password, wrong or missing code, success), so its timing tells an attacker nothing about which
@@ -35,6 +37,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from broker.errors import ConfigError, UsageError
+from broker.webauth._totpbox import TotpBox
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 MIN_PASSWORD = 12
@@ -43,6 +46,7 @@ _FORMAT = 1
 TOTP_ISSUER = "Accord governance console"  # what the authenticator app shows beside the name
 _TOTP_WINDOW = 1  # steps either side of now: a phone's clock a little off, a slow typist
 _MAX_CODE = 16
+_DECOY = "accord-decoy"  # the name the decoy secret is sealed to (it is never in the file)
 
 
 def _utcnow() -> datetime:
@@ -86,28 +90,34 @@ class TotpEnrolment:
 class UserFile:
     """The accounts file: ``{"format": 1, "users": {name: {"hash": …, "created_at": …}}}``.
 
-    An account with a second factor also has ``"totp": {"secret": base32, "enrolled_at": …,
-    "last_step": n}``; ``last_step`` is the newest time step whose code was accepted, kept in
-    the file so the console and the CLI refuse a code either has already taken.
+    An account with a second factor also has ``"totp": {"secret_sealed": "v1:…",
+    "enrolled_at": …, "last_step": n}``: the secret sealed by ``box`` (required, so that no
+    caller stores one plain); ``last_step`` is the newest time step whose code was accepted,
+    kept in the file so the console and the CLI refuse a code either has already taken. A
+    plain ``"secret"`` (base32) from an older Accord still signs in, and is sealed by the
+    next write of the file, whatever the write is for.
     """
 
     def __init__(
         self,
         path: Path,
         *,
+        box: TotpBox,
         hasher: PasswordHasher | None = None,
         issuer: str = TOTP_ISSUER,
-        owner: str | None = None,
     ) -> None:
         self.path = path
         self.issuer = issuer  # the desk's accounts are not the console's
-        # Whose accounts these are (a desk's party): a file written by one owner is refused
-        # by another, so two desks given one users file cannot sign in to each other.
-        self.owner = owner
+        # Whose accounts these are (the console, a desk's party), as the box seals them: a
+        # file written by one owner is refused by another, so two desks given one users file
+        # cannot sign in to each other.
+        self.owner = box.owner
+        self._box = box
         self._hasher = hasher or PasswordHasher()
         # Verifying against these when the name is unknown costs what a real check costs.
         self._decoy = self._hasher.hash("accord-decoy-password")
         self._decoy_totp = pyotp.random_base32()
+        self._decoy_sealed = box.seal(_DECOY, self._decoy_totp)
         self._thread_lock = threading.Lock()
 
     def _read(self) -> dict[str, Any]:
@@ -120,7 +130,7 @@ class UserFile:
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ConfigError(f"{self.path}: not a console accounts file (format {_FORMAT})")
         held = data.get("owner")
-        if self.owner is not None and held is not None and held != self.owner:
+        if held is not None and held != self.owner:
             raise ConfigError(
                 f"{self.path}: these are {held}'s accounts, not {self.owner}'s: the console "
                 "and each desk have their own users file (ACCORD_CONSOLE__USERS_FILE, "
@@ -129,8 +139,11 @@ class UserFile:
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
-        if self.owner is not None:
-            data["owner"] = self.owner
+        data["owner"] = self.owner
+        for name, user in data["users"].items():
+            totp = user.get("totp")
+            if totp is not None and "secret" in totp:  # an older Accord's: never written plain
+                totp["secret_sealed"] = self._box.seal(name, totp.pop("secret"))
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".users-")
         try:
@@ -211,7 +224,8 @@ class UserFile:
                 "created_at": now.isoformat(),
             }
             if totp:
-                user["totp"] = {"secret": pyotp.random_base32(), "enrolled_at": now.isoformat()}
+                sealed = self._box.seal(name, pyotp.random_base32())
+                user["totp"] = {"secret_sealed": sealed, "enrolled_at": now.isoformat()}
             data["users"][name] = user
             self._write(data)
         return Account(name, now, second_factor=totp)
@@ -221,7 +235,7 @@ class UserFile:
         user = self._user(name)
         if user is None or "totp" not in user:
             return None
-        secret = user["totp"]["secret"]
+        secret = self._secret(name, user["totp"])
         uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=self.issuer)
         return TotpEnrolment(secret=secret, uri=uri)
 
@@ -246,8 +260,13 @@ class UserFile:
         stored = user["hash"] if user else self._decoy
         password_ok = self._password_ok(stored, password)
         totp = user.get("totp") if user else None
+        secret, unopened = self._secret_or_decoy(name, totp)
+        if unopened is not None and password_ok:
+            # Said only to whoever has the password: to anyone else, an error in place of
+            # "refused" would tell that the account exists.
+            raise unopened
         step = _totp_step(
-            totp["secret"] if totp else self._decoy_totp,
+            secret,
             code,
             now,
             after=int(totp.get("last_step", -1)) if totp else -1,
@@ -264,7 +283,33 @@ class UserFile:
         """The work of :meth:`authenticate`, on the decoy, for an attempt refused unchecked."""
         self._read()
         self._password_ok(self._decoy, password)
-        _totp_step(self._decoy_totp, code, now or _utcnow(), after=-1)
+        secret, _ = self._secret_or_decoy(_DECOY, None)
+        _totp_step(secret, code, now or _utcnow(), after=-1)
+
+    def _secret(self, name: str, totp: dict[str, Any]) -> str:
+        """The account's base32 secret: opened, or as an older Accord left it."""
+        sealed = totp.get("secret_sealed")
+        if isinstance(sealed, str):
+            try:
+                return self._box.open(name, sealed)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.path}: {exc}") from None
+        plain = totp.get("secret")
+        if isinstance(plain, str):
+            return plain
+        raise ConfigError(f"{self.path}: the second factor of {name} has no secret")
+
+    def _secret_or_decoy(
+        self, name: str, totp: dict[str, Any] | None
+    ) -> tuple[str, ConfigError | None]:
+        """The secret to check a code against, opened as a real one is (the decoy's too, so
+        no answer comes sooner); the decoy's and the refusal if the account's does not open."""
+        if totp is None:
+            return self._box.open(_DECOY, self._decoy_sealed), None
+        try:
+            return self._secret(name, totp), None
+        except ConfigError as exc:
+            return self._decoy_totp, exc
 
     def _password_ok(self, stored: str, password: str) -> bool:
         try:

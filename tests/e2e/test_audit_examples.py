@@ -25,7 +25,7 @@ import pytest
 from broker.audit import AuditKind
 from broker.cli import main
 from broker.config import load_settings
-from broker.console import UserFile
+from broker.console import TotpBox, UserFile
 from broker.devkafka import EmbeddedKafka
 from broker.governance import AuditStore, open_store
 from broker.keys import FileKeyStore
@@ -168,7 +168,10 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     for name, value in kafka_env(isolated_kafka.bootstrap).items():  # as the indexer, console
         monkeypatch.setenv(name, value)
-    UserFile(load_settings().console_users_file).add(OFFICER, PASSWORD)
+    settings = load_settings()
+    console_keys = FileKeyStore(settings.keystore_path("console"), settings.keystore_passphrase())
+    box = TotpBox.from_keystore(console_keys, "console")
+    UserFile(settings.console_users_file, box=box).add(OFFICER, PASSWORD)
     seeded = seeded_values(scenarios)
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
         code, out, err = await cli(["audit", "index", "--db", url], capsys)

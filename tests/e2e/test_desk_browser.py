@@ -52,7 +52,7 @@ from broker.keys import FileKeyStore
 from broker.policy import Policy
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
-from broker.webauth import UserFile
+from broker.webauth import TotpBox, UserFile
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
 from tests.e2e.test_desk_flags import FlagService, window_ids
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, prepared, read_audit
@@ -364,7 +364,8 @@ async def the_school_sees_a_late_notice(
         keystore=KeystoreSettings(path=keys.path, protection=KeyProtection.NONE),
         desk=DeskSettings(port=0),
     )
-    UserFile(settings.desk_users_file(school)).add(user, PASSWORD)
+    box = TotpBox.from_keystore(FileKeyStore(settings.keystore_path(school)), f"desk:{school}")
+    UserFile(settings.desk_users_file(school), box=box).add(user, PASSWORD)
     later = datetime.now(UTC) + timedelta(days=5)
     store = open_desk_store(None, home=home, party=school)
     stop = asyncio.Event()

@@ -31,7 +31,7 @@ import broker.cli._audit
 from broker.audit import AuditKind, AuditRecord
 from broker.cli import main
 from broker.config import SchoolCalendar, load_settings
-from broker.console import UserFile
+from broker.console import TotpBox, UserFile
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import InMemoryReplayGuard, Opener
 from broker.keys import FileKeyStore
@@ -267,7 +267,10 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     for name, value in kafka_env(bootstrap).items():  # as the indexer, the console
         monkeypatch.setenv(name, value)
-    UserFile(load_settings().console_users_file).add(OFFICER, PASSWORD)
+    settings = load_settings()
+    console_keys = FileKeyStore(settings.keystore_path("console"), settings.keystore_passphrase())
+    box = TotpBox.from_keystore(console_keys, "console")
+    UserFile(settings.console_users_file, box=box).add(OFFICER, PASSWORD)
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
         code, _, err = await _cli(["audit", "index", "--db", url], capsys)
         assert (code, err) == (0, ""), err

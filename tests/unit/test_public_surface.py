@@ -29,7 +29,7 @@ SURFACES = {
         "Settings", "WorkerSettings", "default_home", "load_settings",
     },
     "broker.console": {
-        "ConsoleDeps", "ConsoleRun", "UserFile", "check_username", "create_app",
+        "ConsoleDeps", "ConsoleRun", "TotpBox", "UserFile", "check_username", "create_app",
         "load_console_policy", "run_console",
     },
     "broker.desk": {
@@ -81,7 +81,8 @@ SURFACES = {
     },
     "broker.webauth": {
         "CSP", "DEVICE_COOKIE", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account", "Attempt",
-        "DeviceCookies", "Guard", "Session", "SessionStore", "SignInThrottle", "TotpEnrolment",
+        "DeviceCookies", "Guard", "Session", "SessionStore", "SignInThrottle", "TotpBox",
+        "TotpEnrolment",
         "UserFile", "SignInCheck", "SignInPages", "WebPages", "add_page_basics",
         "add_sign_in_routes", "bad_body",
         "check_sign_in", "check_username", "client_host", "client_key", "device_key", "form_field",

@@ -1,5 +1,5 @@
-"""``accord console add-user|users|remove-user`` (with a second factor by default), and the
-console refusing to start unready."""
+"""``accord console add-user|users|remove-user`` (with a second factor by default, sealed under
+the console's keystore), and the console refusing to start unready."""
 
 from __future__ import annotations
 
@@ -9,14 +9,27 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from broker.console import UserFile
+from broker.console import TotpBox, UserFile
+from broker.keys import FileKeyStore
 from tests.unit.audit.conftest import Run
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    FileKeyStore(tmp_path / "keys", create=True)  # the console's (one keystore for all)
     return tmp_path
+
+
+def box(home: Path) -> TotpBox:
+    return TotpBox.from_keystore(FileKeyStore(home / "keys"), "console")
+
+
+def secret_of(home: Path, name: str) -> str:
+    """The account's TOTP secret, as only the console's keystore can open it."""
+    factor = json.loads((home / "console" / "users.json").read_text())["users"][name]["totp"]
+    assert "secret" not in factor
+    return box(home).open(name, factor["secret_sealed"])
 
 
 def add(run_cli: Run, monkeypatch: pytest.MonkeyPatch, name: str, password: str,
@@ -39,7 +52,7 @@ def test_add_user_stores_a_hash_and_lists_the_account(
     assert code == 0
     assert out.startswith("ig.jo\tcreated ")
     assert "argon2" not in out
-    assert stored["users"]["ig.jo"]["totp"]["secret"] not in out
+    assert secret_of(home, "ig.jo") not in out
 
 
 def test_add_user_enrols_a_second_factor_and_shows_it_once(
@@ -47,15 +60,14 @@ def test_add_user_enrols_a_second_factor_and_shows_it_once(
 ) -> None:
     code, out, err = add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
     assert (code, err) == (0, "")
-    secret = json.loads((home / "console" / "users.json").read_text())["users"]["ig.jo"]["totp"][
-        "secret"
-    ]
+    secret = secret_of(home, "ig.jo")
+    assert secret not in (home / "console" / "users.json").read_text()
     assert "authenticator app" in out
     [uri] = [w for w in out.split() if w.startswith("otpauth://totp/")]
     assert f"secret={secret}" in uri
     assert out.count(secret) == 2  # in the URI and on its own, for typing in
     totp = pyotp.TOTP(secret)
-    users = UserFile(home / "console" / "users.json")
+    users = UserFile(home / "console" / "users.json", box=box(home))
     assert not users.authenticate("ig.jo", "a long enough secret", None)
     assert users.authenticate("ig.jo", "a long enough secret", totp.now())
     assert secret not in run_cli(["console", "users"])[1]
@@ -87,12 +99,11 @@ def test_the_account_list_says_which_accounts_have_a_second_factor(
 def test_reset_gives_a_new_password_and_a_new_second_factor(
     home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = home / "console" / "users.json"
     add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
-    old = json.loads(path.read_text())["users"]["ig.jo"]["totp"]["secret"]
+    old = secret_of(home, "ig.jo")
     code, out, _ = add(run_cli, monkeypatch, "ig.jo", "another long secret", "--reset")
     assert code == 0
-    new = json.loads(path.read_text())["users"]["ig.jo"]["totp"]["secret"]
+    new = secret_of(home, "ig.jo")
     assert new != old
     assert new in out
 
@@ -128,6 +139,17 @@ def test_an_existing_user_needs_reset(
     code, out, _ = add(run_cli, monkeypatch, "ig.jo", "another long secret", "--reset")
     assert code == 0
     assert "updated" in out
+
+
+def test_add_user_needs_the_consoles_keystore(
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its key seals the second factor: without the keystore, no account is made at all."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    code, _, err = add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
+    assert code != 0
+    assert err == f"accord: error: no keystore at {tmp_path / 'keys'}; run 'accord keys init'\n"
+    assert not (tmp_path / "console" / "users.json").exists()
 
 
 def test_remove_user(home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from broker.cli import _demo_run
 from broker.cli._demo_run import _index_label, run_demo
 from broker.config import AuditSettings, Settings
 from broker.errors import TransportError, UsageError
+from broker.keys import FileKeyStore
 
 REPO = Path(__file__).resolve().parents[3]
 Part = Callable[..., Awaitable[None]]
@@ -152,6 +153,7 @@ def test_the_demo_prints_a_postgresql_index_without_its_password(
     monkeypatch.setattr(broker.console, "run_console", run_console)
     url = "postgresql://accord:Sup3r-Secret@db.example/audit"
     settings = Settings(home=tmp_path, audit=AuditSettings(db=SecretStr(url)))
+    FileKeyStore(tmp_path / "keys", create=True)  # the console's: it seals the accounts file
     said: list[str] = []
     asyncio.run(
         _demo_run._console(settings, None, None, asyncio.Event(), said.append)  # type: ignore[arg-type]

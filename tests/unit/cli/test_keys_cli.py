@@ -85,6 +85,17 @@ def test_init_party_makes_that_partys_keys_only(
     assert [k.purpose.value for k in FileKeyStore(tmp_path / "c").keys(party=None)] == ["sign"]
 
 
+def test_init_gives_the_console_its_second_factor_key_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Made with the store, so a keystore archived for Kubernetes (unpacked into memory at
+    each start) carries it, and officers' codes survive a restart."""
+    _run(["keys", "init", "--party", "console", "--dir", str(tmp_path / "c")], capsys)
+    _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "w")], capsys)
+    assert (tmp_path / "c" / "users-totp.secret").is_file()
+    assert not (tmp_path / "w" / "users-totp.secret").exists()
+
+
 def test_init_with_the_project_bundle_gives_every_party_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,9 +11,10 @@ from structlog.testing import capture_logs
 from broker.cli._audit import ReportReason, SubjectReason
 from broker.cli._officer import FAILED, cli_chain, sign_in
 from broker.config import Settings, load_settings
-from broker.console import UserFile
+from broker.console import TotpBox, UserFile
 from broker.errors import SignInFailed, UsageError
 from broker.governance import LookupPurpose, ReportPurpose
+from broker.keys import FileKeyStore
 
 PASSWORD = "correct horse battery staple"
 
@@ -22,8 +23,17 @@ PASSWORD = "correct horse battery staple"
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     settings = load_settings()
-    UserFile(settings.console_users_file).add("ig.jo", PASSWORD)
+    FileKeyStore(settings.keys_dir, create=True)
+    UserFile(settings.console_users_file, box=box(settings)).add("ig.jo", PASSWORD)
     return settings
+
+
+def keys(settings: Settings) -> FileKeyStore:
+    return FileKeyStore(settings.keys_dir)  # the console's: one keystore for everything
+
+
+def box(settings: Settings) -> TotpBox:
+    return TotpBox.from_keystore(keys(settings), "console")
 
 
 def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
@@ -35,7 +45,10 @@ def test_the_right_password_on_stdin_signs_the_officer_in(
 ) -> None:
     _stdin(monkeypatch, PASSWORD + "\n")
     with capture_logs() as logs:
-        assert sign_in(settings, "ig.jo", password_stdin=True, code=None) == "ig.jo"
+        assert (
+            sign_in(settings, "ig.jo", keys=keys(settings), password_stdin=True, code=None)
+            == "ig.jo"
+        )
     assert logs == []  # nothing may reach stdout ahead of a command's JSON or CSV
 
 
@@ -45,7 +58,7 @@ def test_a_wrong_password_or_unknown_account_fail_alike_and_log_no_name(
 ) -> None:
     _stdin(monkeypatch, "not the password at all\n")
     with capture_logs() as logs, pytest.raises(SignInFailed) as failed:
-        sign_in(settings, name, password_stdin=True, code=None)
+        sign_in(settings, name, keys=keys(settings), password_stdin=True, code=None)
     assert str(failed.value) == FAILED
     assert logs == []
 
@@ -55,7 +68,7 @@ def test_without_a_terminal_the_password_must_come_on_stdin(
 ) -> None:
     _stdin(monkeypatch, PASSWORD + "\n")  # not a terminal: never read unasked
     with pytest.raises(UsageError, match="--password-stdin"):
-        sign_in(settings, "ig.jo", password_stdin=False, code=None)
+        sign_in(settings, "ig.jo", keys=keys(settings), password_stdin=False, code=None)
 
 
 def test_the_command_line_writes_its_own_console_chain() -> None:
@@ -75,7 +88,7 @@ def test_an_account_with_a_second_factor_needs_a_fresh_code(
 ) -> None:
     import pyotp
 
-    users = UserFile(settings.console_users_file)
+    users = UserFile(settings.console_users_file, box=box(settings))
     users.add("ig.totp", PASSWORD, totp=True)
     enrolment = users.totp_enrolment("ig.totp")
     assert enrolment is not None
@@ -84,7 +97,10 @@ def test_an_account_with_a_second_factor_needs_a_fresh_code(
                               (code, True), (code, False)):  # fmt: skip
         _stdin(monkeypatch, PASSWORD + "\n")
         if expected:
-            assert sign_in(settings, "ig.totp", password_stdin=True, code=attempt) == "ig.totp"
+            assert (
+                sign_in(settings, "ig.totp", keys=keys(settings), password_stdin=True, code=attempt)
+                == "ig.totp"
+            )
         else:  # no code, a wrong one, and the right one used a second time
             with pytest.raises(SignInFailed):
-                sign_in(settings, "ig.totp", password_stdin=True, code=attempt)
+                sign_in(settings, "ig.totp", keys=keys(settings), password_stdin=True, code=attempt)

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from broker.audit import AuditRecord, ChainWriter, KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.config import ConsoleSettings
-from broker.console import ConsoleDeps, UserFile, create_app
+from broker.console import ConsoleDeps, TotpBox, UserFile, create_app
 from broker.errors import TransportError
 from broker.governance import AuditStore, open_store
 from broker.keys import FileKeyStore
@@ -103,10 +103,11 @@ def indexed(
 
 
 @pytest.fixture
-def users(audit_home: Path) -> UserFile:
+def users(audit_home: Path, keys: FileKeyStore) -> UserFile:
     # Cheap Argon2 parameters: the tests check our use of it, not its cost.
     u = UserFile(
         audit_home / "console" / "users.json",
+        box=TotpBox.from_keystore(keys, "console"),
         hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
     )
     u.add(OFFICER, PASSWORD)

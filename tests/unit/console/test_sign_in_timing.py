@@ -18,18 +18,20 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from broker.audit import AuditRecord
-from broker.console import UserFile
+from broker.console import TotpBox, UserFile
+from broker.keys import FileKeyStore
 from tests.unit.console.conftest import OFFICER, PASSWORD, csrf_of
 
 ROUNDS = 9
 
 
 @pytest.fixture
-def users(audit_home: Path) -> UserFile:
+def users(audit_home: Path, keys: FileKeyStore) -> UserFile:
     # Costly enough (~10-30 ms) that the hash, not the request around it, is what is timed;
     # cheap enough for a unit test. Production's defaults cost more, which only widens a gap.
     u = UserFile(
         audit_home / "console" / "users.json",
+        box=TotpBox.from_keystore(keys, "console"),
         hasher=PasswordHasher(time_cost=2, memory_cost=16 * 1024, parallelism=1),
     )
     u.add(OFFICER, PASSWORD, totp=True)

@@ -12,14 +12,20 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 
-from broker.console import UserFile
+from broker.console import TotpBox, UserFile
+from broker.crypto import random_bytes
 from broker.errors import ConfigError, UsageError
 
 FAST = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+KEY = random_bytes(32)  # what the console's keystore would hold as users-totp.secret
+
+
+def box(owner: str = "console") -> TotpBox:
+    return TotpBox(KEY, owner)
 
 
 def test_a_password_is_stored_only_as_an_argon2id_hash_in_a_private_file(tmp_path: Path) -> None:
-    users = UserFile(tmp_path / "console" / "users.json", hasher=FAST)
+    users = UserFile(tmp_path / "console" / "users.json", box=box(), hasher=FAST)
     users.add("ig.jo", "a long enough secret")
     text = users.path.read_text()
     assert "a long enough secret" not in text
@@ -29,7 +35,7 @@ def test_a_password_is_stored_only_as_an_argon2id_hash_in_a_private_file(tmp_pat
 
 
 def test_only_the_right_password_verifies(tmp_path: Path) -> None:
-    users = UserFile(tmp_path / "users.json", hasher=FAST)
+    users = UserFile(tmp_path / "users.json", box=box(), hasher=FAST)
     users.add("ig.jo", "a long enough secret")
     assert users.verify("ig.jo", "a long enough secret")
     assert not users.verify("ig.jo", "a long enough secreT")
@@ -38,7 +44,7 @@ def test_only_the_right_password_verifies(tmp_path: Path) -> None:
 
 
 def test_an_existing_account_is_replaced_only_on_request(tmp_path: Path) -> None:
-    users = UserFile(tmp_path / "users.json", hasher=FAST)
+    users = UserFile(tmp_path / "users.json", box=box(), hasher=FAST)
     users.add("ig.jo", "first password!")
     with pytest.raises(UsageError, match="exists"):
         users.add("ig.jo", "second password!")
@@ -55,7 +61,7 @@ def test_an_existing_account_is_replaced_only_on_request(tmp_path: Path) -> None
 def test_bad_names_and_passwords_are_refused(
     tmp_path: Path, name: str, password: str, match: str
 ) -> None:
-    users = UserFile(tmp_path / "users.json", hasher=FAST)
+    users = UserFile(tmp_path / "users.json", box=box(), hasher=FAST)
     with pytest.raises(UsageError, match=match):
         users.add(name, password)
     assert not users.path.exists()
@@ -63,10 +69,10 @@ def test_bad_names_and_passwords_are_refused(
 
 def test_a_hash_with_old_parameters_is_upgraded_at_sign_in(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
-    UserFile(path, hasher=FAST).add("ig.jo", "a long enough secret")
+    UserFile(path, box=box(), hasher=FAST).add("ig.jo", "a long enough secret")
     old = path.read_text()
     stronger = PasswordHasher(time_cost=2, memory_cost=128, parallelism=1)
-    assert UserFile(path, hasher=stronger).verify("ig.jo", "a long enough secret")
+    assert UserFile(path, box=box(), hasher=stronger).verify("ig.jo", "a long enough secret")
     assert path.read_text() != old
     assert "m=128,t=2" in path.read_text()
 
@@ -75,11 +81,11 @@ def test_a_damaged_accounts_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="console accounts file"):
-        UserFile(path, hasher=FAST).verify("ig.jo", "whatever password")
+        UserFile(path, box=box(), hasher=FAST).verify("ig.jo", "whatever password")
 
 
 def test_removing_an_account(tmp_path: Path) -> None:
-    users = UserFile(tmp_path / "users.json", hasher=FAST)
+    users = UserFile(tmp_path / "users.json", box=box(), hasher=FAST)
     users.add("ig.jo", "a long enough secret")
     users.remove("ig.jo")
     assert not users.exists("ig.jo")
@@ -88,7 +94,7 @@ def test_removing_an_account(tmp_path: Path) -> None:
 
 
 def totp_user(tmp_path: Path) -> tuple[UserFile, pyotp.TOTP]:
-    users = UserFile(tmp_path / "users.json", hasher=FAST)
+    users = UserFile(tmp_path / "users.json", box=box(), hasher=FAST)
     users.add("ig.jo", "a long enough secret", totp=True)
     enrolment = users.totp_enrolment("ig.jo")
     assert enrolment is not None
@@ -100,7 +106,7 @@ STEP = timedelta(seconds=30)
 
 
 def test_an_account_without_a_second_factor_needs_no_code(tmp_path: Path) -> None:
-    users = UserFile(tmp_path / "users.json", hasher=FAST)
+    users = UserFile(tmp_path / "users.json", box=box(), hasher=FAST)
     users.add("ig.jo", "a long enough secret")
     assert not users.has_second_factor("ig.jo")
     assert users.authenticate("ig.jo", "a long enough secret", None, now=NOW)
@@ -141,7 +147,7 @@ def test_a_code_is_accepted_once_and_no_older_code_after_it(tmp_path: Path) -> N
     assert not users.authenticate("ig.jo", pw, code, now=NOW)
     assert not users.authenticate("ig.jo", pw, totp.at(NOW - STEP), now=NOW)
     # Kept in the file: the CLI and the console (two UserFiles) refuse it alike.
-    assert not UserFile(users.path, hasher=FAST).authenticate("ig.jo", pw, code, now=NOW)
+    assert not UserFile(users.path, box=box(), hasher=FAST).authenticate("ig.jo", pw, code, now=NOW)
     assert users.authenticate("ig.jo", pw, totp.at(NOW + STEP), now=NOW + STEP)
 
 
@@ -158,11 +164,12 @@ def test_the_accounts_file_keeps_the_second_factor_and_stays_format_1(tmp_path: 
     stored = json.loads(users.path.read_text())
     assert stored["format"] == 1
     jo = stored["users"]["ig.jo"]["totp"]
-    assert jo["secret"] == totp.secret
+    assert "secret" not in jo
+    assert box().open("ig.jo", jo["secret_sealed"]) == totp.secret
     assert datetime.fromisoformat(jo["enrolled_at"])
     assert jo["last_step"] == totp.timecode(NOW)
     assert "totp" not in stored["users"]["ig.sam"]
-    again = UserFile(users.path, hasher=FAST)
+    again = UserFile(users.path, box=box(), hasher=FAST)
     assert [(a.name, a.second_factor) for a in again.accounts()] == [
         ("ig.jo", True),
         ("ig.sam", False),
@@ -174,7 +181,7 @@ def test_an_accounts_file_from_before_second_factors_still_signs_in(tmp_path: Pa
     path = tmp_path / "users.json"
     user = {"hash": FAST.hash("a long enough secret"), "created_at": "2026-01-05T10:00:00+00:00"}
     path.write_text(json.dumps({"format": 1, "users": {"ig.jo": user}}))
-    users = UserFile(path, hasher=FAST)
+    users = UserFile(path, box=box(), hasher=FAST)
     assert not users.has_second_factor("ig.jo")
     assert users.authenticate("ig.jo", "a long enough secret", None)
 
@@ -235,7 +242,7 @@ def test_every_answer_costs_exactly_one_argon2_verification(
     tmp_path: Path, name: str, password: str, code: str | None
 ) -> None:
     hasher = CountingHasher()
-    users = UserFile(tmp_path / "users.json", hasher=hasher)
+    users = UserFile(tmp_path / "users.json", box=box(), hasher=hasher)
     users.add("ig.jo", "a long enough secret", totp=True)
     users.add("ig.sam", "another long secret")
     enrolment = users.totp_enrolment("ig.jo")
@@ -253,9 +260,9 @@ def test_one_desks_accounts_file_is_refused_by_another_desk(tmp_path: Path) -> N
     """Two desks given one users file (ACCORD_DESK__USERS_FILE) would sign in each other's
     staff: the file is its first owner's, and another owner's reads and writes stop."""
     path = tmp_path / "desk" / "users.json"
-    tipton = UserFile(path, hasher=FAST, owner="desk:cog-tipton")
+    tipton = UserFile(path, box=box("desk:cog-tipton"), hasher=FAST)
     tipton.add("duty.1", "a long enough secret", totp=False)
-    oldbury = UserFile(path, hasher=FAST, owner="desk:cog-oldbury")
+    oldbury = UserFile(path, box=box("desk:cog-oldbury"), hasher=FAST)
     with pytest.raises(ConfigError, match="desk:cog-tipton's accounts, not desk:cog-oldbury's"):
         oldbury.verify("duty.1", "a long enough secret")
     with pytest.raises(ConfigError, match="desk:cog-tipton's accounts"):
@@ -267,19 +274,20 @@ def test_the_console_refuses_a_desks_accounts_file(tmp_path: Path) -> None:
     """ACCORD_CONSOLE__USERS_FILE pointed at a desk's file would sign desk staff in to the
     governance console."""
     path = tmp_path / "users.json"
-    UserFile(path, hasher=FAST, owner="desk:sandwell-coord").add(
+    UserFile(path, box=box("desk:sandwell-coord"), hasher=FAST).add(
         "bob", "a long enough secret", totp=False
     )
-    console = UserFile(path, hasher=FAST, owner="console")
+    console = UserFile(path, box=box("console"), hasher=FAST)
     with pytest.raises(ConfigError, match="desk:sandwell-coord's accounts, not console's"):
         console.verify("bob", "a long enough secret")
 
 
 def test_a_console_accounts_file_from_before_owners_is_taken_and_marked(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
-    UserFile(path, hasher=FAST).add("ig.jo", "a long enough secret", totp=False)
-    console = UserFile(path, hasher=FAST, owner="console")
+    user = {"hash": FAST.hash("a long enough secret"), "created_at": "2026-01-05T10:00:00+00:00"}
+    path.write_text(json.dumps({"format": 1, "users": {"ig.jo": user}}))  # no "owner"
+    console = UserFile(path, box=box("console"), hasher=FAST)
     assert console.verify("ig.jo", "a long enough secret")
     console.add("ig.sam", "another long secret", totp=False)
     with pytest.raises(ConfigError, match="console's accounts"):
-        UserFile(path, hasher=FAST, owner="desk:cog-tipton").accounts()
+        UserFile(path, box=box("desk:cog-tipton"), hasher=FAST).accounts()

@@ -18,7 +18,8 @@ from broker.config import DeskSettings, SchoolCalendar
 from broker.desk import DeskDeps, DeskStore, create_desk_app, open_desk_store
 from broker.errors import TransportError
 from broker.events import Delivery
-from broker.webauth import UserFile
+from broker.keys import FileKeyStore
+from broker.webauth import TotpBox, UserFile
 from tests.unit.audit.conftest import run_cli  # noqa: F401  # a re-exported pytest fixture
 
 USER = "kim.ward"
@@ -103,8 +104,10 @@ def store(tmp_path: Path) -> Iterator[DeskStore]:
 
 @pytest.fixture
 def users(tmp_path: Path) -> UserFile:
+    keys = FileKeyStore(tmp_path / "keys" / "sandwell-coord", create=True)
     u = UserFile(
         tmp_path / "desk" / "users.json",
+        box=TotpBox.from_keystore(keys, "desk:sandwell-coord"),
         hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
     )
     u.add(USER, PASSWORD)

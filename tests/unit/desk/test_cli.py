@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.keys import FileKeyStore
+from broker.webauth import TotpBox
 from tests.unit.audit.conftest import Run
 
 
@@ -22,6 +24,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_add_user_makes_a_party_s_own_account_with_a_second_factor(
     home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    keys = FileKeyStore(home / "keys", create=True)
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
     code, out, err = run_cli(
         ["desk", "add-user", "--as", "cog-tipton", "sam.okafor", "--password-stdin"]
@@ -30,7 +33,12 @@ def test_add_user_makes_a_party_s_own_account_with_a_second_factor(
     assert out.startswith("desk user sam.okafor of cog-tipton created")
     stored = json.loads((home / "desk" / "cog-tipton" / "users.json").read_text())
     assert stored["users"]["sam.okafor"]["hash"].startswith("$argon2id$")
-    assert stored["users"]["sam.okafor"]["totp"]["secret"] in out  # shown this once
+    factor = stored["users"]["sam.okafor"]["totp"]
+    assert "secret" not in factor  # sealed under the party's keystore, for the party's desk
+    secret = TotpBox.from_keystore(keys, "desk:cog-tipton").open(
+        "sam.okafor", factor["secret_sealed"]
+    )
+    assert secret in out  # shown this once
     assert "issuer=Accord%20desk%20cog-tipton" in out  # not the governance console's
 
 
@@ -57,15 +65,14 @@ def test_a_desk_that_cannot_work_is_one_line_on_stderr(
 def test_a_keystore_without_the_party_s_key_is_one_line_on_stderr(
     home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from broker.keys import FileKeyStore
-
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
-    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
-    code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
-    assert code != 0
+    code, _, err = run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])
+    assert code != 0  # the keystore seals the account's second factor
     assert err.count("\n") == 1
     assert "no keystore" in err
     FileKeyStore(home / "keys", create=True).ensure_party("wmp")  # someone else's keys
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
     code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
     assert code != 0
     assert err.count("\n") == 1
