@@ -39,6 +39,7 @@ from broker.events._model import (
     Subject,
     _require_aware,
     iso_text,
+    latest_day,
 )
 
 __all__ = ["ConsentRecord", "ConsentState", "ConsentSubject", "normalise_name"]
@@ -197,7 +198,7 @@ class ConsentRecord(BaseModel):
         if self.valid_until is not None and self.valid_until < self.recorded_at:
             raise ValueError("valid_until is before recorded_at: it could never be in force")
         dob = self.subject.dob
-        if dob is not None and (dob < EARLIEST_DOB or dob > (self.recorded_at + CLOCK_SKEW).date()):
+        if dob is not None and (dob < EARLIEST_DOB or dob > latest_day(self.recorded_at)):
             raise ValueError("subject.dob is before 1900 or after recorded_at")
         return self
 

@@ -9,7 +9,7 @@ raises ``RuntimeError`` rather than silently reading the wall clock.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
 
@@ -109,6 +109,19 @@ ALWAYS_TRAVELS: Final[tuple[str, ...]] = ("event_id", "type", "sender", "occurre
 # Agency clocks drift; an event stamped a few minutes ahead of ours is not an error.
 CLOCK_SKEW: Final = timedelta(minutes=5)
 EARLIEST_DOB: Final = date(1900, 1, 1)
+# British Summer Time is UTC+1, and no day in England begins before the day at that offset:
+# a date of birth is a day in England, judged against it with no time-zone database.
+_UK_LATEST: Final = timezone(timedelta(hours=1))
+
+
+def latest_day(at: datetime) -> date:
+    """The latest calendar day it can be at ``at`` (and the clock skew) for whoever wrote it:
+    in the instant's own offset, or in England. A baby born at 00:30 BST on 11 June is born
+    on a day that UTC reaches an hour later: a referral made at once is not dated before the
+    birth."""
+    t = at + CLOCK_SKEW
+    return max(t.date(), t.astimezone(_UK_LATEST).date())
+
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 PartyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
@@ -197,7 +210,7 @@ class Subject(_Frozen):
             return None
         if value < EARLIEST_DOB:
             raise ValueError("is before 1900")
-        if value > (now_from(info) + CLOCK_SKEW).date():
+        if value > latest_day(now_from(info)):
             raise ValueError("is in the future")
         return value
 
@@ -252,8 +265,8 @@ class ContactEvent(_Frozen):
     def _born_by_occurred_at(self) -> ContactEvent:
         # A child cannot be the subject of an incident before birth: the dates are swapped
         # or mistyped in the sending system. The day of occurred_at as the sender wrote it
-        # (its own offset), with the clock skew consent records allow against recorded_at.
-        latest = (self.occurred_at + CLOCK_SKEW).date()
+        # (its own offset) or in England, with the clock skew.
+        latest = latest_day(self.occurred_at)
         late = [i for i, s in enumerate(self.subjects) if s.dob is not None and s.dob > latest]
         if late:
             # Raised as a ValidationError so each problem is located at its subject's dob

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -113,6 +113,15 @@ def test_a_consent_record_that_cannot_be_right_is_refused(
         parse_consent(record, now=AT)
     assert "2099" not in str(err.value)
     assert "Hollis" not in str(err.value)
+
+
+def test_consent_recorded_just_after_midnight_in_summer_may_name_a_baby_born_that_day() -> None:
+    """23:40 UTC on 10 June is 00:40 on the 11th in England, the day the baby was born."""
+    record = {**BASE, "subject": {"nhs_number": CHILD_NHS, "dob": "2026-06-11"},
+              "recorded_at": "2026-06-10T23:40:00Z"}  # fmt: skip
+    assert parse_consent(record, now=AT).subject.dob == date(2026, 6, 11)
+    with pytest.raises(EventInvalid, match="after recorded_at"):
+        parse_consent({**record, "recorded_at": "2026-06-10T22:50:00Z"}, now=AT)
 
 
 def test_a_record_filed_before_these_rules_is_still_read_back_as_filed() -> None:

@@ -128,14 +128,33 @@ def test_every_subject_born_after_the_event_is_reported() -> None:
     }
 
 
-def test_the_day_of_occurred_at_is_the_senders_own_day_with_the_clock_skew() -> None:
-    """00:30 British Summer Time is that day's, written with its offset; and an event stamped
-    within the clock skew of midnight may name a child born the next day, as consent may."""
+def test_the_day_of_occurred_at_is_the_latest_in_england_or_in_the_senders_offset() -> None:
+    """A baby born at 00:30 British Summer Time on 11 June may be in an event stamped in UTC
+    (23:30 on the 10th) or with its own offset; one stamped before 23:55 BST on the 10th
+    (with the clock skew) may not name it."""
     born = [subject("child", dob="2026-06-11")]
     parse_event(event_dict(occurred_at="2026-06-11T00:30:00+01:00", subjects=born), now=AT)
-    parse_event(event_dict(occurred_at="2026-06-10T23:57:00Z", subjects=born), now=AT)
-    refused = _problems(event_dict(occurred_at="2026-06-10T23:54:00Z", subjects=born))
+    parse_event(event_dict(occurred_at="2026-06-10T23:30:00Z", subjects=born), now=AT)
+    parse_event(event_dict(occurred_at="2026-06-10T22:56:00Z", subjects=born), now=AT)
+    refused = _problems(event_dict(occurred_at="2026-06-10T22:54:00Z", subjects=born))
     assert refused == {"subjects[0].dob": "is after occurred_at"}
+    # The sender's own day, whatever England's (still the 10th there):
+    parse_event(event_dict(occurred_at="2026-06-11T07:00:00+09:00", subjects=born), now=AT)
+
+
+def test_a_baby_born_after_midnight_in_summer_is_not_born_in_the_future() -> None:
+    """The worker's clock is UTC: at 23:40 UTC on 10 June it is already 11 June in England."""
+    late_evening = datetime(2026, 6, 10, 23, 40, tzinfo=UTC)
+    data = event_dict(
+        occurred_at="2026-06-10T23:35:00Z", subjects=[subject("child", dob="2026-06-11")]
+    )
+    parse_event(data, now=late_evening)
+    tomorrow = event_dict(
+        occurred_at="2026-06-10T23:35:00Z", subjects=[subject("child", dob="2026-06-12")]
+    )
+    with pytest.raises(EventInvalid) as info:
+        parse_event(tomorrow, now=late_evening)
+    assert ("subjects[0].dob", "is in the future") in info.value.problems
 
 
 def test_validating_without_a_clock_is_a_programming_error() -> None:
