@@ -41,8 +41,8 @@ _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
 # 020-7946-0000, IG/94/34/76/59/19), but not a case number such as IG-2026-000123, whose ten
 # digits are as many as an NHS number's. Each run of digit groups joined by separators is
 # tried group by group, so a number inside a longer reference is found too.
-_DIGIT_GROUPS = re.compile(r"\d+(?:[-./:_]\d+)*")
-_SEPARATOR = re.compile(r"[-./:_]")
+_DIGIT_GROUPS = re.compile(r"\d+(?:[-./:_]+\d+)*")
+_SEPARATOR = re.compile(r"[-./:_]+")
 
 
 def _holds_a_number(reference: str) -> bool:
@@ -60,11 +60,7 @@ def _could_be_personal(groups: list[str]) -> bool:
     digits = "".join(groups)
     if len(digits) < 10:
         return False
-    if (
-        len(groups) == 1
-        or digits.startswith("0")
-        or (digits.startswith("44") and len(digits) >= 12)
-    ):
+    if len(groups) == 1 or _telephone(digits):
         return True  # ten digits in a row; a telephone number as dialled, or from abroad
     if len(digits) != 10:
         return False
@@ -75,6 +71,16 @@ def _could_be_personal(groups: list[str]) -> bool:
     # Scottish CHI number, which starts with its holder's date of birth (ddmmyy). A case
     # number that is neither, such as IG-2026-000123 (a 26th month), is taken.
     return is_valid_nhs_number(digits) and (digits[0] >= "3" or _is_ddmmyy(digits[:6]))
+
+
+def _telephone(digits: str) -> bool:
+    """A UK number as dialled: eleven digits from 0 (07700 900123, 020 7946 0000), ten from
+    01 or 08 (some areas' numbers, 0800's); or from abroad, 44 and ten more. Ten digits from
+    00, 02, 05 or 07 are not a number anyone dials, but they are a month or a sequence
+    (IG/07/2026/0042, REQ-000123-2026)."""
+    if digits.startswith("0"):
+        return len(digits) >= 11 or digits.startswith(("01", "08"))
+    return digits.startswith("44") and len(digits) >= 12
 
 
 def _is_ddmmyy(text: str) -> bool:

@@ -212,6 +212,9 @@ def test_a_refused_review_does_not_repeat_the_event_id_or_recipient_typed(
         ("ig", "justified", "44-7700-900123", "--reference"),  # a telephone number from abroad
         ("ig", "justified", "7700-900-123", "--reference"),  # a mobile without its 0
         ("ig", "justified", "999-123-4567", "--reference"),  # NHS form, even failing the check
+        ("ig", "justified", "943--476--5919", "--reference"),  # separators doubled
+        ("ig", "justified", "020-/7946-/0000", "--reference"),
+        ("ig", "justified", "0800-123-456", "--reference"),  # ten digits, dialled
     ],
 )
 def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
@@ -225,9 +228,16 @@ def _grouped(draw: st.DrawFn, digits: str) -> str:
     cuts = sorted(draw(st.sets(st.integers(1, len(digits) - 1), max_size=len(digits) - 1)))
     bounds = [0, *cuts, len(digits)]
     groups = [digits[a:b] for a, b in itertools.pairwise(bounds)]
-    seps = draw(st.lists(st.sampled_from("-./:_"), min_size=len(groups), max_size=len(groups)))
+    seps = draw(
+        st.lists(
+            st.text("-./:_", min_size=1, max_size=2),
+            min_size=len(groups) - 1,
+            max_size=len(groups) - 1,
+        )
+    )
     prefix = draw(st.sampled_from(["", "IG-", "ref/", "IG/7/"]))
-    return prefix + "".join(g + s for g, s in zip(groups, seps, strict=True))[:-1]
+    joined = "".join(g + s for g, s in zip(groups[:-1], seps, strict=True)) + groups[-1]
+    return prefix + joined
 
 
 @st.composite
@@ -243,8 +253,10 @@ def _nhs_number_grouped(draw: st.DrawFn) -> str:
 
 @st.composite
 def _telephone_grouped(draw: st.DrawFn) -> str:
-    rest = draw(st.text("0123456789", min_size=9, max_size=10))
-    return _grouped(draw, "0" + rest)
+    """A UK number as dialled: eleven digits from 0, or ten from 01 or 08."""
+    ten = draw(st.sampled_from("18")) + draw(st.text("0123456789", min_size=8, max_size=8))
+    eleven = draw(st.text("0123456789", min_size=10, max_size=10))
+    return _grouped(draw, "0" + draw(st.sampled_from([ten, eleven])))
 
 
 @settings(max_examples=300)
@@ -274,6 +286,10 @@ def test_a_scottish_chi_number_regrouped_is_refused_and_a_year_and_sequence_take
         ("justified", "IG-2026-000123", ReviewFinding.JUSTIFIED),  # as many digits as an NHS number
         ("justified", "IG-2026-000124", ReviewFinding.JUSTIFIED),
         ("justified", "INC-2026-0001234", ReviewFinding.JUSTIFIED),
+        ("justified", "IG/07/2026/0042", ReviewFinding.JUSTIFIED),  # a month, a year, a number
+        ("justified", "MASH/05/12/2026/17", ReviewFinding.JUSTIFIED),
+        ("justified", "REQ-000123-2026", ReviewFinding.JUSTIFIED),
+        ("justified", "IG-2026-000123-0042", ReviewFinding.JUSTIFIED),
     ],
 )
 def test_a_finding_and_a_case_reference_are_taken(
