@@ -119,8 +119,11 @@ def latest_day(at: datetime) -> date:
     in the instant's own offset, or in England. A baby born at 00:30 BST on 11 June is born
     on a day that UTC reaches an hour later: a referral made at once is not dated before the
     birth."""
-    t = at + CLOCK_SKEW
-    return max(t.date(), t.astimezone(_UK_LATEST).date())
+    try:
+        t = at + CLOCK_SKEW
+        return max(t.date(), t.astimezone(_UK_LATEST).date())
+    except OverflowError:  # within an hour of the end of year 9999: no later day exists
+        return date.max
 
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]

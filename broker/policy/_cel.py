@@ -211,7 +211,9 @@ def _age(dob: Any, at: datetime) -> int | None:
     if dob is None:
         return None
     today = at.astimezone(UTC).date()
-    return int(today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day)))
+    # At least 0: a baby born after midnight in England may be named while UTC's day is
+    # still the one before (broker.events' latest_day).
+    return max(0, int(today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))))
 
 
 # A subject as CEL sees it: no names, no identifiers, an age rather than a date of birth.

@@ -20,7 +20,9 @@ _PARTS = re.compile(r"[\s\-]+")
 
 
 def age_in_years(dob: date, on: date) -> int:
-    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
+    # At least 0: a baby born after midnight in England, named while UTC's day is the one
+    # before (broker.events' latest_day), is not -1.
+    return max(0, on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day)))
 
 
 def age_band(dob: date, on: date) -> str:

@@ -234,7 +234,7 @@ def _age(dob: Any, at: datetime) -> int | None:
     if dob is None:
         return None
     today = at.astimezone(UTC).date()
-    return int(today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day)))
+    return max(0, int(today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))))
 
 
 def cel_whole_event(ev: ContactEvent, at: datetime) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pytest
 
 from broker.policy._cel import EventActivation, compile_condition
@@ -12,6 +14,7 @@ from broker.policy._cel_reads import (
     blank_strings,
     reads_of,
 )
+from broker.policy._transform import age_in_years
 from tests.unit.policy.kit import AT, event, subject
 
 
@@ -64,6 +67,18 @@ def test_condition_sees_ages_not_names() -> None:
     names, _ = compile_condition("event.subjects.exists(s, dyn(s)['given_name'] == 'Amy')")
     assert names is not None
     assert names.evaluate(act, None) is None
+
+
+def test_a_baby_born_after_midnight_in_summer_is_aged_0_while_utc_is_on_the_day_before() -> None:
+    """00:40 BST on 11 June is 23:40 UTC on the 10th: the event is valid, the age is not -1."""
+    at = datetime(2026, 6, 10, 23, 40, tzinfo=UTC)
+    newborn = event(
+        occurred_at="2026-06-10T23:35:00Z", subjects=[subject("child", dob="2026-06-11")]
+    )
+    cond, _ = compile_condition("event.subjects.exists(s, s.age == 0)")
+    assert cond is not None
+    assert cond.evaluate(EventActivation(newborn, at), None) is True
+    assert age_in_years(date(2026, 6, 11), date(2026, 6, 10)) == 0
 
 
 def test_non_boolean_results_are_treated_as_failures() -> None:
