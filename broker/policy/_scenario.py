@@ -206,10 +206,11 @@ def load_scenarios(file: Path) -> list[Scenario | FlagScenario]:
 
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
-    """Scenario files named directly, and every ``*.yaml``/``*.yml`` under named folders but
-    those of a policy bundle (a folder holding ``parties.yaml``, and everything under it): a
-    folder of examples keeps its bundle beside its scenarios, and a bundle's files are not
-    scenarios."""
+    """Scenario files named directly, and every ``*.yaml``/``*.yml`` under named folders but a
+    policy bundle's own files: a folder of examples keeps its bundle beside its scenarios, and
+    a bundle (a folder holding ``parties.yaml``) keeps its scenarios in a folder of its own.
+    Linked and hidden folders are not followed (a link back up would walk the tree again; a
+    ``.venv`` holds other programs' YAML)."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -222,12 +223,13 @@ def collect_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def _scenario_files(folder: Path) -> Iterator[Path]:
-    if any((folder / f"parties{suffix}").is_file() for suffix in (".yaml", ".yml")):
-        return
+    bundle = any((folder / f"parties{suffix}").is_file() for suffix in (".yaml", ".yml"))
     for entry in folder.iterdir():
         if entry.is_dir():
-            yield from _scenario_files(entry)
-        elif entry.suffix in {".yaml", ".yml"} and entry.is_file():
+            hidden = entry.is_symlink() or entry.name.startswith(".")
+            if not hidden and not (bundle and entry.name == "agreements"):
+                yield from _scenario_files(entry)
+        elif not bundle and entry.suffix in {".yaml", ".yml"} and entry.is_file():
             yield entry
 
 

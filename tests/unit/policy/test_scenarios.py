@@ -103,15 +103,22 @@ def test_policies_are_relative_to_the_scenario_file(tmp_path: Path) -> None:
 
 
 def test_a_folder_of_examples_runs_its_scenarios_and_not_its_bundles_files(tmp_path: Path) -> None:
-    """``accord policy test examples/``: the bundle beside the scenarios is not read as them."""
+    """``accord policy test examples/``: the bundles' own files are not read as scenarios, and
+    the scenarios a bundle keeps in a folder of its own are run; links are not followed."""
     scenario = _write(tmp_path)
     nested = tmp_path / "more" / "bundle-copy"
     write_bundle(nested)
     (nested.parent / "same.yml").write_text(scenario.read_text().replace("bundle", "bundle-copy"))
+    (nested / "scenarios").mkdir()
+    inside = nested / "scenarios" / "inside.yaml"
+    inside.write_text(scenario.read_text().replace("policies: bundle", "policies: .."))
+    (nested / "scenarios" / "up").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "port.yaml").write_text("package: x\n")
     files = collect_files([tmp_path])
-    assert files == [tmp_path / "more" / "same.yml", scenario]
+    assert files == [inside, tmp_path / "more" / "same.yml", scenario]
     results = list(run_scenarios(files, None))
-    assert len(results) == 4  # two scenarios a file
+    assert len(results) == 6  # two scenarios a file
     assert all(not isinstance(r, ScenarioInvalid) and r.passed for r in results)
 
 
