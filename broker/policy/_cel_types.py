@@ -139,7 +139,9 @@ class _Walk:
             items = {self.kind(item, scope) for item in node.items}
             if not items:
                 return ListOf(None)  # empty: a list all the same, of nothing known
-            return ListOf(items.pop()) if len(items) == 1 else None
+            # Items of one known kind; of unknown ones it is not the empty list's ListOf(None),
+            # which _either takes for whatever the other branch is.
+            return ListOf(items.pop()) if len(items) == 1 and None not in items else None
         if isinstance(node, MapLit):
             for key, value in node.entries:
                 self.kind(key, scope)

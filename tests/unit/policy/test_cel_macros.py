@@ -144,6 +144,10 @@ def test_a_name_bound_again_by_an_inner_macro_is_the_inner_macros() -> None:
         "event.subjects.exists(s, dyn(s).role == 'child')",  # dyn: not followed
         "event.subjects.exists(s, s.role == 'child') // s.rol in a comment is not a read\n",
         "event.subjects.exists(s, 's.rol' != s.role)",
+        # A list of maps written in the condition is not a list of subjects, whatever the
+        # other branch of the choice is:
+        "(event.need_level > 3 ? event.subjects : [{'role': 'none', 'flagged': true}])"
+        ".exists(s, has(s.flagged))",
     ],
 )
 def test_a_valid_macro_condition_still_loads(source: str) -> None:
