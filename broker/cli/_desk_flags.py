@@ -14,6 +14,8 @@ from broker.config import load_settings
 from broker.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from broker.config import KafkaSettings
 
 As = Annotated[str, typer.Option("--as", help="The party (a co-ordinating team) you run as.")]
@@ -57,6 +59,10 @@ def register(desk: typer.Typer) -> None:
             raise UsageError("the policy bundle has no flag rules (flags.yaml)")
         keys = keystore(settings, party)
         kafka = client_settings(settings, party)
+        # faust reports Kafka being down, or a topic missing, as pages of its own traceback:
+        # both are checked first, and said in one line. The topics' settings say how long
+        # withdrawal markers must be kept (broker.desk._withdrawn_keep).
+        keep = asyncio.run(_preflight(kafka, party))
         opts = FlagServiceOptions(
             party=party,
             kafka=kafka,
@@ -66,17 +72,16 @@ def register(desk: typer.Typer) -> None:
             datadir=settings.home / "desk" / party / "flags",
             # As provisioning created its topics (the changelog is co-partitioned).
             partitions=kafka.partitions,
+            withdrawn_keep=keep,
         )
-        # faust reports Kafka being down, or a topic missing, as pages of its own traceback:
-        # both are checked first, and said in one line.
-        asyncio.run(_preflight(kafka, party))
         opts.datadir.mkdir(parents=True, exist_ok=True)
         app = build_flags_app(opts)
         worker = faust.Worker(app, loglevel=loglevel.value, quiet=True)
         worker.execute_from_commandline()
 
 
-async def _preflight(kafka: KafkaSettings, party: str) -> None:
+async def _preflight(kafka: KafkaSettings, party: str) -> timedelta | None:
+    from broker.desk import withdrawn_keep
     from broker.kafka import KafkaClients, missing_topics
     from broker.topics import deliver, desk_flags, desk_flags_internal
 
@@ -87,3 +92,4 @@ async def _preflight(kafka: KafkaSettings, party: str) -> None:
             f"the flag service's topic {missing[0]} does not exist (or is not {party}'s): run "
             "'accord kafka provision --policies DIR' as the admin"
         )
+    return await withdrawn_keep(kafka, party)

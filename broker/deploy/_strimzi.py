@@ -11,6 +11,7 @@ back for the tests to compare.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -163,7 +164,8 @@ def _acl(grant: Grant) -> Manifest:
             "name": grant.name,
             "patternType": "prefix" if grant.prefixed else "literal",
         },
-        "operations": [grant.operation.capitalize()],
+        # Strimzi spells Kafka's operations as the Java enum's words: DescribeConfigs.
+        "operations": ["".join(w.capitalize() for w in grant.operation.split("_"))],
         "host": grant.host,
     }
 
@@ -200,7 +202,7 @@ def acl_grants(kafka_user: Mapping[str, Any]) -> set[Grant]:
                     principal,
                     _KINDS[resource["type"]],
                     resource["name"],
-                    operation.lower(),
+                    re.sub(r"(?<=[a-z])(?=[A-Z])", "_", operation).lower(),
                     prefixed=resource.get("patternType", "literal") == "prefix",
                     host=rule.get("host", "*"),
                 )

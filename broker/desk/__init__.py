@@ -20,6 +20,7 @@ from broker.desk._ingest import DeskIngest, children_in, flags_topic
 from broker.desk._linkage import LINKAGE_FILE, LINKAGE_SECRET, desk_linkage_key
 from broker.desk._serve import DeskRun, check_desk_party, run_desk
 from broker.desk._store import DeskStore, open_desk_store
+from broker.desk._withdrawn_keep import withdrawn_keep
 from broker.desk._work import encompass_notice, outcome_event, referral_event
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "run_desk",
     "run_flag_scenario",
     "window_record",
+    "withdrawn_keep",
 ]

@@ -37,8 +37,10 @@ one, so a crash repeated a flag in our test; it is not used). Per record, in thi
 
 A withdrawal notice, sent to every partition of both re-keyed topics, takes its records
 out of the states of each partition's keys and leaves a marker per id there for a record
-that comes after it, kept for 90 days: longer than Kafka keeps any topic the record could
-still come through (:mod:`._withdrawn` has the argument).
+that comes after it, kept for longer than Kafka keeps any topic the record could still come
+through: 90 days with provisioning's settings, longer (or for good) when the topics' settings
+read at start keep records longer (:mod:`._withdrawn` has the argument,
+:mod:`._withdrawn_keep` the reading; ``FlagServiceOptions.withdrawn_keep``).
 
 One flag service per party (no leader election): the ids it read at start are then all that
 could be on the topic, and every partition of both tables is this service's.
@@ -63,6 +65,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,7 +76,7 @@ from broker.desk._flag import Flag, flag_id
 from broker.desk._flagging import FlagEngine, Placement, window_record
 from broker.desk._flags_source import DeliveryReader
 from broker.desk._household import HouseholdMessage, withdraw_household
-from broker.desk._withdrawn import WithdrawnIds, is_marker
+from broker.desk._withdrawn import KEEP, WithdrawnIds, is_marker
 from broker.envelope import Opener
 from broker.errors import AccordError, EnvelopeError
 from broker.events import Delivery, WithdrawalNotice
@@ -109,6 +112,9 @@ class FlagServiceOptions:
     linkage_secret: bytes
     datadir: Path
     partitions: int = 3
+    #: How long withdrawn-id markers are kept (None: for good), from the topics' settings
+    #: (``withdrawn_keep``, read at start); never less than ``KEEP``.
+    withdrawn_keep: timedelta | None = KEEP
 
 
 def _credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
@@ -202,7 +208,7 @@ class _Service:
         # (a second, older read replacing the first could let a flag be sent twice).
         self._reading = asyncio.Lock()
         # Both tables' markers share one layout: their keys hash alike.
-        self.withdrawn = WithdrawnIds(self.everyone, clock)
+        self.withdrawn = WithdrawnIds(self.everyone, clock, opts.withdrawn_keep)
         self.failed = 0  # re-keyed messages passed over (see _failed)
 
     async def on_delivery(self, value: bytes | None, headers: Any) -> list[Awaitable[Any]]:

@@ -28,30 +28,39 @@ late would count, whatever the rules' windows. What bounds it is how long Kafka 
    ``retention.ms``. A segment takes records for at most ``segment.ms`` after its first
    (provisioning leaves it at the broker's default, 7 days), and the deletion check runs
    every 5 minutes. So a record can be read for at most its retention + 7 days (and 5
-   minutes) after its timestamp, by any consumer, a group reset to the earliest offset too.
+   minutes) after its timestamp, by any consumer, a group reset to the earliest offset too
+   (a topic whose ``cleanup.policy`` is not ``delete``, or whose retention is -1, keeps it
+   for good).
 4. R reaches the child step only through the first step, which reads it from the delivery
    topic (30 days' retention) and sends it on to ``-bychild`` (7 days), stamped when sent;
    the household step sees it only as the child step's message on ``-byhousehold`` (7
    days), stamped when the child step counted it.
 
-So R reaches a step at most (30 + 7) + (7 + 7) + (7 + 7) = 65 days (and 15 minutes:
-:data:`REACH`) after the marker's time. A marker is kept for :data:`KEEP`, 90 days: 25
-days' grace for clocks that disagree between the worker's, the brokers' and the service's
-hosts, and for a cluster switched off for a while (it deletes nothing while off, and hands
-back what expired meanwhile until its first check, minutes after it starts; one off for
-longer than the grace could, in those minutes, bring back a record whose marker a notice
-has just dropped). A marker dropped after that names a record no topic holds: it cannot
-bring it back into any window. ``tests/unit/desk/test_withdrawn.py`` checks the retention
-provisioning gives these topics against :data:`RETENTION`: raise one there and
-:data:`KEEP` must grow with it.
+So, with the settings provisioning gives, R reaches a step at most (30 + 7) + (7 + 7) +
+(7 + 7) = 65 days (and 15 minutes: :data:`REACH`) after the marker's time. A marker is kept
+for :data:`KEEP`, 90 days: 24 days 23 hours 45 minutes' grace for clocks that disagree
+between the worker's, the brokers' and the service's hosts, and for a cluster switched off
+for a while (it deletes nothing while off, and hands back what expired meanwhile until its
+first check, minutes after it starts; one off for longer than the grace could, in those
+minutes, bring back a record whose marker a notice has just dropped). A marker dropped
+after that names a record no topic holds: it cannot bring it back into any window.
+
+Those settings are not a given on a running cluster (provisioning never alters a topic it
+finds; an operator may raise a retention; brokers' ``log.roll.*`` may lengthen segments).
+So the service reads the three topics' effective settings when it starts and keeps markers
+for their measured reach plus the same grace, never less than :data:`KEEP`, and for good
+when a topic keeps records for good (:mod:`._withdrawn_keep`). ``tests/unit/desk/
+test_withdrawn.py`` checks the retention provisioning gives these topics against
+:data:`RETENTION`, so that the 90 days hold at provisioning's settings.
 
 Markers are dropped, and added, only while a notice is processed on their partition (a
 table write or deletion goes to the changelog partition of the message being processed,
 which must be the key's own; a notice is the one message every partition gets). So a
-partition holds at most the markers written in the 90 days before its latest notice.
+partition holds at most the markers written in the keep (90 days, unless the topics'
+settings make it longer) before its latest notice.
 
 Earlier versions' markers: a marker whose value is ``True`` (before the time was kept) is
-taken as written when first seen, and given that time: it is dropped 90 days later, never
+taken as written when first seen, and given that time: it is dropped a keep later, never
 at once, and never sooner than a marker written then would be. The list under
 ``~withdrawn-<n>`` (one per partition, before 2026-12-05) is read while it is there; when a
 notice first reaches its partition its ids become markers of that time and the list goes.
@@ -81,7 +90,8 @@ RETENTION: Final = {
 SEGMENT: Final = timedelta(days=7, minutes=5)
 #: How late, at most, a withdrawn record reaches a step after its marker's time.
 REACH: Final = sum((r + SEGMENT for r in RETENTION.values()), timedelta(0))
-#: How long a marker is kept: :data:`REACH` and a grace (see the module's docstring).
+#: How long a marker is kept at the least, and with provisioning's settings: :data:`REACH`
+#: and a grace (see the module's docstring; :mod:`._withdrawn_keep` lengthens it).
 KEEP: Final = timedelta(days=90)
 
 _PREFIX: Final = "~withdrawn-"
@@ -100,9 +110,16 @@ class WithdrawnIds:
     """The withdrawn-id markers of one table, by partition of ``partitions``; ``clock``
     gives the time in seconds. The ``table`` is dict-like (a faust table, with changelog)."""
 
-    def __init__(self, partitions: Sequence[int], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        partitions: Sequence[int],
+        clock: Callable[[], float] = time.time,
+        keep: timedelta | None = KEEP,
+    ) -> None:
         self._everyone = list(partitions)
         self._clock = clock
+        # None: markers kept for good (a topic keeps records for good, see _withdrawn_keep).
+        self._keep = None if keep is None else max(keep, KEEP).total_seconds()
         self._list_keys: dict[int, str] = {}
 
     def holds(self, table: Any, partition: int, event_id: str) -> bool:
@@ -121,7 +138,8 @@ class WithdrawnIds:
     ) -> None:
         """Mark ``event_ids`` withdrawn in ``partition``, while a message of that partition
         is processed; ``markers`` are the partition's markers now (key, value), of which
-        those older than :data:`KEEP` are dropped and those of earlier versions dated."""
+        those older than the keep (:data:`KEEP` at least, None for good) are dropped and
+        those of earlier versions dated."""
         now = int(self._clock())
         named = {self.key(partition, e) for e in event_ids}
         listed: list[str] = []
@@ -135,7 +153,7 @@ class WithdrawnIds:
                 continue  # named again: kept as it is, or dated below
             elif not _dated(value):
                 table[key] = now  # an earlier version's: written, at the latest, now
-            elif now - value > KEEP.total_seconds():
+            elif self._keep is not None and now - value > self._keep:
                 del table[key]  # its record is on no topic any more (module docstring)
         for key in sorted(named | {self.key(partition, e) for e in listed}):
             if not _dated(table.get(key)):

@@ -19,6 +19,7 @@ from broker.kafka._access import (
 )
 from broker.kafka._admin import TopicSpec, accord_topics, ensure_topics, missing_topics
 from broker.kafka._clients import KafkaClients, partition_for, warn_if_plaintext
+from broker.kafka._configs import topic_configs
 from broker.kafka._credentials import (
     MECHANISM,
     client_settings,
@@ -76,6 +77,7 @@ __all__ = [
     "read_client_file",
     "read_retained",
     "stop_quietly",
+    "topic_configs",
     "translated",
     "undecodable",
     "warn_if_plaintext",

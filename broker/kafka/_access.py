@@ -46,6 +46,8 @@ class Operation(enum.StrEnum):
 
     READ = "read"
     WRITE = "write"
+    # Reading a topic's settings (retention, segment life): neither Read nor Write implies it.
+    DESCRIBE_CONFIGS = "describe_configs"
 
 
 @dataclass(frozen=True, order=True, slots=True)

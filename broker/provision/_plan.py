@@ -10,7 +10,9 @@ Least privilege, derived from ``parties.yaml`` and the agreements (docs/operatio
   consumer groups named ``<party>.*``, and Write ``accord.access`` (its acknowledgements);
   for its desk (the flag service, a faust-streaming app, and the desk web app), everything
   named ``accord.desk.<party>.*``: Read and Write topics, Read consumer groups, Write
-  transactional ids (the flag service's exactly-once transactions). A co-ordinating team's
+  transactional ids (the flag service's exactly-once transactions), and DescribeConfigs on
+  its delivery topic and desk topics (the flag service reads their retention at start, to
+  know how long to keep withdrawal markers: broker.desk._withdrawn_keep). A co-ordinating team's
   flag service topics are created here (faust is told not to create topics): the flags topic
   ``accord.desk.<party>.flags`` (plain retention, a year), its window table's compacted
   changelog and its records-by-child topic;
@@ -62,7 +64,7 @@ WORKER_TRANSACTIONAL_ID = "accord-worker"
 CONSOLE_TRANSACTIONAL_IDS = f"accord-audit-{Principal.CONSOLE.chain('')}"
 
 _T, _G, _X = ResourceKind.TOPIC, ResourceKind.GROUP, ResourceKind.TRANSACTIONAL_ID
-_R, _W = Operation.READ, Operation.WRITE
+_R, _W, _D = Operation.READ, Operation.WRITE, Operation.DESCRIBE_CONFIGS
 _DAY_MS = 24 * 3600 * 1000
 #: Kept a year: flags are work items the desk reads into its own store.
 FLAGS_RETENTION_MS = 365 * _DAY_MS
@@ -98,6 +100,9 @@ def _grants(policy: Policy) -> Iterator[Grant]:
             yield Grant(p, _T, desk, _W, prefixed=True)
             yield Grant(p, _G, desk, _R, prefixed=True)
             yield Grant(p, _X, desk, _W, prefixed=True)
+            # The flag service reads these topics' retention (broker.desk._withdrawn_keep).
+            yield Grant(p, _T, topics.deliver(p), _D)
+            yield Grant(p, _T, desk, _D, prefixed=True)
     worker = str(Principal.WORKER)
     yield Grant(worker, _T, topics.INGRESS_PREFIX, _R, prefixed=True)
     yield Grant(worker, _T, topics.CONSENT, _R)

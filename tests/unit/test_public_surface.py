@@ -40,6 +40,7 @@ SURFACES = {
         "build_flags_app", "check_desk_party", "child_key", "children_in", "create_desk_app",
         "desk_linkage_key", "encompass_notice", "flag_id", "flags_topic", "open_desk_store",
         "outcome_event", "referral_event", "run_desk", "run_flag_scenario", "window_record",
+        "withdrawn_keep",
     },
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
@@ -111,7 +112,8 @@ SURFACES = {
         "client_settings", "ensure_topics", "header_key_bytes", "missing_topics", "partition_count",
         "partition_for",
         "quiet_leftovers", "read_access", "read_client_file", "read_retained", "stop_quietly",
-        "translated", "undecodable", "warn_if_plaintext", "write_client_files", "Retained",
+        "topic_configs", "translated", "undecodable", "warn_if_plaintext", "write_client_files",
+        "Retained",
     },
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",

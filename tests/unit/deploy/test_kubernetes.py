@@ -472,4 +472,9 @@ def test_onboarding_a_hub_changes_only_its_own_files_the_list_and_the_bundle(
         ("topic", f"accord.desk.{NEW_HUB}.", "write"),
         ("group", f"accord.desk.{NEW_HUB}.", "read"),
         ("transactional_id", f"accord.desk.{NEW_HUB}.", "write"),
+        # The settings of its delivery and desk topics (the flag service reads retention),
+        # spelt as Strimzi spells them in the file.
+        ("topic", deliver(NEW_HUB), "describe_configs"),
+        ("topic", f"accord.desk.{NEW_HUB}.", "describe_configs"),
     }
+    assert "DescribeConfigs" in after[f"kubernetes/kafka/users/{NEW_HUB}.yaml"]

@@ -39,6 +39,7 @@ def test_a_recipient_reads_its_own_deliveries_with_its_own_groups_and_acknowledg
 ) -> None:
     assert _of(desired, "sfh-penn") == {
         ("topic", deliver("sfh-penn"), "read", False),
+        ("topic", deliver("sfh-penn"), "describe_configs", False),
         ("group", "sfh-penn.", "read", True),
         ("topic", ACCESS, "write", False),
         *_desk("sfh-penn"),
@@ -46,12 +47,14 @@ def test_a_recipient_reads_its_own_deliveries_with_its_own_groups_and_acknowledg
 
 
 def _desk(party: str) -> set[tuple[str, str, str, bool]]:
-    """Everything under the party's own desk prefix: topics read and written (never created),
-    its desk's consumer groups and transactional ids."""
+    """Everything under the party's own desk prefix: topics read and written (never created)
+    and their settings read (never altered), its desk's consumer groups and transactional
+    ids."""
     prefix = f"accord.desk.{party}."
     return {
         ("topic", prefix, "read", True),
         ("topic", prefix, "write", True),
+        ("topic", prefix, "describe_configs", True),
         ("group", prefix, "read", True),
         ("transactional_id", prefix, "write", True),
     }
@@ -76,6 +79,7 @@ def test_a_hub_that_reports_referral_outcomes_also_writes_its_own_ingress(
     assert _of(desired, "cog-tipton") == {
         ("topic", ingress("cog-tipton"), "write", False),
         ("topic", deliver("cog-tipton"), "read", False),
+        ("topic", deliver("cog-tipton"), "describe_configs", False),
         ("group", "cog-tipton.", "read", True),
         ("topic", ACCESS, "write", False),
         *_desk("cog-tipton"),
@@ -127,9 +131,16 @@ def test_the_services_have_exactly_what_they_use(desired: Desired) -> None:
     }  # fmt: skip
 
 
-def test_nobody_is_granted_anything_but_read_and_write(desired: Desired) -> None:
-    """Create, delete, alter and ACL changes stay the admin's (the super user's) alone."""
-    assert {g.operation for g in desired.grants} == {"read", "write"}
+def test_nobody_is_granted_anything_but_read_write_and_reading_topic_settings(
+    desired: Desired,
+) -> None:
+    """Create, delete, alter and ACL changes stay the admin's (the super user's) alone; a
+    recipient may read its own topics' settings (the flag service reads their retention)."""
+    assert {g.operation for g in desired.grants} == {"read", "write", "describe_configs"}
+    described = {(g.principal, g.name) for g in desired.grants if g.kind == "topic"
+                 and g.operation == "describe_configs"}  # fmt: skip
+    assert described == {(p, n) for p, n in described if n.startswith(
+        (f"accord.desk.{p}.", f"accord.deliver.{p}"))}  # fmt: skip
     assert "admin" not in {g.principal for g in desired.grants}
 
 
