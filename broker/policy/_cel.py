@@ -61,6 +61,7 @@ _FUNCTIONS: Final = frozenset(
         "exists", "exists_one", "map", "filter", "getFullYear", "getMonth", "getDate",
         "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getHours", "getMinutes",
         "getSeconds", "getMilliseconds",
+        "-_",  # unary minus: CEL names its operators, most from "_" or "!", this one so
     }
 )  # fmt: skip
 _BOUND = re.compile(r"\.\s*(?:all|exists_one|exists|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")

@@ -81,6 +81,14 @@ def test_a_baby_born_after_midnight_in_summer_is_aged_0_while_utc_is_on_the_day_
     assert age_in_years(date(2026, 6, 11), date(2026, 6, 10)) == 0
 
 
+def test_a_condition_may_negate_a_number() -> None:
+    """Unary minus is CEL's operator '-_', not an unknown function."""
+    cond, problems = compile_condition("event.subjects.exists(s, -s.age < -6)")
+    assert (problems, cond is not None) == ([], True)
+    assert cond is not None
+    assert cond.evaluate(EventActivation(event(), AT), None) is True  # the kit's child is 7
+
+
 def test_non_boolean_results_are_treated_as_failures() -> None:
     cond, _ = compile_condition("event.child_present")
     assert cond is not None

@@ -181,3 +181,13 @@ def test_a_rule_may_use_cels_list_macros_and_mention_household_in_a_string(
     assert da.holds(agg)
     assert not text.household
     assert _problems(_bundle(tmp_path / "c", [{**rules[0], "when": "t > 1"}])) != []
+
+
+def test_a_rule_may_negate_a_number(tmp_path: Path) -> None:
+    """Unary minus is CEL's operator '-_', not an unknown function."""
+    rules = [{"id": "neg", "title": "Negated", "window": "1d", "when": "-max_need <= -4"}]
+    (neg,) = load_bundle(_bundle(tmp_path / "b", rules)).flag_rules
+    agg = {"contacts": 1, "distinct_agencies": 1, "max_need": 4, "senders": ["wmp"],
+           "categories": [], "types": ["police.child_concern"]}  # fmt: skip
+    assert neg.holds(agg)
+    assert not neg.holds({**agg, "max_need": 3})
