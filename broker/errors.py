@@ -10,6 +10,7 @@ The hierarchy::
     AccordError
     ├── UsageError                 a user's mistake at the CLI: one line, exit 2
     ├── ConfigError                settings that cannot be used
+    │   └── SecondFactorUnreadable an account's sealed TOTP secret does not open
     ├── SignInFailed               an officer's sign-in failed; the same words whatever was wrong
     ├── EventInvalid               a contact event or consent record fails validation
     ├── PolicyError
@@ -53,6 +54,7 @@ __all__ = [
     "PolicyError",
     "ReplayDetected",
     "ScenarioInvalid",
+    "SecondFactorUnreadable",
     "SignInFailed",
     "TamperedEnvelope",
     "TransportError",
@@ -78,6 +80,19 @@ class ConfigError(AccordError):
     """Configuration is missing or inconsistent."""
 
     exit_code = 2
+
+
+class SecondFactorUnreadable(ConfigError):
+    """An account's sealed TOTP secret does not open with its owner's keystore.
+
+    Raised only to whoever gave the account's right password; the message names the users
+    file and the account, never the secret.
+    """
+
+    def __init__(self, message: str, *, path: str, account: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.account = account
 
 
 class SignInFailed(AccordError):

@@ -51,13 +51,17 @@ NoTotp = Annotated[
 ]
 
 
-def _users(settings: Settings) -> UserFile:
-    """The console's accounts, their second factors sealed under the console's keystore."""
+def _users(settings: Settings, *, enrol: bool = False) -> UserFile:
+    """The console's accounts, their second factors sealed under the console's keystore.
+
+    Only enrolment (``enrol``) may make the keystore's users-totp secret: listing or removing
+    accounts must not, or a secret made in a pod's memory would seal older accounts' secrets
+    under a key the next restart loses."""
     from broker.cli._common import keystore
     from broker.console import TotpBox, UserFile
     from broker.principals import Principal
 
-    box = TotpBox.from_keystore(keystore(settings, Principal.CONSOLE), "console")
+    box = TotpBox.from_keystore(keystore(settings, Principal.CONSOLE), "console", create=enrol)
     return UserFile(settings.console_users_file, box=box)
 
 
@@ -124,7 +128,7 @@ def add_user(
     from broker.console import check_username
 
     check_username(name)  # before asking for a password that would then be refused
-    users = _users(load_settings())
+    users = _users(load_settings(), enrol=True)
     account = users.add(name, _password(password_stdin), replace=reset, totp=not no_totp)
     typer.echo(f"console user {account.name} {'updated' if reset else 'created'} ({users.path})")
     enrolment = users.totp_enrolment(name)

@@ -224,7 +224,8 @@ async def _console(
     # the demo, so the demo says loudly that real accounts are not made this way.
     password = secrets.token_urlsafe(12)
     keys = FileKeyStore(settings.keystore_path(Principal.CONSOLE), settings.keystore_passphrase())
-    users = UserFile(settings.console_users_file, box=TotpBox.from_keystore(keys, "console"))
+    box = TotpBox.from_keystore(keys, "console", create=True)  # the demo enrols its officer
+    users = UserFile(settings.console_users_file, box=box)
     users.add(DEMO_OFFICER, password, replace=True)
     db = settings.audit.db.get_secret_value() if settings.audit.db else None
     store = open_store(db, home=settings.home)

@@ -109,7 +109,7 @@ def add_user(
     check_username(name)  # before opening the keystore and asking for a password
     users = UserFile(
         settings.desk_users_file(party),
-        box=TotpBox.from_keystore(keystore(settings, party), f"desk:{party}"),
+        box=TotpBox.from_keystore(keystore(settings, party), f"desk:{party}", create=True),
         issuer=f"Accord desk {party}",
     )
     password = read_password("Password", from_stdin=password_stdin, confirm=True)

@@ -98,6 +98,18 @@ def _print_table(infos: list[KeyInfo]) -> None:
         typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
 
 
+def _second_factor_key(store: FileKeyStore, party: str) -> None:
+    """Make the key that seals the second factors of the console's (or ``party``'s desk's)
+    accounts, if the store has none. Made here, with the store, because no server makes it:
+    a keystore archived for Kubernetes is unpacked into memory at each start, and a secret
+    made there would be lost at the next, and every officer's code with it."""
+    from broker.principals import Principal
+    from broker.webauth import TotpBox
+
+    owner = "console" if party == Principal.CONSOLE else f"desk:{party}"
+    TotpBox.from_keystore(store, owner, create=True)
+
+
 def _init(
     policies: Path | None, party: str | None, directory: Path | None, kem: KemSuite | None
 ) -> None:
@@ -117,13 +129,8 @@ def _init(
         store = FileKeyStore(path, settings.keystore_passphrase(), create=True)
         purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
         created = store.ensure_party(party, purposes=purposes, kem=suite)
-        if party == Principal.CONSOLE:
-            # Its key for the accounts' second factors, made now rather than at the first
-            # 'console add-user': a keystore archived for Kubernetes is unpacked into memory at
-            # each start, and a secret made there would be lost, and every code with it.
-            from broker.webauth import TotpBox
-
-            TotpBox.from_keystore(store, "console")
+        if party == Principal.CONSOLE or party not in SPECIAL_PRINCIPALS:
+            _second_factor_key(store, party)
         typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
         if created:
             _print_table(created)
@@ -132,6 +139,8 @@ def _init(
     parties = _policy_parties(policies if policies is not None else settings.policies)
     root = directory if directory is not None else settings.keys_dir
     anchor = init_keystores(root, parties, passphrase=settings.keystore_passphrase(), kem=suite)
+    for owner in [*parties, str(Principal.CONSOLE)]:
+        _second_factor_key(FileKeyStore(root / owner, settings.keystore_passphrase()), owner)
     total = len(parties) + len(SPECIAL_PRINCIPALS)
     typer.echo(
         f"{total} keystores in {root}, one per party and service, each with only its own "

@@ -69,7 +69,9 @@ def sign_in(
     keystore, whose ``users-totp`` secret opens the accounts' second factors."""
     from broker.console import TotpBox, UserFile
 
-    users = UserFile(settings.console_users_file, box=TotpBox.from_keystore(keys, "console"))
+    # Never makes the keystore's users-totp secret: signing in is not enrolling.
+    box = TotpBox.from_keystore(keys, "console", create=False)
+    users = UserFile(settings.console_users_file, box=box)
     password = read_password(f"Password for {name}", from_stdin=password_stdin)
     if code is None and sys.stdin.isatty() and users.has_second_factor(name):
         code = str(typer.prompt("One-time code", err=True)).strip()

@@ -26,6 +26,10 @@ from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_i
 log = structlog.get_logger("accord.console")
 
 COOKIE = "accord_session"
+UNREADABLE = (
+    "This account's second factor cannot be checked: ask an administrator to re-enrol it. "
+    "The error has been logged."
+)
 
 
 class Console(WebPages):
@@ -61,6 +65,11 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
 async def _sign_in(console: Console, request: Request, session: Session, form: Any) -> Response:
     """Check a posted sign-in: every answer after the same work, every failure the same page."""
     check = await console.guard.check(request, form)
+    if check.unreadable:
+        # The account's name (staff, not personal data) and the file: enough to re-enrol it.
+        log.error("console_second_factor_unreadable", user=check.name, users_file=check.users_file)
+        console.deps.metrics.signed_in(SignInOutcome.FAILED)
+        return console.render("login.html", session, status=500, error=UNREADABLE)
     if not check.ok:
         # No name, no address: a name may be a mistyped password, an address personal.
         log.warning("console_sign_in_failed", throttled=check.refused)

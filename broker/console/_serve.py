@@ -84,11 +84,17 @@ async def run_console(
         signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
         verifier=verifier,
     )
+    # Never made here (a pod's keystore may live in memory); every sealed secret must open
+    # now, not at each officer's sign-in.
+    users = UserFile(
+        settings.console_users_file, box=TotpBox.from_keystore(keys, "console", create=False)
+    )
+    users.check_second_factors()
     registry = CollectorRegistry()  # the console's metrics and its indexer's, on one endpoint
     deps = ConsoleDeps(
         store=store,
         audit=sink,
-        users=UserFile(settings.console_users_file, box=TotpBox.from_keystore(keys, "console")),
+        users=users,
         linkage_key=keys.linkage_key(),
         verifier=verifier,
         settings=settings.console,

@@ -87,6 +87,14 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
 async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) -> Response:
     """Every answer after the same Argon2 work, every failure the same page."""
     check = await desk.guard.check(request, form)
+    if check.unreadable:
+        # The account's name (staff, not personal data) and the file: enough to re-enrol it.
+        log.error("desk_second_factor_unreadable", user=check.name, users_file=check.users_file)
+        return desk.render(
+            "login.html", session, status=500,
+            error="This account's second factor cannot be checked: ask an administrator to "
+            "re-enrol it. The error has been logged.",
+        )  # fmt: skip
     if not check.ok:
         log.warning("desk_sign_in_failed", throttled=check.refused)
         return desk.render(

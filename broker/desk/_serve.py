@@ -112,9 +112,11 @@ async def run_desk(
     keys, subscriber, publisher = _party_clients(settings, party, policy, kafka, clock)
     cfg = settings.desk
     linkage_key = desk_linkage_key(keys)
-    users = UserFile(
-        settings.desk_users_file(party), box=TotpBox.from_keystore(keys, f"desk:{party}")
-    )
+    # Never made here (a pod's keystore may live in memory); every sealed secret must open
+    # now, not at each sign-in.
+    box = TotpBox.from_keystore(keys, f"desk:{party}", create=False)
+    users = UserFile(settings.desk_users_file(party), box=box)
+    users.check_second_factors()
     deps = DeskDeps(
         party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
         users=users, acks=subscriber,

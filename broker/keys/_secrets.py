@@ -3,7 +3,9 @@
 - ``linkage.key``: the worker's and console's linkage key (``broker.linkage``), made once,
   on purpose (a new one would unlink every child's history).
 - ``<name>.secret``: a secret of the store's own, made on first use by whichever process
-  asks first (``local_secret``): a desk's key for children (``broker.desk``).
+  asks first (``local_secret``): a desk's key for children (``broker.desk``). A caller for
+  whom a secret made now would be a lost one (a server in a pod whose keystore lives in
+  memory) asks with ``create=False`` instead.
 
 Both are wrapped as the store's private keys are (``_protect``), each bound by associated
 data to what it is. ``protect`` seals a store made unencrypted, all of it or nothing.
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import SecretStr
 
 from broker.crypto import random_bytes
-from broker.errors import KeyStoreError, UsageError
+from broker.errors import KeyNotFound, KeyStoreError, UsageError
 from broker.keys._files import check_private, locked, make_private_dir, read_json, write_private
 from broker.keys._protect import Protector
 
@@ -85,8 +87,11 @@ class StoreSecrets:
 
     # -- a store's own secrets ------------------------------------------------------------
 
-    def local_secret(self, name: str, *, initial: bytes | None = None) -> bytes:
-        """The store's 32-byte secret ``name``, made on first use (``initial``, else random).
+    def local_secret(
+        self, name: str, *, initial: bytes | None = None, create: bool = True
+    ) -> bytes:
+        """The store's 32-byte secret ``name``, made on first use (``initial``, else random);
+        with ``create=False``, ``KeyNotFound`` when the store has none.
 
         Two processes asking at once agree on one: each writes its own file and links it
         into place, and the one that finds a secret there already takes that. ``initial``
@@ -96,6 +101,8 @@ class StoreSecrets:
             raise UsageError("a secret's name uses lower-case letters, digits and -")
         path = self.path / f"{name}.secret"
         ad = _SECRET_AD + name.encode()
+        if not create and not path.exists():
+            raise KeyNotFound(f"the keystore at {self.path} has no secret {name}")
         if not path.exists():
             value = random_bytes(_SIZE) if initial is None else initial
             if len(value) != _SIZE:

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Request
 
+from broker.errors import SecondFactorUnreadable
 from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies
 from broker.webauth._throttle import SignInThrottle, client_key
 from broker.webauth._users import USERNAME, UserFile
@@ -19,13 +20,17 @@ __all__ = ["SignInCheck", "check_sign_in"]
 
 @dataclass(frozen=True, slots=True)
 class SignInCheck:
-    """What a posted sign-in form came to. ``name`` is only meaningful when ``ok``;
-    ``refused`` names what the throttle refused on (``"account"``, ``"client"``), if it did."""
+    """What a posted sign-in form came to. ``name`` is only meaningful when ``ok`` or
+    ``unreadable``; ``refused`` names what the throttle refused on (``"account"``,
+    ``"client"``), if it did. ``unreadable``: the password was right, but the account's sealed
+    second factor does not open, so it cannot be checked (``users_file`` says which file)."""
 
     ok: bool
     name: str
     refused: str | None
     known_device: bool
+    unreadable: bool = False
+    users_file: str | None = None
 
 
 async def check_sign_in(
@@ -53,7 +58,14 @@ async def check_sign_in(
     attempt = throttle.attempt(name, client_key(client_host(request, hops)), device)
     async with hashing:
         if attempt.refused is None:
-            ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)
+            try:
+                ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)
+            except SecondFactorUnreadable as exc:
+                # Raised only after the right password: an answer of its own, for the app to
+                # log and show, rather than an error page that says nothing.
+                return SignInCheck(
+                    False, name, None, device is not None, unreadable=True, users_file=exc.path
+                )
         else:
             await asyncio.to_thread(users.spend, password, code, now=now)
             ok = False

@@ -8,6 +8,12 @@ the keystore's passphrase). The associated data names the file's owner (``consol
 ``desk:PARTY``) and the account, so a sealed secret copied to another account, or into
 another owner's file, does not open.
 
+Only enrolment makes that secret (``accord keys init``, ``console add-user``, ``desk
+add-user``, the demo: ``from_keystore(..., create=True)``). Everything else opens the box
+with ``create=False``: a server whose keystore has no such secret gets a box without a key,
+which seals nothing and opens nothing, rather than a key made in a pod's memory that the next
+restart would lose, and every officer's second factor with it.
+
 In the file: ``"secret_sealed": "v1:" + base64(nonce || ciphertext || tag)``.
 """
 
@@ -18,9 +24,11 @@ import binascii
 from typing import TYPE_CHECKING, Final
 
 from broker.crypto import AEAD_NONCE_LEN, Aead, random_bytes
-from broker.errors import ConfigError, EnvelopeError
+from broker.errors import ConfigError, EnvelopeError, KeyNotFound
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from broker.keys import FileKeyStore
 
 __all__ = ["TOTP_SECRET_NAME", "TotpBox"]
@@ -31,21 +39,43 @@ _AD: Final = b"accord/users-totp/v1\x00"
 
 
 class TotpBox:
-    """Seals and opens the TOTP secrets of one owner's users file."""
+    """Seals and opens the TOTP secrets of one owner's users file.
 
-    __slots__ = ("_aead", "owner")
+    ``key`` None is a box for a keystore without a ``users-totp`` secret: it seals nothing
+    and opens nothing (``keyed`` is False), each refusal naming the keystore.
+    """
 
-    def __init__(self, key: bytes, owner: str) -> None:
-        if len(key) != 32 or not owner or "\x00" in owner:
+    __slots__ = ("_aead", "keystore", "owner")
+
+    def __init__(self, key: bytes | None, owner: str, *, keystore: Path | None = None) -> None:
+        if (key is not None and len(key) != 32) or not owner or "\x00" in owner:
             raise ConfigError("a TOTP box needs a 32-byte key and its owner's name")
-        self._aead = Aead(key)
+        self._aead = None if key is None else Aead(key)
         # Whose accounts these are: also the users file's owner (``UserFile.owner``).
         self.owner = owner
+        self.keystore = keystore  # where the key is kept, for messages
 
     @classmethod
-    def from_keystore(cls, keys: FileKeyStore, owner: str) -> TotpBox:
-        """The box of ``owner``'s users file, keyed by its keystore's ``users-totp`` secret."""
-        return cls(keys.local_secret(TOTP_SECRET_NAME), owner)
+    def from_keystore(cls, keys: FileKeyStore, owner: str, *, create: bool) -> TotpBox:
+        """The box of ``owner``'s users file, keyed by its keystore's ``users-totp`` secret.
+
+        ``create`` (enrolment only) makes the secret if the keystore has none; without it, a
+        keystore with none gives a box without a key.
+        """
+        try:
+            key: bytes | None = keys.local_secret(TOTP_SECRET_NAME, create=create)
+        except KeyNotFound:
+            key = None
+        return cls(key, owner, keystore=keys.path)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the keystore has the secret: False, nothing can be sealed or opened."""
+        return self._aead is not None
+
+    def where(self) -> str:
+        """The keystore, as messages name it."""
+        return f"the keystore at {self.keystore}" if self.keystore else f"{self.owner}'s keystore"
 
     def __repr__(self) -> str:
         return f"TotpBox(owner={self.owner!r})"
@@ -55,6 +85,11 @@ class TotpBox:
 
     def seal(self, name: str, secret: str) -> str:
         """``secret`` (base32) sealed to account ``name`` of this owner, as the file keeps it."""
+        if self._aead is None:
+            raise ConfigError(
+                f"{self.where()} has no users-totp secret to seal a second factor with: make it "
+                f"with 'accord keys init --party {_party(self.owner)}' where the keystore is kept"
+            )
         nonce = random_bytes(AEAD_NONCE_LEN)
         sealed = nonce + self._aead.seal(nonce, secret.encode("ascii"), self._ad(name))
         return _VERSION + base64.b64encode(sealed).decode("ascii")
@@ -69,6 +104,12 @@ class TotpBox:
             raise ConfigError(
                 f"the second factor of {name} is sealed in a format this Accord does not read"
             )
+        if self._aead is None:
+            raise ConfigError(
+                f"the second factor of {name} is sealed, and {self.where()} has no users-totp "
+                "secret to open it: restore the keystore that sealed it, or remake it with "
+                "add-user --reset"
+            )
         try:
             raw = base64.b64decode(sealed.removeprefix(_VERSION), validate=True)
             # Too short to hold a nonce and a tag: fails to open like any other damage.
@@ -78,6 +119,11 @@ class TotpBox:
         except (binascii.Error, EnvelopeError, UnicodeDecodeError):
             raise ConfigError(
                 f"the second factor of {name} does not open with the users-totp secret of "
-                f"{self.owner}'s keystore: it was sealed for another account, file or keystore, "
+                f"{self.where()}: it was sealed for another account, file or keystore, "
                 "or altered; remake it with add-user --reset"
             ) from None
+
+
+def _party(owner: str) -> str:
+    """The party whose keystore keeps ``owner``'s secret: ``console``, or the desk's party."""
+    return owner.removeprefix("desk:")

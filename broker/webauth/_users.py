@@ -9,7 +9,10 @@ made with older parameters is upgraded at the next successful sign-in. An accoun
 have a second factor: a TOTP secret (RFC 6238, computed by pyotp) that the person keeps in an
 authenticator app. The file holds that secret only sealed (:mod:`broker.webauth._totpbox`),
 under a key from its owner's keystore; a secret an older Accord left plain is read, and sealed
-at the next write of the file.
+at the next write of the file, if the keystore has that key (a server never makes it:
+:mod:`broker.webauth._totpbox`). A server checks at its start that every sealed secret opens
+(:meth:`UserFile.check_second_factors`), so a wrong keystore stops it at once rather than
+locking officers out one sign-in at a time.
 
 :meth:`UserFile.authenticate` does the same work whatever the outcome (unknown name, wrong
 password, wrong or missing code, success), so its timing tells an attacker nothing about which
@@ -36,7 +39,8 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from broker.errors import ConfigError, UsageError
+from broker.crypto import random_bytes
+from broker.errors import ConfigError, SecondFactorUnreadable, UsageError
 from broker.webauth._totpbox import TotpBox
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -95,7 +99,8 @@ class UserFile:
     caller stores one plain); ``last_step`` is the newest time step whose code was accepted,
     kept in the file so the console and the CLI refuse a code either has already taken. A
     plain ``"secret"`` (base32) from an older Accord still signs in, and is sealed by the
-    next write of the file, whatever the write is for.
+    next write of the file, whatever the write is for, when ``box`` has a key; a box without
+    one (a keystore without the secret) leaves it plain.
     """
 
     def __init__(
@@ -117,7 +122,9 @@ class UserFile:
         # Verifying against these when the name is unknown costs what a real check costs.
         self._decoy = self._hasher.hash("accord-decoy-password")
         self._decoy_totp = pyotp.random_base32()
-        self._decoy_sealed = box.seal(_DECOY, self._decoy_totp)
+        # A box without a key opens nothing, the decoy included: a key of its own, never kept.
+        self._decoy_box = box if box.keyed else TotpBox(random_bytes(32), box.owner)
+        self._decoy_sealed = self._decoy_box.seal(_DECOY, self._decoy_totp)
         self._thread_lock = threading.Lock()
 
     def _read(self) -> dict[str, Any]:
@@ -142,7 +149,9 @@ class UserFile:
         data["owner"] = self.owner
         for name, user in data["users"].items():
             totp = user.get("totp")
-            if totp is not None and "secret" in totp:  # an older Accord's: never written plain
+            # An older Accord's: sealed if there is a key to seal it under (no key is ever made
+            # here, so none made in a pod's memory locks it away at the next restart).
+            if totp is not None and "secret" in totp and self._box.keyed:
                 totp["secret_sealed"] = self._box.seal(name, totp.pop("secret"))
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".users-")
@@ -286,6 +295,46 @@ class UserFile:
         secret, _ = self._secret_or_decoy(_DECOY, None)
         _totp_step(secret, code, now or _utcnow(), after=-1)
 
+    def check_second_factors(self) -> None:
+        """Refuse (``ConfigError``, one line) a file whose second factors this owner's keystore
+        cannot serve; a server calls it at its start, before anyone signs in.
+
+        - a sealed secret that does not open (another keystore's, an older backup's, or the
+          keystore has no ``users-totp`` secret at all): the accounts, by name;
+        - a plain secret (an older Accord's) and no ``users-totp`` secret to seal it under:
+          a server never makes that secret, so it is made once, durably, by ``keys init``.
+        """
+        users = self._read()["users"]
+        factors = {name: u["totp"] for name, u in sorted(users.items()) if "totp" in u}
+        plain = [n for n, t in factors.items() if "secret_sealed" not in t and "secret" in t]
+        unopened = []
+        for name, totp in factors.items():
+            if name in plain:
+                continue
+            try:
+                self._secret(name, totp)
+            except ConfigError:
+                unopened.append(name)
+        where = self._box.where()
+        if unopened:
+            why = (
+                "has no users-totp secret to open them"
+                if not self._box.keyed
+                else "does not open them with its users-totp secret"
+            )
+            raise ConfigError(
+                f"{self.path}: the second factors of {', '.join(unopened)} are sealed, and "
+                f"{where} {why}: restore the keystore that sealed them, or re-enrol each "
+                f"account with '{_add_user(self.owner)} NAME --reset'"
+            )
+        if plain and not self._box.keyed:
+            raise ConfigError(
+                f"{self.path}: {len(plain)} second factors from an older Accord are not sealed "
+                f"yet, and {where} has no users-totp secret to seal them under: make it with "
+                f"'accord keys init --party {self.owner.removeprefix('desk:')}' where the "
+                "keystore is kept for good (and archive it again, on Kubernetes), then start again"
+            )
+
     def _secret(self, name: str, totp: dict[str, Any]) -> str:
         """The account's base32 secret: opened, or as an older Accord left it."""
         sealed = totp.get("secret_sealed")
@@ -293,11 +342,17 @@ class UserFile:
             try:
                 return self._box.open(name, sealed)
             except ConfigError as exc:
-                raise ConfigError(f"{self.path}: {exc}") from None
+                raise SecondFactorUnreadable(
+                    f"{self.path}: {exc}", path=str(self.path), account=name
+                ) from None
         plain = totp.get("secret")
         if isinstance(plain, str):
             return plain
-        raise ConfigError(f"{self.path}: the second factor of {name} has no secret")
+        raise SecondFactorUnreadable(
+            f"{self.path}: the second factor of {name} has no secret",
+            path=str(self.path),
+            account=name,
+        )
 
     def _secret_or_decoy(
         self, name: str, totp: dict[str, Any] | None
@@ -305,7 +360,7 @@ class UserFile:
         """The secret to check a code against, opened as a real one is (the decoy's too, so
         no answer comes sooner); the decoy's and the refusal if the account's does not open."""
         if totp is None:
-            return self._box.open(_DECOY, self._decoy_sealed), None
+            return self._decoy_box.open(_DECOY, self._decoy_sealed), None
         try:
             return self._secret(name, totp), None
         except ConfigError as exc:
@@ -337,6 +392,13 @@ class UserFile:
             if changed:
                 self._write(data)
         return True
+
+
+def _add_user(owner: str) -> str:
+    """The command that re-enrols an account of ``owner``'s file."""
+    if owner.startswith("desk:"):
+        return f"accord desk add-user --as {owner.removeprefix('desk:')}"
+    return "accord console add-user"
 
 
 def _totp_step(secret: str, code: str | None, now: datetime, *, after: int) -> int | None:

@@ -170,7 +170,7 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         monkeypatch.setenv(name, value)
     settings = load_settings()
     console_keys = FileKeyStore(settings.keystore_path("console"), settings.keystore_passphrase())
-    box = TotpBox.from_keystore(console_keys, "console")
+    box = TotpBox.from_keystore(console_keys, "console", create=True)
     UserFile(settings.console_users_file, box=box).add(OFFICER, PASSWORD)
     seeded = seeded_values(scenarios)
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):

@@ -364,7 +364,9 @@ async def the_school_sees_a_late_notice(
         keystore=KeystoreSettings(path=keys.path, protection=KeyProtection.NONE),
         desk=DeskSettings(port=0),
     )
-    box = TotpBox.from_keystore(FileKeyStore(settings.keystore_path(school)), f"desk:{school}")
+    box = TotpBox.from_keystore(
+        FileKeyStore(settings.keystore_path(school)), f"desk:{school}", create=True
+    )
     UserFile(settings.desk_users_file(school), box=box).add(user, PASSWORD)
     later = datetime.now(UTC) + timedelta(days=5)
     store = open_desk_store(None, home=home, party=school)

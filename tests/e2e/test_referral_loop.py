@@ -269,7 +269,7 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
         monkeypatch.setenv(name, value)
     settings = load_settings()
     console_keys = FileKeyStore(settings.keystore_path("console"), settings.keystore_passphrase())
-    box = TotpBox.from_keystore(console_keys, "console")
+    box = TotpBox.from_keystore(console_keys, "console", create=True)
     UserFile(settings.console_users_file, box=box).add(OFFICER, PASSWORD)
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
         code, _, err = await _cli(["audit", "index", "--db", url], capsys)

@@ -68,7 +68,8 @@ SURFACES = {
         "AccordError", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
         "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced", "KeyNotFound",
         "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError", "ReplayDetected",
-        "ScenarioInvalid", "SignInFailed", "TamperedEnvelope", "TransportError",
+        "ScenarioInvalid", "SecondFactorUnreadable", "SignInFailed", "TamperedEnvelope",
+        "TransportError",
         "UnsupportedVersion", "UsageError", "WrongRecipient",
     },
     "broker.events": {

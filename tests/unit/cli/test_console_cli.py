@@ -22,7 +22,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def box(home: Path) -> TotpBox:
-    return TotpBox.from_keystore(FileKeyStore(home / "keys"), "console")
+    return TotpBox.from_keystore(FileKeyStore(home / "keys"), "console", create=True)
 
 
 def secret_of(home: Path, name: str) -> str:
@@ -196,3 +196,66 @@ def test_the_console_says_so_when_its_port_is_taken(
     assert code == 2
     assert err.startswith(f"accord: error: cannot listen on 127.0.0.1:{port}")
     assert err.count("\n") == 1
+
+
+def legacy_account(home: Path, name: str) -> str:
+    """An account with a second factor as an Accord from before sealing left it: plain."""
+    from argon2 import PasswordHasher
+
+    secret = pyotp.random_base32()
+    path = home / "console" / "users.json"
+    data = json.loads(path.read_text()) if path.exists() else {"format": 1, "users": {}}
+    data["users"][name] = {
+        "hash": PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash("a long secret"),
+        "created_at": "2026-01-05T10:00:00+00:00",
+        "totp": {"secret": secret, "enrolled_at": "2026-01-05T10:00:00+00:00"},
+    }
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return secret
+
+
+def test_listing_and_removing_accounts_never_make_the_second_factor_key(
+    home: Path, run_cli: Run
+) -> None:
+    """Only enrolment makes it: a remove-user in a pod whose keystore lacks it would otherwise
+    seal the other accounts' plain secrets under a key the next restart loses."""
+    kept = legacy_account(home, "ig.jo")
+    legacy_account(home, "ig.sam")
+    assert run_cli(["console", "users"])[0] == 0
+    assert run_cli(["console", "remove-user", "ig.sam"])[0] == 0
+    assert not (home / "keys" / "users-totp.secret").exists()
+    factor = json.loads((home / "console" / "users.json").read_text())["users"]["ig.jo"]["totp"]
+    assert factor["secret"] == kept
+    assert "secret_sealed" not in factor
+
+
+def test_the_console_will_not_start_with_second_factors_its_keystore_cannot_open(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keystore restored from before its users-totp secret: one line at the start, naming
+    the accounts and the keystore, not every officer locked out one by one."""
+    FileKeyStore(home / "keys").set_linkage_key()
+    add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
+    add(run_cli, monkeypatch, "ig.sam", "a long enough secret")
+    (home / "keys" / "users-totp.secret").unlink()
+    code, _, err = run_cli(["console", "--port", "0", "--no-index"])
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "the second factors of ig.jo, ig.sam are sealed" in err
+    assert f"the keystore at {home / 'keys'} has no users-totp secret" in err
+    assert not (home / "keys" / "users-totp.secret").exists()  # the console made none
+
+
+def test_the_console_will_not_seal_plain_second_factors_under_a_key_it_made(
+    home: Path, run_cli: Run
+) -> None:
+    FileKeyStore(home / "keys").set_linkage_key()
+    legacy_account(home, "ig.jo")
+    code, _, err = run_cli(["console", "--port", "0", "--no-index"])
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "not sealed yet" in err
+    assert "'accord keys init --party console'" in err
+    assert not (home / "keys" / "users-totp.secret").exists()
+    assert "secret_sealed" not in (home / "console" / "users.json").read_text()

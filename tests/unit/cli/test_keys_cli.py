@@ -85,15 +85,20 @@ def test_init_party_makes_that_partys_keys_only(
     assert [k.purpose.value for k in FileKeyStore(tmp_path / "c").keys(party=None)] == ["sign"]
 
 
-def test_init_gives_the_console_its_second_factor_key_at_once(
+def test_init_gives_the_console_and_a_party_their_second_factor_key_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Made with the store, so a keystore archived for Kubernetes (unpacked into memory at
-    each start) carries it, and officers' codes survive a restart."""
-    _run(["keys", "init", "--party", "console", "--dir", str(tmp_path / "c")], capsys)
-    _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "w")], capsys)
-    assert (tmp_path / "c" / "users-totp.secret").is_file()
-    assert not (tmp_path / "w" / "users-totp.secret").exists()
+    each start) carries it, and officers' codes survive a restart: no server makes it. A
+    party's is its desk's; the worker's and governance's stores have no accounts."""
+    for party in ("console", "wmp", "worker"):
+        _run(["keys", "init", "--party", party, "--dir", str(tmp_path / party)], capsys)
+    assert (tmp_path / "console" / "users-totp.secret").is_file()
+    assert (tmp_path / "wmp" / "users-totp.secret").is_file()
+    assert not (tmp_path / "worker" / "users-totp.secret").exists()
+    again = (tmp_path / "wmp" / "users-totp.secret").read_bytes()
+    _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")], capsys)
+    assert (tmp_path / "wmp" / "users-totp.secret").read_bytes() == again  # kept, not remade
 
 
 def test_init_with_the_project_bundle_gives_every_party_keys(
@@ -111,6 +116,10 @@ def test_init_with_the_project_bundle_gives_every_party_keys(
     got = set(FileKeyStore(tmp_path / "k" / "governance").parties())
     assert got == parties | {"worker", "console", "governance"}
     assert "smethwick-fsp" in got  # a suspended party has keys too
+    # The console's and each party's (desk's) key for second factors, made with the stores.
+    for owner in [*parties, "console"]:
+        assert (tmp_path / "k" / owner / "users-totp.secret").is_file()
+    assert not (tmp_path / "k" / "worker" / "users-totp.secret").exists()
 
 
 def test_init_with_x25519(bundle: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:

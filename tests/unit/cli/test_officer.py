@@ -33,7 +33,7 @@ def keys(settings: Settings) -> FileKeyStore:
 
 
 def box(settings: Settings) -> TotpBox:
-    return TotpBox.from_keystore(keys(settings), "console")
+    return TotpBox.from_keystore(keys(settings), "console", create=True)
 
 
 def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
@@ -104,3 +104,28 @@ def test_an_account_with_a_second_factor_needs_a_fresh_code(
         else:  # no code, a wrong one, and the right one used a second time
             with pytest.raises(SignInFailed):
                 sign_in(settings, "ig.totp", keys=keys(settings), password_stdin=True, code=attempt)
+
+
+def test_signing_in_never_makes_the_keystores_second_factor_key(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key made by a sign-in (in a pod, in memory) would seal an older Accord's plain
+    secret under a key the next restart loses: without one, the secret stays plain."""
+    import json
+
+    import pyotp
+
+    secret = pyotp.random_base32()
+    (settings.keys_dir / "users-totp.secret").unlink()  # a keystore from before sealing
+    data = json.loads(settings.console_users_file.read_text())
+    data["users"]["ig.jo"]["totp"] = {"secret": secret, "enrolled_at": "2026-01-05T10:00:00+00:00"}
+    settings.console_users_file.write_text(json.dumps(data))
+    _stdin(monkeypatch, PASSWORD + "\n")
+    code = pyotp.TOTP(secret).now()
+    assert (
+        sign_in(settings, "ig.jo", keys=keys(settings), password_stdin=True, code=code) == "ig.jo"
+    )
+    assert not (settings.keys_dir / "users-totp.secret").exists()
+    factor = json.loads(settings.console_users_file.read_text())["users"]["ig.jo"]["totp"]
+    assert factor["secret"] == secret  # written (the code's step taken), and still plain
+    assert "secret_sealed" not in factor

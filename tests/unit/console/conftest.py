@@ -107,7 +107,7 @@ def users(audit_home: Path, keys: FileKeyStore) -> UserFile:
     # Cheap Argon2 parameters: the tests check our use of it, not its cost.
     u = UserFile(
         audit_home / "console" / "users.json",
-        box=TotpBox.from_keystore(keys, "console"),
+        box=TotpBox.from_keystore(keys, "console", create=True),
         hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
     )
     u.add(OFFICER, PASSWORD)

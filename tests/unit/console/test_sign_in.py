@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -192,3 +193,33 @@ def test_the_console_warns_at_start_how_many_accounts_have_no_second_factor(
     assert (warning["log_level"], warning["count"]) == ("warning", 2)
     assert OFFICER not in str(logs)
     assert "ig.kim" not in str(logs)
+
+
+def test_a_second_factor_that_does_not_open_is_a_page_saying_so_after_the_right_password(
+    client: TestClient, users: UserFile, totp: pyotp.TOTP, clock: Clock
+) -> None:
+    """Not a bare "Something went wrong": the officer is told to have the account re-enrolled
+    and the log names the file and the account; a wrong password stays an ordinary refusal."""
+    from broker.console import TotpBox
+    from broker.crypto import random_bytes
+
+    data = json.loads(users.path.read_text())
+    elsewhere = TotpBox(random_bytes(32), "console").seal(OFFICER, totp.secret)
+    data["users"][OFFICER]["totp"]["secret_sealed"] = elsewhere  # another keystore's
+    users.path.write_text(json.dumps(data))
+    with capture_logs() as logs:
+        wrong = attempt(client, password="a wrong password!", code=totp.at(clock.now))
+    assert wrong.status_code == 401
+    assert "cannot be checked" not in wrong.text
+    assert [e["event"] for e in logs] == ["console_sign_in_failed"]
+    with capture_logs() as logs:
+        right = attempt(client, code=totp.at(clock.now))
+    assert right.status_code == 500
+    assert "second factor cannot be checked: ask an administrator to re-enrol it" in right.text
+    assert "Something went wrong" not in right.text
+    [event] = logs
+    assert event["event"] == "console_second_factor_unreadable"
+    assert (event["user"], event["users_file"]) == (OFFICER, str(users.path))
+    assert totp.secret not in str(logs)
+    page = client.get("/subjects", follow_redirects=False)  # and not signed in
+    assert (page.status_code, page.headers["location"]) == (303, "/login")

@@ -31,7 +31,7 @@ def users(audit_home: Path, keys: FileKeyStore) -> UserFile:
     # cheap enough for a unit test. Production's defaults cost more, which only widens a gap.
     u = UserFile(
         audit_home / "console" / "users.json",
-        box=TotpBox.from_keystore(keys, "console"),
+        box=TotpBox.from_keystore(keys, "console", create=True),
         hasher=PasswordHasher(time_cost=2, memory_cost=16 * 1024, parallelism=1),
     )
     u.add(OFFICER, PASSWORD, totp=True)

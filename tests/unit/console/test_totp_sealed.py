@@ -30,7 +30,7 @@ def keys(tmp_path: Path) -> FileKeyStore:
 
 
 def console_users(path: Path, keys: FileKeyStore) -> UserFile:
-    return UserFile(path, box=TotpBox.from_keystore(keys, "console"), hasher=FAST)
+    return UserFile(path, box=TotpBox.from_keystore(keys, "console", create=True), hasher=FAST)
 
 
 def enrol(users: UserFile, name: str = "ig.jo") -> pyotp.TOTP:
@@ -144,7 +144,7 @@ def test_a_secret_copied_into_another_owners_file_does_not_open(tmp_path: Path) 
     totp = enrol(console)
     desk = UserFile(
         tmp_path / "desk" / "users.json",
-        box=TotpBox.from_keystore(shared, "desk:sandwell-coord"),
+        box=TotpBox.from_keystore(shared, "desk:sandwell-coord", create=True),
         hasher=FAST,
     )
     desk.add("ig.jo", PW, totp=True)

@@ -107,7 +107,7 @@ def users(tmp_path: Path) -> UserFile:
     keys = FileKeyStore(tmp_path / "keys" / "sandwell-coord", create=True)
     u = UserFile(
         tmp_path / "desk" / "users.json",
-        box=TotpBox.from_keystore(keys, "desk:sandwell-coord"),
+        box=TotpBox.from_keystore(keys, "desk:sandwell-coord", create=True),
         hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
     )
     u.add(USER, PASSWORD)

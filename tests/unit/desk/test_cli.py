@@ -35,7 +35,7 @@ def test_add_user_makes_a_party_s_own_account_with_a_second_factor(
     assert stored["users"]["sam.okafor"]["hash"].startswith("$argon2id$")
     factor = stored["users"]["sam.okafor"]["totp"]
     assert "secret" not in factor  # sealed under the party's keystore, for the party's desk
-    secret = TotpBox.from_keystore(keys, "desk:cog-tipton").open(
+    secret = TotpBox.from_keystore(keys, "desk:cog-tipton", create=False).open(
         "sam.okafor", factor["secret_sealed"]
     )
     assert secret in out  # shown this once
@@ -77,3 +77,19 @@ def test_a_keystore_without_the_party_s_key_is_one_line_on_stderr(
     assert code != 0
     assert err.count("\n") == 1
     assert "holds no private key for cog-tipton" in err
+
+
+def test_a_desk_will_not_start_with_second_factors_its_keystore_cannot_open(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FileKeyStore(home / "keys", create=True).ensure_party("cog-tipton")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
+    (home / "keys" / "users-totp.secret").unlink()  # a keystore restored from before it
+    code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
+    assert code != 0
+    [line] = [x for x in err.splitlines() if "keystore_unprotected" not in x]  # one line, and
+    assert line.startswith("accord: error: ")  # the usual warning of a store without passphrase
+    assert "the second factors of sam.x are sealed" in line
+    assert "'accord desk add-user --as cog-tipton NAME --reset'" in err
+    assert not (home / "keys" / "users-totp.secret").exists()  # the desk made none
