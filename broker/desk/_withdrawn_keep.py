@@ -51,6 +51,8 @@ CHECK: Final = timedelta(minutes=5)
 #: The margin :data:`~._withdrawn.KEEP` leaves over the default settings' reach, 24 days
 #: 23 hours 45 minutes: kept over any measured reach too.
 GRACE: Final = KEEP - REACH
+# A thousand years: longer than this is "for good" (and a timedelta holds at most 10**9 days).
+_FOR_GOOD_MS: Final = 1000 * 365 * 24 * 3600 * 1000
 #: The settings read of each topic.
 SETTINGS: Final = ("retention.ms", "segment.ms", "cleanup.policy")
 
@@ -81,6 +83,10 @@ def keep_for(configs: Mapping[str, Mapping[str, str] | None]) -> Keep:
             return Keep(None, reason=f"{topic}: no retention.ms or segment.ms as a number")
         if retention_ms < 0:
             return Keep(None, reason=f"{topic}: retention.ms={retention_ms}")
+        if retention_ms + max(segment_ms, 0) > _FOR_GOOD_MS:
+            # Long.MAX_VALUE, as some tools write "for good" (beyond what a timedelta holds).
+            why = f"retention.ms={retention_ms}, segment.ms={segment_ms}"
+            return Keep(None, reason=f"{topic}: {why}")
         reach += timedelta(milliseconds=retention_ms + max(segment_ms, 0)) + CHECK
     return Keep(max(KEEP, reach + GRACE), reach)
 

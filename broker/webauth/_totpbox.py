@@ -42,15 +42,18 @@ class TotpBox:
     """Seals and opens the TOTP secrets of one owner's users file.
 
     ``key`` None is a box for a keystore without a ``users-totp`` secret: it seals nothing
-    and opens nothing (``keyed`` is False), each refusal naming the keystore.
+    and opens nothing (``keyed`` is False), each refusal naming the keystore. One made by
+    :meth:`from_keystore` looks again each time it is asked, so a server started before
+    ``add-user`` made the secret opens what ``add-user`` sealed.
     """
 
-    __slots__ = ("_aead", "keystore", "owner")
+    __slots__ = ("_aead", "_keys", "keystore", "owner")
 
     def __init__(self, key: bytes | None, owner: str, *, keystore: Path | None = None) -> None:
         if (key is not None and len(key) != 32) or not owner or "\x00" in owner:
             raise ConfigError("a TOTP box needs a 32-byte key and its owner's name")
         self._aead = None if key is None else Aead(key)
+        self._keys: FileKeyStore | None = None  # where to look again while there is no key
         # Whose accounts these are: also the users file's owner (``UserFile.owner``).
         self.owner = owner
         self.keystore = keystore  # where the key is kept, for messages
@@ -66,12 +69,26 @@ class TotpBox:
             key: bytes | None = keys.local_secret(TOTP_SECRET_NAME, create=create)
         except KeyNotFound:
             key = None
-        return cls(key, owner, keystore=keys.path)
+        box = cls(key, owner, keystore=keys.path)
+        if key is None:
+            box._keys = keys
+        return box
 
     @property
     def keyed(self) -> bool:
         """Whether the keystore has the secret: False, nothing can be sealed or opened."""
-        return self._aead is not None
+        return self._keyed_now() is not None
+
+    def _keyed_now(self) -> Aead | None:
+        """The box's AEAD, looking in the keystore again if it had no secret before (never
+        making one)."""
+        if self._aead is None and self._keys is not None:
+            try:
+                self._aead = Aead(self._keys.local_secret(TOTP_SECRET_NAME, create=False))
+            except KeyNotFound:
+                return None
+            self._keys = None
+        return self._aead
 
     def where(self) -> str:
         """The keystore, as messages name it."""
@@ -85,13 +102,14 @@ class TotpBox:
 
     def seal(self, name: str, secret: str) -> str:
         """``secret`` (base32) sealed to account ``name`` of this owner, as the file keeps it."""
-        if self._aead is None:
+        aead = self._keyed_now()
+        if aead is None:
             raise ConfigError(
                 f"{self.where()} has no users-totp secret to seal a second factor with: make it "
                 f"with 'accord keys init --party {_party(self.owner)}' where the keystore is kept"
             )
         nonce = random_bytes(AEAD_NONCE_LEN)
-        sealed = nonce + self._aead.seal(nonce, secret.encode("ascii"), self._ad(name))
+        sealed = nonce + aead.seal(nonce, secret.encode("ascii"), self._ad(name))
         return _VERSION + base64.b64encode(sealed).decode("ascii")
 
     def open(self, name: str, sealed: str) -> str:
@@ -104,7 +122,8 @@ class TotpBox:
             raise ConfigError(
                 f"the second factor of {name} is sealed in a format this Accord does not read"
             )
-        if self._aead is None:
+        aead = self._keyed_now()
+        if aead is None:
             raise ConfigError(
                 f"the second factor of {name} is sealed, and {self.where()} has no users-totp "
                 "secret to open it: restore the keystore that sealed it, or remake it with "
@@ -114,7 +133,7 @@ class TotpBox:
             raw = base64.b64decode(sealed.removeprefix(_VERSION), validate=True)
             # Too short to hold a nonce and a tag: fails to open like any other damage.
             nonce = raw[:AEAD_NONCE_LEN].ljust(AEAD_NONCE_LEN, b"\0")
-            plain = self._aead.open(nonce, raw[AEAD_NONCE_LEN:], self._ad(name))
+            plain = aead.open(nonce, raw[AEAD_NONCE_LEN:], self._ad(name))
             return plain.decode("ascii")
         except (binascii.Error, EnvelopeError, UnicodeDecodeError):
             raise ConfigError(

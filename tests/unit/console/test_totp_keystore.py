@@ -167,3 +167,20 @@ def test_a_secret_that_does_not_open_says_which_file_and_account(tmp_path: Path)
     with pytest.raises(SecondFactorUnreadable) as refused:
         other.authenticate("ig.jo", PW, "123456", now=NOW)
     assert (refused.value.path, refused.value.account) == (str(path), "ig.jo")
+
+
+def test_a_server_started_before_the_first_enrolment_opens_what_add_user_sealed(
+    tmp_path: Path,
+) -> None:
+    """A keystore without the secret: the server starts (no accounts yet), then add-user, in
+    another process, makes the secret and seals a second factor; the running server signs the
+    account in rather than calling the factor unreadable until a restart."""
+    path = tmp_path / "users.json"
+    keys_dir = tmp_path / "keys"
+    server = users_of(path, store(keys_dir), create=False)
+    server.check_second_factors()
+    enrolment = users_of(path, FileKeyStore(keys_dir), create=True)
+    enrolment.add("ig.kim", PW, totp=True)
+    given = enrolment.totp_enrolment("ig.kim")
+    assert given is not None
+    assert server.authenticate("ig.kim", PW, pyotp.TOTP(given.secret).at(NOW), now=NOW)

@@ -84,6 +84,10 @@ def test_settings_shorter_than_provisionings_never_keep_markers_less_than_90_day
          "cleanup.policy=compact"),
         ({"cleanup.policy": "delete"}, "no retention.ms or segment.ms"),
         (None, "could not be read"),
+        ({"retention.ms": str(2**63 - 1), "segment.ms": "604800000", "cleanup.policy": "delete"},
+         "retention.ms=9223372036854775807"),  # Long.MAX_VALUE: "for good" to some tools
+        ({"retention.ms": str(7 * DAY_MS), "segment.ms": str(2**63 - 1),
+          "cleanup.policy": "delete"}, "segment.ms=9223372036854775807"),
     ],
 )  # fmt: skip
 def test_a_topic_that_may_keep_a_record_for_good_keeps_markers_for_good(
