@@ -43,6 +43,7 @@ def register(desk: typer.Typer) -> None:
         """Raise flags.yaml's flags over the party's deliveries, on accord.desk.PARTY.flags."""
         import faust
 
+        from broker.cli._logging import configure_logging
         from broker.desk import (
             FlagServiceOptions,
             build_flags_app,
@@ -52,6 +53,9 @@ def register(desk: typer.Typer) -> None:
         from broker.kafka import client_settings
         from broker.policy import Policy
 
+        # The service's own events as JSON lines on stderr, as every long-running command
+        # writes them; faust keeps its own logging at --loglevel.
+        configure_logging("info", library_logs=False)
         settings = load_settings()
         policy = Policy.load(policies or settings.policies)
         check_desk_party(policy, party)  # a recipient's, active: as its desk
@@ -76,7 +80,9 @@ def register(desk: typer.Typer) -> None:
         )
         opts.datadir.mkdir(parents=True, exist_ok=True)
         app = build_flags_app(opts)
-        worker = faust.Worker(app, loglevel=loglevel.value, quiet=True)
+        # Not redirected: faust would log each line written to stdout or stderr as a WARNING,
+        # the service's info lines included, and alerts count warnings.
+        worker = faust.Worker(app, loglevel=loglevel.value, quiet=True, redirect_stdouts=False)
         worker.execute_from_commandline()
 
 
