@@ -39,6 +39,7 @@ from broker.policy._cel_reads import (
 )
 from broker.policy._cel_selects import unknown_selects
 from broker.policy._cel_types import typed_select_problems
+from broker.policy._transform import age_in_years
 
 __all__ = [
     "EVENT_ATTRS",
@@ -211,10 +212,7 @@ def compile_condition(source: str) -> tuple[Condition | None, list[str]]:
 def _age(dob: Any, at: datetime) -> int | None:
     if dob is None:
         return None
-    today = at.astimezone(UTC).date()
-    # At least 0: a baby born after midnight in England may be named while UTC's day is
-    # still the one before (broker.events' latest_day).
-    return max(0, int(today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))))
+    return age_in_years(dob, at.astimezone(UTC).date())
 
 
 # A subject as CEL sees it: no names, no identifiers, an age rather than a date of birth.
