@@ -489,7 +489,7 @@ class TransactionalLoop:
         )
 
     def _resume_due(self, consumer: Consumer) -> None:
-        self._throttle.resume_due(consumer, list(self._tasks))
+        self._throttle.resume_due(consumer, self._tasks)
 
     @property
     def assigned(self) -> int:
