@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from broker.policy._cel_reads import _LEXEMES
+from broker.policy._cel_reads import LEXEMES
 
 __all__ = ["Call", "Ident", "Index", "ListLit", "Lit", "MapLit", "Node", "Op", "Select", "parse"]
 
@@ -98,7 +98,7 @@ def _tokens(source: str) -> list[Token]:
         if source[at].isspace():
             at += 1
             continue
-        if lexeme := _LEXEMES.match(source, at):
+        if lexeme := LEXEMES.match(source, at):
             text = lexeme.group()
             at = lexeme.end()
             if not text.startswith("//"):

@@ -29,6 +29,7 @@ from typing import Final, NamedTuple
 __all__ = [
     "ALL",
     "EVENT_ATTRS",
+    "LEXEMES",
     "NOTHING",
     "SAFEGUARDING_ATTRS",
     "SUBJECT_ATTRS",
@@ -63,8 +64,9 @@ SAFEGUARDING_ATTRS: Final = frozenset({"concern", "justification"})
 # CEL's comments and string literals, lexed left to right so that a quote inside a comment,
 # or ``//`` inside a string, is read as CEL reads it. A raw string (``r``, ``br``) has no
 # escapes: ``r'\'`` is a whole string, and reading its backslash as an escape would swallow
-# the code after it, hiding reads from the analysis (and so from the memo key).
-_LEXEMES: Final = re.compile(
+# the code after it, hiding reads from the analysis (and so from the memo key). Shared with
+# _cel_parse, so that CEL is lexed one way.
+LEXEMES: Final = re.compile(
     r"//[^\n]*"
     r"""|[bB]?[rR](?:'''.*?'''|\"\"\".*?\"\"\"|'[^'\n]*'|"[^"\n]*")"""
     r"""|[bB]?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\n])*'"""
@@ -111,7 +113,7 @@ NOTHING: Final = Reads(frozenset(), frozenset(), frozenset())
 def blank_strings(source: str) -> str:
     """``source`` with each string literal as ``''`` and each comment as a space: neither is
     ever a read."""
-    return _LEXEMES.sub(_blank, source)
+    return LEXEMES.sub(_blank, source)
 
 
 def _blank(lexeme: re.Match[str]) -> str:
