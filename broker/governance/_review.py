@@ -38,9 +38,10 @@ class ReviewFinding(enum.StrEnum):
 # (Ruby.Holland) from a case number; the form and the help ask for the case or ticket number.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
 # An NHS number or a telephone number however it is grouped (943-476-5919, 07700.900123,
-# 020-7946-0000, IG/94/34/76/59/19), but not a case number such as IG-2026-000123, whose ten
-# digits are as many as an NHS number's. Each run of digit groups joined by separators is
-# tried group by group, so a number inside a longer reference is found too.
+# 020-7946-0000, 20-7946-0000, IG/94/34/76/59/19), but not a case number such as
+# IG-2026-000123, whose ten digits are as many as an NHS number's. Each run of digit groups
+# joined by separators is tried group by group, so a number inside a longer reference is
+# found too.
 _DIGIT_GROUPS = re.compile(r"\d+(?:[-./:_]+\d+)*")
 _SEPARATOR = re.compile(r"[-./:_]+")
 
@@ -64,8 +65,11 @@ def _could_be_personal(groups: list[str]) -> bool:
         return True  # ten digits in a row; a telephone number as dialled, or from abroad
     if len(digits) != 10:
         return False
-    if [len(g) for g in groups] == [3, 3, 4] or digits.startswith("7"):
+    lengths = [len(g) for g in groups]
+    if lengths == [3, 3, 4] or digits.startswith("7"):
         return True  # an NHS number as it is printed, even mistyped; a mobile without its 0
+    if _printed_without_its_0(digits, lengths):
+        return True
     # Regrouped, it is a number only if it passes the check digit and lies where numbers are
     # issued: 3 to 9 first (England, Wales, Northern Ireland, the 999 test range), or a
     # Scottish CHI number, which starts with its holder's date of birth (ddmmyy). A case
@@ -81,6 +85,16 @@ def _telephone(digits: str) -> bool:
     if digits.startswith("0"):
         return len(digits) >= 11 or digits.startswith(("01", "08"))
     return digits.startswith("44") and len(digits) >= 12
+
+
+def _printed_without_its_0(digits: str, lengths: list[int]) -> bool:
+    """A UK landline as it is printed after +44, its 0 dropped: 20 7946 0000 (London and the
+    other 02x areas), 1632 960000 or 15394 12345 (01 areas; 121 496 0000 is NHS-shaped too).
+    Grouped so, ten digits are a number; a case number is grouped as a year and a sequence
+    (2026 000123), and no 02x area's local number starts with 0 or 1."""
+    if lengths == [2, 4, 4]:
+        return digits[:2] in {"20", "23", "24", "28", "29"} and digits[2] not in "01"
+    return digits.startswith("1") and lengths in ([4, 6], [4, 3, 3], [5, 5])
 
 
 def _is_ddmmyy(text: str) -> bool:

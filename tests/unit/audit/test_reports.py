@@ -215,6 +215,10 @@ def test_a_refused_review_does_not_repeat_the_event_id_or_recipient_typed(
         ("ig", "justified", "943--476--5919", "--reference"),  # separators doubled
         ("ig", "justified", "020-/7946-/0000", "--reference"),
         ("ig", "justified", "0800-123-456", "--reference"),  # ten digits, dialled
+        ("ig", "justified", "20-7946-0000", "--reference"),  # London, printed after +44
+        ("ig", "justified", "IG/29.2018.0000", "--reference"),
+        ("ig", "justified", "1632-960000", "--reference"),  # an 01 area, printed after +44
+        ("ig", "justified", "15394-12345", "--reference"),
     ],
 )
 def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
@@ -259,8 +263,25 @@ def _telephone_grouped(draw: st.DrawFn) -> str:
     return _grouped(draw, "0" + draw(st.sampled_from([ten, eleven])))
 
 
+@st.composite
+def _landline_after_44(draw: st.DrawFn) -> str:
+    """A UK landline as printed after +44, its 0 dropped, in its printed grouping."""
+    local = st.sampled_from("23456789")
+    form = draw(st.sampled_from(["02x", "1xxx", "1xxxx", "1x1"]))
+    rest = draw(st.text("0123456789", min_size=9, max_size=9))
+    if form == "02x":
+        area, number = draw(st.sampled_from(["20", "23", "24", "28", "29"])), draw(local) + rest[:7]
+        groups = [area, number[:4], number[4:]]
+    else:
+        digits = "1" + rest
+        cuts = {"1xxx": [4], "1xxxx": [5], "1x1": [3, 6]}[form]
+        groups = [digits[a:b] for a, b in itertools.pairwise([0, *cuts, 10])]
+    sep = draw(st.sampled_from(["-", ".", "/", "_", "--"]))
+    return draw(st.sampled_from(["", "IG-", "tel/"])) + sep.join(groups)
+
+
 @settings(max_examples=300)
-@given(reference=st.one_of(_nhs_number_grouped(), _telephone_grouped()))
+@given(reference=st.one_of(_nhs_number_grouped(), _telephone_grouped(), _landline_after_44()))
 def test_an_nhs_or_telephone_number_is_refused_however_it_is_grouped(reference: str) -> None:
     with pytest.raises(UsageError, match="--reference"):
         check_review(reviewed_by="ig", finding="justified", reference=reference)
