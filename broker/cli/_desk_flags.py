@@ -83,6 +83,9 @@ def register(desk: typer.Typer) -> None:
         # Not redirected: faust would log each line written to stdout or stderr as a WARNING,
         # the service's info lines included, and alerts count warnings.
         worker = faust.Worker(app, loglevel=loglevel.value, quiet=True, redirect_stdouts=False)
+        # faust's start-up spinner writes cursor escapes even when stdout is a file, and they
+        # would corrupt the first JSON line of the log.
+        worker.spinner = None
         worker.execute_from_commandline()
 
 
