@@ -13,8 +13,11 @@ tests. A record whose event id the child's state already holds is ignored: repro
 after a restart raises nothing twice. State keeps the records and fire times of the last
 twice the longest window behind the newest ``occurred_at`` seen for the child: exact for
 any record that arrives less than the longest window late (a record later than that is
-still evaluated, against what is kept). The ids of records trimmed away stay (ids only), so a
-redelivery however late is still recognised.
+still evaluated, against what is kept). The ids of records trimmed away stay (ids only, with
+the time they went), so a redelivery is still recognised for as long as Kafka could bring one:
+the flag service forgets them after the withdrawn-id markers' keep (:mod:`._gone`; the engine
+keeps them for good unless given a keep). That time, from the engine's clock, is the only
+thing in a state that is not a function of the records.
 
 Household rules (those naming ``household``) are evaluated in a second step, over the
 household's state (``_household``): :meth:`FlagEngine.apply` returns what that step needs,
@@ -30,24 +33,28 @@ fired and the ids it has seen), so the upgrade neither loses a window nor raises
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from broker.desk._flag import Flag, child_keys, flag_id, household_key
-from broker.desk._household import HouseholdMessage, apply_household
+from broker.desk._gone import STATE_VERSION, Forget, dated, forget, went
+from broker.desk._household import HouseholdMessage, apply_household, withdraw_household
 from broker.desk._window import ID, SEQ, T, aggregates, micros, time_of
 from broker.errors import EventInvalid
 from broker.policy import CompiledFlagRule
 
 __all__ = ["Applied", "ChildState", "FlagEngine", "Placement", "WindowRecord", "window_record"]
 
-#: ``{"v": 1, "seq": next arrival number, "newest": µs or None,
+#: ``{"v": 2, "seq": next arrival number, "newest": µs or None,
 #: "recs": [[occurred µs, arrival, event id, sender, type, need, [categories]], ...],
-#: "fired": {rule id: [µs, ...]}, "gone": [event id, ...], "hh": household key,
-#: "adopted": {legacy key: its state's "seq" when adopted}}``: JSON-ready, so a faust table
-#: stores it as is. ``hh``: where the child was last placed; ``adopted``: see ``adopt``.
+#: "fired": {rule id: [µs, ...]}, "gone": {event id: seconds when it went, ...},
+#: "hh": household key, "adopted": {legacy key: its state's "seq" when adopted}}``:
+#: JSON-ready, so a faust table stores it as is. ``hh``: where the child was last placed;
+#: ``adopted``: see ``adopt``. Format 1 (``"v": 1``) held ``gone`` as a list of ids: it is
+#: read as it is and written as format 2 (:mod:`._gone`).
 ChildState = dict[str, Any]
 #: In :meth:`FlagEngine.process`'s mapping, a household's state is under this + its key.
 HOUSEHOLD_PREFIX = "household:"
@@ -94,18 +101,20 @@ def window_record(view: Mapping[str, Any]) -> WindowRecord:
     return WindowRecord(str(event_id), occurred, str(sender), str(etype), need, tuple(cats))
 
 
-def _copy(state: ChildState) -> ChildState:
-    """A copy ``apply`` may change: records are never changed in place, fire lists are."""
+def _copy(state: ChildState, when: Forget) -> ChildState:
+    """A copy ``apply`` may change, in format 2, without the gone ids older than the keep:
+    records are never changed in place, fire lists are."""
     return {
         **state,
+        "v": STATE_VERSION,
         "recs": list(state["recs"]),
         "fired": {rule: list(times) for rule, times in state["fired"].items()},
-        "gone": list(state.get("gone", ())),
+        "gone": forget(dated(state, when.now), when),
     }
 
 
 def empty_state() -> ChildState:
-    return {"v": 1, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": []}
+    return {"v": STATE_VERSION, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": {}}
 
 
 class Placement(NamedTuple):
@@ -132,9 +141,21 @@ class Applied(NamedTuple):
 
 
 class FlagEngine:
-    """Raises ``party``'s flags under ``rules``; ``secret`` keys children (desk-linkage.key)."""
+    """Raises ``party``'s flags under ``rules``; ``secret`` keys children (desk-linkage.key).
+    ``clock`` (seconds) dates the ids a state keeps as gone; ``gone_keep`` says, when a state
+    is written, how long they are kept (seconds; None, the default: for good)."""
 
-    def __init__(self, rules: Sequence[CompiledFlagRule], party: str, secret: bytes) -> None:
+    def __init__(
+        self,
+        rules: Sequence[CompiledFlagRule],
+        party: str,
+        secret: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+        gone_keep: Callable[[], float | None] = lambda: None,
+    ) -> None:
+        self._clock = clock
+        self._gone_keep = gone_keep
         self.rules = tuple(rules)
         self.party = party
         self._secret = secret
@@ -194,10 +215,21 @@ class FlagEngine:
     ) -> tuple[ChildState, list[Flag]]:
         """The household's step (``_household.apply_household``) under this engine's rules."""
         keep = timedelta(microseconds=self._keep)
-        return apply_household(state, message, self.household_rules, party=self.party, keep=keep)
+        return apply_household(state, message, self.household_rules, party=self.party,
+                               keep=keep, when=self.forgetting())  # fmt: skip
 
-    @staticmethod
-    def adopt(state: ChildState | None, legacy: str, old: ChildState | None) -> ChildState | None:
+    def withdraw_household(self, state: ChildState, event_ids: set[str]) -> ChildState | None:
+        """The household's state without the named records (``_household``); None when
+        nothing changed."""
+        return withdraw_household(state, event_ids, self.forgetting())
+
+    def forgetting(self) -> Forget:
+        """When a state written now dates its new gone ids, and which old ones it forgets."""
+        return Forget(int(self._clock()), self._gone_keep())
+
+    def adopt(
+        self, state: ChildState | None, legacy: str, old: ChildState | None
+    ) -> ChildState | None:
         """``state`` with ``old``, the state kept under the child's ``legacy`` key, merged in
         (neither is changed in place): the records of both (ids either has seen as gone stay
         gone), the fire times of both, so a rule that fired under the old key does not fire
@@ -209,8 +241,13 @@ class FlagEngine:
         mine = state if state is not None else empty_state()
         if mine.get("adopted", {}).get(legacy) == old["seq"]:
             return state
-        gone = list(dict.fromkeys([*mine.get("gone", ()), *old.get("gone", ())]))
-        dropped, seen = set(gone), set()
+        when = self.forgetting()
+        gone = dated(mine, when.now)
+        for event_id, t in dated(old, when.now).items():
+            gone[event_id] = max(t, gone.get(event_id, t))  # the later: kept the longer
+        dropped, seen = set(gone), set()  # all of them: none of their records comes back
+        # In the order they went, as forget() reads them.
+        gone = forget(dict(sorted(gone.items(), key=lambda item: item[1])), when)
         ranked = []
         # The old key's records arrived first: they go first among records of one time.
         for source, recs in enumerate((old["recs"], mine["recs"])):
@@ -225,6 +262,7 @@ class FlagEngine:
         newest = [n for n in (mine["newest"], old["newest"]) if n is not None]
         merged: ChildState = {
             **mine,
+            "v": STATE_VERSION,
             "seq": len(ranked),
             "newest": max(newest) if newest else None,
             "recs": [[r[T], i, *r[SEQ + 1 :]] for i, (*_, r) in enumerate(ranked)],
@@ -245,7 +283,8 @@ class FlagEngine:
             or record.event_id in state.get("gone", ())
         ):
             return Applied(state, [], None)  # seen: a redelivery or a restart's reprocessing
-        new = _copy(state) if state is not None else empty_state()
+        when = self.forgetting()
+        new = _copy(state, when) if state is not None else empty_state()
         recs: list[list[Any]] = new["recs"]
         t = micros(record.occurred_at)
         seq = new["seq"]
@@ -285,7 +324,7 @@ class FlagEngine:
             )  # fmt: skip
         newest = t if new["newest"] is None else max(new["newest"], t)
         new["newest"] = newest
-        self._trim(new, newest - self._keep)
+        self._trim(new, newest - self._keep, when.now)
         return Applied(new, flags, message)
 
     @staticmethod
@@ -304,18 +343,19 @@ class FlagEngine:
             return None
         # Remembered as gone: a replay after a crash (or a re-read of the delivery topic)
         # must not bring a withdrawn record back into the window.
-        left = [r[ID] for r in state["recs"] if r[ID] in gone]
-        return {**_copy(state), "recs": recs, "gone": [*state.get("gone", ()), *left]}
+        when = self.forgetting()
+        new = {**_copy(state, when), "recs": recs}
+        went(new["gone"], (r[ID] for r in state["recs"] if r[ID] in gone), when.now)
+        return new
 
-    def _trim(self, state: ChildState, horizon: int) -> None:
+    @staticmethod
+    def _trim(state: ChildState, horizon: int, now: int) -> None:
         kept = [r for r in state["recs"] if r[T] > horizon]
         if len(kept) < len(state["recs"]):
-            # Ids only (no dates, no senders), kept for good: a record redelivered long
-            # after it left the window must still count as seen, or it would flag again.
-            state["gone"] = [
-                *state.get("gone", ()),
-                *(r[ID] for r in state["recs"] if r[T] <= horizon),
-            ]
+            # Ids only (no dates, no senders), kept as long as Kafka could bring the record
+            # again (._gone): redelivered after it left the window, it must still count as
+            # seen, or it would flag again.
+            went(state["gone"], (r[ID] for r in state["recs"] if r[T] <= horizon), now)
         state["recs"] = kept
         state["fired"] = {
             rule: kept

@@ -17,7 +17,8 @@ is evaluated in a second step, from a :class:`HouseholdMessage` the child's step
 
 A flag for the same (rule, child) fires at most once per window in one household, as a child
 rule's does. State is one JSON value per household (:data:`HouseholdState`), kept like a
-child's: twice the longest household window, then ids only.
+child's: twice the longest household window, then ids only, forgotten as a child's are
+(:mod:`._gone`).
 
 A message names the keys its children had before 2026-12-05 where they differ
 (``HouseholdMessage.renamed``): the household's records and fire times under an old key are
@@ -33,6 +34,7 @@ from datetime import timedelta
 from typing import Any
 
 from broker.desk._flag import Flag, flag_id
+from broker.desk._gone import STATE_VERSION, Forget, dated, forget, went
 from broker.desk._window import ID, SEQ, T, aggregates, from_micros, time_of
 from broker.policy import CompiledFlagRule
 
@@ -44,10 +46,11 @@ __all__ = [
     "withdraw_household",
 ]
 
-#: ``{"v": 1, "seq": n, "newest": µs or None, "recs": [[occurred µs, arrival, event id,
+#: ``{"v": 2, "seq": n, "newest": µs or None, "recs": [[occurred µs, arrival, event id,
 #: sender, type, need, [categories], [children], [evaluated]], ...], "fired": {rule: {child:
-#: [µs]}}, "gone": [event id, ...]}``: a child's state's shape, each record naming the children
-#: it is about here and those the household rules were evaluated for at it.
+#: [µs]}}, "gone": {event id: seconds when it went}}``: a child's state's shape (format 1's
+#: ``gone`` a list, as a child's), each record naming the children it is about here and those
+#: the household rules were evaluated for at it.
 HouseholdState = dict[str, Any]
 _CHILDREN, _EVALUATED = 7, 8
 
@@ -93,15 +96,17 @@ class HouseholdMessage:
 
 
 def empty_household() -> HouseholdState:
-    return {"v": 1, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": []}
+    return {"v": STATE_VERSION, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": {}}
 
 
-def _copy(state: HouseholdState) -> HouseholdState:
+def _copy(state: HouseholdState, when: Forget) -> HouseholdState:
+    """A copy to change, in format 2, without the gone ids older than the keep."""
     return {
         **state,
+        "v": STATE_VERSION,
         "recs": list(state["recs"]),
         "fired": {r: {c: list(ts) for c, ts in by.items()} for r, by in state["fired"].items()},
-        "gone": list(state.get("gone", ())),
+        "gone": forget(dated(state, when.now), when),
     }
 
 
@@ -112,21 +117,22 @@ def apply_household(
     *,
     party: str,
     keep: timedelta,
+    when: Forget,
 ) -> tuple[HouseholdState, list[Flag]]:
     """``msg``'s record joins the household (``state`` is not changed in place); the flags
     the household ``rules`` raise for ``msg.child``. Records more than ``keep`` behind the
-    newest leave the state (ids only stay)."""
+    newest leave the state (ids only stay, dated ``when.now``, until ``when.keep``)."""
     event_id = msg.record[1]
     at = None
     if state is not None and msg.renamed:
-        state = _renamed(state, dict(msg.renamed))
+        state = _renamed(state, dict(msg.renamed), when)
     if state is not None:
         if event_id in state.get("gone", ()):
             return state, []
         at = next((i for i, r in enumerate(state["recs"]) if r[ID] == event_id), None)
         if at is not None and msg.child in state["recs"][at][_EVALUATED]:
             return state, []  # seen: a redelivery or a restart's reprocessing
-    new = _copy(state) if state is not None else empty_household()
+    new = _copy(state, when) if state is not None else empty_household()
     recs: list[list[Any]] = new["recs"]  # a copy in the same order: ``at`` still holds
     t = int(msg.record[0])
     residents = sorted({*msg.residents, msg.child})
@@ -157,18 +163,18 @@ def apply_household(
         flags.append(_flag(rule, msg, window, mine[1], party))
     newest = t if new["newest"] is None else max(new["newest"], t)
     new["newest"] = newest
-    _trim(new, newest - keep // timedelta(microseconds=1))
+    _trim(new, newest - keep // timedelta(microseconds=1), when.now)
     return new, flags
 
 
-def _renamed(state: HouseholdState, to: Mapping[str, str]) -> HouseholdState:
+def _renamed(state: HouseholdState, to: Mapping[str, str], when: Forget) -> HouseholdState:
     """``state`` naming each child by its key now (``to``: legacy key → key); ``state`` itself
     when it names none by a legacy key (after the first of the child's records, always)."""
     named = {c for r in state["recs"] for c in (*r[_CHILDREN], *r[_EVALUATED])}
     named.update(c for by_child in state["fired"].values() for c in by_child)
     if named.isdisjoint(to):
         return state
-    new = _copy(state)
+    new = _copy(state, when)
     new["recs"] = [
         [*r[:_CHILDREN], *(sorted({to.get(c, c) for c in r[i]}) for i in (_CHILDREN, _EVALUATED))]
         for r in new["recs"]
@@ -183,20 +189,24 @@ def _renamed(state: HouseholdState, to: Mapping[str, str]) -> HouseholdState:
     return new
 
 
-def withdraw_household(state: HouseholdState, event_ids: set[str]) -> HouseholdState | None:
+def withdraw_household(
+    state: HouseholdState, event_ids: set[str], when: Forget
+) -> HouseholdState | None:
     """``state`` without the named records; None when nothing changed."""
     recs = [r for r in state["recs"] if r[ID] not in event_ids]
     if len(recs) == len(state["recs"]):
         return None
-    left = [r[ID] for r in state["recs"] if r[ID] in event_ids]  # as a child's: stays gone
-    return {**_copy(state), "recs": recs, "gone": [*state.get("gone", ()), *left]}
+    new = {**_copy(state, when), "recs": recs}
+    # As a child's: stays gone for as long as the record could come again.
+    went(new["gone"], (r[ID] for r in state["recs"] if r[ID] in event_ids), when.now)
+    return new
 
 
-def _trim(state: HouseholdState, horizon: int) -> None:
+def _trim(state: HouseholdState, horizon: int, now: int) -> None:
     old = [r[ID] for r in state["recs"] if r[T] <= horizon]
     if old:
-        # Ids only, kept for good: a late redelivery must still count as seen.
-        state["gone"] = [*state.get("gone", ()), *old]
+        # Ids only, dated: a late redelivery must still count as seen (._gone).
+        went(state["gone"], old, now)
         state["recs"] = [r for r in state["recs"] if r[T] > horizon]
     fired: dict[str, dict[str, list[int]]] = {}
     for rule, by_child in state["fired"].items():
