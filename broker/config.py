@@ -247,6 +247,9 @@ class DeskSettings(SignInSettings):
     # views (personal data): a secret, as a URL may carry a password.
     store: SecretStr | None = None
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How often the flag service (``accord desk flags``) reads its topics' retention again:
+    # well within the withdrawal markers' 25 days' grace (broker.desk._withdrawn_keep).
+    flags_recheck_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
 
 
 class SchoolCalendar(_Frozen):

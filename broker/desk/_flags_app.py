@@ -39,8 +39,9 @@ A withdrawal notice, sent to every partition of both re-keyed topics, takes its 
 out of the states of each partition's keys and leaves a marker per id there for a record
 that comes after it, kept for longer than Kafka keeps any topic the record could still come
 through: 90 days with provisioning's settings, longer (or for good) when the topics' settings
-read at start keep records longer (:mod:`._withdrawn` has the argument,
-:mod:`._withdrawn_keep` the reading; ``FlagServiceOptions.withdrawn_keep``).
+keep records longer, read at start and every ``FlagServiceOptions.withdrawn_recheck`` while
+the service runs (:mod:`._withdrawn` has the argument, :mod:`._withdrawn_keep` the reading).
+The ids the states keep as ``gone`` are forgotten after the same keep (:mod:`._gone`).
 
 One flag service per party (no leader election): the ids it read at start are then all that
 could be on the topic, and every partition of both tables is this service's.
@@ -75,8 +76,9 @@ from broker.config import KafkaSecurity, KafkaSettings
 from broker.desk._flag import Flag, flag_id
 from broker.desk._flagging import FlagEngine, Placement, window_record
 from broker.desk._flags_source import DeliveryReader
-from broker.desk._household import HouseholdMessage, withdraw_household
+from broker.desk._household import HouseholdMessage
 from broker.desk._withdrawn import KEEP, WithdrawnIds, is_marker
+from broker.desk._withdrawn_keep import RECHECK, KeepWatch, read_keep
 from broker.envelope import Opener
 from broker.errors import AccordError, EnvelopeError
 from broker.events import Delivery, WithdrawalNotice
@@ -115,6 +117,8 @@ class FlagServiceOptions:
     #: How long withdrawn-id markers are kept (None: for good), from the topics' settings
     #: (``withdrawn_keep``, read at start); never less than ``KEEP``.
     withdrawn_keep: timedelta | None = KEEP
+    #: How often the running service reads those settings again (``KeepWatch``).
+    withdrawn_recheck: timedelta = RECHECK
 
 
 def _credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
@@ -198,17 +202,19 @@ class _Service:
     ) -> None:
         self.party = opts.party
         self.kafka = opts.kafka
-        self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret)
-        self.opening = _Opening(opts.party, opts.keystore)
         self.everyone = list(range(opts.partitions))
+        # Both tables' markers share one layout: their keys hash alike.
+        self.withdrawn = WithdrawnIds(self.everyone, clock, opts.withdrawn_keep)
+        # The states' gone ids are forgotten after the markers' keep, as it is at the time.
+        self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret, clock=clock,
+                                 gone_keep=self.withdrawn.keep)  # fmt: skip
+        self.opening = _Opening(opts.party, opts.keystore)
         self.bychild, self.byhousehold, self.out = topics
         self.windows, self.households = tables
         self.published: set[str] | None = None
         # Both agents may raise their first flag at once: one read of the topic, not two
         # (a second, older read replacing the first could let a flag be sent twice).
         self._reading = asyncio.Lock()
-        # Both tables' markers share one layout: their keys hash alike.
-        self.withdrawn = WithdrawnIds(self.everyone, clock, opts.withdrawn_keep)
         self.failed = 0  # re-keyed messages passed over (see _failed)
 
     async def on_delivery(self, value: bytes | None, headers: Any) -> list[Awaitable[Any]]:
@@ -287,7 +293,8 @@ class _Service:
         try:
             msg = json.loads(value)
             if "withdraw" in msg:
-                self._withdraw(self.households, withdraw_household, msg["withdraw"], partition)
+                without = self.engine.withdraw_household
+                self._withdraw(self.households, without, msg["withdraw"], partition)
                 return
             message = HouseholdMessage.from_json(msg)
             if self._withdrawn(self.households, partition, message.record[1]):
@@ -401,6 +408,14 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     service = _Service(opts, (bychild, byhousehold, out), (windows, households))
     # The first step, run by the app as a task: started and cancelled with it.
     app.task(DeliveryReader(opts.kafka, party, service.on_delivery).run)
+    # The topics' settings, read again while the service runs (._withdrawn_keep).
+    watch = KeepWatch(
+        lambda: read_keep(opts.kafka, party),
+        service.withdrawn.change,
+        opts.withdrawn_keep,
+        every=opts.withdrawn_recheck,
+    )
+    app.task(watch.run)
 
     @app.agent(bychild)
     async def flag(stream: faust.StreamT[bytes]) -> None:

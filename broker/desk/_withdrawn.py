@@ -47,11 +47,16 @@ after that names a record no topic holds: it cannot bring it back into any windo
 
 Those settings are not a given on a running cluster (provisioning never alters a topic it
 finds; an operator may raise a retention; brokers' ``log.roll.*`` may lengthen segments).
-So the service reads the three topics' effective settings when it starts and keeps markers
-for their measured reach plus the same grace, never less than :data:`KEEP`, and for good
-when a topic keeps records for good (:mod:`._withdrawn_keep`). ``tests/unit/desk/
-test_withdrawn.py`` checks the retention provisioning gives these topics against
-:data:`RETENTION`, so that the 90 days hold at provisioning's settings.
+So the service reads the three topics' effective settings when it starts, and again every
+few minutes while it runs, and keeps markers for their measured reach plus the same grace,
+never less than :data:`KEEP`, and for good when a topic keeps records for good
+(:mod:`._withdrawn_keep`; :meth:`WithdrawnIds.change` says how a new keep takes effect).
+``tests/unit/desk/test_withdrawn.py`` checks the retention provisioning gives these topics
+against :data:`RETENTION`, so that the 90 days hold at provisioning's settings.
+
+The same keep bounds the ids a state keeps as ``gone`` (:mod:`._gone`): an id goes there
+when the step has the record or its notice in hand, so, like a marker, no earlier than the
+record's timestamp.
 
 Markers are dropped, and added, only while a notice is processed on their partition (a
 table write or deletion goes to the changelog partition of the message being processed,
@@ -119,8 +124,43 @@ class WithdrawnIds:
         self._everyone = list(partitions)
         self._clock = clock
         # None: markers kept for good (a topic keeps records for good, see _withdrawn_keep).
-        self._keep = None if keep is None else max(keep, KEEP).total_seconds()
+        self._keep = _seconds(keep)
+        # Keeps the settings gave before a shorter one: (until when, keep), see change().
+        self._held: list[tuple[float, float | None]] = []
         self._list_keys: dict[int, str] = {}
+
+    def change(self, keep: timedelta | None) -> None:
+        """The keep the topics' settings give now, read again while the service runs.
+
+        A longer keep (or for good) applies at once, to every marker: a raised retention
+        keeps longer only records not yet deleted when it was raised, and the grace covers
+        the minutes until it was read (the module's docstring).
+
+        A shorter one does not apply at once. The keep it replaces stays in force, for every
+        marker (for good, if it was), until the new keep has passed since now. A record
+        written before the change may still be on a topic, or copied downstream,
+        under the old settings, so its marker needs the old keep from its own time; but the
+        new settings delete every record a topic holds at the change within their reach of
+        it, so none is left once the new keep (that reach and the grace) has passed since
+        the change, and the new keep bounds every record written after it. So a lowering
+        never drops a marker its record could still need. A restart forgets the keep held:
+        the service starts from the settings as they are (docs/desk.md says when that is
+        safe)."""
+        new = _seconds(keep)
+        old = self._keep
+        if new == old:
+            return
+        if new is not None and (old is None or new < old):
+            self._held.append((self._clock() + new, old))
+        self._keep = new
+
+    def keep(self) -> float | None:
+        """The keep in force now, in seconds (None: for good): the settings' latest, or a
+        longer one they gave before it that still holds (:meth:`change`)."""
+        now = self._clock()
+        self._held = [(until, k) for until, k in self._held if now <= until]
+        keeps = [self._keep, *(k for _, k in self._held)]
+        return None if None in keeps else max(k for k in keeps if k is not None)
 
     def holds(self, table: Any, partition: int, event_id: str) -> bool:
         """Whether ``event_id`` is marked withdrawn in ``partition``."""
@@ -141,6 +181,7 @@ class WithdrawnIds:
         those older than the keep (:data:`KEEP` at least, None for good) are dropped and
         those of earlier versions dated."""
         now = int(self._clock())
+        keep = self.keep()
         named = {self.key(partition, e) for e in event_ids}
         listed: list[str] = []
         for key, value in markers:
@@ -153,7 +194,7 @@ class WithdrawnIds:
                 continue  # named again: kept as it is, or dated below
             elif not _dated(value):
                 table[key] = now  # an earlier version's: written, at the latest, now
-            elif self._keep is not None and now - value > self._keep:
+            elif keep is not None and now - value > keep:
                 del table[key]  # its record is on no topic any more (module docstring)
         for key in sorted(named | {self.key(partition, e) for e in listed}):
             if not _dated(table.get(key)):
@@ -179,6 +220,10 @@ class WithdrawnIds:
                 n += 1
             self._list_keys[partition] = f"{_PREFIX}{n}"
         return self._list_keys[partition]
+
+
+def _seconds(keep: timedelta | None) -> float | None:
+    return None if keep is None else max(keep, KEEP).total_seconds()
 
 
 def _dated(value: Any) -> bool:

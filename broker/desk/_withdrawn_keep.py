@@ -11,7 +11,9 @@ marker dropped while its record is still on a topic lets a group reset to the ea
 offset (docs/desk.md) count a record whose consent was withdrawn.
 
 So the service reads the three topics' effective ``retention.ms``, ``segment.ms`` and
-``cleanup.policy`` when it starts, and keeps each marker for :func:`keep_for` of them:
+``cleanup.policy`` when it starts, and again every few minutes while it runs
+(:class:`KeepWatch`, ``ACCORD_DESK__FLAGS_RECHECK_MINUTES``, 10 by default), and keeps each
+marker for :func:`keep_for` of them:
 
 - at least :data:`~._withdrawn.KEEP`, never less (lower settings keep it 90 days);
 - otherwise the measured reach plus :data:`GRACE`, the margin the defaults give (so each
@@ -21,16 +23,20 @@ So the service reads the three topics' effective ``retention.ms``, ``segment.ms`
   cannot be read or understood. Each logs a warning naming the topic and setting.
 
 Lengthening, not refusing to start: a raised retention is a legitimate thing to do, and the
-only cost of keeping markers longer is a larger table. The settings are read only at
-start: a change made while the service runs takes effect at its next start, and the grace
-covers a restart within it (a record held longer by a raised retention is one not yet
-deleted when it was raised, so no older than the old reach).
+only cost of keeping markers longer is a larger table. A longer keep read while the service
+runs applies at once, a shorter one only a keep later (``WithdrawnIds.change`` has the
+rule): the grace covers the minutes between a raise and its reading (a record held longer by
+a raised retention is one not yet deleted when it was raised, so no older than the old
+reach). A re-read that fails, or finds a topic's settings unreadable, changes nothing: the
+keep stays what it was (for good, if they could not be read at start either), with a
+warning each time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Final
 
@@ -41,7 +47,17 @@ from broker.desk._withdrawn import KEEP, REACH
 from broker.kafka import KafkaClients, topic_configs
 from broker.topics import deliver, desk_flags, desk_flags_internal
 
-__all__ = ["CHECK", "GRACE", "SETTINGS", "Keep", "keep_for", "withdrawn_keep"]
+__all__ = [
+    "CHECK",
+    "GRACE",
+    "RECHECK",
+    "SETTINGS",
+    "Keep",
+    "KeepWatch",
+    "keep_for",
+    "read_keep",
+    "withdrawn_keep",
+]
 
 log = structlog.get_logger("accord.desk.flags")
 
@@ -55,6 +71,8 @@ GRACE: Final = KEEP - REACH
 _FOR_GOOD_MS: Final = 1000 * 365 * 24 * 3600 * 1000
 #: The settings read of each topic.
 SETTINGS: Final = ("retention.ms", "segment.ms", "cleanup.policy")
+#: How often the running service reads them again, by default.
+RECHECK: Final = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +82,10 @@ class Keep:
     keep: timedelta | None
     reach: timedelta | None = None
     reason: str | None = None
+    #: False when a topic's settings could not be read (so the keep is for good).
+    read: bool = True
+    #: The settings it was worked out from, for the warnings.
+    settings: Mapping[str, Mapping[str, str] | None] | None = None
 
 
 def keep_for(configs: Mapping[str, Mapping[str, str] | None]) -> Keep:
@@ -72,7 +94,7 @@ def keep_for(configs: Mapping[str, Mapping[str, str] | None]) -> Keep:
     reach = timedelta(0)
     for topic, settings in configs.items():
         if settings is None:
-            return Keep(None, reason=f"{topic}: its settings could not be read")
+            return Keep(None, reason=f"{topic}: its settings could not be read", read=False)
         policy = {p.strip() for p in settings.get("cleanup.policy", "delete").split(",")}
         if "delete" not in policy:
             return Keep(None, reason=f"{topic}: cleanup.policy={settings['cleanup.policy']}")
@@ -91,32 +113,104 @@ def keep_for(configs: Mapping[str, Mapping[str, str] | None]) -> Keep:
     return Keep(max(KEEP, reach + GRACE), reach)
 
 
-async def withdrawn_keep(kafka: KafkaSettings, party: str) -> timedelta | None:
-    """How long ``party``'s flag service keeps withdrawn-id markers on this cluster (None: for
-    good), read when it starts; a warning says why when it is not 90 days."""
+async def read_keep(kafka: KafkaSettings, party: str) -> Keep:
+    """The markers' keep for ``party``'s topics' settings as the cluster has them now;
+    Kafka's failures raised."""
     _, bychild, _, byhousehold = desk_flags_internal(party)
     names = [deliver(party), bychild, byhousehold]  # as _withdrawn.RETENTION's
     configs = await topic_configs(
         KafkaClients(kafka), names, SETTINGS, client_id=f"{desk_flags(party)}-check"
     )
-    found = keep_for(configs)
+    return replace(keep_for(configs), settings=configs)
+
+
+async def withdrawn_keep(kafka: KafkaSettings, party: str) -> timedelta | None:
+    """How long ``party``'s flag service keeps withdrawn-id markers on this cluster (None: for
+    good), read when it starts; a warning says why when it is not 90 days."""
+    found = await read_keep(kafka, party)
+    _warn(found)
+    return found.keep
+
+
+class KeepWatch:
+    """Reads the topics' settings again every ``every`` while the service runs (``read``:
+    :func:`read_keep`) and gives ``change`` each new keep (``WithdrawnIds.change``);
+    ``current``, the keep read at start."""
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[Keep]],
+        change: Callable[[timedelta | None], None],
+        current: timedelta | None,
+        *,
+        every: timedelta = RECHECK,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self._read = read
+        self._change = change
+        self.current = current
+        self._every = every.total_seconds()
+        self._sleep = sleep
+
+    async def run(self) -> None:
+        while True:
+            await self._sleep(self._every)
+            await self.check()
+
+    async def check(self) -> None:
+        """One reading: a new keep given on, a failed one logged and the keep left alone."""
+        try:
+            found = await self._read()
+        except Exception as exc:  # noqa: BLE001  # any failure: the keep stays, loudly
+            _unread(type(exc).__name__)
+            return
+        if not found.read:
+            _unread("settings-unreadable")  # for good only if never read (as at start)
+            return
+        if found.keep != self.current:
+            log.info(
+                "flags_withdrawn_keep_changed",
+                keep_days=_days(found.keep),
+                was_days=_days(self.current),
+            )
+            self.current = found.keep
+            self._change(found.keep)
+            _warn(found)
+
+
+def _unread(error: str) -> None:
+    log.warning(
+        "flags_withdrawn_keep_unread",
+        error=error,
+        hint="the delivery and re-keyed topics' settings could not be read again: withdrawal "
+        "markers are kept as long as before; if it lasts, check the service's Kafka login "
+        "and its DescribeConfigs right ('accord kafka provision' as the admin)",
+    )
+
+
+def _days(keep: timedelta | None) -> float | None:
+    return None if keep is None else round(keep / timedelta(days=1), 2)
+
+
+def _warn(found: Keep) -> None:
+    """Why the keep is not 90 days, when it is not (logged at start and at each change)."""
     if found.keep is None:
         log.warning(
             "flags_withdrawn_kept_for_good",
             reason=found.reason,
             hint="a withdrawn record could stay on this topic for good, so its marker does "
             "too; give the topic a finite retention and cleanup.policy delete (or, if its "
-            "settings could not be read, run 'accord kafka provision' as the admin) and "
-            "restart the service to drop markers again",
+            "settings could not be read, run 'accord kafka provision' as the admin): the "
+            "service reads them again every few minutes, and drops markers again once the "
+            "new keep has passed",
         )
     elif found.keep > KEEP:
         log.warning(
             "flags_withdrawn_kept_longer",
-            keep_days=round(found.keep / timedelta(days=1), 2),
-            reach_days=round((found.reach or timedelta(0)) / timedelta(days=1), 2),
-            settings=configs,
+            keep_days=_days(found.keep),
+            reach_days=_days(found.reach or timedelta(0)),
+            settings=found.settings,
             hint="the delivery or re-keyed topics keep records longer than provisioning "
             "sets (retention.ms, or segment.ms/log.roll.*): markers are kept as long, and a "
             "grace, after it",
         )
-    return found.keep

@@ -112,3 +112,15 @@ def test_the_variable_itself_wins_over_its_file_and_an_unreadable_file_is_one_li
     with pytest.raises(ConfigError, match="ACCORD_KEYSTORE__PASSPHRASE_FILE: cannot read") as exc:
         load_settings()
     assert "\n" not in str(exc.value)
+
+
+def test_the_flag_service_reads_its_topics_settings_again_every_10_minutes_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Well within the withdrawal markers' grace: more than a day apart is refused."""
+    assert load_settings().desk.flags_recheck_minutes == 10
+    monkeypatch.setenv("ACCORD_DESK__FLAGS_RECHECK_MINUTES", "2.5")
+    assert load_settings().desk.flags_recheck_minutes == 2.5
+    monkeypatch.setenv("ACCORD_DESK__FLAGS_RECHECK_MINUTES", "2000")
+    with pytest.raises(ConfigError, match="ACCORD_DESK__FLAGS_RECHECK_MINUTES"):
+        load_settings()

@@ -1,19 +1,23 @@
 """How long withdrawn-id markers are kept, from the topics' settings as the cluster has them:
 never less than 90 days, longer when a topic keeps records longer, for good when one keeps
 them for good or its settings cannot be read (fake settings; tests/integration/desk reads
-real ones)."""
+real ones). Read again while the service runs: a longer keep applies at once, a shorter one
+only once it has passed since the change, and a failed reading changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from broker.config import KafkaSettings
 from broker.desk._flags_app import FlagServiceOptions, _Service
 from broker.desk._withdrawn import KEEP, REACH, WithdrawnIds
-from broker.desk._withdrawn_keep import GRACE, keep_for
+from broker.desk._withdrawn_keep import GRACE, RECHECK, Keep, KeepWatch, keep_for
+from broker.errors import TransportError
 from broker.keys import FileKeyStore
 from broker.policy import load_bundle
 from tests.unit.desk.test_flags_service import (
@@ -163,6 +167,171 @@ async def test_the_services_keep_comes_from_its_options(tmp_path: Path) -> None:
     await service.on_child_record(_withdraw("e1"), p)
     clock.wait(timedelta(days=100))
     await service.on_child_record(_withdraw("e2"), p)  # visits, and would drop, e1's marker
+    log.clear()
+    await service.on_child_record(_record("e1", NHS[0]), p)  # need level 4: would flag
+    assert log == []
+
+
+# -- read again while the service runs ------------------------------------------------------
+
+LONG = KEEP + timedelta(days=90)
+
+
+def _marked(keep: timedelta | None = KEEP) -> tuple[Clock, WithdrawnIds, dict[str, object]]:
+    """Markers kept for ``keep``, with one for e1 written now."""
+    clock = Clock()
+    ids = WithdrawnIds(EVERYONE, clock, keep)
+    table: dict[str, object] = {}
+    ids.note(table, 0, ["e1"], [])
+    return clock, ids, table
+
+
+def _visit(ids: WithdrawnIds, table: dict[str, object], event_id: str) -> bool:
+    """A notice for ``event_id`` on partition 0; whether e1's marker is still there."""
+    ids.note(table, 0, [event_id], list(table.items()))
+    return ids.holds(table, 0, "e1")
+
+
+def test_a_longer_keep_read_while_running_applies_at_once_to_every_marker() -> None:
+    clock, ids, table = _marked()
+    clock.wait(KEEP - timedelta(days=1))
+    ids.change(LONG)  # a delivery topic raised to 120 days
+    clock.wait(timedelta(days=2))
+    assert _visit(ids, table, "e2")
+    clock.wait(LONG - KEEP)
+    assert not _visit(ids, table, "e3")
+
+
+def test_a_shorter_keep_takes_effect_only_once_it_has_passed_since_the_change() -> None:
+    """180 days lowered to 90, 10 days after e1's marker: a record written before the
+    change may still be on a topic under the old settings, until the new keep has passed."""
+    clock, ids, table = _marked(LONG)
+    clock.wait(timedelta(days=10))
+    ids.change(KEEP)
+    assert ids.keep() == LONG.total_seconds()
+    clock.wait(timedelta(days=1))
+    assert _visit(ids, table, "e2")  # e2's marker: written after the change
+    clock.wait(KEEP - timedelta(days=1))  # 100 days old: the old keep still holds
+    assert _visit(ids, table, "e3")
+    clock.wait(timedelta(seconds=1))
+    assert not _visit(ids, table, "e4")  # the new keep has passed since the change
+    assert ids.keep() == KEEP.total_seconds()
+    assert ids.holds(table, 0, "e2")  # 89 days old: kept, under the new keep
+    clock.wait(timedelta(days=1))
+    ids.note(table, 0, ["e5"], list(table.items()))
+    assert not ids.holds(table, 0, "e2")
+
+
+def test_for_good_made_finite_while_running_drops_markers_only_a_new_keep_later() -> None:
+    clock, ids, table = _marked(None)
+    clock.wait(timedelta(days=400))
+    ids.change(KEEP)  # the topic given a finite retention
+    assert ids.keep() is None
+    clock.wait(KEEP)
+    assert _visit(ids, table, "e2")
+    clock.wait(timedelta(seconds=1))
+    assert not _visit(ids, table, "e3")
+
+
+def test_a_keep_raised_again_within_a_lowerings_hold_is_the_longest_in_force() -> None:
+    clock, ids, _ = _marked(LONG)
+    ids.change(KEEP)
+    ids.change(KEEP + timedelta(days=10))
+    assert ids.keep() == LONG.total_seconds()
+    clock.wait(KEEP + timedelta(days=1))  # the first lowering's hold has passed
+    assert ids.keep() == (KEEP + timedelta(days=10)).total_seconds()
+
+
+class _Readings:
+    """The settings' readings, in turn: a Keep, or an exception to raise."""
+
+    def __init__(self, *found: Keep | Exception) -> None:
+        self.found = list(found)
+        self.changes: list[timedelta | None] = []
+
+    async def read(self) -> Keep:
+        found = self.found.pop(0)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def change(self, keep: timedelta | None) -> None:
+        self.changes.append(keep)
+
+
+async def test_the_watch_gives_on_only_a_keep_that_differs() -> None:
+    readings = _Readings(Keep(KEEP), Keep(LONG), Keep(LONG), Keep(None, reason="t: -1"),
+                         Keep(KEEP))  # fmt: skip
+    watch = KeepWatch(readings.read, readings.change, KEEP)
+    with capture_logs() as logs:
+        for _ in range(5):
+            await watch.check()
+    assert readings.changes == [LONG, None, KEEP]
+    events = [e["event"] for e in logs]
+    assert events.count("flags_withdrawn_keep_changed") == 3
+    assert "flags_withdrawn_kept_longer" in events
+    assert "flags_withdrawn_kept_for_good" in events
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [TransportError("reading the settings of accord.deliver.t: timed out"),
+     Keep(None, reason="t: its settings could not be read", read=False)],
+)  # fmt: skip
+@pytest.mark.parametrize("current", [LONG, None])
+async def test_a_failed_reading_keeps_the_keep_as_it_was_and_warns(
+    failure: Keep | Exception, current: timedelta | None
+) -> None:
+    """Kept as read before (for good if never read: as at start), with a warning that names
+    the failure's kind only."""
+    readings = _Readings(failure, Keep(current))
+    watch = KeepWatch(readings.read, readings.change, current)
+    with capture_logs() as logs:
+        await watch.check()
+        await watch.check()
+    assert readings.changes == []
+    assert watch.current == current
+    [warning] = [e for e in logs if e["event"] == "flags_withdrawn_keep_unread"]
+    assert warning["log_level"] == "warning"
+    assert warning["error"] in {"TransportError", "settings-unreadable"}
+
+
+async def test_the_watch_reads_every_interval_while_the_service_runs() -> None:
+    readings = _Readings(Keep(LONG), Keep(KEEP), Keep(KEEP))
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if len(slept) == 3:
+            raise asyncio.CancelledError  # the app stopping
+        slept.append(seconds)
+
+    watch = KeepWatch(readings.read, readings.change, KEEP, every=RECHECK, sleep=sleep)
+    with pytest.raises(asyncio.CancelledError):
+        await watch.run()
+    assert slept == [600.0] * 3
+    assert readings.changes == [LONG, KEEP]
+
+
+async def test_the_service_takes_a_keep_read_while_it_runs(tmp_path: Path) -> None:
+    """Started at 90 days; the delivery topic raised to 120 days while it runs: a withdrawn
+    record read 100 days after its notice is still passed over."""
+    clock = Clock()
+    policy = load_bundle(REPO / "policies")
+    opts = FlagServiceOptions(
+        party="sandwell-coord", kafka=KafkaSettings(),
+        keystore=FileKeyStore(tmp_path / "keys", create=True),
+        rules=policy.flag_rules, linkage_secret=SECRET, datadir=tmp_path, partitions=3,
+    )  # fmt: skip
+    log: list[tuple[str, object]] = []
+    topics = (FakeTopic(log), FakeTopic(log, "-household"), FakeTopic(log))
+    service = _Service(opts, topics, (FakeTable(log), FakeTable(log, "-household")), clock=clock)
+    service.published = set()
+    readings = _Readings(keep_for(_topics(deliver_days=120)))
+    await KeepWatch(readings.read, service.withdrawn.change, opts.withdrawn_keep).check()
+    p = _partition(NHS[0])
+    await service.on_child_record(_withdraw("e1"), p)
+    clock.wait(timedelta(days=100))
+    await service.on_child_record(_withdraw("e2"), p)
     log.clear()
     await service.on_child_record(_record("e1", NHS[0]), p)  # need level 4: would flag
     assert log == []
