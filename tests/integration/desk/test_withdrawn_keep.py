@@ -1,6 +1,7 @@
 """The flag service's keep for withdrawal markers, from the real topics' settings: the
-provisioned topics read as the party itself (its own grant), and topics kept longer than
-provisioning keeps them read as the admin."""
+provisioned topics read as the party itself (its own grant), topics kept longer than
+provisioning keeps them read as the admin, and a retention raised while the service runs
+found at its next reading."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from broker.desk import withdrawn_keep
 from broker.desk._withdrawn import KEEP
-from broker.desk._withdrawn_keep import SETTINGS
+from broker.desk._withdrawn_keep import SETTINGS, KeepWatch, read_keep
 from broker.kafka import topic_configs
 from broker.policy import load_bundle
 from broker.topics import deliver, desk_flags_internal
@@ -71,3 +73,28 @@ async def test_topics_kept_longer_keep_markers_longer_and_for_good_when_infinite
     await create_topics(kafka_bootstrap, names[:2], config={"retention.ms": str(7 * DAY_MS)})
     await create_topics(kafka_bootstrap, names[2:], config={"retention.ms": "-1"})
     assert await withdrawn_keep(admin, forever) is None
+
+
+async def test_a_retention_raised_while_the_service_runs_is_found_at_the_next_reading(
+    kafka_bootstrap: str,
+) -> None:
+    party = f"t-{uuid.uuid4().hex[:8]}"
+    names = _flag_topics(party)
+    await create_topics(kafka_bootstrap, [names[0]], config={"retention.ms": str(30 * DAY_MS)})
+    await create_topics(kafka_bootstrap, names[1:], config={"retention.ms": str(7 * DAY_MS)})
+    admin = admin_settings(kafka_bootstrap)
+    changes: list[timedelta | None] = []
+    watch = KeepWatch(lambda: read_keep(admin, party), changes.append, KEEP)
+    await watch.check()
+    assert changes == []
+    raised = {"retention.ms": str(120 * DAY_MS)}
+    kafka_admin = clients(kafka_bootstrap).admin("test-keep-raise")
+    await kafka_admin.start()
+    try:
+        await kafka_admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, names[0], raised)]
+        )
+    finally:
+        await kafka_admin.close()
+    await watch.check()
+    assert changes == [KEEP + timedelta(days=90)]
