@@ -181,8 +181,9 @@ def _contacts(n: int, children: int, seed: int = 17) -> list[dict[str, Any]]:
 
 
 def _keystore(policy: Any, path: Path) -> Any:
-    """One keystore holding every party's keys and the worker's, with the linkage key (as
-    ``accord keys init`` makes for the demo)."""
+    """One keystore holding every party's keys and the worker's, with the linkage key and the
+    team's desk linkage secret (as ``accord keys init`` makes for the demo)."""
+    from broker.desk import desk_linkage_key
     from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 
     keys = FileKeyStore(path, create=True)
@@ -191,6 +192,7 @@ def _keystore(policy: Any, path: Path) -> Any:
     for principal, purposes in SPECIAL_PRINCIPALS.items():
         keys.ensure_party(principal, purposes=purposes)
     keys.set_linkage_key()
+    desk_linkage_key(keys, create=True)  # as enrolment makes it: the flag service only reads it
     return keys
 
 

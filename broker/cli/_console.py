@@ -54,14 +54,18 @@ NoTotp = Annotated[
 def _users(settings: Settings, *, enrol: bool = False) -> UserFile:
     """The console's accounts, their second factors sealed under the console's keystore.
 
-    Only enrolment (``enrol``) may make the keystore's users-totp secret: listing or removing
-    accounts must not, or a secret made in a pod's memory would seal older accounts' secrets
-    under a key the next restart loses."""
+    Only enrolment (``enrol``) may make the keystore's users-totp and device-cookie secrets:
+    listing or removing accounts must not, or a secret made in a pod's memory would seal older
+    accounts' secrets under a key the next restart loses."""
     from broker.cli._common import keystore
     from broker.console import TotpBox, UserFile
     from broker.principals import Principal
+    from broker.webauth import device_key
 
-    box = TotpBox.from_keystore(keystore(settings, Principal.CONSOLE), "console", create=enrol)
+    keys = keystore(settings, Principal.CONSOLE)
+    box = TotpBox.from_keystore(keys, "console", create=enrol)
+    if enrol:  # moves an older console's plain device-cookie.key in
+        device_key(keys, "console", settings.console_users_file, create=True)
     return UserFile(settings.console_users_file, box=box)
 
 

@@ -218,6 +218,7 @@ async def _console(
     """The governance console, keeping the audit index (SQLite by default) current itself."""
     from broker.console import ConsoleRun, TotpBox, UserFile, run_console
     from broker.governance import open_store
+    from broker.webauth import device_key
 
     # A demo officer with a fresh random password each run, printed once, below. Password
     # only: a second factor would need an authenticator app before anyone could look at
@@ -225,6 +226,7 @@ async def _console(
     password = secrets.token_urlsafe(12)
     keys = FileKeyStore(settings.keystore_path(Principal.CONSOLE), settings.keystore_passphrase())
     box = TotpBox.from_keystore(keys, "console", create=True)  # the demo enrols its officer
+    device_key(keys, "console", settings.console_users_file, create=True)  # as add-user does
     users = UserFile(settings.console_users_file, box=box)
     users.add(DEMO_OFFICER, password, replace=True)
     db = settings.audit.db.get_secret_value() if settings.audit.db else None
@@ -272,7 +274,8 @@ async def _flag_service(
     settings: Settings, policy: Policy, say: Callable[[str], None], passphrase_file: Path | None
 ) -> tuple[FlagServiceProcess | None, bytes | None]:
     """The referring team's flag service, started (with the team's desk linkage key, made
-    first so that the service and the loop share it); (None, None) if the bundle has none."""
+    first, as enrolment makes it, so that the service reads it and the loop shares it);
+    (None, None) if the bundle has none."""
     from broker.cli._demo_loop import referral_parties
     from broker.desk import desk_linkage_key
 
@@ -281,7 +284,9 @@ async def _flag_service(
         return None, None
     team = found[0]
     linkage = desk_linkage_key(
-        FileKeyStore(settings.keystore_path(team), settings.keystore_passphrase())
+        FileKeyStore(settings.keystore_path(team), settings.keystore_passphrase()),
+        party=team,
+        create=True,
     )
     service = FlagServiceProcess(settings, team, passphrase_file)
     await service.start()

@@ -100,18 +100,21 @@ def add_user(
     """Create a person's desk account for PARTY: a password (an Argon2id hash) and a TOTP
     second factor, unless --no-totp."""
     from broker.cli._common import keystore
-    from broker.desk import check_desk_party
+    from broker.desk import check_desk_party, desk_linkage_key
     from broker.policy import load_bundle
-    from broker.webauth import TotpBox, UserFile, check_username
+    from broker.webauth import TotpBox, UserFile, check_username, device_key
 
     settings = load_settings()
     check_desk_party(load_bundle(settings.policies), party)
     check_username(name)  # before opening the keystore and asking for a password
-    users = UserFile(
-        settings.desk_users_file(party),
-        box=TotpBox.from_keystore(keystore(settings, party), f"desk:{party}", create=True),
-        issuer=f"Accord desk {party}",
-    )
+    keys = keystore(settings, party)
+    owner, path = f"desk:{party}", settings.desk_users_file(party)
+    # Enrolment makes the desk's secrets, which no server makes (a pod's keystore may live
+    # in memory), moving in an older desk's plain files.
+    box = TotpBox.from_keystore(keys, owner, create=True)
+    device_key(keys, owner, path, create=True)
+    desk_linkage_key(keys, party=party, create=True)
+    users = UserFile(path, box=box, issuer=f"Accord desk {party}")
     password = read_password("Password", from_stdin=password_stdin, confirm=True)
     account = users.add(name, password, replace=reset, totp=not no_totp)
     typer.echo(

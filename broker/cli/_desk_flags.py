@@ -62,6 +62,8 @@ def register(desk: typer.Typer) -> None:
         if not policy.flag_rules:
             raise UsageError("the policy bundle has no flag rules (flags.yaml)")
         keys = keystore(settings, party)
+        # Read, never made: enrolment makes it (see broker.desk._linkage).
+        linkage_secret = desk_linkage_key(keys, party=party)
         kafka = client_settings(settings, party)
         # faust reports Kafka being down, or a topic missing, as pages of its own traceback:
         # both are checked first, and said in one line. The topics' settings say how long
@@ -72,7 +74,7 @@ def register(desk: typer.Typer) -> None:
             kafka=kafka,
             keystore=keys,
             rules=policy.flag_rules,
-            linkage_secret=desk_linkage_key(keys),
+            linkage_secret=linkage_secret,
             datadir=settings.home / "desk" / party / "flags",
             # As provisioning created its topics (the changelog is co-partitioned).
             partitions=kafka.partitions,

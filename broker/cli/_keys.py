@@ -13,6 +13,7 @@ from broker.config import KemSuite
 from broker.errors import UsageError
 
 if TYPE_CHECKING:
+    from broker.config import Settings
     from broker.envelope import KeyInfo
     from broker.keys import FileKeyStore
 
@@ -98,16 +99,24 @@ def _print_table(infos: list[KeyInfo]) -> None:
         typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
 
 
-def _second_factor_key(store: FileKeyStore, party: str) -> None:
-    """Make the key that seals the second factors of the console's (or ``party``'s desk's)
-    accounts, if the store has none. Made here, with the store, because no server makes it:
-    a keystore archived for Kubernetes is unpacked into memory at each start, and a secret
-    made there would be lost at the next, and every officer's code with it."""
+def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> None:
+    """Make the secrets of the console's (or ``party``'s desk's) web app that the store lacks:
+    the key that seals its accounts' second factors, the device-cookie key and, for a desk,
+    its linkage secret, moving in the plain files an older Accord kept. Made here, with the
+    store, because no server makes them: a keystore archived for Kubernetes is unpacked into
+    memory at each start, and a secret made there would be lost at the next, and every
+    officer's code with it."""
+    from broker.desk import desk_linkage_key
     from broker.principals import Principal
-    from broker.webauth import TotpBox
+    from broker.webauth import TotpBox, device_key
 
-    owner = "console" if party == Principal.CONSOLE else f"desk:{party}"
+    console = party == Principal.CONSOLE
+    owner = "console" if console else f"desk:{party}"
     TotpBox.from_keystore(store, owner, create=True)
+    users = settings.console_users_file if console else settings.desk_users_file(party)
+    device_key(store, owner, users, create=True)
+    if not console:
+        desk_linkage_key(store, party=party, create=True)
 
 
 def _init(
@@ -130,7 +139,7 @@ def _init(
         purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
         created = store.ensure_party(party, purposes=purposes, kem=suite)
         if party == Principal.CONSOLE or party not in SPECIAL_PRINCIPALS:
-            _second_factor_key(store, party)
+            _enrolment_secrets(store, party, settings)
         typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
         if created:
             _print_table(created)
@@ -140,7 +149,8 @@ def _init(
     root = directory if directory is not None else settings.keys_dir
     anchor = init_keystores(root, parties, passphrase=settings.keystore_passphrase(), kem=suite)
     for owner in [*parties, str(Principal.CONSOLE)]:
-        _second_factor_key(FileKeyStore(root / owner, settings.keystore_passphrase()), owner)
+        store = FileKeyStore(root / owner, settings.keystore_passphrase())
+        _enrolment_secrets(store, owner, settings)
     total = len(parties) + len(SPECIAL_PRINCIPALS)
     typer.echo(
         f"{total} keystores in {root}, one per party and service, each with only its own "

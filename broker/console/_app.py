@@ -37,7 +37,8 @@ class Console(WebPages):
 
     def __init__(self, deps: ConsoleDeps) -> None:
         super().__init__(
-            Guard(deps.settings, deps.users, cookie=COOKIE, clock=deps.clock), "broker.console"
+            Guard(deps.settings, deps.users, deps.device_key, cookie=COOKIE, clock=deps.clock),
+            "broker.console",
         )
         self.deps = deps
         self.verifying = asyncio.Lock()  # one whole-log verification at a time

@@ -41,6 +41,7 @@ class ConsoleDeps:
     audit: AuditSink
     users: UserFile
     linkage_key: bytes
+    device_key: bytes  # known-device cookies' (broker.webauth.device_key)
     verifier: CheckpointVerifier
     settings: ConsoleSettings
     policy: Policy | None = None

@@ -32,7 +32,7 @@ from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.ops import serving_ops
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
-from broker.webauth import TotpBox, UserFile, listen, server_config, url_host
+from broker.webauth import TotpBox, UserFile, device_key, listen, server_config, url_host
 
 log = structlog.get_logger("accord.console")
 
@@ -84,8 +84,9 @@ async def run_console(
         signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
         verifier=verifier,
     )
-    # Never made here (a pod's keystore may live in memory); every sealed secret must open
-    # now, not at each officer's sign-in.
+    # Neither the second factors' key nor the device-cookie key is made here (a pod's
+    # keystore may live in memory): enrolment makes them. Every sealed secret must open now,
+    # not at each officer's sign-in.
     users = UserFile(
         settings.console_users_file, box=TotpBox.from_keystore(keys, "console", create=False)
     )
@@ -96,6 +97,7 @@ async def run_console(
         audit=sink,
         users=users,
         linkage_key=keys.linkage_key(),
+        device_key=device_key(keys, "console", users.path),
         verifier=verifier,
         settings=settings.console,
         policy=policy,

@@ -437,7 +437,9 @@ def disruption_budget() -> Manifest:
 
 
 def console_claim() -> Manifest:
-    """The console's accounts file and device-cookie key, which outlive its pod."""
+    """The console's accounts file, which outlives its pod. Its keys (the second factors',
+    the device cookies') are in the keystore's Secret, made before it by ``keys init``: an
+    older console's ``device-cookie.key`` left on this volume is only read until then."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",

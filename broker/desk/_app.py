@@ -38,7 +38,8 @@ class Desk(WebPages):
 
     def __init__(self, deps: DeskDeps) -> None:
         super().__init__(
-            Guard(deps.settings, deps.users, cookie=COOKIE, clock=deps.clock), "broker.desk"
+            Guard(deps.settings, deps.users, deps.device_key, cookie=COOKIE, clock=deps.clock),
+            "broker.desk",
         )
         self.deps = deps
         self.templates.filters["when"] = _when

@@ -41,6 +41,7 @@ class DeskDeps:
     users: UserFile
     acks: Acknowledger
     linkage_key: bytes
+    device_key: bytes  # known-device cookies' (broker.webauth.device_key)
     settings: DeskSettings
     schools: SchoolCalendar = field(default_factory=SchoolCalendar)
     publisher: EventPublisher | None = None  # None: this party publishes nothing

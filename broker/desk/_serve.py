@@ -28,7 +28,7 @@ from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
 from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
-from broker.webauth import TotpBox, UserFile, listen, server_config, url_host
+from broker.webauth import TotpBox, UserFile, device_key, listen, server_config, url_host
 
 __all__ = ["DESK_KINDS", "DeskRun", "check_desk_party", "run_desk"]
 
@@ -111,16 +111,18 @@ async def run_desk(
     kind = check_desk_party(policy, party)
     keys, subscriber, publisher = _party_clients(settings, party, policy, kafka, clock)
     cfg = settings.desk
-    linkage_key = desk_linkage_key(keys)
-    # Never made here (a pod's keystore may live in memory); every sealed secret must open
-    # now, not at each sign-in.
+    # None of the keystore's secrets is made here (a pod's keystore may live in memory, and
+    # a linkage secret made here would key children unlike the flag service's): enrolment
+    # makes them. Every sealed second factor must open now, not at each sign-in.
+    linkage_key = desk_linkage_key(keys, party=party)
     box = TotpBox.from_keystore(keys, f"desk:{party}", create=False)
     users = UserFile(settings.desk_users_file(party), box=box)
     users.check_second_factors()
     deps = DeskDeps(
         party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
         users=users, acks=subscriber,
-        linkage_key=linkage_key, settings=cfg, schools=settings.schools, publisher=publisher,
+        linkage_key=linkage_key, device_key=device_key(keys, users.owner, users.path),
+        settings=cfg, schools=settings.schools, publisher=publisher,
         party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
         registry=CollectorRegistry(),
     )  # fmt: skip

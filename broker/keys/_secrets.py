@@ -3,9 +3,10 @@
 - ``linkage.key``: the worker's and console's linkage key (``broker.linkage``), made once,
   on purpose (a new one would unlink every child's history).
 - ``<name>.secret``: a secret of the store's own, made on first use by whichever process
-  asks first (``local_secret``): a desk's key for children (``broker.desk``). A caller for
-  whom a secret made now would be a lost one (a server in a pod whose keystore lives in
-  memory) asks with ``create=False`` instead.
+  asks first (``local_secret``): a web app's ``users-totp`` and ``device-cookie`` keys
+  (``broker.webauth``), a desk's ``desk-linkage`` key for children (``broker.desk``). Only
+  enrolment asks so; a server, for which a secret made now would be a lost one (in a pod
+  whose keystore lives in memory), asks with ``create=False`` instead.
 
 Both are wrapped as the store's private keys are (``_protect``), each bound by associated
 data to what it is. ``protect`` seals a store made unencrypted, all of it or nothing.

@@ -7,27 +7,47 @@ officer's name elsewhere cannot keep that officer out (OWASP's "device cookies")
 The cookie is ``<device id>.<expiry>.<HMAC-SHA256>``: the MAC binds the account's name and
 its credential stamp (:meth:`UserFile.stamp`), so a reset password or a removed account
 makes every device cookie of the old credential worthless, and the name itself need not be
-in the cookie. The key is random, made once beside the accounts file (0600) so that cookies
-outlive a console restart; deleting the file forgets every device.
+in the cookie.
+
+The key is a 32-byte secret of the owner's keystore (the console's; the desk party's),
+``device-cookie.secret``, sealed under its passphrase as ``users-totp.secret`` is, and made
+as that one is: only at enrolment (``accord keys init``, ``console add-user``, ``desk
+add-user``, the demo: ``device_key(..., create=True)``). A server only reads it: a key it
+made in a pod's memory would be lost at the next restart. An Accord before 2026-12-06 kept
+it as a plain 0600 file, ``device-cookie.key``, beside the accounts file: a server still
+reads that file (never moving or deleting it), and enrolment moves its bytes into the
+keystore, then removes it, so every device cookie outlives the upgrade.
+
+A server with neither makes a key for this process only and says so in one warning line.
+That is safe: a device cookie only lets its browser spend the device's budget instead of the
+account's, so a key lost at restart fails closed, every device unknown and the account's
+budget applying, as for a browser never seen before.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
-from broker.errors import ConfigError
+import structlog
+
+from broker.errors import ConfigError, KeyNotFound
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from broker.keys import FileKeyStore
 
 __all__ = ["DEVICE_COOKIE", "DeviceCookies", "device_key"]
 
 DEVICE_COOKIE = "accord_device"
+DEVICE_SECRET: Final = "device-cookie"  # noqa: S105  # the keystore secret's name, not a secret
+LEGACY_DEVICE_FILE: Final = "device-cookie.key"  # the plain file, beside the accounts file
 _KEY_BYTES = 32
 _LABEL = b"accord/console/device/v1"
 
@@ -36,29 +56,60 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def device_key(path: Path) -> bytes:
-    """The device-cookie key in ``path``, made (0600, atomically) the first time."""
+def device_key(keys: FileKeyStore, owner: str, users_file: Path, *, create: bool = False) -> bytes:
+    """The device-cookie key of ``owner``'s web app (``console``, ``desk:PARTY``), whose
+    accounts are ``users_file``, from ``keys`` (``owner``'s keystore).
+
+    ``create`` (enrolment only) makes it there if the keystore has none, moving in the bytes
+    of an older plain file beside ``users_file`` and then removing that file. Without it
+    (a server), the keystore's key; else the older file's, read as it is; else a key for this
+    process only, with one warning line.
+    """
+    legacy = users_file.parent / LEGACY_DEVICE_FILE
+    try:
+        key: bytes | None = keys.local_secret(DEVICE_SECRET, create=False)
+    except KeyNotFound:
+        key = None
+    if not create:
+        if key is None:
+            key = _read_legacy(legacy)
+        return key if key is not None else _for_this_process(keys, owner)
+    old = _read_legacy(legacy)
+    if key is None:
+        key = keys.local_secret(DEVICE_SECRET, initial=old)
+    if old == key:
+        # Only once the keystore holds it: a crash before leaves the file to move again.
+        legacy.unlink(missing_ok=True)
+    return key
+
+
+def _for_this_process(keys: FileKeyStore, owner: str) -> bytes:
+    structlog.get_logger("accord.web").warning(
+        "device_key_ephemeral",
+        keystore=str(keys.path),
+        why=(
+            "the keystore has no device-cookie secret, so browsers' known-device cookies "
+            "last only until this process restarts (their sign-ins then count against the "
+            f"account's budget): make it with 'accord keys init --party "
+            f"{owner.removeprefix('desk:')}' where the keystore is kept, then restart"
+        ),
+    )
+    return secrets.token_bytes(_KEY_BYTES)
+
+
+def _read_legacy(path: Path) -> bytes | None:
+    """The key an older Accord kept in the plain file ``path``; None if there is none."""
     try:
         key = path.read_bytes()
     except FileNotFoundError:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(secrets.token_bytes(_KEY_BYTES))
-                fh.flush()
-                os.fsync(fh.fileno())
-            # link, not replace: two consoles starting together must end up with one key.
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        key = path.read_bytes()
+        return None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the console's device-cookie key") from exc
+        raise ConfigError(f"{path}: cannot read the older device-cookie key") from exc
     if len(key) != _KEY_BYTES:
-        raise ConfigError(f"{path}: not a device-cookie key (delete it to make a new one)")
+        raise ConfigError(
+            f"{path}: not a device-cookie key (delete it: devices signed in before are then "
+            "unknown once)"
+        )
     return key
 
 

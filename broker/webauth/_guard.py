@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from broker.config import SignInSettings
-from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key
+from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies
 from broker.webauth._sessions import Session, SessionStore
 from broker.webauth._signin import SignInCheck, check_sign_in
 from broker.webauth._throttle import SignInThrottle
@@ -26,12 +26,14 @@ __all__ = ["Guard"]
 
 
 class Guard:
-    """Sessions (cookie ``cookie``), sign-in throttling and known-device cookies for one app."""
+    """Sessions (cookie ``cookie``), sign-in throttling and known-device cookies (keyed by
+    ``device_key``: :func:`broker.webauth.device_key`) for one app."""
 
     def __init__(
         self,
         cfg: SignInSettings,
         users: UserFile,
+        device_key: bytes,
         *,
         cookie: str,
         clock: Callable[[], datetime],
@@ -53,7 +55,7 @@ class Guard:
             clock=clock,
         )
         self.devices = DeviceCookies(
-            device_key(users.path.parent / "device-cookie.key"),
+            device_key,
             lifetime=timedelta(days=cfg.known_device_days),
             clock=clock,
         )

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.audit import AuditKind, AuditRecord, ChainReport, KeystoreAuditVerifier, verify_chain
 from broker.config import KafkaSettings, KeyProtection, KeystoreSettings, Settings
+from broker.desk import desk_linkage_key
 from broker.devkafka import free_port
 from broker.envelope import InMemoryReplayGuard, Opener
 from broker.events import parse_event
@@ -52,6 +53,9 @@ def keystore_for(policy: Policy, path: Path) -> FileKeyStore:
     for principal, purposes in SPECIAL_PRINCIPALS.items():
         keys.ensure_party(principal, purposes=purposes)
     keys.set_linkage_key()  # the worker refuses to start without one
+    # As enrolment (keys init, desk add-user) makes it: a desk and its flag service only read
+    # it, and refuse to start without it.
+    desk_linkage_key(keys, create=True)
     return keys
 
 

@@ -198,6 +198,47 @@ def test_the_console_says_so_when_its_port_is_taken(
     assert err.count("\n") == 1
 
 
+def test_add_user_makes_the_device_cookie_key_moving_an_older_consoles_file_in(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same bytes: every browser the older console knew is still known."""
+    import os
+
+    from broker.webauth import device_key
+
+    old = os.urandom(32)
+    plain = home / "console" / "device-cookie.key"
+    plain.parent.mkdir(mode=0o700)
+    plain.write_bytes(old)
+    plain.chmod(0o600)
+    assert add(run_cli, monkeypatch, "ig.jo", "a long enough secret")[0] == 0
+    assert not plain.exists()
+    assert (home / "keys" / "device-cookie.secret").is_file()
+    assert device_key(FileKeyStore(home / "keys"), "console", plain.with_name("users.json")) == old
+
+
+def test_the_console_makes_no_device_cookie_key_and_says_it_will_forget_devices(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keystore enrolment has not given the key yet (made before it, or restored): the
+    console still serves, and writes nothing."""
+    import socket
+
+    FileKeyStore(home / "keys", create=True).set_linkage_key()
+    add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
+    (home / "keys" / "device-cookie.secret").unlink()
+    with socket.socket() as taken:  # stops the console just after it read the key
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(["console", "--port", str(port), "--no-index"])
+    assert code == 2
+    assert not (home / "keys" / "device-cookie.secret").exists()
+    assert not (home / "console" / "device-cookie.key").exists()
+    [warning] = [line for line in err.splitlines() if "device_key_ephemeral" in line]
+    assert "accord keys init --party console" in warning
+
+
 def legacy_account(home: Path, name: str) -> str:
     """An account with a second factor as an Accord from before sealing left it: plain."""
     from argon2 import PasswordHasher
@@ -225,6 +266,7 @@ def test_listing_and_removing_accounts_never_make_the_second_factor_key(
     assert run_cli(["console", "users"])[0] == 0
     assert run_cli(["console", "remove-user", "ig.sam"])[0] == 0
     assert not (home / "keys" / "users-totp.secret").exists()
+    assert not (home / "keys" / "device-cookie.secret").exists()
     factor = json.loads((home / "console" / "users.json").read_text())["users"]["ig.jo"]["totp"]
     assert factor["secret"] == kept
     assert "secret_sealed" not in factor

@@ -164,3 +164,38 @@ def test_the_demo_prints_a_postgresql_index_without_its_password(
         "(`accord audit report|verify` work from another terminal)"
     ]
     assert not [line for line in said if "Sup3r-Secret" in line or "accord@" in line]
+
+
+def test_the_demo_enrols_the_console_s_device_key_and_the_team_s_linkage_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No server makes either: the demo makes them as enrolment does, before its console and
+    the team's flag service start and read them."""
+    import broker.console
+    import broker.governance
+    from broker.desk import desk_linkage_key
+    from broker.policy import Policy
+
+    class Store:
+        def close(self) -> None:
+            pass
+
+    class Service:
+        log = tmp_path / "flags.log"
+
+        def __init__(self, *_args: Any) -> None:
+            pass
+
+        async def start(self) -> None:
+            assert (tmp_path / "keys" / "desk-linkage.secret").is_file()  # made before
+
+    monkeypatch.setattr(broker.governance, "open_store", lambda *_a, **_k: Store())
+    monkeypatch.setattr(broker.console, "run_console", _done)
+    monkeypatch.setattr(_demo_run, "FlagServiceProcess", Service)
+    settings = Settings(home=tmp_path)
+    keys = FileKeyStore(tmp_path / "keys", create=True)  # one keystore for all, here
+    asyncio.run(_demo_run._console(settings, None, None, asyncio.Event(), print))  # type: ignore[arg-type]
+    assert (tmp_path / "keys" / "device-cookie.secret").is_file()
+    policy = Policy.load(REPO / "policies")
+    _, linkage = asyncio.run(_demo_run._flag_service(settings, policy, print, None))
+    assert linkage == desk_linkage_key(keys)

@@ -93,12 +93,47 @@ def test_init_gives_the_console_and_a_party_their_second_factor_key_at_once(
     party's is its desk's; the worker's and governance's stores have no accounts."""
     for party in ("console", "wmp", "worker"):
         _run(["keys", "init", "--party", party, "--dir", str(tmp_path / party)], capsys)
-    assert (tmp_path / "console" / "users-totp.secret").is_file()
-    assert (tmp_path / "wmp" / "users-totp.secret").is_file()
-    assert not (tmp_path / "worker" / "users-totp.secret").exists()
-    again = (tmp_path / "wmp" / "users-totp.secret").read_bytes()
+    for owner in ("console", "wmp"):  # and the web app's device-cookie key with it
+        assert (tmp_path / owner / "users-totp.secret").is_file()
+        assert (tmp_path / owner / "device-cookie.secret").is_file()
+    assert (tmp_path / "wmp" / "desk-linkage.secret").is_file()  # a desk's, so a party's only
+    assert not (tmp_path / "console" / "desk-linkage.secret").exists()
+    assert not [p for p in (tmp_path / "worker").iterdir() if p.suffix == ".secret"]
+    names = ("users-totp.secret", "device-cookie.secret", "desk-linkage.secret")
+    again = [(tmp_path / "wmp" / name).read_bytes() for name in names]
     _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")], capsys)
-    assert (tmp_path / "wmp" / "users-totp.secret").read_bytes() == again  # kept, not remade
+    assert [(tmp_path / "wmp" / name).read_bytes() for name in names] == again  # kept
+
+
+def test_init_moves_an_older_desks_plain_secrets_into_the_party_s_keystore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run again on a keystore made before (existing keys stay), it seals the linkage secret
+    an older desk kept beside it and the device-cookie key beside its accounts, the same
+    bytes, and removes both files."""
+    import os
+
+    from broker.desk import desk_linkage_key
+    from broker.webauth import device_key
+
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    keys = tmp_path / "keys"  # the keys folder is the party's keystore
+    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    for name in ("desk-linkage.secret", "device-cookie.secret"):
+        (keys / name).unlink()  # as an older Accord left the keystore
+    users = tmp_path / "desk" / "sandwell-coord" / "users.json"
+    users.parent.mkdir(parents=True, mode=0o700)
+    linkage, device = os.urandom(32), os.urandom(32)
+    for path, secret in ((keys / "desk-linkage.key", linkage),
+                         (users.parent / "device-cookie.key", device)):  # fmt: skip
+        path.write_bytes(secret)
+        path.chmod(0o600)
+    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    assert not (keys / "desk-linkage.key").exists()
+    assert not (users.parent / "device-cookie.key").exists()
+    store = FileKeyStore(keys)
+    assert desk_linkage_key(store) == linkage
+    assert device_key(store, "desk:sandwell-coord", users) == device
 
 
 def test_init_with_the_project_bundle_gives_every_party_keys(
@@ -119,6 +154,8 @@ def test_init_with_the_project_bundle_gives_every_party_keys(
     # The console's and each party's (desk's) key for second factors, made with the stores.
     for owner in [*parties, "console"]:
         assert (tmp_path / "k" / owner / "users-totp.secret").is_file()
+        assert (tmp_path / "k" / owner / "device-cookie.secret").is_file()
+    assert (tmp_path / "k" / "sandwell-coord" / "desk-linkage.secret").is_file()
     assert not (tmp_path / "k" / "worker" / "users-totp.secret").exists()
 
 

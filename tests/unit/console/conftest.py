@@ -23,6 +23,7 @@ from broker.governance import AuditStore, open_store
 from broker.keys import FileKeyStore
 from broker.policy import Policy
 from broker.principals import Principal
+from broker.webauth import device_key
 from tests.unit.audit.conftest import (  # noqa: F401  # fixtures, re-exported for this package
     T0,
     audit_home,
@@ -130,6 +131,8 @@ def make_client(
         deps = ConsoleDeps(
             store=store, audit=sink, users=users,
             linkage_key=FileKeyStore(audit_home / "keys").linkage_key(),
+            # As enrolment made it (the users fixture's add-user).
+            device_key=device_key(keys, "console", users.path, create=True),
             verifier=KeystoreAuditVerifier(keys),
             settings=ConsoleSettings(**settings),  # type: ignore[arg-type]  # test overrides
             policy=policy, clock=clock,

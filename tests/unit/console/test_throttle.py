@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import stat
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from broker.errors import ConfigError
-from broker.webauth._devices import DeviceCookies, device_key
+from broker.webauth._devices import DeviceCookies
 from broker.webauth._throttle import SignInThrottle, client_key
 from tests.unit.console.conftest import Clock
 
@@ -212,19 +209,3 @@ def test_a_device_cookie_expires(clock: Clock) -> None:
     assert devices.device(token, "ig.jo", "stamp-1") is not None
     clock.advance(days=1)
     assert devices.device(token, "ig.jo", "stamp-1") is None
-
-
-def test_the_device_key_is_made_once_privately_and_kept(tmp_path: Path) -> None:
-    path = tmp_path / "console" / "device-cookie.key"
-    key = device_key(path)
-    assert len(key) == 32
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert device_key(path) == key
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
-
-
-def test_a_damaged_device_key_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "device-cookie.key"
-    path.write_bytes(b"short")
-    with pytest.raises(ConfigError, match="device-cookie key"):
-        device_key(path)

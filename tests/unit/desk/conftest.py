@@ -25,6 +25,7 @@ from tests.unit.audit.conftest import run_cli  # noqa: F401  # a re-exported pyt
 USER = "kim.ward"
 PASSWORD = "a long synthetic passphrase"
 SECRET = b"k" * 32
+DEVICE_KEY = b"d" * 32
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
@@ -133,7 +134,8 @@ def make_client(
     ) -> tuple[TestClient, DeskDeps]:
         deps = DeskDeps(
             party=party, party_name=party.title(), kind=kind, store=store, users=users,
-            acks=acks, linkage_key=SECRET, settings=DeskSettings(),
+            acks=acks, linkage_key=SECRET, device_key=DEVICE_KEY,
+            settings=DeskSettings(),
             schools=SchoolCalendar(), publisher=publisher, clock=clock,
         )  # fmt: skip
         return TestClient(create_desk_app(deps), base_url="http://127.0.0.1:8766"), deps

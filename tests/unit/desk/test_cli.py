@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,47 @@ def test_a_desk_will_not_start_with_second_factors_its_keystore_cannot_open(
     assert "the second factors of sam.x are sealed" in line
     assert "'accord desk add-user --as cog-tipton NAME --reset'" in err
     assert not (home / "keys" / "users-totp.secret").exists()  # the desk made none
+
+
+def test_add_user_makes_the_desks_secrets_moving_an_older_desks_plain_files_in(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same bytes: every child keeps its key, every known browser stays known."""
+    from broker.desk import desk_linkage_key
+    from broker.webauth import device_key
+
+    keys = FileKeyStore(home / "keys", create=True)
+    keys.ensure_party("cog-tipton")
+    linkage, device = os.urandom(32), os.urandom(32)
+    (home / "desk" / "cog-tipton").mkdir(parents=True, mode=0o700)
+    plain = {home / "keys" / "desk-linkage.key": linkage,
+             home / "desk" / "cog-tipton" / "device-cookie.key": device}  # fmt: skip
+    for path, secret in plain.items():
+        path.write_bytes(secret)
+        path.chmod(0o600)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
+    assert not any(path.exists() for path in plain)
+    assert (home / "keys" / "desk-linkage.secret").is_file()
+    assert (home / "keys" / "device-cookie.secret").is_file()
+    assert desk_linkage_key(keys) == linkage
+    users = home / "desk" / "cog-tipton" / "users.json"
+    assert device_key(keys, "desk:cog-tipton", users) == device
+
+
+def test_a_desk_without_its_linkage_secret_refuses_in_one_line_and_makes_none(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One it made would key children unlike its flag service: the line names the keystore
+    and the command that makes it."""
+    FileKeyStore(home / "keys", create=True).ensure_party("cog-tipton")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
+    (home / "keys" / "desk-linkage.secret").unlink()  # a keystore restored from before it
+    code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
+    assert code != 0
+    [line] = [x for x in err.splitlines() if "keystore_unprotected" not in x]
+    assert line.startswith("accord: error: ")
+    assert f"the keystore at {home / 'keys'} has no desk linkage secret" in line
+    assert "'accord keys init --party cog-tipton'" in line
+    assert not (home / "keys" / "desk-linkage.secret").exists()
