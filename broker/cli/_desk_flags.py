@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,8 +15,6 @@ from broker.config import load_settings
 from broker.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from broker.config import KafkaSettings
 
 As = Annotated[str, typer.Option("--as", help="The party (a co-ordinating team) you run as.")]
@@ -79,6 +78,7 @@ def register(desk: typer.Typer) -> None:
             # As provisioning created its topics (the changelog is co-partitioned).
             partitions=kafka.partitions,
             withdrawn_keep=keep,
+            withdrawn_recheck=timedelta(minutes=settings.desk.flags_recheck_minutes),
         )
         opts.datadir.mkdir(parents=True, exist_ok=True)
         app = build_flags_app(opts)

@@ -126,3 +126,37 @@ def test_a_teams_desk_with_kafka_down_leaves_no_unclosed_consumer(tmp_path: Path
     assert done.returncode == 1
     assert done.stderr.strip().endswith("KafkaConnectionError")
     assert "Unclosed" not in done.stderr
+
+
+def test_the_service_reads_its_topics_settings_again_as_often_as_the_setting_says(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ACCORD_DESK__FLAGS_RECHECK_MINUTES reaches the service (Kafka and faust stood aside)."""
+    from datetime import timedelta
+
+    import broker.desk
+    from broker.cli import _desk_flags
+    from broker.desk._withdrawn import KEEP
+    from broker.errors import UsageError
+
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    policies = ["--policies", str(REPO / "policies")]
+    assert _run(["keys", "init", *policies], capsys)[0] == 0
+    monkeypatch.setenv("ACCORD_DESK__FLAGS_RECHECK_MINUTES", "3")
+
+    async def preflight(*_: Any) -> timedelta:
+        return KEEP
+
+    given: list[Any] = []
+
+    def build(opts: Any) -> Any:
+        given.append(opts)
+        raise UsageError("stopped here")
+
+    monkeypatch.setattr(_desk_flags, "_preflight", preflight)
+    monkeypatch.setattr(broker.desk, "build_flags_app", build)
+    code, err = _run(["desk", "flags", "--as", "sandwell-coord", *policies], capsys)
+    assert (code, err.strip()) == (2, "accord: error: stopped here")
+    [opts] = given
+    assert opts.withdrawn_recheck == timedelta(minutes=3)
+    assert opts.withdrawn_keep == KEEP
