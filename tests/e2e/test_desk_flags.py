@@ -290,6 +290,16 @@ async def test_a_month_of_contacts_raises_exactly_the_rules_flags_across_a_crash
         worker.stop()
 
     _check(got, expected, children, events, desk_linkage_key(keys), service.tail())
+    _check_log(service.log.read_bytes())
+
+
+def _check_log(log: bytes) -> None:
+    """The service's log is JSON lines, its flags at info (no faust WARNING, no escapes)."""
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert all(isinstance(line, dict) and "level" in line for line in lines), log[:400]
+    raised = [line for line in lines if line["event"] == "flags_raised"]
+    assert raised
+    assert {line["level"] for line in raised} == {"info"}
 
 
 def _check(
