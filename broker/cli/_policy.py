@@ -196,8 +196,9 @@ def _test(paths: list[Path], policies: Path | None) -> int:
                 f"accord policy test {path / 'scenarios'} --policies {path}"
             )
     default = _default_policies(policies)
+    skipped: list[Path] = []
     try:
-        results = run_scenarios(paths, default, flag_runner=run_flag_scenario)
+        results = run_scenarios(paths, default, flag_runner=run_flag_scenario, skipped=skipped)
     except FileNotFoundError as exc:
         raise UsageError(f"no such file or folder: {exc.filename}") from None
     passed = failed = 0
@@ -215,7 +216,11 @@ def _test(paths: list[Path], policies: Path | None) -> int:
             typer.echo(f"FAIL {result.scenario.name} ({where})")
             for diff in result.diffs:
                 typer.echo(f"     {diff}")
-    typer.echo(f"{passed} passed, {failed} failed")
+    for file in skipped:
+        typer.echo(f"SKIP {file}: holds no scenario")
+    n = len(skipped)
+    others = f" ({n} YAML file{'s' if n != 1 else ''} with no scenario skipped)" if n else ""
+    typer.echo(f"{passed} passed, {failed} failed{others}")
     return 1 if failed or not (passed or failed) else 0
 
 

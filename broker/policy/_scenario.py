@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import (
     AwareDatetime,
@@ -193,6 +193,10 @@ def _refused(raw: Any, count: int, where: str) -> dict[int, str] | None:
 
 def load_scenarios(file: Path) -> list[Scenario | FlagScenario]:
     """The scenarios in one YAML file; ``ScenarioInvalid`` says what is wrong and where."""
+    return _parse_items(file, _read_items(file))
+
+
+def _read_items(file: Path) -> list[Any]:
     try:
         doc = read_yaml(file, str(file))
     except YamlProblem as exc:
@@ -201,8 +205,20 @@ def load_scenarios(file: Path) -> list[Scenario | FlagScenario]:
         # The reader keeps the last: an earlier expectation would be dropped, unseen.
         raise ScenarioInvalid(f"{doc.where(doc.duplicates[0])}: duplicate key")
     data = doc.data
-    items = data if isinstance(data, list) else [data]
+    return data if isinstance(data, list) else [data]
+
+
+def _parse_items(file: Path, items: list[Any]) -> list[Scenario | FlagScenario]:
     return [_any_scenario(item, file, i) for i, item in enumerate(items)]
+
+
+# A scenario has a name and an event or flag events: a mapping with none of these is some
+# other program's YAML (an alerting rule, a CI file), not a scenario gone wrong.
+_SCENARIO_KEYS: Final = frozenset({"name", "event", "expect", "flag_events", "expect_flags"})
+
+
+def _holds_no_scenario(items: list[Any]) -> bool:
+    return not any(isinstance(item, dict) and _SCENARIO_KEYS & set(item) for item in items)
 
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
@@ -376,21 +392,37 @@ def run_scenarios(
     default_policies: Path | None,
     *,
     flag_runner: FlagRunner | None = None,
+    skipped: list[Path] | None = None,
 ) -> Iterator[ScenarioResult | ScenarioInvalid]:
     """Run every scenario in the files named and the folders' ``*.yaml``; an unreadable file
     yields its ``ScenarioInvalid``. A path that does not exist raises ``FileNotFoundError``
     at once, before any scenario runs. Flag scenarios run with ``flag_runner`` (the desk's
-    ``run_flag_scenario``); without one each fails saying so."""
-    return _run_files(collect_files(paths), default_policies, flag_runner)
+    ``run_flag_scenario``); without one each fails saying so.
+
+    A file found in a folder whose YAML holds nothing a scenario has (no ``name``, ``event``,
+    ``expect``, ``flag_events`` or ``expect_flags`` anywhere) is not run, and is appended to
+    ``skipped``; a file named directly is always read as scenarios."""
+    paths = list(paths)
+    named = {p for p in paths if p.is_file()}
+    return _run_files(collect_files(paths), default_policies, flag_runner, named, skipped)
 
 
 def _run_files(
-    files: list[Path], default_policies: Path | None, flag_runner: FlagRunner | None
+    files: list[Path],
+    default_policies: Path | None,
+    flag_runner: FlagRunner | None,
+    named: set[Path],
+    skipped: list[Path] | None,
 ) -> Iterator[ScenarioResult | ScenarioInvalid]:
     cache = PolicyCache(default_policies)
     for file in files:
         try:
-            scenarios = load_scenarios(file)
+            items = _read_items(file)
+            if file not in named and _holds_no_scenario(items):
+                if skipped is not None:
+                    skipped.append(file)
+                continue
+            scenarios = _parse_items(file, items)
         except ScenarioInvalid as exc:
             yield exc
             continue

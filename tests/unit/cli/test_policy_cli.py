@@ -463,6 +463,39 @@ def test_test_failure_shows_the_diff_and_exits_1(
     assert out.strip().splitlines()[-1] == "2 passed, 2 failed"
 
 
+def test_test_skips_a_walked_folders_other_yaml_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An alerting rule or a CI file under the folder is not a failing "scenario"; a file that
+    has a scenario's keys still fails on a mistake, and a file named directly is always read."""
+    _scenario(tmp_path, "a.yaml")
+    folder = tmp_path / "scenarios"
+    (folder / "deploy").mkdir()
+    alerts = folder / "deploy" / "alerts.yml"
+    alerts.write_text("groups:\n- name: accord\n  rules: []\n")
+    (folder / "ci.yaml").write_text("jobs: {test: {runs-on: x}}\n")
+    (folder / "empty.yaml").write_text("")
+    code, out, _ = _run(["policy", "test", str(folder)], capsys)
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    assert sorted(line for line in lines if line.startswith("SKIP")) == [
+        f"SKIP {folder / 'ci.yaml'}: holds no scenario",
+        f"SKIP {alerts}: holds no scenario",
+        f"SKIP {folder / 'empty.yaml'}: holds no scenario",
+    ]
+    assert lines[-1] == "1 passed, 0 failed (3 YAML files with no scenario skipped)"
+    (folder / "typo.yaml").write_text("- name: a typo\n  evnet: {}\n")
+    code, out, _ = _run(["policy", "test", str(folder)], capsys)
+    assert code == 1
+    assert "typo.yaml: scenario 1: unknown key(s) evnet" in out
+    code, out, _ = _run(["policy", "test", str(alerts)], capsys)
+    assert code == 1
+    assert out.strip().splitlines() == [
+        f"FAIL {alerts}: scenario 1: unknown key(s) groups",
+        "0 passed, 1 failed",
+    ]
+
+
 def test_test_uses_the_policies_option_when_a_scenario_names_none(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
