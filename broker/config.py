@@ -248,8 +248,10 @@ class DeskSettings(SignInSettings):
     store: SecretStr | None = None
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # How often the flag service (``accord desk flags``) reads its topics' retention again:
-    # well within the withdrawal markers' 25 days' grace (broker.desk._withdrawn_keep).
-    flags_recheck_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
+    # well within the withdrawal markers' 25 days' grace (broker.desk._withdrawn_keep). At
+    # least a minute: each reading is a DescribeConfigs on the cluster, and a second's
+    # interval (or 0.0001) would only load the brokers for no gain in safety.
+    flags_recheck_minutes: float = Field(default=10.0, ge=1, le=24 * 60)
 
 
 class SchoolCalendar(_Frozen):

@@ -124,3 +124,18 @@ def test_the_flag_service_reads_its_topics_settings_again_every_10_minutes_unles
     monkeypatch.setenv("ACCORD_DESK__FLAGS_RECHECK_MINUTES", "2000")
     with pytest.raises(ConfigError, match="ACCORD_DESK__FLAGS_RECHECK_MINUTES"):
         load_settings()
+
+
+@pytest.mark.parametrize("minutes", ["0.0001", "0.5", "0", "-1"])
+def test_the_flag_services_recheck_under_a_minute_is_refused_in_one_line(
+    minutes: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each reading is a DescribeConfigs on the cluster: more often than a minute is refused."""
+    monkeypatch.setenv("ACCORD_DESK__FLAGS_RECHECK_MINUTES", minutes)
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert str(exc.value) == (
+        "ACCORD_DESK__FLAGS_RECHECK_MINUTES: Input should be greater than or equal to 1"
+    )
+    monkeypatch.setenv("ACCORD_DESK__FLAGS_RECHECK_MINUTES", "1")
+    assert load_settings().desk.flags_recheck_minutes == 1
