@@ -76,6 +76,26 @@ async def test_gone_ids_follow_the_markers_keep_as_it_changes_and_for_good(
     assert "e1" in service.windows[CHILD]["gone"]
 
 
+async def test_gone_ids_keep_a_lowered_keeps_old_keep_until_the_new_one_has_passed(
+    tmp_path: Path,
+) -> None:
+    """180 days lowered to 90, read 10 days after e1 went: e1 stays gone while the 180 days
+    hold (until 100 days after it went), as its marker does, and is forgotten after."""
+    clock = Clock()
+    service, _ = _service(tmp_path, clock=clock)
+    service.withdrawn.change(KEEP + timedelta(days=90))
+    await service.on_child_record(_record("e1", NHS[0], need=1), P)
+    await service.on_child_record(_withdraw("e1"), P)  # T0
+    clock.wait(timedelta(days=10))
+    service.withdrawn.change(KEEP)
+    clock.wait(timedelta(days=85))  # T0 + 95 days: past 90, within the 180 held
+    await service.on_child_record(_record("e2", NHS[0], need=1), P)
+    assert "e1" in service.windows[CHILD]["gone"]
+    clock.wait(timedelta(days=5) + SECOND)  # the 90 days have passed since the change
+    await service.on_child_record(_record("e3", NHS[0], need=1), P)
+    assert "e1" not in service.windows[CHILD]["gone"]
+
+
 async def test_a_format_1_childs_plain_ids_still_count_and_are_dated_when_next_written(
     tmp_path: Path,
 ) -> None:
