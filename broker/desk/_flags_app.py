@@ -40,7 +40,8 @@ out of the states of each partition's keys and leaves a marker per id there for 
 that comes after it, kept for longer than Kafka keeps any topic the record could still come
 through: 90 days with provisioning's settings, longer (or for good) when the topics' settings
 keep records longer, read at start and every ``FlagServiceOptions.withdrawn_recheck`` while
-the service runs (:mod:`._withdrawn` has the argument, :mod:`._withdrawn_keep` the reading).
+the service runs (:mod:`._withdrawn` has the argument, :mod:`._withdrawn_keep` the reading;
+a lowered keep's delay is saved in the datadir, :mod:`._withdrawn_held`).
 The ids the states keep as ``gone`` are forgotten after the same keep (:mod:`._gone`).
 
 One flag service per party (no leader election): the ids it read at start are then all that
@@ -78,6 +79,7 @@ from broker.desk._flagging import FlagEngine, Placement, window_record
 from broker.desk._flags_source import DeliveryReader
 from broker.desk._household import HouseholdMessage
 from broker.desk._withdrawn import KEEP, WithdrawnIds, is_marker
+from broker.desk._withdrawn_held import FILE as HELD_FILE
 from broker.desk._withdrawn_keep import RECHECK, KeepWatch, read_keep
 from broker.envelope import Opener
 from broker.errors import AccordError, EnvelopeError
@@ -203,8 +205,15 @@ class _Service:
         self.party = opts.party
         self.kafka = opts.kafka
         self.everyone = list(range(opts.partitions))
-        # Both tables' markers share one layout: their keys hash alike.
-        self.withdrawn = WithdrawnIds(self.everyone, clock, opts.withdrawn_keep)
+        # Both tables' markers share one layout: their keys hash alike. A lowered keep's
+        # delay is saved in the datadir, to hold across a restart (._withdrawn_held).
+        self.withdrawn = WithdrawnIds(self.everyone, clock, opts.withdrawn_keep,
+                                      saved=opts.datadir / HELD_FILE)  # fmt: skip
+        # The topics' settings, read again while the service runs (._withdrawn_keep): the
+        # app runs ``watch.run`` as a task (build_flags_app).
+        self.watch = KeepWatch(lambda: read_keep(opts.kafka, opts.party), self.withdrawn.change,
+                               opts.withdrawn_keep, every=opts.withdrawn_recheck,
+                               clock=clock)  # fmt: skip
         # The states' gone ids are forgotten after the markers' keep, as it is at the time.
         self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret, clock=clock,
                                  gone_keep=self.withdrawn.keep)  # fmt: skip
@@ -374,6 +383,11 @@ class _Service:
 
 def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     """The party's flag service, ready for ``faust.Worker(app).execute_from_commandline()``."""
+    return _build(opts)[0]
+
+
+def _build(opts: FlagServiceOptions) -> tuple[faust.App, _Service]:
+    """The app, and the service its agents and tasks run (made without Kafka: tests look)."""
     import faust  # noqa: PLC0415  # faust loads only in the service, not with broker.desk
 
     party = opts.party
@@ -406,16 +420,10 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     windows = app.Table("windows", default=None, partitions=opts.partitions)
     households = app.Table("households", default=None, partitions=opts.partitions)
     service = _Service(opts, (bychild, byhousehold, out), (windows, households))
-    # The first step, run by the app as a task: started and cancelled with it.
+    # The first step, and the topics' settings read again, run by the app as tasks:
+    # started and cancelled with it.
     app.task(DeliveryReader(opts.kafka, party, service.on_delivery).run)
-    # The topics' settings, read again while the service runs (._withdrawn_keep).
-    watch = KeepWatch(
-        lambda: read_keep(opts.kafka, party),
-        service.withdrawn.change,
-        opts.withdrawn_keep,
-        every=opts.withdrawn_recheck,
-    )
-    app.task(watch.run)
+    app.task(service.watch.run)
 
     @app.agent(bychild)
     async def flag(stream: faust.StreamT[bytes]) -> None:
@@ -431,4 +439,4 @@ def build_flags_app(opts: FlagServiceOptions) -> faust.App:
                 event.value, event.message.partition, event.message.offset
             )
 
-    return app
+    return app, service

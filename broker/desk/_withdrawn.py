@@ -2,11 +2,11 @@
 
 A withdrawal notice reaches both steps (child and household) on every partition of their
 re-keyed topics. There it takes the withdrawn records out of the states of the partition's
-keys, which remember them in ``gone`` for as long as the state lives, and leaves one marker
-per id for a record not here yet: a notice and its record travel on different partitions of
-the delivery topic, and a backlog can bring the notice first. A marker's key is
-``~withdrawn-<n>-<event id>`` (``n`` chosen so the key is the partition's own); its value is
-the time it was written, in whole seconds of the service's clock.
+keys, which remember them in ``gone`` for as long as a marker lives (:mod:`._gone`), and
+leaves one marker per id for a record not here yet: a notice and its record travel on
+different partitions of the delivery topic, and a backlog can bring the notice first. A
+marker's key is ``~withdrawn-<n>-<event id>`` (``n`` chosen so the key is the partition's
+own); its value is the time it was written, in whole seconds of the service's clock.
 
 How long a marker must live
 ---------------------------
@@ -50,7 +50,8 @@ finds; an operator may raise a retention; brokers' ``log.roll.*`` may lengthen s
 So the service reads the three topics' effective settings when it starts, and again every
 few minutes while it runs, and keeps markers for their measured reach plus the same grace,
 never less than :data:`KEEP`, and for good when a topic keeps records for good
-(:mod:`._withdrawn_keep`; :meth:`WithdrawnIds.change` says how a new keep takes effect).
+(:mod:`._withdrawn_keep`; :meth:`WithdrawnIds.change` says how a new keep takes effect, and
+:mod:`._withdrawn_held` how a shorter one's delay outlives a restart).
 ``tests/unit/desk/test_withdrawn.py`` checks the retention provisioning gives these topics
 against :data:`RETENTION`, so that the 90 days hold at provisioning's settings.
 
@@ -75,10 +76,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
-from broker.errors import AccordError
+import structlog
+
+from broker.desk._withdrawn_held import Held, load_held, save_held
+from broker.errors import AccordError, ConfigError
 from broker.kafka import partition_for
 
 __all__ = ["KEEP", "REACH", "RETENTION", "SEGMENT", "WithdrawnIds", "is_marker"]
@@ -98,6 +103,8 @@ REACH: Final = sum((r + SEGMENT for r in RETENTION.values()), timedelta(0))
 #: How long a marker is kept at the least, and with provisioning's settings: :data:`REACH`
 #: and a grace (see the module's docstring; :mod:`._withdrawn_keep` lengthens it).
 KEEP: Final = timedelta(days=90)
+
+log = structlog.get_logger("accord.desk.flags")
 
 _PREFIX: Final = "~withdrawn-"
 # Each try lands in a given one of N partitions with chance 1/N: 10,000 tries miss with
@@ -120,6 +127,8 @@ class WithdrawnIds:
         partitions: Sequence[int],
         clock: Callable[[], float] = time.time,
         keep: timedelta | None = KEEP,
+        *,
+        saved: Path | None = None,
     ) -> None:
         self._everyone = list(partitions)
         self._clock = clock
@@ -128,6 +137,10 @@ class WithdrawnIds:
         # Keeps the settings gave before a shorter one: (until when, keep), see change().
         self._held: list[tuple[float, float | None]] = []
         self._list_keys: dict[int, str] = {}
+        # Where the keep and its delays outlive a restart (._withdrawn_held); None: nowhere.
+        self._saved = saved
+        if saved is not None:
+            self._restore(saved)
 
     def change(self, keep: timedelta | None) -> None:
         """The keep the topics' settings give now, read again while the service runs.
@@ -143,24 +156,105 @@ class WithdrawnIds:
         new settings delete every record a topic holds at the change within their reach of
         it, so none is left once the new keep (that reach and the grace) has passed since
         the change, and the new keep bounds every record written after it. So a lowering
-        never drops a marker its record could still need. A restart forgets the keep held:
-        the service starts from the settings as they are (docs/desk.md says when that is
-        safe)."""
+        never drops a marker its record could still need. The delay is saved (``saved``),
+        so a restart within it keeps it; so is the keep, so that settings lowered while the
+        service is stopped are held from its start the same way."""
         new = _seconds(keep)
         old = self._keep
         if new == old:
             return
-        if new is not None and (old is None or new < old):
-            self._held.append((self._clock() + new, old))
+        self.keep()  # a delay already over ends (and is logged) before this one
+        self._lower(old, new)
         self._keep = new
+        try:
+            self._save()
+        except OSError as exc:
+            # Running on is safer than stopping: the delay holds in memory; only a restart
+            # within it would lose it. Loudly, with the error's kind only.
+            log.error(  # noqa: TRY400  # the kind only: no traceback in the service's log
+                "flags_withdrawn_keep_unsaved",
+                error=type(exc).__name__,
+                hint="the flag service's datadir could not be written: fix it before "
+                "restarting the service",
+            )
+        log.info(
+            "flags_withdrawn_keep_changed",
+            keep_days=_days(new),
+            was_days=_days(old),
+            in_force_days=_days(self.keep()),
+            **self._until(),
+        )
 
     def keep(self) -> float | None:
         """The keep in force now, in seconds (None: for good): the settings' latest, or a
         longer one they gave before it that still holds (:meth:`change`)."""
-        now = self._clock()
-        self._held = [(until, k) for until, k in self._held if now <= until]
+        if self._held:
+            now = self._clock()
+            if any(now > until for until, _ in self._held):
+                was = self._in_force()
+                ended = max(until for until, _ in self._held if now > until)
+                self._held = [(until, k) for until, k in self._held if now <= until]
+                if self._in_force() != was:
+                    # Not saved: a delay past its end is dropped on loading too.
+                    log.info(
+                        "flags_withdrawn_keep_held_ended",
+                        held_until=_when(ended),
+                        in_force_days=_days(self._in_force()),
+                        was_days=_days(was),
+                    )
+        return self._in_force()
+
+    def _in_force(self) -> float | None:
         keeps = [self._keep, *(k for _, k in self._held)]
         return None if None in keeps else max(k for k in keeps if k is not None)
+
+    def _lower(self, old: float | None, new: float | None) -> None:
+        """Hold ``old`` until ``new`` has passed from now, when ``new`` is the shorter."""
+        if new is not None and _longer(old, new):
+            self._held.append((self._clock() + new, old))
+
+    def _until(self) -> dict[str, str]:
+        """When the keep in force falls to the settings' own, if a delay holds it above."""
+        longer = [u for u, k in self._held if _longer(k, self._keep)]
+        return {"held_until": _when(max(longer))} if longer else {}
+
+    def _restore(self, path: Path) -> None:
+        """Take up the delays saved before a restart, and hold the saved keep if the
+        settings give a shorter one now (lowered while the service was stopped)."""
+        now = self._clock()
+        try:
+            saved = load_held(path)
+        except ValueError as exc:
+            # What it held is unknown: the longest it could have held, for good, until the
+            # settings' keep has passed from now (as a lowering from for good read now).
+            log.warning(
+                "flags_withdrawn_keep_file_unreadable",
+                error=str(exc),
+                hint=f"{path} could not be read: withdrawal markers are kept for good until "
+                "the topics' settings' keep has passed from now",
+            )
+            saved = Held(None, ())
+        if saved is not None:
+            self._held = [(until, k) for until, k in saved.held if now <= until]
+            self._lower(saved.keep, self._keep)
+        try:
+            self._save()
+        except OSError as exc:
+            raise ConfigError(
+                f"the flag service cannot write {path} ({type(exc).__name__}): it records "
+                "the withdrawal markers' keep across restarts"
+            ) from None
+        if self._until():
+            log.info(
+                "flags_withdrawn_keep_held",
+                keep_days=_days(self._keep),
+                in_force_days=_days(self.keep()),
+                **self._until(),
+            )
+
+    def _save(self) -> None:
+        if self._saved is not None:
+            save_held(self._saved, self._keep, self._held)
 
     def holds(self, table: Any, partition: int, event_id: str) -> bool:
         """Whether ``event_id`` is marked withdrawn in ``partition``."""
@@ -224,6 +318,18 @@ class WithdrawnIds:
 
 def _seconds(keep: timedelta | None) -> float | None:
     return None if keep is None else max(keep, KEEP).total_seconds()
+
+
+def _longer(keep: float | None, than: float | None) -> bool:
+    return than is not None and (keep is None or keep > than)
+
+
+def _days(keep: float | None) -> float | None:
+    return None if keep is None else round(keep / 86400, 2)
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
 def _dated(value: Any) -> bool:

@@ -27,14 +27,18 @@ only cost of keeping markers longer is a larger table. A longer keep read while 
 runs applies at once, a shorter one only a keep later (``WithdrawnIds.change`` has the
 rule): the grace covers the minutes between a raise and its reading (a record held longer by
 a raised retention is one not yet deleted when it was raised, so no older than the old
-reach). A re-read that fails, or finds a topic's settings unreadable, changes nothing: the
-keep stays what it was (for good, if they could not be read at start either), with a
-warning each time.
+reach); the delay is saved in the service's datadir, so a restart within it keeps it
+(:mod:`._withdrawn_held`). A re-read that fails, or finds a topic's settings unreadable,
+leaves the keep as it was (for good, if they could not be read at start either), with a
+warning each time, until the readings have failed for :data:`UNREAD_FOR_GOOD` (a day): then
+the keep is for good, as it would be at start, and a reading that succeeds later is a
+lowering from for good, held a keep like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -52,6 +56,7 @@ __all__ = [
     "GRACE",
     "RECHECK",
     "SETTINGS",
+    "UNREAD_FOR_GOOD",
     "Keep",
     "KeepWatch",
     "keep_for",
@@ -73,6 +78,14 @@ _FOR_GOOD_MS: Final = 1000 * 365 * 24 * 3600 * 1000
 SETTINGS: Final = ("retention.ms", "segment.ms", "cleanup.policy")
 #: How often the running service reads them again, by default.
 RECHECK: Final = timedelta(minutes=10)
+#: How long readings may fail while the service runs before the keep is taken as for good,
+#: as it is when they cannot be read at start. Until then the keep stays as last read: a
+#: retention raised meanwhile goes unseen, and only the grace (about 25 days) covers it. A
+#: day is well inside the grace, and long enough to ride out a broker's restart or a login
+#: being renewed without a keep for good (and the keep-long delay after it). At the longest
+#: interval (``ACCORD_DESK__FLAGS_RECHECK_MINUTES``, a day) it is the second failure in a row.
+UNREAD_FOR_GOOD: Final = timedelta(days=1)
+_FAILING_S: Final = UNREAD_FOR_GOOD.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +147,8 @@ async def withdrawn_keep(kafka: KafkaSettings, party: str) -> timedelta | None:
 
 class KeepWatch:
     """Reads the topics' settings again every ``every`` while the service runs (``read``:
-    :func:`read_keep`) and gives ``change`` each new keep (``WithdrawnIds.change``);
-    ``current``, the keep read at start."""
+    :func:`read_keep`) and gives ``change`` each new keep (``WithdrawnIds.change``, which
+    logs it); ``current``, the keep read at start; ``clock``, the time in seconds."""
 
     def __init__(
         self,
@@ -145,37 +158,50 @@ class KeepWatch:
         *,
         every: timedelta = RECHECK,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._read = read
         self._change = change
         self.current = current
-        self._every = every.total_seconds()
+        self.every = every
         self._sleep = sleep
+        self._clock = clock
+        # When the readings began to fail (None: the last one succeeded).
+        self._failing_since: float | None = None
 
     async def run(self) -> None:
         while True:
-            await self._sleep(self._every)
+            await self._sleep(self.every.total_seconds())
             await self.check()
 
     async def check(self) -> None:
-        """One reading: a new keep given on, a failed one logged and the keep left alone."""
+        """One reading: a new keep given on; a failed one logged, and the keep left alone
+        until they have failed for :data:`UNREAD_FOR_GOOD`, then for good."""
         try:
             found = await self._read()
         except Exception as exc:  # noqa: BLE001  # any failure: the keep stays, loudly
-            _unread(type(exc).__name__)
+            self._unread(type(exc).__name__)
             return
         if not found.read:
-            _unread("settings-unreadable")  # for good only if never read (as at start)
+            self._unread("settings-unreadable")
             return
+        self._failing_since = None
         if found.keep != self.current:
-            log.info(
-                "flags_withdrawn_keep_changed",
-                keep_days=_days(found.keep),
-                was_days=_days(self.current),
-            )
             self.current = found.keep
             self._change(found.keep)
             _warn(found)
+
+    def _unread(self, error: str) -> None:
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        _unread(error)
+        if self.current is not None and now - self._failing_since >= _FAILING_S:
+            # As at start: settings unread are taken to keep records for good. Once a
+            # reading succeeds, the keep it gives is a lowering from for good, held a keep.
+            self.current = None
+            self._change(None)
+            _warn(Keep(None, reason="the topics' settings could not be read for a day"))
 
 
 def _unread(error: str) -> None:
@@ -183,7 +209,8 @@ def _unread(error: str) -> None:
         "flags_withdrawn_keep_unread",
         error=error,
         hint="the delivery and re-keyed topics' settings could not be read again: withdrawal "
-        "markers are kept as long as before; if it lasts, check the service's Kafka login "
+        "markers are kept as long as before, and for good once the readings have failed for a "
+        "day; check the service's Kafka login "
         "and its DescribeConfigs right ('accord kafka provision' as the admin)",
     )
 

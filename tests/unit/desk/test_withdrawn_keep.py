@@ -14,9 +14,17 @@ import pytest
 from structlog.testing import capture_logs
 
 from broker.config import KafkaSettings
+from broker.desk import _flags_app
 from broker.desk._flags_app import FlagServiceOptions, _Service
 from broker.desk._withdrawn import KEEP, REACH, WithdrawnIds
-from broker.desk._withdrawn_keep import GRACE, RECHECK, Keep, KeepWatch, keep_for
+from broker.desk._withdrawn_keep import (
+    GRACE,
+    RECHECK,
+    UNREAD_FOR_GOOD,
+    Keep,
+    KeepWatch,
+    keep_for,
+)
 from broker.errors import TransportError
 from broker.keys import FileKeyStore
 from broker.policy import load_bundle
@@ -268,7 +276,6 @@ async def test_the_watch_gives_on_only_a_keep_that_differs() -> None:
             await watch.check()
     assert readings.changes == [LONG, None, KEEP]
     events = [e["event"] for e in logs]
-    assert events.count("flags_withdrawn_keep_changed") == 3
     assert "flags_withdrawn_kept_longer" in events
     assert "flags_withdrawn_kept_for_good" in events
 
@@ -335,3 +342,163 @@ async def test_the_service_takes_a_keep_read_while_it_runs(tmp_path: Path) -> No
     log.clear()
     await service.on_child_record(_record("e1", NHS[0]), p)  # need level 4: would flag
     assert log == []
+
+
+# -- readings failing while the service runs -------------------------------------------------
+
+
+async def test_readings_failing_for_a_day_make_the_keep_for_good_as_at_start() -> None:
+    """Up to then the keep stays as last read; a reading that succeeds after gives its keep,
+    which WithdrawnIds holds as a lowering from for good."""
+    clock = Clock()
+    failure = TransportError("reading the settings of accord.deliver.t: timed out")
+    unreadable = Keep(None, reason="t: its settings could not be read", read=False)
+    readings = _Readings(failure, unreadable, failure, failure, Keep(KEEP))
+    watch = KeepWatch(readings.read, readings.change, KEEP, clock=clock)
+    with capture_logs() as logs:
+        await watch.check()
+        clock.wait(UNREAD_FOR_GOOD / 2)
+        await watch.check()
+        clock.wait(UNREAD_FOR_GOOD / 2 - timedelta(seconds=1))
+        await watch.check()
+        assert readings.changes == []  # a second short of a day: kept as last read
+        assert watch.current == KEEP
+        clock.wait(timedelta(seconds=1))
+        await watch.check()
+        assert readings.changes == [None]
+        assert watch.current is None
+        await watch.check()
+    assert readings.changes == [None, KEEP]
+    [for_good] = [e for e in logs if e["event"] == "flags_withdrawn_kept_for_good"]
+    assert for_good["log_level"] == "warning"
+    assert "could not be read for a day" in for_good["reason"]
+    unread = [e for e in logs if e["event"] == "flags_withdrawn_keep_unread"]
+    assert len(unread) == 4
+
+
+async def test_a_reading_that_succeeds_starts_a_days_failures_afresh() -> None:
+    clock = Clock()
+    failure = TransportError("timed out")
+    readings = _Readings(failure, Keep(KEEP), failure, failure)
+    watch = KeepWatch(readings.read, readings.change, KEEP, clock=clock)
+    await watch.check()
+    clock.wait(UNREAD_FOR_GOOD - timedelta(hours=1))
+    await watch.check()  # succeeds
+    clock.wait(timedelta(hours=2))
+    await watch.check()
+    clock.wait(UNREAD_FOR_GOOD - timedelta(hours=1))
+    await watch.check()  # 23 hours after the first failure since the success
+    assert readings.changes == []
+
+
+async def test_after_a_days_failures_the_service_keeps_markers_for_good_then_a_keep_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unread for a day while running, then read again at 90 days: markers are kept for
+    good until 90 days have passed since that reading (the keep held as any lowering)."""
+    clock = Clock()
+    service = _flag_service(tmp_path, clock)
+    p = _partition(NHS[0])
+    await service.on_child_record(_withdraw("e1"), p)
+    readings = _Readings(TransportError("timed out"), TransportError("timed out"), Keep(KEEP))
+    # The watch the app runs, its Kafka stood aside.
+    monkeypatch.setattr(_flags_app, "read_keep", lambda *_: readings.read())
+    await service.watch.check()
+    clock.wait(UNREAD_FOR_GOOD)
+    await service.watch.check()
+    assert service.withdrawn.keep() is None
+    clock.wait(timedelta(days=60))
+    await service.watch.check()  # read again: 90 days, from now
+    clock.wait(KEEP - timedelta(seconds=1))  # e1's marker is 151 days old
+    await service.on_child_record(_withdraw("e2"), p)
+    log: list[tuple[str, object]] = service.out.log
+    log.clear()
+    await service.on_child_record(_record("e1", NHS[0]), p)  # need level 4: would flag
+    assert log == []
+    clock.wait(timedelta(seconds=2))
+    await service.on_child_record(_withdraw("e3"), p)
+    assert not service.withdrawn.holds(service.windows, p, "e1")
+
+
+# -- what the log says of a lowering -------------------------------------------------------
+
+
+def test_a_lowering_logs_the_keep_in_force_and_when_it_falls_and_again_when_it_does() -> None:
+    clock, ids, _ = _marked(LONG)
+    clock.wait(timedelta(days=10))
+    with capture_logs() as logs:
+        ids.change(KEEP)
+    [changed] = logs
+    assert changed["event"] == "flags_withdrawn_keep_changed"
+    assert changed["keep_days"] == 90
+    assert changed["was_days"] == 180
+    assert changed["in_force_days"] == 180  # the old keep holds ...
+    assert changed["held_until"] == "2027-03-11T09:00:00+00:00"  # ... 90 days from the change
+    with capture_logs() as logs:
+        clock.wait(KEEP)
+        ids.keep()
+        assert logs == []  # the last second of the delay
+        clock.wait(timedelta(seconds=1))
+        ids.keep()
+        ids.keep()
+    [ended] = logs
+    assert ended["event"] == "flags_withdrawn_keep_held_ended"
+    assert ended["in_force_days"] == 90
+    assert ended["was_days"] == 180
+    assert ended["held_until"] == "2027-03-11T09:00:00+00:00"
+
+
+def test_a_longer_keep_logs_it_in_force_at_once() -> None:
+    _, ids, _ = _marked(KEEP)
+    with capture_logs() as logs:
+        ids.change(LONG)
+    [changed] = logs
+    assert (changed["keep_days"], changed["was_days"], changed["in_force_days"]) == (180, 90, 180)
+    assert "held_until" not in changed
+
+
+# -- the watch in the running service ----------------------------------------------------------
+
+
+def _flag_service(tmp_path: Path, clock: Clock) -> _Service:
+    policy = load_bundle(REPO / "policies")
+    opts = FlagServiceOptions(
+        party="sandwell-coord", kafka=KafkaSettings(),
+        keystore=FileKeyStore(tmp_path / "keys", create=True),
+        rules=policy.flag_rules, linkage_secret=SECRET, datadir=tmp_path, partitions=3,
+    )  # fmt: skip
+    log: list[tuple[str, object]] = []
+    topics = (FakeTopic(log), FakeTopic(log, "-household"), FakeTopic(log))
+    service = _Service(opts, topics, (FakeTable(log), FakeTable(log, "-household")), clock=clock)
+    service.published = set()
+    return service
+
+
+async def test_the_app_runs_the_services_watch_at_the_set_interval_into_its_markers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_flags_app's app (made without Kafka) has the watch as a task, reading every
+    ACCORD_DESK__FLAGS_RECHECK_MINUTES, and a keep it reads is the service's markers' keep."""
+    from broker.config import KafkaSecurity
+
+    policy = load_bundle(REPO / "policies")
+    opts = FlagServiceOptions(
+        party="sandwell-coord", kafka=KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT),
+        keystore=FileKeyStore(tmp_path / "keys", create=True),
+        rules=policy.flag_rules, linkage_secret=SECRET, datadir=tmp_path, partitions=3,
+        withdrawn_recheck=timedelta(minutes=3),
+    )  # fmt: skip
+    app, service = _flags_app._build(opts)
+    tasks = [getattr(task, "__wrapped__", task) for task in app._app_tasks]
+    assert service.watch.run in tasks
+    assert service.watch.every == timedelta(minutes=3)
+    read: list[tuple[object, str]] = []
+
+    async def read_keep(kafka: KafkaSettings, party: str) -> Keep:
+        read.append((kafka, party))
+        return keep_for(_topics(deliver_days=120))
+
+    monkeypatch.setattr(_flags_app, "read_keep", read_keep)
+    await service.watch.check()
+    assert read == [(opts.kafka, "sandwell-coord")]
+    assert service.withdrawn.keep() == LONG.total_seconds()
