@@ -192,7 +192,7 @@ def _keystore(policy: Any, path: Path) -> Any:
     for principal, purposes in SPECIAL_PRINCIPALS.items():
         keys.ensure_party(principal, purposes=purposes)
     keys.set_linkage_key()
-    desk_linkage_key(keys, create=True)  # as enrolment makes it: the flag service only reads it
+    desk_linkage_key(keys, party=TEAM, create=True)  # as enrolment makes it; the service reads it
     return keys
 
 
@@ -366,7 +366,7 @@ def end_to_end(admin: Any, policies: Path, n: int = E2E_RECORDS) -> dict[str, An
         records = _deliveries(policy, keys, _contacts(n, E2E_CHILDREN))
         seal_s = time.perf_counter() - t0
         asyncio.run(_fill(admin, records))
-        engine = FlagEngine(policy.flag_rules, TEAM, desk_linkage_key(keys))
+        engine = FlagEngine(policy.flag_rules, TEAM, desk_linkage_key(keys, party=TEAM))
         child_records = sum(len(engine.children(r[3])) for r in records)
         got = _service(admin, keys, policies, tmp, child_records)
         faust, raw = asyncio.run(_baselines(admin, len(records), tmp))

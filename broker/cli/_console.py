@@ -64,7 +64,10 @@ def _users(settings: Settings, *, enrol: bool = False) -> UserFile:
 
     keys = keystore(settings, Principal.CONSOLE)
     box = TotpBox.from_keystore(keys, "console", create=enrol)
-    if enrol:  # moves an older console's plain device-cookie.key in
+    if enrol:
+        # Made only if there is neither it nor an older console's plain device-cookie.key,
+        # which is left where it is: add-user may run in a pod (docs/deployment.md), whose
+        # keystore lives in memory. Only 'accord keys init' moves the file in.
         device_key(keys, "console", settings.console_users_file, create=True)
     return UserFile(settings.console_users_file, box=box)
 

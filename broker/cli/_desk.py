@@ -110,7 +110,9 @@ def add_user(
     keys = keystore(settings, party)
     owner, path = f"desk:{party}", settings.desk_users_file(party)
     # Enrolment makes the desk's secrets, which no server makes (a pod's keystore may live
-    # in memory), moving in an older desk's plain files.
+    # in memory). Older plain files are left where they are, read by the servers while the
+    # keystore has no secret: moved into a keystore in memory, they would be lost. Only
+    # 'accord keys init' moves them in.
     box = TotpBox.from_keystore(keys, owner, create=True)
     device_key(keys, owner, path, create=True)
     desk_linkage_key(keys, party=party, create=True)

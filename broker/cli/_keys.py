@@ -99,13 +99,16 @@ def _print_table(infos: list[KeyInfo]) -> None:
         typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
 
 
-def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> None:
+def _enrolment_secrets(
+    store: FileKeyStore, party: str, settings: Settings, *, new_party: bool = False
+) -> None:
     """Make the secrets of the console's (or ``party``'s desk's) web app that the store lacks:
     the key that seals its accounts' second factors, the device-cookie key and, for a desk,
-    its linkage secret, moving in the plain files an older Accord kept. Made here, with the
-    store, because no server makes them: a keystore archived for Kubernetes is unpacked into
-    memory at each start, and a secret made there would be lost at the next, and every
-    officer's code with it."""
+    its linkage secret (``new_party``: the party's keys are new to the store, so it takes no
+    linkage secret the store's desks shared before), moving in the plain files an older
+    Accord kept. Made here, with the store, because no server makes them: a keystore
+    archived for Kubernetes is unpacked into memory at each start, and a secret made there
+    would be lost at the next, and every officer's code with it."""
     from broker.desk import desk_linkage_key
     from broker.principals import Principal
     from broker.webauth import TotpBox, device_key
@@ -113,10 +116,15 @@ def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> N
     console = party == Principal.CONSOLE
     owner = "console" if console else f"desk:{party}"
     TotpBox.from_keystore(store, owner, create=True)
-    users = settings.console_users_file if console else settings.desk_users_file(party)
-    device_key(store, owner, users, create=True)
+    # An older app's plain device-cookie file is this home's, beside its accounts: it moves
+    # only into the keystore this home's servers use. One made with --dir (for another host,
+    # at a key ceremony, say) gets a key of its own, not this home's, nor deletes its file.
+    users: Path | None = None
+    if store.path.resolve() == settings.keystore_path(party).resolve():
+        users = settings.console_users_file if console else settings.desk_users_file(party)
+    device_key(store, owner, users, move=True)
     if not console:
-        desk_linkage_key(store, party=party, create=True)
+        desk_linkage_key(store, party=party, move=True, new_party=new_party)
 
 
 def _init(
@@ -137,9 +145,10 @@ def _init(
         path = directory if directory is not None else settings.keystore_path(party)
         store = FileKeyStore(path, settings.keystore_passphrase(), create=True)
         purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
+        new_party = party not in store.private_parties()
         created = store.ensure_party(party, purposes=purposes, kem=suite)
         if party == Principal.CONSOLE or party not in SPECIAL_PRINCIPALS:
-            _enrolment_secrets(store, party, settings)
+            _enrolment_secrets(store, party, settings, new_party=new_party)
         typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
         if created:
             _print_table(created)

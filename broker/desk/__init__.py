@@ -17,7 +17,12 @@ from broker.desk._flagging import ChildState, FlagEngine, WindowRecord, window_r
 from broker.desk._flags_app import FlagServiceOptions, build_flags_app
 from broker.desk._household import HouseholdMessage, HouseholdState
 from broker.desk._ingest import DeskIngest, children_in, flags_topic
-from broker.desk._linkage import LINKAGE_FILE, LINKAGE_SECRET, desk_linkage_key
+from broker.desk._linkage import (
+    LINKAGE_FILE,
+    LINKAGE_SECRET,
+    desk_linkage_key,
+    linkage_secret_name,
+)
 from broker.desk._serve import DeskRun, check_desk_party, run_desk
 from broker.desk._store import DeskStore, open_desk_store
 from broker.desk._withdrawn_keep import withdrawn_keep
@@ -49,6 +54,7 @@ __all__ = [
     "flag_id",
     "flags_topic",
     "household_key",
+    "linkage_secret_name",
     "open_desk_store",
     "outcome_event",
     "referral_event",

@@ -3,10 +3,11 @@
 - ``linkage.key``: the worker's and console's linkage key (``broker.linkage``), made once,
   on purpose (a new one would unlink every child's history).
 - ``<name>.secret``: a secret of the store's own, made on first use by whichever process
-  asks first (``local_secret``): a web app's ``users-totp`` and ``device-cookie`` keys
-  (``broker.webauth``), a desk's ``desk-linkage`` key for children (``broker.desk``). Only
-  enrolment asks so; a server, for which a secret made now would be a lost one (in a pod
-  whose keystore lives in memory), asks with ``create=False`` instead.
+  asks first (``local_secret``): a web app's ``users-totp`` key and each owner's
+  ``device-cookie-<h>`` key (``broker.webauth``), each desk party's ``desk-linkage-<h>`` key
+  for children (``broker.desk``; ``desk-linkage``, one a keystore's desks shared before
+  2026-12-06, is still read). Only enrolment asks so; a server, for which a secret made now
+  would be a lost one (in a pod whose keystore lives in memory), asks with ``create=False``.
 
 Both are wrapped as the store's private keys are (``_protect``), each bound by associated
 data to what it is. ``protect`` seals a store made unencrypted, all of it or nothing.
@@ -38,8 +39,9 @@ _SECRET_FORMAT: Final = "accord-local-secret/v1"  # noqa: S105  # a format name
 _SECRET_AD: Final = b"accord/local-secret/v1\x00"
 _SECRET_NAME: Final = re.compile(r"[a-z][a-z0-9-]{0,40}\Z")
 _SIZE: Final = 32
-# The plain file a desk kept its linkage secret in before 2026-12-05 (``broker.desk``), and
-# the name it has in the store since: sealing a store moves it in.
+# The plain file a keystore's desks kept their linkage secret in before 2026-12-05
+# (``broker.desk``), and the name the shared secret has in the store since: sealing a store
+# moves it in.
 _OLD_DESK_FILE: Final = "desk-linkage.key"
 _OLD_DESK_SECRET: Final = "desk-linkage"  # noqa: S105  # a name, not a secret
 

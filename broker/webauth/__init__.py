@@ -8,7 +8,7 @@ rendering, redirects, the error page, one stylesheet).
 """
 
 from broker.webauth._app import WebPages, add_page_basics
-from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key
+from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key, device_secret_name
 from broker.webauth._guard import Guard
 from broker.webauth._routes import SignInPages, add_sign_in_routes
 from broker.webauth._sessions import Session, SessionStore
@@ -57,6 +57,7 @@ __all__ = [
     "client_host",
     "client_key",
     "device_key",
+    "device_secret_name",
     "form_field",
     "listen",
     "loopback",

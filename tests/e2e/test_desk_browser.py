@@ -195,7 +195,7 @@ async def setup_world(
     )
     events = contacts(fam, child)
     team_view = {k: child[k] for k in ("nhs_number", "given_name", "family_name", "dob")}
-    key = child_key(desk_linkage_key(keys), team_view)
+    key = child_key(desk_linkage_key(keys, party=TEAM), team_view)
     assert key is not None
     for held, event in enumerate(events, start=1):
         async with Publisher(event["sender"], keys, clients(bootstrap, event["sender"])) as pub:
@@ -254,7 +254,7 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
     bootstrap: str, policy: Policy, keys: FileKeyStore, tmp_path: Path, env: dict[str, str]
 ) -> None:
     child, events, consent = await setup_world(bootstrap, policy, keys)
-    secret = desk_linkage_key(keys)
+    secret = desk_linkage_key(keys, party=TEAM)
     team_view = {k: child[k] for k in ("nhs_number", "given_name", "family_name", "dob")}
     key = child_key(secret, team_view)
     assert key is not None

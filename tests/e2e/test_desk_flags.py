@@ -289,7 +289,7 @@ async def test_a_month_of_contacts_raises_exactly_the_rules_flags_across_a_crash
         service.stop()
         worker.stop()
 
-    _check(got, expected, children, events, desk_linkage_key(keys), service.tail())
+    _check(got, expected, children, events, desk_linkage_key(keys, party=TEAM), service.tail())
     _check_log(service.log.read_bytes())
 
 

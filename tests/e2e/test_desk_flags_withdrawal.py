@@ -78,7 +78,7 @@ async def test_a_record_recalled_by_a_consent_withdrawal_no_longer_counts_toward
     keys = keystore_for(policy, tmp_path / "keys")
     fam = SyntheticFamilies(seed=41)
     child = fam.subject("child", postcode=fam.postcode(("DY4",)))
-    key = child_key(desk_linkage_key(keys), {"nhs_number": child["nhs_number"]})
+    key = child_key(desk_linkage_key(keys, party=TEAM), {"nhs_number": child["nhs_number"]})
     assert key is not None
     now = datetime.now(UTC)
 

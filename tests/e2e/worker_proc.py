@@ -53,9 +53,10 @@ def keystore_for(policy: Policy, path: Path) -> FileKeyStore:
     for principal, purposes in SPECIAL_PRINCIPALS.items():
         keys.ensure_party(principal, purposes=purposes)
     keys.set_linkage_key()  # the worker refuses to start without one
-    # As enrolment (keys init, desk add-user) makes it: a desk and its flag service only read
-    # it, and refuse to start without it.
-    desk_linkage_key(keys, create=True)
+    # As enrolment (keys init, desk add-user) makes them, one per party: a desk and its flag
+    # service only read theirs, and refuse to start without it.
+    for party in policy.bundle.parties:
+        desk_linkage_key(keys, party=party, create=True)
     return keys
 
 

@@ -198,13 +198,30 @@ def test_the_console_says_so_when_its_port_is_taken(
     assert err.count("\n") == 1
 
 
-def test_add_user_makes_the_device_cookie_key_moving_an_older_consoles_file_in(
+def test_add_user_makes_the_device_cookie_key_in_the_console_s_keystore(
     home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same bytes: every browser the older console knew is still known."""
+    from broker.webauth import device_key, device_secret_name
+
+    assert add(run_cli, monkeypatch, "ig.jo", "a long enough secret")[0] == 0
+    made = home / "keys" / f"{device_secret_name('console')}.secret"
+    assert made.is_file()
+    users = home / "console" / "users.json"
+    key = device_key(FileKeyStore(home / "keys"), "console", users)
+    assert add(run_cli, monkeypatch, "ig.two", "a long enough secret")[0] == 0
+    assert device_key(FileKeyStore(home / "keys"), "console", users) == key  # made once
+
+
+def test_add_user_leaves_an_older_consoles_file_and_the_keystore_as_they_are(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """add-user runs in the console's pod on Kubernetes, whose keystore lives in memory: a key
+    moved in there, and the file on the volume deleted, would be gone at its next restart.
+    The console reads the file where it is; only keys init, where the keystore is kept, moves
+    it in."""
     import os
 
-    from broker.webauth import device_key
+    from broker.webauth import device_key, device_secret_name
 
     old = os.urandom(32)
     plain = home / "console" / "device-cookie.key"
@@ -212,8 +229,8 @@ def test_add_user_makes_the_device_cookie_key_moving_an_older_consoles_file_in(
     plain.write_bytes(old)
     plain.chmod(0o600)
     assert add(run_cli, monkeypatch, "ig.jo", "a long enough secret")[0] == 0
-    assert not plain.exists()
-    assert (home / "keys" / "device-cookie.secret").is_file()
+    assert plain.read_bytes() == old
+    assert not (home / "keys" / f"{device_secret_name('console')}.secret").exists()
     assert device_key(FileKeyStore(home / "keys"), "console", plain.with_name("users.json")) == old
 
 
@@ -224,16 +241,19 @@ def test_the_console_makes_no_device_cookie_key_and_says_it_will_forget_devices(
     console still serves, and writes nothing."""
     import socket
 
+    from broker.webauth import device_secret_name
+
+    secret = home / "keys" / f"{device_secret_name('console')}.secret"
     FileKeyStore(home / "keys", create=True).set_linkage_key()
     add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
-    (home / "keys" / "device-cookie.secret").unlink()
+    secret.unlink()
     with socket.socket() as taken:  # stops the console just after it read the key
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         code, _, err = run_cli(["console", "--port", str(port), "--no-index"])
     assert code == 2
-    assert not (home / "keys" / "device-cookie.secret").exists()
+    assert not list((home / "keys").glob("device-cookie*"))
     assert not (home / "console" / "device-cookie.key").exists()
     [warning] = [line for line in err.splitlines() if "device_key_ephemeral" in line]
     assert "accord keys init --party console" in warning
@@ -266,7 +286,7 @@ def test_listing_and_removing_accounts_never_make_the_second_factor_key(
     assert run_cli(["console", "users"])[0] == 0
     assert run_cli(["console", "remove-user", "ig.sam"])[0] == 0
     assert not (home / "keys" / "users-totp.secret").exists()
-    assert not (home / "keys" / "device-cookie.secret").exists()
+    assert not list((home / "keys").glob("device-cookie*"))
     factor = json.loads((home / "console" / "users.json").read_text())["users"]["ig.jo"]["totp"]
     assert factor["secret"] == kept
     assert "secret_sealed" not in factor

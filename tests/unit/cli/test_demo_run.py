@@ -173,8 +173,13 @@ def test_the_demo_enrols_the_console_s_device_key_and_the_team_s_linkage_secret(
     the team's flag service start and read them."""
     import broker.console
     import broker.governance
-    from broker.desk import desk_linkage_key
+    from broker.cli._demo_loop import referral_parties
+    from broker.desk import desk_linkage_key, linkage_secret_name
     from broker.policy import Policy
+    from broker.webauth import device_secret_name
+
+    policy = Policy.load(REPO / "policies")
+    [team, *_] = referral_parties(policy)
 
     class Store:
         def close(self) -> None:
@@ -187,7 +192,7 @@ def test_the_demo_enrols_the_console_s_device_key_and_the_team_s_linkage_secret(
             pass
 
         async def start(self) -> None:
-            assert (tmp_path / "keys" / "desk-linkage.secret").is_file()  # made before
+            assert (tmp_path / "keys" / f"{linkage_secret_name(team)}.secret").is_file()
 
     monkeypatch.setattr(broker.governance, "open_store", lambda *_a, **_k: Store())
     monkeypatch.setattr(broker.console, "run_console", _done)
@@ -195,7 +200,6 @@ def test_the_demo_enrols_the_console_s_device_key_and_the_team_s_linkage_secret(
     settings = Settings(home=tmp_path)
     keys = FileKeyStore(tmp_path / "keys", create=True)  # one keystore for all, here
     asyncio.run(_demo_run._console(settings, None, None, asyncio.Event(), print))  # type: ignore[arg-type]
-    assert (tmp_path / "keys" / "device-cookie.secret").is_file()
-    policy = Policy.load(REPO / "policies")
+    assert (tmp_path / "keys" / f"{device_secret_name('console')}.secret").is_file()
     _, linkage = asyncio.run(_demo_run._flag_service(settings, policy, print, None))
-    assert linkage == desk_linkage_key(keys)
+    assert linkage == desk_linkage_key(keys, party=team)

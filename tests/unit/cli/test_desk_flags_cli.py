@@ -80,13 +80,14 @@ def test_a_team_without_its_desk_linkage_secret_is_one_line_before_kafka_and_non
     file is read as it is, and left where it is."""
     import os
 
+    from broker.desk import linkage_secret_name
     from tests.kafka_helpers import free_port
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     policies = ["--policies", str(REPO / "policies")]
     assert _run(["keys", "init", *policies], capsys)[0] == 0
     keys = tmp_path / "keys" / "sandwell-coord"
-    (keys / "desk-linkage.secret").unlink()  # a keystore made before enrolment made it
+    (keys / f"{linkage_secret_name('sandwell-coord')}.secret").unlink()  # made before it was
     monkeypatch.setenv("ACCORD_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
     monkeypatch.setenv("ACCORD_KAFKA__BOOTSTRAP", f"127.0.0.1:{free_port()}")
     code, err = _run(["desk", "flags", "--as", "sandwell-coord", *policies], capsys)
@@ -94,14 +95,14 @@ def test_a_team_without_its_desk_linkage_secret_is_one_line_before_kafka_and_non
     assert err.startswith(f"accord: error: the keystore at {keys} has no desk linkage secret")
     assert "'accord keys init --party sandwell-coord'" in err
     assert len(err.strip().splitlines()) == 1
-    assert not (keys / "desk-linkage.secret").exists()
+    assert not list(keys.glob("desk-linkage*.secret"))
     plain = keys / "desk-linkage.key"
     plain.write_bytes(os.urandom(32))
     plain.chmod(0o600)
     code, err = _run(["desk", "flags", "--as", "sandwell-coord", *policies], capsys)
     assert err.startswith("accord: error: connecting to Kafka at 127.0.0.1:")  # got past it
     assert plain.exists()
-    assert not (keys / "desk-linkage.secret").exists()
+    assert not list(keys.glob("desk-linkage*.secret"))
 
 
 def test_a_teams_desk_with_kafka_down_leaves_no_unclosed_consumer(tmp_path: Path) -> None:

@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from broker.cli import main
+from broker.desk import desk_linkage_key, linkage_secret_name
 from broker.envelope import KeyStatus
 from broker.errors import KeyStoreError
 from broker.keys import FileKeyStore
+from broker.webauth import device_key, device_secret_name
 
 REPO = Path(__file__).resolve().parents[3]
+
+
+def _device(owner: str) -> str:
+    return f"{device_secret_name(owner)}.secret"
+
+
+def _linkage(party: str) -> str:
+    return f"{linkage_secret_name(party)}.secret"
+
+
+def _plain(path: Path, secret: bytes) -> Path:
+    path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    path.write_bytes(secret)
+    path.chmod(0o600)
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -93,13 +111,13 @@ def test_init_gives_the_console_and_a_party_their_second_factor_key_at_once(
     party's is its desk's; the worker's and governance's stores have no accounts."""
     for party in ("console", "wmp", "worker"):
         _run(["keys", "init", "--party", party, "--dir", str(tmp_path / party)], capsys)
-    for owner in ("console", "wmp"):  # and the web app's device-cookie key with it
+    for owner, app in (("console", "console"), ("wmp", "desk:wmp")):  # and the device key
         assert (tmp_path / owner / "users-totp.secret").is_file()
-        assert (tmp_path / owner / "device-cookie.secret").is_file()
-    assert (tmp_path / "wmp" / "desk-linkage.secret").is_file()  # a desk's, so a party's only
-    assert not (tmp_path / "console" / "desk-linkage.secret").exists()
+        assert (tmp_path / owner / _device(app)).is_file()
+    assert (tmp_path / "wmp" / _linkage("wmp")).is_file()  # a desk's, so a party's only
+    assert not list((tmp_path / "console").glob("desk-linkage*"))
     assert not [p for p in (tmp_path / "worker").iterdir() if p.suffix == ".secret"]
-    names = ("users-totp.secret", "device-cookie.secret", "desk-linkage.secret")
+    names = ("users-totp.secret", _device("desk:wmp"), _linkage("wmp"))
     again = [(tmp_path / "wmp" / name).read_bytes() for name in names]
     _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")], capsys)
     assert [(tmp_path / "wmp" / name).read_bytes() for name in names] == again  # kept
@@ -111,29 +129,103 @@ def test_init_moves_an_older_desks_plain_secrets_into_the_party_s_keystore(
     """Run again on a keystore made before (existing keys stay), it seals the linkage secret
     an older desk kept beside it and the device-cookie key beside its accounts, the same
     bytes, and removes both files."""
-    import os
-
-    from broker.desk import desk_linkage_key
-    from broker.webauth import device_key
-
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     keys = tmp_path / "keys"  # the keys folder is the party's keystore
     assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
-    for name in ("desk-linkage.secret", "device-cookie.secret"):
+    for name in (_linkage("sandwell-coord"), _device("desk:sandwell-coord")):
         (keys / name).unlink()  # as an older Accord left the keystore
     users = tmp_path / "desk" / "sandwell-coord" / "users.json"
-    users.parent.mkdir(parents=True, mode=0o700)
     linkage, device = os.urandom(32), os.urandom(32)
-    for path, secret in ((keys / "desk-linkage.key", linkage),
-                         (users.parent / "device-cookie.key", device)):  # fmt: skip
-        path.write_bytes(secret)
-        path.chmod(0o600)
+    plains = [_plain(keys / "desk-linkage.key", linkage),
+              _plain(users.parent / "device-cookie.key", device)]  # fmt: skip
     assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
-    assert not (keys / "desk-linkage.key").exists()
-    assert not (users.parent / "device-cookie.key").exists()
+    assert not any(plain.exists() for plain in plains)
     store = FileKeyStore(keys)
-    assert desk_linkage_key(store) == linkage
+    assert desk_linkage_key(store, party="sandwell-coord") == linkage
     assert device_key(store, "desk:sandwell-coord", users) == device
+
+
+def test_a_console_and_a_desk_sharing_the_home_s_keystore_each_move_their_own_file_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One host: the keys folder is both their keystore. Each keeps its own device-cookie key,
+    the bytes of its own older file; neither takes the other's."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    console_users = tmp_path / "console" / "users.json"
+    desk_users = tmp_path / "desk" / "sandwell-coord" / "users.json"
+    console_old, desk_old = os.urandom(32), os.urandom(32)
+    plains = [_plain(console_users.with_name("device-cookie.key"), console_old),
+              _plain(desk_users.with_name("device-cookie.key"), desk_old)]  # fmt: skip
+    for party in ("console", "sandwell-coord"):
+        assert _run(["keys", "init", "--party", party], capsys)[0] == 0
+    assert not any(plain.exists() for plain in plains)
+    store = FileKeyStore(tmp_path / "keys")
+    assert store.private_parties() == ["console", "sandwell-coord"]  # one keystore
+    assert device_key(store, "console", console_users) == console_old
+    assert device_key(store, "desk:sandwell-coord", desk_users) == desk_old
+
+
+def test_init_with_dir_makes_fresh_keys_and_leaves_the_home_s_older_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key ceremony for production on a host with an old demo home: the production keystore
+    must not get the demo's device-cookie keys, nor the demo lose them."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "demo"))
+    console_users = tmp_path / "demo" / "console" / "users.json"
+    desk_users = tmp_path / "demo" / "desk" / "sandwell-coord" / "users.json"
+    console_old, desk_old = os.urandom(32), os.urandom(32)
+    plains = {_plain(console_users.with_name("device-cookie.key"), console_old): console_old,
+              _plain(desk_users.with_name("device-cookie.key"), desk_old): desk_old}  # fmt: skip
+    ceremony = tmp_path / "ceremony"
+    argv = ["keys", "init", "--party", "console", "--dir", str(ceremony / "console")]
+    assert _run(argv, capsys)[0] == 0
+    argv = ["--policies", str(REPO / "policies"), "--dir", str(ceremony / "all")]
+    assert _run(["keys", "init", *argv], capsys)[0] == 0
+    assert {plain: plain.read_bytes() for plain in plains} == plains
+    made = [
+        device_key(FileKeyStore(ceremony / "console"), "console", None),
+        device_key(FileKeyStore(ceremony / "all" / "console"), "console", None),
+        device_key(FileKeyStore(ceremony / "all" / "sandwell-coord"), "desk:sandwell-coord", None),
+    ]
+    assert not {console_old, desk_old} & set(made)
+
+
+def test_the_kubernetes_upgrade_moves_the_pod_s_old_key_into_the_restored_keystore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/deployment.md: the console's keystore restored from its Secret into keys/console,
+    the old key copied out of the pod into old-console/, and keys init run with the restored
+    keys as its keystore path and old-console/users.json as the console's accounts."""
+    restored = tmp_path / "keys" / "console"
+    assert _run(["keys", "init", "--party", "console", "--dir", str(restored)], capsys)[0] == 0
+    (restored / _device("console")).unlink()  # a keystore from before 2026-12-06
+    old = os.urandom(32)
+    plain = _plain(tmp_path / "old-console" / "device-cookie.key", old)
+    monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(tmp_path / "keys"))
+    monkeypatch.setenv("ACCORD_CONSOLE__USERS_FILE", str(tmp_path / "old-console" / "users.json"))
+    code, out, _ = _run(["keys", "init", "--party", "console"], capsys)
+    assert code == 0
+    assert f"keystore {restored}: 0 new keys for console" in out
+    assert not plain.exists()
+    assert device_key(FileKeyStore(restored), "console", None) == old
+
+
+def test_a_party_new_to_a_keystore_its_desks_shared_a_secret_in_gets_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keystore from 2026-12-05 with one desk-linkage.secret for every party whose keys it
+    held: such a party takes it under its own name (its children keep their keys); a party
+    enrolled there since gets a secret of its own."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    store = FileKeyStore(tmp_path / "keys")
+    (tmp_path / "keys" / _linkage("sandwell-coord")).unlink()
+    shared = store.local_secret("desk-linkage")  # as a desk of 2026-12-05 made it
+    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] == 0
+    assert desk_linkage_key(store, party="sandwell-coord") == shared
+    assert (tmp_path / "keys" / _linkage("sandwell-coord")).is_file()
+    assert desk_linkage_key(store, party="cog-tipton") != shared
 
 
 def test_init_with_the_project_bundle_gives_every_party_keys(
@@ -153,9 +245,10 @@ def test_init_with_the_project_bundle_gives_every_party_keys(
     assert "smethwick-fsp" in got  # a suspended party has keys too
     # The console's and each party's (desk's) key for second factors, made with the stores.
     for owner in [*parties, "console"]:
+        app = "console" if owner == "console" else f"desk:{owner}"
         assert (tmp_path / "k" / owner / "users-totp.secret").is_file()
-        assert (tmp_path / "k" / owner / "device-cookie.secret").is_file()
-    assert (tmp_path / "k" / "sandwell-coord" / "desk-linkage.secret").is_file()
+        assert (tmp_path / "k" / owner / _device(app)).is_file()
+    assert (tmp_path / "k" / "sandwell-coord" / _linkage("sandwell-coord")).is_file()
     assert not (tmp_path / "k" / "worker" / "users-totp.secret").exists()
 
 

@@ -96,10 +96,34 @@ def test_a_desk_will_not_start_with_second_factors_its_keystore_cannot_open(
     assert not (home / "keys" / "users-totp.secret").exists()  # the desk made none
 
 
-def test_add_user_makes_the_desks_secrets_moving_an_older_desks_plain_files_in(
+def test_add_user_makes_the_desk_s_own_secrets_in_the_party_s_keystore(
     home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same bytes: every child keeps its key, every known browser stays known."""
+    from broker.desk import desk_linkage_key, linkage_secret_name
+    from broker.webauth import device_key, device_secret_name
+
+    keys = FileKeyStore(home / "keys", create=True)
+    keys.ensure_party("cog-tipton")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
+    linkage = home / "keys" / f"{linkage_secret_name('cog-tipton')}.secret"
+    device = home / "keys" / f"{device_secret_name('desk:cog-tipton')}.secret"
+    assert linkage.is_file()
+    assert device.is_file()
+    users = home / "desk" / "cog-tipton" / "users.json"
+    made = desk_linkage_key(keys, party="cog-tipton"), device_key(keys, "desk:cog-tipton", users)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "kim.y", "--password-stdin"])[0] == 0
+    assert (desk_linkage_key(keys, party="cog-tipton"),
+            device_key(keys, "desk:cog-tipton", users)) == made  # fmt: skip
+
+
+def test_add_user_leaves_an_older_desks_plain_files_and_the_keystore_as_they_are(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """add-user may run where the keystore is held in memory (a pod): secrets moved in there,
+    and the files deleted, would be gone at the next restart. The desk and its flag service
+    read the files where they are; only keys init moves them in."""
     from broker.desk import desk_linkage_key
     from broker.webauth import device_key
 
@@ -112,14 +136,43 @@ def test_add_user_makes_the_desks_secrets_moving_an_older_desks_plain_files_in(
     for path, secret in plain.items():
         path.write_bytes(secret)
         path.chmod(0o600)
+    before = sorted(p.name for p in (home / "keys").iterdir())
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
     assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
-    assert not any(path.exists() for path in plain)
-    assert (home / "keys" / "desk-linkage.secret").is_file()
-    assert (home / "keys" / "device-cookie.secret").is_file()
-    assert desk_linkage_key(keys) == linkage
+    assert {path: path.read_bytes() for path in plain} == plain
+    # Only the second factors' key is new: neither older secret was moved or remade.
+    assert sorted(p.name for p in (home / "keys").iterdir()) == sorted(
+        [*before, "users-totp.secret"]
+    )
+    assert desk_linkage_key(keys, party="cog-tipton") == linkage
     users = home / "desk" / "cog-tipton" / "users.json"
     assert device_key(keys, "desk:cog-tipton", users) == device
+
+
+def test_the_desk_makes_no_device_cookie_key_and_says_it_will_forget_devices(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The desk's twin of the console's: a keystore with the linkage secret but no device
+    key (made before enrolment made it, or restored) still serves, and writes none."""
+    import socket
+
+    from broker.webauth import device_secret_name
+
+    FileKeyStore(home / "keys", create=True).ensure_party("cog-tipton")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
+    (home / "keys" / f"{device_secret_name('desk:cog-tipton')}.secret").unlink()
+    with socket.socket() as taken:  # stops the desk just after it read the key
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", str(port)])
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert not list((home / "keys").glob("device-cookie*"))
+    assert not (home / "desk" / "cog-tipton" / "device-cookie.key").exists()
+    [warning] = [line for line in err.splitlines() if "device_key_ephemeral" in line]
+    assert "accord keys init --party cog-tipton" in warning
 
 
 def test_a_desk_without_its_linkage_secret_refuses_in_one_line_and_makes_none(
@@ -127,14 +180,17 @@ def test_a_desk_without_its_linkage_secret_refuses_in_one_line_and_makes_none(
 ) -> None:
     """One it made would key children unlike its flag service: the line names the keystore
     and the command that makes it."""
+    from broker.desk import linkage_secret_name
+
     FileKeyStore(home / "keys", create=True).ensure_party("cog-tipton")
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
     assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
-    (home / "keys" / "desk-linkage.secret").unlink()  # a keystore restored from before it
+    own = home / "keys" / f"{linkage_secret_name('cog-tipton')}.secret"
+    own.unlink()  # a keystore restored from before it
     code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
     assert code != 0
     [line] = [x for x in err.splitlines() if "keystore_unprotected" not in x]
     assert line.startswith("accord: error: ")
-    assert f"the keystore at {home / 'keys'} has no desk linkage secret" in line
+    assert f"the keystore at {home / 'keys'} has no desk linkage secret for cog-tipton" in line
     assert "'accord keys init --party cog-tipton'" in line
-    assert not (home / "keys" / "desk-linkage.secret").exists()
+    assert not list((home / "keys").glob("desk-linkage*"))
