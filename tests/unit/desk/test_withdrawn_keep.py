@@ -323,18 +323,9 @@ async def test_the_service_takes_a_keep_read_while_it_runs(tmp_path: Path) -> No
     """Started at 90 days; the delivery topic raised to 120 days while it runs: a withdrawn
     record read 100 days after its notice is still passed over."""
     clock = Clock()
-    policy = load_bundle(REPO / "policies")
-    opts = FlagServiceOptions(
-        party="sandwell-coord", kafka=KafkaSettings(),
-        keystore=FileKeyStore(tmp_path / "keys", create=True),
-        rules=policy.flag_rules, linkage_secret=SECRET, datadir=tmp_path, partitions=3,
-    )  # fmt: skip
-    log: list[tuple[str, object]] = []
-    topics = (FakeTopic(log), FakeTopic(log, "-household"), FakeTopic(log))
-    service = _Service(opts, topics, (FakeTable(log), FakeTable(log, "-household")), clock=clock)
-    service.published = set()
+    service, log = _flag_service(tmp_path, clock)
     readings = _Readings(keep_for(_topics(deliver_days=120)))
-    await KeepWatch(readings.read, service.withdrawn.change, opts.withdrawn_keep).check()
+    await KeepWatch(readings.read, service.withdrawn.change, KEEP).check()
     p = _partition(NHS[0])
     await service.on_child_record(_withdraw("e1"), p)
     clock.wait(timedelta(days=100))
@@ -397,7 +388,7 @@ async def test_after_a_days_failures_the_service_keeps_markers_for_good_then_a_k
     """Unread for a day while running, then read again at 90 days: markers are kept for
     good until 90 days have passed since that reading (the keep held as any lowering)."""
     clock = Clock()
-    service = _flag_service(tmp_path, clock)
+    service, _ = _flag_service(tmp_path, clock)
     p = _partition(NHS[0])
     await service.on_child_record(_withdraw("e1"), p)
     readings = _Readings(TransportError("timed out"), TransportError("timed out"), Keep(KEEP))
@@ -460,7 +451,8 @@ def test_a_longer_keep_logs_it_in_force_at_once() -> None:
 # -- the watch in the running service ----------------------------------------------------------
 
 
-def _flag_service(tmp_path: Path, clock: Clock) -> _Service:
+def _flag_service(tmp_path: Path, clock: Clock) -> tuple[_Service, list[tuple[str, object]]]:
+    """A flag service on fake topics and tables, and the log of what they are written."""
     policy = load_bundle(REPO / "policies")
     opts = FlagServiceOptions(
         party="sandwell-coord", kafka=KafkaSettings(),
@@ -471,7 +463,7 @@ def _flag_service(tmp_path: Path, clock: Clock) -> _Service:
     topics = (FakeTopic(log), FakeTopic(log, "-household"), FakeTopic(log))
     service = _Service(opts, topics, (FakeTable(log), FakeTable(log, "-household")), clock=clock)
     service.published = set()
-    return service
+    return service, log
 
 
 async def test_the_app_runs_the_services_watch_at_the_set_interval_into_its_markers(
