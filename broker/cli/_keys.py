@@ -146,6 +146,12 @@ def _init(
         store = FileKeyStore(path, settings.keystore_passphrase(), create=True)
         purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
         new_party = party not in store.private_parties()
+        if new_party and party not in SPECIAL_PRINCIPALS:
+            # Its own linkage secret before its keys: were this run to fail after the keys,
+            # the next would take the party for an old one, and give it the shared secret.
+            from broker.desk import desk_linkage_key
+
+            desk_linkage_key(store, party=party, create=True, new_party=True)
         created = store.ensure_party(party, purposes=purposes, kem=suite)
         if party == Principal.CONSOLE or party not in SPECIAL_PRINCIPALS:
             _enrolment_secrets(store, party, settings, new_party=new_party)

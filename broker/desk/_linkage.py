@@ -71,16 +71,19 @@ def desk_linkage_key(
     is none to read; nothing else is written or removed. ``move`` (``accord keys init``;
     implies ``create``): the plain file is sealed into the keystore and removed, and the
     party's own secret is made, the shared one's bytes unless ``new_party`` (its keys are
-    new to this keystore), else random.
+    new to this keystore), else random. A party with a secret of its own gets it, and
+    nothing is moved or compared.
     """
     name = linkage_secret_name(party)
     plain = keys.path / LINKAGE_FILE
-    if move:
-        _seal_plain(keys, plain)
     try:
+        # A party with a secret of its own never reads the shared one, so neither moving
+        # it nor a quarrel between its two copies is this party's to settle.
         return keys.local_secret(name, create=False)
     except KeyNotFound:
         pass
+    if move:
+        _seal_plain(keys, plain)
     shared = None if new_party else _shared(keys, plain)
     if move:
         return keys.local_secret(name, initial=shared)

@@ -228,6 +228,47 @@ def test_a_party_new_to_a_keystore_its_desks_shared_a_secret_in_gets_its_own(
     assert desk_linkage_key(store, party="cog-tipton") != shared
 
 
+def test_a_new_party_is_enrolled_beside_a_stray_older_file_with_a_secret_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain desk-linkage.key unlike the keystore's shared secret is the old parties'
+    quarrel: it stops their keys init, not a new party's, which never reads either."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    store = FileKeyStore(tmp_path / "keys")
+    (tmp_path / "keys" / _linkage("sandwell-coord")).unlink()
+    shared = store.local_secret("desk-linkage")  # as a desk of 2026-12-05 made it
+    _plain(tmp_path / "keys" / "desk-linkage.key", b"\x01" * 32)
+    assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] == 0
+    assert desk_linkage_key(store, party="cog-tipton") not in {shared, b"\x01" * 32}
+    code, _, err = _run(["keys", "init", "--party", "sandwell-coord"], capsys)
+    assert "different secrets" in _one_line_error(code, err, 1)
+    assert desk_linkage_key(store, party="cog-tipton") not in {shared, b"\x01" * 32}
+
+
+def test_a_new_party_whose_first_keys_init_failed_after_its_keys_keeps_a_secret_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second run finds the party's keys there, but not as an old party: its own
+    linkage secret was made before them, so it is not given the keystore's shared one."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    store = FileKeyStore(tmp_path / "keys")
+    (tmp_path / "keys" / _linkage("sandwell-coord")).unlink()
+    shared = store.local_secret("desk-linkage")
+    import broker.cli._keys as keys_cli
+
+    def broken(*_: object, **__: object) -> None:
+        raise KeyStoreError("the disk filled up")
+
+    with monkeypatch.context() as m:
+        m.setattr(keys_cli, "_enrolment_secrets", broken)
+        assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] != 0
+    assert "cog-tipton" in FileKeyStore(tmp_path / "keys").private_parties()  # a fresh read
+    assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] == 0
+    assert desk_linkage_key(store, party="cog-tipton") != shared
+
+
 def test_init_with_the_project_bundle_gives_every_party_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
