@@ -15,6 +15,7 @@ records a topic may still hold. So the service keeps, in its datadir, one small 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,18 @@ def save_held(path: Path, keep: float | None, held: list[tuple[float, float | No
     tmp.replace(path)
 
 
+# Times and keeps a datetime can hold: a larger one (or inf, nan, which json reads) would
+# fail later, in the middle of the service's start, as a traceback.
+_LIMIT: Final = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) <= _LIMIT
+    )
 
 
 def _pair(value: Any) -> bool:

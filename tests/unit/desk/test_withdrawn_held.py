@@ -112,7 +112,11 @@ def test_a_first_start_holds_nothing_and_saves_its_keep_privately(tmp_path: Path
 
 @pytest.mark.parametrize(
     "text", ["{not json", '{"v": 1}', '{"v": 1, "keep": -5, "held": []}',
-             '{"v": 1, "keep": null, "held": [["soon", 1]]}', "[]"],
+             '{"v": 1, "keep": null, "held": [["soon", 1]]}', "[]",
+             # well formed, but no time a datetime holds: a traceback at start, before
+             '{"v": 1, "keep": 17280000, "held": [[1e20, 25920000]]}',
+             '{"v": 1, "keep": 17280000, "held": [[Infinity, 25920000]]}',
+             '{"v": 1, "keep": NaN, "held": []}'],
 )  # fmt: skip
 def test_a_file_it_cannot_read_holds_markers_for_good_a_keep_from_the_start(
     text: str, tmp_path: Path
