@@ -166,8 +166,11 @@ class KeepWatch:
         self.every = every
         self._sleep = sleep
         self._clock = clock
-        # When the readings began to fail (None: the last one succeeded).
+        # When the readings began to fail (None: the last one succeeded), and when that was
+        # last said: once a run and once a day, not at every reading (a login without the
+        # DescribeConfigs right would otherwise warn 144 times a day, for ever).
         self._failing_since: float | None = None
+        self._said: float | None = None
 
     async def run(self) -> None:
         while True:
@@ -185,7 +188,12 @@ class KeepWatch:
         if not found.read:
             self._unread("settings-unreadable")
             return
-        self._failing_since = None
+        if self._failing_since is not None:
+            log.info(
+                "flags_withdrawn_keep_read_again",
+                failed_hours=round((self._clock() - self._failing_since) / 3600, 2),
+            )
+        self._failing_since = self._said = None
         if found.keep != self.current:
             self.current = found.keep
             self._change(found.keep)
@@ -195,7 +203,9 @@ class KeepWatch:
         now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
-        _unread(error)
+        if self._said is None or now - self._said >= _FAILING_S:
+            self._said = now
+            _unread(error, for_good=self.current is None)
         if self.current is not None and now - self._failing_since >= _FAILING_S:
             # As at start: settings unread are taken to keep records for good. Once a
             # reading succeeds, the keep it gives is a lowering from for good, held a keep.
@@ -204,13 +214,17 @@ class KeepWatch:
             _warn(Keep(None, reason="the topics' settings could not be read for a day"))
 
 
-def _unread(error: str) -> None:
+def _unread(error: str, *, for_good: bool) -> None:
+    kept = (
+        "kept for good"
+        if for_good
+        else "kept as long as before, and for good once the readings have failed for a day"
+    )
     log.warning(
         "flags_withdrawn_keep_unread",
         error=error,
-        hint="the delivery and re-keyed topics' settings could not be read again: withdrawal "
-        "markers are kept as long as before, and for good once the readings have failed for a "
-        "day; check the service's Kafka login "
+        hint=f"the delivery and re-keyed topics' settings could not be read again: withdrawal "
+        f"markers are {kept}; said again daily while it lasts; check the service's Kafka login "
         "and its DescribeConfigs right ('accord kafka provision' as the admin)",
     )
 

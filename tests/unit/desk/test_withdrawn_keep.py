@@ -301,6 +301,8 @@ async def test_a_failed_reading_keeps_the_keep_as_it_was_and_warns(
     [warning] = [e for e in logs if e["event"] == "flags_withdrawn_keep_unread"]
     assert warning["log_level"] == "warning"
     assert warning["error"] in {"TransportError", "settings-unreadable"}
+    # Kept for good already (never read): the warning does not promise it for later.
+    assert ("for good once" in warning["hint"]) is (current is not None)
 
 
 async def test_the_watch_reads_every_interval_while_the_service_runs() -> None:
@@ -364,7 +366,10 @@ async def test_readings_failing_for_a_day_make_the_keep_for_good_as_at_start() -
     assert for_good["log_level"] == "warning"
     assert "could not be read for a day" in for_good["reason"]
     unread = [e for e in logs if e["event"] == "flags_withdrawn_keep_unread"]
-    assert len(unread) == 4
+    assert len(unread) == 2  # at the first failure, and a day after: not at every reading
+    assert "for good once" in unread[0]["hint"]
+    [again] = [e for e in logs if e["event"] == "flags_withdrawn_keep_read_again"]
+    assert again["failed_hours"] == 24
 
 
 async def test_a_reading_that_succeeds_starts_a_days_failures_afresh() -> None:
