@@ -88,13 +88,12 @@ def _telephone(digits: str) -> bool:
 
 
 def _printed_without_its_0(digits: str, lengths: list[int]) -> bool:
-    """A UK landline as it is printed after +44, its 0 dropped: 20 7946 0000 (London and the
-    other 02x areas), 1632 960000 or 15394 12345 (01 areas; 121 496 0000 is NHS-shaped too).
-    Grouped so, ten digits are a number; a case number is grouped as a year and a sequence
-    (2026 000123), and no 02x area's local number starts with 0 or 1."""
-    if lengths == [2, 4, 4]:
-        return digits[:2] in {"20", "23", "24", "28", "29"} and digits[2] not in "01"
-    return digits.startswith("1") and lengths in ([4, 6], [4, 3, 3], [5, 5])
+    """A London number as it is printed after +44, its 0 dropped: 20 7946 0000. London's
+    local numbers start with 3, 7 or 8, so case numbers grouped 2-4-4 from 20 (20-2026-0042)
+    are still taken. Other areas' numbers without their 0 share their shapes with year and
+    sequence references (1632 960000 with 1999 000123), and are not refused; 121 496 0000 is
+    grouped as an NHS number, and is."""
+    return lengths == [2, 4, 4] and digits[:2] == "20" and digits[2] in "378"
 
 
 def _is_ddmmyy(text: str) -> bool:

@@ -216,9 +216,7 @@ def test_a_refused_review_does_not_repeat_the_event_id_or_recipient_typed(
         ("ig", "justified", "020-/7946-/0000", "--reference"),
         ("ig", "justified", "0800-123-456", "--reference"),  # ten digits, dialled
         ("ig", "justified", "20-7946-0000", "--reference"),  # London, printed after +44
-        ("ig", "justified", "IG/29.2018.0000", "--reference"),
-        ("ig", "justified", "1632-960000", "--reference"),  # an 01 area, printed after +44
-        ("ig", "justified", "15394-12345", "--reference"),
+        ("ig", "justified", "IG/20.3018.0000", "--reference"),
     ],
 )
 def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
@@ -264,24 +262,16 @@ def _telephone_grouped(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def _landline_after_44(draw: st.DrawFn) -> str:
-    """A UK landline as printed after +44, its 0 dropped, in its printed grouping."""
-    local = st.sampled_from("23456789")
-    form = draw(st.sampled_from(["02x", "1xxx", "1xxxx", "1x1"]))
-    rest = draw(st.text("0123456789", min_size=9, max_size=9))
-    if form == "02x":
-        area, number = draw(st.sampled_from(["20", "23", "24", "28", "29"])), draw(local) + rest[:7]
-        groups = [area, number[:4], number[4:]]
-    else:
-        digits = "1" + rest
-        cuts = {"1xxx": [4], "1xxxx": [5], "1x1": [3, 6]}[form]
-        groups = [digits[a:b] for a, b in itertools.pairwise([0, *cuts, 10])]
+def _london_after_44(draw: st.DrawFn) -> str:
+    """A London number as printed after +44, its 0 dropped: 20, then 3, 7 or 8 and seven more."""
+    local = draw(st.sampled_from("378")) + draw(st.text("0123456789", min_size=7, max_size=7))
     sep = draw(st.sampled_from(["-", ".", "/", "_", "--"]))
-    return draw(st.sampled_from(["", "IG-", "tel/"])) + sep.join(groups)
+    prefix = draw(st.sampled_from(["", "IG-", "tel/"]))
+    return prefix + sep.join(["20", local[:4], local[4:]])
 
 
 @settings(max_examples=300)
-@given(reference=st.one_of(_nhs_number_grouped(), _telephone_grouped(), _landline_after_44()))
+@given(reference=st.one_of(_nhs_number_grouped(), _telephone_grouped(), _london_after_44()))
 def test_an_nhs_or_telephone_number_is_refused_however_it_is_grouped(reference: str) -> None:
     with pytest.raises(UsageError, match="--reference"):
         check_review(reviewed_by="ig", finding="justified", reference=reference)
@@ -311,6 +301,12 @@ def test_a_scottish_chi_number_regrouped_is_refused_and_a_year_and_sequence_take
         ("justified", "MASH/05/12/2026/17", ReviewFinding.JUSTIFIED),
         ("justified", "REQ-000123-2026", ReviewFinding.JUSTIFIED),
         ("justified", "IG-2026-000123-0042", ReviewFinding.JUSTIFIED),
+        ("justified", "IG-1999-000123", ReviewFinding.JUSTIFIED),  # not an 01 area's number
+        ("justified", "REF/1201/000456", ReviewFinding.JUSTIFIED),
+        ("justified", "CASE-10001-00042", ReviewFinding.JUSTIFIED),
+        ("justified", "T-1234-567-890", ReviewFinding.JUSTIFIED),
+        ("justified", "24-3001-0001", ReviewFinding.JUSTIFIED),  # 2-4-4, but not London's
+        ("justified", "20-2026-0042", ReviewFinding.JUSTIFIED),  # nor a London local number
     ],
 )
 def test_a_finding_and_a_case_reference_are_taken(
