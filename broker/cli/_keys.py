@@ -10,7 +10,7 @@ import typer
 
 from broker.cli._keys_exchange import register_exchange
 from broker.config import KemSuite
-from broker.errors import UsageError
+from broker.errors import KeyStoreError, UsageError
 
 if TYPE_CHECKING:
     from broker.config import Settings
@@ -124,7 +124,14 @@ def _enrolment_secrets(
         users = settings.console_users_file if console else settings.desk_users_file(party)
     device_key(store, owner, users, move=True)
     if not console:
-        desk_linkage_key(store, party=party, move=True, new_party=new_party)
+        try:
+            desk_linkage_key(store, party=party, move=True, new_party=new_party)
+        except KeyStoreError as exc:
+            # The keystore's older shared secret is in question (two copies that differ, a
+            # file readable by others). Only a desk reads it, and the desk and its flag
+            # service refuse to start on it with the same words; keys init, which an agency
+            # runs too, goes on with the party's keys.
+            typer.echo(f"warning: {party}'s desk linkage secret was not made: {exc}", err=True)
 
 
 def _init(
