@@ -221,7 +221,14 @@ def _test(paths: list[Path], policies: Path | None) -> int:
     n = len(skipped)
     others = f" ({n} YAML file{'s' if n != 1 else ''} with no scenario skipped)" if n else ""
     typer.echo(f"{passed} passed, {failed} failed{others}")
-    return 1 if failed or not (passed or failed) else 0
+    if not (passed or failed):
+        typer.echo(
+            "accord: error: no scenario in the paths given: name a scenario file, or a "
+            "folder holding them (docs/policy-language.md, section 9)",
+            err=True,
+        )
+        return 1
+    return 1 if failed else 0
 
 
 def register(app: typer.Typer) -> None:

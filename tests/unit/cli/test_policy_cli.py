@@ -484,6 +484,13 @@ def test_test_skips_a_walked_folders_other_yaml_and_says_so(
         f"SKIP {folder / 'empty.yaml'}: holds no scenario",
     ]
     assert lines[-1] == "1 passed, 0 failed (3 YAML files with no scenario skipped)"
+    code, out, err = _run(["policy", "test", str(alerts.parent)], capsys)
+    assert code == 1  # only a file with no scenario: nothing ran, and stderr says so
+    assert (
+        out.strip().splitlines()[-1] == "0 passed, 0 failed (1 YAML file with no scenario skipped)"
+    )
+    [line] = err.strip().splitlines()
+    assert line.startswith("accord: error: no scenario in the paths given")
     (folder / "typo.yaml").write_text("- name: a typo\n  evnet: {}\n")
     code, out, _ = _run(["policy", "test", str(folder)], capsys)
     assert code == 1
