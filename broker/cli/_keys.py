@@ -99,16 +99,14 @@ def _print_table(infos: list[KeyInfo]) -> None:
         typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
 
 
-def _enrolment_secrets(
-    store: FileKeyStore, party: str, settings: Settings, *, new_party: bool = False
-) -> None:
+def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> None:
     """Make the secrets of the console's (or ``party``'s desk's) web app that the store lacks:
     the key that seals its accounts' second factors, the device-cookie key and, for a desk,
-    its linkage secret (``new_party``: the party's keys are new to the store, so it takes no
-    linkage secret the store's desks shared before), moving in the plain files an older
-    Accord kept. Made here, with the store, because no server makes them: a keystore
-    archived for Kubernetes is unpacked into memory at each start, and a secret made there
-    would be lost at the next, and every officer's code with it."""
+    its linkage secret (a party new to the store has its own already: ``_init`` makes it
+    before the party's keys), moving in the plain files an older Accord kept. Made here,
+    with the store, because no server makes them: a keystore archived for Kubernetes is
+    unpacked into memory at each start, and a secret made there would be lost at the next,
+    and every officer's code with it."""
     from broker.desk import desk_linkage_key
     from broker.principals import Principal
     from broker.webauth import TotpBox, device_key
@@ -125,7 +123,7 @@ def _enrolment_secrets(
     device_key(store, owner, users, move=True)
     if not console:
         try:
-            desk_linkage_key(store, party=party, move=True, new_party=new_party)
+            desk_linkage_key(store, party=party, move=True)
         except KeyStoreError as exc:
             # The keystore's older shared secret is in question (two copies that differ, a
             # file readable by others). Only a desk reads it, and the desk and its flag
@@ -161,7 +159,7 @@ def _init(
             desk_linkage_key(store, party=party, create=True, new_party=True)
         created = store.ensure_party(party, purposes=purposes, kem=suite)
         if party == Principal.CONSOLE or party not in SPECIAL_PRINCIPALS:
-            _enrolment_secrets(store, party, settings, new_party=new_party)
+            _enrolment_secrets(store, party, settings)
         typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
         if created:
             _print_table(created)
