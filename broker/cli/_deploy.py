@@ -33,6 +33,14 @@ ExternalHost = Annotated[
         "certificates and advertised listeners)."
     ),
 ]
+Desks = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--desk",
+        help="Also run this recipient's desk (and a co-ordinating team's flag service); "
+        "repeat for each.",
+    ),
+]
 Namespace = Annotated[str, typer.Option(help="kubernetes: the namespace.")]
 Cluster = Annotated[str, typer.Option(help="kubernetes: the Strimzi Kafka cluster's name.")]
 
@@ -56,6 +64,7 @@ def register(app: typer.Typer) -> None:
         external_host: ExternalHost = "localhost",
         namespace: Namespace = "accord",
         cluster: Cluster = "accord",
+        desk: Desks = None,
     ) -> None:
         """Render the deployment of a bundle; re-render after every bundle change."""
         from importlib.metadata import version
@@ -74,6 +83,7 @@ def register(app: typer.Typer) -> None:
             brokers=brokers,
             partitions=partitions,
             image=image or f"accord-broker:{version('accord-broker')}",
+            desks=desk or (),
         )
         files, made = render_files(
             dep, Target(target.value), out,

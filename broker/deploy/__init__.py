@@ -11,6 +11,9 @@ from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import (
     CONSOLE_OPS_PORT,
     CONSOLE_PORT,
+    DESK_OPS_PORT,
+    DESK_PORT,
+    FLAGS_OPS_PORT,
     INDEXER_OPS_PORT,
     WORKER_OPS_PORT,
     Deployment,
@@ -32,6 +35,9 @@ from broker.deploy._strimzi import acl_grants
 __all__ = [
     "CONSOLE_OPS_PORT",
     "CONSOLE_PORT",
+    "DESK_OPS_PORT",
+    "DESK_PORT",
+    "FLAGS_OPS_PORT",
     "INDEXER_OPS_PORT",
     "MANIFEST",
     "WORKER_OPS_PORT",

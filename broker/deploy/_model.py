@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from broker.provision import SERVICE_PRINCIPALS, desired_access
 __all__ = [
     "CONSOLE_OPS_PORT",
     "CONSOLE_PORT",
+    "DESK_OPS_PORT",
+    "DESK_PORT",
+    "FLAGS_OPS_PORT",
     "INDEXER_OPS_PORT",
     "WORKER_OPS_PORT",
     "Deployment",
@@ -37,6 +41,11 @@ INDEXER_OPS_PORT = 9465
 CONSOLE_OPS_PORT = 9466
 #: The governance console's pages.
 CONSOLE_PORT = 8765
+#: A recipient's desk: its pages, and its ops server.
+DESK_PORT = 8766
+DESK_OPS_PORT = 9467
+#: A co-ordinating team's flag service (``accord desk flags``): its ops server only.
+FLAGS_OPS_PORT = 9468
 
 # Kubernetes object names (RFC 1123 labels) and Compose service names: party ids already
 # are, but a render must say so rather than emit a manifest the API server refuses.
@@ -58,6 +67,15 @@ class Process:
     args: tuple[str, ...]
     ops_port: int
     web_port: int | None = None
+    #: The settings section of its ``ACCORD_<SECTION>__…`` variables (default: its name).
+    section: str = ""
+    #: A recipient's desk or flag service: it runs as this party, with the party's own
+    #: keystore and Kafka login, not as one of Accord's service principals.
+    party: str | None = None
+
+    @property
+    def settings_section(self) -> str:
+        return (self.section or self.name).upper()
 
 
 PROCESSES = (
@@ -89,6 +107,8 @@ class Deployment:
     #: the console load, shipped with the deployment so it runs the bundle it was made from.
     policy_files: tuple[tuple[str, str], ...] = ()
     processes: tuple[Process, ...] = PROCESSES
+    #: The recipients whose desks this deployment runs (``--desk``), sorted.
+    desks: tuple[str, ...] = ()
 
     def grants_of(self, user: str) -> tuple[Grant, ...]:
         return tuple(g for g in self.grants if g.principal == user)
@@ -97,12 +117,60 @@ class Deployment:
     def parties(self) -> tuple[str, ...]:
         return tuple(u for u in self.users if u not in SERVICE_PRINCIPALS)
 
+    @property
+    def desk_processes(self) -> tuple[Process, ...]:
+        """The desks' and flag services' processes, as :attr:`processes` lists them."""
+        return tuple(p for p in self.processes if p.party is not None)
+
+
+#: The kinds of party that run a desk (``broker.desk.DESK_KINDS``; not imported, so that
+#: rendering does not load the web app).
+_DESK_KINDS = ("coordinating_team", "hub", "school")
+
+
+def desk_processes(policy: Policy, parties: Sequence[str]) -> tuple[Process, ...]:
+    """Each named recipient's desk, and a co-ordinating team's flag service when the bundle
+    has flag rules; a party the bundle does not know, an agency or a suspended party is a
+    one-line ``UsageError``, as ``accord desk --as`` refuses them."""
+    out: list[Process] = []
+    for party in sorted(set(parties)):
+        found = policy.bundle.parties.get(party)
+        if found is None:
+            raise UsageError(f"--desk {party}: no such party in the policy bundle")
+        if found.kind not in _DESK_KINDS:
+            raise UsageError(f"--desk {party}: a desk is for recipients, and {party} is an agency")
+        if found.status != "active":
+            raise UsageError(f"--desk {party}: the party is suspended")
+        name = f"desk-{party}"
+        if not _NAME.match(f"flags-{party}"):  # the longer of its two names
+            raise UsageError(
+                f"--desk {party}: 'flags-{party}' cannot name a container (lower-case "
+                "letters, digits and '-', at most 63)"
+            )
+        out.append(
+            Process(name, party, ("desk", "--as", party), DESK_OPS_PORT, DESK_PORT,
+                    section="desk", party=party)
+        )  # fmt: skip
+        if found.kind == "coordinating_team" and policy.flag_rules:
+            out.append(
+                Process(f"flags-{party}", party, ("desk", "flags", "--as", party),
+                        FLAGS_OPS_PORT, section="desk", party=party)
+            )  # fmt: skip
+    return tuple(out)
+
 
 def deployment(
-    policy: Policy, bundle_dir: Path, *, brokers: int, partitions: int, image: str
+    policy: Policy,
+    bundle_dir: Path,
+    *,
+    brokers: int,
+    partitions: int,
+    image: str,
+    desks: Sequence[str] = (),
 ) -> Deployment:
     """The deployment of ``policy`` on ``brokers`` Kafka brokers (1 for a trial, 3 or more
-    for production: every topic then has 3 replicas and needs 2 in sync to accept a write)."""
+    for production: every topic then has 3 replicas and needs 2 in sync to accept a write),
+    with the desks of the recipients named in ``desks``."""
     if brokers < 1:
         raise UsageError("--brokers: at least 1")
     if partitions < 1:
@@ -117,6 +185,7 @@ def deployment(
                 f"party id {user!r} cannot name a Kafka user or a container: use lower-case "
                 "letters, digits and '-' (at most 63)"
             )
+    extra = desk_processes(policy, desks)
     return Deployment(
         bundle_version=policy.bundle.version(),
         topics=tuple(sorted(desired.topics, key=lambda t: t.name)),
@@ -127,6 +196,8 @@ def deployment(
         min_insync=2 if replication >= 3 else 1,
         image=image,
         policy_files=_policy_files(bundle_dir),
+        processes=(*PROCESSES, *extra),
+        desks=tuple(sorted(set(desks))),
     )
 
 

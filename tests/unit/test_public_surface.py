@@ -44,7 +44,8 @@ SURFACES = {
         "withdrawn_keep",
     },
     "broker.deploy": {
-        "CONSOLE_OPS_PORT", "CONSOLE_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
+        "CONSOLE_OPS_PORT", "CONSOLE_PORT", "DESK_OPS_PORT", "DESK_PORT", "FLAGS_OPS_PORT",
+        "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
         "Deployment", "Process", "Target", "acl_grants", "alert_rules_text", "dashboard_text",
         "deployment", "exported_metric_names", "kubernetes_files", "prometheus_config",
         "promql_metric_names", "render_files", "shipped_expressions", "write_render",
