@@ -237,10 +237,14 @@ class ConsoleSettings(OpsEndpoint, SignInSettings):
     port: int = Field(default=8765, ge=0, le=65535)
 
 
-class DeskSettings(SignInSettings):
+class DeskSettings(OpsEndpoint, SignInSettings):
     """The recipients' desk (``accord desk --as PARTY``): where it listens, who may sign in,
     where the party's own store is, how often it polls the party's delivery topic.
-    ``users_file`` default: <home>/desk/<party>/users.json."""
+    ``users_file`` default: <home>/desk/<party>/users.json.
+
+    Its ops server (``metrics_host``/``metrics_port``, none by default) serves the desk's
+    and the flag service's (``accord desk flags``) probes and metrics, each process on the
+    port its own environment gives: the desk keeps ``/metrics`` on its pages' port too."""
 
     port: int = Field(default=8766, ge=0, le=65535)
     # sqlite:///PATH or postgresql://…; default: <home>/desk/<party>.db. It holds delivered

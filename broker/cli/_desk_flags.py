@@ -48,6 +48,7 @@ def register(desk: typer.Typer) -> None:
             build_flags_app,
             check_desk_party,
             desk_linkage_key,
+            flags_ops,
         )
         from broker.kafka import client_settings
         from broker.policy import Policy
@@ -84,7 +85,10 @@ def register(desk: typer.Typer) -> None:
         app = build_flags_app(opts)
         # Not redirected: faust would log each line written to stdout or stderr as a WARNING,
         # the service's info lines included, and alerts count warnings.
-        worker = faust.Worker(app, loglevel=loglevel.value, quiet=True, redirect_stdouts=False)
+        # /metrics, /livez and /readyz on ACCORD_DESK__METRICS_HOST/PORT (none unless set),
+        # started by the worker before the app and stopped after it.
+        ops = flags_ops(app, settings.desk, kafka)
+        worker = faust.Worker(app, ops, loglevel=loglevel.value, quiet=True, redirect_stdouts=False)
         # faust's start-up spinner writes cursor escapes even when stdout is a file, and they
         # would corrupt the first JSON line of the log.
         worker.spinner = None

@@ -15,6 +15,7 @@ from broker.desk._flag import Flag, child_key, flag_id, household_key
 from broker.desk._flag_scenario import run_flag_scenario
 from broker.desk._flagging import ChildState, FlagEngine, WindowRecord, window_record
 from broker.desk._flags_app import FlagServiceOptions, build_flags_app
+from broker.desk._flags_ops import flags_ops
 from broker.desk._household import HouseholdMessage, HouseholdState
 from broker.desk._ingest import DeskIngest, children_in, flags_topic
 from broker.desk._linkage import (
@@ -52,6 +53,7 @@ __all__ = [
     "desk_linkage_key",
     "encompass_notice",
     "flag_id",
+    "flags_ops",
     "flags_topic",
     "household_key",
     "linkage_secret_name",

@@ -22,10 +22,12 @@ from broker.desk._app import create_desk_app
 from broker.desk._deps import DeskDeps
 from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
 from broker.desk._linkage import desk_linkage_key
+from broker.desk._probes import DeskProbes
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
 from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
 from broker.keys import FileKeyStore, warn_if_unprotected
+from broker.ops import serving_ops
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
 from broker.webauth import TotpBox, UserFile, device_key, listen, server_config, url_host
@@ -94,6 +96,22 @@ def _party_clients(
     return keys, subscriber, publisher
 
 
+async def _started_flags(
+    stack: contextlib.AsyncExitStack, kafka: KafkaClients, party: str
+) -> Consumer | None:
+    """The team's flags consumer, started (None if it would not start: the desk runs on).
+    Made only once the desk's own clients stand: one made before them and never started is
+    reported unclosed after the error line when Kafka is down."""
+    flags = flags_consumer(kafka, party)
+    stack.push_async_callback(stop_consumer, flags)
+    try:
+        await flags.start()
+    except Exception as exc:  # noqa: BLE001  # flags are optional: the desk runs on
+        log.warning("desk_flags_unavailable", error=type(exc).__name__)
+        return None
+    return flags
+
+
 async def run_desk(
     settings: Settings,
     party: str,
@@ -118,37 +136,38 @@ async def run_desk(
     box = TotpBox.from_keystore(keys, f"desk:{party}", create=False)
     users = UserFile(settings.desk_users_file(party), box=box)
     users.check_second_factors()
+    # One registry for the pages' /metrics and the ops server's.
+    registry = CollectorRegistry()
     deps = DeskDeps(
         party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
         users=users, acks=subscriber,
         linkage_key=linkage_key, device_key=device_key(keys, users.owner, users.path),
         settings=cfg, schools=settings.schools, publisher=publisher,
         party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
-        registry=CollectorRegistry(),
+        registry=registry,
     )  # fmt: skip
     sock = listen(cfg.host, cfg.port)
     server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
     stop = stop or asyncio.Event()
     flags: Consumer | None = None
+    probes = DeskProbes(server_started=lambda: server.started)
     async with contextlib.AsyncExitStack() as stack:
+        # First, so that /livez answers while the party's clients connect.
+        await stack.enter_async_context(
+            serving_ops(cfg, registry, live=probes.live, ready=probes.ready,
+                        kafka=kafka.settings)
+        )  # fmt: skip
         await stack.enter_async_context(subscriber)
         if publisher is not None:
             await stack.enter_async_context(publisher)
         if kind == "coordinating_team":
-            # Made only once the desk's own clients stand: one made before them and never
-            # started is reported unclosed after the error line when Kafka is down.
-            flags = flags_consumer(kafka, party)
-            stack.push_async_callback(stop_consumer, flags)
-            try:
-                await flags.start()
-            except Exception as exc:  # noqa: BLE001  # flags are optional: the desk runs on
-                log.warning("desk_flags_unavailable", error=type(exc).__name__)
-                flags = None
+            flags = await _started_flags(stack, kafka, party)
         ingest = DeskIngest(store, subscriber, linkage_key=linkage_key, clock=clock, flags=flags)
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(server.serve(sockets=[sock]), name="desk-http"),
             asyncio.create_task(ingest.run(stop, interval=cfg.poll_seconds), name="desk-ingest"),
         ]
+        probes.http, probes.ingest = tasks
         try:
             while not server.started:
                 if tasks[0].done():

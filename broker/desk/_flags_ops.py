@@ -1,0 +1,53 @@
+"""The flag service's ops server, run by faust's worker beside the app.
+
+faust owns the flag service's event loop (``faust.Worker.execute_from_commandline``), so the
+ops server is a ``mode`` service given to the worker: started before the app, so ``/livez``
+answers while faust recovers its tables, and stopped after it. The probes' beat is an
+``app.task``, which faust starts only once its agents run and its tables are recovered: the
+first beat is what makes the service ready (``broker.desk._probes.FlagsProbes``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from broker.config import KafkaSettings, OpsEndpoint
+from broker.desk._probes import FlagsProbes
+from broker.ops import serving_ops
+
+if TYPE_CHECKING:
+    import faust
+    import mode
+
+__all__ = ["flags_ops"]
+
+
+def flags_ops(app: faust.App, endpoint: OpsEndpoint, kafka: KafkaSettings) -> mode.Service:
+    """``/metrics``, ``/livez`` and ``/readyz`` of the flag service on ``endpoint``, as a
+    ``mode`` service to give ``faust.Worker``; its probes' beat is added to the app's tasks.
+    Its own registry: the process has no other Accord metrics."""
+    from mode import Service  # noqa: PLC0415  # faust's; loads only in the service
+
+    probes = FlagsProbes(endpoint.stale_after_seconds)
+    app.task(probes.run)
+    registry = CollectorRegistry()
+
+    class FlagsOps(Service):
+        def __init__(self) -> None:
+            self._stack = contextlib.AsyncExitStack()
+            super().__init__()
+
+        async def on_start(self) -> None:
+            await self._stack.enter_async_context(
+                serving_ops(endpoint, registry, live=probes.live, ready=probes.ready,
+                            kafka=kafka)
+            )  # fmt: skip
+
+        async def on_stop(self) -> None:
+            probes.stopping()
+            await self._stack.aclose()
+
+    return FlagsOps()
