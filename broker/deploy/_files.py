@@ -10,10 +10,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MANIFEST", "write_render"]
+import yaml
+
+__all__ = ["MANIFEST", "manifest_yaml", "write_render"]
 
 MANIFEST = ".accord-render"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumping, with multi-line text (the policy files) as literal blocks a reviewer
+    can read, no line folding, and no anchors: a value used twice is written out twice."""
+
+    def ignore_aliases(self, _data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def manifest_yaml(doc: Mapping[str, Any]) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True)
 
 
 def write_render(out: Path, files: Mapping[str, str]) -> tuple[list[str], list[str]]:

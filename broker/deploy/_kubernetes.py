@@ -10,7 +10,8 @@ kustomization's list and the policy bundle, so the diff shows what the bundle ch
 
 The render holds no secret. The platform provides, in the namespace:
 
-- ``accord-keystore-<principal>`` for the worker, the console and the indexer: key
+- ``accord-keystore-<principal>`` for the worker, the console, the indexer and each desk's
+  party (_kubernetes_desks.py): key
   ``keystore.tar`` (the keystore folder, archived with the folder at its top:
   ``tar -C <keys> -cf keystore.tar worker``) and key ``passphrase``. The indexer's is an
   ``indexer/`` keystore of public keys only (``accord keys import --trust`` into an empty
@@ -27,9 +28,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from broker import topics
+from broker.deploy import _kubernetes_desks as desks
+from broker.deploy._files import manifest_yaml
 from broker.deploy._model import Deployment, Process
 from broker.deploy._strimzi import (
     ACCORD_SELECTOR,
@@ -79,29 +80,8 @@ _RESOURCES = {
     "console": {"requests": {"cpu": "100m", "memory": "256Mi"},
                 "limits": {"cpu": "1", "memory": "512Mi"}},
 }  # fmt: skip
-_DEFAULT_RESOURCES = _RESOURCES["indexer"]
 _INIT_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"},
                    "limits": {"cpu": "500m", "memory": "128Mi"}}  # fmt: skip
-
-
-class _Dumper(yaml.SafeDumper):
-    """Safe dumping, with multi-line text (the policy files) as literal blocks a reviewer
-    can read, no line folding, and no anchors: a value used twice is written out twice."""
-
-    def ignore_aliases(self, _data: Any) -> bool:
-        return True
-
-
-def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def _yaml(doc: Mapping[str, Any]) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True)
 
 
 def _labels(process: Process) -> dict[str, str]:
@@ -151,7 +131,7 @@ def _secret_env(name: str, secret: str, key: str) -> Manifest:
 
 
 def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
-    section = process.name.upper()  # the process's own settings (broker/config.py)
+    section = process.settings_section  # the process's own settings (broker/config.py)
     env: list[Manifest] = [
         {"name": "ACCORD_HOME", "value": _HOME},
         {"name": "ACCORD_KAFKA__BOOTSTRAP", "value": f"{cluster}-kafka-bootstrap:{KAFKA_TLS_PORT}"},
@@ -168,19 +148,24 @@ def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
     ]  # fmt: skip
     if process.name in _AUDIT_DB_USERS:
         env.append(_secret_env("ACCORD_AUDIT__DB", _AUDIT_DB_SECRET, "url"))
-    if process.web_port is not None:
+    if process.web_port is not None:  # the console, a desk
+        web = f"ACCORD_{section}__"
         env += [
-            {"name": "ACCORD_CONSOLE__HOST", "value": _ALL_INTERFACES},
-            {"name": "ACCORD_CONSOLE__PORT", "value": str(process.web_port)},
+            {"name": f"{web}HOST", "value": _ALL_INTERFACES},
+            {"name": f"{web}PORT", "value": str(process.web_port)},
             # Served behind the cluster's TLS ingress: the browser sees HTTPS, the pod HTTP.
-            {"name": "ACCORD_CONSOLE__SECURE_COOKIES", "value": "true"},
-            # Reached through the ingress controller, which appends the officer's address to
-            # X-Forwarded-For: that entry is the client, or every officer is the controller's
+            {"name": f"{web}SECURE_COOKIES", "value": "true"},
+            # Reached through the ingress controller, which appends the user's address to
+            # X-Forwarded-For: that entry is the client, or every user is the controller's
             # one address to the sign-in throttle. An overlay sets 2 behind a load balancer
             # that appends too.
-            {"name": "ACCORD_CONSOLE__FORWARDED_HOPS", "value": "1"},
-            {"name": "ACCORD_CONSOLE__USERS_FILE", "value": f"{_CONSOLE_DATA}/users.json"},
+            {"name": f"{web}FORWARDED_HOPS", "value": "1"},
         ]
+    if _console_data(process):
+        env.append({"name": "ACCORD_CONSOLE__USERS_FILE", "value": f"{_CONSOLE_DATA}/users.json"})
+    if process.party is not None:
+        # A desk's command names no bundle: without this it would load the package's example.
+        env.append({"name": "ACCORD_POLICIES", "value": _POLICIES})
     return env
 
 
@@ -189,7 +174,12 @@ def _keystore_secret(process: Process) -> str:
 
 
 def _loads_bundle(process: Process) -> bool:
-    return "--policies" in process.args
+    return "--policies" in process.args or process.party is not None
+
+
+def _console_data(process: Process) -> bool:
+    # A desk keeps its accounts in its own home, a volume of its own (_kubernetes_desks.py).
+    return process.web_port is not None and process.party is None
 
 
 def _security() -> Manifest:
@@ -210,8 +200,11 @@ def _probe(path: str, *, period: int, failures: int) -> Manifest:
 
 
 def _volumes(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
+    home: Manifest = {"emptyDir": {"sizeLimit": "256Mi"}}
+    if process.party is not None:
+        home = {"persistentVolumeClaim": {"claimName": desks.home_claim_name(process)}}
     volumes: list[Manifest] = [
-        {"name": "home", "emptyDir": {"sizeLimit": "256Mi"}},
+        {"name": "home", **home},
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         # Private keys live in memory only, never on the node's disk.
         {"name": "keys", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
@@ -231,7 +224,7 @@ def _volumes(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
         volumes.append(
             {"name": "policies", "configMap": {"name": POLICIES_CONFIGMAP, "items": items}}
         )
-    if process.web_port is not None:
+    if _console_data(process):
         volumes.append(
             {"name": "console-data", "persistentVolumeClaim": {"claimName": _CONSOLE_PVC}}
         )
@@ -247,7 +240,7 @@ def _mounts(process: Process) -> list[Manifest]:
     ]
     if _loads_bundle(process):
         mounts.append({"name": "policies", "mountPath": _POLICIES, "readOnly": True})
-    if process.web_port is not None:
+    if _console_data(process):
         mounts.append({"name": "console-data", "mountPath": _CONSOLE_DATA})
     return mounts
 
@@ -291,7 +284,7 @@ def deployment_manifest(dep: Deployment, process: Process, cluster: str) -> Mani
         "startupProbe": _probe("/livez", period=5, failures=60),
         "livenessProbe": _probe("/livez", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=2),
-        "resources": _RESOURCES.get(process.name, _DEFAULT_RESOURCES),
+        "resources": desks.resources_of(process) if process.party else _RESOURCES[process.name],
         "securityContext": _security(),
         "volumeMounts": _mounts(process),
     }
@@ -308,9 +301,10 @@ def deployment_manifest(dep: Deployment, process: Process, cluster: str) -> Mani
         # One at a time: the group hands the old pod's partitions on before the next goes.
         spec["strategy"] = {"type": "RollingUpdate",
                             "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}  # fmt: skip
-    elif process.web_port is not None:
-        # The console: its ReadWriteOnce volume attaches to one node at a time, and a rolling
-        # update would wait on it for ever.
+    elif process.web_port is not None or process.party is not None:
+        # The console, a desk, a flag service: a ReadWriteOnce volume attaches to one node at
+        # a time, so a rolling update would wait on it for ever; and a desk's store or a flag
+        # service's folder must never have two pods writing it.
         spec["strategy"] = {"type": "Recreate"}
     spec["template"] = {
         "metadata": template_meta,
@@ -375,9 +369,10 @@ def _network_policy(name: str, selector: Manifest, **rules: Any) -> Manifest:
 
 
 def network_policies(dep: Deployment, cluster: str) -> dict[str, Manifest]:
-    """Nothing in or out of Accord's pods but what each needs. Ingress to the console and
-    the ops ports is open to every namespace's pods: the platform narrows ``from`` to its
-    ingress controller's and Prometheus' namespaces (an overlay patch), which only it knows."""
+    """Nothing in or out of Accord's pods but what each needs. Ingress to the console, the
+    desks and the ops ports is open to every namespace's pods: the platform narrows ``from``
+    to its ingress controller's and Prometheus' namespaces (an overlay patch), which only it
+    knows. A desk's or flag service's pod is one of Accord's: the same DNS and Kafka out."""
     accord = {"matchLabels": ACCORD_SELECTOR}
     tcp = "TCP"
     out = {
@@ -457,6 +452,7 @@ def _resources(dep: Deployment, cluster: str) -> dict[str, Manifest]:
     out |= {f"kafka/users/{u}.yaml": kafka_user(dep, u, cluster) for u in dep.users}
     if any(_loads_bundle(p) for p in dep.processes):
         out["accord/policies.yaml"] = policies_configmap(dep)
+    desks.check_names(dep.desk_processes)
     for process in dep.processes:
         base = f"accord/{process.name}"
         out[f"{base}/deployment.yaml"] = deployment_manifest(dep, process, cluster)
@@ -465,6 +461,9 @@ def _resources(dep: Deployment, cluster: str) -> dict[str, Manifest]:
             out[f"{base}/service.yaml"] = _service(
                 process, f"accord-{process.name}", process.web_port, "http"
             )
+        if process.party is not None:
+            out[f"{base}/data.yaml"] = desks.home_claim(process, _labels(process))
+        elif process.web_port is not None:
             out[f"{base}/data.yaml"] = console_claim()
     out["accord/disruption-budget.yaml"] = disruption_budget()
     out |= {
@@ -498,6 +497,6 @@ def kubernetes_files(
         "namespace": namespace,
         "resources": list(resources),
     }
-    files = {f"{ROOT}/{rel}": _yaml(doc) for rel, doc in resources.items()}
-    files[f"{ROOT}/kustomization.yaml"] = _yaml(kustomization)
+    files = {f"{ROOT}/{rel}": manifest_yaml(doc) for rel, doc in resources.items()}
+    files[f"{ROOT}/kustomization.yaml"] = manifest_yaml(kustomization)
     return files
