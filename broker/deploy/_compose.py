@@ -14,12 +14,19 @@ admin before Accord's processes start, so topics, logins and ACLs are the bundle
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from broker.deploy._model import CONSOLE_PORT, Deployment, Process
-from broker.deploy._secrets import BROKER_CN, CONTAINER_SECRETS, KEYSTORE_PRINCIPALS, broker_host
+from broker.deploy._model import CONSOLE_PORT, DESK_PORT, Deployment, Process
+from broker.deploy._secrets import (
+    BROKER_CN,
+    CONTAINER_SECRETS,
+    KEYSTORE_PRINCIPALS,
+    broker_host,
+    desk_host_ports,
+)
 from broker.devkafka import KAFKA_VERSION
 from broker.kafka import MECHANISM
 from broker.principals import Principal
@@ -197,28 +204,53 @@ def _accord_base(dep: Deployment) -> dict[str, Any]:
     }
 
 
-def _process_service(dep: Deployment, proc: Process) -> dict[str, Any]:
-    section = proc.name.upper()
+def _keystore(env: dict[str, str], secrets: list[str], volumes: list[str], owner: str) -> None:
+    """``owner``'s keystore (made by the key ceremony, docs/deployment.md, outside Compose)
+    and its passphrase."""
+    env["ACCORD_KEYSTORE__PATH"] = "/var/lib/accord/keys"
+    env["ACCORD_KEYSTORE__PASSPHRASE_FILE"] = f"{CONTAINER_SECRETS}/keystore-passphrase-{owner}"
+    secrets.append(f"keystore-passphrase-{owner}")
+    volumes.append(f"${{ACCORD_KEYS_DIR:-./keys}}/{owner}:/var/lib/accord/keys")
+
+
+def _web(env: dict[str, str], section: str, port: int, *, users_file: str | None) -> None:
+    env[f"ACCORD_{section}__HOST"] = "0.0.0.0"  # noqa: S104  # published on the host's loopback only
+    env[f"ACCORD_{section}__PORT"] = str(port)
+    if users_file is not None:
+        env[f"ACCORD_{section}__USERS_FILE"] = users_file
+    # The host's reverse proxy (the port is published on the host's loopback only) reaches
+    # the container through Docker's gateway, never from loopback: the address it appends
+    # to X-Forwarded-For is the client, or every person is one client to the sign-in
+    # throttle.
+    env[f"ACCORD_{section}__FORWARDED_HOPS"] = "1"
+
+
+def _process_service(dep: Deployment, proc: Process, *, host_port: int | None) -> dict[str, Any]:
+    section = proc.settings_section
     env = {
         **_accord_env(dep),
         f"ACCORD_{section}__METRICS_HOST": "0.0.0.0",  # noqa: S104  # Prometheus is another container
         f"ACCORD_{section}__METRICS_PORT": str(proc.ops_port),
     }
     secrets = ["kafka-ca.pem", f"{proc.principal}.librdkafka.conf"]
+    # ACCORD_HOME: a named volume, outliving the container (a desk's users and store, a flag
+    # service's saved keep of withdrawals).
     volumes = ["./policies:/etc/accord/policies:ro", f"{proc.name}-home:/var/lib/accord"]
-    if proc.principal in KEYSTORE_PRINCIPALS:
-        env["ACCORD_KEYSTORE__PATH"] = "/var/lib/accord/keys"
-        env["ACCORD_KEYSTORE__PASSPHRASE_FILE"] = (
-            f"{CONTAINER_SECRETS}/keystore-passphrase-{proc.principal}"
-        )
-        secrets.append(f"keystore-passphrase-{proc.principal}")
-        # The keystore is made by the key ceremony (docs/deployment.md), outside Compose.
-        volumes.append(f"${{ACCORD_KEYS_DIR:-./keys}}/{proc.principal}:/var/lib/accord/keys")
-    if proc.name != "worker":
+    if proc.party is not None:
+        # A desk runs as its party, with the party's own keystore and login. The party's
+        # client file names the external listener (it is the one handed to the party),
+        # which is not reachable as such from inside the Compose network: the setting
+        # overrides the file's address (broker.kafka.client_settings).
+        env["ACCORD_KAFKA__BOOTSTRAP"] = internal_bootstrap(dep)
+        _keystore(env, secrets, volumes, proc.party)
+    elif proc.principal in KEYSTORE_PRINCIPALS:
+        _keystore(env, secrets, volumes, proc.principal)
+    audited = proc.party is None and proc.name != "worker"  # the audit index's readers
+    if audited:
         env["ACCORD_AUDIT__DB_FILE"] = f"{CONTAINER_SECRETS}/audit-db-url"
         secrets.append("audit-db-url")
     depends: dict[str, Any] = {"provision": {"condition": "service_completed_successfully"}}
-    if proc.name != "worker":
+    if audited:
         depends["postgres"] = {"condition": "service_healthy"}
     service: dict[str, Any] = {
         **_accord_base(dep),
@@ -244,16 +276,12 @@ def _process_service(dep: Deployment, proc: Process) -> dict[str, Any]:
         # The worker commits its transaction and copies its offsets on SIGTERM.
         "stop_grace_period": "30s",
     }
-    if proc.web_port:
-        env["ACCORD_CONSOLE__HOST"] = "0.0.0.0"  # noqa: S104  # published on the host's loopback only
-        env["ACCORD_CONSOLE__PORT"] = str(CONSOLE_PORT)
-        env["ACCORD_CONSOLE__USERS_FILE"] = "/var/lib/accord/console/users.json"
-        # The host's reverse proxy (the port is published on the host's loopback only)
-        # reaches the container through Docker's gateway, never from loopback: the address
-        # it appends to X-Forwarded-For is the client, or every officer is one client to the
-        # sign-in throttle.
-        env["ACCORD_CONSOLE__FORWARDED_HOPS"] = "1"
+    if proc.web_port and proc.party is None:  # the console
+        _web(env, section, CONSOLE_PORT, users_file="/var/lib/accord/console/users.json")
         service["ports"] = [f"127.0.0.1:{CONSOLE_PORT}:{CONSOLE_PORT}"]
+    elif proc.web_port:  # a desk: its users file is <home>/desk/<party>/users.json
+        _web(env, section, DESK_PORT, users_file=None)
+        service["ports"] = [f"127.0.0.1:{host_port or DESK_PORT}:{DESK_PORT}"]
     return service
 
 
@@ -283,13 +311,20 @@ def _provision_service(dep: Deployment) -> dict[str, Any]:
     }
 
 
-def compose_document(dep: Deployment) -> dict[str, Any]:
+def compose_document(
+    dep: Deployment, *, desk_ports: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """The Compose file; ``desk_ports``: each desk's port on the host (default: 8766 on,
+    in the order of the party ids; ``render_files`` keeps them in ``desk-ports``)."""
+    ports = desk_host_ports(dep.desks, desk_ports or {})
     services: dict[str, Any] = {
         broker_host(n): _kafka_service(n) for n in range(1, dep.brokers + 1)
     }
     services["provision"] = _provision_service(dep)
     for proc in dep.processes:
-        services[proc.name] = _process_service(dep, proc)
+        services[proc.name] = _process_service(
+            dep, proc, host_port=ports.get(proc.party) if proc.party else None
+        )
     services["postgres"] = {
         "image": POSTGRES_IMAGE,
         "environment": {
@@ -342,21 +377,24 @@ def compose_document(dep: Deployment) -> dict[str, Any]:
     }
 
 
-def compose_files(dep: Deployment, *, external_host: str) -> dict[str, str]:
+def compose_files(
+    dep: Deployment, *, external_host: str, desk_ports: Mapping[str, int] | None = None
+) -> dict[str, str]:
     """Every file of the Compose deployment but its secrets (relative path -> text)."""
     head = (
         f"# Rendered by `accord deploy render --target compose` for bundle "
         f"{dep.bundle_version}.\n# Re-render after a bundle change; do not edit.\n"
     )
+    doc = compose_document(dep, desk_ports=desk_ports)
     files = {
-        "compose.yaml": head + yaml.safe_dump(compose_document(dep), sort_keys=False, width=100),
+        "compose.yaml": head + yaml.safe_dump(doc, sort_keys=False, width=100),
         "kafka/start.sh": _START_SH,
     }
     for n in range(1, dep.brokers + 1):
         files[f"kafka/server-{n}.properties"] = server_properties(
             dep, n, external_host=external_host
         )
-    files["secret-owners.sh"] = _owners_script(compose_document(dep))
+    files["secret-owners.sh"] = _owners_script(doc)
     for rel, text in dep.policy_files:
         files[f"policies/{rel}"] = text
     return files

@@ -11,7 +11,7 @@ from broker.deploy._compose import compose_files, external_bootstrap, internal_b
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
 from broker.deploy._observability import alert_rules_text, dashboard_text, prometheus_config
-from broker.deploy._secrets import ensure_secrets
+from broker.deploy._secrets import ensure_desk_ports, ensure_secrets
 
 __all__ = ["render_files"]
 
@@ -77,7 +77,8 @@ def render_files(
     cluster: str = "accord",
 ) -> tuple[dict[str, str], list[str]]:
     """(files relative to ``out``, secret files made). Compose's secrets are made in
-    ``out/secrets`` when missing; Kubernetes' come from Strimzi and the platform's own
+    ``out/secrets`` when missing, and the desks' host ports kept in ``out/desk-ports``;
+    Kubernetes' come from Strimzi and the platform's own
     Secrets (docs/deployment.md), so nothing secret is made for it."""
     if target is Target.COMPOSE:
         made = ensure_secrets(
@@ -86,7 +87,8 @@ def render_files(
             external_bootstrap=external_bootstrap(dep, external_host),
             external_host=external_host,
         )  # fmt: skip
-        files = compose_files(dep, external_host=external_host)
+        ports = ensure_desk_ports(out, dep.desks)
+        files = compose_files(dep, external_host=external_host, desk_ports=ports)
         return {**files, **_observability_compose(dep)}, made
     files = kubernetes_files(
         dep, namespace=namespace, cluster=cluster, extra=_observability_kubernetes()

@@ -3,6 +3,8 @@
 ``accord deploy render --target compose`` makes what is missing in ``<out>/secrets`` (0700,
 every file 0600) and never overwrites a file there, so a re-render keeps every password and
 certificate; deleting a file and rendering again is how one is replaced (docs/deployment.md).
+Beside it, ``<out>/desk-ports`` keeps the port each desk is published on (``ensure_desk_ports``):
+a desk keeps its port when another is added or removed.
 
 - ``kafka-ca.pem`` / ``kafka-ca.key``: the brokers' CA (ten years). Only the certificate is
   mounted anywhere; keep the key offline once the brokers' certificates are made.
@@ -13,7 +15,7 @@ certificate; deleting a file and rendering again is how one is replaced (docs/de
   random password: the same files ``accord kafka provision`` hands out. Parties' files name
   the external listener, the services' the internal one.
 - ``keystore-passphrase-<principal>``: for the worker's, the console's, the indexer's and
-  the governance keystores;
+  the governance keystores, and for each party whose desk the deployment runs (``--desk``);
 - ``postgres-password`` and ``audit-db-url`` (the same password, in a URL);
   ``grafana-admin-password``.
 """
@@ -22,16 +24,25 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from broker.crypto import tls_ca, tls_hosts, tls_leaf
-from broker.deploy._model import Deployment
+from broker.deploy._model import DESK_PORT, Deployment
 from broker.devkafka import new_cluster_id
 from broker.errors import UsageError
 from broker.kafka import write_client_files
 from broker.principals import Principal
 
-__all__ = ["CONTAINER_SECRETS", "KEYSTORE_PRINCIPALS", "broker_host", "ensure_secrets"]
+__all__ = [
+    "CONTAINER_SECRETS",
+    "DESK_PORTS_FILE",
+    "KEYSTORE_PRINCIPALS",
+    "broker_host",
+    "desk_host_ports",
+    "ensure_desk_ports",
+    "ensure_secrets",
+]
 
 #: Where Compose mounts a service's secrets.
 CONTAINER_SECRETS = "/run/secrets"
@@ -116,7 +127,9 @@ def ensure_secrets(
     if need("kafka-cluster-id"):
         _private(directory / "kafka-cluster-id", new_cluster_id().encode("ascii"))
     ca_path = Path(CONTAINER_SECRETS) / "kafka-ca.pem"
-    services = {str(Principal.ADMIN), *(p.principal for p in dep.processes)}
+    # A desk logs in as its party, but the party's files are the party's to be handed (they
+    # name the external listener; a desk's container is told the internal one).
+    services = {str(Principal.ADMIN), *(p.principal for p in dep.processes if p.party is None)}
     for user in (str(Principal.ADMIN), *dep.users):
         if need(f"{user}.librdkafka.conf"):
             inside = user in services
@@ -127,7 +140,7 @@ def ensure_secrets(
                 # A party's files are handed over with kafka-ca.pem, to sit beside them.
                 ca_file=ca_path if inside else Path("kafka-ca.pem"),
             )  # fmt: skip
-    for principal in (*KEYSTORE_PRINCIPALS, str(Principal.GOVERNANCE)):
+    for principal in (*KEYSTORE_PRINCIPALS, str(Principal.GOVERNANCE), *dep.desks):
         if need(f"keystore-passphrase-{principal}"):
             _private(directory / f"keystore-passphrase-{principal}", _password().encode())
     if need("postgres-password"):
@@ -139,3 +152,60 @@ def ensure_secrets(
     if need("grafana-admin-password"):
         _private(directory / "grafana-admin-password", _password().encode())
     return made
+
+
+#: The file beside the render that keeps each desk's port on the host, one ``party port`` a line.
+DESK_PORTS_FILE = "desk-ports"
+
+
+def desk_host_ports(desks: Iterable[str], kept: Mapping[str, int]) -> dict[str, int]:
+    """Each desk's port on the host: the one ``kept`` gives it, else the next port from
+    ``DESK_PORT`` (8766) that no kept desk holds, in the order of the party ids. A desk
+    removed from the deployment keeps its port in ``kept``, so no other desk takes it: one
+    put back has the address its people's bookmarks and the proxy name."""
+    out = dict(kept)
+    taken = set(out.values())
+    port = DESK_PORT
+    for party in sorted(set(desks) - set(out)):
+        while port in taken:
+            port += 1
+        out[party] = port
+        taken.add(port)
+    return {party: out[party] for party in sorted(set(desks))}
+
+
+def _read_ports(path: Path) -> dict[str, int]:
+    kept: dict[str, int] = {}
+    if not path.is_file():
+        return kept
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match line.split():
+            case [party, port] if port.isdigit() and 0 < int(port) < 65536:
+                kept[party] = int(port)
+            case _:
+                raise UsageError(f"{path}, line {n}: not 'party port'")
+    if len(set(kept.values())) != len(kept):
+        raise UsageError(f"{path}: two desks share a port")
+    return kept
+
+
+def ensure_desk_ports(out: Path, desks: Iterable[str]) -> dict[str, int]:
+    """The desks' host ports, kept in ``out/desk-ports``: read, and only added to (a desk
+    named for the first time gets the next free port), never re-assigned."""
+    path = out / DESK_PORTS_FILE
+    kept = _read_ports(path)
+    ports = desk_host_ports(desks, kept)
+    added = {p: port for p, port in ports.items() if p not in kept}
+    if added:
+        out.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "# Each desk's port on the host, kept by `accord deploy render` across renders: a",
+            "# desk keeps its port when others are added or removed. Edit only to move a desk.",
+            *(f"{p} {port}" for p, port in sorted({**kept, **added}.items())),
+        ]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    return ports

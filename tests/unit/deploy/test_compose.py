@@ -108,9 +108,14 @@ def test_each_service_is_given_only_the_secrets_it_needs(
         "kafka-ca.pem", "indexer.librdkafka.conf", "audit-db-url", "keystore-passphrase-indexer",
     }  # fmt: skip
     assert "kafka-ca.key" not in set().union(*given.values())
-    # Only provisioning (the admin's job) sees the parties' logins.
+    # Only provisioning (the admin's job) sees the parties' logins, and no desk runs
+    # unless named (tests/unit/deploy/test_compose_desks.py: a desk's own secrets).
     holders = {n for n, s in given.items() if "wmp.librdkafka.conf" in s}
     assert holders == {"provision"}
+    assert {n for n, s in given.items() if "sandwell-coord.librdkafka.conf" in s} == {"provision"}
+    assert not any(
+        n.startswith("keystore-passphrase-sandwell") for n in set().union(*given.values())
+    )
 
 
 def test_a_re_render_keeps_every_secret_and_onboarding_changes_only_that_party(
