@@ -37,12 +37,18 @@ KUSTOMIZATION = "kubernetes/kustomization.yaml"
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 NEW_HUB = "cog-great-bridge"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # compared with the render, never bound here
+# A co-ordinating team (a desk and a flag service) and a hub (a desk): every test below holds
+# for a render with them as for one without (tests/unit/deploy/test_kubernetes_desks.py has
+# what is theirs alone).
+DESKS = ("sandwell-coord", "cog-tipton")
+PARTNERSHIP = {"accord-worker", "accord-indexer", "accord-console"}
 
 
-def _deployment(bundle: Path) -> Deployment:
+def _deployment(bundle: Path, desks: tuple[str, ...] = ()) -> Deployment:
     return deployment(
-        load_bundle(bundle), bundle, brokers=3, partitions=3, image="accord-broker:test"
-    )
+        load_bundle(bundle), bundle, brokers=3, partitions=3, image="accord-broker:test",
+        desks=desks,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +56,10 @@ def policy() -> Policy:
     return load_bundle(POLICIES)
 
 
-@pytest.fixture(scope="module")
-def dep() -> Deployment:
-    return _deployment(POLICIES)
+@pytest.fixture(scope="module", params=[(), DESKS], ids=["no-desk", "desks"])
+def dep(request: pytest.FixtureRequest) -> Deployment:
+    desks: tuple[str, ...] = request.param
+    return _deployment(POLICIES, desks)
 
 
 @pytest.fixture(scope="module")
@@ -264,10 +271,11 @@ def test_the_cluster_runs_kraft_with_tls_scram_and_acls_and_makes_no_topic_by_it
 
 
 def test_every_pod_runs_unprivileged_read_only_and_without_a_service_account_token(
-    docs: dict[str, dict[str, Any]],
+    dep: Deployment, docs: dict[str, dict[str, Any]]
 ) -> None:
     deployments = _of_kind(docs, "Deployment")
-    assert set(deployments) == {"accord-worker", "accord-indexer", "accord-console"}
+    assert set(deployments) == {f"accord-{p.name}" for p in dep.processes}
+    assert set(deployments) >= PARTNERSHIP
     for name, deploy in deployments.items():
         pod = deploy["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False, name
@@ -339,7 +347,7 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             for name, value in env.items():
                 m.setenv(name, value)
             settings = load_settings()
-        ops = getattr(settings, process.name)
+        ops = getattr(settings, process.settings_section.lower())
         assert (ops.metrics_host, ops.metrics_port) == (ALL_INTERFACES, process.ops_port)
         assert settings.kafka.bootstrap == "accord-kafka-bootstrap:9093"
         assert settings.kafka.username == process.principal
@@ -357,6 +365,13 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert settings.console_users_file == Path("/var/lib/accord/console/users.json")
             # behind the ingress: each officer's own address counts, not the controller's
             assert settings.console.forwarded_hops == 1
+        if process.party is not None:
+            assert settings.policies == Path("/etc/accord/policies")
+            assert "ACCORD_AUDIT__DB" not in secrets
+        if process.web_port is not None and process.party is not None:
+            assert (settings.desk.host, settings.desk.port) == (ALL_INTERFACES, process.web_port)
+            assert settings.desk.secure_cookies is True
+            assert settings.desk.forwarded_hops == 1
 
 
 def test_the_keystore_is_unpacked_into_memory_and_never_lands_on_disk(
@@ -417,7 +432,15 @@ def test_the_bundle_is_mounted_file_for_file_where_the_worker_and_console_load_i
     for process in dep.processes:
         pod = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]["spec"]["template"]
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-        if "--policies" not in process.args:
+        (main,) = pod["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in main["env"]}
+        if "--policies" in process.args:
+            path = process.args[process.args.index("--policies") + 1]
+        else:  # a desk, a flag service: `accord desk` loads the bundle its settings name
+            path = env.get("ACCORD_POLICIES")
+            # ...and must load the partnership's, not the example the package carries.
+            assert (path is not None) == (process.party is not None), process.name
+        if path is None:
             assert "policies" not in volumes
             assert BUNDLE_ANNOTATION not in pod["metadata"].get("annotations", {})
             continue
@@ -425,9 +448,8 @@ def test_the_bundle_is_mounted_file_for_file_where_the_worker_and_console_load_i
         items = volumes["policies"]["configMap"]["items"]
         mounted = {item["path"]: configmap["data"][item["key"]] for item in items}
         assert mounted == dict(dep.policy_files)
-        (main,) = pod["spec"]["containers"]
         mount = next(m for m in main["volumeMounts"] if m["name"] == "policies")
-        assert mount["mountPath"] == process.args[process.args.index("--policies") + 1]
+        assert mount["mountPath"] == path
 
 
 # -- onboarding ----------------------------------------------------------------------------
@@ -441,7 +463,7 @@ def test_onboarding_a_hub_changes_only_its_own_files_the_list_and_the_bundle(
     with (bundle / "parties.yaml").open("a", encoding="utf-8") as fh:
         fh.write(f"  {NEW_HUB}:\n    name: Great Bridge Community Operating Group\n"
                  "    kind: hub\n    localities: [\"DY4 7\"]\n")  # fmt: skip
-    onboarded = _deployment(bundle)
+    onboarded = _deployment(bundle, dep.desks)
     after = kubernetes_files(onboarded)
 
     added = set(after) - set(files)
@@ -452,15 +474,16 @@ def test_onboarding_a_hub_changes_only_its_own_files_the_list_and_the_bundle(
         f"kubernetes/kafka/topics/{deliver(NEW_HUB)}.yaml",
     }
     assert removed == set()
+    # Every process that loads the bundle rolls to the new one: the desks too.
+    rolled = {f"kubernetes/accord/{name}/deployment.yaml"
+              for name in ("worker", "console", *(p.name for p in dep.desk_processes))}  # fmt: skip
     assert changed == {
         KUSTOMIZATION,
         "kubernetes/accord/policies.yaml",  # the bundle itself
-        "kubernetes/accord/worker/deployment.yaml",  # its pods roll to the new bundle
-        "kubernetes/accord/console/deployment.yaml",
+        *rolled,
     }
     # The Deployments differ by the bundle version they carry, nothing else.
-    for path in ("kubernetes/accord/worker/deployment.yaml",
-                 "kubernetes/accord/console/deployment.yaml"):  # fmt: skip
+    for path in rolled:
         assert after[path].replace(onboarded.bundle_version, dep.bundle_version) == files[path]
     user = yaml.safe_load(after[f"kubernetes/kafka/users/{NEW_HUB}.yaml"])
     assert {(g.kind, g.name, g.operation) for g in acl_grants(user)} == {
