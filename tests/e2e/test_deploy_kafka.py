@@ -97,6 +97,7 @@ def _shims(directory: Path, classpath: str) -> Path:
 
 
 BROKERS = 3  # production's shape: replication 3, two in sync for a write
+TEAM = "sandwell-coord"  # its desk and flag service are rendered too
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,8 @@ def rendered_kafka(
     out = root / "out"
     result = subprocess.run(
         [sys.executable, "-m", "broker", "deploy", "render", "--target", "compose",
-         "--brokers", str(BROKERS), "--policies", str(REPO / "policies"), "--out", str(out)],
+         "--brokers", str(BROKERS), "--policies", str(REPO / "policies"), "--out", str(out),
+         "--desk", TEAM],
         capture_output=True, text=True, check=False, cwd=root,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -302,6 +304,78 @@ def test_the_live_clusters_logins_and_acls_are_the_kubernetes_renders_kafka_user
     rendered = set().union(*(acl_grants(u) for u in users))
     assert live.grants == rendered
     assert live.users - {"admin"} == {u["metadata"]["name"] for u in users}
+
+
+def _service_env(local: Local, service: dict[str, Any], **ports: int) -> dict[str, str]:
+    """A rendered service's environment, localised; its listening ports moved to free ones
+    on loopback (``ports``: setting name -> port)."""
+    env = {k: local(str(v)) for k, v in service["environment"].items()}
+    for name, port in ports.items():
+        env[name] = str(port)
+    env = {k: "127.0.0.1" if k.endswith(("__HOST", "__METRICS_HOST")) else v
+           for k, v in env.items()}  # fmt: skip
+    return {"PATH": os.environ["PATH"], **env}
+
+
+def test_the_rendered_desk_and_flag_service_run_as_their_party_and_are_ready(
+    rendered_kafka: Cluster,
+) -> None:
+    """The rendered ``desk-<party>`` and ``flags-<party>`` commands, with their rendered
+    environments, reach the cluster on the internal listener with the party's own login
+    and keystore, and answer /readyz 200: the rendered configuration is one that runs."""
+    from tests.e2e.test_ops_endpoints import _get
+
+    local, compose, _ = rendered_kafka
+    assert _provision(local, compose).returncode == 0
+    desk_svc, flags_svc = (compose["services"][f"{k}-{TEAM}"] for k in ("desk", "flags"))
+    # The key ceremony and the first account, as docs/deployment.md has them, with the
+    # rendered passphrase; the home is the one the services' volumes would hold.
+    ceremony = _service_env(local, desk_svc)
+    keys = local(desk_svc["environment"]["ACCORD_KEYSTORE__PATH"])
+    for args, stdin in (
+        (["keys", "init", "--party", TEAM, "--dir", keys], None),
+        (["desk", "add-user", "--as", TEAM, "kim.ward", "--password-stdin", "--no-totp"],
+         "a long synthetic passphrase"),
+    ):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "broker", *args], env=ceremony, input=stdin,
+            capture_output=True, text=True, check=False, cwd=local.root, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    ports = {"desk": free_port(), "flags": free_port()}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, svc, extra in (
+            ("desk", desk_svc, {"ACCORD_DESK__PORT": free_port()}),
+            ("flags", flags_svc, {}),
+        ):
+            env = _service_env(local, svc, ACCORD_DESK__METRICS_PORT=ports[name], **extra)
+            assert env["ACCORD_KAFKA__BOOTSTRAP"].split(",") == [
+                f"127.0.0.1:{p['internal']}" for p in local.ports.values()
+            ]
+            with (local.root / f"{name}.log").open("wb") as log:
+                procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "broker", *svc["command"]], env=env,
+                    stdout=subprocess.DEVNULL, stderr=log, cwd=local.root,
+                )  # fmt: skip
+        for name, proc in procs.items():
+            deadline = time.monotonic() + 180
+            while _get(ports[name], "/readyz")[0] != 200:
+                log_text = (local.root / f"{name}.log").read_text()[-3000:]
+                assert proc.poll() is None, log_text
+                assert time.monotonic() < deadline, log_text
+                time.sleep(0.5)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    # The flag service's folder is in the home the service's named volume holds.
+    assert (local.root / "home" / "desk" / TEAM / "flags").is_dir()
 
 
 def test_the_cluster_takes_writes_with_one_broker_lost(rendered_kafka: Cluster) -> None:
