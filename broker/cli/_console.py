@@ -100,8 +100,6 @@ def serve(
     cfg = settings.console.model_dump()
     cfg.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     settings = settings.model_copy(update={"console": ConsoleSettings(**cfg)})
-    if not settings.console_users_file.exists():
-        raise UsageError("no console accounts yet: create one with 'accord console add-user NAME'")
     if policies is not None and not policies.is_dir():
         # Named on purpose: a mistyped folder must not start a console with no bundle.
         raise UsageError(f"--policies: {policies} is not a policy bundle folder")
@@ -111,6 +109,12 @@ def serve(
     store = open_store(url, home=settings.home)
 
     def started(run: ConsoleRun) -> None:
+        if not run.accounts:  # logged too (console_no_accounts); said here for the terminal
+            typer.echo(
+                "WARNING: no console accounts yet: create one with 'accord console "
+                "add-user NAME' (not ready until then; no restart needed)",
+                err=True,
+            )
         typer.echo(f"governance console at {run.url} (audit chain {run.chain}); Ctrl-C stops it")
 
     try:

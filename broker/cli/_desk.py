@@ -66,16 +66,17 @@ def serve(
     settings = settings.model_copy(update={"desk": DeskSettings(**cfg)})
     policy = load_bundle(settings.policies)
     check_desk_party(policy, party)
-    if not settings.desk_users_file(party).exists():
-        raise UsageError(
-            f"no desk accounts for {party} yet: create one with "
-            f"'accord desk add-user --as {party} NAME'"
-        )
     configure_logging()
     url = store or (settings.desk.store.get_secret_value() if settings.desk.store else None)
     desk_store = open_desk_store(url, home=settings.home, party=party)
 
     def started(run: DeskRun) -> None:
+        if not run.accounts:  # logged too (desk_no_accounts); said here for the terminal
+            typer.echo(
+                f"WARNING: no desk accounts for {party} yet: create one with 'accord "
+                f"desk add-user --as {party} NAME' (not ready until then; no restart needed)",
+                err=True,
+            )
         typer.echo(f"desk of {run.party} at {run.url} ; Ctrl-C stops it")
 
     try:

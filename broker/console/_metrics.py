@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from broker.governance import AuditStore
 from broker.ops import OK, Check
 from broker.topics import AUDIT
+from broker.webauth import accounts_ready
 
 log = structlog.get_logger("accord.console")
 
@@ -75,10 +76,12 @@ class ConsoleMetrics:
 class ConsoleProbes:
     """``/livez`` and ``/readyz`` of a console process.
 
-    Ready: the web server has started, the index store answers a small query, and the last
-    audit write did not fail within ``window`` seconds. A failed write clears itself after
-    the window (or at the next write that works): a console taken out of service until an
-    officer's next look-up succeeds would never get one.
+    Ready: the web server has started, the index store answers a small query, the last
+    audit write did not fail within ``window`` seconds, and the users file holds an account
+    (``accounts``). A failed write clears itself after the window (or at the next write that
+    works): a console taken out of service until an officer's next look-up succeeds would
+    never get one. A console started before its first account runs, so that ``add-user`` can
+    run in its container, and is ready once ``add-user`` has made one, without a restart.
     """
 
     def __init__(
@@ -88,8 +91,10 @@ class ConsoleProbes:
         *,
         window: float,
         serving: Callable[[], bool],
+        accounts: Callable[[], bool],
     ) -> None:
         self._metrics = metrics
+        self._accounts = accounts
         self._store = store
         self._window = window
         self._serving = serving
@@ -109,4 +114,4 @@ class ConsoleProbes:
             return Check(ok=False, reason="index store unavailable")
         if self._metrics.audit_failed_within(self._window):
             return Check(ok=False, reason="audit log unavailable")
-        return OK
+        return accounts_ready(self._accounts)

@@ -54,10 +54,12 @@ def _waiter(poll: float = 0.1, limit: float = 10.0) -> IndexWait:
 
 @dataclass(frozen=True, slots=True)
 class ConsoleRun:
-    """What a running console is serving: for the CLI to print, for the demo to reuse."""
+    """What a running console is serving: for the CLI to print, for the demo to reuse.
+    ``accounts``: whether its users file held an account when it started."""
 
     url: str
     chain: str
+    accounts: bool = True
 
 
 async def run_console(
@@ -91,6 +93,11 @@ async def run_console(
         settings.console_users_file, box=TotpBox.from_keystore(keys, "console", create=False)
     )
     users.check_second_factors()
+    accounts = users.has_accounts()
+    if not accounts:
+        # A first start: it serves, so that add-user can run in its container, and is not
+        # ready until there is an account. An unreadable file has refused above.
+        log.warning("console_no_accounts", command="accord console add-user NAME")
     registry = CollectorRegistry()  # the console's metrics and its indexer's, on one endpoint
     deps = ConsoleDeps(
         store=store,
@@ -128,6 +135,7 @@ async def run_console(
         store,
         window=cfg.stale_after_seconds,
         serving=lambda: server.started and not tasks[0].done(),
+        accounts=users.has_accounts,
     )
     ops = contextlib.AsyncExitStack()
     try:
@@ -147,7 +155,7 @@ async def run_console(
                 raise UsageError(f"the console could not start on {cfg.host}:{cfg.port}")
             await asyncio.sleep(0.05)
         port = sock.getsockname()[1]
-        run = ConsoleRun(url=f"http://{url_host(cfg.host)}:{port}/", chain=chain)
+        run = ConsoleRun(url=f"http://{url_host(cfg.host)}:{port}/", chain=chain, accounts=accounts)
         log.info("console_started", url=run.url, chain=chain, index=index)
         if kafka is not None:
             warn_if_plaintext(kafka)

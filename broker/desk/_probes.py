@@ -1,8 +1,10 @@
 """``/livez`` and ``/readyz`` of the desk and of the flag service (``broker.ops``).
 
 The desk is live while its web server and its ingest loop run, and ready once its pages are
-served and the ingest loop (the party's delivery consumer) is running: a desk whose consumer
-has stopped shows ever older records, and a container platform must say so. The flag service
+served, the ingest loop (the party's delivery consumer) is running and its users file holds
+an account: a desk whose consumer has stopped shows ever older records, and a container
+platform must say so. A desk with no account yet runs (``add-user`` is run in its container)
+but is not ready, until ``add-user`` has made one: no restart. The flag service
 is ready once faust has started its agents and tasks (after its tables' recovery), and live
 while a beat its own event loop makes every second is recent: answering at all shows the loop
 is not blocked, and the beat shows faust's task machinery still runs.
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from broker.ops import OK, Check, Heartbeat
+from broker.webauth import accounts_ready
 
 __all__ = ["BEAT_SECONDS", "DeskProbes", "FlagsProbes"]
 
@@ -28,10 +31,12 @@ def _running(task: asyncio.Task[Any] | None) -> bool:
 
 
 class DeskProbes:
-    """The desk's probes, from its two tasks: the web server's and the ingest loop's."""
+    """The desk's probes, from its two tasks (the web server's and the ingest loop's) and its
+    users file (``accounts``: ``UserFile.has_accounts``)."""
 
-    def __init__(self, *, server_started: Callable[[], bool]) -> None:
+    def __init__(self, *, server_started: Callable[[], bool], accounts: Callable[[], bool]) -> None:
         self._server_started = server_started
+        self._accounts = accounts
         self.http: asyncio.Task[Any] | None = None
         self.ingest: asyncio.Task[Any] | None = None
 
@@ -51,7 +56,7 @@ class DeskProbes:
             return Check(ok=False, reason="web server not started")
         if not _running(self.ingest):
             return Check(ok=False, reason="delivery consumer not running")
-        return OK
+        return accounts_ready(self._accounts)
 
 
 class FlagsProbes:

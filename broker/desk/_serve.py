@@ -41,8 +41,12 @@ DESK_KINDS = ("coordinating_team", "hub", "school")
 
 @dataclass(frozen=True, slots=True)
 class DeskRun:
+    """What a running desk is serving; ``accounts``: whether its users file held an account
+    when it started."""
+
     url: str
     party: str
+    accounts: bool = True
 
 
 def check_desk_party(policy: Policy, party: str) -> str:
@@ -96,6 +100,20 @@ def _party_clients(
     return keys, subscriber, publisher
 
 
+def _users(settings: Settings, keys: FileKeyStore, party: str) -> UserFile:
+    """The desk's accounts, every sealed second factor opened now rather than at each
+    sign-in. None yet is a first start, not a fault: the desk serves, so that add-user can
+    run in its container, and is not ready until there is one. An unreadable file refuses."""
+    box = TotpBox.from_keystore(keys, f"desk:{party}", create=False)
+    users = UserFile(settings.desk_users_file(party), box=box)
+    users.check_second_factors()
+    if not users.has_accounts():
+        log.warning(
+            "desk_no_accounts", party=party, command=f"accord desk add-user --as {party} NAME"
+        )
+    return users
+
+
 async def _started_flags(
     stack: contextlib.AsyncExitStack, kafka: KafkaClients, party: str
 ) -> Consumer | None:
@@ -133,9 +151,8 @@ async def run_desk(
     # a linkage secret made here would key children unlike the flag service's): enrolment
     # makes them. Every sealed second factor must open now, not at each sign-in.
     linkage_key = desk_linkage_key(keys, party=party)
-    box = TotpBox.from_keystore(keys, f"desk:{party}", create=False)
-    users = UserFile(settings.desk_users_file(party), box=box)
-    users.check_second_factors()
+    users = _users(settings, keys, party)
+    accounts = users.has_accounts()
     # One registry for the pages' /metrics and the ops server's.
     registry = CollectorRegistry()
     deps = DeskDeps(
@@ -150,7 +167,7 @@ async def run_desk(
     server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
     stop = stop or asyncio.Event()
     flags: Consumer | None = None
-    probes = DeskProbes(server_started=lambda: server.started)
+    probes = DeskProbes(server_started=lambda: server.started, accounts=users.has_accounts)
     async with contextlib.AsyncExitStack() as stack:
         # First, so that /livez answers while the party's clients connect.
         await stack.enter_async_context(
@@ -174,7 +191,8 @@ async def run_desk(
                     await tasks[0]
                     raise UsageError(f"the desk could not start on {cfg.host}:{cfg.port}")
                 await asyncio.sleep(0.05)
-            run = DeskRun(url=f"http://{url_host(cfg.host)}:{sock.getsockname()[1]}/", party=party)
+            url = f"http://{url_host(cfg.host)}:{sock.getsockname()[1]}/"
+            run = DeskRun(url=url, party=party, accounts=accounts)
             log.info("desk_started", url=run.url, party=party, kind=kind)
             warn_if_plaintext(kafka)
             if started is not None:

@@ -10,6 +10,7 @@ rendering, redirects, the error page, one stylesheet).
 from broker.webauth._app import WebPages, add_page_basics
 from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key, device_secret_name
 from broker.webauth._guard import Guard
+from broker.webauth._ready import accounts_ready
 from broker.webauth._routes import SignInPages, add_sign_in_routes
 from broker.webauth._sessions import Session, SessionStore
 from broker.webauth._signin import SignInCheck, check_sign_in
@@ -49,6 +50,7 @@ __all__ = [
     "TotpEnrolment",
     "UserFile",
     "WebPages",
+    "accounts_ready",
     "add_page_basics",
     "add_sign_in_routes",
     "bad_body",

@@ -126,6 +126,8 @@ class UserFile:
         self._decoy_box = box if box.keyed else TotpBox(random_bytes(32), box.owner)
         self._decoy_sealed = self._decoy_box.seal(_DECOY, self._decoy_totp)
         self._thread_lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None  # the file as has_accounts last read it
+        self._any = False
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -195,6 +197,23 @@ class UserFile:
             Account(name, datetime.fromisoformat(u["created_at"]), second_factor="totp" in u)
             for name, u in sorted(users.items())
         ]
+
+    def has_accounts(self) -> bool:
+        """Whether the file holds an account yet; a missing file holds none. Read again only
+        when the file has changed (each write replaces it), as a readiness probe asks every
+        few seconds. A file that cannot be read is ``ConfigError``, as for any other reader."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._seen = None
+            return False
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot read the console accounts file") from exc
+        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if seen != self._seen:
+            self._any = bool(self._read()["users"])
+            self._seen = seen
+        return self._any
 
     def exists(self, name: str) -> bool:
         return name in self._read()["users"]

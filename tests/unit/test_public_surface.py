@@ -88,7 +88,7 @@ SURFACES = {
         "CSP", "DEVICE_COOKIE", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account", "Attempt",
         "DeviceCookies", "Guard", "Session", "SessionStore", "SignInThrottle", "TotpBox",
         "TotpEnrolment",
-        "UserFile", "SignInCheck", "SignInPages", "WebPages", "add_page_basics",
+        "UserFile", "SignInCheck", "SignInPages", "WebPages", "accounts_ready", "add_page_basics",
         "add_sign_in_routes", "bad_body",
         "check_sign_in", "check_username", "client_host", "client_key", "device_key",
         "device_secret_name", "form_field",

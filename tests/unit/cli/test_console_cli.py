@@ -159,12 +159,37 @@ def test_remove_user(home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch) 
     assert (code, err) == (2, "accord: error: no console user ig.jo\n")
 
 
-def test_the_console_will_not_start_without_an_account(home: Path, run_cli: Run) -> None:
-    code, _, err = run_cli(["console", "--port", "0"])
+def test_the_console_starts_without_an_account_and_logs_how_to_make_one(
+    home: Path, run_cli: Run
+) -> None:
+    """It used to refuse (a crash loop in a pod, with nothing to exec add-user into): now it
+    goes on, saying how to make the first account (no name, no address), and stops only at
+    what really stops it (here, a port already taken)."""
+    import socket
+
+    FileKeyStore(home / "keys", create=True).set_linkage_key()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(["console", "--port", str(port), "--no-index"])
     assert code == 2
-    assert err == (
-        "accord: error: no console accounts yet: create one with 'accord console add-user NAME'\n"
-    )
+    assert "no console accounts yet" not in err.splitlines()[-1]
+    assert err.splitlines()[-1].startswith(f"accord: error: cannot listen on 127.0.0.1:{port}")
+    [warning] = [json.loads(line) for line in err.splitlines() if "console_no_accounts" in line]
+    assert (warning["level"], warning["command"]) == ("warning", "accord console add-user NAME")
+    assert set(warning) == {"event", "level", "timestamp", "command"}
+
+
+def test_the_console_still_refuses_a_damaged_users_file(home: Path, run_cli: Run) -> None:
+    """A file that is there but unreadable is a fault, not a first start."""
+    FileKeyStore(home / "keys", create=True).set_linkage_key()
+    (home / "console").mkdir(mode=0o700)
+    (home / "console" / "users.json").write_text("{not json")
+    code, _, err = run_cli(["console", "--port", "0", "--no-index"])
+    assert code != 0
+    assert err.splitlines()[-1].endswith("cannot read the console accounts file")
+    assert "console_no_accounts" not in err
 
 
 def test_a_policies_folder_named_but_missing_stops_the_console_before_it_starts(

@@ -48,7 +48,7 @@ def test_add_user_makes_a_party_s_own_account_with_a_second_factor(
     [
         (["desk", "--as", "nobody"], "no such party"),
         (["desk", "--as", "wmp"], "a desk is for recipients"),
-        (["desk", "--as", "cog-tipton"], "no desk accounts for cog-tipton yet"),
+        (["desk", "--as", "cog-tipton"], "no keystore"),  # none yet: not the accounts' fault
         (["desk"], "say whose desk"),
         (["desk", "add-user", "--as", "wmp", "x.y", "--password-stdin"], "for recipients"),
     ],
@@ -194,3 +194,46 @@ def test_a_desk_without_its_linkage_secret_refuses_in_one_line_and_makes_none(
     assert f"the keystore at {home / 'keys'} has no desk linkage secret for cog-tipton" in line
     assert "'accord keys init --party cog-tipton'" in line
     assert not list((home / "keys").glob("desk-linkage*"))
+
+
+def _enrolled_keystore(home: Path) -> None:
+    """The party's keys and linkage secret, as 'accord keys init --party' leaves them."""
+    from broker.desk import desk_linkage_key
+
+    keys = FileKeyStore(home / "keys", create=True)
+    keys.ensure_party("cog-tipton")
+    desk_linkage_key(keys, party="cog-tipton", create=True)
+
+
+def test_a_desk_starts_without_an_account_and_logs_how_to_make_one(
+    home: Path, run_cli: Run
+) -> None:
+    """It used to refuse (a crash loop in a pod, with nothing to exec add-user into): now it
+    goes on, saying how to make the first account (the party, no person), and stops only at
+    what really stops it (here, a port already taken)."""
+    import socket
+
+    _enrolled_keystore(home)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", str(port)])
+    assert code == 2
+    assert err.splitlines()[-1].startswith(f"accord: error: cannot listen on 127.0.0.1:{port}")
+    [warning] = [json.loads(line) for line in err.splitlines() if "desk_no_accounts" in line]
+    assert warning["level"] == "warning"
+    assert warning["command"] == "accord desk add-user --as cog-tipton NAME"
+    assert set(warning) == {"event", "level", "timestamp", "party", "command"}
+
+
+def test_a_desk_still_refuses_a_damaged_users_file(home: Path, run_cli: Run) -> None:
+    """A file that is there but unreadable is a fault, not a first start."""
+    _enrolled_keystore(home)
+    (home / "desk" / "cog-tipton").mkdir(parents=True, mode=0o700)
+    (home / "desk" / "cog-tipton" / "users.json").write_text("[]")
+    code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", "0"])
+    assert code != 0
+    assert err.splitlines()[-1].startswith("accord: error: ")
+    assert "not a console accounts file" in err.splitlines()[-1]
+    assert "desk_no_accounts" not in err

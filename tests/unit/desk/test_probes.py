@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from broker.desk._probes import DeskProbes, FlagsProbes
+from broker.webauth import TotpBox, UserFile
 
 
 async def _forever() -> None:
@@ -19,7 +21,7 @@ async def _fails() -> None:
 
 async def test_the_desk_is_ready_once_its_pages_serve_and_its_consumer_runs() -> None:
     started = False
-    probes = DeskProbes(server_started=lambda: started)
+    probes = DeskProbes(server_started=lambda: started, accounts=lambda: True)
     # Opening its clients: live (a slow start is not a stall), not ready.
     assert probes.live().ok
     assert probes.ready().reason == "web server not started"
@@ -34,7 +36,7 @@ async def test_the_desk_is_ready_once_its_pages_serve_and_its_consumer_runs() ->
 
 
 async def test_a_desk_whose_delivery_consumer_failed_is_neither_ready_nor_live() -> None:
-    probes = DeskProbes(server_started=lambda: True)
+    probes = DeskProbes(server_started=lambda: True, accounts=lambda: True)
     probes.http = asyncio.create_task(_forever())
     probes.ingest = asyncio.create_task(_fails())
     await asyncio.sleep(0)
@@ -46,13 +48,33 @@ async def test_a_desk_whose_delivery_consumer_failed_is_neither_ready_nor_live()
 
 
 async def test_a_desk_whose_web_server_stopped_is_neither_ready_nor_live() -> None:
-    probes = DeskProbes(server_started=lambda: True)
+    probes = DeskProbes(server_started=lambda: True, accounts=lambda: True)
     probes.http = asyncio.create_task(asyncio.sleep(0))
     probes.ingest = asyncio.create_task(_forever())
     await probes.http
     assert probes.ready().reason == "web server not started"
     assert probes.live().reason == "web server stopped"
     probes.ingest.cancel()
+
+
+async def test_a_desk_with_no_account_yet_runs_but_is_ready_only_once_one_is_added(
+    tmp_path: Path,
+) -> None:
+    """add-user is run in the desk's container, so the desk must keep running (live); ready
+    once the file holds an account, read again by the probe: no restart."""
+    users = UserFile(tmp_path / "users.json", box=TotpBox(bytes(32), "desk:cog-tipton"))
+    probes = DeskProbes(server_started=lambda: True, accounts=users.has_accounts)
+    probes.http = asyncio.create_task(_forever())
+    probes.ingest = asyncio.create_task(_forever())
+    assert (probes.ready().ok, probes.ready().reason) == (False, "no accounts yet")
+    assert probes.live().ok
+    users.add("kim.ward", "a long enough secret")
+    assert probes.ready().ok
+    users.path.write_text("{not json")
+    assert (probes.ready().ok, probes.ready().reason) == (False, "accounts file unreadable")
+    assert probes.live().ok
+    for task in (probes.http, probes.ingest):
+        task.cancel()
 
 
 def test_the_flag_service_is_ready_from_its_first_beat_and_live_while_it_beats() -> None:
