@@ -2,18 +2,22 @@
 ``ACCORD_DESK__METRICS_PORT`` gives, as a container sets it: each subprocess on an embedded,
 secured broker, as the co-ordinating team, ``/readyz`` 200 once its pages serve and its
 consumer runs (the desk) or once faust has started its agents (the flag service), and
-``/metrics`` holding when the broker's TLS certificates expire."""
+``/metrics`` holding when the broker's TLS certificates expire. A desk started before its first
+account runs (live) but is not ready until ``accord desk add-user`` has made one, which then
+signs in: no restart, as on Kubernetes, where add-user is exec'd into the running pod."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 
 from broker.devkafka import EmbeddedKafka, free_port
@@ -28,12 +32,40 @@ pytestmark = pytest.mark.slow
 TEAM = "sandwell-coord"
 
 
-def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+def _start(
+    env: dict[str, str], log: Path, *args: str, stdout: bool = False
+) -> subprocess.Popen[bytes]:
+    """``accord desk ARGS``, its stderr (and with ``stdout``, its stdout too) in ``log``."""
     with log.open("ab") as fh:
         return subprocess.Popen(  # our own CLI
             [sys.executable, "-m", "broker", "desk", *args], env=env,
-            stdout=subprocess.DEVNULL, stderr=fh,
+            stdout=fh if stdout else subprocess.DEVNULL, stderr=fh,
         )  # fmt: skip
+
+
+def _env(tmp_path: Path, bootstrap: str) -> dict[str, str]:
+    """The team's environment on a provisioned broker, its keystore enrolled as keys init
+    leaves it (the party's keys and linkage secret), no account yet."""
+    policy = load_bundle(POLICIES)
+    admin = settings_as(bootstrap, "admin")
+    assert admin.credentials_dir is not None
+    provision(policy, admin.model_copy(update={"partitions": 1}),
+              clients_dir=admin.credentials_dir)  # fmt: skip
+    keys = keystore_for(policy, tmp_path / "keys")
+    return {**os.environ, "ACCORD_HOME": str(tmp_path), "ACCORD_POLICIES": str(POLICIES),
+            "ACCORD_KEYSTORE__PATH": str(keys.path), "ACCORD_KAFKA__PARTITIONS": "1",
+            **kafka_env(bootstrap)}  # fmt: skip
+
+
+def _add_user(env: dict[str, str], name: str) -> None:
+    subprocess.run(  # our own CLI
+        [sys.executable, "-m", "broker", "desk", "add-user", "--as", TEAM, name,
+         "--password-stdin", "--no-totp"],
+        env=env, input=PASSWORD.encode(), capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+
+
+PASSWORD = "a long synthetic passphrase"
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -49,22 +81,8 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 async def test_the_desk_and_the_flag_service_are_ready_on_the_port_their_environment_gives(
     isolated_kafka: EmbeddedKafka, tmp_path: Path
 ) -> None:
-    bootstrap = isolated_kafka.bootstrap
-    policy = load_bundle(POLICIES)
-    admin = settings_as(bootstrap, "admin")
-    assert admin.credentials_dir is not None
-    provision(policy, admin.model_copy(update={"partitions": 1}),
-              clients_dir=admin.credentials_dir)  # fmt: skip
-    keys = keystore_for(policy, tmp_path / "keys")
-    env = {**os.environ, "ACCORD_HOME": str(tmp_path), "ACCORD_POLICIES": str(POLICIES),
-           "ACCORD_KEYSTORE__PATH": str(keys.path), "ACCORD_KAFKA__PARTITIONS": "1",
-           **kafka_env(bootstrap)}  # fmt: skip
-    subprocess.run(  # our own CLI
-        [sys.executable, "-m", "broker", "desk", "add-user", "--as", TEAM, "kim.ward",
-         "--password-stdin", "--no-totp"],
-        env=env, input=b"a long synthetic passphrase", capture_output=True, check=True,
-        timeout=120,
-    )  # fmt: skip
+    env = _env(tmp_path, isolated_kafka.bootstrap)
+    _add_user(env, "kim.ward")
     desk_port, flags_port = free_port(), free_port()
     desk_log, flags_log = tmp_path / "desk.log", tmp_path / "flags.log"
     desk = flags = None
@@ -92,3 +110,57 @@ async def test_the_desk_and_the_flag_service_are_ready_on_the_port_their_environ
         _stop(flags)
     assert "Traceback" not in desk_log.read_text(), desk_log.read_text()[-3000:]
     assert "Traceback" not in flags_log.read_text(), flags_log.read_text()[-3000:]
+
+
+async def _status(port: int, path: str) -> tuple[int, dict[str, str]]:
+    status, body = await asyncio.to_thread(_get, port, path)
+    return status, json.loads(body) if body else {}
+
+
+async def _sign_in(url: str, name: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=url) as browser:
+        page = (await browser.get("/login")).text
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found, page
+        form = {"username": name, "password": PASSWORD, "csrf": found.group(1)}
+        return await browser.post("/login", data=form)
+
+
+async def test_a_desk_started_before_its_first_account_runs_and_is_ready_once_add_user_made_one(
+    isolated_kafka: EmbeddedKafka, tmp_path: Path
+) -> None:
+    env = _env(tmp_path, isolated_kafka.bootstrap)
+    port, log = free_port(), tmp_path / "desk.log"
+    desk = _start({**env, "ACCORD_DESK__METRICS_PORT": str(port)}, log, "--as", TEAM,
+                  "--port", "0", stdout=True)  # fmt: skip
+    try:
+        for _ in range(240):  # up, its consumer running: only the account missing
+            if "desk of" in log.read_text():
+                break
+            assert desk.poll() is None, log.read_text()[-3000:]
+            await asyncio.sleep(0.5)
+        lines = log.read_text().splitlines()
+        [url] = re.findall(r"desk of \S+ at (\S+) ;", "\n".join(lines))
+        warned = next(i for i, x in enumerate(lines) if x.startswith("WARNING: no desk accounts"))
+        assert warned < next(i for i, x in enumerate(lines) if x.startswith("desk of"))
+        assert f"'accord desk add-user --as {TEAM} NAME'" in lines[warned]
+        assert any('"event": "desk_no_accounts"' in x for x in lines)
+        for _ in range(60):
+            status, body = await _status(port, "/readyz")
+            if body.get("reason") == "no accounts yet":
+                break
+            await asyncio.sleep(0.5)
+        assert (status, body) == (503, {"status": "unavailable", "reason": "no accounts yet"})
+        assert await _status(port, "/livez") == (200, {"status": "ok", "reason": "ok"})
+        # No account to the network either: a failed sign-in, as for a wrong password.
+        assert (await _sign_in(url, "kim.ward")).status_code == 401
+
+        _add_user(env, "kim.ward")  # what kubectl exec runs in the desk's pod
+
+        assert await _status(port, "/readyz") == (200, {"status": "ok", "reason": "ok"})
+        signed_in = await _sign_in(url, "kim.ward")
+        assert signed_in.status_code == 303, signed_in.text
+        assert desk.poll() is None  # the same process throughout
+    finally:
+        _stop(desk)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
