@@ -37,6 +37,7 @@ from broker.events._model import (
     NhsNumber,
     Postcode,
     Subject,
+    _Name,
     _require_aware,
     iso_text,
     latest_day,
@@ -46,7 +47,6 @@ __all__ = ["ConsentRecord", "ConsentState", "ConsentSubject", "normalise_name"]
 
 ConsentState = Literal["given", "refused", "withdrawn"]
 
-_Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 _Token = Annotated[str, StringConstraints(pattern=r"^(\*|kind:[a-z_]+|[a-z0-9][a-z0-9_.-]{0,63})$")]
 
 

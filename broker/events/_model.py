@@ -158,7 +158,14 @@ IsoDatetime = Annotated[datetime, BeforeValidator(iso_text)]
 IsoDate = Annotated[date, BeforeValidator(iso_text)]
 NhsNumber = Annotated[str, AfterValidator(_nhs_number)]
 Postcode = Annotated[str, StringConstraints(max_length=10), AfterValidator(normalise_postcode)]
-_Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# A name is stored stripped, so one of spaces only is refused; the pattern (a character that
+# str.strip keeps: ECMA-262's \s, the JSON Schema's, lacks \x1c-\x1f and \x85) says so in
+# the JSON Schema too, where minLength alone would let "  " through.
+_NAME_PATTERN = r"[^\s\x1c-\x1f\x85]"
+_Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_NAME_PATTERN),
+]
 _Text = Annotated[str, StringConstraints(max_length=4000)]
 _Short = Annotated[str, StringConstraints(max_length=500)]
 _Urn = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]

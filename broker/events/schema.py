@@ -3,8 +3,9 @@
 ``python -m broker.events.schema [DIR]`` writes ``contact-event.v1.json`` and
 ``consent-record.v1.json`` into ``DIR`` (default: ``schemas/``); a unit test checks that the
 checked-in files equal what the models generate. The schemas describe the shape; checks that
-JSON Schema cannot express (the NHS number's check digit, dates not in the future) are named
-in each schema's description.
+JSON Schema cannot express (the NHS number's check digit, dates not in the future, an integer
+written as 3.0) are named in each schema's description; everything else it can say, it says
+(a name of spaces only, refused once stripped, fails the names' pattern).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ _EXTRA_CHECKS = (
     "postcodes have the shape of a UK postcode; dates are not in the future (5 minutes' "
     "clock skew allowed), and a subject's date of birth is not after the event's occurred_at "
     "(a consent record's recorded_at); each subject has an NHS number or a given and family "
-    "name."
+    "name; a contact event's need_level is written without a fraction (3, not 3.0, which "
+    "JSON Schema counts as an integer)."
 )
 
 SCHEMA_FILES: dict[str, type[BaseModel]] = {
