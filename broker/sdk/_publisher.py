@@ -18,6 +18,7 @@ from broker.kafka import KafkaClients, Producer, connecting, stop_quietly, trans
 from broker.keys import KeyStore
 from broker.principals import Principal
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
+from broker.sdk._keycheck import require_sealing
 from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, ingress
 
 
@@ -35,7 +36,9 @@ class Publisher(AsyncClient):
     """Publishes ``party``'s contact events and consent records, sealed to the broker.
 
     Use as an async context manager. Every event is validated before anything leaves the
-    process; an invalid one raises ``EventInvalid`` and nothing is sent.
+    process; an invalid one raises ``EventInvalid`` and nothing is sent. A keystore without
+    the party's live signing key, or without the broker's live encryption key (no key
+    directory imported, or a stale one), is refused here with a ``KeyStoreError``.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class Publisher(AsyncClient):
         self.party = party
         self.topic = ingress(party)
         self._sealer = Sealer(party, keystore, envelope)
+        require_sealing(party, self._sealer)
         self._clock = clock
         self._kafka = kafka_clients(kafka)
         self._producer: Producer | None = None

@@ -37,6 +37,7 @@ from broker.kafka import (
 from broker.keys import KeyStore
 from broker.principals import Principal
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
+from broker.sdk._keycheck import require_opening, require_sealing
 from broker.sdk._replay import (
     DEFAULT_REPLAY_RETENTION,
     IN_MEMORY,
@@ -103,6 +104,10 @@ class Subscriber(AsyncClient):
     where it was first opened and that offset was never committed; any other copy is
     reported as unopenable (``replay``). ``replay_memory=None`` remembers for this run only
     (logged as a warning at start). Sightings older than ``replay_retention`` are forgotten.
+
+    The keystore must hold the party's live encryption key and signing key (for its
+    acknowledgements) and the broker's live keys (to verify deliveries and seal
+    acknowledgements): else ``KeyStoreError`` here, naming the fix.
     """
 
     def __init__(
@@ -125,6 +130,8 @@ class Subscriber(AsyncClient):
         self.topic = deliver(party)
         self._opener = Opener(party, keystore, replay_guard=_GuardedByMemory())
         self._sealer = Sealer(party, keystore, envelope)
+        require_opening(party, keystore)
+        require_sealing(party, self._sealer)  # its access acknowledgements go to the broker
         self._kafka = kafka_clients(kafka)
         if not group.startswith(f"{party}.") or len(group) == len(party) + 1:
             # Provisioning lets a recipient use only its own groups: say so here, not as a

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.keys import FileKeyStore
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.webauth import TotpBox
 from tests.unit.audit.conftest import Run
 
@@ -20,6 +20,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(tmp_path / "keys"))
     return tmp_path
+
+
+def _party_keystore(home: Path) -> FileKeyStore:
+    """The party's keys and the broker's, as if its signed key directory had been imported:
+    a desk's subscriber refuses a keystore without the broker's keys."""
+    keys = FileKeyStore(home / "keys", create=True)
+    keys.ensure_party("cog-tipton")
+    keys.ensure_party("worker", purposes=SPECIAL_PRINCIPALS["worker"])
+    return keys
 
 
 def test_add_user_makes_a_party_s_own_account_with_a_second_factor(
@@ -83,7 +92,7 @@ def test_a_keystore_without_the_party_s_key_is_one_line_on_stderr(
 def test_a_desk_will_not_start_with_second_factors_its_keystore_cannot_open(
     home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    FileKeyStore(home / "keys", create=True).ensure_party("cog-tipton")
+    _party_keystore(home)
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
     assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
     (home / "keys" / "users-totp.secret").unlink()  # a keystore restored from before it
@@ -158,7 +167,7 @@ def test_the_desk_makes_no_device_cookie_key_and_says_it_will_forget_devices(
 
     from broker.webauth import device_secret_name
 
-    FileKeyStore(home / "keys", create=True).ensure_party("cog-tipton")
+    _party_keystore(home)
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
     assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
     (home / "keys" / f"{device_secret_name('desk:cog-tipton')}.secret").unlink()
@@ -182,7 +191,7 @@ def test_a_desk_without_its_linkage_secret_refuses_in_one_line_and_makes_none(
     and the command that makes it."""
     from broker.desk import linkage_secret_name
 
-    FileKeyStore(home / "keys", create=True).ensure_party("cog-tipton")
+    _party_keystore(home)
     monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
     assert run_cli(["desk", "add-user", "--as", "cog-tipton", "sam.x", "--password-stdin"])[0] == 0
     own = home / "keys" / f"{linkage_secret_name('cog-tipton')}.secret"
@@ -200,8 +209,7 @@ def _enrolled_keystore(home: Path) -> None:
     """The party's keys and linkage secret, as 'accord keys init --party' leaves them."""
     from broker.desk import desk_linkage_key
 
-    keys = FileKeyStore(home / "keys", create=True)
-    keys.ensure_party("cog-tipton")
+    keys = _party_keystore(home)
     desk_linkage_key(keys, party="cog-tipton", create=True)
 
 

@@ -15,7 +15,7 @@ import structlog.testing
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.errors import TransportError
 from broker.kafka import _errors, connecting
-from broker.keys import FileKeyStore
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.sdk import Publisher
 
 
@@ -59,6 +59,7 @@ async def test_a_publisher_says_kafka_is_not_answering_while_it_waits(
 ) -> None:
     keys = FileKeyStore(tmp_path / "keys", create=True)
     keys.ensure_party("wmp")
+    keys.ensure_party("worker", purposes=SPECIAL_PRINCIPALS["worker"])  # as if imported
     kafka = KafkaSettings(
         bootstrap=f"127.0.0.1:{silent_port}", security_protocol=KafkaSecurity.PLAINTEXT
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import KafkaSettings, KemSuite
+from broker.config import EnvelopeSettings, KafkaSettings, KemSuite
 from broker.errors import UsageError
 from broker.keys import FileKeyStore
 from broker.sdk import Subscriber
@@ -26,10 +26,12 @@ async def test_free_text_in_an_acknowledgement_is_refused_before_anything_is_sen
     event_id: str, by: str, purpose: str, named: str, tmp_path: Path
 ) -> None:
     keys = FileKeyStore(tmp_path / "keys", create=True)
-    keys.ensure_party("hub-a", kem=KemSuite.X25519)
+    for party in ("hub-a", "worker"):
+        keys.ensure_party(party, kem=KemSuite.X25519)
     sub = Subscriber(
-        "hub-a", keys, KafkaSettings(bootstrap="127.0.0.1:1"), "hub-a.g"
-    )  # never started: nothing reaches Kafka
+        "hub-a", keys, KafkaSettings(bootstrap="127.0.0.1:1"), "hub-a.g",
+        envelope=EnvelopeSettings(kem=KemSuite.X25519),
+    )  # fmt: skip  # never started: nothing reaches Kafka
     with pytest.raises(UsageError) as err:
         await sub.acknowledge(event_id, by=by, purpose=purpose)
     assert str(err.value).startswith(f"{named}: an identifier")

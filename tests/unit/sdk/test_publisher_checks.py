@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from broker.config import KafkaSettings, KemSuite
+from broker.config import EnvelopeSettings, KafkaSettings, KemSuite
 from broker.errors import EventInvalid
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 
 AT = datetime(2026, 11, 22, 8, tzinfo=UTC)
+X25519 = EnvelopeSettings(kem=KemSuite.X25519)  # the keystore's KEM
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def publisher(tmp_path: Path) -> Publisher:
     keys.ensure_party("wmp", kem=KemSuite.X25519)
     keys.ensure_party("worker", purposes=SPECIAL_PRINCIPALS["worker"], kem=KemSuite.X25519)
     kafka = KafkaSettings(bootstrap="127.0.0.1:1", security_protocol="PLAINTEXT")
-    return Publisher("wmp", keys, kafka, clock=lambda: AT)
+    return Publisher("wmp", keys, kafka, envelope=X25519, clock=lambda: AT)
 
 
 def _consent(recorded_by: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from broker.topics import SCHEMA_SHARED, deliver
 TOPIC = deliver("hub-a")
 GROUP = "hub-a.cases"
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+X25519 = EnvelopeSettings(kem=KemSuite.X25519)  # the keystore's KEM: its keys are quick to make
 EVENT = "0b7c4a1e-5f3d-4c2a-9e8b-000000000001"
 
 
@@ -309,7 +310,7 @@ def sealed(
         agreements=("a",), purpose="early_help", lawful_basis={"article6": "public_task"},
         policy_version="v", decided_at=T0, view={"event.need_level": 3},
     )  # fmt: skip
-    record = Sealer(sender, keys, EnvelopeSettings(kem=KemSuite.X25519)).seal(
+    record = Sealer(sender, keys, X25519).seal(
         canonical_json(delivery.model_dump(mode="json")), event_id=event_id,
         recipient="hub-a", schema=SCHEMA_SHARED, topic=TOPIC,
     )  # fmt: skip
@@ -321,7 +322,9 @@ async def receive(
 ) -> tuple[list[str], list[tuple[int, int, str]]]:
     """What one run of a subscriber yields (event ids) and reports (position, reason)."""
     kafka = FakeKafka(records)
-    async with Subscriber("hub-a", keys, kafka, GROUP, replay_memory=replay_memory) as sub:
+    async with Subscriber(
+        "hub-a", keys, kafka, GROUP, replay_memory=replay_memory, envelope=X25519
+    ) as sub:
         got = await sub.poll(0)
     ids = [r.message.event_id for r in got]  # type: ignore[union-attr]
     return ids, [(u.partition, u.offset, u.reason) for u in sub.unopenable]
@@ -381,7 +384,9 @@ async def test_by_default_a_subscriber_remembers_in_a_file_under_the_accord_home
     keys: FileKeyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
-    async with Subscriber("hub-a", keys, FakeKafka([sealed(keys, EVENT, 0, 4)]), GROUP) as sub:
+    async with Subscriber(
+        "hub-a", keys, FakeKafka([sealed(keys, EVENT, 0, 4)]), GROUP, envelope=X25519
+    ) as sub:
         assert [r.message.event_id for r in await sub.poll(0)] == [EVENT]  # type: ignore[union-attr]
     file = tmp_path / "home" / "sdk" / f"replay-{GROUP}.sqlite3"
     assert len(memory(file)) == 1
@@ -394,7 +399,7 @@ async def test_an_unusable_memory_file_stops_the_subscriber_before_kafka(
     file.write_bytes(b"garbage" * 200)
     kafka = FakeKafka([])
     with pytest.raises(ConfigError, match=f"replay memory {file}"):
-        async with Subscriber("hub-a", keys, kafka, GROUP, replay_memory=file):
+        async with Subscriber("hub-a", keys, kafka, GROUP, replay_memory=file, envelope=X25519):
             pass
     assert kafka.fake.commits == []
 

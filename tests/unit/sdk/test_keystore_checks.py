@@ -1,0 +1,108 @@
+"""A publisher or subscriber refuses, when made, a keystore that could not do its job, naming
+the fix and no key: not at the first record with an envelope error (no Kafka needed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from broker.config import EnvelopeSettings, KafkaSettings, KemSuite
+from broker.envelope import KeyPurpose
+from broker.errors import KeyStoreError
+from broker.keys import FileKeyStore, import_directory, init_keystores, sign_directory
+from broker.sdk import Publisher, Subscriber
+
+X25519 = EnvelopeSettings(kem=KemSuite.X25519)  # the keystores' KEM: quick to make
+KAFKA = KafkaSettings(bootstrap="127.0.0.1:1")  # never contacted: nothing is started
+KEY_ID = re.compile(r"[0-9a-f]{16,}")
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One keystore per principal, each with the signed directory imported (keys init)."""
+    root = tmp_path_factory.mktemp("keys")
+    init_keystores(root, ["wmp", "cog-tipton"], passphrase=None, kem=KemSuite.X25519)
+    return root
+
+
+def _own_keys_only(tmp_path: Path, party: str) -> FileKeyStore:
+    """What 'accord keys init --party PARTY' leaves before 'accord keys import'."""
+    store = FileKeyStore(tmp_path / party, create=True)
+    store.ensure_party(party, kem=KemSuite.X25519)
+    return store
+
+
+def _publisher(keys: FileKeyStore) -> Publisher:
+    return Publisher("wmp", keys, KAFKA, envelope=X25519)
+
+
+def _subscriber(keys: FileKeyStore) -> Subscriber:
+    return Subscriber("cog-tipton", keys, KAFKA, "cog-tipton.g", envelope=X25519)
+
+
+def _says_import_and_no_key(err: pytest.ExceptionInfo[KeyStoreError]) -> None:
+    assert "accord keys import" in str(err.value)
+    assert not KEY_ID.search(str(err.value))
+
+
+def test_a_publisher_without_the_key_directory_is_refused_naming_the_import(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(KeyStoreError, match=r"no live encryption key for the broker") as err:
+        _publisher(_own_keys_only(tmp_path, "wmp"))
+    _says_import_and_no_key(err)
+
+
+def test_a_subscriber_without_the_key_directory_is_refused_naming_the_import(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(KeyStoreError, match=r"no live signing key of the broker") as err:
+        _subscriber(_own_keys_only(tmp_path, "cog-tipton"))
+    _says_import_and_no_key(err)
+
+
+def test_with_the_directory_imported_both_are_made(imported: Path) -> None:
+    assert _publisher(FileKeyStore(imported / "wmp")).party == "wmp"
+    assert _subscriber(FileKeyStore(imported / "cog-tipton")).party == "cog-tipton"
+
+
+def test_a_stale_directory_whose_broker_key_was_revoked_is_refused(
+    imported: Path, tmp_path: Path
+) -> None:
+    """The reviewer's stale directory: the broker's encryption key is no longer live in it."""
+    root = tmp_path / "keys"
+    shutil.copytree(imported, root)  # the module's stores stay as they were imported
+    governance, wmp = FileKeyStore(root / "governance"), FileKeyStore(root / "wmp")
+    for k in governance.keys("worker"):
+        if k.purpose is KeyPurpose.ENCRYPT:
+            governance.revoke(k.key_id)
+    import_directory(wmp, sign_directory(governance, []), where=root / "directory.json")
+    with pytest.raises(KeyStoreError, match=r"no live encryption key for the broker") as err:
+        _publisher(wmp)
+    _says_import_and_no_key(err)
+
+
+def test_a_publisher_whose_own_signing_key_was_revoked_is_refused(tmp_path: Path) -> None:
+    store = _own_keys_only(tmp_path, "wmp")
+    store.ensure_party("worker", kem=KemSuite.X25519)  # as if imported
+    for k in store.keys("wmp"):
+        if k.purpose is KeyPurpose.SIGN:
+            store.revoke(k.key_id)
+    with pytest.raises(KeyStoreError, match=r"no live signing key for wmp") as err:
+        _publisher(store)
+    assert "accord keys rotate" in str(err.value)
+    assert not KEY_ID.search(str(err.value))
+
+
+def test_a_subscriber_whose_own_encryption_key_was_revoked_is_refused(tmp_path: Path) -> None:
+    """Deliveries are sealed to it: nothing the subscriber reads would open."""
+    store = _own_keys_only(tmp_path, "cog-tipton")
+    store.ensure_party("worker", kem=KemSuite.X25519)  # as if imported
+    for k in store.keys("cog-tipton"):
+        if k.purpose is KeyPurpose.ENCRYPT:
+            store.revoke(k.key_id)
+    with pytest.raises(KeyStoreError, match=r"no live encryption key of cog-tipton's own"):
+        _subscriber(store)
