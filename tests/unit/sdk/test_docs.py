@@ -1,17 +1,23 @@
-"""docs/sdk.md quotes what the code says: its example messages are produced verbatim."""
+"""docs/sdk.md quotes what the code says: its example messages are produced verbatim, and its
+snippets import what exists and give each client its own party's keystore."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import yaml
+
 from broker.events import parse_event
 from broker.sdk import RowProblem, read_export
 from broker.synthetic import SyntheticFamilies
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "sdk.md"
+REPO = Path(__file__).resolve().parents[3]
+DOC = REPO / "docs" / "sdk.md"
 AT = datetime(2026, 11, 22, tzinfo=UTC)
 
 
@@ -32,3 +38,72 @@ def test_the_quoted_rejection_of_a_bad_nhs_number_is_what_a_bulk_export_reports(
     rows = list(read_export(export, lambda d: parse_event(d, now=AT)))
     problems = [r.describe() for r in rows if isinstance(r, RowProblem)]
     assert problems == quoted
+
+
+def _snippets() -> list[ast.Module]:
+    """docs/sdk.md's Python blocks, parsed as the asyncio REPL would take them."""
+    blocks = re.findall(r"^```python\n(.*?)^```", DOC.read_text(), re.MULTILINE | re.DOTALL)
+    assert blocks
+    flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    return [compile(b, "docs/sdk.md", "exec", flags=flags) for b in blocks]
+
+
+def _text(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def test_every_name_the_snippets_import_exists() -> None:
+    imported = [
+        (node.module, alias.name)
+        for tree in _snippets()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    ]
+    assert ("broker.sdk", "Publisher") in imported
+    for module, name in imported:
+        assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
+
+
+def test_each_client_in_the_snippets_is_given_its_own_party_s_keystore() -> None:
+    """A keystore holds one party's private keys: another's is refused (KeyStoreError)."""
+    owner: dict[str, str] = {}  # variable -> party whose keystore it opened
+    clients: list[tuple[str, str]] = []
+    for tree in _snippets():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and isinstance(call := node.value, ast.Call):
+                path = call.args[0] if call.args else None
+                if (
+                    isinstance(call.func, ast.Name) and call.func.id == "FileKeyStore"
+                    and isinstance(path, ast.Call) and isinstance(path.func, ast.Attribute)
+                    and path.func.attr == "keystore_path" and (party := _text(path.args[0]))
+                ):  # fmt: skip
+                    owner[ast.unparse(node.targets[0])] = party
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in {"Publisher", "Subscriber"}:
+                clients.append((_text(node.args[0]) or "?", ast.unparse(node.args[1])))
+    assert len(clients) >= 3
+    assert [(party, owner.get(keys)) for party, keys in clients] == [(p, p) for p, _ in clients]
+
+
+def test_consent_in_the_snippets_is_recorded_by_a_consent_authority_publishing_it() -> None:
+    """Only parties of consent-authorities.yaml may write accord.consent, as themselves."""
+    authorities = yaml.safe_load((REPO / "policies" / "consent-authorities.yaml").read_text())
+    recorded = []
+    for tree in _snippets():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.AsyncWith):
+                publisher = node.items[0].context_expr
+                if not (
+                    isinstance(publisher, ast.Call) and ast.unparse(publisher.func) == "Publisher"
+                ):
+                    continue
+                for call in ast.walk(node):
+                    if isinstance(call, ast.Call) and ast.unparse(call.func).endswith(
+                        ".publish_consent"
+                    ):
+                        record = ast.literal_eval(call.args[0])
+                        recorded.append((_text(publisher.args[0]), record["recorded_by"]))
+    assert recorded
+    for party, by in recorded:
+        assert party == by
+        assert by in authorities["consent_authorities"], by
