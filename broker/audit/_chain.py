@@ -288,7 +288,10 @@ class ChainReport:
     records: int
     head_seq: int
     head_hash: str
-    last_checkpoint_seq: int | None
+    last_checkpoint_seq: int | None  # the newest checkpoint that verifies
+    #: Checkpoints that do not verify (a key since revoked, say) but that a later valid
+    #: checkpoint covers: records of the chain that vouch for nothing (§6 rule 6).
+    unvouched: tuple[int, ...] = ()
 
 
 def verify_chain(
@@ -304,32 +307,52 @@ def verify_chain(
     newest checkpoint promises that the chain reached ``covers_seq``, so a chain ending before
     a checkpoint's own position cannot carry it, and a chain cut inside signed history fails
     the link from the checkpoint.
+
+    A checkpoint that does not verify (its key since revoked, say) vouches for nothing, but
+    is a fault only if no later valid checkpoint covers it (schemas/audit-chain.md §6 rule
+    6): the writer's later signature commits, through the hash links, to every record
+    before it, that checkpoint included. Such checkpoints are reported in ``unvouched``.
     """
     expected_seq = 0
     prev = GENESIS
     chain = expect_chain
     before_prev: str | None = None
     last_cp: int | None = None
+    pending: ChainBroken | None = None  # the first checkpoint since last_cp that failed
+    unvouched: list[int] = []
     count = 0
     for rec in records:
         if chain is None:
             chain = rec.chain
         if rec.chain != chain:
-            raise ChainBroken(
+            raise pending or ChainBroken(
                 rec.seq, f"record belongs to chain {rec.chain!r}, not {chain!r}", chain=chain
             )
         if rec.seq == expected_seq and rec.prev_hash != prev and rec.prev_hash == before_prev:
             # The record links past its predecessor: that one was slipped in, name it.
-            raise ChainBroken(
+            raise pending or ChainBroken(
                 expected_seq - 1, "inserted record: the next one links past it", chain=chain
             )
-        check_next(rec, expected_seq, prev, verifier)
+        try:
+            check_link(rec, expected_seq, prev)
+        except ChainBroken:
+            if pending is not None:
+                raise pending from None
+            raise
         if rec.kind is AuditKind.CHECKPOINT:
-            last_cp = rec.seq
+            try:
+                _verify_checkpoint(rec, prev, verifier)
+            except ChainBroken as exc:
+                pending = pending or exc
+                unvouched.append(rec.seq)
+            else:
+                last_cp, pending = rec.seq, None
         before_prev, prev = prev, rec.hash
         expected_seq += 1
         count += 1
-    return ChainReport(chain or "", count, expected_seq - 1, prev, last_cp)
+    if pending is not None:
+        raise pending
+    return ChainReport(chain or "", count, expected_seq - 1, prev, last_cp, tuple(unvouched))
 
 
 def check_next(
@@ -338,8 +361,16 @@ def check_next(
     """Check that ``rec`` validly follows a chain whose head is ``(expected_seq - 1, prev_hash)``.
 
     The one-record step of :func:`verify_chain`, for verifiers that see a chain a record at a
-    time (the audit indexer).
+    time (the audit indexer): a checkpoint must verify.
     """
+    check_link(rec, expected_seq, prev_hash)
+    if rec.kind is AuditKind.CHECKPOINT:
+        _verify_checkpoint(rec, prev_hash, verifier)
+
+
+def check_link(rec: AuditRecord, expected_seq: int, prev_hash: str) -> None:
+    """§6 rules 2 to 4: ``rec`` sits at ``expected_seq``, links to ``prev_hash``, and its
+    content matches its hash (a checkpoint's signature is not checked)."""
     chain = rec.chain
     if rec.seq != expected_seq:
         raise ChainBroken(
@@ -349,8 +380,6 @@ def check_next(
         raise ChainBroken(rec.seq, "prev_hash does not match the previous record", chain=chain)
     if rec.computed_hash() != rec.hash:
         raise ChainBroken(rec.seq, "record content does not match its hash", chain=chain)
-    if rec.kind is AuditKind.CHECKPOINT:
-        _verify_checkpoint(rec, prev_hash, verifier)
 
 
 def verify_truncation(report: ChainReport, signed_head_seq: int | None) -> None:

@@ -16,7 +16,10 @@ that verifies but does not link to what is held): indexing that chain stops, ``c
 records where and why, and it is reported loudly; other chains carry on.
 
 The stored offset of a partition never passes a record still waiting for its checkpoint, so
-an indexer that restarts reads it again.
+an indexer that restarts reads it again. A record waits only until its partition has been
+read to its end: every writer commits its checkpoint in the same transaction as the records
+it covers, so a record still unsigned then was never signed, and is refused
+(``not-signed-by-writer``) instead of holding the offset, and the unsigned alarm, for ever.
 
 Two indexers may share a database (a console's, and ``accord audit review-override``'s own).
 Each reads heads and offsets together, as one snapshot, and a batch commits only if the
@@ -31,7 +34,7 @@ import asyncio
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,6 +109,7 @@ class ChainTracker:
         self.offsets: dict[int, int] = {}
         self._pending: dict[tuple[str, int], str] = {}
         self._tips: dict[str, SignedTip[Position]] = {}
+        self._read: dict[int, int] = {}  # the offset after the last message offered
         self._before = self.summary
         self.sync()
 
@@ -120,6 +124,7 @@ class ChainTracker:
             self.offsets = self._store.offsets(self.topic)
         self._pending = {}
         self._tips = {}  # what waited is read again from the stored offsets
+        self._read = {}
         return dict(self.offsets)
 
     def new_batch(self) -> IndexBatch:
@@ -138,8 +143,20 @@ class ChainTracker:
         """The records waiting for their writer's checkpoint."""
         return [rec for tip in self._tips.values() for rec, _ in tip.waiting]
 
-    def commit(self, batch: IndexBatch) -> bool:
-        """Apply ``batch``; False if another indexer moved the index first (then reloaded)."""
+    def held_on(self, partitions: Collection[int]) -> bool:
+        """Whether a record on one of ``partitions`` waits for its writer's checkpoint."""
+        return any(w[0] in partitions for tip in self._tips.values() for _, w in tip.waiting)
+
+    def commit(self, batch: IndexBatch, *, ended: Collection[int] | None = None) -> bool:
+        """Apply ``batch``; False if another indexer moved the index first (then reloaded).
+
+        ``ended``: the partitions read to their end (the last stable offset) by now; None
+        means every partition this batch read from (a caller that offered all there is).
+        What still waits there was never signed by its writer: it is refused, and no longer
+        holds the stored offset back.
+        """
+        for partition in batch.offsets if ended is None else ended:
+            self._expire(batch, partition)
         for tip in self._tips.values():  # never store an offset past a record still waiting
             for _, (partition, offset) in tip.waiting:
                 if partition in batch.offsets:
@@ -152,6 +169,15 @@ class ChainTracker:
         log.info("audit_index_moved", topic=self.topic)
         return False
 
+    def _expire(self, batch: IndexBatch, partition: int) -> None:
+        refused = [
+            r for tip in self._tips.values() for r in tip.expire(lambda w: w[0] == partition)
+        ]
+        for r in refused:
+            self._refuse(batch, r.where, None, r.reason, rec=r.record)
+        if refused and partition in self._read:  # an empty batch: move past them too
+            batch.offsets[partition] = self._read[partition]
+
     def offer(
         self,
         batch: IndexBatch,
@@ -161,7 +187,7 @@ class ChainTracker:
         offset: int,
     ) -> None:
         """Take one message from the topic; only records their writer signed enter ``batch``."""
-        batch.offsets[partition] = offset + 1
+        batch.offsets[partition] = self._read[partition] = offset + 1
         where = (partition, offset)
         try:
             rec = read_record(value or b"")
@@ -206,9 +232,10 @@ class ChainTracker:
             batch.records.append(IndexedRecord(rec, partition, offset))
             self._pending[(rec.chain, rec.seq)] = rec.hash
             self.heads[rec.chain] = batch.heads[rec.chain] = ChainHead(rec.chain, rec.seq, rec.hash)
-            if rec.kind is AuditKind.CHECKPOINT:
-                batch.checkpoints[rec.chain] = rec
             self.summary.indexed += 1
+        if offered.covered:  # the checkpoint that covered them: the one that verifies
+            newest = offered.covered[-1][0]
+            batch.checkpoints[newest.chain] = newest
 
     def _refuse(
         self,
@@ -330,7 +357,8 @@ class Indexer:
         while not stop.is_set():
             self.heartbeat.beat()
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
-            if got and not self._commit(got):
+            ended = await _read_to_end(consumer, tps)
+            if (got or self.tracker.held_on(ended)) and not self._commit(got, ended):
                 await _seek(consumer, tps, self.tracker.offsets)
             self.caught_up = self.caught_up or not got
             await self._measure_lag(consumer, tps)
@@ -344,12 +372,12 @@ class Indexer:
                 break
         return seen
 
-    def _commit(self, got: dict[Any, list[Any]]) -> bool:
+    def _commit(self, got: dict[Any, list[Any]], ended: Collection[int] | None = None) -> bool:
         batch = self.tracker.new_batch()
         for tp in sorted(got, key=lambda t: t.partition):
             for m in got[tp]:
                 self.tracker.offer(batch, m.key, m.value, m.partition, m.offset)
-        if not self.tracker.commit(batch):
+        if not self.tracker.commit(batch, ended=ended):
             return False
         if self.metrics is not None:
             summary = self.tracker.summary
@@ -414,6 +442,17 @@ async def _assign(consumer: Any, topic: str) -> list[Any]:
     else:
         raise TransportError(f"no partitions of {topic} could be assigned")
     return tps
+
+
+async def _read_to_end(consumer: Any, tps: list[Any]) -> set[int]:
+    """The partitions whose every committed message (up to the last stable offset the last
+    fetch reported) has been read: their writers' checkpoints are among what was read."""
+    out = set()
+    for tp in tps:
+        stable = consumer.last_stable_offset(tp)  # None until a fetch from that partition
+        if stable is not None and await consumer.position(tp) >= stable:
+            out.add(tp.partition)
+    return out
 
 
 async def _seek(consumer: Any, tps: list[Any], stored: dict[int, int]) -> None:

@@ -8,12 +8,20 @@ back to the last covered record is the writer's, and any other record offered fo
 sequence numbers was not (a fork nobody signed). Nothing unsigned can break a chain either:
 only a *signed* checkpoint that does not link to what is held proves history is missing.
 
-The worker signs at every transaction and the console at every append, so what waits is at
-most one transaction.
+A checkpoint that does not verify (a key revoked since it signed, a forgery) vouches for
+nothing: it waits like any other record, and a later valid checkpoint whose hash links run
+through it covers it (schemas/audit-chain.md §6 rule 6). A forgery is covered only if the
+writer itself chained onto it, which a writer does only with records it wrote.
+
+Every writer commits its checkpoint in the same Kafka transaction as the records it covers,
+so a reader that has read a partition to its end (read_committed) has read the checkpoint of
+every genuine record on it: what still waits then was never signed, and ``expire`` refuses
+it rather than wait for ever (schemas/audit-chain.md §6, "Waiting").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -69,6 +77,9 @@ class SignedTip(Generic[T]):
         self.hash = digest
         self._verifier = verifier
         self._waiting: dict[str, tuple[AuditRecord, T]] = {}  # by the record's hash
+        # Refused by ``expire``, kept so a valid checkpoint read later by this reader can
+        # still cover them (a writer that broke the one-transaction rule is not lost).
+        self._expired: dict[str, tuple[AuditRecord, T]] = {}
 
     @property
     def waiting(self) -> list[tuple[AuditRecord, T]]:
@@ -80,19 +91,15 @@ class SignedTip(Generic[T]):
         Raises ``ChainBroken`` only on signed evidence: a checkpoint that verifies but does
         not link to anything held, so records the writer signed are missing.
         """
-        if rec.hash in self._waiting:
+        if rec.hash in self._waiting or rec.hash in self._expired:
             return Offered()  # read twice (an indexer re-reading after a restart)
         if rec.computed_hash() != rec.hash:
             return Offered(refused=(Refused(rec, where, "bad-hash"),))
-        parent = self._waiting.get(rec.prev_hash)
+        parent = self._waiting.get(rec.prev_hash) or self._expired.get(rec.prev_hash)
         links = (rec.prev_hash == self.hash and rec.seq == self.seq + 1) or (
             parent is not None and parent[0].seq == rec.seq - 1
         )
-        if rec.kind is AuditKind.CHECKPOINT:
-            try:
-                check_next(rec, rec.seq, rec.prev_hash, self._verifier)
-            except ChainBroken:
-                return Offered(refused=(Refused(rec, where, "bad-checkpoint"),))
+        if rec.kind is AuditKind.CHECKPOINT and self._vouches(rec):
             if not links:
                 raise ChainBroken(
                     rec.seq,
@@ -102,20 +109,42 @@ class SignedTip(Generic[T]):
                 )
             return self._cover(rec, where)
         if not links:
-            return Offered(refused=(Refused(rec, where, "does-not-link"),))
+            reason = "bad-checkpoint" if rec.kind is AuditKind.CHECKPOINT else "does-not-link"
+            return Offered(refused=(Refused(rec, where, reason),))
+        # A checkpoint that does not verify waits like any record: it vouches for nothing,
+        # and a valid checkpoint of the writer's may yet run through it (§6 rule 6).
         self._waiting[rec.hash] = (rec, where)
         return Offered()
+
+    def _vouches(self, checkpoint: AuditRecord) -> bool:
+        try:
+            check_next(checkpoint, checkpoint.seq, checkpoint.prev_hash, self._verifier)
+        except ChainBroken:
+            return False
+        return True
+
+    def expire(self, ended: Callable[[T], bool]) -> tuple[Refused[T], ...]:
+        """Refuse the waiting records for which ``ended(where)``: their partition has been
+        read to its end, past where their writer's checkpoint would be, had it signed them."""
+        gone = {h: w for h, w in self._waiting.items() if ended(w[1])}
+        for digest in gone:
+            del self._waiting[digest]
+        self._expired.update(gone)
+        return tuple(Refused(r, at, "not-signed-by-writer") for r, at in gone.values())
 
     def _cover(self, checkpoint: AuditRecord, where: T) -> Offered[T]:
         path: list[tuple[AuditRecord, T]] = [(checkpoint, where)]
         digest = checkpoint.prev_hash
         while digest != self.hash:
-            rec, at = self._waiting.pop(digest)
+            rec, at = (
+                self._waiting.pop(digest) if digest in self._waiting else self._expired.pop(digest)
+            )
             path.append((rec, at))
             digest = rec.prev_hash
         path.reverse()
         # Everything else waiting competed with the signed path, or descends from what did.
         forks = tuple(Refused(r, at, "not-signed-by-writer") for r, at in self._waiting.values())
         self._waiting.clear()
+        self._expired.clear()  # refused already
         self.seq, self.hash = checkpoint.seq, checkpoint.hash
         return Offered(covered=tuple(path), refused=forks)

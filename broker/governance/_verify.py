@@ -40,6 +40,8 @@ class VerifySummary:
     signed_chains: int  # chains whose newest signed checkpoint was checked
     refused: int = 0  # topic messages no writer signed, left out
     unsigned: int = 0  # records after their chain's newest checkpoint, not vouched for yet
+    #: Checkpoints that do not verify (a key since revoked) but a later valid one covers.
+    unvouched: int = 0
 
     def line(self) -> str:
         extra = ""
@@ -47,6 +49,11 @@ class VerifySummary:
             extra = (
                 f"; left out: {self.refused} messages no writer signed, "
                 f"{self.unsigned} records awaiting their writer's checkpoint"
+            )
+        if self.unvouched:
+            extra += (
+                f"; {self.unvouched} checkpoints vouch for nothing (their key does not verify "
+                "now, revoked since?), a later valid checkpoint covers them"
             )
         return (
             f"audit log intact ({self.source}): {self.records} records in {self.chains} chains, "
@@ -119,7 +126,7 @@ def verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumma
 
 def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySummary:
     heads = store.heads()
-    total = signed = 0
+    total = signed = unvouched = 0
     chains = store.chains()
     derived = Derived()
     for chain in chains:
@@ -164,8 +171,11 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
                     head.seq + 1, "record beyond the indexed head (inserted)", chain=chain
                 )
         total += report.records
+        unvouched += len(report.unvouched)
     derived.check(store.derived_rows())
-    return VerifySummary(getattr(store, "backend", "index"), len(chains), total, signed)
+    return VerifySummary(
+        getattr(store, "backend", "index"), len(chains), total, signed, unvouched=unvouched
+    )
 
 
 def signed_checkpoints(store: AuditStore) -> dict[str, AuditRecord]:
@@ -192,7 +202,7 @@ def verify_records(
     """
     chains = topic.chains
     names = sorted(set(chains) | set(reference or ()))
-    total = signed = 0
+    total = signed = unvouched = 0
     for chain in names:
         records = chains.get(chain, [])
         report = verify_chain(records, verifier, expect_chain=chain)
@@ -203,8 +213,9 @@ def verify_records(
             hashes = {r.seq: r.hash for r in records}
             _check_reference(report, reference.get(chain), verifier, hashes)
         total += report.records
+        unvouched += len(report.unvouched)
     return VerifySummary(
-        source, len(names), total, signed, sum(topic.refused.values()), topic.unsigned
+        source, len(names), total, signed, sum(topic.refused.values()), topic.unsigned, unvouched
     )
 
 

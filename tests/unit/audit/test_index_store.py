@@ -63,11 +63,12 @@ def test_a_modified_record_is_refused_and_the_writers_next_checkpoint_stops_the_
     store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore
 ) -> None:
     """The modified record and the one after it are refused; the signed checkpoint that
-    covers the genuine ones then proves records the writer signed are missing."""
+    covers the genuine ones then proves records the writer signed are missing (and 0-2,
+    never covered, are refused once the partition has been read to its end)."""
     records = worker_chain(linker, keys)
     bad = records[3].model_copy(update={"party": "hub-b"})
     summary = index_records(store, verifier, [*records[:3], bad, *records[4:]])
-    assert summary.refused == {"bad-hash": 1, "does-not-link": 1}
+    assert summary.refused == {"bad-hash": 1, "does-not-link": 1, "not-signed-by-writer": 3}
     assert [(b.chain, b.seq) for b in summary.breaks] == [("worker:w1", 5)]
     assert store.count() == 0  # records 0-2 were never covered by a checkpoint
     head = store.heads()["worker:w1"]

@@ -49,7 +49,8 @@ def test_a_record_no_checkpoint_covers_yet_ages_from_its_own_time(
     assert records[-1].kind is AuditKind.CHECKPOINT
     clock = Clock((T0 + timedelta(hours=1)).timestamp())
     indexer, registry = _indexer(store, verifier, clock)
-    assert indexer._commit(_fetched(records[:-1]))  # the last delivery waits for its checkpoint
+    # The last delivery waits for its checkpoint: the partition has not been read to its end.
+    assert indexer._commit(_fetched(records[:-1]), ended=())
     waiting = records[-2]
     assert indexer.tracker.waiting == 1
     assert registry.get_sample_value(UNSIGNED) == clock.at - waiting.at.timestamp()

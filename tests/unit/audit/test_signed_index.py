@@ -44,7 +44,9 @@ def test_a_forged_chain_and_a_forged_review_are_refused(
     store: AuditStore, verifier: Verifier, linker: Linker, keys: FileKeyStore
 ) -> None:
     """A one-record chain of a stranger, a review on a worker's chain, and a console chain
-    whose checkpoint is signed with the worker's key: none empties the override queue."""
+    whose checkpoint is signed with the worker's key: none empties the override queue. The
+    forged checkpoint vouches for nothing: it and the review wait, and are refused once the
+    partition has been read to its end."""
     records = worker_chain(linker, keys)
     index_records(store, verifier, records)
     assert len(pending_overrides(store)) == 1
@@ -73,7 +75,9 @@ def test_a_forged_chain_and_a_forged_review_are_refused(
         [review(stranger), review(on_worker), *console_records],
         start=len(records),
     )
-    assert summary.refused == {"foreign-chain": 1, "kind-not-allowed": 1, "bad-checkpoint": 1}
+    assert summary.refused == {
+        "foreign-chain": 1, "kind-not-allowed": 1, "not-signed-by-writer": 2
+    }  # fmt: skip
     assert summary.breaks == []
     assert len(pending_overrides(store)) == 1  # still awaiting a genuine review
     assert "mallory:1" not in store.chains()
@@ -88,7 +92,7 @@ def test_records_wait_for_their_checkpoint_and_the_stored_offset_never_passes_th
     batch = tracker.new_batch()
     for i, rec in enumerate(records[:9]):
         tracker.offer(batch, rec.chain.encode(), rec.to_bytes(), 0, i)
-    assert tracker.commit(batch)
+    assert tracker.commit(batch, ended=())  # mid-stream: the partition goes on
     assert store.count() == 6  # up to the first checkpoint; 6-8 wait
     assert store.offsets("accord.audit") == {0: 6}  # an indexer restarting reads 6-8 again
     assert tracker.waiting == 3
