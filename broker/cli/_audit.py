@@ -31,23 +31,39 @@ from broker.cli._audit_options import (
     Reference,
     RepFmt,
     ReportFormat,
-    ReportReason,  # noqa: F401  # with SubjectReason: tests hold them equal to governance's
+    ReportReason,
     RepReason,
     SaveHeads,
     Since,
-    SubjectReason,  # noqa: F401
+    SubjectReason,
     SubjReason,
     Until,
 )
 from broker.cli._common import kafka_as, keystore
-from broker.cli._officer import Code, Host, Officer, PasswordStdin, cli_chain, sign_in
+from broker.cli._officer import (
+    Code,
+    Host,
+    Officer,
+    PasswordStdin,
+    cli_chain,
+    sign_in,
+    who,
+    who_and_why,
+)
 from broker.config import Settings, load_settings
-from broker.errors import UsageError
+from broker.errors import AuditError, TransportError, UsageError
 from broker.principals import Principal
 
 if TYPE_CHECKING:
     from broker.audit import AuditRecord, KeystoreAuditVerifier
-    from broker.governance import AuditStore, ChainAppender, Indexer, IndexSummary, TopicMessage
+    from broker.governance import (
+        AuditStore,
+        ChainAppender,
+        GovernanceReport,
+        Indexer,
+        IndexSummary,
+        TopicMessage,
+    )
     from broker.kafka import KafkaClients
     from broker.keys import FileKeyStore
 
@@ -208,7 +224,10 @@ def _read_heads(path: Path) -> dict[str, AuditRecord]:
             raise UsageError(f"{path}:{n}: not an audit record") from None
         if rec.kind is not AuditKind.CHECKPOINT:
             raise UsageError(f"{path}:{n}: not a checkpoint")
-        out[rec.chain] = rec
+        # The newest head of a chain, wherever its line is: files saved on different days
+        # may be joined in any order, and an older head would let a topic cut back to it pass.
+        if rec.chain not in out or rec.seq > out[rec.chain].seq:
+            out[rec.chain] = rec
     return out
 
 
@@ -219,8 +238,8 @@ def subject(
     dob: Dob = None,
     postcode: Postcode = None,
     *,
-    reason: SubjReason,
-    officer: Officer,
+    reason: SubjReason = None,
+    officer: Officer = None,
     password_stdin: PasswordStdin = False,
     code: Code = None,
     host: Host = None,
@@ -232,7 +251,7 @@ def subject(
     Name the child by --nhs-number, or by --given-name, --family-name and --dob (and
     --postcode). The look-up is written to the audit log (who, why, the subject keys) before
     anything is shown, exactly as the console writes it, and appears among the child's
-    earlier look-ups.
+    earlier look-ups. Left out, --as and --reason are asked for at a terminal.
     """
     from broker.cli._audit_render import disclosure
     from broker.governance import disclosure_log, subject_search
@@ -243,12 +262,13 @@ def subject(
         keys.linkage_key(), now=datetime.now(UTC), nhs_number=nhs_number,
         given_name=given_name, family_name=family_name, dob=dob, postcode=postcode,
     )  # fmt: skip
+    officer, why = who_and_why(officer, reason, SubjectReason, password_stdin=password_stdin)
     store = _store(settings, db)
     try:
         name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
         _record_lookup(
             settings, keys, store, host, officer=name, page="cli.subject",
-            subject_keys=search.keys, detail={"purpose": reason.value, **search.detail()},
+            subject_keys=search.keys, detail={"purpose": why.value, **search.detail()},
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
     finally:
@@ -261,8 +281,8 @@ def subject(
 
 def report(
     *,
-    reason: RepReason,
-    officer: Officer,
+    reason: RepReason = None,
+    officer: Officer = None,
     password_stdin: PasswordStdin = False,
     code: Code = None,
     host: Host = None,
@@ -275,7 +295,9 @@ def report(
     """Shares and non-shares, overrides awaiting review, quarantine, expiries, unopened,
     Operation Encompass notices read late or not yet read past their deadline.
 
-    Like the console's dashboard, the look-up is written to the audit log first.
+    Like the console's dashboard, the look-up is written to the audit log, naming the
+    children whose overrides and late notices it shows, before anything is printed. Left
+    out, --as and --reason are asked for at a terminal.
     """
     from broker.cli._audit_render import report_json, report_text
     from broker.governance import Window, governance_report
@@ -290,26 +312,42 @@ def report(
         policy = load_bundle(policies)
     settings = load_settings()
     keys = keystore(settings, Principal.CONSOLE)
+    officer, why = who_and_why(officer, reason, ReportReason, password_stdin=password_stdin)
     store = _store(settings, db)
     try:
         name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
-        detail = {"purpose": reason.value}
-        detail |= {k: v for k, v in (("since", since), ("until", until)) if v is not None}
-        _record_lookup(settings, keys, store, host, officer=name, page="cli.report", detail=detail)
+        _index_once(settings, store)  # what is new on the topic is in the report
         now = datetime.now(UTC)
         rep = governance_report(
             store, window, policy=policy, today=now.date(), schools=settings.schools, now=now
         )
+        detail = {"purpose": why.value}
+        detail |= {k: v for k, v in (("since", since), ("until", until)) if v is not None}
+        _record_lookup(
+            settings, keys, store, host, officer=name, page="cli.report",
+            subject_keys=_report_subjects(store, rep), detail=detail,
+        )  # fmt: skip
     finally:
         store.close()
     typer.echo(report_json(rep) if fmt is ReportFormat.JSON else report_text(rep))
+
+
+def _report_subjects(store: AuditStore, rep: GovernanceReport) -> tuple[str, ...]:
+    """The children the report shows data about (its pending overrides and the decisions
+    behind its late Encompass notices): its record names them, as the console's dashboard
+    and overrides page do, so it is among each child's earlier look-ups."""
+    keys = {k for p in rep.pending_overrides for k in p.subject_keys}
+    for n in rep.encompass_late:
+        if (d := store.find_decision(n.event_id, n.school)) is not None:
+            keys.update(d.subject_keys)
+    return tuple(sorted(keys))
 
 
 def review(
     event_id: EventId,
     *,
     recipient: Recipient,
-    officer: Officer,
+    officer: Officer = None,
     finding: FindingOption,
     reference: Reference = None,
     password_stdin: PasswordStdin = False,
@@ -318,9 +356,10 @@ def review(
     db: Db = None,
 ) -> None:
     """Record your finding on a safeguarding override, in your name: written to the audit log,
-    then indexed."""
+    then indexed. Left out, --as is asked for at a terminal."""
     from broker.governance import check_review
 
+    officer = who(officer, password_stdin=password_stdin)
     check_review(reviewed_by=officer, finding=finding, reference=reference)
     settings = load_settings()
     keys = keystore(settings, Principal.CONSOLE)
@@ -386,7 +425,11 @@ def _record_lookup(
         finally:
             await appender.close()
 
-    asyncio.run(write())
+    try:
+        asyncio.run(write())
+    except (TransportError, AuditError) as exc:
+        raise AuditError(f"the look-up could not be recorded in the audit log, so nothing is "
+                         f"shown: {exc}") from None  # fmt: skip
     _index_once(settings, store)
 
 

@@ -148,11 +148,6 @@ class ReportReason(enum.StrEnum):
     COMPLAINT = "complaint"
 
 
-SubjReason = Annotated[
-    SubjectReason,
-    typer.Option("--reason", help="Why you are looking (recorded in the audit log)."),
-]
-RepReason = Annotated[
-    ReportReason,
-    typer.Option("--reason", help="Why you are looking (recorded in the audit log)."),
-]
+_WHY = "Why you are looking (recorded in the audit log). Asked for at a terminal if left out."
+SubjReason = Annotated[SubjectReason | None, typer.Option("--reason", help=_WHY)]
+RepReason = Annotated[ReportReason | None, typer.Option("--reason", help=_WHY)]

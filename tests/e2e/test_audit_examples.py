@@ -105,6 +105,12 @@ def dump(store: AuditStore) -> str:
     return "\n".join(re.sub(r'"signature":"[^"]*"', '"signature":"-"', c) for c in cells)
 
 
+def _lookups(store: AuditStore, key: str) -> list[tuple[str, ...]]:
+    """The look-ups about a subject: (chain, officer, page, purpose)."""
+    return [(r.chain, r.data["officer"], r.data["page"], r.data["detail"]["purpose"])
+            for r in store.subject_lookups(key)]  # fmt: skip
+
+
 async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # noqa: PLR0915  # one story, told in order
     *,
     isolated_kafka: EmbeddedKafka, tmp_path: Path, project_keys: FileKeyStore, pg_url: str,
@@ -132,6 +138,7 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         overrides = [(str(d.event_id), d.recipient) for d, _ in decisions
                      if d.outcome == "shared_override"]  # fmt: skip
         assert len(overrides) == 1, "the scenarios should hold one safeguarding override"
+        overridden = {k for d, named in decisions if d.outcome == "shared_override" for k in named}
 
         # Each recipient that received the child's records opens them through the SDK.
         opened: set[tuple[Any, ...]] = set()
@@ -213,10 +220,13 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
             outputs.append(dump(store))
             # Every look-up from the command line is among the child's earlier look-ups, in
             # the officer's name and with the reason given, as the console shows them.
-            mine = [(r.chain, r.data["officer"], r.data["page"], r.data["detail"]["purpose"])
-                    for r in store.subject_lookups(child_key)]  # fmt: skip
             looked = (f"console:{HOST}", OFFICER, "cli.subject", "subject_access_request")
+            mine = [m for m in _lookups(store, child_key) if m[2] == "cli.subject"]
             assert mine[-4:] == [looked] * 4
+            # The report shows the override awaiting review: its record names that child too.
+            reported = (f"console:{HOST}", OFFICER, "cli.report", "oversight")
+            assert overridden
+            assert all(reported in _lookups(store, k) for k in overridden)
         finally:
             store.close()
         leaked = {v for v in seeded for text in outputs if v in text}

@@ -260,4 +260,5 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
     monkeypatch.setattr(broker.cli._audit, "_record_lookup", lambda *_a, **kw: calls.append(kw))
+    monkeypatch.setattr(broker.cli._audit, "_index_once", lambda *_a: None)  # the index is as set
     return calls

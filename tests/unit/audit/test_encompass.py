@@ -225,6 +225,7 @@ def test_accord_audit_report_has_an_operation_encompass_section_in_text_and_json
     monkeypatch.setattr(broker.cli._audit, "datetime", _Monday)
     monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
     monkeypatch.setattr(broker.cli._audit, "_record_lookup", lambda *_a, **_kw: None)
+    monkeypatch.setattr(broker.cli._audit, "_index_once", lambda *_a: None)
     argv = ["audit", "report", "--db", audit_db_url, "--reason", "oversight", "--as", "ig.jo"]
     code, out, err = run_cli([*argv, "--format", "json"])
     assert (code, err) == (0, "")
@@ -244,6 +245,34 @@ def test_accord_audit_report_has_an_operation_encompass_section_in_text_and_json
     assert "not yet" in section
     assert "e-ontime" not in section
     assert "e-hub" not in out
+
+
+class _Saturday(datetime):
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _Saturday:
+        return cls(2026, 11, 21, 10, 30, tzinfo=tz)
+
+
+@pytest.mark.parametrize(("today", "late"), [(_Saturday, False), (_Monday, True)])
+def test_the_reports_look_up_names_the_child_behind_each_late_notice_it_shows(
+    today: type[datetime], late: bool, store: AuditStore, verifier: KeystoreAuditVerifier,
+    keys: FileKeyStore, linker: Linker, audit_db_url: str, run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch, lookups: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    """As the console's dashboard does: the record is among the child's earlier look-ups."""
+    import broker.cli._audit
+
+    c = EncompassChain(keys, linker)
+    c.decided("e-open", SCHOOL_A, encompass_notice_data())  # no override: only the notice
+    index_records(store, verifier, c.signed())
+    monkeypatch.setattr(broker.cli._audit, "datetime", today)
+    argv = ["audit", "report", "--db", audit_db_url, "--reason", "oversight", "--as", "ig.jo"]
+    code, out, err = run_cli([*argv, "--format", "json"])
+    assert (code, err) == (0, "")
+    shown = [n["event_id"] for n in json.loads(out)["operation_encompass"]["late"]]
+    assert shown == (["e-open"] if late else [])
+    [lookup] = lookups
+    assert lookup["subject_keys"] == ((c.child,) if late else ())
 
 
 def test_the_report_says_so_when_no_notice_is_late(
