@@ -72,6 +72,21 @@ def _checkpoint_fault(record: dict[str, Any], prev_hash: str, keys: dict[str, An
     return None
 
 
+def _record_fault(rec: dict[str, Any], chain: str, position: int, prev: str) -> str | None:
+    """§6 rules 1 to 5: why the record does not belong where it is, or None."""
+    if rec["chain"] != chain:
+        return "record of another chain"
+    if rec["seq"] != position:
+        return "sequence number out of order"
+    if rec["prev_hash"] != prev:
+        return "prev_hash does not link to the record before"
+    if _record_hash(rec) != rec["hash"]:
+        return "record content does not match its hash"
+    if rec["kind"] not in WRITER_KINDS.get(chain.partition(":")[0], set()):
+        return "kind not written by the chain's writer"
+    return None
+
+
 def _verify(
     records: list[dict[str, Any]], directory: list[dict[str, Any]], known_head: dict[str, Any]
 ) -> Verdict:
@@ -80,24 +95,22 @@ def _verify(
             == k["key_id"]}  # fmt: skip
     chain = known_head["chain"]
     prev, verified = GENESIS, None
+    pending: tuple[str, int] | None = None  # rule 7a: a checkpoint no valid one covers yet
     for position, rec in enumerate(records):
-        fault = None
-        if rec["chain"] != chain:
-            fault = "record of another chain"
-        elif rec["seq"] != position:
-            fault = "sequence number out of order"
-        elif rec["prev_hash"] != prev:
-            fault = "prev_hash does not link to the record before"
-        elif _record_hash(rec) != rec["hash"]:
-            fault = "record content does not match its hash"
-        elif rec["kind"] not in WRITER_KINDS.get(chain.partition(":")[0], set()):
-            fault = "kind not written by the chain's writer"
-        elif rec["kind"] == "checkpoint":
-            fault = _checkpoint_fault(rec, prev, keys)
-            verified = None if fault else rec["seq"]
-        if fault:
-            return Verdict(fault, position, verified)
+        fault = _record_fault(rec, chain, position, prev)
+        if fault is not None:  # the first fault is an uncovered checkpoint before it, if any
+            return Verdict(*(pending or (fault, position)), None if pending else verified)
+        if rec["kind"] == "checkpoint":
+            # Rule 6: one that does not verify vouches for nothing, a fault only if no
+            # valid checkpoint follows it (rule 7a).
+            why = _checkpoint_fault(rec, prev, keys)
+            if why is None:
+                verified, pending = rec["seq"], None
+            elif pending is None:
+                pending = (why, position)
         prev = rec["hash"]
+    if pending is not None:
+        return Verdict(*pending, None)
     head = len(records) - 1
     if verified is None:
         return Verdict("chain has no valid checkpoint", None, None)
@@ -218,3 +231,17 @@ def test_accords_own_verification_agrees_with_the_independent_one(case: dict[str
     independent = _verify(case["records"], KEYS, HEAD)
     assert _accords_verdict(case["records"]) == (independent.why is None, independent.seq)
     assert (independent.why, independent.seq) == (case["why"], case["seq"])
+
+
+def test_a_revoked_checkpoint_a_valid_one_follows_vouches_for_nothing_but_is_no_fault() -> None:
+    """§6 rule 7a: a key rotated out and then revoked; the next checkpoint, by a live key,
+    commits through the hash links to everything before it, the revoked checkpoint included."""
+    from broker.audit import vectors
+
+    revoked = vectors._key("worker-2025", "worker", status="revoked")
+    records = vectors._chain(revoked, vectors._key("worker-2026b", "worker"))
+    head = {"chain": HEAD["chain"], "seq": 6, "hash": records[6]["hash"]}
+    assert _verify(records, KEYS, head) == Verdict(None, None, 6)
+    cut = _verify(records[:5], KEYS, head)
+    assert (cut.why, cut.seq) == ("checkpoint key is revoked", 4)
+    assert _accords_verdict(records[:6]) == (False, 4)  # nothing after it: a fault
