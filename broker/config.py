@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -33,7 +34,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from broker.errors import ConfigError
+from broker.errors import ConfigError, KeyStoreError
 
 __all__ = [
     "DEMO_PASSPHRASE_FILE",
@@ -65,17 +66,17 @@ def default_home() -> Path:
     return Path.home() / ".cache" / "accord"
 
 
-def default_policies() -> Path:
-    """``policies/`` here; else the project's own (a source checkout run from elsewhere); else
-    the copy of the example bundle installed with the package (``broker/_bundle``)."""
-    here = Path("policies")
-    if here.is_dir():
-        return here
+_NO_POLICIES = "no policies/ here: pass --policies DIR or set ACCORD_POLICIES"
+
+
+def _example_policies() -> Path | None:
+    """The example bundle: the project's own ``policies/`` (a source checkout run from
+    elsewhere), else the copy installed with the package (``broker/_bundle``); None: neither."""
     package = Path(__file__).resolve().parent
     for bundle in (package.parent / "policies", package / "_bundle"):
         if (bundle / "parties.yaml").is_file():
             return bundle
-    return here
+    return None
 
 
 class KemSuite(enum.StrEnum):
@@ -128,6 +129,29 @@ class KafkaSettings(_Frozen):
     # system's trust store.
     ca_file: Path | None = None
     credentials_dir: Path | None = None  # default: <home>/kafka-data/clients
+    # Whose client file was looked for and not found (``without_login``): for the one line
+    # that says there is no login, if a client is made.
+    _looked_for: tuple[str, Path] | None = PrivateAttr(default=None)
+
+    def without_login(self, principal: str, client_file: Path) -> KafkaSettings:
+        """These settings, remembering that ``principal``'s client file is not there."""
+        copy = self.model_copy()
+        copy._looked_for = (principal, client_file)
+        return copy
+
+    def no_login(self) -> str:
+        """Why a secured client has no login, in one line that names whose and where."""
+        if self._looked_for is None:
+            return (
+                "no Kafka login for this principal: set ACCORD_KAFKA__USERNAME and "
+                "ACCORD_KAFKA__PASSWORD, or give it a client file with 'accord kafka provision'"
+            )
+        principal, path = self._looked_for
+        return (
+            f"no Kafka login for {principal}: {path} does not exist "
+            "(ACCORD_KAFKA__CREDENTIALS_DIR); make it with 'accord kafka provision', or set "
+            "ACCORD_KAFKA__USERNAME and ACCORD_KAFKA__PASSWORD"
+        )
 
 
 class KeyProtection(enum.StrEnum):
@@ -177,8 +201,9 @@ class OpsEndpoint(_Frozen):
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    # Not live once the main loop has not gone round for this long (it goes round at least
-    # every second when idle; a batch commit or a slow database may take a few).
+    # Not live once the main loop has not gone round for this long (idle, the worker's goes
+    # round every 200 ms, at each empty fetch; a batch commit or a slow database may take a
+    # few seconds).
     stale_after_seconds: float = Field(default=30.0, gt=0, le=3600)
 
 
@@ -301,7 +326,10 @@ class Settings(BaseSettings):
         return init_settings, env, dotenv_settings, file_secret_settings
 
     home: Path = Field(default_factory=default_home)
-    policies: Path = Field(default_factory=default_policies)
+    # ACCORD_POLICIES as given (None: unset). Read it through ``policies`` or
+    # ``policies_at_hand()``, which add ``policies/`` here; only a command whose point is
+    # trying the example falls back to it (``policies_or_example()``).
+    policies_dir: Path | None = Field(default=None, validation_alias="accord_policies")
     kafka: KafkaSettings = KafkaSettings()
     keystore: KeystoreSettings = KeystoreSettings()
     envelope: EnvelopeSettings = EnvelopeSettings()
@@ -311,6 +339,29 @@ class Settings(BaseSettings):
     schools: SchoolCalendar = SchoolCalendar()
     worker: WorkerSettings = WorkerSettings()
     indexer: IndexerSettings = IndexerSettings()
+
+    def policies_at_hand(self) -> Path | None:
+        """The policy bundle folder: ACCORD_POLICIES, else ``policies/`` here; None when
+        neither names one. The folder is not checked: loading it says what is wrong."""
+        if self.policies_dir is not None:
+            return self.policies_dir
+        here = Path("policies")
+        return here if here.is_dir() else None
+
+    @property
+    def policies(self) -> Path:
+        """:meth:`policies_at_hand`, or ``ConfigError``. Never the example bundle: a command
+        that acts on a cluster, a desk or real events must not quietly act under the
+        example's parties and agreements because it was run in the wrong folder."""
+        found = self.policies_at_hand()
+        if found is None:
+            raise ConfigError(_NO_POLICIES)
+        return found
+
+    def policies_or_example(self) -> Path:
+        """:meth:`policies_at_hand`, else the example bundle: for the commands whose point is
+        trying the example (``accord demo``, ``accord policy explain`` and ``test``)."""
+        return self.policies_at_hand() or _example_policies() or Path("policies")
 
     @property
     def keys_dir(self) -> Path:
@@ -322,6 +373,20 @@ class Settings(BaseSettings):
         tests, as separate organisations would have), else the keys folder itself."""
         own = self.keys_dir / principal
         return own if (own / "keystore.json").is_file() else self.keys_dir
+
+    def existing_keystore_path(self, principal: str) -> Path:
+        """:meth:`keystore_path`, to open a keystore that must exist: ``KeyStoreError``
+        naming the principal and the folder looked for when the keys folder holds one
+        keystore per principal but none for this one (a typo in ``--as``, say), rather than
+        a complaint about the keys folder itself, which was never meant to hold one."""
+        path = self.keystore_path(principal)
+        if (
+            path == self.keys_dir
+            and not (path / "keystore.json").is_file()
+            and any(path.glob("*/keystore.json"))
+        ):
+            raise KeyStoreError(f"no keystore for {principal} ({self.keys_dir / principal})")
+        return path
 
     def keystore_passphrase(self) -> SecretStr | None:
         """The passphrase to make or open a keystore with; ``ConfigError`` when none is set,
@@ -383,7 +448,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         # Name the setting, never its value: it may be a passphrase or a database password.
         first = exc.errors(include_input=False, include_url=False)[0]
-        name = "ACCORD_" + "__".join(str(part).upper() for part in first["loc"])
+        name = "__".join(str(part).upper() for part in first["loc"])
+        name = name if name.startswith("ACCORD_") else f"ACCORD_{name}"  # an alias has it
         raise ConfigError(f"{name}: {first['msg']}") from None
     except SettingsError as exc:
         raise ConfigError(f"an ACCORD_* setting cannot be read: {_first_line(exc)}") from None

@@ -25,10 +25,11 @@ def kafka_as(settings: Settings, principal: str) -> KafkaClients:
 
 
 def keystore(settings: Settings, principal: str) -> FileKeyStore:
-    """``principal``'s keystore (``Settings.keystore_path``)."""
+    """``principal``'s keystore (``Settings.existing_keystore_path``)."""
     from broker.keys import FileKeyStore  # cryptography loads only when a command needs keys
 
-    return FileKeyStore(settings.keystore_path(principal), settings.keystore_passphrase())
+    path = settings.existing_keystore_path(principal)
+    return FileKeyStore(path, settings.keystore_passphrase())
 
 
 def read_password(prompt: str, *, from_stdin: bool, confirm: bool = False) -> str:

@@ -64,7 +64,12 @@ def register(app: typer.Typer) -> None:
                 "credentials_dir": st.clients_dir,
             }
         )
-        settings = settings.model_copy(update={"kafka": kafka, "console": console})
+        # The demo is the example's: with no bundle named and none here, it runs the example
+        # bundle, pinned here for every part of it (the worker, the flag service).
+        policies = settings.policies_or_example()
+        settings = settings.model_copy(
+            update={"kafka": kafka, "console": console, "policies_dir": policies}
+        )
         # Ctrl-C may arrive as KeyboardInterrupt or, once the console's server has passed it
         # on, as the worker's own stop: either way the demo ends here, Kafka stays up.
         with contextlib.suppress(KeyboardInterrupt):

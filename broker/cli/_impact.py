@@ -27,7 +27,7 @@ class Format(enum.StrEnum):
 New = Annotated[Path, typer.Option("--policies", help="The new bundle to assess.")]
 Current = Annotated[
     Path | None,
-    typer.Option(help="The bundle in force (default: ACCORD_POLICIES, else policies/)."),
+    typer.Option(help="The bundle in force (default: ACCORD_POLICIES, else policies/ here)."),
 ]
 Since = Annotated[
     str | None,

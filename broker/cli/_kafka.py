@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 # Module level: typer resolves these string annotations in the module's globals.
 Port = Annotated[int | None, typer.Option(help="Client port on 127.0.0.1 (default 9092).")]
 Data = Annotated[Path | None, typer.Option(help="Data directory (default <home>/kafka-data).")]
-Policies = Annotated[Path | None, typer.Option(help="Policy bundle (default: policies/).")]
+Policies = Annotated[
+    Path | None, typer.Option(help="Policy bundle (default: ACCORD_POLICIES, else policies/ here).")
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
 Rotate = Annotated[
     list[str] | None,
@@ -143,7 +145,11 @@ def _provision(
     from broker.provision import provision
 
     settings = load_settings()
-    policy = load_bundle(policies or settings.policies)
+    bundle = policies or settings.policies  # never the example: this changes a real cluster
+    policy = load_bundle(bundle)
+    # Before anything is changed: provisioning removes every login and grant the bundle does
+    # not name, so the operator sees which bundle that is.
+    typer.echo(f"policy bundle {bundle.resolve()}, version {policy.version}")
     unknown = sorted(set(rotate) - set(policy.bundle.parties) - {str(p) for p in Principal})
     if unknown:
         raise UsageError(f"--rotate: {unknown[0]} is no principal of this bundle")

@@ -23,7 +23,11 @@ EventFile = Annotated[Path, typer.Argument(help="A contact event as JSON.")]
 ScenarioPaths = Annotated[list[Path], typer.Argument(help="Scenario files or folders.")]
 PoliciesOpt = Annotated[
     Path | None,
-    typer.Option("--policies", help="Policy bundle folder (default: the project's policies/)."),
+    typer.Option(
+        "--policies",
+        help="Policy bundle folder (default: ACCORD_POLICIES, else policies/ here, else the "
+        "example bundle).",
+    ),
 ]
 ConsentsOpt = Annotated[
     Path | None,
@@ -36,11 +40,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 
 def _default_policies(given: Path | None) -> Path:
+    """The bundle to explain or test under: trying the example is what these commands are
+    for, so with none named and none here, the example bundle (unlike every other command)."""
     if given is not None:
         return given
     from broker.config import load_settings
 
-    return load_settings().policies
+    return load_settings().policies_or_example()
 
 
 def _parse_at(value: str | None) -> datetime:

@@ -8,7 +8,10 @@ import typer
 
 from broker.config import load_settings
 
-Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
+Policies = Annotated[
+    Path | None,
+    typer.Option(help="Policy bundle folder (default: ACCORD_POLICIES, else policies/ here)."),
+]
 Instance = Annotated[
     str,
     typer.Option(

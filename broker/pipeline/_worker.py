@@ -156,6 +156,7 @@ class Worker:
                 "worker_started",
                 instance=opts.instance,
                 policy=policy.version,
+                bundle=str(opts.policies.resolve()),  # which folder: a relative path says little
                 consent_records=len(reader.view.consents),
                 tasks_known=len(reader.view.tasks),
             )

@@ -7,18 +7,55 @@ from pathlib import Path
 import pytest
 
 from broker.config import load_settings
-from broker.errors import ConfigError
+from broker.errors import ConfigError, KeyStoreError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_default_bundle_is_the_projects_when_there_is_none_here(
+def test_with_no_bundle_here_or_named_only_the_example_commands_get_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Never the example bundle quietly: that is for the demo and policy explain/test."""
     monkeypatch.chdir(tmp_path)
-    assert load_settings().policies == REPO / "policies"
+    monkeypatch.delenv("ACCORD_POLICIES", raising=False)
+    settings = load_settings()
+    assert settings.policies_at_hand() is None
+    with pytest.raises(ConfigError) as refused:
+        _ = settings.policies
+    assert str(refused.value) == "no policies/ here: pass --policies DIR or set ACCORD_POLICIES"
+    assert settings.policies_or_example() == REPO / "policies"
     (tmp_path / "policies").mkdir()
-    assert load_settings().policies == Path("policies")  # one here wins
+    here = load_settings()
+    assert here.policies == here.policies_at_hand() == here.policies_or_example()
+    assert here.policies == Path("policies")  # one here wins
+    monkeypatch.setenv("ACCORD_POLICIES", str(tmp_path / "named"))
+    named = load_settings()
+    assert named.policies == named.policies_or_example() == tmp_path / "named"  # as named
+
+
+def test_a_typo_in_a_principal_names_the_keystore_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One keystore per principal: not 'no keystore at <keys>', whose advice leads nowhere."""
+    keys = tmp_path / "keys"
+    (keys / "wmp").mkdir(parents=True)
+    (keys / "wmp" / "keystore.json").write_text("{}")
+    monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(keys))
+    settings = load_settings()
+    assert settings.existing_keystore_path("wmp") == keys / "wmp"
+    with pytest.raises(KeyStoreError) as missing:
+        settings.existing_keystore_path("nobody")
+    assert str(missing.value) == f"no keystore for nobody ({keys / 'nobody'})"
+    assert settings.keystore_path("nobody") == keys  # where keys init may make one
+    (keys / "keystore.json").write_text("{}")  # one keystore for everything
+    assert settings.existing_keystore_path("nobody") == keys
+
+
+def test_an_empty_keys_folder_is_left_to_the_keystore_to_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(tmp_path))
+    assert load_settings().existing_keystore_path("nobody") == tmp_path
 
 
 def test_the_flat_bootstrap_alias_keeps_the_other_kafka_settings(
