@@ -17,6 +17,7 @@ from broker.config import KafkaSecurity, KafkaSettings
 from broker.errors import TransportError
 from broker.kafka._admin import TopicSpec
 from broker.kafka._credentials import MECHANISM
+from broker.kafka._errors import refused_login, unverified_certificate
 
 __all__ = [
     "ClusterAccess",
@@ -79,7 +80,7 @@ def _config(settings: KafkaSettings) -> dict[str, str]:
     if settings.security_protocol is KafkaSecurity.PLAINTEXT:
         return {**conf, "security.protocol": "PLAINTEXT"}
     if settings.username is None or settings.password is None:
-        raise TransportError("provisioning needs the admin's Kafka login (its client file)")
+        raise TransportError(f"provisioning needs the admin's login: {settings.no_login()}")
     conf.update(
         {
             "security.protocol": "SASL_SSL",
@@ -93,12 +94,42 @@ def _config(settings: KafkaSettings) -> dict[str, str]:
     return conf
 
 
-def _admin(settings: KafkaSettings) -> Any:
+class _Refusals:
+    """librdkafka's error callback. A call that waited on a cluster refusing the login or
+    presenting a certificate that does not verify fails with only "Broker transport
+    failure"; the reason reaches this callback (at the next poll), and is kept here."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self.login = self.certificate = False
+
+    def __call__(self, error: Any) -> None:
+        from confluent_kafka import KafkaError  # noqa: PLC0415
+
+        code = error.code()
+        if code == KafkaError._AUTHENTICATION:
+            self.login = True
+        elif "certificate verify failed" in str(error.str()):
+            self.certificate = True
+
+    def reason(self, admin: Any) -> str | None:
+        """Why connecting failed, if it was the login or the certificate; None: not known."""
+        admin.poll(0)  # serves the error callbacks queued meanwhile
+        if self.login:
+            return refused_login(self.settings.username)
+        if self.certificate:
+            return unverified_certificate(self.settings.ca_file, None)
+        return None
+
+
+def _admin(settings: KafkaSettings) -> tuple[Any, _Refusals]:
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415  # the broker's, not the SDK's
 
     # librdkafka logs each failed connection attempt to stderr itself, every ~50 ms, before
     # our one line says the same: its log goes to a logger that keeps it to itself.
-    return AdminClient({**_config(settings), "logger": _quiet_logger()})
+    refusals = _Refusals(settings)
+    conf = {**_config(settings), "logger": _quiet_logger(), "error_cb": refusals}
+    return AdminClient(conf), refusals
 
 
 def _quiet_logger() -> logging.Logger:
@@ -109,14 +140,18 @@ def _quiet_logger() -> logging.Logger:
     return quiet
 
 
-def _wait(futures: Iterable[Any], what: str) -> None:
-    from confluent_kafka import KafkaException  # noqa: PLC0415
+def _wait(futures: Iterable[Any], what: str, refusals: _Refusals | None = None) -> None:
+    from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415
 
     try:
         for future in futures:
             future.result(timeout=_TIMEOUT_S)
     except KafkaException as exc:
-        raise TransportError(f"{what}: {exc.args[0].str() if exc.args else exc}") from None
+        error = exc.args[0] if exc.args else None
+        if error is not None and error.code() == KafkaError._AUTHENTICATION:
+            who = refusals.settings.username if refusals is not None else None
+            raise TransportError(f"{what}: {refused_login(who)}") from None
+        raise TransportError(f"{what}: {error.str() if error is not None else exc}") from None
     except TimeoutError:
         raise TransportError(f"{what}: Kafka did not answer within {_TIMEOUT_S:.0f} s") from None
 
@@ -133,12 +168,12 @@ def read_access(settings: KafkaSettings, *, logins: bool = True) -> ClusterAcces
         ResourceType,
     )
 
-    admin = _admin(settings)
+    admin, refusals = _admin(settings)
     try:
         topics = frozenset(admin.list_topics(timeout=_CONNECT_S).topics)
     except KafkaException as exc:
         where = f"connecting to Kafka at {settings.bootstrap}"
-        raise TransportError(f"{where}: {exc.args[0].str()}") from None
+        raise TransportError(f"{where}: {refusals.reason(admin) or exc.args[0].str()}") from None
     try:
         if not logins:
             return ClusterAccess(topics, frozenset(), frozenset())
@@ -217,30 +252,34 @@ def change_access(
         UserScramCredentialUpsertion,
     )
 
-    admin = _admin(settings)
+    admin, refusals = _admin(settings)
     if create_topics:
         new = [NewTopic(t.name, t.partitions, settings.replication_factor, config=t.config)
                for t in create_topics]  # fmt: skip
-        _wait(admin.create_topics(new, request_timeout=_TIMEOUT_S).values(), "creating topics")
+        made = admin.create_topics(new, request_timeout=_TIMEOUT_S).values()
+        _wait(made, "creating topics", refusals)
     removals = [_filter(g) for g in remove_grants]
     if removals:
-        _wait(admin.delete_acls(removals, request_timeout=_TIMEOUT_S).values(), "removing ACLs")
+        removed = admin.delete_acls(removals, request_timeout=_TIMEOUT_S).values()
+        _wait(removed, "removing ACLs", refusals)
     mechanism = ScramMechanism.SCRAM_SHA_512
     changes: list[Any] = [UserScramCredentialDeletion(u, mechanism) for u in remove_users]
     info = ScramCredentialInfo(mechanism, _SCRAM_ITERATIONS)
     changes += [UserScramCredentialUpsertion(u, info, pw.encode()) for u, pw in add_users.items()]
     if changes:
-        _wait(admin.alter_user_scram_credentials(changes).values(), "changing SCRAM logins")
+        altered = admin.alter_user_scram_credentials(changes).values()
+        _wait(altered, "changing SCRAM logins", refusals)
     additions = [_binding(g) for g in add_grants]
     if additions:
-        _wait(admin.create_acls(additions, request_timeout=_TIMEOUT_S).values(), "adding ACLs")
+        added = admin.create_acls(additions, request_timeout=_TIMEOUT_S).values()
+        _wait(added, "adding ACLs", refusals)
 
 
 def can_log_in(settings: KafkaSettings) -> bool:
     """True when ``settings``' login is accepted (a metadata request answers)."""
     from confluent_kafka import KafkaException  # noqa: PLC0415
 
-    admin = _admin(settings)
+    admin, _ = _admin(settings)
     try:
         admin.list_topics(timeout=5)
     except KafkaException:

@@ -62,7 +62,7 @@ async def missing_topics(
     what a service checks before it starts, since only the admin may make topics."""
     admin = clients.admin(client_id)
     try:
-        async with connecting(clients.bootstrap):
+        async with connecting(clients):
             await admin.start()
             have = set(await admin.list_topics())
     finally:
@@ -75,8 +75,9 @@ async def ensure_topics(clients: KafkaClients, specs: list[TopicSpec]) -> list[s
     admin = clients.admin()
     replication = clients.settings.replication_factor
     try:
-        async with translated(f"creating topics on {clients.bootstrap}"):
+        async with connecting(clients):
             await admin.start()
+        async with translated(f"creating topics on {clients.bootstrap}"):
             existing = set(await admin.list_topics())
             missing = [s for s in specs if s.name not in existing]
             if missing:

@@ -125,11 +125,7 @@ class KafkaClients:
                 self._security = {"security_protocol": "PLAINTEXT"}
             else:
                 if s.username is None or s.password is None:
-                    raise ConfigError(
-                        "no Kafka login for this principal: set ACCORD_KAFKA__USERNAME and "
-                        "ACCORD_KAFKA__PASSWORD, or give it a client file with "
-                        "'accord kafka provision'"
-                    )
+                    raise ConfigError(s.no_login())
                 cafile = str(s.ca_file) if s.ca_file is not None else None
                 try:
                     context = create_ssl_context(cafile=cafile)

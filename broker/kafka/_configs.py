@@ -27,7 +27,7 @@ async def topic_configs(
     wanted = dict.fromkeys(keys)
     admin = clients.admin(client_id)
     try:
-        async with connecting(clients.bootstrap):
+        async with connecting(clients):
             await admin.start()
         async with translated(f"reading the settings of {', '.join(names)}"):
             responses = await admin.describe_configs(

@@ -89,7 +89,8 @@ def client_settings(settings: Settings, principal: str) -> KafkaSettings:
         return kafka
     path = settings.kafka_credentials_dir / f"{principal}.librdkafka.conf"
     if not path.is_file():
-        return kafka  # no login: KafkaClients says so, in one line, if it is used
+        # No login: KafkaClients says so, in one line naming the file, if a client is made.
+        return kafka.without_login(principal, path)
     conf = read_client_file(path)
     update: dict[str, object] = {
         "username": conf.get("sasl.username", principal),

@@ -8,13 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import logging
+import ssl
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
 
 from broker.errors import Fenced, TransportError
+
+if TYPE_CHECKING:
+    from broker.kafka._clients import KafkaClients
 
 __all__ = ["abort_quietly", "connecting", "quiet_leftovers", "stop_quietly", "translated"]
 
@@ -44,20 +59,135 @@ async def translated(what: str) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def connecting(bootstrap: str) -> AsyncIterator[None]:
+async def connecting(kafka: str | KafkaClients) -> AsyncIterator[None]:
     """:func:`translated` for a client's first connection, with a warning
-    (``kafka_not_answering``) once Kafka has not answered for a few seconds."""
+    (``kafka_not_answering``) once Kafka has not answered for a few seconds.
+
+    aiokafka says only "Unable to bootstrap" whatever went wrong; a refused login or a
+    certificate that does not verify is said as such instead of looking like Kafka being
+    down. Given the clients rather than only their bootstrap address, the line names the
+    principal and the CA file too (never the password).
+    """
+    if isinstance(kafka, str):
+        bootstrap, principal, ca = kafka, None, None
+    else:
+        bootstrap, principal, ca = kafka.bootstrap, kafka.principal, kafka.settings.ca_file
     handle = asyncio.get_running_loop().call_later(
         NOT_ANSWERING_AFTER_S,
         lambda: log.warning(
             "kafka_not_answering", bootstrap=bootstrap, waited_s=NOT_ANSWERING_AFTER_S
         ),
     )
+    what = f"connecting to Kafka at {bootstrap}"
     try:
-        async with translated(f"connecting to Kafka at {bootstrap}"):
-            yield
+        with _keeping_causes() as causes:
+            try:
+                async with translated(what):
+                    yield
+            except TransportError as exc:
+                why = _refusal(causes, principal, ca)
+                if why is None or not isinstance(exc.__cause__, KafkaConnectionError):
+                    raise
+                raise TransportError(f"{what}: {why}") from exc.__cause__
     finally:
         handle.cancel()
+
+
+def _refusal(causes: list[BaseException], principal: str | None, ca: Path | None) -> str | None:
+    """What a failed first connection means, from why aiokafka's attempts failed; None:
+    nothing more than that Kafka could not be reached."""
+    for exc in causes:
+        if isinstance(exc, SaslAuthenticationFailed | AuthenticationFailedError):
+            return refused_login(principal)
+        if isinstance(exc, UnsupportedSaslMechanismError):
+            return "Kafka does not take SCRAM-SHA-512 logins on this port"
+    for exc in causes:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return unverified_certificate(ca, exc.verify_message)
+        if isinstance(exc, ssl.SSLError):
+            return f"TLS: the handshake failed ({exc.reason or type(exc).__name__}; a TLS port?)"
+    return None
+
+
+def refused_login(principal: str | None) -> str:
+    return f"Kafka refused the login{f' for {principal}' if principal else ''} (wrong password?)"
+
+
+def unverified_certificate(ca: Path | None, because: str | None) -> str:
+    against = ca if ca is not None else "the system's trust store"
+    why = f" ({because})" if because else ""
+    return f"TLS: the broker's certificate does not verify against {against}{why}"
+
+
+# aiokafka logs why each attempt to connect failed, then raises a bare "Unable to bootstrap"
+# (no cause attached): while a connecting() runs, its task keeps those exceptions here.
+_CLIENT_LOG = "aiokafka"  # aiokafka.client logs as "aiokafka"; its modules pass theirs up to it
+_causes: ContextVar[_Kept | None] = ContextVar("accord_kafka_causes", default=None)
+_lock = threading.Lock()
+_active = 0
+_saved = (logging.NOTSET, True)
+
+
+class _Kept:
+    """Exceptions kept for one connecting(); closed when it ends (a task aiokafka started
+    meanwhile has the same context, and must not add to it for ever)."""
+
+    def __init__(self) -> None:
+        self.causes: list[BaseException] = []
+        self.open = True
+
+
+class _Causes(logging.Handler):
+    """Keeps the exceptions aiokafka's client logs for the connecting() of the task that
+    logs them, and passes every record on as aiokafka's own level allows (the CLI keeps it
+    quiet; a long-running command shows warnings and worse)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threshold = logging.NOTSET
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kept = _causes.get()
+        if kept is not None and kept.open and isinstance(record.args, tuple):
+            kept.causes.extend(a for a in record.args if isinstance(a, BaseException))
+        if record.levelno >= self.threshold:
+            parent = logging.getLogger(_CLIENT_LOG).parent
+            if parent is not None:
+                parent.handle(record)
+
+
+_handler = _Causes()
+
+
+@contextlib.contextmanager
+def _keeping_causes() -> Iterator[list[BaseException]]:
+    """aiokafka's client logger, for the duration: at ERROR at least (so its connection
+    errors are logged, and kept, even when the CLI has aiokafka at CRITICAL), through
+    ``_handler`` only; as it was once the last connecting() ends."""
+    global _active, _saved  # noqa: PLW0603  # one logger, shared by every connecting()
+    logger = logging.getLogger(_CLIENT_LOG)
+    with _lock:
+        if _active == 0:
+            _saved = (logger.level, logger.propagate)
+            _handler.threshold = logger.getEffectiveLevel()
+            logger.setLevel(min(logging.ERROR, _handler.threshold))
+            logger.propagate = False
+            logger.addHandler(_handler)
+        _active += 1
+    kept = _Kept()
+    token = _causes.set(kept)
+    try:
+        yield kept.causes
+    finally:
+        kept.open = False
+        kept.causes = []
+        _causes.reset(token)
+        with _lock:
+            _active -= 1
+            if _active == 0:
+                logger.removeHandler(_handler)
+                logger.setLevel(_saved[0])
+                logger.propagate = _saved[1]
 
 
 async def stop_quietly(client: Any) -> None:

@@ -62,8 +62,13 @@ def test_a_principal_logs_in_from_its_client_file_unless_a_login_is_set(tmp_path
 async def test_without_a_login_no_client_is_built(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     clients = KafkaClients(client_settings(settings, "wmp"))  # no file: no login
-    with pytest.raises(ConfigError, match="no Kafka login"):
+    with pytest.raises(ConfigError) as refused:
         clients.producer("p")
+    looked_for = tmp_path / "kafka-data" / "clients" / "wmp.librdkafka.conf"
+    assert str(refused.value).startswith(  # whose login, and the file looked for
+        f"no Kafka login for wmp: {looked_for} does not exist (ACCORD_KAFKA__CREDENTIALS_DIR)"
+    )
+    assert "\n" not in str(refused.value)
     plaintext = KafkaClients(KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT))
     assert plaintext.principal is None
     plaintext.producer("p")  # an explicit opt-in builds, and logs in as nobody
