@@ -20,7 +20,8 @@ from pydantic import SecretStr
 
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.devkafka import EmbeddedKafka
-from broker.kafka import KafkaClients
+from broker.errors import TransportError
+from broker.kafka import KafkaClients, missing_topics, read_access
 from broker.policy import Policy, load_bundle
 from broker.provision import provision
 from broker.topics import AUDIT, CONSENT, STATE, deliver, ingress
@@ -83,6 +84,34 @@ async def test_no_login_and_a_wrong_password_can_neither_produce_nor_fetch(
         assert await _produce(settings, ingress("wmp")) != "ok"
         assert await _fetch(settings, ingress("wmp")) != "ok"
     assert await _produce(wmp, ingress("wmp")) == "ok"  # the same topic, logged in
+
+
+async def test_a_wrong_password_or_an_untrusted_ca_is_said_so_not_as_kafka_being_down(
+    node: EmbeddedKafka,
+) -> None:
+    where = f"connecting to Kafka at {node.bootstrap}"
+    wrong = _as(node, "wmp").model_copy(update={"password": SecretStr("not-the-password")})
+    with pytest.raises(TransportError) as refused:
+        await missing_topics(KafkaClients(wrong), [ingress("wmp")], client_id="test-wrong")
+    assert str(refused.value) == f"{where}: Kafka refused the login for wmp (wrong password?)"
+    system_ca = _as(node, "wmp").model_copy(update={"ca_file": None})  # not the cluster's CA
+    with pytest.raises(TransportError) as untrusted:
+        await missing_topics(KafkaClients(system_ca), [ingress("wmp")], client_id="test-ca")
+    assert str(untrusted.value).startswith(
+        f"{where}: TLS: the broker's certificate does not verify against the system's trust store"
+    )
+
+
+def test_provisioning_with_a_wrong_admin_password_says_the_login_was_refused(
+    node: EmbeddedKafka,
+) -> None:
+    wrong = node.client_settings().model_copy(update={"password": SecretStr("not-the-password")})
+    with pytest.raises(TransportError) as refused:
+        read_access(wrong)
+    assert str(refused.value) == (
+        f"connecting to Kafka at {node.bootstrap}: Kafka refused the login for admin "
+        "(wrong password?)"
+    )
 
 
 async def test_an_agency_writes_its_own_ingress_and_nothing_else(node: EmbeddedKafka) -> None:
