@@ -48,6 +48,7 @@ from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, run_cha
 from broker.pipeline._state import WorkerState
 from broker.policy import Decision, Policy, load_bundle
 from broker.principals import Principal
+from broker.provision import WORKER_TRANSACTIONAL_ID
 from broker.topics import ACCESS, AUDIT, CONSENT, party_of_ingress
 
 __all__ = [
@@ -407,12 +408,20 @@ async def record_impact(
         writer.append(AuditKind.POLICY_IMPACT, data=data),
         writer.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)),
     ]
-    producer = kafka.producer(client_id="accord-policy-impact")
+    # One transaction, as every other writer's records and checkpoint: the indexer refuses
+    # a record still unsigned once it has read its partition to the end of what is
+    # committed, so a checkpoint sent after its record could arrive after such a refusal
+    # and find its chain's history missing. The id is the run's own, under the worker's
+    # granted prefix (no worker task is named ``impact-…``).
+    producer = kafka.transactional_producer(
+        f"{WORKER_TRANSACTIONAL_ID}.{chain.split(':', 1)[1]}", client_id="accord-policy-impact"
+    )
     try:
         async with translated(f"writing to {AUDIT} at {kafka.bootstrap}"):
             await producer.start()
-            for rec in records:
-                await producer.send_and_wait(AUDIT, rec.to_bytes(), key=chain.encode())
+            async with producer.transaction():
+                for rec in records:
+                    await producer.send(AUDIT, rec.to_bytes(), key=chain.encode())
     finally:
         await stop_quietly(producer)
     return chain

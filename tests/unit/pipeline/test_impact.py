@@ -17,18 +17,19 @@ from prometheus_client import CollectorRegistry
 from broker._canonical import canonical_json
 from broker.audit import ChainWriter
 from broker.cli._impact import parse_since
-from broker.config import KemSuite
+from broker.config import KafkaSettings, KemSuite
 from broker.envelope import Sealer
 from broker.errors import UsageError
-from broker.kafka import Retained
+from broker.kafka import KafkaClients, Retained
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
-from broker.pipeline import ImpactRow, compare
-from broker.pipeline._impact import Decided, Key, _shards, redecide
+from broker.pipeline import ImpactRow, compare, record_impact
+from broker.pipeline._impact import Decided, Impact, Key, _shards, redecide
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import build_processor
 from broker.pipeline._state import WorkerState
 from broker.policy import Policy, SubjectScope, load_bundle
 from broker.principals import Principal
+from broker.provision import WORKER_TRANSACTIONAL_ID
 from broker.synthetic import SyntheticFamilies
 from broker.topics import (
     ACCESS,
@@ -323,3 +324,61 @@ def test_every_copy_of_an_event_goes_to_the_same_process_in_time_order() -> None
     assert all(len(h) == 1 for h in homes.values())
     assert all(any(r.topic == CONSENT for r in shard) for shard in shards)
     assert all([r.timestamp_ms for r in s] == sorted(r.timestamp_ms for r in s) for s in shards)
+
+
+class _TxnProducer:
+    """A transactional producer's seam: what was sent, and inside which transaction."""
+
+    def __init__(self) -> None:
+        self.committed: list[list[bytes]] = []
+        self.outside: list[bytes] = []
+        self._open: list[bytes] | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def transaction(self) -> Any:
+        producer = self
+
+        class _Txn:
+            async def __aenter__(self) -> None:
+                producer._open = []
+
+            async def __aexit__(self, *exc: object) -> None:
+                assert producer._open is not None
+                producer.committed.append(producer._open)
+                producer._open = None
+
+        return _Txn()
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:  # noqa: ARG002  # aiokafka's signature
+        (self._open if self._open is not None else self.outside).append(value)
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:  # noqa: ARG002  # aiokafka's signature
+        self.outside.append(value)
+
+
+async def test_the_impact_record_and_its_checkpoint_commit_in_one_transaction(
+    pipeline_keys: FileKeyStore,
+) -> None:
+    """The indexer refuses a record still unsigned at the end of what is committed: a run's
+    record must never be visible without its checkpoint."""
+    producer = _TxnProducer()
+    asked: list[str] = []
+
+    class _Clients(KafkaClients):
+        def transactional_producer(self, transactional_id: str, client_id: str, **_: Any) -> Any:  # noqa: ARG002  # the seam's signature
+            asked.append(transactional_id)
+            return producer
+
+    clients = _Clients(KafkaSettings(bootstrap="fake:9092"))
+    chain = await record_impact(clients, pipeline_keys, Impact("1", "2"), since=None)
+    assert producer.outside == []
+    assert len(producer.committed) == 1
+    kinds = [json.loads(v)["kind"] for v in producer.committed[0]]
+    assert kinds == ["policy_impact", "checkpoint"]
+    # Under the prefix provisioning grants the worker's login, and the run's own.
+    assert asked == [f"{WORKER_TRANSACTIONAL_ID}.{chain.split(':', 1)[1]}"]
