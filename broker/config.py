@@ -25,6 +25,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -330,6 +331,17 @@ class Settings(BaseSettings):
     # ``policies_at_hand()``, which add ``policies/`` here; only a command whose point is
     # trying the example falls back to it (``policies_or_example()``).
     policies_dir: Path | None = Field(default=None, validation_alias="accord_policies")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policies_given(cls, data: Any) -> Any:
+        # ``Settings(policies=DIR)`` (a test, a caller's override) means what ACCORD_POLICIES
+        # does; the environment cannot reach this key (only the alias is read from it).
+        if isinstance(data, dict) and "policies" in data:
+            data = dict(data)
+            data["accord_policies"] = data.pop("policies")
+        return data
+
     kafka: KafkaSettings = KafkaSettings()
     keystore: KeystoreSettings = KeystoreSettings()
     envelope: EnvelopeSettings = EnvelopeSettings()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import load_settings
+from broker.config import Settings, load_settings
 from broker.errors import ConfigError, KeyStoreError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +31,7 @@ def test_with_no_bundle_here_or_named_only_the_example_commands_get_one(
     monkeypatch.setenv("ACCORD_POLICIES", str(tmp_path / "named"))
     named = load_settings()
     assert named.policies == named.policies_or_example() == tmp_path / "named"  # as named
+    assert Settings(policies=tmp_path / "given").policies == tmp_path / "given"  # wins too
 
 
 def test_a_typo_in_a_principal_names_the_keystore_looked_for(
