@@ -20,6 +20,11 @@ an indexer that restarts reads it again. A record waits only until its partition
 read to its end: every writer commits its checkpoint in the same transaction as the records
 it covers, so a record still unsigned then was never signed, and is refused
 (``not-signed-by-writer``) instead of holding the offset, and the unsigned alarm, for ever.
+Refused is not lost: when a checkpoint that verifies does not link to what is held, and
+``audit_refused`` holds records of that chain refused so (a quiet chain whose last checkpoint
+was signed by a key revoked before a run read it, say), the indexer reads exactly those
+offsets again, and the checkpoint covers them if its hash links run through them; only if it
+still does not link is the chain broken.
 
 Two indexers may share a database (a console's, and ``accord audit review-override``'s own).
 Each reads heads and offsets together, as one snapshot, and a batch commits only if the
@@ -52,8 +57,9 @@ from broker.audit import (
     read_record,
 )
 from broker.config import SchoolCalendar
-from broker.errors import ChainBroken, TransportError
+from broker.errors import ChainBroken
 from broker.governance._encompass import overdue_encompass_notices
+from broker.governance._index_kafka import assign, at_end, read_at, read_to_end, seek_stored
 from broker.governance._metrics import IndexMetrics
 from broker.governance._reports import OVERRIDE_REVIEW_DEADLINE, overdue_overrides
 from broker.governance._signed import Offered, SignedTip, misplaced
@@ -110,6 +116,12 @@ class ChainTracker:
         self._pending: dict[tuple[str, int], str] = {}
         self._tips: dict[str, SignedTip[Position]] = {}
         self._read: dict[int, int] = {}  # the offset after the last message offered
+        #: Chains whose signed checkpoint does not link, and where the records of theirs
+        #: refused as unsigned are: read them from the topic and ``restore`` them.
+        self.wanted: dict[str, list[Position]] = {}
+        # Read again this run (kept across ``sync``): offered back to each new tip.
+        self._restored: dict[str, list[tuple[AuditRecord, Position]]] = {}
+        self._reread: set[Position] = set()
         self._before = self.summary
         self.sync()
 
@@ -148,13 +160,18 @@ class ChainTracker:
         return any(w[0] in partitions for tip in self._tips.values() for _, w in tip.waiting)
 
     def commit(self, batch: IndexBatch, *, ended: Collection[int] | None = None) -> bool:
-        """Apply ``batch``; False if another indexer moved the index first (then reloaded).
+        """Apply ``batch``; False if another indexer moved the index first, or if refused
+        records are ``wanted`` again (either way reloaded: read on from ``offsets``).
 
         ``ended``: the partitions read to their end (the last stable offset) by now; None
         means every partition this batch read from (a caller that offered all there is).
         What still waits there was never signed by its writer: it is refused, and no longer
         holds the stored offset back.
         """
+        if self.wanted:  # the batch is read again once they are restored
+            self.summary = self._before
+            self.sync()
+            return False
         for partition in batch.offsets if ended is None else ended:
             self._expire(batch, partition)
         for tip in self._tips.values():  # never store an offset past a record still waiting
@@ -203,8 +220,7 @@ class ChainTracker:
             self._refuse(batch, where, value, placed, rec=rec)
             return
         head = self._head(rec.chain)
-        if head.broken_seq is not None:
-            self.summary.skipped_broken += 1
+        if self._skipped(head):
             return
         if rec.seq <= head.seq:
             stored = self._pending.get((rec.chain, rec.seq)) or self._store.stored_hash(
@@ -218,16 +234,52 @@ class ChainTracker:
         tip = self._tips.get(rec.chain)
         if tip is None:
             tip = self._tips[rec.chain] = SignedTip(rec.chain, head.seq, head.hash, self._verifier)
+            tip.restore(self._restored.get(rec.chain, ()))
         try:
             offered = tip.offer(rec, where)
         except ChainBroken as exc:
-            self._break(batch, head, exc)
+            if not self._want(head, rec):
+                self._break(batch, head, exc)
             return
         self._take(batch, offered)
+
+    def _skipped(self, head: ChainHead) -> bool:
+        """A broken chain is indexed no further; one whose refused records are ``wanted``
+        waits for them (this batch is dropped, and read again once they are restored)."""
+        if head.broken_seq is not None:
+            self.summary.skipped_broken += 1
+        return head.broken_seq is not None or head.chain in self.wanted
+
+    def _want(self, head: ChainHead, checkpoint: AuditRecord) -> bool:
+        """Whether records of the chain refused as unsigned (this run or an earlier one) may
+        fill the gap before ``checkpoint``: then they are ``wanted``, once each per run."""
+        found = self._store.unsigned_refusals(self.topic, head.chain, head.seq, checkpoint.seq)
+        fresh = [at for at in found if at not in self._reread]
+        if fresh:
+            self.wanted[head.chain] = fresh
+        return bool(fresh)
+
+    def restore(self, messages: Collection[tuple[bytes | None, bytes | None, int, int]]) -> None:
+        """Take back the ``wanted`` messages ``(key, value, partition, offset)``, read again
+        from the topic: each new tip of their chain is offered them (``SignedTip.restore``)."""
+        asked = {at: chain for chain, where in self.wanted.items() for at in where}
+        for key, value, partition, offset in messages:
+            chain = asked.get((partition, offset))
+            try:
+                rec = read_record(value or b"")
+            except ValueError:
+                continue
+            if chain is None or rec.chain != chain or key != chain.encode():
+                continue  # not what was refused there: a checkpoint never covers it by this
+            self._restored.setdefault(chain, []).append((rec, (partition, offset)))
+        self._reread.update(asked)
+        log.info("audit_refused_read_again", chains=sorted(self.wanted), messages=len(asked))
+        self.wanted = {}
 
     def _take(self, batch: IndexBatch, offered: Offered[Position]) -> None:
         for refused in offered.refused:
             self._refuse(batch, refused.where, None, refused.reason, rec=refused.record)
+        batch.unrefused += offered.unrefused
         for rec, (partition, offset) in offered.covered:
             batch.records.append(IndexedRecord(rec, partition, offset))
             self._pending[(rec.chain, rec.seq)] = rec.hash
@@ -349,17 +401,18 @@ class Indexer:
     ) -> int:
         seen = 0
         await consumer.start()
-        tps = await _assign(consumer, self.topic)
+        tps = await assign(consumer, self.topic)
         self.tracker.partitions = len(tps)
-        await _seek(consumer, tps, self.tracker.sync())
+        await seek_stored(consumer, tps, self.tracker.sync())
         end = None if follow else await consumer.end_offsets(tps)
         idle = 0
         while not stop.is_set():
             self.heartbeat.beat()
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
-            ended = await _read_to_end(consumer, tps)
+            ended = await read_to_end(consumer, tps)
             if (got or self.tracker.held_on(ended)) and not self._commit(got, ended):
-                await _seek(consumer, tps, self.tracker.offsets)
+                await self._read_again(consumer, tps)
+                await seek_stored(consumer, tps, self.tracker.offsets)
             self.caught_up = self.caught_up or not got
             await self._measure_lag(consumer, tps)
             if not got:  # a batch measured its backlog as it committed
@@ -368,7 +421,7 @@ class Indexer:
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:
                 break
-            if end is not None and (await _at_end(consumer, end) or idle >= 30):
+            if end is not None and (await at_end(consumer, end) or idle >= 30):
                 break
         return seen
 
@@ -386,6 +439,13 @@ class Indexer:
                 self._overdue_counted = None  # count again now: the backlog changed
             self._measure_backlog()
         return True
+
+    async def _read_again(self, consumer: Any, tps: list[Any]) -> None:
+        """Read what the tracker wants read again (records refused as unsigned) at exactly
+        their offsets: ``accord.audit`` keeps every record for ever."""
+        wanted = sorted(at for where in self.tracker.wanted.values() for at in where)
+        if wanted:
+            self.tracker.restore(await read_at(consumer, tps, wanted))
 
     def _measure_backlog(self) -> None:
         """Gauge what waits: records for a checkpoint, overrides for a review (throttled)."""
@@ -427,45 +487,3 @@ def _touches_deadlines(rec: AuditRecord) -> bool:
     if rec.kind is not AuditKind.DECIDED:
         return False
     return rec.data.get("outcome") == "shared_override" or is_encompass_notice(rec)
-
-
-async def _assign(consumer: Any, topic: str) -> list[Any]:
-    if topic not in await consumer.topics():
-        raise TransportError(f"the topic {topic} does not exist (has a worker run yet?)")
-    # Without a group, a consumer subscribed to a topic is assigned all its partitions.
-    consumer.subscribe([topic])
-    for _ in range(100):
-        tps: list[Any] = sorted(consumer.assignment(), key=lambda tp: tp.partition)
-        if tps:
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise TransportError(f"no partitions of {topic} could be assigned")
-    return tps
-
-
-async def _read_to_end(consumer: Any, tps: list[Any]) -> set[int]:
-    """The partitions whose every committed message (up to the last stable offset the last
-    fetch reported) has been read: their writers' checkpoints are among what was read."""
-    out = set()
-    for tp in tps:
-        stable = consumer.last_stable_offset(tp)  # None until a fetch from that partition
-        if stable is not None and await consumer.position(tp) >= stable:
-            out.add(tp.partition)
-    return out
-
-
-async def _seek(consumer: Any, tps: list[Any], stored: dict[int, int]) -> None:
-    fresh = [tp for tp in tps if tp.partition not in stored]
-    if fresh:
-        await consumer.seek_to_beginning(*fresh)
-    for tp in tps:
-        if tp.partition in stored:
-            consumer.seek(tp, stored[tp.partition])
-
-
-async def _at_end(consumer: Any, end: dict[Any, int]) -> bool:
-    for tp, last in end.items():
-        if await consumer.position(tp) < last:
-            return False
-    return True

@@ -16,12 +16,14 @@ writer itself chained onto it, which a writer does only with records it wrote.
 Every writer commits its checkpoint in the same Kafka transaction as the records it covers,
 so a reader that has read a partition to its end (read_committed) has read the checkpoint of
 every genuine record on it: what still waits then was never signed, and ``expire`` refuses
-it rather than wait for ever (schemas/audit-chain.md §6, "Waiting").
+it rather than wait for ever (schemas/audit-chain.md §6, "Waiting"). A record refused so is
+not lost: ``restore`` hands it back (a reader that refused it earlier, in another run, reads
+it again from the topic), and a valid checkpoint whose hash links run through it covers it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -59,10 +61,12 @@ class Refused(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Offered(Generic[T]):
-    """What one record brought: records now covered (in order), records refused."""
+    """What one record brought: records now covered (in order), records refused, and where
+    the covered records were that had been refused before (``expire`` or ``restore``)."""
 
     covered: tuple[tuple[AuditRecord, T], ...] = ()
     refused: tuple[Refused[T], ...] = ()
+    unrefused: tuple[T, ...] = ()
 
 
 class SignedTip(Generic[T]):
@@ -132,13 +136,32 @@ class SignedTip(Generic[T]):
         self._expired.update(gone)
         return tuple(Refused(r, at, "not-signed-by-writer") for r, at in gone.values())
 
+    def restore(self, refused: Iterable[tuple[AuditRecord, T]]) -> None:
+        """Take back records refused as never signed, by this reader or an earlier one: like
+        those ``expire`` refused, they vouch for nothing and hold nothing back, and a valid
+        checkpoint whose hash links run through them covers them. Only records that link to
+        the covered head or to one another are kept, taken in chain order; a forgery among
+        them is covered only if the writer chained onto it (the module's docstring)."""
+        for rec, where in sorted(refused, key=lambda r: r[0].seq):
+            if rec.seq <= self.seq or rec.hash in self._waiting or rec.hash in self._expired:
+                continue
+            parent = self._expired.get(rec.prev_hash)
+            links = (rec.prev_hash == self.hash and rec.seq == self.seq + 1) or (
+                parent is not None and parent[0].seq == rec.seq - 1
+            )
+            if links and rec.computed_hash() == rec.hash:
+                self._expired[rec.hash] = (rec, where)
+
     def _cover(self, checkpoint: AuditRecord, where: T) -> Offered[T]:
         path: list[tuple[AuditRecord, T]] = [(checkpoint, where)]
+        unrefused: list[T] = []
         digest = checkpoint.prev_hash
         while digest != self.hash:
-            rec, at = (
-                self._waiting.pop(digest) if digest in self._waiting else self._expired.pop(digest)
-            )
+            if digest in self._waiting:
+                rec, at = self._waiting.pop(digest)
+            else:
+                rec, at = self._expired.pop(digest)
+                unrefused.append(at)
             path.append((rec, at))
             digest = rec.prev_hash
         path.reverse()
@@ -147,4 +170,4 @@ class SignedTip(Generic[T]):
         self._waiting.clear()
         self._expired.clear()  # refused already
         self.seq, self.hash = checkpoint.seq, checkpoint.hash
-        return Offered(covered=tuple(path), refused=forks)
+        return Offered(covered=tuple(path), refused=forks, unrefused=tuple(reversed(unrefused)))

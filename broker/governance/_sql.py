@@ -144,6 +144,17 @@ class SqlAuditStore:
         rows = self._q("SELECT hash FROM audit_records WHERE chain = ? AND seq = ?", (chain, seq))
         return str(rows[0][0]) if rows else None
 
+    def unsigned_refusals(
+        self, topic: str, chain: str, after_seq: int, before_seq: int
+    ) -> list[tuple[int, int]]:
+        rows = self._q(
+            "SELECT kafka_partition, kafka_offset FROM audit_refused WHERE topic = ? "
+            "AND chain = ? AND seq > ? AND seq < ? AND reason = 'not-signed-by-writer' "
+            "ORDER BY kafka_partition, kafka_offset",
+            (topic, chain, after_seq, before_seq),
+        )
+        return [(int(p), int(o)) for p, o in rows]
+
     def apply(self, batch: IndexBatch) -> bool:
         with self._tx():
             self._lock_index()
@@ -204,6 +215,14 @@ class SqlAuditStore:
                     "INSERT INTO audit_refused (topic, kafka_partition, kafka_offset, chain, seq, "
                     "reason, digest) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (batch.topic, m.partition, m.offset, m.chain, m.seq, m.reason, m.digest),
+                )
+            for partition, offset in batch.unrefused:
+                # Indexed after all: the row would tell the IG officer a genuine record was
+                # kept out (docs/governance.md). Its position is on its audit_records row.
+                self._q(
+                    "DELETE FROM audit_refused WHERE topic = ? AND kafka_partition = ? "
+                    "AND kafka_offset = ?",
+                    (batch.topic, partition, offset),
                 )
             for partition, offset in batch.offsets.items():
                 self._q(

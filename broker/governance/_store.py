@@ -92,11 +92,21 @@ class IndexBatch:
     checkpoints: dict[str, AuditRecord] = field(default_factory=dict)
     offsets: dict[int, int] = field(default_factory=dict)  # partition → next offset
     refused: list[RefusedMessage] = field(default_factory=list)
+    # Refused earlier as never signed, indexed now that a valid checkpoint covers them: their
+    # ``audit_refused`` rows go (partition, offset).
+    unrefused: list[tuple[int, int]] = field(default_factory=list)
     # The stored offsets this batch was verified from; None: apply without checking (tools).
     base_offsets: dict[int, int] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.heads or self.checkpoints or self.offsets or self.refused)
+        return bool(
+            self.records
+            or self.heads
+            or self.checkpoints
+            or self.offsets
+            or self.refused
+            or self.unrefused
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +249,13 @@ class AuditStore(Protocol):
     def heads(self) -> dict[str, ChainHead]: ...
 
     def stored_hash(self, chain: str, seq: int) -> str | None: ...
+
+    def unsigned_refusals(
+        self, topic: str, chain: str, after_seq: int, before_seq: int
+    ) -> list[tuple[int, int]]:
+        """Where (partition, offset) the messages of ``chain`` between those seqs are that
+        were refused as ``not-signed-by-writer`` and are still not indexed, in topic order."""
+        ...
 
     def apply(self, batch: IndexBatch) -> bool:
         """Commit rows, heads, checkpoints, reviews and offsets together, or nothing.

@@ -1,0 +1,74 @@
+"""The audit indexer's Kafka moves: assigning every partition of the topic, seeking to the
+stored offsets, knowing when a partition has been read to its end, and reading single
+messages again at given offsets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from broker.errors import TransportError
+
+Message = tuple[bytes | None, bytes | None, int, int]  # key, value, partition, offset
+
+
+async def assign(consumer: Any, topic: str) -> list[Any]:
+    if topic not in await consumer.topics():
+        raise TransportError(f"the topic {topic} does not exist (has a worker run yet?)")
+    # Without a group, a consumer subscribed to a topic is assigned all its partitions.
+    consumer.subscribe([topic])
+    for _ in range(100):
+        tps: list[Any] = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if tps:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise TransportError(f"no partitions of {topic} could be assigned")
+    return tps
+
+
+async def read_to_end(consumer: Any, tps: list[Any]) -> set[int]:
+    """The partitions whose every committed message (up to the last stable offset the last
+    fetch reported) has been read: their writers' checkpoints are among what was read."""
+    out = set()
+    for tp in tps:
+        stable = consumer.last_stable_offset(tp)  # None until a fetch from that partition
+        if stable is not None and await consumer.position(tp) >= stable:
+            out.add(tp.partition)
+    return out
+
+
+async def seek_stored(consumer: Any, tps: list[Any], stored: dict[int, int]) -> None:
+    fresh = [tp for tp in tps if tp.partition not in stored]
+    if fresh:
+        await consumer.seek_to_beginning(*fresh)
+    for tp in tps:
+        if tp.partition in stored:
+            consumer.seek(tp, stored[tp.partition])
+
+
+async def at_end(consumer: Any, end: dict[Any, int]) -> bool:
+    for tp, last in end.items():
+        if await consumer.position(tp) < last:
+            return False
+    return True
+
+
+async def read_at(consumer: Any, tps: list[Any], where: list[tuple[int, int]]) -> list[Message]:
+    """The messages at exactly ``where`` (partition, offset), in that order; one not found
+    (not a record's offset) is left out. The consumer's positions are moved: seek after."""
+    by_partition = {tp.partition: tp for tp in tps}
+    found: list[Message] = []
+    for partition, offset in where:
+        tp = by_partition.get(partition)
+        if tp is None:
+            continue
+        if await consumer.position(tp) != offset:
+            consumer.seek(tp, offset)
+        got: list[Any] = []
+        for _ in range(20):  # a fetch may come back empty before the data arrives
+            got = (await consumer.getmany(tp, timeout_ms=500, max_records=1)).get(tp) or []
+            if got:
+                break
+        found += [(m.key, m.value, m.partition, m.offset) for m in got if m.offset == offset]
+    return found

@@ -1,0 +1,211 @@
+"""Records refused as never signed in one run, and covered by their writer's next valid
+checkpoint in a later run, are read again from the topic and indexed, not taken for missing
+history (a quiet chain whose last checkpoint's key was revoked before a run read it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from broker.audit import AuditKind, AuditRecord, ChainWriter, KeystoreAuditSigner
+from broker.audit import KeystoreAuditVerifier as Verifier
+from broker.config import KemSuite
+from broker.envelope import KeyPurpose
+from broker.governance import AuditStore, Indexer, verify_store
+from broker.governance._index import ChainTracker
+from broker.keys import FileKeyStore
+from broker.principals import Principal
+from tests.unit.audit.conftest import T0, Msg, Part
+
+CHAIN = "worker:quiet"
+TOPIC = "accord.audit"
+
+
+def _quiet_chain(keys: FileKeyStore) -> tuple[list[AuditRecord], ChainWriter, KeystoreAuditSigner]:
+    """Records 0-1 and checkpoint 2, then 3-4 and checkpoint 5, all by key K1; the worker
+    rotates to K2, then K1 is revoked. The writer goes on later (by K2)."""
+    at = iter(range(1000))
+    w = ChainWriter(CHAIN, clock=lambda: T0 + timedelta(minutes=next(at)))
+    signer = KeystoreAuditSigner(keys, Principal.WORKER)
+    out = [
+        w.append(AuditKind.POLICY_LOADED, data={"version": "v1"}),
+        w.append(AuditKind.RECEIVED, event_id="e1", party="wmp"),
+        w.checkpoint(signer),
+        w.append(AuditKind.RECEIVED, event_id="e2", party="wmp"),
+        w.append(AuditKind.QUARANTINED, party="wmp", data={"reason": "invalid-event"}),
+        w.checkpoint(signer),
+    ]
+    return out, w, signer
+
+
+def _rotate_and_revoke(keys: FileKeyStore, old: AuditRecord) -> None:
+    keys.rotate("worker", purposes=[KeyPurpose.SIGN], kem=KemSuite.X25519)
+    keys.revoke(str(old.data["key_id"]))
+
+
+def _offer(tracker: ChainTracker, records: list[AuditRecord], start: int) -> bool:
+    batch = tracker.new_batch()
+    for i, rec in enumerate(records, start=start):
+        tracker.offer(batch, rec.chain.encode(), rec.to_bytes(), 0, i)
+    return tracker.commit(batch)
+
+
+def _topic(records: list[AuditRecord]) -> list[tuple[bytes, bytes, int, int]]:
+    return [(r.chain.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records)]
+
+
+def test_records_refused_in_one_run_are_read_again_and_indexed_when_a_later_run_covers_them(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    records, w, _ = _quiet_chain(keys)
+    assert _offer(ChainTracker(store, verifier), records[:3], 0)  # run 0: 0-2 while K1 is live
+    _rotate_and_revoke(keys, records[5])
+    # Run 1 reads 3-5 to the end of the partition: checkpoint 5 vouches for nothing now.
+    run1 = ChainTracker(store, verifier)
+    assert _offer(run1, records[3:], 3)
+    assert run1.summary.refused == {"not-signed-by-writer": 3}
+    assert store.offsets(TOPIC) == {0: 6}
+    # Days later the worker writes again, by K2: its checkpoint links through 3-5.
+    signer = KeystoreAuditSigner(keys, Principal.WORKER)
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp"), w.checkpoint(signer)]
+    topic = _topic([*records, *later])
+    run2 = ChainTracker(store, verifier)
+    assert not _offer(run2, later, 6)  # not a break: those refused records are wanted first
+    assert run2.wanted == {CHAIN: [(0, 3), (0, 4), (0, 5)]}
+    assert store.heads()[CHAIN].broken_seq is None
+    run2.restore([topic[3], topic[4], topic[5]])
+    assert _offer(run2, later, run2.offsets[0])  # read on from the stored offset
+    assert run2.summary.breaks == []
+    assert [r.hash for r in store.rows(CHAIN)] == [r.hash for r in [*records, *later]]
+    assert store.heads()[CHAIN].seq == 7
+    assert store.offsets(TOPIC) == {0: 8}
+    assert store.refused_counts() == []  # indexed after all: no longer shown as refused
+    checked = verify_store(store, verifier)
+    assert (checked.records, checked.unvouched) == (8, 2)  # K1 signed 2 and 5: revoked
+
+
+def test_a_forgery_read_again_is_never_indexed_and_missing_history_still_breaks_the_chain(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """A record forged onto the chain's head, refused in an earlier run, is read again once;
+    the writer's checkpoint does not run through it, so the chain breaks (records it signed
+    are missing) and the forgery stays refused."""
+    records, w, signer = _quiet_chain(keys)
+    assert _offer(ChainTracker(store, verifier), records[:3], 0)
+    head = records[2]
+    forger = ChainWriter(CHAIN, clock=lambda: T0, next_seq=head.seq + 1, prev_hash=head.hash)
+    forged = forger.append(AuditKind.DECIDED, event_id="e9", party="hub-x")
+    assert _offer(ChainTracker(store, verifier), [forged], 3)
+    assert store.refused_counts() == [("not-signed-by-writer", 1)]
+    # The writer's 3-5 never reach the topic; its next checkpoint arrives after them.
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp"), w.checkpoint(signer)]
+    run = ChainTracker(store, verifier)
+    assert not _offer(run, later, 4)
+    assert run.wanted == {CHAIN: [(0, 3)]}
+    run.restore([(CHAIN.encode(), forged.to_bytes(), 0, 3)])
+    assert _offer(run, later, run.offsets[0])  # read once: no second round
+    assert [b.seq for b in run.summary.breaks] == [7]
+    assert store.heads()[CHAIN].broken_seq == 7
+    assert [r.hash for r in store.rows(CHAIN)] == [r.hash for r in records[:3]]
+    assert store.refused_counts() == [("does-not-link", 1), ("not-signed-by-writer", 1)]
+
+
+def test_what_is_read_again_counts_only_if_it_is_the_refused_record_of_that_chain(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """A message handed back at an offset nobody asked for, or of another chain, is ignored:
+    the chain still breaks rather than take it."""
+    records, w, _ = _quiet_chain(keys)
+    assert _offer(ChainTracker(store, verifier), records[:3], 0)
+    _rotate_and_revoke(keys, records[5])
+    assert _offer(ChainTracker(store, verifier), records[3:], 3)
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp")]
+    later.append(w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)))
+    topic = _topic(records)
+    run = ChainTracker(store, verifier)
+    assert not _offer(run, later, 6)
+    run.restore([(b"worker:other", topic[3][1], 0, 3), (*topic[4][:2], 0, 9), topic[5]])
+    assert _offer(run, later, 6)
+    assert [b.seq for b in run.summary.breaks] == [7]
+
+
+# -- the indexer, on a fake of the consumer --------------------------------------------------
+
+
+@dataclass
+class FakeConsumer:
+    """One partition of committed messages, read as aiokafka's consumer reads them."""
+
+    log: list[Msg]
+    at: int = 0
+    fetches: int = 0
+
+    tp = Part(TOPIC, 0)
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def topics(self) -> set[str]:
+        return {TOPIC}
+
+    def subscribe(self, _: list[str]) -> None: ...
+    def assignment(self) -> set[Part]:
+        return {self.tp}
+
+    async def seek_to_beginning(self, *_: Any) -> None:
+        self.at = 0
+
+    def seek(self, _: Part, offset: int) -> None:
+        self.at = offset
+
+    async def position(self, _: Part) -> int:
+        return self.at
+
+    async def end_offsets(self, tps: list[Part]) -> dict[Part, int]:
+        return dict.fromkeys(tps, len(self.log))
+
+    def last_stable_offset(self, _: Part) -> int:
+        return len(self.log)
+
+    def highwater(self, _: Part) -> int:
+        return len(self.log)
+
+    async def getmany(self, *_: Part, max_records: int, **__: int) -> dict[Part, list[Msg]]:
+        got = self.log[self.at : self.at + max_records]
+        self.at += len(got)
+        self.fetches += 1
+        return {self.tp: got} if got else {}
+
+
+class FakeKafka:
+    bootstrap = "fake:9092"
+
+    def __init__(self, log: list[Msg]) -> None:
+        self.log = log
+
+    def consumer(self, **_: Any) -> FakeConsumer:
+        return FakeConsumer(self.log)
+
+
+async def test_an_indexer_restarted_after_the_refusal_reads_the_refused_offsets_and_indexes_them(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    records, w, _ = _quiet_chain(keys)
+    log = [Msg(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records[:3])]
+
+    async def run() -> Any:
+        indexer = Indexer(store, verifier, FakeKafka(log), topic=TOPIC)  # type: ignore[arg-type]  # a fake of Kafka
+        return await indexer.run(follow=False)
+
+    assert (await run()).indexed == 3
+    _rotate_and_revoke(keys, records[5])
+    log += [Msg(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records[3:], start=3)]
+    assert (await run()).refused == {"not-signed-by-writer": 3}
+    signer = KeystoreAuditSigner(keys, Principal.WORKER)
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp"), w.checkpoint(signer)]
+    log += [Msg(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(later, start=6)]
+    summary = await run()
+    assert (summary.breaks, summary.indexed, dict(summary.refused)) == ([], 5, {})
+    assert store.heads()[CHAIN] == store.heads()[CHAIN].__class__(CHAIN, 7, later[-1].hash)
+    assert store.refused_counts() == []
+    assert verify_store(store, verifier).records == 8
