@@ -78,25 +78,63 @@ def _status(info: KeyInfo) -> str:
     return info.status.value
 
 
-def _row(info: KeyInfo) -> dict[str, Any]:
+def _signing(store: FileKeyStore) -> set[str]:
+    """The ids of the keys this store's own parties sign with now (``FileKeyStore.signing_key``:
+    after a rotation, the old key until a directory naming the new one is imported)."""
+    import contextlib
+
+    from broker.errors import KeyNotFound
+
+    ids = set()
+    for party in store.private_parties():
+        with contextlib.suppress(KeyNotFound):  # a party with no active signing key
+            ids.add(store.signing_key(party).key_id)
+    return ids
+
+
+def _row(info: KeyInfo, signing: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     return {
         "key_id": info.key_id,
         "party": info.party,
         "purpose": info.purpose.value,
         "alg": info.alg.value,
         "status": _status(info),
+        "in_use": "signing" if info.key_id in signing else None,
         "created_at": info.created_at.isoformat(timespec="seconds"),
         "not_after": info.not_after.isoformat(timespec="seconds") if info.not_after else None,
     }
 
 
-def _print_table(infos: list[KeyInfo]) -> None:
-    rows = [_row(i) for i in infos]
-    cols = ("party", "purpose", "alg", "key_id", "status", "not_after")
+def _print_table(infos: list[KeyInfo], store: FileKeyStore) -> None:
+    signing = _signing(store)
+    rows = [_row(i, signing) for i in infos]
+    cols = ("party", "purpose", "alg", "key_id", "status", "in_use", "not_after")
     widths = {c: max([len(c), *(len(str(r[c] or "-")) for r in rows)]) for c in cols}
     typer.echo("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip())
     for r in rows:
         typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
+
+
+def _party_kinds(policies: Path) -> dict[str, str]:
+    """Each party's ``kind`` as the bundle's ``parties.yaml`` says it; empty when there is no
+    bundle to read (none here, or an SDK-only install, which cannot read YAML): the caller
+    then assumes nothing about a party."""
+    try:
+        import yaml
+    except ImportError:
+        return {}
+    try:
+        data = yaml.safe_load((policies / "parties.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    parties = data.get("parties") if isinstance(data, dict) else None
+    if not isinstance(parties, dict):
+        return {}
+    return {
+        str(pid): str(party["kind"])
+        for pid, party in parties.items()
+        if isinstance(party, dict) and isinstance(party.get("kind"), str)
+    }
 
 
 def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> None:
@@ -106,14 +144,14 @@ def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> N
     before the party's keys), moving in the plain files an older Accord kept. Made here,
     with the store, because no server makes them: a keystore archived for Kubernetes is
     unpacked into memory at each start, and a secret made there would be lost at the next,
-    and every officer's code with it."""
-    from broker.desk import desk_linkage_key
+    and every officer's code with it. Only ``broker.keys`` is needed, so an SDK-only install
+    enrols too."""
+    from broker.keys import TOTP_SECRET_NAME, desk_linkage_key, device_key
     from broker.principals import Principal
-    from broker.webauth import TotpBox, device_key
 
     console = party == Principal.CONSOLE
     owner = "console" if console else f"desk:{party}"
-    TotpBox.from_keystore(store, owner, create=True)
+    store.local_secret(TOTP_SECRET_NAME)  # what ``TotpBox.from_keystore(create=True)`` makes
     # An older app's plain device-cookie file is this home's, beside its accounts: it moves
     # only into the keystore this home's servers use. One made with --dir (for another host,
     # at a key ceremony, say) gets a key of its own, not this home's, nor deletes its file.
@@ -132,51 +170,102 @@ def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> N
             typer.echo(f"warning: {party}'s desk linkage secret was not made: {exc}", err=True)
 
 
+def _has_web_app(party: str, kinds: dict[str, str]) -> bool:
+    """Whether ``party`` has a web app whose secrets enrolment makes: the console, and every
+    party but one the bundle names an agency (an agency runs no desk). A party the bundle does
+    not know, or with no bundle to read, is given them, as it may run a desk."""
+    from broker.keys import SPECIAL_PRINCIPALS
+    from broker.principals import Principal
+
+    if party in SPECIAL_PRINCIPALS:
+        return party == Principal.CONSOLE
+    return kinds.get(party) != "agency"
+
+
 def _init(
     policies: Path | None, party: str | None, directory: Path | None, kem: KemSuite | None
 ) -> None:
     from broker.config import load_settings
-    from broker.envelope import is_identifier
-    from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS, FileKeyStore, init_keystores
-    from broker.principals import Principal
 
     settings = load_settings()
     suite = kem if kem is not None else settings.envelope.kem
     if party is not None:
-        if policies is not None:
-            raise UsageError("give --party (one party's own keys) or --policies, not both")
-        if not is_identifier(party):  # before anything is made: no empty keystore left
-            raise UsageError("party ids use letters, digits and . _ : - only (1-255 characters)")
-        path = directory if directory is not None else settings.keystore_path(party)
-        store = FileKeyStore(path, settings.keystore_passphrase(), create=True)
-        purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
-        new_party = party not in store.private_parties()
-        if new_party and party not in SPECIAL_PRINCIPALS:
-            # Its own linkage secret before its keys: were this run to fail after the keys,
-            # the next would take the party for an old one, and give it the shared secret.
-            from broker.desk import desk_linkage_key
-
-            desk_linkage_key(store, party=party, create=True, new_party=True)
-        created = store.ensure_party(party, purposes=purposes, kem=suite)
-        if party == Principal.CONSOLE or party not in SPECIAL_PRINCIPALS:
-            _enrolment_secrets(store, party, settings)
-        typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
-        if created:
-            _print_table(created)
-        _warn_unprotected(store.protected)
+        _init_party(settings, party, policies, directory, suite)
         return
-    parties = _policy_parties(policies if policies is not None else settings.policies)
+    from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore, init_keystores
+    from broker.principals import Principal
+
+    bundle = policies if policies is not None else settings.policies
+    parties = _policy_parties(bundle)
+    kinds = _party_kinds(bundle)
     root = directory if directory is not None else settings.keys_dir
     anchor = init_keystores(root, parties, passphrase=settings.keystore_passphrase(), kem=suite)
     for owner in [*parties, str(Principal.CONSOLE)]:
-        store = FileKeyStore(root / owner, settings.keystore_passphrase())
-        _enrolment_secrets(store, owner, settings)
+        if _has_web_app(owner, kinds):
+            store = FileKeyStore(root / owner, settings.keystore_passphrase())
+            _enrolment_secrets(store, owner, settings)
     total = len(parties) + len(SPECIAL_PRINCIPALS)
     typer.echo(
         f"{total} keystores in {root}, one per party and service, each with only its own "
         f"private keys; directory {root / 'directory.json'} signed by governance key {anchor}"
     )
     _warn_unprotected(settings.keystore_passphrase() is not None)
+
+
+def _init_party(
+    settings: Settings, party: str, policies: Path | None, directory: Path | None, suite: KemSuite
+) -> None:
+    """``keys init --party``: the party's keys in its own keystore, and its web app's secrets
+    unless ``policies`` (else the configured bundle, where there is one) names it an agency."""
+    from broker.envelope import is_identifier
+    from broker.keys import ALL_PURPOSES, SPECIAL_PRINCIPALS, FileKeyStore
+
+    if not is_identifier(party):  # before anything is made: no empty keystore left
+        raise UsageError("party ids use letters, digits and . _ : - only (1-255 characters)")
+    if policies is not None and not (policies / "parties.yaml").is_file():
+        raise UsageError(f"{policies / 'parties.yaml'}: missing (a policy bundle needs it)")
+    bundle = policies if policies is not None else settings.policies_at_hand()
+    kinds = {} if bundle is None else _party_kinds(bundle)
+    path = directory if directory is not None else settings.keystore_path(party)
+    existed, new = path.exists(), not (path / "keystore.json").exists()
+    made_before = set(path.iterdir()) if existed and path.is_dir() else set()
+    try:
+        store = FileKeyStore(path, settings.keystore_passphrase(), create=True)
+        purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
+        web = _has_web_app(party, kinds)
+        new_party = party not in store.private_parties()
+        if web and new_party and party not in SPECIAL_PRINCIPALS:
+            # Its own linkage secret before its keys: were this run to fail after the keys,
+            # the next would take the party for an old one, and give it the shared secret.
+            from broker.keys import desk_linkage_key
+
+            desk_linkage_key(store, party=party, create=True, new_party=True)
+        created = store.ensure_party(party, purposes=purposes, kem=suite)
+        if web:
+            _enrolment_secrets(store, party, settings)
+    except BaseException:
+        if new:
+            _unmake(path, existed, made_before)
+        raise
+    typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
+    if created:
+        _print_table(created, store)
+    _warn_unprotected(store.protected)
+
+
+def _unmake(path: Path, existed: bool, before: set[Path]) -> None:
+    """Remove what a failed first ``keys init`` made of a keystore: a half-made one would be
+    taken for a whole one by the next command (an empty ``private/``, no keys)."""
+    import shutil
+
+    if not existed:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for item in set(path.iterdir()) - before:
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
 
 
 def _protect(directory: Path | None) -> None:
@@ -220,7 +309,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         policies: Annotated[
             Path | None,
-            typer.Option("--policies", help="Make a keystore for every party of this bundle."),
+            typer.Option(
+                "--policies",
+                help="Make a keystore for every party of this bundle; with --party, the "
+                "bundle that says whether the party is an agency (no desk secrets).",
+            ),
         ] = None,
         directory: _DirOption = None,
         kem: Annotated[
@@ -230,7 +323,9 @@ def register(app: typer.Typer) -> None:
         """Make one party's keys in its own keystore (--party); or, for a demo or a test, a
         keystore per party and service of a bundle under --dir, wired with a signed directory.
 
-        Idempotent: parties that already have active keys keep them.
+        A party's desk and web secrets are made with its keys, unless the bundle (--policies,
+        else the configured one) names it an agency. Idempotent: parties that already have
+        active keys keep them.
         """
         _init(policies, party, directory, kem)
 
@@ -250,15 +345,18 @@ def register(app: typer.Typer) -> None:
         party: Annotated[str | None, typer.Option("--party", help="Only this party.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
     ) -> None:
-        """List the public key directory: ids, purposes, algorithms and status."""
-        infos = _open_store(directory, party).keys(party)
+        """List the public key directory: ids, purposes, algorithms and status; IN_USE marks
+        the signing key each of the keystore's own parties signs with now."""
+        store = _open_store(directory, party)
+        infos = store.keys(party)
         if party is not None and not infos:
             raise UsageError(f"no keys for party {party}")
         if as_json:
+            signing = _signing(store)
             for info in infos:
-                typer.echo(json.dumps(_row(info), sort_keys=True))
+                typer.echo(json.dumps(_row(info, signing), sort_keys=True))
         else:
-            _print_table(infos)
+            _print_table(infos, store)
 
     @keys_app.command("rotate")
     def rotate(
@@ -272,7 +370,10 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 7.0,
     ) -> None:
-        """New keys seal and sign from now on; the old ones expire after the grace period."""
+        """Make new keys; the old ones keep opening (and signing) until they expire after the
+        grace period. Export the new ones for the governance officer: others seal to the new
+        encryption key once they import the signed directory naming it, and the new signing
+        key signs once this keystore imports it."""
         from datetime import timedelta
 
         from broker.config import load_settings
@@ -293,7 +394,14 @@ def register(app: typer.Typer) -> None:
         if not created:
             raise UsageError(f"party {party} has no {purpose} key to rotate")
         typer.echo(f"rotated {party}: old keys expire in {grace_days:g} days")
-        _print_table(created)
+        if store.listed_by_directory() is None:
+            typer.echo("no signed directory imported here yet: the new keys sign now")
+        else:
+            typer.echo(
+                "the new keys sign once the signed directory naming them is imported here; "
+                f"until then the old ones do (accord keys export --party {party})"
+            )
+        _print_table(created, store)
 
     @keys_app.command("retire")
     def retire(

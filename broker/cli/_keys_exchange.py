@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -61,7 +62,7 @@ def register_exchange(keys_app: typer.Typer) -> None:
             raise UsageError(f"no such file: {missing[0]}")
         document = sign_directory(store, [(str(p), p.read_bytes()) for p in entries])
         out.write_bytes(document)
-        signer = store.current_signing_key("governance").info.key_id
+        signer = json.loads(document)["signature"]["key_id"]  # the key that did sign it
         typer.echo(f"signed directory written to {out}: {len(store.keys())} keys")
         typer.echo(f"signed by governance key {signer}: give parties this id out of band")
 

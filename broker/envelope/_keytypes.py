@@ -64,7 +64,8 @@ class KeyStatus(enum.StrEnum):
     """Lifecycle of a key.
 
     ``active`` keys verify and open; the newest active key of a party and purpose is the one
-    used to sign and seal. ``retired`` keys (rotated out, grace over) and ``revoked`` keys
+    used to seal to, and to sign with (after a rotation, once a signed directory names it:
+    ``FileKeyStore.signing_key``). ``retired`` keys (rotated out, grace over) and ``revoked`` keys
     (compromised) are refused for everything. An active key past ``not_after`` is expired and
     refused as if retired. One exception: an ``Opener(at_rest=True)``, for what a party
     sealed for itself and keeps (the worker's state), still opens with retired and expired
@@ -135,7 +136,8 @@ class KeyResolver(Protocol):
         ...
 
     def current_signing_key(self, party: str) -> SigningIdentity:
-        """The newest active signing key of ``party`` (which this store holds privately)."""
+        """The signing key ``party`` signs with now (which this store holds privately): its
+        newest active one, or, after a rotation, the newest one others already hold."""
         ...
 
     def current_encryption_key(self, party: str) -> KeyInfo:

@@ -6,9 +6,17 @@ one still opens until it is retired or its grace period ends) and can be revoked
 organisation's keystore holds only its own private keys; everyone else's public keys arrive
 in a directory the governance key signs (``schemas/key-directory.md``). The broker's own
 principals (``broker.principals``) have keys too. The key types themselves (``KeyInfo``,
-``KeyPurpose``, ...) are the envelope's.
+``KeyPurpose``, ...) are the envelope's. A keystore also keeps the secrets enrolment makes
+for a party's web apps and desk (``device_key``, ``desk_linkage_key``, ``TOTP_SECRET_NAME``),
+here so that ``accord keys init`` needs none of the servers' dependencies.
 """
 
+from broker.keys._desk_linkage import (
+    LINKAGE_FILE,
+    LINKAGE_SECRET,
+    desk_linkage_key,
+    linkage_secret_name,
+)
 from broker.keys._directory import SignedDirectory
 from broker.keys._exchange import (
     export_entries,
@@ -21,18 +29,26 @@ from broker.keys._exchange import (
 )
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS, KeyStore
 from broker.keys._store import UNPROTECTED_WARNING, FileKeyStore, warn_if_unprotected
+from broker.keys._web_secrets import TOTP_SECRET_NAME, device_key, device_secret_name
 
 __all__ = [
     "ALL_PURPOSES",
+    "LINKAGE_FILE",
+    "LINKAGE_SECRET",
     "SPECIAL_PRINCIPALS",
+    "TOTP_SECRET_NAME",
     "UNPROTECTED_WARNING",
     "FileKeyStore",
     "KeyStore",
     "SignedDirectory",
+    "desk_linkage_key",
+    "device_key",
+    "device_secret_name",
     "export_entries",
     "import_directory",
     "init_keystores",
     "keystores_under",
+    "linkage_secret_name",
     "protect_keystores",
     "sign_directory",
     "trusted_signers",

@@ -4,10 +4,15 @@ Each party exports its own entries (``export_entries``); the governance officer 
 entries into the master directory in the governance keystore and signs it
 (``sign_directory``), with a serial one higher than the last; every keystore imports the
 signed document (``import_directory``), which it accepts only when a trusted governance key
-signed it and its serial is newer than the last it imported. Trust starts with one key id
-given on purpose (``trust=``, checked out of band, like an SSH host key's fingerprint); later
-directories may introduce a new governance key, which is then trusted too, and revoke an old
-one, which is then not.
+signed it and its serial is not older than the last it imported (the same one taken again
+undoes nothing a rotation or revocation made in the store since). Trust starts with one key
+id given on purpose (``trust=``, checked out of band, like an SSH host key's fingerprint);
+later directories may introduce a new governance key, which is then trusted too, and revoke
+an old one, which is then not.
+
+The directory a store last took also decides which of its own signing keys signs
+(``FileKeyStore.signing_key``): after a rotation, the old one, until a directory naming the
+new one is taken.
 """
 
 from __future__ import annotations
@@ -231,7 +236,7 @@ def init_keystores(
     governance = stores.pop(_GOVERNANCE)
     entries = [(f"{p} entries", export_entries(s, p)) for p, s in stores.items()]
     document = sign_directory(governance, entries)
-    anchor = governance.current_signing_key(_GOVERNANCE).info.key_id
+    anchor = str(json.loads(document)["signature"]["key_id"])
     for principal, store in stores.items():
         import_directory(store, document, where=root / principal, trust=anchor)
     write_private(root / "directory.json", json.loads(document))

@@ -68,7 +68,9 @@ class KeyStore(KeyResolver, Protocol):
         kem: KemSuite = KemSuite.HYBRID,
         grace: timedelta = DEFAULT_ROTATION_GRACE,
     ) -> list[KeyInfo]:
-        """New keys seal from now on; the old active keys expire after ``grace``."""
+        """Make new keys; the old active keys expire after ``grace``. Others seal to the new
+        encryption key once they hold a directory naming it; the new signing key signs once
+        this store holds one (before any directory, at once)."""
         ...
 
     def retire(self, key_id: str) -> KeyInfo:

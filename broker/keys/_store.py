@@ -3,7 +3,8 @@
 Layout of the keystore directory (0700; every file 0600, refused if others can read it)::
 
     keystore.json        format, and how private keys are protected (none | scrypt)
-    directory.json       public key directory: every party's keys, ids, status, not_after
+    directory.json       public key directory: every party's keys, ids, status, not_after;
+                         and which of the store's own keys the last directory it took listed
     private/<id>.key     one private key each, raw bytes, AES-256-GCM-wrapped if protected
     linkage.key          the linkage key, where this store has it (the worker's, the console's)
     <name>.secret        a secret of the store's own (a desk's key for children: ``_secrets``)
@@ -104,6 +105,9 @@ class FileKeyStore(StoreSecrets):
         self._entries: list[KeyInfo] = []
         self._by_id: dict[str, KeyInfo] = {}
         self._newest: dict[tuple[str, KeyPurpose], KeyInfo] = {}
+        # Own key ids the last signed directory this store took listed; None: it took none.
+        self._listed: frozenset[str] | None = None
+        self._listed_signers: dict[str, list[KeyInfo]] = {}
         self._identities: dict[str, SigningIdentity] = {}
         self._private: dict[str, _PrivateKey] = {}
         self._stamp: tuple[int, int, int] | None = None
@@ -122,7 +126,26 @@ class FileKeyStore(StoreSecrets):
         return self._by_id.get(key_id)
 
     def current_signing_key(self, party: str) -> SigningIdentity:
-        return self.signing_identity(self._current(party, _SIGN))
+        return self.signing_identity(self.signing_key(party))
+
+    def signing_key(self, party: str) -> KeyInfo:
+        """The key ``party`` signs with now (``KeyNotFound`` if it has no active one).
+
+        Once this store has taken a signed directory: the newest live signing key of
+        ``party`` that directory lists, so that whatever it signs verifies for everyone
+        holding the same directory. A key made by a rotation since signs only once a
+        directory naming it has been taken (it is not yet in anyone else's). With no such
+        key (none taken yet, the party new since, or every listed key expired or revoked),
+        the newest active key signs, as before any directory.
+        """
+        newest = self._current(party, _SIGN)
+        listed = self._listed_signers.get(party)
+        if listed:
+            now = self._clock()
+            for info in listed:
+                if info.is_live_ts(now):
+                    return info
+        return newest
 
     def signing_identity(self, info: KeyInfo) -> SigningIdentity:
         """``info``'s private half, to sign with (``KeyNotFound`` if this store lacks it)."""
@@ -216,22 +239,28 @@ class FileKeyStore(StoreSecrets):
         return sorted({k.party for k in self._entries if self.holds_private(k.key_id)})
 
     def replace_public(self, keys: Sequence[KeyInfo]) -> None:
-        """Take ``keys`` (an imported directory) as everyone else's public keys.
+        """Take ``keys`` (a signed directory) as everyone else's public keys.
 
         The directory is authoritative for every key it lists; keys this store holds
-        privately stay, with the directory's status for them (a revocation reaches the owner
-        too, and nothing becomes un-revoked). A key the directory dropped is forgotten, so
-        nothing is sealed to it any more.
+        privately stay, and of their directory entry and this store's own the stricter
+        wins: the earlier ``not_after``, and a retirement or revocation made either side
+        (so a directory taken again, the same serial re-imported nightly say, neither
+        un-expires a key a rotation here has put on its grace nor un-revokes one). A key
+        the directory dropped is forgotten, so nothing is sealed to it any more. Which of
+        the store's own keys it lists is kept: those are the ones it signs with
+        (:meth:`signing_key`).
         """
         with locked(self.path):
             self._load()
             listed = {k.key_id: k for k in keys}
             entries: list[KeyInfo] = []
+            named: set[str] = set()
             for own in (k for k in self._entries if self.holds_private(k.key_id)):
-                new = listed.pop(own.key_id, own)
-                if own.status is KeyStatus.REVOKED and new.status is not KeyStatus.REVOKED:
-                    new = own
-                entries.append(new)
+                theirs = listed.pop(own.key_id, None)
+                if theirs is not None:
+                    named.add(own.key_id)
+                entries.append(own if theirs is None else _stricter(own, theirs))
+            self._listed = frozenset(named)
             self._save(entries + list(listed.values()))
 
     def retire(self, key_id: str) -> KeyInfo:
@@ -251,6 +280,12 @@ class FileKeyStore(StoreSecrets):
             for k in self._entries
             if k.party == party and k.purpose is purpose and k.status is KeyStatus.ACTIVE
         ]
+
+    def listed_by_directory(self) -> frozenset[str] | None:
+        """The ids of this store's own keys that the last signed directory it took lists;
+        None when it has taken none."""
+        self._maybe_reload()
+        return self._listed
 
     def _current(self, party: str, purpose: KeyPurpose) -> KeyInfo:
         self._maybe_reload()
@@ -368,6 +403,12 @@ class FileKeyStore(StoreSecrets):
         if data.get("format") not in _DIR_FORMATS or not isinstance(data.get("keys"), list):
             raise KeyStoreError(f"keystore file {self._dir_file} is not in the expected format")
         entries = [parse_entry(e, f"keystore file {self._dir_file}") for e in data["keys"]]
+        listed = data.get("listed")
+        if listed is not None and not (
+            isinstance(listed, list) and all(isinstance(i, str) for i in listed)
+        ):
+            raise KeyStoreError(f"keystore file {self._dir_file} is not in the expected format")
+        self._listed = None if listed is None else frozenset(listed)
         self._set_entries(entries)
         self._stamp = None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
         self._checked_at = time.monotonic()
@@ -388,15 +429,33 @@ class FileKeyStore(StoreSecrets):
                 if held is None or k.created_at >= held.created_at:
                     newest[(k.party, k.purpose)] = k
         self._newest = newest
+        signers: dict[str, list[KeyInfo]] = {}
+        if self._listed is not None:
+            for k in entries:
+                if k.key_id in self._listed and k.purpose is _SIGN and k.status is KeyStatus.ACTIVE:
+                    signers.setdefault(k.party, []).append(k)
+            for keys in signers.values():
+                keys.sort(key=lambda k: k.created_at, reverse=True)
+        self._listed_signers = signers
 
     def _save(self, entries: list[KeyInfo]) -> None:
         self._set_entries(entries)
-        write_private(
-            self._dir_file,
-            {
-                "format": _DIR_FORMAT,
-                "keys": [entry_json(k) for k in entries],
-            },
-        )
+        data: dict[str, Any] = {"format": _DIR_FORMAT, "keys": [entry_json(k) for k in entries]}
+        if self._listed is not None:
+            data["listed"] = sorted(self._listed)
+        write_private(self._dir_file, data)
         st = self._dir_file.stat()
         self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+_FINALITY: Final = {KeyStatus.ACTIVE: 0, KeyStatus.RETIRED: 1, KeyStatus.REVOKED: 2}
+
+
+def _stricter(own: KeyInfo, theirs: KeyInfo) -> KeyInfo:
+    """A key of the store's own as a directory lists it, kept no looser than the store has
+    it: the more final status, the earlier expiry."""
+    ends = [t for t in (own.not_after, theirs.not_after) if t is not None]
+    merged = theirs
+    if _FINALITY[own.status] > _FINALITY[theirs.status]:
+        merged = replace(merged, status=own.status, status_changed_at=own.status_changed_at)
+    return replace(merged, not_after=min(ends) if ends else None)

@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Final
 from broker.crypto import AEAD_NONCE_LEN, Aead, random_bytes
 from broker.errors import ConfigError, EnvelopeError, KeyNotFound
 
+# Named in broker.keys: ``accord keys init`` makes it without the web apps' dependencies.
+from broker.keys import TOTP_SECRET_NAME
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TOTP_SECRET_NAME", "TotpBox"]
 
-TOTP_SECRET_NAME: Final = "users-totp"  # noqa: S105  # the keystore secret's name, not a secret
 _VERSION: Final = "v1:"
 _AD: Final = b"accord/users-totp/v1\x00"
 

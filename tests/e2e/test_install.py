@@ -73,20 +73,25 @@ def test_the_sdk_install_publishes_and_tails_on_the_real_broker(
     # Parties of their own: the session broker's shared topics hold other tests' records.
     tag = uuid.uuid4().hex[:6]
     agency, hub = f"agency-install-{tag}", f"hub-install-{tag}"
-    # An agency's keystore is sealed under its passphrase, as `accord keys init` makes it.
+    # The agency makes its keys with the SDK's own CLI, sealed under its passphrase; the
+    # worker's and the hub's public keys would come in the signed directory (here, made
+    # beside them in the same keystore).
     passphrase = "synthetic agency passphrase"
-    keys = FileKeyStore(tmp_path / "keys", SecretStr(passphrase), create=True, scrypt_n=2**12)
-    for party in (agency, "worker", hub):
-        keys.ensure_party(party)
-    kafka = clients(kafka_bootstrap)
-    asyncio.run(ensure_topics(kafka, accord_topics([agency], [hub], KafkaSettings(partitions=1))))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")},
-        "ACCORD_KEYSTORE__PATH": str(keys.path),
+        "ACCORD_KEYSTORE__PATH": str(tmp_path / "keys"),
         "ACCORD_KEYSTORE__PASSPHRASE": passphrase,
         "ACCORD_HOME": str(tmp_path / "home"),  # the subscriber's replay memory, not ~/.cache
         **admin_env(kafka_bootstrap),  # these parties have no logins of their own
     }
+    made = _accord(sdk_bin, "keys", "init", "--party", agency, env=env)
+    assert made.returncode == 0, made.stderr
+    assert f"2 new keys for {agency}" in made.stdout
+    keys = FileKeyStore(tmp_path / "keys", SecretStr(passphrase))
+    for party in ("worker", hub):
+        keys.ensure_party(party)
+    kafka = clients(kafka_bootstrap)
+    asyncio.run(ensure_topics(kafka, accord_topics([agency], [hub], KafkaSettings(partitions=1))))
 
     # publish: a bulk export, as an agency's system would send it
     fam = SyntheticFamilies(seed=11)
@@ -132,6 +137,31 @@ def test_the_sdk_install_publishes_and_tails_on_the_real_broker(
     [line] = tailed.stdout.splitlines()
     assert json.loads(line)["event_id"] == delivery.event_id
     assert json.loads(line)["view"] == {"event.need_level": 3}
+
+
+def test_the_sdk_install_makes_and_rotates_an_agencys_keys_with_keys_init(
+    sdk_bin: Path, tmp_path: Path
+) -> None:
+    """`accord keys init --party wmp` needs none of the servers' dependencies (the enrolment
+    secrets it makes are the keystore's own), and leaves a whole keystore, which the
+    other keys commands then use."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
+    env |= {"ACCORD_HOME": str(tmp_path), "ACCORD_KEYSTORE__PASSPHRASE": "synthetic passphrase"}
+    keys = tmp_path / "wmp-keys"
+    made = _accord(sdk_bin, "keys", "init", "--party", "wmp", "--dir", str(keys), env=env)
+    assert made.returncode == 0, made.stderr
+    assert "2 new keys for wmp" in made.stdout
+    assert "Traceback" not in made.stdout + made.stderr
+    store = FileKeyStore(keys, SecretStr("synthetic passphrase"))
+    assert store.private_parties() == ["wmp"]
+    assert store.current_signing_key("wmp").info.party == "wmp"
+    rotated = _accord(sdk_bin, "keys", "rotate", "wmp", "--dir", str(keys), env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    listed = _accord(sdk_bin, "keys", "list", "--dir", str(keys), "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == 4
+    assert sum(r["in_use"] == "signing" for r in rows) == 1
 
 
 def test_a_server_command_in_the_sdk_install_says_what_to_install(

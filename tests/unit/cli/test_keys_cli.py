@@ -109,18 +109,62 @@ def test_init_gives_the_console_and_a_party_their_second_factor_key_at_once(
     """Made with the store, so a keystore archived for Kubernetes (unpacked into memory at
     each start) carries it, and officers' codes survive a restart: no server makes it. A
     party's is its desk's; the worker's and governance's stores have no accounts."""
-    for party in ("console", "wmp", "worker"):
+    for party in ("console", "cog-tipton", "worker"):
         _run(["keys", "init", "--party", party, "--dir", str(tmp_path / party)], capsys)
-    for owner, app in (("console", "console"), ("wmp", "desk:wmp")):  # and the device key
-        assert (tmp_path / owner / "users-totp.secret").is_file()
+    for owner, app in (("console", "console"), ("cog-tipton", "desk:cog-tipton")):  # and
+        assert (tmp_path / owner / "users-totp.secret").is_file()  # the device key
         assert (tmp_path / owner / _device(app)).is_file()
-    assert (tmp_path / "wmp" / _linkage("wmp")).is_file()  # a desk's, so a party's only
+    assert (tmp_path / "cog-tipton" / _linkage("cog-tipton")).is_file()  # a desk's only
     assert not list((tmp_path / "console").glob("desk-linkage*"))
     assert not [p for p in (tmp_path / "worker").iterdir() if p.suffix == ".secret"]
-    names = ("users-totp.secret", _device("desk:wmp"), _linkage("wmp"))
-    again = [(tmp_path / "wmp" / name).read_bytes() for name in names]
-    _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")], capsys)
-    assert [(tmp_path / "wmp" / name).read_bytes() for name in names] == again  # kept
+    names = ("users-totp.secret", _device("desk:cog-tipton"), _linkage("cog-tipton"))
+    again = [(tmp_path / "cog-tipton" / name).read_bytes() for name in names]
+    _run(["keys", "init", "--party", "cog-tipton", "--dir", str(tmp_path / "cog-tipton")], capsys)
+    assert [(tmp_path / "cog-tipton" / name).read_bytes() for name in names] == again  # kept
+
+
+@pytest.mark.parametrize("where", ["--policies", "configured"])
+def test_init_makes_no_desk_or_web_secrets_for_a_party_the_bundle_names_an_agency(
+    where: str,
+    bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agency runs no desk: its keystore holds its keys only. A recipient, or a party the
+    bundle does not know (or with no bundle to read), gets its desk's secrets as before."""
+    if where == "--policies":
+        given = ["--policies", str(bundle)]
+    else:
+        monkeypatch.setenv("ACCORD_POLICIES", str(bundle))
+        given = []
+    for party in ("wmp", "hub-a", "unknown-party"):
+        argv = ["keys", "init", "--party", party, "--dir", str(tmp_path / party), *given]
+        assert _run(argv, capsys)[0] == 0
+    assert not [p.name for p in (tmp_path / "wmp").iterdir() if p.suffix == ".secret"]
+    assert FileKeyStore(tmp_path / "wmp").private_parties() == ["wmp"]
+    for party in ("hub-a", "unknown-party"):
+        made = {p.name for p in (tmp_path / party).iterdir() if p.suffix == ".secret"}
+        assert made == {"users-totp.secret", _device(f"desk:{party}"), _linkage(party)}
+
+
+def test_a_failed_first_keys_init_leaves_no_keystore_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A half-made keystore (an empty private/, no keys) would be taken for a whole one."""
+    import broker.cli._keys as keys_cli
+
+    def broken(*_: object, **__: object) -> None:
+        raise KeyStoreError("the disk filled up")
+
+    monkeypatch.setattr(keys_cli, "_enrolment_secrets", broken)
+    code, _, err = _run(["keys", "init", "--party", "hub-a", "--dir", str(tmp_path / "k")], capsys)
+    assert code != 0
+    assert "the disk filled up" in err
+    assert not (tmp_path / "k").exists()
+    (tmp_path / "empty").mkdir(mode=0o700)
+    assert _run(["keys", "init", "--party", "hub-a", "--dir", str(tmp_path / "empty")], capsys)[0]
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_init_moves_an_older_desks_plain_secrets_into_the_party_s_keystore(
@@ -234,7 +278,7 @@ def test_a_new_party_is_enrolled_beside_a_stray_older_file_with_a_secret_of_its_
     """A plain desk-linkage.key unlike the keystore's shared secret is the old parties'
     quarrel: their desks stop on it, not a new party's, which never reads either."""
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
-    for party in ("sandwell-coord", "wmp"):  # a recipient and an agency, as on 2026-12-05
+    for party in ("sandwell-coord", "cog-oldbury"):  # two parties, as on 2026-12-05
         assert _run(["keys", "init", "--party", party], capsys)[0] == 0
         (tmp_path / "keys" / _linkage(party)).unlink()
     store = FileKeyStore(tmp_path / "keys")
@@ -242,9 +286,9 @@ def test_a_new_party_is_enrolled_beside_a_stray_older_file_with_a_secret_of_its_
     _plain(tmp_path / "keys" / "desk-linkage.key", b"\x01" * 32)
     assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] == 0
     assert desk_linkage_key(store, party="cog-tipton") not in {shared, b"\x01" * 32}
-    # The old party's keys init (an agency's too) goes on, saying why its secret was not
-    # made; its desk refuses to start until the two copies are settled.
-    for party in ("sandwell-coord", "wmp"):
+    # The old party's keys init goes on, saying why its secret was not made; its desk
+    # refuses to start until the two copies are settled.
+    for party in ("sandwell-coord", "cog-oldbury"):
         code, _, err = _run(["keys", "init", "--party", party], capsys)
         assert code == 0
         about = f"warning: {party}'s desk linkage secret was not made: "
@@ -294,11 +338,15 @@ def test_init_with_the_project_bundle_gives_every_party_keys(
     got = set(FileKeyStore(tmp_path / "k" / "governance").parties())
     assert got == parties | {"worker", "console", "governance"}
     assert "smethwick-fsp" in got  # a suspended party has keys too
-    # The console's and each party's (desk's) key for second factors, made with the stores.
+    # The console's and each recipient's (desk's) key for second factors, made with the
+    # stores; an agency, which runs no desk, gets none.
+    kinds = yaml.safe_load((policies / "parties.yaml").read_text())["parties"]
     for owner in [*parties, "console"]:
         app = "console" if owner == "console" else f"desk:{owner}"
-        assert (tmp_path / "k" / owner / "users-totp.secret").is_file()
-        assert (tmp_path / "k" / owner / _device(app)).is_file()
+        desk = owner == "console" or kinds[owner]["kind"] != "agency"
+        assert (tmp_path / "k" / owner / "users-totp.secret").is_file() is desk
+        assert (tmp_path / "k" / owner / _device(app)).is_file() is desk
+    assert not list((tmp_path / "k" / "wmp").glob("*.secret"))
     assert (tmp_path / "k" / "sandwell-coord" / _linkage("sandwell-coord")).is_file()
     assert not (tmp_path / "k" / "worker" / "users-totp.secret").exists()
 
@@ -353,8 +401,53 @@ def test_list_table_has_a_header(bundle: Path, capsys: pytest.CaptureFixture[str
         "ALG",
         "KEY_ID",
         "STATUS",
+        "IN_USE",
         "NOT_AFTER",
     ]
+
+
+def test_after_keys_rotate_the_old_key_signs_until_a_directory_naming_the_new_one_is_imported(
+    bundle: Path, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer's case: 'accord keys rotate wmp', then what wmp seals to the worker must
+    open for a worker holding the last signed directory (else it is quarantined while wmp
+    holds a receipt). Once the directory naming the new keys is imported, they sign."""
+    from broker.envelope import Opener, Sealer
+
+    _run(["keys", "init", "--policies", str(bundle)], capsys)
+    keys = home / "keys"
+    code, out, _ = _run(["keys", "rotate", "wmp"], capsys)
+    assert code == 0
+    assert "the new keys sign once the signed directory naming them is imported" in out
+
+    def signing() -> str:
+        rows = [json.loads(line) for line in _run(["keys", "list", "--party", "wmp", "--json"],
+                                                  capsys)[1].splitlines()]  # fmt: skip
+        [row] = [r for r in rows if r["in_use"] == "signing"]
+        return str(row["key_id"])
+
+    old = signing()
+    assert FileKeyStore(keys / "wmp").public_key(old).not_after is not None  # type: ignore[union-attr]
+
+    def sent_and_opened(event_id: str) -> str:
+        record = Sealer("wmp", FileKeyStore(keys / "wmp")).seal(
+            b"{}", event_id=event_id, recipient="worker", schema="contact-event.v1",
+            topic="accord.ingress.wmp",
+        )  # fmt: skip
+        opener = Opener("worker", FileKeyStore(keys / "worker"))
+        return opener.open(record.value, record.dek_bundle).signer_key_id
+
+    assert sent_and_opened("e-1") == old
+    exported, directory = tmp_path / "wmp.json", tmp_path / "directory.json"
+    assert _run(["keys", "export", "--party", "wmp", "--out", str(exported)], capsys)[0] == 0
+    argv = ["keys", "sign-directory", str(exported), "--out", str(directory)]
+    assert _run(argv, capsys)[0] == 0
+    for principal in ("worker", "wmp"):
+        argv = ["keys", "import", str(directory), "--dir", str(keys / principal)]
+        assert _run(argv, capsys)[0] == 0
+    new = signing()
+    assert new != old
+    assert sent_and_opened("e-2") == new
 
 
 @pytest.mark.parametrize(
