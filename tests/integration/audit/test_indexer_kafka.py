@@ -41,7 +41,7 @@ from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
 from tests.kafka_helpers import admin_env, clients, create_topics, unique_topic
-from tests.unit.audit.conftest import T0, Run, worker_chain
+from tests.unit.audit.conftest import T0, Run, quiet_chain, rotate_and_revoke, worker_chain
 
 pytestmark = pytest.mark.kafka
 
@@ -154,6 +154,33 @@ async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_left_out_a
     # An emptied topic fails against what the index vouches it held.
     with pytest.raises(ChainBroken, match="signed checkpoint covers"):
         verify_records(TopicChains(), verifier, reference=reference)
+
+
+async def test_records_refused_in_an_earlier_run_are_read_again_when_a_checkpoint_covers_them(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
+    keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """A quiet chain whose last checkpoint's key is revoked before it is indexed: refused,
+    then, when the worker writes again (by its new key), read again from the topic and
+    indexed, not taken for missing signed history."""
+    records, w, signer = quiet_chain(keys)
+    await produce(kafka_bootstrap, topic, records[:3])
+    first = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
+    assert first.indexed == 3
+    await produce(kafka_bootstrap, topic, records[3:])
+    rotate_and_revoke(keys, records[5])
+    quiet = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
+    assert (quiet.indexed, quiet.refused) == (0, {"not-signed-by-writer": 3})
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp"), w.checkpoint(signer)]
+    await produce(kafka_bootstrap, topic, later)
+    summary = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(
+        follow=False
+    )
+    assert (summary.breaks, summary.indexed, dict(summary.refused)) == ([], 5, {})
+    assert [r.hash for r in store.rows("worker:quiet")] == [r.hash for r in [*records, *later]]
+    assert store.refused_counts() == []
+    assert verify_store(store, verifier).records == 8
 
 
 async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(

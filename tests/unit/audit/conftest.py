@@ -17,6 +17,7 @@ from broker.audit import (
     KeystoreAuditVerifier,
 )
 from broker.config import KemSuite
+from broker.envelope import KeyPurpose
 from broker.governance import AuditStore, IndexSummary, open_store
 from broker.governance._index import ChainTracker
 from broker.keys import FileKeyStore
@@ -185,6 +186,32 @@ def worker_chain(
     )
     out.append(w.checkpoint(signer))  # the worker signs at the end of every transaction
     return out  # fmt: skip
+
+
+def quiet_chain(
+    keys: FileKeyStore, chain: str = "worker:quiet"
+) -> tuple[list[AuditRecord], ChainWriter, KeystoreAuditSigner]:
+    """Records 0-1 and checkpoint 2, then 3-4 and checkpoint 5, all by the worker's key K1
+    (``rotate_and_revoke`` next, as the tests need); the writer to go on with, and its
+    signer (which signs with the worker's current key)."""
+    at = iter(range(1000))
+    w = ChainWriter(chain, clock=lambda: T0 + timedelta(minutes=next(at)))
+    signer = KeystoreAuditSigner(keys, Principal.WORKER)
+    out = [
+        w.append(AuditKind.POLICY_LOADED, data={"version": "v1"}),
+        w.append(AuditKind.RECEIVED, event_id="e1", party="wmp"),
+        w.checkpoint(signer),
+        w.append(AuditKind.RECEIVED, event_id="e2", party="wmp"),
+        w.append(AuditKind.QUARANTINED, party="wmp", data={"reason": "invalid-event"}),
+        w.checkpoint(signer),
+    ]
+    return out, w, signer
+
+
+def rotate_and_revoke(keys: FileKeyStore, old: AuditRecord) -> None:
+    """The worker moves to a new signing key; the one that signed ``old`` is revoked."""
+    keys.rotate("worker", purposes=[KeyPurpose.SIGN], kem=KemSuite.X25519)
+    keys.revoke(str(old.data["key_id"]))
 
 
 def index_records(

@@ -5,43 +5,18 @@ history (a quiet chain whose last checkpoint's key was revoked before a run read
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from broker.audit import AuditKind, AuditRecord, ChainWriter, KeystoreAuditSigner
 from broker.audit import KeystoreAuditVerifier as Verifier
-from broker.config import KemSuite
-from broker.envelope import KeyPurpose
 from broker.governance import AuditStore, Indexer, verify_store
 from broker.governance._index import ChainTracker
 from broker.keys import FileKeyStore
 from broker.principals import Principal
-from tests.unit.audit.conftest import T0, Msg, Part
+from tests.unit.audit.conftest import T0, Msg, Part, quiet_chain, rotate_and_revoke
 
-CHAIN = "worker:quiet"
+CHAIN = "worker:quiet"  # quiet_chain's
 TOPIC = "accord.audit"
-
-
-def _quiet_chain(keys: FileKeyStore) -> tuple[list[AuditRecord], ChainWriter, KeystoreAuditSigner]:
-    """Records 0-1 and checkpoint 2, then 3-4 and checkpoint 5, all by key K1; the worker
-    rotates to K2, then K1 is revoked. The writer goes on later (by K2)."""
-    at = iter(range(1000))
-    w = ChainWriter(CHAIN, clock=lambda: T0 + timedelta(minutes=next(at)))
-    signer = KeystoreAuditSigner(keys, Principal.WORKER)
-    out = [
-        w.append(AuditKind.POLICY_LOADED, data={"version": "v1"}),
-        w.append(AuditKind.RECEIVED, event_id="e1", party="wmp"),
-        w.checkpoint(signer),
-        w.append(AuditKind.RECEIVED, event_id="e2", party="wmp"),
-        w.append(AuditKind.QUARANTINED, party="wmp", data={"reason": "invalid-event"}),
-        w.checkpoint(signer),
-    ]
-    return out, w, signer
-
-
-def _rotate_and_revoke(keys: FileKeyStore, old: AuditRecord) -> None:
-    keys.rotate("worker", purposes=[KeyPurpose.SIGN], kem=KemSuite.X25519)
-    keys.revoke(str(old.data["key_id"]))
 
 
 def _offer(tracker: ChainTracker, records: list[AuditRecord], start: int) -> bool:
@@ -58,9 +33,9 @@ def _topic(records: list[AuditRecord]) -> list[tuple[bytes, bytes, int, int]]:
 def test_records_refused_in_one_run_are_read_again_and_indexed_when_a_later_run_covers_them(
     store: AuditStore, keys: FileKeyStore, verifier: Verifier
 ) -> None:
-    records, w, _ = _quiet_chain(keys)
+    records, w, _ = quiet_chain(keys)
     assert _offer(ChainTracker(store, verifier), records[:3], 0)  # run 0: 0-2 while K1 is live
-    _rotate_and_revoke(keys, records[5])
+    rotate_and_revoke(keys, records[5])
     # Run 1 reads 3-5 to the end of the partition: checkpoint 5 vouches for nothing now.
     run1 = ChainTracker(store, verifier)
     assert _offer(run1, records[3:], 3)
@@ -91,7 +66,7 @@ def test_a_forgery_read_again_is_never_indexed_and_missing_history_still_breaks_
     """A record forged onto the chain's head, refused in an earlier run, is read again once;
     the writer's checkpoint does not run through it, so the chain breaks (records it signed
     are missing) and the forgery stays refused."""
-    records, w, signer = _quiet_chain(keys)
+    records, w, signer = quiet_chain(keys)
     assert _offer(ChainTracker(store, verifier), records[:3], 0)
     head = records[2]
     forger = ChainWriter(CHAIN, clock=lambda: T0, next_seq=head.seq + 1, prev_hash=head.hash)
@@ -116,9 +91,9 @@ def test_what_is_read_again_counts_only_if_it_is_the_refused_record_of_that_chai
 ) -> None:
     """A message handed back at an offset nobody asked for, or of another chain, is ignored:
     the chain still breaks rather than take it."""
-    records, w, _ = _quiet_chain(keys)
+    records, w, _ = quiet_chain(keys)
     assert _offer(ChainTracker(store, verifier), records[:3], 0)
-    _rotate_and_revoke(keys, records[5])
+    rotate_and_revoke(keys, records[5])
     assert _offer(ChainTracker(store, verifier), records[3:], 3)
     later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp")]
     later.append(w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)))
@@ -190,7 +165,7 @@ class FakeKafka:
 async def test_an_indexer_restarted_after_the_refusal_reads_the_refused_offsets_and_indexes_them(
     store: AuditStore, keys: FileKeyStore, verifier: Verifier
 ) -> None:
-    records, w, _ = _quiet_chain(keys)
+    records, w, _ = quiet_chain(keys)
     log = [Msg(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records[:3])]
 
     async def run() -> Any:
@@ -198,7 +173,7 @@ async def test_an_indexer_restarted_after_the_refusal_reads_the_refused_offsets_
         return await indexer.run(follow=False)
 
     assert (await run()).indexed == 3
-    _rotate_and_revoke(keys, records[5])
+    rotate_and_revoke(keys, records[5])
     log += [Msg(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records[3:], start=3)]
     assert (await run()).refused == {"not-signed-by-writer": 3}
     signer = KeystoreAuditSigner(keys, Principal.WORKER)
