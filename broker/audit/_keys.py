@@ -52,13 +52,23 @@ class KeystoreAuditSigner:
             raise ValueError(f"{principal} writes no audit chain")
         self._keys = keys
         self._principal = principal
+        self._signed_with: str | None = None
 
     @property
     def key_id(self) -> str:
+        """The key that made the last signature, else the key that would sign now.
+
+        A checkpoint names its key after signing (``ChainWriter.checkpoint``): the key in use
+        changes when another process imports a directory naming a newer one, and asking the
+        keystore twice could name one key and sign with another."""
+        if self._signed_with is not None:
+            return self._signed_with
         return self._keys.current_signing_key(self._principal).info.key_id
 
     def sign(self, data: bytes) -> bytes:
-        return self._keys.current_signing_key(self._principal).key.sign(data)
+        identity = self._keys.current_signing_key(self._principal)
+        self._signed_with = identity.info.key_id
+        return identity.key.sign(data)
 
 
 class KeystoreAuditVerifier:

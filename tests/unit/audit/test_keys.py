@@ -79,3 +79,35 @@ def test_the_consoles_key_cannot_vouch_for_a_workers_chain(store: FileKeyStore) 
     ok = [console.append(AuditKind.RECEIVED)]
     ok.append(console.checkpoint(KeystoreAuditSigner(store, Principal.CONSOLE)))
     assert verify_chain(ok, KeystoreAuditVerifier(store)).records == 2
+
+
+def test_a_checkpoint_names_the_key_that_signed_it_when_the_key_in_use_changes_between(
+    store: FileKeyStore,
+) -> None:
+    """Another process importing a directory can change the key in use at any moment: a
+    checkpoint must name the key that made its signature, not the one in use a moment
+    later."""
+    worker = Principal.WORKER
+    old = store.current_signing_key(worker)
+    store.rotate(worker)
+    new = store.current_signing_key(worker)
+    assert new.info.key_id != old.info.key_id
+
+    class Switching:
+        """The store's answer changes after the first signature (the import lands then)."""
+
+        def __init__(self) -> None:
+            self.asked = 0
+
+        def current_signing_key(self, party: str) -> object:
+            self.asked += 1
+            return old if self.asked == 1 else store.current_signing_key(party)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+    w = ChainWriter("worker:w1", clock=_now)
+    records = [w.append(AuditKind.RECEIVED, event_id="e0")]
+    records.append(w.checkpoint(KeystoreAuditSigner(Switching(), worker)))  # type: ignore[arg-type]
+    assert records[-1].data["key_id"] == old.info.key_id
+    verify_chain(records, verifier=KeystoreAuditVerifier(store))
