@@ -32,11 +32,13 @@ from broker.kafka import MECHANISM
 from broker.principals import Principal
 
 __all__ = [
+    "BUNDLE_LABEL",
     "CONTAINER_DATA",
     "EXTERNAL_PORT",
     "compose_files",
     "external_bootstrap",
     "internal_bootstrap",
+    "published_ports",
     "server_properties",
 ]
 
@@ -49,6 +51,9 @@ EXTERNAL_PORT = 9094
 #: where Compose bind-mounts a secret with the host file's owner and mode.
 IMAGE_USERS = {"accord": (10001, 10001), "kafka": (1000, 1000), "postgres": (0, 0),
                "grafana": (472, 0)}  # fmt: skip
+#: Published on the host's loopback: Prometheus' and Grafana's pages.
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
 POSTGRES_IMAGE = "postgres:17"
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 GRAFANA_IMAGE = "grafana/grafana-oss:12.1.1"
@@ -58,6 +63,15 @@ _SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 def internal_bootstrap(dep: Deployment) -> str:
     return ",".join(f"{broker_host(n)}:{INTERNAL_PORT}" for n in range(1, dep.brokers + 1))
+
+
+def published_ports(dep: Deployment) -> dict[int, str]:
+    """Every host port the render publishes but the desks' (port -> what): no desk's may be
+    one of them, or Compose would fail to start one of the two, or start it elsewhere."""
+    ports = {CONSOLE_PORT: "the console", PROMETHEUS_PORT: "Prometheus", GRAFANA_PORT: "Grafana"}
+    for n in range(1, dep.brokers + 1):
+        ports[EXTERNAL_PORT + n - 1] = f"Kafka broker {n}'s external listener"
+    return ports
 
 
 def external_bootstrap(dep: Deployment, host: str) -> str:
@@ -225,6 +239,16 @@ def _web(env: dict[str, str], section: str, port: int, *, users_file: str | None
     env[f"ACCORD_{section}__FORWARDED_HOPS"] = "1"
 
 
+#: On each service that reads the bundle only when it starts (the console, the desks, the flag
+#: services): a new bundle changes the service's configuration, so ``docker compose up -d``
+#: recreates it. The worker reloads on SIGHUP instead (docs/operations.md, "Policy reload").
+BUNDLE_LABEL = "accord.bundle-version"
+
+
+def _reads_bundle_at_start(proc: Process) -> bool:
+    return proc.name != "worker" and ("--policies" in proc.args or proc.party is not None)
+
+
 def _process_service(dep: Deployment, proc: Process, *, host_port: int | None) -> dict[str, Any]:
     section = proc.settings_section
     env = {
@@ -276,6 +300,8 @@ def _process_service(dep: Deployment, proc: Process, *, host_port: int | None) -
         # The worker commits its transaction and copies its offsets on SIGTERM.
         "stop_grace_period": "30s",
     }
+    if _reads_bundle_at_start(proc):
+        service["labels"] = {BUNDLE_LABEL: dep.bundle_version}
     if proc.web_port and proc.party is None:  # the console
         _web(env, section, CONSOLE_PORT, users_file="/var/lib/accord/console/users.json")
         service["ports"] = [f"127.0.0.1:{CONSOLE_PORT}:{CONSOLE_PORT}"]
@@ -316,7 +342,7 @@ def compose_document(
 ) -> dict[str, Any]:
     """The Compose file; ``desk_ports``: each desk's port on the host (default: 8766 on,
     in the order of the party ids; ``render_files`` keeps them in ``desk-ports``)."""
-    ports = desk_host_ports(dep.desks, desk_ports or {})
+    ports = desk_host_ports(dep.desks, desk_ports or {}, published_ports(dep))
     services: dict[str, Any] = {
         broker_host(n): _kafka_service(n) for n in range(1, dep.brokers + 1)
     }
@@ -345,7 +371,7 @@ def compose_document(
     services["prometheus"] = {
         "image": PROMETHEUS_IMAGE,
         "volumes": ["./prometheus:/etc/prometheus:ro", "prometheus-data:/prometheus"],
-        "ports": ["127.0.0.1:9090:9090"],
+        "ports": [f"127.0.0.1:{PROMETHEUS_PORT}:{PROMETHEUS_PORT}"],
         "restart": "unless-stopped",
     }
     services["grafana"] = {
@@ -361,7 +387,7 @@ def compose_document(
             "./grafana/dashboards:/var/lib/grafana/dashboards:ro",
             "grafana-data:/var/lib/grafana",
         ],
-        "ports": ["127.0.0.1:3000:3000"],
+        "ports": [f"127.0.0.1:{GRAFANA_PORT}:{GRAFANA_PORT}"],
         "depends_on": ["prometheus"],
         "restart": "unless-stopped",
     }

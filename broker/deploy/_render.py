@@ -7,7 +7,12 @@ from typing import Any
 
 import yaml
 
-from broker.deploy._compose import compose_files, external_bootstrap, internal_bootstrap
+from broker.deploy._compose import (
+    compose_files,
+    external_bootstrap,
+    internal_bootstrap,
+    published_ports,
+)
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
 from broker.deploy._observability import alert_rules_text, dashboard_text, prometheus_config
@@ -87,7 +92,7 @@ def render_files(
             external_bootstrap=external_bootstrap(dep, external_host),
             external_host=external_host,
         )  # fmt: skip
-        ports = ensure_desk_ports(out, dep.desks)
+        ports = ensure_desk_ports(out, dep.desks, published_ports(dep))
         files = compose_files(dep, external_host=external_host, desk_ports=ports)
         return {**files, **_observability_compose(dep)}, made
     files = kubernetes_files(

@@ -158,13 +158,25 @@ def ensure_secrets(
 DESK_PORTS_FILE = "desk-ports"
 
 
-def desk_host_ports(desks: Iterable[str], kept: Mapping[str, int]) -> dict[str, int]:
+def desk_host_ports(
+    desks: Iterable[str], kept: Mapping[str, int], reserved: Mapping[int, str] | None = None
+) -> dict[str, int]:
     """Each desk's port on the host: the one ``kept`` gives it, else the next port from
     ``DESK_PORT`` (8766) that no kept desk holds, in the order of the party ids. A desk
     removed from the deployment keeps its port in ``kept``, so no other desk takes it: one
-    put back has the address its people's bookmarks and the proxy name."""
+    put back has the address its people's bookmarks and the proxy name.
+
+    ``reserved``: the ports the render publishes for something else (port -> what), which no
+    desk may hold (a one-line ``UsageError``) or be given."""
+    reserved = reserved or {}
+    for party, port in sorted(kept.items()):
+        if port in reserved:
+            raise UsageError(
+                f"{DESK_PORTS_FILE}: {party} {port}: the render publishes {reserved[port]} "
+                "on that port; give the desk another"
+            )
     out = dict(kept)
-    taken = set(out.values())
+    taken = set(out.values()) | set(reserved)
     port = DESK_PORT
     for party in sorted(set(desks) - set(out)):
         while port in taken:
@@ -191,12 +203,15 @@ def _read_ports(path: Path) -> dict[str, int]:
     return kept
 
 
-def ensure_desk_ports(out: Path, desks: Iterable[str]) -> dict[str, int]:
+def ensure_desk_ports(
+    out: Path, desks: Iterable[str], reserved: Mapping[int, str] | None = None
+) -> dict[str, int]:
     """The desks' host ports, kept in ``out/desk-ports``: read, and only added to (a desk
-    named for the first time gets the next free port), never re-assigned."""
+    named for the first time gets the next free port), never re-assigned; none of them one
+    of ``reserved`` (``desk_host_ports``)."""
     path = out / DESK_PORTS_FILE
     kept = _read_ports(path)
-    ports = desk_host_ports(desks, kept)
+    ports = desk_host_ports(desks, kept, reserved)
     added = {p: port for p, port in ports.items() if p not in kept}
     if added:
         out.mkdir(parents=True, exist_ok=True)

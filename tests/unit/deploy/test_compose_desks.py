@@ -250,3 +250,62 @@ def test_a_render_for_another_bundle_copy_with_desks_still_renders(tmp_path: Pat
     for name in (f"desk-{TEAM}", f"flags-{TEAM}"):
         assert "./policies:/etc/accord/policies:ro" in doc["services"][name]["volumes"]
         assert doc["services"][name]["environment"]["ACCORD_POLICIES"] == "/etc/accord/policies"
+
+
+def test_a_changed_bundle_changes_the_services_that_read_it_only_when_they_start(
+    tmp_path: Path,
+) -> None:
+    """The console, a desk and a flag service read the bundle when they start: its version,
+    a label, changes their configuration, so ``docker compose up -d`` recreates them. The
+    worker reloads on SIGHUP and the indexer reads no bundle: theirs do not change."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "policies", bundle, ignore=shutil.ignore_patterns("scenarios"))
+
+    def services() -> tuple[str, dict[str, Any]]:
+        policy = load_bundle(bundle)
+        dep = deployment(policy, bundle, brokers=1, partitions=1, image="a:1", desks=[TEAM])
+        files, _ = render_files(dep, Target.COMPOSE, tmp_path / "out")
+        return dep.bundle_version, yaml.safe_load(files["compose.yaml"])["services"]
+
+    version, before = services()
+    rules = bundle / "flags.yaml"
+    rules.write_text(rules.read_text().replace("contacts >= 3", "contacts >= 4"))
+    new_version, after = services()
+    assert new_version != version
+    for name in ("console", f"desk-{TEAM}", f"flags-{TEAM}"):
+        assert before[name]["labels"] == {"accord.bundle-version": version}, name
+        assert after[name]["labels"] == {"accord.bundle-version": new_version}, name
+    for name in ("worker", "indexer"):
+        assert "labels" not in after[name]
+        assert after[name] == before[name], name
+
+
+@pytest.mark.parametrize(
+    ("port", "brokers", "what"),
+    [(8765, 1, "the console"), (9090, 1, "Prometheus"), (3000, 1, "Grafana"),
+     (9094, 1, "Kafka broker 1's external listener"),
+     (9096, 3, "Kafka broker 3's external listener")],
+)  # fmt: skip
+def test_a_desk_port_the_render_publishes_for_something_else_is_refused_in_one_line(
+    tmp_path: Path, port: int, brokers: int, what: str
+) -> None:
+    from broker.errors import UsageError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "desk-ports").write_text(f"{HUB} {port}\n")
+    with pytest.raises(UsageError, match=f"desk-ports: {HUB} {port}: the render publishes {what}"):
+        _render(out, HUB, brokers=brokers)
+
+
+def test_a_port_past_the_brokers_rendered_is_a_desks_and_new_desks_skip_reserved_ports(
+    tmp_path: Path,
+) -> None:
+    from broker.deploy._secrets import desk_host_ports
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "desk-ports").write_text(f"{HUB} 9096\n")
+    doc = _render(out, HUB, brokers=1)  # one broker: 9096 is no one else's
+    assert doc["services"][f"desk-{HUB}"]["ports"] == ["127.0.0.1:9096:8766"]
+    assert desk_host_ports([TEAM, HUB], {}, {8766: "something"}) == {HUB: 8767, TEAM: 8768}
