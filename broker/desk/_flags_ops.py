@@ -5,6 +5,11 @@ ops server is a ``mode`` service given to the worker: started before the app, so
 answers while faust recovers its tables, and stopped after it. The probes' beat is an
 ``app.task``, which faust starts only once its agents run and its tables are recovered: the
 first beat is what makes the service ready (``broker.desk._probes.FlagsProbes``).
+
+Its metrics: when the cluster's TLS certificates expire, and when Kafka last answered the
+service as its party (``broker.desk._probes.KafkaContact``, asked by an ``app.task`` too): the
+probes stay green while Kafka is away (a restart would not bring it back), so that gauge is
+what an alert watches.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from broker.config import KafkaSettings, OpsEndpoint
-from broker.desk._probes import FlagsProbes
+from broker.desk._probes import FlagsProbes, KafkaContact
+from broker.kafka import KafkaClients
 from broker.ops import serving_ops
 
 if TYPE_CHECKING:
@@ -34,6 +40,9 @@ def flags_ops(app: faust.App, endpoint: OpsEndpoint, kafka: KafkaSettings) -> mo
     probes = FlagsProbes(endpoint.stale_after_seconds)
     app.task(probes.run)
     registry = CollectorRegistry()
+    clients = KafkaClients(kafka)
+    contact = KafkaContact(registry, lambda: clients.consumer(client_id=f"{app.conf.id}-contact"))
+    app.task(contact.run)
 
     class FlagsOps(Service):
         def __init__(self) -> None:
@@ -48,6 +57,7 @@ def flags_ops(app: faust.App, endpoint: OpsEndpoint, kafka: KafkaSettings) -> mo
 
         async def on_stop(self) -> None:
             probes.stopping()
+            await contact.close()
             await self._stack.aclose()
 
     return FlagsOps()

@@ -20,6 +20,7 @@ import structlog
 from pydantic import ValidationError
 
 from broker.desk._flag import Flag, view_child_keys
+from broker.desk._probes import KafkaContact
 from broker.desk._store import DeskStore
 from broker.errors import TransportError
 from broker.events import Delivery, WithdrawalNotice
@@ -65,12 +66,14 @@ class DeskIngest:
         linkage_key: bytes,
         clock: Callable[[], datetime],
         flags: Consumer | None = None,
+        contact: KafkaContact | None = None,
     ) -> None:
         self.store = store
         self.subscriber = subscriber
         self._key = linkage_key
         self._clock = clock
         self._flags = flags
+        self._contact = contact
 
     async def poll_once(self, wait: float) -> int:
         """Take what is there within ``wait`` seconds; how many new things were stored."""
@@ -122,6 +125,12 @@ class DeskIngest:
                 log.warning("desk_ingest_unavailable", error=type(exc).__name__)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
+                continue
+            # A poll that raised nothing may still have heard nothing (aiokafka answers an
+            # empty batch while no broker answers): the contact asks Kafka itself. A poll
+            # that keeps failing never gets that far, so the gauge goes stale either way.
+            if self._contact is not None:
+                await self._contact.check()
 
 
 def flags_consumer(kafka: KafkaClients, party: str) -> Consumer:

@@ -8,19 +8,32 @@ but is not ready, until ``add-user`` has made one: no restart. The flag service
 is ready once faust has started its agents and tasks (after its tables' recovery), and live
 while a beat its own event loop makes every second is recent: answering at all shows the loop
 is not blocked, and the beat shows faust's task machinery still runs.
+
+Neither probe fails when Kafka is away: the desk's pages still serve what is stored, and a
+restart would not bring Kafka back. That is what :class:`KafkaContact` is for, a gauge of
+when Kafka last answered the process as its party, on which an alert fires (AccordDeskOutOfTouch
+in broker/deploy/assets/alerts.yml). A consumer's poll is not evidence by itself: aiokafka's
+``getmany`` returns nothing, not an error, while no broker answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
+from prometheus_client import CollectorRegistry, Gauge
+
+from broker.kafka import Consumer, stop_quietly
 from broker.ops import OK, Check, Heartbeat
 from broker.webauth import accounts_ready
 
-__all__ = ["BEAT_SECONDS", "DeskProbes", "FlagsProbes"]
+__all__ = ["BEAT_SECONDS", "CONTACT_SECONDS", "DeskProbes", "FlagsProbes", "KafkaContact"]
+
+log = structlog.get_logger("accord.desk")
 
 #: How often the flag service's loop beats (its ``stale_after_seconds`` is 30 by default).
 BEAT_SECONDS = 1.0
@@ -93,3 +106,79 @@ class FlagsProbes:
         while True:
             self.beat()
             await asyncio.sleep(BEAT_SECONDS)
+
+
+#: How often Kafka is asked (at most), and how long an answer may take.
+CONTACT_SECONDS = 30.0
+_ANSWER_WITHIN = 15.0
+CONTACT_METRIC = "accord_desk_kafka_contact_timestamp_seconds"
+
+
+class KafkaContact:
+    """``accord_desk_kafka_contact_timestamp_seconds``: when Kafka last answered this process
+    (a metadata request, by a consumer of its own with the party's login, no group), as Unix
+    time; the start time until the first answer, so that a process which never reaches Kafka
+    alerts as one that lost it. No labels: nothing in it names anyone.
+
+    ``new_consumer`` makes the client (``KafkaClients.consumer`` with no topic); a failed
+    start makes a new one next time, as aiokafka's cannot be started twice.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        new_consumer: Callable[[], Consumer],
+        *,
+        every: float = CONTACT_SECONDS,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._gauge = Gauge(
+            CONTACT_METRIC,
+            "When Kafka last answered this desk or flag service as its party (Unix time; "
+            "its start time until the first answer)",
+            registry=registry,
+        )
+        self._gauge.set(clock())
+        self._new = new_consumer
+        self._every = every
+        self._clock = clock
+        self._monotonic = monotonic
+        self._consumer: Consumer | None = None
+        self._asked: float | None = None
+
+    async def check(self) -> bool:
+        """Ask Kafka, unless asked within ``every`` seconds; whether it answered (a failure
+        is logged, by its type only, and leaves the gauge as it was)."""
+        now = self._monotonic()
+        if self._asked is not None and now - self._asked < self._every:
+            return True
+        self._asked = now
+        try:
+            async with asyncio.timeout(_ANSWER_WITHIN):
+                if self._consumer is None:
+                    consumer = self._new()
+                    try:
+                        await consumer.start()
+                    except BaseException:
+                        await stop_quietly(consumer)
+                        raise
+                    self._consumer = consumer
+                await self._consumer.topics()
+        except Exception as exc:  # noqa: BLE001  # any failure is no answer: say so, try again
+            log.warning("desk_kafka_no_answer", error=type(exc).__name__)
+            return False
+        self._gauge.set(self._clock())
+        return True
+
+    async def run(self) -> None:
+        """Ask every ``every`` seconds until cancelled (the flag service's ``app.task``)."""
+        while True:
+            await self.check()
+            await asyncio.sleep(self._every)
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):  # on the way out: nothing to hide
+                await stop_quietly(consumer)

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 
 from broker.config import Settings
 from broker.desk._app import create_desk_app
 from broker.desk._deps import DeskDeps
 from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
 from broker.desk._linkage import desk_linkage_key
-from broker.desk._probes import DeskProbes
+from broker.desk._probes import DeskProbes, KafkaContact
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
 from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
@@ -59,6 +62,47 @@ def check_desk_party(policy: Policy, party: str) -> str:
     if found.status != "active":
         raise UsageError(f"--as {party}: the party is suspended")
     return found.kind
+
+
+class _Also:
+    """The pages' collectors, on the ops server's registry too: that one has more (when the
+    Kafka certificates expire, when Kafka last answered), which the public pages must not
+    show."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
+
+
+def _ops_metrics(
+    pages: CollectorRegistry, kafka: KafkaClients, party: str
+) -> tuple[CollectorRegistry, KafkaContact]:
+    """The ops server's registry (the pages' collectors and its own), and its Kafka contact."""
+    registry = CollectorRegistry()
+    registry.register(_Also(pages))
+    contact = KafkaContact(
+        registry, lambda: kafka.consumer(client_id=f"accord-desk-{party}-contact")
+    )
+    return registry, contact
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM (``docker stop``, a pod's end) stops the desk as Ctrl-C does: its clients
+    closed, its consumer group left, exit status 0. uvicorn catches it while it serves and
+    raises it again once stopped, when this handler, not the default (death by the signal,
+    nothing closed), takes it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous = signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(stop.set))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _utcnow() -> datetime:
@@ -153,8 +197,10 @@ async def run_desk(
     linkage_key = desk_linkage_key(keys, party=party)
     users = _users(settings, keys, party)
     accounts = users.has_accounts()
-    # One registry for the pages' /metrics and the ops server's.
+    # The pages' /metrics (no sign-in, behind the public proxy) shows what it always has;
+    # the ops server's, on the private network, shows those and its own.
     registry = CollectorRegistry()
+    ops_registry, contact = _ops_metrics(registry, kafka, party)
     deps = DeskDeps(
         party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
         users=users, acks=subscriber,
@@ -166,20 +212,21 @@ async def run_desk(
     sock = listen(cfg.host, cfg.port)
     server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
     stop = stop or asyncio.Event()
-    flags: Consumer | None = None
     probes = DeskProbes(server_started=lambda: server.started, accounts=users.has_accounts)
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_stopped_by_sigterm(stop))
         # First, so that /livez answers while the party's clients connect.
         await stack.enter_async_context(
-            serving_ops(cfg, registry, live=probes.live, ready=probes.ready,
+            serving_ops(cfg, ops_registry, live=probes.live, ready=probes.ready,
                         kafka=kafka.settings)
         )  # fmt: skip
+        stack.push_async_callback(contact.close)
         await stack.enter_async_context(subscriber)
         if publisher is not None:
             await stack.enter_async_context(publisher)
-        if kind == "coordinating_team":
-            flags = await _started_flags(stack, kafka, party)
-        ingest = DeskIngest(store, subscriber, linkage_key=linkage_key, clock=clock, flags=flags)
+        flags = await _started_flags(stack, kafka, party) if kind == "coordinating_team" else None
+        ingest = DeskIngest(store, subscriber, linkage_key=linkage_key, clock=clock, flags=flags,
+                            contact=contact)  # fmt: skip
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(server.serve(sockets=[sock]), name="desk-http"),
             asyncio.create_task(ingest.run(stop, interval=cfg.poll_seconds), name="desk-ingest"),

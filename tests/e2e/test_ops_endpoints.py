@@ -1,12 +1,11 @@
-"""A real worker, ``accord audit index --follow`` and ``accord console`` answer probes and
-export metrics.
+"""A real worker, ``accord audit index --follow``, ``accord console`` and a co-ordinating
+team's ``accord desk`` and ``accord desk flags`` answer probes and export metrics.
 
 Each runs as a subprocess on an embedded broker (secured, as a deployment is), with its ops
-server on a port of its own; the worker's is set by option, the indexer's and the console's by
-environment. Once the worker has consumed and the indexer caught up, ``/livez`` and
-``/readyz`` answer 200 and ``/metrics`` holds their ``accord_`` metrics: between the three,
-every metric the shipped alert rules and dashboard query, and in each, when the broker's TLS
-certificates expire.
+server on a port of its own; the worker's is set by option, the others' by environment. Once
+the worker has consumed and the indexer caught up, ``/livez`` and ``/readyz`` answer 200 and
+``/metrics`` holds their ``accord_`` metrics: between them, every metric the shipped alert
+rules and dashboard query, and in each, when the broker's TLS certificates expire.
 """
 
 from __future__ import annotations
@@ -60,6 +59,7 @@ async def _until_ready(port: int, alive: Callable[[], bool], tail: Callable[[], 
 
 
 TLS_EXPIRY = "accord_tls_certificate_expiry_timestamp_seconds"
+CONTACT = "accord_desk_kafka_contact_timestamp_seconds"
 
 
 def _tls_expiry(body: str) -> dict[str, float]:
@@ -106,6 +106,71 @@ def _console(
              "--policies", str(POLICIES)],
             env=console_env, stdout=subprocess.DEVNULL, stderr=fh,
         )  # fmt: skip
+
+
+TEAM = "sandwell-coord"
+
+
+def _team_desks(tmp_path: Path, env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
+    """The team's desk (with an account, or it is not ready) and its flag service, each with
+    its ops server on the port ``ACCORD_DESK__METRICS_PORT`` gives, as a container sets it
+    (``env`` holds DESK_PORT and FLAGS_PORT)."""
+    desk_env = {**env, "ACCORD_POLICIES": str(POLICIES)}
+    subprocess.run(  # our own CLI
+        [sys.executable, "-m", "broker", "desk", "add-user", "--as", TEAM, "kim.ward",
+         "--password-stdin", "--no-totp"],
+        env=desk_env, input=b"a long synthetic passphrase", capture_output=True, check=True,
+        timeout=120,
+    )  # fmt: skip
+    procs = {}
+    for name, args in (("desk", ("--as", TEAM, "--port", "0")), ("flags", ("flags", "--as", TEAM))):
+        with (tmp_path / f"{name}.log").open("ab") as fh:
+            procs[name] = subprocess.Popen(  # our own CLI
+                [sys.executable, "-m", "broker", "desk", *args],
+                env={**desk_env, "ACCORD_DESK__METRICS_PORT": env[f"{name.upper()}_PORT"]},
+                stdout=subprocess.DEVNULL, stderr=fh,
+            )  # fmt: skip
+    return procs
+
+
+def _contact_at(body: str) -> float | None:
+    found = [ln for ln in body.splitlines() if ln.startswith(CONTACT + " ")]
+    return float(found[0].split()[-1]) if found else None
+
+
+async def _heard_from_kafka(port: int) -> str:
+    """The /metrics body once the contact gauge has moved from its first value: it starts at
+    the start time and only an answer from Kafka moves it (asked every 30 s at most)."""
+    first = _contact_at((await asyncio.to_thread(_get, port, "/metrics"))[1])
+    assert first is not None
+    for _ in range(100):
+        _, body = await asyncio.to_thread(_get, port, "/metrics")
+        at = _contact_at(body)
+        if at is not None and at > first:
+            return body
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"Kafka's last answer stayed at {first}")
+
+
+async def _desks_scraped(tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
+    """The team's desk's and flag service's /metrics, once ready and heard from Kafka."""
+    ports = {"desk": free_port(), "flags": free_port()}
+    desks = _team_desks(tmp_path, {**env, "DESK_PORT": str(ports["desk"]),
+                                   "FLAGS_PORT": str(ports["flags"])})  # fmt: skip
+    try:
+        for name, proc in desks.items():
+            await _scraped_once_ready(ports[name], proc, tmp_path / f"{name}.log")
+        heard = await asyncio.gather(*(_heard_from_kafka(ports[n]) for n in desks))
+        bodies = dict(zip(desks, heard, strict=True))
+        for name in desks:  # ... and the TLS expiry, read in the background
+            bodies[name] = await _until_exported(ports[name], 'certificate="kafka-broker"')
+    finally:
+        for proc in desks.values():
+            proc.terminate()
+            proc.wait(timeout=60)
+    for name, proc in desks.items():
+        assert proc.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+    return bodies
 
 
 async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
@@ -163,6 +228,7 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
             console_port, console, tmp_path / "console.log"
         )
         assert "accord_console_sign_ins_total" in bodies["console"]
+        bodies.update(await _desks_scraped(tmp_path, env))
     finally:
         for proc in (console, indexer):
             if proc is not None and proc.poll() is None:
@@ -174,11 +240,11 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
 
 
 def _check_exports(bodies: dict[str, str]) -> None:
-    """What the three /metrics bodies hold between them."""
+    """What the five /metrics bodies hold between them."""
     # When the broker's certificates expire, read by each process from the CA file its client
     # file names and from a handshake with the broker: both in the future, the same for all.
     expiries = {name: _tls_expiry(body) for name, body in bodies.items()}
-    assert expiries["worker"] == expiries["indexer"] == expiries["console"], expiries
+    assert len({json.dumps(e, sort_keys=True) for e in expiries.values()}) == 1, expiries
     assert set(expiries["worker"]) == {"kafka-ca", "kafka-broker"}
     assert all(at > time.time() for at in expiries["worker"].values())
 
@@ -188,3 +254,9 @@ def _check_exports(bodies: dict[str, str]) -> None:
     for where, expr in shipped_expressions().items():
         missing = promql_metric_names(expr) - exported - {"up"}
         assert not missing, f"{where} queries {sorted(missing)}, which no process exports"
+    # When Kafka last answered the desk and the flag service (AccordDeskKafkaUnreachable
+    # queries it): each exports it, recent.
+    for name in ("desk", "flags"):
+        at = _contact_at(bodies[name])
+        assert at is not None, name
+        assert time.time() - at < 120, (name, at)

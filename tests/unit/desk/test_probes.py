@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from broker.desk._probes import DeskProbes, FlagsProbes
+from broker.desk._ingest import DeskIngest
+from broker.desk._probes import CONTACT_METRIC, DeskProbes, FlagsProbes, KafkaContact
+from broker.errors import TransportError
 from broker.webauth import TotpBox, UserFile
 
 
@@ -115,3 +119,164 @@ def test_the_desks_ops_server_is_off_unless_its_port_is_set(
     monkeypatch.setenv("ACCORD_DESK__METRICS_PORT", "9468")
     desk = load_settings().desk
     assert (desk.metrics_host, desk.metrics_port) == ("0.0.0.0", 9468)  # noqa: S104
+
+
+# -- when Kafka last answered ----------------------------------------------------------------
+
+
+class FakeConsumer:
+    """A metadata client: ``topics()`` answers unless ``down``; a failed start is final, as
+    aiokafka's is."""
+
+    def __init__(self, down: list[bool]) -> None:
+        self._down = down
+        self.started = self.stopped = False
+        self.asked = 0
+
+    async def start(self) -> None:
+        if self._down[0]:
+            raise OSError("no route to host")
+        self.started = True
+
+    async def topics(self) -> set[str]:
+        assert self.started
+        if self._down[0]:
+            raise OSError("connection reset")
+        self.asked += 1
+        return {"accord.deliver.sandwell-coord"}
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def _value(registry: CollectorRegistry) -> float:
+    value = registry.get_sample_value(CONTACT_METRIC)
+    assert value is not None
+    return value
+
+
+def _contact(
+    down: list[bool], wall: list[float], mono: list[float]
+) -> tuple[CollectorRegistry, KafkaContact, list[FakeConsumer]]:
+    registry = CollectorRegistry()
+    made: list[FakeConsumer] = []
+
+    def new() -> Any:
+        made.append(FakeConsumer(down))
+        return made[-1]
+
+    contact = KafkaContact(
+        registry, new, every=30, clock=lambda: wall[0], monotonic=lambda: mono[0]
+    )
+    return registry, contact, made
+
+
+async def test_the_contact_gauge_starts_at_the_start_time_and_moves_only_on_answers() -> None:
+    down, wall, mono = [False], [1_000.0], [0.0]
+    registry, contact, made = _contact(down, wall, mono)
+    assert _value(registry) == 1_000.0  # never answered yet: as old as the process
+    wall[0], mono[0] = 1_005.0, 5.0
+    assert await contact.check()
+    assert _value(registry) == 1_005.0
+    wall[0], mono[0] = 1_020.0, 20.0
+    assert await contact.check()  # asked 15 s ago: not asked again
+    assert (made[0].asked, _value(registry)) == (1, 1_005.0)
+    down[0] = True
+    for step in range(1, 4):  # an hour without an answer: the gauge does not move
+        wall[0], mono[0] = 1_005.0 + step * 1200, 5.0 + step * 1200
+        assert not await contact.check()
+    assert _value(registry) == 1_005.0
+    down[0] = False
+    wall[0], mono[0] = 9_000.0, 9_000.0
+    assert await contact.check()
+    assert _value(registry) == 9_000.0
+    await contact.close()
+    assert made[0].stopped
+    text = generate_latest(registry).decode()
+    assert f"{CONTACT_METRIC} 9000.0" in text  # no labels: nothing in it names anyone
+
+
+async def test_a_contact_whose_first_start_failed_makes_a_new_client_next_time() -> None:
+    down, wall, mono = [True], [1_000.0], [0.0]
+    registry, contact, made = _contact(down, wall, mono)
+    assert not await contact.check()
+    assert made[0].stopped  # stopped on the way out, not left unclosed
+    down[0], wall[0], mono[0] = False, 1_040.0, 40.0
+    assert await contact.check()
+    assert len(made) == 2
+    assert _value(registry) == 1_040.0
+
+
+async def test_a_contact_that_gets_no_answer_in_time_counts_as_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import broker.desk._probes as probes
+
+    monkeypatch.setattr(probes, "_ANSWER_WITHIN", 0.05)
+
+    class Hangs(FakeConsumer):
+        async def topics(self) -> set[str]:
+            await asyncio.Event().wait()
+            return set()
+
+    registry = CollectorRegistry()
+    contact = KafkaContact(registry, lambda: Hangs([False]), clock=lambda: 5.0)
+    registry_before = _value(registry)
+    assert not await contact.check()
+    assert _value(registry) == registry_before
+
+
+class _Subscriber:
+    def __init__(self, fails: bool) -> None:
+        self.fails = fails
+
+    async def poll(self, wait: float) -> list[Any]:
+        await asyncio.sleep(wait)
+        if self.fails:
+            raise TransportError("consuming accord.deliver.sandwell-coord: KafkaError")
+        return []
+
+
+class _Contact:
+    def __init__(self) -> None:
+        self.checked = 0
+
+    async def check(self) -> bool:
+        self.checked += 1
+        return True
+
+
+@pytest.mark.parametrize(("fails", "checked"), [(False, True), (True, False)])
+async def test_the_desk_asks_kafka_after_each_poll_that_did_not_fail(
+    fails: bool, checked: bool
+) -> None:
+    """A poll that keeps failing (its grants gone, say) never reaches the contact, so the
+    gauge goes stale as when no broker answers."""
+    contact = _Contact()
+    ingest = DeskIngest(
+        None, _Subscriber(fails), linkage_key=b"k" * 32, clock=lambda: None,  # type: ignore[arg-type]  # fakes
+        contact=contact,  # type: ignore[arg-type]
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(ingest.run(stop, interval=0.01))
+    await asyncio.sleep(0.1)
+    stop.set()
+    await task
+    assert (contact.checked > 0) is checked
+
+
+def test_the_desks_public_metrics_keep_to_the_pages_and_its_ops_metrics_add_their_own() -> None:
+    """The pages' /metrics is behind the public proxy: what the ops server adds (when Kafka
+    last answered; its TLS expiry, put on the same registry by ``serving_ops``) stays off it."""
+    from broker.config import KafkaSecurity, KafkaSettings
+    from broker.desk._serve import _ops_metrics
+    from broker.kafka import KafkaClients
+
+    pages = CollectorRegistry()
+    Gauge("accord_desk_encompass_late_notices", "late", registry=pages).set(2)
+    plain = KafkaClients(KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT))
+    ops, _ = _ops_metrics(pages, plain, "cog-tipton")
+    assert ops is not pages
+    assert ops.get_sample_value("accord_desk_encompass_late_notices") == 2
+    assert ops.get_sample_value(CONTACT_METRIC) is not None
+    assert pages.get_sample_value(CONTACT_METRIC) is None
