@@ -68,14 +68,21 @@ def _add_user(env: dict[str, str], name: str) -> None:
 PASSWORD = "a long synthetic passphrase"
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
+def _stop(proc: subprocess.Popen[bytes] | None, log: Path) -> None:
+    """SIGTERM, as ``docker stop`` and a pod's end send it: the process must be gone within
+    15 seconds with status 0 (its clients closed, its group left). One that blocks its
+    shutdown fails here, named, rather than being killed without a word."""
+    if proc is None or proc.returncode is not None:
+        return
+    if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
+            pytest.fail(f"still running 15 s after SIGTERM: {log.read_text()[-3000:]}")
+    assert proc.returncode == 0, log.read_text()[-3000:]
 
 
 async def test_the_desk_and_the_flag_service_are_ready_on_the_port_their_environment_gives(
@@ -88,7 +95,7 @@ async def test_the_desk_and_the_flag_service_are_ready_on_the_port_their_environ
     desk = flags = None
     try:
         desk = _start({**env, "ACCORD_DESK__METRICS_PORT": str(desk_port)}, desk_log,
-                      "--as", TEAM, "--port", "0")  # fmt: skip
+                      "--as", TEAM, "--port", "0", stdout=True)  # fmt: skip
         flags = _start({**env, "ACCORD_DESK__METRICS_PORT": str(flags_port)}, flags_log,
                        "flags", "--as", TEAM, "--policies", str(POLICIES))  # fmt: skip
         bodies = await asyncio.gather(
@@ -102,12 +109,21 @@ async def test_the_desk_and_the_flag_service_are_ready_on_the_port_their_environ
             assert (status, json.loads(body)) == (200, {"status": "ok", "reason": "ok"})
         for body in bodies:  # from each process's own registry
             assert "accord_tls_certificate_expiry_timestamp_seconds" in body
+            assert "accord_desk_kafka_contact_timestamp_seconds" in body
+        # The pages' /metrics, behind the public proxy with no sign-in, shows only what the
+        # pages count: nothing about Kafka (its certificates, when it last answered).
+        [url] = re.findall(r"desk of \S+ at (\S+) ;", desk_log.read_text())
+        async with httpx.AsyncClient(base_url=url) as browser:
+            public = await browser.get("/metrics")
+        assert public.status_code == 200
+        assert "accord_tls_" not in public.text
+        assert "accord_desk_kafka_contact" not in public.text
         # The desk's consumer gone (its process stopped): no answer at all, not a stale 200.
-        _stop(desk)
+        _stop(desk, desk_log)
         assert (await asyncio.to_thread(_get, desk_port, "/readyz"))[0] == 0
     finally:
-        _stop(desk)
-        _stop(flags)
+        _stop(desk, desk_log)
+        _stop(flags, flags_log)
     assert "Traceback" not in desk_log.read_text(), desk_log.read_text()[-3000:]
     assert "Traceback" not in flags_log.read_text(), flags_log.read_text()[-3000:]
 
@@ -162,5 +178,5 @@ async def test_a_desk_started_before_its_first_account_runs_and_is_ready_once_ad
         assert signed_in.status_code == 303, signed_in.text
         assert desk.poll() is None  # the same process throughout
     finally:
-        _stop(desk)
+        _stop(desk, log)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
