@@ -369,11 +369,19 @@ def test_the_rendered_desk_and_flag_service_run_as_their_party_and_are_ready(
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        blocked = []
+        for name, proc in procs.items():
+            try:
+                proc.wait(timeout=15)  # docker stop's SIGTERM: gone well within its grace
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                blocked.append(name)
+    # Neither blocked its shutdown nor died of the signal: a clean stop, status 0.
+    for name, proc in procs.items():
+        log_text = (local.root / f"{name}.log").read_text()[-3000:]
+        assert name not in blocked, f"{name} still running 15 s after SIGTERM: {log_text}"
+        assert proc.returncode == 0, log_text
     # The flag service's folder is in the home the service's named volume holds.
     assert (local.root / "home" / "desk" / TEAM / "flags").is_dir()
 
