@@ -64,7 +64,7 @@ class Publisher(AsyncClient):
     async def start(self) -> None:
         producer = self._kafka.producer(f"accord-publisher-{self.party}")
         try:
-            async with connecting(self._kafka.bootstrap):
+            async with connecting(self._kafka):
                 await producer.start()
         except BaseException:
             await stop_quietly(producer)  # else it is reported unclosed after our error line

@@ -157,7 +157,7 @@ class Subscriber(AsyncClient):
         consumer = self._kafka.consumer(self.topic, client_id=client, group=self._group)
         producer = self._kafka.producer(client)
         try:
-            async with connecting(self._kafka.bootstrap):
+            async with connecting(self._kafka):
                 await consumer.start()
                 await producer.start()
         except BaseException:
