@@ -12,6 +12,7 @@ jars. Then an authorised client works and unauthorised ones are refused.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -317,6 +318,40 @@ def _service_env(local: Local, service: dict[str, Any], **ports: int) -> dict[st
     return {"PATH": os.environ["PATH"], **env}
 
 
+def _ceremony(local: Local, desk_svc: dict[str, Any]) -> None:
+    """The key ceremony and the first account, as docs/deployment.md has them, with the
+    rendered passphrase; the home is the one the services' volumes would hold."""
+    ceremony = _service_env(local, desk_svc)
+    keys = local(desk_svc["environment"]["ACCORD_KEYSTORE__PATH"])
+    # The worker's and the IG officer's keystores, made elsewhere in a real ceremony: the
+    # desk needs the worker's public keys, taken from a directory the officer signed.
+    worker, governance = (str(local.root / "ceremony" / p) for p in ("worker", "governance"))
+    entries = [str(local.root / "ceremony" / f"{p}.json") for p in ("worker", TEAM)]
+    directory = str(local.root / "ceremony" / "directory.json")
+
+    def accord(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "broker", *args], env=ceremony, input=stdin,
+            capture_output=True, text=True, check=False, cwd=local.root, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    accord("keys", "init", "--party", TEAM, "--dir", keys)
+    accord("keys", "init", "--party", "worker", "--dir", worker)
+    accord("keys", "init", "--party", "governance", "--dir", governance)
+    accord("keys", "export", "--party", "worker", "--dir", worker, "--out", entries[0])
+    accord("keys", "export", "--party", TEAM, "--dir", keys, "--out", entries[1])
+    accord("keys", "sign-directory", *entries, "--out", directory, "--dir", governance)
+    listed = accord("keys", "list", "--dir", governance, "--party", "governance", "--json")
+    anchor = next(
+        row["key_id"] for row in map(json.loads, listed.splitlines()) if row["purpose"] == "sign"
+    )
+    accord("keys", "import", directory, "--dir", keys, "--trust", anchor)
+    accord("desk", "add-user", "--as", TEAM, "kim.ward", "--password-stdin", "--no-totp",
+           stdin="a long synthetic passphrase")  # fmt: skip
+
+
 def test_the_rendered_desk_and_flag_service_run_as_their_party_and_are_ready(
     rendered_kafka: Cluster,
 ) -> None:
@@ -328,20 +363,7 @@ def test_the_rendered_desk_and_flag_service_run_as_their_party_and_are_ready(
     local, compose, _ = rendered_kafka
     assert _provision(local, compose).returncode == 0
     desk_svc, flags_svc = (compose["services"][f"{k}-{TEAM}"] for k in ("desk", "flags"))
-    # The key ceremony and the first account, as docs/deployment.md has them, with the
-    # rendered passphrase; the home is the one the services' volumes would hold.
-    ceremony = _service_env(local, desk_svc)
-    keys = local(desk_svc["environment"]["ACCORD_KEYSTORE__PATH"])
-    for args, stdin in (
-        (["keys", "init", "--party", TEAM, "--dir", keys], None),
-        (["desk", "add-user", "--as", TEAM, "kim.ward", "--password-stdin", "--no-totp"],
-         "a long synthetic passphrase"),
-    ):  # fmt: skip
-        done = subprocess.run(
-            [sys.executable, "-m", "broker", *args], env=ceremony, input=stdin,
-            capture_output=True, text=True, check=False, cwd=local.root, timeout=120,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
+    _ceremony(local, desk_svc)
     ports = {"desk": free_port(), "flags": free_port()}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
