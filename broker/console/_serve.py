@@ -32,7 +32,15 @@ from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.ops import serving_ops
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
-from broker.webauth import TotpBox, UserFile, device_key, listen, server_config, url_host
+from broker.webauth import (
+    TotpBox,
+    UserFile,
+    device_key,
+    listen,
+    server_config,
+    stopped_by_sigterm,
+    url_host,
+)
 
 log = structlog.get_logger("accord.console")
 
@@ -139,6 +147,7 @@ async def run_console(
     )
     ops = contextlib.AsyncExitStack()
     try:
+        ops.enter_context(stopped_by_sigterm(stop))
         await ops.enter_async_context(
             serving_ops(
                 cfg,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +31,15 @@ from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.ops import serving_ops
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
-from broker.webauth import TotpBox, UserFile, device_key, listen, server_config, url_host
+from broker.webauth import (
+    TotpBox,
+    UserFile,
+    device_key,
+    listen,
+    server_config,
+    stopped_by_sigterm,
+    url_host,
+)
 
 __all__ = ["DESK_KINDS", "DeskRun", "check_desk_party", "run_desk"]
 
@@ -86,23 +92,6 @@ def _ops_metrics(
         registry, lambda: kafka.consumer(client_id=f"accord-desk-{party}-contact")
     )
     return registry, contact
-
-
-@contextlib.contextmanager
-def _stopped_by_sigterm(stop: asyncio.Event) -> Iterator[None]:
-    """SIGTERM (``docker stop``, a pod's end) stops the desk as Ctrl-C does: its clients
-    closed, its consumer group left, exit status 0. uvicorn catches it while it serves and
-    raises it again once stopped, when this handler, not the default (death by the signal,
-    nothing closed), takes it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    loop = asyncio.get_running_loop()
-    previous = signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(stop.set))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _utcnow() -> datetime:
@@ -214,7 +203,7 @@ async def run_desk(
     stop = stop or asyncio.Event()
     probes = DeskProbes(server_started=lambda: server.started, accounts=users.has_accounts)
     async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(_stopped_by_sigterm(stop))
+        stack.enter_context(stopped_by_sigterm(stop))
         # First, so that /livez answers while the party's clients connect.
         await stack.enter_async_context(
             serving_ops(cfg, ops_registry, live=probes.live, ready=probes.ready,

@@ -28,6 +28,7 @@ from broker.webauth._web import (
     loopback,
     read_form,
     server_config,
+    stopped_by_sigterm,
     url_host,
 )
 
@@ -65,5 +66,6 @@ __all__ = [
     "loopback",
     "read_form",
     "server_config",
+    "stopped_by_sigterm",
     "url_host",
 ]

@@ -7,9 +7,14 @@ before anything parses it unless it is a small plain form.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -175,3 +180,20 @@ class _Contained:
                 await send({"type": "http.response.start", "status": 500,
                             "headers": [(b"content-type", b"text/plain")]})  # fmt: skip
                 await send({"type": "http.response.body", "body": b"internal error"})
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM (``docker stop``, a pod's end) stops a web app (the console, a desk) as
+    Ctrl-C does, by setting ``stop``: its clients closed, its consumer group left, exit
+    status 0. uvicorn catches it while it serves and raises it again once stopped, when this
+    handler, not the default (death by the signal, nothing closed), takes it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous = signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(stop.set))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -236,6 +236,9 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
                 proc.wait(timeout=60)
         worker.stop()
     assert indexer.returncode == 0, index_log.read_text()[-3000:]
+    # SIGTERM, as a pod's end sends it: a clean stop, not death by the signal.
+    assert console is not None
+    assert console.returncode == 0, (tmp_path / "console.log").read_text()[-3000:]
     _check_exports(bodies)
 
 
