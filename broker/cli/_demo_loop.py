@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker.cli._demo_flags import flag_source, wait_for_flag, wait_until_held
+from broker.config import EnvelopeSettings
 from broker.desk import Flag, child_key
 from broker.events import parse_consents, parse_event
 from broker.kafka import KafkaClients
@@ -79,6 +80,7 @@ async def _flagged(
     linkage: bytes,
     fam: SyntheticFamilies,
     say: Callable[[str], None],
+    envelope: EnvelopeSettings,
 ) -> Flag | None:
     """An agency's two concerns about ``child``; the team's flag for the child, or None."""
     source = flag_source(policy, team)
@@ -93,7 +95,7 @@ async def _flagged(
                   categories=["domestic_abuse"])
         for ago in (timedelta(days=3), timedelta(hours=1))
     ]  # fmt: skip
-    async with Publisher(agency, keys(agency), kafka(agency)) as pub:
+    async with Publisher(agency, keys(agency), kafka(agency), envelope=envelope) as pub:
         await pub.publish(first)
         say(f"flags 1/3: {agency} reports a {etype} concern about a child, 3 days ago "
             f"({first['event_id']})")  # fmt: skip
@@ -127,11 +129,13 @@ async def referral_loop(
     policy: Policy,
     *,
     say: Callable[[str], None],
+    envelope: EnvelopeSettings,
     delay: float = 1.0,
     linkage: bytes | None = None,
 ) -> None:
     """Run the scripted loop once, after ``delay`` seconds (the agencies' stream flowing);
-    with the team's desk ``linkage`` key, the flag service's flag for the child first."""
+    with the team's desk ``linkage`` key, the flag service's flag for the child first. Every
+    client seals with ``envelope``, the settings' (the demo's keystores are of its KEM)."""
     found = referral_parties(policy)
     if found is None:
         say("referral loop: the bundle has no referral agreement; skipped")
@@ -148,7 +152,15 @@ async def referral_loop(
     summary = "Contacts from two agencies in a month; family agreed."
     if linkage is not None:
         flag = await _flagged(
-            kafka, keys, policy, team=team, child=child, linkage=linkage, fam=fam, say=say
+            kafka,
+            keys,
+            policy,
+            team=team,
+            child=child,
+            linkage=linkage,
+            fam=fam,
+            say=say,
+            envelope=envelope,
         )
         if flag is not None:
             summary = f"Flagged: {flag.title}. Family agreed to early help."
@@ -169,11 +181,15 @@ async def referral_loop(
     hub = hubs[0]
     say(f"referral loop 1/4: {team} records the family's consent (early_help, kind:hub) and "
         f"refers a child in {district} (referral {rid})")  # fmt: skip
-    async with (
-        Subscriber(hub, keys(hub), kafka(hub), f"{hub}.demo-loop", replay_memory=None) as at_hub,
-        Subscriber(team, keys(team), kafka(team), f"{team}.demo-loop", replay_memory=None) as back,
-    ):
-        async with Publisher(team, keys(team), kafka(team)) as pub:
+
+    def subscriber(party: str) -> Subscriber:
+        group = f"{party}.demo-loop"
+        return Subscriber(
+            party, keys(party), kafka(party), group, envelope=envelope, replay_memory=None
+        )
+
+    async with subscriber(hub) as at_hub, subscriber(team) as back:
+        async with Publisher(team, keys(team), kafka(team), envelope=envelope) as pub:
             await pub.publish_consent(consent)
             await pub.publish(referral)
         got = await _first(at_hub, rid, by=f"{hub}/duty-worker", say=say)
@@ -192,7 +208,7 @@ async def referral_loop(
             "subjects": [{k: v for k, v in person.items()
                           if k in ("role", "nhs_number", "given_name", "family_name", "dob")}],
         }  # fmt: skip
-        async with Publisher(hub, keys(hub), kafka(hub)) as pub:
+        async with Publisher(hub, keys(hub), kafka(hub), envelope=envelope) as pub:
             await pub.publish(outcome)
         say(f"referral loop 3/4: {hub} sends its outcome, support_offered "
             f"(outcome {outcome['event_id']}, reference = the referral)")  # fmt: skip

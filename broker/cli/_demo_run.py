@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.cli._demo_flags import FlagServiceProcess
 from broker.cli._demo_keys import demo_keystores
-from broker.config import Settings, WorkerSettings
+from broker.config import EnvelopeSettings, Settings, WorkerSettings
 from broker.errors import AccordError
 from broker.kafka import KafkaClients, client_settings
 from broker.keys import FileKeyStore
@@ -124,6 +124,7 @@ async def _agencies(
     stop: asyncio.Event,
     say: Callable[[str], None],
     flowing: asyncio.Event,
+    envelope: EnvelopeSettings,
 ) -> None:
     """Publish the synthetic stream until ``stop``; ``flowing`` is set after the first event."""
     seed = secrets.randbits(32)  # a fresh stream each run: event ids must never repeat
@@ -131,11 +132,11 @@ async def _agencies(
     fam = SyntheticFamilies(seed=seed, today=datetime.now(UTC).date())
     routes = _routes(policy)
     urns = _school_urns(policy)
-    publishers = {s: Publisher(s, keys(s), kafka(s)) for s in routes}
+    publishers = {s: Publisher(s, keys(s), kafka(s), envelope=envelope) for s in routes}
     coord = next(
         p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"
     )
-    consent_pub = Publisher(coord, keys(coord), kafka(coord))
+    consent_pub = Publisher(coord, keys(coord), kafka(coord), envelope=envelope)
     # Together: each is a TLS and SCRAM login, and a dozen one after another is a slow start.
     await asyncio.gather(*(pub.start() for pub in [*publishers.values(), consent_pub]))
     sent = 0
@@ -173,8 +174,11 @@ async def _recipient(
     *,
     stop: asyncio.Event,
     say: Callable[[str], None],
+    envelope: EnvelopeSettings,
 ) -> None:
-    async with Subscriber(party, keys(party), kafka, group=f"{party}.demo") as sub:
+    async with Subscriber(
+        party, keys(party), kafka, group=f"{party}.demo", envelope=envelope
+    ) as sub:
         while not stop.is_set():
             for record in await sub.poll(1.0):
                 m = record.message
@@ -258,6 +262,7 @@ async def _loop(
     flowing: asyncio.Event,
     *,
     linkage: bytes | None,
+    envelope: EnvelopeSettings,
 ) -> None:
     """The scripted referral loop, once the agencies' stream flows; a failure there is said,
     and the demo carries on."""
@@ -265,7 +270,7 @@ async def _loop(
 
     await flowing.wait()
     try:
-        await referral_loop(kafka, keys, policy, say=say, linkage=linkage)
+        await referral_loop(kafka, keys, policy, say=say, linkage=linkage, envelope=envelope)
     except AccordError as exc:
         say(f"referral loop stopped: {exc}")
 
@@ -365,18 +370,29 @@ async def run_demo(
     flowing = asyncio.Event()
     tasks += [
         asyncio.create_task(
-            _agencies(kafka, keys, policy, rate=rate, stop=stop, say=say, flowing=flowing),
+            _agencies(
+                kafka,
+                keys,
+                policy,
+                rate=rate,
+                stop=stop,
+                say=say,
+                flowing=flowing,
+                envelope=settings.envelope,
+            ),
             name="the synthetic agencies",
         )
     ]
     tasks += [
         asyncio.create_task(
-            _recipient(kafka(p), keys, p, stop=stop, say=say), name=f"{p}'s subscriber"
+            _recipient(kafka(p), keys, p, stop=stop, say=say, envelope=settings.envelope),
+            name=f"{p}'s subscriber",
         )
         for p in coord + hubs
     ]
     story = asyncio.create_task(
-        _loop(kafka, keys, policy, say, flowing, linkage=linkage), name="the referral loop"
+        _loop(kafka, keys, policy, say, flowing, linkage=linkage, envelope=settings.envelope),
+        name="the referral loop",
     )
     tasks += [story]
     say(f"agencies publishing ~{rate:g} events/s; printing what {', '.join(coord + hubs)} receive")

@@ -22,7 +22,10 @@ FromLine = Annotated[
     typer.Option(
         "--from-line",
         min=1,
-        help="Skip the events that start before this line (to finish a run that stopped).",
+        help=(
+            "Skip the events that start before this line (to finish a run that stopped). "
+            "Lines count as in 'stopped at line N': a CSV row over several lines is at its first."
+        ),
     ),
 ]
 
@@ -50,7 +53,8 @@ async def _publish(settings: Settings, party: str, file: Path, from_line: int = 
     from broker.sdk import GoodRow, Publisher, RowProblem, read_export
 
     err = Console(stderr=True)
-    async with Publisher(party, keystore(settings, party), kafka_as(settings, party)) as pub:
+    keys, kafka = keystore(settings, party), kafka_as(settings, party)
+    async with Publisher(party, keys, kafka, envelope=settings.envelope) as pub:
         rows = [r for r in read_export(file, pub.validate) if r.line >= from_line]
         good = [r for r in rows if isinstance(r, GoodRow)]
         problems = [r for r in rows if isinstance(r, RowProblem)]

@@ -78,7 +78,12 @@ async def _tail(
     memory = default_replay_file(group, settings.home)
     seen = 0
     async with Subscriber(
-        party, keys, kafka_as(settings, party), group, replay_memory=memory
+        party,
+        keys,
+        kafka_as(settings, party),
+        group,
+        envelope=settings.envelope,
+        replay_memory=memory,
     ) as sub:
         # One record at a time: the subscriber commits a record's offset only when asked for
         # the next, so a record is acknowledged, then shown, then committed, and a failure

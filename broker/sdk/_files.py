@@ -27,11 +27,12 @@ CSV_SUBJECT_COLUMNS = (
     "role", "nhs_number", "given_name", "family_name", "dob", "address", "postcode", "school_urn",
 )  # fmt: skip
 _CSV_COLUMNS = frozenset(CSV_EVENT_COLUMNS + CSV_SUBJECT_COLUMNS)
+_CsvRow = dict[str, str | None]
 
 
 @dataclass(frozen=True)
 class RowProblem:
-    line: int
+    line: int  # where the row starts: a CSV row's quoted field may run over several lines
     problems: list[tuple[str, str]]
 
     def describe(self) -> str:
@@ -40,7 +41,7 @@ class RowProblem:
 
 @dataclass(frozen=True)
 class GoodRow:
-    line: int
+    line: int  # where the event starts (a CSV event: its first row's first line)
     event: ContactEvent
 
 
@@ -127,10 +128,34 @@ def _text(path: Path) -> Iterator[TextIO]:
             raise UsageError(f"{path}: not valid CSV: {exc}") from None
 
 
+def _csv_records(fh: TextIO) -> tuple[list[str], Iterator[tuple[int, _CsvRow, list[str]]]]:
+    """The header, and each row as ``csv.DictReader`` would give it (a column the row is short
+    of is None; cells beyond the header apart) with the line the row STARTS on.
+
+    A quoted field may hold line breaks, so a row can span lines, and the reader's
+    ``line_num`` after a row is where it ends. Reports and ``--from-line`` speak of where an
+    event starts (where a user scrolls to), so the count is taken before each row is read.
+    """
+    reader = csv.reader(fh)
+    header = next(reader, [])
+
+    def rows() -> Iterator[tuple[int, _CsvRow, list[str]]]:
+        while True:
+            before = reader.line_num
+            cells = next(reader, None)
+            if cells is None:
+                return
+            if not cells:  # a blank line, skipped as DictReader does
+                continue
+            row = {c: cells[i] if i < len(cells) else None for i, c in enumerate(header)}
+            yield before + 1, row, cells[len(header) :]
+
+    return header, rows()
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
     with _text(path) as fh:
-        reader = csv.DictReader(fh)
-        header = list(reader.fieldnames or ())
+        header, records = _csv_records(fh)
         missing = {"event_id", "type", "sender", "role"} - set(header)
         if missing:
             raise UsageError(f"{path}: CSV header lacks column(s) {', '.join(sorted(missing))}")
@@ -143,8 +168,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
         events: dict[str, tuple[int, dict[str, Any]]] = {}
         given: dict[str, dict[str, str]] = {}  # each event's columns as its first row gives them
         bad: dict[str, RowProblem] = {}
-        for row in reader:
-            line = reader.line_num
+        for line, row, extra in records:
             eid = _blank_to_none(row.get("event_id")) or f"(line {line})"
             said = {c: v for c in CSV_EVENT_COLUMNS if (v := _blank_to_none(row.get(c)))}
             if eid not in events:
@@ -153,7 +177,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
             elif (differs := _differs(given[eid], said)) is not None and eid not in bad:
                 why = f"differs from line {events[eid][0]}, the first row of the same event_id"
                 bad[eid] = RowProblem(line, [(differs, why)])
-            if (extra := row.get(None)) and eid not in bad:  # DictReader's restkey: extra cells
+            if extra and eid not in bad:
                 # An unquoted comma in a value (a summary: "hit mother, child disclosed...")
                 # splits it, and every later column takes its neighbour's value: the free
                 # text lands in a field shared more widely, and the last value is lost.
@@ -179,7 +203,7 @@ def _differs(first: dict[str, str], later: dict[str, str]) -> str | None:
     return next((c for c, v in later.items() if first.get(c) != v), None)
 
 
-def _csv_event(row: dict[str, str | None]) -> dict[str, Any]:
+def _csv_event(row: _CsvRow) -> dict[str, Any]:
     event: dict[str, Any] = {c: _blank_to_none(row.get(c)) for c in CSV_EVENT_COLUMNS if c in row}
     if isinstance(event.get("need_level"), str) and event["need_level"].isdigit():
         event["need_level"] = int(event["need_level"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from broker.config import KemSuite
 from broker.envelope import KeyPurpose, Sealer
 from broker.errors import KeyNotFound, KeyStoreError
 from broker.keys import KeyStore
@@ -18,8 +19,9 @@ from broker.principals import Principal
 _IMPORT = "import the current signed key directory (accord keys import)"
 
 
-def require_sealing(party: str, sealer: Sealer) -> None:
-    """Everything the party sends is signed by its own live key and sealed to the broker."""
+def require_sealing(party: str, sealer: Sealer, keystore: KeyStore, kem: KemSuite) -> None:
+    """Everything the party sends is signed by its own live key and sealed to the broker
+    with ``kem``, the KEM the client is configured for (the Sealer's)."""
     # The Sealer's own answers: which of the party's keys signs (after a rotation, say) is its
     # choice alone, and the KEM it will seal with is the one configured.
     if not sealer.can_sign():
@@ -27,11 +29,24 @@ def require_sealing(party: str, sealer: Sealer) -> None:
             f"this keystore holds no live signing key for {party} (revoked or expired): "
             "make new keys (accord keys rotate) and have them signed into the key directory"
         )
-    if not sealer.can_seal_to(Principal.WORKER):
+    if sealer.can_seal_to(Principal.WORKER):
+        return
+    # The Sealer seals to the broker's newest encryption key, and never to one of another
+    # KEM (no downgrade). Live but of the other suite is a setting to change, not a directory
+    # to import: importing again would change nothing.
+    try:
+        current = keystore.current_encryption_key(Principal.WORKER)
+    except KeyNotFound:
+        current = None
+    if current is not None and current.is_live_ts(time.time()) and current.alg.value != kem:
         raise KeyStoreError(
-            f"this keystore holds no live encryption key for the broker ({Principal.WORKER}) "
-            f"of the configured KEM: {_IMPORT}"
+            f"the broker's ({Principal.WORKER}) live encryption key is {current.alg.value}, "
+            f"and this client is configured for {kem.value} (ACCORD_ENVELOPE__KEM; in the "
+            "SDK, envelope=): configure the KEM the deployment's keys use"
         )
+    raise KeyStoreError(
+        f"this keystore holds no live encryption key for the broker ({Principal.WORKER}): {_IMPORT}"
+    )
 
 
 def require_opening(party: str, keystore: KeyStore) -> None:

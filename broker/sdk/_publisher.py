@@ -55,8 +55,9 @@ class Publisher(AsyncClient):
             raise KeyStoreError(f"this keystore holds no private key for {party}")
         self.party = party
         self.topic = ingress(party)
+        envelope = envelope or EnvelopeSettings()
         self._sealer = Sealer(party, keystore, envelope)
-        require_sealing(party, self._sealer)
+        require_sealing(party, self._sealer, keystore, envelope.kem)
         self._clock = clock
         self._kafka = kafka_clients(kafka)
         self._producer: Producer | None = None

@@ -129,9 +129,11 @@ class Subscriber(AsyncClient):
         self.party = party
         self.topic = deliver(party)
         self._opener = Opener(party, keystore, replay_guard=_GuardedByMemory())
+        envelope = envelope or EnvelopeSettings()
         self._sealer = Sealer(party, keystore, envelope)
         require_opening(party, keystore)
-        require_sealing(party, self._sealer)  # its access acknowledgements go to the broker
+        # Its access acknowledgements go to the broker.
+        require_sealing(party, self._sealer, keystore, envelope.kem)
         self._kafka = kafka_clients(kafka)
         if not group.startswith(f"{party}.") or len(group) == len(party) + 1:
             # Provisioning lets a recipient use only its own groups: say so here, not as a

@@ -14,6 +14,7 @@ from broker.cli import _demo_loop
 from broker.cli._demo_flags import flag_source
 from broker.cli._demo_loop import referral_parties
 from broker.cli._demo_run import _routes
+from broker.config import EnvelopeSettings
 from broker.desk import Flag
 from broker.policy import load_bundle
 from broker.synthetic import SyntheticFamilies
@@ -55,7 +56,7 @@ class _Story:
         self.steps: list[str] = []
         self.said: list[str] = []
 
-    def publisher(self, *_args: object) -> _Story:
+    def publisher(self, *_args: object, **_kwargs: object) -> _Story:
         return self
 
     async def __aenter__(self) -> _Story:
@@ -92,7 +93,7 @@ def _run_flag_step(monkeypatch: pytest.MonkeyPatch, story: _Story) -> Flag | Non
             lambda _p: None,  # type: ignore[arg-type,return-value]  # the fakes ignore it
             lambda _p: None,  # type: ignore[arg-type,return-value]
             load_bundle(POLICIES), team="sandwell-coord", child=child,
-            linkage=b"k" * 32, fam=fam, say=story.said.append,
+            linkage=b"k" * 32, fam=fam, say=story.said.append, envelope=EnvelopeSettings(),
         )
     )  # fmt: skip
 

@@ -1,22 +1,26 @@
 """``accord publish``: the report (rejected rows, the count sent) is printed even when a send
-fails part way, with the first line not sent; ``--from-line`` finishes the job; a keystore
-that cannot seal to the broker stops it in one line before Kafka is contacted."""
+fails part way, with the first line not sent (where the event's row starts, in a CSV with
+multi-line fields too); ``--from-line`` finishes the job; a keystore that cannot seal to the
+broker stops it (and ``accord tail``) in one line before Kafka is contacted, and one that can,
+with the configured KEM, does not."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from broker.cli import _publish
+from broker.config import KemSuite
 from broker.devkafka import free_port
 from broker.errors import TransportError
 from broker.events import ContactEvent, parse_event
-from broker.keys import FileKeyStore
+from broker.keys import FileKeyStore, init_keystores
 from broker.synthetic import SyntheticFamilies
 from tests.unit.audit.conftest import Run
 
@@ -120,4 +124,121 @@ def test_a_keystore_without_the_key_directory_is_one_line_before_kafka(
     [line] = [x for x in err.splitlines() if "keystore_unprotected" not in x]
     assert line.startswith("accord: error: this keystore holds no live ")
     assert "(accord keys import)" in line
+    assert out == ""
+
+
+@pytest.fixture
+def csv_export(export: tuple[Path, list[str]]) -> tuple[Path, list[str]]:
+    """Four events, one CSV row each, every row two lines long (a summary with a line break):
+    the events start on lines 2, 4, 6 and 8."""
+    path, _ = export
+    fam = SyntheticFamilies(seed=8, today=AT.date())
+    events = [
+        fam.event("police.domestic_incident", "wmp", subjects=[fam.subject("child")],
+                  occurred_at=AT - timedelta(days=1))
+        for _ in range(4)
+    ]  # fmt: skip
+    rows = [
+        {"event_id": str(e["event_id"]), "type": e["type"], "sender": "wmp",
+         "occurred_at": AT.isoformat(), "need_level": str(e["need_level"]),
+         "summary": "Seen at home.\nFollow up.", **{k: str(v) for k, v in s.items()}}
+        for e in events for s in e["subjects"]
+    ]  # fmt: skip
+    path = path.with_suffix(".csv")
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, [str(e["event_id"]) for e in events]
+
+
+def test_a_csv_send_failing_part_way_says_the_line_its_first_unsent_event_starts_on(
+    csv_export: tuple[Path, list[str]], run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, ids = csv_export
+    monkeypatch.setattr(_FailingPublisher, "fail_on", 2)  # the events of lines 6 and 8
+    code, out, err = run_cli(["publish", "--as", "wmp", str(path)])
+    assert (code, out.strip()) == (1, "2 published, 0 rejected, 2 not confirmed")
+    assert _FailingPublisher.sent == ids[:2]
+    assert err.strip().splitlines()[0].startswith("stopped at line 6: every event before it")
+    assert f"--from-line 6 {path}" in err
+
+
+def test_from_line_in_the_middle_of_a_csv_row_skips_the_event_that_started_before(
+    csv_export: tuple[Path, list[str]], run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Line 5 is the second line of the event starting on line 4: that event is not sent."""
+    path, ids = csv_export
+    monkeypatch.setattr(_FailingPublisher, "fail_on", None)
+    code, out, _ = run_cli(["publish", "--as", "wmp", "--from-line", "5", str(path)])
+    assert (code, out.strip()) == (0, "2 published, 0 rejected")
+    assert _FailingPublisher.sent == ids[2:]
+
+
+# -- the configured KEM: the CLI's clients seal with the settings' envelope -----------------
+
+_CLIENTS = [(["publish", "--as", "wmp", "EXPORT"], "wmp"),
+            (["tail", "--as", "cog-tipton", "--by", "x"], "cog-tipton")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def x25519_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An x25519 deployment's keystores, the signed directory imported (keys init)."""
+    root = tmp_path_factory.mktemp("keys")
+    init_keystores(root, ["wmp", "cog-tipton"], passphrase=None, kem=KemSuite.X25519)
+    return root
+
+
+def _run_against_closed_kafka(
+    argv: list[str], party: str, keys: Path, tmp_path: Path, run_cli: Run, mp: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
+    mp.setenv("ACCORD_HOME", str(tmp_path))
+    mp.setenv("ACCORD_KEYSTORE__PATH", str(keys))
+    mp.setenv("ACCORD_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
+    mp.setenv("ACCORD_KAFKA__BOOTSTRAP", f"127.0.0.1:{free_port()}")  # nothing listens
+    export = tmp_path / "export.jsonl"
+    export.write_text(json.dumps(SyntheticFamilies(seed=7).event(sender="wmp")) + "\n")
+    code, out, err = run_cli([str(export) if a == "EXPORT" else a for a in argv])
+    return code, out, "\n".join(x for x in err.splitlines() if x.startswith("accord: error:"))
+
+
+@pytest.mark.parametrize(("argv", "party"), _CLIENTS)
+def test_an_x25519_deployments_keystore_passes_the_check_when_x25519_is_configured(
+    argv: list[str],
+    party: str,
+    x25519_keys: Path,
+    tmp_path: Path,
+    run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ACCORD_ENVELOPE__KEM=x25519: the keystore is fine, so the next thing to fail is Kafka."""
+    monkeypatch.setenv("ACCORD_ENVELOPE__KEM", "x25519")
+    code, out, err = _run_against_closed_kafka(
+        argv, party, x25519_keys, tmp_path, run_cli, monkeypatch
+    )
+    assert code == 1
+    assert err.startswith("accord: error: connecting to Kafka at 127.0.0.1:"), err
+    assert out == ""
+
+
+@pytest.mark.parametrize(("argv", "party"), _CLIENTS)
+def test_a_client_configured_for_the_other_kem_says_so_not_to_import_the_directory(
+    argv: list[str],
+    party: str,
+    x25519_keys: Path,
+    tmp_path: Path,
+    run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The x25519 deployment's keystore, ACCORD_ENVELOPE__KEM left at the hybrid default."""
+    monkeypatch.delenv("ACCORD_ENVELOPE__KEM", raising=False)
+    code, out, err = _run_against_closed_kafka(
+        argv, party, x25519_keys, tmp_path, run_cli, monkeypatch
+    )
+    assert code == 1
+    assert err == (
+        "accord: error: the broker's (worker) live encryption key is x25519, and this client "
+        "is configured for mlkem768-x25519 (ACCORD_ENVELOPE__KEM; in the SDK, envelope=): "
+        "configure the KEM the deployment's keys use"
+    )
     assert out == ""

@@ -85,6 +85,26 @@ def test_each_client_in_the_snippets_is_given_its_own_party_s_keystore() -> None
     assert [(party, owner.get(keys)) for party, keys in clients] == [(p, p) for p, _ in clients]
 
 
+def test_each_client_in_the_snippets_is_given_the_settings_envelope() -> None:
+    """Left out, a client seals with the default KEM whatever the deployment uses, and one
+    configured for x25519 refuses a keystore of its keys."""
+    envelopes = {
+        ast.unparse(node.targets[0]): ast.unparse(node.value)
+        for tree in _snippets()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+    }
+    given = [
+        envelopes.get(ast.unparse(kw.value)) if kw else None
+        for tree in _snippets()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in {"Publisher", "Subscriber"}
+        for kw in [next((k for k in node.keywords if k.arg == "envelope"), None)]
+    ]
+    assert len(given) >= 3
+    assert set(given) == {"settings.envelope"}
+
+
 def test_consent_in_the_snippets_is_recorded_by_a_consent_authority_publishing_it() -> None:
     """Only parties of consent-authorities.yaml may write accord.consent, as themselves."""
     authorities = yaml.safe_load((REPO / "policies" / "consent-authorities.yaml").read_text())

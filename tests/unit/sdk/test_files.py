@@ -175,3 +175,34 @@ def test_a_csv_row_split_by_an_unquoted_comma_is_rejected_not_shifted_into_other
     assert row.problems == [("(row)", "1 more value(s) than the header has columns: put double "
                                       "quotes round a value that holds a comma")]  # fmt: skip
     assert "disclosed" not in row.describe()
+
+
+def test_a_csv_row_spanning_lines_is_numbered_by_the_line_it_starts_on(tmp_path: Path) -> None:
+    """A quoted summary with line breaks: good or rejected, each event is the line where its
+    row begins (what --from-line and the reports speak of), not where the row ends."""
+    events = [_event() for _ in range(3)]
+    rows = [
+        *_csv_rows(events[0], summary="Seen at home.\nChild quiet.\nFollow up."),  # 2-4, 5-7
+        *_csv_rows(events[1], summary="Seen at school.\nTeacher worried."),  # 8-9, 10-11
+        *_csv_rows(events[2]),  # 13, 14 (a blank line before)
+    ]
+    rows[2]["nhs_number"] = "9990000001"  # the second event's child: check digit wrong
+    path = _write_csv(tmp_path / "x.csv", rows)
+    records = path.read_bytes().split(b"\r\n")  # the header, then one per row
+    path.write_bytes(b"\r\n".join([*records[:5], b"", *records[5:]]))
+    read = _read(path)
+    assert [(type(r).__name__, r.line) for r in read] == [
+        ("GoodRow", 2), ("RowProblem", 8), ("GoodRow", 13)
+    ]  # fmt: skip
+    assert read[1].describe().startswith("line 8: subjects[0].nhs_number:")
+
+
+def test_a_later_row_after_a_multi_line_first_row_names_where_each_starts(
+    tmp_path: Path,
+) -> None:
+    first, second = _csv_rows(_event(), summary="Seen at home.\nChild quiet.")  # 2-3, 4-5
+    second["type"] = "health.ed_attendance"
+    [row] = _read(_write_csv(tmp_path / "x.csv", [first, second]))
+    assert isinstance(row, RowProblem)
+    assert (row.line, row.problems) == (4, [("type", "differs from line 2, the first row "
+                                                     "of the same event_id")])  # fmt: skip

@@ -16,6 +16,7 @@ from broker.keys import FileKeyStore, import_directory, init_keystores, sign_dir
 from broker.sdk import Publisher, Subscriber
 
 X25519 = EnvelopeSettings(kem=KemSuite.X25519)  # the keystores' KEM: quick to make
+HYBRID = EnvelopeSettings()  # the default
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:1")  # never contacted: nothing is started
 KEY_ID = re.compile(r"[0-9a-f]{16,}")
 
@@ -106,3 +107,38 @@ def test_a_subscriber_whose_own_encryption_key_was_revoked_is_refused(tmp_path: 
             store.revoke(k.key_id)
     with pytest.raises(KeyStoreError, match=r"no live encryption key of cog-tipton's own"):
         _subscriber(store)
+
+
+@pytest.mark.parametrize("client", ["publisher", "subscriber"])
+def test_a_client_of_the_other_kem_than_the_brokers_key_is_told_so_not_to_import(
+    imported: Path, client: str
+) -> None:
+    """An x25519 deployment's directory is imported; the client is left at the hybrid
+    default: importing again would change nothing, the setting would."""
+    make = {
+        "publisher": lambda: Publisher(
+            "wmp", FileKeyStore(imported / "wmp"), KAFKA, envelope=HYBRID
+        ),
+        # No envelope: the default, hybrid.
+        "subscriber": lambda: Subscriber(
+            "cog-tipton", FileKeyStore(imported / "cog-tipton"), KAFKA, "cog-tipton.g"
+        ),
+    }[client]
+    with pytest.raises(KeyStoreError) as err:
+        make()
+    said = str(err.value)
+    assert said.startswith(
+        "the broker's (worker) live encryption key is x25519, and this client is configured "
+        "for mlkem768-x25519 (ACCORD_ENVELOPE__KEM"
+    )
+    assert "accord keys import" not in said
+    assert not KEY_ID.search(said)
+
+
+def test_a_client_set_to_x25519_against_a_hybrid_broker_key_is_told_so(tmp_path: Path) -> None:
+    store = _own_keys_only(tmp_path, "wmp")
+    store.ensure_party("worker", kem=KemSuite.HYBRID)  # as if imported
+    with pytest.raises(KeyStoreError, match=r"key is mlkem768-x25519, and this client is "
+                                            r"configured for x25519 ") as err:  # fmt: skip
+        _publisher(store)
+    assert "accord keys import" not in str(err.value)
