@@ -15,7 +15,10 @@ class TargetChoice(enum.StrEnum):
     kubernetes = "kubernetes"
 
 
-Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
+Policies = Annotated[
+    Path | None,
+    typer.Option(help="Policy bundle folder (default: ACCORD_POLICIES, else policies/ here)."),
+]
 TargetOpt = Annotated[TargetChoice, typer.Option(help="What to render for.", case_sensitive=False)]
 Out = Annotated[Path, typer.Option(help="Folder to render into (made if missing).")]
 Brokers = Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +15,10 @@ from broker.errors import UsageError
 As = Annotated[str, typer.Option("--as", help="The party whose desk this is (its own keystore).")]
 OptionalAs = Annotated[
     str | None, typer.Option("--as", help="The party whose desk this is (its own keystore).")
+]
+Policies = Annotated[
+    Path | None,
+    typer.Option(help="Policy bundle folder (default: ACCORD_POLICIES, else policies/ here)."),
 ]
 Host = Annotated[str | None, typer.Option(help="Listen on this address (default 127.0.0.1).")]
 Port = Annotated[
@@ -43,6 +48,7 @@ def serve(
     ctx: typer.Context,
     *,
     party: OptionalAs = None,
+    policies: Policies = None,
     host: Host = None,
     port: Port = None,
     store: Store = None,
@@ -61,6 +67,8 @@ def serve(
     from broker.policy import load_bundle
 
     settings = load_settings()
+    if policies is not None:  # as ACCORD_POLICIES: whatever reads the bundle reads this one
+        settings = settings.model_copy(update={"policies_dir": policies})
     cfg = settings.desk.model_dump()
     cfg.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     settings = settings.model_copy(update={"desk": DeskSettings(**cfg)})
@@ -94,9 +102,11 @@ def serve(
 def add_user(
     name: Name,
     party: As,
+    *,
     password_stdin: PasswordStdin = False,
     reset: Reset = False,
     no_totp: NoTotp = False,
+    policies: Policies = None,
 ) -> None:
     """Create a person's desk account for PARTY: a password (an Argon2id hash) and a TOTP
     second factor, unless --no-totp."""
@@ -106,7 +116,7 @@ def add_user(
     from broker.webauth import TotpBox, UserFile, check_username, device_key
 
     settings = load_settings()
-    check_desk_party(load_bundle(settings.policies), party)
+    check_desk_party(load_bundle(policies or settings.policies), party)
     check_username(name)  # before opening the keystore and asking for a password
     keys = keystore(settings, party)
     owner, path = f"desk:{party}", settings.desk_users_file(party)

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from broker.config import KafkaSettings
 
 As = Annotated[str, typer.Option("--as", help="The party (a co-ordinating team) you run as.")]
-Policies = Annotated[Path | None, typer.Option(help="Policy bundle folder (default: policies/).")]
+Policies = Annotated[
+    Path | None,
+    typer.Option(help="Policy bundle folder (default: ACCORD_POLICIES, else policies/ here)."),
+]
 
 
 class Level(enum.StrEnum):

@@ -84,7 +84,9 @@ def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: 
     from broker.topics import CONSENT, ingress
 
     settings = load_settings()
-    in_force = current or settings.policies
+    in_force = current or settings.policies_at_hand()
+    if in_force is None:  # --policies here is the NEW bundle: the one in force is missing
+        raise UsageError("no bundle in force: pass --current DIR or set ACCORD_POLICIES")
     before, after = load_bundle(in_force), load_bundle(new)  # BundleInvalid: one line
     start = parse_since(since, datetime.now(UTC))
     keys = keystore(settings, Principal.WORKER)

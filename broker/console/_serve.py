@@ -147,7 +147,7 @@ async def run_console(
     )
     ops = contextlib.AsyncExitStack()
     try:
-        ops.enter_context(stopped_by_sigterm(stop))
+        ops.enter_context(stopped_by_sigterm(stop, serving=lambda: server.started))
         await ops.enter_async_context(
             serving_ops(
                 cfg,

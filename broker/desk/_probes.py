@@ -11,9 +11,10 @@ is not blocked, and the beat shows faust's task machinery still runs.
 
 Neither probe fails when Kafka is away: the desk's pages still serve what is stored, and a
 restart would not bring Kafka back. That is what :class:`KafkaContact` is for, a gauge of
-when Kafka last answered the process as its party, on which an alert fires (AccordDeskOutOfTouch
-in broker/deploy/assets/alerts.yml). A consumer's poll is not evidence by itself: aiokafka's
-``getmany`` returns nothing, not an error, while no broker answers.
+when Kafka last answered the process as its party, on which an alert fires
+(AccordDeskKafkaUnreachable in broker/deploy/assets/alerts.yml). A consumer's poll is not
+evidence by itself: aiokafka's ``getmany`` returns nothing, not an error, while no broker
+answers.
 """
 
 from __future__ import annotations

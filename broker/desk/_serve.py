@@ -203,7 +203,7 @@ async def run_desk(
     stop = stop or asyncio.Event()
     probes = DeskProbes(server_started=lambda: server.started, accounts=users.has_accounts)
     async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(stopped_by_sigterm(stop))
+        stack.enter_context(stopped_by_sigterm(stop, serving=lambda: server.started))
         # First, so that /livez answers while the party's clients connect.
         await stack.enter_async_context(
             serving_ops(cfg, ops_registry, live=probes.live, ready=probes.ready,

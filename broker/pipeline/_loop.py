@@ -137,7 +137,7 @@ class TransactionalLoop:
             # long poll waiting for company.
             fetch_max_wait_ms=20,
         )
-        async with connecting(self.kafka.bootstrap):
+        async with connecting(self.kafka):
             await self._consumer.start()
         self.kafka.subscribe(self._consumer, self.pattern, self)
 
@@ -184,7 +184,7 @@ class TransactionalLoop:
         try:
             for tp in new:
                 producers[tp] = self._producer(TaskId(tp.topic, tp.partition))
-            async with connecting(self.kafka.bootstrap):
+            async with connecting(self.kafka):
                 await asyncio.gather(*(p.start() for p in producers.values()))
             # Fenced: nothing more can commit for these partitions but through us.
             await self.handover.caught_up()

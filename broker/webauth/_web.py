@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -183,16 +183,27 @@ class _Contained:
 
 
 @contextlib.contextmanager
-def stopped_by_sigterm(stop: asyncio.Event) -> Iterator[None]:
+def stopped_by_sigterm(stop: asyncio.Event, *, serving: Callable[[], bool]) -> Iterator[None]:
     """SIGTERM (``docker stop``, a pod's end) stops a web app (the console, a desk) as
     Ctrl-C does, by setting ``stop``: its clients closed, its consumer group left, exit
     status 0. uvicorn catches it while it serves and raises it again once stopped, when this
-    handler, not the default (death by the signal, nothing closed), takes it."""
+    handler, not the default (death by the signal, nothing closed), takes it. Before the app
+    serves (still connecting to Kafka, say) it ends the process at once, as it always did:
+    nothing waits on ``stop`` yet, and a stop must not wait for Kafka to answer."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     loop = asyncio.get_running_loop()
-    previous = signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(stop.set))
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, _frame: object) -> None:
+        if serving():
+            loop.call_soon_threadsafe(stop.set)
+            return
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:

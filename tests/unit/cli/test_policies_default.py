@@ -54,17 +54,28 @@ def _nothing(*_: Any, **__: Any) -> None:
     return None
 
 
+IMPACT_REFUSAL = "accord: error: no bundle in force: pass --current DIR or set ACCORD_POLICIES"
+
+
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "refusal"),
     [
-        ["kafka", "provision", "--dry-run"],
-        ["kafka", "provision", "--rotate", "cog-tipton", "--dry-run"],
-        ["worker"],
-        ["policy", "impact", "--policies", "new"],
+        (["kafka", "provision", "--dry-run"], REFUSAL),
+        (["kafka", "provision", "--rotate", "cog-tipton", "--dry-run"], REFUSAL),
+        (["worker"], REFUSAL),
+        # --policies names the NEW bundle here: the one in force is what is missing.
+        (["policy", "impact", "--policies", str(REPO / "policies")], IMPACT_REFUSAL),
+        # A Compose render of the example would provision the example's logins and grants.
+        (["deploy", "render", "--out", "rendered"], REFUSAL),
+        (["console"], REFUSAL),
+        (["desk", "--as", "cog-tipton"], REFUSAL),
+        (["desk", "add-user", "--as", "cog-tipton", "kim.ward", "--password-stdin"], REFUSAL),
+        (["desk", "flags", "--as", "sandwell-coord"], REFUSAL),
+        (["keys", "init"], REFUSAL),
     ],
 )
 def test_a_command_that_acts_for_real_refuses_without_a_bundle_never_the_examples(
-    argv: list[str], elsewhere: Path, capsys: pytest.CaptureFixture[str],
+    argv: list[str], refusal: str, elsewhere: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """In the wrong folder without --policies, provisioning would reconcile a real cluster
@@ -78,9 +89,10 @@ def test_a_command_that_acts_for_real_refuses_without_a_bundle_never_the_example
     monkeypatch.setattr(cli_logging, "configure_logging", _nothing)  # a worker's, in-process
     code, out, err = _run(argv, capsys)
     assert code != 0
-    assert err.strip().splitlines() == [REFUSAL]
+    assert err.strip().splitlines() == [refusal]
     assert out == ""
     assert reached == []
+    assert not (elsewhere / "rendered").exists()
 
 
 def test_kafka_provision_says_which_bundle_and_version_before_acting(
@@ -133,3 +145,21 @@ def test_policy_test_without_a_bundle_tries_the_example(
     code, out, _ = _run(["policy", "test", str(scenarios)], capsys)
     assert code == 0, out
     assert out.strip().splitlines()[-1].endswith("passed, 0 failed")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["desk", "--as", "cog-tipton"],
+        ["desk", "add-user", "--as", "cog-tipton", "kim.ward", "--password-stdin"],
+    ],
+)
+def test_the_desk_takes_the_bundle_the_refusal_tells_it_to(
+    argv: list[str], elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The refusal says 'pass --policies DIR': the desk's commands take it, and go on to what
+    is missing next here (the party's keystore)."""
+    code, _, err = _run([*argv, "--policies", str(REPO / "policies")], capsys)
+    assert code != 0
+    assert "no keystore" in err, err
+    assert REFUSAL not in err
