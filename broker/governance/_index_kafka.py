@@ -27,14 +27,26 @@ async def assign(consumer: Any, topic: str) -> list[Any]:
     return tps
 
 
-async def read_to_end(consumer: Any, tps: list[Any]) -> set[int]:
-    """The partitions whose every committed message (up to the last stable offset the last
-    fetch reported) has been read: their writers' checkpoints are among what was read."""
-    out = set()
+async def read_to_end(consumer: Any, tps: list[Any]) -> dict[int, int]:
+    """The partitions whose every committed message up to the last stable offset the last
+    fetch reported has been read, each with that offset. Records of a transaction still open
+    lie above it, and so may the checkpoint of a record below it (the indexer's docstring)."""
+    out = {}
     for tp in tps:
         stable = consumer.last_stable_offset(tp)  # None until a fetch from that partition
         if stable is not None and await consumer.position(tp) >= stable:
-            out.add(tp.partition)
+            out[tp.partition] = stable
+    return out
+
+
+def highwaters(consumer: Any, tps: list[Any]) -> dict[int, int]:
+    """Each partition's high watermark as the last fetch from it reported: at least what it
+    was when the messages ``getmany`` has just returned were fetched."""
+    out = {}
+    for tp in tps:
+        high = consumer.highwater(tp)  # None until a fetch from that partition
+        if high is not None:
+            out[tp.partition] = high
     return out
 
 

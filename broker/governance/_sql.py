@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,14 +144,15 @@ class SqlAuditStore:
         rows = self._q("SELECT hash FROM audit_records WHERE chain = ? AND seq = ?", (chain, seq))
         return str(rows[0][0]) if rows else None
 
-    def unsigned_refusals(
-        self, topic: str, chain: str, after_seq: int, before_seq: int
+    def refusals_of_chain(
+        self, topic: str, chain: str, after_seq: int, before_seq: int, reasons: Collection[str]
     ) -> list[tuple[int, int]]:
+        marks = ", ".join("?" for _ in reasons)
         rows = self._q(
-            "SELECT kafka_partition, kafka_offset FROM audit_refused WHERE topic = ? "
-            "AND chain = ? AND seq > ? AND seq < ? AND reason = 'not-signed-by-writer' "
+            "SELECT kafka_partition, kafka_offset FROM audit_refused WHERE topic = ? "  # noqa: S608  # placeholders only, values are bound
+            f"AND chain = ? AND seq > ? AND seq < ? AND reason IN ({marks}) "
             "ORDER BY kafka_partition, kafka_offset",
-            (topic, chain, after_seq, before_seq),
+            (topic, chain, after_seq, before_seq, *reasons),
         )
         return [(int(p), int(o)) for p, o in rows]
 

@@ -8,7 +8,7 @@ crosses the seam holds subject keys, party ids and field names only, never perso
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -250,11 +250,11 @@ class AuditStore(Protocol):
 
     def stored_hash(self, chain: str, seq: int) -> str | None: ...
 
-    def unsigned_refusals(
-        self, topic: str, chain: str, after_seq: int, before_seq: int
+    def refusals_of_chain(
+        self, topic: str, chain: str, after_seq: int, before_seq: int, reasons: Collection[str]
     ) -> list[tuple[int, int]]:
         """Where (partition, offset) the messages of ``chain`` between those seqs are that
-        were refused as ``not-signed-by-writer`` and are still not indexed, in topic order."""
+        were refused for one of ``reasons`` and are still not indexed, in topic order."""
         ...
 
     def apply(self, batch: IndexBatch) -> bool:

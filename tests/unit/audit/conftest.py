@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -272,6 +273,11 @@ class Msg(NamedTuple):
     offset: int
 
 
+def on_topic(records: list[AuditRecord], *, start: int = 0) -> list[Msg]:
+    """``records`` as messages of partition 0 from offset ``start``, keyed by their chain."""
+    return [Msg(r.chain.encode(), r.to_bytes(), 0, start + i) for i, r in enumerate(records)]
+
+
 def fetched(records: list[AuditRecord], *, start: int = 0, junk: int = 0) -> dict[Any, list[Msg]]:
     """What a fake consumer's ``getmany`` returns for ``records`` (and ``junk`` bad ones)."""
     msgs = [Msg(r.chain.encode(), r.to_bytes(), 0, start + i) for i, r in enumerate(records)]
@@ -289,3 +295,66 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     monkeypatch.setattr(broker.cli._audit, "_record_lookup", lambda *_a, **kw: calls.append(kw))
     monkeypatch.setattr(broker.cli._audit, "_index_once", lambda *_a: None)  # the index is as set
     return calls
+
+
+class FakeKafka:
+    """One partition of ``accord.audit`` as a read_committed consumer sees it: ``log`` holds
+    the messages written, in offset order (gaps allowed: markers, another writer's records);
+    ``stable`` is the last stable offset (None: past the end of ``log``), below it the first
+    offset of another writer's transaction still open. Change either between runs."""
+
+    bootstrap = "fake:9092"
+
+    def __init__(self, log: list[Msg], *, stable: int | None = None) -> None:
+        self.log = log
+        self.stable = stable
+
+    def consumer(self, **_: Any) -> FakeConsumer:
+        return FakeConsumer(self)
+
+
+@dataclass
+class FakeConsumer:
+    """What ``Indexer`` uses of aiokafka's consumer, over a ``FakeKafka``'s one partition."""
+
+    kafka: FakeKafka
+    at: int = 0
+    fetches: int = 0
+
+    tp = Part("accord.audit", 0)
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def topics(self) -> set[str]:
+        return {self.tp.topic}
+
+    def subscribe(self, _: list[str]) -> None: ...
+    def assignment(self) -> set[Part]:
+        return {self.tp}
+
+    async def seek_to_beginning(self, *_: Any) -> None:
+        self.at = 0
+
+    def seek(self, _: Part, offset: int) -> None:
+        self.at = offset
+
+    async def position(self, _: Part) -> int:
+        return self.at
+
+    def highwater(self, _: Part) -> int:
+        return self.kafka.log[-1].offset + 1 if self.kafka.log else 0
+
+    def last_stable_offset(self, tp: Part) -> int:
+        return self.highwater(tp) if self.kafka.stable is None else self.kafka.stable
+
+    async def end_offsets(self, tps: list[Part]) -> dict[Part, int]:
+        return {tp: self.last_stable_offset(tp) for tp in tps}  # read_committed: the LSO
+
+    async def getmany(self, *_: Part, max_records: int, **__: int) -> dict[Part, list[Msg]]:
+        stable = self.last_stable_offset(self.tp)
+        got = [m for m in self.kafka.log if self.at <= m.offset < stable][:max_records]
+        self.at = got[-1].offset + 1 if got else self.at
+        if not any(self.at <= m.offset < stable for m in self.kafka.log):
+            self.at = max(self.at, stable)  # past markers and aborted records, to the LSO
+        self.fetches += 1
+        return {self.tp: got} if got else {}

@@ -50,7 +50,7 @@ def test_a_record_no_checkpoint_covers_yet_ages_from_its_own_time(
     clock = Clock((T0 + timedelta(hours=1)).timestamp())
     indexer, registry = _indexer(store, verifier, clock)
     # The last delivery waits for its checkpoint: the partition has not been read to its end.
-    assert indexer._commit(_fetched(records[:-1]), ended=())
+    assert indexer._commit(_fetched(records[:-1]), ended={})
     waiting = records[-2]
     assert indexer.tracker.waiting == 1
     assert registry.get_sample_value(UNSIGNED) == clock.at - waiting.at.timestamp()

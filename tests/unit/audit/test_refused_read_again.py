@@ -4,7 +4,6 @@ history (a quiet chain whose last checkpoint's key was revoked before a run read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from broker.audit import AuditKind, AuditRecord, ChainWriter, KeystoreAuditSigner
@@ -13,7 +12,7 @@ from broker.governance import AuditStore, Indexer, verify_store
 from broker.governance._index import ChainTracker
 from broker.keys import FileKeyStore
 from broker.principals import Principal
-from tests.unit.audit.conftest import T0, Msg, Part, quiet_chain, rotate_and_revoke
+from tests.unit.audit.conftest import T0, FakeKafka, Msg, quiet_chain, rotate_and_revoke
 
 CHAIN = "worker:quiet"  # quiet_chain's
 TOPIC = "accord.audit"
@@ -106,60 +105,6 @@ def test_what_is_read_again_counts_only_if_it_is_the_refused_record_of_that_chai
 
 
 # -- the indexer, on a fake of the consumer --------------------------------------------------
-
-
-@dataclass
-class FakeConsumer:
-    """One partition of committed messages, read as aiokafka's consumer reads them."""
-
-    log: list[Msg]
-    at: int = 0
-    fetches: int = 0
-
-    tp = Part(TOPIC, 0)
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def topics(self) -> set[str]:
-        return {TOPIC}
-
-    def subscribe(self, _: list[str]) -> None: ...
-    def assignment(self) -> set[Part]:
-        return {self.tp}
-
-    async def seek_to_beginning(self, *_: Any) -> None:
-        self.at = 0
-
-    def seek(self, _: Part, offset: int) -> None:
-        self.at = offset
-
-    async def position(self, _: Part) -> int:
-        return self.at
-
-    async def end_offsets(self, tps: list[Part]) -> dict[Part, int]:
-        return dict.fromkeys(tps, len(self.log))
-
-    def last_stable_offset(self, _: Part) -> int:
-        return len(self.log)
-
-    def highwater(self, _: Part) -> int:
-        return len(self.log)
-
-    async def getmany(self, *_: Part, max_records: int, **__: int) -> dict[Part, list[Msg]]:
-        got = self.log[self.at : self.at + max_records]
-        self.at += len(got)
-        self.fetches += 1
-        return {self.tp: got} if got else {}
-
-
-class FakeKafka:
-    bootstrap = "fake:9092"
-
-    def __init__(self, log: list[Msg]) -> None:
-        self.log = log
-
-    def consumer(self, **_: Any) -> FakeConsumer:
-        return FakeConsumer(self.log)
 
 
 async def test_an_indexer_restarted_after_the_refusal_reads_the_refused_offsets_and_indexes_them(

@@ -92,7 +92,7 @@ def test_records_wait_for_their_checkpoint_and_the_stored_offset_never_passes_th
     batch = tracker.new_batch()
     for i, rec in enumerate(records[:9]):
         tracker.offer(batch, rec.chain.encode(), rec.to_bytes(), 0, i)
-    assert tracker.commit(batch, ended=())  # mid-stream: the partition goes on
+    assert tracker.commit(batch, ended={})  # mid-stream: the partition goes on
     assert store.count() == 6  # up to the first checkpoint; 6-8 wait
     assert store.offsets("accord.audit") == {0: 6}  # an indexer restarting reads 6-8 again
     assert tracker.waiting == 3

@@ -174,10 +174,11 @@ def test_the_unsigned_gauge_returns_to_zero_once_the_forgery_is_refused(
     clock = (T0 + timedelta(hours=1)).timestamp()
     indexer = Indexer(store, verifier, kafka=None, registry=registry, clock=lambda: clock)  # type: ignore[arg-type]  # no Kafka here
     records = [_forged_query(), *worker_chain(linker, keys)]
-    assert indexer._commit(_fetched(records), ended=())  # the partition goes on: it waits
+    assert indexer._commit(_fetched(records), ended={})  # the partition goes on: it waits
     assert registry.get_sample_value("accord_audit_unsigned_oldest_seconds") == 3600
     assert store.offsets("accord.audit") == {0: 0}
-    assert indexer._commit({}, ended={0})  # a poll finds the partition read to its end
+    # A poll finds the partition read to its end, nothing open.
+    assert indexer._commit({}, ended={0: len(records)})
     assert registry.get_sample_value("accord_audit_unsigned_oldest_seconds") == 0
     assert store.offsets("accord.audit") == {0: len(records)}
     assert store.refused_counts() == [("not-signed-by-writer", 1)]
