@@ -36,7 +36,7 @@ from broker.governance import (
 )
 from broker.governance._append import chain_head_on_topic
 from broker.governance._topic import TopicMessage
-from broker.kafka import KafkaClients
+from broker.kafka import KafkaClients, partition_for
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
@@ -181,6 +181,57 @@ async def test_records_refused_in_an_earlier_run_are_read_again_when_a_checkpoin
     assert [r.hash for r in store.rows("worker:quiet")] == [r.hash for r in [*records, *later]]
     assert store.refused_counts() == []
     assert verify_store(store, verifier).records == 8
+
+
+async def test_a_record_whose_checkpoint_another_open_transaction_holds_back_waits_for_it(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
+    keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """The worker's transaction (records 3 and 4, checkpoint 5) commits while another
+    writer's transaction, begun between 3 and 4 on the same partition, is still open: record
+    3 is visible, its checkpoint is above the last stable offset. It is not refused; once the
+    other commits, a run reading one message per batch indexes it, nothing refused."""
+    records, _, signer = quiet_chain(keys)
+    chain = records[0].chain
+    await produce(kafka_bootstrap, topic, records[:3])
+    first = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
+    assert first.indexed == 3
+    partition = partition_for(chain.encode(), [0, 1, 2])
+    other = next(f"worker:o{n}" for n in range(100)
+                 if partition_for(f"worker:o{n}".encode(), [0, 1, 2]) == partition)  # fmt: skip
+    writer = ChainWriter(other, clock=lambda: T0)
+    theirs = [writer.append(AuditKind.POLICY_LOADED, data={"version": "v1"})]
+    theirs.append(writer.checkpoint(signer))
+    mine = clients(kafka_bootstrap).transactional_producer(unique_topic("tx"), "test-audit")
+    them = clients(kafka_bootstrap).transactional_producer(unique_topic("tx"), "test-audit")
+    await mine.start()
+    await them.start()
+    try:
+        await mine.begin_transaction()
+        sent = await mine.send_and_wait(topic, records[3].to_bytes(), key=chain.encode())
+        await them.begin_transaction()
+        await them.send_and_wait(topic, theirs[0].to_bytes(), key=other.encode())
+        for rec in records[4:]:
+            await mine.send_and_wait(topic, rec.to_bytes(), key=chain.encode())
+        await mine.commit_transaction()
+        held = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(
+            follow=False
+        )
+        assert (held.breaks, held.indexed, dict(held.refused)) == ([], 0, {})
+        assert store.offsets(topic)[partition] == sent.offset  # record 3 waits
+        await them.send_and_wait(topic, theirs[1].to_bytes(), key=other.encode())
+        await them.commit_transaction()
+    finally:
+        await mine.stop()
+        await them.stop()
+    summary = await Indexer(
+        store, verifier, clients(kafka_bootstrap), topic=topic, max_batch=1
+    ).run(follow=False)
+    assert (summary.breaks, summary.indexed, dict(summary.refused)) == ([], 3 + 2, {})
+    assert [r.hash for r in store.rows(chain)] == [r.hash for r in records]
+    assert store.refused_counts() == []
+    assert verify_store(store, verifier).records == len(records) + 2
 
 
 async def test_a_review_goes_through_the_log_and_the_index_picks_it_up(
