@@ -123,24 +123,13 @@ class Deployment:
         return tuple(p for p in self.processes if p.party is not None)
 
 
-#: The kinds of party that run a desk (``broker.desk.DESK_KINDS``; not imported, so that
-#: rendering does not load the web app).
-_DESK_KINDS = ("coordinating_team", "hub", "school")
-
-
 def desk_processes(policy: Policy, parties: Sequence[str]) -> tuple[Process, ...]:
     """Each named recipient's desk, and a co-ordinating team's flag service when the bundle
     has flag rules; a party the bundle does not know, an agency or a suspended party is a
     one-line ``UsageError``, as ``accord desk --as`` refuses them."""
     out: list[Process] = []
     for party in sorted(set(parties)):
-        found = policy.bundle.parties.get(party)
-        if found is None:
-            raise UsageError(f"--desk {party}: no such party in the policy bundle")
-        if found.kind not in _DESK_KINDS:
-            raise UsageError(f"--desk {party}: a desk is for recipients, and {party} is an agency")
-        if found.status != "active":
-            raise UsageError(f"--desk {party}: the party is suspended")
+        kind = policy.bundle.desk_kind(party, option="--desk")
         name = f"desk-{party}"
         if not _NAME.match(f"flags-{party}"):  # the longer of its two names
             raise UsageError(
@@ -151,7 +140,7 @@ def desk_processes(policy: Policy, parties: Sequence[str]) -> tuple[Process, ...
             Process(name, party, ("desk", "--as", party), DESK_OPS_PORT, DESK_PORT,
                     section="desk", party=party)
         )  # fmt: skip
-        if found.kind == "coordinating_team" and policy.flag_rules:
+        if kind == "coordinating_team" and policy.flag_rules:
             out.append(
                 Process(f"flags-{party}", party, ("desk", "flags", "--as", party),
                         FLAGS_OPS_PORT, section="desk", party=party)

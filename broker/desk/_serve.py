@@ -41,11 +41,9 @@ from broker.webauth import (
     url_host,
 )
 
-__all__ = ["DESK_KINDS", "DeskRun", "check_desk_party", "run_desk"]
+__all__ = ["DeskRun", "check_desk_party", "run_desk"]
 
 log = structlog.get_logger("accord.desk")
-
-DESK_KINDS = ("coordinating_team", "hub", "school")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +58,7 @@ class DeskRun:
 
 def check_desk_party(policy: Policy, party: str) -> str:
     """The party's kind, if it may run a desk; else a one-line error."""
-    found = policy.bundle.parties.get(party)
-    if found is None:
-        raise UsageError(f"--as {party}: no such party in the policy bundle")
-    if found.kind not in DESK_KINDS:
-        raise UsageError(f"--as {party}: a desk is for recipients, and {party} is an agency")
-    if found.status != "active":
-        raise UsageError(f"--as {party}: the party is suspended")
-    return found.kind
+    return policy.bundle.desk_kind(party, option="--as")
 
 
 class _Also:

@@ -14,6 +14,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from broker.errors import UsageError
 from broker.policy._flags import FlagRule
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 PARTY_KINDS: Final = ("agency", "coordinating_team", "hub", "school")
+#: The kinds of party that run a desk: every recipient's.
+DESK_KINDS: Final = ("coordinating_team", "hub", "school")
 ARTICLE6_BASES: Final = (
     "public_task",
     "legal_obligation",
@@ -158,6 +161,20 @@ class Bundle(_Model):
         else:
             named = set(self.consent_authorities)
         return sorted(named & active)
+
+    def desk_kind(self, party: str, *, option: str) -> str:
+        """``party``'s kind if it may run a desk (an active recipient); else a one-line
+        ``UsageError`` naming ``option``, the command's way of naming the party."""
+        found = self.parties.get(party)
+        if found is None:
+            raise UsageError(f"{option} {party}: no such party in the policy bundle")
+        if found.kind not in DESK_KINDS:
+            raise UsageError(
+                f"{option} {party}: a desk is for recipients, and {party} is an agency"
+            )
+        if found.status != "active":
+            raise UsageError(f"{option} {party}: the party is suspended")
+        return found.kind
 
     def canonical(self) -> bytes:
         """Sorted-key JSON of the parsed bundle: formatting, comments, file order do not count."""
