@@ -67,8 +67,14 @@ async def at_end(consumer: Any, end: dict[Any, int]) -> bool:
 
 
 async def read_at(consumer: Any, tps: list[Any], where: list[tuple[int, int]]) -> list[Message]:
-    """The messages at exactly ``where`` (partition, offset), in that order; one not found
-    (not a record's offset) is left out. The consumer's positions are moved: seek after."""
+    """The messages at exactly ``where`` (partition, offset), in that order. The consumer's
+    positions are moved: seek after.
+
+    Each offset is one the indexer itself refused a record at, so a record is there: one
+    that does not come back is a failed read (a leader moving, a broker restarting), a
+    ``TransportError``, and the batch is tried again, never taken for missing history (a
+    chain broken for good). Only an offset below the partition's first, the record gone
+    with a retention someone set, is left out."""
     by_partition = {tp.partition: tp for tp in tps}
     found: list[Message] = []
     for partition, offset in where:
@@ -82,5 +88,11 @@ async def read_at(consumer: Any, tps: list[Any], where: list[tuple[int, int]]) -
             got = (await consumer.getmany(tp, timeout_ms=500, max_records=1)).get(tp) or []
             if got:
                 break
-        found += [(m.key, m.value, m.partition, m.offset) for m in got if m.offset == offset]
+        here = [(m.key, m.value, m.partition, m.offset) for m in got if m.offset == offset]
+        if not here and offset >= (await consumer.beginning_offsets([tp])).get(tp, 0):
+            raise TransportError(
+                f"reading {tp.topic} partition {partition} again at offset {offset}: no record "
+                "came back; the next run reads it again"
+            )
+        found += here
     return found

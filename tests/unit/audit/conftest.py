@@ -308,6 +308,9 @@ class FakeKafka:
     def __init__(self, log: list[Msg], *, stable: int | None = None) -> None:
         self.log = log
         self.stable = stable
+        #: Reads of single records (the indexer's reads again) come back empty, as while a
+        #: partition's leader moves.
+        self.failing_single_reads = False
 
     def consumer(self, **_: Any) -> FakeConsumer:
         return FakeConsumer(self)
@@ -350,7 +353,13 @@ class FakeConsumer:
     async def end_offsets(self, tps: list[Part]) -> dict[Part, int]:
         return {tp: self.last_stable_offset(tp) for tp in tps}  # read_committed: the LSO
 
+    async def beginning_offsets(self, tps: list[Part]) -> dict[Part, int]:
+        return dict.fromkeys(tps, self.kafka.log[0].offset if self.kafka.log else 0)
+
     async def getmany(self, *_: Part, max_records: int, **__: int) -> dict[Part, list[Msg]]:
+        if max_records == 1 and self.kafka.failing_single_reads:
+            self.fetches += 1
+            return {}
         stable = self.last_stable_offset(self.tp)
         got = [m for m in self.kafka.log if self.at <= m.offset < stable][:max_records]
         self.at = got[-1].offset + 1 if got else self.at

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from broker.audit import AuditKind, AuditRecord, ChainWriter, KeystoreAuditSigner
 from broker.audit import KeystoreAuditVerifier as Verifier
+from broker.errors import TransportError
 from broker.governance import AuditStore, Indexer, verify_store
 from broker.governance._index import ChainTracker
 from broker.keys import FileKeyStore
@@ -128,4 +131,33 @@ async def test_an_indexer_restarted_after_the_refusal_reads_the_refused_offsets_
     assert (summary.breaks, summary.indexed, dict(summary.refused)) == ([], 5, {})
     assert store.heads()[CHAIN] == store.heads()[CHAIN].__class__(CHAIN, 7, later[-1].hash)
     assert store.refused_counts() == []
+    assert verify_store(store, verifier).records == 8
+
+
+async def test_a_read_again_that_fails_is_tried_again_never_taken_for_missing_history(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """A read of the refused offsets that comes back empty (a leader moving) must not break
+    the chain for good: the run fails, and the next one, Kafka well again, indexes it."""
+    records, w, _ = quiet_chain(keys)
+    kafka = FakeKafka([Msg(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records[:3])])
+
+    async def run() -> Any:
+        indexer = Indexer(store, verifier, kafka, topic=TOPIC)  # type: ignore[arg-type]  # a fake of Kafka
+        return await indexer.run(follow=False)
+
+    assert (await run()).indexed == 3
+    rotate_and_revoke(keys, records[5])
+    kafka.log += [Msg(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records[3:], 3)]
+    assert (await run()).refused == {"not-signed-by-writer": 3}
+    signer = KeystoreAuditSigner(keys, Principal.WORKER)
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp"), w.checkpoint(signer)]
+    kafka.log += [Msg(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(later, start=6)]
+    kafka.failing_single_reads = True
+    with pytest.raises(TransportError, match="again at offset 3"):
+        await run()
+    assert store.heads()[CHAIN].broken_seq is None
+    kafka.failing_single_reads = False
+    summary = await run()
+    assert (summary.breaks, summary.indexed, dict(summary.refused)) == ([], 5, {})
     assert verify_store(store, verifier).records == 8
