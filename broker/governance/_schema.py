@@ -28,6 +28,9 @@ Tables:
   when it was decided, and the decision's place in its chain. Its acknowledgement is the first
   ``opened`` record of that event by that school, looked up in ``audit_records``; its deadline
   is computed when asked, from the school calendar then configured.
+- (5) an index on ``audit_refused (topic, chain, seq)``: the indexer looks up a chain's refusals
+  between its head and a checkpoint that does not link (``refusals_of_chain``), and anyone who
+  can write to the topic can make that table large.
 """
 
 from __future__ import annotations
@@ -134,6 +137,8 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE override_reviews ADD COLUMN finding TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE override_reviews ADD COLUMN reference TEXT NOT NULL DEFAULT ''",
     ),
+    # 5: a chain's refusals by seq, without reading every refusal of the topic.
+    ("CREATE INDEX audit_refused_chain_seq ON audit_refused (topic, chain, seq)",),
 )
 
 SCHEMA_VERSION_TABLE: Final = (

@@ -145,14 +145,26 @@ class SqlAuditStore:
         return str(rows[0][0]) if rows else None
 
     def refusals_of_chain(
-        self, topic: str, chain: str, after_seq: int, before_seq: int, reasons: Collection[str]
+        self,
+        topic: str,
+        chain: str,
+        after_seq: int,
+        before_seq: int,
+        reasons: Collection[str],
+        *,
+        per_seq: int,
+        limit: int,
     ) -> list[tuple[int, int]]:
         marks = ", ".join("?" for _ in reasons)
+        # Several refusals can share a seq (anyone can write the topic): at most ``per_seq``
+        # of each, the first in the topic, so copies at one seq never crowd out the others.
         rows = self._q(
-            "SELECT kafka_partition, kafka_offset FROM audit_refused WHERE topic = ? "  # noqa: S608  # placeholders only, values are bound
-            f"AND chain = ? AND seq > ? AND seq < ? AND reason IN ({marks}) "
-            "ORDER BY kafka_partition, kafka_offset",
-            (topic, chain, after_seq, before_seq, *reasons),
+            "SELECT kafka_partition, kafka_offset FROM (SELECT kafka_partition, kafka_offset, "  # noqa: S608  # placeholders only, values are bound
+            "seq, ROW_NUMBER() OVER (PARTITION BY seq ORDER BY kafka_partition, kafka_offset) "
+            "AS n FROM audit_refused WHERE topic = ? AND chain = ? AND seq > ? AND seq < ? "
+            f"AND reason IN ({marks})) r WHERE n <= ? "
+            "ORDER BY seq, kafka_partition, kafka_offset LIMIT ?",
+            (topic, chain, after_seq, before_seq, *reasons, per_seq, limit),
         )
         return [(int(p), int(o)) for p, o in rows]
 

@@ -251,10 +251,19 @@ class AuditStore(Protocol):
     def stored_hash(self, chain: str, seq: int) -> str | None: ...
 
     def refusals_of_chain(
-        self, topic: str, chain: str, after_seq: int, before_seq: int, reasons: Collection[str]
+        self,
+        topic: str,
+        chain: str,
+        after_seq: int,
+        before_seq: int,
+        reasons: Collection[str],
+        *,
+        per_seq: int,
+        limit: int,
     ) -> list[tuple[int, int]]:
-        """Where (partition, offset) the messages of ``chain`` between those seqs are that
-        were refused for one of ``reasons`` and are still not indexed, in topic order."""
+        """Where (partition, offset) the messages of ``chain`` strictly between those seqs
+        are that were refused for one of ``reasons`` and are still not indexed: in seq order,
+        at most ``per_seq`` of each seq (the first in the topic), ``limit`` in all."""
         ...
 
     def apply(self, batch: IndexBatch) -> bool:

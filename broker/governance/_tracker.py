@@ -29,7 +29,8 @@ key revoked before a run read it, or not linking because their parent had been r
 the indexer reads exactly those offsets again, and the checkpoint covers them if its hash
 links run through them; only if it still does not link is the chain broken. Records refused
 so are kept in memory for the checkpoint within bounds (``REFUSED_HELD_PER_CHAIN``,
-``REFUSED_HELD``); the oldest beyond them are read again like those of an earlier run.
+``REFUSED_HELD``); the oldest beyond them are read again like those of an earlier run. What
+is read again for one checkpoint is bounded too (``REREAD_PER_SEQ``, ``REREAD_HELD``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ log = structlog.get_logger("accord.audit")
 #: Records refused as never signed that all chains' tips keep in memory together (each at most
 #: ``REFUSED_HELD_PER_CHAIN``): beyond it, those of the chains holding most go first.
 REFUSED_HELD = 10_000
+
+#: Refused records of one chain read again for one checkpoint that does not link: at most
+#: ``REREAD_PER_SEQ`` at each seq between the head and it (the first in the topic; a genuine
+#: chain has one), ``REREAD_HELD`` in all. Anyone able to write to the topic can add refused
+#: records at any seq, and each one read again is held in memory until the checkpoint is
+#: decided; a gap past the bound breaks the chain rather than exhaust the indexer.
+REREAD_PER_SEQ = 10
+REREAD_HELD = 10_000
 
 
 @dataclass
@@ -114,7 +123,8 @@ class ChainTracker:
         #: Chains whose signed checkpoint does not link, and where the records of theirs
         #: refused as unsigned are: read them from the topic and ``restore`` them.
         self.wanted: dict[str, list[Position]] = {}
-        # Read again this run (kept across ``sync``): offered back to each new tip.
+        # Read again this run (kept across ``sync`` until decided: ``_drop_restored``):
+        # offered back to each new tip.
         self._restored: dict[str, list[tuple[AuditRecord, Position]]] = {}
         self._reread: set[Position] = set()
         self._before = self.summary
@@ -190,6 +200,7 @@ class ChainTracker:
         self._forget()
         if self._store.apply(batch):
             self.offsets.update(batch.offsets)
+            self._drop_restored()
             return True
         self.summary = self._before
         self.sync()
@@ -219,6 +230,17 @@ class ChainTracker:
         self._tips = {chain: tip for chain, tip in self._tips.items() if tip.holds}
         held = {w for tip in self._tips.values() for _, w in tip.waiting}
         self._horizon = {w: h for w, h in self._horizon.items() if w in held}
+
+    def _drop_restored(self) -> None:
+        """Forget what was read again once it is decided: covered (the head is past it) or
+        never to be (the chain broke). The rest waits for its checkpoint, still to be read."""
+        for chain, held in list(self._restored.items()):
+            head = self._head(chain)
+            kept = [r for r in held if r[0].seq > head.seq] if head.broken_seq is None else []
+            if kept:
+                self._restored[chain] = kept
+            else:
+                del self._restored[chain]
 
     def offer(
         self,
@@ -281,7 +303,13 @@ class ChainTracker:
         (this run or an earlier one) may fill the gap before ``checkpoint``: then they are
         ``wanted``, once each per run."""
         found = self._store.refusals_of_chain(
-            self.topic, head.chain, head.seq, checkpoint.seq, UNDONE_BY_A_LATER_CHECKPOINT
+            self.topic,
+            head.chain,
+            head.seq,
+            checkpoint.seq,
+            UNDONE_BY_A_LATER_CHECKPOINT,
+            per_seq=REREAD_PER_SEQ,
+            limit=REREAD_HELD,
         )
         fresh = [at for at in found if at not in self._reread]
         if fresh:

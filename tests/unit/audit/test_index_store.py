@@ -25,13 +25,23 @@ from broker.principals import Principal
 from tests.unit.audit.conftest import index_records, worker_chain
 
 
+def _has_sql_index(store: AuditStore, name: str) -> bool:
+    catalogue = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?"
+        if store.backend == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE indexname = ?"
+    )
+    return bool(store._q(catalogue, (name,)))  # type: ignore[attr-defined]  # the store's own query
+
+
 def test_migrations_are_versioned_and_reapplying_them_changes_nothing(
     store: AuditStore, audit_db_url: str, audit_home: object
 ) -> None:
-    assert store.schema_version() == len(MIGRATIONS) == 4
+    assert store.schema_version() == len(MIGRATIONS) == 5
     again = open_store(audit_db_url, home=audit_home)  # type: ignore[arg-type]
     try:
-        assert again.schema_version() == 4
+        assert again.schema_version() == 5
+        assert _has_sql_index(again, "audit_refused_chain_seq")  # a chain's refusals by seq
         assert again.count() == 0
     finally:
         again.close()
@@ -199,14 +209,16 @@ def test_a_review_written_with_a_note_keeps_it_through_the_findings_migration(
     for sql in (  # back to the index as migration 3 left it
         "ALTER TABLE override_reviews DROP COLUMN finding",
         "ALTER TABLE override_reviews DROP COLUMN reference",
-        "DELETE FROM schema_version WHERE version = 4",
+        "DROP INDEX audit_refused_chain_seq",
+        "DELETE FROM schema_version WHERE version >= 4",
     ):
         with store._tx():  # type: ignore[attr-defined]  # the store's own transaction
             store._q(sql)  # type: ignore[attr-defined]
     store.close()
     migrated = open_store(audit_db_url, home=audit_home)
     try:
-        assert migrated.schema_version() == 4
+        assert migrated.schema_version() == 5
+        assert _has_sql_index(migrated, "audit_refused_chain_seq")
         review = migrated.review_of(override.event_id or "", override.party or "")
         assert review is not None
         assert (review.finding, review.reference, review.note) == ("", "", "ok")

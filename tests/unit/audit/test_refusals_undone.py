@@ -277,3 +277,61 @@ def test_a_genuine_record_dropped_from_memory_is_read_again_when_its_checkpoint_
     assert _offer(run, topic[run.offsets[0] :])
     assert run.summary.breaks == []
     _indexed_whole(store, verifier, records)
+
+
+def _forged_at_3_and_refused(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier, forged: int
+) -> tuple[list[AuditRecord], list[Msg]]:
+    """_quiet_chain_refused, with ``forged`` records of seq 3 linking to head 2 written after
+    the writer's 3-5 (offsets 6 on) and refused as never signed too. Returns (0-5 and 6-7,
+    the topic: 0-5, the forgeries, 6-7)."""
+    records, w, _ = quiet_chain(keys)
+    assert _offer(ChainTracker(store, verifier), on_topic(records[:3]))
+    rotate_and_revoke(keys, records[5])
+    head = records[2]
+    copies = [
+        ChainWriter(CHAIN, clock=lambda: T0, next_seq=3, prev_hash=head.hash).append(
+            AuditKind.RECEIVED, event_id=f"f{i}", party="wmp"
+        )
+        for i in range(forged)
+    ]
+    assert _offer(ChainTracker(store, verifier), on_topic([*records[3:], *copies], start=3))
+    signer = KeystoreAuditSigner(keys, Principal.WORKER)
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp"), w.checkpoint(signer)]
+    genuine = [*records, *later]
+    return genuine, on_topic([*records, *copies, *later])
+
+
+def test_what_is_read_again_is_bounded_per_seq_and_forgotten_once_the_checkpoint_decides(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five forgeries at seq 3 beside the writer's 3: two of seq 3 are read again (the first
+    in the topic), 4 and 5 still are, and the chain is indexed; nothing read again is held
+    once the checkpoint has covered it."""
+    monkeypatch.setattr(tracker_module, "REREAD_PER_SEQ", 2)
+    genuine, topic = _forged_at_3_and_refused(store, keys, verifier, forged=5)
+    run = ChainTracker(store, verifier)
+    assert not _offer(run, topic[-2:])
+    assert run.wanted == {CHAIN: [(0, 3), (0, 6), (0, 4), (0, 5)]}
+    _read_again(run, topic)
+    assert len(run._restored[CHAIN]) == 4
+    assert _offer(run, topic[run.offsets[0] :])
+    assert run.summary.breaks == []
+    assert run._restored == {}
+    head = store.heads()[CHAIN]
+    assert (head.seq, head.hash, head.broken_seq) == (7, genuine[-1].hash, None)
+    assert store.refused_counts() == [("not-signed-by-writer", 5)]  # the forgeries
+
+
+def test_a_gap_with_more_refusals_than_the_bound_breaks_the_chain_rather_than_read_them_all(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracker_module, "REREAD_HELD", 3)
+    _, topic = _forged_at_3_and_refused(store, keys, verifier, forged=5)
+    run = ChainTracker(store, verifier)
+    assert not _offer(run, topic[-2:])
+    assert run.wanted == {CHAIN: [(0, 3), (0, 6), (0, 7)]}  # all of seq 3 come first
+    _read_again(run, topic)
+    assert _offer(run, topic[run.offsets[0] :])
+    assert [b.seq for b in run.summary.breaks] == [7]
+    assert run._restored == {}

@@ -161,3 +161,115 @@ async def test_a_read_again_that_fails_is_tried_again_never_taken_for_missing_hi
     summary = await run()
     assert (summary.breaks, summary.indexed, dict(summary.refused)) == ([], 5, {})
     assert verify_store(store, verifier).records == 8
+
+
+# -- what a record read again must be to be taken ---------------------------------------------
+
+
+def _refused_3_to_5(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> tuple[list[AuditRecord], list[AuditRecord], ChainTracker]:
+    """quiet_chain: 0-2 indexed, 3-5 refused as never signed (K1 revoked), then 6 and
+    checkpoint 7 by K2, which has 3-5 wanted. Returns (0-5, [6, 7], that run)."""
+    records, w, _ = quiet_chain(keys)
+    assert _offer(ChainTracker(store, verifier), records[:3], 0)
+    rotate_and_revoke(keys, records[5])
+    assert _offer(ChainTracker(store, verifier), records[3:], 3)
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp")]
+    later.append(w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)))
+    run = ChainTracker(store, verifier)
+    assert not _offer(run, later, 6)
+    assert run.wanted == {CHAIN: [(0, 3), (0, 4), (0, 5)]}
+    return records, later, run
+
+
+def test_a_copy_of_a_refused_record_under_another_key_read_again_is_not_taken(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """Record 3 itself, but keyed as another chain's (so on no partition of its own), with
+    4 and 5 intact: the checkpoint does not link, and the chain breaks."""
+    records, later, run = _refused_3_to_5(store, keys, verifier)
+    topic = _topic(records)
+    run.restore([(b"worker:other", topic[3][1], 0, 3), topic[4], topic[5]])
+    assert _offer(run, later, 6)
+    assert [b.seq for b in run.summary.breaks] == [7]
+    assert [r.seq for r in store.rows(CHAIN)] == [0, 1, 2]
+
+
+def test_a_record_of_another_chain_read_again_at_a_refused_offset_is_not_taken(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """At offset 3, keyed as this chain, a record 3 of another chain: it is not held for
+    this chain (4 and 5 are), and the checkpoint does not link without the real 3."""
+    records, later, run = _refused_3_to_5(store, keys, verifier)
+    topic = _topic(records)
+    other = ChainWriter("worker:other", clock=lambda: records[3].at, next_seq=3,
+                        prev_hash=records[2].hash).append(AuditKind.RECEIVED, event_id="e2",
+                                                          party="wmp")  # fmt: skip
+    run.restore([(CHAIN.encode(), other.to_bytes(), 0, 3), topic[4], topic[5]])
+    assert {c: [r.seq for r, _ in held] for c, held in run._restored.items()} == {CHAIN: [4, 5]}
+    assert _offer(run, later, 6)
+    assert [b.seq for b in run.summary.breaks] == [7]
+    assert run._restored == {}  # decided: no longer held
+
+
+def test_a_record_read_again_whose_body_does_not_match_its_hash_is_not_taken(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """Record 3 with its hash but another party: 4's link to that hash does not make the
+    altered body a record the checkpoint covers; the chain breaks instead."""
+    records, later, run = _refused_3_to_5(store, keys, verifier)
+    topic = _topic(records)
+    altered = records[3].model_copy(update={"party": "hub-x"})
+    assert altered.hash == records[3].hash != altered.computed_hash()
+    run.restore([(CHAIN.encode(), altered.to_bytes(), 0, 3), topic[4], topic[5]])
+    assert _offer(run, later, 6)
+    assert [b.seq for b in run.summary.breaks] == [7]
+    assert "hub-x" not in {r.party for r in store.rows(CHAIN)}
+
+
+def test_a_record_read_again_that_skips_a_seq_is_not_taken_even_under_a_signed_checkpoint(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """Record 4 hash-linked straight onto head 2, and a checkpoint 5 signed on it: 4 was
+    refused as not linking, is read again for 5, and is still refused; the chain breaks."""
+    records, _, signer = quiet_chain(keys)
+    assert _offer(ChainTracker(store, verifier), records[:3], 0)
+    head = records[2]
+    skip = ChainWriter(CHAIN, clock=lambda: T0, next_seq=head.seq + 2, prev_hash=head.hash)
+    gap = [skip.append(AuditKind.RECEIVED, event_id="e2", party="wmp"), skip.checkpoint(signer)]
+    run = ChainTracker(store, verifier)
+    assert _offer(run, gap[:1], 3)
+    assert run.summary.refused == {"does-not-link": 1}
+    assert not _offer(run, gap[1:], 4)
+    assert run.wanted == {CHAIN: [(0, 3)]}
+    run.restore([(CHAIN.encode(), gap[0].to_bytes(), 0, 3)])
+    assert _offer(run, gap[1:], 4)
+    assert [b.seq for b in run.summary.breaks] == [5]
+    assert [r.seq for r in store.rows(CHAIN)] == [0, 1, 2]
+
+
+def test_a_refusal_outside_the_head_and_the_checkpoint_is_not_read_again(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """Refused as not linking: a record at the indexed head's seq 2 and one at checkpoint 7's
+    own seq. Only 3-5, strictly between them, are read again; the chain is indexed."""
+    records, w, _ = quiet_chain(keys)
+    low = ChainWriter(CHAIN, clock=lambda: T0, next_seq=2, prev_hash=records[0].hash)
+    high = ChainWriter(CHAIN, clock=lambda: T0, next_seq=7, prev_hash=records[0].hash)
+    # Offsets: 0 the seq-2 forgery, 1-3 records 0-2, 4-6 records 3-5, 7 the seq-7 forgery.
+    assert _offer(ChainTracker(store, verifier), [low.append(AuditKind.RECEIVED, event_id="x"),
+                                                  *records[:3]], 0)  # fmt: skip
+    rotate_and_revoke(keys, records[5])
+    assert _offer(ChainTracker(store, verifier),
+                  [*records[3:], high.append(AuditKind.RECEIVED, event_id="y")], 4)  # fmt: skip
+    assert store.refused_counts() == [("does-not-link", 2), ("not-signed-by-writer", 3)]
+    later = [w.append(AuditKind.RECEIVED, event_id="e3", party="wmp")]
+    later.append(w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)))
+    run = ChainTracker(store, verifier)
+    assert not _offer(run, later, 8)
+    assert run.wanted == {CHAIN: [(0, 4), (0, 5), (0, 6)]}
+    run.restore([(CHAIN.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records[3:], 4)])
+    assert _offer(run, later, 8)
+    assert run.summary.breaks == []
+    assert [r.hash for r in store.rows(CHAIN)] == [r.hash for r in [*records, *later]]
