@@ -65,7 +65,7 @@ def register(desk: typer.Typer) -> None:
         if not policy.flag_rules:
             raise UsageError("the policy bundle has no flag rules (flags.yaml)")
         keys = keystore(settings, party)
-        # Read, never made: enrolment makes it (see broker.desk._linkage).
+        # Read, never made: enrolment makes it (see broker.keys._desk_linkage).
         linkage_secret = desk_linkage_key(keys, party=party)
         kafka = client_settings(settings, party)
         # faust reports Kafka being down, or a topic missing, as pages of its own traceback:

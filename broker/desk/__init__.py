@@ -18,16 +18,14 @@ from broker.desk._flags_app import FlagServiceOptions, build_flags_app
 from broker.desk._flags_ops import flags_ops
 from broker.desk._household import HouseholdMessage, HouseholdState
 from broker.desk._ingest import DeskIngest, children_in, flags_topic
-from broker.desk._linkage import (
-    LINKAGE_FILE,
-    LINKAGE_SECRET,
-    desk_linkage_key,
-    linkage_secret_name,
-)
 from broker.desk._serve import DeskRun, check_desk_party, run_desk
 from broker.desk._store import DeskStore, open_desk_store
 from broker.desk._withdrawn_keep import withdrawn_keep
 from broker.desk._work import encompass_notice, outcome_event, referral_event
+
+# Kept and made by broker.keys, so that 'accord keys init' makes it with the SDK alone; the
+# desk and its flag service read it.
+from broker.keys import LINKAGE_FILE, LINKAGE_SECRET, desk_linkage_key, linkage_secret_name
 
 __all__ = [
     "LINKAGE_FILE",

@@ -22,12 +22,11 @@ from broker.config import Settings
 from broker.desk._app import create_desk_app
 from broker.desk._deps import DeskDeps
 from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
-from broker.desk._linkage import desk_linkage_key
 from broker.desk._probes import DeskProbes, KafkaContact
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
 from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
-from broker.keys import FileKeyStore, warn_if_unprotected
+from broker.keys import FileKeyStore, desk_linkage_key, warn_if_unprotected
 from broker.ops import serving_ops
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
