@@ -173,7 +173,7 @@ class Indexer:
         return True
 
     async def _read_again(self, consumer: Any, tps: list[Any]) -> None:
-        """Read what the tracker wants read again (records refused as unsigned) at exactly
+        """Read what the tracker wants read again (refusals a valid checkpoint may undo) at exactly
         their offsets: ``accord.audit`` keeps every record for ever."""
         wanted = sorted(at for where in self.tracker.wanted.values() for at in where)
         if wanted:
