@@ -210,6 +210,10 @@ class OpsEndpoint(_Frozen):
 
 class WorkerSettings(OpsEndpoint):
     metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+    # How long the group waits to hear from a worker before handing its partitions to the
+    # others (broker/pipeline/_group.py): Kafka's own client default. A clean stop leaves at
+    # once; a killed worker's partitions wait this long. The broker allows 6 s to 30 minutes.
+    group_session_timeout_ms: int = Field(default=45_000, ge=6_000, le=1_800_000)
 
 
 class IndexerSettings(OpsEndpoint):
