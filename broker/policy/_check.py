@@ -27,7 +27,7 @@ from broker.policy._model import (
 from broker.policy._yaml import fmt_path
 from broker.principals import Principal
 
-__all__ = ["Conditions", "Source", "Where", "check_bundle", "check_flags"]
+__all__ = ["Conditions", "Source", "Where", "bundle_warnings", "check_bundle", "check_flags"]
 
 # ("parties",) | ("agreement", index) | ("restrictions",) | ("flags",)
 Source = tuple[str, ...] | tuple[str, int]
@@ -254,6 +254,25 @@ def check_bundle(
     checker = _Checker(bundle, where, known_parties)
     checker.run()
     return checker.problems, checker.conditions
+
+
+def bundle_warnings(bundle: Bundle) -> list[str]:
+    """What is allowed but probably not meant, one line each, naming agreement and clause.
+
+    A ``school:of-child`` clause without ``subjects`` shares everyone the default covers
+    (docs/policy-language.md §3): the school would hear about the parents and the other
+    adults, an alleged perpetrator included, not only its pupils.
+    """
+    out: list[str] = []
+    for agreement in bundle.agreements:
+        for clause in agreement.clauses:
+            if "school:of-child" in clause.to and clause.subjects is None:
+                out.append(
+                    f"agreement {agreement.id!r}, clause {clause.id!r}: school:of-child "
+                    "without subjects also tells the school about the adults; name the roles, "
+                    "e.g. subjects: [child]"
+                )
+    return out
 
 
 def check_flags(bundle: Bundle, where: Where) -> tuple[list[str], tuple[CompiledFlagRule, ...]]:

@@ -3,7 +3,8 @@
 1. Candidates: every party a clause of a non-draft agreement routes this (sender, type) to,
    selectors resolved (``hub:locality``: hubs whose district or sector covers a child
    subject's postcode, any subject's when there is no child; ``school:of-child``: schools
-   whose URN a child subject names, each getting only its own pupils among the children).
+   whose URN a child subject names, each getting only its own pupils among the children and
+   never anyone, of any role, whose URN names another school).
 2. Per candidate: a suspended sender or recipient → ``party-inactive``; a ``withhold: all``
    restriction that holds (recipient kind not excepted) → ``suppressed``; otherwise each
    clause gives ``agreement-inactive``, ``condition-false``, a consent reason, a share or an
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.events import ConsentRecord, ContactEvent
+from broker.events import ConsentRecord, ContactEvent, Subject
 from broker.policy._cel import EventActivation
 from broker.policy._decision import REASON_PRECEDENCE, ClauseRef, Decision, SubjectScope
 from broker.policy._index import CompiledClause, CompiledRestriction, Index, canonical_fields
@@ -34,6 +35,18 @@ _STATE_RANK = {"withdrawn": 2, "refused": 1, "given": 0}
 Entry = tuple[CompiledClause, tuple[int, ...]]
 # (outcome, reason, clause)
 Result = tuple[str, str | None, CompiledClause]
+
+
+def _of_school(s: Subject, urn: str | None) -> bool:
+    """Whether a school reached by ``school:of-child`` (``urn`` its URN; None for any other
+    recipient) may hear about ``s``: a child only at this school; anyone else (a sibling, a
+    parent) unless their URN names another school, which would tell one school about another's
+    pupil."""
+    if urn is None:
+        return True
+    if s.role == "child":
+        return s.school_urn == urn
+    return s.school_urn is None or s.school_urn == urn
 
 
 def consent_subjects(event: ContactEvent) -> tuple[int, ...]:
@@ -81,8 +94,7 @@ class _Run:
             found = tuple(
                 i
                 for i, s in enumerate(self.event.subjects)
-                if (roles is None or s.role in roles)
-                and (urn is None or s.role != "child" or s.school_urn == urn)
+                if (roles is None or s.role in roles) and _of_school(s, urn)
             )
             self._subjects_for[key] = found
         return found

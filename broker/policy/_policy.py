@@ -9,7 +9,7 @@ from pathlib import Path
 from broker.errors import BundleInvalid
 from broker.events import ConsentRecord, ContactEvent
 from broker.policy._authority import ConsentRefusal, consent_refusal
-from broker.policy._check import Conditions, check_bundle, check_flags, plain_where
+from broker.policy._check import Conditions, bundle_warnings, check_bundle, check_flags, plain_where
 from broker.policy._decide import decide
 from broker.policy._decision import Decision
 from broker.policy._flags import CompiledFlagRule
@@ -72,6 +72,10 @@ class Policy:
     def consent_refusal(self, record: ConsentRecord) -> ConsentRefusal | None:
         """Why ``record`` would count for no decision (docs/policy-language.md §5), or None."""
         return consent_refusal(self.bundle, record)
+
+    def warnings(self) -> list[str]:
+        """What the bundle allows but probably does not mean, one line each (none block it)."""
+        return bundle_warnings(self.bundle)
 
     @property
     def counts(self) -> tuple[int, int, int]:
