@@ -204,6 +204,15 @@ class _Checker:
                 (*base, "consent"),
                 "the lawful basis is consent, so consent cannot be not_required",
             )
+        elif basis.article6 == "consent" and clause.consent == "required_unless_safeguarding":
+            # An override shares against a refusal: its record would claim consent it lacks.
+            # Art 9 and Art 10 conditions are replaced on an override (_index); Art 6 is not.
+            self.add(
+                src,
+                (*base, "consent"),
+                "article6 is consent, so consent cannot be required_unless_safeguarding "
+                "(an override shares without it): use required, or another article6 basis",
+            )
 
     def paths(self, src: Source, loc: tuple[int | str, ...], paths: tuple[str, ...]) -> None:
         seen: set[str] = set()

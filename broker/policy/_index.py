@@ -45,7 +45,7 @@ class CompiledClause:
     consent: str
     purpose: str
     ref: ClauseRef
-    override_ref: ClauseRef  # the same clause with the Art 9 override condition
+    override_ref: ClauseRef  # the same clause with the override's Art 9 / Art 10 condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +84,14 @@ def _clause_refs(agreement_id: str, version: str, clause: Any) -> tuple[ClauseRe
         lawful_basis=clause.lawful_basis,
         consent=clause.consent,
     )
-    # Overriding missing or refused consent rests on DPA 2018 Sch 1 para 18.
+    # Overriding missing or refused consent rests on DPA 2018 Sch 1 para 18, for offence data
+    # through Part 3 para 36: a condition the clause named (explicit consent, say) would claim
+    # what the override does not have. Article 6 stays: ``_check`` refuses ``consent`` there.
+    special = {"article9": "safeguarding_children"}
+    if clause.lawful_basis.article10 is not None:
+        special["article10"] = "safeguarding_children"
     override = ref.model_copy(
-        update={
-            "lawful_basis": clause.lawful_basis.model_copy(
-                update={"article9": "safeguarding_children"}
-            )
-        }
+        update={"lawful_basis": clause.lawful_basis.model_copy(update=special)}
     )
     return ref, override
 
