@@ -11,15 +11,15 @@ principal, put on ``accord.quarantine`` and audited as ``quarantined``.
 Contact events, ``accord.ingress.<agency>``:
 
 1. ``route``    — the topic names the sender, a party of the bundle in force  (unknown-sender)
-2. ``open``     — envelope authenticated and decrypted; from the topic's own party; not a
-                  replay; its id marked processed    (envelope reason codes, wrong-topic,
-                                                      wrong-schema, replay)
+2. ``open``     — envelope authenticated and decrypted; from the topic's own party; its id
+                  not spent already            (envelope reason codes, wrong-topic,
+                                                wrong-schema, replay)
 3. ``validate`` — a valid contact event v1 from that sender       (invalid-event,
                                                                    sender-mismatch)
 4. ``link``     — subject keys (keyed HMAC of NHS number or demographics), and every key
                   consent about each subject may be filed under; ``received`` audited
 5. ``decide``   — the consent filed under those keys; one decision per candidate recipient;
-                  every one audited as ``decided``, ``not_shared`` included
+                  every one audited as ``decided``, ``not_shared`` included; the id spent
 6. ``deliver``  — for each share: redact, seal to the recipient, for
                   ``accord.deliver.<party>``; ``delivered`` audited; shares resting on consent
                   remembered; all views or none                      (redaction-failed)
@@ -31,8 +31,10 @@ Consent records, ``accord.consent``:
                                                  (invalid-consent, sender-mismatch)
 3. ``authorise``— its recorder is a consent authority of the bundle in force, active, and
                   within its authority; else DROP, audited as ``consent_refused`` with the
-                  reason (not-a-consent-authority, party-inactive, outside-authority)
-4. ``file``     — filed under every subject key it may be found by; ``consent_recorded``
+                  reason (not-a-consent-authority, party-inactive, outside-authority), the
+                  id spent
+4. ``file``     — filed under every subject key it may be found by; ``consent_recorded``;
+                  the id spent
 
 Every task, at the close of each transaction: ``recall`` — for each withdrawal filed (by any
 worker) that covers a share this task made under a grant recorded no later than it, a notice
@@ -46,7 +48,16 @@ Access acknowledgements, ``accord.access``:
 1. ``open``     — as above, schema ``access-ack.v1``
 2. ``parse``    — a valid acknowledgement from the recipient it names  (invalid-ack,
                                                                         sender-mismatch)
-3. ``record``   — ``opened`` audited (who, for what purpose: identifiers only)
+3. ``record``   — ``opened`` audited (who, for what purpose: identifiers only); the id spent
+
+An envelope's event id is spent (marked processed: the same id again is a ``replay``) only
+by the stage that settles its record, with the audit record that says how; ``open`` spends
+nothing. A record quarantined before that (``invalid-event``, ``sender-mismatch``,
+``stage-failed`` in ``link``…) leaves its id unspent: the sender's corrected re-send under
+the same id is taken and decided once (an agency clock running fast makes an event "in the
+future"; the agency re-sends it later), and the same record re-sent unchanged is quarantined,
+and audited, again. A record quarantined after ``decide`` (``redaction-failed``) has spent
+its id: its decisions are audited, and a copy would repeat them.
 
 Every input record's key must be its envelope's event id and it must sit on the partition
 that key hashes to (``wrong-partition``): replay ids are kept per partition.

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from broker.audit import AuditKind
 from broker.events import AccessAck
 from broker.pipeline._effects import Audit
-from broker.pipeline._ingress import Open
+from broker.pipeline._ingress import Open, spend
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
 from broker.topics import SCHEMA_ACCESS
@@ -39,12 +39,13 @@ class RecordOpened:
         ack = work.ack
         assert ack is not None  # noqa: S101  # ParseAck forwarded
         return forward(
+            spend(work),
             Audit(
                 AuditKind.OPENED,
                 event_id=ack.event_id,
                 party=ack.recipient,
                 data={"by": ack.by, "purpose": ack.purpose, "at": ack.at.isoformat()},
-            )
+            ),
         )
 
 

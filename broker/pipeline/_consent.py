@@ -12,7 +12,7 @@ from broker.audit import AuditKind
 from broker.errors import EventInvalid
 from broker.events import ConsentRecord, WithdrawalNotice, parse_consent
 from broker.pipeline._effects import Audit, ConsentShare, Effect, FileConsent, SetShares
-from broker.pipeline._ingress import Open
+from broker.pipeline._ingress import Open, spend
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, drop, forward, is_uuid, quarantine
 from broker.pipeline._state import Filed, WorkerState
@@ -88,7 +88,8 @@ class Authorise:
         refusal = self.services.policy.consent_refusal(record)
         if refusal is None:
             return forward()
-        return drop(refusal, _consent_audit(AuditKind.CONSENT_REFUSED, work, reason=refusal))
+        refused = _consent_audit(AuditKind.CONSENT_REFUSED, work, reason=refusal)
+        return drop(refusal, spend(work), refused)
 
 
 class File:
@@ -101,6 +102,7 @@ class File:
         assert record is not None  # noqa: S101  # ParseConsent forwarded
         assert work.opened is not None  # noqa: S101  # Open forwarded
         return forward(
+            spend(work),
             FileConsent(work.opened.event_id, work.consent_keys, record),
             _consent_audit(AuditKind.CONSENT_RECORDED, work),
         )

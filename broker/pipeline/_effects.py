@@ -69,7 +69,8 @@ class ConsentShare:
 
 @dataclass(frozen=True, slots=True)
 class MarkProcessed:
-    """An envelope's event id was opened: the same id again is a replay."""
+    """An envelope's record was settled (what became of it audited): the same id again is a
+    replay. Only the settling stage returns it (``_ingress.spend``)."""
 
     event_id: str
 

@@ -14,7 +14,7 @@ listed.
 Consent governs by time, as in the worker: a consent record counts for events stamped after
 it was recorded, so consent records are read from the beginning of ``accord.consent`` and
 merged into the ingress by their Kafka timestamps. Events depend on one another only as
-copies of one event id (the first is decided, the rest are replays), so ``--processes N``
+copies of one event id (every copy after the one decided is a replay), so ``--processes N``
 splits the events by their id (never the consent records, which every process reads in
 full) and merges what comes back.
 """
@@ -40,8 +40,8 @@ from broker.kafka import KafkaClients, Retained, stop_quietly, translated
 from broker.keys import FileKeyStore
 from broker.pipeline._access import access_chain
 from broker.pipeline._consent import consent_chain
-from broker.pipeline._effects import Audit, Effect, MarkProcessed, Publish
-from broker.pipeline._ingress import Decide, ingress_chain
+from broker.pipeline._effects import Audit, Effect, Publish
+from broker.pipeline._ingress import Decide, ingress_chain, spend
 from broker.pipeline._processor import build_services, unreadable
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, run_chain
@@ -130,7 +130,7 @@ def redecide(
 
 
 class _Decisions:
-    """``decide`` without its audit records."""
+    """``decide`` without its audit records; the event's id spent, as there."""
 
     name = "decide"
 
@@ -141,7 +141,7 @@ class _Decisions:
         # The policy's decisions, not the keystore's: a draft that shares with a party given
         # no keys yet (a new school) shares, and is reported so.
         work.decisions = self._decide.decisions(work, check_keys=False)
-        return forward()
+        return forward(spend(work))
 
 
 class _Redecider:
@@ -160,8 +160,8 @@ class _Redecider:
                                   envelope=envelope)  # fmt: skip
 
         # ``once`` opens against a state nothing changes, so it never meets a replay: whether
-        # an id was opened before is the one part of opening that can differ by bundle (a
-        # bundle that does not know a sender never opens its records), so ``_once`` asks
+        # an id was spent before is the one part of opening that can differ by bundle (a
+        # bundle that does not know a sender never decides its records), so ``_once`` asks
         # each bundle's own state.
         once = services(policies[0])
         self._each = [services(p) for p in policies]
@@ -191,9 +191,10 @@ class _Redecider:
             routed = [i for i in everyone if _forwards(self._route[i], work)]
             if not routed:
                 return decided
-            fresh = self._once(self._event_once, work, routed)
-            for i in fresh:
-                if _forwards(self._decide[i], work):
+            for i in self._once(self._event_once, work, routed):
+                outcome = run_chain((self._decide[i],), work)
+                if outcome.verdict is Verdict.FORWARD:
+                    self._apply(i, outcome.effects)  # the id spent under this bundle
                     decided[i] = work.decisions
         elif rec.topic == CONSENT:
             for i in self._once(self._consent_once, work, everyone):
@@ -203,19 +204,18 @@ class _Redecider:
         return decided
 
     def _once(self, stages: Sequence[Stage], work: Work, among: Iterable[int]) -> list[int]:
-        """Run ``stages`` (the first opens the envelope) once, and give each bundle of
-        ``among`` for which the record is no replay what they changed; return those bundles
-        if the stages all forwarded."""
+        """Run ``stages`` (the first opens the envelope) once; if they all forwarded, give
+        each bundle of ``among`` for which the record is no replay what they changed, and
+        return those bundles."""
         outcome = run_chain(stages, work)
-        opened = next((e for e in outcome.effects if isinstance(e, MarkProcessed)), None)
-        if opened is None:
-            return []  # not opened, or opened and refused: quarantined under every bundle
+        if outcome.verdict is not Verdict.FORWARD or work.opened is None:
+            return []  # quarantined under every bundle, its id spent under none
         # The envelope's last check (broker.envelope._open), as the worker's replay guard
         # makes it, against the bundle's own state.
-        fresh = [i for i in among if not self._each[i].state.seen(opened.event_id)]
+        fresh = [i for i in among if not self._each[i].state.seen(work.opened.event_id)]
         for i in fresh:
             self._apply(i, outcome.effects)
-        return fresh if outcome.verdict is Verdict.FORWARD else []
+        return fresh
 
     def _apply(self, i: int, effects: Iterable[Effect]) -> None:
         """The state changes among ``effects``, to bundle ``i``'s state (as the ``Outbox``
@@ -327,7 +327,8 @@ def in_order(records: Iterable[Retained]) -> list[Retained]:
 def _shards(records: Sequence[Retained], n: int) -> list[list[Retained]]:
     """``n`` runs: every consent record in each, the events dealt out between them by their
     key (an event's id), so that every copy of one event, a re-sent one too, is in the same
-    run, in time order: the worker decides the first and refuses the rest as replays."""
+    run, in time order: the worker decides the first valid copy and refuses later ones as
+    replays."""
     consents = [r for r in records if r.topic == CONSENT]
     shards: list[list[Retained]] = [list(consents) for _ in range(n)]
     for r in records:

@@ -44,7 +44,8 @@ class Open:
     """Authenticate and decrypt; the envelope must come from the topic's own party.
 
     Every input topic's chain starts with one (``schema`` is what that topic carries). An
-    envelope that opens marks its event id processed: the same id again is a replay.
+    id already spent (``spend``) is a replay; opening spends nothing, so a record quarantined
+    at any stage leaves its id for the corrected record the sender re-sends under it.
     """
 
     name = "open"
@@ -69,7 +70,20 @@ class Open:
             return quarantine("wrong-schema")
         if work.partitions and not _placed_by_id(work, opened.event_id):
             return quarantine("wrong-partition")
-        return forward(MarkProcessed(opened.event_id))
+        return forward()
+
+
+def spend(work: Work) -> MarkProcessed:
+    """The record's event id marked processed: the same id again is a replay from now on.
+
+    Returned by the stage that settles the record, with the audit record that says how
+    (``decided``, ``consent_recorded`` or ``consent_refused``, ``opened``), and by no other:
+    an id is spent exactly when what became of its record is in the audit log. A record
+    quarantined before that (invalid, mislinked, a stage failed) spends nothing, so that its
+    sender's corrected re-send under the same id is taken, not refused as a replay.
+    """
+    assert work.opened is not None  # noqa: S101  # Open forwarded
+    return MarkProcessed(work.opened.event_id)
 
 
 def _placed_by_id(work: Work, event_id: str) -> bool:
@@ -163,7 +177,8 @@ class Link:
 
 
 class Decide:
-    """One decision per candidate recipient, every one audited, shares and refusals alike."""
+    """One decision per candidate recipient, every one audited, shares and refusals alike;
+    the event's id spent."""
 
     name = "decide"
 
@@ -174,7 +189,9 @@ class Decide:
         work.decisions = self.decisions(work)
         assert work.opened is not None  # noqa: S101  # Open forwarded
         event_id = work.opened.event_id  # the event's own, as Validate checked
-        return forward(*(_decided(work, d, event_id) for d in work.decisions))
+        # The id is spent with the decisions: a copy of a decided event is a replay, even
+        # if ``deliver`` then quarantines it (the decisions it would repeat are audited).
+        return forward(spend(work), *(_decided(work, d, event_id) for d in work.decisions))
 
     def decisions(self, work: Work, *, check_keys: bool = True) -> list[Decision]:
         """The decisions alone, audited by nobody: ``accord policy impact`` asks for them

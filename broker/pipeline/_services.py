@@ -19,7 +19,7 @@ from broker.principals import Principal
 class _SeenBefore:
     """The envelope's replay check, answered from the durable state.
 
-    It only reads: the stage that opened the envelope returns ``MarkProcessed``, and the
+    It only reads: the stage that settles the record returns ``MarkProcessed``, and the
     ``Outbox`` records it, with everything else the record produced.
     """
 

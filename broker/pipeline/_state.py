@@ -7,7 +7,8 @@ group at a time, with its own transactional producer and its own audit chain
 ``accord.worker.state`` in the same Kafka transaction as the outputs that caused it, so the
 state rebuilt from the changelog matches exactly what was committed. Keys:
 
-- ``p:<topic>:<N>:<event id>`` — an envelope this task already opened (a replay otherwise).
+- ``p:<topic>:<N>:<event id>`` — an event id this task spent: its record was settled (decided,
+  filed, refused or recorded), so a copy is a replay; a quarantined record spends none.
   Each input record's key is its envelope's event id and must sit on the partition that key
   hashes to (``Open``), so a task's own ids are all the ids a replay could repeat;
 - ``k:<record id>`` — a consent record filed, with every subject key it is filed under

@@ -1,7 +1,8 @@
 """1,000 hostile records among 1,000 valid events: the worker never stops, nothing is lost.
 
 Random bytes, truncated envelopes, broken signatures, replays, valid envelopes carrying invalid
-or oversized events, records on another party's topic or a stranger's, null header values and
+or oversized events (some put right and sent again under the same id, which must then be
+decided), records on another party's topic or a stranger's, null header values and
 1 MB values are produced straight to Kafka, interleaved with valid events; a 10 MB value is
 refused by the broker itself. One recipient's key is revoked. Every hostile record must land on
 ``accord.quarantine`` (sealed to the governance key, with its reason, a bounded copy) and be
@@ -129,6 +130,12 @@ class Forge:
                 event = self.event()
                 event["subjects"][0]["nhs_number"] = "9990000001"  # fails modulus 11
             return [self.sealed(event)]
+        if kind == "corrected":  # invalid, then the same event put right under its id
+            self.expected["invalid-event"] += 1
+            event = self.event()
+            invalid = self.sealed({**event, "need_level": 9})
+            self.valid.append(event["event_id"])  # spent by no quarantine: decided
+            return [invalid, self.sealed(event)]
         if kind == "wrong-topic":
             self.expected["wrong-topic"] += 1
             _, value, headers = self.sealed(self.event())
@@ -148,8 +155,8 @@ class Forge:
 
 
 KINDS = {"random": 150, "truncated": 100, "bad-signature": 100, "unknown-key": 100,
-         "replay": 60, "replay-elsewhere": 40, "invalid-event": 150, "wrong-topic": 100,
-         "null-header": 100, "one-megabyte": 20, "stranger": 80}  # fmt: skip
+         "replay": 60, "replay-elsewhere": 40, "invalid-event": 120, "corrected": 30,
+         "wrong-topic": 100, "null-header": 100, "one-megabyte": 20, "stranger": 80}  # fmt: skip
 PARTITIONS = KafkaSettings().partitions  # as the test's topics are provisioned
 STRANGER = "mallory"  # has a topic (an admin's slip), is no party of the bundle
 REVOKED = "school-146201"  # a recipient of every valid event, its key revoked

@@ -57,7 +57,9 @@ def test_the_ingress_chain_produces_every_output_as_a_value_and_changes_nothing(
     outcome = run_chain(ingress_chain(services), work)
 
     assert (outcome.verdict, outcome.stage) == (Verdict.FORWARD, "")
-    assert outcome.effects[0] == MarkProcessed(event["event_id"])
+    assert [e for e in outcome.effects if isinstance(e, MarkProcessed)] == [
+        MarkProcessed(event["event_id"])
+    ]
     assert len(_audits(outcome.effects, AuditKind.RECEIVED)) == 1
     decided = _audits(outcome.effects, AuditKind.DECIDED)
     assert [a.party for a in decided] == [d.recipient for d in work.decisions]
@@ -69,16 +71,116 @@ def test_the_ingress_chain_produces_every_output_as_a_value_and_changes_nothing(
     assert services.state.processed == set()
 
 
-def test_a_stage_that_quarantines_keeps_what_the_stages_before_it_produced(
+def test_an_event_quarantined_by_validate_spends_no_id(
     services: Services, pipeline_keys: FileKeyStore
 ) -> None:
+    """Its sender's corrected re-send under the same id must not be refused as a replay."""
     bad = incident(need_level=9)
     work = _work(ingress("wmp"), seal_as(pipeline_keys, "wmp", bad, topic=ingress("wmp")))
     outcome = run_chain(ingress_chain(services), work)
     assert (outcome.verdict, outcome.reason, outcome.stage) == (
         Verdict.QUARANTINE, "invalid-event", "validate"
     )  # fmt: skip
-    assert outcome.effects == (MarkProcessed(bad["event_id"]),)  # the id is spent
+    assert outcome.effects == ()
+
+
+def test_a_stage_that_fails_after_link_keeps_what_link_produced_and_spends_no_id(
+    services: Services, pipeline_keys: FileKeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``received`` stands (the record did arrive); the id does not go until a decision."""
+
+    def broken(*_: Any, **__: Any) -> list[Any]:
+        raise RuntimeError("policy engine bug")
+
+    monkeypatch.setattr(_ingress.Decide, "decisions", broken)
+    work = _work(ingress("wmp"), seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
+    outcome = run_chain(ingress_chain(services), work)
+    assert (outcome.verdict, outcome.reason, outcome.stage) == (
+        Verdict.QUARANTINE, "stage-failed", "decide"
+    )  # fmt: skip
+    assert [type(e) for e in outcome.effects] == [Audit]
+    assert _audits(outcome.effects, AuditKind.RECEIVED)
+
+
+_ACK = {"event_id": str(uuid.uuid4()), "recipient": "cog-tipton", "by": "duty-worker-3",
+        "purpose": "early_help", "at": "2026-11-22T07:59:00Z"}  # fmt: skip
+_CONSENT = {
+    "subject": {"nhs_number": CHILD_NHS}, "state": "given", "purposes": ["early_help"],
+    "recipients": ["kind:hub"], "recorded_by": "sandwell-coord",
+    "recorded_at": "2026-11-01T09:00:00Z",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "sender", "topic", "schema", "payload", "ends", "spent"),
+    [
+        (
+            consent_chain,
+            "sandwell-coord",
+            CONSENT,
+            SCHEMA_CONSENT,
+            _CONSENT,
+            (Verdict.FORWARD, None),
+            True,
+        ),
+        (
+            consent_chain,
+            "wmp",
+            CONSENT,
+            SCHEMA_CONSENT,
+            {**_CONSENT, "recorded_by": "wmp"},
+            (Verdict.DROP, "not-a-consent-authority"),
+            True,
+        ),
+        (
+            consent_chain,
+            "sandwell-coord",
+            CONSENT,
+            SCHEMA_CONSENT,
+            {**_CONSENT, "state": "?"},
+            (Verdict.QUARANTINE, "invalid-consent"),
+            False,
+        ),
+        (
+            consent_chain,
+            "cog-tipton",
+            CONSENT,
+            SCHEMA_CONSENT,
+            _CONSENT,
+            (Verdict.QUARANTINE, "sender-mismatch"),
+            False,
+        ),
+        (access_chain, "cog-tipton", ACCESS, SCHEMA_ACCESS, _ACK, (Verdict.FORWARD, None), True),
+        (
+            access_chain,
+            "cog-tipton",
+            ACCESS,
+            SCHEMA_ACCESS,
+            {**_ACK, "at": "yesterday"},
+            (Verdict.QUARANTINE, "invalid-ack"),
+            False,
+        ),
+    ],
+)
+def test_a_consent_record_or_acknowledgement_spends_its_id_only_once_settled(
+    make: Callable[[Services], tuple[Any, ...]],
+    sender: str,
+    topic: str,
+    schema: str,
+    payload: dict[str, Any],
+    ends: tuple[Verdict, str | None],
+    spent: bool,
+    services: Services,
+    pipeline_keys: FileKeyStore,
+) -> None:
+    """Filed, refused or recorded: the id is spent; quarantined: left for a corrected re-send."""
+    record_id = str(uuid.uuid4())
+    sealed = seal_as(pipeline_keys, sender, payload, topic=topic, schema=schema,
+                     event_id=record_id)  # fmt: skip
+    outcome = run_chain(make(services), _work(topic, sealed))
+    assert (outcome.verdict, outcome.reason) == ends
+    marked = [e for e in outcome.effects if isinstance(e, MarkProcessed)]
+    assert marked == ([MarkProcessed(record_id)] if spent else [])
 
 
 def test_deliver_is_all_or_nothing(
@@ -104,6 +206,8 @@ def test_deliver_is_all_or_nothing(
     assert not [e for e in outcome.effects if isinstance(e, Publish)]
     assert not _audits(outcome.effects, AuditKind.DELIVERED)
     assert _audits(outcome.effects, AuditKind.DECIDED)  # the decisions were made, and stand
+    # ... and so is the id they were made for: a copy would repeat them.
+    assert [e for e in outcome.effects if isinstance(e, MarkProcessed)] != []
 
 
 def _consent(state: str, **extra: Any) -> dict[str, Any]:

@@ -239,10 +239,15 @@ def _mix(keys: FileKeyStore) -> tuple[list[Retained], dict[str, str]]:
     r.sealed("wmp", {"event_id": invalid, "sender": "wmp"})  # invalid-event, yet opened
     r.sealed("wmp", incident("DY4", 3), topic=ingress("swbh"))  # wrong-topic
     r.raw(ingress("nobody"), b"not an envelope")  # unknown-sender under both
-    # A sender only the bundle in force knows opens an id; the same id from the police is a
+    # An invalid event spends no id: its corrected re-send under the same id is decided.
+    corrected = incident("WV10", 3)
+    r.sealed("wmp", {**corrected, "need_level": 9})  # invalid-event
+    r.sealed("wmp", corrected)
+    # A sender only the bundle in force knows spends an id; the same id from the police is a
     # replay under that bundle alone.
     shadowed = incident("WS10", 3)
-    r.sealed("cog-oldbury", {"note": "opened, never valid"}, event_id=shadowed["event_id"])
+    r.sealed("cog-oldbury", {**incident("B68", 2), "event_id": shadowed["event_id"],
+                             "sender": "cog-oldbury"})  # fmt: skip
     r.sealed("wmp", shadowed)
     r.consent(tipton["subjects"][0]["nhs_number"], "withdrawn", "2026-11-21T12:00:00Z")
     withdrawn = dict(incident("DY4", 3), subjects=tipton["subjects"])
@@ -251,7 +256,8 @@ def _mix(keys: FileKeyStore) -> tuple[list[Retained], dict[str, str]]:
            "purpose": "early_help", "at": "2026-11-22T07:59:00Z"}  # fmt: skip
     r.sealed("cog-tipton", ack, topic=ACCESS, schema=SCHEMA_ACCESS, event_id=str(uuid.uuid4()))
     ids = {"tipton": tipton["event_id"], "oldbury": oldbury["event_id"], "invalid": invalid,
-           "shadowed": shadowed["event_id"], "withdrawn": withdrawn["event_id"]}  # fmt: skip
+           "shadowed": shadowed["event_id"], "withdrawn": withdrawn["event_id"],
+           "corrected": corrected["event_id"]}  # fmt: skip
     return r.out, ids
 
 
@@ -280,7 +286,9 @@ def test_deciding_once_per_record_gives_what_the_whole_chain_per_bundle_gives(
     assert (ids["oldbury"], "cog-oldbury") not in new
     assert not any(event == ids["invalid"] for event, _ in now.keys() | new.keys())
     assert (ids["shadowed"], "sandwell-coord") in new
-    assert not any(event == ids["shadowed"] for event, _ in now)
+    assert not any(event == ids["shadowed"] and r == "sandwell-coord" for event, r in now)
+    assert (ids["corrected"], "sandwell-coord") in now
+    assert (ids["corrected"], "sandwell-coord") in new
     impact = compare(now, new, versions=versions)
     assert {r.change for r in impact.rows} == {"stops", "starts"}
     assert list(impact.lost) == ["sandwell-coord"]

@@ -229,6 +229,45 @@ def test_a_replayed_event_is_quarantined_and_not_delivered_twice(
     assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["replay"]
 
 
+def test_an_invalid_event_spends_no_id_so_its_corrected_resend_is_decided_once(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    """Invalid twice (audited each time), corrected, then corrected again: only the last is a
+    replay, and the corrected event is decided and delivered once."""
+    bad = incident(need_level=9)
+    fixed = {**bad, "need_level": 3}
+    invalid = seal_as(pipeline_keys, "wmp", bad, topic=ingress("wmp"))
+    corrected = seal_as(pipeline_keys, "wmp", fixed, topic=ingress("wmp"))
+    run.feed(ingress("wmp"), *invalid)
+    run.feed(ingress("wmp"), *invalid)
+    assert not [r for r in run.on(STATE) if r.key and r.key.startswith(b"p:")]  # nothing spent
+    run.feed(ingress("wmp"), *corrected)
+    run.feed(ingress("wmp"), *corrected)
+    quarantined = run.audit(AuditKind.QUARANTINED)
+    assert [a.data["reason"] for a in quarantined] == ["invalid-event", "invalid-event", "replay"]
+    assert [a.event_id for a in quarantined[:2]] == [bad["event_id"]] * 2
+    assert [a.event_id for a in run.audit(AuditKind.RECEIVED)] == [bad["event_id"]]
+    assert len(run.on(deliver("sandwell-coord"))) == 1
+    spent = [r.key for r in run.on(STATE) if r.key and r.key.startswith(b"p:")]
+    assert [k.rpartition(b":")[2] for k in spent] == [bad["event_id"].encode()]
+
+
+def test_an_event_from_a_clock_running_fast_is_decided_when_re_sent_once_its_time_has_come(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """Stamped six minutes ahead it is "in the future"; the very same record sent again ten
+    minutes later is valid, and must not be refused as a replay of the first."""
+    processor = make_processor()
+    ahead = incident(occurred_at=(AT + timedelta(minutes=6)).isoformat())
+    value, headers = seal_as(pipeline_keys, "wmp", ahead, topic=ingress("wmp"))
+    first = processor.handle(ingress("wmp"), 0, 1, value, headers, at=AT)
+    later = processor.handle(ingress("wmp"), 0, 2, value, headers,
+                             at=AT + timedelta(minutes=10))  # fmt: skip
+    kinds = [AuditRecord.model_validate_json(r.value).kind for r in first if r.topic == AUDIT]
+    assert AuditKind.QUARANTINED in kinds
+    assert [r for r in later if r.topic == deliver("sandwell-coord")]
+
+
 def test_replays_are_still_refused_after_state_is_rebuilt_from_the_changelog(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:
