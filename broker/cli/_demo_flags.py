@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.cli._desk_flags import flags_datadir
 from broker.config import Settings
 from broker.desk import Flag
 from broker.kafka import KafkaClients, translated
@@ -84,8 +85,11 @@ class FlagServiceProcess:
         return env
 
     async def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
+        flags_datadir(self.settings.home, self.team)  # the log's folder too: 0700
+        # The service's log names the team's records and flags: the team's alone, 0600.
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "ab") as out:
+            os.fchmod(fd, 0o600)  # whatever the umask, and a log an earlier demo left open
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "broker", "desk", "flags", "--as", self.team,
                 "--policies", str(self.settings.policies),

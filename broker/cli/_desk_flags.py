@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -56,6 +57,10 @@ def register(desk: typer.Typer) -> None:
         from broker.kafka import client_settings
         from broker.policy import Policy
 
+        # Whatever this process writes, faust and its stores included, is the party's alone:
+        # a table's changelog cache holds children's keys and windows. The process is the
+        # service's, so the umask stays.
+        os.umask(0o077)
         # The service's own events as JSON lines on stderr, as every long-running command
         # writes them; faust keeps its own logging at --loglevel.
         configure_logging("info", library_logs=False)
@@ -78,13 +83,12 @@ def register(desk: typer.Typer) -> None:
             keystore=keys,
             rules=policy.flag_rules,
             linkage_secret=linkage_secret,
-            datadir=settings.home / "desk" / party / "flags",
+            datadir=flags_datadir(settings.home, party),
             # As provisioning created its topics (the changelog is co-partitioned).
             partitions=kafka.partitions,
             withdrawn_keep=keep,
             withdrawn_recheck=timedelta(minutes=settings.desk.flags_recheck_minutes),
         )
-        opts.datadir.mkdir(parents=True, exist_ok=True)
         app = build_flags_app(opts)
         # Not redirected: faust would log each line written to stdout or stderr as a WARNING,
         # the service's info lines included, and alerts count warnings.
@@ -96,6 +100,33 @@ def register(desk: typer.Typer) -> None:
         # would corrupt the first JSON line of the log.
         worker.spinner = None
         worker.execute_from_commandline()
+
+
+def flags_datadir(home: Path, party: str) -> Path:
+    """``<home>/desk/<party>/flags``, the service's folder, made if need be: every folder
+    made here 0700 (``home`` itself may be shared, and an existing one is left as it is), and
+    the party's two tightened to 0700 if an earlier Accord left them open (it made them 0755).
+    ``ConfigError`` when that cannot be done."""
+    party_dir = home / "desk" / party
+    datadir = party_dir / "flags"
+    try:
+        missing = []
+        folder = datadir
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            folder.chmod(0o700)  # whatever the umask
+        for folder in (party_dir, datadir):
+            if folder.stat().st_mode & 0o077:
+                folder.chmod(0o700)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"cannot make the flag service's folder {datadir} private: {why}"
+        ) from None
+    return datadir
 
 
 async def _preflight(kafka: KafkaSettings, party: str) -> timedelta | None:

@@ -6,16 +6,22 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from broker.errors import AuditError, UsageError
 from broker.governance._sql import SqlAuditStore
 from broker.governance._store import AuditStore
 
 __all__ = ["PostgresAuditStore", "SqliteAuditStore", "describe_url", "open_store"]
+
+log = structlog.get_logger("accord.audit")
 
 
 class SqliteAuditStore(SqlAuditStore):
@@ -28,8 +34,7 @@ class SqliteAuditStore(SqlAuditStore):
         if not create and not path.is_file():
             raise AuditError(f"no audit index at {path}; run 'accord audit index' first")
         try:
-            if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private(path, create=create)
             # Autocommit mode: transactions are opened explicitly, exactly where they belong.
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -62,6 +67,43 @@ class SqliteAuditStore(SqlAuditStore):
             yield
         finally:
             self._conn.execute("ROLLBACK")
+
+
+def _make_private(path: Path, *, create: bool) -> None:
+    """The index readable by its owner alone: it holds who looked up which child (subject
+    keys, overrides). ``OSError`` raised.
+
+    Folders made here are 0700; one that exists is left as it is (``ACCORD_HOME`` may be
+    shared). A new file is made 0600 before SQLite opens it, and SQLite makes its ``-wal``
+    and ``-shm`` files with the database's mode. An index an earlier Accord left readable by
+    others (it made them 0644) is tightened, with its ``-wal`` and ``-shm``, when it is ours.
+    """
+    if create:
+        missing = []
+        folder = path.parent
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            folder.chmod(0o700)  # whatever the umask
+        try:  # O_EXCL: an index already there (or a link to one) is opened as it is
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            st = name.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            name.chmod(0o600)
+            log.warning("audit_index_made_private", file=name.name, was=oct(st.st_mode & 0o777))
 
 
 class PostgresAuditStore(SqlAuditStore):

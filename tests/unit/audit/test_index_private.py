@@ -1,0 +1,71 @@
+"""The SQLite audit index is its owner's alone: it holds who looked up which child."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker.governance import open_store
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.fixture
+def everyday_umask() -> Iterator[None]:
+    """022, as most accounts have: what made the index 0644 before."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("everyday_umask")
+def test_a_new_index_and_its_wal_and_shm_are_0600_in_folders_made_0700(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)  # a shared ACCORD_HOME: not Accord's to tighten
+    db = home / "audit" / "idx" / "audit.db"
+    store = open_store(f"sqlite:///{db}", home=home)
+    try:
+        # Open, migrated (written) in WAL mode: SQLite's -wal and -shm files are there now.
+        files = {p.name: _mode(p) for p in db.parent.iterdir()}
+    finally:
+        store.close()
+    assert files == {"audit.db": 0o600, "audit.db-wal": 0o600, "audit.db-shm": 0o600}
+    assert (_mode(db.parent), _mode(db.parent.parent)) == (0o700, 0o700)
+    assert _mode(home) == 0o755
+
+
+@pytest.mark.usefixtures("everyday_umask")
+def test_the_default_index_in_an_existing_home_is_0600_and_the_home_left_alone(
+    tmp_path: Path,
+) -> None:
+    tmp_path.chmod(0o755)
+    open_store(None, home=tmp_path).close()
+    assert _mode(tmp_path / "audit.db") == 0o600
+    assert _mode(tmp_path) == 0o755
+
+
+@pytest.mark.usefixtures("everyday_umask")
+@pytest.mark.parametrize("create", [True, False])
+def test_an_index_an_earlier_accord_left_readable_by_others_is_tightened(
+    tmp_path: Path,
+    create: bool,
+) -> None:
+    db = tmp_path / "audit.db"
+    open_store(f"sqlite:///{db}", home=tmp_path).close()
+    leftovers = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    for path in leftovers:
+        path.touch()
+        path.chmod(0o644)
+    store = open_store(f"sqlite:///{db}", home=tmp_path, create=create)
+    try:
+        assert [_mode(p) for p in leftovers] == [0o600] * 3
+    finally:
+        store.close()
