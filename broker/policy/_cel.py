@@ -1,4 +1,5 @@
-"""CEL conditions: compiled once at load, checked for unknown names, evaluated with memoisation.
+"""CEL conditions: compiled once at load, checked for unknown names and type mistakes, evaluated
+with memoisation.
 
 What a condition sees (nothing that names a person):
 
@@ -38,7 +39,7 @@ from broker.policy._cel_reads import (
     reads_of,
 )
 from broker.policy._cel_selects import unknown_selects
-from broker.policy._cel_types import typed_select_problems
+from broker.policy._cel_types import kind_problems
 from broker.policy._transform import age_in_years
 
 __all__ = [
@@ -171,8 +172,9 @@ def _names(program: Any, source: str) -> tuple[set[str], bool, list[str]]:
         elif root == "event":
             event_attrs.add(attr)
     problems.extend(unknown_selects(bare))
-    # The same kind of mistake, followed through macros the text alone cannot place.
-    problems.extend(p for p in typed_select_problems(source) if p not in problems)
+    # The same kind of mistake, followed through macros the text alone cannot place, and
+    # operations on kinds CEL does not combine.
+    problems.extend(p for p in kind_problems(source) if p not in problems)
     problems.extend(
         f"CEL calls unknown function {fn!r}"
         for fn in program.functions()
@@ -351,10 +353,36 @@ def probe_activation() -> tuple[dict[str, Any], dict[str, Any]]:
     return event, recipient
 
 
-def probe(condition: Condition) -> str | None:
-    """Run the condition once on a fictional event: catches unknown functions and fields the
-    source check cannot place, and non-booleans."""
+def _probes() -> tuple[tuple[dict[str, Any], dict[str, Any]], ...]:
+    """Well-formed fictional events and recipients, every field present and of its declared
+    type, varied so that each side of a boolean test is taken by one of them."""
     event, recipient = probe_activation()
+    child = event["subjects"][0]
+    quiet = {
+        **event,
+        "need_level": 1,
+        "child_present": False,
+        "categories": [],
+        "outcome": "declined",
+        "safeguarding": {"concern": True, "justification": "probe"},
+        "subjects": [
+            {**child, "age": 15, "has_nhs_number": False},
+            {**child, "role": "parent", "age": 34, "postcode_district": "ZZ9"},
+        ],
+    }
+    busy = {**event, "need_level": 4, "subjects": [child, *quiet["subjects"]]}
+    school = {**recipient, "kind": "school", "localities": [], "status": "suspended"}
+    agency = {**recipient, "kind": "agency", "localities": ["ZZ1", "ZZ9"]}
+    return (event, recipient), (quiet, school), (busy, agency)
+
+
+_PROBES: Final = _probes()
+
+
+def probe(condition: Condition) -> str | None:  # noqa: PLR0911  # one return per outcome
+    """Run the condition on fictional events: catches unknown functions and fields the source
+    check cannot place, non-booleans, and type errors that no well-formed event escapes."""
+    (event, recipient), *others = _PROBES
     try:
         value = condition.program.execute({"event": event, "recipient": recipient})
     except KeyError as exc:
@@ -363,11 +391,29 @@ def probe(condition: Condition) -> str | None:
         if "Undefined" in str(exc):
             return "CEL refers to something undefined (unknown function or name)"
         return None
-    except Exception:  # noqa: BLE001  # type errors may depend on real data; not a load error
+    except TypeError:
+        return _fails_on_types(condition, others)
+    except Exception:  # noqa: BLE001  # other failures may depend on real data; not a load error
         return None
     if not isinstance(value, bool):
         return "CEL condition does not evaluate to true or false"
     return None
+
+
+def _fails_on_types(
+    condition: Condition, probes: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> str | None:
+    """A type error (the binding's "no such overload") on every probe, each well-formed and
+    free of nulls, is the condition's own; one it escapes on some may be the data's."""
+    for event, recipient in probes:
+        try:
+            condition.program.execute({"event": event, "recipient": recipient})
+        except TypeError:
+            continue
+        except Exception:  # noqa: BLE001  # failing otherwise here: not shown to be the condition's
+            return None
+        return None
+    return "CEL fails on every well-formed event (operands of types it does not combine)"
 
 
 def _unknown_key(source: str, exc: KeyError) -> str | None:

@@ -12,7 +12,7 @@ does not is left to the other checks and the load-time probe.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from broker.policy._cel_reads import LEXEMES
@@ -23,10 +23,12 @@ __all__ = ["Call", "Ident", "Index", "ListLit", "Lit", "MapLit", "Node", "Op", "
 @dataclass(frozen=True, slots=True)
 class Lit:
     """A literal: ``kind`` is string, bytes, int, uint, double, bool or null; a string's
-    ``value`` is its text when it has no escapes (else None)."""
+    ``value`` is its text when it has no escapes (else None); ``text`` is as written, for
+    messages and to evaluate a call of literals once at load."""
 
     kind: str
     value: str | None = None
+    text: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +111,13 @@ def _tokens(source: str) -> list[Token]:
             kind = "uint" if text[-1] in "uU" else "int"
             if not text.startswith(("0x", "0X")) and any(c in text for c in ".eE"):
                 kind = "double"
-            out.append(("lit", text, Lit(kind)))
+            out.append(("lit", text, Lit(kind, None, text)))
             at = number.end()
             continue
         if ident := _IDENT.match(source, at):
             text = ident.group()
             if text in _KEYWORDS:
-                out.append(("lit", text, Lit(_KEYWORDS[text])))
+                out.append(("lit", text, Lit(_KEYWORDS[text], None, text)))
             else:
                 out.append(("ident", text, None))
             at = ident.end()
@@ -135,12 +137,12 @@ def _string(text: str) -> Lit:
     head = prefix.group() if prefix else ""
     body = text[len(head) :]
     if "b" in head.lower():
-        return Lit("bytes")
+        return Lit("bytes", None, text)
     quote = body[:3] if body[:3] in {"'''", '"""'} else body[:1]
     inner = body[len(quote) : len(body) - len(quote)]
     if "\\" in inner and "r" not in head.lower():
-        return Lit("string")
-    return Lit("string", inner)
+        return Lit("string", None, text)
+    return Lit("string", inner, text)
 
 
 class _Parser:

@@ -1,4 +1,5 @@
-"""Selects a condition makes on values that have no such field, followed through its macros.
+"""What each part of a condition is, followed through its macros: selects and operations that
+fail, or are false, for every event.
 
 ``_cel_selects`` finds misspelt fields where the text spells out what they are read from.
 This follows what each part of a condition is, on its syntax tree (``_cel_parse``): a macro's
@@ -10,17 +11,22 @@ macro binds it, so an inner macro reusing the name hides the outer one. Then a s
 field a subject or safeguarding does not have, or of any field of a string, number, boolean,
 time or list (``c.name`` over ``event.categories``, ``s.age.years``) is a load error: at run
 time it is a missing-key or type error, which a clause takes as "does not apply" and a
-restriction as "applies", for every event.
+restriction as "applies", for every event. So is an operation on kinds CEL does not combine
+(``recipient.urn == 146201``, ``event.need_level >= '2'``) and a call of literals that fails
+(``duration('7d')``): ``_cel_ops`` says which.
 
-Anything whose kind is not known (a map written in the condition, a value from data, a
-variable over one) is not followed. Nothing here decides what a condition may observe: that
-is ``_cel_reads``, which reads the text and stays conservative.
+The kinds are the declared types of what a condition is given (``broker.events``' models,
+``broker.policy._index``'s recipient); an optional field may also be null, which only a
+run-time value shows. Anything whose kind is not known (a map written in the condition, a
+value from data, a variable over one, ``dyn(..)``) is not followed. Nothing here decides what a
+condition may observe: that is ``_cel_reads``, which reads the text and stays conservative.
 """
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Final
 
+from broker.policy._cel_ops import Kind, ListOf, call_problem, named, operation
 from broker.policy._cel_parse import (
     Call,
     Ident,
@@ -36,17 +42,7 @@ from broker.policy._cel_parse import (
 from broker.policy._cel_reads import SAFEGUARDING_ATTRS
 from broker.policy._cel_selects import subject_problem
 
-__all__ = ["typed_select_problems"]
-
-
-class ListOf(NamedTuple):
-    item: Kind
-
-
-# A map the condition is given ("event", "recipient", "subject", "safeguarding"), a scalar
-# ("string", "int", "uint", "double", "bool", "bytes", "null", "timestamp", "duration"), a
-# list of a known kind, or None: not known, not followed.
-Kind = str | ListOf | None
+__all__ = ["kind_problems"]
 
 _MAPS: Final[dict[str, dict[str, Kind]]] = {
     "event": {
@@ -67,7 +63,6 @@ _MAPS: Final[dict[str, dict[str, Kind]]] = {
     "safeguarding": {"concern": "bool", "justification": "string"},
 }  # fmt: skip
 _MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
-_BOOLEAN: Final = frozenset({"!", "&&", "||", "<", "<=", ">", ">=", "==", "!=", "in"})
 _RESULTS: Final[dict[str, Kind]] = {
     "size": "int", "int": "int", "uint": "uint", "double": "double", "string": "string",
     "bytes": "bytes", "bool": "bool", "timestamp": "timestamp", "duration": "duration",
@@ -77,32 +72,15 @@ _RESULTS: Final[dict[str, Kind]] = {
     "getMinutes": "int", "getSeconds": "int", "getMilliseconds": "int",
 }  # fmt: skip
 
-_NAMED: Final = {
-    "string": "a string", "int": "an integer", "uint": "an unsigned integer",
-    "double": "a number", "bool": "a boolean", "bytes": "bytes", "null": "null",
-    "timestamp": "a timestamp", "duration": "a duration", "list": "a list",
-}  # fmt: skip
 
-
-def _field_problem(kind: str, name: str) -> str:
+def _field_problem(kind: Kind, name: str) -> str:
     # The wording of _cel_selects for the same mistakes, so one mistake is one problem.
     if kind == "subject":
         return subject_problem(name)
     if kind == "safeguarding":
         known = ", ".join(sorted(SAFEGUARDING_ATTRS))
         return f"CEL refers to unknown field event.safeguarding.{name} (known: {known})"
-    return f"CEL selects field {name!r} of {_NAMED.get(kind, kind)}, which has no fields"
-
-
-def _either(one: Kind, other: Kind) -> Kind:
-    """What a value that is one or the other is: ``c ? event.subjects : []`` is subjects."""
-    if one == other:
-        return one
-    if one == ListOf(None) and isinstance(other, ListOf):
-        return other
-    if other == ListOf(None) and isinstance(one, ListOf):
-        return one
-    return None
+    return f"CEL selects field {name!r} of {named(kind)}, which has no fields"
 
 
 class _Walk:
@@ -114,7 +92,7 @@ class _Walk:
         if of is None or of in {"event", "recipient"}:
             return _MAPS[of].get(name) if of is not None else None  # first level: _cel
         if isinstance(of, ListOf):
-            self.problems[_field_problem("list", name)] = None
+            self.problems[_field_problem(of, name)] = None
             return None
         if of in _MAPS:
             if name not in _MAPS[of]:
@@ -140,7 +118,7 @@ class _Walk:
             if not items:
                 return ListOf(None)  # empty: a list all the same, of nothing known
             # Items of one known kind; of unknown ones it is not the empty list's ListOf(None),
-            # which _either takes for whatever the other branch is.
+            # which either() takes for whatever the other branch is.
             return ListOf(items.pop()) if len(items) == 1 and None not in items else None
         if isinstance(node, MapLit):
             for key, value in node.entries:
@@ -148,12 +126,10 @@ class _Walk:
                 self.kind(value, scope)
             return None
         if isinstance(node, Op):
-            kinds = [self.kind(arg, scope) for arg in node.args]
-            if node.op in _BOOLEAN:
-                return "bool"
-            if node.op == "?:":
-                return _either(kinds[1], kinds[2])
-            return kinds[0] if len(set(kinds)) == 1 else None
+            result, problem = operation(node, [self.kind(arg, scope) for arg in node.args])
+            if problem is not None:
+                self.problems[problem] = None
+            return result
         return self.call(node, scope)
 
     def index(self, node: Index, scope: dict[str, Kind]) -> Kind:
@@ -182,12 +158,16 @@ class _Walk:
             return "bool"
         for arg in node.args:
             self.kind(arg, scope)
+        # Only functions CEL has: _cel names any other once, as unknown.
+        if node.fn in _RESULTS and (problem := call_problem(node, target)):
+            self.problems[problem] = None
         return _RESULTS.get(node.fn)
 
 
-def typed_select_problems(source: str) -> list[str]:
-    """Problems with the fields ``source`` selects of values whose kind is known, each once;
-    none for a condition outside the grammar ``_cel_parse`` follows."""
+def kind_problems(source: str) -> list[str]:
+    """Problems with what ``source`` does to values whose kind is known (fields selected,
+    operations, calls of literals), each once; none for a condition outside the grammar
+    ``_cel_parse`` follows."""
     tree = parse(source)
     if tree is None:
         return []
