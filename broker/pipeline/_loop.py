@@ -44,11 +44,12 @@ from broker.kafka import (
 from broker.ops import Heartbeat
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._fence import ConsentFence
+from broker.pipeline._group import GroupMembership, Openings
 from broker.pipeline._processor import Processor
 from broker.pipeline._read_past import read_past
 from broker.pipeline._report import GroupReport
 from broker.pipeline._state import TaskId, WorkerState
-from broker.pipeline._tasks import Batch, RecordSender, Task, transactional_id
+from broker.pipeline._tasks import Batch, RecordSender, Task, start_all, stop_all, transactional_id
 from broker.pipeline._throttle import SenderBudget, Throttle, resume_held
 from broker.pipeline._view import LEGACY_SHARES_TASK, StateView
 from broker.provision import WORKER_GROUP
@@ -103,6 +104,7 @@ class TransactionalLoop:
         pattern: str = INPUT_PATTERN,
         budget: SenderBudget | None = None,
         heartbeat: Heartbeat | None = None,
+        membership: GroupMembership | None = None,
     ) -> None:
         self.kafka = kafka
         self.heartbeat = heartbeat
@@ -125,6 +127,8 @@ class TransactionalLoop:
         self._throttle = Throttle(budget)
         self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
         self._fence = ConsentFence(self._ends)
+        self.membership = membership or GroupMembership()
+        self._opening = Openings(self._take_on)
 
     async def start(self) -> None:
         """Join the group; tasks start as partitions are assigned."""
@@ -136,12 +140,16 @@ class TransactionalLoop:
             # Latency over fetch efficiency: a contact event should not sit in a broker-side
             # long poll waiting for company.
             fetch_max_wait_ms=20,
+            **self.membership.consumer_options(),
         )
         async with connecting(self.kafka):
             await self._consumer.start()
         self.kafka.subscribe(self._consumer, self.pattern, self)
 
     async def stop(self) -> None:
+        # An assignment the consumer's stop lets finish (aiokafka waits for a join under way)
+        # must take nothing on: its producers would outlive the worker.
+        await self._opening.close()
         for task in list(self._tasks.values()):
             await task.stop()
         self._tasks.clear()
@@ -153,7 +161,10 @@ class TransactionalLoop:
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         """Give tasks up: their commits in flight finish; what is pending is dropped (the next
-        owner processes it again from what committed)."""
+        owner processes it again from what committed). Tasks still being opened are not
+        opened: what their opening started is stopped."""
+        gone = {TopicPartition(tp.topic, tp.partition) for tp in revoked}
+        await self._opening.abandon(gone, held=self._tasks)
         for tp in revoked:
             task = self._tasks.pop(TopicPartition(tp.topic, tp.partition), None)
             if task is None:
@@ -172,35 +183,63 @@ class TransactionalLoop:
             log.info("partitions_revoked", partitions=len(revoked), held=len(self._tasks))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Take tasks on: fence each partition's earlier owner, then start from its state."""
+        """Take partitions on: paused at once, their tasks opened in the background.
+
+        aiokafka sends the group no heartbeat until this returns, and the broker drops a
+        member it has not heard from for the session timeout. Opening tasks (a producer per
+        partition that fences the earlier owner, then the state caught up) takes seconds for
+        dozens of partitions on a busy event loop; done here, it once outlasted the session,
+        and every rejoin revoked and reassigned everything, for ever. So this only pauses the
+        partitions and returns; :meth:`_take_on` opens them.
+        """
         new = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
-        new = [tp for tp in new if tp not in self._tasks]
-        consumer = self._require_consumer()
+        new = [tp for tp in new if tp not in self._tasks and tp not in self._opening.partitions()]
+        if self._opening.closed or not new:
+            return
         # Nothing of theirs is handed out until their tasks stand and have sought to where
         # they resume: a fetch under way meanwhile reads from the group's older offset, and
         # records handed out with no task to take them would be skipped for good.
-        consumer.pause(*new)
-        producers: dict[TopicPartition, Producer] = {}
+        self._require_consumer().pause(*new)
+        self._opening.begin(new)
+
+    async def _take_on(self, new: list[TopicPartition]) -> None:
+        """Open ``new``'s tasks: each partition's producer started (which fences its earlier
+        owner), then the state caught up to what committed before, then each task opened
+        from it and its partition resumed. A partition is processed by no task until then.
+
+        A failure ends the worker (the loop raises it); a cancellation (a revocation, a stop)
+        opens nothing more. Either way every producer started for a task not opened is
+        stopped.
+        """
+        began = time.monotonic()
+        producers = {tp: self._producer(TaskId(tp.topic, tp.partition)) for tp in new}
         try:
-            for tp in new:
-                producers[tp] = self._producer(TaskId(tp.topic, tp.partition))
             async with connecting(self.kafka):
-                await asyncio.gather(*(p.start() for p in producers.values()))
+                await start_all(producers.values())
             # Fenced: nothing more can commit for these partitions but through us.
             await self.handover.caught_up()
             for tp in new:
                 self._open(tp, producers.pop(tp))
-        except BaseException as exc:  # noqa: BLE001  # the loop raises it, not aiokafka
+                if tp.topic not in self._throttle.paused:
+                    resume_held(self._require_consumer(), [tp])
+        except asyncio.CancelledError:
+            await stop_all(producers.values())
+            raise
+        except BaseException as exc:  # noqa: BLE001  # the loop raises it
             self._fatal = self._fatal or exc
-            for producer in producers.values():
-                await stop_quietly(producer)
-        resume_held(
-            consumer,
-            (tp for tp in new if tp in self._tasks and tp.topic not in self._throttle.paused),
+            await stop_all(producers.values())
+            return
+        names = sorted(f"{tp.topic}-{tp.partition}" for tp in new)
+        log.info(
+            "partitions_assigned",
+            partitions=names,
+            held=len(self._tasks),
+            took_s=round(time.monotonic() - began, 2),
         )
-        if new:
-            names = sorted(f"{tp.topic}-{tp.partition}" for tp in new)
-            log.info("partitions_assigned", partitions=names, held=len(self._tasks))
+
+    async def opened(self) -> None:
+        """Wait until the partitions being taken on have their tasks (or their opening ended)."""
+        await self._opening.settled()
 
     def _producer(self, task: TaskId) -> Producer:
         return self.kafka.transactional_producer(

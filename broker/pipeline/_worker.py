@@ -25,6 +25,7 @@ from broker.kafka import (
 from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.ops import OK, Check, Heartbeat, serving_ops
 from broker.pipeline._effects import OutRecord
+from broker.pipeline._group import GroupMembership
 from broker.pipeline._loop import OpenTask, TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
@@ -131,7 +132,7 @@ class Worker:
         return self._prepared
 
     async def run(self, stop: asyncio.Event) -> None:
-        opts = self.options
+        opts, settings = self.options, self.settings
         policy, keys, linkage_key = self._prepared or self.prepare()
         self.policy = policy
         await check_topics(self.kafka, policy)
@@ -148,6 +149,7 @@ class Worker:
             max_batch=opts.max_batch,
             budget=SenderBudget(opts.sender_rate, opts.sender_burst),
             heartbeat=self.heartbeat,
+            membership=GroupMembership.with_session(settings.worker.group_session_timeout_ms),
         )
         try:
             await tail.start()

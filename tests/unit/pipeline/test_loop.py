@@ -210,6 +210,7 @@ async def _loop(
                              open_task=open_task, max_batch=10)  # fmt: skip
     await loop.start()
     await loop.on_partitions_assigned([TP])
+    await loop.opened()
     assert clients.asked == [
         ("consumer", "c", loop.group), ("subscribe", loop.pattern),
         ("producer", "accord-worker.accord.ingress.wmp-0", "c"),  # fences the last owner
@@ -245,6 +246,7 @@ async def test_a_partition_taken_back_starts_again_from_what_committed(
     handover.view.tasks[task].processed.add("e-committed")
     await loop.on_partitions_revoked([TP])
     await loop.on_partitions_assigned([TP])
+    await loop.opened()
     assert len(opened) == 2
     assert consumer.seeks == {TP: 17}
     assert consumer.paused == set()  # paused while its task started, then let go
@@ -354,6 +356,7 @@ async def test_records_below_the_committed_offset_are_skipped_whatever_the_fetch
     handover.view.tasks[TaskId(TP.topic, TP.partition)].offset = 42
     await loop.on_partitions_revoked([TP])
     await loop.on_partitions_assigned([TP])
+    await loop.opened()
     batch = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
     await loop._process(consumer, batch, asyncio.Event())  # type: ignore[arg-type]  # a fake
     [task] = loop._tasks.values()
@@ -440,6 +443,7 @@ async def test_records_fetched_before_their_partition_was_taken_back_are_not_pro
     handover.view.tasks[TaskId(TP.topic, TP.partition)].offset = 30  # 30-39 were pending
     await loop.on_partitions_revoked([TP])
     await loop.on_partitions_assigned([TP])
+    await loop.opened()
     await loop._process(consumer, batch, asyncio.Event())  # type: ignore[arg-type]  # a fake
     [task] = loop._tasks.values()
     assert consumer.seeks == {TP: 30}

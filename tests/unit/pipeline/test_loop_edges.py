@@ -117,6 +117,7 @@ async def test_the_consent_waits_slow_read_reads_only_consent_and_skips_no_event
     loop = _traced_loop(clients, make_processor, trace)
     await loop.start()
     await loop.on_partitions_assigned([TP, C])
+    await loop.opened()
     batch = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
     await loop._process(consumer, batch, asyncio.Event())  # type: ignore[arg-type]  # a fake
     assert clients.reads == [{C: 0}]
@@ -137,12 +138,14 @@ async def test_a_slow_read_across_a_take_back_leaves_the_partition_where_the_new
     loop = _traced_loop(clients, make_processor, trace, consent_committed=1)  # filed by another
     await loop.start()
     await loop.on_partitions_assigned([TP])
+    await loop.opened()
     first = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
     await loop._process(consumer, first, asyncio.Event())  # type: ignore[arg-type]  # a fake
 
     async def take_back() -> None:
         await loop.on_partitions_revoked([TP])
         await loop.on_partitions_assigned([TP])
+        await loop.opened()
 
     clients.during = take_back
     second = await loop._fetch(consumer)  # type: ignore[arg-type]  # a fake
@@ -295,6 +298,7 @@ async def test_a_throttled_sender_due_again_while_a_new_agency_joins_does_not_st
     await loop.on_partitions_revoked([TP])  # the rebalance the new topic brings
     consumer.assigned = {TP}
     await loop.on_partitions_assigned([TP])
+    await loop.opened()
     assert consumer.paused == set()  # the sender goes on
     assert loop.assigned == 1
 
@@ -323,10 +327,12 @@ async def test_a_new_agency_joining_while_partitions_are_taken_on_does_not_stop_
     loop.handover = moving
     await loop.on_partitions_revoked([TP])
     await loop.on_partitions_assigned([TP])  # the assignment is dropped at its await
+    await loop.opened()
     assert loop._fatal is None
     await loop.on_partitions_revoked([TP])  # the rebalance the new topic brings
     consumer.assigned = {TP}
     await loop.on_partitions_assigned([TP])
+    await loop.opened()
     assert loop._fatal is None
     assert consumer.seeks == {TP: 17}
     assert consumer.paused == set()
