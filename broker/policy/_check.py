@@ -7,6 +7,7 @@ location). It also compiles every CEL condition exactly once and hands them back
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from typing import Final
@@ -49,6 +50,12 @@ def _known(value: str, options: tuple[str, ...] | frozenset[str], what: str) -> 
     return f"unknown {what} {value!r}"
 
 
+def _unused_purpose(purpose: str, purposes: list[str]) -> str:
+    close = difflib.get_close_matches(purpose, purposes, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"clauses' purposes: {', '.join(purposes)}"
+    return f"purpose {purpose!r} is no clause's purpose; {hint}"
+
+
 class _Checker:
     def __init__(self, bundle: Bundle, where: Where, known_parties: frozenset[str]) -> None:
         self.bundle = bundle
@@ -82,10 +89,16 @@ class _Checker:
 
     def consent_authorities(self) -> None:
         src: Source = ("consent_authorities",)
+        # Drafts count: an authority may be written ahead of the agreement it serves.
+        purposes = sorted({c.purpose for a in self.bundle.agreements for c in a.clauses})
         for pid, rights in (self.bundle.consent_authorities or {}).items():
             loc: tuple[int | str, ...] = ("consent_authorities", pid)
             if pid not in self.bundle.parties and pid not in self.known_parties:
                 self.add(src, loc, f"unknown party {pid!r}")
+            for k, purpose in enumerate(rights.purposes):
+                # A misspelt purpose authorises nothing real, and the purpose meant is missing.
+                if purpose != "*" and purpose not in purposes:
+                    self.add(src, (*loc, "purposes", k), _unused_purpose(purpose, purposes))
             for k, entry in enumerate(rights.recipients):
                 kind = entry.removeprefix("kind:")
                 if entry == "*" or (entry.startswith("kind:") and kind in PARTY_KINDS):

@@ -3,7 +3,8 @@
 
 Every file is read and checked before anything is reported, so a user fixing a bundle sees
 all of its problems at once (``BundleInvalid.problems``), each as ``file:line: path: what``.
-Other files in the folder (``scenarios/``, notes) are not policy and are ignored here.
+``scenarios/``, notes and hidden files are not policy and are ignored here; a file or folder
+that looks like policy under a name the loader does not read is a problem (``_layout``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from broker.errors import BundleInvalid
 from broker.policy._check import Conditions, Source, check_bundle, check_flags
 from broker.policy._flags import CompiledFlagRule, FlagRule
+from broker.policy._layout import agreement_files, layout_problems
 from broker.policy._model import Agreement, Bundle, ConsentAuthority, Party, Restriction
 from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
 
@@ -24,7 +26,13 @@ __all__ = ["read_bundle"]
 
 def _shape_problems(doc: Located, prefix: tuple[int | str, ...], exc: ValidationError) -> list[str]:
     out = []
-    for err in exc.errors(include_input=False, include_url=False):
+    errors = exc.errors(include_input=False, include_url=False)
+    failed = {err["loc"][:-1] for err in errors}
+    for err in errors:
+        if err["type"] == "too_short" and any(f[: len(err["loc"])] == err["loc"] for f in failed):
+            # pydantic counts a list's items after dropping those that failed: a lone clause
+            # with a fault would also report "clauses: at least 1 item", blaming the list.
+            continue
         loc = (*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
@@ -108,12 +116,8 @@ def _parties(root: Path, problems: list[str]) -> tuple[dict[str, Party], Located
 
 
 def _agreements(root: Path, problems: list[str]) -> list[tuple[Agreement, Located]]:
-    folder = root / "agreements"
     out: list[tuple[Agreement, Located]] = []
-    if not folder.is_dir():
-        return out
-    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-    for path in files:
+    for path in agreement_files(root):
         doc = _read(path, root, problems)
         if doc is None:
             continue
@@ -183,7 +187,7 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
     """Load and check the bundle in ``root``; ``BundleInvalid`` lists every problem."""
     if not root.is_dir():
         raise BundleInvalid([f"{root}: not a policy bundle folder"])
-    problems: list[str] = []
+    problems = layout_problems(root)
     parties, parties_doc = _parties(root, problems)
     agreements = _agreements(root, problems)
     restrictions, restrictions_doc = _listed(root, "restrictions", Restriction, "", problems)

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 from broker.errors import UsageError
 from broker.policy._flags import FlagRule
@@ -75,6 +84,46 @@ TRANSFORM_TARGETS: Final[dict[str, frozenset[str]]] = {
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 _Notes = Annotated[str, StringConstraints(max_length=4000)]
+#: A clause's purpose; consent records and consent authorities name purposes the same way.
+PURPOSE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+_Purpose = Annotated[str, StringConstraints(pattern=PURPOSE_PATTERN)]
+
+
+def _cel_source(value: object) -> object:
+    """A ``when`` is CEL written as text. YAML reads ``when: true`` or ``yes`` as a boolean
+    and ``when:`` as nothing, and a ``when`` of nothing would share without a condition."""
+    if isinstance(value, str) and value.strip():
+        return value
+    if value is None:
+        what = "nothing"
+    elif isinstance(value, bool):
+        what = "a YAML boolean (true, yes, on, false, no, off)"
+    elif isinstance(value, int | float):
+        what = "a number"
+    elif isinstance(value, str):
+        what = "an empty text"
+    else:
+        what = f"a {'list' if isinstance(value, list) else 'mapping'}"
+    raise PydanticCustomError(
+        "cel_source",
+        'must be a CEL expression in quotes, e.g. "event.need_level >= 3"; found {what}',
+        {"what": what},
+    )
+
+
+def _authority_purpose(value: str) -> str:
+    if value == "*" or re.match(PURPOSE_PATTERN, value):
+        return value
+    raise PydanticCustomError(
+        "purpose",
+        "{value} is not a purpose: '*', or lower-case letters, digits and _ as a clause's "
+        "purpose is written (early_help, not early-help)",
+        {"value": repr(value)},
+    )
+
+
+_Cel = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+_When = Annotated[_Cel, BeforeValidator(_cel_source)]
 
 
 class _Model(BaseModel):
@@ -104,10 +153,11 @@ class Clause(_Model):
     from_: tuple[str, ...] = Field(alias="from", min_length=1)
     event_types: tuple[str, ...] = Field(min_length=1)
     to: tuple[str, ...] = Field(min_length=1)
-    purpose: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    purpose: _Purpose
     lawful_basis: LawfulBasis
     consent: Literal["not_required", "required", "required_unless_safeguarding"]
-    when: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+    # Checked before the None branch: a given but empty when is a fault, not "no condition".
+    when: Annotated[_Cel | None, BeforeValidator(_cel_source)] = None
     subjects: tuple[str, ...] | None = None
     share: tuple[str, ...] = Field(min_length=1)
     transform: dict[str, str] = Field(default_factory=dict)
@@ -128,7 +178,7 @@ class Agreement(_Model):
 
 class Restriction(_Model):
     id: Ident
-    when: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    when: _When
     withhold: Literal["all"] | tuple[str, ...]
     except_kinds: tuple[str, ...] = ()
     description: _Notes | None = None
@@ -138,7 +188,7 @@ class ConsentAuthority(_Model):
     """What a party may record consent for (``consent-authorities.yaml``): purposes and
     recipients, ``"*"`` for any, ``kind:<kind>`` for every party of a kind."""
 
-    purposes: tuple[str, ...] = Field(min_length=1)
+    purposes: tuple[Annotated[str, AfterValidator(_authority_purpose)], ...] = Field(min_length=1)
     recipients: tuple[str, ...] = Field(min_length=1)
 
 

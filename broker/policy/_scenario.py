@@ -71,7 +71,10 @@ class Expectation(BaseModel):
     def _known_paths(cls, paths: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         for path in paths:
             if path not in FIELD_PATHS:
-                raise ValueError(f"{path!r} is not a field path (docs/policy-language.md §4)")
+                raise ValueError(
+                    f"{path!r} is not a field path "
+                    "(docs/policy-language.md §3, 'Fields you can share')"
+                )
             if info.field_name == "exclude" and path in _ALWAYS:
                 raise ValueError(f"{path} always travels with a share: it cannot be excluded")
         return paths

@@ -71,9 +71,15 @@ def read_yaml(path: Path, name: str) -> Located:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise YamlProblem(f"{name}: not UTF-8 text") from None
+    loader = yaml.SafeLoader(text)
+    doc = Located(name, None)
+    node: yaml.Node | None = None
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
+        if node is not None:
+            # Indexed first: building the data flattens merge keys into the nodes.
+            _index(node, (), doc)
+            doc.data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -81,8 +87,33 @@ def read_yaml(path: Path, name: str) -> Located:
     except yaml.YAMLError as exc:
         raise YamlProblem(f"{name}: not valid YAML: {type(exc).__name__}") from None
     except ValueError as exc:  # a scalar YAML types but cannot build: 2026-02-30, a bad time
-        raise YamlProblem(f"{name}: a value YAML cannot read: {exc}") from None
-    doc = Located(name, data)
-    if node is not None:
-        _index(node, (), doc)
+        raise YamlProblem(_unbuildable(doc, node, exc)) from None
+    finally:
+        loader.dispose()
     return doc
+
+
+def _unbuildable(doc: Located, root: yaml.Node | None, exc: ValueError) -> str:
+    """``file:line: path: ...`` for the first scalar that cannot be built (the constructor
+    says what failed, not where)."""
+    if root is not None:
+        for loc, node in _scalars(root, ()):
+            try:
+                yaml.SafeLoader("").construct_object(node)
+            except ValueError:
+                return f"{doc.where(loc)}: a value YAML cannot read: {exc}"
+    return f"{doc.name}: a value YAML cannot read: {exc}"
+
+
+def _scalars(node: yaml.Node, loc: Loc) -> list[tuple[Loc, yaml.Node]]:
+    if isinstance(node, yaml.ScalarNode):
+        return [(loc, node)]
+    out: list[tuple[Loc, yaml.Node]] = []
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                out.extend(_scalars(value, (*loc, key.value)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.extend(_scalars(item, (*loc, i)))
+    return out

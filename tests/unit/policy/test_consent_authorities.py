@@ -47,6 +47,30 @@ def test_an_unknown_party_or_kind_is_a_bundle_problem(tmp_path: Path) -> None:
     assert "unknown party or kind 'cog-nowhere'" in problems
 
 
+def test_a_purpose_spelt_unlike_a_clauses_or_that_no_clause_has_is_a_bundle_problem(
+    tmp_path: Path,
+) -> None:
+    """A typo authorised nothing real and left the purpose meant unauthorised, with 'ok'."""
+    bundle = _bundle_with(tmp_path, (
+        "consent_authorities:\n"
+        "  sandwell-coord: {purposes: ['*'], recipients: ['*']}\n"
+        "  hv-sandwell: {purposes: [early-help], recipients: ['*']}\n"
+        "  hv-wolverhampton: {purposes: [early_help, earlyhelp, knitting], recipients: ['*']}\n"
+    ))  # fmt: skip
+    with pytest.raises(BundleInvalid) as err:
+        load_bundle(bundle)
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [
+        "consent_authorities.hv-sandwell.purposes[0]: 'early-help' is not a purpose: '*', or "
+        "lower-case letters, digits and _ as a clause's purpose is written (early_help, not "
+        "early-help)",
+        "consent_authorities.hv-wolverhampton.purposes[1]: purpose 'earlyhelp' is no clause's "
+        "purpose; did you mean 'early_help'?",
+        "consent_authorities.hv-wolverhampton.purposes[2]: purpose 'knitting' is no clause's "
+        "purpose; clauses' purposes: domestic_abuse_support, early_help, parenting_support, "
+        "safeguarding",
+    ]
+
+
 def test_a_malformed_file_names_the_key(tmp_path: Path) -> None:
     bundle = _bundle_with(tmp_path, "consent_authorities:\n  sandwell-coord: {purposes: []}\n")
     with pytest.raises(BundleInvalid) as err:

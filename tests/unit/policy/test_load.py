@@ -133,6 +133,72 @@ def test_a_date_yaml_cannot_build_is_a_problem_not_a_crash(tmp_path: Path) -> No
     assert problem.endswith("a value YAML cannot read: day is out of range for month")
 
 
+def test_a_date_yaml_cannot_build_is_placed_by_file_line_and_key(tmp_path: Path) -> None:
+    """As every other problem is (docs/policy-language.md §9), not by file alone."""
+    root = write_bundle(tmp_path / "b")
+    path = root / "agreements" / "encompass.yaml"
+    text = path.read_text().replace("valid_until: '2028-03-31'", "valid_until: 2028-04-31")
+    path.write_text(text)
+    line = text.splitlines().index("valid_until: 2028-04-31") + 1
+    assert _problems(root) == [
+        f"agreements/encompass.yaml:{line}: valid_until: a value YAML cannot read: "
+        "day is out of range for month"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("when", "found"),
+    [
+        ("true", "a YAML boolean (true, yes, on, false, no, off)"),
+        ("yes", "a YAML boolean (true, yes, on, false, no, off)"),
+        ('""', "an empty text"),
+        ("' '", "an empty text"),
+        ("null", "nothing"),
+        ("", "nothing"),
+        ("3", "a number"),
+    ],
+)
+def test_a_when_that_is_not_cel_text_is_one_problem_saying_so(
+    tmp_path: Path, when: str, found: str
+) -> None:
+    """when: true was 'not a valid string' plus 'clauses: at least 1 item'; when: null (or a
+    bare when:) dropped the condition and shared unconditionally."""
+    root = write_bundle(tmp_path / "b")
+    path = root / "agreements" / "encompass.yaml"
+    path.write_text(path.read_text().replace("when: event.child_present", f"when: {when}"))
+    line = _line(path, "when:")
+    assert _problems(root) == [
+        f"agreements/encompass.yaml:{line}: clauses[0].when: must be a CEL expression in "
+        f'quotes, e.g. "event.need_level >= 3"; found {found}'
+    ]
+
+
+def test_a_restriction_when_left_empty_is_refused(tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b")
+    path = root / "restrictions.yaml"
+    path.write_text(path.read_text().replace("when: '''refuge'' in event.categories'", "when:"))
+    (problem,) = _problems(root)
+    assert "restrictions[1].when: must be a CEL expression in quotes" in problem
+
+
+def test_a_lone_clause_with_a_fault_does_not_also_blame_the_clause_list(tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b")
+    path = root / "agreements" / "encompass.yaml"
+    path.write_text(path.read_text().replace("purpose: safeguarding", "purpose: Safeguarding!"))
+    (problem,) = _problems(root)
+    assert "clauses[0].purpose" in problem
+
+
+def test_an_empty_clause_list_is_still_refused(tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b", agreements=[agreement("a", [])])
+    (problem,) = _problems(root)
+    assert "clauses: Tuple should have at least 1 item" in problem
+
+
+def _line(path: Path, fragment: str) -> int:
+    return next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if fragment in ln)
+
+
 @pytest.mark.parametrize("pid", ["worker", "console", "indexer", "admin", "governance", "accord",
                                  "accord-audit"])  # fmt: skip
 def test_a_party_named_after_one_of_accords_own_services_is_refused(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,37 @@ def test_malformed_scenario_files_say_what_and_where(
     with pytest.raises(ScenarioInvalid, match=fragment) as info:
         load_scenarios(path)
     assert str(path) in str(info.value)
+
+
+def _doc_sections() -> dict[str, str]:
+    """docs/policy-language.md's numbered sections, by number, with their text."""
+    text = (REPO / "docs" / "policy-language.md").read_text()
+    parts = re.split(r"^## (\d+)\. ", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_a_misspelt_field_path_points_at_the_section_that_lists_the_fields(
+    tmp_path: Path,
+) -> None:
+    """It pointed at §4 (restrictions); the field list is in §3."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: x\nat: 2026-11-22T08:00:00Z\nevent: {}\n"
+        "expect: {coord: {outcome: shared, include: [subject.shoe]}}\n"
+    )
+    with pytest.raises(ScenarioInvalid) as err:
+        load_scenarios(path)
+    found = re.search(r"docs/policy-language\.md §(\d+), '([^']+)'", str(err.value))
+    assert found is not None, str(err.value)
+    assert f"**{found.group(2)}:**" in _doc_sections()[found.group(1)]
+
+
+def test_every_section_a_message_names_exists_in_the_policy_guide() -> None:
+    sections = _doc_sections()
+    cited = {
+        (m.group(1), str(source.relative_to(REPO)))
+        for source in (REPO / "broker").rglob("*.py")
+        for m in re.finditer(r"policy-language\.md,? (?:§|section )(\d+)", source.read_text())
+    }
+    assert cited
+    assert [c for c in cited if c[0] not in sections] == []
