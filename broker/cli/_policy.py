@@ -15,7 +15,7 @@ from broker.errors import BundleInvalid, EventInvalid, UsageError
 
 if TYPE_CHECKING:
     from broker.events import ConsentRecord
-    from broker.policy import Decision
+    from broker.policy import Decision, Policy, Unevaluated
 
 # Module level: typer resolves these string annotations in the module's globals.
 BundleDir = Annotated[Path, typer.Argument(help="The policy bundle folder.")]
@@ -83,7 +83,20 @@ def _read_consents(path: Path) -> list[ConsentRecord]:
     try:
         return parse_consents(items, now=None)
     except EventInvalid as exc:
-        raise EventInvalid([(f"consents{p}", m) for p, m in exc.problems]) from None
+        # Named as the file and record, not as "invalid event": the event file is fine.
+        found = "; ".join(f"record {_record_path(p)}: {m}" for p, m in exc.problems[:3])
+        more = f" (+{len(exc.problems) - 3} more)" if len(exc.problems) > 3 else ""
+        raise UsageError(f"--consents: {path}: {found}{more}") from None
+
+
+def _record_path(path: str) -> str:
+    """``[0].subject.nhs_number`` as ``1, subject.nhs_number`` (records counted from 1, as in
+    explain's list of refused consents and scenarios' ``refused_consents``)."""
+    index, sep, rest = path.removeprefix("[").partition("]")
+    if not (sep and index.isdigit()):
+        return path
+    rest = rest.removeprefix(".")
+    return f"{int(index) + 1}, {rest}" if rest else str(int(index) + 1)
 
 
 def _basis(d: Decision) -> str:
@@ -104,11 +117,24 @@ def _fields(d: Decision) -> str:
     )
 
 
-def _rows(d: Decision) -> list[tuple[str, str]]:
+def _reason(d: Decision, unevaluated: tuple[Unevaluated, ...]) -> str:
+    """The reason, and when a condition that could not be evaluated decided it, that: it
+    would otherwise read exactly as one that was false."""
+    clauses = [u for u in unevaluated if u.condition == "clause"]
+    blocking = [u for u in unevaluated if u.condition == "restriction"]
+    if d.reason == "condition-false" and clauses:
+        more = f" (and {len(clauses) - 1} more)" if len(clauses) > 1 else ""
+        return f"{d.reason} (could not be evaluated: {clauses[0].error}{more})"
+    if d.reason == "suppressed" and blocking:
+        return f"{d.reason} (restriction could not be evaluated, so it holds: {blocking[0].error})"
+    return d.reason or ""
+
+
+def _rows(d: Decision, unevaluated: tuple[Unevaluated, ...] = ()) -> list[tuple[str, str]]:
     outcome = d.outcome + (" (flagged for IG review)" if d.review_required else "")
     rows = [("Outcome", outcome)]
     if d.reason:
-        rows.append(("Reason", d.reason))
+        rows.append(("Reason", _reason(d, unevaluated)))
     rows.append(
         (
             "Clauses",
@@ -131,11 +157,32 @@ def _rows(d: Decision) -> list[tuple[str, str]]:
     if d.subjects:
         roles = ", ".join(f"{n} {role}" for role, n in d.subject_roles.items())
         rows.append(("Subjects", f"{len(d.subjects)} ({roles})"))
+    if unevaluated:
+        rows.append(
+            (
+                "Not evaluated",
+                "\n".join(f"{u.condition} {u.name}: {u.error}" for u in unevaluated),
+            )
+        )
     return rows
 
 
+def _refused(policy: Policy, records: list[ConsentRecord]) -> list[dict[str, Any]]:
+    """The consent records the bundle refuses (they count for nothing), by position from 1:
+    who recorded each (a party) and why, never whom it is about."""
+    out = []
+    for n, record in enumerate(records, start=1):
+        if (why := policy.consent_refusal(record)) is not None:
+            out.append({"consent": n, "recorded_by": record.recorded_by, "reason": why})
+    return out
+
+
 def _explain_tables(
-    decisions: list[Decision], views: dict[str, Any], version: str, at: datetime
+    decisions: list[Decision],
+    views: dict[str, Any],
+    version: str,
+    at: datetime,
+    unevaluated: dict[str, tuple[Unevaluated, ...]],
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -148,7 +195,7 @@ def _explain_tables(
         )
         table.add_column("", style="bold", no_wrap=True)
         table.add_column("", overflow="fold")
-        for key, value in _rows(d):
+        for key, value in _rows(d, unevaluated.get(d.recipient, ())):
             table.add_row(key, value)
         console.print(table)
         if d.recipient in views:
@@ -161,7 +208,7 @@ def _explain(
     event_file: Path, policies: Path | None, consents: Path | None, at: str | None, as_json: bool
 ) -> None:
     from broker.events import parse_event
-    from broker.policy import Policy, redact
+    from broker.policy import Policy, redact, unevaluated_conditions
 
     when = _parse_at(at)
     raw = event_file.read_bytes()
@@ -169,6 +216,10 @@ def _explain(
     records = _read_consents(consents) if consents else []
     policy = Policy.load(_default_policies(policies))
     decisions = policy.decide(event, records, at=when)
+    refused = _refused(policy, records)
+    unevaluated = {
+        d.recipient: unevaluated_conditions(policy, event, d, at=when) for d in decisions
+    }
     # Pseudonyms in an explanation use a throwaway key: they show the shape, not real values.
     key = secrets.token_bytes(32)
     views = {d.recipient: redact(event, d, pseudonym_key=key) for d in decisions if d.shares}
@@ -176,17 +227,33 @@ def _explain(
         out = {
             "policy_version": policy.version,
             "at": when.isoformat(),
-            "decisions": [d.model_dump(mode="json") for d in decisions],
+            "refused_consents": refused,
+            "decisions": [_json_decision(d, unevaluated[d.recipient]) for d in decisions],
             "views": views,
         }
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
+    for item in refused:
+        typer.echo(
+            f"Consent {item['consent']} (recorded by {item['recorded_by']}) is refused and "
+            f"counts for nothing: {item['reason']}"
+        )
     if not decisions:
         typer.echo(f"No candidate recipients: no clause routes {event.type} from {event.sender}.")
         return
-    _explain_tables(decisions, views, policy.version, when)
+    _explain_tables(decisions, views, policy.version, when, unevaluated)
     if any("_pseudonym" in json.dumps(v) for v in views.values()):
         typer.echo("(pseudonyms above use a throwaway key: the real key gives different values)")
+
+
+def _json_decision(d: Decision, unevaluated: tuple[Unevaluated, ...]) -> dict[str, Any]:
+    """The decision as audited, plus what explain adds: every agreement its clauses come
+    from (``agreement_id`` is the first ground's, as in the audit record) and the conditions
+    it rests on that could not be evaluated."""
+    out = d.model_dump(mode="json")
+    out["agreement_ids"] = list(dict.fromkeys(g.agreement_id for g in d.grounds))
+    out["unevaluated"] = [u.as_json() for u in unevaluated]
+    return out
 
 
 def _test(paths: list[Path], policies: Path | None) -> int:

@@ -17,6 +17,7 @@ from broker.policy._decision import (
     SubjectScope,
 )
 from broker.policy._encompass import encompass_deadline, is_late
+from broker.policy._explain import Unevaluated, unevaluated_conditions
 from broker.policy._flag_scenario import ExpectedFlag, FlagScenario
 from broker.policy._flags import (
     FLAG_VARIABLES,
@@ -75,6 +76,7 @@ __all__ = [
     "Scenario",
     "ScenarioResult",
     "SubjectScope",
+    "Unevaluated",
     "consent_subjects",
     "encompass_deadline",
     "is_late",
@@ -83,4 +85,5 @@ __all__ = [
     "redact",
     "run_scenario",
     "run_scenarios",
+    "unevaluated_conditions",
 ]

@@ -138,8 +138,9 @@ SURFACES = {
         "LawfulBasis", "FLAG_VARIABLES", "HOUSEHOLD_AGGREGATES", "CompiledFlagRule", "FlagRule",
         "ExpectedFlag", "FlagScenario",
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
-        "SubjectScope", "consent_subjects", "encompass_deadline", "is_late", "load_bundle",
-        "load_scenarios", "redact", "run_scenario", "run_scenarios",
+        "SubjectScope", "Unevaluated", "consent_subjects", "encompass_deadline", "is_late",
+        "load_bundle", "load_scenarios", "redact", "run_scenario", "run_scenarios",
+        "unevaluated_conditions",
     },
     "broker.principals": {"Principal"},
     "broker.provision": {

@@ -14,6 +14,7 @@ from broker.cli import main
 from broker.policy import load_scenarios
 from tests.unit.policy.kit import (
     PARTIES,
+    agreement,
     default_agreements,
     default_restrictions,
     event_dict,
@@ -598,3 +599,126 @@ def test_explain_with_consents_that_cannot_be_read_is_one_line(
     assert err.strip().splitlines() == [
         f"accord: error: --consents: {consents} is not JSON, JSON lines or YAML"
     ]
+
+
+# -- explain: what the decisions alone do not show ------------------------------------------
+
+
+def _explain(
+    root: Path, event: Path, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, str, str]:
+    argv = ["policy", "explain", str(event), "--policies", str(root),
+            "--at", "2026-11-22T08:00:00Z", *extra]  # fmt: skip
+    return _run(argv, capsys)
+
+
+def test_explain_lists_the_consents_the_bundle_refuses_and_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A consent from a party that may not record one counted for nothing, unseen."""
+    root = write_bundle(tmp_path / "b")
+    consents = tmp_path / "consents.json"
+    given = {"subject": {"nhs_number": "9997877896"}, "state": "given",
+             "purposes": ["early_help"], "recipients": ["kind:hub"],
+             "recorded_at": "2026-10-01T09:00:00Z"}  # fmt: skip
+    consents.write_text(
+        json.dumps([given | {"recorded_by": "coord"}, given | {"recorded_by": "hub-tipton"}])
+    )
+    event = _event_file(tmp_path)
+    code, out, _ = _explain(root, event, capsys, "--consents", str(consents))
+    assert code == 0
+    (line,) = [ln for ln in out.splitlines() if "refused" in ln]
+    assert line == (
+        "Consent 2 (recorded by hub-tipton) is refused and counts for nothing: "
+        "not-a-consent-authority"
+    )
+    code, out, _ = _explain(root, event, capsys, "--consents", str(consents), "--json")
+    assert json.loads(out)["refused_consents"] == [
+        {"consent": 2, "recorded_by": "hub-tipton", "reason": "not-a-consent-authority"}
+    ]
+
+
+def _unevaluable_bundle(tmp_path: Path) -> Path:
+    agreements = default_agreements()
+    # Evaluable until the need level is 3: then a division by zero, not a false.
+    agreements[1]["clauses"][0]["when"] = "10 / (event.need_level - 3) > 1"
+    restrictions = default_restrictions()
+    # A missing map key: CEL's message quotes the key, here the event's location.
+    restrictions[1]["when"] = "{'Elsewhere': false}[event.location]"
+    return write_bundle(tmp_path / "b", agreements=agreements, restrictions=restrictions)
+
+
+def test_explain_marks_a_condition_that_could_not_be_evaluated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _unevaluable_bundle(tmp_path)
+    code, out, _ = _explain(root, _event_file(tmp_path), capsys)
+    assert code == 0
+    assert (
+        "condition-false (could not be evaluated: ZeroDivisionError: division by zero)"
+        in " ".join(out.replace("│", " ").split())
+    )
+    code, out, _ = _explain(root, _event_file(tmp_path), capsys, "--json")
+    by_party = {d["recipient"]: d for d in json.loads(out)["decisions"]}
+    assert by_party["school-a"]["reason"] == "condition-false"
+    assert by_party["school-a"]["unevaluated"] == [
+        {"condition": "clause", "name": "encompass / encompass",
+         "error": "ZeroDivisionError: division by zero"}
+    ]  # fmt: skip
+    assert by_party["coord"]["unevaluated"] == [
+        {"condition": "restriction", "name": "refuge-address",
+         "error": "KeyError: no such key or field"}
+    ]  # fmt: skip
+    assert "Family home" not in out  # withheld, and never quoted by the error
+
+
+def test_explain_leaves_a_condition_that_was_simply_false_unmarked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _unevaluable_bundle(tmp_path)
+    event = _event_file(tmp_path, need_level=2)
+    code, out, _ = _explain(root, event, capsys, "--json")
+    assert code == 0
+    by_party = {d["recipient"]: d for d in json.loads(out)["decisions"]}
+    assert by_party["school-a"]["reason"] == "condition-false"
+    assert by_party["school-a"]["unevaluated"] == []
+    code, out, _ = _explain(root, event, capsys)
+    assert "could not be evaluated" not in out
+
+
+def test_explain_json_names_every_agreement_a_decision_rests_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """agreement_id is the first ground's, as audited; agreement_ids is all of them."""
+    agreements = default_agreements()
+    second = copy.deepcopy(agreements[0]["clauses"][0])
+    second["id"] = "police-to-coord-too"
+    agreements.append(agreement("mash", [second]))
+    root = write_bundle(tmp_path / "b", agreements=agreements)
+    code, out, _ = _explain(root, _event_file(tmp_path), capsys, "--json")
+    assert code == 0
+    coord = next(d for d in json.loads(out)["decisions"] if d["recipient"] == "coord")
+    assert coord["clause_ids"] == ["police-to-coord", "police-to-coord-too"]
+    assert coord["agreement_ids"] == ["early-help", "mash"]
+    assert coord["agreement_id"] == "early-help"
+
+
+def test_explain_with_an_invalid_consent_record_names_the_file_and_the_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not 'invalid event: consents[0]...': the event file was fine."""
+    root = write_bundle(tmp_path / "b")
+    consents = tmp_path / "consents.yaml"
+    consents.write_text(
+        "- {subject: {nhs_number: '9997877896'}, state: given, purposes: [early_help],\n"
+        "   recipients: [coord], recorded_by: coord, recorded_at: 2026-10-01T09:00:00Z}\n"
+        "- {subject: {nhs_number: '9997877897'}, state: given, purposes: [early_help],\n"
+        "   recipients: [coord], recorded_by: coord, recorded_at: 2026-10-01T09:00:00Z}\n"
+    )
+    code, out, err = _explain(root, _event_file(tmp_path), capsys, "--consents", str(consents))
+    assert code == 2
+    assert out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"accord: error: --consents: {consents}: record 2, subject.nhs_number:")
+    assert "invalid event" not in line
+    assert "9997877897" not in line

@@ -1,0 +1,95 @@
+"""Why a condition did not hold, for ``accord policy explain``: false, or not evaluable.
+
+``decide`` treats a condition that fails at run time (a type mismatch, a missing key, a
+function given what it cannot take) on the safe side: a clause's ``when`` does not hold, a
+restriction's does. The decision says ``condition-false`` or ``suppressed`` either way, and
+it cannot say more: a ``Decision`` is what the worker audits, and its fields are the audit
+record's (tests/unit/pipeline/test_encoding.py). So explain, and only explain, runs the
+conditions a decision rests on once more, here, and keeps the error.
+
+The error is described by its class and a fixed phrase, never by its message: CEL quotes
+the values it failed on (a missing map key is the key, which may be an event's free text).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from broker.events import ContactEvent
+from broker.policy._cel import Condition, EventActivation
+from broker.policy._decision import Decision
+
+if TYPE_CHECKING:
+    from broker.policy._policy import Policy
+
+__all__ = ["Unevaluated", "unevaluated_conditions"]
+
+_FUNCTION: Final = re.compile(r"Function '([A-Za-z_]\w{0,40})' error")
+_PHRASES: Final = {
+    "KeyError": "no such key or field",
+    "IndexError": "index out of range",
+    "ZeroDivisionError": "division by zero",
+    "TypeError": "no operation for these operand types (CEL does not convert between types)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Unevaluated:
+    """A condition a decision rests on that could not be evaluated, and why (no values)."""
+
+    condition: Literal["clause", "restriction"]
+    #: ``agreement / clause`` for a clause, the restriction's id for a restriction.
+    name: str
+    error: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"condition": self.condition, "name": self.name, "error": self.error}
+
+
+def describe(exc: BaseException) -> str:
+    """``Class: what``, from a fixed vocabulary: nothing of the event's values."""
+    kind = type(exc).__name__
+    text = str(exc)
+    if (found := _FUNCTION.match(text)) is not None:
+        return f"{kind}: function {found.group(1)}() could not take its argument"
+    if kind == "RuntimeError" and text.startswith("Undefined variable or function"):
+        return f"{kind}: undefined variable or function"
+    return f"{kind}: {_PHRASES[kind]}" if kind in _PHRASES else kind
+
+
+def _error(cond: Condition, act: EventActivation, recipient: dict[str, Any] | None) -> str | None:
+    try:
+        # As ``Condition`` runs one that reads the recipient: the event as it observes it.
+        value = cond.program.execute(
+            {"event": act.cel_event(cond.view), "recipient": dict(recipient or {})}
+        )
+    except Exception as exc:  # noqa: BLE001  # any CEL runtime failure is what is asked for
+        return describe(exc)
+    return None if isinstance(value, bool) else "gave neither true nor false"
+
+
+def unevaluated_conditions(
+    policy: Policy, event: ContactEvent, decision: Decision, *, at: datetime
+) -> tuple[Unevaluated, ...]:
+    """The clause conditions behind a ``condition-false`` decision, and the restrictions it
+    names (suppressing, or withholding fields), that could not be evaluated at ``at``."""
+    index = policy._index  # the compiled conditions decide used
+    act = EventActivation(event, at)
+    recipient = index.cel_parties.get(decision.recipient)
+    out: list[Unevaluated] = []
+    if decision.reason == "condition-false":
+        routed = index.by_route.get((event.sender, event.type), ())
+        for ref in decision.grounds:
+            for cc in routed:
+                same = (cc.ref.agreement_id, cc.ref.clause_id) == (ref.agreement_id, ref.clause_id)
+                if same and cc.when is not None and (err := _error(cc.when, act, recipient)):
+                    out.append(Unevaluated("clause", f"{ref.agreement_id} / {ref.clause_id}", err))
+                    break
+    for restriction in index.restrictions:
+        named = restriction.id in decision.restrictions
+        if named and (err := _error(restriction.when, act, recipient)):
+            out.append(Unevaluated("restriction", restriction.id, err))
+    return tuple(out)
