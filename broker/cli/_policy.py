@@ -324,6 +324,8 @@ def register(app: typer.Typer) -> None:
                 typer.echo(problem)
             n = len(exc.problems)
             raise BundleInvalid([f"{directory}: {n} problem{'s' if n != 1 else ''}"]) from None
+        for warning in loaded.warnings():
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo(f"ok: {directory}: {loaded.summary()}")
 
     @policy.command("explain")

@@ -13,6 +13,7 @@ import pytest
 from broker.cli import main
 from broker.policy import load_scenarios
 from tests.unit.policy.kit import (
+    ENCOMPASS,
     PARTIES,
     agreement,
     default_agreements,
@@ -51,6 +52,23 @@ def test_check_a_sound_bundle_prints_one_summary_line(
     assert line.startswith("ok: ")
     assert "11 parties, 2 agreements, 4 clauses" in line
     assert "version sha256:" in line
+
+
+def test_check_prints_a_warning_on_stderr_and_still_passes_a_bundle_it_only_doubts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A school:of-child clause without ``subjects`` sends the school the adults too: check
+    says so on stderr, and the bundle is still ok (a warning never blocks)."""
+    clause = copy.deepcopy(ENCOMPASS)
+    del clause["subjects"]
+    root = write_bundle(tmp_path / "b", agreements=[agreement("encompass", [clause])])
+    code, out, err = _run(["policy", "check", str(root)], capsys)
+    assert code == 0
+    assert out.startswith("ok: ")
+    (warning,) = err.strip().splitlines()
+    assert warning.startswith("warning: ")
+    assert "'encompass'" in warning
+    assert "subjects" in warning
 
 
 Mutation = Callable[[dict[str, Any]], None]
