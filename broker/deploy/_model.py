@@ -17,7 +17,7 @@ from pathlib import Path
 from broker.config import KafkaSettings
 from broker.errors import UsageError
 from broker.kafka import Grant, TopicSpec
-from broker.policy import Policy
+from broker.policy import Policy, bundle_files
 from broker.principals import Principal
 from broker.provision import SERVICE_PRINCIPALS, desired_access
 
@@ -191,9 +191,9 @@ def deployment(
 
 
 def _policy_files(bundle_dir: Path) -> tuple[tuple[str, str], ...]:
-    files = []
-    for path in sorted(bundle_dir.rglob("*.yaml")):
-        rel = path.relative_to(bundle_dir)
-        if rel.parts[0] != "scenarios":
-            files.append((rel.as_posix(), path.read_text(encoding="utf-8")))
-    return tuple(files)
+    # The loader's own list: a bundle file spelt .yml ships too, and nothing it never reads
+    # (scenarios, anything under .git) does.
+    return tuple(
+        (path.relative_to(bundle_dir).as_posix(), path.read_text(encoding="utf-8"))
+        for path in bundle_files(bundle_dir)
+    )

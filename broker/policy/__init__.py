@@ -25,6 +25,7 @@ from broker.policy._flags import (
     CompiledFlagRule,
     FlagRule,
 )
+from broker.policy._layout import bundle_files
 from broker.policy._model import (
     ARTICLE6_BASES,
     PARTY_KINDS,
@@ -77,6 +78,7 @@ __all__ = [
     "ScenarioResult",
     "SubjectScope",
     "Unevaluated",
+    "bundle_files",
     "consent_subjects",
     "encompass_deadline",
     "is_late",

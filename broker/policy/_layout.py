@@ -23,7 +23,7 @@ import difflib
 from pathlib import Path
 from typing import Final
 
-__all__ = ["BUNDLE_FILES", "agreement_files", "layout_problems"]
+__all__ = ["BUNDLE_FILES", "agreement_files", "bundle_files", "layout_problems"]
 
 #: The root files the loader reads, by stem; each may be spelt .yaml or .yml.
 BUNDLE_FILES: Final = ("parties", "restrictions", "consent-authorities", "flags")
@@ -113,3 +113,16 @@ def agreement_files(root: Path) -> list[Path]:
     return sorted(
         p for p in folder.iterdir() if not _hidden(p) and p.suffix in _SUFFIXES and not p.is_dir()
     )
+
+
+def bundle_files(root: Path) -> list[Path]:
+    """Every file the loader reads from the bundle in ``root``: its root files (as spelt
+    there), then its agreements. What a deployment must ship, and nothing else (not its
+    scenarios, nor anything hidden such as ``.git``)."""
+    found = [
+        path
+        for stem in BUNDLE_FILES
+        for suffix in _SUFFIXES
+        if (path := root / f"{stem}{suffix}").is_file()
+    ]
+    return [*found, *agreement_files(root)]

@@ -84,3 +84,29 @@ def test_a_suspended_recipient_gets_no_desk(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"^--desk cog-tipton: the party is suspended$"):
         deployment(load_bundle(bundle), bundle, brokers=1, partitions=1, image="a:1",
                    desks=["cog-tipton"])  # fmt: skip
+
+
+def test_a_deployment_ships_exactly_the_files_the_loader_reads(tmp_path: Path) -> None:
+    """A bundle file spelt .yml ships (its rules would otherwise be lost in the cluster);
+    scenarios and anything hidden, such as a .git folder, do not."""
+    import shutil
+
+    bundle = tmp_path / "policies"
+    shutil.copytree(BUNDLE, bundle)
+    (bundle / "restrictions.yaml").rename(bundle / "restrictions.yml")
+    (bundle / ".git").mkdir()
+    (bundle / ".git" / "config.yaml").write_text("a: 1\n")
+    policy = load_bundle(bundle)
+    dep = deployment(policy, bundle, brokers=1, partitions=1, image="a:1")
+    shipped = dict(dep.policy_files)
+    assert shipped["restrictions.yml"] == (bundle / "restrictions.yml").read_text()
+    assert not [name for name in shipped if name.startswith((".git/", "scenarios/"))]
+    expected = {"parties.yaml", "restrictions.yml", "consent-authorities.yaml", "flags.yaml"}
+    expected |= {f"agreements/{p.name}" for p in (bundle / "agreements").iterdir()}
+    assert set(shipped) == expected
+    # What ships loads as the same bundle.
+    mirror = tmp_path / "shipped"
+    for name, text in shipped.items():
+        (mirror / name).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / name).write_text(text)
+    assert load_bundle(mirror).bundle.version() == policy.bundle.version()
