@@ -233,9 +233,24 @@ class SignInSettings(_Frozen):
     session_idle_minutes: int = Field(default=15, ge=1, le=240)
     session_max_hours: int = Field(default=8, ge=1, le=24)
     # Secure cookies need HTTPS; browsers make an exception for loopback only. None: Secure
-    # everywhere but on a loopback address, so an app exposed on a network never sends its
-    # session over plain HTTP.
+    # behind a proxy (forwarded_hops set: the browser's side of it is HTTPS) and on any
+    # address but loopback, so a session never travels over plain HTTP; False only for a
+    # proxy that serves plain HTTP, where a browser would not send a Secure cookie back.
     secure_cookies: bool | None = None
+    # How many reverse proxies stand in front, each appending the address it was reached
+    # from to X-Forwarded-For: the client is that entry counted from the end, which no client
+    # can choose (an entry it sends itself stays to the left). 0: no proxy, the connection's
+    # own address is the client, whatever the request says, even from loopback (a local
+    # user, an ssh tunnel or a DNS-rebinding page is not a proxy). Behind a proxy set it, or
+    # every user is the proxy's one address to the sign-in throttle below.
+    forwarded_hops: int = Field(default=0, ge=0, le=5)
+    # The names (Host header, any port) the pages answer to; anything else is refused (400),
+    # so a DNS-rebinding page cannot drive a console on loopback. Loopback names (localhost,
+    # 127.0.0.1, [::1]) are always allowed: no other site's page can send them. Unset: the
+    # address the app listens on, and none more on a wildcard (0.0.0.0, ::), which then
+    # refuses to start without a list. "*" allows any name: only behind a proxy that routes by
+    # name itself (a Kubernetes Ingress rule's host). Comma-separated or a JSON list.
+    allowed_hosts: tuple[str, ...] | None = None
     # Sign-in throttling (broker/webauth/_throttle.py): slows guessing, never locks anyone
     # out. A client (network address) may fail this many times per window, across all names;
     # one client may fail at one account per_account times before each of its next tries
@@ -243,18 +258,20 @@ class SignInSettings(_Frozen):
     # an account per_account_total times in the window (more than one address can), every
     # unknown client waits so. A browser that signed in before (a known device, remembered
     # for known_device_days) gets per_account tries of its own and is not slowed by others.
-    # How many reverse proxies stand in front, each appending the address it was reached
-    # from to X-Forwarded-For: the client is that entry counted from the end, which no client
-    # can choose (an entry it sends itself stays to the left). None: one from a loopback peer
-    # (a proxy on the same host), else none. Behind a proxy elsewhere, set it, or every
-    # officer is the proxy's one address to the throttle below.
-    forwarded_hops: int | None = Field(default=None, ge=0, le=5)
     sign_in_failures_per_client: int = Field(default=10, ge=1, le=1000)
     sign_in_failures_per_account: int = Field(default=5, ge=1, le=100)
     sign_in_failures_per_account_total: int = Field(default=50, ge=1, le=10_000)
     sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     sign_in_max_delay_seconds: int = Field(default=300, ge=1, le=3600)
     known_device_days: int = Field(default=90, ge=1, le=400)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        # From the environment: "a.example, b.example" as well as a JSON list.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
 
 class ConsoleSettings(OpsEndpoint, SignInSettings):

@@ -3,11 +3,13 @@
 Pages live in :mod:`broker.console._pages`; this module builds the FastAPI app around them.
 Every response carries a Content-Security-Policy that allows no script and no inline style,
 ``no-store`` caching (pages hold data about children) and no referrer. Every form POST needs
-the session's CSRF token; the session cookie is HttpOnly, SameSite=Strict, and Secure unless
-the console listens on loopback only. Sign-in is throttled without lockout (a browser that
-signed in before carries a known-device cookie, :mod:`broker.console._devices`) and answers
-every attempt after the same Argon2 work. Personal data never travels in a URL: the NHS number
-is posted, never put in a query string, so it reaches no access log or browser history.
+the session's CSRF token; the session cookie (``accord_console_session``, its own beside a
+desk's on one host) is HttpOnly, SameSite=Strict, and Secure behind a proxy or off loopback.
+A request for any host name but the console's own is refused (DNS rebinding). Sign-in is
+throttled without lockout (a browser that signed in before carries a known-device cookie,
+:mod:`broker.webauth._devices`) and answers every attempt after the same Argon2 work.
+Personal data never travels in a URL: the NHS number is posted, never put in a query string,
+so it reaches no access log or browser history.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_i
 
 log = structlog.get_logger("accord.console")
 
-COOKIE = "accord_session"
 UNREADABLE = (
     "This account's second factor cannot be checked: ask an administrator to re-enrol it. "
     "The error has been logged."
@@ -37,7 +38,7 @@ class Console(WebPages):
 
     def __init__(self, deps: ConsoleDeps) -> None:
         super().__init__(
-            Guard(deps.settings, deps.users, deps.device_key, cookie=COOKIE, clock=deps.clock),
+            Guard(deps.settings, deps.users, deps.device_key, app="console", clock=deps.clock),
             "broker.console",
         )
         self.deps = deps

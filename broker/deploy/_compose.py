@@ -227,7 +227,9 @@ def _keystore(env: dict[str, str], secrets: list[str], volumes: list[str], owner
     volumes.append(f"${{ACCORD_KEYS_DIR:-./keys}}/{owner}:/var/lib/accord/keys")
 
 
-def _web(env: dict[str, str], section: str, port: int, *, users_file: str | None) -> None:
+def _web(
+    env: dict[str, str], section: str, port: int, *, users_file: str | None, external_host: str
+) -> None:
     env[f"ACCORD_{section}__HOST"] = "0.0.0.0"  # noqa: S104  # published on the host's loopback only
     env[f"ACCORD_{section}__PORT"] = str(port)
     if users_file is not None:
@@ -235,8 +237,12 @@ def _web(env: dict[str, str], section: str, port: int, *, users_file: str | None
     # The host's reverse proxy (the port is published on the host's loopback only) reaches
     # the container through Docker's gateway, never from loopback: the address it appends
     # to X-Forwarded-For is the client, or every person is one client to the sign-in
-    # throttle.
+    # throttle. It serves HTTPS, so the cookies are Secure (forwarded hops imply it).
     env[f"ACCORD_{section}__FORWARDED_HOPS"] = "1"
+    # The names a request may carry in Host (DNS rebinding): the host's own external name,
+    # and loopback names always (what a proxy sends to 127.0.0.1:<port> by default). A proxy
+    # that passes another public name needs it added (docs/deployment.md).
+    env[f"ACCORD_{section}__ALLOWED_HOSTS"] = external_host
 
 
 #: On each service that reads the bundle only when it starts (the console, the desks, the flag
@@ -249,7 +255,9 @@ def _reads_bundle_at_start(proc: Process) -> bool:
     return proc.name != "worker" and ("--policies" in proc.args or proc.party is not None)
 
 
-def _process_service(dep: Deployment, proc: Process, *, host_port: int | None) -> dict[str, Any]:
+def _process_service(
+    dep: Deployment, proc: Process, *, host_port: int | None, external_host: str
+) -> dict[str, Any]:
     section = proc.settings_section
     env = {
         **_accord_env(dep),
@@ -303,10 +311,11 @@ def _process_service(dep: Deployment, proc: Process, *, host_port: int | None) -
     if _reads_bundle_at_start(proc):
         service["labels"] = {BUNDLE_LABEL: dep.bundle_version}
     if proc.web_port and proc.party is None:  # the console
-        _web(env, section, CONSOLE_PORT, users_file="/var/lib/accord/console/users.json")
+        _web(env, section, CONSOLE_PORT, users_file="/var/lib/accord/console/users.json",
+             external_host=external_host)  # fmt: skip
         service["ports"] = [f"127.0.0.1:{CONSOLE_PORT}:{CONSOLE_PORT}"]
     elif proc.web_port:  # a desk: its users file is <home>/desk/<party>/users.json
-        _web(env, section, DESK_PORT, users_file=None)
+        _web(env, section, DESK_PORT, users_file=None, external_host=external_host)
         service["ports"] = [f"127.0.0.1:{host_port or DESK_PORT}:{DESK_PORT}"]
     return service
 
@@ -338,10 +347,14 @@ def _provision_service(dep: Deployment) -> dict[str, Any]:
 
 
 def compose_document(
-    dep: Deployment, *, desk_ports: Mapping[str, int] | None = None
+    dep: Deployment,
+    *,
+    desk_ports: Mapping[str, int] | None = None,
+    external_host: str = "localhost",
 ) -> dict[str, Any]:
     """The Compose file; ``desk_ports``: each desk's port on the host (default: 8766 on,
-    in the order of the party ids; ``render_files`` keeps them in ``desk-ports``)."""
+    in the order of the party ids; ``render_files`` keeps them in ``desk-ports``);
+    ``external_host``: the host's name, which the console and the desks answer to."""
     ports = desk_host_ports(dep.desks, desk_ports or {}, published_ports(dep))
     services: dict[str, Any] = {
         broker_host(n): _kafka_service(n) for n in range(1, dep.brokers + 1)
@@ -349,8 +362,9 @@ def compose_document(
     services["provision"] = _provision_service(dep)
     for proc in dep.processes:
         services[proc.name] = _process_service(
-            dep, proc, host_port=ports.get(proc.party) if proc.party else None
-        )
+            dep, proc, host_port=ports.get(proc.party) if proc.party else None,
+            external_host=external_host,
+        )  # fmt: skip
     services["postgres"] = {
         "image": POSTGRES_IMAGE,
         "environment": {
@@ -411,7 +425,7 @@ def compose_files(
         f"# Rendered by `accord deploy render --target compose` for bundle "
         f"{dep.bundle_version}.\n# Re-render after a bundle change; do not edit.\n"
     )
-    doc = compose_document(dep, desk_ports=desk_ports)
+    doc = compose_document(dep, desk_ports=desk_ports, external_host=external_host)
     files = {
         "compose.yaml": head + yaml.safe_dump(doc, sort_keys=False, width=100),
         "kafka/start.sh": _START_SH,

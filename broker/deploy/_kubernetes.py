@@ -160,6 +160,10 @@ def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
             # one address to the sign-in throttle. An overlay sets 2 behind a load balancer
             # that appends too.
             {"name": f"{web}FORWARDED_HOPS", "value": "1"},
+            # Any Host: which name the Ingress serves it under is the operator's, and the
+            # Ingress rule's host routes only that name here (the DNS-rebinding check). An
+            # overlay narrows it to that name (docs/deployment.md).
+            {"name": f"{web}ALLOWED_HOSTS", "value": "*"},
         ]
     if _console_data(process):
         env.append({"name": "ACCORD_CONSOLE__USERS_FILE", "value": f"{_CONSOLE_DATA}/users.json"})

@@ -2,8 +2,9 @@
 
 The same bar as the governance console, from the same parts (:mod:`broker.webauth`): accounts
 with an Argon2id password and a TOTP code (``accord desk add-user``), sign-in throttled without
-lockout, server-side sessions, a CSRF token on every form, a Content-Security-Policy that
-allows no script. Pages live in :mod:`broker.desk._pages`.
+lockout, server-side sessions in the party's own cookies (``accord_desk_<party>_session``),
+a CSRF token on every form, a Content-Security-Policy that allows no script, no page for a
+host name not the desk's own. Pages live in :mod:`broker.desk._pages`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ __all__ = ["Desk", "create_desk_app"]
 
 log = structlog.get_logger("accord.desk")
 
-COOKIE = "accord_desk_session"
 KIND_TITLES = {
     "coordinating_team": "co-ordinating team",
     "hub": "hub",
@@ -37,10 +37,12 @@ class Desk(WebPages):
     """Shared state of one desk process: deps, sessions, throttle and templates."""
 
     def __init__(self, deps: DeskDeps) -> None:
-        super().__init__(
-            Guard(deps.settings, deps.users, deps.device_key, cookie=COOKIE, clock=deps.clock),
-            "broker.desk",
-        )
+        # Cookies named by party: two desks on one host (ports apart) keep their own.
+        guard = Guard(
+            deps.settings, deps.users, deps.device_key, app="desk", party=deps.party,
+            clock=deps.clock,
+        )  # fmt: skip
+        super().__init__(guard, "broker.desk")
         self.deps = deps
         self.templates.filters["when"] = _when
 

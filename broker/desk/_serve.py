@@ -188,8 +188,9 @@ async def run_desk(
         party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
         registry=registry,
     )  # fmt: skip
-    sock = listen(cfg.host, cfg.port)
+    # The app first: a setting it refuses (no allowed host names) must leave no socket open.
     server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
+    sock = listen(cfg.host, cfg.port)
     stop = stop or asyncio.Event()
     probes = DeskProbes(server_started=lambda: server.started, accounts=users.has_accounts)
     async with contextlib.AsyncExitStack() as stack:

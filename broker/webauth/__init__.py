@@ -2,14 +2,17 @@
 
 Accounts in a small file of Argon2id hashes and TOTP secrets (sealed by a ``TotpBox`` under
 the owner's keystore), server-side sessions with a CSRF token each, sign-in throttling
-without lockout, known-device cookies, the security headers and form bounds every page
-answers with, and the shell around an app's pages (``WebPages``, ``add_page_basics``:
-rendering, redirects, the error page, one stylesheet).
+without lockout, known-device cookies (each app's cookies named its own), the host names an
+app answers to, the security headers and form bounds every page answers with, and the shell
+around an app's pages (``WebPages``, ``add_page_basics``: rendering, redirects, the error
+page, one stylesheet).
 """
 
 from broker.webauth._app import WebPages, add_page_basics
-from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies, device_key, device_secret_name
+from broker.webauth._cookies import CookieNames, cookie_names
+from broker.webauth._devices import DeviceCookies, device_key, device_secret_name
 from broker.webauth._guard import Guard
+from broker.webauth._hosts import LOOPBACK_NAMES, HostCheck
 from broker.webauth._ready import accounts_ready
 from broker.webauth._routes import SignInPages, add_sign_in_routes
 from broker.webauth._sessions import Session, SessionStore
@@ -34,14 +37,16 @@ from broker.webauth._web import (
 
 __all__ = [
     "CSP",
-    "DEVICE_COOKIE",
+    "LOOPBACK_NAMES",
     "MAX_BODY",
     "SECURITY_HEADERS",
     "USERNAME",
     "Account",
     "Attempt",
+    "CookieNames",
     "DeviceCookies",
     "Guard",
+    "HostCheck",
     "Session",
     "SessionStore",
     "SignInCheck",
@@ -59,6 +64,7 @@ __all__ = [
     "check_username",
     "client_host",
     "client_key",
+    "cookie_names",
     "device_key",
     "device_secret_name",
     "form_field",

@@ -1,7 +1,8 @@
 """What every web app of Accord's (the governance console, a desk) has around its pages,
 written once: rendering with the session's user, CSRF token and flash messages; the security
-headers and the bound on form bodies on every response; a plain page, logged by type, for
-anything unexpected; and the stylesheet (the shared one, then the app's own rules)."""
+headers, the allowed host names and the bound on form bodies on every response; a plain page,
+logged by type, for anything unexpected; and the stylesheet (the shared one, then the app's
+own rules)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from structlog.typing import FilteringBoundLogger
 
 from broker.webauth._guard import Guard
+from broker.webauth._hosts import printable_host
 from broker.webauth._sessions import Session
 from broker.webauth._web import SECURITY_HEADERS, bad_body
 
 __all__ = ["WebPages", "add_page_basics"]
+
+_UNKNOWN_HOST = "This server does not answer to that host name.\n"
 
 
 class WebPages:
@@ -78,16 +82,21 @@ class WebPages:
 def add_page_basics(
     app: FastAPI, pages: WebPages, *, name: str, log: FilteringBoundLogger, css: str = ""
 ) -> None:
-    """Headers, body bound and error page on ``app``; ``GET /static/<name>.css`` serves the
-    shared stylesheet followed by ``css``, the app's own rules."""
+    """Host names, headers, body bound and error page on ``app``; ``GET /static/<name>.css``
+    serves the shared stylesheet followed by ``css``, the app's own rules."""
     stylesheet = resources.files("broker.webauth").joinpath("static/accord.css").read_text("utf-8")
     if css:
         stylesheet += "\n" + css
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
-        if request.method == "POST" and (refusal := bad_body(request)) is not None:
-            response: Response = refusal
+        host = request.headers.get("host")
+        if not pages.guard.hosts.allows(host):
+            # Before anything else: a DNS-rebinding page gets no page, no session, no form.
+            log.warning(f"{name}_host_refused", host=printable_host(host))
+            response: Response = Response(_UNKNOWN_HOST, status_code=400, media_type="text/plain")
+        elif request.method == "POST" and (refusal := bad_body(request)) is not None:
+            response = refusal
         else:
             response = await call_next(request)
         for header, value in SECURITY_HEADERS.items():

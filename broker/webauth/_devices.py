@@ -26,9 +26,8 @@ from datetime import UTC, datetime, timedelta
 # Made by ``accord keys init`` too, which must run without the web apps' dependencies.
 from broker.keys import device_key, device_secret_name
 
-__all__ = ["DEVICE_COOKIE", "DeviceCookies", "device_key", "device_secret_name"]
+__all__ = ["DeviceCookies", "device_key", "device_secret_name"]
 
-DEVICE_COOKIE = "accord_device"
 _LABEL = b"accord/console/device/v1"
 
 

@@ -1,4 +1,5 @@
-"""One web app's sign-in state: sessions, throttle, known devices, cookies, the sign-in check.
+"""One web app's sign-in state: sessions, throttle, known devices, cookies, the sign-in check,
+and the host names it answers to.
 
 The console and the desk each hold one ``Guard``: the same rules for who is signed in and how
 a session's and a device's cookies are set, written once.
@@ -15,7 +16,9 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from broker.config import SignInSettings
-from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies
+from broker.webauth._cookies import cookie_names
+from broker.webauth._devices import DeviceCookies
+from broker.webauth._hosts import HostCheck
 from broker.webauth._sessions import Session, SessionStore
 from broker.webauth._signin import SignInCheck, check_sign_in
 from broker.webauth._throttle import SignInThrottle
@@ -26,8 +29,10 @@ __all__ = ["Guard"]
 
 
 class Guard:
-    """Sessions (cookie ``cookie``), sign-in throttling and known-device cookies (keyed by
-    ``device_key``: :func:`broker.webauth.device_key`) for one app."""
+    """Sessions, sign-in throttling and known-device cookies (keyed by ``device_key``:
+    :func:`broker.webauth.device_key`) for one app: ``app`` (``console``, ``desk``) and a
+    desk's ``party`` name its cookies (:func:`broker.webauth.cookie_names`) and its settings'
+    variables in errors. ``ConfigError`` if its allowed host names are not known."""
 
     def __init__(
         self,
@@ -35,12 +40,22 @@ class Guard:
         users: UserFile,
         device_key: bytes,
         *,
-        cookie: str,
+        app: str,
+        party: str | None = None,
         clock: Callable[[], datetime],
     ) -> None:
         self.users = users
-        self.cookie = cookie
         self.clock = clock
+        self.hosts = HostCheck.of(cfg, setting=f"ACCORD_{app.upper()}__ALLOWED_HOSTS")
+        self.hops = cfg.forwarded_hops
+        # Behind a proxy the browser's side is HTTPS, even when the app listens on loopback
+        # (nginx with TLS in front of 127.0.0.1:8765); an explicit setting wins.
+        secure = cfg.secure_cookies
+        if secure is None:
+            secure = self.hops > 0 or not loopback(cfg.host)
+        self.secure_cookies = secure
+        self.cookies = cookie_names(app, party, secure=secure)
+        self.cookie = self.cookies.session
         self.sessions = SessionStore(
             idle=timedelta(minutes=cfg.session_idle_minutes),
             lifetime=timedelta(hours=cfg.session_max_hours),
@@ -59,9 +74,6 @@ class Guard:
             lifetime=timedelta(days=cfg.known_device_days),
             clock=clock,
         )
-        self.hops = cfg.forwarded_hops
-        secure = cfg.secure_cookies
-        self.secure_cookies = not loopback(cfg.host) if secure is None else secure
         # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
         self.hashing = asyncio.Semaphore(2)
 
@@ -79,6 +91,7 @@ class Guard:
         return await check_sign_in(
             request, form, users=self.users, devices=self.devices, throttle=self.throttle,
             hashing=self.hashing, now=self.clock(), hops=self.hops,
+            device_cookie=self.cookies.device,
         )  # fmt: skip
 
     def signed_in(
@@ -98,10 +111,17 @@ class Guard:
             secure=self.secure_cookies, path="/",
         )  # fmt: skip
 
+    def end_cookie(self, response: Response) -> None:
+        # With the attributes it was set with: a browser ignores a __Host- cookie's
+        # deletion that is not Secure.
+        response.delete_cookie(
+            self.cookie, path="/", secure=self.secure_cookies, httponly=True, samesite="strict"
+        )
+
     def set_device_cookie(self, response: Response, name: str, stamp: str) -> None:
         # Only the sign-in page ever reads it.
         response.set_cookie(
-            DEVICE_COOKIE, self.devices.issue(name, stamp),
+            self.cookies.device, self.devices.issue(name, stamp),
             max_age=int(self.devices.lifetime.total_seconds()), httponly=True,
             samesite="strict", secure=self.secure_cookies, path="/login",
         )  # fmt: skip

@@ -67,5 +67,5 @@ def add_sign_in_routes(
                 return pages.refused("Missing or wrong form token.")
             pages.guard.sessions.end(session)
         response = pages.redirect("/login")
-        response.delete_cookie(pages.guard.cookie, path="/")
+        pages.guard.end_cookie(response)
         return response

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Request
 
 from broker.errors import SecondFactorUnreadable
-from broker.webauth._devices import DEVICE_COOKIE, DeviceCookies
+from broker.webauth._devices import DeviceCookies
 from broker.webauth._throttle import SignInThrottle, client_key
 from broker.webauth._users import USERNAME, UserFile
 from broker.webauth._web import client_host, form_field
@@ -42,19 +42,21 @@ async def check_sign_in(
     throttle: SignInThrottle,
     hashing: asyncio.Semaphore,
     now: datetime,
-    hops: int | None = None,
+    hops: int = 0,
+    device_cookie: str,
 ) -> SignInCheck:
     """Check a posted user name, password and code: every answer after the same work.
 
     Every answer, refused by the throttle or not, waits for one Argon2 check: a refusal that
     came back at once would say "this name is being throttled" by its speed alone. A success
-    clears the throttle's count for the account.
+    clears the throttle's count for the account. ``hops``: as :func:`client_host`;
+    ``device_cookie``: the app's known-device cookie's name.
     """
     name = (form_field(form, "username") or "").strip().lower()
     password = form_field(form, "password") or ""
     code = form_field(form, "code")
     stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
-    device = devices.device(request.cookies.get(DEVICE_COOKIE), name, stamp)
+    device = devices.device(request.cookies.get(device_cookie), name, stamp)
     attempt = throttle.attempt(name, client_key(client_host(request, hops)), device)
     async with hashing:
         if attempt.refused is None:

@@ -138,18 +138,18 @@ def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Confi
     )
 
 
-def client_host(request: Request, hops: int | None) -> str | None:
+def client_host(request: Request, hops: int) -> str | None:
     """The address a request came from, for the sign-in throttle.
 
     Each of ``hops`` proxies appends the address it was reached from to X-Forwarded-For, so
     the client is that many entries from the end; whatever a client sends itself stays to
-    the left. ``None``: one hop from a loopback peer, else the connection's own address.
-    Fewer entries than hops (a request that did not come through the proxies): the peer.
+    the left. 0: the connection's own address, X-Forwarded-For unread, from loopback too (a
+    peer on loopback may be a local user, an ssh tunnel or a DNS-rebinding page, none of
+    them a proxy). Fewer entries than hops (a request that did not come through the
+    proxies): the peer.
     """
     peer = request.client.host if request.client else None
-    if hops is None:
-        hops = 1 if peer is not None and loopback(peer) else 0
-    if hops == 0:
+    if hops <= 0:
         return peer
     entries = [e.strip() for h in request.headers.getlist("x-forwarded-for") for e in h.split(",")]
     entries = [e for e in entries if e]

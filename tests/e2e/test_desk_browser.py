@@ -299,7 +299,10 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             assert referral_id is not None
             await expect(team.locator("#decisions")).to_contain_text(TEAM_USER)
 
-            hub = await new_page(browser)
+            # The same browser: both desks are at 127.0.0.1 (ports apart), and a browser keeps
+            # cookies by host, not port. The hub's sign-in must not sign the team out (the
+            # team's page is used again below).
+            hub = await team.context.new_page()
             await sign_in(hub, hub_url, HUB_USER, hub_totp)
             row = f'#referrals tr.referral[data-event="{referral_id}"]'
             await reload_until(hub, hub_url, row)

@@ -85,9 +85,9 @@ def test_sign_in_needs_the_forms_csrf_token(client: TestClient) -> None:
 
 def test_signing_in_replaces_the_session_id(client: TestClient) -> None:
     client.get("/login")
-    before = client.cookies["accord_session"]
+    before = client.cookies["accord_console_session"]
     sign_in(client)
-    assert client.cookies["accord_session"] != before
+    assert client.cookies["accord_console_session"] != before
 
 
 def test_sessions_expire_when_idle(client: TestClient, clock: Clock) -> None:
@@ -100,9 +100,9 @@ def test_sessions_expire_when_idle(client: TestClient, clock: Clock) -> None:
 
 def test_signing_out_ends_the_session(client: TestClient) -> None:
     token = sign_in(client)
-    cookie = client.cookies["accord_session"]
+    cookie = client.cookies["accord_console_session"]
     assert client.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
-    client.cookies.set("accord_session", cookie)  # replaying the old cookie gets nowhere
+    client.cookies.set("accord_console_session", cookie)  # replaying the old cookie gets nowhere
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
@@ -133,8 +133,33 @@ def test_the_session_cookie_is_httponly_strict_and_secure_off_loopback(
     assert "httponly" in local
     assert "samesite=strict" in local
     assert "secure" not in local
-    exposed = make_client(host="0.0.0.0").get("/login").headers["set-cookie"].lower()  # noqa: S104  # the setting under test
-    assert "; secure" in exposed
+    exposed = make_client(host="0.0.0.0", allowed_hosts=["127.0.0.1"])  # noqa: S104  # under test
+    cookie = exposed.get("/login").headers["set-cookie"].lower()
+    assert "; secure" in cookie
+    assert cookie.startswith("__host-accord_console_session=")
+
+
+@pytest.mark.parametrize(
+    ("settings", "secure"),
+    [
+        ({}, False),  # loopback, no proxy: plain HTTP to 127.0.0.1 must work
+        ({"forwarded_hops": 1}, True),  # nginx with TLS in front of 127.0.0.1:8765
+        ({"forwarded_hops": 1, "secure_cookies": False}, False),  # a plain-HTTP proxy, said so
+        ({"secure_cookies": True}, True),
+    ],
+)
+def test_the_session_cookie_is_secure_behind_a_proxy_even_on_loopback(
+    make_client: Callable[..., TestClient],
+    indexed: list[AuditRecord],
+    settings: dict[str, object],
+    secure: bool,
+) -> None:
+    cookie = make_client(**settings).get("/login").headers["set-cookie"]
+    assert ("; secure" in cookie.lower()) is secure
+    # __Host-: Secure, Path=/, no Domain, so no sibling host can set or shadow it.
+    assert cookie.startswith("__Host-accord_console_session=") is secure
+    assert "domain=" not in cookie.lower()
+    assert "path=/" in cookie.lower()
 
 
 def test_a_subject_search_without_the_csrf_token_is_refused_and_not_run(

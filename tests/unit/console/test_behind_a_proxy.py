@@ -1,5 +1,6 @@
 """The console as uvicorn serves it (``broker.webauth.server_config``): behind a reverse proxy
-each officer is their own client to the sign-in throttle, and an unexpected error leaves
+each officer is their own client to the sign-in throttle, without one nobody chooses the
+address they are counted under (not even from loopback), and an unexpected error leaves
 nothing for the server to log."""
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ def _guess_ten_times(client: TestClient, forwarded_for: str) -> None:
         assert _sign_in(client, forwarded_for, f"guess{i}", "not the password") == 401
 
 
+NAME = ["console.example"]  # the name the proxy passes on, as _served's base URL
+
+
 @pytest.mark.parametrize(("hops", "officer_gets"), [(1, 303), (None, 401), (0, 401)])
 def test_behind_one_proxy_an_outsiders_failures_cost_only_the_outsider(
     make_client: Callable[..., TestClient], hops: int | None, officer_gets: int
 ) -> None:
-    """One hop: the address the proxy appended is the client. Without (a proxy not on
-    loopback, by default), every officer is the proxy's one address."""
-    app = make_client(forwarded_hops=hops).app
+    """One hop: the address the proxy appended is the client. Without (none by default),
+    every officer is the proxy's one address."""
+    settings = {} if hops is None else {"forwarded_hops": hops}
+    app = make_client(allowed_hosts=NAME, **settings).app
     _guess_ten_times(_served(app), ATTACKER)
     assert _sign_in(_served(app), OFFICER_AT, OFFICER, PASSWORD) == officer_gets
 
@@ -53,7 +58,7 @@ def test_an_address_a_client_sends_itself_is_not_the_one_counted(
 ) -> None:
     """The proxy appends to what the client sent: a new address per try buys no new budget,
     and naming an officer's address does not spend theirs."""
-    app = make_client(forwarded_hops=1).app
+    app = make_client(forwarded_hops=1, allowed_hosts=NAME).app
     for i in range(10):
         spoofed = f"10.9.{i}.1, {ATTACKER}"  # the client's own entry, then the proxy's
         assert _sign_in(_served(app), spoofed, f"guess{i}", "not the password") == 401
@@ -61,10 +66,25 @@ def test_an_address_a_client_sends_itself_is_not_the_one_counted(
     assert _sign_in(_served(app), f"{ATTACKER}, {OFFICER_AT}", OFFICER, PASSWORD) == 303
 
 
-def test_a_proxy_on_loopback_is_believed_by_default(
+@pytest.mark.parametrize("peer", ["127.0.0.1", "::1"])
+def test_from_loopback_without_a_proxy_set_x_forwarded_for_buys_no_new_budget(
+    make_client: Callable[..., TestClient], peer: str
+) -> None:
+    """The reviewer's attack: a console on 127.0.0.1 (a local user, an ssh tunnel, the
+    demo), ten wrong passwords spend the client's budget, and the right one is refused; a
+    made-up X-Forwarded-For must not make it a new client (it once did from loopback)."""
+    app = make_client(allowed_hosts=NAME).app
+    for i in range(10):
+        client = _served(app, (peer, 50000 + i))
+        assert _sign_in(client, f"198.51.100.{i}", f"guess{i}", "not the password") == 401
+    assert _sign_in(_served(app, (peer, 50100)), None, OFFICER, PASSWORD) == 401
+    assert _sign_in(_served(app, (peer, 50101)), "203.0.113.7", OFFICER, PASSWORD) == 401
+
+
+def test_a_proxy_on_loopback_is_believed_once_hops_are_set(
     make_client: Callable[..., TestClient],
 ) -> None:
-    app = make_client().app
+    app = make_client(forwarded_hops=1, allowed_hosts=NAME).app
     _guess_ten_times(_served(app, ("127.0.0.1", 50000)), ATTACKER)
     assert _sign_in(_served(app, ("127.0.0.1", 50001)), OFFICER_AT, OFFICER, PASSWORD) == 303
 

@@ -158,16 +158,20 @@ def test_the_known_device_cookie_is_httponly_strict_for_sign_in_only_and_lasts_9
     make_client: Callable[..., TestClient], indexed: list[AuditRecord]
 ) -> None:
     for host, secure in (("127.0.0.1", False), ("0.0.0.0", True)):  # noqa: S104  # under test
-        client = TestClient(make_client(host=host).app, base_url="https://127.0.0.1:8765")
+        app = make_client(host=host, allowed_hosts=["127.0.0.1"]).app
+        client = TestClient(app, base_url="https://127.0.0.1:8765")
         token = csrf_of(client.get("/login").text)
         r = client.post("/login", data={"username": OFFICER, "password": PASSWORD,
                                         "csrf": token}, follow_redirects=False)  # fmt: skip
-        [cookie] = [c.lower() for c in r.headers.get_list("set-cookie") if "accord_device" in c]
+        [cookie] = [
+            c.lower() for c in r.headers.get_list("set-cookie") if "accord_console_device" in c
+        ]
         assert "httponly" in cookie
         assert "samesite=strict" in cookie
         assert "path=/login" in cookie
         assert "max-age=7776000" in cookie  # 90 days
         assert ("; secure" in cookie) is secure
+        assert cookie.startswith("__secure-") is secure  # Path=/login: __Host- would not do
         assert OFFICER not in cookie
 
 

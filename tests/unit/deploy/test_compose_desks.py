@@ -14,8 +14,10 @@ import jsonschema
 import pytest
 import yaml
 
+from broker.config import load_settings
 from broker.deploy import Target, deployment, render_files, write_render
 from broker.policy import load_bundle
+from broker.webauth import HostCheck
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = REPO / "schemas" / "vendor" / "compose-spec" / "compose-spec.json"
@@ -309,3 +311,25 @@ def test_a_port_past_the_brokers_rendered_is_a_desks_and_new_desks_skip_reserved
     doc = _render(out, HUB, brokers=1)  # one broker: 9096 is no one else's
     assert doc["services"][f"desk-{HUB}"]["ports"] == ["127.0.0.1:9096:8766"]
     assert desk_host_ports([TEAM, HUB], {}, {8766: "something"}) == {HUB: 8767, TEAM: 8768}
+
+
+@pytest.mark.parametrize("service", ["console", f"desk-{TEAM}", f"desk-{HUB}"])
+def test_each_web_app_starts_from_its_rendered_settings_and_answers_only_its_names(
+    rendered: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, service: str
+) -> None:
+    """Bound to 0.0.0.0 in its container, an app with no allowed host names would refuse to
+    start: the render names the host's own, and behind its proxy the cookies are Secure."""
+    _, doc = rendered
+    env = doc["services"][service]["environment"]
+    for name in [n for n in os.environ if n.startswith("ACCORD_")]:
+        monkeypatch.delenv(name)
+    section = "console" if service == "console" else "desk"
+    for name, value in env.items():
+        if name.startswith(f"ACCORD_{section.upper()}__"):  # the app's own, no secret file
+            monkeypatch.setenv(name, value)
+    cfg = getattr(load_settings(), section)
+    hosts = HostCheck.of(cfg, setting="under test")
+    assert hosts.allows("kafka.example.org")  # --external-host: the host's own name
+    assert hosts.allows("127.0.0.1:8765")  # nginx's default Host to a loopback upstream
+    assert not hosts.allows("evil.example")
+    assert cfg.forwarded_hops == 1  # so the session cookie is Secure

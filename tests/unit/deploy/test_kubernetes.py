@@ -27,6 +27,7 @@ from broker.kafka import ClusterAccess, accord_topics
 from broker.policy import Policy, load_bundle
 from broker.provision import desired_access, plan_changes, publishers, recipients
 from broker.topics import AUDIT, STATE, deliver
+from broker.webauth import HostCheck
 from tests.deploy_schemas import strimzi_errors
 
 POLICIES = Path("policies")
@@ -365,6 +366,9 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert settings.console_users_file == Path("/var/lib/accord/console/users.json")
             # behind the ingress: each officer's own address counts, not the controller's
             assert settings.console.forwarded_hops == 1
+            # the Ingress rule's host routes only its name here; an overlay narrows this
+            assert settings.console.allowed_hosts == ("*",)
+            assert HostCheck.of(settings.console, setting="-").allows("accord.example.org")
         if process.party is not None:
             assert settings.policies == Path("/etc/accord/policies")
             assert "ACCORD_AUDIT__DB" not in secrets
@@ -372,6 +376,7 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert (settings.desk.host, settings.desk.port) == (ALL_INTERFACES, process.web_port)
             assert settings.desk.secure_cookies is True
             assert settings.desk.forwarded_hops == 1
+            assert HostCheck.of(settings.desk, setting="-").names is None  # it starts
 
 
 def test_the_keystore_is_unpacked_into_memory_and_never_lands_on_disk(
