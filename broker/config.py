@@ -298,6 +298,9 @@ class DeskSettings(OpsEndpoint, SignInSettings):
     # views (personal data): a secret, as a URL may carry a password.
     store: SecretStr | None = None
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How long a page waits for Kafka to take its access acknowledgement (or a form its
+    # referral or outcome) before it says it could not: a person is waiting.
+    send_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     # How often the flag service (``accord desk flags``) reads its topics' retention again:
     # well within the withdrawal markers' 25 days' grace (broker.desk._withdrawn_keep). At
     # least a minute: each reading is a DescribeConfigs on the cluster, and a second's

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,13 +17,16 @@ __all__ = ["Acknowledger", "DeskDeps", "EventPublisher"]
 
 
 class Acknowledger(Protocol):
-    """Sends a person-level access acknowledgement to ``accord.access`` (the SDK subscriber)."""
+    """Sends person-level access acknowledgements to ``accord.access`` (the SDK subscriber):
+    all of a page's together, within the desk's ``send_timeout_seconds``, else
+    ``TransportError`` and none is ever recorded (a transaction never committed)."""
 
-    async def acknowledge(self, event_id: str, *, by: str, purpose: str) -> None: ...
+    async def acknowledge_all(self, event_ids: Sequence[str], *, by: str, purpose: str) -> None: ...
 
 
 class EventPublisher(Protocol):
-    """Publishes one of the party's own events through the broker (the SDK publisher)."""
+    """Publishes one of the party's own events through the broker (the SDK publisher): within
+    the desk's ``send_timeout_seconds``, else ``TransportError`` and it is never sent."""
 
     async def publish(self, event: Mapping[str, Any]) -> Any: ...
 

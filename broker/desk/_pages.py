@@ -101,19 +101,31 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         return session if session is not None and session.user else None
 
     async def viewed(records: Sequence[StoredRecord], user: str, purpose: str) -> None:
-        for record in records:
-            if record.hidden:
-                continue
-            try:
-                await deps.acks.acknowledge(record.event_id, by=user, purpose=purpose)
-            except AccordError as exc:
-                log.error("desk_ack_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
-                raise _NoAck from exc
+        # All of a page's acknowledgements in one bounded send: all recorded, or (the page
+        # then shows nothing) none, not even later (broker.sdk._bounded).
+        shown = [r.event_id for r in records if not r.hidden]
+        if not shown:
+            return
+        try:
+            await deps.acks.acknowledge_all(shown, by=user, purpose=purpose)
+        except AccordError as exc:
+            log.error("desk_ack_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
+            raise _NoAck from exc
 
     def no_ack() -> HTMLResponse:
         return desk.refused(
             "The access could not be recorded with the broker, so the record is not shown. "
             "Try again in a moment.",
+            status=503,
+        )
+
+    def not_sent(what: str, text: str) -> HTMLResponse:
+        # Said here rather than on the record's page: that page acknowledges access again,
+        # and with Kafka away would show only that it cannot. The person's words are given
+        # back (escaped), to copy into the form once Kafka answers: nothing else kept them.
+        return desk.refused(
+            f"The {what} was NOT sent: the broker did not take it in time, and nothing was "
+            f"recorded. Try again in a moment. What you wrote: {text}",
             status=503,
         )
 
@@ -245,8 +257,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 await deps.publisher.publish(event)
             except AccordError as exc:
                 log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
-                session.flash.append("The referral could not be sent; nothing was recorded.")
-                return desk.redirect(f"/child/{child}")
+                return not_sent("referral", reason)
             published = event["event_id"]
         store.decide(
             action=action, reason=reason, by=session.user, at=now, flag_id=flag_id,
@@ -312,8 +323,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 await deps.publisher.publish(event)
             except AccordError as exc:
                 log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
-                session.flash.append("The outcome could not be sent; nothing was recorded.")
-                return desk.redirect(f"/referral/{event_id}")
+                return not_sent("outcome", summary)
             store.decide(
                 action=outcome, reason=summary, by=session.user, at=now, subject_event=event_id,
                 published_event=event["event_id"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from broker.keys import FileKeyStore, desk_linkage_key, warn_if_unprotected
 from broker.ops import serving_ops
 from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
+from broker.topics import desk_prefix
 from broker.webauth import (
     TotpBox,
     UserFile,
@@ -111,15 +113,23 @@ def _party_clients(
         raise ConfigError(f"the keystore at {keys_dir} holds no private key for {party}")
     warn_if_unprotected(keys)
     group = f"{party}.desk"
+    # A person waits on every send, so each has the desk's short limit, and each is a
+    # transaction: one given up on (the page said it failed) is never recorded later
+    # (broker.sdk._bounded). The ids are this process's own (the party may use transactional
+    # ids under its desk prefix), so a second desk, or one starting as another stops, does
+    # not fence it.
+    run, limit = secrets.token_hex(4), settings.desk.send_timeout_seconds
     subscriber = Subscriber(
         party, keys, kafka, group, envelope=settings.envelope, clock=clock,
         replay_memory=default_replay_file(group, settings.home),
+        send_timeout=limit, transactional_id=f"{desk_prefix(party)}acks.{run}",
     )  # fmt: skip
     publisher = (
-        Publisher(party, keys, kafka, envelope=settings.envelope, clock=clock)
+        Publisher(party, keys, kafka, envelope=settings.envelope, clock=clock,
+                  send_timeout=limit, transactional_id=f"{desk_prefix(party)}sends.{run}")
         if _publishes(policy, party)
         else None
-    )
+    )  # fmt: skip
     return keys, subscriber, publisher
 
 

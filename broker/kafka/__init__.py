@@ -27,6 +27,7 @@ from broker.kafka._credentials import (
     write_client_files,
 )
 from broker.kafka._errors import (
+    abandon,
     abort_quietly,
     connecting,
     quiet_leftovers,
@@ -61,6 +62,7 @@ __all__ = [
     "Retained",
     "TopicPartition",
     "TopicSpec",
+    "abandon",
     "abort_quietly",
     "accord_topics",
     "can_log_in",

@@ -31,7 +31,14 @@ from broker.errors import Fenced, TransportError
 if TYPE_CHECKING:
     from broker.kafka._clients import KafkaClients
 
-__all__ = ["abort_quietly", "connecting", "quiet_leftovers", "stop_quietly", "translated"]
+__all__ = [
+    "abandon",
+    "abort_quietly",
+    "connecting",
+    "quiet_leftovers",
+    "stop_quietly",
+    "translated",
+]
 
 log = structlog.get_logger("accord.kafka")
 
@@ -205,6 +212,42 @@ async def abort_quietly(producer: Any) -> None:
     """
     with contextlib.suppress(KafkaError, AssertionError, OSError):
         await producer.abort_transaction()
+
+
+async def abandon(producer: Any) -> None:
+    """Close a producer without delivering what it still holds: nothing it was given is sent
+    (or retried) after this begins.
+
+    aiokafka's ``stop`` first waits for every pending batch to be delivered, and an
+    idempotent producer retries a batch whose partition leader it knows without limit: with
+    Kafka down, a send given up on would sit in the producer and be written once Kafka came
+    back. So its sender task is cancelled first, again and again, because on cancellation it
+    awaits each of its requests in turn (a transactional one may be looking for a
+    coordinator forever); each cancel ends the one it awaits. Then its batches are failed,
+    so ``stop`` has nothing to wait for. A request Kafka had already received may still be
+    written: only a transaction never committed is sure to stay unseen (read_committed).
+    A fake producer (unit tests) is only stopped.
+    """
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    if task is not None and not task.cancelled():
+        task.exception()  # retrieved: a sender that had failed is not reported again at exit
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is not None:
+        # aiokafka's internals (this is the seam that knows them): its queued batches and
+        # those sent and not yet answered.
+        queued = [b for q in accumulator._batches.values() for b in q]
+        batches = [*queued, *accumulator._pending_batches]
+        accumulator.fail_all(KafkaConnectionError("the producer was abandoned"))
+        # Nobody waits for them now: retrieved, so asyncio does not print each at exit.
+        for batch in batches:
+            for waiter in [batch.future, batch._drain_waiter, *(f for f, _ in batch._msg_futures)]:
+                if waiter.done() and not waiter.cancelled():
+                    waiter.exception()
+    await stop_quietly(producer)
 
 
 def quiet_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -14,9 +13,10 @@ from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import Sealer
 from broker.errors import EventInvalid, KeyStoreError, UsageError
 from broker.events import ConsentRecord, ContactEvent, parse_consent, parse_event
-from broker.kafka import KafkaClients, Producer, connecting, stop_quietly, translated
+from broker.kafka import KafkaClients
 from broker.keys import KeyStore
 from broker.principals import Principal
+from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_sealing
 from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, ingress
@@ -39,6 +39,11 @@ class Publisher(AsyncClient):
     process; an invalid one raises ``EventInvalid`` and nothing is sent. A keystore without
     the party's live signing key, or without the broker's live encryption key (no key
     directory imported, or a stale one), is refused here with a ``KeyStoreError``.
+
+    Each ``publish``, ``publish_many`` and ``publish_consent`` call is sent within
+    ``send_timeout`` seconds or not at all (``TransportError``; broker.sdk._bounded). With
+    ``transactional_id`` a call given up on writes nothing; without, it is not sent again,
+    but Kafka may have received it already: publish again under the same event id.
     """
 
     def __init__(
@@ -49,6 +54,8 @@ class Publisher(AsyncClient):
         *,
         envelope: EnvelopeSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        transactional_id: str | None = None,
     ) -> None:
         if party not in keystore.private_parties():
             # The broker accepts only what the party itself signed.
@@ -59,23 +66,16 @@ class Publisher(AsyncClient):
         self._sealer = Sealer(party, keystore, envelope)
         require_sealing(party, self._sealer, keystore, envelope.kem)
         self._clock = clock
-        self._kafka = kafka_clients(kafka)
-        self._producer: Producer | None = None
+        self._producer = BoundedProducer(
+            kafka_clients(kafka), f"accord-publisher-{party}", timeout=send_timeout,
+            transactional_id=transactional_id,
+        )  # fmt: skip
 
     async def start(self) -> None:
-        producer = self._kafka.producer(f"accord-publisher-{self.party}")
-        try:
-            async with connecting(self._kafka):
-                await producer.start()
-        except BaseException:
-            await stop_quietly(producer)  # else it is reported unclosed after our error line
-            raise
-        self._producer = producer
+        await self._producer.start()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            await producer.stop()
+        await self._producer.stop()
 
     def validate(self, event: ContactEvent | Mapping[str, Any] | bytes) -> ContactEvent:
         """Validate an event as the broker will, and check it is this party's to send."""
@@ -100,15 +100,13 @@ class Publisher(AsyncClient):
         if len(set(ids)) != len(ids):
             # The broker takes an event id once; the second would be quarantined as a replay.
             raise EventInvalid([("event_id", "the same event id twice in one batch")])
-        futures = [await self._send_event(e) for e in parsed]
-        async with translated(f"publishing to {self.topic}"):
-            metas = await asyncio.gather(*futures)
+        metas = await self._send(self.topic, [self._sealed_event(e) for e in parsed])
         return [
             Receipt(str(e.event_id), m.topic, m.partition, m.offset)
             for e, m in zip(parsed, metas, strict=True)
         ]
 
-    async def _send_event(self, event: ContactEvent) -> asyncio.Future[Any]:
+    def _sealed_event(self, event: ContactEvent) -> Outgoing:
         eid = str(event.event_id)
         sealed = self._sealer.seal(
             canonical_json(event.to_json_dict()),
@@ -117,7 +115,8 @@ class Publisher(AsyncClient):
             schema=SCHEMA_EVENT,
             topic=self.topic,
         )
-        return await self._send(self.topic, eid, sealed.value, sealed.headers)
+        # The key is the random event id: it spreads load and reveals nothing.
+        return Outgoing(self.topic, eid.encode("ascii"), sealed.value, list(sealed.headers))
 
     async def publish_consent(self, record: ConsentRecord | Mapping[str, Any]) -> Receipt:
         """Send a consent record (given, refused or withdrawn) to ``accord.consent``."""
@@ -137,19 +136,15 @@ class Publisher(AsyncClient):
             schema=SCHEMA_CONSENT,
             topic=CONSENT,
         )
-        future = await self._send(CONSENT, record_id, sealed.value, sealed.headers)
-        async with translated(f"publishing to {CONSENT}"):
-            meta = await future
+        [meta] = await self._send(
+            CONSENT,
+            [Outgoing(CONSENT, record_id.encode("ascii"), sealed.value, list(sealed.headers))],
+        )
         return Receipt(record_id, meta.topic, meta.partition, meta.offset)
 
-    async def _send(
-        self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> asyncio.Future[Any]:
-        if self._producer is None:
+    async def _send(self, topic: str, records: list[Outgoing]) -> list[Any]:
+        if not self._producer.started:
             raise UsageError("the publisher is not started (use 'async with Publisher(...)')")
-        async with translated(f"publishing to {topic}"):
-            # The key is the random event id: it spreads load and reveals nothing.
-            fut: asyncio.Future[Any] = await self._producer.send(
-                topic, value, key=key.encode("ascii"), headers=headers
-            )
-        return fut
+        if not records:
+            return []
+        return await self._producer.send(f"publishing to {topic}", records)

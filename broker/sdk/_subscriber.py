@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,13 +29,13 @@ from broker.kafka import (
     Consumer,
     KafkaClients,
     Message,
-    Producer,
     connecting,
     stop_quietly,
     translated,
 )
 from broker.keys import KeyStore
 from broker.principals import Principal
+from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
 from broker.sdk._replay import (
@@ -108,6 +108,11 @@ class Subscriber(AsyncClient):
     The keystore must hold the party's live encryption key and signing key (for its
     acknowledgements) and the broker's live keys (to verify deliveries and seal
     acknowledgements): else ``KeyStoreError`` here, naming the fix.
+
+    An acknowledgement is sent within ``send_timeout`` seconds or not at all
+    (``TransportError``; broker.sdk._bounded). With ``transactional_id`` (a recipient may use
+    ids starting ``accord.desk.<party>.``) one given up on is never recorded; without, it is
+    not sent again, but Kafka may have received it already.
     """
 
     def __init__(
@@ -122,6 +127,8 @@ class Subscriber(AsyncClient):
         clock: Callable[[], datetime] = utcnow,
         replay_memory: Path | str | _Default | None = _Default.HOME_FILE,
         replay_retention: timedelta = DEFAULT_REPLAY_RETENTION,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        transactional_id: str | None = None,
     ) -> None:
         if party not in keystore.private_parties():
             # Records are sealed to the party's own key: nothing here could open them.
@@ -150,32 +157,32 @@ class Subscriber(AsyncClient):
         self._on_unopenable = on_unopenable or self._log_unopenable
         self.unopenable: list[Unopenable] = []
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._acks = BoundedProducer(
+            self._kafka, f"accord-subscriber-{party}", timeout=send_timeout,
+            transactional_id=transactional_id,
+        )  # fmt: skip
 
     async def start(self) -> None:
         # The memory first: a file that cannot be used is reported before Kafka is contacted.
         memory = self._open_memory()
         client = f"accord-subscriber-{self.party}"
         consumer = self._kafka.consumer(self.topic, client_id=client, group=self._group)
-        producer = self._kafka.producer(client)
         try:
             async with connecting(self._kafka):
                 await consumer.start()
-                await producer.start()
+            await self._acks.start()
         except BaseException:
-            await stop_quietly(consumer)  # else both are reported unclosed after our error line
-            await stop_quietly(producer)
+            await stop_quietly(consumer)  # else it is reported unclosed after our error line
             memory.close()
             raise
-        self._consumer, self._producer, self._memory = consumer, producer, memory
+        self._consumer, self._memory = consumer, memory
 
     async def stop(self) -> None:
-        consumer, producer, memory = self._consumer, self._producer, self._memory
-        self._consumer = self._producer = self._memory = None
+        consumer, memory = self._consumer, self._memory
+        self._consumer = self._memory = None
         if consumer is not None:
             await consumer.stop()
-        if producer is not None:
-            await producer.stop()
+        await self._acks.stop()
         if memory is not None:
             memory.close()
 
@@ -280,10 +287,38 @@ class Subscriber(AsyncClient):
         )
 
     async def acknowledge(self, event_id: str, *, by: str, purpose: str) -> None:
-        try:
-            ack = AccessAck(
-                event_id=event_id, recipient=self.party, by=by, purpose=purpose, at=self._clock()
+        """Tell the broker ``by`` opened ``event_id`` for ``purpose`` (audited as ``opened``).
+
+        ``TransportError`` if Kafka did not take it within ``send_timeout``.
+        """
+        await self.acknowledge_all([event_id], by=by, purpose=purpose)
+
+    async def acknowledge_all(self, event_ids: Sequence[str], *, by: str, purpose: str) -> None:
+        """Acknowledge several records shown together: sent together (with a transactional
+        id, all recorded or none), within ``send_timeout``."""
+        now = self._clock()
+        acks = [self._ack(e, by=by, purpose=purpose, at=now) for e in event_ids]
+        if not self._acks.started:
+            raise UsageError("the subscriber is not started (use 'async with Subscriber(...)')")
+        outgoing = []
+        for ack in acks:
+            ack_id = str(uuid.uuid4())
+            sealed = self._sealer.seal(
+                canonical_json(ack.model_dump(mode="json")),
+                event_id=ack_id,
+                recipient=Principal.WORKER,
+                schema=SCHEMA_ACCESS,
+                topic=ACCESS,
             )
+            outgoing.append(
+                Outgoing(ACCESS, ack_id.encode("ascii"), sealed.value, list(sealed.headers))
+            )
+        if outgoing:
+            await self._acks.send(f"publishing to {ACCESS}", outgoing)
+
+    def _ack(self, event_id: str, *, by: str, purpose: str, at: datetime) -> AccessAck:
+        try:
+            return AccessAck(event_id=event_id, recipient=self.party, by=by, purpose=purpose, at=at)
         except ValidationError as exc:
             fields = sorted({str(e["loc"][0]) for e in exc.errors(include_input=False)})
             if "at" in fields:
@@ -292,19 +327,6 @@ class Subscriber(AsyncClient):
                 f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
                 "record's UUID; by and purpose: letters, digits, . _ / -)"
             ) from None
-        producer = _require(self._producer)
-        ack_id = str(uuid.uuid4())
-        sealed = self._sealer.seal(
-            canonical_json(ack.model_dump(mode="json")),
-            event_id=ack_id,
-            recipient=Principal.WORKER,
-            schema=SCHEMA_ACCESS,
-            topic=ACCESS,
-        )
-        async with translated(f"publishing to {ACCESS}"):
-            await producer.send_and_wait(
-                ACCESS, sealed.value, key=ack_id.encode("ascii"), headers=sealed.headers
-            )
 
 
 def _require(client: _T | None) -> _T:

@@ -43,11 +43,16 @@ class _Consumer:
 
 
 class _Producer:
+    """The subscriber's bounded sender of acknowledgements (broker.sdk._bounded)."""
+
+    started = True
+
     def __init__(self, log: list[str]) -> None:
         self.log = log
 
-    async def send_and_wait(self, topic: str, *_: Any, **__: Any) -> None:
-        self.log.append(f"ack to {topic}")
+    async def send(self, _what: str, records: list[Any]) -> list[None]:
+        self.log.extend(f"ack to {r.topic}" for r in records)
+        return [None for _ in records]
 
     async def stop(self) -> None:
         pass
@@ -81,7 +86,7 @@ def tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     async def start(self: Subscriber) -> None:
         self._memory = self._open_memory()  # type: ignore[attr-defined]
-        self._consumer, self._producer = consumer, producer  # type: ignore[assignment]
+        self._consumer, self._acks = consumer, producer  # type: ignore[assignment]
 
     monkeypatch.setattr(Subscriber, "start", start)
     monkeypatch.setattr(_tail, "keystore", lambda *_: keys)

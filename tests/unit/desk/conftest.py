@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,10 +58,10 @@ class FakeAcks:
         self.sent: list[tuple[str, str, str]] = []
         self.down = False
 
-    async def acknowledge(self, event_id: str, *, by: str, purpose: str) -> None:
+    async def acknowledge_all(self, event_ids: Sequence[str], *, by: str, purpose: str) -> None:
         if self.down:
             raise TransportError("publishing to accord.access: KafkaConnectionError")
-        self.sent.append((event_id, by, purpose))
+        self.sent.extend((event_id, by, purpose) for event_id in event_ids)
 
 
 class FakePublisher:

@@ -1,0 +1,165 @@
+"""Sends that finish, or are given up, within a time limit: and a send given up on stays
+given up.
+
+aiokafka's own waits are not a limit: an idempotent producer retries a batch whose
+partition leader it knows without end, so with Kafka down ``send_and_wait`` waits until
+Kafka is back and then writes the record. For an access acknowledgement that is the worst
+of both: the page waited for minutes, and the audit log then says the person opened a
+record nobody showed them. Here every send has a deadline; past it, or on any failure, the
+producer is abandoned (``broker.kafka.abandon``: nothing it holds is sent or retried) and
+the next send starts a new one.
+
+With a transactional id each send is a transaction, committed only once Kafka has taken
+every record within the deadline. Every reader of the topics a party writes (the worker's
+consumer of ingress, consent and access topics) is read_committed, so the records of a
+transaction never committed are never seen, even if a request Kafka had received is
+written after we gave up; the next producer's start, with the same id, aborts it at once
+(else Kafka does, after ``transaction_timeout_ms``). Without one, abandoning the producer
+stops every retry, but a request already on the wire may still be written: publish again
+under the same event id (the broker takes an event id once).
+
+The one case a transaction cannot close: the deadline passing while Kafka commits. The
+caller is told the send failed; the commit may still complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from broker.errors import TransportError, UsageError
+from broker.kafka import KafkaClients, Producer, abandon, connecting, stop_quietly, translated
+
+__all__ = ["DEFAULT_SEND_TIMEOUT", "BoundedProducer", "Outgoing"]
+
+#: Seconds an SDK send may take before it is given up (the desk's are shorter:
+#: ``DeskSettings.send_timeout_seconds``). Under aiokafka's own request timeout (40 s).
+DEFAULT_SEND_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record to send: sealed already."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class BoundedProducer:
+    """One producer for a client; ``send`` sends records together, within ``timeout`` s."""
+
+    def __init__(
+        self,
+        kafka: KafkaClients,
+        client_id: str,
+        *,
+        timeout: float,
+        transactional_id: str | None = None,
+    ) -> None:
+        if not timeout > 0:
+            raise UsageError("a send timeout is a number of seconds above 0")
+        self._kafka = kafka
+        self._client_id = client_id
+        self.timeout = timeout
+        self.transactional_id = transactional_id
+        self._producer: Producer | None = None
+        self._started = False
+        # A transactional producer runs one transaction at a time; the wait for it counts
+        # against each caller's own deadline.
+        self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _new(self) -> Producer:
+        if self.transactional_id is None:
+            return self._kafka.producer(self._client_id)
+        # Long enough for any send we wait for; short, so that a transaction left open by
+        # an abandoned producer (whose id is not used again) holds back read_committed
+        # readers of its partitions for seconds, not Kafka's default minute.
+        ms = int(max(10.0, 3 * self.timeout) * 1000)
+        return self._kafka.transactional_producer(
+            self.transactional_id, self._client_id, transaction_timeout_ms=ms
+        )
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        """Start the first producer: a Kafka that cannot be reached is reported now."""
+        producer = self._new()
+        try:
+            async with connecting(self._kafka):
+                await producer.start()
+        except BaseException:
+            await stop_quietly(producer)  # else it is reported unclosed after our error line
+            raise
+        self._producer, self._started = producer, True
+
+    async def stop(self) -> None:
+        producer, self._producer, self._started = self._producer, None, False
+        if producer is not None:
+            await producer.stop()  # every send was awaited or abandoned: nothing to flush
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def send(self, what: str, records: Sequence[Outgoing]) -> list[Any]:
+        """Send ``records`` (one transaction, with a transactional id); their metadata.
+
+        ``TransportError`` if Kafka has not taken them all within the deadline, or failed.
+        """
+        if not self._started:  # the clients say so first, naming themselves
+            raise UsageError("the client is not started")
+        try:
+            async with asyncio.timeout(self.timeout), self._lock:
+                try:
+                    return await self._send(what, records)
+                except BaseException:
+                    self._abandon()
+                    raise
+        except TimeoutError:
+            fate = (
+                "nothing was written"
+                if self.transactional_id is not None
+                else "it is not sent again, but Kafka may have received it"
+            )
+            raise TransportError(
+                f"{what}: Kafka did not answer within {self.timeout:g} s; {fate}"
+            ) from None
+
+    async def _send(self, what: str, records: Sequence[Outgoing]) -> list[Any]:
+        producer = self._producer
+        if producer is None:  # the last one was abandoned
+            producer = self._new()
+            try:
+                async with translated(f"{what}: connecting to Kafka"):
+                    await producer.start()
+            except BaseException:
+                self._abandon_later(producer)
+                raise
+            self._producer = producer
+        transactional = self.transactional_id is not None
+        async with translated(what):
+            if transactional:
+                await producer.begin_transaction()
+            futures = [
+                await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records
+            ]
+            metas = list(await asyncio.gather(*futures))
+            if transactional:
+                await producer.commit_transaction()
+        return metas
+
+    def _abandon(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            self._abandon_later(producer)
+
+    def _abandon_later(self, producer: Producer) -> None:
+        # In the background: a caller past its deadline must not wait for the close too.
+        task = asyncio.create_task(abandon(producer), name="accord-abandon-producer")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)

@@ -1,0 +1,106 @@
+"""Every SDK send is bounded in time, and one given up on is never committed or sent again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from broker.config import KafkaSettings
+from broker.errors import TransportError, UsageError
+from broker.sdk._bounded import BoundedProducer, Outgoing
+
+RECORD = Outgoing("accord.access", b"k", b"v", [])
+
+
+class FakeProducer:
+    """A producer whose sends Kafka takes (``answers``) or never answers."""
+
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    async def start(self) -> None:
+        self.calls.append("start")
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    async def send(self, topic: str, value: bytes, **_: Any) -> asyncio.Future[Any]:
+        self.calls.append("send")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.answers:
+            future.set_result((topic, value))
+        return future  # else never resolved: Kafka is down and aiokafka retries forever
+
+
+class FakeKafka:
+    bootstrap = "127.0.0.1:1"
+    principal = None
+    settings = KafkaSettings(bootstrap=bootstrap)
+
+    def __init__(self, *answers: bool) -> None:
+        self.answers = list(answers)
+        self.made: list[FakeProducer] = []
+        self.options: list[dict[str, Any]] = []
+
+    def _make(self, **options: Any) -> FakeProducer:
+        self.options.append(options)
+        self.made.append(FakeProducer(self.answers.pop(0)))
+        return self.made[-1]
+
+    def producer(self, client_id: str, **options: Any) -> FakeProducer:  # noqa: ARG002  # the seam's signature
+        return self._make(**options)
+
+    def transactional_producer(
+        self,
+        transactional_id: str,  # noqa: ARG002  # as above
+        client_id: str,  # noqa: ARG002
+        **options: Any,
+    ) -> FakeProducer:
+        return self._make(**options)
+
+
+async def test_a_send_kafka_never_answers_fails_within_the_limit_and_is_never_committed() -> None:
+    kafka = FakeKafka(False, True)
+    bounded = BoundedProducer(kafka, "c", timeout=0.2, transactional_id="accord.desk.p.acks.1")  # type: ignore[arg-type]
+    await bounded.start()
+    t0 = time.monotonic()
+    with pytest.raises(TransportError, match=r"did not answer within 0\.2 s; nothing was written"):
+        await bounded.send("publishing to accord.access", [RECORD])
+    assert time.monotonic() - t0 < 1.0
+    await asyncio.sleep(0)  # the abandoned producer is closed in the background
+    stuck = kafka.made[0]
+    assert stuck.calls == ["start", "begin", "send", "stop"]  # never committed
+    # The next send has a producer of its own (its start fences the stuck one's transaction).
+    assert await bounded.send("publishing to accord.access", [RECORD]) == [("accord.access", b"v")]
+    assert kafka.made[1].calls == ["start", "begin", "send", "commit"]
+    # A transaction left open by an abandoned producer holds back readers for seconds.
+    assert kafka.options[0]["transaction_timeout_ms"] == 10_000
+    await bounded.stop()
+    assert kafka.made[1].calls[-1] == "stop"
+
+
+async def test_without_a_transactional_id_a_send_given_up_on_says_kafka_may_have_it() -> None:
+    kafka = FakeKafka(False)
+    bounded = BoundedProducer(kafka, "c", timeout=0.1)  # type: ignore[arg-type]
+    await bounded.start()
+    with pytest.raises(TransportError, match="not sent again, but Kafka may have received it"):
+        await bounded.send("publishing to accord.ingress.wmp", [RECORD])
+    await bounded.stop()
+    assert kafka.made[0].calls == ["start", "send", "stop"]
+
+
+async def test_a_send_before_start_or_a_limit_of_nothing_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        BoundedProducer(FakeKafka(), "c", timeout=0)  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        await BoundedProducer(FakeKafka(), "c", timeout=1).send("x", [RECORD])  # type: ignore[arg-type]
