@@ -1,5 +1,5 @@
 """A worker holding every input partition keeps its place in the group while its event loop
-is busy, on the real broker.
+is busy and taking the partitions on is slow, on the real broker.
 
 ``accord demo`` runs the worker on one event loop with the console, the agencies and the
 subscribers. aiokafka sends no heartbeat while the assignment listener runs, and that
@@ -23,14 +23,17 @@ from structlog.testing import capture_logs
 from broker.devkafka import EmbeddedKafka
 from broker.pipeline import WorkerOptions
 from broker.pipeline._loop import INPUT_PATTERN
+from broker.pipeline._tail import ChangelogTail
 from broker.provision import desired_access
 from tests.e2e.worker_proc import POLICIES, project_broker, worker_in_process
 from tests.kafka_helpers import admin_settings
 
 pytestmark = pytest.mark.slow
 
-BUSY_S, FREE_S = 0.15, 0.05  # the loop is blocked three quarters of the time
-WATCH_S = 20  # past aiokafka's old 10 s session twice over, from the first assignment
+BUSY_S, FREE_S = 0.1, 0.1  # the loop is blocked half the time
+SESSION_MS = 10_000  # aiokafka's default, which the worker once ran on
+CATCH_UP_S = 12  # reading the state up to date takes longer than that (a long changelog)
+WATCH_S = 15  # a rejoin follows a lapsed session's next heartbeat (every 3 s)
 
 
 async def _hog(done: asyncio.Event) -> None:
@@ -45,31 +48,41 @@ def _events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, A
 
 
 async def test_a_worker_on_a_busy_event_loop_takes_its_partitions_once_and_keeps_them(
-    isolated_kafka: EmbeddedKafka, tmp_path: Path
+    isolated_kafka: EmbeddedKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Taking the partitions on outlasts even aiokafka's short session: the worker keeps
+    its place only if the group hears from it meanwhile."""
+    monkeypatch.setenv("ACCORD_WORKER__GROUP_SESSION_TIMEOUT_MS", str(SESSION_MS))
+    caught_up = ChangelogTail.caught_up
+
+    async def slow_catch_up(tail: ChangelogTail) -> None:
+        await asyncio.sleep(CATCH_UP_S)  # each time: a rejoin would take as long again
+        await caught_up(tail)
+
+    monkeypatch.setattr(ChangelogTail, "caught_up", slow_catch_up)
     policy, keys = project_broker(isolated_kafka.bootstrap, tmp_path)
     desired = desired_access(policy, admin_settings(isolated_kafka.bootstrap), logins=False)
     inputs = sum(t.partitions for t in desired.topics if re.match(INPUT_PATTERN, t.name))
     done = asyncio.Event()
-    hog = asyncio.create_task(_hog(done))
     options = WorkerOptions(policies=POLICIES)
-    try:
-        with capture_logs() as logs:
-            async with worker_in_process(isolated_kafka.bootstrap, tmp_path, keys, options) as (
-                task,
-                _,
-            ):
-                for _ in range(120):  # the first assignment, however slow the busy loop
-                    if _events(logs, "partitions_assigned"):
-                        break
+    with capture_logs() as logs:
+        async with worker_in_process(isolated_kafka.bootstrap, tmp_path, keys, options) as (
+            task,
+            _,
+        ):
+            hog = asyncio.create_task(_hog(done))  # from the group's first join on
+            try:
+                until = time.monotonic() + 60  # the first assignment, however slow the loop
+                while not _events(logs, "partitions_assigned") and time.monotonic() < until:
                     assert not task.done()
                     await asyncio.sleep(0.5)
                 await asyncio.sleep(WATCH_S)
                 assert not task.done()
-    finally:
-        done.set()
-        await hog
+            finally:
+                done.set()
+                await hog
     assigned = _events(logs, "partitions_assigned")
-    assert len(assigned) == 1, [(e["event"], e.get("held")) for e in logs if "partitions" in e]
+    moves = [(e["event"], e.get("held"), e.get("took_s")) for e in logs if "partitions" in e]
+    assert len(assigned) == 1, moves
     assert _events(logs, "partitions_revoked") == []
     assert assigned[0]["held"] == inputs >= 72  # every input partition, on one worker
