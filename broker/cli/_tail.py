@@ -22,9 +22,11 @@ Group = Annotated[str | None, typer.Option(help="Consumer group, PARTY.NAME (def
 MaxRecords = Annotated[int | None, typer.Option("--max", help="Stop after N records.")]
 Idle = Annotated[float | None, typer.Option(help="Stop after this many seconds with nothing new.")]
 By = Annotated[
-    str,
+    str | None,
     typer.Option(
-        help="Who opens the records (a staff or system id): each is acknowledged as opened by it."
+        help="Who is reading (a staff or system id): each record printed is acknowledged as "
+        "opened by it, in the child's disclosure log. Default: your login name.",
+        show_default=False,
     ),
 ]
 
@@ -38,10 +40,10 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOut = False,
         max_records: MaxRecords = None,
         idle: Idle = None,
-        by: By = "accord-tail",
+        by: By = None,
     ) -> None:
         """Open and print the records delivered to a party, as they arrive; each record
-        opened is acknowledged (audited as opened by --by)."""
+        printed is acknowledged (audited as opened by --by, default your login name)."""
         from broker.cli._logging import configure_logging
 
         settings = load_settings()
@@ -56,9 +58,32 @@ def register(app: typer.Typer) -> None:
                 as_json=json_out,
                 max_records=max_records,
                 idle=idle,
-                by=by,
+                by=by if by is not None else _login(),
             )
         )
+
+
+def _login() -> str:
+    """Who is at this terminal, as the system knows them: the audit log must name a person,
+    never the tool (an IG officer cannot ask ``accord-tail`` why it opened a child's record).
+    ``UsageError`` when there is no login name to take: then --by must say."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no LOGNAME, USER or passwd entry (a bare container)
+        raise UsageError(
+            "--by: no login name to record as the reader; give your staff id"
+        ) from None
+    try:
+        _check_by(name)
+    except UsageError:
+        # Not repeated: a login name is a person's, and stderr may be kept in a log.
+        raise UsageError(
+            "--by: your login name is not a staff or system id (letters, digits, . _ / -); "
+            "give your staff id"
+        ) from None
+    return name
 
 
 async def _tail(

@@ -146,3 +146,54 @@ def test_an_unopenable_record_is_warned_on_stderr_never_among_json_lines(
     assert [json.loads(line)["kind"] for line in lines] == ["delivery", "delivery"]
     assert "record_unopenable" in err
     assert "record_unopenable" not in out
+
+
+@pytest.fixture
+def tail_options(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """``accord tail``'s command line, up to ``_tail``: what it was given."""
+    given: dict[str, Any] = {}
+
+    async def fake_tail(_settings: Any, _party: str, **options: Any) -> None:
+        given.update(options)
+
+    monkeypatch.setattr(_tail, "_tail", fake_tail)
+    return given
+
+
+def test_by_defaults_to_the_person_logged_in_never_the_tool(
+    tail_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An IG officer reading a child's disclosure log must see who opened each record."""
+    monkeypatch.setattr("getpass.getuser", lambda: "kim.ward")
+    from broker.cli import main
+
+    main(["tail", "--as", PARTY])
+    assert tail_options["by"] == "kim.ward"
+    main(["tail", "--as", PARTY, "--by", "duty-7"])
+    assert tail_options["by"] == "duty-7"
+
+
+@pytest.mark.parametrize("login", ["Jane Smith", None])
+def test_without_a_usable_login_name_by_must_be_given(
+    login: str | None,
+    tail_options: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One line, naming --by, never the login name (a person's name may be in it)."""
+
+    def getuser() -> str:
+        if login is None:
+            raise OSError("no login name")
+        return login
+
+    monkeypatch.setattr("getpass.getuser", getuser)
+    from broker.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tail", "--as", PARTY])
+    assert exit_info.value.code != 0
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--by" in line
+    assert "Jane" not in line
+    assert tail_options == {}
