@@ -3,9 +3,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from broker.config import Settings
 
 Duration = Annotated[
     float | None,
@@ -36,12 +39,17 @@ def register(app: typer.Typer) -> None:
         console_port: ConsolePort = 8765,
     ) -> None:
         """Run the whole broker on the embedded default: agencies, hubs and the IG console."""
+        from broker.cli._demo_hints import DemoShell, accord_command, check_port, home_env
         from broker.cli._demo_run import run_demo
         from broker.cli._logging import configure_logging
         from broker.config import KafkaSecurity, load_settings
         from broker.devkafka import EmbeddedKafka
 
         settings = load_settings()
+        # Before Kafka starts and the keys are made: a taken port is said now, naming the
+        # option that picks another, not minutes later.
+        check_port(settings.console.host, console_port, "--console-port")
+        check_port("127.0.0.1", metrics_port, "--metrics-port")  # the worker's ops server
         configure_logging("error")
         # aiokafka logs every retried broker answer: NotLeader just after topics are made, and
         # on Kafka 4 a NotEnoughReplicas on many commits (the transaction-verification race,
@@ -51,10 +59,11 @@ def register(app: typer.Typer) -> None:
         node = EmbeddedKafka(settings.home / "kafka-data", home=settings.home)
         st = node.start()
         secured = st.security is KafkaSecurity.SASL_SSL
+        down = DemoShell(accord_command()).run("kafka", "down", env=home_env(settings.home))
         typer.echo(
             f"kafka running (pid {st.pid}) at {st.bootstrap}, "
             f"{'TLS + SCRAM logins + ACLs' if secured else 'PLAINTEXT (insecure)'}; "
-            "stop it with 'accord kafka down'"
+            f"stop it with '{down}'"
         )
         console = settings.console.model_copy(update={"port": console_port})
         kafka = settings.kafka.model_copy(
@@ -67,6 +76,7 @@ def register(app: typer.Typer) -> None:
         # The demo is the example's: with no bundle named and none here, it runs the example
         # bundle, pinned here for every part of it (the worker, the flag service).
         policies = settings.policies_or_example()
+        typer.echo(f"policy bundle: {policies.absolute()} ({_whose(settings)})")
         settings = settings.model_copy(
             update={"kafka": kafka, "console": console, "policies_dir": policies}
         )
@@ -74,4 +84,13 @@ def register(app: typer.Typer) -> None:
         # on, as the worker's own stop: either way the demo ends here, Kafka stays up.
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_demo(settings, duration=duration, rate=rate, metrics_port=metrics_port))
-        typer.echo("demo stopped; Kafka keeps running ('accord kafka down' stops it)")
+        typer.echo(f"demo stopped; Kafka keeps running ('{down}' stops it)")
+
+
+def _whose(settings: Settings) -> str:
+    """Why the demo runs this bundle: named, or found here, or the example."""
+    if settings.policies_dir is not None:
+        return "ACCORD_POLICIES"
+    if settings.policies_at_hand() is not None:
+        return "policies/ in this folder"
+    return "the example bundle: no policies/ in this folder and no ACCORD_POLICIES"

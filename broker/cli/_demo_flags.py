@@ -96,6 +96,21 @@ class FlagServiceProcess:
                 env=self._env(), stdout=out, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
 
+    def status(self) -> str:
+        """What to look at when the service is slow to answer, for the terminal: whether it
+        is still running, and its log only when the log has something in it (it logs each
+        flag it raises and each warning: empty while it starts, however slowly)."""
+        try:
+            logged = self.log.stat().st_size > 0
+        except OSError:
+            logged = False
+        where = f"its log: {self.log}" if logged else "it has logged nothing yet"
+        if self.proc is None:
+            return "the flag service was not started"
+        if self.proc.returncode is not None:
+            return f"the flag service has exited (status {self.proc.returncode}); {where}"
+        return f"the flag service is still running; {where}"
+
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
             return

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from broker.cli._demo_flags import flag_source, wait_for_flag, wait_until_held
 from broker.config import EnvelopeSettings
@@ -29,10 +29,16 @@ from broker.sdk import Delivery, Publisher, Subscriber
 from broker.synthetic import SyntheticFamilies
 
 REFERRAL, OUTCOME = "coordination.referral", "coordination.referral_outcome"
+# How long a step is expected to take: past it, the loop says the machine is slow and goes
+# on listening, and the step is printed, and the story goes on, when it comes.
 _WAIT_S = 30.0
-# Each of the flag step's two waits: the flag service starts beside the demo (faust takes
-# some seconds, more on a busy machine) before it takes the first record.
+# The flag step's two: the flag service starts beside the demo (faust takes some seconds, more
+# on a busy machine) before it takes the first record.
 _FLAG_WAIT_S = 60.0
+# Each wait's end: a story that never ends would hold a demo run with --duration for ever.
+_GIVE_UP_S = 300.0
+
+T = TypeVar("T")
 
 
 def referral_parties(policy: Policy) -> tuple[str, str] | None:
@@ -55,19 +61,53 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-async def _first(
-    sub: Subscriber, event_id: str, *, by: str, say: Callable[[str], None]
-) -> Delivery | None:
-    """Poll ``sub`` until the delivery of ``event_id`` (opened, as ``by``) or the wait ends."""
-    deadline = asyncio.get_running_loop().time() + _WAIT_S
+async def _patiently(
+    wait: Callable[[float], Awaitable[T | None]],
+    *,
+    expected: float,
+    slow: Callable[[], None],
+) -> T | None:
+    """``wait(seconds)``'s answer; when none comes within ``expected``, ``slow()`` is said
+    and the wait goes on, up to ``_GIVE_UP_S`` in all. None: nothing came in that time."""
+    found = await wait(expected)
+    if found is None:
+        slow()
+        found = await wait(_GIVE_UP_S - expected)
+    return found
+
+
+async def _next_delivery(sub: Subscriber, event_id: str, by: str, within: float) -> Delivery | None:
+    """Poll ``sub`` until the delivery of ``event_id`` (opened, as ``by``), or None after
+    ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
         for record in await sub.poll(0.5):
             m = record.message
             if isinstance(m, Delivery) and m.event_id == event_id:
                 await record.opened(by=by, purpose=m.purpose)
                 return m
-    say(f"referral loop: nothing arrived for {event_id} within {_WAIT_S:g} s")
     return None
+
+
+async def _first(
+    sub: Subscriber, event_id: str, *, by: str, say: Callable[[str], None]
+) -> Delivery | None:
+    """The delivery of ``event_id`` to ``sub``'s party, opened as ``by``; None (said) if it
+    has not come when the loop gives up."""
+    got = await _patiently(
+        lambda within: _next_delivery(sub, event_id, by, within),
+        expected=_WAIT_S,
+        slow=lambda: say(
+            f"referral loop: nothing yet for {event_id} after {_WAIT_S:g} s: this machine is "
+            f"slow; still listening (up to {_GIVE_UP_S:g} s), and the story goes on when it "
+            "arrives"
+        ),
+    )
+    if got is None:
+        say(f"referral loop: nothing arrived for {event_id} within {_GIVE_UP_S:g} s; the story "
+            "stops here (the worker's metrics, printed above, show whether it is deciding: "
+            "accord_decisions_total)")  # fmt: skip
+    return got
 
 
 async def _flagged(
@@ -81,8 +121,10 @@ async def _flagged(
     fam: SyntheticFamilies,
     say: Callable[[str], None],
     envelope: EnvelopeSettings,
+    status: Callable[[], str] | None = None,
 ) -> Flag | None:
-    """An agency's two concerns about ``child``; the team's flag for the child, or None."""
+    """An agency's two concerns about ``child``; the team's flag for the child, or None.
+    ``status``: what the flag service is doing, said when it is slow."""
     source = flag_source(policy, team)
     key = child_key(linkage, child)
     if source is None or key is None:
@@ -99,23 +141,43 @@ async def _flagged(
         await pub.publish(first)
         say(f"flags 1/3: {agency} reports a {etype} concern about a child, 3 days ago "
             f"({first['event_id']})")  # fmt: skip
+
+        async def held(within: float) -> bool | None:
+            return await wait_until_held(kafka(team), team, key, within=within) or None
+
+        def slow(what: str) -> Callable[[], None]:
+            return lambda: say(
+                f"flags: {what} after {_FLAG_WAIT_S:g} s: this machine is slow; still waiting "
+                f"(up to {_GIVE_UP_S:g} s), and the story goes on when it comes{_said(status)}"
+            )
+
+        not_yet = slow(f"{team}'s flag service has not taken the record")
         # In arrival order, as the desk's windows need (see _demo_flags).
-        if not await wait_until_held(kafka(team), team, key, within=_FLAG_WAIT_S):
-            say(f"flags: {team}'s flag service did not take the record within "
-                f"{_FLAG_WAIT_S:g} s (see its log); referring without a flag")  # fmt: skip
+        if not await _patiently(held, expected=_FLAG_WAIT_S, slow=not_yet):
+            say(f"flags: {team}'s flag service did not take the record within {_GIVE_UP_S:g} s"
+                f"{_said(status)}; referring without a flag")  # fmt: skip
             return None
         await pub.publish(second)
     say(f"flags 2/3: {team}'s flag service holds it; {agency} reports a second concern, "
         f"an hour ago ({second['event_id']})")  # fmt: skip
-    flag = await wait_for_flag(kafka(team), team, key, within=_FLAG_WAIT_S)
+    flag = await _patiently(
+        lambda within: wait_for_flag(kafka(team), team, key, within=within),
+        expected=_FLAG_WAIT_S,
+        slow=slow("no flag for the child yet"),
+    )
     if flag is None:
-        say(f"flags: no flag for the child within {_FLAG_WAIT_S:g} s; referring anyway")
+        say(f"flags: no flag for the child within {_GIVE_UP_S:g} s{_said(status)}; "
+            "referring anyway")  # fmt: skip
         return None
     say(
         f"flags 3/3: {team}'s flag service raised {flag.rule} ({flag.title}) over "
         f"{len(flag.event_ids)} record(s), flag {flag.flag_id}; a person decides: refer"
     )
     return flag
+
+
+def _said(status: Callable[[], str] | None) -> str:
+    return "" if status is None else f" ({status()})"
 
 
 def _fields(view: dict[str, Any]) -> str:
@@ -132,10 +194,12 @@ async def referral_loop(
     envelope: EnvelopeSettings,
     delay: float = 1.0,
     linkage: bytes | None = None,
+    flag_status: Callable[[], str] | None = None,
 ) -> None:
     """Run the scripted loop once, after ``delay`` seconds (the agencies' stream flowing);
-    with the team's desk ``linkage`` key, the flag service's flag for the child first. Every
-    client seals with ``envelope``, the settings' (the demo's keystores are of its KEM)."""
+    with the team's desk ``linkage`` key, the flag service's flag for the child first
+    (``flag_status`` says what the service is doing, when it is slow). Every client seals
+    with ``envelope``, the settings' (the demo's keystores are of its KEM)."""
     found = referral_parties(policy)
     if found is None:
         say("referral loop: the bundle has no referral agreement; skipped")
@@ -161,6 +225,7 @@ async def referral_loop(
             fam=fam,
             say=say,
             envelope=envelope,
+            status=flag_status,
         )
         if flag is not None:
             summary = f"Flagged: {flag.title}. Family agreed to early help."
@@ -210,8 +275,11 @@ async def referral_loop(
         }  # fmt: skip
         async with Publisher(hub, keys(hub), kafka(hub), envelope=envelope) as pub:
             await pub.publish(outcome)
+        # Sent here, not from a desk: a hub desk running beside the demo lists the referral
+        # as awaiting an outcome, since a desk knows only the outcomes sent from it.
         say(f"referral loop 3/4: {hub} sends its outcome, support_offered "
-            f"(outcome {outcome['event_id']}, reference = the referral)")  # fmt: skip
+            f"(outcome {outcome['event_id']}, reference = the referral; sent by this script, "
+            f"so {hub}'s desk, if running, does not show it)")  # fmt: skip
         answer = await _first(back, outcome["event_id"], by=f"{team}/duty-worker", say=say)
         if answer is None:
             return

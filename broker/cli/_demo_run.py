@@ -17,15 +17,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import typer
 from prometheus_client import CollectorRegistry
 
+from broker.cli._demo_console import demo_console as _console
 from broker.cli._demo_flags import FlagServiceProcess
+from broker.cli._demo_hints import DemoShell, with_port_hint
 from broker.cli._demo_keys import demo_keystores
 from broker.config import EnvelopeSettings, Settings, WorkerSettings
-from broker.errors import AccordError
+from broker.errors import AccordError, UsageError
 from broker.kafka import KafkaClients, client_settings
 from broker.keys import FileKeyStore
 from broker.pipeline import Worker, WorkerOptions, serve
@@ -35,7 +36,6 @@ from broker.provision import provision
 from broker.sdk import Delivery, Publisher, Subscriber
 from broker.synthetic import SyntheticFamilies
 
-DEMO_OFFICER = "ig.demo"
 _TARGET_DISTRICTS = ("DY4", "WS10", "B69", "B70", "B66", "WV10", "WV11", "WV14", "WV4", "B3")
 
 
@@ -196,64 +196,6 @@ async def _recipient(
                     say(f"→ {party:<22} consent withdrawn: stop processing {n} record(s)")
 
 
-def _index_label(db: str) -> str:
-    """Where the audit index is, for the terminal: never a URL's user, password or query
-    (``?password=``), which the settings keep secret."""
-    try:
-        url = urlsplit(db.strip())
-        host = url.hostname or ""
-        port = f":{url.port}" if url.port else ""
-    except ValueError:
-        return "PostgreSQL (ACCORD_AUDIT__DB)"
-    if url.scheme.lower() == "sqlite":
-        return db.strip()  # a file name: no credentials in it
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{url.scheme}://{host}{port}{url.path}"
-
-
-async def _console(
-    settings: Settings,
-    kafka: KafkaClients,
-    policy: Policy,
-    stop: asyncio.Event,
-    say: Callable[[str], None],
-) -> None:
-    """The governance console, keeping the audit index (SQLite by default) current itself."""
-    from broker.console import ConsoleRun, TotpBox, UserFile, run_console
-    from broker.governance import open_store
-    from broker.webauth import device_key
-
-    # A demo officer with a fresh random password each run, printed once, below. Password
-    # only: a second factor would need an authenticator app before anyone could look at
-    # the demo, so the demo says loudly that real accounts are not made this way.
-    password = secrets.token_urlsafe(12)
-    keys = FileKeyStore(settings.keystore_path(Principal.CONSOLE), settings.keystore_passphrase())
-    box = TotpBox.from_keystore(keys, "console", create=True)  # the demo enrols its officer
-    device_key(keys, "console", settings.console_users_file, create=True)  # as add-user does
-    users = UserFile(settings.console_users_file, box=box)
-    users.add(DEMO_OFFICER, password, replace=True)
-    db = settings.audit.db.get_secret_value() if settings.audit.db else None
-    store = open_store(db, home=settings.home)
-
-    def started(run: ConsoleRun) -> None:
-        say(f"governance console at {run.url}  (sign in as {DEMO_OFFICER} / {password})")
-        say(
-            f"WARNING: {DEMO_OFFICER} is a demo account with NO second factor (leave the "
-            "one-time code empty); 'accord console add-user' gives real accounts one"
-        )
-        index = _index_label(db) if db else settings.home / "audit.db"
-        say(f"audit index: {index} (`accord audit report|verify` work from another terminal)")
-
-    try:
-        await run_console(
-            settings, store, kafka, policy=policy, index=True, started=started, stop=stop,
-            reopen=lambda: open_store(db, home=settings.home),
-        )  # fmt: skip
-    finally:
-        store.close()
-
-
 async def _loop(
     kafka: Callable[[str], KafkaClients],
     keys: Callable[[str], FileKeyStore],
@@ -263,6 +205,7 @@ async def _loop(
     *,
     linkage: bytes | None,
     envelope: EnvelopeSettings,
+    flag_service: FlagServiceProcess | None = None,
 ) -> None:
     """The scripted referral loop, once the agencies' stream flows; a failure there is said,
     and the demo carries on."""
@@ -270,7 +213,10 @@ async def _loop(
 
     await flowing.wait()
     try:
-        await referral_loop(kafka, keys, policy, say=say, linkage=linkage, envelope=envelope)
+        await referral_loop(
+            kafka, keys, policy, say=say, linkage=linkage, envelope=envelope,
+            flag_status=None if flag_service is None else flag_service.status,
+        )  # fmt: skip
     except AccordError as exc:
         say(f"referral loop stopped: {exc}")
 
@@ -295,7 +241,8 @@ async def _flag_service(
     )
     service = FlagServiceProcess(settings, team, passphrase_file)
     await service.start()
-    say(f"flag service for {team} started (accord desk flags; log {service.log})")
+    say(f"flag service for {team} started (accord desk flags; it logs the flags it raises and "
+        f"any warning to {service.log})")  # fmt: skip
     return service, linkage
 
 
@@ -314,6 +261,15 @@ async def _watch(
             if not task.cancelled() and (exc := task.exception()) is not None:
                 say(f"demo: {task.get_name()} failed; stopping")
                 raise exc
+
+
+def _not_started(worker: asyncio.Task[None], metrics_port: int) -> None:
+    """The worker's error, when it could not start: one line, from the CLI, naming
+    --metrics-port when its port was taken."""
+    try:
+        worker.result()
+    except UsageError as exc:
+        raise with_port_hint(exc, metrics_port, "--metrics-port") from None
 
 
 async def run_demo(
@@ -353,13 +309,15 @@ async def run_demo(
     await asyncio.wait({started, worker_task}, return_when=asyncio.FIRST_COMPLETED)
     if worker_task.done():
         started.cancel()
-        worker_task.result()  # the worker could not start: its error, one line, from the CLI
+        _not_started(worker_task, metrics_port)
     say = typer.echo
     say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
     flags, linkage = await _flag_service(settings, policy, say, passphrase_file)
+    shell = DemoShell.for_demo(home=settings.home, policies=settings.policies,
+                               passphrase_file=passphrase_file, kafka=settings.kafka)  # fmt: skip
     tasks = [
         asyncio.create_task(
-            _console(settings, kafka(Principal.CONSOLE), policy, stop, say),
+            _console(settings, kafka(Principal.CONSOLE), policy, stop, say, shell=shell),
             name="the governance console",
         )
     ]
@@ -391,7 +349,16 @@ async def run_demo(
         for p in coord + hubs
     ]
     story = asyncio.create_task(
-        _loop(kafka, keys, policy, say, flowing, linkage=linkage, envelope=settings.envelope),
+        _loop(
+            kafka,
+            keys,
+            policy,
+            say,
+            flowing,
+            linkage=linkage,
+            envelope=settings.envelope,
+            flag_service=flags,
+        ),
         name="the referral loop",
     )
     tasks += [story]

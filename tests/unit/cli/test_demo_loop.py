@@ -17,6 +17,7 @@ from broker.cli._demo_run import _routes
 from broker.config import EnvelopeSettings
 from broker.desk import Flag
 from broker.policy import load_bundle
+from broker.sdk import Delivery
 from broker.synthetic import SyntheticFamilies
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
@@ -49,10 +50,11 @@ def test_the_flag_step_reports_as_an_agency_sharing_categories_with_the_team_unc
 
 
 class _Story:
-    """The flag step's Kafka edges, faked: what was published and waited for, in order."""
+    """The flag step's Kafka edges, faked: what was published and waited for, in order.
+    ``held``: what each wait for the flag service to hold the first concern answers."""
 
-    def __init__(self, *, held: bool) -> None:
-        self.held = held
+    def __init__(self, *, held: bool | list[bool]) -> None:
+        self.held = held if isinstance(held, list) else [held] * 2
         self.steps: list[str] = []
         self.said: list[str] = []
 
@@ -71,7 +73,7 @@ class _Story:
     async def wait_until_held(self, *_args: object, within: float) -> bool:
         assert within > 0  # every wait is bounded
         self.steps.append("held?")
-        return self.held
+        return self.held.pop(0)
 
     async def wait_for_flag(self, _kafka: object, team: str, child: str, *, within: float) -> Flag:
         assert within > 0
@@ -94,6 +96,7 @@ def _run_flag_step(monkeypatch: pytest.MonkeyPatch, story: _Story) -> Flag | Non
             lambda _p: None,  # type: ignore[arg-type,return-value]
             load_bundle(POLICIES), team="sandwell-coord", child=child,
             linkage=b"k" * 32, fam=fam, say=story.said.append, envelope=EnvelopeSettings(),
+            status=lambda: "the flag service is still running; it has logged nothing yet",
         )
     )  # fmt: skip
 
@@ -117,5 +120,158 @@ def test_a_flag_service_that_never_takes_the_first_concern_gets_no_second(
 ) -> None:
     story = _Story(held=False)
     assert _run_flag_step(monkeypatch, story) is None
-    assert story.steps == [story.steps[0], "held?"]
-    assert "did not take the record" in story.said[-1]
+    assert story.steps == [story.steps[0], "held?", "held?"]  # patient, then gives up
+    assert "did not take the record within 300 s" in story.said[-1]
+    # What to look at, never an empty log to read.
+    assert "it has logged nothing yet" in story.said[-1]
+
+
+def test_a_slow_flag_service_is_waited_for_and_the_story_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow first run: past the expected time the loop says the machine is slow, goes on
+    waiting, and tells the rest of the story when the service catches up."""
+    story = _Story(held=[False, True])
+    flag = _run_flag_step(monkeypatch, story)
+    assert flag is not None
+    assert [s.split()[0] for s in story.steps] == ["publish", "held?", "held?", "publish", "flag?"]
+    assert [line.split(":")[0] for line in story.said] == [
+        "flags 1/3", "flags", "flags 2/3", "flags 3/3"
+    ]  # fmt: skip
+    assert "this machine is slow; still waiting" in story.said[1]
+
+
+def test_patiently_says_slow_once_and_keeps_waiting() -> None:
+    answers: list[str | None] = [None, "late"]
+    waits: list[float] = []
+    slow: list[str] = []
+
+    async def wait(within: float) -> str | None:
+        waits.append(within)
+        return answers.pop(0)
+
+    got = asyncio.run(_demo_loop._patiently(wait, expected=30, slow=lambda: slow.append("slow")))
+    assert (got, slow) == ("late", ["slow"])
+    assert waits == [30, _demo_loop._GIVE_UP_S - 30]  # bounded in all
+
+    answers[:] = ["on time"]
+    got = asyncio.run(_demo_loop._patiently(wait, expected=30, slow=lambda: slow.append("slow")))
+    assert (got, slow) == ("on time", ["slow"])
+
+
+class _Record:
+    def __init__(self, message: Delivery) -> None:
+        self.message = message
+
+    async def opened(self, *, by: str, purpose: str) -> None:
+        pass
+
+
+class _Broker:
+    """The loop's Kafka, faked: whatever is published is delivered to the hub and the team
+    (whichever did not send it), ``late`` seconds after it was published."""
+
+    def __init__(self, late: float) -> None:
+        self.late = late
+        self.inbox: dict[str, list[tuple[float, Delivery]]] = {}
+
+    def publisher(self, _party: str, *_a: object, **_k: object) -> _Sender:
+        return _Sender(self)
+
+    def subscriber(self, party: str, *_a: object, **_k: object) -> _Receiver:
+        return _Receiver(self, party)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        at = asyncio.get_running_loop().time() + self.late
+        for to in ("cog-tipton", "sandwell-coord"):
+            if to != event["sender"]:
+                self.inbox.setdefault(to, []).append((at, _delivered(event, to)))
+
+
+class _Sender:
+    def __init__(self, broker: _Broker) -> None:
+        self.broker = broker
+
+    async def __aenter__(self) -> _Sender:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def publish_consent(self, _consent: dict[str, Any]) -> None:
+        return None
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        self.broker.publish(event)
+
+
+class _Receiver(_Sender):
+    def __init__(self, broker: _Broker, party: str) -> None:
+        super().__init__(broker)
+        self.party = party
+
+    async def __aenter__(self) -> _Receiver:
+        return self
+
+    async def poll(self, wait_s: float) -> list[_Record]:
+        await asyncio.sleep(wait_s / 10)
+        now = asyncio.get_running_loop().time()
+        inbox = self.broker.inbox.get(self.party, [])
+        due = [d for at, d in inbox if at <= now]
+        inbox[:] = [(at, d) for at, d in inbox if at > now]
+        return [_Record(d) for d in due]
+
+
+def _delivered(event: dict[str, Any], to: str) -> Delivery:
+    return Delivery.model_validate({
+        "kind": "delivery", "event_id": event["event_id"], "recipient": to,
+        "outcome": "shared", "clauses": ["c"], "agreements": ["a"], "purpose": "early_help",
+        "lawful_basis": {"article6": "public_task"}, "policy_version": "sha256:x",
+        "decided_at": "2026-11-21T22:40:00Z", "view": event,
+    })  # fmt: skip
+
+
+def test_a_late_delivery_is_waited_for_and_the_story_is_told_to_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The referral reaches the hub after the expected wait: the loop says the machine is
+    slow, and prints steps 2/4 to 4/4 when it comes, rather than stopping at 1/4."""
+    policy = load_bundle(POLICIES)
+    broker = _Broker(late=0.6)
+    monkeypatch.setattr(_demo_loop, "Publisher", broker.publisher)
+    monkeypatch.setattr(_demo_loop, "Subscriber", broker.subscriber)
+    monkeypatch.setattr(_demo_loop, "_WAIT_S", 0.3)
+    said: list[str] = []
+    asyncio.run(
+        _demo_loop.referral_loop(
+            lambda _p: None,  # type: ignore[arg-type,return-value]  # the fakes ignore it
+            lambda _p: None,  # type: ignore[arg-type,return-value]
+            policy, say=said.append, envelope=EnvelopeSettings(), delay=0,
+        )
+    )  # fmt: skip
+    steps = [line.split(":")[0] for line in said]
+    assert steps == [
+        "referral loop 1/4", "referral loop", "referral loop 2/4", "referral loop 3/4",
+        "referral loop", "referral loop 4/4",
+    ]  # fmt: skip
+    assert "this machine is slow; still listening" in said[1]
+
+
+def test_a_slow_flag_service_s_status_names_its_log_only_when_it_has_something(
+    tmp_path: Path,
+) -> None:
+    """Pointing at an empty log helps nobody: the service logs only flags and warnings."""
+    from types import SimpleNamespace
+
+    from broker.cli._demo_flags import FlagServiceProcess
+    from broker.config import Settings
+
+    service = FlagServiceProcess(Settings(home=tmp_path), "sandwell-coord")
+    service.proc = SimpleNamespace(returncode=None)  # type: ignore[assignment]
+    service.log.parent.mkdir(parents=True)
+    service.log.write_text("")
+    assert service.status() == "the flag service is still running; it has logged nothing yet"
+    service.log.write_text('{"event": "flags_record_skipped"}\n')
+    assert service.status() == f"the flag service is still running; its log: {service.log}"
+    service.proc = SimpleNamespace(returncode=1)  # type: ignore[assignment]
+    assert service.status().startswith("the flag service has exited (status 1)")

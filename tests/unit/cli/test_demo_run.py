@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from broker.cli import _demo_run
-from broker.cli._demo_run import _index_label, run_demo
-from broker.config import AuditSettings, Settings
+from broker.cli._demo_console import demo_console
+from broker.cli._demo_run import run_demo
+from broker.config import Settings
 from broker.errors import TransportError, UsageError
 from broker.keys import FileKeyStore
 
@@ -76,13 +76,27 @@ def test_a_console_that_cannot_start_ends_the_demo_with_its_error(
     capsys: pytest.CaptureFixture[str],
     duration: float | None,
 ) -> None:
-    async def console(*_args: Any) -> None:
+    async def console(*_args: Any, **_kwargs: Any) -> None:
         raise UsageError("cannot listen on 127.0.0.1:8765: Address already in use")
 
     monkeypatch.setattr(_demo_run, "_console", console)
     with pytest.raises(UsageError, match=r"cannot listen on 127\.0\.0\.1:8765"):
         asyncio.run(_demo(settings, duration))
     assert "demo: the governance console failed; stopping" in capsys.readouterr().out
+
+
+def test_a_taken_metrics_port_names_the_option_that_picks_another(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taken between the demo's own check and the worker's start: the worker's error, with
+    the option to pass."""
+
+    async def serve(_worker: _Worker, **_kwargs: Any) -> None:
+        raise UsageError("cannot serve metrics and probes on 127.0.0.1:0: Address already in use")
+
+    monkeypatch.setattr(_demo_run, "serve", serve)
+    with pytest.raises(UsageError, match=r"Address already in use \(pass --metrics-port PORT"):
+        asyncio.run(_demo(settings, None))
 
 
 def test_a_subscriber_that_fails_later_ends_the_demo_with_its_error(
@@ -118,54 +132,6 @@ def test_the_worker_ending_ends_the_demo(
     asyncio.run(_demo(settings, None))
 
 
-@pytest.mark.parametrize(
-    ("db", "shown"),
-    [
-        ("postgresql://accord:Sup3r-Secret@db.example/audit", "postgresql://db.example/audit"),
-        ("postgres://accord:Sup3r-Secret@db.example:5433/audit?password=Sup3r-Secret",
-         "postgres://db.example:5433/audit"),
-        ("postgresql://accord:Sup3r-Secret@[::1]/audit", "postgresql://[::1]/audit"),
-        ("postgresql:///audit?host=/run/postgresql&password=Sup3r-Secret", "postgresql:///audit"),
-        ("postgresql://accord:Sup3r-Secret@db.example:notaport/audit",
-         "PostgreSQL (ACCORD_AUDIT__DB)"),
-        ("sqlite:///var/lib/accord/audit.db", "sqlite:///var/lib/accord/audit.db"),
-    ],
-)  # fmt: skip
-def test_the_audit_index_is_named_without_user_or_password(db: str, shown: str) -> None:
-    assert _index_label(db) == shown
-
-
-def test_the_demo_prints_a_postgresql_index_without_its_password(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import broker.console
-    import broker.governance
-    from broker.console import ConsoleRun
-
-    class Store:
-        def close(self) -> None:
-            pass
-
-    async def run_console(*_args: Any, started: Callable[[ConsoleRun], None], **_k: Any) -> None:
-        started(ConsoleRun(url="http://127.0.0.1:8765/", chain="console.demo"))
-
-    monkeypatch.setattr(broker.governance, "open_store", lambda *_a, **_k: Store())
-    monkeypatch.setattr(broker.console, "run_console", run_console)
-    url = "postgresql://accord:Sup3r-Secret@db.example/audit"
-    settings = Settings(home=tmp_path, audit=AuditSettings(db=SecretStr(url)))
-    FileKeyStore(tmp_path / "keys", create=True)  # the console's: it seals the accounts file
-    said: list[str] = []
-    asyncio.run(
-        _demo_run._console(settings, None, None, asyncio.Event(), said.append)  # type: ignore[arg-type]
-    )
-    index = [line for line in said if line.startswith("audit index:")]
-    assert index == [
-        "audit index: postgresql://db.example/audit "
-        "(`accord audit report|verify` work from another terminal)"
-    ]
-    assert not [line for line in said if "Sup3r-Secret" in line or "accord@" in line]
-
-
 def test_the_demo_enrols_the_console_s_device_key_and_the_team_s_linkage_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,7 +165,7 @@ def test_the_demo_enrols_the_console_s_device_key_and_the_team_s_linkage_secret(
     monkeypatch.setattr(_demo_run, "FlagServiceProcess", Service)
     settings = Settings(home=tmp_path)
     keys = FileKeyStore(tmp_path / "keys", create=True)  # one keystore for all, here
-    asyncio.run(_demo_run._console(settings, None, None, asyncio.Event(), print))  # type: ignore[arg-type]
+    asyncio.run(demo_console(settings, None, None, asyncio.Event(), print))  # type: ignore[arg-type]
     assert (tmp_path / "keys" / f"{device_secret_name('console')}.secret").is_file()
     _, linkage = asyncio.run(_demo_run._flag_service(settings, policy, print, None))
     assert linkage == desk_linkage_key(keys, party=team)
