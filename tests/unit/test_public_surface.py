@@ -133,7 +133,8 @@ SURFACES = {
         "record_impact", "redecide_both", "serve",
     },
     "broker.policy": {
-        "bundle_files", "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS", "SPECIAL_BASES",
+        "bundle_files", "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS",
+        "SPECIAL_BASES",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",
         "LawfulBasis", "FLAG_VARIABLES", "HOUSEHOLD_AGGREGATES", "CompiledFlagRule", "FlagRule",
         "ExpectedFlag", "FlagScenario",
