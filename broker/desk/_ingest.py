@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from pydantic import ValidationError
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger("accord.desk")
+_LONDON = ZoneInfo("Europe/London")
 
 
 def flags_topic(party: str) -> str:
@@ -50,8 +52,9 @@ def children_in(view: Mapping[str, Any], secret: bytes) -> list[str]:
 
 
 def withdrawal_reason(notice: WithdrawalNotice) -> str:
+    """The banner's text, kept with the hidden record: its time in London's (the pages')."""
     purposes = ", ".join(p.replace("_", " ") for p in notice.purposes) or "every purpose"
-    when = notice.withdrawn_at.strftime("%Y-%m-%d %H:%M UTC")
+    when = notice.withdrawn_at.astimezone(_LONDON).strftime("%Y-%m-%d %H:%M %Z")
     return f"Consent withdrawn for {purposes} on {when}: stop using this record."
 
 

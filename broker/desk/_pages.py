@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI, Request
@@ -20,11 +21,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broker.desk._app import Desk
+from broker.desk._record_pages import register_record_pages
+from broker.desk._show import basis_text, local_time, view_fields, window_text
 from broker.desk._store import (
     HUB_OUTCOMES,
     TEAM_ACTIONS,
     DeskStore,
     StoredDecision,
+    StoredFlag,
     StoredRecord,
 )
 from broker.desk._work import (
@@ -44,6 +48,8 @@ log = structlog.get_logger("accord.desk")
 
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _MAX_REASON = 2000
+# The decision form's checkboxes, within read_form's 16 fields (with csrf, action, reason).
+_MAX_FLAGS_SETTLED = 12
 #: Why a person views a record, by the desk's kind: the ``purpose`` of each acknowledgement.
 VIEW_PURPOSE = {"coordinating_team": "triage", "hub": "referral", "school": "encompass"}
 
@@ -89,9 +95,25 @@ def _answered(store: DeskStore, referral: str) -> bool:
     return any(d.action in HUB_OUTCOMES for d in store.decisions(subject_event=referral))
 
 
+def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag, bool]]]:
+    """Per record, the flags that counted it, each with whether the record triggered it."""
+    marks: dict[str, list[tuple[StoredFlag, bool]]] = {}
+    for f in flags:
+        for event_id in f.event_ids:
+            marks.setdefault(event_id, []).append((f, event_id == f.trigger_event_id))
+    return marks
+
+
 def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one route each
     deps = desk.deps
     store = deps.store
+    # Times as the people reading them live them (Encompass deadlines are Europe/London's):
+    # to the minute, GMT or BST. Replaces the app's UTC filter for every page.
+    zone = ZoneInfo(deps.schools.timezone)
+    desk.templates.filters["when"] = lambda value: local_time(value, zone)
+    desk.templates.globals.update(
+        view_fields=view_fields, basis_text=basis_text, window_text=window_text
+    )
     answering: set[str] = set()  # referrals whose outcome is being sent now
     if deps.kind == "school":
         deps.registry.register(LateNotices(desk))
@@ -164,7 +186,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 "school.html", session, title="Operation Encompass notices",
                 notices=_notices(desk),
             )  # fmt: skip
-        return desk.render("records.html", session, title="Records", records=store.records())
+        return desk.redirect("/records")
 
     @app.get("/child/{child}", response_class=HTMLResponse)
     async def child_page(request: Request, child: str, flag: str | None = None) -> Response:
@@ -201,11 +223,19 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         by_agency: dict[str, list[StoredRecord]] = {}
         for r in records:
             by_agency.setdefault(r.sender, []).append(r)
+        decisions = store.decisions(child=child)
+        open_flags = [f for f in flags if not f.decided]
         return desk.render(
             "child.html", session, title="A child's timeline", child=child, records=records,
             by_agency=by_agency, flags=flags, household=household,
             flag_id=flag if flag and any(f.flag_id == flag for f in flags) else "",
-            decisions=store.decisions(child=child), referrals=referrals, actions=TEAM_ACTIONS,
+            flag_records={f.flag_id: [(i, shown.get(i)) for i in f.event_ids] for f in flags},
+            flag_decisions={f.flag_id: [d for d in decisions if f.flag_id in d.flag_ids]
+                            for f in flags},
+            flag_titles={f.flag_id: f.title for f in flags}, marks=_flag_marks(flags),
+            open_flags=open_flags[:_MAX_FLAGS_SETTLED],
+            more_open=max(0, len(open_flags) - _MAX_FLAGS_SETTLED),
+            decisions=decisions, referrals=referrals, actions=TEAM_ACTIONS,
             names=deps.party_names,
         )  # fmt: skip
 
@@ -232,16 +262,13 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         child = store.current_child(child)  # a page opened before the upgrade
         action = form_field(form, "action") or ""
         reason = (form_field(form, "reason") or "").strip()
-        flag_id = form_field(form, "flag_id") or None
         if action not in TEAM_ACTIONS or not reason or len(reason) > _MAX_REASON:
             session.flash.append("Choose a decision and give a reason (up to 2000 characters).")
             return desk.redirect(f"/child/{child}")
-        if flag_id is not None and (
-            not _ID.fullmatch(flag_id)
-            or (flagged := store.flag(flag_id)) is None
-            or flagged.child != child
-        ):
-            flag_id = None  # a decision about this child settles only this child's flags
+        # The flags ticked on the form, and only this child's: an id carried over from
+        # another child's page, or posted, settles nothing.
+        ticked = {v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)}
+        settles = [f.flag_id for f in store.flags() if f.child == child and f.flag_id in ticked]
         now = deps.clock()
         published = None
         if action == "refer":
@@ -260,13 +287,15 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 return not_sent("referral", reason)
             published = event["event_id"]
         store.decide(
-            action=action, reason=reason, by=session.user, at=now, flag_id=flag_id,
+            action=action, reason=reason, by=session.user, at=now, flag_ids=settles,
             child=child, published_event=published,
         )  # fmt: skip
-        log.info("desk_decision", action=action, by=session.user)
+        log.info("desk_decision", action=action, by=session.user, flags=len(settles))
+        settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
         session.flash.append(
-            f"Referral {published} sent through the broker: the broker decides who receives it."
-            if published else f"Decision recorded: {action.replace('_', ' ')}."
+            f"Referral {published} sent through the broker: the broker decides who receives "
+            f"it. {settled}" if published
+            else f"Decision recorded: {action.replace('_', ' ')}. {settled}"
         )  # fmt: skip
         return desk.redirect(f"/child/{child}", session)
 
@@ -372,18 +401,14 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             session.flash.append("Notice acknowledged as read; the broker has recorded it.")
         return desk.redirect(f"/notice/{event_id}", session)
 
-    @app.get("/record/{event_id}", response_class=HTMLResponse)
-    async def record_page(request: Request, event_id: str) -> Response:
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        record = store.record(event_id) if _ID.fullmatch(event_id) else None
-        if record is None:
-            return desk.refused("No such record.", status=404)
+    async def acknowledged(records: Sequence[StoredRecord], user: str, purpose: str) -> bool:
         try:
-            await viewed([record], session.user, VIEW_PURPOSE.get(deps.kind, "triage"))
+            await viewed(records, user, purpose)
         except _NoAck:
-            return no_ack()
-        return desk.render(
-            "record.html", session, title="Record", record=record, names=deps.party_names
-        )
+            return False
+        return True
+
+    register_record_pages(
+        app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,
+        no_ack=no_ack, view_purpose=VIEW_PURPOSE.get(deps.kind, "triage"),
+    )  # fmt: skip

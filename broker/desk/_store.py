@@ -22,12 +22,24 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from broker.desk._flag import ChildKeys, Flag
+from broker.desk._store_schema import SCHEMA, migrate
+from broker.desk._stored import (
+    BY_ID,
+    DECISION_COLUMNS,
+    R_COLUMNS,
+    RECORD_COLUMNS,
+    StoredDecision,
+    StoredFlag,
+    StoredRecord,
+    as_text,
+    decision_row,
+    record_row,
+)
 from broker.errors import ConfigError, UsageError
 from broker.events import Delivery
 
@@ -42,35 +54,6 @@ __all__ = [
     "open_desk_store",
 ]
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS desk_records (
-        event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, sender TEXT NOT NULL,
-        reference TEXT, occurred_at TEXT, decided_at TEXT NOT NULL, received_at TEXT NOT NULL,
-        purpose TEXT NOT NULL, outcome TEXT NOT NULL, decision TEXT NOT NULL, view TEXT NOT NULL,
-        hidden INTEGER NOT NULL DEFAULT 0, hidden_reason TEXT, hidden_at TEXT)""",
-    """CREATE TABLE IF NOT EXISTS desk_record_children (
-        event_id TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (event_id, child))""",
-    "CREATE INDEX IF NOT EXISTS desk_children_by_child ON desk_record_children (child)",
-    """CREATE TABLE IF NOT EXISTS desk_flags (
-        flag_id TEXT PRIMARY KEY, rule TEXT NOT NULL, title TEXT NOT NULL, child TEXT NOT NULL,
-        event_ids TEXT NOT NULL, raised_at TEXT NOT NULL, received_at TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS desk_decisions (
-        decision_id TEXT PRIMARY KEY, flag_id TEXT, child TEXT, subject_event TEXT,
-        action TEXT NOT NULL, reason TEXT NOT NULL, decided_by TEXT NOT NULL,
-        decided_at TEXT NOT NULL, published_event TEXT)""",
-    """CREATE TABLE IF NOT EXISTS desk_encompass_acks (
-        event_id TEXT PRIMARY KEY, acknowledged_by TEXT NOT NULL, acknowledged_at TEXT NOT NULL)""",
-    # Every withdrawn event id, kept: a notice can be read before the record it recalls (they
-    # travel on different partitions), and the record must then arrive hidden.
-    """CREATE TABLE IF NOT EXISTS desk_withdrawn (
-        event_id TEXT PRIMARY KEY, reason TEXT NOT NULL, withdrawn_at TEXT NOT NULL)""",
-    # The party whose desk this is: records carry no party of their own.
-    "CREATE TABLE IF NOT EXISTS desk_owner (party TEXT PRIMARY KEY)",
-    # A child's key before 2026-12-05 (legacy) and its key now: see rekey_children.
-    """CREATE TABLE IF NOT EXISTS desk_child_aliases (
-        legacy TEXT PRIMARY KEY, child TEXT NOT NULL)""",
-    "CREATE TABLE IF NOT EXISTS desk_migrations (name TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
-)
 _REKEYED = "child-keys-2026-12-05"
 _REKEY_BATCH = 500
 
@@ -81,90 +64,6 @@ HUB_OUTCOMES = ("support_offered", "declined", "closed")
 ACTIONS = TEAM_ACTIONS + HUB_OUTCOMES
 
 
-def _t(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat()
-
-
-def _dt(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    event_id: str
-    event_type: str
-    sender: str
-    reference: str | None
-    occurred_at: datetime | None
-    decided_at: datetime
-    received_at: datetime
-    purpose: str
-    outcome: str
-    decision: dict[str, Any]
-    view: dict[str, Any]
-    hidden: bool
-    hidden_reason: str | None
-
-    @property
-    def need_level(self) -> int | None:
-        level = self.view.get("need_level")
-        return level if isinstance(level, int) else None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFlag:
-    flag_id: str
-    rule: str
-    title: str
-    child: str
-    event_ids: tuple[str, ...]
-    raised_at: datetime
-    decided: bool
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDecision:
-    decision_id: str
-    flag_id: str | None
-    child: str | None
-    subject_event: str | None
-    action: str
-    reason: str
-    decided_by: str
-    decided_at: datetime
-    published_event: str | None
-
-
-_RECORD_COLUMNS = (
-    "event_id, event_type, sender, reference, occurred_at, decided_at, received_at, purpose, "
-    "outcome, decision, view, hidden, hidden_reason"
-)
-_R_COLUMNS = ", ".join("r." + c.strip() for c in _RECORD_COLUMNS.split(","))
-_BY_ID = f"SELECT {_RECORD_COLUMNS} FROM desk_records WHERE event_id = ?"  # noqa: S608  # constant
-_DECISION_COLUMNS = (
-    "decision_id, flag_id, child, subject_event, action, reason, decided_by, decided_at, "
-    "published_event"
-)
-
-
-def _record(row: Sequence[Any]) -> StoredRecord:
-    return StoredRecord(
-        event_id=row[0], event_type=row[1], sender=row[2], reference=row[3],
-        occurred_at=_dt(row[4]), decided_at=datetime.fromisoformat(row[5]),
-        received_at=datetime.fromisoformat(row[6]), purpose=row[7], outcome=row[8],
-        decision=json.loads(row[9]), view=json.loads(row[10]), hidden=bool(row[11]),
-        hidden_reason=row[12],
-    )  # fmt: skip
-
-
-def _decision(row: Sequence[Any]) -> StoredDecision:
-    return StoredDecision(
-        decision_id=row[0], flag_id=row[1], child=row[2], subject_event=row[3], action=row[4],
-        reason=row[5], decided_by=row[6], decided_at=datetime.fromisoformat(row[7]),
-        published_event=row[8],
-    )  # fmt: skip
-
-
 class DeskStore:
     """One party's desk store over a DB-API connection (autocommit; one statement, one write)."""
 
@@ -173,8 +72,9 @@ class DeskStore:
         self._placeholder = placeholder
         # Legacy keys whose flags and decisions this process has moved (``add_aliases``).
         self._moved: set[str] = set()
-        for statement in _SCHEMA:
+        for statement in SCHEMA:
             self._q(statement)
+        migrate(self._q, self._columns)
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._placeholder != "?":
@@ -183,6 +83,11 @@ class DeskStore:
         if cur.description is None:
             return []
         return list(cur.fetchall())
+
+    def _columns(self, table: str) -> list[str]:
+        cur = self._conn.execute(f"SELECT * FROM {table} WHERE 1 = 0")  # noqa: S608  # a constant table name
+        cur.fetchall()
+        return [str(c[0]) for c in cur.description]
 
     def close(self) -> None:
         self._conn.close()
@@ -226,7 +131,8 @@ class DeskStore:
                 delivery.event_id, str(view.get("type", "")), str(view.get("sender", "")),
                 reference if isinstance(reference, str) else None,
                 occurred if isinstance(occurred, str) else None,
-                _t(delivery.decided_at), _t(received_at), delivery.purpose, delivery.outcome,
+                as_text(delivery.decided_at), as_text(received_at), delivery.purpose,
+                delivery.outcome,
                 json.dumps(decision, sort_keys=True), json.dumps(view, sort_keys=True),
             ),
         )  # fmt: skip
@@ -256,13 +162,13 @@ class DeskStore:
             self._q(
                 "INSERT INTO desk_withdrawn (event_id, reason, withdrawn_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (event_id) DO NOTHING",
-                (event_id, reason, _t(at)),
+                (event_id, reason, as_text(at)),
             )
             hidden += len(
                 self._q(
                     "UPDATE desk_records SET hidden = 1, hidden_reason = ?, hidden_at = ? "
                     "WHERE event_id = ? AND hidden = 0 RETURNING event_id",
-                    (reason, _t(at), event_id),
+                    (reason, as_text(at), event_id),
                 )
             )
         return hidden
@@ -272,11 +178,13 @@ class DeskStore:
         # child by its old key.
         rows = self._q(
             "INSERT INTO desk_flags (flag_id, rule, title, child, event_ids, raised_at, "
-            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flag_id) DO NOTHING "
+            "received_at, trigger_event_id, window_seconds, household) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flag_id) DO NOTHING "
             "RETURNING flag_id",
             (
                 flag.flag_id, flag.rule, flag.title, self.current_child(flag.child),
-                json.dumps(list(flag.event_ids)), _t(flag.raised_at), _t(received_at),
+                json.dumps(list(flag.event_ids)), as_text(flag.raised_at), as_text(received_at),
+                flag.trigger_event_id, flag.window_seconds, flag.household,
             ),
         )  # fmt: skip
         return bool(rows)
@@ -342,7 +250,7 @@ class DeskStore:
         self._q(
             "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) "
             "ON CONFLICT (name) DO NOTHING",
-            (_REKEYED, _t(datetime.now(UTC))),
+            (_REKEYED, as_text(datetime.now(UTC))),
         )
         return len(set(aliases.values()))
 
@@ -355,59 +263,89 @@ class DeskStore:
         reason: str,
         by: str,
         at: datetime,
-        flag_id: str | None = None,
+        flag_ids: Sequence[str] = (),
         child: str | None = None,
         subject_event: str | None = None,
         published_event: str | None = None,
     ) -> StoredDecision:
+        """Record a decision; it settles ``flag_ids`` (the caller checks they are the
+        child's)."""
         if action not in ACTIONS:
             raise UsageError(f"unknown decision {action!r}")
         decision = StoredDecision(
-            str(uuid.uuid4()), flag_id, child, subject_event, action, reason, by, at,
-            published_event,
+            str(uuid.uuid4()), tuple(dict.fromkeys(flag_ids)), child, subject_event, action,
+            reason, by, at, published_event,
         )  # fmt: skip
+        # The decision first: a crash before its flags' rows leaves them open (to be decided
+        # again), never a flag settled by a decision nobody can see.
         self._q(
-            f"INSERT INTO desk_decisions ({_DECISION_COLUMNS}) "  # noqa: S608  # constant columns and clauses; values are bound
+            f"INSERT INTO desk_decisions ({DECISION_COLUMNS}) "  # noqa: S608  # constant columns and clauses; values are bound
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                decision.decision_id, flag_id, child, subject_event, action, reason, by, _t(at),
+                decision.decision_id, None, child, subject_event, action, reason, by, as_text(at),
                 published_event,
             ),
         )  # fmt: skip
+        for flag_id in decision.flag_ids:
+            self._q(
+                "INSERT INTO desk_decision_flags (decision_id, flag_id) VALUES (?, ?) "
+                "ON CONFLICT (decision_id, flag_id) DO NOTHING",
+                (decision.decision_id, flag_id),
+            )
         return decision
 
     def acknowledge_encompass(self, event_id: str, by: str, at: datetime) -> bool:
         rows = self._q(
             "INSERT INTO desk_encompass_acks (event_id, acknowledged_by, acknowledged_at) "
             "VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            (event_id, by, _t(at)),
+            (event_id, by, as_text(at)),
         )
         return bool(rows)
 
     # -- what the pages read --------------------------------------------------------------
 
     def record(self, event_id: str) -> StoredRecord | None:
-        rows = self._q(_BY_ID, (event_id,))
-        return _record(rows[0]) if rows else None
+        rows = self._q(BY_ID, (event_id,))
+        return record_row(rows[0]) if rows else None
 
     def records(self, *, event_type: str | None = None) -> list[StoredRecord]:
         where, params = ("WHERE event_type = ?", (event_type,)) if event_type else ("", ())
         rows = self._q(
-            f"SELECT {_RECORD_COLUMNS} FROM desk_records {where} "  # noqa: S608  # constant columns and clauses; values are bound
+            f"SELECT {RECORD_COLUMNS} FROM desk_records {where} "  # noqa: S608  # constant columns and clauses; values are bound
             "ORDER BY decided_at DESC, event_id",
             params,
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
+
+    def records_page(self, *, limit: int, offset: int) -> tuple[list[StoredRecord], int]:
+        """``limit`` stored records from ``offset``, newest first, and how many there are."""
+        rows = self._q(
+            f"SELECT {RECORD_COLUMNS} FROM desk_records "  # noqa: S608  # constant columns; values are bound
+            "ORDER BY decided_at DESC, event_id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        [(total,)] = self._q("SELECT COUNT(*) FROM desk_records")
+        return [record_row(r) for r in rows], int(total)
+
+    def records_with_reference(self, reference: str) -> list[StoredRecord]:
+        """The records whose shared ``reference`` is this one, case and surrounding spaces
+        aside (people type ``wmp/26/1`` for ``WMP/26/1``), newest first."""
+        rows = self._q(
+            f"SELECT {RECORD_COLUMNS} FROM desk_records WHERE UPPER(reference) = ? "  # noqa: S608  # as above
+            "ORDER BY decided_at DESC, event_id LIMIT 200",
+            (reference.strip().upper(),),
+        )
+        return [record_row(r) for r in rows]
 
     def records_about(self, child: str) -> list[StoredRecord]:
         """Every record naming the child, oldest first (hidden ones included, marked)."""
         rows = self._q(
-            f"SELECT {_R_COLUMNS} "  # noqa: S608  # constant columns and clauses; values are bound
+            f"SELECT {R_COLUMNS} "  # noqa: S608  # constant columns and clauses; values are bound
             "FROM desk_records r JOIN desk_record_children c ON c.event_id = r.event_id "
             "WHERE c.child = ? ORDER BY r.occurred_at, r.received_at, r.event_id",
             (child,),
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def children_of(self, event_id: str) -> list[str]:
         rows = self._q("SELECT child FROM desk_record_children WHERE event_id = ?", (event_id,))
@@ -416,21 +354,24 @@ class DeskStore:
     def replies_to(self, event_id: str) -> list[StoredRecord]:
         """Records whose ``reference`` is this event id (a referral's outcomes)."""
         rows = self._q(
-            f"SELECT {_RECORD_COLUMNS} FROM desk_records WHERE reference = ? "  # noqa: S608  # constant columns and clauses; values are bound
+            f"SELECT {RECORD_COLUMNS} FROM desk_records WHERE reference = ? "  # noqa: S608  # constant columns and clauses; values are bound
             "ORDER BY decided_at, event_id",
             (event_id,),
         )
-        return [_record(r) for r in rows]
+        return [record_row(r) for r in rows]
 
     def flags(self, *, open_only: bool = False) -> list[StoredFlag]:
         rows = self._q(
             "SELECT f.flag_id, f.rule, f.title, f.child, f.event_ids, f.raised_at, "
             "EXISTS (SELECT 1 FROM desk_decisions d WHERE d.flag_id = f.flag_id) "
+            "OR EXISTS (SELECT 1 FROM desk_decision_flags s WHERE s.flag_id = f.flag_id), "
+            "f.trigger_event_id, f.window_seconds, f.household "
             "FROM desk_flags f ORDER BY f.raised_at, f.flag_id"
         )
         out = [
             StoredFlag(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])),
-                       datetime.fromisoformat(r[5]), bool(r[6]))
+                       datetime.fromisoformat(r[5]), bool(r[6]), r[7],
+                       None if r[8] is None else int(r[8]), r[9])
             for r in rows
         ]  # fmt: skip
         return [f for f in out if not (open_only and f.decided)]
@@ -449,11 +390,19 @@ class DeskStore:
         else:
             where, params = "", ()
         rows = self._q(
-            f"SELECT {_DECISION_COLUMNS} FROM desk_decisions {where} "  # noqa: S608  # constant columns and clauses; values are bound
+            f"SELECT {DECISION_COLUMNS} FROM desk_decisions {where} "  # noqa: S608  # constant columns and clauses; values are bound
             "ORDER BY decided_at, decision_id",
             params,
         )
-        return [_decision(r) for r in rows]
+        settled: dict[str, list[str]] = {}
+        for decision_id, flag_id in self._q(
+            "SELECT s.decision_id, s.flag_id FROM desk_decision_flags s "  # noqa: S608  # as above
+            f"JOIN desk_decisions d ON d.decision_id = s.decision_id {where} "
+            "ORDER BY s.flag_id",
+            params,
+        ):
+            settled.setdefault(decision_id, []).append(flag_id)
+        return [decision_row(r, settled.get(r[0], ())) for r in rows]
 
     def encompass_ack(self, event_id: str) -> tuple[str, datetime] | None:
         rows = self._q(

@@ -282,10 +282,25 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             # Police's domestic abuse and A&E within 30 days may flag too; nothing else can.
             assert "multi-agency" in rules <= {"multi-agency", "domestic-abuse-repeat"}, rules
             assert child["family_name"] not in await team.locator("#open-flags").inner_text()
+            # Six rows, six "Open the timeline" links: each names its flag to a screen
+            # reader, in text nobody sees.
+            link = team.locator(row).get_by_role("link")
+            await expect(link).to_have_accessible_name(
+                re.compile(r"^Open the timeline for the flag “Contacts from two or more")
+            )
+            box = await link.locator(".visually-hidden").bounding_box()
+            assert box is not None
+            assert box["width"] <= 1
+            assert box["height"] <= 1
             await shot(team, "1-team-flags")
 
             await team.locator(row).locator("text=Open the timeline").click()
-            child_url = f"{team_url}child/{key}?flag={flag.flag_id}"
+            await expect(team.locator(f"#flag-{flag.flag_id} .window")).to_have_text(
+                "window: 90 days"
+            )
+            # The timeline as reached from anywhere (no ?flag=): its decision settles every
+            # open flag of the child, ticked by default.
+            child_url = f"{team_url}child/{key}"
             await reload_until(team, child_url, "#timeline article.record", count=3)
             await expect(team.locator("#timeline section.agency")).to_have_count(3)
             await expect(team.locator("#timeline")).to_contain_text(child["given_name"])
@@ -298,6 +313,16 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             referral_id = await team.locator("#child-referrals li").get_attribute("data-event")
             assert referral_id is not None
             await expect(team.locator("#decisions")).to_contain_text(TEAM_USER)
+            await expect(team.locator(".flag-note[data-decided=no]")).to_have_count(0)
+            await team.goto(team_url)
+            await expect(team.locator("#no-flags")).to_be_visible()
+            # Every record, flagged or not, is one click from the top bar; the list names
+            # nobody.
+            await team.click("header nav >> text=Records")
+            await expect(team.locator("#records tr.record-row")).to_have_count(len(ids))
+            assert child["family_name"] not in await team.content()
+            await shot(team, "9-team-records")
+            await team.goto(child_url)
 
             # The same browser: both desks are at 127.0.0.1 (ports apart), and a browser keeps
             # cookies by host, not port. The hub's sign-in must not sign the team out (the

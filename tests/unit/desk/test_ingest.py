@@ -54,7 +54,7 @@ async def test_a_redelivered_record_is_stored_once_and_a_notice_hides_within_one
     assert hidden is not None
     assert hidden.hidden
     assert hidden.hidden_reason == (
-        "Consent withdrawn for early help on 2026-11-24 09:00 UTC: stop using this record."
+        "Consent withdrawn for early help on 2026-11-24 09:00 GMT: stop using this record."
     )
     assert sub.acks == []  # software opens nothing: only a person's view is acknowledged
 

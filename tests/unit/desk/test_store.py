@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_a_flag_read_twice_is_stored_once_and_leaves_the_open_list_when_decided(
     assert any_store.add_flag(flag(), T0) is False
     assert [f.flag_id for f in any_store.flags(open_only=True)] == ["f1"]
     any_store.decide(action="signpost", reason="universal services", by="kim", at=T0,
-                     flag_id="f1", child="c1")  # fmt: skip
+                     flag_ids=["f1"], child="c1")  # fmt: skip
     assert any_store.flags(open_only=True) == []
     [d] = any_store.decisions(child="c1")
     assert (d.action, d.decided_by, d.reason) == ("signpost", "kim", "universal services")
@@ -109,3 +110,56 @@ def test_a_desk_database_is_one_partys_and_another_desk_cannot_open_it(tmp_path:
     with pytest.raises(ConfigError, match="cog-tipton's desk's, not cog-west-bromwich's"):
         open_desk_store(url, home=tmp_path, party="cog-west-bromwich")
     open_desk_store(url, home=tmp_path, party="cog-tipton").close()  # its own, again
+
+
+def test_a_flag_keeps_its_trigger_its_window_and_its_household(any_store: DeskStore) -> None:
+    any_store.add_flag(flag().model_copy(update={"household": "h1"}), T0)
+    [kept] = any_store.flags()
+    assert (kept.trigger_event_id, kept.window_seconds, kept.household) == ("e2", 86400, "h1")
+
+
+def test_a_decision_settles_every_flag_it_names_and_no_other(any_store: DeskStore) -> None:
+    for f in ("f1", "f2", "f3"):
+        any_store.add_flag(flag(f), T0)
+    any_store.decide(action="escalate", reason="r", by="kim", at=T0, flag_ids=["f1", "f3"],
+                     child="c1")  # fmt: skip
+    assert [f.flag_id for f in any_store.flags(open_only=True)] == ["f2"]
+    [d] = any_store.decisions(child="c1")
+    assert d.flag_ids == ("f1", "f3")
+
+
+def test_a_store_made_before_flags_kept_their_window_is_given_the_columns(
+    tmp_path: Path,
+) -> None:
+    """Its flags and decisions stay as they were: the old ones without a window or trigger,
+    a decision's one flag (the column it was kept in then) still settled."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """CREATE TABLE desk_flags (
+            flag_id TEXT PRIMARY KEY, rule TEXT NOT NULL, title TEXT NOT NULL,
+            child TEXT NOT NULL, event_ids TEXT NOT NULL, raised_at TEXT NOT NULL,
+            received_at TEXT NOT NULL);
+        CREATE TABLE desk_decisions (
+            decision_id TEXT PRIMARY KEY, flag_id TEXT, child TEXT, subject_event TEXT,
+            action TEXT NOT NULL, reason TEXT NOT NULL, decided_by TEXT NOT NULL,
+            decided_at TEXT NOT NULL, published_event TEXT);
+        INSERT INTO desk_flags VALUES ('old', 'multi-agency', 'Two agencies', 'c1',
+            '["e1", "e2"]', '2026-11-23T09:00:00+00:00', '2026-11-23T09:00:00+00:00');
+        INSERT INTO desk_flags VALUES ('old2', 'multi-agency', 'Two agencies', 'c1',
+            '["e1", "e2"]', '2026-11-24T09:00:00+00:00', '2026-11-24T09:00:00+00:00');
+        INSERT INTO desk_decisions VALUES ('d1', 'old', 'c1', NULL, 'signpost', 'r', 'kim',
+            '2026-11-23T10:00:00+00:00', NULL);"""
+    )
+    conn.close()
+    for _ in range(2):  # and again at the next start: nothing to add twice
+        store = open_desk_store(f"sqlite:///{path}", home=tmp_path, party="p")
+        flags = {f.flag_id: f for f in store.flags()}
+        old, old2 = flags["old"], flags["old2"]
+        assert (old.decided, old.trigger_event_id, old.window_seconds) == (True, None, None)
+        assert old2.decided is False
+        [d] = store.decisions(child="c1")
+        assert d.flag_ids == ("old",)
+        store.add_flag(flag("new"), T0)
+        assert store.flag("new").window_seconds == 86400  # type: ignore[union-attr]
+        store.close()

@@ -1,0 +1,147 @@
+"""Every record a desk holds, listed and found: ``/records``, ``/records/search``, ``/record/<id>``.
+
+The list names nobody: when, what, from whom, the reference and the purpose, so a desk can
+reach every record it received (a co-ordinating team's unflagged ones, a hub's records other
+than referrals) without a list of names, itself a disclosure. The people are shown only on
+opening a record, which is acknowledged, by name, like every view.
+
+A search by reference shows the same columns. A search by a child's NHS number ties the
+records found to that child, so it is a view of them: each is acknowledged as viewed before
+the list shows (no acknowledgement, no list), and it finds only records whose delivered view
+names that NHS number (their child key is its keyed hash), so it tells nothing the
+agreements did not. Both queries travel in a POST body, never the address, and no log holds
+them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+
+from broker.desk._app import Desk
+from broker.desk._flag import child_key
+from broker.desk._stored import StoredRecord
+from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE
+from broker.events import normalise_nhs_number
+from broker.webauth import Session, form_field
+
+__all__ = ["PAGE_SIZE", "register_record_pages"]
+
+log = structlog.get_logger("accord.desk")
+
+PAGE_SIZE = 50
+_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# A record's purpose as an acknowledgement carries it (broker.events.AccessAck).
+_PURPOSE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+_MAX_REFERENCE = 200
+
+#: Sends the acknowledgements of the records a page shows: False if they could not be sent.
+Acknowledged = Callable[[Sequence[StoredRecord], str, str], Awaitable[bool]]
+
+
+def register_record_pages(
+    app: FastAPI,
+    desk: Desk,
+    *,
+    signed_in: Callable[[Request], Session | None],
+    checked_form: Callable[[Request, Session], Awaitable[Any | None]],
+    acknowledged: Acknowledged,
+    no_ack: Callable[[], HTMLResponse],
+    view_purpose: str,
+) -> None:
+    deps = desk.deps
+    store = deps.store
+
+    def link(record: StoredRecord) -> str:
+        """The page that shows a record: a hub's referral and a school's notice have their
+        own (with its outcome form, its deadline); any other, the record page."""
+        if deps.kind == "hub" and record.event_type == REFERRAL_TYPE:
+            return f"/referral/{record.event_id}"
+        if deps.kind == "school" and record.event_type == ENCOMPASS_TYPE:
+            return f"/notice/{record.event_id}"
+        return f"/record/{record.event_id}"
+
+    def listing(session: Session, rows: Sequence[StoredRecord], **extra: Any) -> HTMLResponse:
+        values: dict[str, Any] = {
+            "heading": "Records received", "total": len(rows), "page": 1, "pages": 1,
+            "searched": False, "acknowledged": False, "children": [],
+        }  # fmt: skip
+        values.update(extra)
+        return desk.render(
+            "records.html", session, title="Records", rows=[(r, link(r)) for r in rows],
+            names=deps.party_names, **values,
+        )  # fmt: skip
+
+    @app.get("/records", response_class=HTMLResponse)
+    async def records_page(request: Request, page: str = "1") -> Response:
+        session = signed_in(request)
+        if session is None:
+            return desk.redirect("/login")
+        number = int(page) if page.isdigit() and 0 < len(page) < 7 else 1
+        rows, total = store.records_page(limit=PAGE_SIZE, offset=(max(number, 1) - 1) * PAGE_SIZE)
+        pages = max(1, -(-total // PAGE_SIZE))
+        return listing(session, rows, total=total, page=max(number, 1), pages=pages)
+
+    @app.post("/records/search", response_class=HTMLResponse)
+    async def search(request: Request) -> Response:  # noqa: PLR0911  # each refusal its own page
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        form = await checked_form(request, session)
+        if form is None:
+            return desk.refused("Missing or wrong form token.")
+        reference = (form_field(form, "reference") or "").strip()[:_MAX_REFERENCE]
+        typed = (form_field(form, "nhs_number") or "").strip()
+        if not typed:
+            if not reference:
+                session.flash.append("Give a reference or an NHS number to search for.")
+                return desk.redirect("/records", session)
+            found = [r for r in store.records_with_reference(reference) if not r.hidden]
+            log.info("desk_records_search", by=session.user, by_nhs_number=False, found=len(found))
+            return listing(session, found, heading="Records with that reference", searched=True)
+        try:
+            digits = normalise_nhs_number(typed)
+        except ValueError as exc:  # what was wrong with it, never the number itself
+            session.flash.append(f"That is not an NHS number ({exc}).")
+            return desk.redirect("/records", session)
+        child = store.current_child(child_key(deps.linkage_key, {"nhs_number": digits}) or "")
+        # A withdrawn record is not to be used: a search does not tie it to the child.
+        found = [r for r in store.records_about(child) if not r.hidden]
+        if reference:
+            found = [r for r in found if (r.reference or "").upper() == reference.upper()]
+        found.sort(key=lambda r: (r.decided_at, r.event_id), reverse=True)
+        if not await acknowledged(found, session.user, view_purpose):
+            return no_ack()
+        log.info("desk_records_search", by=session.user, by_nhs_number=True, found=len(found))
+        timeline = deps.kind == "coordinating_team" and bool(found)
+        return listing(
+            session, found, heading="Records about that NHS number", searched=True,
+            acknowledged=bool(found), children=[child] if timeline else [],
+        )  # fmt: skip
+
+    @app.get("/record/{event_id}", response_class=HTMLResponse)
+    async def record_page(request: Request, event_id: str) -> Response:
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        record = store.record(event_id) if _ID.fullmatch(event_id) else None
+        if record is None:
+            return desk.refused("No such record.", status=404)
+        # What it was shared for: a record reached from the list is not a referral or a
+        # triage because of the desk it is on.
+        purpose = record.purpose if _PURPOSE.fullmatch(record.purpose) else view_purpose
+        if not await acknowledged([record], session.user, purpose):
+            return no_ack()
+        children = []
+        if deps.kind == "coordinating_team" and not record.hidden:
+            keys = store.children_of(event_id)
+            children = list(dict.fromkeys(store.current_child(c) for c in keys))
+        return desk.render(
+            "record.html", session, title="Record", record=record, names=deps.party_names,
+            purpose=purpose, children=children,
+        )  # fmt: skip

@@ -1,0 +1,70 @@
+"""The desk store's tables, and what a store made by an older desk is given at start.
+
+Every statement is idempotent, so a desk that stops half way through runs them all again at
+its next start: ``CREATE … IF NOT EXISTS`` for tables, and a column added only when the table
+does not have it yet (SQLite has no ``ADD COLUMN IF NOT EXISTS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["SCHEMA", "migrate"]
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS desk_records (
+        event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, sender TEXT NOT NULL,
+        reference TEXT, occurred_at TEXT, decided_at TEXT NOT NULL, received_at TEXT NOT NULL,
+        purpose TEXT NOT NULL, outcome TEXT NOT NULL, decision TEXT NOT NULL, view TEXT NOT NULL,
+        hidden INTEGER NOT NULL DEFAULT 0, hidden_reason TEXT, hidden_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS desk_record_children (
+        event_id TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (event_id, child))""",
+    "CREATE INDEX IF NOT EXISTS desk_children_by_child ON desk_record_children (child)",
+    "CREATE INDEX IF NOT EXISTS desk_records_by_reference ON desk_records (reference)",
+    # trigger_event_id, window_seconds and household: since 2026-12-06 (see _FLAG_COLUMNS).
+    """CREATE TABLE IF NOT EXISTS desk_flags (
+        flag_id TEXT PRIMARY KEY, rule TEXT NOT NULL, title TEXT NOT NULL, child TEXT NOT NULL,
+        event_ids TEXT NOT NULL, raised_at TEXT NOT NULL, received_at TEXT NOT NULL,
+        trigger_event_id TEXT, window_seconds INTEGER, household TEXT)""",
+    # flag_id: the one flag a decision settled, until 2026-12-06; since then
+    # desk_decision_flags says which (any number of the child's flags).
+    """CREATE TABLE IF NOT EXISTS desk_decisions (
+        decision_id TEXT PRIMARY KEY, flag_id TEXT, child TEXT, subject_event TEXT,
+        action TEXT NOT NULL, reason TEXT NOT NULL, decided_by TEXT NOT NULL,
+        decided_at TEXT NOT NULL, published_event TEXT)""",
+    """CREATE TABLE IF NOT EXISTS desk_decision_flags (
+        decision_id TEXT NOT NULL, flag_id TEXT NOT NULL, PRIMARY KEY (decision_id, flag_id))""",
+    "CREATE INDEX IF NOT EXISTS desk_decision_flags_by_flag ON desk_decision_flags (flag_id)",
+    """CREATE TABLE IF NOT EXISTS desk_encompass_acks (
+        event_id TEXT PRIMARY KEY, acknowledged_by TEXT NOT NULL, acknowledged_at TEXT NOT NULL)""",
+    # Every withdrawn event id, kept: a notice can be read before the record it recalls (they
+    # travel on different partitions), and the record must then arrive hidden.
+    """CREATE TABLE IF NOT EXISTS desk_withdrawn (
+        event_id TEXT PRIMARY KEY, reason TEXT NOT NULL, withdrawn_at TEXT NOT NULL)""",
+    # The party whose desk this is: records carry no party of their own.
+    "CREATE TABLE IF NOT EXISTS desk_owner (party TEXT PRIMARY KEY)",
+    # A child's key before 2026-12-05 (legacy) and its key now: see DeskStore.rekey_children.
+    """CREATE TABLE IF NOT EXISTS desk_child_aliases (
+        legacy TEXT PRIMARY KEY, child TEXT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS desk_migrations (name TEXT PRIMARY KEY, done_at TEXT NOT NULL)",
+)
+
+#: What a flag said that a desk before 2026-12-06 did not keep: the record that triggered it,
+#: the window the rule looked at, a household rule's household. NULL for flags stored before.
+_FLAG_COLUMNS = (
+    ("trigger_event_id", "TEXT"),
+    ("window_seconds", "INTEGER"),
+    ("household", "TEXT"),
+)
+
+
+def migrate(
+    query: Callable[[str], list[tuple[Any, ...]]], columns: Callable[[str], Sequence[str]]
+) -> None:
+    """Bring a store made by an older desk up to :data:`SCHEMA` (after it has run):
+    ``columns`` names a table's columns."""
+    have = set(columns("desk_flags"))
+    for name, kind in _FLAG_COLUMNS:
+        if name not in have:
+            query(f"ALTER TABLE desk_flags ADD COLUMN {name} {kind}")

@@ -1,0 +1,126 @@
+"""A child's flags on the timeline: what each counted, what triggered it, the window it
+looked at, and which decision settled it; a decision settles the flags ticked on its form."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+
+from broker.desk import DeskDeps, DeskStore, Flag, children_in
+from tests.unit.desk.conftest import SECRET, T0, delivery, sign_in
+
+Make = Callable[..., tuple[TestClient, DeskDeps]]
+
+
+def _records(store: DeskStore) -> str:
+    """e1 (police, oldest), e2 (A&E), e3 (school, newest) about one child; its key."""
+    for eid, sender, day in (("e1", "wmp", 1), ("e2", "swbh", 3), ("e3", "school-146201", 5)):
+        d = delivery(eid, sender=sender, occurred_at=f"2026-11-0{day}T10:00:00Z")
+        store.add_delivery(d, children_in(d.view, SECRET), T0)
+    [child] = children_in(delivery("x").view, SECRET)
+    return child
+
+
+def _flag(child: str, flag_id: str, rule: str, event_ids: tuple[str, ...], days: int) -> Flag:
+    return Flag(
+        flag_id=flag_id, party="sandwell-coord", rule=rule, title=f"Rule {rule}", child=child,
+        event_ids=event_ids, trigger_event_id=event_ids[-1], raised_at=T0,
+        window_seconds=days * 86400,
+    )  # fmt: skip
+
+
+def test_a_decision_from_a_timeline_reached_without_a_flag_settles_the_ticked_flags(
+    make_client: Make, store: DeskStore
+) -> None:
+    """Every open flag of the child is ticked by default; one left unticked stays open."""
+    child = _records(store)
+    a, b = "a" * 32, "b" * 32
+    store.add_flag(_flag(child, a, "multi-agency", ("e1", "e2", "e3"), 90), T0)
+    store.add_flag(_flag(child, b, "domestic-abuse-repeat", ("e1", "e2"), 30), T0)
+    client, _ = make_client()
+    token = sign_in(client)
+    page = client.get(f"/child/{child}").text  # from a link without ?flag=
+    ticked = re.findall(r'name="flag" value="(\w+)" checked', page)
+    assert sorted(ticked) == [a, b]
+    form = {"csrf": token, "action": "signpost", "reason": "Universal services.", "flag": [a, b]}
+    r = client.post(f"/child/{child}/decide", data=form)
+    assert "It settles 2 flag(s)." in r.text
+    assert store.flags(open_only=True) == []
+    [d] = store.decisions(child=child)
+    assert sorted(d.flag_ids) == [a, b]
+
+
+def test_a_flag_left_unticked_stays_open_and_each_flag_shows_its_own_decision(
+    make_client: Make, store: DeskStore
+) -> None:
+    child = _records(store)
+    a, b = "a" * 32, "b" * 32
+    store.add_flag(_flag(child, a, "multi-agency", ("e1", "e2", "e3"), 90), T0)
+    store.add_flag(_flag(child, b, "domestic-abuse-repeat", ("e1", "e2"), 30), T0)
+    client, _ = make_client()
+    token = sign_in(client)
+    form = {"csrf": token, "action": "escalate", "reason": "Three agencies.", "flag": a}
+    client.post(f"/child/{child}/decide", data=form)
+    assert [f.flag_id for f in store.flags(open_only=True)] == [b]
+    page = client.get(f"/child/{child}").text
+    card_a = page[page.index(f'id="flag-{a}"') :].split("</section>")[0]
+    card_b = page[page.index(f'id="flag-{b}"') :].split("</section>")[0]
+    assert "Decided:" in card_a
+    assert "escalate" in card_a
+    assert "Three agencies." in card_a
+    assert "Awaiting a decision" in card_b
+    assert re.findall(r'name="flag" value="(\w+)" checked', page) == [b]  # only the open one
+
+
+def test_the_flag_shows_its_records_oldest_first_the_trigger_marked_and_its_window(
+    make_client: Make, store: DeskStore
+) -> None:
+    child = _records(store)
+    flag = "c" * 32
+    store.add_flag(_flag(child, flag, "domestic-abuse-repeat", ("e1", "e2"), 30), T0)
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{child}?flag={flag}").text
+    card = page[page.index(f'id="flag-{flag}"') :].split("</section>")[0]
+    assert "window: 30 days" in card
+    listed = re.findall(r'<li data-event="(\w+)"( class="trigger")?', card)
+    assert listed == [("e1", ""), ("e2", ' class="trigger"')]  # oldest first; e3 not counted
+    assert card.count("triggered the flag") == 1
+    # On the timeline too: e2 triggered it, e1 was counted, e3 was not.
+    for eid, mark in (("e1", "Counted by"), ("e2", "Triggered"), ("e3", None)):
+        article = page[page.index(f'id="record-{eid}"') :].split("</article>")[0]
+        assert (mark in article) if mark else ("flag-mark" not in article)
+
+
+def test_a_flag_stored_before_the_window_was_kept_says_so(
+    make_client: Make, store: DeskStore
+) -> None:
+    """A flag an older desk stored has no window or trigger: the page does not invent them."""
+    child = _records(store)
+    store.add_flag(_flag(child, "d" * 32, "multi-agency", ("e1", "e2", "e3"), 90), T0)
+    store._q("UPDATE desk_flags SET trigger_event_id = NULL, window_seconds = NULL")
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{child}").text
+    assert "window: not recorded (stored by a desk older than 2026-12-06)" in page
+    assert "triggered the flag" not in page
+
+
+def test_open_flag_links_name_their_flag_for_screen_readers(
+    make_client: Make, store: DeskStore
+) -> None:
+    child = _records(store)
+    for n, rule in enumerate(("multi-agency", "need-level-4")):
+        f = _flag(child, str(n) * 32, rule, ("e1",), 1)
+        store.add_flag(f.model_copy(update={"raised_at": T0 + timedelta(hours=n)}), T0)
+    client, _ = make_client()
+    sign_in(client)
+    home = client.get("/").text
+    names = re.findall(r'>Open the timeline<span class="visually-hidden">([^<]+)</span></a>', home)
+    assert names == [
+        " for the flag “Rule multi-agency” fired 2026-11-23 09:00 GMT",
+        " for the flag “Rule need-level-4” fired 2026-11-23 10:00 GMT",
+    ]

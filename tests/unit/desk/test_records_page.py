@@ -1,0 +1,147 @@
+"""Every record a desk holds is reachable: a list naming nobody, paged; a search by reference
+or NHS number whose query never reaches the address or the log, and whose NHS-number results
+are acknowledged as viewed; an honest label on a referral no hub has confirmed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog.testing
+from fastapi.testclient import TestClient
+
+from broker.desk import DeskDeps, DeskStore, children_in
+from tests.unit.desk.conftest import SECRET, T0, USER, FakeAcks, delivery, sign_in
+
+Make = Callable[..., tuple[TestClient, DeskDeps]]
+NHS = "9993080233"  # the conftest child's (Ruby Hart)
+PERSONAL = ("Ruby", "Hart", NHS, "2016-02-11", "B70 8NR")
+
+
+def _store(store: DeskStore, event_id: str, **view: Any) -> None:
+    d = delivery(event_id, **view)
+    store.add_delivery(d, children_in(d.view, SECRET), T0)
+
+
+def test_every_record_is_listed_newest_first_and_the_list_names_nobody(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    """A hub's voluntary-sector concern, never a referral, is reachable from a page."""
+    _store(store, "r1", type="coordination.referral", reference="SC/1")
+    later = delivery("v1", type="voluntary.concern", sender="bvsc", reference="BVSC/9",
+                     decided_at=T0 + timedelta(hours=1))  # fmt: skip
+    store.add_delivery(later, children_in(later.view, SECRET), T0)
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    sign_in(client)
+    page = client.get("/records").text
+    rows = re.findall(r'<tr class="record-row" data-event="(\w+)">', page)
+    assert rows == ["v1", "r1"]
+    assert 'href="/record/v1"' in page
+    assert 'href="/referral/r1"' in page  # a referral opens where its outcome is recorded
+    assert "BVSC/9" in page
+    assert [p for p in PERSONAL if p in page] == []
+    assert acks.sent == []  # nothing personal shown, nothing to acknowledge
+    assert 'href="/records"' in client.get("/").text  # reached from the desk's home
+
+
+def test_the_list_is_paged(make_client: Make, store: DeskStore) -> None:
+    for n in range(53):
+        d = delivery(f"e{n:02}", decided_at=T0 + timedelta(minutes=n))
+        store.add_delivery(d, [], T0)
+    client, _ = make_client()
+    sign_in(client)
+    first = client.get("/records").text
+    assert first.count('class="record-row"') == 50
+    assert 'data-event="e52"' in first
+    assert 'href="/records?page=2"' in first
+    second = client.get("/records?page=2").text
+    assert re.findall(r'class="record-row" data-event="(\w+)"', second) == ["e02", "e01", "e00"]
+    assert client.get("/records?page=x").status_code == 200  # nonsense is page 1
+
+
+def test_an_unflagged_record_leads_the_team_to_its_childs_timeline(
+    make_client: Make, store: DeskStore
+) -> None:
+    _store(store, "e1")
+    [child] = children_in(delivery("x").view, SECRET)
+    client, _ = make_client()
+    sign_in(client)
+    assert 'href="/record/e1"' in client.get("/records").text
+    assert f'href="/child/{child}"' in client.get("/record/e1").text
+
+
+def test_a_search_by_reference_lists_its_records_and_sends_nothing_personal(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    _store(store, "e1", reference="WMP/26/1")
+    _store(store, "e2", reference="WMP/26/2")
+    _store(store, "e3", reference="WMP/26/1")
+    store.hide(["e3"], "Consent withdrawn.", T0)
+    client, _ = make_client()
+    token = sign_in(client)
+    r = client.post("/records/search", data={"csrf": token, "reference": " wmp/26/1 "})
+    assert re.findall(r'class="record-row" data-event="(\w+)"', r.text) == ["e1"]
+    assert [p for p in PERSONAL if p in r.text] == []
+    assert acks.sent == []
+    assert client.post("/records/search", data={"reference": "WMP/26/1"}).status_code == 403
+
+
+def test_a_search_by_nhs_number_is_acknowledged_and_never_in_the_address_or_the_log(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    _store(store, "e1")
+    _store(store, "e2", subjects=[{"role": "child", "nhs_number": "9990025312"}])
+    client, _ = make_client()
+    token = sign_in(client)
+    with structlog.testing.capture_logs() as logs:
+        r = client.post("/records/search", data={"csrf": token, "nhs_number": "999 308 0233"})
+    assert r.status_code == 200
+    assert str(r.url).endswith("/records/search")
+    assert re.findall(r'class="record-row" data-event="(\w+)"', r.text) == ["e1"]
+    assert acks.sent == [("e1", USER, "triage")]  # it tells who the record is about
+    [child] = children_in(delivery("x").view, SECRET)
+    assert f'href="/child/{child}"' in r.text
+    assert [e["found"] for e in logs if e["event"] == "desk_records_search"] == [1]
+    assert NHS not in str(logs)
+    assert "999 308 0233" not in str(logs)
+
+
+def test_a_search_by_nhs_number_shows_nothing_if_the_view_cannot_be_recorded(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    _store(store, "e1")
+    client, _ = make_client()
+    token = sign_in(client)
+    acks.down = True
+    r = client.post("/records/search", data={"csrf": token, "nhs_number": NHS})
+    assert r.status_code == 503
+    assert 'data-event="e1"' not in r.text
+
+
+def test_a_mistyped_nhs_number_is_refused_without_repeating_it(
+    make_client: Make, store: DeskStore
+) -> None:
+    _store(store, "e1")
+    client, _ = make_client()
+    token = sign_in(client)
+    r = client.post("/records/search", data={"csrf": token, "nhs_number": "9993080234"})
+    assert "That is not an NHS number (check digit does not match" in r.text
+    assert "9993080234" not in r.text
+
+
+def test_a_referral_no_hub_has_confirmed_says_what_it_means(
+    make_client: Make, store: DeskStore
+) -> None:
+    """The broker may have shared it with nobody (no consent): never "awaiting the hub"."""
+    _store(store, "e1")
+    [child] = children_in(delivery("x").view, SECRET)
+    client, _ = make_client()
+    token = sign_in(client)
+    client.post(f"/child/{child}/decide", data={"csrf": token, "action": "refer", "reason": "x"})
+    for page in (client.get("/").text, client.get(f"/child/{child}").text):
+        assert "awaiting the hub" not in page
+        assert "sent to the broker; no hub has confirmed it" in page
+        assert "consent" in page
+        assert "shared with nobody" in page
