@@ -9,9 +9,9 @@ host name not the desk's own. Pages live in :mod:`broker.desk._pages`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI, Request
@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 
 from broker.desk._deps import DeskDeps
 from broker.desk._flag import view_child_keys
+from broker.desk._show import local_time
 from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
 
 __all__ = ["Desk", "create_desk_app"]
@@ -44,7 +45,10 @@ class Desk(WebPages):
         )  # fmt: skip
         super().__init__(guard, "broker.desk")
         self.deps = deps
-        self.templates.filters["when"] = _when
+        # Times as the people reading them live them (Encompass deadlines are Europe/London's):
+        # to the minute, GMT or BST.
+        zone = ZoneInfo(deps.schools.timezone)
+        self.templates.filters["when"] = lambda value: local_time(value, zone)
 
     def page_context(self) -> dict[str, Any]:
         deps = self.deps
@@ -54,10 +58,6 @@ class Desk(WebPages):
             "kind": deps.kind,
             "kind_title": KIND_TITLES.get(deps.kind, deps.kind),
         }
-
-
-def _when(at: datetime | None) -> str:
-    return "" if at is None else at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def create_desk_app(deps: DeskDeps) -> FastAPI:

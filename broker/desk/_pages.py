@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI, Request
@@ -22,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from broker.desk._app import Desk
 from broker.desk._record_pages import register_record_pages
-from broker.desk._show import basis_text, local_time, view_fields, window_text
+from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import (
     HUB_OUTCOMES,
     TEAM_ACTIONS,
@@ -107,10 +106,6 @@ def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag,
 def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one route each
     deps = desk.deps
     store = deps.store
-    # Times as the people reading them live them (Encompass deadlines are Europe/London's):
-    # to the minute, GMT or BST. Replaces the app's UTC filter for every page.
-    zone = ZoneInfo(deps.schools.timezone)
-    desk.templates.filters["when"] = lambda value: local_time(value, zone)
     desk.templates.globals.update(
         view_fields=view_fields, basis_text=basis_text, window_text=window_text
     )
