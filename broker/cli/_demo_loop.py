@@ -276,7 +276,7 @@ async def referral_loop(
         async with Publisher(hub, keys(hub), kafka(hub), envelope=envelope) as pub:
             await pub.publish(outcome)
         # Sent here, not from a desk: a hub desk running beside the demo lists the referral
-        # as awaiting an outcome, since a desk knows only the outcomes sent from it.
+        # with no outcome sent from it, since a desk knows only the outcomes sent from it.
         say(f"referral loop 3/4: {hub} sends its outcome, support_offered "
             f"(outcome {outcome['event_id']}, reference = the referral; sent by this script, "
             f"so {hub}'s desk, if running, does not show it)")  # fmt: skip

@@ -331,7 +331,7 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             await sign_in(hub, hub_url, HUB_USER, hub_totp)
             row = f'#referrals tr.referral[data-event="{referral_id}"]'
             await reload_until(hub, hub_url, row)
-            await expect(hub.locator(row)).to_contain_text("awaiting an outcome")
+            await expect(hub.locator(row)).to_contain_text("no outcome sent from this desk")
             await shot(hub, "3-hub-referrals")
             await hub.locator(row).locator("text=Open").click()
             await expect(hub.locator("#referral")).to_contain_text(child["family_name"])

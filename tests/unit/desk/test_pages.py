@@ -149,7 +149,11 @@ def test_a_hub_records_an_outcome_that_answers_the_referral(
     store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
     client, _ = make_client(kind="hub", party="cog-west-bromwich")
     token = sign_in(client)
-    assert "awaiting an outcome" in client.get("/").text
+    home = client.get("/").text
+    assert "no outcome sent from this desk" in home
+    # A desk knows only its own outcomes: the page says so rather than "awaiting".
+    assert "awaiting" not in home
+    assert "outcomes sent from this desk only" in home
     page = client.get("/referral/r1")
     assert "Ruby" in page.text
     assert acks.sent == [("r1", USER, "referral")]
