@@ -130,7 +130,7 @@ def _secret_env(name: str, secret: str, key: str) -> Manifest:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
+def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> list[Manifest]:
     section = process.settings_section  # the process's own settings (broker/config.py)
     env: list[Manifest] = [
         {"name": "ACCORD_HOME", "value": _HOME},
@@ -160,10 +160,11 @@ def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
             # one address to the sign-in throttle. An overlay sets 2 behind a load balancer
             # that appends too.
             {"name": f"{web}FORWARDED_HOPS", "value": "1"},
-            # Any Host: which name the Ingress serves it under is the operator's, and the
-            # Ingress rule's host routes only that name here (the DNS-rebinding check). An
-            # overlay narrows it to that name (docs/deployment.md).
-            {"name": f"{web}ALLOWED_HOSTS", "value": "*"},
+            # The names the cluster knows it by, never "*": the render cannot know the
+            # Ingress's name, and a DNS-rebinding page needs only an app that answers any.
+            # Loopback names are always answered (kubectl port-forward); an overlay adds the
+            # Ingress host, which until then gets 400 and a log line naming this variable.
+            {"name": f"{web}ALLOWED_HOSTS", "value": ",".join(service_names(process, namespace))},
         ]
     if _console_data(process):
         env.append({"name": "ACCORD_CONSOLE__USERS_FILE", "value": f"{_CONSOLE_DATA}/users.json"})
@@ -171,6 +172,13 @@ def _env(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
         # A desk's command names no bundle: without this it would load the package's example.
         env.append({"name": "ACCORD_POLICIES", "value": _POLICIES})
     return env
+
+
+def service_names(process: Process, namespace: str) -> tuple[str, ...]:
+    """The host names a web process's Service has inside the cluster, in ``namespace``."""
+    name = f"accord-{process.name}"
+    qualified = f"{name}.{namespace}"
+    return (name, qualified, f"{qualified}.svc", f"{qualified}.svc.cluster.local")
 
 
 def _keystore_secret(process: Process) -> str:
@@ -273,7 +281,9 @@ def _unpack_keystore(dep: Deployment) -> Manifest:
 WORKER_REPLICAS = 2
 
 
-def deployment_manifest(dep: Deployment, process: Process, cluster: str) -> Manifest:
+def deployment_manifest(
+    dep: Deployment, process: Process, cluster: str, namespace: str = "accord"
+) -> Manifest:
     """One process (two workers, else a single replica), hardened, probed on its ops port."""
     ports = [{"name": "ops", "containerPort": process.ops_port}]
     if process.web_port is not None:
@@ -283,7 +293,7 @@ def deployment_manifest(dep: Deployment, process: Process, cluster: str) -> Mani
         "image": dep.image,
         "args": list(process.args),
         "ports": ports,
-        "env": _env(dep, process, cluster),
+        "env": _env(dep, process, cluster, namespace),
         # Started: the ops server answers (a restore may take long and is still live).
         "startupProbe": _probe("/livez", period=5, failures=60),
         "livenessProbe": _probe("/livez", period=10, failures=3),
@@ -447,7 +457,7 @@ def console_claim() -> Manifest:
     }
 
 
-def _resources(dep: Deployment, cluster: str) -> dict[str, Manifest]:
+def _resources(dep: Deployment, cluster: str, namespace: str) -> dict[str, Manifest]:
     out: dict[str, Manifest] = {
         "kafka/kafka.yaml": kafka(dep, cluster),
         "kafka/node-pool.yaml": node_pool(dep, cluster),
@@ -459,7 +469,7 @@ def _resources(dep: Deployment, cluster: str) -> dict[str, Manifest]:
     desks.check_names(dep.desk_processes)
     for process in dep.processes:
         base = f"accord/{process.name}"
-        out[f"{base}/deployment.yaml"] = deployment_manifest(dep, process, cluster)
+        out[f"{base}/deployment.yaml"] = deployment_manifest(dep, process, cluster, namespace)
         out[f"{base}/ops-service.yaml"] = ops_service(process)
         if process.web_port is not None:
             out[f"{base}/service.yaml"] = _service(
@@ -490,7 +500,7 @@ def kubernetes_files(
     ``extra`` adds resources made elsewhere (the dashboards' and alert rules' ConfigMaps):
     file name relative to ``kubernetes/``, to manifest.
     """
-    resources = _resources(dep, cluster)
+    resources = _resources(dep, cluster, namespace)
     for rel, doc in (extra or {}).items():
         if rel in resources or rel == "kustomization.yaml":
             raise ValueError(f"extra resource {rel} would replace one of the render's own")

@@ -366,9 +366,14 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert settings.console_users_file == Path("/var/lib/accord/console/users.json")
             # behind the ingress: each officer's own address counts, not the controller's
             assert settings.console.forwarded_hops == 1
-            # the Ingress rule's host routes only its name here; an overlay narrows this
-            assert settings.console.allowed_hosts == ("*",)
-            assert HostCheck.of(settings.console, setting="-").allows("accord.example.org")
+            # never "*": the cluster's own names and loopback (port-forward) only, until an
+            # overlay adds the Ingress host (a DNS-rebinding page's name gets 400)
+            check = HostCheck.of(settings.console, setting="-")
+            for name in ("accord-console:8765", "accord-console.accord.svc.cluster.local",
+                         "localhost:8765", "127.0.0.1"):  # fmt: skip
+                assert check.allows(name), name
+            for name in ("accord.example.org", "evil.example", "accord-console.other.svc"):
+                assert not check.allows(name), name
         if process.party is not None:
             assert settings.policies == Path("/etc/accord/policies")
             assert "ACCORD_AUDIT__DB" not in secrets
@@ -376,7 +381,9 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert (settings.desk.host, settings.desk.port) == (ALL_INTERFACES, process.web_port)
             assert settings.desk.secure_cookies is True
             assert settings.desk.forwarded_hops == 1
-            assert HostCheck.of(settings.desk, setting="-").names is None  # it starts
+            desk_check = HostCheck.of(settings.desk, setting="-")  # it starts
+            assert desk_check.allows(f"accord-{process.name}.accord.svc:8766")
+            assert not desk_check.allows("evil.example")
 
 
 def test_the_keystore_is_unpacked_into_memory_and_never_lands_on_disk(
