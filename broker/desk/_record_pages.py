@@ -30,11 +30,15 @@ from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE
 from broker.events import normalise_nhs_number
 from broker.webauth import Session, form_field
 
-__all__ = ["PAGE_SIZE", "register_record_pages"]
+__all__ = ["PAGE_SIZE", "REFERENCE_LIMIT", "register_record_pages"]
 
 log = structlog.get_logger("accord.desk")
 
 PAGE_SIZE = 50
+#: The most records a search by reference lists; a search finding more says so.
+REFERENCE_LIMIT = 200
+# ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+_PAGE = re.compile(r"[0-9]{1,6}")
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # A record's purpose as an acknowledgement carries it (broker.events.AccessAck).
 _PURPOSE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
@@ -69,7 +73,8 @@ def register_record_pages(
     def listing(session: Session, rows: Sequence[StoredRecord], **extra: Any) -> HTMLResponse:
         values: dict[str, Any] = {
             "heading": "Records received", "total": len(rows), "page": 1, "pages": 1,
-            "searched": False, "acknowledged": False, "children": [],
+            "searched": False, "acknowledged": False, "children": [], "cut_short": False,
+            "limit": REFERENCE_LIMIT,
         }  # fmt: skip
         values.update(extra)
         return desk.render(
@@ -82,10 +87,11 @@ def register_record_pages(
         session = signed_in(request)
         if session is None:
             return desk.redirect("/login")
-        number = int(page) if page.isdigit() and 0 < len(page) < 7 else 1
+        number = int(page) if _PAGE.fullmatch(page) else 1
         rows, total = store.records_page(limit=PAGE_SIZE, offset=(max(number, 1) - 1) * PAGE_SIZE)
-        pages = max(1, -(-total // PAGE_SIZE))
-        return listing(session, rows, total=total, page=max(number, 1), pages=pages)
+        return listing(
+            session, rows, total=total, page=max(number, 1), pages=max(1, -(-total // PAGE_SIZE))
+        )
 
     @app.post("/records/search", response_class=HTMLResponse)
     async def search(request: Request) -> Response:  # noqa: PLR0911  # each refusal its own page
@@ -101,9 +107,12 @@ def register_record_pages(
             if not reference:
                 session.flash.append("Give a reference or an NHS number to search for.")
                 return desk.redirect("/records", session)
-            found = [r for r in store.records_with_reference(reference) if not r.hidden]
-            log.info("desk_records_search", by=session.user, by_nhs_number=False, found=len(found))
-            return listing(session, found, heading="Records with that reference", searched=True)
+            found = store.records_with_reference(reference, limit=REFERENCE_LIMIT)
+            cut_short = len(found) > REFERENCE_LIMIT  # the list stops short of them all
+            log.info("desk_records_search", by=session.user, by_nhs_number=False,
+                     found=len(found[:REFERENCE_LIMIT]), cut_short=cut_short)  # fmt: skip
+            return listing(session, found[:REFERENCE_LIMIT], heading="Records with that reference",
+                           searched=True, cut_short=cut_short)  # fmt: skip
         try:
             digits = normalise_nhs_number(typed)
         except ValueError as exc:  # what was wrong with it, never the number itself
@@ -115,8 +124,12 @@ def register_record_pages(
         if reference:
             found = [r for r in found if (r.reference or "").upper() == reference.upper()]
         found.sort(key=lambda r: (r.decided_at, r.event_id), reverse=True)
-        if not await acknowledged(found, session.user, view_purpose):
-            return no_ack()
+        # Each record for what it was shared for, as on opening it: one bounded send per
+        # purpose found. Should a later one fail, the earlier ones are recorded but nothing
+        # is shown: the audit log may say more was viewed than was, never less.
+        for purpose, records in _by_purpose(found, view_purpose).items():
+            if not await acknowledged(records, session.user, purpose):
+                return no_ack()
         log.info("desk_records_search", by=session.user, by_nhs_number=True, found=len(found))
         timeline = deps.kind == "coordinating_team" and bool(found)
         return listing(
@@ -132,9 +145,7 @@ def register_record_pages(
         record = store.record(event_id) if _ID.fullmatch(event_id) else None
         if record is None:
             return desk.refused("No such record.", status=404)
-        # What it was shared for: a record reached from the list is not a referral or a
-        # triage because of the desk it is on.
-        purpose = record.purpose if _PURPOSE.fullmatch(record.purpose) else view_purpose
+        purpose = _purpose_of(record, view_purpose)
         if not await acknowledged([record], session.user, purpose):
             return no_ack()
         children = []
@@ -145,3 +156,16 @@ def register_record_pages(
             "record.html", session, title="Record", record=record, names=deps.party_names,
             purpose=purpose, children=children,
         )  # fmt: skip
+
+
+def _purpose_of(record: StoredRecord, fallback: str) -> str:
+    """What a record was shared for: a record is not a referral or a triage because of the
+    desk it is on (``fallback``, the desk's, only for a purpose no acknowledgement carries)."""
+    return record.purpose if _PURPOSE.fullmatch(record.purpose) else fallback
+
+
+def _by_purpose(records: Sequence[StoredRecord], fallback: str) -> dict[str, list[StoredRecord]]:
+    grouped: dict[str, list[StoredRecord]] = {}
+    for record in records:
+        grouped.setdefault(_purpose_of(record, fallback), []).append(record)
+    return dict(sorted(grouped.items()))

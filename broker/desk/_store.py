@@ -74,7 +74,7 @@ class DeskStore:
         self._moved: set[str] = set()
         for statement in SCHEMA:
             self._q(statement)
-        migrate(self._q, self._columns)
+        migrate(self._q, self._columns, postgresql=placeholder != "?")
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._placeholder != "?":
@@ -327,13 +327,15 @@ class DeskStore:
         [(total,)] = self._q("SELECT COUNT(*) FROM desk_records")
         return [record_row(r) for r in rows], int(total)
 
-    def records_with_reference(self, reference: str) -> list[StoredRecord]:
-        """The records whose shared ``reference`` is this one, case and surrounding spaces
-        aside (people type ``wmp/26/1`` for ``WMP/26/1``), newest first."""
+    def records_with_reference(self, reference: str, *, limit: int) -> list[StoredRecord]:
+        """Up to ``limit`` + 1 records, withdrawn ones left out, whose shared ``reference`` is
+        this one, case and surrounding spaces aside (people type ``wmp/26/1`` for
+        ``WMP/26/1``), newest first: one more than ``limit`` says there are more."""
         rows = self._q(
-            f"SELECT {RECORD_COLUMNS} FROM desk_records WHERE UPPER(reference) = ? "  # noqa: S608  # as above
-            "ORDER BY decided_at DESC, event_id LIMIT 200",
-            (reference.strip().upper(),),
+            f"SELECT {RECORD_COLUMNS} FROM desk_records "  # noqa: S608  # as above
+            "WHERE UPPER(reference) = ? AND hidden = 0 "
+            "ORDER BY decided_at DESC, event_id LIMIT ?",
+            (reference.strip().upper(), limit + 1),
         )
         return [record_row(r) for r in rows]
 

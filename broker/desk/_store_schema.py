@@ -2,11 +2,15 @@
 
 Every statement is idempotent, so a desk that stops half way through runs them all again at
 its next start: ``CREATE … IF NOT EXISTS`` for tables, and a column added only when the table
-does not have it yet (SQLite has no ``ADD COLUMN IF NOT EXISTS``).
+does not have it yet. Two processes of one party's desk may start together and both find a
+column missing: PostgreSQL's ``ADD COLUMN IF NOT EXISTS`` lets the second through, and on
+SQLite (which has no ``IF NOT EXISTS`` there) the second's "duplicate column" is accepted once
+the column is seen to be there.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +26,10 @@ SCHEMA = (
         event_id TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (event_id, child))""",
     "CREATE INDEX IF NOT EXISTS desk_children_by_child ON desk_record_children (child)",
     "CREATE INDEX IF NOT EXISTS desk_records_by_reference ON desk_records (reference)",
+    # The search by reference compares UPPER(reference): only an index of that expression
+    # serves it (the one above serves a referral's outcomes, found by the exact reference).
+    """CREATE INDEX IF NOT EXISTS desk_records_by_upper_reference
+        ON desk_records (UPPER(reference))""",
     # trigger_event_id, window_seconds and household: since 2026-12-06 (see _FLAG_COLUMNS).
     """CREATE TABLE IF NOT EXISTS desk_flags (
         flag_id TEXT PRIMARY KEY, rule TEXT NOT NULL, title TEXT NOT NULL, child TEXT NOT NULL,
@@ -60,11 +68,23 @@ _FLAG_COLUMNS = (
 
 
 def migrate(
-    query: Callable[[str], list[tuple[Any, ...]]], columns: Callable[[str], Sequence[str]]
+    query: Callable[[str], list[tuple[Any, ...]]],
+    columns: Callable[[str], Sequence[str]],
+    *,
+    postgresql: bool,
 ) -> None:
     """Bring a store made by an older desk up to :data:`SCHEMA` (after it has run):
     ``columns`` names a table's columns."""
     have = set(columns("desk_flags"))
     for name, kind in _FLAG_COLUMNS:
-        if name not in have:
+        if name in have:
+            continue
+        if postgresql:
+            query(f"ALTER TABLE desk_flags ADD COLUMN IF NOT EXISTS {name} {kind}")
+            continue
+        try:
             query(f"ALTER TABLE desk_flags ADD COLUMN {name} {kind}")
+        except sqlite3.OperationalError as exc:
+            # Another process added it since we looked: fine, if it is there now.
+            if "duplicate column" not in str(exc) or name not in columns("desk_flags"):
+                raise

@@ -13,6 +13,7 @@ import structlog.testing
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, children_in
+from broker.desk._record_pages import REFERENCE_LIMIT
 from tests.unit.desk.conftest import SECRET, T0, USER, FakeAcks, delivery, sign_in
 
 Make = Callable[..., tuple[TestClient, DeskDeps]]
@@ -58,7 +59,14 @@ def test_the_list_is_paged(make_client: Make, store: DeskStore) -> None:
     assert 'href="/records?page=2"' in first
     second = client.get("/records?page=2").text
     assert re.findall(r'class="record-row" data-event="(\w+)"', second) == ["e02", "e01", "e00"]
-    assert client.get("/records?page=x").status_code == 200  # nonsense is page 1
+    # Nonsense is page 1, and a digit int() refuses ("²") is nonsense, not a 500.
+    for nonsense in ("x", "%C2%B2", "\u00b2", "0", "1" * 40, "-1", "+2", " 2"):
+        r = client.get(f"/records?page={nonsense}")
+        assert r.status_code == 200, nonsense
+        assert 'data-event="e52"' in r.text, nonsense
+    far = client.get("/records?page=999999")  # past the end: an empty page, not an error
+    assert far.status_code == 200
+    assert 'class="record-row"' not in far.text
 
 
 def test_an_unflagged_record_leads_the_team_to_its_childs_timeline(
@@ -100,12 +108,49 @@ def test_a_search_by_nhs_number_is_acknowledged_and_never_in_the_address_or_the_
     assert r.status_code == 200
     assert str(r.url).endswith("/records/search")
     assert re.findall(r'class="record-row" data-event="(\w+)"', r.text) == ["e1"]
-    assert acks.sent == [("e1", USER, "triage")]  # it tells who the record is about
+    assert acks.sent == [("e1", USER, "early_help")]  # it tells who the record is about
     [child] = children_in(delivery("x").view, SECRET)
     assert f'href="/child/{child}"' in r.text
     assert [e["found"] for e in logs if e["event"] == "desk_records_search"] == [1]
     assert NHS not in str(logs)
     assert "999 308 0233" not in str(logs)
+
+
+def test_a_search_by_nhs_number_acknowledges_each_record_for_what_it_was_shared_for(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    """As on opening it: never for the desk's own purpose (a triage, a referral)."""
+    for event_id, purpose in (("e1", "early_help"), ("e2", "safeguarding"),
+                              ("e3", "early_help"), ("e4", "Not A Purpose")):  # fmt: skip
+        d = delivery(event_id).model_copy(update={"purpose": purpose})
+        store.add_delivery(d, children_in(d.view, SECRET), T0)
+    client, _ = make_client()
+    token = sign_in(client)
+    r = client.post("/records/search", data={"csrf": token, "nhs_number": NHS})
+    assert r.status_code == 200
+    assert sorted(acks.sent) == [
+        ("e1", USER, "early_help"), ("e2", USER, "safeguarding"), ("e3", USER, "early_help"),
+        ("e4", USER, "triage"),  # a purpose no acknowledgement can carry: the desk's
+    ]  # fmt: skip
+
+
+def test_a_search_by_reference_says_when_it_found_more_than_it_lists(
+    make_client: Make, store: DeskStore
+) -> None:
+    for n in range(REFERENCE_LIMIT + 1):
+        store.add_delivery(delivery(f"e{n:03}", decided_at=T0 + timedelta(minutes=n)), [], T0)
+    client, _ = make_client()
+    token = sign_in(client)
+    r = client.post("/records/search", data={"csrf": token, "reference": "WMP/26/1"})
+    assert r.text.count('class="record-row"') == REFERENCE_LIMIT
+    assert 'data-event="e000"' not in r.text  # the oldest left out
+    assert f"More than {REFERENCE_LIMIT} records found" in r.text
+    assert f"{REFERENCE_LIMIT + 1} record(s) found" not in r.text
+    store.hide(["e000"], "Consent withdrawn.", T0)  # exactly the limit left to find
+    r = client.post("/records/search", data={"csrf": token, "reference": "WMP/26/1"})
+    assert r.text.count('class="record-row"') == REFERENCE_LIMIT
+    assert "More than" not in r.text
+    assert f"{REFERENCE_LIMIT} record(s) found" in r.text
 
 
 def test_a_search_by_nhs_number_shows_nothing_if_the_view_cannot_be_recorded(

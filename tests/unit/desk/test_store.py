@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from broker.desk import DeskStore, Flag, open_desk_store
+from broker.desk._store_schema import migrate
 from broker.errors import ConfigError, UsageError
 from tests.unit.desk.conftest import T0, delivery
 
@@ -163,3 +164,53 @@ def test_a_store_made_before_flags_kept_their_window_is_given_the_columns(
         store.add_flag(flag("new"), T0)
         assert store.flag("new").window_seconds == 86400  # type: ignore[union-attr]
         store.close()
+
+
+def test_a_column_another_desk_process_added_since_the_look_is_not_added_twice(
+    any_store: DeskStore,
+) -> None:
+    """Two processes of one party's desk starting together both find the columns missing:
+    the second's ALTER must not stop it starting (DuplicateColumn, "duplicate column")."""
+    postgresql = any_store._placeholder != "?"
+    stale = ["flag_id", "rule", "title", "child", "event_ids", "raised_at", "received_at"]
+    looked: list[str] = []
+
+    def columns(table: str) -> list[str]:  # what the first look saw; the truth after it
+        looked.append(table)
+        return stale if len(looked) == 1 else any_store._columns(table)
+
+    for _ in range(2):
+        looked.clear()
+        migrate(any_store._q, columns, postgresql=postgresql)
+    any_store.add_flag(flag(), T0)
+    assert any_store.flag("f1").window_seconds == 86400  # type: ignore[union-attr]
+
+
+def test_a_migration_error_other_than_a_duplicate_column_is_not_swallowed(
+    tmp_path: Path,
+) -> None:
+    def query(sql: str) -> list[tuple[object, ...]]:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        migrate(query, lambda _table: [], postgresql=False)
+
+
+def test_a_search_by_reference_gives_one_more_than_asked_and_no_withdrawn_record(
+    any_store: DeskStore,
+) -> None:
+    for n in range(4):
+        any_store.add_delivery(delivery(f"e{n}", decided_at=T0 + timedelta(minutes=n)), [], T0)
+    any_store.hide(["e3"], "Consent withdrawn", T0)
+    found = any_store.records_with_reference(" wmp/26/1 ", limit=1)
+    assert [r.event_id for r in found] == ["e2", "e1"]  # the one asked for and one more
+
+
+def test_a_search_by_reference_uses_an_index(tmp_path: Path) -> None:
+    store = open_desk_store(f"sqlite:///{tmp_path / 'desk.db'}", home=tmp_path, party="p")
+    plan = store._q(
+        "EXPLAIN QUERY PLAN SELECT event_id FROM desk_records WHERE UPPER(reference) = ?",
+        ("WMP/26/1",),
+    )
+    store.close()
+    assert "desk_records_by_upper_reference" in str(plan)
