@@ -29,6 +29,7 @@ The hierarchy::
     │   └── ReplayDetected         an event id seen before
     ├── TransportError             Kafka could not be reached or refused a request
     │   ├── Fenced                 a newer producer took over this transactional id
+    │   ├── SendUnconfirmed        a send given up on that Kafka may still have written
     │   └── DevKafkaError          the embedded broker cannot be fetched, started or stopped
     └── AuditError
         └── ChainBroken            the tamper-evident log does not verify
@@ -55,6 +56,7 @@ __all__ = [
     "ReplayDetected",
     "ScenarioInvalid",
     "SecondFactorUnreadable",
+    "SendUnconfirmed",
     "SignInFailed",
     "TamperedEnvelope",
     "TransportError",
@@ -199,6 +201,12 @@ class TransportError(AccordError):
 
 class Fenced(TransportError):
     """A newer producer with the same transactional id took over; this one must stop writing."""
+
+
+class SendUnconfirmed(TransportError):
+    """A send given up on after Kafka may have taken it (a transaction's commit under way, or
+    a request already sent): it may have been written. Check before sending it again, or
+    send it again under the same event id (a copy is then refused as a replay)."""
 
 
 class DevKafkaError(TransportError):

@@ -19,14 +19,17 @@ __all__ = ["Acknowledger", "DeskDeps", "EventPublisher"]
 class Acknowledger(Protocol):
     """Sends person-level access acknowledgements to ``accord.access`` (the SDK subscriber):
     all of a page's together, within the desk's ``send_timeout_seconds``, else
-    ``TransportError`` and none is ever recorded (a transaction never committed)."""
+    ``TransportError`` and none is ever recorded (a transaction never committed); or, if the
+    limit passed while Kafka was committing, ``SendUnconfirmed``: they may be recorded."""
 
     async def acknowledge_all(self, event_ids: Sequence[str], *, by: str, purpose: str) -> None: ...
 
 
 class EventPublisher(Protocol):
     """Publishes one of the party's own events through the broker (the SDK publisher): within
-    the desk's ``send_timeout_seconds``, else ``TransportError`` and it is never sent."""
+    the desk's ``send_timeout_seconds``, else ``TransportError`` and it is never sent; or
+    ``SendUnconfirmed`` (the limit passed while Kafka was committing): it may have been
+    sent, and only a publish under the same event id is safe (broker.desk._resend)."""
 
     async def publish(self, event: Mapping[str, Any]) -> Any: ...
 

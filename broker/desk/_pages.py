@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from broker.desk._app import Desk
 from broker.desk._record_pages import register_record_pages
+from broker.desk._resend import resend_token, resent_id
 from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import (
     HUB_OUTCOMES,
@@ -38,7 +39,7 @@ from broker.desk._work import (
     outcome_event,
     referral_event,
 )
-from broker.errors import AccordError
+from broker.errors import AccordError, SendUnconfirmed
 from broker.webauth import Session, form_field, read_form
 
 __all__ = ["register_pages"]
@@ -119,7 +120,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
 
     async def viewed(records: Sequence[StoredRecord], user: str, purpose: str) -> None:
         # All of a page's acknowledgements in one bounded send: all recorded, or (the page
-        # then shows nothing) none, not even later (broker.sdk._bounded).
+        # then shows nothing) none, not even later; unless the limit passed while Kafka was
+        # committing (SendUnconfirmed): shown nothing, they may yet be recorded
+        # (broker.sdk._bounded). Showing nothing is the safe side either way.
         shown = [r.event_id for r in records if not r.hidden]
         if not shown:
             return
@@ -131,20 +134,39 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
 
     def no_ack() -> HTMLResponse:
         return desk.refused(
-            "The access could not be recorded with the broker, so the record is not shown. "
-            "Try again in a moment.",
+            # True whether Kafka refused it or may yet commit it (SendUnconfirmed).
+            "The broker did not confirm that it recorded your access, so the record is not "
+            "shown. Try again in a moment.",
             status=503,
         )
 
-    def not_sent(what: str, text: str) -> HTMLResponse:
+    def not_sent(
+        session: Session, exc: AccordError, what: str, text: str, *,
+        action: str, event_id: str, fields: Sequence[tuple[str, str]], check: str,
+    ) -> HTMLResponse:  # fmt: skip
         # Said here rather than on the record's page: that page acknowledges access again,
         # and with Kafka away would show only that it cannot. The person's words are given
-        # back (escaped), to copy into the form once Kafka answers: nothing else kept them.
-        return desk.refused(
-            f"The {what} was NOT sent: the broker did not take it in time, and nothing was "
-            f"recorded. Try again in a moment. What you wrote: {text}",
-            status=503,
-        )
+        # back (escaped) in a form that sends them again under the same event id
+        # (broker.desk._resend): nothing else kept them.
+        return desk.render(
+            "not_sent.html", session, status=503, what=what, text=text, action=action,
+            title=f"The {what} may have been sent" if isinstance(exc, SendUnconfirmed)
+            else f"The {what} was not sent",
+            unconfirmed=isinstance(exc, SendUnconfirmed), event_id=event_id, check=check,
+            fields=fields, resend=resend_token(
+                deps.device_key, party=deps.party, form=action, user=session.user or "",
+                event_id=event_id,
+            ),
+        )  # fmt: skip
+
+    def resent(form: Any, action: str, user: str) -> tuple[bool, str | None]:
+        """Whether the form's ``resend`` field, if any, is one this desk made for this form
+        and person; and the event id it carries (None for a first send)."""
+        token = form_field(form, "resend")
+        if token is None:
+            return True, None
+        found = resent_id(deps.device_key, token, party=deps.party, form=action, user=user)
+        return found is not None, found
 
     async def checked_form(request: Request, session: Session) -> Any | None:
         form = await read_form(request)
@@ -267,6 +289,12 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         now = deps.clock()
         published = None
         if action == "refer":
+            good, again = resent(form, f"/child/{child}/decide", session.user)
+            if not good:
+                return desk.refused("Missing or wrong form token.")
+            if again and any(d.published_event == again for d in store.decisions(child=child)):
+                session.flash.append(f"Referral {again} was sent already; nothing more was sent.")
+                return desk.redirect(f"/child/{child}", session)
             records = store.records_about(child)
             event = referral_event(
                 party=deps.party, records=records, child=child, secret=deps.linkage_key,
@@ -275,11 +303,18 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             if event is None or deps.publisher is None:
                 session.flash.append("This desk cannot send a referral for this child.")
                 return desk.redirect(f"/child/{child}")
+            if again:  # the same event as the attempt given up on (broker.desk._resend)
+                event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
             try:
                 await deps.publisher.publish(event)
             except AccordError as exc:
                 log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
-                return not_sent("referral", reason)
+                return not_sent(
+                    session, exc, "referral", reason, action=f"/child/{child}/decide",
+                    event_id=event["event_id"], check="ask the hub whether it arrived",
+                    fields=[("action", action), ("reason", reason)]
+                    + [("flag", f) for f in settles],
+                )  # fmt: skip
             published = event["event_id"]
         store.decide(
             action=action, reason=reason, by=session.user, at=now, flag_ids=settles,
@@ -337,17 +372,26 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if event_id in answering or _answered(store, event_id):
             session.flash.append("This referral has an outcome already; nothing was sent.")
             return desk.redirect(f"/referral/{event_id}")
+        good, again = resent(form, f"/referral/{event_id}/outcome", session.user)
+        if not good:
+            return desk.refused("Missing or wrong form token.")
         answering.add(event_id)
         try:
             now = deps.clock()
             event = outcome_event(
                 party=deps.party, referral=record, outcome=outcome, summary=summary, at=now
             )
+            if again:  # the same event as the attempt given up on (broker.desk._resend)
+                event["event_id"] = again
             try:
                 await deps.publisher.publish(event)
             except AccordError as exc:
                 log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
-                return not_sent("outcome", summary)
+                return not_sent(
+                    session, exc, "outcome", summary, action=f"/referral/{event_id}/outcome",
+                    event_id=event["event_id"], fields=[("outcome", outcome), ("summary", summary)],
+                    check="ask the co-ordinating team whether it arrived",
+                )  # fmt: skip
             store.decide(
                 action=outcome, reason=summary, by=session.user, at=now, subject_event=event_id,
                 published_event=event["event_id"],

@@ -54,6 +54,12 @@ class GroupMembership:
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "rebalance_timeout_ms": self.rebalance_timeout_ms,
             "max_poll_interval_ms": self.max_poll_interval_ms,
+            # aiokafka sends JoinGroup with the client's request timeout (default 40 s), and
+            # the broker holds a join until every member has rejoined, up to the rebalance
+            # timeout: a shorter request timeout gives up on the join of a member waiting for
+            # a slow one. So it is the rebalance timeout and 5 s, as Kafka's Java client
+            # allows for JoinGroup.
+            "request_timeout_ms": self.rebalance_timeout_ms + 5_000,
         }
 
 

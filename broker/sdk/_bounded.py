@@ -18,8 +18,12 @@ written after we gave up; the next producer's start, with the same id, aborts it
 stops every retry, but a request already on the wire may still be written: publish again
 under the same event id (the broker takes an event id once).
 
-The one case a transaction cannot close: the deadline passing while Kafka commits. The
-caller is told the send failed; the commit may still complete.
+The one case a transaction cannot close: the deadline passing while Kafka commits.
+aiokafka hands the commit (EndTxn) to its sender task and waits; once the request has left,
+abandoning the producer cannot call it back, and the coordinator may complete the commit.
+Then, and for a send without a transactional id given up on after its records were handed
+over, the caller gets ``SendUnconfirmed`` (a ``TransportError``): it may have been written,
+so it must be checked, or sent again under the same event id, never sent afresh.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from broker.errors import TransportError, UsageError
+from broker.errors import SendUnconfirmed, TransportError, UsageError
 from broker.kafka import KafkaClients, Producer, abandon, connecting, stop_quietly, translated
 
 __all__ = ["DEFAULT_SEND_TIMEOUT", "BoundedProducer", "Outgoing"]
@@ -109,28 +113,40 @@ class BoundedProducer:
     async def send(self, what: str, records: Sequence[Outgoing]) -> list[Any]:
         """Send ``records`` (one transaction, with a transactional id); their metadata.
 
-        ``TransportError`` if Kafka has not taken them all within the deadline, or failed.
+        ``TransportError`` if Kafka has not taken them all within the deadline, or failed;
+        ``SendUnconfirmed`` (one) if the deadline passed once Kafka may have had them.
         """
         if not self._started:  # the clients say so first, naming themselves
             raise UsageError("the client is not started")
         try:
+            # This send's own: set once Kafka may have it (its commit begun; without a
+            # transaction, its records handed to the producer). Past that, a send given up
+            # on is unconfirmed. Not the producer's: a caller still waiting for the lock
+            # when its deadline passes has handed nothing over.
+            handed_over: list[bool] = []
             async with asyncio.timeout(self.timeout), self._lock:
                 try:
-                    return await self._send(what, records)
+                    return await self._send(what, records, handed_over)
                 except BaseException:
                     self._abandon()
                     raise
         except TimeoutError:
-            fate = (
-                "nothing was written"
-                if self.transactional_id is not None
-                else "it is not sent again, but Kafka may have received it"
-            )
+            if handed_over:
+                fate = (
+                    "it was being committed, and may have been written"
+                    if self.transactional_id is not None
+                    else "it is not sent again, but Kafka may have received it"
+                )
+                raise SendUnconfirmed(
+                    f"{what}: Kafka did not answer within {self.timeout:g} s; {fate}"
+                ) from None
             raise TransportError(
-                f"{what}: Kafka did not answer within {self.timeout:g} s; {fate}"
+                f"{what}: Kafka did not answer within {self.timeout:g} s; nothing was written"
             ) from None
 
-    async def _send(self, what: str, records: Sequence[Outgoing]) -> list[Any]:
+    async def _send(
+        self, what: str, records: Sequence[Outgoing], handed_over: list[bool]
+    ) -> list[Any]:
         producer = self._producer
         if producer is None:  # the last one was abandoned
             producer = self._new()
@@ -145,11 +161,15 @@ class BoundedProducer:
         async with translated(what):
             if transactional:
                 await producer.begin_transaction()
+            else:
+                handed_over.append(True)
             futures = [
                 await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records
             ]
             metas = list(await asyncio.gather(*futures))
             if transactional:
+                # From here the commit cannot be called back (see the module's docstring).
+                handed_over.append(True)
                 await producer.commit_transaction()
         return metas
 

@@ -42,8 +42,10 @@ class Publisher(AsyncClient):
 
     Each ``publish``, ``publish_many`` and ``publish_consent`` call is sent within
     ``send_timeout`` seconds or not at all (``TransportError``; broker.sdk._bounded). With
-    ``transactional_id`` a call given up on writes nothing; without, it is not sent again,
-    but Kafka may have received it already: publish again under the same event id.
+    ``transactional_id`` a call given up on writes nothing, unless the limit passed while
+    Kafka was committing it; that case, and one without a transactional id given up on
+    after its records were handed over, is ``SendUnconfirmed``: it is not sent again, but
+    Kafka may have it already; publish again under the same event id.
     """
 
     def __init__(

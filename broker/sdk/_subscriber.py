@@ -111,8 +111,9 @@ class Subscriber(AsyncClient):
 
     An acknowledgement is sent within ``send_timeout`` seconds or not at all
     (``TransportError``; broker.sdk._bounded). With ``transactional_id`` (a recipient may use
-    ids starting ``accord.desk.<party>.``) one given up on is never recorded; without, it is
-    not sent again, but Kafka may have received it already.
+    ids starting ``accord.desk.<party>.``) one given up on is never recorded, unless the limit
+    passed while Kafka was committing it; that case, and one without a transactional id, is
+    ``SendUnconfirmed``: not sent again, but Kafka may have it already.
     """
 
     def __init__(

@@ -71,8 +71,8 @@ SURFACES = {
         "AccordError", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
         "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced", "KeyNotFound",
         "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError", "ReplayDetected",
-        "ScenarioInvalid", "SecondFactorUnreadable", "SignInFailed", "TamperedEnvelope",
-        "TransportError",
+        "ScenarioInvalid", "SecondFactorUnreadable", "SendUnconfirmed", "SignInFailed",
+        "TamperedEnvelope", "TransportError",
         "UnsupportedVersion", "UsageError", "WrongRecipient",
     },
     "broker.events": {

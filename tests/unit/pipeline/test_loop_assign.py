@@ -218,6 +218,8 @@ async def test_the_worker_consumer_keeps_its_place_on_the_modern_session_timeout
     assert clients.options["heartbeat_interval_ms"] == 3_000
     assert clients.options["rebalance_timeout_ms"] >= 45_000
     assert clients.options["max_poll_interval_ms"] == 300_000
+    # A JoinGroup may wait the whole rebalance: the request must not time out first.
+    assert clients.options["request_timeout_ms"] > clients.options["rebalance_timeout_ms"]
     short = GroupMembership.with_session(6_000).consumer_options()
     assert short["heartbeat_interval_ms"] == 2_000  # a third of the session, as Kafka advises
     await loop.stop()

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 
 from broker.config import KafkaSettings
-from broker.errors import TransportError, UsageError
+from broker.errors import SendUnconfirmed, TransportError, UsageError
+from broker.kafka import abandon
 from broker.sdk._bounded import BoundedProducer, Outgoing
 
 RECORD = Outgoing("accord.access", b"k", b"v", [])
 
 
 class FakeProducer:
-    """A producer whose sends Kafka takes (``answers``) or never answers."""
+    """A producer whose sends Kafka takes (``answers``) or never answers; or, with
+    ``answers="all but the commit"``, whose commit is handed off and never answered."""
 
-    def __init__(self, answers: bool) -> None:
+    def __init__(self, answers: bool | str) -> None:
         self.answers = answers
         self.calls: list[str] = []
 
@@ -33,6 +38,8 @@ class FakeProducer:
 
     async def commit_transaction(self) -> None:
         self.calls.append("commit")
+        if self.answers == "all but the commit":  # EndTxn sent; its answer never comes
+            await asyncio.get_running_loop().create_future()
 
     async def send(self, topic: str, value: bytes, **_: Any) -> asyncio.Future[Any]:
         self.calls.append("send")
@@ -47,7 +54,7 @@ class FakeKafka:
     principal = None
     settings = KafkaSettings(bootstrap=bootstrap)
 
-    def __init__(self, *answers: bool) -> None:
+    def __init__(self, *answers: bool | str) -> None:
         self.answers = list(answers)
         self.made: list[FakeProducer] = []
         self.options: list[dict[str, Any]] = []
@@ -74,8 +81,11 @@ async def test_a_send_kafka_never_answers_fails_within_the_limit_and_is_never_co
     bounded = BoundedProducer(kafka, "c", timeout=0.2, transactional_id="accord.desk.p.acks.1")  # type: ignore[arg-type]
     await bounded.start()
     t0 = time.monotonic()
-    with pytest.raises(TransportError, match=r"did not answer within 0\.2 s; nothing was written"):
+    with pytest.raises(
+        TransportError, match=r"did not answer within 0\.2 s; nothing was written"
+    ) as e:
         await bounded.send("publishing to accord.access", [RECORD])
+    assert not isinstance(e.value, SendUnconfirmed)  # never committed: surely not written
     assert time.monotonic() - t0 < 1.0
     await asyncio.sleep(0)  # the abandoned producer is closed in the background
     stuck = kafka.made[0]
@@ -93,7 +103,7 @@ async def test_without_a_transactional_id_a_send_given_up_on_says_kafka_may_have
     kafka = FakeKafka(False)
     bounded = BoundedProducer(kafka, "c", timeout=0.1)  # type: ignore[arg-type]
     await bounded.start()
-    with pytest.raises(TransportError, match="not sent again, but Kafka may have received it"):
+    with pytest.raises(SendUnconfirmed, match="not sent again, but Kafka may have received it"):
         await bounded.send("publishing to accord.ingress.wmp", [RECORD])
     await bounded.stop()
     assert kafka.made[0].calls == ["start", "send", "stop"]
@@ -104,3 +114,47 @@ async def test_a_send_before_start_or_a_limit_of_nothing_is_a_usage_error() -> N
         BoundedProducer(FakeKafka(), "c", timeout=0)  # type: ignore[arg-type]
     with pytest.raises(UsageError):
         await BoundedProducer(FakeKafka(), "c", timeout=1).send("x", [RECORD])  # type: ignore[arg-type]
+
+
+async def test_a_send_given_up_on_while_kafka_commits_it_is_unconfirmed_not_failed() -> None:
+    """Once the commit is handed to aiokafka's sender it cannot be called back: Kafka may
+    still commit it, so the caller must not be told nothing was written."""
+    kafka = FakeKafka("all but the commit")
+    bounded = BoundedProducer(kafka, "c", timeout=0.2, transactional_id="accord.desk.p.acks.1")  # type: ignore[arg-type]
+    await bounded.start()
+    t0 = time.monotonic()
+    with pytest.raises(SendUnconfirmed, match="being committed, and may have been written"):
+        await bounded.send("publishing to accord.access", [RECORD])
+    assert time.monotonic() - t0 < 1.0
+    await bounded.stop()
+    assert kafka.made[0].calls == ["start", "begin", "send", "commit", "stop"]
+
+
+async def test_abandon_fails_a_real_producers_queued_batch_and_ends_its_retrying_sender() -> None:
+    """An aiokafka producer with nothing listening at its bootstrap: its sender retries for
+    ever, and its batch waits. (``send`` would wait for metadata that never comes, so the
+    batch is queued as ``send`` queues it, in the accumulator.)"""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=f"127.0.0.1:{port}", enable_idempotence=True, acks="all",
+        retry_backoff_ms=20,
+    )  # fmt: skip
+    sender = producer._sender
+    # As ``start`` would, after a bootstrap that here cannot happen.
+    sender._sender_task = asyncio.create_task(sender._sender_routine())
+    sender._sender_task.add_done_callback(sender._fail_all)
+    tp = TopicPartition("accord.access", 0)
+    delivered = await producer._message_accumulator.add_message(tp, b"k", b"v", timeout=1)
+    await asyncio.sleep(0.3)
+    assert not sender.sender_task.done()  # retrying, as it would until Kafka came back
+    assert not delivered.done()
+    t0 = time.monotonic()
+    await asyncio.wait_for(abandon(producer), 5)
+    assert time.monotonic() - t0 < 1.0
+    assert sender.sender_task.done()
+    with pytest.raises(Exception, match="the producer was abandoned"):
+        delivered.result()
+    await asyncio.sleep(0.2)  # nothing left to retry it: no task of the producer's runs on
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
