@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from broker.console._deps import ConsoleDeps
 from broker.console._metrics import SignInOutcome
@@ -71,26 +71,20 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
         # The account's name (staff, not personal data) and the file: enough to re-enrol it.
         log.error("console_second_factor_unreadable", user=check.name, users_file=check.users_file)
         console.deps.metrics.signed_in(SignInOutcome.FAILED)
-        return console.render("login.html", session, status=500, error=UNREADABLE)
+        return console.render(
+            "login.html", session, status=500, error=UNREADABLE,
+            next_page=console.guard.next_page(form),
+        )  # fmt: skip
     if not check.ok:
         # No name, no address: a name may be a mistyped password, an address personal.
         log.warning("console_sign_in_failed", throttled=check.refused)
         console.deps.metrics.signed_in(
             SignInOutcome.THROTTLED if check.refused is not None else SignInOutcome.FAILED
         )
-        return _failed(console, session)
+        return console.render(
+            "login.html", session, status=401, error=console.guard.failed(check),
+            next_page=console.guard.next_page(form),
+        )  # fmt: skip
     console.deps.metrics.signed_in(SignInOutcome.OK)
     log.info("console_sign_in", user=check.name, known_device=check.known_device)
     return console.guard.signed_in(session, check.name, lambda s: console.redirect("/", s))
-
-
-def _failed(console: Console, session: Session) -> HTMLResponse:
-    return console.render(
-        "login.html",
-        session,
-        status=401,
-        error=(
-            "Sign-in failed: wrong user name, password or code, or too many attempts: wait a "
-            "few minutes and try again."
-        ),
-    )

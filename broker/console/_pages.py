@@ -124,6 +124,13 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         session = console.session(request)
         return session if session is not None and session.user else None
 
+    def unposted(request: Request) -> Response:
+        """A form ``posted`` refused: with no session, to sign in (the edge adds the page to
+        return to, and says what was lost); signed in, a missing or wrong token."""
+        if signed_in(request) is None:
+            return console.redirect("/login")
+        return console.refused("Sign in first; forms need a current session.")
+
     async def audited(session: Session, page: str, **kw: Any) -> AuditRecord:
         try:
             record = await record_query(deps.audit, officer=session.user or "", page=page, **kw)
@@ -207,7 +214,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
     async def subject_search(request: Request) -> Response:
         session, form = await posted(request)
         if session is None:
-            return console.refused("Sign in first; forms need a current session.")
+            return unposted(request)
         purposes = list(LookupPurpose)
         try:
             purpose = LookupPurpose(form_field(form, "purpose") or "")
@@ -256,7 +263,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
     async def review(request: Request) -> Response:
         session, form = await posted(request)
         if session is None:
-            return console.refused("Sign in first; forms need a current session.")
+            return unposted(request)
         event_id = form_field(form, "event_id") or ""
         recipient = form_field(form, "recipient") or ""
         # Whatever the answer says (no such override, already reviewed by whom) is audit data:
@@ -319,7 +326,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
     async def verify(request: Request) -> Response:
         session, _ = await posted(request)
         if session is None:
-            return console.refused("Sign in first; forms need a current session.")
+            return unposted(request)
         return await chain_page(session, verify=True)
 
     async def chain_page(session: Session, *, verify: bool) -> Response:

@@ -96,14 +96,13 @@ async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) ->
         return desk.render(
             "login.html", session, status=500,
             error="This account's second factor cannot be checked: ask an administrator to "
-            "re-enrol it. The error has been logged.",
+            "re-enrol it. The error has been logged.", next_page=desk.guard.next_page(form),
         )  # fmt: skip
     if not check.ok:
         log.warning("desk_sign_in_failed", throttled=check.refused)
         return desk.render(
-            "login.html", session, status=401,
-            error="Sign-in failed: wrong user name, password or code, or too many attempts: "
-            "wait a few minutes and try again.",
+            "login.html", session, status=401, error=desk.guard.failed(check),
+            next_page=desk.guard.next_page(form),
         )  # fmt: skip
     log.info("desk_sign_in", user=check.name, known_device=check.known_device)
     return desk.guard.signed_in(session, check.name, lambda s: desk.redirect("/", s))

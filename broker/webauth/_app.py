@@ -14,10 +14,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from structlog.typing import FilteringBoundLogger
 
+from broker.webauth._bounce import bounce_location, typed_something
 from broker.webauth._guard import Guard
 from broker.webauth._hosts import printable_host
 from broker.webauth._sessions import Session
-from broker.webauth._web import SECURITY_HEADERS, bad_body
+from broker.webauth._web import SECURITY_HEADERS, bad_body, read_form
 
 __all__ = ["WebPages", "add_page_basics"]
 
@@ -79,6 +80,18 @@ class WebPages:
         return self.render("error.html", None, status=status, title="Refused", message=why)
 
 
+async def _losing_typed_text(request: Request, guard: Guard) -> bool:
+    """Whether ``request`` is a form post, with text typed into it, that no session will
+    take (so the page will send it to sign in). Only the fact is kept, never the text. The
+    body read here is the one the page reads (Starlette hands it on)."""
+    if request.method != "POST" or request.url.path in ("/login", "/logout"):
+        return False
+    session = guard.session(request)
+    if session is not None and session.user is not None:
+        return False
+    return typed_something(await read_form(request))
+
+
 def add_page_basics(
     app: FastAPI, pages: WebPages, *, name: str, log: FilteringBoundLogger, css: str = ""
 ) -> None:
@@ -98,7 +111,15 @@ def add_page_basics(
         elif request.method == "POST" and (refusal := bad_body(request)) is not None:
             response = refusal
         else:
+            lost = await _losing_typed_text(request, pages.guard)
             response = await call_next(request)
+            if (
+                response.status_code == 303
+                and response.headers.get("location") == "/login"
+                and request.url.path not in ("/login", "/logout")
+            ):
+                # A page sent to sign in: back to it afterwards (and say what was lost).
+                response.headers["location"] = bounce_location(request, lost=lost)
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)
         return response

@@ -16,14 +16,15 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from broker.config import SignInSettings
+from broker.webauth._bounce import safe_next
 from broker.webauth._cookies import cookie_names
 from broker.webauth._devices import DeviceCookies
 from broker.webauth._hosts import HostCheck
-from broker.webauth._sessions import Session, SessionStore
+from broker.webauth._sessions import ANONYMOUS, Session, SessionStore
 from broker.webauth._signin import SignInCheck, check_sign_in
 from broker.webauth._throttle import SignInThrottle
 from broker.webauth._users import UserFile
-from broker.webauth._web import loopback
+from broker.webauth._web import form_field, loopback
 
 __all__ = ["Guard"]
 
@@ -46,6 +47,9 @@ class Guard:
     ) -> None:
         self.users = users
         self.clock = clock
+        self.app = app
+        self.idle_minutes = cfg.session_idle_minutes
+        self.window_minutes = cfg.sign_in_window_minutes
         self.hosts = HostCheck.of(cfg, setting=f"ACCORD_{app.upper()}__ALLOWED_HOSTS")
         self.hops = cfg.forwarded_hops
         # Behind a proxy the browser's side is HTTPS, even when the app listens on loopback
@@ -86,6 +90,42 @@ class Guard:
             self.sessions.end(session)
             return None
         return session
+
+    def ended(self, request: Request) -> bool:
+        """Whether the request carries a signed-in session's cookie that is no longer good
+        (idle too long, past its lifetime, or forgotten by a restart). It says nothing about
+        any account: only about the cookie this browser holds."""
+        cookie = request.cookies.get(self.cookie)
+        if not cookie or cookie.startswith(ANONYMOUS):
+            return False
+        return self.session(request) is None
+
+    def ended_message(self) -> str:
+        return (
+            f"Your session ended (idle for {self.idle_minutes} minutes, or the {self.app} "
+            "restarted): sign in again."
+        )
+
+    def failed(self, check: SignInCheck) -> str:
+        """The sign-in page's words for a failed ``check``. The same for every account
+        whatever went wrong, so they tell nobody which names exist; a refusal by the
+        client's own budget (its network address, across every name) is said as such, a
+        refusal on an account's budget is not (it would say that a name is being tried)."""
+        if check.refused == "client":
+            return (
+                "Sign-in refused: too many failed attempts from this network address. Wait "
+                f"up to {self.window_minutes} minutes and try again."
+            )
+        return (
+            "Sign-in failed: wrong user name, password or code. A code can be used once: "
+            "wait for the next one (your authenticator app shows a new code every 30 "
+            "seconds) and try again."
+        )
+
+    @staticmethod
+    def next_page(form: Any) -> str | None:
+        """The sign-in form's page to return to, if it is a same-site path."""
+        return safe_next(form_field(form, "next"))
 
     async def check(self, request: Request, form: Any) -> SignInCheck:
         return await check_sign_in(

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from broker.webauth._bounce import safe_next
 from broker.webauth._guard import Guard
 from broker.webauth._sessions import Session
 from broker.webauth._web import form_field, read_form
@@ -15,6 +16,10 @@ from broker.webauth._web import form_field, read_form
 __all__ = ["SignInPages", "add_sign_in_routes"]
 
 _EXPIRED = "The sign-in form expired. Reload the page and try again."
+_LOST = (
+    "What you typed on that form was not saved (it is not kept: it may be personal data). "
+    "Type it again after signing in."
+)
 
 
 class SignInPages(Protocol):
@@ -39,14 +44,25 @@ def add_sign_in_routes(
     sign_in: Callable[[Request, Session, Any], Awaitable[Response]],
 ) -> None:
     """``GET/POST /login`` and ``POST /logout``; ``sign_in`` checks a posted form whose
-    session and CSRF token are already known good."""
+    session and CSRF token are already known good. ``GET /login?next=<path>`` returns there
+    after signing in (a same-site path only: :func:`safe_next`); ``lost=1`` says that what a
+    bounced form held was not saved. The login template is given ``next_page`` and
+    ``notices``."""
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:
+        next_page = safe_next(request.query_params.get("next"))
+        ended = pages.guard.ended(request)  # before pages.session: it would end it anyway
         session = pages.session(request)
         if session is not None and session.user:
-            return pages.redirect("/")
-        return pages.render("login.html", session or pages.guard.sessions.new(), error=None)
+            return pages.redirect(next_page or "/")
+        notices = [pages.guard.ended_message()] if ended else []
+        if request.query_params.get("lost") == "1":
+            notices.append(_LOST)
+        return pages.render(
+            "login.html", session or pages.guard.sessions.new(), error=None,
+            next_page=next_page, notices=notices,
+        )  # fmt: skip
 
     @app.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
@@ -56,7 +72,11 @@ def add_sign_in_routes(
         form = await read_form(request)
         if not session.csrf_ok(form_field(form, "csrf")):
             return pages.refused(_EXPIRED)
-        return await sign_in(request, session, form)
+        response = await sign_in(request, session, form)
+        next_page = safe_next(form_field(form, "next"))
+        if next_page and response.status_code == 303 and response.headers["location"] == "/":
+            response.headers["location"] = next_page  # signed in: back to where they were
+        return response
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:

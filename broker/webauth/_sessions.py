@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 _MAX_SESSIONS = 5_000
-_ANONYMOUS = "a."  # the prefix of an anonymous session's id
+ANONYMOUS = "a."  # the prefix of an anonymous session's id
 
 
 def _utcnow() -> datetime:
@@ -76,7 +76,7 @@ class SessionStore:
         """The live session with this id (touched), or None when unknown or expired."""
         if not session_id:
             return None
-        if session_id.startswith(_ANONYMOUS):
+        if session_id.startswith(ANONYMOUS):
             return self._anonymous_from(session_id)
         session = self._sessions.get(session_id)
         if session is None:
@@ -102,14 +102,14 @@ class SessionStore:
         # the CSRF token is the nonce's alone, so it outlives those refreshes.
         body = f"{nonce}.{int(now.timestamp())}"
         return Session(
-            id=f"{_ANONYMOUS}{body}.{self._mac('id', body)}",
+            id=f"{ANONYMOUS}{body}.{self._mac('id', body)}",
             csrf=self._mac("csrf", nonce),
             created_at=now,
             seen_at=now,
         )
 
     def _anonymous_from(self, session_id: str) -> Session | None:
-        parts = session_id.removeprefix(_ANONYMOUS).split(".")
+        parts = session_id.removeprefix(ANONYMOUS).split(".")
         if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):  # nonce, time, mac
             return None
         nonce, seen, mac = parts

@@ -176,7 +176,7 @@ async def sign_in(page: Page, url: str, totp: pyotp.TOTP) -> None:
     """Refused without a session, with a wrong password, and without the code; then in."""
     # Without a session, every page sends the officer to sign in.
     await page.goto(url + "overrides")
-    assert page.url == url + "login"
+    assert page.url == url + "login?next=%2Foverrides"
 
     await page.fill("input[name=username]", OFFICER)
     await page.fill("input[name=password]", "not the password")
@@ -248,4 +248,4 @@ async def officer_session(
 
     await page.click("text=Sign out")
     await page.goto(url + "subjects")
-    assert page.url == url + "login"
+    assert page.url == url + "login?next=%2Fsubjects"

@@ -40,16 +40,24 @@ FORMS = ("/subjects", "/overrides/review", "/chains/verify")
 
 @pytest.mark.parametrize("page", PAGES)
 def test_a_page_without_a_session_redirects_to_sign_in(client: TestClient, page: str) -> None:
+    """...and to return to the page afterwards (the home page needs no saying)."""
     r = client.get(page, follow_redirects=False)
-    assert (r.status_code, r.headers["location"]) == (303, "/login")
+    back = "" if page == "/" else "?next=" + page.replace("/", "%2F")
+    assert (r.status_code, r.headers["location"]) == (303, "/login" + back)
 
 
 @pytest.mark.parametrize("form", FORMS)
 def test_a_form_posted_without_a_session_is_refused(
     client: TestClient, sink: IndexingSink, form: str
 ) -> None:
-    r = client.post(form, data={"nhs_number": CHILD_NHS, "purpose": "complaint", "csrf": "x"})
-    assert r.status_code == 403
+    """...and sent to sign in, to come back to the form's page."""
+    r = client.post(
+        form, data={"nhs_number": CHILD_NHS, "purpose": "complaint", "csrf": "x"},
+        follow_redirects=False,
+    )  # fmt: skip
+    page = {"/subjects": "/subjects", "/overrides/review": "/overrides"}.get(form, "/chains")
+    location = "/login?next=" + page.replace("/", "%2F") + "&lost=1"  # an NHS number was typed
+    assert (r.status_code, r.headers["location"]) == (303, location)
     assert sink.records == []
 
 

@@ -226,4 +226,4 @@ def test_a_second_factor_that_does_not_open_is_a_page_saying_so_after_the_right_
     assert (event["user"], event["users_file"]) == (OFFICER, str(users.path))
     assert totp.secret not in str(logs)
     page = client.get("/subjects", follow_redirects=False)  # and not signed in
-    assert (page.status_code, page.headers["location"]) == (303, "/login")
+    assert (page.status_code, page.headers["location"]) == (303, "/login?next=%2Fsubjects")
