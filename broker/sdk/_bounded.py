@@ -73,8 +73,11 @@ class BoundedProducer:
         self._producer: Producer | None = None
         self._started = False
         # A transactional producer runs one transaction at a time; the wait for it counts
-        # against each caller's own deadline.
+        # against each caller's own deadline. Plain sends overlap (an agency publishing many
+        # events at once must not wait a round trip for each): only a new producer's start
+        # is one at a time, so that two sends never make two.
         self._lock = asyncio.Lock()
+        self._starting = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 
     def _new(self) -> Producer:
@@ -124,12 +127,11 @@ class BoundedProducer:
             # on is unconfirmed. Not the producer's: a caller still waiting for the lock
             # when its deadline passes has handed nothing over.
             handed_over: list[bool] = []
-            async with asyncio.timeout(self.timeout), self._lock:
-                try:
+            async with asyncio.timeout(self.timeout):
+                if self.transactional_id is None:
                     return await self._send(what, records, handed_over)
-                except BaseException:
-                    self._abandon()
-                    raise
+                async with self._lock:
+                    return await self._send(what, records, handed_over)
         except TimeoutError:
             if handed_over:
                 fate = (
@@ -147,16 +149,32 @@ class BoundedProducer:
     async def _send(
         self, what: str, records: Sequence[Outgoing], handed_over: list[bool]
     ) -> list[Any]:
-        producer = self._producer
-        if producer is None:  # the last one was abandoned
-            producer = self._new()
-            try:
-                async with translated(f"{what}: connecting to Kafka"):
-                    await producer.start()
-            except BaseException:
-                self._abandon_later(producer)
-                raise
-            self._producer = producer
+        producer = await self._current(what)
+        try:
+            return await self._send_on(producer, what, records, handed_over)
+        except BaseException:
+            # Past the deadline or failed: nothing it holds is sent later. Sends overlapping
+            # on it fail too (each caller hears so); the next send starts a new producer.
+            self._abandon(producer)
+            raise
+
+    async def _current(self, what: str) -> Producer:
+        async with self._starting:
+            producer = self._producer
+            if producer is None:  # the last one was abandoned
+                producer = self._new()
+                try:
+                    async with translated(f"{what}: connecting to Kafka"):
+                        await producer.start()
+                except BaseException:
+                    self._abandon_later(producer)
+                    raise
+                self._producer = producer
+            return producer
+
+    async def _send_on(
+        self, producer: Producer, what: str, records: Sequence[Outgoing], handed_over: list[bool]
+    ) -> list[Any]:
         transactional = self.transactional_id is not None
         async with translated(what):
             if transactional:
@@ -173,9 +191,9 @@ class BoundedProducer:
                 await producer.commit_transaction()
         return metas
 
-    def _abandon(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
+    def _abandon(self, producer: Producer) -> None:
+        if self._producer is producer:  # not one a send overlapping this one made since
+            self._producer = None
             self._abandon_later(producer)
 
     def _abandon_later(self, producer: Producer) -> None:
