@@ -4,8 +4,9 @@ The packages mirror the architecture, in layers; a package imports only from lay
 its own (``tests/unit/test_layers.py`` holds the code to this):
 
 1. ``errors``                                     every error Accord raises on purpose
-2. ``_canonical`` ``_vectors`` ``config`` ``principals`` ``topics``
-                                                  encodings, test vectors, settings, names
+2. ``_canonical`` ``_private`` ``_vectors`` ``config`` ``principals`` ``topics``
+                                                  encodings, private folders, test vectors,
+                                                  settings, names
 3. ``crypto`` ``events`` ``ops``                  primitives; the wire contracts; health
                                                   and metrics endpoints
 4. ``envelope`` ``linkage`` ``synthetic``         sealed records; subject keys; demo data

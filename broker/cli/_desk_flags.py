@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from broker._private import make_private_folders
 from broker.cli._common import keystore
 from broker.config import load_settings
 from broker.errors import ConfigError, UsageError
@@ -110,14 +111,7 @@ def flags_datadir(home: Path, party: str) -> Path:
     party_dir = home / "desk" / party
     datadir = party_dir / "flags"
     try:
-        missing = []
-        folder = datadir
-        while not folder.exists():
-            missing.append(folder)
-            folder = folder.parent
-        for folder in reversed(missing):
-            folder.mkdir(mode=0o700, exist_ok=True)
-            folder.chmod(0o700)  # whatever the umask
+        make_private_folders(datadir)
         for folder in (party_dir, datadir):
             if folder.stat().st_mode & 0o077:
                 folder.chmod(0o700)

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from broker._private import make_private_folders
 from broker.errors import AuditError, UsageError
 from broker.governance._sql import SqlAuditStore
 from broker.governance._store import AuditStore
@@ -79,14 +80,7 @@ def _make_private(path: Path, *, create: bool) -> None:
     others (it made them 0644) is tightened, with its ``-wal`` and ``-shm``, when it is ours.
     """
     if create:
-        missing = []
-        folder = path.parent
-        while not folder.exists():
-            missing.append(folder)
-            folder = folder.parent
-        for folder in reversed(missing):
-            folder.mkdir(mode=0o700, exist_ok=True)
-            folder.chmod(0o700)  # whatever the umask
+        make_private_folders(path.parent)
         try:  # O_EXCL: an index already there (or a link to one) is opened as it is
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
