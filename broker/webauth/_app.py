@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.exceptions import HTTPException
 from structlog.typing import FilteringBoundLogger
 
 from broker.webauth._bounce import bounce_location, typed_something
@@ -89,7 +90,11 @@ async def _losing_typed_text(request: Request, guard: Guard) -> bool:
     session = guard.session(request)
     if session is not None and session.user is not None:
         return False
-    return typed_something(await read_form(request))
+    try:
+        form = await read_form(request)
+    except HTTPException:  # a form beyond the bounds: the page refuses it, nothing is lost
+        return False
+    return typed_something(form)
 
 
 def add_page_basics(

@@ -80,6 +80,18 @@ def test_a_post_with_nothing_typed_does_not_say_anything_was_lost(
     assert r.headers["location"] == "/login?next=%2Fnotice%2Fn-1"
 
 
+def test_a_form_beyond_the_bounds_without_a_session_is_sent_to_sign_in_not_a_500(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    """Whether text was lost is asked of the form; one with too many fields is not an error
+    of ours: the page still sends the request to sign in."""
+    client, _ = make_client()
+    data = {f"f{i}": "x" for i in range(40)} | {"reason": "typed"}
+    r = client.post("/child/abc/decide", data=data, follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/login")
+
+
 @pytest.mark.parametrize(
     "target", ["//evil.example", "/\\evil.example", "https://evil.example", "/%2F%2Fevil"]
 )
