@@ -6,6 +6,9 @@ drops a member it has not heard from for the session timeout; every rejoin then 
 reassigns every partition. So the listener only pauses what it is given, and the slow part
 (a producer per partition that fences the earlier owner, the state caught up) runs in the
 background, as an *opening* this module keeps track of, while the heartbeats go on.
+
+The loop's seams to the rest of the worker live here too: ``Handover`` (the group's
+committed view), ``OpenTask`` and ``Reload``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Container, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from broker.kafka import TopicPartition
+from broker.pipeline._effects import OutRecord
+from broker.pipeline._processor import Processor
+from broker.pipeline._state import TaskId, WorkerState
+from broker.pipeline._view import StateView
 
 
 @dataclass(frozen=True)
@@ -108,3 +115,30 @@ class Openings:
         """Take nothing more on, and abandon every opening under way."""
         self.closed = True
         await self.abandon(self.partitions(), held=())
+
+
+class Handover(Protocol):
+    """What the loop needs of the rest of the group: the committed view, kept current."""
+
+    @property
+    def view(self) -> StateView: ...
+
+    async def caught_up(self) -> None: ...
+    async def moved(self, within: float) -> None: ...
+    def check(self) -> None: ...
+
+
+#: Starts a task's processor from its committed state; returns it and the task's first
+#: records (the bundle in force, on the task's chain).
+OpenTask = Callable[[TaskId, WorkerState], tuple[Processor, list[OutRecord]]]
+#: What a reload puts on each task's chain.
+Reload = Callable[[Processor], list[OutRecord]]
+
+
+async def cancel_all(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel helper tasks and wait for them, whatever they ended with: cleanup must not
+    replace the error that is ending the loop."""
+    live = [t for t in tasks if t is not None]
+    for task in live:
+        task.cancel()
+    await asyncio.gather(*live, return_exceptions=True)

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -42,16 +42,14 @@ from broker.kafka import (
     translated,
 )
 from broker.ops import Heartbeat
-from broker.pipeline._effects import OutRecord
 from broker.pipeline._fence import ConsentFence
-from broker.pipeline._group import GroupMembership, Openings
-from broker.pipeline._processor import Processor
+from broker.pipeline._group import GroupMembership, Handover, Openings, OpenTask, Reload, cancel_all
 from broker.pipeline._read_past import read_past
 from broker.pipeline._report import GroupReport
-from broker.pipeline._state import TaskId, WorkerState
+from broker.pipeline._state import TaskId
 from broker.pipeline._tasks import Batch, RecordSender, Task, start_all, stop_all, transactional_id
 from broker.pipeline._throttle import SenderBudget, Throttle, resume_held
-from broker.pipeline._view import LEGACY_SHARES_TASK, StateView
+from broker.pipeline._view import LEGACY_SHARES_TASK
 from broker.provision import WORKER_GROUP
 from broker.topics import ACCESS, CONSENT, INGRESS_PREFIX, party_of_ingress
 
@@ -59,33 +57,6 @@ log = structlog.get_logger("accord.worker")
 
 INPUT_PATTERN = rf"^({re.escape(INGRESS_PREFIX)}.+|{re.escape(CONSENT)}|{re.escape(ACCESS)})$"
 GROUP = WORKER_GROUP  # the group provisioning grants the worker
-
-
-class Handover(Protocol):
-    """What the loop needs of the rest of the group: the committed view, kept current."""
-
-    @property
-    def view(self) -> StateView: ...
-
-    async def caught_up(self) -> None: ...
-    async def moved(self, within: float) -> None: ...
-    def check(self) -> None: ...
-
-
-#: Starts a task's processor from its committed state; returns it and the task's first
-#: records (the bundle in force, on the task's chain).
-OpenTask = Callable[[TaskId, WorkerState], tuple[Processor, list[OutRecord]]]
-#: What a reload puts on each task's chain.
-Reload = Callable[[Processor], list[OutRecord]]
-
-
-async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
-    """Cancel helper tasks and wait for them, whatever they ended with: cleanup must not
-    replace the error that is ending the loop."""
-    live = [t for t in tasks if t is not None]
-    for task in live:
-        task.cancel()
-    await asyncio.gather(*live, return_exceptions=True)
 
 
 class TransactionalLoop:
@@ -314,12 +285,12 @@ class TransactionalLoop:
                     fetching = None
                     if batch := fetched.result():
                         await self._process(consumer, batch, stop)
-            await _cancel(fetching)
+            await cancel_all(fetching)
             fetching = None
             await self._finish()
             await self._report.now(consumer)
         finally:
-            await _cancel(fetching, stopping, self._report.running)
+            await cancel_all(fetching, stopping, self._report.running)
             await self._fence.close()
             for task in list(self._tasks.values()):
                 with contextlib.suppress(BaseException):
@@ -516,15 +487,8 @@ class TransactionalLoop:
         consent wait's fetch must not read, and so skip, the events that are waiting."""
         asked = partitions or tuple(consumer.assignment())
         fetchable = [tp for tp in asked if tp.topic not in self._throttle.paused]
-        tasks = {tp: self._tasks.get(tp) for tp in fetchable}
-
-        def same_task(tp: TopicPartition) -> bool:
-            # Its task was given up (and perhaps taken back) during the read: the rewind
-            # was from the old task's position, past work the loss dropped.
-            return (task := self._tasks.get(tp)) is not None and task is tasks[tp]
-
         return await read_past(
-            self.kafka, consumer, fetchable, self._positions, self.max_batch, keep=same_task
+            self.kafka, consumer, fetchable, self._positions, self.max_batch, tasks=self._tasks
         )
 
     def _resume_due(self, consumer: Consumer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -19,7 +19,7 @@ async def read_past(
     positions: dict[TopicPartition, int],
     limit: int,
     *,
-    keep: Callable[[TopicPartition], bool],
+    tasks: Mapping[TopicPartition, object],
 ) -> dict[TopicPartition, list[Any]]:
     """Read on past a record aiokafka cannot parse (a header key that is not UTF-8).
 
@@ -29,11 +29,17 @@ async def read_past(
     not processed (a partition it has not read from in this run: the group's committed
     offset, which the transactions move with the outputs; with none, its beginning) and
     is read once by the tolerant path, which hands the record on for the processor to
-    quarantine; the consumer then seeks past what was read. Only for the partitions
-    ``keep`` still holds after the read: a rebalance may run during it, and a partition
-    given up (and perhaps taken back) meanwhile was sought to its committed offset by the
-    listener, which the rewind here must not undo.
+    quarantine; the consumer then seeks past what was read. Only for the partitions whose
+    task in ``tasks`` (the live mapping) is still the one it was before the read: a
+    rebalance may run during it, and a partition given up (and perhaps taken back)
+    meanwhile was sought to its committed offset by the listener, which the rewind here
+    must not undo (the old task's position, past work the loss dropped).
     """
+    before = {tp: tasks.get(tp) for tp in fetchable}
+
+    def keep(tp: TopicPartition) -> bool:
+        return (task := tasks.get(tp)) is not None and task is before[tp]
+
     starts: dict[TopicPartition, int] = {}
     async with translated("finding where unread partitions resume"):
         for tp in fetchable:

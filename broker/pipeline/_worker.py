@@ -25,8 +25,8 @@ from broker.kafka import (
 from broker.keys import FileKeyStore, warn_if_unprotected
 from broker.ops import OK, Check, Heartbeat, serving_ops
 from broker.pipeline._effects import OutRecord
-from broker.pipeline._group import GroupMembership
-from broker.pipeline._loop import OpenTask, TransactionalLoop
+from broker.pipeline._group import GroupMembership, OpenTask
+from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
 from broker.pipeline._restore import restore_state
