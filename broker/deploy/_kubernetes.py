@@ -31,9 +31,16 @@ from typing import Any
 from broker import topics
 from broker.deploy import _kubernetes_desks as desks
 from broker.deploy._files import manifest_yaml
+from broker.deploy._kubernetes_policies import (
+    AUDIT_DB_USERS,
+    disruption_budget,
+    metadata,
+    network_policies,
+    pod_labels,
+    pod_selector,
+)
 from broker.deploy._model import Deployment, Process
 from broker.deploy._strimzi import (
-    ACCORD_SELECTOR,
     KAFKA_TLS_PORT,
     kafka,
     kafka_topic,
@@ -63,8 +70,6 @@ _ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # the ops server must answer the kube
 _AUDIT_DB_SECRET = "accord-audit-db"  # noqa: S105  # a Secret's name, not its value
 _CONSOLE_PVC = "accord-console"
 #: Processes that keep the audit index in PostgreSQL.
-_AUDIT_DB_USERS = frozenset({"indexer", "console"})
-_POSTGRES_PORT = 5432
 # Object limits the API server enforces: a ConfigMap's data is at most 1 MiB, its keys
 # letters, digits, '-', '_' and '.'.
 _CONFIGMAP_MAX_BYTES = 1024 * 1024
@@ -84,22 +89,6 @@ _INIT_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"},
                    "limits": {"cpu": "500m", "memory": "128Mi"}}  # fmt: skip
 
 
-def _labels(process: Process) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": "accord",
-        "app.kubernetes.io/component": process.name,
-        **ACCORD_SELECTOR,
-    }
-
-
-def _selector(process: Process) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "accord", "app.kubernetes.io/component": process.name}
-
-
-def _meta(name: str, labels: Mapping[str, str] = ACCORD_SELECTOR) -> Manifest:
-    return {"name": name, "labels": dict(labels)}
-
-
 def _configmap_key(rel: str) -> str:
     # ConfigMap keys cannot hold '/': the volume's items put each file back at its path.
     return rel.replace("/", "__")
@@ -116,7 +105,7 @@ def policies_configmap(dep: Deployment) -> Manifest:
     size = sum(len(k) + len(v.encode("utf-8")) for k, v in data.items())
     if size > _CONFIGMAP_MAX_BYTES:
         raise UsageError(f"the policy bundle is {size} bytes; a ConfigMap holds at most 1 MiB")
-    meta = _meta(POLICIES_CONFIGMAP)
+    meta = metadata(POLICIES_CONFIGMAP)
     meta["annotations"] = {BUNDLE_ANNOTATION: dep.bundle_version}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
@@ -131,7 +120,7 @@ def _secret_env(name: str, secret: str, key: str) -> Manifest:
 
 
 def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> list[Manifest]:
-    section = process.settings_section  # the process's own settings (broker/config.py)
+    section = process.settings_section  # the process's own settings (broker/config)
     env: list[Manifest] = [
         {"name": "ACCORD_HOME", "value": _HOME},
         {"name": "ACCORD_KAFKA__BOOTSTRAP", "value": f"{cluster}-kafka-bootstrap:{KAFKA_TLS_PORT}"},
@@ -146,7 +135,7 @@ def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> lis
         {"name": "ACCORD_KEYSTORE__PATH", "value": _KEYS},
         _secret_env("ACCORD_KEYSTORE__PASSPHRASE", _keystore_secret(process), "passphrase"),
     ]  # fmt: skip
-    if process.name in _AUDIT_DB_USERS:
+    if process.name in AUDIT_DB_USERS:
         env.append(_secret_env("ACCORD_AUDIT__DB", _AUDIT_DB_SECRET, "url"))
     if process.web_port is not None:  # the console, a desk
         web = f"ACCORD_{section}__"
@@ -302,14 +291,14 @@ def deployment_manifest(
         "securityContext": _security(),
         "volumeMounts": _mounts(process),
     }
-    template_meta: Manifest = {"labels": _labels(process)}
+    template_meta: Manifest = {"labels": pod_labels(process)}
     if _loads_bundle(process):
         template_meta["annotations"] = {BUNDLE_ANNOTATION: dep.bundle_version}
     spec: Manifest = {
         # Workers share the inputs as a consumer group (docs/operations.md): two keep the
         # pipeline going while one restarts, is rolled or is drained off a node.
         "replicas": WORKER_REPLICAS if process.name == "worker" else 1,
-        "selector": {"matchLabels": _selector(process)},
+        "selector": {"matchLabels": pod_selector(process)},
     }
     if process.name == "worker":
         # One at a time: the group hands the old pod's partitions on before the next goes.
@@ -325,7 +314,7 @@ def deployment_manifest(
         "spec": {
             "automountServiceAccountToken": False,
             # No Service's address in the environment: it is ACCORD_*-prefixed for Services
-            # named accord-*, and only broker/config.py's settings belong there.
+            # named accord-*, and only broker/config's settings belong there.
             "enableServiceLinks": False,
             "securityContext": {
                 "runAsNonRoot": True,
@@ -342,7 +331,7 @@ def deployment_manifest(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(f"accord-{process.name}", _labels(process)),
+        "metadata": metadata(f"accord-{process.name}", pod_labels(process)),
         "spec": spec,
     }
 
@@ -351,9 +340,9 @@ def _service(process: Process, name: str, port: int, port_name: str) -> Manifest
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(name, _labels(process)),
+        "metadata": metadata(name, pod_labels(process)),
         "spec": {
-            "selector": _selector(process),
+            "selector": pod_selector(process),
             "ports": [{"name": port_name, "port": port, "targetPort": port_name}],
         },
     }
@@ -372,79 +361,6 @@ def ops_service(process: Process) -> Manifest:
     return svc
 
 
-def _network_policy(name: str, selector: Manifest, **rules: Any) -> Manifest:
-    types = [t for t, key in (("Ingress", "ingress"), ("Egress", "egress")) if key in rules]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(name),
-        "spec": {"podSelector": selector, "policyTypes": types, **rules},
-    }
-
-
-def network_policies(dep: Deployment, cluster: str) -> dict[str, Manifest]:
-    """Nothing in or out of Accord's pods but what each needs. Ingress to the console, the
-    desks and the ops ports is open to every namespace's pods: the platform narrows ``from``
-    to its ingress controller's and Prometheus' namespaces (an overlay patch), which only it
-    knows. A desk's or flag service's pod is one of Accord's: the same DNS and Kafka out."""
-    accord = {"matchLabels": ACCORD_SELECTOR}
-    tcp = "TCP"
-    out = {
-        "default-deny": _network_policy("accord-default-deny", accord, ingress=[], egress=[]),
-        "egress-dns": _network_policy("accord-egress-dns", accord, egress=[
-            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": tcp, "port": 53}]},
-        ]),
-        "egress-kafka": _network_policy("accord-egress-kafka", accord, egress=[{
-            "to": [{"podSelector": {"matchLabels": {"strimzi.io/cluster": cluster}}}],
-            "ports": [{"protocol": tcp, "port": KAFKA_TLS_PORT}],
-        }]),
-    }  # fmt: skip
-    db_users = sorted(p.name for p in dep.processes if p.name in _AUDIT_DB_USERS)
-    if db_users:
-        # The platform's PostgreSQL may live outside the cluster: any address, one port.
-        selector = {
-            "matchLabels": ACCORD_SELECTOR,
-            "matchExpressions": [
-                {"key": "app.kubernetes.io/component", "operator": "In", "values": db_users}
-            ],
-        }
-        out["egress-postgres"] = _network_policy("accord-egress-postgres", selector, egress=[
-            {"ports": [{"protocol": tcp, "port": _POSTGRES_PORT}]},
-        ])  # fmt: skip
-    any_namespace: list[Manifest] = [{"namespaceSelector": {}}]
-    for process in dep.processes:
-        ports = [{"protocol": tcp, "port": process.ops_port}]
-        if process.web_port is not None:
-            ports.append({"protocol": tcp, "port": process.web_port})
-        out[f"ingress-{process.name}"] = _network_policy(
-            f"accord-ingress-{process.name}",
-            {"matchLabels": _selector(process)},
-            ingress=[{"from": any_namespace, "ports": ports}],
-        )
-    return out
-
-
-def disruption_budget() -> Manifest:
-    """One budget over all of Accord's pods: a drain evicts one of them at a time.
-
-    The indexer and console run a single replica, so ``minAvailable: 1`` per process would
-    refuse every eviction and block node drains for ever; ``maxUnavailable: 1`` across them
-    all lets a drain proceed while never taking both workers, or a worker and the console,
-    down together. An
-    unhealthy pod may always be evicted: keeping it protects nothing.
-    """
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _meta("accord"),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": ACCORD_SELECTOR},
-            "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        },
-    }
-
-
 def console_claim() -> Manifest:
     """The console's accounts file, which outlives its pod. Its keys (the second factors',
     the device cookies') are in the keystore's Secret, made before it by ``keys init``: an
@@ -452,7 +368,7 @@ def console_claim() -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(_CONSOLE_PVC),
+        "metadata": metadata(_CONSOLE_PVC),
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
 
@@ -476,7 +392,7 @@ def _resources(dep: Deployment, cluster: str, namespace: str) -> dict[str, Manif
                 process, f"accord-{process.name}", process.web_port, "http"
             )
         if process.party is not None:
-            out[f"{base}/data.yaml"] = desks.home_claim(process, _labels(process))
+            out[f"{base}/data.yaml"] = desks.home_claim(process, pod_labels(process))
         elif process.web_port is not None:
             out[f"{base}/data.yaml"] = console_claim()
     out["accord/disruption-budget.yaml"] = disruption_budget()

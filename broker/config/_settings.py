@@ -1,10 +1,4 @@
-"""Settings, read once at an entry point (the CLI) and passed down explicitly.
-
-Every model is frozen; every secret is a ``SecretStr``; modes are enums whose default is the
-safe choice. Environment variables use the ``ACCORD_`` prefix, nested with ``__``
-(``ACCORD_KAFKA__BOOTSTRAP``); a few flat aliases that users type often
-(``ACCORD_HOME``, ``ACCORD_KAFKA_BOOTSTRAP``, ``ACCORD_AUDIT_DB``) are honoured too.
-"""
+"""The settings models and ``load_settings`` (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -13,7 +7,7 @@ import os
 import re
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -29,34 +23,13 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
 
+from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
 from broker.errors import ConfigError, KeyStoreError
-
-__all__ = [
-    "DEMO_PASSPHRASE_FILE",
-    "AuditSettings",
-    "ConsoleSettings",
-    "DeskSettings",
-    "EnvelopeSettings",
-    "IndexerSettings",
-    "KafkaSecurity",
-    "KafkaSettings",
-    "KemSuite",
-    "KeyProtection",
-    "KeystoreSettings",
-    "OpsEndpoint",
-    "SchoolCalendar",
-    "Settings",
-    "SignInSettings",
-    "WorkerSettings",
-    "default_home",
-    "load_settings",
-]
 
 
 def default_home() -> Path:
@@ -73,7 +46,7 @@ _NO_POLICIES = "no policies/ here: pass --policies DIR or set ACCORD_POLICIES"
 def _example_policies() -> Path | None:
     """The example bundle: the project's own ``policies/`` (a source checkout run from
     elsewhere), else the copy installed with the package (``broker/_bundle``); None: neither."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # broker/, from broker/config/
     for bundle in (package.parent / "policies", package / "_bundle"):
         if (bundle / "parties.yaml").is_file():
             return bundle
@@ -347,7 +320,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         del env_settings  # replaced: the same source, minus the secrets' _FILE variables
-        env = _EnvWithoutSecretFiles(settings_cls)
+        env = EnvWithoutSecretFiles(settings_cls)
         return init_settings, env, dotenv_settings, file_secret_settings
 
     home: Path = Field(default_factory=default_home)
@@ -449,20 +422,6 @@ class Settings(BaseSettings):
         return self.desk.users_file or self.home / "desk" / party / "users.json"
 
 
-class _EnvWithoutSecretFiles(EnvSettingsSource):
-    """The environment, without ``ACCORD_<SECTION>__<SECRET>_FILE``: ``load_settings``
-    reads those files itself (``_secret_files``), and the models forbid unknown fields."""
-
-    def __call__(self) -> dict[str, Any]:
-        data = super().__call__()
-        for section, names in _secret_fields().items():
-            values = data.get(section)
-            if isinstance(values, dict):
-                for name in names:
-                    values.pop(f"{name}_file", None)
-        return data
-
-
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment once; CLI options arrive as ``overrides``."""
     flat: dict[str, object] = {}
@@ -477,7 +436,7 @@ def load_settings(**overrides: object) -> Settings:
         db = os.environ.get("ACCORD_AUDIT_DB")
         if db and "ACCORD_AUDIT__DB" not in os.environ:
             flat["audit"] = {"db": db}
-        for section, values in _secret_files().items():
+        for section, values in secret_files(Settings).items():
             flat[section] = {**flat.get(section, {}), **values}  # type: ignore[dict-item]  # a section's dict
         flat.update({k: v for k, v in overrides.items() if v is not None})
         return Settings(**flat)  # type: ignore[arg-type]  # pydantic-settings validates kwargs
@@ -489,45 +448,6 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"{name}: {first['msg']}") from None
     except SettingsError as exc:
         raise ConfigError(f"an ACCORD_* setting cannot be read: {_first_line(exc)}") from None
-
-
-def _is_secret(annotation: object) -> bool:
-    return annotation is SecretStr or SecretStr in get_args(annotation)
-
-
-def _secret_fields() -> dict[str, list[str]]:
-    """Each settings section's ``SecretStr`` fields: the ones a ``_FILE`` variable may fill."""
-    out: dict[str, list[str]] = {}
-    for section, info in Settings.model_fields.items():
-        model = info.annotation
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            names = [n for n, f in model.model_fields.items() if _is_secret(f.annotation)]
-            if names:
-                out[section] = names
-    return out
-
-
-def _secret_files() -> dict[str, dict[str, str]]:
-    """Secrets read from files, the container convention (Docker and Kubernetes mount
-    secrets as files): ``ACCORD_KAFKA__PASSWORD_FILE=/run/secrets/x`` sets the Kafka
-    password to that file's contents, one trailing newline removed. Only ``SecretStr``
-    settings take a ``_FILE`` (``ACCORD_CONSOLE__USERS_FILE`` stays what it is: a path); the
-    variable itself wins when both are set."""
-    out: dict[str, dict[str, str]] = {}
-    for section, names in _secret_fields().items():
-        for name in names:
-            var = f"ACCORD_{section.upper()}__{name.upper()}"
-            path = os.environ.get(f"{var}_FILE")
-            if not path or var in os.environ:
-                continue
-            try:
-                value = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                # The path is not secret; the file's contents never reach a message.
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise ConfigError(f"{var}_FILE: cannot read {path}: {reason}") from None
-            out.setdefault(section, {})[name] = value.removesuffix("\n").removesuffix("\r")
-    return out
 
 
 def _first_line(exc: Exception) -> str:

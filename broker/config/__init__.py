@@ -1,0 +1,49 @@
+"""Settings, read once at an entry point (the CLI) and passed down explicitly.
+
+Every model is frozen; every secret is a ``SecretStr``; modes are enums whose default is the
+safe choice. Environment variables use the ``ACCORD_`` prefix, nested with ``__``
+(``ACCORD_KAFKA__BOOTSTRAP``); a few flat aliases that users type often
+(``ACCORD_HOME``, ``ACCORD_KAFKA_BOOTSTRAP``, ``ACCORD_AUDIT_DB``) are honoured too.
+"""
+
+from broker.config._settings import (
+    DEMO_PASSPHRASE_FILE,
+    AuditSettings,
+    ConsoleSettings,
+    DeskSettings,
+    EnvelopeSettings,
+    IndexerSettings,
+    KafkaSecurity,
+    KafkaSettings,
+    KemSuite,
+    KeyProtection,
+    KeystoreSettings,
+    OpsEndpoint,
+    SchoolCalendar,
+    Settings,
+    SignInSettings,
+    WorkerSettings,
+    default_home,
+    load_settings,
+)
+
+__all__ = [
+    "DEMO_PASSPHRASE_FILE",
+    "AuditSettings",
+    "ConsoleSettings",
+    "DeskSettings",
+    "EnvelopeSettings",
+    "IndexerSettings",
+    "KafkaSecurity",
+    "KafkaSettings",
+    "KemSuite",
+    "KeyProtection",
+    "KeystoreSettings",
+    "OpsEndpoint",
+    "SchoolCalendar",
+    "Settings",
+    "SignInSettings",
+    "WorkerSettings",
+    "default_home",
+    "load_settings",
+]

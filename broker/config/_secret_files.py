@@ -1,0 +1,70 @@
+"""Secrets given as files, the container convention: ``ACCORD_<SECTION>__<SECRET>_FILE``.
+
+Docker and Kubernetes mount secrets as files; a ``SecretStr`` setting may name one instead of
+holding the value, and ``broker.config.load_settings`` reads it here. The contents never reach
+a message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import EnvSettingsSource
+
+from broker.errors import ConfigError
+
+
+class EnvWithoutSecretFiles(EnvSettingsSource):
+    """The environment, without ``ACCORD_<SECTION>__<SECRET>_FILE``: ``load_settings``
+    reads those files itself (``secret_files``), and the models forbid unknown fields."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for section, names in secret_fields(self.settings_cls).items():
+            values = data.get(section)
+            if isinstance(values, dict):
+                for name in names:
+                    values.pop(f"{name}_file", None)
+        return data
+
+
+def _is_secret(annotation: object) -> bool:
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+def secret_fields(settings: type[BaseModel]) -> dict[str, list[str]]:
+    """Each settings section's ``SecretStr`` fields: the ones a ``_FILE`` variable may fill."""
+    out: dict[str, list[str]] = {}
+    for section, info in settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            names = [n for n, f in model.model_fields.items() if _is_secret(f.annotation)]
+            if names:
+                out[section] = names
+    return out
+
+
+def secret_files(settings: type[BaseModel]) -> dict[str, dict[str, str]]:
+    """Secrets read from files, the container convention (Docker and Kubernetes mount
+    secrets as files): ``ACCORD_KAFKA__PASSWORD_FILE=/run/secrets/x`` sets the Kafka
+    password to that file's contents, one trailing newline removed. Only ``SecretStr``
+    settings take a ``_FILE`` (``ACCORD_CONSOLE__USERS_FILE`` stays what it is: a path); the
+    variable itself wins when both are set."""
+    out: dict[str, dict[str, str]] = {}
+    for section, names in secret_fields(settings).items():
+        for name in names:
+            var = f"ACCORD_{section.upper()}__{name.upper()}"
+            path = os.environ.get(f"{var}_FILE")
+            if not path or var in os.environ:
+                continue
+            try:
+                value = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                # The path is not secret; the file's contents never reach a message.
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ConfigError(f"{var}_FILE: cannot read {path}: {reason}") from None
+            out.setdefault(section, {})[name] = value.removesuffix("\n").removesuffix("\r")
+    return out
