@@ -80,6 +80,28 @@ def test_an_opening_logged_without_a_time_zone_is_read_as_utc_not_a_broken_log(
     assert [e.at for e in log] == sorted(e.at for e in log)
 
 
+def test_an_acknowledgement_of_a_record_not_shared_with_its_sender_is_no_disclosure(
+    store: AuditStore, indexed: list[AuditRecord], linker: Linker, keys: FileKeyStore,
+    verifier: KeystoreAuditVerifier,
+) -> None:  # fmt: skip
+    """The worker records every acknowledgement as its sender made it, but a recipient's claim
+    to have opened what the broker never shared with it (``e1`` was not shared with hub-a), or
+    an event it never decided, must not read as a disclosure in the child's log."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    w = ChainWriter("worker:w3", clock=lambda: T0 + timedelta(hours=4))
+    data = {
+        "by": "hub-a/duty-2",
+        "purpose": "early_help",
+        "at": (T0 + timedelta(hours=4)).isoformat(),
+    }
+    refused = w.append(AuditKind.OPENED, event_id="e1", party="hub-a", data=data)
+    unknown = w.append(AuditKind.OPENED, event_id="e9", party="coord", data=data)
+    signed = [refused, unknown, w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER))]
+    index_records(store, verifier, signed, start=200)
+    opened = [(e.event_id, e.recipient) for e in disclosure_log(store, child) if e.kind == "opened"]
+    assert opened == [("e1", "coord")]
+
+
 def test_the_parents_log_holds_only_decisions_naming_the_parent(
     store: AuditStore, indexed: list[AuditRecord], linker: Linker
 ) -> None:
