@@ -68,8 +68,8 @@ class Open:
             return quarantine("wrong-topic")  # a party may publish only to its own topic
         if opened.schema != self.schema:
             return quarantine("wrong-schema")
-        if work.partitions and not _placed_by_id(work, opened.event_id):
-            return quarantine("wrong-partition")
+        if work.partitions and (misplaced := _misplaced(work, opened.event_id)):
+            return quarantine(misplaced)
         return forward()
 
 
@@ -86,14 +86,21 @@ def spend(work: Work) -> MarkProcessed:
     return MarkProcessed(work.opened.event_id)
 
 
-def _placed_by_id(work: Work, event_id: str) -> bool:
-    """Keyed by its event id, on the partition that key hashes to (as every producer puts it).
+def _misplaced(work: Work, event_id: str) -> str | None:
+    """Unless keyed by its event id, on the partition that key hashes to (as every producer
+    must put it, schemas/envelope.md §9), why not.
 
     Replay ids are kept per input partition, by the one worker that owns it; this is what
-    makes that complete: a copy of a record can only arrive where the original did.
+    makes that complete: a copy of a record can only arrive where the original did. A record
+    with no key is told apart from a misplaced one: its producer sets none, a bug to fix in
+    the sender's code, not a copy moved to another partition.
     """
+    if not work.key:
+        return "unkeyed"
     key = event_id.encode("ascii")
-    return work.key == key and work.partition == partition_for(key, list(range(work.partitions)))
+    if work.key == key and work.partition == partition_for(key, list(range(work.partitions))):
+        return None
+    return "wrong-partition"
 
 
 def _misaddressed(work: Work) -> str:
