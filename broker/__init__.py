@@ -19,7 +19,8 @@ its own (``tests/unit/test_layers.py`` holds the code to this):
                                                   clients; the index, reports and reviews;
                                                   deployment files from a bundle; web
                                                   sign-in, sessions and headers
-9. ``console`` ``desk``                          the governance web UI; the recipients' desk
+9. ``console`` ``desk`` ``gateway``              the governance web UI; the recipients' desk;
+                                                  an agency's HTTP publishing gateway
 10. ``cli``                                       the command line, accord
 
 Importing ``broker`` does nothing but define names.

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "_keys",
     "_policy",
     "_publish",
+    "_gateway",
     "_tail",
     "_worker",
     "_audit",

@@ -6,6 +6,8 @@ safe choice. Environment variables use the ``ACCORD_`` prefix, nested with ``__`
 (``ACCORD_HOME``, ``ACCORD_KAFKA_BOOTSTRAP``, ``ACCORD_AUDIT_DB``) are honoured too.
 """
 
+from broker.config._base import OpsEndpoint
+from broker.config._gateway import GatewaySettings
 from broker.config._settings import (
     DEMO_PASSPHRASE_FILE,
     AuditSettings,
@@ -18,7 +20,6 @@ from broker.config._settings import (
     KemSuite,
     KeyProtection,
     KeystoreSettings,
-    OpsEndpoint,
     SchoolCalendar,
     Settings,
     SignInSettings,
@@ -33,6 +34,7 @@ __all__ = [
     "ConsoleSettings",
     "DeskSettings",
     "EnvelopeSettings",
+    "GatewaySettings",
     "IndexerSettings",
     "KafkaSecurity",
     "KafkaSettings",

@@ -12,8 +12,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -28,6 +26,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from broker.config._base import Frozen as _Frozen
+from broker.config._base import OpsEndpoint
+from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
 from broker.errors import ConfigError, KeyStoreError
 
@@ -62,10 +63,6 @@ class KemSuite(enum.StrEnum):
 
     HYBRID = "mlkem768-x25519"
     X25519 = "x25519"
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class KafkaSecurity(enum.StrEnum):
@@ -165,20 +162,6 @@ class EnvelopeSettings(_Frozen):
 
 class AuditSettings(_Frozen):
     db: SecretStr | None = None  # a URL may hold a password; default: SQLite under <home>
-
-
-class OpsEndpoint(_Frozen):
-    """A long-running process's ops server: ``/metrics``, ``/livez``, ``/readyz``
-    (broker/ops). Loopback by default: metrics are not exposed on a network unless asked
-    (set ``metrics_host`` to ``0.0.0.0`` or a pod address for an external Prometheus).
-    ``metrics_port`` unset: no ops server."""
-
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    # Not live once the main loop has not gone round for this long (idle, the worker's goes
-    # round every 200 ms, at each empty fetch; a batch commit or a slow database may take a
-    # few seconds).
-    stale_after_seconds: float = Field(default=30.0, gt=0, le=3600)
 
 
 class WorkerSettings(OpsEndpoint):
@@ -348,6 +331,7 @@ class Settings(BaseSettings):
     schools: SchoolCalendar = SchoolCalendar()
     worker: WorkerSettings = WorkerSettings()
     indexer: IndexerSettings = IndexerSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     def policies_at_hand(self) -> Path | None:
         """The policy bundle folder: ACCORD_POLICIES, else ``policies/`` here; None when

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("policy", "devkafka"),
     ("audit", "provision"),
     ("pipeline", "sdk", "governance", "deploy", "webauth"),
-    ("console", "desk"),
+    ("console", "desk", "gateway"),
     ("cli",),
     ("__main__",),
 )

@@ -24,6 +24,7 @@ SURFACES = {
     "broker.cli": {"build_app", "main"},
     "broker.config": {
         "AuditSettings", "ConsoleSettings", "DeskSettings", "EnvelopeSettings", "IndexerSettings",
+        "GatewaySettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "OpsEndpoint",
         "SchoolCalendar", "SignInSettings", "DEMO_PASSPHRASE_FILE", "KeyProtection",
         "Settings", "WorkerSettings", "default_home", "load_settings",
@@ -43,6 +44,10 @@ SURFACES = {
         "open_desk_store",
         "outcome_event", "referral_event", "run_desk", "run_flag_scenario", "window_record",
         "withdrawn_keep",
+    },
+    "broker.gateway": {
+        "GatewayDeps", "GatewayMetrics", "GatewayRun", "Publishing", "check_gateway",
+        "create_gateway_app", "run_gateway",
     },
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "DESK_OPS_PORT", "DESK_PORT", "FLAGS_OPS_PORT",

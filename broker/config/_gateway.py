@@ -1,0 +1,71 @@
+"""The HTTP publishing gateway's settings: ``accord gateway --as PARTY`` (broker/gateway)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr, field_validator
+
+from broker.config._base import OpsEndpoint
+
+#: The shortest bearer token taken: 32 characters of ``secrets.token_urlsafe`` are ~190 bits.
+MIN_TOKEN_LENGTH = 32
+# What an Authorization header can carry as it is (RFC 6750's token68, and no spaces).
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+
+
+def _strong_token(value: SecretStr | None) -> SecretStr | None:
+    # Never the value in a message: it is the gateway's one credential.
+    if value is None:
+        return value
+    token = value.get_secret_value()
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"is shorter than {MIN_TOKEN_LENGTH} characters: make one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if not _TOKEN.fullmatch(token):
+        raise ValueError("may hold only letters, digits and . _ ~ + / = -")
+    return value
+
+
+class GatewaySettings(OpsEndpoint):
+    """An agency's HTTP publishing gateway, run inside the agency's own network in front of
+    the SDK's ``Publisher``, with the agency's own keystore.
+
+    Every request needs ``token`` (a bearer token, at least 32 characters; also
+    ``ACCORD_GATEWAY__TOKEN_FILE``): without one the gateway does not start. It listens on
+    loopback unless ``host`` says otherwise, and on any other address only with TLS
+    (``tls_cert`` and ``tls_key``, PEM files), or with ``tls_terminated_by_proxy`` set, for
+    a TLS-terminating proxy in front: then the gateway itself speaks plain HTTP, and says so
+    at every start. Its ops server (``metrics_host``/``metrics_port``, none by default)
+    serves ``/metrics``, ``/livez`` and ``/readyz`` apart from the token-guarded port."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8780, ge=0, le=65535)
+    token: Annotated[SecretStr | None, AfterValidator(_strong_token)] = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_terminated_by_proxy: bool = False
+    # The names (Host header, any port) requests may carry, as for the console and desk
+    # (broker.webauth.HostCheck): loopback names always; unset, the address listened on, and
+    # on a wildcard address (0.0.0.0, ::) the gateway refuses to start without a list.
+    allowed_hosts: tuple[str, ...] | None = None
+    # A contact event is a few KiB; a batch of max_batch of them must fit.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_batch: int = Field(default=500, ge=1, le=5000)
+    # A records system is waiting on the answer: Kafka must confirm within this, or the
+    # answer says it did not (and whether it may have written anything).
+    send_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Retry-After on a 503 (Kafka not reachable), and how long /readyz says not ready after.
+    retry_after_seconds: int = Field(default=30, ge=1, le=3600)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        # From the environment: "a.example, b.example" as well as a JSON list.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value

@@ -1,0 +1,366 @@
+"""The gateway's HTTP contract: plain JSON in, the SDK's ``Publisher`` behind, one JSON answer.
+
+``POST /v1/events`` takes one contact event (a JSON object), ``POST /v1/events/batch`` a JSON
+array of them (all or nothing, as ``publish_many``), ``POST /v1/consents`` one consent
+record. Each is validated by the publisher exactly as the SDK validates (the same
+``EventInvalid`` messages, which name fields and never quote values), sealed to the broker
+and sent; the answer comes once Kafka has confirmed it (202), or says why not. Nothing a
+caller sent is ever echoed back, logged or used as a metric label: answers carry fixed
+phrases, the SDK's field paths and the event ids of records already validated.
+
+Every request but the probes (``/healthz``, ``/readyz``) must carry the gateway's bearer
+token and a ``Host`` the gateway answers to (broker.webauth.HostCheck), checked before
+anything reads the body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from broker.errors import AccordError, EventInvalid, SendUnconfirmed, TransportError
+from broker.events import ContactEvent
+from broker.gateway._metrics import Endpoint, GatewayMetrics, Outcome
+from broker.ops import OK, Check, first_failure
+from broker.sdk import Receipt
+from broker.webauth import HostCheck
+
+log = structlog.get_logger("accord.gateway")
+
+EVENTS, BATCH, CONSENTS = "/v1/events", "/v1/events/batch", "/v1/consents"
+PROBES = frozenset({"/healthz", "/readyz"})
+_ENDPOINTS = {EVENTS: Endpoint.EVENT, BATCH: Endpoint.BATCH, CONSENTS: Endpoint.CONSENT}
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+class Publishing(Protocol):
+    """What the gateway needs of ``broker.sdk.Publisher`` (a fake, in unit tests)."""
+
+    party: str
+    topic: str
+
+    def validate(self, event: Mapping[str, Any]) -> ContactEvent: ...
+
+    async def publish(self, event: Mapping[str, Any]) -> Receipt: ...
+
+    async def publish_many(self, events: Iterable[ContactEvent]) -> list[Receipt]: ...
+
+    async def publish_consent(self, record: Mapping[str, Any]) -> Receipt: ...
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayDeps:
+    """What the gateway's app is given: its publisher, its token, the names it answers to."""
+
+    publisher: Publishing
+    token: SecretStr
+    hosts: HostCheck
+    metrics: GatewayMetrics
+    max_body_bytes: int = 1024 * 1024
+    max_batch: int = 500
+    retry_after_seconds: int = 30
+    #: Whether the HTTP server is up (``/readyz``); the app alone, in a test, always is.
+    serving: Callable[[], bool] = field(default=_always)
+
+
+class _Refused(Exception):  # a refusal, answered: not a fault
+    """A request the gateway answers with an error, before or instead of publishing."""
+
+    def __init__(self, status: int, outcome: Outcome, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.outcome, self.message, self.extra = status, outcome, message, extra
+
+
+def _answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers={**_HEADERS, **(headers or {})})
+
+
+def _error(refused: _Refused) -> Response:
+    extra = dict(refused.extra)
+    headers = extra.pop("headers", None)
+    body = {"error": refused.outcome.value, "message": refused.message, **extra}
+    return _answer(refused.status, body, headers)
+
+
+def _refusal(deps: GatewayDeps, endpoint: Endpoint, refused: _Refused) -> Response:
+    deps.metrics.answered(endpoint, refused.outcome)
+    log.info("gateway_refused", endpoint=endpoint.value, outcome=refused.outcome.value,
+             status=refused.status)  # fmt: skip
+    return _error(refused)
+
+
+def _fault(deps: GatewayDeps, endpoint: Endpoint, exc: BaseException) -> Response:
+    deps.metrics.answered(endpoint, Outcome.ERROR)
+    log.error("gateway_fault", endpoint=endpoint.value, error=type(exc).__name__)
+    return _error(_Refused(500, Outcome.ERROR, "the gateway failed; see its log"))
+
+
+def _digest(token: str) -> bytes:
+    # Compared as digests, so that the comparison takes the same time whatever the length.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+class _Guard:
+    """Host and bearer token, before any route reads anything; and the last word on a
+    fault: its type is logged, never its message, and the caller gets a fixed 500."""
+
+    def __init__(self, app: ASGIApp, deps: GatewayDeps) -> None:
+        self.app = app
+        self.deps = deps
+        self._token = _digest(deps.token.get_secret_value())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = _ENDPOINTS.get(path, Endpoint.OTHER)
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            if path not in PROBES:
+                self._check(Request(scope))
+            await self.app(scope, receive, sending)
+        except _Refused as refused:
+            await _refusal(self.deps, endpoint, refused)(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001  # its type is logged, never its message
+            if started:
+                return  # the app's handler (_fault) has logged it and answered
+            await _fault(self.deps, endpoint, exc)(scope, receive, send)
+
+    def _check(self, request: Request) -> None:
+        if not self.deps.hosts.allows(request.headers.get("host")):
+            raise _Refused(400, Outcome.BAD_HOST, "this gateway does not answer to that host name")
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            _digest(given.strip()), self._token
+        ):
+            raise _Refused(
+                401, Outcome.UNAUTHORISED, "missing or wrong bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="accord-gateway"'},
+            )  # fmt: skip
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two values for one key: which one counts is the parser's choice, and the records
+    # system may have meant the other. Refused rather than guessed.
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Refused(400, Outcome.MALFORMED, "a key appears twice in one JSON object")
+    return out
+
+
+def _no_constant(_name: str) -> Any:
+    raise _Refused(400, Outcome.MALFORMED, "the body is not valid JSON (NaN or Infinity)")
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    """The request's JSON, read within ``limit`` bytes; ``_Refused`` saying what is wrong."""
+    kind, _, params = request.headers.get("content-type", "").partition(";")
+    charset = params.strip().lower().replace(" ", "")
+    if kind.strip().lower() != "application/json" or charset not in ("", "charset=utf-8"):
+        raise _Refused(415, Outcome.UNSUPPORTED_TYPE,
+                       "send JSON: Content-Type: application/json")  # fmt: skip
+    too_large = _Refused(413, Outcome.TOO_LARGE, f"the body is over {limit} bytes")
+    length = request.headers.get("content-length")
+    if length is not None and not length.isdigit():
+        raise _Refused(400, Outcome.MALFORMED, "Content-Length is not a number")
+    if length is not None and int(length) > limit:
+        raise too_large  # before reading any of it
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    try:
+        text = b"".join(chunks).decode("utf-8")
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise _Refused(400, Outcome.MALFORMED, "the body is not UTF-8") from None
+    except (ValueError, RecursionError):
+        # ValueError: json's own error (whose message quotes nothing, but says where)
+        raise _Refused(400, Outcome.MALFORMED, "the body is not valid JSON") from None
+
+
+def _invalid(exc: EventInvalid) -> _Refused:
+    problems = [{"field": path, "message": message} for path, message in exc.problems]
+    first = problems[0]["field"] if problems else "(body)"
+    return _Refused(422, Outcome.INVALID, str(exc), field=first, problems=problems)
+
+
+def _validated(publisher: Publishing, items: list[Any]) -> list[ContactEvent]:
+    """Each event of a batch validated as the SDK does, every problem named by its index."""
+    parsed: list[ContactEvent] = []
+    problems: list[tuple[str, str]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append((f"[{i}]", "must be a JSON object"))
+            continue
+        try:
+            parsed.append(publisher.validate(item))
+        except EventInvalid as exc:
+            problems.extend((f"[{i}].{path}", message) for path, message in exc.problems)
+    if problems:
+        raise EventInvalid(problems)
+    return parsed
+
+
+def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Refused:
+    """What to tell the caller when Kafka did not confirm: the SDK's rule (docs/sdk.md)."""
+    if isinstance(exc, SendUnconfirmed):
+        again = {
+            Endpoint.EVENT: "send it again under the same event_id, never as a new event",
+            Endpoint.BATCH: "send the same batch again unchanged, under the same event_ids",
+            Endpoint.CONSENT: "sending it again may record the same consent twice",
+        }[endpoint]
+        return _Refused(
+            504, Outcome.UNCONFIRMED,
+            f"Kafka did not confirm in time and may have written it: {again} (the broker "
+            "takes an event id once)",
+        )  # fmt: skip
+    if str(exc).endswith("AuthorizationFailedError"):
+        # Kafka's ACLs: not Kafka being away, so saying "try later" would be wrong.
+        return _Refused(403, Outcome.REFUSED,
+                        "Kafka refused this party the write (consent: is it a consent "
+                        "authority?); nothing was written")  # fmt: skip
+    return _Refused(
+        503, Outcome.KAFKA_UNAVAILABLE,
+        "Kafka could not be reached or did not answer in time; nothing was written: send it "
+        "again later",
+        headers={"Retry-After": str(deps.retry_after_seconds)},
+    )  # fmt: skip
+
+
+async def _publishing(
+    deps: GatewayDeps, endpoint: Endpoint, kind: str, send: Callable[[], Awaitable[list[Receipt]]]
+) -> list[Receipt]:
+    """``send``'s receipts, counted; every failure as the ``_Refused`` it is answered with."""
+    started = time.perf_counter()
+    try:
+        receipts = await send()
+    except EventInvalid as exc:
+        raise _invalid(exc) from None
+    except TransportError as exc:
+        deps.metrics.send_seconds.observe(time.perf_counter() - started)
+        log.warning("gateway_not_sent", endpoint=endpoint.value, error=type(exc).__name__)
+        raise _not_sent(endpoint, exc, deps) from None
+    except AccordError as exc:
+        # Sealing failed (a key expired or revoked since the start, say): the gateway's
+        # fault, not the caller's; its type only, as for any fault.
+        log.error("gateway_not_sealed", endpoint=endpoint.value, error=type(exc).__name__)  # noqa: TRY400  # never a traceback: its locals hold the event
+        raise _Refused(500, Outcome.ERROR, "the gateway could not seal it; see its log") from None
+    deps.metrics.send_seconds.observe(time.perf_counter() - started)
+    deps.metrics.records.labels(kind=kind).inc(len(receipts))
+    deps.metrics.answered(endpoint, Outcome.ACCEPTED)
+    log.info("gateway_published", endpoint=endpoint.value, topic=receipts[0].topic,
+             ids=[r.event_id for r in receipts])  # fmt: skip
+    return receipts
+
+
+def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
+    """The gateway's ASGI app (no docs pages, no OpenAPI schema: a fixed contract)."""
+    publisher = deps.publisher
+
+    async def event(request: Request) -> Response:
+        body = await _json_body(request, deps.max_body_bytes)
+        if not isinstance(body, dict):
+            raise _Refused(400, Outcome.MALFORMED, "the body must be one JSON object (an array "
+                           f"of events goes to {BATCH})")  # fmt: skip
+
+        async def send() -> list[Receipt]:
+            return [await publisher.publish(body)]
+
+        [receipt] = await _publishing(deps, Endpoint.EVENT, "event", send)
+        return _answer(202, {"event_id": receipt.event_id, "topic": receipt.topic})
+
+    async def batch(request: Request) -> Response:
+        body = await _json_body(request, deps.max_body_bytes)
+        if not isinstance(body, list) or not body:
+            raise _Refused(400, Outcome.MALFORMED, "the body must be a JSON array of events, "
+                           "at least one")  # fmt: skip
+        if len(body) > deps.max_batch:
+            raise _Refused(413, Outcome.TOO_LARGE, f"over {deps.max_batch} events in one batch")
+
+        async def send() -> list[Receipt]:
+            return await publisher.publish_many(_validated(publisher, body))
+
+        receipts = await _publishing(deps, Endpoint.BATCH, "event", send)
+        return _answer(202, {"events": [{"event_id": r.event_id, "topic": r.topic}
+                                        for r in receipts]})  # fmt: skip
+
+    async def consent(request: Request) -> Response:
+        body = await _json_body(request, deps.max_body_bytes)
+        if not isinstance(body, dict):
+            raise _Refused(400, Outcome.MALFORMED, "the body must be one JSON object")
+
+        async def send() -> list[Receipt]:
+            return [await publisher.publish_consent(body)]
+
+        [receipt] = await _publishing(deps, Endpoint.CONSENT, "consent", send)
+        return _answer(202, {"record_id": receipt.event_id, "topic": receipt.topic})
+
+    async def healthz(_request: Request) -> Response:
+        return _answer(200, {"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        def serving() -> Check:
+            return OK if deps.serving() else Check(ok=False, reason="not serving")
+
+        check = first_failure([serving, deps.metrics.kafka_check])
+        status = "ok" if check.ok else "unavailable"
+        return _answer(200 if check.ok else 503, {"status": status, "reason": check.reason})
+
+    def endpoint_of(request: Request) -> Endpoint:
+        return _ENDPOINTS.get(request.url.path, Endpoint.OTHER)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _Refused)  # noqa: S101  # registered for _Refused only
+        return _refusal(deps, endpoint_of(request), exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own: no such path (404), or not this method (405, with Allow).
+        allowed = isinstance(exc, HTTPException) and exc.status_code == 405
+        headers = dict((exc.headers or {}) if isinstance(exc, HTTPException) else {})
+        return _refusal(deps, endpoint_of(request), _Refused(
+            405 if allowed else 404, Outcome.NOT_FOUND,
+            "method not allowed" if allowed else "no such endpoint", headers=headers,
+        ))  # fmt: skip
+
+    async def fault(request: Request, exc: Exception) -> Response:
+        return _fault(deps, endpoint_of(request), exc)
+
+    app = Starlette(
+        routes=[
+            Route(EVENTS, event, methods=["POST"]),
+            Route(BATCH, batch, methods=["POST"]),
+            Route(CONSENTS, consent, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={_Refused: refused, HTTPException: http_error, Exception: fault},
+    )
+    return _Guard(app, deps)
