@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from broker.events._model import CANONICAL_UUID_PATTERN
+
 
 class _Msg(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,8 +54,8 @@ class AccessAck(_Msg):
 
     # Identifiers, not free text: all three land in the append-only audit log, which must
     # never hold what a practitioner might type about a child. A delivered record's event id
-    # is its contact event's, a UUID (contact-event.v1).
-    event_id: str = Field(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+    # is its contact event's, a UUID in its one spelling (contact-event.v1).
+    event_id: str = Field(pattern=CANONICAL_UUID_PATTERN)
     recipient: str
     by: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
     purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")

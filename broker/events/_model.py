@@ -24,6 +24,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -33,6 +34,7 @@ from broker.events._identifiers import normalise_nhs_number, normalise_postcode
 
 __all__ = [
     "ALWAYS_TRAVELS",
+    "CANONICAL_UUID_PATTERN",
     "CLOCK_SKEW",
     "EVENT_FIELD_PATHS",
     "EVENT_TYPES",
@@ -41,6 +43,7 @@ __all__ = [
     "ROLES",
     "SUBJECT_FIELD_PATHS",
     "ContactEvent",
+    "EventId",
     "EventType",
     "NhsNumber",
     "PartyId",
@@ -156,6 +159,33 @@ def iso_text(value: Any) -> Any:
 
 IsoDatetime = Annotated[datetime, BeforeValidator(iso_text)]
 IsoDate = Annotated[date, BeforeValidator(iso_text)]
+
+#: An event id's one spelling: a UUID's canonical text, lowercase and hyphenated (RFC 9562),
+#: as ``str(uuid.uuid4())`` writes it.
+CANONICAL_UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_CANONICAL_UUID = re.compile(CANONICAL_UUID_PATTERN)
+
+
+def canonical_uuid_text(value: Any) -> Any:
+    """Refuse any other spelling of a UUID (upper case, no hyphens, braces, ``urn:uuid:``).
+
+    Event ids are compared byte for byte: in the envelope, by the replay guard, in the audit
+    log. Were ``ABC…`` read as ``abc…``, one event could be sent under two ids, each decided;
+    and a receipt would name an id the sender never wrote. So the one spelling is required,
+    never made up for.
+    """
+    if isinstance(value, UUID):
+        return value
+    if not isinstance(value, str) or _CANONICAL_UUID.match(value) is None:
+        raise ValueError("must be a UUID in lowercase hyphenated form (8-4-4-4-12 hex digits)")
+    return value
+
+
+EventId = Annotated[
+    UUID,
+    BeforeValidator(canonical_uuid_text),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": CANONICAL_UUID_PATTERN}),
+]
 NhsNumber = Annotated[str, AfterValidator(_nhs_number)]
 Postcode = Annotated[str, StringConstraints(max_length=10), AfterValidator(normalise_postcode)]
 # A name is stored stripped, so one of spaces only is refused; the pattern (a character that
@@ -243,7 +273,7 @@ class ContactEvent(_Frozen):
         },
     )
 
-    event_id: UUID
+    event_id: EventId
     type: EventType
     sender: PartyId
     occurred_at: IsoDatetime

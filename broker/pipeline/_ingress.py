@@ -117,7 +117,8 @@ def _misaddressed(work: Work) -> str:
 
 
 class Validate:
-    """The payload must be a valid contact event from the envelope's sender."""
+    """The payload must be a valid contact event from the envelope's sender, under the
+    envelope's event id."""
 
     name = "validate"
 
@@ -134,8 +135,12 @@ class Validate:
                 fields=[path for path, _ in exc.problems],
             )
             return quarantine("invalid-event")
-        if event.sender != work.sender or str(event.event_id) != work.opened.event_id:
+        if event.sender != work.sender:
             return quarantine("sender-mismatch")
+        # Both in the one spelling: the payload's is refused above unless canonical, and
+        # the envelope's, which the replay guard keeps, must then be the same text.
+        if str(event.event_id) != work.opened.event_id:
+            return quarantine("id-mismatch")
         work.event = event
         return forward()
 

@@ -48,12 +48,15 @@ def quarantine(reason: str) -> Step:
     return Step(Verdict.QUARANTINE, reason)
 
 
-_UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+# The one spelling (schemas/envelope.md §1): ids are compared byte for byte, and a
+# capitalised twin of an id would be another id, spent apart from it.
+_UUID: Final = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 
 
 def is_uuid(value: str) -> bool:
-    """Whether an envelope's id is a UUID, as every id the SDK makes is: only such an id, never
-    a string of the sender's choosing (it could spell a name), may reach the audit log."""
+    """Whether an envelope's id is a UUID in its canonical text (lowercase, hyphenated), as
+    every id the SDK makes is: only such an id, never a string of the sender's choosing (it
+    could spell a name), may reach the audit log."""
     return _UUID.fullmatch(value) is not None
 
 
