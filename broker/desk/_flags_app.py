@@ -62,6 +62,8 @@ and offset (``flags_record_failed``, see ``_Service._failed``). Kafka failures d
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import ssl
 import time
@@ -76,8 +78,9 @@ import structlog
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.desk._flag import Flag, flag_id
 from broker.desk._flagging import FlagEngine, Placement, window_record
-from broker.desk._flags_source import DeliveryReader
+from broker.desk._flags_source import DeliveryReader, Opened
 from broker.desk._household import HouseholdMessage
+from broker.desk._window import micros
 from broker.desk._withdrawn import KEEP, WithdrawnIds, is_marker
 from broker.desk._withdrawn_held import FILE as HELD_FILE
 from broker.desk._withdrawn_keep import RECHECK, KeepWatch, read_keep
@@ -229,7 +232,19 @@ class _Service:
     async def on_delivery(self, value: bytes | None, headers: Any) -> list[Awaitable[Any]]:
         """Open one delivery-topic record and send it on, re-keyed; what was sent, to await
         before the record's offset is committed."""
+        return await self.opened(value, headers).send()
+
+    def opened(self, value: bytes | None, headers: Any) -> Opened:
+        """One delivery-topic record opened: its ``occurred_at``, by which the first step
+        orders records written at one time (``._flags_source``), and its sending on."""
         message = self.opening.open(value, headers)
+        occurred = None
+        if isinstance(message, Delivery):
+            with contextlib.suppress(AccordError):
+                occurred = micros(window_record(message.view).occurred_at)
+        return Opened(occurred, functools.partial(self._send_on, message))
+
+    async def _send_on(self, message: Delivery | WithdrawalNotice | None) -> list[Awaitable[Any]]:
         if isinstance(message, WithdrawalNotice):
             body = json.dumps({"withdraw": list(message.event_ids)}).encode()
             return [
@@ -422,7 +437,7 @@ def _build(opts: FlagServiceOptions) -> tuple[faust.App, _Service]:
     service = _Service(opts, (bychild, byhousehold, out), (windows, households))
     # The first step, and the topics' settings read again, run by the app as tasks:
     # started and cancelled with it.
-    app.task(DeliveryReader(opts.kafka, party, service.on_delivery).run)
+    app.task(DeliveryReader(opts.kafka, party, service.opened).run)
     app.task(service.watch.run)
 
     @app.agent(bychild)

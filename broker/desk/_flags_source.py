@@ -10,44 +10,73 @@ raised. That is a lost safeguarding signal, not a slow one.
 
 So this step reads the delivery topic with an aiokafka consumer of our own (read_committed,
 group ``accord.desk.<party>.flags-open``, never committing on its own): per batch, every
-record is opened and sent on re-keyed (the partitions' records interleaved by the time the
-worker wrote them), every send is acknowledged by Kafka, and only then are the batch's
-offsets committed. A crash repeats records after the last commit and never skips one; the flag
-step downstream ignores a record it has already seen. The re-keyed topics are faust's own
-(written without transactions) and the agents and tables after them stay faust's.
+record is opened, then sent on re-keyed in arrival order (below), every send is acknowledged
+by Kafka, and only then are the batch's offsets committed. A crash repeats records after the
+last commit and never skips one; the flag step downstream ignores a record it has already
+seen. The re-keyed topics are faust's own (written without transactions) and the agents
+and tables after them stay faust's.
+
+Arrival order, which the flag rules' "ties in arrival order" and a late record's backward
+look depend on, is this order: each partition's records in their own order, the partitions'
+interleaved by the time the worker wrote them, and records written at the same millisecond
+(one transaction's, often: one agency's file published at once) by their ``occurred_at``, so
+records published in time order are not turned round by the partitions they landed on. A
+record without an ``occurred_at`` (a withdrawal notice, one that cannot be opened) keeps its
+place in its partition and goes first among its millisecond's. Only a batch is ordered so: a
+record written later that comes in the next batch is later.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, Final, NamedTuple
 
 from broker.config import KafkaSettings
 from broker.kafka import KafkaClients, stop_quietly, translated
 from broker.topics import deliver, desk_flags_reader
 
-__all__ = ["DeliveryReader"]
+__all__ = ["DeliveryReader", "Opened", "arrival_order"]
 
-#: One delivery record (value, headers) handled: the acknowledgements of what it sent on.
-Handle = Callable[[bytes | None, Any], Awaitable[list[Awaitable[Any]]]]
 _POLL_MS: Final = 1000
 _MAX_RECORDS: Final = 500
 
 
-def _written(record: Any) -> int:
-    return int(record.timestamp)
+class Opened(NamedTuple):
+    """One delivery record opened: its ``occurred_at`` (µs since the epoch; None if it has
+    none), and what sends it on, returning the acknowledgements of what it sent."""
+
+    occurred: int | None
+    send: Callable[[], Awaitable[list[Awaitable[Any]]]]
+
+
+#: Opens one delivery record (value, headers).
+Open = Callable[[bytes | None, Any], Opened]
+
+
+def arrival_order(partitions: Iterable[Sequence[tuple[int, Opened]]]) -> Iterator[Opened]:
+    """The batch's opened records, each partition's given as (write time in ms, opened) in
+    its own order, in arrival order (module docstring): a stable merge, so ties left after
+    ``occurred_at`` fall to the partitions' order."""
+
+    def key(item: tuple[int, Opened]) -> tuple[int, int]:
+        written, opened = item
+        return written, -1 if opened.occurred is None else opened.occurred
+
+    for _, opened in heapq.merge(*partitions, key=key):
+        yield opened
 
 
 class DeliveryReader:
     """Reads ``accord.deliver.<party>`` at least once, in order per partition, until cancelled."""
 
     def __init__(
-        self, kafka: KafkaSettings, party: str, handle: Handle, *, max_records: int = _MAX_RECORDS
-    ) -> None:
+        self, kafka: KafkaSettings, party: str, open_record: Open, *,
+        max_records: int = _MAX_RECORDS,
+    ) -> None:  # fmt: skip
         self.kafka = kafka
         self.party = party
-        self.handle = handle
+        self.open_record = open_record
         self.max_records = max_records
 
     async def run(self) -> None:
@@ -70,11 +99,13 @@ class DeliveryReader:
                 if not batch:
                     continue
                 pending: list[Awaitable[Any]] = []
-                # The partitions' records interleaved by when the worker wrote them (each
-                # partition's in its own order): a child's records, spread over partitions,
-                # reach the windows close to the order they happened, as they would live.
-                for record in heapq.merge(*batch.values(), key=_written):
-                    pending.extend(await self.handle(record.value, record.headers))
+                # All opened first: a tie in write time is broken by what is inside.
+                opened = [
+                    [(int(r.timestamp), self.open_record(r.value, r.headers)) for r in records]
+                    for records in batch.values()
+                ]
+                for record in arrival_order(opened):
+                    pending.extend(await record.send())
                 async with translated(what):
                     for acknowledged in pending:
                         await acknowledged

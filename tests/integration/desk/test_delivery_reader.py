@@ -12,12 +12,20 @@ from typing import Any
 
 import pytest
 
-from broker.desk._flags_source import DeliveryReader
+from broker.desk._flags_source import DeliveryReader, Opened
 from broker.kafka import TopicPartition
 from broker.topics import deliver, desk_flags_reader
 from tests.kafka_helpers import admin_settings, clients, create_topics, unique_topic
 
 RECORDS = 30
+
+
+Handle = Callable[[bytes | None, Any], Awaitable[list[Awaitable[Any]]]]
+
+
+def _opening(handle: Handle) -> Callable[[bytes | None, Any], Opened]:
+    """The reader's open step over a test's handler: nothing opened, handled when sent."""
+    return lambda value, headers: Opened(None, lambda: handle(value, headers))
 
 
 class Crash(Exception):
@@ -98,7 +106,9 @@ async def test_crashes_mid_batch_skip_no_record_of_a_transactional_topic(
             return []
 
         # Small batches: offsets are committed between the crashes, not only at the end.
-        reader = DeliveryReader(admin_settings(kafka_bootstrap), party, handle, max_records=4)
+        reader = DeliveryReader(
+            admin_settings(kafka_bootstrap), party, _opening(handle), max_records=4
+        )
         if crash_at is not None:
             with pytest.raises(Crash):
                 await asyncio.wait_for(reader.run(), timeout=60)
@@ -140,7 +150,7 @@ async def test_an_offset_is_committed_only_after_its_sends_are_acknowledged(
         seen.append(value.decode())
         return [acknowledged] if value == b"r0" else []
 
-    reader = DeliveryReader(admin_settings(kafka_bootstrap), party, handle)
+    reader = DeliveryReader(admin_settings(kafka_bootstrap), party, _opening(handle))
     task = asyncio.create_task(reader.run())
 
     async def read_all() -> bool:

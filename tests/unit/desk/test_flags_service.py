@@ -425,3 +425,21 @@ async def test_a_list_of_withdrawn_ids_written_by_an_earlier_version_still_count
     assert log == []
     await service.on_child_record(_record("e8", NHS[0]), p)
     assert [step for step, _ in log] == ["send", "acked", "state"]
+
+
+async def test_an_opened_delivery_carries_its_occurred_at_for_the_arrival_order(
+    tmp_path: Path,
+) -> None:
+    """The first step orders records written at one time by occurred_at: opening gives it
+    (and nothing for a record it cannot open), before anything is sent on."""
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    for party in ("worker", "sandwell-coord"):
+        keys.ensure_party(party, kem=KemSuite.X25519)
+    service, log = _service(tmp_path, keys)
+    opened = service.opened(*_sealed(keys, "worker", "e1"))
+    assert opened.occurred == int(datetime(2026, 10, 1, 10, tzinfo=UTC).timestamp()) * 10**6
+    assert log == []  # opened, not yet sent
+    assert service.opened(b"not an envelope", []).occurred is None
+    for acknowledged in await opened.send():
+        await acknowledged
+    assert [body["record"]["event_id"] for step, body in log if step == "send"] == ["e1"]
