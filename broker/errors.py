@@ -206,7 +206,15 @@ class Fenced(TransportError):
 class SendUnconfirmed(TransportError):
     """A send given up on after Kafka may have taken it (a transaction's commit under way, or
     a request already sent): it may have been written. Check before sending it again, or
-    send it again under the same event id (a copy is then refused as a replay)."""
+    send it again under the same event id (a copy is then refused as a replay).
+
+    ``event_ids`` names the records given up on by their envelope ids (random UUIDs, never
+    personal data): a consent record's is the ``record_id`` to send it again under.
+    """
+
+    def __init__(self, message: str, *, event_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.event_ids = event_ids
 
 
 class DevKafkaError(TransportError):

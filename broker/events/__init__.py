@@ -33,6 +33,7 @@ from broker.events._model import (
     Role,
     Safeguarding,
     Subject,
+    is_canonical_uuid,
 )
 from broker.events._parse import parse_consent, parse_consents, parse_event
 
@@ -57,6 +58,7 @@ __all__ = [
     "Safeguarding",
     "Subject",
     "WithdrawalNotice",
+    "is_canonical_uuid",
     "is_valid_nhs_number",
     "normalise_name",
     "normalise_nhs_number",

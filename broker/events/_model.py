@@ -53,6 +53,7 @@ __all__ = [
     "Safeguarding",
     "Slug",
     "Subject",
+    "is_canonical_uuid",
     "now_from",
 ]
 
@@ -166,6 +167,11 @@ CANONICAL_UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 _CANONICAL_UUID = re.compile(CANONICAL_UUID_PATTERN)
 
 
+def is_canonical_uuid(value: object) -> bool:
+    """Whether ``value`` is a UUID's text in its one spelling, lowercase and hyphenated."""
+    return isinstance(value, str) and _CANONICAL_UUID.match(value) is not None
+
+
 def canonical_uuid_text(value: Any) -> Any:
     """Refuse any other spelling of a UUID (upper case, no hyphens, braces, ``urn:uuid:``).
 
@@ -176,7 +182,7 @@ def canonical_uuid_text(value: Any) -> Any:
     """
     if isinstance(value, UUID):
         return value
-    if not isinstance(value, str) or _CANONICAL_UUID.match(value) is None:
+    if not is_canonical_uuid(value):
         raise ValueError("must be a UUID in lowercase hyphenated form (8-4-4-4-12 hex digits)")
     return value
 

@@ -140,7 +140,9 @@ class BoundedProducer:
                     else "it is not sent again, but Kafka may have received it"
                 )
                 raise SendUnconfirmed(
-                    f"{what}: Kafka did not answer within {self.timeout:g} s; {fate}"
+                    f"{what}: Kafka did not answer within {self.timeout:g} s; {fate}",
+                    # Every record's key is its envelope id: what to send it again under.
+                    event_ids=tuple(r.key.decode("ascii") for r in records),
                 ) from None
             raise TransportError(
                 f"{what}: Kafka did not answer within {self.timeout:g} s; nothing was written"

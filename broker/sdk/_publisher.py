@@ -12,7 +12,13 @@ from broker._canonical import canonical_json
 from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import Sealer
 from broker.errors import EventInvalid, KeyStoreError, UsageError
-from broker.events import ConsentRecord, ContactEvent, parse_consent, parse_event
+from broker.events import (
+    ConsentRecord,
+    ContactEvent,
+    is_canonical_uuid,
+    parse_consent,
+    parse_event,
+)
 from broker.kafka import KafkaClients
 from broker.keys import KeyStore
 from broker.principals import Principal
@@ -20,6 +26,8 @@ from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_sealing
 from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, ingress
+
+_NOT_CANONICAL = "must be a UUID in lowercase hyphenated form (8-4-4-4-12 hex digits)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +128,16 @@ class Publisher(AsyncClient):
         # The key is the random event id: it spreads load and reveals nothing.
         return Outgoing(self.topic, eid.encode("ascii"), sealed.value, list(sealed.headers))
 
-    async def publish_consent(self, record: ConsentRecord | Mapping[str, Any]) -> Receipt:
-        """Send a consent record (given, refused or withdrawn) to ``accord.consent``."""
+    async def publish_consent(
+        self, record: ConsentRecord | Mapping[str, Any], *, record_id: str | None = None
+    ) -> Receipt:
+        """Send a consent record (given, refused or withdrawn) to ``accord.consent``.
+
+        The record's id (the receipt's ``event_id``) is ``record_id``, else a new UUID. The
+        broker files a record id once: after ``SendUnconfirmed`` send the same record again
+        with ``record_id`` set to the error's ``event_ids[0]``, never afresh (a new id
+        would be filed, and audited, a second time).
+        """
         parsed = (
             record
             if isinstance(record, ConsentRecord)
@@ -130,7 +146,11 @@ class Publisher(AsyncClient):
         if parsed.recorded_by != self.party:
             # The worker takes a consent record only from the party it names as recorder.
             raise EventInvalid([("recorded_by", f"must be {self.party!r}, the publishing party")])
-        record_id = str(uuid.uuid4())
+        if record_id is None:
+            record_id = str(uuid.uuid4())
+        elif not is_canonical_uuid(record_id):
+            # Refused, not rewritten, as an event id is (docs/sdk.md).
+            raise EventInvalid([("record_id", _NOT_CANONICAL)])
         sealed = self._sealer.seal(
             canonical_json(parsed.model_dump(mode="json")),
             event_id=record_id,
