@@ -241,6 +241,13 @@ async def abandon(producer: Any) -> None:
         # those sent and not yet answered.
         queued = [b for q in accumulator._batches.values() for b in q]
         batches = [*queued, *accumulator._pending_batches]
+        # A batch sent once and put back to retry (Kafka unreachable) is queued, yet its
+        # future still carries the callback that takes it out of the pending set when it
+        # ends: failed while queued, that callback's KeyError is logged as "Exception in
+        # callback MessageAccumulator._pop_batch". Failed as pending, each callback finds
+        # its batch; a batch never sent has no callback, and the set goes with the producer.
+        accumulator._batches.clear()
+        accumulator._pending_batches.update(queued)
         accumulator.fail_all(KafkaConnectionError("the producer was abandoned"))
         # Nobody waits for them now: retrieved, so asyncio does not print each at exit.
         for batch in batches:
