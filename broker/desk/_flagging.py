@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from broker.desk import _flag_fires as fires
 from broker.desk._flag import Flag, child_keys, flag_id, household_key
 from broker.desk._gone import STATE_VERSION, Forget, dated, forget, went
 from broker.desk._household import HouseholdMessage, apply_household, withdraw_household
@@ -50,11 +51,13 @@ __all__ = ["Applied", "ChildState", "FlagEngine", "Placement", "WindowRecord", "
 
 #: ``{"v": 2, "seq": next arrival number, "newest": µs or None,
 #: "recs": [[occurred µs, arrival, event id, sender, type, need, [categories]], ...],
-#: "fired": {rule id: [µs, ...]}, "gone": {event id: seconds when it went, ...},
+#: "fired": {rule id: [µs, ...]}, "on": {rule id: {"<µs>": [event id, ...]}},
+#: "gone": {event id: seconds when it went, ...},
 #: "hh": household key, "adopted": {legacy key: its state's "seq" when adopted}}``:
-#: JSON-ready, so a faust table stores it as is. ``hh``: where the child was last placed;
-#: ``adopted``: see ``adopt``. Format 1 (``"v": 1``) held ``gone`` as a list of ids: it is
-#: read as it is and written as format 2 (:mod:`._gone`).
+#: JSON-ready, so a faust table stores it as is. ``on``: the records each fire was raised on
+#: not yet withdrawn (:mod:`._flag_fires`; absent before 2026-12-07); ``hh``: where the
+#: child was last placed; ``adopted``: see ``adopt``. Format 1 (``"v": 1``) held ``gone``
+#: as a list of ids: it is read as it is and written as format 2 (:mod:`._gone`).
 ChildState = dict[str, Any]
 #: In :meth:`FlagEngine.process`'s mapping, a household's state is under this + its key.
 HOUSEHOLD_PREFIX = "household:"
@@ -109,12 +112,14 @@ def _copy(state: ChildState, when: Forget) -> ChildState:
         "v": STATE_VERSION,
         "recs": list(state["recs"]),
         "fired": {rule: list(times) for rule, times in state["fired"].items()},
+        "on": fires.copied(state.get("on")),
         "gone": forget(dated(state, when.now), when),
     }
 
 
 def empty_state() -> ChildState:
-    return {"v": STATE_VERSION, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": {}}
+    return {"v": STATE_VERSION, "seq": 0, "newest": None, "recs": [], "fired": {}, "on": {},
+            "gone": {}}  # fmt: skip
 
 
 class Placement(NamedTuple):
@@ -267,6 +272,7 @@ class FlagEngine:
             "newest": max(newest) if newest else None,
             "recs": [[r[T], i, *r[SEQ + 1 :]] for i, (*_, r) in enumerate(ranked)],
             "fired": fired,
+            "on": fires.merged(mine.get("on"), old.get("on")),
             "gone": gone,
             "adopted": {**mine.get("adopted", {}), legacy: old["seq"]},
         }
@@ -299,6 +305,7 @@ class FlagEngine:
             if any(t - width < f <= t for f in fired) or not rule.holds(aggregates(window)):
                 continue
             fired.append(t)
+            fires.note(new["on"], rule.id, t, (r[ID] for r in window))
             flags.append(self._flag(rule, child, record, window))
         if place.household is not None:
             new["hh"] = place.household
@@ -336,15 +343,19 @@ class FlagEngine:
 
     def withdraw(self, state: ChildState, event_ids: Iterable[str]) -> ChildState | None:
         """``state`` without the named records; None when nothing changed. Flags already
-        raised stay raised (the desk hides the withdrawn records themselves)."""
+        raised stay raised (the desk hides the withdrawn records themselves), but a fire all
+        of whose records are now withdrawn no longer blocks the rule (:mod:`._flag_fires`)."""
         gone = set(event_ids)
         recs = [r for r in state["recs"] if r[ID] not in gone]
-        if len(recs) == len(state["recs"]):
+        if len(recs) == len(state["recs"]) and not fires.names(state.get("on"), gone):
+            return None  # most states, for most notices: no copy made
+        when = self.forgetting()
+        new = {**_copy(state, when), "recs": recs}
+        taken_back = fires.withdrawn(new["fired"], new["on"], gone)
+        if len(recs) == len(state["recs"]) and not taken_back:
             return None
         # Remembered as gone: a replay after a crash (or a re-read of the delivery topic)
         # must not bring a withdrawn record back into the window.
-        when = self.forgetting()
-        new = {**_copy(state, when), "recs": recs}
         went(new["gone"], (r[ID] for r in state["recs"] if r[ID] in gone), when.now)
         return new
 
@@ -362,6 +373,7 @@ class FlagEngine:
             for rule, times in state["fired"].items()
             if (kept := [f for f in times if f > horizon])
         }
+        state["on"] = fires.kept(state.get("on") or {}, state["fired"])
 
     def _flag(
         self, rule: CompiledFlagRule, child: str, record: WindowRecord, window: list[list[Any]]

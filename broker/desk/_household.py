@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from broker.desk import _flag_fires as fires
 from broker.desk._flag import Flag, flag_id
 from broker.desk._gone import STATE_VERSION, Forget, dated, forget, went
 from broker.desk._window import ID, SEQ, T, aggregates, from_micros, time_of
@@ -48,9 +49,10 @@ __all__ = [
 
 #: ``{"v": 2, "seq": n, "newest": µs or None, "recs": [[occurred µs, arrival, event id,
 #: sender, type, need, [categories], [children], [evaluated]], ...], "fired": {rule: {child:
-#: [µs]}}, "gone": {event id: seconds when it went}}``: a child's state's shape (format 1's
-#: ``gone`` a list, as a child's), each record naming the children it is about here and those
-#: the household rules were evaluated for at it.
+#: [µs]}}, "on": {rule: {child: {"<µs>": [event id]}}}, "gone": {event id: seconds when it
+#: went}}``: a child's state's shape (format 1's ``gone`` a list, as a child's), each record
+#: naming the children it is about here and those the household rules were evaluated for at
+#: it; ``on`` as a child's, per child (:mod:`._flag_fires`).
 HouseholdState = dict[str, Any]
 _CHILDREN, _EVALUATED = 7, 8
 
@@ -96,7 +98,8 @@ class HouseholdMessage:
 
 
 def empty_household() -> HouseholdState:
-    return {"v": STATE_VERSION, "seq": 0, "newest": None, "recs": [], "fired": {}, "gone": {}}
+    return {"v": STATE_VERSION, "seq": 0, "newest": None, "recs": [], "fired": {}, "on": {},
+            "gone": {}}  # fmt: skip
 
 
 def _copy(state: HouseholdState, when: Forget) -> HouseholdState:
@@ -106,6 +109,7 @@ def _copy(state: HouseholdState, when: Forget) -> HouseholdState:
         "v": STATE_VERSION,
         "recs": list(state["recs"]),
         "fired": {r: {c: list(ts) for c, ts in by.items()} for r, by in state["fired"].items()},
+        "on": {r: fires.copied(by) for r, by in (state.get("on") or {}).items()},
         "gone": forget(dated(state, when.now), when),
     }
 
@@ -160,7 +164,9 @@ def apply_household(
         if not rule.holds({**mine[0], "household": household}):
             continue
         fired.append(t)
-        flags.append(_flag(rule, msg, window, mine[1], party))
+        flag = _flag(rule, msg, window, mine[1], party)
+        _on(new, rule.id, msg.child)[str(t)] = list(flag.event_ids)
+        flags.append(flag)
     newest = t if new["newest"] is None else max(new["newest"], t)
     new["newest"] = newest
     _trim(new, newest - keep // timedelta(microseconds=1), when.now)
@@ -186,17 +192,50 @@ def _renamed(state: HouseholdState, to: Mapping[str, str], when: Forget) -> Hous
             times.setdefault(to.get(c, c), set()).update(ts)
         fired[rule] = {c: sorted(ts) for c, ts in times.items()}
     new["fired"] = fired
+    on: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for rule, by_child in new["on"].items():
+        for c, at in by_child.items():
+            mine = on.setdefault(rule, {}).setdefault(to.get(c, c), {})
+            for t, ids in at.items():
+                mine[t] = list(dict.fromkeys([*mine.get(t, ()), *ids]))
+    new["on"] = on
     return new
+
+
+def _on(state: HouseholdState, rule: str, child: str) -> dict[str, list[str]]:
+    by_rule: dict[str, dict[str, list[str]]] = state["on"].setdefault(rule, {})
+    return by_rule.setdefault(child, {})
+
+
+def _per_child(state: HouseholdState) -> dict[str, tuple[dict[str, list[int]], fires.Fires]]:
+    """Each child's fire times and fires' records, as a child's state holds them (views
+    onto ``state``'s lists: changing them changes it)."""
+    out: dict[str, tuple[dict[str, list[int]], fires.Fires]] = {}
+    for rule, by_child in state["on"].items():
+        for c, at in by_child.items():
+            fired, on = out.setdefault(c, ({}, {}))
+            on[rule] = at
+            fired[rule] = state["fired"].setdefault(rule, {}).setdefault(c, [])
+    return out
 
 
 def withdraw_household(
     state: HouseholdState, event_ids: set[str], when: Forget
 ) -> HouseholdState | None:
-    """``state`` without the named records; None when nothing changed."""
+    """``state`` without the named records; None when nothing changed. A child's fire all
+    of whose records are withdrawn no longer blocks the rule for it (:mod:`._flag_fires`)."""
     recs = [r for r in state["recs"] if r[ID] not in event_ids]
-    if len(recs) == len(state["recs"]):
+    if len(recs) == len(state["recs"]) and not any(
+        fires.names(by_child, event_ids) for by_child in (state.get("on") or {}).values()
+    ):
         return None
     new = {**_copy(state, when), "recs": recs}
+    for fired, on in _per_child(new).values():
+        fires.withdrawn(fired, on, event_ids)
+    new["fired"] = {r: kept for r, by in new["fired"].items()
+                    if (kept := {c: ts for c, ts in by.items() if ts})}  # fmt: skip
+    new["on"] = {r: kept for r, by in new["on"].items()
+                 if (kept := {c: at for c, at in by.items() if at})}  # fmt: skip
     # As a child's: stays gone for as long as the record could come again.
     went(new["gone"], (r[ID] for r in state["recs"] if r[ID] in event_ids), when.now)
     return new
@@ -214,6 +253,13 @@ def _trim(state: HouseholdState, horizon: int, now: int) -> None:
         if kept:
             fired[rule] = kept
     state["fired"] = fired
+    on: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for rule, by_child in (state.get("on") or {}).items():
+        for c, at in by_child.items():
+            times = {str(t) for t in fired.get(rule, {}).get(c, ())}
+            if left := {t: ids for t, ids in at.items() if t in times}:
+                on.setdefault(rule, {})[c] = left
+    state["on"] = on
 
 
 def _flag(

@@ -56,6 +56,7 @@ __all__ = [
 
 _REKEYED = "child-keys-2026-12-05"
 _REKEY_BATCH = 500
+_IN_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
 
 #: What a person may decide: the co-ordinating team about a child (``refer`` publishes a
 #: referral), a hub about a referral (each outcome publishes an outcome event).
@@ -370,13 +371,33 @@ class DeskStore:
             "f.trigger_event_id, f.window_seconds, f.household "
             "FROM desk_flags f ORDER BY f.raised_at, f.flag_id"
         )
+        ids = [tuple(json.loads(r[4])) for r in rows]
+        gone = self._withdrawn_among({i for event_ids in ids for i in event_ids})
         out = [
-            StoredFlag(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])),
+            StoredFlag(r[0], r[1], r[2], r[3], event_ids,
                        datetime.fromisoformat(r[5]), bool(r[6]), r[7],
-                       None if r[8] is None else int(r[8]), r[9])
-            for r in rows
+                       None if r[8] is None else int(r[8]), r[9],
+                       withdrawn=bool(event_ids) and gone.issuperset(event_ids))
+            for r, event_ids in zip(rows, ids, strict=True)
         ]  # fmt: skip
         return [f for f in out if not (open_only and f.decided)]
+
+    def _withdrawn_among(self, event_ids: set[str]) -> set[str]:
+        """Which of ``event_ids`` a withdrawal notice named (kept whether or not the record
+        arrived: ``hide``)."""
+        found: set[str] = set()
+        ordered = sorted(event_ids)
+        for i in range(0, len(ordered), _IN_BATCH):
+            chunk = ordered[i : i + _IN_BATCH]
+            marks = ", ".join("?" * len(chunk))
+            found.update(
+                r[0]
+                for r in self._q(
+                    f"SELECT event_id FROM desk_withdrawn WHERE event_id IN ({marks})",  # noqa: S608  # placeholders only; values are bound
+                    chunk,
+                )
+            )
+        return found
 
     def flag(self, flag_id: str) -> StoredFlag | None:
         return next((f for f in self.flags() if f.flag_id == flag_id), None)

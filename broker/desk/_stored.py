@@ -65,6 +65,9 @@ class StoredFlag:
     trigger_event_id: str | None = None
     window_seconds: int | None = None
     household: str | None = None
+    # Every record it was raised on has been withdrawn since (consent withdrawn): it says
+    # nothing now, and no longer stops a new flag under its rule.
+    withdrawn: bool = False
 
 
 @dataclass(frozen=True, slots=True)

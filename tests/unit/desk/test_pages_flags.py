@@ -124,3 +124,28 @@ def test_open_flag_links_name_their_flag_for_screen_readers(
         " for the flag “Rule multi-agency” fired 2026-11-23 09:00 GMT",
         " for the flag “Rule need-level-4” fired 2026-11-23 10:00 GMT",
     ]
+
+
+def test_a_flag_whose_records_are_all_withdrawn_says_so_on_the_timeline_and_home_page(
+    make_client: Make, store: DeskStore
+) -> None:
+    """The flag service no longer counts such a flag against its rule: the team is told,
+    and a flag with a record left says nothing of the kind."""
+    child = _records(store)
+    a, b = "a" * 32, "b" * 32
+    store.add_flag(_flag(child, a, "domestic-abuse-repeat", ("e1", "e2"), 30), T0)
+    store.add_flag(_flag(child, b, "multi-agency", ("e1", "e2", "e3"), 90), T0)
+    store.hide(["e1", "e2"], "Consent withdrawn for early help on 2026-11-07 10:00 GMT.", T0)
+    assert [f.withdrawn for f in store.flags()] == [True, False]
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{child}").text
+    card_a = page[page.index(f'id="flag-{a}"') :].split("</section>")[0]
+    card_b = page[page.index(f'id="flag-{b}"') :].split("</section>")[0]
+    assert "Every record this flag was raised on has since been withdrawn" in card_a
+    assert "withdrawn" not in card_b.replace("no longer shown (consent withdrawn)", "")
+    home = client.get("/").text
+    row_a = home[home.index(f'data-flag="{a}"') :].split("</tr>")[0]
+    row_b = home[home.index(f'data-flag="{b}"') :].split("</tr>")[0]
+    assert "its records have all been withdrawn" in row_a
+    assert "withdrawn" not in row_b
