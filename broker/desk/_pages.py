@@ -187,10 +187,14 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.redirect("/login")
         if deps.kind == "coordinating_team":
             referrals = [(d, _outcomes(store, d)) for d in store.decisions() if d.action == "refer"]
+            flags = store.flags()
+            open_flags = [f for f in flags if not f.decided]
+            # A child with an open flag is listed by it already.
+            flagged = {f.child for f in open_flags}
+            since = [n for n in store.new_since_decision() if n[0] not in flagged]
             return desk.render(
-                "team.html", session, title="Flags awaiting a decision",
-                flags=store.flags(open_only=True), decided=len(store.flags()) -
-                len(store.flags(open_only=True)), referrals=referrals,
+                "team.html", session, title="Flags awaiting a decision", flags=open_flags,
+                decided=len(flags) - len(open_flags), referrals=referrals, since=since,
             )  # fmt: skip
         if deps.kind == "hub":
             rows = [

@@ -399,6 +399,21 @@ class DeskStore:
             )
         return found
 
+    def new_since_decision(self) -> list[tuple[str, int, datetime]]:
+        """Children with records received since their latest decision (not hidden ones):
+        (child, how many, when that decision was recorded), newest arrivals first. A flag
+        fires once per window, so these would otherwise wait unseen until it ends."""
+        rows = self._q(
+            "SELECT c.child, COUNT(*), d.last FROM desk_record_children c "
+            "JOIN desk_records r ON r.event_id = c.event_id "
+            "JOIN (SELECT child, MAX(decided_at) AS last FROM desk_decisions "
+            "WHERE child IS NOT NULL GROUP BY child) d ON d.child = c.child "
+            # Both times are the desk's own clock, as UTC ISO text: they order as text.
+            "WHERE r.hidden = 0 AND r.received_at > d.last "
+            "GROUP BY c.child, d.last ORDER BY MAX(r.received_at) DESC, c.child"
+        )
+        return [(str(r[0]), int(r[1]), datetime.fromisoformat(r[2])) for r in rows]
+
     def flag(self, flag_id: str) -> StoredFlag | None:
         return next((f for f in self.flags() if f.flag_id == flag_id), None)
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, Flag, children_in
-from tests.unit.desk.conftest import SECRET, T0, delivery, sign_in
+from tests.unit.desk.conftest import SECRET, T0, Clock, delivery, sign_in
 
 Make = Callable[..., tuple[TestClient, DeskDeps]]
 
@@ -149,3 +149,34 @@ def test_a_flag_whose_records_are_all_withdrawn_says_so_on_the_timeline_and_home
     row_b = home[home.index(f'data-flag="{b}"') :].split("</tr>")[0]
     assert "its records have all been withdrawn" in row_a
     assert "withdrawn" not in row_b
+
+
+def test_records_received_after_a_decision_show_on_the_home_page_until_decided_again(
+    make_client: Make, store: DeskStore, clock: Clock
+) -> None:
+    """The reviewer's case: a flag decided "no further action", then two more incidents
+    (no new flag within the window): the home page says so and links to the child. A
+    withdrawn record does not count; a new decision clears the line."""
+    child = _records(store)
+    a = "a" * 32
+    store.add_flag(_flag(child, a, "domestic-abuse-repeat", ("e1", "e2"), 30), T0)
+    client, _ = make_client()
+    token = sign_in(client)
+    home = client.get("/").text
+    assert 'id="no-new-since"' in home  # nothing decided yet: the open flag lists the child
+    decide = {"csrf": token, "action": "no_further_action", "reason": "Known.", "flag": a}
+    client.post(f"/child/{child}/decide", data=decide)
+    # Decided at T0 + 1 hour (the clock); e3 came before it, these after.
+    for eid, minutes in (("e4", 65), ("e5", 66), ("e6", 67)):
+        d = delivery(eid, occurred_at="2026-11-23T09:00:00Z")
+        store.add_delivery(d, children_in(d.view, SECRET), T0 + timedelta(minutes=minutes))
+    store.hide(["e6"], "Consent withdrawn.", T0 + timedelta(minutes=68))
+    home = client.get("/").text
+    [row] = re.findall(r'<tr class="new-since" data-child="(\w+)">\s*<td>([^<]*)</td>', home)
+    assert row[0] == child
+    assert row[1].startswith("2 new records since the decision on ")
+    assert f'href="/child/{child}"' in home
+    again = {"csrf": token, "action": "signpost", "reason": "Seen the new incidents."}
+    clock.advance(hours=1)
+    client.post(f"/child/{child}/decide", data=again)
+    assert 'data-child="' not in client.get("/").text.split('id="referrals-sent"')[0]
