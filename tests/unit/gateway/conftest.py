@@ -112,10 +112,12 @@ def agency_keys(tmp_path_factory: pytest.TempPathFactory) -> FileKeyStore:
 
 
 @contextlib.contextmanager
-def make_gateway(keys: FileKeyStore, party: str = "wmp", **limits: Any) -> Iterator[Gateway]:
-    """A gateway publishing as ``party``, with ``limits`` (GatewayDeps' own) if given."""
+def make_gateway(
+    keys: FileKeyStore, party: str = "wmp", at: datetime = AT, **limits: Any
+) -> Iterator[Gateway]:
+    """A gateway publishing as ``party`` at ``at``, with ``limits`` (GatewayDeps') if given."""
     kafka = FakeKafka()
-    publisher = Publisher(party, keys, kafka, envelope=X25519, clock=lambda: AT,
+    publisher = Publisher(party, keys, kafka, envelope=X25519, clock=lambda: at,
                           send_timeout=0.3)  # fmt: skip
     registry = CollectorRegistry()
     deps = GatewayDeps(
