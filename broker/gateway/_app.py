@@ -59,7 +59,9 @@ class Publishing(Protocol):
 
     async def publish_many(self, events: Iterable[ContactEvent]) -> list[Receipt]: ...
 
-    async def publish_consent(self, record: Mapping[str, Any]) -> Receipt: ...
+    async def publish_consent(
+        self, record: Mapping[str, Any], *, record_id: str | None = None
+    ) -> Receipt: ...
 
 
 def _always() -> bool:
@@ -235,12 +237,20 @@ def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Re
         again = {
             Endpoint.EVENT: "send it again under the same event_id, never as a new event",
             Endpoint.BATCH: "send the same batch again unchanged, under the same event_ids",
-            Endpoint.CONSENT: "sending it again may record the same consent twice",
+            Endpoint.CONSENT: "send it again with ?record_id= this answer's record_id, never "
+            "without (a new id would record the same consent twice)",
         }[endpoint]
+        # A consent record's id is the gateway's (or the caller's ?record_id=): the caller
+        # needs it to re-send the same record rather than a second one.
+        ids = (
+            {"record_id": exc.event_ids[0]}
+            if endpoint is Endpoint.CONSENT and exc.event_ids
+            else {}
+        )
         return _Refused(
             504, Outcome.UNCONFIRMED,
             f"Kafka did not confirm in time and may have written it: {again} (the broker "
-            "takes an event id once)",
+            "takes an id once)", **ids,
         )  # fmt: skip
     if str(exc).endswith("AuthorizationFailedError"):
         # Kafka's ACLs: not Kafka being away, so saying "try later" would be wrong.
@@ -317,8 +327,11 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
         if not isinstance(body, dict):
             raise _Refused(400, Outcome.MALFORMED, "the body must be one JSON object")
 
+        # The caller's id for a re-send after a 504 (the SDK refuses one not a canonical UUID).
+        record_id = request.query_params.get("record_id")
+
         async def send() -> list[Receipt]:
-            return [await publisher.publish_consent(body)]
+            return [await publisher.publish_consent(body, record_id=record_id)]
 
         [receipt] = await _publishing(deps, Endpoint.CONSENT, "consent", send)
         return _answer(202, {"record_id": receipt.event_id, "topic": receipt.topic})

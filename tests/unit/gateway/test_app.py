@@ -230,3 +230,25 @@ def test_answers_are_not_cached(gw: Gateway) -> None:
     r = gw.post(EVENTS, gw.event())
     assert r.headers["Cache-Control"] == "no-store"
     assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_an_unconfirmed_consent_record_is_sent_again_under_the_id_its_504_names(
+    agency_keys: FileKeyStore,
+) -> None:
+    """A consent record has no id of its own: the 504 names the one the gateway gave it, and
+    ``?record_id=`` sends the same record again under it, so it is filed once, not twice."""
+    with make_gateway(agency_keys, party="hv-sandwell") as g:
+        record = {"subject": {"nhs_number": "9997877896"}, "state": "given",
+                  "purposes": ["early_help"], "recipients": ["kind:hub"],
+                  "recorded_by": "hv-sandwell", "recorded_at": "2026-11-01T15:30:00Z"}  # fmt: skip
+        g.kafka.mode = "silent"
+        r = g.post(CONSENTS, record)
+        assert (r.status_code, r.json()["error"]) == (504, "unconfirmed")
+        record_id = r.json()["record_id"]
+        assert uuid.UUID(record_id)
+        assert "record_id" in r.json()["message"]
+        g.kafka.mode = "ok"
+        r = g.post(f"{CONSENTS}?record_id={record_id}", record)
+        assert (r.status_code, r.json()["record_id"]) == (202, record_id)
+        r = g.post(f"{CONSENTS}?record_id={record_id.upper()}", record)
+        assert (r.status_code, r.json()["field"]) == (422, "record_id")

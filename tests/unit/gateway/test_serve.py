@@ -36,7 +36,9 @@ class Confirming:
     async def publish_many(self, events: Iterable[ContactEvent]) -> list[Receipt]:
         raise NotImplementedError
 
-    async def publish_consent(self, record: Mapping[str, Any]) -> Receipt:
+    async def publish_consent(
+        self, record: Mapping[str, Any], *, record_id: str | None = None
+    ) -> Receipt:
         raise NotImplementedError
 
 
