@@ -85,6 +85,10 @@ def _records_of(chain: str, rows: Iterable[StoredRow]) -> Iterator[AuditRecord]:
                 f"a {rec.kind.value} record on a chain whose writer may not write it",
                 chain=chain,
             )
+        if rec.computed_hash() != rec.hash:
+            # Before the columns: an edited body is tampering with the signed record itself,
+            # and saying which column disagrees would name the symptom, not the fault.
+            raise ChainBroken(row.seq, "record content does not match its hash", chain=chain)
         expected = derived_columns(rec)
         for name, value in expected.items():
             if getattr(row, name) != value:
@@ -147,6 +151,10 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
             remember(_records_of(chain, store.rows(chain)), hashes), verifier, expect_chain=chain
         )
         _require_checkpoint(report)
+        # The signed reference first: a chain cut short inside what a checkpoint kept apart
+        # covers is truncation, whatever unsigned-looking tail the cut leaves behind.
+        if _check_reference(report, store.latest_checkpoint(chain), verifier, hashes):
+            signed += 1
         if report.last_checkpoint_seq is not None and report.head_seq > report.last_checkpoint_seq:
             # The indexer takes a record only once its writer's checkpoint covers it, and
             # every writer's transaction ends with one: a record past the newest checkpoint
@@ -156,8 +164,6 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
                 "record after the chain's newest signed checkpoint: no writer signed it",
                 chain=chain,
             )
-        if _check_reference(report, store.latest_checkpoint(chain), verifier, hashes):
-            signed += 1
         if head is not None:
             # Unsigned, but catches a plain DELETE of the newest rows and rows added by hand.
             if report.head_seq < head.seq:

@@ -163,3 +163,35 @@ def test_a_forged_checkpoint_reference_is_refused(
     code, _, err = run_cli(["audit", "verify", "--db", audit_db_url])
     assert code == 1
     assert "checkpoint reference" in err
+
+
+def test_an_edited_record_body_is_named_as_content_not_matching_its_hash(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run
+) -> None:
+    """Only the stored body edited (its mirror column left alone): the signed record changed,
+    which the hash says, rather than the column cross-check's symptom."""
+    target = next(r for r in indexed if r.kind is AuditKind.DECIDED and r.party == "hub-a")
+    body = json.loads(target.to_bytes())
+    body["data"]["outcome"] = "shared"
+    _q(store, "UPDATE audit_records SET body = ? WHERE chain = ? AND seq = ?",
+       (json.dumps(body), CHAIN, target.seq))  # fmt: skip
+    code, _, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert code == 1
+    assert err.strip().endswith(
+        f"broken at seq {target.seq}: record content does not match its hash"
+    ), err
+
+
+def test_a_tail_cut_inside_the_signed_references_coverage_is_truncation(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run
+) -> None:
+    """Records cut from between two checkpoints to the end leave a tail past the older
+    checkpoint: the newest signed checkpoint, kept apart, says the chain was cut short."""
+    cps = [r.seq for r in indexed if r.kind is AuditKind.CHECKPOINT]
+    cut = cps[-2] + 2  # keeps one record after the second newest checkpoint
+    _q(store, "DELETE FROM audit_records WHERE chain = ? AND seq >= ?", (CHAIN, cut))
+    _q(store, "UPDATE chain_heads SET seq = ?, hash = ? WHERE chain = ?",
+       (cut - 1, indexed[cut - 1].hash, CHAIN))  # fmt: skip
+    code, _, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert code == 1
+    assert f"broken at seq {cut}: chain ends at seq {cut - 1} but a signed checkpoint covers" in err
