@@ -158,8 +158,33 @@ def iso_text(value: Any) -> Any:
     return value
 
 
-IsoDatetime = Annotated[datetime, BeforeValidator(iso_text)]
-IsoDate = Annotated[date, BeforeValidator(iso_text)]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_date_text(value: Any) -> Any:
+    """A date where a date is due: ``2016-03-02``, not a date-time, as the schema says.
+
+    pydantic also takes a date-time at midnight UTC ("2018-05-14T00:00:00Z") as a date: an
+    export that writes one has a date-time column where a date belongs, and another such
+    row, at 01:00 or at +01:00, would be refused, or read as another day.
+    """
+    if isinstance(value, datetime) or (
+        not isinstance(value, date) and not (isinstance(value, str) and _ISO_DATE.fullmatch(value))
+    ):
+        raise ValueError("must be an ISO 8601 date, year first (2016-03-02)")
+    return value
+
+
+def iso_datetime_text(value: Any) -> Any:
+    """``iso_text`` where a date-time is due, said so."""
+    try:
+        return iso_text(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time (2026-11-21T22:40:00Z)") from None
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(iso_datetime_text)]
+IsoDate = Annotated[date, BeforeValidator(iso_date_text)]
 
 #: An event id's one spelling: a UUID's canonical text, lowercase and hyphenated (RFC 9562),
 #: as ``str(uuid.uuid4())`` writes it.
@@ -313,21 +338,33 @@ class ContactEvent(_Frozen):
         # or mistyped in the sending system. The day of occurred_at as the sender wrote it
         # (its own offset) or in England, with the clock skew.
         latest = latest_day(self.occurred_at)
-        late = [i for i, s in enumerate(self.subjects) if s.dob is not None and s.dob > latest]
+        dated = [i for i, s in enumerate(self.subjects) if s.dob is not None]
+        late = [i for i in dated if (dob := self.subjects[i].dob) is not None and dob > latest]
         if late:
             # Raised as a ValidationError so each problem is located at its subject's dob
             # (a plain ValueError here would name only "(event)"); no input is carried.
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
+            problems = [
+                InitErrorDetails(
+                    type=PydanticCustomError("dob_after_occurred_at", "is after occurred_at"),
+                    loc=("subjects", i, "dob"),
+                    input=None,
+                )
+                for i in late
+            ]
+            if late == dated:
+                # Before everyone's birth: as likely the event's date that is wrong (a
+                # default of 1900-01-01, day and month swapped), so it is named too.
+                problems.insert(
+                    0,
                     InitErrorDetails(
-                        type=PydanticCustomError("dob_after_occurred_at", "is after occurred_at"),
-                        loc=("subjects", i, "dob"),
+                        type=PydanticCustomError(
+                            "occurred_before_births", "is before every subject's date of birth"
+                        ),
+                        loc=("occurred_at",),
                         input=None,
-                    )
-                    for i in late
-                ],
-            )
+                    ),
+                )
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
         return self
 
     @model_validator(mode="after")

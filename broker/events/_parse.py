@@ -6,11 +6,13 @@ pydantic's ``ValidationError`` is translated here; its messages are used but nev
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from broker.errors import EventInvalid
 from broker.events._consent import ConsentRecord
@@ -20,13 +22,59 @@ __all__ = ["field_path", "parse_consent", "parse_consents", "parse_event", "prob
 
 _M = TypeVar("_M", bound=BaseModel)
 
-# Messages for error types whose stock text could echo part of the input.
+# Messages for error types whose stock text could echo part of the input, or speaks of
+# Python's types ("a valid tuple", "a valid dictionary") to someone who wrote JSON.
 _SAFE_MESSAGES = {
     "uuid_parsing": "is not a valid UUID",
     "uuid_type": "is not a valid UUID",
     "json_invalid": "is not valid JSON",
     "string_pattern_mismatch": "has an invalid format",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "missing": "is required",
+    "extra_forbidden": "is not a field of this record",
+    "date_type": "must be an ISO 8601 date, year first (2016-03-02)",
+    "date_parsing": "must be an ISO 8601 date, year first (2016-03-02)",
+    "datetime_type": "must be an ISO 8601 date-time (2026-11-21T22:40:00Z)",
+    "datetime_parsing": "must be an ISO 8601 date-time (2026-11-21T22:40:00Z)",
+    "datetime_from_date_parsing": "must be an ISO 8601 date-time (2026-11-21T22:40:00Z)",
 }
+# Counted in list items, whatever pydantic holds them in ("Tuple should have ...").
+_LENGTH_MESSAGES = {
+    "too_short": "must have at least {n} item{s}",
+    "too_long": "must have at most {n} item{s}",
+    "string_too_short": "must have at least {n} character{s}",
+    "string_too_long": "must have at most {n} character{s}",
+}
+# A key we do not know is named when it reads as a misspelt field name (lowercase letters and
+# underscores, as every field's is): the sender's text otherwise, it could be a name or an
+# NHS number used as a key.
+_FIELD_LIKE = re.compile(r"[a-z][a-z_]{0,39}")
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in _LENGTH_MESSAGES:
+        bound = ctx.get("min_length" if kind.endswith("short") else "max_length")
+        if isinstance(bound, int):
+            return _LENGTH_MESSAGES[kind].format(n=bound, s="" if bound == 1 else "s")
+    if kind == "literal_error" and isinstance(expected := ctx.get("expected"), str):
+        return f"must be one of {expected}"  # the schema's values, never the input
+    message = _SAFE_MESSAGES.get(kind, err["msg"]).removeprefix("Value error, ")
+    # "Input should be 'child', 'parent' ..." and the like: the allowed values, not the input.
+    return message.replace("Input should be", "must be", 1)
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -58,11 +106,11 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]
             for p in err["loc"]
             if not (isinstance(p, str) and ("[" in p or p in {"function-after"}))
         )
-        message = _SAFE_MESSAGES.get(err["type"], err["msg"])
-        message = message.removeprefix("Value error, ")
+        message = _message(err)
         if err["type"] == "extra_forbidden" and loc:
-            # A key we do not know is the sender's text: it could be a name used as a key.
-            loc = (*loc[:-1], "(unknown field)")
+            key = loc[-1]
+            if not (isinstance(key, str) and _FIELD_LIKE.fullmatch(key)):
+                loc = (*loc[:-1], "(unknown field)")
         path = field_path(loc)
         problems.append((f"{prefix}{path}" if prefix else path, message))
     return problems

@@ -137,7 +137,10 @@ def test_the_day_of_occurred_at_is_the_latest_in_england_or_in_the_senders_offse
     parse_event(event_dict(occurred_at="2026-06-10T23:30:00Z", subjects=born), now=AT)
     parse_event(event_dict(occurred_at="2026-06-10T22:56:00Z", subjects=born), now=AT)
     refused = _problems(event_dict(occurred_at="2026-06-10T22:54:00Z", subjects=born))
-    assert refused == {"subjects[0].dob": "is after occurred_at"}
+    assert refused == {
+        "occurred_at": "is before every subject's date of birth",
+        "subjects[0].dob": "is after occurred_at",
+    }
     # The sender's own day, whatever England's (still the 10th there):
     parse_event(event_dict(occurred_at="2026-06-11T07:00:00+09:00", subjects=born), now=AT)
 
@@ -171,11 +174,20 @@ def test_free_text_has_size_limits() -> None:
     assert set(problems) == {"summary", "location"}
 
 
-def test_unknown_keys_are_refused_without_repeating_them() -> None:
-    """A key is the sender's text (it could be a child's name): say where, not what."""
-    problems = _problems(event_dict(colour="blue", subjects=[subject("child", AmyHollis=1)]))
-    assert set(problems) == {"(unknown field)", "subjects[0].(unknown field)"}
+def test_unknown_keys_are_refused_naming_only_those_that_read_as_field_names() -> None:
+    """A key is the sender's text (it could be a child's name): a misspelt field's name
+    (lowercase, underscores) is said, anything else only where; a value never."""
+    problems = _problems(
+        event_dict(colour="blue", **{"9997877896": 1}, subjects=[subject("child", AmyHollis=1)])
+    )
+    assert problems == {
+        "colour": "is not a field of this record",
+        "(unknown field)": "is not a field of this record",
+        "subjects[0].(unknown field)": "is not a field of this record",
+    }
     assert "AmyHollis" not in str(problems)
+    assert "blue" not in str(problems)
+    assert "9997877896" not in str(problems)
 
 
 def test_school_urn_is_six_digits() -> None:

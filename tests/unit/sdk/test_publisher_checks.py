@@ -66,5 +66,8 @@ async def test_a_child_born_after_the_event_is_refused_before_sending(
     event["subjects"][0]["dob"] = "2026-11-22"
     with pytest.raises(EventInvalid) as err:
         await publisher.publish(event)
-    assert err.value.problems == [("subjects[0].dob", "is after occurred_at")]
+    assert err.value.problems == [
+        ("occurred_at", "is before every subject's date of birth"),
+        ("subjects[0].dob", "is after occurred_at"),
+    ]
     assert "2026-11-22" not in str(err.value)
