@@ -95,7 +95,7 @@ def register(desk: typer.Typer) -> None:
         # the service's info lines included, and alerts count warnings.
         # /metrics, /livez and /readyz on ACCORD_DESK__METRICS_HOST/PORT (none unless set),
         # started by the worker before the app and stopped after it.
-        ops = flags_ops(app, settings.desk, kafka)
+        ops = flags_ops(app, settings.desk, kafka, opts.counts)
         worker = faust.Worker(app, ops, loglevel=loglevel.value, quiet=True, redirect_stdouts=False)
         # faust's start-up spinner writes cursor escapes even when stdout is a file, and they
         # would corrupt the first JSON line of the log.

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from broker.config import DeskSettings, SchoolCalendar
+from broker.desk._flags_fresh import FlagsFreshness
 from broker.desk._store import DeskStore
 from broker.webauth import UserFile
 
@@ -55,3 +56,5 @@ class DeskDeps:
     party_names: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = _utcnow
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # A co-ordinating team's: how far its flag service has read (None: not asked here).
+    flags_freshness: FlagsFreshness | None = None

@@ -68,7 +68,7 @@ import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -78,6 +78,7 @@ import structlog
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.desk._flag import Flag, flag_id
 from broker.desk._flagging import FlagEngine, Placement, window_record
+from broker.desk._flags_counts import FlagCounts
 from broker.desk._flags_source import DeliveryReader, Opened
 from broker.desk._household import HouseholdMessage
 from broker.desk._window import micros
@@ -124,6 +125,8 @@ class FlagServiceOptions:
     withdrawn_keep: timedelta | None = KEEP
     #: How often the running service reads those settings again (``KeepWatch``).
     withdrawn_recheck: timedelta = RECHECK
+    #: What it has done, for its /metrics (``flags_ops``).
+    counts: FlagCounts = field(default_factory=FlagCounts)
 
 
 def _credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
@@ -145,8 +148,9 @@ def _credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
 class _Opening:
     """Opens one delivery-topic record: the view, a notice's event ids, or None to skip."""
 
-    def __init__(self, party: str, keystore: KeyStore) -> None:
+    def __init__(self, party: str, keystore: KeyStore, counts: FlagCounts) -> None:
         self.party = party
+        self.counts = counts
         self.topic = deliver(party)
         self._opener = Opener(party, keystore, replay_guard=_EveryTime())
 
@@ -155,6 +159,7 @@ class _Opening:
             return self._open(value, headers)
         except _Skip as skip:
             log.warning("flags_record_skipped", party=self.party, reason=str(skip))
+            self.counts.skipped += 1
             return None
 
     def _open(self, value: bytes | None, headers: Any) -> Delivery | WithdrawalNotice:
@@ -220,7 +225,8 @@ class _Service:
         # The states' gone ids are forgotten after the markers' keep, as it is at the time.
         self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret, clock=clock,
                                  gone_keep=self.withdrawn.keep)  # fmt: skip
-        self.opening = _Opening(opts.party, opts.keystore)
+        self.counts = opts.counts
+        self.opening = _Opening(opts.party, opts.keystore, opts.counts)
         self.bychild, self.byhousehold, self.out = topics
         self.windows, self.households = tables
         self.published: set[str] | None = None
@@ -246,6 +252,7 @@ class _Service:
 
     async def _send_on(self, message: Delivery | WithdrawalNotice | None) -> list[Awaitable[Any]]:
         if isinstance(message, WithdrawalNotice):
+            self.counts.processed += 1
             body = json.dumps({"withdraw": list(message.event_ids)}).encode()
             return [
                 await topic.send(key=None, value=body, partition=p)
@@ -261,7 +268,9 @@ class _Service:
             record = window_record(view)
         except AccordError:
             log.warning("flags_record_skipped", party=self.party, reason="view-without-basics")
+            self.counts.skipped += 1
             return []
+        self.counts.processed += 1
         body = {
             "event_id": record.event_id,
             "occurred_at": record.occurred_at.isoformat(),
@@ -339,6 +348,7 @@ class _Service:
         that says where it is (to replay once fixed) and the exception's type only: its
         text could hold a value from the record."""
         self.failed += 1
+        self.counts.failed[step] = self.counts.failed.get(step, 0) + 1
         log.error(
             "flags_record_failed",
             party=self.party,
@@ -371,6 +381,7 @@ class _Service:
             await sent
             self.published.add(f.flag_id)
         if new:
+            self.counts.raised += len(new)
             log.info("flags_raised", party=self.party, count=len(new))
 
     def _withdraw(
@@ -437,7 +448,7 @@ def _build(opts: FlagServiceOptions) -> tuple[faust.App, _Service]:
     service = _Service(opts, (bychild, byhousehold, out), (windows, households))
     # The first step, and the topics' settings read again, run by the app as tasks:
     # started and cancelled with it.
-    app.task(DeliveryReader(opts.kafka, party, service.opened).run)
+    app.task(DeliveryReader(opts.kafka, party, service.opened, counts=opts.counts).run)
     app.task(service.watch.run)
 
     @app.agent(bychild)

@@ -9,7 +9,8 @@ first beat is what makes the service ready (``broker.desk._probes.FlagsProbes``)
 Its metrics: when the cluster's TLS certificates expire, and when Kafka last answered the
 service as its party (``broker.desk._probes.KafkaContact``, asked by an ``app.task`` too): the
 probes stay green while Kafka is away (a restart would not bring it back), so that gauge is
-what an alert watches.
+what an alert watches. And what the service has done (:mod:`._flags_counts`): records read,
+skipped and failed, flags raised, and when it last committed its reading.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from broker.config import KafkaSettings, OpsEndpoint
+from broker.desk._flags_counts import FlagCounts
 from broker.desk._probes import FlagsProbes, KafkaContact
 from broker.kafka import KafkaClients
 from broker.ops import serving_ops
@@ -31,15 +33,20 @@ if TYPE_CHECKING:
 __all__ = ["flags_ops"]
 
 
-def flags_ops(app: faust.App, endpoint: OpsEndpoint, kafka: KafkaSettings) -> mode.Service:
+def flags_ops(
+    app: faust.App, endpoint: OpsEndpoint, kafka: KafkaSettings, counts: FlagCounts | None = None
+) -> mode.Service:
     """``/metrics``, ``/livez`` and ``/readyz`` of the flag service on ``endpoint``, as a
     ``mode`` service to give ``faust.Worker``; its probes' beat is added to the app's tasks.
-    Its own registry: the process has no other Accord metrics."""
+    Its own registry: the process has no other Accord metrics; ``counts`` (the service's
+    ``FlagServiceOptions.counts``) adds what it has done (:mod:`._flags_counts`)."""
     from mode import Service  # noqa: PLC0415  # faust's; loads only in the service
 
     probes = FlagsProbes(endpoint.stale_after_seconds)
     app.task(probes.run)
     registry = CollectorRegistry()
+    if counts is not None:
+        registry.register(counts)
     clients = KafkaClients(kafka)
     contact = KafkaContact(registry, lambda: clients.consumer(client_id=f"{app.conf.id}-contact"))
     app.task(contact.run)

@@ -24,15 +24,23 @@ records published in time order are not turned round by the partitions they land
 record without an ``occurred_at`` (a withdrawal notice, one that cannot be opened) keeps its
 place in its partition and goes first among its millisecond's. Only a batch is ordered so: a
 record written later that comes in the next batch is later.
+
+Each commit carries, as its metadata, the time it was made (``{"at": seconds}``), and while
+the step has read everything it commits its position again at least once a minute: the
+desk reads the group's offsets to tell how current its flags are (:mod:`._flags_fresh`),
+and a commit older than that says the service is not reading.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, NamedTuple
 
 from broker.config import KafkaSettings
+from broker.desk._flags_counts import FlagCounts
 from broker.kafka import KafkaClients, stop_quietly, translated
 from broker.topics import deliver, desk_flags_reader
 
@@ -40,6 +48,8 @@ __all__ = ["DeliveryReader", "Opened", "arrival_order"]
 
 _POLL_MS: Final = 1000
 _MAX_RECORDS: Final = 500
+#: While nothing new comes, the position is committed again this often (seconds).
+IDLE_COMMIT: Final = 60.0
 
 
 class Opened(NamedTuple):
@@ -72,11 +82,15 @@ class DeliveryReader:
 
     def __init__(
         self, kafka: KafkaSettings, party: str, open_record: Open, *,
-        max_records: int = _MAX_RECORDS,
+        max_records: int = _MAX_RECORDS, counts: FlagCounts | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         self.kafka = kafka
         self.party = party
         self.open_record = open_record
+        self.counts = counts
+        self._clock = clock
+        self._committed_at = 0.0
         self.max_records = max_records
 
     async def run(self) -> None:
@@ -97,6 +111,7 @@ class DeliveryReader:
                         timeout_ms=_POLL_MS, max_records=self.max_records
                     )
                 if not batch:
+                    await self._idle(consumer, what)
                     continue
                 pending: list[Awaitable[Any]] = []
                 # All opened first: a tie in write time is broken by what is inside.
@@ -109,6 +124,32 @@ class DeliveryReader:
                 async with translated(what):
                     for acknowledged in pending:
                         await acknowledged
-                    await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
+                    # (offset, metadata): aiokafka's form; the protocol names offsets only.
+                    stamped: dict[Any, Any] = {
+                        tp: (rs[-1].offset + 1, self._stamp()) for tp, rs in batch.items()
+                    }
+                    await consumer.commit(stamped)
+                self._progressed()
         finally:
             await stop_quietly(consumer)
+
+    def _stamp(self) -> str:
+        return json.dumps({"at": round(self._clock(), 3)})
+
+    def _progressed(self) -> None:
+        self._committed_at = self._clock()
+        if self.counts is not None:
+            self.counts.progress = self._committed_at
+
+    async def _idle(self, consumer: Any, what: str) -> None:
+        """Everything read: the position committed again, now and then, to say so (past a
+        trailing transaction marker, too, where the consumer has stepped over it)."""
+        if self._clock() - self._committed_at < IDLE_COMMIT:
+            return
+        async with translated(what):
+            assigned = list(consumer.assignment())
+            if not assigned:
+                return
+            stamp = self._stamp()
+            await consumer.commit({tp: (await consumer.position(tp), stamp) for tp in assigned})
+        self._progressed()

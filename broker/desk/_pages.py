@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broker.desk._app import Desk
+from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._record_pages import register_record_pages
 from broker.desk._resend import resend_token, resent_id
 from broker.desk._show import basis_text, view_fields, window_text
@@ -192,9 +193,12 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             # A child with an open flag is listed by it already.
             flagged = {f.child for f in open_flags}
             since = [n for n in store.new_since_decision() if n[0] not in flagged]
+            checker = deps.flags_freshness
             return desk.render(
                 "team.html", session, title="Flags awaiting a decision", flags=open_flags,
                 decided=len(flags) - len(open_flags), referrals=referrals, since=since,
+                fresh=None if checker is None else checker.judged(checker.current),
+                stale_minutes=int(STALE_AFTER.total_seconds() // 60),
             )  # fmt: skip
         if deps.kind == "hub":
             rows = [

@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import Metric
 from broker.config import Settings
 from broker.desk._app import create_desk_app
 from broker.desk._deps import DeskDeps
+from broker.desk._flags_fresh import FlagsFreshness
 from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
 from broker.desk._probes import DeskProbes, KafkaContact
 from broker.desk._store import DeskStore
@@ -163,6 +164,20 @@ async def _started_flags(
     return flags
 
 
+def _watch_freshness(stack: contextlib.AsyncExitStack, deps: DeskDeps, stop: asyncio.Event) -> None:
+    """A co-ordinating team's desk asks how far its flag service has read, till it stops.
+    Not a probe's task: a desk whose check fails still serves (the home page says so)."""
+    if deps.flags_freshness is not None:
+        task = asyncio.create_task(deps.flags_freshness.run(stop), name="desk-flags-fresh")
+        stack.push_async_callback(_cancelled, task)
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
 async def run_desk(
     settings: Settings,
     party: str,
@@ -197,6 +212,8 @@ async def run_desk(
         settings=cfg, schools=settings.schools, publisher=publisher,
         party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
         registry=registry,
+        flags_freshness=FlagsFreshness(kafka, party, clock)
+        if kind == "coordinating_team" else None,
     )  # fmt: skip
     # The app first: a setting it refuses (no allowed host names) must leave no socket open.
     server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
@@ -221,6 +238,7 @@ async def run_desk(
             asyncio.create_task(server.serve(sockets=[sock]), name="desk-http"),
             asyncio.create_task(ingest.run(stop, interval=cfg.poll_seconds), name="desk-ingest"),
         ]
+        _watch_freshness(stack, deps, stop)
         probes.http, probes.ingest = tasks
         try:
             while not server.started:

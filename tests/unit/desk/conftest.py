@@ -130,13 +130,13 @@ def make_client(
     store: DeskStore, users: UserFile, acks: FakeAcks, publisher: FakePublisher, clock: Clock
 ) -> Callable[..., tuple[TestClient, DeskDeps]]:
     def make(
-        kind: str = "coordinating_team", party: str = "sandwell-coord"
+        kind: str = "coordinating_team", party: str = "sandwell-coord", **extra: Any
     ) -> tuple[TestClient, DeskDeps]:
         deps = DeskDeps(
             party=party, party_name=party.title(), kind=kind, store=store, users=users,
             acks=acks, linkage_key=SECRET, device_key=DEVICE_KEY,
             settings=DeskSettings(),
-            schools=SchoolCalendar(), publisher=publisher, clock=clock,
+            schools=SchoolCalendar(), publisher=publisher, clock=clock, **extra,
         )  # fmt: skip
         return TestClient(create_desk_app(deps), base_url="http://127.0.0.1:8766"), deps
 

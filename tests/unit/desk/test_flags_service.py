@@ -313,6 +313,7 @@ async def test_a_bad_delivery_record_is_skipped_with_its_reason_and_the_next_one
         await acknowledged
     skipped = [e for e in logs if e["event"] == "flags_record_skipped"]
     assert len(skipped) == 2
+    assert (service.counts.skipped, service.counts.processed) == (2, 1)  # on its /metrics
     assert skipped[1]["reason"] == "not-from-broker"
     assert [(step, body["record"]["event_id"]) for step, body in log if step == "send"] == [
         ("send", "e1")
@@ -347,6 +348,8 @@ async def test_a_message_the_child_step_cannot_work_on_is_passed_over_loudly_and
     ]
     assert all(e["log_level"] == "error" for e in failed)
     assert service.failed == 2
+    assert service.counts.failed == {"child": 2, "household": 0}  # on its /metrics
+    assert service.counts.raised == 2  # e1's and e3's need-level-4 flags
     assert NHS[1] not in str(logs)
     counted = {child_key(SECRET, {"nhs_number": nhs}) for nhs in (NHS[0], NHS[2])}
     assert set(_states_by_key(service.windows)) == counted  # e2's child: no state at all

@@ -1,0 +1,133 @@
+"""How current the flags are, on the team's home page: a flag service that has not reported
+for more than five minutes is a plain warning; one that has is "current"; a desk that cannot
+ask Kafka says since when. And the flag service's counts, for its /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
+
+from broker.config import KafkaSettings
+from broker.desk import DeskDeps
+from broker.desk._flags_counts import FlagCounts
+from broker.desk._flags_fresh import FlagsFreshness, Freshness
+from broker.errors import TransportError
+from broker.kafka import KafkaClients
+from tests.unit.desk.conftest import Clock, sign_in
+
+Make = Callable[..., tuple[TestClient, DeskDeps]]
+
+
+class _Answers(FlagsFreshness):
+    """The checker with Kafka's answers given (or refused) by the test."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(KafkaClients(KafkaSettings()), "sandwell-coord", clock)
+        self.answer: tuple[dict, dict] | None = None  # type: ignore[type-arg]
+
+    async def _ask(self):  # type: ignore[no-untyped-def]
+        if self.answer is None:
+            raise TransportError("Kafka away")
+        return self.answer
+
+
+def _tp(n: int) -> tuple[str, int]:
+    return ("accord.deliver.sandwell-coord", n)
+
+
+async def _home(make_client: Make, checker: FlagsFreshness) -> str:
+    client, _ = make_client(flags_freshness=checker)
+    sign_in(client)
+    return client.get("/").text
+
+
+async def test_a_flag_service_that_reported_a_minute_ago_is_current(
+    make_client: Make, clock: Clock
+) -> None:
+    checker = _Answers(clock)
+    at = (clock() - timedelta(minutes=1)).timestamp()
+    checker.answer = ({_tp(0): (7, f'{{"at": {at}}}'), _tp(1): (3, None)}, {_tp(0): 8, _tp(1): 3})
+    fresh = await checker.check()
+    assert not fresh.stale
+    assert fresh.behind == 0  # one past the commit on a partition: perhaps only a marker
+    page = await _home(make_client, checker)
+    assert 'id="flags-current"' in page
+    assert 'id="flags-stale"' not in page
+
+
+async def test_a_flag_service_silent_for_more_than_five_minutes_is_a_warning_with_its_backlog(
+    make_client: Make, clock: Clock
+) -> None:
+    """The reviewer's case: the flag service stopped, records delivered since."""
+    checker = _Answers(clock)
+    at = (clock() - timedelta(minutes=6)).timestamp()
+    checker.answer = ({_tp(0): (7, f'{{"at": {at}}}'), _tp(1): (3, None)}, {_tp(0): 12, _tp(1): 5})
+    fresh = await checker.check()
+    assert fresh.stale
+    assert fresh.behind == 7
+    page = await _home(make_client, checker)
+    warning = page[page.index('id="flags-stale"') :].split("</p>")[0]
+    assert "Flags may be out of date" in warning
+    assert "more than 5 minutes ago" in warning
+    assert "about 7 delivered record(s) are waiting" in warning
+
+
+async def test_a_flag_service_that_never_reported_is_a_warning(
+    make_client: Make, clock: Clock
+) -> None:
+    checker = _Answers(clock)
+    checker.answer = ({}, {_tp(0): 4})
+    assert (await checker.check()).stale
+    page = await _home(make_client, checker)
+    assert "The flag service has never reported reading your records" in page
+
+
+async def test_kafka_not_answering_keeps_the_last_answer_and_says_since_when(
+    make_client: Make, clock: Clock
+) -> None:
+    checker = _Answers(clock)
+    at = clock().timestamp()
+    checker.answer = ({_tp(0): (7, f'{{"at": {at}}}')}, {_tp(0): 7})
+    await checker.check()
+    checker.answer = None
+    clock.advance(minutes=10)
+    fresh = await checker.check()
+    assert fresh.reported_at is not None
+    assert fresh.stale  # ten minutes without a report, as far as the desk knows
+    page = await _home(make_client, checker)
+    assert 'id="flags-unchecked"' in page
+    assert 'id="flags-stale"' in page
+
+
+async def test_a_desk_that_has_not_asked_yet_says_it_does_not_know(
+    make_client: Make, clock: Clock
+) -> None:
+    page = await _home(make_client, _Answers(clock))
+    assert 'id="flags-unknown"' in page
+
+
+def test_the_flag_services_counts_are_on_its_metrics_without_personal_labels() -> None:
+    counts = FlagCounts()
+    counts.processed, counts.skipped, counts.raised = 5, 2, 1
+    counts.failed["child"] = 3
+    counts.progress = 1_800_000_000.0
+    registry = CollectorRegistry()
+    registry.register(counts)
+    text = generate_latest(registry).decode()
+    assert 'accord_desk_flags_deliveries_total{outcome="processed"} 5.0' in text
+    assert 'accord_desk_flags_deliveries_total{outcome="skipped"} 2.0' in text
+    assert 'accord_desk_flags_failed_total{step="child"} 3.0' in text
+    assert "accord_desk_flags_raised_total 1.0" in text
+    assert "accord_desk_flags_progress_timestamp_seconds 1.8e+09" in text
+
+
+def test_freshness_is_judged_at_the_time_of_asking(clock: Clock) -> None:
+    checker = _Answers(clock)
+    fresh = Freshness(clock(), clock() - timedelta(minutes=4), 0, 3)
+    assert not checker.judged(fresh).stale
+    clock.advance(minutes=2)
+    assert checker.judged(fresh).stale
+    assert isinstance(fresh.checked_at, datetime)
