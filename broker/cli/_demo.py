@@ -82,9 +82,20 @@ def register(app: typer.Typer) -> None:
         )
         # Ctrl-C may arrive as KeyboardInterrupt or, once the console's server has passed it
         # on, as the worker's own stop: either way the demo ends here, Kafka stays up.
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_demo(settings, duration=duration, rate=rate, metrics_port=metrics_port))
-        typer.echo(f"demo stopped; Kafka keeps running ('{down}' stops it)")
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(
+                    run_demo(settings, duration=duration, rate=rate, metrics_port=metrics_port)
+                )
+        finally:
+            # A Kafka client the demo gave up stopping (Kafka gone) is collected at exit, and
+            # asyncio logs "Unclosed AIOKafkaProducer" for each of dozens: noise once the demo
+            # is over, burying its last line.
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        if node.status().running:
+            typer.echo(f"demo stopped; Kafka keeps running ('{down}' stops it)")
+        else:
+            typer.echo("demo stopped; Kafka is not running")
 
 
 def _whose(settings: Settings) -> str:

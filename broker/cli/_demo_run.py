@@ -263,6 +263,31 @@ async def _watch(
                 raise exc
 
 
+# How long the demo waits for its parts, then its worker, to stop. With Kafka gone, a Kafka
+# client's stop waits out its own request timeouts (a minute and more): the demo says so and
+# goes on, since what was not committed is not lost (the worker redoes it next run).
+_PARTS_STOP_S = 10.0
+_WORKER_STOP_S = 20.0
+
+
+async def _stopped(
+    tasks: list[asyncio.Task[None]], *, within: float, say: Callable[[str], None]
+) -> None:
+    """Cancel ``tasks`` and wait up to ``within`` seconds for them to end."""
+    live = [t for t in tasks if not t.done()]
+    for task in live:
+        task.cancel()
+    if not live:
+        return
+    _, late = await asyncio.wait(live, timeout=within)
+    for task in late:
+        say(f"demo: {task.get_name()} did not stop within {within:g} s (is Kafka down?); "
+            "leaving it")  # fmt: skip
+    for task in set(live) - late:  # retrieved, so asyncio does not log them as unretrieved
+        if not task.cancelled():
+            task.exception()
+
+
 def _not_started(worker: asyncio.Task[None], metrics_port: int) -> None:
     """The worker's error, when it could not start: one line, from the CLI, naming
     --metrics-port when its port was taken."""
@@ -379,11 +404,11 @@ async def run_demo(
                 watch.result()  # a part that failed meanwhile ends the demo with its error
     finally:
         stop.set()
-        for t in [*tasks, watch]:
-            t.cancel()
-        await asyncio.gather(*tasks, watch, return_exceptions=True)
-        if not worker_task.done():
-            worker_task.cancel()
-            await asyncio.gather(worker_task, return_exceptions=True)
-        if flags is not None:
-            await flags.stop()
+        try:
+            await _stopped([*tasks, watch], within=_PARTS_STOP_S, say=say)
+            await _stopped([worker_task], within=_WORKER_STOP_S, say=say)
+        finally:
+            # Even if the stop above is itself cut short (a second Ctrl-C): the flag service
+            # is a child process, and must not outlive the demo.
+            if flags is not None:
+                await flags.stop()

@@ -169,3 +169,40 @@ def test_the_demo_enrols_the_console_s_device_key_and_the_team_s_linkage_secret(
     assert (tmp_path / "keys" / f"{device_secret_name('console')}.secret").is_file()
     _, linkage = asyncio.run(_demo_run._flag_service(settings, policy, print, None))
     assert linkage == desk_linkage_key(keys, party=team)
+
+
+def test_a_worker_that_does_not_stop_in_time_is_left_said_and_the_flag_service_still_stops(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With Kafka gone, a Kafka client's stop waits out its request timeouts: the demo waits a
+    bounded time, says which part it left, and still stops its flag-service child."""
+    stopped: list[str] = []
+
+    class _Flags:
+        status = None
+
+        async def stop(self) -> None:
+            stopped.append("flags")
+
+    async def flags(*_args: Any) -> tuple[_Flags, None]:
+        return _Flags(), None
+
+    async def serve(worker: _Worker, **_kwargs: Any) -> None:
+        worker.started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(asyncio.sleep(1.0))  # a stop that waits on Kafka
+
+    async def agencies(*_args: Any, **_kwargs: Any) -> None:
+        await asyncio.sleep(0.1)
+        raise TransportError("publishing to accord.ingress.wmp: Kafka did not answer")
+
+    monkeypatch.setattr(_demo_run, "_flag_service", flags)
+    monkeypatch.setattr(_demo_run, "serve", serve)
+    monkeypatch.setattr(_demo_run, "_agencies", agencies)
+    monkeypatch.setattr(_demo_run, "_WORKER_STOP_S", 0.2)
+    with pytest.raises(TransportError, match="did not answer"):
+        asyncio.run(_demo(settings, None))
+    assert stopped == ["flags"]
+    assert "demo: the worker did not stop within 0.2 s (is Kafka down?)" in capsys.readouterr().out
