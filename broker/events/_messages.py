@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from broker.events._model import CANONICAL_UUID_PATTERN
+from broker.events._model import CANONICAL_UUID_PATTERN, iso_datetime_text
+
+# ISO 8601 text, as the schemas say: pydantic alone would read a number as seconds since 1970.
+_Time = Annotated[datetime, BeforeValidator(iso_datetime_text)]
+_AwareTime = Annotated[AwareDatetime, BeforeValidator(iso_datetime_text)]
 
 
 class _Msg(BaseModel):
@@ -21,6 +25,15 @@ class Delivery(_Msg):
     transforms; the rest says on what basis it was shared, so the recipient can record it.
     """
 
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "$id": "https://accord.example/schemas/shared-record.v1.json",
+            "title": "Accord shared record v1",
+        },
+    )
+
     kind: Literal["delivery"] = "delivery"
     event_id: str
     recipient: str
@@ -30,7 +43,7 @@ class Delivery(_Msg):
     purpose: str
     lawful_basis: dict[str, str]
     policy_version: str
-    decided_at: datetime
+    decided_at: _Time
     view: dict[str, Any]
 
 
@@ -41,16 +54,34 @@ class WithdrawalNotice(_Msg):
     never the person.
     """
 
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "$id": "https://accord.example/schemas/consent-withdrawn-notice.v1.json",
+            "title": "Accord consent-withdrawn notice v1",
+        },
+    )
+
     kind: Literal["consent_withdrawn"] = "consent_withdrawn"
     notice_id: str
     recipient: str
     event_ids: tuple[str, ...]
     purposes: tuple[str, ...]
-    withdrawn_at: datetime
+    withdrawn_at: _Time
 
 
 class AccessAck(_Msg):
     """A recipient opened or viewed a delivered record (``access-ack.v1``)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "$id": "https://accord.example/schemas/access-ack.v1.json",
+            "title": "Accord access acknowledgement v1",
+        },
+    )
 
     # Identifiers, not free text: all three land in the append-only audit log, which must
     # never hold what a practitioner might type about a child. A delivered record's event id
@@ -60,4 +91,4 @@ class AccessAck(_Msg):
     by: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
     purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")
     # With its zone: a governance report sorts openings among decisions (all in UTC).
-    at: AwareDatetime
+    at: _AwareTime

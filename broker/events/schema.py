@@ -1,11 +1,13 @@
-"""JSON Schema for the contact event and consent record, generated from the pydantic models.
+"""JSON Schema for every payload on the wire, generated from the pydantic models.
 
-``python -m broker.events.schema [DIR]`` writes ``contact-event.v1.json`` and
-``consent-record.v1.json`` into ``DIR`` (default: ``schemas/``); a unit test checks that the
-checked-in files equal what the models generate. The schemas describe the shape; checks that
-JSON Schema cannot express (the NHS number's check digit, dates not in the future, an integer
-written as 3.0) are named in each schema's description; everything else it can say, it says
-(a name of spaces only, refused once stripped, fails the names' pattern).
+``python -m broker.events.schema [DIR]`` writes ``contact-event.v1.json``,
+``consent-record.v1.json``, ``access-ack.v1.json``, ``shared-record.v1.json`` and
+``consent-withdrawn-notice.v1.json`` into ``DIR`` (default: ``schemas/``); a unit test checks
+that the checked-in files equal what the models generate. The schemas describe the shape;
+checks that JSON Schema cannot express (the NHS number's check digit, dates not in the
+future, an integer written as 3.0) are named in the senders' schemas' descriptions;
+everything else it can say, it says (a name of spaces only, refused once stripped, fails the
+names' pattern).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from broker.events._consent import ConsentRecord
+from broker.events._messages import AccessAck, Delivery, WithdrawalNotice
 from broker.events._model import ContactEvent
 
 __all__ = ["SCHEMA_FILES", "main", "render", "schemas"]
@@ -35,7 +38,12 @@ _EXTRA_CHECKS = (
 SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "contact-event.v1.json": ContactEvent,
     "consent-record.v1.json": ConsentRecord,
+    "access-ack.v1.json": AccessAck,
+    "shared-record.v1.json": Delivery,
+    "consent-withdrawn-notice.v1.json": WithdrawalNotice,
 }
+# What senders write, and what the broker checks beyond the schema.
+_CHECKED_BEYOND = {"contact-event.v1.json", "consent-record.v1.json"}
 
 
 def schemas() -> dict[str, dict[str, Any]]:
@@ -44,7 +52,8 @@ def schemas() -> dict[str, dict[str, Any]]:
     for name, model in SCHEMA_FILES.items():
         doc = model.model_json_schema(mode="validation")
         doc = {"$schema": _DIALECT, **doc}
-        doc["description"] = f"{(model.__doc__ or '').strip()} {_EXTRA_CHECKS}"
+        about = " ".join((model.__doc__ or "").split())
+        doc["description"] = f"{about} {_EXTRA_CHECKS}" if name in _CHECKED_BEYOND else about
         out[name] = doc
     return out
 

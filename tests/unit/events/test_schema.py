@@ -27,12 +27,15 @@ def test_checked_in_schema_is_in_sync_with_the_model(name: str) -> None:
     )
 
 
-def test_the_generator_writes_both_files(
+def test_the_generator_writes_every_payloads_schema(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main([str(tmp_path)]) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == ["consent-record.v1.json", "contact-event.v1.json"]
+    assert written == [
+        "access-ack.v1.json", "consent-record.v1.json", "consent-withdrawn-notice.v1.json",
+        "contact-event.v1.json", "shared-record.v1.json",
+    ]  # fmt: skip
     doc = json.loads((tmp_path / "contact-event.v1.json").read_text())
     assert doc["required"] == sorted(doc["required"]) or "subjects" in doc["required"]
     assert "police.domestic_incident" in json.dumps(doc)

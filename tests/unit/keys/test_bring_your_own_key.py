@@ -1,0 +1,85 @@
+"""A sender with no Accord keystore (a Java or .NET system) makes its own Ed25519 key and
+writes its entries document by hand, as schemas/key-directory.md §7 says: the governance
+keystore signs it into the directory, and the broker's keystore then trusts the key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from broker.config import KemSuite
+from broker.envelope import KeyPurpose, KeyStatus, verify_detached
+from broker.errors import KeyStoreError
+from broker.keys import FileKeyStore, import_directory, init_keystores, sign_directory
+
+AT = datetime(2026, 12, 6, 12, tzinfo=UTC)
+
+
+def _key_id(alg: str, public: bytes) -> str:
+    """schemas/envelope.md §3, written from the text."""
+    label = alg.encode("ascii")
+    digest = hashlib.sha256(b"accord/key-id/v1\x00" + bytes([len(label)]) + label + public)
+    return digest.digest()[:16].hex()
+
+
+def _entries(public: bytes, **changes: object) -> bytes:
+    entry = {
+        "key_id": _key_id("ed25519", public),
+        "party": "swbh",
+        "purpose": "sign",
+        "alg": "ed25519",
+        "public": base64.b64encode(public).decode("ascii"),
+        "created_at": "2026-12-06T10:54:07Z",
+        "status": "active",
+        **changes,
+    }
+    return json.dumps(
+        {"format": "accord-key-entries/v1", "party": "swbh", "keys": [entry]}
+    ).encode()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    init_keystores(tmp_path / "keys", ["wmp"], passphrase=None, kem=KemSuite.X25519)
+    return tmp_path / "keys"
+
+
+def test_a_hand_written_entry_is_signed_into_the_directory_and_trusted_by_the_broker(
+    root: Path,
+) -> None:
+    own = Ed25519PrivateKey.generate()
+    public = own.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    directory = sign_directory(FileKeyStore(root / "governance"), [("swbh.json", _entries(public))])
+    worker = FileKeyStore(root / "worker")
+    import_directory(worker, directory, where=root / "directory.json", now=AT)
+    [key] = worker.keys(party="swbh")
+    assert (key.key_id, key.purpose, key.status) == (
+        _key_id("ed25519", public), KeyPurpose.SIGN, KeyStatus.ACTIVE,
+    )  # fmt: skip
+    assert verify_detached(key, b"bundle", own.sign(b"bundle"))
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"created_at": "2026-12-06T10:54:07"}, "without a zone"),
+        ({"key_id": "0" * 32}, "does not match its id"),
+        ({"purpose": "encrypt"}, "wrong purpose"),
+        ({"comment": "ours"}, "members v1 does not know"),
+    ],
+)
+def test_a_hand_written_entry_that_breaks_the_format_is_refused_with_a_reason(
+    root: Path, change: dict[str, object], why: str
+) -> None:
+    public = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    with pytest.raises(KeyStoreError, match=why):
+        sign_directory(
+            FileKeyStore(root / "governance"), [("swbh.json", _entries(public, **change))]
+        )
