@@ -406,8 +406,12 @@ class SqlAuditStore:
         # record's own time): a school's clock cannot make a late notice look on time.
         acked = (
             "SELECT MIN(o.at) FROM audit_records o WHERE o.kind = 'opened' "
-            "AND o.event_id = n.event_id AND o.party = n.party"
+            "AND o.event_id = n.event_id AND o.party = n.party GROUP BY o.event_id, o.party"
         )
+        # The GROUP BY changes no answer (one group, or none: NULL, as MIN of nothing) but
+        # stops SQLite's MIN optimisation from walking the (kind, at) index through every
+        # opening for each notice: 54 s for 3,000 unread notices among 6,000 openings, with
+        # the indexer's event loop blocked, against 40 ms by (event_id, party, kind).
         rows = self._q(
             f"SELECT n.event_id, n.party, n.notified_at, ({acked}) AS acked "  # noqa: S608  # constant SQL, values are bound
             "FROM encompass_notices n WHERE n.notified_at >= ? AND n.notified_at < ? "
