@@ -107,10 +107,17 @@ def _directory_signer(store: FileKeyStore, now: datetime) -> SigningIdentity:
     During a rotation's grace that is the old key, so a directory it signs introduces the
     new one (every active governance key an accepted directory lists is trusted from then
     on), as schemas/key-directory.md §4 says; once the old key expires, the new one signs."""
-    held = [
+    own = [
         k for k in store.keys(_GOVERNANCE)
-        if k.purpose is KeyPurpose.SIGN and k.is_live(now) and store.holds_private(k.key_id)
+        if k.purpose is KeyPurpose.SIGN and store.holds_private(k.key_id)
     ]  # fmt: skip
+    if not own:
+        # Another party's keystore, given by mistake: the re-pin advice below is for a
+        # governance keystore whose key has lapsed, and would alarm everyone for nothing.
+        raise KeyStoreError(
+            f"this keystore ({store.path}) holds no governance key: use the IG officer's (--dir)"
+        )
+    held = [k for k in own if k.is_live(now)]
     if not held:
         raise KeyStoreError(
             "the governance keystore holds no live signing key (retired, revoked or past "

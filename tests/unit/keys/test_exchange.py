@@ -220,3 +220,22 @@ def test_a_governance_rotation_is_introduced_by_the_old_key_which_then_signs_not
     assert retired.signer == new.key_id
     with pytest.raises(KeyStoreError, match="does not verify"):
         import_directory(hub, forged, where=root / "forged.json", now=at(3))
+
+
+def test_signing_in_a_keystore_without_a_governance_key_names_it_and_the_right_one(
+    root: Path,
+) -> None:
+    """A party's keystore given by mistake: not the advice for a lapsed governance key (give
+    it a new one, re-pin it everywhere), which would alarm every organisation for nothing."""
+    worker = _store(root, "worker")
+    before = (root / "worker" / "directory.json").read_bytes()
+    with pytest.raises(KeyStoreError) as refused:
+        sign_directory(worker, [])
+    assert str(refused.value) == (
+        f"this keystore ({worker.path}) holds no governance key: use the IG officer's (--dir)"
+    )
+    assert (root / "worker" / "directory.json").read_bytes() == before  # nothing merged
+    governance = _store(root, "governance")
+    governance.retire(governance.current_signing_key("governance").info.key_id)
+    with pytest.raises(KeyStoreError, match="re-pin"):  # a lapsed key: that advice stands
+        sign_directory(governance, [])
