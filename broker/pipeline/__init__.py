@@ -11,11 +11,11 @@ principal, put on ``accord.quarantine`` and audited as ``quarantined``.
 Contact events, ``accord.ingress.<agency>``:
 
 1. ``route``    — the topic names the sender, a party of the bundle in force  (unknown-sender)
-2. ``open``     — envelope authenticated and decrypted; from the topic's own party; its id
-                  not spent already            (envelope reason codes, wrong-topic,
-                                                wrong-schema, replay)
-3. ``validate`` — a valid contact event v1 from that sender       (invalid-event,
-                                                                   sender-mismatch)
+2. ``open``     — keyed by its envelope's id; envelope authenticated and decrypted; from
+                  the topic's own party; its id not spent already  (unkeyed,
+                  wrong-partition, envelope reason codes, wrong-topic, wrong-schema, replay)
+3. ``validate`` — a valid contact event v1 from that sender, under the envelope's id
+                                       (invalid-event, sender-mismatch, id-mismatch)
 4. ``link``     — subject keys (keyed HMAC of NHS number or demographics), and every key
                   consent about each subject may be filed under; ``received`` audited
 5. ``decide``   — the consent filed under those keys; one decision per candidate recipient;
@@ -48,7 +48,9 @@ Access acknowledgements, ``accord.access``:
 1. ``open``     — as above, schema ``access-ack.v1``
 2. ``parse``    — a valid acknowledgement from the recipient it names  (invalid-ack,
                                                                         sender-mismatch)
-3. ``record``   — ``opened`` audited (who, for what purpose: identifiers only); the id spent
+3. ``record``   — ``opened`` audited (who, for what purpose: identifiers only); the id spent.
+                  It is the recipient's own statement: the disclosure log lists an opening
+                  only of a record the broker shared with that recipient
 
 An envelope's event id is spent (marked processed: the same id again is a ``replay``) only
 by the stage that settles its record, with the audit record that says how; ``open`` spends
