@@ -287,6 +287,27 @@ def _protect(directory: Path | None) -> None:
         typer.echo(f"every keystore at {root} is protected already (and opens with the passphrase)")
 
 
+def _change_status(directory: Path | None, key_id: str, verb: str) -> None:
+    """``keys retire|revoke``: refused for another party's key in a keystore that is neither
+    its owner's nor the governance one. The directory is authoritative for everyone else's
+    keys, so the next one imported would undo the change there, silently."""
+    from broker.principals import Principal
+
+    store = _open_store(directory)
+    info = store.public_key(key_id)
+    held = store.holds_private(key_id)
+    # In the governance keystore, the master copy: the next signed directory carries it.
+    if info is not None and not held and Principal.GOVERNANCE not in store.private_parties():
+        raise UsageError(
+            f"key {key_id} is {info.party}'s, and this keystore ({store.path}) is neither "
+            f"{info.party}'s nor the governance one: the next directory imported here would undo "
+            f"it; {verb} it in {info.party}'s own keystore, or the IG officer does in the "
+            "governance keystore (--dir), and the next signed directory carries it to everyone"
+        )
+    info = store.retire(key_id) if verb == "retire" else store.revoke(key_id)
+    typer.echo(f"{verb}d {info.key_id} ({info.party}, {info.purpose.value})")
+
+
 def _warn_unprotected(protected: bool) -> None:
     # Allowed, for the demo and tests on synthetic data, but never silently.
     from broker.keys import UNPROTECTED_WARNING
@@ -409,17 +430,18 @@ def register(app: typer.Typer) -> None:
         directory: _DirOption = None,
     ) -> None:
         """Stop using a key: records under it no longer open."""
-        info = _open_store(directory).retire(key_id)
-        typer.echo(f"retired {info.key_id} ({info.party}, {info.purpose.value})")
+        _change_status(directory, key_id, "retire")
 
     @keys_app.command("revoke")
     def revoke(
         key_id: Annotated[str, typer.Argument(help="Key id (see 'accord keys list').")],
         directory: _DirOption = None,
     ) -> None:
-        """Revoke a compromised key: refused at once for signing, sealing and opening."""
-        info = _open_store(directory).revoke(key_id)
-        typer.echo(f"revoked {info.key_id} ({info.party}, {info.purpose.value})")
+        """Revoke a compromised key: refused at once for signing, sealing and opening.
+
+        In the owner's keystore, or in the IG officer's governance keystore (a compromised or
+        unreachable organisation's key); the next signed directory carries it to everyone."""
+        _change_status(directory, key_id, "revoke")
 
     register_exchange(keys_app)
     app.add_typer(keys_app, name="keys")

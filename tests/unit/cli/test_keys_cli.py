@@ -788,3 +788,36 @@ def test_keys_protect_from_inside_the_keystore_folder_works(
     assert (code, err) == (0, "")
     assert "now encrypted" in out
     assert json.loads((tmp_path / "wmp" / "keystore.json").read_text())["protection"] == "scrypt"
+
+
+def test_revoking_another_partys_key_outside_the_governance_keystore_is_refused(
+    bundle: Path, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Done in wmp's keystore, the next directory imported there would silently undo it.
+    The IG officer revokes it in the governance keystore instead (a compromised or
+    unreachable organisation's key): the next signed directory carries it to everyone, the
+    owner's keystore included, and the owner's own export cannot undo it."""
+    _run(["keys", "init", "--policies", str(bundle)], capsys)
+    keys = home / "keys"
+    victim = FileKeyStore(keys / "hub-a").current_signing_key("hub-a").info.key_id
+    for verb in ("revoke", "retire"):
+        code, _, err = _run(["keys", verb, victim, "--dir", str(keys / "wmp")], capsys)
+        line = _one_line_error(code, err, 2)
+        assert f"key {victim} is hub-a's" in line
+        assert f"{verb} it in hub-a's own keystore" in line
+        assert "governance keystore" in line
+    assert FileKeyStore(keys / "wmp").public_key(victim).status is KeyStatus.ACTIVE  # type: ignore[union-attr]
+
+    code, out, _ = _run(["keys", "revoke", victim, "--dir", str(keys / "governance")], capsys)
+    assert (code, out.strip()) == (0, f"revoked {victim} (hub-a, sign)")
+    exported, directory = tmp_path / "hub-a.json", tmp_path / "directory.json"
+    argv = ["keys", "export", "--party", "hub-a", "--dir", str(keys / "hub-a"), "--out"]
+    assert _run([*argv, str(exported)], capsys)[0] == 0
+    argv = ["keys", "sign-directory", str(exported), "--out", str(directory)]
+    assert _run([*argv, "--dir", str(keys / "governance")], capsys)[0] == 0
+    for principal in ("wmp", "hub-a"):
+        argv = ["keys", "import", str(directory), "--dir", str(keys / principal)]
+        assert _run(argv, capsys)[0] == 0
+        info = FileKeyStore(keys / principal).public_key(victim)
+        assert info is not None
+        assert info.status is KeyStatus.REVOKED
