@@ -160,8 +160,8 @@ def verify(
         newest_checkpoints,
         signed_chains,
         signed_checkpoints,
+        verify_and_keep,
         verify_records,
-        verify_store,
     )
 
     settings = load_settings()
@@ -186,7 +186,11 @@ def verify(
     else:
         store = _store(settings, db)
         try:
-            summary = verify_store(store, verifier)
+            # Kept in the index, pass or fail: the console shows the last result until a
+            # later verification passes.
+            summary = verify_and_keep(
+                store, verifier, by=_login_name(), via="cli", at=datetime.now(UTC)
+            )
             newest = signed_checkpoints(store)
         finally:
             store.close()
@@ -195,6 +199,16 @@ def verify(
         lines = [newest[c].to_bytes().decode() for c in sorted(newest)]
         save_heads.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         typer.echo(f"{len(lines)} signed heads saved to {save_heads}")
+
+
+def _login_name() -> str:
+    """Who ran ``verify`` at this terminal: it has no sign-in (it reads, and shows no child)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 async def _read_audit(kafka: KafkaClients) -> tuple[list[TopicMessage], int]:

@@ -7,7 +7,6 @@ looked at whom has no gaps, even when Kafka is down.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.audit import AuditRecord
+from broker.console import _chains
 from broker.console._app import Console
 from broker.console._charts import counts_chart, days_ending, decisions_chart
 from broker.console._deps import ConsoleDeps
@@ -24,6 +24,7 @@ from broker.errors import AccordError, ChainBroken, TransportError, UsageError
 from broker.governance import (
     LookupPurpose,
     SubjectSearch,
+    VerifySummary,
     Window,
     disclosure_log,
     expiring_agreements,
@@ -32,7 +33,6 @@ from broker.governance import (
     record_query,
     review_override,
     subject_search,
-    verify_store,
 )
 from broker.webauth import Session, form_field, read_form
 
@@ -192,6 +192,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         if refusal := await refused_unless_audited(session, "dashboard", subject_keys=keys):
             return refusal
         heads = deps.store.heads()
+        last = deps.store.last_verification()
         return console.render(
             "dashboard.html",
             session,
@@ -199,7 +200,9 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             quarantine=counts_chart(list(report.quarantine)),
             report=report,
             heads=heads,
-            broken=sum(h.broken_seq is not None for h in heads.values()),
+            # A failed verification counts until a later one passes.
+            broken=len(_chains.broken_chains(deps.store, last)),
+            last_failed=last if last is not None and not last.ok else None,
             days=days,
         )
 
@@ -320,60 +323,61 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         session = signed_in(request)
         if session is None:
             return console.redirect("/login")
-        return await chain_page(session, verify=False)
+        if refusal := await refused_unless_audited(session, "chains"):
+            return refusal
+        return chain_page(session)
 
     @app.post("/chains/verify", response_class=HTMLResponse)
     async def verify(request: Request) -> Response:
         session, _ = await posted(request)
         if session is None:
             return unposted(request)
-        return await chain_page(session, verify=True)
-
-    async def chain_page(session: Session, *, verify: bool) -> Response:
-        if refusal := await refused_unless_audited(
-            session, "chains.verify" if verify else "chains"
-        ):
-            return refusal
-        result: str | None = None
+        summary = None
         broken: str | None = None
         # Neither busy nor unable to run says anything about the log: not shown as a failure,
         # which an officer would read as a broken chain.
         notice: str | None = None
-        if verify and console.verifying.locked():
+        outcome = {"result": "busy"}
+        if console.verifying.locked():
             notice = "A verification is already running; try again when it has finished."
-        elif verify:
+        else:
             async with console.verifying:
                 try:
-                    result = await _verify_all(deps)
+                    summary = await _chains.verify_all(deps, session.user or "")
+                    outcome = {"result": "intact", "records": str(summary.records)}
                 except ChainBroken as exc:
                     broken = str(exc)
+                    outcome = {"result": "broken", "chain": exc.chain or "",
+                               "seq": str(exc.seq), "problem": exc.what}  # fmt: skip
                 except AccordError as exc:
                     notice = f"Verification could not run, so nothing was checked: {exc}"
+                    outcome = {"result": "not_run"}
+        # The run and what it found are on record before the page shows them: chain names,
+        # seqs and rule text only.
+        if refusal := await refused_unless_audited(session, "chains.verify", detail=outcome):
+            return refusal
+        return chain_page(session, summary=summary, broken=broken, notice=notice)
+
+    def chain_page(
+        session: Session,
+        *,
+        summary: VerifySummary | None = None,
+        broken: str | None = None,
+        notice: str | None = None,
+    ) -> Response:
         checkpoints = {c: deps.store.latest_checkpoint(c) for c in deps.store.chains()}
+        heads = deps.store.heads()
+        last = deps.store.last_verification()
         return console.render(
             "chains.html",
             session,
-            heads=deps.store.heads(),
+            heads=heads,
             checkpoints=checkpoints,
             records=deps.store.count(),
-            result=result,
+            result=summary.line() if summary else None,
+            verified=summary.records if summary else None,
             broken=broken,
             notice=notice,
+            last=last,
+            broken_chains=_chains.broken_chains(deps.store, last),
         )
-
-
-async def _verify_all(deps: ConsoleDeps) -> str:
-    """``verify_store`` over every chain, in a thread on its own connection when there is one,
-    so the pages and the indexer sharing the event loop keep going meanwhile."""
-    reopen = deps.reopen
-    if reopen is None:
-        return verify_store(deps.store, deps.verifier).line()
-
-    def run() -> str:
-        store = reopen()
-        try:
-            return verify_store(store, deps.verifier).line()
-        finally:
-            store.close()
-
-    return await asyncio.to_thread(run)

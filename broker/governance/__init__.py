@@ -34,13 +34,14 @@ from broker.governance._reports import (
     pending_overrides,
 )
 from broker.governance._review import ReviewFinding, check_review, review_override
-from broker.governance._store import AuditStore, Window
+from broker.governance._store import AuditStore, VerifyRun, Window
 from broker.governance._subjects import SubjectSearch, subject_key_for_nhs_number, subject_search
 from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains
 from broker.governance._verify import (
     VerifySummary,
     newest_checkpoints,
     signed_checkpoints,
+    verify_and_keep,
     verify_records,
     verify_store,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "SubjectSearch",
     "TopicChains",
     "TopicMessage",
+    "VerifyRun",
     "VerifySummary",
     "Window",
     "check_review",
@@ -79,6 +81,7 @@ __all__ = [
     "signed_checkpoints",
     "subject_key_for_nhs_number",
     "subject_search",
+    "verify_and_keep",
     "verify_records",
     "verify_store",
 ]

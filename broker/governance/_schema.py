@@ -28,6 +28,10 @@ Tables:
   when it was decided, and the decision's place in its chain. Its acknowledgement is the first
   ``opened`` record of that event by that school, looked up in ``audit_records``; its deadline
   is computed when asked, from the school calendar then configured.
+- ``verify_runs`` (6): each whole-index verification's result (``accord audit verify``, the
+  console's *Verify every chain now*): when, by whom, from where, pass or the first broken
+  chain, seq and problem, numbered in the order kept. Not derived from records, and not
+  evidence: it keeps a failure on the console's pages until a later verification passes.
 - (5) an index on ``audit_refused (topic, chain, seq)``: the indexer looks up a chain's refusals
   between its head and a checkpoint that does not link (``refusals_of_chain``), and anyone who
   can write to the topic can make that table large.
@@ -139,6 +143,21 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     ),
     # 5: a chain's refusals by seq, without reading every refusal of the topic.
     ("CREATE INDEX audit_refused_chain_seq ON audit_refused (topic, chain, seq)",),
+    # 6: verifications' results, so a failed one stays on the console until one passes.
+    (
+        """CREATE TABLE verify_runs (
+            run BIGINT PRIMARY KEY,
+            at TEXT NOT NULL,
+            by_whom TEXT NOT NULL,
+            via TEXT NOT NULL,
+            ok INTEGER NOT NULL,
+            records BIGINT,
+            chains BIGINT,
+            chain TEXT,
+            seq BIGINT,
+            problem TEXT
+        )""",
+    ),
 )
 
 SCHEMA_VERSION_TABLE: Final = (

@@ -24,6 +24,7 @@ from broker.governance._store import (
     OverrideReview,
     ReviewRow,
     StoredRow,
+    VerifyRun,
     Window,
     derived_columns,
     is_encompass_notice,
@@ -436,3 +437,50 @@ class SqlAuditStore:
         when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         chain, seq = str(rows[0][7]), int(rows[0][8])
         return OverrideReview(e, p, by, finding, ref, note, when, chain, seq)
+
+    def reviews(self, window: Window) -> list[OverrideReview]:
+        rows = self._q(
+            "SELECT event_id, party, reviewed_by, finding, reference, note, reviewed_at, "
+            "chain, seq FROM override_reviews WHERE reviewed_at >= ? AND reviewed_at < ? "
+            "ORDER BY reviewed_at DESC, chain, seq",
+            window.bounds(),
+        )
+        out = []
+        for row in rows:
+            e, p, by, finding, ref, note, at = _review_row(row)
+            out.append(
+                OverrideReview(e, p, by, finding, ref, note, parse_sql_time(at), str(row[7]),
+                               int(row[8]))
+            )  # fmt: skip
+        return out
+
+    def keep_verification(self, run: VerifyRun) -> None:
+        try:
+            with self._tx():
+                self._lock_index()  # numbered in the order kept, whoever keeps one meanwhile
+                number = int(self._q("SELECT COALESCE(MAX(run), 0) + 1 FROM verify_runs")[0][0])
+                self._q(
+                    "INSERT INTO verify_runs (run, at, by_whom, via, ok, records, chains, chain, "
+                    "seq, problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (number, sql_time(run.at), run.by, run.via, int(run.ok), run.records,
+                     run.chains, run.chain, run.seq, run.problem),
+                )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001  # either driver's error: the index is not writable
+            raise AuditError(
+                f"the result could not be kept in the audit index: {type(exc).__name__}"
+            ) from None
+
+    def last_verification(self) -> VerifyRun | None:
+        rows = self._q(
+            "SELECT at, by_whom, via, ok, records, chains, chain, seq, problem FROM verify_runs "
+            "ORDER BY run DESC LIMIT 1"
+        )
+        if not rows:
+            return None
+        at, by, via, ok, records, chains, chain, seq, problem = rows[0]
+        return VerifyRun(
+            parse_sql_time(str(at)), str(by), str(via), bool(ok),
+            None if records is None else int(records), None if chains is None else int(chains),
+            None if chain is None else str(chain), None if seq is None else int(seq),
+            None if problem is None else str(problem),
+        )  # fmt: skip

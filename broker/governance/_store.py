@@ -71,6 +71,31 @@ class OverrideReview:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyRun:
+    """One verification of the whole index, kept so that a failure is not forgotten when the
+    page that showed it is closed: when, who ran it and from where, and what it found (the
+    first broken chain, seq and problem: chain names and rule text, never personal data)."""
+
+    at: datetime
+    by: str  # the console account, or the command line's login name
+    via: str  # "console" or "cli"
+    ok: bool
+    records: int | None = None  # a pass: what it read
+    chains: int | None = None
+    chain: str | None = None  # a failure: where
+    seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def failure(self) -> str:
+        """The failure as ``accord audit verify`` words it ("" for a pass)."""
+        if self.ok:
+            return ""
+        where = f"audit chain {self.chain!r}" if self.chain else "audit chain"
+        return f"{where} broken at seq {self.seq}: {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
 class RefusedMessage:
     """A message of the audit topic the index refused: where, why, a digest, never content."""
 
@@ -341,3 +366,17 @@ class AuditStore(Protocol):
         ...
 
     def review_of(self, event_id: str, party: str) -> OverrideReview | None: ...
+
+    def reviews(self, window: Window) -> list[OverrideReview]:
+        """Override reviews filed in the window (by when they were written), newest first."""
+        ...
+
+    # -- verification results ------------------------------------------------------------
+
+    def keep_verification(self, run: VerifyRun) -> None:
+        """Keep a verification's result (``AuditError`` if the index cannot be written)."""
+        ...
+
+    def last_verification(self) -> VerifyRun | None:
+        """The newest verification result kept, if any."""
+        ...

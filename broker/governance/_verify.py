@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
 
 from broker.audit import (
     AuditKind,
@@ -26,10 +29,12 @@ from broker.audit import (
     verify_chain,
     verify_truncation,
 )
-from broker.errors import ChainBroken
+from broker.errors import AuditError, ChainBroken
 from broker.governance._derived import Derived
-from broker.governance._store import AuditStore, StoredRow, derived_columns
+from broker.governance._store import AuditStore, StoredRow, VerifyRun, derived_columns
 from broker.governance._topic import TopicChains
+
+log = structlog.get_logger("accord.audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +187,29 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
     return VerifySummary(
         getattr(store, "backend", "index"), len(chains), total, signed, unvouched=unvouched
     )
+
+
+def verify_and_keep(
+    store: AuditStore, verifier: CheckpointVerifier, *, by: str, via: str, at: datetime
+) -> VerifySummary:
+    """:func:`verify_store`, its result kept in the index (``last_verification``) so that a
+    failure stays on the console until a later verification passes; ``ChainBroken`` raised
+    once it is kept. A result the index cannot take is logged: the answer itself stands."""
+    try:
+        summary = verify_store(store, verifier)
+    except ChainBroken as exc:
+        _keep(store, VerifyRun(at, by, via, ok=False, chain=exc.chain, seq=exc.seq,
+                               problem=exc.what))  # fmt: skip
+        raise
+    _keep(store, VerifyRun(at, by, via, ok=True, records=summary.records, chains=summary.chains))
+    return summary
+
+
+def _keep(store: AuditStore, run: VerifyRun) -> None:
+    try:
+        store.keep_verification(run)
+    except AuditError as exc:
+        log.warning("verify_result_not_kept", error=str(exc), ok=run.ok)
 
 
 def signed_checkpoints(store: AuditStore) -> dict[str, AuditRecord]:

@@ -111,7 +111,7 @@ SURFACES = {
         "late_encompass_notices", "overdue_encompass_notices",
         "signed_chains", "signed_checkpoints", "subject_key_for_nhs_number", "subject_search",
         "verify_records",
-        "verify_store",
+        "verify_store", "VerifyRun", "verify_and_keep",
     },
     "broker.ops": {
         "OK", "Check", "Heartbeat", "OpsServer", "Probe", "first_failure", "serving_ops",

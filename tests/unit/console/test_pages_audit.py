@@ -142,13 +142,13 @@ def test_a_busy_verification_is_not_reported_as_a_failed_one(client: TestClient)
 def test_a_verification_that_could_not_run_is_not_reported_as_a_failed_one(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from broker.console import _pages
+    from broker.console import _chains
     from broker.errors import AuditError
 
-    async def cannot(_deps: object) -> str:
+    async def cannot(_deps: object, _officer: str) -> str:
         raise AuditError("cannot open the audit index")
 
-    monkeypatch.setattr(_pages, "_verify_all", cannot)
+    monkeypatch.setattr(_chains, "verify_all", cannot)
     token = sign_in(client)
     page = client.post("/chains/verify", data={"csrf": token}).text
     assert "Verification failed" not in page
