@@ -14,8 +14,10 @@ a desk keeps its port when another is added or removed.
 - ``<principal>.properties`` / ``<principal>.librdkafka.conf``: each login's client files,
   random password: the same files ``accord kafka provision`` hands out. Parties' files name
   the external listener, the services' the internal one.
-- ``keystore-passphrase-<principal>``: for the worker's, the console's, the indexer's and
-  the governance keystores, and for each party whose desk the deployment runs (``--desk``);
+- ``keystore-passphrase-<principal>``: for the worker's, the console's and the indexer's
+  keystores, and for each party whose desk the deployment runs (``--desk``); never for the
+  governance keystore, which stays with the IG officer, off this host, under a passphrase
+  of the officer's own;
 - ``postgres-password`` and ``audit-db-url`` (the same password, in a URL);
   ``grafana-admin-password``.
 """
@@ -140,7 +142,9 @@ def ensure_secrets(
                 # A party's files are handed over with kafka-ca.pem, to sit beside them.
                 ca_file=ca_path if inside else Path("kafka-ca.pem"),
             )  # fmt: skip
-    for principal in (*KEYSTORE_PRINCIPALS, str(Principal.GOVERNANCE), *dep.desks):
+    # Not the governance keystore's: the IG officer's key never lives on the platform host,
+    # and no service here opens it.
+    for principal in (*KEYSTORE_PRINCIPALS, *dep.desks):
         if need(f"keystore-passphrase-{principal}"):
             _private(directory / f"keystore-passphrase-{principal}", _password().encode())
     if need("postgres-password"):

@@ -118,6 +118,19 @@ def test_each_service_is_given_only_the_secrets_it_needs(
     )
 
 
+def test_every_keystore_passphrase_made_is_one_a_service_is_given_and_none_is_governance_s(
+    rendered: tuple[Path, dict[str, Any]],
+) -> None:
+    """The IG officer's key never lives on the platform host: a passphrase for it there would
+    be one no service reads, kept and backed up with secrets/ for nothing."""
+    out, doc = rendered
+    made = {p.name for p in (out / "secrets").glob("keystore-passphrase-*")}
+    given = {s["source"] for svc in doc["services"].values() for s in svc.get("secrets", [])}
+    assert made
+    assert made <= given
+    assert "keystore-passphrase-governance" not in made
+
+
 def test_a_re_render_keeps_every_secret_and_onboarding_changes_only_that_party(
     tmp_path: Path,
 ) -> None:
