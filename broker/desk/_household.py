@@ -167,10 +167,42 @@ def apply_household(
         flag = _flag(rule, msg, window, mine[1], party)
         _on(new, rule.id, msg.child)[str(t)] = list(flag.event_ids)
         flags.append(flag)
+        flags.extend(_siblings(new, rule, msg, window, household, set(residents), party))
     newest = t if new["newest"] is None else max(new["newest"], t)
     new["newest"] = newest
     _trim(new, newest - keep // timedelta(microseconds=1), when.now)
     return new, flags
+
+
+def _siblings(  # noqa: PLR0917  # the fire's whole context, as apply_household holds it
+    state: HouseholdState,
+    rule: CompiledFlagRule,
+    msg: HouseholdMessage,
+    window: list[list[Any]],
+    household: Mapping[str, Any],
+    named: set[str],
+    party: str,
+) -> list[Flag]:
+    """The rule has fired for ``msg.child``: checked now, at the same time, for the other
+    children of the household's window (not those ``named`` in the record: each of them is
+    evaluated with its own message), in key order, each once per window. A sibling's own
+    aggregates are its records at this address in the window (the household step holds no
+    other); ``state`` (being written) records each fire."""
+    t = int(msg.record[0])
+    width = rule.window // timedelta(microseconds=1)
+    flags = []
+    for other in sorted({c for r in window for c in r[_CHILDREN]} - named):
+        fired: list[int] = state["fired"][rule.id].setdefault(other, [])
+        if any(t - width < f <= t for f in fired):
+            continue
+        about = [r for r in window if other in r[_CHILDREN]]
+        if not rule.holds({**aggregates(about), "household": household}):
+            continue
+        fired.append(t)
+        flag = _flag(rule, msg, window, (), party, child=other)
+        _on(state, rule.id, other)[str(t)] = list(flag.event_ids)
+        flags.append(flag)
+    return flags
 
 
 def _renamed(state: HouseholdState, to: Mapping[str, str], when: Forget) -> HouseholdState:
@@ -268,7 +300,10 @@ def _flag(
     window: list[list[Any]],
     own: tuple[tuple[int, str], ...],
     party: str,
+    *,
+    child: str | None = None,
 ) -> Flag:
+    child = msg.child if child is None else child
     # The household's records in arrival order at each time, then the child's records
     # from other addresses: occurred_at order throughout, each record once.
     there = {r[ID] for r in window}
@@ -276,11 +311,11 @@ def _flag(
     ranked += [(t, 1, i, event_id) for i, (t, event_id) in enumerate(own) if event_id not in there]
     event_ids = tuple(event_id for *_, event_id in sorted(ranked))
     return Flag(
-        flag_id=flag_id(rule.id, msg.child, msg.record[1]),
+        flag_id=flag_id(rule.id, child, msg.record[1]),
         party=party,
         rule=rule.id,
         title=rule.rule.title,
-        child=msg.child,
+        child=child,
         event_ids=event_ids,
         trigger_event_id=msg.record[1],
         raised_at=from_micros(int(msg.record[0])),

@@ -121,7 +121,7 @@ def _in_window(
     return sorted((x for x in records if t - rule.window < x[0] <= t), key=lambda x: x[:2])
 
 
-def _brute_force(  # noqa: PLR0912  # one reading of the rules, top to bottom, on purpose
+def _brute_force(  # noqa: PLR0912, PLR0915  # one reading of the rules, top to bottom, on purpose
     events: list[dict[str, Any]],
 ) -> list[tuple[str, str, tuple[str, ...]]]:
     """The brief's words, as directly as possible: full history, no state trimming."""
@@ -181,6 +181,18 @@ def _brute_force(  # noqa: PLR0912  # one reading of the rules, top to bottom, o
                 ranked += [(w[0], 1, w[1], w[2]["event_id"]) for w in own_window
                            if w[2]["event_id"] not in ids]  # fmt: skip
                 out.append((rule.id, nhs, tuple(i for *_, i in sorted(ranked))))
+                # Fired: the other children in the household's window, not in this
+                # record, are checked at once, over their own records at the address.
+                others = {c for x in there for c in x[3]} - residents - {nhs}
+                for other in sorted(others, key=lambda n: child_key(SECRET, {"nhs_number": n})):
+                    if any(r == rule.id and c == other and h == home and t - rule.window < f <= t
+                           for r, c, h, f in fired):  # fmt: skip
+                        continue
+                    about = [x[2] for x in there if other in x[3]]
+                    if not rule.py(_aggregates(about), household):
+                        continue
+                    fired.append((rule.id, other, home, t))
+                    out.append((rule.id, other, tuple(x[2]["event_id"] for x in there)))
     return out
 
 
