@@ -6,10 +6,11 @@ pydantic's ``ValidationError`` is translated here; its messages are used but nev
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -57,10 +58,12 @@ _LENGTH_MESSAGES = {
     "string_too_short": "must have at least {n} character{s}",
     "string_too_long": "must have at most {n} character{s}",
 }
-# A key we do not know is named when it reads as a misspelt field name (lowercase letters and
-# underscores, as every field's is): the sender's text otherwise, it could be a name or an
-# NHS number used as a key.
+# A key we do not know is the sender's text: a mapping bug can put a surname or an NHS number
+# where a key goes. It is named only when it is a near miss of one of that object's own field
+# names (a typo: "occured_at"), and written as ours are (lowercase letters and underscores);
+# anything else is "(unknown field)". The cutoff is high: "role" and "rose" are not near.
 _FIELD_LIKE = re.compile(r"[a-z][a-z_]{0,39}")
+_NEAR_MISS = 0.8
 
 
 def _message(err: ErrorDetails) -> str:
@@ -77,6 +80,43 @@ def _message(err: ErrorDetails) -> str:
     return message.replace("Input should be", "must be", 1)
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field's type holds: ``Subject`` in ``tuple[Subject, ...] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _fields_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> frozenset[str]:
+    """The field names of the object at ``loc`` within ``model`` (none if it cannot be told)."""
+    current: list[type[BaseModel]] = [model] if model is not None else []
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list: the list's field named its model already
+        inner: list[type[BaseModel]] = []
+        for m in current:
+            if (info := m.model_fields.get(part)) is not None:
+                inner.extend(_models_in(info.annotation))
+        current = inner
+    return frozenset(name for m in current for name in m.model_fields)
+
+
+def _unknown_key(
+    loc: tuple[int | str, ...], model: type[BaseModel] | None
+) -> tuple[tuple[int | str, ...], str]:
+    """Where an unknown key was and what to say: named, with our field it nearly is, only
+    for a near miss of one of that object's fields."""
+    key, where = loc[-1], loc[:-1]
+    if isinstance(key, str) and _FIELD_LIKE.fullmatch(key):
+        near = difflib.get_close_matches(key, sorted(_fields_at(model, where)), 1, _NEAR_MISS)
+        if near:
+            return loc, f"is not a field of this record (did you mean {near[0]!r}?)"
+    return (*where, "(unknown field)"), _SAFE_MESSAGES["extra_forbidden"]
+
+
 def field_path(loc: tuple[int | str, ...]) -> str:
     """``("subjects", 0, "nhs_number")`` → ``subjects[0].nhs_number``."""
     out = ""
@@ -88,8 +128,14 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out or "(event)"
 
 
-def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
-    """(field, message) pairs from a pydantic error, messages free of input values."""
+def problems_of(
+    exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[tuple[str, str]]:
+    """(field, message) pairs from a pydantic error, messages free of input values.
+
+    ``model``, the one validated: an unknown key that nearly matches one of its fields is
+    named (a typo); without it, or for any other key, only where it was is said.
+    """
     problems: list[tuple[str, str]] = []
     errors = exc.errors(include_input=False, include_url=False)
     locs = [e["loc"] for e in errors]
@@ -108,9 +154,7 @@ def problems_of(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]
         )
         message = _message(err)
         if err["type"] == "extra_forbidden" and loc:
-            key = loc[-1]
-            if not (isinstance(key, str) and _FIELD_LIKE.fullmatch(key)):
-                loc = (*loc[:-1], "(unknown field)")
+            loc, message = _unknown_key(loc, model)
         path = field_path(loc)
         problems.append((f"{prefix}{path}" if prefix else path, message))
     return problems
@@ -127,7 +171,7 @@ def _validate(
             return model.model_validate_json(data, context=context)
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise EventInvalid(problems_of(exc, prefix)) from None
+        raise EventInvalid(problems_of(exc, prefix, model)) from None
 
 
 def parse_event(data: bytes | str | Mapping[str, Any], *, now: datetime) -> ContactEvent:

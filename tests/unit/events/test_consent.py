@@ -96,6 +96,19 @@ def test_unknown_state_and_bad_nhs_number_name_their_fields() -> None:
     assert "9997877897" not in str(info.value)
 
 
+def test_an_unknown_key_of_a_consent_record_is_named_only_as_a_near_miss() -> None:
+    data = {**BASE, "recorded_att": "x", "ruby_holland": "x",
+            "subject": {"nhs_number": CHILD_NHS, "postcod": "x"}}  # fmt: skip
+    with pytest.raises(EventInvalid) as info:
+        parse_consent(data, now=AT)
+    assert sorted(info.value.problems) == [
+        ("(unknown field)", "is not a field of this record"),
+        ("recorded_att", "is not a field of this record (did you mean 'recorded_at'?)"),
+        ("subject.postcod", "is not a field of this record (did you mean 'postcode'?)"),
+    ]
+    assert "ruby_holland" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("change", "says"),
     [

@@ -174,20 +174,34 @@ def test_free_text_has_size_limits() -> None:
     assert set(problems) == {"summary", "location"}
 
 
-def test_unknown_keys_are_refused_naming_only_those_that_read_as_field_names() -> None:
-    """A key is the sender's text (it could be a child's name): a misspelt field's name
-    (lowercase, underscores) is said, anything else only where; a value never."""
+def test_an_unknown_key_is_named_only_when_it_is_a_near_miss_of_that_objects_field() -> None:
+    """A key is the sender's text (a mapping bug can make a surname one): a typo of one of
+    that object's own field names is named, with the field it nearly is; anything else,
+    even one lowercase with underscores, only where it was; a value never."""
     problems = _problems(
-        event_dict(colour="blue", **{"9997877896": 1}, subjects=[subject("child", AmyHollis=1)])
+        event_dict(
+            occured_at="2026-11-21T22:40:00Z",
+            ruby_holland="x",
+            colour="blue",
+            **{"9997877896": 1},
+            subjects=[subject("child", nhs_numbr="9997877896", AmyHollis=1, rose=1)],
+        )
     )
+    unknown = "is not a field of this record"
     assert problems == {
-        "colour": "is not a field of this record",
-        "(unknown field)": "is not a field of this record",
-        "subjects[0].(unknown field)": "is not a field of this record",
+        "occured_at": f"{unknown} (did you mean 'occurred_at'?)",
+        "(unknown field)": unknown,
+        "subjects[0].nhs_numbr": f"{unknown} (did you mean 'nhs_number'?)",
+        "subjects[0].(unknown field)": unknown,
     }
-    assert "AmyHollis" not in str(problems)
-    assert "blue" not in str(problems)
-    assert "9997877896" not in str(problems)
+    for sent in ("ruby_holland", "colour", "blue", "9997877896", "AmyHollis", "rose"):
+        assert sent not in str(problems)
+
+
+def test_a_near_miss_is_of_the_objects_own_fields_not_anothers() -> None:
+    """'nhs_numbr' at the top is no field's near miss there: not named."""
+    problems = _problems(event_dict(nhs_numbr="9997877896"))
+    assert problems == {"(unknown field)": "is not a field of this record"}
 
 
 def test_school_urn_is_six_digits() -> None:

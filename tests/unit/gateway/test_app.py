@@ -79,6 +79,19 @@ def test_an_invalid_event_is_422_naming_the_field_with_the_sdks_message_and_no_v
     assert gw.kafka.sent == []
 
 
+def test_an_unknown_key_is_not_echoed_unless_it_is_a_near_miss_of_a_field(gw: Gateway) -> None:
+    """A surname used as a key by a mapping mistake is personal data: never in the 422."""
+    event = gw.event(ruby_holland="x")
+    event["occured_at"] = event.pop("occurred_at")
+    r = gw.post(EVENTS, event)
+    assert r.status_code == 422
+    assert "ruby_holland" not in r.text
+    assert {(p["field"], p["message"]) for p in r.json()["problems"]} >= {
+        ("(unknown field)", "is not a field of this record"),
+        ("occured_at", "is not a field of this record (did you mean 'occurred_at'?)"),
+    }
+
+
 def test_an_event_of_another_sender_is_refused_as_the_sdk_refuses_it(gw: Gateway) -> None:
     r = gw.post(EVENTS, gw.event(sender="swbh"))
     assert r.status_code == 422
