@@ -32,6 +32,31 @@ def keystore(settings: Settings, principal: str) -> FileKeyStore:
     return FileKeyStore(path, settings.keystore_passphrase())
 
 
+def own_keystore(settings: Settings, principal: str) -> None:
+    """Refuse, naming ``principal``'s own keystore and what to do, when the keystore its
+    service would open is not there (``Settings.keystore_path``).
+
+    In a keys folder of one keystore per principal (a host running the worker, the console
+    and the indexer), the store missing is ``<keys>/<principal>``, not the folder: said of
+    the folder, it read as if the host had no keys at all, and bundle-mode ``keys init``
+    there makes every party's keys (docs/operations.md, Keys). A folder an interrupted
+    ``keys protect`` left is the keystore's to explain."""
+    from broker.errors import KeyStoreError
+
+    path = settings.keystore_path(principal)
+    keys = settings.keys_dir
+    if (path / "keystore.json").is_file() or any(
+        p.name.endswith((".protecting", ".unprotected")) for p in keys.glob(".*")
+    ):
+        return
+    own = keys / principal if any(keys.glob("*/keystore.json")) else path
+    raise KeyStoreError(
+        f"no keystore for {principal} at {own}: restore {principal}'s keystore there from its "
+        f"backup; only if {principal} never had keys, make them alone with 'accord keys init "
+        f"--party {principal} --dir {own}'"
+    )
+
+
 def read_password(prompt: str, *, from_stdin: bool, confirm: bool = False) -> str:
     """A password from standard input's first line, or asked for at the terminal.
 

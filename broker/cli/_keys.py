@@ -192,18 +192,37 @@ def _init(
     if party is not None:
         _init_party(settings, party, policies, directory, suite)
         return
-    from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore, init_keystores
+    from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore, init_keystores, keystores_under
     from broker.principals import Principal
 
     bundle = policies if policies is not None else settings.policies
     parties = _policy_parties(bundle)
     kinds = _party_kinds(bundle)
     root = directory if directory is not None else settings.keys_dir
-    anchor = init_keystores(root, parties, passphrase=settings.keystore_passphrase(), kem=suite)
-    for owner in [*parties, str(Principal.CONSOLE)]:
-        if _has_web_app(owner, kinds):
-            store = FileKeyStore(root / owner, settings.keystore_passphrase())
-            _enrolment_secrets(store, owner, settings)
+    present = keystores_under(root) if root.is_dir() else []
+    if present:
+        # Every party's keys in one home is the demo's convenience. Beside keystores made
+        # one by one (a host serving other organisations), it would make their keys here,
+        # under this host's passphrase, and stop at the first store with a passphrase of
+        # its own.
+        names = ", ".join(p.name if p != root.resolve() else str(root) for p in present)
+        raise UsageError(
+            f"{root} holds keystores already ({names}): 'keys init' without --party makes "
+            "every party's keys in one folder, for a demo or a test. Make one principal's "
+            f"alone with 'accord keys init --party PRINCIPAL --dir {root / 'PRINCIPAL'}' (a "
+            "lost one: restore it from its backup), or give --dir a new folder"
+        )
+    existed = root.exists()
+    before = set(root.iterdir()) if existed else set()
+    try:
+        anchor = init_keystores(root, parties, passphrase=settings.keystore_passphrase(), kem=suite)
+        for owner in [*parties, str(Principal.CONSOLE)]:
+            if _has_web_app(owner, kinds):
+                store = FileKeyStore(root / owner, settings.keystore_passphrase())
+                _enrolment_secrets(store, owner, settings)
+    except BaseException:
+        _unmake(root, existed, before)  # no store was there: every one is this run's
+        raise
     total = len(parties) + len(SPECIAL_PRINCIPALS)
     typer.echo(
         f"{total} keystores in {root}, one per party and service, each with only its own "
@@ -254,8 +273,9 @@ def _init_party(
 
 
 def _unmake(path: Path, existed: bool, before: set[Path]) -> None:
-    """Remove what a failed first ``keys init`` made of a keystore: a half-made one would be
-    taken for a whole one by the next command (an empty ``private/``, no keys)."""
+    """Remove what a failed first ``keys init`` made of a keystore (or, without ``--party``,
+    of a keys folder): a half-made one would be taken for a whole one by the next command
+    (an empty ``private/``, no keys)."""
     import shutil
 
     if not existed:
@@ -345,8 +365,9 @@ def register(app: typer.Typer) -> None:
         keystore per party and service of a bundle under --dir, wired with a signed directory.
 
         A party's desk and web secrets are made with its keys, unless the bundle (--policies,
-        else the configured one) names it an agency. Idempotent: parties that already have
-        active keys keep them.
+        else the configured one) names it an agency. With --party, idempotent: a party that
+        has active keys keeps them. Without, only into a folder that holds no keystore yet.
+        A first run that fails leaves no keystore behind.
         """
         _init(policies, party, directory, kem)
 

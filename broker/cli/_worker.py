@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         """Run the sharing pipeline: open, validate, decide, redact, seal, deliver, audit."""
         from prometheus_client import CollectorRegistry
 
-        from broker.cli._common import kafka_as
+        from broker.cli._common import kafka_as, own_keystore
         from broker.cli._logging import configure_logging
         from broker.pipeline import Worker, WorkerOptions, serve
         from broker.principals import Principal
@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
             sender_rate=sender_rate,
             sender_burst=sender_burst,
         )
+        own_keystore(settings, Principal.WORKER)  # before the Kafka login is looked for
         w = Worker(
             settings,
             options,

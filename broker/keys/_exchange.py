@@ -18,6 +18,7 @@ new one is taken.
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -221,12 +222,31 @@ def init_keystores(
     What separate organisations would each have: every party and the broker's principals
     hold their own private keys, and everyone imports the directory the governance keystore
     signs. The worker's and the console's stores share the linkage key (made once). Safe to
-    run again: existing keys stay, new parties get keys, a new directory goes round. Returns
-    the governance signing key id, the trust anchor to check out of band.
+    run again: existing keys stay, new parties get keys, a new directory goes round; a run
+    that fails removes the stores it made. Returns the governance signing key id, the trust
+    anchor to check out of band.
     """
     refuse_interrupted(root)
+    principals = [*parties, *SPECIAL_PRINCIPALS]
+    new = [root / p for p in principals if not (root / p).exists()]
+    signed_before = (root / "directory.json").exists()
+    try:
+        return _init_keystores(root, principals, passphrase, kem)
+    except BaseException:
+        # A store made by this run and left half-made (no keys, or no linkage key) would be
+        # taken for a whole one by the next; stores that were there before stay as they are.
+        for path in new:
+            shutil.rmtree(path, ignore_errors=True)
+        if not signed_before:
+            (root / "directory.json").unlink(missing_ok=True)
+        raise
+
+
+def _init_keystores(
+    root: Path, principals: list[str], passphrase: SecretStr | None, kem: KemSuite
+) -> str:
     stores: dict[str, FileKeyStore] = {}
-    for principal in [*parties, *SPECIAL_PRINCIPALS]:
+    for principal in principals:
         store = FileKeyStore(root / principal, passphrase, create=True)
         store.ensure_party(principal, purposes=SPECIAL_PRINCIPALS.get(principal, ALL_PURPOSES),
                            kem=kem)  # fmt: skip

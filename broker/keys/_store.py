@@ -98,7 +98,7 @@ class FileKeyStore(StoreSecrets):
         if not meta_file.exists():
             refuse_interrupted(self.path.resolve().parent)
             if not create:
-                raise KeyStoreError(f"no keystore at {self.path}; run 'accord keys init'")
+                raise KeyStoreError(_missing(self.path))
             self._initialise(meta_file, passphrase, scrypt_n)
         check_private(self.path)
         self._protect = Protector.unlock(read_json(meta_file), meta_file, self.path, passphrase)
@@ -446,6 +446,24 @@ class FileKeyStore(StoreSecrets):
         write_private(self._dir_file, data)
         st = self._dir_file.stat()
         self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _missing(path: Path) -> str:
+    """What to do about a keystore that is not there. Never 'keys init' for a whole bundle:
+    on a host serving other organisations that would make every party's keys, and under
+    this host's passphrase."""
+    others = sorted(p.parent.name for p in path.glob("*/keystore.json"))
+    if others:
+        return (
+            f"no keystore at {path}, a keys folder holding {', '.join(others)}'s, one per "
+            f"principal: give the principal's own (--dir {path / 'PRINCIPAL'}); a missing one "
+            "is restored from its backup, or, if it never had keys, made alone with 'accord "
+            f"keys init --party PRINCIPAL --dir {path / 'PRINCIPAL'}'"
+        )
+    return (
+        f"no keystore at {path}: restore it from its backup; if it never had keys, make them "
+        f"with 'accord keys init --party PARTY --dir {path}'"
+    )
 
 
 _FINALITY: Final = {KeyStatus.ACTIVE: 0, KeyStatus.RETIRED: 1, KeyStatus.REVOKED: 2}

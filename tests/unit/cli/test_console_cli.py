@@ -148,7 +148,8 @@ def test_add_user_needs_the_consoles_keystore(
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     code, _, err = add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
     assert code != 0
-    assert err == f"accord: error: no keystore at {tmp_path / 'keys'}; run 'accord keys init'\n"
+    assert err.startswith(f"accord: error: no keystore at {tmp_path / 'keys'}: restore it")
+    assert len(err.splitlines()) == 1
     assert not (tmp_path / "console" / "users.json").exists()
 
 

@@ -86,10 +86,67 @@ def test_init_makes_a_keystore_per_party_each_with_only_its_own_private_keys(
     assert FileKeyStore(home / "keys" / "console").linkage_key() == worker
     with pytest.raises(KeyStoreError, match="no linkage key"):
         FileKeyStore(home / "keys" / "wmp").linkage_key()  # an agency never holds it
-    code, out, _ = _run(["keys", "init", "--policies", str(bundle)], capsys)
-    assert code == 0
+    code, _, err = _run(["keys", "init", "--policies", str(bundle)], capsys)
+    assert "holds keystores already (console, governance, hub-a, wmp, worker)" in (
+        _one_line_error(code, err, 2)
+    )
     assert FileKeyStore(home / "keys" / "worker").linkage_key() == worker  # never replaced
     assert len(FileKeyStore(home / "keys" / "wmp").keys("wmp")) == 2  # no new keys
+
+
+def test_init_for_a_whole_bundle_refuses_a_keys_folder_that_holds_any_keystore(
+    bundle: Path, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reviewer's worker host: the console's and the indexer's keystores, each under a
+    passphrase of its own, the worker's lost. Bundle-mode init there would make every party's
+    keys on the platform host, then stop at the console's passphrase; it makes nothing, and
+    says what to run instead."""
+    keys = home / "keys"
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "the console's own")
+    assert (
+        _run(["keys", "init", "--party", "console", "--dir", str(keys / "console")], capsys)[0] == 0
+    )
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "the indexer's own")
+    assert (
+        _run(["keys", "init", "--party", "indexer", "--dir", str(keys / "indexer")], capsys)[0] == 0
+    )
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "the worker's own")
+    before = sorted(p.relative_to(keys) for p in keys.rglob("*"))
+    code, _, err = _run(["keys", "init", "--policies", str(bundle)], capsys)
+    line = _one_line_error(code, err, 2)
+    assert f"{keys} holds keystores already (console, indexer)" in line
+    assert f"'accord keys init --party PRINCIPAL --dir {keys / 'PRINCIPAL'}'" in line
+    assert "restore it from its backup" in line
+    assert sorted(p.relative_to(keys) for p in keys.rglob("*")) == before  # nothing made
+
+
+@pytest.mark.parametrize("fails", ["enrolment", "signing"])
+def test_a_failed_keys_init_for_a_whole_bundle_removes_every_store_it_made(
+    fails: str,
+    bundle: Path,
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As docs/operations.md promises: a first keys init that fails leaves no keystore
+    behind, for the next to take a half-made one (no directory, no linkage key) for a whole
+    one. An empty keys folder given stays, empty."""
+    import broker.cli._keys as keys_cli
+    import broker.keys._exchange as exchange
+
+    def broken(*_: object, **__: object) -> None:
+        raise KeyStoreError("the disk filled up")
+
+    if fails == "enrolment":
+        monkeypatch.setattr(keys_cli, "_enrolment_secrets", broken)
+    else:
+        monkeypatch.setattr(exchange, "sign_directory", broken)
+    code, _, err = _run(["keys", "init", "--policies", str(bundle)], capsys)
+    assert "the disk filled up" in _one_line_error(code, err, 1)
+    assert not (home / "keys").exists()
+    (home / "keys").mkdir(mode=0o700)
+    assert _run(["keys", "init", "--policies", str(bundle)], capsys)[0] == 1
+    assert list((home / "keys").iterdir()) == []
 
 
 def test_init_party_makes_that_partys_keys_only(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,3 +240,27 @@ def test_signing_in_a_keystore_without_a_governance_key_names_it_and_the_right_o
     governance.retire(governance.current_signing_key("governance").info.key_id)
     with pytest.raises(KeyStoreError, match="re-pin"):  # a lapsed key: that advice stands
         sign_directory(governance, [])
+
+
+def test_a_failed_init_removes_the_stores_it_made_and_keeps_those_there_before(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo adds a party to its keys folder: were that to fail half-way, the new
+    party's store (keys, no directory) would be taken for a whole one by the next run."""
+    import broker.keys._exchange as exchange
+
+    def broken(*_: object, **__: object) -> bytes:
+        raise KeyStoreError("the disk filled up")
+
+    kept = {p.name for p in root.iterdir()}
+    monkeypatch.setattr(exchange, "sign_directory", broken)
+    with pytest.raises(KeyStoreError, match="the disk filled up"):
+        init_keystores(root, [*PARTIES, "cog-new"], passphrase=None, kem=KemSuite.X25519)
+    assert {p.name for p in root.iterdir()} == kept  # directory.json, made before, stays
+    assert _store(root, "wmp").private_parties() == ["wmp"]
+    (root / "directory.json").unlink()
+    for p in root.iterdir():
+        shutil.rmtree(p)
+    with pytest.raises(KeyStoreError, match="the disk filled up"):
+        init_keystores(root, PARTIES, passphrase=None, kem=KemSuite.X25519)
+    assert list(root.iterdir()) == []

@@ -48,6 +48,24 @@ def test_missing_store_is_a_one_line_keystore_error(tmp_path: Path) -> None:
     with pytest.raises(KeyStoreError, match="no keystore at") as info:
         FileKeyStore(tmp_path / "absent")
     assert "\n" not in str(info.value)
+    assert "restore it from its backup" in str(info.value)
+    assert f"'accord keys init --party PARTY --dir {tmp_path / 'absent'}'" in str(info.value)
+
+
+def test_a_keys_folder_of_one_keystore_per_principal_is_not_called_a_missing_keystore(
+    tmp_path: Path,
+) -> None:
+    """Opened as one (the principal's own is lost), it names the stores it holds and how to
+    get the missing one back: never bare 'keys init', which there would make every party's
+    keys on a host serving other organisations."""
+    FileKeyStore(tmp_path / "console", create=True)
+    FileKeyStore(tmp_path / "indexer", create=True)
+    with pytest.raises(KeyStoreError) as info:
+        FileKeyStore(tmp_path)
+    said = str(info.value)
+    assert said.startswith(f"no keystore at {tmp_path}, a keys folder holding console, indexer's")
+    assert f"'accord keys init --party PRINCIPAL --dir {tmp_path / 'PRINCIPAL'}'" in said
+    assert "keys init'" not in said
 
 
 def test_each_party_gets_an_ed25519_and_a_hybrid_key_with_fingerprint_ids(
