@@ -347,10 +347,11 @@ def report(
 
 
 def _report_subjects(store: AuditStore, rep: GovernanceReport) -> tuple[str, ...]:
-    """The children the report shows data about (its pending overrides and the decisions
-    behind its late Encompass notices): its record names them, as the console's dashboard
+    """The children the report shows data about (its pending and reviewed overrides and the
+    decisions behind its late Encompass notices): its record names them, as the console's dashboard
     and overrides page do, so it is among each child's earlier look-ups."""
     keys = {k for p in rep.pending_overrides for k in p.subject_keys}
+    keys.update(k for r in rep.reviewed for k in r.subject_keys)
     for n in rep.encompass_late:
         if (d := store.find_decision(n.event_id, n.school)) is not None:
             keys.update(d.subject_keys)

@@ -31,6 +31,7 @@ _LOG_COLUMNS = (
     ("consent", "consent"),
     ("reason", "reason"),
     ("override_grounds", "override"),
+    ("review", "override review"),
     ("opened_by", "opened by"),
     ("event_id", "event"),
     ("audit_ref", "audit ref"),
@@ -44,6 +45,7 @@ _GROUND_SEPARATOR = " | "
 def _log_row(entry: DisclosureEntry) -> dict[str, Any]:
     """The entry's JSON, with each of agreement, purpose and basis listing every ground."""
     row = entry.as_dict()
+    row["review"] = entry.review.text() if entry.review else None
     grounds = list(
         dict.fromkeys((g.agreement_id, g.purpose, g.lawful_basis) for g in entry.grounds)
     )
@@ -146,6 +148,11 @@ def report_json(rep: GovernanceReport) -> str:
              "agreements": [g.as_dict() for g in p.agreements]}
             for p in rep.pending_overrides
         ],
+        "reviewed_overrides": [
+            {"event_id": r.event_id, "recipient": r.recipient, "decided_at": iso(r.decided_at),
+             "sender": r.sender, **r.status.as_dict()}
+            for r in rep.reviewed
+        ],
         "quarantine": [{"reason": r, "count": n} for r, n in rep.quarantine],
         "expiring_agreements": None if rep.expiring is None else [
             {"agreement_id": e.agreement_id, "title": e.title, "status": e.status,
@@ -203,6 +210,19 @@ def report_text(rep: GovernanceReport) -> str:
                 ],
             )
         ]
+    out += ["", f"Safeguarding overrides reviewed in the period: {len(rep.reviewed)}"]
+    if rep.reviewed:
+        out += [
+            table(
+                ("reviewed at", "event", "recipient", "finding", "reviewer", "reference"),
+                [
+                    (r.status.reviewed_at.isoformat() if r.status.reviewed_at else "",
+                     r.event_id, r.recipient, r.status.finding_text, r.status.reviewed_by,
+                     r.status.reference or "")
+                    for r in rep.reviewed
+                ],
+            )
+        ]  # fmt: skip
     out += ["", "Quarantine by reason"]
     out += [table(("reason", "count"), rep.quarantine) if rep.quarantine else "(none)"]
     out += ["", "Agreements expiring within 60 days"]

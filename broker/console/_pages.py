@@ -29,9 +29,11 @@ from broker.governance import (
     disclosure_log,
     expiring_agreements,
     governance_report,
+    override_entry,
     pending_overrides,
     record_query,
     review_override,
+    reviewed_overrides,
     subject_search,
 )
 from broker.webauth import Session, form_field, read_form
@@ -39,6 +41,8 @@ from broker.webauth import Session, form_field, read_form
 log = structlog.get_logger("accord.console")
 
 CHART_DAYS = 14
+#: How far back the overrides page lists reviews (``accord audit report`` lists its window's).
+REVIEWED_DAYS = 90
 
 
 # A contact event's id is a UUID (broker.events.ContactEvent). A looser "identifier" would
@@ -257,10 +261,35 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         if session is None:
             return console.redirect("/login")
         pending = pending_overrides(deps.store)
-        keys = tuple(sorted({k for p in pending for k in p.subject_keys}))
+        since = deps.clock() - timedelta(days=REVIEWED_DAYS)
+        reviewed = reviewed_overrides(deps.store, Window(since=since))
+        keys = tuple(sorted({k for p in pending for k in p.subject_keys}
+                            | {k for r in reviewed for k in r.subject_keys}))  # fmt: skip
         if refusal := await refused_unless_audited(session, "overrides", subject_keys=keys):
             return refusal
-        return console.render("overrides.html", session, pending=pending)
+        return console.render("overrides.html", session, pending=pending, reviewed=reviewed,
+                              reviewed_days=REVIEWED_DAYS)  # fmt: skip
+
+    @app.get("/overrides/decision", response_class=HTMLResponse)
+    async def override_detail(request: Request, event: str = "", recipient: str = "") -> Response:
+        session = signed_in(request)
+        if session is None:
+            return console.redirect("/login")
+        entry = override_entry(deps.store, event, recipient)
+        decision = deps.store.find_decision(event, recipient) if entry else None
+        # What it shared about a child, or that there is no such override: on record first.
+        if refusal := await refused_unless_audited(
+            session, "overrides.detail", detail=_review_detail(deps, event, recipient),
+            subject_keys=decision.subject_keys if decision else (),
+        ):  # fmt: skip
+            return refusal
+        if entry is None:
+            return console.render(
+                "error.html", session, status=404, title="No such override",
+                message="No safeguarding override for that event and recipient is in the "
+                "audit index.",
+            )  # fmt: skip
+        return console.render("override.html", session, entry=entry)
 
     @app.post("/overrides/review", response_class=HTMLResponse)
     async def review(request: Request) -> Response:

@@ -28,10 +28,14 @@ from broker.governance._lookups import LookupPurpose, ReportPurpose, record_quer
 from broker.governance._reports import (
     DisclosureEntry,
     GovernanceReport,
+    ReviewedOverride,
+    ReviewStatus,
     disclosure_log,
     expiring_agreements,
     governance_report,
+    override_entry,
     pending_overrides,
+    reviewed_overrides,
 )
 from broker.governance._review import ReviewFinding, check_review, review_override
 from broker.governance._store import AuditStore, VerifyRun, Window
@@ -58,6 +62,8 @@ __all__ = [
     "LookupPurpose",
     "ReportPurpose",
     "ReviewFinding",
+    "ReviewStatus",
+    "ReviewedOverride",
     "SubjectSearch",
     "TopicChains",
     "TopicMessage",
@@ -73,10 +79,12 @@ __all__ = [
     "newest_checkpoints",
     "open_store",
     "overdue_encompass_notices",
+    "override_entry",
     "pending_overrides",
     "read_topic",
     "record_query",
     "review_override",
+    "reviewed_overrides",
     "signed_chains",
     "signed_checkpoints",
     "subject_key_for_nhs_number",

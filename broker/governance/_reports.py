@@ -38,6 +38,49 @@ class Ground:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewStatus:
+    """Where an override's review stands: awaiting one, or the officer's finding (a review
+    written before findings kept a note instead, which is not repeated: it is free text)."""
+
+    reviewed: bool
+    finding: str | None = None  # a ReviewFinding's value; "" for a review with a note
+    reviewed_by: str | None = None
+    reference: str | None = None
+    reviewed_at: datetime | None = None
+
+    @property
+    def finding_text(self) -> str:
+        return (self.finding or "noted (before findings)").replace("_", " ")
+
+    def text(self) -> str:
+        """``not justified by ig.jo at 2026-11-23T09:00:00+00:00, ref IG-2026-114``."""
+        if not self.reviewed:
+            return "awaiting review"
+        at = self.reviewed_at.isoformat() if self.reviewed_at else ""
+        ref = f", ref {self.reference}" if self.reference else ""
+        return f"{self.finding_text} by {self.reviewed_by} at {at}{ref}"
+
+    def as_dict(self) -> dict[str, Any]:
+        if not self.reviewed:
+            return {"state": "awaiting_review"}
+        return {
+            "state": "reviewed",
+            "finding": self.finding or None,
+            "reviewed_by": self.reviewed_by,
+            "reference": self.reference or None,
+            "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
+        }
+
+
+def review_status(store: AuditStore, event_id: str, recipient: str) -> ReviewStatus:
+    review = store.review_of(event_id, recipient)
+    if review is None:
+        return ReviewStatus(reviewed=False)
+    return ReviewStatus(True, review.finding, review.reviewed_by, review.reference,
+                        review.reviewed_at)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class DisclosureEntry:
     """One line of a child's disclosure log: a decision about their data, or an access."""
 
@@ -67,6 +110,8 @@ class DisclosureEntry:
     # How the look-up found it (``SubjectSearch.matched_on``): by a name-and-birth-date search
     # with a postcode, a record under the key without one may be another child's.
     matched_on: str | None = None
+    # A safeguarding override's review, on its decision's line (None on every other line).
+    review: ReviewStatus | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +136,7 @@ class DisclosureEntry:
             "grounds": [g.as_dict() for g in self.grounds],
             "audit_ref": f"{self.chain}#{self.seq}",
             "matched_on": self.matched_on,
+            "review": self.review.as_dict() if self.review else None,
         }
 
 
@@ -223,10 +269,26 @@ def disclosure_log(
                 grounds=decided.grounds if decided else (),
             )
         )
+    entries = [
+        dataclasses.replace(e, review=review_status(store, e.event_id, e.recipient))
+        if e.kind == "decision" and e.outcome == "shared_override"
+        else e
+        for e in entries
+    ]
     entries.sort(key=lambda e: (e.at, e.kind != "decision", e.recipient, e.chain, e.seq))
     if how:
         entries = [dataclasses.replace(e, matched_on=how[(e.chain, e.seq)]) for e in entries]
     return entries
+
+
+def override_entry(store: AuditStore, event_id: str, recipient: str) -> DisclosureEntry | None:
+    """A safeguarding override's decision as a line of the child's disclosure log, with its
+    review; None when that event and recipient have no override."""
+    rec = store.find_decision(event_id, recipient)
+    if rec is None or rec.data.get("outcome") != "shared_override":
+        return None
+    entry = _decision_entry(rec)
+    return dataclasses.replace(entry, review=review_status(store, event_id, recipient))
 
 
 # -- the governance report --------------------------------------------------------------
@@ -255,6 +317,41 @@ class PendingOverride:
     # ``agreement_id``; and the subjects it is about, for the record of whoever views it.
     agreements: tuple[Ground, ...] = ()
     subject_keys: tuple[str, ...] = ()
+    # What it shared, for the officer to judge: consent as it stood (refused or missing), and
+    # the fields (each ground in ``agreements`` has its purpose and lawful basis).
+    consent: str | None = None
+    fields_shared: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewedOverride:
+    """An override's review: which share, the finding, who, where the reasoning is, when."""
+
+    event_id: str
+    recipient: str
+    status: ReviewStatus
+    decided_at: datetime | None
+    sender: str | None
+    # The subjects it is about, for the record of whoever views it.
+    subject_keys: tuple[str, ...] = ()
+
+
+def reviewed_overrides(store: AuditStore, window: Window) -> list[ReviewedOverride]:
+    """Overrides reviewed in the window (by when the review was written), newest first."""
+    out = []
+    for r in store.reviews(window):
+        decision = store.find_decision(r.event_id, r.party)
+        out.append(
+            ReviewedOverride(
+                event_id=r.event_id,
+                recipient=r.party,
+                status=ReviewStatus(True, r.finding, r.reviewed_by, r.reference, r.reviewed_at),
+                decided_at=decision.at if decision else None,
+                sender=decision.data.get("sender") if decision else None,
+                subject_keys=decision.subject_keys if decision else (),
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +382,8 @@ class GovernanceReport:
     # Operation Encompass notices decided in the window that were acknowledged late or are
     # still open past their deadline, by school.
     encompass_late: tuple[EncompassNotice, ...] = ()
+    # Overrides reviewed in the window, newest first: each finding stays visible.
+    reviewed: tuple[ReviewedOverride, ...] = ()
 
     @property
     def never_opened(self) -> tuple[RecipientOpenings, ...]:
@@ -309,6 +408,8 @@ def pending_overrides(store: AuditStore) -> list[PendingOverride]:
                 grounds=d.get("override_grounds"),
                 agreements=decision_grounds(d),
                 subject_keys=rec.subject_keys,
+                consent=_text(d.get("consent")),
+                fields_shared=_tuple(d.get("fields_shared")),
             )
         )
     return out
@@ -374,4 +475,5 @@ def governance_report(
                 store, schools or SchoolCalendar(), now or datetime.now(UTC), window
             )
         ),
+        reviewed=tuple(reviewed_overrides(store, window)),
     )

@@ -111,7 +111,8 @@ SURFACES = {
         "late_encompass_notices", "overdue_encompass_notices",
         "signed_chains", "signed_checkpoints", "subject_key_for_nhs_number", "subject_search",
         "verify_records",
-        "verify_store", "VerifyRun", "verify_and_keep",
+        "verify_store", "VerifyRun", "verify_and_keep", "ReviewStatus", "ReviewedOverride",
+        "reviewed_overrides", "override_entry",
     },
     "broker.ops": {
         "OK", "Check", "Heartbeat", "OpsServer", "Probe", "first_failure", "serving_ops",

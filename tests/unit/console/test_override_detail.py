@@ -1,0 +1,93 @@
+"""The override queue shows what each override shared, a page per override shows its
+disclosure-log line, and reviews stay visible: on the overrides page and the child's log."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from broker.audit import AuditRecord
+from broker.linkage import Linker
+from tests.unit.audit.conftest import CHILD_NHS
+from tests.unit.console.conftest import OFFICER, IndexingSink, sign_in
+
+E2 = "/overrides/decision?event=e2&recipient=school-1"
+
+
+def _cell(page: str, css: str) -> str:
+    found = re.search(rf'<td class="{css}">(.*?)</td>', page, re.S)
+    assert found, css
+    return found.group(1)
+
+
+def test_the_queue_shows_consent_fields_purpose_and_basis_of_each_override(
+    client: TestClient,
+) -> None:
+    sign_in(client)
+    page = client.get("/overrides").text
+    row = re.search(r'<tr data-event="e2".*?</tr>', page, re.S)
+    assert row
+    assert _cell(row.group(0), "consent") == "missing"
+    assert _cell(row.group(0), "fields") == "<small>subject.name, event.type</small>"
+    assert _cell(row.group(0), "purpose") == "early_help"
+    assert _cell(row.group(0), "basis") == "public_task; Art 9: safeguarding_children"
+    assert 'href="/overrides/decision?event=e2&amp;recipient=school-1"' in row.group(0)
+
+
+def test_an_overrides_page_shows_its_disclosure_line_and_is_audited(
+    client: TestClient, sink: IndexingSink, indexed: list[AuditRecord], linker: Linker
+) -> None:
+    sign_in(client)
+    r = client.get(E2)
+    assert r.status_code == 200
+    table = re.search(r'<table id="override-detail">.*?</table>', r.text, re.S)
+    assert table
+    heads = re.findall(r"<th>(.*?)</th>", table.group(0))
+    assert heads[:7] == ["When (UTC)", "What", "Event", "From", "To", "Outcome",
+                         "Override review"]  # fmt: skip
+    assert "Consent" in heads and "Fields shared" in heads and "Lawful basis" in heads
+    assert _cell(table.group(0), "review") == "awaiting review"
+    assert 'action="/overrides/review"' in r.text
+    [view] = [q for q in sink.queries() if q.data["page"] == "overrides.detail"]
+    assert view.data["detail"] == {"event_id": "e2", "recipient": "school-1"}
+    assert view.subject_keys == (linker.from_nhs_number(CHILD_NHS),)
+
+
+def test_a_decision_that_is_no_override_has_no_page_and_the_probe_is_audited(
+    client: TestClient, sink: IndexingSink
+) -> None:
+    sign_in(client)
+    r = client.get("/overrides/decision?event=9997017463&recipient=coord")
+    assert r.status_code == 404
+    assert "9997017463" not in r.text
+    [probe] = [q for q in sink.queries() if q.data["page"] == "overrides.detail"]
+    # No policy here to know the party by: neither typed value is repeated.
+    assert probe.data["detail"] == {
+        "event_id": "(not an identifier)",
+        "recipient": "(not an identifier)",
+    }
+    assert probe.subject_keys == ()
+
+
+def test_a_review_stays_visible_on_the_overrides_page_the_detail_and_the_childs_log(
+    client: TestClient,
+) -> None:
+    token = sign_in(client)
+    client.post("/overrides/review", data={"event_id": "e2", "recipient": "school-1",
+                                           "finding": "not-justified", "reference": "IG-2026-114",
+                                           "csrf": token})  # fmt: skip
+    page = client.get("/overrides").text
+    row = re.search(r'<table id="reviewed-overrides">.*?<tr data-event="e2".*?</tr>', page, re.S)
+    assert row
+    assert _cell(row.group(0), "finding") == "not justified"
+    assert _cell(row.group(0), "reviewer") == OFFICER
+    assert _cell(row.group(0), "reference") == "IG-2026-114"
+    assert f"not justified by {OFFICER} at " in client.get(E2).text
+    log = client.post("/subjects", data={"nhs_number": CHILD_NHS, "purpose": "complaint",
+                                         "csrf": token}).text  # fmt: skip
+    reviews = re.findall(r'<td class="review">(.*?)</td>', log)
+    assert [r for r in reviews if r] == [
+        next(r for r in reviews if r.startswith(f"not justified by {OFFICER} at "))
+    ]
+    assert any(r.endswith(", ref IG-2026-114") for r in reviews)
