@@ -243,6 +243,14 @@ def _init_party(
         raise UsageError("party ids use letters, digits and . _ : - only (1-255 characters)")
     if policies is not None and not (policies / "parties.yaml").is_file():
         raise UsageError(f"{policies / 'parties.yaml'}: missing (a policy bundle needs it)")
+    if policies is not None and party not in SPECIAL_PRINCIPALS:
+        known = _policy_parties(policies)
+        if party not in known:  # a typo would make keys no directory is meant to list
+            import difflib
+
+            near = difflib.get_close_matches(party, known, n=1)
+            hint = f": did you mean {near[0]}?" if near else ""
+            raise UsageError(f"--party: {party} is no party of the bundle {policies}{hint}")
     bundle = policies if policies is not None else settings.policies_at_hand()
     kinds = {} if bundle is None else _party_kinds(bundle)
     path = directory if directory is not None else settings.keystore_path(party)
@@ -353,7 +361,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--policies",
                 help="Make a keystore for every party of this bundle; with --party, the "
-                "bundle that says whether the party is an agency (no desk secrets).",
+                "bundle that names the party and says whether it is an agency (no desk secrets).",
             ),
         ] = None,
         directory: _DirOption = None,

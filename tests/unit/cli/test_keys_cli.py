@@ -195,12 +195,13 @@ def test_init_makes_no_desk_or_web_secrets_for_a_party_the_bundle_names_an_agenc
     else:
         monkeypatch.setenv("ACCORD_POLICIES", str(bundle))
         given = []
-    for party in ("wmp", "hub-a", "unknown-party"):
+    known = ["hub-a"] if given else ["hub-a", "unknown-party"]  # --policies: refused (below)
+    for party in ("wmp", *known):
         argv = ["keys", "init", "--party", party, "--dir", str(tmp_path / party), *given]
         assert _run(argv, capsys)[0] == 0
     assert not [p.name for p in (tmp_path / "wmp").iterdir() if p.suffix == ".secret"]
     assert FileKeyStore(tmp_path / "wmp").private_parties() == ["wmp"]
-    for party in ("hub-a", "unknown-party"):
+    for party in known:
         made = {p.name for p in (tmp_path / party).iterdir() if p.suffix == ".secret"}
         assert made == {"users-totp.secret", _device(f"desk:{party}"), _linkage(party)}
 
@@ -878,3 +879,18 @@ def test_revoking_another_partys_key_outside_the_governance_keystore_is_refused(
         info = FileKeyStore(keys / principal).public_key(victim)
         assert info is not None
         assert info.status is KeyStatus.REVOKED
+
+
+def test_init_party_refuses_a_party_the_bundle_given_does_not_know(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo with --policies would make keys for a party no directory is meant to list; the
+    broker's own principals are in no bundle, and are made as before."""
+    for party, hint in (("hub-b", ": did you mean hub-a?"), ("nosuchparty", "")):
+        argv = ["keys", "init", "--party", party, "--dir", str(tmp_path / party)]
+        code, _, err = _run([*argv, "--policies", str(bundle)], capsys)
+        line = _one_line_error(code, err, 2)
+        assert line == f"accord: error: --party: {party} is no party of the bundle {bundle}{hint}"
+        assert not (tmp_path / party).exists()
+    argv = ["keys", "init", "--party", "worker", "--dir", str(tmp_path / "worker")]
+    assert _run([*argv, "--policies", str(bundle)], capsys)[0] == 0
