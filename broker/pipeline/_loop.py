@@ -495,6 +495,11 @@ class TransactionalLoop:
         self._throttle.resume_due(consumer, self._tasks)
 
     @property
+    def consumer(self) -> Consumer | None:
+        """The group's consumer while started: readiness asks it when Kafka last answered."""
+        return self._consumer
+
+    @property
     def assigned(self) -> int:
         """How many input partitions this worker holds now (0 before start or mid-rebalance)."""
         return len(self._tasks)

@@ -95,6 +95,12 @@ class Metrics:
             registry=registry,
         )
 
+        self.kafka_answered = Gauge(
+            "accord_kafka_last_fetch_answered_timestamp_seconds",
+            "When Kafka last answered one of the worker's fetches (Unix time; 0 before the first).",
+            registry=registry,
+        )
+
     def count(self, metric: Counter, *labels: str) -> None:
         """``metric.labels(*labels).inc()``, with the child looked up once per label set.
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -23,7 +24,8 @@ from broker.kafka import (
     warn_if_plaintext,
 )
 from broker.keys import FileKeyStore, warn_if_unprotected
-from broker.ops import OK, Check, Heartbeat, serving_ops
+from broker.ops import Check, Heartbeat, serving_ops
+from broker.pipeline._contact import Fetching, KafkaContact
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._group import GroupMembership, OpenTask
 from broker.pipeline._loop import TransactionalLoop
@@ -113,6 +115,8 @@ class Worker:
         self.policy: Policy | None = None  # the bundle in force, for tasks started from now
         self.started = asyncio.Event()  # set once consuming (topics, state and policy ready)
         self.heartbeat = Heartbeat(settings.worker.stale_after_seconds)
+        self.contact = KafkaContact(settings.worker.stale_after_seconds)
+        self.metrics.kafka_answered.set_function(lambda: KafkaContact.last(self._fetching()))
         self._prepared: tuple[Policy, FileKeyStore, bytes] | None = None
 
     def prepare(self) -> tuple[Policy, FileKeyStore, bytes]:
@@ -197,13 +201,16 @@ class Worker:
         return open_task
 
     def live(self) -> Check:
+        # Kafka being away is not here: the loop goes round while aiokafka retries, and the
+        # worker resumes by itself once Kafka is back, so a restart would gain nothing.
         return self.heartbeat.check()
 
     def ready(self) -> Check:
-        """Ready once consuming with partitions assigned and the loop going round.
+        """Ready once consuming with partitions assigned, the loop going round, and Kafka
+        answering its fetches (within ``stale_after_seconds``: ``_contact``).
 
-        Kafka being away shows here only indirectly: a commit that fails ends the worker
-        (crash-only), and a lost group loses its partitions.
+        A commit that fails ends the worker (crash-only); an idle worker commits nothing, so
+        it is the fetches that say Kafka is away.
         """
         if not self.started.is_set() or self.loop is None:
             return Check(ok=False, reason="starting")
@@ -211,7 +218,12 @@ class Worker:
             return Check(ok=False, reason="no partitions assigned")
         if not self.heartbeat.beaten:
             return Check(ok=False, reason="not consuming yet")
-        return OK
+        return self.contact.check(self._fetching())
+
+    def _fetching(self) -> Fetching | None:
+        # The group's consumer is aiokafka's, whose public API has what Fetching reads
+        # (broker.kafka's Consumer protocol names only what the loop calls).
+        return cast("Fetching | None", self.loop.consumer if self.loop is not None else None)
 
     def request_reload(self) -> None:
         """Load the bundle again (SIGHUP); a bundle that fails its checks changes nothing.
