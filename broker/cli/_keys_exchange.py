@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from broker.config import load_settings
-from broker.errors import AccordError, UsageError
+from broker.errors import AccordError, KeyStoreError, UsageError
 from broker.principals import Principal
 
 if TYPE_CHECKING:
@@ -139,7 +139,16 @@ def _copy_linkage(directory: Path | None, to: Path, passphrase_file: Path | None
             raise UsageError(f"--to-passphrase-file: cannot read {passphrase_file}") from None
         passphrase = SecretStr(text.removesuffix("\n"))
     key = _store(directory, "worker").linkage_key()
-    target = FileKeyStore(to, passphrase)
+    try:
+        target = FileKeyStore(to, passphrase)
+    except KeyStoreError as exc:
+        if passphrase_file is not None or not str(exc).startswith("wrong passphrase"):
+            raise
+        # Each keystore has a passphrase of its own (docs/operations.md, Keys): say how to
+        # give the target's, rather than leave the source's looking wrong.
+        raise KeyStoreError(
+            f"{exc}: give its own passphrase with --to-passphrase-file FILE"
+        ) from None
     # The key links every child's records: it belongs only in the broker's own keystores.
     owners = set(target.private_parties())
     if not owners & {Principal.CONSOLE, Principal.WORKER}:

@@ -697,7 +697,10 @@ def test_the_linkage_key_is_copied_into_a_keystore_with_a_passphrase_of_its_own(
     assert _run(["keys", "linkage", "create", "--dir", str(worker)], capsys)[0] == 0
     cmd = ["keys", "linkage", "copy", "--dir", str(worker), "--to", str(console)]
     code, _, err = _run(cmd, capsys)  # the worker's passphrase does not open the console's
-    _one_line_error(code, err, 1)
+    assert _one_line_error(code, err, 1) == (
+        f"accord: error: wrong passphrase for the keystore at {console}: give its own "
+        "passphrase with --to-passphrase-file FILE"
+    )
     code, out, _ = _run([*cmd, "--to-passphrase-file", str(tmp_path / "console.pass")], capsys)
     assert code == 0, out
     from pydantic import SecretStr
