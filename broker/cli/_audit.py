@@ -319,12 +319,15 @@ def report(
     window = Window(parse_when(since, "--since"), parse_when(until, "--until", end=True))
     if window.since and window.until and window.since >= window.until:
         raise UsageError("--since must be before --until")
+    settings = load_settings()
+    # As the other commands find the bundle: --policies, else ACCORD_POLICIES, else ./policies
+    # (never the example: its agreements' expiry dates are not this deployment's).
+    policies = policies if policies is not None else settings.policies_at_hand()
     policy = None
     if policies is not None:
         from broker.policy import load_bundle
 
         policy = load_bundle(policies)
-    settings = load_settings()
     keys = keystore(settings, Principal.CONSOLE)
     officer, why = who_and_why(officer, reason, ReportReason, password_stdin=password_stdin)
     store = _store(settings, db)

@@ -107,7 +107,11 @@ Until = Annotated[
 ]
 Policies = Annotated[
     Path | None,
-    typer.Option("--policies", help="Policy bundle, for agreements expiring within 60 days."),
+    typer.Option(
+        "--policies",
+        help="Policy bundle, for agreements expiring within 60 days (default: "
+        "ACCORD_POLICIES, else policies/ here).",
+    ),
 ]
 EventId = Annotated[str, typer.Argument(help="The event id of the override decision.")]
 Recipient = Annotated[str, typer.Option("--recipient", help="The party it was shared with.")]

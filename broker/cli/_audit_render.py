@@ -227,7 +227,7 @@ def report_text(rep: GovernanceReport) -> str:
     out += [table(("reason", "count"), rep.quarantine) if rep.quarantine else "(none)"]
     out += ["", "Agreements expiring within 60 days"]
     if rep.expiring is None:
-        out += ["(not checked: give --policies DIR)"]
+        out += ["(not checked: no policy bundle; give --policies DIR or set ACCORD_POLICIES)"]
     elif not rep.expiring:
         out += ["(none)"]
     else:

@@ -7,7 +7,10 @@ import csv
 import io
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from broker.audit import AuditRecord, ChainWriter, KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.governance import AuditStore, ReviewFinding, Window, disclosure_log, governance_report
@@ -18,6 +21,7 @@ from broker.principals import Principal
 from tests.unit.audit.conftest import CHILD_NHS, T0, Run, index_records
 
 REVIEWED_AT = T0 + timedelta(days=1)
+POLICIES = Path(__file__).parents[3] / "policies"
 
 
 def _review(store: AuditStore, keys: FileKeyStore, verifier: KeystoreAuditVerifier) -> None:
@@ -111,3 +115,25 @@ def test_every_disclosure_format_carries_the_review(
     assert f"<td>{text}</td>" in out
     _, out, _ = run_cli([*base, "table"])
     assert text in out
+
+
+def test_accord_audit_report_finds_the_bundle_as_other_commands_do(
+    indexed: list[AuditRecord], audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:  # fmt: skip
+    """--policies, else ACCORD_POLICIES, else policies/ in the folder it runs in."""
+    argv = ["audit", "report", "--db", audit_db_url, "--reason", "oversight", "--as", "ig.jo",
+            "--format", "json"]  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # no policies/ here
+    monkeypatch.delenv("ACCORD_POLICIES", raising=False)
+    _, out, _ = run_cli(argv)
+    assert json.loads(out)["expiring_agreements"] is None
+    _, out, _ = run_cli(argv[:-2])
+    assert "(not checked: no policy bundle; give --policies DIR or set ACCORD_POLICIES)" in out
+    monkeypatch.setenv("ACCORD_POLICIES", str(POLICIES))
+    _, out, _ = run_cli(argv)
+    assert json.loads(out)["expiring_agreements"] is not None
+    monkeypatch.delenv("ACCORD_POLICIES")
+    (tmp_path / "policies").symlink_to(POLICIES)
+    _, out, _ = run_cli(argv)
+    assert json.loads(out)["expiring_agreements"] is not None
