@@ -6,7 +6,15 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from tests.unit.console.conftest import OFFICER, PASSWORD, Clock, csrf_of, sign_in
+from broker.console._pages import STALE_FORM
+from tests.unit.console.conftest import (
+    OFFICER,
+    PASSWORD,
+    Clock,
+    IndexingSink,
+    csrf_of,
+    sign_in,
+)
 
 
 def test_a_subject_search_after_the_idle_timeout_returns_to_it_after_signing_in(
@@ -38,3 +46,24 @@ def test_a_failed_console_sign_in_says_a_code_is_used_once_not_to_wait_minutes(
     assert r.status_code == 401
     assert "A code can be used once: wait for the next one" in r.text
     assert "wait a few minutes" not in r.text
+
+
+def test_a_form_from_an_earlier_session_says_nothing_was_recorded(
+    client: TestClient, sink: IndexingSink
+) -> None:
+    """Tab A's review form, after signing out and in again in tab B: the current session's
+    page says the form is stale and nothing was recorded, never 'sign in first'."""
+    old = sign_in(client)
+    client.post("/logout", data={"csrf": old})
+    sign_in(client)
+    r = client.post("/overrides/review", data={"event_id": "e2", "recipient": "school-1",
+                                               "finding": "justified", "csrf": old})  # fmt: skip
+    assert r.status_code == 403
+    assert STALE_FORM in r.text
+    assert STALE_FORM == (
+        "This form is from an earlier session; nothing was recorded. Reload the page and "
+        "submit again."
+    )
+    assert "Sign in first" not in r.text
+    assert OFFICER in r.text  # the header still shows who is signed in
+    assert [r.kind.value for r in sink.records if r.kind.value == "override_reviewed"] == []
