@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         """Serve PARTY's HTTP publishing gateway: JSON contact events and consent records
         in, validated, sealed and published (bearer token: ACCORD_GATEWAY__TOKEN_FILE)."""
         import asyncio
+        import contextlib
 
         from broker.cli._common import kafka_as, keystore
         from broker.cli._logging import configure_logging
@@ -49,7 +50,6 @@ def register(app: typer.Typer) -> None:
                 )
             typer.echo(f"gateway of {run.party} at {run.url} (to {run.topic}) ; Ctrl-C stops it")
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_gateway(settings, party, keys, kafka, started=started))
-        except KeyboardInterrupt:
-            typer.echo("gateway stopped")
+        typer.echo("gateway stopped")  # Ctrl-C or SIGTERM alike

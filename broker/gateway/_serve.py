@@ -145,6 +145,7 @@ async def run_gateway(
                               metrics.kafka_check])  # fmt: skip
 
     sock = listen(cfg.host, cfg.port)
+    announced = False
     try:
         async with contextlib.AsyncExitStack() as stack:
             stack.enter_context(stopped_by_sigterm(stop, serving=lambda: server.started))
@@ -152,10 +153,12 @@ async def run_gateway(
                 serving_ops(cfg, registry, live=lambda: OK, ready=ready, kafka=kafka.settings)
             )
             if own and isinstance(pub, Publisher):
+                # Its stop is bounded (send timeout + broker.sdk STOP_GRACE): with Kafka not
+                # answering, a SIGTERM abandons what the producer holds rather than wait.
                 await stack.enter_async_context(pub)
             task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway-http")
             # Before the publisher stops: a request under way still has it.
-            stack.push_async_callback(_stopped, server, task)
+            stack.push_async_callback(_stopped, server, task, cfg.send_timeout_seconds + 5)
             while not server.started:
                 if task.done():
                     await task
@@ -165,6 +168,7 @@ async def run_gateway(
             run = GatewayRun(url=f"{scheme}://{url_host(cfg.host)}:{sock.getsockname()[1]}/",
                              party=party, topic=pub.topic, tls=tls)  # fmt: skip
             log.info("gateway_started", url=run.url, party=party, tls=tls)
+            announced = True
             if not tls and not loopback(cfg.host):
                 log.warning("gateway_plain_http", why="TLS is left to a proxy in front "
                             "(ACCORD_GATEWAY__TLS_TERMINATED_BY_PROXY): the token and events "
@@ -181,9 +185,13 @@ async def run_gateway(
                 await task  # a server failure ends the gateway, with its reason
     finally:
         sock.close()
+        if announced:  # however it was stopped (SIGTERM, Ctrl-C, ``stop``): once closed
+            log.info("gateway_stopped", party=party)
 
 
-async def _stopped(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+async def _stopped(server: uvicorn.Server, task: asyncio.Task[None], wait: float) -> None:
+    # Long enough for a request under way to be answered (its send is bounded); then it is
+    # cut off, and its caller sends again under the same id (docs/gateway.md).
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.wait_for(task, timeout=10)
+        await asyncio.wait_for(task, timeout=wait)

@@ -29,18 +29,26 @@ so it must be checked, or sent again under the same event id, never sent afresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from broker.errors import SendUnconfirmed, TransportError, UsageError
 from broker.kafka import KafkaClients, Producer, abandon, connecting, stop_quietly, translated
 
-__all__ = ["DEFAULT_SEND_TIMEOUT", "BoundedProducer", "Outgoing"]
+__all__ = ["DEFAULT_SEND_TIMEOUT", "STOP_GRACE", "BoundedProducer", "Outgoing"]
+
+log = structlog.get_logger("accord.sdk")
 
 #: Seconds an SDK send may take before it is given up (the desk's are shorter:
 #: ``DeskSettings.send_timeout_seconds``). Under aiokafka's own request timeout (40 s).
 DEFAULT_SEND_TIMEOUT = 30.0
+#: Seconds a stop waits, past the send timeout, for the producer to close before it is
+#: abandoned (and again for the abandoning).
+STOP_GRACE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +115,26 @@ class BoundedProducer:
         self._producer, self._started = producer, True
 
     async def stop(self) -> None:
+        """Stop within ``timeout`` + ``STOP_GRACE`` s: past that (Kafka not answering, a
+        send still under way), what the producer holds is abandoned, not waited for."""
         producer, self._producer, self._started = self._producer, None, False
-        if producer is not None:
-            await producer.stop()  # every send was awaited or abandoned: nothing to flush
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        try:
+            async with asyncio.timeout(self.timeout + STOP_GRACE):
+                if producer is not None:
+                    await producer.stop()  # a send still under way is delivered first
+                if self._closing:
+                    await asyncio.gather(*self._closing, return_exceptions=True)
+        except TimeoutError:
+            # aiokafka's stop waits for every pending batch, and its sender retries one
+            # without end while Kafka is away: a SIGTERM must not wait for Kafka's return.
+            for task in self._closing:
+                task.cancel()
+            if producer is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STOP_GRACE):
+                        await abandon(producer)
+            log.warning("kafka_producer_abandoned_at_stop", client_id=self._client_id,
+                        waited_seconds=self.timeout + STOP_GRACE)  # fmt: skip
 
     async def send(self, what: str, records: Sequence[Outgoing]) -> list[Any]:
         """Send ``records`` (one transaction, with a transactional id); their metadata.

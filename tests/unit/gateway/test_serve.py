@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import ssl
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from broker.config import GatewaySettings, KafkaSettings, Settings
 from broker.crypto import tls_ca, tls_leaf
@@ -79,3 +82,29 @@ async def test_a_gateway_with_a_certificate_serves_https_and_stops_when_told(
     assert await asyncio.to_thread(post) == (202, {"event_id": "e-1", "topic": run.topic})
     stop.set()
     await asyncio.wait_for(task, 15)
+
+
+async def test_sigterm_stops_the_gateway_and_logs_that_it_stopped(
+    tmp_path: Path, agency_keys: FileKeyStore
+) -> None:
+    """``docker stop``, a unit's stop: the gateway closes and says so, as for Ctrl-C."""
+    settings = Settings(home=tmp_path, gateway=GatewaySettings(port=0, token=SecretStr(TOKEN)))
+    kafka = KafkaClients(KafkaSettings(security_protocol="PLAINTEXT"))
+    runs: list[GatewayRun] = []
+    with capture_logs() as logs:
+        task = asyncio.create_task(
+            run_gateway(
+                settings, "wmp", agency_keys, kafka, publisher=Confirming(), started=runs.append
+            )
+        )
+        for _ in range(100):
+            if runs or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert runs
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(task, 15)
+    events = [e["event"] for e in logs]
+    assert events[0] == "gateway_started"
+    assert events[-1] == "gateway_stopped"
+    assert logs[-1]["party"] == "wmp"

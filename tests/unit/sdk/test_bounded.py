@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
+from structlog.testing import capture_logs
 
 from broker.config import KafkaSettings
 from broker.errors import SendUnconfirmed, TransportError, UsageError
 from broker.kafka import abandon
+from broker.sdk import _bounded as bounded_module
 from broker.sdk._bounded import BoundedProducer, Outgoing
 
 RECORD = Outgoing("accord.access", b"k", b"v", [])
@@ -203,3 +205,51 @@ async def test_abandon_fails_a_real_producers_queued_batch_and_ends_its_retrying
         delivered.result()
     await asyncio.sleep(0.2)  # nothing left to retry it: no task of the producer's runs on
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+def _stuck_producer() -> AIOKafkaProducer:
+    """A real aiokafka producer, nothing listening at its bootstrap, holding a batch its
+    sender retries for ever: its own ``stop`` waits until Kafka comes back."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=f"127.0.0.1:{port}", enable_idempotence=True, acks="all",
+        retry_backoff_ms=20,
+    )  # fmt: skip
+    sender = producer._sender
+    sender._sender_task = asyncio.create_task(sender._sender_routine())
+    sender._sender_task.add_done_callback(sender._fail_all)
+    return producer
+
+
+async def test_a_stop_while_kafka_is_not_answering_is_bounded_and_abandons_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SIGTERM while a send is still in the producer: stopped within the send timeout and
+    the grace, what it held failed (never written later), not waited for until Kafka is back."""
+    monkeypatch.setattr(bounded_module, "STOP_GRACE", 0.3)
+    producer = _stuck_producer()
+    tp = TopicPartition("accord.ingress.wmp", 0)
+    delivered = await producer._message_accumulator.add_message(tp, b"k", b"v", timeout=1)
+    bounded = BoundedProducer(FakeKafka(), "c", timeout=0.2)  # type: ignore[arg-type]
+    bounded._producer, bounded._started = producer, True  # as start makes it
+    t0 = time.monotonic()
+    with capture_logs() as logs:
+        await asyncio.wait_for(bounded.stop(), 5)
+    assert time.monotonic() - t0 < 1.5
+    assert not bounded.started
+    assert producer._sender.sender_task.done()
+    with pytest.raises(Exception, match="the producer was abandoned"):
+        delivered.result()
+    assert [e["event"] for e in logs] == ["kafka_producer_abandoned_at_stop"]
+
+
+async def test_a_stop_with_kafka_answering_closes_the_producer_and_logs_nothing() -> None:
+    kafka = FakeKafka(True)
+    bounded = BoundedProducer(kafka, "c", timeout=0.2)  # type: ignore[arg-type]
+    await bounded.start()
+    with capture_logs() as logs:
+        await bounded.stop()
+    assert kafka.made[0].calls == ["start", "stop"]
+    assert logs == []
