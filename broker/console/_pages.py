@@ -91,7 +91,8 @@ def _subject_search(form: Any, deps: ConsoleDeps) -> SubjectSearch:
     typed = {f: (form_field(form, f) or "").strip() or None for f in _DEMOGRAPHICS}
     named = any(value is not None for value in typed.values())
     if nhs is not None and named:
-        raise UsageError(_BOTH)
+        also = " and the ".join(_DEMOGRAPHICS[f].lower() for f, v in typed.items() if v)
+        raise UsageError(f"You gave the NHS number and the {also}. {_BOTH}")
     if nhs is None and not named:
         raise UsageError(_NEITHER)
     return subject_search(
@@ -106,7 +107,7 @@ _NEITHER = "Give the NHS number, or the given name, family name and date of birt
 
 def _form_error(message: str) -> str:
     """A refusal of the search in the form's words: its field, never what was typed."""
-    if message in (_BOTH, _NEITHER):
+    if message == _NEITHER or message.endswith(_BOTH):
         return message
     if message.startswith("--nhs-number: "):
         return "NHS number: " + message.removeprefix("--nhs-number: ")

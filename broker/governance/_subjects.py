@@ -107,7 +107,9 @@ def subject_search(
     given = {field: value for field, value in typed.items() if value is not None}
     if nhs_number is not None:
         if given:
-            raise UsageError(f"{_NEITHER}, not both")
+            # Named, so the officer sees which they gave (never what they typed in them).
+            also = " and ".join(_OPTIONS[f] for f in _OPTIONS if f in given)
+            raise UsageError(f"--nhs-number given with {also}: {_NEITHER}, not both")
         return SubjectSearch((subject_key_for_nhs_number(nhs_number, linkage_key),), "nhs_number")
     if not given:
         raise UsageError(_NEITHER)
@@ -134,6 +136,8 @@ def _validated(given: dict[str, str], now: datetime) -> Subject:
         message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "string_too_short":  # blank once stripped
             message = "needs at least one letter"
+        elif field == "postcode" and err["type"] == "string_too_long":
+            message = "not the shape of a UK postcode"  # as a short one that is not one is told
         elif field == "dob" and err["type"] != "value_error":
             message = "not a real date (YYYY-MM-DD)"  # pydantic's words name datetimes
         elif field == "dob" and message.startswith("must be an ISO 8601"):

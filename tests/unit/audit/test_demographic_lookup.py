@@ -151,7 +151,9 @@ def test_the_search_says_which_forms_it_searched_naming_no_one(keys: FileKeyStor
     ("typed", "message"),
     [
         ({"nhs_number": "9997017463", **TYPED}, "not both"),
-        ({"nhs_number": "9997017463", "postcode": POSTCODE}, "not both"),
+        ({"nhs_number": "9997017463", "postcode": POSTCODE},
+         "--nhs-number given with --postcode: give --nhs-number, or"),
+        ({**TYPED, "postcode": "DY4 7AA DY4 7AA"}, "--postcode: not the shape of a UK postcode"),
         ({}, "give --nhs-number, or --given-name"),
         ({"given_name": "Sian", "dob": "2016-03-04"}, "also needs --family-name"),
         ({"postcode": POSTCODE}, "--given-name and --family-name and --dob"),

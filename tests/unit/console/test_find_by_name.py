@@ -103,7 +103,12 @@ def test_an_earlier_look_up_by_name_is_listed_by_a_later_one_with_the_postcode(
     ("fields", "message"),
     [
         ({"nhs_number": "9997017463", **TYPED}, "not both"),
-        ({"nhs_number": "9997017463", "postcode": POSTCODE}, "not both"),
+        ({"nhs_number": "9997017463", "postcode": POSTCODE},
+         "You gave the NHS number and the postcode. Give the NHS number or the name and date "
+         "of birth, not both."),
+        ({"nhs_number": "9997017463", "given_name": "Sian", "dob": "2016-03-04"},
+         "You gave the NHS number and the given name and the date of birth. Give"),
+        ({**TYPED, "postcode": "DY4 7AA DY4 7AA"}, "Postcode: not the shape of a UK postcode"),
         ({}, "Give the NHS number, or the given name, family name and date of birth."),
         ({"given_name": "Sian", "dob": "2016-03-04"}, "also needs the family name."),
         ({**TYPED, "dob": "2016-02-30"}, "Date of birth: not a real date"),
