@@ -231,6 +231,19 @@ def _validated(publisher: Publishing, items: list[Any]) -> list[ContactEvent]:
     return parsed
 
 
+def _refused_by_acls(exc: BaseException) -> bool:
+    """Whether Kafka's ACLs refused it: told by the kind of Kafka error it came from (aiokafka's
+    ``...AuthorizationFailed...``), not by how broker.kafka words the message."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if "AuthorizationFailed" in type(cause).__name__:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Refused:
     """What to tell the caller when Kafka did not confirm: the SDK's rule (docs/sdk.md)."""
     if isinstance(exc, SendUnconfirmed):
@@ -252,7 +265,7 @@ def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Re
             f"Kafka did not confirm in time and may have written it: {again} (the broker "
             "takes an id once)", **ids,
         )  # fmt: skip
-    if str(exc).endswith("AuthorizationFailedError"):
+    if _refused_by_acls(exc):
         # Kafka's ACLs: not Kafka being away, so saying "try later" would be wrong.
         return _Refused(403, Outcome.REFUSED,
                         "Kafka refused this party the write (consent: is it a consent "
