@@ -19,10 +19,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiokafka.errors import (
     AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
     ProducerFenced,
     SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
     UnsupportedSaslMechanismError,
 )
 
@@ -48,17 +52,29 @@ log = structlog.get_logger("accord.kafka")
 NOT_ANSWERING_AFTER_S = 5.0
 
 
+_DENIED = (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
+
+
 @contextlib.asynccontextmanager
-async def translated(what: str) -> AsyncIterator[None]:
+async def translated(what: str, *, principal: str | None = None) -> AsyncIterator[None]:
     """Re-raise Kafka's errors (and socket errors) as ``TransportError`` naming ``what``.
 
     A producer fenced by a newer one with the same transactional id raises ``Fenced``: the
-    caller decides what being taken over means for it.
+    caller decides what being taken over means for it. A request Kafka's ACLs refuse is
+    said as a refusal of ``principal`` (the login, when not given), naming what it was
+    refused, not as the name of aiokafka's exception.
     """
     try:
         yield
     except ProducerFenced as exc:
         raise Fenced(f"{what}: another process took over this transactional id") from exc
+    except _DENIED as exc:
+        raise TransportError(f"{what}: {refused_access(exc, principal)}") from exc
     except KafkaError as exc:
         raise TransportError(f"{what}: {type(exc).__name__}") from exc
     except OSError as exc:
@@ -89,7 +105,7 @@ async def connecting(kafka: str | KafkaClients) -> AsyncIterator[None]:
     try:
         with _keeping_causes() as causes:
             try:
-                async with translated(what):
+                async with translated(what, principal=principal):
                     yield
             except TransportError as exc:
                 why = _refusal(causes, principal, ca)
@@ -114,6 +130,39 @@ def _refusal(causes: list[BaseException], principal: str | None, ca: Path | None
         if isinstance(exc, ssl.SSLError):
             return f"TLS: the handshake failed ({exc.reason or type(exc).__name__}; a TLS port?)"
     return None
+
+
+def refused_access(exc: KafkaError, principal: str | None) -> str:
+    """What Kafka's ACLs refused ``principal``: a suspended party, or a principal asking
+    for what its grants do not cover (docs/operations.md, What each principal may do)."""
+    who = principal or "this login"
+    why = "no grant allows it (a suspended party holds none; docs/operations.md, What each "
+    why += "principal may do)"
+    if isinstance(exc, ClusterAuthorizationFailedError):
+        # Met first by a producer starting: Kafka lets one start only for a login that may
+        # write to some topic.
+        return f"Kafka refused {who} the right to write (a producer needs it): {why}"
+    names = sorted(_names(exc.args))
+    noun = {
+        TopicAuthorizationFailedError: "topic",
+        GroupAuthorizationFailedError: "consumer group",
+        TransactionalIdAuthorizationFailed: "transactional id",
+    }.get(type(exc), "resource")
+    if names:
+        tried = f"the {noun}{'s' if len(names) > 1 else ''} {', '.join(names)}"
+    else:
+        tried = f"the {noun} it asked for"
+    return f"Kafka refused {who} {tried}: {why}"
+
+
+def _names(args: tuple[Any, ...]) -> set[str]:
+    """Topic, group or transactional id names aiokafka put in an exception's arguments (one,
+    or a collection of them); nothing else it may have put there."""
+    out: set[str] = set()
+    for arg in args:
+        items = arg if isinstance(arg, set | frozenset | list | tuple) else [arg]
+        out |= {i for i in items if isinstance(i, str) and i and " " not in i}
+    return out
 
 
 def refused_login(principal: str | None) -> str:

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.devkafka import EmbeddedKafka
 from broker.errors import TransportError
-from broker.kafka import KafkaClients, missing_topics, read_access
+from broker.kafka import KafkaClients, connecting, missing_topics, read_access, stop_quietly
 from broker.policy import Policy, load_bundle
 from broker.provision import provision
 from broker.topics import AUDIT, CONSENT, STATE, deliver, ingress
@@ -57,6 +57,20 @@ async def _produce(settings: KafkaSettings, topic: str) -> str:
         return type(exc).__name__
     finally:
         await producer.stop()
+    return "ok"
+
+
+async def _start_producer(settings: KafkaSettings) -> str:
+    """What Accord says when a transactional producer starts as ``settings``' login."""
+    clients = KafkaClients(settings)
+    producer = clients.transactional_producer(f"test-{uuid.uuid4().hex[:6]}", "test-start")
+    try:
+        async with connecting(clients):
+            await producer.start()
+    except TransportError as exc:
+        return str(exc)
+    finally:
+        await stop_quietly(producer)
     return "ok"
 
 
@@ -175,6 +189,10 @@ async def test_suspending_a_party_and_provisioning_again_removes_its_access(
     plan = provision(suspended, node.client_settings(), clients_dir=node.security.clients_dir)
     assert {(row[0], row[2]) for row in plan.rows()} == {("remove", "rwt")}
     assert (await _produce(rwt, ingress("rwt"))).endswith("AuthorizationFailedError")
+    # Said by Accord as a refusal of rwt, not as aiokafka's exception's name.
+    said = await _start_producer(rwt)
+    assert said.startswith(f"connecting to Kafka at {node.bootstrap}: Kafka refused rwt "), said
+    assert "no grant allows it (a suspended party holds none" in said
     # Back in the bundle, and provisioned again: the same login works again.
     provision(load_bundle(POLICIES), node.client_settings(), clients_dir=node.security.clients_dir)
     assert await _produce(rwt, ingress("rwt")) == "ok"
