@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -123,18 +124,25 @@ def _say_commands(
     parties = policy.bundle.parties
     hub = next((p for p, party in parties.items() if party.kind == "hub"), None)
     team = next((p for p, party in parties.items() if party.kind == "coordinating_team"), None)
+    # Exported, not set per command: every audit command signs in, and the demo's officer
+    # is in the demo's own users file, which no command reads unless told.
+    shell = replace(
+        shell, exports={**shell.exports, "ACCORD_CONSOLE__USERS_FILE": str(users_file.absolute())}
+    )
+    officer = ("--as", DEMO_OFFICER)
     lines = [
         shell.run("audit", "verify"),
-        shell.run(
-            "audit",
-            "report",
-            "--as",
-            DEMO_OFFICER,
-            "--reason",
-            "oversight",
-            env={"ACCORD_CONSOLE__USERS_FILE": str(users_file.absolute())},
-        ),
-    ]
+        shell.run("audit", "report", *officer, "--reason", "oversight"),
+        # A child's NHS number and an override's ids are the demo's random ones: named by a
+        # shell variable to set, never a made-up value that would find nothing.
+        "# a subject access request: set NHS to a child's NHS number from the tail below",
+        shell.run("audit", "subject", "--nhs-number") + ' "$NHS" '
+        + " ".join([*officer, "--reason", "subject_access_request", "--format", "html"])
+        + " > sar.html",
+        "# an override's review: set EVENT and TO from the console's Override reviews page",
+        shell.run("audit", "review-override") + ' "$EVENT" --recipient "$TO" '
+        + " ".join([*officer, "--finding", "justified", "--reference", "IG-DEMO-1"]),
+    ]  # fmt: skip
     if hub is not None:
         # tail acknowledges each record it prints, as opened by the person at the terminal
         # (--by, default the login name): the child's disclosure log names them.
@@ -142,6 +150,6 @@ def _say_commands(
     if team is not None:
         lines += [shell.run("desk", "add-user", "--as", team, "kim.ward"),
                   shell.run("desk", "--as", team)]  # fmt: skip
-    say("from another terminal (the audit report asks for the password above):")
+    say("from another terminal (the audit commands ask for the password above):")
     for line in [*shell.setup(), *lines]:
         say(f"  {line}")

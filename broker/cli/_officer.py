@@ -83,7 +83,9 @@ def sign_in(
     if not users.authenticate(name, password, code):
         # Nothing is logged: a one-shot command's output is its stdout (JSON, CSV), and the
         # officer sees this line; what they then look at is in the audit log under their name.
-        raise SignInFailed(FAILED)
+        # The accounts file read is named (the same for every failure, so it tells no one
+        # whether the account exists): an account in another file, the demo's say, is found.
+        raise SignInFailed(f"{FAILED} (accounts read from {users.path})")
     return name
 
 

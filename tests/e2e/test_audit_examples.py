@@ -243,7 +243,9 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     # A wrong password shows nothing (the sign-in comes first); the error names no account.
     code, out, err = await cli(report, capsys, password="not the password")
     assert (code, out) == (1, "")  # SignInFailed
-    assert err == "accord: error: sign-in failed: wrong account name, password or code\n"
+    assert err.startswith(
+        "accord: error: sign-in failed: wrong account name, password or code (accounts read from "
+    )
     assert (pending["event_id"], pending["recipient"]) == overrides[0]
     argv = ["audit", "review-override", pending["event_id"], "--recipient", pending["recipient"],
             "--as", OFFICER, "--password-stdin", "--finding", "justified",

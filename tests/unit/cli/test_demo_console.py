@@ -178,16 +178,22 @@ def test_the_demo_prints_complete_commands_for_another_terminal(
     start = next(i for i, line in enumerate(said) if line.startswith("from another terminal"))
     commands = [line.strip() for line in said[start + 1 :]]
     assert commands[0] == f"cd {REPO}"
+    users = demo_users_file(settings.home)
+    # The demo's users file is exported: audit subject and review-override sign in too.
     assert commands[1] == (
         f"export ACCORD_HOME={settings.home} ACCORD_KEYSTORE__PASSPHRASE_FILE={passphrase} "
-        f"ACCORD_POLICIES={REPO / 'policies'}"
+        f"ACCORD_POLICIES={REPO / 'policies'} ACCORD_CONSOLE__USERS_FILE={users}"
     )
     accord = shell.accord
     assert f"{accord} audit verify" in commands
-    users = demo_users_file(settings.home)
+    assert f"{accord} audit report --as {DEMO_OFFICER} --reason oversight" in commands
     assert (
-        f"ACCORD_CONSOLE__USERS_FILE={users} {accord} audit report --as {DEMO_OFFICER} "
-        "--reason oversight"
+        f'{accord} audit subject --nhs-number "$NHS" --as {DEMO_OFFICER} --reason '
+        "subject_access_request --format html > sar.html"
+    ) in commands
+    assert (
+        f'{accord} audit review-override "$EVENT" --recipient "$TO" --as {DEMO_OFFICER} '
+        "--finding justified --reference IG-DEMO-1"
     ) in commands
     assert f"{accord} tail --as cog-tipton" in commands
     assert f"{accord} desk add-user --as sandwell-coord kim.ward" in commands
