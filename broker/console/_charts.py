@@ -2,6 +2,8 @@
 
 The console's Content-Security-Policy forbids scripts and inline styles; an SVG of ``rect``
 elements with classes (coloured by the stylesheet) and ``title`` tooltips needs neither.
+Each bar's number is also drawn as text beside it: a tooltip is no use on paper, on a touch
+screen or to a reader who does not hover.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class Value:
+    """A number drawn on the chart: a day's total above its bar, a count after its bar."""
+
+    x: float
+    y: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Chart:
     width: int
     height: int
@@ -38,6 +49,7 @@ class Chart:
     peak: int
     total: int
     legend: tuple[tuple[str, str], ...]  # (css class, label)
+    values: tuple[Value, ...] = ()
 
 
 def days_ending(last: date, count: int) -> list[date]:
@@ -54,26 +66,31 @@ def decisions_chart(
     """A stacked bar per day: shared, shared under override, not shared."""
     counts = {(d, o): n for d, o, n in rows}
     plot_h = height - 24  # room for the day labels
+    top_margin = 14  # room for the tallest day's total above its bar
     per_day = [[counts.get((d.isoformat(), o), 0) for o in OUTCOMES] for d in days]
     peak = max([sum(c) for c in per_day] + [1])
     slot = width / max(len(days), 1)
     bars: list[Bar] = []
     ticks: list[Tick] = []
+    values: list[Value] = []
     for i, (day, stack) in enumerate(zip(days, per_day, strict=True)):
         x = i * slot + slot * 0.15
         top = float(plot_h)
         for outcome, n in zip(OUTCOMES, stack, strict=True):
             if n == 0:
                 continue
-            h = plot_h * n / peak
+            h = (plot_h - top_margin) * n / peak
             top -= h
             bars.append(
                 Bar(x, top, slot * 0.7, h, f"o-{outcome}", f"{day.isoformat()}: {n} {outcome}")
             )
+        if sum(stack):
+            values.append(Value(i * slot + slot / 2, top - 3, str(sum(stack))))
         if len(days) <= 16 or i % 2 == 0:
             ticks.append(Tick(i * slot + slot / 2, day.strftime("%d %b")))
     legend = tuple((f"o-{o}", o.replace("_", " ")) for o in OUTCOMES)
-    return Chart(width, height, tuple(bars), tuple(ticks), peak, sum(map(sum, per_day)), legend)
+    return Chart(width, height, tuple(bars), tuple(ticks), peak, sum(map(sum, per_day)), legend,
+                 tuple(values))  # fmt: skip
 
 
 def counts_chart(rows: Sequence[tuple[str, int]], *, width: int = 720, row_h: int = 26) -> Chart:
@@ -92,5 +109,9 @@ def counts_chart(rows: Sequence[tuple[str, int]], *, width: int = 720, row_h: in
         for i, (label, n) in enumerate(rows)
     )
     ticks = tuple(Tick(i * row_h + row_h / 2 + 4, label) for i, (label, _) in enumerate(rows))
+    values = tuple(
+        Value(bar.x + bar.width + 6, i * row_h + row_h / 2 + 4, str(n))
+        for i, (bar, (_, n)) in enumerate(zip(bars, rows, strict=True))
+    )
     total = sum(n for _, n in rows)
-    return Chart(width, max(len(rows), 1) * row_h, bars, ticks, peak, total, ())
+    return Chart(width, max(len(rows), 1) * row_h, bars, ticks, peak, total, (), values)
