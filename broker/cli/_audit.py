@@ -268,7 +268,7 @@ def subject(
     earlier look-ups. Left out, --as and --reason are asked for at a terminal.
     """
     from broker.cli._audit_render import disclosure
-    from broker.governance import disclosure_log, subject_search
+    from broker.governance import disclosure_log, subject_search, verification_state
 
     settings = load_settings()
     keys = keystore(settings, Principal.CONSOLE)
@@ -285,10 +285,20 @@ def subject(
             subject_keys=search.keys, detail={"purpose": why.value, **search.detail()},
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
+        state = verification_state(store)
     finally:
         store.close()
     searched = search.summary()
-    typer.echo(disclosure(entries, fmt.value, searched=searched))
+    # As the console's page says it: how the child was searched and the keys, never the
+    # NHS number or the name typed.
+    how = "by NHS number" if search.by == "nhs_number" else "by name and date of birth"
+    produced = [
+        f"Produced {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by {name}, for "
+        f"{why.value.replace('_', ' ')}",
+        f"Searched {how}; subject keys {', '.join(search.keys)}",
+        f"Audit log: {state}",
+    ]
+    typer.echo(disclosure(entries, fmt.value, searched=searched, produced=produced))
     if searched is not None and fmt in (Format.CSV, Format.JSON):
         typer.echo(searched, err=True)  # not in the data: its shape is the same either way
 

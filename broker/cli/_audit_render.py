@@ -87,9 +87,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def disclosure(entries: Sequence[DisclosureEntry], fmt: str, *, searched: str | None = None) -> str:
+def disclosure(
+    entries: Sequence[DisclosureEntry],
+    fmt: str,
+    *,
+    searched: str | None = None,
+    produced: Sequence[str] = (),
+) -> str:
     """The log in ``fmt``; ``searched`` (what a look-up by demographics searched, naming no
-    one) heads the table and the page, and stays out of CSV and JSON, whose shape is fixed."""
+    one) heads the table and the page, and stays out of CSV and JSON, whose shape is fixed.
+    ``produced`` (when, by whom, what was searched, the log's verification state) heads the
+    HTML page, the attachment a SAR response carries."""
     if fmt == "json":
         return json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False)
     keys = [k for k, _ in _LOG_COLUMNS]
@@ -104,7 +112,7 @@ def disclosure(entries: Sequence[DisclosureEntry], fmt: str, *, searched: str | 
         return buf.getvalue().rstrip("\n")
     if fmt == "html":
         note = f"{len(entries)} entries" + (f"; {searched}" if searched else "")
-        return _html_page("Disclosure log", heads, rows, note)
+        return _html_page("Disclosure log", heads, rows, note, produced)
     title = f"Disclosure log: {len(entries)} entries, oldest first"
     if searched:
         title += f"\n{searched[:1].upper()}{searched[1:]}"
@@ -112,9 +120,15 @@ def disclosure(entries: Sequence[DisclosureEntry], fmt: str, *, searched: str | 
 
 
 def _html_page(
-    title: str, heads: Sequence[str], rows: Sequence[Sequence[object]], note: str
+    title: str,
+    heads: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    note: str,
+    produced: Sequence[str] = (),
 ) -> str:
     esc = html.escape
+    about = "".join(f"<li>{esc(line)}</li>" for line in produced)
+    about = f'<ul id="produced">{about}</ul>' if about else ""
     head = "".join(f"<th>{esc(h)}</th>" for h in heads)
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>" for row in rows
@@ -124,7 +138,7 @@ def _html_page(
         f"<title>{esc(title)}</title><style>body{{font-family:sans-serif}}"
         "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;"
         "font-size:90%;text-align:left;vertical-align:top}</style></head><body>"
-        f"<h1>{esc(title)}</h1><p>{esc(note)}</p>"
+        f"<h1>{esc(title)}</h1>{about}<p>{esc(note)}</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>"
     )
 

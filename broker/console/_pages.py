@@ -35,6 +35,7 @@ from broker.governance import (
     review_override,
     reviewed_overrides,
     subject_search,
+    verification_state,
 )
 from broker.webauth import Session, form_field, read_form
 
@@ -263,6 +264,9 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             searched=search.summary(),
             lookups=sorted(earlier.values(), key=lambda r: (r.at, r.chain, r.seq)),
             purpose=purpose.value,
+            # What a SAR attachment carries: when, by whom, and the log's state then.
+            produced=mine.at,
+            log_state=verification_state(deps.store),
         )
 
     @app.get("/overrides", response_class=HTMLResponse)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 
@@ -210,6 +210,24 @@ def _keep(store: AuditStore, run: VerifyRun) -> None:
         store.keep_verification(run)
     except AuditError as exc:
         log.warning("verify_result_not_kept", error=str(exc), ok=run.ok)
+
+
+def verification_state(store: AuditStore) -> str:
+    """The log's verification state as of now, for a SAR's header: the last verification
+    kept, and any chain the indexer found broken (chain names only)."""
+    broken = sorted(c for c, h in store.heads().items() if h.broken_seq is not None)
+    last = store.last_verification()
+    parts = [f"the indexer found broken: {', '.join(broken)}"] if broken else []
+    if last is None:
+        parts.append("no verification recorded; run 'accord audit verify' before sending")
+    else:
+        when = f"{last.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC by {last.by}"
+        parts.append(
+            f"last verified {when}: intact, {last.records} records in {last.chains} chains"
+            if last.ok
+            else f"last verification, {when}, FAILED: {last.failure}"
+        )
+    return "; ".join(parts)
 
 
 def signed_checkpoints(store: AuditStore) -> dict[str, AuditRecord]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from broker.audit import AuditRecord, KeystoreAuditVerifier
 from broker.errors import ChainBroken
 from broker.governance import AuditStore, verify_and_keep
-from tests.unit.audit.conftest import T0, Run
+from broker.linkage import Linker
+from tests.unit.audit.conftest import CHILD_NHS, T0, Run
 
 
 def _tamper(store: AuditStore, *, undo: bool = False) -> None:
@@ -56,3 +59,30 @@ def test_accord_audit_verify_keeps_its_result_in_the_index(
     assert last is not None
     assert (last.ok, last.via, last.chain, last.seq) == (False, "cli", "worker:w1", 2)
     assert last.by  # the login name at the terminal
+
+
+def test_a_sar_attachment_says_when_by_whom_what_was_searched_and_the_logs_state(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]], linker: Linker,
+) -> None:  # fmt: skip
+    argv = ["audit", "subject", "--nhs-number", CHILD_NHS, "--db", audit_db_url, "--reason",
+            "subject_access_request", "--as", "ig.jo", "--format", "html"]  # fmt: skip
+    _, out, _ = run_cli(argv)
+    head = re.search(r'<ul id="produced">(.*?)</ul>', out)
+    assert head, out[:500]
+    lines = re.findall(r"<li>(.*?)</li>", head.group(1))
+    assert re.fullmatch(
+        r"Produced \d{4}-\d\d-\d\d \d\d:\d\d UTC by ig\.jo, for subject access request", lines[0]
+    )
+    key = linker.from_nhs_number(CHILD_NHS)
+    assert lines[1] == f"Searched by NHS number; subject keys {key}"
+    assert lines[2] == (
+        "Audit log: no verification recorded; run &#x27;accord audit verify&#x27; before sending"
+    )
+    assert CHILD_NHS not in out
+    verify_and_keep(store, verifier, by="jsmith", via="cli", at=T0)
+    _, out, _ = run_cli(argv)
+    assert (
+        f"<li>Audit log: last verified 2026-11-22 08:00 UTC by jsmith: intact, {len(indexed)} "
+        "records in 1 chains</li>"
+    ) in out

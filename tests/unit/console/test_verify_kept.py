@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from broker.audit import AuditRecord
 from broker.governance import AuditStore
+from tests.unit.audit.conftest import CHILD_NHS
 from tests.unit.console.conftest import OFFICER, IndexingSink, sign_in
 
 
@@ -85,4 +86,23 @@ def test_the_chain_page_says_why_its_two_totals_differ(
         rf'id="verify-totals">The verification read {before} records; the index holds {now} '
         rf"now.\s*The {now - before} more were indexed after it read the index",
         page,
+    )
+
+
+def test_the_childs_log_page_says_when_by_whom_and_the_logs_verification_state(
+    client: TestClient, store: AuditStore
+) -> None:
+    token = sign_in(client)
+    form = {"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token}
+    page = client.post("/subjects", data=form).text
+    assert re.search(
+        rf'<p id="produced">Produced 2026-11-22 14:00 UTC by {OFFICER}\. Audit log: no '
+        r"verification recorded",
+        page,
+    )
+    _tamper(store)
+    client.post("/chains/verify", data={"csrf": token})
+    page = client.post("/subjects", data=form).text
+    assert "Audit log: last verification, 2026-11-22 14:00 UTC by ig.jo, FAILED: audit chain" in (
+        page.replace("&#39;", "'")
     )
