@@ -272,8 +272,8 @@ def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Re
                         "authority?); nothing was written")  # fmt: skip
     return _Refused(
         503, Outcome.KAFKA_UNAVAILABLE,
-        "Kafka could not be reached or did not take it: send it again later, under the same "
-        "event_id",
+        "Kafka could not be reached, and nothing was handed to it: send it again later, "
+        "under the same event_id",
         headers={"Retry-After": str(deps.retry_after_seconds)},
     )  # fmt: skip
 

@@ -18,6 +18,11 @@ written after we gave up; the next producer's start, with the same id, aborts it
 stops every retry, but a request already on the wire may still be written: publish again
 under the same event id (the broker takes an event id once).
 
+Sends without a transactional id share one producer, so a send given up on abandons the
+records of others under way on it: those fail, though Kafka may have had some already. Any
+such send failing once one of its records was in the producer's queue is ``SendUnconfirmed``,
+never a plain failure, whatever the error.
+
 The one case a transaction cannot close: the deadline passing while Kafka commits.
 aiokafka hands the commit (EndTxn) to its sender task and waits; once the request has left,
 abandoning the producer cannot call it back, and the coordinator may complete the commit.
@@ -140,15 +145,16 @@ class BoundedProducer:
         """Send ``records`` (one transaction, with a transactional id); their metadata.
 
         ``TransportError`` if Kafka has not taken them all within the deadline, or failed;
-        ``SendUnconfirmed`` (one) if the deadline passed once Kafka may have had them.
+        ``SendUnconfirmed`` (one) if that happened once Kafka may have had them.
         """
         if not self._started:  # the clients say so first, naming themselves
             raise UsageError("the client is not started")
         try:
             # This send's own: set once Kafka may have it (its commit begun; without a
-            # transaction, its records handed to the producer). Past that, a send given up
-            # on is unconfirmed. Not the producer's: a caller still waiting for the lock
-            # when its deadline passes has handed nothing over.
+            # transaction, one of its records in the producer's queue). Past that, a send
+            # given up on is unconfirmed (and, without a transaction, one failed too). Not
+            # the producer's: a caller still waiting for the lock when its deadline passes
+            # has handed nothing over.
             handed_over: list[bool] = []
             async with asyncio.timeout(self.timeout):
                 if self.transactional_id is None:
@@ -170,6 +176,17 @@ class BoundedProducer:
             raise TransportError(
                 f"{what}: Kafka did not answer within {self.timeout:g} s; nothing was written"
             ) from None
+        except TransportError as exc:
+            if not handed_over or self.transactional_id is not None:
+                raise  # nothing queued; or a transaction Kafka answered: not committed
+            if isinstance(exc, SendUnconfirmed):
+                raise
+            # Failed once queued: another send's deadline abandoned the producer under it,
+            # or Kafka refused a later record of it. What was queued may have been written.
+            raise SendUnconfirmed(
+                f"{exc}; it is not sent again, but Kafka may have received it",
+                event_ids=tuple(r.key.decode("ascii") for r in records),
+            ) from exc
 
     async def _send(
         self, what: str, records: Sequence[Outgoing], handed_over: list[bool]
@@ -204,11 +221,12 @@ class BoundedProducer:
         async with translated(what):
             if transactional:
                 await producer.begin_transaction()
-            else:
-                handed_over.append(True)
-            futures = [
-                await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records
-            ]
+            futures = []
+            for r in records:
+                futures.append(await producer.send(r.topic, r.value, key=r.key, headers=r.headers))
+                if not transactional and not handed_over:
+                    # In the producer's queue: from now on it may reach Kafka.
+                    handed_over.append(True)
             metas = list(await asyncio.gather(*futures))
             if transactional:
                 # From here the commit cannot be called back (see the module's docstring).

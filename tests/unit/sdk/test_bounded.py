@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 from structlog.testing import capture_logs
 
@@ -253,3 +254,52 @@ async def test_a_stop_with_kafka_answering_closes_the_producer_and_logs_nothing(
         await bounded.stop()
     assert kafka.made[0].calls == ["start", "stop"]
     assert logs == []
+
+
+class QueueingProducer(AIOKafkaProducer):  # type: ignore[misc]  # aiokafka is untyped
+    """A real producer whose ``send`` queues as aiokafka's does once it knows the partition's
+    leader (which, here, never answers): so abandoning it fails what it holds for real."""
+
+    async def send(self, topic: str, value: bytes, **kw: Any) -> asyncio.Future[Any]:
+        tp = TopicPartition(topic, 0)
+        future: asyncio.Future[Any] = await self._message_accumulator.add_message(
+            tp, kw.get("key"), value, timeout=1
+        )
+        return future
+
+
+async def test_a_send_failed_because_another_abandoned_the_producer_is_unconfirmed() -> None:
+    """Two requests share the producer; the first's deadline abandons it with the second's
+    record already queued (it may be in Kafka): the second is SendUnconfirmed, naming its
+    id, not a plain failure saying Kafka did not take it."""
+    producer = _stuck_producer()
+    producer.__class__ = QueueingProducer
+    bounded = BoundedProducer(FakeKafka(), "c", timeout=1.0)  # type: ignore[arg-type]
+    bounded._producer, bounded._started = producer, True  # as start makes it
+    first = asyncio.create_task(bounded.send("publishing", [RECORD]))
+    await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    other = Outgoing("accord.ingress.wmp", b"5b0f6c1e-0d0a-4c1e-9d55-0a7c2b1e0002", b"v", [])
+    with pytest.raises(SendUnconfirmed, match="may have received it") as e:
+        await bounded.send("publishing", [other])
+    assert time.monotonic() - t0 < 0.95  # failed by the abandoning, before its own deadline
+    assert e.value.event_ids == ("5b0f6c1e-0d0a-4c1e-9d55-0a7c2b1e0002",)
+    with pytest.raises(SendUnconfirmed):
+        await first
+    await bounded.stop()
+
+
+async def test_a_send_that_fails_before_anything_is_queued_says_nothing_was_written() -> None:
+    """Kafka refusing the first record (no metadata, ACLs): a plain TransportError."""
+    kafka = FakeKafka(True)
+    bounded = BoundedProducer(kafka, "c", timeout=1.0)  # type: ignore[arg-type]
+    await bounded.start()
+
+    async def refused(*_: Any, **__: Any) -> asyncio.Future[Any]:
+        raise KafkaConnectionError("no broker")
+
+    kafka.made[0].send = refused  # type: ignore[method-assign]
+    with pytest.raises(TransportError) as e:
+        await bounded.send("publishing", [RECORD])
+    assert not isinstance(e.value, SendUnconfirmed)
+    await bounded.stop()
