@@ -19,10 +19,13 @@ def _credentials() -> faust.SASLCredentials | None:
         return None
     with open(path, encoding="utf-8") as fh:  # noqa: PTH123  # a plain script, no pathlib needed
         conf = dict(line.strip().split("=", 1) for line in fh if "=" in line)
+    ca = conf.get("ssl.ca.location")
+    if ca is not None:  # a relative CA is beside the client file, as Accord writes them
+        ca = os.path.join(os.path.dirname(path), ca)  # noqa: PTH118, PTH120  # as above
     return faust.SASLCredentials(
         username=conf["sasl.username"],
         password=conf["sasl.password"],
-        ssl_context=ssl.create_default_context(cafile=conf.get("ssl.ca.location")),
+        ssl_context=ssl.create_default_context(cafile=ca),
         mechanism=conf["sasl.mechanisms"],
     )
 

@@ -10,7 +10,8 @@ experiments, chosen when the data folder is made and never changed afterwards.
 Files under the data folder: ``tls/ca.pem`` (what clients trust), ``tls/ca.key``,
 ``tls/broker.pem`` and ``tls/broker.key`` (0600); ``clients/<principal>.properties`` and
 ``clients/<principal>.librdkafka.conf`` (0600), the admin's written here and every other
-principal's by ``accord kafka provision``; each start points them all at the node's port.
+principal's by ``accord kafka provision``, naming ``clients/kafka-ca.pem`` (a copy of
+``tls/ca.pem``) relatively; each start points them all at the node's port.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from broker.kafka import MECHANISM, read_client_file, write_client_files
 from broker.principals import Principal
 
 ADMIN = str(Principal.ADMIN)
+#: The CA certificate's name beside the client files (``accord deploy render``'s too).
+CA_BESIDE = "kafka-ca.pem"
 
 BROKER_CN = "kafka-broker"  # the broker's certificate subject: its principal on the controller
 _RENEW_WITHIN = dt.timedelta(days=30)
@@ -116,10 +119,16 @@ class NodeSecurity:
             )  # fmt: skip
             _write_private(self.tls_dir / "broker.key", key)
             broker.write_bytes(cert)
+        # The CA beside the client files, named relatively (as provisioning and deploy
+        # render do): the folder can be handed over, or moved, whole.
         write_client_files(
             self.clients_dir, ADMIN, bootstrap=bootstrap, password=self.admin_password(),
-            ca_file=self.ca_file,
+            ca_file=Path(CA_BESIDE),
         )  # fmt: skip
+        beside = self.clients_dir / CA_BESIDE
+        tmp = beside.with_name(f".{CA_BESIDE}.tmp")
+        tmp.write_bytes(self.ca_file.read_bytes())
+        tmp.replace(beside)
         self._point_clients_at(bootstrap)
 
     def _point_clients_at(self, bootstrap: str) -> None:

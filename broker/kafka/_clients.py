@@ -130,9 +130,10 @@ class KafkaClients:
                 try:
                     context = create_ssl_context(cafile=cafile)
                 except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                    raise ConfigError(
-                        f"the Kafka CA file {cafile} cannot be used: {type(exc).__name__}"
-                    ) from None
+                    why = type(exc).__name__
+                    if isinstance(exc, FileNotFoundError):
+                        why = "file not found (ACCORD_KAFKA__CA_FILE names one elsewhere)"
+                    raise ConfigError(f"the Kafka CA file {cafile} cannot be used: {why}") from None
                 self._security = {
                     "security_protocol": "SASL_SSL",
                     "sasl_mechanism": MECHANISM,

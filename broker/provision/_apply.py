@@ -10,12 +10,15 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from broker.config import KafkaSecurity, KafkaSettings
-from broker.errors import TransportError
+from broker.errors import ConfigError, TransportError
 from broker.kafka import can_log_in, change_access, read_access, write_client_files
 from broker.policy import Policy
 from broker.provision._plan import Plan, desired_access, plan_changes
 
 __all__ = ["provision"]
+
+#: The CA certificate's name beside the client files, as ``accord deploy render`` names it.
+CA_BESIDE = "kafka-ca.pem"
 
 
 def provision(
@@ -49,9 +52,10 @@ def provision(
     # could never be used (a later run sees it exists and makes no new one), and a rotated
     # one would lock its principal out. A run that fails part-way leaves files whose
     # passwords the cluster may not hold yet; running it again makes them agree.
+    ca = _ca_beside(clients_dir, admin.ca_file) if made else None
     for user, password in made.items():
         write_client_files(
-            clients_dir, user, bootstrap=admin.bootstrap, password=password, ca_file=admin.ca_file
+            clients_dir, user, bootstrap=admin.bootstrap, password=password, ca_file=ca
         )
     try:
         change_access(
@@ -72,6 +76,27 @@ def provision(
         for suffix in (".properties", ".librdkafka.conf"):
             (clients_dir / f"{user}{suffix}").unlink(missing_ok=True)
     return plan
+
+
+def _ca_beside(clients_dir: Path, ca: Path | None) -> Path | None:
+    """Put the CA the clients trust beside their files, as ``CA_BESIDE``, and return that
+    relative name for them to give (None: the system's CAs, nothing to copy).
+
+    An absolute path names this host's folder: handed to another organisation, the files
+    would point at a file that is not there. Accord's SDK and CLI read a relative CA beside
+    the client file; kcat and Java clients read it from the folder they run in."""
+    if ca is None:
+        return None
+    try:
+        data = ca.read_bytes()
+    except OSError as exc:
+        why = "file not found" if isinstance(exc, FileNotFoundError) else exc.strerror
+        raise ConfigError(f"the Kafka CA file {ca} cannot be read: {why}") from None
+    clients_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = clients_dir / f".{CA_BESIDE}.tmp"  # the CA there may be the one read: replaced whole
+    tmp.write_bytes(data)
+    tmp.replace(clients_dir / CA_BESIDE)
+    return Path(CA_BESIDE)
 
 
 def _settled(admin: KafkaSettings, plan: Plan, passwords: dict[str, str]) -> None:

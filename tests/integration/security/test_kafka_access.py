@@ -21,7 +21,14 @@ from pydantic import SecretStr
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.devkafka import EmbeddedKafka
 from broker.errors import TransportError
-from broker.kafka import KafkaClients, connecting, missing_topics, read_access, stop_quietly
+from broker.kafka import (
+    KafkaClients,
+    connecting,
+    missing_topics,
+    read_access,
+    read_client_file,
+    stop_quietly,
+)
 from broker.policy import Policy, load_bundle
 from broker.provision import provision
 from broker.topics import AUDIT, CONSENT, STATE, deliver, ingress
@@ -219,16 +226,18 @@ def test_kcat_uses_the_client_files_unchanged(node: EmbeddedKafka, tmp_path: Pat
     env = _recent_librdkafka(tmp_path)
     clients = node.security.clients_dir
     marker = f"kcat-{uuid.uuid4().hex}".encode()
+    # Run from the folder, as a party would: the files name the CA beside them, relatively.
+    assert read_client_file(clients / "wmp.librdkafka.conf")["ssl.ca.location"] == "kafka-ca.pem"
     produced = subprocess.run(  # Debian's kcat, fixed arguments
-        [kcat, "-F", str(clients / "wmp.librdkafka.conf"), "-P", "-t", ingress("wmp")],
-        input=marker, capture_output=True, timeout=60, check=False, env=env,
+        [kcat, "-F", "wmp.librdkafka.conf", "-P", "-t", ingress("wmp")],
+        input=marker, capture_output=True, timeout=60, check=False, env=env, cwd=clients,
     )  # fmt: skip
     assert produced.returncode == 0, produced.stderr
     seen = asyncio.run(read_to_end(node.bootstrap, ingress("wmp")))
     assert marker in [m.value for m in seen]
     refused = subprocess.run(
-        [kcat, "-F", str(clients / "wmp.librdkafka.conf"), "-C", "-t", AUDIT, "-e", "-q"],
-        capture_output=True, timeout=60, check=False, env=env,
+        [kcat, "-F", "wmp.librdkafka.conf", "-C", "-t", AUDIT, "-e", "-q"],
+        capture_output=True, timeout=60, check=False, env=env, cwd=clients,
     )  # fmt: skip
     assert refused.returncode != 0
     assert b"authoriz" in refused.stderr.lower()

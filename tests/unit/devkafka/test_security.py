@@ -32,6 +32,18 @@ def test_a_new_node_is_secured_with_a_ca_a_broker_certificate_and_an_admin_login
     assert (admin.username, admin.ca_file) == ("admin", tmp_path / "tls" / "ca.pem")
 
 
+def test_the_admins_client_files_name_the_ca_beside_them(tmp_path: Path) -> None:
+    """As provisioning's and deploy render's do: the folder works wherever it is kept."""
+    from broker.kafka import read_client_file
+
+    NodeSecurity(tmp_path, None).prepare("127.0.0.1:9092")
+    clients = tmp_path / "clients"
+    conf = read_client_file(clients / "admin.librdkafka.conf")
+    assert conf["ssl.ca.location"] == "kafka-ca.pem"
+    assert "ssl.truststore.location=kafka-ca.pem\n" in (clients / "admin.properties").read_text()
+    assert (clients / "kafka-ca.pem").read_bytes() == (tmp_path / "tls" / "ca.pem").read_bytes()
+
+
 def test_the_admin_password_and_the_ca_survive_a_restart(tmp_path: Path) -> None:
     first = NodeSecurity(tmp_path, None)
     first.prepare("127.0.0.1:9092")

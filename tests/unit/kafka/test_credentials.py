@@ -84,8 +84,23 @@ def test_a_client_file_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> No
 def test_a_ca_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-ca.pem"
     kafka = KafkaSettings(username="wmp", password=SecretStr("pw"), ca_file=missing)
-    with pytest.raises(ConfigError, match=f"the Kafka CA file {missing} cannot be used"):
+    with pytest.raises(ConfigError) as refused:
         KafkaClients(kafka).producer("p")
+    assert str(refused.value) == (  # not 'FileNotFoundError'
+        f"the Kafka CA file {missing} cannot be used: file not found "
+        "(ACCORD_KAFKA__CA_FILE names one elsewhere)"
+    )
+
+
+def test_a_relative_ca_in_a_client_file_is_read_beside_it(tmp_path: Path) -> None:
+    """How provisioning writes them, so a party's folder works wherever it is kept."""
+    clients = tmp_path / "elsewhere"
+    clients.mkdir()
+    (clients / "wmp.librdkafka.conf").write_text(
+        "sasl.username=wmp\nsasl.password=pw\nssl.ca.location=kafka-ca.pem\n"
+    )
+    settings = Settings(home=tmp_path, kafka=KafkaSettings(credentials_dir=clients))
+    assert client_settings(settings, "wmp").ca_file == clients / "kafka-ca.pem"
 
 
 @pytest.mark.parametrize("protocol", [KafkaSecurity.PLAINTEXT, KafkaSecurity.SASL_SSL])

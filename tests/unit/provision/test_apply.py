@@ -63,3 +63,35 @@ def test_the_login_provisioning_runs_as_is_kept_whatever_its_name(policy: Policy
     current = ClusterAccess(frozenset(), desired.users | {"kafka-admin", "stray"}, frozenset())
     plan = plan_changes(desired, current, rotate=frozenset(), acting_as="kafka-admin")
     assert plan.remove_users == ("stray",)
+
+
+def test_client_files_name_the_ca_beside_them_so_they_can_be_handed_over(
+    policy: Policy, cluster: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An absolute path named this host's folder: on the party's machine, 'the Kafka CA file
+    /srv/accord/kafka-data/tls/ca.pem cannot be used'. The CA goes beside the files."""
+    monkeypatch.setattr(apply, "change_access", lambda *_, **__: None)
+    monkeypatch.setattr(apply, "_settled", lambda *_: None)
+    ca = tmp_path / "tls" / "ca.pem"
+    ca.parent.mkdir()
+    ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nsynthetic\n-----END CERTIFICATE-----\n")
+    admin = ADMIN.model_copy(update={"ca_file": ca})
+    clients = tmp_path / "clients"
+    provision(policy, admin, clients_dir=clients)
+    assert read_client_file(clients / "wmp.librdkafka.conf")["ssl.ca.location"] == "kafka-ca.pem"
+    java = (clients / "wmp.properties").read_text()
+    assert "ssl.truststore.location=kafka-ca.pem\n" in java
+    assert (clients / "kafka-ca.pem").read_bytes() == ca.read_bytes()
+
+
+def test_a_missing_ca_is_said_as_file_not_found_before_any_client_file_is_written(
+    policy: Policy, cluster: dict[str, Any], tmp_path: Path
+) -> None:
+    from broker.errors import ConfigError
+
+    missing = tmp_path / "no-ca.pem"
+    admin = ADMIN.model_copy(update={"ca_file": missing})
+    with pytest.raises(ConfigError) as refused:
+        provision(policy, admin, clients_dir=tmp_path / "clients")
+    assert str(refused.value) == f"the Kafka CA file {missing} cannot be read: file not found"
+    assert not (tmp_path / "clients").exists()
