@@ -103,13 +103,19 @@ class Publisher(AsyncClient):
     ) -> list[Receipt]:
         """Validate all, then send all; every receipt is returned in input order.
 
-        Validation happens first for the whole batch, so an invalid event sends nothing.
+        Validation happens first for the whole batch, so an invalid event sends nothing; nor
+        does an event id given twice (``[3].event_id: the same as [0]``).
         """
         parsed = [self.validate(e) for e in events]
-        ids = [str(e.event_id) for e in parsed]
-        if len(set(ids)) != len(ids):
-            # The broker takes an event id once; the second would be quarantined as a replay.
-            raise EventInvalid([("event_id", "the same event id twice in one batch")])
+        # The broker takes an event id once; a second would be quarantined as a replay. Each
+        # repeat is named by its place, and the first with that id (ids are random UUIDs).
+        first: dict[str, int] = {}
+        repeats: list[tuple[str, str]] = []
+        for i, e in enumerate(parsed):
+            if (at := first.setdefault(str(e.event_id), i)) != i:
+                repeats.append((f"[{i}].event_id", f"the same as [{at}]"))
+        if repeats:
+            raise EventInvalid(repeats)
         metas = await self._send(self.topic, [self._sealed_event(e) for e in parsed])
         return [
             Receipt(str(e.event_id), m.topic, m.partition, m.offset)

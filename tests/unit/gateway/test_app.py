@@ -165,11 +165,15 @@ def test_a_batch_is_all_or_nothing_and_names_each_bad_event_by_its_index(gw: Gat
     assert [key for _, key, _ in gw.kafka.sent] == [e["event_id"].encode() for e in events]
 
 
-def test_a_batch_repeating_an_event_id_sends_nothing(gw: Gateway) -> None:
-    event = gw.event()
-    r = gw.post(BATCH, [event, {**event, "summary": "corrected"}])
+def test_a_batch_repeating_an_event_id_sends_nothing_and_names_each_repeat(gw: Gateway) -> None:
+    event, other = gw.event(), gw.event()
+    r = gw.post(BATCH, [event, other, gw.event(), {**event, "summary": "corrected"}, other])
     assert r.status_code == 422
-    assert r.json()["field"] == "event_id"
+    assert r.json()["field"] == "[3].event_id"
+    assert r.json()["problems"] == [
+        {"field": "[3].event_id", "message": "the same as [0]"},
+        {"field": "[4].event_id", "message": "the same as [1]"},
+    ]
     assert gw.kafka.sent == []
 
 

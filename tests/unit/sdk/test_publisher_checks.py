@@ -52,7 +52,7 @@ async def test_a_batch_that_repeats_an_event_id_sends_nothing(publisher: Publish
     event = json.loads(json.dumps(event, default=str))
     with pytest.raises(EventInvalid) as err:
         await publisher.publish_many([event, {**event, "summary": "corrected"}])
-    assert err.value.problems == [("event_id", "the same event id twice in one batch")]
+    assert err.value.problems == [("[1].event_id", "the same as [0]")]
 
 
 async def test_a_child_born_after_the_event_is_refused_before_sending(
