@@ -133,6 +133,14 @@ def test_only_json_is_taken(gw: Gateway) -> None:
     assert r.status_code == 202
 
 
+def test_a_byte_order_mark_before_the_json_is_ignored(gw: Gateway) -> None:
+    """RFC 8259 lets a parser ignore one; some integration engines write it."""
+    event = gw.event()
+    r = gw.client.post(EVENTS, content=b"\xef\xbb\xbf" + json.dumps(event).encode(),
+                       headers={**AUTH, "Content-Type": "application/json"})  # fmt: skip
+    assert (r.status_code, r.json()["event_id"]) == (202, event["event_id"])
+
+
 def test_a_body_over_the_limit_is_413_before_it_is_read(agency_keys: FileKeyStore) -> None:
     with make_gateway(agency_keys, max_body_bytes=2048) as g:
         big = g.event(summary="x" * 4000)
