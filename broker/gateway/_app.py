@@ -179,13 +179,26 @@ def _no_constant(_name: str) -> Any:
     raise _Refused(400, Outcome.MALFORMED, "the body is not valid JSON (NaN or Infinity)")
 
 
-async def _json_body(request: Request, limit: int) -> Any:
-    """The request's JSON, read within ``limit`` bytes; ``_Refused`` saying what is wrong."""
-    kind, _, params = request.headers.get("content-type", "").partition(";")
-    charset = params.strip().lower().replace(" ", "")
-    if kind.strip().lower() != "application/json" or charset not in ("", "charset=utf-8"):
+def _check_content_type(header: str) -> None:
+    """``application/json``, with any parameters (RFC 9110: ``; name=value``, the value
+    perhaps quoted); a charset, if given, is utf-8. Unknown parameters are ignored."""
+    kind, *params = header.split(";")
+    if kind.strip().lower() != "application/json":
         raise _Refused(415, Outcome.UNSUPPORTED_TYPE,
                        "send JSON: Content-Type: application/json")  # fmt: skip
+    for param in params:
+        name, _, value = param.partition("=")
+        value = value.strip()
+        if len(value) > 1 and value.startswith('"') and value.endswith('"'):
+            value = value[1:-1]  # a quoted-string
+        if name.strip().lower() == "charset" and value.lower() != "utf-8":
+            raise _Refused(415, Outcome.UNSUPPORTED_TYPE,
+                           "charset must be utf-8 (Content-Type: application/json)")  # fmt: skip
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    """The request's JSON, read within ``limit`` bytes; ``_Refused`` saying what is wrong."""
+    _check_content_type(request.headers.get("content-type", ""))
     too_large = _Refused(413, Outcome.TOO_LARGE, f"the body is over {limit} bytes")
     length = request.headers.get("content-length")
     if length is not None and not length.isdigit():

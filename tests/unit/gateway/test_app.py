@@ -123,14 +123,27 @@ def test_malformed_json_wrong_shapes_and_duplicate_keys_are_400(gw: Gateway) -> 
 
 
 def test_only_json_is_taken(gw: Gateway) -> None:
-    for kind in ("text/plain", "application/x-www-form-urlencoded", "",
-                 "application/json; charset=latin-1"):  # fmt: skip
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "", "application/jsonx"):
         r = gw.client.post(EVENTS, content=json.dumps(gw.event()),
                            headers={**AUTH, "Content-Type": kind})  # fmt: skip
         assert r.status_code == 415, kind
         assert r.json()["error"] == "unsupported_type"
     r = gw.post(EVENTS, gw.event(), **{"Content-Type": "application/json; charset=UTF-8"})
     assert r.status_code == 202
+
+
+def test_content_type_parameters_are_parsed_and_a_charset_must_be_utf8(gw: Gateway) -> None:
+    """Quoted, spaced, in any order, with parameters we do not know: all JSON in UTF-8."""
+    taken = ('application/json; charset="utf-8"', "Application/JSON ;charset = utf-8",
+             "application/json; profile=x; charset=utf-8", "application/json;foo=bar")  # fmt: skip
+    for kind in taken:
+        r = gw.post(EVENTS, gw.event(), **{"Content-Type": kind})
+        assert r.status_code == 202, kind
+    for kind in ("application/json; charset=latin-1", 'application/json; charset="utf-16"',
+                 "application/json; foo=bar; charset=iso-8859-1"):  # fmt: skip
+        r = gw.post(EVENTS, gw.event(), **{"Content-Type": kind})
+        assert r.status_code == 415, kind
+        assert r.json()["message"].startswith("charset must be utf-8")
 
 
 def test_a_byte_order_mark_before_the_json_is_ignored(gw: Gateway) -> None:
