@@ -404,4 +404,7 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
         ],
         exception_handlers={_Refused: refused, HTTPException: http_error, Exception: fault},
     )
+    # Else "/v1/events/" is a 307 to a URL built from the Host header, and not JSON: a path
+    # the gateway does not serve is a 404 like any other.
+    app.router.redirect_slashes = False
     return _Guard(app, deps)

@@ -154,6 +154,17 @@ def test_a_byte_order_mark_before_the_json_is_ignored(gw: Gateway) -> None:
     assert (r.status_code, r.json()["event_id"]) == (202, event["event_id"])
 
 
+def test_a_trailing_slash_is_a_json_404_not_a_redirect(gw: Gateway) -> None:
+    """Not a 307 to a URL built from the Host header: no such endpoint, counted."""
+    for path in (EVENTS + "/", BATCH + "/", CONSENTS + "/"):
+        r = gw.post(path, gw.event())
+        assert r.status_code == 404, path
+        assert r.json()["error"] == "not_found"
+        assert "location" not in r.headers
+    assert gw.count("other", "not_found") == 3
+    assert gw.kafka.sent == []
+
+
 def test_a_body_over_the_limit_is_413_before_it_is_read(agency_keys: FileKeyStore) -> None:
     with make_gateway(agency_keys, max_body_bytes=2048) as g:
         big = g.event(summary="x" * 4000)
