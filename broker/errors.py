@@ -105,13 +105,14 @@ class EventInvalid(AccordError):
     """A contact event (or consent record) failed validation.
 
     ``problems`` holds ``(field path, message)`` pairs; messages never quote the value.
+    ``what`` is what failed, for the message ("invalid consent record: ...").
     """
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
+    def __init__(self, problems: list[tuple[str, str]], *, what: str = "event") -> None:
         self.problems = problems
         first = "; ".join(f"{path}: {msg}" for path, msg in problems[:3])
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        super().__init__(f"invalid event: {first}{more}")
+        super().__init__(f"invalid {what}: {first}{more}")
 
 
 class PolicyError(AccordError):

@@ -27,6 +27,7 @@ from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_sealing
 from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, ingress
 
+_CONSENT = "consent record"  # what EventInvalid says failed: "invalid consent record: ..."
 _NOT_CANONICAL = "must be a UUID in lowercase hyphenated form (8-4-4-4-12 hex digits)"
 
 
@@ -144,19 +145,24 @@ class Publisher(AsyncClient):
         with ``record_id`` set to the error's ``event_ids[0]``, never afresh (a new id
         would be filed, and audited, a second time).
         """
-        parsed = (
-            record
-            if isinstance(record, ConsentRecord)
-            else parse_consent(record, now=self._clock())
-        )
+        try:
+            parsed = (
+                record
+                if isinstance(record, ConsentRecord)
+                else parse_consent(record, now=self._clock())
+            )
+        except EventInvalid as exc:
+            raise EventInvalid(exc.problems, what=_CONSENT) from None
         if parsed.recorded_by != self.party:
             # The worker takes a consent record only from the party it names as recorder.
-            raise EventInvalid([("recorded_by", f"must be {self.party!r}, the publishing party")])
+            raise EventInvalid(
+                [("recorded_by", f"must be {self.party!r}, the publishing party")], what=_CONSENT
+            )
         if record_id is None:
             record_id = str(uuid.uuid4())
         elif not is_canonical_uuid(record_id):
             # Refused, not rewritten, as an event id is (docs/sdk.md).
-            raise EventInvalid([("record_id", _NOT_CANONICAL)])
+            raise EventInvalid([("record_id", _NOT_CANONICAL)], what=_CONSENT)
         sealed = self._sealer.seal(
             canonical_json(parsed.model_dump(mode="json")),
             event_id=record_id,

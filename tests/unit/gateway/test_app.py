@@ -269,6 +269,19 @@ def test_a_consent_record_is_published_to_the_consent_topic(agency_keys: FileKey
         assert "9997877896" not in r.text
 
 
+def test_an_invalid_consent_record_is_called_one_not_an_invalid_event(
+    agency_keys: FileKeyStore,
+) -> None:
+    with make_gateway(agency_keys, party="hv-sandwell") as g:
+        record = {"subject": {"nhs_number": "9997877896"}, "state": "maybe",
+                  "purposes": ["*"], "recipients": ["kind:hub"], "recorded_by": "hv-sandwell",
+                  "recorded_at": "2026-11-01T15:30:00Z"}  # fmt: skip
+        for body in (record, {**record, "state": "given", "recorded_by": "wmp"}):
+            r = g.post(CONSENTS, body)
+            assert r.status_code == 422
+            assert r.json()["message"].startswith("invalid consent record: ")
+
+
 def test_probes_answer_without_a_token_and_say_nothing_else(gw: Gateway) -> None:
     assert gw.client.get("/healthz").json() == {"status": "ok"}
     assert gw.client.get("/readyz").status_code == 200

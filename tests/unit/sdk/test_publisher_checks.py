@@ -43,6 +43,15 @@ async def test_a_consent_record_another_party_recorded_is_refused_before_sending
     with pytest.raises(EventInvalid) as err:
         await publisher.publish_consent(_consent("sandwell-coord"))
     assert err.value.problems == [("recorded_by", "must be 'wmp', the publishing party")]
+    assert str(err.value).startswith("invalid consent record: ")
+
+
+async def test_an_invalid_consent_record_is_called_one(publisher: Publisher) -> None:
+    """Not "invalid event": an integrator's log must say which kind of record failed."""
+    for record, record_id in (({**_consent("wmp"), "state": "maybe"}, None),
+                              (_consent("wmp"), "NOT-A-UUID")):  # fmt: skip
+        with pytest.raises(EventInvalid, match=r"^invalid consent record: "):
+            await publisher.publish_consent(record, record_id=record_id)
 
 
 async def test_a_batch_that_repeats_an_event_id_sends_nothing(publisher: Publisher) -> None:
