@@ -16,18 +16,35 @@ MIN_TOKEN_LENGTH = 32
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _strong_token(value: SecretStr | None) -> SecretStr | None:
-    # Never the value in a message: it is the gateway's one credential.
+    # Never the value in a message, nor any of its characters: it is the gateway's one
+    # credential. What is wrong is said by kind and count.
     if value is None:
         return value
     token = value.get_secret_value()
+    ends = len(token[len(token.rstrip("\r\n")) :].replace("\r\n", "\n"))
+    if ends:
+        raise ValueError(
+            f"ends in {_plural(ends, 'line break')} (from a file, one final newline is "
+            "removed, no more): write the token alone on one line"
+        )
+    if token != token.strip():
+        raise ValueError("begins or ends with a space or tab")
     if len(token) < MIN_TOKEN_LENGTH:
         raise ValueError(
-            f"is shorter than {MIN_TOKEN_LENGTH} characters: make one with "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            f"is shorter than {MIN_TOKEN_LENGTH} characters (it has {len(token)}): make one "
+            "with python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     if not _TOKEN.fullmatch(token):
-        raise ValueError("may hold only letters, digits and . _ ~ + / = -")
+        bad = sum(1 for c in token if not _TOKEN.fullmatch(c))
+        raise ValueError(
+            f"may hold only letters, digits and . _ ~ + / = - (it holds "
+            f"{_plural(bad, 'other character')})"
+        )
     return value
 
 

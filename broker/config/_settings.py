@@ -409,6 +409,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment once; CLI options arrive as ``overrides``."""
     flat: dict[str, object] = {}
+    from_files: dict[str, dict[str, str]] = {}
     try:
         # The flat aliases fill in one field each, as dicts: pydantic-settings merges them
         # with the rest of the nested settings from the environment (a model instance would
@@ -420,7 +421,8 @@ def load_settings(**overrides: object) -> Settings:
         db = os.environ.get("ACCORD_AUDIT_DB")
         if db and "ACCORD_AUDIT__DB" not in os.environ:
             flat["audit"] = {"db": db}
-        for section, values in secret_files(Settings).items():
+        from_files = secret_files(Settings)
+        for section, values in from_files.items():
             flat[section] = {**flat.get(section, {}), **values}  # type: ignore[dict-item]  # a section's dict
         flat.update({k: v for k, v in overrides.items() if v is not None})
         return Settings(**flat)  # type: ignore[arg-type]  # pydantic-settings validates kwargs
@@ -429,7 +431,11 @@ def load_settings(**overrides: object) -> Settings:
         first = exc.errors(include_input=False, include_url=False)[0]
         name = "__".join(str(part).upper() for part in first["loc"])
         name = name if name.startswith("ACCORD_") else f"ACCORD_{name}"  # an alias has it
-        raise ConfigError(f"{name}: {first['msg']}") from None
+        section, *field = (str(part) for part in first["loc"])
+        if field and field[0] in from_files.get(section, {}):
+            name += "_FILE"  # the variable that was set: its file holds the value
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None
     except SettingsError as exc:
         raise ConfigError(f"an ACCORD_* setting cannot be read: {_first_line(exc)}") from None
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -88,10 +90,50 @@ def check_gateway(cfg: GatewaySettings) -> tuple[SecretStr, HostCheck, bool]:
             "TLS: set ACCORD_GATEWAY__TLS_CERT and ACCORD_GATEWAY__TLS_KEY, or, only behind "
             "a proxy that terminates TLS, ACCORD_GATEWAY__TLS_TERMINATED_BY_PROXY=true"
         )
-    # The same rule as the console's and the desks' (a wildcard address needs a list).
+    # The same rule as the console's and the desks' (a wildcard address needs a list), in
+    # the gateway's terms: its callers are records systems, not browsers.
+    if cfg.allowed_hosts is None and cfg.host.strip().lower() in _WILDCARD:
+        raise ConfigError(
+            f"the gateway would listen on every address ({cfg.host or '*'}) with "
+            "ACCORD_GATEWAY__ALLOWED_HOSTS unset: set it to the host names the records "
+            "systems that call the gateway use for it (comma-separated)"
+        )
+    for entry in cfg.allowed_hosts or ():
+        _host_name(entry)
     names = SignInSettings(host=cfg.host, allowed_hosts=cfg.allowed_hosts)
     hosts = HostCheck.of(names, setting="ACCORD_GATEWAY__ALLOWED_HOSTS")
     return cfg.token, hosts, tls
+
+
+_WILDCARD = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104  # names, not binds
+_SAYABLE = re.compile(r"[ -~]{1,100}")  # printable ASCII, short: a setting's text, said back
+
+
+def _host_name(entry: str) -> None:
+    """``ConfigError`` naming ``entry`` (a setting, not a secret) if it is no host name,
+    address or ``*``, saying what is wrong with it."""
+    try:
+        HostCheck.of(SignInSettings(host="127.0.0.1", allowed_hosts=(entry,)), setting="")
+    except ConfigError:
+        pass
+    else:
+        return
+    setting = "ACCORD_GATEWAY__ALLOWED_HOSTS"
+    if not _SAYABLE.fullmatch(entry):
+        raise ConfigError(f"{setting}: an entry holds characters no host name has") from None
+    parts = urlsplit(entry if "//" in entry else f"//{entry}")
+    try:
+        name = parts.hostname
+        has_port = parts.port is not None
+    except ValueError:
+        name, has_port = None, False
+    if "://" in entry or has_port or parts.path:
+        hint = f" (just {name!r})" if name else ""
+        raise ConfigError(
+            f"{setting}: {entry!r} is not a host name: give the name alone, with no scheme, "
+            f"port or path{hint}"
+        ) from None
+    raise ConfigError(f"{setting}: {entry!r} is not a host name or address ('*' for any)") from None
 
 
 def _utcnow() -> datetime:

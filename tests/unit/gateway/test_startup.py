@@ -110,3 +110,54 @@ def test_the_cli_refuses_a_network_address_without_tls_in_one_line(tmp_path: Pat
     assert run.stderr.count("\n") == 1
     assert "without TLS" in run.stderr
     assert TOKEN not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("written", "says"),
+    [
+        (TOKEN + "\n\n", "ends in 1 line break"),
+        (TOKEN + "\r\n\r\n", "ends in 1 line break"),
+        (TOKEN + "\n\n\n", "ends in 2 line breaks"),
+        ("short-token\n", "shorter than 32 characters (it has 11)"),
+        (TOKEN[:20] + "\x01" + TOKEN[20:], "it holds 1 other character"),
+    ],
+)
+def test_a_bad_token_file_is_named_as_the_file_saying_what_is_wrong_never_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, says: str
+) -> None:
+    (tmp_path / "token").write_text(written, newline="")
+    monkeypatch.setenv("ACCORD_GATEWAY__TOKEN_FILE", str(tmp_path / "token"))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    message = str(err.value)
+    assert message.startswith("ACCORD_GATEWAY__TOKEN_FILE: ")
+    assert says in message
+    assert "Value error" not in message
+    assert TOKEN[:8] not in message
+    assert "short-token" not in message
+
+
+def test_a_wildcard_address_without_host_names_speaks_of_the_records_systems() -> None:
+    with pytest.raises(ConfigError) as err:
+        check_gateway(_cfg(host="0.0.0.0", tls_terminated_by_proxy=True))  # noqa: S104
+    assert "records systems that call the gateway" in str(err.value)
+    assert "browser" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("http://gw.agency.example:80", "'http://gw.agency.example:80' is not a host name"),
+        ("gw.agency.example:8780", "(just 'gw.agency.example')"),
+        ("gw.agency.example/v1", "no scheme, port or path"),
+        ("two words", "'two words' is not a host name or address"),
+        ("gw\x1b[31m", "an entry holds characters no host name has"),
+    ],
+)
+def test_an_allowed_host_that_is_no_host_name_is_said_as_it_is(entry: str, says: str) -> None:
+    """Printable text is said back (a setting, not a secret), with what is wrong with it."""
+    with pytest.raises(ConfigError) as err:
+        check_gateway(_cfg(allowed_hosts=("gw.example", entry)))
+    assert str(err.value).startswith("ACCORD_GATEWAY__ALLOWED_HOSTS: ")
+    assert says in str(err.value)
+    assert "unprintable" not in str(err.value)
