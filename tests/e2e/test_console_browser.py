@@ -230,7 +230,8 @@ async def officer_session(
 
     await page.click("text=Override reviews")
     event_id, recipient = override
-    row = page.locator(f'tr[data-event="{event_id}"][data-recipient="{recipient}"]')
+    ids = f'[data-event="{event_id}"][data-recipient="{recipient}"]'
+    row = page.locator(f"#pending-overrides tr{ids}")
     await row.locator("select[name=finding]").select_option("justified")
     await row.locator("input[name=reference]").fill("IG-2026-114")
     await shot(page, "4-override-queue")
@@ -239,6 +240,11 @@ async def officer_session(
         f"Review of event {event_id} to {recipient} recorded in the audit log"
     )
     await left_the_queue(page, url, row)
+    # ...and is listed with its finding among the reviewed overrides.
+    await expect(page.locator(f"#reviewed-overrides tr{ids} .finding")).to_have_text("justified")
+    await expect(page.locator(f"#reviewed-overrides tr{ids} .reference")).to_have_text(
+        "IG-2026-114"
+    )
     await shot(page, "5-override-reviewed")
 
     await page.click("text=Audit chain")
