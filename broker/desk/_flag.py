@@ -152,3 +152,7 @@ class Flag(BaseModel):
     # A household rule's flag: the household's keyed hash (household_key); its event_ids
     # are then the child's and the household's records in the window.
     household: str | None = None
+    # The flag service takes this flag back once every record in event_ids is withdrawn: it
+    # stops blocking its rule (it kept the fire's records, as it has since 2026-12-07).
+    # False on a flag an older service raised: that one blocks until its window ends.
+    withdrawable: bool = False

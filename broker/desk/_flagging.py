@@ -388,4 +388,5 @@ class FlagEngine:
             trigger_event_id=record.event_id,
             raised_at=record.occurred_at,
             window_seconds=int(rule.window.total_seconds()),
+            withdrawable=True,  # its records are noted with the fire (``apply``)
         )

@@ -321,4 +321,5 @@ def _flag(
         raised_at=from_micros(int(msg.record[0])),
         window_seconds=int(rule.window.total_seconds()),
         household=msg.household,
+        withdrawable=True,  # its records are noted with the fire (``_on``)
     )

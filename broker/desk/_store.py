@@ -179,13 +179,14 @@ class DeskStore:
         # child by its old key.
         rows = self._q(
             "INSERT INTO desk_flags (flag_id, rule, title, child, event_ids, raised_at, "
-            "received_at, trigger_event_id, window_seconds, household) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flag_id) DO NOTHING "
+            "received_at, trigger_event_id, window_seconds, household, withdrawable) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flag_id) DO NOTHING "
             "RETURNING flag_id",
             (
                 flag.flag_id, flag.rule, flag.title, self.current_child(flag.child),
                 json.dumps(list(flag.event_ids)), as_text(flag.raised_at), as_text(received_at),
                 flag.trigger_event_id, flag.window_seconds, flag.household,
+                int(flag.withdrawable),
             ),
         )  # fmt: skip
         return bool(rows)
@@ -368,7 +369,7 @@ class DeskStore:
             "SELECT f.flag_id, f.rule, f.title, f.child, f.event_ids, f.raised_at, "
             "EXISTS (SELECT 1 FROM desk_decisions d WHERE d.flag_id = f.flag_id) "
             "OR EXISTS (SELECT 1 FROM desk_decision_flags s WHERE s.flag_id = f.flag_id), "
-            "f.trigger_event_id, f.window_seconds, f.household "
+            "f.trigger_event_id, f.window_seconds, f.household, f.withdrawable "
             "FROM desk_flags f ORDER BY f.raised_at, f.flag_id"
         )
         ids = [tuple(json.loads(r[4])) for r in rows]
@@ -377,7 +378,8 @@ class DeskStore:
             StoredFlag(r[0], r[1], r[2], r[3], event_ids,
                        datetime.fromisoformat(r[5]), bool(r[6]), r[7],
                        None if r[8] is None else int(r[8]), r[9],
-                       withdrawn=bool(event_ids) and gone.issuperset(event_ids))
+                       withdrawn=bool(event_ids) and gone.issuperset(event_ids),
+                       withdrawable=bool(r[10]))
             for r, event_ids in zip(rows, ids, strict=True)
         ]  # fmt: skip
         return [f for f in out if not (open_only and f.decided)]

@@ -30,11 +30,12 @@ SCHEMA = (
     # serves it (the one above serves a referral's outcomes, found by the exact reference).
     """CREATE INDEX IF NOT EXISTS desk_records_by_upper_reference
         ON desk_records (UPPER(reference))""",
-    # trigger_event_id, window_seconds and household: since 2026-12-06 (see _FLAG_COLUMNS).
+    # trigger_event_id, window_seconds and household: since 2026-12-06, withdrawable since
+    # 2026-12-07 (see _FLAG_COLUMNS).
     """CREATE TABLE IF NOT EXISTS desk_flags (
         flag_id TEXT PRIMARY KEY, rule TEXT NOT NULL, title TEXT NOT NULL, child TEXT NOT NULL,
         event_ids TEXT NOT NULL, raised_at TEXT NOT NULL, received_at TEXT NOT NULL,
-        trigger_event_id TEXT, window_seconds INTEGER, household TEXT)""",
+        trigger_event_id TEXT, window_seconds INTEGER, household TEXT, withdrawable INTEGER)""",
     # flag_id: the one flag a decision settled, until 2026-12-06; since then
     # desk_decision_flags says which (any number of the child's flags).
     """CREATE TABLE IF NOT EXISTS desk_decisions (
@@ -59,11 +60,14 @@ SCHEMA = (
 )
 
 #: What a flag said that a desk before 2026-12-06 did not keep: the record that triggered it,
-#: the window the rule looked at, a household rule's household. NULL for flags stored before.
+#: the window the rule looked at, a household rule's household; and, since 2026-12-07,
+#: whether the flag service takes it back once its records are withdrawn. NULL for flags
+#: stored before (a flag stored before 2026-12-07 was raised by a service that did not).
 _FLAG_COLUMNS = (
     ("trigger_event_id", "TEXT"),
     ("window_seconds", "INTEGER"),
     ("household", "TEXT"),
+    ("withdrawable", "INTEGER"),
 )
 
 

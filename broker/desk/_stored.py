@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
@@ -66,8 +66,21 @@ class StoredFlag:
     window_seconds: int | None = None
     household: str | None = None
     # Every record it was raised on has been withdrawn since (consent withdrawn): it says
-    # nothing now, and no longer stops a new flag under its rule.
+    # nothing now.
     withdrawn: bool = False
+    # The flag service said it takes the flag back once its records are all withdrawn
+    # (``Flag.withdrawable``): a withdrawn one then no longer stops a new flag under its
+    # rule. False for a flag an older service raised: withdrawn or not, it stops one until
+    # its window ends.
+    withdrawable: bool = False
+
+    @property
+    def window_ends(self) -> datetime | None:
+        """From when a record's ``occurred_at`` is past this flag's window (None: the window
+        was not recorded), so that it may raise a new flag under the rule."""
+        if self.window_seconds is None:
+            return None
+        return self.raised_at + timedelta(seconds=self.window_seconds)
 
 
 @dataclass(frozen=True, slots=True)

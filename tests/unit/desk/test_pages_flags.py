@@ -129,11 +129,12 @@ def test_open_flag_links_name_their_flag_for_screen_readers(
 def test_a_flag_whose_records_are_all_withdrawn_says_so_on_the_timeline_and_home_page(
     make_client: Make, store: DeskStore
 ) -> None:
-    """The flag service no longer counts such a flag against its rule: the team is told,
-    and a flag with a record left says nothing of the kind."""
+    """The flag service said it takes such a flag back (``withdrawable``): the team is told
+    it no longer stops a new flag, and a flag with a record left says nothing of the kind."""
     child = _records(store)
     a, b = "a" * 32, "b" * 32
-    store.add_flag(_flag(child, a, "domestic-abuse-repeat", ("e1", "e2"), 30), T0)
+    taken_back = _flag(child, a, "domestic-abuse-repeat", ("e1", "e2"), 30)
+    store.add_flag(taken_back.model_copy(update={"withdrawable": True}), T0)
     store.add_flag(_flag(child, b, "multi-agency", ("e1", "e2", "e3"), 90), T0)
     store.hide(["e1", "e2"], "Consent withdrawn for early help on 2026-11-07 10:00 GMT.", T0)
     assert [f.withdrawn for f in store.flags()] == [True, False]
@@ -143,12 +144,41 @@ def test_a_flag_whose_records_are_all_withdrawn_says_so_on_the_timeline_and_home
     card_a = page[page.index(f'id="flag-{a}"') :].split("</section>")[0]
     card_b = page[page.index(f'id="flag-{b}"') :].split("</section>")[0]
     assert "Every record this flag was raised on has since been withdrawn" in card_a
+    assert "no longer stops a new flag under this rule" in card_a
     assert "withdrawn" not in card_b.replace("no longer shown (consent withdrawn)", "")
     home = client.get("/").text
     row_a = home[home.index(f'data-flag="{a}"') :].split("</tr>")[0]
     row_b = home[home.index(f'data-flag="{b}"') :].split("</tr>")[0]
-    assert "its records have all been withdrawn" in row_a
+    assert "its records have all been withdrawn (consent withdrawn): it no longer stops" in row_a
     assert "withdrawn" not in row_b
+
+
+def test_an_older_services_flag_whose_records_are_withdrawn_still_stops_a_flag_till_its_window_ends(
+    make_client: Make, store: DeskStore
+) -> None:
+    """The reviewer's case: a flag raised before the service kept a fire's records still
+    counts against its rule after its records are withdrawn, so the desk must not say
+    otherwise; it names when the window ends."""
+    child = _records(store)
+    old = "c" * 32
+    store.add_flag(_flag(child, old, "domestic-abuse-repeat", ("e1", "e2"), 30), T0)
+    store.hide(["e1", "e2"], "Consent withdrawn for early help on 2026-11-07 10:00 GMT.", T0)
+    [flag] = store.flags()
+    assert (flag.withdrawn, flag.withdrawable) == (True, False)
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{child}").text
+    card = page[page.index(f'id="flag-{old}"') :].split("</section>")[0]
+    assert "Every record this flag was raised on has since been withdrawn" in card
+    assert "no longer stops" not in card
+    assert (
+        "still stops a new flag under this rule for records that happened before"
+        " 2026-12-23 09:00 GMT, the end of its window" in card
+    )
+    home = client.get("/").text
+    row = home[home.index(f'data-flag="{old}"') :].split("</tr>")[0]
+    assert "it still stops a new flag until its window ends" in row
+    assert "no longer stops" not in row
 
 
 def test_records_received_after_a_decision_show_on_the_home_page_until_decided_again(

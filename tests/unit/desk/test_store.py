@@ -161,9 +161,17 @@ def test_a_store_made_before_flags_kept_their_window_is_given_the_columns(
         assert old2.decided is False
         [d] = store.decisions(child="c1")
         assert d.flag_ids == ("old",)
+        assert old.withdrawable is False  # raised by a service that did not say it
         store.add_flag(flag("new"), T0)
         assert store.flag("new").window_seconds == 86400  # type: ignore[union-attr]
         store.close()
+
+
+def test_whether_the_service_takes_a_flag_back_is_kept_as_it_said(any_store: DeskStore) -> None:
+    any_store.add_flag(flag("said").model_copy(update={"withdrawable": True}), T0)
+    any_store.add_flag(flag("silent"), T0)
+    flags = {f.flag_id: f.withdrawable for f in any_store.flags()}
+    assert flags == {"said": True, "silent": False}
 
 
 def test_a_column_another_desk_process_added_since_the_look_is_not_added_twice(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from broker.desk import ChildState, FlagEngine
+from broker.desk import ChildState, Flag, FlagEngine
 from broker.policy import load_bundle
 
 REPO = Path(__file__).resolve().parents[3]
@@ -96,3 +96,23 @@ def test_a_household_flag_whose_records_are_all_withdrawn_no_longer_blocks() -> 
     assert house["fired"] == {}
     again = _raised(engine, states, {**concern, "event_id": "h3"}, _da("h4", 8, named))
     assert "household-domestic-abuse" in again
+
+
+def test_every_flag_the_engine_raises_says_the_service_takes_it_back() -> None:
+    """Each fire's records are kept with it now, child rules', household rules' and a
+    sibling's alike, so each flag tells the desk it is taken back once they are withdrawn."""
+    engine, states = _engine(), {}
+    named, sibling = {**CHILD, **HOME}, {**SIBLING, **HOME}
+    concern = {**_da("h1", 0, sibling), "type": "police.child_concern", "categories": []}
+    flags = [f for v in (concern, _da("h2", 1, named), _da("h3", 2, named))
+             for f in engine.process(v, states)]  # fmt: skip
+    assert {f.rule for f in flags} >= {"household-domestic-abuse", "domestic-abuse-repeat"}
+    assert len({f.child for f in flags if f.household}) == 2  # the sibling's too
+    assert all(f.withdrawable for f in flags)
+
+
+def test_a_flag_an_older_service_sent_reads_as_not_taken_back() -> None:
+    body = {"flag_id": "f" * 32, "party": "sandwell-coord", "rule": "multi-agency",
+            "title": "t", "child": "c" * 32, "event_ids": ["a"], "trigger_event_id": "a",
+            "raised_at": T0.isoformat(), "window_seconds": 86400}  # fmt: skip
+    assert Flag.model_validate(body).withdrawable is False
