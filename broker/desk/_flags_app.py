@@ -242,7 +242,7 @@ class _Service:
 
     def opened(self, value: bytes | None, headers: Any) -> Opened:
         """One delivery-topic record opened: its ``occurred_at``, by which the first step
-        orders records written at one time (``._flags_source``), and its sending on."""
+        orders records stamped in one millisecond (``._flags_source``), and its sending on."""
         message = self.opening.open(value, headers)
         occurred = None
         if isinstance(message, Delivery):

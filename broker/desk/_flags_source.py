@@ -18,12 +18,16 @@ and tables after them stay faust's.
 
 Arrival order, which the flag rules' "ties in arrival order" and a late record's backward
 look depend on, is this order: each partition's records in their own order, the partitions'
-interleaved by the time the worker wrote them, and records written at the same millisecond
-(one transaction's, often: one agency's file published at once) by their ``occurred_at``, so
-records published in time order are not turned round by the partitions they landed on. A
-record without an ``occurred_at`` (a withdrawal notice, one that cannot be opened) keeps its
-place in its partition and goes first among its millisecond's. Only a batch is ordered so: a
-record written later that comes in the next batch is later.
+interleaved by the time the worker stamped on them, and records stamped in the same
+millisecond by their ``occurred_at``. That is all it promises. The worker stamps each record
+as it adds it to its producer's batch, and an agency's file is keyed by event id over
+several ingress partitions, each worked in its own transaction: the records of one file
+carry many milliseconds (a review counted 22 over 2,000 records of one batch), and keep the
+order the worker wrote them in. A record without an ``occurred_at`` (a withdrawal notice,
+one that cannot be opened) keeps its place in its partition and goes first among its
+millisecond's. Only a batch is ordered so: a record written later that comes in the next
+batch is later. (Ordering more of a batch by ``occurred_at`` would make arrival order hang
+on where a poll happened to end, and could not be kept across batches anyway.)
 
 Each commit carries, as its metadata, the time it was made (``{"at": seconds}``), and while
 the step has read everything it commits its position again at least once a minute: the
