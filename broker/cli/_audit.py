@@ -120,11 +120,15 @@ def index(
     """Consume accord.audit into the index, verifying every chain as it goes."""
     from prometheus_client import CollectorRegistry
 
+    from broker.cli._logging import configure_logging
     from broker.governance import Indexer
 
     ops = {"metrics_host": metrics_host, "metrics_port": metrics_port}
     ops = {k: v for k, v in ops.items() if v is not None}
     settings = load_settings(indexer=ops or None)
+    # JSON lines at info, as the worker's: --follow is a service, read by log collectors, and
+    # structlog's default (debug, console rendering, tracebacks with their locals) is not.
+    configure_logging("info", library_logs=follow)
     store = _store(settings, db, create=True)
     try:
         indexer = Indexer(

@@ -132,3 +132,20 @@ def test_saved_heads_that_are_not_text_are_one_line(
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     assert captured.err == f"accord: error: {heads}: cannot be read as saved heads (UTF-8 text)\n"
+
+
+def test_the_indexer_logs_json_lines_at_info_as_the_worker_does(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``audit index --follow`` is a service: structlog's default (debug, console rendering,
+    tracebacks with their locals) must not be what its log collector reads."""
+    import broker.cli._logging as logging_module
+
+    calls: list[tuple[str, bool]] = []
+    monkeypatch.setattr(
+        logging_module, "configure_logging",
+        lambda level="info", *, library_logs=True: calls.append((level, library_logs)),
+    )  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["audit", "index", "--follow", "--db", "nosuch://x"])  # stops at the --db
+    assert calls == [("info", True)]
