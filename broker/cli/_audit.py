@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -19,9 +18,7 @@ from broker.cli._audit_options import (
     Fmt,
     Follow,
     Format,
-    FromTopic,
     GivenName,
-    Heads,
     MetricsHost,
     MetricsPort,
     NhsNumber,
@@ -33,12 +30,14 @@ from broker.cli._audit_options import (
     ReportFormat,
     ReportReason,
     RepReason,
-    SaveHeads,
     Since,
     SubjectReason,
     SubjReason,
     Until,
 )
+from broker.cli._audit_store import open_index as _store
+from broker.cli._audit_store import verifier_of as _verifier
+from broker.cli._audit_verify import verify
 from broker.cli._common import kafka_as, keystore
 from broker.cli._officer import (
     Code,
@@ -55,41 +54,15 @@ from broker.errors import AuditError, TransportError, UsageError
 from broker.principals import Principal
 
 if TYPE_CHECKING:
-    from broker.audit import AuditRecord, KeystoreAuditVerifier
+    from broker.audit import AuditRecord
     from broker.governance import (
         AuditStore,
         ChainAppender,
         GovernanceReport,
         Indexer,
         IndexSummary,
-        TopicMessage,
     )
-    from broker.kafka import KafkaClients
     from broker.keys import FileKeyStore
-
-
-def _settings_db(settings: Settings, db: str | None) -> str | None:
-    if db is not None:
-        return db
-    return settings.audit.db.get_secret_value() if settings.audit.db else None
-
-
-def _store(settings: Settings, db: str | None, *, create: bool = False) -> AuditStore:
-    from broker.governance import open_store
-
-    return open_store(_settings_db(settings, db), home=settings.home, create=create)
-
-
-def _verifier(settings: Settings) -> KeystoreAuditVerifier:
-    """Checks checkpoints against the signed key directory: the indexer's own keystore
-    when it has one (a deployment gives it one holding public keys only), else the
-    console's (one machine, as in the demo)."""
-    from broker.audit import KeystoreAuditVerifier
-
-    own = (settings.keys_dir / Principal.INDEXER / "keystore.json").is_file()
-    return KeystoreAuditVerifier(
-        keystore(settings, Principal.INDEXER if own else Principal.CONSOLE)
-    )
 
 
 def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime | None:
@@ -154,99 +127,6 @@ def index(
         print(f"accord: error: {brk}", file=sys.stderr)  # noqa: T201  # one line per broken chain
     if summary.breaks:
         raise typer.Exit(1)
-
-
-def verify(
-    db: Db = None, from_topic: FromTopic = False, heads: Heads = None, save_heads: SaveHeads = None
-) -> None:
-    """Prove the log intact; name the first bad record and exit 1 if it is not."""
-    from broker.governance import (
-        newest_checkpoints,
-        signed_chains,
-        signed_checkpoints,
-        verify_and_keep,
-        verify_records,
-    )
-
-    settings = load_settings()
-    verifier = _verifier(settings)
-    if heads is not None and not from_topic:
-        raise UsageError("--heads checks a read of the topic: give --from-topic too")
-    if from_topic:
-        reference = _read_heads(heads) if heads is not None else {}
-        if db is not None:
-            # Before the topic: a checkpoint indexed after the read would look like truncation.
-            index = _store(settings, db)
-            try:
-                for chain, cp in signed_checkpoints(index).items():
-                    if chain not in reference or cp.seq > reference[chain].seq:
-                        reference[chain] = cp
-            finally:
-                index.close()
-        messages, partitions = asyncio.run(_read_audit(kafka_as(settings, Principal.INDEXER)))
-        topic = signed_chains(messages, verifier, partitions=partitions)
-        summary = verify_records(topic, verifier, reference=reference if reference else None)
-        newest = newest_checkpoints(topic)
-    else:
-        store = _store(settings, db)
-        try:
-            # Kept in the index, pass or fail: the console shows the last result until a
-            # later verification passes.
-            summary = verify_and_keep(
-                store, verifier, by=_login_name(), via="cli", at=datetime.now(UTC)
-            )
-            newest = signed_checkpoints(store)
-        finally:
-            store.close()
-    typer.echo(summary.line())
-    if save_heads is not None:
-        lines = [newest[c].to_bytes().decode() for c in sorted(newest)]
-        save_heads.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        typer.echo(f"{len(lines)} signed heads saved to {save_heads}")
-
-
-def _login_name() -> str:
-    """Who ran ``verify`` at this terminal: it has no sign-in (it reads, and shows no child)."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
-
-
-async def _read_audit(kafka: KafkaClients) -> tuple[list[TopicMessage], int]:
-    """The audit topic's messages, and how many partitions it has (where chains must be)."""
-    from broker.governance import read_topic
-    from broker.kafka import partition_count
-    from broker.topics import AUDIT
-
-    return await read_topic(kafka), await partition_count(kafka, AUDIT)
-
-
-def _read_heads(path: Path) -> dict[str, AuditRecord]:
-    """Signed checkpoints saved by an earlier ``verify --save-heads``: one record a line."""
-    from broker.audit import AuditKind, read_record
-
-    if not path.is_file():
-        raise UsageError(f"no such file: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise UsageError(f"{path}: cannot be read as saved heads (UTF-8 text)") from None
-    out: dict[str, AuditRecord] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        try:
-            rec = read_record(line)
-        except ValueError:
-            raise UsageError(f"{path}:{n}: not an audit record") from None
-        if rec.kind is not AuditKind.CHECKPOINT:
-            raise UsageError(f"{path}:{n}: not a checkpoint")
-        # The newest head of a chain, wherever its line is: files saved on different days
-        # may be joined in any order, and an older head would let a topic cut back to it pass.
-        if rec.chain not in out or rec.seq > out[rec.chain].seq:
-            out[rec.chain] = rec
-    return out
 
 
 def subject(

@@ -211,7 +211,7 @@ def test_saved_heads_joined_in_any_order_keep_each_chains_newest(
     order: str, keys: FileKeyStore, tmp_path: Path
 ) -> None:
     """`cat new.jsonl old.jsonl` must not let a topic cut back to the old head pass."""
-    from broker.cli._audit import _read_heads
+    from broker.cli._audit_verify import _read_heads
 
     old, new = _heads(keys)
     lines = [new, old] if order == "new-then-old" else [old, new]
