@@ -22,7 +22,6 @@ published) before an event governs it, whichever worker takes either.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -38,7 +37,6 @@ from broker.kafka import (
     Producer,
     TopicPartition,
     connecting,
-    stop_quietly,
     translated,
 )
 from broker.ops import Heartbeat
@@ -47,7 +45,17 @@ from broker.pipeline._group import GroupMembership, Handover, Openings, OpenTask
 from broker.pipeline._read_past import read_past
 from broker.pipeline._report import GroupReport
 from broker.pipeline._state import TaskId
-from broker.pipeline._tasks import Batch, RecordSender, Task, start_all, stop_all, transactional_id
+from broker.pipeline._tasks import (
+    STOP_WITHIN_S,
+    Batch,
+    RecordSender,
+    Task,
+    close_within,
+    settle_all,
+    start_all,
+    stop_all,
+    task_producer,
+)
 from broker.pipeline._throttle import SenderBudget, Throttle, resume_held
 from broker.pipeline._view import LEGACY_SHARES_TASK
 from broker.provision import WORKER_GROUP
@@ -121,11 +129,10 @@ class TransactionalLoop:
         # An assignment the consumer's stop lets finish (aiokafka waits for a join under way)
         # must take nothing on: its producers would outlive the worker.
         await self._opening.close()
-        for task in list(self._tasks.values()):
-            await task.stop()
+        await asyncio.gather(*(task.stop() for task in list(self._tasks.values())))
         self._tasks.clear()
         if self._consumer is not None:
-            await stop_quietly(self._consumer)
+            await close_within(self._consumer)
         self._consumer = None
 
     # -- the group's moves ----------------------------------------------------------------
@@ -213,17 +220,7 @@ class TransactionalLoop:
         await self._opening.settled()
 
     def _producer(self, task: TaskId) -> Producer:
-        return self.kafka.transactional_producer(
-            transactional_id(task),
-            self.client_id,
-            linger_ms=2,
-            max_batch_size=256 * 1024,
-            # Kafka 4's transaction verification answers a produce that races the previous
-            # transaction's completion with NOT_ENOUGH_REPLICAS (a retriable stand-in for
-            # CONCURRENT_TRANSACTIONS; aiokafka issue #1172). The default 100 ms backoff made
-            # that race the largest part of our p99; the Java client retries it after 20 ms.
-            retry_backoff_ms=10,
-        )
+        return task_producer(self.kafka, task, self.client_id)
 
     def _open(self, tp: TopicPartition, producer: Producer) -> None:
         consumer = self._require_consumer()
@@ -292,9 +289,7 @@ class TransactionalLoop:
         finally:
             await cancel_all(fetching, stopping, self._report.running)
             await self._fence.close()
-            for task in list(self._tasks.values()):
-                with contextlib.suppress(BaseException):
-                    await task.settle()
+            await settle_all(list(self._tasks.values()), within=STOP_WITHIN_S)
 
     def _raise_fatal(self) -> None:
         self.handover.check()
@@ -336,7 +331,19 @@ class TransactionalLoop:
             metrics.lag.labels(topic=task.tp.topic).set(max(0, high - done.next_offset))
 
     async def _finish(self) -> None:
-        """On a clean stop: every task's last batch, checkpoint and head, committed."""
+        """On a clean stop: every task's last batch, checkpoint and head, committed, within
+        ``STOP_WITHIN_S`` (a stop must not wait for Kafka's return)."""
+        try:
+            async with asyncio.timeout(STOP_WITHIN_S):
+                await self._commit_last()
+        except TimeoutError:
+            await settle_all(list(self._tasks.values()), within=0)  # the others', cancelled
+            raise TransportError(
+                f"stopping: Kafka did not confirm the last commits within {STOP_WITHIN_S:g} s; "
+                "the worker stops without them, and its next start resumes from what committed"
+            ) from None
+
+    async def _commit_last(self) -> None:
         # A rebalance may run at each await here and pop tasks: iterate over copies, and make
         # the last commits each task's commit in flight, so that a revocation waits for it.
         for task in list(self._tasks.values()):

@@ -15,8 +15,9 @@ import contextlib
 import structlog
 
 from broker.errors import TransportError
-from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_quietly, translated
+from broker.kafka import Consumer, KafkaClients, TopicPartition, translated
 from broker.pipeline._restore import EntryReader
+from broker.pipeline._tasks import close_within
 from broker.pipeline._view import StateView
 
 log = structlog.get_logger("accord.worker")
@@ -63,9 +64,9 @@ class ChangelogTail:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TransportError):
                 await self._task
-        for client in (self._consumer, self._marks):
-            if client is not None:
-                await stop_quietly(client)
+        # Bounded: a stop must not wait for a Kafka that does not answer.
+        clients = [c for c in (self._consumer, self._marks) if c is not None]
+        await asyncio.gather(*(close_within(c) for c in clients))
         self._consumer = self._marks = self._task = None
 
     def check(self) -> None:

@@ -9,6 +9,12 @@ cannot commit behind its successor, and the successor starts from exactly what c
 Fencing per partition, not per worker, is what makes that true: a producer per worker
 (Kafka's KIP-447) needs the group's generation in each offset commit, which aiokafka cannot
 send, and our offsets commit in the changelog anyway.
+
+Every wait on Kafka here has a deadline. aiokafka retries a transaction's requests for as long
+as Kafka does not answer them, and a producer's stop waits for what it holds to be delivered:
+with Kafka gone mid-commit, the worker once waited for ever, stalled and deaf to SIGTERM. A
+commit not confirmed in time fails like any other (the worker ends and restarts from what
+committed); which way Kafka decided it is read from the changelog then, never assumed.
 """
 
 from __future__ import annotations
@@ -22,8 +28,11 @@ from typing import Any
 
 from broker.errors import Fenced, TransportError
 from broker.kafka import (
+    Consumer,
+    KafkaClients,
     Producer,
     TopicPartition,
+    abandon,
     abort_quietly,
     partition_for,
     stop_quietly,
@@ -40,6 +49,21 @@ def transactional_id(task: TaskId) -> str:
     return f"{WORKER_TRANSACTIONAL_ID}.{task.topic}-{task.partition}"
 
 
+def task_producer(kafka: KafkaClients, task: TaskId, client_id: str) -> Producer:
+    """``task``'s transactional producer, not started: its start fences earlier owners."""
+    return kafka.transactional_producer(
+        transactional_id(task),
+        client_id,
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        # Kafka 4's transaction verification answers a produce that races the previous
+        # transaction's completion with NOT_ENOUGH_REPLICAS (a retriable stand-in for
+        # CONCURRENT_TRANSACTIONS; aiokafka issue #1172). The default 100 ms backoff made
+        # that race the largest part of our p99; the Java client retries it after 20 ms.
+        retry_backoff_ms=10,
+    )
+
+
 @dataclass
 class Batch:
     """A task's processed records, waiting for their transaction."""
@@ -53,17 +77,75 @@ class Batch:
         return bool(self.outs) or self.next_offset is not None
 
 
+#: How long a transaction may take, from its start to Kafka confirming its commit. A healthy
+#: cluster confirms in milliseconds, and within seconds when a leader or the transaction
+#: coordinator moves; it stays under Kafka's transaction timeout (aiokafka's 60 s), past which
+#: the coordinator aborts a transaction itself.
+COMMIT_WITHIN_S = 30.0
+#: After SIGTERM, how long the commits under way and the last ones may take before the worker
+#: stops without them (their records are processed again by the next owner).
+STOP_WITHIN_S = 10.0
+#: How long an abort after a failed commit, or a client's stop, may wait for Kafka. A healthy
+#: cluster answers in milliseconds; past this, the process is ending anyway.
+CLOSE_WITHIN_S = 3.0
+
+
 @contextlib.asynccontextmanager
-async def committing(task: TaskId) -> AsyncIterator[None]:
-    """A failed commit ends the worker with a line that says why (fenced: another took over)."""
+async def committing(task: TaskId, *, within: float = COMMIT_WITHIN_S) -> AsyncIterator[None]:
+    """A failed commit ends the worker with a line that says why (fenced: another took over;
+    not confirmed within ``within`` seconds: Kafka not answering)."""
+    where = f"{task.topic}-{task.partition}"
     try:
-        async with translated(f"committing a batch of {task.topic}-{task.partition}"):
+        async with asyncio.timeout(within), translated(f"committing a batch of {where}"):
             yield
     except Fenced as exc:
         raise Fenced(
-            f"another worker took over {task.topic}-{task.partition} (this one's producer for "
-            "it was fenced); this worker stops and restarts from what committed"
+            f"another worker took over {where} (this one's producer for it was fenced); "
+            "this worker stops and restarts from what committed"
         ) from exc
+    except TimeoutError:
+        raise TransportError(
+            f"Kafka did not confirm the commit of a batch of {where} within {within:g} s; "
+            "this worker stops, and its next start resumes from what Kafka did commit"
+        ) from None
+
+
+async def abort_within(producer: Producer) -> None:
+    """Abort a failed transaction, best effort, waiting at most ``CLOSE_WITHIN_S``: with Kafka
+    not answering, the abort would wait as long as the commit did. Left open, the transaction
+    is aborted by the next owner's fencing, or by Kafka's transaction timeout."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_WITHIN_S):
+            await abort_quietly(producer)
+
+
+async def stop_within(producer: Producer, *, abandoning: bool = False) -> None:
+    """Stop ``producer`` within ``2 * CLOSE_WITHIN_S``: abandoned (``abandon``) if it holds a
+    commit not confirmed (``abandoning``) or its stop takes longer than ``CLOSE_WITHIN_S``.
+
+    aiokafka's stop first waits for every batch it holds to be delivered, and for the
+    transactional request under way, both retried for as long as Kafka does not answer; then
+    its connections close, which over TLS waits 30 s for a broker that does not answer to
+    say goodbye. The process is ending: that wait is not its to sit out. Only a transaction
+    Kafka confirmed counts as committed, so nothing an abandoned producer held is counted,
+    whatever Kafka makes of it.
+    """
+    if not abandoning:
+        stopping = asyncio.ensure_future(stop_quietly(producer))
+        done, _ = await asyncio.wait([stopping], timeout=CLOSE_WITHIN_S)
+        if done:
+            return
+    # Its sender cancelled, its batches failed: a stop under way ends too, but for the
+    # connections' closing, which goes on in the background.
+    await asyncio.wait([asyncio.ensure_future(abandon(producer))], timeout=CLOSE_WITHIN_S)
+
+
+async def close_within(client: Consumer) -> None:
+    """Stop a consumer, waiting at most ``CLOSE_WITHIN_S``: leaving its group waits for
+    Kafka's answer, and its connections' closing as :func:`stop_within` says."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_WITHIN_S):
+            await stop_quietly(client)
 
 
 SendAll = Callable[[Producer, list[OutRecord]], Awaitable[None]]
@@ -95,6 +177,19 @@ async def start_all(producers: Iterable[Producer], *, at_once: int = STARTS_AT_O
         for running in starts:
             running.cancel()  # a no-op for those that ended
         await asyncio.gather(*starts, return_exceptions=True)
+
+
+async def settle_all(tasks: Iterable[Task], *, within: float) -> None:
+    """Wait up to ``within`` seconds for the tasks' commits in flight, then cancel those still
+    waiting: the worker is ending, their outcome is read from the changelog at the next start,
+    and their failures were or will be said by whoever raised first."""
+    running = [t.in_flight for t in tasks if t.in_flight is not None]
+    if not running:
+        return
+    _, late = await asyncio.wait(running, timeout=within)
+    for commit in late:
+        commit.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 async def stop_all(producers: Iterable[Producer]) -> None:
@@ -129,6 +224,9 @@ class Task:
         #: How many fetches had returned when this task opened: records any of them returned
         #: were read for an earlier task of this partition, and are not this one's.
         self.opened_after = opened_after
+        #: A commit failed or was never confirmed: the producer may still be retrying it, so
+        #: it is abandoned, not stopped (a stop would wait for Kafka to answer).
+        self.unconfirmed = False
 
     def due(self) -> bool:
         """Whether a transaction should start: records pending, or a recall to send."""
@@ -152,12 +250,15 @@ class Task:
         metrics = self.processor.outbox.metrics
         began = time.perf_counter()
         try:
-            async with committing(self.id):
+            async with committing(self.id, within=COMMIT_WITHIN_S):
                 await producer.begin_transaction()
                 await send_all(producer, done.outs)
                 await producer.commit_transaction()
         except BaseException:
-            await abort_quietly(producer)
+            # Not known committed, so not settled: the worker ends (crash-only), and the
+            # changelog says at its next start whether Kafka committed it after all.
+            self.unconfirmed = True
+            await abort_within(producer)
             metrics.transactions.labels(result="aborted").inc()
             raise
         metrics.transaction_time.observe(time.perf_counter() - began)
@@ -181,7 +282,7 @@ class Task:
 
     async def stop(self) -> None:
         self.closed = True
-        await stop_quietly(self.producer)
+        await stop_within(self.producer, abandoning=self.unconfirmed)
 
 
 class RecordSender:

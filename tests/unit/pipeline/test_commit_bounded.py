@@ -1,0 +1,108 @@
+"""A commit Kafka never confirms, over the fakes of test_loop: it ends the loop with one error
+within a bounded time, is never counted as committed, and a stop meanwhile is bounded too.
+
+aiokafka retries a transaction's requests for as long as Kafka does not answer them, and a
+sender task that dies may leave the transaction's futures unresolved: the commit's await
+then never returns. These fakes wait for ever in the same place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from broker.errors import TransportError
+from broker.keys import FileKeyStore
+from broker.pipeline import _loop, _tasks
+from broker.pipeline._processor import Processor
+from tests.unit.pipeline.test_loop import _Consumer, _messages, _Producer
+from tests.unit.pipeline.test_loop import _loop as started_loop
+
+
+class _Unanswered(_Producer):
+    """Kafka gone mid-commit: commits from the ``from_commit``-th on are never confirmed, and
+    the aborts that follow wait as long."""
+
+    def __init__(self, from_commit: int = 0) -> None:
+        super().__init__()
+        self.from_commit = from_commit
+        self.commits = 0
+        self.stopped = False
+
+    async def commit_transaction(self) -> None:
+        self.commits += 1
+        if self.commits > self.from_commit:
+            await asyncio.Event().wait()
+        await super().commit_transaction()
+
+    async def abort_transaction(self) -> None:
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deadlines of a test's length; what they bound is the same."""
+    monkeypatch.setattr(_tasks, "COMMIT_WITHIN_S", 0.3)
+    monkeypatch.setattr(_tasks, "CLOSE_WITHIN_S", 0.1)
+    monkeypatch.setattr(_loop, "STOP_WITHIN_S", 0.3)
+
+
+@pytest.mark.usefixtures("quick")
+async def test_a_commit_kafka_never_confirms_ends_the_loop_with_one_error_and_counts_nothing(
+    make_processor: Callable[..., Processor],
+    pipeline_keys: FileKeyStore,
+) -> None:
+    consumer = _Consumer([_messages(pipeline_keys, 0, 2)], on_idle=lambda: None, assigned=True)
+    producer = _Unanswered()
+    loop, [processor], _ = await started_loop(make_processor, consumer, producer)
+    [task] = loop._tasks.values()
+
+    with pytest.raises(TransportError, match="Kafka did not confirm the commit of a batch of"):
+        await asyncio.wait_for(loop.run(asyncio.Event()), timeout=5)
+
+    assert producer.transactions == []
+    assert task.unconfirmed  # so its producer is abandoned at the stop, not flushed
+    metrics = processor.outbox.metrics
+    assert metrics.transactions.labels(result="committed")._value.get() == 0
+    assert metrics.transactions.labels(result="aborted")._value.get() == 1
+    await asyncio.wait_for(loop.stop(), timeout=5)
+    assert producer.stopped
+
+
+@pytest.mark.usefixtures("quick")
+async def test_a_stop_while_a_commit_waits_for_kafka_ends_within_the_stop_bound(
+    make_processor: Callable[..., Processor],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM is honoured in ``STOP_WITHIN_S``, well before the commit's own deadline."""
+    monkeypatch.setattr(_tasks, "COMMIT_WITHIN_S", 60.0)
+    stop = asyncio.Event()
+    consumer = _Consumer([], on_idle=stop.set, assigned=True)
+    loop, _, _ = await started_loop(make_processor, consumer, _Unanswered())
+
+    with pytest.raises(TransportError, match="stopping: Kafka did not confirm the last commits"):
+        await asyncio.wait_for(loop.run(stop), timeout=5)
+    await asyncio.wait_for(loop.stop(), timeout=5)
+
+
+@pytest.mark.usefixtures("quick")
+async def test_a_failed_commit_does_not_wait_for_others_kafka_never_confirms(
+    make_processor: Callable[..., Processor],
+) -> None:
+    """What stalled a worker for good: one commit failed (its sender died) while another
+    waited for Kafka; the loop's way out waited for that one without end."""
+    consumer = _Consumer([], on_idle=lambda: None, assigned=True)
+    loop, _, _ = await started_loop(make_processor, consumer, _Producer())
+    [task] = loop._tasks.values()
+    hanging: asyncio.Future[_tasks.Batch] = asyncio.get_running_loop().create_future()
+    task.in_flight = asyncio.ensure_future(hanging)  # the other task's commit, unconfirmed
+    loop._fatal = TransportError("committing a batch of x-0: KafkaError")
+
+    with pytest.raises(TransportError, match="KafkaError"):
+        await asyncio.wait_for(loop.run(asyncio.Event()), timeout=5)
+    assert hanging.cancelled()
