@@ -41,7 +41,7 @@ class GroupMembership:
     # Kafka's advice: at most a third of the session, so two heartbeats may be lost.
     heartbeat_interval_ms: int = 3_000
     # How long the group waits for its members to rejoin in a rebalance: each first gives
-    # up its partitions, letting a commit in flight finish (bounded by request timeouts).
+    # up its partitions, letting a commit in flight finish (bounded: _tasks.COMMIT_WITHIN_S).
     rebalance_timeout_ms: int = 60_000
     # A member that asks for no records for this long leaves the group. The loop fetches at
     # least every 200 ms when healthy; five minutes without means it is stuck, and another
