@@ -42,7 +42,12 @@ from typing import Any, NamedTuple
 from broker.desk import _flag_fires as fires
 from broker.desk._flag import Flag, child_keys, flag_id, household_key
 from broker.desk._gone import STATE_VERSION, Forget, dated, forget, went
-from broker.desk._household import HouseholdMessage, apply_household, withdraw_household
+from broker.desk._household import (
+    HouseholdMessage,
+    apply_household,
+    left_household,
+    withdraw_household,
+)
 from broker.desk._window import ID, SEQ, T, aggregates, micros, time_of
 from broker.errors import EventInvalid
 from broker.policy import CompiledFlagRule
@@ -134,15 +139,21 @@ class Placement(NamedTuple):
     # (legacy key, key) of those residents that have a legacy key: the household's records
     # from before name them by it.
     renamed: tuple[tuple[str, str], ...] = ()
+    # Every child of the view, wherever it is placed: none of them is checked as a sibling
+    # at this record (each is evaluated where its own placement sends it).
+    named: tuple[str, ...] = ()
 
 
 class Applied(NamedTuple):
-    """A record applied to a child: the new state, the child rules' flags, and what the
-    household's step needs (None: no household rule, or no household known)."""
+    """A record applied to a child: the new state, the child rules' flags, what the
+    household's step needs (None: no household rule, or no household known), and the
+    household the record moved the child out of (None: it did not), whose step is told so
+    that it no longer checks the child there as a sibling (``_household.left_household``)."""
 
     state: ChildState
     flags: list[Flag]
     household: HouseholdMessage | None
+    left: str | None = None
 
 
 class FlagEngine:
@@ -188,10 +199,11 @@ class FlagEngine:
                 if old is not None:
                     legacy[key] = old
         places = []
+        named = tuple(found)
         for c, h in found.items():
             residents = tuple(o for o, oh in found.items() if h is not None and oh == h) or (c,)
             renamed = tuple((legacy[o], o) for o in residents if o in legacy)
-            places.append(Placement(c, h, residents, legacy.get(c), renamed))
+            places.append(Placement(c, h, residents, legacy.get(c), renamed, named))
         return places
 
     def process(
@@ -205,9 +217,11 @@ class FlagEngine:
             state = states.get(place.child)
             if place.legacy is not None:
                 state = self.adopt(state, place.legacy, states.get(place.legacy))
-            state, raised, message = self.apply(state, place, record)
+            state, raised, message, left = self.apply(state, place, record)
             states[place.child] = state
             flags.extend(raised)
+            if left is not None and (away := states.get(HOUSEHOLD_PREFIX + left)) is not None:
+                states[HOUSEHOLD_PREFIX + left] = left_household(away, place.child)
             if message is not None:
                 key = HOUSEHOLD_PREFIX + message.household
                 house, raised = self.apply_household(states.get(key), message)
@@ -307,7 +321,10 @@ class FlagEngine:
             fired.append(t)
             fires.note(new["on"], rule.id, t, (r[ID] for r in window))
             flags.append(self._flag(rule, child, record, window))
+        left = None
         if place.household is not None:
+            if self.household_rules and new.get("hh") not in (None, place.household):
+                left = new["hh"]
             new["hh"] = place.household
         message = None
         household = new.get("hh")
@@ -323,6 +340,7 @@ class FlagEngine:
                 child=child,
                 residents=own,
                 renamed=tuple(sorted(renamed.items())),
+                named=place.named,
                 record=(t, record.event_id, record.sender, record.type, record.need_level,
                         sorted(set(record.categories))),
                 rules={rule.id: (aggregates(w), tuple((int(r[T]), r[ID]) for r in w))
@@ -332,7 +350,7 @@ class FlagEngine:
         newest = t if new["newest"] is None else max(new["newest"], t)
         new["newest"] = newest
         self._trim(new, newest - self._keep, when.now)
-        return Applied(new, flags, message)
+        return Applied(new, flags, message, left)
 
     @staticmethod
     def _window(recs: list[list[Any]], rule: CompiledFlagRule, t: int) -> list[list[Any]]:

@@ -13,7 +13,8 @@ Three steps and two tables, all under the party's own Kafka prefix ``accord.desk
    in the changelog-backed table ``windows``, publishes every child-rule flag raised, as
    ``desk-flag.v1`` JSON keyed by ``flag_id``, on ``accord.desk.<party>.flags``, and, when
    the bundle has household rules and the child a household, sends the household's step its
-   message on ``<app id>-byhousehold``, keyed by household.
+   message on ``<app id>-byhousehold``, keyed by household (and, when the record places the
+   child in another household than before, tells the one it left, keyed by that one).
 3. the faust agent ``households`` keeps each household's state in the table ``households``
    and publishes the household rules' flags the same way.
 
@@ -80,7 +81,7 @@ from broker.desk._flag import Flag, flag_id
 from broker.desk._flagging import FlagEngine, Placement, window_record
 from broker.desk._flags_counts import FlagCounts
 from broker.desk._flags_source import DeliveryReader, Opened
-from broker.desk._household import HouseholdMessage
+from broker.desk._household import HouseholdMessage, left_household
 from broker.desk._window import micros
 from broker.desk._withdrawn import KEEP, WithdrawnIds, is_marker
 from broker.desk._withdrawn_held import FILE as HELD_FILE
@@ -284,7 +285,8 @@ class _Service:
             value = json.dumps({"child": place.child, "household": place.household,
                                 "residents": list(place.residents), "record": body,
                                 "legacy": place.legacy,
-                                "renamed": [list(pair) for pair in place.renamed]})  # fmt: skip
+                                "renamed": [list(pair) for pair in place.renamed],
+                                "named": list(place.named)})  # fmt: skip
             sent.append(await self.bychild.send(key=place.child.encode(), value=value.encode()))
         return sent
 
@@ -298,17 +300,18 @@ class _Service:
                 return
             child = msg["child"]
             residents = tuple(msg.get("residents") or (child,))
-            # Both absent from a message an older service wrote (its child key is the old one).
+            # Absent from a message an older service wrote (its child key is the old one).
             legacy = msg.get("legacy")
             renamed = tuple((str(o), str(n)) for o, n in msg.get("renamed") or ())
-            place = Placement(child, msg.get("household"), residents, legacy, renamed)
+            named = tuple(str(c) for c in msg.get("named") or ())
+            place = Placement(child, msg.get("household"), residents, legacy, renamed, named)
             record = window_record(msg["record"])
             if self._withdrawn(self.windows, partition, record.event_id):
                 return  # its withdrawal notice was read first: the record never counts
             state = self.windows.get(child)
             if legacy is not None:
                 state = self.engine.adopt(state, legacy, self.windows.get(legacy))
-            state, raised, household = self.engine.apply(state, place, record)
+            state, raised, household, left = self.engine.apply(state, place, record)
         except Exception as exc:  # noqa: BLE001  # see _failed: skipped, loudly, not a stop
             self._failed("child", partition, offset, exc)
             return
@@ -318,6 +321,11 @@ class _Service:
             body = json.dumps(household.to_json()).encode()
             key = household.household.encode()
             await (await self.byhousehold.send(key=key, value=body, force=True))
+        if left is not None:
+            # The household it was placed in before no longer counts it as a sibling; told
+            # before the state below records the record as seen, as above.
+            body = json.dumps({"left": left, "child": child}).encode()
+            await (await self.byhousehold.send(key=left.encode(), value=body, force=True))
         self.windows[child] = state
 
     async def on_household_record(
@@ -328,6 +336,13 @@ class _Service:
             if "withdraw" in msg:
                 without = self.engine.withdraw_household
                 self._withdraw(self.households, without, msg["withdraw"], partition)
+                return
+            if "left" in msg:  # a child of this household placed in another since
+                house = self.households.get(msg["left"])
+                if house is not None:
+                    moved = left_household(house, str(msg["child"]))
+                    if moved is not house:
+                        self.households[msg["left"]] = moved
                 return
             message = HouseholdMessage.from_json(msg)
             if self._withdrawn(self.households, partition, message.record[1]):

@@ -13,7 +13,13 @@ is evaluated in a second step, from a :class:`HouseholdMessage` the child's step
   wherever they were sent from);
 - the household's step adds the record (once, however many of its children arrive) and
   evaluates each household rule for the child with ``household``: the aggregates of the
-  household's records in the window, and ``children``, how many children they are about.
+  household's records in the window, and ``children``, how many children they are about;
+- a rule that fires for the child is checked at once for its siblings: the other children
+  of the household's window, but none the record names (wherever it places them: each is
+  evaluated where its own placement sends it) and none the household has heard has moved
+  away: when a record places a child in another household, the child's step tells the one
+  it left (``{"left": household, "child": key}``, :func:`left_household`), and a later
+  message placing the child here again brings it back.
 
 A flag for the same (rule, child) fires at most once per window in one household, as a child
 rule's does. State is one JSON value per household (:data:`HouseholdState`), kept like a
@@ -44,15 +50,17 @@ __all__ = [
     "HouseholdState",
     "apply_household",
     "empty_household",
+    "left_household",
     "withdraw_household",
 ]
 
 #: ``{"v": 2, "seq": n, "newest": µs or None, "recs": [[occurred µs, arrival, event id,
 #: sender, type, need, [categories], [children], [evaluated]], ...], "fired": {rule: {child:
 #: [µs]}}, "on": {rule: {child: {"<µs>": [event id]}}}, "gone": {event id: seconds when it
-#: went}}``: a child's state's shape (format 1's ``gone`` a list, as a child's), each record
-#: naming the children it is about here and those the household rules were evaluated for at
-#: it; ``on`` as a child's, per child (:mod:`._flag_fires`).
+#: went}, "away": [child, ...]}``: a child's state's shape (format 1's ``gone`` a list, as
+#: a child's), each record naming the children it is about here and those the household
+#: rules were evaluated for at it; ``on`` as a child's, per child (:mod:`._flag_fires`);
+#: ``away``: children of its records since placed elsewhere (absent: none).
 HouseholdState = dict[str, Any]
 _CHILDREN, _EVALUATED = 7, 8
 
@@ -71,6 +79,9 @@ class HouseholdMessage:
     rules: Mapping[str, tuple[Mapping[str, Any], tuple[tuple[int, str], ...]]]
     # (legacy key, key) of the children, as ``Placement.renamed``, and the child's adopted keys.
     renamed: tuple[tuple[str, str], ...] = ()
+    # Every child of the record, wherever placed (``Placement.named``): none is a sibling
+    # at it. Empty in a message an older service wrote: then only ``residents`` are left out.
+    named: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +92,7 @@ class HouseholdMessage:
             "rules": {r: {"aggregates": dict(a), "window": [list(w) for w in win]}
                       for r, (a, win) in self.rules.items()},
             "renamed": [list(pair) for pair in self.renamed],
+            "named": list(self.named),
         }  # fmt: skip
 
     @classmethod
@@ -94,6 +106,7 @@ class HouseholdMessage:
                    for r, v in body["rules"].items()},
             # Absent from a message an older service wrote.
             renamed=tuple((str(o), str(n)) for o, n in body.get("renamed") or ()),
+            named=tuple(str(c) for c in body.get("named") or ()),
         )  # fmt: skip
 
 
@@ -148,6 +161,12 @@ def apply_household(
         seq = new["seq"]
         new["seq"] = seq + 1
         bisect.insort(recs, [t, seq, *msg.record[1:], residents, [msg.child]])
+    # Placed here by this record (or, without an address in it, still placed here): back.
+    if away := [c for c in new.get("away", ()) if c not in residents]:
+        new["away"] = away
+    else:
+        new.pop("away", None)
+    not_siblings = {*residents, *msg.named, *away}
     flags: list[Flag] = []
     for rule in rules:
         mine = msg.rules.get(rule.id)
@@ -167,7 +186,7 @@ def apply_household(
         flag = _flag(rule, msg, window, mine[1], party)
         _on(new, rule.id, msg.child)[str(t)] = list(flag.event_ids)
         flags.append(flag)
-        flags.extend(_siblings(new, rule, msg, window, household, set(residents), party))
+        flags.extend(_siblings(new, rule, msg, window, household, not_siblings, party))
     newest = t if new["newest"] is None else max(new["newest"], t)
     new["newest"] = newest
     _trim(new, newest - keep // timedelta(microseconds=1), when.now)
@@ -184,10 +203,11 @@ def _siblings(  # noqa: PLR0917  # the fire's whole context, as apply_household 
     party: str,
 ) -> list[Flag]:
     """The rule has fired for ``msg.child``: checked now, at the same time, for the other
-    children of the household's window (not those ``named`` in the record: each of them is
-    evaluated with its own message), in key order, each once per window. A sibling's own
-    aggregates are its records at this address in the window (the household step holds no
-    other); ``state`` (being written) records each fire."""
+    children of the household's window but those ``named`` (the record's children, each
+    evaluated with its own message, and those since placed elsewhere), in key order, each
+    once per window. A sibling's own aggregates are its records at this address in the
+    window (the household step holds no other); ``state`` (being written) records each
+    fire."""
     t = int(msg.record[0])
     width = rule.window // timedelta(microseconds=1)
     flags = []
@@ -203,6 +223,16 @@ def _siblings(  # noqa: PLR0917  # the fire's whole context, as apply_household 
         _on(state, rule.id, other)[str(t)] = list(flag.event_ids)
         flags.append(flag)
     return flags
+
+
+def left_household(state: HouseholdState, child: str) -> HouseholdState:
+    """``state`` noting that a record has placed ``child`` in another household (not changed
+    in place; ``state`` itself when it holds no record about the child, or knows already):
+    the child is no sibling here until a record places it here again."""
+    about = any(child in r[_CHILDREN] for r in state["recs"])
+    if not about or child in state.get("away", ()):
+        return state
+    return {**state, "away": sorted({*state.get("away", ()), child})}
 
 
 def _renamed(state: HouseholdState, to: Mapping[str, str], when: Forget) -> HouseholdState:
@@ -231,6 +261,8 @@ def _renamed(state: HouseholdState, to: Mapping[str, str], when: Forget) -> Hous
             for t, ids in at.items():
                 mine[t] = list(dict.fromkeys([*mine.get(t, ()), *ids]))
     new["on"] = on
+    if new.get("away"):
+        new["away"] = sorted({to.get(c, c) for c in new["away"]})
     return new
 
 
@@ -292,6 +324,13 @@ def _trim(state: HouseholdState, horizon: int, now: int) -> None:
             if left := {t: ids for t, ids in at.items() if t in times}:
                 on.setdefault(rule, {})[c] = left
     state["on"] = on
+    if state.get("away"):
+        # Only a child some kept record is about could be taken for a sibling.
+        about = {c for r in state["recs"] for c in r[_CHILDREN]}
+        if away := [c for c in state["away"] if c in about]:
+            state["away"] = away
+        else:
+            del state["away"]
 
 
 def _flag(

@@ -1,7 +1,8 @@
 """The flag service end to end: a scripted month of contacts through the real worker to the
 co-ordinating team, flags raised by ``accord desk flags`` on real Kafka, exactly those an
 independent reading of the rules derives (the household rule's too: two siblings share an
-address); killed mid-window and restarted, nothing is lost and nothing doubled."""
+address, and an incident naming one flags the other); killed mid-window and restarted,
+nothing is lost and nothing doubled."""
 
 from __future__ import annotations
 
@@ -138,6 +139,18 @@ def _expected(
                             t - width < datetime.fromisoformat(e["occurred_at"]) <= t]  # fmt: skip
                     ids.sort(key=[e["event_id"] for e in events].index)
                     out.append((rule, nhs, tuple(ids)))
+                    # At once for each sibling: a child with a record in this household's
+                    # window, still living here (its latest address), not in this record.
+                    for other in sorted(about - set(kids)):
+                        times = fired.setdefault((rule, other + placed[nhs]), [])
+                        if placed.get(other) != placed[nhs] or any(
+                            t - width < f <= t for f in times
+                        ):
+                            continue
+                        times.append(t)
+                        house_ids = [e["event_id"] for e, _ in window]
+                        house_ids.sort(key=[e["event_id"] for e in events].index)
+                        out.append((rule, other, tuple(house_ids)))
     return out
 
 

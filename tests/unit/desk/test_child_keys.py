@@ -200,7 +200,7 @@ def test_a_flag_raised_before_the_upgrade_is_not_raised_again_in_its_window(
 def test_adopting_twice_changes_nothing_and_keeps_withdrawn_records_out(engine: FlagEngine) -> None:
     place = flagging.Placement("old", None, ("old",))
     rec = flagging.window_record(event("e1", 0, cats=DA))
-    old, _, _ = engine.apply(None, place, rec)
+    old = engine.apply(None, place, rec).state
     gone = engine.withdraw(engine.apply(old, place, flagging.window_record(event("e2", 1)))[0],
                            ["e2"])  # fmt: skip
     assert gone is not None

@@ -130,6 +130,8 @@ def _brute_force(  # noqa: PLR0912, PLR0915  # one reading of the rules, top to 
     # household → event id → [t, arrival, event, children about, children evaluated for]
     houses: dict[tuple[str, str], dict[str, list[Any]]] = {}
     fired: list[tuple[str, str, Any, datetime]] = []
+    # child → [(occurred, the household it was counted at, event)], for siblings
+    counted: dict[str, list[tuple[datetime, tuple[str, str], dict[str, Any]]]] = {}
     out: list[tuple[str, str, tuple[str, ...]]] = []
     arrival = 0
     for ev in events:
@@ -160,6 +162,7 @@ def _brute_force(  # noqa: PLR0912, PLR0915  # one reading of the rules, top to 
             if home is None:
                 continue
             residents = {n for n, o in kids.items() if o == own} if own else {nhs}
+            counted.setdefault(nhs, []).append((t, home, ev))
             house = houses.setdefault(home, {})
             entry = house.setdefault(ev["event_id"], [t, arrival, ev, set(), set()])
             entry[3] |= residents | {nhs}
@@ -181,14 +184,18 @@ def _brute_force(  # noqa: PLR0912, PLR0915  # one reading of the rules, top to 
                 ranked += [(w[0], 1, w[1], w[2]["event_id"]) for w in own_window
                            if w[2]["event_id"] not in ids]  # fmt: skip
                 out.append((rule.id, nhs, tuple(i for *_, i in sorted(ranked))))
-                # Fired: the other children in the household's window, not in this
-                # record, are checked at once, over their own records at the address.
-                others = {c for x in there for c in x[3]} - residents - {nhs}
-                for other in sorted(others, key=lambda n: child_key(SECRET, {"nhs_number": n})):
+                # Fired: checked at once for each sibling, in key order: a child with a
+                # record counted at this address in the window, whose latest placement is
+                # still this address, and whom this record does not name at all (each child
+                # it names is evaluated for itself); over its own records counted here.
+                for other in sorted(counted, key=lambda n: child_key(SECRET, {"nhs_number": n})):
+                    about = [e for u, h, e in counted[other]
+                             if h == home and t - rule.window < u <= t]  # fmt: skip
+                    if other in kids or placed.get(other) != home or not about:
+                        continue
                     if any(r == rule.id and c == other and h == home and t - rule.window < f <= t
                            for r, c, h, f in fired):  # fmt: skip
                         continue
-                    about = [x[2] for x in there if other in x[3]]
                     if not rule.py(_aggregates(about), household):
                         continue
                     fired.append((rule.id, other, home, t))

@@ -83,6 +83,7 @@ def _service(
 
 
 HOME = {"address": "14 Tame Road", "postcode": "DY4 7JQ"}
+ELSEWHERE = {"address": "9 Hill Road", "postcode": "B69 1AB"}
 
 
 def _states_by_key(table: dict[str, Any]) -> dict[str, Any]:
@@ -105,13 +106,16 @@ async def _household_messages(service: _Service, log: list[tuple[str, Any]]) -> 
 
 
 def _record(
-    event_id: str, nhs: str, need: int = 4, *, home: bool = False, cats: tuple[str, ...] = ()
-) -> bytes:
+    event_id: str, nhs: str, need: int = 4, *, home: bool = False, cats: tuple[str, ...] = (),
+    at: dict[str, str] | None = None,
+) -> bytes:  # fmt: skip
+    """A child step's message as a service before 2026-12-07 wrote it (no ``named``), placing
+    the child at ``HOME`` (``home``) or ``at`` another address."""
     child = child_key(SECRET, {"nhs_number": nhs})
     record = {"event_id": event_id, "occurred_at": "2026-10-01T10:00:00+00:00",
               "sender": "wmp", "type": "police.child_concern", "need_level": need,
               "categories": list(cats)}  # fmt: skip
-    house = household_key(SECRET, HOME) if home else None
+    house = household_key(SECRET, at or HOME) if home or at else None
     return json.dumps({"child": child, "household": house, "residents": [child],
                        "record": record}).encode()  # fmt: skip
 
@@ -197,6 +201,41 @@ async def test_a_household_flag_is_acknowledged_before_the_households_state(
     log.clear()
     await service.on_household_record(json.dumps(messages[1]).encode(), 0)
     assert [step for step, _ in log] == ["state-household"]
+
+
+async def test_a_child_placed_elsewhere_is_no_longer_its_old_households_sibling(
+    tmp_path: Path,
+) -> None:
+    """The review's case a, through the service: the child's step tells the household the
+    child left (acknowledged before the child's state), which then flags only the child
+    named in the next incident there."""
+    service, log = _service(tmp_path)
+    home, moved = household_key(SECRET, HOME), child_key(SECRET, {"nhs_number": NHS[1]})
+    await service.on_child_record(_record("b0", NHS[1], need=2, home=True), 0)
+    await service.on_child_record(_record("b5", NHS[1], need=2, at=ELSEWHERE), 0)
+    await service.on_child_record(
+        _record("a9", NHS[0], need=2, home=True, cats=("domestic_abuse",)), 0
+    )
+    steps = [step for step, _ in log]
+    # b5's own message (to its new household), then the old one told, then b5's state.
+    assert steps[3:8] == ["send-household", "acked-household"] * 2 + ["state"]
+    assert log[5][1] == {"left": home, "child": moved}
+    messages = [body for step, body in log if step == "send-household"]
+    log.clear()
+    for body in messages:
+        await service.on_household_record(json.dumps(body).encode(), 0)
+    flags = [body for step, body in log if step == "send"]
+    assert [(f["rule"], f["child"]) for f in flags] == [
+        ("household-domestic-abuse", child_key(SECRET, {"nhs_number": NHS[0]}))
+    ]
+    assert service.households[home]["away"] == [moved]
+    # Placed there again, the child is a sibling there again (and the other told it left).
+    log.clear()
+    await service.on_child_record(_record("b12", NHS[1], need=2, home=True), 0)
+    back, told = [body for step, body in log if step == "send-household"]
+    assert told == {"left": household_key(SECRET, ELSEWHERE), "child": moved}
+    await service.on_household_record(json.dumps(back).encode(), 0)
+    assert "away" not in service.households[home]
 
 
 async def test_a_withdrawal_changes_only_its_own_partitions_households(tmp_path: Path) -> None:
