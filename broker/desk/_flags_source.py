@@ -32,7 +32,14 @@ on where a poll happened to end, and could not be kept across batches anyway.)
 Each commit carries, as its metadata, the time it was made (``{"at": seconds}``), and while
 the step has read everything it commits its position again at least once a minute: the
 desk reads the group's offsets to tell how current its flags are (:mod:`._flags_fresh`),
-and a commit older than that says the service is not reading.
+and a commit older than that says the service is not reading. "Read everything" is asked
+of Kafka, not taken from an empty poll: aiokafka answers a poll with nothing, without
+raising, while its fetches fail and back off (a partition's leader unavailable), and the
+first poll after a start is often empty. So the position is committed again only when, for
+every partition assigned, a fetch has answered within the last :data:`ANSWERED` seconds and
+the position has reached the end that fetch gave (its last stable offset: nothing after it
+can be read yet). This says nothing of the child and household steps after this one:
+their lag is not in these commits.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ _POLL_MS: Final = 1000
 _MAX_RECORDS: Final = 500
 #: While nothing new comes, the position is committed again this often (seconds).
 IDLE_COMMIT: Final = 60.0
+#: A partition's end, as a fetch gave it, is trusted for this long (seconds): an older one
+#: may be from before Kafka stopped answering. A healthy idle consumer fetches every
+#: ``fetch_max_wait_ms`` (200 ms).
+ANSWERED: Final = 10.0
 
 
 class Opened(NamedTuple):
@@ -146,14 +157,28 @@ class DeliveryReader:
             self.counts.progress = self._committed_at
 
     async def _idle(self, consumer: Any, what: str) -> None:
-        """Everything read: the position committed again, now and then, to say so (past a
-        trailing transaction marker, too, where the consumer has stepped over it)."""
+        """Nothing came: if everything has been read (module docstring), the position is
+        committed again, now and then, to say so (past a trailing transaction marker, too,
+        where the consumer has stepped over it)."""
         if self._clock() - self._committed_at < IDLE_COMMIT:
             return
         async with translated(what):
             assigned = list(consumer.assignment())
-            if not assigned:
-                return
+            ends = [await self._at_end(consumer, tp) for tp in assigned]
+            if not assigned or any(at is None for at in ends):
+                return  # not known to be current: no stamp, and the desk's warning comes
             stamp = self._stamp()
-            await consumer.commit({tp: (await consumer.position(tp), stamp) for tp in assigned})
+            await consumer.commit({tp: (at, stamp) for tp, at in zip(assigned, ends, strict=True)})
         self._progressed()
+
+    async def _at_end(self, consumer: Any, tp: Any) -> int | None:
+        """The partition's position if a fetch answered lately and it has reached the end
+        that fetch gave; None otherwise."""
+        end = consumer.last_stable_offset(tp)
+        if end is None or end < 0:  # -1: a broker that gives none (read_uncommitted)
+            end = consumer.highwater(tp)
+        answered = consumer.last_poll_timestamp(tp)  # ms, wall clock (aiokafka's)
+        if end is None or answered is None or self._clock() - answered / 1000 > ANSWERED:
+            return None
+        position = int(await consumer.position(tp))
+        return position if position >= end else None
