@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -124,23 +123,22 @@ def _say_commands(
     parties = policy.bundle.parties
     hub = next((p for p, party in parties.items() if party.kind == "hub"), None)
     team = next((p for p, party in parties.items() if party.kind == "coordinating_team"), None)
-    # Exported, not set per command: every audit command signs in, and the demo's officer
-    # is in the demo's own users file, which no command reads unless told.
-    shell = replace(
-        shell, exports={**shell.exports, "ACCORD_CONSOLE__USERS_FILE": str(users_file.absolute())}
-    )
+    # Set on each command that signs in, never exported: the demo's officer is in the demo's
+    # own users file, and an exported variable would make a real `accord console` started
+    # later from the same shell serve its password-only account.
+    demo_users = {"ACCORD_CONSOLE__USERS_FILE": str(users_file.absolute())}
     officer = ("--as", DEMO_OFFICER)
     lines = [
         shell.run("audit", "verify"),
-        shell.run("audit", "report", *officer, "--reason", "oversight"),
+        shell.run("audit", "report", *officer, "--reason", "oversight", env=demo_users),
         # A child's NHS number and an override's ids are the demo's random ones: named by a
         # shell variable to set, never a made-up value that would find nothing.
         "# a subject access request: set NHS to a child's NHS number from the tail below",
-        shell.run("audit", "subject", "--nhs-number") + ' "$NHS" '
+        shell.run("audit", "subject", "--nhs-number", env=demo_users) + ' "$NHS" '
         + " ".join([*officer, "--reason", "subject_access_request", "--format", "html"])
         + " > sar.html",
         "# an override's review: set EVENT and TO from the console's Override reviews page",
-        shell.run("audit", "review-override") + ' "$EVENT" --recipient "$TO" '
+        shell.run("audit", "review-override", env=demo_users) + ' "$EVENT" --recipient "$TO" '
         + " ".join([*officer, "--finding", "justified", "--reference", "IG-DEMO-1"]),
     ]  # fmt: skip
     if hub is not None:

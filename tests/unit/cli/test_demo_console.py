@@ -179,13 +179,14 @@ def test_the_demo_prints_complete_commands_for_another_terminal(
     commands = [line.strip() for line in said[start + 1 :]]
     assert commands[0] == f"cd {REPO}"
     users = demo_users_file(settings.home)
-    # The demo's users file is exported: audit subject and review-override sign in too.
+    # The demo's users file is set on each command that signs in, never exported: a real
+    # `accord console` started later from that shell must not serve the demo's account.
     assert commands[1] == (
         f"export ACCORD_HOME={settings.home} ACCORD_KEYSTORE__PASSPHRASE_FILE={passphrase} "
-        f"ACCORD_POLICIES={REPO / 'policies'} ACCORD_CONSOLE__USERS_FILE={users}"
+        f"ACCORD_POLICIES={REPO / 'policies'}"
     )
-    accord = shell.accord
-    assert f"{accord} audit verify" in commands
+    accord = f"ACCORD_CONSOLE__USERS_FILE={users} {shell.accord}"
+    assert f"{shell.accord} audit verify" in commands
     assert f"{accord} audit report --as {DEMO_OFFICER} --reason oversight" in commands
     assert (
         f'{accord} audit subject --nhs-number "$NHS" --as {DEMO_OFFICER} --reason '
@@ -195,8 +196,9 @@ def test_the_demo_prints_complete_commands_for_another_terminal(
         f'{accord} audit review-override "$EVENT" --recipient "$TO" --as {DEMO_OFFICER} '
         "--finding justified --reference IG-DEMO-1"
     ) in commands
-    assert f"{accord} tail --as cog-tipton" in commands
-    assert f"{accord} desk add-user --as sandwell-coord kim.ward" in commands
+    assert not any("export" in c and "USERS_FILE" in c for c in commands)
+    assert f"{shell.accord} tail --as cog-tipton" in commands
+    assert f"{shell.accord} desk add-user --as sandwell-coord kim.ward" in commands
 
 
 @pytest.mark.parametrize(
