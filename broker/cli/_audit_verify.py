@@ -59,7 +59,7 @@ def verify(
             # Kept in the index, pass or fail: the console shows the last result until a
             # later verification passes.
             summary = verify_and_keep(
-                store, verifier, by=_login_name(), via="cli", at=datetime.now(UTC)
+                store, verifier, by=_login_name(), via="cli", clock=lambda: datetime.now(UTC)
             )
             newest = signed_checkpoints(store)
         finally:

@@ -27,15 +27,16 @@ def broken_chains(store: AuditStore, last: VerifyRun | None) -> set[str]:
 async def verify_all(deps: ConsoleDeps, officer: str) -> VerifySummary:
     """:func:`verify_and_keep` over every chain, in a thread on its own connection when there
     is one, so the pages and the indexer sharing the event loop keep going meanwhile."""
-    at = deps.clock()
     reopen = deps.reopen
     if reopen is None:
-        return verify_and_keep(deps.store, deps.verifier, by=officer, via="console", at=at)
+        return verify_and_keep(deps.store, deps.verifier, by=officer, via="console",
+                               clock=deps.clock)  # fmt: skip
 
     def run() -> VerifySummary:
         store = reopen()
         try:
-            return verify_and_keep(store, deps.verifier, by=officer, via="console", at=at)
+            return verify_and_keep(store, deps.verifier, by=officer, via="console",
+                                   clock=deps.clock)  # fmt: skip
         finally:
             store.close()
 

@@ -473,7 +473,9 @@ class SqlAuditStore:
     def last_verification(self) -> VerifyRun | None:
         rows = self._q(
             "SELECT at, by_whom, via, ok, records, chains, chain, seq, problem FROM verify_runs "
-            "ORDER BY run DESC LIMIT 1"
+            # By when each run's snapshot was opened, not the order they finished in: a pass
+            # over an older snapshot, kept last, must not hide a failure found in a newer one.
+            "ORDER BY at DESC, run DESC LIMIT 1"
         )
         if not rows:
             return None

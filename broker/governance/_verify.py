@@ -12,7 +12,7 @@ checkpoints vouch that the topic has not lost what it once held.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -190,18 +190,37 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
 
 
 def verify_and_keep(
-    store: AuditStore, verifier: CheckpointVerifier, *, by: str, via: str, at: datetime
+    store: AuditStore,
+    verifier: CheckpointVerifier,
+    *,
+    by: str,
+    via: str,
+    clock: Callable[[], datetime],
 ) -> VerifySummary:
     """:func:`verify_store`, its result kept in the index (``last_verification``) so that a
     failure stays on the console until a later verification passes; ``ChainBroken`` raised
-    once it is kept. A result the index cannot take is logged: the answer itself stands."""
-    try:
-        summary = verify_store(store, verifier)
-    except ChainBroken as exc:
-        _keep(store, VerifyRun(at, by, via, ok=False, chain=exc.chain, seq=exc.seq,
-                               problem=exc.what))  # fmt: skip
-        raise
-    _keep(store, VerifyRun(at, by, via, ok=True, records=summary.records, chains=summary.chains))
+    once it is kept.
+
+    The run's time is read once its snapshot is open: what it read includes everything
+    indexed by then, so a run that opened an older snapshot is older, whenever it finishes
+    (a slow pass must not clear a failure found in a newer snapshot meanwhile). A result the
+    index cannot take is logged: the answer itself stands.
+    """
+    failure: ChainBroken | None = None
+    with store.snapshot():
+        at = clock()
+        try:
+            summary = _verify_store(store, verifier)
+        except ChainBroken as exc:
+            failure = exc
+    # Kept once the snapshot is closed: PostgreSQL's is a read-only transaction.
+    if failure is not None:
+        run = VerifyRun(at, by, via, ok=False, chain=failure.chain, seq=failure.seq,
+                        problem=failure.what)  # fmt: skip
+        _keep(store, run)
+        raise failure
+    run = VerifyRun(at, by, via, ok=True, records=summary.records, chains=summary.chains)
+    _keep(store, run)
     return summary
 
 

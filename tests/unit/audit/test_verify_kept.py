@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +29,7 @@ def test_a_failed_verification_is_kept_until_a_later_one_passes(
     assert store.last_verification() is None
     _tamper(store)
     with pytest.raises(ChainBroken):
-        verify_and_keep(store, verifier, by="ig.jo", via="console", at=T0)
+        verify_and_keep(store, verifier, by="ig.jo", via="console", clock=lambda: T0)
     last = store.last_verification()
     assert last is not None
     assert (last.ok, last.by, last.via, last.at) == (False, "ig.jo", "console", T0)
@@ -41,12 +43,56 @@ def test_a_failed_verification_is_kept_until_a_later_one_passes(
     )
     _tamper(store, undo=True)
     later = T0 + timedelta(minutes=5)
-    summary = verify_and_keep(store, verifier, by="jsmith", via="cli", at=later)
+    summary = verify_and_keep(store, verifier, by="jsmith", via="cli", clock=lambda: later)
     last = store.last_verification()
     assert last is not None
     assert (last.ok, last.by, last.via, last.records, last.chains, last.chain) == (
         True, "jsmith", "cli", summary.records, summary.chains, None
     )  # fmt: skip
+
+
+def test_a_pass_over_an_older_snapshot_kept_last_does_not_clear_a_newer_failure(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier
+) -> None:
+    """The last verification is the one whose snapshot is newest, not the last one kept."""
+    later = T0 + timedelta(minutes=5)
+    _tamper(store)
+    with pytest.raises(ChainBroken):
+        verify_and_keep(store, verifier, by="ig.jo", via="console", clock=lambda: later)
+    _tamper(store, undo=True)
+    # A slow run that opened its snapshot at T0 (before the failing one) finishes last.
+    verify_and_keep(store, verifier, by="jsmith", via="cli", clock=lambda: T0)
+    last = store.last_verification()
+    assert last is not None
+    assert (last.ok, last.by, last.at) == (False, "ig.jo", later)
+    # A pass over a newer snapshot than the failure's clears it.
+    verify_and_keep(store, verifier, by="jsmith", via="cli", clock=lambda: later + timedelta(1))
+    last = store.last_verification()
+    assert last is not None
+    assert (last.ok, last.by) == (True, "jsmith")
+
+
+def test_a_runs_time_is_read_once_its_snapshot_is_open(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    events: list[str] = []
+    opened = store.snapshot
+
+    @contextlib.contextmanager
+    def snapshot() -> Iterator[None]:
+        with opened():
+            events.append("snapshot opened")
+            yield
+        events.append("snapshot closed")
+
+    def clock() -> datetime:
+        events.append("clock read")
+        return T0
+
+    monkeypatch.setattr(store, "snapshot", snapshot)
+    verify_and_keep(store, verifier, by="jsmith", via="cli", clock=clock)
+    assert events == ["snapshot opened", "clock read", "snapshot closed"]
 
 
 def test_accord_audit_verify_keeps_its_result_in_the_index(
@@ -80,7 +126,7 @@ def test_a_sar_attachment_says_when_by_whom_what_was_searched_and_the_logs_state
         "Audit log: no verification recorded; run &#x27;accord audit verify&#x27; before sending"
     )
     assert CHILD_NHS not in out
-    verify_and_keep(store, verifier, by="jsmith", via="cli", at=T0)
+    verify_and_keep(store, verifier, by="jsmith", via="cli", clock=lambda: T0)
     _, out, _ = run_cli(argv)
     assert (
         f"<li>Audit log: last verified 2026-11-22 08:00 UTC by jsmith: intact, {len(indexed)} "
