@@ -61,6 +61,12 @@ def task_producer(kafka: KafkaClients, task: TaskId, client_id: str) -> Producer
         # CONCURRENT_TRANSACTIONS; aiokafka issue #1172). The default 100 ms backoff made
         # that race the largest part of our p99; the Java client retries it after 20 ms.
         retry_backoff_ms=10,
+        # A broker lost without a TCP reset answers nothing: a request to it is given up
+        # (and the metadata refreshed, so the retry goes to the new leader or coordinator)
+        # only after this. aiokafka's 40 s would outlast COMMIT_WITHIN_S, so every worker
+        # would stop for a failure Kafka tolerates.
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
     )
 
 
@@ -77,11 +83,19 @@ class Batch:
         return bool(self.outs) or self.next_offset is not None
 
 
+#: How long a task producer waits for Kafka to answer one request before it gives the
+#: request up, refreshes its metadata and retries (a produce request also asks its replicas
+#: to acknowledge within this).
+REQUEST_TIMEOUT_MS = 15_000
+#: Past this, the transaction coordinator aborts a transaction itself (aiokafka's default).
+TRANSACTION_TIMEOUT_MS = 60_000
 #: How long a transaction may take, from its start to Kafka confirming its commit. A healthy
 #: cluster confirms in milliseconds, and within seconds when a leader or the transaction
-#: coordinator moves; it stays under Kafka's transaction timeout (aiokafka's 60 s), past which
-#: the coordinator aborts a transaction itself.
-COMMIT_WITHIN_S = 30.0
+#: coordinator moves cleanly. A broker lost without a TCP reset costs a request's timeout,
+#: then, when the connection to it is retried before the metadata moves on, a second: this
+#: leaves room for both and the retry, and stays under the transaction timeout, so that the
+#: worker, not the coordinator, is the one that says a commit failed.
+COMMIT_WITHIN_S = 50.0
 #: After SIGTERM, how long the commits under way and the last ones may take before the worker
 #: stops without them (their records are processed again by the next owner).
 STOP_WITHIN_S = 10.0

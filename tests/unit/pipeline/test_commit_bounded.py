@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from broker.config import KafkaSettings
 from broker.errors import TransportError
+from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.pipeline import _loop, _tasks
 from broker.pipeline._processor import Processor
+from broker.pipeline._state import TaskId
 from tests.unit.pipeline.test_loop import _Consumer, _messages, _Producer
 from tests.unit.pipeline.test_loop import _loop as started_loop
 
@@ -106,3 +110,22 @@ async def test_a_failed_commit_does_not_wait_for_others_kafka_never_confirms(
     with pytest.raises(TransportError, match="KafkaError"):
         await asyncio.wait_for(loop.run(asyncio.Event()), timeout=5)
     assert hanging.cancelled()
+
+
+def test_a_broker_lost_without_a_reset_is_retried_around_well_within_the_commit_bound() -> None:
+    """aiokafka's 40 s request timeout outlasted the 30 s bound: a broker that went silent
+    stopped every worker before the commit's retry could reach the new leader."""
+    asked: dict[str, Any] = {}
+
+    class Recording(KafkaClients):
+        def transactional_producer(self, *_: str, **tuning: Any) -> Any:
+            asked.update(tuning)
+
+    _tasks.task_producer(Recording(KafkaSettings(bootstrap="fake:9092")), TaskId("t", 0), "c")
+
+    request_s = asked["request_timeout_ms"] / 1000
+    # A request to the silent broker, a reconnection to it before the metadata moves on,
+    # and the retry on the new leader, all before the worker gives the commit up...
+    assert 3 * request_s <= _tasks.COMMIT_WITHIN_S
+    # ...and the worker gives it up before the coordinator aborts it.
+    assert asked["transaction_timeout_ms"] / 1000 > _tasks.COMMIT_WITHIN_S
