@@ -285,6 +285,7 @@ class TransactionalLoop:
             await cancel_all(fetching)
             fetching = None
             await self._finish()
+            self._raise_fatal()  # a revocation's, during the last commits: not an exit 0
             await self._report.now(consumer)
         finally:
             await cancel_all(fetching, stopping, self._report.running)

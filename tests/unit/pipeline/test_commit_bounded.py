@@ -16,12 +16,13 @@ import pytest
 
 from broker.config import KafkaSettings
 from broker.errors import TransportError
-from broker.kafka import KafkaClients
+from broker.kafka import KafkaClients, TopicPartition
 from broker.keys import FileKeyStore
 from broker.pipeline import _loop, _tasks
 from broker.pipeline._processor import Processor
 from broker.pipeline._state import TaskId
-from tests.unit.pipeline.test_loop import _Consumer, _messages, _Producer
+from broker.topics import ingress
+from tests.unit.pipeline.test_loop import TP, _Consumer, _messages, _Producer
 from tests.unit.pipeline.test_loop import _loop as started_loop
 
 
@@ -129,3 +130,48 @@ def test_a_broker_lost_without_a_reset_is_retried_around_well_within_the_commit_
     assert 3 * request_s <= _tasks.COMMIT_WITHIN_S
     # ...and the worker gives it up before the coordinator aborts it.
     assert asked["transaction_timeout_ms"] / 1000 > _tasks.COMMIT_WITHIN_S
+
+
+class _RevokingOnStop(_Producer):
+    """A commit still running when the stop arrives (the first takes 200 ms) runs ``revoke``
+    before it ends: a rebalance while the stop settles the commits in flight."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        super().__init__()
+        self.stop_event = stop
+        self.revoke: Callable[[], Any] | None = None
+
+    async def commit_transaction(self) -> None:
+        await super().commit_transaction()
+        if self.stop_event.is_set() and self.revoke is not None:
+            revoke, self.revoke = self.revoke, None
+            await revoke()
+
+
+async def test_a_commit_failure_a_revocation_meets_during_the_last_commits_fails_the_stop(
+    make_processor: Callable[..., Processor],
+) -> None:
+    """The revocation keeps the failure for the loop to raise; the stop once returned without
+    looking, and the worker exited 0 with a commit Kafka never confirmed."""
+    stop = asyncio.Event()
+    consumer = _Consumer([], on_idle=stop.set, assigned=True)
+    producer = _RevokingOnStop(stop)
+    loop, _, _ = await started_loop(make_processor, consumer, producer)
+    other_tp = TopicPartition(ingress("wmp"), 1)
+    other = _tasks.Task(TaskId(other_tp.topic, 1), _Producer(), make_processor(), 2)  # type: ignore[arg-type]  # a fake
+
+    async def failed() -> _tasks.Batch:
+        raise TransportError(f"committing a batch of {other_tp.topic}-1: KafkaError")
+
+    async def revoke() -> None:
+        # Another partition whose commit failed, given up while the stop waits for this one's.
+        other.in_flight = asyncio.ensure_future(failed())
+        loop._tasks[other_tp] = other
+        await loop.on_partitions_revoked([other_tp])
+
+    producer.revoke = revoke
+    with pytest.raises(TransportError, match="KafkaError"):
+        await asyncio.wait_for(loop.run(stop), timeout=5)
+    assert producer.revoke is None  # the revocation did run during the last commits
+    assert TP in loop._tasks
+    await asyncio.wait_for(loop.stop(), timeout=5)
