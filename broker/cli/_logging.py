@@ -29,9 +29,13 @@ _REMEMBERED = 256
 class RepeatLimit(logging.Filter):
     """Lets a line through the first time, then at most once each ``every`` seconds.
 
-    A line is its logger, level and message as rendered. One let through after some were
-    held back carries their number as ``accord_repeated`` (the JSON's ``repeated``). A run
-    that stops is not summed up at its end: its count comes with the line's next appearance.
+    A line is its logger, level, message as rendered and the type of the exception it
+    carries, if any: libraries log unlike failures under one text (uvicorn's ``Exception in
+    ASGI application``, aiokafka's ``Unexpected error in sender routine``), so a failure of a
+    new kind is always written, with its traceback, however often that text came before. One
+    let through after some were held back carries their number as ``accord_repeated`` (the
+    JSON's ``repeated``). A run that stops is not summed up at its end: its count comes with
+    the line's next appearance.
     """
 
     def __init__(
@@ -40,11 +44,11 @@ class RepeatLimit(logging.Filter):
         super().__init__()
         self.every = every
         self.clock = clock
-        self._seen: dict[tuple[str, int, str], list[float]] = {}  # line -> [last let through, held]
+        self._seen: dict[tuple[str, int, str, str], list[float]] = {}  # [last let through, held]
         self._lock = threading.Lock()  # handlers filter outside their own lock
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, record.getMessage())
+        key = (record.name, record.levelno, record.getMessage(), _failure(record))
         now = self.clock()
         with self._lock:
             seen = self._seen.get(key)
@@ -58,6 +62,12 @@ class RepeatLimit(logging.Filter):
         if seen is not None and seen[1]:
             record.accord_repeated = int(seen[1])
         return True
+
+
+def _failure(record: logging.LogRecord) -> str:
+    """The qualified name of the exception ``record`` carries, or "" for none."""
+    kind = record.exc_info[0] if isinstance(record.exc_info, tuple) else None
+    return "" if kind is None else f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _repeated(_logger: Any, _name: str, event: EventDict) -> EventDict:

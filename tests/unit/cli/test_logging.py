@@ -162,3 +162,23 @@ def test_the_count_of_lines_held_back_is_in_the_json(
         logging.getLogger("aiokafka").error("Unable to update metadata from [1]")
     lines = _lines(capsys)
     assert [line.get("repeated") for line in lines] == [None, 59, 59]
+
+
+def test_a_failure_of_another_kind_under_the_same_text_is_written_with_its_traceback(
+    capsys: pytest.CaptureFixture[str], library_logging: None
+) -> None:
+    """uvicorn logs every unhandled exception as 'Exception in ASGI application': one
+    failure a minute must not hide a different one, the first time it comes."""
+    configure_logging()
+    asgi = logging.getLogger("uvicorn.error")
+    for failure in [KeyError("k"), KeyError("k"), TimeoutError("t"), KeyError("j"), None]:
+        try:
+            if failure is not None:
+                raise failure
+            asgi.error("Exception in ASGI application")
+        except (KeyError, TimeoutError):
+            asgi.exception("Exception in ASGI application")
+    lines = _lines(capsys)
+    assert [line["exception"][0]["exc_type"] if "exception" in line else None
+            for line in lines] == ["KeyError", "TimeoutError", None]  # fmt: skip
+    assert {line["event"] for line in lines} == {"Exception in ASGI application"}
