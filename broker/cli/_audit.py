@@ -35,6 +35,7 @@ from broker.cli._audit_options import (
     SubjReason,
     Until,
 )
+from broker.cli._audit_store import appender_of as _appender
 from broker.cli._audit_store import open_index as _store
 from broker.cli._audit_store import verifier_of as _verifier
 from broker.cli._audit_verify import verify
@@ -44,7 +45,6 @@ from broker.cli._officer import (
     Host,
     Officer,
     PasswordStdin,
-    cli_chain,
     sign_in,
     who,
     who_and_why,
@@ -288,21 +288,6 @@ def review(
     finally:
         store.close()
     typer.echo(f"override for event {event_id} to {recipient} reviewed ({rec.chain}#{rec.seq})")
-
-
-def _appender(
-    settings: Settings, keys: FileKeyStore, store: AuditStore, host: str | None
-) -> ChainAppender:
-    from broker.audit import KeystoreAuditSigner, KeystoreAuditVerifier
-    from broker.governance import ChainAppender
-
-    return ChainAppender(
-        store,
-        kafka=kafka_as(settings, Principal.CONSOLE),
-        chain=cli_chain(host),
-        signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
-        verifier=KeystoreAuditVerifier(keys),
-    )
 
 
 def _index_once(settings: Settings, store: AuditStore) -> None:

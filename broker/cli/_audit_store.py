@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.cli._common import keystore
+from broker.cli._common import kafka_as, keystore
+from broker.cli._officer import cli_chain
 from broker.config import Settings
 from broker.principals import Principal
 
 if TYPE_CHECKING:
     from broker.audit import KeystoreAuditVerifier
-    from broker.governance import AuditStore
+    from broker.governance import AuditStore, ChainAppender
+    from broker.keys import FileKeyStore
 
 
 def _db_url(settings: Settings, db: str | None) -> str | None:
@@ -35,3 +37,35 @@ def verifier_of(settings: Settings) -> KeystoreAuditVerifier:
     return KeystoreAuditVerifier(
         keystore(settings, Principal.INDEXER if own else Principal.CONSOLE)
     )
+
+
+def appender_of(
+    settings: Settings, keys: FileKeyStore, store: AuditStore, host: str | None
+) -> ChainAppender:
+    """The command line's writer of its own audit chain (``cli_chain``), signing with the
+    console's key from ``keys``."""
+    from broker.audit import KeystoreAuditSigner, KeystoreAuditVerifier
+    from broker.governance import ChainAppender
+
+    return ChainAppender(
+        store,
+        kafka=kafka_as(settings, Principal.CONSOLE),
+        chain=cli_chain(host),
+        signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
+        verifier=KeystoreAuditVerifier(keys),
+    )
+
+
+def console_keys_here(settings: Settings) -> FileKeyStore | None:
+    """The console's keystore when this machine holds its signing key (what signs the
+    command line's audit records), else None: an indexer's host, say, with public keys only."""
+    from broker.errors import KeyStoreError
+
+    if not (settings.keystore_path(Principal.CONSOLE) / "keystore.json").is_file():
+        return None
+    keys = keystore(settings, Principal.CONSOLE)
+    try:
+        keys.current_signing_key(Principal.CONSOLE)
+    except KeyStoreError:
+        return None
+    return keys

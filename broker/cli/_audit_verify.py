@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING
 import typer
 
 from broker.cli._audit_options import Db, FromTopic, Heads, SaveHeads
-from broker.cli._audit_store import open_index, verifier_of
+from broker.cli._audit_store import appender_of, console_keys_here, open_index, verifier_of
 from broker.cli._common import kafka_as
 from broker.config import load_settings
-from broker.errors import UsageError
+from broker.errors import AuditError, ChainBroken, TransportError, UsageError
 from broker.principals import Principal
 
 if TYPE_CHECKING:
     from broker.audit import AuditRecord
-    from broker.governance import TopicMessage
+    from broker.config import Settings
+    from broker.governance import AuditStore, TopicMessage
     from broker.kafka import KafkaClients
 
 
@@ -55,12 +56,19 @@ def verify(
         newest = newest_checkpoints(topic)
     else:
         store = open_index(settings, db)
+        by = _login_name()
         try:
             # Kept in the index, pass or fail: the console shows the last result until a
             # later verification passes.
-            summary = verify_and_keep(
-                store, verifier, by=_login_name(), via="cli", clock=lambda: datetime.now(UTC)
-            )
+            try:
+                summary = verify_and_keep(
+                    store, verifier, by=by, via="cli", clock=lambda: datetime.now(UTC)
+                )
+            except ChainBroken as exc:
+                broken = {"chain": exc.chain or "", "seq": str(exc.seq), "problem": exc.what}
+                _record_run(settings, store, by, {"result": "broken", **broken})
+                raise
+            _record_run(settings, store, by, {"result": "intact", "records": str(summary.records)})
             newest = signed_checkpoints(store)
         finally:
             store.close()
@@ -72,13 +80,40 @@ def verify(
 
 
 def _login_name() -> str:
-    """Who ran ``verify`` at this terminal: it has no sign-in (it reads, and shows no child)."""
+    """Who ran ``verify`` at this terminal, as far as it can tell: the login name, which
+    anyone can set (LOGNAME), so labelled as such; it has no sign-in (it shows no child)."""
     import getpass
 
     try:
-        return getpass.getuser()
+        name = getpass.getuser()
     except (OSError, KeyError):
-        return "unknown"
+        name = "unknown"
+    return f"{name} (terminal, not signed in)"
+
+
+def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[str, str]) -> None:
+    """The run and its result in the audit log, as the console's ``chains.verify`` writes
+    them, when this machine holds the console's signing key; the index's ``verify_runs`` row
+    is anyone's to write, the signed record is not. The answer stands if it cannot be
+    written: one line on stderr says so."""
+    from broker.governance import record_query
+
+    keys = console_keys_here(settings)
+    if keys is None:
+        return
+    appender = appender_of(settings, keys, store, None)
+
+    async def write() -> None:
+        try:
+            await record_query(appender, officer=by, page="cli.verify", detail=outcome)
+        finally:
+            await appender.close()
+
+    try:
+        asyncio.run(write())
+    except (TransportError, AuditError) as exc:
+        typer.echo(f"accord: warning: this verification is not recorded in the audit log: {exc}",
+                   err=True)  # fmt: skip
 
 
 async def _read_audit(kafka: KafkaClients) -> tuple[list[TopicMessage], int]:

@@ -232,20 +232,24 @@ def _keep(store: AuditStore, run: VerifyRun) -> None:
 
 
 def verification_state(store: AuditStore) -> str:
-    """The log's verification state as of now, for a SAR's header: the last verification
-    kept, and any chain the indexer found broken (chain names only)."""
+    """The log's verification state as of now, for a SAR's header: what the index records of
+    the last verification, and any chain the indexer found broken (chain names only).
+
+    Said as what the index records: ``verify_runs`` is not evidence (anyone able to write to
+    the index can write a row); the signed log and ``accord audit verify`` are."""
     broken = sorted(c for c, h in store.heads().items() if h.broken_seq is not None)
     last = store.last_verification()
     parts = [f"the indexer found broken: {', '.join(broken)}"] if broken else []
     if last is None:
-        parts.append("no verification recorded; run 'accord audit verify' before sending")
+        parts.append("the index records no verification; run 'accord audit verify' before sending")
     else:
-        when = f"{last.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC by {last.by}"
-        parts.append(
-            f"last verified {when}: intact, {last.records} records in {last.chains} chains"
+        when = f"{last.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC by {last.by}"
+        found = (
+            f"intact, {last.records} records in {last.chains} chains"
             if last.ok
-            else f"last verification, {when}, FAILED: {last.failure}"
+            else f"FAILED: {last.failure}"
         )
+        parts.append(f"the index records the last verification as {when}: {found}")
     return "; ".join(parts)
 
 

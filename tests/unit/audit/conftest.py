@@ -297,6 +297,32 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
+class RecordingSink:
+    """The command line's audit chain with Kafka faked: keeps what would have been written."""
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+
+    async def append(self, build: Callable[[ChainWriter], list[AuditRecord]]) -> list[AuditRecord]:
+        records = build(ChainWriter("console:test.cli", clock=lambda: T0))
+        self.records.extend(records)
+        return records
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def verify_records(monkeypatch: pytest.MonkeyPatch) -> list[AuditRecord]:
+    """What ``accord audit verify`` writes to the audit log (Kafka faked; tests/e2e has it
+    real): autouse, so no test here reaches for a Kafka that is not there."""
+    import broker.cli._audit_verify
+
+    sink = RecordingSink()
+    monkeypatch.setattr(broker.cli._audit_verify, "appender_of", lambda *_a: sink)
+    return sink.records
+
+
 class FakeKafka:
     """One partition of ``accord.audit`` as a read_committed consumer sees it: ``log`` holds
     the messages written, in offset order (gaps allowed: markers, another writer's records);

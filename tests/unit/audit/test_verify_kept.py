@@ -6,13 +6,16 @@ import contextlib
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from broker.audit import AuditRecord, KeystoreAuditVerifier
-from broker.errors import ChainBroken
+from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
+from broker.config import KemSuite
+from broker.errors import ChainBroken, TransportError
 from broker.governance import AuditStore, verify_and_keep
+from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.unit.audit.conftest import CHILD_NHS, T0, Run
 
@@ -95,16 +98,76 @@ def test_a_runs_time_is_read_once_its_snapshot_is_open(
     assert events == ["snapshot opened", "clock read", "snapshot closed"]
 
 
-def test_accord_audit_verify_keeps_its_result_in_the_index(
-    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run
-) -> None:
+def test_accord_audit_verify_keeps_its_result_labelled_as_an_unproved_login_name(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The command line has no sign-in: LOGNAME is anyone's to set, and the row says so."""
+    monkeypatch.setenv("LOGNAME", "ig.jo")
     _tamper(store)
     code, _, _ = run_cli(["audit", "verify", "--db", audit_db_url])
     assert code == 1
     last = store.last_verification()
     assert last is not None
     assert (last.ok, last.via, last.chain, last.seq) == (False, "cli", "worker:w1", 2)
-    assert last.by  # the login name at the terminal
+    assert last.by == "ig.jo (terminal, not signed in)"
+
+
+def test_accord_audit_verify_writes_the_run_and_its_result_to_the_audit_log(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    verify_records: list[AuditRecord], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """As the console's chains.verify does: the signed record, not the index's row, is
+    evidence of who ran it and what it found."""
+    monkeypatch.setenv("LOGNAME", "ig.jo")
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0
+    _tamper(store)
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 1
+    assert [r.kind for r in verify_records] == [AuditKind.CONSOLE_QUERY] * 2
+    assert [r.data for r in verify_records] == [
+        {"officer": "ig.jo (terminal, not signed in)", "page": "cli.verify",
+         "detail": {"result": "intact", "records": str(len(indexed))}},
+        {"officer": "ig.jo (terminal, not signed in)", "page": "cli.verify",
+         "detail": {"result": "broken", "chain": "worker:w1", "seq": "2",
+                    "problem": "record content does not match its hash"}},
+    ]  # fmt: skip
+
+
+class _Down:
+    async def append(self, _build: object) -> list[AuditRecord]:
+        raise TransportError("connecting to Kafka at 127.0.0.1:9: connection refused")
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_verification_the_audit_log_cannot_take_still_answers_and_says_so_in_one_line(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import broker.cli._audit_verify
+
+    monkeypatch.setattr(broker.cli._audit_verify, "appender_of", lambda *_a: _Down())
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert code == 0
+    assert out.startswith("audit log intact")
+    assert err == (
+        "accord: warning: this verification is not recorded in the audit log: connecting to "
+        "Kafka at 127.0.0.1:9: connection refused\n"
+    )
+
+
+def test_without_the_consoles_signing_key_here_verify_writes_nothing_to_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An indexer's host, with public keys only: nothing to sign a record with."""
+    from broker.cli._audit_store import console_keys_here
+    from broker.config import load_settings
+
+    home = tmp_path / "indexer-home"
+    FileKeyStore(home / "keys", create=True).ensure_party("worker", kem=KemSuite.X25519)
+    monkeypatch.setenv("ACCORD_HOME", str(home))
+    assert console_keys_here(load_settings()) is None
 
 
 def test_a_sar_attachment_says_when_by_whom_what_was_searched_and_the_logs_state(
@@ -123,12 +186,13 @@ def test_a_sar_attachment_says_when_by_whom_what_was_searched_and_the_logs_state
     key = linker.from_nhs_number(CHILD_NHS)
     assert lines[1] == f"Searched by NHS number; subject keys {key}"
     assert lines[2] == (
-        "Audit log: no verification recorded; run &#x27;accord audit verify&#x27; before sending"
+        "Audit log: the index records no verification; run &#x27;accord audit verify&#x27; "
+        "before sending"
     )
     assert CHILD_NHS not in out
     verify_and_keep(store, verifier, by="jsmith", via="cli", clock=lambda: T0)
     _, out, _ = run_cli(argv)
     assert (
-        f"<li>Audit log: last verified 2026-11-22 08:00 UTC by jsmith: intact, {len(indexed)} "
-        "records in 1 chains</li>"
+        "<li>Audit log: the index records the last verification as 2026-11-22 08:00:00 UTC by "
+        f"jsmith: intact, {len(indexed)} records in 1 chains</li>"
     ) in out

@@ -41,9 +41,9 @@ def test_a_failed_verification_stays_broken_on_the_pages_until_one_passes(
     page = client.get("/chains").text
     assert _state(page, "worker:w1").startswith("broken at #2 (verification of ")
     assert re.search(
-        rf'role="alert" id="last-verification">Last verification: .* by {OFFICER} from the '
-        r"console: FAILED, audit chain &#39;worker:w1&#39; broken at seq 2: record content does "
-        r"not match its hash",
+        rf'role="alert" id="last-verification">The index records the last verification as .* '
+        rf"by {OFFICER} from the console: FAILED, audit chain &#39;worker:w1&#39; broken at "
+        r"seq 2: record content does not match its hash",
         page,
     )
     _tamper(store, undo=True)
@@ -53,7 +53,11 @@ def test_a_failed_verification_stays_broken_on_the_pages_until_one_passes(
     assert re.search(r'id="chains-broken">0<', client.get("/").text)
     page = client.get("/chains").text
     assert _state(page, "worker:w1") == "intact when indexed"
-    assert re.search(r'id="last-verification">Last verification: .*: passed, \d+ records', page)
+    assert re.search(
+        r'id="last-verification">The index records the last verification as .*: passed, '
+        r"\d+ records in \d+ chains\. This is the index's note of it, not evidence",
+        page.replace("&#39;", "'"),
+    )
 
 
 def test_the_verification_and_its_result_are_on_record(
@@ -96,13 +100,14 @@ def test_the_childs_log_page_says_when_by_whom_and_the_logs_verification_state(
     form = {"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token}
     page = client.post("/subjects", data=form).text
     assert re.search(
-        rf'<p id="produced">Produced 2026-11-22 14:00 UTC by {OFFICER}\. Audit log: no '
-        r"verification recorded",
+        rf'<p id="produced">Produced 2026-11-22 14:00 UTC by {OFFICER}\. Audit log: the '
+        r"index records no verification",
         page,
     )
     _tamper(store)
     client.post("/chains/verify", data={"csrf": token})
     page = client.post("/subjects", data=form).text
-    assert "Audit log: last verification, 2026-11-22 14:00 UTC by ig.jo, FAILED: audit chain" in (
-        page.replace("&#39;", "'")
-    )
+    assert (
+        "Audit log: the index records the last verification as 2026-11-22 14:00:00 UTC by "
+        "ig.jo: FAILED: audit chain"
+    ) in page.replace("&#39;", "'")
