@@ -62,8 +62,9 @@ def verify(
             # later verification passes.
             try:
                 summary = verify_and_keep(
-                    store, verifier, by=by, via="cli", clock=lambda: datetime.now(UTC)
-                )
+                    store, verifier, by=by, via="cli", clock=lambda: datetime.now(UTC),
+                    not_kept=_not_kept,
+                )  # fmt: skip
             except ChainBroken as exc:
                 broken = {"chain": exc.chain or "", "seq": str(exc.seq), "problem": exc.what}
                 _record_run(settings, store, by, {"result": "broken", **broken})
@@ -89,6 +90,11 @@ def _login_name() -> str:
     except (OSError, KeyError):
         name = "unknown"
     return f"{name} (terminal, not signed in)"
+
+
+def _not_kept(exc: AuditError) -> None:
+    # One line on stderr, not a log line on stdout: stdout is the answer, which stands.
+    typer.echo(f"accord: warning: result not kept in the index: {exc}", err=True)
 
 
 def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[str, str]) -> None:

@@ -70,7 +70,11 @@ class SqlAuditStore:
             conn.close()
             # A mistyped --db must not read as "intact" or "nothing recorded".
             raise AuditError(f"no audit index at {where}; run 'accord audit index' first")
-        self._migrate()
+        try:
+            self._migrate(where)
+        except BaseException:
+            conn.close()
+            raise
 
     def _has_index(self) -> bool:
         raise NotImplementedError
@@ -108,7 +112,30 @@ class SqlAuditStore:
     def close(self) -> None:
         self._conn.close()
 
-    def _migrate(self) -> None:
+    def _migrate(self, where: str) -> None:
+        # Either driver's errors, each in one line (noqa BLE001 below): read first, and write
+        # nothing when current, so a role that may only read (no CREATE on the schema, as
+        # PostgreSQL 15 has public, or read-only transactions by default) opens an index
+        # another role keeps up to date.
+        try:
+            current = self.schema_version() if self._has_index() else 0
+        except Exception as exc:  # noqa: BLE001
+            raise AuditError(
+                f"cannot read the audit index at {where}: {type(exc).__name__}"
+            ) from None
+        if current >= len(MIGRATIONS):
+            return
+        try:
+            self._apply_migrations()
+        except Exception as exc:  # noqa: BLE001
+            raise AuditError(
+                f"the audit index at {where} is at schema version {current} and this Accord "
+                f"needs {len(MIGRATIONS)}, but it could not be brought up to date "
+                f"({type(exc).__name__}): run 'accord audit index' once as a database role "
+                "that may create tables"
+            ) from None
+
+    def _apply_migrations(self) -> None:
         self._q(SCHEMA_VERSION_TABLE)
         with self._tx():
             self._lock_migrations()
@@ -466,9 +493,7 @@ class SqlAuditStore:
                      run.chains, run.chain, run.seq, run.problem),
                 )  # fmt: skip
         except Exception as exc:  # noqa: BLE001  # either driver's error: the index is not writable
-            raise AuditError(
-                f"the result could not be kept in the audit index: {type(exc).__name__}"
-            ) from None
+            raise AuditError(f"the database refused it ({type(exc).__name__})") from None
 
     def last_verification(self) -> VerifyRun | None:
         rows = self._q(

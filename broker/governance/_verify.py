@@ -196,6 +196,7 @@ def verify_and_keep(
     by: str,
     via: str,
     clock: Callable[[], datetime],
+    not_kept: Callable[[AuditError], None] | None = None,
 ) -> VerifySummary:
     """:func:`verify_store`, its result kept in the index (``last_verification``) so that a
     failure stays on the console until a later verification passes; ``ChainBroken`` raised
@@ -204,7 +205,8 @@ def verify_and_keep(
     The run's time is read once its snapshot is open: what it read includes everything
     indexed by then, so a run that opened an older snapshot is older, whenever it finishes
     (a slow pass must not clear a failure found in a newer snapshot meanwhile). A result the
-    index cannot take is logged: the answer itself stands.
+    index cannot take (a role that may only read it) goes to ``not_kept``, else is logged:
+    the answer itself stands.
     """
     failure: ChainBroken | None = None
     with store.snapshot():
@@ -217,18 +219,21 @@ def verify_and_keep(
     if failure is not None:
         run = VerifyRun(at, by, via, ok=False, chain=failure.chain, seq=failure.seq,
                         problem=failure.what)  # fmt: skip
-        _keep(store, run)
+        _keep(store, run, not_kept)
         raise failure
     run = VerifyRun(at, by, via, ok=True, records=summary.records, chains=summary.chains)
-    _keep(store, run)
+    _keep(store, run, not_kept)
     return summary
 
 
-def _keep(store: AuditStore, run: VerifyRun) -> None:
+def _keep(store: AuditStore, run: VerifyRun, not_kept: Callable[[AuditError], None] | None) -> None:
     try:
         store.keep_verification(run)
     except AuditError as exc:
-        log.warning("verify_result_not_kept", error=str(exc), ok=run.ok)
+        if not_kept is not None:
+            not_kept(exc)
+        else:
+            log.warning("verify_result_not_kept", error=str(exc), ok=run.ok)
 
 
 def verification_state(store: AuditStore) -> str:
