@@ -35,9 +35,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from broker.kafka import TopicPartition
+from broker.kafka import Consumer, TopicPartition, translated
 
-__all__ = ["ConsentFence"]
+__all__ = ["ConsentFence", "end_offsets"]
 
 Ends = dict[TopicPartition, int]
 #: One ListOffsets round trip: the end offsets of the partitions given.
@@ -127,6 +127,13 @@ class ConsentFence:
         # Appended before the task ends, and the next request starts only after it has ended:
         # consecutive answers are always a pair as (a) needs.
         self._answers.append(_Answer(sent_after, dict(ends)))
+
+
+async def end_offsets(consumer: Consumer, partitions: list[TopicPartition]) -> Ends:
+    """One :data:`Ask`: ``partitions``' end offsets as ``consumer`` reads (read_committed)."""
+    async with translated("reading accord.consent's and ingress end offsets"):
+        got = await consumer.end_offsets(partitions)
+    return {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()}
 
 
 def _consent_ends(answer: _Answer, consent: list[TopicPartition]) -> Ends | None:

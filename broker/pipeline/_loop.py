@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -37,10 +38,9 @@ from broker.kafka import (
     Producer,
     TopicPartition,
     connecting,
-    translated,
 )
 from broker.ops import Heartbeat
-from broker.pipeline._fence import ConsentFence
+from broker.pipeline._fence import ConsentFence, end_offsets
 from broker.pipeline._group import GroupMembership, Handover, Openings, OpenTask, Reload, cancel_all
 from broker.pipeline._read_past import read_past
 from broker.pipeline._report import GroupReport
@@ -51,6 +51,7 @@ from broker.pipeline._tasks import (
     RecordSender,
     Task,
     close_within,
+    meanwhile,
     settle_all,
     start_all,
     stop_all,
@@ -105,7 +106,8 @@ class TransactionalLoop:
         self._report = GroupReport()
         self._throttle = Throttle(budget)
         self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
-        self._fence = ConsentFence(self._ends)
+        # End offsets asked of the group's consumer: it already follows the topics' metadata.
+        self._fence = ConsentFence(lambda tps: end_offsets(self._require_consumer(), tps))
         self.membership = membership or GroupMembership()
         self._opening = Openings(self._take_on)
 
@@ -435,12 +437,15 @@ class TransactionalLoop:
             await self.handover.moved(within=0.5)
         tps = [TopicPartition(CONSENT, p) for p in parts]
         last = {TopicPartition(tp.topic, tp.partition): m[-1].offset for tp, m in events.items()}
-        ends = await self._fence.covering(tps, last, fetch)
+        go_on = partial(self._go_on, consumer)  # while Kafka is waited for, a failure ends it
+        covering = self._fence.covering(tps, last, fetch)
+        if (got := await meanwhile(covering, stop, self._tasks, go_on)) is None:
+            return False
+        ends = got.result()
         while not stop.is_set():
             # Commits go on meanwhile: another worker may be waiting for the consent this
             # one files, as this one may be for another's.
-            self._reap(consumer)
-            self._start_commits()
+            go_on()
             mine = [tp for tp in tps if tp in self._tasks and self._positions.get(tp, 0) < ends[tp]]
             if mine:  # ours, not fetched yet: fetch and file them now
                 for tp, msgs in (await self._fetch(consumer, *mine)).items():
@@ -453,20 +458,21 @@ class TransactionalLoop:
                 if any(self._settled.get(tp) != o for tp, o in others.items()):
                     # Their offsets and the consent they filed may sit on different
                     # partitions of the changelog: read it all up to now.
-                    await self.handover.caught_up()
+                    reading = self.handover.caught_up()
+                    if (read := await meanwhile(reading, stop, self._tasks, go_on)) is None:
+                        return False
+                    read.result()
                     self._settled = others
                 return True
-            self._raise_fatal()
             await self.handover.moved(within=0.5)
         return False
 
-    async def _ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """End offsets (read_committed), asked of the group's consumer: it already follows
-        the topics' metadata."""
-        consumer = self._require_consumer()
-        async with translated("reading accord.consent's and ingress end offsets"):
-            got = await consumer.end_offsets(partitions)
-        return {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()}
+    def _go_on(self, consumer: Consumer) -> None:
+        """Commits that ended reaped (a failure raises), a listener's failure raised, and the
+        commits due started."""
+        self._reap(consumer)
+        self._raise_fatal()
+        self._start_commits()
 
     async def _fetch(
         self, consumer: Consumer, *partitions: TopicPartition
@@ -482,22 +488,17 @@ class TransactionalLoop:
                 *partitions, timeout_ms=200, max_records=self.max_batch
             )
         except UnicodeDecodeError:
-            batch = await self._read_past(consumer, *partitions)
+            # The tolerant read, of the partitions asked for (all when none are named): the
+            # consent wait's fetch must not read, and so skip, the events that are waiting.
+            asked = partitions or tuple(consumer.assignment())
+            fetchable = [tp for tp in asked if tp.topic not in self._throttle.paused]
+            batch = await read_past(
+                self.kafka, consumer, fetchable, self._positions, self.max_batch, tasks=self._tasks
+            )
         for tp, msgs in batch.items():
             self._positions[tp] = msgs[-1].offset + 1
         self._fence.fetches += 1  # before any request the batch's consent check sends
         return batch
-
-    async def _read_past(
-        self, consumer: Consumer, *partitions: TopicPartition
-    ) -> dict[TopicPartition, list[Any]]:
-        """The tolerant read, of the partitions asked for (all when none are named): the
-        consent wait's fetch must not read, and so skip, the events that are waiting."""
-        asked = partitions or tuple(consumer.assignment())
-        fetchable = [tp for tp in asked if tp.topic not in self._throttle.paused]
-        return await read_past(
-            self.kafka, consumer, fetchable, self._positions, self.max_batch, tasks=self._tasks
-        )
 
     def _resume_due(self, consumer: Consumer) -> None:
         self._throttle.resume_due(consumer, self._tasks)

@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from broker.errors import Fenced, TransportError
 from broker.kafka import (
@@ -42,6 +42,8 @@ from broker.pipeline._effects import OutRecord
 from broker.pipeline._processor import Processor
 from broker.pipeline._state import TaskId
 from broker.provision import WORKER_TRANSACTIONAL_ID
+
+T = TypeVar("T")
 
 
 def transactional_id(task: TaskId) -> str:
@@ -204,6 +206,40 @@ async def settle_all(tasks: Iterable[Task], *, within: float) -> None:
     for commit in late:
         commit.cancel()
     await asyncio.gather(*running, return_exceptions=True)
+
+
+async def meanwhile(
+    waited: Awaitable[T],
+    stop: asyncio.Event,
+    tasks: Mapping[Any, Task],
+    between: Callable[[], None],
+) -> asyncio.Future[T] | None:
+    """Wait for ``waited`` (ended: its result or error is the caller's to take), or for
+    ``stop`` (None, ``waited`` cancelled), while commits go on: ``between`` runs each time a
+    commit of ``tasks`` ends, and at least every half second, and may raise to end the wait.
+
+    What the loop waits for on Kafka outside its own round (end offsets, the changelog's tail
+    catching up) can take as long as Kafka does not answer: it must not hold back a stop, or
+    a failed commit that ends the worker anyway."""
+    job = asyncio.ensure_future(waited)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while not job.done():
+            commits = {t.in_flight for t in tasks.values() if t.in_flight is not None}
+            await asyncio.wait(
+                {job, stopping, *commits}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+            )
+            if job.done():
+                break
+            between()
+            if stop.is_set():
+                return None
+        return job
+    finally:
+        stopping.cancel()
+        if not job.done():
+            job.cancel()
+        await asyncio.gather(job, stopping, return_exceptions=True)
 
 
 async def stop_all(producers: Iterable[Producer]) -> None:
