@@ -169,7 +169,7 @@ def subject(
             subject_keys=search.keys, detail={"purpose": why.value, **search.detail()},
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
-        state = verification_state(store)
+        state = verification_state(store, logged=[e.logged_at for e in entries])
     finally:
         store.close()
     searched = search.summary()

@@ -255,18 +255,19 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return unavailable(session)
         earlier = {r.hash: r for k in search.keys for r in deps.store.subject_lookups(k)}
         earlier.pop(mine.hash, None)
+        entries = disclosure_log(deps.store, *search.keys, matched_on=search.matched_on)
         return console.render(
             "subject.html",
             session,
             purposes=purposes,
-            log=disclosure_log(deps.store, *search.keys, matched_on=search.matched_on),
+            log=entries,
             subject_keys=search.keys,
             searched=search.summary(),
             lookups=sorted(earlier.values(), key=lambda r: (r.at, r.chain, r.seq)),
             purpose=purpose.value,
             # What a SAR attachment carries: when, by whom, and the log's state then.
             produced=mine.at,
-            log_state=verification_state(deps.store),
+            log_state=verification_state(deps.store, logged=[e.logged_at for e in entries]),
         )
 
     @app.get("/overrides", response_class=HTMLResponse)

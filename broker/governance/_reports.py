@@ -112,6 +112,9 @@ class DisclosureEntry:
     matched_on: str | None = None
     # A safeguarding override's review, on its decision's line (None on every other line).
     review: ReviewStatus | None = None
+    # When the log recorded it (an opening's ``at`` is the recipient's clock): what a SAR's
+    # header compares with the last verification's time.
+    logged_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +190,7 @@ def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
     d = rec.data
     return DisclosureEntry(
         at=rec.at,
+        logged_at=rec.at,
         kind="decision",
         event_id=rec.event_id or "",
         event_type=d.get("event_type"),
@@ -247,6 +251,7 @@ def disclosure_log(
         entries.append(
             DisclosureEntry(
                 at=_opened_at(rec),
+                logged_at=rec.at,
                 kind="opened",
                 event_id=rec.event_id or "",
                 event_type=decided.event_type if decided else None,

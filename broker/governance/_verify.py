@@ -236,25 +236,30 @@ def _keep(store: AuditStore, run: VerifyRun, not_kept: Callable[[AuditError], No
             log.warning("verify_result_not_kept", error=str(exc), ok=run.ok)
 
 
-def verification_state(store: AuditStore) -> str:
+def verification_state(store: AuditStore, *, logged: Iterable[datetime | None] = ()) -> str:
     """The log's verification state as of now, for a SAR's header: what the index records of
     the last verification, and any chain the indexer found broken (chain names only).
 
     Said as what the index records: ``verify_runs`` is not evidence (anyone able to write to
-    the index can write a row); the signed log and ``accord audit verify`` are."""
+    the index can write a row); the signed log and ``accord audit verify`` are. ``logged``:
+    when the log recorded each entry listed; one after the verification's time is said to be
+    not yet verified (one recorded before it but indexed after is not caught: the index
+    keeps no time of indexing)."""
     broken = sorted(c for c, h in store.heads().items() if h.broken_seq is not None)
     last = store.last_verification()
     parts = [f"the indexer found broken: {', '.join(broken)}"] if broken else []
     if last is None:
         parts.append("the index records no verification; run 'accord audit verify' before sending")
-    else:
-        when = f"{last.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC by {last.by}"
-        found = (
-            f"intact, {last.records} records in {last.chains} chains"
-            if last.ok
-            else f"FAILED: {last.failure}"
-        )
-        parts.append(f"the index records the last verification as {when}: {found}")
+        return "; ".join(parts)
+    at = f"{last.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    found = (
+        f"intact, {last.records} records in {last.chains} chains as indexed then"
+        if last.ok
+        else f"FAILED: {last.failure}"
+    )
+    parts.append(f"the index records the last verification as {at} by {last.by}: {found}")
+    if any(t is not None and t > last.at for t in logged):
+        parts.append(f"entries after {at} not yet verified")
     return "; ".join(parts)
 
 

@@ -190,9 +190,25 @@ def test_a_sar_attachment_says_when_by_whom_what_was_searched_and_the_logs_state
         "before sending"
     )
     assert CHILD_NHS not in out
+    verify_and_keep(store, verifier, by="jsmith", via="cli", clock=lambda: T0 + timedelta(1))
+    _, out, _ = run_cli(argv)
+    assert (
+        "<li>Audit log: the index records the last verification as 2026-11-23 08:00:00 UTC by "
+        f"jsmith: intact, {len(indexed)} records in 1 chains as indexed then</li>"
+    ) in out
+
+
+def test_a_sar_header_says_entries_logged_after_the_last_verification_are_not_yet_verified(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    """The worker's records are logged from T0 on: a verification at T0 covers none after."""
     verify_and_keep(store, verifier, by="jsmith", via="cli", clock=lambda: T0)
+    argv = ["audit", "subject", "--nhs-number", CHILD_NHS, "--db", audit_db_url, "--reason",
+            "subject_access_request", "--as", "ig.jo", "--format", "html"]  # fmt: skip
     _, out, _ = run_cli(argv)
     assert (
         "<li>Audit log: the index records the last verification as 2026-11-22 08:00:00 UTC by "
-        f"jsmith: intact, {len(indexed)} records in 1 chains</li>"
+        f"jsmith: intact, {len(indexed)} records in 1 chains as indexed then; entries after "
+        "2026-11-22 08:00:00 UTC not yet verified</li>"
     ) in out
