@@ -258,6 +258,14 @@ def test_when_the_audit_log_cannot_be_written_the_console_shows_no_data(
     assert "<code>e1</code>" not in r.text
     for page in ("/", "/overrides", "/agreements", "/chains"):
         assert client.get(page).status_code == 503
+    detail = client.get("/overrides/decision?event=e2&recipient=school-1")
+    assert detail.status_code == 503
+    assert 'id="override-detail"' not in detail.text
+    assert "school-1" not in detail.text
+    verified = client.post("/chains/verify", data={"csrf": token})
+    assert verified.status_code == 503
+    assert 'id="verify-result"' not in verified.text
+    assert "intact" not in verified.text
 
 
 @pytest.mark.parametrize("page", ["/", "/overrides", "/agreements", "/chains"])
