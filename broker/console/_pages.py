@@ -55,11 +55,14 @@ _EVENT_ID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _NOT_AN_ID = "(not an identifier)"
 
 
-def _review_detail(deps: ConsoleDeps, event_id: str, recipient: str) -> dict[str, str]:
+def _review_detail(
+    deps: ConsoleDeps, event_id: str, recipient: str, decision: AuditRecord | None
+) -> dict[str, str]:
     """The posted ids as the audit log may hold them. The form only ever sends an override's
     event and recipient; anything else is typed by hand and could be a name or an NHS
-    number, so only what is known to be an id is kept, and the rest is a placeholder."""
-    if deps.store.find_decision(event_id, recipient) is not None:
+    number, so only what is known to be an id is kept, and the rest is a placeholder.
+    ``decision``: the log's decision for that event and recipient, if it has one."""
+    if decision is not None:
         return {"event_id": event_id, "recipient": recipient}  # ids the log already holds
     parties = deps.policy.bundle.parties if deps.policy is not None else {}
     return {
@@ -291,10 +294,12 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         if session is None:
             return console.redirect("/login")
         entry = override_entry(deps.store, event, recipient)
-        decision = deps.store.find_decision(event, recipient) if entry else None
+        # The child's keys whenever the log has the decision, an override or not: whatever the
+        # page says of it is about that child.
+        decision = deps.store.find_decision(event, recipient)
         # What it shared about a child, or that there is no such override: on record first.
         if refusal := await refused_unless_audited(
-            session, "overrides.detail", detail=_review_detail(deps, event, recipient),
+            session, "overrides.detail", detail=_review_detail(deps, event, recipient, decision),
             subject_keys=decision.subject_keys if decision else (),
         ):  # fmt: skip
             return refusal
@@ -315,8 +320,12 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         recipient = form_field(form, "recipient") or ""
         # Whatever the answer says (no such override, already reviewed by whom) is audit data:
         # the attempt is on record before it is answered.
-        detail = _review_detail(deps, event_id, recipient)
-        if refusal := await refused_unless_audited(session, "overrides.review", detail=detail):
+        decision = deps.store.find_decision(event_id, recipient)
+        detail = _review_detail(deps, event_id, recipient, decision)
+        if refusal := await refused_unless_audited(
+            session, "overrides.review", detail=detail,
+            subject_keys=decision.subject_keys if decision else (),
+        ):  # fmt: skip
             return refusal
         try:
             rec = await review_override(

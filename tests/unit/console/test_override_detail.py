@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from broker.audit import AuditRecord
 from broker.linkage import Linker
-from tests.unit.audit.conftest import CHILD_NHS
+from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS
 from tests.unit.console.conftest import OFFICER, IndexingSink, sign_in
 
 E2 = "/overrides/decision?event=e2&recipient=school-1"
@@ -68,6 +68,30 @@ def test_a_decision_that_is_no_override_has_no_page_and_the_probe_is_audited(
         "recipient": "(not an identifier)",
     }
     assert probe.subject_keys == ()
+
+
+def test_a_decision_that_is_no_override_is_looked_up_under_its_childrens_keys(
+    client: TestClient, sink: IndexingSink, linker: Linker
+) -> None:
+    """The page says that decision is no override: that is about those children."""
+    sign_in(client)
+    assert client.get("/overrides/decision?event=e1&recipient=coord").status_code == 404
+    [probe] = [q for q in sink.queries() if q.data["page"] == "overrides.detail"]
+    assert probe.data["detail"] == {"event_id": "e1", "recipient": "coord"}
+    assert set(probe.subject_keys) == {linker.from_nhs_number(n) for n in (CHILD_NHS, PARENT_NHS)}
+
+
+def test_a_review_posted_is_recorded_under_the_keys_of_the_decision_it_names(
+    client: TestClient, sink: IndexingSink, linker: Linker
+) -> None:
+    """Whether an override or not: the answer (reviewed, no such override) is about them."""
+    token = sign_in(client)
+    for event, recipient in (("e2", "school-1"), ("e1", "coord"), ("e9", "coord")):
+        client.post("/overrides/review", data={"event_id": event, "recipient": recipient,
+                                               "finding": "justified", "csrf": token})  # fmt: skip
+    attempts = [q for q in sink.queries() if q.data["page"] == "overrides.review"]
+    child, parent = linker.from_nhs_number(CHILD_NHS), linker.from_nhs_number(PARENT_NHS)
+    assert [set(q.subject_keys) for q in attempts] == [{child}, {child, parent}, set()]
 
 
 def test_a_review_stays_visible_on_the_overrides_page_the_detail_and_the_childs_log(
