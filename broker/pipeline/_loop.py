@@ -128,13 +128,17 @@ class TransactionalLoop:
         self.kafka.subscribe(self._consumer, self.pattern, self)
 
     async def stop(self) -> None:
-        # An assignment the consumer's stop lets finish (aiokafka waits for a join under way)
-        # must take nothing on: its producers would outlive the worker.
-        await self._opening.close()
-        await asyncio.gather(*(task.stop() for task in list(self._tasks.values())))
-        self._tasks.clear()
+        """Close the openings under way, the tasks' producers and the consumer together: each
+        is bounded (``_tasks.stop_within``), and one after another they added up."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()  # a revocation the consumer's stop runs finds none to stop again
+        # First, so that its first step runs before the consumer's stop begins: an assignment
+        # that stop lets finish (aiokafka waits for a join under way) must take nothing on,
+        # or its producers would outlive the worker.
+        closes = [self._opening.close(), *(task.stop() for task in tasks)]
         if self._consumer is not None:
-            await close_within(self._consumer)
+            closes.append(close_within(self._consumer))
+        await asyncio.gather(*closes)
         self._consumer = None
 
     # -- the group's moves ----------------------------------------------------------------

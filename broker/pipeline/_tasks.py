@@ -243,10 +243,11 @@ async def meanwhile(
 
 
 async def stop_all(producers: Iterable[Producer]) -> None:
-    """Stop ``producers`` together, and finish doing so even if the caller is cancelled
-    meanwhile (a stop of the worker during a revocation): one left unstopped leaks its
-    connections and warns at exit (``Unclosed AIOKafkaProducer``)."""
-    stops = asyncio.gather(*(stop_quietly(p) for p in producers))
+    """Stop ``producers`` together, each as :func:`stop_within` does (a start Kafka never
+    answered leaves a producer whose stop would wait as long), and finish doing so even if
+    the caller is cancelled meanwhile (a stop of the worker during a revocation): one left
+    unstopped leaks its connections and warns at exit (``Unclosed AIOKafkaProducer``)."""
+    stops = asyncio.gather(*(stop_within(p) for p in producers))
     await asyncio.shield(stops)
 
 

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from broker.errors import TransportError
 from broker.kafka import TopicPartition
+from broker.pipeline import _tasks
 from broker.pipeline._group import GroupMembership
 from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._processor import Processor
@@ -223,3 +224,51 @@ async def test_the_worker_consumer_keeps_its_place_on_the_modern_session_timeout
     short = GroupMembership.with_session(6_000).consumer_options()
     assert short["heartbeat_interval_ms"] == 2_000  # a third of the session, as Kafka advises
     await loop.stop()
+
+
+class _Unanswered(_Many):
+    """Kafka frozen: every producer's stop waits for ever, and so does the consumer's."""
+
+    def transactional_producer(self, *_: str, **__: Any) -> Any:
+        producer = super().transactional_producer()
+
+        async def stop() -> None:
+            producer.stopped = True
+            await asyncio.Event().wait()
+
+        producer.stop = stop  # type: ignore[method-assign]  # the fake's seam
+        return producer
+
+
+async def test_a_stop_with_kafka_frozen_closes_the_openings_the_tasks_and_the_consumer_together(
+    make_processor: Callable[..., Processor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM's exit time: an opening's producers were once stopped without a bound, and the
+    opening's, the tasks' and the consumer's closes (each bounded) ran one after another."""
+    monkeypatch.setattr(_tasks, "CLOSE_WITHIN_S", 0.5)
+    consumer = _Consumer([], on_idle=lambda: None)
+    consumer.assigned = set(PARTITIONS)
+    clients = _Unanswered(consumer, delay=0.01)
+
+    async def frozen() -> None:
+        await asyncio.Event().wait()
+
+    consumer.stop = frozen  # type: ignore[method-assign]  # the fake's seam
+    processor = make_processor()
+    loop = TransactionalLoop(clients, client_id="c", clock=lambda: AT_LOOP, handover=_Handover(),
+                             open_task=lambda *_: (processor, []), max_batch=10)  # fmt: skip
+    await loop.start()
+    await loop.on_partitions_assigned(PARTITIONS[:10])
+    await loop.opened()
+    clients.delay = 3600.0  # the next assignment's producers never finish starting
+    await loop.on_partitions_assigned(PARTITIONS[10:])
+    await asyncio.sleep(0.05)
+
+    began = time.monotonic()
+    await asyncio.wait_for(loop.stop(), timeout=10)
+    took = time.monotonic() - began
+    # Each close is bounded by two CLOSE_WITHIN_S (stop, then abandon); together, not added
+    # up (2 + 2 + 1 of them, 2.5 s, one after another).
+    assert took < 1.8
+    assert clients.unstopped() == []  # each was asked to stop, opened or not
+    assert loop.assigned == 0
