@@ -6,7 +6,20 @@ on them without importing the module that gathers every section.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _host_list(value: object) -> object:
+    # From the environment: "a.example, b.example" as well as a JSON list.
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+#: The host names a web front end answers to (``broker.webauth.HostCheck``).
+HostList = Annotated[tuple[str, ...] | None, BeforeValidator(_host_list)]
 
 
 class Frozen(BaseModel):

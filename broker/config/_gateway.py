@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr
 
-from broker.config._base import OpsEndpoint
+from broker.config._base import HostList, OpsEndpoint
 
 #: The shortest bearer token taken: 32 characters of ``secrets.token_urlsafe`` are ~190 bits.
 MIN_TOKEN_LENGTH = 32
@@ -69,7 +69,7 @@ class GatewaySettings(OpsEndpoint):
     # The names (Host header, any port) requests may carry, as for the console and desk
     # (broker.webauth.HostCheck): loopback names always; unset, the address listened on, and
     # on a wildcard address (0.0.0.0, ::) the gateway refuses to start without a list.
-    allowed_hosts: tuple[str, ...] | None = None
+    allowed_hosts: HostList = None
     # A contact event is a few KiB; a batch of max_batch of them must fit.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_batch: int = Field(default=500, ge=1, le=5000)
@@ -78,11 +78,3 @@ class GatewaySettings(OpsEndpoint):
     send_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
     # Retry-After on a 503 (Kafka not reachable), and how long /readyz says not ready after.
     retry_after_seconds: int = Field(default=30, ge=1, le=3600)
-
-    @field_validator("allowed_hosts", mode="before")
-    @classmethod
-    def _host_list(cls, value: object) -> object:
-        # From the environment: "a.example, b.example" as well as a JSON list.
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value

@@ -27,7 +27,7 @@ from pydantic_settings import (
 )
 
 from broker.config._base import Frozen as _Frozen
-from broker.config._base import OpsEndpoint
+from broker.config._base import HostList, OpsEndpoint
 from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
 from broker.errors import ConfigError, KeyStoreError
@@ -206,7 +206,7 @@ class SignInSettings(_Frozen):
     # address the app listens on, and none more on a wildcard (0.0.0.0, ::), which then
     # refuses to start without a list. "*" allows any name: only behind a proxy that routes by
     # name itself (a Kubernetes Ingress rule's host). Comma-separated or a JSON list.
-    allowed_hosts: tuple[str, ...] | None = None
+    allowed_hosts: HostList = None
     # Sign-in throttling (broker/webauth/_throttle.py): slows guessing, never locks anyone
     # out. A client (network address) may fail this many times per window, across all names;
     # one client may fail at one account per_account times before each of its next tries
@@ -220,14 +220,6 @@ class SignInSettings(_Frozen):
     sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     sign_in_max_delay_seconds: int = Field(default=300, ge=1, le=3600)
     known_device_days: int = Field(default=90, ge=1, le=400)
-
-    @field_validator("allowed_hosts", mode="before")
-    @classmethod
-    def _host_list(cls, value: object) -> object:
-        # From the environment: "a.example, b.example" as well as a JSON list.
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
 
 
 class ConsoleSettings(OpsEndpoint, SignInSettings):
