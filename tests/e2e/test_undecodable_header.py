@@ -63,6 +63,7 @@ def _kcat_undecodable(bootstrap: str, tmp_path: Path, values: list[bytes]) -> No
          b"-t", ingress("wmp").encode(), b"-H", b"x-fine=1", b"-H", BAD_KEY + b"=v"],
         input=b"\n".join(values), capture_output=True, timeout=60, check=False,
         env=_recent_librdkafka(tmp_path),
+        cwd=conf,  # the client file names its CA beside it, relatively (kafka-ca.pem)
     )  # fmt: skip
     assert produced.returncode == 0, produced.stderr
 
