@@ -84,10 +84,11 @@ Guarantees: stages run without Kafka and change nothing but the record's own wor
 the ``Outbox`` is the one place where what they produced takes hold (audit records join the
 hash chain, state changes the state and its changelog). Workers share the inputs as a
 consumer group; each input partition is a task with its own producer and audit chain
-(``_tasks``). The edge (``_loop``) commits all of a task's batch's outputs, audit records,
-state changes and consumed offset in one Kafka transaction, so each input is processed
-exactly once, across rebalances too; a contact event is decided only once every consent
-record published before it was read is in the table. Nothing personal is logged, labelled
+(``_tasks``). The edge (``_loop``, its commits in ``_commits``) commits all of a task's
+batch's outputs, audit records, state changes and consumed offset in one Kafka
+transaction, so each input is processed exactly once, across rebalances too; a contact
+event is decided only once every consent record published before it was read is in the
+table. Nothing personal is logged, labelled
 or audited.
 """
 

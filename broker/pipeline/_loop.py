@@ -26,7 +26,6 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import structlog
@@ -40,6 +39,7 @@ from broker.kafka import (
     connecting,
 )
 from broker.ops import Heartbeat
+from broker.pipeline._commits import Commits
 from broker.pipeline._fence import ConsentFence, end_offsets
 from broker.pipeline._group import GroupMembership, Handover, Openings, OpenTask, Reload, cancel_all
 from broker.pipeline._read_past import read_past
@@ -47,8 +47,6 @@ from broker.pipeline._report import GroupReport
 from broker.pipeline._state import TaskId
 from broker.pipeline._tasks import (
     STOP_WITHIN_S,
-    Batch,
-    RecordSender,
     Task,
     close_within,
     meanwhile,
@@ -99,11 +97,11 @@ class TransactionalLoop:
         self._consumer: Consumer | None = None
         self._tasks: dict[TopicPartition, Task] = {}
         self._fatal: BaseException | None = None  # raised by the loop: a listener's failure
-        self._sender = RecordSender()
         # Next offset to process per owned partition, committed or not: where the consumer
         # is, so the tolerant path can go back to it.
         self._positions: dict[TopicPartition, int] = {}
         self._report = GroupReport()
+        self._commits = Commits(self._tasks, self._report, self._require_consumer)
         self._throttle = Throttle(budget)
         self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
         # End offsets asked of the group's consumer: it already follows the topics' metadata.
@@ -269,7 +267,7 @@ class TransactionalLoop:
                     self.heartbeat.beat()
                 self._raise_fatal()
                 self._take_policy()
-                self._start_commits()
+                self._commits.start_due()
                 if stop.is_set():
                     break
                 self._resume_due(consumer)
@@ -281,7 +279,7 @@ class TransactionalLoop:
                         fetching = asyncio.create_task(self._fetch(consumer))
                     waits.add(fetching)
                 done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                self._reap(consumer)
+                self._commits.reap()
                 self._report.progress(consumer)
                 if fetching is not None and fetching in done:
                     fetched = fetching
@@ -290,7 +288,7 @@ class TransactionalLoop:
                         await self._process(consumer, batch, stop)
             await cancel_all(fetching)
             fetching = None
-            await self._finish()
+            await self._commits.finish()
             self._raise_fatal()  # a revocation's, during the last commits: not an exit 0
             await self._report.now(consumer)
         finally:
@@ -302,74 +300,6 @@ class TransactionalLoop:
         self.handover.check()
         if self._fatal is not None:
             raise self._fatal
-
-    def _start_commits(self) -> None:
-        for task in self._tasks.values():
-            if task.in_flight is None and not task.closed and task.due():
-                done = task.close_batch()
-                task.in_flight = asyncio.create_task(
-                    task.commit(done, self._sender.send_all), name=f"accord-commit-{task.tp}"
-                )
-
-    def _reap(self, consumer: Consumer) -> None:
-        """Commits that ended: a failure ends the loop; a success moves offsets and metrics."""
-        assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
-        for task in self._tasks.values():
-            running = task.in_flight
-            if running is None or not running.done():
-                continue
-            task.in_flight = None
-            self._committed(consumer, assigned, task, running.result())
-
-    def _committed(
-        self, consumer: Consumer, assigned: set[TopicPartition], task: Task, done: Batch
-    ) -> None:
-        """``done`` committed on ``task``: its records' latency, the offset the group's report
-        may now move to, and the lag behind it."""
-        now_ms = time.time() * 1000
-        metrics = task.processor.outbox.metrics
-        for ts in done.stamps:
-            metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
-        if done.next_offset is None:
-            return
-        self._report.durable[task.tp] = done.next_offset
-        high = consumer.highwater(task.tp) if task.tp in assigned else None
-        if high is not None:
-            metrics.lag.labels(topic=task.tp.topic).set(max(0, high - done.next_offset))
-
-    async def _finish(self) -> None:
-        """On a clean stop: every task's last batch, checkpoint and head, committed, within
-        ``STOP_WITHIN_S`` (a stop must not wait for Kafka's return)."""
-        try:
-            async with asyncio.timeout(STOP_WITHIN_S):
-                await self._commit_last()
-        except TimeoutError:
-            await settle_all(list(self._tasks.values()), within=0)  # the others', cancelled
-            raise TransportError(
-                f"stopping: Kafka did not confirm the last commits within {STOP_WITHIN_S:g} s; "
-                "the worker stops without them, and its next start resumes from what committed"
-            ) from None
-
-    async def _commit_last(self) -> None:
-        # A rebalance may run at each await here and pop tasks: iterate over copies, and make
-        # the last commits each task's commit in flight, so that a revocation waits for it.
-        for task in list(self._tasks.values()):
-            await self._settle(task)
-        batches = [(task, task.close_batch()) for task in list(self._tasks.values())]
-        for task, b in batches:
-            if b.outs:
-                task.in_flight = asyncio.create_task(task.commit(b, self._sender.send_all))
-        for task, _ in batches:
-            await self._settle(task)
-
-    async def _settle(self, task: Task) -> None:
-        """Wait for ``task``'s commit in flight and count it as ``_reap`` would: one the stop's
-        round started carries the offset the last report of the group's offsets must."""
-        running = task.in_flight
-        await task.settle()
-        if running is not None and self._tasks.get(task.tp) is task:  # else revoked meanwhile
-            consumer = self._require_consumer()
-            self._committed(consumer, consumer.assignment(), task, running.result())
 
     def _take_policy(self) -> None:
         """A requested policy load joins what each task has pending: its audit records
@@ -441,7 +371,7 @@ class TransactionalLoop:
             await self.handover.moved(within=0.5)
         tps = [TopicPartition(CONSENT, p) for p in parts]
         last = {TopicPartition(tp.topic, tp.partition): m[-1].offset for tp, m in events.items()}
-        go_on = partial(self._go_on, consumer)  # while Kafka is waited for, a failure ends it
+        go_on = self._go_on  # while Kafka is waited for, a failure ends it
         covering = self._fence.covering(tps, last, fetch)
         if (got := await meanwhile(covering, stop, self._tasks, go_on)) is None:
             return False
@@ -471,12 +401,12 @@ class TransactionalLoop:
             await self.handover.moved(within=0.5)
         return False
 
-    def _go_on(self, consumer: Consumer) -> None:
+    def _go_on(self) -> None:
         """Commits that ended reaped (a failure raises), a listener's failure raised, and the
         commits due started."""
-        self._reap(consumer)
+        self._commits.reap()
         self._raise_fatal()
-        self._start_commits()
+        self._commits.start_due()
 
     async def _fetch(
         self, consumer: Consumer, *partitions: TopicPartition

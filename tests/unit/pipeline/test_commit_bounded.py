@@ -18,7 +18,7 @@ from broker.config import KafkaSettings
 from broker.errors import TransportError
 from broker.kafka import KafkaClients, TopicPartition
 from broker.keys import FileKeyStore
-from broker.pipeline import _loop, _tasks
+from broker.pipeline import _commits, _loop, _tasks
 from broker.pipeline._processor import Processor
 from broker.pipeline._state import TaskId
 from broker.topics import ingress
@@ -55,6 +55,7 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_tasks, "COMMIT_WITHIN_S", 0.3)
     monkeypatch.setattr(_tasks, "CLOSE_WITHIN_S", 0.1)
     monkeypatch.setattr(_loop, "STOP_WITHIN_S", 0.3)
+    monkeypatch.setattr(_commits, "STOP_WITHIN_S", 0.3)
 
 
 @pytest.mark.usefixtures("quick")
