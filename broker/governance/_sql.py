@@ -13,9 +13,10 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.audit import AuditKind, AuditRecord, read_record
+from broker.audit import AuditRecord, read_record
 from broker.errors import AuditError
 from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
+from broker.governance._sql_write import write_batch
 from broker.governance._store import (
     ChainHead,
     DerivedRows,
@@ -26,11 +27,7 @@ from broker.governance._store import (
     StoredRow,
     VerifyRun,
     Window,
-    derived_columns,
-    is_encompass_notice,
-    notice_row,
     parse_sql_time,
-    review_row,
     sql_time,
 )
 
@@ -203,85 +200,8 @@ class SqlAuditStore:
                 stored = self.offsets(batch.topic)
                 if any(stored.get(p) != batch.base_offsets.get(p) for p in batch.offsets):
                     return False
-            for item in batch.records:
-                rec = item.record
-                cols = derived_columns(rec)
-                cols.update(
-                    body=rec.to_bytes().decode("utf-8"),
-                    kafka_partition=item.partition,
-                    kafka_offset=item.offset,
-                )
-                names = ", ".join(cols)
-                marks = ", ".join("?" for _ in cols)
-                # Idempotent by (chain, seq): the indexer only offers records it verified
-                # follow the stored head, so a conflict is a replay of an identical record.
-                self._q(
-                    f"INSERT INTO audit_records ({names}) VALUES ({marks}) "  # noqa: S608  # column names are ours, values are bound
-                    "ON CONFLICT (chain, seq) DO NOTHING",
-                    list(cols.values()),
-                )
-                for key in rec.subject_keys:
-                    self._q(
-                        "INSERT INTO audit_subjects (subject_key, chain, seq) VALUES (?, ?, ?) "
-                        "ON CONFLICT DO NOTHING",
-                        (key, rec.chain, rec.seq),
-                    )
-                if rec.kind is AuditKind.OVERRIDE_REVIEWED:
-                    self._add_review(rec)
-                if is_encompass_notice(rec):
-                    self._q(
-                        "INSERT INTO encompass_notices (event_id, party, notified_at, chain, seq) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id, party) DO NOTHING",
-                        (*notice_row(rec), rec.chain, rec.seq),
-                    )
-            for head in batch.heads.values():
-                self._q(
-                    "INSERT INTO chain_heads (chain, seq, hash, broken_seq, error) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain) DO UPDATE SET "
-                    "seq = excluded.seq, hash = excluded.hash, "
-                    "broken_seq = excluded.broken_seq, error = excluded.error",
-                    (head.chain, head.seq, head.hash, head.broken_seq, head.error),
-                )
-            for chain, cp in batch.checkpoints.items():
-                # Only ever forward: an older checkpoint never replaces a newer reference.
-                self._q(
-                    "INSERT INTO chain_checkpoints (chain, seq, covers_seq, body) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, "
-                    "covers_seq = excluded.covers_seq, body = excluded.body "
-                    "WHERE excluded.seq > chain_checkpoints.seq",
-                    (chain, cp.seq, int(cp.data["covers_seq"]), cp.to_bytes().decode("utf-8")),
-                )
-            for m in batch.refused:
-                self._q(
-                    "INSERT INTO audit_refused (topic, kafka_partition, kafka_offset, chain, seq, "
-                    "reason, digest) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (batch.topic, m.partition, m.offset, m.chain, m.seq, m.reason, m.digest),
-                )
-            for partition, offset in batch.unrefused:
-                # Indexed after all: the row would tell the IG officer a genuine record was
-                # kept out (docs/governance.md). Its position is on its audit_records row.
-                self._q(
-                    "DELETE FROM audit_refused WHERE topic = ? AND kafka_partition = ? "
-                    "AND kafka_offset = ?",
-                    (batch.topic, partition, offset),
-                )
-            for partition, offset in batch.offsets.items():
-                self._q(
-                    "INSERT INTO kafka_offsets (topic, kafka_partition, next_offset) "
-                    "VALUES (?, ?, ?) ON CONFLICT (topic, kafka_partition) "
-                    "DO UPDATE SET next_offset = excluded.next_offset",
-                    (batch.topic, partition, offset),
-                )
+            write_batch(self._q, batch)
         return True
-
-    def _add_review(self, rec: AuditRecord) -> None:
-        # The first review of an override stands; a later one stays in the log for the record.
-        self._q(
-            "INSERT INTO override_reviews (event_id, party, reviewed_by, finding, reference, "
-            "note, reviewed_at, chain, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, party) DO NOTHING",
-            (*review_row(rec), rec.chain, rec.seq),
-        )
 
     # -- verification ---------------------------------------------------------------------
 
