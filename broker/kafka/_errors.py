@@ -253,14 +253,17 @@ async def stop_quietly(client: Any) -> None:
         await client.stop()
 
 
-async def abort_quietly(producer: Any) -> None:
-    """Abort a transaction after a failed commit, best effort.
+async def abort_quietly(producer: Any) -> bool:
+    """Abort a transaction after a failed commit, best effort: whether Kafka confirmed it.
 
     After a fence the producer is in a fatal state and aiokafka refuses the abort with an
     AssertionError; the commit's own error is the one to report.
     """
-    with contextlib.suppress(KafkaError, AssertionError, OSError):
+    try:
         await producer.abort_transaction()
+    except (KafkaError, AssertionError, OSError):
+        return False
+    return True
 
 
 async def abandon(producer: Any) -> None:

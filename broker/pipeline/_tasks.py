@@ -126,13 +126,18 @@ async def committing(task: TaskId, *, within: float = COMMIT_WITHIN_S) -> AsyncI
         ) from None
 
 
-async def abort_within(producer: Producer) -> None:
+async def abort_within(producer: Producer) -> bool:
     """Abort a failed transaction, best effort, waiting at most ``CLOSE_WITHIN_S``: with Kafka
     not answering, the abort would wait as long as the commit did. Left open, the transaction
-    is aborted by the next owner's fencing, or by Kafka's transaction timeout."""
-    with contextlib.suppress(TimeoutError):
+    is aborted by the next owner's fencing, or by Kafka's transaction timeout.
+
+    Whether Kafka confirmed the abort: if not, the commit's outcome is unknown (Kafka may
+    have committed it before it stopped answering)."""
+    try:
         async with asyncio.timeout(CLOSE_WITHIN_S):
-            await abort_quietly(producer)
+            return await abort_quietly(producer)
+    except TimeoutError:
+        return False
 
 
 async def stop_within(producer: Producer, *, abandoning: bool = False) -> None:
@@ -309,8 +314,11 @@ class Task:
             # Not known committed, so not settled: the worker ends (crash-only), and the
             # changelog says at its next start whether Kafka committed it after all.
             self.unconfirmed = True
-            await abort_within(producer)
-            metrics.transactions.labels(result="aborted").inc()
+            # "unconfirmed": neither the commit nor its abort confirmed, so the changelog,
+            # not this count, says whether it took (an alert on "aborted" must not be told
+            # that a batch Kafka may have committed was not).
+            aborted = await abort_within(producer)
+            metrics.transactions.labels(result="aborted" if aborted else "unconfirmed").inc()
             raise
         metrics.transaction_time.observe(time.perf_counter() - began)
         self.processor.services.state.settle(done.ids)

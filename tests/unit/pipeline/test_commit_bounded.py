@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from broker.config import KafkaSettings
 from broker.errors import TransportError
@@ -75,9 +76,35 @@ async def test_a_commit_kafka_never_confirms_ends_the_loop_with_one_error_and_co
     assert task.unconfirmed  # so its producer is abandoned at the stop, not flushed
     metrics = processor.outbox.metrics
     assert metrics.transactions.labels(result="committed")._value.get() == 0
-    assert metrics.transactions.labels(result="aborted")._value.get() == 1
+    # Its abort was never confirmed either: Kafka may have committed it, so not "aborted".
+    assert metrics.transactions.labels(result="aborted")._value.get() == 0
+    assert metrics.transactions.labels(result="unconfirmed")._value.get() == 1
     await asyncio.wait_for(loop.stop(), timeout=5)
     assert producer.stopped
+
+
+class _Refused(_Producer):
+    """Kafka answers: the commit is refused, the abort that follows confirmed."""
+
+    async def commit_transaction(self) -> None:
+        raise KafkaError("refused")
+
+
+@pytest.mark.usefixtures("quick")
+async def test_a_commit_refused_and_then_aborted_counts_as_aborted(
+    make_processor: Callable[..., Processor],
+    pipeline_keys: FileKeyStore,
+) -> None:
+    consumer = _Consumer([_messages(pipeline_keys, 0, 2)], on_idle=lambda: None, assigned=True)
+    loop, [processor], _ = await started_loop(make_processor, consumer, _Refused())
+
+    with pytest.raises(TransportError):
+        await asyncio.wait_for(loop.run(asyncio.Event()), timeout=5)
+
+    metrics = processor.outbox.metrics
+    assert metrics.transactions.labels(result="aborted")._value.get() == 1
+    assert metrics.transactions.labels(result="unconfirmed")._value.get() == 0
+    await asyncio.wait_for(loop.stop(), timeout=5)
 
 
 @pytest.mark.usefixtures("quick")
