@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from broker.cli._common import kafka_as, keystore
+from broker.cli._common import kafka_as, keystore, own_keystore
 from broker.cli._officer import cli_chain
 from broker.config import Settings
 from broker.principals import Principal
@@ -34,6 +34,9 @@ def verifier_of(settings: Settings) -> KeystoreAuditVerifier:
     from broker.audit import KeystoreAuditVerifier
 
     own = (settings.keys_dir / Principal.INDEXER / "keystore.json").is_file()
+    if not own and not (settings.keystore_path(Principal.CONSOLE) / "keystore.json").is_file():
+        # Neither: say the indexer's, which a deployment gives it, not the console's.
+        own_keystore(settings, Principal.INDEXER)
     return KeystoreAuditVerifier(
         keystore(settings, Principal.INDEXER if own else Principal.CONSOLE)
     )

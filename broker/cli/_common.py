@@ -25,9 +25,11 @@ def kafka_as(settings: Settings, principal: str) -> KafkaClients:
 
 
 def keystore(settings: Settings, principal: str) -> FileKeyStore:
-    """``principal``'s keystore (``Settings.existing_keystore_path``)."""
+    """``principal``'s keystore (``Settings.existing_keystore_path``); missing, refused as
+    :func:`own_keystore` says, for every service alike."""
     from broker.keys import FileKeyStore  # cryptography loads only when a command needs keys
 
+    own_keystore(settings, principal)
     path = settings.existing_keystore_path(principal)
     return FileKeyStore(path, settings.keystore_passphrase())
 
@@ -50,6 +52,12 @@ def own_keystore(settings: Settings, principal: str) -> None:
     ):
         return
     own = keys / principal if any(keys.glob("*/keystore.json")) else path
+    if principal == "indexer":  # it holds public keys only (docs/deployment.md)
+        raise KeyStoreError(
+            f"no keystore for the indexer at {own}: restore it from its backup, or give it "
+            f"the signed key directory with 'accord keys import directory.json --dir {own} "
+            "--trust GOVERNANCE_KEY_ID'"
+        )
     raise KeyStoreError(
         f"no keystore for {principal} at {own}: restore {principal}'s keystore there from its "
         f"backup; only if {principal} never had keys, make them alone with 'accord keys init "

@@ -90,7 +90,7 @@ def serve(
         return
     import asyncio
 
-    from broker.cli._common import kafka_as
+    from broker.cli._common import kafka_as, own_keystore
     from broker.cli._logging import configure_logging
     from broker.console import ConsoleRun, load_console_policy, run_console
     from broker.governance import open_store
@@ -105,6 +105,7 @@ def serve(
         raise UsageError(f"--policies: {policies} is not a policy bundle folder")
     configure_logging()
     policy = load_console_policy(policies or settings.policies)
+    own_keystore(settings, Principal.CONSOLE)  # said as the worker says it
     url = db or (settings.audit.db.get_secret_value() if settings.audit.db else None)
     store = open_store(url, home=settings.home)
 

@@ -61,7 +61,7 @@ def serve(
         raise UsageError("say whose desk: accord desk --as PARTY")
     import asyncio
 
-    from broker.cli._common import kafka_as
+    from broker.cli._common import kafka_as, own_keystore
     from broker.cli._logging import configure_logging
     from broker.desk import DeskRun, check_desk_party, open_desk_store, run_desk
     from broker.policy import load_bundle
@@ -74,6 +74,7 @@ def serve(
     settings = settings.model_copy(update={"desk": DeskSettings(**cfg)})
     policy = load_bundle(settings.policies)
     check_desk_party(policy, party)
+    own_keystore(settings, party)  # said as the worker says it, before the store is opened
     configure_logging()
     url = store or (settings.desk.store.get_secret_value() if settings.desk.store else None)
     desk_store = open_desk_store(url, home=settings.home, party=party)
