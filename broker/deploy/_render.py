@@ -15,6 +15,7 @@ from broker.deploy._compose import (
 )
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
+from broker.deploy._names import check_cluster, check_external_host, check_image, check_namespace
 from broker.deploy._observability import alert_rules_text, dashboard_text, prometheus_config
 from broker.deploy._secrets import ensure_desk_ports, ensure_secrets
 
@@ -84,7 +85,15 @@ def render_files(
     """(files relative to ``out``, secret files made). Compose's secrets are made in
     ``out/secrets`` when missing, and the desks' host ports kept in ``out/desk-ports``;
     Kubernetes' come from Strimzi and the platform's own
-    Secrets (docs/deployment.md), so nothing secret is made for it."""
+    Secrets (docs/deployment.md), so nothing secret is made for it.
+
+    Every name is checked first: a bad one is a one-line ``UsageError`` before anything is
+    made (``_names``)."""
+    check_external_host(external_host)
+    check_image(dep.image)
+    if target is Target.KUBERNETES:
+        check_namespace(namespace)
+        check_cluster(cluster)
     if target is Target.COMPOSE:
         made = ensure_secrets(
             out / "secrets", dep,

@@ -102,3 +102,49 @@ def test_a_rendered_partys_client_file_names_the_ca_beside_it_a_services_the_mou
     assert read_client_file(secrets / "wmp.librdkafka.conf")["ssl.ca.location"] == "kafka-ca.pem"
     worker = read_client_file(secrets / "worker.librdkafka.conf")["ssl.ca.location"]
     assert worker == "/run/secrets/kafka-ca.pem"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--external-host", "https://accord.example.org"],
+        ["--external-host", "bad host!"],
+        ["--external-host", "kafka.example.org:9094"],
+        ["--external-host", "::1"],
+        ["--target", "kubernetes", "--namespace", "Bad_NS"],
+        ["--target", "kubernetes", "--cluster", "a b"],
+        ["--target", "kubernetes", "--cluster", "c" * 48],
+        ["--image", "bad image:tag"],
+        ["--target", "kubernetes", "--image", "Accord:1"],
+    ],
+    ids=" ".join,
+)
+def test_a_bad_name_is_refused_in_one_line_before_any_secret_or_file_is_made(
+    run_cli: Run, tmp_path: Path, bad: list[str]
+) -> None:
+    """A scheme in --external-host would go into advertised.listeners, a space into a
+    certificate; a namespace, cluster or image Kubernetes refuses would only fail at apply."""
+    out = tmp_path / "deploy"
+    code, stdout, stderr = run_cli(
+        ["deploy", "render", "--policies", str(REPO / "policies"), "--out", str(out), *bad]
+    )
+    assert code != 0
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith("accord: error: --")
+    assert "Traceback" not in stderr
+    assert not out.exists()  # no secrets/, no .accord-render
+    assert stdout == ""
+
+
+@pytest.mark.parametrize(
+    "good",
+    [["--external-host", "kafka.example.org"], ["--external-host", "192.0.2.7"],
+     ["--image", "registry.example:5000/team/accord-broker:0.1.0"],
+     ["--target", "kubernetes", "--namespace", "accord-prod", "--cluster", "kafka-1"]],
+)  # fmt: skip
+def test_good_names_render(run_cli: Run, tmp_path: Path, good: list[str]) -> None:
+    code, _, stderr = run_cli(
+        ["deploy", "render", "--policies", str(REPO / "policies"), "--out", str(tmp_path / "d"),
+         "--brokers", "1", *good]
+    )  # fmt: skip
+    assert code == 0, stderr

@@ -1,0 +1,100 @@
+"""The names ``accord deploy render`` is given, checked before anything is made.
+
+Each one ends up somewhere that fails late and far from here: the external host in a broker's
+certificate and advertised listener (a scheme or a port there breaks every client), the
+namespace and the cluster in Kubernetes object names and Service host names, the image in
+every pod and service. A render refuses a bad one in one line, before any secret or file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from broker.errors import UsageError
+
+__all__ = ["check_cluster", "check_external_host", "check_image", "check_namespace"]
+
+# RFC 1123 label: what Kubernetes requires of a namespace and of most object names.
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A DNS host name: labels of letters, digits and '-', not starting or ending with '-'.
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
+# The reference grammar of github.com/distribution/reference: [domain/]path[:tag][@digest].
+_DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,})?$"
+)
+_IMAGE_NAME_MAX = 255
+
+
+def _shown(value: str) -> str:
+    # The value is the operator's own option, not personal data; repr() keeps a control
+    # character or a space visible in the one line.
+    return repr(value) if len(value) <= 80 else repr(value[:77] + "...")
+
+
+def check_external_host(host: str) -> None:
+    """A DNS name or an IPv4 address, as a certificate's subject alternative name and a
+    listener's host: no scheme, no port, no path. IPv6 is refused: Kafka's listeners and the
+    bootstrap list would need it bracketed, which the render does not do."""
+    bad = f"--external-host {_shown(host)}"
+    if "://" in host:
+        raise UsageError(f"{bad}: give the host name alone, without a scheme")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        if address.version == 6:
+            raise UsageError(f"{bad}: an IPv6 address cannot be rendered; give a DNS name")
+        return
+    if ":" in host or "/" in host:
+        raise UsageError(f"{bad}: give the host name alone, without a port or a path")
+    name = host  # a trailing dot too is refused: the certificate would name it
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise UsageError(
+            f"{bad}: not a DNS name (letters, digits and '-' in dot-separated labels) or an "
+            "IPv4 address"
+        )
+    if labels[-1].isdigit():
+        raise UsageError(f"{bad}: not a DNS name or an IPv4 address")
+
+
+def _check_label(option: str, value: str) -> None:
+    if not _LABEL.match(value):
+        raise UsageError(
+            f"{option} {_shown(value)}: not a DNS-1123 label (lower-case letters, digits and "
+            "'-', starting and ending with a letter or digit, at most 63)"
+        )
+
+
+def check_namespace(namespace: str) -> None:
+    _check_label("--namespace", namespace)
+
+
+# Strimzi names the cluster's Services after it; the longest, a DNS label too, is this one.
+_BOOTSTRAP_SUFFIX = "-kafka-bootstrap"
+
+
+def check_cluster(cluster: str) -> None:
+    _check_label("--cluster", cluster)
+    if len(cluster + _BOOTSTRAP_SUFFIX) > 63:
+        raise UsageError(
+            f"--cluster {_shown(cluster)}: at most {63 - len(_BOOTSTRAP_SUFFIX)} characters "
+            f"(Strimzi's Service '{cluster}{_BOOTSTRAP_SUFFIX}' must be a DNS label)"
+        )
+
+
+def check_image(image: str) -> None:
+    """A container image reference: ``[registry[:port]/]name[:tag][@digest]``."""
+    name = image.split("@", 1)[0]
+    if len(name) > _IMAGE_NAME_MAX or not _IMAGE.match(image):
+        raise UsageError(
+            f"--image {_shown(image)}: not an image reference ([registry/]name[:tag][@digest], "
+            "the name in lower case)"
+        )
