@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
             dep, Target(target.value), out,
             external_host=external_host, namespace=namespace, cluster=cluster,
         )  # fmt: skip
-        written, removed = write_render(out, files)
+        written, removed = write_render(out, files, dep.kept())
         typer.echo(f"rendered {len(written)} file(s) for {target.value} in {out}")
         for rel in removed:
             typer.echo(f"removed {rel} (no longer part of the deployment)")

@@ -200,9 +200,7 @@ def _accord_env(dep: Deployment) -> dict[str, str]:
     return {
         "ACCORD_HOME": "/var/lib/accord",
         "ACCORD_KAFKA__CREDENTIALS_DIR": CONTAINER_SECRETS,
-        "ACCORD_KAFKA__PARTITIONS": str(
-            next(t.partitions for t in dep.topics if t.name == "accord.audit")
-        ),
+        "ACCORD_KAFKA__PARTITIONS": str(dep.partitions),
         "ACCORD_KAFKA__REPLICATION_FACTOR": str(dep.replication),
         "ACCORD_POLICIES": "/etc/accord/policies",
     }

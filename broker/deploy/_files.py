@@ -4,6 +4,11 @@ A render is a mapping of relative paths to contents. The list of what the last r
 is kept in ``.accord-render``, so that a party removed from the bundle takes its files with
 it at the next render while files the render never wrote (notes, overlays, the secrets
 folder) are left alone.
+
+The same file keeps, in ``# name value`` lines, what a later render into the folder must
+not change (:data:`KEPT`): ``--partitions``, since ``accord.audit`` can never be given more
+partitions (docs/operations.md) and Strimzi's topic operator would add them to every
+``KafkaTopic`` on the next apply.
 """
 
 from __future__ import annotations
@@ -14,9 +19,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MANIFEST", "manifest_yaml", "write_render"]
+from broker.errors import UsageError
+
+__all__ = ["KEPT", "MANIFEST", "check_kept", "manifest_yaml", "read_manifest", "write_render"]
 
 MANIFEST = ".accord-render"
+#: What a render into a folder must keep from the first (option -> why, for the refusal).
+KEPT = {
+    "partitions": "accord.audit's partitions can never change: its chains are placed by the "
+    "count (docs/operations.md)",
+}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -39,12 +51,62 @@ def manifest_yaml(doc: Mapping[str, Any]) -> str:
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True)
 
 
-def write_render(out: Path, files: Mapping[str, str]) -> tuple[list[str], list[str]]:
+def read_manifest(out: Path) -> tuple[set[str], dict[str, str]]:
+    """What the last render into ``out`` wrote, and what it kept (:data:`KEPT`)."""
+    manifest = out / MANIFEST
+    files: set[str] = set()
+    kept: dict[str, str] = {}
+    if not manifest.is_file():
+        return files, kept
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            name, _, value = line.removeprefix("#").strip().partition(" ")
+            kept[name] = value.strip()
+        elif line.strip():
+            files.add(line.strip())
+    return files, kept
+
+
+def _rendered_partitions(out: Path) -> str | None:
+    """An older render's partition count, from the files it wrote (it recorded none)."""
+    try:
+        topic = out / "kafka" / "topics" / "accord.audit.yaml"
+        if topic.is_file():
+            return str(yaml.safe_load(topic.read_text(encoding="utf-8"))["spec"]["partitions"])
+        compose = out / "compose.yaml"
+        if compose.is_file():
+            services = yaml.safe_load(compose.read_text(encoding="utf-8"))["services"]
+            return str(services["worker"]["environment"]["ACCORD_KAFKA__PARTITIONS"])
+    except (KeyError, TypeError, yaml.YAMLError):
+        return None
+    return None
+
+
+def check_kept(out: Path, kept: Mapping[str, str]) -> None:
+    """``UsageError``, in one line, if ``kept`` changes what the last render into ``out``
+    recorded (:data:`KEPT`). Nothing recorded: the first render, or one older than the
+    record, whose partition count is read from the files it wrote."""
+    _, before = read_manifest(out)
+    if "partitions" not in before and (found := _rendered_partitions(out)) is not None:
+        before["partitions"] = found
+    for name, why in KEPT.items():
+        then, now = before.get(name), kept.get(name)
+        if then is not None and now is not None and then != now:
+            raise UsageError(
+                f"--{name} {now}: {out} was rendered with --{name} {then}, and {why}; give "
+                f"--{name} {then}, or render a new deployment into a new --out folder"
+            )
+
+
+def write_render(
+    out: Path, files: Mapping[str, str], kept: Mapping[str, str] | None = None
+) -> tuple[list[str], list[str]]:
     """Write ``files`` under ``out``; remove what the previous render wrote and this one does
-    not. Return (written, removed), relative paths, sorted."""
+    not; record ``kept`` (:data:`KEPT`) for the next render's :func:`check_kept`. Return
+    (written, removed), relative paths, sorted."""
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST
-    before = set(manifest.read_text(encoding="utf-8").split()) if manifest.is_file() else set()
+    before, recorded = read_manifest(out)
     for rel, text in files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,5 +118,7 @@ def write_render(out: Path, files: Mapping[str, str]) -> tuple[list[str], list[s
     removed = sorted(before - set(files))
     for rel in removed:
         (out / rel).unlink(missing_ok=True)
-    manifest.write_text("".join(f"{rel}\n" for rel in sorted(files)), encoding="utf-8")
+    recorded |= kept or {}  # a render that records nothing keeps the earlier record
+    header = "".join(f"# {name} {value}\n" for name, value in sorted(recorded.items()))
+    manifest.write_text(header + "".join(f"{rel}\n" for rel in sorted(files)), encoding="utf-8")
     return sorted(files), removed

@@ -28,7 +28,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from broker import topics
 from broker.deploy import _kubernetes_desks as desks
 from broker.deploy._files import manifest_yaml
 from broker.deploy._kubernetes_policies import (
@@ -110,11 +109,6 @@ def policies_configmap(dep: Deployment) -> Manifest:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
-def _partitions(dep: Deployment) -> int:
-    # The partition count the deployment was made with: every topic but quarantine has it.
-    return next(t.partitions for t in dep.topics if t.name == topics.AUDIT)
-
-
 def _secret_env(name: str, secret: str, key: str) -> Manifest:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
@@ -128,7 +122,7 @@ def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> lis
         # The User Operator's Secret for the KafkaUser of the same name.
         _secret_env("ACCORD_KAFKA__PASSWORD", process.principal, "password"),
         {"name": "ACCORD_KAFKA__CA_FILE", "value": f"{_KAFKA_CA}/ca.crt"},
-        {"name": "ACCORD_KAFKA__PARTITIONS", "value": str(_partitions(dep))},
+        {"name": "ACCORD_KAFKA__PARTITIONS", "value": str(dep.partitions)},
         {"name": "ACCORD_KAFKA__REPLICATION_FACTOR", "value": str(dep.replication)},
         {"name": f"ACCORD_{section}__METRICS_HOST", "value": _ALL_INTERFACES},
         {"name": f"ACCORD_{section}__METRICS_PORT", "value": str(process.ops_port)},

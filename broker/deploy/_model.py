@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker import topics as topic_names
 from broker.config import KafkaSettings
 from broker.errors import UsageError
 from broker.kafka import Grant, TopicSpec
@@ -112,6 +113,15 @@ class Deployment:
 
     def grants_of(self, user: str) -> tuple[Grant, ...]:
         return tuple(g for g in self.grants if g.principal == user)
+
+    @property
+    def partitions(self) -> int:
+        """``--partitions``: the count every topic but quarantine has, ``accord.audit``'s."""
+        return next(t.partitions for t in self.topics if t.name == topic_names.AUDIT)
+
+    def kept(self) -> dict[str, str]:
+        """What every later render into the same folder must keep (``_files.KEPT``)."""
+        return {"partitions": str(self.partitions)}
 
     @property
     def parties(self) -> tuple[str, ...]:

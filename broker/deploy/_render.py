@@ -13,6 +13,7 @@ from broker.deploy._compose import (
     internal_bootstrap,
     published_ports,
 )
+from broker.deploy._files import check_kept
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
 from broker.deploy._names import check_cluster, check_external_host, check_image, check_namespace
@@ -87,13 +88,14 @@ def render_files(
     Kubernetes' come from Strimzi and the platform's own
     Secrets (docs/deployment.md), so nothing secret is made for it.
 
-    Every name is checked first: a bad one is a one-line ``UsageError`` before anything is
-    made (``_names``)."""
+    Every name is checked first, and what an earlier render into ``out`` recorded
+    (``_files.check_kept``): a bad one is a one-line ``UsageError`` before anything is made."""
     check_external_host(external_host)
     check_image(dep.image)
     if target is Target.KUBERNETES:
         check_namespace(namespace)
         check_cluster(cluster)
+    check_kept(out, dep.kept())
     if target is Target.COMPOSE:
         made = ensure_secrets(
             out / "secrets", dep,

@@ -148,3 +148,16 @@ def test_good_names_render(run_cli: Run, tmp_path: Path, good: list[str]) -> Non
          "--brokers", "1", *good]
     )  # fmt: skip
     assert code == 0, stderr
+
+
+def test_a_render_with_other_partitions_into_the_same_folder_is_refused_in_one_line(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    render = ["deploy", "render", "--policies", str(REPO / "policies"), "--target",
+              "kubernetes", "--out", str(tmp_path / "k")]  # fmt: skip
+    assert run_cli([*render, "--partitions", "3"])[0] == 0
+    code, stdout, stderr = run_cli([*render, "--partitions", "6"])
+    assert code == 2
+    assert stdout == ""
+    assert stderr.count("\n") == 1, stderr
+    assert "was rendered with --partitions 3" in stderr

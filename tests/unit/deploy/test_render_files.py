@@ -1,0 +1,101 @@
+"""Rendering into a folder: what a later render must keep from the first is recorded beside
+the files and a change refused, before anything is made or written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from broker.deploy import MANIFEST, Deployment, Target, deployment, render_files, write_render
+from broker.errors import UsageError
+from broker.policy import load_bundle
+from broker.topics import AUDIT
+
+POLICIES = Path("policies")
+
+
+def _dep(partitions: int, brokers: int = 1) -> Deployment:
+    return deployment(load_bundle(POLICIES), POLICIES, brokers=brokers, partitions=partitions,
+                      image="accord-broker:test")  # fmt: skip
+
+
+def _render(out: Path, target: Target, partitions: int) -> list[str]:
+    dep = _dep(partitions)
+    files, made = render_files(dep, target, out)
+    write_render(out, files, dep.kept())
+    return made
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("target", list(Target))
+def test_a_render_with_other_partitions_into_the_same_folder_is_refused_and_changes_nothing(
+    tmp_path: Path, target: Target
+) -> None:
+    """Strimzi's topic operator would add partitions to accord.audit at the next apply, and
+    an audit chain is placed by the partition count: its chains would read as broken."""
+    out = tmp_path / "deploy"
+    _render(out, target, 3)
+    assert "# partitions 3\n" in (out / MANIFEST).read_text()
+    before = _snapshot(out)
+    with pytest.raises(UsageError, match=r"^--partitions 6: .* rendered with --partitions 3"):
+        _render(out, target, 6)
+    assert _snapshot(out) == before  # no file, no secret, no record changed
+    assert _render(out, target, 3) == []  # the same count renders again
+
+
+def test_the_refusal_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    _render(out, Target.KUBERNETES, 3)
+    with pytest.raises(UsageError) as refused:
+        _render(out, Target.KUBERNETES, 4)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_folder_rendered_before_the_count_was_recorded_is_read_from_its_audit_topic(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "deploy"
+    _render(out, Target.KUBERNETES, 3)
+    manifest = out / MANIFEST
+    manifest.write_text("".join(ln for ln in manifest.read_text().splitlines(True)
+                                if not ln.startswith("#")))  # fmt: skip
+    topic = yaml.safe_load((out / "kafka" / "topics" / f"{AUDIT}.yaml").read_text())
+    assert topic["spec"]["partitions"] == 3
+    with pytest.raises(UsageError, match="rendered with --partitions 3"):
+        _render(out, Target.KUBERNETES, 5)
+
+
+def test_a_compose_folder_rendered_before_the_count_was_recorded_is_read_from_compose_yaml(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "deploy"
+    _render(out, Target.COMPOSE, 2)
+    (out / MANIFEST).write_text("compose.yaml\n")
+    with pytest.raises(UsageError, match="rendered with --partitions 2"):
+        _render(out, Target.COMPOSE, 3)
+
+
+def test_a_render_that_records_nothing_keeps_the_earlier_record(tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    _render(out, Target.KUBERNETES, 3)
+    files, _ = render_files(_dep(3), Target.KUBERNETES, out)
+    write_render(out, files)
+    assert (out / MANIFEST).read_text().startswith("# partitions 3\n")
+    with pytest.raises(UsageError):
+        _render(out, Target.KUBERNETES, 6)
+
+
+def test_more_brokers_are_not_refused(tmp_path: Path) -> None:
+    """Brokers may be added (and Strimzi refuses to remove one that holds replicas)."""
+    out = tmp_path / "deploy"
+    dep = _dep(3, brokers=1)
+    write_render(out, render_files(dep, Target.KUBERNETES, out)[0], dep.kept())
+    dep = _dep(3, brokers=3)
+    write_render(out, render_files(dep, Target.KUBERNETES, out)[0], dep.kept())
+    pool = yaml.safe_load((out / "kafka" / "node-pool.yaml").read_text())
+    assert pool["spec"]["replicas"] == 3
