@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.desk._flag import ChildKeys, Flag
-from broker.desk._store_schema import SCHEMA, migrate
+from broker.desk._store_schema import REKEYED, SCHEMA, migrate, refuse_newer
 from broker.desk._stored import (
     BY_ID,
     DECISION_COLUMNS,
@@ -54,7 +54,6 @@ __all__ = [
     "open_desk_store",
 ]
 
-_REKEYED = "child-keys-2026-12-05"
 _REKEY_BATCH = 500
 _IN_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
 
@@ -68,13 +67,20 @@ ACTIONS = TEAM_ACTIONS + HUB_OUTCOMES
 class DeskStore:
     """One party's desk store over a DB-API connection (autocommit; one statement, one write)."""
 
-    def __init__(self, conn: Any, *, placeholder: str = "?") -> None:
+    def __init__(
+        self, conn: Any, *, placeholder: str = "?", where: str = "the desk's database"
+    ) -> None:
         self._conn = conn
         self._placeholder = placeholder
         # Legacy keys whose flags and decisions this process has moved (``add_aliases``).
         self._moved: set[str] = set()
         for statement in SCHEMA:
             self._q(statement)
+        try:
+            refuse_newer(self._q, where)
+        except ConfigError:
+            conn.close()
+            raise
         migrate(self._q, self._columns, postgresql=placeholder != "?")
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -230,7 +236,7 @@ class DeskStore:
         a view), beside the keys it was filed under, and note the legacy keys as aliases.
         None if done before; else how many children were keyed anew. A crash part way is
         harmless: every step is idempotent, and it runs again at the next start."""
-        if self._q("SELECT 1 FROM desk_migrations WHERE name = ?", (_REKEYED,)):
+        if self._q("SELECT 1 FROM desk_migrations WHERE name = ?", (REKEYED,)):
             return None
         aliases: dict[str, str] = {}
         after = ""
@@ -252,7 +258,7 @@ class DeskStore:
         self._q(
             "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) "
             "ON CONFLICT (name) DO NOTHING",
-            (_REKEYED, as_text(datetime.now(UTC))),
+            (REKEYED, as_text(datetime.now(UTC))),
         )
         return len(set(aliases.values()))
 
@@ -472,7 +478,7 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error:
             raise ConfigError("cannot connect to the desk's PostgreSQL database") from None
-        return DeskStore(conn, placeholder="%s")
+        return DeskStore(conn, placeholder="%s", where="the desk's PostgreSQL database")
     if scheme == "sqlite":
         path = url[len("sqlite:") :]
         path = path[2:] if path.startswith("//") else path
@@ -490,4 +496,4 @@ def _sqlite(path: Path) -> DeskStore:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     path.chmod(0o600)
-    return DeskStore(conn)
+    return DeskStore(conn, where=str(path))

@@ -6,6 +6,12 @@ does not have it yet. Two processes of one party's desk may start together and b
 column missing: PostgreSQL's ``ADD COLUMN IF NOT EXISTS`` lets the second through, and on
 SQLite (which has no ``IF NOT EXISTS`` there) the second's "duplicate column" is accepted once
 the column is seen to be there.
+
+What a store has been given is named in ``desk_migrations``, and a desk refuses a store that
+names one it does not know (``refuse_newer``): a newer desk has changed it, and an older one
+reading or writing it could lose what the newer one keeps (a restored older image, a
+rollback). So every change to the store adds its name to :data:`KNOWN_MIGRATIONS` and
+records it when done.
 """
 
 from __future__ import annotations
@@ -14,7 +20,14 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["SCHEMA", "migrate"]
+from broker.errors import ConfigError
+
+__all__ = ["KNOWN_MIGRATIONS", "REKEYED", "SCHEMA", "migrate", "refuse_newer"]
+
+#: Every child re-keyed once from the views stored (``DeskStore.rekey_children``).
+REKEYED = "child-keys-2026-12-05"
+#: The migrations this desk knows, in the order they were made.
+KNOWN_MIGRATIONS = (REKEYED,)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS desk_records (
@@ -92,3 +105,16 @@ def migrate(
             # Another process added it since we looked: fine, if it is there now.
             if "duplicate column" not in str(exc) or name not in columns("desk_flags"):
                 raise
+
+
+def refuse_newer(query: Callable[[str], list[tuple[Any, ...]]], where: str) -> None:
+    """Refuse a store holding a migration this desk does not know (after :data:`SCHEMA` ran,
+    before anything else is changed): a newer desk made it."""
+    done = [str(row[0]) for row in query("SELECT name FROM desk_migrations ORDER BY name")]
+    unknown = [name for name in done if name not in KNOWN_MIGRATIONS]
+    if unknown:
+        raise ConfigError(
+            f"the desk store at {where} holds migrations this Accord does not know "
+            f"({', '.join(unknown)}): a newer Accord has used it; upgrade Accord (a store a "
+            "newer desk has changed is never opened by an older one)"
+        )

@@ -56,6 +56,17 @@ def _review_row(row: tuple[Any, ...]) -> ReviewRow:
     return str(e), str(p), str(by), str(finding), str(ref), str(note), str(at)
 
 
+def _refuse_newer(version: int, where: str) -> None:
+    """An index a newer Accord has migrated is not read or written by this one: its tables may
+    mean what this code does not know (a restored older image, a rollback after an upgrade)."""
+    if version > len(MIGRATIONS):
+        raise AuditError(
+            f"the audit index at {where} is at schema version {version}; this Accord knows "
+            f"{len(MIGRATIONS)}: upgrade Accord (an index a newer Accord has migrated is never "
+            "opened by an older one)"
+        )
+
+
 class SqlAuditStore:
     """The shared implementation; use :class:`SqliteAuditStore` or :class:`PostgresAuditStore`."""
 
@@ -120,10 +131,13 @@ class SqlAuditStore:
             raise AuditError(
                 f"cannot read the audit index at {where}: {type(exc).__name__}"
             ) from None
-        if current >= len(MIGRATIONS):
+        _refuse_newer(current, where)
+        if current == len(MIGRATIONS):
             return
         try:
-            self._apply_migrations()
+            self._apply_migrations(where)
+        except AuditError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise AuditError(
                 f"the audit index at {where} is at schema version {current} and this Accord "
@@ -132,12 +146,13 @@ class SqlAuditStore:
                 "that may create tables"
             ) from None
 
-    def _apply_migrations(self) -> None:
+    def _apply_migrations(self, where: str) -> None:
         self._q(SCHEMA_VERSION_TABLE)
         with self._tx():
             self._lock_migrations()
             rows = self._q("SELECT MAX(version) FROM schema_version")
             current = int(rows[0][0] or 0)
+            _refuse_newer(current, where)  # a newer Accord migrated it since we looked
             for number, statements in enumerate(MIGRATIONS, start=1):
                 if number <= current:
                     continue

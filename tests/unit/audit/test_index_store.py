@@ -17,12 +17,13 @@ from broker.audit import (
     KeystoreAuditSigner,
     KeystoreAuditVerifier,
 )
+from broker.errors import AuditError
 from broker.governance import AuditStore, open_store, verify_store
 from broker.governance._schema import MIGRATIONS
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
-from tests.unit.audit.conftest import index_records, worker_chain
+from tests.unit.audit.conftest import Run, index_records, worker_chain
 
 
 def _has_sql_index(store: AuditStore, name: str) -> bool:
@@ -45,6 +46,29 @@ def test_migrations_are_versioned_and_reapplying_them_changes_nothing(
         assert again.count() == 0
     finally:
         again.close()
+
+
+def test_an_index_a_newer_accord_migrated_is_refused_in_one_line_and_left_unchanged(
+    store: AuditStore, audit_db_url: str, audit_home: object, run_cli: Run
+) -> None:
+    """A restored older image (or a rollback) must not read or write a schema it does not know."""
+    store._q(  # type: ignore[attr-defined]  # the store's own query
+        "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+        (len(MIGRATIONS) + 1, "2027-01-01T00:00:00+00:00"),
+    )
+    with pytest.raises(AuditError) as err:
+        open_store(audit_db_url, home=audit_home)  # type: ignore[arg-type]
+    message = str(err.value)
+    assert (
+        f"schema version {len(MIGRATIONS) + 1}; this Accord knows {len(MIGRATIONS)}: "
+        "upgrade Accord" in message
+    )
+    assert "\n" not in message
+    code, out, cli_err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, out) == (1, "")
+    assert cli_err.startswith("accord: error: the audit index at ")
+    assert "upgrade Accord" in cli_err
+    assert store.schema_version() == len(MIGRATIONS) + 1  # nothing written, nothing undone
 
 
 def test_indexing_keeps_every_record_with_its_canonical_json(

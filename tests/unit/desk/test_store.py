@@ -16,14 +16,18 @@ from tests.unit.desk.conftest import T0, delivery
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeskStore]:
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        s = open_desk_store(f"sqlite:///{tmp_path / 'desk.db'}", home=tmp_path, party="p")
+        yield f"sqlite:///{tmp_path / 'desk.db'}"
     else:
         from tests.postgres import fresh_database
 
-        gen = fresh_database(request.getfixturevalue("postgres_server"))
-        s = open_desk_store(next(gen), home=tmp_path, party="p")
+        yield from fresh_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+def any_store(any_url: str, tmp_path: Path) -> Iterator[DeskStore]:
+    s = open_desk_store(any_url, home=tmp_path, party="p")
     yield s
     s.close()
 
@@ -102,6 +106,24 @@ def test_an_unknown_decision_or_database_is_refused(any_store: DeskStore, tmp_pa
         any_store.decide(action="delete", reason="x", by="kim", at=T0)
     with pytest.raises(UsageError, match="unsupported database"):
         open_desk_store("mysql://x", home=tmp_path, party="p")
+
+
+def test_a_store_a_newer_desk_migrated_is_refused_in_one_line_and_left_unchanged(
+    any_store: DeskStore, any_url: str, tmp_path: Path
+) -> None:
+    """A restored older image (or a rollback) must not read or write what it does not know."""
+    any_store._q(
+        "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?)",
+        ("from-the-future-2027-01-01", "2027-01-01T00:00:00+00:00"),
+    )
+    with pytest.raises(ConfigError) as err:
+        open_desk_store(any_url, home=tmp_path, party="p")
+    message = str(err.value)
+    assert "holds migrations this Accord does not know (from-the-future-2027-01-01)" in message
+    assert "upgrade Accord" in message
+    assert "\n" not in message
+    assert "password" not in message  # the PostgreSQL URL is not repeated
+    assert any_store.records() == []  # the open store still works: nothing was changed
 
 
 def test_a_desk_database_is_one_partys_and_another_desk_cannot_open_it(tmp_path: Path) -> None:
