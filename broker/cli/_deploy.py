@@ -72,7 +72,13 @@ def register(app: typer.Typer) -> None:
         """Render the deployment of a bundle; re-render after every bundle change."""
         from importlib.metadata import version
 
-        from broker.deploy import Target, deployment, render_files, write_render
+        from broker.deploy import (
+            Target,
+            deployment,
+            removal_commands,
+            render_files,
+            write_render,
+        )
         from broker.policy import load_bundle
 
         settings = load_settings()
@@ -92,10 +98,21 @@ def register(app: typer.Typer) -> None:
             dep, Target(target.value), out,
             external_host=external_host, namespace=namespace, cluster=cluster,
         )  # fmt: skip
+        # Read from the files the render is about to remove.
+        deletions = (
+            removal_commands(out, files, namespace) if target is TargetChoice.kubernetes else []
+        )
         written, removed = write_render(out, files, dep.kept())
         typer.echo(f"rendered {len(written)} file(s) for {target.value} in {out}")
         for rel in removed:
             typer.echo(f"removed {rel} (no longer part of the deployment)")
+        if deletions:
+            typer.echo(
+                "kubectl apply -k deletes nothing: once this render is applied, delete what it "
+                "no longer makes (docs/deployment.md, offboarding):"
+            )
+            for line in deletions:
+                typer.echo(f"  {line}")
         if made:
             typer.echo(f"made {len(made)} secret file(s) in {out / 'secrets'} (mode 0600)")
         if brokers < 3:

@@ -29,6 +29,7 @@ from broker.deploy._observability import (
     promql_metric_names,
     shipped_expressions,
 )
+from broker.deploy._removal import removal_commands
 from broker.deploy._render import render_files
 from broker.deploy._strimzi import acl_grants
 
@@ -52,6 +53,7 @@ __all__ = [
     "kubernetes_files",
     "prometheus_config",
     "promql_metric_names",
+    "removal_commands",
     "render_files",
     "shipped_expressions",
     "write_render",

@@ -54,7 +54,8 @@ SURFACES = {
         "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
         "Deployment", "Process", "Target", "acl_grants", "alert_rules_text", "dashboard_text",
         "deployment", "exported_metric_names", "kubernetes_files", "prometheus_config",
-        "promql_metric_names", "render_files", "shipped_expressions", "write_render",
+        "promql_metric_names", "removal_commands", "render_files", "shipped_expressions",
+        "write_render",
     },
     "broker.crypto": {
         "AEAD_KEY_LEN", "AEAD_NONCE_LEN", "AEAD_TAG_LEN", "ED25519_SIG_LEN", "HPKE_AEAD_ID",

@@ -161,3 +161,47 @@ def test_a_render_with_other_partitions_into_the_same_folder_is_refused_in_one_l
     assert stdout == ""
     assert stderr.count("\n") == 1, stderr
     assert "was rendered with --partitions 3" in stderr
+
+
+def test_a_kubernetes_re_render_without_a_party_and_a_desk_prints_the_deletes_apply_never_does(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    """`kubectl apply -k` deletes nothing: an offboarded party kept its login and ACLs."""
+    import shutil
+
+    from broker.topics import deliver
+
+    hub = "cog-great-bridge"
+    bundle = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", bundle)
+    with (bundle / "parties.yaml").open("a", encoding="utf-8") as fh:
+        fh.write(f"  {hub}:\n    name: Great Bridge Community Operating Group\n"
+                 "    kind: hub\n    localities: [\"DY4 7\"]\n")  # fmt: skip
+    out = tmp_path / "k"
+    render = ["deploy", "render", "--target", "kubernetes", "--out", str(out),
+              "--namespace", "partners"]  # fmt: skip
+    code, _, stderr = run_cli([*render, "--policies", str(bundle), "--desk", "sandwell-coord"])
+    assert code == 0, stderr
+    code, stdout, stderr = run_cli([*render, "--policies", str(REPO / "policies")])
+    assert code == 0, stderr
+    assert f"removed kafka/users/{hub}.yaml (no longer part of the deployment)" in stdout
+    assert "kubectl apply -k deletes nothing" in stdout
+    commands = [ln.strip() for ln in stdout.splitlines() if ln.strip().startswith("kubectl -n")]
+    deletes = [c.split("   #")[0] for c in commands]
+    # The login first, the data last.
+    assert deletes[0] == f"kubectl -n partners delete kafkauser {hub}"
+    assert "its login and its ACLs" in commands[0]
+    topic = f"kubectl -n partners delete kafkatopic {deliver(hub)}"
+    assert topic in deletes
+    assert "only once the recipient has read them" in commands[deletes.index(topic)]
+    for name in ("desk-sandwell-coord", "flags-sandwell-coord"):
+        assert f"kubectl -n partners delete deployment accord-{name}" in deletes
+        assert f"kubectl -n partners delete networkpolicy accord-ingress-{name}" in deletes
+        assert f"kubectl -n partners delete service accord-{name}-ops" in deletes
+        claim = f"kubectl -n partners delete persistentvolumeclaim accord-{name}"
+        assert claim in deletes[-2:]
+    # Nothing still rendered is named.
+    assert not any("accord-worker" in c or "kafkauser worker" in c for c in deletes)
+    code, stdout, _ = run_cli([*render, "--policies", str(REPO / "policies")])
+    assert code == 0
+    assert "kubectl" not in stdout  # nothing removed, nothing to delete

@@ -99,3 +99,23 @@ def test_more_brokers_are_not_refused(tmp_path: Path) -> None:
     write_render(out, render_files(dep, Target.KUBERNETES, out)[0], dep.kept())
     pool = yaml.safe_load((out / "kafka" / "node-pool.yaml").read_text())
     assert pool["spec"]["replicas"] == 3
+
+
+def test_an_ingress_topics_delete_says_its_records_must_be_processed_first(
+    tmp_path: Path,
+) -> None:
+    from broker.deploy import removal_commands
+
+    out = tmp_path / "k"
+    topic = out / "kafka" / "topics" / "accord.ingress.wmp.yaml"
+    topic.parent.mkdir(parents=True)
+    topic.write_text(yaml.safe_dump({"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic",
+                                     "metadata": {"name": "accord.ingress.wmp"}}))  # fmt: skip
+    (out / "notes.yaml").write_text("not: a manifest\n")
+    (out / MANIFEST).write_text(
+        "# partitions 3\nkafka/topics/accord.ingress.wmp.yaml\nnotes.yaml\n"
+    )
+    (line,) = removal_commands(out, {}, "accord")
+    assert line.startswith("kubectl -n accord delete kafkatopic accord.ingress.wmp   # ")
+    assert "only once the workers have processed them" in line
+    assert removal_commands(out, {"kafka/topics/accord.ingress.wmp.yaml": ""}, "accord") == []
