@@ -12,7 +12,13 @@ if TYPE_CHECKING:
     from broker.devkafka import BrokerStatus, EmbeddedKafka
 
 # Module level: typer resolves these string annotations in the module's globals.
-Port = Annotated[int | None, typer.Option(help="Client port on 127.0.0.1 (default 9092).")]
+Port = Annotated[
+    int | None,
+    typer.Option(
+        help="Client port on 127.0.0.1 (default 9092). A new data folder's controller takes "
+        "the next port; the folder keeps both."
+    ),
+]
 Data = Annotated[Path | None, typer.Option(help="Data directory (default <home>/kafka-data).")]
 Policies = Annotated[
     Path | None, typer.Option(help="Policy bundle (default: ACCORD_POLICIES, else policies/ here).")
@@ -67,7 +73,11 @@ def _describe(st: BrokerStatus) -> str:
         how = "PLAINTEXT: no TLS, no logins, no ACLs"
     else:
         how = f"TLS + SCRAM-SHA-512, ACLs on; client files in {st.clients_dir}"
-    return f"kafka running (pid {st.pid}) at {st.bootstrap} ({how}); data in {st.data_dir}"
+    # The controller's port is said too: it is taken as well, though no command names it.
+    return (
+        f"kafka running (pid {st.pid}) at {st.bootstrap}, controller on 127.0.0.1:"
+        f"{st.controller_port} ({how}); data in {st.data_dir}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -138,6 +138,9 @@ class BrokerStatus:
     log: Path
     security: KafkaSecurity
     clients_dir: Path
+    #: The KRaft controller's port on 127.0.0.1: the client port + 1 unless the data folder
+    #: keeps another; it must be free too.
+    controller_port: int
 
 
 class EmbeddedKafka:
@@ -175,7 +178,7 @@ class EmbeddedKafka:
     def _status(self, pid: int | None) -> BrokerStatus:
         return BrokerStatus(
             pid is not None, pid, self.bootstrap, self.data_dir, self.log_path,
-            self.security.mode, self.security.clients_dir,
+            self.security.mode, self.security.clients_dir, self.controller_port,
         )  # fmt: skip
 
     # --- files --------------------------------------------------------------------------

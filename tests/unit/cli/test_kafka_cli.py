@@ -16,7 +16,7 @@ class _Node:
     def __init__(self, security: KafkaSecurity, tmp: Path) -> None:
         self.status = BrokerStatus(
             running=True, pid=4242, bootstrap="127.0.0.1:9092", data_dir=tmp, log=tmp / "log",
-            security=security, clients_dir=tmp / "clients",
+            security=security, clients_dir=tmp / "clients", controller_port=9093,
         )  # fmt: skip
 
     def start(self) -> BrokerStatus:
@@ -37,7 +37,9 @@ def test_the_node_says_plaintext_at_every_start_not_only_the_first(
     monkeypatch.setattr(_kafka, "_node", node)
     main(argv)
     out, err = capsys.readouterr()
-    assert out.startswith("kafka running (pid 4242) at 127.0.0.1:9092")
+    assert out.startswith(
+        "kafka running (pid 4242) at 127.0.0.1:9092, controller on 127.0.0.1:9093"
+    )
     warned = err == _kafka.PLAINTEXT_WARNING + "\n"
     assert warned is (security is KafkaSecurity.PLAINTEXT)
     assert warned or err == ""

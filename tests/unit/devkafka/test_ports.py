@@ -46,6 +46,18 @@ def test_starting_on_a_new_port_points_every_principals_client_files_at_it(
     assert EmbeddedKafka(tmp_path, home=tmp_path).bootstrap == "127.0.0.1:9200"
 
 
+def test_a_new_folders_controller_takes_the_next_port_and_the_status_says_so(
+    tmp_path: Path,
+) -> None:
+    """``up --port N`` takes N + 1 as well: said, so that a port clash there is no surprise."""
+    node = EmbeddedKafka(tmp_path, home=tmp_path, port=9200)
+    node._write_config()
+    assert node.status().controller_port == 9201
+    assert (tmp_path / "ports").read_text() == "port=9200\ncontroller_port=9201\n"
+    moved = EmbeddedKafka(tmp_path, home=tmp_path, port=9300)
+    assert moved.status().controller_port == 9201  # kept by the folder
+
+
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Path]:
     """A data folder whose node runs on 9092: a stand-in process with the node's command line."""
@@ -71,7 +83,7 @@ def test_up_with_another_port_while_the_node_runs_is_refused(running: Path) -> N
 def test_up_on_the_running_nodes_own_port_or_none_reports_it(running: Path) -> None:
     for port in (None, 9092):
         st = EmbeddedKafka(running, home=running, port=port).start()
-        assert (st.running, st.bootstrap) == (True, "127.0.0.1:9092")
+        assert (st.running, st.bootstrap, st.controller_port) == (True, "127.0.0.1:9092", 9093)
 
 
 @pytest.fixture
