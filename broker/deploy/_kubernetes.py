@@ -290,14 +290,16 @@ def deployment_manifest(
         template_meta["annotations"] = {BUNDLE_ANNOTATION: dep.bundle_version}
     spec: Manifest = {
         # Workers share the inputs as a consumer group (docs/operations.md): two keep the
-        # pipeline going while one restarts, is rolled or is drained off a node.
+        # pipeline going while one restarts or is drained off a node.
         "replicas": WORKER_REPLICAS if process.name == "worker" else 1,
         "selector": {"matchLabels": pod_selector(process)},
     }
     if process.name == "worker":
-        # One at a time: the group hands the old pod's partitions on before the next goes.
-        spec["strategy"] = {"type": "RollingUpdate",
-                            "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}  # fmt: skip
+        # All old workers stop before any new one starts, never side by side: an older
+        # worker overwrites a newer one's state entries it cannot read, and the consent
+        # shares in them are lost (docs/operations.md, "Upgrading workers in a group"). A
+        # new bundle rolls them the same way; the pause is a restart's.
+        spec["strategy"] = {"type": "Recreate"}
     elif process.web_port is not None or process.party is not None:
         # The console, a desk, a flag service: a ReadWriteOnce volume attaches to one node at
         # a time, so a rolling update would wait on it for ever; and a desk's store or a flag
