@@ -271,12 +271,21 @@ def deployment_manifest(
     ports = [{"name": "ops", "containerPort": process.ops_port}]
     if process.web_port is not None:
         ports.append({"name": "http", "containerPort": process.web_port})
+    args, env = list(process.args), _env(dep, process, cluster, namespace)
+    if process.name == "worker":
+        # Each pod its own name in the group: its Kafka client id and its log lines. It names
+        # nothing Kafka fences by: the transactional ids are the input partitions' own
+        # (broker.pipeline._tasks), whichever pod holds them, and the chains are per partition.
+        env.insert(
+            0, {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+        )
+        args += ["--instance", "$(POD_NAME)"]
     container = {
         "name": process.name,
         "image": dep.image,
-        "args": list(process.args),
+        "args": args,
         "ports": ports,
-        "env": _env(dep, process, cluster, namespace),
+        "env": env,
         # Started: the ops server answers (a restore may take long and is still live).
         "startupProbe": _probe("/livez", period=5, failures=60),
         "livenessProbe": _probe("/livez", period=10, failures=3),
@@ -324,6 +333,15 @@ def deployment_manifest(
             "volumes": _volumes(dep, process, cluster),
         },
     }
+    if process.name == "worker":
+        # On different nodes where the cluster can: one node's loss then stops one worker,
+        # not both. Preferred, not required, so a small cluster still runs them.
+        spec["template"]["spec"]["topologySpreadConstraints"] = [{
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": pod_selector(process)},
+        }]  # fmt: skip
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

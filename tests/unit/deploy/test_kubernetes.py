@@ -342,7 +342,7 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
         deploy = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]
         (container,) = deploy["spec"]["template"]["spec"]["containers"]
         secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
-                   if "valueFrom" in e}  # fmt: skip
+                   if "secretKeyRef" in e.get("valueFrom", {})}  # fmt: skip
         env = {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
         with monkeypatch.context() as m:
             for name in [n for n in os.environ if n.startswith("ACCORD_")]:
@@ -515,3 +515,32 @@ def test_onboarding_a_hub_changes_only_its_own_files_the_list_and_the_bundle(
         ("topic", f"accord.desk.{NEW_HUB}.", "describe_configs"),
     }
     assert "DescribeConfigs" in after[f"kubernetes/kafka/users/{NEW_HUB}.yaml"]
+
+
+def test_each_worker_pod_is_its_own_instance_and_the_two_spread_over_nodes(
+    docs: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both replicas ran as the default --instance worker-1: one client id, one log name."""
+    from typer.testing import CliRunner
+
+    from broker.cli import build_app
+
+    pod = docs["kubernetes/accord/worker/deployment.yaml"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # Kubernetes expands $(POD_NAME) in args from a variable defined in the container.
+    assert container["args"][-2:] == ["--instance", "$(POD_NAME)"]
+    # ...into an option the worker takes (its help names it).
+    result = CliRunner().invoke(build_app(), [*container["args"][:-2], "--help"])
+    assert "--instance" in result.output
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread == {
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "accord",
+                                          "app.kubernetes.io/component": "worker"}},
+    }  # fmt: skip
+    for name in ("indexer", "console"):
+        other = docs[f"kubernetes/accord/{name}/deployment.yaml"]["spec"]["template"]["spec"]
+        assert "--instance" not in other["containers"][0]["args"]
