@@ -13,13 +13,20 @@ The render holds no secret. The platform provides, in the namespace:
 - ``accord-keystore-<principal>`` for the worker, the console, the indexer and each desk's
   party (_kubernetes_desks.py): key
   ``keystore.tar`` (the keystore folder, archived with the folder at its top:
-  ``tar -C <keys> -cf keystore.tar worker``) and key ``passphrase``. The indexer's is an
+  ``tar -C <keys> -cf keystore.tar worker``). The indexer's is an
   ``indexer/`` keystore of public keys only (``accord keys import --trust`` into an empty
   folder makes one): it checks the chains' checkpoints against the signed key directory;
+- ``accord-keystore-<principal>-passphrase``, key ``passphrase``: its passphrase, in a Secret
+  of its own, so that RBAC can give the keystore and its passphrase to different people and
+  a copy of one Secret is never both;
 - ``accord-audit-db``, key ``url``: the audit index's PostgreSQL URL (indexer, console).
 
 Strimzi makes the rest: a Secret per ``KafkaUser`` (key ``password``) and the cluster CA
 certificate (``<cluster>-cluster-ca-cert``, key ``ca.crt``).
+
+Every secret reaches Accord as a file, never an environment variable (which ``kubectl
+describe``, crash reports and child processes see): one read-only projected volume at
+``/run/secrets/accord`` holds the pod's own, named by ``ACCORD_<SECTION>__<NAME>_FILE``.
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ _CONSOLE_DATA = f"{_HOME}/console"
 _POLICIES = "/etc/accord/policies"
 _KAFKA_CA = "/etc/accord/kafka-ca"
 _KEYSTORE_ARCHIVE = "/etc/accord/keystore"
+_SECRETS = "/run/secrets/accord"
+# Owned by root, group the pod's fsGroup: the process reads its secrets as that group, and
+# no other user of the node's containers can.
+_SECRET_MODE = 0o440
 _UID = 10001
 # Inside the pod's own network namespace; the NetworkPolicies decide who reaches the port.
 _ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # the ops server must answer the kubelet and Prometheus
@@ -109,8 +120,25 @@ def policies_configmap(dep: Deployment) -> Manifest:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
 
-def _secret_env(name: str, secret: str, key: str) -> Manifest:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+def _secret_files(process: Process) -> list[tuple[str, str, str, str]]:
+    """(variable, Secret, key, file name) for each secret setting the process reads."""
+    files = [
+        # The User Operator's Secret for the KafkaUser of the same name.
+        ("ACCORD_KAFKA__PASSWORD_FILE", process.principal, "password", "kafka-password"),
+        ("ACCORD_KEYSTORE__PASSPHRASE_FILE", passphrase_secret(process), "passphrase",
+         "keystore-passphrase"),
+    ]  # fmt: skip
+    if process.name in AUDIT_DB_USERS:
+        files.append(("ACCORD_AUDIT__DB_FILE", _AUDIT_DB_SECRET, "url", "audit-db-url"))
+    return files
+
+
+def _secrets_volume(process: Process) -> Manifest:
+    sources = [
+        {"secret": {"name": secret, "items": [{"key": key, "path": path}]}}
+        for _, secret, key, path in _secret_files(process)
+    ]
+    return {"name": "secrets", "projected": {"sources": sources, "defaultMode": _SECRET_MODE}}
 
 
 def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> list[Manifest]:
@@ -119,18 +147,15 @@ def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> lis
         {"name": "ACCORD_HOME", "value": _HOME},
         {"name": "ACCORD_KAFKA__BOOTSTRAP", "value": f"{cluster}-kafka-bootstrap:{KAFKA_TLS_PORT}"},
         {"name": "ACCORD_KAFKA__USERNAME", "value": process.principal},
-        # The User Operator's Secret for the KafkaUser of the same name.
-        _secret_env("ACCORD_KAFKA__PASSWORD", process.principal, "password"),
         {"name": "ACCORD_KAFKA__CA_FILE", "value": f"{_KAFKA_CA}/ca.crt"},
         {"name": "ACCORD_KAFKA__PARTITIONS", "value": str(dep.partitions)},
         {"name": "ACCORD_KAFKA__REPLICATION_FACTOR", "value": str(dep.replication)},
         {"name": f"ACCORD_{section}__METRICS_HOST", "value": _ALL_INTERFACES},
         {"name": f"ACCORD_{section}__METRICS_PORT", "value": str(process.ops_port)},
         {"name": "ACCORD_KEYSTORE__PATH", "value": _KEYS},
-        _secret_env("ACCORD_KEYSTORE__PASSPHRASE", _keystore_secret(process), "passphrase"),
+        *({"name": var, "value": f"{_SECRETS}/{path}"}
+          for var, _, _, path in _secret_files(process)),
     ]  # fmt: skip
-    if process.name in AUDIT_DB_USERS:
-        env.append(_secret_env("ACCORD_AUDIT__DB", _AUDIT_DB_SECRET, "url"))
     if process.web_port is not None:  # the console, a desk
         web = f"ACCORD_{section}__"
         env += [
@@ -166,6 +191,11 @@ def service_names(process: Process, namespace: str) -> tuple[str, ...]:
 
 def _keystore_secret(process: Process) -> str:
     return f"accord-keystore-{process.principal}"
+
+
+def passphrase_secret(process: Process) -> str:
+    """The Secret of the process's keystore passphrase, apart from the keystore's own."""
+    return f"{_keystore_secret(process)}-passphrase"
 
 
 def _loads_bundle(process: Process) -> bool:
@@ -213,6 +243,7 @@ def _volumes(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
             "items": [{"key": "ca.crt", "path": "ca.crt"}],
             "defaultMode": 0o444,
         }},
+        _secrets_volume(process),
     ]  # fmt: skip
     if _loads_bundle(process):
         items = [{"key": _configmap_key(rel), "path": rel} for rel, _ in dep.policy_files]
@@ -232,6 +263,7 @@ def _mounts(process: Process) -> list[Manifest]:
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  # the pod's own emptyDir
         {"name": "keys", "mountPath": _KEYS},
         {"name": "kafka-ca", "mountPath": _KAFKA_CA, "readOnly": True},
+        {"name": "secrets", "mountPath": _SECRETS, "readOnly": True},
     ]
     if _loads_bundle(process):
         mounts.append({"name": "policies", "mountPath": _POLICIES, "readOnly": True})

@@ -3,9 +3,10 @@ or a co-ordinating team's flag service's pod has that the partnership's own pods
 
 Each runs as its party, never as one of Accord's service principals: its Kafka login is the
 Secret Strimzi makes for the party's ``KafkaUser`` (the render makes one per party already),
-and its keystore is the platform's Secret ``accord-keystore-<party>`` (``keystore.tar``,
-``passphrase``), unpacked into memory as the worker's is. So a desk's pod mounts its own
-party's Secrets and no one else's, whatever other desks the namespace runs.
+and its keystore is the platform's Secret ``accord-keystore-<party>`` (``keystore.tar``; its
+passphrase in ``accord-keystore-<party>-passphrase``), unpacked into memory as the worker's
+is. So a desk's pod mounts its own party's Secrets and no one else's, whatever other desks
+the namespace runs.
 
 Its home (``ACCORD_HOME``) is a PersistentVolumeClaim of its own, not an ``emptyDir``: a
 desk keeps its accounts (``desk/<party>/users.json``) and its store

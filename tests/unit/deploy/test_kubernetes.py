@@ -5,7 +5,6 @@ Kafka access exactly as provisioning plans it, hardened pods, and onboarding as 
 from __future__ import annotations
 
 import copy
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from broker.config import KafkaSettings, KemSuite, KeystoreSettings, Settings, load_settings
+from broker.config import KafkaSettings, KemSuite, KeystoreSettings, Settings
 from broker.deploy import Deployment, deployment
 from broker.deploy._kubernetes import BUNDLE_ANNOTATION, kubernetes_files
 from broker.deploy._strimzi import ACCORD_SELECTOR, acl_grants
@@ -29,6 +28,7 @@ from broker.provision import desired_access, plan_changes, publishers, recipient
 from broker.topics import AUDIT, STATE, deliver
 from broker.webauth import HostCheck
 from tests.deploy_schemas import strimzi_errors
+from tests.unit.deploy.pods import SECRET_FILE_VARS, secret_behind, settings_of
 
 POLICIES = Path("policies")
 K8S_VERSION = "1.35.0"
@@ -334,22 +334,20 @@ def test_no_disruption_budget_can_block_a_node_drain(docs: dict[str, dict[str, A
 
 
 def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
-    dep: Deployment, docs: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    dep: Deployment,
+    docs: dict[str, dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Names are checked by what broker/config.py makes of them: a misspelt variable would be
-    # ignored, and its setting left at its default.
+    # ignored, and its setting left at its default. Every secret is a file on a read-only
+    # volume (settings_of fills each with "<Secret>/<key>"), never an environment variable.
     for process in dep.processes:
         deploy = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]
-        (container,) = deploy["spec"]["template"]["spec"]["containers"]
-        secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
-                   if "secretKeyRef" in e.get("valueFrom", {})}  # fmt: skip
-        env = {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
-        with monkeypatch.context() as m:
-            for name in [n for n in os.environ if n.startswith("ACCORD_")]:
-                m.delenv(name)
-            for name, value in env.items():
-                m.setenv(name, value)
-            settings = load_settings()
+        pod = deploy["spec"]["template"]["spec"]
+        home = tmp_path / process.name
+        home.mkdir()
+        settings, secrets = settings_of(pod, home, monkeypatch)
         ops = getattr(settings, process.settings_section.lower())
         assert (ops.metrics_host, ops.metrics_port) == (ALL_INTERFACES, process.ops_port)
         assert settings.kafka.bootstrap == "accord-kafka-bootstrap:9093"
@@ -357,11 +355,22 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
         assert settings.kafka.ca_file == Path("/etc/accord/kafka-ca/ca.crt")
         assert (settings.kafka.partitions, settings.kafka.replication_factor) == (3, 3)
         assert settings.keys_dir == Path("/var/lib/accord/keys")
-        assert secrets["ACCORD_KAFKA__PASSWORD"] == {"name": process.principal, "key": "password"}
-        keystore = {"name": f"accord-keystore-{process.principal}", "key": "passphrase"}
-        assert secrets["ACCORD_KEYSTORE__PASSPHRASE"] == keystore
+        assert settings.kafka.password is not None
+        assert settings.kafka.password.get_secret_value() == f"{process.principal}/password"
+        passphrase = settings.keystore_passphrase()
+        assert passphrase is not None
+        # Its own Secret, apart from the keystore's: RBAC can tell the two apart.
+        keystore = f"accord-keystore-{process.principal}"
+        assert passphrase.get_secret_value() == f"{keystore}-passphrase/passphrase"
+        expected = {
+            "ACCORD_KAFKA__PASSWORD_FILE": (process.principal, "password"),
+            "ACCORD_KEYSTORE__PASSPHRASE_FILE": (f"{keystore}-passphrase", "passphrase"),
+        }
         if process.name in {"indexer", "console"}:
-            assert secrets["ACCORD_AUDIT__DB"] == {"name": "accord-audit-db", "key": "url"}
+            assert settings.audit.db is not None
+            assert settings.audit.db.get_secret_value() == "accord-audit-db/url"
+            expected["ACCORD_AUDIT__DB_FILE"] = ("accord-audit-db", "url")
+        assert secrets == expected
         if process.name == "console":
             assert settings.console.host == ALL_INTERFACES
             assert settings.console.secure_cookies is True
@@ -378,7 +387,6 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
                 assert not check.allows(name), name
         if process.party is not None:
             assert settings.policies == Path("/etc/accord/policies")
-            assert "ACCORD_AUDIT__DB" not in secrets
         if process.web_port is not None and process.party is not None:
             assert (settings.desk.host, settings.desk.port) == (ALL_INTERFACES, process.web_port)
             assert settings.desk.secure_cookies is True
@@ -544,3 +552,27 @@ def test_each_worker_pod_is_its_own_instance_and_the_two_spread_over_nodes(
     for name in ("indexer", "console"):
         other = docs[f"kubernetes/accord/{name}/deployment.yaml"]["spec"]["template"]["spec"]
         assert "--instance" not in other["containers"][0]["args"]
+
+
+def test_every_secret_is_a_read_only_file_the_pod_alone_reads_and_none_is_in_the_environment(
+    dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    for process in dep.processes:
+        deploy = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]
+        spec = deploy["spec"]["template"]["spec"]
+        for container in _containers(deploy):
+            assert all("valueFrom" not in e or e["name"] == "POD_NAME"
+                       for e in container.get("env", [])), container["name"]  # fmt: skip
+            assert "envFrom" not in container
+        (main,) = spec["containers"]
+        files = {e["name"]: e["value"] for e in main["env"] if e["name"] in SECRET_FILE_VARS}
+        assert files
+        for var, path in files.items():
+            _, _, mount = secret_behind(spec, path)
+            assert mount["readOnly"] is True, (process.name, var)
+            volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+            # root's and the pod's fsGroup's to read, no one else's
+            assert volume["projected"]["defaultMode"] == 0o440, process.name
+        # The init container unpacks the keystore and reads no passphrase.
+        (unpack,) = spec["initContainers"]
+        assert "secrets" not in {m["name"] for m in unpack["volumeMounts"]}

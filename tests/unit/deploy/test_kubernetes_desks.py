@@ -9,7 +9,6 @@ broker/config.py, the bundle) is checked over a render with desks in test_kubern
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,12 +20,13 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from broker.config import KemSuite, load_settings
+from broker.config import KemSuite
 from broker.deploy import DESK_OPS_PORT, DESK_PORT, FLAGS_OPS_PORT, Deployment, deployment
 from broker.deploy._kubernetes import kubernetes_files
 from broker.errors import UsageError
 from broker.policy import load_bundle
 from broker.sdk import default_replay_file
+from tests.unit.deploy.pods import settings_of
 
 POLICIES = Path("policies")
 KUSTOMIZATION = "kubernetes/kustomization.yaml"
@@ -66,6 +66,9 @@ def _pod(docs: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
 def _secrets_named(pod: dict[str, Any]) -> set[str]:
     """Every Secret the pod can read: volumes and environment, of every container."""
     named = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    for volume in pod["volumes"]:
+        sources = volume.get("projected", {}).get("sources", [])
+        named |= {source["secret"]["name"] for source in sources if "secret" in source}
     for container in [*pod.get("initContainers", []), *pod["containers"]]:
         for env in container.get("env", []):
             if "secretKeyRef" in env.get("valueFrom", {}):
@@ -75,14 +78,8 @@ def _secrets_named(pod: dict[str, Any]) -> set[str]:
     return named
 
 
-def _settings_of(pod: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
-    (container,) = pod["containers"]
-    with monkeypatch.context() as m:
-        for name in [n for n in os.environ if n.startswith("ACCORD_")]:
-            m.delenv(name)
-        for env in container["env"]:
-            m.setenv(env["name"], env.get("value", "from-a-secret"))
-        return load_settings()
+def _settings_of(pod: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    return settings_of(pod, tmp_path, monkeypatch)[0]
 
 
 def _volume_at(pod: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -114,7 +111,10 @@ def test_a_desk_pod_reads_only_its_own_partys_secrets(
         party = process.party
         pod = _pod(docs, process.name)
         # Its login (Strimzi's Secret for its KafkaUser), its keystore, the cluster CA.
-        assert _secrets_named(pod) == {party, f"accord-keystore-{party}", "accord-cluster-ca-cert"}
+        assert _secrets_named(pod) == {
+            party, f"accord-keystore-{party}", f"accord-keystore-{party}-passphrase",
+            "accord-cluster-ca-cert",
+        }  # fmt: skip
         text = yaml.safe_dump(pod)
         for other in (*dep.parties, "worker", "console", "indexer"):
             if other != party:
@@ -122,7 +122,7 @@ def test_a_desk_pod_reads_only_its_own_partys_secrets(
         (container,) = pod["containers"]
         env = {e["name"]: e for e in container["env"]}
         assert env["ACCORD_KAFKA__USERNAME"]["value"] == party
-        assert "ACCORD_AUDIT__DB" not in env
+        assert "ACCORD_AUDIT__DB_FILE" not in env
 
 
 def test_one_pod_of_a_desk_at_a_time_replaced_not_rolled(
@@ -134,12 +134,16 @@ def test_one_pod_of_a_desk_at_a_time_replaced_not_rolled(
 
 
 def test_what_a_desk_and_a_flag_service_keep_is_on_a_volume_of_their_own(
-    dep: Deployment, docs: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    dep: Deployment,
+    docs: dict[str, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     claims = {}
     for process in dep.desk_processes:
         pod = _pod(docs, process.name)
-        settings = _settings_of(pod, monkeypatch)
+        (tmp_path / process.name).mkdir()
+        settings = _settings_of(pod, monkeypatch, tmp_path / process.name)
         party = process.party
         assert party is not None
         if process.web_port is None:  # the flag service's data folder (withdrawn-keep.json)
@@ -301,7 +305,7 @@ def test_a_partys_keystore_archived_as_documented_is_the_one_its_desk_opens(
     here = {"python": sys.executable, "/etc/accord/keystore/keystore.tar": str(archive),
             "/var/lib/accord/keys": str(unpacked)}  # fmt: skip
     subprocess.run([here.get(arg, arg) for arg in unpack["command"]], check=True)
-    settings = _settings_of(pod, monkeypatch)
+    settings = _settings_of(pod, monkeypatch, tmp_path)
     assert settings.keys_dir == Path("/var/lib/accord/keys")
     settings = settings.model_copy(
         update={"keystore": settings.keystore.model_copy(update={"path": unpacked})}
