@@ -21,8 +21,8 @@ __all__ = ["removal_commands"]
 
 # Deleted in this order: the login first (the party is refused at once), then what runs as
 # it, then the topics and the volumes, whose data goes with them.
-_ORDER = ("KafkaUser", "Deployment", "Service", "NetworkPolicy", "ConfigMap", "KafkaTopic",
-          "PersistentVolumeClaim")  # fmt: skip
+_ORDER = ("KafkaUser", "Deployment", "Service", "NetworkPolicy", "ConfigMap",
+          "ServiceMonitor", "KafkaTopic", "PersistentVolumeClaim")  # fmt: skip
 
 
 def _why(kind: str, name: str) -> str:

@@ -13,9 +13,10 @@ from broker.deploy._compose import (
     internal_bootstrap,
     published_ports,
 )
-from broker.deploy._files import check_kept
+from broker.deploy._files import check_kept, manifest_yaml
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
+from broker.deploy._monitoring import MONITORING, monitoring_resources
 from broker.deploy._names import check_cluster, check_external_host, check_image, check_namespace
 from broker.deploy._observability import alert_rules_text, dashboard_text, prometheus_config
 from broker.deploy._secrets import ensure_desk_ports, ensure_secrets
@@ -54,15 +55,14 @@ def _observability_compose(dep: Deployment) -> dict[str, str]:
 
 
 def _observability_kubernetes() -> dict[str, dict[str, Any]]:
-    """The rules and the dashboard as ConfigMaps: the labels are the conventions of the
-    Prometheus Operator's rule loaders and Grafana's dashboard sidecar; a platform without
-    them mounts the files where its Prometheus and Grafana read them."""
+    """The rules and the dashboard as ConfigMaps, for a Prometheus that reads rule files
+    (mount it) and Grafana's dashboard sidecar (its ``grafana_dashboard`` label). The
+    Prometheus Operator loads no ConfigMap: ``monitoring/`` has its ``PrometheusRule``."""
     labels = {"app.kubernetes.io/name": "accord", "app.kubernetes.io/part-of": "accord"}
     return {
         "accord/observability/alert-rules.yaml": {
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "accord-alert-rules",
-                         "labels": {**labels, "prometheus_rule": "1"}},
+            "metadata": {"name": "accord-alert-rules", "labels": labels},
             "data": {"accord-alerts.yml": alert_rules_text()},
         },
         "accord/observability/dashboard.yaml": {
@@ -109,4 +109,20 @@ def render_files(
     files = kubernetes_files(
         dep, namespace=namespace, cluster=cluster, extra=_observability_kubernetes()
     )
-    return {k.removeprefix("kubernetes/"): v for k, v in files.items()}, []
+    rendered = {k.removeprefix("kubernetes/"): v for k, v in files.items()}
+    return rendered | _monitoring(dep, namespace), []
+
+
+def _monitoring(dep: Deployment, namespace: str) -> dict[str, str]:
+    """``monitoring/``: the Prometheus Operator's resources and their own kustomization,
+    which the render's own does not list (broker/deploy/_monitoring.py)."""
+    resources = monitoring_resources(dep)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": namespace,
+        "resources": list(resources),
+    }
+    files = {f"{MONITORING}/{rel}": manifest_yaml(doc) for rel, doc in resources.items()}
+    files[f"{MONITORING}/kustomization.yaml"] = manifest_yaml(kustomization)
+    return files
