@@ -197,3 +197,43 @@ def test_every_secret_can_be_owned_by_its_readers_alone(
             assert f"chown {min(users)[0]}:" in script.split(f" {name} ")[0].splitlines()[-1]
     assert readers["kafka-1.pem"] == {(1000, 1000)}  # the apache/kafka image's user
     assert readers["worker.librdkafka.conf"] == {(10001, 10001)}
+
+
+def test_the_documented_in_container_key_import_reaches_each_services_keystore_and_passphrase(
+    rendered: tuple[Path, dict[str, Any]],
+) -> None:
+    """After secret-owners.sh the host's user cannot read the passphrases: docs/deployment.md
+    imports later directories inside each service's container, which must then open that
+    service's own keystore, writable, with its own passphrase file."""
+    import re
+    import shlex
+
+    text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
+    loop = re.search(r"for service in ([a-z ]+); do\n(.*?)\ndone", text, re.S)
+    assert loop is not None
+    argv = shlex.split(loop.group(2).replace("\\\n", " ").replace('"$PWD', '"/srv'))
+    assert argv[:5] == ["docker", "compose", "run", "--rm", "--no-deps"]
+    mount = argv[argv.index("-v") + 1]
+    host, target, mode = mount.split(":")
+    assert (Path(host).name, mode) == ("directory.json", "ro")
+    assert argv[argv.index("-v") + 2] == "$service"
+    command = argv[argv.index("-v") + 3 :]
+    assert command == ["keys", "import", target]
+    _, compose = rendered
+
+    def target_of(volume: str) -> str:  # host paths hold ':' (${ACCORD_KEYS_DIR:-./keys})
+        return volume.removesuffix(":ro").removesuffix(":rw").rsplit(":", 1)[1]
+
+    for name in loop.group(1).split():
+        service = compose["services"][name]
+        env = service["environment"]
+        keys = env["ACCORD_KEYSTORE__PATH"]
+        (volume,) = [v for v in service["volumes"] if target_of(v) == keys]
+        assert volume.endswith(f"/{name}:{keys}"), volume  # its own, and not read-only
+        secret = env["ACCORD_KEYSTORE__PASSPHRASE_FILE"].removeprefix("/run/secrets/")
+        assert secret == f"keystore-passphrase-{name}"
+        assert secret in {s["target"] for s in service["secrets"]}
+        # The directory lands where no other mount of the service hides it.
+        inside = [target_of(v) for v in service["volumes"]] + service.get("tmpfs", [])
+        assert not [m for m in inside if Path(target).is_relative_to(m)], name
+        assert "entrypoint" not in service  # the image's: `accord`
