@@ -134,12 +134,13 @@ def _html_page(
         "<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>" for row in rows
     )
     return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<!doctype html>\n<html lang="en-GB"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>body{{font-family:sans-serif}}"
         "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;"
-        "font-size:90%;text-align:left;vertical-align:top}</style></head><body>"
+        "font-size:90%;text-align:left;vertical-align:top}</style></head><body><main>"
         f"<h1>{esc(title)}</h1>{about}<p>{esc(note)}</p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></main></body></html>"
     )
 
 

@@ -3,7 +3,8 @@
 The console's Content-Security-Policy forbids scripts and inline styles; an SVG of ``rect``
 elements with classes (coloured by the stylesheet) and ``title`` tooltips needs neither.
 Each bar's number is also drawn as text beside it: a tooltip is no use on paper, on a touch
-screen or to a reader who does not hover.
+screen or to a reader who does not hover. The decisions chart's stacks are told apart by colour
+alone, so its figures are also a table (``Chart.rows``), which the page puts under the chart.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class Chart:
     total: int
     legend: tuple[tuple[str, str], ...]  # (css class, label)
     values: tuple[Value, ...] = ()
+    # The figures drawn, as a table gives them: (day, its count per legend entry).
+    rows: tuple[tuple[date, tuple[int, ...]], ...] = ()
 
 
 def days_ending(last: date, count: int) -> list[date]:
@@ -89,8 +92,9 @@ def decisions_chart(
         if len(days) <= 16 or i % 2 == 0:
             ticks.append(Tick(i * slot + slot / 2, day.strftime("%d %b")))
     legend = tuple((f"o-{o}", o.replace("_", " ")) for o in OUTCOMES)
+    table = tuple((day, tuple(stack)) for day, stack in zip(days, per_day, strict=True))
     return Chart(width, height, tuple(bars), tuple(ticks), peak, sum(map(sum, per_day)), legend,
-                 tuple(values))  # fmt: skip
+                 tuple(values), table)  # fmt: skip
 
 
 def counts_chart(rows: Sequence[tuple[str, int]], *, width: int = 720, row_h: int = 26) -> Chart:

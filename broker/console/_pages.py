@@ -37,7 +37,7 @@ from broker.governance import (
     subject_search,
     verification_state,
 )
-from broker.webauth import Session, form_field, read_form
+from broker.webauth import Flash, Session, form_field, read_form
 
 log = structlog.get_logger("accord.console")
 
@@ -77,6 +77,20 @@ def _without_option(message: str) -> str:
     return rest if sep and option.startswith("--") else message
 
 
+def _review_refused(message: str, detail: dict[str, str]) -> tuple[str, str | None]:
+    """What a refused review says on the queue, naming its override (as far as the ids posted
+    are ids: ``detail``), and the id of the row's field at fault if there is one."""
+    event_id, recipient = detail["event_id"], detail["recipient"]
+    option = message.partition(": ")[0]
+    known = _NOT_AN_ID not in (event_id, recipient)
+    field = f"{option[2:]}-{event_id}-{recipient}" if known and option in _REVIEW_FIELDS else None
+    text = f"Review of event {event_id} to {recipient} not recorded: {_without_option(message)}"
+    return text, field
+
+
+_REVIEW_FIELDS = ("--finding", "--reference")
+
+
 # The form's fields for a child without an NHS number, named as subject_search's options.
 _DEMOGRAPHICS = {
     "given_name": "Given name",
@@ -109,20 +123,29 @@ _BOTH = "Give the NHS number or the name and date of birth, not both."
 _NEITHER = "Give the NHS number, or the given name, family name and date of birth."
 
 
-def _form_error(message: str) -> str:
-    """A refusal of the search in the form's words: its field, never what was typed."""
+def _form_error(message: str) -> Flash:
+    """A refusal of the search in the form's words, never what was typed, and the field it
+    is about (the summary links to it)."""
     if message == _NEITHER or message.endswith(_BOTH):
-        return message
+        return Flash.error(message, field="nhs_number")
     if message.startswith("--nhs-number: "):
-        return "NHS number: " + message.removeprefix("--nhs-number: ")
+        return Flash.error(
+            "NHS number: " + message.removeprefix("--nhs-number: "), field="nhs_number"
+        )
     option, sep, rest = message.partition(": ")
     if sep and option in _LABELS:
-        return f"{_LABELS[option]}: {rest}"
+        return Flash.error(f"{_LABELS[option]}: {rest}", field=_field(option))
     needs = "a look-up by name also needs "
     if message.startswith(needs):
-        wanted = [_LABELS.get(o, o).lower() for o in message.removeprefix(needs).split(" and ")]
-        return f"A look-up by name also needs the {' and the '.join(wanted)}."
-    return message
+        options = message.removeprefix(needs).split(" and ")
+        wanted = " and the ".join(_LABELS.get(o, o).lower() for o in options)
+        return Flash.error(f"A look-up by name also needs the {wanted}.", field=_field(options[0]))
+    return Flash.error(message)
+
+
+def _field(option: str) -> str | None:
+    name = option.removeprefix("--").replace("-", "_")
+    return name if name in _DEMOGRAPHICS else None
 
 
 class _Unavailable(Exception):
@@ -237,19 +260,21 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         if session is None:
             return unposted(request)
         purposes = list(LookupPurpose)
+        errors: list[Flash] = []
+        purpose = search = None
         try:
             purpose = LookupPurpose(form_field(form, "purpose") or "")
         except ValueError:
-            return console.render(
-                "subject.html", session, status=400, purposes=purposes, log=None,
-                error="Choose why you are looking this child up.",
-            )  # fmt: skip
+            errors.append(Flash.error("Choose why you are looking this child up.", field="purpose"))
         try:
             search = _subject_search(form, deps)
         except UsageError as exc:
+            errors.append(_form_error(str(exc)))
+        if purpose is None or search is None:
+            # The reason chosen is kept (it names no one); what was typed is never echoed.
             return console.render(
-                "subject.html", session, status=400, purposes=purposes, log=None,
-                error=_form_error(str(exc)),
+                "subject.html", session, status=400, purposes=purposes, log=None, errors=errors,
+                purpose=purpose.value if purpose else None,
             )  # fmt: skip
         detail = {"purpose": purpose.value, **search.detail()}
         try:
@@ -334,13 +359,14 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
                 reference=form_field(form, "reference") or None,
             )  # fmt: skip
         except UsageError as exc:
-            session.flash.append(f"Not recorded: {_without_option(str(exc))}")
+            text, field = _review_refused(str(exc), detail)
+            session.flash_error(text, field=field)
             return console.redirect("/overrides", session)
         except TransportError:
             return unavailable(session)
         filed = await deps.index_wait(lambda: deps.store.review_of(event_id, recipient) is not None)
         where = f"{rec.chain}#{rec.seq}"
-        session.flash.append(
+        session.flash_success(
             f"Review of event {event_id} to {recipient} recorded in the audit log ({where})."
             + ("" if filed else " It will leave this queue once the indexer has read it.")
         )

@@ -288,7 +288,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         action = form_field(form, "action") or ""
         reason = (form_field(form, "reason") or "").strip()
         if action not in TEAM_ACTIONS or not reason or len(reason) > _MAX_REASON:
-            session.flash.append("Choose a decision and give a reason (up to 2000 characters).")
+            session.flash_error(
+                "Choose a decision and give a reason (up to 2000 characters).",
+                field="action" if action not in TEAM_ACTIONS else "reason",
+            )
             return desk.redirect(f"/child/{child}")
         # The flags ticked on the form, and only this child's: an id carried over from
         # another child's page, or posted, settles nothing.
@@ -301,7 +304,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             if not good:
                 return desk.refused("Missing or wrong form token.")
             if again and any(d.published_event == again for d in store.decisions(child=child)):
-                session.flash.append(f"Referral {again} was sent already; nothing more was sent.")
+                session.flash_error(f"Referral {again} was sent already; nothing more was sent.")
                 return desk.redirect(f"/child/{child}", session)
             records = store.records_about(child)
             event = referral_event(
@@ -309,7 +312,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 reason=reason, at=now,
             )  # fmt: skip
             if event is None or deps.publisher is None:
-                session.flash.append("This desk cannot send a referral for this child.")
+                session.flash_error("This desk cannot send a referral for this child.")
                 return desk.redirect(f"/child/{child}")
             if again:  # the same event as the attempt given up on (broker.desk._resend)
                 event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
@@ -330,7 +333,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         )  # fmt: skip
         log.info("desk_decision", action=action, by=session.user, flags=len(settles))
         settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
-        session.flash.append(
+        session.flash_success(
             f"Referral {published} sent through the broker: the broker decides who receives "
             f"it. {settled}" if published
             else f"Decision recorded: {action.replace('_', ' ')}. {settled}"
@@ -369,16 +372,19 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         outcome = form_field(form, "outcome") or ""
         summary = (form_field(form, "summary") or "").strip()
         if outcome not in HUB_OUTCOMES or not summary or len(summary) > _MAX_REASON:
-            session.flash.append("Choose an outcome and give a summary (up to 2000 characters).")
+            session.flash_error(
+                "Choose an outcome and give a summary (up to 2000 characters).",
+                field="outcome" if outcome not in HUB_OUTCOMES else "summary",
+            )
             return desk.redirect(f"/referral/{event_id}")
         if record.hidden or deps.publisher is None:
-            session.flash.append("This referral cannot be answered from here.")
+            session.flash_error("This referral cannot be answered from here.")
             return desk.redirect(f"/referral/{event_id}")
         # One outcome per referral: a double click, a second tab or a colleague's page still
         # open would otherwise send the team another, perhaps contrary, one. Checked again
         # while a send is under way (the send awaits Kafka).
         if event_id in answering or _answered(store, event_id):
-            session.flash.append("This referral has an outcome already; nothing was sent.")
+            session.flash_error("This referral has an outcome already; nothing was sent.")
             return desk.redirect(f"/referral/{event_id}")
         good, again = resent(form, f"/referral/{event_id}/outcome", session.user)
         if not good:
@@ -406,7 +412,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             )  # fmt: skip
         finally:
             answering.discard(event_id)
-        session.flash.append(
+        session.flash_success(
             f"Outcome {outcome.replace('_', ' ')} sent through the broker to the referring team."
         )
         return desk.redirect(f"/referral/{event_id}", session)
@@ -445,7 +451,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             except _NoAck:
                 return no_ack()
             store.acknowledge_encompass(event_id, session.user, deps.clock())
-            session.flash.append("Notice acknowledged as read; the broker has recorded it.")
+            session.flash_success("Notice acknowledged as read; the broker has recorded it.")
         return desk.redirect(f"/notice/{event_id}", session)
 
     async def acknowledged(records: Sequence[StoredRecord], user: str, purpose: str) -> bool:

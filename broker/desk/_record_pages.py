@@ -105,7 +105,9 @@ def register_record_pages(
         typed = (form_field(form, "nhs_number") or "").strip()
         if not typed:
             if not reference:
-                session.flash.append("Give a reference or an NHS number to search for.")
+                session.flash_error(
+                    "Give a reference or an NHS number to search for.", field="reference"
+                )
                 return desk.redirect("/records", session)
             found = store.records_with_reference(reference, limit=REFERENCE_LIMIT)
             cut_short = len(found) > REFERENCE_LIMIT  # the list stops short of them all
@@ -116,7 +118,7 @@ def register_record_pages(
         try:
             digits = normalise_nhs_number(typed)
         except ValueError as exc:  # what was wrong with it, never the number itself
-            session.flash.append(f"That is not an NHS number ({exc}).")
+            session.flash_error(f"That is not an NHS number ({exc}).", field="nhs_number")
             return desk.redirect("/records", session)
         child = store.current_child(child_key(deps.linkage_key, {"nhs_number": digits}) or "")
         # A withdrawn record is not to be used: a search does not tie it to the child.

@@ -6,6 +6,7 @@ own rules)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException
 from structlog.typing import FilteringBoundLogger
 
 from broker.webauth._bounce import bounce_location, typed_something
+from broker.webauth._flash import Flash, page_messages, template_globals
 from broker.webauth._guard import Guard
 from broker.webauth._hosts import printable_host
 from broker.webauth._sessions import Session
@@ -43,6 +45,7 @@ class WebPages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.templates.globals.update(template_globals())
 
     def page_context(self) -> dict[str, Any]:
         return {}
@@ -51,15 +54,22 @@ class WebPages:
         return self.guard.session(request)
 
     def render(
-        self, name: str, session: Session | None, *, status: int = 200, **context: Any
+        self,
+        name: str,
+        session: Session | None,
+        *,
+        status: int = 200,
+        errors: Sequence[Flash] = (),
+        **context: Any,
     ) -> HTMLResponse:
+        """``errors``: this page's own (a form drawn again), after those the session held."""
         flash = list(session.flash) if session else []
         if session:
             session.flash.clear()
         page = self.templates.get_template(name).render(
             user=session.user if session else None,
             csrf=session.csrf if session else "",
-            flash=flash,
+            **page_messages(flash, errors),
             **self.page_context(),
             **context,
         )

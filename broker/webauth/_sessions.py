@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from broker.webauth._flash import Flash
+
 _MAX_SESSIONS = 5_000
 ANONYMOUS = "a."  # the prefix of an anonymous session's id
 
@@ -37,7 +39,15 @@ class Session:
     seen_at: datetime
     user: str | None = None
     stamp: str | None = None  # the credential the officer signed in with (UserFile.stamp)
-    flash: list[str] = field(default_factory=list)
+    flash: list[Flash] = field(default_factory=list)
+
+    def flash_success(self, text: str) -> None:
+        """Say ``text`` on the next page as done (no personal data: it is kept till then)."""
+        self.flash.append(Flash.success(text))
+
+    def flash_error(self, text: str, *, field: str | None = None) -> None:
+        """Say ``text`` on the next page as a problem, linked to the control ``field``."""
+        self.flash.append(Flash.error(text, field=field))
 
     def csrf_ok(self, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(token.encode(), self.csrf.encode())

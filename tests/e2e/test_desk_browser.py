@@ -322,6 +322,16 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             await expect(team.locator("#records tr.record-row")).to_have_count(len(ids))
             assert child["family_name"] not in await team.content()
             await shot(team, "9-team-records")
+            # A record at 320 CSS px wide (WCAG 1.4.10 Reflow): it fits, nothing is cut off.
+            await team.locator("#records tr.record-row").first.get_by_role("link").click()
+            await expect(team.locator("article.record dl.view")).to_be_visible()
+            await team.set_viewport_size({"width": 320, "height": 900})
+            wide, screen = await team.evaluate(
+                "[document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            assert wide <= screen == 320, (wide, screen)
+            await shot(team, "10-team-record-320px")
+            await team.set_viewport_size({"width": 1280, "height": 900})
             await team.goto(child_url)
 
             # The same browser: both desks are at 127.0.0.1 (ports apart), and a browser keeps

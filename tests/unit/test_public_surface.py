@@ -93,7 +93,7 @@ SURFACES = {
     },
     "broker.webauth": {
         "CSP", "LOOPBACK_NAMES", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account",
-        "Attempt", "CookieNames", "DeviceCookies", "Guard", "HostCheck", "Session",
+        "Attempt", "CookieNames", "DeviceCookies", "Flash", "Guard", "HostCheck", "Session",
         "SessionStore", "SignInThrottle", "TotpBox", "TotpEnrolment",
         "UserFile", "SignInCheck", "SignInPages", "WebPages", "accounts_ready", "add_page_basics",
         "add_sign_in_routes", "bad_body",

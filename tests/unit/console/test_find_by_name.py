@@ -123,6 +123,8 @@ def test_a_form_that_names_no_one_child_is_explained_and_nothing_is_looked_up(
     status, page = search(client, token, **fields)
     assert status == 400
     assert message in page
-    assert "--" not in page.split('id="search-error">')[1].split("<")[0]  # the form's words
+    summary = page.split('class="error-summary"')[1].split("</div>")[0]
+    assert message in summary
+    assert "--" not in summary  # the form's words
     assert not any(p in page for p in (*PERSONAL, "9997017463", "2016-02-30"))
     assert [q for q in sink.queries() if q.data["page"] == "subject"] == []

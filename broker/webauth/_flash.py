@@ -1,0 +1,77 @@
+"""Messages a page leaves for the next one (after a form's redirect): a success or an error.
+
+An error is shown as an error summary ("There is a problem", each message a link to its field
+where one is known) and the page's title starts "Error: "; a success as a notification banner.
+Both take the focus as the page loads, without script (``autofocus`` on a ``tabindex="-1"``
+box), so a screen reader says them and a keyboard user starts from them. A message is held in
+the session's memory only until the next page: it says what was wrong, never what was typed.
+
+The field an error names is the id of the form control it is about; a page that draws that
+control again marks it with :func:`invalid` (``aria-invalid``, ``aria-describedby``) and puts
+:func:`field_error`'s message beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup, escape
+
+__all__ = ["Flash", "page_messages", "template_globals"]
+
+
+@dataclass(frozen=True, slots=True)
+class Flash:
+    kind: Literal["success", "error"]
+    text: str
+    field: str | None = None  # the id of the form control an error is about
+
+    @classmethod
+    def success(cls, text: str) -> Flash:
+        return cls("success", text)
+
+    @classmethod
+    def error(cls, text: str, *, field: str | None = None) -> Flash:
+        return cls("error", text, field)
+
+
+def page_messages(flash: Iterable[Flash], errors: Iterable[Flash] = ()) -> dict[str, Any]:
+    """A page's ``errors`` (the flash's, then the page's own) and ``successes``."""
+    held = list(flash)
+    return {
+        "errors": [m for m in held if m.kind == "error"] + list(errors),
+        "successes": [m for m in held if m.kind != "error"],
+    }
+
+
+def _errors_for(context: Context, field: str) -> list[Flash]:
+    return [m for m in context.get("errors") or () if m.field == field]
+
+
+@pass_context
+def invalid(context: Context, field: str) -> Markup:
+    """`` aria-invalid="true" aria-describedby="<field>-error"`` on a control with an error."""
+    if not _errors_for(context, field):
+        return Markup("")
+    return Markup(' aria-invalid="true" aria-describedby="{0}-error"').format(field)
+
+
+@pass_context
+def field_error(context: Context, field: str) -> Markup:
+    """The error beside its control (the one ``invalid`` points at), or nothing."""
+    found = _errors_for(context, field)
+    if not found:
+        return Markup("")
+    text = " ".join(m.text for m in found)
+    return Markup(
+        '<span class="field-error" id="{0}-error"><span class="visually-hidden">Error:</span> '
+        "{1}</span>"
+    ).format(field, escape(text))
+
+
+def template_globals() -> dict[str, Any]:
+    return {"invalid": invalid, "field_error": field_error}
