@@ -1,6 +1,7 @@
 """The governance console: what IG officers use to answer "who has seen data about this child".
 
-A FastAPI application with server-rendered pages and no script: sign-in for IG officers
+A FastAPI application with server-rendered pages (one script only, the session-timeout
+warning, which nothing needs: every page works without it): sign-in for IG officers
 (Argon2id-hashed accounts made with ``accord console add-user``, a TOTP code as a second
 factor whose secret is sealed under the console's keystore, throttling without lockout),
 server-side sessions with idle and absolute expiry, CSRF tokens on every form, and a strict

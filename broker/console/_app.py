@@ -1,7 +1,8 @@
 """The console's web application: sign-in, sessions, CSRF and the security headers.
 
 Pages live in :mod:`broker.console._pages`; this module builds the FastAPI app around them.
-Every response carries a Content-Security-Policy that allows no script and no inline style,
+Every response carries a Content-Security-Policy that allows no script but the
+session-timeout warning's own (:mod:`broker.webauth._timeout`) and no inline style,
 ``no-store`` caching (pages hold data about children) and no referrer. Every form POST needs
 the session's CSRF token; the session cookie (``accord_console_session``, its own beside a
 desk's on one host) is HttpOnly, SameSite=Strict, and Secure behind a proxy or off loopback.
@@ -21,6 +22,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from broker.console._chains import Shown
 from broker.console._deps import ConsoleDeps
 from broker.console._metrics import SignInOutcome
 from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
@@ -43,6 +45,7 @@ class Console(WebPages):
         )
         self.deps = deps
         self.verifying = asyncio.Lock()  # one whole-log verification at a time
+        self.verified = Shown()  # each session's last verification, until its page shows it
         if missing := sum(not a.second_factor for a in deps.users.accounts()):
             # A count: which accounts is for `accord console users` to say, not the log.
             log.warning("console_accounts_without_second_factor", count=missing)

@@ -404,9 +404,12 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return console.redirect("/login")
         if refusal := await refused_unless_audited(session, "chains"):
             return refusal
-        return chain_page(session)
+        # What this session's verification found, once, after its POST's redirect (audited
+        # then, before it redirected); otherwise the index's record of the last one.
+        shown = console.verified.take(session.id) or _chains.Outcome()
+        return chain_page(session, summary=shown.summary, broken=shown.broken, notice=shown.notice)
 
-    @app.post("/chains/verify", response_class=HTMLResponse)
+    @app.post("/chains/verify")
     async def verify(request: Request) -> Response:
         session, _ = await posted(request)
         if session is None:
@@ -435,7 +438,10 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         # seqs and rule text only.
         if refusal := await refused_unless_audited(session, "chains.verify", detail=outcome):
             return refusal
-        return chain_page(session, summary=summary, broken=broken, notice=notice)
+        # Post/Redirect/Get: the address bar ends on /chains, which a reload or a bookmark
+        # can open; the page shows what this run found.
+        console.verified.put(session.id, _chains.Outcome(summary, broken, notice))
+        return console.redirect("/chains", session)
 
     def chain_page(
         session: Session,

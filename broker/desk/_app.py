@@ -3,8 +3,9 @@
 The same bar as the governance console, from the same parts (:mod:`broker.webauth`): accounts
 with an Argon2id password and a TOTP code (``accord desk add-user``), sign-in throttled without
 lockout, server-side sessions in the party's own cookies (``accord_desk_<party>_session``),
-a CSRF token on every form, a Content-Security-Policy that allows no script, no page for a
-host name not the desk's own. Pages live in :mod:`broker.desk._pages`.
+a CSRF token on every form, a Content-Security-Policy that allows no script but the
+session-timeout warning's own, no page for a host name not the desk's own. Pages live in
+:mod:`broker.desk._pages`.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
     app.state.desk = desk
 
     own = resources.files("broker.desk").joinpath("static/desk.css").read_text("utf-8")
-    add_page_basics(app, desk, name="desk", log=log, css=own)
+    # /metrics is read by Prometheus, not a person: its 404 and 405 stay JSON.
+    add_page_basics(app, desk, name="desk", log=log, css=own, api_paths=("/metrics",))
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -1,8 +1,9 @@
 """What every web app of Accord's (the governance console, a desk) has around its pages,
 written once: rendering with the session's user, CSRF token and flash messages; the security
 headers, the allowed host names and the bound on form bodies on every response; a plain page,
-logged by type, for anything unexpected; and the stylesheet (the shared one, then the app's
-own rules)."""
+logged by type, for anything unexpected; a page, not JSON, for an address that is no page
+(404) or a form's address opened (405); the stylesheet (the shared one, then the app's own
+rules); and the session-timeout warning's script and keep-alive (:mod:`._timeout`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException
@@ -21,6 +23,7 @@ from broker.webauth._flash import Flash, page_messages, template_globals
 from broker.webauth._guard import Guard
 from broker.webauth._hosts import printable_host
 from broker.webauth._sessions import Session
+from broker.webauth._timeout import add_timeout_routes, session_timeout
 from broker.webauth._web import SECURITY_HEADERS, bad_body, read_form
 
 __all__ = ["WebPages", "add_page_basics"]
@@ -69,6 +72,7 @@ class WebPages:
         page = self.templates.get_template(name).render(
             user=session.user if session else None,
             csrf=session.csrf if session else "",
+            session_timeout=session_timeout(self.guard, session),
             **page_messages(flash, errors),
             **self.page_context(),
             **context,
@@ -97,7 +101,7 @@ async def _losing_typed_text(request: Request, guard: Guard) -> bool:
     body read here is the one the page reads (Starlette hands it on)."""
     if request.method != "POST" or request.url.path in ("/login", "/logout"):
         return False
-    session = guard.session(request)
+    session = guard.session(request, touch=False)  # the page itself touches it
     if session is not None and session.user is not None:
         return False
     try:
@@ -107,11 +111,35 @@ async def _losing_typed_text(request: Request, guard: Guard) -> bool:
     return typed_something(form)
 
 
+def _not_a_page(exc: HTTPException, name: str) -> tuple[str, str] | None:
+    """The error page's title and message for a 404 or 405; None for any other status. Neither
+    repeats anything of the request's: an address can hold what someone typed."""
+    if exc.status_code == 404:
+        return "Page not found", (
+            "There is no page at this address. If you typed it, check it; if you followed a "
+            "link or a bookmark, it may be out of date."
+        )
+    if exc.status_code == 405:
+        return "This address is not a page", (
+            f"This address only takes a form sent from one of the {name}'s pages, so it cannot "
+            "be opened, reloaded or bookmarked. Nothing was done."
+        )
+    return None
+
+
 def add_page_basics(
-    app: FastAPI, pages: WebPages, *, name: str, log: FilteringBoundLogger, css: str = ""
+    app: FastAPI,
+    pages: WebPages,
+    *,
+    name: str,
+    log: FilteringBoundLogger,
+    css: str = "",
+    api_paths: Sequence[str] = (),
 ) -> None:
-    """Host names, headers, body bound and error page on ``app``; ``GET /static/<name>.css``
-    serves the shared stylesheet followed by ``css``, the app's own rules."""
+    """Host names, headers, body bound and error pages on ``app``; ``GET /static/<name>.css``
+    serves the shared stylesheet followed by ``css``, the app's own rules. ``api_paths``
+    (``/metrics``) answer a 404 or 405 as before, in JSON, for the programs that read them;
+    every other path with a page."""
     stylesheet = resources.files("broker.webauth").joinpath("static/accord.css").read_text("utf-8")
     if css:
         stylesheet += "\n" + css
@@ -138,6 +166,22 @@ def add_page_basics(
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)
         return response
+
+    @app.exception_handler(HTTPException)
+    async def not_a_page(request: Request, exc: HTTPException) -> Response:
+        path = request.url.path
+        said = _not_a_page(exc, name)
+        if said is None or any(path == p or path.startswith(f"{p}/") for p in api_paths):
+            return await http_exception_handler(request, exc)
+        title, message = said
+        # No session: nothing of the officer's is read, touched or shown (the flash stays
+        # for the page it was meant for); the page's links lead back in.
+        page = pages.templates.get_template("error.html").render(
+            user=None, csrf="", flash=[], **pages.page_context(), title=title, message=message
+        )
+        return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+
+    add_timeout_routes(app, pages.guard)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

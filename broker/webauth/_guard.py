@@ -81,9 +81,11 @@ class Guard:
         # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
         self.hashing = asyncio.Semaphore(2)
 
-    def session(self, request: Request) -> Session | None:
-        """The request's session; a signed-in one ends if its account was removed or reset."""
-        session = self.sessions.get(request.cookies.get(self.cookie))
+    def session(self, request: Request, *, touch: bool = True) -> Session | None:
+        """The request's session; a signed-in one ends if its account was removed or reset.
+        ``touch``: its idle clock starts again, as it does for any request of a page; False
+        for a look that is not the officer's doing."""
+        session = self.sessions.get(request.cookies.get(self.cookie), touch=touch)
         if session is None or session.user is None:
             return session
         if self.users.stamp(session.user) != session.stamp:
@@ -101,9 +103,9 @@ class Guard:
         return self.session(request) is None
 
     def ended_message(self) -> str:
+        minutes = "1 minute" if self.idle_minutes == 1 else f"{self.idle_minutes} minutes"
         return (
-            f"Your session ended (idle for {self.idle_minutes} minutes, or the {self.app} "
-            "restarted): sign in again."
+            f"Your session ended (idle for {minutes}, or the {self.app} restarted): sign in again."
         )
 
     def failed(self, check: SignInCheck) -> str:

@@ -47,7 +47,7 @@ def add_sign_in_routes(
     session and CSRF token are already known good. ``GET /login?next=<path>`` returns there
     after signing in (a same-site path only: :func:`safe_next`); ``lost=1`` says that what a
     bounced form held was not saved. The login template is given ``next_page`` and
-    ``notices``."""
+    ``session_notices`` (why the page is here: a session ended, a form's text lost)."""
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:
@@ -61,7 +61,7 @@ def add_sign_in_routes(
             notices.append(_LOST)
         return pages.render(
             "login.html", session or pages.guard.sessions.new(), error=None,
-            next_page=next_page, notices=notices,
+            next_page=next_page, session_notices=notices,
         )  # fmt: skip
 
     @app.post("/login", response_class=HTMLResponse)

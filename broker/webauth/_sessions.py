@@ -82,8 +82,9 @@ class SessionStore:
         self._sessions[session.id] = session
         return session
 
-    def get(self, session_id: str | None) -> Session | None:
-        """The live session with this id (touched), or None when unknown or expired."""
+    def get(self, session_id: str | None, *, touch: bool = True) -> Session | None:
+        """The live session with this id, or None when unknown or expired. ``touch``: its
+        idle clock starts again (any request of the officer's); False only looks."""
         if not session_id:
             return None
         if session_id.startswith(ANONYMOUS):
@@ -95,8 +96,19 @@ class SessionStore:
         if self._expired(session, now):
             del self._sessions[session_id]
             return None
-        session.seen_at = now
+        if touch:
+            session.seen_at = now
         return session
+
+    @property
+    def idle(self) -> timedelta:
+        return self._idle
+
+    def left(self, session: Session) -> tuple[timedelta, timedelta]:
+        """How long ``session`` has until it ends if unused, and until its lifetime ends
+        (which nothing extends)."""
+        now = self._clock()
+        return session.seen_at + self._idle - now, session.created_at + self._lifetime - now
 
     def sign_in(self, old: Session | None, user: str, stamp: str | None = None) -> Session:
         if old is not None:

@@ -1,8 +1,10 @@
 """What every Accord web app shares at the HTTP edge: headers, form bounds, the listening socket.
 
-Every response carries a Content-Security-Policy that allows no script and no inline style,
-``no-store`` caching (pages hold data about children) and no referrer. A POST body is refused
-before anything parses it unless it is a small plain form.
+Every response carries a Content-Security-Policy that allows scripts from the app's own
+address only (one: the session-timeout warning, ``/static/session.js``; nothing inline, no
+``eval``), which may call back to that address alone, and no inline style; ``no-store``
+caching (pages hold data about children) and no referrer. A POST body is refused before
+anything parses it unless it is a small plain form.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ __all__ = [
     "url_host",
 ]
 
+# script-src 'self' without 'unsafe-inline' or 'unsafe-eval': a script injected into a page
+# still does not run. connect-src 'self': the warning's "Stay signed in" (a same-origin POST).
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+    "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,

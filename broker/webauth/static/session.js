@@ -1,0 +1,297 @@
+/* The session-timeout warning (WCAG 2.2.1, Timing Adjustable), after GOV.UK's pattern.
+ *
+ * Loaded only on a page someone is signed in to. Its <script> tag carries the limits as the
+ * server counts them (data-idle-seconds, data-idle-left-seconds, data-ends-in-seconds,
+ * data-warn-seconds) and the page's CSRF token: nothing here is hard-coded. Before the
+ * session ends a modal alert dialog says so and offers "Stay signed in" (a same-origin POST
+ * to /session/keep-alive, which starts the server's idle clock again) and "Sign out". Left
+ * alone, the page goes to the sign-in page, which says the session ended. Without this
+ * script every page works as before. Nothing typed on the page is read or sent: only
+ * whether something was typed, so that the sign-in page can say it was not saved.
+ */
+(function () {
+  "use strict";
+
+  var tag = document.querySelector("script[data-idle-seconds]");
+  if (!tag || !window.fetch || !window.URLSearchParams) {
+    return;
+  }
+  var num = function (name) {
+    var n = Number(tag.getAttribute(name));
+    return isFinite(n) && n >= 0 ? n : null;
+  };
+  var idle = num("data-idle-seconds");
+  var idleLeft = num("data-idle-left-seconds");
+  var endsIn = num("data-ends-in-seconds");
+  var warn = num("data-warn-seconds");
+  var csrf = tag.getAttribute("data-csrf") || "";
+  if (idle === null || idleLeft === null || endsIn === null || warn === null) {
+    return;
+  }
+
+  // Deadlines on the wall clock, checked every second: a timer in a background tab or a
+  // sleeping laptop can fire late, a comparison with Date.now() cannot be fooled by that.
+  // A second's margin: the page must never think the session over before the server does.
+  var MARGIN = 1000;
+  var loaded = Date.now();
+  var idleEnd = loaded + idleLeft * 1000 + MARGIN;
+  var lifeEnd = loaded + endsIn * 1000 + MARGIN;
+
+  var dialog = null;
+  var shown = null; // "idle", "lifetime" or "ended": what the dialog says now
+  var returnFocus = null;
+  var made = [];
+  var busy = false;
+  var lifeWarned = false; // the lifetime's warning, once dismissed, is not shown again
+
+  var link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = "/static/session.css";
+  document.head.appendChild(link);
+
+  // Times as a person says them: whole minutes from a minute and a half, else seconds in
+  // fives, rounded up (29.6 seconds left is "30 seconds", not "29").
+  function rounded(seconds) {
+    return seconds >= 90 ? Math.round(seconds / 60) * 60 : Math.max(5, Math.ceil(seconds / 5) * 5);
+  }
+
+  function spoken(seconds) {
+    if (seconds >= 90) {
+      return Math.round(seconds / 60) + " minutes";
+    }
+    if (seconds >= 60) {
+      return "1 minute";
+    }
+    return seconds + " seconds";
+  }
+
+  function typedSomething() {
+    var fields = document.querySelectorAll("main input, main textarea");
+    for (var i = 0; i < fields.length; i++) {
+      var f = fields[i];
+      var kind = (f.type || "").toLowerCase();
+      if (kind === "hidden" || kind === "submit" || kind === "button" || kind === "checkbox" ||
+          kind === "radio") {
+        continue;
+      }
+      if (f.value !== f.defaultValue && f.value.trim() !== "") {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function signInPage() {
+    var here = location.pathname + location.search;
+    var query = new URLSearchParams();
+    if (here !== "/") {
+      query.set("next", here);
+    }
+    if (typedSomething()) {
+      query.set("lost", "1");
+    }
+    var q = query.toString();
+    return "/login" + (q ? "?" + q : "");
+  }
+
+  function el(name, attrs, text) {
+    var node = document.createElement(name);
+    Object.keys(attrs).forEach(function (k) {
+      node.setAttribute(k, attrs[k]);
+    });
+    if (text) {
+      node.textContent = text;
+    }
+    return node;
+  }
+
+  function build() {
+    var overlay = el("div", { "class": "session-timeout-overlay", "id": "session-timeout" });
+    var box = el("div", {
+      "class": "session-timeout",
+      "role": "alertdialog",
+      "aria-modal": "true",
+      "aria-labelledby": "session-timeout-heading",
+      "aria-describedby": "session-timeout-message",
+      "tabindex": "-1"
+    });
+    box.appendChild(el("h2", { "id": "session-timeout-heading" }, ""));
+    box.appendChild(el("p", { "id": "session-timeout-message" }, ""));
+    box.appendChild(el("p", { "id": "session-timeout-problem", "class": "session-timeout-problem",
+                              "role": "alert" }, ""));
+    var actions = el("div", { "class": "session-timeout-actions" });
+    var stay = el("button", { "type": "button", "id": "session-stay" }, "Stay signed in");
+    var out = el("button", { "type": "button", "id": "session-sign-out",
+                             "class": "session-timeout-secondary" }, "Sign out");
+    actions.appendChild(stay);
+    actions.appendChild(out);
+    box.appendChild(actions);
+    overlay.appendChild(box);
+    stay.addEventListener("click", primary);
+    out.addEventListener("click", signOut);
+    box.addEventListener("keydown", keys);
+    return overlay;
+  }
+
+  function buttons() {
+    return Array.prototype.filter.call(dialog.querySelectorAll("button"), function (b) {
+      return !b.hidden;
+    });
+  }
+
+  function keys(event) {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      if (shown !== "ended") {
+        primary();
+      }
+      return;
+    }
+    if (event.key !== "Tab") {
+      return;
+    }
+    // Focus stays in the dialog while it is open.
+    var list = buttons();
+    var first = list[0];
+    var last = list[list.length - 1];
+    if (event.shiftKey && document.activeElement === first) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && document.activeElement === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  }
+
+  function say(kind, seconds) {
+    var heading = dialog.querySelector("#session-timeout-heading");
+    var message = dialog.querySelector("#session-timeout-message");
+    var stay = dialog.querySelector("#session-stay");
+    var out = dialog.querySelector("#session-sign-out");
+    dialog.querySelector("#session-timeout-problem").textContent = "";
+    out.hidden = false;
+    if (kind === "idle") {
+      heading.textContent = "You are about to be signed out";
+      var left = rounded(seconds);
+      message.textContent = "You will be signed out in " + spoken(left) + " because you " +
+        "have not done anything for " + spoken(rounded(Math.max(0, idle - left))) + ". What " +
+        "you have typed on this page is not saved.";
+      stay.textContent = "Stay signed in";
+    } else if (kind === "lifetime") {
+      heading.textContent = "You are about to be signed out";
+      message.textContent = "You will be signed out in " + spoken(rounded(seconds)) +
+        " because a session cannot last longer, whatever you do. What you have typed on " +
+        "this page is not saved: send or copy it now, then sign in again.";
+      stay.textContent = "Continue";
+    } else {
+      heading.textContent = "You have been signed out";
+      message.textContent = "Your session has already ended. What you have typed on this " +
+        "page is not saved: copy it now if you need it, then sign in again.";
+      stay.textContent = "Sign in again";
+      out.hidden = true;
+    }
+    shown = kind;
+  }
+
+  function open(kind, seconds) {
+    if (dialog === null) {
+      dialog = build();
+    }
+    if (!dialog.isConnected) {
+      returnFocus = document.activeElement;
+      // The rest of the page is out of reach while the dialog is open (aria-modal says so
+      // to a screen reader; inert makes it so for the keyboard and the pointer).
+      made = Array.prototype.filter.call(document.body.children, function (child) {
+        return !child.hasAttribute("inert");
+      });
+      made.forEach(function (child) {
+        child.setAttribute("inert", "");
+      });
+      document.body.appendChild(dialog);
+    }
+    say(kind, seconds);
+    dialog.querySelector("#session-stay").focus();
+  }
+
+  function close() {
+    if (dialog === null || !dialog.isConnected) {
+      return;
+    }
+    dialog.remove();
+    made.forEach(function (child) {
+      child.removeAttribute("inert");
+    });
+    made = [];
+    shown = null;
+    if (returnFocus && returnFocus.isConnected && typeof returnFocus.focus === "function") {
+      returnFocus.focus();
+    }
+  }
+
+  function primary() {
+    if (shown === "ended") {
+      location.assign(signInPage());
+    } else if (shown === "lifetime") {
+      lifeWarned = true;
+      close();
+    } else {
+      stayIn();
+    }
+  }
+
+  function stayIn() {
+    if (busy) {
+      return;
+    }
+    busy = true;
+    var body = new URLSearchParams();
+    body.set("csrf", csrf);
+    fetch("/session/keep-alive", {
+      method: "POST",
+      credentials: "same-origin",
+      redirect: "error",
+      body: body
+    }).then(function (response) {
+      busy = false;
+      if (response.status === 204) {
+        idleEnd = Date.now() + idle * 1000 + MARGIN;
+        close();
+      } else {
+        // Signed out meanwhile (in another tab, by a restart): nothing to keep alive. The
+        // page stays, so that what was typed can be copied.
+        window.clearInterval(timer);
+        open("ended", 0);
+      }
+    }, function () {
+      busy = false;
+      dialog.querySelector("#session-timeout-problem").textContent =
+        "The server could not be reached. Check your connection and try again.";
+    });
+  }
+
+  function signOut() {
+    var form = el("form", { "method": "post", "action": "/logout" });
+    var token = el("input", { "type": "hidden", "name": "csrf" });
+    token.value = csrf;
+    form.appendChild(token);
+    document.body.appendChild(form);
+    form.submit();
+  }
+
+  function tick() {
+    var now = Date.now();
+    var end = Math.min(idleEnd, lifeEnd);
+    if (now >= end) {
+      window.clearInterval(timer);
+      location.assign(signInPage());
+      return;
+    }
+    var kind = lifeEnd <= idleEnd ? "lifetime" : "idle";
+    if (now >= end - warn * 1000 && shown === null && !(kind === "lifetime" && lifeWarned)) {
+      open(kind, (end - MARGIN - now) / 1000);
+    }
+  }
+
+  var timer = window.setInterval(tick, 1000);
+  tick();
+})();

@@ -1,0 +1,214 @@
+"""The session-timeout warning in a real browser (WCAG 2.2.1, Timing Adjustable).
+
+The governance console's app, served by uvicorn on loopback over a real SQLite audit index
+(the audit sink appends to a real signed chain and files it, as the unit tests' does: no
+Kafka, the warning does not touch it), with the shortest idle limit the setting allows, one
+minute, so the warning comes 30 seconds after a page loads. Headless Debian Chromium then:
+sees the warning as a modal alert dialog with the focus in it and the page behind it inert,
+keeps the session with *Stay signed in* (and again with Escape), posts a form after the
+original idle limit and is answered, not sent to sign in; then does nothing and is signed out
+to the sign-in page, which says why and that what was typed was not saved. Everything runs
+under the console's own Content-Security-Policy: a violation would show in the browser's log.
+Takes about two and a half minutes, in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+from playwright.async_api import Page, async_playwright, expect
+
+from broker.audit import KeystoreAuditVerifier
+from broker.config import ConsoleSettings, KemSuite
+from broker.console import ConsoleDeps, TotpBox, UserFile, create_app
+from broker.governance import open_store
+from broker.keys import FileKeyStore
+from broker.webauth import device_key, listen
+from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
+from tests.unit.console.conftest import IndexingSink
+
+pytestmark = pytest.mark.slow
+
+OFFICER = "ig.jo"
+PASSWORD = "a long synthetic passphrase"
+IDLE = 60  # seconds: ACCORD_CONSOLE__SESSION_IDLE_MINUTES=1, the least it takes
+WARN = 30  # half of it, under the usual two minutes
+# A synthetic NHS number from the 999 range, its check digit valid.
+NHS = "9990000026"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextlib.asynccontextmanager
+async def serving_console(home: Path) -> AsyncIterator[str]:
+    keys = FileKeyStore(home / "keys", create=True)
+    keys.ensure_party("console", kem=KemSuite.X25519)
+    keys.set_linkage_key()
+    store = open_store(None, home=home)
+    users = UserFile(
+        home / "console" / "users.json",
+        box=TotpBox.from_keystore(keys, "console", create=True),
+        hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1),
+    )
+    users.add(OFFICER, PASSWORD)
+    deps = ConsoleDeps(
+        store=store, audit=IndexingSink(store, keys, _now), users=users,
+        linkage_key=keys.linkage_key(),
+        device_key=device_key(keys, "console", users.path, create=True),
+        verifier=KeystoreAuditVerifier(keys),
+        settings=ConsoleSettings(session_idle_minutes=IDLE // 60),
+    )  # fmt: skip
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(deps), log_config=None, access_log=False, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:  # noqa: ASYNC110  # uvicorn offers a flag, not an event
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+        store.close()
+
+
+@contextlib.asynccontextmanager
+async def chromium_page(violations: list[str]) -> AsyncIterator[Page]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=list(CHROMIUM_FLAGS)
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            # A refused script, fetch or stylesheet is logged as an error; so is any failed
+            # load, whose address the response says (the browser's own /favicon.ico is no
+            # page of the console's: its 404 is expected).
+            page.on(
+                "console",
+                lambda m: (
+                    violations.append(m.text)
+                    if m.type == "error" and not m.text.startswith("Failed to load resource")
+                    else None
+                ),
+            )
+            page.on("pageerror", lambda e: violations.append(str(e)))
+            page.on(
+                "response",
+                lambda r: (
+                    violations.append(f"{r.status} {r.url}")
+                    if r.status >= 400 and not r.url.endswith("/favicon.ico")
+                    else None
+                ),
+            )
+            yield page
+        finally:
+            await browser.close()
+
+
+async def focused_id(page: Page) -> str:
+    return str(await page.evaluate("document.activeElement && document.activeElement.id"))
+
+
+async def wait_until(started: float, seconds: float) -> None:
+    await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
+
+
+async def sign_in(page: Page, url: str) -> None:
+    await page.goto(url + "login")
+    await page.fill("input[name=username]", OFFICER)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await expect(page.locator("#signed-in-user")).to_have_text(OFFICER)
+
+
+async def warned_and_stayed(page: Page, loaded: float) -> None:
+    """About 30 s after the page (the limit less the warning), the dialog: modal, labelled,
+    the focus on its first button and kept in it, the page behind out of reach. *Stay
+    signed in*, by keyboard: the dialog goes, the focus and the typed text are as they were."""
+    dialog = page.get_by_role("alertdialog")
+    await expect(dialog).to_be_visible(timeout=(WARN + 10) * 1000)
+    assert time.monotonic() - loaded >= WARN - 2
+    assert await dialog.get_attribute("aria-modal") == "true"
+    await expect(dialog).to_have_accessible_name("You are about to be signed out")
+    await expect(dialog).to_have_accessible_description(
+        "You will be signed out in 30 seconds because you have not done anything for "
+        "30 seconds. What you have typed on this page is not saved."
+    )
+    assert await focused_id(page) == "session-stay"
+    assert await page.locator("main").get_attribute("inert") == ""
+    await page.keyboard.press("Tab")
+    assert await focused_id(page) == "session-sign-out"
+    await page.keyboard.press("Tab")  # the focus stays in the dialog
+    assert await focused_id(page) == "session-stay"
+    await page.screenshot(path=str(screenshot_dir() / "console-session-timeout.png"))
+    await page.keyboard.press("Enter")
+    await expect(dialog).to_be_hidden()
+    assert await page.locator("main").get_attribute("inert") is None
+    assert await page.input_value("input[name=nhs_number]") == NHS
+    assert await page.evaluate("document.activeElement.name") == "nhs_number"
+
+
+async def signed_out_when_left_alone(page: Page, url: str, answered: float) -> None:
+    """Warned, then sent to the sign-in page, which says why (as an alert, the user name
+    not focused over it) and that what was typed was not saved; the server agrees."""
+    await page.fill("input[name=given_name]", "Amelia")
+    await expect(page.get_by_role("alertdialog")).to_be_visible(timeout=(WARN + 10) * 1000)
+    await page.wait_for_url(
+        url + "login?next=%2Fsubjects&lost=1", timeout=(IDLE - WARN + 10) * 1000
+    )
+    assert time.monotonic() - answered >= IDLE
+    notices = page.locator("main [role=alert]")
+    await expect(notices.first).to_contain_text(
+        "Your session ended (idle for 1 minute, or the console restarted)"
+    )
+    await expect(notices.nth(1)).to_contain_text("was not saved")
+    assert await page.locator("input[name=username]").get_attribute("autofocus") is None
+    assert await page.locator("#signed-in-user").count() == 0
+    await page.screenshot(path=str(screenshot_dir() / "console-session-ended.png"))
+    await page.goto(url + "subjects")
+    assert page.url.startswith(url + "login")
+
+
+async def test_the_warning_keeps_a_session_on_request_and_ends_it_when_left_alone(
+    tmp_path: Path,
+) -> None:
+    violations: list[str] = []
+    async with serving_console(tmp_path / "home") as url, chromium_page(violations) as page:
+        await sign_in(page, url)
+        await page.goto(url + "subjects")
+        loaded = time.monotonic()  # the session's idle clock started with this page
+        await page.fill("input[name=nhs_number]", NHS)
+        await page.focus("input[name=nhs_number]")
+        await expect(page.get_by_role("alertdialog")).to_be_hidden()
+        await warned_and_stayed(page, loaded)
+
+        # The warning comes again 30 s after the keep-alive; Escape stays signed in too.
+        await expect(page.get_by_role("alertdialog")).to_be_visible(timeout=(WARN + 10) * 1000)
+        await page.keyboard.press("Escape")
+        await expect(page.get_by_role("alertdialog")).to_be_hidden()
+
+        # Past the original idle limit the form is answered, not sent to sign in.
+        await wait_until(loaded, IDLE + 5)
+        await page.select_option("select[name=purpose]", index=1)
+        await page.click("main button[type=submit]")
+        await page.wait_for_load_state()
+        assert page.url == url + "subjects"
+        await expect(page.locator("#signed-in-user")).to_have_text(OFFICER)
+        await expect(page.get_by_role("heading", name="Disclosure log", exact=True)).to_be_visible()
+
+        await signed_out_when_left_alone(page, url, time.monotonic())
+    # Under the console's own Content-Security-Policy: nothing refused, no script error.
+    assert violations == [], violations
