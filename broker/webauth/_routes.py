@@ -16,6 +16,7 @@ from broker.webauth._web import form_field, read_form
 __all__ = ["SignInPages", "add_sign_in_routes"]
 
 _EXPIRED = "The sign-in form expired. Reload the page and try again."
+_SIGNED_OUT = "You have signed out."
 _LOST = (
     "What you typed on that form was not saved (it is not kept: it may be personal data). "
     "Type it again after signing in."
@@ -59,6 +60,8 @@ def add_sign_in_routes(
         notices = [pages.guard.ended_message()] if ended else []
         if request.query_params.get("lost") == "1":
             notices.append(_LOST)
+        if request.query_params.get("out") == "1" and not ended:
+            notices.append(_SIGNED_OUT)
         return pages.render(
             "login.html", session or pages.guard.sessions.new(), error=None,
             next_page=next_page, session_notices=notices,
@@ -86,6 +89,7 @@ def add_sign_in_routes(
             if not session.csrf_ok(form_field(form, "csrf")):
                 return pages.refused("Missing or wrong form token.")
             pages.guard.sessions.end(session)
-        response = pages.redirect("/login")
+        # Said on the sign-in page, so that someone at a shared computer sees it took.
+        response = pages.redirect("/login?out=1")
         pages.guard.end_cookie(response)
         return response

@@ -62,6 +62,19 @@ def test_signing_out_deletes_the_desks_own_cookie(
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
+def test_signing_out_says_so_on_the_sign_in_page_and_not_that_a_session_ended(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    """Someone at a shared computer sees that signing out took; no page claims it ended."""
+    client, _ = make_client()
+    token = sign_in(client)
+    r = client.post("/logout", data={"csrf": token}, follow_redirects=False)
+    page = client.get(r.headers["location"])
+    assert "You have signed out." in page.text
+    assert "session ended" not in page.text
+    assert "You have signed out." not in client.get("/login").text
+
+
 def test_a_desk_refuses_a_host_name_not_its_own_its_metrics_too(
     make_client: Callable[..., tuple[TestClient, DeskDeps]],
 ) -> None:
