@@ -1,5 +1,6 @@
 """How current the flags are, on the team's home page: a flag service that has not reported
-for more than five minutes is a plain warning; one that has is "current"; a desk that cannot
+for more than five minutes is a plain warning; one that has is "current" only when no record
+waits for it, and otherwise says when it was last brought up to date; a desk that cannot
 ask Kafka says since when. And the flag service's counts, for its /metrics."""
 
 from __future__ import annotations
@@ -54,8 +55,30 @@ async def test_a_flag_service_that_reported_a_minute_ago_is_current(
     assert not fresh.stale
     assert fresh.behind == 0  # one past the commit on a partition: perhaps only a marker
     page = await _home(make_client, checker)
-    assert 'id="flags-current"' in page
+    current = page[page.index('id="flags-current"') :].split("</p>")[0]
+    assert "Flags are current: the flag service last reported reading your records at" in current
     assert 'id="flags-stale"' not in page
+    assert 'id="flags-behind"' not in page
+
+
+async def test_records_waiting_for_a_recent_flag_service_are_never_called_current(
+    make_client: Make, clock: Clock
+) -> None:
+    """The practitioners' case: the service frozen a minute ago, 22 records delivered since.
+    Not yet five minutes, so no warning; but not "current" either."""
+    checker = _Answers(clock)
+    at = (clock() - timedelta(minutes=1)).timestamp()
+    checker.answer = ({_tp(0): (7, f'{{"at": {at}}}'), _tp(1): (3, None)}, {_tp(0): 20, _tp(1): 12})
+    fresh = await checker.check()
+    assert not fresh.stale
+    assert fresh.behind == 22
+    page = await _home(make_client, checker)
+    assert "current" not in page.split("<main", 1)[1].lower()
+    assert 'id="flags-stale"' not in page
+    behind = page[page.index('id="flags-behind"') :].split("</p>")[0]
+    when = (clock() - timedelta(minutes=1)).strftime("%H:%M")  # London is UTC in November
+    assert f"Flags last brought up to date at 2026-11-23 {when} GMT;" in behind
+    assert "about 22 record(s) not yet checked." in behind
 
 
 async def test_a_flag_service_silent_for_more_than_five_minutes_is_a_warning_with_its_backlog(
