@@ -2,9 +2,10 @@
 decisions; a hub's referrals and outcomes; a school's Operation Encompass notices.
 
 Every page that shows a record's content first sends an access acknowledgement naming the
-signed-in person and the purpose to ``accord.access`` (the broker audits it as ``opened``);
-if it cannot be sent, the page shows no data. A hidden record (consent withdrawn) shows only
-why it is hidden, and is not acknowledged because nobody read it.
+signed-in person and the purpose the record was shared for to ``accord.access`` (the broker
+audits it as ``opened``; :mod:`._purpose`); if it cannot be sent, the page shows no data. A
+hidden record (consent withdrawn) shows only why it is hidden, and is not acknowledged
+because nobody read it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from broker.desk._app import Desk
 from broker.desk._flags_fresh import STALE_AFTER
+from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
 from broker.desk._resend import resend_token, resent_id
 from broker.desk._show import basis_text, view_fields, window_text
@@ -51,8 +53,6 @@ _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _MAX_REASON = 2000
 # The decision form's checkboxes, within read_form's 16 fields (with csrf, action, reason).
 _MAX_FLAGS_SETTLED = 12
-#: Why a person views a record, by the desk's kind: the ``purpose`` of each acknowledgement.
-VIEW_PURPOSE = {"coordinating_team": "triage", "hub": "referral", "school": "encompass"}
 
 
 class _NoAck(Exception):
@@ -109,7 +109,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
     deps = desk.deps
     store = deps.store
     desk.templates.globals.update(
-        view_fields=view_fields, basis_text=basis_text, window_text=window_text
+        view_fields=view_fields,
+        basis_text=basis_text,
+        window_text=window_text,
+        purpose_of=purpose_of,
     )
     answering: set[str] = set()  # referrals whose outcome is being sent now
     if deps.kind == "school":
@@ -119,19 +122,22 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         session = desk.session(request)
         return session if session is not None and session.user else None
 
-    async def viewed(records: Sequence[StoredRecord], user: str, purpose: str) -> None:
-        # All of a page's acknowledgements in one bounded send: all recorded, or (the page
-        # then shows nothing) none, not even later; unless the limit passed while Kafka was
-        # committing (SendUnconfirmed): shown nothing, they may yet be recorded
-        # (broker.sdk._bounded). Showing nothing is the safe side either way.
-        shown = [r.event_id for r in records if not r.hidden]
-        if not shown:
-            return
-        try:
-            await deps.acks.acknowledge_all(shown, by=user, purpose=purpose)
-        except AccordError as exc:
-            log.error("desk_ack_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
-            raise _NoAck from exc
+    async def viewed(records: Sequence[StoredRecord], user: str) -> None:
+        # Each record for what it was shared for (broker.desk._purpose): one bounded send per
+        # purpose shown, each all recorded or (the page then shows nothing) none, not even
+        # later; unless the limit passed while Kafka was committing (SendUnconfirmed): shown
+        # nothing, they may yet be recorded (broker.sdk._bounded). Should a later send fail,
+        # the earlier ones are recorded but nothing is shown: the audit log may say more was
+        # viewed than was, never less. Showing nothing is the safe side either way.
+        shown = [r for r in records if not r.hidden]
+        for purpose, group in by_purpose(shown).items():
+            try:
+                await deps.acks.acknowledge_all(
+                    [r.event_id for r in group], by=user, purpose=purpose
+                )
+            except AccordError as exc:
+                log.error("desk_ack_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
+                raise _NoAck from exc
 
     def no_ack() -> HTMLResponse:
         return desk.refused(
@@ -242,7 +248,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         shown = {r.event_id: r for r in [*records, *household]}
         shown.update({o.event_id: o for _, outcomes in referrals for o in outcomes})
         try:
-            await viewed(list(shown.values()), session.user, VIEW_PURPOSE[deps.kind])
+            await viewed(list(shown.values()), session.user)
         except _NoAck:
             return no_ack()
         by_agency: dict[str, list[StoredRecord]] = {}
@@ -349,7 +355,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if record is None:
             return desk.refused("No such referral.", status=404)
         try:
-            await viewed([record], session.user, VIEW_PURPOSE[deps.kind])
+            await viewed([record], session.user)
         except _NoAck:
             return no_ack()
         return desk.render(
@@ -426,7 +432,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if record is None:
             return desk.refused("No such notice.", status=404)
         try:
-            await viewed([record], session.user, VIEW_PURPOSE[deps.kind])
+            await viewed([record], session.user)
         except _NoAck:
             return no_ack()
         notice = encompass_notice(
@@ -447,21 +453,21 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.refused("No such notice.", status=404)
         if not record.hidden and store.encompass_ack(event_id) is None:
             try:
-                await viewed([record], session.user, "encompass")
+                await viewed([record], session.user)
             except _NoAck:
                 return no_ack()
             store.acknowledge_encompass(event_id, session.user, deps.clock())
             session.flash_success("Notice acknowledged as read; the broker has recorded it.")
         return desk.redirect(f"/notice/{event_id}", session)
 
-    async def acknowledged(records: Sequence[StoredRecord], user: str, purpose: str) -> bool:
+    async def acknowledged(records: Sequence[StoredRecord], user: str) -> bool:
         try:
-            await viewed(records, user, purpose)
+            await viewed(records, user)
         except _NoAck:
             return False
         return True
 
     register_record_pages(
         app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,
-        no_ack=no_ack, view_purpose=VIEW_PURPOSE.get(deps.kind, "triage"),
+        no_ack=no_ack,
     )  # fmt: skip

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
 from broker.desk._flag import child_key
+from broker.desk._purpose import purpose_of
 from broker.desk._stored import StoredRecord
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE
 from broker.events import normalise_nhs_number
@@ -40,12 +41,11 @@ REFERENCE_LIMIT = 200
 # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
 _PAGE = re.compile(r"[0-9]{1,6}")
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-# A record's purpose as an acknowledgement carries it (broker.events.AccessAck).
-_PURPOSE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 _MAX_REFERENCE = 200
 
-#: Sends the acknowledgements of the records a page shows: False if they could not be sent.
-Acknowledged = Callable[[Sequence[StoredRecord], str, str], Awaitable[bool]]
+#: Sends the acknowledgements of the records a page shows, each for what it was shared for
+#: (one send per purpose): False if they could not all be sent.
+Acknowledged = Callable[[Sequence[StoredRecord], str], Awaitable[bool]]
 
 
 def register_record_pages(
@@ -56,7 +56,6 @@ def register_record_pages(
     checked_form: Callable[[Request, Session], Awaitable[Any | None]],
     acknowledged: Acknowledged,
     no_ack: Callable[[], HTMLResponse],
-    view_purpose: str,
 ) -> None:
     deps = desk.deps
     store = deps.store
@@ -126,12 +125,9 @@ def register_record_pages(
         if reference:
             found = [r for r in found if (r.reference or "").upper() == reference.upper()]
         found.sort(key=lambda r: (r.decided_at, r.event_id), reverse=True)
-        # Each record for what it was shared for, as on opening it: one bounded send per
-        # purpose found. Should a later one fail, the earlier ones are recorded but nothing
-        # is shown: the audit log may say more was viewed than was, never less.
-        for purpose, records in _by_purpose(found, view_purpose).items():
-            if not await acknowledged(records, session.user, purpose):
-                return no_ack()
+        # Each record for what it was shared for, as on opening it (broker.desk._purpose).
+        if not await acknowledged(found, session.user):
+            return no_ack()
         log.info("desk_records_search", by=session.user, by_nhs_number=True, found=len(found))
         timeline = deps.kind == "coordinating_team" and bool(found)
         return listing(
@@ -147,8 +143,8 @@ def register_record_pages(
         record = store.record(event_id) if _ID.fullmatch(event_id) else None
         if record is None:
             return desk.refused("No such record.", status=404)
-        purpose = _purpose_of(record, view_purpose)
-        if not await acknowledged([record], session.user, purpose):
+        purpose = purpose_of(record)
+        if not await acknowledged([record], session.user):
             return no_ack()
         children = []
         if deps.kind == "coordinating_team" and not record.hidden:
@@ -158,16 +154,3 @@ def register_record_pages(
             "record.html", session, title="Record", record=record, names=deps.party_names,
             purpose=purpose, children=children,
         )  # fmt: skip
-
-
-def _purpose_of(record: StoredRecord, fallback: str) -> str:
-    """What a record was shared for: a record is not a referral or a triage because of the
-    desk it is on (``fallback``, the desk's, only for a purpose no acknowledgement carries)."""
-    return record.purpose if _PURPOSE.fullmatch(record.purpose) else fallback
-
-
-def _by_purpose(records: Sequence[StoredRecord], fallback: str) -> dict[str, list[StoredRecord]]:
-    grouped: dict[str, list[StoredRecord]] = {}
-    for record in records:
-        grouped.setdefault(_purpose_of(record, fallback), []).append(record)
-    return dict(sorted(grouped.items()))

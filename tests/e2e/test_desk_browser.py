@@ -446,8 +446,13 @@ async def the_audit_log_names_who(
     )
     opened = {(r.event_id, r.party, r.data["by"], r.data["purpose"])
               for r in audit if r.kind is AuditKind.OPENED}  # fmt: skip
-    assert {(eid, TEAM, TEAM_USER, "triage") for eid in ids} <= opened
-    assert (referral_id, HUB, HUB_USER, "referral") in opened
+    # Each opening for what the record was shared for (its decision's purpose), whichever
+    # page opened it: the team's timeline, record page and search, the hub's referral page.
+    shared_for = {(r.event_id, r.party): r.data["purpose"]
+                  for r in audit if r.kind is AuditKind.DECIDED and r.party}  # fmt: skip
+    assert {(eid, TEAM, TEAM_USER, shared_for[eid, TEAM]) for eid in ids} <= opened
+    assert (referral_id, HUB, HUB_USER, "early_help") in opened
+    assert all(purpose == shared_for[eid, party] for eid, party, _, purpose in opened), opened
     assert {by for _, _, by, _ in opened} == {TEAM_USER, HUB_USER}  # people, never software
     decided = {(r.event_id, r.party, r.data["outcome"])
                for r in audit if r.kind is AuditKind.DECIDED}  # fmt: skip

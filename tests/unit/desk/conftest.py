@@ -56,12 +56,14 @@ class Clock:
 class FakeAcks:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str]] = []
+        self.sends: list[tuple[str, tuple[str, ...]]] = []  # (purpose, event ids) per send
         self.down = False
 
     async def acknowledge_all(self, event_ids: Sequence[str], *, by: str, purpose: str) -> None:
         if self.down:
             raise TransportError("publishing to accord.access: KafkaConnectionError")
         self.sent.extend((event_id, by, purpose) for event_id in event_ids)
+        self.sends.append((purpose, tuple(event_ids)))
 
 
 class FakePublisher:

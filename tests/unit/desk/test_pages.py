@@ -55,7 +55,7 @@ def test_the_timeline_is_acknowledged_by_the_signed_in_person_before_it_shows(
     assert page.status_code == 200
     assert "Ruby" in page.text
     assert "Hart" in page.text
-    assert sorted(acks.sent) == [("e1", USER, "triage"), ("e2", USER, "triage")]
+    assert sorted(acks.sent) == [("e1", USER, "early_help"), ("e2", USER, "early_help")]
 
 
 def test_no_ack_no_data(make_client: Make, store: DeskStore, acks: FakeAcks) -> None:
@@ -89,7 +89,7 @@ def test_a_household_flag_shows_and_acknowledges_the_siblings_records_behind_it(
     assert page.status_code == 200
     assert 'id="household"' in page.text
     assert "Leo" in page.text
-    assert sorted(acks.sent) == [("e1", USER, "triage"), ("s1", USER, "triage")]
+    assert sorted(acks.sent) == [("e1", USER, "early_help"), ("s1", USER, "early_help")]
     # Without a household flag a child's page shows the child's records only.
     acks.sent.clear()
     page = client.get(f"/child/{children_in(unrelated.view, SECRET)[0]}")
@@ -157,7 +157,7 @@ def test_a_hub_records_an_outcome_that_answers_the_referral(
     assert "outcomes sent from this desk only" in home
     page = client.get("/referral/r1")
     assert "Ruby" in page.text
-    assert acks.sent == [("r1", USER, "referral")]
+    assert acks.sent == [("r1", USER, "early_help")]  # what it was shared for
     form = {"csrf": token, "outcome": "support_offered", "summary": "Visit booked."}
     r = client.post("/referral/r1/outcome", data=form)
     assert "Outcome support offered sent" in r.text
@@ -238,7 +238,7 @@ def test_an_encompass_notice_unread_by_the_deadline_is_late_on_the_page_and_the_
     assert "LATE" not in home
     client.post("/notice/n1/acknowledge", data={"csrf": token})
     assert store.encompass_ack("n1") == (USER, clock.now)
-    assert ("n1", USER, "encompass") in acks.sent
+    assert ("n1", USER, "early_help") in acks.sent
     clock.now = datetime(2026, 11, 30, 8, 31, tzinfo=UTC)
     home = client.get("/").text
     assert home.count("LATE") == 1  # n2, never read; n1 was read in time

@@ -130,7 +130,7 @@ def test_a_search_by_nhs_number_acknowledges_each_record_for_what_it_was_shared_
     assert r.status_code == 200
     assert sorted(acks.sent) == [
         ("e1", USER, "early_help"), ("e2", USER, "safeguarding"), ("e3", USER, "early_help"),
-        ("e4", USER, "triage"),  # a purpose no acknowledgement can carry: the desk's
+        ("e4", USER, "unstated"),  # no acknowledgement can carry it: said so, not lent one
     ]  # fmt: skip
 
 

@@ -187,7 +187,7 @@ def test_a_child_with_no_letter_in_a_name_keeps_its_old_timeline(
     assert children_in(delivery("e2", subjects=[kid("-")]).view, SECRET) == []
     sign_in(client)
     assert client.get(f"/child/{old}").status_code == 200
-    assert acks.sent == [("e1", USER, "triage")]
+    assert acks.sent == [("e1", USER, "early_help")]
     event = referral_event(party=deps.party, records=store.records_about(old), child=old,
                            secret=SECRET, reason="Family agreed.", at=T0)  # fmt: skip
     assert event is not None
