@@ -438,7 +438,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         notice = encompass_notice(
             record, store.encompass_ack(event_id), calendar=deps.schools, now=deps.clock()
         )
-        return desk.render("notice.html", session, title="Encompass notice", notice=notice)
+        return desk.render(
+            "notice.html", session, title="Encompass notice", notice=notice,
+            names=deps.party_names,
+        )  # fmt: skip
 
     @app.post("/notice/{event_id}/acknowledge")
     async def acknowledge_notice(request: Request, event_id: str) -> Response:
