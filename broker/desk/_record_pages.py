@@ -11,6 +11,11 @@ the list shows (no acknowledgement, no list), and it finds only records whose de
 names that NHS number (their child key is its keyed hash), so it tells nothing the
 agreements did not. Both queries travel in a POST body, never the address, and no log holds
 them.
+
+A search cannot find a record that does not carry what it searches by: many agreements give a
+hub no NHS number and no reference. So every search's answer, found or not, says how many of
+the desk's records carry none and cannot be found that way (a count from the store, which
+opens no record), lest "No record found" read as "no agency has told us anything".
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def register_record_pages(
         values: dict[str, Any] = {
             "heading": "Records received", "total": len(rows), "page": 1, "pages": 1,
             "searched": False, "acknowledged": False, "children": [], "cut_short": False,
-            "limit": REFERENCE_LIMIT,
+            "limit": REFERENCE_LIMIT, "by": None, "unsearchable": 0,
         }  # fmt: skip
         values.update(extra)
         return desk.render(
@@ -113,7 +118,8 @@ def register_record_pages(
             log.info("desk_records_search", by=session.user, by_nhs_number=False,
                      found=len(found[:REFERENCE_LIMIT]), cut_short=cut_short)  # fmt: skip
             return listing(session, found[:REFERENCE_LIMIT], heading="Records with that reference",
-                           searched=True, cut_short=cut_short)  # fmt: skip
+                           searched=True, cut_short=cut_short, by="reference",
+                           unsearchable=store.count_unsearchable("reference"))  # fmt: skip
         try:
             digits = normalise_nhs_number(typed)
         except ValueError as exc:  # what was wrong with it, never the number itself
@@ -132,7 +138,8 @@ def register_record_pages(
         timeline = deps.kind == "coordinating_team" and bool(found)
         return listing(
             session, found, heading="Records about that NHS number", searched=True,
-            acknowledged=bool(found), children=[child] if timeline else [],
+            acknowledged=bool(found), children=[child] if timeline else [], by="nhs_number",
+            unsearchable=store.count_unsearchable("nhs_number"),
         )  # fmt: skip
 
     @app.get("/record/{event_id}", response_class=HTMLResponse)

@@ -347,6 +347,21 @@ class DeskStore:
         )
         return [record_row(r) for r in rows]
 
+    def count_unsearchable(self, by: str) -> int:
+        """How many records (withdrawn ones aside) a search ``by`` ``reference`` or
+        ``nhs_number`` cannot find: none shared, or an empty one. Counted in SQL from the
+        reference column and the stored view's text (written by ``json.dumps``, so a shared
+        NHS number reads ``"nhs_number": "…``); no record leaves the database, none is opened."""
+        params: tuple[str, ...] = ()
+        if by == "reference":
+            where = "(reference IS NULL OR TRIM(reference) = '')"
+        elif by == "nhs_number":  # the pattern bound: psycopg would read a literal % as its own
+            where, params = "view NOT LIKE ? ESCAPE '!'", ('%"nhs!_number": "%',)
+        else:
+            raise UsageError(f"no search by {by!r}")
+        [(n,)] = self._q(f"SELECT COUNT(*) FROM desk_records WHERE hidden = 0 AND {where}", params)  # noqa: S608  # constant clauses; values are bound
+        return int(n)
+
     def records_about(self, child: str) -> list[StoredRecord]:
         """Every record naming the child, oldest first (hidden ones included, marked)."""
         rows = self._q(

@@ -190,3 +190,52 @@ def test_a_referral_no_hub_has_confirmed_says_what_it_means(
         assert "sent to the broker; no hub has confirmed it" in page
         assert "consent" in page
         assert "shared with nobody" in page
+
+
+POLICE_TO_COG = [{"role": "child", "given_name": "Ruby", "family_name": "Hart"}]
+
+
+def test_a_hubs_search_says_how_many_records_it_cannot_find_by_nhs_number_or_reference(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    """The Tipton worker's case: police and health share no NHS number and no reference with
+    a hub, so "No record found" must not read as "nobody has told us anything"."""
+    _store(store, "r1", type="coordination.referral", reference="SC/1")
+    _store(store, "police-1", reference=None, subjects=POLICE_TO_COG)
+    _store(store, "police-2", reference=None, subjects=POLICE_TO_COG)
+    _store(store, "health-1", sender="swbh", subjects=POLICE_TO_COG)  # a reference only
+    _store(store, "police-3", reference=None, subjects=POLICE_TO_COG)
+    store.hide(["police-3"], "Consent withdrawn.", T0)
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+
+    r = client.post("/records/search", data={"csrf": token, "nhs_number": "9990025312"})
+    assert "No record found with that NHS number." in r.text
+    said = r.text[r.text.index('id="unsearchable"') :].split("</p>")[0]
+    assert 'data-count="3"' in said  # police-1, police-2, health-1
+    assert "3 record(s) shared with Cog-West-Bromwich carry no NHS number" in said
+    assert "may still be here" in said
+    assert acks.sent == []  # counted, not opened
+    assert [p for p in ("police-1", "police-2", "health-1") if p in r.text] == []  # no ids
+
+    r = client.post("/records/search", data={"csrf": token, "nhs_number": NHS})
+    assert re.findall(r'class="record-row" data-event="(\w+)"', r.text) == ["r1"]
+    assert 'data-count="3"' in r.text  # said when something was found, too
+    assert acks.sent == [("r1", USER, "early_help")]  # the record found, nothing more
+
+    r = client.post("/records/search", data={"csrf": token, "reference": "NOPE/1"})
+    assert "No record found with that reference." in r.text
+    said = r.text[r.text.index('id="unsearchable"') :].split("</p>")[0]
+    assert "2 record(s) shared with Cog-West-Bromwich carry no reference" in said
+
+
+def test_a_desk_whose_records_all_carry_it_says_the_search_missed_none(
+    make_client: Make, store: DeskStore
+) -> None:
+    _store(store, "e1")
+    client, _ = make_client()
+    token = sign_in(client)
+    r = client.post("/records/search", data={"csrf": token, "reference": "WMP/26/1"})
+    assert 'data-count="0"' in r.text
+    assert "carries a reference, so none is missed" in r.text
+    assert 'id="unsearchable"' not in client.get("/records").text  # a list, not a search

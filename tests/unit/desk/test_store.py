@@ -244,3 +244,24 @@ def test_a_search_by_reference_uses_an_index(tmp_path: Path) -> None:
     )
     store.close()
     assert "desk_records_by_upper_reference" in str(plan)
+
+
+def test_records_no_search_can_find_are_counted_without_reading_a_view_out(
+    any_store: DeskStore,
+) -> None:
+    """By reference: none shared (or blank). By NHS number: no subject's NHS number shared,
+    whatever the summary says; withdrawn records aside."""
+    no_nhs = [{"role": "child", "given_name": "Ruby", "family_name": "Hart"}]
+    for event_id, view in (
+        ("e1", {}),
+        ("e2", {"reference": None, "subjects": no_nhs}),
+        ("e3", {"reference": "  ", "subjects": no_nhs, "summary": '"nhs_number": "9993080233"'}),
+        ("e4", {"subjects": [{"role": "adult", "nhs_number": "9990025312"}, *no_nhs]}),
+        ("e5", {"reference": None, "subjects": no_nhs}),
+    ):
+        any_store.add_delivery(delivery(event_id, **view), [], T0)
+    any_store.hide(["e5"], "Consent withdrawn", T0)
+    assert any_store.count_unsearchable("reference") == 2  # e2, e3
+    assert any_store.count_unsearchable("nhs_number") == 2  # e2, e3
+    with pytest.raises(UsageError):
+        any_store.count_unsearchable("name")
