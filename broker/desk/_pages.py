@@ -25,7 +25,7 @@ from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
 from broker.desk._resend import resend_token, resent_id
-from broker.desk._show import basis_text, view_fields, window_text
+from broker.desk._show import basis_text, person_name, view_fields, window_text
 from broker.desk._store import (
     HUB_OUTCOMES,
     TEAM_ACTIONS,
@@ -38,6 +38,7 @@ from broker.desk._work import (
     ENCOMPASS_TYPE,
     REFERRAL_TYPE,
     EncompassNotice,
+    child_subject,
     encompass_notice,
     outcome_event,
     referral_event,
@@ -256,8 +257,15 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             by_agency.setdefault(r.sender, []).append(r)
         decisions = store.decisions(child=child)
         open_flags = [f for f in flags if not f.decided]
+        # Who the child is, from the records just acknowledged (hidden ones give nothing): for
+        # the heading only. The title and the address never name the child: a browser's
+        # history keeps them.
+        who = child_subject(records, child, deps.linkage_key)
         return desk.render(
             "child.html", session, title="A child's timeline", child=child, records=records,
+            child_name=None if who is None else person_name(who),
+            child_born=None if who is None else who.get("dob"),
+            child_nhs=None if who is None else who.get("nhs_number"),
             by_agency=by_agency, flags=flags, household=household,
             flag_id=flag if flag and any(f.flag_id == flag for f in flags) else "",
             flag_records={f.flag_id: [(i, shown.get(i)) for i in f.event_ids] for f in flags},

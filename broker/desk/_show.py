@@ -20,7 +20,15 @@ from zoneinfo import ZoneInfo
 
 from broker.desk._stored import StoredRecord
 
-__all__ = ["Field", "Shown", "basis_text", "local_time", "view_fields", "window_text"]
+__all__ = [
+    "Field",
+    "Shown",
+    "basis_text",
+    "local_time",
+    "person_name",
+    "view_fields",
+    "window_text",
+]
 
 #: Event fields, in the order a page shows them (after what, from and when).
 _EVENT_LABELS = {
@@ -133,6 +141,17 @@ def view_fields(record: StoredRecord) -> Shown:
         else:
             people.append(("subject", (Field("subject", "person", _text("", subject)),)))
     return Shown(_fields(view, _EVENT_LABELS, _EVENT_SHOWN), tuple(people))
+
+
+def person_name(subject: Mapping[str, Any]) -> str | None:
+    """A person as a heading names them: given and family name as written, else what the
+    view shares of a name (a name, initials); None without any."""
+    parts = [subject.get(k) for k in _NAME_PARTS]
+    named = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+    for found in (named, subject.get("name"), subject.get("initials")):
+        if isinstance(found, str) and found.strip():
+            return found.strip()
+    return None
 
 
 def basis_text(basis: Mapping[str, Any] | None) -> str:

@@ -304,6 +304,13 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             await reload_until(team, child_url, "#timeline article.record", count=3)
             await expect(team.locator("#timeline section.agency")).to_have_count(3)
             await expect(team.locator("#timeline")).to_contain_text(child["given_name"])
+            # The heading says who the child is; the title (kept in the browser's history)
+            # and the address do not.
+            await expect(team.locator("#child-name")).to_have_text(
+                f"{child['given_name']} {child['family_name']}"
+            )
+            assert child["family_name"] not in await team.title()
+            assert child["family_name"] not in team.url
             await shot(team, "2-team-timeline")
 
             await team.select_option("select[name=action]", "refer")
