@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broker.desk._app import Desk
+from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
@@ -28,6 +29,7 @@ from broker.desk._resend import resend_token, resent_id
 from broker.desk._show import basis_text, person_name, view_fields, window_text
 from broker.desk._store import (
     HUB_OUTCOMES,
+    RECORDS_WITHDRAWN,
     TEAM_ACTIONS,
     DeskStore,
     StoredDecision,
@@ -256,7 +258,13 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         for r in records:
             by_agency.setdefault(r.sender, []).append(r)
         decisions = store.decisions(child=child)
-        open_flags = [f for f in flags if not f.decided]
+        # A flag whose records were all withdrawn is closed by its own button, never settled
+        # by a decision about the child: a referral, above all, right after the family
+        # withdrew consent (broker.desk._flag_close).
+        open_flags = [f for f in flags if not f.decided and not f.withdrawn]
+        # Nothing left to refer on (every record withdrawn): "refer" is not offered.
+        actions = [a for a in TEAM_ACTIONS
+                   if a != "refer" or any(not r.hidden for r in records)]  # fmt: skip
         # Who the child is, from the records just acknowledged (hidden ones give nothing): for
         # the heading only. The title and the address never name the child: a browser's
         # history keeps them.
@@ -274,7 +282,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             flag_titles={f.flag_id: f.title for f in flags}, marks=_flag_marks(flags),
             open_flags=open_flags[:_MAX_FLAGS_SETTLED],
             more_open=max(0, len(open_flags) - _MAX_FLAGS_SETTLED),
-            decisions=decisions, referrals=referrals, actions=TEAM_ACTIONS,
+            decisions=decisions, referrals=referrals, actions=actions,
+            withdrawn_action=RECORDS_WITHDRAWN,
             names=deps.party_names,
         )  # fmt: skip
 
@@ -310,7 +319,16 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # The flags ticked on the form, and only this child's: an id carried over from
         # another child's page, or posted, settles nothing.
         ticked = {v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)}
-        settles = [f.flag_id for f in store.flags() if f.child == child and f.flag_id in ticked]
+        ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in ticked]
+        settles = [f.flag_id for f in ticked_flags]
+        if action == "refer" and any(f.withdrawn for f in ticked_flags):
+            # A page loaded before the withdrawal: its records may not be used to refer.
+            session.flash_error(
+                "A flag whose records have all been withdrawn cannot be settled by a referral: "
+                "close it with “Close: its records were withdrawn”. Nothing was sent.",
+                field="action",
+            )
+            return desk.redirect(f"/child/{child}", session)
         now = deps.clock()
         published = None
         if action == "refer":
@@ -478,6 +496,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return False
         return True
 
+    register_flag_close(app, desk, signed_in=signed_in, checked_form=checked_form)
     register_record_pages(
         app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,
         no_ack=no_ack,

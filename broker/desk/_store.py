@@ -46,6 +46,7 @@ from broker.events import Delivery
 __all__ = [
     "ACTIONS",
     "HUB_OUTCOMES",
+    "RECORDS_WITHDRAWN",
     "TEAM_ACTIONS",
     "DeskStore",
     "StoredDecision",
@@ -61,7 +62,9 @@ _IN_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
 #: referral), a hub about a referral (each outcome publishes an outcome event).
 TEAM_ACTIONS = ("refer", "signpost", "no_further_action", "escalate")
 HUB_OUTCOMES = ("support_offered", "declined", "closed")
-ACTIONS = TEAM_ACTIONS + HUB_OUTCOMES
+#: Not a decision about the child: the team closed a flag whose records were all withdrawn.
+RECORDS_WITHDRAWN = "records_withdrawn"
+ACTIONS = (*TEAM_ACTIONS, *HUB_OUTCOMES, RECORDS_WITHDRAWN)
 
 
 class DeskStore:
