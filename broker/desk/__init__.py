@@ -19,7 +19,8 @@ from broker.desk._flags_ops import flags_ops
 from broker.desk._household import HouseholdMessage, HouseholdState
 from broker.desk._ingest import DeskIngest, children_in, flags_topic
 from broker.desk._serve import DeskRun, check_desk_party, run_desk
-from broker.desk._store import DeskStore, open_desk_store
+from broker.desk._store import DeskStore
+from broker.desk._store_open import open_desk_store
 from broker.desk._withdrawn_keep import withdrawn_keep
 from broker.desk._work import encompass_notice, outcome_event, referral_event
 

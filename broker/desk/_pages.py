@@ -17,12 +17,11 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from broker.desk._app import Desk
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
+from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
 from broker.desk._resend import resend_token, resent_id
@@ -39,7 +38,6 @@ from broker.desk._store import (
 from broker.desk._work import (
     ENCOMPASS_TYPE,
     REFERRAL_TYPE,
-    EncompassNotice,
     child_subject,
     encompass_notice,
     outcome_event,
@@ -60,34 +58,6 @@ _MAX_FLAGS_SETTLED = 12
 
 class _NoAck(Exception):
     """An acknowledgement could not be sent: the page shows nothing."""
-
-
-class LateNotices(Collector):
-    """``accord_desk_encompass_late_notices``: notices not acknowledged by their deadline."""
-
-    def __init__(self, desk: Desk) -> None:
-        self._desk = desk
-
-    def collect(self) -> Any:
-        # A notice hidden since (consent withdrawn) cannot be acknowledged: it is no one's
-        # work, and counting it would raise an alert for good.
-        late = sum(n.late for n in _notices(self._desk) if not n.record.hidden)
-        gauge = GaugeMetricFamily(
-            "accord_desk_encompass_late_notices",
-            "Operation Encompass notices not acknowledged as read by the start of the next "
-            "school day",
-        )
-        gauge.add_metric([], late)
-        yield gauge
-
-
-def _notices(desk: Desk) -> list[EncompassNotice]:
-    deps = desk.deps
-    now = deps.clock()
-    return [
-        encompass_notice(r, deps.store.encompass_ack(r.event_id), calendar=deps.schools, now=now)
-        for r in deps.store.records(event_type=ENCOMPASS_TYPE)
-    ]
 
 
 def _outcomes(store: DeskStore, decision: StoredDecision) -> list[StoredRecord]:
@@ -218,7 +188,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if deps.kind == "school":
             return desk.render(
                 "school.html", session, title="Operation Encompass notices",
-                notices=_notices(desk),
+                notices=desk_notices(desk),
             )  # fmt: skip
         return desk.redirect("/records")
 

@@ -1,8 +1,9 @@
 """The desk's own store: what the party received, what its people decided, what they read.
 
 SQLite by default, PostgreSQL like the audit index: both speak the same SQL (``?`` placeholders
-become ``%s`` for psycopg); they differ only in how they connect. ``open_desk_store`` picks one
-from a URL (``sqlite:///PATH``, ``postgresql://…``, or None: ``<home>/desk/<party>.db``).
+become ``%s`` for psycopg); they differ only in how they connect. ``open_desk_store``
+(``_store_open``) picks one from a URL (``sqlite:///PATH``, ``postgresql://…``, or None:
+``<home>/desk/<party>.db``).
 
 Everything is idempotent by its natural id: a delivery read twice (a redelivery after a crash)
 or a flag read twice is stored once, and a withdrawal notice applied twice hides nothing more.
@@ -19,11 +20,9 @@ child's (docs/desk.md, "Upgrading").
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from broker.desk._flag import ChildKeys, Flag
@@ -52,7 +51,6 @@ __all__ = [
     "StoredDecision",
     "StoredFlag",
     "StoredRecord",
-    "open_desk_store",
 ]
 
 _REKEY_BATCH = 500
@@ -474,44 +472,3 @@ class DeskStore:
             (event_id,),
         )
         return (rows[0][0], datetime.fromisoformat(rows[0][1])) if rows else None
-
-
-def open_desk_store(url: str | None, *, home: Path, party: str) -> DeskStore:
-    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/desk/<party>.db``; the
-    store is ``party``'s from then on (``DeskStore.claim``)."""
-    store = _open(url, home=home, party=party)
-    store.claim(party)
-    return store
-
-
-def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
-    if url is None or not url.strip():
-        return _sqlite(home / "desk" / f"{party}.db")
-    url = url.strip()
-    scheme = url.partition(":")[0].lower()
-    if scheme in ("postgresql", "postgres"):
-        import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
-
-        try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error:
-            raise ConfigError("cannot connect to the desk's PostgreSQL database") from None
-        return DeskStore(conn, placeholder="%s", where="the desk's PostgreSQL database")
-    if scheme == "sqlite":
-        path = url[len("sqlite:") :]
-        path = path[2:] if path.startswith("//") else path
-        if not path:
-            raise UsageError("desk store: give a file, e.g. sqlite:///var/lib/accord/desk.db")
-        return _sqlite(Path(path))
-    raise UsageError(
-        f"desk store: unsupported database {scheme!r}: use sqlite:/// or postgresql://"
-    )
-
-
-def _sqlite(path: Path) -> DeskStore:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Autocommit, one connection shared by the ingest task and the pages (one event loop).
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    path.chmod(0o600)
-    return DeskStore(conn, where=str(path))

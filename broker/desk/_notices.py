@@ -1,0 +1,41 @@
+"""A school desk's Operation Encompass notices, and the gauge of those read late."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from broker.desk._app import Desk
+from broker.desk._work import ENCOMPASS_TYPE, EncompassNotice, encompass_notice
+
+__all__ = ["LateNotices", "desk_notices"]
+
+
+class LateNotices(Collector):
+    """``accord_desk_encompass_late_notices``: notices not acknowledged by their deadline."""
+
+    def __init__(self, desk: Desk) -> None:
+        self._desk = desk
+
+    def collect(self) -> Any:
+        # A notice hidden since (consent withdrawn) cannot be acknowledged: it is no one's
+        # work, and counting it would raise an alert for good.
+        late = sum(n.late for n in desk_notices(self._desk) if not n.record.hidden)
+        gauge = GaugeMetricFamily(
+            "accord_desk_encompass_late_notices",
+            "Operation Encompass notices not acknowledged as read by the start of the next "
+            "school day",
+        )
+        gauge.add_metric([], late)
+        yield gauge
+
+
+def desk_notices(desk: Desk) -> list[EncompassNotice]:
+    deps = desk.deps
+    now = deps.clock()
+    return [
+        encompass_notice(r, deps.store.encompass_ack(r.event_id), calendar=deps.schools, now=now)
+        for r in deps.store.records(event_type=ENCOMPASS_TYPE)
+    ]

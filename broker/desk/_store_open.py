@@ -1,0 +1,53 @@
+"""Opening a desk's store: SQLite at ``<home>/desk/<party>.db`` by default, or the URL given
+(``sqlite:///PATH``, ``postgresql://…``); the store is the party's from then on."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from broker.desk._store import DeskStore
+from broker.errors import ConfigError, UsageError
+
+__all__ = ["open_desk_store"]
+
+
+def open_desk_store(url: str | None, *, home: Path, party: str) -> DeskStore:
+    """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/desk/<party>.db``; the
+    store is ``party``'s from then on (``DeskStore.claim``)."""
+    store = _open(url, home=home, party=party)
+    store.claim(party)
+    return store
+
+
+def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
+    if url is None or not url.strip():
+        return _sqlite(home / "desk" / f"{party}.db")
+    url = url.strip()
+    scheme = url.partition(":")[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
+
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error:
+            raise ConfigError("cannot connect to the desk's PostgreSQL database") from None
+        return DeskStore(conn, placeholder="%s", where="the desk's PostgreSQL database")
+    if scheme == "sqlite":
+        path = url[len("sqlite:") :]
+        path = path[2:] if path.startswith("//") else path
+        if not path:
+            raise UsageError("desk store: give a file, e.g. sqlite:///var/lib/accord/desk.db")
+        return _sqlite(Path(path))
+    raise UsageError(
+        f"desk store: unsupported database {scheme!r}: use sqlite:/// or postgresql://"
+    )
+
+
+def _sqlite(path: Path) -> DeskStore:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Autocommit, one connection shared by the ingest task and the pages (one event loop).
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    path.chmod(0o600)
+    return DeskStore(conn, where=str(path))
