@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
         from broker.deploy import (
             Target,
             deployment,
+            platform_secrets,
             removal_commands,
             render_files,
             write_render,
@@ -106,6 +107,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"rendered {len(written)} file(s) for {target.value} in {out}")
         for rel in removed:
             typer.echo(f"removed {rel} (no longer part of the deployment)")
+        if target is TargetChoice.kubernetes:
+            _echo_platform_secrets(platform_secrets(files), namespace)
         if deletions:
             typer.echo(
                 "kubectl apply -k deletes nothing: once this render is applied, delete what it "
@@ -121,3 +124,16 @@ def register(app: typer.Typer) -> None:
                 "stops the partnership and may lose acknowledged records.",
                 err=True,
             )
+
+
+def _echo_platform_secrets(secrets: dict[str, tuple[str, ...]], namespace: str) -> None:
+    # A pod whose Secret is missing never starts, and the workers are replaced all together:
+    # an apply before these exist stops the pipeline (docs/deployment.md, Upgrading).
+    typer.echo(
+        "before applying, the namespace must hold these Secrets, which neither the render nor "
+        "Strimzi makes (docs/deployment.md, Kubernetes step 2):"
+    )
+    for name, keys in secrets.items():
+        typer.echo(f"  {name} ({', '.join(keys)})")
+    typer.echo("check them (a missing one is NotFound):")
+    typer.echo(f"  kubectl -n {namespace} get secret {' '.join(secrets)}")

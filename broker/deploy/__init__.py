@@ -29,6 +29,7 @@ from broker.deploy._observability import (
     promql_metric_names,
     shipped_expressions,
 )
+from broker.deploy._platform_secrets import platform_secrets
 from broker.deploy._removal import removal_commands
 from broker.deploy._render import render_files
 from broker.deploy._strimzi import acl_grants
@@ -51,6 +52,7 @@ __all__ = [
     "deployment",
     "exported_metric_names",
     "kubernetes_files",
+    "platform_secrets",
     "prometheus_config",
     "promql_metric_names",
     "removal_commands",

@@ -94,7 +94,8 @@ def check_kept(out: Path, kept: Mapping[str, str]) -> None:
         if then is not None and now is not None and then != now:
             raise UsageError(
                 f"--{name} {now}: {out} was rendered with --{name} {then}, and {why}; give "
-                f"--{name} {then}, or render a new deployment into a new --out folder"
+                f"--{name} {then}, or render a new deployment (a new namespace and cluster) into "
+                "a new --out folder"
             )
 
 

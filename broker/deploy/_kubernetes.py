@@ -46,6 +46,7 @@ from broker.deploy._kubernetes_policies import (
     pod_selector,
 )
 from broker.deploy._model import Deployment, Process
+from broker.deploy._platform_secrets import keystore_secrets
 from broker.deploy._strimzi import (
     KAFKA_TLS_PORT,
     kafka,
@@ -190,12 +191,12 @@ def service_names(process: Process, namespace: str) -> tuple[str, ...]:
 
 
 def _keystore_secret(process: Process) -> str:
-    return f"accord-keystore-{process.principal}"
+    return keystore_secrets(process.principal)[0]
 
 
 def passphrase_secret(process: Process) -> str:
     """The Secret of the process's keystore passphrase, apart from the keystore's own."""
-    return f"{_keystore_secret(process)}-passphrase"
+    return keystore_secrets(process.principal)[1]
 
 
 def _loads_bundle(process: Process) -> bool:

@@ -17,6 +17,8 @@ __all__ = ["check_cluster", "check_external_host", "check_image", "check_namespa
 
 # RFC 1123 label: what Kubernetes requires of a namespace and of most object names.
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# RFC 1035 label: a Service's name, which must start with a letter.
+_SERVICE_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A DNS host name: labels of letters, digits and '-', not starting or ending with '-'.
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
 # The reference grammar of github.com/distribution/reference: [domain/]path[:tag][@digest].
@@ -77,16 +79,19 @@ def check_namespace(namespace: str) -> None:
     _check_label("--namespace", namespace)
 
 
-# Strimzi names the cluster's Services after it; the longest, a DNS label too, is this one.
-_BOOTSTRAP_SUFFIX = "-kafka-bootstrap"
+# Strimzi names Services after the cluster; the longest is the external listener's (9094,
+# _strimzi.py) bootstrap. A Service's name is a DNS-1035 label: at most 63, a letter first.
+_LONGEST_SERVICE_SUFFIX = "-kafka-external-bootstrap"
+_CLUSTER_MAX = 63 - len(_LONGEST_SERVICE_SUFFIX)
 
 
 def check_cluster(cluster: str) -> None:
-    _check_label("--cluster", cluster)
-    if len(cluster + _BOOTSTRAP_SUFFIX) > 63:
+    if not _SERVICE_LABEL.match(cluster) or len(cluster) > _CLUSTER_MAX:
         raise UsageError(
-            f"--cluster {_shown(cluster)}: at most {63 - len(_BOOTSTRAP_SUFFIX)} characters "
-            f"(Strimzi's Service '{cluster}{_BOOTSTRAP_SUFFIX}' must be a DNS label)"
+            f"--cluster {_shown(cluster)}: not a DNS-1035 label of at most {_CLUSTER_MAX} "
+            "characters (lower-case letters, digits and '-', starting with a letter and ending "
+            f"with a letter or digit): Strimzi names a Service "
+            f"'<cluster>{_LONGEST_SERVICE_SUFFIX}' after it"
         )
 
 

@@ -4,7 +4,9 @@
 loses its files at the next render (``write_render``), but its ``KafkaUser`` (the login and
 its ACLs), its topics, and a dropped desk's workloads stay in the cluster until deleted: the
 render says which, as the exact ``kubectl delete`` commands, read from the files before they
-are removed.
+are removed. Last, the Secrets of a party's keystore and passphrase, for any party whose login
+or desk went: the platform team made them, so no render or operator would ever delete them,
+and they hold the party's private keys.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import yaml
 
 from broker import topics
 from broker.deploy._files import read_manifest
+from broker.deploy._platform_secrets import (
+    keystore_secrets,
+    mounted_secrets,
+    platform_secrets,
+)
 
 __all__ = ["removal_commands"]
 
@@ -33,14 +40,24 @@ def _why(kind: str, name: str) -> str:
             return ("deletes the topic and its records: only once the workers have processed "
                     "them (accord_consumer_lag 0 for it)")  # fmt: skip
         if name.startswith(topics.DELIVER_PREFIX):
-            return "deletes the topic and its records: only once the recipient has read them"
+            # The login is gone by now: the recipient can read nothing more from it.
+            return ("deletes the topic and its records: any the recipient has not read are "
+                    "lost (its lag was to be 0 before offboarding)")  # fmt: skip
         return "deletes the topic and its records"
     if kind == "PersistentVolumeClaim":
         return "deletes its data: only once no one needs it (back it up first)"
     return ""
 
 
-def _objects(out: Path, rels: list[str]) -> list[tuple[str, str]]:
+# Why each of a party's two Secrets goes (the keystore's, the passphrase's).
+_KEYSTORE_WHYS = (
+    "the party's private keys: archive the keystore off-cluster first",
+    "its passphrase: archive it too, apart from the keystore",
+)
+
+
+def _objects(out: Path, rels: list[str]) -> list[tuple[str, str, dict[str, set[str]]]]:
+    """(kind, name, the Secrets a Deployment mounted) of each manifest among ``rels``."""
     found = []
     for rel in rels:
         path = out / rel
@@ -49,12 +66,35 @@ def _objects(out: Path, rels: list[str]) -> list[tuple[str, str]]:
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))
             kind, name = doc["kind"], doc["metadata"]["name"]
-        except (yaml.YAMLError, KeyError, TypeError):
+            mounted = mounted_secrets(doc) if kind == "Deployment" else {}
+        except (yaml.YAMLError, KeyError, TypeError, AttributeError):
             continue  # not one of the render's manifests: nothing to delete in the cluster
         if isinstance(kind, str) and isinstance(name, str) and kind != "Kustomization":
-            found.append((kind, name))
+            found.append((kind, name, mounted))
     rank = {kind: n for n, kind in enumerate(_ORDER)}
-    return sorted(found, key=lambda o: (rank.get(o[0], len(_ORDER)), o))
+    return sorted(found, key=lambda o: (rank.get(o[0], len(_ORDER)), o[0], o[1]))
+
+
+def _keystores_left(
+    removed: list[tuple[str, str, dict[str, set[str]]]], files: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """(Secret, why) for the keystore and passphrase of each party whose ``KafkaUser`` or
+    desk went, unless a pod of the new render still mounts it."""
+    users = {name for kind, name, _ in removed if kind == "KafkaUser"}
+    mounted = {s for _, _, secrets in removed for s in secrets}
+    still = set(platform_secrets(files))
+    return [
+        (secret, why)
+        for party in sorted(users | _principals(mounted))
+        for secret, why in zip(keystore_secrets(party), _KEYSTORE_WHYS, strict=True)
+        if secret not in still
+    ]
+
+
+def _principals(secrets: set[str]) -> set[str]:
+    """Each principal whose keystore and passphrase Secrets are both among ``secrets``."""
+    candidates = {s.removeprefix("accord-keystore-") for s in secrets}
+    return {p for p in candidates if set(keystore_secrets(p)) <= secrets}
 
 
 def removal_commands(out: Path, files: Mapping[str, str], namespace: str) -> list[str]:
@@ -63,9 +103,14 @@ def removal_commands(out: Path, files: Mapping[str, str], namespace: str) -> lis
     the previous render into ``out`` made and this one does not. Call it before
     ``write_render``, which removes the files it reads."""
     before, _ = read_manifest(out)
+    removed = _objects(out, sorted(before - set(files)))
     lines = []
-    for kind, name in _objects(out, sorted(before - set(files))):
+    for kind, name, _ in removed:
         command = f"kubectl -n {namespace} delete {kind.lower()} {name}"
         why = _why(kind, name)
         lines.append(f"{command}   # {why}" if why else command)
+    # The render cannot know whether the platform held a login-only party's keys: a Secret
+    # never made is not an error.
+    for secret, why in _keystores_left(removed, files):
+        lines.append(f"kubectl -n {namespace} delete secret {secret} --ignore-not-found   # {why}")
     return lines

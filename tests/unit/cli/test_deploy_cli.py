@@ -114,6 +114,8 @@ def test_a_rendered_partys_client_file_names_the_ca_beside_it_a_services_the_mou
         ["--target", "kubernetes", "--namespace", "Bad_NS"],
         ["--target", "kubernetes", "--cluster", "a b"],
         ["--target", "kubernetes", "--cluster", "c" * 48],
+        ["--target", "kubernetes", "--cluster", "c" * 39],
+        ["--target", "kubernetes", "--cluster", "9accord"],
         ["--image", "bad image:tag"],
         ["--target", "kubernetes", "--image", "Accord:1"],
     ],
@@ -140,7 +142,8 @@ def test_a_bad_name_is_refused_in_one_line_before_any_secret_or_file_is_made(
     "good",
     [["--external-host", "kafka.example.org"], ["--external-host", "192.0.2.7"],
      ["--image", "registry.example:5000/team/accord-broker:0.1.0"],
-     ["--target", "kubernetes", "--namespace", "accord-prod", "--cluster", "kafka-1"]],
+     ["--target", "kubernetes", "--namespace", "accord-prod", "--cluster", "kafka-1"],
+     ["--target", "kubernetes", "--namespace", "9accord", "--cluster", "c" * 38]],
 )  # fmt: skip
 def test_good_names_render(run_cli: Run, tmp_path: Path, good: list[str]) -> None:
     code, _, stderr = run_cli(
@@ -161,6 +164,8 @@ def test_a_render_with_other_partitions_into_the_same_folder_is_refused_in_one_l
     assert stdout == ""
     assert stderr.count("\n") == 1, stderr
     assert "was rendered with --partitions 3" in stderr
+    # Never a fresh folder applied to the same cluster: Strimzi would add the partitions.
+    assert "a new deployment (a new namespace and cluster) into a new --out folder" in stderr
 
 
 def test_a_kubernetes_re_render_without_a_party_and_a_desk_prints_the_deletes_apply_never_does(
@@ -186,22 +191,91 @@ def test_a_kubernetes_re_render_without_a_party_and_a_desk_prints_the_deletes_ap
     assert code == 0, stderr
     assert f"removed kafka/users/{hub}.yaml (no longer part of the deployment)" in stdout
     assert "kubectl apply -k deletes nothing" in stdout
-    commands = [ln.strip() for ln in stdout.splitlines() if ln.strip().startswith("kubectl -n")]
+    commands = [ln.strip() for ln in stdout.splitlines()
+                if ln.strip().startswith("kubectl -n") and " delete " in ln]  # fmt: skip
     deletes = [c.split("   #")[0] for c in commands]
     # The login first, the data last.
     assert deletes[0] == f"kubectl -n partners delete kafkauser {hub}"
     assert "its login and its ACLs" in commands[0]
     topic = f"kubectl -n partners delete kafkatopic {deliver(hub)}"
     assert topic in deletes
-    assert "only once the recipient has read them" in commands[deletes.index(topic)]
+    assert "any the recipient has not read are lost" in commands[deletes.index(topic)]
     for name in ("desk-sandwell-coord", "flags-sandwell-coord"):
         assert f"kubectl -n partners delete deployment accord-{name}" in deletes
         assert f"kubectl -n partners delete networkpolicy accord-ingress-{name}" in deletes
         assert f"kubectl -n partners delete service accord-{name}-ops" in deletes
         claim = f"kubectl -n partners delete persistentvolumeclaim accord-{name}"
-        assert claim in deletes[-2:]
+        assert claim in deletes[-6:-4]
+    # Then the keystore Secrets of each party whose login or desk went, after archiving.
+    assert deletes[-4:] == [
+        f"kubectl -n partners delete secret accord-keystore-{p}{s} --ignore-not-found"
+        for p in (hub, "sandwell-coord") for s in ("", "-passphrase")
+    ]  # fmt: skip
     # Nothing still rendered is named.
     assert not any("accord-worker" in c or "kafkauser worker" in c for c in deletes)
     code, stdout, _ = run_cli([*render, "--policies", str(REPO / "policies")])
     assert code == 0
-    assert "kubectl" not in stdout  # nothing removed, nothing to delete
+    assert " delete " not in stdout  # nothing removed, nothing to delete
+
+
+def test_a_kubernetes_render_prints_the_secrets_it_needs_and_does_not_make_and_their_check(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    """Every pod mounts its keystore and passphrase Secrets, none optional: applied before
+    they exist, every worker, the console and each desk stop (docs/deployment.md)."""
+    out = tmp_path / "k"
+    code, stdout, stderr = run_cli(
+        ["deploy", "render", "--policies", str(REPO / "policies"), "--target", "kubernetes",
+         "--out", str(out), "--namespace", "partners", "--desk", "sandwell-coord"]
+    )  # fmt: skip
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    start = lines.index(next(ln for ln in lines if ln.startswith("before applying")))
+    assert "neither the render nor Strimzi makes" in lines[start]
+    names = [f"accord-keystore-{p}{s}" for p in ("console", "indexer", "sandwell-coord", "worker")
+             for s in ("", "-passphrase")]  # fmt: skip
+    needed = ["accord-audit-db", *names]
+    assert [ln.split()[0] for ln in lines[start + 1 : start + 1 + len(needed)]] == needed
+    assert lines[start + 1] == "  accord-audit-db (url)"
+    assert "  accord-keystore-sandwell-coord-passphrase (passphrase)" in lines
+    assert lines[start + 2 + len(needed)] == (
+        f"  kubectl -n partners get secret {' '.join(needed)}"
+    )
+    # Strimzi's own (a login's password, the cluster CA) are not the platform team's to make.
+    assert "accord-cluster-ca-cert" not in stdout
+    assert "  sandwell-coord" not in stdout
+
+
+def test_a_compose_render_prints_no_kubernetes_secrets(run_cli: Run, tmp_path: Path) -> None:
+    code, stdout, _ = run_cli(["deploy", "render", "--policies", str(REPO / "policies"),
+                               "--brokers", "1", "--out", str(tmp_path / "c")])  # fmt: skip
+    assert code == 0
+    assert "kubectl" not in stdout
+
+
+def _docs_offboarding_sample() -> list[str]:
+    text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = text[text.index("## Onboarding and offboarding a party") :]
+    block = section[section.index("  ```text\n") + len("  ```text\n") :]
+    block = block[: block.index("  ```\n")]
+    return [line.removeprefix("  ") for line in block.splitlines()]
+
+
+def test_the_documented_offboarding_output_is_what_the_render_prints(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    """Line for line, in its order (the removed files are listed sorted: topics first)."""
+    import shutil
+
+    bundle = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", bundle)
+    with (bundle / "parties.yaml").open("a", encoding="utf-8") as fh:
+        fh.write("  cog-great-bridge:\n    name: Great Bridge Community Operating Group\n"
+                 "    kind: hub\n    localities: [\"DY4 7\"]\n")  # fmt: skip
+    out = tmp_path / "accord-k8s"
+    render = ["deploy", "render", "--target", "kubernetes", "--out", str(out)]
+    assert run_cli([*render, "--policies", str(bundle)])[0] == 0
+    code, stdout, stderr = run_cli([*render, "--policies", str(REPO / "policies")])
+    assert code == 0, stderr
+    printed = stdout.splitlines()[1:]  # after "rendered N file(s) ... in <out>"
+    assert _docs_offboarding_sample() == printed

@@ -54,6 +54,11 @@ def test_the_refusal_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as refused:
         _render(out, Target.KUBERNETES, 4)
     assert "\n" not in str(refused.value)
+    # A new folder alone is no way out: applied to the same cluster, Strimzi would still add
+    # the partitions.
+    assert "a new deployment (a new namespace and cluster) into a new --out folder" in str(
+        refused.value
+    )
 
 
 def test_a_folder_rendered_before_the_count_was_recorded_is_read_from_its_audit_topic(
