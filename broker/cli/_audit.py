@@ -119,8 +119,7 @@ def index(
             f"the index holds {store.count()} records in {len(store.chains())} chains"
         )
         if summary.refused:
-            why = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.refused.items()))
-            typer.echo(f"refused {sum(summary.refused.values())} messages no writer signed ({why})")
+            typer.echo(summary.refusals())
     finally:
         store.close()
     for brk in summary.breaks:

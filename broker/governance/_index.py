@@ -32,6 +32,7 @@ from broker.governance._encompass import overdue_encompass_notices
 from broker.governance._index_kafka import (
     assign,
     at_end,
+    check_ends,
     highwaters,
     read_at,
     read_to_end,
@@ -129,13 +130,19 @@ class Indexer:
         await consumer.start()
         tps = await assign(consumer, self.topic)
         self.tracker.partitions = len(tps)
-        await seek_stored(consumer, tps, self.tracker.sync())
+        stored = self.tracker.sync()
+        await check_ends(consumer, tps, stored)
+        await seek_stored(consumer, tps, stored)
         end = None if follow else await consumer.end_offsets(tps)
         idle = 0
         while not stop.is_set():
             self.heartbeat.beat()
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
             high = highwaters(consumer, tps)  # at least what it was when ``got`` was fetched
+            if any(high.get(p, o) < o for p, o in self.tracker.offsets.items()):
+                # The topic shrank under a running indexer (restored, recreated): asked of
+                # Kafka itself before anything from it is taken.
+                await check_ends(consumer, tps, self.tracker.offsets)
             ended = await read_to_end(consumer, tps)
             if (got or self.tracker.expirable(ended)) and not self._commit(got, ended, high):
                 await self._read_again(consumer, tps)

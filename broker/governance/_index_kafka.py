@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from broker.errors import TransportError
+from broker.errors import AuditError, TransportError
 
 Message = tuple[bytes | None, bytes | None, int, int]  # key, value, partition, offset
 
@@ -57,6 +57,33 @@ async def seek_stored(consumer: Any, tps: list[Any], stored: dict[int, int]) -> 
     for tp in tps:
         if tp.partition in stored:
             consumer.seek(tp, stored[tp.partition])
+
+
+def behind_the_index(topic: str, stored: dict[int, int], ends: dict[int, int]) -> None:
+    """Refuse a topic that ends before the offsets the index has read it to (``ends``: each
+    partition's end now). Its records there are not those the index read: Kafka was restored
+    from a backup older than the index, or the topic recreated. Indexed on, the writers' new
+    records would be refused as rewriting indexed history and their next checkpoints taken
+    for signed evidence of missing history: a chain broken for good, nothing new indexed."""
+    for partition, offset in sorted(stored.items()):
+        end = ends.get(partition, 0)
+        if offset > end:
+            raise AuditError(
+                f"the audit index has read {topic} partition {partition} up to offset "
+                f"{offset}, but the topic ends at offset {end}: Kafka was restored from a "
+                "backup older than the index, or the topic recreated; nothing was indexed. "
+                "Restore an audit index backed up at or before the Kafka backup, or rebuild "
+                "the index into an empty database with 'accord audit index --once' "
+                "(docs/deployment.md, Restore)"
+            )
+
+
+async def check_ends(consumer: Any, tps: list[Any], stored: dict[int, int]) -> None:
+    """``behind_the_index`` against the topic's end offsets as Kafka gives them now."""
+    if not stored:
+        return
+    ends = await consumer.end_offsets(tps)
+    behind_the_index(tps[0].topic, stored, {tp.partition: o for tp, o in ends.items()})
 
 
 async def at_end(consumer: Any, end: dict[Any, int]) -> bool:

@@ -81,6 +81,26 @@ REREAD_PER_SEQ = 10
 REREAD_HELD = 10_000
 
 
+#: What each reason a message is refused for means, as ``accord audit index`` says it.
+#: ``conflicts-with-indexed`` is no forgery by itself: a writer whose chain went back (its
+#: topic restored from a backup older than the index) writes it too.
+REFUSED_MEANS = {
+    "undecodable": "not an audit record",
+    "foreign-chain": "on a chain no known writer keeps",
+    "kind-not-allowed": "of a kind its chain's writer does not write",
+    "wrong-key": "not keyed by its chain",
+    "wrong-partition": "on another partition than its chain's",
+    "bad-hash": "its content does not match its hash",
+    "not-signed-by-writer": "no checkpoint of its writer's covered it: a fork, or never signed",
+    "does-not-link": "links to nothing held of its chain",
+    "bad-checkpoint": "a checkpoint that neither verifies nor links to anything held",
+    "conflicts-with-indexed": (
+        "a different record at a sequence number already indexed: history rewritten, or "
+        "the topic restored from a backup older than the index (docs/deployment.md, Restore)"
+    ),
+}
+
+
 @dataclass
 class IndexSummary:
     indexed: int = 0
@@ -88,6 +108,14 @@ class IndexSummary:
     skipped_broken: int = 0
     breaks: list[ChainBroken] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)  # by reason
+
+    def refusals(self) -> str:
+        """One line: how many messages were kept out of the index, by reason and what it means."""
+        why = "; ".join(
+            f"{reason}: {n} ({REFUSED_MEANS.get(reason, 'see docs/governance.md')})"
+            for reason, n in sorted(self.refused.items())
+        )
+        return f"refused {sum(self.refused.values())} messages, kept out of the index ({why})"
 
 
 Position = tuple[int, int]  # partition, offset

@@ -18,7 +18,7 @@ from broker.audit import (
     KeystoreAuditVerifier,
     record_hash,
 )
-from broker.errors import ChainBroken
+from broker.errors import AuditError, ChainBroken
 from broker.governance import (
     AuditStore,
     ChainAppender,
@@ -413,3 +413,30 @@ async def test_reading_the_topic_from_given_offsets_returns_every_later_message_
     expected = [(m.partition, m.offset) for m in everything
                 if m.partition != first or m.offset >= cut]  # fmt: skip
     assert [(m.partition, m.offset) for m in later] == expected
+
+
+async def test_a_topic_restored_older_than_the_index_is_refused_before_anything_is_indexed(
+    *,
+    kafka_bootstrap: str, topic: str, store: AuditStore, verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """The index read the topic to its end; then Kafka came back from an older backup: the
+    same topic with fewer records on each partition. The indexer says so and takes nothing."""
+    records = chains(linker, keys)
+    await produce(kafka_bootstrap, topic, records)
+    await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(follow=False)
+    indexed = store.offsets(topic)
+    assert sum(indexed.values()) >= len(records)
+    restored = unique_topic("accord.audit-restored")
+    await create_topics(kafka_bootstrap, [restored], partitions=3)
+    await produce(kafka_bootstrap, restored, records[:2])  # what the backup held
+    store._q(  # type: ignore[attr-defined]  # the index as it was before the restore
+        "UPDATE kafka_offsets SET topic = ? WHERE topic = ?", (restored, topic)
+    )
+    indexer = Indexer(store, verifier, clients(kafka_bootstrap), topic=restored)
+    with pytest.raises(AuditError, match=r"^the audit index has read accord\.audit-restored"):
+        await indexer.run(follow=False)
+    assert store.offsets(restored) == indexed  # nothing moved, refused or broken
+    assert store.count() == len(records)
+    assert store.refused_counts() == []
+    assert all(h.broken_seq is None for h in store.heads().values())

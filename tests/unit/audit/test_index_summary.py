@@ -1,0 +1,36 @@
+"""``accord audit index``'s line on what it refused says what each reason means, and does not
+call a record at an indexed sequence number one its writer never signed."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from broker.governance import IndexSummary
+from broker.governance._signed import UNDONE_BY_A_LATER_CHECKPOINT
+from broker.governance._tracker import REFUSED_MEANS
+
+
+def test_conflicts_with_indexed_is_said_as_what_it_is_not_as_unsigned() -> None:
+    summary = IndexSummary(refused=Counter({"conflicts-with-indexed": 51}))
+    line = summary.refusals()
+    assert line.startswith("refused 51 messages, kept out of the index (conflicts-with-indexed: 51")
+    assert "a different record at a sequence number already indexed" in line
+    assert "restored from a backup older than the index" in line
+    assert "no writer signed" not in line
+    assert "\n" not in line
+
+
+def test_each_reason_is_counted_and_explained_in_one_line() -> None:
+    summary = IndexSummary(refused=Counter({"undecodable": 2, "not-signed-by-writer": 1}))
+    assert summary.refusals() == (
+        "refused 3 messages, kept out of the index (not-signed-by-writer: 1 (no checkpoint of "
+        "its writer's covered it: a fork, or never signed); undecodable: 2 (not an audit record))"
+    )
+
+
+def test_every_reason_the_indexer_refuses_for_has_its_meaning() -> None:
+    produced = {
+        "undecodable", "foreign-chain", "kind-not-allowed", "wrong-key", "wrong-partition",
+        "bad-hash", "conflicts-with-indexed", *UNDONE_BY_A_LATER_CHECKPOINT,
+    }  # fmt: skip
+    assert produced == set(REFUSED_MEANS)
