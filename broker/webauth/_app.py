@@ -3,7 +3,7 @@ written once: rendering with the session's user, CSRF token and flash messages; 
 headers, the allowed host names and the bound on form bodies on every response; a plain page,
 logged by type, for anything unexpected; a page, not JSON, for an address that is no page
 (404) or a form's address opened (405); the stylesheet (the shared one, then the app's own
-rules); and the session-timeout warning's script and keep-alive (:mod:`._timeout`)."""
+rules); and the session-timeout warning's script, keep-alive and status (:mod:`._timeout`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from broker.webauth._flash import Flash, page_messages, template_globals
 from broker.webauth._guard import Guard
 from broker.webauth._hosts import printable_host
 from broker.webauth._sessions import Session
-from broker.webauth._timeout import add_timeout_routes, session_timeout
+from broker.webauth._timeout import add_timeout_routes, page_of, session_timeout
 from broker.webauth._web import SECURITY_HEADERS, bad_body, read_form
 
 __all__ = ["WebPages", "add_page_basics"]
@@ -155,7 +155,8 @@ def add_page_basics(
             response = refusal
         else:
             lost = await _losing_typed_text(request, pages.guard)
-            response = await call_next(request)
+            with page_of(request):
+                response = await call_next(request)
             if (
                 response.status_code == 303
                 and response.headers.get("location") == "/login"

@@ -96,11 +96,12 @@ class Guard:
     def ended(self, request: Request) -> bool:
         """Whether the request carries a signed-in session's cookie that is no longer good
         (idle too long, past its lifetime, or forgotten by a restart). It says nothing about
-        any account: only about the cookie this browser holds."""
+        any account: only about the cookie this browser holds. It only looks: a session
+        still alive is not counted as used."""
         cookie = request.cookies.get(self.cookie)
         if not cookie or cookie.startswith(ANONYMOUS):
             return False
-        return self.session(request) is None
+        return self.session(request, touch=False) is None
 
     def ended_message(self) -> str:
         minutes = "1 minute" if self.idle_minutes == 1 else f"{self.idle_minutes} minutes"

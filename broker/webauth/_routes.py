@@ -53,8 +53,10 @@ def add_sign_in_routes(
     @app.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request) -> Response:
         next_page = safe_next(request.query_params.get("next"))
-        ended = pages.guard.ended(request)  # before pages.session: it would end it anyway
-        session = pages.session(request)
+        # Both only look: a tab whose countdown ran out comes here on its own, and must not
+        # keep alive a session nobody is using (nor reload, and so audit, a page).
+        ended = pages.guard.ended(request)  # first: the look below would end it anyway
+        session = pages.guard.session(request, touch=False)
         if session is not None and session.user:
             return pages.redirect(next_page or "/")
         notices = [pages.guard.ended_message()] if ended else []

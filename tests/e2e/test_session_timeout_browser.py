@@ -7,9 +7,13 @@ minute, so the warning comes 30 seconds after a page loads. Headless Debian Chro
 sees the warning as a modal alert dialog with the focus in it and the page behind it inert,
 keeps the session with *Stay signed in* (and again with Escape), posts a form after the
 original idle limit and is answered, not sent to sign in; then does nothing and is signed out
-to the sign-in page, which says why and that what was typed was not saved. Everything runs
-under the console's own Content-Security-Policy: a violation would show in the browser's log.
-Takes about two and a half minutes, in real time.
+to the sign-in page, which says why and that what was typed was not saved. At the same time,
+in a second browser context (its own session), two tabs left alone after one was used later
+than the other: the earlier tab's countdown is set right by the server (no warning, no
+reload, its typed text kept), and the session still ends a minute after its last use, both
+tabs then on the sign-in page. Everything runs under the console's own
+Content-Security-Policy: a violation would show in the browser's log. Takes about two and a
+half minutes, in real time.
 """
 
 from __future__ import annotations
@@ -85,6 +89,30 @@ async def serving_console(home: Path) -> AsyncIterator[str]:
         store.close()
 
 
+def watched(page: Page, violations: list[str]) -> Page:
+    """A refused script, fetch or stylesheet is logged as an error; so is any failed load,
+    whose address the response says (the browser's own /favicon.ico is no page of the
+    console's: its 404 is expected)."""
+    page.on(
+        "console",
+        lambda m: (
+            violations.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: violations.append(str(e)))
+    page.on(
+        "response",
+        lambda r: (
+            violations.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    return page
+
+
 @contextlib.asynccontextmanager
 async def chromium_page(violations: list[str]) -> AsyncIterator[Page]:
     async with async_playwright() as pw:
@@ -92,28 +120,9 @@ async def chromium_page(violations: list[str]) -> AsyncIterator[Page]:
             executable_path=chromium_path(), headless=True, args=list(CHROMIUM_FLAGS)
         )
         try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            # A refused script, fetch or stylesheet is logged as an error; so is any failed
-            # load, whose address the response says (the browser's own /favicon.ico is no
-            # page of the console's: its 404 is expected).
-            page.on(
-                "console",
-                lambda m: (
-                    violations.append(m.text)
-                    if m.type == "error" and not m.text.startswith("Failed to load resource")
-                    else None
-                ),
+            yield watched(
+                await browser.new_page(viewport={"width": 1280, "height": 900}), violations
             )
-            page.on("pageerror", lambda e: violations.append(str(e)))
-            page.on(
-                "response",
-                lambda r: (
-                    violations.append(f"{r.status} {r.url}")
-                    if r.status >= 400 and not r.url.endswith("/favicon.ico")
-                    else None
-                ),
-            )
-            yield page
         finally:
             await browser.close()
 
@@ -182,11 +191,67 @@ async def signed_out_when_left_alone(page: Page, url: str, answered: float) -> N
     assert page.url.startswith(url + "login")
 
 
+def navigations(page: Page) -> list[str]:
+    """Every address the tab's page loads from now on, as it loads."""
+    seen: list[str] = []
+    page.on("framenavigated", lambda f: seen.append(f.url) if f == page.main_frame else None)
+    return seen
+
+
+async def two_tabs_left_alone(first: Page, url: str, violations: list[str]) -> None:
+    """Tab A's page loads, tab B's 20 s later, then nobody does anything. At A's warning
+    time the server says the session has 50 s left (B used it): A warns of nothing and
+    stays as it is, text and all; a tab never keeps a session alive on its own, so both
+    warn and the session ends a minute after B's page, both tabs then on the sign-in page
+    (A's saying that what was typed there was not saved)."""
+    a = first
+    b = watched(await a.context.new_page(), violations)
+    await sign_in(a, url)
+    await a.goto(url + "subjects")
+    a_loaded = time.monotonic()
+    a_went = navigations(a)
+    await a.fill("input[name=nhs_number]", NHS)
+    await wait_until(a_loaded, 20)
+    await b.goto(url + "agreements")
+    b_loaded = time.monotonic()
+    b_went = navigations(b)
+
+    # Past A's own warning time (30 s) and its own deadline (61 s): nothing on A.
+    await wait_until(a_loaded, WARN + 8)
+    await expect(a.get_by_role("alertdialog")).to_have_count(0)
+    await wait_until(a_loaded, IDLE + 6)
+    assert a_went == []  # not sent to sign in and back, so no page reloaded and audited
+    assert await a.input_value("input[name=nhs_number]") == NHS
+    # B's warning, due 30 s after B's page, and A's, set right by the server, too.
+    await expect(a.get_by_role("alertdialog")).to_be_visible()
+    await expect(b.get_by_role("alertdialog")).to_be_visible()
+
+    await a.wait_for_url(url + "login?next=%2Fsubjects&lost=1", timeout=20_000)
+    await b.wait_for_url(url + "login?next=%2Fagreements", timeout=20_000)
+    assert time.monotonic() - b_loaded >= IDLE
+    # The first tab there finds the ended session and says so; the cookie it is then given
+    # is a new sign-in form's, so the second is a plain sign-in page (A's saying what was lost).
+    said = [await tab.locator("main").inner_text() for tab in (a, b)]
+    assert any("Your session ended" in text for text in said), said
+    assert "was not saved" in said[0]
+    assert (a_went, b_went) == (
+        [url + "login?next=%2Fsubjects&lost=1"],
+        [url + "login?next=%2Fagreements"],
+    )
+    await b.goto(url + "subjects")
+    assert b.url.startswith(url + "login")
+
+
 async def test_the_warning_keeps_a_session_on_request_and_ends_it_when_left_alone(
     tmp_path: Path,
 ) -> None:
     violations: list[str] = []
     async with serving_console(tmp_path / "home") as url, chromium_page(violations) as page:
+        assert page.context.browser is not None
+        other = await page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+        two_tabs = asyncio.create_task(
+            two_tabs_left_alone(watched(await other.new_page(), violations), url, violations)
+        )
         await sign_in(page, url)
         await page.goto(url + "subjects")
         loaded = time.monotonic()  # the session's idle clock started with this page
@@ -210,5 +275,6 @@ async def test_the_warning_keeps_a_session_on_request_and_ends_it_when_left_alon
         await expect(page.get_by_role("heading", name="Disclosure log", exact=True)).to_be_visible()
 
         await signed_out_when_left_alone(page, url, time.monotonic())
+        await two_tabs
     # Under the console's own Content-Security-Policy: nothing refused, no script error.
     assert violations == [], violations

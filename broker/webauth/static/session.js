@@ -2,10 +2,17 @@
  *
  * Loaded only on a page someone is signed in to. Its <script> tag carries the limits as the
  * server counts them (data-idle-seconds, data-idle-left-seconds, data-ends-in-seconds,
- * data-warn-seconds) and the page's CSRF token: nothing here is hard-coded. Before the
- * session ends a modal alert dialog says so and offers "Stay signed in" (a same-origin POST
- * to /session/keep-alive, which starts the server's idle clock again) and "Sign out". Left
- * alone, the page goes to the sign-in page, which says the session ended. Without this
+ * data-warn-seconds), for a page drawn from a form's POST the page to return to after signing
+ * in again (data-next: the form's page) and the page's CSRF token: nothing here is
+ * hard-coded. Before the session ends a modal alert dialog says so and offers "Stay signed
+ * in" (a same-origin POST to /session/keep-alive, which starts the server's idle clock
+ * again) and "Sign out".
+ *
+ * This tab counts from its own page, but another tab may have used the session since: so
+ * at the warning's time and again at the end it asks GET /session/status (which only looks,
+ * and so keeps nothing alive) how long the session really has. Used elsewhere, any dialog
+ * closes and the countdown starts again from the server's answer; only when the server says
+ * the session has ended does the page go to the sign-in page, which says so. Without this
  * script every page works as before. Nothing typed on the page is read or sent: only
  * whether something was typed, so that the sign-in page can say it was not saved.
  */
@@ -25,6 +32,7 @@
   var endsIn = num("data-ends-in-seconds");
   var warn = num("data-warn-seconds");
   var csrf = tag.getAttribute("data-csrf") || "";
+  var nextPage = tag.hasAttribute("data-next") ? tag.getAttribute("data-next") : null;
   if (idle === null || idleLeft === null || endsIn === null || warn === null) {
     return;
   }
@@ -42,6 +50,8 @@
   var returnFocus = null;
   var made = [];
   var busy = false;
+  var asking = false; // a question to /session/status is under way
+  var askAgain = 0; // after an unanswered question, not before this time
   var lifeWarned = false; // the lifetime's warning, once dismissed, is not shown again
 
   var link = document.createElement("link");
@@ -82,9 +92,11 @@
   }
 
   function signInPage() {
-    var here = location.pathname + location.search;
+    // A page drawn from a form's POST has the POST's address, which is no page to come
+    // back to: the server names the form's page instead.
+    var here = nextPage !== null ? nextPage : location.pathname + location.search;
     var query = new URLSearchParams();
-    if (here !== "/") {
+    if (here !== "" && here !== "/") {
       query.set("next", here);
     }
     if (typedSomething()) {
@@ -278,17 +290,73 @@
     form.submit();
   }
 
-  function tick() {
-    var now = Date.now();
+  // Whether the warning is due now for the deadlines as they stand.
+  function warnable(now) {
     var end = Math.min(idleEnd, lifeEnd);
-    if (now >= end) {
+    var kind = lifeEnd <= idleEnd ? "lifetime" : "idle";
+    return now >= end - warn * 1000 && !(kind === "lifetime" && lifeWarned);
+  }
+
+  function answered(status, atEnd) {
+    if (!status.signed_in) {
       window.clearInterval(timer);
-      location.assign(signInPage());
+      if (atEnd) {
+        location.assign(signInPage());
+      } else {
+        // Ended early (signed out in another tab, a restart): the page stays, so that what
+        // was typed can be copied.
+        open("ended", 0);
+      }
       return;
     }
+    var now = Date.now();
+    idleEnd = now + status.idle_left_seconds * 1000 + MARGIN;
+    lifeEnd = now + status.ends_in_seconds * 1000 + MARGIN;
+    var end = Math.min(idleEnd, lifeEnd);
     var kind = lifeEnd <= idleEnd ? "lifetime" : "idle";
-    if (now >= end - warn * 1000 && shown === null && !(kind === "lifetime" && lifeWarned)) {
+    if (!warnable(now)) {
+      close(); // used in another tab meanwhile: the countdown starts again
+    } else if (shown !== kind) {
       open(kind, (end - MARGIN - now) / 1000);
+    }
+  }
+
+  function ask(atEnd) {
+    asking = true;
+    fetch("/session/status", {
+      method: "GET",
+      credentials: "same-origin",
+      cache: "no-store",
+      redirect: "error"
+    }).then(function (response) {
+      if (!response.ok) {
+        throw new Error("status " + response.status);
+      }
+      return response.json();
+    }).then(function (status) {
+      asking = false;
+      answered(status, atEnd);
+    }, function () {
+      // Unanswered (offline, the server restarting): the page stays as it is and asks
+      // again shortly; going to the sign-in page could only fail too.
+      asking = false;
+      askAgain = Date.now() + 10000;
+      if (dialog !== null && dialog.isConnected) {
+        dialog.querySelector("#session-timeout-problem").textContent =
+          "The server could not be reached. Check your connection.";
+      }
+    });
+  }
+
+  function tick() {
+    var now = Date.now();
+    if (asking || now < askAgain) {
+      return;
+    }
+    if (now >= Math.min(idleEnd, lifeEnd)) {
+      ask(true);
+    } else if (shown === null && warnable(now)) {
+      ask(false);
     }
   }
 

@@ -1,6 +1,7 @@
 """The session-timeout warning's server side: the limits a page gives its script, the script
-itself, and ``POST /session/keep-alive`` (the idle clock only, never the lifetime, only with
-the session's CSRF token, nothing audited)."""
+itself, ``POST /session/keep-alive`` (the idle clock only, never the lifetime, only with the
+session's CSRF token, nothing audited), and the looks that must refresh nothing: ``GET
+/session/status`` and the sign-in page's."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from broker.audit import AuditRecord
 from tests.unit.console.conftest import Clock, IndexingSink, csrf_of, sign_in
 
 KEEP_ALIVE = "/session/keep-alive"
+STATUS = "/session/status"
 
 
 def _limits(html: str) -> dict[str, str]:
@@ -128,6 +130,8 @@ def test_the_script_and_its_stylesheet_are_served_from_the_apps_own_address(
     assert js.headers["content-type"].startswith("text/javascript")
     assert js.headers["x-content-type-options"] == "nosniff"
     assert KEEP_ALIVE in js.text
+    assert STATUS in js.text  # asked before warning and before giving up
+    assert "data-next" in js.text
     assert "role" in js.text
     assert "alertdialog" in js.text
     assert "data-idle-seconds" in js.text  # the limits come from the page, not the script
@@ -136,3 +140,69 @@ def test_the_script_and_its_stylesheet_are_served_from_the_apps_own_address(
     css = client.get("/static/session.css")
     assert (css.status_code, css.headers["content-type"].split(";")[0]) == (200, "text/css")
     assert ".session-timeout" in css.text
+
+
+def test_status_says_how_long_the_session_has_and_refreshes_nothing(
+    client: TestClient, clock: Clock
+) -> None:
+    sign_in(client)
+    clock.advance(minutes=10)
+    r = client.get(STATUS)
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"
+    assert r.json() == {
+        "signed_in": True, "idle_left_seconds": 300, "ends_in_seconds": 8 * 3600 - 600,
+    }  # fmt: skip
+    clock.advance(minutes=4)
+    assert client.get(STATUS).json()["idle_left_seconds"] == 60  # the look counted for nothing
+    clock.advance(minutes=1)  # 15 minutes since the last page: asking kept nothing alive
+    assert client.get(STATUS).json() == {"signed_in": False}
+    assert not _signed_in(client)
+
+
+def test_status_says_only_signed_out_without_a_signed_in_session(
+    client: TestClient, clock: Clock
+) -> None:
+    # No cookie; the sign-in page's anonymous session; a session that ended.
+    assert client.get(STATUS).json() == {"signed_in": False}
+    client.get("/login")
+    assert client.get(STATUS).json() == {"signed_in": False}
+    sign_in(client)
+    clock.advance(minutes=15)
+    r = client.get(STATUS, follow_redirects=False)
+    assert (r.status_code, r.content) == (200, b'{"signed_in":false}')
+
+
+def test_status_audits_and_logs_nothing(client: TestClient, sink: IndexingSink) -> None:
+    sign_in(client)
+    before = len(sink.records)
+    with capture_logs() as logs:
+        assert client.get(STATUS).json()["signed_in"] is True
+    assert len(sink.records) == before
+    assert logs == []
+
+
+def test_the_sign_in_page_sends_a_signed_in_visitor_back_without_refreshing_the_session(
+    client: TestClient, clock: Clock
+) -> None:
+    """A tab whose countdown ran out while another tab was in use must not, by opening the
+    sign-in page, keep the session alive: only the page it returns to counts as use."""
+    sign_in(client)
+    clock.advance(minutes=10)
+    r = client.get("/login?next=%2Fchains", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/chains")
+    clock.advance(minutes=5)  # 15 minutes since the last page
+    r = client.get("/login?next=%2Fchains", follow_redirects=False)
+    assert r.status_code == 200
+    assert "Your session ended" in r.text
+
+
+def test_the_sign_in_page_after_an_idle_end_says_so_once_the_session_is_gone(
+    client: TestClient, clock: Clock
+) -> None:
+    """The status look may find the ended session first (and forget it): the sign-in page
+    still says the session ended."""
+    sign_in(client)
+    clock.advance(minutes=15)
+    assert client.get(STATUS).json() == {"signed_in": False}
+    assert "Your session ended" in client.get("/login?next=%2Fsubjects").text
