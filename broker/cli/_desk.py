@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from broker.cli import _desk_flags
+from broker.cli import _desk_flags, _desk_offsets
 from broker.cli._common import read_password
 from broker.config import DeskSettings, load_settings
 from broker.errors import UsageError
@@ -151,4 +151,5 @@ def register(app: typer.Typer) -> None:
     desk.callback()(serve)
     desk.command("add-user")(add_user)
     _desk_flags.register(desk)  # `accord desk flags --as PARTY`: the flag service
+    _desk_offsets.register(desk)  # `accord desk reset-offsets --as PARTY`: after a restore
     app.add_typer(desk, name="desk")

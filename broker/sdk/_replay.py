@@ -156,6 +156,18 @@ class SqliteReplayMemory:
                 (topic, partition, next_offset),
             )
 
+    def rewound(self, topic: str, partition: int, next_offset: int) -> None:
+        """An administrator set the group's offset of ``partition`` back to ``next_offset``
+        on purpose (``accord desk reset-offsets``: the recipient's store was lost or restored
+        older): records first opened at or after it are admitted again at their own position,
+        as redeliveries. A copy of one at another position is still a replay."""
+        with self._translated("cannot be written"), self._tx():
+            self._conn.execute(
+                "UPDATE committed SET next_offset = min(next_offset, ?) "
+                "WHERE topic = ? AND kafka_partition = ?",
+                (next_offset, topic, partition),
+            )
+
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM opened").fetchone()[0])
 
