@@ -34,8 +34,10 @@ def verifier_of(settings: Settings) -> KeystoreAuditVerifier:
     from broker.audit import KeystoreAuditVerifier
 
     own = (settings.keys_dir / Principal.INDEXER / "keystore.json").is_file()
-    if not own and not (settings.keystore_path(Principal.CONSOLE) / "keystore.json").is_file():
-        # Neither: say the indexer's, which a deployment gives it, not the console's.
+    console = (settings.keystore_path(Principal.CONSOLE) / "keystore.json").is_file()
+    if not own and not console and any(settings.keys_dir.glob("*/keystore.json")):
+        # A host of one keystore per principal with neither: say the indexer's, which a
+        # deployment gives it, not the console's. (With no keys at all, the console's.)
         own_keystore(settings, Principal.INDEXER)
     return KeystoreAuditVerifier(
         keystore(settings, Principal.INDEXER if own else Principal.CONSOLE)

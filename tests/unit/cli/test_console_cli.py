@@ -148,7 +148,7 @@ def test_add_user_needs_the_consoles_keystore(
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     code, _, err = add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
     assert code != 0
-    assert err.startswith(f"accord: error: no keystore at {tmp_path / 'keys'}: restore it")
+    assert err.startswith(f"accord: error: no keystore for console at {tmp_path / 'keys'}: restore")
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "console" / "users.json").exists()
 
