@@ -34,6 +34,7 @@ __all__ = [
     "flag_id",
     "household_key",
     "view_child_keys",
+    "view_keys_child_by_nhs_number",
 ]
 
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
@@ -84,21 +85,35 @@ def child_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:
     return child_keys(secret, subject).key
 
 
+def _child_subjects(view: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The view's child subjects: every subject when it names no roles (an outcome's or a
+    school's view may not)."""
+    subjects = [s for s in view.get("subjects") or () if isinstance(s, Mapping)]
+    if any("role" in s for s in subjects):
+        subjects = [s for s in subjects if s.get("role") == "child"]
+    return subjects
+
+
 def view_child_keys(view: Mapping[str, Any], secret: bytes) -> list[ChildKeys]:
     """The keys of the view's child subjects (every subject's when the view names no roles,
     as an outcome's or a school's view may not), in subject order, each child once; a subject
     that cannot be keyed now is listed only if it had a legacy key."""
-    subjects = [s for s in view.get("subjects") or () if isinstance(s, Mapping)]
-    if any("role" in s for s in subjects):
-        subjects = [s for s in subjects if s.get("role") == "child"]
     found: dict[str, ChildKeys] = {}
-    for subject in subjects:
+    for subject in _child_subjects(view):
         keys = child_keys(secret, subject)
         if keys.key is not None:
             found.setdefault(keys.key, keys)
         elif keys.legacy is not None:
             found.setdefault(keys.legacy, keys)
     return list(found.values())
+
+
+def view_keys_child_by_nhs_number(view: Mapping[str, Any]) -> bool:
+    """Whether a child subject of the view (as :func:`view_child_keys` chooses them) is keyed
+    by its NHS number: only such a record can a search by NHS number find, since it looks a
+    record up by the child's key. An adult's NHS number does not make it findable."""
+    # child_keys keys a subject by its NHS number whenever it has one.
+    return any(bool(s.get("nhs_number")) for s in _child_subjects(view))
 
 
 def household_key(secret: bytes, subject: Mapping[str, Any]) -> str | None:

@@ -24,7 +24,7 @@ from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
-from broker.desk._resend import resend_token, resent_id
+from broker.desk._resend import not_again, resend_token, resent_id
 from broker.desk._show import basis_text, person_name, view_fields, window_text
 from broker.desk._store import (
     HUB_OUTCOMES,
@@ -76,6 +76,23 @@ def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag,
         for event_id in f.event_ids:
             marks.setdefault(event_id, []).append((f, event_id == f.trigger_event_id))
     return marks
+
+
+def _not_referred(again: str | None, *, withdrawn: bool) -> str:
+    """Why a referral was refused. Withdrawn: a ticked flag's records may not be used to
+    refer (a page loaded before the withdrawal). A re-send is never said to have sent
+    nothing: the attempt it repeats may have been (broker.desk._resend)."""
+    if again:
+        return not_again(
+            again, "a flag it settles has had all its records withdrawn since" if withdrawn
+            else "this desk cannot send a referral for this child now",
+        )  # fmt: skip
+    if withdrawn:
+        return (
+            "A flag whose records have all been withdrawn cannot be settled by a referral: "
+            "close it with “Close: its records were withdrawn”. Nothing was sent."
+        )
+    return "This desk cannot send a referral for this child."
 
 
 def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one route each
@@ -290,18 +307,14 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # another child's page, or posted, settles nothing.
         ticked = {v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)}
         ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in ticked]
-        settles = [f.flag_id for f in ticked_flags]
-        if action == "refer" and any(f.withdrawn for f in ticked_flags):
-            # A page loaded before the withdrawal: its records may not be used to refer.
-            session.flash_error(
-                "A flag whose records have all been withdrawn cannot be settled by a referral: "
-                "close it with “Close: its records were withdrawn”. Nothing was sent.",
-                field="action",
-            )
-            return desk.redirect(f"/child/{child}", session)
+        # No decision about the child settles a flag whose records have all been withdrawn
+        # (the page says so): one loaded before the withdrawal still ticks it.
+        settles = [f.flag_id for f in ticked_flags if not f.withdrawn]
+        withdrawn = len(ticked_flags) - len(settles)
         now = deps.clock()
         published = None
         if action == "refer":
+            # A re-send first: what is said of it must not deny the attempt it repeats.
             good, again = resent(form, f"/child/{child}/decide", session.user)
             if not good:
                 return desk.refused("Missing or wrong form token.")
@@ -313,9 +326,11 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 party=deps.party, records=records, child=child, secret=deps.linkage_key,
                 reason=reason, at=now,
             )  # fmt: skip
-            if event is None or deps.publisher is None:
-                session.flash_error("This desk cannot send a referral for this child.")
-                return desk.redirect(f"/child/{child}")
+            if withdrawn or event is None or deps.publisher is None:
+                if again:
+                    log.warning("desk_referral_not_sent_again", event_id=again)
+                session.flash_error(_not_referred(again, withdrawn=bool(withdrawn)), field="action")
+                return desk.redirect(f"/child/{child}", session)
             if again:  # the same event as the attempt given up on (broker.desk._resend)
                 event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
             try:
@@ -335,6 +350,12 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         )  # fmt: skip
         log.info("desk_decision", action=action, by=session.user, flags=len(settles))
         settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
+        if withdrawn:
+            settled += (
+                f" {withdrawn} flag(s) ticked had all their records withdrawn: no decision "
+                "about the child settles them; close them with “Close: its records were "
+                "withdrawn”."
+            )
         session.flash_success(
             f"Referral {published} sent through the broker: the broker decides who receives "
             f"it. {settled}" if published

@@ -14,8 +14,9 @@ them.
 
 A search cannot find a record that does not carry what it searches by: many agreements give a
 hub no NHS number and no reference. So every search's answer, found or not, says how many of
-the desk's records carry none and cannot be found that way (a count from the store, which
-opens no record), lest "No record found" read as "no agency has told us anything".
+the desk's records carry none and cannot be found that way (by NHS number: name no child by
+one, as the search finds a record through its child), a count from the store, which opens no
+record, lest "No record found" read as "no agency has told us anything".
 """
 
 from __future__ import annotations

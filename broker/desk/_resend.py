@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import uuid
 
-__all__ = ["resend_token", "resent_id"]
+__all__ = ["not_again", "resend_token", "resent_id"]
 
 _LABEL = b"accord-desk-resend-v1\0"
 
@@ -48,3 +48,14 @@ def resent_id(key: bytes, token: str | None, *, party: str, form: str, user: str
         return None
     expected = _mac(key, party, form, user, event_id)
     return event_id if hmac.compare_digest(mac, expected) else None
+
+
+def not_again(event_id: str, why: str) -> str:
+    """What a re-send refused is said to be: never "nothing was sent", since the attempt it
+    repeats may have been (the desk cannot tell an unconfirmed attempt from a refused one by
+    its form), and never recorded as sent, since it may not have been."""
+    return (
+        f"The referral could not be sent again: {why}. Nothing more was sent. The earlier "
+        f"attempt, event {event_id}, may have reached the hub if the broker did not confirm "
+        "it: ask the hub whether it arrived. It is not listed under Referrals sent."
+    )

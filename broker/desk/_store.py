@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.desk._flag import ChildKeys, Flag
+from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
 from broker.desk._store_schema import REKEYED, SCHEMA, migrate, refuse_newer
 from broker.desk._stored import (
     BY_ID,
@@ -132,8 +132,8 @@ class DeskStore:
         occurred = view.get("occurred_at")
         rows = self._q(
             "INSERT INTO desk_records (event_id, event_type, sender, reference, occurred_at, "
-            "decided_at, received_at, purpose, outcome, decision, view) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING "
+            "decided_at, received_at, purpose, outcome, decision, view, child_nhs) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING "
             "RETURNING event_id",
             (
                 delivery.event_id, str(view.get("type", "")), str(view.get("sender", "")),
@@ -142,6 +142,7 @@ class DeskStore:
                 as_text(delivery.decided_at), as_text(received_at), delivery.purpose,
                 delivery.outcome,
                 json.dumps(decision, sort_keys=True), json.dumps(view, sort_keys=True),
+                int(view_keys_child_by_nhs_number(view)),
             ),
         )  # fmt: skip
         for child in dict.fromkeys(children):
@@ -350,17 +351,18 @@ class DeskStore:
 
     def count_unsearchable(self, by: str) -> int:
         """How many records (withdrawn ones aside) a search ``by`` ``reference`` or
-        ``nhs_number`` cannot find: none shared, or an empty one. Counted in SQL from the
-        reference column and the stored view's text (written by ``json.dumps``, so a shared
-        NHS number reads ``"nhs_number": "…``); no record leaves the database, none is opened."""
-        params: tuple[str, ...] = ()
-        if by == "reference":
+        ``nhs_number`` cannot find: no reference shared (or an empty one); no child subject
+        keyed by NHS number (the search looks records up by the child's key, so an adult's
+        NHS number finds nothing), as marked when the record was stored (``child_nhs``;
+        unmarked, until the next start marks it, counts as not found). Indexed counts: no
+        record leaves the database, none is opened, and a large store is not read through."""
+        if by == "reference":  # as desk_records_without_reference is made, to use it
             where = "(reference IS NULL OR TRIM(reference) = '')"
-        elif by == "nhs_number":  # the pattern bound: psycopg would read a literal % as its own
-            where, params = "view NOT LIKE ? ESCAPE '!'", ('%"nhs!_number": "%',)
+        elif by == "nhs_number":
+            where = "(child_nhs IS NULL OR child_nhs = 0)"
         else:
             raise UsageError(f"no search by {by!r}")
-        [(n,)] = self._q(f"SELECT COUNT(*) FROM desk_records WHERE hidden = 0 AND {where}", params)  # noqa: S608  # constant clauses; values are bound
+        [(n,)] = self._q(f"SELECT COUNT(*) FROM desk_records WHERE hidden = 0 AND {where}")  # noqa: S608  # constant clauses
         return int(n)
 
     def records_about(self, child: str) -> list[StoredRecord]:
@@ -424,17 +426,20 @@ class DeskStore:
         return found
 
     def new_since_decision(self) -> list[tuple[str, int, datetime]]:
-        """Children with records received since their latest decision (not hidden ones):
-        (child, how many, when that decision was recorded), newest arrivals first. A flag
-        fires once per window, so these would otherwise wait unseen until it ends."""
+        """Children with records received since their latest decision about them (not hidden
+        ones; closing a flag as withdrawn is none): (child, how many, when that decision was
+        recorded), newest arrivals first. A flag fires once per window, so these would
+        otherwise wait unseen until it ends."""
         rows = self._q(
             "SELECT c.child, COUNT(*), d.last FROM desk_record_children c "
             "JOIN desk_records r ON r.event_id = c.event_id "
             "JOIN (SELECT child, MAX(decided_at) AS last FROM desk_decisions "
-            "WHERE child IS NOT NULL GROUP BY child) d ON d.child = c.child "
+            # A flag closed as withdrawn decided nothing about the child.
+            "WHERE child IS NOT NULL AND action <> ? GROUP BY child) d ON d.child = c.child "
             # Both times are the desk's own clock, as UTC ISO text: they order as text.
             "WHERE r.hidden = 0 AND r.received_at > d.last "
-            "GROUP BY c.child, d.last ORDER BY MAX(r.received_at) DESC, c.child"
+            "GROUP BY c.child, d.last ORDER BY MAX(r.received_at) DESC, c.child",
+            (RECORDS_WITHDRAWN,),
         )
         return [(str(r[0]), int(r[1]), datetime.fromisoformat(r[2])) for r in rows]
 

@@ -16,25 +16,35 @@ records it when done.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from broker.desk._flag import view_keys_child_by_nhs_number
 from broker.errors import ConfigError
 
-__all__ = ["KNOWN_MIGRATIONS", "REKEYED", "SCHEMA", "migrate", "refuse_newer"]
+__all__ = ["CHILD_NHS", "KNOWN_MIGRATIONS", "REKEYED", "SCHEMA", "migrate", "refuse_newer"]
 
 #: Every child re-keyed once from the views stored (``DeskStore.rekey_children``).
 REKEYED = "child-keys-2026-12-05"
+#: Every record marked with whether a child of it is keyed by NHS number (``child_nhs``).
+CHILD_NHS = "records-child-nhs-2026-12-07"
 #: The migrations this desk knows, in the order they were made.
-KNOWN_MIGRATIONS = (REKEYED,)
+KNOWN_MIGRATIONS = (REKEYED, CHILD_NHS)
+
+#: A query: SQL and its bound values.
+_Query = Callable[..., list[tuple[Any, ...]]]
+_FILL_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS desk_records (
         event_id TEXT PRIMARY KEY, event_type TEXT NOT NULL, sender TEXT NOT NULL,
         reference TEXT, occurred_at TEXT, decided_at TEXT NOT NULL, received_at TEXT NOT NULL,
         purpose TEXT NOT NULL, outcome TEXT NOT NULL, decision TEXT NOT NULL, view TEXT NOT NULL,
-        hidden INTEGER NOT NULL DEFAULT 0, hidden_reason TEXT, hidden_at TEXT)""",
+        hidden INTEGER NOT NULL DEFAULT 0, hidden_reason TEXT, hidden_at TEXT,
+        child_nhs INTEGER)""",
     """CREATE TABLE IF NOT EXISTS desk_record_children (
         event_id TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (event_id, child))""",
     "CREATE INDEX IF NOT EXISTS desk_children_by_child ON desk_record_children (child)",
@@ -43,6 +53,10 @@ SCHEMA = (
     # serves it (the one above serves a referral's outcomes, found by the exact reference).
     """CREATE INDEX IF NOT EXISTS desk_records_by_upper_reference
         ON desk_records (UPPER(reference))""",
+    # The records a search by reference cannot find, counted on every such search
+    # (DeskStore.count_unsearchable): only those are indexed.
+    """CREATE INDEX IF NOT EXISTS desk_records_without_reference ON desk_records (hidden)
+        WHERE reference IS NULL OR TRIM(reference) = ''""",
     # trigger_event_id, window_seconds and household: since 2026-12-06, withdrawable since
     # 2026-12-07 (see _FLAG_COLUMNS).
     """CREATE TABLE IF NOT EXISTS desk_flags (
@@ -85,7 +99,7 @@ _FLAG_COLUMNS = (
 
 
 def migrate(
-    query: Callable[[str], list[tuple[Any, ...]]],
+    query: _Query,
     columns: Callable[[str], Sequence[str]],
     *,
     postgresql: bool,
@@ -94,20 +108,60 @@ def migrate(
     ``columns`` names a table's columns."""
     have = set(columns("desk_flags"))
     for name, kind in _FLAG_COLUMNS:
-        if name in have:
-            continue
-        if postgresql:
-            query(f"ALTER TABLE desk_flags ADD COLUMN IF NOT EXISTS {name} {kind}")
-            continue
-        try:
-            query(f"ALTER TABLE desk_flags ADD COLUMN {name} {kind}")
-        except sqlite3.OperationalError as exc:
-            # Another process added it since we looked: fine, if it is there now.
-            if "duplicate column" not in str(exc) or name not in columns("desk_flags"):
-                raise
+        if name not in have:
+            _add_column(query, columns, "desk_flags", name, kind, postgresql=postgresql)
+    if "child_nhs" not in columns("desk_records"):
+        _add_column(query, columns, "desk_records", "child_nhs", "INTEGER", postgresql=postgresql)
+    # After the column: a store made before it has none to index.
+    query(
+        "CREATE INDEX IF NOT EXISTS desk_records_by_child_nhs ON desk_records (child_nhs, hidden)"
+    )
+    _fill_child_nhs(query)
 
 
-def refuse_newer(query: Callable[[str], list[tuple[Any, ...]]], where: str) -> None:
+def _add_column(
+    query: _Query, columns: Callable[[str], Sequence[str]], table: str, name: str, kind: str,
+    *, postgresql: bool,
+) -> None:  # fmt: skip
+    if postgresql:
+        query(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}")
+        return
+    try:
+        query(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    except sqlite3.OperationalError as exc:
+        # Another process added it since we looked: fine, if it is there now.
+        if "duplicate column" not in str(exc) or name not in columns(table):
+            raise
+
+
+def _fill_child_nhs(query: _Query) -> None:
+    """Mark every record not yet marked with whether a child subject of it is keyed by NHS
+    number, from its stored view: the records a search by NHS number can find.
+
+    Run at every start, not only once: a record an older desk process stored while this one
+    started (two processes upgraded one after the other) is unmarked, and counted as one the
+    search cannot find until then. Each batch marks every row it read, so the next one reads
+    the rest; another process marking the same rows marks them alike."""
+    while rows := query(
+        "SELECT event_id, view FROM desk_records WHERE child_nhs IS NULL LIMIT ?", (_FILL_BATCH,)
+    ):
+        found: dict[int, list[str]] = {0: [], 1: []}
+        for event_id, view in rows:
+            found[int(view_keys_child_by_nhs_number(json.loads(view)))].append(event_id)
+        for value, ids in found.items():
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                query(
+                    f"UPDATE desk_records SET child_nhs = ? WHERE event_id IN ({marks})",  # noqa: S608  # placeholders only; values are bound
+                    (value, *ids),
+                )
+    query(
+        "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (CHILD_NHS, datetime.now(UTC).isoformat()),
+    )
+
+
+def refuse_newer(query: _Query, where: str) -> None:
     """Refuse a store holding a migration this desk does not know (after :data:`SCHEMA` ran,
     before anything else is changed): a newer desk made it."""
     done = [str(row[0]) for row in query("SELECT name FROM desk_migrations ORDER BY name")]

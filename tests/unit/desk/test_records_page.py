@@ -213,7 +213,7 @@ def test_a_hubs_search_says_how_many_records_it_cannot_find_by_nhs_number_or_ref
     assert "No record found with that NHS number." in r.text
     said = r.text[r.text.index('id="unsearchable"') :].split("</p>")[0]
     assert 'data-count="3"' in said  # police-1, police-2, health-1
-    assert "3 record(s) shared with Cog-West-Bromwich carry no NHS number" in said
+    assert "3 record(s) shared with Cog-West-Bromwich name no child by NHS number" in said
     assert "may still be here" in said
     assert acks.sent == []  # counted, not opened
     assert [p for p in ("police-1", "police-2", "health-1") if p in r.text] == []  # no ids
@@ -239,3 +239,22 @@ def test_a_desk_whose_records_all_carry_it_says_the_search_missed_none(
     assert 'data-count="0"' in r.text
     assert "carries a reference, so none is missed" in r.text
     assert 'id="unsearchable"' not in client.get("/records").text  # a list, not a search
+
+
+def test_a_record_whose_only_nhs_number_is_an_adults_is_said_to_be_missed_by_the_search(
+    make_client: Make, store: DeskStore, acks: FakeAcks
+) -> None:
+    """A health record about a mother (her NHS number shared) and her child (none): the
+    search finds records by the child's number, so it cannot find this one, and the page
+    must not say that none is missed."""
+    mother = {"role": "adult", "nhs_number": "9990025312", "given_name": "Ann"}
+    _store(store, "h1", reference=None, subjects=[mother, *POLICE_TO_COG])
+    client, _ = make_client(kind="hub", party="cog-tipton")
+    token = sign_in(client)
+    r = client.post("/records/search", data={"csrf": token, "nhs_number": "9990025312"})
+    assert "No record found with that NHS number." in r.text
+    said = r.text[r.text.index('id="unsearchable"') :].split("</p>")[0]
+    assert 'data-count="1"' in said
+    assert "1 record(s) shared with Cog-Tipton name no child by NHS number" in said
+    assert "none is missed" not in said
+    assert acks.sent == []
