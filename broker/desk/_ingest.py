@@ -81,7 +81,9 @@ class DeskIngest:
     async def poll_once(self, wait: float) -> int:
         """Take what is there within ``wait`` seconds; how many new things were stored."""
         stored = 0
-        for record in await self.subscriber.poll(wait):
+        # Committed once stored: a crash (or a store that fails) in between delivers the
+        # batch again, which the store takes once by event id; committed first, it was lost.
+        for record in await self.subscriber.poll(wait, commit=False):
             message = record.message
             if isinstance(message, Delivery):
                 keys = view_child_keys(message.view, self._key)
@@ -95,6 +97,7 @@ class DeskIngest:
                 )
                 log.info("desk_records_hidden", count=hidden, notice=message.notice_id)
                 stored += hidden
+        await self.subscriber.commit()
         if self._flags is not None:
             stored += await self._poll_flags()
         return stored

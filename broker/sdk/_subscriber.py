@@ -154,6 +154,7 @@ class Subscriber(AsyncClient):
         )
         self._replay_retention = replay_retention
         self._yielded: Message | None = None  # yielded by async for, not yet committed
+        self._polled: dict[tuple[str, int], int] = {}  # poll's last offsets, not yet committed
         self._memory: SqliteReplayMemory | None = None
         self._on_unopenable = on_unopenable or self._log_unopenable
         self.unopenable: list[Unopenable] = []
@@ -217,32 +218,41 @@ class Subscriber(AsyncClient):
             await self.commit()
 
     async def commit(self) -> None:
-        """Commit every record ``async for`` has yielded so far.
+        """Commit every record ``async for`` has yielded so far, and every batch
+        ``poll(commit=False)`` has returned.
 
         The loop commits a record when it is asked for the next one; call this after
         handling the last record before leaving the loop (``break``), or that record is
         delivered again next time.
         """
         msg, memory = self._yielded, _require(self._memory)
-        if msg is None:
+        polled, self._polled = self._polled, {}
+        if msg is not None:
+            polled[(msg.topic, msg.partition)] = msg.offset
+        if not polled:
             return
         async with translated(f"committing {self.topic}"):
             await _require(self._consumer).commit()
-        memory.committed(msg.topic, msg.partition, msg.offset + 1)
+        for (topic, partition), offset in polled.items():
+            memory.committed(topic, partition, offset + 1)
         self._yielded = None
 
-    async def poll(self, wait: float = 1.0) -> list[SharedRecord]:
-        """Everything available within ``wait`` seconds (may be empty); commits after."""
-        consumer, memory = _require(self._consumer), _require(self._memory)
+    async def poll(self, wait: float = 1.0, *, commit: bool = True) -> list[SharedRecord]:
+        """Everything available within ``wait`` seconds (may be empty).
+
+        Committed as it is returned (``commit=True``: a crash while the batch is handled
+        loses the rest of it); with ``commit=False`` only by the next :meth:`commit`, called
+        once the batch is handled, so a crash before that delivers it again.
+        """
+        consumer = _require(self._consumer)
         async with translated(f"consuming {self.topic}"):
             batch = await consumer.getmany(timeout_ms=int(wait * 1000))
         out = [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
-        if batch:
-            async with translated(f"committing {self.topic}"):
-                await consumer.commit()
-            for msgs in batch.values():
-                last = max(msgs, key=lambda m: m.offset)
-                memory.committed(last.topic, last.partition, last.offset + 1)
+        for msgs in batch.values():
+            last = max(msgs, key=lambda m: m.offset)
+            self._polled[(last.topic, last.partition)] = last.offset
+        if commit:
+            await self.commit()
         return out
 
     def _open(self, msg: Message) -> SharedRecord | None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from broker.desk import DeskIngest, DeskStore, children_in
 from broker.events import Delivery, WithdrawalNotice
 from tests.unit.desk.conftest import SECRET, Clock, delivery
@@ -21,10 +23,20 @@ class FakeSubscriber:
     def __init__(self) -> None:
         self.batches: list[list[Shared]] = []
         self.acks: list[Any] = []
+        self.commits = 0
+        self.uncommitted = False
 
-    async def poll(self, wait: float) -> list[Shared]:
+    async def poll(self, wait: float, *, commit: bool = True) -> list[Shared]:
         del wait
-        return self.batches.pop(0) if self.batches else []
+        batch = self.batches.pop(0) if self.batches else []
+        self.uncommitted = not commit
+        if commit:
+            self.commits += 1
+        return batch
+
+    async def commit(self) -> None:
+        self.commits += 1
+        self.uncommitted = False
 
     async def acknowledge(self, *args: Any, **kwargs: Any) -> None:
         self.acks.append((args, kwargs))
@@ -68,3 +80,27 @@ def test_children_are_the_child_subjects_or_everyone_when_no_roles_travel() -> N
     assert len(children_in(with_roles, SECRET)) == 1
     assert len(children_in(without_roles, SECRET)) == 1
     assert children_in({"subjects": [{"given_name": "A"}]}, SECRET) == []  # cannot be keyed
+
+
+async def test_a_batch_is_committed_only_once_stored_so_a_failing_store_loses_nothing(
+    store: DeskStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's poll committed before the desk stored: a crash or a store error in between
+    lost the record (and the replay memory then refused it when it came again)."""
+    sub = FakeSubscriber()
+    ingest = DeskIngest(store, sub, linkage_key=SECRET, clock=clock)  # type: ignore[arg-type]  # the fake
+    sub.batches = [[Shared(delivery("e1"))]]
+
+    def broken(*_: Any, **__: Any) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "add_delivery", broken)
+    with pytest.raises(RuntimeError):
+        await ingest.poll_once(0)
+    assert sub.commits == 0
+    assert sub.uncommitted  # delivered again at the next start
+
+    monkeypatch.undo()
+    sub.batches = [[Shared(delivery("e1"))]]
+    assert await ingest.poll_once(0) == 1
+    assert (sub.commits, sub.uncommitted) == (1, False)

@@ -230,11 +230,14 @@ class _Subscriber:
     def __init__(self, fails: bool) -> None:
         self.fails = fails
 
-    async def poll(self, wait: float) -> list[Any]:
+    async def poll(self, wait: float, *, commit: bool = True) -> list[Any]:  # noqa: ARG002  # the SDK's signature
         await asyncio.sleep(wait)
         if self.fails:
             raise TransportError("consuming accord.deliver.sandwell-coord: KafkaError")
         return []
+
+    async def commit(self) -> None:
+        pass
 
 
 class _Contact:

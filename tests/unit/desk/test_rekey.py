@@ -44,9 +44,12 @@ class _Subscriber:
     def __init__(self, records: list[Any]) -> None:
         self.records = records
 
-    async def poll(self, _: float) -> list[Any]:
+    async def poll(self, _: float, *, commit: bool = True) -> list[Any]:  # noqa: ARG002  # the SDK's signature
         out, self.records = self.records, []
         return out
+
+    async def commit(self) -> None:
+        pass
 
 
 class _Record:

@@ -367,6 +367,29 @@ async def test_a_restarted_subscriber_yields_again_a_record_it_never_committed(
     assert await receive(keys, [record], file) == ([], [(0, 4, "replay")])
 
 
+async def test_a_batch_polled_without_commit_comes_again_after_a_restart_until_committed(
+    keys: FileKeyStore, tmp_path: Path
+) -> None:
+    """poll(commit=False): a crash before commit() delivers the batch again (the desk stores
+    before it commits); once committed, the same record again is a replay."""
+    file = tmp_path / "replay.sqlite3"
+    record = sealed(keys, EVENT, 0, 4)
+
+    async def run(*, commit: bool) -> tuple[list[str], list[str]]:
+        async with Subscriber(
+            "hub-a", keys, FakeKafka([record]), GROUP, replay_memory=file, envelope=X25519
+        ) as sub:
+            got = await sub.poll(0, commit=False)
+            if commit:
+                await sub.commit()
+        return [r.message.event_id for r in got], [u.reason for u in sub.unopenable]  # type: ignore[union-attr]
+
+    assert await run(commit=False) == ([EVENT], [])
+    assert await run(commit=False) == ([EVENT], [])  # never committed: yielded again
+    assert await run(commit=True) == ([EVENT], [])
+    assert await run(commit=False) == ([], ["replay"])
+
+
 async def test_without_a_memory_file_a_subscriber_forgets_at_restart_and_says_so(
     keys: FileKeyStore,
 ) -> None:
