@@ -110,6 +110,29 @@ def test_a_commit_of_another_partition_does_not_refuse_a_redelivery() -> None:
     assert m.admit(EVENT, **at(1, 7))
 
 
+def test_a_rewind_on_purpose_admits_records_again_at_their_own_position_only() -> None:
+    m = memory(":memory:")
+    assert m.admit(EVENT, **at(1, 7))
+    m.committed(TOPIC, 1, 8)
+    m.rewound(TOPIC, 1, 0)  # accord desk reset-offsets: the group set back to offset 0
+    assert m.admit(EVENT, **at(1, 7))  # handed over again where it was first opened
+    assert not m.admit(EVENT, **at(1, 9))  # a copy elsewhere is still a replay
+    m.rewound(TOPIC, 1, 20)  # never raises a mark
+    assert m.admit(EVENT, **at(1, 7))
+
+
+def test_after_kafka_is_restored_older_a_new_records_redelivery_needs_the_marks_set_back() -> None:
+    """Kafka restored to offset 50 while the memory had committed to 80: new records take
+    offsets from 50, below the stale mark, so a crash's redelivery of one is refused until
+    the marks are set back (reset-offsets: to the earliest offset, below the new end)."""
+    m = memory(":memory:")
+    m.committed(TOPIC, 0, 80)
+    assert m.admit("new-after-restore", **at(0, 55))  # a first sighting is always opened
+    assert not m.admit("new-after-restore", **at(0, 55))  # its redelivery: refused, lost
+    m.rewound(TOPIC, 0, 0)
+    assert m.admit("new-after-restore", **at(0, 55))
+
+
 def test_what_was_opened_survives_closing_and_reopening_the_file(tmp_path: Path) -> None:
     path = tmp_path / "replay.sqlite3"
     first = memory(path)
