@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException
 from structlog.typing import FilteringBoundLogger
 
@@ -32,7 +32,8 @@ _UNKNOWN_HOST = "This server does not answer to that host name.\n"
 
 
 class WebPages:
-    """An app's sessions, templates (its package's ``templates/``) and responses.
+    """An app's sessions, templates (its package's ``templates/``, then the shared ones in
+    ``broker/webauth/templates``) and responses.
 
     ``page_context`` is what the app adds to every page it renders (a desk: its party).
     """
@@ -43,7 +44,10 @@ class WebPages:
         self.sessions = guard.sessions
         self.throttle = guard.throttle
         self.templates = Environment(
-            loader=PackageLoader(package, "templates"),
+            # The app's own templates, then those every app shares (_messages.html).
+            loader=ChoiceLoader(
+                [PackageLoader(package, "templates"), PackageLoader("broker.webauth", "templates")]
+            ),
             autoescape=select_autoescape(default=True),
             trim_blocks=True,
             lstrip_blocks=True,
