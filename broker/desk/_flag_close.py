@@ -16,7 +16,6 @@ back (``withdrawable``): that only decides whether it still stops a new flag und
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,7 +31,6 @@ __all__ = ["WITHDRAWN_REASON", "register_flag_close"]
 
 log = structlog.get_logger("accord.desk")
 
-_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 #: The reason kept with the closure: what the desk knows, in the team's words.
 WITHDRAWN_REASON = (
     "Closed because every record it was raised on was withdrawn (consent withdrawn); "
@@ -44,23 +42,16 @@ def register_flag_close(
     app: FastAPI,
     desk: Desk,
     *,
-    signed_in: Callable[[Request], Session | None],
-    checked_form: Callable[[Request, Session], Awaitable[Any | None]],
+    team_form: Callable[[Request, str], Awaitable[tuple[Session, str, Any, str] | Response]],
 ) -> None:
     deps = desk.deps
     store = deps.store
 
     @app.post("/child/{child}/close-withdrawn")
     async def close_withdrawn(request: Request, child: str) -> Response:
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        form = await checked_form(request, session)
-        if form is None:
-            return desk.refused("Missing or wrong form token.")
-        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
-            return desk.refused("No such page.", status=404)
-        child = store.current_child(child)  # a page opened before the upgrade
+        if isinstance(got := await team_form(request, child), Response):
+            return got
+        session, user, form, child = got
         wanted = form_field(form, "flag") or ""
         # This child's flag only, open, and with every record withdrawn: checked now, not as
         # the page showed it.
@@ -72,10 +63,10 @@ def register_flag_close(
             )
             return desk.redirect(f"/child/{child}", session)
         store.decide(
-            action=RECORDS_WITHDRAWN, reason=WITHDRAWN_REASON, by=session.user,
+            action=RECORDS_WITHDRAWN, reason=WITHDRAWN_REASON, by=user,
             at=deps.clock(), flag_ids=[found.flag_id], child=child,
         )  # fmt: skip
-        log.info("desk_decision", action=RECORDS_WITHDRAWN, by=session.user, flags=1)
+        log.info("desk_decision", action=RECORDS_WITHDRAWN, by=user, flags=1)
         session.flash_success(
             f"Flag “{found.title}” closed: its records were withdrawn. No referral was made "
             "and nothing was decided about the child."

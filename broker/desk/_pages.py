@@ -113,12 +113,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         return session if session is not None and session.user else None
 
     async def viewed(records: Sequence[StoredRecord], user: str) -> None:
-        # Each record for what it was shared for (broker.desk._purpose): one bounded send per
-        # purpose shown, each all recorded or (the page then shows nothing) none, not even
-        # later; unless the limit passed while Kafka was committing (SendUnconfirmed): shown
-        # nothing, they may yet be recorded (broker.sdk._bounded). Should a later send fail,
-        # the earlier ones are recorded but nothing is shown: the audit log may say more was
-        # viewed than was, never less. Showing nothing is the safe side either way.
+        # Each record for what it was shared for (._purpose): one bounded send per purpose,
+        # all recorded or none (then nothing is shown), or SendUnconfirmed (shown nothing; may
+        # yet be recorded: broker.sdk._bounded). A later send failing leaves the earlier ones
+        # recorded and nothing shown: the log may say more was viewed than was, never less.
         shown = [r for r in records if not r.hidden]
         for purpose, group in by_purpose(shown).items():
             try:
@@ -168,6 +166,19 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
     async def checked_form(request: Request, session: Session) -> Any | None:
         form = await read_form(request)
         return form if session.csrf_ok(form_field(form, "csrf")) else None
+
+    async def team_form(request: Request, child: str) -> tuple[Session, str, Any, str] | Response:
+        """A team's form about ``child``: session, person, form and the child's current key
+        (a page may predate a re-keying); or the answer instead (sign in, stale, no page)."""
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        form = await checked_form(request, session)
+        if form is None:
+            return desk.refused("Missing or wrong form token.")
+        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
+            return desk.refused("No such page.", status=404)
+        return session, session.user, form, store.current_child(child)
 
     def named(event_id: str, kind: str, event_type: str) -> StoredRecord | None:
         """The record a page's address names, if this desk is a ``kind``'s and the record
@@ -286,15 +297,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
 
     @app.post("/child/{child}/decide")
     async def decide(request: Request, child: str) -> Response:  # noqa: PLR0911  # each refusal its own page
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        form = await checked_form(request, session)
-        if form is None:
-            return desk.refused("Missing or wrong form token.")
-        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
-            return desk.refused("No such page.", status=404)
-        child = store.current_child(child)  # a page opened before the upgrade
+        if isinstance(got := await team_form(request, child), Response):
+            return got
+        session, user, form, child = got
         action = form_field(form, "action") or ""
         reason = (form_field(form, "reason") or "").strip()
         if action not in TEAM_ACTIONS or not reason or len(reason) > _MAX_REASON:
@@ -315,7 +320,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         published = None
         if action == "refer":
             # A re-send first: what is said of it must not deny the attempt it repeats.
-            good, again = resent(form, f"/child/{child}/decide", session.user)
+            good, again = resent(form, f"/child/{child}/decide", user)
             if not good:
                 return desk.refused("Missing or wrong form token.")
             if again and any(d.published_event == again for d in store.decisions(child=child)):
@@ -345,10 +350,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 )  # fmt: skip
             published = event["event_id"]
         store.decide(
-            action=action, reason=reason, by=session.user, at=now, flag_ids=settles,
+            action=action, reason=reason, by=user, at=now, flag_ids=settles,
             child=child, published_event=published,
         )  # fmt: skip
-        log.info("desk_decision", action=action, by=session.user, flags=len(settles))
+        log.info("desk_decision", action=action, by=user, flags=len(settles))
         settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
         if withdrawn:
             settled += (
@@ -487,7 +492,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return False
         return True
 
-    register_flag_close(app, desk, signed_in=signed_in, checked_form=checked_form)
+    register_flag_close(app, desk, team_form=team_form)
     register_record_pages(
         app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,
         no_ack=no_ack,

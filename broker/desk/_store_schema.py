@@ -22,8 +22,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
+
 from broker.desk._flag import view_keys_child_by_nhs_number
 from broker.errors import ConfigError
+
+log = structlog.get_logger("accord.desk")
 
 __all__ = ["CHILD_NHS", "KNOWN_MIGRATIONS", "REKEYED", "SCHEMA", "migrate", "refuse_newer"]
 
@@ -134,6 +138,20 @@ def _add_column(
             raise
 
 
+def _child_nhs(event_id: str, view: str) -> int:
+    """1 if a child subject of the stored view is keyed by NHS number. A view that cannot be
+    read as one is marked 0 (a record the search cannot find, the safe side) and logged by
+    its event id alone: one unreadable row must not keep the desk from starting."""
+    try:
+        parsed = json.loads(view)
+        if isinstance(parsed, dict):
+            return int(view_keys_child_by_nhs_number(parsed))
+    except (ValueError, TypeError, AttributeError):
+        pass
+    log.warning("desk_view_unreadable", event_id=event_id)
+    return 0
+
+
 def _fill_child_nhs(query: _Query) -> None:
     """Mark every record not yet marked with whether a child subject of it is keyed by NHS
     number, from its stored view: the records a search by NHS number can find.
@@ -147,7 +165,7 @@ def _fill_child_nhs(query: _Query) -> None:
     ):
         found: dict[int, list[str]] = {0: [], 1: []}
         for event_id, view in rows:
-            found[int(view_keys_child_by_nhs_number(json.loads(view)))].append(event_id)
+            found[_child_nhs(event_id, view)].append(event_id)
         for value, ids in found.items():
             if ids:
                 marks = ", ".join("?" * len(ids))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from broker.desk import DeskStore, Flag, open_desk_store
 from broker.desk._store_schema import CHILD_NHS, KNOWN_MIGRATIONS, migrate
@@ -337,3 +338,23 @@ def test_a_closure_as_withdrawn_is_no_decision_about_the_child_since_which_recor
     any_store.decide(action="records_withdrawn", reason="r", by="kim",
                      at=T0 + timedelta(minutes=10), child="c1")  # fmt: skip
     assert any_store.new_since_decision() == [("c1", 1, T0)]
+
+
+@pytest.mark.parametrize("view", ["not json", "[1]", "null"])
+def test_an_unreadable_stored_view_is_marked_unsearchable_and_the_desk_still_starts(
+    any_store: DeskStore, any_url: str, tmp_path: Path, view: str
+) -> None:
+    """The mark is filled at every start: one view that cannot be read must not stop the desk
+    from starting. It is logged by event id alone, never the view."""
+    any_store.add_delivery(delivery("e1"), [], T0)
+    any_store._q(
+        "UPDATE desk_records SET view = ?, child_nhs = NULL WHERE event_id = 'e1'", (view,)
+    )
+    any_store.close()
+    with capture_logs() as logs:
+        store = open_desk_store(any_url, home=tmp_path, party="p")
+    assert store.count_unsearchable("nhs_number") == 1
+    store.close()
+    assert [(e["event"], e["event_id"]) for e in logs if e["event"] == "desk_view_unreadable"] == [
+        ("desk_view_unreadable", "e1")
+    ]
