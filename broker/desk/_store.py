@@ -19,9 +19,10 @@ child's (docs/desk.md, "Upgrading").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "StoredRecord",
 ]
 
+_SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
 _REKEY_BATCH = 500
 _IN_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
 
@@ -75,14 +77,30 @@ class DeskStore:
         self._placeholder = placeholder
         # Legacy keys whose flags and decisions this process has moved (``add_aliases``).
         self._moved: set[str] = set()
-        for statement in SCHEMA:
-            self._q(statement)
+        postgresql = placeholder != "?"
         try:
-            refuse_newer(self._q, where)
+            with self._schema_lock(postgresql=postgresql):
+                for statement in SCHEMA:
+                    self._q(statement)
+                refuse_newer(self._q, where)
+                migrate(self._q, self._columns, postgresql=postgresql)
         except ConfigError:
             conn.close()
             raise
-        migrate(self._q, self._columns, postgresql=placeholder != "?")
+
+    @contextlib.contextmanager
+    def _schema_lock(self, *, postgresql: bool) -> Iterator[None]:
+        """One desk process at a time makes or migrates the schema: on PostgreSQL two
+        identical CREATE ... IF NOT EXISTS at once can both pass the check, and one fails
+        (two desk processes started together). SQLite's own locks serialise them."""
+        if not postgresql:
+            yield
+            return
+        self._q("SELECT pg_advisory_lock(?)", (_SCHEMA_LOCK,))
+        try:
+            yield
+        finally:
+            self._q("SELECT pg_advisory_unlock(?)", (_SCHEMA_LOCK,))
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._placeholder != "?":

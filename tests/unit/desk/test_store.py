@@ -358,3 +358,36 @@ def test_an_unreadable_stored_view_is_marked_unsearchable_and_the_desk_still_sta
     assert [(e["event"], e["event_id"]) for e in logs if e["event"] == "desk_view_unreadable"] == [
         ("desk_view_unreadable", "e1")
     ]
+
+
+def test_two_desks_starting_together_on_postgresql_make_the_schema_one_after_the_other(
+    postgres_server: Any, tmp_path: Path
+) -> None:
+    """CREATE ... IF NOT EXISTS is not safe against the same statement at once on PostgreSQL
+    (one start failed): a desk waits for the one making or migrating the schema."""
+    import threading
+
+    import psycopg
+
+    from broker.desk._store import _SCHEMA_LOCK
+    from tests.postgres import fresh_database
+
+    database = fresh_database(postgres_server)
+    url = next(database)
+    holder = psycopg.connect(url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+    opened: list[DeskStore] = []
+    starting = threading.Thread(
+        target=lambda: opened.append(open_desk_store(url, home=tmp_path, party="p"))
+    )
+    starting.start()
+    starting.join(timeout=1.0)
+    assert starting.is_alive()  # waiting for the other start's schema
+    holder.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+    starting.join(timeout=30)
+    holder.close()
+    assert not starting.is_alive()
+    [store] = opened
+    assert store.count_unsearchable("nhs_number") == 0
+    store.close()
+    database.close()  # drops it
