@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
-from broker.desk._store_schema import REKEYED, SCHEMA, migrate, refuse_newer
+from broker.desk._store_schema import REKEYED, SCHEMA, mark_child_nhs, migrate, refuse_newer
 from broker.desk._stored import (
     BY_ID,
     DECISION_COLUMNS,
@@ -371,13 +371,15 @@ class DeskStore:
         """How many records (withdrawn ones aside) a search ``by`` ``reference`` or
         ``nhs_number`` cannot find: no reference shared (or an empty one); no child subject
         keyed by NHS number (the search looks records up by the child's key, so an adult's
-        NHS number finds nothing), as marked when the record was stored (``child_nhs``;
-        unmarked, until the next start marks it, counts as not found). Indexed counts: no
-        record leaves the database, none is opened, and a large store is not read through."""
+        NHS number finds nothing), as marked when the record was stored (``child_nhs``; one
+        an older desk process stored unmarked is marked first, so it is not miscounted).
+        Indexed counts: no record leaves the database, none is opened, and a large store is
+        not read through."""
         if by == "reference":  # as desk_records_without_reference is made, to use it
             where = "(reference IS NULL OR TRIM(reference) = '')"
         elif by == "nhs_number":
-            where = "(child_nhs IS NULL OR child_nhs = 0)"
+            mark_child_nhs(self._q)
+            where = "child_nhs = 0"
         else:
             raise UsageError(f"no search by {by!r}")
         [(n,)] = self._q(f"SELECT COUNT(*) FROM desk_records WHERE hidden = 0 AND {where}")  # noqa: S608  # constant clauses

@@ -29,7 +29,15 @@ from broker.errors import ConfigError
 
 log = structlog.get_logger("accord.desk")
 
-__all__ = ["CHILD_NHS", "KNOWN_MIGRATIONS", "REKEYED", "SCHEMA", "migrate", "refuse_newer"]
+__all__ = [
+    "CHILD_NHS",
+    "KNOWN_MIGRATIONS",
+    "REKEYED",
+    "SCHEMA",
+    "mark_child_nhs",
+    "migrate",
+    "refuse_newer",
+]
 
 #: Every child re-keyed once from the views stored (``DeskStore.rekey_children``).
 REKEYED = "child-keys-2026-12-05"
@@ -160,6 +168,16 @@ def _fill_child_nhs(query: _Query) -> None:
     started (two processes upgraded one after the other) is unmarked, and counted as one the
     search cannot find until then. Each batch marks every row it read, so the next one reads
     the rest; another process marking the same rows marks them alike."""
+    mark_child_nhs(query)
+    query(
+        "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (CHILD_NHS, datetime.now(UTC).isoformat()),
+    )
+
+
+def mark_child_nhs(query: _Query) -> None:
+    """Mark the records not yet marked (stored by an older desk process) from their views;
+    one indexed probe when there are none."""
     while rows := query(
         "SELECT event_id, view FROM desk_records WHERE child_nhs IS NULL LIMIT ?", (_FILL_BATCH,)
     ):
@@ -173,10 +191,6 @@ def _fill_child_nhs(query: _Query) -> None:
                     f"UPDATE desk_records SET child_nhs = ? WHERE event_id IN ({marks})",  # noqa: S608  # placeholders only; values are bound
                     (value, *ids),
                 )
-    query(
-        "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        (CHILD_NHS, datetime.now(UTC).isoformat()),
-    )
 
 
 def refuse_newer(query: _Query, where: str) -> None:
