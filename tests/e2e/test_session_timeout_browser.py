@@ -11,9 +11,10 @@ to the sign-in page, which says why and that what was typed was not saved. At th
 in a second browser context (its own session), two tabs left alone after one was used later
 than the other: the earlier tab's countdown is set right by the server (no warning, no
 reload, its typed text kept), and the session still ends a minute after its last use, both
-tabs then on the sign-in page. Everything runs under the console's own
-Content-Security-Policy: a violation would show in the browser's log. Takes about two and a
-half minutes, in real time.
+tabs then on the sign-in page. And in a third, a tab signed out from another: no modal but a
+focused alert at the top of the page, whose typed text can still be selected. Everything runs
+under the console's own Content-Security-Policy: a violation would show in the browser's log.
+Takes about two and a half minutes, in real time.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ async def warned_and_stayed(page: Page, loaded: float) -> None:
     assert await dialog.get_attribute("aria-modal") == "true"
     await expect(dialog).to_have_accessible_name("You are about to be signed out")
     await expect(dialog).to_have_accessible_description(
-        "You will be signed out in 30 seconds because you have not done anything for "
+        "You will be signed out in 30 seconds because nothing has been sent or opened for "
         "30 seconds. What you have typed on this page is not saved."
     )
     assert await focused_id(page) == "session-stay"
@@ -242,6 +243,46 @@ async def two_tabs_left_alone(first: Page, url: str, violations: list[str]) -> N
     assert b.url.startswith(url + "login")
 
 
+async def signed_out_in_another_tab(first: Page, url: str, violations: list[str]) -> None:
+    """Tab A has typed text; tab B signs out. At A's warning time the server says the session
+    has ended: A shows no modal but a focused alert at the top of <main>, the page is usable
+    (the typed text can be selected to copy), and Tab reaches *Sign in again*."""
+    a = first
+    b = watched(await a.context.new_page(), violations)
+    await sign_in(a, url)
+    await a.goto(url + "subjects")
+    await a.fill("input[name=nhs_number]", NHS)
+    await b.goto(url + "chains")
+    await b.click("header form.signout button")
+    await b.wait_for_url(url + "login**")
+
+    banner = a.locator("#session-ended")
+    await expect(banner).to_be_visible(timeout=(WARN + 10) * 1000)
+    assert await banner.get_attribute("role") == "alert"
+    await expect(banner.locator("h2")).to_have_text("You have been signed out")
+    await expect(banner.locator("p")).to_have_text(
+        "What you typed on this page is not saved: copy it now if you need it. Sign in again"
+    )
+    assert await focused_id(a) == "session-ended"
+    await expect(a.get_by_role("alertdialog")).to_have_count(0)
+    assert await a.locator("main").get_attribute("inert") is None
+    assert await a.evaluate("document.querySelector('main').firstElementChild.id") == (
+        "session-ended"
+    )
+    await a.keyboard.press("Tab")
+    assert await focused_id(a) == "session-sign-in"
+    await a.click("input[name=nhs_number]")  # not covered by an overlay, not inert
+    selected = await a.evaluate(
+        "(() => { const f = document.querySelector('input[name=nhs_number]'); f.select();"
+        " return document.activeElement === f ? f.value.slice(f.selectionStart, f.selectionEnd)"
+        " : null; })()"
+    )
+    assert selected == NHS
+    await a.screenshot(path=str(screenshot_dir() / "console-session-ended-elsewhere.png"))
+    await a.click("#session-sign-in")
+    await a.wait_for_url(url + "login?next=%2Fsubjects&lost=1")
+
+
 async def test_the_warning_keeps_a_session_on_request_and_ends_it_when_left_alone(
     tmp_path: Path,
 ) -> None:
@@ -251,6 +292,10 @@ async def test_the_warning_keeps_a_session_on_request_and_ends_it_when_left_alon
         other = await page.context.browser.new_context(viewport={"width": 1280, "height": 900})
         two_tabs = asyncio.create_task(
             two_tabs_left_alone(watched(await other.new_page(), violations), url, violations)
+        )
+        third = await page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+        elsewhere = asyncio.create_task(
+            signed_out_in_another_tab(watched(await third.new_page(), violations), url, violations)
         )
         await sign_in(page, url)
         await page.goto(url + "subjects")
@@ -276,5 +321,6 @@ async def test_the_warning_keeps_a_session_on_request_and_ends_it_when_left_alon
 
         await signed_out_when_left_alone(page, url, time.monotonic())
         await two_tabs
+        await elsewhere
     # Under the console's own Content-Security-Policy: nothing refused, no script error.
     assert violations == [], violations

@@ -15,6 +15,14 @@
  * the session has ended does the page go to the sign-in page, which says so. Without this
  * script every page works as before. Nothing typed on the page is read or sent: only
  * whether something was typed, so that the sign-in page can say it was not saved.
+ *
+ * Typing is not activity here: only a request the server sees (a page opened, a form sent,
+ * "Stay signed in") starts the idle clock again. A keep-alive per keystroke would keep a
+ * session open on a shared computer for as long as anyone typed into it.
+ *
+ * Signed out before the end (in another tab, by a restart), the page is no modal: what was
+ * typed must be reachable to copy. The dialog closes, the page is usable again and a
+ * banner at the top of <main> says so, with a link to sign in again; it takes the focus.
  */
 (function () {
   "use strict";
@@ -46,7 +54,8 @@
   var lifeEnd = loaded + endsIn * 1000 + MARGIN;
 
   var dialog = null;
-  var shown = null; // "idle", "lifetime" or "ended": what the dialog says now
+  var shown = null; // "idle" or "lifetime": what the dialog says now
+  var banner = null; // the signed-out banner, once the session has ended
   var returnFocus = null;
   var made = [];
   var busy = false;
@@ -154,9 +163,7 @@
   function keys(event) {
     if (event.key === "Escape") {
       event.preventDefault();
-      if (shown !== "ended") {
-        primary();
-      }
+      primary();
       return;
     }
     if (event.key !== "Tab") {
@@ -185,22 +192,18 @@
     if (kind === "idle") {
       heading.textContent = "You are about to be signed out";
       var left = rounded(seconds);
-      message.textContent = "You will be signed out in " + spoken(left) + " because you " +
-        "have not done anything for " + spoken(rounded(Math.max(0, idle - left))) + ". What " +
-        "you have typed on this page is not saved.";
+      // Typing sends nothing, so it does not count: say what does, not "you have not done
+      // anything" to someone who has been typing all along.
+      message.textContent = "You will be signed out in " + spoken(left) + " because " +
+        "nothing has been sent or opened for " + spoken(rounded(Math.max(0, idle - left))) +
+        ". What you have typed on this page is not saved.";
       stay.textContent = "Stay signed in";
-    } else if (kind === "lifetime") {
+    } else {
       heading.textContent = "You are about to be signed out";
       message.textContent = "You will be signed out in " + spoken(rounded(seconds)) +
         " because a session cannot last longer, whatever you do. What you have typed on " +
         "this page is not saved: send or copy it now, then sign in again.";
       stay.textContent = "Continue";
-    } else {
-      heading.textContent = "You have been signed out";
-      message.textContent = "Your session has already ended. What you have typed on this " +
-        "page is not saved: copy it now if you need it, then sign in again.";
-      stay.textContent = "Sign in again";
-      out.hidden = true;
     }
     shown = kind;
   }
@@ -240,10 +243,39 @@
     }
   }
 
+  // The session has ended with the page still open: no modal, so that what was typed can be
+  // reached, selected and copied. A banner at the top of <main> (role="alert", so it is
+  // announced) says so and links to the sign-in page; the focus moves to it.
+  function ended() {
+    window.clearInterval(timer);
+    close();
+    if (banner !== null) {
+      return;
+    }
+    banner = el("div", {
+      "class": "session-ended",
+      "id": "session-ended",
+      "role": "alert",
+      "aria-labelledby": "session-ended-heading",
+      "tabindex": "-1"
+    });
+    banner.appendChild(el("h2", { "id": "session-ended-heading" }, "You have been signed out"));
+    var text = el("p", { "id": "session-ended-message" },
+      "What you typed on this page is not saved: copy it now if you need it. ");
+    var again = el("a", { "id": "session-sign-in", "href": signInPage() }, "Sign in again");
+    // Asked again on the way out: whether something was typed may have changed since.
+    again.addEventListener("click", function () {
+      again.setAttribute("href", signInPage());
+    });
+    text.appendChild(again);
+    banner.appendChild(text);
+    var main = document.querySelector("main") || document.body;
+    main.insertBefore(banner, main.firstChild);
+    banner.focus();
+  }
+
   function primary() {
-    if (shown === "ended") {
-      location.assign(signInPage());
-    } else if (shown === "lifetime") {
+    if (shown === "lifetime") {
       lifeWarned = true;
       close();
     } else {
@@ -271,8 +303,7 @@
       } else {
         // Signed out meanwhile (in another tab, by a restart): nothing to keep alive. The
         // page stays, so that what was typed can be copied.
-        window.clearInterval(timer);
-        open("ended", 0);
+        ended();
       }
     }, function () {
       busy = false;
@@ -305,7 +336,7 @@
       } else {
         // Ended early (signed out in another tab, a restart): the page stays, so that what
         // was typed can be copied.
-        open("ended", 0);
+        ended();
       }
       return;
     }

@@ -142,6 +142,48 @@ def test_the_script_and_its_stylesheet_are_served_from_the_apps_own_address(
     assert ".session-timeout" in css.text
 
 
+def test_a_session_ended_early_leaves_a_banner_not_a_modal_so_typed_text_can_be_copied(
+    client: TestClient,
+) -> None:
+    """Signed out in another tab: the dialog closes (the page is no longer inert) and an
+    alert at the top of <main>, focused, says so and links to the sign-in page."""
+    js = client.get("/static/session.js").text
+    ended = js.split("function ended() {")[1].split("\n  }\n")[0]
+    assert "close();" in ended  # the dialog goes, and with it the page's inert
+    assert '"role": "alert"' in ended
+    assert '"tabindex": "-1"' in ended
+    assert "main.insertBefore(banner, main.firstChild)" in ended
+    assert "banner.focus()" in ended
+    assert '"href": signInPage()' in ended  # a link: reached by Tab, not a modal's button
+    assert "You have been signed out" in ended
+    assert "What you typed on this page is not saved: copy it now if you need it." in ended
+    assert "Sign in again" in ended
+    # No "ended" dialog is left: every early end goes to the banner.
+    assert 'open("ended"' not in js
+    assert js.count("ended();") == 2  # keep-alive refused, status says signed out
+    css = client.get("/static/session.css").text
+    assert ".session-ended" in css
+
+
+def test_the_idle_warning_says_nothing_was_sent_or_opened_and_typing_keeps_nothing_alive(
+    client: TestClient,
+) -> None:
+    """Someone typing is not told they did nothing; and typing is not activity, or a shared
+    computer's session would never end while anyone typed into it."""
+    js = client.get("/static/session.js").text
+    assert '"nothing has been sent or opened for " + spoken(' in js
+    assert "have not done anything" not in js
+    assert "What you have typed on this page is not saved." in js
+    # The keep-alive is posted from one place, "Stay signed in", and nothing listens to typing.
+    assert js.count('fetch("/session/keep-alive"') == 1
+    assert "stayIn();" in js.split("function primary() {")[1].split("\n  }\n")[0]
+    for typing in ('"input"', '"keyup"', '"keypress"', '"change"'):
+        assert f"addEventListener({typing}" not in js
+    assert [line.strip() for line in js.splitlines() if '"keydown"' in line] == [
+        'box.addEventListener("keydown", keys);'  # the dialog's own Tab and Escape
+    ]
+
+
 def test_status_says_how_long_the_session_has_and_refreshes_nothing(
     client: TestClient, clock: Clock
 ) -> None:
