@@ -21,7 +21,15 @@ import yaml
 
 from broker.errors import UsageError
 
-__all__ = ["KEPT", "MANIFEST", "check_kept", "manifest_yaml", "read_manifest", "write_render"]
+__all__ = [
+    "KEPT",
+    "MANIFEST",
+    "check_kept",
+    "kustomized",
+    "manifest_yaml",
+    "read_manifest",
+    "write_render",
+]
 
 MANIFEST = ".accord-render"
 #: What a render into a folder must keep from the first (option -> why, for the refusal).
@@ -123,3 +131,17 @@ def write_render(
     header = "".join(f"# {name} {value}\n" for name, value in sorted(recorded.items()))
     manifest.write_text(header + "".join(f"{rel}\n" for rel in sorted(files)), encoding="utf-8")
     return sorted(files), removed
+
+
+def kustomized(root: str, namespace: str, resources: Mapping[str, Any]) -> dict[str, str]:
+    """``resources`` (path under ``root`` -> manifest) as files, with the kustomization that
+    lists them in ``namespace``."""
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": namespace,
+        "resources": list(resources),
+    }
+    files = {f"{root}/{rel}": manifest_yaml(doc) for rel, doc in resources.items()}
+    files[f"{root}/kustomization.yaml"] = manifest_yaml(kustomization)
+    return files

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from broker.deploy import _kubernetes_desks as desks
-from broker.deploy._files import manifest_yaml
+from broker.deploy._files import kustomized
 from broker.deploy._kubernetes_policies import (
     AUDIT_DB_USERS,
     disruption_budget,
@@ -468,12 +468,4 @@ def kubernetes_files(
         if rel in resources or rel == "kustomization.yaml":
             raise ValueError(f"extra resource {rel} would replace one of the render's own")
         resources[rel] = dict(doc)
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "namespace": namespace,
-        "resources": list(resources),
-    }
-    files = {f"{ROOT}/{rel}": manifest_yaml(doc) for rel, doc in resources.items()}
-    files[f"{ROOT}/kustomization.yaml"] = manifest_yaml(kustomization)
-    return files
+    return kustomized(ROOT, namespace, resources)

@@ -13,7 +13,7 @@ from broker.deploy._compose import (
     internal_bootstrap,
     published_ports,
 )
-from broker.deploy._files import check_kept, manifest_yaml
+from broker.deploy._files import check_kept, kustomized
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
 from broker.deploy._monitoring import MONITORING, monitoring_resources
@@ -116,13 +116,4 @@ def render_files(
 def _monitoring(dep: Deployment, namespace: str) -> dict[str, str]:
     """``monitoring/``: the Prometheus Operator's resources and their own kustomization,
     which the render's own does not list (broker/deploy/_monitoring.py)."""
-    resources = monitoring_resources(dep)
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "namespace": namespace,
-        "resources": list(resources),
-    }
-    files = {f"{MONITORING}/{rel}": manifest_yaml(doc) for rel, doc in resources.items()}
-    files[f"{MONITORING}/kustomization.yaml"] = manifest_yaml(kustomization)
-    return files
+    return kustomized(MONITORING, namespace, monitoring_resources(dep))
