@@ -25,13 +25,12 @@ def kafka_as(settings: Settings, principal: str) -> KafkaClients:
 
 
 def keystore(settings: Settings, principal: str) -> FileKeyStore:
-    """``principal``'s keystore (``Settings.existing_keystore_path``); missing, refused as
+    """``principal``'s keystore (``Settings.keystore_path``); missing, refused as
     :func:`own_keystore` says, for every service alike."""
     from broker.keys import FileKeyStore  # cryptography loads only when a command needs keys
 
     own_keystore(settings, principal)
-    path = settings.existing_keystore_path(principal)
-    return FileKeyStore(path, settings.keystore_passphrase())
+    return FileKeyStore(settings.keystore_path(principal), settings.keystore_passphrase())
 
 
 def own_keystore(settings: Settings, principal: str) -> None:

@@ -30,7 +30,7 @@ from broker.config._base import Frozen as _Frozen
 from broker.config._base import HostList, OpsEndpoint
 from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
-from broker.errors import ConfigError, KeyStoreError
+from broker.errors import ConfigError
 
 
 def default_home() -> Path:
@@ -358,20 +358,6 @@ class Settings(BaseSettings):
         tests, as separate organisations would have), else the keys folder itself."""
         own = self.keys_dir / principal
         return own if (own / "keystore.json").is_file() else self.keys_dir
-
-    def existing_keystore_path(self, principal: str) -> Path:
-        """:meth:`keystore_path`, to open a keystore that must exist: ``KeyStoreError``
-        naming the principal and the folder looked for when the keys folder holds one
-        keystore per principal but none for this one (a typo in ``--as``, say), rather than
-        a complaint about the keys folder itself, which was never meant to hold one."""
-        path = self.keystore_path(principal)
-        if (
-            path == self.keys_dir
-            and not (path / "keystore.json").is_file()
-            and any(path.glob("*/keystore.json"))
-        ):
-            raise KeyStoreError(f"no keystore for {principal} ({self.keys_dir / principal})")
-        return path
 
     def keystore_passphrase(self) -> SecretStr | None:
         """The passphrase to make or open a keystore with; ``ConfigError`` when none is set,

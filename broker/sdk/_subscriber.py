@@ -227,8 +227,9 @@ class Subscriber(AsyncClient):
         """
         msg, memory = self._yielded, _require(self._memory)
         polled, self._polled = self._polled, {}
-        if msg is not None:
-            polled[(msg.topic, msg.partition)] = msg.offset
+        if msg is not None:  # never below what poll returned on the same partition
+            at = (msg.topic, msg.partition)
+            polled[at] = max(polled.get(at, msg.offset), msg.offset)
         if not polled:
             return
         async with translated(f"committing {self.topic}"):

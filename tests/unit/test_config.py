@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from broker.config import Settings, load_settings
-from broker.errors import ConfigError, KeyStoreError
+from broker.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,29 +34,18 @@ def test_with_no_bundle_here_or_named_only_the_example_commands_get_one(
     assert Settings(policies=tmp_path / "given").policies == tmp_path / "given"  # wins too
 
 
-def test_a_typo_in_a_principal_names_the_keystore_looked_for(
+def test_a_keys_folder_of_one_keystore_per_principal_gives_each_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One keystore per principal: not 'no keystore at <keys>', whose advice leads nowhere."""
+    """A principal without its own keystore there is given the folder (where keys init may
+    make one); the services refuse it first (tests/unit/cli/test_service_keystores.py)."""
     keys = tmp_path / "keys"
     (keys / "wmp").mkdir(parents=True)
     (keys / "wmp" / "keystore.json").write_text("{}")
     monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(keys))
     settings = load_settings()
-    assert settings.existing_keystore_path("wmp") == keys / "wmp"
-    with pytest.raises(KeyStoreError) as missing:
-        settings.existing_keystore_path("nobody")
-    assert str(missing.value) == f"no keystore for nobody ({keys / 'nobody'})"
-    assert settings.keystore_path("nobody") == keys  # where keys init may make one
-    (keys / "keystore.json").write_text("{}")  # one keystore for everything
-    assert settings.existing_keystore_path("nobody") == keys
-
-
-def test_an_empty_keys_folder_is_left_to_the_keystore_to_refuse(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(tmp_path))
-    assert load_settings().existing_keystore_path("nobody") == tmp_path
+    assert settings.keystore_path("wmp") == keys / "wmp"
+    assert settings.keystore_path("nobody") == keys
 
 
 def test_the_flat_bootstrap_alias_keeps_the_other_kafka_settings(
