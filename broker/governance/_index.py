@@ -38,6 +38,7 @@ from broker.governance._index_kafka import (
     read_to_end,
     seek_stored,
 )
+from broker.governance._index_restore import check_held
 from broker.governance._metrics import IndexMetrics
 from broker.governance._reports import OVERRIDE_REVIEW_DEADLINE, overdue_overrides
 from broker.governance._store import AuditStore, is_encompass_notice
@@ -132,6 +133,7 @@ class Indexer:
         self.tracker.partitions = len(tps)
         stored = self.tracker.sync()
         await check_ends(consumer, tps, stored)
+        await check_held(consumer, tps, stored, self.store)
         await seek_stored(consumer, tps, stored)
         end = None if follow else await consumer.end_offsets(tps)
         idle = 0
@@ -139,10 +141,8 @@ class Indexer:
             self.heartbeat.beat()
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
             high = highwaters(consumer, tps)  # at least what it was when ``got`` was fetched
-            if any(high.get(p, o) < o for p, o in self.tracker.offsets.items()):
-                # The topic shrank under a running indexer (restored, recreated): asked of
-                # Kafka itself before anything from it is taken.
-                await check_ends(consumer, tps, self.tracker.offsets)
+            if self._moved_back(got, high):
+                await self._check_topic(consumer, tps)
             ended = await read_to_end(consumer, tps)
             if (got or self.tracker.expirable(ended)) and not self._commit(got, ended, high):
                 await self._read_again(consumer, tps)
@@ -158,6 +158,24 @@ class Indexer:
             if end is not None and (await at_end(consumer, end) or idle >= 30):
                 break
         return seen
+
+    def _moved_back(self, got: dict[Any, list[Any]], high: Mapping[int, int]) -> bool:
+        """Whether the topic ends before the stored offsets by the last fetch, or messages came
+        from below them: a consumer only goes back when its position has left the topic
+        (restored, recreated) and Kafka has set it to the beginning."""
+        stored = self.tracker.offsets
+        return any(high.get(p, o) < o for p, o in stored.items()) or any(
+            msgs and msgs[0].offset < stored.get(tp.partition, 0) for tp, msgs in got.items()
+        )
+
+    async def _check_topic(self, consumer: Any, tps: list[Any]) -> None:
+        """The start's checks under a running indexer, asked of Kafka itself before anything
+        of ``got`` is taken; the consumer's positions are left as they were."""
+        at = {tp: await consumer.position(tp) for tp in tps}
+        await check_ends(consumer, tps, self.tracker.offsets)
+        await check_held(consumer, tps, self.tracker.offsets, self.store)
+        for tp, offset in at.items():
+            consumer.seek(tp, offset)
 
     def _commit(
         self,

@@ -35,6 +35,10 @@ Tables:
 - (5) an index on ``audit_refused (topic, chain, seq)``: the indexer looks up a chain's refusals
   between its head and a checkpoint that does not link (``refusals_of_chain``), and anyone who
   can write to the topic can make that table large.
+- (7) an index on ``audit_records (kafka_partition, kafka_offset)``: at every start the indexer
+  reads the newest records it indexed below each partition's stored offset, and compares them
+  with what the topic holds there now (``_index_restore``: Kafka restored older than the index,
+  then written past its offsets).
 """
 
 from __future__ import annotations
@@ -158,6 +162,8 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             problem TEXT
         )""",
     ),
+    # 7: a partition's newest indexed records, without reading every record of the index.
+    ("CREATE INDEX audit_records_position ON audit_records (kafka_partition, kafka_offset)",),
 )
 
 SCHEMA_VERSION_TABLE: Final = (

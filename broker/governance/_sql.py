@@ -27,6 +27,7 @@ from broker.governance._store import (
     StoredRow,
     VerifyRun,
     Window,
+    message_digest,
     parse_sql_time,
     sql_time,
 )
@@ -207,6 +208,24 @@ class SqlAuditStore:
             (topic, chain, after_seq, before_seq, *reasons, per_seq, limit),
         )
         return [(int(p), int(o)) for p, o in rows]
+
+    def held_before(
+        self, topic: str, partition: int, before: int, limit: int
+    ) -> list[tuple[int, str]]:
+        # ``audit_records`` has no topic column: an index holds the records of one topic.
+        records = self._q(
+            "SELECT kafka_offset, body FROM audit_records WHERE kafka_partition = ? "
+            "AND kafka_offset < ? ORDER BY kafka_offset DESC LIMIT ?",
+            (partition, before, limit),
+        )
+        refused = self._q(
+            "SELECT kafka_offset, digest FROM audit_refused WHERE topic = ? "
+            "AND kafka_partition = ? AND kafka_offset < ? ORDER BY kafka_offset DESC LIMIT ?",
+            (topic, partition, before, limit),
+        )
+        held = [(int(o), message_digest(str(b).encode("utf-8"))) for o, b in records]
+        held += [(int(o), str(d)) for o, d in refused]
+        return sorted(held, reverse=True)[:limit]
 
     def apply(self, batch: IndexBatch) -> bool:
         with self._tx():

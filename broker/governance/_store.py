@@ -8,6 +8,7 @@ crosses the seam holds subject keys, party ids and field names only, never perso
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -15,6 +16,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from broker.audit import AuditKind, AuditRecord
+
+
+def message_digest(body: bytes) -> str:
+    """The digest the index keeps of a message instead of its content: of a record's canonical
+    bytes (``AuditRecord.to_bytes``, its ``audit_records`` body), else of the message as read."""
+    return hashlib.sha256(body).hexdigest()[:32]
 
 
 def sql_time(at: datetime) -> str:
@@ -289,6 +296,14 @@ class AuditStore(Protocol):
         """Where (partition, offset) the messages of ``chain`` strictly between those seqs
         are that were refused for one of ``reasons`` and are still not indexed: in seq order,
         at most ``per_seq`` of each seq (the first in the topic), ``limit`` in all."""
+        ...
+
+    def held_before(
+        self, topic: str, partition: int, before: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """The newest ``limit`` offsets of ``partition`` below ``before`` at which the index
+        holds a message it read (a record indexed, or a message refused), newest first, each
+        with that message's ``message_digest``."""
         ...
 
     def apply(self, batch: IndexBatch) -> bool:

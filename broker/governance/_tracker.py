@@ -35,7 +35,6 @@ is read again for one checkpoint is bounded too (``REREAD_PER_SEQ``, ``REREAD_HE
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -63,6 +62,7 @@ from broker.governance._store import (
     IndexBatch,
     IndexedRecord,
     RefusedMessage,
+    message_digest,
 )
 from broker.topics import AUDIT
 
@@ -396,7 +396,7 @@ class ChainTracker:
                 chain=rec.chain if rec is not None else chain,
                 seq=rec.seq if rec is not None else None,
                 reason=reason,
-                digest=hashlib.sha256(body).hexdigest()[:32],
+                digest=message_digest(body),
             )
         )
         self.summary.refused[reason] += 1

@@ -38,11 +38,12 @@ def _has_sql_index(store: AuditStore, name: str) -> bool:
 def test_migrations_are_versioned_and_reapplying_them_changes_nothing(
     store: AuditStore, audit_db_url: str, audit_home: object
 ) -> None:
-    assert store.schema_version() == len(MIGRATIONS) == 6
+    assert store.schema_version() == len(MIGRATIONS) == 7
     again = open_store(audit_db_url, home=audit_home)  # type: ignore[arg-type]
     try:
-        assert again.schema_version() == 6
+        assert again.schema_version() == 7
         assert _has_sql_index(again, "audit_refused_chain_seq")  # a chain's refusals by seq
+        assert _has_sql_index(again, "audit_records_position")  # a partition's newest records
         assert again.count() == 0
     finally:
         again.close()
@@ -235,6 +236,7 @@ def test_a_review_written_with_a_note_keeps_it_through_the_findings_migration(
         "ALTER TABLE override_reviews DROP COLUMN reference",
         "DROP INDEX audit_refused_chain_seq",
         "DROP TABLE verify_runs",
+        "DROP INDEX audit_records_position",
         "DELETE FROM schema_version WHERE version >= 4",
     ):
         with store._tx():  # type: ignore[attr-defined]  # the store's own transaction
@@ -242,8 +244,9 @@ def test_a_review_written_with_a_note_keeps_it_through_the_findings_migration(
     store.close()
     migrated = open_store(audit_db_url, home=audit_home)
     try:
-        assert migrated.schema_version() == 6
+        assert migrated.schema_version() == 7
         assert _has_sql_index(migrated, "audit_refused_chain_seq")
+        assert _has_sql_index(migrated, "audit_records_position")
         review = migrated.review_of(override.event_id or "", override.party or "")
         assert review is not None
         assert (review.finding, review.reference, review.note) == ("", "", "ok")
