@@ -8,6 +8,7 @@ looked at whom has no gaps, even when Kafka is down.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -298,11 +299,12 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             log_state=verification_state(deps.store, logged=[e.logged_at for e in entries]),
         )
 
-    @app.get("/overrides", response_class=HTMLResponse)
-    async def overrides(request: Request) -> Response:
-        session = signed_in(request)
-        if session is None:
-            return console.redirect("/login")
+    async def queue(
+        session: Session, *, status: int = 200, errors: Sequence[Flash] = (),
+        typed: dict[str, str] | None = None,
+    ) -> Response:  # fmt: skip
+        """The override queue, its view on record first; ``typed``: a refused review's form
+        as it was posted, drawn again with ``errors``."""
         pending = pending_overrides(deps.store)
         since = deps.clock() - timedelta(days=REVIEWED_DAYS)
         reviewed = reviewed_overrides(deps.store, Window(since=since))
@@ -310,14 +312,15 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
                             | {k for r in reviewed for k in r.subject_keys}))  # fmt: skip
         if refusal := await refused_unless_audited(session, "overrides", subject_keys=keys):
             return refusal
-        return console.render("overrides.html", session, pending=pending, reviewed=reviewed,
+        return console.render("overrides.html", session, status=status, errors=errors,
+                              typed=typed, pending=pending, reviewed=reviewed,
                               reviewed_days=REVIEWED_DAYS)  # fmt: skip
 
-    @app.get("/overrides/decision", response_class=HTMLResponse)
-    async def override_detail(request: Request, event: str = "", recipient: str = "") -> Response:
-        session = signed_in(request)
-        if session is None:
-            return console.redirect("/login")
+    async def decision_page(
+        session: Session, event: str, recipient: str, *, status: int = 200,
+        errors: Sequence[Flash] = (), typed: dict[str, str] | None = None,
+    ) -> Response:  # fmt: skip
+        """One override's page, its view on record first (as for the queue)."""
         entry = override_entry(deps.store, event, recipient)
         # The child's keys whenever the log has the decision, an override or not: whatever the
         # page says of it is about that child.
@@ -334,7 +337,23 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
                 message="No safeguarding override for that event and recipient is in the "
                 "audit index.",
             )  # fmt: skip
-        return console.render("override.html", session, entry=entry)
+        return console.render(
+            "override.html", session, status=status, errors=errors, typed=typed, entry=entry
+        )
+
+    @app.get("/overrides", response_class=HTMLResponse)
+    async def overrides(request: Request) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return console.redirect("/login")
+        return await queue(session)
+
+    @app.get("/overrides/decision", response_class=HTMLResponse)
+    async def override_detail(request: Request, event: str = "", recipient: str = "") -> Response:
+        session = signed_in(request)
+        if session is None:
+            return console.redirect("/login")
+        return await decision_page(session, event, recipient)
 
     @app.post("/overrides/review", response_class=HTMLResponse)
     async def review(request: Request) -> Response:
@@ -343,6 +362,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return unposted(request)
         event_id = form_field(form, "event_id") or ""
         recipient = form_field(form, "recipient") or ""
+        finding = form_field(form, "finding") or ""
+        reference = form_field(form, "reference") or ""
         # Whatever the answer says (no such override, already reviewed by whom) is audit data:
         # the attempt is on record before it is answered.
         decision = deps.store.find_decision(event_id, recipient)
@@ -355,13 +376,23 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         try:
             rec = await review_override(
                 deps.store, deps.audit, event_id=event_id, recipient=recipient,
-                reviewed_by=session.user or "", finding=form_field(form, "finding") or "",
-                reference=form_field(form, "reference") or None,
+                reviewed_by=session.user or "", finding=finding, reference=reference or None,
             )  # fmt: skip
         except UsageError as exc:
+            # The page the form was on, drawn again in place (and its view audited, as the
+            # page itself is) with the finding and reference as posted: kept nowhere else.
             text, field = _review_refused(str(exc), detail)
-            session.flash_error(text, field=field)
-            return console.redirect("/overrides", session)
+            done = deps.store.review_of(event_id, recipient) is not None
+            status = 409 if done else 400
+            errors = [Flash.error(text, field=field)]
+            typed = {"event_id": event_id, "recipient": recipient, "finding": finding,
+                     "reference": reference}  # fmt: skip
+            own_page = override_entry(deps.store, event_id, recipient) is not None
+            if form_field(form, "page") == "decision" and own_page:
+                return await decision_page(
+                    session, event_id, recipient, status=status, errors=errors, typed=typed
+                )
+            return await queue(session, status=status, errors=errors, typed=typed)
         except TransportError:
             return unavailable(session)
         filed = await deps.index_wait(lambda: deps.store.review_of(event_id, recipient) is not None)

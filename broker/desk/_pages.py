@@ -19,80 +19,32 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
+from broker.desk._child_pages import MAX_REASON, outcomes_of, register_child_pages
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
-from broker.desk._resend import not_again, resend_token, resent_id
-from broker.desk._show import basis_text, person_name, view_fields, window_text
-from broker.desk._store import (
-    HUB_OUTCOMES,
-    RECORDS_WITHDRAWN,
-    TEAM_ACTIONS,
-    DeskStore,
-    StoredDecision,
-    StoredFlag,
-    StoredRecord,
-)
-from broker.desk._work import (
-    ENCOMPASS_TYPE,
-    REFERRAL_TYPE,
-    child_subject,
-    encompass_notice,
-    outcome_event,
-    referral_event,
-)
+from broker.desk._resend import resend_token, resent_id
+from broker.desk._show import basis_text, view_fields, window_text
+from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
+from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE, encompass_notice, outcome_event
 from broker.errors import AccordError, SendUnconfirmed
-from broker.webauth import Session, form_field, read_form
+from broker.webauth import Flash, Session, form_field, read_form
 
 __all__ = ["register_pages"]
 
 log = structlog.get_logger("accord.desk")
 
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-_MAX_REASON = 2000
-# The decision form's checkboxes, within read_form's 16 fields (with csrf, action, reason).
-_MAX_FLAGS_SETTLED = 12
 
 
 class _NoAck(Exception):
     """An acknowledgement could not be sent: the page shows nothing."""
 
 
-def _outcomes(store: DeskStore, decision: StoredDecision) -> list[StoredRecord]:
-    """A referral's outcomes as the team may see them: none whose consent was withdrawn."""
-    return [o for o in store.replies_to(decision.published_event or "") if not o.hidden]
-
-
 def _answered(store: DeskStore, referral: str) -> bool:
     return any(d.action in HUB_OUTCOMES for d in store.decisions(subject_event=referral))
-
-
-def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag, bool]]]:
-    """Per record, the flags that counted it, each with whether the record triggered it."""
-    marks: dict[str, list[tuple[StoredFlag, bool]]] = {}
-    for f in flags:
-        for event_id in f.event_ids:
-            marks.setdefault(event_id, []).append((f, event_id == f.trigger_event_id))
-    return marks
-
-
-def _not_referred(again: str | None, *, withdrawn: bool) -> str:
-    """Why a referral was refused. Withdrawn: a ticked flag's records may not be used to
-    refer (a page loaded before the withdrawal). A re-send is never said to have sent
-    nothing: the attempt it repeats may have been (broker.desk._resend)."""
-    if again:
-        return not_again(
-            again, "a flag it settles has had all its records withdrawn since" if withdrawn
-            else "this desk cannot send a referral for this child now",
-        )  # fmt: skip
-    if withdrawn:
-        return (
-            "A flag whose records have all been withdrawn cannot be settled by a referral: "
-            "close it with “Close: its records were withdrawn”. Nothing was sent."
-        )
-    return "This desk cannot send a referral for this child."
 
 
 def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one route each
@@ -194,7 +146,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if session is None:
             return desk.redirect("/login")
         if deps.kind == "coordinating_team":
-            referrals = [(d, _outcomes(store, d)) for d in store.decisions() if d.action == "refer"]
+            referrals = [
+                (d, outcomes_of(store, d)) for d in store.decisions() if d.action == "refer"
+            ]
             flags = store.flags()
             open_flags = [f for f in flags if not f.decided]
             # A child with an open flag is listed by it already.
@@ -220,153 +174,21 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             )  # fmt: skip
         return desk.redirect("/records")
 
-    @app.get("/child/{child}", response_class=HTMLResponse)
-    async def child_page(request: Request, child: str, flag: str | None = None) -> Response:
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
-            return desk.refused("No such page.", status=404)
-        if (now := store.current_child(child)) != child:  # a key from before 2026-12-05
-            return desk.redirect(f"/child/{now}" + (f"?flag={flag}" if flag else ""))
-        records = store.records_about(child)
-        if not records:
-            return desk.refused("No record about this child is held here.", status=404)
-        referrals = [
-            (d, _outcomes(store, d)) for d in store.decisions(child=child) if d.action == "refer"
-        ]
-        flags = [f for f in store.flags() if f.child == child]
-        # A household rule's flag also names records about the other children at the
-        # child's address: shown (and acknowledged) beside the child's own, as the team
-        # must see what made the flag fire.
-        own = {r.event_id for r in records}
-        household = [
-            found for i in dict.fromkeys(i for f in flags for i in f.event_ids)
-            if i not in own and (found := store.record(i)) is not None
-        ]  # fmt: skip
-        # An outcome may name the child by other fields than the team's records (a hub need
-        # not hold the NHS number): shown with its referral, so acknowledged with the rest.
-        shown = {r.event_id: r for r in [*records, *household]}
-        shown.update({o.event_id: o for _, outcomes in referrals for o in outcomes})
+    async def referral_view(
+        session: Session, record: StoredRecord, *, status: int = 200,
+        errors: Sequence[Flash] = (), typed: dict[str, Any] | None = None,
+    ) -> Response:  # fmt: skip
+        """The referral's page, acknowledged as viewed first; ``typed``: a refused outcome's
+        form as it was posted, drawn again with ``errors``."""
         try:
-            await viewed(list(shown.values()), session.user)
+            await viewed([record], session.user or "")
         except _NoAck:
             return no_ack()
-        by_agency: dict[str, list[StoredRecord]] = {}
-        for r in records:
-            by_agency.setdefault(r.sender, []).append(r)
-        decisions = store.decisions(child=child)
-        # A flag whose records were all withdrawn is closed by its own button, never settled
-        # by a decision about the child: a referral, above all, right after the family
-        # withdrew consent (broker.desk._flag_close).
-        open_flags = [f for f in flags if not f.decided and not f.withdrawn]
-        # Nothing left to refer on (every record withdrawn): "refer" is not offered.
-        actions = [a for a in TEAM_ACTIONS
-                   if a != "refer" or any(not r.hidden for r in records)]  # fmt: skip
-        # Who the child is, from the records just acknowledged (hidden ones give nothing): for
-        # the heading only. The title and the address never name the child: a browser's
-        # history keeps them.
-        who = child_subject(records, child, deps.linkage_key)
         return desk.render(
-            "child.html", session, title="A child's timeline", child=child, records=records,
-            child_name=None if who is None else person_name(who),
-            child_born=None if who is None else who.get("dob"),
-            child_nhs=None if who is None else who.get("nhs_number"),
-            by_agency=by_agency, flags=flags, household=household,
-            flag_id=flag if flag and any(f.flag_id == flag for f in flags) else "",
-            flag_records={f.flag_id: [(i, shown.get(i)) for i in f.event_ids] for f in flags},
-            flag_decisions={f.flag_id: [d for d in decisions if f.flag_id in d.flag_ids]
-                            for f in flags},
-            flag_titles={f.flag_id: f.title for f in flags}, marks=_flag_marks(flags),
-            open_flags=open_flags[:_MAX_FLAGS_SETTLED],
-            more_open=max(0, len(open_flags) - _MAX_FLAGS_SETTLED),
-            decisions=decisions, referrals=referrals, actions=actions,
-            withdrawn_action=RECORDS_WITHDRAWN,
-            names=deps.party_names,
+            "referral.html", session, status=status, errors=errors, typed=typed,
+            title="Referral", record=record, outcomes=HUB_OUTCOMES, names=deps.party_names,
+            decisions=store.decisions(subject_event=record.event_id),
         )  # fmt: skip
-
-    @app.get("/flag/{flag_id}")
-    async def flag_page(request: Request, flag_id: str) -> Response:
-        session = signed_in(request)
-        if session is None:
-            return desk.redirect("/login")
-        found = store.flag(flag_id) if _ID.fullmatch(flag_id) else None
-        if found is None:
-            return desk.refused("No such flag.", status=404)
-        return desk.redirect(f"/child/{found.child}?flag={found.flag_id}")
-
-    @app.post("/child/{child}/decide")
-    async def decide(request: Request, child: str) -> Response:  # noqa: PLR0911  # each refusal its own page
-        if isinstance(got := await team_form(request, child), Response):
-            return got
-        session, user, form, child = got
-        action = form_field(form, "action") or ""
-        reason = (form_field(form, "reason") or "").strip()
-        if action not in TEAM_ACTIONS or not reason or len(reason) > _MAX_REASON:
-            session.flash_error(
-                "Choose a decision and give a reason (up to 2000 characters).",
-                field="action" if action not in TEAM_ACTIONS else "reason",
-            )
-            return desk.redirect(f"/child/{child}")
-        # The flags ticked on the form, and only this child's: an id carried over from
-        # another child's page, or posted, settles nothing.
-        ticked = {v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)}
-        ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in ticked]
-        # No decision about the child settles a flag whose records have all been withdrawn
-        # (the page says so): one loaded before the withdrawal still ticks it.
-        settles = [f.flag_id for f in ticked_flags if not f.withdrawn]
-        withdrawn = len(ticked_flags) - len(settles)
-        now = deps.clock()
-        published = None
-        if action == "refer":
-            # A re-send first: what is said of it must not deny the attempt it repeats.
-            good, again = resent(form, f"/child/{child}/decide", user)
-            if not good:
-                return desk.refused("Missing or wrong form token.")
-            if again and any(d.published_event == again for d in store.decisions(child=child)):
-                session.flash_error(f"Referral {again} was sent already; nothing more was sent.")
-                return desk.redirect(f"/child/{child}", session)
-            records = store.records_about(child)
-            event = referral_event(
-                party=deps.party, records=records, child=child, secret=deps.linkage_key,
-                reason=reason, at=now,
-            )  # fmt: skip
-            if withdrawn or event is None or deps.publisher is None:
-                if again:
-                    log.warning("desk_referral_not_sent_again", event_id=again)
-                session.flash_error(_not_referred(again, withdrawn=bool(withdrawn)), field="action")
-                return desk.redirect(f"/child/{child}", session)
-            if again:  # the same event as the attempt given up on (broker.desk._resend)
-                event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
-            try:
-                await deps.publisher.publish(event)
-            except AccordError as exc:
-                log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
-                return not_sent(
-                    session, exc, "referral", reason, action=f"/child/{child}/decide",
-                    event_id=event["event_id"], check="ask the hub whether it arrived",
-                    fields=[("action", action), ("reason", reason)]
-                    + [("flag", f) for f in settles],
-                )  # fmt: skip
-            published = event["event_id"]
-        store.decide(
-            action=action, reason=reason, by=user, at=now, flag_ids=settles,
-            child=child, published_event=published,
-        )  # fmt: skip
-        log.info("desk_decision", action=action, by=user, flags=len(settles))
-        settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
-        if withdrawn:
-            settled += (
-                f" {withdrawn} flag(s) ticked had all their records withdrawn: no decision "
-                "about the child settles them; close them with “Close: its records were "
-                "withdrawn”."
-            )
-        session.flash_success(
-            f"Referral {published} sent through the broker: the broker decides who receives "
-            f"it. {settled}" if published
-            else f"Decision recorded: {action.replace('_', ' ')}. {settled}"
-        )  # fmt: skip
-        return desk.redirect(f"/child/{child}", session)
 
     @app.get("/referral/{event_id}", response_class=HTMLResponse)
     async def referral_page(request: Request, event_id: str) -> Response:
@@ -376,18 +198,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         record = named(event_id, "hub", REFERRAL_TYPE)
         if record is None:
             return desk.refused("No such referral.", status=404)
-        try:
-            await viewed([record], session.user)
-        except _NoAck:
-            return no_ack()
-        return desk.render(
-            "referral.html", session, title="Referral", record=record,
-            decisions=store.decisions(subject_event=event_id), outcomes=HUB_OUTCOMES,
-            names=deps.party_names,
-        )  # fmt: skip
+        return await referral_view(session, record)
 
     @app.post("/referral/{event_id}/outcome")
-    async def record_outcome(request: Request, event_id: str) -> Response:  # noqa: PLR0911  # as above
+    async def record_outcome(request: Request, event_id: str) -> Response:  # noqa: PLR0911  # each refusal its own page
         session = signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
@@ -397,24 +211,34 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         record = named(event_id, "hub", REFERRAL_TYPE)
         if record is None:
             return desk.refused("No such referral.", status=404)
+        page = f"/referral/{event_id}/outcome"
         outcome = form_field(form, "outcome") or ""
-        summary = (form_field(form, "summary") or "").strip()
-        if outcome not in HUB_OUTCOMES or not summary or len(summary) > _MAX_REASON:
-            session.flash_error(
+        typed_summary = form_field(form, "summary") or ""
+        summary = typed_summary.strip()
+        good, again = resent(form, page, session.user)
+
+        async def refused(text: str, *, field: str | None = None, status: int = 400) -> Response:
+            # Drawn again as posted (never kept): a re-send's token only if it is this
+            # desk's, so that sending the form again is still the same attempt.
+            typed = {"outcome": outcome, "summary": typed_summary,
+                     "resend": form_field(form, "resend") if again else None}  # fmt: skip
+            errors = [Flash.error(text, field=field)]
+            return await referral_view(session, record, status=status, errors=errors, typed=typed)
+
+        if outcome not in HUB_OUTCOMES or not summary or len(summary) > MAX_REASON:
+            return await refused(
                 "Choose an outcome and give a summary (up to 2000 characters).",
                 field="outcome" if outcome not in HUB_OUTCOMES else "summary",
             )
-            return desk.redirect(f"/referral/{event_id}")
         if record.hidden or deps.publisher is None:
-            session.flash_error("This referral cannot be answered from here.")
-            return desk.redirect(f"/referral/{event_id}")
+            return await refused("This referral cannot be answered from here.", status=409)
         # One outcome per referral: a double click, a second tab or a colleague's page still
         # open would otherwise send the team another, perhaps contrary, one. Checked again
         # while a send is under way (the send awaits Kafka).
         if event_id in answering or _answered(store, event_id):
-            session.flash_error("This referral has an outcome already; nothing was sent.")
-            return desk.redirect(f"/referral/{event_id}")
-        good, again = resent(form, f"/referral/{event_id}/outcome", session.user)
+            return await refused(
+                "This referral has an outcome already; nothing was sent.", status=409
+            )
         if not good:
             return desk.refused("Missing or wrong form token.")
         answering.add(event_id)
@@ -428,9 +252,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             try:
                 await deps.publisher.publish(event)
             except AccordError as exc:
-                log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # as above
+                log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
                 return not_sent(
-                    session, exc, "outcome", summary, action=f"/referral/{event_id}/outcome",
+                    session, exc, "outcome", summary, action=page,
                     event_id=event["event_id"], fields=[("outcome", outcome), ("summary", summary)],
                     check="ask the co-ordinating team whether it arrived",
                 )  # fmt: skip
@@ -492,6 +316,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return False
         return True
 
+    register_child_pages(
+        app, desk, signed_in=signed_in, acknowledged=acknowledged, no_ack=no_ack,
+        team_form=team_form, resent=resent, not_sent=not_sent,
+    )  # fmt: skip
     register_flag_close(app, desk, team_form=team_form)
     register_record_pages(
         app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,

@@ -35,7 +35,7 @@ from broker.desk._purpose import purpose_of
 from broker.desk._stored import StoredRecord
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE
 from broker.events import normalise_nhs_number
-from broker.webauth import Session, form_field
+from broker.webauth import Flash, Session, form_field
 
 __all__ = ["PAGE_SIZE", "REFERENCE_LIMIT", "register_record_pages"]
 
@@ -75,16 +75,19 @@ def register_record_pages(
             return f"/notice/{record.event_id}"
         return f"/record/{record.event_id}"
 
-    def listing(session: Session, rows: Sequence[StoredRecord], **extra: Any) -> HTMLResponse:
+    def listing(
+        session: Session, rows: Sequence[StoredRecord], *, status: int = 200,
+        errors: Sequence[Flash] = (), **extra: Any,
+    ) -> HTMLResponse:  # fmt: skip
         values: dict[str, Any] = {
             "heading": "Records received", "total": len(rows), "page": 1, "pages": 1,
             "searched": False, "acknowledged": False, "children": [], "cut_short": False,
-            "limit": REFERENCE_LIMIT, "by": None, "unsearchable": 0,
+            "limit": REFERENCE_LIMIT, "by": None, "unsearchable": 0, "typed_reference": "",
         }  # fmt: skip
         values.update(extra)
         return desk.render(
-            "records.html", session, title="Records", rows=[(r, link(r)) for r in rows],
-            names=deps.party_names, **values,
+            "records.html", session, status=status, errors=errors, title="Records",
+            rows=[(r, link(r)) for r in rows], names=deps.party_names, **values,
         )  # fmt: skip
 
     @app.get("/records", response_class=HTMLResponse)
@@ -108,12 +111,19 @@ def register_record_pages(
             return desk.refused("Missing or wrong form token.")
         reference = (form_field(form, "reference") or "").strip()[:_MAX_REFERENCE]
         typed = (form_field(form, "nhs_number") or "").strip()
+
+        def refused(text: str, field: str) -> HTMLResponse:
+            # The list drawn again in place (it names nobody), the reference put back; an NHS
+            # number never is (docs/desk.md, Search).
+            rows, total = store.records_page(limit=PAGE_SIZE, offset=0)
+            return listing(
+                session, rows, total=total, pages=max(1, -(-total // PAGE_SIZE)), status=400,
+                errors=[Flash.error(text, field=field)], typed_reference=reference,
+            )  # fmt: skip
+
         if not typed:
             if not reference:
-                session.flash_error(
-                    "Give a reference or an NHS number to search for.", field="reference"
-                )
-                return desk.redirect("/records", session)
+                return refused("Give a reference or an NHS number to search for.", "reference")
             found = store.records_with_reference(reference, limit=REFERENCE_LIMIT)
             cut_short = len(found) > REFERENCE_LIMIT  # the list stops short of them all
             log.info("desk_records_search", by=session.user, by_nhs_number=False,
@@ -124,8 +134,7 @@ def register_record_pages(
         try:
             digits = normalise_nhs_number(typed)
         except ValueError as exc:  # what was wrong with it, never the number itself
-            session.flash_error(f"That is not an NHS number ({exc}).", field="nhs_number")
-            return desk.redirect("/records", session)
+            return refused(f"That is not an NHS number ({exc}).", "nhs_number")
         child = store.current_child(child_key(deps.linkage_key, {"nhs_number": digits}) or "")
         # A withdrawn record is not to be used: a search does not tie it to the child.
         found = [r for r in store.records_about(child) if not r.hidden]

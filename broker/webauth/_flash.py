@@ -5,6 +5,9 @@ where one is known) and the page's title starts "Error: "; a success as a notifi
 Both take the focus as the page loads, without script (``autofocus`` on a ``tabindex="-1"``
 box), so a screen reader says them and a keyboard user starts from them. A message is held in
 the session's memory only until the next page: it says what was wrong, never what was typed.
+A form refused for something the person can put right is not redirected: its page is drawn
+again in place with its errors (``WebPages.render(errors=...)``) and its controls filled from
+the POST, so what was typed is in that one response only.
 
 The field an error names is the id of the form control it is about; a page that draws that
 control again marks it with :func:`invalid` (``aria-invalid``, ``aria-describedby``) and puts

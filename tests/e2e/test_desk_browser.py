@@ -313,7 +313,14 @@ async def run_the_loop(  # noqa: PLR0915  # one story, told in order
             assert child["family_name"] not in team.url
             await shot(team, "2-team-timeline")
 
+            # A reason of spaces only is refused, and the page drawn again in place keeps the
+            # decision chosen: only the reason is typed again.
             await team.select_option("select[name=action]", "refer")
+            await team.fill("textarea[name=reason]", "   ")
+            await team.click("text=Record the decision")
+            await expect(team.locator("#error-summary")).to_be_focused()
+            await expect(team.locator("#error-summary a[href='#reason']")).to_be_visible()
+            await expect(team.locator("select[name=action]")).to_have_value("refer")
             await team.fill("textarea[name=reason]", "Three agencies in a week; family agreed.")
             await team.click("text=Record the decision")
             await expect(team.locator(".flash")).to_contain_text("sent through the broker")

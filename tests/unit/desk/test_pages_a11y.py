@@ -51,7 +51,8 @@ def test_a_decision_without_a_reason_is_an_error_linked_to_the_reason(
     token = sign_in(client)
     r = client.post(f"/child/{child}/decide", data={"csrf": token, "action": "signpost",
                                                    "reason": "  "})  # fmt: skip
-    page = r.text  # after the redirect
+    assert r.status_code == 400  # drawn again in place, not redirected
+    page = r.text
     summary = _summary(page)
     assert 'role="alert"' in summary
     assert 'tabindex="-1" autofocus' in summary

@@ -1,0 +1,263 @@
+"""A co-ordinating team's child: the timeline page (``GET /child/<child>``, ``/flag/<id>``) and
+its decision form (``POST /child/<child>/decide``).
+
+A decision refused for something the person can put right (no decision chosen, no reason or
+one too long, a referral that cannot be built, a ticked flag withdrawn since, a referral sent
+already) is answered by drawing the timeline again in place, 400 or 409, with the problem in
+the error summary and the form as it was posted: the decision chosen, the reason typed, the
+flags ticked and, for a re-send, the same ``resend`` token (:mod:`broker.desk._resend`), so
+sending it again is still the same attempt. What was typed lives in that one response only:
+never in the session, its flash, an address or a log. A success is still Post/Redirect/Get.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+
+from broker.desk._app import Desk
+from broker.desk._resend import not_again
+from broker.desk._show import person_name
+from broker.desk._store import (
+    RECORDS_WITHDRAWN,
+    TEAM_ACTIONS,
+    DeskStore,
+    StoredDecision,
+    StoredFlag,
+    StoredRecord,
+)
+from broker.desk._work import child_subject, referral_event
+from broker.errors import AccordError
+from broker.webauth import Flash, Session, form_field
+
+__all__ = ["MAX_REASON", "outcomes_of", "register_child_pages"]
+
+log = structlog.get_logger("accord.desk")
+
+_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+MAX_REASON = 2000
+# The decision form's checkboxes, within read_form's 16 fields (with csrf, action, reason,
+# resend).
+_MAX_FLAGS_SETTLED = 12
+
+TeamForm = Callable[[Request, str], Awaitable[tuple[Session, str, Any, str] | Response]]
+#: The re-send token's check: whether it is good (or absent) and the event id it carries.
+Resent = Callable[[Any, str, str], tuple[bool, str | None]]
+
+
+def outcomes_of(store: DeskStore, decision: StoredDecision) -> list[StoredRecord]:
+    """A referral's outcomes as the team may see them: none whose consent was withdrawn."""
+    return [o for o in store.replies_to(decision.published_event or "") if not o.hidden]
+
+
+def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag, bool]]]:
+    """Per record, the flags that counted it, each with whether the record triggered it."""
+    marks: dict[str, list[tuple[StoredFlag, bool]]] = {}
+    for f in flags:
+        for event_id in f.event_ids:
+            marks.setdefault(event_id, []).append((f, event_id == f.trigger_event_id))
+    return marks
+
+
+def _not_referred(again: str | None, *, withdrawn: bool) -> str:
+    """Why a referral was refused. Withdrawn: a ticked flag's records may not be used to
+    refer (a page loaded before the withdrawal). A re-send is never said to have sent
+    nothing: the attempt it repeats may have been (broker.desk._resend)."""
+    if again:
+        return not_again(
+            again, "a flag it settles has had all its records withdrawn since" if withdrawn
+            else "this desk cannot send a referral for this child now",
+        )  # fmt: skip
+    if withdrawn:
+        return (
+            "A flag whose records have all been withdrawn cannot be settled by a referral: "
+            "close it with “Close: its records were withdrawn”. Nothing was sent."
+        )
+    return "This desk cannot send a referral for this child."
+
+
+def register_child_pages(  # noqa: PLR0915  # one route each
+    app: FastAPI,
+    desk: Desk,
+    *,
+    signed_in: Callable[[Request], Session | None],
+    acknowledged: Callable[[Sequence[StoredRecord], str], Awaitable[bool]],
+    no_ack: Callable[[], HTMLResponse],
+    team_form: TeamForm,
+    resent: Resent,
+    not_sent: Callable[..., HTMLResponse],
+) -> None:
+    deps = desk.deps
+    store = deps.store
+
+    async def timeline(
+        session: Session, child: str, *, flag: str | None = None, status: int = 200,
+        errors: Sequence[Flash] = (), typed: dict[str, Any] | None = None,
+    ) -> Response:  # fmt: skip
+        """The child's page, acknowledged as viewed first; ``typed``: a refused decision's
+        form as it was posted, drawn again with ``errors``."""
+        records = store.records_about(child)
+        if not records:
+            return desk.refused("No record about this child is held here.", status=404)
+        referrals = [
+            (d, outcomes_of(store, d)) for d in store.decisions(child=child) if d.action == "refer"
+        ]
+        flags = [f for f in store.flags() if f.child == child]
+        # A household rule's flag also names records about the other children at the
+        # child's address: shown (and acknowledged) beside the child's own, as the team
+        # must see what made the flag fire.
+        own = {r.event_id for r in records}
+        household = [
+            found for i in dict.fromkeys(i for f in flags for i in f.event_ids)
+            if i not in own and (found := store.record(i)) is not None
+        ]  # fmt: skip
+        # An outcome may name the child by other fields than the team's records (a hub need
+        # not hold the NHS number): shown with its referral, so acknowledged with the rest.
+        shown = {r.event_id: r for r in [*records, *household]}
+        shown.update({o.event_id: o for _, outcomes in referrals for o in outcomes})
+        if not await acknowledged(list(shown.values()), session.user or ""):
+            return no_ack()
+        by_agency: dict[str, list[StoredRecord]] = {}
+        for r in records:
+            by_agency.setdefault(r.sender, []).append(r)
+        decisions = store.decisions(child=child)
+        # A flag whose records were all withdrawn is closed by its own button, never settled
+        # by a decision about the child: a referral, above all, right after the family
+        # withdrew consent (broker.desk._flag_close).
+        open_flags = [f for f in flags if not f.decided and not f.withdrawn]
+        # Nothing left to refer on (every record withdrawn): "refer" is not offered.
+        actions = [a for a in TEAM_ACTIONS
+                   if a != "refer" or any(not r.hidden for r in records)]  # fmt: skip
+        # Who the child is, from the records just acknowledged (hidden ones give nothing): for
+        # the heading only. The title and the address never name the child: a browser's
+        # history keeps them.
+        who = child_subject(records, child, deps.linkage_key)
+        return desk.render(
+            "child.html", session, status=status, errors=errors, typed=typed,
+            title="A child's timeline", child=child, records=records,
+            child_name=None if who is None else person_name(who),
+            child_born=None if who is None else who.get("dob"),
+            child_nhs=None if who is None else who.get("nhs_number"),
+            by_agency=by_agency, flags=flags, household=household,
+            flag_id=flag if flag and any(f.flag_id == flag for f in flags) else "",
+            flag_records={f.flag_id: [(i, shown.get(i)) for i in f.event_ids] for f in flags},
+            flag_decisions={f.flag_id: [d for d in decisions if f.flag_id in d.flag_ids]
+                            for f in flags},
+            flag_titles={f.flag_id: f.title for f in flags}, marks=_flag_marks(flags),
+            open_flags=open_flags[:_MAX_FLAGS_SETTLED],
+            more_open=max(0, len(open_flags) - _MAX_FLAGS_SETTLED),
+            decisions=decisions, referrals=referrals, actions=actions,
+            withdrawn_action=RECORDS_WITHDRAWN,
+            names=deps.party_names,
+        )  # fmt: skip
+
+    @app.get("/child/{child}", response_class=HTMLResponse)
+    async def child_page(request: Request, child: str, flag: str | None = None) -> Response:
+        session = signed_in(request)
+        if session is None or session.user is None:
+            return desk.redirect("/login")
+        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
+            return desk.refused("No such page.", status=404)
+        if (now := store.current_child(child)) != child:  # a key from before 2026-12-05
+            return desk.redirect(f"/child/{now}" + (f"?flag={flag}" if flag else ""))
+        return await timeline(session, child, flag=flag)
+
+    @app.get("/flag/{flag_id}")
+    async def flag_page(request: Request, flag_id: str) -> Response:
+        session = signed_in(request)
+        if session is None:
+            return desk.redirect("/login")
+        found = store.flag(flag_id) if _ID.fullmatch(flag_id) else None
+        if found is None:
+            return desk.refused("No such flag.", status=404)
+        return desk.redirect(f"/child/{found.child}?flag={found.flag_id}")
+
+    @app.post("/child/{child}/decide")
+    async def decide(request: Request, child: str) -> Response:  # noqa: PLR0911  # each refusal its own page
+        if isinstance(got := await team_form(request, child), Response):
+            return got
+        session, user, form, child = got
+        page = f"/child/{child}/decide"
+        action = form_field(form, "action") or ""
+        typed_reason = form_field(form, "reason") or ""
+        reason = typed_reason.strip()
+        # The flags ticked on the form, and only this child's: an id carried over from
+        # another child's page, or posted, settles nothing.
+        posted = [v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)]
+        good, again = resent(form, page, user)
+
+        async def refused(text: str, *, field: str | None = None, status: int = 400) -> Response:
+            # Drawn again as posted; a re-send's token only if it is this desk's, so that
+            # sending the form again is still the same attempt.
+            typed = {"action": action, "reason": typed_reason, "flags": set(posted),
+                     "resend": form_field(form, "resend") if again else None}  # fmt: skip
+            errors = [Flash.error(text, field=field)]
+            return await timeline(session, child, status=status, errors=errors, typed=typed)
+
+        if action not in TEAM_ACTIONS or not reason or len(reason) > MAX_REASON:
+            return await refused(
+                "Choose a decision and give a reason (up to 2000 characters).",
+                field="action" if action not in TEAM_ACTIONS else "reason",
+            )
+        ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
+        # No decision about the child settles a flag whose records have all been withdrawn
+        # (the page says so): one loaded before the withdrawal still ticks it.
+        settles = [f.flag_id for f in ticked_flags if not f.withdrawn]
+        withdrawn = len(ticked_flags) - len(settles)
+        now = deps.clock()
+        published = None
+        if action == "refer":
+            # A re-send first: what is said of it must not deny the attempt it repeats.
+            if not good:
+                return desk.refused("Missing or wrong form token.")
+            if again and any(d.published_event == again for d in store.decisions(child=child)):
+                return await refused(
+                    f"Referral {again} was sent already; nothing more was sent.", status=409
+                )
+            records = store.records_about(child)
+            event = referral_event(
+                party=deps.party, records=records, child=child, secret=deps.linkage_key,
+                reason=reason, at=now,
+            )  # fmt: skip
+            if withdrawn or event is None or deps.publisher is None:
+                if again:
+                    log.warning("desk_referral_not_sent_again", event_id=again)
+                return await refused(
+                    _not_referred(again, withdrawn=bool(withdrawn)), field="action", status=409
+                )
+            if again:  # the same event as the attempt given up on (broker.desk._resend)
+                event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
+            try:
+                await deps.publisher.publish(event)
+            except AccordError as exc:
+                log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
+                return not_sent(
+                    session, exc, "referral", reason, action=page,
+                    event_id=event["event_id"], check="ask the hub whether it arrived",
+                    fields=[("action", action), ("reason", reason)]
+                    + [("flag", f) for f in settles],
+                )  # fmt: skip
+            published = event["event_id"]
+        store.decide(
+            action=action, reason=reason, by=user, at=now, flag_ids=settles,
+            child=child, published_event=published,
+        )  # fmt: skip
+        log.info("desk_decision", action=action, by=user, flags=len(settles))
+        settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
+        if withdrawn:
+            settled += (
+                f" {withdrawn} flag(s) ticked had all their records withdrawn: no decision "
+                "about the child settles them; close them with “Close: its records were "
+                "withdrawn”."
+            )
+        session.flash_success(
+            f"Referral {published} sent through the broker: the broker decides who receives "
+            f"it. {settled}" if published
+            else f"Decision recorded: {action.replace('_', ' ')}. {settled}"
+        )  # fmt: skip
+        return desk.redirect(f"/child/{child}", session)

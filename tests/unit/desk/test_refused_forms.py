@@ -1,0 +1,269 @@
+"""A form the desk refuses for something the person can put right is drawn again in place (400,
+or 409 for a conflict), its problem in the error summary and every control as it was posted,
+escaped; what was typed is in that response only (no session, flash, log or address), a
+re-send keeps its token, and the corrected form goes through."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+import structlog.testing
+from fastapi.testclient import TestClient
+
+from broker.desk import DeskDeps, DeskStore, Flag, children_in
+from broker.errors import SendUnconfirmed
+from tests.unit.desk.conftest import SECRET, T0, FakePublisher, delivery, sign_in
+from tests.unit.webauth.forms import nowhere_but_the_page, posted_form, value_of
+
+Make = Callable[..., tuple[TestClient, DeskDeps]]
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+TYPED = "Mum rang at 9.\nShe said <script>alert('x')</script> & asked for help."
+
+
+def _child(store: DeskStore, *, hidden: bool = True) -> str:
+    """e1, e2, e3 about one child; flag A on e1 and e2 (withdrawn if ``hidden``), flags B and
+    C on all three."""
+    for eid in ("e1", "e2", "e3"):
+        d = delivery(eid)
+        store.add_delivery(d, children_in(d.view, SECRET), T0)
+    [child] = children_in(delivery("x").view, SECRET)
+    for flag_id, ids in ((A, ("e1", "e2")), (B, ("e1", "e2", "e3")), (C, ("e1", "e2", "e3"))):
+        store.add_flag(
+            Flag(flag_id=flag_id, party="sandwell-coord", rule=f"rule-{flag_id[0]}",
+                 title=f"Rule {flag_id[0]}", child=child, event_ids=ids,
+                 trigger_event_id=ids[-1], raised_at=T0, window_seconds=30 * 86400),
+            T0,
+        )  # fmt: skip
+    if hidden:
+        store.hide(["e1", "e2"], "Consent withdrawn for early help.", T0)
+    return child
+
+
+def _summary(page: str) -> str:
+    found = re.search(r'<div class="error-summary"[^>]*>.*?</div>', page, re.S)
+    assert found, "no error summary"
+    return found.group(0)
+
+
+def _tag(page: str, control_id: str) -> str:
+    found = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{control_id}"[^>]*>', page)
+    assert found, f"no control {control_id}"
+    return found.group(0)
+
+
+def _drawn_again(r: Any, field: str | None, status: int = 400) -> None:
+    """Answered in place, not redirected: the page an error summary at its top, focused,
+    naming the field, which is marked; the title says Error."""
+    assert r.status_code == status, r.text
+    assert "location" not in r.headers
+    summary = _summary(r.text)
+    assert 'tabindex="-1" autofocus' in summary
+    assert re.search(r"<title>Error: ", r.text)
+    if field is not None:
+        assert f'href="#{field}"' in summary
+        assert 'aria-invalid="true"' in _tag(r.text, field)
+
+
+def _dict_of(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Fields as TestClient posts repeated names."""
+    out: dict[str, list[str]] = {}
+    for k, v in fields:
+        out.setdefault(k, []).append(v)
+    return out
+
+
+def _sessions(client: TestClient) -> Any:
+    return client.app.state.desk.sessions._sessions  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("action", "reason", "field"),
+    [("", TYPED, "action"), ("signpost", TYPED + " " + "x" * 2000, "reason")],
+)
+def test_a_refused_decision_is_drawn_again_with_the_decision_reason_and_flags_as_posted(
+    make_client: Make, store: DeskStore, action: str, reason: str, field: str
+) -> None:
+    child = _child(store, hidden=False)
+    client, _ = make_client()
+    token = sign_in(client)
+    form = {"csrf": token, "action": action, "reason": reason, "flag": [B]}  # C left unticked
+    with structlog.testing.capture_logs() as logs:
+        r = client.post(f"/child/{child}/decide", data=form, follow_redirects=False)
+    _drawn_again(r, field)
+    assert "Choose a decision and give a reason" in _summary(r.text)
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; asked" in r.text
+    assert "<script>alert" not in r.text
+    assert f'data-next="/child/{child}"' in r.text  # signing in again returns to the page
+    again = posted_form(r.text, "decide")
+    assert value_of(again, "reason") == [reason]
+    assert value_of(again, "action") == ([action] if action else [])
+    assert value_of(again, "flag") == [B]
+    assert value_of(again, "csrf") == [token]
+    assert value_of(again, "resend") == []
+    nowhere_but_the_page([TYPED], sessions=_sessions(client), logs=logs, location=None)
+    assert store.decisions() == []
+
+    fixed = [(k, v) for k, v in again if k not in ("action", "reason")]
+    fixed += [("action", "signpost"), ("reason", TYPED)]
+    r = client.post(f"/child/{child}/decide", data=_dict_of(fixed), follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, f"/child/{child}")
+    [decision] = store.decisions()
+    assert (decision.action, decision.reason, decision.flag_ids) == ("signpost", TYPED, (B,))
+
+
+def test_a_referral_settling_a_withdrawn_flag_is_a_conflict_drawn_again_with_the_reason(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    child = _child(store)
+    client, _ = make_client()
+    token = sign_in(client)
+    form = {"csrf": token, "action": "refer", "reason": TYPED, "flag": [A, B]}  # an old page
+    with structlog.testing.capture_logs() as logs:
+        r = client.post(f"/child/{child}/decide", data=form)
+    _drawn_again(r, "action", status=409)
+    assert "cannot be settled by a referral" in _summary(r.text)
+    again = posted_form(r.text, "decide")
+    assert value_of(again, "action") == ["refer"]
+    assert value_of(again, "reason") == [TYPED]
+    assert value_of(again, "flag") == [B]  # the withdrawn flag is not offered
+    nowhere_but_the_page([TYPED], sessions=_sessions(client), logs=logs, location=None)
+    assert publisher.events == []
+
+    r = client.post(f"/child/{child}/decide", data=_dict_of(again))
+    assert "sent through the broker" in r.text
+    [event] = publisher.events
+    assert event["summary"] == TYPED
+
+
+def _resend_fields(page: str) -> dict[str, list[str]]:
+    return _dict_of(posted_form(page, "resend-form"))
+
+
+def test_a_resend_refused_is_drawn_again_with_its_token_and_goes_as_the_same_attempt(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    child = _child(store, hidden=False)
+    client, _ = make_client()
+    token = sign_in(client)
+    sent = publisher.publish
+    tried: list[str] = []
+
+    async def unknown(event: Mapping[str, Any]) -> None:
+        tried.append(event["event_id"])
+        raise SendUnconfirmed("publishing to accord.ingress.x: Kafka did not answer within 5 s")
+
+    publisher.publish = unknown  # type: ignore[method-assign]
+    form = {"csrf": token, "action": "refer", "reason": TYPED, "flag": [A, B]}
+    r = client.post(f"/child/{child}/decide", data=form)
+    assert r.status_code == 503
+    resend = _resend_fields(r.text)
+    store.hide(["e1", "e2"], "Consent withdrawn for early help.", T0)  # A withdrawn since
+    publisher.publish = sent  # type: ignore[method-assign]
+
+    r = client.post(f"/child/{child}/decide", data=resend)
+    _drawn_again(r, "action", status=409)
+    assert f"The earlier attempt, event {tried[0]}, may have reached the hub" in r.text
+    again = posted_form(r.text, "decide")
+    assert value_of(again, "resend") == resend["resend"]  # the same attempt
+    assert value_of(again, "reason") == [TYPED]
+    assert publisher.events == []
+
+    r = client.post(f"/child/{child}/decide", data=_dict_of(again))
+    assert "sent through the broker" in r.text
+    [event] = publisher.events
+    assert event["event_id"] == tried[0]
+    [decision] = store.decisions()
+    assert (decision.published_event, decision.flag_ids) == (tried[0], (B,))
+
+    # Posted once more (the old page's button): sent already, a conflict, the form as posted.
+    r = client.post(f"/child/{child}/decide", data=_dict_of(again))
+    _drawn_again(r, None, status=409)
+    assert f"Referral {tried[0]} was sent already; nothing more was sent." in r.text
+    assert value_of(posted_form(r.text, "decide"), "resend") == resend["resend"]
+    assert len(publisher.events) == 1
+
+
+def test_a_forged_resend_token_is_not_drawn_back_into_the_form(
+    make_client: Make, store: DeskStore
+) -> None:
+    child = _child(store, hidden=False)
+    client, _ = make_client()
+    token = sign_in(client)
+    other = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+    form = {"csrf": token, "action": "", "reason": TYPED, "resend": f"{other}.00"}
+    r = client.post(f"/child/{child}/decide", data=form)
+    _drawn_again(r, "action")
+    assert other not in r.text
+
+
+def _referral(store: DeskStore) -> None:
+    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
+    store.add_delivery(referral, children_in(referral.view, SECRET), T0)
+
+
+def test_a_refused_outcome_is_drawn_again_with_the_outcome_and_summary_as_posted(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    _referral(store)
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    form = {"csrf": token, "outcome": "support_offered", "summary": "   "}
+    r = client.post("/referral/r1/outcome", data=form)
+    _drawn_again(r, "summary")
+    assert value_of(posted_form(r.text, "outcome-form"), "outcome") == ["support_offered"]
+    form = {"csrf": token, "outcome": "", "summary": TYPED}
+    with structlog.testing.capture_logs() as logs:
+        r = client.post("/referral/r1/outcome", data=form)
+    _drawn_again(r, "outcome")
+    assert "Choose an outcome and give a summary" in _summary(r.text)
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in r.text
+    assert "<script>alert" not in r.text
+    assert 'data-next="/referral/r1"' in r.text
+    again = posted_form(r.text, "outcome-form")
+    assert value_of(again, "summary") == [TYPED]
+    nowhere_but_the_page([TYPED], sessions=_sessions(client), logs=logs, location=None)
+    assert publisher.events == []
+
+    again = [(k, v) for k, v in again if k != "outcome"] + [("outcome", "support_offered")]
+    r = client.post("/referral/r1/outcome", data=_dict_of(again), follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/referral/r1")
+    [event] = publisher.events
+    assert (event["outcome"], event["summary"]) == ("support_offered", TYPED.strip())
+
+    # A second outcome for an answered referral is a conflict; nothing more is sent.
+    r = client.post("/referral/r1/outcome", data=_dict_of(again))
+    _drawn_again(r, None, status=409)
+    assert "This referral has an outcome already; nothing was sent." in r.text
+    assert len(publisher.events) == 1
+
+
+def test_a_refused_search_keeps_the_reference_but_never_the_nhs_number(
+    make_client: Make, store: DeskStore
+) -> None:
+    _child(store, hidden=False)
+    client, _ = make_client()
+    token = sign_in(client)
+    with structlog.testing.capture_logs() as logs:
+        form = {"csrf": token, "reference": "WMP/26/1<b>", "nhs_number": "99930802"}
+        r = client.post("/records/search", data=form)
+    _drawn_again(r, "nhs_number")
+    assert "That is not an NHS number" in _summary(r.text)
+    assert 'value="WMP/26/1&lt;b&gt;"' in r.text
+    assert "99930802" not in r.text
+    assert 'data-next="/records"' in r.text
+    again = posted_form(r.text, "search")
+    assert value_of(again, "reference") == ["WMP/26/1<b>"]
+    assert value_of(again, "nhs_number") == [""]
+    nowhere_but_the_page(["99930802", "WMP/26/1<b>"], sessions=_sessions(client), logs=logs,
+                         location=None)  # fmt: skip
+
+    r = client.post("/records/search", data={"csrf": token, "nhs_number": "", "reference": ""})
+    _drawn_again(r, "reference")
+
+    fixed = _dict_of([(k, v) for k, v in again if k != "reference"] + [("reference", "WMP/26/1")])
+    r = client.post("/records/search", data=fixed)
+    assert r.status_code == 200
+    assert "3 record(s) found." in r.text
