@@ -10,6 +10,7 @@ import re
 from fastapi.testclient import TestClient
 
 from tests.unit.console.conftest import sign_in
+from tests.unit.webauth.forms import control_tag, error_summary
 
 PAGES = ("/", "/subjects", "/overrides", "/agreements", "/chains")
 
@@ -20,18 +21,6 @@ def _title(page: str) -> str:
     return found.group(1)
 
 
-def _summary(page: str) -> str:
-    found = re.search(r'<div class="error-summary"[^>]*>(.*?)</div>', page, re.S)
-    assert found, "no error summary"
-    return found.group(0)
-
-
-def _tag(page: str, control_id: str) -> str:
-    found = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{re.escape(control_id)}"[^>]*>', page)
-    assert found, f"no control {control_id}"
-    return found.group(0)
-
-
 def test_a_refused_review_is_an_error_summary_naming_its_override_and_linked_to_its_field(
     client: TestClient,
 ) -> None:
@@ -39,14 +28,14 @@ def test_a_refused_review_is_an_error_summary_naming_its_override_and_linked_to_
     r = client.post("/overrides/review", data={"event_id": "e2", "recipient": "school-1",
                                                "csrf": token})  # no finding  # fmt: skip
     page = r.text
-    summary = _summary(page)
+    summary = error_summary(page)
     assert 'role="alert"' in summary
     assert 'tabindex="-1" autofocus' in summary  # the focus moves to it, without script
     assert "There is a problem" in summary
     assert 'href="#finding-e2-school-1"' in summary
     assert "Review of event e2 to school-1 not recorded: give justified or not-justified" in summary
     assert _title(page).startswith("Error: Override reviews")
-    select = _tag(page, "finding-e2-school-1")
+    select = control_tag(page, "finding-e2-school-1")
     assert 'aria-invalid="true"' in select
     assert 'aria-describedby="finding-e2-school-1-error"' in select
     assert re.search(r'<span class="field-error" id="finding-e2-school-1-error">', page)
@@ -91,14 +80,14 @@ def test_a_refused_look_up_keeps_the_reason_and_links_the_missing_field(
                                        "purpose": "complaint"})  # fmt: skip
     assert r.status_code == 400
     page = r.text
-    summary = _summary(page)
+    summary = error_summary(page)
     assert 'href="#family_name"' in summary
     assert "A look-up by name also needs the family name." in summary
     assert _title(page).startswith("Error: Find a child")
-    family = _tag(page, "family_name")
+    family = control_tag(page, "family_name")
     assert 'aria-invalid="true"' in family
     assert 'aria-describedby="family_name-error"' in family
-    assert "aria-invalid" not in _tag(page, "given_name")
+    assert "aria-invalid" not in control_tag(page, "given_name")
     assert '<option value="complaint" selected>' in page  # the reason chosen, kept
     assert "Sian" not in page  # what was typed is not
     assert "2016-03-04" not in page
@@ -107,9 +96,9 @@ def test_a_refused_look_up_keeps_the_reason_and_links_the_missing_field(
 def test_a_look_up_without_a_reason_or_a_child_lists_both_problems(client: TestClient) -> None:
     token = sign_in(client)
     r = client.post("/subjects", data={"csrf": token, "purpose": ""})
-    summary = _summary(r.text)
+    summary = error_summary(r.text)
     assert re.findall(r'href="#([a-z_]+)"', summary) == ["purpose", "nhs_number"]
-    assert 'aria-invalid="true"' in _tag(r.text, "purpose")
+    assert 'aria-invalid="true"' in control_tag(r.text, "purpose")
     assert "selected>" not in r.text.split('id="purpose"')[1].split("</select>")[0]
 
 

@@ -5,14 +5,19 @@ only (no session, flash, log or audit record), and the corrected review is recor
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from tests.unit.console.conftest import IndexingSink, sign_in
-from tests.unit.webauth.forms import nowhere_but_the_page, posted_form, value_of
+from tests.unit.webauth.forms import (
+    control_tag,
+    error_summary,
+    nowhere_but_the_page,
+    posted_form,
+    value_of,
+)
 
 WHICH = "e2-school-1"
 NOTE = "Amy <b>Hollis</b>, DA"  # a note, not a reference: refused
@@ -20,18 +25,6 @@ NOTE = "Amy <b>Hollis</b>, DA"  # a note, not a reference: refused
 
 def _sessions(client: TestClient) -> Any:
     return client.app.state.console.sessions._sessions  # type: ignore[attr-defined]
-
-
-def _summary(page: str) -> str:
-    found = re.search(r'<div class="error-summary"[^>]*>.*?</div>', page, re.S)
-    assert found, "no error summary"
-    return found.group(0)
-
-
-def _tag(page: str, control_id: str) -> str:
-    found = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{control_id}"[^>]*>', page)
-    assert found, f"no control {control_id}"
-    return found.group(0)
 
 
 def _review(token: str, **form: str) -> dict[str, str]:
@@ -47,12 +40,12 @@ def test_a_review_with_a_bad_reference_is_the_queue_again_with_the_finding_and_r
         r = client.post("/overrides/review", data=form, follow_redirects=False)
     assert r.status_code == 400
     assert "location" not in r.headers
-    summary = _summary(r.text)
+    summary = error_summary(r.text)
     assert 'tabindex="-1" autofocus' in summary
     assert f'href="#reference-{WHICH}"' in summary
     assert "never a note" in summary
     assert r.text.split("<title>")[1].startswith("Error: Override reviews")
-    assert 'aria-invalid="true"' in _tag(r.text, f"reference-{WHICH}")
+    assert 'aria-invalid="true"' in control_tag(r.text, f"reference-{WHICH}")
     assert 'value="Amy &lt;b&gt;Hollis&lt;/b&gt;, DA"' in r.text
     assert "<b>Hollis" not in r.text
     assert 'data-next="/overrides"' in r.text
@@ -82,7 +75,7 @@ def test_a_review_refused_on_the_overrides_own_page_draws_that_page_again(
     r = client.post("/overrides/review", data=_review(token, page="decision", reference=NOTE))
     assert r.status_code == 400
     assert r.text.split("<title>")[1].startswith("Error: Safeguarding override")
-    assert f'href="#finding-{WHICH}"' in _summary(r.text)  # no finding chosen
+    assert f'href="#finding-{WHICH}"' in error_summary(r.text)  # no finding chosen
     again = posted_form(r.text, "/overrides/review")
     assert value_of(again, "finding") == []
     assert value_of(again, "reference") == [NOTE]
@@ -95,7 +88,7 @@ def test_a_review_of_an_override_reviewed_already_is_a_conflict(client: TestClie
     assert "recorded in the audit log" in r.text
     r = client.post("/overrides/review", data=_review(token, finding="not-justified"))
     assert r.status_code == 409
-    assert "was already reviewed by" in _summary(r.text)
+    assert "was already reviewed by" in error_summary(r.text)
 
 
 def test_a_refused_review_fills_no_other_overrides_form(client: TestClient) -> None:
@@ -104,7 +97,7 @@ def test_a_refused_review_fills_no_other_overrides_form(client: TestClient) -> N
                                                "finding": "justified", "reference": "IG-7",
                                                "csrf": token})  # fmt: skip
     assert r.status_code == 400
-    assert "no safeguarding override" in _summary(r.text)
+    assert "no safeguarding override" in error_summary(r.text)
     form = posted_form(r.text, "/overrides/review")  # e2's, the queue's only one
     assert value_of(form, "event_id") == ["e2"]
     assert (value_of(form, "finding"), value_of(form, "reference")) == ([], [""])

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, Flag, children_in
 from tests.unit.desk.conftest import SECRET, delivery, sign_in
+from tests.unit.webauth.forms import control_tag, error_summary
 
 Make = Callable[..., tuple[TestClient, DeskDeps]]
 
@@ -23,18 +24,6 @@ def _child(store: DeskStore) -> str:
     store.add_delivery(d, children_in(d.view, SECRET), datetime.now(UTC))
     [child] = children_in(d.view, SECRET)
     return child
-
-
-def _summary(page: str) -> str:
-    found = re.search(r'<div class="error-summary"[^>]*>.*?</div>', page, re.S)
-    assert found, "no error summary"
-    return found.group(0)
-
-
-def _tag(page: str, control_id: str) -> str:
-    found = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{control_id}"[^>]*>', page)
-    assert found, f"no control {control_id}"
-    return found.group(0)
 
 
 def _title(page: str) -> str:
@@ -53,17 +42,17 @@ def test_a_decision_without_a_reason_is_an_error_linked_to_the_reason(
                                                    "reason": "  "})  # fmt: skip
     assert r.status_code == 400  # drawn again in place, not redirected
     page = r.text
-    summary = _summary(page)
+    summary = error_summary(page)
     assert 'role="alert"' in summary
     assert 'tabindex="-1" autofocus' in summary
     assert "There is a problem" in summary
     assert 'href="#reason"' in summary
     assert _title(page).startswith("Error: ")
-    reason = _tag(page, "reason")
+    reason = control_tag(page, "reason")
     assert 'aria-invalid="true"' in reason
     assert 'aria-describedby="reason-error"' in reason
     assert 'id="reason-error"' in page
-    assert "aria-invalid" not in _tag(page, "action")
+    assert "aria-invalid" not in control_tag(page, "action")
     assert "notification-banner" not in page
     # Said once: the next page is as before.
     again = client.get(f"/child/{child}").text
@@ -94,10 +83,10 @@ def test_a_search_by_something_not_an_nhs_number_marks_the_field_and_echoes_noth
     client, _ = make_client()
     token = sign_in(client)
     r = client.post("/records/search", data={"csrf": token, "nhs_number": "99930802"})
-    summary = _summary(r.text)
+    summary = error_summary(r.text)
     assert 'href="#nhs_number"' in summary
     assert "That is not an NHS number" in summary
-    assert 'aria-invalid="true"' in _tag(r.text, "nhs_number")
+    assert 'aria-invalid="true"' in control_tag(r.text, "nhs_number")
     assert "99930802" not in r.text
 
 

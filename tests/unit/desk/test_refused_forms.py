@@ -16,7 +16,13 @@ from fastapi.testclient import TestClient
 from broker.desk import DeskDeps, DeskStore, Flag, children_in
 from broker.errors import SendUnconfirmed
 from tests.unit.desk.conftest import SECRET, T0, FakePublisher, delivery, sign_in
-from tests.unit.webauth.forms import nowhere_but_the_page, posted_form, value_of
+from tests.unit.webauth.forms import (
+    control_tag,
+    error_summary,
+    nowhere_but_the_page,
+    posted_form,
+    value_of,
+)
 
 Make = Callable[..., tuple[TestClient, DeskDeps]]
 A, B, C = "a" * 32, "b" * 32, "c" * 32
@@ -42,29 +48,17 @@ def _child(store: DeskStore, *, hidden: bool = True) -> str:
     return child
 
 
-def _summary(page: str) -> str:
-    found = re.search(r'<div class="error-summary"[^>]*>.*?</div>', page, re.S)
-    assert found, "no error summary"
-    return found.group(0)
-
-
-def _tag(page: str, control_id: str) -> str:
-    found = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{control_id}"[^>]*>', page)
-    assert found, f"no control {control_id}"
-    return found.group(0)
-
-
 def _drawn_again(r: Any, field: str | None, status: int = 400) -> None:
     """Answered in place, not redirected: the page an error summary at its top, focused,
     naming the field, which is marked; the title says Error."""
     assert r.status_code == status, r.text
     assert "location" not in r.headers
-    summary = _summary(r.text)
+    summary = error_summary(r.text)
     assert 'tabindex="-1" autofocus' in summary
     assert re.search(r"<title>Error: ", r.text)
     if field is not None:
         assert f'href="#{field}"' in summary
-        assert 'aria-invalid="true"' in _tag(r.text, field)
+        assert 'aria-invalid="true"' in control_tag(r.text, field)
 
 
 def _dict_of(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
@@ -93,7 +87,7 @@ def test_a_refused_decision_is_drawn_again_with_the_decision_reason_and_flags_as
     with structlog.testing.capture_logs() as logs:
         r = client.post(f"/child/{child}/decide", data=form, follow_redirects=False)
     _drawn_again(r, field)
-    assert "Choose a decision and give a reason" in _summary(r.text)
+    assert "Choose a decision and give a reason" in error_summary(r.text)
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; asked" in r.text
     assert "<script>alert" not in r.text
     assert f'data-next="/child/{child}"' in r.text  # signing in again returns to the page
@@ -124,7 +118,7 @@ def test_a_referral_settling_a_withdrawn_flag_is_a_conflict_drawn_again_with_the
     with structlog.testing.capture_logs() as logs:
         r = client.post(f"/child/{child}/decide", data=form)
     _drawn_again(r, "action", status=409)
-    assert "cannot be settled by a referral" in _summary(r.text)
+    assert "cannot be settled by a referral" in error_summary(r.text)
     again = posted_form(r.text, "decide")
     assert value_of(again, "action") == ["refer"]
     assert value_of(again, "reason") == [TYPED]
@@ -218,7 +212,7 @@ def test_a_refused_outcome_is_drawn_again_with_the_outcome_and_summary_as_posted
     with structlog.testing.capture_logs() as logs:
         r = client.post("/referral/r1/outcome", data=form)
     _drawn_again(r, "outcome")
-    assert "Choose an outcome and give a summary" in _summary(r.text)
+    assert "Choose an outcome and give a summary" in error_summary(r.text)
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in r.text
     assert "<script>alert" not in r.text
     assert 'data-next="/referral/r1"' in r.text
@@ -250,7 +244,7 @@ def test_a_refused_search_keeps_the_reference_but_never_the_nhs_number(
         form = {"csrf": token, "reference": "WMP/26/1<b>", "nhs_number": "99930802"}
         r = client.post("/records/search", data=form)
     _drawn_again(r, "nhs_number")
-    assert "That is not an NHS number" in _summary(r.text)
+    assert "That is not an NHS number" in error_summary(r.text)
     assert 'value="WMP/26/1&lt;b&gt;"' in r.text
     assert "99930802" not in r.text
     assert 'data-next="/records"' in r.text

@@ -3,6 +3,7 @@ console's and the desk's tests of a refused form drawn again in place."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from html.parser import HTMLParser
 from typing import Any
@@ -82,3 +83,17 @@ def nowhere_but_the_page(typed: Iterable[str], *, sessions: Any, logs: Iterable[
         assert text not in held, "typed text kept in a session"
         assert text not in said, "typed text logged"
         assert location is None or text not in location, "typed text in an address"
+
+
+def error_summary(page: str) -> str:
+    """The page's error summary box (a test fails if it has none)."""
+    found = re.search(r'<div class="error-summary"[^>]*>.*?</div>', page, re.S)
+    assert found, "no error summary"
+    return found.group(0)
+
+
+def control_tag(page: str, control_id: str) -> str:
+    """The start tag of the form control whose ``id`` is ``control_id``."""
+    found = re.search(rf'<(?:input|select|textarea)[^>]*\bid="{re.escape(control_id)}"[^>]*>', page)
+    assert found, f"no control {control_id}"
+    return found.group(0)
