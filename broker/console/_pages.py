@@ -33,6 +33,7 @@ from broker.governance import (
     override_entry,
     pending_overrides,
     record_query,
+    reference_acceptable,
     review_override,
     reviewed_overrides,
     subject_search,
@@ -385,8 +386,11 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             done = deps.store.review_of(event_id, recipient) is not None
             status = 409 if done else 400
             errors = [Flash.error(text, field=field)]
+            # A reference that could not be logged is not put back: it may be an NHS
+            # number or a note about someone, as a look-up's NHS number is not.
+            kept = reference if reference_acceptable(reference) else ""
             typed = {"event_id": event_id, "recipient": recipient, "finding": finding,
-                     "reference": reference}  # fmt: skip
+                     "reference": kept}  # fmt: skip
             own_page = override_entry(deps.store, event_id, recipient) is not None
             if form_field(form, "page") == "decision" and own_page:
                 return await decision_page(

@@ -37,7 +37,12 @@ from broker.governance._reports import (
     pending_overrides,
     reviewed_overrides,
 )
-from broker.governance._review import ReviewFinding, check_review, review_override
+from broker.governance._review import (
+    ReviewFinding,
+    check_review,
+    reference_acceptable,
+    review_override,
+)
 from broker.governance._store import AuditStore, VerifyRun, Window
 from broker.governance._subjects import SubjectSearch, subject_key_for_nhs_number, subject_search
 from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains
@@ -84,6 +89,7 @@ __all__ = [
     "pending_overrides",
     "read_topic",
     "record_query",
+    "reference_acceptable",
     "review_override",
     "reviewed_overrides",
     "signed_chains",

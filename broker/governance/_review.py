@@ -104,6 +104,12 @@ def _is_ddmmyy(text: str) -> bool:
     return True
 
 
+def reference_acceptable(reference: str) -> bool:
+    """Whether ``reference`` may go into the log as a review's reference (and be drawn again
+    on a refused form: one that is not might hold a number or a note about a person)."""
+    return bool(_REFERENCE.match(reference)) and not _holds_a_number(reference)
+
+
 def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> ReviewFinding:
     """The finding, or ``UsageError`` unless the review can go into the log as given."""
     if not reviewed_by.strip():
@@ -112,7 +118,7 @@ def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> Re
         found = ReviewFinding(finding.replace("-", "_"))
     except ValueError:
         raise UsageError("--finding: give justified or not-justified") from None
-    if reference is not None and (not _REFERENCE.match(reference) or _holds_a_number(reference)):
+    if reference is not None and not reference_acceptable(reference):
         raise UsageError(
             "--reference: give the IG case or ticket reference where your reasoning is kept "
             "(up to 40 letters, digits and . _ / : -, never an NHS or telephone number "

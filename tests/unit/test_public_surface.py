@@ -109,7 +109,7 @@ SURFACES = {
         "TopicMessage", "SubjectSearch",
         "VerifySummary", "Window", "check_review", "disclosure_log", "expiring_agreements",
         "governance_report", "newest_checkpoints", "open_store", "pending_overrides",
-        "read_topic", "record_query", "review_override", "EncompassNotice", "late_by_school",
+        "read_topic", "record_query", "reference_acceptable", "review_override", "EncompassNotice", "late_by_school",
         "late_encompass_notices", "overdue_encompass_notices",
         "signed_chains", "signed_checkpoints", "subject_key_for_nhs_number", "subject_search",
         "verify_records",
