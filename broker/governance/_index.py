@@ -142,7 +142,7 @@ class Indexer:
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
             high = highwaters(consumer, tps)  # at least what it was when ``got`` was fetched
             if self._moved_back(got, high):
-                await self._check_topic(consumer, tps)
+                got = await self._check_topic(consumer, tps, got)
             ended = await read_to_end(consumer, tps)
             if (got or self.tracker.expirable(ended)) and not self._commit(got, ended, high):
                 await self._read_again(consumer, tps)
@@ -168,14 +168,25 @@ class Indexer:
             msgs and msgs[0].offset < stored.get(tp.partition, 0) for tp, msgs in got.items()
         )
 
-    async def _check_topic(self, consumer: Any, tps: list[Any]) -> None:
+    async def _check_topic(
+        self, consumer: Any, tps: list[Any], got: dict[Any, list[Any]]
+    ) -> dict[Any, list[Any]]:
         """The start's checks under a running indexer, asked of Kafka itself before anything
-        of ``got`` is taken; the consumer's positions are left as they were."""
+        of ``got`` is taken. Passed, the topic below the stored offsets is the one the index
+        read, and it reads on from them as at start: ``got`` without what lies below them, the
+        consumer where the fetch left it or at them if that is further. Read again, the
+        index's offsets would go back, and what it refused be counted and logged twice."""
         at = {tp: await consumer.position(tp) for tp in tps}
-        await check_ends(consumer, tps, self.tracker.offsets)
-        await check_held(consumer, tps, self.tracker.offsets, self.store)
+        stored = self.tracker.offsets
+        await check_ends(consumer, tps, stored)
+        await check_held(consumer, tps, stored, self.store)
         for tp, offset in at.items():
-            consumer.seek(tp, offset)
+            consumer.seek(tp, max(offset, stored.get(tp.partition, 0)))
+        kept = {
+            tp: [m for m in msgs if m.offset >= stored.get(tp.partition, 0)]
+            for tp, msgs in got.items()
+        }
+        return {tp: msgs for tp, msgs in kept.items() if msgs}
 
     def _commit(
         self,

@@ -7,14 +7,16 @@ compaction removed are no alarm."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+import broker.governance._index as index_module
 from broker.audit import KeystoreAuditVerifier as Verifier
 from broker.errors import AuditError
-from broker.governance import AuditStore, Indexer
+from broker.governance import AuditStore, Indexer, IndexSummary, _index_restore
 from broker.governance._index_restore import Compared, compare
 from broker.governance._store import message_digest
 from broker.keys import FileKeyStore
@@ -191,3 +193,134 @@ async def test_a_topic_restored_and_written_past_under_a_running_indexer_stops_i
     with pytest.raises(AuditError, match=f"offset {len(original) - 1} is not the one it read"):
         await asyncio.wait_for(running, timeout=10)
     _left_as_it_was(store, {0: len(original)}, len(original))
+
+
+class _Stale(_Waiting):
+    """Reports, for the one fetch after ``stale_once`` is set, that high watermark (as a
+    fetch answered from a replica a step behind may); the last stable offset stays the
+    topic's."""
+
+    stale_once: int | None = None
+    _reported: int | None = None
+
+    async def getmany(self, *tps: Part, max_records: int, **kw: int) -> dict[Part, list[Msg]]:
+        self._reported, self.stale_once = self.stale_once, None
+        return await super().getmany(*tps, max_records=max_records, **kw)
+
+    def highwater(self, tp: Part) -> int:
+        return super().highwater(tp) if self._reported is None else self._reported
+
+    def last_stable_offset(self, tp: Part) -> int:
+        return super().highwater(tp) if self.kafka.stable is None else self.kafka.stable
+
+
+class _KeptStale(_Kept):
+    def consumer(self, **_: Any) -> FakeConsumer:
+        made = _Stale(self)
+        self.consumers = [*getattr(self, "consumers", []), made]
+        return made
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> list[dict[int, int]]:
+    """The stored offsets each comparison of held messages was made against (the check)."""
+    made: list[dict[int, int]] = []
+
+    async def check_held(consumer: Any, tps: list[Any], stored: Any, s: AuditStore) -> None:
+        made.append(dict(stored))
+        await _index_restore.check_held(consumer, tps, stored, s)
+
+    monkeypatch.setattr(index_module, "check_held", check_held)
+    return made
+
+
+async def _until(running: asyncio.Task[Any], done: Callable[[], bool]) -> None:
+    for _ in range(300):
+        if done() or running.done():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def _follow_while(
+    store: AuditStore, verifier: Verifier, kafka: _Kept, change: Callable[[], int]
+) -> IndexSummary:
+    """Index ``kafka`` following it, three messages a fetch; once all of it is indexed,
+    ``change`` it (returning how many records the index should then hold) and read on a
+    few fetches past those."""
+    indexer = Indexer(store, verifier, kafka, topic=TOPIC, max_batch=3)  # type: ignore[arg-type]  # a fake of Kafka
+    stop = asyncio.Event()
+    running = asyncio.create_task(indexer.run(follow=True, stop=stop))
+    await _until(running, lambda: store.offsets(TOPIC) == {0: len(kafka.log)})
+    assert store.offsets(TOPIC) == {0: len(kafka.log)}
+    count = change()
+    await _until(running, lambda: store.count() >= count)
+    await asyncio.sleep(0.05)  # fetches past the end take nothing more
+    stop.set()
+    return await asyncio.wait_for(running, timeout=10)
+
+
+async def test_a_stale_high_watermark_under_a_running_indexer_is_checked_and_read_on_from(
+    store: AuditStore,
+    keys: FileKeyStore,
+    linker: Linker,
+    verifier: Verifier,
+    checked: list[dict[int, int]],
+) -> None:
+    """The check reads the topic again at older offsets; the consumer is put back where the
+    fetch left it, so what follows that fetch is neither skipped nor read twice."""
+    original = on_topic(worker_chain(linker, keys))
+    later = on_topic(worker_chain(linker, keys, chain="worker:w2"), start=len(original))
+    kafka = _KeptStale(list(original))
+
+    def written_on() -> int:
+        kafka.log += later
+        consumer = kafka.consumers[-1]
+        assert isinstance(consumer, _Stale)
+        consumer.stale_once = 1  # the topic ends before the stored offsets, by this fetch
+        return len(original) + len(later)
+
+    summary = await _follow_while(store, verifier, kafka, written_on)
+    assert checked[1:] == [{0: len(original)}]  # at start (an empty index), then once
+    assert (summary.indexed, summary.duplicates, summary.breaks, dict(summary.refused)) == (
+        len(original) + len(later),
+        0,
+        [],
+        {},
+    )
+    assert store.offsets(TOPIC) == {0: len(original) + len(later)}
+    assert store.count() == len(original) + len(later)
+    assert store.refused_counts() == []
+
+
+async def test_a_consumer_gone_back_on_an_unchanged_topic_is_checked_and_read_on_from_the_index(
+    store: AuditStore,
+    keys: FileKeyStore,
+    linker: Linker,
+    verifier: Verifier,
+    checked: list[dict[int, int]],
+) -> None:
+    """The messages below the stored offsets are the ones the index read: the indexer reads on
+    from its offsets as at start, neither taking them again (its offsets going back, what it
+    refused counted twice) nor skipping what was written after them."""
+    records = worker_chain(linker, keys)
+    original = [*on_topic(records), Msg(None, b"not a record", 0, len(records))]
+    later = on_topic(worker_chain(linker, keys, chain="worker:w2"), start=len(original))
+    kafka = _Kept(list(original))
+
+    def written_on() -> int:
+        kafka.log += later
+        kafka.consumers[-1].at = 0  # aiokafka's auto_offset_reset, "earliest"
+        return len(records) + len(later)
+
+    summary = await _follow_while(store, verifier, kafka, written_on)
+    assert checked[1:] == [{0: len(original)}]
+    assert (summary.indexed, summary.duplicates, summary.breaks, dict(summary.refused)) == (
+        len(records) + len(later),
+        0,
+        [],
+        {"undecodable": 1},
+    )
+    assert store.offsets(TOPIC) == {0: len(original) + len(later)}
+    assert store.count() == len(records) + len(later)
+    assert store.refused_counts() == [("undecodable", 1)]
+    assert all(h.broken_seq is None for h in store.heads().values())
