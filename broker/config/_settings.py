@@ -104,6 +104,18 @@ class KafkaSettings(_Frozen):
     # that says there is no login, if a client is made.
     _looked_for: tuple[str, Path] | None = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _login_whole(self) -> KafkaSettings:
+        # Half a login is a mistake either way: a password alone was silently passed over for
+        # the client file's (a rotated password set and never used), a username alone was
+        # called no login at all though the client file had one.
+        if (self.username is None) != (self.password is None):
+            raise ValueError(
+                "set both ACCORD_KAFKA__USERNAME and ACCORD_KAFKA__PASSWORD (or its _FILE), "
+                "or neither to use the principal's client file"
+            )
+        return self
+
     def without_login(self, principal: str, client_file: Path) -> KafkaSettings:
         """These settings, remembering that ``principal``'s client file is not there."""
         copy = self.model_copy()
@@ -249,6 +261,10 @@ class DeskSettings(OpsEndpoint, SignInSettings):
     # How long a page waits for Kafka to take its access acknowledgement (or a form its
     # referral or outcome) before it says it could not: a person is waiting.
     send_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    # A delivery this keystore cannot open because of its keys (one of the party's own
+    # lost or revoked, a broker key not imported) holds the desk's reading until it opens:
+    # true reports each such record and goes past it, losing it (docs/desk.md).
+    skip_key_problems: bool = False
     # How often the flag service (``accord desk flags``) reads its topics' retention again:
     # well within the withdrawal markers' 25 days' grace (broker.desk._withdrawn_keep). At
     # least a minute: each reading is a DescribeConfigs on the cluster, and a second's

@@ -111,6 +111,7 @@ def test_a_secret_setting_is_read_from_the_file_its_file_variable_names(
     """The container convention: Compose and Kubernetes mount secrets as files."""
     (tmp_path / "pw").write_text("s3cret-from-a-file\n")
     (tmp_path / "db").write_text("postgresql://accord:x@postgres/accord")
+    monkeypatch.setenv("ACCORD_KAFKA__USERNAME", "wmp")
     monkeypatch.setenv("ACCORD_KAFKA__PASSWORD_FILE", str(tmp_path / "pw"))
     monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP", "kafka-1:9092")
     monkeypatch.setenv("ACCORD_AUDIT__DB_FILE", str(tmp_path / "db"))
@@ -166,3 +167,19 @@ def test_the_flag_services_recheck_under_a_minute_is_refused_in_one_line(
     )
     monkeypatch.setenv("ACCORD_DESK__FLAGS_RECHECK_MINUTES", "1")
     assert load_settings().desk.flags_recheck_minutes == 1
+
+
+@pytest.mark.parametrize("given", ["ACCORD_KAFKA__USERNAME", "ACCORD_KAFKA__PASSWORD"])
+def test_half_a_kafka_login_is_refused_not_passed_over(
+    given: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password alone was ignored for the client file's; a username alone read as no login."""
+    monkeypatch.setenv(given, "a-synthetic-value")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert "set both ACCORD_KAFKA__USERNAME and ACCORD_KAFKA__PASSWORD" in message
+    assert "a-synthetic-value" not in message
+    monkeypatch.setenv("ACCORD_KAFKA__USERNAME", "wmp")
+    monkeypatch.setenv("ACCORD_KAFKA__PASSWORD", "a-synthetic-value")
+    assert load_settings().kafka.username == "wmp"
