@@ -44,9 +44,6 @@ from broker.webauth import Flash, Session, form_field, read_form
 log = structlog.get_logger("accord.console")
 
 CHART_DAYS = 14
-STALE_FORM = (
-    "This form is from an earlier session; nothing was recorded. Reload the page and submit again."
-)
 #: How far back the overrides page lists reviews (``accord audit report`` lists its window's).
 REVIEWED_DAYS = 90
 
@@ -163,16 +160,9 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
 
     def unposted(request: Request) -> Response:
         """A form ``posted`` refused: with no session, to sign in (the edge adds the page to
-        return to, and says what was lost); signed in, a token from an earlier session."""
-        session = signed_in(request)
-        if session is None:
-            return console.redirect("/login")
-        # Signed in, but the form's token is not this session's: a page loaded before signing
-        # out and in again (or in another tab since). Said plainly, with nothing done.
-        return console.render(
-            "error.html", session, status=403, title="Form from an earlier session",
-            message=STALE_FORM,
-        )  # fmt: skip
+        return to, and says what was lost); signed in, a token from an earlier session: the
+        page every app says it with (nothing done, nothing typed repeated)."""
+        return console.stale_form(request)
 
     async def audited(session: Session, page: str, **kw: Any) -> AuditRecord:
         try:

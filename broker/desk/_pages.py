@@ -127,7 +127,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.redirect("/login")
         form = await checked_form(request, session)
         if form is None:
-            return desk.refused("Missing or wrong form token.")
+            return desk.stale_form(request)
         if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
             return desk.refused("No such page.", status=404)
         return session, session.user, form, store.current_child(child)
@@ -207,7 +207,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.redirect("/login")
         form = await checked_form(request, session)
         if form is None:
-            return desk.refused("Missing or wrong form token.")
+            return desk.stale_form(request)
         record = named(event_id, "hub", REFERRAL_TYPE)
         if record is None:
             return desk.refused("No such referral.", status=404)
@@ -296,7 +296,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.redirect("/login")
         form = await checked_form(request, session)
         if form is None:
-            return desk.refused("Missing or wrong form token.")
+            return desk.stale_form(request)
         record = named(event_id, "school", ENCOMPASS_TYPE)
         if record is None:
             return desk.refused("No such notice.", status=404)

@@ -108,7 +108,7 @@ def register_record_pages(
             return desk.redirect("/login")
         form = await checked_form(request, session)
         if form is None:
-            return desk.refused("Missing or wrong form token.")
+            return desk.stale_form(request)
         reference = (form_field(form, "reference") or "").strip()[:_MAX_REFERENCE]
         typed = (form_field(form, "nhs_number") or "").strip()
 

@@ -5,7 +5,8 @@ rather than prometheus_client's ``start_http_server`` (which serves only metrics
 web framework: answering at all shows the loop is not blocked, and the probes read the
 process's state from the thread that writes it. Every answer is small, uncached and closes
 its connection; requests are bounded (one line of 2 KiB, 50 headers, 5 s) because the port
-may face a network.
+may face a network, and answered only for a ``Host`` that no other site's page can send
+(``broker.ops._hosts``: DNS rebinding).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from broker.config import KafkaSettings, OpsEndpoint
 from broker.errors import UsageError
 from broker.ops._health import Check, Probe
+from broker.ops._hosts import OpsHosts, printable
 from broker.ops._tls import watching_tls
 
 log = structlog.get_logger("accord.ops")
@@ -32,6 +34,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
             503: "Service Unavailable"}  # fmt: skip
 
 Answer = tuple[int, str, bytes]  # status, content type, body
+_BAD = b"bad request\n"
 
 
 def _probe_answer(check: Check) -> Answer:
@@ -40,12 +43,18 @@ def _probe_answer(check: Check) -> Answer:
 
 
 class OpsServer:
-    """Answers probes from ``live`` and ``ready`` and metrics from ``registry``."""
+    """Answers probes from ``live`` and ``ready`` and metrics from ``registry``, to requests
+    whose ``Host`` ``hosts`` allows (by default: addresses, localhost, single-label and
+    Kubernetes' cluster names)."""
 
-    def __init__(self, registry: CollectorRegistry, *, live: Probe, ready: Probe) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, live: Probe, ready: Probe,
+        hosts: OpsHosts | None = None,
+    ) -> None:  # fmt: skip
         self.registry = registry
         self.live = live
         self.ready = ready
+        self.hosts = hosts if hosts is not None else OpsHosts()
         self._server: asyncio.Server | None = None
 
     def answer(self, method: str, target: str) -> Answer:
@@ -107,18 +116,31 @@ class OpsServer:
                 await writer.wait_closed()
 
     async def _read(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes, bool]:
+        hosts: list[str] = []
+        folded = False
         try:
             line = await reader.readuntil(b"\n")
             for _ in range(_HEADERS + 1):
-                if (await reader.readuntil(b"\n")).strip() == b"":
+                header = (await reader.readuntil(b"\n")).decode("latin-1")
+                if header.strip() == "":
                     break
+                # A continuation line (obsolete folding) could stretch a Host past what was
+                # checked: refused (RFC 9112, 5.2), as no client of this port sends one.
+                folded = folded or header[0] in " \t"
+                name, _, value = header.partition(":")
+                if name.strip().lower() == "host":
+                    hosts.append(value)
             else:
                 return 400, "text/plain", b"too many headers\n", False
         except asyncio.LimitOverrunError:
             return 400, "text/plain", b"request too long\n", False
         parts = line.decode("latin-1").split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):  # method, target, version
-            return 400, "text/plain", b"bad request\n", False
+            return 400, "text/plain", _BAD, False
+        # One Host, allowed; a refusal says nothing of why, nor which names would do.
+        if folded or len(hosts) > 1 or not self.hosts.allows(hosts[0] if hosts else None):
+            log.warning("ops_host_refused", host=printable(hosts[0].strip() if hosts else None))
+            return 400, "text/plain", _BAD, False
         status, kind, body = self.answer(parts[0], parts[1])
         return status, kind, body, parts[0] == "HEAD"
 
@@ -140,7 +162,7 @@ async def serving_ops(
     if endpoint.metrics_port is None:
         yield None
         return
-    server = OpsServer(registry, live=live, ready=ready)
+    server = OpsServer(registry, live=live, ready=ready, hosts=OpsHosts.of(endpoint))
     await server.start(endpoint.metrics_host, endpoint.metrics_port)
     try:
         with contextlib.ExitStack() as watching:

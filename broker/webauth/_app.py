@@ -7,7 +7,8 @@ rules); and the session-timeout warning's script, keep-alive and status (:mod:`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from importlib import resources
 from typing import Any
 
@@ -18,7 +19,7 @@ from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException
 from structlog.typing import FilteringBoundLogger
 
-from broker.webauth._bounce import bounce_location, typed_something
+from broker.webauth._bounce import bounce_location, form_page, typed_something
 from broker.webauth._flash import Flash, page_messages, template_globals
 from broker.webauth._guard import Guard
 from broker.webauth._hosts import printable_host
@@ -29,6 +30,10 @@ from broker.webauth._web import SECURITY_HEADERS, bad_body, read_form
 __all__ = ["WebPages", "add_page_basics"]
 
 _UNKNOWN_HOST = "This server does not answer to that host name.\n"
+
+# The request being answered, set by the edge (add_page_basics), so that a refusal drawn
+# anywhere (WebPages.refused is not given the request) keeps a signed-in person's header.
+_REQUEST: ContextVar[Request | None] = ContextVar("accord_request", default=None)
 
 
 class WebPages:
@@ -95,8 +100,52 @@ class WebPages:
             self.set_cookie(response, session)
         return response
 
+    def error_page(
+        self,
+        session: Session | None,
+        *,
+        title: str,
+        message: str = "",
+        status: int,
+        template: str = "error.html",
+        headers: Mapping[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        """An error page; for a signed-in ``session``, with the header, Sign out form and
+        timeout script of every page. Its flash is neither shown nor taken, and its idle
+        clock is not restarted here."""
+        shown = session if session is not None and session.user is not None else None
+        page = self.templates.get_template(template).render(
+            user=shown.user if shown else None,
+            csrf=shown.csrf if shown else "",
+            session_timeout=session_timeout(self.guard, shown),
+            **page_messages(()),
+            **self.page_context(),
+            title=title,
+            message=message,
+            **context,
+        )
+        return HTMLResponse(page, status_code=status, headers=headers)
+
     def refused(self, why: str, *, status: int = 403) -> HTMLResponse:
-        return self.render("error.html", None, status=status, title="Refused", message=why)
+        """``why``, said on the error page, under the header of whoever is signed in."""
+        request = _REQUEST.get()
+        session = None if request is None else self.guard.session(request, touch=False)
+        return self.error_page(session, title="Refused", message=why, status=status)
+
+    def stale_form(self, request: Request) -> Response:
+        """The answer to a form whose token is not the session's (a page loaded before signing
+        out and in again, or in another tab since; or a forged one): 403, nothing done, and
+        a link back to the form's page. Signed out, to sign in instead (the edge says there
+        whether typed text was lost). What was posted is never repeated: the page says that
+        it was not saved, so that the person copies it back from the browser if it kept it."""
+        session = self.guard.session(request, touch=False)
+        if session is None or session.user is None:
+            return self.redirect("/login")
+        return self.error_page(
+            session, title="Form from an earlier session", status=403,
+            template="stale_form.html", back=form_page(request) or "/",
+        )  # fmt: skip
 
 
 async def _losing_typed_text(request: Request, guard: Guard) -> bool:
@@ -159,8 +208,12 @@ def add_page_basics(
             response = refusal
         else:
             lost = await _losing_typed_text(request, pages.guard)
-            with page_of(request):
-                response = await call_next(request)
+            asked = _REQUEST.set(request)
+            try:
+                with page_of(request):
+                    response = await call_next(request)
+            finally:
+                _REQUEST.reset(asked)
             if (
                 response.status_code == 303
                 and response.headers.get("location") == "/login"
@@ -179,12 +232,13 @@ def add_page_basics(
         if said is None or any(path == p or path.startswith(f"{p}/") for p in api_paths):
             return await http_exception_handler(request, exc)
         title, message = said
-        # No session: nothing of the officer's is read, touched or shown (the flash stays
-        # for the page it was meant for); the page's links lead back in.
-        page = pages.templates.get_template("error.html").render(
-            user=None, csrf="", flash=[], **pages.page_context(), title=title, message=message
-        )
-        return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
+        # Signed in, the header as on every page; but the session is only looked at, not
+        # touched, and its flash stays for the page it was meant for (a favicon's 404 can
+        # come between a form's redirect and the page that says it worked).
+        return pages.error_page(
+            pages.guard.session(request, touch=False), title=title, message=message,
+            status=exc.status_code, headers=exc.headers,
+        )  # fmt: skip
 
     add_timeout_routes(app, pages.guard)
 
@@ -196,12 +250,15 @@ def add_page_basics(
         # person typed into the address bar (an NHS number in place of an id).
         route = getattr(request.scope.get("route"), "path", "unmatched")
         log.error(f"{name}_error", route=route, error=type(exc).__name__)
-        page = pages.templates.get_template("error.html").render(
-            user=None, csrf="", flash=[], **pages.page_context(),
-            title="Something went wrong",
-            message=f"The {name} could not show this page. The error has been logged.",
-        )  # fmt: skip
-        return HTMLResponse(page, status_code=500, headers=SECURITY_HEADERS)
+        try:
+            session = pages.guard.session(request, touch=False)
+        except Exception:  # noqa: BLE001  # whatever broke may be the look-up: drawn signed out
+            session = None
+        with page_of(request):  # outside the edge: a POST's page returns to its form's
+            return pages.error_page(
+                session, title="Something went wrong", status=500, headers=SECURITY_HEADERS,
+                message=f"The {name} could not show this page. The error has been logged.",
+            )  # fmt: skip
 
     @app.get(f"/static/{name}.css")
     async def stylesheet_route() -> Response:

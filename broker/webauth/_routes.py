@@ -17,6 +17,10 @@ __all__ = ["SignInPages", "add_sign_in_routes"]
 
 _EXPIRED = "The sign-in form expired. Reload the page and try again."
 _SIGNED_OUT = "You have signed out."
+_STILL_IN = (
+    "You are still signed in: that Sign out button was on a page from an earlier session. "
+    "Use Sign out on this page."
+)
 _LOST = (
     "What you typed on that form was not saved (it is not kept: it may be personal data). "
     "Type it again after signing in."
@@ -89,7 +93,9 @@ def add_sign_in_routes(
         if session is not None:
             form = await read_form(request)
             if not session.csrf_ok(form_field(form, "csrf")):
-                return pages.refused("Missing or wrong form token.")
+                # Signed in, said so (the header shows who, with a Sign out that works): on a
+                # shared computer a bare refusal would look like being signed out.
+                return pages.refused(_STILL_IN if session.user else "Missing or wrong form token.")
             pages.guard.sessions.end(session)
         # Said on the sign-in page, so that someone at a shared computer sees it took.
         response = pages.redirect("/login?out=1")

@@ -36,16 +36,29 @@ from tests.kafka_helpers import clients, kafka_env
 pytestmark = pytest.mark.slow
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
+def _get(port: int, path: str, *, host: str | None = None) -> tuple[int, str]:
+    """``path`` of the ops server on ``port``; ``host``: the ``Host`` sent instead of
+    127.0.0.1's, as a DNS-rebinding page's would be."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Host": host} if host else {}
+    )
     try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{port}{path}", timeout=5
-        ) as r:  # a fixed http URL
+        with urllib.request.urlopen(request, timeout=5) as r:  # noqa: S310  # a fixed http URL
             return r.status, r.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
     except (urllib.error.URLError, ConnectionError):
         return 0, ""  # not listening yet
+
+
+async def _live_and_refusing_a_rebinding_page(port: int) -> None:
+    """``/livez`` answers 200 by address; a page whose own name resolves to the ops server's
+    address reads nothing (pen-test finding 4: it read the decisions per recipient)."""
+    status, body = await asyncio.to_thread(_get, port, "/livez")
+    assert (status, json.loads(body)) == (200, {"status": "ok", "reason": "ok"})
+    for path in ("/metrics", "/livez"):
+        refused = await asyncio.to_thread(_get, port, path, host="evil.example:9464")
+        assert refused == (400, "bad request\n"), path
 
 
 async def _until_ready(port: int, alive: Callable[[], bool], tail: Callable[[], str]) -> None:
@@ -198,8 +211,7 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
             if len(await received_ids(bootstrap)) == len(events):
                 break
             await asyncio.sleep(0.5)
-        status, body = await asyncio.to_thread(_get, worker.metrics_port, "/livez")
-        assert (status, json.loads(body)) == (200, {"status": "ok", "reason": "ok"})
+        await _live_and_refusing_a_rebinding_page(worker.metrics_port)
         body = await _until_exported(worker.metrics_port, 'certificate="kafka-broker"')
         assert "accord_events_received_total" in body
         assert 'accord_transactions_total{result="committed"}' in body

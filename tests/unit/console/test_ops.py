@@ -119,7 +119,7 @@ def test_a_store_that_cannot_answer_is_not_ready_and_its_error_stays_out_of_the_
 
 async def _get(port: int, path: str) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
     answer = await reader.read()
     writer.close()
     return answer

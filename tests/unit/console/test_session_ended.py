@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from broker.console._pages import STALE_FORM
 from tests.unit.console.conftest import (
     OFFICER,
     PASSWORD,
@@ -15,6 +14,7 @@ from tests.unit.console.conftest import (
     csrf_of,
     sign_in,
 )
+from tests.unit.webauth.pages import stale_form_page
 
 
 def test_a_subject_search_after_the_idle_timeout_returns_to_it_after_signing_in(
@@ -59,11 +59,7 @@ def test_a_form_from_an_earlier_session_says_nothing_was_recorded(
     r = client.post("/overrides/review", data={"event_id": "e2", "recipient": "school-1",
                                                "finding": "justified", "csrf": old})  # fmt: skip
     assert r.status_code == 403
-    assert STALE_FORM in r.text
-    assert STALE_FORM == (
-        "This form is from an earlier session; nothing was recorded. Reload the page and "
-        "submit again."
-    )
+    stale_form_page(r.text, back="/overrides")
     assert "Sign in first" not in r.text
     assert OFFICER in r.text  # the header still shows who is signed in
     assert [r.kind.value for r in sink.records if r.kind.value == "override_reviewed"] == []
