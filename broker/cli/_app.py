@@ -11,6 +11,7 @@ import typer
 # must be caught from the vendored module to turn them into one line.
 from typer._click import exceptions as click_exc
 
+from broker.cli._logging import default_logging
 from broker.errors import AccordError
 
 # Each module registers its commands; the order is the order in `accord --help`.
@@ -80,6 +81,7 @@ def _without_values(message: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``accord`` console script."""
     app = build_app()
+    default_logging()
     # aiokafka logs each failed connection attempt, before our own one-line error says the
     # same. Long-running commands (worker, console) turn it back on in configure_logging.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -109,6 +109,21 @@ def _render() -> list[Processor]:
     ]
 
 
+def default_logging() -> None:
+    """Until a command configures logging: warnings and worse, as JSON lines on stderr.
+
+    structlog's own default prints every level to stdout, where a command's output goes: an
+    indexer busy beside ``accord audit subject --format json`` put its debug lines into the
+    export a parent was to receive. Loggers are not cached, so a command's own
+    :func:`configure_logging` later takes effect for every module's logger."""
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, *_shared(), *_render()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
 def configure_logging(level: str = "info", *, library_logs: bool = True) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     structlog.configure(

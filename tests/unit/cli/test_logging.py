@@ -182,3 +182,22 @@ def test_a_failure_of_another_kind_under_the_same_text_is_written_with_its_trace
     assert [line["exception"][0]["exc_type"] if "exception" in line else None
             for line in lines] == ["KeyError", "TimeoutError", None]  # fmt: skip
     assert {line["event"] for line in lines} == {"Exception in ASGI application"}
+
+
+def test_a_command_that_sets_up_no_logging_keeps_log_lines_off_its_output(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``accord audit subject --format json > sar.json`` once began with an indexer's debug
+    lines (structlog's default writes every level to stdout): from the entry point on,
+    warnings and worse go to stderr as JSON lines, and nothing else is written."""
+    from broker.cli import main
+
+    main(["audit", "--help"])
+    capsys.readouterr()
+    log = structlog.get_logger("accord.audit")
+    log.debug("audit_index_moved", topic="accord.audit")
+    log.warning("audit_index_unchecked", partition=0)
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert json.loads(line)["event"] == "audit_index_unchecked"
