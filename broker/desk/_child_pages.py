@@ -5,9 +5,14 @@ A decision refused for something the person can put right (no decision chosen, n
 one too long, a referral that cannot be built, a ticked flag withdrawn since, a referral sent
 already) is answered by drawing the timeline again in place, 400 or 409, with the problem in
 the error summary and the form as it was posted: the decision chosen, the reason typed, the
-flags ticked and, for a re-send, the same ``resend`` token (:mod:`broker.desk._resend`), so
-sending it again is still the same attempt. What was typed lives in that one response only:
-never in the session, its flash, an address or a log. A success is still Post/Redirect/Get.
+flags ticked. What was typed lives in that one response only: never in the session, its
+flash, an address or a log. A success is still Post/Redirect/Get.
+
+A re-send (:mod:`broker.desk._resend`) refused is not drawn into that form, whose every field
+can be changed: the same event id must carry the same words, or the hub keeps the first
+attempt's reason while this desk records another. It is answered with its own page again,
+everything on it as it was (``not_sent.html``), saying why; sent already, with the timeline
+and a fresh form, so that a later referral from it is a new one.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
-from broker.desk._resend import not_again
+from broker.desk._resend import altered, not_again
 from broker.desk._show import person_name
 from broker.desk._store import (
     RECORDS_WITHDRAWN,
@@ -46,8 +51,9 @@ MAX_REASON = 2000
 _MAX_FLAGS_SETTLED = 12
 
 TeamForm = Callable[[Request, str], Awaitable[tuple[Session, str, Any, str] | Response]]
-#: The re-send token's check: whether it is good (or absent) and the event id it carries.
-Resent = Callable[[Any, str, str], tuple[bool, str | None]]
+#: The re-send token's check (form, its address, user, its content as posted): whether it is
+#: good (or absent) and the event id it carries.
+Resent = Callable[[Any, str, str, Sequence[tuple[str, str]]], tuple[bool, str | None]]
 
 
 def outcomes_of(store: DeskStore, decision: StoredDecision) -> list[StoredRecord]:
@@ -64,15 +70,9 @@ def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag,
     return marks
 
 
-def _not_referred(again: str | None, *, withdrawn: bool) -> str:
+def _not_referred(*, withdrawn: bool) -> str:
     """Why a referral was refused. Withdrawn: a ticked flag's records may not be used to
-    refer (a page loaded before the withdrawal). A re-send is never said to have sent
-    nothing: the attempt it repeats may have been (broker.desk._resend)."""
-    if again:
-        return not_again(
-            again, "a flag it settles has had all its records withdrawn since" if withdrawn
-            else "this desk cannot send a referral for this child now",
-        )  # fmt: skip
+    refer (a page loaded before the withdrawal)."""
     if withdrawn:
         return (
             "A flag whose records have all been withdrawn cannot be settled by a referral: "
@@ -189,13 +189,17 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         # The flags ticked on the form, and only this child's: an id carried over from
         # another child's page, or posted, settles nothing.
         posted = [v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)]
-        good, again = resent(form, page, user)
+        fields = [("action", action), ("reason", reason), *(("flag", f) for f in posted)]
+        good, again = resent(form, page, user, fields)
+        check = "ask the hub whether it arrived"
 
-        async def refused(text: str, *, field: str | None = None, status: int = 400) -> Response:
-            # Drawn again as posted; a re-send's token only if it is this desk's, so that
-            # sending the form again is still the same attempt.
-            typed = {"action": action, "reason": typed_reason, "flags": set(posted),
-                     "resend": form_field(form, "resend") if again else None}  # fmt: skip
+        async def refused(
+            text: str, *, field: str | None = None, status: int = 400, fresh: bool = False
+        ) -> Response:
+            # Drawn again as posted, but never with a re-send's token (module docstring);
+            # ``fresh``: the form as a new page has it, the referral having gone.
+            typed = None if fresh else {"action": action, "reason": typed_reason,
+                                        "flags": set(posted)}  # fmt: skip
             errors = [Flash.error(text, field=field)]
             return await timeline(session, child, status=status, errors=errors, typed=typed)
 
@@ -214,21 +218,35 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         if action == "refer":
             # A re-send first: what is said of it must not deny the attempt it repeats.
             if not good:
-                return desk.refused("Missing or wrong form token.")
+                return desk.refused(altered("referral"))
             if again and any(d.published_event == again for d in store.decisions(child=child)):
                 return await refused(
-                    f"Referral {again} was sent already; nothing more was sent.", status=409
-                )
+                    f"Referral {again} was sent already; nothing more was sent.", status=409,
+                    fresh=True,
+                )  # fmt: skip
             records = store.records_about(child)
             event = referral_event(
                 party=deps.party, records=records, child=child, secret=deps.linkage_key,
                 reason=reason, at=now,
             )  # fmt: skip
+            if again and (withdrawn or event is None or deps.publisher is None):
+                log.warning("desk_referral_not_sent_again", event_id=again)
+                # The same page again, its words and event id unchanged; a flag withdrawn
+                # since is left out, as the decision form leaves it out, so that the button
+                # can send the rest once the person has read why.
+                cannot = event is None or deps.publisher is None
+                return not_sent(
+                    session, None, "referral", reason, action=page, event_id=again,
+                    check=check, fields=[("action", action), ("reason", reason)]
+                    + [("flag", f) for f in settles],
+                    left_out=0 if cannot else withdrawn, refused=not_again(
+                        again, "this desk cannot send a referral for this child now" if cannot
+                        else "a flag it settles has had all its records withdrawn since",
+                    ),
+                )  # fmt: skip
             if withdrawn or event is None or deps.publisher is None:
-                if again:
-                    log.warning("desk_referral_not_sent_again", event_id=again)
                 return await refused(
-                    _not_referred(again, withdrawn=bool(withdrawn)), field="action", status=409
+                    _not_referred(withdrawn=bool(withdrawn)), field="action", status=409
                 )
             if again:  # the same event as the attempt given up on (broker.desk._resend)
                 event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
@@ -238,7 +256,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                 log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
                 return not_sent(
                     session, exc, "referral", reason, action=page,
-                    event_id=event["event_id"], check="ask the hub whether it arrived",
+                    event_id=event["event_id"], check=check,
                     fields=[("action", action), ("reason", reason)]
                     + [("flag", f) for f in settles],
                 )  # fmt: skip

@@ -25,7 +25,7 @@ from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
-from broker.desk._resend import resend_token, resent_id
+from broker.desk._resend import altered, not_again, resend_token, resent_id
 from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE, encompass_notice, outcome_event
@@ -88,31 +88,42 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         )
 
     def not_sent(
-        session: Session, exc: AccordError, what: str, text: str, *,
+        session: Session, exc: AccordError | None, what: str, text: str, *,
         action: str, event_id: str, fields: Sequence[tuple[str, str]], check: str,
+        refused: str | None = None, left_out: int = 0,
     ) -> HTMLResponse:  # fmt: skip
         # Said here rather than on the record's page: that page acknowledges access again,
         # and with Kafka away would show only that it cannot. The person's words are given
         # back (escaped) in a form that sends them again under the same event id
-        # (broker.desk._resend): nothing else kept them.
+        # (broker.desk._resend): nothing else kept them. ``refused``: why a re-send from
+        # this page was refused; the page is drawn again as it was, every field still one
+        # nobody can change, since the same event id must carry the same words.
         return desk.render(
-            "not_sent.html", session, status=503, what=what, text=text, action=action,
-            title=f"The {what} may have been sent" if isinstance(exc, SendUnconfirmed)
+            "not_sent.html", session, status=409 if refused else 503, what=what, text=text,
+            action=action, errors=[Flash.error(refused)] if refused else (),
+            title=f"The {what} was not sent again" if refused
+            else f"The {what} may have been sent" if isinstance(exc, SendUnconfirmed)
             else f"The {what} was not sent",
+            refused=bool(refused), left_out=left_out,
             unconfirmed=isinstance(exc, SendUnconfirmed), event_id=event_id, check=check,
             fields=fields, resend=resend_token(
                 deps.device_key, party=deps.party, form=action, user=session.user or "",
-                event_id=event_id,
+                event_id=event_id, fields=fields,
             ),
         )  # fmt: skip
 
-    def resent(form: Any, action: str, user: str) -> tuple[bool, str | None]:
-        """Whether the form's ``resend`` field, if any, is one this desk made for this form
-        and person; and the event id it carries (None for a first send)."""
+    def resent(
+        form: Any, action: str, user: str, fields: Sequence[tuple[str, str]]
+    ) -> tuple[bool, str | None]:
+        """Whether the form's ``resend`` field, if any, is one this desk made for this form,
+        person and content (``fields``, as posted); and the event id it carries (None for a
+        first send)."""
         token = form_field(form, "resend")
         if token is None:
             return True, None
-        found = resent_id(deps.device_key, token, party=deps.party, form=action, user=user)
+        found = resent_id(
+            deps.device_key, token, party=deps.party, form=action, user=user, fields=fields
+        )
         return found is not None, found
 
     async def checked_form(request: Request, session: Session) -> Any | None:
@@ -215,32 +226,65 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         outcome = form_field(form, "outcome") or ""
         typed_summary = form_field(form, "summary") or ""
         summary = typed_summary.strip()
-        good, again = resent(form, page, session.user)
+        fields = [("outcome", outcome), ("summary", summary)]
+        good, again = resent(form, page, session.user, fields)
+        check = "ask the co-ordinating team whether it arrived"
 
-        async def refused(text: str, *, field: str | None = None, status: int = 400) -> Response:
-            # Drawn again as posted (never kept): a re-send's token only if it is this
-            # desk's, so that sending the form again is still the same attempt.
-            typed = {"outcome": outcome, "summary": typed_summary,
-                     "resend": form_field(form, "resend") if again else None}  # fmt: skip
+        async def refused(
+            text: str, *, field: str | None = None, status: int = 400, fresh: bool = False
+        ) -> Response:
+            # Drawn again as posted (never kept), but never with a re-send's token: anyone
+            # can change this form, and other words under the first attempt's event id would
+            # be dropped as a replay yet recorded here as sent (broker.desk._resend). A
+            # re-send refused is its own page again (not_again_page); ``fresh``: no form as
+            # posted, the outcome having gone.
+            typed = None if fresh else {"outcome": outcome, "summary": typed_summary}
             errors = [Flash.error(text, field=field)]
             return await referral_view(session, record, status=status, errors=errors, typed=typed)
 
+        def not_again_page(event: str, why: str) -> HTMLResponse:
+            return not_sent(
+                session, None, "outcome", summary, action=page, event_id=event, fields=fields,
+                check=check, refused=not_again(event, why, what="outcome"),
+            )  # fmt: skip
+
+        # A re-send's content is the one checked when it was first sent (its MAC covers it).
         if outcome not in HUB_OUTCOMES or not summary or len(summary) > MAX_REASON:
             return await refused(
                 "Choose an outcome and give a summary (up to 2000 characters).",
                 field="outcome" if outcome not in HUB_OUTCOMES else "summary",
             )
         if record.hidden or deps.publisher is None:
+            if again:
+                return not_again_page(again, "this referral cannot be answered from here now")
             return await refused("This referral cannot be answered from here.", status=409)
-        # One outcome per referral: a double click, a second tab or a colleague's page still
-        # open would otherwise send the team another, perhaps contrary, one. Checked again
-        # while a send is under way (the send awaits Kafka).
-        if event_id in answering or _answered(store, event_id):
-            return await refused(
-                "This referral has an outcome already; nothing was sent.", status=409
-            )
+
+        async def conflict() -> Response | None:
+            """The answer when the referral has, or is being sent, an outcome; None if not."""
+            # One outcome per referral: a double click, a second tab or a colleague's page
+            # still open would otherwise send the team another, perhaps contrary, one.
+            # Checked again while a send is under way (the send awaits Kafka).
+            if again and _answered(store, event_id):
+                own = any(d.published_event == again
+                          for d in store.decisions(subject_event=event_id))  # fmt: skip
+                return await refused(
+                    f"Outcome {again} was sent already; nothing more was sent." if own
+                    else not_again(again, "this referral has had an outcome recorded since",
+                                   what="outcome"),
+                    status=409, fresh=True,
+                )  # fmt: skip
+            if again and event_id in answering:
+                return not_again_page(again, "an outcome for this referral is being sent now")
+            if event_id in answering or _answered(store, event_id):
+                return await refused(
+                    "This referral has an outcome already; nothing was sent.", status=409
+                )
+            return None
+
+        if (answer := await conflict()) is not None:
+            return answer
         if not good:
-            return desk.refused("Missing or wrong form token.")
+            return desk.refused(altered("outcome"))
         answering.add(event_id)
         try:
             now = deps.clock()
@@ -255,8 +299,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
                 return not_sent(
                     session, exc, "outcome", summary, action=page,
-                    event_id=event["event_id"], fields=[("outcome", outcome), ("summary", summary)],
-                    check="ask the co-ordinating team whether it arrived",
+                    event_id=event["event_id"], fields=fields, check=check,
                 )  # fmt: skip
             store.decide(
                 action=outcome, reason=summary, by=session.user, at=now, subject_event=event_id,

@@ -6,6 +6,13 @@ back in its re-send form, so the second attempt is the same event, not a new one
 first did arrive, the worker refuses the copy as a replay, and the recipient gets one
 referral, not two.
 
+The same event id must mean the same content: the worker drops the copy, so the recipient
+keeps the first attempt's, and a decision the desk stored from different words would not be
+what was sent. So the token's MAC covers what the form sends as well as the id (``fields``:
+the decision or outcome, the reason or summary, the flags it settles), and the form that
+carries it shows them but lets nobody change them (``not_sent.html``: hidden fields). A form
+posted with anything changed is refused, not sent as a new attempt under the old id.
+
 The id is a hidden field a person could change, so it is taken only with this desk's MAC
 over it, the party, the form and the user (``device_key``, under a label of its own): a
 posted id is always one this desk made for this person's form, never one read off another
@@ -19,43 +26,94 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import uuid
+from collections.abc import Iterable
 
-__all__ = ["not_again", "resend_token", "resent_id"]
+__all__ = ["altered", "not_again", "resend_token", "resent_id"]
 
-_LABEL = b"accord-desk-resend-v1\0"
+# v2: the MAC covers the form's content too. A v1 token (a page drawn before the upgrade) is
+# refused like any other this desk did not make.
+_LABEL = b"accord-desk-resend-v2\0"
+
+#: Who receives each kind of send, where the desk would list it once sent, and the page it
+#: is sent from.
+_SENT_TO = {
+    "referral": ("the hub", "It is not listed under Referrals sent.", "the child's page"),
+    "outcome": (
+        "the co-ordinating team",
+        "It is not recorded here as the referral's outcome.",
+        "the referral's page",
+    ),
+}
 
 
-def _mac(key: bytes, party: str, form: str, user: str, event_id: str) -> str:
-    message = _LABEL + "\0".join((party, form, user, event_id)).encode()
+def _digest(fields: Iterable[tuple[str, str]]) -> str:
+    # Order-free (a browser posts a form's fields in document order, which is not ours to
+    # promise) and blind to line endings (a page's CR LF is read as LF, and a browser posts
+    # every line break as CR LF, whatever the page held).
+    canonical = sorted(
+        (name, value.replace("\r\n", "\n").replace("\r", "\n")) for name, value in fields
+    )
+    return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
+
+
+def _mac(
+    key: bytes, *, party: str, form: str, user: str, event_id: str,
+    fields: Iterable[tuple[str, str]],
+) -> str:  # fmt: skip
+    message = _LABEL + "\0".join((party, form, user, event_id, _digest(fields))).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def resend_token(key: bytes, *, party: str, form: str, user: str, event_id: str) -> str:
+def resend_token(
+    key: bytes, *, party: str, form: str, user: str, event_id: str,
+    fields: Iterable[tuple[str, str]],
+) -> str:  # fmt: skip
     """The hidden ``resend`` field's value for a re-send of ``event_id`` on ``form`` (the
-    form's address) by ``user``."""
-    return f"{event_id}.{_mac(key, party, form, user, event_id)}"
+    form's address) by ``user``, sending ``fields`` (name, value) and nothing else."""
+    mac = _mac(key, party=party, form=form, user=user, event_id=event_id, fields=fields)
+    return f"{event_id}.{mac}"
 
 
-def resent_id(key: bytes, token: str | None, *, party: str, form: str, user: str) -> str | None:
+def resent_id(
+    key: bytes, token: str | None, *, party: str, form: str, user: str,
+    fields: Iterable[tuple[str, str]],
+) -> str | None:  # fmt: skip
     """The event id a posted ``resend`` field carries, if it is one this desk made for this
-    form and user; None for anything else (the caller refuses the form)."""
+    form, user and content (``fields`` as posted); None for anything else (the caller
+    refuses the form)."""
     event_id, _, mac = (token or "").partition(".")
     try:
         if str(uuid.UUID(event_id)) != event_id:  # the canonical form only
             return None
     except ValueError:
         return None
-    expected = _mac(key, party, form, user, event_id)
+    expected = _mac(key, party=party, form=form, user=user, event_id=event_id, fields=fields)
     return event_id if hmac.compare_digest(mac, expected) else None
 
 
-def not_again(event_id: str, why: str) -> str:
+def not_again(event_id: str, why: str, *, what: str = "referral") -> str:
     """What a re-send refused is said to be: never "nothing was sent", since the attempt it
     repeats may have been (the desk cannot tell an unconfirmed attempt from a refused one by
-    its form), and never recorded as sent, since it may not have been."""
+    its form), and never recorded as sent, since it may not have been. ``what``: "referral"
+    or "outcome"."""
+    to, unlisted, _ = _SENT_TO[what]
     return (
-        f"The referral could not be sent again: {why}. Nothing more was sent. The earlier "
-        f"attempt, event {event_id}, may have reached the hub if the broker did not confirm "
-        "it: ask the hub whether it arrived. It is not listed under Referrals sent."
+        f"The {what} could not be sent again: {why}. Nothing more was sent. The earlier "
+        f"attempt, event {event_id}, may have reached {to} if the broker did not confirm "
+        f"it: ask {to} whether it arrived. {unlisted}"
+    )
+
+
+def altered(what: str) -> str:
+    """What a re-send form posted with its token or its content changed is told: it is not
+    sent, neither as the same attempt (that id would carry other words) nor as a new one
+    (the person meant the earlier attempt)."""
+    to, _, page = _SENT_TO[what]
+    return (
+        f"This form cannot send the {what} again: it was changed after this desk drew it, or "
+        f"this desk did not draw it for you (or an earlier release of the desk did). Nothing "
+        f"was sent. To send a {what} afresh, start again from {page}, but first ask {to} "
+        "whether the earlier attempt arrived."
     )

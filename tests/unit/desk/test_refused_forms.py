@@ -1,7 +1,8 @@
 """A form the desk refuses for something the person can put right is drawn again in place (400,
 or 409 for a conflict), its problem in the error summary and every control as it was posted,
-escaped; what was typed is in that response only (no session, flash, log or address), a
-re-send keeps its token, and the corrected form goes through."""
+escaped; what was typed is in that response only (no session, flash, log or address), and the
+corrected form goes through. A re-send refused is never drawn into that editable form: its own
+page comes back with nothing changeable, since one event id must carry one content."""
 
 from __future__ import annotations
 
@@ -136,48 +137,137 @@ def _resend_fields(page: str) -> dict[str, list[str]]:
     return _dict_of(posted_form(page, "resend-form"))
 
 
-def test_a_resend_refused_is_drawn_again_with_its_token_and_goes_as_the_same_attempt(
+def _unconfirmed_referral(
+    client: TestClient, child: str, token: str, publisher: FakePublisher, flags: list[str]
+) -> tuple[str, dict[str, list[str]]]:
+    """A referral Kafka wrote but the broker did not confirm: its event id and the hidden
+    fields of the page's "Send the referral again" form."""
+    sent = publisher.publish
+
+    async def unconfirmed(event: Mapping[str, Any]) -> None:
+        publisher.events.append(dict(event))  # Kafka took it; the broker did not confirm
+        raise SendUnconfirmed("publishing to accord.ingress.x: the commit was under way")
+
+    publisher.publish = unconfirmed  # type: ignore[method-assign]
+    form = {"csrf": token, "action": "refer", "reason": TYPED, "flag": flags}
+    r = client.post(f"/child/{child}/decide", data=form)
+    assert r.status_code == 503
+    publisher.publish = sent  # type: ignore[method-assign]
+    [first] = publisher.events
+    return first["event_id"], _resend_fields(r.text)
+
+
+def _nothing_to_change(page: str) -> None:
+    """The page's only form that sends anything is the re-send form, and every control in it
+    is hidden: no decision form, no textarea, select or visible input."""
+    assert 'id="decide"' not in page
+    assert 'id="outcome-form"' not in page
+    form = page[page.index('id="resend-form"') :]
+    form = form[: form.index("</form>")]
+    assert "<textarea" not in form
+    assert "<select" not in form
+    assert all('type="hidden"' in tag for tag in re.findall(r"<input[^>]*>", form))
+
+
+def test_a_resend_refused_is_its_own_page_again_unchanged_and_goes_as_the_same_attempt(
     make_client: Make, store: DeskStore, publisher: FakePublisher
 ) -> None:
     child = _child(store, hidden=False)
     client, _ = make_client()
     token = sign_in(client)
-    sent = publisher.publish
-    tried: list[str] = []
-
-    async def unknown(event: Mapping[str, Any]) -> None:
-        tried.append(event["event_id"])
-        raise SendUnconfirmed("publishing to accord.ingress.x: Kafka did not answer within 5 s")
-
-    publisher.publish = unknown  # type: ignore[method-assign]
-    form = {"csrf": token, "action": "refer", "reason": TYPED, "flag": [A, B]}
-    r = client.post(f"/child/{child}/decide", data=form)
-    assert r.status_code == 503
-    resend = _resend_fields(r.text)
+    first, resend = _unconfirmed_referral(client, child, token, publisher, [A, B])
     store.hide(["e1", "e2"], "Consent withdrawn for early help.", T0)  # A withdrawn since
-    publisher.publish = sent  # type: ignore[method-assign]
 
     r = client.post(f"/child/{child}/decide", data=resend)
-    _drawn_again(r, "action", status=409)
-    assert f"The earlier attempt, event {tried[0]}, may have reached the hub" in r.text
-    again = posted_form(r.text, "decide")
-    assert value_of(again, "resend") == resend["resend"]  # the same attempt
-    assert value_of(again, "reason") == [TYPED]
-    assert publisher.events == []
+    assert r.status_code == 409
+    assert "location" not in r.headers
+    assert re.search(r"<title>Error: The referral was not sent again", r.text)
+    said = error_summary(r.text)
+    assert f"The earlier attempt, event {first}, may have reached the hub" in said
+    assert "exactly as written here and under the same event id" in r.text
+    assert "The referral no longer settles the flag whose records were all withdrawn" in r.text
+    _nothing_to_change(r.text)
+    again = _resend_fields(r.text)
+    assert (again["action"], again["reason"], again["flag"]) == (["refer"], [TYPED], [B])
+    assert again["resend"][0].startswith(f"{first}.")
+    assert len(publisher.events) == 1  # nothing more
+    assert store.decisions() == []
 
-    r = client.post(f"/child/{child}/decide", data=_dict_of(again))
+    r = client.post(f"/child/{child}/decide", data=again)
     assert "sent through the broker" in r.text
-    [event] = publisher.events
-    assert event["event_id"] == tried[0]
+    assert [e["event_id"] for e in publisher.events] == [first, first]  # the same attempt
+    assert publisher.events[1]["summary"] == publisher.events[0]["summary"] == TYPED
     [decision] = store.decisions()
-    assert (decision.published_event, decision.flag_ids) == (tried[0], (B,))
+    assert (decision.published_event, decision.reason, decision.flag_ids) == (first, TYPED, (B,))
 
-    # Posted once more (the old page's button): sent already, a conflict, the form as posted.
-    r = client.post(f"/child/{child}/decide", data=_dict_of(again))
+
+def test_a_resend_edited_after_its_refusal_publishes_nothing_under_the_first_event_id(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """The review's case: a referral with reason A Kafka wrote unconfirmed; sending it again
+    refused (a flag withdrawn since); the reason changed to B, or the flags, and posted. The
+    hub keeps A (the worker drops a replay), so nothing may go under that id with B, and no
+    decision may be stored that says B went."""
+    child = _child(store, hidden=False)
+    client, _ = make_client()
+    token = sign_in(client)
+    first, resend = _unconfirmed_referral(client, child, token, publisher, [A, B])
+    store.hide(["e1", "e2"], "Consent withdrawn for early help.", T0)
+    r = client.post(f"/child/{child}/decide", data=resend)
+    again = _resend_fields(r.text)
+
+    edits: list[dict[str, list[str]]] = [
+        {**again, "reason": ["Something else entirely."]},
+        {**again, "reason": [TYPED + " And more."]},
+        {**again, "flag": [B, C]},
+        {**again, "flag": []},
+    ]
+    for edited in edits:
+        r = client.post(f"/child/{child}/decide", data=edited)
+        assert r.status_code == 403
+        assert "This form cannot send the referral again" in r.text
+        assert "Nothing was sent" in r.text
+        assert first not in r.text
+    assert len(publisher.events) == 1  # only the first attempt
+    assert store.decisions() == []
+
+    r = client.post(f"/child/{child}/decide", data=again)  # unedited: still the same attempt
+    assert "sent through the broker" in r.text
+    assert [e["event_id"] for e in publisher.events] == [first, first]
+    [decision] = store.decisions()
+    assert (decision.published_event, decision.reason) == (first, TYPED)
+
+
+def test_a_resend_sent_already_leaves_a_fresh_form_from_which_a_new_referral_goes(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """The old page's button once more: 409, nothing sent, and the decision form drawn fresh
+    (no token, nothing pre-filled), so a later "refer" from it is a new referral, not refused
+    as sent already and not a copy made by a second click."""
+    child = _child(store, hidden=False)
+    client, _ = make_client()
+    token = sign_in(client)
+    first, resend = _unconfirmed_referral(client, child, token, publisher, [B])
+    r = client.post(f"/child/{child}/decide", data=resend)
+    assert "sent through the broker" in r.text
+
+    r = client.post(f"/child/{child}/decide", data=resend)
     _drawn_again(r, None, status=409)
-    assert f"Referral {tried[0]} was sent already; nothing more was sent." in r.text
-    assert value_of(posted_form(r.text, "decide"), "resend") == resend["resend"]
-    assert len(publisher.events) == 1
+    assert f"Referral {first} was sent already; nothing more was sent." in error_summary(r.text)
+    fresh = posted_form(r.text, "decide")
+    assert value_of(fresh, "resend") == []
+    assert value_of(fresh, "action") == []
+    assert value_of(fresh, "reason") == [""]
+    assert len(publisher.events) == 2
+
+    fresh += [("action", "refer"), ("reason", "A new concern since.")]
+    r = client.post(f"/child/{child}/decide", data=_dict_of(fresh))
+    assert "sent through the broker" in r.text
+    assert len(publisher.events) == 3
+    new = publisher.events[2]
+    assert new["event_id"] != first
+    assert new["summary"] == "A new concern since."
+    assert sorted(d.reason for d in store.decisions()) == sorted([TYPED, "A new concern since."])
 
 
 def test_a_forged_resend_token_is_not_drawn_back_into_the_form(
@@ -261,3 +351,91 @@ def test_a_refused_search_keeps_the_reference_but_never_the_nhs_number(
     r = client.post("/records/search", data=fixed)
     assert r.status_code == 200
     assert "3 record(s) found." in r.text
+
+
+def _unconfirmed_outcome(
+    client: TestClient, token: str, publisher: FakePublisher
+) -> tuple[str, dict[str, list[str]]]:
+    """An outcome Kafka wrote but the broker did not confirm: its event id and the hidden
+    fields of the page's "Send the outcome again" form."""
+    sent = publisher.publish
+
+    async def unconfirmed(event: Mapping[str, Any]) -> None:
+        publisher.events.append(dict(event))
+        raise SendUnconfirmed("publishing to accord.ingress.x: the commit was under way")
+
+    publisher.publish = unconfirmed  # type: ignore[method-assign]
+    form = {"csrf": token, "outcome": "support_offered", "summary": TYPED}
+    r = client.post("/referral/r1/outcome", data=form)
+    assert r.status_code == 503
+    publisher.publish = sent  # type: ignore[method-assign]
+    [first] = publisher.events
+    return first["event_id"], _resend_fields(r.text)
+
+
+def test_an_outcome_resend_edited_publishes_nothing_under_the_first_event_id(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    _referral(store)
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    first, resend = _unconfirmed_outcome(client, token, publisher)
+    for edited in ({**resend, "summary": ["Declined."]}, {**resend, "outcome": ["declined"]}):
+        r = client.post("/referral/r1/outcome", data=edited)
+        assert r.status_code == 403
+        assert "This form cannot send the outcome again" in r.text
+    assert len(publisher.events) == 1
+    assert store.decisions(subject_event="r1") == []
+
+    r = client.post("/referral/r1/outcome", data=resend)
+    assert "Outcome support offered sent" in r.text
+    assert [e["event_id"] for e in publisher.events] == [first, first]
+    [decision] = store.decisions(subject_event="r1")
+    assert (decision.published_event, decision.reason) == (first, TYPED.strip())
+
+    # The old page's button once more: sent already, and no form is left to send another.
+    r = client.post("/referral/r1/outcome", data=resend)
+    _drawn_again(r, None, status=409)
+    assert f"Outcome {first} was sent already; nothing more was sent." in error_summary(r.text)
+    assert 'id="outcome-form"' not in r.text
+    assert len(publisher.events) == 2
+
+
+def test_an_outcome_resend_refused_is_its_own_page_again_with_nothing_to_change(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    _referral(store)
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    first, resend = _unconfirmed_outcome(client, token, publisher)
+    store.hide(["r1"], "Consent withdrawn for early help.", T0)
+    r = client.post("/referral/r1/outcome", data=resend)
+    assert r.status_code == 409
+    said = error_summary(r.text)
+    assert "The outcome could not be sent again: this referral cannot be answered" in said
+    assert f"event {first}, may have reached the co-ordinating team" in said
+    _nothing_to_change(r.text)
+    assert _resend_fields(r.text) == resend  # the same content, the same token
+    assert len(publisher.events) == 1
+    assert store.decisions(subject_event="r1") == []
+
+
+def test_an_outcome_recorded_since_refuses_the_resend_without_denying_the_earlier_attempt(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """A colleague recorded an outcome from a fresh form meanwhile: the re-send is refused,
+    says the earlier attempt may have reached the team, and leaves no form to post."""
+    _referral(store)
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    first, resend = _unconfirmed_outcome(client, token, publisher)
+    other = {"csrf": token, "outcome": "declined", "summary": "Family declined."}
+    client.post("/referral/r1/outcome", data=other)
+    r = client.post("/referral/r1/outcome", data=resend)
+    _drawn_again(r, None, status=409)
+    said = error_summary(r.text)
+    assert "The outcome could not be sent again: this referral has had an outcome" in said
+    assert f"event {first}, may have reached the co-ordinating team" in said
+    assert "nothing was sent" not in said.lower()
+    assert 'id="outcome-form"' not in r.text
+    assert [e["outcome"] for e in publisher.events] == ["support_offered", "declined"]

@@ -137,7 +137,11 @@ def test_a_resend_id_this_desk_did_not_make_for_the_form_is_refused(
     other = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"  # e.g. another party's event's id
     for forged in (f"{other}.{mac}", f"{event_id.upper()}.{mac}", f"{event_id}.", "x.y"):
         r = client.post(f"/child/{child}/decide", data={**again, "resend": [forged]})
-        assert "Missing or wrong form token" in r.text
+        assert "This form cannot send the referral again" in r.text
+    # The right token with other words: not this attempt (the hub would keep the first
+    # words) and not a new one (the person meant this one).
+    r = client.post(f"/child/{child}/decide", data={**again, "reason": ["Family declined."]})
+    assert "This form cannot send the referral again" in r.text
     assert publisher.events == []
     assert store.decisions() == []
 
@@ -163,3 +167,26 @@ def test_an_outcome_sent_again_from_the_not_sent_page_keeps_its_event_id(
     assert [e["event_id"] for e in publisher.events] == [event_id]
     [decision] = store.decisions(subject_event="r1")
     assert decision.published_event == event_id
+
+
+def test_a_resend_whose_line_breaks_a_browser_posted_as_cr_lf_is_still_the_same_attempt(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """A browser posts a field's line breaks as CR LF whatever the page held: the re-send's
+    MAC is over the words, not their line endings."""
+    record = delivery("e1")
+    [child] = children_in(record.view, SECRET)
+    store.add_delivery(record, [child], datetime.now(UTC))
+    client, _ = make_client()
+    token = sign_in(client)
+    sent = publisher.publish
+    publisher.publish = _down  # type: ignore[method-assign]
+    form = {"csrf": token, "action": "refer", "reason": "Mum rang.\nShe asked for help."}
+    r = client.post(f"/child/{child}/decide", data=form)
+    again = _resend_form(r.text)
+    event_id = again["resend"][0].split(".")[0]
+    publisher.publish = sent  # type: ignore[method-assign]
+    posted = {**again, "reason": ["Mum rang.\r\nShe asked for help."]}
+    r = client.post(f"/child/{child}/decide", data=posted)
+    assert "sent through the broker" in r.text
+    assert [e["event_id"] for e in publisher.events] == [event_id]
