@@ -461,8 +461,9 @@ def _missing(path: Path) -> str:
             f"keys init --party PRINCIPAL --dir {path / 'PRINCIPAL'}'"
         )
     return (
-        f"no keystore at {path}: restore it from its backup; if it never had keys, make them "
-        f"with 'accord keys init --party PARTY --dir {path}'"
+        f"no keystore at {path}: if it is in another folder, name that folder with "
+        "ACCORD_KEYSTORE__PATH; else restore it from its backup; only if it never had keys, "
+        f"make them with 'accord keys init --party PARTY --dir {path}'"
     )
 
 
