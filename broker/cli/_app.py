@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         command = " ".join(a for a in (argv if argv is not None else sys.argv[1:])[:2])
         _fail(
             f"'accord {command}' needs the broker, not only the SDK (module {top} is "
-            "missing): pip install accord-broker",
+            "missing): install accord-broker in its place (README, Installing without the "
+            "repository; it is not on PyPI)",
             2,
         )
     except OverflowError:
