@@ -30,6 +30,13 @@ Index = Annotated[
     bool,
     typer.Option(help="Keep the index current from accord.audit (off if another indexer runs)."),
 ]
+Instance = Annotated[
+    str | None,
+    typer.Option(
+        help="Run as this instance (a-z, 0-9, '-'): its own audit chain console:HOST/NAME, "
+        "for a second console on this host (default: none, the chain console:HOST).",
+    ),
+]
 Name = Annotated[str, typer.Argument(help="The officer's user name (a-z, 0-9, '.', '_', '-').")]
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from standard input.")
@@ -84,6 +91,7 @@ def serve(
     policies: Policies = None,
     db: Db = None,
     index: Index = True,
+    instance: Instance = None,
 ) -> None:
     """Serve the governance console (sign in with an account from 'accord console add-user')."""
     if ctx.invoked_subcommand is not None:
@@ -92,10 +100,12 @@ def serve(
 
     from broker.cli._common import kafka_as, own_keystore
     from broker.cli._logging import configure_logging
-    from broker.console import ConsoleRun, load_console_policy, run_console
+    from broker.console import ConsoleRun, check_instance, load_console_policy, run_console
     from broker.governance import open_store
     from broker.principals import Principal
 
+    if instance is not None:
+        check_instance(instance)  # before anything is opened
     settings = load_settings()
     cfg = settings.console.model_dump()
     cfg.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
@@ -122,7 +132,7 @@ def serve(
         asyncio.run(
             run_console(
                 settings, store, kafka_as(settings, Principal.CONSOLE), policy=policy, index=index,
-                started=started,
+                started=started, instance=instance,
                 reopen=lambda: open_store(url, home=settings.home),
             )
         )  # fmt: skip

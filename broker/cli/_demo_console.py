@@ -60,7 +60,7 @@ async def demo_console(
 ) -> None:
     """The governance console, keeping the audit index (SQLite by default) current itself,
     with the demo officer's account alone; the commands to try from another terminal."""
-    from broker.console import ConsoleRun, TotpBox, UserFile, run_console
+    from broker.console import DEMO_INSTANCE, ConsoleRun, TotpBox, UserFile, run_console
     from broker.governance import open_store
     from broker.webauth import device_key
 
@@ -98,6 +98,9 @@ async def demo_console(
         await run_console(
             settings, store, kafka, policy=policy, index=True, started=started, stop=stop,
             reopen=lambda: open_store(db, home=settings.home),
+            # A chain of its own: a console started by hand beside the demo (same home,
+            # same Kafka) then writes console:<host> and never fences the demo's.
+            instance=DEMO_INSTANCE,
         )  # fmt: skip
     except UsageError as exc:
         raise with_port_hint(exc, settings.console.port, "--console-port") from None

@@ -16,15 +16,19 @@ officer and the subject keys shown, *before* the page renders; no record, no dat
 
 from broker.console._app import create_app
 from broker.console._deps import ConsoleDeps
+from broker.console._instance import DEMO_INSTANCE, check_instance, console_chain
 from broker.console._serve import ConsoleRun, load_console_policy, run_console
 from broker.webauth import TotpBox, UserFile, check_username
 
 __all__ = [
+    "DEMO_INSTANCE",
     "ConsoleDeps",
     "ConsoleRun",
     "TotpBox",
     "UserFile",
+    "check_instance",
     "check_username",
+    "console_chain",
     "create_app",
     "load_console_policy",
     "run_console",

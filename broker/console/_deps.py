@@ -35,6 +35,10 @@ async def no_wait(done: Callable[[], bool]) -> bool:
     return done()
 
 
+def _carry_on() -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleDeps:
     store: AuditStore
@@ -54,3 +58,7 @@ class ConsoleDeps:
     metrics: ConsoleMetrics = field(default_factory=lambda: ConsoleMetrics(CollectorRegistry()))
     # The school days Operation Encompass deadlines fall on (the dashboard's late notices).
     schools: SchoolCalendar = field(default_factory=SchoolCalendar)
+    # The chain ``audit`` writes, named on the page when another console has taken it over;
+    # and what the console does then (run_console: says so once and stops).
+    chain: str | None = None
+    on_fenced: Callable[[], None] = _carry_on

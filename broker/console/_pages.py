@@ -21,7 +21,8 @@ from broker.console import _chains
 from broker.console._app import Console
 from broker.console._charts import counts_chart, days_ending, decisions_chart
 from broker.console._deps import ConsoleDeps
-from broker.errors import AccordError, ChainBroken, TransportError, UsageError
+from broker.console._instance import fenced_page
+from broker.errors import AccordError, ChainBroken, Fenced, TransportError, UsageError
 from broker.governance import (
     LookupPurpose,
     SubjectSearch,
@@ -169,9 +170,10 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             record = await record_query(deps.audit, officer=session.user or "", page=page, **kw)
         except TransportError as exc:
             deps.metrics.audit_written(page, ok=False)
-            # The reason is a TransportError's own message (what failed, never data); no
-            # traceback: the failure is expected whenever Kafka is away.
-            log.error("console_audit_unavailable", page=page, error=str(exc))  # noqa: TRY400
+            if not isinstance(exc, Fenced):  # said once, as console_fenced (run_console)
+                # The reason is a TransportError's own message (what failed, never data); no
+                # traceback: the failure is expected whenever Kafka is away.
+                log.error("console_audit_unavailable", page=page, error=str(exc))  # noqa: TRY400
             raise _Unavailable from exc
         deps.metrics.audit_written(page, ok=True)
         return record
@@ -180,19 +182,20 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         """None once the look-up is in the audit log; else the page that shows no data."""
         try:
             await audited(session, page, **kw)
-        except _Unavailable:
-            return unavailable(session)
+        except _Unavailable as exc:
+            return unavailable(session, exc.__cause__)
         return None
 
-    def unavailable(session: Session) -> HTMLResponse:
-        return console.render(
-            "error.html",
-            session,
-            status=503,
-            title="Audit log unavailable",
-            message="The console could not record this look-up in the audit log, so it shows "
+    def unavailable(session: Session, why: BaseException | None) -> HTMLResponse:
+        title, message = (
+            "Audit log unavailable",
+            "The console could not record this look-up in the audit log, so it shows "
             "nothing. Try again shortly; if it persists, the audit topic is unreachable.",
         )
+        if isinstance(why, Fenced):
+            deps.on_fenced()
+            title, message = fenced_page(deps.chain)
+        return console.render("error.html", session, status=503, title=title, message=message)
 
     async def posted(request: Request) -> tuple[Session | None, Any]:
         """The signed-in session of a POST whose CSRF token matches, and its form."""
@@ -271,8 +274,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         detail = {"purpose": purpose.value, **search.detail()}
         try:
             mine = await audited(session, "subject", subject_keys=search.keys, detail=detail)
-        except _Unavailable:
-            return unavailable(session)
+        except _Unavailable as exc:
+            return unavailable(session, exc.__cause__)
         earlier = {r.hash: r for k in search.keys for r in deps.store.subject_lookups(k)}
         earlier.pop(mine.hash, None)
         entries = disclosure_log(deps.store, *search.keys, matched_on=search.matched_on)
@@ -387,8 +390,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
                     session, event_id, recipient, status=status, errors=errors, typed=typed
                 )
             return await queue(session, status=status, errors=errors, typed=typed)
-        except TransportError:
-            return unavailable(session)
+        except TransportError as exc:
+            return unavailable(session, exc)
         filed = await deps.index_wait(lambda: deps.store.review_of(event_id, recipient) is not None)
         where = f"{rec.chain}#{rec.seq}"
         session.flash_success(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +23,7 @@ from broker.audit import KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.config import Settings
 from broker.console._app import create_app
 from broker.console._deps import ConsoleDeps, IndexWait, no_wait
+from broker.console._instance import FenceWatch, console_chain
 from broker.console._metrics import ConsoleMetrics, ConsoleProbes
 from broker.errors import UsageError
 from broker.governance import AuditStore, ChainAppender, Indexer
@@ -43,10 +43,6 @@ from broker.webauth import (
 )
 
 log = structlog.get_logger("accord.console")
-
-
-def console_chain(host: str | None = None) -> str:
-    return Principal.CONSOLE.chain(host or socket.gethostname())
 
 
 def _waiter(poll: float = 0.1, limit: float = 10.0) -> IndexWait:
@@ -80,13 +76,19 @@ async def run_console(
     started: Callable[[ConsoleRun], None] | None = None,
     stop: asyncio.Event | None = None,
     reopen: Callable[[], AuditStore] | None = None,
+    instance: str | None = None,
 ) -> None:
-    """Serve the console until ``stop`` is set (or the process is interrupted)."""
+    """Serve the console until ``stop`` is set (or the process is interrupted).
+
+    ``instance`` gives it a chain of its own beside other consoles on this host
+    (``console:<host>/<instance>``; without one, ``console:<host>``). Another console
+    writing the same chain fences this one's writer: the page that finds it out says so,
+    and the console stops, raising ``Fenced`` (broker/console/_instance.py)."""
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
 
     keys = FileKeyStore(settings.keystore_path(Principal.CONSOLE), settings.keystore_passphrase())
     verifier = KeystoreAuditVerifier(keys)
-    chain = console_chain()
+    watch = FenceWatch(chain := console_chain(instance))
     sink = ChainAppender(
         store,
         kafka=kafka,
@@ -120,6 +122,8 @@ async def run_console(
         reopen=reopen,
         metrics=ConsoleMetrics(registry),
         schools=settings.schools,
+        chain=chain,
+        on_fenced=watch,
     )
     cfg = settings.console
     server = uvicorn.Server(server_config(create_app(deps), cfg, cfg.port))
@@ -171,7 +175,8 @@ async def run_console(
         warn_if_unprotected(keys)
         if started is not None:
             started(run)
-        await _until(stop, tasks)
+        await _until([stop, watch.fenced], tasks)
+        watch.check()
     finally:
         server.should_exit = True
         indexer_stop.set()
@@ -182,12 +187,13 @@ async def run_console(
         await ops.aclose()
 
 
-async def _until(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
-    waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
+async def _until(events: list[asyncio.Event], tasks: list[asyncio.Task[Any]]) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    done, _ = await asyncio.wait([*waiters, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
     for task in done:
-        if task is not waiter:
+        if task not in waiters:
             await task  # an indexer or server failure ends the console, with its reason
 
 

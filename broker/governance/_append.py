@@ -7,10 +7,13 @@ writer of the chain and aborts its open transaction, so the head read next canno
 us. Every append is one transaction holding the new records and a signed checkpoint over them,
 so truncation of a console chain is as detectable as truncation of the worker's.
 
-If a send fails (Kafka away, or another process took the chain over and fenced us), nothing of
-that append was committed: the writer forgets its producer, and the next append starts a new
-one and re-reads the head from the topic. The caller learns of the failure as a
-``TransportError`` and must not act as if the record exists.
+If a send fails (Kafka away), nothing of that append was committed: the writer forgets its
+producer, and the next append starts a new one and re-reads the head from the topic. The
+caller learns of the failure as a ``TransportError`` and must not act as if the record exists.
+A writer another process fenced (it started a producer with the chain's id) stays fenced:
+every later append raises ``Fenced`` at once. Taking the chain back would fence the other
+writer in turn, and two writers of one chain would then take it from each other at every
+append, each failing some of its own.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from broker.audit import (
     CheckpointVerifier,
     read_record,
 )
+from broker.errors import Fenced
 from broker.governance._signed import SignedTip
 from broker.governance._store import AuditStore
 from broker.governance._topic import read_topic
-from broker.kafka import KafkaClients, Producer, stop_quietly, translated
+from broker.kafka import KafkaClients, Producer, abandon, stop_quietly, translated
 from broker.topics import AUDIT
 
 Build = Callable[[ChainWriter], list[AuditRecord]]
@@ -45,6 +49,11 @@ class AuditSink(Protocol):
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _retrieved(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def chain_head_on_topic(
@@ -103,16 +112,24 @@ class ChainAppender:
         self._topic = topic
         self._producer: Producer | None = None
         self._head: tuple[int, str] | None = None
+        self._fenced: str | None = None  # why, once another writer took the chain over
         self._lock = asyncio.Lock()
 
     async def append(self, build: Build) -> list[AuditRecord]:
         """Write ``build(writer)``'s records and a checkpoint in one transaction; return them."""
         async with self._lock:
+            if self._fenced is not None:
+                raise Fenced(self._fenced)
             try:
                 async with translated(f"writing to {self._topic} at {self._kafka.bootstrap}"):
                     return await self._append(build)
+            except Fenced as exc:
+                self._fenced = str(exc)  # the words only: the error's frames hold the producer
+                await self._reset(failed=True)
+                raise
             except BaseException:
-                await self._reset()  # the next append re-reads the head after a fresh fence
+                # The next append re-reads the head after a fresh fence.
+                await self._reset(failed=True)
                 raise
 
     async def _append(self, build: Build) -> list[AuditRecord]:
@@ -124,7 +141,10 @@ class ChainAppender:
         records.append(writer.checkpoint(self._signer))
         async with producer.transaction():
             for rec in records:
-                await producer.send(self._topic, rec.to_bytes(), key=self.chain.encode())
+                sent = await producer.send(self._topic, rec.to_bytes(), key=self.chain.encode())
+                # A send that fails (fenced) fails the transaction, which says so; its own
+                # future is retrieved, or asyncio would report it as never retrieved.
+                sent.add_done_callback(_retrieved)
         self._head = (records[-1].seq, records[-1].hash)
         return records
 
@@ -144,10 +164,13 @@ class ChainAppender:
             )
         return self._producer
 
-    async def _reset(self) -> None:
+    async def _reset(self, *, failed: bool = False) -> None:
         producer, self._producer, self._head = self._producer, None, None
         if producer is not None:
-            await stop_quietly(producer)
+            # A failed one is abandoned: nothing it still holds is sent later, and the futures
+            # its failure left in it (asyncio would report each as never retrieved) are
+            # retrieved.
+            await (abandon(producer) if failed else stop_quietly(producer))
 
     async def close(self) -> None:
         async with self._lock:

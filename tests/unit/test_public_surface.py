@@ -30,8 +30,8 @@ SURFACES = {
         "Settings", "WorkerSettings", "default_home", "load_settings",
     },
     "broker.console": {
-        "ConsoleDeps", "ConsoleRun", "TotpBox", "UserFile", "check_username", "create_app",
-        "load_console_policy", "run_console",
+        "DEMO_INSTANCE", "ConsoleDeps", "ConsoleRun", "TotpBox", "UserFile", "check_instance",
+        "check_username", "console_chain", "create_app", "load_console_policy", "run_console",
     },
     "broker.desk": {
         "LINKAGE_FILE", "LINKAGE_SECRET", "Acknowledger", "ChildState", "DeskDeps", "DeskIngest",

@@ -19,7 +19,7 @@ import broker.governance
 from broker.cli._demo_console import DEMO_OFFICER, _index_label, demo_console
 from broker.cli._demo_hints import DemoShell, demo_users_file
 from broker.config import AuditSettings, KafkaSettings, Settings
-from broker.console import ConsoleRun, TotpBox, UserFile
+from broker.console import DEMO_INSTANCE, ConsoleRun, TotpBox, UserFile
 from broker.errors import UsageError
 from broker.keys import FileKeyStore
 from broker.policy import load_bundle
@@ -46,6 +46,7 @@ class _Console:
         self.users_file: Path | None = None
         self.accounts: list[str] = []
         self.checked: object = None
+        self.instance: object = None
         self.running = asyncio.Event()
 
     async def __call__(
@@ -54,6 +55,7 @@ class _Console:
         if self.fail is not None:
             raise self.fail
         self.users_file = settings.console_users_file
+        self.instance = _k.get("instance")
         users = _users(settings.console_users_file, settings)
         self.accounts = [a.name for a in users.accounts()]
         if self.check is not None:
@@ -96,6 +98,16 @@ def test_the_demo_officer_is_in_a_file_of_the_demo_s_own_and_gone_when_it_ends(
     assert console.accounts == [DEMO_OFFICER]
     assert not settings.console_users_file.exists()
     assert not demo_file.exists()
+
+
+def test_the_demo_s_console_writes_a_chain_of_its_own_beside_a_console_started_by_hand(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """console:<host>/demo: an 'accord console' run in the same home writes console:<host>,
+    so neither fences the other."""
+    console = _Console()
+    _run(settings, console, monkeypatch)
+    assert console.instance == DEMO_INSTANCE == "demo"
 
 
 def test_the_demo_officer_goes_when_the_demo_is_stopped_mid_run(
