@@ -47,6 +47,9 @@ _SAFE_MESSAGES = {
     "extra_forbidden": "is not a field of this record",
     "date_type": "must be an ISO 8601 date, year first (2016-03-02)",
     "date_parsing": "must be an ISO 8601 date, year first (2016-03-02)",
+    # A date written right that is no day of the calendar (2018-02-30): pydantic says "a
+    # valid date or datetime", though a date-time is refused here.
+    "date_from_datetime_parsing": "must be a real calendar date, year first (2016-03-02)",
     "datetime_type": "must be an ISO 8601 date-time (2026-11-21T22:40:00Z)",
     "datetime_parsing": "must be an ISO 8601 date-time (2026-11-21T22:40:00Z)",
     "datetime_from_date_parsing": "must be an ISO 8601 date-time (2026-11-21T22:40:00Z)",

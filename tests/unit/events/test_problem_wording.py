@@ -46,6 +46,15 @@ def test_a_date_of_birth_that_is_not_a_plain_date_is_refused(dob: object) -> Non
     assert info.value.problems == [("subject.dob", DOB_RULE)]
 
 
+@pytest.mark.parametrize("dob", ["2018-02-30", "2018-13-01", "2018-00-10"])
+def test_a_date_of_birth_no_calendar_has_is_called_that_not_a_date_or_datetime(dob: str) -> None:
+    event = _event()
+    event["subjects"][0]["dob"] = dob
+    assert _problems(event) == [
+        ("subjects[0].dob", "must be a real calendar date, year first (2016-03-02)")
+    ]
+
+
 def test_the_schema_and_the_model_agree_a_date_time_is_no_date_of_birth() -> None:
     checker = Draft202012Validator.FORMAT_CHECKER
     validator = Draft202012Validator(schemas()["contact-event.v1.json"], format_checker=checker)
