@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from broker.cli._demo_flags import FlagServiceProcess
 from broker.cli._demo_hints import DemoShell, with_port_hint
 from broker.cli._demo_keys import demo_keystores
 from broker.config import EnvelopeSettings, Settings, WorkerSettings
-from broker.errors import AccordError, UsageError
+from broker.errors import AccordError, TransportError, UsageError
 from broker.kafka import KafkaClients, client_settings
 from broker.keys import FileKeyStore
 from broker.pipeline import Worker, WorkerOptions, serve
@@ -145,17 +145,18 @@ async def _agencies(
             sender = rng.choice(list(routes))
             event = _event(fam, rng, sender, rng.choice(routes[sender]), urns)
             if rng.random() < 0.3:  # the family has agreed to early help from its hub
-                await consent_pub.publish_consent(
-                    {
-                        "subject": {"nhs_number": event["subjects"][0]["nhs_number"]},
-                        "state": "given",
-                        "purposes": ["early_help"],
-                        "recipients": ["kind:hub"],
-                        "recorded_by": coord,
-                        "recorded_at": datetime.now(UTC).isoformat(),
-                    }
-                )
-            await publishers[sender].publish(event)
+                consent = {
+                    "subject": {"nhs_number": event["subjects"][0]["nhs_number"]},
+                    "state": "given",
+                    "purposes": ["early_help"],
+                    "recipients": ["kind:hub"],
+                    "recorded_by": coord,
+                    "recorded_at": datetime.now(UTC).isoformat(),
+                }
+                if not await _until_sent(consent_pub.publish_consent, consent, stop, say):
+                    break
+            if not await _until_sent(publishers[sender].publish, event, stop, say):
+                break
             flowing.set()
             sent += 1
             if sent % 25 == 0:
@@ -165,6 +166,37 @@ async def _agencies(
     finally:
         for pub in [*publishers.values(), consent_pub]:
             await pub.stop()
+
+
+#: The longest the synthetic agencies wait before trying a record Kafka did not take again.
+_RETRY_MAX_S = 30.0
+
+
+async def _until_sent(
+    send: Callable[[dict[str, Any]], Awaitable[object]],
+    record: dict[str, Any],
+    stop: asyncio.Event,
+    say: Callable[[str], None],
+    *,
+    first_wait: float = 1.0,
+) -> bool:
+    """Send ``record`` until Kafka takes it, as an agency should: the same record again, under
+    its own event id, so a copy Kafka had taken after all is refused as a replay. False if
+    the demo stops first. A Kafka away for a while (a paused broker, a restart) used to end
+    the whole demo, worker and console with it, at the agencies' first send given up on."""
+    wait = first_wait
+    while True:
+        try:
+            await send(record)
+        except TransportError as exc:  # its message names topics and limits, never data
+            say(f"agencies: {exc}; trying it again in {wait:g} s")
+        else:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        if stop.is_set():
+            return False
+        wait = min(wait * 2, _RETRY_MAX_S)
 
 
 async def _recipient(

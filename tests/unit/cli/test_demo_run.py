@@ -206,3 +206,43 @@ def test_a_worker_that_does_not_stop_in_time_is_left_said_and_the_flag_service_s
         asyncio.run(_demo(settings, None))
     assert stopped == ["flags"]
     assert "demo: the worker did not stop within 0.2 s (is Kafka down?)" in capsys.readouterr().out
+
+
+async def test_the_agencies_send_a_record_kafka_did_not_take_again_rather_than_end_the_demo() -> (
+    None
+):
+    """A paused Kafka once ended the whole demo at the agencies' first send given up on: the
+    same record (its own event id) is tried again, waiting longer each time, until it goes."""
+    record = {"event_id": "7be2e9b7-0000-4000-8000-000000000001"}
+    tries: list[dict[str, Any]] = []
+    said: list[str] = []
+
+    async def send(given: dict[str, Any]) -> None:
+        tries.append(given)
+        if len(tries) < 3:
+            raise TransportError("publishing to accord.ingress.wmp: Kafka did not answer")
+
+    stop = asyncio.Event()
+    sent = await _demo_run._until_sent(send, record, stop, said.append, first_wait=0.01)
+    assert sent is True
+    assert tries == [record] * 3
+    assert [line.split(";")[1] for line in said] == [
+        " trying it again in 0.01 s",
+        " trying it again in 0.02 s",
+    ]
+
+
+async def test_the_agencies_stop_trying_when_the_demo_stops_and_other_errors_end_it() -> None:
+    stop = asyncio.Event()
+
+    async def down(_: dict[str, Any]) -> None:
+        stop.set()  # the demo is told to stop while Kafka is away
+        raise TransportError("Kafka did not answer")
+
+    assert await _demo_run._until_sent(down, {}, stop, lambda _: None, first_wait=5) is False
+
+    async def refused(_: dict[str, Any]) -> None:
+        raise UsageError("the party has no live signing key")
+
+    with pytest.raises(UsageError):
+        await _demo_run._until_sent(refused, {}, asyncio.Event(), lambda _: None)
