@@ -17,7 +17,8 @@ The hierarchy::
     │   ├── BundleInvalid          a policy bundle has problems (every one listed)
     │   └── ScenarioInvalid        a scenario file cannot be read
     ├── KeyStoreError              keystore management: missing store, bad passphrase, ...
-    │   └── KeyNotFound
+    │   ├── KeyNotFound
+    │   └── RecordKeyUnavailable   a delivered record this keystore's keys cannot open: held
     ├── EnvelopeError              opening or sealing failed; oracle-safe: fixed messages,
     │   │                          nothing about keys or plaintext
     │   ├── MalformedEnvelope      truncated or undecodable bytes
@@ -53,6 +54,7 @@ __all__ = [
     "KeyStoreError",
     "MalformedEnvelope",
     "PolicyError",
+    "RecordKeyUnavailable",
     "ReplayDetected",
     "ScenarioInvalid",
     "SecondFactorUnreadable",
@@ -139,6 +141,21 @@ class KeyStoreError(AccordError):
 
 class KeyNotFound(KeyStoreError):
     """No key with that id or for that party."""
+
+
+class RecordKeyUnavailable(KeyStoreError):
+    """A delivered record cannot be opened with the keys this keystore holds: the reader
+    stops on it rather than go past it (``broker.sdk.Subscriber``). Names the record's place
+    and the key, never anything inside the record."""
+
+    def __init__(
+        self, message: str, *, topic: str, partition: int, offset: int, key_id: str
+    ) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key_id = key_id
 
 
 class EnvelopeError(AccordError):

@@ -30,6 +30,15 @@ By = Annotated[
     ),
 ]
 
+SkipKeyProblems = Annotated[
+    bool,
+    typer.Option(
+        "--skip-key-problems",
+        help="Report a record your keystore cannot open because of its keys (a key lost, "
+        "revoked or not imported), and go past it, losing it. Default: stop on it.",
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     @app.command("tail")
@@ -41,6 +50,7 @@ def register(app: typer.Typer) -> None:
         max_records: MaxRecords = None,
         idle: Idle = None,
         by: By = None,
+        skip_key_problems: SkipKeyProblems = False,
     ) -> None:
         """Open and print the records delivered to a party, as they arrive; each record
         printed is acknowledged (audited as opened by --by, default your login name)."""
@@ -59,6 +69,7 @@ def register(app: typer.Typer) -> None:
                 max_records=max_records,
                 idle=idle,
                 by=by if by is not None else _login(),
+                skip_key_problems=skip_key_problems,
             )
         )
 
@@ -95,6 +106,7 @@ async def _tail(
     max_records: int | None,
     idle: float | None,
     by: str,
+    skip_key_problems: bool = False,
 ) -> None:
     from broker.sdk import Subscriber, default_replay_file
 
@@ -109,6 +121,7 @@ async def _tail(
         group,
         envelope=settings.envelope,
         replay_memory=memory,
+        skip_key_problems=skip_key_problems,
     ) as sub:
         # One record at a time: the subscriber commits a record's offset only when asked for
         # the next, so a record is acknowledged, then shown, then committed, and a failure

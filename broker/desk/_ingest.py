@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from broker.desk._flag import Flag, view_child_keys
 from broker.desk._probes import KafkaContact
 from broker.desk._store import DeskStore
-from broker.errors import TransportError
+from broker.errors import RecordKeyUnavailable, TransportError
 from broker.events import Delivery, WithdrawalNotice
 from broker.kafka import Consumer, KafkaClients, translated
 from broker.sdk import Subscriber
@@ -39,6 +39,9 @@ __all__ = [
 
 log = structlog.get_logger("accord.desk")
 _LONDON = ZoneInfo("Europe/London")
+#: How often a desk held on a record its keystore cannot open tries it again: an import of
+#: the missing keys (or directory) is seen without a restart.
+HELD_RETRY_SECONDS = 30.0
 
 
 def flags_topic(party: str) -> str:
@@ -77,6 +80,9 @@ class DeskIngest:
         self._clock = clock
         self._flags = flags
         self._contact = contact
+        #: Why reading is held (a record the keystore cannot open), else None: the desk is
+        #: then not ready (``DeskProbes``), and its pages serve what is stored.
+        self.held: str | None = None
 
     async def poll_once(self, wait: float) -> int:
         """Take what is there within ``wait`` seconds; how many new things were stored."""
@@ -122,16 +128,34 @@ class DeskIngest:
                 await flags.commit()
         return stored
 
+    def is_held(self) -> bool:
+        return self.held is not None
+
+    def _hold(self, exc: RecordKeyUnavailable) -> None:
+        # Not a crash: a restart would stop on the same record. Said once, as an error
+        # naming the record's place, the key and what to do; tried again until it opens.
+        if self.held != str(exc):
+            log.error("desk_ingest_held", why=str(exc), key_id=exc.key_id)
+        self.held = str(exc)
+
     async def run(self, stop: asyncio.Event, *, interval: float) -> None:
         while not stop.is_set():
             try:
                 await self.poll_once(interval)
+            except RecordKeyUnavailable as exc:
+                self._hold(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=HELD_RETRY_SECONDS)
+                continue
             except TransportError as exc:
                 # Kafka away for a moment: the pages keep showing what is stored; try again.
                 log.warning("desk_ingest_unavailable", error=type(exc).__name__)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
                 continue
+            if self.held is not None:
+                log.info("desk_ingest_resumed")
+                self.held = None
             # A poll that raised nothing may still have heard nothing (aiokafka answers an
             # empty batch while no broker answers): the contact asks Kafka itself. A poll
             # that keeps failing never gets that far, so the gauge goes stale either way.

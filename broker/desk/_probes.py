@@ -53,6 +53,14 @@ class DeskProbes:
         self._accounts = accounts
         self.http: asyncio.Task[Any] | None = None
         self.ingest: asyncio.Task[Any] | None = None
+        #: Whether the ingest loop is held on a record its keystore cannot open.
+        self.held: Callable[[], bool] = lambda: False
+
+    def watch(
+        self, http: asyncio.Task[Any], ingest: asyncio.Task[Any], *, held: Callable[[], bool]
+    ) -> None:
+        """The tasks to judge by, once they run, and whether the ingest loop is held."""
+        self.http, self.ingest, self.held = http, ingest, held
 
     def live(self) -> Check:
         # Before the tasks exist the desk is opening its clients: live, or a slow start
@@ -70,6 +78,9 @@ class DeskProbes:
             return Check(ok=False, reason="web server not started")
         if not _running(self.ingest):
             return Check(ok=False, reason="delivery consumer not running")
+        if self.held():
+            # Live all the same: a restart stops on the same record (docs/desk.md).
+            return Check(ok=False, reason="deliveries held: a record the keystore cannot open")
         return accounts_ready(self._accounts)
 
 

@@ -124,6 +124,7 @@ def _party_clients(
         party, keys, kafka, group, envelope=settings.envelope, clock=clock,
         replay_memory=default_replay_file(group, settings.home),
         send_timeout=limit, transactional_id=f"{desk_prefix(party)}acks.{run}",
+        skip_key_problems=settings.desk.skip_key_problems,
     )  # fmt: skip
     publisher = (
         Publisher(party, keys, kafka, envelope=settings.envelope, clock=clock,
@@ -239,7 +240,7 @@ async def run_desk(
             asyncio.create_task(ingest.run(stop, interval=cfg.poll_seconds), name="desk-ingest"),
         ]
         _watch_freshness(stack, deps, stop)
-        probes.http, probes.ingest = tasks
+        probes.watch(*tasks, held=ingest.is_held)
         try:
             while not server.started:
                 if tasks[0].done():

@@ -67,9 +67,11 @@ class KeyStatus(enum.StrEnum):
     used to seal to, and to sign with (after a rotation, once a signed directory names it:
     ``FileKeyStore.signing_key``). ``retired`` keys (rotated out, grace over) and ``revoked`` keys
     (compromised) are refused for everything. An active key past ``not_after`` is expired and
-    refused as if retired. One exception: an ``Opener(at_rest=True)``, for what a party
+    refused as if retired. Two exceptions: an ``Opener(at_rest=True)``, for what a party
     sealed for itself and keeps (the worker's state), still opens with retired and expired
-    keys, never with revoked ones.
+    keys, never with revoked ones; and an ``Opener(expired_own_keys=True)`` (a recipient's
+    subscriber) opens with its own expired encryption keys what was sealed while they were
+    live, never with retired or revoked ones.
     """
 
     ACTIVE = "active"

@@ -6,7 +6,8 @@ names (``WrongRecipient``); the DEK comes from the cache only if the record carr
 bundle that was verified, else the bundle is verified afresh: it matches the header
 (``TamperedEnvelope``), its signer is a known, live signing key of the sender
 (``KeyRejected``), the signature holds (``BadSignature``), it is sealed to a live encryption key
-this party holds (``WrongRecipient``/``KeyRejected``) and HPKE opens (``TamperedEnvelope``).
+this party holds (``WrongRecipient``/``KeyRejected``; with ``expired_own_keys``, also one of its
+own past its expiry when the DEK was made before it) and HPKE opens (``TamperedEnvelope``).
 Key status is re-checked on every record, so a revocation takes effect at once even for a
 cached DEK. Then AES-GCM opens with the header as associated data (``TamperedEnvelope``) and
 the replay guard sees the event id for the first time (``ReplayDetected``).
@@ -116,6 +117,7 @@ class _CachedDek:
     aead: Aead
     signer_key_id: str
     recipient_key_id: str
+    sealed_at: int  # the bundle's created_at: when the sender made the DEK (signed)
 
 
 class Opener:
@@ -130,12 +132,21 @@ class Opener:
         clock: Clock = time.time,
         max_cached_deks: int = 4096,
         at_rest: bool = False,
+        expired_own_keys: bool = False,
     ) -> None:
         """``at_rest``: for records a party sealed for itself and keeps for good (the worker's
         state). Its keys rotated out or past their expiry still open them, or a routine
-        rotation would lose them all once its grace ended; a revoked key never does."""
+        rotation would lose them all once its grace ended; a revoked key never does.
+
+        ``expired_own_keys``: for a recipient reading what others sealed to it (the SDK's
+        subscriber). An encryption key of its own that has expired (a rotation's grace
+        over), neither retired nor revoked, still opens a DEK the sender made while the key
+        was live (the bundle's signed ``created_at`` before its ``not_after``), or a record
+        waiting on the topic while the recipient was away is lost for good. The sender's
+        signing key must still be live: see :meth:`_opens_with`."""
         self.party = party
         self._at_rest = at_rest
+        self._expired_own_keys = expired_own_keys
         self._keys = keys
         self._guard: ReplayGuard = (
             replay_guard if replay_guard is not None else InMemoryReplayGuard()
@@ -193,7 +204,7 @@ class Opener:
             signer is None
             or rkey is None
             or not self._usable(signer, now)
-            or not self._usable(rkey, now)
+            or not self._opens_with(rkey, now, entry.sealed_at)
         ):
             raise KeyRejected
 
@@ -201,6 +212,28 @@ class Opener:
         if self._at_rest:
             return info.status is not KeyStatus.REVOKED
         return info.is_live_ts(now)
+
+    def _opens_with(self, rkey: KeyInfo, now: float, sealed_at: int) -> bool:
+        """Whether this party's own encryption key ``rkey`` may open a DEK made at
+        ``sealed_at``.
+
+        Opening with an expired key of one's own is what every mail client does with a
+        retired private key: it grants whoever sealed nothing, and the bundle's signature,
+        by a signing key live now, vouches for ``sealed_at``. Revoked (compromised) or
+        retired on purpose (``accord keys retire``: "records under it no longer open") is
+        still refused. The sender's signing key gets no such allowance: ``created_at`` is
+        the signer's own claim, so anyone holding an expired signing key's private half (an
+        old backup, a decommissioned host) could write a time before its expiry into a
+        bundle made today; expiry is what ends a key nobody knows was copied.
+        """
+        if self._usable(rkey, now):
+            return True
+        return (
+            self._expired_own_keys
+            and rkey.status is KeyStatus.ACTIVE
+            and rkey.not_after is not None
+            and sealed_at < rkey.not_after.timestamp()
+        )
 
     def _open_bundle(self, header: RecordHeader, raw: bytes, now: float) -> _CachedDek:
         bundle = parse_bundle(raw)
@@ -222,7 +255,9 @@ class Opener:
             raise BadSignature
         private = self._decryption_key(bundle, now)
         dek = hpke_open(private, bundle.sealed_dek, hpke_info(bundle.context))
-        return _CachedDek(raw, Aead(dek), bundle.signer_key_id, bundle.recipient_key_id)
+        return _CachedDek(
+            raw, Aead(dek), bundle.signer_key_id, bundle.recipient_key_id, bundle.created_at
+        )
 
     def _decryption_key(self, bundle: Bundle, now: float) -> KemPrivateKey:
         rkey = self._keys.public_key(bundle.recipient_key_id)
@@ -232,7 +267,7 @@ class Opener:
             raise WrongRecipient
         if rkey.alg is KeyAlg.ED25519 or rkey.alg.kem is not bundle.kem:
             raise KeyRejected
-        if not self._usable(rkey, now):
+        if not self._opens_with(rkey, now, bundle.created_at):
             raise KeyRejected
         private = self._keys.decryption_key(rkey.key_id)
         if private is None:

@@ -28,6 +28,7 @@ from broker.kafka._credentials import (
 )
 from broker.kafka._errors import (
     abandon,
+    abandon_consumer,
     abort_quietly,
     connecting,
     quiet_leftovers,
@@ -63,6 +64,7 @@ __all__ = [
     "TopicPartition",
     "TopicSpec",
     "abandon",
+    "abandon_consumer",
     "abort_quietly",
     "accord_topics",
     "can_log_in",

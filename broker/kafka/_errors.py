@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "abandon",
+    "abandon_consumer",
     "abort_quietly",
     "connecting",
     "quiet_leftovers",
@@ -307,6 +308,40 @@ async def abandon(producer: Any) -> None:
                 if waiter.done() and not waiter.cancelled():
                     waiter.exception()
     await stop_quietly(producer)
+
+
+async def abandon_consumer(consumer: Any, *, within: float) -> None:
+    """Close a consumer whose ``stop`` did not finish (Kafka not answering), without waiting
+    for Kafka: it leaves its group unannounced (the group coordinator drops it after its
+    session timeout), and nothing it would still have committed is.
+
+    aiokafka's ``stop`` waits for the group coordinator's routine and a LeaveGroup answer,
+    each retried for as long as no broker answers. Its stop, cancelled, has marked it
+    closed; here its background tasks are cancelled and its connections closed, so that
+    neither a task nor a socket is left to be reported at exit. ``within`` bounds the wait
+    for each (a TLS connection's close waits for the peer's goodbye). A fake consumer (unit
+    tests) has none of these and is left as it is.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    fetcher = getattr(consumer, "_fetcher", None)
+    # aiokafka's internals (this seam knows them, as ``abandon`` does the producer's).
+    names = ("_coordination_task", "_heartbeat_task", "_commit_refresh_task")
+    candidates = [getattr(coordinator, n, None) for n in names]
+    candidates += [getattr(coordinator, "_reset_committed_task", None)]
+    candidates += [getattr(fetcher, "_fetch_task", None)]
+    tasks = [t for t in candidates if isinstance(t, asyncio.Task) and not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=within)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: not reported again at exit
+    client = getattr(consumer, "_client", None)
+    if client is not None:
+        with contextlib.suppress(TimeoutError, KafkaError, OSError):
+            async with asyncio.timeout(within):
+                await client.close()
 
 
 def quiet_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

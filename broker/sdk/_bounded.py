@@ -42,9 +42,18 @@ from typing import Any
 import structlog
 
 from broker.errors import SendUnconfirmed, TransportError, UsageError
-from broker.kafka import KafkaClients, Producer, abandon, connecting, stop_quietly, translated
+from broker.kafka import (
+    Consumer,
+    KafkaClients,
+    Producer,
+    abandon,
+    abandon_consumer,
+    connecting,
+    stop_quietly,
+    translated,
+)
 
-__all__ = ["DEFAULT_SEND_TIMEOUT", "STOP_GRACE", "BoundedProducer", "Outgoing"]
+__all__ = ["DEFAULT_SEND_TIMEOUT", "STOP_GRACE", "BoundedProducer", "Outgoing", "stop_consumer"]
 
 log = structlog.get_logger("accord.sdk")
 
@@ -54,6 +63,26 @@ DEFAULT_SEND_TIMEOUT = 30.0
 #: Seconds a stop waits, past the send timeout, for the producer to close before it is
 #: abandoned (and again for the abandoning).
 STOP_GRACE = 5.0
+
+
+async def stop_consumer(consumer: Consumer, *, send_timeout: float, client_id: str) -> None:
+    """Stop a consumer within ``send_timeout`` + ``STOP_GRACE`` s, as :meth:`BoundedProducer.stop`
+    stops a producer: past that (Kafka not answering its LeaveGroup, the group coordinator's
+    retries), it is abandoned (``broker.kafka.abandon_consumer``), which commits nothing."""
+    limit = send_timeout + STOP_GRACE
+    stopping = asyncio.ensure_future(stop_quietly(consumer))
+    try:
+        done, _ = await asyncio.wait([stopping], timeout=limit)
+    except BaseException:
+        stopping.cancel()  # this stop was itself cancelled: so is the consumer's
+        raise
+    if done:
+        stopping.result()
+        return
+    stopping.cancel()
+    await asyncio.wait([stopping], timeout=STOP_GRACE)
+    await abandon_consumer(consumer, within=STOP_GRACE)
+    log.warning("kafka_consumer_abandoned_at_stop", client_id=client_id, waited_seconds=limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,12 @@ from broker.envelope import Opener, Sealer
 from broker.errors import (
     BadSignature,
     EnvelopeError,
+    KeyRejected,
     KeyStoreError,
     MalformedEnvelope,
+    RecordKeyUnavailable,
     ReplayDetected,
+    TransportError,
     UnsupportedVersion,
     UsageError,
 )
@@ -29,15 +33,17 @@ from broker.kafka import (
     Consumer,
     KafkaClients,
     Message,
+    TopicPartition,
     connecting,
     stop_quietly,
     translated,
 )
 from broker.keys import KeyStore
 from broker.principals import Principal
-from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing
+from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
+from broker.sdk._keyholds import held
 from broker.sdk._replay import (
     DEFAULT_REPLAY_RETENTION,
     IN_MEMORY,
@@ -49,6 +55,10 @@ from broker.topics import ACCESS, SCHEMA_ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, d
 
 log = structlog.get_logger("accord.sdk")
 _T = TypeVar("_T")
+_NOT_COMMITTED = (
+    "nothing is counted as committed: what was handed over since the last commit may be "
+    "delivered again (handled by event_id), and commit() may be called again"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,15 @@ class Subscriber(AsyncClient):
     at most the record being handled: that record is yielded again, so handle records
     idempotently by ``event_id``.
 
+    A record this keystore cannot open because of its own keys (sealed to a key of the
+    party's it does not hold or has revoked, signed by a broker key it does not know or no
+    longer accepts) stops ``async for`` and ``poll`` with ``RecordKeyUnavailable`` naming
+    its place, the key and what to do: nothing from it on is committed, and it is read
+    again (broker.sdk._keyholds). ``skip_key_problems=True`` reports such records as
+    ``key-rejected`` and goes past them instead, losing them. A record sealed to one of the
+    party's own encryption keys that has since expired (a rotation's grace over) still
+    opens, if it was sealed while the key was live.
+
     Replay protection survives restarts: ``replay_memory`` is a SQLite file remembering each
     event id opened and where (default ``default_replay_file(group)``, under the Accord
     home). A record opened before is yielded again only when it comes back at the position
@@ -108,6 +127,10 @@ class Subscriber(AsyncClient):
     The keystore must hold the party's live encryption key and signing key (for its
     acknowledgements) and the broker's live keys (to verify deliveries and seal
     acknowledgements): else ``KeyStoreError`` here, naming the fix.
+
+    ``commit`` gives up after ``send_timeout`` seconds (``TransportError``: nothing counted
+    as committed, and a later ``commit`` commits it all), and ``stop`` returns within
+    ``send_timeout`` + 5 s, abandoning a consumer Kafka does not let go of.
 
     An acknowledgement is sent within ``send_timeout`` seconds or not at all
     (``TransportError``; broker.sdk._bounded). With ``transactional_id`` (a recipient may use
@@ -130,13 +153,20 @@ class Subscriber(AsyncClient):
         replay_retention: timedelta = DEFAULT_REPLAY_RETENTION,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         transactional_id: str | None = None,
+        skip_key_problems: bool = False,
     ) -> None:
         if party not in keystore.private_parties():
             # Records are sealed to the party's own key: nothing here could open them.
             raise KeyStoreError(f"this keystore holds no private key for {party}")
         self.party = party
         self.topic = deliver(party)
-        self._opener = Opener(party, keystore, replay_guard=_GuardedByMemory())
+        self._keys = keystore
+        self._skip_key_problems = skip_key_problems
+        # A delivery waits on the topic (30 days) longer than a rotated-out key's grace (7):
+        # the party's own expired keys still open what was sealed while they were live.
+        self._opener = Opener(
+            party, keystore, replay_guard=_GuardedByMemory(), expired_own_keys=True
+        )
         envelope = envelope or EnvelopeSettings()
         self._sealer = Sealer(party, keystore, envelope)
         require_opening(party, keystore)
@@ -153,6 +183,7 @@ class Subscriber(AsyncClient):
             default_replay_file(group) if replay_memory is _Default.HOME_FILE else replay_memory
         )
         self._replay_retention = replay_retention
+        self._send_timeout = send_timeout
         self._yielded: Message | None = None  # yielded by async for, not yet committed
         self._polled: dict[tuple[str, int], int] = {}  # poll's last offsets, not yet committed
         self._memory: SqliteReplayMemory | None = None
@@ -180,13 +211,24 @@ class Subscriber(AsyncClient):
         self._consumer, self._memory = consumer, memory
 
     async def stop(self) -> None:
+        """Stop within ``send_timeout`` + 5 s: the consumer and the acknowledgements'
+        producer together, each abandoned past that rather than waited for (a SIGTERM must
+        not wait for Kafka's return). Nothing is committed here."""
         consumer, memory = self._consumer, self._memory
         self._consumer = self._memory = None
+        stops = [self._acks.stop()]
         if consumer is not None:
-            await consumer.stop()
-        await self._acks.stop()
-        if memory is not None:
-            memory.close()
+            client = f"accord-subscriber-{self.party}"
+            stops.append(stop_consumer(consumer, send_timeout=self._send_timeout, client_id=client))
+        try:
+            failed = [
+                e for e in await asyncio.gather(*stops, return_exceptions=True) if e is not None
+            ]
+        finally:
+            if memory is not None:
+                memory.close()
+        if failed:
+            raise failed[0]
 
     def _open_memory(self) -> SqliteReplayMemory:
         where = self._replay_file
@@ -210,7 +252,12 @@ class Subscriber(AsyncClient):
         while True:
             async with translated(f"consuming {self.topic}"):
                 msg = await consumer.getone()
-            record = self._open(msg)
+            try:
+                record = self._open(msg)
+            except RecordKeyUnavailable:
+                # Held: read again by the next iteration (or the next start), never passed.
+                consumer.seek(TopicPartition(msg.topic, msg.partition), msg.offset)
+                raise
             if record is not None:
                 self._yielded = msg
                 yield record
@@ -224,19 +271,38 @@ class Subscriber(AsyncClient):
         The loop commits a record when it is asked for the next one; call this after
         handling the last record before leaving the loop (``break``), or that record is
         delivered again next time.
+
+        ``TransportError`` if Kafka has not confirmed it within ``send_timeout`` seconds
+        (aiokafka would retry for as long as Kafka does not answer), or refused it (the
+        group rebalanced): nothing is counted as committed, and calling ``commit`` again
+        commits it all. Those records may be delivered again after a restart.
         """
         msg, memory = self._yielded, _require(self._memory)
-        polled, self._polled = self._polled, {}
+        consumer = _require(self._consumer)
+        polled = dict(self._polled)
         if msg is not None:  # never below what poll returned on the same partition
             at = (msg.topic, msg.partition)
             polled[at] = max(polled.get(at, msg.offset), msg.offset)
         if not polled:
             return
-        async with translated(f"committing {self.topic}"):
-            await _require(self._consumer).commit()
-        for (topic, partition), offset in polled.items():
-            memory.committed(topic, partition, offset + 1)
-        self._yielded = None
+        what = f"committing {self.topic}"
+        try:
+            async with asyncio.timeout(self._send_timeout), translated(what):
+                await consumer.commit()
+        except TimeoutError:
+            raise TransportError(
+                f"{what}: Kafka did not confirm within {self._send_timeout:g} s; {_NOT_COMMITTED}"
+            ) from None
+        except TransportError as exc:
+            raise TransportError(f"{exc}; {_NOT_COMMITTED}") from exc
+        # Only once Kafka confirmed: a commit that failed or was cancelled keeps its marks.
+        # Not ones a poll raised meanwhile, which this commit did not cover.
+        for key, offset in polled.items():
+            memory.committed(key[0], key[1], offset + 1)
+            if self._polled.get(key, offset) <= offset:
+                self._polled.pop(key, None)
+        if self._yielded is msg:
+            self._yielded = None
 
     async def poll(self, wait: float = 1.0, *, commit: bool = True) -> list[SharedRecord]:
         """Everything available within ``wait`` seconds (may be empty).
@@ -244,11 +310,22 @@ class Subscriber(AsyncClient):
         Committed as it is returned (``commit=True``: a crash while the batch is handled
         loses the rest of it); with ``commit=False`` only by the next :meth:`commit`, called
         once the batch is handled, so a crash before that delivers it again.
+
+        ``RecordKeyUnavailable`` (see the class) returns nothing of the batch: all of it is
+        read again, by the next poll or the next start.
         """
         consumer = _require(self._consumer)
         async with translated(f"consuming {self.topic}"):
             batch = await consumer.getmany(timeout_ms=int(wait * 1000))
-        out = [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
+        try:
+            out = [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
+        except RecordKeyUnavailable:
+            # Nothing of the batch is marked, and every partition is read again from where
+            # the batch began: what came before the held record comes again at the same
+            # positions, uncommitted, so the replay memory admits it again.
+            for tp, msgs in batch.items():
+                consumer.seek(tp, min(m.offset for m in msgs))
+            raise
         for msgs in batch.values():
             last = max(msgs, key=lambda m: m.offset)
             self._polled[(last.topic, last.partition)] = last.offset
@@ -259,6 +336,15 @@ class Subscriber(AsyncClient):
     def _open(self, msg: Message) -> SharedRecord | None:
         try:
             return self._open_or_raise(msg)
+        except KeyRejected as exc:
+            reason = exc.reason
+            if not self._skip_key_problems:
+                stop = held(
+                    self._keys, self.party, topic=msg.topic, partition=msg.partition,
+                    offset=msg.offset, headers=msg.headers,
+                )  # fmt: skip
+                if stop is not None:
+                    raise stop from None
         except EnvelopeError as exc:
             reason = exc.reason
         except ValidationError:

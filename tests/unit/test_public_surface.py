@@ -77,7 +77,8 @@ SURFACES = {
     "broker.errors": {
         "AccordError", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
         "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced", "KeyNotFound",
-        "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError", "ReplayDetected",
+        "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError",
+        "RecordKeyUnavailable", "ReplayDetected",
         "ScenarioInvalid", "SecondFactorUnreadable", "SendUnconfirmed", "SignInFailed",
         "TamperedEnvelope", "TransportError",
         "UnsupportedVersion", "UsageError", "WrongRecipient",
@@ -123,7 +124,8 @@ SURFACES = {
     "broker.kafka": {
         "MECHANISM", "Admin", "Batch", "ClusterAccess", "Consumer", "Grant", "KafkaClients",
         "Message", "Operation", "Producer", "RebalanceListener", "ResourceKind", "TopicPartition",
-        "TopicSpec", "abandon", "abort_quietly", "accord_topics", "can_log_in", "change_access",
+        "TopicSpec", "abandon", "abandon_consumer", "abort_quietly", "accord_topics",
+        "can_log_in", "change_access",
         "connecting", "client_settings", "ensure_topics", "header_key_bytes", "missing_topics",
         "partition_count", "partition_for",
         "quiet_leftovers", "read_access", "read_client_file", "read_retained", "stop_quietly",

@@ -26,7 +26,10 @@ async def sdk_topics(kafka_bootstrap: str) -> None:
     from broker.kafka import accord_topics, ensure_topics
 
     kafka = clients(kafka_bootstrap)
-    specs = accord_topics(["wmp"], ["hub-a", "hub-b"], KafkaSettings(partitions=1))
+    # hub-p: the keystore-per-party tests' own world (a subscriber stops on a record sealed
+    # under keys its keystore does not know); hub-r, hub-v: the rotation tests'.
+    recipients = ["hub-a", "hub-b", "hub-p", "hub-r", "hub-v"]
+    specs = accord_topics(["wmp"], recipients, KafkaSettings(partitions=1))
     await ensure_topics(kafka, specs)
 
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("sdk_topics")
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     keys = tmp_path_factory.mktemp("per-party") / "keys"
-    init_keystores(keys, ["wmp", "hub-a", "hub-b"], passphrase=None, kem=EnvelopeSettings().kem)
+    init_keystores(keys, ["wmp", "hub-p", "hub-b"], passphrase=None, kem=EnvelopeSettings().kem)
     return keys
 
 
@@ -37,18 +37,18 @@ def broker_env(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, tmp_path: 
 
 
 async def _sealed_to_hub_a(root: Path, bootstrap: str) -> str:
-    """The worker, from its own keystore, seals a delivery to hub-a's public key."""
-    delivery = _delivery(str(uuid.uuid4()), "hub-a")
+    """The worker, from its own keystore, seals a delivery to hub-p's public key."""
+    delivery = _delivery(str(uuid.uuid4()), "hub-p")
     sealed = seal_delivery(FileKeyStore(root / "worker"), delivery)
-    await produce(bootstrap, deliver("hub-a"), (sealed.value, sealed.headers))
+    await produce(bootstrap, deliver("hub-p"), (sealed.value, sealed.headers))
     return delivery.event_id
 
 
 async def _tail_hub_a(keystore: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
-    """``accord tail --as hub-a`` with ``keystore`` as the keys folder, in a fresh group."""
+    """``accord tail --as hub-p`` with ``keystore`` as the keys folder, in a fresh group."""
     monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(keystore))
-    group = f"hub-a.tail-{uuid.uuid4().hex[:6]}"
-    return await _run(["tail", "--as", "hub-a", "--group", group, "--idle", "3", *extra])
+    group = f"hub-p.tail-{uuid.uuid4().hex[:6]}"
+    return await _run(["tail", "--as", "hub-p", "--group", group, "--idle", "3", *extra])
 
 
 async def test_a_hub_opens_its_deliveries_with_its_own_keystore(
@@ -59,8 +59,8 @@ async def test_a_hub_opens_its_deliveries_with_its_own_keystore(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     event_id = await _sealed_to_hub_a(root, kafka_bootstrap)
-    # The keys folder holds one keystore per principal: the CLI picks hub-a's own.
-    code = await _tail_hub_a(root, monkeypatch, "--json", "--by", "hub-a/duty-3")
+    # The keys folder holds one keystore per principal: the CLI picks hub-p's own.
+    code = await _tail_hub_a(root, monkeypatch, "--json", "--by", "hub-p/duty-3")
     printed = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert code == 0
     assert event_id in [p["event_id"] for p in printed]
@@ -71,7 +71,7 @@ async def test_a_hub_opens_its_deliveries_with_its_own_keystore(
     for value, headers in await _raw(kafka_bootstrap, ACCESS):
         with contextlib.suppress(EnvelopeError):  # acks sealed to other tests' worker keys
             acks.append(json.loads(worker.open_kafka(value, headers, topic=ACCESS).payload))
-    assert {"event_id": event_id, "recipient": "hub-a", "by": "hub-a/duty-3"}.items() <= next(
+    assert {"event_id": event_id, "recipient": "hub-p", "by": "hub-p/duty-3"}.items() <= next(
         a for a in acks if a["event_id"] == event_id
     ).items()
 
@@ -91,11 +91,11 @@ async def test_no_other_keystore_can_read_as_hub_a(
     err = captured.err.strip().splitlines()
     assert code != 0
     assert len(err) == 1
-    assert "no private key for hub-a" in err[0]
+    assert "no private key for hub-p" in err[0]
     assert "Traceback" not in captured.err
-    # And the keystore really cannot open what was sealed to hub-a.
+    # And the keystore really cannot open what was sealed to hub-p.
     store = FileKeyStore(root / holder)
-    assert store.decryption_key(store.current_encryption_key("hub-a").key_id) is None
+    assert store.decryption_key(store.current_encryption_key("hub-p").key_id) is None
 
 
 async def test_the_worker_keystore_cannot_open_a_hub_delivery_even_from_the_sdk(
@@ -103,9 +103,9 @@ async def test_the_worker_keystore_cannot_open_a_hub_delivery_even_from_the_sdk(
 ) -> None:
     """Below the CLI: the envelope itself refuses, with the opaque error of any bad record."""
     await _sealed_to_hub_a(root, kafka_bootstrap)
-    raw = await _raw(kafka_bootstrap, deliver("hub-a"))
+    raw = await _raw(kafka_bootstrap, deliver("hub-p"))
     assert raw, "the sealed deliveries reached the topic"
-    opener = Opener("hub-a", FileKeyStore(root / "worker"))
+    opener = Opener("hub-p", FileKeyStore(root / "worker"))
     for value, headers in raw:
         with pytest.raises(EnvelopeError):
-            await asyncio.to_thread(opener.open_kafka, value, headers, topic=deliver("hub-a"))
+            await asyncio.to_thread(opener.open_kafka, value, headers, topic=deliver("hub-p"))

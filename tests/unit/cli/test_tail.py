@@ -38,6 +38,9 @@ class _Consumer:
     async def commit(self) -> None:
         self.log.append(f"commit {self.position}")
 
+    def seek(self, _tp: Any, offset: int) -> None:
+        self.position = offset
+
     async def stop(self) -> None:
         pass
 
@@ -146,6 +149,37 @@ def test_an_unopenable_record_is_warned_on_stderr_never_among_json_lines(
     assert [json.loads(line)["kind"] for line in lines] == ["delivery", "delivery"]
     assert "record_unopenable" in err
     assert "record_unopenable" not in out
+
+
+def test_a_record_the_keystore_cannot_open_stops_tail_in_one_line_naming_it(
+    tail: _Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Signed by a broker key this keystore has not imported: tail stops there, saying where
+    and what to do, rather than go past it (it would never be read again)."""
+    from broker.cli import main
+
+    keys = _tail.keystore(None, None)  # the fixture's
+    other = FileKeyStore(tmp_path / "rotated-broker", create=True)
+    other.ensure_party("worker", purposes=SPECIAL_PRINCIPALS["worker"])
+    other.replace_public(keys.keys(PARTY))
+    eid = str(uuid.uuid4())
+    sealed = Sealer("worker", other, EnvelopeSettings()).seal(
+        canonical_json(_delivery(eid)), event_id=eid, recipient=PARTY,
+        schema="shared-record.v1", topic=deliver(PARTY),
+    )  # fmt: skip
+    tail.consumer.messages[1].value = sealed.value
+    tail.consumer.messages[1].headers = sealed.headers
+    monkeypatch.setattr(_tail, "_print_record", _REAL_PRINT)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tail", "--as", PARTY, "--json", "--idle", "0.2", "--by", "duty-1"])
+    assert exit_info.value.code != 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1  # the record before it
+    [line] = err.strip().splitlines()
+    assert "partition 0 offset 1" in line
+    assert "import the latest signed key directory" in line
+    assert tail.consumer.position == 1  # read again next time
+    assert tail.log[-1] == "commit 1"  # the first only
 
 
 @pytest.fixture

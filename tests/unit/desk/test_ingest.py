@@ -3,13 +3,16 @@ desk acknowledging nothing by itself (only people's views are acknowledged)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from broker.desk import DeskIngest, DeskStore, children_in
+from broker.errors import RecordKeyUnavailable
 from broker.events import Delivery, WithdrawalNotice
 from tests.unit.desk.conftest import SECRET, Clock, delivery
 
@@ -104,3 +107,43 @@ async def test_a_batch_is_committed_only_once_stored_so_a_failing_store_loses_no
     sub.batches = [[Shared(delivery("e1"))]]
     assert await ingest.poll_once(0) == 1
     assert (sub.commits, sub.uncommitted) == (1, False)
+
+
+async def test_a_record_the_keystore_cannot_open_holds_the_desk_with_one_line_until_it_opens(
+    store: DeskStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No crash loop (a restart stops on the same record): one error line naming the
+    record and the fix, not ready meanwhile, and reading resumes once the keys are there."""
+    monkeypatch.setattr("broker.desk._ingest.HELD_RETRY_SECONDS", 0.01)
+    held = RecordKeyUnavailable(
+        "accord.deliver.sandwell-coord partition 0 offset 7 cannot be opened with this "
+        "keystore: import the latest signed key directory",
+        topic="accord.deliver.sandwell-coord", partition=0, offset=7, key_id="ab" * 8,
+    )  # fmt: skip
+    sub = FakeSubscriber()
+    ingest = DeskIngest(store, sub, linkage_key=SECRET, clock=clock)  # type: ignore[arg-type]  # the fake
+    stop = asyncio.Event()
+    polls: list[bool] = []  # whether each poll found the desk held
+    fixed_after = 3
+
+    async def poll(wait: float, *, commit: bool = True) -> list[Shared]:
+        del wait, commit
+        polls.append(ingest.is_held())
+        if len(polls) <= fixed_after:
+            raise held
+        if len(polls) == fixed_after + 1:
+            return [Shared(delivery("e1"))]
+        stop.set()
+        return []
+
+    monkeypatch.setattr(sub, "poll", poll)
+    with capture_logs() as logs:
+        await asyncio.wait_for(ingest.run(stop, interval=0.01), timeout=5)
+    assert polls[:5] == [False, True, True, True, False]
+    lines = [e for e in logs if e["event"].startswith("desk_ingest")]
+    assert [(e["event"], e["log_level"]) for e in lines] == [
+        ("desk_ingest_held", "error"),
+        ("desk_ingest_resumed", "info"),
+    ]
+    assert "offset 7" in lines[0]["why"]
+    assert store.record("e1") is not None

@@ -51,6 +51,26 @@ async def test_a_desk_whose_delivery_consumer_failed_is_neither_ready_nor_live()
     probes.http.cancel()
 
 
+async def test_a_desk_held_on_a_record_its_keystore_cannot_open_is_live_but_not_ready() -> None:
+    """A restart would stop on the same record: live, so it is not restarted in a loop;
+    not ready, so the platform shows it."""
+    held = True
+    probes = DeskProbes(server_started=lambda: True, accounts=lambda: True)
+    probes.watch(
+        asyncio.create_task(_forever()), asyncio.create_task(_forever()), held=lambda: held
+    )
+    assert probes.live().ok
+    assert (probes.ready().ok, probes.ready().reason) == (
+        False,
+        "deliveries held: a record the keystore cannot open",
+    )
+    held = False
+    assert probes.ready().ok
+    for task in (probes.http, probes.ingest):
+        assert task is not None
+        task.cancel()
+
+
 async def test_a_desk_whose_web_server_stopped_is_neither_ready_nor_live() -> None:
     probes = DeskProbes(server_started=lambda: True, accounts=lambda: True)
     probes.http = asyncio.create_task(asyncio.sleep(0))
