@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -153,7 +155,7 @@ async def _agencies(
                     "recorded_by": coord,
                     "recorded_at": datetime.now(UTC).isoformat(),
                 }
-                if not await _until_sent(consent_pub.publish_consent, consent, stop, say):
+                if not await _consent_until_sent(consent_pub, consent, stop, say):
                     break
             if not await _until_sent(publishers[sender].publish, event, stop, say):
                 break
@@ -181,7 +183,8 @@ async def _until_sent(
     first_wait: float = 1.0,
 ) -> bool:
     """Send ``record`` until Kafka takes it, as an agency should: the same record again, under
-    its own event id, so a copy Kafka had taken after all is refused as a replay. False if
+    its own id (an event's ``event_id``; a consent record's ``record_id``, bound into ``send``),
+    so a copy Kafka had taken after all is refused as a replay. False if
     the demo stops first. A Kafka away for a while (a paused broker, a restart) used to end
     the whole demo, worker and console with it, at the agencies' first send given up on."""
     wait = first_wait
@@ -197,6 +200,15 @@ async def _until_sent(
         if stop.is_set():
             return False
         wait = min(wait * 2, _RETRY_MAX_S)
+
+
+async def _consent_until_sent(
+    pub: Publisher, consent: dict[str, Any], stop: asyncio.Event, say: Callable[[str], None]
+) -> bool:
+    """:func:`_until_sent` for a consent record, its id chosen once: tried again, it is the
+    same record, filed once (a new id each try would file, and audit, a copy twice)."""
+    send = functools.partial(pub.publish_consent, record_id=str(uuid.uuid4()))
+    return await _until_sent(send, consent, stop, say)
 
 
 async def _recipient(
@@ -222,7 +234,9 @@ async def _recipient(
                         f"→ {party:<22} {m.outcome:<16} {','.join(m.clauses):<22} "
                         f"{len(fields)} fields"
                     )
-                    await record.opened(by=f"{party}-duty-worker", purpose=m.purpose)
+                    # A user name, as a desk records its users' views (the party is
+                    # the recipient, on the same line of the disclosure log).
+                    await record.opened(by="duty-worker", purpose=m.purpose)
                 else:
                     n = len(m.event_ids)
                     say(f"→ {party:<22} consent withdrawn: stop processing {n} record(s)")

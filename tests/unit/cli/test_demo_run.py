@@ -246,3 +246,23 @@ async def test_the_agencies_stop_trying_when_the_demo_stops_and_other_errors_end
 
     with pytest.raises(UsageError):
         await _demo_run._until_sent(refused, {}, asyncio.Event(), lambda _: None)
+
+
+async def test_the_agencies_send_a_consent_record_again_under_the_id_it_first_had() -> None:
+    """A consent record's id is the publisher's to make unless given: made afresh on each try,
+    a copy Kafka had taken after all would be filed, and audited, twice."""
+    ids: list[str | None] = []
+
+    class Consents:
+        async def publish_consent(self, _record: Any, *, record_id: str | None = None) -> None:
+            ids.append(record_id)
+            if len(ids) == 1:
+                raise TransportError("publishing to accord.consent: Kafka did not answer")
+
+    pub: Any = Consents()
+    said: list[str] = []
+    assert await _demo_run._consent_until_sent(pub, {}, asyncio.Event(), said.append) is True
+    assert len(ids) == 2
+    assert ids[0] is not None
+    assert ids[0] == ids[1]
+    assert len(said) == 1
