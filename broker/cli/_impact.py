@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from broker.config import load_settings
-from broker.errors import UsageError
+from broker.errors import BundleInvalid, UsageError
 
 if TYPE_CHECKING:
     from broker.pipeline import Impact
+    from broker.policy import Policy
 
 
 class Format(enum.StrEnum):
@@ -52,7 +54,24 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
         at = datetime.fromisoformat(value)
     except ValueError:
         raise UsageError("--since: not 7d, 36h, 90m or an ISO date") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    if at > now:
+        # Nothing is retained from the future: the run would compare nothing and look clean.
+        raise UsageError(f"--since: {value} is in the future")
+    return at
+
+
+def _load(folder: Path, role: str) -> Policy:
+    """The bundle, or its problem named with which of the two bundles it is in: both are
+    loaded, and a file path alone does not say."""
+    from broker.policy import load_bundle
+
+    try:
+        return load_bundle(folder)
+    except BundleInvalid as exc:
+        named = BundleInvalid(exc.problems)
+        named.args = (f"{role} ({folder}{os.sep}): {exc}",)
+        raise named from None
 
 
 def register_impact(policy_app: typer.Typer) -> None:
@@ -66,8 +85,8 @@ def register_impact(policy_app: typer.Typer) -> None:
     ) -> None:
         """Re-decide the retained ingress under the bundle in force and under a new one:
         what would stop or start being shared, and which fields recipients would gain or
-        lose. Delivers nothing; the run is audited (policy_impact). Runs with the worker's
-        keystore and Kafka login."""
+        lose. Delivers nothing; the run is audited (policy_impact), with your login name.
+        Exits 1 if nothing was compared. Runs with the worker's keystore and Kafka login."""
         _impact(policies, current, since, fmt, processes)
 
 
@@ -75,10 +94,11 @@ def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    # Who ran it, named as ``accord audit verify`` names its runs: the command has no sign-in.
+    from broker.cli._audit_verify import _login_name as login_name
     from broker.cli._common import kafka_as, keystore
     from broker.kafka import read_retained
     from broker.pipeline import compare, record_impact, redecide_both
-    from broker.policy import load_bundle
     from broker.principals import Principal
     from broker.provision import publishers
     from broker.topics import CONSENT, ingress
@@ -87,8 +107,8 @@ def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: 
     in_force = current or settings.policies_at_hand()
     if in_force is None:  # --policies here is the NEW bundle: the one in force is missing
         raise UsageError("no bundle in force: pass --current DIR or set ACCORD_POLICIES")
-    before, after = load_bundle(in_force), load_bundle(new)  # BundleInvalid: one line
     start = parse_since(since, datetime.now(UTC))
+    before, after = _load(in_force, "the bundle in force"), _load(new, "the new bundle")
     keys = keystore(settings, Principal.WORKER)
     keys.linkage_key()  # no linkage key, no subject keys: say so before reading anything
     kafka = kafka_as(settings, Principal.WORKER)
@@ -116,11 +136,17 @@ def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: 
             progress=lambda k: bar.advance(deciding, k),
         )  # fmt: skip
     result = compare(*decided, versions=(before.version, after.version))
-    chain = asyncio.run(record_impact(kafka, keys, result, since=start))
+    result.since, result.read = start, len(events)
+    # Audited even when nothing was compared: every consent record was opened all the same.
+    chain = asyncio.run(record_impact(kafka, keys, result, by=login_name()))
     if fmt is Format.json:
         typer.echo(json.dumps({**result.as_json(), "audit_chain": chain}, indent=2))
     else:
         _print(result, chain)
+    if result.nothing_compared:
+        # Never a clean exit: a script gating a change on "no decision would change" must
+        # not pass one that was checked against nothing.
+        raise typer.Exit(1)
 
 
 def _print(result: Impact, chain: str) -> None:
@@ -128,6 +154,11 @@ def _print(result: Impact, chain: str) -> None:
     from rich.table import Table
 
     out = Console(width=120)
+    if result.nothing_compared:
+        typer.echo(f"{result.nothing_said()} (bundle {result.current_version[:19]} -> "
+                   f"{result.new_version[:19]})")  # fmt: skip
+        typer.echo(f"audited as policy_impact on chain {chain}")
+        return
     typer.echo(
         f"{result.events} event(s), {result.decisions} decision(s) compared; "
         f"{result.unchanged} unchanged (bundle {result.current_version[:19]} -> "

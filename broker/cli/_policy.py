@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,6 +270,10 @@ def _test(paths: list[Path], policies: Path | None) -> int:
                 f"accord policy test {path / 'scenarios'} --policies {path}"
             )
     default = _default_policies(policies)
+    if policies is None:
+        _refuse_another_bundles_scenarios(paths, default)
+    typer.echo(_bundle_line(default, "for scenarios that name none"))
+    named = {default.resolve()}
     skipped: list[Path] = []
     try:
         results = run_scenarios(paths, default, flag_runner=run_flag_scenario, skipped=skipped)
@@ -281,6 +286,10 @@ def _test(paths: list[Path], policies: Path | None) -> int:
             typer.echo(f"FAIL {result}")
             continue
         where = result.scenario.file
+        own = result.scenario.policies
+        if own is not None and own not in named:
+            named.add(own)
+            typer.echo(_bundle_line(own, f"named by {where}"))
         if result.passed:
             passed += 1
             typer.echo(f"PASS {result.scenario.name} ({where})")
@@ -302,6 +311,43 @@ def _test(paths: list[Path], policies: Path | None) -> int:
         )
         return 1
     return 1 if failed else 0
+
+
+def _bundle_line(folder: Path, which: str) -> str:
+    """Which bundle scenarios run under, by folder and version: a draft's scenarios run
+    under another bundle pass or fail for the wrong reasons, and nothing else would say."""
+    from broker.policy import Policy
+
+    try:
+        version = Policy.load(folder).version
+    except BundleInvalid as exc:
+        return f"policy bundle {folder.resolve()} ({which}) does not load: {exc}"
+    return f"policy bundle {folder.resolve()}, version {version} ({which})"
+
+
+def _bundle_around(path: Path) -> Path | None:
+    """The nearest folder holding ``path`` that is a policy bundle (holds its parties file)."""
+    start = path.resolve()
+    for folder in (start, *start.parents):
+        if any((folder / f"parties{ext}").is_file() for ext in (".yaml", ".yml")):
+            return folder
+    return None
+
+
+def _refuse_another_bundles_scenarios(paths: list[Path], default: Path) -> None:
+    """A draft's scenarios, run without --policies, would run under the default bundle (the
+    one here, or the example) and pass or fail for it: asked, not guessed, as the default is
+    the project's bundle wherever the scenarios lie."""
+    for path in paths:
+        bundle = _bundle_around(path) if path.exists() else None  # missing: said later
+        if bundle is None or bundle == default.resolve():
+            continue
+        # Named as the user would type it: relative to here when the path was.
+        shown = Path(os.path.relpath(bundle)) if not path.is_absolute() else bundle
+        raise UsageError(
+            f"{path} lies in the bundle {shown}, but scenarios that name none run under "
+            f"{default}: say which, e.g. accord policy test {path} --policies {shown}"
+        )
 
 
 def register(app: typer.Typer) -> None:

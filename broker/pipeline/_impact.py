@@ -117,15 +117,18 @@ def redecide(
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[Key, Decided]]:
     """Every decision each of ``policies`` makes on ``records`` (taken in the order given);
-    ``progress`` hears of every 200 records taken."""
+    ``progress`` hears of the records taken, 200 at a time and the rest at the end."""
     each = _Redecider(policies, keys=keys, envelope=envelope)
     out: list[dict[Key, Decided]] = [{} for _ in policies]
+    n = 0
     for n, rec in enumerate(records, 1):
         for found, decisions in zip(out, each.take(rec), strict=True):
             for d in decisions:
                 found[(str(d.event_id), d.recipient)] = Decided.of(d)
         if progress is not None and n % 200 == 0:
             progress(200)
+    if progress is not None and n % 200:
+        progress(n % 200)  # the bar ends at its total
     return out
 
 
@@ -254,11 +257,30 @@ class Impact:
     lost: dict[str, dict[str, int]] = field(default_factory=dict)
     #: recipient -> what else about a share changes (``view_changes``) -> events
     views: dict[str, dict[str, int]] = field(default_factory=dict)
+    since: datetime | None = None  # the run's --since
+    read: int = 0  # ingress records read, decided or not
+
+    @property
+    def nothing_compared(self) -> bool:
+        """No decision under either bundle: the run says nothing about the new bundle, and
+        must never read as "no decision would change"."""
+        return self.decisions == 0
+
+    def nothing_said(self) -> str:
+        """Why nothing was compared, in one line."""
+        since = f" since {self.since.isoformat()}" if self.since is not None else ""
+        if self.read == 0:
+            return f"no retained events{since}: nothing was compared"
+        return (f"{self.read} retained event record(s){since}, none decided under either "
+                "bundle: nothing was compared")  # fmt: skip
 
     def as_json(self) -> dict[str, object]:
         return {
             "current_version": self.current_version,
             "new_version": self.new_version,
+            "since": self.since.isoformat() if self.since is not None else None,
+            "events_read": self.read,
+            "nothing_compared": self.nothing_compared,
             "events": self.events,
             "decisions": self.decisions,
             "unchanged": self.unchanged,
@@ -367,7 +389,8 @@ def redecide_both(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[Key, Decided], dict[Key, Decided]]:
     """``records`` decided under the bundles in ``current`` and ``new``: in this process,
-    or split between ``processes`` (each loads the keystore and both bundles itself)."""
+    or split between ``processes`` (each loads the keystore and both bundles itself).
+    ``progress`` hears of each record once, so its sum is ``len(records)``."""
     secret = passphrase.get_secret_value() if passphrase is not None else None
     if processes <= 1:
         keys = FileKeyStore(keystore, passphrase)
@@ -381,30 +404,38 @@ def redecide_both(
     ]
     before: dict[Key, Decided] = {}
     after: dict[Key, Decided] = {}
+    # Every run decides every consent record, but each counts once towards ``records``:
+    # with the first run back, and otherwise a run's events alone.
+    consents = sum(1 for r in records if r.topic == CONSENT)
     # spawn, not fork: the caller may hold an event loop and Kafka clients' threads.
     with ProcessPoolExecutor(min(processes, os.cpu_count() or 1, len(jobs)),
                              mp_context=get_context("spawn")) as pool:  # fmt: skip
-        for job, (b, a) in zip(jobs, pool.map(_run, jobs), strict=True):
+        for i, (job, (b, a)) in enumerate(zip(jobs, pool.map(_run, jobs), strict=True)):
             before.update(b)
             after.update(a)
             if progress is not None:
-                progress(len(job.records))
+                progress(len(job.records) - (consents if i else 0))
     return before, after
 
 
 # -- the audit record of a run ------------------------------------------------------------
 
 
-async def record_impact(
-    kafka: KafkaClients, keys: FileKeyStore, impact: Impact, *, since: datetime | None
-) -> str:
+async def record_impact(kafka: KafkaClients, keys: FileKeyStore, impact: Impact, *, by: str) -> str:
     """Write the run's ``policy_impact`` record, signed, on a chain of its own
-    (``worker:impact-<id>``: the running worker's chain is the worker's alone); return the
-    chain. Counts, versions and party ids only: nothing about a child."""
+    (``worker:impact-<id>``); return the chain. Counts, versions, party ids and who ran it
+    (``by``, as ``officer``: the login name, as ``accord audit verify`` records its runs)
+    only: nothing about a child.
+
+    A chain per run, not one shared chain: the run signs as the worker (it opens the
+    worker's records with the worker's keys, and the indexer takes a ``policy_impact`` only
+    from a worker chain), but the running worker's chains are its own, and two runs at once
+    appending to one chain would fork it. A chain of its own needs no head read first and
+    can fork with nothing."""
     chain = Principal.WORKER.chain(f"impact-{uuid.uuid4().hex[:12]}")
     writer = ChainWriter(chain, clock=lambda: datetime.now(UTC))
     data = impact.as_json()
-    data["since"] = since.isoformat() if since is not None else None
+    data["officer"] = by
     records = [
         writer.append(AuditKind.POLICY_IMPACT, data=data),
         writer.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)),

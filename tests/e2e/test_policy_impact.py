@@ -4,6 +4,7 @@ delivering nothing, audited, naming no child."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -141,15 +142,35 @@ async def test_impact_reports_exactly_what_the_engine_says_and_delivers_nothing(
                     "--processes", "2")  # fmt: skip
     assert _comparable(split) == expected
 
-    # Audited: one policy_impact record per run, each on its own signed chain; nothing
-    # delivered; no child named.
+    # Nothing retained since: nothing compared, said so, never "no decision would change",
+    # and not a clean exit; audited all the same (every consent record was opened).
+    none = subprocess.run(
+        [sys.executable, "-m", "broker", "policy", "impact", "--policies", str(new_dir),
+         "--current", str(POLICIES), "--since", "0m"],
+        env=env, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert none.returncode == 1, none.stderr[-3000:]
+    assert none.stdout.startswith("no retained events since "), none.stdout
+    assert ": nothing was compared (bundle " in none.stdout
+    assert "no decision would change" not in none.stdout
+    chains = [line.rsplit(" ", 1)[1] for line in none.stdout.splitlines()
+              if line.startswith("audited as policy_impact on chain ")]  # fmt: skip
+    assert len(chains) == 1
+    assert result["nothing_compared"] is False
+    assert result["events_read"] == len(events)
+
+    # Audited: one policy_impact record per run, each on its own signed chain, naming who
+    # ran it as the command line's other records do; nothing delivered; no child named.
     audit = await read_audit(bootstrap)
     runs = [r for r in audit if r.kind == "policy_impact"]
     assert {r.chain for r in runs} == {result["audit_chain"], back["audit_chain"],
-                                       split["audit_chain"]}  # fmt: skip
+                                       split["audit_chain"], chains[0]}  # fmt: skip
     for run in runs:
         assert any(r.kind == "checkpoint" and r.chain == run.chain for r in audit)
         assert run.subject_keys == ()
+        assert run.data["officer"] == f"{getpass.getuser()} (terminal, not signed in)"
+    [empty] = [r for r in runs if r.chain == chains[0]]
+    assert empty.data["nothing_compared"] is True
     assert await read_all(bootstrap, deliver("sandwell-coord")) == []
     text = json.dumps([result, back, split])
     for event in events:

@@ -464,7 +464,12 @@ def test_test_passes_and_ends_with_the_count_line(
     code, out, _ = _run(["policy", "test", str(tmp_path / "scenarios")], capsys)
     assert code == 0
     lines = out.strip().splitlines()
-    assert lines[0].startswith("PASS school is told")
+    # Which bundles, the default and then the one the scenario names: test_policy_test_bundle.py
+    assert [line.split(",")[0] for line in lines[:2]] == [
+        f"policy bundle {(REPO / 'policies').resolve()}",
+        f"policy bundle {(tmp_path / 'bundle').resolve()}",
+    ]
+    assert lines[2].startswith("PASS school is told")
     assert lines[-1] == "1 passed, 0 failed"
 
 
@@ -516,7 +521,7 @@ def test_test_skips_a_walked_folders_other_yaml_and_says_so(
     assert "typo.yaml: scenario 1: unknown key(s) evnet" in out
     code, out, _ = _run(["policy", "test", str(alerts)], capsys)
     assert code == 1
-    assert out.strip().splitlines() == [
+    assert out.strip().splitlines()[1:] == [
         f"FAIL {alerts}: scenario 1: unknown key(s) groups",
         "0 passed, 1 failed",
     ]

@@ -22,7 +22,7 @@ from broker.envelope import Sealer
 from broker.errors import UsageError
 from broker.kafka import KafkaClients, Retained
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
-from broker.pipeline import ImpactRow, compare, record_impact
+from broker.pipeline import ImpactRow, compare, record_impact, redecide_both
 from broker.pipeline._impact import Decided, Impact, Key, _shards, redecide
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import build_processor
@@ -95,6 +95,39 @@ def test_since_takes_durations_and_dates_and_refuses_anything_else_in_one_line()
     assert parse_since(None, now) is None
     with pytest.raises(UsageError, match="--since"):
         parse_since("last week", now)
+
+
+def test_since_in_the_future_is_refused_it_would_compare_nothing_and_look_clean() -> None:
+    now = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    with pytest.raises(UsageError, match=r"^--since: 2030-01-01 is in the future$"):
+        parse_since("2030-01-01", now)
+    with pytest.raises(UsageError, match="in the future"):
+        parse_since("2026-12-03T12:00:01+00:00", now)
+    assert parse_since("2026-12-03T12:00:00+00:00", now) == now
+
+
+def test_a_run_that_decided_nothing_says_nothing_was_compared_never_that_nothing_changes() -> None:
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    empty = compare({}, {}, versions=("v1", "v2"))
+    empty.since = since
+    assert empty.nothing_compared
+    assert empty.nothing_said() == (
+        "no retained events since 2026-12-01T00:00:00+00:00: nothing was compared"
+    )
+    out = empty.as_json()
+    assert (out["nothing_compared"], out["since"], out["events_read"]) == (
+        True, "2026-12-01T00:00:00+00:00", 0,
+    )  # fmt: skip
+    # Events read, none decided under either bundle (quarantined, or from no known sender).
+    empty.read, empty.since = 3, None
+    assert empty.nothing_said() == (
+        "3 retained event record(s), none decided under either bundle: nothing was compared"
+    )
+    # One decision compared, unchanged: a real "no change".
+    same = compare({("e1", "coord"): _shared("a", "name")}, {("e1", "coord"): _shared("a", "name")},
+                   versions=("v1", "v2"))  # fmt: skip
+    assert not same.nothing_compared
+    assert same.as_json()["nothing_compared"] is False
 
 
 # -- the decisions: once per record where the bundle does not matter, as the worker's chain ----
@@ -295,6 +328,20 @@ def test_deciding_once_per_record_gives_what_the_whole_chain_per_bundle_gives(
     assert list(impact.lost["sandwell-coord"]) == ["event.location"]
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_progress_counts_each_record_once_however_many_processes(
+    impact_keys: FileKeyStore, processes: int
+) -> None:
+    """Every process decides every consent record; the bar must still end at its total
+    (it read 'deciding 899/727' with two), and reach it, not stop short of it."""
+    records, _ = _mix(impact_keys)
+    assert sum(r.topic == CONSENT for r in records) >= 2
+    heard: list[int] = []
+    redecide_both(POLICIES, POLICIES, records, keystore=impact_keys.path, passphrase=None,
+                  envelope=ENVELOPE, processes=processes, progress=heard.append)  # fmt: skip
+    assert sum(heard) == len(records)
+
+
 def test_a_share_that_stays_a_share_but_widens_is_reported_not_unchanged() -> None:
     """Whose data goes, and in what form, matters as much as which fields: the same field
     names, with the other adult in the view and the birth date no longer banded."""
@@ -383,10 +430,14 @@ async def test_the_impact_record_and_its_checkpoint_commit_in_one_transaction(
             return producer
 
     clients = _Clients(KafkaSettings(bootstrap="fake:9092"))
-    chain = await record_impact(clients, pipeline_keys, Impact("1", "2"), since=None)
+    by = "jo.bloggs (terminal, not signed in)"
+    chain = await record_impact(clients, pipeline_keys, Impact("1", "2"), by=by)
     assert producer.outside == []
     assert len(producer.committed) == 1
-    kinds = [json.loads(v)["kind"] for v in producer.committed[0]]
-    assert kinds == ["policy_impact", "checkpoint"]
+    records = [json.loads(v) for v in producer.committed[0]]
+    assert [r["kind"] for r in records] == ["policy_impact", "checkpoint"]
+    # Who ran it, as the command line's other audit records name them.
+    assert records[0]["data"]["officer"] == by
+    assert records[0]["data"]["nothing_compared"] is True
     # Under the prefix provisioning grants the worker's login, and the run's own.
     assert asked == [f"{WORKER_TRANSACTIONAL_ID}.{chain.split(':', 1)[1]}"]

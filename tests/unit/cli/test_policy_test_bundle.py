@@ -1,0 +1,138 @@
+"""`accord policy test` says which bundle it tests, and never tests a draft's scenarios
+under another bundle without being told to (IG review: `accord policy test draft/scenarios`
+from a folder without policies/ ran them under the example bundle, and a draft that broke a
+scenario read "75 passed, 0 failed")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.cli import main
+from broker.policy import load_bundle
+from tests.unit.policy.kit import event_dict, write_bundle
+
+REPO = Path(__file__).resolve().parents[3]
+
+SCENARIO = """
+name: school is told
+at: 2026-11-22T08:00:00Z
+event: {event}
+expect:
+  school-a: {{outcome: shared, subjects: 1}}
+"""
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with no policies/ and no ACCORD_POLICIES: the default is the example."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("ACCORD_POLICIES", raising=False)
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
+    return work
+
+
+def _draft(root: Path) -> Path:
+    """A bundle with its scenarios inside it, naming no bundle (as a copied policies/ has)."""
+    write_bundle(root)
+    (root / "scenarios").mkdir()
+    (root / "scenarios" / "a.yaml").write_text(SCENARIO.format(event=json.dumps(event_dict())))
+    return root
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code: Any = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return int(code or 0), out, err
+
+
+def test_a_drafts_scenarios_without_policies_are_refused_in_one_line_naming_the_fix(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _draft(elsewhere / "draft")
+    code, out, err = _run(["policy", "test", "draft/scenarios"], capsys)
+    assert code == 2
+    assert out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("accord: error: draft/scenarios lies in the bundle draft, ")
+    assert line.endswith("accord policy test draft/scenarios --policies draft")
+    # A file in it too, and named by an absolute path.
+    scenario = elsewhere / "draft" / "scenarios" / "a.yaml"
+    code, _, err = _run(["policy", "test", str(scenario)], capsys)
+    assert code == 2
+    assert f"--policies {(elsewhere / 'draft').resolve()}" in err
+
+
+def test_with_policies_the_draft_is_tested_and_the_first_line_says_so_with_its_version(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = _draft(elsewhere / "draft")
+    code, out, err = _run(["policy", "test", "draft/scenarios", "--policies", "draft"], capsys)
+    assert code == 0, out + err
+    lines = out.strip().splitlines()
+    version = load_bundle(draft).version
+    assert lines[0] == (
+        f"policy bundle {draft.resolve()}, version {version} (for scenarios that name none)"
+    )
+    assert lines[1].startswith("PASS school is told")
+    assert lines[-1] == "1 passed, 0 failed"
+
+
+def test_scenarios_in_the_default_bundle_itself_run_under_it_and_it_is_named(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """policies/scenarios from the project folder: the bundle around them is the default."""
+    _draft(elsewhere / "policies")
+    code, out, err = _run(["policy", "test", "policies/scenarios"], capsys)
+    assert code == 0, out + err
+    version = load_bundle(elsewhere / "policies").version
+    assert out.startswith(f"policy bundle {(elsewhere / 'policies').resolve()}, version {version}")
+
+
+def test_a_bundle_a_scenario_names_itself_is_named_before_its_first_result(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = write_bundle(elsewhere / "bundle")
+    text = "policies: ../bundle\n" + SCENARIO.format(event=json.dumps(event_dict())).lstrip()
+    (elsewhere / "scenarios").mkdir()
+    scenario = elsewhere / "scenarios" / "a.yaml"
+    scenario.write_text(text)
+    code, out, err = _run(["policy", "test", "scenarios"], capsys)
+    assert code == 0, out + err
+    example = load_bundle(REPO / "policies").version
+    lines = out.strip().splitlines()
+    assert lines[0] == (
+        f"policy bundle {(REPO / 'policies').resolve()}, version {example} "
+        "(for scenarios that name none)"
+    )
+    assert lines[1] == (
+        f"policy bundle {bundle.resolve()}, version {load_bundle(bundle).version} "
+        f"(named by {Path('scenarios/a.yaml')})"
+    )
+    assert lines[2].startswith("PASS school is told")
+
+
+def test_a_default_bundle_that_does_not_load_is_said_first_and_its_scenarios_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "a.yaml").write_text(SCENARIO.format(event=json.dumps(event_dict())))
+    code, out, _ = _run(["policy", "test", str(tmp_path / "scenarios"), "--policies", str(broken)],
+                        capsys)  # fmt: skip
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(f"policy bundle {broken.resolve()} (for scenarios that name none) "
+                               "does not load: ")  # fmt: skip
+    assert lines[-1] == "0 passed, 1 failed"
