@@ -64,11 +64,10 @@ class OpsEndpoint(Frozen):
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    # The names (Host header, any port) the ops server answers to besides those it always
-    # does: addresses, localhost, single-label names (Compose's service names) and
-    # Kubernetes' cluster names (*.svc, *.svc.cluster.local, *.pod.cluster.local). Any other
-    # is refused (400): a DNS-rebinding page cannot read the metrics. Comma-separated or a
-    # JSON list; names alone, no '*'.
+    # The names (Host header, any port) the ops server answers to besides addresses and
+    # localhost, which it always does. Any other is refused (400), a short or cluster-looking
+    # one too (LLMNR, mDNS and search lists let others answer those): a DNS-rebinding page
+    # cannot read the metrics. Comma-separated or a JSON list; names alone, no '*'.
     metrics_allowed_hosts: OpsHostList = ()
     # Not live once the main loop has not gone round for this long (idle, the worker's goes
     # round every 200 ms, at each empty fetch; a batch commit or a slow database may take a

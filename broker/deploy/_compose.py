@@ -261,6 +261,9 @@ def _process_service(
         **_accord_env(dep),
         f"ACCORD_{section}__METRICS_HOST": "0.0.0.0",  # noqa: S104  # Prometheus is another container
         f"ACCORD_{section}__METRICS_PORT": str(proc.ops_port),
+        # Prometheus scrapes <service>:<port> (prometheus.yml); the ops server answers no
+        # name it is not given (DNS rebinding), this one included.
+        f"ACCORD_{section}__METRICS_ALLOWED_HOSTS": proc.name,
     }
     secrets = ["kafka-ca.pem", f"{proc.principal}.librdkafka.conf"]
     # ACCORD_HOME: a named volume, outliving the container (a desk's users and store, a flag

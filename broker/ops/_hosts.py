@@ -4,26 +4,28 @@ A page on another site can have its own name resolve to 127.0.0.1 (or to a pod's
 operator's browser reaches) and then read ``/metrics`` as if it were same-origin: decisions
 per recipient, overrides, senders, topics. The browser sends that page's name in ``Host``.
 
-Prometheus and the orchestrators reach an ops server by an address or by a name no other
-site can hold, so those are answered with no setting, and any other name is refused unless
-listed (``OpsEndpoint.metrics_allowed_hosts``):
+Answered with no setting:
 
 - an address (IPv4, or IPv6 in brackets), any port: a page loaded from an address is
   same-origin with that address only, so it cannot rebind. The kubelet's probes carry the
   pod's address (an ``httpGet`` probe's ``host`` defaults to the pod IP, and the request's
   ``Host`` is that unless the probe sets one), as does Prometheus scraping what Kubernetes
-  discovery finds (a target's ``__address__``, pod IP and port); so do the Compose
-  health checks (``http://127.0.0.1:PORT``);
-- ``localhost``;
-- a single-label name: Compose's service names (Prometheus on Compose scrapes
-  ``worker:9464``). No public site has one (ICANN allows no dotless names); one made by a
-  DNS search list is the operator's own organisation's;
-- Kubernetes' cluster names: ``*.svc``, ``*.svc.cluster.local``, ``*.pod.cluster.local``.
-  ``svc`` and ``pod`` are not top-level domains, and ``.local`` is multicast DNS's alone
-  (RFC 6762): public DNS holds none of them.
+  discovery finds (a ServiceMonitor's or ``endpoints`` role's target is the pod's address
+  and port); so do the Compose health checks (``http://127.0.0.1:PORT``);
+- ``localhost``: loopback by RFC 6761, which browsers keep to, never asked of the network.
 
-A name with a trailing dot is refused: it is an absolute name, ``worker.`` a top-level
-domain rather than a Compose service, and no scraper sends one.
+Every name is refused unless listed (``OpsEndpoint.metrics_allowed_hosts``), however local
+it looks. A single-label name (``stats``) is resolved on Windows over LLMNR and NetBIOS,
+which any machine on the same network segment may answer; ``.local`` over multicast DNS,
+likewise; and a DNS search list turns a short name into one under the organisation's
+domain, where an AD-integrated zone lets any authenticated user make records. So on shared
+Wi-Fi a page at ``http://stats:9464/`` could reach a laptop's ``accord demo``. The Compose
+render lists each scraped service's own name (Prometheus scrapes ``worker:9464``); a
+Prometheus that scrapes a Service by name (``accord-worker-ops.accord``) needs that name
+listed.
+
+A name with a trailing dot is refused even if listed: it is an absolute name, ``worker.`` a
+top-level domain rather than a Compose service, and no scraper sends one.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 # A DNS name as the settings take it (``broker.config._base``, the same).
 _NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 _PORT = re.compile(r"^(?::[0-9]{1,5})?$")
-_CLUSTER = (".svc", ".svc.cluster.local", ".pod.cluster.local")
 _PRINTABLE = re.compile(r"^[A-Za-z0-9.:\[\]_-]{1,100}$")
 
 
@@ -73,7 +74,7 @@ def printable(header: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class OpsHosts:
-    """``listed``: the names answered to beyond those always answered (lower case)."""
+    """``listed``: the names answered to besides addresses and ``localhost`` (lower case)."""
 
     listed: frozenset[str] = frozenset()
 
@@ -94,10 +95,4 @@ class OpsHosts:
         if parsed is None:
             return False
         name, address = parsed
-        return (
-            address
-            or name == "localhost"
-            or "." not in name
-            or name.endswith(_CLUSTER)
-            or name in self.listed
-        )
+        return address or name == "localhost" or name in self.listed

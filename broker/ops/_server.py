@@ -5,8 +5,8 @@ rather than prometheus_client's ``start_http_server`` (which serves only metrics
 web framework: answering at all shows the loop is not blocked, and the probes read the
 process's state from the thread that writes it. Every answer is small, uncached and closes
 its connection; requests are bounded (one line of 2 KiB, 50 headers, 5 s) because the port
-may face a network, and answered only for a ``Host`` that no other site's page can send
-(``broker.ops._hosts``: DNS rebinding).
+may face a network, and answered only for a ``Host`` that is an address, ``localhost`` or a
+listed name (``broker.ops._hosts``: DNS rebinding).
 """
 
 from __future__ import annotations
@@ -44,8 +44,7 @@ def _probe_answer(check: Check) -> Answer:
 
 class OpsServer:
     """Answers probes from ``live`` and ``ready`` and metrics from ``registry``, to requests
-    whose ``Host`` ``hosts`` allows (by default: addresses, localhost, single-label and
-    Kubernetes' cluster names)."""
+    whose ``Host`` ``hosts`` allows (by default: addresses and ``localhost`` only)."""
 
     def __init__(
         self, registry: CollectorRegistry, *, live: Probe, ready: Probe,

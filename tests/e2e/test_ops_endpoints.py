@@ -53,12 +53,14 @@ def _get(port: int, path: str, *, host: str | None = None) -> tuple[int, str]:
 
 async def _live_and_refusing_a_rebinding_page(port: int) -> None:
     """``/livez`` answers 200 by address; a page whose own name resolves to the ops server's
-    address reads nothing (pen-test finding 4: it read the decisions per recipient)."""
+    address reads nothing (pen-test finding 4: it read the decisions per recipient), a
+    single-label name's neither (LLMNR lets any machine on the segment answer one)."""
     status, body = await asyncio.to_thread(_get, port, "/livez")
     assert (status, json.loads(body)) == (200, {"status": "ok", "reason": "ok"})
-    for path in ("/metrics", "/livez"):
-        refused = await asyncio.to_thread(_get, port, path, host="evil.example:9464")
-        assert refused == (400, "bad request\n"), path
+    for host in ("evil.example:9464", "stats:9464"):
+        for path in ("/metrics", "/livez"):
+            refused = await asyncio.to_thread(_get, port, path, host=host)
+            assert refused == (400, "bad request\n"), (host, path)
 
 
 async def _until_ready(port: int, alive: Callable[[], bool], tail: Callable[[], str]) -> None:

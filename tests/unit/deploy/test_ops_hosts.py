@@ -1,5 +1,6 @@
 """What a rendered deployment scrapes and probes the ops servers by is a ``Host`` they answer
-to with no setting (``broker.ops._hosts``: names a DNS-rebinding page could send are refused)."""
+to (``broker.ops._hosts``: an address or ``localhost`` with no setting, a name only when
+listed; names a DNS-rebinding page could send are refused)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from broker.config import OpsEndpoint, load_settings
 from broker.deploy import Target, deployment, render_files
 from broker.ops._hosts import OpsHosts
 from broker.policy import load_bundle
@@ -42,14 +44,35 @@ def kubernetes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _render(Target.KUBERNETES, tmp_path_factory.mktemp("k8s"), namespace="partners")
 
 
-def test_compose_prometheus_scrapes_every_process_by_a_name_the_ops_server_answers(
-    compose: dict[str, Any],
+def _rendered_ops_endpoint(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> OpsEndpoint:
+    """The ops settings a rendered service's process reads from its own environment."""
+    env = service["environment"]
+    (port_var,) = [k for k in env if k.endswith("__METRICS_PORT")]
+    section = port_var.removeprefix("ACCORD_").removesuffix("__METRICS_PORT")
+    for name, value in env.items():
+        if name.startswith(f"ACCORD_{section}__METRICS_"):
+            monkeypatch.setenv(name, value)
+    endpoint = getattr(load_settings(), section.lower())
+    assert isinstance(endpoint, OpsEndpoint)
+    return endpoint
+
+
+def test_compose_prometheus_scrapes_every_process_by_the_name_its_render_lists(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Prometheus scrapes ``<service>:<port>``; the service's own environment lists that name
+    (refused with no setting, as a single-label name others on the network can answer)."""
+    services = compose["compose.yaml"]["services"]
     targets = [t for job in compose["prometheus/prometheus.yml"]["scrape_configs"]
                for group in job["static_configs"] for t in group["targets"]]  # fmt: skip
     assert len(targets) == 6  # worker, indexer, console, two desks, a flag service
     for target in targets:
-        assert ANSWERED.allows(target), target
+        name, _, port = target.partition(":")
+        with monkeypatch.context() as scoped:
+            endpoint = _rendered_ops_endpoint(services[name], scoped)
+        assert endpoint.metrics_port == int(port), target
+        assert OpsHosts.of(endpoint).allows(target), target
+        assert not ANSWERED.allows(target), target
 
 
 def test_compose_health_checks_reach_every_ops_server_by_an_address(

@@ -1,4 +1,5 @@
-"""The ops server answers only a Host no other site's page can send: DNS rebinding refused."""
+"""The ops server answers only an address, localhost or a listed name in Host: DNS
+rebinding refused, by names that look local too (LLMNR, mDNS, DNS search lists)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from prometheus_client import CollectorRegistry, Counter
 from broker.config import OpsEndpoint, WorkerSettings, load_settings
 from broker.errors import ConfigError
 from broker.ops import OK, OpsServer, serving_ops
+from broker.ops._hosts import OpsHosts
 
-#: Every form Prometheus, the kubelet and the Compose health checks reach an ops server by.
+#: What the kubelet, Kubernetes discovery and the Compose health checks reach an ops server by.
 ALLOWED = [
     "127.0.0.1",
     "127.0.0.1:9464",
@@ -22,9 +24,20 @@ ALLOWED = [
     "[fd00:10:244::7]:9464",
     "localhost",
     "LocalHost:9464",
-    "worker",  # Compose's service names: Prometheus on Compose scrapes worker:9464
+]
+
+#: Names others on the network can answer for without a listing: LLMNR and NetBIOS answer a
+#: single-label name, multicast DNS a .local one, and a search list makes either the
+#: organisation's, where AD-integrated DNS lets any signed-in user add records.
+LOOK_LOCAL = [
+    "evil",
+    "stats:9464",
+    "worker",  # Compose's service name: the Compose render lists it
     "worker:9464",
     "desk-coordinating-team:9467",
+    "printer.local",
+    "a.svc.cluster.local",
+    "accord-worker-ops.accord:9464",  # <service>.<namespace>: a Prometheus in another namespace
     "accord-worker-ops.accord.svc",
     "accord-worker-ops.accord.svc:9464",
     "accord-worker-ops.accord.svc.cluster.local:9464",
@@ -33,6 +46,7 @@ ALLOWED = [
 
 #: Names a page on another site can make resolve to the ops server's address, and malformed.
 REFUSED = [
+    *LOOK_LOCAL,
     "evil.example",
     "evil.example:9464",
     "127.0.0.1.nip.io",
@@ -82,9 +96,7 @@ async def port() -> AsyncIterator[int]:
 
 
 @pytest.mark.parametrize("host", ALLOWED)
-async def test_addresses_localhost_single_label_and_cluster_names_are_answered(
-    port: int, host: str
-) -> None:
+async def test_addresses_and_localhost_are_answered_with_no_setting(port: int, host: str) -> None:
     answer = await _get(port, _request(f"Host: {host}"))
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"coordinating-team" in answer
@@ -121,7 +133,7 @@ async def test_no_host_two_hosts_or_a_folded_host_is_refused(port: int) -> None:
         b"GET /metrics HTTP/1.0\r\n\r\n",
         _request("Host: 127.0.0.1", "Host: evil.example"),
         _request("Host: 127.0.0.1", "host: 127.0.0.1"),
-        _request("Host: worker", " .evil.example"),
+        _request("Host: localhost", " .evil.example"),
     ]
     for request in refused:
         answer = await _get(port, request)
@@ -136,10 +148,23 @@ async def test_the_header_name_is_matched_in_any_case_and_other_headers_are_igno
     assert answer.startswith(b"HTTP/1.1 200 ")
 
 
-def test_a_server_built_without_a_list_answers_only_the_names_always_answered() -> None:
+def test_a_server_built_without_a_list_answers_only_addresses_and_localhost() -> None:
     ops = OpsServer(CollectorRegistry(), live=lambda: OK, ready=lambda: OK)
-    assert ops.hosts.allows("worker:9464")
+    assert all(ops.hosts.allows(host) for host in ALLOWED)
+    assert not any(ops.hosts.allows(host) for host in LOOK_LOCAL)
     assert not ops.hosts.allows("metrics.example.org")
+
+
+def test_a_listed_single_label_or_service_namespace_name_is_answered_and_no_other() -> None:
+    """What the Compose render lists (the service's name) and what a Prometheus in another
+    namespace scrapes (``<service>.<namespace>``) are answered once listed, and only they."""
+    endpoint = OpsEndpoint(metrics_allowed_hosts=("worker", "accord-worker-ops.accord"))
+    hosts = OpsHosts.of(endpoint)
+    assert hosts.allows("worker:9464")
+    assert hosts.allows("Accord-Worker-Ops.accord:9464")
+    assert not hosts.allows("worker.:9464")  # absolute: a top-level domain, listed or not
+    assert not hosts.allows("indexer:9465")
+    assert not hosts.allows("accord-worker-ops.accord.svc:9464")
 
 
 def test_the_setting_holds_names_lower_case_and_drops_addresses() -> None:

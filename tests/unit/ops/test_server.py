@@ -105,9 +105,9 @@ async def test_it_serves_http_on_the_configured_port_and_closes_each_connection(
         ready=lambda: Check(ok=False, reason="starting"),
     ) as ops:  # fmt: skip
         assert ops is not None
-        live = await _get(ops.port, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-        ready = await _get(ops.port, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
-        head = await _get(ops.port, b"HEAD /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        live = await _get(ops.port, b"GET /livez HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        ready = await _get(ops.port, b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = await _get(ops.port, b"HEAD /livez HTTP/1.1\r\nHost: localhost\r\n\r\n")
         junk = await _get(ops.port, b"nonsense\r\n\r\n")
         huge = await _get(ops.port, b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n")
     assert live.startswith(b"HTTP/1.1 200 OK\r\n")
