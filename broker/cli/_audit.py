@@ -143,7 +143,8 @@ def subject(
     db: Db = None,
     fmt: Fmt = Format.TABLE,
 ) -> None:
-    """A child's disclosure log (subject access): every decision and every opening.
+    """A child's disclosure log (subject access): every decision, delivery and opening, and
+    every consent record and withdrawal notice.
 
     Name the child by --nhs-number, or by --given-name, --family-name and --dob (and
     --postcode). The look-up is written to the audit log (who, why, the subject keys) before
@@ -243,11 +244,13 @@ def report(
 
 
 def _report_subjects(store: AuditStore, rep: GovernanceReport) -> tuple[str, ...]:
-    """The children the report shows data about (its pending and reviewed overrides and the
-    decisions behind its late Encompass notices): its record names them, as the console's dashboard
-    and overrides page do, so it is among each child's earlier look-ups."""
+    """The children the report shows data about (its pending and reviewed overrides, the
+    decisions behind its late Encompass notices, its consent withdrawal notices): its record
+    names them, as the console's dashboard and overrides page do, so it is among each child's
+    earlier look-ups."""
     keys = {k for p in rep.pending_overrides for k in p.subject_keys}
     keys.update(k for r in rep.reviewed for k in r.subject_keys)
+    keys.update(k for n in rep.withdrawals for k in n.subject_keys)
     for n in rep.encompass_late:
         if (d := store.find_decision(n.event_id, n.school)) is not None:
             keys.update(d.subject_keys)

@@ -33,6 +33,10 @@ _LOG_COLUMNS = (
     ("override_grounds", "override"),
     ("review", "override review"),
     ("opened_by", "opened by"),
+    ("purposes", "consent purposes"),
+    ("recipients", "consent recipients"),
+    ("valid_until", "consent until"),
+    ("recalls", "events recalled"),
     ("event_id", "event"),
     ("audit_ref", "audit ref"),
     ("matched_on", "matched on"),
@@ -53,7 +57,7 @@ def _log_row(entry: DisclosureEntry) -> dict[str, Any]:
         agreements, purposes, bases = zip(*grounds, strict=True)
         row["agreement_id"] = _GROUND_SEPARATOR.join(a or "" for a in agreements)
         row["lawful_basis"] = _GROUND_SEPARATOR.join(b or "" for b in bases)
-        if entry.kind == "decision":  # an opening's purpose is the one it was opened for
+        if entry.kind != "opened":  # an opening's purpose is the one it was opened for
             row["purpose"] = _GROUND_SEPARATOR.join(p or "" for p in purposes)
     return row
 
@@ -188,6 +192,13 @@ def report_json(rep: GovernanceReport) -> str:
                 for n in rep.encompass_late
             ],
         },
+        "withdrawal_notices": [
+            {"at": iso(n.at), "withdrawal_id": n.withdrawal_id, "recipient": n.recipient,
+             "event_ids": list(n.event_ids), "purposes": list(n.purposes),
+             "state": "undelivered" if n.undelivered else "delivered",
+             "undelivered": n.undelivered, "action_needed": n.undelivered is not None}
+            for n in rep.withdrawals
+        ],
     }  # fmt: skip
     return json.dumps(data, indent=2, ensure_ascii=False)
 
@@ -266,7 +277,31 @@ def report_text(rep: GovernanceReport) -> str:
     ]
     never = ", ".join(r.recipient for r in rep.never_opened) or "(none)"
     out += ["", f"Recipients that received records but opened none: {never}"]
-    return "\n".join([*out, "", *_encompass_text(rep)])
+    return "\n".join([*out, "", *_withdrawals_text(rep), "", *_encompass_text(rep)])
+
+
+def _withdrawals_text(rep: GovernanceReport) -> list[str]:
+    notices, undelivered = rep.withdrawals, rep.undelivered_notices
+    out = [f"Consent withdrawal notices: {len(notices)}, undelivered: {len(undelivered)}"]
+    if undelivered:
+        out += [
+            "ACTION NEEDED: these recipients were not told to stop; tell each by other means",
+            table(
+                ("logged at", "recipient", "why", "withdrawal", "events recalled"),
+                [(n.at.isoformat(), n.recipient, n.undelivered, n.withdrawal_id, n.event_ids)
+                 for n in undelivered],
+            ),
+        ]  # fmt: skip
+    delivered = [n for n in notices if not n.undelivered]
+    if delivered:
+        out += [
+            "Delivered",
+            table(
+                ("logged at", "recipient", "withdrawal", "events recalled"),
+                [(n.at.isoformat(), n.recipient, n.withdrawal_id, n.event_ids) for n in delivered],
+            ),
+        ]
+    return out if notices else [*out, "(none)"]
 
 
 def _encompass_text(rep: GovernanceReport) -> list[str]:

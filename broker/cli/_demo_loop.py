@@ -257,7 +257,7 @@ async def referral_loop(
         async with Publisher(team, keys(team), kafka(team), envelope=envelope) as pub:
             await pub.publish_consent(consent)
             await pub.publish(referral)
-        got = await _first(at_hub, rid, by=f"{hub}/duty-worker", say=say)
+        got = await _first(at_hub, rid, by="duty-worker", say=say)
         if got is None:
             return
         basis = ", ".join(got.lawful_basis.values())
@@ -280,7 +280,7 @@ async def referral_loop(
         say(f"referral loop 3/4: {hub} sends its outcome, support_offered "
             f"(outcome {outcome['event_id']}, reference = the referral; sent by this script, "
             f"so {hub}'s desk, if running, does not show it)")  # fmt: skip
-        answer = await _first(back, outcome["event_id"], by=f"{team}/duty-worker", say=say)
+        answer = await _first(back, outcome["event_id"], by="duty-worker", say=say)
         if answer is None:
             return
         say(f"referral loop 4/4: the worker decided {answer.outcome} to {team} under "

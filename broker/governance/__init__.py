@@ -5,7 +5,8 @@ default, PostgreSQL in production), taking only what each chain's writer signed 
 verifying every chain and checkpoint as it goes (:func:`signed_chains` does the same for a
 read of the topic itself);
 :func:`verify_store` and :func:`verify_records` prove the log intact; :func:`disclosure_log`
-and :func:`governance_report` answer subject access requests and oversight questions
+(decisions, deliveries, openings, consent and withdrawal notices) and
+:func:`governance_report` answer subject access requests and oversight questions
 (:func:`subject_search` finds the keys a child is filed under, by NHS number or by name);
 :func:`late_encompass_notices` lists Operation Encompass notices a school read late or not at
 all; :func:`review_override` records a safeguarding override's review, and :func:`record_query` an
@@ -17,6 +18,12 @@ The records, chains and checkpoints themselves are ``broker.audit``'s.
 
 from broker.governance._append import AuditSink, ChainAppender
 from broker.governance._dialects import open_store
+from broker.governance._disclosure import (
+    DisclosureEntry,
+    ReviewStatus,
+    disclosure_log,
+    override_entry,
+)
 from broker.governance._encompass import (
     EncompassNotice,
     late_by_school,
@@ -26,14 +33,10 @@ from broker.governance._encompass import (
 from broker.governance._index import Indexer, IndexSummary
 from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
 from broker.governance._reports import (
-    DisclosureEntry,
     GovernanceReport,
     ReviewedOverride,
-    ReviewStatus,
-    disclosure_log,
     expiring_agreements,
     governance_report,
-    override_entry,
     pending_overrides,
     reviewed_overrides,
 )

@@ -295,10 +295,11 @@ class SqlAuditStore:
         return [AuditRecord.model_validate_json(r[0]) for r in self._q(sql, params)]
 
     def subject_records(self, subject_key: str) -> list[AuditRecord]:
-        decided = self._records(
+        named = self._records(
             "SELECT r.body FROM audit_records r JOIN audit_subjects s "
             "ON s.chain = r.chain AND s.seq = r.seq "
-            "WHERE s.subject_key = ? AND r.kind = 'decided'",
+            "WHERE s.subject_key = ? AND r.kind IN ('decided', 'delivered', 'consent_recorded', "
+            "'consent_refused', 'consent_withdrawn_notice')",
             (subject_key,),
         )
         # An access acknowledgement names no subject: it joins on the (event, recipient)
@@ -311,7 +312,7 @@ class SqlAuditStore:
             "AND d.outcome IN ('shared', 'shared_override'))",
             (subject_key,),
         )
-        return decided + opened
+        return named + opened
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
         # A decision counts once under each agreement of its grounds (docs/governance.md).
@@ -382,6 +383,13 @@ class SqlAuditStore:
             (event_id, party),
         )
         return found[0] if found else None
+
+    def withdrawal_notices(self, window: Window) -> list[AuditRecord]:
+        return self._records(
+            "SELECT body FROM audit_records WHERE kind = 'consent_withdrawn_notice' "
+            "AND at >= ? AND at < ? ORDER BY at, chain, seq",
+            window.bounds(),
+        )
 
     def encompass_notices(self, window: Window, *, unacknowledged: bool = False) -> list[NoticeRow]:
         # Acknowledged when the broker recorded the school's first opening (its ``opened``

@@ -344,7 +344,8 @@ class AuditStore(Protocol):
     # -- queries (reports, console) ------------------------------------------------------
 
     def subject_records(self, subject_key: str) -> list[AuditRecord]:
-        """Decisions naming the subject, and ``opened`` records of those that were shared."""
+        """Decisions and deliveries naming the subject, ``opened`` records of those that were
+        shared, and consent records (filed or refused) and withdrawal notices naming them."""
         ...
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
@@ -374,6 +375,10 @@ class AuditStore(Protocol):
         ...
 
     def find_decision(self, event_id: str, party: str) -> AuditRecord | None: ...
+
+    def withdrawal_notices(self, window: Window) -> list[AuditRecord]:
+        """``consent_withdrawn_notice`` records logged in the window, oldest first."""
+        ...
 
     def encompass_notices(self, window: Window, *, unacknowledged: bool = False) -> list[NoticeRow]:
         """Encompass notices decided in the window (only those never acknowledged, with

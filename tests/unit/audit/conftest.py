@@ -189,6 +189,49 @@ def worker_chain(
     return out  # fmt: skip
 
 
+OTHER_CHILD_NHS = "9990000018"
+WITHDRAWAL_ID = "5a0c1f7e-9d3b-4c2a-8e6f-1b2c3d4e5f60"
+OTHER_WITHDRAWAL_ID = "7b1d2e8f-0a4c-4d3b-9f70-2c3d4e5f6071"
+
+
+def withdrawal_chain(
+    linker: Linker, keys: FileKeyStore, *, chain: str = "worker:w9"
+) -> list[AuditRecord]:
+    """An hour after ``worker_chain``: sandwell-coord withdraws the child's consent; the
+    worker tells coord (delivered) and school-1 (no key to seal to: undelivered). The same
+    for another child, by a health visitor, told to coord; and a consent record refused."""
+    tick = iter(range(10_000))
+    w = ChainWriter(chain, clock=lambda: T0 + timedelta(hours=1, minutes=next(tick)))
+    child, other = linker.from_nhs_number(CHILD_NHS), linker.from_nhs_number(OTHER_CHILD_NHS)
+    withdrawn = {
+        "state": "withdrawn",
+        "purposes": ["early_help"],
+        "recipients": ["*"],
+        "recorded_at": (T0 + timedelta(minutes=50)).isoformat(),
+        "valid_until": None,
+    }
+    out = [
+        w.append(AuditKind.CONSENT_RECORDED, event_id=WITHDRAWAL_ID, party="sandwell-coord",
+                 subject_keys=[child], data=withdrawn),
+        w.append(AuditKind.CONSENT_WITHDRAWN_NOTICE, event_id=WITHDRAWAL_ID, party="coord",
+                 subject_keys=[child], data={"event_ids": ["e1"], "purposes": ["early_help"]}),
+        w.append(AuditKind.CONSENT_WITHDRAWN_NOTICE, event_id=WITHDRAWAL_ID, party="school-1",
+                 subject_keys=[child], data={"event_ids": ["e2"], "purposes": ["early_help"],
+                                             "undelivered": "recipient-key-unavailable"}),
+        w.append(AuditKind.CONSENT_REFUSED, event_id="c-refused", party="wmp",
+                 subject_keys=[child],
+                 data={**withdrawn, "state": "given", "reason": "not-a-consent-authority"}),
+        w.append(AuditKind.CONSENT_RECORDED, event_id=OTHER_WITHDRAWAL_ID, party="hv-sandwell",
+                 subject_keys=[other], data=withdrawn),
+        w.append(AuditKind.CONSENT_WITHDRAWN_NOTICE, event_id=OTHER_WITHDRAWAL_ID,
+                 party="hub-a", subject_keys=[other],
+                 data={"event_ids": ["e-other"], "purposes": ["early_help"],
+                       "undelivered": "recipient-key-unavailable"}),
+    ]  # fmt: skip
+    out.append(w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER)))
+    return out
+
+
 def quiet_chain(
     keys: FileKeyStore, chain: str = "worker:quiet"
 ) -> tuple[list[AuditRecord], ChainWriter, KeystoreAuditSigner]:

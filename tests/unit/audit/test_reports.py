@@ -39,7 +39,7 @@ from tests.unit.audit.conftest import CHILD_NHS, PARENT_NHS, T0, Run, index_reco
 POLICIES = Path(__file__).resolve().parents[3] / "policies"  # the project's bundle
 
 
-def test_the_disclosure_log_lists_every_decision_and_opening_in_date_order(
+def test_the_disclosure_log_lists_every_decision_delivery_and_opening_in_date_order(
     store: AuditStore, indexed: list[AuditRecord], linker: Linker
 ) -> None:
     log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
@@ -47,7 +47,9 @@ def test_the_disclosure_log_lists_every_decision_and_opening_in_date_order(
     assert got == [
         ("decision", "e1", "coord", "shared"),
         ("decision", "e1", "hub-a", "not_shared"),
+        ("delivered", "e1", "coord", None),  # a "shared" decision is no proof it was sent
         ("decision", "e2", "school-1", "shared_override"),
+        ("delivered", "e2", "school-1", None),
         ("opened", "e1", "coord", None),
     ]
     assert [e.at for e in log] == sorted(e.at for e in log)
@@ -110,6 +112,7 @@ def test_the_parents_log_holds_only_decisions_naming_the_parent(
         ("decision", "e1", "coord"),
         ("decision", "e1", "hub-a"),
         ("decision", "e3", "coord"),
+        ("delivered", "e3", "coord"),  # e1's delivery named the child alone
         ("opened", "e1", "coord"),  # opened two hours after the event, after e3's decision
     ]
 
@@ -358,13 +361,17 @@ def test_accord_audit_subject_prints_the_log_in_each_format_without_the_nhs_numb
     assert "school-1" in out
     assert "coord/officer-7" in out
     if fmt == "json":
-        assert [e["kind"] for e in json.loads(out)] == ["decision"] * 3 + ["opened"]
+        assert [e["kind"] for e in json.loads(out)] == [
+            "decision", "decision", "delivered", "decision", "delivered", "opened"
+        ]  # fmt: skip
     elif fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(out)))
-        assert [r["recipient"] for r in rows] == ["coord", "hub-a", "school-1", "coord"]
+        assert [r["recipient"] for r in rows] == [
+            "coord", "hub-a", "coord", "school-1", "school-1", "coord"
+        ]  # fmt: skip
     elif fmt == "html":
         assert out.startswith("<!doctype html>")
-        assert out.count("<tr>") == 5
+        assert out.count("<tr>") == 7
 
 
 class _ReportDay(datetime):

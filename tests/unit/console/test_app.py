@@ -195,10 +195,11 @@ def test_finding_a_child_shows_their_disclosure_log_and_audits_the_look_up(
         )
     assert r.status_code == 200
     key = linker.from_nhs_number(CHILD_NHS)
-    rows = re.findall(r"<tr class=\"(decision|opened) ", r.text)
+    rows = re.findall(r"<tr class=\"(decision|delivered|opened) ", r.text)
     expected = disclosure_log(store, key)
     assert rows == [e.kind for e in expected]
-    assert len(rows) == 4  # e1 to coord and hub-a, e2 to school-1, and coord opening e1
+    # e1 to coord and hub-a, e2 to school-1, their deliveries, and coord opening e1
+    assert len(rows) == 6
     for e in expected:
         assert e.event_id in r.text
     [query] = [q for q in sink.queries() if q.data["page"] == "subject"]

@@ -1,0 +1,391 @@
+"""A child's disclosure log: every line of the audit index about them, for a subject access
+request (``accord audit subject``, the console's page for a child).
+
+Decisions about the child's data (shared and not), their deliveries and openings, the consent
+recorded about them (or refused), and the withdrawal notices sent, or not, to recipients.
+Plain frozen dataclasses, no personal values: subject keys, party ids, clause ids, field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from broker.audit import AuditKind, AuditRecord
+from broker.governance._store import AuditStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@dataclass(frozen=True, slots=True)
+class Ground:
+    """One clause a decision rests on (or, refused, was weighed under): its agreement, purpose
+    and lawful basis. A share under two agreements has two, and each is a basis for it."""
+
+    agreement_id: str | None
+    clause_id: str | None
+    purpose: str | None
+    lawful_basis: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewStatus:
+    """Where an override's review stands: awaiting one, or the officer's finding (a review
+    written before findings kept a note instead, which is not repeated: it is free text)."""
+
+    reviewed: bool
+    finding: str | None = None  # a ReviewFinding's value; "" for a review with a note
+    reviewed_by: str | None = None
+    reference: str | None = None
+    reviewed_at: datetime | None = None
+
+    @property
+    def finding_text(self) -> str:
+        return (self.finding or "noted (before findings)").replace("_", " ")
+
+    def text(self) -> str:
+        """``not justified by ig.jo at 2026-11-23T09:00:00+00:00, ref IG-2026-114``."""
+        if not self.reviewed:
+            return "awaiting review"
+        at = self.reviewed_at.isoformat() if self.reviewed_at else ""
+        ref = f", ref {self.reference}" if self.reference else ""
+        return f"{self.finding_text} by {self.reviewed_by} at {at}{ref}"
+
+    def as_dict(self) -> dict[str, Any]:
+        if not self.reviewed:
+            return {"state": "awaiting_review"}
+        return {
+            "state": "reviewed",
+            "finding": self.finding or None,
+            "reviewed_by": self.reviewed_by,
+            "reference": self.reference or None,
+            "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
+        }
+
+
+def review_status(store: AuditStore, event_id: str, recipient: str) -> ReviewStatus:
+    review = store.review_of(event_id, recipient)
+    if review is None:
+        return ReviewStatus(reviewed=False)
+    return ReviewStatus(True, review.finding, review.reviewed_by, review.reference,
+                        review.reviewed_at)  # fmt: skip
+
+
+EntryKind = Literal[
+    "decision", "delivered", "opened", "consent", "consent_refused", "withdrawal_notice"
+]
+# Lines at the same instant: a decision before its delivery, both before an opening; a consent
+# record before the notices it causes.
+_ORDER = {"consent": 0, "consent_refused": 0, "decision": 1, "delivered": 2, "opened": 3,
+          "withdrawal_notice": 4}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureEntry:
+    """One line of a child's disclosure log: a decision about their data, its delivery, an
+    access, a consent record about them (or one refused), or a withdrawal notice."""
+
+    at: datetime
+    kind: EntryKind
+    event_id: str
+    event_type: str | None
+    sender: str | None
+    recipient: str
+    outcome: str | None
+    reason: str | None
+    purpose: str | None
+    lawful_basis: str | None
+    agreement_id: str | None
+    clauses: tuple[str, ...]
+    fields_shared: tuple[str, ...]
+    fields_withheld: tuple[str, ...]
+    consent: str | None
+    override_grounds: str | None
+    opened_by: str | None
+    policy_version: str | None
+    chain: str
+    seq: int
+    # Every agreement, purpose and lawful basis the decision rests on, the first being
+    # ``agreement_id``, ``purpose`` and ``lawful_basis`` (an opening's purpose is its own).
+    grounds: tuple[Ground, ...] = ()
+    # How the look-up found it (``SubjectSearch.matched_on``): by a name-and-birth-date search
+    # with a postcode, a record under the key without one may be another child's.
+    matched_on: str | None = None
+    # A safeguarding override's review, on its decision's line (None on every other line).
+    review: ReviewStatus | None = None
+    # When the log recorded it (an opening's ``at`` is the recipient's clock): what a SAR's
+    # header compares with the last verification's time.
+    logged_at: datetime | None = None
+    # A consent record (``consent``, ``consent_refused``): the purposes and recipients it
+    # covers and until when; a withdrawal notice: the purposes it recalls, and which shares
+    # (their event ids) it told ``recipient`` to stop processing.
+    purposes: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+    valid_until: str | None = None
+    recalls: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "purpose": self.purpose,
+            "lawful_basis": self.lawful_basis,
+            "agreement_id": self.agreement_id,
+            "clauses": list(self.clauses),
+            "fields_shared": list(self.fields_shared),
+            "fields_withheld": list(self.fields_withheld),
+            "consent": self.consent,
+            "override_grounds": self.override_grounds,
+            "opened_by": self.opened_by,
+            "policy_version": self.policy_version,
+            "grounds": [g.as_dict() for g in self.grounds],
+            "audit_ref": f"{self.chain}#{self.seq}",
+            "matched_on": self.matched_on,
+            "review": self.review.as_dict() if self.review else None,
+            "purposes": list(self.purposes),
+            "recipients": list(self.recipients),
+            "valid_until": self.valid_until,
+            "recalls": list(self.recalls),
+        }
+
+
+def basis_text(basis: object) -> str | None:
+    """``public_task; Art 9: safeguarding_children`` from a decision's ``lawful_basis``."""
+    if not isinstance(basis, dict):
+        return None
+    parts = [str(basis.get("article6") or "")]
+    for art in ("article9", "article10"):
+        if basis.get(art):
+            parts.append(f"Art {art[7:]}: {basis[art]}")
+    return "; ".join(p for p in parts if p) or None
+
+
+def str_tuple(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
+
+
+def str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def decision_grounds(data: dict[str, Any]) -> tuple[Ground, ...]:
+    """Every clause a ``decided`` record's data names in its ``grounds``; a record written
+    without them (before they were recorded) has its one agreement, purpose and basis."""
+    listed = data.get("grounds")
+    if isinstance(listed, list) and listed:
+        return tuple(
+            Ground(
+                str_or_none(g.get("agreement_id")),
+                str_or_none(g.get("clause_id")),
+                str_or_none(g.get("purpose")),
+                basis_text(g.get("lawful_basis")),
+            )
+            for g in listed
+            if isinstance(g, dict)
+        )
+    first = Ground(
+        str_or_none(data.get("agreement_id")),
+        None,
+        str_or_none(data.get("purpose")),
+        basis_text(data.get("lawful_basis")),
+    )
+    return () if first == Ground(None, None, None, None) else (first,)
+
+
+def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
+    d = rec.data
+    return DisclosureEntry(
+        at=rec.at,
+        logged_at=rec.at,
+        kind="decision",
+        event_id=rec.event_id or "",
+        event_type=d.get("event_type"),
+        sender=d.get("sender"),
+        recipient=rec.party or "",
+        outcome=d.get("outcome"),
+        reason=d.get("reason"),
+        purpose=d.get("purpose"),
+        lawful_basis=basis_text(d.get("lawful_basis")),
+        agreement_id=d.get("agreement_id"),
+        clauses=str_tuple(d.get("clause_ids")),
+        fields_shared=str_tuple(d.get("fields_shared")),
+        fields_withheld=str_tuple(d.get("fields_withheld")),
+        consent=d.get("consent"),
+        override_grounds=d.get("override_grounds"),
+        opened_by=None,
+        policy_version=d.get("policy_version"),
+        chain=rec.chain,
+        seq=rec.seq,
+        grounds=decision_grounds(d),
+    )
+
+
+def _opened_at(rec: AuditRecord) -> datetime:
+    try:
+        at = datetime.fromisoformat(str(rec.data["at"]))
+    except (KeyError, ValueError):
+        return rec.at
+    # Acknowledgements were taken without a zone before 2026-12-05, and the log keeps them
+    # as written: read as UTC, or sorting them among the decisions fails the whole log. A
+    # recipient's clock may give its own offset: shown in UTC, as every other time is.
+    return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _after_decision(
+    rec: AuditRecord, decided: DisclosureEntry | None, kind: EntryKind
+) -> DisclosureEntry:
+    """A delivery or an opening, carrying over what its decision said (when found)."""
+    opened = kind == "opened"
+    fields = str_tuple(rec.data.get("fields")) if not opened else None
+    return DisclosureEntry(
+        # An opening is when the recipient's clock says; a delivery when the worker sent it.
+        at=_opened_at(rec) if opened else rec.at,
+        logged_at=rec.at,
+        kind=kind,
+        event_id=rec.event_id or "",
+        event_type=decided.event_type if decided else None,
+        sender=decided.sender if decided else None,
+        recipient=rec.party or "",
+        # The decision's line says how it was shared: a delivery repeats no outcome, so
+        # that each share is counted once by its outcome.
+        outcome=None,
+        reason=None,
+        purpose=rec.data.get("purpose") if opened else (decided.purpose if decided else None),
+        lawful_basis=decided.lawful_basis if decided else None,
+        agreement_id=decided.agreement_id if decided else None,
+        clauses=decided.clauses if decided else (),
+        # What was sent is the delivery's own list; an opening is of what its decision shared.
+        fields_shared=fields if fields is not None else (decided.fields_shared if decided else ()),
+        fields_withheld=(),
+        consent=None,
+        override_grounds=None,
+        opened_by=rec.data.get("by") if opened else None,
+        policy_version=None,
+        chain=rec.chain,
+        seq=rec.seq,
+        grounds=decided.grounds if decided else (),
+    )
+
+
+def _consent_at(rec: AuditRecord) -> datetime:
+    """When a consent record was in force from: its ``recorded_at`` (never later than the
+    broker received it, ParseConsent), else when it was logged."""
+    try:
+        at = datetime.fromisoformat(str(rec.data["recorded_at"]))
+    except (KeyError, ValueError):
+        return rec.at
+    return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _consent_entry(rec: AuditRecord) -> DisclosureEntry:
+    """A consent record filed about the subject, or (``consent_refused``) one the broker
+    refused from a party that may not record it: by whom (``sender``), its state and scope."""
+    d = rec.data
+    notice = rec.kind is AuditKind.CONSENT_WITHDRAWN_NOTICE
+    kind: EntryKind = "consent"
+    if notice:
+        kind = "withdrawal_notice"
+    elif rec.kind is AuditKind.CONSENT_REFUSED:
+        kind = "consent_refused"
+    undelivered = str_or_none(d.get("undelivered"))
+    outcome = None
+    if notice:
+        outcome = "undelivered" if undelivered else "delivered"
+    return DisclosureEntry(
+        # A record refused was never in force: it is listed when the broker refused it.
+        at=_consent_at(rec) if kind == "consent" else rec.at,
+        logged_at=rec.at,
+        kind=kind,
+        # A notice's event is the withdrawal's (the consent record's id), as is the line of
+        # the withdrawal itself; the shares it recalls are in ``recalls``.
+        event_id=rec.event_id or "",
+        event_type=None,
+        # The consent authority that recorded it; a notice is the broker's own.
+        sender=None if notice else rec.party,
+        recipient=(rec.party or "") if notice else "",
+        outcome=outcome,
+        reason=undelivered if notice else str_or_none(d.get("reason")),
+        purpose=None,
+        lawful_basis=None,
+        agreement_id=None,
+        clauses=(),
+        fields_shared=(),
+        fields_withheld=(),
+        consent=None if notice else str_or_none(d.get("state")),
+        override_grounds=None,
+        opened_by=None,
+        policy_version=None,
+        chain=rec.chain,
+        seq=rec.seq,
+        purposes=str_tuple(d.get("purposes")),
+        recipients=() if notice else str_tuple(d.get("recipients")),
+        valid_until=None if notice else str_or_none(d.get("valid_until")),
+        recalls=str_tuple(d.get("event_ids")) if notice else (),
+    )
+
+
+_CONSENT_KINDS = frozenset(
+    {AuditKind.CONSENT_RECORDED, AuditKind.CONSENT_REFUSED, AuditKind.CONSENT_WITHDRAWN_NOTICE}
+)
+
+
+def disclosure_log(
+    store: AuditStore, *subject_keys: str, matched_on: Callable[[str], str] | None = None
+) -> list[DisclosureEntry]:
+    """Every decision about the subject (shared and not), every delivery and opening, every
+    consent record about them (filed or refused) and every withdrawal notice, in date order.
+
+    One person may be filed under several keys (a look-up by demographics searches each form
+    of theirs, ``subject_search``, most specific first): a record under two of them is
+    listed once, as found by the first, which ``matched_on`` names when given.
+    """
+    found: dict[tuple[str, int], tuple[AuditRecord, str]] = {}
+    for key in subject_keys:
+        for r in store.subject_records(key):
+            found.setdefault((r.chain, r.seq), (r, key))
+    how = {(r.chain, r.seq): matched_on(key) for r, key in found.values()} if matched_on else {}
+    records = [r for r, _ in found.values()]
+    decisions = {
+        (r.event_id, r.party): _decision_entry(r) for r in records if r.kind is AuditKind.DECIDED
+    }
+    entries = [_decision_entry(r) for r in records if r.kind is AuditKind.DECIDED]
+    for rec in records:
+        if rec.kind is AuditKind.OPENED:
+            entries.append(_after_decision(rec, decisions.get((rec.event_id, rec.party)), "opened"))
+        elif rec.kind is AuditKind.DELIVERED:
+            decided = decisions.get((rec.event_id, rec.party))
+            entries.append(_after_decision(rec, decided, "delivered"))
+        elif rec.kind in _CONSENT_KINDS:
+            entries.append(_consent_entry(rec))
+    entries = [
+        dataclasses.replace(e, review=review_status(store, e.event_id, e.recipient))
+        if e.kind == "decision" and e.outcome == "shared_override"
+        else e
+        for e in entries
+    ]
+    entries.sort(key=lambda e: (e.at, _ORDER[e.kind], e.recipient, e.chain, e.seq))
+    if how:
+        entries = [dataclasses.replace(e, matched_on=how[(e.chain, e.seq)]) for e in entries]
+    return entries
+
+
+def override_entry(store: AuditStore, event_id: str, recipient: str) -> DisclosureEntry | None:
+    """A safeguarding override's decision as a line of the child's disclosure log, with its
+    review; None when that event and recipient have no override."""
+    rec = store.find_decision(event_id, recipient)
+    if rec is None or rec.data.get("outcome") != "shared_override":
+        return None
+    entry = _decision_entry(rec)
+    return dataclasses.replace(entry, review=review_status(store, event_id, recipient))
