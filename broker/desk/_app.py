@@ -58,6 +58,7 @@ class Desk(WebPages):
             "party_name": deps.party_name,
             "kind": deps.kind,
             "kind_title": KIND_TITLES.get(deps.kind, deps.kind),
+            "deliveries_held": deps.deliveries_held is not None and deps.deliveries_held.held,
         }
 
 

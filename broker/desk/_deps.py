@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.config import DeskSettings, SchoolCalendar
 from broker.desk._flags_fresh import FlagsFreshness
+from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._store import DeskStore
 from broker.webauth import UserFile
 
@@ -58,3 +59,5 @@ class DeskDeps:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     # A co-ordinating team's: how far its flag service has read (None: not asked here).
     flags_freshness: FlagsFreshness | None = None
+    # Whether reading deliveries is held on a record the keystore cannot open (the banner).
+    deliveries_held: DeliveriesHeld | None = None

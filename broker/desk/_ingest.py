@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from broker.desk._flag import Flag, view_child_keys
+from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._probes import KafkaContact
 from broker.desk._store import DeskStore
 from broker.errors import RecordKeyUnavailable, TransportError
@@ -39,8 +41,8 @@ __all__ = [
 
 log = structlog.get_logger("accord.desk")
 _LONDON = ZoneInfo("Europe/London")
-#: How often a desk held on a record its keystore cannot open tries it again: an import of
-#: the missing keys (or directory) is seen without a restart.
+#: How often a desk held on a record its keystore cannot open tries it again: a restored
+#: keystore is seen without a restart.
 HELD_RETRY_SECONDS = 30.0
 
 
@@ -73,6 +75,7 @@ class DeskIngest:
         clock: Callable[[], datetime],
         flags: Consumer | None = None,
         contact: KafkaContact | None = None,
+        held: DeliveriesHeld | None = None,
     ) -> None:
         self.store = store
         self.subscriber = subscriber
@@ -80,12 +83,34 @@ class DeskIngest:
         self._clock = clock
         self._flags = flags
         self._contact = contact
-        #: Why reading is held (a record the keystore cannot open), else None: the desk is
-        #: then not ready (``DeskProbes``), and its pages serve what is stored.
-        self.held: str | None = None
+        #: Whether reading deliveries is held on a record the keystore cannot open: the
+        #: desk stays ready and serves what is stored; the pages and a gauge say so.
+        self.held = held if held is not None else DeliveriesHeld()
+        self._held_tried = 0.0  # when a held record was last tried (time.monotonic)
 
     async def poll_once(self, wait: float) -> int:
-        """Take what is there within ``wait`` seconds; how many new things were stored."""
+        """Take what is there within ``wait`` seconds; how many new things were stored.
+
+        A record the keystore cannot open holds the deliveries only (tried again every
+        :data:`HELD_RETRY_SECONDS`, so a restored keystore is seen without a restart): the flags are
+        still read, and ``run`` still records Kafka's answers."""
+        stored = 0
+        if self.held.held and time.monotonic() - self._held_tried < HELD_RETRY_SECONDS:
+            await asyncio.sleep(wait)  # the pace a delivery poll would have kept
+        else:
+            try:
+                stored += await self._poll_deliveries(wait)
+            except RecordKeyUnavailable as exc:
+                # Not a crash: a restart would stop on the same record.
+                self.held.hold(exc)
+                self._held_tried = time.monotonic()
+            else:
+                self.held.resume()
+        if self._flags is not None:
+            stored += await self._poll_flags()
+        return stored
+
+    async def _poll_deliveries(self, wait: float) -> int:
         stored = 0
         # Committed once stored: a crash (or a store that fails) in between delivers the
         # batch again, which the store takes once by event id; committed first, it was lost.
@@ -104,8 +129,6 @@ class DeskIngest:
                 log.info("desk_records_hidden", count=hidden, notice=message.notice_id)
                 stored += hidden
         await self.subscriber.commit()
-        if self._flags is not None:
-            stored += await self._poll_flags()
         return stored
 
     async def _poll_flags(self) -> int:
@@ -129,36 +152,21 @@ class DeskIngest:
         return stored
 
     def is_held(self) -> bool:
-        return self.held is not None
-
-    def _hold(self, exc: RecordKeyUnavailable) -> None:
-        # Not a crash: a restart would stop on the same record. Said once, as an error
-        # naming the record's place, the key and what to do; tried again until it opens.
-        if self.held != str(exc):
-            log.error("desk_ingest_held", why=str(exc), key_id=exc.key_id)
-        self.held = str(exc)
+        return self.held.held
 
     async def run(self, stop: asyncio.Event, *, interval: float) -> None:
         while not stop.is_set():
             try:
                 await self.poll_once(interval)
-            except RecordKeyUnavailable as exc:
-                self._hold(exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=HELD_RETRY_SECONDS)
-                continue
             except TransportError as exc:
                 # Kafka away for a moment: the pages keep showing what is stored; try again.
                 log.warning("desk_ingest_unavailable", error=type(exc).__name__)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
                 continue
-            if self.held is not None:
-                log.info("desk_ingest_resumed")
-                self.held = None
             # A poll that raised nothing may still have heard nothing (aiokafka answers an
-            # empty batch while no broker answers): the contact asks Kafka itself. A poll
-            # that keeps failing never gets that far, so the gauge goes stale either way.
+            # empty batch while no broker answers): the contact asks Kafka itself, held or
+            # not. A poll that keeps failing never gets that far, so the gauge goes stale.
             if self._contact is not None:
                 await self._contact.check()
 

@@ -12,7 +12,9 @@ is not blocked, and the beat shows faust's task machinery still runs.
 Neither probe fails when Kafka is away: the desk's pages still serve what is stored, and a
 restart would not bring Kafka back. That is what :class:`KafkaContact` is for, a gauge of
 when Kafka last answered the process as its party, on which an alert fires
-(AccordDeskKafkaUnreachable in broker/deploy/assets/alerts.yml). A consumer's poll is not
+(AccordDeskKafkaUnreachable in broker/deploy/assets/alerts.yml). Nor while the desk's
+deliveries are held on a record its keystore cannot open: a gauge and an alert of their own
+(``broker.desk._ingest_held``). A consumer's poll is not
 evidence by itself: aiokafka's ``getmany`` returns nothing, not an error, while no broker
 answers.
 """
@@ -53,14 +55,10 @@ class DeskProbes:
         self._accounts = accounts
         self.http: asyncio.Task[Any] | None = None
         self.ingest: asyncio.Task[Any] | None = None
-        #: Whether the ingest loop is held on a record its keystore cannot open.
-        self.held: Callable[[], bool] = lambda: False
 
-    def watch(
-        self, http: asyncio.Task[Any], ingest: asyncio.Task[Any], *, held: Callable[[], bool]
-    ) -> None:
-        """The tasks to judge by, once they run, and whether the ingest loop is held."""
-        self.http, self.ingest, self.held = http, ingest, held
+    def watch(self, http: asyncio.Task[Any], ingest: asyncio.Task[Any]) -> None:
+        """The tasks to judge by, once they run."""
+        self.http, self.ingest = http, ingest
 
     def live(self) -> Check:
         # Before the tasks exist the desk is opening its clients: live, or a slow start
@@ -78,9 +76,9 @@ class DeskProbes:
             return Check(ok=False, reason="web server not started")
         if not _running(self.ingest):
             return Check(ok=False, reason="delivery consumer not running")
-        if self.held():
-            # Live all the same: a restart stops on the same record (docs/desk.md).
-            return Check(ok=False, reason="deliveries held: a record the keystore cannot open")
+        # Held on a record the keystore cannot open is still ready: the pages serve what is
+        # stored, and neither a restart nor taking the pages away would open the record
+        # (broker.desk._ingest_held says so instead).
         return accounts_ready(self._accounts)
 
 

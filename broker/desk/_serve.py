@@ -24,6 +24,7 @@ from broker.desk._app import create_desk_app
 from broker.desk._deps import DeskDeps
 from broker.desk._flags_fresh import FlagsFreshness
 from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
+from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._probes import DeskProbes, KafkaContact
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
@@ -77,14 +78,15 @@ class _Also:
 
 def _ops_metrics(
     pages: CollectorRegistry, kafka: KafkaClients, party: str
-) -> tuple[CollectorRegistry, KafkaContact]:
-    """The ops server's registry (the pages' collectors and its own), and its Kafka contact."""
+) -> tuple[CollectorRegistry, KafkaContact, DeliveriesHeld]:
+    """The ops server's registry (the pages' collectors and its own), its Kafka contact and
+    whether its deliveries are held."""
     registry = CollectorRegistry()
     registry.register(_Also(pages))
     contact = KafkaContact(
         registry, lambda: kafka.consumer(client_id=f"accord-desk-{party}-contact")
     )
-    return registry, contact
+    return registry, contact, DeliveriesHeld(registry)
 
 
 def _utcnow() -> datetime:
@@ -205,14 +207,14 @@ async def run_desk(
     # The pages' /metrics (no sign-in, behind the public proxy) shows what it always has;
     # the ops server's, on the private network, shows those and its own.
     registry = CollectorRegistry()
-    ops_registry, contact = _ops_metrics(registry, kafka, party)
+    ops_registry, contact, held = _ops_metrics(registry, kafka, party)
     deps = DeskDeps(
         party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
         users=users, acks=subscriber,
         linkage_key=linkage_key, device_key=device_key(keys, users.owner, users.path),
         settings=cfg, schools=settings.schools, publisher=publisher,
         party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
-        registry=registry,
+        registry=registry, deliveries_held=held,
         flags_freshness=FlagsFreshness(kafka, party, clock)
         if kind == "coordinating_team" else None,
     )  # fmt: skip
@@ -234,13 +236,13 @@ async def run_desk(
             await stack.enter_async_context(publisher)
         flags = await _started_flags(stack, kafka, party) if kind == "coordinating_team" else None
         ingest = DeskIngest(store, subscriber, linkage_key=linkage_key, clock=clock, flags=flags,
-                            contact=contact)  # fmt: skip
+                            contact=contact, held=held)  # fmt: skip
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(server.serve(sockets=[sock]), name="desk-http"),
             asyncio.create_task(ingest.run(stop, interval=cfg.poll_seconds), name="desk-ingest"),
         ]
         _watch_freshness(stack, deps, stop)
-        probes.watch(*tasks, held=ingest.is_held)
+        probes.watch(*tasks)
         try:
             while not server.started:
                 if tasks[0].done():

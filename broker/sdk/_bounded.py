@@ -60,19 +60,25 @@ log = structlog.get_logger("accord.sdk")
 #: Seconds an SDK send may take before it is given up (the desk's are shorter:
 #: ``DeskSettings.send_timeout_seconds``). Under aiokafka's own request timeout (40 s).
 DEFAULT_SEND_TIMEOUT = 30.0
-#: Seconds a stop waits, past the send timeout, for the producer to close before it is
-#: abandoned (and again for the abandoning).
+#: Seconds a stop may take past the send timeout, in all: the first half is more time for a
+#: clean close, the rest is for abandoning a client Kafka does not let go of.
 STOP_GRACE = 5.0
 
 
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - asyncio.get_running_loop().time())
+
+
 async def stop_consumer(consumer: Consumer, *, send_timeout: float, client_id: str) -> None:
-    """Stop a consumer within ``send_timeout`` + ``STOP_GRACE`` s, as :meth:`BoundedProducer.stop`
-    stops a producer: past that (Kafka not answering its LeaveGroup, the group coordinator's
-    retries), it is abandoned (``broker.kafka.abandon_consumer``), which commits nothing."""
-    limit = send_timeout + STOP_GRACE
+    """Stop a consumer within ``send_timeout`` + ``STOP_GRACE`` s in all, as
+    :meth:`BoundedProducer.stop` stops a producer: past ``send_timeout`` + half the grace
+    (Kafka not answering its LeaveGroup, the group coordinator's retries), its stop is
+    cancelled and it is abandoned (``broker.kafka.abandon_consumer``, which commits nothing)
+    within what is left."""
+    deadline = asyncio.get_running_loop().time() + send_timeout + STOP_GRACE
     stopping = asyncio.ensure_future(stop_quietly(consumer))
     try:
-        done, _ = await asyncio.wait([stopping], timeout=limit)
+        done, _ = await asyncio.wait([stopping], timeout=send_timeout + STOP_GRACE / 2)
     except BaseException:
         stopping.cancel()  # this stop was itself cancelled: so is the consumer's
         raise
@@ -80,9 +86,14 @@ async def stop_consumer(consumer: Consumer, *, send_timeout: float, client_id: s
         stopping.result()
         return
     stopping.cancel()
-    await asyncio.wait([stopping], timeout=STOP_GRACE)
-    await abandon_consumer(consumer, within=STOP_GRACE)
-    log.warning("kafka_consumer_abandoned_at_stop", client_id=client_id, waited_seconds=limit)
+    # Three waits share what is left: the cancelled stop's, then abandon_consumer's two (its
+    # tasks, then its connections), each up to ``within``.
+    await asyncio.wait([stopping], timeout=_left(deadline) / 3)
+    await abandon_consumer(consumer, within=_left(deadline) / 2)
+    log.warning(
+        "kafka_consumer_abandoned_at_stop", client_id=client_id,
+        waited_seconds=send_timeout + STOP_GRACE / 2,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +160,14 @@ class BoundedProducer:
         self._producer, self._started = producer, True
 
     async def stop(self) -> None:
-        """Stop within ``timeout`` + ``STOP_GRACE`` s: past that (Kafka not answering, a
-        send still under way), what the producer holds is abandoned, not waited for."""
+        """Stop within ``timeout`` + ``STOP_GRACE`` s in all: past ``timeout`` + half the
+        grace (Kafka not answering, a send still under way), what the producer holds is
+        abandoned, not waited for, within what is left."""
         producer, self._producer, self._started = self._producer, None, False
+        deadline = asyncio.get_running_loop().time() + self.timeout + STOP_GRACE
+        waited = self.timeout + STOP_GRACE / 2
         try:
-            async with asyncio.timeout(self.timeout + STOP_GRACE):
+            async with asyncio.timeout(waited):
                 if producer is not None:
                     await producer.stop()  # a send still under way is delivered first
                 if self._closing:
@@ -165,10 +179,10 @@ class BoundedProducer:
                 task.cancel()
             if producer is not None:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(STOP_GRACE):
+                    async with asyncio.timeout(_left(deadline)):
                         await abandon(producer)
             log.warning("kafka_producer_abandoned_at_stop", client_id=self._client_id,
-                        waited_seconds=self.timeout + STOP_GRACE)  # fmt: skip
+                        waited_seconds=waited)  # fmt: skip
 
     async def send(self, what: str, records: Sequence[Outgoing]) -> list[Any]:
         """Send ``records`` (one transaction, with a transactional id); their metadata.

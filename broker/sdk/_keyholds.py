@@ -1,15 +1,19 @@
-"""Which deliveries fail to open because of the reader's own keystore: those are held.
+"""Which deliveries fail to open because of the reader's own keys: those are held.
 
-A record refused as ``key-rejected`` is the keystore's doing, not the record's: sealed to a
-key of the party's own that the keystore lost, retired or revoked, or signed by a broker key
-it does not know (a signed directory not imported yet) or no longer accepts. Skipped, such a
-record is lost for good although the audit log says it was shared; so the subscriber stops
-on it (``RecordKeyUnavailable``) unless told to skip them. Everything else unopenable
-(tampered, forged, replayed, malformed) is the record's fault and is reported and skipped.
+A record refused as ``key-rejected`` is held (``RecordKeyUnavailable``) only when the
+refusal is the reader's own keystore's doing: sealed, by the broker, to a key of the party's
+own that the keystore does not hold, retired or revoked, or sealed after that key expired.
+Skipped, such a record is lost for good although the audit log says it was shared. It is
+held only once its bundle's signature has verified under a live signing key of the broker's,
+so nobody without that key can make a reader stop.
 
-The bundle is read here without being verified: only to name the key and say what to do.
-A record no verifier would take (no bundle, a signer that is not the sender's Ed25519 key,
-an encryption key of another kind) is not held: it is nobody's key problem.
+A record whose signer this keystore does not accept (unknown, expired or revoked, or not a
+signing key of the sender named) is the record's fault, reported as ``unknown-signer`` and
+skipped: the opener refuses it before any signature is checked, so the key id in it is
+anybody's claim, and holding on it would let whoever can write to the topic stop every
+reader for good. The broker's genuine records never carry such a signer while the staged
+rotation is followed (docs/operations.md, "Keys": recipients import the broker's new keys
+before it signs with them), except one read after the old signing key's grace ended.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
+from broker.crypto import VerifyKey
 from broker.envelope import DEK_BUNDLE_HEADER, KeyAlg, KeyInfo, KeyResolver, KeyStatus
-from broker.envelope._wire import parse_bundle
-from broker.errors import EnvelopeError, RecordKeyUnavailable
+from broker.envelope._wire import Bundle, parse_bundle, signature_input
+from broker.errors import BadSignature, EnvelopeError, KeyRejected, RecordKeyUnavailable
+from broker.principals import Principal
 
-__all__ = ["SKIP_HINT", "held"]
+__all__ = ["SKIP_HINT", "UNKNOWN_SIGNER", "judged"]
 
+#: The reason a record signed by a key this keystore does not accept is reported under.
+UNKNOWN_SIGNER = "unknown-signer"
 #: How to go past such records on purpose, whichever front end reads them.
 SKIP_HINT = (
     "going past it loses it, and is done only on purpose "
@@ -32,7 +40,7 @@ SKIP_HINT = (
 _START_AGAIN = "then start again: the record is read again, nothing after it was committed"
 
 
-def held(
+def judged(
     keys: KeyResolver,
     party: str,
     *,
@@ -41,56 +49,52 @@ def held(
     offset: int,
     headers: Sequence[tuple[str, bytes]],
     now: float | None = None,
-) -> RecordKeyUnavailable | None:
-    """The error to stop on for a record the opener refused as ``key-rejected``, or None
-    when the refusal is not this keystore's doing."""
+) -> RecordKeyUnavailable | str:
+    """For a record the opener refused as ``key-rejected``: the error to stop on when the
+    refusal is this keystore's own keys' doing, else the reason to report it under."""
     bundles = [v for k, v in headers if k == DEK_BUNDLE_HEADER]
     if len(bundles) != 1:
-        return None
+        return KeyRejected.reason  # no DEK given: nobody's key
     try:
         bundle = parse_bundle(bundles[0])
     except EnvelopeError:
-        return None
+        return KeyRejected.reason
     at = time.time() if now is None else now
-    why = _signer_problem(keys, bundle.sender, bundle.signer_key_id, at)
-    key_id = bundle.signer_key_id
+    if not _verified(keys, bundle, at):
+        return UNKNOWN_SIGNER
+    if bundle.sender != Principal.WORKER:
+        return BadSignature.reason  # only the broker seals to recipients
+    why = _own_key_problem(keys, party, bundle.recipient_key_id, bundle.created_at, at)
     if why is None:
-        why = _own_key_problem(keys, party, bundle.recipient_key_id, bundle.created_at, at)
-        key_id = bundle.recipient_key_id
-    if not why:
-        return None
+        return KeyRejected.reason
     return RecordKeyUnavailable(
         f"{topic} partition {partition} offset {offset} cannot be opened with this keystore: {why}",
         topic=topic,
         partition=partition,
         offset=offset,
-        key_id=key_id,
+        key_id=bundle.recipient_key_id,
     )
 
 
-def _signer_problem(keys: KeyResolver, sender: str, key_id: str, now: float) -> str | None:
-    """What is wrong with the signer for this keystore: None if nothing; "" if the record
-    is at fault (not the sender's signing key), so not held."""
-    info = keys.public_key(key_id)
-    if info is None:
-        return (
-            f"it is signed by {sender}'s key {key_id}, which this keystore does not know: "
-            f"import the latest signed key directory ('accord keys import'), {_START_AGAIN}"
-        )
-    if info.party != sender or info.alg is not KeyAlg.ED25519:
-        return ""
-    if info.is_live_ts(now):
-        return None
-    return (
-        f"it is signed by {sender}'s key {key_id}, {_state(info)}, and such a signature is "
-        f"not accepted however old the record; ask the partnership's operators to send it "
-        f"again; {SKIP_HINT}"
-    )
+def _verified(keys: KeyResolver, bundle: Bundle, now: float) -> bool:
+    """Whether the bundle is signed by a live signing key of its sender's: checked again
+    here (the opener did, before refusing the record's own key), as a hold rests on it."""
+    info = keys.public_key(bundle.signer_key_id)
+    if (
+        info is None
+        or info.party != bundle.sender
+        or info.alg is not KeyAlg.ED25519
+        or not info.is_live_ts(now)
+    ):
+        return False
+    return VerifyKey(info.public).verify(bundle.signature, signature_input(bundle.signed))
 
 
 def _own_key_problem(
     keys: KeyResolver, party: str, key_id: str, sealed_at: int, now: float
 ) -> str | None:
+    """What is wrong with the party's own key the record is sealed to; None if nothing (or
+    it is not the party's key at all: the record's fault)."""
     info = keys.public_key(key_id)
     if info is None or keys.decryption_key(key_id) is None:
         return (
@@ -99,7 +103,7 @@ def _own_key_problem(
             f"{_START_AGAIN}"
         )
     if info.party != party or info.alg is KeyAlg.ED25519:
-        return ""
+        return None
     if info.is_live_ts(now):
         return None
     if info.status is KeyStatus.ACTIVE and info.not_after is not None:

@@ -35,9 +35,12 @@ __all__ = ["DEFAULT_REPLAY_RETENTION", "IN_MEMORY", "SqliteReplayMemory", "defau
 #: Sightings older than this are forgotten. Delivery topics keep records for 30 days
 #: (``broker/kafka/_admin.py``), so every record Kafka can still hand over, at its own
 #: position or after a rewind, is far inside it; the rest covers copies an attacker kept for
-#: later re-injection for more than a year, so that with yearly key rotation a copy older than
-#: the memory is also refused by the envelope's key checks. One row is about 150 bytes: a
-#: million records a year is a file of some 200 MB.
+#: later re-injection for more than a year. A copy older than the memory is refused by the
+#: broker's signing key, not the recipient's own: the subscriber opens what was sealed to its
+#: own expired keys (Opener ``expired_own_keys``), but no signature by an expired signing key,
+#: so with the broker's keys rotated at least yearly such a copy is refused (and skipped, as
+#: ``unknown-signer``). One row is about 150 bytes: a million records a year is a file of
+#: some 200 MB.
 DEFAULT_REPLAY_RETENTION: Final = timedelta(days=400)
 
 #: The path that keeps the memory in this process, for this run only (``replay_memory=None``).

@@ -43,7 +43,7 @@ from broker.principals import Principal
 from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
-from broker.sdk._keyholds import held
+from broker.sdk._keyholds import UNKNOWN_SIGNER, judged
 from broker.sdk._replay import (
     DEFAULT_REPLAY_RETENTION,
     IN_MEMORY,
@@ -58,6 +58,12 @@ _T = TypeVar("_T")
 _NOT_COMMITTED = (
     "nothing is counted as committed: what was handed over since the last commit may be "
     "delivered again (handled by event_id), and commit() may be called again"
+)
+
+_UNKNOWN_SIGNER_HINT = (
+    "signed by a key this keystore does not accept, so skipped: forged, or older than the "
+    "broker's signing-key grace, or signed by a broker key not imported here ('accord keys "
+    "import'; docs/sdk.md, 'Records your keystore cannot open')"
 )
 
 
@@ -108,14 +114,17 @@ class Subscriber(AsyncClient):
     at most the record being handled: that record is yielded again, so handle records
     idempotently by ``event_id``.
 
-    A record this keystore cannot open because of its own keys (sealed to a key of the
-    party's it does not hold or has revoked, signed by a broker key it does not know or no
-    longer accepts) stops ``async for`` and ``poll`` with ``RecordKeyUnavailable`` naming
-    its place, the key and what to do: nothing from it on is committed, and it is read
-    again (broker.sdk._keyholds). ``skip_key_problems=True`` reports such records as
-    ``key-rejected`` and goes past them instead, losing them. A record sealed to one of the
-    party's own encryption keys that has since expired (a rotation's grace over) still
-    opens, if it was sealed while the key was live.
+    A record the broker signed (the signature verified) that this keystore cannot open
+    because of the party's own keys (sealed to a key it does not hold, retired or revoked,
+    or after that key expired) stops ``async for`` and ``poll`` with
+    ``RecordKeyUnavailable`` naming its place, the key and what to do: nothing from it on
+    is committed, and it is read again (broker.sdk._keyholds). ``skip_key_problems=True``
+    reports such records as ``key-rejected`` and goes past them instead, losing them. A
+    record sealed to one of the party's own encryption keys that has since expired (a
+    rotation's grace over) still opens, if it was sealed while the key was live. A record
+    signed by a key this keystore does not accept (unknown, expired, revoked) is reported
+    as ``unknown-signer`` (logged as an error) and skipped, never held: its key id is
+    anybody's claim.
 
     Replay protection survives restarts: ``replay_memory`` is a SQLite file remembering each
     event id opened and where (default ``default_replay_file(group)``, under the Accord
@@ -337,14 +346,16 @@ class Subscriber(AsyncClient):
         try:
             return self._open_or_raise(msg)
         except KeyRejected as exc:
-            reason = exc.reason
-            if not self._skip_key_problems:
-                stop = held(
-                    self._keys, self.party, topic=msg.topic, partition=msg.partition,
-                    offset=msg.offset, headers=msg.headers,
-                )  # fmt: skip
-                if stop is not None:
-                    raise stop from None
+            found = judged(
+                self._keys, self.party, topic=msg.topic, partition=msg.partition,
+                offset=msg.offset, headers=msg.headers,
+            )  # fmt: skip
+            if isinstance(found, str):
+                reason = found
+            elif self._skip_key_problems:
+                reason = exc.reason
+            else:
+                raise found from None
         except EnvelopeError as exc:
             reason = exc.reason
         except ValidationError:
@@ -376,6 +387,14 @@ class Subscriber(AsyncClient):
         raise UnsupportedVersion  # a payload schema this SDK does not know
 
     def _log_unopenable(self, bad: Unopenable) -> None:
+        if bad.reason == UNKNOWN_SIGNER:
+            # Forged, an old record after the broker's signing key expired, or the broker
+            # signing with a key not imported here (docs/sdk.md): someone must look.
+            log.error(
+                "record_unopenable", party=self.party, partition=bad.partition,
+                offset=bad.offset, reason=bad.reason, hint=_UNKNOWN_SIGNER_HINT,
+            )  # fmt: skip
+            return
         log.warning(
             "record_unopenable",
             party=self.party,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -154,14 +155,15 @@ def test_an_unopenable_record_is_warned_on_stderr_never_among_json_lines(
 def test_a_record_the_keystore_cannot_open_stops_tail_in_one_line_naming_it(
     tail: _Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """Signed by a broker key this keystore has not imported: tail stops there, saying where
-    and what to do, rather than go past it (it would never be read again)."""
+    """Sealed by the broker to a key of the party's this keystore does not hold (it was
+    restored from a backup older than a rotation): tail stops there, saying where and what
+    to do, rather than go past it (it would never be read again)."""
     from broker.cli import main
 
     keys = _tail.keystore(None, None)  # the fixture's
-    other = FileKeyStore(tmp_path / "rotated-broker", create=True)
-    other.ensure_party("worker", purposes=SPECIAL_PRINCIPALS["worker"])
-    other.replace_public(keys.keys(PARTY))
+    shutil.copytree(keys.path, tmp_path / "rotated")
+    other = FileKeyStore(tmp_path / "rotated")
+    other.rotate(PARTY)
     eid = str(uuid.uuid4())
     sealed = Sealer("worker", other, EnvelopeSettings()).seal(
         canonical_json(_delivery(eid)), event_id=eid, recipient=PARTY,
@@ -177,7 +179,7 @@ def test_a_record_the_keystore_cannot_open_stops_tail_in_one_line_naming_it(
     assert len(out.splitlines()) == 1  # the record before it
     [line] = err.strip().splitlines()
     assert "partition 0 offset 1" in line
-    assert "import the latest signed key directory" in line
+    assert "restore the keystore from its backup" in line
     assert tail.consumer.position == 1  # read again next time
     assert tail.log[-1] == "commit 1"  # the first only
 

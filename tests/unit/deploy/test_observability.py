@@ -30,6 +30,7 @@ from broker.deploy._observability import (
     promql_metric_names,
     shipped_expressions,
 )
+from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._probes import KafkaContact
 from broker.governance._metrics import IndexMetrics
 from broker.ops._tls import TlsExpiry
@@ -106,7 +107,7 @@ def test_the_rules_cover_what_the_runbook_promises() -> None:
         "accord_audit_overrides_overdue", "accord_console_audit_writes_total",
         "accord_audit_encompass_overdue",
         "accord_console_sign_ins_total", "accord_tls_certificate_expiry_timestamp_seconds",
-        "accord_desk_kafka_contact_timestamp_seconds",
+        "accord_desk_kafka_contact_timestamp_seconds", "accord_desk_deliveries_held",
     }  # fmt: skip
     queried = set().union(*(promql_metric_names(e) for e in exprs.values()))
     assert wanted <= queried
@@ -203,6 +204,7 @@ def test_every_metric_queried_is_declared_by_a_process() -> None:
     IndexMetrics(registries[1])
     ConsoleMetrics(registries[2])
     KafkaContact(registries[3], lambda: None)  # type: ignore[arg-type,return-value]  # never asked
+    DeliveriesHeld(registries[3])
     plain = KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT)
     for registry in registries:
         TlsExpiry(registry, plain)

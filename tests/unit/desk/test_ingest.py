@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from broker.desk import DeskIngest, DeskStore, children_in
+from broker.desk._ingest_held import HELD_METRIC, DeliveriesHeld
 from broker.errors import RecordKeyUnavailable
 from broker.events import Delivery, WithdrawalNotice
 from tests.unit.desk.conftest import SECRET, Clock, delivery
@@ -109,28 +111,57 @@ async def test_a_batch_is_committed_only_once_stored_so_a_failing_store_loses_no
     assert (sub.commits, sub.uncommitted) == (1, False)
 
 
+def _held_error() -> RecordKeyUnavailable:
+    return RecordKeyUnavailable(
+        "accord.deliver.sandwell-coord partition 0 offset 7 cannot be opened with this "
+        "keystore: restore the keystore from its backup",
+        topic="accord.deliver.sandwell-coord", partition=0, offset=7, key_id="ab" * 8,
+    )  # fmt: skip
+
+
+class FakeFlags:
+    """The flags consumer: counts its polls."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+        self.fifth = asyncio.Event()
+
+    async def getmany(self, timeout_ms: int = 0) -> dict[Any, Any]:  # noqa: ARG002  # the seam's signature
+        self.polls += 1
+        if self.polls == 5:
+            self.fifth.set()
+        return {}
+
+
+class FakeContact:
+    def __init__(self) -> None:
+        self.checks = 0
+
+    async def check(self) -> bool:
+        self.checks += 1
+        return True
+
+
 async def test_a_record_the_keystore_cannot_open_holds_the_desk_with_one_line_until_it_opens(
     store: DeskStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No crash loop (a restart stops on the same record): one error line naming the
-    record and the fix, not ready meanwhile, and reading resumes once the keys are there."""
+    record and the fix, the gauge at 1 meanwhile, and reading resumes once the keys are
+    there."""
     monkeypatch.setattr("broker.desk._ingest.HELD_RETRY_SECONDS", 0.01)
-    held = RecordKeyUnavailable(
-        "accord.deliver.sandwell-coord partition 0 offset 7 cannot be opened with this "
-        "keystore: import the latest signed key directory",
-        topic="accord.deliver.sandwell-coord", partition=0, offset=7, key_id="ab" * 8,
-    )  # fmt: skip
+    registry = CollectorRegistry()
+    held = DeliveriesHeld(registry)
     sub = FakeSubscriber()
-    ingest = DeskIngest(store, sub, linkage_key=SECRET, clock=clock)  # type: ignore[arg-type]  # the fake
+    ingest = DeskIngest(store, sub, linkage_key=SECRET, clock=clock, held=held)  # type: ignore[arg-type]  # the fake
     stop = asyncio.Event()
-    polls: list[bool] = []  # whether each poll found the desk held
+    polls: list[tuple[bool, float | None]] = []  # whether each poll found it held; the gauge
     fixed_after = 3
 
     async def poll(wait: float, *, commit: bool = True) -> list[Shared]:
         del wait, commit
-        polls.append(ingest.is_held())
+        polls.append((ingest.is_held(), registry.get_sample_value(HELD_METRIC)))
         if len(polls) <= fixed_after:
-            raise held
+            raise _held_error()
         if len(polls) == fixed_after + 1:
             return [Shared(delivery("e1"))]
         stop.set()
@@ -139,7 +170,7 @@ async def test_a_record_the_keystore_cannot_open_holds_the_desk_with_one_line_un
     monkeypatch.setattr(sub, "poll", poll)
     with capture_logs() as logs:
         await asyncio.wait_for(ingest.run(stop, interval=0.01), timeout=5)
-    assert polls[:5] == [False, True, True, True, False]
+    assert polls[:5] == [(False, 0), (True, 1), (True, 1), (True, 1), (False, 0)]
     lines = [e for e in logs if e["event"].startswith("desk_ingest")]
     assert [(e["event"], e["log_level"]) for e in lines] == [
         ("desk_ingest_held", "error"),
@@ -147,3 +178,34 @@ async def test_a_record_the_keystore_cannot_open_holds_the_desk_with_one_line_un
     ]
     assert "offset 7" in lines[0]["why"]
     assert store.record("e1") is not None
+
+
+async def test_a_held_desk_still_reads_its_flags_and_asks_kafka_and_tries_the_record_seldom(
+    store: DeskStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held on one delivery, the team's flags still arrive and Kafka's answers are still
+    recorded (else AccordDeskKafkaUnreachable blames Kafka); the record is tried again only
+    every HELD_RETRY_SECONDS."""
+    monkeypatch.setattr("broker.desk._ingest.HELD_RETRY_SECONDS", 3600)
+    sub, flags, contact = FakeSubscriber(), FakeFlags(), FakeContact()
+    ingest = DeskIngest(
+        store, sub, linkage_key=SECRET, clock=clock,  # type: ignore[arg-type]  # the fakes
+        flags=flags, contact=contact,  # type: ignore[arg-type]
+    )  # fmt: skip
+    tries = 0
+
+    async def poll(wait: float, *, commit: bool = True) -> list[Shared]:
+        nonlocal tries
+        del wait, commit
+        tries += 1
+        raise _held_error()
+
+    monkeypatch.setattr(sub, "poll", poll)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ingest.run(stop, interval=0.01))
+    await asyncio.wait_for(flags.fifth.wait(), timeout=5)
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert ingest.is_held()
+    assert tries == 1
+    assert contact.checks >= 5

@@ -10,8 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from broker.desk._ingest import DeskIngest
+from broker.desk._ingest_held import HELD_METRIC, DeliveriesHeld
 from broker.desk._probes import CONTACT_METRIC, DeskProbes, FlagsProbes, KafkaContact
-from broker.errors import TransportError
+from broker.errors import RecordKeyUnavailable, TransportError
 from broker.webauth import TotpBox, UserFile
 
 
@@ -51,24 +52,41 @@ async def test_a_desk_whose_delivery_consumer_failed_is_neither_ready_nor_live()
     probes.http.cancel()
 
 
-async def test_a_desk_held_on_a_record_its_keystore_cannot_open_is_live_but_not_ready() -> None:
-    """A restart would stop on the same record: live, so it is not restarted in a loop;
-    not ready, so the platform shows it."""
-    held = True
+async def test_a_held_desk_stays_live_and_ready_and_its_gauge_says_it_is_held() -> None:
+    """Held on a record its keystore cannot open, the desk still serves what it holds: its
+    ingest loop runs on, so neither probe fails (a platform routing by /readyz keeps its
+    pages up), and accord_desk_deliveries_held is 1 on the ops server's metrics."""
+    registry = CollectorRegistry()
+    held = DeliveriesHeld(registry)
+
+    class Held:
+        async def poll(self, wait: float, *, commit: bool = True) -> list[Any]:  # noqa: ARG002  # the SDK's signature
+            raise RecordKeyUnavailable(
+                "accord.deliver.sandwell-coord partition 0 offset 3 cannot be opened",
+                topic="accord.deliver.sandwell-coord", partition=0, offset=3, key_id="cd" * 8,
+            )  # fmt: skip
+
+    ingest = DeskIngest(
+        None, Held(), linkage_key=b"k" * 32, clock=lambda: None,  # type: ignore[arg-type]  # fakes
+        held=held,
+    )  # fmt: skip
+    stop = asyncio.Event()
     probes = DeskProbes(server_started=lambda: True, accounts=lambda: True)
     probes.watch(
-        asyncio.create_task(_forever()), asyncio.create_task(_forever()), held=lambda: held
+        asyncio.create_task(_forever()), asyncio.create_task(ingest.run(stop, interval=0.01))
     )
+    for _ in range(100):
+        if held.held:
+            break
+        await asyncio.sleep(0.01)
+    assert registry.get_sample_value(HELD_METRIC) == 1
     assert probes.live().ok
-    assert (probes.ready().ok, probes.ready().reason) == (
-        False,
-        "deliveries held: a record the keystore cannot open",
-    )
-    held = False
     assert probes.ready().ok
-    for task in (probes.http, probes.ingest):
-        assert task is not None
-        task.cancel()
+    stop.set()
+    assert probes.ingest is not None
+    await asyncio.wait_for(probes.ingest, timeout=5)
+    assert probes.http is not None
+    probes.http.cancel()
 
 
 async def test_a_desk_whose_web_server_stopped_is_neither_ready_nor_live() -> None:
@@ -298,8 +316,10 @@ def test_the_desks_public_metrics_keep_to_the_pages_and_its_ops_metrics_add_thei
     pages = CollectorRegistry()
     Gauge("accord_desk_encompass_late_notices", "late", registry=pages).set(2)
     plain = KafkaClients(KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT))
-    ops, _ = _ops_metrics(pages, plain, "cog-tipton")
+    ops, _, _ = _ops_metrics(pages, plain, "cog-tipton")
     assert ops is not pages
     assert ops.get_sample_value("accord_desk_encompass_late_notices") == 2
     assert ops.get_sample_value(CONTACT_METRIC) is not None
     assert pages.get_sample_value(CONTACT_METRIC) is None
+    assert ops.get_sample_value(HELD_METRIC) == 0
+    assert pages.get_sample_value(HELD_METRIC) is None

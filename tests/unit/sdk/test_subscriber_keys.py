@@ -8,10 +8,9 @@ rotation's grace ended days ago, while the records were sealed before or after i
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,96 +18,25 @@ import pytest
 from aiokafka.errors import CommitFailedError
 from structlog.testing import capture_logs
 
-from broker._canonical import canonical_json
-from broker.config import EnvelopeSettings, KafkaSettings, KemSuite
-from broker.envelope import KeyPurpose, Opener, Sealer
+from broker.envelope import Opener
 from broker.errors import KeyRejected, KeyStoreError, RecordKeyUnavailable, TransportError
-from broker.kafka import KafkaClients, TopicPartition
 from broker.keys import FileKeyStore
-from broker.sdk import Delivery, Subscriber
-from broker.topics import SCHEMA_SHARED, deliver
-
-TOPIC = deliver("hub-a")
-GROUP = "hub-a.cases"
-X25519 = EnvelopeSettings(kem=KemSuite.X25519)
-DAY = 24 * 3600.0
-NOW = time.time()
-
-
-@dataclass
-class Msg:
-    offset: int
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    partition: int = 0
-    topic: str = TOPIC
-    key: bytes | None = None
-    timestamp: int = 0
-
-
-@dataclass
-class FakeConsumer:
-    """One partition: hands over everything from its position; ``seek`` moves it back;
-    ``commit`` commits the position unless ``commit_fault`` says otherwise."""
-
-    records: list[Msg]
-    position: int = 0
-    committed: list[int] = field(default_factory=list)
-    commit_fault: Callable[[], Any] | None = None
-    stop_hangs: bool = False
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None:
-        if self.stop_hangs:
-            await asyncio.Event().wait()
-
-    async def getmany(self, timeout_ms: int = 0) -> dict[TopicPartition, list[Msg]]:  # noqa: ARG002  # the seam's signature
-        batch = [m for m in self.records if m.offset >= self.position]
-        if not batch:
-            return {}
-        self.position = batch[-1].offset + 1
-        return {TopicPartition(TOPIC, 0): batch}
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        assert tp == TopicPartition(TOPIC, 0)
-        self.position = offset
-
-    async def commit(self) -> None:
-        if self.commit_fault is not None:
-            await self.commit_fault()
-        self.committed.append(self.position)
-
-
-class FakeProducer:
-    stopped = False
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-
-class FakeKafka(KafkaClients):
-    def __init__(self, records: list[Msg]) -> None:
-        super().__init__(KafkaSettings(bootstrap="127.0.0.1:1"))
-        self.fake = FakeConsumer(records)
-        self.producers: list[FakeProducer] = []
-
-    def consumer(self, *topics: str, **kw: Any) -> Any:  # noqa: ARG002  # the seam's signature
-        return self.fake
-
-    def producer(self, client_id: str, **kw: Any) -> Any:  # noqa: ARG002  # the seam's signature
-        self.producers.append(FakeProducer())
-        return self.producers[-1]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.at = NOW - 10 * DAY
-
-    def __call__(self) -> float:
-        return self.at
+from broker.sdk import Subscriber
+from tests.unit.sdk.keyworld import (
+    DAY,
+    NOW,
+    TOPIC,
+    Clock,
+    FakeConsumer,
+    FakeKafka,
+    Msg,
+    eid,
+    hub_keys,
+    opened,
+    rotate,
+    sealed,
+    subscriber,
+)
 
 
 @pytest.fixture
@@ -118,50 +46,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def keys(tmp_path: Path, clock: Clock) -> FileKeyStore:
-    """The hub's keystore (it holds the broker's keys too, as a test's single store may)."""
-    store = FileKeyStore(tmp_path / "keys", create=True, clock=clock)
-    for party in ("worker", "hub-a"):
-        store.ensure_party(party, kem=KemSuite.X25519)
-    return store
-
-
-def sealed(keys: FileKeyStore, event_id: str, offset: int, *, at: float = NOW) -> Msg:
-    """A delivery the broker sealed at ``at`` (its DEK's signed ``created_at``)."""
-    delivery = Delivery(
-        event_id=event_id, recipient="hub-a", outcome="shared", clauses=("c",),
-        agreements=("a",), purpose="early_help", lawful_basis={"article6": "public_task"},
-        policy_version="v", decided_at=datetime.now(UTC), view={"event.need_level": 3},
-    )  # fmt: skip
-    record = Sealer("worker", keys, X25519, clock=lambda: at).seal(
-        canonical_json(delivery.model_dump(mode="json")), event_id=event_id,
-        recipient="hub-a", schema=SCHEMA_SHARED, topic=TOPIC,
-    )  # fmt: skip
-    return Msg(offset, record.value, list(record.headers))
-
-
-def eid(n: int) -> str:
-    return f"0b7c4a1e-5f3d-4c2a-9e8b-{n:012d}"
-
-
-def rotate(keys: FileKeyStore, clock: Clock, party: str, *, at: float, grace_days: float) -> str:
-    """Rotate ``party`` at ``at``; the id of its encryption (or, for the broker, signing) key
-    rotated out."""
-    purpose = KeyPurpose.SIGN if party == "worker" else KeyPurpose.ENCRYPT
-    [old] = [k for k in keys.keys(party) if k.purpose is purpose]
-    clock.at = at
-    keys.rotate(party, kem=KemSuite.X25519, grace=timedelta(days=grace_days))
-    return old.key_id
-
-
-def subscriber(keys: FileKeyStore, kafka: FakeKafka, tmp_path: Path, **kw: Any) -> Subscriber:
-    return Subscriber(
-        "hub-a", keys, kafka, GROUP, envelope=X25519,
-        replay_memory=tmp_path / "replay.sqlite3", **kw,
-    )  # fmt: skip
-
-
-def opened(records: list[Any]) -> list[str]:
-    return [r.message.event_id for r in records]
+    return hub_keys(tmp_path, clock)
 
 
 # -- opening with the party's own expired key ------------------------------------------------
@@ -224,24 +109,51 @@ async def test_a_delivery_sealed_to_a_revoked_own_key_is_held_not_committed_past
     assert sub.unopenable == []
 
 
-async def test_a_held_record_opens_once_the_keys_are_imported_and_what_preceded_it_comes_again(
-    keys: FileKeyStore, tmp_path: Path
+async def test_a_held_record_opens_once_the_keystore_is_restored_and_what_preceded_it_comes_again(
+    keys: FileKeyStore, clock: Clock, tmp_path: Path
 ) -> None:
-    """Signed by a broker key this keystore does not know yet (the broker rotated, the new
-    directory not imported): held, naming the import; once imported, the same subscriber
-    reads the whole batch again and opens it all."""
-    broker = FileKeyStore(tmp_path / "broker", create=True)
-    broker.ensure_party("worker", kem=KemSuite.X25519)
-    broker.replace_public(keys.keys("hub-a"))  # the broker seals to the hub's key
-    before, new_signer = sealed(keys, eid(1), 0), sealed(broker, eid(2), 1)
-    kafka = FakeKafka([before, new_signer])
-    async with subscriber(keys, kafka, tmp_path) as sub:
-        with pytest.raises(RecordKeyUnavailable, match="import the latest signed key directory"):
+    """A keystore restored from a backup older than a rotation: the record sealed to the new
+    key is held, naming the restore; nothing of the batch is committed, and once the keystore
+    holds the key the next start reads the whole batch again and opens it all."""
+    backup = tmp_path / "backup"
+    shutil.copytree(keys.path, backup)
+    rotate(keys, clock, "hub-a", at=NOW, grace_days=7)
+    before, after = sealed(keys, eid(1), 0), sealed(keys, eid(2), 1)  # to the new key
+    kafka = FakeKafka([before, after])
+    old_store = FileKeyStore(backup, clock=clock)
+    async with subscriber(old_store, kafka, tmp_path) as sub:
+        with pytest.raises(RecordKeyUnavailable, match="restore the keystore") as held:
             await sub.poll(0, commit=False)
-        keys.replace_public([*keys.keys("hub-a"), *broker.keys("worker")])
+    assert held.value.key_id == keys.current_encryption_key("hub-a").key_id
+    assert kafka.fake.committed == []
+    shutil.rmtree(backup)
+    shutil.copytree(keys.path, backup)
+    async with subscriber(FileKeyStore(backup, clock=clock), kafka, tmp_path) as sub:
         assert opened(await sub.poll(0, commit=False)) == [eid(1), eid(2)]
         await sub.commit()
     assert kafka.fake.committed == [2]
+    assert sub.unopenable == []
+
+
+async def test_a_delivery_sealed_to_an_own_key_retired_on_purpose_is_refused_and_held(
+    keys: FileKeyStore, clock: Clock, tmp_path: Path
+) -> None:
+    """Sealed while the key was live, as the one that opens after expiry, but the key was
+    retired ('records under it no longer open'): the opener refuses it even allowing expired
+    own keys, and the subscriber holds on it (the broker signed it: the reader's own key's
+    doing, not the record's)."""
+    record = sealed(keys, eid(1), 0, at=NOW - 9 * DAY)
+    old = rotate(keys, clock, "hub-a", at=NOW - 8 * DAY, grace_days=1)
+    keys.retire(old)
+    with pytest.raises(KeyRejected):
+        Opener("hub-a", keys, expired_own_keys=True).open_kafka(record.value or b"", record.headers)
+    kafka = FakeKafka([record, sealed(keys, eid(2), 1)])
+    async with subscriber(keys, kafka, tmp_path) as sub:
+        with pytest.raises(RecordKeyUnavailable, match=f"key {old}, retired") as held:
+            await sub.poll(0)
+    assert (held.value.offset, held.value.key_id) == (0, old)
+    assert kafka.fake.committed == []
+    assert sub.unopenable == []
 
 
 async def test_async_for_stops_on_a_held_record_and_reads_it_again_next_time(
@@ -276,15 +188,18 @@ async def test_async_for_stops_on_a_held_record_and_reads_it_again_next_time(
 async def test_an_expired_broker_signing_key_is_refused_even_for_what_it_signed_while_live(
     keys: FileKeyStore, clock: Clock, tmp_path: Path
 ) -> None:
-    """A signature's time is its signer's own claim: an expired signing key stays refused
-    (held, since the keystore cannot take it), unlike the party's own expired key."""
+    """A signature's time is its signer's own claim: an expired signing key stays refused,
+    unlike the party's own expired key. Not held (anyone can name an expired key): reported
+    as unknown-signer, logged as an error, and gone past."""
     record = sealed(keys, eid(1), 0, at=NOW - 9 * DAY)
-    old = rotate(keys, clock, "worker", at=NOW - 8 * DAY, grace_days=1)
-    kafka = FakeKafka([record])
+    rotate(keys, clock, "worker", at=NOW - 8 * DAY, grace_days=1)
+    kafka = FakeKafka([record, sealed(keys, eid(2), 1)])
     async with subscriber(keys, kafka, tmp_path) as sub:
-        with pytest.raises(RecordKeyUnavailable, match=f"key {old}, expired") as held:
-            await sub.poll(0)
-    assert held.value.key_id == old
+        with capture_logs() as logs:
+            assert opened(await sub.poll(0)) == [eid(2)]
+    assert [(u.offset, u.reason) for u in sub.unopenable] == [(0, "unknown-signer")]
+    assert [(e["event"], e["log_level"]) for e in logs] == [("record_unopenable", "error")]
+    assert kafka.fake.committed == [2]
 
 
 async def test_skip_key_problems_reports_a_held_record_and_goes_past_it(
@@ -369,3 +284,34 @@ async def test_stop_abandons_a_consumer_kafka_does_not_let_go_of_within_its_boun
     assert kafka.producers[-1].stopped
     with pytest.raises(Exception, match="not started"):
         await sub.poll(0)
+
+
+async def test_stop_keeps_to_one_deadline_when_the_abandoning_hangs_too(
+    keys: FileKeyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer whose stop shrugs off its cancellation and whose connections never close:
+    the stop still returns within send_timeout + STOP_GRACE in all, not a grace per wait."""
+    monkeypatch.setattr("broker.sdk._bounded.STOP_GRACE", 0.6)
+
+    class Stuck:
+        async def close(self) -> None:
+            await asyncio.Event().wait()
+
+    class Stubborn(FakeConsumer):
+        _client = Stuck()
+
+        async def stop(self) -> None:
+            for _ in range(2):  # the first cancel is ignored, as a shielded close would be
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    continue
+
+    kafka = FakeKafka([])
+    kafka.fake = Stubborn([])
+    sub = subscriber(keys, kafka, tmp_path, send_timeout=0.3)
+    await sub.start()
+    started = time.monotonic()
+    with capture_logs():
+        await sub.stop()
+    assert time.monotonic() - started < 0.3 + 0.6 + 0.25
