@@ -140,9 +140,10 @@ class DemoShell:
         return prefix + " ".join([self.accord, *(shlex.quote(a) for a in args)])
 
 
-def check_port(host: str, port: int, option: str) -> None:
-    """``UsageError`` naming ``option`` when ``host:port`` cannot be listened on: said before
-    Kafka starts and the keys are made, not minutes later. Port 0 (any free one) passes."""
+def check_port(host: str, port: int, option: str = "", *, hint: str = "") -> None:
+    """``UsageError`` naming ``option`` (or ending with ``hint``, for a port set otherwise)
+    when ``host:port`` cannot be listened on: said before Kafka starts and the keys are made,
+    not minutes later. Port 0 (any free one) passes."""
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -153,9 +154,9 @@ def check_port(host: str, port: int, option: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
+            hint = hint or f"pass {option} PORT, or 0 for any free port"
             raise UsageError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-                f"(pass {option} PORT, or 0 for any free port)"
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} ({hint})"
             ) from None
 
 

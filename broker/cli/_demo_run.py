@@ -289,6 +289,9 @@ async def _flag_service(
     await service.start()
     say(f"flag service for {team} started (accord desk flags; it logs the flags it raises and "
         f"any warning to {service.log})")  # fmt: skip
+    # One per team: a second, started by hand, would share the demo's work (docs/desk.md).
+    say(f"the demo runs {team}'s flag service itself: stop any 'accord desk flags --as {team}' "
+        "you started by hand")  # fmt: skip
     return service, linkage
 
 

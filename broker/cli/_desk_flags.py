@@ -17,7 +17,8 @@ from broker.config import load_settings
 from broker.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from broker.config import KafkaSettings
+    from broker.config import KafkaSettings, OpsEndpoint
+    from broker.policy import Policy
 
 As = Annotated[str, typer.Option("--as", help="The party (a co-ordinating team) you run as.")]
 Policies = Annotated[
@@ -51,9 +52,10 @@ def register(desk: typer.Typer) -> None:
         from broker.desk import (
             FlagServiceOptions,
             build_flags_app,
-            check_desk_party,
             desk_linkage_key,
             flags_ops,
+            log_flags_started,
+            sighup_ignored,
         )
         from broker.kafka import client_settings
         from broker.policy import Policy
@@ -67,9 +69,11 @@ def register(desk: typer.Typer) -> None:
         configure_logging("info", library_logs=False)
         settings = load_settings()
         policy = Policy.load(policies or settings.policies)
-        check_desk_party(policy, party)  # a recipient's, active: as its desk
+        check_flags_party(policy, party)
         if not policy.flag_rules:
             raise UsageError("the policy bundle has no flag rules (flags.yaml)")
+        # Before Kafka and faust: a port in use is one line, not faust's start-up traceback.
+        check_ops_port(settings.desk)
         keys = keystore(settings, party)
         # Read, never made: enrolment makes it (see broker.keys._desk_linkage).
         linkage_secret = desk_linkage_key(keys, party=party)
@@ -95,12 +99,44 @@ def register(desk: typer.Typer) -> None:
         # the service's info lines included, and alerts count warnings.
         # /metrics, /livez and /readyz on ACCORD_DESK__METRICS_HOST/PORT (none unless set),
         # started by the worker before the app and stopped after it.
-        ops = flags_ops(app, settings.desk, kafka, opts.counts)
+        ops = flags_ops(app, settings.desk, kafka, opts.counts, version=policy.version)
         worker = faust.Worker(app, ops, loglevel=loglevel.value, quiet=True, redirect_stdouts=False)
         # faust's start-up spinner writes cursor escapes even when stdout is a file, and they
         # would corrupt the first JSON line of the log.
         worker.spinner = None
-        worker.execute_from_commandline()
+        log_flags_started(party, policy.version, policy.flag_rules)
+        # Its windows were built by the bundle it started with: no reload, and no death by
+        # the signal either (docs/operations.md tells operators to send it to the worker).
+        with sighup_ignored("flags_sighup_ignored", party=party):
+            worker.execute_from_commandline()
+
+
+#: A desk's kinds, as the refusal names them.
+_KINDS = {"hub": "a hub", "school": "a school"}
+
+
+def check_flags_party(policy: Policy, party: str) -> None:
+    """A one-line ``UsageError`` unless ``party`` may run a flag service: a recipient that
+    may run a desk (``check_desk_party``) and a co-ordinating team, the only kind
+    provisioning makes flag topics for (``broker.provision``)."""
+    from broker.desk import check_desk_party
+
+    kind = check_desk_party(policy, party)
+    if kind != "coordinating_team":
+        raise UsageError(
+            f"flag services are for co-ordinating teams; {party} is {_KINDS.get(kind, kind)}"
+        )
+
+
+def check_ops_port(endpoint: OpsEndpoint) -> None:
+    """A one-line ``UsageError`` when the ops server's port cannot be listened on (none set,
+    or 0: nothing to check). Said before faust starts: the server binds inside faust's
+    start-up, which would print its own traceback around the error."""
+    from broker.cli._demo_hints import check_port
+
+    if endpoint.metrics_port is not None:
+        hint = "set ACCORD_DESK__METRICS_PORT to a free port, or stop what holds it"
+        check_port(endpoint.metrics_host, endpoint.metrics_port, hint=hint)
 
 
 def flags_datadir(home: Path, party: str) -> Path:
@@ -124,7 +160,7 @@ def flags_datadir(home: Path, party: str) -> Path:
 
 
 async def _preflight(kafka: KafkaSettings, party: str) -> timedelta | None:
-    from broker.desk import withdrawn_keep
+    from broker.desk import warn_if_another_instance, withdrawn_keep
     from broker.kafka import KafkaClients, missing_topics
     from broker.topics import deliver, desk_flags, desk_flags_internal
 
@@ -135,4 +171,6 @@ async def _preflight(kafka: KafkaSettings, party: str) -> timedelta | None:
             f"the flag service's topic {missing[0]} does not exist (or is not {party}'s): run "
             "'accord kafka provision --policies DIR' as the admin"
         )
-    return await withdrawn_keep(kafka, party)
+    keep = await withdrawn_keep(kafka, party)
+    await warn_if_another_instance(kafka, party)
+    return keep

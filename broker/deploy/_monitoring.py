@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from broker.deploy._flag_alerts import flag_service_parties
 from broker.deploy._kubernetes_policies import metadata, pod_selector
 from broker.deploy._model import Deployment, Process
 from broker.deploy._observability import SCRAPE_INTERVAL, alert_rules_text
@@ -59,9 +60,10 @@ def service_monitor(process: Process) -> Manifest:
     }  # fmt: skip
 
 
-def prometheus_rule() -> Manifest:
-    """``alerts.yml``'s groups, as the Operator loads them."""
-    groups = yaml.safe_load(alert_rules_text())["groups"]
+def prometheus_rule(dep: Deployment) -> Manifest:
+    """``alerts.yml``'s groups, the flag services' of ``dep`` with them, as the Operator
+    loads them."""
+    groups = yaml.safe_load(alert_rules_text(flag_service_parties(dep)))["groups"]
     return {
         "apiVersion": _API,
         "kind": "PrometheusRule",
@@ -74,5 +76,5 @@ def monitoring_resources(dep: Deployment) -> dict[str, Manifest]:
     """File name (relative to ``monitoring/``) to manifest: a ``ServiceMonitor`` per process
     and the ``PrometheusRule``."""
     out = {f"service-monitor-{p.name}.yaml": service_monitor(p) for p in dep.processes}
-    out["prometheus-rule.yaml"] = prometheus_rule()
+    out["prometheus-rule.yaml"] = prometheus_rule(dep)
     return out

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import yaml
+
+from broker.deploy._flag_alerts import flag_rules_text
 
 __all__ = [
     "JOBS",
@@ -41,9 +44,14 @@ def _asset(name: str) -> str:
     return (resources.files("broker.deploy") / "assets" / name).read_text(encoding="utf-8")
 
 
-def alert_rules_text() -> str:
-    """The Prometheus rule file (YAML), as shipped."""
-    return _asset("alerts.yml")
+def alert_rules_text(flag_parties: Sequence[str] = ()) -> str:
+    """The Prometheus rule file (YAML), as shipped, with the flag services' rules of
+    ``flag_parties`` (the co-ordinating teams whose flag service runs) appended
+    (:mod:`._flag_alerts`)."""
+    shipped = _asset("alerts.yml")
+    if not shipped.endswith("\n"):
+        shipped += "\n"
+    return shipped + flag_rules_text(flag_parties)
 
 
 def dashboard_text() -> str:
@@ -60,14 +68,18 @@ def _panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def shipped_expressions() -> dict[str, str]:
-    """Every PromQL expression the shipped rules and dashboard evaluate, by where it is
-    (``alert AccordWorkerDown``, ``panel 5 target B``)."""
+def shipped_expressions(flag_parties: Sequence[str] = ()) -> dict[str, str]:
+    """Every PromQL expression the shipped rules (with ``flag_parties``' flag services' rules)
+    and dashboard evaluate, by where it is (``alert AccordWorkerDown``, ``panel 5 target B``;
+    a rule named in more than one group as ``alert AccordFlagsAbsent 2``)."""
     out: dict[str, str] = {}
-    for group in yaml.safe_load(alert_rules_text())["groups"]:
+    for group in yaml.safe_load(alert_rules_text(flag_parties))["groups"]:
         for rule in group["rules"]:
             name = f"alert {rule['alert']}" if "alert" in rule else f"record {rule['record']}"
-            out[name] = str(rule["expr"])
+            n = 1
+            while (f"{name} {n}" if n > 1 else name) in out:
+                n += 1
+            out[f"{name} {n}" if n > 1 else name] = str(rule["expr"])
     for panel in _panels(json.loads(dashboard_text())["panels"]):
         for target in panel.get("targets", []):
             out[f"panel {panel['id']} target {target['refId']}"] = str(target["expr"])

@@ -14,6 +14,7 @@ from broker.deploy._compose import (
     published_ports,
 )
 from broker.deploy._files import check_kept, kustomized
+from broker.deploy._flag_alerts import flag_service_parties
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import Deployment, Target
 from broker.deploy._monitoring import MONITORING, monitoring_resources
@@ -47,14 +48,14 @@ def _observability_compose(dep: Deployment) -> dict[str, str]:
     targets = {f"accord-{p.name}": [f"{p.name}:{p.ops_port}"] for p in dep.processes}
     return {
         "prometheus/prometheus.yml": _yaml(prometheus_config(targets)),
-        "prometheus/alerts.yml": alert_rules_text(),
+        "prometheus/alerts.yml": alert_rules_text(flag_service_parties(dep)),
         "grafana/provisioning/datasources/prometheus.yml": _yaml(_DATASOURCE),
         "grafana/provisioning/dashboards/accord.yml": _yaml(_DASHBOARDS),
         "grafana/dashboards/accord.json": dashboard_text(),
     }
 
 
-def _observability_kubernetes() -> dict[str, dict[str, Any]]:
+def _observability_kubernetes(dep: Deployment) -> dict[str, dict[str, Any]]:
     """The rules and the dashboard as ConfigMaps, for a Prometheus that reads rule files
     (mount it) and Grafana's dashboard sidecar (its ``grafana_dashboard`` label). The
     Prometheus Operator loads no ConfigMap: ``monitoring/`` has its ``PrometheusRule``."""
@@ -63,7 +64,7 @@ def _observability_kubernetes() -> dict[str, dict[str, Any]]:
         "accord/observability/alert-rules.yaml": {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "accord-alert-rules", "labels": labels},
-            "data": {"accord-alerts.yml": alert_rules_text()},
+            "data": {"accord-alerts.yml": alert_rules_text(flag_service_parties(dep))},
         },
         "accord/observability/dashboard.yaml": {
             "apiVersion": "v1", "kind": "ConfigMap",
@@ -107,7 +108,7 @@ def render_files(
         files = compose_files(dep, external_host=external_host, desk_ports=ports)
         return {**files, **_observability_compose(dep)}, made
     files = kubernetes_files(
-        dep, namespace=namespace, cluster=cluster, extra=_observability_kubernetes()
+        dep, namespace=namespace, cluster=cluster, extra=_observability_kubernetes(dep)
     )
     rendered = {k.removeprefix("kubernetes/"): v for k, v in files.items()}
     return rendered | _monitoring(dep, namespace), []

@@ -16,9 +16,11 @@ from broker.desk._flag_scenario import run_flag_scenario
 from broker.desk._flagging import ChildState, FlagEngine, WindowRecord, window_record
 from broker.desk._flags_app import FlagServiceOptions, build_flags_app
 from broker.desk._flags_ops import flags_ops
+from broker.desk._flags_start import log_flags_started, warn_if_another_instance
 from broker.desk._household import HouseholdMessage, HouseholdState
 from broker.desk._ingest import DeskIngest, children_in, flags_topic
 from broker.desk._serve import DeskRun, check_desk_party, run_desk
+from broker.desk._sighup import sighup_ignored
 from broker.desk._store import DeskStore
 from broker.desk._store_open import open_desk_store
 from broker.desk._withdrawn_keep import withdrawn_keep
@@ -56,11 +58,14 @@ __all__ = [
     "flags_topic",
     "household_key",
     "linkage_secret_name",
+    "log_flags_started",
     "open_desk_store",
     "outcome_event",
     "referral_event",
     "run_desk",
     "run_flag_scenario",
+    "sighup_ignored",
+    "warn_if_another_instance",
     "window_record",
     "withdrawn_keep",
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from broker.config import KafkaSettings, OpsEndpoint
 from broker.desk._flags_counts import FlagCounts
@@ -34,21 +34,36 @@ __all__ = ["flags_ops"]
 
 
 def flags_ops(
-    app: faust.App, endpoint: OpsEndpoint, kafka: KafkaSettings, counts: FlagCounts | None = None
+    app: faust.App,
+    endpoint: OpsEndpoint,
+    kafka: KafkaSettings,
+    counts: FlagCounts | None = None,
+    *,
+    version: str | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> mode.Service:
     """``/metrics``, ``/livez`` and ``/readyz`` of the flag service on ``endpoint``, as a
     ``mode`` service to give ``faust.Worker``; its probes' beat is added to the app's tasks.
-    Its own registry: the process has no other Accord metrics; ``counts`` (the service's
-    ``FlagServiceOptions.counts``) adds what it has done (:mod:`._flags_counts`)."""
+    Its own registry (``registry``, made here unless a test gives one): the process has no
+    other Accord metrics; ``counts`` (the service's ``FlagServiceOptions.counts``) adds what
+    it has done (:mod:`._flags_counts`), ``version`` the bundle version it runs."""
     from mode import Service  # noqa: PLC0415  # faust's; loads only in the service
 
     probes = FlagsProbes(endpoint.stale_after_seconds)
     app.task(probes.run)
-    registry = CollectorRegistry()
+    own = registry if registry is not None else CollectorRegistry()
     if counts is not None:
-        registry.register(counts)
+        own.register(counts)
+    if version is not None:
+        loaded = Gauge(
+            "accord_desk_flags_policy_loaded",
+            "1 for the policy bundle version the flag service runs (it never reloads).",
+            ["version"],
+            registry=own,
+        )
+        loaded.labels(version).set(1)
     clients = KafkaClients(kafka)
-    contact = KafkaContact(registry, lambda: clients.consumer(client_id=f"{app.conf.id}-contact"))
+    contact = KafkaContact(own, lambda: clients.consumer(client_id=f"{app.conf.id}-contact"))
     app.task(contact.run)
 
     class FlagsOps(Service):
@@ -58,7 +73,7 @@ def flags_ops(
 
         async def on_start(self) -> None:
             await self._stack.enter_async_context(
-                serving_ops(endpoint, registry, live=probes.live, ready=probes.ready,
+                serving_ops(endpoint, own, live=probes.live, ready=probes.ready,
                             kafka=kafka)
             )  # fmt: skip
 

@@ -26,6 +26,7 @@ from broker.desk._flags_fresh import FlagsFreshness
 from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
 from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._probes import DeskProbes, KafkaContact
+from broker.desk._sighup import sighup_ignored
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
 from broker.kafka import Consumer, KafkaClients, warn_if_plaintext
@@ -175,6 +176,15 @@ def _watch_freshness(stack: contextlib.AsyncExitStack, deps: DeskDeps, stop: asy
         stack.push_async_callback(_cancelled, task)
 
 
+def _signals(
+    stack: contextlib.AsyncExitStack, stop: asyncio.Event, serving: Callable[[], bool], party: str
+) -> None:
+    """SIGTERM stops the desk as Ctrl-C does; SIGHUP, which reloads the worker, is logged
+    and ignored: a desk cannot reload, and must not die of it either."""
+    stack.enter_context(stopped_by_sigterm(stop, serving=serving))
+    stack.enter_context(sighup_ignored("desk_sighup_ignored", party=party))
+
+
 async def _cancelled(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -224,7 +234,7 @@ async def run_desk(
     stop = stop or asyncio.Event()
     probes = DeskProbes(server_started=lambda: server.started, accounts=users.has_accounts)
     async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(stopped_by_sigterm(stop, serving=lambda: server.started))
+        _signals(stack, stop, lambda: server.started, party)
         # First, so that /livez answers while the party's clients connect.
         await stack.enter_async_context(
             serving_ops(cfg, ops_registry, live=probes.live, ready=probes.ready,

@@ -40,10 +40,10 @@ SURFACES = {
         "HouseholdMessage", "HouseholdState", "household_key",
         "build_flags_app", "check_desk_party", "child_key", "children_in", "create_desk_app",
         "desk_linkage_key", "encompass_notice", "flag_id", "flags_ops", "flags_topic",
-        "linkage_secret_name",
+        "linkage_secret_name", "log_flags_started",
         "open_desk_store",
-        "outcome_event", "referral_event", "run_desk", "run_flag_scenario", "window_record",
-        "withdrawn_keep",
+        "outcome_event", "referral_event", "run_desk", "run_flag_scenario", "sighup_ignored",
+        "warn_if_another_instance", "window_record", "withdrawn_keep",
     },
     "broker.gateway": {
         "GatewayDeps", "GatewayMetrics", "GatewayRun", "Publishing", "check_gateway",
