@@ -204,7 +204,12 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
                       for e in entries if e["kind"] == "opened"}  # fmt: skip
         assert got_decisions == expected
         assert got_opened == opened
-        assert len(entries) == len(expected) + len(opened)  # nothing twice
+        delivered = [(e["event_id"], e["recipient"]) for e in entries if e["kind"] == "delivered"]
+        assert sorted(delivered) == sorted(child_shares)  # each share sent, once
+        consent = [e for e in entries
+                   if e["kind"] in ("consent", "consent_refused", "withdrawal_notice")]  # fmt: skip
+        # nothing twice
+        assert len(entries) == len(expected) + len(delivered) + len(opened) + len(consent)
         assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
 
         outputs = [out]

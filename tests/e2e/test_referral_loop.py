@@ -191,7 +191,7 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
                    "recorded_at": _iso(now - timedelta(minutes=5))}  # fmt: skip
         referral = _referral(child, now - timedelta(minutes=1))
         async with Publisher(COORD, keys, clients(bootstrap, COORD)) as pub:
-            await pub.publish_consent(consent)
+            consent_id = (await pub.publish_consent(consent)).event_id
             await _until(bootstrap, lambda a: any(
                 r.kind is AuditKind.CONSENT_RECORDED for r in a), worker)  # fmt: skip
             await pub.publish(referral)
@@ -299,8 +299,13 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
              None),
             ("opened", oid, "coordination.referral_outcome", COORD, None, "early_help",
              COORD_USER),
+            # Each share's delivery (sent, not only decided), and the family's consent.
+            ("delivered", rid, "coordination.referral", COG, None, "early_help", None),
+            ("delivered", oid, "coordination.referral_outcome", COORD, None, "early_help",
+             None),
+            ("consent", consent_id, None, "", None, None, None),
         }, entries  # fmt: skip
-        assert len(entries) == 4
+        assert len(entries) == 7
         referral_row = next(e for e in entries if e["kind"] == "decision" and e["event_id"] == rid)
         assert referral_row["clauses"] == ["coord-refers-to-cog"]
         assert referral_row["consent"] == "given"
