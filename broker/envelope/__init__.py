@@ -35,6 +35,7 @@ from broker.envelope._open import (
     read_header,
 )
 from broker.envelope._seal import DEK_BUNDLE_HEADER, Clock, SealedRecord, Sealer
+from broker.envelope._signed import SignedBundle, signed_bundle
 from broker.envelope._wire import VERSION, RecordHeader, is_identifier
 
 __all__ = [
@@ -53,10 +54,12 @@ __all__ = [
     "ReplayGuard",
     "SealedRecord",
     "Sealer",
+    "SignedBundle",
     "SigningIdentity",
     "canonical_json",
     "compute_key_id",
     "is_identifier",
     "read_header",
+    "signed_bundle",
     "verify_detached",
 ]

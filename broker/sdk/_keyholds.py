@@ -22,9 +22,14 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
-from broker.crypto import VerifyKey
-from broker.envelope import DEK_BUNDLE_HEADER, KeyAlg, KeyInfo, KeyResolver, KeyStatus
-from broker.envelope._wire import Bundle, parse_bundle, signature_input
+from broker.envelope import (
+    DEK_BUNDLE_HEADER,
+    KeyAlg,
+    KeyInfo,
+    KeyResolver,
+    KeyStatus,
+    signed_bundle,
+)
 from broker.errors import BadSignature, EnvelopeError, KeyRejected, RecordKeyUnavailable
 from broker.principals import Principal
 
@@ -55,12 +60,12 @@ def judged(
     bundles = [v for k, v in headers if k == DEK_BUNDLE_HEADER]
     if len(bundles) != 1:
         return KeyRejected.reason  # no DEK given: nobody's key
+    at = time.time() if now is None else now
     try:
-        bundle = parse_bundle(bundles[0])
+        bundle = signed_bundle(keys, bundles[0], now=at)
     except EnvelopeError:
         return KeyRejected.reason
-    at = time.time() if now is None else now
-    if not _verified(keys, bundle, at):
+    if bundle is None:  # checked again here (the opener did), as a hold rests on it
         return UNKNOWN_SIGNER
     if bundle.sender != Principal.WORKER:
         return BadSignature.reason  # only the broker seals to recipients
@@ -74,20 +79,6 @@ def judged(
         offset=offset,
         key_id=bundle.recipient_key_id,
     )
-
-
-def _verified(keys: KeyResolver, bundle: Bundle, now: float) -> bool:
-    """Whether the bundle is signed by a live signing key of its sender's: checked again
-    here (the opener did, before refusing the record's own key), as a hold rests on it."""
-    info = keys.public_key(bundle.signer_key_id)
-    if (
-        info is None
-        or info.party != bundle.sender
-        or info.alg is not KeyAlg.ED25519
-        or not info.is_live_ts(now)
-    ):
-        return False
-    return VerifyKey(info.public).verify(bundle.signature, signature_input(bundle.signed))
 
 
 def _own_key_problem(

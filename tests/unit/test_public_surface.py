@@ -71,8 +71,9 @@ SURFACES = {
     "broker.envelope": {
         "DEK_BUNDLE_HEADER", "VERSION", "Clock", "InMemoryReplayGuard", "KeyAlg", "KeyInfo",
         "KeyPurpose", "KeyResolver", "KeyStatus", "OpenedRecord", "Opener", "RecordHeader",
-        "ReplayGuard", "SealedRecord", "Sealer", "SigningIdentity", "canonical_json",
-        "compute_key_id", "is_identifier", "read_header", "verify_detached",
+        "ReplayGuard", "SealedRecord", "Sealer", "SignedBundle", "SigningIdentity",
+        "canonical_json", "compute_key_id", "is_identifier", "read_header", "signed_bundle",
+        "verify_detached",
     },
     "broker.errors": {
         "AccordError", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
