@@ -14,6 +14,7 @@ or the code is asked for at the terminal. A failure says the same thing whatever
 from __future__ import annotations
 
 import enum
+import re
 import socket
 import sys
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -44,11 +45,36 @@ Code = Annotated[
     str | None,
     typer.Option("--code", help="The one-time code from your authenticator app."),
 ]
+#: A host name (RFC 1123): dot-separated labels of letters, digits and '-', neither first nor
+#: last, each up to 63 characters, 253 in all. Never a '/': that starts a console instance.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+#: What keeps the command line's chain apart from every console's (``console:<host>`` and
+#: ``console:<host>/<instance>``): the one a console writes is never fenced by a command.
+CLI_SUFFIX = ".cli"
+
+
+def check_host(host: str | None) -> str | None:
+    """``host`` if it is a host name the command line may name its chain after; else
+    ``UsageError`` in one line (the value is not repeated: it could be anything typed)."""
+    if host is not None and not _HOST_NAME.fullmatch(host):
+        raise UsageError(
+            "--host: give a host name (letters, digits, '-' and '.'; no '/'): the command "
+            f"line writes the audit chain console:HOST{CLI_SUFFIX}, apart from any console's"
+        )
+    return host
+
+
 Host = Annotated[
     str | None,
     typer.Option(
         "--host",
-        help="Names your audit chain console:HOST (default: this host's name + '.cli').",
+        help=f"Names your audit chain console:HOST{CLI_SUFFIX}, apart from any console's "
+        "(default HOST: this host's name).",
+        # Checked as the command line is read: refused before a password is asked for.
+        callback=check_host,
     ),
 ]
 
@@ -56,9 +82,11 @@ FAILED = "sign-in failed: wrong account name, password or code"
 
 
 def cli_chain(host: str | None) -> str:
-    """The audit chain the command line writes: apart from the console's own ``console:HOST``
-    so that a command never fences a running console's writer mid-page."""
-    return Principal.CONSOLE.chain(host or f"{socket.gethostname()}.cli")
+    """The audit chain the command line writes, ``console:HOST.cli``: apart from a console's
+    ``console:HOST`` and ``console:HOST/NAME``, so that a command never fences a running
+    console's writer (which would stop that console). ``host`` is a host name, whoever gives
+    it: a '/' could make it a console instance's chain."""
+    return Principal.CONSOLE.chain(f"{check_host(host) or socket.gethostname()}{CLI_SUFFIX}")
 
 
 def sign_in(

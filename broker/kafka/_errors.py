@@ -307,7 +307,17 @@ async def abandon(producer: Any) -> None:
             for waiter in [batch.future, batch._drain_waiter, *(f for f, _ in batch._msg_futures)]:
                 if waiter.done() and not waiter.cancelled():
                     waiter.exception()
+    # A transactional producer whose sender failed (fenced) holds that failure for whoever
+    # ends the transaction; one given up before its commit has nobody to end it.
+    transaction_end = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
+    if isinstance(transaction_end, asyncio.Future):
+        transaction_end.add_done_callback(_retrieve)
     await stop_quietly(producer)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def abandon_consumer(consumer: Any, *, within: float) -> None:

@@ -225,11 +225,11 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
             outputs.append(dump(store))
             # Every look-up from the command line is among the child's earlier look-ups, in
             # the officer's name and with the reason given, as the console shows them.
-            looked = (f"console:{HOST}", OFFICER, "cli.subject", "subject_access_request")
+            looked = (f"console:{HOST}.cli", OFFICER, "cli.subject", "subject_access_request")
             mine = [m for m in _lookups(store, child_key) if m[2] == "cli.subject"]
             assert mine[-4:] == [looked] * 4
             # The report shows the override awaiting review: its record names that child too.
-            reported = (f"console:{HOST}", OFFICER, "cli.report", "oversight")
+            reported = (f"console:{HOST}.cli", OFFICER, "cli.report", "oversight")
             assert overridden
             assert all(reported in _lookups(store, k) for k in overridden)
         finally:
@@ -259,7 +259,7 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     code, out, err = await cli(argv, capsys)
     assert (code, err) == (0, ""), err
     assert out.startswith(f"override for event {pending['event_id']} to {pending['recipient']} "
-                          f"reviewed (console:{HOST}#")  # fmt: skip
+                          f"reviewed (console:{HOST}.cli#")  # fmt: skip
     code, out, err = await cli(report, capsys)
     assert json.loads(out)["pending_overrides"] == []
     code, out, err = await cli(argv, capsys)  # a second review of the same override

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import io
+import socket
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from broker.cli._audit import ReportReason, SubjectReason
-from broker.cli._officer import FAILED, cli_chain, sign_in
+from broker.cli._officer import FAILED, check_host, cli_chain, sign_in
 from broker.config import Settings, load_settings
-from broker.console import TotpBox, UserFile
+from broker.console import DEMO_INSTANCE, TotpBox, UserFile, console_chain
 from broker.errors import SignInFailed, UsageError
 from broker.governance import LookupPurpose, ReportPurpose
 from broker.keys import FileKeyStore
+from broker.provision._plan import CONSOLE_TRANSACTIONAL_IDS
+from tests.unit.audit.conftest import Run
 
 PASSWORD = "correct horse battery staple"
 
@@ -74,9 +77,49 @@ def test_without_a_terminal_the_password_must_come_on_stdin(
 
 def test_the_command_line_writes_its_own_console_chain() -> None:
     """Apart from a running console's ``console:HOST``, which it would otherwise fence."""
-    assert cli_chain("ig-desk") == "console:ig-desk"
-    assert cli_chain(None).startswith("console:")
-    assert cli_chain(None).endswith(".cli")
+    assert cli_chain("ig-desk") == "console:ig-desk.cli"
+    assert cli_chain(None) == f"console:{socket.gethostname()}.cli"
+
+
+HOSTS = ["ig-desk", "IG-Desk.example.org", "a", "a" * 63, ".".join(["b" * 63] * 3) + ".c"]
+NOT_HOSTS = ["", "myhost/demo", "ig desk", "-ig", "ig-", "ig..desk", ".ig", "ig_desk",
+             "a" * 64, ".".join(["b" * 63] * 4), "ig\ndesk", "console:ig"]  # fmt: skip
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_no_host_the_command_line_takes_names_a_console_s_chain(host: str) -> None:
+    """Not the console's of that host, nor any instance's: ``accord audit ... --host
+    $(hostname)`` beside a running console never fences it (which would stop it)."""
+    assert check_host(host) == host
+    chain = cli_chain(host)
+    assert chain == f"console:{host}.cli"
+    assert "/" not in chain
+    consoles = {console_chain(None, host=host), console_chain(DEMO_INSTANCE, host=host)}
+    assert chain not in consoles
+    assert f"accord-audit-{chain}".startswith(CONSOLE_TRANSACTIONAL_IDS)
+
+
+@pytest.mark.parametrize("host", NOT_HOSTS)
+def test_anything_but_a_host_name_is_refused_in_one_line_without_repeating_it(host: str) -> None:
+    with pytest.raises(UsageError, match=r"^--host: give a host name") as refused:
+        cli_chain(host)
+    assert "\n" not in str(refused.value)
+    assert host not in str(refused.value) or host == ""
+
+
+@pytest.mark.parametrize("command", [["subject", "--nhs-number", "9434765919"], ["report"],
+                                     ["review-override", "e-1", "--recipient", "r-1"]])  # fmt: skip
+def test_each_audit_command_refuses_a_bad_host_before_asking_for_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Run, command: list[str]
+) -> None:
+    """Refused as the command line is read: no settings, keystore, password or Kafka."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "nothing-here"))
+    name, *rest = command
+    code, out, err = run_cli(["audit", name, "--host", "myhost/demo", *rest])
+    assert (code, out) == (2, "")
+    assert err.startswith("accord: error: --host: give a host name")
+    assert err.count("\n") == 1
+    assert "myhost/demo" not in err
 
 
 def test_the_cli_reasons_are_the_consoles() -> None:

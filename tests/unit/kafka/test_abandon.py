@@ -5,11 +5,13 @@ unreachable leader: every batch failed, and nothing reported on the event loop a
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import ProducerFenced
 from aiokafka.protocol.metadata import MetadataResponse_v0
 from aiokafka.structs import TopicPartition
 
@@ -64,4 +66,26 @@ async def test_abandoning_a_batch_put_back_to_retry_reports_nothing_on_the_loop(
         await asyncio.sleep(0.1)  # the futures' callbacks run
     finally:
         loop.set_exception_handler(None)
+    assert [c.get("message") for c in reported] == []
+
+
+async def test_abandoning_a_fenced_transactional_producer_leaves_its_failure_retrieved() -> None:
+    """A sender that died fenced leaves the failure in the transaction's end for a commit to
+    raise; a producer given up before its commit has none, and asyncio once reported it as
+    never retrieved."""
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=f"127.0.0.1:{_closed_port()}", transactional_id="accord-audit-t"
+    )
+    txn = producer._txn_manager
+    txn.set_pid_and_epoch(1, 0)
+    txn.begin_transaction()
+    txn.fatal_error(ProducerFenced())  # what the sender's death does (Sender._fail_all)
+    await abandon(producer)
+    del producer, txn
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
     assert [c.get("message") for c in reported] == []
