@@ -48,6 +48,14 @@ def _key(
     return rule, child_key(SCENARIO_LINKAGE_KEY, child) or "", ids
 
 
+def _failure(rule: str, error: str, first: int, times: int) -> str:
+    more = f" (and {times - 1} more time{'s' if times > 2 else ''})" if times > 1 else ""
+    return (
+        f"rule {rule!r} failed at runtime ({error}) at flag_events[{first}]{more}, and did "
+        f"not fire there: its condition cannot be evaluated on that window"
+    )
+
+
 def run_flag_scenario(
     scenario: FlagScenario, policy_for: Callable[[Path | None], Policy]
 ) -> list[str]:
@@ -58,14 +66,28 @@ def run_flag_scenario(
         return [f"policy bundle invalid: {exc}"]
     if not policy.flag_rules:
         return ["the policy bundle has no flag rules (flags.yaml)"]
-    engine = FlagEngine(policy.flag_rules, "scenario", SCENARIO_LINKAGE_KEY)
+    # A rule whose condition fails on a window does not fire there: said first, since the
+    # flags it did not raise follow from it. (rule, error) → [first event index, times].
+    failures: dict[tuple[str, str], list[int]] = {}
+    at = 0
+
+    def failed(rule: str, error: str) -> None:
+        failures.setdefault((rule, error), [at, 0])[1] += 1
+
+    engine = FlagEngine(policy.flag_rules, "scenario", SCENARIO_LINKAGE_KEY, rule_failed=failed)
     states: dict[str, ChildState] = {}
     got: list[Flag] = []
-    for i, event in enumerate(scenario.events):
+    for at, event in enumerate(scenario.events):  # ``failed`` reads ``at``
         try:
             got.extend(engine.process(event, states))
         except AccordError as exc:
-            return [f"flag_events[{i}]: {exc}"]
+            return [f"flag_events[{at}]: {exc}"]
+    said = [_failure(rule, error, first, n) for (rule, error), (first, n) in failures.items()]
+    return said + _differences(scenario, policy, got)
+
+
+def _differences(scenario: FlagScenario, policy: Policy, got: list[Flag]) -> list[str]:
+    """Every difference between the flags ``got`` and ``expect_flags``."""
     labels = _labels(scenario.events)
     known = {r.id for r in policy.flag_rules}
     diffs = [

@@ -35,7 +35,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -159,7 +159,9 @@ class Applied(NamedTuple):
 class FlagEngine:
     """Raises ``party``'s flags under ``rules``; ``secret`` keys children (desk-linkage.key).
     ``clock`` (seconds) dates the ids a state keeps as gone; ``gone_keep`` says, when a state
-    is written, how long they are kept (seconds; None, the default: for good)."""
+    is written, how long they are kept (seconds; None, the default: for good).
+    ``rule_failed`` is told (rule id, error type) each time a rule's ``when`` fails on a
+    window (the rule does not fire there); None: each rule logs it (``CompiledFlagRule``)."""
 
     def __init__(
         self,
@@ -169,10 +171,13 @@ class FlagEngine:
         *,
         clock: Callable[[], float] = time.time,
         gone_keep: Callable[[], float | None] = lambda: None,
+        rule_failed: Callable[[str, str], None] | None = None,
     ) -> None:
         self._clock = clock
         self._gone_keep = gone_keep
         self.rules = tuple(rules)
+        if rule_failed is not None:
+            self.rules = tuple(replace(r, failed=rule_failed) for r in self.rules)
         self.party = party
         self._secret = secret
         self.child_rules = tuple(r for r in self.rules if not r.household)

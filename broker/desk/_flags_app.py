@@ -224,9 +224,11 @@ class _Service:
                                opts.withdrawn_keep, every=opts.withdrawn_recheck,
                                clock=clock)  # fmt: skip
         # The states' gone ids are forgotten after the markers' keep, as it is at the time.
-        self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret, clock=clock,
-                                 gone_keep=self.withdrawn.keep)  # fmt: skip
         self.counts = opts.counts
+        self.counts.rules(r.id for r in opts.rules)
+        self.engine = FlagEngine(opts.rules, opts.party, opts.linkage_secret, clock=clock,
+                                 gone_keep=self.withdrawn.keep,
+                                 rule_failed=self._rule_failed)  # fmt: skip
         self.opening = _Opening(opts.party, opts.keystore, opts.counts)
         self.bychild, self.byhousehold, self.out = topics
         self.windows, self.households = tables
@@ -354,6 +356,12 @@ class _Service:
             return
         await self._publish(raised, tuple(o for o, n in message.renamed if n == message.child))
         self.households[key] = state
+
+    def _rule_failed(self, rule: str, error: str) -> None:
+        """A rule's ``when`` failed on a window: it did not fire there. Logged and counted
+        each time, naming the rule and the error's type only (never the window's values)."""
+        self.counts.rule_failed(rule)
+        log.error("flags_rule_failed", party=self.party, rule=rule, error=error)
 
     def _failed(self, step: str, partition: int, offset: int | None, exc: Exception) -> None:
         """A re-keyed message the step could not work on: a bug, or a message written by

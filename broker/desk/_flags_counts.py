@@ -6,6 +6,9 @@ value from one: only what happened and where).
   opened or read: the log's ``flags_record_skipped`` says why);
 - ``accord_desk_flags_failed_total{step}``: messages between its own steps that the
   ``child`` or ``household`` step could not work on (the log's ``flags_record_failed``);
+- ``accord_desk_flags_rule_failed_total{rule}``: times a rule's ``when`` failed on a child's
+  window, so did not fire there (the log's ``flags_rule_failed`` gives the error's type); one
+  series per rule, from 0;
 - ``accord_desk_flags_raised_total``: flags published;
 - ``accord_desk_flags_progress_timestamp_seconds``: when it last committed its reading of the
   delivery topic: after each batch, and at least once a minute while it has read everything.
@@ -15,7 +18,7 @@ value from one: only what happened and where).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -33,6 +36,16 @@ class FlagCounts(Collector):
         self.failed = {"child": 0, "household": 0}
         self.raised = 0
         self.progress: float | None = None
+        #: rule id → runtime failures of its ``when`` (``rule_failed``).
+        self.rules_failed: dict[str, int] = {}
+
+    def rules(self, ids: Iterable[str]) -> None:
+        """Count the rules ``ids`` from 0: each has its series before it first fails."""
+        for rule in ids:
+            self.rules_failed.setdefault(rule, 0)
+
+    def rule_failed(self, rule: str) -> None:
+        self.rules_failed[rule] = self.rules_failed.get(rule, 0) + 1
 
     def collect(self) -> Iterator[Any]:
         read = CounterMetricFamily(
@@ -51,6 +64,14 @@ class FlagCounts(Collector):
         for step, n in sorted(self.failed.items()):
             failed.add_metric([step], n)
         yield failed
+        rules = CounterMetricFamily(
+            "accord_desk_flags_rule_failed",
+            "Times a flag rule's condition failed on a child's window (it did not fire there)",
+            labels=["rule"],
+        )
+        for rule, n in sorted(self.rules_failed.items()):
+            rules.add_metric([rule], n)
+        yield rules
         yield CounterMetricFamily(
             "accord_desk_flags_raised", "Flags the flag service published", value=self.raised
         )

@@ -4,24 +4,28 @@ A rule's ``when`` is CEL over the aggregates of the child's records in the rule'
 (``FLAG_VARIABLES``) and, in a household rule, ``household``: the same aggregates over the
 records of every child sharing the child's address, and ``household.children``
 (``HOUSEHOLD_AGGREGATES``). It is compiled once at load, must name no other variable, field of
-``household`` or unknown function, and must give true or false. The window is ``Nd`` (days)
-or ``Nh`` (hours).
-Evaluation lives in the desk (``broker.desk``); this module only checks and compiles.
+``household`` or unknown function, and must give true or false on every sample window it is
+tried on at load (:mod:`._flag_probes`). The window is ``Nd`` (days) or ``Nh`` (hours), from
+1h to 3660d.
+Evaluation lives in the desk (``broker.desk``); this module checks, compiles and gives
+``holds``, which reports a rule that still fails at runtime rather than hide it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Final
 
 import cel
+import structlog
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from broker.policy._cel import _BOUND, _FUNCTIONS
 from broker.policy._cel_reads import blank_strings
+from broker.policy._flag_probes import probes
 
 __all__ = [
     "FLAG_VARIABLES",
@@ -30,6 +34,7 @@ __all__ = [
     "FlagRule",
     "compile_flag_rule",
     "parse_window",
+    "window_problem",
 ]
 
 #: name → the Python type of its value (lists hold distinct strings).
@@ -49,23 +54,12 @@ HOUSEHOLD_AGGREGATES: Final[Mapping[str, type]] = {
     "children": int,
 }
 _HOUSEHOLD_FIELD: Final = re.compile(r"\bhousehold\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
-_WINDOW: Final = re.compile(r"^([1-9][0-9]{0,4})([dh])$")
+_WINDOW: Final = re.compile(r"^(0|[1-9][0-9]*)([dh])$")
 # A window longer than this is a typo, not a rule (and would keep years of state per child).
-_MAX_WINDOW: Final = timedelta(days=3660)
-_BUSY: Final[dict[str, Any]] = {
-    "contacts": 3,
-    "distinct_agencies": 2,
-    "max_need": 4,
-    "categories": ["domestic_abuse", "probe"],
-    "types": ["police.domestic_incident"],
-    "senders": ["probe-a", "probe-b"],
-}
-_QUIET: Final[dict[str, Any]] = {k: 0 if isinstance(v, int) else [] for k, v in _BUSY.items()}
-# Well-typed aggregates a condition is tried on at load: a busy window and an empty one.
-_PROBES: Final[tuple[dict[str, Any], ...]] = (
-    {**_BUSY, "household": {**_BUSY, "contacts": 5, "children": 2}},
-    {**_QUIET, "household": {**_QUIET, "children": 0}},
-)
+_MAX_DAYS: Final = 3660
+_MAX_WINDOW: Final = timedelta(days=_MAX_DAYS)
+_FORM: Final = "must be Nd or Nh (e.g. 90d, 12h)"
+log = structlog.get_logger("accord.policy.flags")
 
 
 class FlagRule(BaseModel):
@@ -81,13 +75,26 @@ class FlagRule(BaseModel):
 
 
 def parse_window(text: str) -> timedelta | None:
-    """``90d`` → 90 days, ``12h`` → 12 hours; None for anything else."""
+    """``90d`` → 90 days, ``12h`` → 12 hours; None for anything else (``window_problem``
+    says what)."""
     m = _WINDOW.match(text)
-    if m is None:
+    if m is None or len(m.group(1)) > len(str(_MAX_DAYS * 24)):
         return None
     n = int(m.group(1))
     window = timedelta(days=n) if m.group(2) == "d" else timedelta(hours=n)
-    return window if window <= _MAX_WINDOW else None
+    return window if timedelta(0) < window <= _MAX_WINDOW else None
+
+
+def window_problem(text: str) -> str | None:
+    """What is wrong with ``text`` as a window, or None."""
+    if parse_window(text) is not None:
+        return None
+    m = _WINDOW.match(text)
+    if m is None:
+        return f"window {text!r} {_FORM}"
+    if m.group(1) == "0":
+        return f"window {text!r} must be at least 1h"
+    return f"window {text!r} must be at most {_MAX_DAYS}d ({_MAX_DAYS * 24}h)"
 
 
 @dataclass(frozen=True)
@@ -99,18 +106,32 @@ class CompiledFlagRule:
     program: Any
     # Whether ``when`` names ``household``: the rule is then evaluated with the household.
     household: bool = False
+    #: Told ``(rule id, error type)`` when ``when`` fails at runtime (the flag service logs
+    #: and counts it; a scenario reports it); None: logged here as ``flags_rule_failed``.
+    failed: Callable[[str, str], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
         return self.rule.id
 
     def holds(self, aggregates: Mapping[str, Any]) -> bool:
-        """Whether ``when`` holds; a runtime failure counts as not holding (no flag)."""
+        """Whether ``when`` holds. A runtime failure does not hold (no flag), and is reported
+        (``failed``): never silent, and only the rule and the error's type, not the inputs."""
         try:
             value = self.program.execute(dict(aggregates))
-        except Exception:  # noqa: BLE001  # any CEL runtime failure: the rule does not fire
+        except Exception as exc:  # noqa: BLE001  # any CEL runtime failure: reported, no flag
+            self._failed(type(exc).__name__)
             return False
-        return value is True
+        if not isinstance(value, bool):
+            self._failed("NotABoolean")
+            return False
+        return value
+
+    def _failed(self, error: str) -> None:
+        if self.failed is None:
+            log.error("flags_rule_failed", rule=self.id, error=error)
+        else:
+            self.failed(self.id, error)
 
 
 def compile_flag_rule(rule: FlagRule) -> tuple[CompiledFlagRule | None, list[tuple[str, str]]]:
@@ -118,7 +139,7 @@ def compile_flag_rule(rule: FlagRule) -> tuple[CompiledFlagRule | None, list[tup
     problems: list[tuple[str, str]] = []
     window = parse_window(rule.window)
     if window is None:
-        problems.append(("window", f"window {rule.window!r} must be Nd or Nh (e.g. 90d, 12h)"))
+        problems.append(("window", window_problem(rule.window) or _FORM))
     try:
         program = cel.compile(rule.when)
     except Exception as exc:  # noqa: BLE001  # the binding raises ValueError, or others for odd input
@@ -146,16 +167,21 @@ def compile_flag_rule(rule: FlagRule) -> tuple[CompiledFlagRule | None, list[tup
         if name not in HOUSEHOLD_AGGREGATES
     )
     if not problems:
-        for probe in _PROBES:
-            try:
-                value = program.execute(dict(probe))
-            except Exception:  # noqa: BLE001  # a type error on well-typed aggregates is the rule's fault
-                problems.append(("when", "CEL fails on well-formed aggregates (a type error?)"))
-                break
-            if not isinstance(value, bool):
-                problems.append(("when", "CEL condition does not evaluate to true or false"))
-                break
+        problems.extend(_tried(program, rule.when))
     if problems or window is None:
         return None, problems
     household = "household" in program.variables()
     return CompiledFlagRule(rule, window, program, household), []
+
+
+def _tried(program: Any, when: str) -> list[tuple[str, str]]:
+    """The first sample window ``when`` fails on or gives no true or false for, if any."""
+    for what, sample in probes(when, household="household" in program.variables()):
+        try:
+            value = program.execute(dict(sample))
+        except Exception as exc:  # noqa: BLE001  # a failure on well-typed aggregates is the rule's
+            error = type(exc).__name__
+            return [("when", f"CEL fails on well-formed aggregates ({error}), e.g. {what}")]
+        if not isinstance(value, bool):
+            return [("when", f"CEL condition does not evaluate to true or false, e.g. {what}")]
+    return []

@@ -96,3 +96,59 @@ def test_the_shared_flag_scenarios_pass_through_the_cli(
     code, out, _ = _run(["policy", "test", str(shared_dir / "examples" / "flag-scenarios")], capsys)
     assert code == 0, out
     assert out.splitlines()[-1] == "1 passed, 0 failed"
+
+
+def _bundle_with_rule(root: Path, when: str) -> Path:
+    root.mkdir()
+    for name in ("parties.yaml", "restrictions.yaml"):
+        (root / name).write_text((REPO / "policies" / name).read_text())
+    rules = {"flags": [{"id": "odd", "title": "Odd", "window": "7d", "when": when}]}
+    (root / "flags.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    return root
+
+
+def test_check_refuses_a_rule_that_fails_on_a_window_without_categories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review's rule passed `accord policy check`; a need-level-4 window without shared
+    categories makes it fail, and the check now tries such a window."""
+    bundle = _bundle_with_rule(tmp_path / "b", "max_need >= 4 && categories[0] != 'x'")
+    code, out, err = _run(["policy", "check", str(bundle)], capsys)
+    assert code != 0
+    assert out.splitlines() == [
+        "flags.yaml:5: flags[0].when: CEL fails on well-formed aggregates (IndexError), "
+        "e.g. a busy window with categories []"
+    ]
+    assert err.strip() == f"accord: error: {bundle}: 1 problem"
+
+
+@pytest.mark.parametrize("expected", [[], [{"rule": "odd", "nhs_number": "9993080233",
+                                            "event_ids": ["a1"]}]])  # fmt: skip
+def test_test_names_a_rules_runtime_failure_in_its_fail_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], expected: list[Any]
+) -> None:
+    """A rule failing on a window the load-time samples miss: the scenario fails, first
+    naming the rule, the error's type and the record, even when no flag was expected."""
+    bundle = _bundle_with_rule(
+        tmp_path / "b", "max_need == 4 && contacts == 1 && categories[0] != 'x'"
+    )
+    event = {"type": "police.child_concern", "sender": "wmp", "need_level": 4,
+             "subjects": [{"role": "child", "nhs_number": "9993080233"}]}  # fmt: skip
+    events = [{**event, "event_id": "a0", "occurred_at": "2026-01-01T00:00:00Z",
+               "need_level": 2, "categories": ["neglect"]},
+              {**event, "event_id": "a1", "occurred_at": "2026-02-01T00:00:00Z"}]  # fmt: skip
+    scenario = [{"name": "a need-level-4 record with no category", "policies": str(bundle),
+                 "flag_events": events, "expect_flags": expected}]  # fmt: skip
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    code, out, _ = _run(["policy", "test", str(path)], capsys)
+    assert code == 1
+    lines = out.splitlines()
+    at = lines.index(f"FAIL a need-level-4 record with no category ({path})")
+    assert lines[at + 1] == (
+        "     rule 'odd' failed at runtime (IndexError) at flag_events[1], and did not fire "
+        "there: its condition cannot be evaluated on that window"
+    )
+    if expected:
+        assert lines[at + 2] == "     expected, not raised: odd for 9993080233: [a1]"
+    assert lines[-1] == "0 passed, 1 failed"

@@ -79,8 +79,12 @@ def test_flag_rules_are_policy_a_changed_rule_changes_the_version(tmp_path: Path
     ("rule", "expected"),
     [
         ({"window": "90"}, "flags[0].window: window '90' must be Nd or Nh"),
-        ({"window": "0d"}, "must be Nd or Nh"),
+        ({"window": "0d"}, "flags[0].window: window '0d' must be at least 1h"),
+        ({"window": "0h"}, "window '0h' must be at least 1h"),
+        ({"window": "99999d"}, "flags[0].window: window '99999d' must be at most 3660d (87840h)"),
+        ({"window": "87841h"}, "window '87841h' must be at most 3660d"),
         ({"window": "3w"}, "must be Nd or Nh"),
+        ({"window": "01d"}, "must be Nd or Nh"),
         ({"when": "kontacts >= 3"}, "CEL refers to unknown name 'kontacts'"),
         ({"when": "event.need_level >= 3"}, "CEL refers to unknown name 'event'"),
         ({"when": "contacts + 1"}, "does not evaluate to true or false"),
