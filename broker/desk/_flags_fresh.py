@@ -14,7 +14,8 @@ holds the same Kafka login, asks Kafka for those commits and for the topic's end
   speaks of a backlog only beyond that.
 
 Nothing here names a child or a record. A desk that cannot ask Kafka keeps its last answer,
-and says when it was.
+and says when it was; ``unchecked_since`` then says since when it cannot reach Kafka, which
+the home page leads with, alone: no records or flags arrive, whatever the flag service does.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """How current the flags are, on the team's home page: a flag service that has not reported
 for more than five minutes is a plain warning; one that has is "current" only when no record
 waits for it, and otherwise says when the service last reported; a desk that cannot
-ask Kafka says since when. And the flag service's counts, for its /metrics."""
+reach Kafka says first, and alone, that nothing arrives since when. And the flag service's
+counts, for its /metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -111,21 +113,70 @@ async def test_a_flag_service_that_never_reported_is_a_warning(
     assert "The flag service has never reported reading your records" in page
 
 
-async def test_kafka_not_answering_keeps_the_last_answer_and_says_since_when(
-    make_client: Make, clock: Clock
+def _lead(page: str) -> str:
+    """The first paragraph after the page's heading: what the team reads first."""
+    return page.split("</h1>", 1)[1].split("</p>", 1)[0]
+
+
+@pytest.mark.parametrize("minutes", [1, 10])
+async def test_kafka_out_of_reach_leads_the_page_and_blames_neither_flags_nor_records(
+    make_client: Make, clock: Clock, minutes: int
 ) -> None:
+    """The operators' case: Kafka away. Before it the service was current; one minute on
+    (not yet stale) or ten (stale by the last answer), the page says first that nothing
+    arrives, not "Flags are current", not to ask about the flag service, nor that records
+    still arrive."""
     checker = _Answers(clock)
     at = clock().timestamp()
     checker.answer = ({_tp(0): (7, f'{{"at": {at}}}')}, {_tp(0): 7})
     await checker.check()
+    last = clock().strftime("%H:%M")  # London is UTC in November
     checker.answer = None
-    clock.advance(minutes=10)
+    clock.advance(minutes=minutes)
+    since = clock().strftime("%H:%M")
     fresh = await checker.check()
     assert fresh.reported_at is not None
-    assert fresh.stale  # ten minutes without a report, as far as the desk knows
+    assert fresh.stale is (minutes > 5)  # as far as the desk knows
+    clock.advance(minutes=1)
+    await checker.check()  # still away: still since the first failed ask
     page = await _home(make_client, checker)
-    assert 'id="flags-unchecked"' in page
-    assert 'id="flags-stale"' in page
+    lead = _lead(page)
+    assert 'id="kafka-unreachable"' in lead
+    assert 'role="alert"' in lead
+    assert (
+        f"The desk cannot reach Kafka since 2026-11-23 {since} GMT: no new records or flags "
+        "are arriving."
+    ) in lead
+    assert f"the desk last heard from Kafka at 2026-11-23 {last} GMT" in lead
+    main = page.split("<main", 1)[1]
+    assert "Flags are current" not in main
+    assert "Records still arrive" not in main
+    assert "accord desk flags" not in main  # the flag service is not the cause
+    assert 'id="flags-stale"' not in page
+    assert 'id="flags-current"' not in page
+
+
+async def test_a_desk_that_never_reached_kafka_says_so_first(
+    make_client: Make, clock: Clock
+) -> None:
+    checker = _Answers(clock)
+    await checker.check()  # refused from the start
+    page = await _home(make_client, checker)
+    lead = _lead(page)
+    assert "The desk cannot reach Kafka since" in lead
+    assert "last heard" not in lead
+    assert 'id="flags-unknown"' not in page
+
+
+async def test_kafka_back_ends_the_out_of_reach_banner(make_client: Make, clock: Clock) -> None:
+    checker = _Answers(clock)
+    await checker.check()
+    at = clock().timestamp()
+    checker.answer = ({_tp(0): (7, f'{{"at": {at}}}')}, {_tp(0): 7})
+    await checker.check()
+    page = await _home(make_client, checker)
+    assert 'id="kafka-unreachable"' not in page
+    assert 'id="flags-current"' in _lead(page)
 
 
 async def test_a_desk_that_has_not_asked_yet_says_it_does_not_know(
