@@ -56,6 +56,22 @@ _RULES = """\
             never counted towards a flag. The log's flags_record_failed lines name each one's
             partition and offset, to read again once the cause is fixed (docs/desk.md).
 
+      - alert: AccordFlagsRuleFailed
+        expr: |
+          sum by (job, rule) (increase(accord_desk_flags_rule_failed_total{{job="{job}"}}[15m]))
+          > 0
+        for: 0m
+        labels:
+          severity: warning
+          party: {party}
+        annotations:
+          summary: "{{{{ $labels.job }}}}'s flag rule {{{{ $labels.rule }}}} fails at runtime"
+          description: >-
+            The flag rule {{{{ $labels.rule }}}} failed {{{{ $value }}}} time(s) in 15 minutes
+            ({{{{ $labels.job }}}}'s log: flags_rule_failed): where it fails it does not fire,
+            so children it should flag are not flagged. Guard its condition and deploy the
+            bundle again (docs/policy-language.md, section 12).
+
       - alert: AccordFlagsAbsent
         expr: absent(up{{job="{job}"}})
         for: 10m

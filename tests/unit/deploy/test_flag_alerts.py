@@ -25,7 +25,12 @@ from tests.unit.deploy.test_observability import _check, promtool
 __all__ = ["promtool"]  # the fixture, shared with test_observability
 
 POLICIES = Path("policies")
-_NAMES = {"AccordFlagsNotReading", "AccordFlagsRecordFailed", "AccordFlagsAbsent"}
+_NAMES = {
+    "AccordFlagsNotReading",
+    "AccordFlagsRecordFailed",
+    "AccordFlagsRuleFailed",
+    "AccordFlagsAbsent",
+}
 
 
 def _flag_rules(text: str) -> list[dict[str, Any]]:
@@ -59,6 +64,7 @@ def test_a_render_with_a_teams_flag_service_alerts_on_it_by_its_scrape_job(
     assert "> 300" in by_name["AccordFlagsNotReading"]
     assert "absent(accord_desk_flags_progress_timestamp_seconds" in by_name["AccordFlagsNotReading"]
     assert "increase(accord_desk_flags_failed_total" in by_name["AccordFlagsRecordFailed"]
+    assert "increase(accord_desk_flags_rule_failed_total" in by_name["AccordFlagsRuleFailed"]
     assert by_name["AccordFlagsAbsent"].strip() == 'absent(up{job="accord-flags-sandwell-coord"})'
 
 
