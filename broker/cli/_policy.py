@@ -15,8 +15,10 @@ from broker.cli._impact import register_impact
 from broker.errors import BundleInvalid, EventInvalid, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from broker.events import ConsentRecord
-    from broker.policy import Decision, Policy, Unevaluated
+    from broker.policy import Decision, FlagScenario, Policy, Scenario, Unevaluated
 
 # Module level: typer resolves these string annotations in the module's globals.
 BundleDir = Annotated[Path, typer.Argument(help="The policy bundle folder.")]
@@ -270,15 +272,17 @@ def _test(paths: list[Path], policies: Path | None) -> int:
                 f"accord policy test {path / 'scenarios'} --policies {path}"
             )
     default = _default_policies(policies)
-    if policies is None:
-        _refuse_another_bundles_scenarios(paths, default)
-    typer.echo(_bundle_line(default, "for scenarios that name none"))
-    named = {default.resolve()}
+    # With --policies the user has said which bundle; without it, asked, not guessed.
+    vet = _refusing_another_bundles_scenarios(paths, default) if policies is None else None
     skipped: list[Path] = []
     try:
-        results = run_scenarios(paths, default, flag_runner=run_flag_scenario, skipped=skipped)
+        results = run_scenarios(
+            paths, default, flag_runner=run_flag_scenario, skipped=skipped, vet=vet
+        )
     except FileNotFoundError as exc:
         raise UsageError(f"no such file or folder: {exc.filename}") from None
+    typer.echo(_bundle_line(default, "for scenarios that name none"))
+    named = {default.resolve()}
     passed = failed = 0
     for result in results:
         if isinstance(result, ScenarioInvalid):
@@ -325,29 +329,44 @@ def _bundle_line(folder: Path, which: str) -> str:
     return f"policy bundle {folder.resolve()}, version {version} ({which})"
 
 
-def _bundle_around(path: Path) -> Path | None:
-    """The nearest folder holding ``path`` that is a policy bundle (holds its parties file)."""
-    start = path.resolve()
-    for folder in (start, *start.parents):
-        if any((folder / f"parties{ext}").is_file() for ext in (".yaml", ".yml")):
-            return folder
+def _bundle_around(folder: Path) -> Path | None:
+    """The nearest folder that is ``folder`` or holds it and is a policy bundle (holds its
+    parties file)."""
+    start = folder.resolve()
+    for each in (start, *start.parents):
+        if any((each / f"parties{ext}").is_file() for ext in (".yaml", ".yml")):
+            return each
     return None
 
 
-def _refuse_another_bundles_scenarios(paths: list[Path], default: Path) -> None:
-    """A draft's scenarios, run without --policies, would run under the default bundle (the
-    one here, or the example) and pass or fail for it: asked, not guessed, as the default is
-    the project's bundle wherever the scenarios lie."""
-    for path in paths:
-        bundle = _bundle_around(path) if path.exists() else None  # missing: said later
-        if bundle is None or bundle == default.resolve():
-            continue
-        # Named as the user would type it: relative to here when the path was.
-        shown = Path(os.path.relpath(bundle)) if not path.is_absolute() else bundle
+def _refusing_another_bundles_scenarios(
+    paths: list[Path], default: Path
+) -> Callable[[Path, list[Scenario | FlagScenario]], None]:
+    """Refuses a scenario file lying in a bundle other than ``default`` that holds a scenario
+    naming no bundle: that scenario would run under ``default`` (the one here, or the
+    example) and pass or fail for it. Asked, not guessed, as the default is the project's
+    bundle wherever the scenarios lie. Decided per file, after reading it: a folder given may
+    hold a draft further down, and a scenario naming its own bundle runs under it."""
+    home = default.resolve()
+
+    def vet(file: Path, scenarios: list[Scenario | FlagScenario]) -> None:
+        if all(s.policies is not None for s in scenarios):
+            return
+        bundle = _bundle_around(file.parent)
+        if bundle is None or bundle == home:
+            return
+        # The path given that found the file (files are found by joining onto it).
+        given = next((p for p in paths if file == p or file.is_relative_to(p)), file)
+        # Its scenarios, as the user would type them: the path given if it lies in that
+        # bundle, else the file's own folder (a parent given may hold other drafts).
+        target = given if given.resolve().is_relative_to(bundle) else file.parent
+        shown = bundle if file.is_absolute() else Path(os.path.relpath(bundle))
         raise UsageError(
-            f"{path} lies in the bundle {shown}, but scenarios that name none run under "
-            f"{default}: say which, e.g. accord policy test {path} --policies {shown}"
+            f"{file} lies in the bundle {shown}, but its scenarios that name no bundle run "
+            f"under {default}: say which, e.g. accord policy test {target} --policies {shown}"
         )
+
+    return vet
 
 
 def register(app: typer.Typer) -> None:

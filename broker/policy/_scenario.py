@@ -396,6 +396,7 @@ def run_scenarios(
     *,
     flag_runner: FlagRunner | None = None,
     skipped: list[Path] | None = None,
+    vet: Callable[[Path, list[Scenario | FlagScenario]], None] | None = None,
 ) -> Iterator[ScenarioResult | ScenarioInvalid]:
     """Run every scenario in the files named and the folders' ``*.yaml``; an unreadable file
     yields its ``ScenarioInvalid``. A path that does not exist raises ``FileNotFoundError``
@@ -404,20 +405,24 @@ def run_scenarios(
 
     A file found in a folder whose YAML holds nothing a scenario has (no ``name``, ``event``,
     ``expect``, ``flag_events`` or ``expect_flags`` anywhere) is not run, and is appended to
-    ``skipped``; a file named directly is always read as scenarios."""
+    ``skipped``; a file named directly is always read as scenarios.
+
+    Every file is read before any scenario runs, and ``vet`` is given each readable file's
+    scenarios then: what it raises, this raises, with nothing run."""
     paths = list(paths)
     named = {p for p in paths if p.is_file()}
-    return _run_files(collect_files(paths), default_policies, flag_runner, named, skipped)
+    read = _read_files(collect_files(paths), named, skipped)
+    if vet is not None:
+        for file, found in read:
+            if not isinstance(found, ScenarioInvalid):
+                vet(file, found)
+    return _run_files(read, default_policies, flag_runner)
 
 
-def _run_files(
-    files: list[Path],
-    default_policies: Path | None,
-    flag_runner: FlagRunner | None,
-    named: set[Path],
-    skipped: list[Path] | None,
-) -> Iterator[ScenarioResult | ScenarioInvalid]:
-    cache = PolicyCache(default_policies)
+def _read_files(
+    files: list[Path], named: set[Path], skipped: list[Path] | None
+) -> list[tuple[Path, list[Scenario | FlagScenario] | ScenarioInvalid]]:
+    out: list[tuple[Path, list[Scenario | FlagScenario] | ScenarioInvalid]] = []
     for file in files:
         try:
             items = _read_items(file)
@@ -425,9 +430,21 @@ def _run_files(
                 if skipped is not None:
                     skipped.append(file)
                 continue
-            scenarios = _parse_items(file, items)
+            out.append((file, _parse_items(file, items)))
         except ScenarioInvalid as exc:
-            yield exc
+            out.append((file, exc))
+    return out
+
+
+def _run_files(
+    read: list[tuple[Path, list[Scenario | FlagScenario] | ScenarioInvalid]],
+    default_policies: Path | None,
+    flag_runner: FlagRunner | None,
+) -> Iterator[ScenarioResult | ScenarioInvalid]:
+    cache = PolicyCache(default_policies)
+    for _, scenarios in read:
+        if isinstance(scenarios, ScenarioInvalid):
+            yield scenarios
             continue
         for scenario in scenarios:
             if isinstance(scenario, FlagScenario):

@@ -64,13 +64,82 @@ def test_a_drafts_scenarios_without_policies_are_refused_in_one_line_naming_the_
     assert code == 2
     assert out == ""
     [line] = err.strip().splitlines()
-    assert line.startswith("accord: error: draft/scenarios lies in the bundle draft, ")
+    assert line.startswith(
+        f"accord: error: {Path('draft/scenarios/a.yaml')} lies in the bundle draft, "
+    )
     assert line.endswith("accord policy test draft/scenarios --policies draft")
     # A file in it too, and named by an absolute path.
     scenario = elsewhere / "draft" / "scenarios" / "a.yaml"
     code, _, err = _run(["policy", "test", str(scenario)], capsys)
     assert code == 2
     assert f"--policies {(elsewhere / 'draft').resolve()}" in err
+
+
+def test_a_drafts_scenarios_that_name_their_own_bundle_run_under_it_without_policies(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The brief lets a scenario name its bundle (``policies``, relative to the file): a draft
+    whose scenarios all say ``policies: ..`` is not refused, and runs under the draft."""
+    draft = write_bundle(elsewhere / "draft")
+    (draft / "scenarios").mkdir()
+    text = "policies: ..\n" + SCENARIO.format(event=json.dumps(event_dict())).lstrip()
+    (draft / "scenarios" / "a.yaml").write_text(text)
+    code, out, err = _run(["policy", "test", "draft/scenarios"], capsys)
+    assert code == 0, out + err
+    lines = out.strip().splitlines()
+    assert lines[1] == (
+        f"policy bundle {draft.resolve()}, version {load_bundle(draft).version} "
+        f"(named by {Path('draft/scenarios/a.yaml')})"
+    )
+    assert lines[2].startswith("PASS school is told")
+    assert lines[-1] == "1 passed, 0 failed"
+
+
+def test_a_file_in_a_draft_with_one_scenario_naming_no_bundle_is_refused(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Naming its own bundle excuses only the scenario that does: one beside it naming none
+    would still run under the default."""
+    draft = write_bundle(elsewhere / "draft")
+    (draft / "scenarios").mkdir()
+    event = json.dumps(event_dict())
+    own = "- policies: ..\n  " + SCENARIO.format(event=event).strip().replace("\n", "\n  ")
+    none = "- " + SCENARIO.format(event=event).strip().replace("\n", "\n  ")
+    (draft / "scenarios" / "a.yaml").write_text(f"{own}\n{none}\n")
+    code, out, err = _run(["policy", "test", "draft/scenarios"], capsys)
+    assert code == 2
+    assert out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"accord: error: {Path('draft/scenarios/a.yaml')} lies in the bundle")
+
+
+def test_a_drafts_scenarios_found_through_a_parent_folder_are_refused_too(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``accord policy test drafts`` with the draft in drafts/v2 and the project's own
+    policies/ here: the draft's scenarios would run under policies/, so refused as if
+    drafts/v2/scenarios had been given, naming the file and the command for its folder."""
+    _draft(elsewhere / "policies")
+    _draft(elsewhere / "drafts" / "v2")
+    code, out, err = _run(["policy", "test", "drafts"], capsys)
+    assert code == 2
+    assert out == ""
+    v2 = Path("drafts/v2")
+    assert err.strip().splitlines() == [
+        f"accord: error: {v2 / 'scenarios' / 'a.yaml'} lies in the bundle {v2}, but its "
+        f"scenarios that name no bundle run under policies: say which, e.g. accord policy "
+        f"test {v2 / 'scenarios'} --policies {v2}"
+    ]
+    # The command it gives runs them under the draft.
+    code, out, err = _run(["policy", "test", str(v2 / "scenarios"), "--policies", str(v2)],
+                          capsys)  # fmt: skip
+    assert code == 0, out + err
+    assert out.startswith(f"policy bundle {(elsewhere / v2).resolve()}, version ")
+    # The project's own scenarios, given through the project folder, still run.
+    code, out, err = _run(["policy", "test", "policies"], capsys)
+    assert code == 2  # a bundle, not scenarios: refused for that, as before
+    code, out, err = _run(["policy", "test", "policies/scenarios"], capsys)
+    assert code == 0, out + err
 
 
 def test_with_policies_the_draft_is_tested_and_the_first_line_says_so_with_its_version(
