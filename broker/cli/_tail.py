@@ -137,6 +137,13 @@ async def _tail(
             _print_record(record, as_json)
             seen += 1
         await sub.commit()  # the last record handled (the loop commits each on the next)
+        if sub.parked:
+            # Kept, not lost: said once at the end, where a person reading the terminal sees it.
+            sys.stderr.write(
+                f"{sub.parked} record(s) for {party} are parked: signed by a broker key this "
+                "keystore does not know yet; they open here once the latest key directory is "
+                "imported ('accord keys import')\n"
+            )
 
 
 def _check_by(by: str) -> None:

@@ -59,6 +59,9 @@ class Desk(WebPages):
             "kind": deps.kind,
             "kind_title": KIND_TITLES.get(deps.kind, deps.kind),
             "deliveries_held": deps.deliveries_held is not None and deps.deliveries_held.held,
+            "deliveries_parked": (
+                deps.deliveries_held is not None and deps.deliveries_held.parked > 0
+            ),
         }
 
 

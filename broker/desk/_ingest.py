@@ -106,6 +106,7 @@ class DeskIngest:
                 self._held_tried = time.monotonic()
             else:
                 self.held.resume()
+                self.held.count_parked(self.subscriber.parked)
         if self._flags is not None:
             stored += await self._poll_flags()
         return stored

@@ -6,6 +6,11 @@ nor stops answering its probes. It keeps serving what it holds, reading its flag
 Kafka, and says it is held three ways: one error line (``desk_ingest_held``, naming the record
 and the fix), the gauge ``accord_desk_deliveries_held`` (1 while held; AccordDeskDeliveriesHeld
 in broker/deploy/assets/alerts.yml) and a banner on its pages, which names no key.
+
+Deliveries signed by a broker key the keystore does not know yet are parked by the SDK
+(broker.sdk._parked), not held: the desk reads on past them, and they arrive once the key
+directory is imported. Until then the gauge ``accord_desk_deliveries_parked`` counts them
+(AccordDeskDeliveriesParked) and the pages say some records could not be opened yet.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from broker.errors import RecordKeyUnavailable
 
-__all__ = ["HELD_METRIC", "DeliveriesHeld"]
+__all__ = ["HELD_METRIC", "PARKED_METRIC", "DeliveriesHeld"]
 
 log = structlog.get_logger("accord.desk")
 HELD_METRIC: Final = "accord_desk_deliveries_held"
+PARKED_METRIC: Final = "accord_desk_deliveries_parked"
 
 
 class DeliveriesHeld:
@@ -29,13 +35,23 @@ class DeliveriesHeld:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.why: str | None = None
+        #: How many deliveries are parked, waiting for a broker key to be imported.
+        self.parked = 0
+        registry = registry if registry is not None else CollectorRegistry()
         self._gauge = Gauge(
             HELD_METRIC,
             "1 while the desk's reading of its deliveries is held on a record its keystore "
             "cannot open (docs/desk.md), else 0",
-            registry=registry if registry is not None else CollectorRegistry(),
+            registry=registry,
         )
         self._gauge.set(0)
+        self._parked = Gauge(
+            PARKED_METRIC,
+            "Deliveries parked because they are signed by a broker key the desk's keystore "
+            "does not know yet: they open once the key directory is imported (docs/sdk.md)",
+            registry=registry,
+        )
+        self._parked.set(0)
 
     @property
     def held(self) -> bool:
@@ -47,6 +63,10 @@ class DeliveriesHeld:
             log.error("desk_ingest_held", why=str(exc), key_id=exc.key_id)
         self.why = str(exc)
         self._gauge.set(1)
+
+    def count_parked(self, parked: int) -> None:
+        self.parked = parked
+        self._parked.set(parked)
 
     def resume(self) -> None:
         if self.why is not None:

@@ -16,7 +16,7 @@ from broker.crypto import VerifyKey
 from broker.envelope._keytypes import KeyAlg, KeyResolver
 from broker.envelope._wire import parse_bundle, signature_input
 
-__all__ = ["SignedBundle", "signed_bundle"]
+__all__ = ["SignedBundle", "claimed_signer", "signed_bundle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +44,11 @@ def signed_bundle(keys: KeyResolver, raw: bytes, *, now: float) -> SignedBundle 
     if not VerifyKey(info.public).verify(bundle.signature, signature_input(bundle.signed)):
         return None
     return SignedBundle(bundle.sender, bundle.recipient_key_id, bundle.created_at)
+
+
+def claimed_signer(raw: bytes) -> tuple[str, str]:
+    """The sender and signer key id a bundle names, NOT verified: anybody's claim. Only for
+    deciding whether a record may be worth keeping until a key is imported (never for
+    trusting it). ``MalformedEnvelope`` when ``raw`` is no bundle at all."""
+    bundle = parse_bundle(raw)
+    return bundle.sender, bundle.signer_key_id

@@ -15,7 +15,8 @@ from broker.events import AccessAck, Delivery, WithdrawalNotice
 from broker.sdk._files import GoodRow, RowProblem, read_export
 from broker.sdk._publisher import Publisher, Receipt
 from broker.sdk._replay import DEFAULT_REPLAY_RETENTION, SqliteReplayMemory, default_replay_file
-from broker.sdk._subscriber import SharedRecord, Subscriber, Unopenable
+from broker.sdk._subscriber import SharedRecord, Subscriber
+from broker.sdk._unopenable import Unopenable
 
 __all__ = [
     "DEFAULT_REPLAY_RETENTION",

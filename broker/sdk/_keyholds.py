@@ -8,12 +8,15 @@ held only once its bundle's signature has verified under a live signing key of t
 so nobody without that key can make a reader stop.
 
 A record whose signer this keystore does not accept (unknown, expired or revoked, or not a
-signing key of the sender named) is the record's fault, reported as ``unknown-signer`` and
-skipped: the opener refuses it before any signature is checked, so the key id in it is
-anybody's claim, and holding on it would let whoever can write to the topic stop every
-reader for good. The broker's genuine records never carry such a signer while the staged
-rotation is followed (docs/operations.md, "Keys": recipients import the broker's new keys
-before it signs with them), except one read after the old signing key's grace ended.
+signing key of the sender named) is reported as ``unknown-signer`` and never held: the opener
+refuses it before any signature is checked, so the key id in it is anybody's claim, and
+holding on it would let whoever can write to the topic stop every reader for good. Yet a
+genuine delivery carries such a signer whenever the reader is behind with the broker's keys
+(late with a rotation's import step, or a keystore restored from a backup older than its last
+import), so one that claims the broker as sender under a key id this keystore has never heard
+of ``awaits_import``: the subscriber parks it (broker.sdk._parked) and tries it again once the
+keystore changes. A signer known here but expired, revoked or of another party no import
+makes acceptable: such a record is skipped.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from broker.envelope import (
     KeyInfo,
     KeyResolver,
     KeyStatus,
+    claimed_signer,
     signed_bundle,
 )
 from broker.errors import BadSignature, EnvelopeError, KeyRejected, RecordKeyUnavailable
 from broker.principals import Principal
 
-__all__ = ["SKIP_HINT", "UNKNOWN_SIGNER", "judged"]
+__all__ = ["SKIP_HINT", "UNKNOWN_SIGNER", "awaits_import", "judged"]
 
 #: The reason a record signed by a key this keystore does not accept is reported under.
 UNKNOWN_SIGNER = "unknown-signer"
@@ -79,6 +83,21 @@ def judged(
         offset=offset,
         key_id=bundle.recipient_key_id,
     )
+
+
+def awaits_import(keys: KeyResolver, headers: Sequence[tuple[str, bytes]]) -> bool:
+    """Whether a record refused as ``unknown-signer`` may be a genuine delivery signed by a
+    broker key not imported here yet: its bundle names the broker as sender and a signer key
+    id this keystore does not know at all. Unverified (it cannot be): parking it costs a row
+    in a bounded store, never a hold."""
+    bundles = [v for k, v in headers if k == DEK_BUNDLE_HEADER]
+    if len(bundles) != 1:
+        return False
+    try:
+        sender, signer_key_id = claimed_signer(bundles[0])
+    except EnvelopeError:
+        return False
+    return sender == Principal.WORKER and keys.public_key(signer_key_id) is None
 
 
 def _own_key_problem(

@@ -2,7 +2,9 @@
 
 Per event id it keeps the Kafka position (topic, partition, offset) where the record was first
 opened, and when; per partition, the offset the consumer group has committed up to. Never a
-payload, a view or anything about a subject: an event id is a random UUID.
+payload, a view or anything about a subject: an event id is a random UUID. The same file keeps
+the parked records (broker.sdk._parked): sealed deliveries waiting for the broker key that
+signed them to be imported, ciphertext only.
 
 The rule (``admit``): a record is opened if its event id is new, or if it comes again at the
 position where it was first opened and that position was never committed. The latter is a
@@ -28,7 +30,10 @@ from urllib.parse import quote
 
 from broker.config import default_home
 from broker.errors import ConfigError
+from broker.kafka import Message
+from broker.sdk import _parked
 from broker.sdk._client import utcnow
+from broker.sdk._parked import PARKED_LIMIT, PARKED_MAX_AGE, ParkedRecord
 
 __all__ = ["DEFAULT_REPLAY_RETENTION", "IN_MEMORY", "SqliteReplayMemory", "default_replay_file"]
 
@@ -102,12 +107,15 @@ class SqliteReplayMemory:
         group: str,
         retention: timedelta = DEFAULT_REPLAY_RETENTION,
         clock: Callable[[], datetime] = utcnow,
+        parked_limit: int = PARKED_LIMIT,
     ) -> None:
         if retention <= timedelta(0):
             raise ConfigError("the replay memory's retention must be positive")
         self.where = str(path)
         self.in_memory = self.where == IN_MEMORY
         self._retention = retention.total_seconds()
+        self._parked_limit = parked_limit
+        self._parked = 0
         self._clock = clock
         with self._translated("cannot be opened"):
             if not self.in_memory:
@@ -120,20 +128,30 @@ class SqliteReplayMemory:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._prepare(group)
+                self._parked = _parked.count(self._conn)
                 self._last_prune = self._now()
                 self._prune(self._last_prune)
         except BaseException:
             self._conn.close()
             raise
 
-    def admit(self, event_id: str, *, topic: str, partition: int, offset: int) -> bool:
+    def admit(
+        self, event_id: str, *, topic: str, partition: int, offset: int, parked: bool = False
+    ) -> bool:
         """``True`` for a first sighting or an uncommitted redelivery at the first position
-        (remembering the first); ``False`` for a replay."""
+        (remembering the first); ``False`` for a replay.
+
+        ``parked``: the record comes from the parked records, at its own position, which was
+        committed past when it was parked; it counts as uncommitted while it is parked (it
+        is removed only once handled, :meth:`unpark`). Read from Kafka instead (a rewound
+        group), a parked record at the same position is removed: it is handed over now."""
         now = self._now()
         with self._translated("cannot be written"), self._tx():
             if now - self._last_prune >= _PRUNE_EVERY.total_seconds():
                 self._prune(now)
                 self._last_prune = now
+            if not parked and self._parked:
+                _parked.delete(self._conn, [(topic, partition, offset)])
             first = self._conn.execute(
                 "SELECT topic, kafka_partition, kafka_offset FROM opened WHERE event_id = ?",
                 (event_id,),
@@ -146,7 +164,36 @@ class SqliteReplayMemory:
                 return True
             if tuple(first) != (topic, partition, offset):
                 return False
-            return offset >= self._committed_up_to(topic, partition)
+            return parked or offset >= self._committed_up_to(topic, partition)
+
+    def park(self, msg: Message) -> None:
+        """Keep ``msg`` until it can be opened (broker.sdk._parked), within the bounds."""
+        now = self._now()
+        with self._translated("cannot be written"), self._tx():
+            _parked.insert(self._conn, msg, now)
+            _parked.bound(self._conn, now, limit=self._parked_limit, max_age=PARKED_MAX_AGE)
+            self._parked = _parked.count(self._conn)
+
+    def parked(self) -> list[ParkedRecord]:
+        """Every parked record, by position; those past the bounds are dropped first."""
+        now = self._now()
+        with self._translated("cannot be written"), self._tx():
+            _parked.bound(self._conn, now, limit=self._parked_limit, max_age=PARKED_MAX_AGE)
+            self._parked = _parked.count(self._conn)
+            return _parked.rows(self._conn)
+
+    def unpark(self, positions: list[tuple[str, int, int]]) -> None:
+        """Forget parked records: handed over and handled, or gone past."""
+        if not positions:
+            return
+        with self._translated("cannot be written"), self._tx():
+            _parked.delete(self._conn, positions)
+            self._parked = _parked.count(self._conn)
+
+    @property
+    def parked_count(self) -> int:
+        """How many records are parked (as of this process's last look)."""
+        return self._parked
 
     def committed(self, topic: str, partition: int, next_offset: int) -> None:
         """The group committed ``partition`` up to ``next_offset`` (the next to read): records
@@ -189,6 +236,7 @@ class SqliteReplayMemory:
                 self._conn.executemany(
                     "INSERT INTO meta VALUES (?, ?)", [("format", _FORMAT), ("group", group)]
                 )
+                self._conn.execute(_parked.SCHEMA)
                 self._conn.execute(f"PRAGMA user_version = {_VERSION}")
                 return
             meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
@@ -205,6 +253,7 @@ class SqliteReplayMemory:
                     f"replay memory {self.where} belongs to consumer group {meta.get('group')}, "
                     f"not {group}"
                 )
+            self._conn.execute(_parked.SCHEMA)  # a memory from before parking gains the table
 
     def _committed_up_to(self, topic: str, partition: int) -> int:
         row = self._conn.execute(

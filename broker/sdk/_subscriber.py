@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -43,7 +42,8 @@ from broker.principals import Principal
 from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
-from broker.sdk._keyholds import UNKNOWN_SIGNER, judged
+from broker.sdk._keyholds import UNKNOWN_SIGNER, awaits_import, judged
+from broker.sdk._parked import KeystoreWatch, ParkedRecord
 from broker.sdk._replay import (
     DEFAULT_REPLAY_RETENTION,
     IN_MEMORY,
@@ -51,6 +51,7 @@ from broker.sdk._replay import (
     _Default,
     default_replay_file,
 )
+from broker.sdk._unopenable import Unopenable, log_unopenable
 from broker.topics import ACCESS, SCHEMA_ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, deliver
 
 log = structlog.get_logger("accord.sdk")
@@ -59,21 +60,6 @@ _NOT_COMMITTED = (
     "nothing is counted as committed: what was handed over since the last commit may be "
     "delivered again (handled by event_id), and commit() may be called again"
 )
-
-_UNKNOWN_SIGNER_HINT = (
-    "signed by a key this keystore does not accept, so skipped: forged, or older than the "
-    "broker's signing-key grace, or signed by a broker key not imported here ('accord keys "
-    "import'; docs/sdk.md, 'Records your keystore cannot open')"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Unopenable:
-    """A record on the delivery topic that could not be opened; reported, never dropped silently."""
-
-    partition: int
-    offset: int
-    reason: str
 
 
 class _GuardedByMemory:
@@ -123,8 +109,12 @@ class Subscriber(AsyncClient):
     record sealed to one of the party's own encryption keys that has since expired (a
     rotation's grace over) still opens, if it was sealed while the key was live. A record
     signed by a key this keystore does not accept (unknown, expired, revoked) is reported
-    as ``unknown-signer`` (logged as an error) and skipped, never held: its key id is
-    anybody's claim.
+    as ``unknown-signer`` (logged as an error) and committed past, never held: its key id is
+    anybody's claim. One naming the broker as sender and a signing key this keystore has
+    never heard of is also parked (``Unopenable.parked``; ``parked`` counts them): kept in
+    the replay memory and tried again on start and whenever the keystore changes, so a
+    genuine delivery signed by a broker key imported late is yielded then, at its own
+    position, once (broker.sdk._parked).
 
     Replay protection survives restarts: ``replay_memory`` is a SQLite file remembering each
     event id opened and where (default ``default_replay_file(group)``, under the Accord
@@ -196,6 +186,8 @@ class Subscriber(AsyncClient):
         self._yielded: Message | None = None  # yielded by async for, not yet committed
         self._polled: dict[tuple[str, int], int] = {}  # poll's last offsets, not yet committed
         self._memory: SqliteReplayMemory | None = None
+        self._watch = KeystoreWatch(keystore)
+        self._unparking: list[tuple[str, int, int]] = []  # yielded, removed once committed
         self._on_unopenable = on_unopenable or self._log_unopenable
         self.unopenable: list[Unopenable] = []
         self._consumer: Consumer | None = None
@@ -259,8 +251,19 @@ class Subscriber(AsyncClient):
     async def _iterate(self) -> AsyncIterator[SharedRecord]:
         consumer = _require(self._consumer)
         while True:
-            async with translated(f"consuming {self.topic}"):
-                msg = await consumer.getone()
+            for again in self._retry_parked():
+                yield again
+                await self.commit()
+            if _require(self._memory).parked_count:
+                # Woken every second to notice an import (the keystore looks as often).
+                async with translated(f"consuming {self.topic}"):
+                    batch = await consumer.getmany(timeout_ms=1000, max_records=1)
+                if not batch:
+                    continue
+                [msg] = [m for msgs in batch.values() for m in msgs]
+            else:
+                async with translated(f"consuming {self.topic}"):
+                    msg = await consumer.getone()
             try:
                 record = self._open(msg)
             except RecordKeyUnavailable:
@@ -288,6 +291,10 @@ class Subscriber(AsyncClient):
         """
         msg, memory = self._yielded, _require(self._memory)
         consumer = _require(self._consumer)
+        # Parked records handed over are handled now: forgotten (their offsets were
+        # committed when they were parked).
+        memory.unpark(self._unparking)
+        self._unparking = []
         polled = dict(self._polled)
         if msg is not None:  # never below what poll returned on the same partition
             at = (msg.topic, msg.partition)
@@ -326,9 +333,13 @@ class Subscriber(AsyncClient):
         consumer = _require(self._consumer)
         async with translated(f"consuming {self.topic}"):
             batch = await consumer.getmany(timeout_ms=int(wait * 1000))
+        out = self._retry_parked()
         try:
-            out = [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
+            out += [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
         except RecordKeyUnavailable:
+            # The parked records opened above are not returned either: tried again next poll.
+            self._unparking = []
+            self._watch.again()
             # Nothing of the batch is marked, and every partition is read again from where
             # the batch began: what came before the held record comes again at the same
             # positions, uncommitted, so the replay memory admits it again.
@@ -350,6 +361,11 @@ class Subscriber(AsyncClient):
                 self._keys, self.party, topic=msg.topic, partition=msg.partition,
                 offset=msg.offset, headers=msg.headers,
             )  # fmt: skip
+            if found == UNKNOWN_SIGNER and awaits_import(self._keys, msg.headers):
+                _require(self._memory).park(msg)
+                self._watch.parked()
+                self._report(Unopenable(msg.partition, msg.offset, found, parked=True))
+                return None
             if isinstance(found, str):
                 reason = found
             elif self._skip_key_problems:
@@ -360,12 +376,55 @@ class Subscriber(AsyncClient):
             reason = exc.reason
         except ValidationError:
             reason = "invalid-payload"
-        bad = Unopenable(msg.partition, msg.offset, reason)
-        self.unopenable.append(bad)
-        self._on_unopenable(bad)
+        self._report(Unopenable(msg.partition, msg.offset, reason))
         return None
 
-    def _open_or_raise(self, msg: Message) -> SharedRecord:
+    def _report(self, bad: Unopenable) -> None:
+        self.unopenable.append(bad)
+        self._on_unopenable(bad)
+
+    @property
+    def parked(self) -> int:
+        """How many records are parked, waiting for the broker key that signed them."""
+        return 0 if self._memory is None else self._memory.parked_count
+
+    def _retry_parked(self) -> list[SharedRecord]:
+        """The parked records that open now, by position, on start and once the keystore
+        changed; those that still do not stay parked."""
+        memory = _require(self._memory)
+        if not memory.parked_count or not self._watch.due():
+            return []
+        out, gone = [], []
+        for msg in memory.parked():
+            try:
+                record = self._open_or_raise(msg)
+            except KeyRejected as exc:
+                found = judged(
+                    self._keys, self.party, topic=msg.topic, partition=msg.partition,
+                    offset=msg.offset, headers=msg.headers,
+                )  # fmt: skip
+                if found == UNKNOWN_SIGNER and awaits_import(self._keys, msg.headers):
+                    continue  # still waiting for its key
+                if isinstance(found, RecordKeyUnavailable) and not self._skip_key_problems:
+                    # Its offset is committed: it stays parked until the keystore is mended.
+                    log.error("parked_record_held", why=str(found), key_id=found.key_id)  # noqa: TRY400  # not an exception's trace
+                    continue
+                gone.append(msg.position)
+                self._report(Unopenable(msg.partition, msg.offset, _reason(found, exc)))
+            except EnvelopeError as exc:
+                gone.append(msg.position)
+                self._report(Unopenable(msg.partition, msg.offset, exc.reason))
+            except ValidationError:
+                gone.append(msg.position)
+                self._report(Unopenable(msg.partition, msg.offset, "invalid-payload"))
+            else:
+                log.info("parked_record_opened", partition=msg.partition, offset=msg.offset)
+                self._unparking.append(msg.position)
+                out.append(record)
+        memory.unpark(gone)
+        return out
+
+    def _open_or_raise(self, msg: Message | ParkedRecord) -> SharedRecord:
         if msg.value is None:
             raise MalformedEnvelope
         opened = self._opener.open_kafka(msg.value, msg.headers, topic=self.topic)
@@ -377,8 +436,9 @@ class Subscriber(AsyncClient):
         # depends on where it was found. The sighting is in the file before it is yielded.
         memory = _require(self._memory)
         if not memory.admit(
-            opened.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset
-        ):
+            opened.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+            parked=isinstance(msg, ParkedRecord),
+        ):  # fmt: skip
             raise ReplayDetected
         if opened.schema == SCHEMA_SHARED:
             return SharedRecord(Delivery.model_validate_json(opened.payload), self)
@@ -387,21 +447,7 @@ class Subscriber(AsyncClient):
         raise UnsupportedVersion  # a payload schema this SDK does not know
 
     def _log_unopenable(self, bad: Unopenable) -> None:
-        if bad.reason == UNKNOWN_SIGNER:
-            # Forged, an old record after the broker's signing key expired, or the broker
-            # signing with a key not imported here (docs/sdk.md): someone must look.
-            log.error(
-                "record_unopenable", party=self.party, partition=bad.partition,
-                offset=bad.offset, reason=bad.reason, hint=_UNKNOWN_SIGNER_HINT,
-            )  # fmt: skip
-            return
-        log.warning(
-            "record_unopenable",
-            party=self.party,
-            partition=bad.partition,
-            offset=bad.offset,
-            reason=bad.reason,
-        )
+        log_unopenable(self.party, bad)
 
     async def acknowledge(self, event_id: str, *, by: str, purpose: str) -> None:
         """Tell the broker ``by`` opened ``event_id`` for ``purpose`` (audited as ``opened``).
@@ -444,6 +490,10 @@ class Subscriber(AsyncClient):
                 f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
                 "record's UUID; by and purpose: letters, digits, . _ / -)"
             ) from None
+
+
+def _reason(found: RecordKeyUnavailable | str, exc: KeyRejected) -> str:
+    return found if isinstance(found, str) else exc.reason
 
 
 def _require(client: _T | None) -> _T:

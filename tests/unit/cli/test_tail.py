@@ -36,6 +36,14 @@ class _Consumer:
         self.position += 1
         return self.messages[self.position - 1]
 
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        del max_records  # one at a time, as asked
+        if self.position >= len(self.messages):
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        self.position += 1
+        return {"tp": [self.messages[self.position - 1]]}
+
     async def commit(self) -> None:
         self.log.append(f"commit {self.position}")
 
@@ -83,7 +91,9 @@ def tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         eid = str(uuid.uuid4())
         sealed = sealer.seal(canonical_json(_delivery(eid)), event_id=eid, recipient=PARTY,
                              schema="shared-record.v1", topic=deliver(PARTY))  # fmt: skip
-        message = {"topic": deliver(PARTY), "partition": 0, "offset": offset, "key": None}
+        message = {
+            "topic": deliver(PARTY), "partition": 0, "offset": offset, "key": None, "timestamp": 0
+        }  # fmt: skip
         messages.append(SimpleNamespace(**message, value=sealed.value, headers=sealed.headers))
     log: list[str] = []
     consumer, producer = _Consumer(messages, log), _Producer(log)
@@ -233,3 +243,31 @@ def test_without_a_usable_login_name_by_must_be_given(
     assert "--by" in line
     assert "Jane" not in line
     assert tail_options == {}
+
+
+def test_a_record_signed_by_a_broker_key_not_imported_is_parked_and_tail_says_so_at_stop(
+    tail: _Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The broker signed it with a key this keystore has not imported yet: tail goes on to
+    the next record and, at stop, says how many are parked and how they open."""
+    from broker.cli import main
+
+    keys = _tail.keystore(None, None)  # the fixture's
+    shutil.copytree(keys.path, tmp_path / "worker")
+    worker = FileKeyStore(tmp_path / "worker")
+    worker.rotate("worker")  # its new signing key is not in the hub's keystore
+    eid = str(uuid.uuid4())
+    sealed = Sealer("worker", worker, EnvelopeSettings()).seal(
+        canonical_json(_delivery(eid)), event_id=eid, recipient=PARTY,
+        schema="shared-record.v1", topic=deliver(PARTY),
+    )  # fmt: skip
+    tail.consumer.messages[1].value = sealed.value
+    tail.consumer.messages[1].headers = sealed.headers
+    monkeypatch.setattr(_tail, "_print_record", _REAL_PRINT)
+    main(["tail", "--as", PARTY, "--json", "--idle", "0.2", "--by", "duty-1"])
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2  # the records either side of it
+    assert "record_parked" in err
+    assert f"1 record(s) for {PARTY} are parked" in err
+    assert "accord keys import" in err
+    assert eid not in err

@@ -108,6 +108,7 @@ def test_the_rules_cover_what_the_runbook_promises() -> None:
         "accord_audit_encompass_overdue",
         "accord_console_sign_ins_total", "accord_tls_certificate_expiry_timestamp_seconds",
         "accord_desk_kafka_contact_timestamp_seconds", "accord_desk_deliveries_held",
+        "accord_desk_deliveries_parked",
     }  # fmt: skip
     queried = set().union(*(promql_metric_names(e) for e in exprs.values()))
     assert wanted <= queried

@@ -50,3 +50,22 @@ def test_the_sign_in_page_shows_no_banner(make_client: Make) -> None:
     page = client.get("/login")
     assert page.status_code == 200
     assert 'id="deliveries-held"' not in page.text
+
+
+def test_while_deliveries_are_parked_staff_are_told_to_ask_for_the_key_directory_import(
+    make_client: Make,
+) -> None:
+    """Parked (signed by a broker key not imported yet): kept, not lost; the banner says
+    what to ask for, and names no key and no count."""
+    held = DeliveriesHeld()
+    held.count_parked(3)
+    client, _ = make_client(deliveries_held=held)
+    sign_in(client)
+    page = client.get("/").text
+    assert 'id="deliveries-parked"' in page
+    assert "Some records could not be opened yet" in page
+    assert "import the latest key directory" in page
+    assert 'id="deliveries-held"' not in page
+    held.count_parked(0)
+    assert 'id="deliveries-parked"' not in client.get("/").text
+    assert 'id="deliveries-parked"' not in make_client(deliveries_held=held)[0].get("/login").text

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from broker.desk import DeskIngest, DeskStore, children_in
-from broker.desk._ingest_held import HELD_METRIC, DeliveriesHeld
+from broker.desk._ingest_held import HELD_METRIC, PARKED_METRIC, DeliveriesHeld
 from broker.errors import RecordKeyUnavailable
 from broker.events import Delivery, WithdrawalNotice
 from tests.unit.desk.conftest import SECRET, Clock, delivery
@@ -30,6 +30,7 @@ class FakeSubscriber:
         self.acks: list[Any] = []
         self.commits = 0
         self.uncommitted = False
+        self.parked = 0
 
     async def poll(self, wait: float, *, commit: bool = True) -> list[Shared]:
         del wait
@@ -209,3 +210,20 @@ async def test_a_held_desk_still_reads_its_flags_and_asks_kafka_and_tries_the_re
     assert ingest.is_held()
     assert tries == 1
     assert contact.checks >= 5
+
+
+async def test_the_ops_gauge_counts_the_deliveries_the_subscriber_has_parked(
+    store: DeskStore, clock: Clock
+) -> None:
+    """accord_desk_deliveries_parked follows the SDK's count after each delivery poll."""
+    registry = CollectorRegistry()
+    held = DeliveriesHeld(registry)
+    sub = FakeSubscriber()
+    ingest = DeskIngest(store, sub, linkage_key=SECRET, clock=clock, held=held)  # type: ignore[arg-type]  # the fake
+    assert registry.get_sample_value(PARKED_METRIC) == 0
+    sub.parked = 2
+    await ingest.poll_once(0)
+    assert (registry.get_sample_value(PARKED_METRIC), held.parked) == (2, 2)
+    sub.parked = 0
+    await ingest.poll_once(0)
+    assert registry.get_sample_value(PARKED_METRIC) == 0

@@ -41,6 +41,8 @@ def filed_before(store: DeskStore, event_id: str, subject: dict[str, Any]) -> st
 
 
 class _Subscriber:
+    parked = 0  # the SDK's count of parked deliveries
+
     def __init__(self, records: list[Any]) -> None:
         self.records = records
 

@@ -54,12 +54,21 @@ class FakeConsumer:
         if self.stop_hangs:
             await asyncio.Event().wait()
 
-    async def getmany(self, timeout_ms: int = 0) -> dict[TopicPartition, list[Msg]]:  # noqa: ARG002  # the seam's signature
-        batch = [m for m in self.records if m.offset >= self.position]
+    async def getmany(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Msg]]:
+        batch = [m for m in self.records if m.offset >= self.position][:max_records]
         if not batch:
+            await asyncio.sleep(timeout_ms / 1000)  # as Kafka waits for something to come
             return {}
         self.position = batch[-1].offset + 1
         return {TopicPartition(TOPIC, 0): batch}
+
+    async def getone(self) -> Msg:
+        while not (batch := await self.getmany(timeout_ms=50, max_records=1)):
+            pass
+        [msg] = batch[TopicPartition(TOPIC, 0)]
+        return msg
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         assert tp == TopicPartition(TOPIC, 0)

@@ -201,7 +201,7 @@ def test_an_existing_file_open_to_others_is_made_private(tmp_path: Path) -> None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_only_event_ids_and_positions_are_kept(tmp_path: Path) -> None:
+def test_only_event_ids_positions_and_parked_sealed_records_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "replay.sqlite3"
     m = memory(path)
     assert m.admit(EVENT, **at(1, 7))
@@ -220,6 +220,9 @@ def test_only_event_ids_and_positions_are_kept(tmp_path: Path) -> None:
         ("opened", "event_id"), ("opened", "topic"), ("opened", "kafka_partition"),
         ("opened", "kafka_offset"), ("opened", "first_opened"),
         ("committed", "topic"), ("committed", "kafka_partition"), ("committed", "next_offset"),
+        ("parked", "topic"), ("parked", "kafka_partition"), ("parked", "kafka_offset"),
+        ("parked", "parked_at"), ("parked", "kafka_timestamp"), ("parked", "kafka_key"),
+        ("parked", "value"), ("parked", "headers"),
     }  # fmt: skip
 
 

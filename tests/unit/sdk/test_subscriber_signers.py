@@ -1,6 +1,9 @@
 """A record's signer is its own claim until its signature verifies: a record signed by a key
 the keystore does not accept, or sealed by anyone but the broker, is reported and gone past,
 never held. Else whoever can write to the delivery topic could stop every reader for good.
+Only one naming the broker and a signing key this keystore has never heard of is parked as
+well (tests/unit/sdk/test_subscriber_parked.py): it may be genuine, signed by a key not
+imported yet.
 
 Each case is followed by a genuine delivery, which must arrive.
 """
@@ -76,22 +79,33 @@ def sealed_by(store: FileKeyStore, sender: str, offset: int) -> Msg:
 
 
 async def _skipped_then_next_arrives(
-    keys: FileKeyStore, first: Msg, tmp_path: Path, reason: str = "unknown-signer"
+    keys: FileKeyStore,
+    first: Msg,
+    tmp_path: Path,
+    reason: str = "unknown-signer",
+    *,
+    parked: bool = False,
 ) -> None:
     kafka = FakeKafka([first, sealed(keys, eid(1), first.offset + 1)])
     async with subscriber(keys, kafka, tmp_path) as sub:
         with capture_logs() as logs:
             assert opened(await sub.poll(0)) == [eid(1)]  # no RecordKeyUnavailable
-    assert [(u.offset, u.reason) for u in sub.unopenable] == [(first.offset, reason)]
+        assert sub.parked == int(parked)
+    assert [(u.offset, u.reason, u.parked) for u in sub.unopenable] == [
+        (first.offset, reason, parked)
+    ]
     assert kafka.fake.committed == [first.offset + 2]
-    lines = [e for e in logs if e["event"] == "record_unopenable"]
+    event = "record_parked" if parked else "record_unopenable"
+    lines = [e for e in logs if e["event"] == event]
     assert [e["log_level"] for e in lines] == ["error" if reason == "unknown-signer" else "warning"]
 
 
-async def test_a_copy_naming_an_unknown_signer_is_reported_and_skipped(
+async def test_a_copy_naming_the_broker_and_an_unknown_signer_is_parked_and_gone_past(
     keys: FileKeyStore, tmp_path: Path
 ) -> None:
-    await _skipped_then_next_arrives(keys, forged(keys, 0), tmp_path)
+    """It may be genuine, signed by a broker key not imported yet: kept, but it holds
+    nothing."""
+    await _skipped_then_next_arrives(keys, forged(keys, 0), tmp_path, parked=True)
 
 
 async def test_a_record_another_keystore_sealed_as_another_party_is_reported_and_skipped(
