@@ -25,6 +25,12 @@ _DirOption = Annotated[
 ]
 
 
+#: The least grace for the worker's signing key: a delivery topic keeps a record up to ~37
+#: days (30 days' retention, weekly segments), and the old key signs until the staged
+#: rotation's last step, days after it began.
+_WORKER_GRACE_DAYS = 45
+
+
 def _open_store(directory: Path | None, principal: str | None = None) -> FileKeyStore:
     """``--dir``; else ``principal``'s keystore; else the governance keystore, which holds the
     master directory (with one keystore for everything, that keystore)."""
@@ -444,6 +450,15 @@ def register(app: typer.Typer) -> None:
         if not created:
             raise UsageError(f"party {party} has no {purpose} key to rotate")
         typer.echo(f"rotated {party}: old keys expire in {grace_days:g} days")
+        if party == "worker" and purpose != "encrypt" and grace_days < _WORKER_GRACE_DAYS:
+            # Its old signing key signs until step 4 and must outlive every delivery it
+            # signed that a reader may still read (docs/operations.md, "Keys").
+            typer.echo(
+                f"warning: the worker's old signing key expires in {grace_days:g} days; "
+                f"deliveries it signed and read after that are refused: give --grace-days "
+                f"{_WORKER_GRACE_DAYS} or more (delivery retention + a week + the staging)",
+                err=True,
+            )
         if store.listed_by_directory() is None:
             typer.echo("no signed directory imported here yet: the new keys sign now")
         else:

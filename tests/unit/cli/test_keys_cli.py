@@ -897,3 +897,20 @@ def test_init_party_refuses_a_party_the_bundle_given_does_not_know(
         assert not (tmp_path / party).exists()
     argv = ["keys", "init", "--party", "worker", "--dir", str(tmp_path / "worker")]
     assert _run([*argv, "--policies", str(bundle)], capsys)[0] == 0
+
+
+def test_rotating_the_worker_with_less_grace_than_its_deliveries_live_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker's old signing key must outlive what it signed on the delivery topics
+    (~37 days) plus the staged rotation: below 45 days the rotation says so."""
+    store = tmp_path / "worker"
+    assert _run(["keys", "init", "--party", "worker", "--dir", str(store)], capsys)[0] == 0
+    code, out, err = _run(["keys", "rotate", "worker", "--dir", str(store)], capsys)
+    assert code == 0, err
+    assert "rotated worker" in out
+    assert "warning: the worker's old signing key expires in 7 days" in err
+    assert "--grace-days 45" in err
+    cmd = ["keys", "rotate", "worker", "--dir", str(store), "--grace-days", "45"]
+    code, _, err = _run(cmd, capsys)
+    assert (code, err) == (0, "")
