@@ -239,7 +239,8 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                     session, None, "referral", reason, action=page, event_id=again,
                     check=check, fields=[("action", action), ("reason", reason)]
                     + [("flag", f) for f in settles],
-                    left_out=0 if cannot else withdrawn, refused=not_again(
+                    left_out=0 if cannot else withdrawn, cause="permanent" if cannot else "",
+                    refused=not_again(
                         again, "this desk cannot send a referral for this child now" if cannot
                         else "a flag it settles has had all its records withdrawn since",
                     ),

@@ -25,7 +25,14 @@ from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
-from broker.desk._resend import altered, not_again, resend_token, resent_id
+from broker.desk._resend import (
+    altered,
+    not_again,
+    resend_lost,
+    resend_stale_note,
+    resend_token,
+    resent_id,
+)
 from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE, encompass_notice, outcome_event
@@ -90,25 +97,73 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
     def not_sent(
         session: Session, exc: AccordError | None, what: str, text: str, *,
         action: str, event_id: str, fields: Sequence[tuple[str, str]], check: str,
-        refused: str | None = None, left_out: int = 0,
+        refused: str | None = None, left_out: int = 0, cause: str = "",
     ) -> HTMLResponse:  # fmt: skip
         # Said here rather than on the record's page: that page acknowledges access again,
         # and with Kafka away would show only that it cannot. The person's words are given
         # back (escaped) in a form that sends them again under the same event id
         # (broker.desk._resend): nothing else kept them. ``refused``: why a re-send from
         # this page was refused; the page is drawn again as it was, every field still one
-        # nobody can change, since the same event id must carry the same words.
+        # nobody can change, since the same event id must carry the same words. ``cause``:
+        # "permanent" (nothing on this desk will let it go: no button), "stale" (the page
+        # was from an earlier session: the same button, with this session's token).
+        flags = [value for name, value in fields if name == "flag"]
+        titles = {f.flag_id: f.title for f in store.flags() if f.flag_id in flags}
         return desk.render(
             "not_sent.html", session, status=409 if refused else 503, what=what, text=text,
             action=action, errors=[Flash.error(refused)] if refused else (),
             title=f"The {what} was not sent again" if refused
             else f"The {what} may have been sent" if isinstance(exc, SendUnconfirmed)
             else f"The {what} was not sent",
-            refused=bool(refused), left_out=left_out,
+            refused=bool(refused), left_out=left_out, cause=cause,
             unconfirmed=isinstance(exc, SendUnconfirmed), event_id=event_id, check=check,
-            fields=fields, resend=resend_token(
+            fields=fields, settles=[titles.get(f, f) for f in flags],
+            # The form's page (the child's, the referral's); a 503's is the home page, which
+            # needs no acknowledgement while Kafka is away.
+            back=action.rsplit("/", 1)[0] if refused else "/", page_error=True,
+            session_lost=resend_lost(event_id, what), resend=resend_token(
                 deps.device_key, party=deps.party, form=action, user=session.user or "",
                 event_id=event_id, fields=fields,
+            ),
+        )  # fmt: skip
+
+    def stale(request: Request, session: Session, form: Any) -> Response:
+        """The answer to a form whose CSRF token is not the session's. A not-sent page's
+        re-send, pressed after its person signed in again (another tab, or after a timeout
+        with the page kept open), is drawn again with this session's token and nothing sent,
+        so that the same button can be pressed again: starting afresh would send a new
+        referral under a new event id, two if the first arrived. Its token (a MAC over the
+        user, the form and its words: broker.desk._resend) shows that the page was this
+        person's; anything else is the shared stale-form page, which for a re-send says not
+        to start again."""
+        token = form_field(form, "resend")
+        path = request.url.path
+        what = (
+            "outcome" if path.endswith("/outcome") else "referral" if path.endswith("/decide")
+            else None
+        )  # fmt: skip
+        if token is None or what is None:
+            return desk.stale_form(request)
+        text = (form_field(form, "reason" if what == "referral" else "summary") or "").strip()
+        fields = (
+            [("action", form_field(form, "action") or ""), ("reason", text),
+             *(("flag", v) for v in form.getlist("flag") if isinstance(v, str))]
+            if what == "referral"
+            else [("outcome", form_field(form, "outcome") or ""), ("summary", text)]
+        )  # fmt: skip
+        event = resent_id(
+            deps.device_key, token, party=deps.party, form=path, user=session.user or "",
+            fields=fields,
+        )  # fmt: skip
+        if event is None:
+            return desk.stale_form(request, note=resend_stale_note(token, what))
+        check = "ask the hub" if what == "referral" else "ask the co-ordinating team"
+        return not_sent(
+            session, None, what, text, action=path, event_id=event, fields=fields,
+            check=f"{check} whether it arrived", cause="stale", refused=(
+                f"This page was from an earlier session, so nothing was sent just now. The "
+                f"button below now belongs to this session: press it to send the {what} "
+                f"again, exactly as written and under the same event id ({event})."
             ),
         )  # fmt: skip
 
@@ -136,9 +191,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         session = signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
-        form = await checked_form(request, session)
-        if form is None:
-            return desk.stale_form(request)
+        form = await read_form(request)
+        if not session.csrf_ok(form_field(form, "csrf")):
+            return stale(request, session, form)
         if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
             return desk.refused("No such page.", status=404)
         return session, session.user, form, store.current_child(child)
@@ -216,9 +271,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         session = signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
-        form = await checked_form(request, session)
-        if form is None:
-            return desk.stale_form(request)
+        form = await read_form(request)
+        if not session.csrf_ok(form_field(form, "csrf")):
+            return stale(request, session, form)
         record = named(event_id, "hub", REFERRAL_TYPE)
         if record is None:
             return desk.refused("No such referral.", status=404)
@@ -242,10 +297,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             errors = [Flash.error(text, field=field)]
             return await referral_view(session, record, status=status, errors=errors, typed=typed)
 
-        def not_again_page(event: str, why: str) -> HTMLResponse:
+        def not_again_page(event: str, why: str, *, cause: str = "") -> HTMLResponse:
             return not_sent(
                 session, None, "outcome", summary, action=page, event_id=event, fields=fields,
-                check=check, refused=not_again(event, why, what="outcome"),
+                check=check, refused=not_again(event, why, what="outcome"), cause=cause,
             )  # fmt: skip
 
         # A re-send's content is the one checked when it was first sent (its MAC covers it).
@@ -256,7 +311,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             )
         if record.hidden or deps.publisher is None:
             if again:
-                return not_again_page(again, "this referral cannot be answered from here now")
+                return not_again_page(
+                    again, "this referral cannot be answered from here now", cause="permanent"
+                )
             return await refused("This referral cannot be answered from here.", status=409)
 
         async def conflict() -> Response | None:

@@ -30,7 +30,14 @@ import json
 import uuid
 from collections.abc import Iterable
 
-__all__ = ["altered", "not_again", "resend_token", "resent_id"]
+__all__ = [
+    "altered",
+    "not_again",
+    "resend_lost",
+    "resend_stale_note",
+    "resend_token",
+    "resent_id",
+]
 
 # v2: the MAC covers the form's content too. A v1 token (a page drawn before the upgrade) is
 # refused like any other this desk did not make.
@@ -117,3 +124,29 @@ def altered(what: str) -> str:
         f"was sent. To send a {what} afresh, start again from {page}, but first ask {to} "
         "whether the earlier attempt arrived."
     )
+
+
+def resend_lost(event_id: str, what: str) -> str:
+    """What the session-timeout warning adds on a not-sent page: the re-send is on this page
+    only, and a new attempt would be a second event."""
+    to = _SENT_TO[what][0]
+    return (
+        f"If you are signed out, keep this page open: sign in again in another tab, then press "
+        f"“Send the {what} again” here. Do not start a new {what}: the first may have "
+        f"arrived. Ask {to} about event {event_id}."
+    )
+
+
+def resend_stale_note(token: str, what: str) -> str:
+    """What the stale-form page says of a re-send it cannot draw again (another person's
+    page, or one changed): never to start afresh, which would be a second event. The event
+    id is said only if the posted token holds one in canonical form; it is not checked
+    against anything, and names nobody."""
+    to = _SENT_TO[what][0]
+    event_id = token.partition(".")[0]
+    try:
+        named = str(uuid.UUID(event_id)) == event_id
+    except ValueError:
+        named = False
+    about = f" about event {event_id}" if named else " whether the earlier attempt arrived"
+    return f"Do not start a new {what}: the first may have arrived. Ask {to}{about}."

@@ -133,18 +133,21 @@ class WebPages:
         session = None if request is None else self.guard.session(request, touch=False)
         return self.error_page(session, title="Refused", message=why, status=status)
 
-    def stale_form(self, request: Request) -> Response:
+    def stale_form(self, request: Request, *, note: str = "") -> Response:
         """The answer to a form whose token is not the session's (a page loaded before signing
         out and in again, or in another tab since; or a forged one): 403, nothing done, and
         a link back to the form's page. Signed out, to sign in instead (the edge says there
         whether typed text was lost). What was posted is never repeated: the page says that
-        it was not saved, so that the person copies it back from the browser if it kept it."""
+        it was not saved, so that the person copies it back from the browser if it kept it.
+        ``note``: what the page says first instead of that advice (a desk's re-send, which
+        must not be started afresh)."""
         session = self.guard.session(request, touch=False)
         if session is None or session.user is None:
             return self.redirect("/login")
         return self.error_page(
             session, title="Form from an earlier session", status=403,
-            template="stale_form.html", back=form_page(request) or "/",
+            template="stale_form.html", back=form_page(request) or "/", note=note,
+            page_error=True,
         )  # fmt: skip
 
 

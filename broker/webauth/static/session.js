@@ -3,8 +3,9 @@
  * Loaded only on a page someone is signed in to. Its <script> tag carries the limits as the
  * server counts them (data-idle-seconds, data-idle-left-seconds, data-ends-in-seconds,
  * data-warn-seconds), for a page drawn from a form's POST the page to return to after signing
- * in again (data-next: the form's page) and the page's CSRF token: nothing here is
- * hard-coded. Before the session ends a modal alert dialog says so and offers "Stay signed
+ * in again (data-next: the form's page), the page's CSRF token and, where leaving the page
+ * loses more than what was typed (a desk's not-sent page: its re-send), what to do about it
+ * (data-lost: said in the warning and the signed-out banner): nothing here is hard-coded. Before the session ends a modal alert dialog says so and offers "Stay signed
  * in" (a same-origin POST to /session/keep-alive, which starts the server's idle clock
  * again) and "Sign out".
  *
@@ -41,6 +42,7 @@
   var warn = num("data-warn-seconds");
   var csrf = tag.getAttribute("data-csrf") || "";
   var nextPage = tag.hasAttribute("data-next") ? tag.getAttribute("data-next") : null;
+  var lost = tag.getAttribute("data-lost") || "";
   if (idle === null || idleLeft === null || endsIn === null || warn === null) {
     return;
   }
@@ -196,13 +198,14 @@
       // anything" to someone who has been typing all along.
       message.textContent = "You will be signed out in " + spoken(left) + " because " +
         "nothing has been sent or opened for " + spoken(rounded(Math.max(0, idle - left))) +
-        ". What you have typed on this page is not saved.";
+        ". What you have typed on this page is not saved." + (lost ? " " + lost : "");
       stay.textContent = "Stay signed in";
     } else {
       heading.textContent = "You are about to be signed out";
       message.textContent = "You will be signed out in " + spoken(rounded(seconds)) +
         " because a session cannot last longer, whatever you do. What you have typed on " +
-        "this page is not saved: send or copy it now, then sign in again.";
+        "this page is not saved: send or copy it now, then sign in again." +
+        (lost ? " " + lost : "");
       stay.textContent = "Continue";
     }
     shown = kind;
@@ -261,7 +264,8 @@
     });
     banner.appendChild(el("h2", { "id": "session-ended-heading" }, "You have been signed out"));
     var text = el("p", { "id": "session-ended-message" },
-      "What you typed on this page is not saved: copy it now if you need it. ");
+      "What you typed on this page is not saved: copy it now if you need it. " +
+      (lost ? lost + " " : ""));
     var again = el("a", { "id": "session-sign-in", "href": signInPage() }, "Sign in again");
     // Asked again on the way out: whether something was typed may have changed since.
     again.addEventListener("click", function () {

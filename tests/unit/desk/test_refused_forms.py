@@ -401,9 +401,12 @@ def test_an_outcome_resend_edited_publishes_nothing_under_the_first_event_id(
     assert len(publisher.events) == 2
 
 
-def test_an_outcome_resend_refused_is_its_own_page_again_with_nothing_to_change(
+def test_an_outcome_resend_refused_for_good_is_its_own_page_again_without_a_button(
     make_client: Make, store: DeskStore, publisher: FakePublisher
 ) -> None:
+    """The referral withdrawn since: nothing will let the re-send go from here, so the page
+    offers no button and no "once what stopped it has been put right", and Back goes to the
+    referral's page."""
     _referral(store)
     client, _ = make_client(kind="hub", party="cog-west-bromwich")
     token = sign_in(client)
@@ -414,8 +417,11 @@ def test_an_outcome_resend_refused_is_its_own_page_again_with_nothing_to_change(
     said = error_summary(r.text)
     assert "The outcome could not be sent again: this referral cannot be answered" in said
     assert f"event {first}, may have reached the co-ordinating team" in said
-    _nothing_to_change(r.text)
-    assert _resend_fields(r.text) == resend  # the same content, the same token
+    assert 'id="resend-form"' not in r.text
+    assert 'id="outcome-form"' not in r.text
+    assert "once what stopped it" not in r.text
+    assert "Mum rang at 9." in r.text  # still shown, to copy
+    assert 'href="/referral/r1" id="not-sent-back"' in r.text
     assert len(publisher.events) == 1
     assert store.decisions(subject_event="r1") == []
 
