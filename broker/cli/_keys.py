@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from broker.cli._keys_exchange import register_exchange
+from broker.cli._keys_exchange import given_dir, register_exchange
 from broker.config import KemSuite
 from broker.errors import KeyStoreError, UsageError
 
@@ -39,7 +39,7 @@ def _open_store(directory: Path | None, principal: str | None = None) -> FileKey
 
     settings = load_settings()
     if directory is not None:
-        path = directory
+        path = given_dir(directory)
     else:
         path = settings.keystore_path(principal or "governance")
         root = settings.keys_dir
@@ -86,13 +86,21 @@ def _status(info: KeyInfo) -> str:
 
 def _signing(store: FileKeyStore) -> set[str]:
     """The ids of the keys this store's own parties sign with now (``FileKeyStore.signing_key``:
-    after a rotation, the old key until a directory naming the new one is imported)."""
+    after a rotation, the old key until a directory naming the new one is imported). For
+    governance, the key ``sign-directory`` signs with: the oldest live one, which during a
+    rotation's grace is the old key, introducing the new one."""
     import contextlib
 
     from broker.errors import KeyNotFound
+    from broker.keys import directory_signer
+    from broker.principals import Principal
 
     ids = set()
     for party in store.private_parties():
+        if party == Principal.GOVERNANCE:
+            if (signer := directory_signer(store)) is not None:
+                ids.add(signer.key_id)
+            continue
         with contextlib.suppress(KeyNotFound):  # a party with no active signing key
             ids.add(store.signing_key(party).key_id)
     return ids
@@ -321,7 +329,32 @@ def _protect(directory: Path | None) -> None:
         typer.echo(f"every keystore at {root} is protected already (and opens with the passphrase)")
 
 
-def _change_status(directory: Path | None, key_id: str, verb: str) -> None:
+def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
+    """Revoking a worker key costs more than its records in flight: say what, or refuse."""
+    from broker.envelope import KeyPurpose
+    from broker.principals import Principal
+
+    if info.party != Principal.WORKER:
+        return
+    if info.purpose is KeyPurpose.ENCRYPT and not force:
+        # The worker's consent table is sealed to its own key, once, in the changelog.
+        raise UsageError(
+            f"refusing to revoke the worker's encryption key {info.key_id}: consent records "
+            "in the worker's state sealed to it would no longer open (consent-required "
+            "shares stop); after a rotation, start the worker with its new key first (it "
+            "seals them again and logs 'state_resealed'), then revoke; --force to revoke now "
+            "(a compromise: the consent authorities then file those consents again)"
+        )
+    if info.purpose is KeyPurpose.SIGN:
+        typer.echo(
+            "warning: a chain whose latest checkpoint this key signed is reported broken by "
+            "'accord audit verify' until the worker checkpoints it under its new key (it does "
+            "at start, and when it picks up a new key: log 'signing_key_changed')",
+            err=True,
+        )
+
+
+def _change_status(directory: Path | None, key_id: str, verb: str, force: bool = False) -> None:
     """``keys retire|revoke``: refused for another party's key in a keystore that is neither
     its owner's nor the governance one. The directory is authoritative for everyone else's
     keys, so the next one imported would undo the change there, silently."""
@@ -338,8 +371,31 @@ def _change_status(directory: Path | None, key_id: str, verb: str) -> None:
             f"it; {verb} it in {info.party}'s own keystore, or the IG officer does in the "
             "governance keystore (--dir), and the next signed directory carries it to everyone"
         )
+    if verb == "revoke" and info is not None:
+        _worker_key_revoked(info, force)
     info = store.retire(key_id) if verb == "retire" else store.revoke(key_id)
-    typer.echo(f"{verb}d {info.key_id} ({info.party}, {info.purpose.value})")
+    # The folder is named: without --dir this is the governance keystore, whoever owns the key.
+    where = f"keystore {store.path}"
+    if info.party != Principal.GOVERNANCE and Principal.GOVERNANCE in store.private_parties():
+        where += " (the governance keystore: the next signed directory carries it)"
+    typer.echo(f"{verb}d {info.key_id} ({info.party}, {info.purpose.value}) in {where}")
+
+
+def _governance_rotated(store: FileKeyStore, grace_days: float) -> None:
+    """What a governance rotation means: ``sign-directory`` goes on signing with the old key
+    (the one every keystore trusts) until it expires, so the next directory introduces the
+    new one; a keystore that imports none within the grace must be given the new key's id
+    (schemas/key-directory.md §4)."""
+    from broker.keys import directory_signer
+
+    signer = directory_signer(store)
+    now = f"governance key {signer.key_id}" if signer is not None else "the old governance key"
+    typer.echo(
+        f"{now} goes on signing directories for {grace_days:g} days, and the next one it "
+        "signs introduces the new key: sign and send one now (accord keys sign-directory), "
+        "and every keystore imports it within the grace; one that misses it imports the "
+        "next with --trust NEW_KEY_ID, checked out of band"
+    )
 
 
 def _warn_unprotected(protected: bool) -> None:
@@ -429,7 +485,9 @@ def register(app: typer.Typer) -> None:
         """Make new keys; the old ones keep opening (and signing) until they expire after the
         grace period. Export the new ones for the governance officer: others seal to the new
         encryption key once they import the signed directory naming it, and the new signing
-        key signs once this keystore imports it."""
+        key signs once this keystore imports it. Governance is the exception: sign-directory
+        signs with the old key until it expires, introducing the new one to every keystore
+        that imports a directory within the grace."""
         from datetime import timedelta
 
         from broker.config import load_settings
@@ -449,7 +507,9 @@ def register(app: typer.Typer) -> None:
         )
         if not created:
             raise UsageError(f"party {party} has no {purpose} key to rotate")
-        typer.echo(f"rotated {party}: old keys expire in {grace_days:g} days")
+        typer.echo(
+            f"rotated {party} in keystore {store.path}: old keys expire in {grace_days:g} days"
+        )
         if party == "worker" and purpose != "encrypt" and grace_days < _WORKER_GRACE_DAYS:
             # Its old signing key signs until step 4 and must outlive every delivery it
             # signed that a reader may still read (docs/operations.md, "Keys").
@@ -459,7 +519,9 @@ def register(app: typer.Typer) -> None:
                 f"{_WORKER_GRACE_DAYS} or more (delivery retention + a week + the staging)",
                 err=True,
             )
-        if store.listed_by_directory() is None:
+        if party == "governance" and purpose != "encrypt":
+            _governance_rotated(store, grace_days)
+        elif store.listed_by_directory() is None:
             typer.echo("no signed directory imported here yet: the new keys sign now")
         else:
             typer.echo(
@@ -480,12 +542,20 @@ def register(app: typer.Typer) -> None:
     def revoke(
         key_id: Annotated[str, typer.Argument(help="Key id (see 'accord keys list').")],
         directory: _DirOption = None,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="Revoke a worker encryption key even if its state may still be sealed to it.",
+            ),
+        ] = False,
     ) -> None:
         """Revoke a compromised key: refused at once for signing, sealing and opening.
 
         In the owner's keystore, or in the IG officer's governance keystore (a compromised or
-        unreachable organisation's key); the next signed directory carries it to everyone."""
-        _change_status(directory, key_id, "revoke")
+        unreachable organisation's key); the next signed directory carries it to everyone.
+        A worker encryption key only with --force: see docs/operations.md, "Keys"."""
+        _change_status(directory, key_id, "revoke", force)
 
     register_exchange(keys_app)
     app.add_typer(keys_app, name="keys")

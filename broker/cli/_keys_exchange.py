@@ -22,11 +22,23 @@ Dir = Annotated[
 ]
 
 
+def given_dir(path: Path) -> Path:
+    """``--dir``, refused in one line naming --dir when it holds no keystore: given on
+    purpose, the folder is what to check, not ACCORD_KEYSTORE__PATH (a keys folder holding
+    one keystore per principal gets the store's own advice, naming them)."""
+    if not (path / "keystore.json").exists() and not any(path.glob("*/keystore.json")):
+        raise UsageError(
+            f"no keystore at {path}: check --dir (a keystore folder holds keystore.json); "
+            "a lost one is restored from its backup"
+        )
+    return path
+
+
 def _store(directory: Path | None, principal: str) -> FileKeyStore:
     from broker.keys import FileKeyStore
 
     settings = load_settings()
-    path = directory if directory is not None else settings.keystore_path(principal)
+    path = given_dir(directory) if directory is not None else settings.keystore_path(principal)
     return FileKeyStore(path, settings.keystore_passphrase())
 
 
@@ -63,7 +75,10 @@ def register_exchange(keys_app: typer.Typer) -> None:
         document = sign_directory(store, [(str(p), p.read_bytes()) for p in entries])
         out.write_bytes(document)
         signer = json.loads(document)["signature"]["key_id"]  # the key that did sign it
-        typer.echo(f"signed directory written to {out}: {len(store.keys())} keys")
+        typer.echo(
+            f"signed directory written to {out}: {len(store.keys())} keys, from keystore "
+            f"{store.path}"
+        )
         typer.echo(f"signed by governance key {signer}: give parties this id out of band")
 
     @keys_app.command("import")
@@ -113,6 +128,8 @@ def _import(file: Path, directory: Path | None, trust: str | None) -> None:
     # A first import (--trust) into a folder with no keystore makes one holding public
     # keys only: what a verifier such as the audit indexer needs, and nothing more.
     new = trust is not None and not (path / "keystore.json").is_file()
+    if directory is not None and not new:
+        given_dir(directory)
     existed = path.exists()
     try:
         store = FileKeyStore(path, settings.keystore_passphrase(), create=new)

@@ -19,6 +19,7 @@ from broker.keys._desk_linkage import (
 )
 from broker.keys._directory import SignedDirectory
 from broker.keys._exchange import (
+    directory_signer,
     export_entries,
     import_directory,
     init_keystores,
@@ -44,6 +45,7 @@ __all__ = [
     "desk_linkage_key",
     "device_key",
     "device_secret_name",
+    "directory_signer",
     "export_entries",
     "import_directory",
     "init_keystores",

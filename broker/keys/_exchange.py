@@ -44,6 +44,7 @@ from broker.keys._store import FileKeyStore
 from broker.principals import Principal
 
 __all__ = [
+    "directory_signer",
     "export_entries",
     "import_directory",
     "init_keystores",
@@ -103,11 +104,22 @@ def trusted_signers(store: FileKeyStore, *, now: datetime | None = None) -> list
     ]  # fmt: skip
 
 
+def directory_signer(store: FileKeyStore, *, now: datetime | None = None) -> KeyInfo | None:
+    """The governance key ``sign_directory`` signs with in this store: the oldest live one it
+    holds (``None``: it holds none live). During a rotation's grace that is the old key, so a
+    directory it signs introduces the new one (every active governance key an accepted
+    directory lists is trusted from then on), as schemas/key-directory.md §4 says; once the
+    old key expires, the new one signs."""
+    at = now or datetime.now(UTC)
+    held = [
+        k for k in store.keys(_GOVERNANCE)
+        if k.purpose is KeyPurpose.SIGN and store.holds_private(k.key_id) and k.is_live(at)
+    ]  # fmt: skip
+    return min(held, key=lambda k: k.created_at) if held else None
+
+
 def _directory_signer(store: FileKeyStore, now: datetime) -> SigningIdentity:
-    """The oldest live governance key this store holds: the one the parties already trust.
-    During a rotation's grace that is the old key, so a directory it signs introduces the
-    new one (every active governance key an accepted directory lists is trusted from then
-    on), as schemas/key-directory.md §4 says; once the old key expires, the new one signs."""
+    """``directory_signer``'s key, to sign with; an error saying what to do when there is none."""
     own = [
         k for k in store.keys(_GOVERNANCE)
         if k.purpose is KeyPurpose.SIGN and store.holds_private(k.key_id)
@@ -118,14 +130,14 @@ def _directory_signer(store: FileKeyStore, now: datetime) -> SigningIdentity:
         raise KeyStoreError(
             f"this keystore ({store.path}) holds no governance key: use the IG officer's (--dir)"
         )
-    held = [k for k in own if k.is_live(now)]
-    if not held:
+    signer = directory_signer(store, now=now)
+    if signer is None:
         raise KeyStoreError(
             "the governance keystore holds no live signing key (retired, revoked or past "
             "its expiry); give it a new one (accord keys rotate governance), then re-pin it "
             "in every keystore (accord keys import --trust)"
         )
-    return store.signing_identity(min(held, key=lambda k: k.created_at))
+    return store.signing_identity(signer)
 
 
 def sign_directory(
@@ -190,6 +202,20 @@ def import_directory(
         raise KeyStoreError(
             f"{where}: this keystore trusts no governance key yet; check the key id out of "
             "band and import with --trust KEY_ID"
+        )
+    trusted = sorted({k.key_id for k in candidates})
+    named = signed.signer not in trusted and any(
+        k.key_id == signed.signer and k.party == _GOVERNANCE and k.purpose is KeyPurpose.SIGN
+        for k in signed.keys
+    )
+    if named and store.public_key(signed.signer) is None:
+        # A governance key this store never saw: most often a rotation whose grace it missed
+        # (schemas/key-directory.md §4), so the new key signs and nothing here introduced it.
+        # Not tampering, and not a key it knows and stopped trusting (retired, expired).
+        raise KeyStoreError(
+            f"{where}: signed by governance key {signed.signer}, which this keystore does not "
+            f"trust (it trusts {', '.join(trusted)}): check {signed.signer} with the IG "
+            f"officer out of band, then import with --trust {signed.signer}"
         )
     if not signed.verify(candidates):
         raise KeyStoreError(f"{where}: the key directory's signature does not verify")

@@ -135,8 +135,9 @@ SURFACES = {
     },
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",
-        "export_entries", "import_directory", "init_keystores", "keystores_under",
-        "protect_keystores", "sign_directory", "trusted_signers", "UNPROTECTED_WARNING",
+        "directory_signer", "export_entries", "import_directory", "init_keystores",
+        "keystores_under", "protect_keystores", "sign_directory", "trusted_signers",
+        "UNPROTECTED_WARNING",
         "warn_if_unprotected", "LINKAGE_FILE", "LINKAGE_SECRET", "TOTP_SECRET_NAME",
         "desk_linkage_key", "device_key", "device_secret_name", "linkage_secret_name",
     },

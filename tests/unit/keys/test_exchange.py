@@ -223,6 +223,31 @@ def test_a_governance_rotation_is_introduced_by_the_old_key_which_then_signs_not
         import_directory(hub, forged, where=root / "forged.json", now=at(3))
 
 
+def test_a_directory_signed_by_a_governance_key_never_introduced_here_says_so_not_tampering(
+    root: Path,
+) -> None:
+    """A party that missed a governance rotation's grace: the refusal names the new key, the
+    one it trusts and the way back (--trust, checked out of band), which then imports."""
+    start = time.time()
+    days = [start]
+    governance = FileKeyStore(root / "governance", clock=lambda: days[0])
+    old = governance.current_signing_key("governance").info.key_id
+    [new] = governance.rotate("governance", purposes=[KeyPurpose.SIGN])  # 7 days' grace
+    days[0] = start + 9 * 86400
+    at = datetime.fromtimestamp(days[0], UTC)
+    document = sign_directory(governance, [], now=at)
+    hub = _store(root, "cog-tipton")  # imported nothing during the grace
+    with pytest.raises(KeyStoreError) as refused:
+        import_directory(hub, document, where=root / "d.json", now=at)
+    message = str(refused.value)
+    assert f"signed by governance key {new.key_id}, which this keystore does not trust" in message
+    assert f"(it trusts {old})" in message
+    assert f"import with --trust {new.key_id}" in message
+    assert "does not verify" not in message
+    taken = import_directory(hub, document, where=root / "d.json", trust=new.key_id, now=at)
+    assert taken.signer == new.key_id
+
+
 def test_signing_in_a_keystore_without_a_governance_key_names_it_and_the_right_one(
     root: Path,
 ) -> None:
