@@ -237,6 +237,10 @@ class TransactionalLoop:
         task.pending.outs += first
         if tid == LEGACY_SHARES_TASK and view.legacy_shares:
             task.pending.outs += processor.adopt(view.legacy_shares)
+        if tid == LEGACY_SHARES_TASK and view.resealable:
+            # One task of one worker, the same one each time; the tail drops each entry
+            # from the view once it reads it back, sealed to the current key.
+            task.pending.outs += processor.reseal(dict(view.resealable))
         self._tasks[tp] = task
         if (offset := state.offsets.get(tid)) is not None:
             if tp in consumer.assignment():  # else dropped mid-callback: see _resume

@@ -54,9 +54,14 @@ class Outbox:
                 out.append(self._state_record(self.state.change(e)))
         return out
 
-    def checkpoint(self) -> list[OutRecord]:
-        """The chain's head, signed (nothing before the chain's first record)."""
-        if self.chain.next_seq in {0, self._checkpointed}:
+    def checkpoint(self, *, again: bool = False) -> list[OutRecord]:
+        """The chain's head, signed (nothing before the chain's first record).
+
+        ``again``: even if the head is a checkpoint already, as when the worker's signing key
+        changed, so that its old key can be revoked without leaving a chain vouched for by
+        nothing but that key.
+        """
+        if self.chain.next_seq == 0 or (self.chain.next_seq == self._checkpointed and not again):
             return []  # nothing new to vouch for
         try:
             rec = self.chain.checkpoint(self._signer)
@@ -82,6 +87,13 @@ class Outbox:
             self.chain.chain, self.chain.next_seq - 1, self.chain.prev_hash
         )
         return self.apply([change])
+
+    def reseal(self, entries: dict[str, bytes]) -> list[OutRecord]:
+        """Sealed state entries written again as they are, sealed to the worker's current key."""
+        return [
+            self._state_record(StateEntry(key, value, sensitive=True))
+            for key, value in sorted(entries.items())
+        ]
 
     def _audit(self, e: Audit) -> OutRecord:
         encoded = self.chain.append_encoded(

@@ -111,10 +111,18 @@ class Processor:
         )
         return self.outbox.apply([loaded]) + self.checkpoint() + self.outbox.head()
 
-    def checkpoint(self) -> list[OutRecord]:
-        """Sign the chain's head now, unless the head is already a checkpoint."""
+    def checkpoint(self, *, again: bool = False) -> list[OutRecord]:
+        """Sign the chain's head now, unless the head is already a checkpoint (or ``again``:
+        see ``Outbox.checkpoint``)."""
         self._since_checkpoint = 0
-        return self.outbox.checkpoint()
+        return self.outbox.checkpoint(again=again)
+
+    def reseal(self, entries: dict[str, bytes]) -> list[OutRecord]:
+        """Consent entries restored from under a rotated-out worker key, sealed again to its
+        current one: revoking the old key then loses none of them."""
+        if entries:
+            log.info("state_resealed", entries=len(entries))
+        return self.outbox.reseal(entries)
 
     def consumed(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:
         """Recalls due, the next offsets to read, a signed checkpoint, then the chain's head:

@@ -7,9 +7,11 @@ sealed) is skipped and reported, never allowed to crash the restore. The worker 
 to run only if what was lost matters for correctness: the position of an input partition or
 the head of an audit chain, for which no genuine entry remains (resuming without them would
 skip or repeat inputs, or fork the chain). Lost replay ids, consent or shares are reported
-and the worker runs: a missing consent fails closed (nothing shared on it). Only the worker
-and the admin may write the topic, so a refused entry means a privileged principal wrote
-it; after looking, the admin clears one with a tombstone for its key.
+and the worker runs: a missing consent fails closed (nothing shared on it). A refused
+consent entry most often means the worker key it was sealed to was revoked or is missing;
+otherwise, only the worker and the admin may write the topic, so a privileged principal
+wrote it; after looking, the admin clears one with a tombstone for its key. Consent entries
+sealed to a worker key rotated out are sealed again to the current one (``resealable``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import structlog
 from pydantic import ValidationError
 
 from broker.envelope import KeyResolver, Opener
-from broker.errors import ConfigError, EnvelopeError, TransportError
+from broker.errors import ConfigError, EnvelopeError, KeyStoreError, TransportError
 from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_quietly, translated
 from broker.pipeline._state import STATE_MAC_HEADER, state_mac
 from broker.pipeline._view import StateView
@@ -70,7 +72,15 @@ class EntryReader:
         self.view = view if view is not None else StateView()
         self.report = RestoreReport()
         self._opener = Opener(Principal.WORKER, keys, replay_guard=_AlwaysNew(), at_rest=True)
+        self._keys = keys
         self._mac_key = mac_key
+
+    def _current_key(self) -> str | None:
+        """The key the worker seals its state to now (its sealer's choice), if any."""
+        try:
+            return self._keys.current_encryption_key(Principal.WORKER).key_id
+        except KeyStoreError:
+            return None
 
     def apply(
         self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
@@ -80,6 +90,7 @@ class EntryReader:
         name = key.decode("utf-8", "replace")
         if value is None:  # a tombstone: the admin's way to clear a refused entry on purpose
             self.report.vital_refused.discard(name)
+            self.view.resealable.pop(name, None)
             return
         kind = name.partition(":")[0]
         if self._take(key, name, value, headers):
@@ -98,7 +109,7 @@ class EntryReader:
             return False
         if not hmac.compare_digest(macs[0], state_mac(self._mac_key, key, value)):
             return False
-        plain = value
+        plain, sealed_to = value, None
         if name.partition(":")[0] in _SEALED:
             envelope = [(k, v) for k, v in headers if k != STATE_MAC_HEADER and v is not None]
             try:
@@ -107,11 +118,17 @@ class EntryReader:
                 return False
             if opened.sender != Principal.WORKER:
                 return False
-            plain = opened.payload
+            plain, sealed_to = opened.payload, opened.recipient_key_id
         try:
             self.view.apply(name, plain)
         except (ValueError, KeyError, TypeError, ValidationError):
             return False
+        if sealed_to is not None and sealed_to != self._current_key():
+            # Sealed to a key rotated out: the worker seals it again to its current key
+            # (``Processor.reseal``), so that revoking the old one loses nothing.
+            self.view.resealable[name] = plain
+        else:
+            self.view.resealable.pop(name, None)
         return True
 
 
@@ -133,7 +150,11 @@ async def restore_state(
         await stop_quietly(consumer)
     report = reader.report
     if report.refused:
-        log.error("state_entries_refused", **{f"kind_{k}": n for k, n in report.refused.items()})
+        log.error(
+            "state_entries_refused",
+            **{f"kind_{k}": n for k, n in report.refused.items()},
+            hint=_refused_hint(report.refused),
+        )
     if lost := report.lost:
         raise ConfigError(
             f"{STATE}: {len(lost)} entries the worker needs failed authentication and no "
@@ -141,6 +162,18 @@ async def restore_state(
             "or repeat inputs or fork the audit chain (docs/operations.md, 'Worker state')"
         )
     return reader, ends
+
+
+def _refused_hint(refused: Counter[str]) -> str:
+    if not refused.keys() & _SEALED:
+        return "entries without the worker's state MAC: see docs/operations.md, 'Worker state'"
+    # Consent entries ("k", an older Accord's "c") are sealed to the worker's own key: a
+    # revoked or missing key, not an intruder, is the likely cause (docs/operations.md).
+    return (
+        "k = consent records, sealed to a worker encryption key that is revoked or missing "
+        "here: restore the worker keystore from backup, or have the consent authorities "
+        "file those consents again (docs/operations.md, 'Worker state')"
+    )
 
 
 async def _read_all(consumer: Consumer, reader: EntryReader) -> dict[TopicPartition, int]:

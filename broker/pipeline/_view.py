@@ -43,6 +43,9 @@ class StateView:
         self.consents = ConsentTable()
         self.legacy_processed: set[str] = set()
         self.legacy_shares: dict[str, list[ConsentShare]] = {}
+        # Sealed entries (consent) opened with a worker key that is no longer its current
+        # one, by changelog key: plaintext the worker seals again at start (``_restore``).
+        self.resealable: dict[str, bytes] = {}
 
     def apply(self, key: str, value: bytes) -> None:
         """Replay one changelog entry (already opened when sensitive); later entries win.

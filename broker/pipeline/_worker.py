@@ -28,6 +28,7 @@ from broker.ops import Check, Heartbeat, serving_ops
 from broker.pipeline._contact import Fetching, KafkaContact
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._group import GroupMembership, OpenTask
+from broker.pipeline._keywatch import checkpoint_on_new_signer
 from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
@@ -169,7 +170,11 @@ class Worker:
             warn_if_plaintext(self.kafka)
             warn_if_unprotected(keys)
             self.started.set()
-            await loop.run(stop)
+            watch = asyncio.create_task(checkpoint_on_new_signer(keys, loop, stop))
+            try:
+                await loop.run(stop)
+            finally:
+                watch.cancel()
         finally:
             await loop.stop()
             await tail.stop()

@@ -86,7 +86,7 @@ def test_every_rule_says_how_bad_and_what_happened() -> None:
 #: The only labels the rules' templates may name: roles and codes, never a person, a chain,
 #: a sequence number or an address.
 _TEMPLATE_LABELS = {"job", "topic", "reason", "certificate", "sender", "recipient", "outcome",
-                    "school"}  # fmt: skip
+                    "school", "kind"}  # fmt: skip
 
 
 def test_the_templates_name_only_parties_reasons_and_roles() -> None:
@@ -108,7 +108,7 @@ def test_the_rules_cover_what_the_runbook_promises() -> None:
         "accord_audit_encompass_overdue",
         "accord_console_sign_ins_total", "accord_tls_certificate_expiry_timestamp_seconds",
         "accord_desk_kafka_contact_timestamp_seconds", "accord_desk_deliveries_held",
-        "accord_desk_deliveries_parked",
+        "accord_desk_deliveries_parked", "accord_state_entries_refused_total",
     }  # fmt: skip
     queried = set().union(*(promql_metric_names(e) for e in exprs.values()))
     assert wanted <= queried

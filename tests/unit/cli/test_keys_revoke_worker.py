@@ -1,0 +1,64 @@
+"""`accord keys revoke` of a worker key: what it would cost is said first, or it is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.envelope import KeyStatus
+from broker.keys import FileKeyStore
+from tests.unit.cli.test_keys_cli import _one_line_error, _run, bundle, home
+
+__all__ = ["bundle", "home"]
+
+
+def _worker(home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert _run(["keys", "init", "--policies", str(bundle)], capsys)[0] == 0
+    return home / "keys" / "worker"
+
+
+def test_revoking_the_worker_s_encryption_key_is_refused_without_force(
+    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its consent table is sealed to it: revoked, every consent record is lost."""
+    keys = _worker(home, bundle, capsys)
+    victim = FileKeyStore(keys).current_encryption_key("worker").key_id
+    code, _, err = _run(["keys", "revoke", victim, "--dir", str(keys)], capsys)
+    line = _one_line_error(code, err, 2)
+    assert "consent records" in line
+    assert "state_resealed" in line
+    assert "--force" in line
+    assert FileKeyStore(keys).public_key(victim).status is KeyStatus.ACTIVE  # type: ignore[union-attr]
+
+    code, out, _ = _run(["keys", "revoke", victim, "--dir", str(keys), "--force"], capsys)
+    assert code == 0
+    assert f"revoked {victim}" in out
+    assert FileKeyStore(keys).public_key(victim).status is KeyStatus.REVOKED  # type: ignore[union-attr]
+
+
+def test_revoking_the_worker_s_signing_key_warns_of_chains_it_alone_vouches_for(
+    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = _worker(home, bundle, capsys)
+    assert (
+        _run(["keys", "rotate", "worker", "--grace-days", "45", "--dir", str(keys)], capsys)[0] == 0
+    )
+    old = FileKeyStore(keys).keys("worker")[0]
+    assert old.purpose.value == "sign"
+    code, out, err = _run(["keys", "revoke", old.key_id, "--dir", str(keys)], capsys)
+    assert code == 0
+    assert f"revoked {old.key_id}" in out
+    assert "signing_key_changed" in err
+    assert "accord audit verify" in err
+
+
+def test_revoking_another_party_s_encryption_key_needs_no_force(
+    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _worker(home, bundle, capsys)
+    keys = home / "keys" / "wmp"
+    victim = FileKeyStore(keys).current_encryption_key("wmp").key_id
+    code, out, err = _run(["keys", "revoke", victim, "--dir", str(keys)], capsys)
+    assert (code, err) == (0, "")
+    assert f"revoked {victim}" in out

@@ -1,0 +1,143 @@
+"""After a worker key rotation its consent entries are sealed again to the new key, and a
+new signing key checkpoints every chain: revoking the old keys then loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from broker.audit import AuditKind, AuditRecord, ChainWriter
+from broker.config import KemSuite
+from broker.keys import FileKeyStore
+from broker.pipeline._effects import OutRecord
+from broker.pipeline._keywatch import checkpoint_again, checkpoint_on_new_signer
+from broker.pipeline._metrics import Metrics
+from broker.pipeline._processor import Processor, build_processor
+from broker.pipeline._state import WorkerState
+from broker.policy import Policy
+from broker.topics import AUDIT, STATE
+from tests.unit.pipeline.conftest import AT, ENVELOPE
+from tests.unit.pipeline.test_processor import Run
+from tests.unit.pipeline.test_restore import LINKAGE, _read, genuine  # fixture
+
+__all__ = ["genuine"]
+
+
+def _rotated(keys: FileKeyStore, tmp_path: Path) -> tuple[FileKeyStore, list[str]]:
+    shutil.copytree(keys.path, tmp_path / "keys")
+    store = FileKeyStore(tmp_path / "keys")
+    old = [k.key_id for k in store.keys("worker")]
+    store.rotate("worker", kem=KemSuite.X25519, grace=timedelta(days=30))
+    return store, old
+
+
+def _processor(keys: FileKeyStore, policy: Policy) -> Processor:
+    return build_processor(
+        policy=policy,
+        keys=keys,
+        linkage_key=LINKAGE,
+        state=WorkerState(),
+        chain=ChainWriter("worker:test", clock=lambda: AT),
+        clock=lambda: AT,
+        envelope=ENVELOPE,
+        metrics=Metrics(CollectorRegistry()),
+    )
+
+
+def test_consent_entries_under_the_current_key_need_no_resealing(
+    genuine: Run,
+    pipeline_keys: FileKeyStore,
+) -> None:
+    assert _read(pipeline_keys, genuine.on(STATE)).view.resealable == {}
+
+
+def test_consents_resealed_after_a_rotation_survive_revoking_the_old_key(
+    genuine: Run,
+    pipeline_keys: FileKeyStore,
+    project_policy: Policy,
+    tmp_path: Path,
+) -> None:
+    keys, old = _rotated(pipeline_keys, tmp_path)
+    before = _read(keys, genuine.on(STATE))
+    filed = genuine.processor.services.state.consents.filed
+    assert filed
+    assert set(before.view.resealable) == {f"k:{f.record_id}" for f in filed}
+    resealed = _processor(keys, project_policy).reseal(dict(before.view.resealable))
+    assert {r.key for r in resealed} == {f"k:{f.record_id}".encode() for f in filed}
+
+    # The tail reads them back: nothing left to reseal.
+    for r in resealed:
+        before.apply(r.key, r.value, r.headers)
+    assert before.view.resealable == {}
+
+    for key_id in old:
+        keys.revoke(key_id)
+    # Compaction keeps the latest entry per key: the resealed ones.
+    kept = {r.key: r for r in [*genuine.on(STATE), *resealed]}
+    after = _read(keys, list(kept.values()))
+    assert after.report.refused == {}
+    assert after.view.consents.filed == filed
+
+
+def _checkpoints(out: list[OutRecord]) -> list[AuditRecord]:
+    recs = [AuditRecord.model_validate_json(r.value) for r in out if r.topic == AUDIT]
+    return [r for r in recs if r.kind is AuditKind.CHECKPOINT]
+
+
+def test_a_checkpointed_head_is_checkpointed_again_only_when_asked(
+    make_processor: Callable[..., Processor],
+) -> None:
+    """A quiet chain's latest checkpoint is otherwise under the old key until its next record."""
+    processor = make_processor()
+    first = processor.policy_loaded(processor.services.policy, source="test")
+    assert len(_checkpoints(first)) == 1
+    assert processor.checkpoint() == []
+    assert len(_checkpoints(processor.checkpoint(again=True))) == 1
+
+
+class _Keys:
+    """A keystore whose worker signing key changes when told."""
+
+    def __init__(self) -> None:
+        self.key_id = "old"
+
+    def current_signing_key(self, party: str) -> object:  # noqa: ARG002  # protocol signature
+        return type("Ident", (), {"info": type("Info", (), {"key_id": self.key_id})})
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.pending_policy: Callable[[Processor], list[OutRecord]] | None = None
+
+
+def test_a_new_signing_key_puts_a_checkpoint_on_every_chain_after_any_policy_load() -> None:
+    keys, loop, stop = _Keys(), _Loop(), asyncio.Event()
+    calls: list[str] = []
+
+    class _Processor:
+        def checkpoint(self, *, again: bool = False) -> list[OutRecord]:
+            calls.append(f"checkpoint again={again}")
+            return []
+
+    async def scenario() -> None:
+        watch = asyncio.create_task(checkpoint_on_new_signer(keys, loop, stop, every=0.01))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        assert loop.pending_policy is None  # same key: nothing to do
+        loop.pending_policy = lambda _p: calls.append("policy") or []  # type: ignore[func-returns-value]
+        keys.key_id = "new"
+        await asyncio.sleep(0.05)
+        stop.set()
+        await watch
+
+    asyncio.run(scenario())
+    assert loop.pending_policy is not None
+    loop.pending_policy(_Processor())  # type: ignore[arg-type]
+    assert calls == ["policy", "checkpoint again=True"]
+    calls.clear()
+    checkpoint_again(None)(_Processor())  # type: ignore[arg-type]
+    assert calls == ["checkpoint again=True"]
