@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from broker.cli._keys_bundle import party_kinds, policy_parties
 from broker.cli._keys_exchange import given_dir, register_exchange
 from broker.config import KemSuite
 from broker.errors import KeyStoreError, UsageError
@@ -46,34 +47,6 @@ def _open_store(directory: Path | None, principal: str | None = None) -> FileKey
         if path == root and not (root / "keystore.json").exists() and (root / "worker").is_dir():
             raise UsageError(f"no keystore for {principal} in {root} (one per party)")
     return FileKeyStore(path, settings.keystore_passphrase())
-
-
-def _policy_parties(policies: Path) -> list[str]:
-    """Party ids of a policy bundle: the keys of ``parties:`` in ``parties.yaml``."""
-    import yaml
-
-    from broker.envelope import is_identifier
-    from broker.keys import SPECIAL_PRINCIPALS
-
-    if not policies.is_dir():
-        raise UsageError(f"policy bundle not found: {policies} (use --policies DIR)")
-    path = policies / "parties.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UsageError(f"{path}: missing (a policy bundle needs parties.yaml)") from exc
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML") from exc
-    parties = data.get("parties") if isinstance(data, dict) else None
-    if not isinstance(parties, dict) or not parties:
-        raise UsageError(f"{path}: expected a non-empty 'parties:' mapping")
-    ids = [str(p) for p in parties]
-    for pid in ids:
-        if not is_identifier(pid):
-            raise UsageError(f"{path}: party id {pid!r} must use letters, digits and . _ : -")
-        if pid in SPECIAL_PRINCIPALS:
-            raise UsageError(f"{path}: party id {pid!r} is reserved for Accord itself")
-    return ids
 
 
 def _status(info: KeyInfo) -> str:
@@ -127,28 +100,6 @@ def _print_table(infos: list[KeyInfo], store: FileKeyStore) -> None:
     typer.echo("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip())
     for r in rows:
         typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
-
-
-def _party_kinds(policies: Path) -> dict[str, str]:
-    """Each party's ``kind`` as the bundle's ``parties.yaml`` says it; empty when there is no
-    bundle to read (none here, or an SDK-only install, which cannot read YAML): the caller
-    then assumes nothing about a party."""
-    try:
-        import yaml
-    except ImportError:
-        return {}
-    try:
-        data = yaml.safe_load((policies / "parties.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    parties = data.get("parties") if isinstance(data, dict) else None
-    if not isinstance(parties, dict):
-        return {}
-    return {
-        str(pid): str(party["kind"])
-        for pid, party in parties.items()
-        if isinstance(party, dict) and isinstance(party.get("kind"), str)
-    }
 
 
 def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> None:
@@ -210,8 +161,8 @@ def _init(
     from broker.principals import Principal
 
     bundle = policies if policies is not None else settings.policies
-    parties = _policy_parties(bundle)
-    kinds = _party_kinds(bundle)
+    parties = policy_parties(bundle)
+    kinds = party_kinds(bundle)
     root = directory if directory is not None else settings.keys_dir
     present = keystores_under(root) if root.is_dir() else []
     if present:
@@ -258,7 +209,7 @@ def _init_party(
     if policies is not None and not (policies / "parties.yaml").is_file():
         raise UsageError(f"{policies / 'parties.yaml'}: missing (a policy bundle needs it)")
     if policies is not None and party not in SPECIAL_PRINCIPALS:
-        known = _policy_parties(policies)
+        known = policy_parties(policies)
         if party not in known:  # a typo would make keys no directory is meant to list
             import difflib
 
@@ -266,7 +217,7 @@ def _init_party(
             hint = f": did you mean {near[0]}?" if near else ""
             raise UsageError(f"--party: {party} is no party of the bundle {policies}{hint}")
     bundle = policies if policies is not None else settings.policies_at_hand()
-    kinds = {} if bundle is None else _party_kinds(bundle)
+    kinds = {} if bundle is None else party_kinds(bundle)
     path = directory if directory is not None else settings.keystore_path(party)
     existed, new = path.exists(), not (path / "keystore.json").exists()
     made_before = set(path.iterdir()) if existed and path.is_dir() else set()
@@ -458,7 +409,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
     ) -> None:
         """List the public key directory: ids, purposes, algorithms and status; IN_USE marks
-        the signing key each of the keystore's own parties signs with now."""
+        the signing key each of the keystore's own parties signs with now (for governance,
+        the one sign-directory signs with)."""
         store = _open_store(directory, party)
         infos = store.keys(party)
         if party is not None and not infos:
