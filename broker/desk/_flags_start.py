@@ -62,7 +62,10 @@ async def warn_if_another_instance(kafka: KafkaSettings, party: str) -> list[str
         await admin.start()
         busy = busy_groups(await admin.describe_consumer_groups(groups))
     except Exception as exc:  # noqa: BLE001  # a warning only: Kafka's answer is not needed
-        log.debug("flags_instance_check_failed", party=party, error=type(exc).__name__)
+        # Kafka's own words (an address, a closed connection), never a record's.
+        log.debug(
+            "flags_instance_check_failed", party=party, error=type(exc).__name__, msg=str(exc)
+        )
         return []
     finally:
         with contextlib.suppress(Exception):
