@@ -89,6 +89,12 @@ def _review_refused(message: str, detail: dict[str, str]) -> tuple[str, str | No
 
 
 _REVIEW_FIELDS = ("--finding", "--reference")
+_REFERENCE_REMOVED = (
+    "Review of event {0} to {1} not recorded: the reference you typed was removed (it may "
+    "hold a number about a person). Type it again as the IG case or ticket reference: up to "
+    "40 letters, digits and . _ / : -, never an NHS or telephone number, never a note."
+)
+_REFERENCE_SHORT = "Up to 40 letters, digits and . _ / : -; no NHS or phone number"
 
 
 # The form's fields for a child without an NHS number, named as subject_search's options.
@@ -379,10 +385,16 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             text, field = _review_refused(str(exc), detail)
             done = deps.store.review_of(event_id, recipient) is not None
             status = 409 if done else 400
-            errors = [Flash.error(text, field=field)]
             # A reference that could not be logged is not put back: it may be an NHS
-            # number or a note about someone, as a look-up's NHS number is not.
+            # number or a note about someone, as a look-up's NHS number is not. The summary
+            # says it was removed (an empty field, unexplained, reads as never typed).
             kept = reference if reference_acceptable(reference) else ""
+            wiped = bool(reference) and not kept and (field or "").startswith("reference-")
+            errors = [
+                Flash.error(_REFERENCE_REMOVED.format(event_id, recipient), field=field,
+                            beside=_REFERENCE_SHORT)
+                if wiped else Flash.error(text, field=field)
+            ]  # fmt: skip
             typed = {"event_id": event_id, "recipient": recipient, "finding": finding,
                      "reference": kept}  # fmt: skip
             own_page = override_entry(deps.store, event_id, recipient) is not None

@@ -40,7 +40,7 @@ from broker.desk._work import child_subject, referral_event
 from broker.errors import AccordError
 from broker.webauth import Flash, Session, form_field
 
-__all__ = ["MAX_REASON", "outcomes_of", "register_child_pages"]
+__all__ = ["MAX_REASON", "outcomes_of", "register_child_pages", "too_long"]
 
 log = structlog.get_logger("accord.desk")
 
@@ -68,6 +68,12 @@ def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag,
         for event_id in f.event_ids:
             marks.setdefault(event_id, []).append((f, event_id == f.trigger_event_id))
     return marks
+
+
+def too_long(what: str, text: str) -> str:
+    """What a reason or summary over the limit is told: by how much, so that the person
+    knows what to cut (the form has no maxlength, which would cut it silently)."""
+    return f"The {what} is {len(text):,} characters; it can be at most {MAX_REASON:,}."
 
 
 def _not_referred(*, withdrawn: bool) -> str:
@@ -103,7 +109,9 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         form as it was posted, drawn again with ``errors``."""
         records = store.records_about(child)
         if not records:
-            return desk.refused("No record about this child is held here.", status=404)
+            return desk.refused(
+                "No record about this child is held here.", status=404, title="Child not found"
+            )
         referrals = [
             (d, outcomes_of(store, d)) for d in store.decisions(child=child) if d.action == "refer"
         ]
@@ -162,7 +170,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         if session is None or session.user is None:
             return desk.redirect("/login")
         if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
-            return desk.refused("No such page.", status=404)
+            return desk.refused("No such page.", status=404, title="Page not found")
         if (now := store.current_child(child)) != child:  # a key from before 2026-12-05
             return desk.redirect(f"/child/{now}" + (f"?flag={flag}" if flag else ""))
         return await timeline(session, child, flag=flag)
@@ -174,7 +182,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
             return desk.redirect("/login")
         found = store.flag(flag_id) if _ID.fullmatch(flag_id) else None
         if found is None:
-            return desk.refused("No such flag.", status=404)
+            return desk.refused("No such flag.", status=404, title="Flag not found")
         return desk.redirect(f"/child/{found.child}?flag={found.flag_id}")
 
     @app.post("/child/{child}/decide")
@@ -205,9 +213,10 @@ def register_child_pages(  # noqa: PLR0915  # one route each
 
         if action not in TEAM_ACTIONS or not reason or len(reason) > MAX_REASON:
             return await refused(
-                "Choose a decision and give a reason (up to 2000 characters).",
+                too_long("reason", reason) if action in TEAM_ACTIONS and reason
+                else "Choose a decision and give a reason (up to 2,000 characters).",
                 field="action" if action not in TEAM_ACTIONS else "reason",
-            )
+            )  # fmt: skip
         ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
         # No decision about the child settles a flag whose records have all been withdrawn
         # (the page says so): one loaded before the withdrawal still ticks it.

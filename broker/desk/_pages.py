@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
-from broker.desk._child_pages import MAX_REASON, outcomes_of, register_child_pages
+from broker.desk._child_pages import MAX_REASON, outcomes_of, register_child_pages, too_long
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notices import LateNotices, desk_notices
@@ -195,7 +195,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if not session.csrf_ok(form_field(form, "csrf")):
             return stale(request, session, form)
         if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
-            return desk.refused("No such page.", status=404)
+            return desk.refused("No such page.", status=404, title="Page not found")
         return session, session.user, form, store.current_child(child)
 
     def named(event_id: str, kind: str, event_type: str) -> StoredRecord | None:
@@ -263,7 +263,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.redirect("/login")
         record = named(event_id, "hub", REFERRAL_TYPE)
         if record is None:
-            return desk.refused("No such referral.", status=404)
+            return desk.refused("No such referral.", status=404, title="Referral not found")
         return await referral_view(session, record)
 
     @app.post("/referral/{event_id}/outcome")
@@ -276,7 +276,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return stale(request, session, form)
         record = named(event_id, "hub", REFERRAL_TYPE)
         if record is None:
-            return desk.refused("No such referral.", status=404)
+            return desk.refused("No such referral.", status=404, title="Referral not found")
         page = f"/referral/{event_id}/outcome"
         outcome = form_field(form, "outcome") or ""
         typed_summary = form_field(form, "summary") or ""
@@ -306,9 +306,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # A re-send's content is the one checked when it was first sent (its MAC covers it).
         if outcome not in HUB_OUTCOMES or not summary or len(summary) > MAX_REASON:
             return await refused(
-                "Choose an outcome and give a summary (up to 2000 characters).",
+                too_long("summary", summary) if outcome in HUB_OUTCOMES and summary
+                else "Choose an outcome and give a summary (up to 2,000 characters).",
                 field="outcome" if outcome not in HUB_OUTCOMES else "summary",
-            )
+            )  # fmt: skip
         if record.hidden or deps.publisher is None:
             if again:
                 return not_again_page(
@@ -376,7 +377,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.redirect("/login")
         record = named(event_id, "school", ENCOMPASS_TYPE)
         if record is None:
-            return desk.refused("No such notice.", status=404)
+            return desk.refused("No such notice.", status=404, title="Notice not found")
         try:
             await viewed([record], session.user)
         except _NoAck:
@@ -399,7 +400,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.stale_form(request)
         record = named(event_id, "school", ENCOMPASS_TYPE)
         if record is None:
-            return desk.refused("No such notice.", status=404)
+            return desk.refused("No such notice.", status=404, title="Notice not found")
         if not record.hidden and store.encompass_ack(event_id) is None:
             try:
                 await viewed([record], session.user)

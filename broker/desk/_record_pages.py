@@ -159,7 +159,7 @@ def register_record_pages(
             return desk.redirect("/login")
         record = store.record(event_id) if _ID.fullmatch(event_id) else None
         if record is None:
-            return desk.refused("No such record.", status=404)
+            return desk.refused("No such record.", status=404, title="Record not found")
         purpose = purpose_of(record)
         if not await acknowledged([record], session.user):
             return no_ack()

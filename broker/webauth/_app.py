@@ -127,11 +127,13 @@ class WebPages:
         )
         return HTMLResponse(page, status_code=status, headers=headers)
 
-    def refused(self, why: str, *, status: int = 403) -> HTMLResponse:
-        """``why``, said on the error page, under the header of whoever is signed in."""
+    def refused(self, why: str, *, status: int = 403, title: str = "Refused") -> HTMLResponse:
+        """``why``, said on the error page, under the header of whoever is signed in.
+        ``title``: the page's title and heading; "Refused" is for a real refusal, a page
+        that is not there says so ("Record not found")."""
         request = _REQUEST.get()
         session = None if request is None else self.guard.session(request, touch=False)
-        return self.error_page(session, title="Refused", message=why, status=status)
+        return self.error_page(session, title=title, message=why, status=status)
 
     def stale_form(self, request: Request, *, note: str = "") -> Response:
         """The answer to a form whose token is not the session's (a page loaded before signing

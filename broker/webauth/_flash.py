@@ -32,14 +32,17 @@ class Flash:
     kind: Literal["success", "error"]
     text: str
     field: str | None = None  # the id of the form control an error is about
+    # What is said beside the control, when the summary's text is too long for it (and for
+    # the control's description, which a screen reader says on every visit).
+    beside: str | None = None
 
     @classmethod
     def success(cls, text: str) -> Flash:
         return cls("success", text)
 
     @classmethod
-    def error(cls, text: str, *, field: str | None = None) -> Flash:
-        return cls("error", text, field)
+    def error(cls, text: str, *, field: str | None = None, beside: str | None = None) -> Flash:
+        return cls("error", text, field, beside)
 
 
 def page_messages(flash: Iterable[Flash], errors: Iterable[Flash] = ()) -> dict[str, Any]:
@@ -56,11 +59,18 @@ def _errors_for(context: Context, field: str) -> list[Flash]:
 
 
 @pass_context
-def invalid(context: Context, field: str) -> Markup:
-    """`` aria-invalid="true" aria-describedby="<field>-error"`` on a control with an error."""
-    if not _errors_for(context, field):
+def invalid(context: Context, field: str, hint: str = "") -> Markup:
+    """`` aria-invalid="true" aria-describedby="<field>-error"`` on a control with an error;
+    ``hint``: the id of the control's hint (its limit), described by it whether or not there
+    is an error (one attribute naming both: a second would be ignored)."""
+    wrong = bool(_errors_for(context, field))
+    described = [f"{field}-error"] if wrong else []
+    if hint:
+        described.append(hint)
+    if not described:
         return Markup("")
-    return Markup(' aria-invalid="true" aria-describedby="{0}-error"').format(field)
+    said = Markup(' aria-invalid="true"') if wrong else Markup("")
+    return said + Markup(' aria-describedby="{0}"').format(" ".join(described))
 
 
 @pass_context
@@ -69,7 +79,7 @@ def field_error(context: Context, field: str) -> Markup:
     found = _errors_for(context, field)
     if not found:
         return Markup("")
-    text = " ".join(m.text for m in found)
+    text = " ".join(m.beside or m.text for m in found)
     return Markup(
         '<span class="field-error" id="{0}-error"><span class="visually-hidden">Error:</span> '
         "{1}</span>"

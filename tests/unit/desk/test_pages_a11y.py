@@ -50,7 +50,7 @@ def test_a_decision_without_a_reason_is_an_error_linked_to_the_reason(
     assert _title(page).startswith("Error: ")
     reason = control_tag(page, "reason")
     assert 'aria-invalid="true"' in reason
-    assert 'aria-describedby="reason-error"' in reason
+    assert 'aria-describedby="reason-error reason-hint"' in reason
     assert 'id="reason-error"' in page
     assert "aria-invalid" not in control_tag(page, "action")
     assert "notification-banner" not in page

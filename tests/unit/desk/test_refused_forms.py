@@ -88,7 +88,11 @@ def test_a_refused_decision_is_drawn_again_with_the_decision_reason_and_flags_as
     with structlog.testing.capture_logs() as logs:
         r = client.post(f"/child/{child}/decide", data=form, follow_redirects=False)
     _drawn_again(r, field)
-    assert "Choose a decision and give a reason" in error_summary(r.text)
+    said = error_summary(r.text)
+    if action:  # chosen: the summary says by how much the reason is over, not to choose
+        assert f"The reason is {len(reason.strip()):,} characters; it can be at most 2,000." in said
+    else:
+        assert "Choose a decision and give a reason" in said
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; asked" in r.text
     assert "<script>alert" not in r.text
     assert f'data-next="/child/{child}"' in r.text  # signing in again returns to the page
