@@ -78,3 +78,21 @@ def test_the_dashboard_lists_no_notices_when_none_went_undelivered(client: TestC
     page = client.get("/").text
     assert re.search(r'id="withdrawals-undelivered">0<', page)
     assert 'id="withdrawals-undelivered-list"' not in page
+
+
+def test_consent_lines_say_whom_they_cover_in_words_and_a_refused_one_is_no_consent(
+    make_client: Callable[..., TestClient], withdrawn: list[AuditRecord]
+) -> None:
+    """A screen reader read the To column's ``*`` as "star" and ``kind:hub`` as code, and a
+    refused record's Consent cell said "given", as if that consent stood (a11y review)."""
+    client = make_client()
+    token = sign_in(client)
+    page = client.post("/subjects", data={"nhs_number": CHILD_NHS, "csrf": token,
+                                          "purpose": "subject_access_request"}).text  # fmt: skip
+    rows = dict(re.findall(r'<tr class="(consent(?:_refused)?) [^"]*">(.*?)</tr>', page, re.S))
+    cells = {kind: re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for kind, row in rows.items()}
+    to, consent = 4, 10  # the To and Consent columns
+    assert cells["consent"][to] == "every recipient"
+    assert cells["consent"][consent] == "withdrawn"
+    assert cells["consent_refused"][consent] == "— (record refused)"
+    assert "given" not in cells["consent_refused"][consent]
