@@ -3,15 +3,17 @@
 Only what the worker itself wrote is taken: every entry must carry a valid state MAC
 (``_state``), and a sealed entry must also be sealed by the worker. Anything else (a junk
 entry, one injected to skip inputs or fork the audit chain, a consent entry an agency
-sealed) is skipped and reported, never allowed to crash the restore. The worker then refuses
-to run only if what was lost matters for correctness: the position of an input partition or
-the head of an audit chain, for which no genuine entry remains (resuming without them would
-skip or repeat inputs, or fork the chain). Lost replay ids, consent or shares are reported
-and the worker runs: a missing consent fails closed (nothing shared on it). A refused
-consent entry most often means the worker key it was sealed to was revoked or is missing;
-otherwise, only the worker and the admin may write the topic, so a privileged principal
-wrote it; after looking, the admin clears one with a tombstone for its key. Consent entries
-sealed to a worker key rotated out are sealed again to the current one (``resealable``).
+sealed) is skipped and reported, never allowed to crash the restore; one a later genuine
+entry for the same key replaced is only noted (``state_entries_superseded``). The worker
+then refuses to run only if what was lost matters for correctness: the position of an input
+partition or the head of an audit chain, for which no genuine entry remains (resuming
+without them would skip or repeat inputs, or fork the chain). Lost replay ids, consent or
+shares are reported and the worker runs: a missing consent fails closed (nothing shared on
+it). A refused consent entry most often means the worker key it was sealed to was revoked
+or is missing; otherwise, only the worker and the admin may write the topic, so a
+privileged principal wrote it; after looking, the admin clears one with a tombstone for its
+key. Consent entries sealed to a worker key rotated out are sealed again to the current one
+(``resealable``).
 """
 
 from __future__ import annotations
@@ -49,11 +51,27 @@ class _AlwaysNew:
 @dataclass
 class RestoreReport:
     """What the restore refused, by kind of entry (``p``, ``k``, ``t``, ``h``, ``o``, and an
-    older Accord's ``r``, ``c``, ``s``)."""
+    older Accord's ``r``, ``c``, ``s``).
 
-    refused: Counter[str] = field(default_factory=Counter)
+    A refused entry that a genuine one for the same key follows is superseded, not refused:
+    compaction never touches the changelog's active segment, so after a re-seal the entry
+    sealed to the revoked key stays beside its replacement for days, and counting it would
+    tell operators a consent was lost when none was.
+    """
+
+    #: Keys whose latest entries were refused: their kind and how many since the last genuine.
+    unresolved: dict[str, tuple[str, int]] = field(default_factory=dict)
+    superseded: Counter[str] = field(default_factory=Counter)
     vital_refused: set[str] = field(default_factory=set)
     vital_restored: set[str] = field(default_factory=set)
+
+    @property
+    def refused(self) -> Counter[str]:
+        """Refused entries no genuine later entry for the same key replaced, by kind."""
+        out: Counter[str] = Counter()
+        for kind, n in self.unresolved.values():
+            out[kind] += n
+        return out
 
     @property
     def lost(self) -> list[str]:
@@ -88,18 +106,23 @@ class EntryReader:
         if key is None:
             return
         name = key.decode("utf-8", "replace")
+        report = self.report
         if value is None:  # a tombstone: the admin's way to clear a refused entry on purpose
-            self.report.vital_refused.discard(name)
+            report.vital_refused.discard(name)
+            report.unresolved.pop(name, None)
             self.view.resealable.pop(name, None)
             return
         kind = name.partition(":")[0]
         if self._take(key, name, value, headers):
             if kind in _VITAL:
-                self.report.vital_restored.add(name)
+                report.vital_restored.add(name)
+            if (earlier := report.unresolved.pop(name, None)) is not None:
+                report.superseded[earlier[0]] += earlier[1]
         else:
-            self.report.refused[kind if kind in _KINDS else "?"] += 1
+            label, before = kind if kind in _KINDS else "?", report.unresolved.get(name)
+            report.unresolved[name] = (label, 1 + (before[1] if before else 0))
             if kind in _VITAL:
-                self.report.vital_refused.add(name)
+                report.vital_refused.add(name)
 
     def _take(
         self, key: bytes, name: str, value: bytes, headers: Sequence[tuple[str, bytes | None]]
@@ -149,11 +172,17 @@ async def restore_state(
     finally:
         await stop_quietly(consumer)
     report = reader.report
-    if report.refused:
+    if report.superseded:
+        # Nothing lost: each was replaced by a genuine entry (most often a re-seal after a
+        # worker key rotation), and compaction will drop it.
+        log.info(
+            "state_entries_superseded", **{f"kind_{k}": n for k, n in report.superseded.items()}
+        )
+    if refused := report.refused:
         log.error(
             "state_entries_refused",
-            **{f"kind_{k}": n for k, n in report.refused.items()},
-            hint=_refused_hint(report.refused),
+            **{f"kind_{k}": n for k, n in refused.items()},
+            hint=_refused_hint(refused),
         )
     if lost := report.lost:
         raise ConfigError(

@@ -77,11 +77,32 @@ def test_consents_resealed_after_a_rotation_survive_revoking_the_old_key(
 
     for key_id in old:
         keys.revoke(key_id)
-    # Compaction keeps the latest entry per key: the resealed ones.
-    kept = {r.key: r for r in [*genuine.on(STATE), *resealed]}
-    after = _read(keys, list(kept.values()))
-    assert after.report.refused == {}
+    # Not compacted: compaction never touches the active segment, so each entry sealed to
+    # the revoked key is still read, before its re-seal.
+    after = _read(keys, [*genuine.on(STATE), *resealed])
+    assert after.report.refused == {}  # no false alarm: every consent was restored
+    assert after.report.superseded == {"k": len(filed)}
     assert after.view.consents.filed == filed
+    # Compacted, the same.
+    kept = {r.key: r for r in [*genuine.on(STATE), *resealed]}
+    compacted = _read(keys, list(kept.values()))
+    assert (compacted.report.refused, compacted.report.superseded) == ({}, {})
+    assert compacted.view.consents.filed == filed
+
+
+def test_a_refused_entry_after_the_genuine_one_is_still_reported(
+    genuine: Run, pipeline_keys: FileKeyStore
+) -> None:
+    """Only a later genuine entry supersedes a refused one: compaction keeps the latest."""
+    consent = next(r for r in genuine.on(STATE) if r.key and r.key.startswith(b"k:"))
+    junk = OutRecord(STATE, consent.key, b"junk")
+    reader = _read(pipeline_keys, [*genuine.on(STATE), junk, junk])
+    assert (reader.report.refused, reader.report.superseded) == ({"k": 2}, {})
+    reader.apply(consent.key, consent.value, consent.headers)
+    assert (reader.report.refused, reader.report.superseded) == ({}, {"k": 2})
+    reader.apply(junk.key, junk.value, junk.headers)
+    reader.apply(junk.key, None, [])  # the admin's tombstone clears it
+    assert reader.report.refused == {}
 
 
 def _checkpoints(out: list[OutRecord]) -> list[AuditRecord]:
