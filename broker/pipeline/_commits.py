@@ -11,10 +11,14 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import structlog
+
 from broker.errors import TransportError
 from broker.kafka import Consumer, TopicPartition
 from broker.pipeline._report import GroupReport
 from broker.pipeline._tasks import STOP_WITHIN_S, Batch, RecordSender, Task, settle_all
+
+log = structlog.get_logger("accord.worker")
 
 
 class Commits:
@@ -59,6 +63,9 @@ class Commits:
         metrics = task.processor.outbox.metrics
         for ts in done.stamps:
             metrics.latency.observe(max(0.0, (now_ms - ts) / 1000))
+        if done.resealed is not None:
+            # Only now: operators wait for this before revoking the old worker key.
+            log.info("state_resealed", entries=done.resealed)
         if done.next_offset is None:
             return
         self._report.durable[task.tp] = done.next_offset

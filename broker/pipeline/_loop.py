@@ -237,10 +237,15 @@ class TransactionalLoop:
         task.pending.outs += first
         if tid == LEGACY_SHARES_TASK and view.legacy_shares:
             task.pending.outs += processor.adopt(view.legacy_shares)
-        if tid == LEGACY_SHARES_TASK and view.resealable:
+        if tid == LEGACY_SHARES_TASK:
             # One task of one worker, the same one each time; the tail drops each entry
-            # from the view once it reads it back, sealed to the current key.
-            task.pending.outs += processor.reseal(dict(view.resealable))
+            # from the view once it reads it back, sealed to the current key. Logged as
+            # state_resealed once committed (``Commits``), or now if there is nothing to do.
+            if view.resealable:
+                task.pending.outs += processor.reseal(dict(view.resealable))
+                task.pending.resealed = len(view.resealable)
+            else:
+                log.info("state_resealed", entries=0)
         self._tasks[tp] = task
         if (offset := state.offsets.get(tid)) is not None:
             if tp in consumer.assignment():  # else dropped mid-callback: see _resume

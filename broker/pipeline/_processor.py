@@ -119,9 +119,8 @@ class Processor:
 
     def reseal(self, entries: dict[str, bytes]) -> list[OutRecord]:
         """Consent entries restored from under a rotated-out worker key, sealed again to its
-        current one: revoking the old key then loses none of them."""
-        if entries:
-            log.info("state_resealed", entries=len(entries))
+        current one: revoking the old key then loses none of them (logged as
+        ``state_resealed`` once its transaction commits)."""
         return self.outbox.reseal(entries)
 
     def consumed(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:

@@ -80,6 +80,7 @@ class Batch:
     next_offset: int | None = None
     stamps: list[int] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # replay ids the transaction makes durable
+    resealed: int | None = None  # consent entries it seals again (logged once committed)
 
     def __bool__(self) -> bool:
         return bool(self.outs) or self.next_offset is not None

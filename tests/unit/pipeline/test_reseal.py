@@ -8,19 +8,25 @@ import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from broker.audit import AuditKind, AuditRecord, ChainWriter
 from broker.config import KemSuite
+from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
+from broker.pipeline._commits import Commits
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._keywatch import checkpoint_again, checkpoint_on_new_signer
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
+from broker.pipeline._report import GroupReport
 from broker.pipeline._state import WorkerState
+from broker.pipeline._tasks import Batch
 from broker.policy import Policy
-from broker.topics import AUDIT, STATE
+from broker.topics import AUDIT, CONSENT, STATE
 from tests.unit.pipeline.conftest import AT, ENVELOPE
 from tests.unit.pipeline.test_processor import Run
 from tests.unit.pipeline.test_restore import LINKAGE, _read, genuine  # fixture
@@ -88,6 +94,25 @@ def test_consents_resealed_after_a_rotation_survive_revoking_the_old_key(
     compacted = _read(keys, list(kept.values()))
     assert (compacted.report.refused, compacted.report.superseded) == ({}, {})
     assert compacted.view.consents.filed == filed
+
+
+def test_state_resealed_is_logged_only_once_the_re_seal_s_transaction_commits(
+    genuine: Run,
+    pipeline_keys: FileKeyStore,
+    project_policy: Policy,
+    tmp_path: Path,
+) -> None:
+    """Operators wait for it before revoking the old key: queued is not yet durable."""
+    keys, _ = _rotated(pipeline_keys, tmp_path)
+    entries = dict(_read(keys, genuine.on(STATE)).view.resealable)
+    processor = _processor(keys, project_policy)
+    with capture_logs() as logs:
+        outs = processor.reseal(entries)
+        assert [e for e in logs if e["event"] == "state_resealed"] == []
+        task = SimpleNamespace(processor=processor, tp=TopicPartition(CONSENT, 0))
+        commits = Commits({}, GroupReport(), lambda: None)  # type: ignore[arg-type,return-value]
+        commits._committed(None, set(), task, Batch(outs=outs, resealed=len(entries)))  # type: ignore[arg-type]
+    assert [e["entries"] for e in logs if e["event"] == "state_resealed"] == [len(entries)]
 
 
 def test_a_refused_entry_after_the_genuine_one_is_still_reported(
