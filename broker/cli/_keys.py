@@ -292,15 +292,18 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
         raise UsageError(
             f"refusing to revoke the worker's encryption key {info.key_id}: consent records "
             "in the worker's state sealed to it would no longer open (consent-required "
-            "shares stop); after a rotation, start the worker with its new key first (it "
-            "seals them again and logs 'state_resealed'), then revoke; --force to revoke now "
-            "(a compromise: the consent authorities then file those consents again)"
+            "shares stop); after a rotation, start the worker with its new key first (the "
+            "one holding consent partition 0 seals them again and logs 'state_resealed' once "
+            "committed), then revoke with --force; --force alone revokes now (a compromise: "
+            "the consent authorities then file those consents again)"
         )
     if info.purpose is KeyPurpose.SIGN:
         typer.echo(
             "warning: a chain whose latest checkpoint this key signed is reported broken by "
             "'accord audit verify' until the worker checkpoints it under its new key (it does "
-            "at start, and when it picks up a new key: log 'signing_key_changed')",
+            "at start, and when it picks up a new key: log 'signing_key_changed'); chains "
+            "nothing writes to again (policy impact runs' worker:impact-*, a deleted agency's) "
+            "stay reported as awaiting a checkpoint (docs/operations.md, 'Keys')",
             err=True,
         )
 
