@@ -127,6 +127,17 @@ def delete(conn: sqlite3.Connection, positions: Iterable[tuple[str, int, int]]) 
     )
 
 
+def holds(conn: sqlite3.Connection, position: tuple[str, int, int]) -> bool:
+    """Whether the record at ``position`` is still parked (not handled since it was read)."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM parked WHERE topic = ? AND kafka_partition = ? AND kafka_offset = ?",
+            position,
+        ).fetchone()
+        is not None
+    )
+
+
 def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM parked").fetchone()[0])
 

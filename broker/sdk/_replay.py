@@ -142,14 +142,19 @@ class SqliteReplayMemory:
         (remembering the first); ``False`` for a replay.
 
         ``parked``: the record comes from the parked records, at its own position, which was
-        committed past when it was parked; it counts as uncommitted while it is parked (it
-        is removed only once handled, :meth:`unpark`). Read from Kafka instead (a rewound
-        group), a parked record at the same position is removed: it is handed over now."""
+        committed past when it was parked; it counts as uncommitted while it is still parked
+        (it is removed only once handled, :meth:`unpark`), checked in the same transaction.
+        Gone from the parked records, it was handled already (its copy read from Kafka after
+        a rewind, or handed over by another process sharing the file): a replay. Read from
+        Kafka instead, a parked record at the same position is removed: it is handed over
+        now."""
         now = self._now()
         with self._translated("cannot be written"), self._tx():
             if now - self._last_prune >= _PRUNE_EVERY.total_seconds():
                 self._prune(now)
                 self._last_prune = now
+            if parked and not _parked.holds(self._conn, (topic, partition, offset)):
+                return False
             if not parked and self._parked:
                 _parked.delete(self._conn, [(topic, partition, offset)])
             first = self._conn.execute(

@@ -187,7 +187,11 @@ class Subscriber(AsyncClient):
         self._polled: dict[tuple[str, int], int] = {}  # poll's last offsets, not yet committed
         self._memory: SqliteReplayMemory | None = None
         self._watch = KeystoreWatch(keystore)
-        self._unparking: list[tuple[str, int, int]] = []  # yielded, removed once committed
+        self._unparking: list[tuple[str, int, int]] = []  # handed over, removed once committed
+        # Parked records opened by a retry and not yet handed over: they stay parked (so a
+        # crash loses none) until one is handed over and committed.
+        self._retried: list[tuple[tuple[str, int, int], SharedRecord]] = []
+        self._assigned: set[TopicPartition] = set()  # the assignment parked rows were tried for
         self._on_unopenable = on_unopenable or self._log_unopenable
         self.unopenable: list[Unopenable] = []
         self._consumer: Consumer | None = None
@@ -251,7 +255,13 @@ class Subscriber(AsyncClient):
     async def _iterate(self) -> AsyncIterator[SharedRecord]:
         consumer = _require(self._consumer)
         while True:
-            for again in self._retry_parked():
+            if not self._retried:
+                self._retried = await self._retry_parked(consumer)
+            while self._retried:
+                # Marked for unparking only as it is handed over: the rest of the round stays
+                # parked if the caller stops here.
+                position, again = self._retried.pop(0)
+                self._unparking.append(position)
                 yield again
                 await self.commit()
             if _require(self._memory).parked_count:
@@ -333,25 +343,26 @@ class Subscriber(AsyncClient):
         consumer = _require(self._consumer)
         async with translated(f"consuming {self.topic}"):
             batch = await consumer.getmany(timeout_ms=int(wait * 1000))
-        out = self._retry_parked()
         try:
-            out += [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
+            # Kafka's batch first: a record it hands over again (a rewound group) is no longer
+            # parked once opened, so its parked copy is not handed over too.
+            fresh = [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
         except RecordKeyUnavailable:
-            # The parked records opened above are not returned either: tried again next poll.
-            self._unparking = []
-            self._watch.again()
             # Nothing of the batch is marked, and every partition is read again from where
             # the batch began: what came before the held record comes again at the same
             # positions, uncommitted, so the replay memory admits it again.
             for tp, msgs in batch.items():
                 consumer.seek(tp, min(m.offset for m in msgs))
             raise
+        retried = [*self._retried, *await self._retry_parked(consumer)]
+        self._retried = []
+        self._unparking += [position for position, _ in retried]
         for msgs in batch.values():
             last = max(msgs, key=lambda m: m.offset)
             self._polled[(last.topic, last.partition)] = last.offset
         if commit:
             await self.commit()
-        return out
+        return [record for _, record in retried] + fresh
 
     def _open(self, msg: Message) -> SharedRecord | None:
         try:
@@ -388,14 +399,36 @@ class Subscriber(AsyncClient):
         """How many records are parked, waiting for the broker key that signed them."""
         return 0 if self._memory is None else self._memory.parked_count
 
-    def _retry_parked(self) -> list[SharedRecord]:
-        """The parked records that open now, by position, on start and once the keystore
-        changed; those that still do not stay parked."""
+    async def _retry_parked(
+        self, consumer: Consumer
+    ) -> list[tuple[tuple[str, int, int], SharedRecord]]:
+        """The parked records that open now, with their positions, by position: on start,
+        once the keystore changed, and once the consumer's assignment changed. Only those on
+        partitions this consumer is assigned: another process sharing the replay file
+        retries its own. Those that still do not open stay parked."""
         memory = _require(self._memory)
-        if not memory.parked_count or not self._watch.due():
+        if not memory.parked_count:
             return []
-        out, gone = [], []
-        for msg in memory.parked():
+        assigned = set(consumer.assignment())
+        due = self._watch.due() or assigned != self._assigned
+        self._assigned = assigned
+        if not due or not assigned:
+            return []  # with nothing assigned yet, tried when the assignment comes
+        rows = [m for m in memory.parked() if TopicPartition(m.topic, m.partition) in assigned]
+        async with translated(f"consuming {self.topic}"):
+            ahead = {
+                tp: await consumer.position(tp)
+                for tp in {TopicPartition(m.topic, m.partition) for m in rows}
+            }
+        out: list[tuple[tuple[str, int, int], SharedRecord]] = []
+        gone: list[tuple[str, int, int]] = []
+        for msg in rows:
+            if msg.offset >= ahead[TopicPartition(msg.topic, msg.partition)]:
+                # The group was rewound before it: Kafka hands it over again, at its own
+                # position (and parks it again if it still does not open).
+                log.info("parked_record_read_again", partition=msg.partition, offset=msg.offset)
+                gone.append(msg.position)
+                continue
             try:
                 record = self._open_or_raise(msg)
             except KeyRejected as exc:
@@ -419,8 +452,7 @@ class Subscriber(AsyncClient):
                 self._report(Unopenable(msg.partition, msg.offset, "invalid-payload"))
             else:
                 log.info("parked_record_opened", partition=msg.partition, offset=msg.offset)
-                self._unparking.append(msg.position)
-                out.append(record)
+                out.append((msg.position, record))
         memory.unpark(gone)
         return out
 

@@ -50,6 +50,9 @@ class _Consumer:
     def seek(self, _tp: Any, offset: int) -> None:
         self.position = offset
 
+    def assignment(self) -> set[Any]:
+        return set()  # parked records are retried only on assigned partitions: none here
+
     async def stop(self) -> None:
         pass
 

@@ -43,10 +43,18 @@ class FakeConsumer:
     ``commit`` commits the position unless ``commit_fault`` says otherwise."""
 
     records: list[Msg]
-    position: int = 0
+    next_offset: int = 0  # the position: the next offset to hand over
     committed: list[int] = field(default_factory=list)
     commit_fault: Callable[[], Any] | None = None
     stop_hangs: bool = False
+    assigned: set[TopicPartition] = field(default_factory=lambda: {TopicPartition(TOPIC, 0)})
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    async def position(self, tp: TopicPartition) -> int:
+        assert tp == TopicPartition(TOPIC, 0)
+        return self.next_offset
 
     async def start(self) -> None: ...
 
@@ -57,11 +65,11 @@ class FakeConsumer:
     async def getmany(
         self, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[Msg]]:
-        batch = [m for m in self.records if m.offset >= self.position][:max_records]
+        batch = [m for m in self.records if m.offset >= self.next_offset][:max_records]
         if not batch:
             await asyncio.sleep(timeout_ms / 1000)  # as Kafka waits for something to come
             return {}
-        self.position = batch[-1].offset + 1
+        self.next_offset = batch[-1].offset + 1
         return {TopicPartition(TOPIC, 0): batch}
 
     async def getone(self) -> Msg:
@@ -72,12 +80,12 @@ class FakeConsumer:
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         assert tp == TopicPartition(TOPIC, 0)
-        self.position = offset
+        self.next_offset = offset
 
     async def commit(self) -> None:
         if self.commit_fault is not None:
             await self.commit_fault()
-        self.committed.append(self.position)
+        self.committed.append(self.next_offset)
 
 
 class FakeProducer:

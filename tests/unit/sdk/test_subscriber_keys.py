@@ -165,8 +165,8 @@ async def test_async_for_stops_on_a_held_record_and_reads_it_again_next_time(
 
     class OneByOne(FakeConsumer):
         async def getone(self) -> Msg:
-            [m] = [m for m in self.records if m.offset == self.position]
-            self.position += 1
+            [m] = [m for m in self.records if m.offset == self.next_offset]
+            self.next_offset += 1
             return m
 
     kafka = FakeKafka([])
@@ -180,7 +180,7 @@ async def test_async_for_stops_on_a_held_record_and_reads_it_again_next_time(
     async with subscriber(keys, kafka, tmp_path) as sub:
         with pytest.raises(RecordKeyUnavailable, match="revoked"):
             await read(sub)
-        assert kafka.fake.position == 1  # the held record is next again
+        assert kafka.fake.next_offset == 1  # the held record is next again
     assert got == [eid(1)]
     assert kafka.fake.committed == [1]  # the first, committed when the next was asked for
 

@@ -123,7 +123,7 @@ async def test_parked_records_survive_a_restart_and_are_tried_again_at_start(
         assert opened(await sub.poll(0)) == [eid(1), eid(4)]
     world.import_directory()
     again = FakeKafka(_records(world))
-    again.fake.position = 4  # the group's committed offset
+    again.fake.next_offset = 4  # the group's committed offset
     async with subscriber(FileKeyStore(world.tmp / "hub"), again, world.tmp) as sub:
         assert opened(await sub.poll(0)) == [eid(2), eid(3)]
         assert sub.parked == 0
@@ -140,6 +140,7 @@ async def test_a_parked_record_handed_over_but_never_committed_comes_again_after
         assert opened(await sub.poll(0, commit=False)) == [eid(2)]
     for expected in ([eid(2)], []):
         again = FakeKafka([])
+        again.fake.next_offset = 2  # the group's committed offset
         async with subscriber(FileKeyStore(world.tmp / "hub"), again, world.tmp) as sub:
             assert opened(await sub.poll(0)) == expected
 
