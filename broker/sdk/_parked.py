@@ -29,7 +29,7 @@ from typing import Final
 
 import structlog
 
-from broker.kafka import Message
+from broker.kafka import Consumer, Message, TopicPartition
 from broker.keys import KeyStore
 
 __all__ = ["PARKED_LIMIT", "PARKED_MAX_AGE", "KeystoreWatch", "ParkedRecord"]
@@ -125,6 +125,29 @@ def delete(conn: sqlite3.Connection, positions: Iterable[tuple[str, int, int]]) 
         "DELETE FROM parked WHERE topic = ? AND kafka_partition = ? AND kafka_offset = ?",
         list(positions),
     )
+
+
+async def ours(
+    rows: list[ParkedRecord], consumer: Consumer, assigned: set[TopicPartition]
+) -> tuple[list[ParkedRecord], list[tuple[str, int, int]]]:
+    """The parked records this consumer is to retry: those on partitions it is assigned
+    (another process sharing the replay file retries its own), before its position on that
+    partition. And the positions it is past: the group was rewound before them, so Kafka
+    hands them over again at their own position (parking them again if they still do not
+    open), and the parked copy is dropped rather than handed over too."""
+    mine = [m for m in rows if TopicPartition(m.topic, m.partition) in assigned]
+    ahead = {
+        tp: await consumer.position(tp)
+        for tp in {TopicPartition(m.topic, m.partition) for m in mine}
+    }
+    keep, again = [], []
+    for msg in mine:
+        if msg.offset >= ahead[TopicPartition(msg.topic, msg.partition)]:
+            log.info("parked_record_read_again", partition=msg.partition, offset=msg.offset)
+            again.append(msg.position)
+        else:
+            keep.append(msg)
+    return keep, again
 
 
 def holds(conn: sqlite3.Connection, position: tuple[str, int, int]) -> bool:

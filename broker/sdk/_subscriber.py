@@ -39,6 +39,7 @@ from broker.kafka import (
 )
 from broker.keys import KeyStore
 from broker.principals import Principal
+from broker.sdk import _parked
 from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
@@ -414,21 +415,10 @@ class Subscriber(AsyncClient):
         self._assigned = assigned
         if not due or not assigned:
             return []  # with nothing assigned yet, tried when the assignment comes
-        rows = [m for m in memory.parked() if TopicPartition(m.topic, m.partition) in assigned]
         async with translated(f"consuming {self.topic}"):
-            ahead = {
-                tp: await consumer.position(tp)
-                for tp in {TopicPartition(m.topic, m.partition) for m in rows}
-            }
+            rows, gone = await _parked.ours(memory.parked(), consumer, assigned)
         out: list[tuple[tuple[str, int, int], SharedRecord]] = []
-        gone: list[tuple[str, int, int]] = []
         for msg in rows:
-            if msg.offset >= ahead[TopicPartition(msg.topic, msg.partition)]:
-                # The group was rewound before it: Kafka hands it over again, at its own
-                # position (and parks it again if it still does not open).
-                log.info("parked_record_read_again", partition=msg.partition, offset=msg.offset)
-                gone.append(msg.position)
-                continue
             try:
                 record = self._open_or_raise(msg)
             except KeyRejected as exc:
