@@ -303,14 +303,14 @@ class Subscriber(AsyncClient):
         msg, memory = self._yielded, _require(self._memory)
         consumer = _require(self._consumer)
         # Parked records handed over are handled now: forgotten (their offsets were
-        # committed when they were parked).
-        memory.unpark(self._unparking)
-        self._unparking = []
+        # committed when they were parked), but only with the rest, once Kafka confirms.
+        unparking = list(self._unparking)
         polled = dict(self._polled)
         if msg is not None:  # never below what poll returned on the same partition
             at = (msg.topic, msg.partition)
             polled[at] = max(polled.get(at, msg.offset), msg.offset)
         if not polled:
+            self._unpark(memory, unparking)
             return
         what = f"committing {self.topic}"
         try:
@@ -324,12 +324,18 @@ class Subscriber(AsyncClient):
             raise TransportError(f"{exc}; {_NOT_COMMITTED}") from exc
         # Only once Kafka confirmed: a commit that failed or was cancelled keeps its marks.
         # Not ones a poll raised meanwhile, which this commit did not cover.
+        self._unpark(memory, unparking)
         for key, offset in polled.items():
             memory.committed(key[0], key[1], offset + 1)
             if self._polled.get(key, offset) <= offset:
                 self._polled.pop(key, None)
         if self._yielded is msg:
             self._yielded = None
+
+    def _unpark(self, memory: SqliteReplayMemory, positions: list[tuple[str, int, int]]) -> None:
+        memory.unpark(positions)
+        done = set(positions)
+        self._unparking = [p for p in self._unparking if p not in done]
 
     async def poll(self, wait: float = 1.0, *, commit: bool = True) -> list[SharedRecord]:
         """Everything available within ``wait`` seconds (may be empty).

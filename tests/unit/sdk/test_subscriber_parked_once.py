@@ -9,10 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import CommitFailedError
 
 from broker.config import KemSuite
 from broker.envelope import KeyPurpose
-from broker.errors import RecordKeyUnavailable
+from broker.errors import RecordKeyUnavailable, TransportError
 from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
 from broker.sdk import SqliteReplayMemory
@@ -148,3 +149,50 @@ async def test_a_held_record_does_not_undo_a_parked_record_handed_over_awaiting_
             await sub.poll(0)
         await sub.commit()
         assert sub.parked == 0
+
+
+async def _refused() -> None:
+    raise CommitFailedError("the group rebalanced")
+
+
+async def test_a_failed_commit_keeps_a_parked_record_handed_over_for_the_next(
+    world: World,
+) -> None:
+    """poll(commit=False) hands over a parked record and a new one; Kafka refuses the commit:
+    the parked record stays parked (a crash now brings it again), and the next commit that
+    Kafka confirms forgets it."""
+    kafka = FakeKafka([sealed(world.new, eid(2), 0), sealed(world.old, eid(1), 1)])
+    async with subscriber(world.hub, kafka, world.tmp) as sub:
+        assert opened(await sub.poll(0)) == [eid(1)]
+        world.import_directory()
+        kafka.fake.records.append(sealed(world.old, eid(3), 2))
+        assert opened(await sub.poll(0, commit=False)) == [eid(2), eid(3)]
+        kafka.fake.commit_fault = _refused
+        with pytest.raises(TransportError, match="nothing is counted as committed"):
+            await sub.commit()
+        assert sub.parked == 1
+        kafka.fake.commit_fault = None
+        await sub.commit()
+        assert sub.parked == 0
+
+
+async def test_a_parked_record_whose_commit_failed_comes_again_after_a_restart(
+    world: World,
+) -> None:
+    """The same failed commit, then the process stops: the parked record is handed over
+    again at the next start, once."""
+    kafka = FakeKafka([sealed(world.new, eid(2), 0), sealed(world.old, eid(1), 1)])
+    async with subscriber(world.hub, kafka, world.tmp) as sub:
+        assert opened(await sub.poll(0)) == [eid(1)]
+        world.import_directory()
+        kafka.fake.records.append(sealed(world.old, eid(3), 2))
+        kafka.fake.commit_fault = _refused
+        with pytest.raises(TransportError):
+            await sub.poll(0)
+    # The group's committed offset: the failed commit left it at 2; the next one took it to 3.
+    for committed, expected in ((2, [eid(2), eid(3)]), (3, [])):
+        again = FakeKafka([sealed(world.new, eid(2), 0), sealed(world.old, eid(1), 1)])
+        again.fake.records.append(sealed(world.old, eid(3), 2))
+        again.fake.next_offset = committed
+        async with subscriber(FileKeyStore(world.tmp / "hub"), again, world.tmp) as sub:
+            assert opened(await sub.poll(0)) == expected
