@@ -27,8 +27,9 @@ async def sdk_topics(kafka_bootstrap: str) -> None:
 
     kafka = clients(kafka_bootstrap)
     # hub-p: the keystore-per-party tests' own world (a subscriber stops on a record sealed
-    # under keys its keystore does not know); hub-r, hub-v: the rotation tests'.
-    recipients = ["hub-a", "hub-b", "hub-p", "hub-r", "hub-v"]
+    # under keys its keystore does not know); hub-r, hub-v: the rotation tests'; hub-k, hub-l:
+    # the parked deliveries' tests.
+    recipients = ["hub-a", "hub-b", "hub-p", "hub-r", "hub-v", "hub-k", "hub-l"]
     specs = accord_topics(["wmp"], recipients, KafkaSettings(partitions=1))
     await ensure_topics(kafka, specs)
 
