@@ -78,3 +78,16 @@ class GatewaySettings(OpsEndpoint):
     send_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
     # Retry-After on a 503 (Kafka not reachable), and how long /readyz says not ready after.
     retry_after_seconds: int = Field(default=30, ge=1, le=3600)
+    # Wrong bearer tokens (broker/gateway/_limit.py): past this many 401s within the window
+    # from one client address (an IPv6 one by its /64), its requests are answered 429, their
+    # token not compared, until the oldest leaves the window; past the total from every
+    # address together, so are those of any address that has not used the right token in
+    # the last day. The gateway's own records systems send the right one, and never meet it.
+    auth_failures_per_client: int = Field(default=5, ge=1, le=1000)
+    auth_failures_total: int = Field(default=100, ge=1, le=100_000)
+    auth_window_seconds: int = Field(default=60, ge=1, le=3600)
+    # Proxies in front, each appending the address it was reached from to X-Forwarded-For:
+    # the client is that entry counted from the end (broker.webauth.client_host). 0: the
+    # connection's own address, whatever the request says. Behind a proxy set it, or every
+    # caller is the proxy's one address to the limit above.
+    forwarded_hops: int = Field(default=0, ge=0, le=5)

@@ -10,7 +10,8 @@ phrases, the SDK's field paths and the event ids of records already validated.
 
 Every request but the probes (``/healthz``, ``/readyz``) must carry the gateway's bearer
 token and a ``Host`` the gateway answers to (broker.webauth.HostCheck), checked before
-anything reads the body.
+anything reads the body; a client address that sent too many wrong tokens lately is answered
+429 before its token is compared (``_limit.AuthLimit``).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.errors import AccordError, EventInvalid, SendUnconfirmed, TransportError
 from broker.events import ContactEvent
+from broker.gateway._limit import AuthLimit, Limited, LimitKind
 from broker.gateway._metrics import Endpoint, GatewayMetrics, Outcome
 from broker.ops import OK, Check, first_failure
 from broker.sdk import Receipt
-from broker.webauth import HostCheck
+from broker.webauth import HostCheck, client_host, client_key
 
 log = structlog.get_logger("accord.gateway")
 
@@ -79,6 +81,11 @@ class GatewayDeps:
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 500
     retry_after_seconds: int = 30
+    #: Wrong tokens, counted per client address and in all (a new one each app by default).
+    auth_limit: AuthLimit = field(default_factory=AuthLimit)
+    #: Proxies in front, each appending to X-Forwarded-For (broker.webauth.client_host): 0,
+    #: the connection's own address is the client's.
+    forwarded_hops: int = 0
     #: Whether the HTTP server is up (``/readyz``); the app alone, in a test, always is.
     serving: Callable[[], bool] = field(default=_always)
 
@@ -156,14 +163,33 @@ class _Guard:
     def _check(self, request: Request) -> None:
         if not self.deps.hosts.allows(request.headers.get("host")):
             raise _Refused(400, Outcome.BAD_HOST, "this gateway does not answer to that host name")
+        limit = self.deps.auth_limit
+        client = client_key(client_host(request, self.deps.forwarded_hops))
+        limited = limit.refused(client)
+        if limited is not None:
+            raise self._limited(limited)
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            _digest(given.strip()), self._token
-        ):
+        # Both compared whatever the scheme: the time taken says nothing of which was wrong.
+        right = hmac.compare_digest(_digest(given.strip()), self._token)
+        if scheme.lower() != "bearer" or not right:
+            limit.failed(client)
             raise _Refused(
                 401, Outcome.UNAUTHORISED, "missing or wrong bearer token",
                 headers={"WWW-Authenticate": 'Bearer realm="accord-gateway"'},
             )  # fmt: skip
+        limit.succeeded(client)
+
+    def _limited(self, limited: Limited) -> _Refused:
+        # Neither the address nor anything the request carried: which limit, and the wait.
+        self.deps.metrics.auth_limited.labels(limit=limited.kind.value).inc()
+        log.warning("gateway_auth_limited", limit=limited.kind.value,
+                    retry_after=limited.retry_after)  # fmt: skip
+        whose = "this address" if limited.kind is LimitKind.CLIENT else "many addresses"
+        return _Refused(
+            429, Outcome.TOO_MANY_FAILURES,
+            f"too many wrong bearer tokens from {whose} lately: wait Retry-After seconds",
+            headers={"Retry-After": str(limited.retry_after)},
+        )  # fmt: skip
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

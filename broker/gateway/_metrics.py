@@ -1,8 +1,8 @@
 """The gateway's metrics and probes.
 
-Labels come from the fixed sets below (an endpoint, an outcome, a record kind): never a
-party's event, a field name, a caller's address or a token. The probes read only what the
-gateway keeps anyway: whether it serves, and when Kafka last failed it.
+Labels come from the fixed sets below (an endpoint, an outcome, a record kind, a limit):
+never a party's event, a field name, a caller's address or a token. The probes read only
+what the gateway keeps anyway: whether it serves, and when Kafka last failed it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from broker.gateway._limit import LimitKind
 from broker.ops import OK, Check
 
 
@@ -30,6 +31,7 @@ class Outcome(enum.StrEnum):
     UNSUPPORTED_TYPE = "unsupported_type"  # not application/json (415)
     TOO_LARGE = "too_large"  # the body or the batch is over its limit (413)
     UNAUTHORISED = "unauthorised"  # no bearer token, or not the gateway's (401)
+    TOO_MANY_FAILURES = "too_many_failures"  # too many 401s lately, token not compared (429)
     BAD_HOST = "bad_host"  # a Host the gateway does not answer to (400)
     NOT_FOUND = "not_found"  # no such path or method (404, 405)
     REFUSED = "refused"  # Kafka refused the party this write (403)
@@ -71,12 +73,21 @@ class GatewayMetrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.auth_limited = Counter(
+            "accord_gateway_auth_limited",
+            "Requests refused (429) before their token was compared, after too many wrong "
+            "tokens: from their address (client), or from every address together (all).",
+            ["limit"],
+            registry=registry,
+        )
         # Every pair at 0 from the start: a rate over a counter that appears late is wrong.
         for endpoint in Endpoint:
             for outcome in Outcome:
                 self.requests.labels(endpoint=endpoint.value, outcome=outcome.value)
         for kind in ("event", "consent"):
             self.records.labels(kind=kind)
+        for limit in LimitKind:
+            self.auth_limited.labels(limit=limit.value)
 
     def answered(self, endpoint: Endpoint, outcome: Outcome) -> None:
         self.requests.labels(endpoint=endpoint.value, outcome=outcome.value).inc()

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from broker.config import GatewaySettings, Settings, SignInSettings
 from broker.errors import ConfigError, UsageError
 from broker.gateway._app import GatewayDeps, Publishing, create_gateway_app
+from broker.gateway._limit import AuthLimit
 from broker.gateway._metrics import GatewayMetrics
 from broker.kafka import KafkaClients, warn_if_plaintext
 from broker.keys import FileKeyStore, KeyStore, warn_if_unprotected
@@ -172,6 +173,9 @@ async def run_gateway(
         publisher=pub, token=token, hosts=hosts, metrics=metrics,
         max_body_bytes=cfg.max_body_bytes, max_batch=cfg.max_batch,
         retry_after_seconds=cfg.retry_after_seconds, serving=lambda: server.started,
+        auth_limit=AuthLimit(per_client=cfg.auth_failures_per_client,
+                             total=cfg.auth_failures_total, window=cfg.auth_window_seconds),
+        forwarded_hops=cfg.forwarded_hops,
     )  # fmt: skip
     config = uvicorn.Config(
         create_gateway_app(deps), host=cfg.host, port=cfg.port,

@@ -46,7 +46,7 @@ SURFACES = {
         "warn_if_another_instance", "window_record", "withdrawn_keep",
     },
     "broker.gateway": {
-        "GatewayDeps", "GatewayMetrics", "GatewayRun", "Publishing", "check_gateway",
+        "AuthLimit", "GatewayDeps", "GatewayMetrics", "GatewayRun", "Publishing", "check_gateway",
         "create_gateway_app", "run_gateway",
     },
     "broker.deploy": {
