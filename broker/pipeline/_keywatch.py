@@ -1,9 +1,12 @@
-"""A new signing key for the worker: every chain it holds is checkpointed under it at once.
+"""New keys for the worker while it runs: a new signing key checkpoints every chain it holds
+under it at once, and a new encryption key seals its consent state again to it.
 
-The keystore picks up an imported directory while the worker runs, and the new key signs
-from then on. A quiet chain would otherwise keep a latest checkpoint signed by the old key
-only, and revoking that key (a rotation's last step) would leave the chain vouched for by
-nothing (``accord audit verify``: schemas/audit-chain.md §6) until its next record.
+The keystore picks up an imported directory while the worker runs, and the new keys sign
+and seal from then on. A quiet chain would otherwise keep a latest checkpoint signed by the
+old key only, and revoking that key (a rotation's last step) would leave the chain vouched
+for by nothing (``accord audit verify``: schemas/audit-chain.md §6) until its next record.
+And consent entries would stay sealed to the old encryption key until the worker's next
+start: revoking it (as after a compromise) would lose them (``_reseal``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ CHECK_EVERY_S = 5.0
 
 class _Loop(Protocol):
     pending_policy: Reload | None
+    #: A re-seal asked of the loop: ``True`` for a new key (``state_resealed`` even when
+    #: there is nothing to seal), ``False`` for the regular check for stragglers.
+    pending_reseal: bool | None
 
 
 def signing_key_id(keys: KeyResolver) -> str | None:
@@ -37,6 +43,14 @@ def signing_key_id(keys: KeyResolver) -> str | None:
     next checkpoints, saying so: ``Outbox.checkpoint``)."""
     try:
         return keys.current_signing_key(Principal.WORKER).info.key_id
+    except KeyStoreError:
+        return None
+
+
+def encryption_key_id(keys: KeyResolver) -> str | None:
+    """The key the worker seals its state to now, or ``None`` if it has none."""
+    try:
+        return keys.current_encryption_key(Principal.WORKER).key_id
     except KeyStoreError:
         return None
 
@@ -52,17 +66,28 @@ def checkpoint_again(before: Reload | None) -> Reload:
     return load
 
 
-async def checkpoint_on_new_signer(
+async def follow_keys(
     keys: KeyResolver, loop: _Loop, stop: asyncio.Event, *, every: float = CHECK_EVERY_S
 ) -> None:
-    """Until ``stop``: when the worker's signing key changes, checkpoint every chain."""
-    signer = signing_key_id(keys)
+    """Until ``stop``, every ``every`` seconds: when the worker's signing key changes,
+    checkpoint every chain; when its encryption key changes, seal its consent state again
+    to it; otherwise look for consent entries another worker sealed to an older key (one
+    that picked the new key up later, or a rotation's last seconds)."""
+    signer, sealer = signing_key_id(keys), encryption_key_id(keys)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
+        if stop.is_set():
+            return
         now = signing_key_id(keys)
-        if now is None or now == signer:
-            continue
-        signer = now
-        log.info("signing_key_changed", key_id=now, then="checkpointing every chain held")
-        loop.pending_policy = checkpoint_again(loop.pending_policy)
+        if now is not None and now != signer:
+            signer = now
+            log.info("signing_key_changed", key_id=now, then="checkpointing every chain held")
+            loop.pending_policy = checkpoint_again(loop.pending_policy)
+        now = encryption_key_id(keys)
+        if now is not None and now != sealer:
+            sealer = now
+            log.info("encryption_key_changed", key_id=now, then="sealing consent state again")
+            loop.pending_reseal = True
+        elif loop.pending_reseal is None:
+            loop.pending_reseal = False

@@ -44,6 +44,7 @@ from broker.pipeline._fence import ConsentFence, end_offsets
 from broker.pipeline._group import GroupMembership, Handover, Openings, OpenTask, Reload, cancel_all
 from broker.pipeline._read_past import read_past
 from broker.pipeline._report import GroupReport
+from broker.pipeline._reseal import Reseals
 from broker.pipeline._state import TaskId
 from broker.pipeline._tasks import (
     STOP_WITHIN_S,
@@ -83,6 +84,7 @@ class TransactionalLoop:
         budget: SenderBudget | None = None,
         heartbeat: Heartbeat | None = None,
         membership: GroupMembership | None = None,
+        reseals: Reseals | None = None,
     ) -> None:
         self.kafka = kafka
         self.heartbeat = heartbeat
@@ -94,6 +96,8 @@ class TransactionalLoop:
         self.open_task = open_task
         self.max_batch = max_batch
         self.pending_policy: Reload | None = None
+        self.pending_reseal: bool | None = None  # asked by the key watcher (``_keywatch``)
+        self.reseals = reseals or Reseals()
         self._consumer: Consumer | None = None
         self._tasks: dict[TopicPartition, Task] = {}
         self._fatal: BaseException | None = None  # raised by the loop: a listener's failure
@@ -158,6 +162,8 @@ class TransactionalLoop:
                 self._fatal = self._fatal or exc
             await task.stop()
             self._positions.pop(task.tp, None)
+            if task.id == LEGACY_SHARES_TASK:
+                self.reseals.forget()
             # Not ours to report any more: if it comes back, another worker may have moved
             # it on, and our old offset would move the group's back until our next commit.
             self._report.durable.pop(task.tp, None)
@@ -238,14 +244,8 @@ class TransactionalLoop:
         if tid == LEGACY_SHARES_TASK and view.legacy_shares:
             task.pending.outs += processor.adopt(view.legacy_shares)
         if tid == LEGACY_SHARES_TASK:
-            # One task of one worker, the same one each time; the tail drops each entry
-            # from the view once it reads it back, sealed to the current key. Logged as
-            # state_resealed once committed (``Commits``), or now if there is nothing to do.
-            if view.resealable:
-                task.pending.outs += processor.reseal(dict(view.resealable))
-                task.pending.resealed = len(view.resealable)
-            else:
-                log.info("state_resealed", entries=0)
+            # Consent sealed to an older worker key, sealed again by this one task (``_reseal``).
+            self.reseals.add_to(task, announce=True)
         self._tasks[tp] = task
         if (offset := state.offsets.get(tid)) is not None:
             if tp in consumer.assignment():  # else dropped mid-callback: see _resume
@@ -276,6 +276,7 @@ class TransactionalLoop:
                     self.heartbeat.beat()
                 self._raise_fatal()
                 self._take_policy()
+                self._take_reseal()
                 self._commits.start_due()
                 if stop.is_set():
                     break
@@ -317,6 +318,19 @@ class TransactionalLoop:
             load, self.pending_policy = self.pending_policy, None
             for task in self._tasks.values():
                 task.pending.outs += load(task.processor)
+
+    def _take_reseal(self) -> None:
+        """A re-seal the key watcher asked for, by the task of consent partition 0 if this
+        worker holds it (else its holder's worker does it): between batches, never while
+        one is being processed, and committed like any batch."""
+        if (announce := self.pending_reseal) is None:
+            return
+        self.pending_reseal = None
+        task = self._tasks.get(
+            TopicPartition(LEGACY_SHARES_TASK.topic, LEGACY_SHARES_TASK.partition)
+        )
+        if task is not None and not task.closed:
+            self.reseals.add_to(task, announce=announce)
 
     async def _process(
         self, consumer: Consumer, batch: dict[TopicPartition, list[Any]], stop: asyncio.Event

@@ -118,9 +118,10 @@ class Processor:
         return self.outbox.checkpoint(again=again)
 
     def reseal(self, entries: dict[str, bytes]) -> list[OutRecord]:
-        """Consent entries restored from under a rotated-out worker key, sealed again to its
-        current one: revoking the old key then loses none of them (logged as
-        ``state_resealed`` once its transaction commits)."""
+        """Consent entries sealed to a worker key other than its current one (rotated out,
+        or current until a new one appeared), sealed again to the current one: revoking the
+        old key then loses none of them (logged as ``state_resealed`` once its transaction
+        commits; ``_reseal``)."""
         return self.outbox.reseal(entries)
 
     def consumed(self, offsets: dict[tuple[str, int], int]) -> list[OutRecord]:

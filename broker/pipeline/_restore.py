@@ -13,7 +13,7 @@ it). A refused consent entry most often means the worker key it was sealed to wa
 or is missing; otherwise, only the worker and the admin may write the topic, so a
 privileged principal wrote it; after looking, the admin clears one with a tombstone for its
 key. Consent entries sealed to a worker key rotated out are sealed again to the current one
-(``resealable``).
+(``resealable``, ``_reseal``).
 """
 
 from __future__ import annotations
@@ -93,12 +93,23 @@ class EntryReader:
         self._keys = keys
         self._mac_key = mac_key
 
-    def _current_key(self) -> str | None:
+    def current_key(self) -> str | None:
         """The key the worker seals its state to now (its sealer's choice), if any."""
         try:
             return self._keys.current_encryption_key(Principal.WORKER).key_id
         except KeyStoreError:
             return None
+
+    def stale(self) -> int:
+        """How many consent entries of the view are sealed to a key other than the current."""
+        return self.view.sealed.count_not_under(self.current_key())
+
+    def resealable(self) -> dict[str, bytes]:
+        """Consent entries sealed to a worker key other than its current one (rotated out,
+        or current until a new one appeared), by changelog key: the plaintext the worker
+        seals again to the current key (``Processor.reseal``), so that revoking the old one
+        loses nothing."""
+        return self.view.sealed.not_under(self.current_key())
 
     def apply(
         self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
@@ -110,7 +121,7 @@ class EntryReader:
         if value is None:  # a tombstone: the admin's way to clear a refused entry on purpose
             report.vital_refused.discard(name)
             report.unresolved.pop(name, None)
-            self.view.resealable.pop(name, None)
+            self.view.sealed.drop(name)
             return
         kind = name.partition(":")[0]
         if self._take(key, name, value, headers):
@@ -146,12 +157,8 @@ class EntryReader:
             self.view.apply(name, plain)
         except (ValueError, KeyError, TypeError, ValidationError):
             return False
-        if sealed_to is not None and sealed_to != self._current_key():
-            # Sealed to a key rotated out: the worker seals it again to its current key
-            # (``Processor.reseal``), so that revoking the old one loses nothing.
-            self.view.resealable[name] = plain
-        else:
-            self.view.resealable.pop(name, None)
+        if sealed_to is not None:
+            self.view.sealed.put(name, sealed_to, plain)
         return True
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from broker.events import ConsentRecord
 from broker.pipeline._effects import ConsentShare
@@ -43,9 +43,7 @@ class StateView:
         self.consents = ConsentTable()
         self.legacy_processed: set[str] = set()
         self.legacy_shares: dict[str, list[ConsentShare]] = {}
-        # Sealed entries (consent) opened with a worker key that is no longer its current
-        # one, by changelog key: plaintext the worker seals again at start (``_restore``).
-        self.resealable: dict[str, bytes] = {}
+        self.sealed = SealedEntries()
 
     def apply(self, key: str, value: bytes) -> None:
         """Replay one changelog entry (already opened when sensitive); later entries win.
@@ -102,6 +100,43 @@ class StateView:
     @property
     def offsets(self) -> dict[TaskId, int]:
         return {task: v.offset for task, v in self.tasks.items() if v.offset is not None}
+
+
+class SealedEntries:
+    """The view's sealed entries (consent), by changelog key: each one's plaintext and the
+    worker key it is sealed to, so that those under a key other than the worker's current
+    one can be sealed to it again, at start or when a new key appears (``_reseal``).
+
+    The plaintext is kept for every one, not only for those under an older key: a new key
+    makes them all older at once, and finding them again in the changelog would mean reading
+    it all, as long as a restart takes."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, bytes]] = {}
+        self._per_key: Counter[str] = Counter()
+
+    def put(self, name: str, key_id: str, plain: bytes) -> None:
+        self.drop(name)
+        self._entries[name] = (key_id, plain)
+        self._per_key[key_id] += 1
+
+    def drop(self, name: str) -> None:
+        if (was := self._entries.pop(name, None)) is not None:
+            self._per_key[was[0]] -= 1
+
+    def count_not_under(self, key_id: str | None) -> int:
+        """How many are sealed to a key other than ``key_id`` (none if there is no key to
+        seal to): a count kept as entries come, so asking often costs nothing."""
+        return 0 if key_id is None else len(self._entries) - self._per_key[key_id]
+
+    def not_under(self, key_id: str | None) -> dict[str, bytes]:
+        """The plaintext of those sealed to a key other than ``key_id``, by changelog key."""
+        if key_id is None or not self.count_not_under(key_id):
+            return {}
+        return {name: plain for name, (k, plain) in self._entries.items() if k != key_id}
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _set(table: dict[str, list[ConsentShare]], key: str, shares: list[ConsentShare]) -> None:

@@ -28,10 +28,11 @@ from broker.ops import Check, Heartbeat, serving_ops
 from broker.pipeline._contact import Fetching, KafkaContact
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._group import GroupMembership, OpenTask
-from broker.pipeline._keywatch import checkpoint_on_new_signer
+from broker.pipeline._keywatch import follow_keys
 from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
+from broker.pipeline._reseal import Reseals
 from broker.pipeline._restore import restore_state
 from broker.pipeline._state import TaskId, WorkerState, state_mac_key
 from broker.pipeline._tail import ChangelogTail
@@ -155,6 +156,7 @@ class Worker:
             budget=SenderBudget(opts.sender_rate, opts.sender_burst),
             heartbeat=self.heartbeat,
             membership=GroupMembership.with_session(settings.worker.group_session_timeout_ms),
+            reseals=Reseals(reader),
         )
         try:
             await tail.start()
@@ -170,7 +172,7 @@ class Worker:
             warn_if_plaintext(self.kafka)
             warn_if_unprotected(keys)
             self.started.set()
-            watch = asyncio.create_task(checkpoint_on_new_signer(keys, loop, stop))
+            watch = asyncio.create_task(follow_keys(keys, loop, stop))
             try:
                 await loop.run(stop)
             finally:

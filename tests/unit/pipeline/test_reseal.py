@@ -19,7 +19,7 @@ from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
 from broker.pipeline._commits import Commits
 from broker.pipeline._effects import OutRecord
-from broker.pipeline._keywatch import checkpoint_again, checkpoint_on_new_signer
+from broker.pipeline._keywatch import checkpoint_again, follow_keys
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import Processor, build_processor
 from broker.pipeline._report import GroupReport
@@ -59,7 +59,7 @@ def test_consent_entries_under_the_current_key_need_no_resealing(
     genuine: Run,
     pipeline_keys: FileKeyStore,
 ) -> None:
-    assert _read(pipeline_keys, genuine.on(STATE)).view.resealable == {}
+    assert _read(pipeline_keys, genuine.on(STATE)).resealable() == {}
 
 
 def test_consents_resealed_after_a_rotation_survive_revoking_the_old_key(
@@ -72,14 +72,14 @@ def test_consents_resealed_after_a_rotation_survive_revoking_the_old_key(
     before = _read(keys, genuine.on(STATE))
     filed = genuine.processor.services.state.consents.filed
     assert filed
-    assert set(before.view.resealable) == {f"k:{f.record_id}" for f in filed}
-    resealed = _processor(keys, project_policy).reseal(dict(before.view.resealable))
+    assert set(before.resealable()) == {f"k:{f.record_id}" for f in filed}
+    resealed = _processor(keys, project_policy).reseal(before.resealable())
     assert {r.key for r in resealed} == {f"k:{f.record_id}".encode() for f in filed}
 
     # The tail reads them back: nothing left to reseal.
     for r in resealed:
         before.apply(r.key, r.value, r.headers)
-    assert before.view.resealable == {}
+    assert before.resealable() == {}
 
     for key_id in old:
         keys.revoke(key_id)
@@ -104,7 +104,7 @@ def test_state_resealed_is_logged_only_once_the_re_seal_s_transaction_commits(
 ) -> None:
     """Operators wait for it before revoking the old key: queued is not yet durable."""
     keys, _ = _rotated(pipeline_keys, tmp_path)
-    entries = dict(_read(keys, genuine.on(STATE)).view.resealable)
+    entries = _read(keys, genuine.on(STATE)).resealable()
     processor = _processor(keys, project_policy)
     with capture_logs() as logs:
         outs = processor.reseal(entries)
@@ -147,18 +147,23 @@ def test_a_checkpointed_head_is_checkpointed_again_only_when_asked(
 
 
 class _Keys:
-    """A keystore whose worker signing key changes when told."""
+    """A keystore whose worker signing and encryption keys change when told."""
 
     def __init__(self) -> None:
         self.key_id = "old"
+        self.sealing = "old-kem"
 
     def current_signing_key(self, party: str) -> object:  # noqa: ARG002  # protocol signature
         return type("Ident", (), {"info": type("Info", (), {"key_id": self.key_id})})
+
+    def current_encryption_key(self, party: str) -> object:  # noqa: ARG002  # protocol signature
+        return type("Info", (), {"key_id": self.sealing})
 
 
 class _Loop:
     def __init__(self) -> None:
         self.pending_policy: Callable[[Processor], list[OutRecord]] | None = None
+        self.pending_reseal: bool | None = None
 
 
 def test_a_new_signing_key_puts_a_checkpoint_on_every_chain_after_any_policy_load() -> None:
@@ -171,7 +176,7 @@ def test_a_new_signing_key_puts_a_checkpoint_on_every_chain_after_any_policy_loa
             return []
 
     async def scenario() -> None:
-        watch = asyncio.create_task(checkpoint_on_new_signer(keys, loop, stop, every=0.01))  # type: ignore[arg-type]
+        watch = asyncio.create_task(follow_keys(keys, loop, stop, every=0.01))  # type: ignore[arg-type]
         await asyncio.sleep(0.05)
         assert loop.pending_policy is None  # same key: nothing to do
         loop.pending_policy = lambda _p: calls.append("policy") or []  # type: ignore[func-returns-value]
@@ -187,3 +192,24 @@ def test_a_new_signing_key_puts_a_checkpoint_on_every_chain_after_any_policy_loa
     calls.clear()
     checkpoint_again(None)(_Processor())  # type: ignore[arg-type]
     assert calls == ["checkpoint again=True"]
+
+
+def test_a_new_encryption_key_asks_for_a_re_seal_that_says_so_and_otherwise_a_quiet_check() -> None:
+    """The quiet check catches entries another worker sealed to the old key meanwhile."""
+    keys, loop, stop = _Keys(), _Loop(), asyncio.Event()
+
+    async def scenario() -> list[bool | None]:
+        seen: list[bool | None] = []
+        watch = asyncio.create_task(follow_keys(keys, loop, stop, every=0.01))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        seen.append(loop.pending_reseal)  # same key: a quiet check
+        loop.pending_reseal = None  # as the loop takes it
+        keys.sealing = "new-kem"
+        await asyncio.sleep(0.05)
+        seen.append(loop.pending_reseal)  # a new key: announced, and not lowered to quiet
+        stop.set()
+        await watch
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True]
+    assert loop.pending_policy is None  # the signing key did not change

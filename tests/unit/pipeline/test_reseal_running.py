@@ -1,0 +1,222 @@
+"""A running worker that picks up a new encryption key seals its consent state again to it,
+with no restart: revoking the old key then loses no consent."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from broker.audit import ChainWriter
+from broker.config import KemSuite
+from broker.kafka import TopicPartition
+from broker.keys import FileKeyStore
+from broker.pipeline._effects import OutRecord
+from broker.pipeline._keywatch import follow_keys
+from broker.pipeline._loop import TransactionalLoop
+from broker.pipeline._metrics import Metrics
+from broker.pipeline._processor import Processor, build_processor
+from broker.pipeline._reseal import Reseals
+from broker.pipeline._restore import EntryReader
+from broker.pipeline._state import TaskId, WorkerState
+from broker.pipeline._tasks import Batch
+from broker.policy import Policy
+from broker.topics import CONSENT, STATE, deliver, ingress
+from tests.unit.pipeline.conftest import AT, ENVELOPE
+from tests.unit.pipeline.test_loop import AT_LOOP, _Clients, _Consumer, _Producer
+from tests.unit.pipeline.test_processor import Run, incident, seal_as
+from tests.unit.pipeline.test_restore import LINKAGE, _read, genuine  # fixture
+
+__all__ = ["genuine"]
+
+CONSENT_0 = TopicPartition(CONSENT, 0)
+
+
+def _copy(keys: FileKeyStore, tmp_path: Path) -> FileKeyStore:
+    shutil.copytree(keys.path, tmp_path / "keys")
+    return FileKeyStore(tmp_path / "keys")
+
+
+def _processor(keys: FileKeyStore, policy: Policy, state: WorkerState) -> Processor:
+    return build_processor(
+        policy=policy,
+        keys=keys,
+        linkage_key=LINKAGE,
+        state=state,
+        chain=ChainWriter(state.task.chain, clock=lambda: AT),
+        clock=lambda: AT,
+        envelope=ENVELOPE,
+        metrics=Metrics(CollectorRegistry()),
+    )
+
+
+class _Built:
+    def __init__(self) -> None:
+        self.records: list[OutRecord] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: None, headers: Any) -> bool:  # noqa: ARG002  # aiokafka's signature
+        self.records.append(OutRecord("", key or b"", value, tuple(headers)))
+        return True
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+class _WholeProducer(_Producer):
+    """Keeps each committed record whole, headers (the envelope) included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[OutRecord] = []
+        self._pending: list[OutRecord] = []
+
+    def create_batch(self) -> _Built:  # type: ignore[override]
+        return _Built()
+
+    async def send_batch(self, builder: _Built, topic: str, partition: int) -> None:  # type: ignore[override]  # noqa: ARG002
+        self._pending += [OutRecord(topic, r.key, r.value, r.headers) for r in builder.records]
+
+    async def commit_transaction(self) -> None:
+        self.sent += self._pending
+        self._pending = []
+
+
+class _Handover:
+    """The committed view, read by ``reader`` (the tail's), with no other worker in it."""
+
+    def __init__(self, reader: EntryReader) -> None:
+        self.reader = reader
+
+    @property
+    def view(self) -> Any:
+        return self.reader.view
+
+    async def caught_up(self) -> None:
+        pass
+
+    async def moved(self, within: float) -> None:
+        await asyncio.sleep(within)
+
+    def check(self) -> None:
+        pass
+
+
+async def _resealed(logs: list[dict[str, Any]], within: float = 5.0) -> list[int]:
+    """The counts of ``state_resealed`` logged, once one with entries in it is."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if any((got := [e["entries"] for e in logs if e["event"] == "state_resealed"])[1:]):
+            return got
+        await asyncio.sleep(0.02)
+    return got
+
+
+async def test_a_new_encryption_key_picked_up_while_running_reseals_consent_and_revoking_the_old_one_loses_none(  # noqa: E501
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    keys = _copy(pipeline_keys, tmp_path)
+    reader = _read(keys, genuine.on(STATE))  # the restore at start: all under the current key
+    filed = reader.view.consents.filed
+    assert filed
+    assert reader.resealable() == {}
+    producer = _WholeProducer()
+    clients = _Clients(_Consumer([], on_idle=lambda: None), producer)
+
+    def open_task(task: TaskId, state: WorkerState) -> Any:
+        processor = _processor(keys, project_policy, state)
+        return processor, []
+
+    loop = TransactionalLoop(clients, client_id="c", clock=lambda: AT_LOOP,
+                             handover=_Handover(reader), open_task=open_task,
+                             reseals=Reseals(reader))  # fmt: skip
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        await loop.start()
+        await loop.on_partitions_assigned([CONSENT_0])
+        await loop.opened()
+        assert [e["entries"] for e in logs if e["event"] == "state_resealed"] == [0]
+        watch = asyncio.create_task(follow_keys(keys, loop, stop, every=0.02))
+        running = asyncio.create_task(loop.run(stop))
+        await asyncio.sleep(0.1)
+        old = [k.key_id for k in keys.keys("worker")]
+        keys.rotate("worker", kem=KemSuite.X25519, grace=timedelta(days=30))  # imported
+        resealed = await _resealed(logs)
+        for _ in range(50):
+            if any(e["event"] == "encryption_key_changed" for e in logs):
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await running
+        await watch
+        await loop.stop()
+    # At the opening, nothing to do; then, once committed, every consent entry. (The regular
+    # check may get there before the watcher's announcement, which then seals them again.)
+    assert resealed[:2] == [0, len(filed)]
+    assert set(resealed[1:]) == {len(filed)}
+    assert [e["event"] for e in logs].count("encryption_key_changed") == 1
+    written = [r for r in producer.sent if r.topic == STATE and r.key.startswith(b"k:")]
+    assert {r.key for r in written} == {f"k:{f.record_id}".encode() for f in filed}
+
+    # The rotation's last step, as after a compromise: the old keys revoked at once.
+    for key_id in old:
+        keys.revoke(key_id)
+    after = _read(keys, [*genuine.on(STATE), *written])
+    assert after.report.refused == {}
+    assert after.view.consents.filed == filed
+    # And the consent still governs: the hub, which needs it, is shared the next incident.
+    task = TaskId(ingress("wmp"), 0)
+    run = Run(_processor(keys, project_policy, after.view.task_state(task)))
+    run.feed(ingress("wmp"), *seal_as(keys, "wmp", incident(), topic=ingress("wmp")))
+    assert len(run.on(deliver("cog-tipton"))) == 1
+
+
+def test_each_entry_is_queued_once_until_read_back_and_a_straggler_on_the_next_check(
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    """Another worker that picks the new key up later may file consent under the old one
+    meanwhile: the next check seals it again too, and nothing is written twice."""
+    keys = _copy(pipeline_keys, tmp_path)
+    reader = _read(keys, genuine.on(STATE))
+    keys.rotate("worker", kem=KemSuite.X25519, grace=timedelta(days=30))
+    stale = reader.resealable()
+    assert stale
+    reseals = Reseals(reader)
+    task = SimpleNamespace(
+        pending=Batch(), processor=_processor(keys, project_policy, WorkerState())
+    )
+    assert reseals.add_to(task, announce=True) == len(stale)  # type: ignore[arg-type]
+    assert reseals.add_to(task, announce=False) == 0  # type: ignore[arg-type]  # in flight
+    assert task.pending.resealed == len(stale)
+    for r in task.pending.outs:  # committed, and the tail reads them back
+        reader.apply(r.key, r.value, r.headers)
+    assert reader.stale() == 0
+    assert reseals.add_to(task, announce=False) == 0  # type: ignore[arg-type]
+
+    straggler = next(r for r in genuine.on(STATE) if r.key.startswith(b"k:"))
+    reader.apply(straggler.key, straggler.value, straggler.headers)  # under the old key
+    assert reader.stale() == 1
+    assert reseals.add_to(task, announce=False) == 1  # type: ignore[arg-type]
+    assert task.pending.resealed == len(stale) + 1
+
+
+def test_a_new_key_is_sealed_to_only_by_the_worker_holding_consent_partition_0() -> None:
+    """With several workers, one seals the whole table, as at start; the others do nothing."""
+    loop = TransactionalLoop(_Clients(_Consumer([], on_idle=lambda: None), _Producer()),
+                             client_id="c", clock=lambda: AT_LOOP, handover=None,  # type: ignore[arg-type]
+                             open_task=None)  # type: ignore[arg-type]  # fmt: skip
+    asked: list[bool] = []
+    loop.reseals = SimpleNamespace(add_to=lambda _t, *, announce: asked.append(announce))  # type: ignore[assignment]
+    loop.pending_reseal = True
+    loop._take_reseal()
+    assert (asked, loop.pending_reseal) == ([], None)
+    loop._tasks[CONSENT_0] = SimpleNamespace(closed=False)  # type: ignore[assignment]
+    loop.pending_reseal = True
+    loop._take_reseal()
+    assert (asked, loop.pending_reseal) == ([True], None)
