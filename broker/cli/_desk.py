@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from broker.cli import _desk_flags, _desk_offsets
+from broker.cli import _desk_flags, _desk_offsets, _desk_parked
 from broker.cli._common import read_password
 from broker.config import DeskSettings, load_settings
 from broker.errors import UsageError
@@ -152,4 +152,5 @@ def register(app: typer.Typer) -> None:
     desk.command("add-user")(add_user)
     _desk_flags.register(desk)  # `accord desk flags --as PARTY`: the flag service
     _desk_offsets.register(desk)  # `accord desk reset-offsets --as PARTY`: after a restore
+    _desk_parked.register(desk)  # `accord desk parked --as PARTY`: list or drop parked records
     app.add_typer(desk, name="desk")

@@ -29,10 +29,12 @@ from typing import Final
 
 import structlog
 
+from broker.envelope import DEK_BUNDLE_HEADER, claimed_signer
+from broker.errors import EnvelopeError
 from broker.kafka import Consumer, Message, TopicPartition
 from broker.keys import KeyStore
 
-__all__ = ["PARKED_LIMIT", "PARKED_MAX_AGE", "KeystoreWatch", "ParkedRecord"]
+__all__ = ["PARKED_LIMIT", "PARKED_MAX_AGE", "KeystoreWatch", "ParkedEntry", "ParkedRecord"]
 
 log = structlog.get_logger("accord.sdk")
 
@@ -77,6 +79,23 @@ class ParkedRecord:
         return (self.topic, self.partition, self.offset)
 
 
+@dataclass(frozen=True, slots=True)
+class ParkedEntry:
+    """What an operator is shown of a parked record (``accord desk parked``): where it was,
+    when it was parked (seconds since the epoch) and the signer key id its bundle claims,
+    unverified (``None`` if it names none). Never its value."""
+
+    topic: str
+    partition: int
+    offset: int
+    parked_at: float
+    signer_key_id: str | None
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+
 def insert(conn: sqlite3.Connection, msg: Message, now: float) -> None:
     """Keep ``msg`` (once per position: a record read again is not parked twice)."""
     headers = json.dumps([[k, base64.b64encode(v).decode("ascii")] for k, v in msg.headers])
@@ -114,6 +133,30 @@ def rows(conn: sqlite3.Connection) -> list[ParkedRecord]:
         ParkedRecord(t, p, o, ts, key, value, _headers(headers))
         for t, p, o, ts, key, value, headers in found
     ]
+
+
+def entries(conn: sqlite3.Connection) -> list[ParkedEntry]:
+    """Every parked record as an operator is shown it, by position; nothing is dropped."""
+    found = conn.execute(
+        "SELECT topic, kafka_partition, kafka_offset, parked_at, headers FROM parked "
+        "ORDER BY topic, kafka_partition, kafka_offset"
+    ).fetchall()
+    return [ParkedEntry(t, p, o, at, _signer(_headers(h))) for t, p, o, at, h in found]
+
+
+def _signer(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    bundles = [v for k, v in headers if k == DEK_BUNDLE_HEADER]
+    if len(bundles) != 1:
+        return None
+    try:
+        return claimed_signer(bundles[0])[1]
+    except EnvelopeError:
+        return None
+
+
+def drop(conn: sqlite3.Connection, positions: list[tuple[str, int, int]], why: str) -> None:
+    """Drop parked records on purpose, each drop logged as the bounds' are."""
+    _drop(conn, positions, why)
 
 
 def _headers(stored: str) -> tuple[tuple[str, bytes], ...]:

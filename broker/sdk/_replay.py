@@ -33,7 +33,7 @@ from broker.errors import ConfigError
 from broker.kafka import Message
 from broker.sdk import _parked
 from broker.sdk._client import utcnow
-from broker.sdk._parked import PARKED_LIMIT, PARKED_MAX_AGE, ParkedRecord
+from broker.sdk._parked import PARKED_LIMIT, PARKED_MAX_AGE, ParkedEntry, ParkedRecord
 
 __all__ = ["DEFAULT_REPLAY_RETENTION", "IN_MEMORY", "SqliteReplayMemory", "default_replay_file"]
 
@@ -193,6 +193,19 @@ class SqliteReplayMemory:
             return
         with self._translated("cannot be written"), self._tx():
             _parked.delete(self._conn, positions)
+            self._parked = _parked.count(self._conn)
+
+    def parked_entries(self) -> list[ParkedEntry]:
+        """Every parked record as an operator is shown it (``accord desk parked``): where it
+        was, when it was parked, the signer its bundle claims; never its value."""
+        with self._translated("cannot be read"):
+            return _parked.entries(self._conn)
+
+    def drop_parked(self, positions: list[tuple[str, int, int]]) -> None:
+        """Drop parked records on an operator's word, each logged as ``parked_record_dropped``:
+        lost for good if they were genuine."""
+        with self._translated("cannot be written"), self._tx():
+            _parked.drop(self._conn, positions, "dropped by an operator")
             self._parked = _parked.count(self._conn)
 
     @property
