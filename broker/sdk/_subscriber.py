@@ -39,12 +39,12 @@ from broker.kafka import (
 )
 from broker.keys import KeyStore
 from broker.principals import Principal
-from broker.sdk import _parked
 from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
-from broker.sdk._keyholds import UNKNOWN_SIGNER, awaits_import, judged
-from broker.sdk._parked import KeystoreWatch, ParkedRecord
+from broker.sdk._keyholds import UNKNOWN_SIGNER
+from broker.sdk._parked import ParkedRecord
+from broker.sdk._parked_retry import ParkedRetry, judge_or_park
 from broker.sdk._replay import (
     DEFAULT_REPLAY_RETENTION,
     IN_MEMORY,
@@ -187,13 +187,14 @@ class Subscriber(AsyncClient):
         self._yielded: Message | None = None  # yielded by async for, not yet committed
         self._polled: dict[tuple[str, int], int] = {}  # poll's last offsets, not yet committed
         self._memory: SqliteReplayMemory | None = None
-        self._watch = KeystoreWatch(keystore)
         self._unparking: list[tuple[str, int, int]] = []  # handed over, removed once committed
         # Parked records opened by a retry and not yet handed over: they stay parked (so a
         # crash loses none) until one is handed over and committed.
         self._retried: list[tuple[tuple[str, int, int], SharedRecord]] = []
-        self._assigned: set[TopicPartition] = set()  # the assignment parked rows were tried for
         self._on_unopenable = on_unopenable or self._log_unopenable
+        self._retry = ParkedRetry(
+            keystore, party, self.topic, skip_key_problems=skip_key_problems, report=self._report
+        )
         self.unopenable: list[Unopenable] = []
         self._consumer: Consumer | None = None
         self._acks = BoundedProducer(
@@ -375,14 +376,11 @@ class Subscriber(AsyncClient):
         try:
             return self._open_or_raise(msg)
         except KeyRejected as exc:
-            found = judged(
-                self._keys, self.party, topic=msg.topic, partition=msg.partition,
-                offset=msg.offset, headers=msg.headers,
-            )  # fmt: skip
-            if found == UNKNOWN_SIGNER and awaits_import(self._keys, msg.headers):
+            found = judge_or_park(self._keys, self.party, msg)
+            if found is None:
                 _require(self._memory).park(msg)
-                self._watch.parked()
-                self._report(Unopenable(msg.partition, msg.offset, found, parked=True))
+                self._retry.parked()
+                self._report(Unopenable(msg.partition, msg.offset, UNKNOWN_SIGNER, parked=True))
                 return None
             if isinstance(found, str):
                 reason = found
@@ -409,48 +407,7 @@ class Subscriber(AsyncClient):
     async def _retry_parked(
         self, consumer: Consumer
     ) -> list[tuple[tuple[str, int, int], SharedRecord]]:
-        """The parked records that open now, with their positions, by position: on start,
-        once the keystore changed, and once the consumer's assignment changed. Only those on
-        partitions this consumer is assigned: another process sharing the replay file
-        retries its own. Those that still do not open stay parked."""
-        memory = _require(self._memory)
-        if not memory.parked_count:
-            return []
-        assigned = set(consumer.assignment())
-        due = self._watch.due() or assigned != self._assigned
-        self._assigned = assigned
-        if not due or not assigned:
-            return []  # with nothing assigned yet, tried when the assignment comes
-        async with translated(f"consuming {self.topic}"):
-            rows, gone = await _parked.ours(memory.parked(), consumer, assigned)
-        out: list[tuple[tuple[str, int, int], SharedRecord]] = []
-        for msg in rows:
-            try:
-                record = self._open_or_raise(msg)
-            except KeyRejected as exc:
-                found = judged(
-                    self._keys, self.party, topic=msg.topic, partition=msg.partition,
-                    offset=msg.offset, headers=msg.headers,
-                )  # fmt: skip
-                if found == UNKNOWN_SIGNER and awaits_import(self._keys, msg.headers):
-                    continue  # still waiting for its key
-                if isinstance(found, RecordKeyUnavailable) and not self._skip_key_problems:
-                    # Its offset is committed: it stays parked until the keystore is mended.
-                    log.error("parked_record_held", why=str(found), key_id=found.key_id)  # noqa: TRY400  # not an exception's trace
-                    continue
-                gone.append(msg.position)
-                self._report(Unopenable(msg.partition, msg.offset, _reason(found, exc)))
-            except EnvelopeError as exc:
-                gone.append(msg.position)
-                self._report(Unopenable(msg.partition, msg.offset, exc.reason))
-            except ValidationError:
-                gone.append(msg.position)
-                self._report(Unopenable(msg.partition, msg.offset, "invalid-payload"))
-            else:
-                log.info("parked_record_opened", partition=msg.partition, offset=msg.offset)
-                out.append((msg.position, record))
-        memory.unpark(gone)
-        return out
+        return await self._retry.due(_require(self._memory), consumer, self._open_or_raise)
 
     def _open_or_raise(self, msg: Message | ParkedRecord) -> SharedRecord:
         if msg.value is None:
@@ -518,10 +475,6 @@ class Subscriber(AsyncClient):
                 f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
                 "record's UUID; by and purpose: letters, digits, . _ / -)"
             ) from None
-
-
-def _reason(found: RecordKeyUnavailable | str, exc: KeyRejected) -> str:
-    return found if isinstance(found, str) else exc.reason
 
 
 def _require(client: _T | None) -> _T:
