@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -66,6 +65,7 @@ def register(app: typer.Typer) -> None:
 
         from broker.cli._common import kafka_as, own_keystore
         from broker.cli._logging import configure_logging
+        from broker.cli._loop import run_on
         from broker.pipeline import Worker, WorkerOptions, serve
         from broker.principals import Principal
 
@@ -87,4 +87,4 @@ def register(app: typer.Typer) -> None:
             kafka=kafka_as(settings, Principal.WORKER),
             registry=CollectorRegistry(),
         )
-        asyncio.run(serve(w))
+        run_on(settings.worker.event_loop, serve(w))

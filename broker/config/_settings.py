@@ -74,6 +74,16 @@ class KafkaSecurity(enum.StrEnum):
     PLAINTEXT = "PLAINTEXT"
 
 
+class EventLoop(enum.StrEnum):
+    """Which asyncio event loop runs the worker. uvloop (libuv, with its own TLS transport)
+    takes about a tenth off the worker's CPU per event (docs/performance.md, "uvloop");
+    ``asyncio`` is the standard library's, for a platform without uvloop or to rule it out
+    when diagnosing. Nothing the worker decides or writes depends on which."""
+
+    UVLOOP = "uvloop"
+    ASYNCIO = "asyncio"
+
+
 # host:port, comma-separated: a name or IPv4 address, or an IPv6 one in brackets.
 _BOOTSTRAP = re.compile(r"^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$")
 
@@ -182,6 +192,7 @@ class WorkerSettings(OpsEndpoint):
     # others (broker/pipeline/_group.py): Kafka's own client default. A clean stop leaves at
     # once; a killed worker's partitions wait this long. The broker allows 6 s to 30 minutes.
     group_session_timeout_ms: int = Field(default=45_000, ge=6_000, le=1_800_000)
+    event_loop: EventLoop = EventLoop.UVLOOP
 
 
 class IndexerSettings(OpsEndpoint):

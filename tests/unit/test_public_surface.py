@@ -23,7 +23,8 @@ SURFACES = {
     },
     "broker.cli": {"build_app", "main"},
     "broker.config": {
-        "AuditSettings", "ConsoleSettings", "DeskSettings", "EnvelopeSettings", "IndexerSettings",
+        "AuditSettings", "ConsoleSettings", "DeskSettings", "EnvelopeSettings", "EventLoop",
+        "IndexerSettings",
         "GatewaySettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "OpsEndpoint",
         "SchoolCalendar", "SignInSettings", "DEMO_PASSPHRASE_FILE", "KeyProtection",
