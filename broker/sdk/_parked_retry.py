@@ -8,8 +8,10 @@ the parked store are never told apart: what parks the one keeps the other parked
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -29,6 +31,8 @@ __all__ = ["ParkedRetry", "judge_or_park", "retry"]
 log = structlog.get_logger("accord.sdk")
 _R = TypeVar("_R")
 Position = tuple[str, int, int]
+#: How often a subscriber with parked records counts them again (a cheap count in SQLite).
+_RECOUNT_EVERY: Final = 1.0
 
 
 def judge_or_park(
@@ -106,6 +110,7 @@ class ParkedRetry:
         self._report = report
         self._watch = KeystoreWatch(keys)
         self._assigned: set[TopicPartition] = set()  # the assignment parked rows were tried for
+        self._counted = -math.inf
 
     def parked(self) -> None:
         """A record was parked under the keystore as it is now: not due until it changes."""
@@ -119,6 +124,11 @@ class ParkedRetry:
     ) -> list[tuple[Position, _R]]:
         """The parked records that open now, with their positions, by position, if a retry
         is due; those that never will are forgotten, the rest stay parked."""
+        if memory.parked_count and time.monotonic() - self._counted >= _RECOUNT_EVERY:
+            # Counted again now and then: an operator may have dropped some meanwhile, and
+            # the desk's banner and gauge should not go on saying they are there.
+            self._counted = time.monotonic()
+            memory.recount_parked()
         if not memory.parked_count:
             return []
         assigned = set(consumer.assignment())

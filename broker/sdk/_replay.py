@@ -208,6 +208,13 @@ class SqliteReplayMemory:
             _parked.drop(self._conn, positions, "dropped by an operator")
             self._parked = _parked.count(self._conn)
 
+    def recount_parked(self) -> int:
+        """How many records are parked now, as another process may have changed it (an
+        operator's drop, ``accord desk parked --drop``)."""
+        with self._translated("cannot be read"):
+            self._parked = _parked.count(self._conn)
+        return self._parked
+
     @property
     def parked_count(self) -> int:
         """How many records are parked (as of this process's last look)."""

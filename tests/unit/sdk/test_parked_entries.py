@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from broker.keys import FileKeyStore
 from broker.sdk import SqliteReplayMemory
-from tests.unit.sdk.keyworld import GROUP, TOPIC, Msg, eid, sealed
+from tests.unit.sdk.keyworld import GROUP, TOPIC, FakeKafka, Msg, eid, opened, sealed, subscriber
 from tests.unit.sdk.test_subscriber_parked import World
 
 
@@ -78,3 +78,20 @@ def test_a_dropped_record_is_gone_counted_and_logged_by_place_only(world: World)
     # Dropped, it is no longer handed over: a parked copy not held is a replay.
     assert not memory.admit(eid(1), topic=TOPIC, partition=0, offset=1, parked=True)
     memory.close()
+
+
+async def test_a_running_subscriber_counts_again_what_an_operator_dropped(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``accord desk parked --drop-all`` while the desk runs: its count (the desk's banner
+    and gauge) says none are parked after its next poll, without a restart."""
+    monkeypatch.setattr("broker.sdk._parked_retry._RECOUNT_EVERY", 0.0)
+    kafka = FakeKafka([sealed(world.new, eid(2), 0), sealed(world.old, eid(1), 1)])
+    async with subscriber(world.hub, kafka, world.tmp) as sub:
+        assert opened(await sub.poll(0)) == [eid(1)]
+        assert sub.parked == 1
+        operator = SqliteReplayMemory(world.tmp / "replay.sqlite3", group=GROUP)
+        operator.drop_parked([(TOPIC, 0, 0)])
+        operator.close()
+        assert opened(await sub.poll(0)) == []
+        assert sub.parked == 0
