@@ -44,6 +44,13 @@ Desks = Annotated[
         "repeat for each.",
     ),
 ]
+Gateways = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--gateway",
+        help="Also run this agency's HTTP publishing gateway (docs/gateway.md); repeat for each.",
+    ),
+]
 Namespace = Annotated[str, typer.Option(help="kubernetes: the namespace.")]
 Cluster = Annotated[str, typer.Option(help="kubernetes: the Strimzi Kafka cluster's name.")]
 
@@ -68,6 +75,7 @@ def register(app: typer.Typer) -> None:
         namespace: Namespace = "accord",
         cluster: Cluster = "accord",
         desk: Desks = None,
+        gateway: Gateways = None,
     ) -> None:
         """Render the deployment of a bundle; re-render after every bundle change."""
         from importlib.metadata import version
@@ -94,6 +102,7 @@ def register(app: typer.Typer) -> None:
             partitions=partitions,
             image=image or f"accord-broker:{version('accord-broker')}",
             desks=desk or (),
+            gateways=gateway or (),
         )
         files, made = render_files(
             dep, Target(target.value), out,

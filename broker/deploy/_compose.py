@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from broker.deploy._model import CONSOLE_PORT, DESK_PORT, Deployment, Process
+from broker.deploy._model import CONSOLE_PORT, DESK_PORT, GATEWAY_PORT, Deployment, Process
 from broker.deploy._secrets import (
     BROKER_CN,
     CONTAINER_SECRETS,
@@ -250,7 +250,23 @@ BUNDLE_LABEL = "accord.bundle-version"
 
 
 def _reads_bundle_at_start(proc: Process) -> bool:
+    if proc.is_gateway:  # it validates as the SDK does, whatever the bundle
+        return False
     return proc.name != "worker" and ("--policies" in proc.args or proc.party is not None)
+
+
+def gateway_token_secret(party: str) -> str:
+    """The Compose secret holding ``party``'s gateway's bearer token (``_secrets``)."""
+    return f"gateway-token-{party}"
+
+
+def _gateway(env: dict[str, str], secrets: list[str], party: str) -> None:
+    # Behind the host's TLS-terminating proxy, as the desks are: plain HTTP on the Compose
+    # network, published on the host's loopback only (docs/gateway.md, Security).
+    env["ACCORD_GATEWAY__TLS_TERMINATED_BY_PROXY"] = "true"
+    env.pop("ACCORD_POLICIES", None)  # it loads no bundle, and none is mounted
+    env["ACCORD_GATEWAY__TOKEN_FILE"] = f"{CONTAINER_SECRETS}/{gateway_token_secret(party)}"
+    secrets.append(gateway_token_secret(party))
 
 
 def _process_service(
@@ -268,14 +284,18 @@ def _process_service(
     secrets = ["kafka-ca.pem", f"{proc.principal}.librdkafka.conf"]
     # ACCORD_HOME: a named volume, outliving the container (a desk's users and store, a flag
     # service's saved keep of withdrawals).
-    volumes = ["./policies:/etc/accord/policies:ro", f"{proc.name}-home:/var/lib/accord"]
+    volumes = [f"{proc.name}-home:/var/lib/accord"]
+    if not proc.is_gateway:  # the gateway loads no bundle
+        volumes.insert(0, "./policies:/etc/accord/policies:ro")
     if proc.party is not None:
-        # A desk runs as its party, with the party's own keystore and login. The party's
-        # client file names the external listener (it is the one handed to the party),
-        # which is not reachable as such from inside the Compose network: the setting
-        # overrides the file's address (broker.kafka.client_settings).
+        # A desk or a gateway runs as its party, with the party's own keystore and login.
+        # The party's client file names the external listener (it is the one handed to the
+        # party), which is not reachable as such from inside the Compose network: the
+        # setting overrides the file's address (broker.kafka.client_settings).
         env["ACCORD_KAFKA__BOOTSTRAP"] = internal_bootstrap(dep)
         _keystore(env, secrets, volumes, proc.party)
+        if proc.is_gateway:
+            _gateway(env, secrets, proc.party)
     elif proc.principal in KEYSTORE_PRINCIPALS:
         _keystore(env, secrets, volumes, proc.principal)
     audited = proc.party is None and proc.name != "worker"  # the audit index's readers
@@ -315,6 +335,9 @@ def _process_service(
         _web(env, section, CONSOLE_PORT, users_file="/var/lib/accord/console/users.json",
              external_host=external_host)  # fmt: skip
         service["ports"] = [f"127.0.0.1:{CONSOLE_PORT}:{CONSOLE_PORT}"]
+    elif proc.web_port and proc.is_gateway:
+        _web(env, section, GATEWAY_PORT, users_file=None, external_host=external_host)
+        service["ports"] = [f"127.0.0.1:{host_port or GATEWAY_PORT}:{GATEWAY_PORT}"]
     elif proc.web_port:  # a desk: its users file is <home>/desk/<party>/users.json
         _web(env, section, DESK_PORT, users_file=None, external_host=external_host)
         service["ports"] = [f"127.0.0.1:{host_port or DESK_PORT}:{DESK_PORT}"]
@@ -351,19 +374,25 @@ def compose_document(
     dep: Deployment,
     *,
     desk_ports: Mapping[str, int] | None = None,
+    gateway_ports: Mapping[str, int] | None = None,
     external_host: str = "localhost",
 ) -> dict[str, Any]:
     """The Compose file; ``desk_ports``: each desk's port on the host (default: 8766 on,
     in the order of the party ids; ``render_files`` keeps them in ``desk-ports``);
-    ``external_host``: the host's name, which the console and the desks answer to."""
+    ``gateway_ports``: each gateway's (default: 8780 on; kept in ``gateway-ports``);
+    ``external_host``: the host's name, which the console, the desks and the gateways answer
+    to."""
     ports = desk_host_ports(dep.desks, desk_ports or {}, published_ports(dep))
+    taken = {**published_ports(dep), **{port: f"{p}'s desk" for p, port in ports.items()}}
+    gateways = desk_host_ports(dep.gateways, gateway_ports or {}, taken, first=GATEWAY_PORT)
     services: dict[str, Any] = {
         broker_host(n): _kafka_service(n) for n in range(1, dep.brokers + 1)
     }
     services["provision"] = _provision_service(dep)
     for proc in dep.processes:
+        host_ports = gateways if proc.is_gateway else ports
         services[proc.name] = _process_service(
-            dep, proc, host_port=ports.get(proc.party) if proc.party else None,
+            dep, proc, host_port=host_ports.get(proc.party) if proc.party else None,
             external_host=external_host,
         )  # fmt: skip
     services["postgres"] = {
@@ -419,14 +448,19 @@ def compose_document(
 
 
 def compose_files(
-    dep: Deployment, *, external_host: str, desk_ports: Mapping[str, int] | None = None
+    dep: Deployment,
+    *,
+    external_host: str,
+    desk_ports: Mapping[str, int] | None = None,
+    gateway_ports: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """Every file of the Compose deployment but its secrets (relative path -> text)."""
     head = (
         f"# Rendered by `accord deploy render --target compose` for bundle "
         f"{dep.bundle_version}.\n# Re-render after a bundle change; do not edit.\n"
     )
-    doc = compose_document(dep, desk_ports=desk_ports, external_host=external_host)
+    doc = compose_document(dep, desk_ports=desk_ports, gateway_ports=gateway_ports,
+                           external_host=external_host)  # fmt: skip
     files = {
         "compose.yaml": head + yaml.safe_dump(doc, sort_keys=False, width=100),
         "kafka/start.sh": _START_SH,

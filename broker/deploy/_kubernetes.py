@@ -11,7 +11,7 @@ kustomization's list and the policy bundle, so the diff shows what the bundle ch
 The render holds no secret. The platform provides, in the namespace:
 
 - ``accord-keystore-<principal>`` for the worker, the console, the indexer and each desk's
-  party (_kubernetes_desks.py): key
+  and gateway's party (_kubernetes_desks.py, _kubernetes_gateways.py): key
   ``keystore.tar`` (the keystore folder, archived with the folder at its top:
   ``tar -C <keys> -cf keystore.tar worker``). The indexer's is an
   ``indexer/`` keystore of public keys only (``accord keys import --trust`` into an empty
@@ -19,7 +19,9 @@ The render holds no secret. The platform provides, in the namespace:
 - ``accord-keystore-<principal>-passphrase``, key ``passphrase``: its passphrase, in a Secret
   of its own, so that RBAC can give the keystore and its passphrase to different people and
   a copy of one Secret is never both;
-- ``accord-audit-db``, key ``url``: the audit index's PostgreSQL URL (indexer, console).
+- ``accord-audit-db``, key ``url``: the audit index's PostgreSQL URL (indexer, console);
+- ``accord-gateway-token-<party>``, key ``token``: each gateway's bearer token
+  (_kubernetes_gateways.py).
 
 Strimzi makes the rest: a Secret per ``KafkaUser`` (key ``password``) and the cluster CA
 certificate (``<cluster>-cluster-ca-cert``, key ``ca.crt``).
@@ -36,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from broker.deploy import _kubernetes_desks as desks
+from broker.deploy import _kubernetes_gateways as gateways
 from broker.deploy._files import kustomized
 from broker.deploy._kubernetes_policies import (
     AUDIT_DB_USERS,
@@ -131,6 +134,8 @@ def _secret_files(process: Process) -> list[tuple[str, str, str, str]]:
     ]  # fmt: skip
     if process.name in AUDIT_DB_USERS:
         files.append(("ACCORD_AUDIT__DB_FILE", _AUDIT_DB_SECRET, "url", "audit-db-url"))
+    if process.is_gateway:
+        files.append(gateways.token_file(process))
     return files
 
 
@@ -157,7 +162,9 @@ def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> lis
         *({"name": var, "value": f"{_SECRETS}/{path}"}
           for var, _, _, path in _secret_files(process)),
     ]  # fmt: skip
-    if process.web_port is not None:  # the console, a desk
+    if process.is_gateway:
+        env += gateways.gateway_env(process, service_names(process, namespace))
+    elif process.web_port is not None:  # the console, a desk
         web = f"ACCORD_{section}__"
         env += [
             {"name": f"{web}HOST", "value": _ALL_INTERFACES},
@@ -177,7 +184,7 @@ def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> lis
         ]
     if _console_data(process):
         env.append({"name": "ACCORD_CONSOLE__USERS_FILE", "value": f"{_CONSOLE_DATA}/users.json"})
-    if process.party is not None:
+    if process.party is not None and not process.is_gateway:
         # A desk's command names no bundle: without this it would load the package's example.
         env.append({"name": "ACCORD_POLICIES", "value": _POLICIES})
     return env
@@ -200,12 +207,25 @@ def passphrase_secret(process: Process) -> str:
 
 
 def _loads_bundle(process: Process) -> bool:
+    if process.is_gateway:  # it validates as the SDK does, whatever the bundle
+        return False
     return "--policies" in process.args or process.party is not None
+
+
+def _keeps_home(process: Process) -> bool:
+    # A desk's and a flag service's home outlives the pod; a gateway keeps nothing.
+    return process.party is not None and not process.is_gateway
 
 
 def _console_data(process: Process) -> bool:
     # A desk keeps its accounts in its own home, a volume of its own (_kubernetes_desks.py).
     return process.web_port is not None and process.party is None
+
+
+def _resources_of(process: Process) -> Manifest:
+    if process.is_gateway:
+        return gateways.RESOURCES
+    return desks.resources_of(process) if process.party else _RESOURCES[process.name]
 
 
 def _security() -> Manifest:
@@ -227,7 +247,7 @@ def _probe(path: str, *, period: int, failures: int) -> Manifest:
 
 def _volumes(dep: Deployment, process: Process, cluster: str) -> list[Manifest]:
     home: Manifest = {"emptyDir": {"sizeLimit": "256Mi"}}
-    if process.party is not None:
+    if _keeps_home(process):
         home = {"persistentVolumeClaim": {"claimName": desks.home_claim_name(process)}}
     volumes: list[Manifest] = [
         {"name": "home", **home},
@@ -323,7 +343,7 @@ def deployment_manifest(
         "startupProbe": _probe("/livez", period=5, failures=60),
         "livenessProbe": _probe("/livez", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=2),
-        "resources": desks.resources_of(process) if process.party else _RESOURCES[process.name],
+        "resources": _resources_of(process),
         "securityContext": _security(),
         "volumeMounts": _mounts(process),
     }
@@ -342,7 +362,7 @@ def deployment_manifest(
         # shares in them are lost (docs/operations.md, "Upgrading workers in a group"). A
         # new bundle rolls them the same way; the pause is a restart's.
         spec["strategy"] = {"type": "Recreate"}
-    elif process.web_port is not None or process.party is not None:
+    elif _keeps_home(process) or _console_data(process):
         # The console, a desk, a flag service: a ReadWriteOnce volume attaches to one node at
         # a time, so a rolling update would wait on it for ever; and a desk's store or a flag
         # service's folder must never have two pods writing it.
@@ -430,6 +450,7 @@ def _resources(dep: Deployment, cluster: str, namespace: str) -> dict[str, Manif
     if any(_loads_bundle(p) for p in dep.processes):
         out["accord/policies.yaml"] = policies_configmap(dep)
     desks.check_names(dep.desk_processes)
+    desks.check_names(dep.gateway_processes, option="--gateway")
     for process in dep.processes:
         base = f"accord/{process.name}"
         out[f"{base}/deployment.yaml"] = deployment_manifest(dep, process, cluster, namespace)
@@ -438,9 +459,9 @@ def _resources(dep: Deployment, cluster: str, namespace: str) -> dict[str, Manif
             out[f"{base}/service.yaml"] = _service(
                 process, f"accord-{process.name}", process.web_port, "http"
             )
-        if process.party is not None:
+        if _keeps_home(process):
             out[f"{base}/data.yaml"] = desks.home_claim(process, pod_labels(process))
-        elif process.web_port is not None:
+        elif _console_data(process):
             out[f"{base}/data.yaml"] = console_claim()
     out["accord/disruption-budget.yaml"] = disruption_budget()
     out |= {

@@ -53,13 +53,14 @@ def _kind(process: Process) -> str:
     return "flags" if process.web_port is None else "desk"
 
 
-def check_names(processes: tuple[Process, ...]) -> None:
-    """Refuse, in one line, a party whose desk's objects Kubernetes could not name."""
+def check_names(processes: tuple[Process, ...], *, option: str = "--desk") -> None:
+    """Refuse, in one line, a party whose desk's (or gateway's) objects Kubernetes could
+    not name."""
     for process in processes:
         longest = f"accord-{process.name}-ops"
         if len(longest) > _SERVICE_NAME_MAX:
             raise UsageError(
-                f"--desk {process.party}: '{longest}' cannot name a Kubernetes Service "
+                f"{option} {process.party}: '{longest}' cannot name a Kubernetes Service "
                 f"(at most {_SERVICE_NAME_MAX} characters)"
             )
 

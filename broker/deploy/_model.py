@@ -20,7 +20,7 @@ from broker.errors import UsageError
 from broker.kafka import Grant, TopicSpec
 from broker.policy import Policy, bundle_files
 from broker.principals import Principal
-from broker.provision import SERVICE_PRINCIPALS, desired_access
+from broker.provision import SERVICE_PRINCIPALS, desired_access, publishers
 
 __all__ = [
     "CONSOLE_OPS_PORT",
@@ -28,6 +28,8 @@ __all__ = [
     "DESK_OPS_PORT",
     "DESK_PORT",
     "FLAGS_OPS_PORT",
+    "GATEWAY_OPS_PORT",
+    "GATEWAY_PORT",
     "INDEXER_OPS_PORT",
     "WORKER_OPS_PORT",
     "Deployment",
@@ -47,6 +49,10 @@ DESK_PORT = 8766
 DESK_OPS_PORT = 9467
 #: A co-ordinating team's flag service (``accord desk flags``): its ops server only.
 FLAGS_OPS_PORT = 9468
+#: An agency's HTTP publishing gateway (``accord gateway``, docs/gateway.md): its token-guarded
+#: port, and its ops server.
+GATEWAY_PORT = 8780
+GATEWAY_OPS_PORT = 9469
 
 # Kubernetes object names (RFC 1123 labels) and Compose service names: party ids already
 # are, but a render must say so rather than emit a manifest the API server refuses.
@@ -77,6 +83,12 @@ class Process:
     @property
     def settings_section(self) -> str:
         return (self.section or self.name).upper()
+
+    @property
+    def is_gateway(self) -> bool:
+        """An agency's publishing gateway: it runs as its party, as a desk does, but loads
+        no bundle, keeps nothing and serves no browser."""
+        return self.section == "gateway"
 
 
 PROCESSES = (
@@ -110,6 +122,8 @@ class Deployment:
     processes: tuple[Process, ...] = PROCESSES
     #: The recipients whose desks this deployment runs (``--desk``), sorted.
     desks: tuple[str, ...] = ()
+    #: The agencies whose publishing gateways this deployment runs (``--gateway``), sorted.
+    gateways: tuple[str, ...] = ()
 
     def grants_of(self, user: str) -> tuple[Grant, ...]:
         return tuple(g for g in self.grants if g.principal == user)
@@ -130,7 +144,12 @@ class Deployment:
     @property
     def desk_processes(self) -> tuple[Process, ...]:
         """The desks' and flag services' processes, as :attr:`processes` lists them."""
-        return tuple(p for p in self.processes if p.party is not None)
+        return tuple(p for p in self.processes if p.party is not None and not p.is_gateway)
+
+    @property
+    def gateway_processes(self) -> tuple[Process, ...]:
+        """The agencies' publishing gateways, as :attr:`processes` lists them."""
+        return tuple(p for p in self.processes if p.is_gateway)
 
 
 def desk_processes(policy: Policy, parties: Sequence[str]) -> tuple[Process, ...]:
@@ -158,6 +177,36 @@ def desk_processes(policy: Policy, parties: Sequence[str]) -> tuple[Process, ...
     return tuple(out)
 
 
+def gateway_processes(policy: Policy, parties: Sequence[str]) -> tuple[Process, ...]:
+    """Each named publisher's gateway (an agency's, or a party's a clause sends from: those
+    ``accord kafka provision`` lets write their ingress topic); a party the bundle does not
+    know, one that publishes nothing or a suspended one is a one-line ``UsageError``."""
+    out: list[Process] = []
+    senders = set(publishers(policy))
+    for party in sorted(set(parties)):
+        found = policy.bundle.parties.get(party)
+        if found is None:
+            raise UsageError(f"--gateway {party}: no such party in the policy bundle")
+        if party not in senders:
+            raise UsageError(
+                f"--gateway {party}: a gateway publishes a party's contact events, and "
+                f"{party} publishes none (not an agency, and no clause sends from it)"
+            )
+        if found.status != "active":
+            raise UsageError(f"--gateway {party}: the party is suspended")
+        name = f"gateway-{party}"
+        if not _NAME.match(name):
+            raise UsageError(
+                f"--gateway {party}: '{name}' cannot name a container (lower-case letters, "
+                "digits and '-', at most 63)"
+            )
+        out.append(
+            Process(name, party, ("gateway", "--as", party), GATEWAY_OPS_PORT, GATEWAY_PORT,
+                    section="gateway", party=party)
+        )  # fmt: skip
+    return tuple(out)
+
+
 def deployment(
     policy: Policy,
     bundle_dir: Path,
@@ -166,10 +215,12 @@ def deployment(
     partitions: int,
     image: str,
     desks: Sequence[str] = (),
+    gateways: Sequence[str] = (),
 ) -> Deployment:
     """The deployment of ``policy`` on ``brokers`` Kafka brokers (1 for a trial, 3 or more
     for production: every topic then has 3 replicas and needs 2 in sync to accept a write),
-    with the desks of the recipients named in ``desks``."""
+    with the desks of the recipients named in ``desks`` and the publishing gateways of the
+    agencies named in ``gateways``."""
     if brokers < 1:
         raise UsageError("--brokers: at least 1")
     if partitions < 1:
@@ -184,7 +235,7 @@ def deployment(
                 f"party id {user!r} cannot name a Kafka user or a container: use lower-case "
                 "letters, digits and '-' (at most 63)"
             )
-    extra = desk_processes(policy, desks)
+    extra = (*desk_processes(policy, desks), *gateway_processes(policy, gateways))
     return Deployment(
         bundle_version=policy.bundle.version(),
         topics=tuple(sorted(desired.topics, key=lambda t: t.name)),
@@ -197,6 +248,7 @@ def deployment(
         policy_files=_policy_files(bundle_dir),
         processes=(*PROCESSES, *extra),
         desks=tuple(sorted(set(desks))),
+        gateways=tuple(sorted(set(gateways))),
     )
 
 

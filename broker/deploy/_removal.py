@@ -4,9 +4,10 @@
 loses its files at the next render (``write_render``), but its ``KafkaUser`` (the login and
 its ACLs), its topics, and a dropped desk's workloads stay in the cluster until deleted: the
 render says which, as the exact ``kubectl delete`` commands, read from the files before they
-are removed. Last, the Secrets of a party's keystore and passphrase, for any party whose login
-or desk went: the platform team made them, so no render or operator would ever delete them,
-and they hold the party's private keys.
+are removed. Last, a dropped gateway's bearer token's Secret, and the Secrets of a party's
+keystore and passphrase, for any party whose login, desk or gateway went: the platform team
+made them, so no render or operator would ever delete them, and they hold the party's
+private keys (and the token, the right to publish as it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from broker.deploy._platform_secrets import (
 )
 
 __all__ = ["removal_commands"]
+
+_GATEWAY_TOKEN = "accord-gateway-token-"  # noqa: S105  # the Secrets' names, not a value
 
 # Deleted in this order: the login first (the party is refused at once), then what runs as
 # it, then the topics and the volumes, whose data goes with them.
@@ -111,6 +114,17 @@ def removal_commands(out: Path, files: Mapping[str, str], namespace: str) -> lis
         lines.append(f"{command}   # {why}" if why else command)
     # The render cannot know whether the platform held a login-only party's keys: a Secret
     # never made is not an error.
-    for secret, why in _keystores_left(removed, files):
+    for secret, why in [*_tokens_left(removed, files), *_keystores_left(removed, files)]:
         lines.append(f"kubectl -n {namespace} delete secret {secret} --ignore-not-found   # {why}")
     return lines
+
+
+def _tokens_left(
+    removed: list[tuple[str, str, dict[str, set[str]]]], files: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """(Secret, why) for the bearer token of each gateway that went, unless a pod of the new
+    render still mounts it: the platform team made it, so nothing else would ever delete it."""
+    mounted = {s for _, _, secrets in removed for s in secrets}
+    still = set(platform_secrets(files))
+    why = "the gateway's bearer token: no gateway here takes it any more"
+    return [(s, why) for s in sorted(mounted - still) if s.startswith(_GATEWAY_TOKEN)]

@@ -16,11 +16,11 @@ from broker.deploy._compose import (
 from broker.deploy._files import check_kept, kustomized
 from broker.deploy._flag_alerts import flag_service_parties
 from broker.deploy._kubernetes import kubernetes_files
-from broker.deploy._model import Deployment, Target
+from broker.deploy._model import GATEWAY_PORT, Deployment, Target
 from broker.deploy._monitoring import MONITORING, monitoring_resources
 from broker.deploy._names import check_cluster, check_external_host, check_image, check_namespace
 from broker.deploy._observability import alert_rules_text, dashboard_text, prometheus_config
-from broker.deploy._secrets import ensure_desk_ports, ensure_secrets
+from broker.deploy._secrets import ensure_desk_ports, ensure_secrets, kept_ports
 
 __all__ = ["render_files"]
 
@@ -85,7 +85,8 @@ def render_files(
     cluster: str = "accord",
 ) -> tuple[dict[str, str], list[str]]:
     """(files relative to ``out``, secret files made). Compose's secrets are made in
-    ``out/secrets`` when missing, and the desks' host ports kept in ``out/desk-ports``;
+    ``out/secrets`` when missing, and the desks' and gateways' host ports kept in
+    ``out/desk-ports`` and ``out/gateway-ports``;
     Kubernetes' come from Strimzi and the platform's own
     Secrets (docs/deployment.md), so nothing secret is made for it.
 
@@ -104,8 +105,15 @@ def render_files(
             external_bootstrap=external_bootstrap(dep, external_host),
             external_host=external_host,
         )  # fmt: skip
-        ports = ensure_desk_ports(out, dep.desks, published_ports(dep))
-        files = compose_files(dep, external_host=external_host, desk_ports=ports)
+        # A desk new to this render skips the ports gateways already hold, and the reverse.
+        published = published_ports(dep)
+        held = {port: f"{p}'s gateway" for p, port in kept_ports(out, "gateway").items()}
+        ports = ensure_desk_ports(out, dep.desks, {**published, **held})
+        desks = {port: f"{p}'s desk" for p, port in {**kept_ports(out, "desk"), **ports}.items()}
+        gateways = ensure_desk_ports(out, dep.gateways, {**published, **desks},
+                                     first=GATEWAY_PORT)  # fmt: skip
+        files = compose_files(dep, external_host=external_host, desk_ports=ports,
+                              gateway_ports=gateways)  # fmt: skip
         return {**files, **_observability_compose(dep)}, made
     files = kubernetes_files(
         dep, namespace=namespace, cluster=cluster, extra=_observability_kubernetes(dep)

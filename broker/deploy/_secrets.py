@@ -4,7 +4,8 @@
 every file 0600) and never overwrites a file there, so a re-render keeps every password and
 certificate; deleting a file and rendering again is how one is replaced (docs/deployment.md).
 Beside it, ``<out>/desk-ports`` keeps the port each desk is published on (``ensure_desk_ports``):
-a desk keeps its port when another is added or removed.
+a desk keeps its port when another is added or removed; ``<out>/gateway-ports`` the same for
+the gateways.
 
 - ``kafka-ca.pem`` / ``kafka-ca.key``: the brokers' CA (ten years). Only the certificate is
   mounted anywhere; keep the key offline once the brokers' certificates are made.
@@ -15,9 +16,11 @@ a desk keeps its port when another is added or removed.
   random password: the same files ``accord kafka provision`` hands out. Parties' files name
   the external listener, the services' the internal one.
 - ``keystore-passphrase-<principal>``: for the worker's, the console's and the indexer's
-  keystores, and for each party whose desk the deployment runs (``--desk``); never for the
-  governance keystore, which stays with the IG officer, off this host, under a passphrase
-  of the officer's own;
+  keystores, and for each party whose desk or gateway the deployment runs (``--desk``,
+  ``--gateway``); never for the governance keystore, which stays with the IG officer, off
+  this host, under a passphrase of the officer's own;
+- ``gateway-token-<party>``: each gateway's bearer token (``--gateway``), for the agency's
+  records systems to send;
 - ``postgres-password`` and ``audit-db-url`` (the same password, in a URL);
   ``grafana-admin-password``.
 """
@@ -39,11 +42,13 @@ from broker.principals import Principal
 __all__ = [
     "CONTAINER_SECRETS",
     "DESK_PORTS_FILE",
+    "GATEWAY_PORTS_FILE",
     "KEYSTORE_PRINCIPALS",
     "broker_host",
     "desk_host_ports",
     "ensure_desk_ports",
     "ensure_secrets",
+    "kept_ports",
 ]
 
 #: Where Compose mounts a service's secrets.
@@ -144,9 +149,12 @@ def ensure_secrets(
             )  # fmt: skip
     # Not the governance keystore's: the IG officer's key never lives on the platform host,
     # and no service here opens it.
-    for principal in (*KEYSTORE_PRINCIPALS, *dep.desks):
+    for principal in dict.fromkeys((*KEYSTORE_PRINCIPALS, *dep.desks, *dep.gateways)):
         if need(f"keystore-passphrase-{principal}"):
             _private(directory / f"keystore-passphrase-{principal}", _password().encode())
+    for name in filter(need, (f"gateway-token-{party}" for party in dep.gateways)):
+        # 43 characters of token_urlsafe: what docs/gateway.md tells anyone to make by hand.
+        _private(directory / name, secrets.token_urlsafe(32).encode())
     if need("postgres-password"):
         password = _password()
         (directory / "audit-db-url").unlink(missing_ok=True)
@@ -160,28 +168,37 @@ def ensure_secrets(
 
 #: The file beside the render that keeps each desk's port on the host, one ``party port`` a line.
 DESK_PORTS_FILE = "desk-ports"
+#: The same for each gateway's port.
+GATEWAY_PORTS_FILE = "gateway-ports"
 
 
 def desk_host_ports(
-    desks: Iterable[str], kept: Mapping[str, int], reserved: Mapping[int, str] | None = None
+    desks: Iterable[str],
+    kept: Mapping[str, int],
+    reserved: Mapping[int, str] | None = None,
+    *,
+    first: int = DESK_PORT,
 ) -> dict[str, int]:
     """Each desk's port on the host: the one ``kept`` gives it, else the next port from
-    ``DESK_PORT`` (8766) that no kept desk holds, in the order of the party ids. A desk
+    ``first`` (8766) that no kept desk holds, in the order of the party ids. A desk
     removed from the deployment keeps its port in ``kept``, so no other desk takes it: one
     put back has the address its people's bookmarks and the proxy name.
 
     ``reserved``: the ports the render publishes for something else (port -> what), which no
-    desk may hold (a one-line ``UsageError``) or be given."""
+    desk may hold (a one-line ``UsageError``) or be given. The gateways' ports are kept in the
+    same way (``first``: ``GATEWAY_PORT``, in ``GATEWAY_PORTS_FILE``)."""
     reserved = reserved or {}
+    file, what = (DESK_PORTS_FILE, "desk") if first == DESK_PORT else (GATEWAY_PORTS_FILE,
+                                                                      "gateway")  # fmt: skip
     for party, port in sorted(kept.items()):
         if port in reserved:
             raise UsageError(
-                f"{DESK_PORTS_FILE}: {party} {port}: the render publishes {reserved[port]} "
-                "on that port; give the desk another"
+                f"{file}: {party} {port}: the render publishes {reserved[port]} "
+                f"on that port; give the {what} another"
             )
     out = dict(kept)
     taken = set(out.values()) | set(reserved)
-    port = DESK_PORT
+    port = first
     for party in sorted(set(desks) - set(out)):
         while port in taken:
             port += 1
@@ -190,7 +207,7 @@ def desk_host_ports(
     return {party: out[party] for party in sorted(set(desks))}
 
 
-def _read_ports(path: Path) -> dict[str, int]:
+def _read_ports(path: Path, what: str = "desk") -> dict[str, int]:
     kept: dict[str, int] = {}
     if not path.is_file():
         return kept
@@ -203,25 +220,38 @@ def _read_ports(path: Path) -> dict[str, int]:
             case _:
                 raise UsageError(f"{path}, line {n}: not 'party port'")
     if len(set(kept.values())) != len(kept):
-        raise UsageError(f"{path}: two desks share a port")
+        raise UsageError(f"{path}: two {what}s share a port")
     return kept
 
 
+def kept_ports(out: Path, what: str) -> dict[str, int]:
+    """The host ports earlier renders kept in ``out`` for each ``desk`` or ``gateway``, those
+    no longer rendered too."""
+    return _read_ports(out / (DESK_PORTS_FILE if what == "desk" else GATEWAY_PORTS_FILE), what)
+
+
 def ensure_desk_ports(
-    out: Path, desks: Iterable[str], reserved: Mapping[int, str] | None = None
+    out: Path,
+    desks: Iterable[str],
+    reserved: Mapping[int, str] | None = None,
+    *,
+    first: int = DESK_PORT,
 ) -> dict[str, int]:
     """The desks' host ports, kept in ``out/desk-ports``: read, and only added to (a desk
     named for the first time gets the next free port), never re-assigned; none of them one
-    of ``reserved`` (``desk_host_ports``)."""
-    path = out / DESK_PORTS_FILE
-    kept = _read_ports(path)
-    ports = desk_host_ports(desks, kept, reserved)
+    of ``reserved`` (``desk_host_ports``). ``first=GATEWAY_PORT``: the gateways', kept in
+    ``out/gateway-ports``."""
+    what = "desk" if first == DESK_PORT else "gateway"
+    path = out / (DESK_PORTS_FILE if what == "desk" else GATEWAY_PORTS_FILE)
+    kept = _read_ports(path, what)
+    ports = desk_host_ports(desks, kept, reserved, first=first)
     added = {p: port for p, port in ports.items() if p not in kept}
     if added:
         out.mkdir(parents=True, exist_ok=True)
         lines = [
-            "# Each desk's port on the host, kept by `accord deploy render` across renders: a",
-            "# desk keeps its port when others are added or removed. Edit only to move a desk.",
+            f"# Each {what}'s port on the host, kept by `accord deploy render` across renders: a",
+            f"# {what} keeps its port when others are added or removed. Edit only to move a "
+            f"{what}.",
             *(f"{p} {port}" for p, port in sorted({**kept, **added}.items())),
         ]
         tmp = path.with_name(f".{path.name}.tmp")

@@ -52,7 +52,7 @@ SURFACES = {
     },
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "DESK_OPS_PORT", "DESK_PORT", "FLAGS_OPS_PORT",
-        "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
+        "GATEWAY_OPS_PORT", "GATEWAY_PORT", "INDEXER_OPS_PORT", "MANIFEST", "WORKER_OPS_PORT",
         "Deployment", "Process", "Target", "acl_grants", "alert_rules_text", "dashboard_text",
         "deployment", "exported_metric_names", "kubernetes_files", "platform_secrets",
         "prometheus_config",

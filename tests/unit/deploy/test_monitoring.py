@@ -24,6 +24,7 @@ from broker.policy import load_bundle
 
 POLICIES = Path("policies")
 DESKS = ("sandwell-coord", "cog-tipton")
+GATEWAYS = ("wmp",)  # an agency's publishing gateway, scraped as the desks are
 # Every job a shipped rule or panel selects: job="x" and job=~"x|y-.+".
 _JOB_MATCHER = re.compile(r"""job\s*(=~|=)\s*"([^"]*)\"""")
 
@@ -31,7 +32,7 @@ _JOB_MATCHER = re.compile(r"""job\s*(=~|=)\s*"([^"]*)\"""")
 @pytest.fixture(scope="module")
 def dep() -> Deployment:
     return deployment(load_bundle(POLICIES), POLICIES, brokers=3, partitions=3,
-                      image="accord-broker:test", desks=DESKS)  # fmt: skip
+                      image="accord-broker:test", desks=DESKS, gateways=GATEWAYS)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,8 @@ def test_each_ops_service_is_scraped_under_the_job_name_compose_gives_the_proces
     jobs = _jobs(rendered)
     assert set(jobs) == compose
     assert {"accord-worker", "accord-indexer", "accord-console",
-            "accord-desk-sandwell-coord", "accord-flags-sandwell-coord"} <= set(jobs)  # fmt: skip
+            "accord-desk-sandwell-coord", "accord-flags-sandwell-coord",
+            "accord-gateway-wmp"} <= set(jobs)  # fmt: skip
 
 
 def test_every_job_a_shipped_rule_or_panel_selects_is_one_a_service_monitor_sets(

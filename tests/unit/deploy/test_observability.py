@@ -32,6 +32,7 @@ from broker.deploy._observability import (
 )
 from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._probes import KafkaContact
+from broker.gateway import GatewayMetrics
 from broker.governance._metrics import IndexMetrics
 from broker.ops._tls import TlsExpiry
 from broker.pipeline._metrics import Metrics
@@ -109,6 +110,7 @@ def test_the_rules_cover_what_the_runbook_promises() -> None:
         "accord_console_sign_ins_total", "accord_tls_certificate_expiry_timestamp_seconds",
         "accord_desk_kafka_contact_timestamp_seconds", "accord_desk_deliveries_held",
         "accord_desk_deliveries_parked", "accord_state_entries_refused_total",
+        "accord_gateway_auth_limited_total",
     }  # fmt: skip
     queried = set().union(*(promql_metric_names(e) for e in exprs.values()))
     assert wanted <= queried
@@ -197,15 +199,16 @@ def test_promtool_would_catch_a_broken_query(promtool: str, tmp_path: Path) -> N
 
 def test_every_metric_queried_is_declared_by_a_process() -> None:
     """The unit-level version of the end-to-end check: every family the worker, the indexer,
-    the console and a desk's or flag service's ops server register (the TLS gauge in each),
-    scraped as text, must cover what the rules and the dashboard select. ``up`` is
-    Prometheus' own."""
-    registries = [CollectorRegistry() for _ in range(4)]
+    the console, a desk's or flag service's and a gateway's ops server register (the TLS
+    gauge in each), scraped as text, must cover what the rules and the dashboard select.
+    ``up`` is Prometheus' own."""
+    registries = [CollectorRegistry() for _ in range(5)]
     Metrics(registries[0])
     IndexMetrics(registries[1])
     ConsoleMetrics(registries[2])
     KafkaContact(registries[3], lambda: None)  # type: ignore[arg-type,return-value]  # never asked
     DeliveriesHeld(registries[3])
+    GatewayMetrics(registries[4])
     plain = KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT)
     for registry in registries:
         TlsExpiry(registry, plain)
