@@ -1,105 +1,25 @@
-"""``accord keys``: create, protect, list, rotate, retire and revoke parties' keys."""
+"""``accord keys``: create, protect and list parties' keys; the app every ``keys`` command is
+registered on (rotate, retire and revoke: :mod:`._keys_change`; between organisations:
+:mod:`._keys_exchange`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from broker.cli._keys_bundle import party_kinds, policy_parties
-from broker.cli._keys_exchange import given_dir, register_exchange
+from broker.cli._keys_change import register_changes
+from broker.cli._keys_exchange import register_exchange
+from broker.cli._keys_store import DirOption, key_row, open_store, print_table, signing_ids
 from broker.config import KemSuite
 from broker.errors import KeyStoreError, UsageError
 
 if TYPE_CHECKING:
     from broker.config import Settings
-    from broker.envelope import KeyInfo
     from broker.keys import FileKeyStore
-
-_DirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--dir", help="Keystore directory (default: <ACCORD_HOME>/keys).", show_default=False
-    ),
-]
-
-
-#: The least grace for the worker's signing key: a delivery topic keeps a record up to ~37
-#: days (30 days' retention, weekly segments), and the old key signs until the staged
-#: rotation's last step, days after it began.
-_WORKER_GRACE_DAYS = 45
-
-
-def _open_store(directory: Path | None, principal: str | None = None) -> FileKeyStore:
-    """``--dir``; else ``principal``'s keystore; else the governance keystore, which holds the
-    master directory (with one keystore for everything, that keystore)."""
-    from broker.config import load_settings
-    from broker.keys import FileKeyStore
-
-    settings = load_settings()
-    if directory is not None:
-        path = given_dir(directory)
-    else:
-        path = settings.keystore_path(principal or "governance")
-        root = settings.keys_dir
-        if path == root and not (root / "keystore.json").exists() and (root / "worker").is_dir():
-            raise UsageError(f"no keystore for {principal} in {root} (one per party)")
-    return FileKeyStore(path, settings.keystore_passphrase())
-
-
-def _status(info: KeyInfo) -> str:
-    import time
-
-    if info.status.value == "active" and not info.is_live_ts(time.time()):
-        return "expired"
-    return info.status.value
-
-
-def _signing(store: FileKeyStore) -> set[str]:
-    """The ids of the keys this store's own parties sign with now (``FileKeyStore.signing_key``:
-    after a rotation, the old key until a directory naming the new one is imported). For
-    governance, the key ``sign-directory`` signs with: the oldest live one, which during a
-    rotation's grace is the old key, introducing the new one."""
-    import contextlib
-
-    from broker.errors import KeyNotFound
-    from broker.keys import directory_signer
-    from broker.principals import Principal
-
-    ids = set()
-    for party in store.private_parties():
-        if party == Principal.GOVERNANCE:
-            if (signer := directory_signer(store)) is not None:
-                ids.add(signer.key_id)
-            continue
-        with contextlib.suppress(KeyNotFound):  # a party with no active signing key
-            ids.add(store.signing_key(party).key_id)
-    return ids
-
-
-def _row(info: KeyInfo, signing: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
-    return {
-        "key_id": info.key_id,
-        "party": info.party,
-        "purpose": info.purpose.value,
-        "alg": info.alg.value,
-        "status": _status(info),
-        "in_use": "signing" if info.key_id in signing else None,
-        "created_at": info.created_at.isoformat(timespec="seconds"),
-        "not_after": info.not_after.isoformat(timespec="seconds") if info.not_after else None,
-    }
-
-
-def _print_table(infos: list[KeyInfo], store: FileKeyStore) -> None:
-    signing = _signing(store)
-    rows = [_row(i, signing) for i in infos]
-    cols = ("party", "purpose", "alg", "key_id", "status", "in_use", "not_after")
-    widths = {c: max([len(c), *(len(str(r[c] or "-")) for r in rows)]) for c in cols}
-    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in cols).rstrip())
-    for r in rows:
-        typer.echo("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip())
 
 
 def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> None:
@@ -241,7 +161,7 @@ def _init_party(
         raise
     typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
     if created:
-        _print_table(created, store)
+        print_table(created, store)
     _warn_unprotected(store.protected)
 
 
@@ -280,78 +200,6 @@ def _protect(directory: Path | None) -> None:
         typer.echo(f"every keystore at {root} is protected already (and opens with the passphrase)")
 
 
-def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
-    """Revoking a worker key costs more than its records in flight: say what, or refuse."""
-    from broker.envelope import KeyPurpose
-    from broker.principals import Principal
-
-    if info.party != Principal.WORKER:
-        return
-    if info.purpose is KeyPurpose.ENCRYPT and not force:
-        # The worker's consent table is sealed to its own key, once, in the changelog.
-        raise UsageError(
-            f"refusing to revoke the worker's encryption key {info.key_id}: consent records "
-            "in the worker's state sealed to it would no longer open (consent-required "
-            "shares stop); after a rotation, start the worker with its new key first (the "
-            "one holding consent partition 0 seals them again and logs 'state_resealed' once "
-            "committed), then revoke with --force; --force alone revokes now (a compromise: "
-            "the consent authorities then file those consents again)"
-        )
-    if info.purpose is KeyPurpose.SIGN:
-        typer.echo(
-            "warning: a chain whose latest checkpoint this key signed is reported broken by "
-            "'accord audit verify' until the worker checkpoints it under its new key (it does "
-            "at start, and when it picks up a new key: log 'signing_key_changed'); chains "
-            "nothing writes to again (policy impact runs' worker:impact-*, a deleted agency's) "
-            "stay reported as awaiting a checkpoint (docs/operations.md, 'Keys')",
-            err=True,
-        )
-
-
-def _change_status(directory: Path | None, key_id: str, verb: str, force: bool = False) -> None:
-    """``keys retire|revoke``: refused for another party's key in a keystore that is neither
-    its owner's nor the governance one. The directory is authoritative for everyone else's
-    keys, so the next one imported would undo the change there, silently."""
-    from broker.principals import Principal
-
-    store = _open_store(directory)
-    info = store.public_key(key_id)
-    held = store.holds_private(key_id)
-    # In the governance keystore, the master copy: the next signed directory carries it.
-    if info is not None and not held and Principal.GOVERNANCE not in store.private_parties():
-        raise UsageError(
-            f"key {key_id} is {info.party}'s, and this keystore ({store.path}) is neither "
-            f"{info.party}'s nor the governance one: the next directory imported here would undo "
-            f"it; {verb} it in {info.party}'s own keystore, or the IG officer does in the "
-            "governance keystore (--dir), and the next signed directory carries it to everyone"
-        )
-    if verb == "revoke" and info is not None:
-        _worker_key_revoked(info, force)
-    info = store.retire(key_id) if verb == "retire" else store.revoke(key_id)
-    # The folder is named: without --dir this is the governance keystore, whoever owns the key.
-    where = f"keystore {store.path}"
-    if info.party != Principal.GOVERNANCE and Principal.GOVERNANCE in store.private_parties():
-        where += " (the governance keystore: the next signed directory carries it)"
-    typer.echo(f"{verb}d {info.key_id} ({info.party}, {info.purpose.value}) in {where}")
-
-
-def _governance_rotated(store: FileKeyStore, grace_days: float) -> None:
-    """What a governance rotation means: ``sign-directory`` goes on signing with the old key
-    (the one every keystore trusts) until it expires, so the next directory introduces the
-    new one; a keystore that imports none within the grace must be given the new key's id
-    (schemas/key-directory.md §4)."""
-    from broker.keys import directory_signer
-
-    signer = directory_signer(store)
-    now = f"governance key {signer.key_id}" if signer is not None else "the old governance key"
-    typer.echo(
-        f"{now} goes on signing directories for {grace_days:g} days, and the next one it "
-        "signs introduces the new key: sign and send one now (accord keys sign-directory), "
-        "and every keystore imports it within the grace; one that misses it imports the "
-        "next with --trust NEW_KEY_ID, checked out of band"
-    )
-
-
 def _warn_unprotected(protected: bool) -> None:
     # Allowed, for the demo and tests on synthetic data, but never silently.
     from broker.keys import UNPROTECTED_WARNING
@@ -380,7 +228,7 @@ def register(app: typer.Typer) -> None:
                 "bundle that names the party and says whether it is an agency (no desk secrets).",
             ),
         ] = None,
-        directory: _DirOption = None,
+        directory: DirOption = None,
         kem: Annotated[
             KemSuite | None, typer.Option("--kem", help="KEM for new encryption keys.")
         ] = None,
@@ -396,7 +244,7 @@ def register(app: typer.Typer) -> None:
         _init(policies, party, directory, kem)
 
     @keys_app.command("protect")
-    def protect(directory: _DirOption = None) -> None:
+    def protect(directory: DirOption = None) -> None:
         """Encrypt a keystore made unencrypted (ACCORD_KEYSTORE__PROTECTION=none) under
         ACCORD_KEYSTORE__PASSPHRASE: the one at --dir, or each one under it.
 
@@ -407,110 +255,24 @@ def register(app: typer.Typer) -> None:
 
     @keys_app.command("list")
     def list_keys(
-        directory: _DirOption = None,
+        directory: DirOption = None,
         party: Annotated[str | None, typer.Option("--party", help="Only this party.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
     ) -> None:
         """List the public key directory: ids, purposes, algorithms and status; IN_USE marks
         the signing key each of the keystore's own parties signs with now (for governance,
         the one sign-directory signs with)."""
-        store = _open_store(directory, party)
+        store = open_store(directory, party)
         infos = store.keys(party)
         if party is not None and not infos:
             raise UsageError(f"no keys for party {party}")
         if as_json:
-            signing = _signing(store)
+            signing = signing_ids(store)
             for info in infos:
-                typer.echo(json.dumps(_row(info, signing), sort_keys=True))
+                typer.echo(json.dumps(key_row(info, signing), sort_keys=True))
         else:
-            _print_table(infos, store)
+            print_table(infos, store)
 
-    @keys_app.command("rotate")
-    def rotate(
-        party: Annotated[str, typer.Argument(help="Party whose keys to rotate.")],
-        directory: _DirOption = None,
-        purpose: Annotated[str, typer.Option("--purpose", help="sign, encrypt or both.")] = "both",
-        grace_days: Annotated[
-            float,
-            typer.Option(
-                "--grace-days", min=0, max=3650, help="Old keys keep opening for this long."
-            ),
-        ] = 7.0,
-    ) -> None:
-        """Make new keys; the old ones keep opening (and signing) until they expire after the
-        grace period. Export the new ones for the governance officer: others seal to the new
-        encryption key once they import the signed directory naming it, and the new signing
-        key signs once this keystore imports it. Governance is the exception: sign-directory
-        signs with the old key until it expires, introducing the new one to every keystore
-        that imports a directory within the grace."""
-        from datetime import timedelta
-
-        from broker.config import load_settings
-        from broker.envelope import KeyPurpose
-        from broker.keys import ALL_PURPOSES
-
-        choice = {"both": ALL_PURPOSES, "sign": (KeyPurpose.SIGN,)}
-        choice["encrypt"] = (KeyPurpose.ENCRYPT,)
-        if purpose not in choice:
-            raise UsageError("--purpose must be sign, encrypt or both")
-        store = _open_store(directory, party)
-        created = store.rotate(
-            party,
-            purposes=choice[purpose],
-            kem=load_settings().envelope.kem,
-            grace=timedelta(days=grace_days),
-        )
-        if not created:
-            raise UsageError(f"party {party} has no {purpose} key to rotate")
-        typer.echo(
-            f"rotated {party} in keystore {store.path}: old keys expire in {grace_days:g} days"
-        )
-        if party == "worker" and purpose != "encrypt" and grace_days < _WORKER_GRACE_DAYS:
-            # Its old signing key signs until step 4 and must outlive every delivery it
-            # signed that a reader may still read (docs/operations.md, "Keys").
-            typer.echo(
-                f"warning: the worker's old signing key expires in {grace_days:g} days; "
-                f"deliveries it signed and read after that are refused: give --grace-days "
-                f"{_WORKER_GRACE_DAYS} or more (delivery retention + a week + the staging)",
-                err=True,
-            )
-        if party == "governance" and purpose != "encrypt":
-            _governance_rotated(store, grace_days)
-        elif store.listed_by_directory() is None:
-            typer.echo("no signed directory imported here yet: the new keys sign now")
-        else:
-            typer.echo(
-                "the new keys sign once the signed directory naming them is imported here; "
-                f"until then the old ones do (accord keys export --party {party})"
-            )
-        _print_table(created, store)
-
-    @keys_app.command("retire")
-    def retire(
-        key_id: Annotated[str, typer.Argument(help="Key id (see 'accord keys list').")],
-        directory: _DirOption = None,
-    ) -> None:
-        """Stop using a key: records under it no longer open."""
-        _change_status(directory, key_id, "retire")
-
-    @keys_app.command("revoke")
-    def revoke(
-        key_id: Annotated[str, typer.Argument(help="Key id (see 'accord keys list').")],
-        directory: _DirOption = None,
-        force: Annotated[
-            bool,
-            typer.Option(
-                "--force",
-                help="Revoke a worker encryption key even if its state may still be sealed to it.",
-            ),
-        ] = False,
-    ) -> None:
-        """Revoke a compromised key: refused at once for signing, sealing and opening.
-
-        In the owner's keystore, or in the IG officer's governance keystore (a compromised or
-        unreachable organisation's key); the next signed directory carries it to everyone.
-        A worker encryption key only with --force: see docs/operations.md, "Keys"."""
-        _change_status(directory, key_id, "revoke", force)
-
+    register_changes(keys_app)
     register_exchange(keys_app)
     app.add_typer(keys_app, name="keys")

@@ -1,0 +1,183 @@
+"""``accord keys rotate|retire|revoke``: a party's keys replaced, or one key taken out of use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from broker.cli._keys_store import DirOption, open_store, print_table
+from broker.errors import UsageError
+
+if TYPE_CHECKING:
+    from broker.envelope import KeyInfo
+    from broker.keys import FileKeyStore
+
+__all__ = ["register_changes"]
+
+#: The least grace for the worker's signing key: a delivery topic keeps a record up to ~37
+#: days (30 days' retention, weekly segments), and the old key signs until the staged
+#: rotation's last step, days after it began.
+_WORKER_GRACE_DAYS = 45
+
+
+def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
+    """Revoking a worker key costs more than its records in flight: say what, or refuse."""
+    from broker.envelope import KeyPurpose
+    from broker.principals import Principal
+
+    if info.party != Principal.WORKER:
+        return
+    if info.purpose is KeyPurpose.ENCRYPT and not force:
+        # The worker's consent table is sealed to its own key, once, in the changelog.
+        raise UsageError(
+            f"refusing to revoke the worker's encryption key {info.key_id}: consent records "
+            "in the worker's state sealed to it would no longer open (consent-required "
+            "shares stop); after a rotation, start the worker with its new key first (the "
+            "one holding consent partition 0 seals them again and logs 'state_resealed' once "
+            "committed), then revoke with --force; --force alone revokes now (a compromise: "
+            "the consent authorities then file those consents again)"
+        )
+    if info.purpose is KeyPurpose.SIGN:
+        typer.echo(
+            "warning: a chain whose latest checkpoint this key signed is reported broken by "
+            "'accord audit verify' until the worker checkpoints it under its new key (it does "
+            "at start, and when it picks up a new key: log 'signing_key_changed'); chains "
+            "nothing writes to again (policy impact runs' worker:impact-*, a deleted agency's) "
+            "stay reported as awaiting a checkpoint (docs/operations.md, 'Keys')",
+            err=True,
+        )
+
+
+def _change_status(directory: Path | None, key_id: str, verb: str, force: bool = False) -> None:
+    """``keys retire|revoke``: refused for another party's key in a keystore that is neither
+    its owner's nor the governance one. The directory is authoritative for everyone else's
+    keys, so the next one imported would undo the change there, silently."""
+    from broker.principals import Principal
+
+    store = open_store(directory)
+    info = store.public_key(key_id)
+    held = store.holds_private(key_id)
+    # In the governance keystore, the master copy: the next signed directory carries it.
+    if info is not None and not held and Principal.GOVERNANCE not in store.private_parties():
+        raise UsageError(
+            f"key {key_id} is {info.party}'s, and this keystore ({store.path}) is neither "
+            f"{info.party}'s nor the governance one: the next directory imported here would undo "
+            f"it; {verb} it in {info.party}'s own keystore, or the IG officer does in the "
+            "governance keystore (--dir), and the next signed directory carries it to everyone"
+        )
+    if verb == "revoke" and info is not None:
+        _worker_key_revoked(info, force)
+    info = store.retire(key_id) if verb == "retire" else store.revoke(key_id)
+    # The folder is named: without --dir this is the governance keystore, whoever owns the key.
+    where = f"keystore {store.path}"
+    if info.party != Principal.GOVERNANCE and Principal.GOVERNANCE in store.private_parties():
+        where += " (the governance keystore: the next signed directory carries it)"
+    typer.echo(f"{verb}d {info.key_id} ({info.party}, {info.purpose.value}) in {where}")
+
+
+def _governance_rotated(store: FileKeyStore, grace_days: float) -> None:
+    """What a governance rotation means: ``sign-directory`` goes on signing with the old key
+    (the one every keystore trusts) until it expires, so the next directory introduces the
+    new one; a keystore that imports none within the grace must be given the new key's id
+    (schemas/key-directory.md §4)."""
+    from broker.keys import directory_signer
+
+    signer = directory_signer(store)
+    now = f"governance key {signer.key_id}" if signer is not None else "the old governance key"
+    typer.echo(
+        f"{now} goes on signing directories for {grace_days:g} days, and the next one it "
+        "signs introduces the new key: sign and send one now (accord keys sign-directory), "
+        "and every keystore imports it within the grace; one that misses it imports the "
+        "next with --trust NEW_KEY_ID, checked out of band"
+    )
+
+
+def register_changes(keys_app: typer.Typer) -> None:
+    @keys_app.command("rotate")
+    def rotate(
+        party: Annotated[str, typer.Argument(help="Party whose keys to rotate.")],
+        directory: DirOption = None,
+        purpose: Annotated[str, typer.Option("--purpose", help="sign, encrypt or both.")] = "both",
+        grace_days: Annotated[
+            float,
+            typer.Option(
+                "--grace-days", min=0, max=3650, help="Old keys keep opening for this long."
+            ),
+        ] = 7.0,
+    ) -> None:
+        """Make new keys; the old ones keep opening (and signing) until they expire after the
+        grace period. Export the new ones for the governance officer: others seal to the new
+        encryption key once they import the signed directory naming it, and the new signing
+        key signs once this keystore imports it. Governance is the exception: sign-directory
+        signs with the old key until it expires, introducing the new one to every keystore
+        that imports a directory within the grace."""
+        from datetime import timedelta
+
+        from broker.config import load_settings
+        from broker.envelope import KeyPurpose
+        from broker.keys import ALL_PURPOSES
+
+        choice = {"both": ALL_PURPOSES, "sign": (KeyPurpose.SIGN,)}
+        choice["encrypt"] = (KeyPurpose.ENCRYPT,)
+        if purpose not in choice:
+            raise UsageError("--purpose must be sign, encrypt or both")
+        store = open_store(directory, party)
+        created = store.rotate(
+            party,
+            purposes=choice[purpose],
+            kem=load_settings().envelope.kem,
+            grace=timedelta(days=grace_days),
+        )
+        if not created:
+            raise UsageError(f"party {party} has no {purpose} key to rotate")
+        typer.echo(
+            f"rotated {party} in keystore {store.path}: old keys expire in {grace_days:g} days"
+        )
+        if party == "worker" and purpose != "encrypt" and grace_days < _WORKER_GRACE_DAYS:
+            # Its old signing key signs until step 4 and must outlive every delivery it
+            # signed that a reader may still read (docs/operations.md, "Keys").
+            typer.echo(
+                f"warning: the worker's old signing key expires in {grace_days:g} days; "
+                f"deliveries it signed and read after that are refused: give --grace-days "
+                f"{_WORKER_GRACE_DAYS} or more (delivery retention + a week + the staging)",
+                err=True,
+            )
+        if party == "governance" and purpose != "encrypt":
+            _governance_rotated(store, grace_days)
+        elif store.listed_by_directory() is None:
+            typer.echo("no signed directory imported here yet: the new keys sign now")
+        else:
+            typer.echo(
+                "the new keys sign once the signed directory naming them is imported here; "
+                f"until then the old ones do (accord keys export --party {party})"
+            )
+        print_table(created, store)
+
+    @keys_app.command("retire")
+    def retire(
+        key_id: Annotated[str, typer.Argument(help="Key id (see 'accord keys list').")],
+        directory: DirOption = None,
+    ) -> None:
+        """Stop using a key: records under it no longer open."""
+        _change_status(directory, key_id, "retire")
+
+    @keys_app.command("revoke")
+    def revoke(
+        key_id: Annotated[str, typer.Argument(help="Key id (see 'accord keys list').")],
+        directory: DirOption = None,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="Revoke a worker encryption key even if its state may still be sealed to it.",
+            ),
+        ] = False,
+    ) -> None:
+        """Revoke a compromised key: refused at once for signing, sealing and opening.
+
+        In the owner's keystore, or in the IG officer's governance keystore (a compromised or
+        unreachable organisation's key); the next signed directory carries it to everyone.
+        A worker encryption key only with --force: see docs/operations.md, "Keys"."""
+        _change_status(directory, key_id, "revoke", force)
