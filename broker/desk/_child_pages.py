@@ -18,7 +18,8 @@ and a fresh form, so that a later referral from it is a new one.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from functools import partial
 from typing import Any
 
 import structlog
@@ -38,9 +39,9 @@ from broker.desk._store import (
 )
 from broker.desk._work import child_subject, referral_event
 from broker.errors import AccordError
-from broker.webauth import Flash, Session, form_field
+from broker.webauth import Flash, Session, form_field, refused_in_place
 
-__all__ = ["MAX_REASON", "outcomes_of", "register_child_pages", "too_long"]
+__all__ = ["outcomes_of", "register_child_pages", "unfinished"]
 
 log = structlog.get_logger("accord.desk")
 
@@ -74,6 +75,19 @@ def too_long(what: str, text: str) -> str:
     """What a reason or summary over the limit is told: by how much, so that the person
     knows what to cut (the form has no maxlength, which would cut it silently)."""
     return f"The {what} is {len(text):,} characters; it can be at most {MAX_REASON:,}."
+
+
+def unfinished(
+    choice: str, choices: Collection[str], text: str, *, field: str, what: str, prompt: str
+) -> tuple[str, str] | None:
+    """Why a form that chooses (``field``: one of ``choices``) and explains (``what``: up to
+    :data:`MAX_REASON` characters) is refused, and the id of the field at fault; None if it
+    is filled in as it must be. ``prompt``: what a form missing either is told."""
+    if choice in choices and text and len(text) <= MAX_REASON:
+        return None
+    if choice not in choices:
+        return prompt, field
+    return (too_long(what, text) if text else prompt), what
 
 
 def _not_referred(*, withdrawn: bool) -> str:
@@ -201,22 +215,18 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         good, again = resent(form, page, user, fields)
         check = "ask the hub whether it arrived"
 
-        async def refused(
-            text: str, *, field: str | None = None, status: int = 400, fresh: bool = False
-        ) -> Response:
-            # Drawn again as posted, but never with a re-send's token (module docstring);
-            # ``fresh``: the form as a new page has it, the referral having gone.
-            typed = None if fresh else {"action": action, "reason": typed_reason,
-                                        "flags": set(posted)}  # fmt: skip
-            errors = [Flash.error(text, field=field)]
-            return await timeline(session, child, status=status, errors=errors, typed=typed)
+        # Drawn again as posted, but never with a re-send's token (module docstring);
+        # ``fresh``: the form as a new page has it, the referral having gone.
+        refused = refused_in_place(
+            partial(timeline, session, child),
+            {"action": action, "reason": typed_reason, "flags": set(posted)},
+        )
 
-        if action not in TEAM_ACTIONS or not reason or len(reason) > MAX_REASON:
-            return await refused(
-                too_long("reason", reason) if action in TEAM_ACTIONS and reason
-                else "Choose a decision and give a reason (up to 2,000 characters).",
-                field="action" if action not in TEAM_ACTIONS else "reason",
-            )  # fmt: skip
+        if wrong := unfinished(
+            action, TEAM_ACTIONS, reason, field="action", what="reason",
+            prompt="Choose a decision and give a reason (up to 2,000 characters).",
+        ):  # fmt: skip
+            return await refused(wrong[0], field=wrong[1])
         ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
         # No decision about the child settles a flag whose records have all been withdrawn
         # (the page says so): one loaded before the withdrawal still ticks it.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import structlog
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
-from broker.desk._child_pages import MAX_REASON, outcomes_of, register_child_pages, too_long
+from broker.desk._child_pages import outcomes_of, register_child_pages, unfinished
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notices import LateNotices, desk_notices
@@ -37,7 +38,7 @@ from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE, encompass_notice, outcome_event
 from broker.errors import AccordError, SendUnconfirmed
-from broker.webauth import Flash, Session, form_field, read_form
+from broker.webauth import Flash, Session, form_field, read_form, refused_in_place
 
 __all__ = ["register_pages"]
 
@@ -285,17 +286,15 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         good, again = resent(form, page, session.user, fields)
         check = "ask the co-ordinating team whether it arrived"
 
-        async def refused(
-            text: str, *, field: str | None = None, status: int = 400, fresh: bool = False
-        ) -> Response:
-            # Drawn again as posted (never kept), but never with a re-send's token: anyone
-            # can change this form, and other words under the first attempt's event id would
-            # be dropped as a replay yet recorded here as sent (broker.desk._resend). A
-            # re-send refused is its own page again (not_again_page); ``fresh``: no form as
-            # posted, the outcome having gone.
-            typed = None if fresh else {"outcome": outcome, "summary": typed_summary}
-            errors = [Flash.error(text, field=field)]
-            return await referral_view(session, record, status=status, errors=errors, typed=typed)
+        # Drawn again as posted (never kept), but never with a re-send's token: anyone can
+        # change this form, and other words under the first attempt's event id would be
+        # dropped as a replay yet recorded here as sent (broker.desk._resend). A re-send
+        # refused is its own page again (not_again_page); ``fresh``: no form as posted, the
+        # outcome having gone.
+        refused = refused_in_place(
+            partial(referral_view, session, record),
+            {"outcome": outcome, "summary": typed_summary},
+        )
 
         def not_again_page(event: str, why: str, *, cause: str = "") -> HTMLResponse:
             return not_sent(
@@ -304,12 +303,11 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             )  # fmt: skip
 
         # A re-send's content is the one checked when it was first sent (its MAC covers it).
-        if outcome not in HUB_OUTCOMES or not summary or len(summary) > MAX_REASON:
-            return await refused(
-                too_long("summary", summary) if outcome in HUB_OUTCOMES and summary
-                else "Choose an outcome and give a summary (up to 2,000 characters).",
-                field="outcome" if outcome not in HUB_OUTCOMES else "summary",
-            )  # fmt: skip
+        if wrong := unfinished(
+            outcome, HUB_OUTCOMES, summary, field="outcome", what="summary",
+            prompt="Choose an outcome and give a summary (up to 2,000 characters).",
+        ):  # fmt: skip
+            return await refused(wrong[0], field=wrong[1])
         if record.hidden or deps.publisher is None:
             if again:
                 return not_again_page(

@@ -5,13 +5,14 @@ the owner's keystore), server-side sessions with a CSRF token each, sign-in thro
 without lockout, known-device cookies (each app's cookies named its own), the host names an
 app answers to, the security headers and form bounds every page answers with, and the shell
 around an app's pages (``WebPages``, ``add_page_basics``: rendering, redirects, the error
-page, one stylesheet; ``Flash``: a success or an error said on the next page).
+page, one stylesheet; ``Flash``: a success or an error said on the next page;
+``refused_in_place``: a refused form's page drawn again with its error).
 """
 
 from broker.webauth._app import WebPages, add_page_basics
 from broker.webauth._cookies import CookieNames, cookie_names
 from broker.webauth._devices import DeviceCookies, device_key, device_secret_name
-from broker.webauth._flash import Flash
+from broker.webauth._flash import Flash, refused_in_place
 from broker.webauth._guard import Guard
 from broker.webauth._hosts import LOOPBACK_NAMES, HostCheck
 from broker.webauth._ready import accounts_ready
@@ -73,6 +74,7 @@ __all__ = [
     "listen",
     "loopback",
     "read_form",
+    "refused_in_place",
     "server_config",
     "stopped_by_sigterm",
     "url_host",

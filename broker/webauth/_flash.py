@@ -7,7 +7,7 @@ box), so a screen reader says them and a keyboard user starts from them. A messa
 the session's memory only until the next page: it says what was wrong, never what was typed.
 A form refused for something the person can put right is not redirected: its page is drawn
 again in place with its errors (``WebPages.render(errors=...)``) and its controls filled from
-the POST, so what was typed is in that one response only.
+the POST, so what was typed is in that one response only (:func:`refused_in_place`).
 
 The field an error names is the id of the form control it is about; a page that draws that
 control again marks it with :func:`invalid` (``aria-invalid``, ``aria-describedby``) and puts
@@ -16,15 +16,16 @@ control again marks it with :func:`invalid` (``aria-invalid``, ``aria-describedb
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from fastapi.responses import Response
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
-__all__ = ["Flash", "page_messages", "template_globals"]
+__all__ = ["Flash", "page_messages", "refused_in_place", "template_globals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,38 @@ class Flash:
     @classmethod
     def error(cls, text: str, *, field: str | None = None, beside: str | None = None) -> Flash:
         return cls("error", text, field, beside)
+
+
+class Redraw(Protocol):
+    """A form's page drawn again: answering ``status``, with ``errors`` and its controls
+    filled from ``typed`` (the form as it was posted; None: as a new page has it)."""
+
+    def __call__(
+        self, *, status: int, errors: Sequence[Flash], typed: dict[str, Any] | None
+    ) -> Awaitable[Response]: ...
+
+
+class Refused(Protocol):
+    """A form refused: ``text`` its one error, about ``field`` where one is known."""
+
+    def __call__(
+        self, text: str, *, field: str | None = None, status: int = 400, fresh: bool = False
+    ) -> Awaitable[Response]: ...
+
+
+def refused_in_place(draw: Redraw, typed: dict[str, Any]) -> Refused:
+    """How a form refused for something the person can put right is answered: its page drawn
+    again by ``draw`` (400 unless said), with the refusal in its error summary and the form as
+    posted (``typed``), or, ``fresh``, as a new page has it (what the form was about having
+    gone). ``typed`` is held by the caller's request alone: never by a session or a log."""
+
+    async def refused(
+        text: str, *, field: str | None = None, status: int = 400, fresh: bool = False
+    ) -> Response:
+        errors = [Flash.error(text, field=field)]
+        return await draw(status=status, errors=errors, typed=None if fresh else typed)
+
+    return refused
 
 
 def page_messages(flash: Iterable[Flash], errors: Iterable[Flash] = ()) -> dict[str, Any]:

@@ -104,7 +104,8 @@ SURFACES = {
         "check_sign_in", "check_username", "client_host", "client_key", "cookie_names",
         "device_key", "device_secret_name", "form_field",
         "listen",
-        "loopback", "read_form", "server_config", "stopped_by_sigterm", "url_host",
+        "loopback", "read_form", "refused_in_place", "server_config", "stopped_by_sigterm",
+        "url_host",
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",
