@@ -34,10 +34,11 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
         raise UsageError(
             f"refusing to revoke the worker's encryption key {info.key_id}: consent records "
             "in the worker's state sealed to it would no longer open (consent-required "
-            "shares stop); after a rotation, start the worker with its new key first (the "
-            "one holding consent partition 0 seals them again and logs 'state_resealed' once "
-            "committed), then revoke with --force; --force alone revokes now (a compromise: "
-            "the consent authorities then file those consents again)"
+            "shares stop); after a rotation, let the workers pick up the new key first (each "
+            "logs 'encryption_key_changed' within 5 s, or at start; the one holding consent "
+            "partition 0 seals them again and logs 'state_resealed' once committed), then "
+            "revoke with --force; --force alone revokes now (a compromise: the consent "
+            "authorities then file those consents again)"
         )
     if info.purpose is KeyPurpose.SIGN:
         typer.echo(
