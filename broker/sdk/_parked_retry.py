@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Final, TypeVar
 
 import structlog
@@ -121,12 +121,19 @@ class ParkedRetry:
         memory: SqliteReplayMemory,
         consumer: Consumer,
         open_or_raise: Callable[[ParkedRecord], _R],
+        *,
+        busy: Collection[Position] = (),
     ) -> list[tuple[Position, _R]]:
         """The parked records that open now, with their positions, by position, if a retry
-        is due; those that never will are forgotten, the rest stay parked."""
-        if memory.parked_count and time.monotonic() - self._counted >= _RECOUNT_EVERY:
-            # Counted again now and then: an operator may have dropped some meanwhile, and
-            # the desk's banner and gauge should not go on saying they are there.
+        is due; those that never will are forgotten, the rest stay parked. Those at ``busy``
+        positions (opened already, or handed over and not yet committed) are left alone:
+        still parked until the commit is confirmed, they would otherwise be handed over
+        twice."""
+        if time.monotonic() - self._counted >= _RECOUNT_EVERY:
+            # Counted again now and then, a count of none too: an operator may have dropped
+            # some meanwhile (the desk's banner and gauge should not go on saying they are
+            # there), and another process sharing the file may have parked some on a
+            # partition since moved to this one.
             self._counted = time.monotonic()
             memory.recount_parked()
         if not memory.parked_count:
@@ -137,7 +144,9 @@ class ParkedRetry:
         if not due or not assigned:
             return []  # with nothing assigned yet, tried when the assignment comes
         async with translated(f"consuming {self._topic}"):
-            rows, gone = await _parked.ours(memory.parked(), consumer, assigned)
+            rows, gone = await _parked.ours(
+                [r for r in memory.parked() if r.position not in busy], consumer, assigned
+            )
         out, never = retry(
             rows, open_or_raise, keys=self._keys, party=self._party,
             skip_key_problems=self._skip_key_problems, report=self._report,

@@ -266,16 +266,14 @@ class Subscriber(AsyncClient):
                 self._unparking.append(position)
                 yield again
                 await self.commit()
-            if _require(self._memory).parked_count:
-                # Woken every second to notice an import (the keystore looks as often).
-                async with translated(f"consuming {self.topic}"):
-                    batch = await consumer.getmany(timeout_ms=1000, max_records=1)
-                if not batch:
-                    continue
-                [msg] = [m for msgs in batch.values() for m in msgs]
-            else:
-                async with translated(f"consuming {self.topic}"):
-                    msg = await consumer.getone()
+            # Woken every second, parked records or not, to notice an import (the keystore
+            # looks as often) and records parked by another process sharing the file on a
+            # partition since moved to this one.
+            async with translated(f"consuming {self.topic}"):
+                batch = await consumer.getmany(timeout_ms=1000, max_records=1)
+            if not batch:
+                continue
+            [msg] = [m for msgs in batch.values() for m in msgs]
             try:
                 record = self._open(msg)
             except RecordKeyUnavailable:
@@ -346,7 +344,9 @@ class Subscriber(AsyncClient):
         once the batch is handled, so a crash before that delivers it again.
 
         ``RecordKeyUnavailable`` (see the class) returns nothing of the batch: all of it is
-        read again, by the next poll or the next start.
+        read again, by the next poll or the next start. So does a failed or cancelled commit
+        with ``commit=True``: the batch never reached the caller, so its parked records stay
+        parked and its fresh ones are read again, and the next poll returns it all.
         """
         consumer = _require(self._consumer)
         async with translated(f"consuming {self.topic}"):
@@ -365,12 +365,40 @@ class Subscriber(AsyncClient):
         retried = [*self._retried, *await self._retry_parked(consumer)]
         self._retried = []
         self._unparking += [position for position, _ in retried]
+        polled_before = dict(self._polled)
         for msgs in batch.values():
             last = max(msgs, key=lambda m: m.offset)
             self._polled[(last.topic, last.partition)] = last.offset
         if commit:
-            await self.commit()
+            try:
+                await self.commit()
+            except BaseException:
+                self._not_handed_over(consumer, batch, retried, polled_before)
+                raise
         return [record for _, record in retried] + fresh
+
+    def _not_handed_over(
+        self,
+        consumer: Consumer,
+        batch: dict[TopicPartition, list[Message]],
+        retried: list[tuple[tuple[str, int, int], SharedRecord]],
+        polled_before: dict[tuple[str, int], int],
+    ) -> None:
+        """``poll``'s own commit failed or was cancelled, so its batch never reached the
+        caller: undone, so that none of it is lost to a later commit. The parked records stay
+        parked and come first next time; every partition is read again from where the batch
+        began, at the same, uncommitted, positions (so the replay memory admits them again),
+        and is not counted as polled."""
+        taken = {position for position, _ in retried}
+        self._unparking = [p for p in self._unparking if p not in taken]
+        self._retried = retried + self._retried
+        for tp, msgs in batch.items():
+            consumer.seek(tp, min(m.offset for m in msgs))
+            key = (tp.topic, tp.partition)
+            if key in polled_before:
+                self._polled[key] = polled_before[key]
+            else:
+                self._polled.pop(key, None)
 
     def _open(self, msg: Message) -> SharedRecord | None:
         try:
@@ -407,7 +435,10 @@ class Subscriber(AsyncClient):
     async def _retry_parked(
         self, consumer: Consumer
     ) -> list[tuple[tuple[str, int, int], SharedRecord]]:
-        return await self._retry.due(_require(self._memory), consumer, self._open_or_raise)
+        busy = {*self._unparking, *(position for position, _ in self._retried)}
+        return await self._retry.due(
+            _require(self._memory), consumer, self._open_or_raise, busy=busy
+        )
 
     def _open_or_raise(self, msg: Message | ParkedRecord) -> SharedRecord:
         if msg.value is None:
