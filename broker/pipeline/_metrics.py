@@ -5,6 +5,7 @@ Labels are party ids, outcomes, reasons and kinds: never anything about a person
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -88,6 +89,12 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.state_stale = Gauge(
+            "accord_worker_state_entries_stale",
+            "Consent entries in the state changelog (the whole table, every worker's) sealed "
+            "to a worker key other than this worker's current encryption key.",
+            registry=registry,
+        )
         self.policy_version = Gauge(
             "accord_policy_loaded",
             "1 for the policy bundle version in force.",
@@ -100,6 +107,12 @@ class Metrics:
             "When Kafka last answered one of the worker's fetches (Unix time; 0 before the first).",
             registry=registry,
         )
+
+    def follow_stale(self, stale: Callable[[], int]) -> None:
+        """``accord_worker_state_entries_stale`` reads ``stale()`` at every scrape: the view
+        changes with each entry the changelog's tail reads (a re-seal read back, a straggler
+        filed under an old key), and a count asked for costs nothing (``SealedEntries``)."""
+        self.state_stale.set_function(stale)
 
     def count(self, metric: Counter, *labels: str) -> None:
         """``metric.labels(*labels).inc()``, with the child looked up once per label set.

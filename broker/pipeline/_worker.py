@@ -145,6 +145,8 @@ class Worker:
         reader, ends = await restore_state(self.kafka, keys, state_mac_key(linkage_key))
         for kind, count in reader.report.refused.items():
             self.metrics.state_refused.labels(kind=kind).inc(count)
+        # Before an old worker encryption key is revoked, this must read 0 on every worker.
+        self.metrics.follow_stale(reader.stale)
         tail = ChangelogTail(self.kafka, reader, ends)
         self.loop = loop = TransactionalLoop(
             self.kafka,
