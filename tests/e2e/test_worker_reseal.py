@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from broker.audit import AuditKind
 from broker.devkafka import EmbeddedKafka
@@ -30,6 +31,8 @@ from tests.kafka_helpers import clients
 
 pytestmark = pytest.mark.slow
 
+STALE = "accord_worker_state_entries_stale"
+
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
@@ -49,6 +52,14 @@ async def _consent_entries(bootstrap: str, at_least: int) -> list[Any]:
             return got
         await asyncio.sleep(0.5)
     raise AssertionError(f"fewer than {at_least} consent entries in {STATE}")
+
+
+async def _stale(registry: CollectorRegistry, value: float) -> None:
+    for _ in range(1000):
+        if registry.get_sample_value(STALE) == value:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{STALE} is {registry.get_sample_value(STALE)}, not {value}")
 
 
 async def _decided(bootstrap: str, event_id: str) -> dict[str, str]:
@@ -78,15 +89,23 @@ async def test_a_running_worker_reseals_consent_under_a_new_key_and_revoking_the
     changed = {r: o for r, o in given.items() if without[r] != o}
     assert changed, "the consent must change some decision, or this tests nothing"
 
-    async with worker_in_process(bootstrap, tmp_path, keys, WorkerOptions(POLICIES)) as (task, _):
+    async with worker_in_process(bootstrap, tmp_path, keys, WorkerOptions(POLICIES)) as (
+        task,
+        running,
+    ):
         async with Publisher("sandwell-coord", keys, clients(bootstrap, "sandwell-coord")) as p:
             await p.publish_consent(consent)
         [filed] = await _consent_entries(bootstrap, 1)
         old = [k.key_id for k in keys.keys("worker")]
+        await _stale(running, 0)  # the tail has read the entry, under the current key
         # As an imported directory would: the running worker's keystore reads it afresh.
         keys.rotate("worker", grace=timedelta(days=45))  # the kind keystore_for made
+        # The keystore is looked at again once a second: the scrape that sees the new key
+        # counts the entry, before the watcher's next look re-seals it.
+        await _stale(running, 1)
         resealed = await _consent_entries(bootstrap, 2)  # within the key watcher's 5 s
         assert {m.key for m in resealed} == {filed.key}
+        await _stale(running, 0)  # the re-seal read back: what operators wait for to revoke
         assert not task.done()
 
     # Revoked at once, as after a compromise: nothing sealed to them opens any more.
