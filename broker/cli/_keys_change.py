@@ -34,11 +34,14 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
         raise UsageError(
             f"refusing to revoke the worker's encryption key {info.key_id}: consent records "
             "in the worker's state sealed to it would no longer open (consent-required "
-            "shares stop); after a rotation, let the workers pick up the new key first (each "
-            "logs 'encryption_key_changed' within 5 s, or at start; the one holding consent "
-            "partition 0 seals them again and logs 'state_resealed' once committed), then "
-            "revoke with --force; --force alone revokes now (a compromise: the consent "
-            "authorities then file those consents again)"
+            "shares stop, and a lost withdrawal fails open); after a rotation, revoke with "
+            "--force only once every worker has changed key (logged 'encryption_key_changed', "
+            "or has started since; on Kubernetes only a restarted pod reads the new keystore: "
+            "'kubectl -n accord rollout restart deployment/accord-worker'), "
+            "accord_worker_state_entries_stale reads 0 on every worker a minute or more after "
+            "the last one changed, and no rebalance is under way (docs/operations.md, 'Keys'); "
+            "--force alone revokes now (a compromise: the consent authorities then file those "
+            "consents again)"
         )
     if info.purpose is KeyPurpose.SIGN:
         typer.echo(

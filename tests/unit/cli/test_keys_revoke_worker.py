@@ -27,8 +27,12 @@ def test_revoking_the_worker_s_encryption_key_is_refused_without_force(
     code, _, err = _run(["keys", "revoke", victim, "--dir", str(keys)], capsys)
     line = _one_line_error(code, err, 2)
     assert "consent records" in line
-    assert "state_resealed" in line
-    assert "then revoke with --force" in line  # a plain revoke after the re-seal is refused too
+    # When --force is safe: every worker on the new key, nothing left under the old one.
+    assert "or has started since" in line
+    assert "accord_worker_state_entries_stale reads 0 on every worker" in line
+    assert "no rebalance" in line
+    assert "state_resealed" not in line  # not enough: stragglers may follow it
+    assert "rollout restart" in line  # a running pod on Kubernetes never sees the new key
     assert FileKeyStore(keys).public_key(victim).status is KeyStatus.ACTIVE  # type: ignore[union-attr]
 
     code, out, _ = _run(["keys", "revoke", victim, "--dir", str(keys), "--force"], capsys)
