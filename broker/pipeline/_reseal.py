@@ -94,15 +94,11 @@ class Reseals:
         """``state_resealed`` for entries queued before the announcement, once committed."""
         if self._batch is task.pending:
             return  # not committed yet: its commit logs it
-        running = task.in_flight
+        running, held = task.in_flight, self._batch
 
         def committed(done: asyncio.Task[Batch]) -> None:
             # Its own commit logs it if it held them; else they committed before it did.
-            if (
-                not done.cancelled()
-                and done.exception() is None
-                and done.result() is not self._batch
-            ):
+            if not done.cancelled() and done.exception() is None and done.result() is not held:
                 log.info("state_resealed", entries=count)
 
         if running is None:
