@@ -80,9 +80,12 @@ def parked(
             f"no replay memory at {path}: run this where {group}'s subscriber runs (its "
             "ACCORD_HOME, on its volume)"
         )
-    memory = SqliteReplayMemory(path, group=group)
+    # Never pruned here: the subscriber's retention may be longer than the default, and its
+    # sightings are its own. A listing changes nothing at all.
+    dropping = bool(wanted or drop_all)
+    memory = SqliteReplayMemory(path, group=group, prune=False, read_only=not dropping)
     try:
-        if wanted or drop_all:
+        if dropping:
             _drop(memory, path, wanted, force=force)
         else:
             _list(memory, path)
@@ -93,9 +96,14 @@ def parked(
 def _position(given: str) -> tuple[str, int, int]:
     topic, _, rest = given.rpartition(":")
     topic, _, partition = topic.rpartition(":")
-    if not (topic and partition.isdigit() and rest.isdigit()):
+    if not (topic and _number(partition) and _number(rest)):
         raise UsageError(f"--drop {given!r}: TOPIC:PARTITION:OFFSET, as 'accord desk parked' lists")
     return (topic, int(partition), int(rest))
+
+
+def _number(text: str) -> bool:
+    # ASCII digits only: str.isdigit also takes superscripts, which int() refuses.
+    return text.isascii() and text.isdecimal()
 
 
 def _list(memory: SqliteReplayMemory, path: Path) -> None:
@@ -127,26 +135,34 @@ def _list(memory: SqliteReplayMemory, path: Path) -> None:
 def _drop(
     memory: SqliteReplayMemory, path: Path, wanted: list[tuple[str, int, int]], *, force: bool
 ) -> None:
-    held = {e.position for e in memory.parked_entries()}
-    missing = [p for p in wanted if p not in held]
+    if not force:
+        held = {e.position for e in memory.parked_entries()}
+        _no_missing(path, [p for p in wanted if p not in held])
+        chosen = len(set(wanted)) if wanted else len(held)
+        if not chosen:
+            typer.echo(f"no records parked in {path}")
+            return
+        raise UsageError(
+            f"refusing to drop {chosen} parked record(s) without --force: a genuine one "
+            "is lost for good (nobody can send it again); import the latest key directory "
+            "first (accord keys import), and drop only what still does not open"
+        )
+    # Checked and dropped in one transaction, and said only once it is over (the log too):
+    # only what was dropped, and the subscriber sharing the file never waits on our output.
+    dropped, missing = memory.drop_parked(wanted or None)
+    _no_missing(path, missing)
+    if not dropped:
+        typer.echo(f"no records parked in {path}")
+    for position in dropped:
+        typer.echo(f"dropped {_say(position)}")
+
+
+def _no_missing(path: Path, missing: list[tuple[str, int, int]]) -> None:
     if missing:
         raise UsageError(
             f"no record parked at {_say(missing[0])} in {path} (see 'accord desk parked'); "
             "nothing was dropped"
         )
-    chosen = sorted(held) if not wanted else list(dict.fromkeys(wanted))
-    if not chosen:
-        typer.echo(f"no records parked in {path}")
-        return
-    if not force:
-        raise UsageError(
-            f"refusing to drop {len(chosen)} parked record(s) without --force: a genuine one "
-            "is lost for good (nobody can send it again); import the latest key directory "
-            "first (accord keys import), and drop only what still does not open"
-        )
-    memory.drop_parked(chosen)
-    for position in chosen:
-        typer.echo(f"dropped {_say(position)}")
 
 
 def _say(position: tuple[str, int, int]) -> str:

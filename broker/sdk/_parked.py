@@ -105,22 +105,38 @@ def insert(conn: sqlite3.Connection, msg: Message, now: float) -> None:
     )
 
 
-def bound(conn: sqlite3.Connection, now: float, *, limit: int, max_age: timedelta) -> None:
-    """Drop what is past the bounds, oldest first, each drop logged."""
+Dropped = list[tuple[tuple[str, int, int], str]]
+
+
+def bound(conn: sqlite3.Connection, now: float, *, limit: int, max_age: timedelta) -> Dropped:
+    """Drop what is past the bounds, oldest first; what was dropped and why, for the caller to
+    log (:func:`log_dropped`) once its transaction is over, not while it holds the file."""
+    why = f"parked longer than {max_age.days} days"
     old = conn.execute(
-        "SELECT topic, kafka_partition, kafka_offset FROM parked WHERE parked_at < ? "
-        "ORDER BY parked_at, topic, kafka_partition, kafka_offset",
+        "DELETE FROM parked WHERE parked_at < ? RETURNING topic, kafka_partition, kafka_offset",
         (now - max_age.total_seconds(),),
     ).fetchall()
-    _drop(conn, old, f"parked longer than {max_age.days} days")
-    over = int(conn.execute("SELECT count(*) FROM parked").fetchone()[0]) - limit
+    dropped = [((t, p, o), why) for t, p, o in sorted(old)]
+    over = count(conn) - limit
     if over > 0:
+        why = f"more than {limit} records parked"
         oldest = conn.execute(
+            "DELETE FROM parked WHERE (topic, kafka_partition, kafka_offset) IN ("
             "SELECT topic, kafka_partition, kafka_offset FROM parked "
-            "ORDER BY parked_at, topic, kafka_partition, kafka_offset LIMIT ?",
+            "ORDER BY parked_at, topic, kafka_partition, kafka_offset LIMIT ?) "
+            "RETURNING topic, kafka_partition, kafka_offset",
             (over,),
         ).fetchall()
-        _drop(conn, oldest, f"more than {limit} records parked")
+        dropped += [((t, p, o), why) for t, p, o in sorted(oldest)]
+    return dropped
+
+
+def log_dropped(dropped: Dropped) -> None:
+    """Each drop logged, once the transaction that dropped it is over: a log that blocks (a
+    pager, a slow terminal) must not hold the file's write lock, which the subscriber needs."""
+    for (topic, partition, offset), why in dropped:
+        # Lost for good if it was genuine: an error, naming where it was and nothing of it.
+        log.error("parked_record_dropped", topic=topic, partition=partition, offset=offset, why=why)
 
 
 def rows(conn: sqlite3.Connection) -> list[ParkedRecord]:
@@ -154,9 +170,26 @@ def _signer(headers: Sequence[tuple[str, bytes]]) -> str | None:
         return None
 
 
-def drop(conn: sqlite3.Connection, positions: list[tuple[str, int, int]], why: str) -> None:
-    """Drop parked records on purpose, each drop logged as the bounds' are."""
-    _drop(conn, positions, why)
+def take(
+    conn: sqlite3.Connection, positions: Iterable[tuple[str, int, int]] | None
+) -> list[tuple[str, int, int]]:
+    """Delete the parked records at ``positions`` (every one for ``None``); the positions
+    actually deleted, by position."""
+    if positions is None:
+        found = conn.execute(
+            "DELETE FROM parked RETURNING topic, kafka_partition, kafka_offset"
+        ).fetchall()
+    else:
+        found = [
+            row
+            for position in dict.fromkeys(positions)
+            for row in conn.execute(
+                "DELETE FROM parked WHERE topic = ? AND kafka_partition = ? "
+                "AND kafka_offset = ? RETURNING topic, kafka_partition, kafka_offset",
+                position,
+            ).fetchall()
+        ]
+    return sorted((str(t), int(p), int(o)) for t, p, o in found)
 
 
 def _headers(stored: str) -> tuple[tuple[str, bytes], ...]:
@@ -206,13 +239,6 @@ def holds(conn: sqlite3.Connection, position: tuple[str, int, int]) -> bool:
 
 def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM parked").fetchone()[0])
-
-
-def _drop(conn: sqlite3.Connection, positions: list[tuple[str, int, int]], why: str) -> None:
-    for topic, partition, offset in positions:
-        # Lost for good if it was genuine: an error, naming where it was and nothing of it.
-        log.error("parked_record_dropped", topic=topic, partition=partition, offset=offset, why=why)
-    delete(conn, positions)
 
 
 class KeystoreWatch:

@@ -98,6 +98,11 @@ class SqliteReplayMemory:
     Entries first opened more than ``retention`` ago are pruned when it opens, and daily.
     Several processes may share one file (a transaction per sighting); a problem with the
     file is a ``ConfigError`` naming it.
+
+    For an operator's tool opening a subscriber's memory (``accord desk parked``), which does
+    not know the subscriber's retention: ``prune=False`` forgets nothing on opening, and
+    ``read_only=True`` changes nothing at all (no file made, no table, no pruning; only
+    reading, such as :meth:`parked_entries`, works).
     """
 
     def __init__(
@@ -108,6 +113,8 @@ class SqliteReplayMemory:
         retention: timedelta = DEFAULT_REPLAY_RETENTION,
         clock: Callable[[], datetime] = utcnow,
         parked_limit: int = PARKED_LIMIT,
+        prune: bool = True,
+        read_only: bool = False,
     ) -> None:
         if retention <= timedelta(0):
             raise ConfigError("the replay memory's retention must be positive")
@@ -117,20 +124,39 @@ class SqliteReplayMemory:
         self._parked_limit = parked_limit
         self._parked = 0
         self._clock = clock
+        if read_only and self.in_memory:
+            raise ConfigError("a replay memory kept in memory cannot be read only")
         with self._translated("cannot be opened"):
-            if not self.in_memory:
-                _create_private(Path(path))
-            # Autocommit: each sighting is one explicit transaction, durable when it returns.
-            self._conn = sqlite3.connect(self.where, isolation_level=None)
+            if read_only:
+                uri = f"{Path(path).absolute().as_uri()}?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            else:
+                if not self.in_memory:
+                    _create_private(Path(path))
+                # Autocommit: each sighting is one explicit transaction, durable when it
+                # returns.
+                self._conn = sqlite3.connect(self.where, isolation_level=None)
         try:
             with self._translated("cannot be used"):
                 self._conn.execute("PRAGMA busy_timeout = 10000")
-                self._conn.execute("PRAGMA journal_mode = WAL")
-                self._conn.execute("PRAGMA synchronous = NORMAL")
-                self._prepare(group)
-                self._parked = _parked.count(self._conn)
+                if read_only:
+                    self._check(int(self._conn.execute("PRAGMA user_version").fetchone()[0]), group)
+                else:
+                    self._conn.execute("PRAGMA journal_mode = WAL")
+                    self._conn.execute("PRAGMA synchronous = NORMAL")
+                    self._prepare(group)
+                # A memory from before parking, read only, has no table of parked records.
+                self._has_parked = (
+                    not read_only
+                    or self._conn.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'parked'"
+                    ).fetchone()
+                    is not None
+                )
+                self._parked = _parked.count(self._conn) if self._has_parked else 0
                 self._last_prune = self._now()
-                self._prune(self._last_prune)
+                if prune and not read_only:
+                    self._prune(self._last_prune)
         except BaseException:
             self._conn.close()
             raise
@@ -176,16 +202,23 @@ class SqliteReplayMemory:
         now = self._now()
         with self._translated("cannot be written"), self._tx():
             _parked.insert(self._conn, msg, now)
-            _parked.bound(self._conn, now, limit=self._parked_limit, max_age=PARKED_MAX_AGE)
+            dropped = _parked.bound(
+                self._conn, now, limit=self._parked_limit, max_age=PARKED_MAX_AGE
+            )
             self._parked = _parked.count(self._conn)
+        _parked.log_dropped(dropped)
 
     def parked(self) -> list[ParkedRecord]:
         """Every parked record, by position; those past the bounds are dropped first."""
         now = self._now()
         with self._translated("cannot be written"), self._tx():
-            _parked.bound(self._conn, now, limit=self._parked_limit, max_age=PARKED_MAX_AGE)
+            dropped = _parked.bound(
+                self._conn, now, limit=self._parked_limit, max_age=PARKED_MAX_AGE
+            )
             self._parked = _parked.count(self._conn)
-            return _parked.rows(self._conn)
+            found = _parked.rows(self._conn)
+        _parked.log_dropped(dropped)
+        return found
 
     def unpark(self, positions: list[tuple[str, int, int]]) -> None:
         """Forget parked records: handed over and handled, or gone past."""
@@ -198,15 +231,25 @@ class SqliteReplayMemory:
     def parked_entries(self) -> list[ParkedEntry]:
         """Every parked record as an operator is shown it (``accord desk parked``): where it
         was, when it was parked, the signer its bundle claims; never its value."""
+        if not self._has_parked:
+            return []
         with self._translated("cannot be read"):
             return _parked.entries(self._conn)
 
-    def drop_parked(self, positions: list[tuple[str, int, int]]) -> None:
-        """Drop parked records on an operator's word, each logged as ``parked_record_dropped``:
-        lost for good if they were genuine."""
+    def drop_parked(
+        self, positions: list[tuple[str, int, int]] | None = None
+    ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+        """Drop parked records on an operator's word (every one for ``None``), each logged as
+        ``parked_record_dropped``: lost for good if they were genuine. What was dropped, and
+        the positions given that were not parked: if any, nothing is dropped. Checked and
+        dropped in one transaction, so a subscriber handing one over meanwhile (sharing the
+        file) is not reported as dropped; logged once it is over."""
         with self._translated("cannot be written"), self._tx():
-            _parked.drop(self._conn, positions, "dropped by an operator")
+            missing = [p for p in positions or [] if not _parked.holds(self._conn, p)]
+            dropped = [] if missing else _parked.take(self._conn, positions)
             self._parked = _parked.count(self._conn)
+        _parked.log_dropped([(p, "dropped by an operator") for p in dropped])
+        return dropped, missing
 
     def recount_parked(self) -> int:
         """How many records are parked now, as another process may have changed it (an
@@ -264,21 +307,32 @@ class SqliteReplayMemory:
                 self._conn.execute(_parked.SCHEMA)
                 self._conn.execute(f"PRAGMA user_version = {_VERSION}")
                 return
-            meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("format") != _FORMAT:
-                raise ConfigError(f"replay memory {self.where} is another program's database")
-            if version != _VERSION:
-                raise ConfigError(
-                    f"replay memory {self.where} is format {version}; this SDK reads {_VERSION}"
-                )
-            if meta.get("group") != group:
-                # Positions and commits are the group's own: another group's would refuse
-                # records this one never opened.
-                raise ConfigError(
-                    f"replay memory {self.where} belongs to consumer group {meta.get('group')}, "
-                    f"not {group}"
-                )
+            self._check(version, group)
             self._conn.execute(_parked.SCHEMA)  # a memory from before parking gains the table
+
+    def _check(self, version: int, group: str) -> None:
+        """That the file is a replay memory of this format, and ``group``'s."""
+        if version == 0:
+            raise ConfigError(f"replay memory {self.where} is not a replay memory yet")
+        tables = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        meta = (
+            dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+            if self._conn.execute(tables).fetchone()
+            else {}
+        )
+        if meta.get("format") != _FORMAT:
+            raise ConfigError(f"replay memory {self.where} is another program's database")
+        if version != _VERSION:
+            raise ConfigError(
+                f"replay memory {self.where} is format {version}; this SDK reads {_VERSION}"
+            )
+        if meta.get("group") != group:
+            # Positions and commits are the group's own: another group's would refuse
+            # records this one never opened.
+            raise ConfigError(
+                f"replay memory {self.where} belongs to consumer group {meta.get('group')}, "
+                f"not {group}"
+            )
 
     def _committed_up_to(self, topic: str, partition: int) -> int:
         row = self._conn.execute(

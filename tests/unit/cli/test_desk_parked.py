@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -136,17 +137,30 @@ def test_drop_all_with_force_drops_every_record(home: Path, tmp_path: Path, run_
         (["--drop", f"{TOPIC}:0:1", "--drop", f"{TOPIC}:0:2", "--force"], "nothing was dropped"),
         (["--drop", "0:1", "--force"], "TOPIC:PARTITION:OFFSET"),
         (["--drop", f"{TOPIC}:zero:1", "--force"], "TOPIC:PARTITION:OFFSET"),
+        (["--drop", f"{TOPIC}:0:\u00b3", "--force"], "TOPIC:PARTITION:OFFSET"),
+        (["--drop", f"{TOPIC}:\u00b9:1", "--force"], "TOPIC:PARTITION:OFFSET"),
+        (["--drop", f"{TOPIC}:0:\u0663", "--force"], "TOPIC:PARTITION:OFFSET"),
         (["--drop", f"{TOPIC}:0:1", "--drop-all", "--force"], "not both"),
         (["--group", "hub-b.desk"], "hub-a's groups are hub-a.NAME"),
     ],
-    ids=["not-parked", "one-of-two-not-parked", "no-topic", "bad-partition", "both", "group"],
+    ids=[
+        "not-parked",
+        "one-of-two-not-parked",
+        "no-topic",
+        "bad-partition",
+        "superscript-offset",
+        "superscript-partition",
+        "arabic-indic-offset",
+        "both",
+        "group",
+    ],
 )
 def test_a_mistake_is_one_line_on_stderr_and_drops_nothing(
     args: list[str], said: str, home: Path, tmp_path: Path, run_cli: Run
 ) -> None:
     path, _ = _parked(home, tmp_path, [1, 3])
     code, out, err = run_cli(["desk", "parked", "--as", PARTY, *args])
-    assert code != 0
+    assert code == 2
     assert out == ""
     assert said in err
     assert len(err.strip().splitlines()) == 1
@@ -159,3 +173,71 @@ def test_no_memory_here_is_refused_and_none_is_made(home: Path, run_cli: Run) ->
     assert code != 0
     assert err.startswith(f"accord: error: no replay memory at {path}: run this where")
     assert not path.exists()
+
+
+@pytest.mark.parametrize("args", [[], ["--drop", f"{TOPIC}:0:1", "--force"]], ids=["list", "drop"])
+def test_listing_or_dropping_forgets_no_sighting_of_the_subscribers_however_old(
+    args: list[str], home: Path, tmp_path: Path, run_cli: Run
+) -> None:
+    """A subscriber keeping sightings longer than the default 400 days: a sighting 500 days
+    old survives ``accord desk parked``, listing or dropping (it does not know the retention)."""
+    path, _ = _parked(home, tmp_path, [1])
+    long_ago = datetime.fromtimestamp(time.time() - 500 * 86400, UTC)
+    memory = SqliteReplayMemory(
+        path, group=DESK, retention=timedelta(days=1000), clock=lambda: long_ago
+    )
+    assert memory.admit(eid(9), topic=TOPIC, partition=0, offset=0)
+    memory.close()
+    code, _out, _err = run_cli(["desk", "parked", "--as", PARTY, *args])
+    assert code == 0
+    memory = SqliteReplayMemory(path, group=DESK, read_only=True)
+    try:
+        assert len(memory) == 1
+    finally:
+        memory.close()
+
+
+def test_a_listing_writes_nothing_so_a_subscriber_writing_meanwhile_never_waits_on_it(
+    home: Path, tmp_path: Path, run_cli: Run
+) -> None:
+    """The listing only reads: it is not held up by (nor holds up) a subscriber holding the
+    file's write lock."""
+    path, _ = _parked(home, tmp_path, [1])
+    subscriber = sqlite3.connect(path, isolation_level=None)
+    subscriber.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        code, out, err = run_cli(["desk", "parked", "--as", PARTY])
+        assert time.monotonic() - started < 5
+    finally:
+        subscriber.execute("ROLLBACK")
+        subscriber.close()
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1].split()[:3] == [TOPIC, "0", "1"]
+
+
+def test_a_drop_is_logged_and_said_only_once_the_file_is_free_again(
+    home: Path, tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log or terminal that blocks must not hold the replay memory's write lock, which a
+    running subscriber needs: each drop's log line is written after the transaction."""
+    path, _ = _parked(home, tmp_path, [1, 3])
+    free: list[bool] = []
+
+    class Log:
+        def error(self, event: str, **_: object) -> None:
+            other = sqlite3.connect(path, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+                free.append(event == "parked_record_dropped")
+            except sqlite3.OperationalError:
+                free.append(False)
+            finally:
+                other.close()
+
+    monkeypatch.setattr("broker.sdk._parked.log", Log())
+    code, out, _err = run_cli(["desk", "parked", "--as", PARTY, "--drop-all", "--force"])
+    assert code == 0
+    assert out.splitlines() == [f"dropped {TOPIC}:0:1", f"dropped {TOPIC}:0:3"]
+    assert free == [True, True]
