@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
 from broker.config._base import HostList, OpsEndpoint
 
@@ -48,6 +49,31 @@ def _strong_token(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ranges(value: object) -> object:
+    # From the environment: "10.0.0.0/8, 192.0.2.7" as well as a JSON list; said by
+    # position, never quoted, like every settings message.
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        return value
+    out = []
+    for n, entry in enumerate(value, 1):
+        try:
+            out.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"entry {n} is not an address or a range (192.0.2.0/24)") from None
+    return tuple(out)
+
+
+#: Addresses and ranges (an address alone is its own range), comma-separated or a JSON list.
+# Optional only so that the environment's "a, b" is read as a list (pydantic-settings parses
+# a field that can only be a tuple as JSON); unset or null is none.
+NetworkList = Annotated[tuple[Network, ...] | None, BeforeValidator(_ranges)]
+
+
 class GatewaySettings(OpsEndpoint):
     """An agency's HTTP publishing gateway, run inside the agency's own network in front of
     the SDK's ``Publisher``, with the agency's own keystore.
@@ -79,15 +105,33 @@ class GatewaySettings(OpsEndpoint):
     # Retry-After on a 503 (Kafka not reachable), and how long /readyz says not ready after.
     retry_after_seconds: int = Field(default=30, ge=1, le=3600)
     # Wrong bearer tokens (broker/gateway/_limit.py): past this many 401s within the window
-    # from one client address (an IPv6 one by its /64), its requests are answered 429, their
-    # token not compared, until the oldest leaves the window; past the total from every
-    # address together, so are those of any address that has not used the right token in
-    # the last day. The gateway's own records systems send the right one, and never meet it.
+    # from one client address (an IPv6 one by its /48), its requests are answered 429, their
+    # token not compared, until the oldest leaves the window, whatever token they carry;
+    # past the total from every address together, so are those of any address that is
+    # neither in records_systems nor used the right token in this process in the last day.
     auth_failures_per_client: int = Field(default=5, ge=1, le=1000)
     auth_failures_total: int = Field(default=100, ge=1, le=100_000)
     auth_window_seconds: int = Field(default=60, ge=1, le=3600)
+    # The agency's records systems' addresses and ranges: never refused by the limit across
+    # all addresses (their own wrong tokens still count against them). Without them, a
+    # records system the gateway has not heard from since its start can be refused while
+    # many addresses fail together.
+    records_systems: NetworkList = ()
     # Proxies in front, each appending the address it was reached from to X-Forwarded-For:
-    # the client is that entry counted from the end (broker.webauth.client_host). 0: the
-    # connection's own address, whatever the request says. Behind a proxy set it, or every
-    # caller is the proxy's one address to the limit above.
+    # the client is that entry counted from the end (broker.webauth.client_host), but only
+    # on a connection from trusted_proxies; from any other address the connection's own is
+    # the client's, whatever the request says (as uvicorn's forwarded_allow_ips). 0: never
+    # read. Behind a proxy set both, or every caller is the proxy's one address.
     forwarded_hops: int = Field(default=0, ge=0, le=5)
+    trusted_proxies: NetworkList = ()
+
+    @model_validator(mode="after")
+    def _proxies_named(self) -> GatewaySettings:
+        # Hops with nobody trusted would read no header and count every caller as the
+        # proxy: one records system's stale token would then hold up them all.
+        if self.forwarded_hops and not self.trusted_proxies:
+            raise ValueError(
+                "forwarded_hops is set but trusted_proxies is empty: name the proxies' "
+                "addresses (X-Forwarded-For is believed only from them)"
+            )
+        return self

@@ -35,11 +35,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.errors import AccordError, EventInvalid, SendUnconfirmed, TransportError
 from broker.events import ContactEvent
-from broker.gateway._limit import AuthLimit, Limited, LimitKind
+from broker.gateway._limit import AuthLimit, Limited, LimitKind, Network, client_of
 from broker.gateway._metrics import Endpoint, GatewayMetrics, Outcome
 from broker.ops import OK, Check, first_failure
 from broker.sdk import Receipt
-from broker.webauth import HostCheck, client_host, client_key
+from broker.webauth import HostCheck
 
 log = structlog.get_logger("accord.gateway")
 
@@ -83,9 +83,11 @@ class GatewayDeps:
     retry_after_seconds: int = 30
     #: Wrong tokens, counted per client address and in all (a new one each app by default).
     auth_limit: AuthLimit = field(default_factory=AuthLimit)
-    #: Proxies in front, each appending to X-Forwarded-For (broker.webauth.client_host): 0,
+    #: Proxies in front, each appending to X-Forwarded-For (broker.webauth.client_host),
+    #: believed only on a connection from ``trusted_proxies``: 0, or from any other address,
     #: the connection's own address is the client's.
     forwarded_hops: int = 0
+    trusted_proxies: tuple[Network, ...] = ()
     #: Whether the HTTP server is up (``/readyz``); the app alone, in a test, always is.
     serving: Callable[[], bool] = field(default=_always)
 
@@ -164,7 +166,7 @@ class _Guard:
         if not self.deps.hosts.allows(request.headers.get("host")):
             raise _Refused(400, Outcome.BAD_HOST, "this gateway does not answer to that host name")
         limit = self.deps.auth_limit
-        client = client_key(client_host(request, self.deps.forwarded_hops))
+        client = client_of(request, self.deps.forwarded_hops, self.deps.trusted_proxies)
         limited = limit.refused(client)
         if limited is not None:
             raise self._limited(limited)

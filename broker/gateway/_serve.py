@@ -174,8 +174,9 @@ async def run_gateway(
         max_body_bytes=cfg.max_body_bytes, max_batch=cfg.max_batch,
         retry_after_seconds=cfg.retry_after_seconds, serving=lambda: server.started,
         auth_limit=AuthLimit(per_client=cfg.auth_failures_per_client,
-                             total=cfg.auth_failures_total, window=cfg.auth_window_seconds),
-        forwarded_hops=cfg.forwarded_hops,
+                             total=cfg.auth_failures_total, window=cfg.auth_window_seconds,
+                             spared=cfg.records_systems or ()),
+        forwarded_hops=cfg.forwarded_hops, trusted_proxies=cfg.trusted_proxies or (),
     )  # fmt: skip
     config = uvicorn.Config(
         create_gateway_app(deps), host=cfg.host, port=cfg.port,

@@ -48,12 +48,14 @@ def client_key(host: str | None) -> str:
     """The address a client's budget is kept under.
 
     An IPv6 client is counted by its /64: a single host is routinely given a whole /64, and
-    counting single addresses would give it 2^64 budgets.
+    counting single addresses would give it 2^64 budgets. A proxy may write an address with
+    its port ("192.0.2.7:5678", "[2001:db8::1]:443"): the port goes, or each connection
+    would be a new client. What is no address at all is kept as it is.
     """
     if not host:
         return ""
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(_bare(host))
     except ValueError:
         return host
     if isinstance(address, ipaddress.IPv6Address):
@@ -61,6 +63,16 @@ def client_key(host: str | None) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+def _bare(host: str) -> str:
+    # "[v6]:port", "[v6]", "v4:port"; a bare IPv6 address has colons too, and no port.
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    name, colon, port = host.rpartition(":")
+    if colon and "." in name and ":" not in name and port.isdigit():
+        return name
+    return host
 
 
 class _Lru(Generic[K, V]):

@@ -113,9 +113,14 @@ def agency_keys(tmp_path_factory: pytest.TempPathFactory) -> FileKeyStore:
 
 @contextlib.contextmanager
 def make_gateway(
-    keys: FileKeyStore, party: str = "wmp", at: datetime = AT, **limits: Any
+    keys: FileKeyStore,
+    party: str = "wmp",
+    at: datetime = AT,
+    peer: str = "testclient",
+    **limits: Any,
 ) -> Iterator[Gateway]:
-    """A gateway publishing as ``party`` at ``at``, with ``limits`` (GatewayDeps') if given."""
+    """A gateway publishing as ``party`` at ``at``, with ``limits`` (GatewayDeps') if given;
+    ``peer``: the address every request comes from."""
     kafka = FakeKafka()
     publisher = Publisher(party, keys, kafka, envelope=X25519, clock=lambda: at,
                           send_timeout=0.3)  # fmt: skip
@@ -125,7 +130,8 @@ def make_gateway(
         hosts=HostCheck.of(SignInSettings(host="127.0.0.1"), setting="test"),
         metrics=GatewayMetrics(registry, unready_for=30), **limits,
     )  # fmt: skip
-    with TestClient(create_gateway_app(deps), base_url="http://127.0.0.1:8780") as client:
+    app = create_gateway_app(deps)
+    with TestClient(app, base_url="http://127.0.0.1:8780", client=(peer, 50000)) as client:
         client.portal.call(publisher.start)  # type: ignore[union-attr]  # the client's loop
         try:
             yield Gateway(
