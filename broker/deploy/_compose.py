@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from broker.deploy._compose_gateways import gateway_host_ports, gateway_settings
 from broker.deploy._model import CONSOLE_PORT, DESK_PORT, GATEWAY_PORT, Deployment, Process
 from broker.deploy._secrets import (
     BROKER_CN,
@@ -255,20 +256,6 @@ def _reads_bundle_at_start(proc: Process) -> bool:
     return proc.name != "worker" and ("--policies" in proc.args or proc.party is not None)
 
 
-def gateway_token_secret(party: str) -> str:
-    """The Compose secret holding ``party``'s gateway's bearer token (``_secrets``)."""
-    return f"gateway-token-{party}"
-
-
-def _gateway(env: dict[str, str], secrets: list[str], party: str) -> None:
-    # Behind the host's TLS-terminating proxy, as the desks are: plain HTTP on the Compose
-    # network, published on the host's loopback only (docs/gateway.md, Security).
-    env["ACCORD_GATEWAY__TLS_TERMINATED_BY_PROXY"] = "true"
-    env.pop("ACCORD_POLICIES", None)  # it loads no bundle, and none is mounted
-    env["ACCORD_GATEWAY__TOKEN_FILE"] = f"{CONTAINER_SECRETS}/{gateway_token_secret(party)}"
-    secrets.append(gateway_token_secret(party))
-
-
 def _process_service(
     dep: Deployment, proc: Process, *, host_port: int | None, external_host: str
 ) -> dict[str, Any]:
@@ -295,7 +282,7 @@ def _process_service(
         env["ACCORD_KAFKA__BOOTSTRAP"] = internal_bootstrap(dep)
         _keystore(env, secrets, volumes, proc.party)
         if proc.is_gateway:
-            _gateway(env, secrets, proc.party)
+            gateway_settings(env, secrets, proc.party)
     elif proc.principal in KEYSTORE_PRINCIPALS:
         _keystore(env, secrets, volumes, proc.principal)
     audited = proc.party is None and proc.name != "worker"  # the audit index's readers
@@ -335,12 +322,10 @@ def _process_service(
         _web(env, section, CONSOLE_PORT, users_file="/var/lib/accord/console/users.json",
              external_host=external_host)  # fmt: skip
         service["ports"] = [f"127.0.0.1:{CONSOLE_PORT}:{CONSOLE_PORT}"]
-    elif proc.web_port and proc.is_gateway:
-        _web(env, section, GATEWAY_PORT, users_file=None, external_host=external_host)
-        service["ports"] = [f"127.0.0.1:{host_port or GATEWAY_PORT}:{GATEWAY_PORT}"]
-    elif proc.web_port:  # a desk: its users file is <home>/desk/<party>/users.json
-        _web(env, section, DESK_PORT, users_file=None, external_host=external_host)
-        service["ports"] = [f"127.0.0.1:{host_port or DESK_PORT}:{DESK_PORT}"]
+    elif proc.web_port:  # a gateway; a desk (its users file: <home>/desk/<party>/users.json)
+        port = GATEWAY_PORT if proc.is_gateway else DESK_PORT
+        _web(env, section, port, users_file=None, external_host=external_host)
+        service["ports"] = [f"127.0.0.1:{host_port or port}:{port}"]
     return service
 
 
@@ -384,7 +369,7 @@ def compose_document(
     to."""
     ports = desk_host_ports(dep.desks, desk_ports or {}, published_ports(dep))
     taken = {**published_ports(dep), **{port: f"{p}'s desk" for p, port in ports.items()}}
-    gateways = desk_host_ports(dep.gateways, gateway_ports or {}, taken, first=GATEWAY_PORT)
+    gateways = gateway_host_ports(dep.gateways, gateway_ports or {}, taken)
     services: dict[str, Any] = {
         broker_host(n): _kafka_service(n) for n in range(1, dep.brokers + 1)
     }

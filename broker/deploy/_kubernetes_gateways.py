@@ -10,8 +10,11 @@ and keeps nothing (its home is an ``emptyDir``), so it rolls like any stateless 
 
 It is served behind the cluster's TLS ingress, as the console and the desks are: plain HTTP
 inside the pod network (``TLS_TERMINATED_BY_PROXY``), the ingress controller counted as one
-proxy (``FORWARDED_HOPS=1``) so that its wrong-token limit counts each caller, not the
-controller.
+proxy (``FORWARDED_HOPS=1``, from any private address: ``TRUSTED_PROXIES``) so that its
+wrong-token limit counts each caller, not the controller. Since any pod could otherwise
+reach the port and write any address in ``X-Forwarded-For``, its NetworkPolicy opens the
+port to one namespace only, the ingress controller's, which the render cannot know: until an
+overlay names it (:data:`INGRESS_NAMESPACE_UNSET`), nothing reaches the port.
 """
 
 from __future__ import annotations
@@ -19,9 +22,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from broker.deploy._compose_gateways import PRIVATE_RANGES
 from broker.deploy._model import Process
 
-__all__ = ["RESOURCES", "gateway_env", "token_file", "token_secret"]
+__all__ = [
+    "INGRESS_NAMESPACE_UNSET",
+    "RESOURCES",
+    "gateway_env",
+    "ingress_rules",
+    "token_file",
+    "token_secret",
+]
 
 Manifest = dict[str, Any]
 
@@ -30,6 +41,10 @@ Manifest = dict[str, Any]
 RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
              "limits": {"cpu": "1", "memory": "512Mi"}}  # fmt: skip
 _ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # inside the pod's own network namespace
+#: What the http port's NetworkPolicy names until an overlay puts the ingress controller's
+#: namespace in its place: upper case and "_", so no namespace can ever be called it.
+INGRESS_NAMESPACE_UNSET = "SET_INGRESS_NAMESPACE_IN_OVERLAY"
+_NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set by the API server: no one can forge it
 
 
 def token_secret(party: str) -> str:
@@ -51,5 +66,22 @@ def gateway_env(process: Process, names: Iterable[str]) -> list[Manifest]:
         {"name": "ACCORD_GATEWAY__PORT", "value": str(process.web_port)},
         {"name": "ACCORD_GATEWAY__TLS_TERMINATED_BY_PROXY", "value": "true"},
         {"name": "ACCORD_GATEWAY__FORWARDED_HOPS", "value": "1"},
+        {"name": "ACCORD_GATEWAY__TRUSTED_PROXIES", "value": PRIVATE_RANGES},
         {"name": "ACCORD_GATEWAY__ALLOWED_HOSTS", "value": ",".join(names)},
+    ]
+
+
+def ingress_rules(process: Process) -> list[Manifest]:
+    """Who may reach the gateway's pod: its ops port from any namespace (Prometheus, narrowed
+    by the platform as for every pod), its http port from the ingress controller's namespace
+    alone, none until an overlay names it."""
+    assert process.web_port is not None  # noqa: S101  # a gateway always serves
+    tcp = "TCP"
+    ingress = {"namespaceSelector": {"matchLabels": {_NAMESPACE_NAME: INGRESS_NAMESPACE_UNSET}}}
+    return [
+        {
+            "from": [{"namespaceSelector": {}}],
+            "ports": [{"protocol": tcp, "port": process.ops_port}],
+        },
+        {"from": [ingress], "ports": [{"protocol": tcp, "port": process.web_port}]},
     ]

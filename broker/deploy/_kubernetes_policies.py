@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from broker.deploy import _kubernetes_gateways as gateways
 from broker.deploy._model import Deployment, Process
 from broker.deploy._strimzi import ACCORD_SELECTOR, KAFKA_TLS_PORT
 
@@ -46,7 +47,9 @@ def network_policies(dep: Deployment, cluster: str) -> dict[str, Manifest]:
     """Nothing in or out of Accord's pods but what each needs. Ingress to the console, the
     desks and the ops ports is open to every namespace's pods: the platform narrows ``from``
     to its ingress controller's and Prometheus' namespaces (an overlay patch), which only it
-    knows. A desk's or flag service's pod is one of Accord's: the same DNS and Kafka out."""
+    knows. A gateway's port is closed until that patch (``_kubernetes_gateways``): whoever
+    reaches it can write X-Forwarded-For. A desk's or flag service's pod is one of Accord's:
+    the same DNS and Kafka out."""
     accord = {"matchLabels": ACCORD_SELECTOR}
     tcp = "TCP"
     out = {
@@ -76,10 +79,11 @@ def network_policies(dep: Deployment, cluster: str) -> dict[str, Manifest]:
         ports = [{"protocol": tcp, "port": process.ops_port}]
         if process.web_port is not None:
             ports.append({"protocol": tcp, "port": process.web_port})
+        rules = [{"from": any_namespace, "ports": ports}]
+        if process.is_gateway:
+            rules = gateways.ingress_rules(process)
         out[f"ingress-{process.name}"] = _network_policy(
-            f"accord-ingress-{process.name}",
-            {"matchLabels": pod_selector(process)},
-            ingress=[{"from": any_namespace, "ports": ports}],
+            f"accord-ingress-{process.name}", {"matchLabels": pod_selector(process)}, ingress=rules
         )
     return out
 

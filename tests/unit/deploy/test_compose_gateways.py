@@ -5,6 +5,7 @@ put, and scraped by Prometheus; only for a party that publishes, and only when n
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -142,6 +143,9 @@ def test_the_gateway_starts_from_its_rendered_settings_as_its_agency_on_the_inte
     assert not tls
     assert cfg.tls_terminated_by_proxy
     assert (cfg.host, cfg.port, cfg.forwarded_hops) == ("0.0.0.0", 8780, 1)  # noqa: S104
+    # Docker's gateway address, from which the host's proxy arrives, is Docker's to pick.
+    assert any(ipaddress.ip_address("172.18.0.1") in n for n in cfg.trusted_proxies or ())
+    assert not any(ipaddress.ip_address("203.0.113.9") in n for n in cfg.trusted_proxies or ())
     assert hosts.allows("kafka.example.org")
     assert hosts.allows("127.0.0.1:8780")
     assert not hosts.allows("evil.example")

@@ -6,6 +6,7 @@ a dropped gateway's token Secret is named for deletion."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,8 @@ def test_the_gateway_starts_from_the_settings_it_is_given_behind_the_ingress(
     assert (tls, cfg.tls_terminated_by_proxy) == (False, True)
     assert (cfg.host, cfg.port) == ("0.0.0.0", 8780)  # noqa: S104  # the pod's own
     assert cfg.forwarded_hops == 1  # each caller counts to the wrong-token limit, not the ingress
+    assert {str(n) for n in cfg.trusted_proxies or ()} == {
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"}  # fmt: skip
     assert (cfg.metrics_host, cfg.metrics_port) == ("0.0.0.0", 9469)  # noqa: S104
     for name in (f"accord-{NAME}:8780", f"accord-{NAME}.accord.svc.cluster.local", "127.0.0.1"):
         assert hosts.allows(name), name
@@ -149,12 +152,24 @@ def test_the_gateway_starts_from_the_settings_it_is_given_behind_the_ingress(
     assert settings.policies_dir is None  # it loads none
 
 
-def test_the_gateway_is_reached_and_scraped_as_a_desk_is(docs: dict[str, dict[str, Any]]) -> None:
+def test_the_gateways_port_is_closed_until_the_overlay_names_the_ingress_namespace(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    """Any pod that reached it could write a records system's address in X-Forwarded-For;
+    its ops port is scraped as a desk's is."""
     policy = docs[f"kubernetes/accord/network-policies/ingress-{NAME}.yaml"]["spec"]
     component = {"app.kubernetes.io/name": "accord", "app.kubernetes.io/component": NAME}
     assert policy["podSelector"] == {"matchLabels": component}
-    (rule,) = policy["ingress"]
-    assert {p["port"] for p in rule["ports"]} == {8780, 9469}
+    ops, http = policy["ingress"]
+    assert ops["from"] == [{"namespaceSelector": {}}]
+    assert ops["ports"] == [{"protocol": "TCP", "port": 9469}]
+    assert http["ports"] == [{"protocol": "TCP", "port": 8780}]
+    [peer] = http["from"]
+    assert peer == {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "SET_INGRESS_NAMESPACE_IN_OVERLAY"}}}  # fmt: skip
+    # No namespace can have that name (RFC 1123 labels: lower case, no "_").
+    name = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    assert not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
     monitors = monitoring_resources(_dep(AGENCY))
     job = monitors[f"service-monitor-{NAME}.yaml"]["spec"]["endpoints"][0]["relabelings"][0]
     assert job["replacement"] == f"accord-{NAME}"
