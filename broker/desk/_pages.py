@@ -122,7 +122,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             # The form's page (the child's, the referral's); a 503's is the home page, which
             # needs no acknowledgement while Kafka is away.
             back=action.rsplit("/", 1)[0] if refused else "/", page_error=True,
-            session_lost=resend_lost(event_id, what), resend=resend_token(
+            session_lost=resend_lost(
+                event_id, what, maybe_sent=bool(refused) or isinstance(exc, SendUnconfirmed)
+            ),
+            resend=resend_token(
                 deps.device_key, party=deps.party, form=action, user=session.user or "",
                 event_id=event_id, fields=fields,
             ),

@@ -126,14 +126,25 @@ def altered(what: str) -> str:
     )
 
 
-def resend_lost(event_id: str, what: str) -> str:
+def resend_lost(event_id: str, what: str, *, maybe_sent: bool = True) -> str:
     """What the session-timeout warning adds on a not-sent page: the re-send is on this page
-    only, and a new attempt would be a second event."""
+    only. ``maybe_sent``: the attempt may have arrived (the broker did not confirm it, or the
+    page is a re-send refused, whose earlier attempt may not have been confirmed either), so
+    a new attempt would be a second event; False on a page whose attempt the broker refused
+    in time, which is safe to send again."""
     to = _SENT_TO[what][0]
-    return (
+    keep = (
         f"If you are signed out, keep this page open: sign in again in another tab, then press "
-        f"“Send the {what} again” here. Do not start a new {what}: the first may have "
-        f"arrived. Ask {to} about event {event_id}."
+        f"“Send the {what} again” here."
+    )
+    if not maybe_sent:
+        return (
+            f"{keep} The {what} was not sent, so sending it again is safe: the button sends "
+            f"it under the same event id ({event_id})."
+        )
+    return (
+        f"{keep} Do not start a new {what}: the first may have arrived. Ask {to} about event "
+        f"{event_id}."
     )
 
 

@@ -21,8 +21,9 @@
  * "Stay signed in") starts the idle clock again. A keep-alive per keystroke would keep a
  * session open on a shared computer for as long as anyone typed into it.
  *
- * Signed out before the end (in another tab, by a restart), the page is no modal: what was
- * typed must be reachable to copy. The dialog closes, the page is usable again and a
+ * Signed out before the end (in another tab, by a restart), or at the end on a page with
+ * data-lost (whose warning says to keep it open), the page is no modal: what was typed, or
+ * the re-send, must stay reachable. The dialog closes, the page is usable again and a
  * banner at the top of <main> says so, with a link to sign in again; it takes the focus.
  */
 (function () {
@@ -267,6 +268,12 @@
       "What you typed on this page is not saved: copy it now if you need it. " +
       (lost ? lost + " " : ""));
     var again = el("a", { "id": "session-sign-in", "href": signInPage() }, "Sign in again");
+    if (lost) {
+      // Its warning says to sign in again in another tab: this page is to stay as it is.
+      again.setAttribute("target", "_blank");
+      again.setAttribute("rel", "noopener");
+      again.textContent = "Sign in again (opens a new tab)";
+    }
     // Asked again on the way out: whether something was typed may have changed since.
     again.addEventListener("click", function () {
       again.setAttribute("href", signInPage());
@@ -335,11 +342,13 @@
   function answered(status, atEnd) {
     if (!status.signed_in) {
       window.clearInterval(timer);
-      if (atEnd) {
+      if (atEnd && !lost) {
         location.assign(signInPage());
       } else {
         // Ended early (signed out in another tab, a restart): the page stays, so that what
-        // was typed can be copied.
+        // was typed can be copied. So too at the end of a page that holds more than what
+        // was typed (data-lost: a desk's re-send, which exists on this page only, and which
+        // Back would not bring back from the browser's cache).
         ended();
       }
       return;

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, Flag, children_in
-from broker.errors import SendUnconfirmed
+from broker.errors import SendUnconfirmed, TransportError
 from tests.unit.desk.conftest import SECRET, T0, FakePublisher, csrf_of, delivery, sign_in
 from tests.unit.desk.test_send_failures import _resend_form
 from tests.unit.webauth.forms import error_summary
@@ -155,3 +155,27 @@ def test_a_refused_resend_goes_back_to_the_childs_page(
     assert r.status_code == 409
     assert f'href="/child/{child}" id="not-sent-back"' in r.text
     assert csrf_of(r.text)
+
+
+def test_a_definitely_not_sent_page_tells_the_timeout_that_sending_again_is_safe(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """Not "the first may have arrived" on a page that says the referral was NOT sent."""
+    child = _child(store)
+    client, _ = make_client()
+    token = sign_in(client)
+
+    async def down(event: Mapping[str, Any]) -> None:
+        raise TransportError("publishing to accord.ingress.x: KafkaConnectionError")
+
+    publisher.publish = down  # type: ignore[method-assign]
+    form = {"csrf": token, "action": "refer", "reason": "Family agreed.", "flag": FLAG}
+    r = client.post(f"/child/{child}/decide", data=form)
+    assert r.status_code == 503
+    lost = re.search(r'data-lost="([^"]*)"', r.text)
+    assert lost is not None
+    said = html.unescape(lost.group(1))
+    assert "keep this page open" in said
+    assert "sending it again is safe" in said
+    assert "may have arrived" not in said
+    assert "Do not start a new referral" not in said
