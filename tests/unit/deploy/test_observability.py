@@ -114,6 +114,7 @@ def test_the_rules_cover_what_the_runbook_promises() -> None:
     }  # fmt: skip
     queried = set().union(*(promql_metric_names(e) for e in exprs.values()))
     assert wanted <= queried
+    assert 'outcome="unauthorised"' in exprs["AccordGatewayUnauthorised"]
     quarantine = " ".join(e for e in exprs.values() if "accord_quarantined_total" in e)
     for reason in ("bad-signature", "key-rejected", "tampered"):
         assert reason in quarantine
