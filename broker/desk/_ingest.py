@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -25,7 +26,7 @@ from broker.desk._flag import Flag, view_child_keys
 from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._probes import KafkaContact
 from broker.desk._store import DeskStore
-from broker.errors import RecordKeyUnavailable, TransportError
+from broker.errors import ConfigError, RecordKeyUnavailable, TransportError
 from broker.events import Delivery, WithdrawalNotice
 from broker.kafka import Consumer, KafkaClients, translated
 from broker.sdk import Subscriber
@@ -165,11 +166,26 @@ class DeskIngest:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
                 continue
+            except ConfigError as exc:
+                if not _busy(exc):
+                    raise
+                # The replay memory held past its 10 s by another process sharing it: nothing
+                # is lost (the subscriber reads the batch again), so try again, saying so.
+                log.warning("desk_ingest_replay_memory_busy", error=str(exc.__cause__))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
+                continue
             # A poll that raised nothing may still have heard nothing (aiokafka answers an
             # empty batch while no broker answers): the contact asks Kafka itself, held or
             # not. A poll that keeps failing never gets that far, so the gauge goes stale.
             if self._contact is not None:
                 await self._contact.check()
+
+
+def _busy(exc: ConfigError) -> bool:
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", 0) if isinstance(cause, sqlite3.Error) else 0
+    return (code & 0xFF) in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
 def flags_consumer(kafka: KafkaClients, party: str) -> Consumer:

@@ -344,9 +344,10 @@ class Subscriber(AsyncClient):
         once the batch is handled, so a crash before that delivers it again.
 
         ``RecordKeyUnavailable`` (see the class) returns nothing of the batch: all of it is
-        read again, by the next poll or the next start. So does a failed or cancelled commit
-        with ``commit=True``: the batch never reached the caller, so its parked records stay
-        parked and its fresh ones are read again, and the next poll returns it all.
+        read again, by the next poll or the next start. So does any other error while it is
+        opened (a ``ConfigError``: the replay memory busy past its timeout, say), and a failed
+        or cancelled commit with ``commit=True``: the batch never reached the caller, so its
+        parked records stay parked and its fresh ones are read again by the next poll.
         """
         consumer = _require(self._consumer)
         async with translated(f"consuming {self.topic}"):
@@ -355,14 +356,15 @@ class Subscriber(AsyncClient):
             # Kafka's batch first: a record it hands over again (a rewound group) is no longer
             # parked once opened, so its parked copy is not handed over too.
             fresh = [r for msgs in batch.values() for m in msgs if (r := self._open(m)) is not None]
-        except RecordKeyUnavailable:
-            # Nothing of the batch is marked, and every partition is read again from where
-            # the batch began: what came before the held record comes again at the same
-            # positions, uncommitted, so the replay memory admits it again.
+            retried = [*self._retried, *await self._retry_parked(consumer)]
+        except BaseException:
+            # A held record, or a replay memory busy for a moment: nothing of the batch is
+            # marked, and every partition is read again from where the batch began. What came
+            # before comes again at the same positions, uncommitted, so the replay memory
+            # admits it again, and a caller that carries on (the desk) loses none of it.
             for tp, msgs in batch.items():
                 consumer.seek(tp, min(m.offset for m in msgs))
             raise
-        retried = [*self._retried, *await self._retry_parked(consumer)]
         self._retried = []
         self._unparking += [position for position, _ in retried]
         polled_before = dict(self._polled)

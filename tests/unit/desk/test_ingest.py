@@ -4,8 +4,10 @@ desk acknowledging nothing by itself (only people's views are acknowledged)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from structlog.testing import capture_logs
 
 from broker.desk import DeskIngest, DeskStore, children_in
 from broker.desk._ingest_held import HELD_METRIC, PARKED_METRIC, DeliveriesHeld
-from broker.errors import RecordKeyUnavailable
+from broker.errors import ConfigError, RecordKeyUnavailable
 from broker.events import Delivery, WithdrawalNotice
 from tests.unit.desk.conftest import SECRET, Clock, delivery
 
@@ -227,3 +229,70 @@ async def test_the_ops_gauge_counts_the_deliveries_the_subscriber_has_parked(
     sub.parked = 0
     await ingest.poll_once(0)
     assert registry.get_sample_value(PARKED_METRIC) == 0
+
+
+def _replay_memory_error(tmp_path: Path, *, busy: bool) -> ConfigError:
+    """The error the SDK's replay memory raises: for ``busy``, another process held its write
+    lock past the timeout; else a file it cannot use at all."""
+    path = tmp_path / "replay.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE IF NOT EXISTS t (a)")
+    if busy:
+        holder.execute("BEGIN IMMEDIATE")
+    try:
+        waiting = sqlite3.connect(path, timeout=0, isolation_level=None)
+        statement = "BEGIN IMMEDIATE" if busy else "SELECT * FROM missing"
+        try:
+            waiting.execute(statement)
+        except sqlite3.Error as exc:
+            translated = ConfigError(f"replay memory {path} cannot be written: {exc}")
+            translated.__cause__ = exc  # as the SDK's ``raise ... from exc``
+            return translated
+        finally:
+            waiting.close()
+    finally:
+        holder.close()
+    raise AssertionError
+
+
+async def test_a_replay_memory_busy_for_a_while_is_waited_out_not_the_end_of_the_desk(
+    store: DeskStore, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's drop (or another process sharing the replay memory) holding it past the
+    timeout: one warning, and the desk reads on (the subscriber reads the batch again)."""
+    sub = FakeSubscriber()
+    ingest = DeskIngest(store, sub, linkage_key=SECRET, clock=clock)  # type: ignore[arg-type]  # the fake
+    stop = asyncio.Event()
+    polls = 0
+
+    async def poll(wait: float, *, commit: bool = True) -> list[Shared]:
+        nonlocal polls
+        del wait, commit
+        polls += 1
+        if polls == 1:
+            raise _replay_memory_error(tmp_path, busy=True)
+        stop.set()
+        return [Shared(delivery("e1"))]
+
+    monkeypatch.setattr(sub, "poll", poll)
+    with capture_logs() as logs:
+        await asyncio.wait_for(ingest.run(stop, interval=0.01), timeout=5)
+    assert [e["event"] for e in logs if e["event"].startswith("desk_ingest")] == [
+        "desk_ingest_replay_memory_busy"
+    ]
+    assert store.record("e1") is not None
+
+
+async def test_a_replay_memory_that_cannot_be_used_still_ends_the_desk_with_its_reason(
+    store: DeskStore, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = FakeSubscriber()
+    ingest = DeskIngest(store, sub, linkage_key=SECRET, clock=clock)  # type: ignore[arg-type]  # the fake
+
+    async def poll(wait: float, *, commit: bool = True) -> list[Shared]:
+        del wait, commit
+        raise _replay_memory_error(tmp_path, busy=False)
+
+    monkeypatch.setattr(sub, "poll", poll)
+    with pytest.raises(ConfigError, match="no such table"):
+        await asyncio.wait_for(ingest.run(asyncio.Event(), interval=0.01), timeout=5)

@@ -6,12 +6,14 @@ process sharing the replay file brings its parked records with it."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.errors import CommitFailedError
 
-from broker.errors import TransportError
+from broker.errors import ConfigError, TransportError
 from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
 from tests.unit.sdk.keyworld import TOPIC, FakeKafka, eid, opened, sealed, subscriber
@@ -133,3 +135,39 @@ async def test_the_loop_with_nothing_parked_notices_a_moved_partitions_parked_re
         assert (await asyncio.wait_for(waiting, 5)).message.event_id == eid(2)
         await sb.commit()
         assert sb.parked == 0
+
+
+async def test_a_batch_whose_opening_fails_on_a_busy_replay_memory_comes_again(
+    world: World,
+) -> None:
+    """Another process holds the replay memory's write lock past the timeout while a batch is
+    opened: ``poll`` raises ``ConfigError``, and a caller that carries on (the desk) gets the
+    whole batch from the next poll, none of it lost or refused as a replay."""
+    kafka = FakeKafka([sealed(world.old, eid(1), 0), sealed(world.old, eid(2), 1)])
+    async with subscriber(world.hub, kafka, world.tmp) as sub:
+        memory = sub._memory  # a short timeout, not the 10 s, for the test
+        assert memory is not None
+        memory._conn.execute("PRAGMA busy_timeout = 50")
+        opened_first = memory.admit
+        calls = 0
+
+        def busy_on_the_second(event_id: str, **kw: Any) -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                other = sqlite3.connect(world.tmp / "replay.sqlite3", isolation_level=None)
+                other.execute("BEGIN IMMEDIATE")
+                try:
+                    return opened_first(event_id, **kw)
+                finally:
+                    other.execute("ROLLBACK")
+                    other.close()
+            return opened_first(event_id, **kw)
+
+        memory.admit = busy_on_the_second  # type: ignore[method-assign]
+        with pytest.raises(ConfigError, match="database is locked"):
+            await sub.poll(0, commit=False)
+        assert opened(await sub.poll(0, commit=False)) == [eid(1), eid(2)]
+        await sub.commit()
+        assert sub.unopenable == []
+    assert kafka.fake.committed == [2]
