@@ -21,6 +21,7 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI, Request
@@ -28,7 +29,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
 from broker.desk._resend import altered, not_again
-from broker.desk._show import person_name
+from broker.desk._show import local_time, person_name
 from broker.desk._store import (
     RECORDS_WITHDRAWN,
     TEAM_ACTIONS,
@@ -99,6 +100,32 @@ def _not_referred(*, withdrawn: bool) -> str:
             "close it with “Close: its records were withdrawn”. Nothing was sent."
         )
     return "This desk cannot send a referral for this child."
+
+
+def _settled_since(
+    flags: Sequence[StoredFlag], decisions: Sequence[StoredDecision], zone: ZoneInfo
+) -> str:
+    """Why a decision ticking flags settled since its page was loaded (a second tab, a
+    colleague) is refused: by whom, when and how each was settled, so that nobody records a
+    second, perhaps contrary, decision about the same flag unawares."""
+    said = []
+    for f in flags:
+        by = next((d for d in reversed(decisions) if f.flag_id in d.flag_ids), None)
+        if by is None:  # settled, but not by a decision this desk holds about the child
+            said.append(f"The flag “{f.title}” was settled after this page was loaded.")
+            continue
+        how = (
+            "closed: its records were withdrawn" if by.action == RECORDS_WITHDRAWN
+            else by.action.replace("_", " ")
+        )  # fmt: skip
+        said.append(
+            f"The flag “{f.title}” was settled by {by.decided_by} at "
+            f"{local_time(by.decided_at, zone)} ({how}) after this page was loaded."
+        )
+    return (
+        " ".join(said) + " Nothing was recorded or sent: read that decision below before "
+        "deciding again."
+    )
 
 
 def register_child_pages(  # noqa: PLR0915  # one route each
@@ -228,6 +255,21 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         ):  # fmt: skip
             return await refused(wrong[0], field=wrong[1])
         ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
+        # A flag settled since the page was loaded (another tab, a colleague) is not settled
+        # again: two decisions, perhaps contrary, would stand against one flag.
+        if since := [f for f in ticked_flags if f.decided]:
+            said = _settled_since(
+                since, store.decisions(child=child), ZoneInfo(deps.schools.timezone)
+            )
+            if again and action == "refer":
+                return not_sent(
+                    session, None, "referral", reason,
+                    action=page, event_id=again, check=check, fields=fields,
+                    cause="permanent", refused=not_again(
+                        again, "a flag it settles has been settled since"
+                    ) + " " + said,
+                )  # fmt: skip
+            return await refused(said, status=409)
         # No decision about the child settles a flag whose records have all been withdrawn
         # (the page says so): one loaded before the withdrawal still ticks it.
         settles = [f.flag_id for f in ticked_flags if not f.withdrawn]

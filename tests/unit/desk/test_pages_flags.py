@@ -3,6 +3,7 @@ looked at, and which decision settled it; a decision settles the flags ticked on
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -10,7 +11,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, Flag, children_in
-from tests.unit.desk.conftest import SECRET, T0, Clock, delivery, sign_in
+from tests.unit.desk.conftest import SECRET, T0, Clock, FakePublisher, delivery, sign_in
 
 Make = Callable[..., tuple[TestClient, DeskDeps]]
 
@@ -210,3 +211,32 @@ def test_records_received_after_a_decision_show_on_the_home_page_until_decided_a
     clock.advance(hours=1)
     client.post(f"/child/{child}/decide", data=again)
     assert 'data-child="' not in client.get("/").text.split('id="referrals-sent"')[0]
+
+
+def test_a_flag_settled_since_the_page_loaded_is_not_settled_again(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """Two tabs (or two people) settle one flag: the second form is drawn again (409), saying
+    who settled it, when and how; nothing recorded or sent."""
+    child = _records(store)
+    a = "a" * 32
+    store.add_flag(_flag(child, a, "multi-agency", ("e1", "e2", "e3"), 90), T0)
+    client, _ = make_client()
+    token = sign_in(client)
+    first = {
+        "csrf": token,
+        "action": "no_further_action",
+        "reason": "Known to services.",
+        "flag": a,
+    }
+    assert "It settles 1 flag(s)." in client.post(f"/child/{child}/decide", data=first).text
+    second = {"csrf": token, "action": "refer", "reason": "Needs a hub.", "flag": a}
+    r = client.post(f"/child/{child}/decide", data=second)
+    assert r.status_code == 409
+    said = html.unescape(r.text)
+    assert "The flag “Rule multi-agency” was settled by kim.ward at" in said
+    assert "(no further action) after this page was loaded." in said
+    assert "Nothing was recorded or sent" in said
+    assert "Needs a hub." in r.text  # the form as posted
+    assert [d.action for d in store.decisions(child=child)] == ["no_further_action"]
+    assert publisher.events == []
