@@ -362,8 +362,7 @@ class Subscriber(AsyncClient):
             # marked, and every partition is read again from where the batch began. What came
             # before comes again at the same positions, uncommitted, so the replay memory
             # admits it again, and a caller that carries on (the desk) loses none of it.
-            for tp, msgs in batch.items():
-                consumer.seek(tp, min(m.offset for m in msgs))
+            _read_again(consumer, batch)
             raise
         self._retried = []
         self._unparking += [position for position, _ in retried]
@@ -375,32 +374,16 @@ class Subscriber(AsyncClient):
             try:
                 await self.commit()
             except BaseException:
-                self._not_handed_over(consumer, batch, retried, polled_before)
+                # The batch never reached the caller: its parked records stay parked and come
+                # first next time, and the rest is read again, as above, and not counted as
+                # polled (a later commit would mark it handled in the replay memory).
+                taken = {position for position, _ in retried}
+                self._unparking = [p for p in self._unparking if p not in taken]
+                self._retried = retried + self._retried
+                self._polled = polled_before
+                _read_again(consumer, batch)
                 raise
         return [record for _, record in retried] + fresh
-
-    def _not_handed_over(
-        self,
-        consumer: Consumer,
-        batch: dict[TopicPartition, list[Message]],
-        retried: list[tuple[tuple[str, int, int], SharedRecord]],
-        polled_before: dict[tuple[str, int], int],
-    ) -> None:
-        """``poll``'s own commit failed or was cancelled, so its batch never reached the
-        caller: undone, so that none of it is lost to a later commit. The parked records stay
-        parked and come first next time; every partition is read again from where the batch
-        began, at the same, uncommitted, positions (so the replay memory admits them again),
-        and is not counted as polled."""
-        taken = {position for position, _ in retried}
-        self._unparking = [p for p in self._unparking if p not in taken]
-        self._retried = retried + self._retried
-        for tp, msgs in batch.items():
-            consumer.seek(tp, min(m.offset for m in msgs))
-            key = (tp.topic, tp.partition)
-            if key in polled_before:
-                self._polled[key] = polled_before[key]
-            else:
-                self._polled.pop(key, None)
 
     def _open(self, msg: Message) -> SharedRecord | None:
         try:
@@ -508,6 +491,12 @@ class Subscriber(AsyncClient):
                 f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
                 "record's UUID; by and purpose: letters, digits, . _ / -)"
             ) from None
+
+
+def _read_again(consumer: Consumer, batch: dict[TopicPartition, list[Message]]) -> None:
+    """Every partition of ``batch`` read again from where the batch began."""
+    for tp, msgs in batch.items():
+        consumer.seek(tp, min(m.offset for m in msgs))
 
 
 def _require(client: _T | None) -> _T:
