@@ -257,7 +257,11 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
         # A flag settled since the page was loaded (another tab, a colleague) is not settled
         # again: two decisions, perhaps contrary, would stand against one flag.
-        if since := [f for f in ticked_flags if f.decided]:
+        # A re-send changed, or its referral sent already, is answered as such below.
+        answered = bool(again) and action == "refer" and (
+            not good or any(d.published_event == again for d in store.decisions(child=child))
+        )  # fmt: skip
+        if (since := [f for f in ticked_flags if f.decided]) and not answered:
             said = _settled_since(
                 since, store.decisions(child=child), ZoneInfo(deps.schools.timezone)
             )
