@@ -42,7 +42,7 @@ from broker.desk._work import child_subject, referral_event
 from broker.errors import AccordError
 from broker.webauth import Flash, Session, form_field, refused_in_place
 
-__all__ = ["outcomes_of", "register_child_pages", "unfinished"]
+__all__ = ["outcomes_of", "register_child_pages", "unfinished", "written"]
 
 log = structlog.get_logger("accord.desk")
 
@@ -70,6 +70,13 @@ def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag,
         for event_id in f.event_ids:
             marks.setdefault(event_id, []).append((f, event_id == f.trigger_event_id))
     return marks
+
+
+def written(typed: str) -> str:
+    """A reason or summary as written: a browser posts each line break as CR LF, which would
+    count two characters against the limit, so every line break is LF (as it is counted, put
+    under a re-send's MAC, sent and recorded); no space around it."""
+    return typed.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 def too_long(what: str, text: str) -> str:
@@ -234,7 +241,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         page = f"/child/{child}/decide"
         action = form_field(form, "action") or ""
         typed_reason = form_field(form, "reason") or ""
-        reason = typed_reason.strip()
+        reason = written(typed_reason)
         # The flags ticked on the form, and only this child's: an id carried over from
         # another child's page, or posted, settles nothing.
         posted = [v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)]

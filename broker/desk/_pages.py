@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
-from broker.desk._child_pages import outcomes_of, register_child_pages, unfinished
+from broker.desk._child_pages import outcomes_of, register_child_pages, unfinished, written
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notices import LateNotices, desk_notices
@@ -148,7 +148,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         )  # fmt: skip
         if token is None or what is None:
             return desk.stale_form(request)
-        text = (form_field(form, "reason" if what == "referral" else "summary") or "").strip()
+        text = written(form_field(form, "reason" if what == "referral" else "summary") or "")
         fields = (
             [("action", form_field(form, "action") or ""), ("reason", text),
              *(("flag", v) for v in form.getlist("flag") if isinstance(v, str))]
@@ -284,7 +284,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         page = f"/referral/{event_id}/outcome"
         outcome = form_field(form, "outcome") or ""
         typed_summary = form_field(form, "summary") or ""
-        summary = typed_summary.strip()
+        summary = written(typed_summary)
         fields = [("outcome", outcome), ("summary", summary)]
         good, again = resent(form, page, session.user, fields)
         check = "ask the co-ordinating team whether it arrived"

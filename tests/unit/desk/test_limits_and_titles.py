@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, children_in
-from tests.unit.desk.conftest import SECRET, delivery, sign_in
+from tests.unit.desk.conftest import SECRET, FakePublisher, delivery, sign_in
 from tests.unit.webauth.forms import control_tag, error_summary
 
 Make = Callable[..., tuple[TestClient, DeskDeps]]
@@ -96,3 +96,41 @@ def test_the_stylesheet_keeps_written_words_as_written_and_wraps_them_at_320_pix
     assert "white-space: pre-wrap" in written
     assert "overflow-wrap: anywhere" in written
     assert "overflow-wrap: anywhere" in rules["ol.flag-records li"]
+
+
+def test_a_line_break_posted_as_cr_lf_counts_once_and_is_kept_as_lf(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """A browser posts each line break as CR LF: a reason of 2,000 characters with its line
+    breaks is taken, sent and recorded with LF line breaks."""
+    record = delivery("e1")
+    [child] = children_in(record.view, SECRET)
+    store.add_delivery(record, [child], datetime.now(UTC))
+    client, _ = make_client()
+    token = sign_in(client)
+    lines = ["x" * 99] * 20  # 20 lines of 99 and 19 line breaks: 1,999 characters as written
+    typed = "\r\n".join(lines)
+    assert len(typed) > 2000
+    r = client.post(f"/child/{child}/decide", data={"csrf": token, "action": "refer",
+                                                   "reason": typed})  # fmt: skip
+    assert "sent through the broker" in r.text, error_summary(r.text)
+    [d] = store.decisions()
+    assert d.reason == "\n".join(lines)
+    [event] = publisher.events
+    assert "\r" not in event["summary"]
+
+
+def test_a_summary_posted_with_cr_lf_counts_each_line_break_once(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
+    store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    lines = ["y" * 99] * 20
+    form = {"csrf": token, "outcome": "support_offered", "summary": "\r\n".join(lines)}
+    r = client.post("/referral/r1/outcome", data=form)
+    assert "Outcome support offered sent" in r.text, error_summary(r.text)
+    [d] = store.decisions(subject_event="r1")
+    assert d.reason == "\n".join(lines)
+    assert publisher.events[0]["summary"] == "\n".join(lines)
