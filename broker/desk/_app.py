@@ -10,6 +10,7 @@ session-timeout warning's own, no page for a host name not the desk's own. Pages
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,7 +63,26 @@ class Desk(WebPages):
             "deliveries_parked": (
                 deps.deliveries_held is not None and deps.deliveries_held.parked > 0
             ),
+            "kafka_unreachable": self.kafka_unreachable(),
         }
+
+    def kafka_unreachable(self) -> tuple[datetime, datetime | None] | None:
+        """Since when the desk cannot reach Kafka and when it last did (None: never, as far as
+        it knows); None while it can, or if that is not known here. A hub's or school's desk
+        learns it from its contact with Kafka, a team's also from asking how far its flag
+        service has read (the home page's banner)."""
+        deps = self.deps
+        contact = deps.kafka_contact
+        if contact is not None and contact.unanswered_since is not None:
+            last = contact.answered_at
+            return (
+                datetime.fromtimestamp(contact.unanswered_since, UTC),
+                None if last is None else datetime.fromtimestamp(last, UTC),
+            )
+        fresh = deps.flags_freshness
+        if fresh is not None and fresh.current.unchecked_since is not None:
+            return fresh.current.unchecked_since, fresh.current.checked_at
+        return None
 
 
 def create_desk_app(deps: DeskDeps) -> FastAPI:

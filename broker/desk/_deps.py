@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from broker.config import DeskSettings, SchoolCalendar
 from broker.desk._flags_fresh import FlagsFreshness
 from broker.desk._ingest_held import DeliveriesHeld
+from broker.desk._probes import KafkaContact
 from broker.desk._store import DeskStore
 from broker.webauth import UserFile
 
@@ -61,3 +62,6 @@ class DeskDeps:
     flags_freshness: FlagsFreshness | None = None
     # Whether reading deliveries is held on a record the keystore cannot open (the banner).
     deliveries_held: DeliveriesHeld | None = None
+    # When Kafka last answered the desk, and since when it has not (the pages' banner; None:
+    # not known here).
+    kafka_contact: KafkaContact | None = None

@@ -156,6 +156,10 @@ class KafkaContact:
         self._monotonic = monotonic
         self._consumer: Consumer | None = None
         self._asked: float | None = None
+        #: Unix times for the pages' banner: the last answer (None: none yet) and, while Kafka
+        #: does not answer, the first ask it left unanswered (None while it answers).
+        self.answered_at: float | None = None
+        self.unanswered_since: float | None = None
 
     async def check(self) -> bool:
         """Ask Kafka, unless asked within ``every`` seconds; whether it answered (a failure
@@ -177,8 +181,12 @@ class KafkaContact:
                 await self._consumer.topics()
         except Exception as exc:  # noqa: BLE001  # any failure is no answer: say so, try again
             log.warning("desk_kafka_no_answer", error=type(exc).__name__)
+            if self.unanswered_since is None:
+                self.unanswered_since = self._clock()
             return False
-        self._gauge.set(self._clock())
+        self.answered_at = self._clock()
+        self.unanswered_since = None
+        self._gauge.set(self.answered_at)
         return True
 
     async def run(self) -> None:
