@@ -47,6 +47,13 @@ log = structlog.get_logger("accord.desk")
 _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
+#: A hub's outcome for a referral whose consent was withdrawn (since its page was loaded).
+_WITHDRAWN = (
+    "The family has withdrawn consent to this referral, so no outcome can be sent for it: "
+    "nothing was sent, and what you wrote was not kept. Stop using this record."
+)
+
+
 class _NoAck(Exception):
     """An acknowledgement could not be sent: the page shows nothing."""
 
@@ -305,18 +312,24 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 check=check, refused=not_again(event, why, what="outcome"), cause=cause,
             )  # fmt: skip
 
+        # First: nothing on the form would make an outcome for it sendable.
+        if record.hidden or deps.publisher is None:
+            if again:
+                return not_again_page(
+                    again, "the family has withdrawn consent to this referral since"
+                    if record.hidden else "this referral cannot be answered from here now",
+                    cause="permanent",
+                )  # fmt: skip
+            return await refused(
+                _WITHDRAWN if record.hidden else "This referral cannot be answered from here.",
+                status=409, fresh=record.hidden,
+            )  # fmt: skip
         # A re-send's content is the one checked when it was first sent (its MAC covers it).
         if wrong := unfinished(
             outcome, HUB_OUTCOMES, summary, field="outcome", what="summary",
             prompt="Choose an outcome and give a summary (up to 2,000 characters).",
         ):  # fmt: skip
             return await refused(wrong[0], field=wrong[1])
-        if record.hidden or deps.publisher is None:
-            if again:
-                return not_again_page(
-                    again, "this referral cannot be answered from here now", cause="permanent"
-                )
-            return await refused("This referral cannot be answered from here.", status=409)
 
         async def conflict() -> Response | None:
             """The answer when the referral has, or is being sent, an outcome; None if not."""

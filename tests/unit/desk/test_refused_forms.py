@@ -419,7 +419,10 @@ def test_an_outcome_resend_refused_for_good_is_its_own_page_again_without_a_butt
     r = client.post("/referral/r1/outcome", data=resend)
     assert r.status_code == 409
     said = error_summary(r.text)
-    assert "The outcome could not be sent again: this referral cannot be answered" in said
+    assert (
+        "The outcome could not be sent again: the family has withdrawn consent to this "
+        "referral since" in said
+    )
     assert f"event {first}, may have reached the co-ordinating team" in said
     assert 'id="resend-form"' not in r.text
     assert 'id="outcome-form"' not in r.text
@@ -449,3 +452,24 @@ def test_an_outcome_recorded_since_refuses_the_resend_without_denying_the_earlie
     assert "nothing was sent" not in said.lower()
     assert 'id="outcome-form"' not in r.text
     assert [e["outcome"] for e in publisher.events] == ["support_offered", "declined"]
+
+
+def test_an_outcome_for_a_referral_withdrawn_since_says_consent_was_withdrawn(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """Not "cannot be answered from here": the family withdrew consent, nothing was sent,
+    stop using the record; no empty Outcome heading under it."""
+    _referral(store)
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    token = sign_in(client)
+    store.hide(["r1"], "Consent withdrawn for early help.", T0)
+    form = {"csrf": token, "outcome": "support_offered", "summary": "Visit booked."}
+    r = client.post("/referral/r1/outcome", data=form)
+    assert r.status_code == 409
+    said = error_summary(r.text)
+    assert "The family has withdrawn consent to this referral" in said
+    assert "nothing was sent" in said
+    assert "Stop using this record." in said
+    assert "<h2>Outcome</h2>" not in r.text
+    assert 'id="outcome-form"' not in r.text
+    assert publisher.events == []
