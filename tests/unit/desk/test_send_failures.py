@@ -53,6 +53,7 @@ def test_a_referral_kafka_did_not_take_is_said_not_sent_and_the_reason_given_bac
     r = client.post(f"/child/{child}/decide", data=form)
     assert r.status_code == 503
     assert "The referral was NOT sent" in r.text
+    assert '<p id="chosen">Decision: <strong>refer</strong></p>' in r.text
     assert "Family agreed &lt;b&gt;today&lt;/b&gt;." in r.text  # escaped, to copy back
     assert store.decisions() == []
 
@@ -71,6 +72,8 @@ def test_an_outcome_kafka_did_not_take_is_said_not_sent_and_can_be_sent_again(
     assert r.status_code == 503
     assert "The outcome was NOT sent" in r.text
     assert "Visit booked." in r.text
+    # What the button sends, the choice too, not only the summary.
+    assert '<p id="chosen">Outcome: <strong>support offered</strong></p>' in r.text
     assert store.decisions(subject_event="r1") == []
     publisher.publish = sent  # type: ignore[method-assign]
     r = client.post("/referral/r1/outcome", data=form)
