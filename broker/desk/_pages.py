@@ -19,7 +19,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from broker.desk._app import Desk
+from broker.desk._app import NOT_CONFIRMED, Desk
 from broker.desk._child_pages import outcomes_of, register_child_pages, unfinished, written
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
@@ -99,8 +99,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             # True whether Kafka refused it or may yet commit it (SendUnconfirmed).
             "The broker did not confirm that it recorded your access, so the record is not "
             "shown. Try again in a moment.",
-            status=503,
-        )
+            status=503, title=NOT_CONFIRMED,
+        )  # fmt: skip
 
     def not_sent(
         session: Session, exc: AccordError | None, what: str, text: str, *,

@@ -66,6 +66,9 @@ def test_no_ack_no_data(make_client: Make, store: DeskStore, acks: FakeAcks) -> 
     page = client.get(f"/child/{child}")
     assert page.status_code == 503
     assert "Ruby" not in page.text
+    # Titled for what failed, as an error, not "Refused" (nobody refused anything).
+    assert "<title>Error: Not shown: the broker did not confirm · " in page.text
+    assert "<h1>Not shown: the broker did not confirm</h1>" in page.text
 
 
 def test_a_household_flag_shows_and_acknowledges_the_siblings_records_behind_it(
