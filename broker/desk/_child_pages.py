@@ -86,16 +86,19 @@ def too_long(what: str, text: str) -> str:
 
 
 def unfinished(
-    choice: str, choices: Collection[str], text: str, *, field: str, what: str, prompt: str
+    choice: str, choices: Collection[str], text: str, *, field: str, what: str, choose: str
 ) -> tuple[str, str] | None:
     """Why a form that chooses (``field``: one of ``choices``) and explains (``what``: up to
     :data:`MAX_REASON` characters) is refused, and the id of the field at fault; None if it
-    is filled in as it must be. ``prompt``: what a form missing either is told."""
+    is filled in as it must be. ``choose``: what a form without a good choice is told
+    ("Choose a decision"); it is asked for the explanation as well only if that is missing
+    too, and a good choice is not asked for again."""
     if choice in choices and text and len(text) <= MAX_REASON:
         return None
+    it = f"a {what} (up to {MAX_REASON:,} characters)."
     if choice not in choices:
-        return prompt, field
-    return (too_long(what, text) if text else prompt), what
+        return (f"{choose}." if text else f"{choose} and give {it}"), field
+    return (too_long(what, text) if text else f"Give {it}"), what
 
 
 def _not_referred(*, withdrawn: bool) -> str:
@@ -258,7 +261,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
 
         if wrong := unfinished(
             action, TEAM_ACTIONS, reason, field="action", what="reason",
-            prompt="Choose a decision and give a reason (up to 2,000 characters).",
+            choose="Choose a decision",
         ):  # fmt: skip
             return await refused(wrong[0], field=wrong[1])
         ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]

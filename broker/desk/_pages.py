@@ -327,7 +327,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # A re-send's content is the one checked when it was first sent (its MAC covers it).
         if wrong := unfinished(
             outcome, HUB_OUTCOMES, summary, field="outcome", what="summary",
-            prompt="Choose an outcome and give a summary (up to 2,000 characters).",
+            choose="Choose an outcome",
         ):  # fmt: skip
             return await refused(wrong[0], field=wrong[1])
 

@@ -92,7 +92,8 @@ def test_a_refused_decision_is_drawn_again_with_the_decision_reason_and_flags_as
     if action:  # chosen: the summary says by how much the reason is over, not to choose
         assert f"The reason is {len(reason.strip()):,} characters; it can be at most 2,000." in said
     else:
-        assert "Choose a decision and give a reason" in said
+        assert "Choose a decision." in said
+        assert "give a reason" not in said  # it was given
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; asked" in r.text
     assert "<script>alert" not in r.text
     assert f'data-next="/child/{child}"' in r.text  # signing in again returns to the page
@@ -301,12 +302,15 @@ def test_a_refused_outcome_is_drawn_again_with_the_outcome_and_summary_as_posted
     form = {"csrf": token, "outcome": "support_offered", "summary": "   "}
     r = client.post("/referral/r1/outcome", data=form)
     _drawn_again(r, "summary")
+    # The outcome was chosen: only the summary is asked for.
+    assert "Give a summary (up to 2,000 characters)." in error_summary(r.text)
+    assert "Choose" not in error_summary(r.text)
     assert value_of(posted_form(r.text, "outcome-form"), "outcome") == ["support_offered"]
     form = {"csrf": token, "outcome": "", "summary": TYPED}
     with structlog.testing.capture_logs() as logs:
         r = client.post("/referral/r1/outcome", data=form)
     _drawn_again(r, "outcome")
-    assert "Choose an outcome and give a summary" in error_summary(r.text)
+    assert "Choose an outcome." in error_summary(r.text)
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in r.text
     assert "<script>alert" not in r.text
     assert 'data-next="/referral/r1"' in r.text
