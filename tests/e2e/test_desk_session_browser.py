@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,11 @@ class RefusingPublisher:
 
 
 @contextlib.asynccontextmanager
-async def serving_desk(home: Path) -> AsyncIterator[tuple[str, str]]:
-    """The desk's address and a child's key, its one record held."""
+async def serving_desk(
+    home: Path, *, idle_minutes: int = 1, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[tuple[str, str]]:
+    """The desk's address and a child's key, its one record held; ``clock``: the desk's, its
+    sessions' included (the wall clock unless given)."""
     store = open_desk_store(None, home=home, party="sandwell-coord")
     record = delivery("e1")
     [child] = children_in(record.view, SECRET)
@@ -64,8 +68,8 @@ async def serving_desk(home: Path) -> AsyncIterator[tuple[str, str]]:
     deps = DeskDeps(
         party="sandwell-coord", party_name="Sandwell", kind="coordinating_team", store=store,
         users=users, acks=FakeAcks(), linkage_key=SECRET, device_key=DEVICE_KEY,
-        settings=DeskSettings(session_idle_minutes=1), schools=SchoolCalendar(),
-        publisher=RefusingPublisher(),
+        settings=DeskSettings(session_idle_minutes=idle_minutes), schools=SchoolCalendar(),
+        publisher=RefusingPublisher(), **({} if clock is None else {"clock": clock}),
     )  # fmt: skip
     sock = listen("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -156,5 +160,33 @@ async def test_a_not_sent_page_survives_its_idle_end_with_its_resend_button(
             await sign_out_elsewhere(context, url, page)
             await page.clock.fast_forward("02:00")
             await page.wait_for_url(url + "login", timeout=10_000)
+        finally:
+            await browser.close()
+
+
+async def test_a_short_idle_limits_warning_gives_times_that_add_up_to_it(tmp_path: Path) -> None:
+    """A 3-minute limit warns 90 seconds before its end: "1 minute 30 seconds" left after
+    "1 minute 30 seconds" unused, not "2 minutes" twice. The desk's clock and the page's move
+    together, 95 seconds on."""
+    now = [datetime.now(UTC)]
+    async with (
+        serving_desk(tmp_path, idle_minutes=3, clock=lambda: now[0]) as (url, _),
+        async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=list(CHROMIUM_FLAGS)
+        )
+        try:
+            page = await browser.new_page()
+            await page.clock.install()
+            await sign_in(page, url)
+            now[0] += timedelta(seconds=95)
+            await page.clock.fast_forward("01:35")
+            dialog = page.get_by_role("alertdialog")
+            await expect(dialog).to_be_visible()
+            await expect(dialog).to_have_accessible_description(
+                "You will be signed out in 1 minute 30 seconds because nothing has been sent or "
+                "opened for 1 minute 30 seconds. What you have typed on this page is not saved."
+            )
         finally:
             await browser.close()

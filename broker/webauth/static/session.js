@@ -71,20 +71,29 @@
   link.href = "/static/session.css";
   document.head.appendChild(link);
 
-  // Times as a person says them: whole minutes from a minute and a half, else seconds in
-  // fives, rounded up (29.6 seconds left is "30 seconds", not "29").
+  // Times as a person says them: whole minutes from two and a half, half minutes from one,
+  // else seconds in fives, rounded up (29.6 seconds left is "30 seconds", not "29"). Half
+  // minutes, so that the two times the warning gives add up to the limit at a short one (a
+  // 3-minute limit warns 90 seconds before: "1 minute 30 seconds" twice, not "2 minutes"
+  // twice).
   function rounded(seconds) {
-    return seconds >= 90 ? Math.round(seconds / 60) * 60 : Math.max(5, Math.ceil(seconds / 5) * 5);
+    if (seconds >= 150) {
+      return Math.round(seconds / 60) * 60;
+    }
+    if (seconds >= 60) {
+      return Math.round(seconds / 30) * 30;
+    }
+    return Math.max(5, Math.ceil(seconds / 5) * 5);
   }
 
   function spoken(seconds) {
-    if (seconds >= 90) {
-      return Math.round(seconds / 60) + " minutes";
+    if (seconds < 60) {
+      return seconds + " seconds";
     }
-    if (seconds >= 60) {
-      return "1 minute";
-    }
-    return seconds + " seconds";
+    var minutes = Math.floor(seconds / 60);
+    var words = minutes + (minutes === 1 ? " minute" : " minutes");
+    var rest = seconds - minutes * 60;
+    return rest ? words + " " + rest + " seconds" : words;
   }
 
   function typedSomething() {
