@@ -130,7 +130,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             # needs no acknowledgement while Kafka is away.
             back=action.rsplit("/", 1)[0] if refused else "/", page_error=True,
             session_lost=resend_lost(
-                event_id, what, maybe_sent=bool(refused) or isinstance(exc, SendUnconfirmed)
+                event_id, what, maybe_sent=bool(refused) or isinstance(exc, SendUnconfirmed),
+                button=cause != "permanent",
             ),
             resend=resend_token(
                 deps.device_key, party=deps.party, form=action, user=session.user or "",

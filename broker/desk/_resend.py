@@ -126,16 +126,19 @@ def altered(what: str) -> str:
     )
 
 
-def resend_lost(event_id: str, what: str, *, maybe_sent: bool = True) -> str:
+def resend_lost(event_id: str, what: str, *, maybe_sent: bool = True, button: bool = True) -> str:
     """What the session-timeout warning adds on a not-sent page: the re-send is on this page
     only. ``maybe_sent``: the attempt may have arrived (the broker did not confirm it, or the
     page is a re-send refused, whose earlier attempt may not have been confirmed either), so
     a new attempt would be a second event; False on a page whose attempt the broker refused
-    in time, which is safe to send again."""
+    in time, which is safe to send again. ``button``: False on a page with no re-send (nothing
+    will let it go from here), which is kept for what it says of the attempt."""
     to = _SENT_TO[what][0]
     keep = (
         f"If you are signed out, keep this page open: sign in again in another tab, then press "
         f"“Send the {what} again” here."
+        if button
+        else f"If you are signed out, keep this page open: it says what became of the {what}."
     )
     if not maybe_sent:
         return (

@@ -433,6 +433,11 @@ def test_an_outcome_resend_refused_for_good_is_its_own_page_again_without_a_butt
     assert "once what stopped it" not in r.text
     assert "Mum rang at 9." in r.text  # still shown, to copy
     assert 'href="/referral/r1" id="not-sent-back"' in r.text
+    # Kept open at a timeout for what it says, with no button to send it again from.
+    lost = re.search(r'data-lost="([^"]*)"', r.text)
+    assert lost is not None
+    assert "keep this page open: it says what became of the outcome" in lost.group(1)
+    assert "Send the outcome again" not in lost.group(1)
     assert len(publisher.events) == 1
     assert store.decisions(subject_event="r1") == []
 
