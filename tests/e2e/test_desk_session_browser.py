@@ -96,6 +96,12 @@ async def sign_in(page: Page, url: str) -> None:
     await expect(page.locator("#signed-in-user")).to_have_text(USER)
 
 
+async def counting(page: Page) -> None:
+    """Once the page's session.js runs (it is deferred: the page's text can be there before
+    it), so that the clock moved next moves its countdown, not its start."""
+    await expect(page.locator('link[href="/static/session.css"]')).to_have_count(1)
+
+
 async def sign_out_elsewhere(context: BrowserContext, url: str, page: Page) -> None:
     """The session signed out by another tab: the server now says it has ended."""
     other = await context.new_page()
@@ -128,6 +134,7 @@ async def test_a_not_sent_page_survives_its_idle_end_with_its_resend_button(
             await page.click("#decide button[type=submit]")
             await expect(page.locator("h1")).to_have_text("The referral was not sent")
             here = page.url
+            await counting(page)
             lost = await page.get_attribute("script[data-idle-seconds]", "data-lost")
             assert lost is not None
             assert "sending it again is safe" in lost
@@ -157,6 +164,7 @@ async def test_a_not_sent_page_survives_its_idle_end_with_its_resend_button(
 
             # A page with nothing to lose goes to the sign-in page at its idle end.
             await page.goto(url)
+            await counting(page)
             await sign_out_elsewhere(context, url, page)
             await page.clock.fast_forward("02:00")
             await page.wait_for_url(url + "login", timeout=10_000)
@@ -180,6 +188,7 @@ async def test_a_short_idle_limits_warning_gives_times_that_add_up_to_it(tmp_pat
             page = await browser.new_page()
             await page.clock.install()
             await sign_in(page, url)
+            await counting(page)
             now[0] += timedelta(seconds=95)
             await page.clock.fast_forward("01:35")
             dialog = page.get_by_role("alertdialog")
