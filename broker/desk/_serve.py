@@ -224,7 +224,7 @@ async def run_desk(
         linkage_key=linkage_key, device_key=device_key(keys, users.owner, users.path),
         settings=cfg, schools=settings.schools, publisher=publisher,
         party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
-        registry=registry, deliveries_held=held,
+        registry=registry, deliveries_held=held, kafka_contact=contact,
         flags_freshness=FlagsFreshness(kafka, party, clock)
         if kind == "coordinating_team" else None,
     )  # fmt: skip

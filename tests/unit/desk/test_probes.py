@@ -325,3 +325,49 @@ def test_the_desks_public_metrics_keep_to_the_pages_and_its_ops_metrics_add_thei
     assert pages.get_sample_value(CONTACT_METRIC) is None
     assert ops.get_sample_value(HELD_METRIC) == 0
     assert pages.get_sample_value(HELD_METRIC) is None
+
+
+async def test_a_served_desk_hands_its_kafka_contact_to_the_pages_for_their_banner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's and school's 'cannot reach Kafka' banner reads the contact the ingest asks
+    Kafka through: run_desk must give the pages that same contact (it gave them none)."""
+    from broker.config import KafkaSecurity, KafkaSettings, load_settings
+    from broker.desk import _serve
+    from broker.kafka import KafkaClients
+    from broker.policy import Policy
+
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    made: dict[str, Any] = {}
+
+    class Built(Exception):
+        pass
+
+    def ops_metrics(*args: Any) -> Any:
+        made["ops"] = real_ops(*args)
+        return made["ops"]
+
+    def deps(**kwargs: Any) -> Any:
+        made["deps"] = kwargs
+        raise Built
+
+    real_ops = _serve._ops_metrics
+    monkeypatch.setattr(_serve, "_ops_metrics", ops_metrics)
+    monkeypatch.setattr(_serve, "DeskDeps", deps)
+    monkeypatch.setattr(_serve, "_party_clients", lambda *_a: (None, None, None))
+    monkeypatch.setattr(_serve, "desk_linkage_key", lambda *_a, **_k: b"k" * 32)
+    monkeypatch.setattr(_serve, "_users", lambda *_a: _NoUsers())
+    monkeypatch.setattr(_serve, "device_key", lambda *_a: b"d" * 32)
+    plain = KafkaClients(KafkaSettings(security_protocol=KafkaSecurity.PLAINTEXT))
+    policy = Policy.load(Path("policies"))
+    with pytest.raises(Built):
+        await _serve.run_desk(load_settings(), "cog-tipton", policy, None, plain)  # type: ignore[arg-type]
+    assert made["deps"]["kafka_contact"] is made["ops"][1]
+
+
+class _NoUsers:
+    owner = "nobody"
+    path = Path("/nonexistent")
+
+    def has_accounts(self) -> bool:
+        return False
