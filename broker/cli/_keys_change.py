@@ -49,7 +49,10 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
             "'accord audit verify' until the worker checkpoints it under its new key (it does "
             "at start, and when it picks up a new key: log 'signing_key_changed'); chains "
             "nothing writes to again (policy impact runs' worker:impact-*, a deleted agency's) "
-            "stay reported as awaiting a checkpoint (docs/operations.md, 'Keys')",
+            "stay reported as awaiting a checkpoint; and consent state this key signed is "
+            "refused at the workers' next start: revoke it only once "
+            "accord_worker_state_entries_stale reads 0 on every worker (docs/operations.md, "
+            "'Keys')",
             err=True,
         )
 

@@ -70,8 +70,8 @@ async def follow_keys(
     keys: KeyResolver, loop: _Loop, stop: asyncio.Event, *, every: float = CHECK_EVERY_S
 ) -> None:
     """Until ``stop``, every ``every`` seconds: when the worker's signing key changes,
-    checkpoint every chain; when its encryption key changes, seal its consent state again
-    to it; otherwise look for consent entries another worker sealed to an older key (one
+    checkpoint every chain; when either key changes, seal its consent state again under
+    the current ones; otherwise look for consent entries another worker sealed to an older key (one
     that picked the new key up later, or a rotation's last seconds)."""
     signer, sealer = signing_key_id(keys), encryption_key_id(keys)
     while not stop.is_set():
@@ -79,15 +79,22 @@ async def follow_keys(
             await asyncio.wait_for(stop.wait(), timeout=every)
         if stop.is_set():
             return
+        new_key = False
         now = signing_key_id(keys)
         if now is not None and now != signer:
             signer = now
             log.info("signing_key_changed", key_id=now, then="checkpointing every chain held")
             loop.pending_policy = checkpoint_again(loop.pending_policy)
+            # Consent entries the old key signed are refused once it is revoked, as are those
+            # sealed to an old encryption key: in a staged rotation this comes days after
+            # the new encryption key, and everything filed between is under the old signer.
+            new_key = True
         now = encryption_key_id(keys)
         if now is not None and now != sealer:
             sealer = now
             log.info("encryption_key_changed", key_id=now, then="sealing consent state again")
+            new_key = True
+        if new_key:
             loop.pending_reseal = True
         elif loop.pending_reseal is None:
             loop.pending_reseal = False

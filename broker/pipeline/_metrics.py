@@ -92,7 +92,7 @@ class Metrics:
         self.state_stale = Gauge(
             "accord_worker_state_entries_stale",
             "Consent entries in the state changelog (the whole table, every worker's) sealed "
-            "to a worker key other than this worker's current encryption key.",
+            "to, or signed by, a worker key other than this worker's current ones.",
             registry=registry,
         )
         self.policy_version = Gauge(

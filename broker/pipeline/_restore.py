@@ -83,6 +83,12 @@ _KINDS = frozenset({"p", "k", "t", "h", "o", "r", "c", "s"})
 _SEALED = frozenset({"k", "c"})  # consent: the identifiers the policy engine matches on
 
 
+def sealed_with(encryption_key_id: str, signing_key_id: str) -> str:
+    """One id for the pair of worker keys a state entry depends on: the key it is sealed to
+    and the key that signed it. Key ids are hex, so the separator cannot occur in either."""
+    return f"{encryption_key_id}+{signing_key_id}"
+
+
 class EntryReader:
     """Checks and applies changelog entries to a view (the restore, then the tail)."""
 
@@ -94,21 +100,28 @@ class EntryReader:
         self._mac_key = mac_key
 
     def current_key(self) -> str | None:
-        """The key the worker seals its state to now (its sealer's choice), if any."""
+        """The keys the worker seals its state with now (its sealer's choice), if it has
+        both: its encryption key and its signing key, as one id (:func:`sealed_with`). An
+        entry is opened only while both of its keys are live, so one under either's
+        predecessor is as stale as the other: in a staged rotation the worker seals to its
+        new encryption key days before its new signing key signs (docs/operations.md)."""
         try:
-            return self._keys.current_encryption_key(Principal.WORKER).key_id
+            encrypt = self._keys.current_encryption_key(Principal.WORKER).key_id
+            sign = self._keys.current_signing_key(Principal.WORKER).info.key_id
         except KeyStoreError:
             return None
+        return sealed_with(encrypt, sign)
 
     def stale(self) -> int:
-        """How many consent entries of the view are sealed to a key other than the current."""
+        """How many consent entries of the view are sealed to, or signed by, a worker key
+        other than the current ones."""
         return self.view.sealed.count_not_under(self.current_key())
 
     def resealable(self) -> dict[str, bytes]:
-        """Consent entries sealed to a worker key other than its current one (rotated out,
-        or current until a new one appeared), by changelog key: the plaintext the worker
-        seals again to the current key (``Processor.reseal``), so that revoking the old one
-        loses nothing."""
+        """Consent entries sealed to, or signed by, a worker key other than its current ones
+        (rotated out, or current until a new one appeared), by changelog key: the plaintext
+        the worker seals again under the current keys (``Processor.reseal``), so that
+        revoking the old ones loses nothing."""
         return self.view.sealed.not_under(self.current_key())
 
     def apply(
@@ -152,7 +165,8 @@ class EntryReader:
                 return False
             if opened.sender != Principal.WORKER:
                 return False
-            plain, sealed_to = opened.payload, opened.recipient_key_id
+            plain = opened.payload
+            sealed_to = sealed_with(opened.recipient_key_id, opened.signer_key_id)
         try:
             self.view.apply(name, plain)
         except (ValueError, KeyError, TypeError, ValidationError):
@@ -206,9 +220,10 @@ def _refused_hint(refused: Counter[str]) -> str:
     # Consent entries ("k", an older Accord's "c") are sealed to the worker's own key: a
     # revoked or missing key, not an intruder, is the likely cause (docs/operations.md).
     return (
-        "k = consent records, sealed to a worker encryption key that is revoked or missing "
-        "here: restore the worker keystore from backup, or have the consent authorities "
-        "file those consents again (docs/operations.md, 'Worker state')"
+        "k = consent records, sealed to a worker encryption key or signed by a worker signing "
+        "key that is revoked or missing here: restore the worker keystore from backup, or "
+        "have the consent authorities file those consents again (docs/operations.md, "
+        "'Worker state')"
     )
 
 

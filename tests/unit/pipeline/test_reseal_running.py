@@ -322,3 +322,77 @@ def test_the_stale_gauge_counts_entries_under_an_old_key_until_their_reseal_is_r
     for r in task.pending.outs:
         reader.apply(r.key, r.value, r.headers)
     assert gauge() == 0
+
+
+class _Staged:
+    """The worker's keystore mid staged rotation (docs/operations.md, steps 1 to 4): its new
+    encryption key seals at once, its old signing key signs until its own import."""
+
+    def __init__(self, store: FileKeyStore) -> None:
+        self._store = store
+        self._old_signer = store.current_signing_key("worker")
+        self.imported = False
+
+    def current_signing_key(self, party: str) -> Any:
+        if party == "worker" and not self.imported:
+            return self._old_signer
+        return self._store.current_signing_key(party)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _reseal_and_read_back(reader: EntryReader, keys: Any, policy: Policy) -> list[OutRecord]:
+    task = SimpleNamespace(pending=Batch(), in_flight=None,
+                           processor=_processor(keys, policy, WorkerState()))  # fmt: skip
+    Reseals(reader).add_to(task, announce=True)  # type: ignore[arg-type]
+    for r in task.pending.outs:
+        reader.apply(r.key, r.value, r.headers)
+    return [r for r in task.pending.outs if r.key.startswith(b"k:")]
+
+
+def test_a_staged_rotation_reseals_consent_again_once_the_new_signing_key_signs(
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    """The operator's review: consent re-sealed to the new encryption key was still signed by
+    the old signing key (days pass before the worker's own import), the stale gauge read 0,
+    and revoking the old keys as documented lost the whole table at the next start."""
+    store = _copy(pipeline_keys, tmp_path)
+    keys = _Staged(store)
+    old = [k.key_id for k in store.keys("worker")]
+    reader = _read(keys, genuine.on(STATE))  # type: ignore[arg-type]
+    count = len(reader.view.consents.filed)
+    assert count > 0
+    assert reader.stale() == 0
+    store.rotate("worker", kem=KemSuite.X25519, grace=timedelta(days=45))  # step 1
+    assert reader.stale() == count  # sealed to the old encryption key
+    first = _reseal_and_read_back(reader, keys, project_policy)
+    assert (len(first), reader.stale()) == (count, 0)
+    keys.imported = True  # step 4: the new signing key signs
+    assert reader.stale() == count  # signed by the old signing key
+    second = _reseal_and_read_back(reader, keys, project_policy)
+    assert (len(second), reader.stale()) == (count, 0)
+    for key_id in old:  # the documented revoke, both old keys
+        store.revoke(key_id)
+    after = _read(store, [*genuine.on(STATE), *first, *second])
+    assert after.report.refused == {}
+    assert after.view.consents.filed == reader.view.consents.filed
+
+
+async def test_a_new_signing_key_alone_asks_for_a_reseal(
+    pipeline_keys: FileKeyStore, tmp_path: Path
+) -> None:
+    keys = _Staged(_copy(pipeline_keys, tmp_path))
+    keys.rotate("worker", kem=KemSuite.X25519, grace=timedelta(days=45))
+    loop = SimpleNamespace(pending_policy=None, pending_reseal=None)
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        watch = asyncio.create_task(follow_keys(keys, loop, stop, every=0.01))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        loop.pending_reseal = None  # the regular check's False, taken by the loop
+        keys.imported = True
+        await asyncio.sleep(0.05)
+        stop.set()
+        await watch
+    assert loop.pending_reseal is True
+    assert [e["event"] for e in logs] == ["signing_key_changed"]
