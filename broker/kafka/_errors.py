@@ -362,7 +362,26 @@ def quiet_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     the process stopped. They are logged as one short line each instead.
     """
     exc = context.get("exception")
-    if isinstance(exc, KafkaError) and "never retrieved" in str(context.get("message")):
+    message = str(context.get("message"))
+    if isinstance(exc, KafkaError) and "never retrieved" in message:
         log.debug("kafka_future_unretrieved", error=type(exc).__name__)
         return
+    if _closed_tls_leftover(message, exc):
+        log.debug("tls_connection_closed_late", error=type(exc).__name__)
+        return
     loop.default_exception_handler(context)
+
+
+def _closed_tls_leftover(message: str, exc: object) -> bool:
+    """A TLS protocol told to write on a connection already closed: aiokafka closes a broker
+    connection (a rebalance's coordinator not ready yet, say) while its TLS layer still has a
+    step to take. uvloop reports that as "Fatal error on SSL protocol" with a RuntimeError
+    and a traceback at level error, on a healthy start; asyncio's own TLS layer reports such
+    errors as OSErrors, at debug. Nothing is lost: the client has moved on to a new
+    connection. A real TLS failure (a handshake, a certificate) is not a RuntimeError about
+    a closed transport, and still goes to the default handler."""
+    return (
+        message.startswith("Fatal error on SSL protocol")
+        and isinstance(exc, RuntimeError)
+        and "closed" in str(exc)
+    )
