@@ -123,6 +123,20 @@ def _console(
         )  # fmt: skip
 
 
+def _gateway(tmp_path: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """``accord gateway --as wmp`` on a free port, its ops server on ``port``."""
+    token = tmp_path / "gateway-token"
+    token.write_text("synthetic-gateway-token-" + "x" * 40)
+    token.chmod(0o600)
+    gateway_env = {**env, "ACCORD_GATEWAY__TOKEN_FILE": str(token),
+                   "ACCORD_GATEWAY__METRICS_PORT": str(port)}  # fmt: skip
+    with (tmp_path / "gateway.log").open("ab") as fh:
+        return subprocess.Popen(  # our own CLI
+            [sys.executable, "-m", "broker", "gateway", "--as", "wmp", "--port", "0"],
+            env=gateway_env, stdout=subprocess.DEVNULL, stderr=fh,
+        )  # fmt: skip
+
+
 TEAM = "sandwell-coord"
 
 
@@ -188,7 +202,7 @@ async def _desks_scraped(tmp_path: Path, env: dict[str, str]) -> dict[str, str]:
     return bodies
 
 
-async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
+async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(  # noqa: PLR0915  # one story: every process started, scraped and stopped in turn
     isolated_kafka: EmbeddedKafka, tmp_path: Path
 ) -> None:
     bootstrap = isolated_kafka.bootstrap
@@ -203,6 +217,7 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
            "ACCORD_INDEXER__METRICS_PORT": str(index_port)}  # fmt: skip
     indexer: subprocess.Popen[bytes] | None = None
     console: subprocess.Popen[bytes] | None = None
+    gateway: subprocess.Popen[bytes] | None = None
     bodies: dict[str, str] = {}
     try:
         await _until_ready(worker.metrics_port, worker.alive, worker.tail)
@@ -243,8 +258,14 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
         )
         assert "accord_console_sign_ins_total" in bodies["console"]
         bodies.update(await _desks_scraped(tmp_path, env))
+        gateway_port = free_port()
+        gateway = _gateway(tmp_path, env, gateway_port)
+        bodies["gateway"] = await _scraped_once_ready(
+            gateway_port, gateway, tmp_path / "gateway.log"
+        )
+        assert "accord_gateway_requests_total" in bodies["gateway"]
     finally:
-        for proc in (console, indexer):
+        for proc in (console, indexer, gateway):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=60)
@@ -253,11 +274,13 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(
     # SIGTERM, as a pod's end sends it: a clean stop, not death by the signal.
     assert console is not None
     assert console.returncode == 0, (tmp_path / "console.log").read_text()[-3000:]
+    assert gateway is not None
+    assert gateway.returncode == 0, (tmp_path / "gateway.log").read_text()[-3000:]
     _check_exports(bodies)
 
 
 def _check_exports(bodies: dict[str, str]) -> None:
-    """What the five /metrics bodies hold between them."""
+    """What the six /metrics bodies hold between them."""
     # When the broker's certificates expire, read by each process from the CA file its client
     # file names and from a handshake with the broker: both in the future, the same for all.
     expiries = {name: _tls_expiry(body) for name, body in bodies.items()}
