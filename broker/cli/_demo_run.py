@@ -306,10 +306,13 @@ async def _watch(
     pending: set[asyncio.Task[None]] = {worker, *parts}
     while worker in pending:
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if not task.cancelled() and (exc := task.exception()) is not None:
-                say(f"demo: {task.get_name()} failed; stopping")
-                raise exc
+        # Every failure in hand is retrieved, though only the first is raised: asyncio would
+        # print the others as "Task exception was never retrieved" after the demo's one line.
+        failed = [(t, e) for t in done if not t.cancelled() and (e := t.exception()) is not None]
+        if failed:
+            task, exc = failed[0]
+            say(f"demo: {task.get_name()} failed; stopping")
+            raise exc
 
 
 # How long the demo waits for its parts, then its worker, to stop. With Kafka gone, a Kafka
@@ -323,6 +326,9 @@ async def _stopped(
     tasks: list[asyncio.Task[None]], *, within: float, say: Callable[[str], None]
 ) -> None:
     """Cancel ``tasks`` and wait up to ``within`` seconds for them to end."""
+    for task in tasks:  # failed already (after the first failure ended the demo): retrieved
+        if task.done() and not task.cancelled():
+            task.exception()
     live = [t for t in tasks if not t.done()]
     for task in live:
         task.cancel()

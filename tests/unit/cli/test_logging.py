@@ -118,7 +118,9 @@ def test_kafka_away_for_minutes_is_a_handful_of_lines_not_thousands(
     for _ in range(3000):  # what aiokafka logs in a few minutes, at one moment
         kafka.error("Unable connect to node with id %s: %s", 1, "[Errno 111] Connect call failed")
         kafka.error("Unable to update metadata from [1]")
-    lines = _lines(capsys)
+    # aiokafka's lines only: an earlier test's task collected meanwhile may have asyncio log
+    # "Task exception was never retrieved" here (CI saw it once), which is not this test's.
+    lines = [line for line in _lines(capsys) if line.get("logger") == "aiokafka"]
     assert [line["event"] for line in lines] == [
         "Unable connect to node with id 1: [Errno 111] Connect call failed",
         "Unable to update metadata from [1]",
