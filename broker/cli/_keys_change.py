@@ -23,36 +23,47 @@ _WORKER_GRACE_DAYS = 45
 
 
 def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
-    """Revoking a worker key costs more than its records in flight: say what, or refuse."""
+    """Revoking a worker key costs more than its records in flight: refuse without --force,
+    and with it say what it costs the audit chains."""
     from broker.envelope import KeyPurpose
     from broker.principals import Principal
 
     if info.party != Principal.WORKER:
         return
-    if info.purpose is KeyPurpose.ENCRYPT and not force:
-        # The worker's consent table is sealed to its own key, once, in the changelog.
-        raise UsageError(
-            f"refusing to revoke the worker's encryption key {info.key_id}: consent records "
-            "in the worker's state sealed to it would no longer open (consent-required "
-            "shares stop, and a lost withdrawal fails open); after a rotation, revoke with "
-            "--force only once every worker has changed key (logged 'encryption_key_changed', "
-            "or has started since; on Kubernetes only a restarted pod reads the new keystore: "
-            "'kubectl -n accord rollout restart deployment/accord-worker'), "
-            "accord_worker_state_entries_stale reads 0 on every worker a minute or more after "
-            "the last one changed, and no rebalance is under way (docs/operations.md, 'Keys'); "
-            "--force alone revokes now (a compromise: the consent authorities then file those "
-            "consents again)"
+    # The worker's consent table, in the changelog, is sealed to its encryption key and
+    # signed by its signing key: an entry is refused once either is revoked.
+    signing = info.purpose is KeyPurpose.SIGN
+    kind, how, changed = (
+        ("signing", "signed by", "signing_key_changed")
+        if signing
+        else ("encryption", "sealed to", "encryption_key_changed")
+    )
+    if not force:
+        chains = (
+            ", and a chain whose latest checkpoint only it signed is reported broken by "
+            "'accord audit verify' until checkpointed again"
+            if signing
+            else ""
         )
-    if info.purpose is KeyPurpose.SIGN:
+        raise UsageError(
+            f"refusing to revoke the worker's {kind} key {info.key_id}: consent records "
+            f"in the worker's state {how} it would no longer open (consent-required "
+            f"shares stop, and a lost withdrawal fails open){chains}; after a rotation, "
+            "revoke with --force only once every worker has changed key "
+            f"(logged '{changed}', or has started since; on Kubernetes only a restarted pod "
+            "reads the new keystore: 'kubectl -n accord rollout restart "
+            "deployment/accord-worker'), accord_worker_state_entries_stale reads 0 on every "
+            "worker a minute or more after the last one changed, and no rebalance is under "
+            "way (docs/operations.md, 'Keys'); --force alone revokes now (a compromise: the "
+            "consent authorities then file those consents again)"
+        )
+    if signing:
         typer.echo(
             "warning: a chain whose latest checkpoint this key signed is reported broken by "
             "'accord audit verify' until the worker checkpoints it under its new key (it does "
             "at start, and when it picks up a new key: log 'signing_key_changed'); chains "
             "nothing writes to again (policy impact runs' worker:impact-*, a deleted agency's) "
-            "stay reported as awaiting a checkpoint; and consent state this key signed is "
-            "refused at the workers' next start: revoke it only once "
-            "accord_worker_state_entries_stale reads 0 on every worker (docs/operations.md, "
-            "'Keys')",
+            "stay reported as awaiting a checkpoint (docs/operations.md, 'Keys')",
             err=True,
         )
 
@@ -178,7 +189,10 @@ def register_changes(keys_app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--force",
-                help="Revoke a worker encryption key even if its state may still be sealed to it.",
+                help=(
+                    "Revoke a worker key even if its consent state may still be sealed to "
+                    "or signed by it."
+                ),
             ),
         ] = False,
     ) -> None:
@@ -186,5 +200,6 @@ def register_changes(keys_app: typer.Typer) -> None:
 
         In the owner's keystore, or in the IG officer's governance keystore (a compromised or
         unreachable organisation's key); the next signed directory carries it to everyone.
-        A worker encryption key only with --force: see docs/operations.md, "Keys"."""
+        A worker key (encryption or signing) only with --force: see docs/operations.md,
+        "Keys"."""
         _change_status(directory, key_id, "revoke", force)

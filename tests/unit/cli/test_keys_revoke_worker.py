@@ -1,4 +1,4 @@
-"""`accord keys revoke` of a worker key: what it would cost is said first, or it is refused."""
+"""`accord keys revoke` of a worker key: refused unless --force, saying what to wait for."""
 
 from __future__ import annotations
 
@@ -41,7 +41,31 @@ def test_revoking_the_worker_s_encryption_key_is_refused_without_force(
     assert FileKeyStore(keys).public_key(victim).status is KeyStatus.REVOKED  # type: ignore[union-attr]
 
 
-def test_revoking_the_worker_s_signing_key_warns_of_chains_it_alone_vouches_for(
+def test_revoking_the_worker_s_signing_key_is_refused_without_force(
+    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its consent entries are signed by it: revoked, every one it signed is lost, and the
+    chains it alone checkpointed read as broken; the refusal says what to wait for."""
+    keys = _worker(home, bundle, capsys)
+    assert (
+        _run(["keys", "rotate", "worker", "--grace-days", "45", "--dir", str(keys)], capsys)[0] == 0
+    )
+    old = FileKeyStore(keys).keys("worker")[0]
+    assert old.purpose.value == "sign"
+    code, out, err = _run(["keys", "revoke", old.key_id, "--dir", str(keys)], capsys)
+    line = _one_line_error(code, err, 2)
+    assert f"refusing to revoke the worker's signing key {old.key_id}" in line
+    assert "signed by it would no longer open" in line
+    assert "accord audit verify" in line
+    assert "logged 'signing_key_changed', or has started since" in line
+    assert "accord_worker_state_entries_stale reads 0 on every worker" in line
+    assert "no rebalance" in line
+    assert "--force alone revokes now (a compromise" in line
+    assert out == ""
+    assert FileKeyStore(keys).public_key(old.key_id).status is KeyStatus.ACTIVE  # type: ignore[union-attr]
+
+
+def test_revoking_the_worker_s_signing_key_with_force_warns_of_chains_it_alone_vouches_for(
     home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     keys = _worker(home, bundle, capsys)
@@ -50,12 +74,27 @@ def test_revoking_the_worker_s_signing_key_warns_of_chains_it_alone_vouches_for(
     )
     old = FileKeyStore(keys).keys("worker")[0]
     assert old.purpose.value == "sign"
-    code, out, err = _run(["keys", "revoke", old.key_id, "--dir", str(keys)], capsys)
+    argv = ["keys", "revoke", old.key_id, "--dir", str(keys), "--force"]
+    code, out, err = _run(argv, capsys)
     assert code == 0
     assert f"revoked {old.key_id}" in out
+    assert err.startswith("warning: ")
     assert "signing_key_changed" in err
     assert "accord audit verify" in err
     assert "worker:impact-*" in err  # chains nothing checkpoints again: a known limit
+    assert FileKeyStore(keys).public_key(old.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
+
+
+def test_revoking_another_party_s_signing_key_needs_no_force(
+    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _worker(home, bundle, capsys)
+    keys = home / "keys" / "wmp"
+    victim = FileKeyStore(keys).current_signing_key("wmp").info.key_id
+    code, out, err = _run(["keys", "revoke", victim, "--dir", str(keys)], capsys)
+    assert (code, err) == (0, "")
+    assert f"revoked {victim}" in out
+    assert FileKeyStore(keys).public_key(victim).status is KeyStatus.REVOKED  # type: ignore[union-attr]
 
 
 def test_revoking_another_party_s_encryption_key_needs_no_force(
