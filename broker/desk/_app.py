@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 from prometheus_client import generate_latest
 
 from broker.desk._deps import DeskDeps
@@ -69,16 +69,6 @@ class Desk(WebPages):
             ),
             "kafka_unreachable": self.kafka_unreachable(),
         }
-
-    def error_page(
-        self, session: Session | None, *, title: str, status: int, **context: Any
-    ) -> HTMLResponse:
-        """As every error page; one that says something failed (:data:`NOT_CONFIRMED`), not
-        that the request was refused or names nothing here, is titled "Error: ..." as a
-        not-sent page is."""
-        if title == NOT_CONFIRMED:
-            context.setdefault("page_error", True)
-        return super().error_page(session, title=title, status=status, **context)
 
     def kafka_unreachable(self) -> tuple[datetime, datetime | None] | None:
         """Since when the desk cannot reach Kafka and when it last did (None: never, as far as

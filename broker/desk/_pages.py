@@ -99,7 +99,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             # True whether Kafka refused it or may yet commit it (SendUnconfirmed).
             "The broker did not confirm that it recorded your access, so the record is not "
             "shown. Try again in a moment.",
-            status=503, title=NOT_CONFIRMED,
+            status=503, title=NOT_CONFIRMED, page_error=True,
         )  # fmt: skip
 
     def not_sent(

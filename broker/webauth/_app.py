@@ -127,13 +127,19 @@ class WebPages:
         )
         return HTMLResponse(page, status_code=status, headers=headers)
 
-    def refused(self, why: str, *, status: int = 403, title: str = "Refused") -> HTMLResponse:
+    def refused(
+        self, why: str, *, status: int = 403, title: str = "Refused", page_error: bool = False
+    ) -> HTMLResponse:
         """``why``, said on the error page, under the header of whoever is signed in.
         ``title``: the page's title and heading; "Refused" is for a real refusal, a page
-        that is not there says so ("Record not found")."""
+        that is not there says so ("Record not found"). ``page_error``: the page says that
+        something failed (not that the request was refused or names nothing here), so its
+        title says "Error: ..." as a form's error summary's does."""
         request = _REQUEST.get()
         session = None if request is None else self.guard.session(request, touch=False)
-        return self.error_page(session, title=title, message=why, status=status)
+        return self.error_page(
+            session, title=title, message=why, status=status, page_error=page_error
+        )
 
     def stale_form(self, request: Request, *, note: str = "") -> Response:
         """The answer to a form whose token is not the session's (a page loaded before signing

@@ -71,6 +71,19 @@ def test_no_ack_no_data(make_client: Make, store: DeskStore, acks: FakeAcks) -> 
     assert "<h1>Not shown: the broker did not confirm</h1>" in page.text
 
 
+def test_a_page_that_names_nothing_here_is_not_titled_as_an_error(
+    make_client: Make, store: DeskStore
+) -> None:
+    """Only a failure (the broker not confirming) says "Error:"; a page that is not there
+    says so and no more."""
+    client, _ = make_client()
+    sign_in(client)
+    for path, title in (("/flag/f404", "Flag not found"), ("/child/bad%20id", "Page not found")):
+        page = client.get(path)
+        assert page.status_code == 404
+        assert f"<title>{title} · " in page.text
+
+
 def test_a_household_flag_shows_and_acknowledges_the_siblings_records_behind_it(
     make_client: Make, store: DeskStore, acks: FakeAcks
 ) -> None:
