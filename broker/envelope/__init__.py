@@ -35,7 +35,7 @@ from broker.envelope._open import (
     read_header,
 )
 from broker.envelope._seal import DEK_BUNDLE_HEADER, Clock, SealedRecord, Sealer
-from broker.envelope._signed import SignedBundle, claimed_signer, signed_bundle
+from broker.envelope._signed import SignedBundle, claimed_key_ids, claimed_signer, signed_bundle
 from broker.envelope._wire import VERSION, RecordHeader, is_identifier
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "SignedBundle",
     "SigningIdentity",
     "canonical_json",
+    "claimed_key_ids",
     "claimed_signer",
     "compute_key_id",
     "is_identifier",

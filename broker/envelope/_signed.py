@@ -16,7 +16,7 @@ from broker.crypto import VerifyKey
 from broker.envelope._keytypes import KeyAlg, KeyResolver
 from broker.envelope._wire import parse_bundle, signature_input
 
-__all__ = ["SignedBundle", "claimed_signer", "signed_bundle"]
+__all__ = ["SignedBundle", "claimed_key_ids", "claimed_signer", "signed_bundle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,11 @@ def claimed_signer(raw: bytes) -> tuple[str, str]:
     trusting it). ``MalformedEnvelope`` when ``raw`` is no bundle at all."""
     bundle = parse_bundle(raw)
     return bundle.sender, bundle.signer_key_id
+
+
+def claimed_key_ids(raw: bytes) -> tuple[str, str]:
+    """The signer key id and the recipient key id a bundle names, NOT verified. Only for
+    saying which key a record needs that the reader does not hold (never for trusting it).
+    ``MalformedEnvelope`` when ``raw`` is no bundle at all."""
+    bundle = parse_bundle(raw)
+    return bundle.signer_key_id, bundle.recipient_key_id

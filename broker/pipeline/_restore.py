@@ -14,6 +14,14 @@ or is missing; otherwise, only the worker and the admin may write the topic, so 
 privileged principal wrote it; after looking, the admin clears one with a tombstone for its
 key. Consent entries sealed to a worker key rotated out are sealed again to the current one
 (``resealable``, ``_reseal``).
+
+One refusal stops the worker instead: a genuine entry (its MAC verifies) sealed to, or
+signed by, a worker key this keystore has never held, written after the newest worker key it
+does hold. Another worker runs with newer keys, so this keystore is an out-of-date copy: run
+on it, the worker would quarantine every record sealed to the new key and decide without the
+consent filed under it (a withdrawal lost fails open). The restore refuses to start and the
+tail stops the worker (:func:`keys_behind`), whichever sees it first. An entry written before the
+keystore's newest key (its keys lost and made anew) is only refused, as above.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from dataclasses import dataclass, field
 import structlog
 from pydantic import ValidationError
 
-from broker.envelope import KeyResolver, Opener
+from broker.envelope import DEK_BUNDLE_HEADER, KeyResolver, Opener, claimed_key_ids
 from broker.errors import ConfigError, EnvelopeError, KeyStoreError, TransportError
 from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_quietly, translated
 from broker.pipeline._state import STATE_MAC_HEADER, state_mac
@@ -64,6 +72,9 @@ class RestoreReport:
     superseded: Counter[str] = field(default_factory=Counter)
     vital_refused: set[str] = field(default_factory=set)
     vital_restored: set[str] = field(default_factory=set)
+    #: Worker key ids this keystore has never held that genuine entries written after its
+    #: newest worker key name, with how many entries name each (:func:`keys_behind`).
+    unknown_keys: Counter[str] = field(default_factory=Counter)
 
     @property
     def refused(self) -> Counter[str]:
@@ -81,6 +92,21 @@ class RestoreReport:
 
 _KINDS = frozenset({"p", "k", "t", "h", "o", "r", "c", "s"})
 _SEALED = frozenset({"k", "c"})  # consent: the identifiers the policy engine matches on
+
+
+def keys_behind(unknown: Counter[str], *, running: bool) -> ConfigError:
+    """The one line for a changelog naming a worker key newer than any this keystore holds
+    (module docstring): which key and what to do, never a value (key ids are public)."""
+    key_id, _ = unknown.most_common(1)[0]
+    doing = "stopping" if running else "refusing to start"
+    return ConfigError(
+        f"{STATE}: {unknown.total()} consent entries another worker wrote are sealed to or "
+        f"signed by worker key {key_id}, which this keystore has never held "
+        f"({len(unknown)} such key(s)): it is an older copy than that worker's; {doing} "
+        "rather than quarantine records sealed to the new key and decide without that "
+        "consent. Give this worker the current worker keystore (on Kubernetes: update the "
+        "Secret, then a rollout restart); docs/operations.md, 'Worker state'"
+    )
 
 
 def sealed_with(encryption_key_id: str, signing_key_id: str) -> str:
@@ -124,9 +150,21 @@ class EntryReader:
         revoking the old ones loses nothing."""
         return self.view.sealed.not_under(self.current_key())
 
+    def behind(self, *, running: bool) -> None:
+        """Raise :func:`keys_behind` if a genuine entry named a newer worker key than any
+        held here."""
+        if self.report.unknown_keys:
+            raise keys_behind(self.report.unknown_keys, running=running)
+
     def apply(
-        self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]],
+        written_ms: int | None = None,
     ) -> None:
+        """Check and apply one entry; ``written_ms`` is its Kafka timestamp (None: unknown,
+        as in tests, when no entry counts as written by a worker with newer keys)."""
         if key is None:
             return
         name = key.decode("utf-8", "replace")
@@ -137,7 +175,7 @@ class EntryReader:
             self.view.sealed.drop(name)
             return
         kind = name.partition(":")[0]
-        if self._take(key, name, value, headers):
+        if self._take(key, name, value, headers, written_ms):
             if kind in _VITAL:
                 report.vital_restored.add(name)
             if (earlier := report.unresolved.pop(name, None)) is not None:
@@ -149,7 +187,12 @@ class EntryReader:
                 report.vital_refused.add(name)
 
     def _take(
-        self, key: bytes, name: str, value: bytes, headers: Sequence[tuple[str, bytes | None]]
+        self,
+        key: bytes,
+        name: str,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes | None]],
+        written_ms: int | None,
     ) -> bool:
         macs = [v for k, v in headers if k == STATE_MAC_HEADER]
         if len(macs) != 1 or macs[0] is None:
@@ -162,6 +205,7 @@ class EntryReader:
             try:
                 opened = self._opener.open_kafka(value, envelope, topic=STATE)
             except EnvelopeError:
+                self._note_unknown(envelope, written_ms)
                 return False
             if opened.sender != Principal.WORKER:
                 return False
@@ -174,6 +218,26 @@ class EntryReader:
         if sealed_to is not None:
             self.view.sealed.put(name, sealed_to, plain)
         return True
+
+    def _note_unknown(self, envelope: list[tuple[str, bytes]], written_ms: int | None) -> None:
+        """Count the worker keys a genuine entry that did not open names and this keystore
+        has never held (not even revoked), if it was written after the newest it holds."""
+        bundles = [v for k, v in envelope if k == DEK_BUNDLE_HEADER]
+        if written_ms is None or len(bundles) != 1:
+            return
+        try:
+            named = claimed_key_ids(bundles[0])
+            newest = max(
+                self._keys.current_encryption_key(Principal.WORKER).created_at,
+                self._keys.current_signing_key(Principal.WORKER).info.created_at,
+            )
+        except (EnvelopeError, KeyStoreError):
+            return  # no bundle to read, or no worker keys at all: the start says so
+        if written_ms <= newest.timestamp() * 1000:
+            return  # older than this keystore's keys: lost with a keystore made anew
+        for key_id in dict.fromkeys(named):
+            if self._keys.public_key(key_id) is None:
+                self.report.unknown_keys[key_id] += 1
 
 
 async def restore_state(
@@ -205,6 +269,7 @@ async def restore_state(
             **{f"kind_{k}": n for k, n in refused.items()},
             hint=_refused_hint(refused),
         )
+    reader.behind(running=False)
     if lost := report.lost:
         raise ConfigError(
             f"{STATE}: {len(lost)} entries the worker needs failed authentication and no "
@@ -246,7 +311,7 @@ async def _read_all(consumer: Consumer, reader: EntryReader) -> dict[TopicPartit
         batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
         for msgs in batch.values():
             for m in msgs:
-                reader.apply(m.key, m.value, m.headers)
+                reader.apply(m.key, m.value, m.headers, m.timestamp)
         for tp in list(remaining):
             if await consumer.position(tp) >= end[tp]:
                 remaining.discard(tp)

@@ -81,7 +81,10 @@ class ChangelogTail:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for msgs in batch.values():
                     for m in msgs:
-                        self.reader.apply(m.key, m.value, m.headers)
+                        self.reader.apply(m.key, m.value, m.headers, m.timestamp)
+                # A newer worker key than any held here: end the tail, and with it the worker
+                # (``check``), before it decides on a view it cannot read (``keys_behind``).
+                self.reader.behind(running=True)
                 # Past what was read, and past a transaction's marker too: the position, not
                 # the last record's offset + 1, is how far this worker's view is current.
                 moved = {tp: await consumer.position(tp) for tp in self.positions}

@@ -4,6 +4,7 @@ broker and with no restart: the old key revoked at once, the consent still gover
 from __future__ import annotations
 
 import asyncio
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.audit import AuditKind
 from broker.devkafka import EmbeddedKafka
+from broker.errors import ConfigError
 from broker.events import parse_consent, parse_event
 from broker.keys import FileKeyStore
 from broker.pipeline import WorkerOptions
@@ -98,6 +100,7 @@ async def test_a_running_worker_reseals_consent_under_a_new_key_and_revoking_the
         [filed] = await _consent_entries(bootstrap, 1)
         old = [k.key_id for k in keys.keys("worker")]
         await _stale(running, 0)  # the tail has read the entry, under the current key
+        shutil.copytree(keys.path, tmp_path / "keys-before-rotation")
         # As an imported directory would: the running worker's keystore reads it afresh.
         keys.rotate("worker", grace=timedelta(days=45))  # the kind keystore_for made
         # The keystore is looked at again once a second: the scrape that sees the new key
@@ -107,6 +110,16 @@ async def test_a_running_worker_reseals_consent_under_a_new_key_and_revoking_the
         assert {m.key for m in resealed} == {filed.key}
         await _stale(running, 0)  # the re-seal read back: what operators wait for to revoke
         assert not task.done()
+
+    # A worker given the keystore as it was before the rotation (an old copy, a restore from
+    # an old backup) refuses to start: it would quarantine records sealed to the new key.
+    behind = FileKeyStore(tmp_path / "keys-before-rotation")
+    new = {k.key_id for k in keys.keys("worker")} - set(old)
+    with pytest.raises(ConfigError, match="refusing to start") as refused:
+        await restore_state(
+            clients(bootstrap, "worker"), behind, state_mac_key(behind.linkage_key())
+        )
+    assert any(key_id in str(refused.value) for key_id in new)
 
     # Revoked at once, as after a compromise: nothing sealed to them opens any more.
     for key_id in old:

@@ -73,8 +73,8 @@ SURFACES = {
         "DEK_BUNDLE_HEADER", "VERSION", "Clock", "InMemoryReplayGuard", "KeyAlg", "KeyInfo",
         "KeyPurpose", "KeyResolver", "KeyStatus", "OpenedRecord", "Opener", "RecordHeader",
         "ReplayGuard", "SealedRecord", "Sealer", "SignedBundle", "SigningIdentity",
-        "canonical_json", "claimed_signer", "compute_key_id", "is_identifier", "read_header",
-        "signed_bundle", "verify_detached",
+        "canonical_json", "claimed_key_ids", "claimed_signer", "compute_key_id", "is_identifier",
+        "read_header", "signed_bundle", "verify_detached",
     },
     "broker.errors": {
         "AccordError", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
