@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import TypeVar
 import structlog
 from pydantic import ValidationError
 
-from broker._canonical import canonical_json
 from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import Opener, Sealer
 from broker.errors import (
@@ -27,7 +25,7 @@ from broker.errors import (
     UnsupportedVersion,
     UsageError,
 )
-from broker.events import AccessAck, Delivery, WithdrawalNotice
+from broker.events import Delivery, WithdrawalNotice
 from broker.kafka import (
     Consumer,
     KafkaClients,
@@ -39,7 +37,8 @@ from broker.kafka import (
 )
 from broker.keys import KeyStore
 from broker.principals import Principal
-from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, Outgoing, stop_consumer
+from broker.sdk._acknowledge import access_ack, sealed_acks
+from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
 from broker.sdk._keyholds import UNKNOWN_SIGNER
@@ -53,7 +52,7 @@ from broker.sdk._replay import (
     default_replay_file,
 )
 from broker.sdk._unopenable import Unopenable, log_unopenable
-from broker.topics import ACCESS, SCHEMA_ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, deliver
+from broker.topics import ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, deliver
 
 log = structlog.get_logger("accord.sdk")
 _T = TypeVar("_T")
@@ -461,36 +460,14 @@ class Subscriber(AsyncClient):
         """Acknowledge several records shown together: sent together (with a transactional
         id, all recorded or none), within ``send_timeout``."""
         now = self._clock()
-        acks = [self._ack(e, by=by, purpose=purpose, at=now) for e in event_ids]
+        acks = [
+            access_ack(e, recipient=self.party, by=by, purpose=purpose, at=now) for e in event_ids
+        ]
         if not self._acks.started:
             raise UsageError("the subscriber is not started (use 'async with Subscriber(...)')")
-        outgoing = []
-        for ack in acks:
-            ack_id = str(uuid.uuid4())
-            sealed = self._sealer.seal(
-                canonical_json(ack.model_dump(mode="json")),
-                event_id=ack_id,
-                recipient=Principal.WORKER,
-                schema=SCHEMA_ACCESS,
-                topic=ACCESS,
-            )
-            outgoing.append(
-                Outgoing(ACCESS, ack_id.encode("ascii"), sealed.value, list(sealed.headers))
-            )
+        outgoing = sealed_acks(self._sealer, acks)
         if outgoing:
             await self._acks.send(f"publishing to {ACCESS}", outgoing)
-
-    def _ack(self, event_id: str, *, by: str, purpose: str, at: datetime) -> AccessAck:
-        try:
-            return AccessAck(event_id=event_id, recipient=self.party, by=by, purpose=purpose, at=at)
-        except ValidationError as exc:
-            fields = sorted({str(e["loc"][0]) for e in exc.errors(include_input=False)})
-            if "at" in fields:
-                raise UsageError("the subscriber's clock must give timezone-aware times") from None
-            raise UsageError(
-                f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
-                "record's UUID; by and purpose: letters, digits, . _ / -)"
-            ) from None
 
 
 def _read_again(consumer: Consumer, batch: dict[TopicPartition, list[Message]]) -> None:
