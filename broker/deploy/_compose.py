@@ -20,16 +20,22 @@ from typing import Any
 import yaml
 
 from broker.deploy._compose_gateways import gateway_host_ports, gateway_settings
+from broker.deploy._compose_kafka import (
+    _START_SH,
+    CONTAINER_DATA,
+    EXTERNAL_PORT,
+    external_bootstrap,
+    internal_bootstrap,
+    kafka_service,
+    server_properties,
+)
 from broker.deploy._model import CONSOLE_PORT, DESK_PORT, GATEWAY_PORT, Deployment, Process
 from broker.deploy._secrets import (
-    BROKER_CN,
     CONTAINER_SECRETS,
     KEYSTORE_PRINCIPALS,
     broker_host,
     desk_host_ports,
 )
-from broker.devkafka import KAFKA_VERSION
-from broker.kafka import MECHANISM
 from broker.principals import Principal
 
 __all__ = [
@@ -43,11 +49,6 @@ __all__ = [
     "server_properties",
 ]
 
-CONTAINER_DATA = "/var/lib/kafka/data"
-INTERNAL_PORT = 9092
-CONTROLLER_PORT = 9093
-#: Broker ``n``'s external listener is published on the host at ``EXTERNAL_PORT + n - 1``.
-EXTERNAL_PORT = 9094
 #: Who each image runs as (uid, gid): what the secrets' owners must be on a Linux host,
 #: where Compose bind-mounts a secret with the host file's owner and mode.
 IMAGE_USERS = {"accord": (10001, 10001), "kafka": (1000, 1000), "postgres": (0, 0),
@@ -59,11 +60,6 @@ POSTGRES_IMAGE = "postgres:17"
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 GRAFANA_IMAGE = "grafana/grafana-oss:12.1.1"
 _ADMIN = str(Principal.ADMIN)
-_SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
-
-
-def internal_bootstrap(dep: Deployment) -> str:
-    return ",".join(f"{broker_host(n)}:{INTERNAL_PORT}" for n in range(1, dep.brokers + 1))
 
 
 def published_ports(dep: Deployment) -> dict[int, str]:
@@ -75,126 +71,8 @@ def published_ports(dep: Deployment) -> dict[int, str]:
     return ports
 
 
-def external_bootstrap(dep: Deployment, host: str) -> str:
-    return ",".join(f"{host}:{EXTERNAL_PORT + n - 1}" for n in range(1, dep.brokers + 1))
-
-
-def server_properties(dep: Deployment, n: int, *, external_host: str) -> str:
-    """Broker ``n``'s ``server.properties``: a combined broker and controller node."""
-    voters = ",".join(f"{i}@{broker_host(i)}:{CONTROLLER_PORT}" for i in range(1, dep.brokers + 1))
-    secrets = CONTAINER_SECRETS
-    r, m = dep.replication, dep.min_insync
-    props = {
-        "process.roles": "broker,controller",
-        "node.id": str(n),
-        "controller.quorum.voters": voters,
-        "controller.listener.names": "CONTROLLER",
-        "listeners": (
-            f"INTERNAL://:{INTERNAL_PORT},EXTERNAL://:{EXTERNAL_PORT},"
-            f"CONTROLLER://:{CONTROLLER_PORT}"
-        ),
-        "advertised.listeners": (
-            f"INTERNAL://{broker_host(n)}:{INTERNAL_PORT},"
-            f"EXTERNAL://{external_host}:{EXTERNAL_PORT + n - 1}"
-        ),
-        "inter.broker.listener.name": "INTERNAL",
-        "listener.security.protocol.map": "INTERNAL:SASL_SSL,EXTERNAL:SASL_SSL,CONTROLLER:SSL",
-        "sasl.enabled.mechanisms": MECHANISM,
-        "sasl.mechanism.inter.broker.protocol": MECHANISM,
-        # Secrets stay in their files: Kafka's FileConfigProvider reads the admin's JAAS line
-        # from the admin's own client file when the broker starts.
-        "config.providers": "file",
-        "config.providers.file.class": (
-            "org.apache.kafka.common.config.provider.FileConfigProvider"
-        ),
-        f"listener.name.internal.{MECHANISM.lower()}.sasl.jaas.config": (
-            f"${{file:{secrets}/{_ADMIN}.properties:sasl.jaas.config}}"
-        ),
-        # Every SASL listener needs a JAAS entry; the external one authenticates clients
-        # only, so it names no login of its own.
-        f"listener.name.external.{MECHANISM.lower()}.sasl.jaas.config": f"{_SCRAM} required;",
-        "ssl.keystore.type": "PEM",
-        "ssl.keystore.location": f"{secrets}/kafka-{n}.pem",
-        "ssl.truststore.type": "PEM",
-        "ssl.truststore.location": f"{secrets}/kafka-ca.pem",
-        "listener.name.controller.ssl.client.auth": "required",
-        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "super.users": f"User:{_ADMIN};User:CN={BROKER_CN}",
-        "allow.everyone.if.no.acl.found": "false",
-        "log.dirs": CONTAINER_DATA,
-        "default.replication.factor": str(r),
-        "min.insync.replicas": str(m),
-        "offsets.topic.replication.factor": str(r),
-        "transaction.state.log.replication.factor": str(r),
-        "transaction.state.log.min.isr": str(m),
-        "share.coordinator.state.topic.replication.factor": str(r),
-        "share.coordinator.state.topic.min.isr": str(m),
-        # Topics are made deliberately, by provisioning, with their retention.
-        "auto.create.topics.enable": "false",
-    }
-    head = f"# Broker {n} of {dep.brokers}, rendered by `accord deploy render`: do not edit.\n"
-    return head + "".join(f"{k}={v}\n" for k, v in props.items())
-
-
-# Formats the node's storage the first time (with the admin's SCRAM login, which KRaft needs
-# before any broker can authenticate another), then runs it. Kept this small on purpose:
-# tests/e2e/test_deploy_kafka.py does exactly these two steps with the rendered files.
-# kafka-storage.sh takes the admin's password only on its command line, where another local
-# user could read it with ps: so it runs only when the storage is not formatted yet, not at
-# every start.
-_START_SH = f"""\
-#!/bin/bash
-# Rendered by `accord deploy render`: format once, then run this broker.
-set -euo pipefail
-config="$1"
-logdir="$(sed -n 's/^log.dirs=//p' "$config")"
-if [ ! -f "$logdir/meta.properties" ]; then
-  password="$(sed -n 's/^sasl.password=//p' {CONTAINER_SECRETS}/{_ADMIN}.librdkafka.conf)"
-  /opt/kafka/bin/kafka-storage.sh format --ignore-formatted \\
-    --cluster-id "$(cat {CONTAINER_SECRETS}/kafka-cluster-id)" --config "$config" \\
-    --add-scram "{MECHANISM}=[name={_ADMIN},password=$password]"
-fi
-exec /opt/kafka/bin/kafka-server-start.sh "$config"
-"""
-
-
 def _secret_refs(names: list[str]) -> list[dict[str, str]]:
     return [{"source": name, "target": name} for name in names]
-
-
-def _kafka_service(n: int) -> dict[str, Any]:
-    return {
-        "image": f"apache/kafka:{KAFKA_VERSION}",
-        "hostname": broker_host(n),
-        "entrypoint": ["/bin/bash", "/etc/accord/kafka/start.sh"],
-        "command": [f"/etc/accord/kafka/server-{n}.properties"],
-        "volumes": ["./kafka:/etc/accord/kafka:ro", f"kafka-{n}-data:{CONTAINER_DATA}"],
-        "secrets": _secret_refs(
-            [
-                "kafka-ca.pem",
-                f"kafka-{n}.pem",
-                "kafka-cluster-id",
-                f"{_ADMIN}.properties",
-                f"{_ADMIN}.librdkafka.conf",
-            ]
-        ),
-        "ports": [f"{EXTERNAL_PORT + n - 1}:{EXTERNAL_PORT}"],
-        "healthcheck": {
-            "test": [
-                "CMD",
-                "/opt/kafka/bin/kafka-broker-api-versions.sh",
-                "--bootstrap-server",
-                f"{broker_host(n)}:{INTERNAL_PORT}",
-                "--command-config",
-                f"{CONTAINER_SECRETS}/{_ADMIN}.properties",
-            ],
-            "interval": "10s",
-            "timeout": "20s",
-            "retries": 30,
-            "start_period": "30s",
-        },
-        "restart": "unless-stopped",
-    }
 
 
 def _accord_env(dep: Deployment) -> dict[str, str]:
@@ -370,9 +248,7 @@ def compose_document(
     ports = desk_host_ports(dep.desks, desk_ports or {}, published_ports(dep))
     taken = {**published_ports(dep), **{port: f"{p}'s desk" for p, port in ports.items()}}
     gateways = gateway_host_ports(dep.gateways, gateway_ports or {}, taken)
-    services: dict[str, Any] = {
-        broker_host(n): _kafka_service(n) for n in range(1, dep.brokers + 1)
-    }
+    services: dict[str, Any] = {broker_host(n): kafka_service(n) for n in range(1, dep.brokers + 1)}
     services["provision"] = _provision_service(dep)
     for proc in dep.processes:
         host_ports = gateways if proc.is_gateway else ports
