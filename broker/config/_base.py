@@ -1,4 +1,5 @@
-"""What the settings models share: frozen models, and a long-running process's ops server.
+"""What the settings models share: frozen models, a long-running process's ops server, and a
+web front end's proxies.
 
 Apart from ``_settings`` so that a section with a module of its own (``_gateway``) can build
 on them without importing the module that gathers every section.
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 def _host_list(value: object) -> object:
@@ -52,6 +53,31 @@ def _ops_names(value: tuple[str, ...] | None) -> tuple[str, ...]:
 OpsHostList = Annotated[HostList, AfterValidator(_ops_names)]
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ranges(value: object) -> object:
+    # From the environment: "10.0.0.0/8, 192.0.2.7" as well as a JSON list; said by
+    # position, never quoted, like every settings message.
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        return value
+    out = []
+    for n, entry in enumerate(value, 1):
+        try:
+            out.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"entry {n} is not an address or a range (192.0.2.0/24)") from None
+    return tuple(out)
+
+
+#: Addresses and ranges (an address alone is its own range), comma-separated or a JSON list.
+# Optional only so that the environment's "a, b" is read as a list (pydantic-settings parses
+# a field that can only be a tuple as JSON); unset or null is none.
+NetworkList = Annotated[tuple[Network, ...] | None, BeforeValidator(_ranges)]
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -73,3 +99,30 @@ class OpsEndpoint(Frozen):
     # round every 200 ms, at each empty fetch; a batch commit or a slow database may take a
     # few seconds).
     stale_after_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+class BehindProxies(Frozen):
+    """Who says which address a request came from, for a web front end's limits that count
+    by address (the console's and a desk's sign-in throttle, a gateway's wrong-token limit):
+    ``broker.webauth.client_host`` reads these."""
+
+    # Proxies in front, each appending the address it was reached from to X-Forwarded-For:
+    # the client is that entry counted from the end, which no client can choose (an entry it
+    # sends itself stays to the left), but only on a connection from trusted_proxies; from
+    # any other address (one who reaches the port past the proxy) the connection's own is the
+    # client's, whatever the request says (as uvicorn's forwarded_allow_ips). 0: never read,
+    # from loopback neither (a local user, an ssh tunnel or a DNS-rebinding page is no
+    # proxy). Behind a proxy set both, or every caller is the proxy's one address.
+    forwarded_hops: int = Field(default=0, ge=0, le=5)
+    trusted_proxies: NetworkList = ()
+
+    @model_validator(mode="after")
+    def _proxies_named(self) -> Self:
+        # Hops with nobody trusted would read no header and count every caller as the
+        # proxy: one guesser (one stale token) would then hold up everyone behind it.
+        if self.forwarded_hops and not self.trusted_proxies:
+            raise ValueError(
+                "forwarded_hops is set but trusted_proxies is empty: name the proxies' "
+                "addresses (X-Forwarded-For is believed only from them)"
+            )
+        return self

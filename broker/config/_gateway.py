@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr
 
-from broker.config._base import HostList, OpsEndpoint
+from broker.config._base import BehindProxies, HostList, NetworkList, OpsEndpoint
 
 #: The shortest bearer token taken: 32 characters of ``secrets.token_urlsafe`` are ~190 bits.
 MIN_TOKEN_LENGTH = 32
@@ -49,32 +48,7 @@ def _strong_token(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _ranges(value: object) -> object:
-    # From the environment: "10.0.0.0/8, 192.0.2.7" as well as a JSON list; said by
-    # position, never quoted, like every settings message.
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, list | tuple):
-        return value
-    out = []
-    for n, entry in enumerate(value, 1):
-        try:
-            out.append(ipaddress.ip_network(str(entry).strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"entry {n} is not an address or a range (192.0.2.0/24)") from None
-    return tuple(out)
-
-
-#: Addresses and ranges (an address alone is its own range), comma-separated or a JSON list.
-# Optional only so that the environment's "a, b" is read as a list (pydantic-settings parses
-# a field that can only be a tuple as JSON); unset or null is none.
-NetworkList = Annotated[tuple[Network, ...] | None, BeforeValidator(_ranges)]
-
-
-class GatewaySettings(OpsEndpoint):
+class GatewaySettings(OpsEndpoint, BehindProxies):
     """An agency's HTTP publishing gateway, run inside the agency's own network in front of
     the SDK's ``Publisher``, with the agency's own keystore.
 
@@ -117,21 +91,5 @@ class GatewaySettings(OpsEndpoint):
     # records system the gateway has not heard from since its start can be refused while
     # many addresses fail together.
     records_systems: NetworkList = ()
-    # Proxies in front, each appending the address it was reached from to X-Forwarded-For:
-    # the client is that entry counted from the end (broker.webauth.client_host), but only
-    # on a connection from trusted_proxies; from any other address the connection's own is
-    # the client's, whatever the request says (as uvicorn's forwarded_allow_ips). 0: never
-    # read. Behind a proxy set both, or every caller is the proxy's one address.
-    forwarded_hops: int = Field(default=0, ge=0, le=5)
-    trusted_proxies: NetworkList = ()
-
-    @model_validator(mode="after")
-    def _proxies_named(self) -> GatewaySettings:
-        # Hops with nobody trusted would read no header and count every caller as the
-        # proxy: one records system's stale token would then hold up them all.
-        if self.forwarded_hops and not self.trusted_proxies:
-            raise ValueError(
-                "forwarded_hops is set but trusted_proxies is empty: name the proxies' "
-                "addresses (X-Forwarded-For is believed only from them)"
-            )
-        return self
+    # forwarded_hops, trusted_proxies (BehindProxies): behind a proxy set both, or every
+    # caller is the proxy's one address to the wrong-token limit.

@@ -26,8 +26,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from broker.config._base import BehindProxies, HostList, OpsEndpoint
 from broker.config._base import Frozen as _Frozen
-from broker.config._base import HostList, OpsEndpoint
 from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
 from broker.errors import ConfigError
@@ -203,7 +203,7 @@ class IndexerSettings(OpsEndpoint):
     override_review_days: float = Field(default=3.0, gt=0, le=365)
 
 
-class SignInSettings(_Frozen):
+class SignInSettings(BehindProxies):
     """Who may sign in to a web app of Accord's (the console, a desk) and how long a session
     lives; ``broker.webauth.Guard`` reads these."""
 
@@ -216,13 +216,11 @@ class SignInSettings(_Frozen):
     # address but loopback, so a session never travels over plain HTTP; False only for a
     # proxy that serves plain HTTP, where a browser would not send a Secure cookie back.
     secure_cookies: bool | None = None
-    # How many reverse proxies stand in front, each appending the address it was reached
-    # from to X-Forwarded-For: the client is that entry counted from the end, which no client
-    # can choose (an entry it sends itself stays to the left). 0: no proxy, the connection's
-    # own address is the client, whatever the request says, even from loopback (a local
-    # user, an ssh tunnel or a DNS-rebinding page is not a proxy). Behind a proxy set it, or
-    # every user is the proxy's one address to the sign-in throttle below.
-    forwarded_hops: int = Field(default=0, ge=0, le=5)
+    # forwarded_hops, trusted_proxies (BehindProxies): the proxies in front, and which
+    # connections' X-Forwarded-For is believed. Behind a proxy set both, or every user is the
+    # proxy's one address to the sign-in throttle below; from any other peer (a guesser who
+    # reaches the port directly) the connection's own address is the client, whatever the
+    # request says.
     # The names (Host header, any port) the pages answer to; anything else is refused (400),
     # so a DNS-rebinding page cannot drive a console on loopback. Loopback names (localhost,
     # 127.0.0.1, [::1]) are always allowed: no other site's page can send them. Unset: the

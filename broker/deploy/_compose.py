@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from broker.deploy._compose_gateways import gateway_host_ports, gateway_settings
+from broker.deploy._compose_gateways import PRIVATE_RANGES, gateway_host_ports, gateway_settings
 from broker.deploy._compose_kafka import (
     _START_SH,
     CONTAINER_DATA,
@@ -111,11 +111,12 @@ def _web(
     env[f"ACCORD_{section}__PORT"] = str(port)
     if users_file is not None:
         env[f"ACCORD_{section}__USERS_FILE"] = users_file
-    # The host's reverse proxy (the port is published on the host's loopback only) reaches
-    # the container through Docker's gateway, never from loopback: the address it appends
-    # to X-Forwarded-For is the client, or every person is one client to the sign-in
-    # throttle. It serves HTTPS, so the cookies are Secure (forwarded hops imply it).
+    # The host's reverse proxy (published on the host's loopback only) reaches the container
+    # through Docker's gateway, whose address Docker picks: trusted as every private range
+    # (_compose_gateways), the address it appends to X-Forwarded-For is the client, or all are
+    # one to the sign-in throttle. It serves HTTPS: Secure cookies (forwarded hops imply it).
     env[f"ACCORD_{section}__FORWARDED_HOPS"] = "1"
+    env[f"ACCORD_{section}__TRUSTED_PROXIES"] = PRIVATE_RANGES
     # The names a request may carry in Host (DNS rebinding): the host's own external name,
     # and loopback names always (what a proxy sends to 127.0.0.1:<port> by default). A proxy
     # that passes another public name needs it added (docs/deployment.md).

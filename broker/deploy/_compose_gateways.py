@@ -1,12 +1,13 @@
 """Agencies' publishing gateways on Compose (``accord deploy render --gateway PARTY``): what a
 gateway's service has that the other web services do not (``_compose`` builds the rest).
 
-It runs behind the host's TLS-terminating proxy, as the desks do: plain HTTP on the Compose
-network, published on the host's loopback only (docs/gateway.md, Security). Docker hands
-the host's connections to the container from the Compose network's own gateway address,
-which it picks itself, so the render cannot name the proxy alone: every private range is
-trusted to write ``X-Forwarded-For``. That trusts, with the proxy, every user of the host
-who can open ``127.0.0.1:<port>`` and every container of the deployment
+It runs behind the host's TLS-terminating proxy, as the console and the desks do: plain HTTP
+on the Compose network, published on the host's loopback only (docs/gateway.md, Security).
+Docker hands the host's connections to the container from the Compose network's own gateway
+address, which it picks itself, so the render cannot name the proxy alone: every private
+range (:data:`PRIVATE_RANGES`) is trusted to write ``X-Forwarded-For``, to the gateway as to
+the console and the desks (``_compose._web``). That trusts, with the proxy, every user of
+the host who can open ``127.0.0.1:<port>`` and every container of the deployment
 (docs/deployment.md, *Gateways*, says what they can do with it).
 """
 
@@ -33,7 +34,6 @@ def gateway_token_secret(party: str) -> str:
 def gateway_settings(env: dict[str, str], secrets: list[str], party: str) -> None:
     """What ``party``'s gateway service is told beyond a web service's settings."""
     env["ACCORD_GATEWAY__TLS_TERMINATED_BY_PROXY"] = "true"
-    env["ACCORD_GATEWAY__TRUSTED_PROXIES"] = PRIVATE_RANGES
     env.pop("ACCORD_POLICIES", None)  # it loads no bundle, and none is mounted
     env["ACCORD_GATEWAY__TOKEN_FILE"] = f"{CONTAINER_SECRETS}/{gateway_token_secret(party)}"
     secrets.append(gateway_token_secret(party))

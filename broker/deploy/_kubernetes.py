@@ -39,6 +39,7 @@ from typing import Any
 
 from broker.deploy import _kubernetes_desks as desks
 from broker.deploy import _kubernetes_gateways as gateways
+from broker.deploy._compose_gateways import PRIVATE_RANGES
 from broker.deploy._files import kustomized
 from broker.deploy._kubernetes_policies import (
     AUDIT_DB_USERS,
@@ -174,8 +175,10 @@ def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> lis
             # Reached through the ingress controller, which appends the user's address to
             # X-Forwarded-For: that entry is the client, or every user is the controller's
             # one address to the sign-in throttle. An overlay sets 2 behind a load balancer
-            # that appends too.
+            # that appends too. The controller's pod address is not known to the render:
+            # believed from any private address (the pod network's), as for a gateway.
             {"name": f"{web}FORWARDED_HOPS", "value": "1"},
+            {"name": f"{web}TRUSTED_PROXIES", "value": PRIVATE_RANGES},
             # The names the cluster knows it by, never "*": the render cannot know the
             # Ingress's name, and a DNS-rebinding page needs only an app that answers any.
             # Loopback names are always answered (kubectl port-forward); an overlay adds the

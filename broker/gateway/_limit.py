@@ -67,15 +67,13 @@ def _within(key: str, ranges: Sequence[Network]) -> bool:
 def client_of(request: Request, hops: int, trusted: Sequence[Network]) -> str:
     """The address ``request``'s failures are counted under.
 
-    ``X-Forwarded-For`` is read (``hops`` entries from the end, as
-    ``broker.webauth.client_host``) only when the connection comes from ``trusted``: anyone
-    else could write any address there. An entry that is no address counts as the
+    ``X-Forwarded-For`` is read (``hops`` entries from the end) only when the connection
+    comes from ``trusted``: anyone else could write any address there
+    (``broker.webauth.client_host``). An entry that is no address counts as the
     connection's own. IPv6 by its /48: a site is routinely given one, and counting each /64
     of it would give it 65,536 budgets."""
     peer = client_key(request.client.host if request.client else None)
-    key = peer
-    if hops > 0 and _within(peer, trusted):
-        key = client_key(client_host(request, hops))
+    key = client_key(client_host(request, hops, trusted))
     network = _network(key)
     if network is None:
         return peer

@@ -52,6 +52,7 @@ class Guard:
         self.window_minutes = cfg.sign_in_window_minutes
         self.hosts = HostCheck.of(cfg, setting=f"ACCORD_{app.upper()}__ALLOWED_HOSTS")
         self.hops = cfg.forwarded_hops
+        self.trusted = cfg.trusted_proxies or ()
         # Behind a proxy the browser's side is HTTPS, even when the app listens on loopback
         # (nginx with TLS in front of 127.0.0.1:8765); an explicit setting wins.
         secure = cfg.secure_cookies
@@ -133,7 +134,7 @@ class Guard:
     async def check(self, request: Request, form: Any) -> SignInCheck:
         return await check_sign_in(
             request, form, users=self.users, devices=self.devices, throttle=self.throttle,
-            hashing=self.hashing, now=self.clock(), hops=self.hops,
+            hashing=self.hashing, now=self.clock(), hops=self.hops, trusted=self.trusted,
             device_cookie=self.cookies.device,
         )  # fmt: skip
 

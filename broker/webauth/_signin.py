@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -14,6 +15,9 @@ from broker.webauth._devices import DeviceCookies
 from broker.webauth._throttle import SignInThrottle, client_key
 from broker.webauth._users import USERNAME, UserFile
 from broker.webauth._web import client_host, form_field
+
+if TYPE_CHECKING:
+    from broker.webauth._web import Network
 
 __all__ = ["SignInCheck", "check_sign_in"]
 
@@ -43,13 +47,14 @@ async def check_sign_in(
     hashing: asyncio.Semaphore,
     now: datetime,
     hops: int = 0,
+    trusted: Sequence[Network] = (),
     device_cookie: str,
 ) -> SignInCheck:
     """Check a posted user name, password and code: every answer after the same work.
 
     Every answer, refused by the throttle or not, waits for one Argon2 check: a refusal that
     came back at once would say "this name is being throttled" by its speed alone. A success
-    clears the throttle's count for the account. ``hops``: as :func:`client_host`;
+    clears the throttle's count for the account. ``hops``, ``trusted``: as :func:`client_host`;
     ``device_cookie``: the app's known-device cookie's name.
     """
     name = (form_field(form, "username") or "").strip().lower()
@@ -57,7 +62,7 @@ async def check_sign_in(
     code = form_field(form, "code")
     stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
     device = devices.device(request.cookies.get(device_cookie), name, stamp)
-    attempt = throttle.attempt(name, client_key(client_host(request, hops)), device)
+    attempt = throttle.attempt(name, client_key(client_host(request, hops, trusted)), device)
     async with hashing:
         if attempt.refused is None:
             try:

@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from broker.config import SignInSettings
+
+    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 __all__ = [
     "CSP",
@@ -116,11 +118,12 @@ def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Confi
     """uvicorn's settings for one of Accord's web apps, the same for the console and a desk.
 
     uvicorn leaves ``X-Forwarded-For`` alone: :func:`client_host` reads it, by hop count
-    (``cfg.forwarded_hops``), so uvicorn's own ``FORWARDED_ALLOW_IPS`` is not read, and is
-    warned about if set. And nothing of an unexpected error's is left for uvicorn to log: the
-    app's own handler has logged the exception's type and answered the page, after which
-    Starlette raises it again, and uvicorn would print its message and traceback (which can
-    hold what the page was showing).
+    (``cfg.forwarded_hops``) from the proxies' addresses (``cfg.trusted_proxies``) only, so
+    uvicorn's own ``FORWARDED_ALLOW_IPS`` is not read, and is warned about if set. And
+    nothing of an unexpected error's is left for uvicorn to log: the app's own handler has
+    logged the exception's type and answered the page, after which Starlette raises it
+    again, and uvicorn would print its message and traceback (which can hold what the page
+    was showing).
     """
     import uvicorn  # noqa: PLC0415  # slow import, and only a server needs it
 
@@ -128,7 +131,8 @@ def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Confi
         structlog.get_logger("accord.web").warning(
             "forwarded_allow_ips_ignored",
             why="FORWARDED_ALLOW_IPS is not read: set ACCORD_CONSOLE__FORWARDED_HOPS "
-            "(ACCORD_DESK__FORWARDED_HOPS) to the number of proxies in front",
+            "(ACCORD_DESK__FORWARDED_HOPS) to the number of proxies in front and "
+            "ACCORD_CONSOLE__TRUSTED_PROXIES (ACCORD_DESK__TRUSTED_PROXIES) to their addresses",
         )
     return uvicorn.Config(
         _Contained(app),
@@ -142,22 +146,37 @@ def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Confi
     )
 
 
-def client_host(request: Request, hops: int) -> str | None:
-    """The address a request came from, for the sign-in throttle.
+def client_host(request: Request, hops: int, trusted: Sequence[Network]) -> str | None:
+    """The address a request came from, for the limits that count by address (the sign-in
+    throttle, a gateway's wrong-token limit).
 
     Each of ``hops`` proxies appends the address it was reached from to X-Forwarded-For, so
     the client is that many entries from the end; whatever a client sends itself stays to
-    the left. 0: the connection's own address, X-Forwarded-For unread, from loopback too (a
+    the left. That is believed only on a connection from ``trusted`` (the proxies' addresses):
+    anyone who reaches the port directly could write any address there, a new one at each
+    guess. Otherwise, and with 0 hops, the connection's own address, from loopback too (a
     peer on loopback may be a local user, an ssh tunnel or a DNS-rebinding page, none of
     them a proxy). Fewer entries than hops (a request that did not come through the
     proxies): the peer.
     """
     peer = request.client.host if request.client else None
-    if hops <= 0:
+    if hops <= 0 or not _among(peer, trusted):
         return peer
     entries = [e.strip() for h in request.headers.getlist("x-forwarded-for") for e in h.split(",")]
     entries = [e for e in entries if e]
     return entries[-hops] if len(entries) >= hops else peer
+
+
+def _among(peer: str | None, trusted: Sequence[Network]) -> bool:
+    # The address itself, not its /64 (client_key's): a proxy named by its one IPv6 address
+    # must not vouch for its neighbours. An IPv4 peer on a dual-stack socket is IPv4-mapped.
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in trusted)
 
 
 class _Contained:

@@ -151,12 +151,15 @@ def test_the_session_cookie_is_httponly_strict_and_secure_off_loopback(
     assert cookie.startswith("__host-accord_console_session=")
 
 
+PROXY = {"trusted_proxies": "127.0.0.1"}
+
+
 @pytest.mark.parametrize(
     ("settings", "secure"),
     [
         ({}, False),  # loopback, no proxy: plain HTTP to 127.0.0.1 must work
-        ({"forwarded_hops": 1}, True),  # nginx with TLS in front of 127.0.0.1:8765
-        ({"forwarded_hops": 1, "secure_cookies": False}, False),  # a plain-HTTP proxy, said so
+        ({"forwarded_hops": 1, **PROXY}, True),  # nginx with TLS in front of 127.0.0.1:8765
+        ({"forwarded_hops": 1, **PROXY, "secure_cookies": False}, False),  # plain-HTTP proxy
         ({"secure_cookies": True}, True),
     ],
 )

@@ -1,7 +1,7 @@
 """The console as uvicorn serves it (``broker.webauth.server_config``): behind a reverse proxy
-each officer is their own client to the sign-in throttle, without one nobody chooses the
-address they are counted under (not even from loopback), and an unexpected error leaves
-nothing for the server to log."""
+each officer is their own client to the sign-in throttle, without one, or past it, nobody
+chooses the address they are counted under (not even from loopback), and an unexpected error
+leaves nothing for the server to log."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from broker.webauth import server_config
 from tests.unit.console.conftest import OFFICER, PASSWORD, csrf_of
 
 PROXY = ("10.42.0.17", 443)  # the ingress controller (or Docker's gateway), as the pod sees it
+PROXIES = "10.42.0.0/16"  # ACCORD_CONSOLE__TRUSTED_PROXIES: the pod network the proxy is in
 ATTACKER, OFFICER_AT = "203.0.113.9", "192.0.2.44"
 
 
@@ -47,7 +48,7 @@ def test_behind_one_proxy_an_outsiders_failures_cost_only_the_outsider(
 ) -> None:
     """One hop: the address the proxy appended is the client. Without (none by default),
     every officer is the proxy's one address."""
-    settings = {} if hops is None else {"forwarded_hops": hops}
+    settings = {} if hops is None else {"forwarded_hops": hops, "trusted_proxies": PROXIES}
     app = make_client(allowed_hosts=NAME, **settings).app
     _guess_ten_times(_served(app), ATTACKER)
     assert _sign_in(_served(app), OFFICER_AT, OFFICER, PASSWORD) == officer_gets
@@ -58,7 +59,7 @@ def test_an_address_a_client_sends_itself_is_not_the_one_counted(
 ) -> None:
     """The proxy appends to what the client sent: a new address per try buys no new budget,
     and naming an officer's address does not spend theirs."""
-    app = make_client(forwarded_hops=1, allowed_hosts=NAME).app
+    app = make_client(forwarded_hops=1, trusted_proxies=PROXIES, allowed_hosts=NAME).app
     for i in range(10):
         spoofed = f"10.9.{i}.1, {ATTACKER}"  # the client's own entry, then the proxy's
         assert _sign_in(_served(app), spoofed, f"guess{i}", "not the password") == 401
@@ -84,9 +85,30 @@ def test_from_loopback_without_a_proxy_set_x_forwarded_for_buys_no_new_budget(
 def test_a_proxy_on_loopback_is_believed_once_hops_are_set(
     make_client: Callable[..., TestClient],
 ) -> None:
-    app = make_client(forwarded_hops=1, allowed_hosts=NAME).app
+    app = make_client(forwarded_hops=1, trusted_proxies="127.0.0.1", allowed_hosts=NAME).app
     _guess_ten_times(_served(app, ("127.0.0.1", 50000)), ATTACKER)
     assert _sign_in(_served(app, ("127.0.0.1", 50001)), OFFICER_AT, OFFICER, PASSWORD) == 303
+
+
+@pytest.mark.parametrize(
+    ("peer", "believed"),
+    [(PROXY, True), (("::ffff:10.42.0.17", 443), True),  # the proxy, on a dual-stack socket too
+     ((ATTACKER, 50000), False), (("10.43.0.9", 50000), False)],  # past it; another pod
+)  # fmt: skip
+def test_x_forwarded_for_moves_the_throttles_address_only_from_a_trusted_proxy(
+    make_client: Callable[..., TestClient], peer: tuple[str, int], believed: bool
+) -> None:
+    """A guesser who reaches the port past the proxy, naming a new address at each try,
+    is still counted under its own: its ten failures spend its budget, and the right
+    password from it is refused too, whatever it names; from the proxy each named address
+    is a client of its own. Either way, the officer's own budget is untouched."""
+    app = make_client(forwarded_hops=1, trusted_proxies=PROXIES, allowed_hosts=NAME).app
+    for i in range(10):
+        spoofed = f"198.51.100.{i}"
+        assert _sign_in(_served(app, peer), spoofed, f"guess{i}", "not the password") == 401
+    expected = 303 if believed else 401
+    assert _sign_in(_served(app, peer), "198.51.100.99", OFFICER, PASSWORD) == expected
+    assert _sign_in(_served(app), OFFICER_AT, OFFICER, PASSWORD) == 303
 
 
 def test_an_unexpected_error_ends_at_the_error_page_not_in_the_servers_log(
@@ -122,3 +144,4 @@ def test_uvicorns_own_forwarded_setting_is_not_read_and_says_so(
     assert config.proxy_headers is False
     assert [e["event"] for e in logs] == ["forwarded_allow_ips_ignored"]
     assert "ACCORD_CONSOLE__FORWARDED_HOPS" in logs[0]["why"]
+    assert "ACCORD_CONSOLE__TRUSTED_PROXIES" in logs[0]["why"]

@@ -4,6 +4,7 @@ internal listener, published at a host port that stays put, scraped by Prometheu
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -333,3 +334,7 @@ def test_each_web_app_starts_from_its_rendered_settings_and_answers_only_its_nam
     assert hosts.allows("127.0.0.1:8765")  # nginx's default Host to a loopback upstream
     assert not hosts.allows("evil.example")
     assert cfg.forwarded_hops == 1  # so the session cookie is Secure
+    # Docker's gateway address, from which the host's proxy arrives, is Docker's to pick;
+    # a guesser's address names none.
+    assert any(ipaddress.ip_address("172.18.0.1") in n for n in cfg.trusted_proxies or ())
+    assert not any(ipaddress.ip_address("203.0.113.9") in n for n in cfg.trusted_proxies or ())

@@ -5,6 +5,7 @@ Kafka access exactly as provisioning plans it, hardened pods, and onboarding as 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -377,6 +378,10 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert settings.console_users_file == Path("/var/lib/accord/console/users.json")
             # behind the ingress: each officer's own address counts, not the controller's
             assert settings.console.forwarded_hops == 1
+            # ...but only from the pod network: a guesser elsewhere names no address
+            proxies = settings.console.trusted_proxies or ()
+            assert any(ipaddress.ip_address("10.42.0.17") in n for n in proxies)
+            assert not any(ipaddress.ip_address("203.0.113.9") in n for n in proxies)
             # never "*": the cluster's own names and loopback (port-forward) only, until an
             # overlay adds the Ingress host (a DNS-rebinding page's name gets 400)
             check = HostCheck.of(settings.console, setting="-")
@@ -391,6 +396,9 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
             assert (settings.desk.host, settings.desk.port) == (ALL_INTERFACES, process.web_port)
             assert settings.desk.secure_cookies is True
             assert settings.desk.forwarded_hops == 1
+            proxies = settings.desk.trusted_proxies or ()
+            assert any(ipaddress.ip_address("10.42.0.17") in n for n in proxies)
+            assert not any(ipaddress.ip_address("203.0.113.9") in n for n in proxies)
             desk_check = HostCheck.of(settings.desk, setting="-")  # it starts
             assert desk_check.allows(f"accord-{process.name}.accord.svc:8766")
             assert not desk_check.allows("evil.example")
