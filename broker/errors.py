@@ -12,6 +12,7 @@ The hierarchy::
     ├── ConfigError                settings that cannot be used
     │   └── SecondFactorUnreadable an account's sealed TOTP secret does not open
     ├── SignInFailed               an officer's sign-in failed; the same words whatever was wrong
+    ├── AlreadySettled             a decision about flags another decision settled first
     ├── EventInvalid               a contact event or consent record fails validation
     ├── PolicyError
     │   ├── BundleInvalid          a policy bundle has problems (every one listed)
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 __all__ = [
     "AccordError",
+    "AlreadySettled",
     "AuditError",
     "BadSignature",
     "BundleInvalid",
@@ -101,6 +103,16 @@ class SecondFactorUnreadable(ConfigError):
 
 class SignInFailed(AccordError):
     """An officer could not be signed in (the message never says which part was wrong)."""
+
+
+class AlreadySettled(AccordError):
+    """A decision was not recorded: another decision (another tab, a colleague, another desk
+    process on the same store) settled one of its flags first. ``flag_ids``: those flags
+    (random ids, never personal data)."""
+
+    def __init__(self, flag_ids: tuple[str, ...]) -> None:
+        super().__init__(f"{len(flag_ids)} flag(s) settled by another decision first")
+        self.flag_ids = flag_ids
 
 
 class EventInvalid(AccordError):

@@ -17,8 +17,10 @@ and a fresh form, so that a later referral from it is a new one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,7 +41,7 @@ from broker.desk._store import (
     StoredRecord,
 )
 from broker.desk._work import child_subject, referral_event
-from broker.errors import AccordError
+from broker.errors import AccordError, AlreadySettled
 from broker.webauth import Flash, Session, form_field, refused_in_place
 
 __all__ = ["outcomes_of", "register_child_pages", "unfinished", "written"]
@@ -113,8 +115,10 @@ def _not_referred(*, withdrawn: bool) -> str:
 
 
 def _settled_since(
-    flags: Sequence[StoredFlag], decisions: Sequence[StoredDecision], zone: ZoneInfo
-) -> str:
+    flags: Sequence[StoredFlag], decisions: Sequence[StoredDecision], zone: ZoneInfo,
+    *, ending: str = " Nothing was recorded or sent: read that decision below before "
+    "deciding again.",
+) -> str:  # fmt: skip
     """Why a decision ticking flags settled since its page was loaded (a second tab, a
     colleague) is refused: by whom, when and how each was settled, so that nobody records a
     second, perhaps contrary, decision about the same flag unawares."""
@@ -132,10 +136,31 @@ def _settled_since(
             f"The flag “{f.title}” was settled by {by.decided_by} at "
             f"{local_time(by.decided_at, zone)} ({how}) after this page was loaded."
         )
-    return (
-        " ".join(said) + " Nothing was recorded or sent: read that decision below before "
-        "deciding again."
-    )
+    return " ".join(said) + ending
+
+
+class _Turns:
+    """One holder at a time per child: an asyncio lock for each child someone is deciding
+    about now, dropped when its last holder or waiter leaves, so that the map holds no more
+    locks than there are requests under way."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def one(self, child: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(child, (asyncio.Lock(), 0))
+        self._locks[child] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:  # a request cancelled while it waits leaves too
+            lock, users = self._locks.pop(child)
+            if users > 1:
+                self._locks[child] = (lock, users - 1)
 
 
 def register_child_pages(  # noqa: PLR0915  # one route each
@@ -151,6 +176,38 @@ def register_child_pages(  # noqa: PLR0915  # one route each
 ) -> None:
     deps = desk.deps
     store = deps.store
+    turns = _Turns()
+
+    def settled_first(child: str, flag_ids: Collection[str], **ending: str) -> str:
+        """Why the store refused a decision: ``flag_ids``, settled by another first."""
+        since = [f for f in store.flags() if f.child == child and f.flag_id in flag_ids]
+        return _settled_since(
+            since, store.decisions(child=child), ZoneInfo(deps.schools.timezone), **ending
+        )
+
+    async def settled_meanwhile(
+        session: Session, child: str, exc: AlreadySettled,
+        refused: Callable[..., Awaitable[Response]], record: Callable[[], object],
+        *, published: str | None,
+    ) -> Response:  # fmt: skip
+        """A decision the store refused, a flag it settles having been settled first by
+        another desk process on the store: as the page's own check would have answered it,
+        unless its referral was published already."""
+        if published is None:
+            return await refused(settled_first(child, exc.flag_ids), status=409)
+        # The referral went and cannot be called back: it is recorded as sent, settling none
+        # of the flags (so that it is shown with its outcomes, and a re-send of it is
+        # answered "sent already"), and the person told what happened.
+        log.warning("desk_referral_sent_flags_settled", event_id=published)
+        record()
+        session.flash_error(
+            f"Referral {published} was sent through the broker, but meanwhile another "
+            "decision settled its flags. " + settled_first(
+                child, exc.flag_ids, ending=" The referral is recorded as sent and settles "
+                "no flag: read that decision below.",
+            )
+        )  # fmt: skip
+        return desk.redirect(f"/child/{child}", session)
 
     async def timeline(
         session: Session, child: str, *, flag: str | None = None, status: int = 200,
@@ -264,91 +321,100 @@ def register_child_pages(  # noqa: PLR0915  # one route each
             choose="Choose a decision",
         ):  # fmt: skip
             return await refused(wrong[0], field=wrong[1])
-        ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
-        # A flag settled since the page was loaded (another tab, a colleague) is not settled
-        # again: two decisions, perhaps contrary, would stand against one flag.
-        # A re-send changed, or its referral sent already, is answered as such below.
-        answered = bool(again) and action == "refer" and (
-            not good or any(d.published_event == again for d in store.decisions(child=child))
-        )  # fmt: skip
-        if (since := [f for f in ticked_flags if f.decided]) and not answered:
-            said = _settled_since(
-                since, store.decisions(child=child), ZoneInfo(deps.schools.timezone)
-            )
-            if again and action == "refer":
-                return not_sent(
-                    session, None, "referral", reason,
-                    action=page, event_id=again, check=check, fields=fields,
-                    cause="permanent", refused=not_again(
-                        again, "a flag it settles has been settled since"
-                    ) + " " + said,
-                )  # fmt: skip
-            return await refused(said, status=409)
-        # No decision about the child settles a flag whose records have all been withdrawn
-        # (the page says so): one loaded before the withdrawal still ticks it.
-        settles = [f.flag_id for f in ticked_flags if not f.withdrawn]
-        withdrawn = len(ticked_flags) - len(settles)
-        now = deps.clock()
-        published = None
-        if action == "refer":
-            # A re-send first: what is said of it must not deny the attempt it repeats.
-            if not good:
-                return desk.refused(altered("referral"))
-            if again and any(d.published_event == again for d in store.decisions(child=child)):
-                return await refused(
-                    f"Referral {again} was sent already; nothing more was sent.", status=409,
-                    fresh=True,
-                )  # fmt: skip
-            records = store.records_about(child)
-            event = referral_event(
-                party=deps.party, records=records, child=child, secret=deps.linkage_key,
-                reason=reason, at=now,
+        # One decision about a child at a time, from the check below to the store: another
+        # for the same flag, posted while a referral is being published, would pass the
+        # check too. The store refuses one that does (another desk process on it).
+        async with turns.one(child):
+            ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
+            # A flag settled since the page was loaded (another tab, a colleague) is not settled
+            # again: two decisions, perhaps contrary, would stand against one flag.
+            # A re-send changed, or its referral sent already, is answered as such below.
+            answered = bool(again) and action == "refer" and (
+                not good or any(d.published_event == again for d in store.decisions(child=child))
             )  # fmt: skip
-            if again and (withdrawn or event is None or deps.publisher is None):
-                log.warning("desk_referral_not_sent_again", event_id=again)
-                # The same page again, its words and event id unchanged; a flag withdrawn
-                # since is left out, as the decision form leaves it out, so that the button
-                # can send the rest once the person has read why.
-                cannot = event is None or deps.publisher is None
-                return not_sent(
-                    session, None, "referral", reason, action=page, event_id=again,
-                    check=check, fields=[("action", action), ("reason", reason)]
-                    + [("flag", f) for f in settles],
-                    left_out=0 if cannot else withdrawn, cause="permanent" if cannot else "",
-                    refused=not_again(
-                        again, "this desk cannot send a referral for this child now" if cannot
-                        else "a flag it settles has had all its records withdrawn since",
-                    ),
-                )  # fmt: skip
-            if withdrawn or event is None or deps.publisher is None:
-                return await refused(
-                    _not_referred(withdrawn=bool(withdrawn)), field="action", status=409
+            if (since := [f for f in ticked_flags if f.decided]) and not answered:
+                said = _settled_since(
+                    since, store.decisions(child=child), ZoneInfo(deps.schools.timezone)
                 )
-            if again:  # the same event as the attempt given up on (broker.desk._resend)
-                event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
-            try:
-                await deps.publisher.publish(event)
-            except AccordError as exc:
-                log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
-                return not_sent(
-                    session, exc, "referral", reason, action=page,
-                    event_id=event["event_id"], check=check,
-                    fields=[("action", action), ("reason", reason)]
-                    + [("flag", f) for f in settles],
+                if again and action == "refer":
+                    return not_sent(
+                        session, None, "referral", reason,
+                        action=page, event_id=again, check=check, fields=fields,
+                        cause="permanent", refused=not_again(
+                            again, "a flag it settles has been settled since"
+                        ) + " " + said,
+                    )  # fmt: skip
+                return await refused(said, status=409)
+            # No decision about the child settles a flag whose records have all been withdrawn
+            # (the page says so): one loaded before the withdrawal still ticks it.
+            settles = [f.flag_id for f in ticked_flags if not f.withdrawn]
+            withdrawn = len(ticked_flags) - len(settles)
+            now = deps.clock()
+            published = None
+            if action == "refer":
+                # A re-send first: what is said of it must not deny the attempt it repeats.
+                if not good:
+                    return desk.refused(altered("referral"))
+                if again and any(d.published_event == again for d in store.decisions(child=child)):
+                    return await refused(
+                        f"Referral {again} was sent already; nothing more was sent.", status=409,
+                        fresh=True,
+                    )  # fmt: skip
+                records = store.records_about(child)
+                event = referral_event(
+                    party=deps.party, records=records, child=child, secret=deps.linkage_key,
+                    reason=reason, at=now,
                 )  # fmt: skip
-            published = event["event_id"]
-        store.decide(
-            action=action, reason=reason, by=user, at=now, flag_ids=settles,
-            child=child, published_event=published,
-        )  # fmt: skip
+                if again and (withdrawn or event is None or deps.publisher is None):
+                    log.warning("desk_referral_not_sent_again", event_id=again)
+                    # The same page again, its words and event id unchanged; a flag withdrawn
+                    # since is left out, as the decision form leaves it out, so that the button
+                    # can send the rest once the person has read why.
+                    cannot = event is None or deps.publisher is None
+                    return not_sent(
+                        session, None, "referral", reason, action=page, event_id=again,
+                        check=check, fields=[("action", action), ("reason", reason)]
+                        + [("flag", f) for f in settles],
+                        left_out=0 if cannot else withdrawn, cause="permanent" if cannot else "",
+                        refused=not_again(
+                            again, "this desk cannot send a referral for this child now" if cannot
+                            else "a flag it settles has had all its records withdrawn since",
+                        ),
+                    )  # fmt: skip
+                if withdrawn or event is None or deps.publisher is None:
+                    return await refused(
+                        _not_referred(withdrawn=bool(withdrawn)), field="action", status=409
+                    )
+                if again:  # the same event as the attempt given up on (broker.desk._resend)
+                    event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
+                try:
+                    await deps.publisher.publish(event)
+                except AccordError as exc:
+                    log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
+                    return not_sent(
+                        session, exc, "referral", reason, action=page,
+                        event_id=event["event_id"], check=check,
+                        fields=[("action", action), ("reason", reason)]
+                        + [("flag", f) for f in settles],
+                    )  # fmt: skip
+                published = event["event_id"]
+            record = partial(
+                store.decide, action=action, reason=reason, by=user, at=now, child=child,
+                published_event=published,
+            )  # fmt: skip
+            try:
+                record(flag_ids=settles)
+            except AlreadySettled as exc:
+                return await settled_meanwhile(
+                    session, child, exc, refused, record, published=published
+                )
         log.info("desk_decision", action=action, by=user, flags=len(settles))
         settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
-        if withdrawn:
-            settled += (
-                f" {withdrawn} flag(s) ticked had all their records withdrawn: no decision "
-                "about the child settles them; close them with “Close: its records were "
-                "withdrawn”."
-            )
+        settled += (
+            f" {withdrawn} flag(s) ticked had all their records withdrawn: no decision "
+            "about the child settles them; close them with “Close: its records were "
+            "withdrawn”." if withdrawn else ""
+        )  # fmt: skip
         session.flash_success(
             f"Referral {published} sent through the broker: the broker decides who receives "
             f"it. {settled}" if published

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 
 from broker.desk._app import Desk
 from broker.desk._store import RECORDS_WITHDRAWN
+from broker.errors import AlreadySettled
 from broker.webauth import Session, form_field
 
 __all__ = ["WITHDRAWN_REASON", "register_flag_close"]
@@ -56,16 +57,21 @@ def register_flag_close(
         # This child's flag only, open, and with every record withdrawn: checked now, not as
         # the page showed it.
         found = next((f for f in store.flags() if f.child == child and f.flag_id == wanted), None)
+        cannot = (
+            "That flag cannot be closed this way: only an open flag whose records have "
+            "all been withdrawn can."
+        )
         if found is None or found.decided or not found.withdrawn:
-            session.flash_error(
-                "That flag cannot be closed this way: only an open flag whose records have "
-                "all been withdrawn can."
-            )
+            session.flash_error(cannot)
             return desk.redirect(f"/child/{child}", session)
-        store.decide(
-            action=RECORDS_WITHDRAWN, reason=WITHDRAWN_REASON, by=user,
-            at=deps.clock(), flag_ids=[found.flag_id], child=child,
-        )  # fmt: skip
+        try:
+            store.decide(
+                action=RECORDS_WITHDRAWN, reason=WITHDRAWN_REASON, by=user,
+                at=deps.clock(), flag_ids=[found.flag_id], child=child,
+            )  # fmt: skip
+        except AlreadySettled:  # by another desk process on the store, since the check
+            session.flash_error(cannot)
+            return desk.redirect(f"/child/{child}", session)
         log.info("desk_decision", action=RECORDS_WITHDRAWN, by=user, flags=1)
         session.flash_success(
             f"Flag “{found.title}” closed: its records were withdrawn. No referral was made "

@@ -19,14 +19,14 @@ child's (docs/desk.md, "Upgrading").
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
+from broker.desk._store_locks import one_transaction, schema_lock, settled_among
 from broker.desk._store_schema import REKEYED, SCHEMA, mark_child_nhs, migrate, refuse_newer
 from broker.desk._stored import (
     BY_ID,
@@ -40,7 +40,7 @@ from broker.desk._stored import (
     decision_row,
     record_row,
 )
-from broker.errors import ConfigError, UsageError
+from broker.errors import AlreadySettled, ConfigError, UsageError
 from broker.events import Delivery
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "StoredRecord",
 ]
 
-_SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
 _REKEY_BATCH = 500
 _IN_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
 
@@ -68,7 +67,8 @@ ACTIONS = (*TEAM_ACTIONS, *HUB_OUTCOMES, RECORDS_WITHDRAWN)
 
 
 class DeskStore:
-    """One party's desk store over a DB-API connection (autocommit; one statement, one write)."""
+    """One party's desk store over a DB-API connection (autocommit: one statement, one write;
+    a decision, its check that its flags are open and its writes, one transaction)."""
 
     def __init__(
         self, conn: Any, *, placeholder: str = "?", where: str = "the desk's database"
@@ -79,7 +79,7 @@ class DeskStore:
         self._moved: set[str] = set()
         postgresql = placeholder != "?"
         try:
-            with self._schema_lock(postgresql=postgresql):
+            with schema_lock(self._q, postgresql=postgresql):
                 for statement in SCHEMA:
                     self._q(statement)
                 refuse_newer(self._q, where)
@@ -87,20 +87,6 @@ class DeskStore:
         except ConfigError:
             conn.close()
             raise
-
-    @contextlib.contextmanager
-    def _schema_lock(self, *, postgresql: bool) -> Iterator[None]:
-        """One desk process at a time makes or migrates the schema: on PostgreSQL two
-        identical CREATE ... IF NOT EXISTS at once can both pass the check, and one fails
-        (two desk processes started together). SQLite's own locks serialise them."""
-        if not postgresql:
-            yield
-            return
-        self._q("SELECT pg_advisory_lock(?)", (_SCHEMA_LOCK,))
-        try:
-            yield
-        finally:
-            self._q("SELECT pg_advisory_unlock(?)", (_SCHEMA_LOCK,))
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._placeholder != "?":
@@ -297,29 +283,34 @@ class DeskStore:
         published_event: str | None = None,
     ) -> StoredDecision:
         """Record a decision; it settles ``flag_ids`` (the caller checks they are the
-        child's)."""
+        child's). Raises :class:`AlreadySettled`, recording nothing, if another decision
+        settled any of them first: no flag has two, perhaps contrary, decisions."""
         if action not in ACTIONS:
             raise UsageError(f"unknown decision {action!r}")
         decision = StoredDecision(
             str(uuid.uuid4()), tuple(dict.fromkeys(flag_ids)), child, subject_event, action,
             reason, by, at, published_event,
         )  # fmt: skip
-        # The decision first: a crash before its flags' rows leaves them open (to be decided
-        # again), never a flag settled by a decision nobody can see.
-        self._q(
-            f"INSERT INTO desk_decisions ({DECISION_COLUMNS}) "  # noqa: S608  # constant columns and clauses; values are bound
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                decision.decision_id, None, child, subject_event, action, reason, by, as_text(at),
-                published_event,
-            ),
-        )  # fmt: skip
-        for flag_id in decision.flag_ids:
+        postgresql = self._placeholder != "?"
+        # Checked and written in one transaction: a caller's own check, before it published a
+        # referral, may be stale (another desk process on this store decided meanwhile).
+        with one_transaction(self._conn, postgresql=postgresql):
+            if settled := settled_among(self._q, decision.flag_ids, postgresql=postgresql):
+                raise AlreadySettled(settled)
             self._q(
-                "INSERT INTO desk_decision_flags (decision_id, flag_id) VALUES (?, ?) "
-                "ON CONFLICT (decision_id, flag_id) DO NOTHING",
-                (decision.decision_id, flag_id),
-            )
+                f"INSERT INTO desk_decisions ({DECISION_COLUMNS}) "  # noqa: S608  # constant columns and clauses; values are bound
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    decision.decision_id, None, child, subject_event, action, reason, by,
+                    as_text(at), published_event,
+                ),
+            )  # fmt: skip
+            for flag_id in decision.flag_ids:
+                self._q(
+                    "INSERT INTO desk_decision_flags (decision_id, flag_id) VALUES (?, ?) "
+                    "ON CONFLICT (decision_id, flag_id) DO NOTHING",
+                    (decision.decision_id, flag_id),
+                )
         return decision
 
     def acknowledge_encompass(self, event_id: str, by: str, at: datetime) -> bool:

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from broker.desk import DeskStore, Flag, open_desk_store
 from broker.desk._store_schema import CHILD_NHS, KNOWN_MIGRATIONS, migrate
-from broker.errors import ConfigError, UsageError
+from broker.errors import AlreadySettled, ConfigError, UsageError
 from tests.unit.desk.conftest import T0, delivery
 
 
@@ -151,6 +151,69 @@ def test_a_decision_settles_every_flag_it_names_and_no_other(any_store: DeskStor
     assert [f.flag_id for f in any_store.flags(open_only=True)] == ["f2"]
     [d] = any_store.decisions(child="c1")
     assert d.flag_ids == ("f1", "f3")
+
+
+def test_a_decision_on_a_flag_another_settled_first_stores_nothing_and_says_which(
+    any_store: DeskStore, any_url: str, tmp_path: Path
+) -> None:
+    """Another desk process on the same database (whose page's check was stale): none of
+    the decision is recorded, not even for its flags still open."""
+    for f in ("f1", "f2"):
+        any_store.add_flag(flag(f), T0)
+    other = open_desk_store(any_url, home=tmp_path, party="p")
+    other.decide(action="signpost", reason="r", by="sam", at=T0, flag_ids=["f1"], child="c1")
+    with pytest.raises(AlreadySettled) as refused:
+        any_store.decide(action="refer", reason="r", by="kim", at=T0, flag_ids=["f2", "f1"],
+                         child="c1", published_event="ev1")  # fmt: skip
+    other.close()
+    assert refused.value.flag_ids == ("f1",)
+    assert [d.decided_by for d in any_store.decisions(child="c1")] == ["sam"]
+    assert [f.flag_id for f in any_store.flags(open_only=True)] == ["f2"]
+
+
+def test_two_decisions_on_one_flag_at_once_from_two_desk_processes_record_one(
+    any_store: DeskStore, any_url: str, tmp_path: Path
+) -> None:
+    """The second, begun while the first is between its check and its commit, waits for it
+    and is refused: the check and the writes are one transaction."""
+    import threading
+
+    any_store.add_flag(flag(), T0)
+    other = open_desk_store(any_url, home=tmp_path, party="p")
+    written, go_on = threading.Event(), threading.Event()
+    q = any_store._q
+
+    def pausing(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        rows = q(sql, params)
+        if sql.startswith("INSERT INTO desk_decisions "):  # checked, its flags not yet written
+            written.set()
+            go_on.wait(10)
+        return rows
+
+    any_store._q = pausing  # type: ignore[method-assign]
+    outcomes: dict[str, BaseException | None] = {}
+
+    def decide(name: str, store: DeskStore) -> None:
+        try:
+            store.decide(action="signpost", reason="r", by=name, at=T0, flag_ids=["f1"],
+                         child="c1")  # fmt: skip
+            outcomes[name] = None
+        except AlreadySettled as exc:
+            outcomes[name] = exc
+
+    first = threading.Thread(target=decide, args=("kim", any_store))
+    first.start()
+    assert written.wait(10)
+    second = threading.Thread(target=decide, args=("sam", other))
+    second.start()
+    second.join(0.5)  # long enough to record, were nothing to stop it
+    go_on.set()
+    first.join(10)
+    second.join(10)
+    other.close()
+    assert outcomes["kim"] is None
+    assert isinstance(outcomes["sam"], AlreadySettled)
+    assert [d.decided_by for d in any_store.decisions(child="c1")] == ["kim"]
 
 
 def test_a_store_made_before_flags_kept_their_window_is_given_the_columns(
@@ -370,7 +433,7 @@ def test_two_desks_starting_together_on_postgresql_make_the_schema_one_after_the
 
     import psycopg
 
-    from broker.desk._store import _SCHEMA_LOCK
+    from broker.desk._store_locks import _SCHEMA_LOCK
     from tests.postgres import fresh_database
 
     database = fresh_database(postgres_server)
