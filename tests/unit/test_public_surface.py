@@ -77,7 +77,7 @@ SURFACES = {
         "read_header", "signed_bundle", "verify_detached",
     },
     "broker.errors": {
-        "AccordError", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
+        "AccordError", "AlreadySettled", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
         "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced", "KeyNotFound",
         "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError",
         "RecordKeyUnavailable", "ReplayDetected",
