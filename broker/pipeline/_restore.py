@@ -15,13 +15,9 @@ privileged principal wrote it; after looking, the admin clears one with a tombst
 key. Consent entries sealed to a worker key rotated out are sealed again to the current one
 (``resealable``, ``_reseal``).
 
-One refusal stops the worker instead: a genuine entry (its MAC verifies) sealed to, or
-signed by, a worker key this keystore has never held, written after the newest worker key it
-does hold. Another worker runs with newer keys, so this keystore is an out-of-date copy: run
-on it, the worker would quarantine every record sealed to the new key and decide without the
-consent filed under it (a withdrawal lost fails open). The restore refuses to start and the
-tail stops the worker (:func:`keys_behind`), whichever sees it first. An entry written before the
-keystore's newest key (its keys lost and made anew) is only refused, as above.
+One refusal stops the worker instead: a genuine consent entry under a worker key newer than
+any this keystore holds, another worker's, which says this keystore is an out-of-date copy
+(``_newer_keys``). The restore refuses to start, and the tail stops the worker.
 """
 
 from __future__ import annotations
@@ -35,9 +31,10 @@ from dataclasses import dataclass, field
 import structlog
 from pydantic import ValidationError
 
-from broker.envelope import DEK_BUNDLE_HEADER, KeyResolver, Opener, claimed_key_ids
+from broker.envelope import KeyResolver, Opener
 from broker.errors import ConfigError, EnvelopeError, KeyStoreError, TransportError
 from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_quietly, translated
+from broker.pipeline._newer_keys import NewerKeys
 from broker.pipeline._state import STATE_MAC_HEADER, state_mac
 from broker.pipeline._view import StateView
 from broker.principals import Principal
@@ -72,9 +69,6 @@ class RestoreReport:
     superseded: Counter[str] = field(default_factory=Counter)
     vital_refused: set[str] = field(default_factory=set)
     vital_restored: set[str] = field(default_factory=set)
-    #: Worker key ids this keystore has never held that genuine entries written after its
-    #: newest worker key name, with how many entries name each (:func:`keys_behind`).
-    unknown_keys: Counter[str] = field(default_factory=Counter)
 
     @property
     def refused(self) -> Counter[str]:
@@ -94,21 +88,6 @@ _KINDS = frozenset({"p", "k", "t", "h", "o", "r", "c", "s"})
 _SEALED = frozenset({"k", "c"})  # consent: the identifiers the policy engine matches on
 
 
-def keys_behind(unknown: Counter[str], *, running: bool) -> ConfigError:
-    """The one line for a changelog naming a worker key newer than any this keystore holds
-    (module docstring): which key and what to do, never a value (key ids are public)."""
-    key_id, _ = unknown.most_common(1)[0]
-    doing = "stopping" if running else "refusing to start"
-    return ConfigError(
-        f"{STATE}: {unknown.total()} consent entries another worker wrote are sealed to or "
-        f"signed by worker key {key_id}, which this keystore has never held "
-        f"({len(unknown)} such key(s)): it is an older copy than that worker's; {doing} "
-        "rather than quarantine records sealed to the new key and decide without that "
-        "consent. Give this worker the current worker keystore (on Kubernetes: update the "
-        "Secret, then a rollout restart); docs/operations.md, 'Worker state'"
-    )
-
-
 def sealed_with(encryption_key_id: str, signing_key_id: str) -> str:
     """One id for the pair of worker keys a state entry depends on: the key it is sealed to
     and the key that signed it. Key ids are hex, so the separator cannot occur in either."""
@@ -124,6 +103,8 @@ class EntryReader:
         self._opener = Opener(Principal.WORKER, keys, replay_guard=_AlwaysNew(), at_rest=True)
         self._keys = keys
         self._mac_key = mac_key
+        #: Genuine consent entries under worker keys newer than any held here.
+        self.newer = NewerKeys(keys)
 
     def current_key(self) -> str | None:
         """The keys the worker seals its state with now (its sealer's choice), if it has
@@ -151,10 +132,14 @@ class EntryReader:
         return self.view.sealed.not_under(self.current_key())
 
     def behind(self, *, running: bool) -> None:
-        """Raise :func:`keys_behind` if a genuine entry named a newer worker key than any
-        held here."""
-        if self.report.unknown_keys:
-            raise keys_behind(self.report.unknown_keys, running=running)
+        """Raise if a genuine consent entry is under a worker key newer than any held here
+        (``_newer_keys``); running, once such a key has had ``SETTLE_S`` to appear here,
+        after applying the entries whose keys have appeared meanwhile."""
+        if running:
+            for u in self.newer.known_now():
+                if self._take(u.key, u.key.decode("utf-8", "replace"), u.value, u.headers, None):
+                    self.report.unresolved.pop(u.key.decode("utf-8", "replace"), None)
+        self.newer.check(running=running)
 
     def apply(
         self,
@@ -169,6 +154,7 @@ class EntryReader:
             return
         name = key.decode("utf-8", "replace")
         report = self.report
+        self.newer.forget(name)
         if value is None:  # a tombstone: the admin's way to clear a refused entry on purpose
             report.vital_refused.discard(name)
             report.unresolved.pop(name, None)
@@ -205,7 +191,7 @@ class EntryReader:
             try:
                 opened = self._opener.open_kafka(value, envelope, topic=STATE)
             except EnvelopeError:
-                self._note_unknown(envelope, written_ms)
+                self.newer.note(name, key, value, headers, written_ms)
                 return False
             if opened.sender != Principal.WORKER:
                 return False
@@ -218,26 +204,6 @@ class EntryReader:
         if sealed_to is not None:
             self.view.sealed.put(name, sealed_to, plain)
         return True
-
-    def _note_unknown(self, envelope: list[tuple[str, bytes]], written_ms: int | None) -> None:
-        """Count the worker keys a genuine entry that did not open names and this keystore
-        has never held (not even revoked), if it was written after the newest it holds."""
-        bundles = [v for k, v in envelope if k == DEK_BUNDLE_HEADER]
-        if written_ms is None or len(bundles) != 1:
-            return
-        try:
-            named = claimed_key_ids(bundles[0])
-            newest = max(
-                self._keys.current_encryption_key(Principal.WORKER).created_at,
-                self._keys.current_signing_key(Principal.WORKER).info.created_at,
-            )
-        except (EnvelopeError, KeyStoreError):
-            return  # no bundle to read, or no worker keys at all: the start says so
-        if written_ms <= newest.timestamp() * 1000:
-            return  # older than this keystore's keys: lost with a keystore made anew
-        for key_id in dict.fromkeys(named):
-            if self._keys.public_key(key_id) is None:
-                self.report.unknown_keys[key_id] += 1
 
 
 async def restore_state(

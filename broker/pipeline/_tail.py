@@ -14,7 +14,7 @@ import contextlib
 
 import structlog
 
-from broker.errors import TransportError
+from broker.errors import AccordError, TransportError
 from broker.kafka import Consumer, KafkaClients, TopicPartition, translated
 from broker.pipeline._restore import EntryReader
 from broker.pipeline._tasks import close_within
@@ -62,7 +62,8 @@ class ChangelogTail:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TransportError):
+            # What ended it was raised already (``check``): the consumers are still closed.
+            with contextlib.suppress(asyncio.CancelledError, AccordError):
                 await self._task
         # Bounded: a stop must not wait for a Kafka that does not answer.
         clients = [c for c in (self._consumer, self._marks) if c is not None]
@@ -83,7 +84,7 @@ class ChangelogTail:
                     for m in msgs:
                         self.reader.apply(m.key, m.value, m.headers, m.timestamp)
                 # A newer worker key than any held here: end the tail, and with it the worker
-                # (``check``), before it decides on a view it cannot read (``keys_behind``).
+                # (``check``), before it decides on a view it cannot read (``_newer_keys``).
                 self.reader.behind(running=True)
                 # Past what was read, and past a transaction's marker too: the position, not
                 # the last record's offset + 1, is how far this worker's view is current.

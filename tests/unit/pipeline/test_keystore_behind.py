@@ -19,6 +19,7 @@ from broker.errors import ConfigError
 from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord
+from broker.pipeline._newer_keys import SETTLE_S
 from broker.pipeline._restore import EntryReader
 from broker.pipeline._tail import ChangelogTail
 from broker.policy import Policy
@@ -61,14 +62,15 @@ def test_a_consent_entry_under_a_worker_key_the_keystore_never_held_refuses_the_
     reader = _read(old, genuine.on(STATE))
     for r in _resealed_by_newer(genuine, newer, project_policy):
         reader.apply(r.key, r.value, r.headers, _now_ms())
-    assert set(reader.report.unknown_keys) <= _new_worker_keys(old, newer)
-    assert reader.report.unknown_keys
+    pending = reader.newer.pending
+    assert pending
+    assert {k for u in pending.values() for k in u.key_ids} <= _new_worker_keys(old, newer)
     with pytest.raises(ConfigError) as refused:
         reader.behind(running=False)
     line = str(refused.value)
     assert "\n" not in line
     assert "refusing to start" in line
-    assert "keystore" in line
+    assert f"{len(pending)} consent entries" in line  # entries, not entries times keys
     assert any(key_id in line for key_id in _new_worker_keys(old, newer))
 
 
@@ -86,7 +88,7 @@ def test_entries_written_before_the_keystore_s_newest_key_are_refused_not_fatal(
     for r in resealed:
         reader.apply(r.key, r.value, r.headers, written - 2000)
     reader.behind(running=False)  # does not raise
-    assert reader.report.unknown_keys == {}
+    assert reader.newer.pending == {}
     assert reader.report.refused["k"] == len(resealed)
 
 
@@ -103,6 +105,58 @@ def test_a_revoked_worker_key_is_known_and_its_entries_only_refused(
         reader.apply(r.key, r.value, r.headers, _now_ms())
     reader.behind(running=True)  # does not raise
     assert reader.report.refused["k"] == len(resealed)
+
+
+def test_a_tombstone_or_a_later_entry_for_the_same_key_clears_what_an_entry_claimed(
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    """The claim rests on headers the state MAC does not cover: an admin who finds a forged
+    one clears it with a tombstone, as any refused entry (docs/operations.md)."""
+    old, newer = _copies(pipeline_keys, tmp_path)
+    [resealed] = _resealed_by_newer(genuine, newer, project_policy)
+    [filed] = [r for r in genuine.on(STATE) if r.key == resealed.key]
+    reader = _read(old, genuine.on(STATE))
+    reader.apply(resealed.key, resealed.value, resealed.headers, _now_ms())
+    assert reader.newer.pending
+    reader.apply(resealed.key, None, [])
+    assert reader.newer.pending == {}
+    reader.apply(resealed.key, resealed.value, resealed.headers, _now_ms())
+    assert reader.newer.pending
+    reader.apply(filed.key, filed.value, filed.headers, _now_ms())  # genuine, opens here
+    assert reader.newer.pending == {}
+    reader.behind(running=False)  # does not raise
+
+
+def test_a_time_far_ahead_of_the_reader_s_clock_is_believed_of_nothing(
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    old, newer = _copies(pipeline_keys, tmp_path)
+    reader = _read(old, genuine.on(STATE))
+    a_year_on = _now_ms() + 365 * 24 * 3600 * 1000
+    for r in _resealed_by_newer(genuine, newer, project_policy):
+        reader.apply(r.key, r.value, r.headers, a_year_on)
+    reader.behind(running=False)  # does not raise
+    assert reader.report.refused["k"] > 0
+
+
+def test_a_running_worker_applies_an_entry_whose_key_appears_in_its_shared_keystore(
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    """One keystore shared by two workers, rotated: the other seals to the new key a moment
+    before this one reads the keystore again (at most once a second). Neither a stop nor a
+    consent lost until the next start."""
+    old, newer = _copies(pipeline_keys, tmp_path)
+    reader = EntryReader(old, MAC_KEY)
+    resealed = _resealed_by_newer(genuine, newer, project_policy)
+    for r in resealed:  # to this reader, consent filed just now
+        reader.apply(r.key, r.value, r.headers, _now_ms())
+    assert reader.newer.pending
+    reader.behind(running=True)  # within SETTLE_S: waits
+    shutil.copytree(tmp_path / "new", tmp_path / "old", dirs_exist_ok=True)  # as rotated
+    time.sleep(1.1)  # the keystore's next look at its files
+    reader.behind(running=True)  # does not raise: the key is here now
+    assert reader.newer.pending == {}
+    assert len(reader.view.consents.filed) == len(resealed)
 
 
 class _Changelog:
@@ -137,5 +191,7 @@ async def test_a_running_worker_s_tail_stops_it_on_an_entry_under_a_newer_worker
     old, newer = _copies(pipeline_keys, tmp_path)
     changelog = _Changelog(_resealed_by_newer(genuine, newer, project_policy))
     tail = ChangelogTail(SimpleNamespace(), _read(old, genuine.on(STATE)), {changelog.tp: 0})  # type: ignore[arg-type]
+    began = time.monotonic()
     with pytest.raises(ConfigError, match="stopping rather than quarantine"):
         await asyncio.wait_for(tail._run(changelog), 10)  # type: ignore[arg-type]
+    assert time.monotonic() - began >= SETTLE_S  # waited for the key to appear first
