@@ -77,9 +77,9 @@ SURFACES = {
         "read_header", "signed_bundle", "verify_detached",
     },
     "broker.errors": {
-        "AccordError", "AlreadySettled", "AuditError", "BadSignature", "BundleInvalid", "ChainBroken",
-        "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced", "KeyNotFound",
-        "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError",
+        "AccordError", "AlreadySettled", "AuditError", "BadSignature", "BundleInvalid",
+        "ChainBroken", "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced",
+        "KeyNotFound", "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError",
         "RecordKeyUnavailable", "ReplayDetected",
         "ScenarioInvalid", "SecondFactorUnreadable", "SendUnconfirmed", "SignInFailed",
         "TamperedEnvelope", "TransportError",
