@@ -211,7 +211,7 @@ def _explain(
     event_file: Path, policies: Path | None, consents: Path | None, at: str | None, as_json: bool
 ) -> None:
     from broker.events import parse_event
-    from broker.policy import Policy, redact, unevaluated_conditions
+    from broker.policy import Policy, no_candidates, redact, unevaluated_conditions
 
     when = _parse_at(at)
     raw = event_file.read_bytes()
@@ -226,10 +226,14 @@ def _explain(
     # Pseudonyms in an explanation use a throwaway key: they show the shape, not real values.
     key = secrets.token_bytes(32)
     views = {d.recipient: redact(event, d, pseudonym_key=key) for d in decisions if d.shares}
+    # Why no one is a candidate: an unrouted event and one whose clauses' selectors found no
+    # hub or school are different faults, fixed in different places.
+    nobody = None if decisions else no_candidates(policy, event)
     if as_json:
         out = {
             "policy_version": policy.version,
             "at": when.isoformat(),
+            "no_candidates": nobody,
             "refused_consents": refused,
             "decisions": [_json_decision(d, unevaluated[d.recipient]) for d in decisions],
             "views": views,
@@ -241,8 +245,8 @@ def _explain(
             f"Consent {item['consent']} (recorded by {item['recorded_by']}) is refused and "
             f"counts for nothing: {item['reason']}"
         )
-    if not decisions:
-        typer.echo(f"No candidate recipients: no clause routes {event.type} from {event.sender}.")
+    if nobody is not None:
+        typer.echo(f"No candidate recipients: {nobody}")
         return
     _explain_tables(decisions, views, policy.version, when, unevaluated)
     if any("_pseudonym" in json.dumps(v) for v in views.values()):

@@ -17,7 +17,7 @@ from broker.policy._decision import (
     SubjectScope,
 )
 from broker.policy._encompass import encompass_deadline, is_late
-from broker.policy._explain import Unevaluated, unevaluated_conditions
+from broker.policy._explain import Unevaluated, no_candidates, unevaluated_conditions
 from broker.policy._flag_scenario import ExpectedFlag, FlagScenario
 from broker.policy._flags import (
     FLAG_VARIABLES,
@@ -84,6 +84,7 @@ __all__ = [
     "is_late",
     "load_bundle",
     "load_scenarios",
+    "no_candidates",
     "redact",
     "run_scenario",
     "run_scenarios",

@@ -25,7 +25,7 @@ from broker.policy._decision import Decision
 if TYPE_CHECKING:
     from broker.policy._policy import Policy
 
-__all__ = ["Unevaluated", "unevaluated_conditions"]
+__all__ = ["Unevaluated", "no_candidates", "unevaluated_conditions"]
 
 _FUNCTION: Final = re.compile(r"Function '([A-Za-z_]\w{0,40})' error")
 _PHRASES: Final = {
@@ -93,3 +93,55 @@ def unevaluated_conditions(
         if named and (err := _error(restriction.when, act, recipient)):
             out.append(Unevaluated("restriction", restriction.id, err))
     return tuple(out)
+
+
+def no_candidates(policy: Policy, event: ContactEvent) -> str:
+    """Why ``event`` has no candidate recipient, in one sentence naming parties, agreements,
+    clauses and selectors only: never a postcode, a URN or anything else of a person.
+
+    No clause in force routes the event; or every clause that does routes it only to a
+    selector (``hub:locality``, ``school:of-child``) that found no party for these people,
+    which is not the same fault and not fixed in the same place.
+    """
+    index = policy._index  # what decide routed by
+    what = f"{event.type} from {event.sender}"
+    if event.sender not in index.parties:
+        return f"{event.sender} is not a party in the bundle, so nothing it sends is routed."
+    routed = index.by_route.get((event.sender, event.type), ())
+    if not routed:
+        drafts = [
+            a.id
+            for a in policy.bundle.agreements
+            if a.status == "draft"
+            and any(event.sender in c.from_ and event.type in c.event_types for c in a.clauses)
+        ]
+        if drafts:
+            return (f"no clause in force routes {what}; {', '.join(drafts)} would, but is a "
+                    "draft, and a draft decides nothing.")  # fmt: skip
+        return f"no clause routes {what}."
+    names = list(dict.fromkeys(f"{c.agreement_id} / {c.ref.clause_id}" for c in routed))
+    selectors, why = [], []
+    if any(c.to_hubs for c in routed):
+        selectors.append("hub:locality")
+        why.append(_no_hub(event))
+    if any(c.to_schools for c in routed):
+        selectors.append("school:of-child")
+        why.append(_no_school(event))
+    verb = "routes" if len(names) == 1 else "route"
+    return (f"{', '.join(names)} {verb} {what} only to {' and '.join(selectors)}, but "
+            f"{'; and '.join(why)}.")  # fmt: skip
+
+
+def _no_hub(event: ContactEvent) -> str:
+    children = [s for s in event.subjects if s.role == "child"]
+    whose = "child" if children else "person"  # hub:locality reads anyone's with no child
+    if not any(s.postcode for s in children or event.subjects):
+        return f"no {whose} in the event has a postcode, so no hub's area can cover them"
+    return f"no hub's localities cover the postcode of any {whose} in the event"
+
+
+def _no_school(event: ContactEvent) -> str:
+    children = [s for s in event.subjects if s.role == "child"]
+    if not any(s.school_urn for s in children):
+        return "no child in the event has a school URN"
+    return "no school in the bundle has the URN of any child in the event"

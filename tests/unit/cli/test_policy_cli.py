@@ -428,7 +428,63 @@ def test_explain_an_unrouted_event_says_so(
         capsys,
     )
     assert code == 0
-    assert "No candidate recipients" in out
+    assert "No candidate recipients: no clause routes voluntary.concern from wmp." in out
+
+
+def test_explain_an_event_routed_only_to_hubs_none_covers_names_the_clause_not_no_route(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A clause routes it, to hub:locality, and no hub covers the child's postcode: saying
+    no clause routes it sends the officer to fix the wrong thing. The postcode is not shown."""
+    root = write_bundle(tmp_path / "b")
+    child = subject("child", postcode="B1 1AA", school_urn=None)
+    path = _event_file(tmp_path, type="housing.eviction_risk", sender="housing",
+                       subjects=[child])  # fmt: skip
+    argv = ["policy", "explain", str(path), "--policies", str(root), "--at", "2026-11-22T08:00:00Z"]
+    code, out, _ = _run(argv, capsys)
+    assert code == 0
+    assert out == (
+        "No candidate recipients: early-help / to-hub routes housing.eviction_risk from "
+        "housing only to hub:locality, but no hub's localities cover the postcode of any child "
+        "in the event.\n"
+    )
+    code, out, _ = _run([*argv, "--json"], capsys)
+    doc = json.loads(out)
+    assert doc["decisions"] == []
+    assert doc["no_candidates"].startswith("early-help / to-hub routes")
+    assert "B1" not in doc["no_candidates"]
+
+
+def test_explain_an_event_routed_only_to_schools_none_matches_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_bundle(tmp_path / "b", agreements=[agreement("encompass", [ENCOMPASS])])
+    path = _event_file(tmp_path, subjects=[subject("child", school_urn="999999")])
+    code, out, _ = _run(
+        ["policy", "explain", str(path), "--policies", str(root), "--at", "2026-11-22T08:00:00Z"],
+        capsys,
+    )
+    assert code == 0
+    assert "encompass / encompass routes police.domestic_incident from wmp only to " in out
+    assert "no school in the bundle has the URN of any child in the event." in out
+    assert "999999" not in out
+
+
+def test_explain_an_event_only_a_draft_routes_names_the_draft(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = agreement("encompass", [ENCOMPASS], status="draft")
+    root = write_bundle(tmp_path / "b", agreements=[draft])
+    code, out, _ = _run(
+        ["policy", "explain", str(_event_file(tmp_path)), "--policies", str(root),
+         "--at", "2026-11-22T08:00:00Z"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    assert out == (
+        "No candidate recipients: no clause in force routes police.domestic_incident from wmp; "
+        "encompass would, but is a draft, and a draft decides nothing.\n"
+    )
 
 
 # -- test ----------------------------------------------------------------------------------
