@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from broker.config import load_settings
-from broker.errors import BundleInvalid, UsageError
+from broker.errors import BundleInvalid, PolicyError, UsageError
 
 if TYPE_CHECKING:
+    from broker.config import Settings
     from broker.pipeline import Impact
-    from broker.policy import Policy
+    from broker.policy import Policy, Unversioned
 
 
 class Format(enum.StrEnum):
@@ -40,6 +41,11 @@ FormatOpt = Annotated[Format, typer.Option("--format", help="table, or json for 
 Processes = Annotated[
     int, typer.Option(help="Processes to decide in (each reads the keystore).", min=1, max=64)
 ]
+Strict = Annotated[
+    bool,
+    typer.Option("--strict", help="Refuse, before reading anything, a new bundle that changes an "
+                 "agreement without increasing its version (otherwise a warning)."),
+]  # fmt: skip
 
 _AGO = re.compile(r"^(\d+)([dhm])$")
 
@@ -82,15 +88,63 @@ def register_impact(policy_app: typer.Typer) -> None:
         since: Since = None,
         fmt: FormatOpt = Format.table,
         processes: Processes = 1,
+        *,
+        strict: Strict = False,
     ) -> None:
         """Re-decide the retained ingress under the bundle in force and under a new one:
         what would stop or start being shared, and which fields recipients would gain or
         lose. Delivers nothing; the run is audited (policy_impact), with your login name.
         Exits 1 if nothing was compared. Runs with the worker's keystore and Kafka login."""
-        _impact(policies, current, since, fmt, processes)
+        _impact(policies, current, since, fmt, processes, strict=strict)
 
 
-def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: int) -> None:
+def _unversioned(before: Policy, after: Policy, *, strict: bool) -> list[Unversioned]:
+    """The agreements the new bundle changes but leaves at their version: after rollout the
+    audit log would cite one version for two texts. A warning line each on stderr, or with
+    ``strict`` a refusal naming them all."""
+    from broker.policy import changed_without_new_version
+
+    found = changed_without_new_version(before.bundle, after.bundle)
+    if found and strict:
+        named = ", ".join(f"{u.agreement} v{u.version}" for u in found)
+        raise PolicyError(f"--strict: the new bundle changes {named} without increasing "
+                          "its version")  # fmt: skip
+    for u in found:
+        typer.echo(f"warning: {u.line()}", err=True)
+    return found
+
+
+def _other_baseline(settings: Settings, given: Path | None, before: Policy) -> None:
+    """Warn when ``--current`` is not the bundle in the folder the worker loads from.
+
+    Which bundle the worker last loaded is in its ``policy_loaded`` audit records, which
+    this command cannot read (the worker's Kafka login may only write ``accord.audit``);
+    its own folder is the next best witness, and an officer approving a change against
+    another baseline approves the wrong difference."""
+    from broker.policy import load_bundle
+
+    worker = settings.policies_at_hand()
+    if given is None or worker is None or worker.resolve() == given.resolve():
+        return
+    try:
+        there = load_bundle(worker)
+    except BundleInvalid:
+        return  # the worker would refuse it too: it says nothing of what is in force
+    if there.version != before.version:
+        named = "ACCORD_POLICIES" if settings.policies_dir is not None else "policies/ here"
+        typer.echo(
+            f"warning: --current ({given}) is bundle {before.version}, but the worker loads "
+            f"{worker} ({named}), bundle {there.version}: the changes are counted against "
+            "--current",
+            err=True,
+        )
+
+
+def _impact(
+    new: Path, current: Path | None, since: str | None, fmt: Format, n: int, *, strict: bool
+) -> None:
+    from collections import Counter
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -109,6 +163,8 @@ def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: 
         raise UsageError("no bundle in force: pass --current DIR or set ACCORD_POLICIES")
     start = parse_since(since, datetime.now(UTC))
     before, after = _load(in_force, "the bundle in force"), _load(new, "the new bundle")
+    unversioned = _unversioned(before, after, strict=strict)
+    _other_baseline(settings, current, before)
     keys = keystore(settings, Principal.WORKER)
     keys.linkage_key()  # no linkage key, no subject keys: say so before reading anything
     kafka = kafka_as(settings, Principal.WORKER)
@@ -129,14 +185,16 @@ def _impact(new: Path, current: Path | None, since: str | None, fmt: Format, n: 
         consents = asyncio.run(read_retained(kafka, [CONSENT], progress=advance))
         records = [*consents, *events]
         deciding = bar.add_task("deciding", total=len(records))
+        skipped: Counter[str] = Counter()
         decided = redecide_both(
             in_force, new, records,
             keystore=keys.path, passphrase=settings.keystore.passphrase,
             envelope=settings.envelope, processes=n,
-            progress=lambda k: bar.advance(deciding, k),
+            progress=lambda k: bar.advance(deciding, k), not_compared=skipped,
         )  # fmt: skip
     result = compare(*decided, versions=(before.version, after.version))
     result.since, result.read = start, len(events)
+    result.not_compared, result.unversioned = dict(skipped.most_common()), tuple(unversioned)
     # Audited even when nothing was compared: every consent record was opened all the same.
     chain = asyncio.run(record_impact(kafka, keys, result, by=login_name()))
     if fmt is Format.json:
@@ -157,6 +215,8 @@ def _print(result: Impact, chain: str) -> None:
     if result.nothing_compared:
         typer.echo(f"{result.nothing_said()} (bundle {result.current_version[:19]} -> "
                    f"{result.new_version[:19]})")  # fmt: skip
+        if result.read:
+            typer.echo(result.not_compared_said())
         typer.echo(f"audited as policy_impact on chain {chain}")
         return
     typer.echo(
@@ -164,6 +224,7 @@ def _print(result: Impact, chain: str) -> None:
         f"{result.unchanged} unchanged (bundle {result.current_version[:19]} -> "
         f"{result.new_version[:19]})"
     )
+    typer.echo(result.not_compared_said())
     if result.rows:
         table = Table("change", "agreement", "recipient", "other side's reason", "events", box=None)
         for r in result.rows:

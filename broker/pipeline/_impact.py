@@ -46,7 +46,7 @@ from broker.pipeline._processor import build_services, unreadable
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, run_chain
 from broker.pipeline._state import WorkerState
-from broker.policy import Decision, Policy, load_bundle
+from broker.policy import Decision, Policy, Unversioned, load_bundle
 from broker.principals import Principal
 from broker.provision import WORKER_TRANSACTIONAL_ID
 from broker.topics import ACCESS, AUDIT, CONSENT, party_of_ingress
@@ -115,9 +115,11 @@ def redecide(
     keys: FileKeyStore,
     envelope: EnvelopeSettings,
     progress: Callable[[int], None] | None = None,
+    not_compared: Counter[str] | None = None,
 ) -> list[dict[Key, Decided]]:
     """Every decision each of ``policies`` makes on ``records`` (taken in the order given);
-    ``progress`` hears of the records taken, 200 at a time and the rest at the end."""
+    ``progress`` hears of the records taken, 200 at a time and the rest at the end;
+    ``not_compared`` counts event records decided for no one, by why (``_Redecider.take``)."""
     each = _Redecider(policies, keys=keys, envelope=envelope)
     out: list[dict[Key, Decided]] = [{} for _ in policies]
     n = 0
@@ -129,6 +131,8 @@ def redecide(
             progress(200)
     if progress is not None and n % 200:
         progress(n % 200)  # the bar ends at its total
+    if not_compared is not None:
+        not_compared.update(each.not_compared)
     return out
 
 
@@ -179,26 +183,41 @@ class _Redecider:
         self._consent_once: tuple[Stage, ...] = consent_chain(once)[:2]  # open, parse
         self._consent_each = [consent_chain(s)[2:] for s in self._each]
         self._access_once: tuple[Stage, ...] = access_chain(once)
+        self.not_compared: Counter[str] = Counter()  # (``take``)
+        self._stopped = ""  # why ``_once``'s stages stopped, when they did
 
     def take(self, rec: Retained) -> list[list[Decision]]:
         """Each bundle's decisions on ``rec`` (none for a record that is not an event, or
-        that its chain stops under that bundle)."""
+        that its chain stops under that bundle).
+
+        An event record that no bundle decides anyone for is counted in ``not_compared`` by
+        why: the worker's quarantine reason (``replay`` for a copy of an id already decided),
+        or ``no-candidate`` (decided, but no clause sends it to anyone); ``a/b`` when the
+        bundles differ, in the order of ``policies``."""
         decided: list[list[Decision]] = [[] for _ in self._each]
         self._now = at = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
-        if rec.value is None or unreadable(rec.value, rec.headers) is not None:
-            return decided  # quarantined whatever the bundle, before any chain
+        event = party_of_ingress(rec.topic) is not None
+        if (bad := unreadable(rec.value, rec.headers)) is not None or rec.value is None:
+            if event:  # quarantined whatever the bundle, before any chain
+                self.not_compared[bad or "malformed"] += 1
+            return decided
         clean = [(k, v) for k, v in rec.headers if v is not None]
         work = Work(rec.topic, rec.partition, rec.offset, rec.value, clean, at)
         everyone = range(len(self._each))
-        if party_of_ingress(rec.topic):
+        if event:
+            why = ["unknown-sender" for _ in everyone]
             routed = [i for i in everyone if _forwards(self._route[i], work)]
-            if not routed:
-                return decided
-            for i in self._once(self._event_once, work, routed):
+            fresh = self._once(self._event_once, work, routed) if routed else []
+            for i in routed:
+                why[i] = self._stopped or "replay"  # the stages forwarded: no fresh id
+            for i in fresh:
                 outcome = run_chain((self._decide[i],), work)
                 if outcome.verdict is Verdict.FORWARD:
                     self._apply(i, outcome.effects)  # the id spent under this bundle
                     decided[i] = work.decisions
+                why[i] = "no-candidate"
+            if not any(decided):
+                self.not_compared["/".join(dict.fromkeys(why))] += 1
         elif rec.topic == CONSENT:
             for i in self._once(self._consent_once, work, everyone):
                 self._apply(i, run_chain(self._consent_each[i], work).effects)
@@ -211,7 +230,9 @@ class _Redecider:
         each bundle of ``among`` for which the record is no replay what they changed, and
         return those bundles."""
         outcome = run_chain(stages, work)
+        self._stopped = ""
         if outcome.verdict is not Verdict.FORWARD or work.opened is None:
+            self._stopped = outcome.reason or "quarantined"
             return []  # quarantined under every bundle, its id spent under none
         # The envelope's last check (broker.envelope._open), as the worker's replay guard
         # makes it, against the bundle's own state.
@@ -259,12 +280,27 @@ class Impact:
     views: dict[str, dict[str, int]] = field(default_factory=dict)
     since: datetime | None = None  # the run's --since
     read: int = 0  # ingress records read, decided or not
+    #: ingress records no bundle decided anyone for, by why (``_Redecider.take``)
+    not_compared: dict[str, int] = field(default_factory=dict)
+    #: agreements changed without a new version (``changed_without_new_version``)
+    unversioned: tuple[Unversioned, ...] = ()
 
     @property
     def nothing_compared(self) -> bool:
         """No decision under either bundle: the run says nothing about the new bundle, and
         must never read as "no decision would change"."""
         return self.decisions == 0
+
+    def not_compared_said(self) -> str:
+        """How many event records were read, and why those that were not compared were not,
+        in one line: reasons and counts only."""
+        since = f" since {self.since.isoformat()}" if self.since is not None else ""
+        skipped = sum(self.not_compared.values())
+        if not skipped:
+            return f"{self.read} event record(s) read{since}, every one decided"
+        why = ", ".join(f"{reason} {n}" for reason, n in self.not_compared.items())
+        return (f"{self.read} event record(s) read{since}; {skipped} decided for no one under "
+                f"either bundle, so not compared: {why}")  # fmt: skip
 
     def nothing_said(self) -> str:
         """Why nothing was compared, in one line."""
@@ -280,6 +316,7 @@ class Impact:
             "new_version": self.new_version,
             "since": self.since.isoformat() if self.since is not None else None,
             "events_read": self.read,
+            "events_not_compared": self.not_compared,
             "nothing_compared": self.nothing_compared,
             "events": self.events,
             "decisions": self.decisions,
@@ -297,6 +334,7 @@ class Impact:
             "fields_gained": self.gained,
             "fields_lost": self.lost,
             "views_changed": self.views,
+            "unversioned_agreements": [u.as_json() for u in self.unversioned],
         }
 
 
@@ -369,12 +407,14 @@ class _Job:
     records: list[Retained]
 
 
-def _run(job: _Job) -> tuple[dict[Key, Decided], dict[Key, Decided]]:
+def _run(job: _Job) -> tuple[dict[Key, Decided], dict[Key, Decided], Counter[str]]:
     passphrase = SecretStr(job.passphrase) if job.passphrase is not None else None
     keys = FileKeyStore(job.keystore, passphrase)
     bundles = [load_bundle(job.current), load_bundle(job.new)]
-    before, after = redecide(bundles, job.records, keys=keys, envelope=job.envelope)
-    return before, after
+    skipped: Counter[str] = Counter()
+    before, after = redecide(bundles, job.records, keys=keys, envelope=job.envelope,
+                             not_compared=skipped)  # fmt: skip
+    return before, after, skipped
 
 
 def redecide_both(
@@ -387,16 +427,18 @@ def redecide_both(
     envelope: EnvelopeSettings,
     processes: int = 1,
     progress: Callable[[int], None] | None = None,
+    not_compared: Counter[str] | None = None,
 ) -> tuple[dict[Key, Decided], dict[Key, Decided]]:
     """``records`` decided under the bundles in ``current`` and ``new``: in this process,
     or split between ``processes`` (each loads the keystore and both bundles itself).
-    ``progress`` hears of each record once, so its sum is ``len(records)``."""
+    ``progress`` hears of each record once, so its sum is ``len(records)``; ``not_compared``
+    counts the event records decided for no one (``redecide``)."""
     secret = passphrase.get_secret_value() if passphrase is not None else None
     if processes <= 1:
         keys = FileKeyStore(keystore, passphrase)
         bundles = [load_bundle(current), load_bundle(new)]
         runs = redecide(bundles, in_order(records), keys=keys, envelope=envelope,
-                        progress=progress)  # fmt: skip
+                        progress=progress, not_compared=not_compared)  # fmt: skip
         return runs[0], runs[1]
     jobs = [
         _Job(current, new, keystore, secret, envelope, shard)
@@ -410,9 +452,11 @@ def redecide_both(
     # spawn, not fork: the caller may hold an event loop and Kafka clients' threads.
     with ProcessPoolExecutor(min(processes, os.cpu_count() or 1, len(jobs)),
                              mp_context=get_context("spawn")) as pool:  # fmt: skip
-        for i, (job, (b, a)) in enumerate(zip(jobs, pool.map(_run, jobs), strict=True)):
+        for i, (job, (b, a, skipped)) in enumerate(zip(jobs, pool.map(_run, jobs), strict=True)):
             before.update(b)
             after.update(a)
+            if not_compared is not None:
+                not_compared.update(skipped)  # events are in one run each: counted once
             if progress is not None:
                 progress(len(job.records) - (consents if i else 0))
     return before, after

@@ -7,6 +7,7 @@ Kafka, no clock, no I/O in ``decide``.
 """
 
 from broker.policy._authority import ConsentRefusal
+from broker.policy._compare import Unversioned, changed_without_new_version
 from broker.policy._decide import consent_subjects
 from broker.policy._decision import (
     REASON_PRECEDENCE,
@@ -78,7 +79,9 @@ __all__ = [
     "ScenarioResult",
     "SubjectScope",
     "Unevaluated",
+    "Unversioned",
     "bundle_files",
+    "changed_without_new_version",
     "consent_subjects",
     "encompass_deadline",
     "is_late",

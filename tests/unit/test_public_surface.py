@@ -157,7 +157,7 @@ SURFACES = {
         "Outcome", "Party", "Policy", "Reason", "Restriction", "Scenario", "ScenarioResult",
         "SubjectScope", "Unevaluated", "consent_subjects", "encompass_deadline", "is_late",
         "load_bundle", "load_scenarios", "redact", "run_scenario", "run_scenarios",
-        "unevaluated_conditions", "no_candidates",
+        "unevaluated_conditions", "Unversioned", "changed_without_new_version", "no_candidates",
     },
     "broker.principals": {"Principal"},
     "broker.provision": {

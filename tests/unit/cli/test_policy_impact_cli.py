@@ -65,3 +65,128 @@ def test_since_in_the_future_is_refused_in_one_line_with_exit_2(run_cli: Run, br
     assert code == 2
     assert out == ""
     assert err == f"accord: error: --since: {later} is in the future\n"
+
+
+@pytest.fixture
+def unbumped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project bundle with a clause of wolverhampton-mash (v4) and one of
+    sandwell-early-help (v3) changed, neither version increased; a home with no keystore,
+    so that a run that went on would stop there."""
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ACCORD_POLICIES", raising=False)
+    root = tmp_path / "unbumped"
+    shutil.copytree(REPO / "policies", root, ignore=shutil.ignore_patterns("scenarios"))
+    for name, old, new in (
+        ("wolverhampton-mash.yaml", "event.categories,\n            event.location]",
+         "event.categories]"),
+        ("sandwell-early-help.yaml", "event.child_present, event.location]",
+         "event.child_present]"),
+    ):  # fmt: skip
+        path = root / "agreements" / name
+        text = path.read_text()
+        assert text.count(old) == 1, name
+        path.write_text(text.replace(old, new))
+    return root
+
+
+def _impact(new: Path, *more: str, current: Path = REPO / "policies") -> list[str]:
+    return ["policy", "impact", "--policies", str(new), "--current", str(current), *more]
+
+
+def test_agreements_changed_without_a_new_version_are_warned_of_one_line_each(
+    run_cli: Run, unbumped: Path
+) -> None:
+    """After rollout the log would cite 'v4' for two different texts: said before anything
+    is read; the run goes on (here to the missing keystore)."""
+    code, _, err = run_cli(_impact(unbumped))
+    assert code != 0
+    warned = [line for line in err.splitlines() if line.startswith("warning: agreement ")]
+    assert [w.split(" changed ")[0] for w in warned] == [
+        "warning: agreement sandwell-early-help", "warning: agreement wolverhampton-mash",
+    ]  # fmt: skip
+    assert "but is still version 3: decisions would cite v3 for two different texts" in warned[0]
+    assert warned[1].startswith("warning: agreement wolverhampton-mash changed (clause ")
+    assert "but is still version 4" in warned[1]
+    assert "keystore" in err.splitlines()[-1]
+
+
+def test_strict_refuses_them_in_one_line_before_reading_anything(
+    run_cli: Run, unbumped: Path
+) -> None:
+    code, out, err = run_cli(_impact(unbumped, "--strict"))
+    assert (code, out) == (1, "")
+    assert err == (
+        "accord: error: --strict: the new bundle changes sandwell-early-help v3, "
+        "wolverhampton-mash v4 without increasing its version\n"
+    )
+
+
+def test_a_new_version_for_each_clears_the_warning(run_cli: Run, unbumped: Path) -> None:
+    for name, version in (("wolverhampton-mash.yaml", 4), ("sandwell-early-help.yaml", 3)):
+        path = unbumped / "agreements" / name
+        path.write_text(path.read_text().replace(f"version: {version}\n",
+                                                 f"version: {version + 1}\n", 1))  # fmt: skip
+    code, _, err = run_cli(_impact(unbumped, "--strict"))
+    assert code != 0
+    assert "warning" not in err
+    assert "--strict" not in err
+    assert "keystore" in err
+
+
+def test_a_current_bundle_other_than_the_workers_folder_is_warned_of_with_both_hashes(
+    run_cli: Run, unbumped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker loads ACCORD_POLICIES: an older --current compares the wrong difference."""
+    from broker.policy import load_bundle
+
+    monkeypatch.setenv("ACCORD_POLICIES", str(unbumped))
+    old, worker = load_bundle(REPO / "policies").version, load_bundle(unbumped).version
+    code, _, err = run_cli(_impact(REPO / "policies"))
+    assert code != 0
+    [line] = [x for x in err.splitlines() if x.startswith("warning: --current")]
+    assert line == (
+        f"warning: --current ({REPO / 'policies'}) is bundle {old}, but the worker loads "
+        f"{unbumped} (ACCORD_POLICIES), bundle {worker}: the changes are counted against --current"
+    )
+    # The same bundle in another folder is the same baseline: nothing to say.
+    copy = tmp_path / "copy"
+    shutil.copytree(unbumped, copy)
+    code, _, err = run_cli(_impact(REPO / "policies", current=copy))
+    assert code != 0
+    assert "warning: --current" not in err
+    assert "keystore" in err
+
+
+def test_the_table_says_how_many_event_records_were_read_and_why_some_were_not_compared(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """'263 read, 249 compared' was in --format json only (events_read), and said no why."""
+    from broker.cli._impact import _print
+    from broker.pipeline import compare
+    from broker.pipeline._impact import Decided
+    from broker.policy import Unversioned
+
+    same = {("e1", "coord"): Decided(True, "shared", None, "a", frozenset({"subject.name"}))}
+    result = compare(same, same, versions=("sha256:" + "a" * 64, "sha256:" + "b" * 64))
+    result.read, result.not_compared = 4, {"replay": 2, "invalid-event": 1}
+    result.unversioned = (Unversioned("a", "4", ("clause x",)),)
+    _print(result, "worker:impact-1")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        "4 event record(s) read; 3 decided for no one under either bundle, so not compared: "
+        "replay 2, invalid-event 1"
+    )
+    assert result.as_json()["events_not_compared"] == {"replay": 2, "invalid-event": 1}
+    assert result.as_json()["unversioned_agreements"] == [
+        {"agreement": "a", "version": "4", "changed": ["clause x"]}
+    ]
+    # Nothing compared: the why is the whole story.
+    empty = compare({}, {}, versions=("sha256:" + "a" * 64, "sha256:" + "b" * 64))
+    empty.read, empty.not_compared = 2, {"unknown-sender": 2}
+    _print(empty, "worker:impact-2")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("2 retained event record(s), none decided under either bundle")
+    assert lines[1] == (
+        "2 event record(s) read; 2 decided for no one under either bundle, so not compared: "
+        "unknown-sender 2"
+    )

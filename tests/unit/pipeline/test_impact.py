@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -39,6 +40,7 @@ from broker.topics import (
     SCHEMA_CONSENT,
     SCHEMA_EVENT,
     ingress,
+    party_of_ingress,
 )
 from tests.unit.pipeline.conftest import AT, ENVELOPE, POLICIES
 
@@ -441,3 +443,33 @@ async def test_the_impact_record_and_its_checkpoint_commit_in_one_transaction(
     assert records[0]["data"]["nothing_compared"] is True
     # Under the prefix provisioning grants the worker's login, and the run's own.
     assert asked == [f"{WORKER_TRANSACTIONAL_ID}.{chain.split(':', 1)[1]}"]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_event_records_decided_for_no_one_are_counted_by_why(
+    impact_keys: FileKeyStore, changed_policy: Policy, processes: int
+) -> None:
+    """The table said '249 event(s) compared' of 263 read, and nothing of the other 14: each
+    is counted by the worker's quarantine reason, or as decided for no one."""
+    records, _ = _mix(impact_keys)
+    skipped: Counter[str] = Counter()
+    assert changed_policy.source is not None
+    runs = redecide_both(POLICIES, changed_policy.source, records, keystore=impact_keys.path,
+                         passphrase=None, envelope=ENVELOPE, processes=processes,
+                         not_compared=skipped)  # fmt: skip
+    assert skipped == {
+        "malformed": 2, "invalid-event": 2, "replay": 1, "wrong-topic": 1, "unknown-sender": 1,
+        # Oldbury's COG routes nowhere under the bundle in force and is no party under the new.
+        "no-candidate/unknown-sender": 1,
+    }  # fmt: skip
+    impact = compare(*runs, versions=("v1", "v2"))
+    impact.read = sum(party_of_ingress(r.topic) is not None for r in records)
+    impact.not_compared = dict(skipped.most_common())
+    # Every event record read is either compared or counted here.
+    assert impact.read == impact.events + sum(skipped.values())
+    assert impact.as_json()["events_not_compared"] == dict(skipped)
+    assert impact.not_compared_said() == (
+        f"{impact.read} event record(s) read; 8 decided for no one under either bundle, so not "
+        "compared: malformed 2, invalid-event 2, replay 1, wrong-topic 1, unknown-sender 1, "
+        "no-candidate/unknown-sender 1"
+    )
