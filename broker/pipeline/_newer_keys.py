@@ -11,17 +11,21 @@ does hold. The restore then refuses to start, and the tail stops the worker.
 What is and is not trusted: the state MAC covers an entry's key and value, not its headers,
 so the key ids (the DEK bundle's) and the time (Kafka's timestamp) are the writer's claims.
 Only the worker and the admin may write the changelog; an admin replaying a genuine value
-under a made-up key id could stop the workers (as deleting the changelog could), and clears
-it the way any refused entry is cleared, with a tombstone for its key: every entry for a key
-forgets what an earlier one for that key claimed. A time more than ``SKEW_MS`` ahead of the
-reader's clock is believed of nothing. Not counted either: a key this keystore knows, even
-revoked (those entries are refused, as ever); an entry older than the keystore's newest worker
-key (a keystore lost and made anew, or rotated because no copy holding the key is left).
+under a made-up key id could stop the workers (as deleting the changelog could). Every entry
+for a key forgets what an earlier one for that key claimed: the admin clears it by writing
+the last genuine entry for that key again (from an earlier offset), not with a tombstone,
+which compaction would follow by dropping the genuine consent record too. A time more than
+``SKEW_MS`` ahead of the reader's clock is believed of nothing. Not counted either: a key
+this keystore knows, even revoked (those entries are refused, as ever); an entry older than
+the keystore's newest worker key (a keystore lost and made anew, or rotated because no copy
+holding the key is left).
 
-While running, a keystore is read afresh at most once a second (``FileKeyStore``): with one
-shared keystore, another worker may seal to a new key a moment before this one sees it. So
-the tail waits ``SETTLE_S`` for an unknown key to appear, then applies the entry after all
-(instead of losing that consent until the next start) or stops.
+A keystore is read afresh at most once a second (``FileKeyStore``): with one shared
+keystore, another worker may seal to a new key a moment before this one sees it. So the
+restore and the tail wait ``SETTLE_S`` for an unknown key to appear, then apply the entry
+after all (instead of losing that consent until the next start), or stop. Meanwhile the
+tail does not count its view as current (``ChangelogTail.reach``): nothing is decided on a
+view that lacks the entry, which may be a withdrawal.
 """
 
 from __future__ import annotations
@@ -111,11 +115,11 @@ class NewerKeys:
             del self.pending[name]
         return [u for _, u in ready]
 
-    def check(self, *, running: bool) -> None:
-        """Raise :func:`keys_behind` for what is pending (running: what has waited
+    def check(self, *, running: bool, settle: bool = True) -> None:
+        """Raise :func:`keys_behind` for what is pending (``settle``: only what has waited
         ``SETTLE_S`` for its key)."""
         due = list(self.pending.values())
-        if running:
+        if settle:
             now = self._monotonic()
             due = [u for u in due if now - u.seen >= SETTLE_S]
         if due:

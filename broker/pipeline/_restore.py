@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from broker.envelope import KeyResolver, Opener
 from broker.errors import ConfigError, EnvelopeError, KeyStoreError, TransportError
 from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_quietly, translated
-from broker.pipeline._newer_keys import NewerKeys
+from broker.pipeline._newer_keys import SETTLE_S, NewerKeys
 from broker.pipeline._state import STATE_MAC_HEADER, state_mac
 from broker.pipeline._view import StateView
 from broker.principals import Principal
@@ -131,15 +131,15 @@ class EntryReader:
         revoking the old ones loses nothing."""
         return self.view.sealed.not_under(self.current_key())
 
-    def behind(self, *, running: bool) -> None:
-        """Raise if a genuine consent entry is under a worker key newer than any held here
-        (``_newer_keys``); running, once such a key has had ``SETTLE_S`` to appear here,
-        after applying the entries whose keys have appeared meanwhile."""
-        if running:
-            for u in self.newer.known_now():
-                if self._take(u.key, u.key.decode("utf-8", "replace"), u.value, u.headers, None):
-                    self.report.unresolved.pop(u.key.decode("utf-8", "replace"), None)
-        self.newer.check(running=running)
+    def behind(self, *, running: bool, settle: bool = True) -> None:
+        """Apply the entries waiting for a key that has appeared here since; raise for those
+        under a worker key newer than any held here (``_newer_keys``) that have waited
+        ``SETTLE_S`` for it (``settle``), or at once."""
+        for u in self.newer.known_now():
+            name = u.key.decode("utf-8", "replace")
+            if self._take(u.key, name, u.value, u.headers, None):
+                self.report.unresolved.pop(name, None)
+        self.newer.check(running=running, settle=settle)
 
     def apply(
         self,
@@ -235,7 +235,7 @@ async def restore_state(
             **{f"kind_{k}": n for k, n in refused.items()},
             hint=_refused_hint(refused),
         )
-    reader.behind(running=False)
+    await _settle(reader)
     if lost := report.lost:
         raise ConfigError(
             f"{STATE}: {len(lost)} entries the worker needs failed authentication and no "
@@ -243,6 +243,17 @@ async def restore_state(
             "or repeat inputs or fork the audit chain (docs/operations.md, 'Worker state')"
         )
     return reader, ends
+
+
+async def _settle(reader: EntryReader) -> None:
+    """Refuse to start over entries under a key newer than any held here, once each has had
+    ``SETTLE_S`` to appear (a keystore shared with a worker rotating it now)."""
+    for _ in range(int(SETTLE_S / 0.25)):
+        reader.behind(running=False)
+        if not reader.newer.pending:
+            return
+        await asyncio.sleep(0.25)
+    reader.behind(running=False, settle=False)
 
 
 def _refused_hint(refused: Counter[str]) -> str:

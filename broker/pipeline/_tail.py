@@ -60,15 +60,17 @@ class ChangelogTail:
         self._task = asyncio.create_task(self._run(consumer), name="accord-changelog-tail")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            # What ended it was raised already (``check``): the consumers are still closed.
-            with contextlib.suppress(asyncio.CancelledError, AccordError):
-                await self._task
-        # Bounded: a stop must not wait for a Kafka that does not answer.
-        clients = [c for c in (self._consumer, self._marks) if c is not None]
-        await asyncio.gather(*(close_within(c) for c in clients))
-        self._consumer = self._marks = self._task = None
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                # What ended it was raised already (``check``).
+                with contextlib.suppress(asyncio.CancelledError, AccordError):
+                    await self._task
+        finally:
+            # Bounded: a stop must not wait for a Kafka that does not answer.
+            clients = [c for c in (self._consumer, self._marks) if c is not None]
+            await asyncio.gather(*(close_within(c) for c in clients))
+            self._consumer = self._marks = self._task = None
 
     def check(self) -> None:
         """Raise what ended the tail, if it ended: a worker must not decide on a stale view."""
@@ -89,6 +91,10 @@ class ChangelogTail:
                 # Past what was read, and past a transaction's marker too: the position, not
                 # the last record's offset + 1, is how far this worker's view is current.
                 moved = {tp: await consumer.position(tp) for tp in self.positions}
+            if self.reader.newer.pending:
+                # Not current while a consent entry waits for its key: nothing may be decided
+                # (``reach``) on a view that lacks it, which may be a withdrawal.
+                continue
             if moved != self.positions:
                 self.positions = moved
                 async with self._moved:

@@ -18,9 +18,9 @@ from broker.config import KemSuite
 from broker.errors import ConfigError
 from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
+from broker.pipeline import _newer_keys
 from broker.pipeline._effects import OutRecord
-from broker.pipeline._newer_keys import SETTLE_S
-from broker.pipeline._restore import EntryReader
+from broker.pipeline._restore import EntryReader, _settle
 from broker.pipeline._tail import ChangelogTail
 from broker.policy import Policy
 from broker.topics import STATE
@@ -29,6 +29,13 @@ from tests.unit.pipeline.test_reseal_running import _reseal_and_read_back
 from tests.unit.pipeline.test_restore import MAC_KEY, _read, genuine  # fixture
 
 __all__ = ["genuine"]
+
+
+@pytest.fixture(autouse=True)
+def _shorter_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the keystore's one-second look at its files, short of the real 3 s."""
+    monkeypatch.setattr("broker.pipeline._newer_keys.SETTLE_S", 1.5)
+    monkeypatch.setattr("broker.pipeline._restore.SETTLE_S", 1.5)
 
 
 def _copies(keys: FileKeyStore, tmp_path: Path) -> tuple[FileKeyStore, FileKeyStore]:
@@ -66,7 +73,7 @@ def test_a_consent_entry_under_a_worker_key_the_keystore_never_held_refuses_the_
     assert pending
     assert {k for u in pending.values() for k in u.key_ids} <= _new_worker_keys(old, newer)
     with pytest.raises(ConfigError) as refused:
-        reader.behind(running=False)
+        reader.behind(running=False, settle=False)
     line = str(refused.value)
     assert "\n" not in line
     assert "refusing to start" in line
@@ -87,7 +94,7 @@ def test_entries_written_before_the_keystore_s_newest_key_are_refused_not_fatal(
     reader = _read(old, genuine.on(STATE))
     for r in resealed:
         reader.apply(r.key, r.value, r.headers, written - 2000)
-    reader.behind(running=False)  # does not raise
+    reader.behind(running=False, settle=False)  # does not raise
     assert reader.newer.pending == {}
     assert reader.report.refused["k"] == len(resealed)
 
@@ -124,7 +131,7 @@ def test_a_tombstone_or_a_later_entry_for_the_same_key_clears_what_an_entry_clai
     assert reader.newer.pending
     reader.apply(filed.key, filed.value, filed.headers, _now_ms())  # genuine, opens here
     assert reader.newer.pending == {}
-    reader.behind(running=False)  # does not raise
+    reader.behind(running=False, settle=False)  # does not raise
 
 
 def test_a_time_far_ahead_of_the_reader_s_clock_is_believed_of_nothing(
@@ -135,7 +142,7 @@ def test_a_time_far_ahead_of_the_reader_s_clock_is_believed_of_nothing(
     a_year_on = _now_ms() + 365 * 24 * 3600 * 1000
     for r in _resealed_by_newer(genuine, newer, project_policy):
         reader.apply(r.key, r.value, r.headers, a_year_on)
-    reader.behind(running=False)  # does not raise
+    reader.behind(running=False, settle=False)  # does not raise
     assert reader.report.refused["k"] > 0
 
 
@@ -194,4 +201,56 @@ async def test_a_running_worker_s_tail_stops_it_on_an_entry_under_a_newer_worker
     began = time.monotonic()
     with pytest.raises(ConfigError, match="stopping rather than quarantine"):
         await asyncio.wait_for(tail._run(changelog), 10)  # type: ignore[arg-type]
-    assert time.monotonic() - began >= SETTLE_S  # waited for the key to appear first
+    assert time.monotonic() - began >= _newer_keys.SETTLE_S  # waited for the key first
+
+
+def _tail(reader: EntryReader, changelog: _Changelog) -> ChangelogTail:
+    tail = ChangelogTail(SimpleNamespace(), reader, {changelog.tp: 0})  # type: ignore[arg-type]
+    tail._task = asyncio.create_task(tail._run(changelog))  # type: ignore[arg-type]
+    return tail
+
+
+async def test_the_view_is_not_current_while_an_entry_waits_and_the_worker_stops_if_no_key_comes(
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    """Nothing is decided on a view that lacks a consent entry another worker committed (it
+    may be a withdrawal): ``reach`` waits while it waits for its key, then ends the worker."""
+    old, newer = _copies(pipeline_keys, tmp_path)
+    changelog = _Changelog(_resealed_by_newer(genuine, newer, project_policy))
+    tail = _tail(EntryReader(old, MAC_KEY), changelog)
+    with pytest.raises(ConfigError, match="stopping"):
+        await asyncio.wait_for(tail.reach({changelog.tp: 1}), _newer_keys.SETTLE_S + 5)
+    await tail.stop()
+
+
+async def test_the_view_is_current_with_the_entry_once_its_key_appears(
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    old, newer = _copies(pipeline_keys, tmp_path)
+    resealed = _resealed_by_newer(genuine, newer, project_policy)
+    changelog = _Changelog(resealed)
+    reader = EntryReader(old, MAC_KEY)
+    tail = _tail(reader, changelog)
+    await asyncio.sleep(0.3)
+    assert reader.newer.pending
+    assert tail.positions == {changelog.tp: 0}  # read, but not current
+    shutil.copytree(tmp_path / "new", tmp_path / "old", dirs_exist_ok=True)  # as rotated
+    await asyncio.wait_for(tail.reach({changelog.tp: 1}), _newer_keys.SETTLE_S + 5)
+    assert len(reader.view.consents.filed) == len(resealed)
+    await tail.stop()
+
+
+async def test_the_restore_applies_an_entry_whose_key_appears_before_it_gives_up(
+    genuine: Run, pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
+) -> None:
+    """A shared keystore rotated during a restart: the entry was read a moment before the
+    keystore looked at its files again."""
+    old, newer = _copies(pipeline_keys, tmp_path)
+    reader = EntryReader(old, MAC_KEY)
+    resealed = _resealed_by_newer(genuine, newer, project_policy)
+    for r in resealed:
+        reader.apply(r.key, r.value, r.headers, _now_ms())
+    assert reader.newer.pending
+    shutil.copytree(tmp_path / "new", tmp_path / "old", dirs_exist_ok=True)
+    await _settle(reader)  # does not raise
+    assert len(reader.view.consents.filed) == len(resealed)
