@@ -170,6 +170,7 @@ def subject(
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
         state = verification_state(store, logged=[e.logged_at for e in entries])
+        broken = broken_chains(store)
     finally:
         store.close()
     searched = search.summary()
@@ -185,6 +186,8 @@ def subject(
     typer.echo(disclosure(entries, fmt.value, searched=searched, produced=produced))
     if searched is not None and fmt in (Format.CSV, Format.JSON):
         typer.echo(searched, err=True)  # not in the data: its shape is the same either way
+    if fmt is not Format.HTML:  # the page's header says it ("Audit log: ...")
+        warn_broken(broken)
 
 
 def report(
@@ -238,9 +241,29 @@ def report(
             settings, keys, store, host, officer=name, page="cli.report",
             subject_keys=_report_subjects(store, rep), detail=detail,
         )  # fmt: skip
+        broken = broken_chains(store)
     finally:
         store.close()
-    typer.echo(report_json(rep) if fmt is ReportFormat.JSON else report_text(rep))
+    typer.echo(report_json(rep, broken) if fmt is ReportFormat.JSON else report_text(rep))
+    warn_broken(broken)
+
+
+def broken_chains(store: AuditStore) -> list[str]:
+    """The chains the indexer found broken (names only): what they hold after the break is
+    not in the index, so nothing read from it is complete."""
+    return sorted(c for c, h in store.heads().items() if h.broken_seq is not None)
+
+
+def warn_broken(broken: list[str]) -> None:
+    """One line on stderr, outside the data (whose shape stays the same), exit code unchanged:
+    the output was produced, but from an index missing what those chains hold past the break."""
+    if broken:
+        typer.echo(
+            f"accord: warning: the indexer found audit chains broken ({', '.join(broken)}): "
+            "their records after the break are not indexed, so this may be incomplete; treat "
+            "it as a security incident and run 'accord audit verify'",
+            err=True,
+        )
 
 
 def _report_subjects(store: AuditStore, rep: GovernanceReport) -> tuple[str, ...]:

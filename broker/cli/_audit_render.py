@@ -29,6 +29,9 @@ _LOG_COLUMNS = (
     ("fields_shared", "fields shared"),
     ("fields_withheld", "fields withheld"),
     ("consent", "consent"),
+    # A consent line is at when the broker received it; this is when the authority says it
+    # was recorded (earlier): both, so neither hides the other.
+    ("recorded_at", "consent recorded"),
     ("reason", "reason"),
     ("override_grounds", "override"),
     ("review", "override review"),
@@ -148,13 +151,17 @@ def _html_page(
     )
 
 
-def report_json(rep: GovernanceReport) -> str:
+def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = ()) -> str:
+    """The report as JSON; ``broken_chains``: the chains the indexer found broken, whose
+    records past the break the report cannot count."""
+
     def iso(v: Any) -> Any:
         return v.isoformat() if v is not None else None
 
     data = {
         "since": iso(rep.since),
         "until": iso(rep.until),
+        "broken_chains": list(broken_chains),
         "decisions": [
             {"agreement_id": d.agreement_id, "recipient": d.recipient, "outcome": d.outcome,
              "reason": d.reason, "count": d.count}

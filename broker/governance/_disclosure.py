@@ -1,8 +1,9 @@
 """A child's disclosure log: every line of the audit index about them, for a subject access
 request (``accord audit subject``, the console's page for a child).
 
-Decisions about the child's data (shared and not), their deliveries and openings, the consent
-recorded about them (or refused), and the withdrawal notices sent, or not, to recipients.
+Decisions about the child's data (shared and not), their deliveries and openings, events
+received about them that no decision about them followed, the consent recorded about them (or
+refused), and the withdrawal notices sent, or not, to recipients.
 Plain frozen dataclasses, no personal values: subject keys, party ids, clause ids, field names.
 """
 
@@ -78,12 +79,24 @@ def review_status(store: AuditStore, event_id: str, recipient: str) -> ReviewSta
 
 
 EntryKind = Literal[
-    "decision", "delivered", "opened", "consent", "consent_refused", "withdrawal_notice"
+    "received",
+    "decision",
+    "delivered",
+    "opened",
+    "consent",
+    "consent_refused",
+    "withdrawal_notice",
 ]
 # Lines at the same instant: a decision before its delivery, both before an opening; a consent
 # record before the notices it causes.
-_ORDER = {"consent": 0, "consent_refused": 0, "decision": 1, "delivered": 2, "opened": 3,
-          "withdrawal_notice": 4}  # fmt: skip
+_ORDER = {"consent": 0, "consent_refused": 0, "received": 1, "decision": 1, "delivered": 2,
+          "opened": 3, "withdrawal_notice": 4}  # fmt: skip
+
+# Why an event received about the child was shared with no one, as the log can tell: no
+# decision at all (no agreement routes that kind of event from that sender to a recipient
+# for them), or decisions about others in it, none of which included this child's data.
+NO_RECIPIENT = "no-recipient"
+NOT_IN_ANY_SHARE = "not-in-any-share"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +142,9 @@ class DisclosureEntry:
     recipients: tuple[str, ...] = ()
     valid_until: str | None = None
     recalls: tuple[str, ...] = ()
+    # A consent record's own ``recorded_at`` (when the authority says it was recorded); its
+    # line is at ``at``, when the broker received it: decisions before that could not see it.
+    recorded_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +174,7 @@ class DisclosureEntry:
             "recipients": list(self.recipients),
             "valid_until": self.valid_until,
             "recalls": list(self.recalls),
+            "recorded_at": self.recorded_at.isoformat() if self.recorded_at else None,
         }
 
 
@@ -279,13 +296,13 @@ def _after_decision(
     )
 
 
-def _consent_at(rec: AuditRecord) -> datetime:
-    """When a consent record was in force from: its ``recorded_at`` (never later than the
-    broker received it, ParseConsent), else when it was logged."""
+def _recorded_at(rec: AuditRecord) -> datetime | None:
+    """A consent record's own ``recorded_at`` (never later than the broker received it,
+    ParseConsent), in UTC; None when it has none readable."""
     try:
         at = datetime.fromisoformat(str(rec.data["recorded_at"]))
     except (KeyError, ValueError):
-        return rec.at
+        return None
     return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
@@ -304,9 +321,12 @@ def _consent_entry(rec: AuditRecord) -> DisclosureEntry:
     if notice:
         outcome = "undelivered" if undelivered else "delivered"
     return DisclosureEntry(
-        # A record refused was never in force: it is listed when the broker refused it.
-        at=_consent_at(rec) if kind == "consent" else rec.at,
+        # Listed when the broker received it, from when it governed decisions: at its own
+        # recorded_at (earlier, by however long it took to arrive) it would stand above decisions
+        # taken before it arrived, which could not see it. Both times are shown.
+        at=rec.at,
         logged_at=rec.at,
+        recorded_at=_recorded_at(rec) if kind == "consent" else None,
         kind=kind,
         # A notice's event is the withdrawal's (the consent record's id), as is the line of
         # the withdrawal itself; the shares it recalls are in ``recalls``.
@@ -336,6 +356,47 @@ def _consent_entry(rec: AuditRecord) -> DisclosureEntry:
     )
 
 
+def _received_entry(rec: AuditRecord, *, decided_elsewhere: bool) -> DisclosureEntry:
+    """An event received about the subject on which no decision about them was taken: from
+    whom, when and of what kind, shared with no one, and why as far as the log knows."""
+    return DisclosureEntry(
+        at=rec.at,
+        logged_at=rec.at,
+        kind="received",
+        event_id=rec.event_id or "",
+        event_type=str_or_none(rec.data.get("type")),
+        sender=rec.party,
+        recipient="",
+        outcome="not_shared",
+        reason=NOT_IN_ANY_SHARE if decided_elsewhere else NO_RECIPIENT,
+        purpose=None,
+        lawful_basis=None,
+        agreement_id=None,
+        clauses=(),
+        fields_shared=(),
+        fields_withheld=(),
+        consent=None,
+        override_grounds=None,
+        opened_by=None,
+        policy_version=None,
+        chain=rec.chain,
+        seq=rec.seq,
+    )
+
+
+def _received_entries(
+    store: AuditStore, records: list[AuditRecord], decided: set[str]
+) -> list[DisclosureEntry]:
+    """A line for each event received about the subject with no decision about them among
+    ``records`` (the store leaves out most; one key's decision may answer another's)."""
+    first: dict[str, AuditRecord] = {}
+    for rec in sorted(records, key=lambda r: (r.at, r.chain, r.seq)):
+        if rec.kind is AuditKind.RECEIVED and rec.event_id and rec.event_id not in decided:
+            first.setdefault(rec.event_id, rec)  # a copy received again is one event
+    elsewhere = store.decided_events(first) if first else set()
+    return [_received_entry(r, decided_elsewhere=e in elsewhere) for e, r in first.items()]
+
+
 _CONSENT_KINDS = frozenset(
     {AuditKind.CONSENT_RECORDED, AuditKind.CONSENT_REFUSED, AuditKind.CONSENT_WITHDRAWN_NOTICE}
 )
@@ -345,7 +406,9 @@ def disclosure_log(
     store: AuditStore, *subject_keys: str, matched_on: Callable[[str], str] | None = None
 ) -> list[DisclosureEntry]:
     """Every decision about the subject (shared and not), every delivery and opening, every
-    consent record about them (filed or refused) and every withdrawal notice, in date order.
+    event received about them that no decision about them followed, every consent record
+    about them (filed or refused) and every withdrawal notice, in date order (a consent
+    record's at when the broker received it).
 
     One person may be filed under several keys (a look-up by demographics searches each form
     of theirs, ``subject_search``, most specific first): a record under two of them is
@@ -369,6 +432,7 @@ def disclosure_log(
             entries.append(_after_decision(rec, decided, "delivered"))
         elif rec.kind in _CONSENT_KINDS:
             entries.append(_consent_entry(rec))
+    entries += _received_entries(store, records, {e for e, _ in decisions if e})
     entries = [
         dataclasses.replace(e, review=review_status(store, e.event_id, e.recipient))
         if e.kind == "decision" and e.outcome == "shared_override"

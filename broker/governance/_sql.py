@@ -312,7 +312,32 @@ class SqlAuditStore:
             "AND d.outcome IN ('shared', 'shared_override'))",
             (subject_key,),
         )
-        return named + opened
+        # An event received about the subject on which no decision about them was taken
+        # (no agreement routes it to anyone, or no share included them): the log must still
+        # say it came. With a decision, that decision's line says it.
+        received = self._records(
+            "SELECT r.body FROM audit_records r JOIN audit_subjects s "
+            "ON s.chain = r.chain AND s.seq = r.seq WHERE s.subject_key = ? "
+            "AND r.kind = 'received' AND NOT EXISTS (SELECT 1 FROM audit_records d "
+            "JOIN audit_subjects ds ON ds.chain = d.chain AND ds.seq = d.seq "
+            "WHERE d.event_id = r.event_id AND d.kind = 'decided' AND ds.subject_key = ?)",
+            (subject_key, subject_key),
+        )
+        return named + opened + received
+
+    def decided_events(self, event_ids: Collection[str]) -> set[str]:
+        found: set[str] = set()
+        ids = sorted(set(event_ids))
+        for i in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+            part = ids[i : i + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self._q(
+                f"SELECT DISTINCT event_id FROM audit_records WHERE event_id IN ({marks}) "  # noqa: S608  # placeholders only, values are bound
+                "AND kind = 'decided'",
+                part,
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
         # A decision counts once under each agreement of its grounds (docs/governance.md).

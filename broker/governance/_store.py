@@ -345,7 +345,12 @@ class AuditStore(Protocol):
 
     def subject_records(self, subject_key: str) -> list[AuditRecord]:
         """Decisions and deliveries naming the subject, ``opened`` records of those that were
-        shared, and consent records (filed or refused) and withdrawal notices naming them."""
+        shared, consent records (filed or refused) and withdrawal notices naming them, and
+        ``received`` records naming them of events with no decision naming them."""
+        ...
+
+    def decided_events(self, event_ids: Collection[str]) -> set[str]:
+        """Those of ``event_ids`` on which some decision (about anyone) is indexed."""
         ...
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:

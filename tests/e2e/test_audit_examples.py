@@ -223,8 +223,13 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
         assert sorted(delivered) == sorted(child_shares)  # each share sent, once
         consent = [e for e in entries
                    if e["kind"] in ("consent", "consent_refused", "withdrawal_notice")]  # fmt: skip
+        # Received about the child and shared with no one (no recipient): listed once, and
+        # never for an event with a decision about them.
+        received = [e for e in entries if e["kind"] == "received"]
+        assert not {e["event_id"] for e in received} & {d[1] for d in got_decisions}
         # nothing twice
-        assert len(entries) == len(expected) + len(delivered) + len(opened) + len(consent)
+        assert len(entries) == (len(expected) + len(delivered) + len(opened) + len(consent)
+                                + len(received))  # fmt: skip
         assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
 
         outputs = [out]

@@ -62,8 +62,10 @@ def test_a_withdrawal_its_notices_and_a_refused_record_are_in_the_childs_log(
         ("consent_refused", "c-refused", "wmp", "", "given", None, "not-a-consent-authority"),
     ]  # fmt: skip
     recorded, to_coord, to_school, _ = consent
-    # In force from its recorded_at, before the broker logged it.
-    assert recorded.at == T0 + timedelta(minutes=50)
+    # Listed when the broker received it (from when it governed decisions), its own
+    # recorded_at, ten minutes earlier, beside it.
+    assert recorded.at == T0 + timedelta(hours=1)
+    assert recorded.recorded_at == T0 + timedelta(minutes=50)
     assert (recorded.purposes, recorded.recipients) == (("early_help",), ("*",))
     assert (to_coord.recalls, to_school.recalls) == (("e1",), ("e2",))
     assert [e.at for e in log] == sorted(e.at for e in log)

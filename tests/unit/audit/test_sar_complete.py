@@ -1,0 +1,248 @@
+"""A child's disclosure log is complete and in an order that does not mislead.
+
+IG review (fix 38): an event received about a child that went to nobody was in the index (its
+``received`` record) but in no disclosure log; a consent record was listed at its claimed
+``recorded_at``, above decisions taken before the broker received it, which withheld for
+want of it; and the terminal's log and report said nothing of a chain the indexer found
+broken.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from broker.audit import (
+    AuditKind,
+    AuditRecord,
+    ChainWriter,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+)
+from broker.cli._audit_render import disclosure
+from broker.governance import AuditStore, disclosure_log
+from broker.keys import FileKeyStore
+from broker.linkage import Linker
+from broker.principals import Principal
+from tests.unit.audit.conftest import (
+    CHILD_NHS,
+    OTHER_CHILD_NHS,
+    PARENT_NHS,
+    T0,
+    Run,
+    decision,
+    index_records,
+    worker_chain,
+)
+
+HOUSING = "housing.eviction_risk"
+
+
+def _chain(
+    records: list[tuple[AuditKind, dict[str, Any]]], keys: FileKeyStore, chain: str, hours: int
+) -> list[AuditRecord]:
+    tick = iter(range(10_000))
+    w = ChainWriter(chain, clock=lambda: T0 + timedelta(hours=hours, seconds=next(tick)))
+    out = [w.append(kind, **kw) for kind, kw in records]
+    return [*out, w.checkpoint(KeystoreAuditSigner(keys, Principal.WORKER))]
+
+
+@pytest.fixture
+def received_only(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> list[AuditRecord]:  # fmt: skip
+    """e9: received about the child, no decision at all (no recipient); e10: about the child
+    and another, decided for the other alone (a school gets only its own pupil)."""
+    child, other = linker.from_nhs_number(CHILD_NHS), linker.from_nhs_number(OTHER_CHILD_NHS)
+    records = _chain([
+        (AuditKind.RECEIVED, {"event_id": "e9", "party": "sandwell-housing",
+                              "subject_keys": [child], "data": {"type": HOUSING}}),
+        (AuditKind.RECEIVED, {"event_id": "e10", "party": "wmp", "subject_keys": [child, other],
+                              "data": {"type": "police.domestic_incident"}}),
+        (AuditKind.DECIDED, {"event_id": "e10", "party": "school-1", "subject_keys": [other],
+                             "data": decision("shared")}),
+    ], keys, "worker:w5", hours=4)  # fmt: skip
+    assert index_records(store, verifier, records, start=400).breaks == []
+    return records
+
+
+def test_an_event_received_about_the_child_that_went_to_nobody_is_in_their_log(
+    store: AuditStore, received_only: list[AuditRecord], linker: Linker
+) -> None:
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    received = [e for e in log if e.kind == "received"]
+    assert [(e.event_id, e.sender, e.event_type, e.recipient, e.outcome, e.reason, e.at)
+            for e in received] == [
+        ("e9", "sandwell-housing", HOUSING, "", "not_shared", "no-recipient",
+         T0 + timedelta(hours=4)),
+        ("e10", "wmp", "police.domestic_incident", "", "not_shared", "not-in-any-share",
+         T0 + timedelta(hours=4, seconds=1)),
+    ]  # fmt: skip
+    assert received[0].as_dict()["audit_ref"] == "worker:w5#0"
+    # The other child's share in e10 is theirs: no line of it here.
+    assert [e for e in log if e.event_id == "e10" and e.kind != "received"] == []
+
+
+def test_an_event_with_a_decision_about_the_child_is_listed_by_its_decisions_alone(
+    store: AuditStore, received_only: list[AuditRecord], linker: Linker
+) -> None:
+    """e1 and e2 were received and decided: no separate 'received' line repeats them."""
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    assert [(e.kind, e.event_id) for e in log if e.event_id in ("e1", "e2")] == [
+        ("decision", "e1"), ("decision", "e1"), ("delivered", "e1"),
+        ("decision", "e2"), ("delivered", "e2"), ("opened", "e1"),
+    ]  # fmt: skip
+
+
+def test_a_decision_found_under_another_key_of_the_child_answers_their_received_record(
+    store: AuditStore, received_only: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """Two keys of one child (a search by name and date of birth merges them): an event
+    received under one and decided under the other is listed by its decision alone."""
+    first, second = linker.from_nhs_number(CHILD_NHS), linker.from_nhs_number(PARENT_NHS)
+    records = _chain([
+        (AuditKind.RECEIVED, {"event_id": "e30", "party": "wmp", "subject_keys": [second]}),
+        (AuditKind.DECIDED, {"event_id": "e30", "party": "coord", "subject_keys": [first],
+                             "data": decision("shared")}),
+    ], keys, "worker:w7", hours=7)  # fmt: skip
+    assert index_records(store, verifier, records, start=700).breaks == []
+    log = disclosure_log(store, first, second)
+    assert [e.kind for e in log if e.event_id == "e30"] == ["decision"]
+    assert [e.event_id for e in log if e.kind == "received"] == ["e9", "e10"]
+
+
+def test_the_received_line_is_in_every_format(
+    store: AuditStore, received_only: list[AuditRecord], linker: Linker
+) -> None:
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    [row] = [r for r in csv.DictReader(io.StringIO(disclosure(log, "csv")))
+             if r["event_id"] == "e9"]  # fmt: skip
+    assert (row["kind"], row["sender"], row["event_type"], row["outcome"], row["reason"]) == (
+        "received",
+        "sandwell-housing",
+        HOUSING,
+        "not_shared",
+        "no-recipient",
+    )
+    assert [d["kind"] for d in json.loads(disclosure(log, "json"))].count("received") == 2
+    assert "no-recipient" in disclosure(log, "table")
+    assert "no-recipient" in disclosure(log, "html")
+
+
+@pytest.fixture
+def late_consent(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> list[AuditRecord]:  # fmt: skip
+    """Consent recorded at 5:00 by the authority, received by the broker at 5:00:02, after
+    a decision at 5:00:01 withheld for want of it."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    given = {"state": "given", "purposes": ["early_help"], "recipients": ["*"],
+             "recorded_at": (T0 + timedelta(hours=5) - timedelta(minutes=1)).isoformat(),
+             "valid_until": None}  # fmt: skip
+    records = _chain([
+        (AuditKind.RECEIVED, {"event_id": "e20", "party": "wmp", "subject_keys": [child]}),
+        (AuditKind.DECIDED, {"event_id": "e20", "party": "hub-a", "subject_keys": [child],
+                             "data": decision("not_shared")}),
+        (AuditKind.CONSENT_RECORDED, {"event_id": "c20", "party": "sandwell-coord",
+                                      "subject_keys": [child], "data": given}),
+    ], keys, "worker:w6", hours=5)  # fmt: skip
+    assert index_records(store, verifier, records, start=600).breaks == []
+    return records
+
+
+def test_consent_is_listed_when_the_broker_received_it_with_its_recorded_time_beside(
+    store: AuditStore, late_consent: list[AuditRecord], linker: Linker
+) -> None:
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    late = [e for e in log if e.event_id in ("e20", "c20")]
+    assert [e.kind for e in late] == ["decision", "consent"]  # it could not see it
+    withheld, consent = late
+    assert withheld.reason == "consent-missing"
+    assert consent.at == T0 + timedelta(hours=5, seconds=2)
+    assert consent.recorded_at == T0 + timedelta(hours=5) - timedelta(minutes=1)
+    as_json = consent.as_dict()
+    assert (as_json["at"], as_json["recorded_at"]) == (
+        "2026-11-22T13:00:02+00:00",
+        "2026-11-22T12:59:00+00:00",
+    )
+    [row] = [r for r in csv.DictReader(io.StringIO(disclosure(late, "csv")))
+             if r["kind"] == "consent"]  # fmt: skip
+    assert (row["at"], row["recorded_at"]) == (as_json["at"], as_json["recorded_at"])
+    for fmt in ("table", "html"):
+        text = disclosure(late, fmt)
+        assert "consent recorded" in text
+        assert "2026-11-22T12:59:00+00:00" in text
+        assert "2026-11-22T13:00:02+00:00" in text
+    # Every other line has no recorded time of its own.
+    assert withheld.as_dict()["recorded_at"] is None
+
+
+@pytest.fixture
+def broken(
+    store: AuditStore,
+    indexed: list[AuditRecord],
+    verifier: KeystoreAuditVerifier,
+    linker: Linker,
+    keys: FileKeyStore,
+) -> None:
+    """worker:w2 broken: a record modified, which its writer's signed checkpoint exposes."""
+    records = worker_chain(linker, keys, chain="worker:w2")
+    bad = records[3].model_copy(update={"party": "hub-b"})
+    summary = index_records(store, verifier, [*records[:3], bad, *records[4:]], start=900)
+    assert [b.chain for b in summary.breaks] == ["worker:w2"]
+
+
+_WARNING = (
+    "accord: warning: the indexer found audit chains broken (worker:w2): their records after "
+    "the break are not indexed, so this may be incomplete; treat it as a security incident "
+    "and run 'accord audit verify'\n"
+)
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_the_terminals_log_warns_of_a_broken_chain_on_stderr(
+    fmt: str, broken: None, audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]]
+) -> None:
+    code, out, err = run_cli(["audit", "subject", "--nhs-number", CHILD_NHS, "--db",
+                              audit_db_url, "--format", fmt, "--reason", "complaint",
+                              "--as", "ig.jo"])  # fmt: skip
+    assert (code, err) == (0, _WARNING)
+    assert "e1" in out  # the log is still printed, its data's shape unchanged
+    if fmt == "json":
+        assert isinstance(json.loads(out), list)
+
+
+def test_the_terminals_log_says_nothing_of_chains_when_none_is_broken(
+    indexed: list[AuditRecord], audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]]
+) -> None:
+    code, _, err = run_cli(["audit", "subject", "--nhs-number", CHILD_NHS, "--db",
+                            audit_db_url, "--reason", "complaint", "--as", "ig.jo"])  # fmt: skip
+    assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_the_report_warns_of_a_broken_chain_on_stderr_and_names_it_in_json(
+    fmt: str, broken: None, audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]]
+) -> None:
+    code, out, err = run_cli(["audit", "report", "--db", audit_db_url, "--format", fmt,
+                              "--reason", "oversight", "--as", "ig.jo"])  # fmt: skip
+    assert (code, err) == (0, _WARNING)
+    if fmt == "json":
+        assert json.loads(out)["broken_chains"] == ["worker:w2"]
+
+
+def test_the_reports_json_lists_no_broken_chain_when_none_is(
+    indexed: list[AuditRecord], audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]]
+) -> None:
+    code, out, err = run_cli(["audit", "report", "--db", audit_db_url, "--format", "json",
+                              "--reason", "oversight", "--as", "ig.jo"])  # fmt: skip
+    assert (code, err) == (0, "")
+    assert json.loads(out)["broken_chains"] == []
