@@ -319,8 +319,11 @@ class SqlAuditStore:
             "SELECT r.body FROM audit_records r JOIN audit_subjects s "
             "ON s.chain = r.chain AND s.seq = r.seq WHERE s.subject_key = ? "
             "AND r.kind = 'received' AND NOT EXISTS (SELECT 1 FROM audit_records d "
-            "JOIN audit_subjects ds ON ds.chain = d.chain AND ds.seq = d.seq "
-            "WHERE d.event_id = r.event_id AND d.kind = 'decided' AND ds.subject_key = ?)",
+            # By the event's own decisions (a few), each checked for the subject: not by
+            # walking every record of the subject's for each event received about them.
+            "WHERE d.event_id = r.event_id AND d.kind = 'decided' AND EXISTS (SELECT 1 "
+            "FROM audit_subjects ds WHERE ds.subject_key = ? AND ds.chain = d.chain "
+            "AND ds.seq = d.seq))",
             (subject_key, subject_key),
         )
         return named + opened + received

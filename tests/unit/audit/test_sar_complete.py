@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from broker.audit import (
     KeystoreAuditVerifier,
 )
 from broker.cli._audit_render import disclosure
-from broker.governance import AuditStore, disclosure_log
+from broker.governance import AuditStore, disclosure_log, open_store
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
@@ -246,3 +247,27 @@ def test_the_reports_json_lists_no_broken_chain_when_none_is(
                               "--reason", "oversight", "--as", "ig.jo"])  # fmt: skip
     assert (code, err) == (0, "")
     assert json.loads(out)["broken_chains"] == []
+
+
+def test_received_events_find_their_decisions_by_event_not_by_walking_the_childs_records(
+    tmp_path: Path,
+) -> None:
+    """A child with thousands of records: each event received about them is checked against
+    its own decisions (by event id), never against every record of theirs."""
+    store = open_store(None, home=tmp_path)
+    conn = store._conn  # type: ignore[attr-defined]  # the SQLite connection under test
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        store.subject_records("n:" + "0" * 32)
+    finally:
+        conn.set_trace_callback(None)
+    plans = [
+        row[3]
+        for sql in seen
+        if "'received'" in sql
+        for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")
+    ]
+    store.close()
+    assert any("SEARCH d USING INDEX audit_records_event_party (event_id=?)" in p for p in plans)
+    assert not [p for p in plans if p.startswith("SEARCH ds ") and "chain=?" not in p], plans
