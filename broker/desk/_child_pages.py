@@ -40,6 +40,7 @@ from broker.desk._store import (
     StoredFlag,
     StoredRecord,
 )
+from broker.desk._store_locks import StoreBusy
 from broker.desk._work import child_subject, referral_event
 from broker.errors import AccordError, AlreadySettled
 from broker.webauth import Flash, Session, form_field, refused_in_place
@@ -53,6 +54,7 @@ MAX_REASON = 2000
 # The decision form's checkboxes, within read_form's 16 fields (with csrf, action, reason,
 # resend).
 _MAX_FLAGS_SETTLED = 12
+_BUSY = "The desk's database is busy (another desk process is holding it): nothing was recorded."
 
 TeamForm = Callable[[Request, str], Awaitable[tuple[Session, str, Any, str] | Response]]
 #: The re-send token's check (form, its address, user, its content as posted): whether it is
@@ -185,26 +187,43 @@ def register_child_pages(  # noqa: PLR0915  # one route each
             since, store.decisions(child=child), ZoneInfo(deps.schools.timezone), **ending
         )
 
-    async def settled_meanwhile(
-        session: Session, child: str, exc: AlreadySettled,
-        refused: Callable[..., Awaitable[Response]], record: Callable[[], object],
-        *, published: str | None,
+    def settle_what_is_left(
+        record: Callable[..., object], settles: Sequence[str], *, published: str | None
+    ) -> list[str]:
+        """Record the decision, settling ``settles``; raises :class:`AlreadySettled` if the
+        store refuses it for a flag another desk process on the store settled first. A
+        referral published already went and cannot be called back: it is recorded as sent,
+        settling the flags nobody else settled (so that it is shown with its outcomes, and a
+        re-send of it is answered "sent already"); returned, those it does not settle."""
+        taken: list[str] = []
+        while True:  # each refusal takes one flag or more away: it ends
+            try:
+                record(flag_ids=[f for f in settles if f not in taken])
+            except AlreadySettled as exc:
+                if published is None:
+                    raise
+                taken += exc.flag_ids
+                continue
+            return taken
+
+    def sent_but_settled(
+        session: Session, child: str, published: str, settles: Sequence[str],
+        taken: Sequence[str],
     ) -> Response:  # fmt: skip
-        """A decision the store refused, a flag it settles having been settled first by
-        another desk process on the store: as the page's own check would have answered it,
-        unless its referral was published already."""
-        if published is None:
-            return await refused(settled_first(child, exc.flag_ids), status=409)
-        # The referral went and cannot be called back: it is recorded as sent, settling none
-        # of the flags (so that it is shown with its outcomes, and a re-send of it is
-        # answered "sent already"), and the person told what happened.
+        """A referral recorded as sent, some or all of its flags having been settled first
+        by another decision: the person is told what it settles and what the other did."""
         log.warning("desk_referral_sent_flags_settled", event_id=published)
-        record()
+        titles = {f.flag_id: f.title for f in store.flags() if f.child == child}
+        left = [f"“{titles.get(f, f)}”" for f in settles if f not in taken]
+        ending = (
+            " The referral is recorded as sent and settles the flag(s) nobody else settled: "
+            + ", ".join(left) + "." if left
+            else " The referral is recorded as sent and settles no flag."
+        )  # fmt: skip
         session.flash_error(
             f"Referral {published} was sent through the broker, but meanwhile another "
-            "decision settled its flags. " + settled_first(
-                child, exc.flag_ids, ending=" The referral is recorded as sent and settles "
-                "no flag: read that decision below.",
+            f"decision settled {'some of its flags' if left else 'its flags'}. " + settled_first(
+                child, taken, ending=ending + " Read that decision below."
             )
         )  # fmt: skip
         return desk.redirect(f"/child/{child}", session)
@@ -294,7 +313,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         return desk.redirect(f"/child/{found.child}?flag={found.flag_id}")
 
     @app.post("/child/{child}/decide")
-    async def decide(request: Request, child: str) -> Response:  # noqa: PLR0911  # each refusal its own page
+    async def decide(request: Request, child: str) -> Response:  # noqa: PLR0915  # one form, every answer
         if isinstance(got := await team_form(request, child), Response):
             return got
         session, user, form, child = got
@@ -321,10 +340,13 @@ def register_child_pages(  # noqa: PLR0915  # one route each
             choose="Choose a decision",
         ):  # fmt: skip
             return await refused(wrong[0], field=wrong[1])
+
         # One decision about a child at a time, from the check below to the store: another
         # for the same flag, posted while a referral is being published, would pass the
-        # check too. The store refuses one that does (another desk process on it).
-        async with turns.one(child):
+        # check too. The store refuses one that does (another desk process on it). A refusal
+        # drawn in place is returned undrawn, and drawn after the turn: the page acknowledges
+        # access through Kafka, which another decision about the child need not wait for.
+        async def settle() -> Response | Awaitable[Response]:  # noqa: PLR0911, PLR0912  # each refusal its own page
             ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
             # A flag settled since the page was loaded (another tab, a colleague) is not settled
             # again: two decisions, perhaps contrary, would stand against one flag.
@@ -344,11 +366,13 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                             again, "a flag it settles has been settled since"
                         ) + " " + said,
                     )  # fmt: skip
-                return await refused(said, status=409)
+                return refused(said, status=409)
             # No decision about the child settles a flag whose records have all been withdrawn
             # (the page says so): one loaded before the withdrawal still ticks it.
             settles = [f.flag_id for f in ticked_flags if not f.withdrawn]
             withdrawn = len(ticked_flags) - len(settles)
+            # What a not-sent page's button sends again: the flags this decision settles.
+            resend = [("action", action), ("reason", reason), *(("flag", f) for f in settles)]
             now = deps.clock()
             published = None
             if action == "refer":
@@ -356,7 +380,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                 if not good:
                     return desk.refused(altered("referral"))
                 if again and any(d.published_event == again for d in store.decisions(child=child)):
-                    return await refused(
+                    return refused(
                         f"Referral {again} was sent already; nothing more was sent.", status=409,
                         fresh=True,
                     )  # fmt: skip
@@ -373,8 +397,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                     cannot = event is None or deps.publisher is None
                     return not_sent(
                         session, None, "referral", reason, action=page, event_id=again,
-                        check=check, fields=[("action", action), ("reason", reason)]
-                        + [("flag", f) for f in settles],
+                        check=check, fields=resend,
                         left_out=0 if cannot else withdrawn, cause="permanent" if cannot else "",
                         refused=not_again(
                             again, "this desk cannot send a referral for this child now" if cannot
@@ -382,7 +405,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                         ),
                     )  # fmt: skip
                 if withdrawn or event is None or deps.publisher is None:
-                    return await refused(
+                    return refused(
                         _not_referred(withdrawn=bool(withdrawn)), field="action", status=409
                     )
                 if again:  # the same event as the attempt given up on (broker.desk._resend)
@@ -393,9 +416,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                     log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
                     return not_sent(
                         session, exc, "referral", reason, action=page,
-                        event_id=event["event_id"], check=check,
-                        fields=[("action", action), ("reason", reason)]
-                        + [("flag", f) for f in settles],
+                        event_id=event["event_id"], check=check, fields=resend,
                     )  # fmt: skip
                 published = event["event_id"]
             record = partial(
@@ -403,21 +424,33 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                 published_event=published,
             )  # fmt: skip
             try:
-                record(flag_ids=settles)
-            except AlreadySettled as exc:
-                return await settled_meanwhile(
-                    session, child, exc, refused, record, published=published
-                )
-        log.info("desk_decision", action=action, by=user, flags=len(settles))
-        settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
-        settled += (
-            f" {withdrawn} flag(s) ticked had all their records withdrawn: no decision "
-            "about the child settles them; close them with “Close: its records were "
-            "withdrawn”." if withdrawn else ""
-        )  # fmt: skip
-        session.flash_success(
-            f"Referral {published} sent through the broker: the broker decides who receives "
-            f"it. {settled}" if published
-            else f"Decision recorded: {action.replace('_', ' ')}. {settled}"
-        )  # fmt: skip
-        return desk.redirect(f"/child/{child}", session)
+                taken = settle_what_is_left(record, settles, published=published)
+            except AlreadySettled as exc:  # by another desk process on the store
+                return refused(settled_first(child, exc.flag_ids), status=409)
+            except StoreBusy:  # another desk process holds the database: nothing recorded
+                if published is None:
+                    return refused(f"{_BUSY} Try again in a moment.", status=503)
+                log.error("desk_referral_sent_not_recorded", event_id=published)  # noqa: TRY400  # the event id is all it needs
+                return not_sent(
+                    session, None, "referral", reason, action=page, event_id=published,
+                    check=check, fields=resend, cause="unrecorded",
+                )  # fmt: skip
+            if published and taken:
+                return sent_but_settled(session, child, published, settles, taken)
+            log.info("desk_decision", action=action, by=user, flags=len(settles))
+            settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
+            settled += (
+                f" {withdrawn} flag(s) ticked had all their records withdrawn: no decision "
+                "about the child settles them; close them with “Close: its records were "
+                "withdrawn”." if withdrawn else ""
+            )  # fmt: skip
+            session.flash_success(
+                f"Referral {published} sent through the broker: the broker decides who "
+                f"receives it. {settled}" if published
+                else f"Decision recorded: {action.replace('_', ' ')}. {settled}"
+            )  # fmt: skip
+            return desk.redirect(f"/child/{child}", session)
+
+        async with turns.one(child):
+            answer = await settle()
+        return answer if isinstance(answer, Response) else await answer

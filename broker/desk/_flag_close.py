@@ -25,6 +25,7 @@ from fastapi.responses import Response
 
 from broker.desk._app import Desk
 from broker.desk._store import RECORDS_WITHDRAWN
+from broker.desk._store_locks import StoreBusy
 from broker.errors import AlreadySettled
 from broker.webauth import Session, form_field
 
@@ -71,6 +72,12 @@ def register_flag_close(
             )  # fmt: skip
         except AlreadySettled:  # by another desk process on the store, since the check
             session.flash_error(cannot)
+            return desk.redirect(f"/child/{child}", session)
+        except StoreBusy:  # another desk process holds the database
+            session.flash_error(
+                "The desk's database is busy (another desk process is holding it): the flag "
+                "was not closed. Try again in a moment."
+            )
             return desk.redirect(f"/child/{child}", session)
         log.info("desk_decision", action=RECORDS_WITHDRAWN, by=user, flags=1)
         session.flash_success(

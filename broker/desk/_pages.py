@@ -36,6 +36,7 @@ from broker.desk._resend import (
 )
 from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
+from broker.desk._store_locks import StoreBusy
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE, encompass_notice, outcome_event
 from broker.errors import AccordError, SendUnconfirmed
 from broker.webauth import Flash, Session, form_field, read_form, refused_in_place
@@ -114,13 +115,16 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # this page was refused; the page is drawn again as it was, every field still one
         # nobody can change, since the same event id must carry the same words. ``cause``:
         # "permanent" (nothing on this desk will let it go: no button), "stale" (the page
-        # was from an earlier session: the same button, with this session's token).
+        # was from an earlier session: the same button, with this session's token),
+        # "unrecorded" (sent, but the database was busy: the button sends it again under the
+        # same event id, which the broker refuses as a copy, and records it).
         flags = [value for name, value in fields if name == "flag"]
         titles = {f.flag_id: f.title for f in store.flags() if f.flag_id in flags}
         return desk.render(
             "not_sent.html", session, status=409 if refused else 503, what=what, text=text,
             action=action, errors=[Flash.error(refused)] if refused else (),
             title=f"The {what} was not sent again" if refused
+            else f"The {what} was sent but not recorded" if cause == "unrecorded"
             else f"The {what} may have been sent" if isinstance(exc, SendUnconfirmed)
             else f"The {what} was not sent",
             refused=bool(refused), left_out=left_out, cause=cause,
@@ -130,7 +134,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             # needs no acknowledgement while Kafka is away.
             back=action.rsplit("/", 1)[0] if refused else "/", page_error=True,
             session_lost=resend_lost(
-                event_id, what, maybe_sent=bool(refused) or isinstance(exc, SendUnconfirmed),
+                event_id, what, maybe_sent=bool(refused) or cause == "unrecorded"
+                or isinstance(exc, SendUnconfirmed),
                 button=cause != "permanent",
             ),
             resend=resend_token(
@@ -374,10 +379,17 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                     session, exc, "outcome", summary, action=page,
                     event_id=event["event_id"], fields=fields, check=check,
                 )  # fmt: skip
-            store.decide(
-                action=outcome, reason=summary, by=session.user, at=now, subject_event=event_id,
-                published_event=event["event_id"],
-            )  # fmt: skip
+            try:
+                store.decide(
+                    action=outcome, reason=summary, by=session.user, at=now,
+                    subject_event=event_id, published_event=event["event_id"],
+                )  # fmt: skip
+            except StoreBusy:  # another desk process holds the database
+                log.error("desk_outcome_sent_not_recorded", event_id=event["event_id"])  # noqa: TRY400  # the event id is all it needs
+                return not_sent(
+                    session, None, "outcome", summary, action=page, event_id=event["event_id"],
+                    fields=fields, check=check, cause="unrecorded",
+                )  # fmt: skip
         finally:
             answering.discard(event_id)
         session.flash_success(

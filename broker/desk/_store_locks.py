@@ -1,16 +1,46 @@
 """How the desk store keeps two writers apart: desk processes making or migrating the schema at
 once, and two decisions settling the same flag at once (two desk processes on one store, or
-any caller that did not serialise them)."""
+any caller that did not serialise them).
+
+A decision's transaction waits for another writer at most :data:`WAIT_SECONDS` (SQLite's
+busy timeout, PostgreSQL's ``lock_timeout``): the driver's calls are synchronous, on the
+desk's one event loop, so while one waits no page is served; a writer that holds on longer
+(a desk process paused or cut off mid-decision) gets :class:`StoreBusy`, nothing recorded.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["one_transaction", "schema_lock", "settled_among"]
+from broker.errors import AccordError
+
+__all__ = ["WAIT_SECONDS", "StoreBusy", "one_transaction", "schema_lock", "settled_among"]
 
 _SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
+#: As long as a page waits for Kafka (SEND_TIMEOUT_SECONDS' default): every page stalls
+#: meanwhile, and a writer that takes longer is not about to finish.
+WAIT_SECONDS = 5
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout expiring
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+class StoreBusy(AccordError):
+    """A decision was not recorded: another writer held the desk's database longer than
+    :data:`WAIT_SECONDS` (another desk process stalled mid-decision, a long read on SQLite
+    without WAL). Nothing was recorded; the same decision may be tried again."""
+
+    def __init__(self) -> None:
+        super().__init__("the database is busy; nothing was recorded")
+
+
+def _busy(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE  # psycopg, loaded or not
+
 
 Query = Callable[..., list[tuple[Any, ...]]]
 
@@ -34,18 +64,32 @@ def schema_lock(q: Query, *, postgresql: bool) -> Iterator[None]:
 def one_transaction(conn: Any, *, postgresql: bool) -> Iterator[None]:
     """The statements inside as one transaction on an autocommit connection: all or none.
     SQLite's BEGIN IMMEDIATE takes the database's write lock first, so what is read inside
-    is what the writes land on: another process's write waits (or fails) until this ends."""
-    if postgresql:
-        with conn.transaction():
-            yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
+    is what the writes land on: another process's write waits (or fails) until this ends.
+    Waiting for another writer longer than :data:`WAIT_SECONDS` raises :class:`StoreBusy`,
+    the transaction rolled back."""
     try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
+        if postgresql:
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = '{WAIT_SECONDS}s'")
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            # Inside the try: a COMMIT that fails (a reader's lock outlasting the busy
+            # timeout without WAL) would leave the one shared connection in this
+            # transaction for good, every later BEGIN refused.
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                # A ROLLBACK that fails too must not hide why the transaction ended.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+    except Exception as exc:
+        if _busy(exc):
+            raise StoreBusy from None
         raise
-    conn.execute("COMMIT")
 
 
 def settled_among(q: Query, flag_ids: Sequence[str], *, postgresql: bool) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from broker.desk._store import DeskStore
+from broker.desk._store_locks import WAIT_SECONDS
 from broker.errors import ConfigError, UsageError
 
 __all__ = ["open_desk_store"]
@@ -32,6 +33,10 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error:
             raise ConfigError("cannot connect to the desk's PostgreSQL database") from None
+        # Whatever the server's default: a decision's check of its flags, after FOR UPDATE
+        # waited for another's, must read what that one committed (repeatable read would
+        # read its snapshot from before the wait, and record both; serializable would fail).
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         return DeskStore(conn, placeholder="%s", where="the desk's PostgreSQL database")
     if scheme == "sqlite":
         path = url[len("sqlite:") :]
@@ -47,7 +52,11 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
 def _sqlite(path: Path) -> DeskStore:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Autocommit, one connection shared by the ingest task and the pages (one event loop).
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # A busy database is waited for WAIT_SECONDS (store_locks), not left to the driver's
+    # default: the wait blocks the event loop, so every page waits with it.
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=WAIT_SECONDS
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     path.chmod(0o600)
     return DeskStore(conn, where=str(path))

@@ -207,3 +207,114 @@ async def test_turns_keep_one_holder_per_child_and_keep_no_lock_once_none_waits(
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert len(turns) == 0
+
+
+def _second_flag(store: DeskStore, child: str, flag_id: str = "b" * 32) -> str:
+    store.add_flag(
+        Flag(
+            flag_id=flag_id, party="sandwell-coord", rule="two-agencies",
+            title="Rule two-agencies", child=child, event_ids=("e1", "e2"),
+            trigger_event_id="e1", raised_at=T0, window_seconds=86400,
+        ),
+        T0,
+    )  # fmt: skip
+    return flag_id
+
+
+def test_a_referral_sent_while_another_settled_some_of_its_flags_settles_the_rest_and_says_so(
+    make_client: Make, store: DeskStore, other: DeskStore, publisher: GatedPublisher
+) -> None:
+    """Not recorded as settling no flag, leaving the others open: it settles those nobody
+    else settled, and the banner names both."""
+    child = _child_with_flag(store)
+    second = _second_flag(store, child)
+    client, _ = make_client()
+    token = sign_in(client)
+    publisher.then = lambda: other.decide(
+        action="no_further_action", reason="Known.", by="sam.lee", at=T0, flag_ids=[FLAG],
+        child=child,
+    )  # fmt: skip
+    form = {"csrf": token, "action": "refer", "reason": "Needs a hub.", "flag": [FLAG, second]}
+    r = client.post(f"/child/{child}/decide", data=form, follow_redirects=False)
+    assert r.status_code == 303
+    [sent] = publisher.events
+    decided = {d.action: d for d in store.decisions(child=child)}
+    assert decided["no_further_action"].flag_ids == (FLAG,)
+    assert decided["refer"].flag_ids == (second,)
+    assert decided["refer"].published_event == sent["event_id"]
+    assert store.flags(open_only=True) == []
+    page = html.unescape(client.get(f"/child/{child}").text)
+    assert "another decision settled some of its flags" in page
+    assert "The flag “Rule multi-agency” was settled by sam.lee at" in page
+    assert "settles the flag(s) nobody else settled: “Rule two-agencies”" in page
+
+
+def test_a_referral_whose_rest_is_settled_too_while_it_is_recorded_settles_what_is_left(
+    make_client: Make, store: DeskStore, other: DeskStore, publisher: GatedPublisher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The store refuses it twice (another desk process settles a second flag between the
+    two tries): recorded the third time, settling the one flag nobody else settled."""
+    child = _child_with_flag(store)
+    second, third = _second_flag(store, child), _second_flag(store, child, "c" * 32)
+    client, _ = make_client()
+    token = sign_in(client)
+    publisher.then = lambda: other.decide(
+        action="no_further_action", reason="Known.", by="sam.lee", at=T0, flag_ids=[FLAG],
+        child=child,
+    )  # fmt: skip
+    decide = store.decide
+    tries: list[tuple[str, ...]] = []
+
+    def other_takes_the_second_first(**kw: Any) -> Any:
+        tries.append(tuple(kw["flag_ids"]))
+        if len(tries) == 2:
+            other.decide(action="signpost", reason="Seen.", by="sam.lee", at=T0,
+                         flag_ids=[second], child=child)  # fmt: skip
+        return decide(**kw)
+
+    monkeypatch.setattr(store, "decide", other_takes_the_second_first)
+    form = {"csrf": token, "action": "refer", "reason": "Needs a hub.",
+            "flag": [FLAG, second, third]}  # fmt: skip
+    r = client.post(f"/child/{child}/decide", data=form, follow_redirects=False)
+    assert r.status_code == 303
+    assert tries == [(FLAG, second, third), (second, third), (third,)]
+    [ours] = [d for d in store.decisions(child=child) if d.action == "refer"]
+    assert ours.flag_ids == (third,)
+
+
+async def test_a_refusal_page_is_drawn_after_the_childs_turn_is_given_up(
+    make_client: Make, store: DeskStore, acks: Any
+) -> None:
+    """Drawing it acknowledges access through Kafka: while that waits, another decision
+    about the same child is taken, not kept waiting behind it."""
+    child = _child_with_flag(store)
+    store.decide(action="signpost", reason="Seen.", by="sam.lee", at=T0, flag_ids=[FLAG],
+                 child=child)  # fmt: skip
+    client, _ = make_client()
+    token = sign_in(client)
+    gate, waiting = asyncio.Event(), asyncio.Event()
+    acknowledge = acks.acknowledge_all
+
+    async def slow_kafka(event_ids: Any, *, by: str, purpose: str) -> None:
+        waiting.set()
+        await gate.wait()
+        await acknowledge(event_ids, by=by, purpose=purpose)
+
+    acks.acknowledge_all = slow_kafka
+    transport = httpx2.ASGITransport(app=client.app)
+    async with httpx2.AsyncClient(
+        transport=transport, base_url=str(client.base_url), cookies=client.cookies
+    ) as browser:
+        settled = {"csrf": token, "action": "no_further_action", "reason": "Known.",
+                   "flag": FLAG}  # fmt: skip
+        refused = asyncio.create_task(browser.post(f"/child/{child}/decide", data=settled))
+        await asyncio.wait_for(waiting.wait(), timeout=10)
+        plain = {"csrf": token, "action": "signpost", "reason": "Leaflet sent."}
+        taken = await asyncio.wait_for(
+            browser.post(f"/child/{child}/decide", data=plain), timeout=5
+        )
+        assert taken.status_code == 303
+        gate.set()
+        assert (await asyncio.wait_for(refused, timeout=10)).status_code == 409
+    assert [d.reason for d in store.decisions(child=child)] == ["Seen.", "Leaflet sent."]
