@@ -17,9 +17,11 @@ from broker.errors import AuditError, ChainBroken, TransportError, UsageError
 from broker.principals import Principal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from broker.audit import AuditRecord
     from broker.config import Settings
-    from broker.governance import AuditStore, TopicMessage
+    from broker.governance import AuditStore, IndexView, TopicMessage, VerifiedHead
     from broker.kafka import KafkaClients
 
 
@@ -28,6 +30,7 @@ def verify(
 ) -> None:
     """Prove the log intact; name the first bad record and exit 1 if it is not."""
     from broker.governance import (
+        index_view,
         newest_checkpoints,
         signed_chains,
         signed_checkpoints,
@@ -41,22 +44,33 @@ def verify(
         raise UsageError("--heads checks a read of the topic: give --from-topic too")
     if from_topic:
         reference = _read_heads(heads) if heads is not None else {}
-        if db is not None:
-            # Before the topic: a checkpoint indexed after the read would look like truncation.
+        view: IndexView | None = None
+
+        def read_index(partitions: int) -> None:
+            # Before the topic: a checkpoint indexed after the read would look like
+            # truncation, and a record indexed after it like one the index lost.
+            nonlocal view
             index = open_index(settings, db)
             try:
-                for chain, cp in signed_checkpoints(index).items():
-                    if chain not in reference or cp.seq > reference[chain].seq:
-                        reference[chain] = cp
+                view = index_view(index, range(partitions))
             finally:
                 index.close()
-        messages, partitions = asyncio.run(_read_audit(kafka_as(settings, Principal.INDEXER)))
+            for chain, cp in view.checkpoints.items():
+                if chain not in reference or cp.seq > reference[chain].seq:
+                    reference[chain] = cp
+
+        messages, partitions = asyncio.run(
+            _read_audit(kafka_as(settings, Principal.INDEXER), read_index if db else None)
+        )
         topic = signed_chains(messages, verifier, partitions=partitions)
-        summary = verify_records(topic, verifier, reference=reference if reference else None)
+        summary = verify_records(
+            topic, verifier, reference=reference if reference else None, index=view
+        )
         newest = newest_checkpoints(topic)
     else:
         store = open_index(settings, db)
         by = _login_name()
+        named = _index_named(settings, db, store)
         try:
             # Kept in the index, pass or fail: the console shows the last result until a
             # later verification passes.
@@ -67,9 +81,10 @@ def verify(
                 )  # fmt: skip
             except ChainBroken as exc:
                 broken = {"chain": exc.chain or "", "seq": str(exc.seq), "problem": exc.what}
-                _record_run(settings, store, by, {"result": "broken", **broken})
+                _record_run(settings, store, by, {"result": "broken", **broken, **named})
                 raise
-            _record_run(settings, store, by, {"result": "intact", "records": str(summary.records)})
+            outcome = {"result": "intact", "records": str(summary.records), **named}
+            _record_run(settings, store, by, outcome, summary.heads)
             newest = signed_checkpoints(store)
         finally:
             store.close()
@@ -97,21 +112,78 @@ def _not_kept(exc: AuditError) -> None:
     typer.echo(f"accord: warning: result not kept in the index: {exc}", err=True)
 
 
-def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[str, str]) -> None:
+def _index_named(settings: Settings, db: str | None, store: AuditStore) -> dict[str, str]:
+    """Which index a run verified, for its record: the file of an SQLite index, a
+    PostgreSQL URL without its credentials or parameters; and whether it is the index this
+    deployment is configured with, or another (a copy, say), so that a reader of the log
+    does not take a copy's result for the live index's."""
+    configured = settings.audit.db.get_secret_value() if settings.audit.db else None
+    path = getattr(store, "path", None)
+    if path is not None:
+        name = str(Path(path).resolve())
+        mine = _sqlite_file(settings, configured)
+        same = mine is not None and mine.resolve() == Path(path).resolve()
+    else:
+        name = _without_credentials(db if db is not None else configured or "")
+        same = configured is not None and _without_credentials(configured) == name
+    return {"index": name, "index_role": "configured" if db is None or same else "copy"}
+
+
+def _sqlite_file(settings: Settings, url: str | None) -> Path | None:
+    """The file of the configured index if it is SQLite, read as ``open_store`` reads it
+    (not opened: opening may change it)."""
+    if url is None or not url.strip():
+        return settings.home / "audit.db"
+    url = url.strip()
+    if url.partition(":")[0].lower() != "sqlite":
+        return None
+    path = url[len("sqlite:") :]
+    path = path[2:] if path.startswith("//") else path
+    path = "/" + path.lstrip("/") if path.startswith("/") else path
+    return Path(path) if path else None
+
+
+def _without_credentials(url: str) -> str:
+    """``postgresql://user:secret@host:5432/db?password=…`` -> ``postgresql://host:5432/db``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "(an index URL that cannot be parsed)"
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[str, str],
+                heads: Mapping[str, VerifiedHead] | None = None) -> None:  # fmt: skip
     """The run and its result in the audit log, as the console's ``chains.verify`` writes
     them, when this machine holds the console's signing key; the index's ``verify_runs`` row
     is anyone's to write, the signed record is not. The answer stands if it cannot be
-    written: one line on stderr says so."""
+    written: one line on stderr says so.
+
+    Recorded in the configured log whichever index was verified (verifying a copy is an IG
+    action too), naming the index and whether it is a copy. A passing run's record also
+    vouches for the ``heads`` it verified; a copy's too, since every chain it verified is one
+    the partnership's writers signed."""
     from broker.governance import record_query
 
     keys = console_keys_here(settings)
     if keys is None:
         return
-    appender = appender_of(settings, keys, store, None)
+    live = _configured_index(settings) if outcome.get("index_role") == "copy" else None
+    # The command line's chain goes on from its head as the configured index has it: a
+    # copy's (older, or with that chain deleted) would have it fork its own chain.
+    appender = appender_of(settings, keys, live if live is not None else store, None)
 
     async def write() -> None:
         try:
-            await record_query(appender, officer=by, page="cli.verify", detail=outcome)
+            await record_query(
+                appender, officer=by, page="cli.verify", detail=outcome, verified_heads=heads
+            )
         finally:
             await appender.close()
 
@@ -120,15 +192,34 @@ def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[st
     except (TransportError, AuditError) as exc:
         typer.echo(f"accord: warning: this verification is not recorded in the audit log: {exc}",
                    err=True)  # fmt: skip
+    finally:
+        if live is not None:
+            live.close()
 
 
-async def _read_audit(kafka: KafkaClients) -> tuple[list[TopicMessage], int]:
-    """The audit topic's messages, and how many partitions it has (where chains must be)."""
+def _configured_index(settings: Settings) -> AuditStore | None:
+    """The configured index, if this machine has it: where the command line's chain head is
+    found. None (the index verified serves) when it has not, e.g. a workstation reaching
+    the live index only through --db."""
+    try:
+        return open_index(settings, None)
+    except (AuditError, UsageError):
+        return None
+
+
+async def _read_audit(
+    kafka: KafkaClients, before: Callable[[int], None] | None = None
+) -> tuple[list[TopicMessage], int]:
+    """The audit topic's messages, and how many partitions it has (where chains must be);
+    ``before`` is called with that count before the messages are read."""
     from broker.governance import read_topic
     from broker.kafka import partition_count
     from broker.topics import AUDIT
 
-    return await read_topic(kafka), await partition_count(kafka, AUDIT)
+    partitions = await partition_count(kafka, AUDIT)
+    if before is not None:
+        before(partitions)
+    return await read_topic(kafka), partitions
 
 
 def _read_heads(path: Path) -> dict[str, AuditRecord]:

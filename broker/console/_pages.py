@@ -314,7 +314,11 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
                     outcome = {"result": "not_run"}
         # The run and what it found are on record before the page shows them: chain names,
         # seqs and rule text only.
-        if refusal := await refused_unless_audited(session, "chains.verify", detail=outcome):
+        # A passing run's record also vouches for the heads it verified (_verify_vouch).
+        heads = summary.heads if summary is not None else None
+        if refusal := await refused_unless_audited(
+            session, "chains.verify", detail=outcome, verified_heads=heads
+        ):
             return refusal
         # Post/Redirect/Get: the address bar ends on /chains, which a reload or a bookmark
         # can open; the page shows what this run found.

@@ -50,7 +50,9 @@ from broker.governance._store import AuditStore, VerifyRun, Window
 from broker.governance._subjects import SubjectSearch, subject_key_for_nhs_number, subject_search
 from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains
 from broker.governance._verify import (
+    IndexView,
     VerifySummary,
+    index_view,
     newest_checkpoints,
     signed_checkpoints,
     verification_state,
@@ -58,6 +60,7 @@ from broker.governance._verify import (
     verify_records,
     verify_store,
 )
+from broker.governance._verify_vouch import VerifiedHead
 
 __all__ = [
     "AuditSink",
@@ -67,6 +70,7 @@ __all__ = [
     "EncompassNotice",
     "GovernanceReport",
     "IndexSummary",
+    "IndexView",
     "Indexer",
     "LookupPurpose",
     "ReportPurpose",
@@ -76,6 +80,7 @@ __all__ = [
     "SubjectSearch",
     "TopicChains",
     "TopicMessage",
+    "VerifiedHead",
     "VerifyRun",
     "VerifySummary",
     "Window",
@@ -83,6 +88,7 @@ __all__ = [
     "disclosure_log",
     "expiring_agreements",
     "governance_report",
+    "index_view",
     "late_by_school",
     "late_encompass_notices",
     "newest_checkpoints",

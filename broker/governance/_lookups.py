@@ -9,9 +9,11 @@ child's disclosure log also answers "who looked at this?", whichever tool was us
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from broker.audit import AuditKind, AuditRecord
 from broker.governance._append import AuditSink
+from broker.governance._verify_vouch import VERIFIED_HEADS, VerifiedHead, verified_heads_data
 
 
 class LookupPurpose(enum.StrEnum):
@@ -40,8 +42,12 @@ async def record_query(
     page: str,
     subject_keys: tuple[str, ...] = (),
     detail: dict[str, str] | None = None,
+    verified_heads: Mapping[str, VerifiedHead] | None = None,
 ) -> AuditRecord:
     """Write "``officer`` looked at ``page`` (about these subjects)" to the audit log.
+
+    ``verified_heads``: a passing verification's heads (``VerifySummary.heads``), which the
+    record then vouches for: a later verification fails an index that holds less.
 
     Returns once the record is committed with its checkpoint; a caller shows nothing until
     then, and nothing at all if this raises.
@@ -49,6 +55,8 @@ async def record_query(
     data: dict[str, object] = {"officer": officer, "page": page}
     if detail:
         data["detail"] = dict(detail)
+    if verified_heads:
+        data[VERIFIED_HEADS] = verified_heads_data(verified_heads)
     records = await sink.append(
         lambda w: [w.append(AuditKind.CONSOLE_QUERY, subject_keys=subject_keys, data=data)]
     )

@@ -185,6 +185,13 @@ class SqlAuditStore:
         rows = self._q("SELECT hash FROM audit_records WHERE chain = ? AND seq = ?", (chain, seq))
         return str(rows[0][0]) if rows else None
 
+    def position_of(self, chain: str, seq: int) -> tuple[int, int] | None:
+        rows = self._q(
+            "SELECT kafka_partition, kafka_offset FROM audit_records WHERE chain = ? AND seq = ?",
+            (chain, seq),
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
     def refusals_of_chain(
         self,
         topic: str,

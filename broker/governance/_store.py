@@ -282,6 +282,10 @@ class AuditStore(Protocol):
 
     def stored_hash(self, chain: str, seq: int) -> str | None: ...
 
+    def position_of(self, chain: str, seq: int) -> tuple[int, int] | None:
+        """Where (partition, offset) the index read the record at ``seq`` of ``chain``."""
+        ...
+
     def refusals_of_chain(
         self,
         topic: str,

@@ -48,6 +48,9 @@ class TopicChains:
     chains: dict[str, list[AuditRecord]] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)  # by reason
     unsigned: int = 0  # records after their chain's newest checkpoint: not vouched for yet
+    #: Each chain's checkpoints that covered records: (seq, partition, offset), in order; an
+    #: index that has read a partition past one must hold its chain at least that far.
+    signed_at: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
 
 
 def signed_chains(
@@ -86,6 +89,9 @@ def signed_chains(
             continue
         offered = tip.offer(rec, m.offset)
         out.chains.setdefault(rec.chain, []).extend(r for r, _ in offered.covered)
+        if offered.covered:
+            # The covering checkpoint is the last covered record: this message.
+            out.signed_at.setdefault(rec.chain, []).append((rec.seq, m.partition, m.offset))
         for refused in offered.refused:
             out.refused[refused.reason] += 1
     out.unsigned = sum(len(t.waiting) for t in tips.values())

@@ -6,14 +6,19 @@ kept apart from ``audit_records``: the newest *signed* checkpoint the indexer sa
 (``chain_checkpoints``, unforgeable, only ever moving forward) and the indexed head
 (``chain_heads``, unsigned, which also catches records appended to the table by hand).
 
+Every passing verification's own signed record names the heads it verified
+(``_verify_vouch``): an index verified later must still hold each of them, so a chain deleted
+from every table of the index fails as long as a verification record naming it is left.
+
 From the topic, each chain is verified as Kafka holds it; given the index as well, the index's
-checkpoints vouch that the topic has not lost what it once held.
+checkpoints vouch that the topic has not lost what it once held, and the topic that the index
+has not lost what it read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -33,6 +38,8 @@ from broker.errors import AuditError, ChainBroken
 from broker.governance._derived import Derived
 from broker.governance._store import AuditStore, StoredRow, VerifyRun, derived_columns
 from broker.governance._topic import TopicChains
+from broker.governance._verify_vouch import VerifiedHead, Vouches, check_index_holds
+from broker.topics import AUDIT
 
 log = structlog.get_logger("accord.audit")
 
@@ -47,9 +54,26 @@ class VerifySummary:
     unsigned: int = 0  # records after their chain's newest checkpoint, not vouched for yet
     #: Checkpoints that do not verify (a key since revoked) but a later valid one covers.
     unvouched: int = 0
+    #: Each verified chain's newest signed checkpoint: what a record of this run vouches
+    #: for (``verified_heads``).
+    heads: Mapping[str, VerifiedHead] = field(default_factory=dict)
+    #: Compared with an index: chains the topic has signed further than the index has read.
+    behind: int | None = None
+    #: Chains an earlier verification saw further than this index has read the topic.
+    not_reached: int = 0
 
     def line(self) -> str:
         extra = ""
+        if self.not_reached:
+            extra += (
+                f"; {self.not_reached} chains an earlier verification saw further than this "
+                "index has read the topic (not indexed yet)"
+            )
+        if self.behind is not None:
+            extra += (
+                "; the index holds everything the topic signed up to where it has read it"
+                f" ({self.behind} chains signed further than that: not indexed yet)"
+            )
         if self.refused or self.unsigned:
             extra = (
                 f"; left out: {self.refused} messages no writer signed, "
@@ -138,6 +162,9 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
     total = signed = unvouched = 0
     chains = store.chains()
     derived = Derived()
+    vouches = Vouches()
+    held: dict[str, int] = {}
+    verified: dict[str, VerifiedHead] = {}
     for chain in chains:
         head = heads.get(chain)
         if head is not None and head.broken_seq is not None:
@@ -150,6 +177,7 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
             for rec in records:
                 keep[rec.seq] = rec.hash
                 derived.take(rec)
+                vouches.take(rec)
                 yield rec
 
         report = verify_chain(
@@ -183,10 +211,28 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
                 )
         total += report.records
         unvouched += len(report.unvouched)
+        if report.records:
+            held[chain] = report.head_seq
+        if (cp := report.last_checkpoint_seq) is not None:
+            verified[chain] = VerifiedHead(cp, hashes[cp], store.position_of(chain, cp))
+    # After every chain: a record vouching for a chain may be in a chain verified later.
+    not_reached = vouches.check(store, held, _read_to(store, vouches.partitions()))
     derived.check(store.derived_rows())
     return VerifySummary(
-        getattr(store, "backend", "index"), len(chains), total, signed, unvouched=unvouched
-    )
+        getattr(store, "backend", "index"), len(chains), total, signed, unvouched=unvouched,
+        heads=verified, not_reached=not_reached,
+    )  # fmt: skip
+
+
+def _read_to(store: AuditStore, partitions: Iterable[int]) -> dict[int, int]:
+    """How far the index has read each partition: its stored offset, or past the newest
+    message it holds there if further (offsets set back do not hide rows deleted)."""
+    read_to = dict(store.offsets(AUDIT))
+    for part in partitions:
+        newest = store.held_before(AUDIT, part, 2**62, 1)
+        if newest:
+            read_to[part] = max(read_to.get(part, 0), newest[0][0] + 1)
+    return read_to
 
 
 def verify_and_keep(
@@ -270,15 +316,35 @@ def signed_checkpoints(store: AuditStore) -> dict[str, AuditRecord]:
     return {chain: cp for chain, cp in cps.items() if cp is not None}
 
 
+@dataclass(frozen=True, slots=True)
+class IndexView:
+    """What ``--from-topic --db`` compares the topic with: the index's signed checkpoints and
+    how far it has read each partition of the topic."""
+
+    checkpoints: dict[str, AuditRecord]
+    read_to: dict[int, int]
+
+
+def index_view(store: AuditStore, partitions: Iterable[int]) -> IndexView:
+    """The index's newest signed checkpoints and read position of each of the topic's
+    ``partitions`` (:func:`_read_to`), as one snapshot."""
+    with store.snapshot():
+        cps = {chain: store.latest_checkpoint(chain) for chain in store.chains()}
+        read_to = _read_to(store, partitions)
+    return IndexView({c: cp for c, cp in cps.items() if cp is not None}, read_to)
+
+
 def verify_records(
     topic: TopicChains,
     verifier: CheckpointVerifier,
     *,
     reference: Mapping[str, AuditRecord] | None = None,
     source: str = "topic",
+    index: IndexView | None = None,
 ) -> VerifySummary:
-    """Verify the chains read from the topic (:func:`signed_chains`), and that none is shorter
-    than ``reference`` says it was.
+    """Verify the chains read from the topic (:func:`signed_chains`), that none is shorter
+    than ``reference`` says it was, and that ``index`` (read before the topic) holds every
+    chain the topic signed as far as the index has read the topic.
 
     ``reference`` is the newest signed checkpoint of each chain from elsewhere: the index's
     (:func:`signed_checkpoints`, read *before* the topic: the index trails the topic, so a
@@ -299,9 +365,13 @@ def verify_records(
             _check_reference(report, reference.get(chain), verifier, hashes)
         total += report.records
         unvouched += len(report.unvouched)
+    behind = None
+    if index is not None:
+        behind = check_index_holds(topic, index.checkpoints, index.read_to)
     return VerifySummary(
-        source, len(names), total, signed, sum(topic.refused.values()), topic.unsigned, unvouched
-    )
+        source, len(names), total, signed, sum(topic.refused.values()), topic.unsigned, unvouched,
+        behind=behind,
+    )  # fmt: skip
 
 
 def newest_checkpoints(topic: TopicChains) -> dict[str, AuditRecord]:

@@ -119,7 +119,8 @@ SURFACES = {
         "signed_chains", "signed_checkpoints", "subject_key_for_nhs_number", "subject_search",
         "verify_records",
         "verify_store", "VerifyRun", "verify_and_keep", "ReviewStatus", "ReviewedOverride",
-        "reviewed_overrides", "override_entry", "verification_state",
+        "reviewed_overrides", "override_entry", "verification_state", "IndexView", "index_view",
+        "VerifiedHead",
     },
     "broker.ops": {
         "OK", "Check", "Heartbeat", "OpsServer", "Probe", "first_failure", "serving_ops",

@@ -124,13 +124,76 @@ def test_accord_audit_verify_writes_the_run_and_its_result_to_the_audit_log(
     _tamper(store)
     assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 1
     assert [r.kind for r in verify_records] == [AuditKind.CONSOLE_QUERY] * 2
+    named = {"index": _index_name(store, audit_db_url), "index_role": "copy"}
+    head = indexed[-1]
     assert [r.data for r in verify_records] == [
         {"officer": "ig.jo (terminal, not signed in)", "page": "cli.verify",
-         "detail": {"result": "intact", "records": str(len(indexed))}},
+         "detail": {"result": "intact", "records": str(len(indexed)), **named},
+         "verified_heads": {"worker:w1": {"seq": head.seq, "hash": head.hash, "partition": 0,
+                                          "offset": len(indexed) - 1}}},
         {"officer": "ig.jo (terminal, not signed in)", "page": "cli.verify",
          "detail": {"result": "broken", "chain": "worker:w1", "seq": "2",
-                    "problem": "record content does not match its hash"}},
+                    "problem": "record content does not match its hash", **named}},
     ]  # fmt: skip
+
+
+def _index_name(store: AuditStore, url: str) -> str:
+    """How a verification's record names an index: its file, or its URL without a login."""
+    path = getattr(store, "path", None)
+    if path is not None:
+        return str(Path(path).resolve())
+    return re.sub(r"//[^@/]*@", "//", url).partition("?")[0]
+
+
+def test_verifying_an_index_other_than_the_configured_one_is_recorded_as_a_copy_named(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    verify_records: list[AuditRecord], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A copy's result lands in the live log (verifying it is an IG action too), saying which
+    index it was, so a broken copy is not read as a broken live log; no password in it."""
+    monkeypatch.setenv("ACCORD_AUDIT_DB", f"sqlite:///{tmp_path / 'live.db'}")
+    _tamper(store)
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 1
+    detail = verify_records[0].data["detail"]
+    assert (detail["result"], detail["index_role"]) == ("broken", "copy")
+    assert detail["index"] == _index_name(store, audit_db_url)
+    assert "@" not in detail["index"]
+
+
+def test_a_copys_verification_continues_the_command_lines_chain_from_the_live_index(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Its chain head is the live index's: a copy's (older, or with that chain deleted) would
+    have the command line fork its own chain in the live log."""
+    import broker.cli._audit_verify
+    from broker.governance import open_store
+
+    live = tmp_path / "live.db"
+    open_store(f"sqlite:///{live}", home=tmp_path).close()
+    monkeypatch.setenv("ACCORD_AUDIT_DB", f"sqlite:///{live}")
+    heads_from: list[object] = []
+    sink = broker.cli._audit_verify.appender_of(None, None, None, None)  # type: ignore[arg-type]  # the autouse fake
+
+    def appender_of(_settings: object, _keys: object, index: AuditStore, _host: object) -> object:
+        heads_from.append(getattr(index, "path", None))
+        return sink
+
+    monkeypatch.setattr(broker.cli._audit_verify, "appender_of", appender_of)
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0
+    assert heads_from == [live]
+
+
+def test_verifying_the_configured_index_is_recorded_as_the_configured_one(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    verify_records: list[AuditRecord], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("ACCORD_AUDIT_DB", audit_db_url)
+    assert run_cli(["audit", "verify"])[0] == 0
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0
+    for record in verify_records:
+        assert record.data["detail"]["index_role"] == "configured"
+        assert record.data["detail"]["index"] == _index_name(store, audit_db_url)
 
 
 class _Down:

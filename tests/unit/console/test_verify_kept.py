@@ -70,6 +70,10 @@ def test_the_verification_and_its_result_are_on_record(
     runs = [q.data for q in sink.queries() if q.data["page"] == "chains.verify"]
     assert [r["officer"] for r in runs] == [OFFICER, OFFICER]
     assert runs[0]["detail"]["result"] == "intact"  # type: ignore[index]  # a dict here
+    # A pass vouches for the heads it verified (a later verification fails an index holding
+    # less); a failure vouches for nothing.
+    assert "worker:w1" in runs[0]["verified_heads"]  # type: ignore[operator]  # a dict here
+    assert "verified_heads" not in runs[1]
     assert runs[1]["detail"] == {
         "result": "broken", "chain": "worker:w1", "seq": "2",
         "problem": "record content does not match its hash",

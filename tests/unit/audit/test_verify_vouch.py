@@ -1,0 +1,240 @@
+"""A chain deleted from every table of an index is still caught: by the heads an earlier
+verification's signed record vouches for, and, with ``--from-topic --db``, by the topic.
+
+Each deletion is what the IG review did to a copy of ``audit.db``: every row of one chain
+removed from ``audit_records``, ``chain_heads``, ``chain_checkpoints`` and the tables built
+from records. Run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from broker.audit import (
+    AuditKind,
+    AuditRecord,
+    ChainWriter,
+    KeystoreAuditSigner,
+    KeystoreAuditVerifier,
+)
+from broker.governance import AuditStore, TopicMessage
+from broker.governance._index import ChainTracker
+from broker.keys import FileKeyStore
+from broker.linkage import Linker
+from broker.principals import Principal
+from tests.unit.audit.conftest import T0, Run, index_records, quiet_chain, worker_chain
+
+FIRST, SECOND = "worker:w1", "worker:w2"
+_TABLES = ("audit_records", "chain_heads", "chain_checkpoints", "audit_subjects",
+           "encompass_notices", "override_reviews")  # fmt: skip
+
+
+def _q(store: AuditStore, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    return store._q(sql, params)  # type: ignore[attr-defined,no-any-return]  # raw SQL, as an attacker would
+
+
+def _delete_chain(store: AuditStore, chain: str) -> None:
+    for table in _TABLES:
+        _q(store, f"DELETE FROM {table} WHERE chain = ?", (chain,))  # noqa: S608  # fixed names
+
+
+class SigningSink:
+    """The command line's audit chain signed by the console's key, Kafka faked: what it
+    writes can be indexed as the indexer would."""
+
+    def __init__(self, keys: FileKeyStore) -> None:
+        self.writer = ChainWriter("console:test.cli", clock=lambda: T0)
+        self.signer = KeystoreAuditSigner(keys, Principal.CONSOLE)
+        self.records: list[AuditRecord] = []
+
+    async def append(self, build: Callable[[ChainWriter], list[AuditRecord]]) -> list[AuditRecord]:
+        records = build(self.writer)
+        self.records += [*records, self.writer.checkpoint(self.signer)]
+        return records
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def sink(keys: FileKeyStore, monkeypatch: pytest.MonkeyPatch) -> SigningSink:
+    import broker.cli._audit_verify
+
+    s = SigningSink(keys)
+    monkeypatch.setattr(broker.cli._audit_verify, "appender_of", lambda *_a: s)
+    return s
+
+
+@pytest.fixture
+def two_chains(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore
+) -> list[AuditRecord]:
+    """Two worker chains indexed, SECOND first in the topic (offsets 0..), then FIRST."""
+    second = worker_chain(linker, keys, chain=SECOND)
+    first = worker_chain(linker, keys, chain=FIRST)
+    assert index_records(store, verifier, second + first).breaks == []
+    return second + first
+
+
+def _verified_and_indexed(
+    store: AuditStore, verifier: KeystoreAuditVerifier, sink: SigningSink, audit_db_url: str,
+    run_cli: Run, start: int,
+) -> AuditRecord:  # fmt: skip
+    """``accord audit verify`` run once, and its signed record indexed."""
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, err) == (0, ""), out
+    assert index_records(store, verifier, sink.records, start=start).breaks == []
+    return sink.records[0]
+
+
+def test_a_passing_verifications_record_names_the_heads_it_verified(
+    store: AuditStore, two_chains: list[AuditRecord], sink: SigningSink, audit_db_url: str,
+    run_cli: Run,
+) -> None:  # fmt: skip
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0
+    heads = sink.records[0].data["verified_heads"]
+    ends = {r.chain: (r, offset) for offset, r in enumerate(two_chains)
+            if r.kind is AuditKind.CHECKPOINT}  # fmt: skip
+    assert heads == {
+        c: {"seq": r.seq, "hash": r.hash, "partition": 0, "offset": offset}
+        for c, (r, offset) in ends.items()
+    }
+
+
+def test_an_index_missing_a_whole_chain_a_signed_verification_saw_fails_naming_it(
+    store: AuditStore, two_chains: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    sink: SigningSink, audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    record = _verified_and_indexed(store, verifier, sink, audit_db_url, run_cli, len(two_chains))
+    _delete_chain(store, SECOND)
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    head = max(r.seq for r in two_chains if r.chain == SECOND)
+    assert (code, out) == (1, "")
+    assert err.strip().endswith(
+        f"audit chain '{SECOND}' broken at seq 0: chain missing from the index, but a signed "
+        f"verification ({record.chain} seq {record.seq}) saw it reach seq {head}"
+    ), err
+
+
+def test_an_index_holding_a_chain_shorter_than_a_signed_verification_saw_fails(
+    store: AuditStore, verifier: KeystoreAuditVerifier, keys: FileKeyStore, sink: SigningSink,
+    audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """Cut back to an older signed checkpoint, every reference in the index moved with it:
+    consistent, signed, and shorter than a verification saw."""
+    records, _, _ = quiet_chain(keys)
+    assert index_records(store, verifier, records).breaks == []
+    _verified_and_indexed(store, verifier, sink, audit_db_url, run_cli, len(records))
+    _q(store, "DELETE FROM audit_records WHERE chain = 'worker:quiet' AND seq > 2")
+    _q(store, "UPDATE chain_heads SET seq = 2, hash = ? WHERE chain = 'worker:quiet'",
+       (records[2].hash,))  # fmt: skip
+    _q(store, "UPDATE chain_checkpoints SET seq = 2, covers_seq = 1, body = ? "
+       "WHERE chain = 'worker:quiet'", (records[2].to_bytes().decode(),))  # fmt: skip
+    code, _, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert code == 1
+    assert "'worker:quiet' broken at seq 3: chain ends at seq 2, but a signed verification" in err
+
+
+def test_a_head_a_verification_saw_beyond_where_the_index_has_read_is_not_held_against_it(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
+    sink: SigningSink, audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """An index catching up (rebuilt, restored from a backup) reads partitions at different
+    paces: a chain on a partition it has not read that far yet is not missing, only not
+    indexed yet, and the answer says so. (The limit, too: an index whose read position was
+    also set back, and holds nothing later in that partition, passes this way.)"""
+    tracker = ChainTracker(store, verifier, topic="accord.audit")
+    batch = tracker.new_batch()
+    for partition, chain in ((1, SECOND), (0, FIRST)):
+        for offset, rec in enumerate(worker_chain(linker, keys, chain=chain)):
+            tracker.offer(batch, rec.chain.encode(), rec.to_bytes(), partition, offset)
+    assert tracker.commit(batch)
+    _verified_and_indexed(store, verifier, sink, audit_db_url, run_cli, 100)
+    _delete_chain(store, SECOND)
+    _q(store, "DELETE FROM kafka_offsets WHERE kafka_partition = 1")
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, err) == (0, "")
+    assert out.strip().endswith(
+        "; 1 chains an earlier verification saw further than this index has read the topic "
+        "(not indexed yet)"
+    ), out
+
+
+# -- --from-topic --db: the topic says what the index has read ------------------------------
+
+
+@pytest.fixture
+def topic(monkeypatch: pytest.MonkeyPatch) -> list[TopicMessage]:
+    """``accord.audit`` as ``verify --from-topic`` reads it, one partition, Kafka faked."""
+    import broker.cli._audit_verify
+    import broker.governance
+    import broker.kafka
+
+    messages: list[TopicMessage] = []
+
+    async def read_topic(*_a: Any, **_kw: Any) -> list[TopicMessage]:
+        return list(messages)
+
+    async def partition_count(*_a: Any) -> int:
+        return 1
+
+    monkeypatch.setattr(broker.governance, "read_topic", read_topic)
+    monkeypatch.setattr(broker.kafka, "partition_count", partition_count)
+    monkeypatch.setattr(broker.cli._audit_verify, "kafka_as", lambda *_a: None)
+    return messages
+
+
+def _on_topic(records: list[AuditRecord]) -> list[TopicMessage]:
+    return [TopicMessage(r.chain.encode(), r.to_bytes(), 0, i) for i, r in enumerate(records)]
+
+
+@pytest.mark.parametrize("offsets_too", [False, True], ids=["offsets-kept", "offsets-deleted"])
+def test_from_topic_a_chain_the_index_has_read_past_but_does_not_hold_fails(
+    offsets_too: bool, store: AuditStore, two_chains: list[AuditRecord],
+    topic: list[TopicMessage], audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """Offsets set back too do not hide it: the index holds FIRST's rows at later offsets."""
+    topic += _on_topic(two_chains)
+    _delete_chain(store, SECOND)
+    if offsets_too:
+        _q(store, "DELETE FROM kafka_offsets")
+    code, out, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
+    assert (code, out) == (1, "")
+    assert f"audit chain '{SECOND}' broken at seq 0: chain missing from the index" in err
+
+
+def test_from_topic_an_index_chain_shorter_than_the_topics_fails(
+    store: AuditStore, verifier: KeystoreAuditVerifier, keys: FileKeyStore,
+    topic: list[TopicMessage], audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    records, _, _ = quiet_chain(keys)
+    assert index_records(store, verifier, records).breaks == []
+    topic += _on_topic(records)
+    _q(store, "DELETE FROM audit_records WHERE chain = 'worker:quiet' AND seq > 2")
+    _q(store, "UPDATE chain_checkpoints SET seq = 2, covers_seq = 1, body = ? "
+       "WHERE chain = 'worker:quiet'", (records[2].to_bytes().decode(),))  # fmt: skip
+    code, _, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
+    assert code == 1
+    assert (
+        "'worker:quiet' broken at seq 3: the index holds the chain signed through seq 2, the "
+        "topic through seq 5"
+    ) in err
+
+
+def test_from_topic_an_index_that_has_not_read_as_far_yet_is_no_fault(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
+    topic: list[TopicMessage], audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """The index trails the topic: a chain written after where it has read is not missing."""
+    first = worker_chain(linker, keys, chain=FIRST)
+    assert index_records(store, verifier, first).breaks == []
+    topic += _on_topic(first + worker_chain(linker, keys, chain=SECOND))
+    code, out, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
+    assert (code, err) == (0, "")
+    assert out.strip().endswith(
+        "; the index holds everything the topic signed up to where it has read it "
+        "(1 chains signed further than that: not indexed yet)"
+    ), out
