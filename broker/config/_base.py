@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 
 def _host_list(value: object) -> object:
@@ -66,10 +74,18 @@ def _ranges(value: object) -> object:
     out = []
     for n, entry in enumerate(value, 1):
         try:
-            out.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+            network = ipaddress.ip_network(str(entry).strip(), strict=False)
         except ValueError:
             raise ValueError(f"entry {n} is not an address or a range (192.0.2.0/24)") from None
+        # An IPv4 peer on a dual-stack socket is compared as IPv4 (client_host), so a range
+        # written IPv4-mapped would never match anyone: refused rather than silently inert.
+        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+            raise ValueError(f"entry {n} is an IPv4-mapped range: write it as IPv4 (10.0.0.0/8)")
+        out.append(network)
     return tuple(out)
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 #: Addresses and ranges (an address alone is its own range), comma-separated or a JSON list.
@@ -114,15 +130,21 @@ class BehindProxies(Frozen):
     # from loopback neither (a local user, an ssh tunnel or a DNS-rebinding page is no
     # proxy). Behind a proxy set both, or every caller is the proxy's one address.
     forwarded_hops: int = Field(default=0, ge=0, le=5)
-    trusted_proxies: NetworkList = ()
+    # Checked even when left unset (validate_default), so that hops without it are refused.
+    trusted_proxies: NetworkList = Field(default=(), validate_default=True)
 
-    @model_validator(mode="after")
-    def _proxies_named(self) -> Self:
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _proxies_named(
+        cls, value: tuple[Network, ...] | None, info: ValidationInfo
+    ) -> tuple[Network, ...] | None:
         # Hops with nobody trusted would read no header and count every caller as the
-        # proxy: one guesser (one stale token) would then hold up everyone behind it.
-        if self.forwarded_hops and not self.trusted_proxies:
+        # proxy: one guesser (one stale token) would then hold up everyone behind it. A
+        # field's error, not the model's, so that the one line names the variable to set
+        # (ACCORD_CONSOLE__TRUSTED_PROXIES, load_settings) and not only its section.
+        if info.data.get("forwarded_hops") and not value:
             raise ValueError(
-                "forwarded_hops is set but trusted_proxies is empty: name the proxies' "
-                "addresses (X-Forwarded-For is believed only from them)"
+                "empty while FORWARDED_HOPS is set: set it to the proxies' addresses "
+                "(X-Forwarded-For is believed only from them)"
             )
-        return self
+        return value

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from broker.deploy._compose_gateways import PRIVATE_RANGES, gateway_host_ports, gateway_settings
+from broker.deploy._compose_gateways import gateway_host_ports, gateway_settings
 from broker.deploy._compose_kafka import (
     _START_SH,
     CONTAINER_DATA,
@@ -30,6 +30,7 @@ from broker.deploy._compose_kafka import (
     server_properties,
 )
 from broker.deploy._model import CONSOLE_PORT, DESK_PORT, GATEWAY_PORT, Deployment, Process
+from broker.deploy._proxies import PRIVATE_RANGES
 from broker.deploy._secrets import (
     CONTAINER_SECRETS,
     KEYSTORE_PRINCIPALS,
@@ -113,7 +114,7 @@ def _web(
         env[f"ACCORD_{section}__USERS_FILE"] = users_file
     # The host's reverse proxy (published on the host's loopback only) reaches the container
     # through Docker's gateway, whose address Docker picks: trusted as every private range
-    # (_compose_gateways), the address it appends to X-Forwarded-For is the client, or all are
+    # (_proxies), the address it appends to X-Forwarded-For is the client, or all are
     # one to the sign-in throttle. It serves HTTPS: Secure cookies (forwarded hops imply it).
     env[f"ACCORD_{section}__FORWARDED_HOPS"] = "1"
     env[f"ACCORD_{section}__TRUSTED_PROXIES"] = PRIVATE_RANGES

@@ -5,8 +5,8 @@ It runs behind the host's TLS-terminating proxy, as the console and the desks do
 on the Compose network, published on the host's loopback only (docs/gateway.md, Security).
 Docker hands the host's connections to the container from the Compose network's own gateway
 address, which it picks itself, so the render cannot name the proxy alone: every private
-range (:data:`PRIVATE_RANGES`) is trusted to write ``X-Forwarded-For``, to the gateway as to
-the console and the desks (``_compose._web``). That trusts, with the proxy, every user of
+range (``_proxies.PRIVATE_RANGES``) is trusted to write ``X-Forwarded-For``, to the gateway
+as to the console and the desks (``_compose._web``). That trusts, with the proxy, every user of
 the host who can open ``127.0.0.1:<port>`` and every container of the deployment
 (docs/deployment.md, *Gateways*, says what they can do with it).
 """
@@ -18,12 +18,7 @@ from collections.abc import Mapping
 from broker.deploy._model import GATEWAY_PORT
 from broker.deploy._secrets import CONTAINER_SECRETS, desk_host_ports
 
-__all__ = ["PRIVATE_RANGES", "gateway_host_ports", "gateway_settings", "gateway_token_secret"]
-
-#: RFC 1918, RFC 6598 (carrier-grade NAT, some pod networks') and IPv6 unique local: where
-#: Docker's networks and Kubernetes' pod networks are numbered, never a caller on the
-#: internet.
-PRIVATE_RANGES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+__all__ = ["gateway_host_ports", "gateway_settings", "gateway_token_secret"]
 
 
 def gateway_token_secret(party: str) -> str:

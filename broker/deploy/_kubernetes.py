@@ -39,7 +39,6 @@ from typing import Any
 
 from broker.deploy import _kubernetes_desks as desks
 from broker.deploy import _kubernetes_gateways as gateways
-from broker.deploy._compose_gateways import PRIVATE_RANGES
 from broker.deploy._files import kustomized
 from broker.deploy._kubernetes_policies import (
     AUDIT_DB_USERS,
@@ -51,6 +50,7 @@ from broker.deploy._kubernetes_policies import (
 )
 from broker.deploy._model import Deployment, Process
 from broker.deploy._platform_secrets import keystore_secrets
+from broker.deploy._proxies import PRIVATE_RANGES
 from broker.deploy._strimzi import (
     KAFKA_TLS_PORT,
     kafka,

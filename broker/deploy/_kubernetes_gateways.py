@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from broker.deploy._compose_gateways import PRIVATE_RANGES
 from broker.deploy._model import Process
+from broker.deploy._proxies import PRIVATE_RANGES
 
 __all__ = [
     "INGRESS_NAMESPACE_UNSET",

@@ -37,11 +37,10 @@ from typing import Generic, TypeVar
 
 from starlette.requests import Request
 
+from broker.config._base import Network
 from broker.webauth import client_host, client_key
 
-__all__ = ["KNOWN_FOR", "AuthLimit", "LimitKind", "Limited", "client_of"]
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["KNOWN_FOR", "AuthLimit", "LimitKind", "Limited", "Network", "client_of"]
 
 #: How long a client that used the right token counts as one of the gateway's own callers,
 #: served while many addresses fail together.
@@ -67,11 +66,11 @@ def _within(key: str, ranges: Sequence[Network]) -> bool:
 def client_of(request: Request, hops: int, trusted: Sequence[Network]) -> str:
     """The address ``request``'s failures are counted under.
 
-    ``X-Forwarded-For`` is read (``hops`` entries from the end) only when the connection
-    comes from ``trusted``: anyone else could write any address there
-    (``broker.webauth.client_host``). An entry that is no address counts as the
-    connection's own. IPv6 by its /48: a site is routinely given one, and counting each /64
-    of it would give it 65,536 budgets."""
+    ``X-Forwarded-For`` is read (``hops`` entries from the end) only when the connection,
+    and each entry an inner proxy wrote, comes from ``trusted``: anyone else could write any
+    address there (``broker.webauth.client_host``). An entry that is no address counts as
+    the connection's own. IPv6 by its /48: a site is routinely given one, and counting each
+    /64 of it would give it 65,536 budgets."""
     peer = client_key(request.client.host if request.client else None)
     key = client_key(client_host(request, hops, trusted))
     network = _network(key)

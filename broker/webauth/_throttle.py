@@ -52,17 +52,24 @@ def client_key(host: str | None) -> str:
     its port ("192.0.2.7:5678", "[2001:db8::1]:443"): the port goes, or each connection
     would be a new client. What is no address at all is kept as it is.
     """
-    if not host:
-        return ""
-    try:
-        address = ipaddress.ip_address(_bare(host))
-    except ValueError:
-        return host
+    address = address_of(host)
+    if address is None:
+        return host or ""
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
+
+
+def address_of(host: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` names, however a proxy wrote it (with a port, in brackets), an
+    IPv4-mapped one as IPv4 (a dual-stack socket's peer); None if it names none."""
+    try:
+        address = ipaddress.ip_address(_bare(host or ""))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _bare(host: str) -> str:

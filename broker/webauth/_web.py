@@ -24,14 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker.errors import UsageError
+from broker.webauth._throttle import address_of
 
 if TYPE_CHECKING:
     import uvicorn
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from broker.config import SignInSettings
-
-    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+    from broker.config._base import Network
 
 __all__ = [
     "CSP",
@@ -154,29 +154,64 @@ def client_host(request: Request, hops: int, trusted: Sequence[Network]) -> str 
     the client is that many entries from the end; whatever a client sends itself stays to
     the left. That is believed only on a connection from ``trusted`` (the proxies' addresses):
     anyone who reaches the port directly could write any address there, a new one at each
-    guess. Otherwise, and with 0 hops, the connection's own address, from loopback too (a
-    peer on loopback may be a local user, an ssh tunnel or a DNS-rebinding page, none of
-    them a proxy). Fewer entries than hops (a request that did not come through the
-    proxies): the peer.
+    guess. Past the first proxy the same holds of each entry a proxy wrote: walking from the
+    right, each of the first ``hops - 1`` must be in ``trusted`` too, else the first that is
+    not is the client (as uvicorn's proxy headers): one who reaches the inner proxy directly
+    is counted as themself, not as what they wrote to its left. Otherwise, and with 0 hops,
+    the connection's own address, from loopback too (a peer on loopback may be a local user,
+    an ssh tunnel or a DNS-rebinding page, none of them a proxy). Fewer entries than hops (a
+    request that did not come through the proxies), or a client entry that is no address
+    (``unknown``, which would be one budget shared by all who send it): the peer.
     """
     peer = request.client.host if request.client else None
-    if hops <= 0 or not _among(peer, trusted):
+    if hops <= 0:
         return peer
     entries = [e.strip() for h in request.headers.getlist("x-forwarded-for") for e in h.split(",")]
     entries = [e for e in entries if e]
-    return entries[-hops] if len(entries) >= hops else peer
+    if not _among(peer, trusted):
+        if entries:
+            _warn_once("peer")
+        return peer
+    if len(entries) < hops:
+        return peer
+    client = entries[-hops]
+    for entry in reversed(entries[len(entries) - hops + 1 :]):
+        if not _among(entry, trusted):
+            _warn_once("hop")
+            client = entry
+            break
+    return client if address_of(client) is not None else peer
 
 
-def _among(peer: str | None, trusted: Sequence[Network]) -> bool:
+def _among(host: str | None, trusted: Sequence[Network]) -> bool:
     # The address itself, not its /64 (client_key's): a proxy named by its one IPv6 address
-    # must not vouch for its neighbours. An IPv4 peer on a dual-stack socket is IPv4-mapped.
-    try:
-        address = ipaddress.ip_address(peer or "")
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in trusted)
+    # must not vouch for its neighbours.
+    address = address_of(host)
+    return address is not None and any(address in network for network in trusted)
+
+
+# What an operator is told, once per process (a guesser could otherwise fill the log), and
+# never with an address in it: the settings to fix when X-Forwarded-For goes unbelieved.
+_UNTRUSTED = {
+    "peer": "X-Forwarded-For came on a connection from an address not in TRUSTED_PROXIES, "
+    "so it was not read: if a proxy stands in front, add its addresses to the app's "
+    "TRUSTED_PROXIES (ACCORD_CONSOLE__, ACCORD_DESK__ or ACCORD_GATEWAY__), or every user is "
+    "counted as its one address (an IPv6 pod network of public addresses is in none of the "
+    "private ranges the renders set)",
+    "hop": "an X-Forwarded-For entry a trusted proxy wrote is not in TRUSTED_PROXIES, so it "
+    "was counted as the client: if another proxy (a load balancer) stands in front of that "
+    "one, add its addresses to TRUSTED_PROXIES too, or every user is counted as its one "
+    "address",
+}
+_warned: set[str] = set()
+
+
+def _warn_once(kind: str) -> None:
+    if kind not in _warned:
+        _warned.add(kind)
+        structlog.get_logger("accord.web").warning(
+            "forwarded_for_not_believed", why=_UNTRUSTED[kind]
+        )
 
 
 class _Contained:

@@ -111,6 +111,27 @@ def test_x_forwarded_for_moves_the_throttles_address_only_from_a_trusted_proxy(
     assert _sign_in(_served(app), OFFICER_AT, OFFICER, PASSWORD) == 303
 
 
+@pytest.mark.parametrize(
+    ("outer", "believed"),
+    [("10.42.5.5", True),  # through the load balancer, a trusted proxy too
+     (ATTACKER, False)],  # the reviewer's repro: past the balancer, straight to the ingress
+)  # fmt: skip
+def test_at_two_hops_the_inner_proxys_entry_is_believed_only_for_a_trusted_outer_proxy(
+    make_client: Callable[..., TestClient], outer: str, believed: bool
+) -> None:
+    """Behind a load balancer and the ingress, the entry the ingress appends must itself be
+    a trusted proxy's: one who reaches the ingress directly is counted as themself, so ten
+    failures each naming a new address to its left spend their own budget, and the right
+    password from them is refused too. The officer's own budget is untouched either way."""
+    app = make_client(forwarded_hops=2, trusted_proxies=PROXIES, allowed_hosts=NAME).app
+    for i in range(10):
+        forwarded = f"198.51.100.{i}, {outer}"
+        assert _sign_in(_served(app), forwarded, f"guess{i}", "not the password") == 401
+    expected = 303 if believed else 401
+    assert _sign_in(_served(app), f"198.51.100.99, {outer}", OFFICER, PASSWORD) == expected
+    assert _sign_in(_served(app), f"{OFFICER_AT}, 10.42.5.5", OFFICER, PASSWORD) == 303
+
+
 def test_an_unexpected_error_ends_at_the_error_page_not_in_the_servers_log(
     make_client: Callable[..., TestClient],
 ) -> None:

@@ -56,25 +56,39 @@ def test_x_forwarded_for_moves_the_throttles_address_only_from_a_trusted_proxy(
 def test_forwarded_hops_without_trusted_proxies_is_refused(
     model: type[DeskSettings | ConsoleSettings],
 ) -> None:
-    with pytest.raises(ValidationError, match="trusted_proxies is empty"):
+    with pytest.raises(ValidationError, match="empty while FORWARDED_HOPS is set"):
         model(forwarded_hops=1)
     cfg = model(forwarded_hops=1, trusted_proxies="10.0.0.0/8, fc00::/7")
     assert [str(n) for n in cfg.trusted_proxies or ()] == ["10.0.0.0/8", "fc00::/7"]
     assert model().trusted_proxies == ()
 
 
+@pytest.mark.parametrize("model", [DeskSettings, ConsoleSettings])
+def test_an_ipv4_mapped_range_which_would_match_nobody_is_refused(
+    model: type[DeskSettings | ConsoleSettings],
+) -> None:
+    """A dual-stack socket's IPv4 peer is compared as IPv4, so ``::ffff:10.0.0.0/104``
+    would trust no one while looking as if it trusted 10.0.0.0/8."""
+    with pytest.raises(ValidationError, match="entry 2 is an IPv4-mapped range"):
+        model(forwarded_hops=1, trusted_proxies="192.0.2.7, ::ffff:10.0.0.0/104")
+    cfg = model(trusted_proxies="::/0, 2001:db8::10")  # IPv6 beyond the mapped range: taken
+    assert len(cfg.trusted_proxies or ()) == 2
+
+
 @pytest.mark.parametrize(
-    ("variable", "argv"),
-    [("ACCORD_DESK__FORWARDED_HOPS", ["desk", "--as", "cog-tipton", "--port", "0"]),
-     ("ACCORD_CONSOLE__FORWARDED_HOPS", ["console", "--port", "0"])],
+    ("section", "argv"),
+    [("DESK", ["desk", "--as", "cog-tipton", "--port", "0"]),
+     ("CONSOLE", ["console", "--port", "0"]),
+     # A shared env file: every process reads every section, so the console refuses too.
+     ("DESK", ["console", "--port", "0"])],
 )  # fmt: skip
-def test_an_app_behind_hops_with_no_proxies_named_does_not_start_and_says_so_in_one_line(
-    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, argv: list[str]
+def test_an_app_behind_hops_with_no_proxies_named_does_not_start_and_names_the_variable(
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, section: str, argv: list[str]
 ) -> None:
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
-    monkeypatch.setenv(variable, "1")
+    monkeypatch.setenv(f"ACCORD_{section}__FORWARDED_HOPS", "1")
     code, _, err = run_cli(argv)
     assert code != 0
     assert len(err.strip().splitlines()) == 1
-    assert "trusted_proxies is empty" in err
+    assert f"ACCORD_{section}__TRUSTED_PROXIES: empty while FORWARDED_HOPS is set" in err
     assert "Traceback" not in err

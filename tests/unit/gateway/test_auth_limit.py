@@ -201,6 +201,39 @@ def test_x_forwarded_for_from_a_peer_not_trusted_cannot_lock_out_a_records_syste
 
 
 @pytest.mark.parametrize(
+    ("outer", "believed"),
+    [("10.0.0.9", True),  # through the load balancer, a trusted proxy too
+     ("203.0.113.9", False)],  # past it, straight to the inner proxy
+)  # fmt: skip
+def test_at_two_hops_the_inner_proxys_entry_is_believed_only_for_a_trusted_outer_proxy(
+    agency_keys: FileKeyStore, outer: str, believed: bool
+) -> None:
+    """One who reaches the inner proxy directly is counted as the address it appends, not
+    as the one written to its left: naming a new address per try buys no new budget."""
+    behind_two = {**BEHIND, "forwarded_hops": 2}
+    with make_gateway(agency_keys, auth_limit=AuthLimit(per_client=2), **behind_two) as gw:
+        for n in range(2):
+            assert _post(gw, f"198.51.100.{n}, {outer}", WRONG).status_code == 401
+        expected = 202 if believed else 429
+        assert _post(gw, f"198.51.100.50, {outer}", AUTH).status_code == expected
+
+
+def test_a_proxy_trusted_by_its_one_ipv6_address_does_not_vouch_for_its_neighbours(
+    agency_keys: FileKeyStore,
+) -> None:
+    """``2001:db8::10`` alone is trusted, not its /64: ``2001:db8::11`` sending the header is
+    counted under its own address, whatever it names."""
+    trusted = {"forwarded_hops": 1, "trusted_proxies": (ipaddress.ip_network("2001:db8::10"),)}
+    limit = AuthLimit(per_client=2)
+    with make_gateway(agency_keys, auth_limit=limit, **trusted, peer="2001:db8::11") as gw:
+        for n in range(2):
+            assert _post(gw, f"198.51.100.{n}", WRONG).status_code == 401
+        assert _post(gw, "198.51.100.50", AUTH).status_code == 429
+    with make_gateway(agency_keys, auth_limit=limit, **trusted, peer="2001:db8::10") as gw:
+        assert _post(gw, "198.51.100.50", AUTH).status_code == 202
+
+
+@pytest.mark.parametrize(
     ("written", "same_as"),
     [("192.0.2.7:5678", "192.0.2.7"), ("[2001:db8::1]:443", "2001:db8::2"),
      ("[2001:db8::1]", "2001:db8::2")],
@@ -266,7 +299,7 @@ def test_the_limits_default_to_a_few_failures_a_minute_and_must_be_positive() ->
 def test_forwarded_hops_needs_the_proxies_named_and_ranges_are_checked() -> None:
     """Hops with nobody trusted would count every caller as the proxy; a wrong entry is
     named by its position, never quoted."""
-    with pytest.raises(ValidationError, match="trusted_proxies is empty"):
+    with pytest.raises(ValidationError, match="empty while FORWARDED_HOPS is set"):
         GatewaySettings(forwarded_hops=1)
     cfg = GatewaySettings(forwarded_hops=1, trusted_proxies="10.0.0.0/8, 192.0.2.7",
                           records_systems=["2001:db8::/48"])  # type: ignore[arg-type]  # fmt: skip
