@@ -71,10 +71,13 @@ def _accord_home() -> Path:
 
 
 def start_kafka(tmp_path_factory: pytest.TempPathFactory, name: str, heap: str = "768m") -> Any:
-    """Start a fresh broker on free ports; retried, since a free port can be taken meanwhile."""
+    """Start a fresh broker on free ports; retried, since a free port can be taken meanwhile.
+    Its JVM starts with the tests' options (tests/kafka_jvm.py): it lives for minutes."""
     from broker.devkafka import EmbeddedKafka, free_port
     from broker.errors import DevKafkaError
+    from tests.kafka_jvm import quick_start_options
 
+    options = quick_start_options(_accord_home())
     for attempt in range(3):
         node = EmbeddedKafka(
             tmp_path_factory.mktemp(name),
@@ -82,6 +85,7 @@ def start_kafka(tmp_path_factory: pytest.TempPathFactory, name: str, heap: str =
             port=free_port(),
             controller_port=free_port(),
             heap=heap,
+            jvm_options=options,
         )
         try:
             node.start()

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from broker.config import KafkaSecurity, KafkaSettings
@@ -95,6 +96,11 @@ def _port_in_use(port: int) -> bool:
         return False
 
 
+def _accepts(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -148,6 +154,10 @@ class EmbeddedKafka:
 
     The chosen ports are remembered in ``data_dir`` so that ``status`` and ``down`` find the
     broker again, and a restart comes back on the same address with the same cluster id.
+
+    ``jvm_options`` go to both of its JVMs (the storage formatter's and the node's), after
+    the defaults: the tests' short-lived nodes start with a cheaper JIT and a class-data
+    archive (tests/kafka_jvm.py); everything else keeps the defaults.
     """
 
     def __init__(
@@ -159,9 +169,11 @@ class EmbeddedKafka:
         controller_port: int | None = None,
         heap: str = "768m",
         security: KafkaSecurity | None = None,
+        jvm_options: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.home = home
+        self.jvm_options = tuple(jvm_options)
         self._saved = saved = self._saved_ports()
         self._asked_port = port
         self._asked_controller_port = controller_port
@@ -277,7 +289,8 @@ class EmbeddedKafka:
         if not cid_file.is_file():
             cid_file.write_text(new_cluster_id(), encoding="ascii")
         cluster_id = cid_file.read_text(encoding="ascii").strip()
-        cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id]
+        cmd = [java, *self.jvm_options, "-cp", classpath, "kafka.tools.StorageTool"]
+        cmd += ["format", "-t", cluster_id]
         cmd += ["-c", str(config), "--ignore-formatted", *self.security.format_args()]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603  # fixed argv
         if result.returncode != 0:
@@ -309,6 +322,7 @@ class EmbeddedKafka:
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.data_dir}",
+            *self.jvm_options,
             "-cp",
             classpath,
             "kafka.Kafka",
@@ -329,9 +343,11 @@ class EmbeddedKafka:
                 self._pid_file.unlink(missing_ok=True)
                 code = proc.returncode
                 raise DevKafkaError(f"Kafka exited ({code}) while starting; see {self.log_path}")
-            if _answers_metadata(self.client_settings()):
+            # A metadata probe only once the port accepts: before that it could only fail, and
+            # connecting (unlike binding) cannot take the port from the node.
+            if _accepts(self.port) and _answers_metadata(self.client_settings()):
                 return self._status(proc.pid)
-            time.sleep(0.5)
+            time.sleep(0.1)
         self._kill(proc.pid)
         raise DevKafkaError(f"Kafka did not come up within {timeout:.0f}s; see {self.log_path}")
 
