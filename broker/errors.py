@@ -13,6 +13,7 @@ The hierarchy::
     │   └── SecondFactorUnreadable an account's sealed TOTP secret does not open
     ├── SignInFailed               an officer's sign-in failed; the same words whatever was wrong
     ├── AlreadySettled             a decision about flags another decision settled first
+    ├── StoreBusy                  a desk's database held by another writer: nothing recorded
     ├── EventInvalid               a contact event or consent record fails validation
     ├── PolicyError
     │   ├── BundleInvalid          a policy bundle has problems (every one listed)
@@ -62,6 +63,7 @@ __all__ = [
     "SecondFactorUnreadable",
     "SendUnconfirmed",
     "SignInFailed",
+    "StoreBusy",
     "TamperedEnvelope",
     "TransportError",
     "UnsupportedVersion",
@@ -103,6 +105,15 @@ class SecondFactorUnreadable(ConfigError):
 
 class SignInFailed(AccordError):
     """An officer could not be signed in (the message never says which part was wrong)."""
+
+
+class StoreBusy(AccordError):
+    """A decision was not recorded: another writer held the desk's database longer than the
+    desk waits (another desk process stalled mid-decision, a long read on SQLite without
+    WAL). Nothing was recorded; the same decision may be tried again."""
+
+    def __init__(self) -> None:
+        super().__init__("the database is busy; nothing was recorded")
 
 
 class AlreadySettled(AccordError):

@@ -6,7 +6,7 @@ safe choice. Environment variables use the ``ACCORD_`` prefix, nested with ``__`
 (``ACCORD_HOME``, ``ACCORD_KAFKA_BOOTSTRAP``, ``ACCORD_AUDIT_DB``) are honoured too.
 """
 
-from broker.config._base import OpsEndpoint
+from broker.config._base import Network, OpsEndpoint
 from broker.config._gateway import GatewaySettings
 from broker.config._settings import (
     DEMO_PASSPHRASE_FILE,
@@ -43,6 +43,7 @@ __all__ = [
     "KemSuite",
     "KeyProtection",
     "KeystoreSettings",
+    "Network",
     "OpsEndpoint",
     "SchoolCalendar",
     "Settings",

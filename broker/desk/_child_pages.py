@@ -40,9 +40,8 @@ from broker.desk._store import (
     StoredFlag,
     StoredRecord,
 )
-from broker.desk._store_locks import StoreBusy
 from broker.desk._work import child_subject, referral_event
-from broker.errors import AccordError, AlreadySettled
+from broker.errors import AccordError, AlreadySettled, StoreBusy
 from broker.webauth import Flash, Session, form_field, refused_in_place
 
 __all__ = ["outcomes_of", "register_child_pages", "unfinished", "written"]

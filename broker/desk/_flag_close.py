@@ -25,8 +25,7 @@ from fastapi.responses import Response
 
 from broker.desk._app import Desk
 from broker.desk._store import RECORDS_WITHDRAWN
-from broker.desk._store_locks import StoreBusy
-from broker.errors import AlreadySettled
+from broker.errors import AlreadySettled, StoreBusy
 from broker.webauth import Session, form_field
 
 __all__ = ["WITHDRAWN_REASON", "register_flag_close"]

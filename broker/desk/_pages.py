@@ -36,9 +36,8 @@ from broker.desk._resend import (
 )
 from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
-from broker.desk._store_locks import StoreBusy
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE, encompass_notice, outcome_event
-from broker.errors import AccordError, SendUnconfirmed
+from broker.errors import AccordError, SendUnconfirmed, StoreBusy
 from broker.webauth import Flash, Session, form_field, read_form, refused_in_place
 
 __all__ = ["register_pages"]

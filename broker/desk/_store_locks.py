@@ -15,9 +15,9 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from broker.errors import AccordError
+from broker.errors import StoreBusy
 
-__all__ = ["WAIT_SECONDS", "StoreBusy", "one_transaction", "schema_lock", "settled_among"]
+__all__ = ["WAIT_SECONDS", "one_transaction", "schema_lock", "settled_among"]
 
 _SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
 #: As long as a page waits for Kafka (SEND_TIMEOUT_SECONDS' default): every page stalls
@@ -25,15 +25,6 @@ _SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
 WAIT_SECONDS = 5
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout expiring
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-
-
-class StoreBusy(AccordError):
-    """A decision was not recorded: another writer held the desk's database longer than
-    :data:`WAIT_SECONDS` (another desk process stalled mid-decision, a long read on SQLite
-    without WAL). Nothing was recorded; the same decision may be tried again."""
-
-    def __init__(self) -> None:
-        super().__init__("the database is busy; nothing was recorded")
 
 
 def _busy(exc: BaseException) -> bool:

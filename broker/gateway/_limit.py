@@ -37,7 +37,7 @@ from typing import Generic, TypeVar
 
 from starlette.requests import Request
 
-from broker.config._base import Network
+from broker.config import Network
 from broker.webauth import client_host, client_key
 
 __all__ = ["KNOWN_FOR", "AuthLimit", "LimitKind", "Limited", "Network", "client_of"]

@@ -17,7 +17,7 @@ from broker.webauth._users import USERNAME, UserFile
 from broker.webauth._web import client_host, form_field
 
 if TYPE_CHECKING:
-    from broker.config._base import Network
+    from broker.config import Network
 
 __all__ = ["SignInCheck", "check_sign_in"]
 

@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from broker.config import SignInSettings
-    from broker.config._base import Network
+    from broker.config import Network, SignInSettings
 
 __all__ = [
     "CSP",

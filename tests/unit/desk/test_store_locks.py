@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from broker.desk import DeskStore, Flag, _store_locks, open_desk_store
-from broker.desk._store_locks import StoreBusy, one_transaction
+from broker.desk._store_locks import one_transaction
+from broker.errors import StoreBusy
 from tests.unit.desk.conftest import T0
 
 
