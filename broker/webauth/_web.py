@@ -156,11 +156,16 @@ def client_host(request: Request, hops: int, trusted: Sequence[Network]) -> str 
     guess. Past the first proxy the same holds of each entry a proxy wrote: walking from the
     right, each of the first ``hops - 1`` must be in ``trusted`` too, else the first that is
     not is the client (as uvicorn's proxy headers): one who reaches the inner proxy directly
-    is counted as themself, not as what they wrote to its left. Otherwise, and with 0 hops,
-    the connection's own address, from loopback too (a peer on loopback may be a local user,
-    an ssh tunnel or a DNS-rebinding page, none of them a proxy). Fewer entries than hops (a
-    request that did not come through the proxies), or a client entry that is no address
-    (``unknown``, which would be one budget shared by all who send it): the peer.
+    is counted as themself, not as what they wrote to its left. With fewer entries than hops
+    (a proxy fewer in front than set, or a caller who reached an inner proxy directly) the
+    walk is the same over the entries there are, each written by a trusted proxy: the first
+    not trusted, or if all are, the leftmost (as uvicorn), not the peer, which would make
+    every user the proxy's one address. From any other peer, and with 0 hops, the
+    connection's own address, from loopback too (a peer on loopback may be a local user, an
+    ssh tunnel or a DNS-rebinding page, none of them a proxy). No entry at all, or a client
+    entry that is no address (``unknown``, which would be one budget shared by all who send
+    it): the peer. A hop count the header shows to be wrong (fewer entries than hops, or a
+    trusted proxy's entry counted as the client) is warned about once, as a proxy not trusted.
     """
     peer = request.client.host if request.client else None
     if hops <= 0:
@@ -171,14 +176,21 @@ def client_host(request: Request, hops: int, trusted: Sequence[Network]) -> str 
         if entries:
             _warn_once("peer")
         return peer
+    if not entries:
+        return peer  # a probe or a caller from a trusted range: nothing to believe
     if len(entries) < hops:
-        return peer
-    client = entries[-hops]
-    for entry in reversed(entries[len(entries) - hops + 1 :]):
+        _warn_once("more")
+    # The client's entry, then those the inner proxies wrote to its right.
+    counted = entries[-min(hops, len(entries)) :]
+    client = counted[0]
+    for entry in reversed(counted[1:]):
         if not _among(entry, trusted):
             _warn_once("hop")
             client = entry
             break
+    else:
+        if len(entries) >= hops and _among(client, trusted):
+            _warn_once("less")
     return client if address_of(client) is not None else peer
 
 
@@ -190,10 +202,13 @@ def _among(host: str | None, trusted: Sequence[Network]) -> bool:
 
 
 # What an operator is told, once per process (a guesser could otherwise fill the log), and
-# never with an address in it: the settings to fix when X-Forwarded-For goes unbelieved.
+# never with an address in it: the settings to fix when X-Forwarded-For goes unbelieved or
+# the hop count does not match the proxies the header shows.
 _UNTRUSTED = {
     "peer": "X-Forwarded-For came on a connection from an address not in TRUSTED_PROXIES, "
-    "so it was not read: if a proxy stands in front, add its addresses to the app's "
+    "so it was not read. A caller who reaches the port directly, no proxy (a guesser, a "
+    "scanner), causes this too: check that the connections come from your proxy before "
+    "trusting more. If a proxy stands in front, add its addresses to the app's "
     "TRUSTED_PROXIES (ACCORD_CONSOLE__, ACCORD_DESK__ or ACCORD_GATEWAY__), or every user is "
     "counted as its one address (an IPv6 pod network of public addresses is in none of the "
     "private ranges the renders set)",
@@ -201,16 +216,27 @@ _UNTRUSTED = {
     "was counted as the client: if another proxy (a load balancer) stands in front of that "
     "one, add its addresses to TRUSTED_PROXIES too, or every user is counted as its one "
     "address",
+    "more": "FORWARDED_HOPS is more than the proxies in front: a trusted proxy sent fewer "
+    "X-Forwarded-For entries than it, so the first entry from the right not in "
+    "TRUSTED_PROXIES (or, all being in it, the leftmost) was counted as the client. Lower "
+    "FORWARDED_HOPS to the number of proxies that append, unless this was a caller who "
+    "reached an inner proxy directly, past the outer ones",
+    "less": "FORWARDED_HOPS may be less than the proxies in front: the X-Forwarded-For entry "
+    "counted as the client is in TRUSTED_PROXIES, so if a proxy that appends too (a load "
+    "balancer) stands in front, every user is counted as its one address: raise "
+    "FORWARDED_HOPS to the number of proxies that append. A caller in TRUSTED_PROXIES that "
+    "reached the proxy directly (a pod, a host on a private range) causes this too",
 }
+# The header unread or a proxy's entry not believed; or the hop count looks wrong.
+_EVENTS = {"peer": "forwarded_for_not_believed", "hop": "forwarded_for_not_believed",
+           "more": "forwarded_hops_mismatch", "less": "forwarded_hops_mismatch"}  # fmt: skip
 _warned: set[str] = set()
 
 
 def _warn_once(kind: str) -> None:
     if kind not in _warned:
         _warned.add(kind)
-        structlog.get_logger("accord.web").warning(
-            "forwarded_for_not_believed", why=_UNTRUSTED[kind]
-        )
+        structlog.get_logger("accord.web").warning(_EVENTS[kind], why=_UNTRUSTED[kind])
 
 
 class _Contained:

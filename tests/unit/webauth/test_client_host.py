@@ -40,7 +40,8 @@ def _never_warned(monkeypatch: pytest.MonkeyPatch) -> None:
         # not the address the guesser wrote to its left.
         (f"198.51.100.7, {GUESSER}", GUESSER),
         (f"{USER}, {GUESSER}", GUESSER),  # nor can it spend a user's budget
-        (BALANCER, INGRESS),  # fewer entries than hops: the connection's own
+        # Fewer entries than hops, all trusted: the leftmost (as uvicorn), not the peer.
+        (BALANCER, BALANCER),
     ],
 )
 def test_at_two_hops_each_inner_entry_must_be_a_trusted_proxy_or_it_is_the_client(
@@ -89,8 +90,9 @@ def test_a_proxy_not_trusted_is_warned_about_once_without_an_address() -> None:
 
 @pytest.mark.parametrize(
     ("peer", "hops", "forwarded_for"),
-    [(GUESSER, 0, USER), (GUESSER, 1, None), (INGRESS, 1, USER)],
-)
+    [(GUESSER, 0, USER), (GUESSER, 1, None), (INGRESS, 1, USER), (INGRESS, 2, None),
+     (INGRESS, 2, f"{USER}, {BALANCER}")],
+)  # fmt: skip
 def test_nothing_is_warned_without_hops_without_the_header_or_from_a_trusted_proxy(
     peer: str, hops: int, forwarded_for: str | None
 ) -> None:
@@ -106,3 +108,53 @@ def test_an_outer_proxy_not_trusted_is_warned_about_once_too() -> None:
             client_host(_request(INGRESS, f"192.0.2.{i}, 198.51.100.1"), 2, POD_NETWORK)
     assert [e["event"] for e in logs] == ["forwarded_for_not_believed"]
     assert "198.51.100" not in str(logs)
+
+
+def test_the_untrusted_peer_warning_says_a_direct_caller_causes_it_too() -> None:
+    """Anyone who reaches the port past the proxy with an X-Forwarded-For triggers it: the
+    operator must check where it came from before trusting more addresses."""
+    with capture_logs() as logs:
+        client_host(_request(GUESSER, USER), 1, POD_NETWORK)
+    assert "reaches the port directly, no proxy" in logs[0]["why"]
+    assert "before trusting more" in logs[0]["why"]
+
+
+@pytest.mark.parametrize(
+    ("hops", "forwarded_for", "client"),
+    [
+        (2, USER, USER),  # FORWARDED_HOPS=2 behind one proxy: each user, not the proxy
+        (2, GUESSER, GUESSER),  # or one who reached the ingress past the load balancer
+        (3, f"{USER}, {BALANCER}", USER),  # the walk still skips the trusted entries
+        (3, f"198.51.100.7, {GUESSER}", GUESSER),  # and stops at the first one not trusted
+        (2, "unknown", INGRESS),  # an entry that is no address is still the proxy's own
+    ],
+)
+def test_with_fewer_entries_than_hops_the_first_untrusted_from_the_right_is_the_client(
+    hops: int, forwarded_for: str, client: str
+) -> None:
+    """Every entry was written by a trusted proxy, so the first not trusted is the client
+    (as uvicorn); the peer would make every user the proxy's one address."""
+    assert client_host(_request(INGRESS, forwarded_for), hops, POD_NETWORK) == client
+
+
+def test_fewer_entries_than_hops_from_a_trusted_proxy_is_warned_once_without_an_address() -> None:
+    with capture_logs() as logs:
+        for i in range(3):
+            client_host(_request(INGRESS, f"192.0.2.{i}"), 2, POD_NETWORK)
+    assert [(e["event"], e["log_level"]) for e in logs] == [("forwarded_hops_mismatch", "warning")]
+    assert "FORWARDED_HOPS is more than the proxies in front" in logs[0]["why"]
+    assert "192.0.2" not in str(logs)
+    assert INGRESS not in str(logs)
+
+
+def test_a_trusted_proxys_entry_counted_as_the_client_is_warned_once_without_an_address() -> None:
+    """FORWARDED_HOPS=1 behind a trusted load balancer and an ingress: every user is the load
+    balancer's address, which nothing can tell apart from a user's but the operator."""
+    with capture_logs() as logs:
+        for i in range(3):
+            request = _request(INGRESS, f"192.0.2.{i}, {BALANCER}")
+            assert client_host(request, 1, POD_NETWORK) == BALANCER
+    assert [(e["event"], e["log_level"]) for e in logs] == [("forwarded_hops_mismatch", "warning")]
+    assert "FORWARDED_HOPS may be less than the proxies in front" in logs[0]["why"]
+    assert "192.0.2" not in str(logs)
+    assert BALANCER not in str(logs)
