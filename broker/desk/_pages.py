@@ -29,6 +29,10 @@ from broker.desk._record_pages import register_record_pages
 from broker.desk._resend import (
     altered,
     not_again,
+    record_altered,
+    record_lost,
+    record_token,
+    recorded_id,
     resend_lost,
     resend_stale_note,
     resend_token,
@@ -115,15 +119,17 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # nobody can change, since the same event id must carry the same words. ``cause``:
         # "permanent" (nothing on this desk will let it go: no button), "stale" (the page
         # was from an earlier session: the same button, with this session's token),
-        # "unrecorded" (sent, but the database was busy: the button sends it again under the
-        # same event id, which the broker refuses as a copy, and records it).
+        # "unrecorded" (sent, but the database was busy: the button records it and sends
+        # nothing, under a token of its own, the ``record`` field).
         flags = [value for name, value in fields if name == "flag"]
         titles = {f.flag_id: f.title for f in store.flags() if f.flag_id in flags}
+        unrecorded = cause == "unrecorded"
+        token = record_token if unrecorded else resend_token
         return desk.render(
             "not_sent.html", session, status=409 if refused else 503, what=what, text=text,
             action=action, errors=[Flash.error(refused)] if refused else (),
-            title=f"The {what} was not sent again" if refused
-            else f"The {what} was sent but not recorded" if cause == "unrecorded"
+            title=f"The {what} was sent but not recorded" if unrecorded
+            else f"The {what} was not sent again" if refused
             else f"The {what} may have been sent" if isinstance(exc, SendUnconfirmed)
             else f"The {what} was not sent",
             refused=bool(refused), left_out=left_out, cause=cause,
@@ -132,12 +138,12 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             # The form's page (the child's, the referral's); a 503's is the home page, which
             # needs no acknowledgement while Kafka is away.
             back=action.rsplit("/", 1)[0] if refused else "/", page_error=True,
-            session_lost=resend_lost(
-                event_id, what, maybe_sent=bool(refused) or cause == "unrecorded"
-                or isinstance(exc, SendUnconfirmed),
+            session_lost=record_lost(event_id, what) if unrecorded else resend_lost(
+                event_id, what, maybe_sent=bool(refused) or isinstance(exc, SendUnconfirmed),
                 button=cause != "permanent",
             ),
-            resend=resend_token(
+            token_field="record" if unrecorded else "resend",
+            resend=token(
                 deps.device_key, party=deps.party, form=action, user=session.user or "",
                 event_id=event_id, fields=fields,
             ),
@@ -151,8 +157,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         referral under a new event id, two if the first arrived. Its token (a MAC over the
         user, the form and its words: broker.desk._resend) shows that the page was this
         person's; anything else is the shared stale-form page, which for a re-send says not
-        to start again."""
-        token = form_field(form, "resend")
+        to start again. A sent-but-not-recorded page's button (its ``record`` token) is drawn
+        again the same way: it records what was sent."""
+        recording = form_field(form, "record")
+        token = recording if recording is not None else form_field(form, "resend")
         path = request.url.path
         what = (
             "outcome" if path.endswith("/outcome") else "referral" if path.endswith("/decide")
@@ -167,13 +175,22 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             if what == "referral"
             else [("outcome", form_field(form, "outcome") or ""), ("summary", text)]
         )  # fmt: skip
-        event = resent_id(
+        event = (recorded_id if recording is not None else resent_id)(
             deps.device_key, token, party=deps.party, form=path, user=session.user or "",
             fields=fields,
         )  # fmt: skip
         if event is None:
             return desk.stale_form(request, note=resend_stale_note(token, what))
         check = "ask the hub" if what == "referral" else "ask the co-ordinating team"
+        if recording is not None:
+            return not_sent(
+                session, None, what, text, action=path, event_id=event, fields=fields,
+                check=f"{check} whether it arrived", cause="unrecorded", refused=(
+                    f"This page was from an earlier session, so nothing was recorded just "
+                    f"now. The button below now belongs to this session: press it to record "
+                    f"the {what} sent under event {event}."
+                ),
+            )  # fmt: skip
         return not_sent(
             session, None, what, text, action=path, event_id=event, fields=fields,
             check=f"{check} whether it arrived", cause="stale", refused=(
@@ -283,7 +300,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         return await referral_view(session, record)
 
     @app.post("/referral/{event_id}/outcome")
-    async def record_outcome(request: Request, event_id: str) -> Response:  # noqa: PLR0911  # each refusal its own page
+    async def record_outcome(request: Request, event_id: str) -> Response:  # noqa: PLR0911, PLR0912  # each refusal its own page
         session = signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
@@ -298,6 +315,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         typed_summary = form_field(form, "summary") or ""
         summary = written(typed_summary)
         fields = [("outcome", outcome), ("summary", summary)]
+        if (recording := form_field(form, "record")) is not None:
+            return record_sent(session, session.user, page, recording, fields, referral=event_id)
         good, again = resent(form, page, session.user, fields)
         check = "ask the co-ordinating team whether it arrived"
 
@@ -395,6 +414,38 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             f"Outcome {outcome.replace('_', ' ')} sent through the broker to the referring team."
         )
         return desk.redirect(f"/referral/{event_id}", session)
+
+    def record_sent(
+        session: Session, user: str, page: str, token: str, fields: Sequence[tuple[str, str]],
+        *, referral: str,
+    ) -> Response:  # fmt: skip
+        """An outcome sent but not recorded (the database was busy), recorded now: nothing is
+        checked or sent, since it went (a referral hidden or answered since cannot call it
+        back), and one recorded already is not recorded twice."""
+        sent = recorded_id(
+            deps.device_key, token, party=deps.party, form=page, user=user, fields=fields
+        )
+        if sent is None:
+            return desk.refused(record_altered("outcome"))
+        (_, outcome), (_, summary) = fields
+        said = f"Outcome {outcome.replace('_', ' ')} (event {sent}) was sent through the broker"
+        if any(d.published_event == sent for d in store.decisions(subject_event=referral)):
+            session.flash_success(f"{said} and is recorded already; nothing more was recorded.")
+            return desk.redirect(f"/referral/{referral}", session)
+        try:
+            store.decide(
+                action=outcome, reason=summary, by=user, at=deps.clock(),
+                subject_event=referral, published_event=sent,
+            )  # fmt: skip
+        except StoreBusy:  # still: the same page, as true as it was
+            log.error("desk_outcome_sent_not_recorded", event_id=sent)  # noqa: TRY400  # the event id is all it needs
+            return not_sent(
+                session, None, "outcome", summary, action=page, event_id=sent, fields=fields,
+                check="ask the co-ordinating team whether it arrived", cause="unrecorded",
+            )  # fmt: skip
+        log.info("desk_sent_recorded", event_id=sent)
+        session.flash_success(f"{said}; it is now recorded. Nothing was sent again.")
+        return desk.redirect(f"/referral/{referral}", session)
 
     @app.get("/notice/{event_id}", response_class=HTMLResponse)
     async def notice_page(request: Request, event_id: str) -> Response:

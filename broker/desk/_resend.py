@@ -20,6 +20,11 @@ page (a referral's id, shown to the hub that received it, is not this desk's to 
 Even without the MAC an id could overwrite no one's event: it goes only to this party's
 own ingress topic, under this party's signature, where the worker's replay guard (kept per
 partition of that topic) refuses an id already taken and nothing reads another party's.
+
+A referral or outcome that was sent but not recorded (the desk's database busy) is not sent
+again: its page's button records it, nothing more. Its token (the form's ``record`` field) is
+made under a label of its own, so that no re-send token can pass for one (a re-send's event
+may never have gone, and recording it would say it had) and no record token can send.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from collections.abc import Iterable
 __all__ = [
     "altered",
     "not_again",
+    "record_altered",
+    "record_lost",
+    "record_token",
+    "recorded_id",
     "resend_lost",
     "resend_stale_note",
     "resend_token",
@@ -42,6 +51,8 @@ __all__ = [
 # v2: the MAC covers the form's content too. A v1 token (a page drawn before the upgrade) is
 # refused like any other this desk did not make.
 _LABEL = b"accord-desk-resend-v2\0"
+# A token that records an event sent already, and sends nothing.
+_RECORD_LABEL = b"accord-desk-record-v1\0"
 
 #: Who receives each kind of send, where the desk would list it once sent, and the page it
 #: is sent from.
@@ -67,9 +78,9 @@ def _digest(fields: Iterable[tuple[str, str]]) -> str:
 
 def _mac(
     key: bytes, *, party: str, form: str, user: str, event_id: str,
-    fields: Iterable[tuple[str, str]],
+    fields: Iterable[tuple[str, str]], label: bytes = _LABEL,
 ) -> str:  # fmt: skip
-    message = _LABEL + "\0".join((party, form, user, event_id, _digest(fields))).encode()
+    message = label + "\0".join((party, form, user, event_id, _digest(fields))).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
@@ -90,13 +101,47 @@ def resent_id(
     """The event id a posted ``resend`` field carries, if it is one this desk made for this
     form, user and content (``fields`` as posted); None for anything else (the caller
     refuses the form)."""
+    return _checked(key, token, party=party, form=form, user=user, fields=fields, label=_LABEL)
+
+
+def record_token(
+    key: bytes, *, party: str, form: str, user: str, event_id: str,
+    fields: Iterable[tuple[str, str]],
+) -> str:  # fmt: skip
+    """The hidden ``record`` field's value on a sent-but-not-recorded page: it records
+    ``event_id``, sent already with ``fields``, as sent from ``form`` by ``user``."""
+    mac = _mac(
+        key, party=party, form=form, user=user, event_id=event_id, fields=fields,
+        label=_RECORD_LABEL,
+    )  # fmt: skip
+    return f"{event_id}.{mac}"
+
+
+def recorded_id(
+    key: bytes, token: str | None, *, party: str, form: str, user: str,
+    fields: Iterable[tuple[str, str]],
+) -> str | None:  # fmt: skip
+    """The event id a posted ``record`` field carries, if this desk made it for this form,
+    user and content, the event having been sent; None for anything else, a re-send's
+    token included."""
+    return _checked(
+        key, token, party=party, form=form, user=user, fields=fields, label=_RECORD_LABEL
+    )
+
+
+def _checked(
+    key: bytes, token: str | None, *, party: str, form: str, user: str,
+    fields: Iterable[tuple[str, str]], label: bytes,
+) -> str | None:  # fmt: skip
     event_id, _, mac = (token or "").partition(".")
     try:
         if str(uuid.UUID(event_id)) != event_id:  # the canonical form only
             return None
     except ValueError:
         return None
-    expected = _mac(key, party=party, form=form, user=user, event_id=event_id, fields=fields)
+    expected = _mac(
+        key, party=party, form=form, user=user, event_id=event_id, fields=fields, label=label
+    )
     return event_id if hmac.compare_digest(mac, expected) else None
 
 
@@ -123,6 +168,26 @@ def altered(what: str) -> str:
         f"this desk did not draw it for you (or an earlier release of the desk did). Nothing "
         f"was sent. To send a {what} afresh, start again from {page}, but first ask {to} "
         "whether the earlier attempt arrived."
+    )
+
+
+def record_altered(what: str) -> str:
+    """What a sent-but-not-recorded page's form posted changed (or not drawn for this person)
+    is told: nothing is recorded from it, and its event is not denied."""
+    to, unlisted, _ = _SENT_TO[what]
+    return (
+        f"This form cannot record the {what}: it was changed after this desk drew it, or this "
+        f"desk did not draw it for you. Nothing was recorded or sent just now. {unlisted} Do "
+        f"not start a new {what} to replace the one that page said was sent: ask {to} about it."
+    )
+
+
+def record_lost(event_id: str, what: str) -> str:
+    """What the session-timeout warning adds on a sent-but-not-recorded page."""
+    return (
+        f"If you are signed out, keep this page open: sign in again in another tab, then press "
+        f"“Record it” here. The {what} was sent (event {event_id}): do not start a new one, "
+        "which would be a second."
     )
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from broker.desk import _store_locks
 from broker.desk._store import DeskStore
-from broker.desk._store_locks import WAIT_SECONDS
 from broker.errors import ConfigError, UsageError
 
 __all__ = ["open_desk_store"]
@@ -55,7 +55,7 @@ def _sqlite(path: Path) -> DeskStore:
     # A busy database is waited for WAIT_SECONDS (store_locks), not left to the driver's
     # default: the wait blocks the event loop, so every page waits with it.
     conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=WAIT_SECONDS
+        path, isolation_level=None, check_same_thread=False, timeout=_store_locks.WAIT_SECONDS
     )
     conn.execute("PRAGMA journal_mode=WAL")
     path.chmod(0o600)

@@ -84,11 +84,27 @@ def test_a_rollback_that_fails_too_does_not_hide_why_the_transaction_ended() -> 
 
 
 def test_a_sqlite_store_waits_for_another_writer_as_long_as_the_store_says(
-    sqlite_store: DeskStore,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The driver's default is not relied on: the wait blocks the desk's event loop."""
-    [(ms,)] = sqlite_store._conn.execute("PRAGMA busy_timeout").fetchall()
-    assert ms == _store_locks.WAIT_SECONDS * 1000
+    """The driver's default (5 s, the store's too) is not relied on: the wait blocks the
+    desk's event loop. Set to 1 s, the store waits about 1 s, then StoreBusy."""
+    monkeypatch.setattr(_store_locks, "WAIT_SECONDS", 1)
+    store = open_desk_store(None, home=tmp_path, party="p")
+    try:
+        [(ms,)] = store._conn.execute("PRAGMA busy_timeout").fetchall()
+        assert ms == 1000
+        _flag(store)
+        holder = sqlite3.connect(tmp_path / "desk" / "p.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        began = time.monotonic()
+        with pytest.raises(StoreBusy):
+            store.decide(action="signpost", reason="r", by="kim", at=T0, flag_ids=["f1"],
+                         child="c1")  # fmt: skip
+        assert 0.9 <= time.monotonic() - began < 3
+        holder.execute("ROLLBACK")
+        holder.close()
+    finally:
+        store.close()
 
 
 @pytest.fixture
