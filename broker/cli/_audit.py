@@ -170,7 +170,7 @@ def subject(
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
         state = verification_state(store, logged=[e.logged_at for e in entries])
-        broken = broken_chains(store)
+        broken = store.broken_chains()
     finally:
         store.close()
     searched = search.summary()
@@ -241,17 +241,11 @@ def report(
             settings, keys, store, host, officer=name, page="cli.report",
             subject_keys=_report_subjects(store, rep), detail=detail,
         )  # fmt: skip
-        broken = broken_chains(store)
+        broken = store.broken_chains()
     finally:
         store.close()
     typer.echo(report_json(rep, broken) if fmt is ReportFormat.JSON else report_text(rep))
     warn_broken(broken)
-
-
-def broken_chains(store: AuditStore) -> list[str]:
-    """The chains the indexer found broken (names only): what they hold after the break is
-    not in the index, so nothing read from it is complete."""
-    return sorted(c for c, h in store.heads().items() if h.broken_seq is not None)
 
 
 def warn_broken(broken: list[str]) -> None:

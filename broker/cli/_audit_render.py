@@ -29,9 +29,6 @@ _LOG_COLUMNS = (
     ("fields_shared", "fields shared"),
     ("fields_withheld", "fields withheld"),
     ("consent", "consent"),
-    # A consent line is at when the broker received it; this is when the authority says it
-    # was recorded (earlier): both, so neither hides the other.
-    ("recorded_at", "consent recorded"),
     ("reason", "reason"),
     ("override_grounds", "override"),
     ("review", "override review"),
@@ -43,6 +40,10 @@ _LOG_COLUMNS = (
     ("event_id", "event"),
     ("audit_ref", "audit ref"),
     ("matched_on", "matched on"),
+    # A consent line is at when the broker received it; this is when the authority says it
+    # was recorded (earlier): both, so neither hides the other. Last, since it came last: a
+    # CSV reader may take columns by position, and every earlier one keeps its place.
+    ("recorded_at", "consent recorded"),
 )
 # Between the grounds of a decision made under several agreements: the nth agreement,
 # purpose and lawful basis of a line belong together. (A basis itself holds "; ".)

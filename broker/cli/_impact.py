@@ -114,37 +114,42 @@ def _unversioned(before: Policy, after: Policy, *, strict: bool) -> list[Unversi
     return found
 
 
-def _other_baseline(settings: Settings, given: Path | None, before: Policy) -> None:
+def _other_baseline(
+    settings: Settings, given: Path | None, before: Policy, new: Path, after: Policy
+) -> None:
     """Warn when ``--current`` is not the bundle in the folder the worker loads from.
 
     Which bundle the worker last loaded is in its ``policy_loaded`` audit records, which
     this command cannot read (the worker's Kafka login may only write ``accord.audit``);
     its own folder is the next best witness, and an officer approving a change against
-    another baseline approves the wrong difference."""
+    another baseline approves the wrong difference. Only ``ACCORD_POLICIES`` says where the
+    worker loads from; ``policies/`` here is a guess (a checkout's is often the draft)."""
     from broker.policy import load_bundle
 
     worker = settings.policies_at_hand()
-    if given is None or worker is None or worker.resolve() == given.resolve():
+    if given is None or worker is None:
         return
+    if worker.resolve() in (given.resolve(), new.resolve()):
+        return  # the baseline itself, or the draft being checked: no other baseline
     try:
         there = load_bundle(worker)
     except BundleInvalid:
         return  # the worker would refuse it too: it says nothing of what is in force
-    if there.version != before.version:
-        named = "ACCORD_POLICIES" if settings.policies_dir is not None else "policies/ here"
-        typer.echo(
-            f"warning: --current ({given}) is bundle {before.version}, but the worker loads "
-            f"{worker} ({named}), bundle {there.version}: the changes are counted against "
-            "--current",
-            err=True,
-        )
+    if there.version in (before.version, after.version):
+        return  # a copy of the baseline, or of the draft (a checkout's policies/ being edited)
+    if settings.policies_dir is not None:
+        said = (f"but the worker loads {worker} (ACCORD_POLICIES), bundle {there.version}: "
+                "the changes are counted against --current")  # fmt: skip
+    else:
+        said = (f"but policies/ here is bundle {there.version} (ACCORD_POLICIES is not set): "
+                "if the worker loads ./policies, the changes are counted against --current, "
+                "not what it runs")  # fmt: skip
+    typer.echo(f"warning: --current ({given}) is bundle {before.version}, {said}", err=True)
 
 
 def _impact(
     new: Path, current: Path | None, since: str | None, fmt: Format, n: int, *, strict: bool
 ) -> None:
-    from collections import Counter
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -152,7 +157,7 @@ def _impact(
     from broker.cli._audit_verify import _login_name as login_name
     from broker.cli._common import kafka_as, keystore
     from broker.kafka import read_retained
-    from broker.pipeline import compare, record_impact, redecide_both
+    from broker.pipeline import Tally, compare, record_impact, redecide_both
     from broker.principals import Principal
     from broker.provision import publishers
     from broker.topics import CONSENT, ingress
@@ -164,7 +169,7 @@ def _impact(
     start = parse_since(since, datetime.now(UTC))
     before, after = _load(in_force, "the bundle in force"), _load(new, "the new bundle")
     unversioned = _unversioned(before, after, strict=strict)
-    _other_baseline(settings, current, before)
+    _other_baseline(settings, current, before, new, after)
     keys = keystore(settings, Principal.WORKER)
     keys.linkage_key()  # no linkage key, no subject keys: say so before reading anything
     kafka = kafka_as(settings, Principal.WORKER)
@@ -181,20 +186,26 @@ def _impact(
         def advance(k: int) -> None:
             bar.advance(reading, k)
 
-        events = asyncio.run(read_retained(kafka, topics, since_ms=since_ms, progress=advance))
-        consents = asyncio.run(read_retained(kafka, [CONSENT], progress=advance))
+        # Each topic's partition count, as the worker checks every record's key and
+        # partition against it: what it refuses as unkeyed or misplaced is refused here.
+        partitions: dict[str, int] = {}
+        events = asyncio.run(read_retained(kafka, topics, since_ms=since_ms, progress=advance,
+                                           partitions=partitions))  # fmt: skip
+        consents = asyncio.run(read_retained(kafka, [CONSENT], progress=advance,
+                                             partitions=partitions))  # fmt: skip
         records = [*consents, *events]
         deciding = bar.add_task("deciding", total=len(records))
-        skipped: Counter[str] = Counter()
+        tally = Tally()
         decided = redecide_both(
             in_force, new, records,
             keystore=keys.path, passphrase=settings.keystore.passphrase,
             envelope=settings.envelope, processes=n,
-            progress=lambda k: bar.advance(deciding, k), not_compared=skipped,
+            progress=lambda k: bar.advance(deciding, k), tally=tally, partitions=partitions,
         )  # fmt: skip
     result = compare(*decided, versions=(before.version, after.version))
-    result.since, result.read = start, len(events)
-    result.not_compared, result.unversioned = dict(skipped.most_common()), tuple(unversioned)
+    result.since, result.read, result.compared = start, len(events), tally.compared
+    result.not_compared = tally.reasons()
+    result.unversioned = tuple(unversioned)
     # Audited even when nothing was compared: every consent record was opened all the same.
     chain = asyncio.run(record_impact(kafka, keys, result, by=login_name()))
     if fmt is Format.json:

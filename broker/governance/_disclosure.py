@@ -92,11 +92,11 @@ EntryKind = Literal[
 _ORDER = {"consent": 0, "consent_refused": 0, "received": 1, "decision": 1, "delivered": 2,
           "opened": 3, "withdrawal_notice": 4}  # fmt: skip
 
-# Why an event received about the child was shared with no one, as the log can tell: no
-# decision at all (no agreement routes that kind of event from that sender to a recipient
-# for them), or decisions about others in it, none of which included this child's data.
-NO_RECIPIENT = "no-recipient"
-NOT_IN_ANY_SHARE = "not-in-any-share"
+# Why an event received about the child was shared with no one, as the log can tell. One
+# reason whether or not the event named others on whom decisions were taken: the log is the
+# child's, and decisions about others in it are theirs (third-party data), so it never says.
+NO_RECIPIENT = "no-recipient"  # decided, and nothing in it about the child went to anyone
+QUARANTINED = "quarantined"  # its processing failed, so nothing in it went to anyone
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,9 +321,9 @@ def _consent_entry(rec: AuditRecord) -> DisclosureEntry:
     if notice:
         outcome = "undelivered" if undelivered else "delivered"
     return DisclosureEntry(
-        # Listed when the broker received it, from when it governed decisions: at its own
-        # recorded_at (earlier, by however long it took to arrive) it would stand above decisions
-        # taken before it arrived, which could not see it. Both times are shown.
+        # Listed when the broker received it (decisions on other workers may see it a moment
+        # later): at its own recorded_at (earlier, by however long it took to arrive) it would
+        # stand above decisions taken before it arrived, which could not see it. Both shown.
         at=rec.at,
         logged_at=rec.at,
         recorded_at=_recorded_at(rec) if kind == "consent" else None,
@@ -356,7 +356,7 @@ def _consent_entry(rec: AuditRecord) -> DisclosureEntry:
     )
 
 
-def _received_entry(rec: AuditRecord, *, decided_elsewhere: bool) -> DisclosureEntry:
+def _received_entry(rec: AuditRecord, *, quarantined: bool) -> DisclosureEntry:
     """An event received about the subject on which no decision about them was taken: from
     whom, when and of what kind, shared with no one, and why as far as the log knows."""
     return DisclosureEntry(
@@ -368,7 +368,7 @@ def _received_entry(rec: AuditRecord, *, decided_elsewhere: bool) -> DisclosureE
         sender=rec.party,
         recipient="",
         outcome="not_shared",
-        reason=NOT_IN_ANY_SHARE if decided_elsewhere else NO_RECIPIENT,
+        reason=QUARANTINED if quarantined else NO_RECIPIENT,
         purpose=None,
         lawful_basis=None,
         agreement_id=None,
@@ -384,17 +384,30 @@ def _received_entry(rec: AuditRecord, *, decided_elsewhere: bool) -> DisclosureE
     )
 
 
-def _received_entries(
-    store: AuditStore, records: list[AuditRecord], decided: set[str]
-) -> list[DisclosureEntry]:
-    """A line for each event received about the subject with no decision about them among
-    ``records`` (the store leaves out most; one key's decision may answer another's)."""
-    first: dict[str, AuditRecord] = {}
-    for rec in sorted(records, key=lambda r: (r.at, r.chain, r.seq)):
-        if rec.kind is AuditKind.RECEIVED and rec.event_id and rec.event_id not in decided:
-            first.setdefault(rec.event_id, rec)  # a copy received again is one event
-    elsewhere = store.decided_events(first) if first else set()
-    return [_received_entry(r, decided_elsewhere=e in elsewhere) for e, r in first.items()]
+def _received_entries(store: AuditStore, records: list[AuditRecord]) -> list[DisclosureEntry]:
+    """A line for each event received about the subject with no decision about them after it
+    on its chain among ``records`` (the store leaves out most; one key's decision may answer
+    another's receipt). A receipt and its decisions share a chain, one sender's: an event
+    under the same id from another sender answers nothing (``_sql_received``)."""
+    decided: dict[tuple[str, str], int] = {}
+    for rec in records:
+        if rec.kind is AuditKind.DECIDED and rec.event_id:
+            key = (rec.chain, rec.event_id)
+            decided[key] = max(decided.get(key, -1), rec.seq)
+    last: dict[tuple[str, str], AuditRecord] = {}
+    for rec in records:
+        if rec.kind is not AuditKind.RECEIVED or not rec.event_id:
+            continue
+        key = (rec.chain, rec.event_id)
+        if decided.get(key, -1) > rec.seq:
+            continue
+        # A copy received again (re-sent after a failed attempt) is one event, listed as its
+        # last receipt went: that is how it ended.
+        if key not in last or last[key].seq < rec.seq:
+            last[key] = rec
+    receipts = [(r.chain, r.seq, r.event_id or "") for r in last.values()]
+    failed = store.quarantined_receipts(receipts) if receipts else set()
+    return [_received_entry(r, quarantined=(r.chain, r.seq) in failed) for r in last.values()]
 
 
 _CONSENT_KINDS = frozenset(
@@ -432,7 +445,7 @@ def disclosure_log(
             entries.append(_after_decision(rec, decided, "delivered"))
         elif rec.kind in _CONSENT_KINDS:
             entries.append(_consent_entry(rec))
-    entries += _received_entries(store, records, {e for e, _ in decisions if e})
+    entries += _received_entries(store, records)
     entries = [
         dataclasses.replace(e, review=review_status(store, e.event_id, e.recipient))
         if e.kind == "decision" and e.outcome == "shared_override"

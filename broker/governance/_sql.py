@@ -16,6 +16,7 @@ from typing import Any
 from broker.audit import AuditRecord, read_record
 from broker.errors import AuditError
 from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
+from broker.governance._sql_received import RECEIVED_UNDECIDED, quarantined_receipts
 from broker.governance._sql_write import write_batch
 from broker.governance._store import (
     ChainHead,
@@ -181,6 +182,10 @@ class SqlAuditStore:
             c: ChainHead(c, int(s), h, None if b is None else int(b), e) for c, s, h, b, e in rows
         }
 
+    def broken_chains(self) -> list[str]:
+        rows = self._q("SELECT chain FROM chain_heads WHERE broken_seq IS NOT NULL ORDER BY chain")
+        return [str(r[0]) for r in rows]
+
     def stored_hash(self, chain: str, seq: int) -> str | None:
         rows = self._q("SELECT hash FROM audit_records WHERE chain = ? AND seq = ?", (chain, seq))
         return str(rows[0][0]) if rows else None
@@ -320,34 +325,15 @@ class SqlAuditStore:
             (subject_key,),
         )
         # An event received about the subject on which no decision about them was taken
-        # (no agreement routes it to anyone, or no share included them): the log must still
-        # say it came. With a decision, that decision's line says it.
-        received = self._records(
-            "SELECT r.body FROM audit_records r JOIN audit_subjects s "
-            "ON s.chain = r.chain AND s.seq = r.seq WHERE s.subject_key = ? "
-            "AND r.kind = 'received' AND NOT EXISTS (SELECT 1 FROM audit_records d "
-            # By the event's own decisions (a few), each checked for the subject: not by
-            # walking every record of the subject's for each event received about them.
-            "WHERE d.event_id = r.event_id AND d.kind = 'decided' AND EXISTS (SELECT 1 "
-            "FROM audit_subjects ds WHERE ds.subject_key = ? AND ds.chain = d.chain "
-            "AND ds.seq = d.seq))",
-            (subject_key, subject_key),
-        )
+        # (nothing in it went to anyone about them): the log must still say it came. With a
+        # decision, that decision's line says it.
+        received = self._records(RECEIVED_UNDECIDED, (subject_key, subject_key))
         return named + opened + received
 
-    def decided_events(self, event_ids: Collection[str]) -> set[str]:
-        found: set[str] = set()
-        ids = sorted(set(event_ids))
-        for i in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
-            part = ids[i : i + 500]
-            marks = ", ".join("?" for _ in part)
-            rows = self._q(
-                f"SELECT DISTINCT event_id FROM audit_records WHERE event_id IN ({marks}) "  # noqa: S608  # placeholders only, values are bound
-                "AND kind = 'decided'",
-                part,
-            )
-            found.update(str(r[0]) for r in rows)
-        return found
+    def quarantined_receipts(
+        self, receipts: Collection[tuple[str, int, str]]
+    ) -> set[tuple[str, int]]:
+        return quarantined_receipts(self._q, receipts)
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
         # A decision counts once under each agreement of its grounds (docs/governance.md).

@@ -280,6 +280,11 @@ class AuditStore(Protocol):
 
     def heads(self) -> dict[str, ChainHead]: ...
 
+    def broken_chains(self) -> list[str]:
+        """The chains the indexer found broken, sorted (names only): what they hold after
+        the break is not in the index, so nothing read from it is complete."""
+        ...
+
     def stored_hash(self, chain: str, seq: int) -> str | None: ...
 
     def position_of(self, chain: str, seq: int) -> tuple[int, int] | None:
@@ -350,11 +355,15 @@ class AuditStore(Protocol):
     def subject_records(self, subject_key: str) -> list[AuditRecord]:
         """Decisions and deliveries naming the subject, ``opened`` records of those that were
         shared, consent records (filed or refused) and withdrawal notices naming them, and
-        ``received`` records naming them of events with no decision naming them."""
+        ``received`` records naming them with no decision naming them after them on their
+        chain (``_sql_received``)."""
         ...
 
-    def decided_events(self, event_ids: Collection[str]) -> set[str]:
-        """Those of ``event_ids`` on which some decision (about anyone) is indexed."""
+    def quarantined_receipts(
+        self, receipts: Collection[tuple[str, int, str]]
+    ) -> set[tuple[str, int]]:
+        """Those of ``receipts`` (``(chain, seq, event_id)`` of ``received`` records, each
+        the last of its event on its chain) whose processing ended in quarantine."""
         ...
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:

@@ -35,16 +35,20 @@ async def read_retained(
     since_ms: int | None = None,
     start: Mapping[tuple[str, int], int] | None = None,
     progress: Callable[[int], None] | None = None,
+    partitions: dict[str, int] | None = None,
 ) -> list[Retained]:
     """Every committed record of ``topics`` (from ``since_ms``, else the beginning; a
     partition named in ``start``, by topic and number, from that offset), in each
-    partition's order. ``progress`` hears how many records each fetch brought."""
+    partition's order. ``progress`` hears how many records each fetch brought;
+    ``partitions``, if given, is told each topic's partition count."""
     consumer = kafka.consumer(client_id="accord-retained", fetch_max_wait_ms=500)
     out: list[Retained] = []
     try:
         async with translated(f"reading {', '.join(topics)} from {kafka.bootstrap}"):
             await consumer.start()
             tps = await _partitions(consumer, topics)
+            if partitions is not None:
+                partitions.update({t: sum(tp.topic == t for tp in tps) for t in topics})
             await _seek(consumer, tps, since_ms, start or {})
             end = await consumer.end_offsets(tps)
             pending = {tp for tp in tps if await consumer.position(tp) < end[tp]}

@@ -92,12 +92,20 @@ table. Nothing personal is logged, labelled
 or audited.
 """
 
-from broker.pipeline._impact import Impact, ImpactRow, compare, record_impact, redecide_both
+from broker.pipeline._impact import (
+    Impact,
+    ImpactRow,
+    Tally,
+    compare,
+    record_impact,
+    redecide_both,
+)
 from broker.pipeline._worker import Worker, WorkerOptions, check_topics, serve
 
 __all__ = [
     "Impact",
     "ImpactRow",
+    "Tally",
     "Worker",
     "WorkerOptions",
     "check_topics",

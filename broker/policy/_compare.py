@@ -22,6 +22,9 @@ __all__ = ["Unversioned", "changed_without_new_version"]
 _NOT_TEXT = frozenset({"status"})
 # Compared otherwise: the version as decisions cite it (4 and "4" alike), clauses one by one.
 _SKIPPED = _NOT_TEXT | {"version", "clauses"}
+# A clause's lists the engine reads as sets (broker.policy._index: frozensets, or a tuple
+# de-duplicated for routing and candidates): reordered or repeated, they decide the same.
+_SETS = frozenset({"from", "to", "event_types", "subjects", "share"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,12 @@ def _canonical(value: Any) -> str:
 
 
 def _dump(agreement: Agreement) -> dict[str, Any]:
-    return agreement.model_dump(mode="json", by_alias=True, exclude_none=True)
+    """The agreement as compared: each clause's set-like lists sorted and de-duplicated."""
+    out = agreement.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for clause in out["clauses"]:
+        for key in _SETS & clause.keys():
+            clause[key] = sorted(set(clause[key]))
+    return out
 
 
 def _differences(before: Agreement, after: Agreement) -> tuple[str, ...]:
@@ -71,17 +79,20 @@ def _differences(before: Agreement, after: Agreement) -> tuple[str, ...]:
 
 
 def changed_without_new_version(before: Bundle, after: Bundle) -> list[Unversioned]:
-    """Every agreement in both bundles, in force in neither as a draft, whose content
-    (all but its ``status``) differs while its ``version`` is the same, in ``after``'s order.
+    """Every agreement in both bundles, not a draft in both, whose content (all but its
+    ``status``; a clause's set-like lists as sets) differs while its ``version`` is the same,
+    in ``after``'s order.
 
-    A draft decides nothing, so nothing ever cites it: a draft reworded at the same version,
-    or approved with its text changed since, leaves no version in the log that means two
-    texts."""
+    A draft on both sides decides nothing on either, so a draft reworded at its version is
+    not warned of. A draft on one side is: an approved agreement turned draft with new text
+    would be approved again at the version decisions already cite for the old one, and the
+    two steps, each checked alone, would each pass. Only ``before`` and ``after`` are seen: a
+    text approved at this version earlier than ``before`` is not."""
     old = {a.id: a for a in before.agreements}
     out = []
     for a in after.agreements:
         was = old.get(a.id)
-        if was is None or "draft" in (was.status, a.status) or str(was.version) != str(a.version):
+        if was is None or was.status == a.status == "draft" or str(was.version) != str(a.version):
             continue
         if changed := _differences(was, a):
             out.append(Unversioned(a.id, str(a.version), changed))

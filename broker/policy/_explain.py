@@ -116,8 +116,10 @@ def no_candidates(policy: Policy, event: ContactEvent) -> str:
             and any(event.sender in c.from_ and event.type in c.event_types for c in a.clauses)
         ]
         if drafts:
-            return (f"no clause in force routes {what}; {', '.join(drafts)} would, but is a "
-                    "draft, and a draft decides nothing.")  # fmt: skip
+            named = ", ".join(drafts[:-1]) + f" and {drafts[-1]}" if len(drafts) > 1 else drafts[0]
+            which = "is a draft" if len(drafts) == 1 else "are drafts"
+            return (f"no clause in force routes {what}; {named} would, but {which}, and a "
+                    "draft decides nothing.")  # fmt: skip
         return f"no clause routes {what}."
     names = list(dict.fromkeys(f"{c.agreement_id} / {c.ref.clause_id}" for c in routed))
     selectors, why = [], []

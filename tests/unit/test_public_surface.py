@@ -146,7 +146,7 @@ SURFACES = {
     },
     "broker.linkage": {"Linker", "Unlinkable"},
     "broker.pipeline": {
-        "Impact", "ImpactRow", "Worker", "WorkerOptions", "check_topics", "compare",
+        "Impact", "ImpactRow", "Tally", "Worker", "WorkerOptions", "check_topics", "compare",
         "record_impact", "redecide_both", "serve",
     },
     "broker.policy": {

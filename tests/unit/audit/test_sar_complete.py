@@ -76,13 +76,14 @@ def received_only(
 def test_an_event_received_about_the_child_that_went_to_nobody_is_in_their_log(
     store: AuditStore, received_only: list[AuditRecord], linker: Linker
 ) -> None:
+    """e9 and e10 read alike: that e10 was decided for another child is theirs, not said."""
     log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
     received = [e for e in log if e.kind == "received"]
     assert [(e.event_id, e.sender, e.event_type, e.recipient, e.outcome, e.reason, e.at)
             for e in received] == [
         ("e9", "sandwell-housing", HOUSING, "", "not_shared", "no-recipient",
          T0 + timedelta(hours=4)),
-        ("e10", "wmp", "police.domestic_incident", "", "not_shared", "not-in-any-share",
+        ("e10", "wmp", "police.domestic_incident", "", "not_shared", "no-recipient",
          T0 + timedelta(hours=4, seconds=1)),
     ]  # fmt: skip
     assert received[0].as_dict()["audit_ref"] == "worker:w5#0"
@@ -252,8 +253,9 @@ def test_the_reports_json_lists_no_broken_chain_when_none_is(
 def test_received_events_find_their_decisions_by_event_not_by_walking_the_childs_records(
     tmp_path: Path,
 ) -> None:
-    """A child with thousands of records: each event received about them is checked against
-    its own decisions (by event id), never against every record of theirs."""
+    """The plan SQLite chooses (on an empty index: the plan, not the timing, is under test):
+    each event received about a child is checked against its own decisions (by event id),
+    never against every record of theirs, nor the rest of the receipt's chain."""
     store = open_store(None, home=tmp_path)
     conn = store._conn  # type: ignore[attr-defined]  # the SQLite connection under test
     seen: list[str] = []
@@ -271,3 +273,136 @@ def test_received_events_find_their_decisions_by_event_not_by_walking_the_childs
     store.close()
     assert any("SEARCH d USING INDEX audit_records_event_party (event_id=?)" in p for p in plans)
     assert not [p for p in plans if p.startswith("SEARCH ds ") and "chain=?" not in p], plans
+    # Not the primary key (chain, seq > the receipt's): the rest of the chain, every time.
+    assert not [p for p in plans if p.startswith("SEARCH d ") and "event_party" not in p], plans
+
+
+def _received(store: AuditStore, linker: Linker, event_id: str) -> list[tuple[Any, ...]]:
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    return [(e.kind, e.sender, e.outcome, e.reason) for e in log if e.event_id == event_id]
+
+
+def test_an_event_whose_decision_failed_reads_quarantined_not_no_recipient(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """Decide raised: the receipt stands (run_chain keeps earlier stages' effects), then a
+    ``quarantined`` record (stage-failed, no subject keys): not "no agreement routes it"."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    eid = "6f1c1e3a-0000-4000-8000-000000000001"
+    records = _chain([
+        (AuditKind.RECEIVED, {"event_id": eid, "party": "wmp", "subject_keys": [child],
+                              "data": {"type": "police.domestic_incident"}}),
+        (AuditKind.QUARANTINED, {"event_id": eid, "party": "wmp",
+                                 "data": {"reason": "stage-failed", "stage": "decide"}}),
+    ], keys, "worker:w8", hours=8)  # fmt: skip
+    assert index_records(store, verifier, records, start=800).breaks == []
+    assert _received(store, linker, eid) == [("received", "wmp", "not_shared", "quarantined")]
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    line = [e for e in log if e.event_id == eid]
+    assert "quarantined" in disclosure(line, "csv")
+    assert "quarantined" in disclosure(line, "html")
+
+
+def test_a_later_copy_quarantined_before_link_says_nothing_of_how_the_receipt_went(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """e11 was decided (no recipient; its id spent), then a copy of it was quarantined as a
+    replay at ``open``: that copy never reached a decision, the receipt did."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    eid = "6f1c1e3a-0000-4000-8000-000000000011"
+    records = _chain([
+        (AuditKind.RECEIVED, {"event_id": eid, "party": "wmp", "subject_keys": [child]}),
+        (AuditKind.QUARANTINED, {"event_id": eid, "party": "wmp",
+                                 "data": {"reason": "replay", "stage": "open"}}),
+    ], keys, "worker:w11", hours=11)  # fmt: skip
+    assert index_records(store, verifier, records, start=1100).breaks == []
+    assert _received(store, linker, eid) == [("received", "wmp", "not_shared", "no-recipient")]
+
+
+def test_an_event_re_sent_after_a_failed_decision_is_listed_once_as_it_ended(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """Quarantined at decide (its id unspent), re-sent and decided with no recipient for the
+    child: one line, by the last receipt, not "quarantined"."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    eid = "6f1c1e3a-0000-4000-8000-000000000012"
+    received = {"event_id": eid, "party": "wmp", "subject_keys": [child]}
+    records = _chain([
+        (AuditKind.RECEIVED, received),
+        (AuditKind.QUARANTINED, {"event_id": eid, "party": "wmp",
+                                 "data": {"reason": "stage-failed", "stage": "decide"}}),
+        (AuditKind.RECEIVED, received),
+    ], keys, "worker:w12", hours=12)  # fmt: skip
+    assert index_records(store, verifier, records, start=1200).breaks == []
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    assert [(e.reason, e.seq) for e in log if e.event_id == eid] == [("no-recipient", 2)]
+
+
+def test_another_senders_event_under_the_same_id_does_not_hide_the_received_line(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """Event ids are each sender's to choose: housing's event, sent to no one, shares an id
+    with a police event decided about the child, each on its own sender's chain."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    eid = "6f1c1e3a-0000-4000-8000-000000000002"
+    housing = _chain([
+        (AuditKind.RECEIVED, {"event_id": eid, "party": "sandwell-housing",
+                              "subject_keys": [child], "data": {"type": HOUSING}}),
+    ], keys, "worker:accord.ingress.sandwell-housing-0", hours=9)  # fmt: skip
+    police = _chain([
+        (AuditKind.RECEIVED, {"event_id": eid, "party": "wmp", "subject_keys": [child],
+                              "data": {"type": "police.domestic_incident"}}),
+        (AuditKind.DECIDED, {"event_id": eid, "party": "coord", "subject_keys": [child],
+                             "data": decision("shared")}),
+    ], keys, "worker:accord.ingress.wmp-0", hours=9)  # fmt: skip
+    assert index_records(store, verifier, [*housing, *police], start=900).breaks == []
+    got = _received(store, linker, eid)
+    assert ("received", "sandwell-housing", "not_shared", "no-recipient") in got
+    assert sorted(k for k, *_ in got) == ["decision", "received"]  # police's by its decision
+
+
+def test_decisions_about_others_in_the_event_are_not_told_in_any_format(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """Only a decision naming the other child (Operation Encompass: a sibling's school): the
+    child's line reads as one with no decision at all, in every format that leaves."""
+    child, other = linker.from_nhs_number(CHILD_NHS), linker.from_nhs_number(OTHER_CHILD_NHS)
+    alone, shared = "6f1c1e3a-0000-4000-8000-000000000003", "6f1c1e3a-0000-4000-8000-000000000004"
+    records = _chain([
+        (AuditKind.RECEIVED, {"event_id": alone, "party": "wmp", "subject_keys": [child],
+                              "data": {"type": "police.domestic_incident"}}),
+        (AuditKind.RECEIVED, {"event_id": shared, "party": "wmp", "subject_keys": [child, other],
+                              "data": {"type": "police.domestic_incident"}}),
+        (AuditKind.DECIDED, {"event_id": shared, "party": "school-1", "subject_keys": [other],
+                             "data": decision("not_shared")}),
+    ], keys, "worker:w10", hours=10)  # fmt: skip
+    assert index_records(store, verifier, records, start=1000).breaks == []
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    a, b = [e for e in log if e.event_id in (alone, shared)]
+    as_json = [{k: v for k, v in e.as_dict().items() if k not in ("event_id", "at", "audit_ref")}
+               for e in (a, b)]  # fmt: skip
+    assert as_json[0] == as_json[1]
+    assert a.reason == "no-recipient"
+    for fmt in ("table", "csv", "json", "html"):
+        assert "school-1" not in disclosure([a, b], fmt)
+        assert "not-in-any-share" not in disclosure([a, b], fmt)
+
+
+def test_the_csv_keeps_its_columns_in_place_and_adds_recorded_at_last(
+    store: AuditStore, late_consent: list[AuditRecord], linker: Linker
+) -> None:
+    """A CSV reader taking columns by position reads the same columns as before."""
+    log = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    header = next(csv.reader(io.StringIO(disclosure(log, "csv"))))
+    assert header == [
+        "at", "kind", "outcome", "recipient", "event_type", "sender", "agreement_id",
+        "purpose", "lawful_basis", "clauses", "fields_shared", "fields_withheld", "consent",
+        "reason", "override_grounds", "review", "opened_by", "purposes", "recipients",
+        "valid_until", "recalls", "event_id", "audit_ref", "matched_on", "recorded_at",
+    ]  # fmt: skip
+    assert list(json.loads(disclosure(log, "json"))[0]) == list(log[0].as_dict())

@@ -62,8 +62,7 @@ def test_a_withdrawal_its_notices_and_a_refused_record_are_in_the_childs_log(
         ("consent_refused", "c-refused", "wmp", "", "given", None, "not-a-consent-authority"),
     ]  # fmt: skip
     recorded, to_coord, to_school, _ = consent
-    # Listed when the broker received it (from when it governed decisions), its own
-    # recorded_at, ten minutes earlier, beside it.
+    # Listed when the broker received it, its own recorded_at, ten minutes earlier, beside it.
     assert recorded.at == T0 + timedelta(hours=1)
     assert recorded.recorded_at == T0 + timedelta(minutes=50)
     assert (recorded.purposes, recorded.recipients) == (("early_help",), ("*",))

@@ -485,6 +485,18 @@ def test_explain_an_event_only_a_draft_routes_names_the_draft(
         "No candidate recipients: no clause in force routes police.domestic_incident from wmp; "
         "encompass would, but is a draft, and a draft decides nothing.\n"
     )
+    # Two drafts: named together, in the plural ('a, b would, but is a draft' before).
+    second = agreement("encompass-2", [{**ENCOMPASS, "id": "encompass-2"}], status="draft")
+    root = write_bundle(tmp_path / "c", agreements=[draft, second])
+    code, out, _ = _run(
+        ["policy", "explain", str(_event_file(tmp_path)), "--policies", str(root),
+         "--at", "2026-11-22T08:00:00Z"],
+        capsys,
+    )  # fmt: skip
+    assert (code, out) == (0, (
+        "No candidate recipients: no clause in force routes police.domestic_incident from wmp; "
+        "encompass-2 and encompass would, but are drafts, and a draft decides nothing.\n"
+    ))  # fmt: skip
 
 
 # -- test ----------------------------------------------------------------------------------

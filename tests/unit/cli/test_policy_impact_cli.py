@@ -168,13 +168,13 @@ def test_the_table_says_how_many_event_records_were_read_and_why_some_were_not_c
 
     same = {("e1", "coord"): Decided(True, "shared", None, "a", frozenset({"subject.name"}))}
     result = compare(same, same, versions=("sha256:" + "a" * 64, "sha256:" + "b" * 64))
-    result.read, result.not_compared = 4, {"replay": 2, "invalid-event": 1}
+    result.read, result.compared, result.not_compared = 4, 1, {"replay": 2, "invalid-event": 1}
     result.unversioned = (Unversioned("a", "4", ("clause x",)),)
     _print(result, "worker:impact-1")
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == (
-        "4 event record(s) read; 3 decided for no one under either bundle, so not compared: "
-        "replay 2, invalid-event 1"
+        "4 event record(s) read: 1 compared; 3 decided for no one under either bundle, so not "
+        "compared: replay 2, invalid-event 1"
     )
     assert result.as_json()["events_not_compared"] == {"replay": 2, "invalid-event": 1}
     assert result.as_json()["unversioned_agreements"] == [
@@ -187,6 +187,46 @@ def test_the_table_says_how_many_event_records_were_read_and_why_some_were_not_c
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("2 retained event record(s), none decided under either bundle")
     assert lines[1] == (
-        "2 event record(s) read; 2 decided for no one under either bundle, so not compared: "
-        "unknown-sender 2"
+        "2 event record(s) read: 0 compared; 2 decided for no one under either bundle, so not "
+        "compared: unknown-sender 2"
+    )
+
+
+def test_a_checkouts_policies_folder_holding_the_draft_is_no_other_baseline(
+    run_cli: Run, unbumped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a checkout whose policies/ is the draft, it warned that the worker loads
+    the draft: ACCORD_POLICIES unset, policies/ here is a guess, and the draft no baseline."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(unbumped, checkout / "policies")  # the draft, edited in a git checkout
+    deployed = tmp_path / "srv-policies"
+    shutil.copytree(REPO / "policies", deployed)  # what the worker really loads
+    monkeypatch.chdir(checkout)
+    for new in ("policies", str(unbumped)):  # the folder itself, and a copy of its bundle
+        code, _, err = run_cli(["policy", "impact", "--policies", new, "--current",
+                                str(deployed)])  # fmt: skip
+        assert code != 0
+        assert "warning: --current" not in err
+        assert "keystore" in err
+
+
+def test_a_third_bundle_in_policies_here_is_warned_of_as_a_guess(
+    run_cli: Run, unbumped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ACCORD_POLICIES the worker's folder is not known: said as an 'if'."""
+    from broker.policy import load_bundle
+
+    here = tmp_path / "here"
+    shutil.copytree(REPO / "policies", here / "policies")
+    path = here / "policies" / "agreements" / "wolverhampton-mash.yaml"
+    path.write_text(path.read_text().replace("version: 4\n", "version: 5\n", 1))
+    monkeypatch.chdir(here)
+    code, _, err = run_cli(_impact(unbumped))
+    assert code != 0
+    [line] = [x for x in err.splitlines() if x.startswith("warning: --current")]
+    old, there = load_bundle(REPO / "policies").version, load_bundle(here / "policies").version
+    assert line == (
+        f"warning: --current ({REPO / 'policies'}) is bundle {old}, but policies/ here is "
+        f"bundle {there} (ACCORD_POLICIES is not set): if the worker loads ./policies, the "
+        "changes are counted against --current, not what it runs"
     )

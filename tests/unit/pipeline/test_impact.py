@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,10 +20,11 @@ from broker.cli._impact import parse_since
 from broker.config import KafkaSettings, KemSuite
 from broker.envelope import Sealer
 from broker.errors import UsageError
-from broker.kafka import KafkaClients, Retained
+from broker.kafka import KafkaClients, Retained, partition_for
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.pipeline import ImpactRow, compare, record_impact, redecide_both
-from broker.pipeline._impact import Decided, Impact, Key, _shards, redecide
+from broker.pipeline._impact import Decided, Impact, Key, Tally, redecide
+from broker.pipeline._impact_redecide import _shards
 from broker.pipeline._metrics import Metrics
 from broker.pipeline._processor import build_processor
 from broker.pipeline._state import WorkerState
@@ -212,17 +212,31 @@ def _full_chain(policy: Policy, records: list[Retained], keys: FileKeyStore) -> 
     return out
 
 
+#: Every input topic's partitions, as ``accord policy impact`` reads them from Kafka.
+PARTITIONS = 3
+
+
+def placed(records: list[Retained]) -> dict[str, int]:
+    """The partition counts of the topics ``records`` are on."""
+    return {r.topic: PARTITIONS for r in records}
+
+
 class _Records:
-    """Retained records, one second apart, as the impact command reads them."""
+    """Retained records, one second apart, as the impact command reads them: a sealed one
+    keyed by its event id, on the partition that key hashes to, as a producer puts it."""
 
     def __init__(self, keys: FileKeyStore) -> None:
         self.keys = keys
         self.out: list[Retained] = []
 
-    def raw(self, topic: str, value: bytes | None, headers: Any = ()) -> Retained:
+    def raw(self, topic: str, value: bytes | None, headers: Any = (), *,
+            key: bytes | None = None, partition: int | None = None) -> Retained:  # fmt: skip
         n = len(self.out)
         at = AT + timedelta(seconds=n)
-        rec = Retained(topic, 0, n, value, tuple(headers), int(at.timestamp() * 1000))
+        if partition is None:
+            partition = partition_for(key, list(range(PARTITIONS))) if key else 0
+        rec = Retained(topic, partition, n, value, tuple(headers), int(at.timestamp() * 1000),
+                       key)  # fmt: skip
         self.out.append(rec)
         return rec
 
@@ -233,10 +247,14 @@ class _Records:
             canonical_json(payload), event_id=event_id or payload["event_id"],
             recipient=Principal.WORKER, schema=schema, topic=topic,
         )  # fmt: skip
-        return self.raw(topic, sealed.value, sealed.headers)
+        key = (event_id or payload["event_id"]).encode()
+        return self.raw(topic, sealed.value, sealed.headers, key=key)
 
-    def again(self, rec: Retained) -> None:
-        self.raw(rec.topic, rec.value, rec.headers)
+    def again(self, rec: Retained, *, key: bytes | None = b"same",
+              partition: int | None = None) -> Retained:  # fmt: skip
+        """``rec`` re-sent: with its own key (and so partition), unless given others."""
+        return self.raw(rec.topic, rec.value, rec.headers,
+                        key=rec.key if key == b"same" else key, partition=partition)  # fmt: skip
 
     def consent(self, nhs_number: str, state: str, recorded_at: str) -> None:
         record = {"subject": {"nhs_number": nhs_number}, "state": state,
@@ -452,11 +470,12 @@ def test_event_records_decided_for_no_one_are_counted_by_why(
     """The table said '249 event(s) compared' of 263 read, and nothing of the other 14: each
     is counted by the worker's quarantine reason, or as decided for no one."""
     records, _ = _mix(impact_keys)
-    skipped: Counter[str] = Counter()
+    tally = Tally()
     assert changed_policy.source is not None
     runs = redecide_both(POLICIES, changed_policy.source, records, keystore=impact_keys.path,
                          passphrase=None, envelope=ENVELOPE, processes=processes,
-                         not_compared=skipped)  # fmt: skip
+                         tally=tally, partitions=placed(records))  # fmt: skip
+    skipped = tally.not_compared
     assert skipped == {
         "malformed": 2, "invalid-event": 2, "replay": 1, "wrong-topic": 1, "unknown-sender": 1,
         # Oldbury's COG routes nowhere under the bundle in force and is no party under the new.
@@ -464,12 +483,15 @@ def test_event_records_decided_for_no_one_are_counted_by_why(
     }  # fmt: skip
     impact = compare(*runs, versions=("v1", "v2"))
     impact.read = sum(party_of_ingress(r.topic) is not None for r in records)
-    impact.not_compared = dict(skipped.most_common())
-    # Every event record read is either compared or counted here.
-    assert impact.read == impact.events + sum(skipped.values())
+    impact.compared, impact.not_compared = tally.compared, tally.reasons()
+    # Every event record read is either compared or counted here, and each compared one is
+    # an event of the first line.
+    assert impact.read == tally.compared + sum(skipped.values())
+    assert tally.compared == impact.events
     assert impact.as_json()["events_not_compared"] == dict(skipped)
+    assert impact.as_json()["events_compared"] == impact.events
     assert impact.not_compared_said() == (
-        f"{impact.read} event record(s) read; 8 decided for no one under either bundle, so not "
-        "compared: malformed 2, invalid-event 2, replay 1, wrong-topic 1, unknown-sender 1, "
-        "no-candidate/unknown-sender 1"
+        f"{impact.read} event record(s) read: {impact.events} compared; 8 decided for no one "
+        "under either bundle, so not compared: invalid-event 2, malformed 2, "
+        "no-candidate/unknown-sender 1, replay 1, unknown-sender 1, wrong-topic 1"
     )

@@ -1,0 +1,162 @@
+"""Two runs of ``redecide`` compared (``accord policy impact``'s second half): counts, per
+agreement, recipient and reason, of shares that would stop and start, and per recipient of
+the fields it would gain or lose. Nothing in it names a child: events are counted, never
+listed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from broker.pipeline._impact_redecide import Decided, Key
+from broker.policy import Unversioned
+
+__all__ = ["Impact", "ImpactRow", "compare", "view_changes"]
+
+
+def view_changes(before: Decided, after: Decided) -> list[str]:
+    """How a share that stays a share changes beyond its field names, in words that name
+    roles, fields, transforms and agreements only."""
+    out = []
+    if before.outcome != after.outcome:
+        out.append(f"outcome {before.outcome} -> {after.outcome}")
+    if before.agreement != after.agreement:
+        out.append(f"agreement {before.agreement} -> {after.agreement}")
+    was, now = dict(before.roles), dict(after.roles)
+    out += [f"people shared: {role} {was.get(role, 0)} -> {now.get(role, 0)}"
+            for role in sorted(set(was) | set(now)) if was.get(role) != now.get(role)]  # fmt: skip
+    was_t, now_t = dict(before.transforms), dict(after.transforms)
+    out += [f"{name}: {was_t.get(name, 'as is')} -> {now_t.get(name, 'as is')}"
+            for name in sorted(set(was_t) | set(now_t))
+            if was_t.get(name) != now_t.get(name)]  # fmt: skip
+    if before.scopes != after.scopes:
+        out.append("per-person scopes changed")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactRow:
+    """How many decisions move one way, for one agreement, recipient and reason."""
+
+    change: str  # "stops" (shared now, not under the new bundle) or "starts"
+    agreement: str  # the agreement that shares (now, for "stops"; new, for "starts")
+    recipient: str
+    reason: str  # why it is not shared on the other side ("not-a-candidate" if no decision)
+    events: int
+
+
+@dataclass
+class Impact:
+    current_version: str
+    new_version: str
+    events: int = 0  # distinct event ids decided for someone (under either bundle)
+    decisions: int = 0  # (event, recipient) pairs compared
+    unchanged: int = 0
+    rows: list[ImpactRow] = field(default_factory=list)
+    #: recipient -> field -> events in which it would gain (or lose) that field
+    gained: dict[str, dict[str, int]] = field(default_factory=dict)
+    lost: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: recipient -> what else about a share changes (``view_changes``) -> events
+    views: dict[str, dict[str, int]] = field(default_factory=dict)
+    since: datetime | None = None  # the run's --since
+    read: int = 0  # ingress records read, decided or not: ``compared`` + ``not_compared``
+    #: ingress records some bundle decided someone for (``Tally``); as many as ``events``
+    #: unless two senders used one event id
+    compared: int = 0
+    #: ingress records no bundle decided anyone for, by why (``_Redecider.take``)
+    not_compared: dict[str, int] = field(default_factory=dict)
+    #: agreements changed without a new version (``changed_without_new_version``)
+    unversioned: tuple[Unversioned, ...] = ()
+
+    @property
+    def nothing_compared(self) -> bool:
+        """No decision under either bundle: the run says nothing about the new bundle, and
+        must never read as "no decision would change"."""
+        return self.decisions == 0
+
+    def not_compared_said(self) -> str:
+        """How many event records were read, how many of them were compared, and why the
+        rest were not, in one line: reasons and counts only. The two counts add up to the
+        records read."""
+        since = f" since {self.since.isoformat()}" if self.since is not None else ""
+        skipped = sum(self.not_compared.values())
+        if not skipped:
+            return f"{self.read} event record(s) read{since}, every one compared"
+        why = ", ".join(f"{reason} {n}" for reason, n in self.not_compared.items())
+        return (f"{self.read} event record(s) read{since}: {self.compared} compared; {skipped} "
+                f"decided for no one under either bundle, so not compared: {why}")  # fmt: skip
+
+    def nothing_said(self) -> str:
+        """Why nothing was compared, in one line."""
+        since = f" since {self.since.isoformat()}" if self.since is not None else ""
+        if self.read == 0:
+            return f"no retained events{since}: nothing was compared"
+        return (f"{self.read} retained event record(s){since}, none decided under either "
+                "bundle: nothing was compared")  # fmt: skip
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "current_version": self.current_version,
+            "new_version": self.new_version,
+            "since": self.since.isoformat() if self.since is not None else None,
+            "events_read": self.read,
+            "events_compared": self.compared,
+            "events_not_compared": self.not_compared,
+            "nothing_compared": self.nothing_compared,
+            "events": self.events,
+            "decisions": self.decisions,
+            "unchanged": self.unchanged,
+            "changes": [
+                {
+                    "change": r.change,
+                    "agreement": r.agreement,
+                    "recipient": r.recipient,
+                    "reason": r.reason,
+                    "events": r.events,
+                }
+                for r in self.rows
+            ],
+            "fields_gained": self.gained,
+            "fields_lost": self.lost,
+            "views_changed": self.views,
+            "unversioned_agreements": [u.as_json() for u in self.unversioned],
+        }
+
+
+_NONE = Decided(False, "not_shared", "not-a-candidate", None, frozenset())
+
+
+def compare(
+    current: dict[Key, Decided], new: dict[Key, Decided], *, versions: tuple[str, str]
+) -> Impact:
+    """The differences between two runs over the same records."""
+    impact = Impact(*versions)
+    moves: Counter[tuple[str, str, str, str]] = Counter()
+    gained: dict[str, Counter[str]] = {}
+    lost: dict[str, Counter[str]] = {}
+    views: dict[str, Counter[str]] = {}
+    keys = set(current) | set(new)
+    impact.events = len({event for event, _ in keys})
+    impact.decisions = len(keys)
+    for key in keys:
+        before, after = current.get(key, _NONE), new.get(key, _NONE)
+        recipient = key[1]
+        if before.shares and not after.shares:
+            moves["stops", before.agreement or "", recipient, after.reason or ""] += 1
+        elif after.shares and not before.shares:
+            moves["starts", after.agreement or "", recipient, before.reason or ""] += 1
+        elif before.shares and after.shares and before != after:
+            for name in after.fields - before.fields:
+                gained.setdefault(recipient, Counter())[name] += 1
+            for name in before.fields - after.fields:
+                lost.setdefault(recipient, Counter())[name] += 1
+            for change in view_changes(before, after):
+                views.setdefault(recipient, Counter())[change] += 1
+        else:
+            impact.unchanged += 1
+    impact.rows = [ImpactRow(c, a, r, why, n) for (c, a, r, why), n in sorted(moves.items())]
+    impact.gained = {r: dict(sorted(c.items())) for r, c in sorted(gained.items())}
+    impact.lost = {r: dict(sorted(c.items())) for r, c in sorted(lost.items())}
+    impact.views = {r: dict(sorted(c.items())) for r, c in sorted(views.items())}
+    return impact

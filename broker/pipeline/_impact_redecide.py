@@ -1,0 +1,342 @@
+"""The retained inputs re-decided under two bundles (``accord policy impact``'s first half).
+
+``redecide`` takes records exactly as the worker would, through the worker's own stages,
+with a fresh state per bundle and a clock that reads each record's own time, and keeps only
+the decisions. What does not depend on the bundle (opening, validating, linking a contact
+event; opening and parsing a consent record) is done once per record; what does (routing,
+deciding, authorising and filing consent) once per bundle. Nothing is redacted, sealed or
+audited per decision, and nothing is delivered or written: a decision's fields are those
+its redaction plan (``fields_shared``) grants.
+
+A record is opened with its Kafka key and, when its topic's partition count is known, that
+count, so that it is refused as the worker refuses it (``unkeyed``, ``wrong-partition``):
+only then is every copy of an event id that is decided at all keyed by that id, and so
+in the one process ``redecide_both`` gives that id.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from broker.config import EnvelopeSettings
+from broker.kafka import Retained
+from broker.keys import FileKeyStore
+from broker.pipeline._access import access_chain
+from broker.pipeline._consent import consent_chain
+from broker.pipeline._effects import Audit, Effect, Publish
+from broker.pipeline._ingress import Decide, ingress_chain, spend
+from broker.pipeline._processor import build_services, unreadable
+from broker.pipeline._services import Services
+from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, run_chain
+from broker.pipeline._state import WorkerState
+from broker.policy import Decision, Policy, load_bundle
+from broker.topics import ACCESS, CONSENT, party_of_ingress
+
+__all__ = ["Decided", "Key", "Tally", "in_order", "redecide", "redecide_both"]
+
+#: (event id, recipient)
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One candidate recipient's decision, as much of it as an impact report compares: what
+    a recipient would see is its fields and also whose they are and in what form."""
+
+    shares: bool
+    outcome: str
+    reason: str | None
+    agreement: str | None
+    fields: frozenset[str]
+    roles: tuple[tuple[str, int], ...] = ()  # how many people of each role the view holds
+    transforms: tuple[tuple[str, str], ...] = ()  # field -> how it is coarsened
+    scopes: tuple[str, ...] = ()  # per-person scopes, when people get different fields
+
+    @classmethod
+    def of(cls, d: Decision) -> Decided:
+        return cls(
+            d.shares, d.outcome, d.reason, d.agreement_id, frozenset(d.fields_shared),
+            tuple(sorted(d.subject_roles.items())), tuple(sorted(d.transforms.items())),
+            tuple(sorted(s.model_dump_json() for s in d.subject_scopes)),
+        )  # fmt: skip
+
+
+@dataclass
+class Tally:
+    """What became of the event records taken: ``compared``, those some bundle decided
+    someone for, and the rest in ``not_compared`` by why (``_Redecider.take``). Every event
+    record is counted once, in one or the other."""
+
+    compared: int = 0
+    not_compared: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: Tally) -> None:
+        self.compared += other.compared
+        self.not_compared.update(other.not_compared)
+
+    def reasons(self) -> dict[str, int]:
+        """``not_compared``, most first, then by name: the same however many processes."""
+        return dict(sorted(self.not_compared.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def redecide(
+    policies: Sequence[Policy],
+    records: Iterable[Retained],
+    *,
+    keys: FileKeyStore,
+    envelope: EnvelopeSettings,
+    progress: Callable[[int], None] | None = None,
+    tally: Tally | None = None,
+    partitions: Mapping[str, int] | None = None,
+) -> list[dict[Key, Decided]]:
+    """Every decision each of ``policies`` makes on ``records`` (taken in the order given);
+    ``progress`` hears of the records taken, 200 at a time and the rest at the end;
+    ``tally`` counts the event records compared and not (``Tally``). ``partitions``: each
+    topic's partition count, as the worker checks a record's key and partition against it
+    (a topic not named there is not checked: unit tests)."""
+    each = _Redecider(policies, keys=keys, envelope=envelope, partitions=partitions)
+    out: list[dict[Key, Decided]] = [{} for _ in policies]
+    n = 0
+    for n, rec in enumerate(records, 1):
+        for found, decisions in zip(out, each.take(rec), strict=True):
+            for d in decisions:
+                found[(str(d.event_id), d.recipient)] = Decided.of(d)
+        if progress is not None and n % 200 == 0:
+            progress(200)
+    if progress is not None and n % 200:
+        progress(n % 200)  # the bar ends at its total
+    if tally is not None:
+        tally.add(each.tally)
+    return out
+
+
+class _Decisions:
+    """``decide`` without its audit records; the event's id spent, as there."""
+
+    name = "decide"
+
+    def __init__(self, decide: Decide) -> None:
+        self._decide = decide
+
+    def __call__(self, work: Work) -> Step:
+        # The policy's decisions, not the keystore's: a draft that shares with a party given
+        # no keys yet (a new school) shares, and is reported so.
+        work.decisions = self._decide.decisions(work, check_keys=False)
+        return forward(spend(work))
+
+
+class _Redecider:
+    """The worker's chains cut where the bundle starts to matter: the stages before the cut
+    run once per record, those after once per bundle, each bundle with a state of its own."""
+
+    def __init__(
+        self,
+        policies: Sequence[Policy],
+        *,
+        keys: FileKeyStore,
+        envelope: EnvelopeSettings,
+        partitions: Mapping[str, int] | None = None,
+    ) -> None:
+        self._partitions = dict(partitions or {})
+        self._now = datetime.now(UTC)
+        linkage_key = keys.linkage_key()
+
+        def services(policy: Policy) -> Services:
+            return build_services(policy=policy, keys=keys, linkage_key=linkage_key,
+                                  state=WorkerState(), clock=lambda: self._now,
+                                  envelope=envelope)  # fmt: skip
+
+        # ``once`` opens against a state nothing changes, so it never meets a replay: whether
+        # an id was spent before is the one part of opening that can differ by bundle (a
+        # bundle that does not know a sender never decides its records), so ``_once`` asks
+        # each bundle's own state.
+        once = services(policies[0])
+        self._each = [services(p) for p in policies]
+        _, open_, validate, link, _, _ = ingress_chain(once)
+        self._event_once: tuple[Stage, ...] = (open_, validate, link)
+        self._route: list[Stage] = []
+        self._decide: list[Stage] = []
+        for s in self._each:
+            route, _, _, _, decide, _ = ingress_chain(s)  # never deliver: nothing is sealed
+            self._route.append(route)
+            self._decide.append(_Decisions(decide))
+        self._consent_once: tuple[Stage, ...] = consent_chain(once)[:2]  # open, parse
+        self._consent_each = [consent_chain(s)[2:] for s in self._each]
+        self._access_once: tuple[Stage, ...] = access_chain(once)
+        self.tally = Tally()  # (``take``)
+        self._stopped = ""  # why ``_once``'s stages stopped, when they did
+
+    def take(self, rec: Retained) -> list[list[Decision]]:
+        """Each bundle's decisions on ``rec`` (none for a record that is not an event, or
+        that its chain stops under that bundle).
+
+        An event record some bundle decides someone for is counted in ``tally.compared``;
+        any other in ``tally.not_compared`` by why: the worker's quarantine reason
+        (``replay`` for a copy of an id already decided, ``unkeyed`` or ``wrong-partition``
+        for one the worker would refuse by its key or partition), or ``no-candidate``
+        (decided, but no clause sends it to anyone); ``a/b`` when the bundles differ, in the
+        order of ``policies``."""
+        decided: list[list[Decision]] = [[] for _ in self._each]
+        self._now = at = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
+        event = party_of_ingress(rec.topic) is not None
+        if (bad := unreadable(rec.value, rec.headers)) is not None or rec.value is None:
+            if event:  # quarantined whatever the bundle, before any chain
+                self.tally.not_compared[bad or "malformed"] += 1
+            return decided
+        clean = [(k, v) for k, v in rec.headers if v is not None]
+        # With its key and the topic's partition count, as the worker's loop gives them: a
+        # copy re-sent under another key, or none, is refused here as there, never decided
+        # as new in another process (``_shards`` deals records out by key).
+        work = Work(rec.topic, rec.partition, rec.offset, rec.value, clean, at,
+                    rec.key, self._partitions.get(rec.topic, 0))  # fmt: skip
+        everyone = range(len(self._each))
+        if event:
+            why = ["unknown-sender" for _ in everyone]
+            routed = [i for i in everyone if _forwards(self._route[i], work)]
+            fresh = self._once(self._event_once, work, routed) if routed else []
+            for i in routed:
+                why[i] = self._stopped or "replay"  # the stages forwarded: no fresh id
+            for i in fresh:
+                outcome = run_chain((self._decide[i],), work)
+                if outcome.verdict is Verdict.FORWARD:
+                    self._apply(i, outcome.effects)  # the id spent under this bundle
+                    decided[i] = work.decisions
+                why[i] = "no-candidate"
+            if any(decided):
+                self.tally.compared += 1
+            else:
+                self.tally.not_compared["/".join(dict.fromkeys(why))] += 1
+        elif rec.topic == CONSENT:
+            for i in self._once(self._consent_once, work, everyone):
+                self._apply(i, run_chain(self._consent_each[i], work).effects)
+        elif rec.topic == ACCESS:
+            self._once(self._access_once, work, everyone)
+        return decided
+
+    def _once(self, stages: Sequence[Stage], work: Work, among: Iterable[int]) -> list[int]:
+        """Run ``stages`` (the first opens the envelope) once; if they all forwarded, give
+        each bundle of ``among`` for which the record is no replay what they changed, and
+        return those bundles."""
+        outcome = run_chain(stages, work)
+        self._stopped = ""
+        if outcome.verdict is not Verdict.FORWARD or work.opened is None:
+            self._stopped = outcome.reason or "quarantined"
+            return []  # quarantined under every bundle, its id spent under none
+        # The envelope's last check (broker.envelope._open), as the worker's replay guard
+        # makes it, against the bundle's own state.
+        fresh = [i for i in among if not self._each[i].state.seen(work.opened.event_id)]
+        for i in fresh:
+            self._apply(i, outcome.effects)
+        return fresh
+
+    def _apply(self, i: int, effects: Iterable[Effect]) -> None:
+        """The state changes among ``effects``, to bundle ``i``'s state (as the ``Outbox``
+        would, without the audit chain or the changelog)."""
+        state = self._each[i].state
+        for e in effects:
+            if not isinstance(e, Audit | Publish):
+                state.change(e)
+
+
+def _forwards(stage: Stage, work: Work) -> bool:
+    return run_chain((stage,), work).verdict is Verdict.FORWARD
+
+
+# -- both bundles, in one process or several ----------------------------------------------
+
+
+def in_order(records: Iterable[Retained]) -> list[Retained]:
+    """The order a worker would meet them in, as near as the topics say: by timestamp."""
+    return sorted(records, key=lambda r: (r.timestamp_ms, r.topic, r.partition, r.offset))
+
+
+def _shards(records: Sequence[Retained], n: int) -> list[list[Retained]]:
+    """``n`` runs: every consent record in each, the events dealt out between them by their
+    key, so that every copy of one event keyed by its id (the only copies the worker would
+    decide, when ``redecide`` is given the partition counts), a re-sent one too, is in the
+    same run, in time order: the worker decides the first valid copy and refuses later ones
+    as replays."""
+    consents = [r for r in records if r.topic == CONSENT]
+    shards: list[list[Retained]] = [list(consents) for _ in range(n)]
+    for r in records:
+        if r.topic != CONSENT:
+            shards[zlib.crc32(r.key or b"") % n].append(r)
+    return [in_order(shard) for shard in shards]
+
+
+@dataclass(frozen=True)
+class _Job:
+    current: Path
+    new: Path
+    keystore: Path
+    passphrase: str | None
+    envelope: EnvelopeSettings
+    records: list[Retained]
+    partitions: dict[str, int] | None
+
+
+def _run(job: _Job) -> tuple[dict[Key, Decided], dict[Key, Decided], Tally]:
+    passphrase = SecretStr(job.passphrase) if job.passphrase is not None else None
+    keys = FileKeyStore(job.keystore, passphrase)
+    bundles = [load_bundle(job.current), load_bundle(job.new)]
+    tally = Tally()
+    before, after = redecide(bundles, job.records, keys=keys, envelope=job.envelope,
+                             tally=tally, partitions=job.partitions)  # fmt: skip
+    return before, after, tally
+
+
+def redecide_both(
+    current: Path,
+    new: Path,
+    records: Sequence[Retained],
+    *,
+    keystore: Path,
+    passphrase: SecretStr | None,
+    envelope: EnvelopeSettings,
+    processes: int = 1,
+    progress: Callable[[int], None] | None = None,
+    tally: Tally | None = None,
+    partitions: Mapping[str, int] | None = None,
+) -> tuple[dict[Key, Decided], dict[Key, Decided]]:
+    """``records`` decided under the bundles in ``current`` and ``new``: in this process,
+    or split between ``processes`` (each loads the keystore and both bundles itself).
+    ``progress`` hears of each record once, so its sum is ``len(records)``; ``tally`` and
+    ``partitions`` as in ``redecide``."""
+    secret = passphrase.get_secret_value() if passphrase is not None else None
+    if processes <= 1:
+        keys = FileKeyStore(keystore, passphrase)
+        bundles = [load_bundle(current), load_bundle(new)]
+        runs = redecide(bundles, in_order(records), keys=keys, envelope=envelope,
+                        progress=progress, tally=tally, partitions=partitions)  # fmt: skip
+        return runs[0], runs[1]
+    counts = dict(partitions) if partitions is not None else None
+    jobs = [
+        _Job(current, new, keystore, secret, envelope, shard, counts)
+        for shard in _shards(records, processes)
+    ]
+    before: dict[Key, Decided] = {}
+    after: dict[Key, Decided] = {}
+    # Every run decides every consent record, but each counts once towards ``records``:
+    # with the first run back, and otherwise a run's events alone.
+    consents = sum(1 for r in records if r.topic == CONSENT)
+    # spawn, not fork: the caller may hold an event loop and Kafka clients' threads.
+    with ProcessPoolExecutor(min(processes, os.cpu_count() or 1, len(jobs)),
+                             mp_context=get_context("spawn")) as pool:  # fmt: skip
+        for i, (job, (b, a, counted)) in enumerate(zip(jobs, pool.map(_run, jobs), strict=True)):
+            before.update(b)
+            after.update(a)
+            if tally is not None:
+                tally.add(counted)  # events are in one run each: counted once
+            if progress is not None:
+                progress(len(job.records) - (consents if i else 0))
+    return before, after

@@ -1,0 +1,82 @@
+"""The impact run refuses what the worker refuses by a record's key and partition
+(``unkeyed``, ``wrong-partition``), in one process or several, so that every event record
+read is counted once: compared, or not compared with the worker's reason."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import date
+from typing import Any
+
+import pytest
+
+from broker.keys import FileKeyStore
+from broker.pipeline import compare, redecide_both
+from broker.pipeline._impact import Tally
+from broker.policy import Policy
+from broker.synthetic import SyntheticFamilies
+from broker.topics import party_of_ingress
+from tests.unit.pipeline.conftest import ENVELOPE, POLICIES
+from tests.unit.pipeline.test_impact import (  # noqa: F401  # the fixtures, by name
+    PARTITIONS,
+    _Records,
+    changed_policy,
+    impact_keys,
+    placed,
+)
+
+
+def _event(fam: SyntheticFamilies) -> dict[str, Any]:
+    family, postcode = fam.faker.last_name(), fam.postcode(("DY4",))
+    child = fam.subject("child", family_name=family, postcode=postcode, school_urn="146201")
+    return fam.event(subjects=[child], need_level=3)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_copy_resent_without_its_key_or_under_another_is_refused_as_the_worker_refuses_it(
+    impact_keys: FileKeyStore,  # noqa: F811  # the fixture
+    changed_policy: Policy,  # noqa: F811  # the fixture
+    processes: int,
+) -> None:
+    """With two processes a copy under another key went to the other process and was
+    decided there as new: 'read' no longer added up to compared and not compared."""
+    fam = SyntheticFamilies(seed=3, today=date(2026, 11, 21))
+    r = _Records(impact_keys)
+    while True:  # an event whose copies below land in both processes
+        ev = _event(fam)
+        key = ev["event_id"].encode()
+        if zlib.crc32(key) % 2 != zlib.crc32(b"") % 2:
+            break
+    first = r.sealed("wmp", ev)
+    other = _event(fam)["event_id"].encode()
+    r.again(first, key=None)  # unkeyed
+    r.again(first, key=other)  # under another event's key: on that key's partition
+    r.again(first, partition=(first.partition + 1) % PARTITIONS)  # its key, moved
+    r.again(first)  # a replay, as the worker sees it on the original's partition
+    r.sealed("wmp", _event(fam))  # another event, decided
+    records = r.out
+    tally = Tally()
+    assert changed_policy.source is not None
+    runs = redecide_both(POLICIES, changed_policy.source, records, keystore=impact_keys.path,
+                         passphrase=None, envelope=ENVELOPE, processes=processes,
+                         tally=tally, partitions=placed(records))  # fmt: skip
+    assert tally.not_compared == {"unkeyed": 1, "wrong-partition": 2, "replay": 1}
+    impact = compare(*runs, versions=("v1", "v2"))
+    read = sum(party_of_ingress(x.topic) is not None for x in records)
+    assert (read, tally.compared, impact.events) == (6, 2, 2)
+    assert read == tally.compared + sum(tally.not_compared.values())
+
+
+def test_without_partition_counts_placement_is_not_checked(
+    impact_keys: FileKeyStore,  # noqa: F811  # the fixture
+    changed_policy: Policy,  # noqa: F811  # the fixture
+) -> None:
+    """As the worker's own unit tests run it: an unkeyed copy is then a plain replay."""
+    fam = SyntheticFamilies(seed=4, today=date(2026, 11, 21))
+    r = _Records(impact_keys)
+    r.again(r.sealed("wmp", _event(fam)), key=None)
+    tally = Tally()
+    assert changed_policy.source is not None
+    redecide_both(POLICIES, changed_policy.source, r.out, keystore=impact_keys.path,
+                  passphrase=None, envelope=ENVELOPE, tally=tally)  # fmt: skip
+    assert (tally.compared, dict(tally.not_compared)) == (1, {"replay": 1})
