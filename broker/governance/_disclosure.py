@@ -95,7 +95,7 @@ _ORDER = {"consent": 0, "consent_refused": 0, "received": 1, "decision": 1, "del
 # Why an event received about the child was shared with no one, as the log can tell. One
 # reason whether or not the event named others on whom decisions were taken: the log is the
 # child's, and decisions about others in it are theirs (third-party data), so it never says.
-NO_RECIPIENT = "no-recipient"  # decided, and nothing in it about the child went to anyone
+NO_RECIPIENT = "no-recipient"  # nothing else known: nothing in it about the child went to anyone
 QUARANTINED = "quarantined"  # its processing failed, so nothing in it went to anyone
 
 
