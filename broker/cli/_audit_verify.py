@@ -117,45 +117,18 @@ def _index_named(settings: Settings, db: str | None, store: AuditStore) -> dict[
     PostgreSQL URL without its credentials or parameters; and whether it is the index this
     deployment is configured with, or another (a copy, say), so that a reader of the log
     does not take a copy's result for the live index's."""
+    from broker.governance import describe_url, sqlite_file
+
     configured = settings.audit.db.get_secret_value() if settings.audit.db else None
     path = getattr(store, "path", None)
     if path is not None:
         name = str(Path(path).resolve())
-        mine = _sqlite_file(settings, configured)
+        mine = sqlite_file(configured, home=settings.home)
         same = mine is not None and mine.resolve() == Path(path).resolve()
     else:
-        name = _without_credentials(db if db is not None else configured or "")
-        same = configured is not None and _without_credentials(configured) == name
+        name = describe_url((db if db is not None else configured or "").strip())
+        same = configured is not None and describe_url(configured.strip()) == name
     return {"index": name, "index_role": "configured" if db is None or same else "copy"}
-
-
-def _sqlite_file(settings: Settings, url: str | None) -> Path | None:
-    """The file of the configured index if it is SQLite, read as ``open_store`` reads it
-    (not opened: opening may change it)."""
-    if url is None or not url.strip():
-        return settings.home / "audit.db"
-    url = url.strip()
-    if url.partition(":")[0].lower() != "sqlite":
-        return None
-    path = url[len("sqlite:") :]
-    path = path[2:] if path.startswith("//") else path
-    path = "/" + path.lstrip("/") if path.startswith("/") else path
-    return Path(path) if path else None
-
-
-def _without_credentials(url: str) -> str:
-    """``postgresql://user:secret@host:5432/db?password=…`` -> ``postgresql://host:5432/db``."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return "(an index URL that cannot be parsed)"
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 address
-    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
 def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[str, str],
@@ -166,15 +139,26 @@ def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[st
     written: one line on stderr says so.
 
     Recorded in the configured log whichever index was verified (verifying a copy is an IG
-    action too), naming the index and whether it is a copy. A passing run's record also
-    vouches for the ``heads`` it verified; a copy's too, since every chain it verified is one
-    the partnership's writers signed."""
+    action too), naming the index and whether it is a copy. A passing run's record of the
+    configured index also vouches for the ``heads`` it verified; a copy's vouches for
+    nothing: a copy may hold a chain the live index never will (an evidence copy from before
+    a restore, say), and the live index would then fail forever. A copy's run is not recorded
+    where the configured index cannot be opened (the chain would go on from the copy's
+    head, and could fork): one line on stderr says so."""
     from broker.governance import record_query
 
     keys = console_keys_here(settings)
     if keys is None:
         return
-    live = _configured_index(settings) if outcome.get("index_role") == "copy" else None
+    live = None
+    if outcome.get("index_role") == "copy":
+        heads = None
+        live = _configured_index(settings)
+        if live is None:
+            typer.echo("accord: warning: this verification is not recorded in the audit log: "
+                       "verifying a copy, and the configured index, where the command line's "
+                       "audit chain goes on from, cannot be opened here", err=True)  # fmt: skip
+            return
     # The command line's chain goes on from its head as the configured index has it: a
     # copy's (older, or with that chain deleted) would have it fork its own chain.
     appender = appender_of(settings, keys, live if live is not None else store, None)
@@ -199,8 +183,8 @@ def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[st
 
 def _configured_index(settings: Settings) -> AuditStore | None:
     """The configured index, if this machine has it: where the command line's chain head is
-    found. None (the index verified serves) when it has not, e.g. a workstation reaching
-    the live index only through --db."""
+    found. None when it has not, e.g. a workstation reaching the live index only through
+    --db (a copy's run is then not recorded)."""
     try:
         return open_index(settings, None)
     except (AuditError, UsageError):

@@ -17,7 +17,7 @@ The records, chains and checkpoints themselves are ``broker.audit``'s.
 """
 
 from broker.governance._append import AuditSink, ChainAppender
-from broker.governance._dialects import open_store
+from broker.governance._dialects import describe_url, open_store, sqlite_file
 from broker.governance._disclosure import (
     DisclosureEntry,
     ReviewStatus,
@@ -85,6 +85,7 @@ __all__ = [
     "VerifySummary",
     "Window",
     "check_review",
+    "describe_url",
     "disclosure_log",
     "expiring_agreements",
     "governance_report",
@@ -103,6 +104,7 @@ __all__ = [
     "reviewed_overrides",
     "signed_chains",
     "signed_checkpoints",
+    "sqlite_file",
     "subject_key_for_nhs_number",
     "subject_search",
     "verification_state",

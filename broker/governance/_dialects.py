@@ -20,7 +20,7 @@ from broker.errors import AuditError, UsageError
 from broker.governance._sql import SqlAuditStore
 from broker.governance._store import AuditStore
 
-__all__ = ["PostgresAuditStore", "SqliteAuditStore", "describe_url", "open_store"]
+__all__ = ["PostgresAuditStore", "SqliteAuditStore", "describe_url", "open_store", "sqlite_file"]
 
 log = structlog.get_logger("accord.audit")
 
@@ -153,6 +153,21 @@ def describe_url(url: str) -> str:
     return f"{scheme}://{host}"
 
 
+def sqlite_file(url: str | None, *, home: Path) -> Path | None:
+    """The file an SQLite index URL names, as :func:`open_store` opens it (None or blank:
+    ``<home>/audit.db``); None for another database, or ``sqlite:`` naming no file. Nothing
+    is opened: opening may change it."""
+    if url is None or not url.strip():
+        return home / "audit.db"
+    url = url.strip()
+    if url.partition(":")[0].lower() != "sqlite":
+        return None
+    path = url[len("sqlite:") :]
+    path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
+    path = "/" + path.lstrip("/") if path.startswith("/") else path  # sqlite:////abs too
+    return Path(path) if path else None
+
+
 def open_store(url: str | None, *, home: Path, create: bool = True) -> AuditStore:
     """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/audit.db``.
 
@@ -166,12 +181,10 @@ def open_store(url: str | None, *, home: Path, create: bool = True) -> AuditStor
     if scheme in ("postgresql", "postgres"):
         return PostgresAuditStore(url, create=create)
     if scheme == "sqlite":
-        path = url[len("sqlite:") :]
-        path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
-        path = "/" + path.lstrip("/") if path.startswith("/") else path  # sqlite:////abs too
-        if not path:
+        path = sqlite_file(url, home=home)
+        if path is None:
             raise UsageError("--db: give a file, e.g. sqlite:///var/lib/accord/audit.db")
-        return SqliteAuditStore(Path(path), create=create)
+        return SqliteAuditStore(path, create=create)
     raise UsageError(
         f"--db: unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
     )

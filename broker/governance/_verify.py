@@ -6,9 +6,11 @@ kept apart from ``audit_records``: the newest *signed* checkpoint the indexer sa
 (``chain_checkpoints``, unforgeable, only ever moving forward) and the indexed head
 (``chain_heads``, unsigned, which also catches records appended to the table by hand).
 
-Every passing verification's own signed record names the heads it verified
-(``_verify_vouch``): an index verified later must still hold each of them, so a chain deleted
-from every table of the index fails as long as a verification record naming it is left.
+Every passing verification of the configured index names, in its own signed record, the
+heads it verified that no earlier record names (``_verify_vouch``): an index verified later
+must still hold each of them, so a chain deleted from every table of the index fails as long
+as a verification record naming it is left. A chain none names yet is not protected so: the
+summary counts them.
 
 From the topic, each chain is verified as Kafka holds it; given the index as well, the index's
 checkpoints vouch that the topic has not lost what it once held, and the topic that the index
@@ -54,16 +56,25 @@ class VerifySummary:
     unsigned: int = 0  # records after their chain's newest checkpoint, not vouched for yet
     #: Checkpoints that do not verify (a key since revoked) but a later valid one covers.
     unvouched: int = 0
-    #: Each verified chain's newest signed checkpoint: what a record of this run vouches
-    #: for (``verified_heads``).
+    #: What a record of this run vouches for (``verified_heads``): each verified chain's
+    #: newest signed checkpoint that no earlier verification record held vouches for
+    #: already (a chain unchanged keeps its older vouch, and the record stays small).
     heads: Mapping[str, VerifiedHead] = field(default_factory=dict)
     #: Compared with an index: chains the topic has signed further than the index has read.
     behind: int | None = None
     #: Chains an earlier verification saw further than this index has read the topic.
     not_reached: int = 0
+    #: From an index: chains no earlier signed verification vouches for, whose deletion
+    #: the index alone would not show.
+    not_vouched: int | None = None
 
     def line(self) -> str:
         extra = ""
+        if self.not_vouched:
+            extra += (
+                f"; {self.not_vouched} chains no earlier signed verification vouches for yet "
+                "(deleted whole, only --from-topic --db would show it)"
+            )
         if self.not_reached:
             extra += (
                 f"; {self.not_reached} chains an earlier verification saw further than this "
@@ -75,7 +86,7 @@ class VerifySummary:
                 f" ({self.behind} chains signed further than that: not indexed yet)"
             )
         if self.refused or self.unsigned:
-            extra = (
+            extra += (
                 f"; left out: {self.refused} messages no writer signed, "
                 f"{self.unsigned} records awaiting their writer's checkpoint"
             )
@@ -218,9 +229,11 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
     # After every chain: a record vouching for a chain may be in a chain verified later.
     not_reached = vouches.check(store, held, _read_to(store, vouches.partitions()))
     derived.check(store.derived_rows())
+    fresh = {c: h for c, h in verified.items() if not vouches.vouched(c, h.seq, h.hash)}
     return VerifySummary(
         getattr(store, "backend", "index"), len(chains), total, signed, unvouched=unvouched,
-        heads=verified, not_reached=not_reached,
+        heads=fresh, not_reached=not_reached,
+        not_vouched=sum(1 for c in chains if c not in vouches.heads),
     )  # fmt: skip
 
 

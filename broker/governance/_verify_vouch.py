@@ -5,18 +5,24 @@ the index: someone able to delete a chain's rows can delete those too, and the i
 looks like one that never held the chain. Two kinds of evidence kept elsewhere do not go with
 them:
 
-- every verification that passes writes, in its own signed ``console_query`` record, the
-  heads it verified (``verified_heads``: each chain's newest signed checkpoint, seq and hash,
-  and where it is in the topic). A later verification of an index holding those records
+- every verification of the configured index that passes writes, in its own signed
+  ``console_query`` record, the heads it verified (``verified_heads``: each chain's newest
+  signed checkpoint, seq and hash, and where it is in the topic) that no earlier such record
+  the index holds vouches for already. A later verification of an index holding those records
   refuses an index missing a chain they name, or holding it shorter or different, once that
-  index has read the topic past the head (:class:`Vouches`): an index still catching up (one
-  rebuilt, or restored from a backup) reads partitions at different paces;
+  index has read the topic past the head (:class:`Vouches`: each chain is held to the
+  furthest head vouched for that the index has read past; an index still catching up, one
+  rebuilt or restored from a backup, reads partitions at different paces). A verification of
+  a copy (``detail.index_role`` ``copy``) vouches for nothing: a copy may hold a chain the
+  live index never will (an evidence copy from before a restore, say), and the live index
+  would then fail forever;
 - the topic itself (``--from-topic --db``): a chain the topic's writer signed, at offsets
   the index has already read past, must be in the index at least that far
   (:func:`check_index_holds`).
 
 Neither catches an index from which the vouching records themselves were removed along with
-everything they vouch for: saved heads (``--save-heads``/``--heads``) or the topic do.
+everything they vouch for, nor a chain no passing verification has vouched for yet (the
+summary counts those): saved heads (``--save-heads``/``--heads``) or the topic do.
 """
 
 from __future__ import annotations
@@ -67,6 +73,10 @@ class Vouch:
     by_chain: str  # the verification record that saw it
     by_seq: int
 
+    def read_by(self, read_to: Mapping[int, int]) -> bool:
+        """Whether an index that has read each partition up to ``read_to`` has read it."""
+        return self.position is None or self.position[1] < read_to.get(self.position[0], 0)
+
     def said(self) -> str:
         return (
             f"a signed verification ({self.by_chain} seq {self.by_seq}) saw it reach seq {self.seq}"
@@ -74,10 +84,10 @@ class Vouch:
 
 
 class Vouches:
-    """The furthest head of each chain that a verification record read so far vouches for."""
+    """Every head of each chain that the verification records read so far vouch for."""
 
     def __init__(self) -> None:
-        self.heads: dict[str, Vouch] = {}
+        self.heads: dict[str, list[Vouch]] = {}
 
     def take(self, rec: AuditRecord) -> None:
         # Only the console's writer may write console_query (schemas/audit-chain.md §3), and
@@ -85,6 +95,9 @@ class Vouches:
         # record has none) vouches for nothing.
         if rec.kind is not AuditKind.CONSOLE_QUERY or chain_writer(rec.chain) != "console":
             return
+        detail = rec.data.get("detail")
+        if isinstance(detail, Mapping) and detail.get("index_role") == "copy":
+            return  # a copy's heads say nothing about what the live index must hold
         heads = rec.data.get(VERIFIED_HEADS)
         if not isinstance(heads, Mapping):
             return
@@ -96,26 +109,35 @@ class Vouches:
                 continue
             part, offset = _int(head.get("partition")), _int(head.get("offset"))
             where = (part, offset) if part is not None and offset is not None else None
-            old = self.heads.get(chain)
-            if old is None or seq > old.seq:
-                self.heads[chain] = Vouch(seq, digest, where, rec.chain, rec.seq)
+            # Every one kept, not only the highest: an older head the index has read past
+            # must still be held when a newer one lies beyond what it has read.
+            self.heads.setdefault(chain, []).append(Vouch(seq, digest, where, rec.chain, rec.seq))
 
     def partitions(self) -> set[int]:
-        return {v.position[0] for v in self.heads.values() if v.position is not None}
+        return {v.position[0] for vs in self.heads.values() for v in vs if v.position is not None}
+
+    def vouched(self, chain: str, seq: int, digest: str) -> bool:
+        """Whether a record read so far vouches for exactly this head of ``chain``: a new
+        record need not name it again (the older one stays and is held)."""
+        return any(v.seq == seq and v.hash == digest for v in self.heads.get(chain, ()))
 
     def check(self, store: AuditStore, held: Mapping[str, int], read_to: Mapping[int, int]) -> int:
         """Raise :class:`ChainBroken` for the first chain (by name) the index holds less of
         than a verification vouched for. ``held``: each verified chain's newest seq;
-        ``read_to``: how far the index has read each partition. Returns how many vouched
-        heads lie beyond that (not indexed yet, so not held against it)."""
+        ``read_to``: how far the index has read each partition. Each chain is held to the
+        furthest head vouched for that the index has read past. Returns how many chains have
+        a vouched head beyond that (not indexed yet, so not held against it)."""
         beyond = 0
         for chain in sorted(self.heads):
-            vouch = self.heads[chain]
-            if vouch.position is not None:
-                part, offset = vouch.position
-                if offset >= read_to.get(part, 0):
-                    beyond += 1
-                    continue
+            vouches = self.heads[chain]
+            # One beyond what the index has read does not excuse the older ones below it (a
+            # whole chain deleted is not "not indexed yet").
+            read = [v for v in vouches if v.read_by(read_to)]
+            if len(read) < len(vouches):
+                beyond += 1
+            if not read:
+                continue
+            vouch = max(read, key=lambda v: v.seq)
             head = held.get(chain)
             if head is None:
                 raise ChainBroken(

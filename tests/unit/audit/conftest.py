@@ -59,7 +59,11 @@ def linker(audit_home: Path) -> Linker:
 
 
 @pytest.fixture
-def store(audit_db_url: str, audit_home: Path) -> Iterator[AuditStore]:
+def store(
+    audit_db_url: str, audit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AuditStore]:
+    """The index, configured as this deployment's (a test verifying a copy says so)."""
+    monkeypatch.setenv("ACCORD_AUDIT_DB", audit_db_url)
     s = open_store(audit_db_url, home=audit_home)
     yield s
     s.close()

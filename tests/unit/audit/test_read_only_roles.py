@@ -72,9 +72,11 @@ def read_only_by_default(pg_url: str, indexed_pg: int) -> Iterator[str]:
 
 @pytest.mark.parametrize("role", ["select_only", "read_only_by_default"])
 def test_a_role_that_may_only_read_verifies_and_says_in_one_line_the_result_was_not_kept(
-    role: str, request: pytest.FixtureRequest, indexed_pg: int, run_cli: Run
-) -> None:
+    role: str, request: pytest.FixtureRequest, indexed_pg: int, run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     url = request.getfixturevalue(role)
+    monkeypatch.setenv("ACCORD_AUDIT_DB", url)  # the configured index, not a copy
     code, out, err = run_cli(["audit", "verify", "--db", url])
     assert code == 0
     assert out.startswith(f"audit log intact (postgresql): {indexed_pg} records in 1 chains")
@@ -86,8 +88,9 @@ def test_a_role_that_may_only_read_verifies_and_says_in_one_line_the_result_was_
 
 
 def test_a_failure_found_by_a_role_that_may_only_read_still_exits_1(
-    select_only: str, pg_url: str, run_cli: Run
+    select_only: str, pg_url: str, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("ACCORD_AUDIT_DB", select_only)  # the configured index, not a copy
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("UPDATE audit_records SET body = REPLACE(body, 'early_help', 'early_hulp') "
                      "WHERE chain = 'worker:w1' AND seq = 2")  # fmt: skip

@@ -124,7 +124,7 @@ def test_accord_audit_verify_writes_the_run_and_its_result_to_the_audit_log(
     _tamper(store)
     assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 1
     assert [r.kind for r in verify_records] == [AuditKind.CONSOLE_QUERY] * 2
-    named = {"index": _index_name(store, audit_db_url), "index_role": "copy"}
+    named = {"index": _index_name(store, audit_db_url), "index_role": "configured"}
     head = indexed[-1]
     assert [r.data for r in verify_records] == [
         {"officer": "ig.jo (terminal, not signed in)", "page": "cli.verify",
@@ -151,6 +151,9 @@ def test_verifying_an_index_other_than_the_configured_one_is_recorded_as_a_copy_
 ) -> None:  # fmt: skip
     """A copy's result lands in the live log (verifying it is an IG action too), saying which
     index it was, so a broken copy is not read as a broken live log; no password in it."""
+    from broker.governance import open_store
+
+    open_store(f"sqlite:///{tmp_path / 'live.db'}", home=tmp_path).close()
     monkeypatch.setenv("ACCORD_AUDIT_DB", f"sqlite:///{tmp_path / 'live.db'}")
     _tamper(store)
     assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 1

@@ -9,6 +9,7 @@ from records. Run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from broker.audit import (
     KeystoreAuditSigner,
     KeystoreAuditVerifier,
 )
-from broker.governance import AuditStore, TopicMessage
+from broker.governance import AuditStore, TopicMessage, open_store
 from broker.governance._index import ChainTracker
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
@@ -60,9 +61,11 @@ class SigningSink:
 
 
 @pytest.fixture
-def sink(keys: FileKeyStore, monkeypatch: pytest.MonkeyPatch) -> SigningSink:
+def sink(keys: FileKeyStore, audit_db_url: str, monkeypatch: pytest.MonkeyPatch) -> SigningSink:
+    """The index verified is the configured one (a copy's run vouches for nothing)."""
     import broker.cli._audit_verify
 
+    monkeypatch.setenv("ACCORD_AUDIT_DB", audit_db_url)
     s = SigningSink(keys)
     monkeypatch.setattr(broker.cli._audit_verify, "appender_of", lambda *_a: s)
     return s
@@ -161,6 +164,113 @@ def test_a_head_a_verification_saw_beyond_where_the_index_has_read_is_not_held_a
         "; 1 chains an earlier verification saw further than this index has read the topic "
         "(not indexed yet)"
     ), out
+
+
+def _offer(tracker: ChainTracker, records: list[AuditRecord], partition: int, start: int) -> int:
+    """Index ``records`` at ``partition``'s offsets from ``start``; returns the next offset."""
+    batch = tracker.new_batch()
+    for i, rec in enumerate(records):
+        tracker.offer(batch, rec.chain.encode(), rec.to_bytes(), partition, start + i)
+    assert tracker.commit(batch)
+    return start + len(records)
+
+
+def test_a_chain_deleted_is_held_to_an_older_vouch_read_past_though_a_newer_lies_beyond(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
+    sink: SigningSink, audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """A newer vouch beyond where the index has read (its offset set back) does not excuse
+    an older one it has plainly read past: the whole chain deleted fails."""
+    tracker = ChainTracker(store, verifier, topic="accord.audit")
+    x, _, _ = quiet_chain(keys)
+    p0 = _offer(tracker, x[:3], 0, 0)  # seq 0..2 (checkpoint 2) at offsets 0..2
+    p0 = _offer(tracker, worker_chain(linker, keys, chain=FIRST), 0, p0)
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0  # vouches seq 2
+    p1 = _offer(tracker, sink.records[:], 1, 0)
+    first_run = len(sink.records)
+    tail_at = p0
+    _offer(tracker, x[3:], 0, p0)  # seq 3..5, the newest messages of partition 0
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0  # vouches seq 5
+    assert sink.records[first_run].data["verified_heads"]["worker:quiet"]["seq"] == 5
+    _offer(tracker, sink.records[first_run:], 1, p1)
+    _delete_chain(store, "worker:quiet")
+    _q(store, "UPDATE kafka_offsets SET next_offset = ? WHERE kafka_partition = 0", (tail_at,))
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, out) == (1, "")
+    assert (
+        "audit chain 'worker:quiet' broken at seq 0: chain missing from the index, but a signed "
+        f"verification ({sink.records[0].chain} seq {sink.records[0].seq}) saw it reach seq 2"
+    ) in err
+
+
+def test_a_copys_verification_vouches_for_nothing_and_the_live_index_still_passes(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
+    sink: SigningSink, audit_db_url: str, run_cli: Run, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A copy may hold a signed chain the live index never will (an evidence copy from
+    before a restore, say): its run is recorded, as a copy's, naming no heads."""
+    live_url = f"sqlite:///{tmp_path / 'live.db'}"
+    live = open_store(live_url, home=tmp_path)
+    assert index_records(live, verifier, worker_chain(linker, keys, chain=FIRST)).breaks == []
+    monkeypatch.setenv("ACCORD_AUDIT_DB", live_url)
+    copy = worker_chain(linker, keys, chain=SECOND) + worker_chain(linker, keys, chain=FIRST)
+    assert index_records(store, verifier, copy).breaks == []
+    code, _, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, err) == (0, "")
+    assert sink.records[0].data["detail"]["index_role"] == "copy"
+    assert "verified_heads" not in sink.records[0].data
+    _offer(ChainTracker(live, verifier, topic="accord.audit"), sink.records[:], 1, 0)
+    live.close()
+    code, out, err = run_cli(["audit", "verify"])
+    assert (code, err) == (0, ""), out
+
+
+def test_heads_in_a_copys_record_vouch_for_nothing(
+    store: AuditStore, two_chains: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    sink: SigningSink, audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """A copy's record naming heads (as one written before copies stopped vouching did) is
+    not held against the index it is read from."""
+    import asyncio
+
+    from broker.governance import record_query, verify_store
+
+    heads = verify_store(store, verifier).heads
+    assert SECOND in heads
+    detail = {"result": "intact", "index": "/evidence/audit.db", "index_role": "copy"}
+    asyncio.run(record_query(sink, officer="ig", page="cli.verify", detail=detail,
+                             verified_heads=heads))  # fmt: skip
+    assert index_records(store, verifier, sink.records, start=len(two_chains)).breaks == []
+    _delete_chain(store, SECOND)
+    code, _, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, err) == (0, ""), err
+
+
+def test_a_verification_vouches_only_for_heads_no_earlier_one_vouches_for(
+    store: AuditStore, two_chains: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    sink: SigningSink, audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """Nothing new since: later records name only the command line's own chain (its last
+    record was indexed in between), so records stay small however many chains there are;
+    the deletion is still caught by the first's vouch. The summary says how many chains no
+    verification vouches for yet."""
+    at = len(two_chains)
+    for run, unvouched in enumerate((2, 1, 0)):
+        code, out, _ = run_cli(["audit", "verify", "--db", audit_db_url])
+        assert code == 0
+        said = f"; {unvouched} chains no earlier signed verification vouches for yet"
+        assert (said in out) == (unvouched > 0), out
+        assert index_records(store, verifier, sink.records[2 * run :], start=at).breaks == []
+        at += 2
+    first = sink.records[0]
+    assert sorted(first.data["verified_heads"]) == [FIRST, SECOND]
+    for later in sink.records[2], sink.records[4]:
+        assert list(later.data["verified_heads"]) == [first.chain]  # its own, one record on
+    _delete_chain(store, SECOND)
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, out) == (1, "")
+    assert f"audit chain '{SECOND}' broken at seq 0: chain missing from the index" in err
 
 
 # -- --from-topic --db: the topic says what the index has read ------------------------------
