@@ -23,6 +23,7 @@ from broker.desk._app import NOT_CONFIRMED, Desk
 from broker.desk._child_pages import outcomes_of, register_child_pages, unfinished, written
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
+from broker.desk._notice_pages import register_notice_pages
 from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
@@ -40,7 +41,7 @@ from broker.desk._resend import (
 )
 from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
-from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE, encompass_notice, outcome_event
+from broker.desk._work import REFERRAL_TYPE, outcome_event
 from broker.errors import AccordError, SendUnconfirmed, StoreBusy
 from broker.webauth import Flash, Session, form_field, read_form, refused_in_place
 
@@ -447,46 +448,6 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         session.flash_success(f"{said}; it is now recorded. Nothing was sent again.")
         return desk.redirect(f"/referral/{referral}", session)
 
-    @app.get("/notice/{event_id}", response_class=HTMLResponse)
-    async def notice_page(request: Request, event_id: str) -> Response:
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        record = named(event_id, "school", ENCOMPASS_TYPE)
-        if record is None:
-            return desk.refused("No such notice.", status=404, title="Notice not found")
-        try:
-            await viewed([record], session.user)
-        except _NoAck:
-            return no_ack()
-        notice = encompass_notice(
-            record, store.encompass_ack(event_id), calendar=deps.schools, now=deps.clock()
-        )
-        return desk.render(
-            "notice.html", session, title="Encompass notice", notice=notice,
-            names=deps.party_names,
-        )  # fmt: skip
-
-    @app.post("/notice/{event_id}/acknowledge")
-    async def acknowledge_notice(request: Request, event_id: str) -> Response:
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        form = await checked_form(request, session)
-        if form is None:
-            return desk.stale_form(request)
-        record = named(event_id, "school", ENCOMPASS_TYPE)
-        if record is None:
-            return desk.refused("No such notice.", status=404, title="Notice not found")
-        if not record.hidden and store.encompass_ack(event_id) is None:
-            try:
-                await viewed([record], session.user)
-            except _NoAck:
-                return no_ack()
-            store.acknowledge_encompass(event_id, session.user, deps.clock())
-            session.flash_success("Notice acknowledged as read; the broker has recorded it.")
-        return desk.redirect(f"/notice/{event_id}", session)
-
     async def acknowledged(records: Sequence[StoredRecord], user: str) -> bool:
         try:
             await viewed(records, user)
@@ -499,6 +460,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         team_form=team_form, resent=resent, not_sent=not_sent,
     )  # fmt: skip
     register_flag_close(app, desk, team_form=team_form)
+    register_notice_pages(
+        app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,
+        no_ack=no_ack, named=named,
+    )  # fmt: skip
     register_record_pages(
         app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,
         no_ack=no_ack,
