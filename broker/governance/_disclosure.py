@@ -97,6 +97,9 @@ _ORDER = {"consent": 0, "consent_refused": 0, "received": 1, "decision": 1, "del
 # child's, and decisions about others in it are theirs (third-party data), so it never says.
 NO_RECIPIENT = "no-recipient"  # nothing else known: nothing in it about the child went to anyone
 QUARANTINED = "quarantined"  # its processing failed, so nothing in it went to anyone
+# A share decided, then its event quarantined at ``deliver``: without this it reads as sent.
+NOT_SENT = "not sent (quarantined)"
+_SHARES = frozenset({"shared", "shared_override"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,15 @@ class DisclosureEntry:
     # A consent record's own ``recorded_at`` (when the authority says it was recorded); its
     # line is at ``at``, when the broker received it: decisions before that could not see it.
     recorded_at: datetime | None = None
+    not_sent: bool = False  # a share whose event was then quarantined; outcome stays as decided
+
+    @property
+    def shown_outcome(self) -> str | None:
+        """The outcome as every format shows it: ``shared, not sent (quarantined)`` for a
+        share that was never sent."""
+        if self.not_sent and self.outcome:
+            return f"{self.outcome}, {NOT_SENT}"
+        return self.outcome
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -154,7 +166,7 @@ class DisclosureEntry:
             "event_type": self.event_type,
             "sender": self.sender,
             "recipient": self.recipient,
-            "outcome": self.outcome,
+            "outcome": self.shown_outcome,
             "reason": self.reason,
             "purpose": self.purpose,
             "lawful_basis": self.lawful_basis,
@@ -446,6 +458,7 @@ def disclosure_log(
         elif rec.kind in _CONSENT_KINDS:
             entries.append(_consent_entry(rec))
     entries += _received_entries(store, records)
+    entries = _mark_not_sent(store, entries)
     entries = [
         dataclasses.replace(e, review=review_status(store, e.event_id, e.recipient))
         if e.kind == "decision" and e.outcome == "shared_override"
@@ -456,6 +469,25 @@ def disclosure_log(
     if how:
         entries = [dataclasses.replace(e, matched_on=how[(e.chain, e.seq)]) for e in entries]
     return entries
+
+
+def _mark_not_sent(store: AuditStore, entries: list[DisclosureEntry]) -> list[DisclosureEntry]:
+    """Mark the shares whose event was quarantined after them on their chain (no view
+    left). As for a receipt: a later copy is refused before ``decide`` (its id is spent)."""
+    shares = [
+        (e.chain, e.seq, e.event_id)
+        for e in entries
+        if e.kind == "decision" and e.outcome in _SHARES and e.event_id
+    ]
+    failed = store.quarantined_receipts(shares) if shares else set()
+    if not failed:
+        return entries
+    return [
+        dataclasses.replace(e, not_sent=True, reason=e.reason or QUARANTINED)
+        if e.kind == "decision" and (e.chain, e.seq) in failed
+        else e
+        for e in entries
+    ]
 
 
 def override_entry(store: AuditStore, event_id: str, recipient: str) -> DisclosureEntry | None:
