@@ -117,18 +117,18 @@ def _index_named(settings: Settings, db: str | None, store: AuditStore) -> dict[
     PostgreSQL URL without its credentials or parameters; and whether it is the index this
     deployment is configured with, or another (a copy, say), so that a reader of the log
     does not take a copy's result for the live index's."""
-    from broker.governance import describe_url, sqlite_file
+    from broker.governance import describe_url, same_index
 
     configured = settings.audit.db.get_secret_value() if settings.audit.db else None
     path = getattr(store, "path", None)
     if path is not None:
         name = str(Path(path).resolve())
-        mine = sqlite_file(configured, home=settings.home)
-        same = mine is not None and mine.resolve() == Path(path).resolve()
     else:
-        name = describe_url((db if db is not None else configured or "").strip())
-        same = configured is not None and describe_url(configured.strip()) == name
-    return {"index": name, "index_role": "configured" if db is None or same else "copy"}
+        name = describe_url(db if db is not None else configured or "")
+    # Compared as the database reads each URL, not as printed: a copy named by a query's
+    # ?port=…&dbname=… is not the configured index, nor postgres:// another than postgresql://.
+    same = db is None or same_index(configured, db, home=settings.home)
+    return {"index": name, "index_role": "configured" if same else "copy"}
 
 
 def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[str, str],
@@ -156,8 +156,10 @@ def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[st
         live = _configured_index(settings)
         if live is None:
             typer.echo("accord: warning: this verification is not recorded in the audit log: "
-                       "verifying a copy, and the configured index, where the command line's "
-                       "audit chain goes on from, cannot be opened here", err=True)  # fmt: skip
+                       "--db names an index other than the configured index (ACCORD_AUDIT_DB, "
+                       "or <ACCORD_HOME>/audit.db when unset), which cannot be opened here; if "
+                       "--db is the live index, set ACCORD_AUDIT_DB to its URL so this run is "
+                       "recorded and vouches", err=True)  # fmt: skip
             return
     # The command line's chain goes on from its head as the configured index has it: a
     # copy's (older, or with that chain deleted) would have it fork its own chain.

@@ -17,7 +17,7 @@ The records, chains and checkpoints themselves are ``broker.audit``'s.
 """
 
 from broker.governance._append import AuditSink, ChainAppender
-from broker.governance._dialects import describe_url, open_store, sqlite_file
+from broker.governance._dialects import open_store
 from broker.governance._disclosure import (
     DisclosureEntry,
     ReviewStatus,
@@ -31,6 +31,7 @@ from broker.governance._encompass import (
     overdue_encompass_notices,
 )
 from broker.governance._index import Indexer, IndexSummary
+from broker.governance._index_url import describe_url, same_index, sqlite_file
 from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
 from broker.governance._reports import (
     GovernanceReport,
@@ -102,6 +103,7 @@ __all__ = [
     "reference_acceptable",
     "review_override",
     "reviewed_overrides",
+    "same_index",
     "signed_chains",
     "signed_checkpoints",
     "sqlite_file",

@@ -17,6 +17,7 @@ import structlog
 
 from broker._private import make_private_folders
 from broker.errors import AuditError, UsageError
+from broker.governance._index_url import describe_url, sqlite_file
 from broker.governance._sql import SqlAuditStore
 from broker.governance._store import AuditStore
 
@@ -142,30 +143,6 @@ class PostgresAuditStore(SqlAuditStore):
     def _lock_index(self) -> None:
         # READ COMMITTED: once the lock is held, the offsets read next are the latest.
         self._q("SELECT pg_advisory_xact_lock(?)", (0x4163636F7265,))  # 'Accord' + 1
-
-
-def describe_url(url: str) -> str:
-    """A database URL without its password or query string (safe to print)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return scheme
-    host = rest.rpartition("@")[2].partition("?")[0]
-    return f"{scheme}://{host}"
-
-
-def sqlite_file(url: str | None, *, home: Path) -> Path | None:
-    """The file an SQLite index URL names, as :func:`open_store` opens it (None or blank:
-    ``<home>/audit.db``); None for another database, or ``sqlite:`` naming no file. Nothing
-    is opened: opening may change it."""
-    if url is None or not url.strip():
-        return home / "audit.db"
-    url = url.strip()
-    if url.partition(":")[0].lower() != "sqlite":
-        return None
-    path = url[len("sqlite:") :]
-    path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
-    path = "/" + path.lstrip("/") if path.startswith("/") else path  # sqlite:////abs too
-    return Path(path) if path else None
 
 
 def open_store(url: str | None, *, home: Path, create: bool = True) -> AuditStore:

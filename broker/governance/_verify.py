@@ -67,6 +67,9 @@ class VerifySummary:
     #: From an index: chains no earlier signed verification vouches for, whose deletion
     #: the index alone would not show.
     not_vouched: int | None = None
+    #: From an index: chains vouched for, holding records past the furthest head a vouch
+    #: holds them to (cut back to it, the index alone would not show it).
+    beyond_vouch: int = 0
 
     def line(self) -> str:
         extra = ""
@@ -74,6 +77,12 @@ class VerifySummary:
             extra += (
                 f"; {self.not_vouched} chains no earlier signed verification vouches for yet "
                 "(deleted whole, only --from-topic --db would show it)"
+            )
+        if self.beyond_vouch:
+            extra += (
+                f"; {self.beyond_vouch} chains with records no verification has vouched for "
+                "yet, past the newest head one vouches for (cut back to it, only --from-topic "
+                "would show it)"
             )
         if self.not_reached:
             extra += (
@@ -227,13 +236,16 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
         if (cp := report.last_checkpoint_seq) is not None:
             verified[chain] = VerifiedHead(cp, hashes[cp], store.position_of(chain, cp))
     # After every chain: a record vouching for a chain may be in a chain verified later.
-    not_reached = vouches.check(store, held, _read_to(store, vouches.partitions()))
+    read_to = _read_to(store, vouches.partitions())
+    not_reached = vouches.check(store, held, read_to)
     derived.check(store.derived_rows())
-    fresh = {c: h for c, h in verified.items() if not vouches.vouched(c, h.seq, h.hash)}
+    fresh = {c: h for c, h in verified.items() if not vouches.vouched(c, h.seq, h.hash, read_to)}
     return VerifySummary(
         getattr(store, "backend", "index"), len(chains), total, signed, unvouched=unvouched,
         heads=fresh, not_reached=not_reached,
         not_vouched=sum(1 for c in chains if c not in vouches.heads),
+        beyond_vouch=sum(1 for c, seq in held.items()
+                         if c in vouches.heads and seq > vouches.furthest(c, read_to)),
     )  # fmt: skip
 
 

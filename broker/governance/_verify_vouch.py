@@ -116,10 +116,19 @@ class Vouches:
     def partitions(self) -> set[int]:
         return {v.position[0] for vs in self.heads.values() for v in vs if v.position is not None}
 
-    def vouched(self, chain: str, seq: int, digest: str) -> bool:
-        """Whether a record read so far vouches for exactly this head of ``chain``: a new
-        record need not name it again (the older one stays and is held)."""
-        return any(v.seq == seq and v.hash == digest for v in self.heads.get(chain, ()))
+    def vouched(self, chain: str, seq: int, digest: str, read_to: Mapping[int, int]) -> bool:
+        """Whether a record read so far vouches for exactly this head of ``chain``, one the
+        index has read past (``read_to``, as for :meth:`check`): a new record need not name
+        it again (the older one stays and is held). One beyond is not held yet: named again."""
+        return any(
+            v.seq == seq and v.hash == digest and v.read_by(read_to)
+            for v in self.heads.get(chain, ())
+        )
+
+    def furthest(self, chain: str, read_to: Mapping[int, int]) -> int:
+        """The furthest seq of ``chain`` a vouch the index has read past holds it to; -1 if
+        none does."""
+        return max((v.seq for v in self.heads.get(chain, ()) if v.read_by(read_to)), default=-1)
 
     def check(self, store: AuditStore, held: Mapping[str, int], read_to: Mapping[int, int]) -> int:
         """Raise :class:`ChainBroken` for the first chain (by name) the index holds less of

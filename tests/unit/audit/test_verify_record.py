@@ -29,15 +29,65 @@ def _named(configured: str | None, db: str | None) -> dict[str, str]:
     [
         ("postgresql://ig:2024#Winter@db.internal/accord", "postgresql://db.internal/accord"),
         ("postgresql://ig:why?not@db.internal:5432/accord", "postgresql://db.internal:5432/accord"),
-        ("postgresql://ig:p@ss#?x@db/accord?sslmode=require&password=p", "postgresql://db/accord"),
+        ("postgresql://ig:p%40ss#?x@db/accord?sslmode=require&password=p", "postgresql://db/accord"),
         ("postgresql://ig:s3cret@db1:5432,db2:5433/accord?target_session_attrs=read-write",
          "postgresql://db1:5432,db2:5433/accord"),
+        ("postgresql://accord@db:5432/audit?sslmode=require&password=s3cr@tPass",
+         "postgresql://db:5432/audit"),
+        ("postgresql://accord@db/audit?password=a@b#c?d&host=db2", "postgresql://db2/audit"),
+        ("postgres://ig:s3cr@t@db/accord", "(an index URL that cannot be parsed)"),
+        ("postgres://ig:s3cret@DB.internal:5433/accord", "postgresql://DB.internal:5433/accord"),
+        ("postgresql://ig:s3cret@/accord?host=/run/postgresql&user=ig",
+         "postgresql:///accord?host=/run/postgresql"),
+        ("postgresql://ig:s3cret@db/accord?service=audit&hostaddr=10.0.0.7&application_name=x",
+         "postgresql://db/accord?service=audit&hostaddr=10.0.0.7"),
+        ("postgresql://ig:s3cret@db/accord?nonsense=s3cret",
+         "(an index URL that cannot be parsed)"),
     ],
 )  # fmt: skip
 def test_the_index_a_run_names_carries_no_password_whatever_it_holds(url: str, named: str) -> None:
-    """``#`` and ``?`` in a password do not end the host part (they did with urlsplit)."""
+    """Read as libpq reads it: ``#``, ``?`` and ``@`` in a password, in the userinfo or in
+    the query, do not end or move the host part (they did with urlsplit and with the last
+    '@'); only hosts, ports, database, service and host address are kept; a URL libpq
+    cannot read names nothing of itself."""
     assert _named(None, url) == {"index": named, "index_role": "copy"}
-    assert _named(url, url)["index_role"] == "configured"
+    for secret in ("s3cr", "tPass", "ig"):
+        assert secret not in named
+    unreadable = named.startswith("(")
+    assert _named(url, url)["index_role"] == ("copy" if unreadable else "configured")
+
+
+@pytest.mark.parametrize(
+    ("configured", "db", "role"),
+    [
+        ("postgresql://db/audit", "postgresql://db/audit?port=5433&dbname=evidence", "copy"),
+        ("postgresql://db/audit", "postgresql://db/audit?dbname=evidence", "copy"),
+        ("postgresql://db/audit", "postgresql://db:5433/audit", "copy"),
+        ("postgresql://db/audit", "postgresql://db2/audit", "copy"),
+        ("postgresql://db/audit", "postgresql://db/audit?host=db2", "copy"),
+        ("postgresql://ig:x@db/audit", "postgres://ig:y@DB:5432/audit?sslmode=require",
+         "configured"),
+        ("postgresql://db1,db2:5433/audit", "postgresql://DB1:5432,db2:5433/audit", "configured"),
+        ("postgresql://ig@db", "postgresql://db/ig", "configured"),
+        ("postgresql://db/audit", "postgresql://db/audit?nonsense=1", "copy"),
+        ("postgresql://db/audit", "sqlite:////h/audit.db", "copy"),
+        (None, "sqlite:////h/./audit.db", "configured"),
+        (None, "postgresql://db/audit", "copy"),
+    ],
+)  # fmt: skip
+def test_whether_db_is_the_configured_index_is_what_the_database_reads_not_how_it_is_written(
+    configured: str | None, db: str, role: str
+) -> None:
+    """A copy named by query parameters is not taken for the configured index (it vouched,
+    and went on from the copy's head), nor the configured index, written with
+    ``postgres://``, capitals or its default port, for a copy."""
+    path = db.removeprefix("sqlite://") if db.startswith("sqlite:") else None
+    store = SimpleNamespace(path=Path(path)) if path else object()
+    settings = SimpleNamespace(
+        audit=SimpleNamespace(db=SecretStr(configured) if configured else None), home=Path("/h")
+    )
+    named = _index_named(cast("Any", settings), db, cast("AuditStore", store))
+    assert named["index_role"] == role
 
 
 def test_a_copys_run_is_not_recorded_where_the_configured_index_cannot_be_opened(
@@ -55,6 +105,23 @@ def test_a_copys_run_is_not_recorded_where_the_configured_index_cannot_be_opened
     assert sink.records == []
 
 
+def test_a_db_run_with_no_index_configured_is_not_recorded_and_says_to_set_accord_audit_db(
+    store: AuditStore, two_chains: list[AuditRecord], sink: SigningSink,  # noqa: F811
+    audit_db_url: str, run_cli: Run, monkeypatch: pytest.MonkeyPatch, audit_home: Path,
+) -> None:  # fmt: skip
+    """ACCORD_AUDIT_DB unset: the configured index is <home>/audit.db, so any other --db is
+    a copy, and (that file not here) its run is not recorded: the warning says how to have
+    the live index's run recorded."""
+    monkeypatch.delenv("ACCORD_AUDIT_DB")
+    assert not (audit_home / "audit.db").exists()
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert code == 0
+    assert out.startswith("audit log intact")
+    assert err.count("\n") == 1
+    assert "set ACCORD_AUDIT_DB to its URL so this run is recorded and vouches" in err
+    assert sink.records == []
+
+
 def test_the_summary_keeps_every_clause_with_messages_left_out() -> None:
     line = VerifySummary("index", 3, 9, 3, refused=1, unsigned=2, not_reached=1,
                          not_vouched=2).line()  # fmt: skip
@@ -64,3 +131,6 @@ def test_the_summary_keeps_every_clause_with_messages_left_out() -> None:
     line = VerifySummary("topic", 3, 9, 3, refused=1, behind=4).line()
     assert "(4 chains signed further than that: not indexed yet)" in line
     assert "; left out: 1 messages" in line
+    line = VerifySummary("index", 3, 9, 3, not_vouched=1, beyond_vouch=2).line()
+    assert "; 1 chains no earlier signed verification vouches for yet" in line
+    assert "; 2 chains with records no verification has vouched for yet, past the newest" in line

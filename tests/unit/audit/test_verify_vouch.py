@@ -273,6 +273,46 @@ def test_a_verification_vouches_only_for_heads_no_earlier_one_vouches_for(
     assert f"audit chain '{SECOND}' broken at seq 0: chain missing from the index" in err
 
 
+def test_the_summary_counts_chains_grown_past_their_newest_vouch(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
+    sink: SigningSink, audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """Records past the newest head a verification vouches for could be cut back to it
+    unseen by the index alone: counted, not only chains no verification names at all."""
+    tracker = ChainTracker(store, verifier, topic="accord.audit")
+    x, _, _ = quiet_chain(keys)
+    p0 = _offer(tracker, x[:3], 0, 0)
+    p0 = _offer(tracker, worker_chain(linker, keys, chain=FIRST), 0, p0)
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0  # vouches X to seq 2
+    _offer(tracker, sink.records[:], 1, 0)
+    _offer(tracker, x[3:], 0, p0)  # X grows to seq 5
+    code, out, _ = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert code == 0
+    assert "; 1 chains no earlier signed verification vouches for yet" in out  # the CLI's
+    assert "; 1 chains with records no verification has vouched for yet, past the newest" in out
+
+
+def test_a_vouch_the_index_has_not_read_past_does_not_spare_naming_the_head_again(
+    store: AuditStore, two_chains: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    sink: SigningSink, audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """It is not held against the index yet, so a passing run vouches for the head itself."""
+    import asyncio
+
+    from broker.governance import record_query, verify_store
+
+    heads = {
+        c: h._replace(position=(0, 10**6)) for c, h in verify_store(store, verifier).heads.items()
+    }
+    detail = {"result": "intact", "index": "/var/lib/accord/audit.db", "index_role": "configured"}
+    asyncio.run(record_query(sink, officer="ig", page="cli.verify", detail=detail,
+                             verified_heads=heads))  # fmt: skip
+    assert index_records(store, verifier, sink.records, start=len(two_chains)).breaks == []
+    ran = len(sink.records)
+    assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0
+    assert {FIRST, SECOND} <= set(sink.records[ran].data["verified_heads"])
+
+
 # -- --from-topic --db: the topic says what the index has read ------------------------------
 
 

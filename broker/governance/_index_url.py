@@ -1,0 +1,137 @@
+"""What an index URL names, read as the database reads it: to print it (``describe_url``,
+never a password), to find an SQLite file (``sqlite_file``), and to tell whether two URLs
+name the same index (``same_index``).
+
+A PostgreSQL URL is read by libpq's own parser (``psycopg.conninfo.conninfo_to_dict``), never
+by splitting the text: libpq takes ``?password=s3cr@t`` and ``?port=5433&dbname=other`` from
+the query, and ``#`` or ``?`` inside a password, where a URL splitter sees something else.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+__all__ = ["describe_url", "same_index", "sqlite_file"]
+
+_POSTGRES = ("postgresql", "postgres")
+UNREADABLE = "(an index URL that cannot be parsed)"
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def _scheme(url: str) -> str:
+    """A URL's scheme, lower case; '' for a string that is not a URL (``host=… password=…``
+    is a libpq key/value string, and printed whole would show the password)."""
+    match = _SCHEME.match(url)
+    return match.group(1).lower() if match else ""
+
+
+def _libpq(url: str) -> dict[str, str] | None:
+    """The URL as libpq reads it, or None if it cannot (its error may quote the URL, and
+    with it a password: not passed on)."""
+    try:
+        from psycopg import Error  # noqa: PLC0415  # only deployments on PostgreSQL load it
+        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
+    except ImportError:
+        return None
+    try:
+        parsed = conninfo_to_dict(url)
+    except (Error, ValueError):
+        return None
+    return {k: str(v) for k, v in parsed.items() if v is not None}
+
+
+def _stray_at(params: dict[str, str]) -> bool:
+    """Whether a host name holds an '@' past its start (``user:p@ss@db`` gives libpq the
+    host ``ss@db``): part of a password, likely, so never shown. A leading '@' is an
+    abstract socket's."""
+    return any("@" in h[1:] for h in params.get("host", "").split(","))
+
+
+def _host_ports(params: dict[str, str]) -> list[tuple[str, str]] | None:
+    """Each host with its port ('' for the default), as libpq pairs them: one port for
+    every host, or one each. None if the counts do not match (libpq would refuse it)."""
+    hosts = params["host"].split(",") if params.get("host") else []
+    ports = params["port"].split(",") if params.get("port") else []
+    if not hosts:
+        hosts = [""]
+    if len(ports) <= 1:
+        ports = (ports or [""]) * len(hosts)
+    if len(ports) != len(hosts):
+        return None
+    return list(zip(hosts, ports, strict=True))
+
+
+def describe_url(url: str) -> str:
+    """An index URL safe to print and to keep in a signed record. PostgreSQL: only the
+    hosts, ports, database, and service or host address if given, as libpq reads them
+    (never the user, the password or any other parameter); one libpq cannot read is
+    ``(an index URL that cannot be parsed)``. SQLite: the URL as it is (a file name holds no
+    credentials). Anything else: its scheme alone."""
+    url = url.strip()
+    scheme = _scheme(url)
+    if scheme == "sqlite":
+        return url
+    if scheme not in _POSTGRES:
+        return f"{scheme}:" if scheme else UNREADABLE
+    params = _libpq(url)
+    if params is None or _stray_at(params):
+        return UNREADABLE
+    query = {k: params[k] for k in ("service", "hostaddr") if params.get(k)}
+    pairs = _host_ports(params)
+    netloc = ""
+    if pairs is not None and not any(h.startswith(("/", "@")) for h, _ in pairs):
+        netloc = ",".join(
+            (f"[{h}]" if ":" in h else quote(h, safe="")) + (f":{quote(p, safe='')}" if p else "")
+            for h, p in pairs
+        )
+    else:  # a socket directory, or hosts and ports that do not pair: as parameters
+        query = {k: params[k] for k in ("host", "port") if params.get(k)} | query
+    dbname = f"/{quote(params['dbname'], safe='')}" if params.get("dbname") else ""
+    tail = "&".join(f"{k}={quote(v, safe='/,:')}" for k, v in query.items())
+    return f"postgresql://{netloc}{dbname}" + (f"?{tail}" if tail else "")
+
+
+def sqlite_file(url: str | None, *, home: Path) -> Path | None:
+    """The file an SQLite index URL names, as ``open_store`` opens it (None or blank:
+    ``<home>/audit.db``); None for another database, or ``sqlite:`` naming no file. Nothing
+    is opened: opening may change it."""
+    if url is None or not url.strip():
+        return home / "audit.db"
+    url = url.strip()
+    if _scheme(url) != "sqlite":
+        return None
+    path = url[len("sqlite:") :]
+    path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
+    path = "/" + path.lstrip("/") if path.startswith("/") else path  # sqlite:////abs too
+    return Path(path) if path else None
+
+
+def _identity(url: str | None, home: Path) -> tuple[object, ...] | None:
+    """What decides which index a URL reaches; None if it cannot be told."""
+    path = sqlite_file(url, home=home)
+    if path is not None:
+        return ("sqlite", str(path.resolve()))
+    if url is None or _scheme(url.strip()) not in _POSTGRES:
+        return None
+    params = _libpq(url.strip())
+    pairs = _host_ports(params) if params is not None else None
+    if params is None or pairs is None or _stray_at(params):
+        return None
+    servers = tuple(sorted((h.lower(), p or "5432") for h, p in pairs))
+    # libpq's default database is the user's name; compared, never printed.
+    dbname = params.get("dbname") or params.get("user", "")
+    return ("postgresql", servers, dbname, params.get("hostaddr", ""), params.get("service", ""))
+
+
+def same_index(url: str | None, other: str | None, *, home: Path) -> bool:
+    """Whether two index URLs (None: ``<home>/audit.db``) reach the same index, however
+    written: an SQLite file by its resolved path; a PostgreSQL database by what libpq reads
+    (``postgres://`` or ``postgresql://``, host names in any case, port 5432 unless given,
+    the database, wherever in the URL each is given). False if either cannot be read: a run
+    taken for a copy's vouches for nothing."""
+    mine = _identity(url, home)
+    return mine is not None and mine == _identity(other, home)
