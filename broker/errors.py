@@ -58,6 +58,7 @@ __all__ = [
     "MalformedEnvelope",
     "PolicyError",
     "RecordKeyUnavailable",
+    "RecordedAlready",
     "ReplayDetected",
     "ScenarioInvalid",
     "SecondFactorUnreadable",
@@ -124,6 +125,16 @@ class AlreadySettled(AccordError):
     def __init__(self, flag_ids: tuple[str, ...]) -> None:
         super().__init__(f"{len(flag_ids)} flag(s) settled by another decision first")
         self.flag_ids = flag_ids
+
+
+class RecordedAlready(AccordError):
+    """A sent event was not recorded as a decision: one is recorded under its event id
+    already (a second press of Record it, another desk process, the desk's own retry).
+    ``event_id``: that event's id (a random id, never personal data)."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id} is recorded already")
+        self.event_id = event_id
 
 
 class EventInvalid(AccordError):

@@ -30,7 +30,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
-from broker.desk._resend import altered, not_again, record_altered, recorded_id
+from broker.desk._record_sent import Retries, referral_recorder
+from broker.desk._resend import altered, not_again
 from broker.desk._show import local_time, person_name
 from broker.desk._store import (
     RECORDS_WITHDRAWN,
@@ -41,7 +42,7 @@ from broker.desk._store import (
     StoredRecord,
 )
 from broker.desk._work import child_subject, referral_event
-from broker.errors import AccordError, AlreadySettled, StoreBusy
+from broker.errors import AccordError, AlreadySettled, RecordedAlready, StoreBusy
 from broker.webauth import Flash, Session, form_field, refused_in_place
 
 __all__ = ["outcomes_of", "register_child_pages", "unfinished", "written"]
@@ -174,6 +175,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
     team_form: TeamForm,
     resent: Resent,
     not_sent: Callable[..., HTMLResponse],
+    retries: Retries,
 ) -> None:
     deps = desk.deps
     store = deps.store
@@ -227,49 +229,10 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         )  # fmt: skip
         return desk.redirect(f"/child/{child}", session)
 
-    async def record_sent(session: Session, user: str, form: Any, child: str) -> Response:
-        """A referral sent but not recorded (the database was busy), recorded now from its
-        page's ``record`` token: nothing is checked or sent again, since it went (a flag
-        settled since is left to the decision that settled it, as for any referral sent),
-        and one recorded already is not recorded twice."""
-        page = f"/child/{child}/decide"
-        action, reason = form_field(form, "action") or "", written(form_field(form, "reason") or "")
-        settles = [v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)]
-        fields = [("action", action), ("reason", reason), *(("flag", f) for f in settles)]
-        sent = recorded_id(
-            deps.device_key, form_field(form, "record"), party=deps.party, form=page, user=user,
-            fields=fields,
-        )  # fmt: skip
-        if sent is None or action != "refer":
-            return desk.refused(record_altered("referral"))
-        async with turns.one(child):  # not between another decision's check and its record
-            if any(d.published_event == sent for d in store.decisions(child=child)):
-                session.flash_success(
-                    f"Referral {sent} was sent through the broker and is recorded already; "
-                    "nothing more was recorded."
-                )
-                return desk.redirect(f"/child/{child}", session)
-            record = partial(
-                store.decide, action=action, reason=reason, by=user, at=deps.clock(),
-                child=child, published_event=sent,
-            )  # fmt: skip
-            try:
-                taken = settle_what_is_left(record, settles, published=sent)
-            except StoreBusy:  # still: the same page, as true as it was
-                log.error("desk_referral_sent_not_recorded", event_id=sent)  # noqa: TRY400  # the event id is all it needs
-                return not_sent(
-                    session, None, "referral", reason, action=page, event_id=sent,
-                    check="ask the hub whether it arrived", fields=fields, cause="unrecorded",
-                )  # fmt: skip
-        if taken:
-            return sent_but_settled(session, child, sent, settles, taken)
-        log.info("desk_sent_recorded", event_id=sent)
-        settled = f"It settles {len(settles)} flag(s)." if settles else "It settles no flag."
-        session.flash_success(
-            f"Referral {sent} was sent through the broker; it is now recorded. Nothing was sent "
-            f"again. {settled}"
-        )
-        return desk.redirect(f"/child/{child}", session)
+    record_sent, keep_recording = referral_recorder(
+        desk, retries=retries, turns=turns, valid_id=_ID.fullmatch, settle=settle_what_is_left,
+        sent_but_settled=sent_but_settled, not_sent=not_sent, written=written,
+    )  # fmt: skip
 
     async def timeline(
         session: Session, child: str, *, flag: str | None = None, status: int = 200,
@@ -472,13 +435,22 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                 taken = settle_what_is_left(record, settles, published=published)
             except AlreadySettled as exc:  # by another desk process on the store
                 return refused(settled_first(child, exc.flag_ids), status=409)
+            except RecordedAlready:  # a re-send another desk process recorded meanwhile
+                return refused(
+                    f"Referral {published} was sent already; nothing more was sent.",
+                    status=409, fresh=True,
+                )  # fmt: skip
             except StoreBusy:  # another desk process holds the database: nothing recorded
                 if published is None:
                     return refused(f"{_BUSY} Try again in a moment.", status=503)
                 log.error("desk_referral_sent_not_recorded", event_id=published)  # noqa: TRY400  # the event id is all it needs
+                keep_recording(
+                    child=child, event_id=published, action=action, reason=reason, by=user,
+                    sent_at=now, settles=settles,
+                )  # fmt: skip
                 return not_sent(
                     session, None, "referral", reason, action=page, event_id=published,
-                    check=check, fields=resend, cause="unrecorded",
+                    check=check, fields=resend, cause="unrecorded", sent_at=now,
                 )  # fmt: skip
             if published and taken:
                 return sent_but_settled(session, child, published, settles, taken)

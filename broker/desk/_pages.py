@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -27,10 +28,10 @@ from broker.desk._notice_pages import register_notice_pages
 from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._purpose import by_purpose, purpose_of
 from broker.desk._record_pages import register_record_pages
+from broker.desk._record_sent import Retries, outcome_recorder
 from broker.desk._resend import (
     altered,
     not_again,
-    record_altered,
     record_lost,
     record_token,
     recorded_id,
@@ -38,11 +39,12 @@ from broker.desk._resend import (
     resend_stale_note,
     resend_token,
     resent_id,
+    sent_field,
 )
 from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
 from broker.desk._work import REFERRAL_TYPE, outcome_event
-from broker.errors import AccordError, SendUnconfirmed, StoreBusy
+from broker.errors import AccordError, RecordedAlready, SendUnconfirmed, StoreBusy
 from broker.webauth import Flash, Session, form_field, read_form, refused_in_place
 
 __all__ = ["register_pages"]
@@ -77,6 +79,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         purpose_of=purpose_of,
     )
     answering: set[str] = set()  # referrals whose outcome is being sent now
+    retries = Retries()  # sent events the busy database did not take (._record_sent)
     if deps.kind == "school":
         deps.registry.register(LateNotices(desk))
 
@@ -111,6 +114,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         session: Session, exc: AccordError | None, what: str, text: str, *,
         action: str, event_id: str, fields: Sequence[tuple[str, str]], check: str,
         refused: str | None = None, left_out: int = 0, cause: str = "",
+        sent_at: datetime | None = None,
     ) -> HTMLResponse:  # fmt: skip
         # Said here rather than on the record's page: that page acknowledges access again,
         # and with Kafka away would show only that it cannot. The person's words are given
@@ -124,8 +128,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # nothing, under a token of its own, the ``record`` field).
         flags = [value for name, value in fields if name == "flag"]
         titles = {f.flag_id: f.title for f in store.flags() if f.flag_id in flags}
-        unrecorded = cause == "unrecorded"
-        token = record_token if unrecorded else resend_token
+        # "unrecorded" carries ``sent_at``, when the event was sent (its occurred_at), under
+        # the record token's MAC: Record it records the decision at that time.
+        unrecorded = cause == "unrecorded" and sent_at is not None
+        token = partial(record_token, sent_at=sent_at) if unrecorded and sent_at else resend_token
         return desk.render(
             "not_sent.html", session, status=409 if refused else 503, what=what, text=text,
             action=action, errors=[Flash.error(refused)] if refused else (),
@@ -144,11 +150,14 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 button=cause != "permanent",
             ),
             token_field="record" if unrecorded else "resend",
+            sent=sent_field(sent_at) if unrecorded and sent_at else "",
             resend=token(
                 deps.device_key, party=deps.party, form=action, user=session.user or "",
                 event_id=event_id, fields=fields,
             ),
         )  # fmt: skip
+
+    record_sent, keep_recording = outcome_recorder(desk, retries=retries, not_sent=not_sent)
 
     def stale(request: Request, session: Session, form: Any) -> Response:
         """The answer to a form whose CSRF token is not the session's. A not-sent page's
@@ -176,17 +185,25 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             if what == "referral"
             else [("outcome", form_field(form, "outcome") or ""), ("summary", text)]
         )  # fmt: skip
-        event = (recorded_id if recording is not None else resent_id)(
-            deps.device_key, token, party=deps.party, form=path, user=session.user or "",
-            fields=fields,
+        user = session.user or ""
+        got = (
+            recorded_id(
+                deps.device_key, token, party=deps.party, form=path, user=user, fields=fields,
+                sent=form_field(form, "sent"),
+            ) if recording is not None
+            else (resent_id(
+                deps.device_key, token, party=deps.party, form=path, user=user, fields=fields
+            ), None)
         )  # fmt: skip
+        event, sent_at = got or (None, None)
         if event is None:
             return desk.stale_form(request, note=resend_stale_note(token, what))
         check = "ask the hub" if what == "referral" else "ask the co-ordinating team"
-        if recording is not None:
+        if sent_at is not None:
             return not_sent(
                 session, None, what, text, action=path, event_id=event, fields=fields,
-                check=f"{check} whether it arrived", cause="unrecorded", refused=(
+                check=f"{check} whether it arrived", cause="unrecorded", sent_at=sent_at,
+                refused=(
                     f"This page was from an earlier session, so nothing was recorded just "
                     f"now. The button below now belongs to this session: press it to record "
                     f"the {what} sent under event {event}."
@@ -316,8 +333,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         typed_summary = form_field(form, "summary") or ""
         summary = written(typed_summary)
         fields = [("outcome", outcome), ("summary", summary)]
-        if (recording := form_field(form, "record")) is not None:
-            return record_sent(session, session.user, page, recording, fields, referral=event_id)
+        if form_field(form, "record") is not None:  # sent already: recorded, not sent again
+            return record_sent(session, session.user, page, form, fields, referral=event_id)
         good, again = resent(form, page, session.user, fields)
         check = "ask the co-ordinating team whether it arrived"
 
@@ -403,11 +420,20 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                     action=outcome, reason=summary, by=session.user, at=now,
                     subject_event=event_id, published_event=event["event_id"],
                 )  # fmt: skip
+            except RecordedAlready:  # a re-send another desk process recorded meanwhile
+                return await refused(
+                    f"Outcome {again} was sent already; nothing more was sent.", status=409,
+                    fresh=True,
+                )  # fmt: skip
             except StoreBusy:  # another desk process holds the database
                 log.error("desk_outcome_sent_not_recorded", event_id=event["event_id"])  # noqa: TRY400  # the event id is all it needs
+                keep_recording(
+                    referral=event_id, event_id=event["event_id"], outcome=outcome,
+                    summary=summary, by=session.user, sent_at=now,
+                )  # fmt: skip
                 return not_sent(
                     session, None, "outcome", summary, action=page, event_id=event["event_id"],
-                    fields=fields, check=check, cause="unrecorded",
+                    fields=fields, check=check, cause="unrecorded", sent_at=now,
                 )  # fmt: skip
         finally:
             answering.discard(event_id)
@@ -415,38 +441,6 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             f"Outcome {outcome.replace('_', ' ')} sent through the broker to the referring team."
         )
         return desk.redirect(f"/referral/{event_id}", session)
-
-    def record_sent(
-        session: Session, user: str, page: str, token: str, fields: Sequence[tuple[str, str]],
-        *, referral: str,
-    ) -> Response:  # fmt: skip
-        """An outcome sent but not recorded (the database was busy), recorded now: nothing is
-        checked or sent, since it went (a referral hidden or answered since cannot call it
-        back), and one recorded already is not recorded twice."""
-        sent = recorded_id(
-            deps.device_key, token, party=deps.party, form=page, user=user, fields=fields
-        )
-        if sent is None:
-            return desk.refused(record_altered("outcome"))
-        (_, outcome), (_, summary) = fields
-        said = f"Outcome {outcome.replace('_', ' ')} (event {sent}) was sent through the broker"
-        if any(d.published_event == sent for d in store.decisions(subject_event=referral)):
-            session.flash_success(f"{said} and is recorded already; nothing more was recorded.")
-            return desk.redirect(f"/referral/{referral}", session)
-        try:
-            store.decide(
-                action=outcome, reason=summary, by=user, at=deps.clock(),
-                subject_event=referral, published_event=sent,
-            )  # fmt: skip
-        except StoreBusy:  # still: the same page, as true as it was
-            log.error("desk_outcome_sent_not_recorded", event_id=sent)  # noqa: TRY400  # the event id is all it needs
-            return not_sent(
-                session, None, "outcome", summary, action=page, event_id=sent, fields=fields,
-                check="ask the co-ordinating team whether it arrived", cause="unrecorded",
-            )  # fmt: skip
-        log.info("desk_sent_recorded", event_id=sent)
-        session.flash_success(f"{said}; it is now recorded. Nothing was sent again.")
-        return desk.redirect(f"/referral/{referral}", session)
 
     async def acknowledged(records: Sequence[StoredRecord], user: str) -> bool:
         try:
@@ -457,7 +451,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
 
     register_child_pages(
         app, desk, signed_in=signed_in, acknowledged=acknowledged, no_ack=no_ack,
-        team_form=team_form, resent=resent, not_sent=not_sent,
+        team_form=team_form, resent=resent, not_sent=not_sent, retries=retries,
     )  # fmt: skip
     register_flag_close(app, desk, team_form=team_form)
     register_notice_pages(

@@ -24,7 +24,8 @@ partition of that topic) refuses an id already taken and nothing reads another p
 A referral or outcome that was sent but not recorded (the desk's database busy) is not sent
 again: its page's button records it, nothing more. Its token (the form's ``record`` field) is
 made under a label of its own, so that no re-send token can pass for one (a re-send's event
-may never have gone, and recording it would say it had) and no record token can send.
+may never have gone, and recording it would say it had) and no record token can send. It
+covers when the event was sent (the ``sent`` field), which the decision is recorded at.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 __all__ = [
     "altered",
@@ -46,13 +48,15 @@ __all__ = [
     "resend_stale_note",
     "resend_token",
     "resent_id",
+    "sent_field",
 ]
 
 # v2: the MAC covers the form's content too. A v1 token (a page drawn before the upgrade) is
 # refused like any other this desk did not make.
 _LABEL = b"accord-desk-resend-v2\0"
-# A token that records an event sent already, and sends nothing.
-_RECORD_LABEL = b"accord-desk-record-v1\0"
+# A token that records an event sent already, and sends nothing. v2: it covers when the event
+# was sent (its occurred_at), which the decision is recorded at.
+_RECORD_LABEL = b"accord-desk-record-v2\0"
 
 #: Who receives each kind of send, where the desk would list it once sent, and the page it
 #: is sent from.
@@ -106,27 +110,41 @@ def resent_id(
 
 def record_token(
     key: bytes, *, party: str, form: str, user: str, event_id: str,
-    fields: Iterable[tuple[str, str]],
+    fields: Iterable[tuple[str, str]], sent_at: datetime,
 ) -> str:  # fmt: skip
     """The hidden ``record`` field's value on a sent-but-not-recorded page: it records
-    ``event_id``, sent already with ``fields``, as sent from ``form`` by ``user``."""
+    ``event_id``, sent already with ``fields`` at ``sent_at``, as sent from ``form`` by
+    ``user``. ``sent_at`` travels beside it in the ``sent`` field (:func:`sent_field`)."""
     mac = _mac(
-        key, party=party, form=form, user=user, event_id=event_id, fields=fields,
-        label=_RECORD_LABEL,
+        key, party=party, form=form, user=user, event_id=event_id,
+        fields=[*fields, ("sent", sent_field(sent_at))], label=_RECORD_LABEL,
     )  # fmt: skip
     return f"{event_id}.{mac}"
 
 
+def sent_field(sent_at: datetime) -> str:
+    """The ``sent`` field's value: when the event was sent, as its occurred_at says it."""
+    return sent_at.astimezone(UTC).isoformat()
+
+
 def recorded_id(
     key: bytes, token: str | None, *, party: str, form: str, user: str,
-    fields: Iterable[tuple[str, str]],
-) -> str | None:  # fmt: skip
-    """The event id a posted ``record`` field carries, if this desk made it for this form,
-    user and content, the event having been sent; None for anything else, a re-send's
-    token included."""
-    return _checked(
-        key, token, party=party, form=form, user=user, fields=fields, label=_RECORD_LABEL
-    )
+    fields: Iterable[tuple[str, str]], sent: str | None,
+) -> tuple[str, datetime] | None:  # fmt: skip
+    """The event id a posted ``record`` field carries and when it was sent (the posted
+    ``sent`` field), if this desk made them for this form, user and content, the event
+    having been sent; None for anything else, a re-send's token included."""
+    try:
+        sent_at = datetime.fromisoformat(sent or "")
+    except ValueError:
+        return None
+    if sent_at.tzinfo is None or sent_field(sent_at) != sent:
+        return None
+    event_id = _checked(
+        key, token, party=party, form=form, user=user, fields=[*fields, ("sent", sent)],
+        label=_RECORD_LABEL,
+    )  # fmt: skip
+    return None if event_id is None else (event_id, sent_at)
 
 
 def _checked(
@@ -185,9 +203,10 @@ def record_altered(what: str) -> str:
 def record_lost(event_id: str, what: str) -> str:
     """What the session-timeout warning adds on a sent-but-not-recorded page."""
     return (
-        f"If you are signed out, keep this page open: sign in again in another tab, then press "
-        f"“Record it” here. The {what} was sent (event {event_id}): do not start a new one, "
-        "which would be a second."
+        f"This desk keeps trying to record it by itself for 10 minutes. If you are signed "
+        f"out, keep this page open: sign in again in another tab, then press “Record it” here. "
+        f"The {what} was sent (event {event_id}): do not start a new one, which would be a "
+        "second."
     )
 
 

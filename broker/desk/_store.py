@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.desk import _store_locks
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
 from broker.desk._store_locks import one_transaction, schema_lock, settled_among
 from broker.desk._store_schema import REKEYED, SCHEMA, mark_child_nhs, migrate, refuse_newer
@@ -40,7 +41,7 @@ from broker.desk._stored import (
     decision_row,
     record_row,
 )
-from broker.errors import AlreadySettled, ConfigError, UsageError
+from broker.errors import AlreadySettled, ConfigError, RecordedAlready, UsageError
 from broker.events import Delivery
 
 __all__ = [
@@ -284,7 +285,9 @@ class DeskStore:
     ) -> StoredDecision:
         """Record a decision; it settles ``flag_ids`` (the caller checks they are the
         child's). Raises :class:`AlreadySettled`, recording nothing, if another decision
-        settled any of them first: no flag has two, perhaps contrary, decisions."""
+        settled any of them first: no flag has two, perhaps contrary, decisions; and
+        :class:`RecordedAlready` if a decision names ``published_event`` already (one event,
+        one decision, whichever desk process records it)."""
         if action not in ACTIONS:
             raise UsageError(f"unknown decision {action!r}")
         decision = StoredDecision(
@@ -294,23 +297,29 @@ class DeskStore:
         postgresql = self._placeholder != "?"
         # Checked and written in one transaction: a caller's own check, before it published a
         # referral, may be stale (another desk process on this store decided meanwhile).
-        with one_transaction(self._conn, postgresql=postgresql):
-            if settled := settled_among(self._q, decision.flag_ids, postgresql=postgresql):
-                raise AlreadySettled(settled)
-            self._q(
-                f"INSERT INTO desk_decisions ({DECISION_COLUMNS}) "  # noqa: S608  # constant columns and clauses; values are bound
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    decision.decision_id, None, child, subject_event, action, reason, by,
-                    as_text(at), published_event,
-                ),
-            )  # fmt: skip
-            for flag_id in decision.flag_ids:
+        try:
+            with one_transaction(self._conn, postgresql=postgresql):
+                _store_locks.recorded_already(self._q, published_event)
+                if settled := settled_among(self._q, decision.flag_ids, postgresql=postgresql):
+                    raise AlreadySettled(settled)  # noqa: TRY301  # read inside the transaction
                 self._q(
-                    "INSERT INTO desk_decision_flags (decision_id, flag_id) VALUES (?, ?) "
-                    "ON CONFLICT (decision_id, flag_id) DO NOTHING",
-                    (decision.decision_id, flag_id),
-                )
+                    f"INSERT INTO desk_decisions ({DECISION_COLUMNS}) "  # noqa: S608  # constant columns and clauses; values are bound
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        decision.decision_id, None, child, subject_event, action, reason, by,
+                        as_text(at), published_event,
+                    ),
+                )  # fmt: skip
+                for flag_id in decision.flag_ids:
+                    self._q(
+                        "INSERT INTO desk_decision_flags (decision_id, flag_id) VALUES (?, ?) "
+                        "ON CONFLICT (decision_id, flag_id) DO NOTHING",
+                        (decision.decision_id, flag_id),
+                    )
+        except Exception as exc:  # the unique index: another process recorded it first
+            if published_event is not None and _store_locks.unique_violation(exc):
+                raise RecordedAlready(published_event) from None
+            raise
         return decision
 
     def acknowledge_encompass(self, event_id: str, by: str, at: datetime) -> bool:

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from broker.errors import StoreBusy
+from broker.errors import RecordedAlready, StoreBusy
 
 __all__ = ["WAIT_SECONDS", "one_transaction", "schema_lock", "settled_among"]
 
@@ -100,3 +100,21 @@ def settled_among(q: Query, flag_ids: Sequence[str], *, postgresql: bool) -> tup
             (flag_id, flag_id),
         )
     )
+
+
+def recorded_already(q: Query, published_event: str | None) -> None:
+    """Raise :class:`RecordedAlready` if a decision names ``published_event`` already, read inside
+    :func:`one_transaction` (on SQLite, under its write lock; on PostgreSQL the unique index
+    ``desk_decisions_published_once`` refuses the second of two at once: see
+    :func:`unique_violation`)."""
+    if published_event is not None and q(
+        "SELECT 1 FROM desk_decisions WHERE published_event = ?", (published_event,)
+    ):
+        raise RecordedAlready(published_event)
+
+
+def unique_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` is a unique index refusing a row (SQLite or psycopg, loaded or not)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc)
+    return getattr(exc, "sqlstate", None) == "23505"

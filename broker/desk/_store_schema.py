@@ -32,6 +32,7 @@ log = structlog.get_logger("accord.desk")
 __all__ = [
     "CHILD_NHS",
     "KNOWN_MIGRATIONS",
+    "PUBLISHED_ONCE",
     "REKEYED",
     "SCHEMA",
     "mark_child_nhs",
@@ -43,8 +44,10 @@ __all__ = [
 REKEYED = "child-keys-2026-12-05"
 #: Every record marked with whether a child of it is keyed by NHS number (``child_nhs``).
 CHILD_NHS = "records-child-nhs-2026-12-07"
+#: One decision per published event (``desk_decisions_published_once``), duplicates removed.
+PUBLISHED_ONCE = "decisions-published-once-2026-12-07"
 #: The migrations this desk knows, in the order they were made.
-KNOWN_MIGRATIONS = (REKEYED, CHILD_NHS)
+KNOWN_MIGRATIONS = (REKEYED, CHILD_NHS, PUBLISHED_ONCE)
 
 #: A query: SQL and its bound values.
 _Query = Callable[..., list[tuple[Any, ...]]]
@@ -129,6 +132,50 @@ def migrate(
         "CREATE INDEX IF NOT EXISTS desk_records_by_child_nhs ON desk_records (child_nhs, hidden)"
     )
     _fill_child_nhs(query)
+    _published_once(query)
+
+
+def _published_once(query: _Query) -> None:
+    """One decision per published event: a referral or outcome recorded twice (two desk
+    processes pressing Record it at once, before this index) keeps its earliest row, which
+    takes over the flags the others settled, and the index then refuses a second. Run at
+    every start, like the fill above: an older desk process may record a copy meanwhile."""
+    removed, events = 0, 0
+    for (event,) in query(
+        "SELECT published_event FROM desk_decisions WHERE published_event IS NOT NULL "
+        "GROUP BY published_event HAVING COUNT(*) > 1"
+    ):
+        kept, *copies = (
+            str(row[0]) for row in query(
+                "SELECT decision_id FROM desk_decisions WHERE published_event = ? "
+                "ORDER BY decided_at, decision_id", (event,),
+            )
+        )  # fmt: skip
+        events += 1
+        for copy in copies:
+            for flags in (
+                "SELECT ?, flag_id FROM desk_decision_flags WHERE decision_id = ?",
+                "SELECT ?, flag_id FROM desk_decisions WHERE decision_id = ? "
+                "AND flag_id IS NOT NULL",
+            ):
+                query(
+                    f"INSERT INTO desk_decision_flags (decision_id, flag_id) {flags} "
+                    "ON CONFLICT (decision_id, flag_id) DO NOTHING",
+                    (kept, copy),
+                )
+            query("DELETE FROM desk_decision_flags WHERE decision_id = ?", (copy,))
+            query("DELETE FROM desk_decisions WHERE decision_id = ?", (copy,))
+            removed += 1
+    if removed:  # counts only: the rows name children and people
+        log.warning("desk_duplicate_decisions_removed", events=events, rows=removed)
+    query(
+        "CREATE UNIQUE INDEX IF NOT EXISTS desk_decisions_published_once "
+        "ON desk_decisions (published_event) WHERE published_event IS NOT NULL"
+    )
+    query(
+        "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (PUBLISHED_ONCE, datetime.now(UTC).isoformat()),
+    )
 
 
 def _add_column(

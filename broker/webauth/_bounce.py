@@ -65,6 +65,10 @@ def form_page(request: Request) -> str | None:
 
 def typed_something(form: Any) -> bool:
     """Whether a posted form held text a person typed (whose loss is worth saying)."""
+    if form.get("record") is not None:
+        # A desk's Record it form: its text went already and is not lost; "type it again"
+        # would invite a second referral (broker.desk._record_sent).
+        return False
     return any(isinstance(v, str) and v.strip() for k, v in form.multi_items() if k in FREE_TEXT)
 
 

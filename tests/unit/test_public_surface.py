@@ -80,7 +80,7 @@ SURFACES = {
         "AccordError", "AlreadySettled", "AuditError", "BadSignature", "BundleInvalid",
         "ChainBroken", "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced",
         "KeyNotFound", "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError",
-        "RecordKeyUnavailable", "ReplayDetected",
+        "RecordKeyUnavailable", "RecordedAlready", "ReplayDetected",
         "ScenarioInvalid", "SecondFactorUnreadable", "SendUnconfirmed", "SignInFailed", "StoreBusy",
         "TamperedEnvelope", "TransportError",
         "UnsupportedVersion", "UsageError", "WrongRecipient",

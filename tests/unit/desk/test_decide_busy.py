@@ -93,7 +93,10 @@ def test_a_referral_sent_that_the_busy_database_cannot_record_is_said_so_and_rec
     assert "The referral was sent but not recorded" in page
     assert f"sent through the broker (event {sent['event_id']}), but this desk's database" in page
     assert "the flags below are not recorded as settled by it" in page
-    assert "Press “Record it” below in a moment to record it: that sends nothing again." in page
+    assert (
+        "keeps trying to record it by itself for the next 10 minutes; press “Record it” below "
+        "in a moment to record it now: that sends nothing again." in page
+    )
     assert re.search(r"<button[^>]*>Record it</button>", page)
     assert "sends the referral again" not in page
     lost = re.search(r'data-lost="([^"]*)"', r.text)
