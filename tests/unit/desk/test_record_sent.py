@@ -258,3 +258,39 @@ def test_record_it_pressed_signed_out_does_not_ask_to_type_it_again(
     form = {"csrf": token, "action": "refer", "reason": "Needs a hub.", "flag": FLAG}
     r = client.post(f"/child/{child}/decide", data=form, follow_redirects=False)
     assert "lost=1" in r.headers["location"]  # a form typed and lost is still said so
+
+
+def test_record_it_still_settles_a_flag_whose_records_were_withdrawn_after_the_send(
+    make_client: Make, store: DeskStore, publisher: FakePublisher, held: sqlite3.Connection,  # noqa: F811
+) -> None:  # fmt: skip
+    """The flag was open when the referral went: the referral settled it (docs/desk.md)."""
+    child = _child_with_flag(store)
+    client, _ = make_client()
+    token = sign_in(client)
+    _, page = _referral_unrecorded(client, token, child, store, publisher, held)
+    store.hide(["e1", "e2"], "Consent withdrawn.", datetime.now(UTC))
+    client.post(f"/child/{child}/decide", data=_resend_form(page))
+    [decision] = store.decisions(child=child)
+    assert (decision.action, decision.flag_ids) == ("refer", (FLAG,))
+
+
+def test_the_desk_keeps_trying_to_record_an_outcome_it_sent_while_the_database_was_busy(
+    make_client: Make, store: DeskStore, publisher: FakePublisher, held: sqlite3.Connection,  # noqa: F811
+    clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(_record_sent, "RETRY_SECONDS", 0.05)
+    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
+    store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    sent_at = clock()
+    with client:  # one event loop for the requests and the retry
+        token = sign_in(client)
+        _outcome_unrecorded(client, token, store, held)
+        clock.advance(minutes=5)
+        deadline = time.monotonic() + 5
+        while not store.decisions(subject_event="r1") and time.monotonic() < deadline:
+            client.get("/login")  # lets the loop run
+            time.sleep(0.05)
+    [decision] = store.decisions(subject_event="r1")
+    assert (decision.action, decision.decided_at) == ("support_offered", sent_at)
+    assert decision.published_event == publisher.events[0]["event_id"]
