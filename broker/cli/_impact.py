@@ -129,14 +129,18 @@ def _other_baseline(
     worker = settings.policies_at_hand()
     if given is None or worker is None:
         return
-    if worker.resolve() in (given.resolve(), new.resolve()):
-        return  # the baseline itself, or the draft being checked: no other baseline
+    # The draft's own folder (or a copy) is no other baseline only where it is a guess (a
+    # checkout's policies/ being edited): the worker's ACCORD_POLICIES holding the new
+    # bundle means it already runs it, and these are not the changes approving it makes.
+    guess = settings.policies_dir is None
+    if worker.resolve() == given.resolve() or (guess and worker.resolve() == new.resolve()):
+        return
     try:
         there = load_bundle(worker)
     except BundleInvalid:
         return  # the worker would refuse it too: it says nothing of what is in force
-    if there.version in (before.version, after.version):
-        return  # a copy of the baseline, or of the draft (a checkout's policies/ being edited)
+    if there.version == before.version or (guess and there.version == after.version):
+        return
     if settings.policies_dir is not None:
         said = (f"but the worker loads {worker} (ACCORD_POLICIES), bundle {there.version}: "
                 "the changes are counted against --current")  # fmt: skip
@@ -186,8 +190,8 @@ def _impact(
         def advance(k: int) -> None:
             bar.advance(reading, k)
 
-        # Each topic's partition count, as the worker checks every record's key and
-        # partition against it: what it refuses as unkeyed or misplaced is refused here.
+        # The topics read: each record's key is checked as the worker checks it (unkeyed,
+        # or under another id, is refused here too); not its partition (_impact_redecide).
         partitions: dict[str, int] = {}
         events = asyncio.run(read_retained(kafka, topics, since_ms=since_ms, progress=advance,
                                            partitions=partitions))  # fmt: skip

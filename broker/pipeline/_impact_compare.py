@@ -50,7 +50,7 @@ class ImpactRow:
 class Impact:
     current_version: str
     new_version: str
-    events: int = 0  # distinct event ids decided for someone (under either bundle)
+    events: int = 0  # distinct events (sender's topic, id) decided for someone, either bundle
     decisions: int = 0  # (event, recipient) pairs compared
     unchanged: int = 0
     rows: list[ImpactRow] = field(default_factory=list)
@@ -62,7 +62,6 @@ class Impact:
     since: datetime | None = None  # the run's --since
     read: int = 0  # ingress records read, decided or not: ``compared`` + ``not_compared``
     #: ingress records some bundle decided someone for (``Tally``); as many as ``events``
-    #: unless two senders used one event id
     compared: int = 0
     #: ingress records no bundle decided anyone for, by why (``_Redecider.take``)
     not_compared: dict[str, int] = field(default_factory=dict)
@@ -137,11 +136,11 @@ def compare(
     lost: dict[str, Counter[str]] = {}
     views: dict[str, Counter[str]] = {}
     keys = set(current) | set(new)
-    impact.events = len({event for event, _ in keys})
+    impact.events = len({(topic, event) for topic, event, _ in keys})
     impact.decisions = len(keys)
     for key in keys:
         before, after = current.get(key, _NONE), new.get(key, _NONE)
-        recipient = key[1]
+        recipient = key[2]
         if before.shares and not after.shares:
             moves["stops", before.agreement or "", recipient, after.reason or ""] += 1
         elif after.shares and not before.shares:

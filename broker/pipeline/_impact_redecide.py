@@ -8,10 +8,16 @@ deciding, authorising and filing consent) once per bundle. Nothing is redacted, 
 audited per decision, and nothing is delivered or written: a decision's fields are those
 its redaction plan (``fields_shared``) grants.
 
-A record is opened with its Kafka key and, when its topic's partition count is known, that
-count, so that it is refused as the worker refuses it (``unkeyed``, ``wrong-partition``):
-only then is every copy of an event id that is decided at all keyed by that id, and so
-in the one process ``redecide_both`` gives that id.
+A record whose key is missing or not its event id is refused as the worker refuses it
+(``unkeyed``, ``wrong-partition``): only then is every copy of an event id that is decided at
+all keyed by that id, and so in the one process ``redecide_both`` gives that id. Its
+partition is not checked: a record published before partitions were added sits where the
+count of its day put it (docs/operations.md allows adding them once drained), and today's
+count would refuse what the worker decided. Ids are spent per topic (one sender's), as the
+worker keeps them per input partition: another sender's event under the same id is its own
+event, decided too. A re-send under an id already decided, on another partition of the same
+topic, is counted ``replay`` here, where the worker refuses it as misplaced (or, across a
+growth of the topic, decides it again).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,19 +39,19 @@ from broker.kafka import Retained
 from broker.keys import FileKeyStore
 from broker.pipeline._access import access_chain
 from broker.pipeline._consent import consent_chain
-from broker.pipeline._effects import Audit, Effect, Publish
+from broker.pipeline._effects import Audit, Effect, MarkProcessed, Publish
 from broker.pipeline._ingress import Decide, ingress_chain, spend
 from broker.pipeline._processor import build_services, unreadable
 from broker.pipeline._services import Services
-from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, run_chain
+from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, quarantine, run_chain
 from broker.pipeline._state import WorkerState
 from broker.policy import Decision, Policy, load_bundle
 from broker.topics import ACCESS, CONSENT, party_of_ingress
 
 __all__ = ["Decided", "Key", "Tally", "in_order", "redecide", "redecide_both"]
 
-#: (event id, recipient)
-Key = tuple[str, str]
+#: (topic, event id, recipient): two senders may use one id, and the worker decides both
+Key = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +108,15 @@ def redecide(
     """Every decision each of ``policies`` makes on ``records`` (taken in the order given);
     ``progress`` hears of the records taken, 200 at a time and the rest at the end;
     ``tally`` counts the event records compared and not (``Tally``). ``partitions``: each
-    topic's partition count, as the worker checks a record's key and partition against it
-    (a topic not named there is not checked: unit tests)."""
+    topic's partition count; a record of a topic named there has its key checked as the
+    worker checks it (a topic not named is not checked: unit tests), never its partition."""
     each = _Redecider(policies, keys=keys, envelope=envelope, partitions=partitions)
     out: list[dict[Key, Decided]] = [{} for _ in policies]
     n = 0
     for n, rec in enumerate(records, 1):
         for found, decisions in zip(out, each.take(rec), strict=True):
             for d in decisions:
-                found[(str(d.event_id), d.recipient)] = Decided.of(d)
+                found[(rec.topic, str(d.event_id), d.recipient)] = Decided.of(d)
         if progress is not None and n % 200 == 0:
             progress(200)
     if progress is not None and n % 200:
@@ -135,6 +141,26 @@ class _Decisions:
         return forward(spend(work))
 
 
+class _Keyed:
+    """The worker's check of a record's key (``_ingress._misplaced``) without its partition
+    check (the module's docstring says why)."""
+
+    name = "open"
+
+    def __init__(self, checked: Collection[str]) -> None:
+        self._checked = checked  # the topics whose keys are checked
+
+    def __call__(self, work: Work) -> Step:
+        assert work.opened is not None  # noqa: S101  # Open forwarded
+        if work.topic not in self._checked:
+            return forward()
+        if not work.key:
+            return quarantine("unkeyed")
+        if work.key != work.opened.event_id.encode():
+            return quarantine("wrong-partition")  # the worker's code for another key
+        return forward()
+
+
 class _Redecider:
     """The worker's chains cut where the bundle starts to matter: the stages before the cut
     run once per record, those after once per bundle, each bundle with a state of its own."""
@@ -147,7 +173,6 @@ class _Redecider:
         envelope: EnvelopeSettings,
         partitions: Mapping[str, int] | None = None,
     ) -> None:
-        self._partitions = dict(partitions or {})
         self._now = datetime.now(UTC)
         linkage_key = keys.linkage_key()
 
@@ -159,20 +184,25 @@ class _Redecider:
         # ``once`` opens against a state nothing changes, so it never meets a replay: whether
         # an id was spent before is the one part of opening that can differ by bundle (a
         # bundle that does not know a sender never decides its records), so ``_once`` asks
-        # each bundle's own state.
+        # each bundle's own spent ids.
         once = services(policies[0])
         self._each = [services(p) for p in policies]
         _, open_, validate, link, _, _ = ingress_chain(once)
-        self._event_once: tuple[Stage, ...] = (open_, validate, link)
+        keyed = _Keyed(set(partitions or {}))
+        self._event_once: tuple[Stage, ...] = (open_, keyed, validate, link)
         self._route: list[Stage] = []
         self._decide: list[Stage] = []
         for s in self._each:
             route, _, _, _, decide, _ = ingress_chain(s)  # never deliver: nothing is sealed
             self._route.append(route)
             self._decide.append(_Decisions(decide))
-        self._consent_once: tuple[Stage, ...] = consent_chain(once)[:2]  # open, parse
+        open_consent, parse = consent_chain(once)[:2]
+        self._consent_once: tuple[Stage, ...] = (open_consent, keyed, parse)
         self._consent_each = [consent_chain(s)[2:] for s in self._each]
-        self._access_once: tuple[Stage, ...] = access_chain(once)
+        access = access_chain(once)
+        self._access_once: tuple[Stage, ...] = (access[0], keyed, *access[1:])
+        # The ids each bundle spent, per topic (the worker's are per input partition).
+        self._spent: list[set[tuple[str, str]]] = [set() for _ in self._each]
         self.tally = Tally()  # (``take``)
         self._stopped = ""  # why ``_once``'s stages stopped, when they did
 
@@ -194,11 +224,10 @@ class _Redecider:
                 self.tally.not_compared[bad or "malformed"] += 1
             return decided
         clean = [(k, v) for k, v in rec.headers if v is not None]
-        # With its key and the topic's partition count, as the worker's loop gives them: a
-        # copy re-sent under another key, or none, is refused here as there, never decided
-        # as new in another process (``_shards`` deals records out by key).
-        work = Work(rec.topic, rec.partition, rec.offset, rec.value, clean, at,
-                    rec.key, self._partitions.get(rec.topic, 0))  # fmt: skip
+        # With its key, as the worker's loop gives it: a copy re-sent under another key, or
+        # none, is refused here as there (``_Keyed``), never decided as new in another
+        # process (``_shards`` deals records out by key).
+        work = Work(rec.topic, rec.partition, rec.offset, rec.value, clean, at, rec.key)
         everyone = range(len(self._each))
         if event:
             why = ["unknown-sender" for _ in everyone]
@@ -209,16 +238,18 @@ class _Redecider:
             for i in fresh:
                 outcome = run_chain((self._decide[i],), work)
                 if outcome.verdict is Verdict.FORWARD:
-                    self._apply(i, outcome.effects)  # the id spent under this bundle
+                    self._apply(i, work, outcome.effects)  # the id spent under this bundle
                     decided[i] = work.decisions
-                why[i] = "no-candidate"
+                    why[i] = "no-candidate"
+                else:  # the worker's reason (``stage-failed`` if Decide raised)
+                    why[i] = outcome.reason or "quarantined"
             if any(decided):
                 self.tally.compared += 1
             else:
                 self.tally.not_compared["/".join(dict.fromkeys(why))] += 1
         elif rec.topic == CONSENT:
             for i in self._once(self._consent_once, work, everyone):
-                self._apply(i, run_chain(self._consent_each[i], work).effects)
+                self._apply(i, work, run_chain(self._consent_each[i], work).effects)
         elif rec.topic == ACCESS:
             self._once(self._access_once, work, everyone)
         return decided
@@ -233,18 +264,22 @@ class _Redecider:
             self._stopped = outcome.reason or "quarantined"
             return []  # quarantined under every bundle, its id spent under none
         # The envelope's last check (broker.envelope._open), as the worker's replay guard
-        # makes it, against the bundle's own state.
-        fresh = [i for i in among if not self._each[i].state.seen(work.opened.event_id)]
+        # makes it, against the ids the bundle spent on this topic.
+        spent = (work.topic, work.opened.event_id)
+        fresh = [i for i in among if spent not in self._spent[i]]
         for i in fresh:
-            self._apply(i, outcome.effects)
+            self._apply(i, work, outcome.effects)
         return fresh
 
-    def _apply(self, i: int, effects: Iterable[Effect]) -> None:
-        """The state changes among ``effects``, to bundle ``i``'s state (as the ``Outbox``
-        would, without the audit chain or the changelog)."""
+    def _apply(self, i: int, work: Work, effects: Iterable[Effect]) -> None:
+        """The state changes among ``effects`` (of ``work``), to bundle ``i``'s state (as the
+        ``Outbox`` would, without the audit chain or the changelog); an id spent, on its
+        topic alone."""
         state = self._each[i].state
         for e in effects:
-            if not isinstance(e, Audit | Publish):
+            if isinstance(e, MarkProcessed):
+                self._spent[i].add((work.topic, e.event_id))
+            elif not isinstance(e, Audit | Publish):
                 state.change(e)
 
 

@@ -166,7 +166,7 @@ def test_the_table_says_how_many_event_records_were_read_and_why_some_were_not_c
     from broker.pipeline._impact import Decided
     from broker.policy import Unversioned
 
-    same = {("e1", "coord"): Decided(True, "shared", None, "a", frozenset({"subject.name"}))}
+    same = {("t", "e1", "coord"): Decided(True, "shared", None, "a", frozenset({"subject.name"}))}
     result = compare(same, same, versions=("sha256:" + "a" * 64, "sha256:" + "b" * 64))
     result.read, result.compared, result.not_compared = 4, 1, {"replay": 2, "invalid-event": 1}
     result.unversioned = (Unversioned("a", "4", ("clause x",)),)
@@ -230,3 +230,25 @@ def test_a_third_bundle_in_policies_here_is_warned_of_as_a_guess(
         f"bundle {there} (ACCORD_POLICIES is not set): if the worker loads ./policies, the "
         "changes are counted against --current, not what it runs"
     )
+
+
+def test_the_workers_folder_holding_the_new_bundle_is_warned_of(
+    run_cli: Run, unbumped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ACCORD_POLICIES is the worker's folder, not a guess: holding the draft (the folder
+    itself, or a copy), the worker already runs it, and --current is not what it runs."""
+    from broker.policy import load_bundle
+
+    monkeypatch.setenv("ACCORD_POLICIES", str(unbumped))
+    copy = tmp_path / "draft-copy"
+    shutil.copytree(unbumped, copy)
+    old, new = load_bundle(REPO / "policies").version, load_bundle(unbumped).version
+    for draft in (unbumped, copy):
+        code, _, err = run_cli(_impact(draft))
+        assert code != 0
+        [line] = [x for x in err.splitlines() if x.startswith("warning: --current")]
+        assert line == (
+            f"warning: --current ({REPO / 'policies'}) is bundle {old}, but the worker loads "
+            f"{unbumped} (ACCORD_POLICIES), bundle {new}: the changes are counted against "
+            "--current"
+        )

@@ -26,8 +26,8 @@ from broker.pipeline import ImpactRow, compare, record_impact, redecide_both
 from broker.pipeline._impact import Decided, Impact, Key, Tally, redecide
 from broker.pipeline._impact_redecide import _shards
 from broker.pipeline._metrics import Metrics
-from broker.pipeline._processor import build_processor
-from broker.pipeline._state import WorkerState
+from broker.pipeline._processor import Processor, build_processor
+from broker.pipeline._state import ConsentTable, WorkerState
 from broker.policy import Policy, SubjectScope, load_bundle
 from broker.principals import Principal
 from broker.provision import WORKER_TRANSACTIONAL_ID
@@ -55,17 +55,17 @@ def _not(reason: str) -> Decided:
 
 def test_stops_starts_and_field_changes_are_counted_apart() -> None:
     before = {
-        ("e1", "coord"): _shared("a", "name", "location"),
-        ("e2", "coord"): _shared("a", "name"),
-        ("e3", "coord"): _not("no-clause"),
-        ("e4", "hub"): _shared("b", "name"),
-        ("e5", "coord"): _shared("a", "name", "location"),
+        ("t", "e1", "coord"): _shared("a", "name", "location"),
+        ("t", "e2", "coord"): _shared("a", "name"),
+        ("t", "e3", "coord"): _not("no-clause"),
+        ("t", "e4", "hub"): _shared("b", "name"),
+        ("t", "e5", "coord"): _shared("a", "name", "location"),
     }
     after = {
-        ("e1", "coord"): _shared("a", "name"),  # loses location
-        ("e2", "coord"): _not("condition-false"),  # stops
-        ("e3", "coord"): _shared("a2", "name", "dob"),  # starts
-        ("e5", "coord"): _shared("a", "name", "location"),  # unchanged
+        ("t", "e1", "coord"): _shared("a", "name"),  # loses location
+        ("t", "e2", "coord"): _not("condition-false"),  # stops
+        ("t", "e3", "coord"): _shared("a2", "name", "dob"),  # starts
+        ("t", "e5", "coord"): _shared("a", "name", "location"),  # unchanged
         # e4/hub: no longer a candidate at all
     }
     impact = compare(before, after, versions=("v1", "v2"))
@@ -83,8 +83,10 @@ def test_stops_starts_and_field_changes_are_counted_apart() -> None:
 
 
 def test_a_not_shared_decision_whose_reason_changes_is_unchanged() -> None:
-    impact = compare({("e", "r"): _not("no-clause")}, {("e", "r"): _not("consent-missing")},
-                     versions=("v1", "v2"))  # fmt: skip
+    key = ("t", "e", "r")
+    impact = compare(
+        {key: _not("no-clause")}, {key: _not("consent-missing")}, versions=("v1", "v2")
+    )
     assert (impact.rows, impact.unchanged) == ([], 1)
 
 
@@ -126,8 +128,8 @@ def test_a_run_that_decided_nothing_says_nothing_was_compared_never_that_nothing
         "3 retained event record(s), none decided under either bundle: nothing was compared"
     )
     # One decision compared, unchanged: a real "no change".
-    same = compare({("e1", "coord"): _shared("a", "name")}, {("e1", "coord"): _shared("a", "name")},
-                   versions=("v1", "v2"))  # fmt: skip
+    key = ("t", "e1", "coord")
+    same = compare({key: _shared("a", "name")}, {key: _shared("a", "name")}, versions=("v1", "v2"))
     assert not same.nothing_compared
     assert same.as_json()["nothing_compared"] is False
 
@@ -184,25 +186,32 @@ def changed_policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
 
 def _full_chain(policy: Policy, records: list[Retained], keys: FileKeyStore) -> dict[Key, Decided]:
     """How impact decided before: the worker's processor, every stage (redaction, sealing,
-    audit) run per bundle, the decisions read back from the ``decided`` audit records."""
+    audit) run per bundle, the decisions read back from the ``decided`` audit records. One
+    processor per topic, as the worker keeps replay ids per input partition (one sender's),
+    all filing consent in one table."""
     now = [AT]
-    processor = build_processor(
-        policy=policy, keys=keys, linkage_key=keys.linkage_key(), state=WorkerState(),
-        chain=ChainWriter(Principal.WORKER.chain("impact"), clock=lambda: now[0]),
-        clock=lambda: now[0], envelope=ENVELOPE, metrics=Metrics(CollectorRegistry()),
-        checkpoint_every=2**62,
-    )  # fmt: skip
+    consents = ConsentTable()
+    processors: dict[str, Processor] = {}
     out: dict[Key, Decided] = {}
     for rec in records:
         now[0] = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
-        produced = processor.handle(rec.topic, rec.partition, rec.offset, rec.value, rec.headers,
-                                    at=now[0])  # fmt: skip
+        if rec.topic not in processors:
+            processors[rec.topic] = build_processor(
+                policy=policy, keys=keys, linkage_key=keys.linkage_key(),
+                state=WorkerState(consents=consents),
+                chain=ChainWriter(Principal.WORKER.chain(f"impact-{len(processors)}"),
+                                  clock=lambda: now[0]),
+                clock=lambda: now[0], envelope=ENVELOPE, metrics=Metrics(CollectorRegistry()),
+                checkpoint_every=2**62,
+            )  # fmt: skip
+        produced = processors[rec.topic].handle(rec.topic, rec.partition, rec.offset,
+                                                rec.value, rec.headers, at=now[0])  # fmt: skip
         for o in produced:
             if o.topic == AUDIT and b'"kind":"decided"' in o.value:
                 audit = json.loads(o.value)
                 data = audit["data"]
                 scopes = [SubjectScope.model_validate(x) for x in data["subject_scopes"]]
-                out[(audit["event_id"], audit["party"])] = Decided(
+                out[(rec.topic, audit["event_id"], audit["party"])] = Decided(
                     data["outcome"] != "not_shared", data["outcome"], data.get("reason"),
                     data.get("agreement_id"), frozenset(data.get("fields_shared", ())),
                     tuple(sorted(data["subject_roles"].items())),
@@ -296,8 +305,8 @@ def _mix(keys: FileKeyStore) -> tuple[list[Retained], dict[str, str]]:
     corrected = incident("WV10", 3)
     r.sealed("wmp", {**corrected, "need_level": 9})  # invalid-event
     r.sealed("wmp", corrected)
-    # A sender only the bundle in force knows spends an id; the same id from the police is a
-    # replay under that bundle alone.
+    # A sender only the bundle in force knows spends an id; the same id from the police is
+    # its own event (the worker keeps replay ids per input partition): decided under both.
     shadowed = incident("WS10", 3)
     r.sealed("cog-oldbury", {**incident("B68", 2), "event_id": shadowed["event_id"],
                              "sender": "cog-oldbury"})  # fmt: skip
@@ -323,27 +332,28 @@ def test_deciding_once_per_record_gives_what_the_whole_chain_per_bundle_gives(
     full = [_full_chain(p, records, impact_keys) for p in policies]
     # Impact reports the policy's decisions: a recipient with no key yet (a new school) is
     # shared there, where the worker refuses it for want of a key.
-    assert fast[0][(ids["tipton"], NO_KEY)].outcome == "shared"
-    assert full[0][(ids["tipton"], NO_KEY)].reason == "recipient-key-unavailable"
-    keyed = [[{k: v for k, v in run.items() if k[1] != NO_KEY} for run in r] for r in (fast, full)]
+    wmp = ingress("wmp")
+    assert fast[0][(wmp, ids["tipton"], NO_KEY)].outcome == "shared"
+    assert full[0][(wmp, ids["tipton"], NO_KEY)].reason == "recipient-key-unavailable"
+    keyed = [[{k: v for k, v in run.items() if k[2] != NO_KEY} for run in r] for r in (fast, full)]
     assert keyed[0] == keyed[1]
     versions = (project_policy.version, changed_policy.version)
     assert compare(*keyed[0], versions=versions) == compare(*keyed[1], versions=versions)
 
     # The mix does what it is for.
     now, new = fast
-    assert now[(ids["tipton"], "cog-tipton")].outcome == "shared"  # on consent
-    assert new[(ids["tipton"], "cog-tipton")].reason == "consent-missing"  # consent not counted
-    assert now[(ids["withdrawn"], "cog-tipton")].reason == "consent-withdrawn"
-    assert (ids["oldbury"], "cog-oldbury") in now
-    assert (ids["oldbury"], "cog-oldbury") not in new
-    assert not any(event == ids["invalid"] for event, _ in now.keys() | new.keys())
-    assert (ids["shadowed"], "sandwell-coord") in new
-    assert not any(event == ids["shadowed"] and r == "sandwell-coord" for event, r in now)
-    assert (ids["corrected"], "sandwell-coord") in now
-    assert (ids["corrected"], "sandwell-coord") in new
+    assert now[(wmp, ids["tipton"], "cog-tipton")].outcome == "shared"  # on consent
+    assert new[(wmp, ids["tipton"], "cog-tipton")].reason == "consent-missing"  # not counted
+    assert now[(wmp, ids["withdrawn"], "cog-tipton")].reason == "consent-withdrawn"
+    assert (wmp, ids["oldbury"], "cog-oldbury") in now
+    assert (wmp, ids["oldbury"], "cog-oldbury") not in new
+    assert not any(event == ids["invalid"] for _, event, _ in now.keys() | new.keys())
+    assert (wmp, ids["shadowed"], "sandwell-coord") in new
+    assert (wmp, ids["shadowed"], "sandwell-coord") in now  # cog-oldbury's id is its own
+    assert (wmp, ids["corrected"], "sandwell-coord") in now
+    assert (wmp, ids["corrected"], "sandwell-coord") in new
     impact = compare(now, new, versions=versions)
-    assert {r.change for r in impact.rows} == {"stops", "starts"}
+    assert {r.change for r in impact.rows} == {"stops"}  # (starts: the table test above)
     assert list(impact.lost) == ["sandwell-coord"]
     assert list(impact.lost["sandwell-coord"]) == ["event.location"]
 
@@ -370,7 +380,7 @@ def test_a_share_that_stays_a_share_but_widens_is_reported_not_unchanged() -> No
                      (("subject.dob", "age_band"),))  # fmt: skip
     after = Decided(True, "shared_override", None, "police-to-cog", fields,
                     (("child", 1), ("other_adult", 1)), ())  # fmt: skip
-    impact = compare({("e1", "cog-tipton"): before}, {("e1", "cog-tipton"): after},
+    impact = compare({("t", "e1", "cog-tipton"): before}, {("t", "e1", "cog-tipton"): after},
                      versions=("v1", "v2"))  # fmt: skip
     assert impact.unchanged == 0
     assert impact.views == {"cog-tipton": {

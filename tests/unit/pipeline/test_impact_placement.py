@@ -1,6 +1,7 @@
-"""The impact run refuses what the worker refuses by a record's key and partition
-(``unkeyed``, ``wrong-partition``), in one process or several, so that every event record
-read is counted once: compared, or not compared with the worker's reason."""
+"""The impact run refuses what the worker refuses by a record's key (``unkeyed``,
+``wrong-partition``), in one process or several, so that every event record read is counted
+once: compared, or not compared with the worker's reason. Not by its partition: a record
+published before partitions were added was decided where it sits."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def test_a_copy_resent_without_its_key_or_under_another_is_refused_as_the_worker
     other = _event(fam)["event_id"].encode()
     r.again(first, key=None)  # unkeyed
     r.again(first, key=other)  # under another event's key: on that key's partition
-    r.again(first, partition=(first.partition + 1) % PARTITIONS)  # its key, moved
+    # Its key, moved: the worker refuses it as misplaced; here it is a replay of its id.
+    r.again(first, partition=(first.partition + 1) % PARTITIONS)
     r.again(first)  # a replay, as the worker sees it on the original's partition
     r.sealed("wmp", _event(fam))  # another event, decided
     records = r.out
@@ -60,7 +62,7 @@ def test_a_copy_resent_without_its_key_or_under_another_is_refused_as_the_worker
     runs = redecide_both(POLICIES, changed_policy.source, records, keystore=impact_keys.path,
                          passphrase=None, envelope=ENVELOPE, processes=processes,
                          tally=tally, partitions=placed(records))  # fmt: skip
-    assert tally.not_compared == {"unkeyed": 1, "wrong-partition": 2, "replay": 1}
+    assert tally.not_compared == {"unkeyed": 1, "wrong-partition": 1, "replay": 2}
     impact = compare(*runs, versions=("v1", "v2"))
     read = sum(party_of_ingress(x.topic) is not None for x in records)
     assert (read, tally.compared, impact.events) == (6, 2, 2)
@@ -80,3 +82,70 @@ def test_without_partition_counts_placement_is_not_checked(
     redecide_both(POLICIES, changed_policy.source, r.out, keystore=impact_keys.path,
                   passphrase=None, envelope=ENVELOPE, tally=tally)  # fmt: skip
     assert (tally.compared, dict(tally.not_compared)) == (1, {"replay": 1})
+
+
+def test_records_published_before_partitions_were_added_are_decided(
+    impact_keys: FileKeyStore,  # noqa: F811  # the fixture
+    changed_policy: Policy,  # noqa: F811  # the fixture
+) -> None:
+    """Placed under 3 partitions (and decided by the worker then), the topic grown to 6 once
+    drained (docs/operations.md): today's count must not refuse them as wrong-partition."""
+    fam = SyntheticFamilies(seed=6, today=date(2026, 11, 21))
+    r = _Records(impact_keys)
+    for _ in range(12):
+        r.sealed("wmp", _event(fam))
+    tally = Tally()
+    assert changed_policy.source is not None
+    redecide_both(POLICIES, changed_policy.source, r.out, keystore=impact_keys.path,
+                  passphrase=None, envelope=ENVELOPE, tally=tally,
+                  partitions=dict.fromkeys(placed(r.out), PARTITIONS * 2))  # fmt: skip
+    assert "wrong-partition" not in tally.not_compared
+    assert tally.compared == 12
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_two_senders_events_under_one_id_are_both_decided(
+    impact_keys: FileKeyStore,  # noqa: F811  # the fixture
+    changed_policy: Policy,  # noqa: F811  # the fixture
+    processes: int,
+) -> None:
+    """The worker keeps replay ids per input partition (one sender's): the health service's
+    event under the police's id is its own, not a replay, and its decisions are its own."""
+    fam = SyntheticFamilies(seed=5, today=date(2026, 11, 21))
+    r = _Records(impact_keys)
+    family, postcode = fam.faker.last_name(), fam.postcode(("DY4",))
+    child = fam.subject("child", family_name=family, postcode=postcode, school_urn="146201")
+    police = fam.event(subjects=[child], need_level=4)
+    health = {**fam.event("health.ae_attendance", "swbh", subjects=[child], need_level=4),
+              "event_id": police["event_id"]}  # fmt: skip
+    r.sealed("wmp", police)
+    r.sealed("swbh", health)
+    tally = Tally()
+    assert changed_policy.source is not None
+    runs = redecide_both(POLICIES, changed_policy.source, r.out, keystore=impact_keys.path,
+                         passphrase=None, envelope=ENVELOPE, processes=processes,
+                         tally=tally, partitions=placed(r.out))  # fmt: skip
+    assert (tally.compared, dict(tally.not_compared)) == (2, {})
+    assert {k[0] for k in runs[0]} == {r.out[0].topic, r.out[1].topic}
+    assert compare(*runs, versions=("v1", "v2")).events == 2
+
+
+def test_a_decide_that_raises_is_counted_as_the_worker_quarantines_it(
+    impact_keys: FileKeyStore,  # noqa: F811  # the fixture
+    changed_policy: Policy,  # noqa: F811  # the fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``stage-failed``, as the worker's run_chain says: not ``no-candidate``."""
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("a bug in the engine")
+
+    monkeypatch.setattr("broker.pipeline._ingress.Decide.decisions", broken)
+    fam = SyntheticFamilies(seed=7, today=date(2026, 11, 21))
+    r = _Records(impact_keys)
+    r.sealed("wmp", _event(fam))
+    tally = Tally()
+    assert changed_policy.source is not None
+    redecide_both(POLICIES, changed_policy.source, r.out, keystore=impact_keys.path,
+                  passphrase=None, envelope=ENVELOPE, tally=tally)  # fmt: skip
+    assert (tally.compared, dict(tally.not_compared)) == (0, {"stage-failed": 1})
