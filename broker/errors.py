@@ -14,6 +14,7 @@ The hierarchy::
     ├── SignInFailed               an officer's sign-in failed; the same words whatever was wrong
     ├── AlreadySettled             a decision about flags another decision settled first
     ├── StoreBusy                  a desk's database held by another writer: nothing recorded
+    ├── RecordedAlready            a sent event is recorded as a decision already
     ├── EventInvalid               a contact event or consent record fails validation
     ├── PolicyError
     │   ├── BundleInvalid          a policy bundle has problems (every one listed)
