@@ -63,9 +63,17 @@ def _rows(
 ) -> None:
     """Every row must be one record's, exactly; every (event, party) a record names must
     have its row (the first record's: later ones stay in the log only)."""
+    article = "an" if what[:1].lower() in "aeiou" else "a"
     for (chain, seq), fields in stored:
-        if implied.get((chain, seq)) != fields:
-            raise ChainBroken(seq, f"a {what} row no record holds", chain=chain)
+        held = implied.get((chain, seq))
+        if held is None:
+            raise ChainBroken(seq, f"{article} {what} row no record holds (added)", chain=chain)
+        if held != fields:
+            # The record is there and verified: the row was edited, not made up.
+            raise ChainBroken(
+                seq, f"{article} {what} row differs from what its record holds (changed)",
+                chain=chain,
+            )  # fmt: skip
     have = {fields[:2] for _, fields in stored}
     for (chain, seq), fields in sorted(implied.items()):
         if fields[:2] not in have:
