@@ -163,6 +163,7 @@ def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = ()) -> str
         "since": iso(rep.since),
         "until": iso(rep.until),
         "broken_chains": list(broken_chains),
+        "decisions_total": rep.decisions_total,
         "decisions": [
             {"agreement_id": d.agreement_id, "recipient": d.recipient, "outcome": d.outcome,
              "reason": d.reason, "count": d.count}
@@ -223,7 +224,8 @@ def report_text(rep: GovernanceReport) -> str:
                 (d.agreement_id or "-", d.recipient, d.outcome, d.reason, d.count)
                 for d in rep.decisions
             ],
-        )
+        ),
+        _decisions_note(rep),
     ]
     out += ["", f"Safeguarding overrides awaiting review: {len(rep.pending_overrides)}"]
     if rep.pending_overrides:
@@ -286,6 +288,19 @@ def report_text(rep: GovernanceReport) -> str:
     never = ", ".join(r.recipient for r in rep.never_opened) or "(none)"
     out += ["", f"Recipients that received records but opened none: {never}"]
     return "\n".join([*out, "", *_withdrawals_text(rep), "", *_encompass_text(rep)])
+
+
+def _decisions_note(rep: GovernanceReport) -> str:
+    """The decisions made, each once, under the table that counts one made under several
+    agreements under each: without it the table's sum reads as the number made."""
+    listed = sum(d.count for d in rep.decisions)
+    note = f"Decisions made: {rep.decisions_total:,}."
+    if listed != rep.decisions_total:
+        note += (
+            " A decision made under several agreements is counted under each of them above,"
+            f" so the counts add up to {listed:,}."
+        )
+    return note
 
 
 def _withdrawals_text(rep: GovernanceReport) -> list[str]:

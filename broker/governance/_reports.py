@@ -154,6 +154,9 @@ class GovernanceReport:
     reviewed: tuple[ReviewedOverride, ...] = ()
     # Consent withdrawal notices logged in the window, oldest first.
     withdrawals: tuple[WithdrawalNoticeLine, ...] = ()
+    # Decisions made in the window, each once: ``decisions`` counts one made under several
+    # agreements under each, so its counts can add up to more.
+    decisions_total: int = 0
 
     @property
     def undelivered_notices(self) -> tuple[WithdrawalNoticeLine, ...]:
@@ -254,4 +257,5 @@ def governance_report(
         ),
         reviewed=tuple(reviewed_overrides(store, window)),
         withdrawals=tuple(withdrawal_notices(store, window)),
+        decisions_total=sum(n for _, _, n in store.decisions_per_day(window)),
     )

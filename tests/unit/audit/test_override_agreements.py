@@ -32,3 +32,20 @@ def test_an_override_under_two_agreements_is_reported_under_both(
         ["early-help", "mash"], ["isa-1"],
     ]  # fmt: skip
     assert [p["agreement_id"] for p in listed] == ["early-help", "isa-1"]  # the first, as before
+
+
+def test_the_report_gives_the_decisions_made_under_a_table_that_counts_some_twice(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier, linker: Linker
+) -> None:
+    """Two decisions, one under two agreements: the table counts three, the note says two."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    records = overrides_under_two_and_one_agreements(keys, child, T0 + timedelta(minutes=1))
+    assert index_records(store, verifier, records).breaks == []
+    rep = governance_report(store, Window())
+    assert sum(d.count for d in rep.decisions) == 3
+    table = report_text(rep).split("\n\n")[1].splitlines()  # after the title
+    assert table[-1] == (
+        "Decisions made: 2. A decision made under several agreements is counted under each"
+        " of them above, so the counts add up to 3."
+    )
+    assert json.loads(report_json(rep))["decisions_total"] == 2
