@@ -36,6 +36,7 @@ from broker.cli._audit_options import (
     Until,
 )
 from broker.cli._audit_store import appender_of as _appender
+from broker.cli._audit_store import is_copy
 from broker.cli._audit_store import open_index as _store
 from broker.cli._audit_store import verifier_of as _verifier
 from broker.cli._audit_verify import verify
@@ -161,12 +162,14 @@ def subject(
         given_name=given_name, family_name=family_name, dob=dob, postcode=postcode,
     )  # fmt: skip
     officer, why = who_and_why(officer, reason, SubjectReason, password_stdin=password_stdin)
-    store = _store(settings, db)
+    copy = is_copy(settings, db)  # read as it is: never caught up, migrated or tightened
+    store = _store(settings, db, read_only=copy)
     try:
         name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
         _record_lookup(
             settings, keys, store, host, officer=name, page="cli.subject",
             subject_keys=search.keys, detail={"purpose": why.value, **search.detail()},
+            catch_up=not copy,
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
         state = verification_state(store, logged=[e.logged_at for e in entries])
@@ -227,10 +230,12 @@ def report(
         policy = load_bundle(policies)
     keys = keystore(settings, Principal.CONSOLE)
     officer, why = who_and_why(officer, reason, ReportReason, password_stdin=password_stdin)
-    store = _store(settings, db)
+    copy = is_copy(settings, db)  # read as it is: never caught up, migrated or tightened
+    store = _store(settings, db, read_only=copy)
     try:
         name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
-        _index_once(settings, store)  # what is new on the topic is in the report
+        if not copy:
+            _index_once(settings, store)  # what is new on the topic is in the report
         now = datetime.now(UTC)
         rep = governance_report(
             store, window, policy=policy, today=now.date(), schools=settings.schools, now=now
@@ -239,7 +244,7 @@ def report(
         detail |= {k: v for k, v in (("since", since), ("until", until)) if v is not None}
         _record_lookup(
             settings, keys, store, host, officer=name, page="cli.report",
-            subject_keys=_report_subjects(store, rep), detail=detail,
+            subject_keys=_report_subjects(store, rep), detail=detail, catch_up=not copy,
         )  # fmt: skip
         broken = store.broken_chains()
     finally:
@@ -327,8 +332,10 @@ def _record_lookup(
     page: str,
     subject_keys: tuple[str, ...] = (),
     detail: dict[str, str],
+    catch_up: bool = True,
 ) -> None:
-    """Write the ``console_query`` record and index it; nothing is shown if this fails."""
+    """Write the ``console_query`` record and, unless ``catch_up`` is False (a copy, opened
+    read-only), index it; nothing is shown if this fails."""
     from broker.governance import record_query
 
     appender = _appender(settings, keys, store, host)
@@ -346,7 +353,8 @@ def _record_lookup(
     except (TransportError, AuditError) as exc:
         raise AuditError(f"the look-up could not be recorded in the audit log, so nothing is "
                          f"shown: {exc}") from None  # fmt: skip
-    _index_once(settings, store)
+    if catch_up:
+        _index_once(settings, store)
 
 
 async def _review(

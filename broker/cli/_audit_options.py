@@ -30,7 +30,8 @@ Db = Annotated[
     typer.Option(
         "--db",
         help="Audit index URL: sqlite:///PATH or postgresql://… (default: ACCORD_AUDIT_DB, "
-        "else <home>/audit.db).",
+        "else <home>/audit.db). verify, report and subject open any other index (a copy) "
+        "read-only: never caught up, migrated or changed.",
     ),
 ]
 Follow = Annotated[

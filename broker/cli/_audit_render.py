@@ -13,7 +13,12 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from broker.governance import DisclosureEntry, GovernanceReport, late_by_school
+from broker.governance import (
+    DisclosureEntry,
+    GovernanceReport,
+    late_by_school,
+    reason_legend,
+)
 
 _LOG_COLUMNS = (
     ("at", "when"),
@@ -120,7 +125,8 @@ def disclosure(
         return buf.getvalue().rstrip("\n")
     if fmt == "html":
         note = f"{len(entries)} entries" + (f"; {searched}" if searched else "")
-        return _html_page("Disclosure log", heads, rows, note, produced)
+        legend = reason_legend(e.reason for e in entries)
+        return _html_page("Disclosure log", heads, rows, note, produced, legend=legend)
     title = f"Disclosure log: {len(entries)} entries, oldest first"
     if searched:
         title += f"\n{searched[:1].upper()}{searched[1:]}"
@@ -133,7 +139,11 @@ def _html_page(
     rows: Sequence[Sequence[object]],
     note: str,
     produced: Sequence[str] = (),
+    *,
+    legend: Sequence[tuple[str, str]] = (),
 ) -> str:
+    """``legend``: the reason codes the rows show, with their meanings: the page goes to a
+    family, to whom a code alone says nothing."""
     esc = html.escape
     about = "".join(f"<li>{esc(line)}</li>" for line in produced)
     about = f'<ul id="produced">{about}</ul>' if about else ""
@@ -141,6 +151,9 @@ def _html_page(
     body = "".join(
         "<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>" for row in rows
     )
+    meanings = "".join(f"<dt><code>{esc(c)}</code></dt><dd>{esc(t)}</dd>" for c, t in legend)
+    if meanings:
+        meanings = f'<h2>What the reasons mean</h2><dl id="reasons">{meanings}</dl>'
     return (
         '<!doctype html>\n<html lang="en-GB"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -148,7 +161,8 @@ def _html_page(
         "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;"
         "font-size:90%;text-align:left;vertical-align:top}</style></head><body><main>"
         f"<h1>{esc(title)}</h1>{about}<p>{esc(note)}</p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></main></body></html>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{meanings}"
+        "</main></body></html>"
     )
 
 

@@ -21,10 +21,26 @@ def _db_url(settings: Settings, db: str | None) -> str | None:
     return settings.audit.db.get_secret_value() if settings.audit.db else None
 
 
-def open_index(settings: Settings, db: str | None, *, create: bool = False) -> AuditStore:
+def open_index(
+    settings: Settings, db: str | None, *, create: bool = False, read_only: bool = False
+) -> AuditStore:
     from broker.governance import open_store
 
-    return open_store(_db_url(settings, db), home=settings.home, create=create)
+    url = _db_url(settings, db)
+    return open_store(url, home=settings.home, create=create, read_only=read_only)
+
+
+def is_copy(settings: Settings, db: str | None) -> bool:
+    """Whether ``--db`` names an index other than the configured one (ACCORD_AUDIT_DB, else
+    ``<home>/audit.db``): a copy, say, kept as evidence, which the commands that read open
+    read-only (never caught up, migrated or tightened). Compared as the database reads each
+    URL; one that cannot be read is taken for a copy."""
+    from broker.governance import same_index
+
+    if db is None:
+        return False
+    configured = settings.audit.db.get_secret_value() if settings.audit.db else None
+    return not same_index(configured, db, home=settings.home)
 
 
 def verifier_of(settings: Settings) -> KeystoreAuditVerifier:

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from broker.cli._audit_options import Db, FromTopic, Heads, SaveHeads
-from broker.cli._audit_store import appender_of, console_keys_here, open_index, verifier_of
+from broker.cli._audit_store import (
+    appender_of,
+    console_keys_here,
+    is_copy,
+    open_index,
+    verifier_of,
+)
 from broker.cli._common import kafka_as
 from broker.config import load_settings
 from broker.errors import AuditError, ChainBroken, TransportError, UsageError
@@ -36,10 +42,13 @@ def verify(
         signed_checkpoints,
         verify_and_keep,
         verify_records,
+        verify_store,
     )
 
     settings = load_settings()
     verifier = verifier_of(settings)
+    # A copy (evidence) is read, never written: no verify_runs row, migration or chmod.
+    copy = is_copy(settings, db)
     if heads is not None and not from_topic:
         raise UsageError("--heads checks a read of the topic: give --from-topic too")
     if from_topic:
@@ -50,7 +59,7 @@ def verify(
             # Before the topic: a checkpoint indexed after the read would look like
             # truncation, and a record indexed after it like one the index lost.
             nonlocal view
-            index = open_index(settings, db)
+            index = open_index(settings, db, read_only=copy)
             try:
                 view = index_view(index, range(partitions))
             finally:
@@ -68,17 +77,20 @@ def verify(
         )
         newest = newest_checkpoints(topic)
     else:
-        store = open_index(settings, db)
+        store = open_index(settings, db, read_only=copy)
         by = _login_name()
         named = _index_named(settings, db, store)
         try:
-            # Kept in the index, pass or fail: the console shows the last result until a
-            # later verification passes.
+            # Kept in the configured index, pass or fail: the console shows the last result
+            # until a later verification passes. A copy's is in the signed log alone.
             try:
-                summary = verify_and_keep(
-                    store, verifier, by=by, via="cli", clock=lambda: datetime.now(UTC),
-                    not_kept=_not_kept,
-                )  # fmt: skip
+                if copy:
+                    summary = verify_store(store, verifier)
+                else:
+                    summary = verify_and_keep(
+                        store, verifier, by=by, via="cli", clock=lambda: datetime.now(UTC),
+                        not_kept=_not_kept,
+                    )  # fmt: skip
             except ChainBroken as exc:
                 broken = {"chain": exc.chain or "", "seq": str(exc.seq), "problem": exc.what}
                 _record_run(settings, store, by, {"result": "broken", **broken, **named})
@@ -117,7 +129,7 @@ def _index_named(settings: Settings, db: str | None, store: AuditStore) -> dict[
     PostgreSQL URL without its credentials or parameters; and whether it is the index this
     deployment is configured with, or another (a copy, say), so that a reader of the log
     does not take a copy's result for the live index's."""
-    from broker.governance import describe_url, same_index
+    from broker.governance import describe_url
 
     configured = settings.audit.db.get_secret_value() if settings.audit.db else None
     path = getattr(store, "path", None)
@@ -127,8 +139,7 @@ def _index_named(settings: Settings, db: str | None, store: AuditStore) -> dict[
         name = describe_url(db if db is not None else configured or "")
     # Compared as the database reads each URL, not as printed: a copy named by a query's
     # ?port=…&dbname=… is not the configured index, nor postgres:// another than postgresql://.
-    same = db is None or same_index(configured, db, home=settings.home)
-    return {"index": name, "index_role": "configured" if same else "copy"}
+    return {"index": name, "index_role": "copy" if is_copy(settings, db) else "configured"}
 
 
 def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[str, str],

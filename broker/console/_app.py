@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from broker.console._chains import Shown
 from broker.console._deps import ConsoleDeps
 from broker.console._metrics import SignInOutcome
+from broker.governance import reason_legend
 from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
 
 log = structlog.get_logger("accord.console")
@@ -44,6 +45,8 @@ class Console(WebPages):
             "broker.console",
         )
         self.deps = deps
+        # A disclosure log's table explains the reason codes it shows (log_table.html).
+        self.templates.globals["reason_legend"] = reason_legend
         self.verifying = asyncio.Lock()  # one whole-log verification at a time
         self.verified = Shown()  # each session's last verification, until its page shows it
         if missing := sum(not a.second_factor for a in deps.users.accounts()):

@@ -33,6 +33,7 @@ from broker.governance._encompass import (
 from broker.governance._index import Indexer, IndexSummary
 from broker.governance._index_url import describe_url, same_index, sqlite_file
 from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
+from broker.governance._reasons import REASON_MEANINGS, reason_legend
 from broker.governance._reports import (
     GovernanceReport,
     ReviewedOverride,
@@ -64,6 +65,7 @@ from broker.governance._verify import (
 from broker.governance._verify_vouch import VerifiedHead
 
 __all__ = [
+    "REASON_MEANINGS",
     "AuditSink",
     "AuditStore",
     "ChainAppender",
@@ -99,6 +101,7 @@ __all__ = [
     "override_entry",
     "pending_overrides",
     "read_topic",
+    "reason_legend",
     "record_query",
     "reference_acceptable",
     "review_override",

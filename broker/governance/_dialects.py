@@ -12,6 +12,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 
@@ -31,17 +32,27 @@ class SqliteAuditStore(SqlAuditStore):
 
     backend = "sqlite"
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, read_only: bool = False) -> None:
         self.path = path
-        if not create and not path.is_file():
+        if (read_only or not create) and not path.is_file():
             raise AuditError(f"no audit index at {path}; run 'accord audit index' first")
         try:
-            _make_private(path, create=create)
-            # Autocommit mode: transactions are opened explicitly, exactly where they belong.
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            if read_only:
+                # SQLite itself refuses every write (a copy kept as evidence stays as it
+                # was: its bytes and its mode). ``mode=ro``, not ``immutable``: a copy's
+                # ``-wal`` holds committed rows that must be read.
+                uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                _make_private(path, create=create)
+                # Autocommit mode: transactions are opened explicitly, exactly where they belong.
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=10000")
-            super().__init__(conn, create=create, where=str(path))
+            super().__init__(
+                conn, create=create, where=str(path), read_only=read_only,
+                reopen=f"sqlite://{path.resolve()}",
+            )  # fmt: skip
         except (sqlite3.Error, OSError) as exc:
             raise AuditError(
                 f"cannot open the audit index at {path}: {type(exc).__name__}"
@@ -106,14 +117,19 @@ class PostgresAuditStore(SqlAuditStore):
 
     backend = "postgresql"
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
         import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
 
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            if read_only:
+                # Every transaction of this session read-only, autocommitted statements too:
+                # PostgreSQL refuses any write (a copy kept as evidence stays as it was).
+                conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         except psycopg.Error as exc:
             raise AuditError(f"cannot connect to the audit database {describe_url(url)}") from exc
-        super().__init__(conn, create=create, where=describe_url(url))
+        where = describe_url(url)
+        super().__init__(conn, create=create, where=where, read_only=read_only, reopen=where)
 
     def _has_index(self) -> bool:
         return self._q("SELECT to_regclass('schema_version')")[0][0] is not None
@@ -145,23 +161,27 @@ class PostgresAuditStore(SqlAuditStore):
         self._q("SELECT pg_advisory_xact_lock(?)", (0x4163636F7265,))  # 'Accord' + 1
 
 
-def open_store(url: str | None, *, home: Path, create: bool = True) -> AuditStore:
+def open_store(
+    url: str | None, *, home: Path, create: bool = True, read_only: bool = False
+) -> AuditStore:
     """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/audit.db``.
 
     ``create=False`` for commands that only read: an index that is not there is an error,
-    never an empty one made on the spot.
+    never an empty one made on the spot. ``read_only`` (a copy kept as evidence): the
+    database refuses every write, and nothing is migrated or tightened; an index whose schema
+    is older than this Accord's is refused (``AuditError``), not upgraded.
     """
     if url is None or not url.strip():
-        return SqliteAuditStore(home / "audit.db", create=create)
+        return SqliteAuditStore(home / "audit.db", create=create, read_only=read_only)
     url = url.strip()
     scheme = url.partition(":")[0].lower()
     if scheme in ("postgresql", "postgres"):
-        return PostgresAuditStore(url, create=create)
+        return PostgresAuditStore(url, create=create, read_only=read_only)
     if scheme == "sqlite":
         path = sqlite_file(url, home=home)
         if path is None:
             raise UsageError("--db: give a file, e.g. sqlite:///var/lib/accord/audit.db")
-        return SqliteAuditStore(path, create=create)
+        return SqliteAuditStore(path, create=create, read_only=read_only)
     raise UsageError(
         f"--db: unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
     )

@@ -74,14 +74,16 @@ class SqlAuditStore:
 
     backend = "sql"
 
-    def __init__(self, conn: Any, *, create: bool, where: str) -> None:
+    def __init__(
+        self, conn: Any, *, create: bool, where: str, read_only: bool = False, reopen: str = ""
+    ) -> None:
         self._conn = conn
         if not create and not self._has_index():
             conn.close()
             # A mistyped --db must not read as "intact" or "nothing recorded".
             raise AuditError(f"no audit index at {where}; run 'accord audit index' first")
         try:
-            self._migrate(where)
+            self._migrate(where, read_only=read_only, reopen=reopen)
         except BaseException:
             conn.close()
             raise
@@ -122,7 +124,7 @@ class SqlAuditStore:
     def close(self) -> None:
         self._conn.close()
 
-    def _migrate(self, where: str) -> None:
+    def _migrate(self, where: str, *, read_only: bool = False, reopen: str = "") -> None:
         # Either driver's errors, each in one line (noqa BLE001 below): read first, and write
         # nothing when current, so a role that may only read (no CREATE on the schema, as
         # PostgreSQL 15 has public, or read-only transactions by default) opens an index
@@ -136,6 +138,15 @@ class SqlAuditStore:
         _refuse_newer(current, where)
         if current == len(MIGRATIONS):
             return
+        if read_only:
+            # A copy (evidence) is read as it is: upgrading it is a deliberate act.
+            raise AuditError(
+                f"the audit index at {where} is at schema version {current} and this Accord "
+                f"reads {len(MIGRATIONS)}; it is not the configured index, so it is opened "
+                f"read-only and never migrated: to upgrade it deliberately (which also catches "
+                f"it up from the topic), run 'accord audit index --db {reopen or where}', on a "
+                "further copy if this one is evidence"
+            )
         try:
             self._apply_migrations(where)
         except AuditError:

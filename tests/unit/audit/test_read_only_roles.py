@@ -105,8 +105,10 @@ def test_a_failure_found_by_a_role_that_may_only_read_still_exits_1(
 
 
 def test_an_index_behind_this_accords_schema_is_one_line_for_a_role_that_cannot_migrate_it(
-    select_only: str, pg_url: str, audit_home: Path, run_cli: Run
+    select_only: str, pg_url: str, audit_home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The configured index: a copy's is never migrated (test_evidence_copy).
+    monkeypatch.setenv("ACCORD_AUDIT_DB", select_only)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DELETE FROM schema_version WHERE version >= 6")
         conn.execute("DROP TABLE verify_runs")

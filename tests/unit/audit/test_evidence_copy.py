@@ -1,0 +1,121 @@
+"""A copy of the audit index (evidence, say) is read as it is by `accord audit report|subject|
+verify --db COPY`: never caught up from the topic, migrated, tightened or given a verify_runs
+row (docs/governance.md, "do not re-index over the evidence"); the configured index still is."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from broker.audit import AuditRecord
+from broker.errors import AuditError
+from broker.governance import AuditStore, VerifyRun, open_store
+from tests.unit.audit.conftest import CHILD_NHS, RecordingSink, Run
+
+SUBJECT = ["audit", "subject", "--nhs-number", CHILD_NHS, "--reason", "complaint"]
+REPORT = ["audit", "report", "--format", "json", "--reason", "oversight"]
+
+
+@pytest.fixture
+def copy_db(indexed: list[AuditRecord], audit_db_url: str, tmp_path: Path) -> Path:
+    """A copy of the indexed (configured) index, left readable by others as a copy may be."""
+    if not audit_db_url.startswith("sqlite:"):
+        pytest.skip("a file's bytes: SQLite")
+    source = sqlite3.connect(audit_db_url.removeprefix("sqlite:///"))
+    target = sqlite3.connect(tmp_path / "copy.db")
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    path = tmp_path / "copy.db"
+    path.chmod(0o644)
+    return path
+
+
+@pytest.fixture
+def catch_ups(monkeypatch: pytest.MonkeyPatch) -> list[AuditStore]:
+    """The indexes the look-up commands catch up from the topic (Kafka faked), with sign-in
+    and the look-up's record faked too."""
+    import broker.cli._audit
+
+    caught: list[AuditStore] = []
+    sink = RecordingSink()
+    monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
+    monkeypatch.setattr(broker.cli._audit, "_appender", lambda *_a: sink)
+    monkeypatch.setattr(broker.cli._audit, "_index_once", lambda _s, store: caught.append(store))
+    return caught
+
+
+def _state(path: Path) -> tuple[str, int]:
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[*SUBJECT, "--as", "ig.jo"], [*REPORT, "--as", "ig.jo"], ["audit", "verify"]],
+    ids=["subject", "report", "verify"],
+)
+def test_a_copys_bytes_and_mode_are_unchanged_by_report_subject_and_verify(
+    argv: list[str], copy_db: Path, catch_ups: list[AuditStore], run_cli: Run,
+) -> None:  # fmt: skip
+    before = _state(copy_db)
+    code, out, err = run_cli([*argv, "--db", f"sqlite:///{copy_db}"])
+    assert code == 0, err
+    assert catch_ups == []  # never caught up from the topic
+    assert "audit_index_made_private" not in out + err
+    assert _state(copy_db) == before
+    with sqlite3.connect(f"file:{copy_db}?mode=ro", uri=True) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM verify_runs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("argv", [SUBJECT, REPORT], ids=["subject", "report"])
+def test_the_configured_index_is_still_caught_up_from_the_topic(
+    argv: list[str], indexed: list[AuditRecord], audit_db_url: str,
+    catch_ups: list[AuditStore], run_cli: Run,
+) -> None:  # fmt: skip
+    code, _, err = run_cli([*argv, "--db", audit_db_url, "--as", "ig.jo"])
+    assert code == 0, err
+    assert catch_ups  # the look-up's own record, and (report) what is new, indexed at once
+
+
+def test_verifying_the_configured_index_still_keeps_its_result(
+    indexed: list[AuditRecord], audit_db_url: str, store: AuditStore, run_cli: Run,
+) -> None:  # fmt: skip
+    code, _, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert code == 0, err
+    assert store.last_verification() is not None
+
+
+def test_a_copy_of_an_older_schema_is_refused_in_one_line_never_migrated(
+    copy_db: Path, catch_ups: list[AuditStore], run_cli: Run,
+) -> None:  # fmt: skip
+    with sqlite3.connect(copy_db) as conn:
+        conn.execute("DELETE FROM schema_version WHERE version = "
+                     "(SELECT MAX(version) FROM schema_version)")  # fmt: skip
+    conn.close()
+    before = _state(copy_db)
+    code, out, err = run_cli(["audit", "verify", "--db", f"sqlite:///{copy_db}"])
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1
+    assert "opened read-only and never migrated" in err
+    assert f"'accord audit index --db sqlite://{copy_db.resolve()}'" in err
+    assert _state(copy_db) == before
+
+
+def test_an_index_opened_read_only_refuses_every_write(
+    indexed: list[AuditRecord], audit_db_url: str, audit_home: Path
+) -> None:
+    """On PostgreSQL too: the session's transactions are read-only."""
+    copy = open_store(audit_db_url, home=audit_home, create=False, read_only=True)
+    try:
+        with pytest.raises(AuditError):
+            copy.keep_verification(VerifyRun(datetime.now(UTC), "ig.jo", "cli", ok=True))
+        assert copy.last_verification() is None
+        assert copy.count() == len(indexed)
+    finally:
+        copy.close()

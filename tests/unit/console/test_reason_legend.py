@@ -1,0 +1,74 @@
+"""A child's disclosure log on the console explains the reason codes it shows, in the words
+of the one table the SAR page uses too (broker/governance/_reasons.py)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from typing import get_args
+
+from fastapi.testclient import TestClient
+
+from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner, KeystoreAuditVerifier
+from broker.cli._audit_render import disclosure
+from broker.governance import REASON_MEANINGS, AuditStore, disclosure_log
+from broker.keys import FileKeyStore
+from broker.linkage import Linker
+from broker.policy import ConsentRefusal, Reason
+from broker.principals import Principal
+from tests.unit.audit.conftest import CHILD_NHS, T0, decision, index_records
+from tests.unit.console.conftest import sign_in
+
+
+def _condition_false_about_the_child(
+    store: AuditStore, verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker
+) -> None:
+    w = ChainWriter("worker:w1", clock=lambda: T0)
+    child = [linker.from_nhs_number(CHILD_NHS)]
+    records = [
+        w.append(AuditKind.DECIDED, event_id="e1", party="hub-a", subject_keys=child,
+                 data=decision("not_shared", reason="condition-false")),
+        w.append(AuditKind.DECIDED, event_id="e1", party="coord", subject_keys=child,
+                 data=decision("shared")),
+    ]  # fmt: skip
+    records.append(w.checkpoint(KeystoreAuditSigner(keys, Principal("worker"))))
+    assert index_records(store, verifier, records).breaks == []
+
+
+def test_a_childs_log_showing_condition_false_says_what_it_means_and_no_other_code(
+    make_client: Callable[..., TestClient], store: AuditStore,
+    verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
+) -> None:  # fmt: skip
+    _condition_false_about_the_child(store, verifier, keys, linker)
+    client = make_client()
+    token = sign_in(client)
+    page = client.post(
+        "/subjects",
+        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
+    ).text
+    legend = re.search(r'<dl id="disclosure-log-reasons".*?</dl>', page, re.S)
+    assert legend, "no legend under the log"
+    assert re.findall(r"<dt><code>(.*?)</code></dt>", legend.group(0)) == ["condition-false"]
+    assert html.escape(REASON_MEANINGS["condition-false"]) in legend.group(0)
+    assert "What the reasons mean" in page
+
+
+def test_the_sar_page_explains_the_codes_it_shows_in_the_same_words(
+    store: AuditStore, verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker
+) -> None:
+    _condition_false_about_the_child(store, verifier, keys, linker)
+    entries = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
+    page = disclosure(entries, "html")
+    legend = re.search(r'<dl id="reasons">.*?</dl>', page, re.S)
+    assert legend, "no legend on the SAR page"
+    assert re.findall(r"<dt><code>(.*?)</code></dt>", legend.group(0)) == ["condition-false"]
+    assert html.escape(REASON_MEANINGS["condition-false"]) in legend.group(0)
+
+
+def test_a_log_with_no_reason_code_has_no_legend() -> None:
+    assert "What the reasons mean" not in disclosure([], "html")
+
+
+def test_every_reason_a_decision_or_a_consent_refusal_can_give_has_a_meaning() -> None:
+    assert set(get_args(Reason)) | set(get_args(ConsentRefusal)) <= set(REASON_MEANINGS)
