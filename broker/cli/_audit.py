@@ -41,6 +41,7 @@ from broker.cli._audit_store import open_index as _store
 from broker.cli._audit_store import verifier_of as _verifier
 from broker.cli._audit_verify import verify
 from broker.cli._common import kafka_as, keystore
+from broker.cli._loop import run
 from broker.cli._officer import (
     Code,
     Host,
@@ -114,7 +115,7 @@ def index(
             review_deadline=timedelta(days=settings.indexer.override_review_days),
             schools=settings.schools,
         )
-        summary = asyncio.run(_run_indexer(indexer, settings, follow=follow))
+        summary = run(_run_indexer(indexer, settings, follow=follow))
         typer.echo(
             f"indexed {summary.indexed} records ({summary.duplicates} already indexed); "
             f"the index holds {store.count()} records in {len(store.chains())} chains"
@@ -303,7 +304,7 @@ def review(
     try:
         name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
         appender = _appender(settings, keys, store, host)
-        rec = asyncio.run(
+        rec = run(
             _review(
                 store, appender, event_id, recipient, by=name, finding=finding, reference=reference
             )
@@ -319,7 +320,7 @@ def _index_once(settings: Settings, store: AuditStore) -> None:
     from broker.governance import Indexer
 
     indexer = Indexer(store, _verifier(settings), kafka_as(settings, Principal.CONSOLE))
-    asyncio.run(indexer.run(follow=False))
+    run(indexer.run(follow=False))
 
 
 def _record_lookup(
@@ -349,7 +350,7 @@ def _record_lookup(
             await appender.close()
 
     try:
-        asyncio.run(write())
+        run(write())
     except (TransportError, AuditError) as exc:
         raise AuditError(f"the look-up could not be recorded in the audit log, so nothing is "
                          f"shown: {exc}") from None  # fmt: skip

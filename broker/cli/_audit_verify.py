@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from broker.cli._audit_store import (
     verifier_of,
 )
 from broker.cli._common import kafka_as
+from broker.cli._loop import run
 from broker.config import load_settings
 from broker.errors import AuditError, ChainBroken, TransportError, UsageError
 from broker.principals import Principal
@@ -68,7 +68,7 @@ def verify(
                 if chain not in reference or cp.seq > reference[chain].seq:
                     reference[chain] = cp
 
-        messages, partitions = asyncio.run(
+        messages, partitions = run(
             _read_audit(kafka_as(settings, Principal.INDEXER), read_index if db else None)
         )
         topic = signed_chains(messages, verifier, partitions=partitions)
@@ -185,7 +185,7 @@ def _record_run(settings: Settings, store: AuditStore, by: str, outcome: dict[st
             await appender.close()
 
     try:
-        asyncio.run(write())
+        run(write())
     except (TransportError, AuditError) as exc:
         typer.echo(f"accord: warning: this verification is not recorded in the audit log: {exc}",
                    err=True)  # fmt: skip

@@ -96,10 +96,9 @@ def serve(
     """Serve the governance console (sign in with an account from 'accord console add-user')."""
     if ctx.invoked_subcommand is not None:
         return
-    import asyncio
-
     from broker.cli._common import kafka_as, own_keystore
     from broker.cli._logging import configure_logging
+    from broker.cli._loop import run
     from broker.console import ConsoleRun, check_instance, load_console_policy, run_console
     from broker.governance import open_store
     from broker.principals import Principal
@@ -129,7 +128,7 @@ def serve(
         typer.echo(f"governance console at {run.url} (audit chain {run.chain}); Ctrl-C stops it")
 
     try:
-        asyncio.run(
+        run(
             run_console(
                 settings, store, kafka_as(settings, Principal.CONSOLE), policy=policy, index=index,
                 started=started, instance=instance,

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from broker.cli._loop import run
 
 if TYPE_CHECKING:
     from broker.config import Settings
@@ -84,9 +85,7 @@ def register(app: typer.Typer) -> None:
         # on, as the worker's own stop: either way the demo ends here, Kafka stays up.
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(
-                    run_demo(settings, duration=duration, rate=rate, metrics_port=metrics_port)
-                )
+                run(run_demo(settings, duration=duration, rate=rate, metrics_port=metrics_port))
         finally:
             # A Kafka client the demo gave up stopping (Kafka gone) is collected at exit, and
             # asyncio logs "Unclosed AIOKafkaProducer" for each of dozens: noise once the demo

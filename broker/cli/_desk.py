@@ -59,10 +59,9 @@ def serve(
         return
     if party is None:
         raise UsageError("say whose desk: accord desk --as PARTY")
-    import asyncio
-
     from broker.cli._common import kafka_as, own_keystore
     from broker.cli._logging import configure_logging
+    from broker.cli._loop import run
     from broker.desk import DeskRun, check_desk_party, open_desk_store, run_desk
     from broker.policy import load_bundle
 
@@ -89,7 +88,7 @@ def serve(
         typer.echo(f"desk of {run.party} at {run.url} ; Ctrl-C stops it")
 
     try:
-        asyncio.run(
+        run(
             run_desk(
                 settings, party, policy, desk_store, kafka_as(settings, party), started=started
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import os
 from datetime import timedelta
@@ -13,6 +12,7 @@ import typer
 
 from broker._private import make_private_folders
 from broker.cli._common import keystore
+from broker.cli._loop import run
 from broker.config import load_settings
 from broker.errors import ConfigError, UsageError
 
@@ -81,7 +81,7 @@ def register(desk: typer.Typer) -> None:
         # faust reports Kafka being down, or a topic missing, as pages of its own traceback:
         # both are checked first, and said in one line. The topics' settings say how long
         # withdrawal markers must be kept (broker.desk._withdrawn_keep).
-        keep = asyncio.run(_preflight(kafka, party))
+        keep = run(_preflight(kafka, party))
         opts = FlagServiceOptions(
             party=party,
             kafka=kafka,

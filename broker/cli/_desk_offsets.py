@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from broker.cli._loop import run
 from broker.config import load_settings
 from broker.errors import TransportError, UsageError
 from broker.topics import deliver, desk_flags
@@ -79,7 +80,7 @@ def reset_offsets(party: As, no_replay_memory: NoMemory = False) -> None:
             if rewound.topic == deliver(party) and rewind_replay_memory(path, rewound):
                 typer.echo(f"{rewound.group}: replay memory {path} set back to {_at(rewound)}")
 
-    done = asyncio.run(rewind_groups(kafka_as(settings, party), party, first=memory_first))
+    done = run(rewind_groups(kafka_as(settings, party), party, first=memory_first))
     for rewound in done:
         typer.echo(f"{rewound.group}: reads {rewound.topic} again from {_at(rewound)}")
     typer.echo(f"start {party}'s desk: what it reads again and already holds is not stored twice")

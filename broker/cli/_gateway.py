@@ -24,11 +24,11 @@ def register(app: typer.Typer) -> None:
     def gateway(party: As, host: Host = None, port: Port = None) -> None:
         """Serve PARTY's HTTP publishing gateway: JSON contact events and consent records
         in, validated, sealed and published (bearer token: ACCORD_GATEWAY__TOKEN_FILE)."""
-        import asyncio
         import contextlib
 
         from broker.cli._common import kafka_as, keystore
         from broker.cli._logging import configure_logging
+        from broker.cli._loop import run
         from broker.gateway import GatewayRun, check_gateway, run_gateway
         from broker.webauth import loopback
 
@@ -51,5 +51,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"gateway of {run.party} at {run.url} (to {run.topic}) ; Ctrl-C stops it")
 
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_gateway(settings, party, keys, kafka, started=started))
+            run(run_gateway(settings, party, keys, kafka, started=started))
         typer.echo("gateway stopped")  # Ctrl-C or SIGTERM alike

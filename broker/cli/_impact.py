@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import os
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from broker.cli._loop import run
 from broker.config import load_settings
 from broker.errors import BundleInvalid, PolicyError, UsageError
 
@@ -193,10 +193,10 @@ def _impact(
         # The topics read: each record's key is checked as the worker checks it (unkeyed,
         # or under another id, is refused here too); not its partition (_impact_redecide).
         partitions: dict[str, int] = {}
-        events = asyncio.run(read_retained(kafka, topics, since_ms=since_ms, progress=advance,
-                                           partitions=partitions))  # fmt: skip
-        consents = asyncio.run(read_retained(kafka, [CONSENT], progress=advance,
-                                             partitions=partitions))  # fmt: skip
+        events = run(read_retained(kafka, topics, since_ms=since_ms, progress=advance,
+                                   partitions=partitions))  # fmt: skip
+        consents = run(read_retained(kafka, [CONSENT], progress=advance,
+                                     partitions=partitions))  # fmt: skip
         records = [*consents, *events]
         deciding = bar.add_task("deciding", total=len(records))
         tally = Tally()
@@ -211,7 +211,7 @@ def _impact(
     result.not_compared = tally.reasons()
     result.unversioned = tuple(unversioned)
     # Audited even when nothing was compared: every consent record was opened all the same.
-    chain = asyncio.run(record_impact(kafka, keys, result, by=login_name()))
+    chain = run(record_impact(kafka, keys, result, by=login_name()))
     if fmt is Format.json:
         typer.echo(json.dumps({**result.as_json(), "audit_chain": chain}, indent=2))
     else:

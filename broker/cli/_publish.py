@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from broker.cli._common import kafka_as, keystore
+from broker.cli._loop import run
 from broker.config import Settings, load_settings
 from broker.errors import UsageError
 
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         if not file.is_file():
             raise UsageError(f"{file}: no such file")
         settings = load_settings()
-        failed = asyncio.run(_publish(settings, party, file, from_line))
+        failed = run(_publish(settings, party, file, from_line))
         if failed:
             raise typer.Exit(1)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from broker.cli._common import kafka_as, keystore
+from broker.cli._loop import run
 from broker.config import Settings, load_settings
 from broker.errors import UsageError
 
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
         # A record that cannot be opened is logged: to stderr, never among the records.
         # aiokafka stays quiet: Kafka being down is one line (ours), as for one-shot commands.
         configure_logging("warning", library_logs=False)
-        asyncio.run(
+        run(
             _tail(
                 settings,
                 party,

@@ -355,7 +355,7 @@ async def abandon_consumer(consumer: Any, *, within: float) -> None:
 
 
 def quiet_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """An event-loop exception handler for long-running processes.
+    """An event-loop exception handler for long-running processes and the CLI's commands.
 
     Once a commit fails, aiokafka's sender leaves futures holding the same error behind;
     asyncio would print each with a traceback at exit, burying the one line that says why
@@ -366,7 +366,7 @@ def quiet_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     if isinstance(exc, KafkaError) and "never retrieved" in message:
         log.debug("kafka_future_unretrieved", error=type(exc).__name__)
         return
-    if _closed_tls_leftover(message, exc):
+    if _closed_tls_leftover(message, exc) or _late_close_notify(message, exc):
         log.debug("tls_connection_closed_late", error=type(exc).__name__)
         return
     loop.default_exception_handler(context)
@@ -384,4 +384,16 @@ def _closed_tls_leftover(message: str, exc: object) -> bool:
         message.startswith("Fatal error on SSL protocol")
         and isinstance(exc, RuntimeError)
         and "closed" in str(exc)
+    )
+
+
+def _late_close_notify(message: str, exc: object) -> bool:
+    """A future nobody awaited, failed because a broker's data reached a TLS connection
+    after this side had sent its close_notify: aiokafka closed the connection (a one-shot
+    command done with Kafka) while the broker was still sending, and nothing reads from it
+    any more. Nothing is lost; any other TLS error still goes to the default handler."""
+    return (
+        "never retrieved" in message
+        and isinstance(exc, ssl.SSLError)
+        and getattr(exc, "reason", None) == "APPLICATION_DATA_AFTER_CLOSE_NOTIFY"
     )

@@ -79,3 +79,35 @@ def test_it_is_a_valid_event_loop_exception_handler() -> None:
     finally:
         loop.close()
     assert [e["event"] for e in logs] == ["tls_connection_closed_late"]
+
+
+def _close_notify() -> ssl.SSLError:
+    err = ssl.SSLError(
+        1, "[SSL: APPLICATION_DATA_AFTER_CLOSE_NOTIFY] application data after close notify"
+    )
+    err.reason = "APPLICATION_DATA_AFTER_CLOSE_NOTIFY"
+    return err
+
+
+def test_a_future_never_retrieved_holding_a_late_close_notify_is_one_debug_line() -> None:
+    loop, logs = _handle(
+        {"message": "Future exception was never retrieved", "exception": _close_notify()}
+    )
+    assert loop.passed_on == []
+    assert logs == [
+        {"event": "tls_connection_closed_late", "error": "SSLError", "log_level": "debug"}
+    ]
+
+
+def test_a_late_close_notify_reported_otherwise_still_goes_to_asyncios_handler() -> None:
+    loop, logs = _handle({"message": "Fatal error on SSL protocol", "exception": _close_notify()})
+    assert len(loop.passed_on) == 1
+    assert logs == []
+
+
+def test_another_tls_error_never_retrieved_still_goes_to_asyncios_handler() -> None:
+    other = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    other.reason = "WRONG_VERSION_NUMBER"
+    loop, logs = _handle({"message": "Future exception was never retrieved", "exception": other})
+    assert len(loop.passed_on) == 1
+    assert logs == []
