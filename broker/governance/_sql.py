@@ -7,7 +7,6 @@ only in how they connect and open a transaction.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from broker.audit import AuditRecord, read_record
 from broker.errors import AuditError
 from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 from broker.governance._sql_received import RECEIVED_UNDECIDED, quarantined_receipts
+from broker.governance._sql_rows import SEVERAL_GROUNDS, agreements_of, refuse_newer, review_row
 from broker.governance._sql_write import write_batch
 from broker.governance._store import (
     ChainHead,
@@ -24,7 +24,6 @@ from broker.governance._store import (
     IndexBatch,
     NoticeRow,
     OverrideReview,
-    ReviewRow,
     StoredRow,
     VerifyRun,
     Window,
@@ -37,36 +36,6 @@ _ROW_COLUMNS = (
     "chain, seq, at, kind, event_id, party, outcome, reason, agreement_id, purpose, "
     "hash, prev_hash, body"
 )
-
-
-# A body whose grounds name two clauses or more: in canonical JSON (RFC 8785: keys sorted, no
-# spaces) each ground opens with "agreement_id", so this is found between two grounds and
-# nowhere else in a decision. Bound, not inlined: psycopg would read "%" as a placeholder.
-_SEVERAL_GROUNDS = '%},{"agreement_id":%'
-
-
-def _agreements(body: str) -> list[str | None]:
-    """The distinct agreements of a ``decided`` body's grounds, in order."""
-    grounds = json.loads(body).get("data", {}).get("grounds")
-    found = [g.get("agreement_id") for g in grounds or () if isinstance(g, dict)]
-    return list(dict.fromkeys(a for a in found if isinstance(a, str)))
-
-
-def _review_row(row: tuple[Any, ...]) -> ReviewRow:
-    """A ``SELECT event_id, party, reviewed_by, finding, reference, note, reviewed_at`` row."""
-    e, p, by, finding, ref, note, at = row[:7]
-    return str(e), str(p), str(by), str(finding), str(ref), str(note), str(at)
-
-
-def _refuse_newer(version: int, where: str) -> None:
-    """An index a newer Accord has migrated is not read or written by this one: its tables may
-    mean what this code does not know (a restored older image, a rollback after an upgrade)."""
-    if version > len(MIGRATIONS):
-        raise AuditError(
-            f"the audit index at {where} is at schema version {version}; this Accord knows "
-            f"{len(MIGRATIONS)}: upgrade Accord (an index a newer Accord has migrated is never "
-            "opened by an older one)"
-        )
 
 
 class SqlAuditStore:
@@ -135,7 +104,7 @@ class SqlAuditStore:
             raise AuditError(
                 f"cannot read the audit index at {where}: {type(exc).__name__}"
             ) from None
-        _refuse_newer(current, where)
+        refuse_newer(current, where)
         if current == len(MIGRATIONS):
             return
         if read_only:
@@ -165,7 +134,7 @@ class SqlAuditStore:
             self._lock_migrations()
             rows = self._q("SELECT MAX(version) FROM schema_version")
             current = int(rows[0][0] or 0)
-            _refuse_newer(current, where)  # a newer Accord migrated it since we looked
+            refuse_newer(current, where)  # a newer Accord migrated it since we looked
             for number, statements in enumerate(MIGRATIONS, start=1):
                 if number <= current:
                     continue
@@ -295,7 +264,7 @@ class SqlAuditStore:
                 for k, c, s in self._q("SELECT subject_key, chain, seq FROM audit_subjects")
             ],
             reviews=[
-                (_review_row(r), str(r[7]), int(r[8]))
+                (review_row(r), str(r[7]), int(r[8]))
                 for r in self._q(
                     "SELECT event_id, party, reviewed_by, finding, reference, note, "
                     "reviewed_at, chain, seq FROM override_reviews"
@@ -354,11 +323,11 @@ class SqlAuditStore:
             "agreement_id, party, outcome, reason, CASE WHEN body LIKE ? THEN body END AS "
             "several FROM audit_records WHERE kind = 'decided' AND at >= ? AND at < ?) d "
             "GROUP BY agreement_id, party, outcome, reason, several",
-            (_SEVERAL_GROUNDS, *window.bounds()),
+            (SEVERAL_GROUNDS, *window.bounds()),
         )
         counts: Counter[tuple[str | None, str, str, str | None]] = Counter()
         for a, p, o, r, body, n in rows:
-            for agreement in (_agreements(body) if body else None) or [a]:
+            for agreement in (agreements_of(body) if body else None) or [a]:
                 counts[(agreement, str(p), str(o), r)] += int(n)
         return [(*key, n) for key, n in counts.items()]
 
@@ -454,7 +423,7 @@ class SqlAuditStore:
         )
         if not rows:
             return None
-        e, p, by, finding, ref, note, at = _review_row(rows[0])
+        e, p, by, finding, ref, note, at = review_row(rows[0])
         when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         chain, seq = str(rows[0][7]), int(rows[0][8])
         return OverrideReview(e, p, by, finding, ref, note, when, chain, seq)
@@ -468,7 +437,7 @@ class SqlAuditStore:
         )
         out = []
         for row in rows:
-            e, p, by, finding, ref, note, at = _review_row(row)
+            e, p, by, finding, ref, note, at = review_row(row)
             out.append(
                 OverrideReview(e, p, by, finding, ref, note, parse_sql_time(at), str(row[7]),
                                int(row[8]))
