@@ -336,10 +336,28 @@ def _record_lookup(
     catch_up: bool = True,
 ) -> None:
     """Write the ``console_query`` record and, unless ``catch_up`` is False (a copy, opened
-    read-only), index it; nothing is shown if this fails."""
+    read-only), index it; nothing is shown if this fails.
+
+    The record goes to the live log, its chain going on from the head the configured index
+    has: a copy's head (older, or with that chain deleted) would fork the command line's
+    chain. A copy is therefore not shown where the configured index cannot be opened."""
+    from broker.cli._audit_verify import _configured_index
     from broker.governance import record_query
 
-    appender = _appender(settings, keys, store, host)
+    live = None
+    if not catch_up:
+        live = _configured_index(settings)
+        if live is None:
+            raise AuditError("--db names a copy, and the configured index (ACCORD_AUDIT_DB, or "
+                             "<ACCORD_HOME>/audit.db when unset) cannot be opened here, so the "
+                             "look-up could not be recorded in the audit log and nothing is "
+                             "shown; set ACCORD_AUDIT_DB to the live index's URL")  # fmt: skip
+    try:
+        appender = _appender(settings, keys, live if live is not None else store, host)
+    except BaseException:
+        if live is not None:
+            live.close()
+        raise
 
     async def write() -> None:
         try:
@@ -354,6 +372,9 @@ def _record_lookup(
     except (TransportError, AuditError) as exc:
         raise AuditError(f"the look-up could not be recorded in the audit log, so nothing is "
                          f"shown: {exc}") from None  # fmt: skip
+    finally:
+        if live is not None:
+            live.close()
     if catch_up:
         _index_once(settings, store)
 

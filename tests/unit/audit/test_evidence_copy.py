@@ -119,3 +119,39 @@ def test_an_index_opened_read_only_refuses_every_write(
         assert copy.count() == len(indexed)
     finally:
         copy.close()
+
+
+@pytest.mark.parametrize("argv", [SUBJECT, REPORT], ids=["subject", "report"])
+def test_a_copys_look_up_record_goes_on_from_the_live_indexs_chain_head(
+    argv: list[str], copy_db: Path, audit_db_url: str, catch_ups: list[AuditStore],
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Never from the copy's head: an older copy's would fork the command line's chain in the
+    live log."""
+    import broker.cli._audit
+
+    heads_from: list[object] = []
+    sink = RecordingSink()
+
+    def appender(_settings: object, _keys: object, index: AuditStore, _host: object) -> object:
+        heads_from.append(getattr(index, "path", None))
+        return sink
+
+    monkeypatch.setattr(broker.cli._audit, "_appender", appender)
+    code, _, err = run_cli([*argv, "--as", "ig.jo", "--db", f"sqlite:///{copy_db}"])
+    assert code == 0, err
+    assert heads_from == [Path(audit_db_url.removeprefix("sqlite:///"))]
+    assert sink.records  # the look-up is recorded
+
+
+@pytest.mark.parametrize("argv", [SUBJECT, REPORT], ids=["subject", "report"])
+def test_a_copy_is_not_shown_where_the_configured_index_cannot_be_opened(
+    argv: list[str], copy_db: Path, catch_ups: list[AuditStore], run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("ACCORD_AUDIT_DB", f"sqlite:///{tmp_path / 'nowhere.db'}")
+    code, out, err = run_cli([*argv, "--as", "ig.jo", "--db", f"sqlite:///{copy_db}"])
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1
+    assert "ACCORD_AUDIT_DB" in err
+    assert "nothing is shown" in err
