@@ -155,3 +155,22 @@ def test_a_copy_is_not_shown_where_the_configured_index_cannot_be_opened(
     assert err.count("\n") == 1
     assert "ACCORD_AUDIT_DB" in err
     assert "nothing is shown" in err
+
+
+def test_a_sar_from_a_copy_says_the_copy_was_verified_now_and_what_was_found(
+    copy_db: Path, indexed: list[AuditRecord], catch_ups: list[AuditStore], run_cli: Run,
+) -> None:  # fmt: skip
+    """Not "run 'accord audit verify' before sending": a copy keeps no verification, so the
+    instruction could never be met."""
+    argv = [*SUBJECT, "--as", "ig.jo", "--format", "html", "--db", f"sqlite:///{copy_db}"]
+    code, out, err = run_cli(argv)
+    assert code == 0, err
+    assert f"Audit log: this copy, verified now: intact, {len(indexed)} records in " in out
+    assert "run &#x27;accord audit verify&#x27; before sending" not in out
+    with sqlite3.connect(copy_db) as conn:
+        conn.execute("UPDATE audit_records SET body = REPLACE(body, 'early_help', 'early_hulp') "
+                     "WHERE chain = 'worker:w1' AND seq = 2")  # fmt: skip
+    conn.close()
+    code, out, err = run_cli(argv)
+    assert code == 0, err
+    assert "Audit log: this copy, verified now: BROKEN: audit chain &#x27;worker:w1&#x27; " in out
