@@ -27,6 +27,44 @@ __all__ = ["PostgresAuditStore", "SqliteAuditStore", "describe_url", "open_store
 log = structlog.get_logger("accord.audit")
 
 
+# SQLITE_READONLY and SQLITE_CANTOPEN (primary codes): what ``mode=ro`` gets on storage this
+# account cannot write to; a busy or locked database is not one of them.
+_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """``path`` opened so SQLite itself refuses every write (a copy kept as evidence stays as
+    it was: its bytes and its mode).
+
+    ``mode=ro`` first, not ``immutable``: a copy's ``-wal`` holds committed rows that must be
+    read. But a WAL database read with ``mode=ro`` needs its ``-shm`` (and ``-wal``) created
+    beside it, which storage this account cannot write to (a write-protected folder, a
+    read-only mount: the usual way evidence is kept) refuses. Then, with no rows in a ``-wal``
+    (everything is in the file), ``immutable=1`` reads the file alone, creating nothing; with
+    rows in a ``-wal``, which only ``mode=ro`` would read, it is refused in one line."""
+    where = quote(str(path.resolve()))
+    conn = sqlite3.connect(f"file:{where}?mode=ro", uri=True, isolation_level=None,
+                           check_same_thread=False)  # fmt: skip
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens it: may refuse
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
+            raise
+    else:
+        return conn
+    wal = path.with_name(f"{path.name}-wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        raise AuditError(
+            f"cannot open the audit index at {path} read-only: its folder cannot be written to "
+            f"(SQLite creates {path.name}-shm to read a WAL database) and {wal.name} holds rows "
+            "that only that way reads; copy the file and its -wal to a folder you can write "
+            "to, and name that copy with --db"
+        )
+    return sqlite3.connect(f"file:{where}?immutable=1", uri=True, isolation_level=None,
+                           check_same_thread=False)  # fmt: skip
+
+
 class SqliteAuditStore(SqlAuditStore):
     """The embedded default: one file, stdlib ``sqlite3``."""
 
@@ -38,11 +76,7 @@ class SqliteAuditStore(SqlAuditStore):
             raise AuditError(f"no audit index at {path}; run 'accord audit index' first")
         try:
             if read_only:
-                # SQLite itself refuses every write (a copy kept as evidence stays as it
-                # was: its bytes and its mode). ``mode=ro``, not ``immutable``: a copy's
-                # ``-wal`` holds committed rows that must be read.
-                uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                conn = _connect_read_only(path)
             else:
                 _make_private(path, create=create)
                 # Autocommit mode: transactions are opened explicitly, exactly where they belong.
