@@ -17,23 +17,29 @@ __all__ = ["REASON_MEANINGS", "reason_legend"]
 
 REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
     {
-        # A decision's reasons (docs/policy-language.md §7), most serious first.
+        # A decision's reasons (docs/policy-language.md §7), most serious first. A decision
+        # covers every child the information named, not only the one whose log this is: the
+        # consent reasons say so rather than blame this child's own consent.
         "party-inactive": (
-            "The organisation sending, receiving or recording it was suspended at the time."
+            "An organisation involved (the one sending or receiving it, or the one that"
+            " recorded a consent) was suspended when this was decided."
         ),
         "suppressed": (
-            'A "withhold all" rule applies: this kind of organisation is never sent this'
-            " kind of information."
+            'A "withhold all" rule applied: in these circumstances this kind of organisation'
+            " is sent none of this kind of information."
         ),
         "consent-withdrawn": (
-            "The child's latest consent for this purpose and organisation was withdrawn."
+            "For a child the information was about (this child or another named in it), the"
+            " latest consent recorded for this purpose and organisation was a withdrawal."
         ),
         "consent-refused": (
-            "The child's latest consent for this purpose and organisation was refused."
+            "For a child the information was about (this child or another named in it), the"
+            " latest consent recorded for this purpose and organisation was a refusal."
         ),
         "consent-missing": (
-            "The sharing agreement needs consent, and it had not been given for this purpose"
-            " and organisation."
+            "The sharing agreement needs consent for this purpose and organisation, and not"
+            " every child the information was about (this child or another named in it) had"
+            " given it."
         ),
         "condition-false": (
             "The sharing agreement applies only in certain circumstances (for example how"
@@ -43,10 +49,10 @@ REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
             "The sharing agreement that could have allowed it was suspended, or not in force"
             " on that date."
         ),
-        "no-agreement": "No sharing agreement allows this information to go to this organisation.",
+        "no-agreement": "No sharing agreement applied to sending this to this organisation.",
         "recipient-key-unavailable": (
-            "The organisation had no working encryption key, so nothing could be sent to it"
-            " securely."
+            "The rules would have allowed it, but the organisation had no working encryption"
+            " key, so nothing was sent to it."
         ),
         # An event that went to no one (docs/governance.md).
         "quarantined": (
@@ -54,8 +60,8 @@ REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
             " for the information governance officers."
         ),
         "no-recipient": (
-            "No sharing agreement sends this kind of information from this sender to anyone"
-            " for this child, so nothing about them was sent."
+            "Nothing in this information about this child was sent to anyone. The log does"
+            " not say more about why."
         ),
         # A consent record refused (docs/policy-language.md §5).
         "not-a-consent-authority": (

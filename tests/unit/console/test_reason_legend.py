@@ -72,3 +72,17 @@ def test_a_log_with_no_reason_code_has_no_legend() -> None:
 
 def test_every_reason_a_decision_or_a_consent_refusal_can_give_has_a_meaning() -> None:
     assert set(get_args(Reason)) | set(get_args(ConsentRefusal)) <= set(REASON_MEANINGS)
+
+
+def test_the_meanings_claim_no_more_than_the_log_knows() -> None:
+    """A decision covers every child the information named (docs/policy-language.md §7: "not
+    every child has given it"), so a consent reason is not said to be this child's own; and
+    no-recipient says only that nothing about the child went to anyone (docs/governance.md)."""
+    for code in ("consent-withdrawn", "consent-refused", "consent-missing"):
+        assert "this child or another named in it" in REASON_MEANINGS[code]
+        assert "The child's" not in REASON_MEANINGS[code]
+    assert "agreement" not in REASON_MEANINGS["no-recipient"]
+    assert REASON_MEANINGS["no-recipient"].startswith(
+        "Nothing in this information about this child"
+    )
+    assert "never" not in REASON_MEANINGS["suppressed"]  # a restriction has its conditions
