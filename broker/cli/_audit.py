@@ -268,7 +268,10 @@ def report(
         broken = store.broken_chains()
     finally:
         store.close()
-    typer.echo(report_json(rep, broken) if fmt is ReportFormat.JSON else report_text(rep))
+    if fmt is ReportFormat.JSON:
+        typer.echo(report_json(rep, broken, copy=copy))
+    else:
+        typer.echo(report_text(rep, copy=copy))
     warn_broken(broken)
 
 

@@ -166,9 +166,17 @@ def _html_page(
     )
 
 
-def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = ()) -> str:
+COPY_AS_IT_WAS = (
+    "made from a copy of the audit index (--db), shown as it was: not caught up from the "
+    "audit log, so anything logged since the copy was taken is missing"
+)
+
+
+def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = (), *,
+                copy: bool = False) -> str:  # fmt: skip
     """The report as JSON; ``broken_chains``: the chains the indexer found broken, whose
-    records past the break the report cannot count."""
+    records past the break the report cannot count; ``copy``: made from a copy, read as it
+    was (``index_role`` and ``caught_up`` say so, in every report: the shape stays)."""
 
     def iso(v: Any) -> Any:
         return v.isoformat() if v is not None else None
@@ -176,6 +184,8 @@ def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = ()) -> str
     data = {
         "since": iso(rep.since),
         "until": iso(rep.until),
+        "index_role": "copy" if copy else "configured",
+        "caught_up": not copy,
         "broken_chains": list(broken_chains),
         "decisions_total": rep.decisions_total,
         "decisions": [
@@ -226,10 +236,11 @@ def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = ()) -> str
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
-def report_text(rep: GovernanceReport) -> str:
+def report_text(rep: GovernanceReport, *, copy: bool = False) -> str:
     since = rep.since.isoformat() if rep.since else "the beginning"
     until = rep.until.isoformat() if rep.until else "now"
-    out = [f"Accord governance report: {since} to {until}", ""]
+    out = [f"Accord governance report: {since} to {until}"]
+    out += [f"This report was {COPY_AS_IT_WAS}.", ""] if copy else [""]
     out += ["Decisions by agreement, recipient and outcome"]
     out += [
         table(

@@ -174,3 +174,27 @@ def test_a_sar_from_a_copy_says_the_copy_was_verified_now_and_what_was_found(
     code, out, err = run_cli(argv)
     assert code == 0, err
     assert "Audit log: this copy, verified now: BROKEN: audit chain &#x27;worker:w1&#x27; " in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_a_report_from_a_copy_says_it_shows_the_copy_as_it_was(
+    fmt: str, copy_db: Path, audit_db_url: str, catch_ups: list[AuditStore], run_cli: Run,
+) -> None:  # fmt: skip
+    """Not caught up from the topic, so it may lack what was logged since: the output says so;
+    the configured index's says it is caught up."""
+    import json
+
+    argv = ["audit", "report", "--format", fmt, "--reason", "oversight", "--as", "ig.jo"]
+    code, out, err = run_cli([*argv, "--db", f"sqlite:///{copy_db}"])
+    assert code == 0, err
+    code, live, err = run_cli([*argv, "--db", audit_db_url])
+    assert code == 0, err
+    if fmt == "json":
+        assert (json.loads(out)["index_role"], json.loads(out)["caught_up"]) == ("copy", False)
+        assert (json.loads(live)["index_role"], json.loads(live)["caught_up"]) == (
+            "configured",
+            True,
+        )
+    else:
+        assert "made from a copy of the audit index (--db), shown as it was: not caught up" in out
+        assert "copy" not in live
