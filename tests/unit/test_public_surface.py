@@ -120,7 +120,8 @@ SURFACES = {
         "verify_records",
         "verify_store", "VerifyRun", "verify_and_keep", "ReviewStatus", "ReviewedOverride",
         "reviewed_overrides", "override_entry", "verification_state", "IndexView", "index_view",
-        "VerifiedHead", "describe_url", "same_index", "sqlite_file",
+        "VerifiedHead", "describe_url", "same_index", "sqlite_file", "REASON_MEANINGS",
+        "reason_legend",
     },
     "broker.ops": {
         "OK", "Check", "Heartbeat", "OpsServer", "Probe", "first_failure", "serving_ops",
