@@ -23,8 +23,7 @@ REPORT = ["audit", "report", "--format", "json", "--reason", "oversight"]
 @pytest.fixture
 def copy_db(indexed: list[AuditRecord], audit_db_url: str, tmp_path: Path) -> Path:
     """A copy of the indexed (configured) index, left readable by others as a copy may be."""
-    if not audit_db_url.startswith("sqlite:"):
-        pytest.skip("a file's bytes: SQLite")
+    assert audit_db_url.startswith("sqlite:"), "a file's bytes: its tests run on SQLite only"
     source = sqlite3.connect(audit_db_url.removeprefix("sqlite:///"))
     target = sqlite3.connect(tmp_path / "copy.db")
     try:
@@ -51,10 +50,15 @@ def catch_ups(monkeypatch: pytest.MonkeyPatch) -> list[AuditStore]:
     return caught
 
 
+# The tests of a copy's file run on SQLite only: PostgreSQL keeps no file to compare.
+_SQLITE = pytest.mark.parametrize("audit_db_url", ["sqlite"], indirect=True)
+
+
 def _state(path: Path) -> tuple[str, int]:
     return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mode & 0o777
 
 
+@_SQLITE
 @pytest.mark.parametrize(
     "argv",
     [[*SUBJECT, "--as", "ig.jo"], [*REPORT, "--as", "ig.jo"], ["audit", "verify"]],
@@ -91,6 +95,7 @@ def test_verifying_the_configured_index_still_keeps_its_result(
     assert store.last_verification() is not None
 
 
+@_SQLITE
 def test_a_copy_of_an_older_schema_is_refused_in_one_line_never_migrated(
     copy_db: Path, catch_ups: list[AuditStore], run_cli: Run,
 ) -> None:  # fmt: skip
@@ -121,6 +126,7 @@ def test_an_index_opened_read_only_refuses_every_write(
         copy.close()
 
 
+@_SQLITE
 @pytest.mark.parametrize("argv", [SUBJECT, REPORT], ids=["subject", "report"])
 def test_a_copys_look_up_record_goes_on_from_the_live_indexs_chain_head(
     argv: list[str], copy_db: Path, audit_db_url: str, catch_ups: list[AuditStore],
@@ -144,6 +150,7 @@ def test_a_copys_look_up_record_goes_on_from_the_live_indexs_chain_head(
     assert sink.records  # the look-up is recorded
 
 
+@_SQLITE
 @pytest.mark.parametrize("argv", [SUBJECT, REPORT], ids=["subject", "report"])
 def test_a_copy_is_not_shown_where_the_configured_index_cannot_be_opened(
     argv: list[str], copy_db: Path, catch_ups: list[AuditStore], run_cli: Run,
@@ -157,6 +164,7 @@ def test_a_copy_is_not_shown_where_the_configured_index_cannot_be_opened(
     assert "nothing is shown" in err
 
 
+@_SQLITE
 def test_a_sar_from_a_copy_says_the_copy_was_verified_now_and_what_was_found(
     copy_db: Path, indexed: list[AuditRecord], catch_ups: list[AuditStore], run_cli: Run,
 ) -> None:  # fmt: skip
@@ -176,6 +184,7 @@ def test_a_sar_from_a_copy_says_the_copy_was_verified_now_and_what_was_found(
     assert "Audit log: this copy, verified now: BROKEN: audit chain &#x27;worker:w1&#x27; " in out
 
 
+@_SQLITE
 @pytest.mark.parametrize("fmt", ["json", "table"])
 def test_a_report_from_a_copy_says_it_shows_the_copy_as_it_was(
     fmt: str, copy_db: Path, audit_db_url: str, catch_ups: list[AuditStore], run_cli: Run,

@@ -5,7 +5,6 @@ rows, and refused in one line, saying what to do, when it does (docs/governance.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -72,17 +71,3 @@ def test_a_copy_on_read_only_storage_whose_wal_holds_rows_is_refused_saying_what
     assert "\n" not in str(exc.value)
     assert "copy the file and its -wal to a folder you can write to" in str(exc.value)
     assert not any("immutable" in u for u in unwritable)  # its rows would go unread
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a 0555 folder")
-def test_a_copy_in_a_write_protected_folder_is_read(copy: Path, tmp_path: Path) -> None:
-    folder = copy.parent
-    folder.chmod(0o555)
-    try:
-        store = open_store(f"sqlite:///{copy}", home=tmp_path, create=False, read_only=True)
-        try:
-            assert store.count() == 0
-        finally:
-            store.close()
-    finally:
-        folder.chmod(0o755)
