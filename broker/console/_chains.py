@@ -21,7 +21,7 @@ NO_CHAIN = "(the index's derived tables)"
 
 def broken_chains(store: AuditStore, last: VerifyRun | None) -> set[str]:
     """The chains the indexer found broken, and the one the last verification failed on."""
-    broken = {name for name, head in store.heads().items() if head.broken_seq is not None}
+    broken = set(store.broken_chains())
     if last is not None and not last.ok:
         broken.add(last.chain or NO_CHAIN)
     return broken

@@ -316,7 +316,7 @@ def verification_state(store: AuditStore, *, logged: Iterable[datetime | None] =
     when the log recorded each entry listed; one after the verification's time is said to be
     not yet verified (one recorded before it but indexed after is not caught: the index
     keeps no time of indexing)."""
-    broken = sorted(c for c, h in store.heads().items() if h.broken_seq is not None)
+    broken = store.broken_chains()
     last = store.last_verification()
     parts = [f"the indexer found broken: {', '.join(broken)}"] if broken else []
     if last is None:
