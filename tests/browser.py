@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -41,3 +42,13 @@ def screenshot_dir() -> Path:
     out = root / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def server_logs(name: str) -> tuple[Path, Path]:
+    """New stdout and stderr files for one server a browser test starts, kept beside the
+    screenshots. Each call's are its own: two tests on two xdist workers once shared
+    ``console-stdout.log``, and one read the other's console URL and signed in there."""
+    out = screenshot_dir()
+    fd, stdout = tempfile.mkstemp(prefix=f"{name}-", suffix="-stdout.log", dir=out)
+    os.close(fd)
+    return Path(stdout), Path(stdout.removesuffix("-stdout.log") + "-stderr.log")

@@ -33,7 +33,7 @@ from broker.devkafka import EmbeddedKafka
 from broker.governance import read_topic, signed_chains
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
-from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
+from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir, server_logs
 from tests.e2e.playback import PROJECT_POLICIES, Harness, busiest_child, project_scenarios
 from tests.kafka_helpers import clients, kafka_env
 
@@ -73,8 +73,7 @@ def running_console(
     assert secret is not None, out
     # Files, not pipes: nobody reads a pipe while the test runs, and a full one (64 KiB of
     # warnings) would block the console mid-test.
-    out_path = screenshot_dir() / "console-stdout.log"
-    err_path = screenshot_dir() / "console-stderr.log"
+    out_path, err_path = server_logs("console")
     with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen(  # our own CLI
             [sys.executable, "-m", "broker", "console", "--port", "0",

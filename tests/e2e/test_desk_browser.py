@@ -53,7 +53,7 @@ from broker.policy import Policy
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from broker.webauth import TotpBox, UserFile
-from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir
+from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir, server_logs
 from tests.e2e.test_desk_flags import FlagService, window_ids
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, prepared, read_audit
 from tests.kafka_helpers import clients, kafka_env, settings_as
@@ -89,8 +89,7 @@ def running_desk(env: dict[str, str], party: str, user: str) -> Iterator[tuple[s
     out = accord(env, "desk", "add-user", "--as", party, user, "--password-stdin", stdin=PASSWORD)
     secret = re.search(r"^  secret: +([A-Z2-7]+)$", out, re.MULTILINE)
     assert secret is not None, out
-    out_path = screenshot_dir() / f"desk-{party}-stdout.log"
-    err_path = screenshot_dir() / f"desk-{party}-stderr.log"
+    out_path, err_path = server_logs(f"desk-{party}")
     with out_path.open("w") as out_fh, err_path.open("w") as err_fh:
         proc = subprocess.Popen(  # our own CLI
             [sys.executable, "-m", "broker", "desk", "--as", party, "--port", "0"],
