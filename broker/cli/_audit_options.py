@@ -120,8 +120,8 @@ Reference = Annotated[
     str | None,
     typer.Option(
         "--reference",
-        help="The IG case or ticket where your reasoning is kept (an identifier, not a note: "
-        "the audit log keeps no free text).",
+        help="The IG case or ticket where your reasoning is kept, by its case number (e.g. "
+        "IG-2026-0142: an identifier, not a note or a name; the audit log keeps no free text).",
     ),
 ]
 

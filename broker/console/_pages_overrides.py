@@ -74,10 +74,13 @@ def _review_refused(message: str, detail: dict[str, str]) -> tuple[str, str | No
 _REVIEW_FIELDS = ("--finding", "--reference")
 _REFERENCE_REMOVED = (
     "Review of event {0} to {1} not recorded: the reference you typed was removed (it may "
-    "hold a number about a person). Type it again as the IG case or ticket reference: up to "
-    "40 letters, digits and . _ / : -, never an NHS or telephone number, never a note."
+    "name a person or hold a number about one). Type it again as the IG case or ticket "
+    "reference, which carries its case number, e.g. IG-2026-0142: up to 40 letters, digits "
+    "and . _ / : -, never an NHS or telephone number, never a note or a name."
 )
-_REFERENCE_SHORT = "Up to 40 letters, digits and . _ / : -; no NHS or phone number"
+_REFERENCE_SHORT = (
+    "Up to 40 letters, digits and . _ / : -, with its case number; no NHS or phone number"
+)
 
 
 def register_override_pages(

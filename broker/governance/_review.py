@@ -34,9 +34,12 @@ class ReviewFinding(enum.StrEnum):
 
 
 # A reference to where the reasoning is kept (an IG case, a ticket): an identifier, never a
-# narrative (no spaces, 40 characters). It cannot tell a name written as an identifier
-# (Ruby.Holland) from a case number; the form and the help ask for the case or ticket number.
+# narrative (no spaces, 40 characters). A case or ticket reference always carries its number,
+# so one with no digit is refused: it is a name written as an identifier (Jane-Smith) or a
+# word, and the log must hold subject keys only. A name with a number in it (Ruby.Holland2)
+# still cannot be told from a case number; the form and the help ask for the case number.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
+_A_DIGIT = re.compile(r"[0-9]")
 # An NHS number or a telephone number however it is grouped (943-476-5919, 07700.900123,
 # 020-7946-0000, 20-7946-0000, IG/94/34/76/59/19), but not a case number such as
 # IG-2026-000123, whose ten digits are as many as an NHS number's. Each run of digit groups
@@ -106,8 +109,12 @@ def _is_ddmmyy(text: str) -> bool:
 
 def reference_acceptable(reference: str) -> bool:
     """Whether ``reference`` may go into the log as a review's reference (and be drawn again
-    on a refused form: one that is not might hold a number or a note about a person)."""
-    return bool(_REFERENCE.match(reference)) and not _holds_a_number(reference)
+    on a refused form: one that is not might hold a number, a name or a note about a person)."""
+    return (
+        bool(_REFERENCE.match(reference))
+        and bool(_A_DIGIT.search(reference))
+        and not _holds_a_number(reference)
+    )
 
 
 def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> ReviewFinding:
@@ -120,9 +127,10 @@ def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> Re
         raise UsageError("--finding: give justified or not-justified") from None
     if reference is not None and not reference_acceptable(reference):
         raise UsageError(
-            "--reference: give the IG case or ticket reference where your reasoning is kept "
-            "(up to 40 letters, digits and . _ / : -, never an NHS or telephone number "
-            "however it is grouped), never a note"
+            "--reference: give the IG case or ticket reference where your reasoning is kept, "
+            "which carries its case number, e.g. IG-2026-0142 (up to 40 letters, digits and "
+            ". _ / : -, never an NHS or telephone number however it is grouped), never a note "
+            "or a name"
         )
     return found
 

@@ -30,7 +30,13 @@ from broker.governance import (
     expiring_agreements,
     governance_report,
 )
-from broker.governance._review import ReviewFinding, check_review, check_reviewable, review_record
+from broker.governance._review import (
+    ReviewFinding,
+    check_review,
+    check_reviewable,
+    reference_acceptable,
+    review_record,
+)
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
@@ -242,6 +248,9 @@ def test_a_refused_review_does_not_repeat_the_event_id_or_recipient_typed(
         ("ig", "justified", "0800-123-456", "--reference"),  # ten digits, dialled
         ("ig", "justified", "20-7946-0000", "--reference"),  # London, printed after +44
         ("ig", "justified", "IG/20.3018.0000", "--reference"),
+        ("ig", "justified", "Jane-Smith", "--reference"),  # a name: no case number in it
+        ("ig", "justified", "smith", "--reference"),
+        ("ig", "justified", "IG-case", "--reference"),
     ],
 )
 def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
@@ -249,6 +258,20 @@ def test_a_review_is_a_finding_and_at_most_a_reference_never_free_text(
 ) -> None:
     with pytest.raises(UsageError, match=match):
         check_review(reviewed_by=by, finding=finding, reference=reference)
+
+
+@pytest.mark.parametrize("reference", ["Jane-Smith", "smith", "Ruby.Holland", "IG-case"])
+def test_a_reference_with_no_digit_is_refused_saying_a_reference_carries_its_case_number(
+    reference: str,
+) -> None:
+    """A case or ticket reference always has a number; one without is a name or a word."""
+    assert not reference_acceptable(reference)
+    with pytest.raises(UsageError, match="--reference") as refused:
+        check_review(reviewed_by="ig", finding="justified", reference=reference)
+    message = str(refused.value)
+    assert "carries its case number, e.g. IG-2026-0142" in message
+    assert reference not in message
+    assert reference_acceptable("IG-2026-0142")
 
 
 def _grouped(draw: st.DrawFn, digits: str) -> str:

@@ -54,6 +54,9 @@ NAMED = ["--given-name", "Amy", "--family-name", "Smith"]
         ([*REVIEW, "--as", "ig"], 2, "--finding"),
         ([*REVIEW, "--as", "ig", "--finding", "justified", "--reference", "Amy at risk"], 2,
          "--reference"),
+        # A name written as an identifier carries no case number: refused, and not echoed.
+        ([*REVIEW, "--as", "ig", "--finding", "justified", "--reference", "Amy-Smith"], 2,
+         "carries its case number, e.g. IG-2026-0142"),
         ([*REVIEW, "--as", "ig", "--finding", "justified", "--note", "Amy at risk"], 2, "--note"),
         ([*REVIEW, "--by", "ig", "--finding", "justified"], 2, "--by"),
         (["audit", "index", "--db", "postgresql://ig:s3cret@127.0.0.1:1/audit"], 1,
