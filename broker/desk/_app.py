@@ -89,6 +89,12 @@ class Desk(WebPages):
         return None
 
 
+def _record_it(form: Any) -> bool:
+    """A Record it form (its ``record`` field): the referral's or outcome's text went already
+    and is not lost; "type it again" would invite a second one (:mod:`broker.desk._record_sent`)."""
+    return form.get("record") is not None
+
+
 def create_desk_app(deps: DeskDeps) -> FastAPI:
     """The desk as an ASGI app (serve it with uvicorn; test it with a TestClient)."""
     from broker.desk._pages import register_pages  # noqa: PLC0415  # pages import this module
@@ -103,7 +109,10 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
 
     own = resources.files("broker.desk").joinpath("static/desk.css").read_text("utf-8")
     # /metrics is read by Prometheus, not a person: its 404 and 405 stay JSON.
-    add_page_basics(app, desk, name="desk", log=log, css=own, api_paths=("/metrics",))
+    add_page_basics(
+        app, desk, name="desk", log=log, css=own, api_paths=("/metrics",),
+        already_sent=_record_it,
+    )  # fmt: skip
 
     @app.get("/metrics")
     async def metrics() -> Response:

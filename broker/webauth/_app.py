@@ -7,7 +7,7 @@ rules); and the session-timeout warning's script, keep-alive and status (:mod:`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from importlib import resources
 from typing import Any
@@ -159,7 +159,9 @@ class WebPages:
         )  # fmt: skip
 
 
-async def _losing_typed_text(request: Request, guard: Guard) -> bool:
+async def _losing_typed_text(
+    request: Request, guard: Guard, already_sent: Callable[[Any], bool] | None
+) -> bool:
     """Whether ``request`` is a form post, with text typed into it, that no session will
     take (so the page will send it to sign in). Only the fact is kept, never the text. The
     body read here is the one the page reads (Starlette hands it on)."""
@@ -172,7 +174,7 @@ async def _losing_typed_text(request: Request, guard: Guard) -> bool:
         form = await read_form(request)
     except HTTPException:  # a form beyond the bounds: the page refuses it, nothing is lost
         return False
-    return typed_something(form)
+    return typed_something(form, already_sent=already_sent)
 
 
 def _not_a_page(exc: HTTPException, name: str) -> tuple[str, str] | None:
@@ -199,11 +201,14 @@ def add_page_basics(
     log: FilteringBoundLogger,
     css: str = "",
     api_paths: Sequence[str] = (),
+    already_sent: Callable[[Any], bool] | None = None,
 ) -> None:
     """Host names, headers, body bound and error pages on ``app``; ``GET /static/<name>.css``
     serves the shared stylesheet followed by ``css``, the app's own rules. ``api_paths``
     (``/metrics``) answer a 404 or 405 as before, in JSON, for the programs that read them;
-    every other path with a page."""
+    every other path with a page. ``already_sent``: which of the app's forms, posted with no
+    session, lost nothing typed, their text having gone already (the sign-in page then does
+    not ask for it again)."""
     stylesheet = resources.files("broker.webauth").joinpath("static/accord.css").read_text("utf-8")
     if css:
         stylesheet += "\n" + css
@@ -218,7 +223,7 @@ def add_page_basics(
         elif request.method == "POST" and (refusal := bad_body(request)) is not None:
             response = refusal
         else:
-            lost = await _losing_typed_text(request, pages.guard)
+            lost = await _losing_typed_text(request, pages.guard, already_sent)
             asked = _REQUEST.set(request)
             try:
                 with page_of(request):

@@ -13,6 +13,7 @@ only says that it was not saved.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
@@ -63,11 +64,11 @@ def form_page(request: Request) -> str | None:
     return safe_next(parent or path)
 
 
-def typed_something(form: Any) -> bool:
-    """Whether a posted form held text a person typed (whose loss is worth saying)."""
-    if form.get("record") is not None:
-        # A desk's Record it form: its text went already and is not lost; "type it again"
-        # would invite a second referral (broker.desk._record_sent).
+def typed_something(form: Any, *, already_sent: Callable[[Any], bool] | None = None) -> bool:
+    """Whether a posted form held text a person typed (whose loss is worth saying).
+    ``already_sent``, the app's own: True for a form whose text went already, so nothing is
+    lost and "type it again" would be wrong (a desk's Record it: a second referral)."""
+    if already_sent is not None and already_sent(form):
         return False
     return any(isinstance(v, str) and v.strip() for k, v in form.multi_items() if k in FREE_TEXT)
 

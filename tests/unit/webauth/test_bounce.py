@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from starlette.datastructures import FormData
 from starlette.requests import Request
 
-from broker.webauth._bounce import bounce_location, form_page, safe_next
+from broker.webauth._bounce import bounce_location, form_page, safe_next, typed_something
 
 
 def request(method: str, path: str, *, query: str = "", referer: str | None = None) -> Request:
@@ -61,3 +62,11 @@ def test_the_sign_in_address_carries_the_page_and_says_when_typed_text_was_lost(
     bounced = request("POST", "/child/c-1/decide")
     assert bounce_location(bounced, lost=True) == "/login?next=%2Fchild%2Fc-1&lost=1"
     assert bounce_location(request("GET", "/"), lost=False) == "/login"
+
+
+def test_a_form_with_a_record_field_is_typed_text_unless_the_app_says_it_was_sent_already() -> None:
+    """Which forms lost nothing (a desk's Record it) is the app's to say, not the bounce's."""
+    form = FormData([("csrf", "t"), ("reason", "Needs a hub."), ("record", "signed")])
+    assert typed_something(form)
+    assert not typed_something(form, already_sent=lambda f: f.get("record") is not None)
+    assert not typed_something(FormData([("csrf", "t"), ("reason", " ")]))
