@@ -29,8 +29,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from broker.desk._app import Desk
-from broker.desk._record_sent import Retries, referral_recorder
+from broker.desk._page_kit import PageKit
+from broker.desk._record_sent import Retries, referral_fields, referral_recorder
 from broker.desk._resend import altered, not_again
 from broker.desk._show import local_time, person_name
 from broker.desk._store import (
@@ -42,7 +42,7 @@ from broker.desk._store import (
     StoredRecord,
 )
 from broker.desk._work import child_subject, referral_event
-from broker.errors import AccordError, AlreadySettled, RecordedAlready, StoreBusy
+from broker.errors import AlreadySettled, RecordedAlready, StoreBusy
 from broker.webauth import Flash, Session, form_field, refused_in_place
 
 __all__ = ["outcomes_of", "register_child_pages", "unfinished", "written"]
@@ -57,6 +57,9 @@ _MAX_FLAGS_SETTLED = 12
 _BUSY = "The desk's database is busy (another desk process is holding it): nothing was recorded."
 
 TeamForm = Callable[[Request, str], Awaitable[tuple[Session, str, Any, str] | Response]]
+#: Sends a referral or outcome (session, publisher, event, what, its text; its form's address,
+#: fields and what to check): None once sent, else its not-sent page.
+Publish = Callable[..., Awaitable[HTMLResponse | None]]
 #: The re-send token's check (form, its address, user, its content as posted): whether it is
 #: good (or absent) and the event id it carries.
 Resent = Callable[[Any, str, str, Sequence[tuple[str, str]]], tuple[bool, str | None]]
@@ -167,16 +170,15 @@ class _Turns:
 
 def register_child_pages(  # noqa: PLR0915  # one route each
     app: FastAPI,
-    desk: Desk,
+    kit: PageKit,
     *,
-    signed_in: Callable[[Request], Session | None],
-    acknowledged: Callable[[Sequence[StoredRecord], str], Awaitable[bool]],
-    no_ack: Callable[[], HTMLResponse],
     team_form: TeamForm,
     resent: Resent,
     not_sent: Callable[..., HTMLResponse],
+    publish: Publish,
     retries: Retries,
 ) -> None:
+    desk = kit.desk
     deps = desk.deps
     store = deps.store
     turns = _Turns()
@@ -229,7 +231,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         )  # fmt: skip
         return desk.redirect(f"/child/{child}", session)
 
-    record_sent, keep_recording = referral_recorder(
+    record_sent, unrecorded = referral_recorder(
         desk, retries=retries, turns=turns, valid_id=_ID.fullmatch, settle=settle_what_is_left,
         sent_but_settled=sent_but_settled, not_sent=not_sent, written=written,
     )  # fmt: skip
@@ -261,8 +263,8 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         # not hold the NHS number): shown with its referral, so acknowledged with the rest.
         shown = {r.event_id: r for r in [*records, *household]}
         shown.update({o.event_id: o for _, outcomes in referrals for o in outcomes})
-        if not await acknowledged(list(shown.values()), session.user or ""):
-            return no_ack()
+        if not await kit.acknowledged(list(shown.values()), session.user or ""):
+            return kit.no_ack()
         by_agency: dict[str, list[StoredRecord]] = {}
         for r in records:
             by_agency.setdefault(r.sender, []).append(r)
@@ -299,7 +301,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
 
     @app.get("/child/{child}", response_class=HTMLResponse)
     async def child_page(request: Request, child: str, flag: str | None = None) -> Response:
-        session = signed_in(request)
+        session = kit.signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
         if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
@@ -310,7 +312,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
 
     @app.get("/flag/{flag_id}")
     async def flag_page(request: Request, flag_id: str) -> Response:
-        session = signed_in(request)
+        session = kit.signed_in(request)
         if session is None:
             return desk.redirect("/login")
         found = store.flag(flag_id) if _ID.fullmatch(flag_id) else None
@@ -332,7 +334,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         # The flags ticked on the form, and only this child's: an id carried over from
         # another child's page, or posted, settles nothing.
         posted = [v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)]
-        fields = [("action", action), ("reason", reason), *(("flag", f) for f in posted)]
+        fields = referral_fields(action, reason, posted)
         good, again = resent(form, page, user, fields)
         check = "ask the hub whether it arrived"
 
@@ -380,7 +382,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
             settles = [f.flag_id for f in ticked_flags if not f.withdrawn]
             withdrawn = len(ticked_flags) - len(settles)
             # What a not-sent page's button sends again: the flags this decision settles.
-            resend = [("action", action), ("reason", reason), *(("flag", f) for f in settles)]
+            resend = referral_fields(action, reason, settles)
             now = deps.clock()
             published = None
             if action == "refer":
@@ -418,14 +420,12 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                     )
                 if again:  # the same event as the attempt given up on (broker.desk._resend)
                     event["event_id"], event["reference"] = again, f"DESK-{again[:8].upper()}"
-                try:
-                    await deps.publisher.publish(event)
-                except AccordError as exc:
-                    log.error("desk_referral_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
-                    return not_sent(
-                        session, exc, "referral", reason, action=page,
-                        event_id=event["event_id"], check=check, fields=resend,
-                    )  # fmt: skip
+                unsent = await publish(
+                    session, deps.publisher, event, "referral", reason, action=page,
+                    fields=resend, check=check,
+                )  # fmt: skip
+                if unsent is not None:
+                    return unsent
                 published = event["event_id"]
             record = partial(
                 store.decide, action=action, reason=reason, by=user, at=now, child=child,
@@ -443,14 +443,9 @@ def register_child_pages(  # noqa: PLR0915  # one route each
             except StoreBusy:  # another desk process holds the database: nothing recorded
                 if published is None:
                     return refused(f"{_BUSY} Try again in a moment.", status=503)
-                log.error("desk_referral_sent_not_recorded", event_id=published)  # noqa: TRY400  # the event id is all it needs
-                keep_recording(
-                    child=child, event_id=published, action=action, reason=reason, by=user,
-                    sent_at=now, settles=settles,
-                )  # fmt: skip
-                return not_sent(
-                    session, None, "referral", reason, action=page, event_id=published,
-                    check=check, fields=resend, cause="unrecorded", sent_at=now,
+                return unrecorded(
+                    session, child=child, event_id=published, action=action, reason=reason,
+                    by=user, sent_at=now, settles=settles,
                 )  # fmt: skip
             if published and taken:
                 return sent_but_settled(session, child, published, settles, taken)

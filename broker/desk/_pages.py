@@ -20,13 +20,15 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from broker.desk._app import NOT_CONFIRMED, Desk
+from broker.desk._app import Desk
 from broker.desk._child_pages import outcomes_of, register_child_pages, unfinished, written
+from broker.desk._deps import EventPublisher
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notice_pages import register_notice_pages
 from broker.desk._notices import LateNotices, desk_notices
-from broker.desk._purpose import by_purpose, purpose_of
+from broker.desk._page_kit import PageKit
+from broker.desk._purpose import purpose_of
 from broker.desk._record_pages import register_record_pages
 from broker.desk._record_sent import Retries, outcome_recorder
 from broker.desk._resend import (
@@ -61,10 +63,6 @@ _WITHDRAWN = (
 )
 
 
-class _NoAck(Exception):
-    """An acknowledgement could not be sent: the page shows nothing."""
-
-
 def _answered(store: DeskStore, referral: str) -> bool:
     return any(d.action in HUB_OUTCOMES for d in store.decisions(subject_event=referral))
 
@@ -83,32 +81,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
     if deps.kind == "school":
         deps.registry.register(LateNotices(desk))
 
-    def signed_in(request: Request) -> Session | None:
-        session = desk.session(request)
-        return session if session is not None and session.user else None
-
-    async def viewed(records: Sequence[StoredRecord], user: str) -> None:
-        # Each record for what it was shared for (._purpose): one bounded send per purpose,
-        # all recorded or none (then nothing is shown), or SendUnconfirmed (shown nothing; may
-        # yet be recorded: broker.sdk._bounded). A later send failing leaves the earlier ones
-        # recorded and nothing shown: the log may say more was viewed than was, never less.
-        shown = [r for r in records if not r.hidden]
-        for purpose, group in by_purpose(shown).items():
-            try:
-                await deps.acks.acknowledge_all(
-                    [r.event_id for r in group], by=user, purpose=purpose
-                )
-            except AccordError as exc:
-                log.error("desk_ack_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
-                raise _NoAck from exc
-
-    def no_ack() -> HTMLResponse:
-        return desk.refused(
-            # True whether Kafka refused it or may yet commit it (SendUnconfirmed).
-            "The broker did not confirm that it recorded your access, so the record is not "
-            "shown. Try again in a moment.",
-            status=503, title=NOT_CONFIRMED, page_error=True,
-        )  # fmt: skip
+    kit = PageKit(desk)
 
     def not_sent(
         session: Session, exc: AccordError | None, what: str, text: str, *,
@@ -157,7 +130,24 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             ),
         )  # fmt: skip
 
-    record_sent, keep_recording = outcome_recorder(desk, retries=retries, not_sent=not_sent)
+    async def publish(
+        session: Session, publisher: EventPublisher, event: dict[str, Any], what: str,
+        text: str, *, action: str, fields: Sequence[tuple[str, str]], check: str,
+    ) -> HTMLResponse | None:  # fmt: skip
+        """Sends a referral or outcome (``what``) from its form (``action``): None once sent,
+        else its not-sent page."""
+        try:
+            await publisher.publish(event)
+        except AccordError as exc:
+            # desk_referral_failed, desk_outcome_failed
+            log.error(f"desk_{what}_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
+            return not_sent(
+                session, exc, what, text, action=action, event_id=event["event_id"],
+                fields=fields, check=check,
+            )  # fmt: skip
+        return None
+
+    record_sent, unrecorded = outcome_recorder(desk, retries=retries, not_sent=not_sent)
 
     def stale(request: Request, session: Session, form: Any) -> Response:
         """The answer to a form whose CSRF token is not the session's. A not-sent page's
@@ -232,14 +222,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         )
         return found is not None, found
 
-    async def checked_form(request: Request, session: Session) -> Any | None:
-        form = await read_form(request)
-        return form if session.csrf_ok(form_field(form, "csrf")) else None
-
     async def team_form(request: Request, child: str) -> tuple[Session, str, Any, str] | Response:
         """A team's form about ``child``: session, person, form and the child's current key
         (a page may predate a re-keying); or the answer instead (sign in, stale, no page)."""
-        session = signed_in(request)
+        session = kit.signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
         form = await read_form(request)
@@ -249,17 +235,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             return desk.refused("No such page.", status=404, title="Page not found")
         return session, session.user, form, store.current_child(child)
 
-    def named(event_id: str, kind: str, event_type: str) -> StoredRecord | None:
-        """The record a page's address names, if this desk is a ``kind``'s and the record
-        an ``event_type``; None for anything else, so every miss looks the same."""
-        record = store.record(event_id) if _ID.fullmatch(event_id) else None
-        if deps.kind != kind or record is None or record.event_type != event_type:
-            return None
-        return record
-
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
-        session = signed_in(request)
+        session = kit.signed_in(request)
         if session is None:
             return desk.redirect("/login")
         if deps.kind == "coordinating_team":
@@ -297,10 +275,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
     ) -> Response:  # fmt: skip
         """The referral's page, acknowledged as viewed first; ``typed``: a refused outcome's
         form as it was posted, drawn again with ``errors``."""
-        try:
-            await viewed([record], session.user or "")
-        except _NoAck:
-            return no_ack()
+        if not await kit.acknowledged([record], session.user or ""):
+            return kit.no_ack()
         return desk.render(
             "referral.html", session, status=status, errors=errors, typed=typed,
             title="Referral", record=record, outcomes=HUB_OUTCOMES, names=deps.party_names,
@@ -309,25 +285,23 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
 
     @app.get("/referral/{event_id}", response_class=HTMLResponse)
     async def referral_page(request: Request, event_id: str) -> Response:
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        record = named(event_id, "hub", REFERRAL_TYPE)
-        if record is None:
-            return desk.refused("No such referral.", status=404, title="Referral not found")
+        got = kit.named_page(request, event_id, "referral", kind="hub", event_type=REFERRAL_TYPE)
+        if isinstance(got, Response):
+            return got
+        session, _, record = got
         return await referral_view(session, record)
 
     @app.post("/referral/{event_id}/outcome")
     async def record_outcome(request: Request, event_id: str) -> Response:  # noqa: PLR0911, PLR0912  # each refusal its own page
-        session = signed_in(request)
+        session = kit.signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
         form = await read_form(request)
         if not session.csrf_ok(form_field(form, "csrf")):
             return stale(request, session, form)
-        record = named(event_id, "hub", REFERRAL_TYPE)
-        if record is None:
-            return desk.refused("No such referral.", status=404, title="Referral not found")
+        record = kit.named(event_id, "referral", kind="hub", event_type=REFERRAL_TYPE)
+        if isinstance(record, Response):
+            return record
         page = f"/referral/{event_id}/outcome"
         outcome = form_field(form, "outcome") or ""
         typed_summary = form_field(form, "summary") or ""
@@ -407,14 +381,12 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             )
             if again:  # the same event as the attempt given up on (broker.desk._resend)
                 event["event_id"] = again
-            try:
-                await deps.publisher.publish(event)
-            except AccordError as exc:
-                log.error("desk_outcome_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
-                return not_sent(
-                    session, exc, "outcome", summary, action=page,
-                    event_id=event["event_id"], fields=fields, check=check,
-                )  # fmt: skip
+            unsent = await publish(
+                session, deps.publisher, event, "outcome", summary, action=page, fields=fields,
+                check=check,
+            )  # fmt: skip
+            if unsent is not None:
+                return unsent
             try:
                 store.decide(
                     action=outcome, reason=summary, by=session.user, at=now,
@@ -426,14 +398,9 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                     fresh=True,
                 )  # fmt: skip
             except StoreBusy:  # another desk process holds the database
-                log.error("desk_outcome_sent_not_recorded", event_id=event["event_id"])  # noqa: TRY400  # the event id is all it needs
-                keep_recording(
-                    referral=event_id, event_id=event["event_id"], outcome=outcome,
+                return unrecorded(
+                    session, referral=event_id, event_id=event["event_id"], outcome=outcome,
                     summary=summary, by=session.user, sent_at=now,
-                )  # fmt: skip
-                return not_sent(
-                    session, None, "outcome", summary, action=page, event_id=event["event_id"],
-                    fields=fields, check=check, cause="unrecorded", sent_at=now,
                 )  # fmt: skip
         finally:
             answering.discard(event_id)
@@ -442,23 +409,10 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         )
         return desk.redirect(f"/referral/{event_id}", session)
 
-    async def acknowledged(records: Sequence[StoredRecord], user: str) -> bool:
-        try:
-            await viewed(records, user)
-        except _NoAck:
-            return False
-        return True
-
     register_child_pages(
-        app, desk, signed_in=signed_in, acknowledged=acknowledged, no_ack=no_ack,
-        team_form=team_form, resent=resent, not_sent=not_sent, retries=retries,
+        app, kit, team_form=team_form, resent=resent, not_sent=not_sent, publish=publish,
+        retries=retries,
     )  # fmt: skip
     register_flag_close(app, desk, team_form=team_form)
-    register_notice_pages(
-        app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,
-        no_ack=no_ack, named=named,
-    )  # fmt: skip
-    register_record_pages(
-        app, desk, signed_in=signed_in, checked_form=checked_form, acknowledged=acknowledged,
-        no_ack=no_ack,
-    )  # fmt: skip
+    register_notice_pages(app, kit)
+    register_record_pages(app, kit)

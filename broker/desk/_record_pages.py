@@ -22,15 +22,15 @@ record, lest "No record found" read as "no agency has told us anything".
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from broker.desk._app import Desk
 from broker.desk._flag import child_key
+from broker.desk._page_kit import PageKit
 from broker.desk._purpose import purpose_of
 from broker.desk._stored import StoredRecord
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE
@@ -46,23 +46,11 @@ PAGE_SIZE = 50
 REFERENCE_LIMIT = 200
 # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
 _PAGE = re.compile(r"[0-9]{1,6}")
-_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _MAX_REFERENCE = 200
 
-#: Sends the acknowledgements of the records a page shows, each for what it was shared for
-#: (one send per purpose): False if they could not all be sent.
-Acknowledged = Callable[[Sequence[StoredRecord], str], Awaitable[bool]]
 
-
-def register_record_pages(
-    app: FastAPI,
-    desk: Desk,
-    *,
-    signed_in: Callable[[Request], Session | None],
-    checked_form: Callable[[Request, Session], Awaitable[Any | None]],
-    acknowledged: Acknowledged,
-    no_ack: Callable[[], HTMLResponse],
-) -> None:
+def register_record_pages(app: FastAPI, kit: PageKit) -> None:
+    desk = kit.desk
     deps = desk.deps
     store = deps.store
 
@@ -92,7 +80,7 @@ def register_record_pages(
 
     @app.get("/records", response_class=HTMLResponse)
     async def records_page(request: Request, page: str = "1") -> Response:
-        session = signed_in(request)
+        session = kit.signed_in(request)
         if session is None:
             return desk.redirect("/login")
         number = int(page) if _PAGE.fullmatch(page) else 1
@@ -102,13 +90,10 @@ def register_record_pages(
         )
 
     @app.post("/records/search", response_class=HTMLResponse)
-    async def search(request: Request) -> Response:  # noqa: PLR0911  # each refusal its own page
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        form = await checked_form(request, session)
-        if form is None:
-            return desk.stale_form(request)
+    async def search(request: Request) -> Response:
+        if isinstance(got := await kit.signed_form(request), Response):
+            return got
+        session, user, form = got
         reference = (form_field(form, "reference") or "").strip()[:_MAX_REFERENCE]
         typed = (form_field(form, "nhs_number") or "").strip()
 
@@ -126,7 +111,7 @@ def register_record_pages(
                 return refused("Give a reference or an NHS number to search for.", "reference")
             found = store.records_with_reference(reference, limit=REFERENCE_LIMIT)
             cut_short = len(found) > REFERENCE_LIMIT  # the list stops short of them all
-            log.info("desk_records_search", by=session.user, by_nhs_number=False,
+            log.info("desk_records_search", by=user, by_nhs_number=False,
                      found=len(found[:REFERENCE_LIMIT]), cut_short=cut_short)  # fmt: skip
             return listing(session, found[:REFERENCE_LIMIT], heading="Records with that reference",
                            searched=True, cut_short=cut_short, by="reference",
@@ -142,9 +127,9 @@ def register_record_pages(
             found = [r for r in found if (r.reference or "").upper() == reference.upper()]
         found.sort(key=lambda r: (r.decided_at, r.event_id), reverse=True)
         # Each record for what it was shared for, as on opening it (broker.desk._purpose).
-        if not await acknowledged(found, session.user):
-            return no_ack()
-        log.info("desk_records_search", by=session.user, by_nhs_number=True, found=len(found))
+        if not await kit.acknowledged(found, user):
+            return kit.no_ack()
+        log.info("desk_records_search", by=user, by_nhs_number=True, found=len(found))
         timeline = deps.kind == "coordinating_team" and bool(found)
         return listing(
             session, found, heading="Records about that NHS number", searched=True,
@@ -154,15 +139,12 @@ def register_record_pages(
 
     @app.get("/record/{event_id}", response_class=HTMLResponse)
     async def record_page(request: Request, event_id: str) -> Response:
-        session = signed_in(request)
-        if session is None or session.user is None:
-            return desk.redirect("/login")
-        record = store.record(event_id) if _ID.fullmatch(event_id) else None
-        if record is None:
-            return desk.refused("No such record.", status=404, title="Record not found")
+        if isinstance(got := kit.named_page(request, event_id, "record"), Response):
+            return got
+        session, user, record = got
         purpose = purpose_of(record)
-        if not await acknowledged([record], session.user):
-            return no_ack()
+        if not await kit.acknowledged([record], user):
+            return kit.no_ack()
         children = []
         if deps.kind == "coordinating_team" and not record.hidden:
             keys = store.children_of(event_id)

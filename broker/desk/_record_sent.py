@@ -29,7 +29,14 @@ from broker.desk._store import HUB_OUTCOMES
 from broker.errors import RecordedAlready, StoreBusy
 from broker.webauth import Session, form_field
 
-__all__ = ["RETRY_FOR_SECONDS", "RETRY_SECONDS", "Retries", "outcome_recorder", "referral_recorder"]
+__all__ = [
+    "RETRY_FOR_SECONDS",
+    "RETRY_SECONDS",
+    "Retries",
+    "outcome_recorder",
+    "referral_fields",
+    "referral_recorder",
+]
 
 log = structlog.get_logger("accord.desk")
 
@@ -82,16 +89,19 @@ def referral_recorder(
     settle: Callable[..., list[str]],
     sent_but_settled: Callable[[Session, str, str, Sequence[str], Sequence[str]], Response],
     not_sent: Callable[..., HTMLResponse], written: Callable[[str], str],
-) -> tuple[RecordReferral, Callable[..., None]]:  # fmt: skip
+) -> tuple[RecordReferral, Callable[..., HTMLResponse]]:  # fmt: skip
     """Record it for a referral (``POST /child/<child>/decide`` with a ``record`` field), and
-    what starts the background retry for one (``keep_recording``)."""
+    the answer to one the busy database did not take (``unrecorded``)."""
     deps = desk.deps
     store = deps.store
 
-    def keep_recording(
-        *, child: str, event_id: str, action: str, reason: str, by: str, sent_at: datetime,
-        settles: Sequence[str],
-    ) -> None:  # fmt: skip
+    def unrecorded(
+        session: Session, *, child: str, event_id: str, action: str, reason: str, by: str,
+        sent_at: datetime, settles: Sequence[str],
+    ) -> HTMLResponse:  # fmt: skip
+        """A referral sent but not recorded: logged, tried again in the background, and its
+        page, whose button records it."""
+        log.error("desk_referral_sent_not_recorded", event_id=event_id)
         record = partial(
             store.decide, action=action, reason=reason, by=by, at=sent_at, child=child,
             published_event=event_id,
@@ -103,12 +113,18 @@ def referral_recorder(
                     log.warning("desk_referral_sent_flags_settled", event_id=event_id)
 
         retries.start(event_id, attempt)
+        page = f"/child/{child}/decide"
+        return not_sent(
+            session, None, "referral", reason, action=page, event_id=event_id,
+            check="ask the hub whether it arrived", fields=referral_fields(action, reason, settles),
+            cause="unrecorded", sent_at=sent_at,
+        )  # fmt: skip
 
     async def record_referral(session: Session, user: str, form: Any, child: str) -> Response:
         page = f"/child/{child}/decide"
         action, reason = form_field(form, "action") or "", written(form_field(form, "reason") or "")
         settles = [v for v in form.getlist("flag") if isinstance(v, str) and valid_id(v)]
-        fields = [("action", action), ("reason", reason), *(("flag", f) for f in settles)]
+        fields = referral_fields(action, reason, settles)
         got = recorded_id(
             deps.device_key, form_field(form, "record"), party=deps.party, form=page, user=user,
             fields=fields, sent=form_field(form, "sent"),
@@ -130,15 +146,9 @@ def referral_recorder(
                 )
                 return desk.redirect(f"/child/{child}", session)
             except StoreBusy:  # still: the same page, as true as it was
-                log.error("desk_referral_sent_not_recorded", event_id=sent)  # noqa: TRY400  # the event id is all it needs
-                keep_recording(
-                    child=child, event_id=sent, action=action, reason=reason, by=user,
+                return unrecorded(
+                    session, child=child, event_id=sent, action=action, reason=reason, by=user,
                     sent_at=sent_at, settles=settles,
-                )  # fmt: skip
-                return not_sent(
-                    session, None, "referral", reason, action=page, event_id=sent,
-                    check="ask the hub whether it arrived", fields=fields, cause="unrecorded",
-                    sent_at=sent_at,
                 )  # fmt: skip
         if taken:
             return sent_but_settled(session, child, sent, settles, taken)
@@ -150,20 +160,31 @@ def referral_recorder(
         )
         return desk.redirect(f"/child/{child}", session)
 
-    return record_referral, keep_recording
+    return record_referral, unrecorded
+
+
+def referral_fields(action: str, reason: str, settles: Sequence[str]) -> list[tuple[str, str]]:
+    """A referral's fields under its page's MAC: the decision, its reason, the flags it
+    settles."""
+    return [("action", action), ("reason", reason), *(("flag", f) for f in settles)]
 
 
 def outcome_recorder(
     desk: Desk, *, retries: Retries, not_sent: Callable[..., HTMLResponse]
-) -> tuple[Callable[..., Response], Callable[..., None]]:
+) -> tuple[Callable[..., Response], Callable[..., HTMLResponse]]:
     """Record it for an outcome (``POST /referral/<id>/outcome`` with a ``record`` field),
-    and what starts the background retry for one (``keep_recording``)."""
+    and the answer to one the busy database did not take (``unrecorded``)."""
     deps = desk.deps
     store = deps.store
 
-    def keep_recording(
-        *, referral: str, event_id: str, outcome: str, summary: str, by: str, sent_at: datetime
-    ) -> None:
+    def unrecorded(
+        session: Session, *, referral: str, event_id: str, outcome: str, summary: str, by: str,
+        sent_at: datetime,
+    ) -> HTMLResponse:  # fmt: skip
+        """An outcome sent but not recorded: logged, tried again in the background, and its
+        page, whose button records it."""
+        log.error("desk_outcome_sent_not_recorded", event_id=event_id)
+
         async def attempt() -> None:
             store.decide(
                 action=outcome, reason=summary, by=by, at=sent_at, subject_event=referral,
@@ -173,6 +194,12 @@ def outcome_recorder(
                 log.warning("desk_outcome_sent_beside_another", event_id=event_id)
 
         retries.start(event_id, attempt)
+        return not_sent(
+            session, None, "outcome", summary, action=f"/referral/{referral}/outcome",
+            event_id=event_id, fields=[("outcome", outcome), ("summary", summary)],
+            check="ask the co-ordinating team whether it arrived", cause="unrecorded",
+            sent_at=sent_at,
+        )  # fmt: skip
 
     def _others(referral: str, sent: str) -> list[Any]:
         return [
@@ -202,15 +229,9 @@ def outcome_recorder(
             session.flash_success(f"{said} and is recorded already; nothing more was recorded.")
             return desk.redirect(f"/referral/{referral}", session)
         except StoreBusy:  # still: the same page, as true as it was
-            log.error("desk_outcome_sent_not_recorded", event_id=sent)  # noqa: TRY400  # the event id is all it needs
-            keep_recording(
-                referral=referral, event_id=sent, outcome=outcome, summary=summary, by=user,
-                sent_at=sent_at,
-            )  # fmt: skip
-            return not_sent(
-                session, None, "outcome", summary, action=page, event_id=sent, fields=fields,
-                check="ask the co-ordinating team whether it arrived", cause="unrecorded",
-                sent_at=sent_at,
+            return unrecorded(
+                session, referral=referral, event_id=sent, outcome=outcome, summary=summary,
+                by=user, sent_at=sent_at,
             )  # fmt: skip
         log.info("desk_sent_recorded", event_id=sent)
         if others := _others(referral, sent):
@@ -231,4 +252,4 @@ def outcome_recorder(
         session.flash_success(f"{said}; it is now recorded. Nothing was sent again.")
         return desk.redirect(f"/referral/{referral}", session)
 
-    return record_outcome, keep_recording
+    return record_outcome, unrecorded

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
 from broker.desk import DeskDeps, DeskStore, children_in
 from broker.errors import SendUnconfirmed, TransportError
@@ -79,6 +80,35 @@ def test_an_outcome_kafka_did_not_take_is_said_not_sent_and_can_be_sent_again(
     r = client.post("/referral/r1/outcome", data=form)
     assert "Outcome support offered sent" in r.text
     assert [e["outcome"] for e in publisher.events] == ["support_offered"]
+
+
+def test_a_send_kafka_did_not_take_is_logged_as_the_referral_s_or_outcome_s_by_its_error_s_name(
+    make_client: Make, store: DeskStore, publisher: FakePublisher
+) -> None:
+    """One log line per failed send, its event naming what was sent, and of the error only
+    its class: its text (the topic, the timeout) may hold the page, never the words typed."""
+    record = delivery("e1")
+    [child] = children_in(record.view, SECRET)
+    store.add_delivery(record, [child], datetime.now(UTC))
+    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
+    store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
+    publisher.publish = _down  # type: ignore[method-assign]
+    team, _ = make_client()
+    hub, _ = make_client(kind="hub", party="cog-west-bromwich")
+    posts = [
+        (team, f"/child/{child}/decide", {"action": "refer", "reason": "Family agreed."}),
+        (hub, "/referral/r1/outcome", {"outcome": "support_offered", "summary": "Visit booked."}),
+    ]
+    failed = []
+    for client, page, form in posts:
+        token = sign_in(client)
+        with capture_logs() as logs:
+            assert client.post(page, data={"csrf": token, **form}).status_code == 503
+        failed += [e for e in logs if e["event"].endswith("_failed")]
+    assert failed == [
+        {"event": "desk_referral_failed", "error": "TransportError", "log_level": "error"},
+        {"event": "desk_outcome_failed", "error": "TransportError", "log_level": "error"},
+    ]
 
 
 def test_a_referral_the_broker_did_not_confirm_may_have_been_sent_and_goes_again_as_the_same(
