@@ -26,6 +26,7 @@ from broker.errors import ConfigError
 from broker.kafka._credentials import MECHANISM
 from broker.kafka._errors import translated
 from broker.kafka._protocols import Admin, Consumer, Producer, RebalanceListener, TopicPartition
+from broker.kafka._scram import remember_salted_passwords
 from broker.kafka._tolerant import read_partition
 
 __all__ = ["KafkaClients", "partition_for", "warn_if_plaintext"]
@@ -134,6 +135,7 @@ class KafkaClients:
                     if isinstance(exc, FileNotFoundError):
                         why = "file not found (ACCORD_KAFKA__CA_FILE names one elsewhere)"
                     raise ConfigError(f"the Kafka CA file {cafile} cannot be used: {why}") from None
+                remember_salted_passwords()
                 self._security = {
                     "security_protocol": "SASL_SSL",
                     "sasl_mechanism": MECHANISM,

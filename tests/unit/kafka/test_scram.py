@@ -1,0 +1,117 @@
+"""SCRAM logins reuse the salted password of an earlier login with the same credential."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import aiokafka.conn
+import pytest
+
+from broker.kafka._scram import (
+    CAPACITY,
+    RememberingScram,
+    forget_salted_passwords,
+    remember_salted_passwords,
+)
+
+PlainScram = RememberingScram.__base__  # aiokafka's own, whatever was installed since
+
+# RFC 7677, section 3: SCRAM-SHA-256 for user "user", password "pencil".
+RFC_PASSWORD = "pencil"
+NONCE = "rOprNGfwEbeRWgbNEkqO"
+SERVER_FIRST = (
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+)
+CLIENT_FINAL = (
+    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+)
+SERVER_FINAL = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+
+class CountingHashlib:
+    """aiokafka's ``hashlib``, counting PBKDF2 runs."""
+
+    def __init__(self) -> None:
+        self.pbkdf2_runs = 0
+
+    def pbkdf2_hmac(self, *args: Any) -> bytes:
+        self.pbkdf2_runs += 1
+        return hashlib.pbkdf2_hmac(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(hashlib, name)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingHashlib]:
+    forget_salted_passwords()
+    counting = CountingHashlib()
+    monkeypatch.setattr(aiokafka.conn, "hashlib", counting)
+    yield counting
+    forget_salted_passwords()
+
+
+def exchange(
+    cls: type[Any],
+    password: str = RFC_PASSWORD,
+    server_first: str = SERVER_FIRST,
+    *,
+    verify: bool | None = None,
+) -> str:
+    """The client's final message of one exchange. ``verify`` (by default: for the RFC's
+    password and server-first message): raise unless the RFC's server signature verifies."""
+    scram = cls(loop=None, sasl_plain_password=password, sasl_plain_username="user",
+                sasl_mechanism="SCRAM-SHA-256")  # fmt: skip
+    scram._nonce = NONCE  # the RFC's client nonce in place of a random one
+    assert scram.first_message() == f"n,,n=user,r={NONCE}"
+    scram.process_server_first_message(server_first)
+    final: str = scram.final_message()
+    if verify if verify is not None else (password, server_first) == (RFC_PASSWORD, SERVER_FIRST):
+        scram.process_server_final_message(SERVER_FINAL)
+    return final
+
+
+def test_a_remembered_login_proves_exactly_what_rfc_7677_says(counted: CountingHashlib) -> None:
+    assert exchange(RememberingScram) == CLIENT_FINAL
+    assert exchange(RememberingScram) == CLIENT_FINAL  # from what was kept, still right
+    assert counted.pbkdf2_runs == 1
+
+
+def test_each_connection_of_plain_aiokafka_runs_pbkdf2_again(counted: CountingHashlib) -> None:
+    """What the module is for: without it, every login pays for the PBKDF2 again."""
+    exchange(PlainScram)
+    exchange(PlainScram)
+    assert counted.pbkdf2_runs == 2
+
+
+def test_another_password_salt_or_count_is_worked_out_afresh(counted: CountingHashlib) -> None:
+    exchange(RememberingScram)
+    # The same salt and count with another password: not answered from the first one's.
+    with pytest.raises(ValueError, match="wrong signature"):
+        exchange(RememberingScram, RFC_PASSWORD + "2", verify=True)
+    exchange(RememberingScram, server_first=SERVER_FIRST.replace("i=4096", "i=4097"))
+    exchange(RememberingScram, server_first=SERVER_FIRST.replace("s=W22Z", "s=X22Z"))
+    assert counted.pbkdf2_runs == 4
+
+
+def test_what_is_kept_is_bounded(counted: CountingHashlib) -> None:
+    for i in range(CAPACITY + 5):
+        exchange(RememberingScram, password=f"p{i}", server_first=SERVER_FIRST)
+    assert counted.pbkdf2_runs == CAPACITY + 5
+    exchange(RememberingScram, password="p0")  # the oldest went first
+    assert counted.pbkdf2_runs == CAPACITY + 6
+    exchange(RememberingScram, password=f"p{CAPACITY + 4}")  # the newest is still there
+    assert counted.pbkdf2_runs == CAPACITY + 6
+
+
+def test_installing_replaces_the_class_aiokafka_builds_logins_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aiokafka.conn, "ScramAuthenticator", aiokafka.conn.ScramAuthenticator)
+    remember_salted_passwords()
+    assert aiokafka.conn.ScramAuthenticator is RememberingScram
+    remember_salted_passwords()  # twice is once
+    assert aiokafka.conn.ScramAuthenticator is RememberingScram
