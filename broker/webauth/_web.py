@@ -221,11 +221,14 @@ _UNTRUSTED = {
     "TRUSTED_PROXIES (or, all being in it, the leftmost) was counted as the client. Lower "
     "FORWARDED_HOPS to the number of proxies that append, unless this was a caller who "
     "reached an inner proxy directly, past the outer ones",
-    "less": "FORWARDED_HOPS may be less than the proxies in front: the X-Forwarded-For entry "
-    "counted as the client is in TRUSTED_PROXIES, so if a proxy that appends too (a load "
-    "balancer) stands in front, every user is counted as its one address: raise "
-    "FORWARDED_HOPS to the number of proxies that append. A caller in TRUSTED_PROXIES that "
-    "reached the proxy directly (a pod, a host on a private range) causes this too",
+    "less": "the X-Forwarded-For entry counted as the client is in TRUSTED_PROXIES. Most "
+    "likely your users are on a private range that TRUSTED_PROXIES covers (staff on an "
+    "internal network: both renders trust every private range), or a caller in it (a pod) "
+    "reached the proxy directly: narrow TRUSTED_PROXIES to your proxies' own addresses "
+    "first. Raise FORWARDED_HOPS only if another proxy that appends (a load balancer) really "
+    "stands in front, with its addresses in TRUSTED_PROXIES: raised with no such proxy, it "
+    "lets any user in TRUSTED_PROXIES choose the address counted as theirs by sending "
+    "X-Forwarded-For (a fresh budget at each guess)",
 }
 # The header unread or a proxy's entry not believed; or the hop count looks wrong.
 _EVENTS = {"peer": "forwarded_for_not_believed", "hop": "forwarded_for_not_believed",

@@ -155,6 +155,25 @@ def test_a_trusted_proxys_entry_counted_as_the_client_is_warned_once_without_an_
             request = _request(INGRESS, f"192.0.2.{i}, {BALANCER}")
             assert client_host(request, 1, POD_NETWORK) == BALANCER
     assert [(e["event"], e["log_level"]) for e in logs] == [("forwarded_hops_mismatch", "warning")]
-    assert "FORWARDED_HOPS may be less than the proxies in front" in logs[0]["why"]
+    assert "entry counted as the client is in TRUSTED_PROXIES" in logs[0]["why"]
     assert "192.0.2" not in str(logs)
     assert BALANCER not in str(logs)
+
+
+def test_a_trusted_client_entry_warning_advises_narrowing_trusted_proxies_before_raising_hops() -> (
+    None
+):
+    """Behind one proxy, staff on a private range the renders trust trip it: raising
+    FORWARDED_HOPS there would let them choose their own address, so narrowing comes first."""
+    staff, private = "10.20.30.40", (ipaddress.ip_network("10.0.0.0/8"),)  # as the renders
+    with capture_logs() as logs:
+        assert client_host(_request(INGRESS, staff), 1, private) == staff
+    [warning] = logs
+    why = warning["why"]
+    assert warning["event"] == "forwarded_hops_mismatch"
+    assert "your users are on a private range that TRUSTED_PROXIES covers" in why
+    assert "narrow TRUSTED_PROXIES" in why
+    assert why.index("narrow TRUSTED_PROXIES") < why.index("Raise FORWARDED_HOPS")
+    assert "choose the address counted as theirs" in why
+    assert staff not in str(logs)
+    assert INGRESS not in str(logs)
