@@ -9,6 +9,8 @@ the query, and ``#`` or ``?`` inside a password, where a URL splitter sees somet
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -20,6 +22,7 @@ UNREADABLE = "(an index URL that cannot be parsed)"
 
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_PORT = re.compile(r"[0-9]+")
 
 
 def _scheme(url: str) -> str:
@@ -44,11 +47,21 @@ def _libpq(url: str) -> dict[str, str] | None:
     return {k: str(v) for k, v in parsed.items() if v is not None}
 
 
-def _stray_at(params: dict[str, str]) -> bool:
-    """Whether a host name holds an '@' past its start (``user:p@ss@db`` gives libpq the
-    host ``ss@db``): part of a password, likely, so never shown. A leading '@' is an
-    abstract socket's."""
-    return any("@" in h[1:] for h in params.get("host", "").split(","))
+def _misread(url: str, params: dict[str, str]) -> bool:
+    """Whether libpq read part of a login as the address: never shown, never compared. A
+    password with a '/' (base64 makes them) ends libpq's authority there, so
+    ``accord:Zm9v/YmFy@db/audit`` gives host ``accord``, port ``Zm9v`` and database
+    ``YmFy@db/audit``; one with an '@' (``us@er:pw@db``) gives host ``er``, port ``pw@db``.
+    So: a port that is not a number; an '@' anywhere but in the user, the password or at
+    the start of a host (an abstract socket's); an '@' before the query with no user read."""
+    if not all(_PORT.fullmatch(p) or not p for p in params.get("port", "").split(",")):
+        return True
+    if any("@" in h[1:] for h in params.get("host", "").split(",")):
+        return True
+    if any("@" in v for k, v in params.items() if k not in ("user", "password", "host")):
+        return True
+    authority = url.partition("//")[2].partition("?")[0]
+    return "@" in authority and not params.get("user")
 
 
 def _host_ports(params: dict[str, str]) -> list[tuple[str, str]] | None:
@@ -78,7 +91,7 @@ def describe_url(url: str) -> str:
     if scheme not in _POSTGRES:
         return f"{scheme}:" if scheme else UNREADABLE
     params = _libpq(url)
-    if params is None or _stray_at(params):
+    if params is None or _misread(url, params):
         return UNREADABLE
     query = {k: params[k] for k in ("service", "hostaddr") if params.get(k)}
     pairs = _host_ports(params)
@@ -110,28 +123,71 @@ def sqlite_file(url: str | None, *, home: Path) -> Path | None:
     return Path(path) if path else None
 
 
+# Parameters that decide how, or whether, a connection is made, never which tables it reads:
+# the password and TLS settings (the server is the host's either way; a client certificate
+# still logs in as ``user``), time-outs, keep-alives and the name shown in pg_stat_activity.
+# Every other one is compared as written: ``options`` (``-c search_path=evidence``) and
+# ``user`` choose which schema the audit SQL's unqualified table names mean, and a parameter
+# not weighed here (``target_session_attrs``, ``gssencmode``, one a later libpq adds) is
+# taken to matter: a URL that looks different is a copy, opened read-only.
+_INERT = frozenset({
+    "password", "passfile", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword",
+    "sslcrl", "sslcrldir", "connect_timeout", "application_name", "fallback_application_name",
+    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+    "tcp_user_timeout",
+})  # fmt: skip
+# What libpq takes from the environment for a parameter the URL leaves out (both URLs are
+# read in this process, so with the same environment).
+_ENVIRONMENT = {
+    "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "dbname": "PGDATABASE",
+    "user": "PGUSER", "options": "PGOPTIONS", "service": "PGSERVICE",
+}  # fmt: skip
+
+
+def _login_name() -> str:
+    """The operating-system user libpq logs in as when neither the URL nor PGUSER names one."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (KeyError, OSError):
+        return ""  # compared as written: a URL naming a user is then another login's
+
+
 def _identity(url: str | None, home: Path) -> tuple[object, ...] | None:
-    """What decides which index a URL reaches; None if it cannot be told."""
+    """What decides which index a URL reaches, and which tables there; None if it cannot
+    be told."""
     path = sqlite_file(url, home=home)
     if path is not None:
         return ("sqlite", str(path.resolve()))
     if url is None or _scheme(url.strip()) not in _POSTGRES:
         return None
     params = _libpq(url.strip())
-    pairs = _host_ports(params) if params is not None else None
-    if params is None or pairs is None or _stray_at(params):
+    if params is None or _misread(url.strip(), params):
+        return None
+    given = params | {
+        k: os.environ[env]
+        for k, env in _ENVIRONMENT.items()
+        if k not in params and env in os.environ
+    }
+    pairs = _host_ports(given)
+    if pairs is None:
         return None
     servers = tuple(sorted((h.lower(), p or "5432") for h, p in pairs))
+    user = given.get("user") or _login_name()
     # libpq's default database is the user's name; compared, never printed.
-    dbname = params.get("dbname") or params.get("user", "")
-    return ("postgresql", servers, dbname, params.get("hostaddr", ""), params.get("service", ""))
+    dbname = given.get("dbname") or user
+    others = tuple(sorted((k, v) for k, v in given.items() if k not in _INERT))
+    known = ("host", "port", "user", "dbname")
+    return ("postgresql", servers, user, dbname, tuple(kv for kv in others if kv[0] not in known))
 
 
 def same_index(url: str | None, other: str | None, *, home: Path) -> bool:
     """Whether two index URLs (None: ``<home>/audit.db``) reach the same index, however
     written: an SQLite file by its resolved path; a PostgreSQL database by what libpq reads
     (``postgres://`` or ``postgresql://``, host names in any case, port 5432 unless given,
-    the database, wherever in the URL each is given). False if either cannot be read: a run
-    taken for a copy's vouches for nothing."""
+    the database, the user it logs in as and its ``options``, which choose the schema the
+    audit's tables are read from, and every other parameter but the password, TLS settings,
+    time-outs and application name, wherever in the URL each is given, and what the
+    environment gives for one left out). False if either cannot be read: a run taken for a
+    copy's vouches for nothing."""
     mine = _identity(url, home)
     return mine is not None and mine == _identity(other, home)
