@@ -151,6 +151,24 @@ def _other_baseline(
     typer.echo(f"warning: --current ({given}) is bundle {before.version}, {said}", err=True)
 
 
+def _same_bundle(
+    settings: Settings, given: Path | None, in_force: Path, new: Path, version: str
+) -> None:
+    """Both bundles the same (one version hash): every decision compares unchanged, which
+    says nothing of a draft. Refused when the bundle in force was not named, since then the
+    worker's folder (or a checkout's policies/) holds the draft and the officer meant another
+    baseline; a warning when ``--current`` names it, as a benchmark of re-deciding does."""
+    if given is not None:
+        typer.echo(f"warning: --policies ({new}) is the same bundle as --current ({given}), "
+                   f"{version}: every decision compares unchanged", err=True)  # fmt: skip
+        return
+    where = ("from ACCORD_POLICIES" if settings.policies_dir is not None
+             else "policies/ here, as ACCORD_POLICIES is not set")  # fmt: skip
+    raise UsageError(f"the bundle in force ({in_force}, {where}) and --policies ({new}) are the "
+                     f"same bundle, {version}: nothing to compare; name the one in force with "
+                     "--current DIR or ACCORD_POLICIES")  # fmt: skip
+
+
 def _impact(
     new: Path, current: Path | None, since: str | None, fmt: Format, n: int, *, strict: bool
 ) -> None:
@@ -172,6 +190,8 @@ def _impact(
         raise UsageError("no bundle in force: pass --current DIR or set ACCORD_POLICIES")
     start = parse_since(since, datetime.now(UTC))
     before, after = _load(in_force, "the bundle in force"), _load(new, "the new bundle")
+    if before.version == after.version:
+        _same_bundle(settings, current, in_force, new, before.version)
     unversioned = _unversioned(before, after, strict=strict)
     _other_baseline(settings, current, before, new, after)
     keys = keystore(settings, Principal.WORKER)
@@ -190,8 +210,10 @@ def _impact(
         def advance(k: int) -> None:
             bar.advance(reading, k)
 
-        # The topics read: each record's key is checked as the worker checks it (unkeyed,
-        # or under another id, is refused here too); not its partition (_impact_redecide).
+        # The topics read, with their partition counts: each record's key and partition are
+        # checked as the worker checks them (unkeyed, under another id or on a partition its
+        # key never hashed to is refused here too), against any count up to today's
+        # (_impact_redecide).
         partitions: dict[str, int] = {}
         events = run(read_retained(kafka, topics, since_ms=since_ms, progress=advance,
                                    partitions=partitions))  # fmt: skip

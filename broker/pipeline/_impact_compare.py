@@ -62,6 +62,8 @@ class Impact:
     since: datetime | None = None  # the run's --since
     read: int = 0  # ingress records read, decided or not: ``compared`` + ``not_compared``
     #: ingress records some bundle decided someone for (``Tally``); as many as ``events``
+    #: unless a Decide raised on a copy under one bundle only, which then decided a
+    #: re-sent copy the other refused as a replay (two records, one event)
     compared: int = 0
     #: ingress records no bundle decided anyone for, by why (``_Redecider.take``)
     not_compared: dict[str, int] = field(default_factory=dict)

@@ -8,16 +8,19 @@ deciding, authorising and filing consent) once per bundle. Nothing is redacted, 
 audited per decision, and nothing is delivered or written: a decision's fields are those
 its redaction plan (``fields_shared``) grants.
 
-A record whose key is missing or not its event id is refused as the worker refuses it
-(``unkeyed``, ``wrong-partition``): only then is every copy of an event id that is decided at
-all keyed by that id, and so in the one process ``redecide_both`` gives that id. Its
-partition is not checked: a record published before partitions were added sits where the
-count of its day put it (docs/operations.md allows adding them once drained), and today's
-count would refuse what the worker decided. Ids are spent per topic (one sender's), as the
-worker keeps them per input partition: another sender's event under the same id is its own
-event, decided too. A re-send under an id already decided, on another partition of the same
-topic, is counted ``replay`` here, where the worker refuses it as misplaced (or, across a
-growth of the topic, decides it again).
+A record whose key is missing or not its event id, or that sits on a partition its key
+never hashed to, is refused as the worker refuses it (``unkeyed``, ``wrong-partition``):
+only then is every copy of an event id that is decided at all keyed by that id, and so in
+the one process ``redecide_both`` gives that id. Its partition is checked against every
+count the topic may have had, from one partition to today's, not today's alone: a record
+published before partitions were added sits where the count of its day put it
+(docs/operations.md allows adding them once drained), and the worker decided it there. So a
+record a producer placed by another hash (librdkafka's CRC32 default) is refused unless
+that hash happens to agree with Kafka's under some count. Ids are spent per topic (one
+sender's), as the worker keeps them per input partition: another sender's event under the
+same id is its own event, decided too. A re-send under an id already decided, on another
+partition its key hashed to under some count, is counted ``replay`` here, where the worker
+refuses it as misplaced (or, across a growth of the topic, decides it again).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +38,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from broker.config import EnvelopeSettings
-from broker.kafka import Retained
+from broker.kafka import Retained, partition_for
 from broker.keys import FileKeyStore
 from broker.pipeline._access import access_chain
 from broker.pipeline._consent import consent_chain
@@ -108,8 +111,9 @@ def redecide(
     """Every decision each of ``policies`` makes on ``records`` (taken in the order given);
     ``progress`` hears of the records taken, 200 at a time and the rest at the end;
     ``tally`` counts the event records compared and not (``Tally``). ``partitions``: each
-    topic's partition count; a record of a topic named there has its key checked as the
-    worker checks it (a topic not named is not checked: unit tests), never its partition."""
+    topic's partition count; a record of a topic named there has its key and partition
+    checked as the worker checks them (a topic not named is not checked: unit tests), its
+    partition against every count up to that one (the module's docstring says why)."""
     each = _Redecider(policies, keys=keys, envelope=envelope, partitions=partitions)
     out: list[dict[Key, Decided]] = [{} for _ in policies]
     n = 0
@@ -142,23 +146,34 @@ class _Decisions:
 
 
 class _Keyed:
-    """The worker's check of a record's key (``_ingress._misplaced``) without its partition
-    check (the module's docstring says why)."""
+    """The worker's check of a record's key and partition (``_ingress._misplaced``), its
+    partition taken if its key hashes there under any count up to today's (the module's
+    docstring says why)."""
 
     name = "open"
 
-    def __init__(self, checked: Collection[str]) -> None:
-        self._checked = checked  # the topics whose keys are checked
+    def __init__(self, partitions: Mapping[str, int]) -> None:
+        self._partitions = partitions  # the topics checked, each with today's count
 
     def __call__(self, work: Work) -> Step:
         assert work.opened is not None  # noqa: S101  # Open forwarded
-        if work.topic not in self._checked:
+        if (today := self._partitions.get(work.topic)) is None:
             return forward()
         if not work.key:
             return quarantine("unkeyed")
-        if work.key != work.opened.event_id.encode():
-            return quarantine("wrong-partition")  # the worker's code for another key
+        key = work.opened.event_id.encode()
+        if work.key != key or not _placed(key, work.partition, today):
+            return quarantine("wrong-partition")  # the worker's code for either
         return forward()
+
+
+def _placed(key: bytes, partition: int, today: int) -> bool:
+    """Whether ``key`` hashes to ``partition`` under some count of partitions up to
+    ``today``'s: today's first, where every record published since the last growth is."""
+    if partition_for(key, list(range(today))) == partition:
+        return True
+    return any(partition_for(key, list(range(n))) == partition
+               for n in range(partition + 1, today))  # fmt: skip
 
 
 class _Redecider:
@@ -188,7 +203,7 @@ class _Redecider:
         once = services(policies[0])
         self._each = [services(p) for p in policies]
         _, open_, validate, link, _, _ = ingress_chain(once)
-        keyed = _Keyed(set(partitions or {}))
+        keyed = _Keyed(dict(partitions or {}))
         self._event_once: tuple[Stage, ...] = (open_, keyed, validate, link)
         self._route: list[Stage] = []
         self._decide: list[Stage] = []

@@ -252,3 +252,58 @@ def test_the_workers_folder_holding_the_new_bundle_is_warned_of(
             f"{unbumped} (ACCORD_POLICIES), bundle {new}: the changes are counted against "
             "--current"
         )
+
+
+def test_the_draft_as_the_bundle_in_force_is_refused_in_one_line_naming_current(
+    run_cli: Run, unbumped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --current and ACCORD_POLICIES holding the draft (the folder, or a copy): the draft
+    was compared with itself and the run said nothing; now nothing is read."""
+    from broker.policy import load_bundle
+
+    version = load_bundle(unbumped).version
+    monkeypatch.setenv("ACCORD_POLICIES", str(unbumped))
+    copy = tmp_path / "draft-copy"
+    shutil.copytree(unbumped, copy)
+    for draft in (unbumped, copy):
+        code, out, err = run_cli(["policy", "impact", "--policies", str(draft)])
+        assert (code, out) == (2, "")
+        assert err == (
+            f"accord: error: the bundle in force ({unbumped}, from ACCORD_POLICIES) and "
+            f"--policies ({draft}) are the same bundle, {version}: nothing to compare; name "
+            "the one in force with --current DIR or ACCORD_POLICIES\n"
+        )
+
+
+def test_a_checkouts_policies_holding_the_draft_without_current_is_refused(
+    run_cli: Run, unbumped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ACCORD_POLICIES unset: policies/ here is taken as in force, and is the draft."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(unbumped, checkout / "policies")
+    monkeypatch.chdir(checkout)
+    code, out, err = run_cli(["policy", "impact", "--policies", "policies"])
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("accord: error: the bundle in force (policies, policies/ here, as "
+                           "ACCORD_POLICIES is not set) and --policies (policies) are the same "
+                           "bundle, sha256:")  # fmt: skip
+    assert line.endswith("--current DIR or ACCORD_POLICIES")
+
+
+def test_current_naming_the_same_bundle_is_warned_of_and_the_run_goes_on(
+    run_cli: Run, unbumped: Path, tmp_path: Path
+) -> None:
+    """Named on purpose (the benchmark re-decides under an unchanged copy): a warning that
+    every decision will compare unchanged, then the run (here to the missing keystore)."""
+    from broker.policy import load_bundle
+
+    copy = tmp_path / "copy"
+    shutil.copytree(unbumped, copy)
+    code, _, err = run_cli(_impact(copy, current=unbumped))
+    assert code != 0
+    assert err.splitlines()[0] == (
+        f"warning: --policies ({copy}) is the same bundle as --current ({unbumped}), "
+        f"{load_bundle(unbumped).version}: every decision compares unchanged"
+    )
+    assert "keystore" in err.splitlines()[-1]
