@@ -31,7 +31,7 @@ Db = Annotated[
         "--db",
         help="Audit index URL: sqlite:///PATH or postgresql://… (default: ACCORD_AUDIT_DB, "
         "else <home>/audit.db). verify, report and subject open any other index (a copy) "
-        "read-only: never caught up, migrated or changed.",
+        "read-only: never caught up, migrated or changed; review-override refuses one.",
     ),
 ]
 Follow = Annotated[

@@ -1,6 +1,7 @@
 """A copy of the audit index (evidence, say) is read as it is by `accord audit report|subject|
 verify --db COPY`: never caught up from the topic, migrated, tightened or given a verify_runs
-row (docs/governance.md, "do not re-index over the evidence"); the configured index still is."""
+row (docs/governance.md, "do not re-index over the evidence"), and refused by `accord audit
+review-override`; the configured index still is caught up."""
 
 from __future__ import annotations
 
@@ -207,3 +208,26 @@ def test_a_report_from_a_copy_says_it_shows_the_copy_as_it_was(
     else:
         assert "made from a copy of the audit index (--db), shown as it was: not caught up" in out
         assert "copy" not in live
+
+
+@_SQLITE
+def test_a_review_on_a_copy_is_refused_in_one_line_and_the_copy_left_as_it_was(
+    copy_db: Path, catch_ups: list[AuditStore], run_cli: Run, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A review is recorded in the live log against the live index's override and chain
+    head: a copy's would fork the command line's chain, and opening it to write changes it."""
+    import broker.cli._audit
+
+    sink = RecordingSink()
+    monkeypatch.setattr(broker.cli._audit, "_appender", lambda *_a: sink)
+    before = _state(copy_db)
+    argv = ["audit", "review-override", "e2", "--recipient", "school-1", "--finding",
+            "justified", "--as", "ig.jo", "--db", f"sqlite:///{copy_db}"]  # fmt: skip
+    code, out, err = run_cli(argv)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert "a review is recorded against the live audit index: drop --db" in err
+    assert "audit_index_made_private" not in err
+    assert sink.records == []  # no review written
+    assert catch_ups == []  # the copy never caught up from the topic
+    assert _state(copy_db) == before
