@@ -27,9 +27,14 @@ __all__ = ["PostgresAuditStore", "SqliteAuditStore", "describe_url", "open_store
 log = structlog.get_logger("accord.audit")
 
 
-# SQLITE_READONLY and SQLITE_CANTOPEN (primary codes): what ``mode=ro`` gets on storage this
-# account cannot write to; a busy or locked database is not one of them.
-_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14
+# What ``mode=ro`` gets (extended codes) where only storage this account cannot write to is
+# in the way of reading the file as it is: the WAL database's ``-shm`` cannot be set up
+# (SQLITE_READONLY_CANTINIT), a file beside it cannot be made (SQLITE_READONLY_DIRECTORY),
+# or opened (SQLITE_CANTOPEN). Never SQLITE_READONLY_ROLLBACK (a hot ``-journal``: the file
+# holds a write never finished) or SQLITE_READONLY_RECOVERY (a ``-wal`` to recover), which
+# ``immutable=1`` would read past; nor a busy or locked database.
+_UNWRITABLE_STORAGE = frozenset({1288, 1544, 14})
+_SQLITE_READONLY_ROLLBACK = 776
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
@@ -40,8 +45,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     read. But a WAL database read with ``mode=ro`` needs its ``-shm`` (and ``-wal``) created
     beside it, which storage this account cannot write to (a write-protected folder, a
     read-only mount: the usual way evidence is kept) refuses. Then, with no rows in a ``-wal``
-    (everything is in the file), ``immutable=1`` reads the file alone, creating nothing; with
-    rows in a ``-wal``, which only ``mode=ro`` would read, it is refused in one line."""
+    or ``-journal`` (everything is in the file), ``immutable=1`` reads the file alone,
+    creating nothing; with rows in a ``-wal``, which only ``mode=ro`` would read, or in a
+    ``-journal`` (a write never finished, half in the file), it is refused in one line."""
     where = quote(str(path.resolve()))
     conn = sqlite3.connect(f"file:{where}?mode=ro", uri=True, isolation_level=None,
                            check_same_thread=False)  # fmt: skip
@@ -49,7 +55,19 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens it: may refuse
     except sqlite3.OperationalError as exc:
         conn.close()
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
+        code = getattr(exc, "sqlite_errorcode", 0)
+        journal = path.with_name(f"{path.name}-journal")
+        if code == _SQLITE_READONLY_ROLLBACK or (
+            code in _UNWRITABLE_STORAGE and journal.is_file() and journal.stat().st_size > 0
+        ):
+            raise AuditError(
+                f"cannot open the audit index at {path} read-only: {journal.name} beside it "
+                "holds a write never finished (read without it, the file shows that write half "
+                "done; only a writer rolls it back); copy the file and its -journal to a folder "
+                "you can write to, roll the write back there with 'sqlite3 COPY \"PRAGMA "
+                "quick_check\"', and name that copy with --db"
+            ) from None
+        if code not in _UNWRITABLE_STORAGE:
             raise
     else:
         return conn
