@@ -31,7 +31,9 @@ from broker.webauth import Session, form_field
 
 __all__ = [
     "RETRY_FOR_SECONDS",
+    "RETRY_MOST_SECONDS",
     "RETRY_SECONDS",
+    "RETRY_WAIT_SECONDS",
     "Retries",
     "outcome_recorder",
     "referral_fields",
@@ -40,19 +42,29 @@ __all__ = [
 
 log = structlog.get_logger("accord.desk")
 
-#: How often, and for how long, the desk tries again by itself to record what it sent.
+#: How soon, at most how often, and for how long the desk tries again by itself to record
+#: what it sent: after RETRY_SECONDS, then twice as long after each busy try, up to
+#: RETRY_MOST_SECONDS apart, for RETRY_FOR_SECONDS.
 RETRY_SECONDS = 5.0
+RETRY_MOST_SECONDS = 60.0
 RETRY_FOR_SECONDS = 600.0
+#: How long a background try waits for another desk process's hold on the database: not at
+#: all. The store's calls are synchronous on the desk's one event loop, so a try that waited
+#: would stall every page (sign-in included) for as long; busy, it is tried again later.
+RETRY_WAIT_SECONDS = 0.0
 
 
 class Retries:
-    """Sent events the busy database did not take, tried again in this desk process every
-    :data:`RETRY_SECONDS` for :data:`RETRY_FOR_SECONDS`: a person signed out (idle timeout,
-    a restart of another process) may never press Record it, and a referral nobody
-    recorded looks like one never made. One task per event; logged by event id only."""
+    """Sent events the busy database did not take, tried again in this desk process for
+    :data:`RETRY_FOR_SECONDS`: a person signed out (idle timeout, a restart of another
+    process) may never press Record it, and a referral nobody recorded looks like one never
+    made. One task per event, one try at a time across them (each without waiting for the
+    database: :data:`RETRY_WAIT_SECONDS`), backing off while it is busy; logged by event
+    id only."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._one_at_a_time = asyncio.Lock()
 
     def start(self, event_id: str, attempt: Callable[[], Awaitable[object]]) -> None:
         if event_id in self._tasks:
@@ -62,11 +74,23 @@ class Retries:
         task.add_done_callback(lambda _: self._tasks.pop(event_id, None))
 
     async def _keep_trying(self, event_id: str, attempt: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await self._tries(event_id, attempt)
+        except asyncio.CancelledError:
+            # The desk stopping: only the button (or the recipient) can tell now. No
+            # traceback: a cancellation's says nothing more.
+            log.error("desk_sent_record_retry_gave_up", event_id=event_id, why="stopping")  # noqa: TRY400
+            raise
+
+    async def _tries(self, event_id: str, attempt: Callable[[], Awaitable[object]]) -> None:
         deadline = time.monotonic() + RETRY_FOR_SECONDS
-        while time.monotonic() < deadline:
-            await asyncio.sleep(RETRY_SECONDS)
+        pause = RETRY_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, RETRY_MOST_SECONDS)
             try:
-                await attempt()
+                async with self._one_at_a_time:
+                    await attempt()
             except StoreBusy:
                 continue
             except RecordedAlready:  # Record it, or another desk process, was first
@@ -109,7 +133,8 @@ def referral_recorder(
 
         async def attempt() -> None:
             async with turns.one(child):
-                if settle(record, settles, published=event_id):
+                tried = partial(record, wait_seconds=RETRY_WAIT_SECONDS)
+                if settle(tried, settles, published=event_id):
                     log.warning("desk_referral_sent_flags_settled", event_id=event_id)
 
         retries.start(event_id, attempt)
@@ -188,7 +213,7 @@ def outcome_recorder(
         async def attempt() -> None:
             store.decide(
                 action=outcome, reason=summary, by=by, at=sent_at, subject_event=referral,
-                published_event=event_id,
+                published_event=event_id, wait_seconds=RETRY_WAIT_SECONDS,
             )  # fmt: skip
             if _others(referral, event_id):
                 log.warning("desk_outcome_sent_beside_another", event_id=event_id)

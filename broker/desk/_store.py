@@ -282,12 +282,14 @@ class DeskStore:
         child: str | None = None,
         subject_event: str | None = None,
         published_event: str | None = None,
+        wait_seconds: float | None = None,
     ) -> StoredDecision:
         """Record a decision; it settles ``flag_ids`` (the caller checks they are the
         child's). Raises :class:`AlreadySettled`, recording nothing, if another decision
         settled any of them first: no flag has two, perhaps contrary, decisions; and
         :class:`RecordedAlready` if a decision names ``published_event`` already (one event,
-        one decision, whichever desk process records it)."""
+        one decision, whichever desk process records it). Another writer is waited for
+        ``wait_seconds`` (None: the store's usual wait), then :class:`StoreBusy`."""
         if action not in ACTIONS:
             raise UsageError(f"unknown decision {action!r}")
         decision = StoredDecision(
@@ -298,7 +300,7 @@ class DeskStore:
         # Checked and written in one transaction: a caller's own check, before it published a
         # referral, may be stale (another desk process on this store decided meanwhile).
         try:
-            with one_transaction(self._conn, postgresql=postgresql):
+            with one_transaction(self._conn, postgresql=postgresql, wait_seconds=wait_seconds):
                 _store_locks.recorded_already(self._q, published_event)
                 if settled := settled_among(self._q, decision.flag_ids, postgresql=postgresql):
                     raise AlreadySettled(settled)  # noqa: TRY301  # read inside the transaction
@@ -317,7 +319,7 @@ class DeskStore:
                         (decision.decision_id, flag_id),
                     )
         except Exception as exc:  # the unique index: another process recorded it first
-            if published_event is not None and _store_locks.unique_violation(exc):
+            if published_event is not None and _store_locks.published_twice(exc):
                 raise RecordedAlready(published_event) from None
             raise
         return decision

@@ -6,6 +6,8 @@ A decision's transaction waits for another writer at most :data:`WAIT_SECONDS` (
 busy timeout, PostgreSQL's ``lock_timeout``): the driver's calls are synchronous, on the
 desk's one event loop, so while one waits no page is served; a writer that holds on longer
 (a desk process paused or cut off mid-decision) gets :class:`StoreBusy`, nothing recorded.
+A caller nobody waits for (the desk's background retry) asks for no wait at all
+(``wait_seconds=0``): busy at once, tried again later, and the pages go on being served.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from typing import Any
 
 from broker.errors import RecordedAlready, StoreBusy
 
-__all__ = ["WAIT_SECONDS", "one_transaction", "schema_lock", "settled_among"]
+__all__ = [
+    "WAIT_SECONDS",
+    "one_transaction",
+    "published_twice",
+    "recorded_already",
+    "schema_lock",
+    "settled_among",
+]
 
 _SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
 #: As long as a page waits for Kafka (SEND_TIMEOUT_SECONDS' default): every page stalls
@@ -25,6 +34,7 @@ _SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
 WAIT_SECONDS = 5
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout expiring
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_PUBLISHED_ONCE = "desk_decisions_published_once"  # the unique index, _store_schema
 
 
 def _busy(exc: BaseException) -> bool:
@@ -52,35 +62,56 @@ def schema_lock(q: Query, *, postgresql: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def one_transaction(conn: Any, *, postgresql: bool) -> Iterator[None]:
+def one_transaction(
+    conn: Any, *, postgresql: bool, wait_seconds: float | None = None
+) -> Iterator[None]:
     """The statements inside as one transaction on an autocommit connection: all or none.
     SQLite's BEGIN IMMEDIATE takes the database's write lock first, so what is read inside
     is what the writes land on: another process's write waits (or fails) until this ends.
-    Waiting for another writer longer than :data:`WAIT_SECONDS` raises :class:`StoreBusy`,
-    the transaction rolled back."""
+    Waiting for another writer longer than ``wait_seconds`` (None: the store's own,
+    :data:`WAIT_SECONDS`; 0: not at all) raises :class:`StoreBusy`, the transaction rolled
+    back."""
     try:
         if postgresql:
+            wait_ms = round(1000 * (WAIT_SECONDS if wait_seconds is None else wait_seconds))
             with conn.transaction():
-                conn.execute(f"SET LOCAL lock_timeout = '{WAIT_SECONDS}s'")
+                # At least 1 ms: PostgreSQL reads a lock_timeout of 0 as "wait for ever".
+                conn.execute(f"SET LOCAL lock_timeout = '{max(wait_ms, 1)}ms'")
                 yield
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            # Inside the try: a COMMIT that fails (a reader's lock outlasting the busy
-            # timeout without WAL) would leave the one shared connection in this
-            # transaction for good, every later BEGIN refused.
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                # A ROLLBACK that fails too must not hide why the transaction ended.
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
+        with _sqlite_wait(conn, wait_seconds):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                # Inside the try: a COMMIT that fails (a reader's lock outlasting the busy
+                # timeout without WAL) would leave the one shared connection in this
+                # transaction for good, every later BEGIN refused.
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    # A ROLLBACK that fails too must not hide why the transaction ended.
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
     except Exception as exc:
         if _busy(exc):
             raise StoreBusy from None
         raise
+
+
+@contextlib.contextmanager
+def _sqlite_wait(conn: Any, wait_seconds: float | None) -> Iterator[None]:
+    """SQLite's busy timeout as ``wait_seconds`` for the transaction, the connection's own
+    again after it (the one shared connection: the next caller waits as usual)."""
+    if wait_seconds is None:
+        yield
+        return
+    [(usual,)] = conn.execute("PRAGMA busy_timeout").fetchall()
+    conn.execute(f"PRAGMA busy_timeout = {round(1000 * wait_seconds)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(usual)}")
 
 
 def settled_among(q: Query, flag_ids: Sequence[str], *, postgresql: bool) -> tuple[str, ...]:
@@ -106,15 +137,23 @@ def recorded_already(q: Query, published_event: str | None) -> None:
     """Raise :class:`RecordedAlready` if a decision names ``published_event`` already, read inside
     :func:`one_transaction` (on SQLite, under its write lock; on PostgreSQL the unique index
     ``desk_decisions_published_once`` refuses the second of two at once: see
-    :func:`unique_violation`)."""
+    :func:`published_twice`)."""
     if published_event is not None and q(
         "SELECT 1 FROM desk_decisions WHERE published_event = ?", (published_event,)
     ):
         raise RecordedAlready(published_event)
 
 
-def unique_violation(exc: BaseException) -> bool:
-    """Whether ``exc`` is a unique index refusing a row (SQLite or psycopg, loaded or not)."""
+def published_twice(exc: BaseException) -> bool:
+    """Whether ``exc`` is the index ``desk_decisions_published_once`` refusing a second
+    decision for one published event (SQLite or psycopg, loaded or not); any other unique
+    constraint refusing a row (a decision id used twice) is a fault, not "recorded already"."""
     if isinstance(exc, sqlite3.IntegrityError):
-        return "UNIQUE" in str(exc)
-    return getattr(exc, "sqlstate", None) == "23505"
+        # SQLite names a unique index's columns, not the index: this is the only unique
+        # constraint on published_event.
+        return str(exc) == "UNIQUE constraint failed: desk_decisions.published_event"
+    diag = getattr(exc, "diag", None)
+    return (
+        getattr(exc, "sqlstate", None) == "23505"
+        and getattr(diag, "constraint_name", None) == _PUBLISHED_ONCE
+    )

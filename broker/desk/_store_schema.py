@@ -16,9 +16,10 @@ records it when done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,14 +133,40 @@ def migrate(
         "CREATE INDEX IF NOT EXISTS desk_records_by_child_nhs ON desk_records (child_nhs, hidden)"
     )
     _fill_child_nhs(query)
-    _published_once(query)
+    with _others_kept_out(query, postgresql=postgresql):
+        _published_once(query)
+
+
+@contextlib.contextmanager
+def _others_kept_out(query: _Query, *, postgresql: bool) -> Iterator[None]:
+    """The statements inside as one transaction that no other process writes decisions
+    during: an older desk process recording a copy between the removal of copies and the
+    unique index would make the index fail, and this desk not start. SQLite's BEGIN
+    IMMEDIATE takes the database's write lock; on PostgreSQL the table lock keeps out
+    other writers until the commit (the index build alone would wait for one and then fail
+    on its copy), read committed whatever the server's default."""
+    if postgresql:
+        query("BEGIN ISOLATION LEVEL READ COMMITTED")
+        query("LOCK TABLE desk_decisions IN SHARE ROW EXCLUSIVE MODE")
+    else:
+        query("BEGIN IMMEDIATE")
+    try:
+        yield
+        query("COMMIT")
+    except BaseException:
+        # A ROLLBACK that fails too must not hide why the migration failed.
+        with contextlib.suppress(Exception):
+            query("ROLLBACK")
+        raise
 
 
 def _published_once(query: _Query) -> None:
     """One decision per published event: a referral or outcome recorded twice (two desk
     processes pressing Record it at once, before this index) keeps its earliest row, which
     takes over the flags the others settled, and the index then refuses a second. Run at
-    every start, like the fill above: an older desk process may record a copy meanwhile."""
+    every start, like the fill above: an older desk process may have recorded a copy
+    meanwhile (inside :func:`_others_kept_out`, so that none is recorded between the removal
+    and the index)."""
     removed, events = 0, 0
     for (event,) in query(
         "SELECT published_event FROM desk_decisions WHERE published_event IS NOT NULL "

@@ -523,3 +523,66 @@ def test_a_store_holding_an_event_recorded_twice_keeps_the_earliest_row_and_its_
     with pytest.raises(RecordedAlready):
         store.decide(action="refer", reason="r", by="u", at=T0, child="c1", published_event="p1")
     store.close()
+
+
+def test_a_unique_clash_other_than_the_published_event_is_not_taken_for_recorded_already(
+    any_store: DeskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision id used twice is a fault to raise, not "recorded already" (which the
+    caller would show as its own event recorded, nothing recorded for it)."""
+    import uuid
+
+    same = uuid.UUID(int=7)
+    monkeypatch.setattr("broker.desk._store.uuid.uuid4", lambda: same)
+    kw: dict[str, Any] = {"action": "declined", "reason": "r", "by": "u", "at": T0}
+    any_store.decide(**kw, subject_event="r1", published_event="p1")
+    with pytest.raises(Exception) as raised:  # noqa: PT011  # the driver's own, either dialect
+        any_store.decide(**kw, subject_event="r2", published_event="p2")
+    assert not isinstance(raised.value, RecordedAlready)
+    assert "decision_id" in str(raised.value) or "pkey" in str(raised.value)
+    monkeypatch.undo()
+    monkeypatch.setattr("broker.desk._store_locks.recorded_already", lambda *_: None)
+    with pytest.raises(RecordedAlready):  # the index itself still says so
+        any_store.decide(**kw, subject_event="r1", published_event="p1")
+
+
+def test_a_copy_an_older_desk_records_while_copies_are_removed_does_not_stop_the_start(
+    any_store: DeskStore, any_url: str, tmp_path: Path
+) -> None:
+    """Between the removal of copies and the unique index, an older desk process on the
+    store records a copy of an event: kept out until the index is made (then refused by
+    it), not let in to make the index fail and the desk not start."""
+    postgresql = any_store._placeholder != "?"
+    any_store._q("DROP INDEX desk_decisions_published_once")
+    any_store._q("DELETE FROM desk_migrations WHERE name = ?", (PUBLISHED_ONCE,))
+    any_store.decide(action="declined", reason="r", by="u", at=T0, published_event="p1")
+    copy = (
+        "INSERT INTO desk_decisions (decision_id, action, reason, decided_by, decided_at, "
+        "published_event) VALUES ('older', 'declined', 'r', 'u', '2026-12-07', 'p1')"
+    )
+    if postgresql:
+        import psycopg
+
+        older: Any = psycopg.connect(any_url, autocommit=True)
+        older.execute("SET lock_timeout = '200ms'")  # in the test's one thread: not for ever
+        kept_out: Any = psycopg.errors.LockNotAvailable
+    else:
+        older = sqlite3.connect(tmp_path / "desk.db", isolation_level=None, timeout=0.2)
+        kept_out = sqlite3.OperationalError
+    refused: list[str] = []
+
+    def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if sql.startswith("CREATE UNIQUE INDEX"):
+            try:
+                older.execute(copy)
+            except kept_out:
+                refused.append("kept out")
+        return any_store._q(sql, params)
+
+    try:
+        migrate(query, any_store._columns, postgresql=postgresql)
+    finally:
+        older.close()
+    assert refused == ["kept out"]
+    assert [d.published_event for d in any_store.decisions()] == ["p1"]
+    assert (PUBLISHED_ONCE,) in any_store._q("SELECT name FROM desk_migrations")

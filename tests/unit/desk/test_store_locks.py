@@ -149,3 +149,65 @@ def test_a_postgresql_flag_row_held_by_a_stalled_desk_process_is_waited_for_a_bo
     store.decide(action="signpost", reason="r", by="sam", at=T0, flag_ids=["f1"], child="c1")
     assert [d.decided_by for d in store.decisions(child="c1")] == ["sam"]
     store.close()
+
+
+def test_a_decision_asked_not_to_wait_is_busy_at_once_and_the_next_waits_as_usual(
+    sqlite_store: DeskStore, tmp_path: Path
+) -> None:
+    """The desk's background retry: busy at once while another process holds the database
+    (the wait would stall the event loop), and the shared connection's wait is kept."""
+    conn = sqlite_store._conn
+    conn.execute("PRAGMA busy_timeout=300")
+    _flag(sqlite_store)
+    holder = sqlite3.connect(tmp_path / "desk" / "p.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    began = time.monotonic()
+    with pytest.raises(StoreBusy):
+        sqlite_store.decide(action="signpost", reason="r", by="kim", at=T0, flag_ids=["f1"],
+                            child="c1", wait_seconds=0)  # fmt: skip
+    assert time.monotonic() - began < 0.2
+    assert conn.execute("PRAGMA busy_timeout").fetchall() == [(300,)]
+    began = time.monotonic()
+    with pytest.raises(StoreBusy):
+        sqlite_store.decide(action="signpost", reason="r", by="kim", at=T0, flag_ids=["f1"],
+                            child="c1")  # fmt: skip
+    assert time.monotonic() - began >= 0.25
+    holder.execute("ROLLBACK")
+    holder.close()
+    sqlite_store.decide(action="signpost", reason="r", by="sam", at=T0, flag_ids=["f1"],
+                        child="c1", wait_seconds=0)  # fmt: skip
+    assert [d.decided_by for d in sqlite_store.decisions(child="c1")] == ["sam"]
+
+
+def test_a_postgresql_decision_asked_not_to_wait_is_busy_at_once_not_waiting_for_ever(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL reads a lock_timeout of 0 as no limit: not waiting must not become that."""
+    import psycopg
+
+    store = open_desk_store(pg_url, home=tmp_path, party="p")
+    _flag(store)
+    outcome: list[BaseException | None] = []
+
+    def decide() -> None:
+        try:
+            store.decide(action="signpost", reason="r", by="kim", at=T0, flag_ids=["f1"],
+                         child="c1", wait_seconds=0)  # fmt: skip
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001  # whatever it is, the test says it
+            outcome.append(exc)
+
+    with psycopg.connect(pg_url) as stalled:  # mid-decision, its row lock held
+        stalled.execute("SELECT flag_id FROM desk_flags WHERE flag_id = 'f1' FOR UPDATE")
+        began = time.monotonic()
+        waiting = threading.Thread(target=decide, daemon=True)
+        waiting.start()
+        waiting.join(10)
+        waited = time.monotonic() - began
+        stalled.rollback()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], StoreBusy), outcome
+    assert waited < 1
+    store.decide(action="signpost", reason="r", by="sam", at=T0, flag_ids=["f1"], child="c1")
+    assert [d.decided_by for d in store.decisions(child="c1")] == ["sam"]
+    store.close()

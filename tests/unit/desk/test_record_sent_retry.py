@@ -1,0 +1,125 @@
+"""The desk's background retry of a sent-but-unrecorded referral or outcome never stalls the
+desk's one event loop while another desk process holds the database (it does not wait for
+the lock), tries one event at a time, backs off, and says so if the desk stops first."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
+
+from broker.desk import DeskStore, _record_sent, _store_locks
+from broker.errors import StoreBusy
+from tests.unit.desk.conftest import FakePublisher, sign_in
+from tests.unit.desk.test_decide_busy import held  # noqa: F401
+from tests.unit.desk.test_decide_once import FLAG, _child_with_flag
+
+Make = Callable[..., tuple[TestClient, Any]]
+
+
+async def _longest_stall(seconds: float) -> float:
+    """The longest the event loop it runs on went without running it, over ``seconds``."""
+    worst, last = 0.0, time.monotonic()
+    end = last + seconds
+    while last < end:
+        await asyncio.sleep(0.01)
+        now = time.monotonic()
+        worst, last = max(worst, now - last), now
+    return worst
+
+
+async def _store_waits(store: DeskStore, seconds: float) -> None:
+    store._conn.execute(f"PRAGMA busy_timeout = {round(seconds * 1000)}")
+
+
+def test_the_background_retry_never_stalls_the_desk_while_another_process_holds_the_database(
+    make_client: Make, store: DeskStore, publisher: FakePublisher, held: sqlite3.Connection,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Each try would otherwise wait the store's 5 s for the lock on the loop, serving no
+    page meanwhile (sign-in included); it is recorded once the database is free."""
+    monkeypatch.setattr(_record_sent, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(_record_sent, "RETRY_MOST_SECONDS", 0.1)
+    child = _child_with_flag(store)
+    client, _ = make_client()
+    with client:  # one event loop for the requests, the retry and the ticker
+        token = sign_in(client)
+        held.execute("BEGIN IMMEDIATE")  # another desk process, holding on
+        store._conn.execute("PRAGMA busy_timeout=100")  # the page's decision: quickly busy
+        form = {"csrf": token, "action": "refer", "reason": "Needs a hub.", "flag": FLAG}
+        assert client.post(f"/child/{child}/decide", data=form).status_code == 503
+        assert client.portal is not None
+        client.portal.call(_store_waits, store, _store_locks.WAIT_SECONDS)  # as deployed
+        stall = client.portal.call(_longest_stall, 1.5)
+        held.execute("ROLLBACK")
+        deadline = time.monotonic() + 10
+        while not store.decisions(child=child) and time.monotonic() < deadline:
+            client.get("/login")  # lets the loop run
+            time.sleep(0.05)
+    assert stall < 0.5
+    [decision] = store.decisions(child=child)
+    assert decision.published_event == publisher.events[0]["event_id"]
+
+
+def test_background_tries_of_several_events_are_made_one_at_a_time_and_back_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_record_sent, "RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(_record_sent, "RETRY_MOST_SECONDS", 0.08)
+    monkeypatch.setattr(_record_sent, "RETRY_FOR_SECONDS", 0.6)
+    running, most = [0], [0]
+    tried: dict[str, list[float]] = {}
+
+    def busy(event_id: str) -> Callable[[], Any]:
+        async def attempt() -> None:
+            tried.setdefault(event_id, []).append(time.monotonic())
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            await asyncio.sleep(0.005)  # as a try that awaits its child's turn
+            running[0] -= 1
+            raise StoreBusy
+
+        return attempt
+
+    async def run() -> None:
+        retries = _record_sent.Retries()
+        for n in range(3):
+            retries.start(f"ev{n}", busy(f"ev{n}"))
+        await asyncio.sleep(0.8)
+
+    with capture_logs() as logs:
+        asyncio.run(run())
+    assert most[0] == 1
+    for times in tried.values():
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert gaps[2] > 1.5 * gaps[0]  # slept 0.02, 0.04, then 0.08 between tries
+        assert len(times) < 15  # every 0.01 s would be about 60
+    assert [e["event"] for e in logs] == ["desk_sent_record_retry_gave_up"] * 3
+
+
+def test_a_retry_still_pending_when_the_desk_stops_is_logged_by_its_event_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Else nothing would say it was never recorded (only the button can, now)."""
+    monkeypatch.setattr(_record_sent, "RETRY_SECONDS", 0.01)
+
+    async def always_busy() -> None:
+        raise StoreBusy
+
+    async def run() -> None:
+        _record_sent.Retries().start("ev-a", always_busy)
+        await asyncio.sleep(0.05)  # the loop then stops: its tasks are cancelled
+
+    with capture_logs() as logs:
+        asyncio.run(run())
+    assert logs == [
+        {"event": "desk_sent_record_retry_gave_up", "event_id": "ev-a", "why": "stopping",
+         "log_level": "error"}
+    ]  # fmt: skip
