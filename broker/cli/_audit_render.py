@@ -50,14 +50,20 @@ _LOG_COLUMNS = (
     # CSV reader may take columns by position, and every earlier one keeps its place.
     ("recorded_at", "consent recorded"),
 )
+# CSV only, after every other column (which keeps its place): ``false`` on a share never
+# sent, whose ``outcome`` stays as decided. A table or page says "not sent" in its outcome.
+_CSV_ONLY = ("sent",)
 # Between the grounds of a decision made under several agreements: the nth agreement,
 # purpose and lawful basis of a line belong together. (A basis itself holds "; ".)
 _GROUND_SEPARATOR = " | "
 
 
-def _log_row(entry: DisclosureEntry) -> dict[str, Any]:
-    """The entry's JSON, with each of agreement, purpose and basis listing every ground."""
+def _log_row(entry: DisclosureEntry, *, shown: bool) -> dict[str, Any]:
+    """The entry's JSON, with each of agreement, purpose and basis listing every ground;
+    ``shown``: the outcome as a reader sees it (``shared, not sent (quarantined)``)."""
     row = entry.as_dict()
+    if shown:
+        row["outcome"] = entry.shown_outcome
     row["review"] = entry.review.text() if entry.review else None
     grounds = list(
         dict.fromkeys((g.agreement_id, g.purpose, g.lawful_basis) for g in entry.grounds)
@@ -81,6 +87,8 @@ def _agreements(listed: Iterable[str | None], first: str | None) -> str | None:
 def _cell(value: object) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value)
     return str(value)
@@ -115,17 +123,18 @@ def disclosure(
         return json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False)
     keys = [k for k, _ in _LOG_COLUMNS]
     heads = [h for _, h in _LOG_COLUMNS]
-    rows = [[d[k] for k in keys] for d in map(_log_row, entries)]
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(keys)
-        for row in rows:
-            writer.writerow([_cell(v) for v in row])
+        writer.writerow([*keys, *_CSV_ONLY])
+        for e in entries:
+            row = _log_row(e, shown=False)
+            writer.writerow([_cell(row[k]) for k in (*keys, *_CSV_ONLY)])
         return buf.getvalue().rstrip("\n")
+    rows = [[d[k] for k in keys] for d in (_log_row(e, shown=True) for e in entries)]
     if fmt == "html":
         note = f"{len(entries)} entries" + (f"; {searched}" if searched else "")
-        legend = reason_legend(e.reason for e in entries)
+        legend = reason_legend(entries)
         return _html_page("Disclosure log", heads, rows, note, produced, legend=legend)
     title = f"Disclosure log: {len(entries)} entries, oldest first"
     if searched:

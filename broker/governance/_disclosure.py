@@ -15,24 +15,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from broker.audit import AuditKind, AuditRecord
+from broker.governance._grounds import Ground, basis_text, decision_grounds, str_or_none, str_tuple
 from broker.governance._store import AuditStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-
-@dataclass(frozen=True, slots=True)
-class Ground:
-    """One clause a decision rests on (or, refused, was weighed under): its agreement, purpose
-    and lawful basis. A share under two agreements has two, and each is a basis for it."""
-
-    agreement_id: str | None
-    clause_id: str | None
-    purpose: str | None
-    lawful_basis: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +139,8 @@ class DisclosureEntry:
 
     @property
     def shown_outcome(self) -> str | None:
-        """The outcome as every format shows it: ``shared, not sent (quarantined)`` for a
-        share that was never sent."""
+        """The outcome as a reader sees it (table, HTML): ``shared, not sent (quarantined)``
+        for a share never sent. JSON and CSV keep ``outcome`` as decided and say ``sent``."""
         if self.not_sent and self.outcome:
             return f"{self.outcome}, {NOT_SENT}"
         return self.outcome
@@ -166,7 +153,8 @@ class DisclosureEntry:
             "event_type": self.event_type,
             "sender": self.sender,
             "recipient": self.recipient,
-            "outcome": self.shown_outcome,
+            # As decided, one of the documented values, so a filter on it keeps its rows.
+            "outcome": self.outcome,
             "reason": self.reason,
             "purpose": self.purpose,
             "lawful_basis": self.lawful_basis,
@@ -187,50 +175,9 @@ class DisclosureEntry:
             "valid_until": self.valid_until,
             "recalls": list(self.recalls),
             "recorded_at": self.recorded_at.isoformat() if self.recorded_at else None,
+            # false on a share never sent; null elsewhere (a delivery's line says it was).
+            "sent": False if self.not_sent else None,
         }
-
-
-def basis_text(basis: object) -> str | None:
-    """``public_task; Art 9: safeguarding_children`` from a decision's ``lawful_basis``."""
-    if not isinstance(basis, dict):
-        return None
-    parts = [str(basis.get("article6") or "")]
-    for art in ("article9", "article10"):
-        if basis.get(art):
-            parts.append(f"Art {art[7:]}: {basis[art]}")
-    return "; ".join(p for p in parts if p) or None
-
-
-def str_tuple(value: object) -> tuple[str, ...]:
-    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
-
-
-def str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def decision_grounds(data: dict[str, Any]) -> tuple[Ground, ...]:
-    """Every clause a ``decided`` record's data names in its ``grounds``; a record written
-    without them (before they were recorded) has its one agreement, purpose and basis."""
-    listed = data.get("grounds")
-    if isinstance(listed, list) and listed:
-        return tuple(
-            Ground(
-                str_or_none(g.get("agreement_id")),
-                str_or_none(g.get("clause_id")),
-                str_or_none(g.get("purpose")),
-                basis_text(g.get("lawful_basis")),
-            )
-            for g in listed
-            if isinstance(g, dict)
-        )
-    first = Ground(
-        str_or_none(data.get("agreement_id")),
-        None,
-        str_or_none(data.get("purpose")),
-        basis_text(data.get("lawful_basis")),
-    )
-    return () if first == Ground(None, None, None, None) else (first,)
 
 
 def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
@@ -472,16 +419,15 @@ def disclosure_log(
 
 
 def _mark_not_sent(store: AuditStore, entries: list[DisclosureEntry]) -> list[DisclosureEntry]:
-    """Mark the shares whose event was quarantined after them on their chain (no view
-    left). As for a receipt: a later copy is refused before ``decide`` (its id is spent)."""
+    """Mark the shares whose event was quarantined after them on their chain, with no
+    delivery to their recipient between (no view left). As for a receipt: a later copy is
+    refused before ``decide`` (its id is spent)."""
     shares = [
-        (e.chain, e.seq, e.event_id)
+        (e.chain, e.seq, e.event_id, e.recipient)
         for e in entries
         if e.kind == "decision" and e.outcome in _SHARES and e.event_id
     ]
-    failed = store.quarantined_receipts(shares) if shares else set()
-    if not failed:
-        return entries
+    failed = store.unsent_shares(shares) if shares else set()
     return [
         dataclasses.replace(e, not_sent=True, reason=e.reason or QUARANTINED)
         if e.kind == "decision" and (e.chain, e.seq) in failed
@@ -492,9 +438,9 @@ def _mark_not_sent(store: AuditStore, entries: list[DisclosureEntry]) -> list[Di
 
 def override_entry(store: AuditStore, event_id: str, recipient: str) -> DisclosureEntry | None:
     """A safeguarding override's decision as a line of the child's disclosure log, with its
-    review; None when that event and recipient have no override."""
+    review, marked not sent as there; None when that event and recipient have no override."""
     rec = store.find_decision(event_id, recipient)
     if rec is None or rec.data.get("outcome") != "shared_override":
         return None
-    entry = _decision_entry(rec)
+    [entry] = _mark_not_sent(store, [_decision_entry(rec)])
     return dataclasses.replace(entry, review=review_status(store, event_id, recipient))

@@ -2,18 +2,22 @@
 
 A log line says why something was not shared (or a consent record counted for nothing, or a
 notice did not go) by a code such as ``condition-false``. The console's pages and the HTML
-log a family receives explain the codes they show from this one table, so the two never
-word a code differently. The meanings follow docs/policy-language.md §5 and §7 and
+log a family receives explain the codes they show from these tables, so the two never word a
+code differently. The meanings follow docs/policy-language.md §5 and §7 and
 docs/governance.md (*Subject access requests*).
+
+A code means what its line's kind makes it mean: ``recipient-key-unavailable`` on a decision
+is a share the rules allowed that went nowhere, on a withdrawal notice a notice that did not
+go to a past recipient (no rules decide a notice, and that recipient had the data already).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Protocol
 
-__all__ = ["REASON_MEANINGS", "reason_legend"]
+__all__ = ["NOTICE_MEANINGS", "REASON_MEANINGS", "reason_legend"]
 
 REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -21,8 +25,8 @@ REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
         # covers every child the information named, not only the one whose log this is: the
         # consent reasons say so rather than blame this child's own consent.
         "party-inactive": (
-            "An organisation involved (the one sending or receiving it, or the one that"
-            " recorded a consent) was suspended when this was decided."
+            "The organisation sending it or the one it would have gone to was suspended"
+            " when this was decided."
         ),
         "suppressed": (
             'A "withhold all" rule applied: in these circumstances this kind of organisation'
@@ -56,8 +60,8 @@ REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         # An event that went to no one (docs/governance.md).
         "quarantined": (
-            "Processing the information failed, so none of it was sent to anyone; it is held"
-            " for the information governance officers."
+            "Processing the information failed, so none of it was sent to anyone. The"
+            " failure is recorded for the information governance officers to look into."
         ),
         "no-recipient": (
             "Nothing in this information about this child was sent to anyone. The log does"
@@ -76,8 +80,30 @@ REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 
-def reason_legend(reasons: Iterable[str | None]) -> list[tuple[str, str]]:
-    """The codes among ``reasons`` that have a meaning, each once, with it, in the table's
-    order (a code with none, or no reason, is left out)."""
-    shown = set(reasons)
-    return [(code, text) for code, text in REASON_MEANINGS.items() if code in shown]
+# What a code means on a withdrawal notice's line (``undelivered``, broker/pipeline/_consent.py).
+NOTICE_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "recipient-key-unavailable": (
+            "On a withdrawal notice: the organisation had been sent this child's information"
+            " before, but had no working encryption key when consent was withdrawn, so the"
+            " notice telling it to stop using that information was not sent. It must be told"
+            " by other means."
+        ),
+    }
+)
+
+
+class _Line(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+def reason_legend(lines: Iterable[_Line]) -> list[tuple[str, str]]:
+    """The codes the log ``lines`` show that have a meaning, with it: each once per meaning
+    (a code meaning one thing on a decision and another on a notice is listed twice if both
+    are shown), in the tables' order; a code with none, or no reason, is left out."""
+    shown = {(line.kind == "withdrawal_notice", line.reason) for line in lines}
+    legend = [(c, t) for c, t in REASON_MEANINGS.items() if (False, c) in shown]
+    return legend + [(c, t) for c, t in NOTICE_MEANINGS.items() if (True, c) in shown]

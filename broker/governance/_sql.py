@@ -15,7 +15,11 @@ from typing import Any
 from broker.audit import AuditRecord, read_record
 from broker.errors import AuditError
 from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
-from broker.governance._sql_received import RECEIVED_UNDECIDED, quarantined_receipts
+from broker.governance._sql_received import (
+    RECEIVED_UNDECIDED,
+    quarantined_receipts,
+    unsent_shares,
+)
 from broker.governance._sql_rows import SEVERAL_GROUNDS, agreements_of, refuse_newer, review_row
 from broker.governance._sql_write import write_batch
 from broker.governance._store import (
@@ -314,6 +318,9 @@ class SqlAuditStore:
         self, receipts: Collection[tuple[str, int, str]]
     ) -> set[tuple[str, int]]:
         return quarantined_receipts(self._q, receipts)
+
+    def unsent_shares(self, shares: Collection[tuple[str, int, str, str]]) -> set[tuple[str, int]]:
+        return unsent_shares(self._q, shares)
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
         # A decision counts once under each agreement of its grounds (docs/governance.md).

@@ -363,8 +363,13 @@ class AuditStore(Protocol):
         self, receipts: Collection[tuple[str, int, str]]
     ) -> set[tuple[str, int]]:
         """Those of ``receipts`` (``(chain, seq, event_id)`` of ``received`` records, each
-        the last of its event on its chain, or of shares ``decided``) whose processing ended
-        in quarantine."""
+        the last of its event on its chain) whose processing ended in quarantine."""
+        ...
+
+    def unsent_shares(self, shares: Collection[tuple[str, int, str, str]]) -> set[tuple[str, int]]:
+        """Those of ``shares`` (``(chain, seq, event_id, recipient)`` of decisions that
+        shared) whose event was quarantined after them with no delivery to that recipient
+        between: never sent."""
         ...
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:

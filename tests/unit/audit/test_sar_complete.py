@@ -393,7 +393,7 @@ def test_decisions_about_others_in_the_event_are_not_told_in_any_format(
         assert "not-in-any-share" not in disclosure([a, b], fmt)
 
 
-def test_the_csv_keeps_its_columns_in_place_and_adds_recorded_at_last(
+def test_the_csv_keeps_its_columns_in_place_and_adds_recorded_at_then_sent_last(
     store: AuditStore, late_consent: list[AuditRecord], linker: Linker
 ) -> None:
     """A CSV reader taking columns by position reads the same columns as before."""
@@ -403,6 +403,6 @@ def test_the_csv_keeps_its_columns_in_place_and_adds_recorded_at_last(
         "at", "kind", "outcome", "recipient", "event_type", "sender", "agreement_id",
         "purpose", "lawful_basis", "clauses", "fields_shared", "fields_withheld", "consent",
         "reason", "override_grounds", "review", "opened_by", "purposes", "recipients",
-        "valid_until", "recalls", "event_id", "audit_ref", "matched_on", "recorded_at",
+        "valid_until", "recalls", "event_id", "audit_ref", "matched_on", "recorded_at", "sent",
     ]  # fmt: skip
     assert list(json.loads(disclosure(log, "json"))[0]) == list(log[0].as_dict())

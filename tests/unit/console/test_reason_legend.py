@@ -9,15 +9,17 @@ from collections.abc import Callable
 from typing import get_args
 
 from fastapi.testclient import TestClient
+from markupsafe import escape
 
 from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.cli._audit_render import disclosure
 from broker.governance import REASON_MEANINGS, AuditStore, disclosure_log
+from broker.governance._reasons import NOTICE_MEANINGS
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.policy import ConsentRefusal, Reason
 from broker.principals import Principal
-from tests.unit.audit.conftest import CHILD_NHS, T0, decision, index_records
+from tests.unit.audit.conftest import CHILD_NHS, T0, decision, index_records, withdrawal_chain
 from tests.unit.console.conftest import sign_in
 
 
@@ -64,6 +66,23 @@ def test_the_sar_page_explains_the_codes_it_shows_in_the_same_words(
     assert legend, "no legend on the SAR page"
     assert re.findall(r"<dt><code>(.*?)</code></dt>", legend.group(0)) == ["condition-false"]
     assert html.escape(REASON_MEANINGS["condition-false"]) in legend.group(0)
+
+
+def test_the_consoles_log_explains_an_undelivered_notice_as_a_notice(
+    make_client: Callable[..., TestClient], store: AuditStore,
+    verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
+) -> None:  # fmt: skip
+    assert index_records(store, verifier, withdrawal_chain(linker, keys), start=500).breaks == []
+    client = make_client()
+    token = sign_in(client)
+    page = client.post(
+        "/subjects",
+        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
+    ).text
+    legend = re.search(r'<dl id="disclosure-log-reasons".*?</dl>', page, re.S)
+    assert legend, "no legend under the log"
+    assert str(escape(NOTICE_MEANINGS["recipient-key-unavailable"])) in legend.group(0)
+    assert "The rules would have allowed it" not in legend.group(0)
 
 
 def test_a_log_with_no_reason_code_has_no_legend() -> None:
