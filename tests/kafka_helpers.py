@@ -7,6 +7,7 @@ reach it as its ``admin`` (the super user) unless they act as a principal on pur
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import time
 import uuid
@@ -159,3 +160,17 @@ def free_client_port() -> int:
             except (OSError, OverflowError):
                 continue
             return port
+
+
+class CountingHashlib:
+    """aiokafka's ``hashlib``, counting PBKDF2 runs."""
+
+    def __init__(self) -> None:
+        self.pbkdf2_runs = 0
+
+    def pbkdf2_hmac(self, *args: Any) -> bytes:
+        self.pbkdf2_runs += 1
+        return hashlib.pbkdf2_hmac(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(hashlib, name)

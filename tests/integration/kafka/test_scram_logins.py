@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from typing import Any
 
 import aiokafka.conn
 import pytest
 
 from broker.kafka import stop_quietly
 from broker.kafka._scram import forget_salted_passwords
-from tests.kafka_helpers import clients, create_topics, read_to_end, unique_topic
-
-
-class CountingHashlib:
-    def __init__(self) -> None:
-        self.pbkdf2_runs = 0
-
-    def pbkdf2_hmac(self, *args: Any) -> bytes:
-        self.pbkdf2_runs += 1
-        return hashlib.pbkdf2_hmac(*args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(hashlib, name)
+from tests.kafka_helpers import (
+    CountingHashlib,
+    clients,
+    create_topics,
+    read_to_end,
+    unique_topic,
+)
 
 
 async def test_three_transactional_producers_of_one_login_work_out_its_password_once(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from broker.kafka._scram import (
     forget_salted_passwords,
     remember_salted_passwords,
 )
+from tests.kafka_helpers import CountingHashlib
 
 PlainScram = RememberingScram.__base__  # aiokafka's own, whatever was installed since
 
@@ -29,20 +29,6 @@ CLIENT_FINAL = (
     "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
 )
 SERVER_FINAL = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
-
-
-class CountingHashlib:
-    """aiokafka's ``hashlib``, counting PBKDF2 runs."""
-
-    def __init__(self) -> None:
-        self.pbkdf2_runs = 0
-
-    def pbkdf2_hmac(self, *args: Any) -> bytes:
-        self.pbkdf2_runs += 1
-        return hashlib.pbkdf2_hmac(*args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(hashlib, name)
 
 
 @pytest.fixture
