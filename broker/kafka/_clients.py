@@ -135,7 +135,7 @@ class KafkaClients:
                     if isinstance(exc, FileNotFoundError):
                         why = "file not found (ACCORD_KAFKA__CA_FILE names one elsewhere)"
                     raise ConfigError(f"the Kafka CA file {cafile} cannot be used: {why}") from None
-                remember_salted_passwords()
+                remember_salted_passwords(s.password.get_secret_value())
                 self._security = {
                     "security_protocol": "SASL_SSL",
                     "sasl_mechanism": MECHANISM,

@@ -9,60 +9,107 @@ partition, each with a connection to its partition's leader and one to its trans
 coordinator: 96 partitions made 199 logins, 2.6 s of PBKDF2, at every start, and again for
 each partition a rebalance hands over.
 
-:func:`remember_salted_passwords` has aiokafka's SCRAM logins keep each result, keyed by
-everything it is computed from (the mechanism, the password, the salt and the count the
-broker sent), so a login the broker re-salts, or another password, is computed afresh. The
-rest of each exchange (a fresh nonce, the proofs, the check of the server's signature) is
-unchanged, so nothing about what either side proves changes. What is kept is derived from a
-password the process already holds in memory for every new connection.
+:func:`remember_salted_passwords` has aiokafka keep the result for the logins Accord's own
+clients use (:class:`broker.kafka.KafkaClients` registers its password; a faust app given
+the same login shares it). aiokafka builds its authenticator from a module-level name and has
+no option for this, so the name is pointed at a subclass, once, when a secured client is
+first configured, never at import. Logins Accord did not register (an agency's own clients
+in a process that also publishes through the SDK) go through aiokafka's code untouched and
+are kept nowhere. A result is keyed by everything it is computed from (the mechanism, a
+digest of the password, the salt and the count the broker sent), so a login the broker
+re-salts is worked out afresh. The rest of each exchange (a fresh nonce, the proofs, the
+check of the server's signature) is aiokafka's, unchanged. For the logins it serves, a count
+below Kafka's minimum of 4,096 is refused: only a broker that is not Kafka, or not the one
+configured, would ask for a proof that cheap to attack offline.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
+from typing import Any
 
 import aiokafka.conn
-from aiokafka.conn import ScramAuthenticator
+import structlog
 
 __all__ = ["remember_salted_passwords"]
 
-#: A process logs in as one principal, sometimes two (a test as the admin and a party):
-#: a few entries, bounded all the same.
+log = structlog.get_logger(__name__)
+
+#: Kafka's least iteration count for a SCRAM credential (and RFC 7677's).
+MIN_ITERATIONS = 4096
+#: A process logs in as one principal, sometimes a few (a test as the admin and parties).
 CAPACITY = 16
 
 _Key = tuple[str, bytes, bytes, int]
+_ORIGINAL: Any = aiokafka.conn.ScramAuthenticator
 _salted: OrderedDict[_Key, bytes] = OrderedDict()
-# aiokafka runs each exchange's steps in the loop's executor: several threads at once.
+_ours: set[bytes] = set()  # digests of the passwords Accord's clients log in with
+_said: list[bool] = []  # the warning that another authenticator is in place, once
+# aiokafka runs each exchange's steps in the loop's executor, several at once. Held while
+# PBKDF2 runs, so that a dozen producers starting together work a login out once, not once
+# per executor thread; a login of another credential waits that ~13 ms.
 _lock = threading.Lock()
 
 
-class RememberingScram(ScramAuthenticator):  # type: ignore[misc]  # aiokafka is untyped
-    """aiokafka's SCRAM exchange, its PBKDF2 step answered from what was worked out before."""
+def _digest(password: bytes) -> bytes:
+    return hashlib.sha256(password).digest()
+
+
+class RememberingScram(_ORIGINAL):  # type: ignore[misc]  # aiokafka is untyped
+    """aiokafka's SCRAM exchange, its PBKDF2 step answered from what was worked out before
+    for a login Accord registered."""
 
     def create_salted_password(self, salt: bytes, iterations: int) -> None:
-        key = (self._hashname, self._sasl_plain_password, salt, iterations)
+        hashname = getattr(self, "_hashname", None)
+        password = getattr(self, "_sasl_plain_password", None)
+        if not isinstance(hashname, str) or not isinstance(password, bytes):
+            # aiokafka changed what this relies on: its own way, not a broken login.
+            super().create_salted_password(salt, iterations)
+            return
+        digest = _digest(password)
+        if digest not in _ours:
+            super().create_salted_password(salt, iterations)
+            return
+        if iterations < MIN_ITERATIONS:
+            # aiokafka ends the login with this error; the broker never sees a proof.
+            raise ValueError(f"the broker asked for {iterations} SCRAM iterations, fewer than "
+                             f"Kafka's least ({MIN_ITERATIONS}): not logging in")  # fmt: skip
+        key = (hashname, digest, salt, iterations)
         with _lock:
             known = _salted.get(key)
             if known is not None:
                 _salted.move_to_end(key)
-        if known is not None:
-            self._salted_password = known
+                self._salted_password = known
+                return
+            super().create_salted_password(salt, iterations)
+            if isinstance(self._salted_password, bytes):
+                _salted[key] = self._salted_password
+                while len(_salted) > CAPACITY:
+                    _salted.popitem(last=False)
+
+
+def remember_salted_passwords(password: str) -> None:
+    """Have later aiokafka SCRAM logins with ``password`` in this process reuse their salted
+    password. If something else has replaced aiokafka's authenticator already, it is left in
+    place (and said once): every login then works its password out as that code does."""
+    current = aiokafka.conn.ScramAuthenticator
+    if current is not RememberingScram:
+        if current is not _ORIGINAL:
+            if not _said:
+                _said.append(True)
+                log.warning("kafka_scram_authenticator_replaced", why="left as it is")
             return
-        super().create_salted_password(salt, iterations)
-        with _lock:
-            _salted[key] = self._salted_password
-            while len(_salted) > CAPACITY:
-                _salted.popitem(last=False)
-
-
-def remember_salted_passwords() -> None:
-    """Have every later aiokafka SCRAM login in this process reuse its salted password
-    (aiokafka builds its authenticator by this module-level name; there is no option)."""
-    aiokafka.conn.ScramAuthenticator = RememberingScram
+        aiokafka.conn.ScramAuthenticator = RememberingScram
+    with _lock:
+        _ours.add(_digest(password.encode("utf-8")))
 
 
 def forget_salted_passwords() -> None:
-    """Drop what was kept (tests; a process that changes its password logs in afresh anyway)."""
+    """Drop what was kept and registered, and whether a replaced authenticator was said
+    (tests)."""
     with _lock:
         _salted.clear()
+        _ours.clear()
+        _said.clear()

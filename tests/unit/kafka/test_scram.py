@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiokafka.conn
 import pytest
+from structlog.testing import capture_logs
 
 from broker.kafka._scram import (
     CAPACITY,
@@ -33,7 +36,11 @@ SERVER_FINAL = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingHashlib]:
+    """PBKDF2 counted; the RFC's password registered as Accord's; aiokafka's authenticator
+    as it was found put back afterwards."""
+    monkeypatch.setattr(aiokafka.conn, "ScramAuthenticator", PlainScram)
     forget_salted_passwords()
+    remember_salted_passwords(RFC_PASSWORD)
     counting = CountingHashlib()
     monkeypatch.setattr(aiokafka.conn, "hashlib", counting)
     yield counting
@@ -73,8 +80,27 @@ def test_each_connection_of_plain_aiokafka_runs_pbkdf2_again(counted: CountingHa
     assert counted.pbkdf2_runs == 2
 
 
+def test_a_remembered_login_still_refuses_a_server_that_cannot_sign(
+    counted: CountingHashlib,
+) -> None:
+    exchange(RememberingScram)
+    scram = RememberingScram(
+        loop=None,
+        sasl_plain_password=RFC_PASSWORD,
+        sasl_plain_username="user",
+        sasl_mechanism="SCRAM-SHA-256",
+    )
+    scram._nonce = NONCE
+    scram.first_message()
+    scram.process_server_first_message(SERVER_FIRST)  # answered from what was kept
+    assert counted.pbkdf2_runs == 1
+    with pytest.raises(ValueError, match="wrong signature"):
+        scram.process_server_final_message("v=" + "A" * 44)
+
+
 def test_another_password_salt_or_count_is_worked_out_afresh(counted: CountingHashlib) -> None:
     exchange(RememberingScram)
+    remember_salted_passwords(RFC_PASSWORD + "2")
     # The same salt and count with another password: not answered from the first one's.
     with pytest.raises(ValueError, match="wrong signature"):
         exchange(RememberingScram, RFC_PASSWORD + "2", verify=True)
@@ -83,9 +109,43 @@ def test_another_password_salt_or_count_is_worked_out_afresh(counted: CountingHa
     assert counted.pbkdf2_runs == 4
 
 
+def test_a_login_accord_did_not_register_is_neither_kept_nor_answered(
+    counted: CountingHashlib,
+) -> None:
+    """An agency's own clients, in a process that also publishes through the SDK."""
+    exchange(RememberingScram, "host-app-secret")
+    exchange(RememberingScram, "host-app-secret")
+    assert counted.pbkdf2_runs == 2
+    exchange(RememberingScram)
+    assert counted.pbkdf2_runs == 3  # Accord's own, worked out once
+
+
+def test_a_count_below_kafkas_least_is_refused_for_accords_logins(
+    counted: CountingHashlib,
+) -> None:
+    with pytest.raises(ValueError, match="fewer than Kafka's least"):
+        exchange(RememberingScram, server_first=SERVER_FIRST.replace("i=4096", "i=1"))
+    assert counted.pbkdf2_runs == 0
+
+
+def test_logins_starting_together_work_a_password_out_once(counted: CountingHashlib) -> None:
+    """A dozen producers start at once, each login's step on an executor thread."""
+    start = threading.Barrier(8)
+
+    def login() -> str:
+        start.wait()
+        return exchange(RememberingScram)
+
+    with ThreadPoolExecutor(8) as pool:
+        finals = list(pool.map(lambda _: login(), range(8)))
+    assert finals == [CLIENT_FINAL] * 8
+    assert counted.pbkdf2_runs == 1
+
+
 def test_what_is_kept_is_bounded(counted: CountingHashlib) -> None:
     for i in range(CAPACITY + 5):
-        exchange(RememberingScram, password=f"p{i}", server_first=SERVER_FIRST)
+        remember_salted_passwords(f"p{i}")
+        exchange(RememberingScram, password=f"p{i}")
     assert counted.pbkdf2_runs == CAPACITY + 5
     exchange(RememberingScram, password="p0")  # the oldest went first
     assert counted.pbkdf2_runs == CAPACITY + 6
@@ -93,11 +153,29 @@ def test_what_is_kept_is_bounded(counted: CountingHashlib) -> None:
     assert counted.pbkdf2_runs == CAPACITY + 6
 
 
-def test_installing_replaces_the_class_aiokafka_builds_logins_from(
+def test_registering_points_aiokafka_at_the_subclass_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(aiokafka.conn, "ScramAuthenticator", aiokafka.conn.ScramAuthenticator)
-    remember_salted_passwords()
+    monkeypatch.setattr(aiokafka.conn, "ScramAuthenticator", PlainScram)
+    forget_salted_passwords()
+    remember_salted_passwords(RFC_PASSWORD)
     assert aiokafka.conn.ScramAuthenticator is RememberingScram
-    remember_salted_passwords()  # twice is once
+    remember_salted_passwords(RFC_PASSWORD)  # twice is once
     assert aiokafka.conn.ScramAuthenticator is RememberingScram
+    forget_salted_passwords()
+
+
+def test_an_authenticator_someone_else_installed_is_left_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Theirs(PlainScram):  # type: ignore[misc, valid-type]
+        pass
+
+    monkeypatch.setattr(aiokafka.conn, "ScramAuthenticator", Theirs)
+    forget_salted_passwords()
+    with capture_logs() as logs:
+        remember_salted_passwords(RFC_PASSWORD)
+        remember_salted_passwords(RFC_PASSWORD)
+    assert aiokafka.conn.ScramAuthenticator is Theirs
+    assert [e["event"] for e in logs].count("kafka_scram_authenticator_replaced") == 1
+    forget_salted_passwords()
