@@ -71,6 +71,26 @@ def _review_refused(message: str, detail: dict[str, str]) -> tuple[str, str | No
     return text, field
 
 
+def _review_errors(
+    text: str, field: str | None, detail: dict[str, str], *, wiped: bool
+) -> list[Flash]:
+    """The refused review's errors. A reference ``wiped`` is said removed even when the
+    refusal was about something else (the finding, checked first): an empty field,
+    unexplained, reads as never typed."""
+    event_id, recipient = detail["event_id"], detail["recipient"]
+    removed = _REFERENCE_REMOVED.format(event_id, recipient)
+    if not wiped:
+        return [Flash.error(text, field=field)]
+    if field is not None and field.startswith("reference-"):
+        return [Flash.error(removed, field=field, beside=_REFERENCE_SHORT)]
+    known = _NOT_AN_ID not in (event_id, recipient)
+    beside = f"reference-{event_id}-{recipient}" if known else None
+    return [
+        Flash.error(text, field=field),
+        Flash.error(removed, field=beside, beside=_REFERENCE_SHORT),
+    ]
+
+
 _REVIEW_FIELDS = ("--finding", "--reference")
 _REFERENCE_REMOVED = (
     "Review of event {0} to {1} not recorded: the reference you typed was removed (it may "
@@ -184,12 +204,7 @@ def register_override_pages(
             # number or a note about someone, as a look-up's NHS number is not. The summary
             # says it was removed (an empty field, unexplained, reads as never typed).
             kept = reference if reference_acceptable(reference) else ""
-            wiped = bool(reference) and not kept and (field or "").startswith("reference-")
-            errors = [
-                Flash.error(_REFERENCE_REMOVED.format(event_id, recipient), field=field,
-                            beside=_REFERENCE_SHORT)
-                if wiped else Flash.error(text, field=field)
-            ]  # fmt: skip
+            errors = _review_errors(text, field, detail, wiped=bool(reference) and not kept)
             typed = {"event_id": event_id, "recipient": recipient, "finding": finding,
                      "reference": kept}  # fmt: skip
             own_page = override_entry(deps.store, event_id, recipient) is not None

@@ -56,3 +56,22 @@ def test_a_reference_with_no_digit_is_wiped_and_the_summary_asks_for_the_case_nu
     assert value_of(posted_form(r.text, "/overrides/review"), "reference") == [""]
     assert "Jane-Smith" not in r.text
     assert not any(rec.kind == AuditKind.OVERRIDE_REVIEWED for rec in sink.records[written:])
+
+
+def test_a_wiped_reference_is_said_removed_when_the_finding_was_refused_first(
+    client: TestClient,
+) -> None:
+    """The finding is checked first; the reference it never reached is still not put back,
+    and the page says so beside it rather than leaving an empty field unexplained."""
+    token = sign_in(client)
+    form = {"event_id": "e2", "recipient": "school-1", "csrf": token, "finding": "",
+            "reference": "Jane-Smith"}  # fmt: skip
+    r = client.post("/overrides/review", data=form)
+    assert r.status_code == 400
+    summary = error_summary(r.text)
+    assert "give justified or not-justified" in summary
+    assert "the reference you typed was removed (it may name a person" in summary
+    assert value_of(posted_form(r.text, "/overrides/review"), "reference") == [""]
+    assert "Jane-Smith" not in r.text
+    beside = r.text.split(f'id="reference-{WHICH}-error">')[1].split("</span>", 2)[1]
+    assert "with its case number" in beside
