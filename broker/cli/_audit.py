@@ -317,14 +317,18 @@ def review(
     then indexed. Left out, --as is asked for at a terminal."""
     from broker.governance import check_review
 
-    officer = who(officer, password_stdin=password_stdin)
-    check_review(reviewed_by=officer, finding=finding, reference=reference)
     settings = load_settings()
     if is_copy(settings, db):
-        # Refused before the copy is opened: a review is found in, chained from and indexed
-        # into the live index; on a copy it would fork the live chain and change the evidence.
-        raise UsageError("a review is recorded against the live audit index: drop --db, or "
-                         "set ACCORD_AUDIT_DB to the live index")  # fmt: skip
+        # Refused before the copy is opened (and before --as is asked for): a review is found
+        # in, chained from and indexed into the live index; on a copy it would fork the live
+        # chain and change the evidence.
+        raise UsageError(
+            "a review is recorded against the live audit index, and --db names another "
+            "(compared as libpq reads it: hosts, ports, database, user, options): drop --db, "
+            "or set ACCORD_AUDIT_DB to the live index"
+        )
+    officer = who(officer, password_stdin=password_stdin)
+    check_review(reviewed_by=officer, finding=finding, reference=reference)
     keys = keystore(settings, Principal.CONSOLE)
     store = _store(settings, db)
     try:

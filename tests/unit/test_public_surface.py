@@ -121,7 +121,7 @@ SURFACES = {
         "verify_store", "VerifyRun", "verify_and_keep", "ReviewStatus", "ReviewedOverride",
         "reviewed_overrides", "override_entry", "verification_state", "IndexView", "index_view",
         "VerifiedHead", "describe_url", "same_index", "sqlite_file", "REASON_MEANINGS",
-        "reason_legend",
+        "reason_legend", "CONSENT_MEANINGS", "NOTICE_MEANINGS", "LegendLine",
     },
     "broker.ops": {
         "OK", "Check", "Heartbeat", "OpsServer", "Probe", "first_failure", "serving_ops",

@@ -226,7 +226,8 @@ def test_a_review_on_a_copy_is_refused_in_one_line_and_the_copy_left_as_it_was(
     code, out, err = run_cli(argv)
     assert (code, out) == (2, "")
     assert err.count("\n") == 1
-    assert "a review is recorded against the live audit index: drop --db" in err
+    assert "a review is recorded against the live audit index, and --db names another" in err
+    assert "drop --db" in err
     assert "audit_index_made_private" not in err
     assert sink.records == []  # no review written
     assert catch_ups == []  # the copy never caught up from the topic
