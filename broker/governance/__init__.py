@@ -33,7 +33,13 @@ from broker.governance._encompass import (
 from broker.governance._index import Indexer, IndexSummary
 from broker.governance._index_url import describe_url, same_index, sqlite_file
 from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
-from broker.governance._reasons import REASON_MEANINGS, reason_legend
+from broker.governance._reasons import (
+    CONSENT_MEANINGS,
+    NOTICE_MEANINGS,
+    REASON_MEANINGS,
+    LegendLine,
+    reason_legend,
+)
 from broker.governance._reports import (
     GovernanceReport,
     ReviewedOverride,
@@ -65,6 +71,8 @@ from broker.governance._verify import (
 from broker.governance._verify_vouch import VerifiedHead
 
 __all__ = [
+    "CONSENT_MEANINGS",
+    "NOTICE_MEANINGS",
     "REASON_MEANINGS",
     "AuditSink",
     "AuditStore",
@@ -75,6 +83,7 @@ __all__ = [
     "IndexSummary",
     "IndexView",
     "Indexer",
+    "LegendLine",
     "LookupPurpose",
     "ReportPurpose",
     "ReviewFinding",

@@ -8,16 +8,27 @@ docs/governance.md (*Subject access requests*).
 
 A code means what its line's kind makes it mean: ``recipient-key-unavailable`` on a decision
 is a share the rules allowed that went nowhere, on a withdrawal notice a notice that did not
-go to a past recipient (no rules decide a notice, and that recipient had the data already).
+go to a past recipient (no rules decide a notice, and that recipient had the data already);
+``party-inactive`` on a decision names its sender or recipient, on a refused consent record
+the organisation that recorded it (a consent record goes to no one and is not decided).
+So each kind of line has its table: ``REASON_MEANINGS`` (decisions, and events that went to
+no one), ``CONSENT_MEANINGS`` (refused consent records), ``NOTICE_MEANINGS`` (withdrawal
+notices).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
-__all__ = ["NOTICE_MEANINGS", "REASON_MEANINGS", "reason_legend"]
+__all__ = [
+    "CONSENT_MEANINGS",
+    "NOTICE_MEANINGS",
+    "REASON_MEANINGS",
+    "LegendLine",
+    "reason_legend",
+]
 
 REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -67,10 +78,22 @@ REASON_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
             "Nothing in this information about this child was sent to anyone. The log does"
             " not say more about why."
         ),
-        # A consent record refused (docs/policy-language.md §5).
+    }
+)
+
+
+# What a code means on a refused consent record's line (``consent_refused``: every
+# ``ConsentRefusal`` of broker/policy/_authority.py, docs/policy-language.md §5). The record
+# counts for nothing; nothing was sent or decided.
+CONSENT_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
+    {
         "not-a-consent-authority": (
             "The organisation that sent this consent record may not record consent, so it"
             " counts for nothing."
+        ),
+        "party-inactive": (
+            "The organisation that recorded this consent was suspended, so the record counts"
+            " for nothing."
         ),
         "outside-authority": (
             "The consent record covers purposes or organisations its sender may not record"
@@ -93,17 +116,48 @@ NOTICE_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 
-class _Line(Protocol):
+@runtime_checkable
+class LegendLine(Protocol):
+    """A disclosure-log line as the legend reads it: its ``kind`` (``decision``,
+    ``consent_refused``, ``withdrawal_notice``, …) and its ``reason`` code, if any. A
+    :class:`~broker.governance.DisclosureEntry` is one."""
+
     @property
     def kind(self) -> str: ...
     @property
     def reason(self) -> str | None: ...
 
 
-def reason_legend(lines: Iterable[_Line]) -> list[tuple[str, str]]:
+# The legend's tables in its order, and which one (by index) explains a line's code by the
+# line's kind; any other kind's, REASON_MEANINGS.
+_TABLES = (REASON_MEANINGS, CONSENT_MEANINGS, NOTICE_MEANINGS)
+_TABLE_OF_KIND: Final[Mapping[str, int]] = MappingProxyType(
+    {"consent_refused": 1, "withdrawal_notice": 2}
+)
+
+
+def reason_legend(lines: Iterable[LegendLine]) -> list[tuple[str, str]]:
     """The codes the log ``lines`` show that have a meaning, with it: each once per meaning
-    (a code meaning one thing on a decision and another on a notice is listed twice if both
-    are shown), in the tables' order; a code with none, or no reason, is left out."""
-    shown = {(line.kind == "withdrawal_notice", line.reason) for line in lines}
-    legend = [(c, t) for c, t in REASON_MEANINGS.items() if (False, c) in shown]
-    return legend + [(c, t) for c, t in NOTICE_MEANINGS.items() if (True, c) in shown]
+    (a code meaning one thing on a decision and another on a consent record or a notice is
+    listed once for each shown), decisions' first, then consent records', then notices', each
+    in its table's order; a code with none, or no reason, is left out.
+
+    ``lines`` are log lines (:class:`LegendLine`), not bare codes: a code alone does not say
+    what it means (raises TypeError), since the same code means different things on
+    different kinds of line.
+    """
+    shown: set[tuple[int, str]] = set()
+    for line in lines:
+        if not isinstance(line, LegendLine):
+            raise TypeError(
+                "reason_legend takes disclosure-log lines (with .kind and .reason), "
+                f"not {type(line).__name__}: a reason code's meaning depends on its line's kind"
+            )
+        if line.reason:
+            shown.add((_TABLE_OF_KIND.get(line.kind, 0), line.reason))
+    return [
+        (code, text)
+        for n, table in enumerate(_TABLES)
+        for code, text in table.items()
+        if (n, code) in shown
+    ]

@@ -64,9 +64,12 @@ def test_json_and_csv_keep_the_decided_outcome_and_say_sent_false(
     index_share_quarantined_at_deliver(store, verifier, linker, keys)
     line = _log(store, linker)
     [as_json] = json.loads(disclosure(line, "json"))
-    assert (as_json["outcome"], as_json["sent"]) == ("shared", False)
+    # As docs/governance.md spells it: the decided outcome, why it was not sent, sent false.
+    assert (as_json["outcome"], as_json["reason"], as_json["sent"]) == (
+        "shared", "quarantined", False
+    )  # fmt: skip
     [row] = csv.DictReader(io.StringIO(disclosure(line, "csv")))
-    assert (row["outcome"], row["sent"]) == ("shared", "false")
+    assert (row["outcome"], row["reason"], row["sent"]) == ("shared", "quarantined", "false")
     assert SHOWN not in disclosure(line, "csv")
     everyone = disclosure_log(store, linker.from_nhs_number(CHILD_NHS))
     assert {

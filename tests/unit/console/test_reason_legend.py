@@ -13,8 +13,13 @@ from markupsafe import escape
 
 from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner, KeystoreAuditVerifier
 from broker.cli._audit_render import disclosure
-from broker.governance import REASON_MEANINGS, AuditStore, disclosure_log
-from broker.governance._reasons import NOTICE_MEANINGS
+from broker.governance import (
+    CONSENT_MEANINGS,
+    NOTICE_MEANINGS,
+    REASON_MEANINGS,
+    AuditStore,
+    disclosure_log,
+)
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.policy import ConsentRefusal, Reason
@@ -90,7 +95,10 @@ def test_a_log_with_no_reason_code_has_no_legend() -> None:
 
 
 def test_every_reason_a_decision_or_a_consent_refusal_can_give_has_a_meaning() -> None:
-    assert set(get_args(Reason)) | set(get_args(ConsentRefusal)) <= set(REASON_MEANINGS)
+    """Each in the table of its line's kind: a consent_refused line's code in
+    CONSENT_MEANINGS (broker/pipeline/_consent.py audits ``consent_refusal``'s answer)."""
+    assert set(get_args(Reason)) <= set(REASON_MEANINGS)
+    assert set(get_args(ConsentRefusal)) == set(CONSENT_MEANINGS)
 
 
 def test_the_meanings_claim_no_more_than_the_log_knows() -> None:
