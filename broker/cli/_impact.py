@@ -212,8 +212,8 @@ def _impact(
 
         # The topics read, with their partition counts: each record's key and partition are
         # checked as the worker checks them (unkeyed, under another id or on a partition its
-        # key never hashed to is refused here too), against any count up to today's
-        # (_impact_redecide).
+        # key did not hash to is refused here too), against the counts the topic can have
+        # had when it was written, as the records read show them (_impact_placement).
         partitions: dict[str, int] = {}
         events = run(read_retained(kafka, topics, since_ms=since_ms, progress=advance,
                                    partitions=partitions))  # fmt: skip

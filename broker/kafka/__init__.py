@@ -18,7 +18,7 @@ from broker.kafka._access import (
     read_access,
 )
 from broker.kafka._admin import TopicSpec, accord_topics, ensure_topics, missing_topics
-from broker.kafka._clients import KafkaClients, partition_for, warn_if_plaintext
+from broker.kafka._clients import KafkaClients, murmur2, partition_for, warn_if_plaintext
 from broker.kafka._configs import topic_configs
 from broker.kafka._credentials import (
     MECHANISM,
@@ -74,6 +74,7 @@ __all__ = [
     "ensure_topics",
     "header_key_bytes",
     "missing_topics",
+    "murmur2",
     "partition_count",
     "partition_for",
     "quiet_leftovers",

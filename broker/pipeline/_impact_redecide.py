@@ -9,18 +9,15 @@ audited per decision, and nothing is delivered or written: a decision's fields a
 its redaction plan (``fields_shared``) grants.
 
 A record whose key is missing or not its event id, or that sits on a partition its key
-never hashed to, is refused as the worker refuses it (``unkeyed``, ``wrong-partition``):
-only then is every copy of an event id that is decided at all keyed by that id, and so in
-the one process ``redecide_both`` gives that id. Its partition is checked against every
-count the topic may have had, from one partition to today's, not today's alone: a record
-published before partitions were added sits where the count of its day put it
-(docs/operations.md allows adding them once drained), and the worker decided it there. So a
-record a producer placed by another hash (librdkafka's CRC32 default) is refused unless
-that hash happens to agree with Kafka's under some count. Ids are spent per topic (one
-sender's), as the worker keeps them per input partition: another sender's event under the
-same id is its own event, decided too. A re-send under an id already decided, on another
-partition its key hashed to under some count, is counted ``replay`` here, where the worker
-refuses it as misplaced (or, across a growth of the topic, decides it again).
+did not hash to under any count its topic can have had when it was written, is refused as
+the worker refuses it (``unkeyed``, ``wrong-partition``; ``_impact_placement`` says which
+counts those are, from the records read): only then is every copy of an event id that is
+decided at all keyed by that id, and so in the one process ``redecide_both`` gives that id.
+Ids are spent per topic (one sender's), as the worker keeps them per input partition:
+another sender's event under the same id is its own event, decided too. A re-send under an
+id already decided, on another partition its key hashed to under a count of its day, is
+counted ``replay`` here, where the worker refuses it as misplaced (or, across a growth of
+the topic, decides it again).
 """
 
 from __future__ import annotations
@@ -38,15 +35,16 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from broker.config import EnvelopeSettings
-from broker.kafka import Retained, partition_for
+from broker.kafka import Retained
 from broker.keys import FileKeyStore
 from broker.pipeline._access import access_chain
 from broker.pipeline._consent import consent_chain
 from broker.pipeline._effects import Audit, Effect, MarkProcessed, Publish
+from broker.pipeline._impact_placement import FirstStamps, Keyed, Placements, first_stamps
 from broker.pipeline._ingress import Decide, ingress_chain, spend
 from broker.pipeline._processor import build_services, unreadable
 from broker.pipeline._services import Services
-from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, quarantine, run_chain
+from broker.pipeline._stages import Stage, Step, Verdict, Work, forward, run_chain
 from broker.pipeline._state import WorkerState
 from broker.policy import Decision, Policy, load_bundle
 from broker.topics import ACCESS, CONSENT, party_of_ingress
@@ -107,14 +105,21 @@ def redecide(
     progress: Callable[[int], None] | None = None,
     tally: Tally | None = None,
     partitions: Mapping[str, int] | None = None,
+    first: Mapping[tuple[str, int], int] | None = None,
 ) -> list[dict[Key, Decided]]:
     """Every decision each of ``policies`` makes on ``records`` (taken in the order given);
     ``progress`` hears of the records taken, 200 at a time and the rest at the end;
     ``tally`` counts the event records compared and not (``Tally``). ``partitions``: each
-    topic's partition count; a record of a topic named there has its key and partition
-    checked as the worker checks them (a topic not named is not checked: unit tests), its
-    partition against every count up to that one (the module's docstring says why)."""
-    each = _Redecider(policies, keys=keys, envelope=envelope, partitions=partitions)
+    topic's partition count today; a record of a topic named there has its key and
+    partition checked as the worker checks them (a topic not named is not checked: unit
+    tests), its partition against each count the topic can have had when it was written,
+    as ``first`` (``first_stamps`` of every record read; of ``records`` if not given) says
+    (``_impact_placement``)."""
+    if partitions and first is None:
+        records = list(records)
+        first = first_stamps(records, partitions)
+    placements = Placements(partitions or {}, first or {})
+    each = _Redecider(policies, keys=keys, envelope=envelope, placements=placements)
     out: list[dict[Key, Decided]] = [{} for _ in policies]
     n = 0
     for n, rec in enumerate(records, 1):
@@ -145,37 +150,6 @@ class _Decisions:
         return forward(spend(work))
 
 
-class _Keyed:
-    """The worker's check of a record's key and partition (``_ingress._misplaced``), its
-    partition taken if its key hashes there under any count up to today's (the module's
-    docstring says why)."""
-
-    name = "open"
-
-    def __init__(self, partitions: Mapping[str, int]) -> None:
-        self._partitions = partitions  # the topics checked, each with today's count
-
-    def __call__(self, work: Work) -> Step:
-        assert work.opened is not None  # noqa: S101  # Open forwarded
-        if (today := self._partitions.get(work.topic)) is None:
-            return forward()
-        if not work.key:
-            return quarantine("unkeyed")
-        key = work.opened.event_id.encode()
-        if work.key != key or not _placed(key, work.partition, today):
-            return quarantine("wrong-partition")  # the worker's code for either
-        return forward()
-
-
-def _placed(key: bytes, partition: int, today: int) -> bool:
-    """Whether ``key`` hashes to ``partition`` under some count of partitions up to
-    ``today``'s: today's first, where every record published since the last growth is."""
-    if partition_for(key, list(range(today))) == partition:
-        return True
-    return any(partition_for(key, list(range(n))) == partition
-               for n in range(partition + 1, today))  # fmt: skip
-
-
 class _Redecider:
     """The worker's chains cut where the bundle starts to matter: the stages before the cut
     run once per record, those after once per bundle, each bundle with a state of its own."""
@@ -186,7 +160,7 @@ class _Redecider:
         *,
         keys: FileKeyStore,
         envelope: EnvelopeSettings,
-        partitions: Mapping[str, int] | None = None,
+        placements: Placements,
     ) -> None:
         self._now = datetime.now(UTC)
         linkage_key = keys.linkage_key()
@@ -203,7 +177,7 @@ class _Redecider:
         once = services(policies[0])
         self._each = [services(p) for p in policies]
         _, open_, validate, link, _, _ = ingress_chain(once)
-        keyed = _Keyed(dict(partitions or {}))
+        keyed = Keyed(placements)
         self._event_once: tuple[Stage, ...] = (open_, keyed, validate, link)
         self._route: list[Stage] = []
         self._decide: list[Stage] = []
@@ -333,6 +307,7 @@ class _Job:
     envelope: EnvelopeSettings
     records: list[Retained]
     partitions: dict[str, int] | None
+    first: FirstStamps  # of every record read, not only this job's
 
 
 def _run(job: _Job) -> tuple[dict[Key, Decided], dict[Key, Decided], Tally]:
@@ -341,7 +316,8 @@ def _run(job: _Job) -> tuple[dict[Key, Decided], dict[Key, Decided], Tally]:
     bundles = [load_bundle(job.current), load_bundle(job.new)]
     tally = Tally()
     before, after = redecide(bundles, job.records, keys=keys, envelope=job.envelope,
-                             tally=tally, partitions=job.partitions)  # fmt: skip
+                             tally=tally, partitions=job.partitions,
+                             first=job.first)  # fmt: skip
     return before, after, tally
 
 
@@ -370,8 +346,9 @@ def redecide_both(
                         progress=progress, tally=tally, partitions=partitions)  # fmt: skip
         return runs[0], runs[1]
     counts = dict(partitions) if partitions is not None else None
+    first = first_stamps(records, counts or {})  # from them all: a shard sees less history
     jobs = [
-        _Job(current, new, keystore, secret, envelope, shard, counts)
+        _Job(current, new, keystore, secret, envelope, shard, counts, first)
         for shard in _shards(records, processes)
     ]
     before: dict[Key, Decided] = {}

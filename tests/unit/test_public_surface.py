@@ -132,7 +132,7 @@ SURFACES = {
         "TopicSpec", "abandon", "abandon_consumer", "abort_quietly", "accord_topics",
         "can_log_in", "change_access",
         "connecting", "client_settings", "ensure_topics", "header_key_bytes", "missing_topics",
-        "partition_count", "partition_for",
+        "murmur2", "partition_count", "partition_for",
         "quiet_leftovers", "read_access", "read_client_file", "read_retained", "stop_quietly",
         "topic_configs", "translated", "undecodable", "warn_if_plaintext", "write_client_files",
         "Retained",
