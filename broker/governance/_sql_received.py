@@ -10,9 +10,10 @@ so another sender's event under the same id, on its own chain, answers nothing h
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator
+from typing import Any
 
-from broker.audit import AuditKind, AuditRecord
 from broker.governance._sql_write import Query
 
 # The receipts of the subject's events on which no decision about them followed. By the
@@ -35,19 +36,34 @@ RECEIVED_UNDECIDED = (
 _AFTER_RECEIPT = frozenset({"decide", "deliver"})
 
 
-def _records_of(q: Query, event_ids: Collection[str], kinds: str) -> Iterator[AuditRecord]:
-    """The records of ``event_ids`` of the kinds ``kinds`` (an SQL list of literals)."""
+def _rows_of(
+    q: Query, select: str, event_ids: Collection[str], kind: str
+) -> Iterator[tuple[Any, ...]]:
+    """``select`` (columns of ``audit_records``) of the records of ``event_ids`` of ``kind``
+    (an SQL literal of ours)."""
     ids = sorted(event_ids)
     for i in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
         part = ids[i : i + 500]
         marks = ", ".join("?" for _ in part)
-        rows = q(
-            f"SELECT body FROM audit_records WHERE event_id IN ({marks}) "  # noqa: S608  # placeholders and our literals only, values are bound
-            f"AND kind IN ({kinds})",
+        yield from q(
+            f"SELECT {select} FROM audit_records WHERE event_id IN ({marks}) "  # noqa: S608  # placeholders and our literals only, values are bound
+            f"AND kind = {kind}",
             part,
         )
-        for (body,) in rows:
-            yield AuditRecord.model_validate_json(body)
+
+
+def _late_quarantines(q: Query, event_ids: Collection[str]) -> dict[tuple[str, str], list[int]]:
+    """The ``quarantined`` records of ``event_ids`` at a stage after ``link``, as their seqs
+    by ``(chain, event_id)``. Only the stage needs a body: quarantines are few, and no other
+    record's body is read."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for chain, seq, event_id, body in _rows_of(
+        q, "chain, seq, event_id, body", event_ids, "'quarantined'"
+    ):
+        data = json.loads(body).get("data")
+        if isinstance(data, dict) and data.get("stage") in _AFTER_RECEIPT:
+            found.setdefault((chain, event_id), []).append(int(seq))
+    return found
 
 
 def quarantined_receipts(
@@ -59,40 +75,40 @@ def quarantined_receipts(
 
     Asked of the last receipt of each event on its chain: a quarantine after it at those
     stages cannot be of an earlier copy."""
-    wanted: dict[tuple[str, str], list[int]] = {}
-    for chain, seq, event_id in receipts:
-        wanted.setdefault((chain, event_id), []).append(seq)
-    found: set[tuple[str, int]] = set()
-    for rec in _records_of(q, {e for _, e in wanted}, "'quarantined'"):
-        if rec.data.get("stage") not in _AFTER_RECEIPT or rec.event_id is None:
-            continue
-        for seq in wanted.get((rec.chain, rec.event_id), ()):
-            if rec.seq > seq:
-                found.add((rec.chain, seq))
-    return found
+    stops = _late_quarantines(q, {e for _, _, e in receipts})
+    return {
+        (chain, seq)
+        for chain, seq, event_id in receipts
+        if any(stop > seq for stop in stops.get((chain, event_id), ()))
+    }
 
 
 def unsent_shares(q: Query, shares: Collection[tuple[str, int, str, str]]) -> set[tuple[str, int]]:
     """Those of ``shares`` (``(chain, seq, event_id, recipient)`` of decisions that shared)
     whose event was quarantined after them on their chain, at a stage after ``link``, with
     no delivery of it to that recipient between, as ``(chain, seq)``: nothing was sent. A
-    delivery between says it was, whatever a later quarantine of that id is of."""
-    stops: dict[tuple[str, str], list[int]] = {}
+    delivery between says it was, whatever a later quarantine of that id is of.
+
+    Deliveries are looked up only for the events quarantined after a share, and read from
+    the columns (a child's log may list thousands of deliveries, and most events none)."""
+    stops = _late_quarantines(q, {e for _, _, e, _ in shares})
+    stopped = [
+        (chain, seq, event_id, recipient, later)
+        for chain, seq, event_id, recipient in shares
+        if (later := [s for s in stops.get((chain, event_id), ()) if s > seq])
+    ]
+    if not stopped:
+        return set()
     sent: dict[tuple[str, str, str | None], list[int]] = {}
-    ids = {e for _, _, e, _ in shares}
-    for rec in _records_of(q, ids, "'quarantined', 'delivered'") if ids else ():
-        if rec.event_id is None:
-            continue
-        if rec.kind is AuditKind.DELIVERED:
-            sent.setdefault((rec.chain, rec.event_id, rec.party), []).append(rec.seq)
-        elif rec.data.get("stage") in _AFTER_RECEIPT:
-            stops.setdefault((rec.chain, rec.event_id), []).append(rec.seq)
+    for chain, seq, event_id, party in _rows_of(
+        q, "chain, seq, event_id, party", {e for _, _, e, _, _ in stopped}, "'delivered'"
+    ):
+        sent.setdefault((chain, event_id, party), []).append(int(seq))
     return {
         (chain, seq)
-        for chain, seq, event_id, recipient in shares
+        for chain, seq, event_id, recipient, later in stopped
         if any(
-            stop > seq
-            and not any(seq < d < stop for d in sent.get((chain, event_id, recipient), ()))
-            for stop in stops.get((chain, event_id), ())
+            not any(seq < d < stop for d in sent.get((chain, event_id, recipient), ()))
+            for stop in later
         )
     }

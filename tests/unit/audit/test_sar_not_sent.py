@@ -8,10 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
 from broker.cli._audit_render import disclosure
 from broker.governance import AuditStore, DisclosureEntry, disclosure_log, override_entry
+from broker.governance._sql_received import unsent_shares
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.unit.audit.conftest import CHILD_NHS, decision, index_records
@@ -147,3 +150,25 @@ def test_a_share_delivered_reads_shared_alone(
     assert index_records(store, verifier, records, start=1400).breaks == []
     got = [(e.kind, e.outcome, e.not_sent) for e in _log(store, linker, eid)]
     assert got == [("decision", "shared", False), ("delivered", None, False)]
+
+
+def test_unsent_shares_reads_deliveries_only_of_events_quarantined_after_a_share() -> None:
+    """A child's log may list thousands of shares and deliveries: with no quarantine after
+    a share, no delivery is looked up, and deliveries are read from columns, never parsed."""
+    asked: list[str] = []
+    quarantine = json.dumps({"data": {"stage": "deliver"}})
+
+    def q(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        asked.append(sql)
+        if "'quarantined'" in sql:
+            return [("worker:x-0", 9, "e-q", quarantine)] if "e-q" in params else []
+        return [("worker:x-0", 5, "e-q", "coord")]
+
+    assert unsent_shares(q, [("worker:x-0", 1, "e-ok", "coord")]) == set()
+    assert not any("'delivered'" in sql for sql in asked)
+    asked.clear()
+    shares = [("worker:x-0", 1, "e-ok", "coord"), ("worker:x-0", 3, "e-q", "coord"),
+              ("worker:x-0", 4, "e-q", "hub-a")]  # fmt: skip
+    assert unsent_shares(q, shares) == {("worker:x-0", 4)}
+    [delivered] = [sql for sql in asked if "'delivered'" in sql]
+    assert "body" not in delivered
