@@ -48,19 +48,22 @@ log = structlog.get_logger("accord.desk")
 RETRY_SECONDS = 5.0
 RETRY_MOST_SECONDS = 60.0
 RETRY_FOR_SECONDS = 600.0
-#: How long a background try waits for another desk process's hold on the database: not at
-#: all. The store's calls are synchronous on the desk's one event loop, so a try that waited
-#: would stall every page (sign-in included) for as long; busy, it is tried again later.
-RETRY_WAIT_SECONDS = 0.0
+#: How long a background try waits for another desk process's hold on the database: briefly.
+#: The store's calls are synchronous on the desk's one event loop, so a try that waited the
+#: store's 5 s would stall every page (sign-in included) for as long; one that did not wait
+#: at all would lose to another process writing steadily (it finds the lock free only in the
+#: gaps between that one's writes) and give up with the referral unrecorded. Busy after
+#: this, it is tried again later.
+RETRY_WAIT_SECONDS = 0.05
 
 
 class Retries:
     """Sent events the busy database did not take, tried again in this desk process for
     :data:`RETRY_FOR_SECONDS`: a person signed out (idle timeout, a restart of another
     process) may never press Record it, and a referral nobody recorded looks like one never
-    made. One task per event, one try at a time across them (each without waiting for the
-    database: :data:`RETRY_WAIT_SECONDS`), backing off while it is busy; logged by event
-    id only."""
+    made. One task per event, one try at a time across them (each waiting for the database
+    at most :data:`RETRY_WAIT_SECONDS`), backing off while it is busy; logged by event id
+    only."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -102,7 +105,7 @@ class Retries:
                 return
             log.info("desk_sent_recorded", event_id=event_id, by_retry=True)
             return
-        log.error("desk_sent_record_retry_gave_up", event_id=event_id)
+        log.error("desk_sent_record_retry_gave_up", event_id=event_id, why="timeout")
 
 
 RecordReferral = Callable[[Session, str, Any, str], Awaitable[Response]]

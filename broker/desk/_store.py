@@ -27,8 +27,8 @@ from typing import Any
 
 from broker.desk import _store_locks
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
-from broker.desk._store_locks import one_transaction, schema_lock, settled_among
-from broker.desk._store_schema import REKEYED, SCHEMA, mark_child_nhs, migrate, refuse_newer
+from broker.desk._store_locks import one_transaction, settled_among
+from broker.desk._store_schema import REKEYED, mark_child_nhs, prepare
 from broker.desk._stored import (
     BY_ID,
     DECISION_COLUMNS,
@@ -78,13 +78,8 @@ class DeskStore:
         self._placeholder = placeholder
         # Legacy keys whose flags and decisions this process has moved (``add_aliases``).
         self._moved: set[str] = set()
-        postgresql = placeholder != "?"
         try:
-            with schema_lock(self._q, postgresql=postgresql):
-                for statement in SCHEMA:
-                    self._q(statement)
-                refuse_newer(self._q, where)
-                migrate(self._q, self._columns, postgresql=postgresql)
+            prepare(self._q, self._columns, postgresql=placeholder != "?", where=where)
         except ConfigError:
             conn.close()
             raise

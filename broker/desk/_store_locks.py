@@ -6,8 +6,14 @@ A decision's transaction waits for another writer at most :data:`WAIT_SECONDS` (
 busy timeout, PostgreSQL's ``lock_timeout``): the driver's calls are synchronous, on the
 desk's one event loop, so while one waits no page is served; a writer that holds on longer
 (a desk process paused or cut off mid-decision) gets :class:`StoreBusy`, nothing recorded.
-A caller nobody waits for (the desk's background retry) asks for no wait at all
-(``wait_seconds=0``): busy at once, tried again later, and the pages go on being served.
+A caller nobody waits for (the desk's background retry) asks for a short wait
+(``wait_seconds``): busy soon, tried again later, and the pages go on being served.
+
+A desk's start waits for another process's hold on a table at most as long
+(:func:`start_waits`), then fails: PostgreSQL's ``CREATE INDEX IF NOT EXISTS`` takes its
+table's lock even when the index is there, so a desk process paused mid-decision would
+otherwise hold every later start for ever, and every live desk's decisions would queue behind
+the waiting start.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ from broker.errors import RecordedAlready, StoreBusy
 
 __all__ = [
     "WAIT_SECONDS",
+    "busy",
     "one_transaction",
+    "others_kept_out",
     "published_twice",
     "recorded_already",
     "schema_lock",
     "settled_among",
+    "start_waits",
 ]
 
 _SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
@@ -37,7 +46,8 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _PUBLISHED_ONCE = "desk_decisions_published_once"  # the unique index, _store_schema
 
 
-def _busy(exc: BaseException) -> bool:
+def busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is another writer's hold outlasting the wait (SQLite or psycopg)."""
     if isinstance(exc, sqlite3.OperationalError):
         return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     return getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE  # psycopg, loaded or not
@@ -59,6 +69,49 @@ def schema_lock(q: Query, *, postgresql: bool) -> Iterator[None]:
         yield
     finally:
         q("SELECT pg_advisory_unlock(?)", (_SCHEMA_LOCK,))
+
+
+@contextlib.contextmanager
+def start_waits(q: Query, *, postgresql: bool) -> Iterator[None]:
+    """Another process's hold on a table is waited for at most :data:`WAIT_SECONDS` by the
+    statements inside (a desk's start, after :func:`schema_lock`: another desk's start is
+    waited for as long as it takes), then :func:`busy`. SQLite's busy timeout is that
+    already."""
+    if not postgresql:
+        yield
+        return
+    q(f"SET lock_timeout = '{WAIT_SECONDS}s'")
+    try:
+        yield
+    finally:
+        # The connection serves the desk from then on: each of its transactions sets its own.
+        with contextlib.suppress(Exception):
+            q("RESET lock_timeout")
+
+
+@contextlib.contextmanager
+def others_kept_out(q: Query, *, postgresql: bool) -> Iterator[None]:
+    """The statements inside as one transaction that no other process writes decisions
+    during: an older desk process recording a copy between the removal of copies and the
+    unique index would make the index fail, and this desk not start. SQLite's BEGIN
+    IMMEDIATE takes the database's write lock; on PostgreSQL the table lock keeps out
+    other writers until the commit (the index build alone would wait for one and then fail
+    on its copy), read committed whatever the server's default. Waiting for either is
+    bounded by :func:`start_waits`."""
+    try:
+        if postgresql:
+            q("BEGIN ISOLATION LEVEL READ COMMITTED")
+            # Inside the try: a lock not had in time must not leave the transaction open.
+            q("LOCK TABLE desk_decisions IN SHARE ROW EXCLUSIVE MODE")
+        else:
+            q("BEGIN IMMEDIATE")
+        yield
+        q("COMMIT")
+    except BaseException:
+        # A ROLLBACK that fails too must not hide why the migration failed.
+        with contextlib.suppress(Exception):
+            q("ROLLBACK")
+        raise
 
 
 @contextlib.contextmanager
@@ -94,7 +147,7 @@ def one_transaction(
                         conn.execute("ROLLBACK")
                 raise
     except Exception as exc:
-        if _busy(exc):
+        if busy(exc):
             raise StoreBusy from None
         raise
 

@@ -16,16 +16,18 @@ records it when done.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from broker.desk import _store_locks
 from broker.desk._flag import view_keys_child_by_nhs_number
+from broker.desk._store_locks import others_kept_out, schema_lock, start_waits
 from broker.errors import ConfigError
 
 log = structlog.get_logger("accord.desk")
@@ -38,6 +40,7 @@ __all__ = [
     "SCHEMA",
     "mark_child_nhs",
     "migrate",
+    "prepare",
     "refuse_newer",
 ]
 
@@ -50,6 +53,8 @@ PUBLISHED_ONCE = "decisions-published-once-2026-12-07"
 #: The migrations this desk knows, in the order they were made.
 KNOWN_MIGRATIONS = (REKEYED, CHILD_NHS, PUBLISHED_ONCE)
 
+_PUBLISHED_ONCE_INDEX = "desk_decisions_published_once"  # _store_locks.published_twice
+_INDEX_NAME = re.compile(r"\s*CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)")
 #: A query: SQL and its bound values.
 _Query = Callable[..., list[tuple[Any, ...]]]
 _FILL_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
@@ -114,6 +119,29 @@ _FLAG_COLUMNS = (
 )
 
 
+def prepare(
+    query: _Query, columns: Callable[[str], Sequence[str]], *, postgresql: bool, where: str
+) -> None:
+    """At a desk's start: make the schema, refuse a newer desk's store, and bring an older
+    desk's up to date, one desk process at a time. Another process holding a table longer
+    than the store's wait (a desk process paused mid-decision) fails the start in one line,
+    nothing changed that the next start does not do again."""
+    try:
+        with schema_lock(query, postgresql=postgresql), start_waits(query, postgresql=postgresql):
+            for statement in SCHEMA:
+                _create(query, statement, postgresql=postgresql)
+            refuse_newer(query, where)
+            migrate(query, columns, postgresql=postgresql)
+    except Exception as exc:
+        if not _store_locks.busy(exc):
+            raise
+        raise ConfigError(
+            f"{where} was held by another desk process for over "
+            f"{_store_locks.WAIT_SECONDS} s while this desk started (a decision left open "
+            "mid-way, its process paused or cut off): start this desk again"
+        ) from None
+
+
 def migrate(
     query: _Query,
     columns: Callable[[str], Sequence[str]],
@@ -129,44 +157,54 @@ def migrate(
     if "child_nhs" not in columns("desk_records"):
         _add_column(query, columns, "desk_records", "child_nhs", "INTEGER", postgresql=postgresql)
     # After the column: a store made before it has none to index.
-    query(
-        "CREATE INDEX IF NOT EXISTS desk_records_by_child_nhs ON desk_records (child_nhs, hidden)"
+    _create(
+        query,
+        "CREATE INDEX IF NOT EXISTS desk_records_by_child_nhs ON desk_records (child_nhs, hidden)",
+        postgresql=postgresql,
     )
     _fill_child_nhs(query)
-    with _others_kept_out(query, postgresql=postgresql):
+    if _index_made(query, _PUBLISHED_ONCE_INDEX, postgresql=postgresql):
+        # It refuses every copy, whichever desk records it: nothing to remove, and no lock
+        # on the decisions at every start (it would wait for any desk's decision under way).
+        _note(query, PUBLISHED_ONCE)
+        return
+    with others_kept_out(query, postgresql=postgresql):
         _published_once(query)
 
 
-@contextlib.contextmanager
-def _others_kept_out(query: _Query, *, postgresql: bool) -> Iterator[None]:
-    """The statements inside as one transaction that no other process writes decisions
-    during: an older desk process recording a copy between the removal of copies and the
-    unique index would make the index fail, and this desk not start. SQLite's BEGIN
-    IMMEDIATE takes the database's write lock; on PostgreSQL the table lock keeps out
-    other writers until the commit (the index build alone would wait for one and then fail
-    on its copy), read committed whatever the server's default."""
+def _create(query: _Query, statement: str, *, postgresql: bool) -> None:
+    """A ``CREATE … IF NOT EXISTS``; an index's only if it is not there: PostgreSQL's takes
+    its table's lock first even then, and would wait at every start for any desk process's
+    write under way on the table (one paused mid-decision: for ever)."""
+    index = _INDEX_NAME.match(statement)
+    if index is None or not _index_made(query, index[1], postgresql=postgresql):
+        query(statement)
+
+
+def _index_made(query: _Query, name: str, *, postgresql: bool) -> bool:
+    """Whether the index ``name`` is there, where the schema's unqualified names go (a false
+    no only costs the lock)."""
     if postgresql:
-        query("BEGIN ISOLATION LEVEL READ COMMITTED")
-        query("LOCK TABLE desk_decisions IN SHARE ROW EXCLUSIVE MODE")
+        look = "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ?"
     else:
-        query("BEGIN IMMEDIATE")
-    try:
-        yield
-        query("COMMIT")
-    except BaseException:
-        # A ROLLBACK that fails too must not hide why the migration failed.
-        with contextlib.suppress(Exception):
-            query("ROLLBACK")
-        raise
+        look = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
+    return bool(query(look, (name,)))
+
+
+def _note(query: _Query, migration: str) -> None:
+    query(
+        "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (migration, datetime.now(UTC).isoformat()),
+    )
 
 
 def _published_once(query: _Query) -> None:
     """One decision per published event: a referral or outcome recorded twice (two desk
     processes pressing Record it at once, before this index) keeps its earliest row, which
     takes over the flags the others settled, and the index then refuses a second. Run at
-    every start, like the fill above: an older desk process may have recorded a copy
-    meanwhile (inside :func:`_others_kept_out`, so that none is recorded between the removal
-    and the index)."""
+    every start until the index is there, like the fill above: an older desk process may
+    have recorded a copy meanwhile (inside :func:`others_kept_out`, so that none is
+    recorded between the removal and the index)."""
     removed, events = 0, 0
     for (event,) in query(
         "SELECT published_event FROM desk_decisions WHERE published_event IS NOT NULL "
@@ -196,13 +234,10 @@ def _published_once(query: _Query) -> None:
     if removed:  # counts only: the rows name children and people
         log.warning("desk_duplicate_decisions_removed", events=events, rows=removed)
     query(
-        "CREATE UNIQUE INDEX IF NOT EXISTS desk_decisions_published_once "
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {_PUBLISHED_ONCE_INDEX} "
         "ON desk_decisions (published_event) WHERE published_event IS NOT NULL"
     )
-    query(
-        "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        (PUBLISHED_ONCE, datetime.now(UTC).isoformat()),
-    )
+    _note(query, PUBLISHED_ONCE)
 
 
 def _add_column(
@@ -243,10 +278,7 @@ def _fill_child_nhs(query: _Query) -> None:
     search cannot find until then. Each batch marks every row it read, so the next one reads
     the rest; another process marking the same rows marks them alike."""
     mark_child_nhs(query)
-    query(
-        "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        (CHILD_NHS, datetime.now(UTC).isoformat()),
-    )
+    _note(query, CHILD_NHS)
 
 
 def mark_child_nhs(query: _Query) -> None:

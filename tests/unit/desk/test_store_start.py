@@ -1,0 +1,148 @@
+"""A desk's start beside another desk process on the store that holds a decision open (paused
+or cut off mid-way): once the store is up to date the start takes no table lock and goes
+ahead; a start that must still bring the store up to date waits a bounded time, then fails in
+one line, never hanging (with every live desk's decisions queued behind it)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.desk import DeskStore, _store_locks, open_desk_store
+from broker.desk._store_schema import PUBLISHED_ONCE, migrate
+from broker.errors import ConfigError
+from tests.unit.desk.conftest import T0
+
+_MID_DECISION = (
+    "INSERT INTO desk_decisions (decision_id, action, reason, decided_by, decided_at) "
+    "VALUES ('paused', 'signpost', 'r', 'u', '2026-12-07')",
+    "INSERT INTO desk_decision_flags (decision_id, flag_id) VALUES ('paused', 'f1')",
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'desk.db'}"
+    else:
+        from tests.postgres import fresh_database
+
+        yield from fresh_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> Iterator[str]:
+    from tests.postgres import fresh_database
+
+    yield from fresh_database(postgres_server)
+
+
+def _paused(url: str, tmp_path: Path) -> Any:
+    """Another desk process mid-decision: its transaction open, its writes not committed."""
+    if url.startswith("sqlite"):
+        conn: Any = sqlite3.connect(tmp_path / "desk.db", isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url)
+    for statement in _MID_DECISION:
+        conn.execute(statement)
+    return conn
+
+
+def _start(url: str, tmp_path: Path) -> tuple[list[object], threading.Thread]:
+    """A desk starting in a thread: what it ended with (its store, or the error raised)."""
+    ended: list[object] = []
+
+    def start() -> None:
+        try:
+            ended.append(open_desk_store(url, home=tmp_path, party="p"))
+        except Exception as exc:  # noqa: BLE001  # whatever it is, the test says it
+            ended.append(exc)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    return ended, thread
+
+
+def test_a_start_on_a_store_already_up_to_date_takes_no_lock_on_the_decisions(
+    any_url: str, tmp_path: Path
+) -> None:
+    """The unique index, once made, refuses every copy: nothing to remove, nothing to keep
+    out, so no LOCK TABLE (or BEGIN IMMEDIATE) at every start waiting for any decision."""
+    store = open_desk_store(any_url, home=tmp_path, party="p")
+    said: list[str] = []
+
+    def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        said.append(sql)
+        return store._q(sql, params)
+
+    migrate(query, store._columns, postgresql=store._placeholder != "?")
+    store.close()
+    assert not [sql for sql in said if sql.startswith(("BEGIN", "LOCK", "CREATE UNIQUE"))]
+
+
+def test_a_postgresql_desk_starts_while_another_desk_process_holds_a_decision_open(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Its decision's table locks (desk_decisions, desk_decision_flags) held: the start
+    neither locks the table nor makes an index that is there (CREATE INDEX IF NOT EXISTS
+    takes its table's lock even then), so it does not wait for the paused transaction."""
+    open_desk_store(pg_url, home=tmp_path, party="p").close()
+    paused = _paused(pg_url, tmp_path)
+    try:
+        began = time.monotonic()
+        ended, thread = _start(pg_url, tmp_path)
+        thread.join(10)
+        assert len(ended) == 1, "the start hung behind the paused transaction"
+        assert isinstance(ended[0], DeskStore), ended
+        assert time.monotonic() - began < 5
+        ended[0].decide(action="signpost", reason="r", by="u", at=T0, published_event="p1")
+        ended[0].close()
+    finally:
+        paused.rollback()
+        paused.close()
+        thread.join(10)
+
+
+def test_an_upgrade_start_held_up_by_another_desk_process_fails_in_one_line_then_starts(
+    any_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first start after the upgrade must keep other writers out while it removes copies
+    and makes the index: it waits the store's wait for a decision under way, no longer (the
+    start hung for as long as the paused one held on, and a live desk's decisions queued
+    behind it), says so in one line, and the next start, the hold let go, does it."""
+    store = open_desk_store(any_url, home=tmp_path, party="p")
+    store._q("DROP INDEX desk_decisions_published_once")
+    store._q("DELETE FROM desk_migrations WHERE name = ?", (PUBLISHED_ONCE,))
+    store.close()
+    monkeypatch.setattr(_store_locks, "WAIT_SECONDS", 1)
+    paused = _paused(any_url, tmp_path)
+    try:
+        began = time.monotonic()
+        ended, thread = _start(any_url, tmp_path)
+        thread.join(10)
+        waited = time.monotonic() - began
+        assert len(ended) == 1, "the start hung behind the paused transaction"
+        [error] = ended
+        assert isinstance(error, ConfigError), error
+        assert 0.9 <= waited < 5
+        message = str(error)
+        assert "\n" not in message
+        assert "held by another desk process" in message
+        assert message.endswith("start this desk again")
+    finally:
+        paused.rollback()
+        paused.close()
+        thread.join(10)
+    store = open_desk_store(any_url, home=tmp_path, party="p")
+    assert (PUBLISHED_ONCE,) in store._q("SELECT name FROM desk_migrations")
+    assert not store._q("SELECT 1 FROM desk_decisions WHERE decision_id = 'paused'")
+    store.close()
