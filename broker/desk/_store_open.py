@@ -9,6 +9,7 @@ from pathlib import Path
 from broker.desk import _store_locks
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
+from broker.governance import not_a_database, url_scheme
 
 __all__ = ["open_desk_store"]
 
@@ -25,7 +26,7 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
     if url is None or not url.strip():
         return _sqlite(home / "desk" / f"{party}.db")
     url = url.strip()
-    scheme = url.partition(":")[0].lower()
+    scheme = url_scheme(url)
     if scheme in ("postgresql", "postgres"):
         import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
 
@@ -44,9 +45,8 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
         if not path:
             raise UsageError("desk store: give a file, e.g. sqlite:///var/lib/accord/desk.db")
         return _sqlite(Path(path))
-    raise UsageError(
-        f"desk store: unsupported database {scheme!r}: use sqlite:/// or postgresql://"
-    )
+    # Never the text itself: a libpq key=value string given here holds the password.
+    raise UsageError(f"desk store: {not_a_database(url)}")
 
 
 def _sqlite(path: Path) -> DeskStore:

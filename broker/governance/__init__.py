@@ -31,7 +31,13 @@ from broker.governance._encompass import (
     overdue_encompass_notices,
 )
 from broker.governance._index import Indexer, IndexSummary
-from broker.governance._index_url import describe_url, same_index, sqlite_file
+from broker.governance._index_url import (
+    describe_url,
+    not_a_database,
+    same_index,
+    sqlite_file,
+    url_scheme,
+)
 from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
 from broker.governance._reasons import (
     CONSENT_MEANINGS,
@@ -105,6 +111,7 @@ __all__ = [
     "late_by_school",
     "late_encompass_notices",
     "newest_checkpoints",
+    "not_a_database",
     "open_store",
     "overdue_encompass_notices",
     "override_entry",
@@ -121,6 +128,7 @@ __all__ = [
     "sqlite_file",
     "subject_key_for_nhs_number",
     "subject_search",
+    "url_scheme",
     "verification_state",
     "verify_and_keep",
     "verify_records",

@@ -18,7 +18,7 @@ import structlog
 
 from broker._private import make_private_folders
 from broker.errors import AuditError, UsageError
-from broker.governance._index_url import describe_url, sqlite_file
+from broker.governance._index_url import describe_url, not_a_database, sqlite_file, url_scheme
 from broker.governance._sql import SqlAuditStore
 from broker.governance._store import AuditStore
 
@@ -226,7 +226,7 @@ def open_store(
     if url is None or not url.strip():
         return SqliteAuditStore(home / "audit.db", create=create, read_only=read_only)
     url = url.strip()
-    scheme = url.partition(":")[0].lower()
+    scheme = url_scheme(url)
     if scheme in ("postgresql", "postgres"):
         return PostgresAuditStore(url, create=create, read_only=read_only)
     if scheme == "sqlite":
@@ -234,6 +234,5 @@ def open_store(
         if path is None:
             raise UsageError("--db: give a file, e.g. sqlite:///var/lib/accord/audit.db")
         return SqliteAuditStore(path, create=create, read_only=read_only)
-    raise UsageError(
-        f"--db: unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
-    )
+    # Never the text itself: a libpq key=value string given here holds the password.
+    raise UsageError(f"--db: {not_a_database(url)}")

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["describe_url", "same_index", "sqlite_file"]
+__all__ = ["describe_url", "not_a_database", "same_index", "sqlite_file", "url_scheme"]
 
 _POSTGRES = ("postgresql", "postgres")
 UNREADABLE = "(an index URL that cannot be parsed)"
@@ -25,11 +25,20 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _PORT = re.compile(r"[0-9]+")
 
 
-def _scheme(url: str) -> str:
+def url_scheme(url: str) -> str:
     """A URL's scheme, lower case; '' for a string that is not a URL (``host=… password=…``
     is a libpq key/value string, and printed whole would show the password)."""
-    match = _SCHEME.match(url)
+    match = _SCHEME.match(url.strip())
     return match.group(1).lower() if match else ""
+
+
+def not_a_database(url: str) -> str:
+    """Why ``url`` names no database Accord opens, safe to print: its scheme at most, never
+    the rest (a libpq ``key=value`` string given for a URL holds the password in plain)."""
+    scheme = url_scheme(url)
+    if not scheme:
+        return "not a URL (a libpq key=value string?): use sqlite:///PATH or postgresql://HOST/DB"
+    return f"unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
 
 
 def _libpq(url: str) -> dict[str, str] | None:
@@ -52,8 +61,12 @@ def _misread(url: str, params: dict[str, str]) -> bool:
     password with a '/' (base64 makes them) ends libpq's authority there, so
     ``accord:Zm9v/YmFy@db/audit`` gives host ``accord``, port ``Zm9v`` and database
     ``YmFy@db/audit``; one with an '@' (``us@er:pw@db``) gives host ``er``, port ``pw@db``.
-    So: a port that is not a number; an '@' anywhere but in the user, the password or at
-    the start of a host (an abstract socket's); an '@' before the query with no user read."""
+    A password with an '@' and a ',' (``accord:P@ss1,@db``) gives user ``accord``, password
+    ``P`` and hosts ``ss1`` and ``@db``, an abstract socket's name. So: a port that is not a
+    number; an '@' anywhere but in the user, the password or at the start of a host (an
+    abstract socket's); an '@' before the query with no user read; an '@' among the hosts
+    that follow the login (an abstract socket there is written ``%40``; ``?host=@sock``
+    stays readable)."""
     if not all(_PORT.fullmatch(p) or not p for p in params.get("port", "").split(",")):
         return True
     if any("@" in h[1:] for h in params.get("host", "").split(",")):
@@ -61,7 +74,12 @@ def _misread(url: str, params: dict[str, str]) -> bool:
     if any("@" in v for k, v in params.items() if k not in ("user", "password", "host")):
         return True
     authority = url.partition("//")[2].partition("?")[0]
-    return "@" in authority and not params.get("user")
+    if "@" in authority and not params.get("user"):
+        return True
+    # libpq ends a login at the first '@' before the first '/', past any '?'; the hosts
+    # then run to a '?' or '/'. An '@' among them is a second one from the login.
+    login_and_hosts = url.partition("//")[2].partition("/")[0]
+    return "@" in login_and_hosts.partition("@")[2].partition("?")[0]
 
 
 def _host_ports(params: dict[str, str]) -> list[tuple[str, str]] | None:
@@ -85,7 +103,7 @@ def describe_url(url: str) -> str:
     ``(an index URL that cannot be parsed)``. SQLite: the URL as it is (a file name holds no
     credentials). Anything else: its scheme alone."""
     url = url.strip()
-    scheme = _scheme(url)
+    scheme = url_scheme(url)
     if scheme == "sqlite":
         return url
     if scheme not in _POSTGRES:
@@ -115,7 +133,7 @@ def sqlite_file(url: str | None, *, home: Path) -> Path | None:
     if url is None or not url.strip():
         return home / "audit.db"
     url = url.strip()
-    if _scheme(url) != "sqlite":
+    if url_scheme(url) != "sqlite":
         return None
     path = url[len("sqlite:") :]
     path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
@@ -124,8 +142,9 @@ def sqlite_file(url: str | None, *, home: Path) -> Path | None:
 
 
 # Parameters that decide how, or whether, a connection is made, never which tables it reads:
-# the password and TLS settings (the server is the host's either way; a client certificate
-# still logs in as ``user``), time-outs, keep-alives and the name shown in pg_stat_activity.
+# the password, TLS and authentication settings (the server is the host's either way; a
+# client certificate still logs in as ``user``), time-outs, keep-alives and the name shown
+# in pg_stat_activity.
 # Every other one is compared as written: ``options`` (``-c search_path=evidence``) and
 # ``user`` choose which schema the audit SQL's unqualified table names mean, and a parameter
 # not weighed here (``target_session_attrs``, ``gssencmode``, one a later libpq adds) is
@@ -134,7 +153,8 @@ _INERT = frozenset({
     "password", "passfile", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword",
     "sslcrl", "sslcrldir", "connect_timeout", "application_name", "fallback_application_name",
     "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-    "tcp_user_timeout",
+    "tcp_user_timeout", "sslnegotiation", "sslsni", "sslcertmode", "ssl_min_protocol_version",
+    "ssl_max_protocol_version", "sslcompression", "channel_binding", "require_auth",
 })  # fmt: skip
 # What libpq takes from the environment for a parameter the URL leaves out (both URLs are
 # read in this process, so with the same environment).
@@ -152,13 +172,23 @@ def _login_name() -> str:
         return ""  # compared as written: a URL naming a user is then another login's
 
 
+def _host_key(host: str) -> str:
+    """A host as compared: a DNS name or an IP address in lower case (its case means
+    nothing); a socket directory (``/run/pg``), an abstract socket (``@pg``) and an IPv6
+    zone id (``%eth0``) as written, their case being part of a name."""
+    if host.startswith(("/", "@")):
+        return host
+    address, percent, zone = host.partition("%")
+    return address.lower() + percent + zone
+
+
 def _identity(url: str | None, home: Path) -> tuple[object, ...] | None:
     """What decides which index a URL reaches, and which tables there; None if it cannot
     be told."""
     path = sqlite_file(url, home=home)
     if path is not None:
         return ("sqlite", str(path.resolve()))
-    if url is None or _scheme(url.strip()) not in _POSTGRES:
+    if url is None or url_scheme(url.strip()) not in _POSTGRES:
         return None
     params = _libpq(url.strip())
     if params is None or _misread(url.strip(), params):
@@ -171,10 +201,14 @@ def _identity(url: str | None, home: Path) -> tuple[object, ...] | None:
     pairs = _host_ports(given)
     if pairs is None:
         return None
-    servers = tuple(sorted((h.lower(), p or "5432") for h, p in pairs))
-    user = given.get("user") or _login_name()
+    # A service file fills what the URL leaves out before libpq's defaults do, so with a
+    # service nothing is filled here: only URLs that leave out the same things match.
+    service = bool(given.get("service"))
+    # In order: libpq tries the hosts one after another, and reaches the first that answers.
+    servers = tuple((_host_key(h), p or ("" if service else "5432")) for h, p in pairs)
+    user = given.get("user") or ("" if service else _login_name())
     # libpq's default database is the user's name; compared, never printed.
-    dbname = given.get("dbname") or user
+    dbname = given.get("dbname") or ("" if service else user)
     others = tuple(sorted((k, v) for k, v in given.items() if k not in _INERT))
     known = ("host", "port", "user", "dbname")
     return ("postgresql", servers, user, dbname, tuple(kv for kv in others if kv[0] not in known))
@@ -183,11 +217,15 @@ def _identity(url: str | None, home: Path) -> tuple[object, ...] | None:
 def same_index(url: str | None, other: str | None, *, home: Path) -> bool:
     """Whether two index URLs (None: ``<home>/audit.db``) reach the same index, however
     written: an SQLite file by its resolved path; a PostgreSQL database by what libpq reads
-    (``postgres://`` or ``postgresql://``, host names in any case, port 5432 unless given,
-    the database, the user it logs in as and its ``options``, which choose the schema the
-    audit's tables are read from, and every other parameter but the password, TLS settings,
-    time-outs and application name, wherever in the URL each is given, and what the
-    environment gives for one left out). False if either cannot be read: a run taken for a
-    copy's vouches for nothing."""
+    (``postgres://`` or ``postgresql://``, host names in any case but in the same order, port
+    5432 unless given, the database, the user it logs in as and its ``options``, which choose
+    the schema the audit's tables are read from, and every other parameter but the password,
+    TLS and authentication settings, time-outs and application name, wherever in the URL
+    each is given, and what the environment gives for one left out; with a service, one left
+    out is compared as left out, the service file filling it). The same text is the same
+    index, even one that cannot be read; otherwise False if either cannot be read: a run
+    taken for a copy's vouches for nothing."""
+    if (url or "").strip() == (other or "").strip():
+        return True  # read in one process, with one environment: libpq reaches one place
     mine = _identity(url, home)
     return mine is not None and mine == _identity(other, home)

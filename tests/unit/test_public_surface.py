@@ -121,6 +121,7 @@ SURFACES = {
         "verify_store", "VerifyRun", "verify_and_keep", "ReviewStatus", "ReviewedOverride",
         "reviewed_overrides", "override_entry", "verification_state", "IndexView", "index_view",
         "VerifiedHead", "describe_url", "same_index", "sqlite_file", "REASON_MEANINGS",
+        "not_a_database", "url_scheme",
         "reason_legend", "CONSENT_MEANINGS", "NOTICE_MEANINGS", "LegendLine",
     },
     "broker.ops": {

@@ -3,15 +3,27 @@ only where every parameter that decides which tables are read is the same."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from broker.errors import AuditError
+from broker.errors import AccordError, AuditError, UsageError
 from broker.governance import describe_url, open_store, same_index
 
 UNREADABLE = "(an index URL that cannot be parsed)"
 HOME = Path("/h")
+
+
+@pytest.fixture(autouse=True)
+def _no_pg_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq fills a parameter a URL leaves out from PG*: the developer's own would change
+    what these URLs are compared as."""
+    for name in [n for n in os.environ if n.startswith("PG")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.mark.parametrize(
@@ -23,13 +35,75 @@ HOME = Path("/h")
         "postgresql://:Zm9v/YmFy@db.internal/audit",  # no user, a password with a '/'
         "postgresql://accord:12/34?sslmode=Zm9v@db.internal/audit",  # a '/' and a '?'
         "postgresql://@db.internal/audit",  # an '@' with no user read
+        "postgresql://accord:P@ssword1,@db.internal/audit",  # hosts 'ssword1' and '@db…'
+        "postgresql://accord:P@ss@db.internal/audit",  # two '@' before the path
+        "postgresql://accord:P@ss,@db.internal?sslmode=require",  # ... or before the query
     ],
 )
 def test_a_login_libpq_reads_as_host_port_or_database_is_never_printed(url: str) -> None:
     """A '/' or '@' in an unencoded password makes libpq take the user for the host and
-    the password for the port and database: the URL is then not described at all."""
+    the password for the port and database: the URL is then not described at all, nor
+    compared with another (the very same text is the same index, whatever it reaches)."""
     assert describe_url(url) == UNREADABLE
-    assert not same_index(url, url, home=HOME)
+    assert not same_index(url, url.replace("postgresql:", "postgres:"), home=HOME)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://:pw@db/audit",  # a password with no user: read as written
+        "postgresql://db/a@udit",  # an '@' in the database name
+        "postgresql://db/audit?options=-c%20search_path%3Dx%40y",
+        "postgresql://db/audit?sslrootcert=/etc/ca@2/root.pem",
+        "host=db.internal dbname=audit",  # libpq key=value, which Accord does not open
+    ],
+)
+def test_the_same_text_is_the_same_index_even_where_it_cannot_be_read(url: str) -> None:
+    """Both read in one process with one environment, the same text reaches one place: it
+    is the configured index, not a copy, however little of it can be told apart."""
+    assert same_index(url, url, home=HOME)
+    assert same_index(f" {url}", url, home=HOME)
+
+
+_TEMPLATES = (
+    "postgresql://accord:{pw}@db.internal/audit",
+    "postgresql://accord:{pw}@db.internal:5432/audit?sslmode=require",
+    "postgresql://accord:{pw}@[::1]/audit",
+    "postgresql://accord:{pw}@db1,db2/audit",
+    "postgresql://accord:{pw}@/audit?host=/run/pg",
+)
+
+
+# A password as a run of letters and digits between the characters a URL parser splits at:
+# the shapes that move libpq's boundaries come up within a few hundred examples.
+_PASSWORDS = (
+    st.lists(
+        st.one_of(
+            st.from_regex(r"[A-Za-z0-9]{1,6}", fullmatch=True), st.sampled_from("@/?#:,=&%[]+")
+        ),
+        min_size=2,
+        max_size=7,
+    )
+    .map("".join)
+    .filter(lambda password: len(password) >= 4)
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(template=st.sampled_from(_TEMPLATES), password=_PASSWORDS)
+@example(template=_TEMPLATES[0], password="P@ssword1,")  # hosts 'ssword1' and '@db.internal'
+@example(template=_TEMPLATES[3], password="Zm9v/YmFy")  # host 'accord', port 'Zm9v'
+def test_no_part_of_a_password_written_unencoded_into_a_url_is_ever_described(
+    template: str, password: str
+) -> None:
+    """Whatever a password holds ('/', '?', '@', ','), no run of four letters or digits
+    from it reaches the description, unless the rest of the URL holds that run too."""
+    url = template.format(pw=password)
+    named = describe_url(url)
+    rest = template.replace("{pw}", " ")
+    assert password not in named
+    for run in re.findall(r"[A-Za-z0-9]{4,}", password):
+        assert run in rest or run not in named, (url, named)
 
 
 @pytest.mark.parametrize(
@@ -96,6 +170,10 @@ def test_another_schema_another_login_or_an_unweighed_parameter_is_a_copy(
         "postgresql://ig@db/audit?sslmode=verify-full&sslrootcert=/etc/ca.pem",
         "postgresql://ig@db:5432/audit?connect_timeout=5&application_name=accord-cli",
         "postgresql://ig@db/audit?keepalives=1&password=x",
+        "postgresql://ig@db/audit?channel_binding=require&require_auth=scram-sha-256",
+        "postgresql://ig@db/audit?sslnegotiation=direct&sslsni=0&sslcertmode=disable",
+        "postgresql://ig@db/audit?ssl_min_protocol_version=TLSv1.3&sslcompression=0",
+        "postgresql://ig@db/audit?ssl_max_protocol_version=TLSv1.3",
     ],
 )
 def test_a_password_tls_timeout_or_application_name_is_still_the_configured_index(
@@ -122,3 +200,85 @@ def test_a_parameter_left_out_is_what_libpq_takes_from_the_environment(
     assert not same_index("postgresql://db:5432/audit", "postgresql://db/audit", home=HOME)
     monkeypatch.setenv("PGDATABASE", "evidence")
     assert not same_index("postgresql://db:5433/audit", "postgresql://db:5433", home=HOME)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "host=db.internal dbname=audit user=accord password=S3cretPW",  # libpq key=value
+        "  password=S3cretPW host=db.internal",
+    ],
+)
+def test_a_db_that_is_not_a_url_is_refused_without_quoting_it(url: str) -> None:
+    """A libpq key=value string holds the password in plain: the one-line refusal says what
+    to give instead and quotes nothing of it."""
+    with pytest.raises(UsageError) as raised:
+        open_store(url, home=HOME, create=False)
+    message = str(raised.value)
+    assert message.startswith("--db: not a URL (a libpq key=value string?): use sqlite:///PATH")
+    for part in ("s3cret", "cretpw", "db.internal", "password"):
+        assert part not in message.lower()
+
+
+def test_an_unsupported_scheme_is_named_and_nothing_after_it() -> None:
+    with pytest.raises(UsageError) as raised:
+        open_store("mysql://accord:S3cretPW@db/audit", home=HOME, create=False)
+    assert str(raised.value) == (
+        "--db: unsupported database 'mysql': use sqlite:///PATH or postgresql://HOST/DB"
+    )
+
+
+def test_an_at_and_a_comma_in_a_password_reach_no_error_or_description() -> None:
+    """libpq reads ``accord:P@ssword1,@db.internal`` as password 'P' and hosts 'ssword1'
+    and '@db.internal': the cannot-connect error names nothing of the URL."""
+    url = "postgresql://accord:P@ssword1,@db.internal/audit"
+    assert "ssword1" not in describe_url(url)
+    with pytest.raises(AccordError) as raised:
+        open_store(url, home=HOME, create=False)
+    assert "ssword1" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "written_otherwise"),
+    [
+        ("postgresql://db.internal/audit", "postgresql://db.internal:5432/audit"),
+        ("postgresql://accord@db.internal", "postgresql://accord@db.internal/accord"),
+    ],
+)
+def test_with_a_service_what_a_url_leaves_out_is_not_filled_with_libpqs_defaults(
+    url: str, written_otherwise: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service file fills port, user and database before libpq's defaults (5432, the
+    login, the user's name) do: with PGSERVICE or ``service``, only URLs that leave out the
+    same things are the same index."""
+    assert same_index(url, written_otherwise, home=HOME)  # no service: the defaults
+    with_service = "&" if "?" in url else "?"
+    assert not same_index(
+        f"{url}{with_service}service=accord", f"{written_otherwise}?service=accord", home=HOME
+    )
+    assert same_index(f"{url}?service=accord", f"postgres://{url[13:]}?service=accord", home=HOME)
+    monkeypatch.setenv("PGSERVICE", "accord")
+    assert not same_index(url, written_otherwise, home=HOME)
+    assert same_index(url, url.replace("postgresql:", "postgres:"), home=HOME)
+
+
+@pytest.mark.parametrize(
+    ("url", "other"),
+    [
+        ("postgresql://db1,db2/audit", "postgresql://db2,db1/audit"),  # tried in order
+        ("postgresql:///audit?host=/run/PG", "postgresql:///audit?host=/run/pg"),
+        ("postgresql:///audit?host=@Accord", "postgresql:///audit?host=@accord"),
+        ("postgresql://[fe80::1%25Eth0]/audit", "postgresql://[fe80::1%25eth0]/audit"),
+    ],
+)
+def test_host_order_socket_paths_and_zone_ids_are_compared_as_written(url: str, other: str) -> None:
+    """libpq tries hosts in order, and a socket directory, an abstract socket's name and an
+    IPv6 zone id are case-sensitive names: only a DNS name or an address is case-blind."""
+    assert not same_index(url, other, home=HOME)
+
+
+def test_a_dns_name_and_an_ipv6_address_are_compared_in_any_case() -> None:
+    assert same_index("postgresql://DB1,Db2/audit", "postgresql://db1,db2/audit", home=HOME)
+    assert same_index(
+        "postgresql://[FE80::1%25Eth0]/audit", "postgresql://[fe80::1%25Eth0]:5432/audit", home=HOME
+    )

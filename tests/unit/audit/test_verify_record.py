@@ -3,6 +3,7 @@ password), whether a copy's run is recorded, and its summary line."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -15,6 +16,14 @@ from broker.cli._audit_verify import _index_named
 from broker.governance import AuditStore, VerifySummary
 from tests.unit.audit.conftest import Run
 from tests.unit.audit.test_verify_vouch import SigningSink, sink, two_chains  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def _no_pg_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq fills a parameter a URL leaves out from PG*: the developer's own would change
+    which of these URLs are the configured index."""
+    for name in [n for n in os.environ if n.startswith("PG")]:
+        monkeypatch.delenv(name)
 
 
 def _named(configured: str | None, db: str | None) -> dict[str, str]:
@@ -49,12 +58,18 @@ def test_the_index_a_run_names_carries_no_password_whatever_it_holds(url: str, n
     """Read as libpq reads it: ``#``, ``?`` and ``@`` in a password, in the userinfo or in
     the query, do not end or move the host part (they did with urlsplit and with the last
     '@'); only hosts, ports, database, service and host address are kept; a URL libpq
-    cannot read names nothing of itself."""
+    cannot read names nothing of itself. The configured index's very text is the configured
+    index, even where it cannot be read: libpq, reading it twice in one process, reaches one
+    place."""
     assert _named(None, url) == {"index": named, "index_role": "copy"}
     for secret in ("s3cr", "tPass", "ig"):
         assert secret not in named
+    assert _named(url, url)["index_role"] == "configured"
     unreadable = named.startswith("(")
-    assert _named(url, url)["index_role"] == ("copy" if unreadable else "configured")
+    written_otherwise = url.replace("postgresql:", "postgres:", 1)
+    if written_otherwise == url:
+        written_otherwise = url.replace("postgres:", "postgresql:", 1)
+    assert _named(url, written_otherwise)["index_role"] == ("copy" if unreadable else "configured")
 
 
 @pytest.mark.parametrize(
@@ -68,6 +83,9 @@ def test_the_index_a_run_names_carries_no_password_whatever_it_holds(url: str, n
         ("postgresql://ig:x@db/audit", "postgres://ig:y@DB:5432/audit?sslmode=require",
          "configured"),
         ("postgresql://db1,db2:5433/audit", "postgresql://DB1:5432,db2:5433/audit", "configured"),
+        ("postgresql://db1,db2/audit", "postgresql://db2,db1/audit", "copy"),  # tried in order
+        ("postgresql://:pw@db/audit", "postgresql://:pw@db/audit", "configured"),
+        ("host=db dbname=audit password=pw", "host=db dbname=audit password=pw", "configured"),
         ("postgresql://ig@db", "postgresql://ig@db/ig", "configured"),
         ("postgresql://db/audit", "postgresql://db/audit?options=-csearch_path%3Devidence",
          "copy"),

@@ -1,0 +1,37 @@
+"""A desk store URL Accord does not open is refused in one line that quotes none of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.desk import open_desk_store
+from broker.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "host=db.internal dbname=desk user=accord password=S3cretPW",  # libpq key=value
+        "password=S3cretPW host=db.internal",
+    ],
+)
+def test_a_libpq_key_value_string_is_refused_without_quoting_it(url: str, tmp_path: Path) -> None:
+    """It holds the password in plain: the refusal says what to give instead, nothing more."""
+    with pytest.raises(UsageError) as raised:
+        open_desk_store(url, home=tmp_path, party="p")
+    message = str(raised.value)
+    assert message == (
+        "desk store: not a URL (a libpq key=value string?): "
+        "use sqlite:///PATH or postgresql://HOST/DB"
+    )
+    assert "s3cret" not in message.lower()
+
+
+def test_an_unsupported_scheme_is_named_and_nothing_after_it(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as raised:
+        open_desk_store("mysql://accord:S3cretPW@db/desk", home=tmp_path, party="p")
+    assert str(raised.value) == (
+        "desk store: unsupported database 'mysql': use sqlite:///PATH or postgresql://HOST/DB"
+    )
