@@ -315,17 +315,21 @@ def review(
 ) -> None:
     """Record your finding on a safeguarding override, in your name: written to the audit log,
     then indexed. Left out, --as is asked for at a terminal."""
-    from broker.governance import check_review
+    from broker.governance import check_review, url_scheme
 
     settings = load_settings()
     if is_copy(settings, db):
         # Refused before the copy is opened (and before --as is asked for): a review is found
         # in, chained from and indexed into the live index; on a copy it would fork the live
         # chain and change the evidence.
+        how = (
+            "another file"
+            if url_scheme(db or "") == "sqlite"
+            else "compared as libpq reads it: hosts, ports, database, user, options"
+        )
         raise UsageError(
-            "a review is recorded against the live audit index, and --db names another "
-            "(compared as libpq reads it: hosts, ports, database, user, options): drop --db, "
-            "or set ACCORD_AUDIT_DB to the live index"
+            f"a review is recorded against the live audit index, and --db names another "
+            f"({how}): drop --db, or set ACCORD_AUDIT_DB to the live index"
         )
     officer = who(officer, password_stdin=password_stdin)
     check_review(reviewed_by=officer, finding=finding, reference=reference)

@@ -221,12 +221,15 @@ def test_a_review_on_a_copy_is_refused_in_one_line_and_the_copy_left_as_it_was(
     sink = RecordingSink()
     monkeypatch.setattr(broker.cli._audit, "_appender", lambda *_a: sink)
     before = _state(copy_db)
+    # No --as: the copy is refused before the account is asked for (without a terminal,
+    # asking would end in "missing --as" instead).
     argv = ["audit", "review-override", "e2", "--recipient", "school-1", "--finding",
-            "justified", "--as", "ig.jo", "--db", f"sqlite:///{copy_db}"]  # fmt: skip
+            "justified", "--db", f"sqlite:///{copy_db}"]  # fmt: skip
     code, out, err = run_cli(argv)
     assert (code, out) == (2, "")
     assert err.count("\n") == 1
     assert "a review is recorded against the live audit index, and --db names another" in err
+    assert "(another file)" in err  # a SQLite copy: no libpq in how it was told apart
     assert "drop --db" in err
     assert "audit_index_made_private" not in err
     assert sink.records == []  # no review written
