@@ -28,7 +28,7 @@ from typing import Any
 from broker.desk import _store_locks
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
 from broker.desk._store_locks import one_transaction, settled_among
-from broker.desk._store_schema import REKEYED, mark_child_nhs, prepare
+from broker.desk._store_schema import REKEYED, claim, mark_child_nhs, prepare
 from broker.desk._stored import (
     BY_ID,
     DECISION_COLUMNS,
@@ -76,6 +76,7 @@ class DeskStore:
     ) -> None:
         self._conn = conn
         self._placeholder = placeholder
+        self._where = where
         # Legacy keys whose flags and decisions this process has moved (``add_aliases``).
         self._moved: set[str] = set()
         try:
@@ -103,11 +104,11 @@ class DeskStore:
     def claim(self, party: str) -> None:
         """Make this ``party``'s store, or refuse one another desk has: two desks on one
         database (one ``ACCORD_DESK__STORE`` for all) would each show the other's records."""
-        self._q(
-            "INSERT INTO desk_owner (party) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM desk_owner)",
-            (party,),
-        )
-        owners = [row[0] for row in self._q("SELECT party FROM desk_owner")]
+        try:
+            owners = claim(self._q, party, self._where)
+        except ConfigError:
+            self.close()
+            raise
         if owners != [party]:
             self.close()
             raise ConfigError(

@@ -38,6 +38,7 @@ __all__ = [
     "PUBLISHED_ONCE",
     "REKEYED",
     "SCHEMA",
+    "claim",
     "mark_child_nhs",
     "migrate",
     "prepare",
@@ -123,9 +124,9 @@ def prepare(
     query: _Query, columns: Callable[[str], Sequence[str]], *, postgresql: bool, where: str
 ) -> None:
     """At a desk's start: make the schema, refuse a newer desk's store, and bring an older
-    desk's up to date, one desk process at a time. Another process holding a table longer
-    than the store's wait (a desk process paused mid-decision) fails the start in one line,
-    nothing changed that the next start does not do again."""
+    desk's up to date, one desk process at a time. Another session holding a table longer
+    than the store's wait (a desk process paused mid-decision, a backup) fails the start in
+    one line, nothing changed that the next start does not do again."""
     try:
         with schema_lock(query, postgresql=postgresql), start_waits(query, postgresql=postgresql):
             for statement in SCHEMA:
@@ -135,11 +136,43 @@ def prepare(
     except Exception as exc:
         if not _store_locks.busy(exc):
             raise
-        raise ConfigError(
-            f"{where} was held by another desk process for over "
-            f"{_store_locks.WAIT_SECONDS} s while this desk started (a decision left open "
-            "mid-way, its process paused or cut off): start this desk again"
-        ) from None
+        raise _held_at_start(where) from None
+
+
+def claim(query: _Query, party: str, where: str) -> list[str]:
+    """The parties whose desk the store is, made ``party``'s first if it is nobody's yet.
+    Read first: on SQLite even an insert that adds nothing takes the database's write lock,
+    which a desk process paused mid-decision holds, and every start would stop behind it.
+    A hold outlasting the wait fails the start in one line, as :func:`prepare` does."""
+    try:
+        if not (owners := _owners(query)):
+            query(
+                "INSERT INTO desk_owner (party) SELECT ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM desk_owner)",
+                (party,),
+            )
+            owners = _owners(query)
+    except Exception as exc:
+        if not _store_locks.busy(exc):
+            raise
+        raise _held_at_start(where) from None
+    return owners
+
+
+def _owners(query: _Query) -> list[str]:
+    return [str(row[0]) for row in query("SELECT party FROM desk_owner")]
+
+
+def _held_at_start(where: str) -> ConfigError:
+    """The one line a start held up by another session's hold ends with. The holder may be
+    no desk at all (a backup's dump, a session left idle in a transaction for hours), so it
+    names the way to find it rather than telling the start to be tried again at once."""
+    return ConfigError(
+        f"{where} was held by another session (a desk process mid-decision, a backup, ...) "
+        f"for over {_store_locks.WAIT_SECONDS} s while this desk started: start this desk "
+        "again once that session ends (PostgreSQL: look in pg_stat_activity for an idle in "
+        "transaction session on the desk's database)"
+    )
 
 
 def migrate(
@@ -192,6 +225,11 @@ def _index_made(query: _Query, name: str, *, postgresql: bool) -> bool:
 
 
 def _note(query: _Query, migration: str) -> None:
+    """Record ``migration`` done, if it is not recorded yet. Read first: on SQLite even an
+    insert that adds nothing takes the database's write lock, and every start (once the
+    store is up to date) would stop behind a desk process paused mid-decision."""
+    if query("SELECT 1 FROM desk_migrations WHERE name = ?", (migration,)):
+        return
     query(
         "INSERT INTO desk_migrations (name, done_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
         (migration, datetime.now(UTC).isoformat()),

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from broker.desk import DeskStore, _store_locks, open_desk_store
+from broker.desk import DeskStore, _store_locks, _store_schema, open_desk_store
+from broker.desk._store_open import _sqlite
 from broker.desk._store_schema import PUBLISHED_ONCE, migrate
 from broker.errors import ConfigError
 from tests.unit.desk.conftest import T0
@@ -112,6 +113,45 @@ def test_a_postgresql_desk_starts_while_another_desk_process_holds_a_decision_op
         thread.join(10)
 
 
+def test_a_sqlite_desk_on_an_up_to_date_store_starts_while_another_process_holds_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its write lock held (a desk process paused mid-decision): the start only reads (an
+    insert that adds nothing, a migration or the owner already recorded, takes the write
+    lock on SQLite and stopped every start behind the paused one), and reads the store."""
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    open_desk_store(url, home=tmp_path, party="p").close()
+    monkeypatch.setattr(_store_locks, "WAIT_SECONDS", 1)
+    paused = _paused(url, tmp_path)
+    try:
+        store = open_desk_store(url, home=tmp_path, party="p")
+        assert store.decisions(child="c") == []
+        store.close()
+    finally:
+        paused.rollback()
+        paused.close()
+
+
+def test_a_claim_held_up_by_another_process_fails_the_start_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store nobody has claimed yet must be written to: a hold outlasting the wait is the
+    start's one line (it was a traceback: 'database is locked'), the connection closed."""
+    monkeypatch.setattr(_store_locks, "WAIT_SECONDS", 1)
+    store = _sqlite(tmp_path / "desk.db")  # made, not yet claimed
+    paused = _paused(f"sqlite:///{tmp_path / 'desk.db'}", tmp_path)
+    try:
+        with pytest.raises(ConfigError) as caught:
+            store.claim("p")
+    finally:
+        paused.rollback()
+        paused.close()
+    assert "\n" not in str(caught.value)
+    assert "held by another session" in str(caught.value)
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        store._q("SELECT 1")
+
+
 def test_an_upgrade_start_held_up_by_another_desk_process_fails_in_one_line_then_starts(
     any_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,6 +164,14 @@ def test_an_upgrade_start_held_up_by_another_desk_process_fails_in_one_line_then
     store._q("DELETE FROM desk_migrations WHERE name = ?", (PUBLISHED_ONCE,))
     store.close()
     monkeypatch.setattr(_store_locks, "WAIT_SECONDS", 1)
+    kept_out: list[bool] = []
+    guard = _store_schema.others_kept_out
+
+    def guarded(query: Any, *, postgresql: bool) -> Any:
+        kept_out.append(True)
+        return guard(query, postgresql=postgresql)
+
+    monkeypatch.setattr(_store_schema, "others_kept_out", guarded)
     paused = _paused(any_url, tmp_path)
     try:
         began = time.monotonic()
@@ -136,8 +184,10 @@ def test_an_upgrade_start_held_up_by_another_desk_process_fails_in_one_line_then
         assert 0.9 <= waited < 5
         message = str(error)
         assert "\n" not in message
-        assert "held by another desk process" in message
-        assert message.endswith("start this desk again")
+        assert "held by another session (a desk process mid-decision, a backup" in message
+        assert "start this desk again once that session ends" in message
+        assert "pg_stat_activity" in message
+        assert kept_out, "it stopped before the guarded removal, not at it"
     finally:
         paused.rollback()
         paused.close()
