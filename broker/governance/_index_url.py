@@ -67,19 +67,35 @@ def _misread(url: str, params: dict[str, str]) -> bool:
     abstract socket's); an '@' before the query with no user read; an '@' among the hosts
     that follow the login (an abstract socket there is written ``%40``; ``?host=@sock``
     stays readable)."""
+    return _misread_params(params) or _misread_text(url, params)
+
+
+def _misread_params(params: dict[str, str]) -> bool:
+    """A port that is not a number, or an '@' where libpq's reading puts none on purpose."""
     if not all(_PORT.fullmatch(p) or not p for p in params.get("port", "").split(",")):
         return True
     if any("@" in h[1:] for h in params.get("host", "").split(",")):
         return True
-    if any("@" in v for k, v in params.items() if k not in ("user", "password", "host")):
+    return any("@" in v for k, v in params.items() if k not in ("user", "password", "host"))
+
+
+def _misread_text(url: str, params: dict[str, str]) -> bool:
+    """An '@' in the text where libpq's login and host rules make a login the address."""
+    rest = url.partition("//")[2]
+    # libpq looks for a login's '@' up to the first '/', past any '?': one after a '?'
+    # makes the query (a password in it too) the login, and what follows the hosts.
+    login = rest.partition("/")[0]
+    if "@" in login and "=" in login.partition("@")[0].partition("?")[2]:
         return True
-    authority = url.partition("//")[2].partition("?")[0]
-    if "@" in authority and not params.get("user"):
+    # An '@' in the path is a login's, whatever a query's dbname= then puts in its place.
+    after = rest.partition("@")[2] if "@" in login else rest
+    if "@" in after.partition("?")[0].partition("/")[2]:
+        return True
+    if "@" in rest.partition("?")[0] and not params.get("user"):
         return True
     # libpq ends a login at the first '@' before the first '/', past any '?'; the hosts
     # then run to a '?' or '/'. An '@' among them is a second one from the login.
-    login_and_hosts = url.partition("//")[2].partition("/")[0]
-    return "@" in login_and_hosts.partition("@")[2].partition("?")[0]
+    return "@" in login.partition("@")[2].partition("?")[0]
 
 
 def _host_ports(params: dict[str, str]) -> list[tuple[str, str]] | None:
@@ -193,11 +209,15 @@ def _identity(url: str | None, home: Path) -> tuple[object, ...] | None:
     params = _libpq(url.strip())
     if params is None or _misread(url.strip(), params):
         return None
-    given = params | {
-        k: os.environ[env]
-        for k, env in _ENVIRONMENT.items()
-        if k not in params and env in os.environ
-    }
+    # libpq reads a service file before the environment: with a service (the URL's or
+    # PGSERVICE) a parameter left out is the file's, not PG*'s, so compared as left out.
+    service_env = {} if params.get("service") else {"service": os.environ.get("PGSERVICE", "")}
+    env = {} if (params.get("service") or service_env["service"]) else dict(os.environ)
+    given = (
+        params
+        | {k: v for k, v in service_env.items() if v}
+        | {k: env[name] for k, name in _ENVIRONMENT.items() if k not in params and name in env}
+    )
     pairs = _host_ports(given)
     if pairs is None:
         return None

@@ -38,6 +38,11 @@ def _no_pg_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "postgresql://accord:P@ssword1,@db.internal/audit",  # hosts 'ssword1' and '@db…'
         "postgresql://accord:P@ss@db.internal/audit",  # two '@' before the path
         "postgresql://accord:P@ss,@db.internal?sslmode=require",  # ... or before the query
+        # No '/' before the query: libpq's login runs past the '?' to the '@'.
+        "postgresql://db?dbname=audit&password=s3cr@t",
+        "postgresql://db.example.com?user=accord@myserver&password=S3cretPw",
+        "postgresql://db.example.com?application_name=accord@h&password=S3cretPw",
+        "postgresql://x:y:@#XQ=(/@@sock/audit?dbname=d",  # an '@' in the path
     ],
 )
 def test_a_login_libpq_reads_as_host_port_or_database_is_never_printed(url: str) -> None:
@@ -281,4 +286,17 @@ def test_a_dns_name_and_an_ipv6_address_are_compared_in_any_case() -> None:
     assert same_index("postgresql://DB1,Db2/audit", "postgresql://db1,db2/audit", home=HOME)
     assert same_index(
         "postgresql://[FE80::1%25Eth0]/audit", "postgresql://[fe80::1%25Eth0]:5432/audit", home=HOME
+    )
+
+
+def test_with_a_service_the_environment_does_not_stand_in_for_the_service_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq reads the service file before PG* variables: the configured URL reaches the
+    service's host, whatever PGHOST says, so a URL naming PGHOST's host is another index."""
+    (tmp_path / "svc.conf").write_text("[live]\nhost=livehost\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "svc.conf"))
+    monkeypatch.setenv("PGHOST", "copyhost")
+    assert not same_index(
+        "postgresql:///audit?service=live", "postgresql://copyhost/audit?service=live", home=HOME
     )
