@@ -37,8 +37,11 @@ __all__ = ["remember_salted_passwords"]
 
 log = structlog.get_logger(__name__)
 
-#: Kafka's least iteration count for a SCRAM credential (and RFC 7677's).
+#: Kafka's least and greatest iteration counts for a SCRAM credential (the least is RFC
+#: 7677's too). Outside them the broker is not a Kafka of ours: a count too low asks for a
+#: proof cheap to attack offline, one too high would hold every login waiting on ``_lock``.
 MIN_ITERATIONS = 4096
+MAX_ITERATIONS = 16384
 #: A process logs in as one principal, sometimes a few (a test as the admin and parties).
 CAPACITY = 16
 
@@ -72,10 +75,12 @@ class RememberingScram(_ORIGINAL):  # type: ignore[misc]  # aiokafka is untyped
         if digest not in _ours:
             super().create_salted_password(salt, iterations)
             return
-        if iterations < MIN_ITERATIONS:
+        if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
             # aiokafka ends the login with this error; the broker never sees a proof.
-            raise ValueError(f"the broker asked for {iterations} SCRAM iterations, fewer than "
-                             f"Kafka's least ({MIN_ITERATIONS}): not logging in")  # fmt: skip
+            raise ValueError(
+                f"the broker asked for {iterations} SCRAM iterations, outside Kafka's "
+                f"{MIN_ITERATIONS} to {MAX_ITERATIONS}: not logging in"
+            )
         key = (hashname, digest, salt, iterations)
         with _lock:
             known = _salted.get(key)
@@ -84,8 +89,11 @@ class RememberingScram(_ORIGINAL):  # type: ignore[misc]  # aiokafka is untyped
                 self._salted_password = known
                 return
             super().create_salted_password(salt, iterations)
-            if isinstance(self._salted_password, bytes):
-                _salted[key] = self._salted_password
+            # Kept only if aiokafka keeps it where this class would put it back: a cache hit
+            # written where nothing reads it would make a wrong proof.
+            made = getattr(self, "_salted_password", None)
+            if isinstance(made, bytes):
+                _salted[key] = made
                 while len(_salted) > CAPACITY:
                     _salted.popitem(last=False)
 

@@ -120,12 +120,42 @@ def test_a_login_accord_did_not_register_is_neither_kept_nor_answered(
     assert counted.pbkdf2_runs == 3  # Accord's own, worked out once
 
 
-def test_a_count_below_kafkas_least_is_refused_for_accords_logins(
-    counted: CountingHashlib,
+@pytest.mark.parametrize("count", [1, 4095, 16385, 3_000_000])
+def test_a_count_outside_kafkas_bounds_is_refused_for_accords_logins(
+    counted: CountingHashlib, count: int
 ) -> None:
-    with pytest.raises(ValueError, match="fewer than Kafka's least"):
-        exchange(RememberingScram, server_first=SERVER_FIRST.replace("i=4096", "i=1"))
+    """Too few is a proof cheap to attack offline; too many would hold every other login
+    waiting on the lock the PBKDF2 runs under."""
+    with pytest.raises(ValueError, match="outside Kafka's 4096 to 16384"):
+        exchange(RememberingScram, server_first=SERVER_FIRST.replace("i=4096", f"i={count}"))
     assert counted.pbkdf2_runs == 0
+
+
+def test_a_result_aiokafka_keeps_elsewhere_is_not_kept_or_served(
+    counted: CountingHashlib, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later aiokafka keeping the salted password under another name: its own step runs
+    every time, and nothing is written where nothing would read it."""
+
+    def elsewhere(self: Any, salt: bytes, iterations: int) -> None:
+        self._other_name = counted.pbkdf2_hmac(
+            self._hashname, self._sasl_plain_password, salt, iterations
+        )
+
+    monkeypatch.setattr(PlainScram, "create_salted_password", elsewhere)
+    for _ in range(2):
+        scram = RememberingScram(
+            loop=None,
+            sasl_plain_password=RFC_PASSWORD,
+            sasl_plain_username="user",
+            sasl_mechanism="SCRAM-SHA-256",
+        )
+        scram._nonce = NONCE
+        scram.first_message()
+        with pytest.raises(TypeError):  # aiokafka's hmac over the missing result, as without us
+            scram.process_server_first_message(SERVER_FIRST)
+        assert not hasattr(scram, "_salted_password") or scram._salted_password is None
+    assert counted.pbkdf2_runs == 2
 
 
 def test_logins_starting_together_work_a_password_out_once(counted: CountingHashlib) -> None:
