@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from functools import partial
 from typing import Any
@@ -29,7 +28,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from broker.desk._page_kit import PageKit
+from broker.desk._page_kit import ID, PageKit
 from broker.desk._record_sent import Retries, referral_fields, referral_recorder
 from broker.desk._resend import altered, not_again
 from broker.desk._show import local_time, person_name
@@ -49,7 +48,6 @@ __all__ = ["outcomes_of", "register_child_pages", "unfinished", "written"]
 
 log = structlog.get_logger("accord.desk")
 
-_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 MAX_REASON = 2000
 # The decision form's checkboxes, within read_form's 16 fields (with csrf, action, reason,
 # resend).
@@ -232,7 +230,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         return desk.redirect(f"/child/{child}", session)
 
     record_sent, unrecorded = referral_recorder(
-        desk, retries=retries, turns=turns, valid_id=_ID.fullmatch, settle=settle_what_is_left,
+        desk, retries=retries, turns=turns, valid_id=ID.fullmatch, settle=settle_what_is_left,
         sent_but_settled=sent_but_settled, not_sent=not_sent, written=written,
     )  # fmt: skip
 
@@ -304,7 +302,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         session = kit.signed_in(request)
         if session is None or session.user is None:
             return desk.redirect("/login")
-        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
+        if deps.kind != "coordinating_team" or not ID.fullmatch(child):
             return desk.refused("No such page.", status=404, title="Page not found")
         if (now := store.current_child(child)) != child:  # a key from before 2026-12-05
             return desk.redirect(f"/child/{now}" + (f"?flag={flag}" if flag else ""))
@@ -315,7 +313,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         session = kit.signed_in(request)
         if session is None:
             return desk.redirect("/login")
-        found = store.flag(flag_id) if _ID.fullmatch(flag_id) else None
+        found = store.flag(flag_id) if ID.fullmatch(flag_id) else None
         if found is None:
             return desk.refused("No such flag.", status=404, title="Flag not found")
         return desk.redirect(f"/child/{found.child}?flag={found.flag_id}")
@@ -333,7 +331,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         reason = written(typed_reason)
         # The flags ticked on the form, and only this child's: an id carried over from
         # another child's page, or posted, settles nothing.
-        posted = [v for v in form.getlist("flag") if isinstance(v, str) and _ID.fullmatch(v)]
+        posted = [v for v in form.getlist("flag") if isinstance(v, str) and ID.fullmatch(v)]
         fields = referral_fields(action, reason, posted)
         good, again = resent(form, page, user, fields)
         check = "ask the hub whether it arrived"

@@ -21,11 +21,13 @@ from broker.desk._stored import StoredRecord
 from broker.errors import AccordError
 from broker.webauth import Session, form_field, read_form
 
-__all__ = ["PageKit"]
+__all__ = ["ID", "PageKit"]
 
 log = structlog.get_logger("accord.desk")
 
-_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+#: What a flag, record, event or child id in an address or a form may look like: anything
+#: else is answered as not found without a look in the store.
+ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 class PageKit:
@@ -62,7 +64,7 @@ class PageKit:
         ``event_type`` (either None: any); else the 404 for a ``what`` ("notice"), the same
         for every miss, so that none tells what the desk holds."""
         deps = self.desk.deps
-        record = deps.store.record(event_id) if _ID.fullmatch(event_id) else None
+        record = deps.store.record(event_id) if ID.fullmatch(event_id) else None
         if (
             record is None
             or (kind is not None and deps.kind != kind)

@@ -10,7 +10,6 @@ because nobody read it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -27,7 +26,7 @@ from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._notice_pages import register_notice_pages
 from broker.desk._notices import LateNotices, desk_notices
-from broker.desk._page_kit import PageKit
+from broker.desk._page_kit import ID, PageKit
 from broker.desk._purpose import purpose_of
 from broker.desk._record_pages import register_record_pages
 from broker.desk._record_sent import Retries, outcome_recorder
@@ -52,8 +51,6 @@ from broker.webauth import Flash, Session, form_field, read_form, refused_in_pla
 __all__ = ["register_pages"]
 
 log = structlog.get_logger("accord.desk")
-
-_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 #: A hub's outcome for a referral whose consent was withdrawn (since its page was loaded).
@@ -231,7 +228,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         form = await read_form(request)
         if not session.csrf_ok(form_field(form, "csrf")):
             return stale(request, session, form)
-        if deps.kind != "coordinating_team" or not _ID.fullmatch(child):
+        if deps.kind != "coordinating_team" or not ID.fullmatch(child):
             return desk.refused("No such page.", status=404, title="Page not found")
         return session, session.user, form, store.current_child(child)
 
