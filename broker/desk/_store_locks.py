@@ -26,6 +26,7 @@ from typing import Any
 from broker.errors import RecordedAlready, StoreBusy
 
 __all__ = [
+    "PUBLISHED_ONCE_INDEX",
     "WAIT_SECONDS",
     "busy",
     "one_transaction",
@@ -43,7 +44,8 @@ _SCHEMA_LOCK = 0x4163636F7264 + 16  # 'Accord', apart from the audit index's two
 WAIT_SECONDS = 5
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout expiring
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-_PUBLISHED_ONCE = "desk_decisions_published_once"  # the unique index, _store_schema
+#: The unique index that keeps one decision per published event (made by _store_schema).
+PUBLISHED_ONCE_INDEX = "desk_decisions_published_once"
 
 
 def busy(exc: BaseException) -> bool:
@@ -208,5 +210,5 @@ def published_twice(exc: BaseException) -> bool:
     diag = getattr(exc, "diag", None)
     return (
         getattr(exc, "sqlstate", None) == "23505"
-        and getattr(diag, "constraint_name", None) == _PUBLISHED_ONCE
+        and getattr(diag, "constraint_name", None) == PUBLISHED_ONCE_INDEX
     )

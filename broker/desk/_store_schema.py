@@ -16,10 +16,11 @@ records it when done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,7 +55,6 @@ PUBLISHED_ONCE = "decisions-published-once-2026-12-07"
 #: The migrations this desk knows, in the order they were made.
 KNOWN_MIGRATIONS = (REKEYED, CHILD_NHS, PUBLISHED_ONCE)
 
-_PUBLISHED_ONCE_INDEX = "desk_decisions_published_once"  # _store_locks.published_twice
 _INDEX_NAME = re.compile(r"\s*CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)")
 #: A query: SQL and its bound values.
 _Query = Callable[..., list[tuple[Any, ...]]]
@@ -127,16 +127,15 @@ def prepare(
     desk's up to date, one desk process at a time. Another session holding a table longer
     than the store's wait (a desk process paused mid-decision, a backup) fails the start in
     one line, nothing changed that the next start does not do again."""
-    try:
-        with schema_lock(query, postgresql=postgresql), start_waits(query, postgresql=postgresql):
-            for statement in SCHEMA:
-                _create(query, statement, postgresql=postgresql)
-            refuse_newer(query, where)
-            migrate(query, columns, postgresql=postgresql)
-    except Exception as exc:
-        if not _store_locks.busy(exc):
-            raise
-        raise _held_at_start(where) from None
+    with (
+        _held_up_fails(where),
+        schema_lock(query, postgresql=postgresql),
+        start_waits(query, postgresql=postgresql),
+    ):
+        for statement in SCHEMA:
+            _create(query, statement, postgresql=postgresql)
+        refuse_newer(query, where)
+        migrate(query, columns, postgresql=postgresql)
 
 
 def claim(query: _Query, party: str, where: str) -> list[str]:
@@ -144,7 +143,7 @@ def claim(query: _Query, party: str, where: str) -> list[str]:
     Read first: on SQLite even an insert that adds nothing takes the database's write lock,
     which a desk process paused mid-decision holds, and every start would stop behind it.
     A hold outlasting the wait fails the start in one line, as :func:`prepare` does."""
-    try:
+    with _held_up_fails(where):
         if not (owners := _owners(query)):
             query(
                 "INSERT INTO desk_owner (party) SELECT ? "
@@ -152,10 +151,6 @@ def claim(query: _Query, party: str, where: str) -> list[str]:
                 (party,),
             )
             owners = _owners(query)
-    except Exception as exc:
-        if not _store_locks.busy(exc):
-            raise
-        raise _held_at_start(where) from None
     return owners
 
 
@@ -163,16 +158,22 @@ def _owners(query: _Query) -> list[str]:
     return [str(row[0]) for row in query("SELECT party FROM desk_owner")]
 
 
-def _held_at_start(where: str) -> ConfigError:
-    """The one line a start held up by another session's hold ends with. The holder may be
-    no desk at all (a backup's dump, a session left idle in a transaction for hours), so it
-    names the way to find it rather than telling the start to be tried again at once."""
-    return ConfigError(
-        f"{where} was held by another session (a desk process mid-decision, a backup, ...) "
-        f"for over {_store_locks.WAIT_SECONDS} s while this desk started: start this desk "
-        "again once that session ends (PostgreSQL: look in pg_stat_activity for an idle in "
-        "transaction session on the desk's database)"
-    )
+@contextlib.contextmanager
+def _held_up_fails(where: str) -> Iterator[None]:
+    """Another session's hold outlasting the wait ends the start in one line. The holder
+    may be no desk at all (a backup's dump, a session left idle in a transaction for hours),
+    so it names the way to find it rather than telling the start to be tried again at once."""
+    try:
+        yield
+    except Exception as exc:
+        if not _store_locks.busy(exc):
+            raise
+        raise ConfigError(
+            f"{where} was held by another session (a desk process mid-decision, a backup, "
+            f"...) for over {_store_locks.WAIT_SECONDS} s while this desk started: start this "
+            "desk again once that session ends (PostgreSQL: look in pg_stat_activity for an "
+            "idle in transaction session on the desk's database)"
+        ) from None
 
 
 def migrate(
@@ -196,7 +197,7 @@ def migrate(
         postgresql=postgresql,
     )
     _fill_child_nhs(query)
-    if _index_made(query, _PUBLISHED_ONCE_INDEX, postgresql=postgresql):
+    if _index_made(query, _store_locks.PUBLISHED_ONCE_INDEX, postgresql=postgresql):
         # It refuses every copy, whichever desk records it: nothing to remove, and no lock
         # on the decisions at every start (it would wait for any desk's decision under way).
         _note(query, PUBLISHED_ONCE)
@@ -272,7 +273,7 @@ def _published_once(query: _Query) -> None:
     if removed:  # counts only: the rows name children and people
         log.warning("desk_duplicate_decisions_removed", events=events, rows=removed)
     query(
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {_PUBLISHED_ONCE_INDEX} "
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {_store_locks.PUBLISHED_ONCE_INDEX} "
         "ON desk_decisions (published_event) WHERE published_event IS NOT NULL"
     )
     _note(query, PUBLISHED_ONCE)

@@ -209,21 +209,17 @@ def _identity(url: str | None, home: Path) -> tuple[object, ...] | None:
     params = _libpq(url.strip())
     if params is None or _misread(url.strip(), params):
         return None
-    # libpq reads a service file before the environment: with a service (the URL's or
-    # PGSERVICE) a parameter left out is the file's, not PG*'s, so compared as left out.
-    service_env = {} if params.get("service") else {"service": os.environ.get("PGSERVICE", "")}
-    env = {} if (params.get("service") or service_env["service"]) else dict(os.environ)
-    given = (
-        params
-        | {k: v for k, v in service_env.items() if v}
-        | {k: env[name] for k, name in _ENVIRONMENT.items() if k not in params and name in env}
-    )
+    # libpq reads a service file (the URL's or PGSERVICE's) before the environment and its
+    # defaults: with a service, a parameter left out is the file's, so nothing is filled
+    # here and only URLs that leave out the same things match.
+    service = params.get("service") or os.environ.get("PGSERVICE", "")
+    given = params | ({"service": service} if service else {})
+    if not service:
+        given |= {k: os.environ[env] for k, env in _ENVIRONMENT.items()
+                  if k not in params and env in os.environ}  # fmt: skip
     pairs = _host_ports(given)
     if pairs is None:
         return None
-    # A service file fills what the URL leaves out before libpq's defaults do, so with a
-    # service nothing is filled here: only URLs that leave out the same things match.
-    service = bool(given.get("service"))
     # In order: libpq tries the hosts one after another, and reaches the first that answers.
     servers = tuple((_host_key(h), p or ("" if service else "5432")) for h, p in pairs)
     user = given.get("user") or ("" if service else _login_name())

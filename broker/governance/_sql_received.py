@@ -104,11 +104,9 @@ def unsent_shares(q: Query, shares: Collection[tuple[str, int, str, str]]) -> se
         q, "chain, seq, event_id, party", {e for _, _, e, _, _ in stopped}, "'delivered'"
     ):
         sent.setdefault((chain, event_id, party), []).append(int(seq))
+    # A delivery before the first quarantine after the share is before every later one too.
     return {
         (chain, seq)
         for chain, seq, event_id, recipient, later in stopped
-        if any(
-            not any(seq < d < stop for d in sent.get((chain, event_id, recipient), ()))
-            for stop in later
-        )
+        if not any(seq < d < min(later) for d in sent.get((chain, event_id, recipient), ()))
     }
