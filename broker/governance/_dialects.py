@@ -63,9 +63,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
             raise AuditError(
                 f"cannot open the audit index at {path} read-only: {journal.name} beside it "
                 "holds a write never finished (read without it, the file shows that write half "
-                "done; only a writer rolls it back); copy the file and its -journal to a folder "
-                "you can write to, roll the write back there with 'sqlite3 COPY \"PRAGMA "
-                "quick_check\"', and name that copy with --db"
+                f"done; only a writer rolls it back); copy the file and its -journal to a "
+                f"folder you can write to, keeping their names (SQLite finds the journal by its "
+                f"name), roll the write "
+                f"back there with 'sqlite3 {path.name} \"PRAGMA quick_check\"', and name that "
+                "copy with --db"
             ) from None
         if code not in _UNWRITABLE_STORAGE:
             raise

@@ -97,6 +97,9 @@ def test_a_copy_on_read_only_storage_with_a_journal_beside_it_is_refused_never_r
         open_store(f"sqlite:///{copy}", home=tmp_path, create=False, read_only=True)
     assert "\n" not in str(exc.value)
     assert "copy.db-journal beside it holds a write never finished" in str(exc.value)
+    # A renamed copy would be read half written: the advice keeps the names, and is runnable.
+    assert "keeping their names" in str(exc.value)
+    assert "'sqlite3 copy.db \"PRAGMA quick_check\"'" in str(exc.value)
     assert "copy the file and its -journal to a folder you can write to" in str(exc.value)
     assert not any("immutable" in u for u in unwritable)
 
