@@ -20,7 +20,10 @@ digest of the password, the salt and the count the broker sent), so a login the 
 re-salts is worked out afresh. The rest of each exchange (a fresh nonce, the proofs, the
 check of the server's signature) is aiokafka's, unchanged. For the logins it serves, a count
 below Kafka's minimum of 4,096 is refused: only a broker that is not Kafka, or not the one
-configured, would ask for a proof that cheap to attack offline.
+configured, would ask for a proof that cheap to attack offline; a count above Kafka's most,
+16,384, would hold every other login waiting on the lock PBKDF2 runs under. The refusal is a
+:class:`~broker.errors.TransportError`, which aiokafka does not catch, so a command ends in one
+line saying so rather than a retry or a traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any
 
 import aiokafka.conn
 import structlog
+
+from broker.errors import TransportError
 
 __all__ = ["remember_salted_passwords"]
 
@@ -76,8 +81,8 @@ class RememberingScram(_ORIGINAL):  # type: ignore[misc]  # aiokafka is untyped
             super().create_salted_password(salt, iterations)
             return
         if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
-            # aiokafka ends the login with this error; the broker never sees a proof.
-            raise ValueError(
+            # Ends the client's start (aiokafka lets it through); the broker never sees a proof.
+            raise TransportError(
                 f"the broker asked for {iterations} SCRAM iterations, outside Kafka's "
                 f"{MIN_ITERATIONS} to {MAX_ITERATIONS}: not logging in"
             )
