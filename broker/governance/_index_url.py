@@ -66,15 +66,24 @@ def _misread(url: str, params: dict[str, str]) -> bool:
     number; an '@' anywhere but in the user, the password or at the start of a host (an
     abstract socket's); an '@' before the query with no user read; an '@' among the hosts
     that follow the login (an abstract socket there is written ``%40``; ``?host=@sock``
-    stays readable)."""
+    stays readable). A '[' left open (``[::1/audit?password=s3cret]``) makes the rest, up to
+    the next ']', an IPv6 host: a host with a '?', '&', '=', or a '/' not a socket
+    directory's, is misread too."""
     return _misread_params(params) or _misread_text(url, params)
 
 
 def _misread_params(params: dict[str, str]) -> bool:
-    """A port that is not a number, or an '@' where libpq's reading puts none on purpose."""
+    """A port that is not a number, an '@' where libpq's reading puts none on purpose, or a
+    host holding what libpq ends a host at but inside '[…]' (a database or a query)."""
     if not all(_PORT.fullmatch(p) or not p for p in params.get("port", "").split(",")):
         return True
-    if any("@" in h[1:] for h in params.get("host", "").split(",")):
+    hosts = params.get("host", "").split(",")
+    if any("@" in h[1:] for h in hosts):
+        return True
+    # libpq reads an IPv6 host from '[' to the next ']', past any '/' and '?': a '[' left
+    # open takes the database and the query, a password in it too, for the host. No host
+    # holds a '?', '&' or '=', nor a '/' unless it is a socket directory's.
+    if any(set(h) & set("?&=") or ("/" in h and not h.startswith("/")) for h in hosts):
         return True
     return any("@" in v for k, v in params.items() if k not in ("user", "password", "host"))
 

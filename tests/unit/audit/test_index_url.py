@@ -43,6 +43,13 @@ def _no_pg_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "postgresql://db.example.com?user=accord@myserver&password=S3cretPw",
         "postgresql://db.example.com?application_name=accord@h&password=S3cretPw",
         "postgresql://x:y:@#XQ=(/@@sock/audit?dbname=d",  # an '@' in the path
+        # A '[' left open: libpq's IPv6 host runs to the next ']', past the path and query.
+        "postgresql://accord@[2001:db8::5/audit?sslmode=require&password=S3cr3t]",
+        "postgresql://[fe80::1%25eth0?password=S3cr3t]/audit",
+        "postgresql://[127.0.0.1/audit?password=S3cr3t]?connect_timeout=2",
+        "postgresql://accord@[db.internal/audit?password=S3cr3t]?hostaddr=127.0.0.1",
+        "postgresql://[/run/pg?password=S3cr3t]/audit",  # a socket directory, then a query
+        "postgresql://[db.internal/S3cr3t]/audit",  # a '/' in a host not a socket directory's
     ],
 )
 def test_a_login_libpq_reads_as_host_port_or_database_is_never_printed(url: str) -> None:
@@ -51,6 +58,26 @@ def test_a_login_libpq_reads_as_host_port_or_database_is_never_printed(url: str)
     compared with another (the very same text is the same index, whatever it reaches)."""
     assert describe_url(url) == UNREADABLE
     assert not same_index(url, url.replace("postgresql:", "postgres:"), home=HOME)
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgresql://accord:pw@[2001:db8::5]:5433/audit", "postgresql://[2001:db8::5]:5433/audit"),
+        ("postgresql://[fe80::1%25eth0]/audit?password=pw", "postgresql://[fe80::1%eth0]/audit"),
+        ("postgresql://[::1],[::2]:5433/audit", "postgresql://[::1],[::2]:5433/audit"),
+        ("postgresql://%2Frun%2Fpg/audit", "postgresql:///audit?host=/run/pg"),
+        ("postgresql://[/run/pg]/audit", "postgresql:///audit?host=/run/pg"),
+        ("postgresql://[db.internal]/audit?hostaddr=10.0.0.7",
+         "postgresql://db.internal/audit?hostaddr=10.0.0.7"),
+    ],
+)  # fmt: skip
+def test_a_closed_bracket_an_ipv6_zone_id_and_a_socket_directory_are_still_described(
+    url: str, named: str
+) -> None:
+    """Only a host holding a query or a path is taken for a '[' left open."""
+    assert describe_url(url) == named
+    assert same_index(url, url.replace("postgresql:", "postgres:"), home=HOME)
 
 
 @pytest.mark.parametrize(
@@ -76,6 +103,9 @@ _TEMPLATES = (
     "postgresql://accord:{pw}@[::1]/audit",
     "postgresql://accord:{pw}@db1,db2/audit",
     "postgresql://accord:{pw}@/audit?host=/run/pg",
+    # A '[' left open: the query, its password too, inside libpq's IPv6 host.
+    "postgresql://accord@[fe80::1%25eth0/audit?sslmode=require&password={pw}]",
+    "postgresql://[db.internal?password={pw}]?hostaddr=10.0.0.7",
 )
 
 
@@ -98,6 +128,7 @@ _PASSWORDS = (
 @given(template=st.sampled_from(_TEMPLATES), password=_PASSWORDS)
 @example(template=_TEMPLATES[0], password="P@ssword1,")  # hosts 'ssword1' and '@db.internal'
 @example(template=_TEMPLATES[3], password="Zm9v/YmFy")  # host 'accord', port 'Zm9v'
+@example(template=_TEMPLATES[5], password="S3cr3t")  # host 'fe80::1%eth0/audit?…S3cr3t'
 def test_no_part_of_a_password_written_unencoded_into_a_url_is_ever_described(
     template: str, password: str
 ) -> None:

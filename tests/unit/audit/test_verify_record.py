@@ -52,6 +52,9 @@ def _named(configured: str | None, db: str | None) -> dict[str, str]:
          "postgresql://db/accord?service=audit&hostaddr=10.0.0.7"),
         ("postgresql://ig:s3cret@db/accord?nonsense=s3cret",
          "(an index URL that cannot be parsed)"),
+        # A '[' left open: the query inside libpq's host; hostaddr= lets it connect.
+        ("postgresql://ig@[db.internal/accord?password=s3cret]?hostaddr=10.0.0.7",
+         "(an index URL that cannot be parsed)"),
     ],
 )  # fmt: skip
 def test_the_index_a_run_names_carries_no_password_whatever_it_holds(url: str, named: str) -> None:
