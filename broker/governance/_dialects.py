@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -37,6 +38,12 @@ _UNWRITABLE_STORAGE = frozenset({1288, 1544, 14})
 _SQLITE_READONLY_ROLLBACK = 776
 
 
+def _shell_word(name: str) -> str:
+    """``name`` as one word a POSIX shell passes on as it is: quoted (a space, a ``'``), and
+    after ``./`` (a name starting with ``-`` would be read as an option)."""
+    return shlex.quote(f"./{name}")
+
+
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """``path`` opened so SQLite itself refuses every write (a copy kept as evidence stays as
     it was: its bytes and its mode).
@@ -48,7 +55,10 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     or ``-journal`` (everything is in the file), ``immutable=1`` reads the file alone,
     creating nothing; with rows in a ``-wal``, which only ``mode=ro`` would read, or in a
     ``-journal`` (a write never finished, half in the file), it is refused in one line."""
-    where = quote(str(path.resolve()))
+    # The file itself, once: a copy named through a symlink keeps its -wal and -journal beside
+    # the file, not beside the link (SQLite looks there), so every check and message uses it.
+    path = path.resolve()
+    where = quote(str(path))
     conn = sqlite3.connect(f"file:{where}?mode=ro", uri=True, isolation_level=None,
                            check_same_thread=False)  # fmt: skip
     try:
@@ -63,11 +73,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
             raise AuditError(
                 f"cannot open the audit index at {path} read-only: {journal.name} beside it "
                 "holds a write never finished (read without it, the file shows that write half "
-                f"done; only a writer rolls it back); copy the file and its -journal to a "
-                f"folder you can write to, keeping their names (SQLite finds the journal by its "
-                f"name), roll the write "
-                f"back there with 'sqlite3 {path.name} \"PRAGMA quick_check\"', and name that "
-                "copy with --db"
+                "done; only a writer rolls it back); copy the file and its -journal to a folder "
+                "you can write to, keeping their names (SQLite finds the journal by its name), "
+                "roll the write back by running, in that folder: "
+                f'sqlite3 {_shell_word(path.name)} "PRAGMA quick_check"; then name that copy '
+                "with --db"
             ) from None
         if code not in _UNWRITABLE_STORAGE:
             raise

@@ -235,3 +235,45 @@ def test_a_review_on_a_copy_is_refused_in_one_line_and_the_copy_left_as_it_was(
     assert sink.records == []  # no review written
     assert catch_ups == []  # the copy never caught up from the topic
     assert _state(copy_db) == before
+
+
+@pytest.mark.parametrize(
+    ("db", "says"),
+    [
+        ("/var/lib/evidence/audit.db", "--db: not a URL"),
+        ("host=db.example dbname=audit user=accord password=s3cret-pw", "--db: not a URL"),
+        ("mysql://accord:s3cret-pw@db.example/audit", "--db: unsupported database 'mysql'"),
+    ],
+    ids=["bare_path", "libpq_key_value", "other_scheme"],
+)
+def test_a_review_with_a_db_that_is_no_index_url_is_refused_as_such_never_echoing_it(
+    db: str, says: str, catch_ups: list[AuditStore], run_cli: Run
+) -> None:
+    """Nothing was compared (neither as files nor as libpq reads it): the refusal says the
+    value names no database, in one line, before --as is asked for, and never prints it (a
+    key=value string holds the password in plain)."""
+    argv = ["audit", "review-override", "e2", "--recipient", "school-1", "--finding",
+            "justified", "--db", db]  # fmt: skip
+    code, out, err = run_cli(argv)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert says in err
+    assert "names another" not in err
+    assert "libpq reads it" not in err
+    assert "s3cret-pw" not in err
+    assert "evidence" not in err
+    assert "db.example" not in err
+    assert catch_ups == []
+
+
+def test_a_review_with_a_db_naming_another_postgresql_index_says_how_it_was_compared(
+    catch_ups: list[AuditStore], run_cli: Run
+) -> None:
+    argv = ["audit", "review-override", "e2", "--recipient", "school-1", "--finding",
+            "justified", "--db", "postgresql://accord:s3cret-pw@db.example/audit"]  # fmt: skip
+    code, out, err = run_cli(argv)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1
+    assert "--db names another (compared as libpq reads it: hosts, ports" in err
+    assert "s3cret-pw" not in err
+    assert catch_ups == []

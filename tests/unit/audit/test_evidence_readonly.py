@@ -7,8 +7,10 @@ a write never finished in a ``-journal`` beside it is refused, never read half w
 from __future__ import annotations
 
 import hashlib
+import shlex
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +101,92 @@ def test_a_copy_on_read_only_storage_with_a_journal_beside_it_is_refused_never_r
     assert "copy.db-journal beside it holds a write never finished" in str(exc.value)
     # A renamed copy would be read half written: the advice keeps the names, and is runnable.
     assert "keeping their names" in str(exc.value)
-    assert "'sqlite3 copy.db \"PRAGMA quick_check\"'" in str(exc.value)
+    assert 'in that folder: sqlite3 ./copy.db "PRAGMA quick_check"; then' in str(exc.value)
     assert "copy the file and its -journal to a folder you can write to" in str(exc.value)
     assert not any("immutable" in u for u in unwritable)
+
+
+def _advice(message: str) -> str:
+    """The shell command the hot-journal refusal says to run in the folder of the copy."""
+    return message.split("in that folder: ", 1)[1].split("; then name that copy", 1)[0]
+
+
+@pytest.mark.parametrize("name", ["my copy.db", "the copy's.db", "-copy.db"])
+def test_the_command_a_journal_refusal_prints_names_the_copy_as_one_shell_word(
+    name: str, unwritable: list[str], tmp_path: Path
+) -> None:
+    """A space, a ``'`` or a leading ``-`` in the copy's name: the printed sqlite3 command,
+    read as a POSIX shell reads it, still opens that file (not a file ``my``, not an option)."""
+    copy = tmp_path / name
+    open_store(f"sqlite:///{copy}", home=tmp_path).close()
+    (tmp_path / f"{name}-journal").write_bytes(b"\xd9\xd5\x05\xf9" + b"\0" * 28)
+    with pytest.raises(AuditError) as exc:
+        open_store(f"sqlite:///{copy}", home=tmp_path, create=False, read_only=True)
+    assert "\n" not in str(exc.value)
+    assert f"{name}-journal beside it holds a write never finished" in str(exc.value)
+    assert shlex.split(_advice(str(exc.value))) == ["sqlite3", f"./{name}", "PRAGMA quick_check"]
+
+
+@pytest.fixture
+def linked(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy kept in ``vault/real.db``, named through a symlink ``links/evidence.db``."""
+    (tmp_path / "vault").mkdir()
+    (tmp_path / "links").mkdir()
+    real = tmp_path / "vault" / "real.db"
+    open_store(f"sqlite:///{real}", home=tmp_path).close()
+    link = tmp_path / "links" / "evidence.db"
+    link.symlink_to(real)
+    return real, link
+
+
+def test_a_copy_named_through_a_symlink_whose_wal_holds_rows_is_refused_not_read_without_them(
+    linked: tuple[Path, Path], unwritable: list[str], tmp_path: Path
+) -> None:
+    """SQLite reads the ``-wal`` beside the file, not beside the link: looking beside the link
+    found none, and the copy was read immutable, its committed rows left out."""
+    real, link = linked
+    (tmp_path / "vault" / "real.db-wal").write_bytes(b"\0" * 32)
+    with pytest.raises(AuditError) as exc:
+        open_store(f"sqlite:///{link}", home=tmp_path, create=False, read_only=True)
+    assert f"at {real} read-only" in str(exc.value)
+    assert "real.db-wal holds rows" in str(exc.value)
+    assert not any("immutable" in u for u in unwritable)
+
+
+def test_a_copy_named_through_a_symlink_with_a_journal_is_refused_naming_the_real_pair(
+    linked: tuple[Path, Path], unwritable: list[str], tmp_path: Path
+) -> None:
+    """The names to keep, and to give sqlite3, are the file's and its journal's: the link's
+    would leave the journal behind."""
+    real, link = linked
+    (tmp_path / "vault" / "real.db-journal").write_bytes(b"\xd9\xd5\x05\xf9" + b"\0" * 28)
+    with pytest.raises(AuditError) as exc:
+        open_store(f"sqlite:///{link}", home=tmp_path, create=False, read_only=True)
+    assert f"at {real} read-only: real.db-journal beside it holds a write never" in str(exc.value)
+    assert shlex.split(_advice(str(exc.value)))[1] == "./real.db"
+    assert "evidence.db" not in str(exc.value)
+    assert not any("immutable" in u for u in unwritable)
+
+
+def test_a_hot_journal_named_through_a_symlink_is_refused_naming_the_real_pair(
+    linked: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On storage that can be written to SQLite itself refuses the hot journal
+    (SQLITE_READONLY_ROLLBACK); the refusal names the file's journal, not the link's."""
+    real, link = linked
+    (tmp_path / "vault" / "real.db-journal").write_bytes(b"\xd9\xd5\x05\xf9" + b"\0" * 28)
+    connect = sqlite3.connect
+
+    def fake(database: Any, *args: Any, **kwargs: Any) -> Any:
+        if "mode=ro" in str(database):
+            return _Unwritable(776)
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(broker.governance._dialects.sqlite3, "connect", fake)
+    with pytest.raises(AuditError) as exc:
+        open_store(f"sqlite:///{link}", home=tmp_path, create=False, read_only=True)
+    assert f"at {real} read-only: real.db-journal beside it" in str(exc.value)
+    assert shlex.split(_advice(str(exc.value)))[1] == "./real.db"
 
 
 @pytest.mark.parametrize(
@@ -134,46 +219,59 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.parametrize("name", ["vacuumed.db", "my vacuumed copy's.db"])
 @pytest.mark.parametrize("audit_db_url", ["sqlite"], indirect=True)
 def test_a_copy_with_a_hot_journal_is_refused_not_read_half_written(
-    indexed: list[AuditRecord], audit_db_url: str, audit_home: Path, tmp_path: Path
+    name: str, indexed: list[AuditRecord], audit_db_url: str, audit_home: Path, tmp_path: Path
 ) -> None:
     """A real one: a ``VACUUM INTO`` copy (rollback-journal mode) caught mid-write, its
-    changed file and its ``-journal`` copied aside before the write ended."""
+    changed file and its ``-journal`` copied aside before the write ended; the command the
+    refusal prints, run as printed, rolls the write back."""
     live = audit_db_url.removeprefix("sqlite:///")
     with sqlite3.connect(live) as conn:
-        conn.execute("VACUUM INTO ?", (str(tmp_path / "vacuumed.db"),))
+        conn.execute("VACUUM INTO ?", (str(tmp_path / name),))
     conn.close()
-    writer = sqlite3.connect(tmp_path / "vacuumed.db", isolation_level=None)
+    writer = sqlite3.connect(tmp_path / name, isolation_level=None)
     try:
         writer.execute("PRAGMA cache_size=1")  # pages spill to the file mid-transaction
         writer.execute("BEGIN")
         writer.execute("DELETE FROM audit_records WHERE seq % 2 = 0")
         writer.execute("UPDATE audit_records SET body = body || ' '")
         (tmp_path / "aside").mkdir()
-        for name in ("vacuumed.db", "vacuumed.db-journal"):
-            shutil.copy(tmp_path / name, tmp_path / "aside" / name)
+        for each in (name, f"{name}-journal"):
+            shutil.copy(tmp_path / each, tmp_path / "aside" / each)
         writer.execute("ROLLBACK")
     finally:
         writer.close()
-    copy = tmp_path / "aside" / "vacuumed.db"
-    journal = tmp_path / "aside" / "vacuumed.db-journal"
-    assert _sha(copy) != _sha(tmp_path / "vacuumed.db")  # the file itself is half written
+    copy = tmp_path / "aside" / name
+    journal = tmp_path / "aside" / f"{name}-journal"
+    assert _sha(copy) != _sha(tmp_path / name)  # the file itself is half written
     before = (_sha(copy), _sha(journal))
     with pytest.raises(AuditError) as exc:
         open_store(f"sqlite:///{copy}", home=audit_home, create=False, read_only=True)
     assert "\n" not in str(exc.value)
-    assert "vacuumed.db-journal beside it holds a write never finished" in str(exc.value)
+    assert f"{name}-journal beside it holds a write never finished" in str(exc.value)
     assert (_sha(copy), _sha(journal)) == before  # the evidence is as it was
-    # What the refusal says to do gives the copy as it was before the write.
+    # What the refusal says to do gives the copy as it was before the write: its command run
+    # by a shell as printed (the sqlite3 shell), or as a shell would split it (no sqlite3).
     shutil.copytree(tmp_path / "aside", tmp_path / "work")
-    with sqlite3.connect(tmp_path / "work" / "vacuumed.db") as conn:
-        assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
-    conn.close()
+    command = _advice(str(exc.value))
+    if shutil.which("sqlite3"):
+        done = subprocess.run(
+            ["sh", "-c", command], cwd=tmp_path / "work", capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+    else:
+        program, file, pragma = shlex.split(command)
+        assert program == "sqlite3"
+        with sqlite3.connect(tmp_path / "work" / file) as conn:
+            assert conn.execute(pragma).fetchone() == ("ok",)
+        conn.close()
+    assert not (tmp_path / "work" / f"{name}-journal").exists()  # rolled back
     store = open_store(
-        f"sqlite:///{tmp_path / 'work' / 'vacuumed.db'}", home=audit_home, create=False,
-        read_only=True,
-    )  # fmt: skip
+        f"sqlite:///{tmp_path / 'work' / name}", home=audit_home, create=False, read_only=True
+    )
     try:
         assert store.count() == len(indexed)
     finally:
