@@ -105,7 +105,7 @@ class DeskStore:
         """Make this ``party``'s store, or refuse one another desk has: two desks on one
         database (one ``ACCORD_DESK__STORE`` for all) would each show the other's records."""
         try:
-            owners = claim(self._q, party, self._where)
+            owners = claim(self._q, party, self._where, postgresql=self._placeholder != "?")
         except ConfigError:
             self.close()
             raise

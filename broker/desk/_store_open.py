@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from broker.desk import _store_locks
 from broker.desk._store import DeskStore
+from broker.desk._store_schema import held_up_fails
 from broker.errors import ConfigError, UsageError
 from broker.governance import not_a_database, url_scheme
 
@@ -57,6 +59,28 @@ def _sqlite(path: Path) -> DeskStore:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=_store_locks.WAIT_SECONDS
     )
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        with held_up_fails(str(path)):
+            _wal(conn)
+    except BaseException:
+        conn.close()
+        raise
     path.chmod(0o600)
     return DeskStore(conn, where=str(path))
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """WAL mode, asked again while SQLite says the file is busy, for up to the store's wait:
+    while another connection writes to a file not yet in WAL (another desk process started
+    on the same fresh file, making the tables) SQLite refuses the change at once, without
+    its busy wait, and one of two desk processes started together ended in a traceback."""
+    deadline = time.monotonic() + _store_locks.WAIT_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if not _store_locks.busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)  # the other's write lasts milliseconds
+        else:
+            return

@@ -40,6 +40,7 @@ __all__ = [
     "REKEYED",
     "SCHEMA",
     "claim",
+    "held_up_fails",
     "mark_child_nhs",
     "migrate",
     "prepare",
@@ -128,7 +129,7 @@ def prepare(
     than the store's wait (a desk process paused mid-decision, a backup) fails the start in
     one line, nothing changed that the next start does not do again."""
     with (
-        _held_up_fails(where),
+        held_up_fails(where),
         schema_lock(query, postgresql=postgresql),
         start_waits(query, postgresql=postgresql),
     ):
@@ -138,12 +139,14 @@ def prepare(
         migrate(query, columns, postgresql=postgresql)
 
 
-def claim(query: _Query, party: str, where: str) -> list[str]:
+def claim(query: _Query, party: str, where: str, *, postgresql: bool) -> list[str]:
     """The parties whose desk the store is, made ``party``'s first if it is nobody's yet.
     Read first: on SQLite even an insert that adds nothing takes the database's write lock,
     which a desk process paused mid-decision holds, and every start would stop behind it.
-    A hold outlasting the wait fails the start in one line, as :func:`prepare` does."""
-    with _held_up_fails(where):
+    A hold outlasting the wait fails the start in one line, as :func:`prepare` does (on
+    PostgreSQL only under :func:`start_waits`: a session holding ``desk_owner``, a backup's
+    restore, would otherwise stall the start for as long as it holds on)."""
+    with held_up_fails(where), start_waits(query, postgresql=postgresql):
         if not (owners := _owners(query)):
             query(
                 "INSERT INTO desk_owner (party) SELECT ? "
@@ -159,7 +162,7 @@ def _owners(query: _Query) -> list[str]:
 
 
 @contextlib.contextmanager
-def _held_up_fails(where: str) -> Iterator[None]:
+def held_up_fails(where: str) -> Iterator[None]:
     """Another session's hold outlasting the wait ends the start in one line. The holder
     may be no desk at all (a backup's dump, a session left idle in a transaction for hours),
     so it names the way to find it rather than telling the start to be tried again at once."""

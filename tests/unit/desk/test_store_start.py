@@ -196,3 +196,82 @@ def test_an_upgrade_start_held_up_by_another_desk_process_fails_in_one_line_then
     assert (PUBLISHED_ONCE,) in store._q("SELECT name FROM desk_migrations")
     assert not store._q("SELECT 1 FROM desk_decisions WHERE decision_id = 'paused'")
     store.close()
+
+
+def _writing(path: Path) -> sqlite3.Connection:
+    """Another desk process started on the same fresh file, making the tables: its write
+    lock held on a file not yet in WAL (SQLite then refuses a change to WAL at once)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+def test_a_sqlite_start_on_a_fresh_file_another_process_is_writing_waits_and_starts(
+    tmp_path: Path,
+) -> None:
+    """Its change to WAL refused at once while the other writes: asked again until the
+    other's write ends, the start goes ahead (it was a 'database is locked' traceback)."""
+    path = tmp_path / "desk.db"
+    writer = _writing(path)
+    ended = threading.Timer(0.3, writer.rollback)
+    ended.start()
+    try:
+        store = open_desk_store(f"sqlite:///{path}", home=tmp_path, party="p")
+    finally:
+        ended.join()
+        writer.close()
+    assert store._q("PRAGMA journal_mode") == [("wal",)]
+    assert store._q("SELECT party FROM desk_owner") == [("p",)]
+    store.close()
+
+
+def test_a_sqlite_start_on_a_fresh_file_held_past_the_wait_fails_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other's write outlasting the store's wait: the start's one line, not a traceback."""
+    monkeypatch.setattr(_store_locks, "WAIT_SECONDS", 1)
+    path = tmp_path / "desk.db"
+    writer = _writing(path)
+    began = time.monotonic()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            open_desk_store(f"sqlite:///{path}", home=tmp_path, party="p")
+    finally:
+        writer.rollback()
+        writer.close()
+    assert 0.9 <= time.monotonic() - began < 5
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "desk.db was held by another session (a desk process mid-decision" in message
+
+
+def test_a_postgresql_start_held_up_at_the_claim_fails_in_one_line(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another session holding desk_owner (ACCESS EXCLUSIVE: not even read) longer than the
+    store's wait: the claim, under the start's lock_timeout, ends the start in one line (it
+    had none, and stalled for as long as that session held on)."""
+    import psycopg
+
+    open_desk_store(pg_url, home=tmp_path, party="p").close()
+    monkeypatch.setattr(_store_locks, "WAIT_SECONDS", 1)
+    holder = psycopg.connect(pg_url)
+    holder.execute("LOCK TABLE desk_owner IN ACCESS EXCLUSIVE MODE")
+    try:
+        began = time.monotonic()
+        ended, thread = _start(pg_url, tmp_path)
+        thread.join(10)  # the bound: without one, a test that hangs the suite
+        waited = time.monotonic() - began
+        assert len(ended) == 1, "the start hung behind the session holding desk_owner"
+        [error] = ended
+        assert isinstance(error, ConfigError), error
+        assert 0.9 <= waited < 5
+        assert "\n" not in str(error)
+        assert "held by another session (a desk process mid-decision, a backup" in str(error)
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join(10)
+    store = open_desk_store(pg_url, home=tmp_path, party="p")  # the lock_timeout reset
+    assert store._q("SHOW lock_timeout") == [("0",)]
+    store.close()
