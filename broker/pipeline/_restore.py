@@ -45,6 +45,15 @@ log = structlog.get_logger("accord.worker")
 # Kinds of entry without which the worker must not run (see the module docstring).
 _VITAL = frozenset({"o", "h"})
 
+#: How long the worker's start waits for the restore's consumer to close. Its fetcher has a
+#: fetch in flight, or sends one, as it stops; when the broker reads that request and the TLS
+#: close_notify after it in one read, Kafka (4.x, ``SslTransportLayer.read``) leaves the close
+#: "for the next poll", which never comes on a quiet connection, so the broker never answers
+#: it and the close waits out the event loop's TLS shutdown timeout (30 s): about one fresh
+#: start in three on a loaded machine (docs/performance.md). A healthy close takes tens of
+#: ms; past this it goes on in the background, since nothing the worker does needs it finished.
+CLOSE_WAIT_S = 1.0
+
 
 class _AlwaysNew:
     """Restoring state re-reads records already processed: replay does not apply."""
@@ -221,7 +230,8 @@ async def restore_state(
         async with translated(f"restoring worker state from {STATE}"):
             ends = await _read_all(consumer, reader)
     finally:
-        await stop_quietly(consumer)
+        # Not cancelled when the wait ends: a stop cut short would leave its connections open.
+        await asyncio.wait([asyncio.ensure_future(stop_quietly(consumer))], timeout=CLOSE_WAIT_S)
     report = reader.report
     if report.superseded:
         # Nothing lost: each was replaced by a genuine entry (most often a re-seal after a
