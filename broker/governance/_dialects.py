@@ -154,19 +154,21 @@ def _make_private(path: Path, *, create: bool) -> None:
     shared). A new file is made 0600 before SQLite opens it, and SQLite makes its ``-wal``
     and ``-shm`` files with the database's mode. An index an earlier Accord left readable by
     others (it made them 0644) is tightened, with its ``-wal`` and ``-shm``, when it is ours.
+    Named through a symlink: the file it leads to, and the ``-wal`` and ``-shm`` beside that
+    file, where SQLite keeps them (never beside the link).
     """
     if create:
         make_private_folders(path.parent)
-        try:  # O_EXCL: an index already there (or a link to one) is opened as it is
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            try:
-                os.fchmod(fd, 0o600)
-            finally:
-                os.close(fd)
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        _create_private(path)
+    # Resolved only after the create above, which never follows a link.
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a loop (RuntimeError on 3.11): stat() below says so
+        real = path
+    if create and real != path:
+        # A link to no file yet: SQLite would make the file through it with the umask's mode.
+        _create_private(real)
+    for name in (real, Path(f"{real}-wal"), Path(f"{real}-shm")):
         try:
             st = name.stat()
         except FileNotFoundError:
@@ -174,6 +176,19 @@ def _make_private(path: Path, *, create: bool) -> None:
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
             name.chmod(0o600)
             log.warning("audit_index_made_private", file=name.name, was=oct(st.st_mode & 0o777))
+
+
+def _create_private(path: Path) -> None:
+    """``path`` made 0600 if nothing is there; a file already there, or a link (O_EXCL
+    refuses one whatever it leads to), is left as it is."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 class PostgresAuditStore(SqlAuditStore):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +70,49 @@ def test_an_index_an_earlier_accord_left_readable_by_others_is_tightened(
         assert [_mode(p) for p in leftovers] == [0o600] * 3
     finally:
         store.close()
+
+
+@pytest.mark.usefixtures("everyday_umask")
+def test_a_live_index_named_through_a_symlink_has_the_wal_and_shm_beside_its_file_tightened(
+    tmp_path: Path,
+) -> None:
+    """SQLite keeps them beside the file the link leads to: tightened there (while another
+    process has the index open, SQLite keeps them as they are), none made beside the link."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "links").mkdir()
+    db = tmp_path / "real" / "audit.db"
+    link = tmp_path / "links" / "audit.db"
+    link.symlink_to(Path("..") / "real" / "audit.db")
+    open_store(f"sqlite:///{db}", home=tmp_path).close()
+    live = sqlite3.connect(db, isolation_level=None)  # another process's, say: the index live
+    try:
+        live.execute("CREATE TABLE busy (x)")  # its -wal holds rows, its -shm is in use
+        leftovers = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+        for path in leftovers:
+            path.chmod(0o644)
+        store = open_store(f"sqlite:///{link}", home=tmp_path)
+        try:
+            assert [_mode(p) for p in leftovers] == [0o600] * 3
+            assert sorted(p.name for p in link.parent.iterdir()) == ["audit.db"]
+        finally:
+            store.close()
+    finally:
+        live.close()
+
+
+@pytest.mark.usefixtures("everyday_umask")
+def test_an_index_named_through_a_link_to_no_file_yet_is_made_0600_where_it_leads(
+    tmp_path: Path,
+) -> None:
+    """Not with the umask's mode, as SQLite would make it through the link."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "audit.db"
+    link = tmp_path / "audit.db"
+    link.symlink_to(target)
+    store = open_store(f"sqlite:///{link}", home=tmp_path)
+    try:
+        files = {p.name: _mode(p) for p in target.parent.iterdir()}
+    finally:
+        store.close()
+    assert files == {"audit.db": 0o600, "audit.db-wal": 0o600, "audit.db-shm": 0o600}
+    assert link.is_symlink()
