@@ -212,7 +212,10 @@ def _identity(url: str | None, home: Path) -> tuple[object, ...] | None:
     be told."""
     path = sqlite_file(url, home=home)
     if path is not None:
-        return ("sqlite", str(path.resolve()))
+        try:
+            return ("sqlite", str(path.resolve()))
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError on 3.11): not told
+            return None
     if url is None or url_scheme(url.strip()) not in _POSTGRES:
         return None
     params = _libpq(url.strip())

@@ -277,3 +277,24 @@ def test_a_review_with_a_db_naming_another_postgresql_index_says_how_it_was_comp
     assert "--db names another (compared as libpq reads it: hosts, ports" in err
     assert "s3cret-pw" not in err
     assert catch_ups == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[*SUBJECT, "--as", "ig.jo"], [*REPORT, "--as", "ig.jo"], ["audit", "verify"]],
+    ids=["subject", "report", "verify"],
+)
+def test_a_db_through_a_symlink_loop_is_no_index_in_one_line(
+    argv: list[str], indexed: list[AuditRecord], catch_ups: list[AuditStore], run_cli: Run,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Resolving a loop raises (RuntimeError on Python 3.11): the name is told apart from the
+    configured index as a copy's would be, and the open says there is no index there."""
+    (tmp_path / "loop1.db").symlink_to("loop2.db")
+    (tmp_path / "loop2.db").symlink_to("loop1.db")
+    code, out, err = run_cli([*argv, "--db", f"sqlite:///{tmp_path / 'loop1.db'}"])
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1, err
+    assert f"no audit index at {tmp_path / 'loop1.db'}" in err
+    assert "Traceback" not in err
+    assert catch_ups == []
