@@ -22,8 +22,12 @@ check of the server's signature) is aiokafka's, unchanged. For the logins it ser
 below Kafka's minimum of 4,096 is refused: only a broker that is not Kafka, or not the one
 configured, would ask for a proof that cheap to attack offline; a count above Kafka's most,
 16,384, would hold every other login waiting on the lock PBKDF2 runs under. The refusal is a
-:class:`~broker.errors.TransportError`, which aiokafka does not catch, so a command ends in one
-line saying so rather than a retry or a traceback.
+:class:`~broker.errors.TransportError`, which aiokafka does not catch: on a client's first
+connection (its start) the command ends in one line saying so. On a later connection (a
+node other than the bootstrap's, say) it ends the aiokafka task that opened it instead, and
+that client stalls until a bound of Accord's gives up (a worker's commit, a send's timeout)
+or, for a consumer without a group still starting, waits; no proof is sent either way. Only
+something that is not Kafka, at an address a broker advertises, asks for such a count.
 """
 
 from __future__ import annotations
