@@ -315,21 +315,21 @@ def review(
 ) -> None:
     """Record your finding on a safeguarding override, in your name: written to the audit log,
     then indexed. Left out, --as is asked for at a terminal."""
-    from broker.governance import check_review, not_a_database, url_scheme
+    from broker.governance import check_review, index_url_problem, url_scheme
 
     settings = load_settings()
     if is_copy(settings, db):
         # Refused before the copy is opened (and before --as is asked for): a review is found
         # in, chained from and indexed into the live index; on a copy it would fork the live
         # chain and change the evidence.
-        scheme = url_scheme(db or "")
-        if scheme not in ("sqlite", "postgresql", "postgres"):
-            # Nothing was compared: a bare path or a libpq key=value string (never echoed: it
-            # may hold a password) names no index this command opens.
-            raise UsageError(f"--db: {not_a_database(db or '')}")
+        if (problem := index_url_problem(db or "", home=settings.home)) is not None:
+            # Nothing was compared: a bare path, a libpq key=value string (never echoed: it
+            # may hold a password), sqlite: with no file or a URL libpq cannot read names no
+            # index this command opens.
+            raise UsageError(f"--db: {problem}")
         how = (
             "another file"
-            if scheme == "sqlite"
+            if url_scheme(db or "") == "sqlite"
             else "compared as libpq reads it: hosts, ports, database, user, options"
         )
         raise UsageError(

@@ -33,6 +33,7 @@ from broker.governance._encompass import (
 from broker.governance._index import Indexer, IndexSummary
 from broker.governance._index_url import (
     describe_url,
+    index_url_problem,
     not_a_database,
     same_index,
     sqlite_file,
@@ -107,6 +108,7 @@ __all__ = [
     "disclosure_log",
     "expiring_agreements",
     "governance_report",
+    "index_url_problem",
     "index_view",
     "late_by_school",
     "late_encompass_notices",

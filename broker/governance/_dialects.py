@@ -19,7 +19,13 @@ import structlog
 
 from broker._private import make_private_folders
 from broker.errors import AuditError, UsageError
-from broker.governance._index_url import describe_url, not_a_database, sqlite_file, url_scheme
+from broker.governance._index_url import (
+    GIVE_A_FILE,
+    describe_url,
+    not_a_database,
+    sqlite_file,
+    url_scheme,
+)
 from broker.governance._sql import SqlAuditStore
 from broker.governance._store import AuditStore
 
@@ -259,7 +265,7 @@ def open_store(
     if scheme == "sqlite":
         path = sqlite_file(url, home=home)
         if path is None:
-            raise UsageError("--db: give a file, e.g. sqlite:///var/lib/accord/audit.db")
+            raise UsageError(f"--db: {GIVE_A_FILE}")
         return SqliteAuditStore(path, create=create, read_only=read_only)
     # Never the text itself: a libpq key=value string given here holds the password.
     raise UsageError(f"--db: {not_a_database(url)}")

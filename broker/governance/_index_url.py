@@ -15,10 +15,14 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["describe_url", "not_a_database", "same_index", "sqlite_file", "url_scheme"]
+__all__ = [
+    "describe_url", "index_url_problem", "not_a_database", "same_index", "sqlite_file",
+    "url_scheme",
+]  # fmt: skip
 
 _POSTGRES = ("postgresql", "postgres")
 UNREADABLE = "(an index URL that cannot be parsed)"
+GIVE_A_FILE = "give a file, e.g. sqlite:///var/lib/accord/audit.db"
 
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
@@ -32,13 +36,40 @@ def url_scheme(url: str) -> str:
     return match.group(1).lower() if match else ""
 
 
+# Other databases' URL schemes, named when given: a scheme not among them is never quoted.
+_OTHER_DATABASES = frozenset({
+    "mysql", "mariadb", "oracle", "sqlserver", "mssql", "mongodb", "mongodb+srv", "redis",
+    "rediss", "cockroachdb", "db2", "sybase", "firebird", "cassandra", "clickhouse",
+    "snowflake", "duckdb", "sqlite3", "jdbc", "odbc",
+})  # fmt: skip
+
+
 def not_a_database(url: str) -> str:
-    """Why ``url`` names no database Accord opens, safe to print: its scheme at most, never
-    the rest (a libpq ``key=value`` string given for a URL holds the password in plain)."""
+    """Why ``url`` names no database Accord opens, safe to print: another database's scheme
+    at most, never the rest (a libpq ``key=value`` string given for a URL holds the password
+    in plain), nor what only looks like a scheme (``accord:s3cret@db/audit``, a login with
+    the ``postgresql://`` left out, would show the user; ``s3cret:…`` the password)."""
     scheme = url_scheme(url)
+    use = "use sqlite:///PATH or postgresql://HOST/DB"
     if not scheme:
-        return "not a URL (a libpq key=value string?): use sqlite:///PATH or postgresql://HOST/DB"
-    return f"unsupported database {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB"
+        return f"not a URL (a libpq key=value string?): {use}"
+    if scheme in _OTHER_DATABASES:
+        return f"unsupported database {scheme!r}: {use}"
+    return f"not a sqlite: or postgresql: URL: {use}"
+
+
+def index_url_problem(url: str, *, home: Path) -> str | None:
+    """Why ``url`` reaches no index, as the open finds before it connects, safe to print
+    (nothing of the text): an SQLite URL naming no file, a PostgreSQL URL libpq cannot read
+    or would misread, or no such URL at all; None if it names one."""
+    scheme = url_scheme(url)
+    if scheme == "sqlite":
+        return None if sqlite_file(url, home=home) is not None else GIVE_A_FILE
+    if scheme in _POSTGRES:
+        if describe_url(url) != UNREADABLE:
+            return None
+        return "an index URL that cannot be parsed: use postgresql://HOST/DB"
+    return not_a_database(url)
 
 
 def _libpq(url: str) -> dict[str, str] | None:
@@ -163,7 +194,7 @@ def sqlite_file(url: str | None, *, home: Path) -> Path | None:
     path = url[len("sqlite:") :]
     path = path[2:] if path.startswith("//") else path  # sqlite:///abs or sqlite:rel
     path = "/" + path.lstrip("/") if path.startswith("/") else path  # sqlite:////abs too
-    return Path(path) if path else None
+    return Path(path) if path.strip("/") else None  # sqlite:/// names a folder, no file
 
 
 # Parameters that decide how, or whether, a connection is made, never which tables it reads:

@@ -121,7 +121,7 @@ SURFACES = {
         "verify_store", "VerifyRun", "verify_and_keep", "ReviewStatus", "ReviewedOverride",
         "reviewed_overrides", "override_entry", "verification_state", "IndexView", "index_view",
         "VerifiedHead", "describe_url", "same_index", "sqlite_file", "REASON_MEANINGS",
-        "not_a_database", "url_scheme",
+        "not_a_database", "url_scheme", "index_url_problem",
         "reason_legend", "CONSENT_MEANINGS", "NOTICE_MEANINGS", "LegendLine",
     },
     "broker.ops": {

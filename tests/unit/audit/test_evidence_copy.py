@@ -243,15 +243,31 @@ def test_a_review_on_a_copy_is_refused_in_one_line_and_the_copy_left_as_it_was(
         ("/var/lib/evidence/audit.db", "--db: not a URL"),
         ("host=db.example dbname=audit user=accord password=s3cret-pw", "--db: not a URL"),
         ("mysql://accord:s3cret-pw@db.example/audit", "--db: unsupported database 'mysql'"),
+        ("accord:s3cret-pw@db.example/audit", "--db: not a sqlite: or postgresql: URL"),
+        ("sqlite:", "--db: give a file, e.g. sqlite:///"),
+        ("sqlite://", "--db: give a file, e.g. sqlite:///"),
+        ("sqlite:///", "--db: give a file, e.g. sqlite:///"),
+        ("postgresql:", "--db: an index URL that cannot be parsed"),
+        ("postgresql://a:s3cret-pw@[db.example/x", "--db: an index URL that cannot be parsed"),
     ],
-    ids=["bare_path", "libpq_key_value", "other_scheme"],
+    ids=[
+        "bare_path",
+        "libpq_key_value",
+        "other_scheme",
+        "login_as_scheme",
+        "sqlite_colon",
+        "sqlite_slashes",
+        "sqlite_root",
+        "postgresql_colon",
+        "bracket_left_open",
+    ],
 )
 def test_a_review_with_a_db_that_is_no_index_url_is_refused_as_such_never_echoing_it(
     db: str, says: str, catch_ups: list[AuditStore], run_cli: Run
 ) -> None:
     """Nothing was compared (neither as files nor as libpq reads it): the refusal says the
-    value names no database, in one line, before --as is asked for, and never prints it (a
-    key=value string holds the password in plain)."""
+    value names no database, as the open would, in one line, before --as is asked for, and
+    never prints it (a key=value string holds the password in plain)."""
     argv = ["audit", "review-override", "e2", "--recipient", "school-1", "--finding",
             "justified", "--db", db]  # fmt: skip
     code, out, err = run_cli(argv)
@@ -263,6 +279,7 @@ def test_a_review_with_a_db_that_is_no_index_url_is_refused_as_such_never_echoin
     assert "s3cret-pw" not in err
     assert "evidence" not in err
     assert "db.example" not in err
+    assert "'accord'" not in err  # a user name before the ':', not a scheme to name
     assert catch_ups == []
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from broker.errors import AccordError, AuditError, UsageError
-from broker.governance import describe_url, open_store, same_index
+from broker.governance import describe_url, open_store, same_index, sqlite_file
 
 UNREADABLE = "(an index URL that cannot be parsed)"
 HOME = Path("/h")
@@ -330,4 +330,27 @@ def test_with_a_service_the_environment_does_not_stand_in_for_the_service_file(
     monkeypatch.setenv("PGHOST", "copyhost")
     assert not same_index(
         "postgresql:///audit?service=live", "postgresql://copyhost/audit?service=live", home=HOME
+    )
+
+
+@pytest.mark.parametrize("url", ["sqlite:", "sqlite://", "sqlite:///", "sqlite:////"])
+def test_an_sqlite_url_naming_no_file_is_refused_as_such(url: str) -> None:
+    """``sqlite:///`` names the root folder, never a file: no 'cannot open … at /'."""
+    assert sqlite_file(url, home=HOME) is None
+    with pytest.raises(UsageError) as raised:
+        open_store(url, home=HOME, create=False)
+    assert str(raised.value) == "--db: give a file, e.g. sqlite:///var/lib/accord/audit.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["accord:s3cret-pw@db.example/audit", "s3cret-pw:x", "s3cret-pw:", "c:\\s3cret-pw"],
+)
+def test_what_only_looks_like_a_scheme_is_never_quoted(url: str) -> None:
+    """The text before a ':' is a scheme worth naming only if it is another database's:
+    otherwise it may be a user name or a password (the ``postgresql://`` left out)."""
+    with pytest.raises(UsageError) as raised:
+        open_store(url, home=HOME, create=False)
+    assert str(raised.value) == (
+        "--db: not a sqlite: or postgresql: URL: use sqlite:///PATH or postgresql://HOST/DB"
     )
