@@ -73,14 +73,23 @@ def _wal(conn: sqlite3.Connection) -> None:
     """WAL mode, asked again while SQLite says the file is busy, for up to the store's wait:
     while another connection writes to a file not yet in WAL (another desk process started
     on the same fresh file, making the tables) SQLite refuses the change at once, without
-    its busy wait, and one of two desk processes started together ended in a traceback."""
+    its busy wait, and one of two desk processes started together ended in a traceback.
+
+    Against a reader SQLite does wait, the connection's whole busy timeout: each ask waits
+    only what is left of the store's wait, or one asked just before the end took it twice."""
+    whole = round(1000 * _store_locks.WAIT_SECONDS)
     deadline = time.monotonic() + _store_locks.WAIT_SECONDS
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError as exc:
-            if not _store_locks.busy(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)  # the other's write lasts milliseconds
-        else:
-            return
+    try:
+        while True:
+            left = max(0, round(1000 * (deadline - time.monotonic())))
+            conn.execute(f"PRAGMA busy_timeout = {left}")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if not _store_locks.busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)  # the other's write lasts milliseconds
+            else:
+                return
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {whole}")  # the store's wait, as connected

@@ -222,6 +222,8 @@ def test_a_sqlite_start_on_a_fresh_file_another_process_is_writing_waits_and_sta
         writer.close()
     assert store._q("PRAGMA journal_mode") == [("wal",)]
     assert store._q("SELECT party FROM desk_owner") == [("p",)]
+    # The asks' shortened busy timeouts undone: the store waits its whole wait again.
+    assert store._q("PRAGMA busy_timeout") == [(1000 * _store_locks.WAIT_SECONDS,)]
     store.close()
 
 
@@ -275,3 +277,38 @@ def test_a_postgresql_start_held_up_at_the_claim_fails_in_one_line(
     store = open_desk_store(pg_url, home=tmp_path, party="p")  # the lock_timeout reset
     assert store._q("SHOW lock_timeout") == [("0",)]
     store.close()
+
+
+def test_a_sqlite_start_asking_for_wal_again_waits_no_longer_than_the_stores_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader taking over from the writer just before the wait ends: the change to WAL,
+    asked again then, waits only what is left of the store's wait (each ask waited the whole
+    busy timeout against a reader, so a start took up to twice the wait)."""
+    monkeypatch.setattr(_store_locks, "WAIT_SECONDS", 1)
+    path = tmp_path / "desk.db"
+    with sqlite3.connect(path) as made:
+        made.execute("CREATE TABLE other (x)")  # a rollback-mode file with a table to read
+    made.close()
+    writer = _writing(path)
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def reader_takes_over() -> None:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM other").fetchone()  # SHARED, held
+        writer.rollback()
+
+    took_over = threading.Timer(0.8, reader_takes_over)
+    began = time.monotonic()
+    took_over.start()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            open_desk_store(f"sqlite:///{path}", home=tmp_path, party="p")
+        waited = time.monotonic() - began
+    finally:
+        took_over.join()
+        reader.rollback()
+        reader.close()
+        writer.close()
+    assert 0.9 <= waited < 1.5
+    assert "\n" not in str(caught.value)
