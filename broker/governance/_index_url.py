@@ -113,8 +113,9 @@ def _misread_params(params: dict[str, str]) -> bool:
         return True
     # libpq reads an IPv6 host from '[' to the next ']', past any '/' and '?': a '[' left
     # open takes the database and the query, a password in it too, for the host. No host
-    # holds a '?', '&' or '=', nor a '/' unless it is a socket directory's.
-    if any(set(h) & set("?&=") or ("/" in h and not h.startswith("/")) for h in hosts):
+    # holds a '?', '&' or '=', nor a '/' unless it is a socket directory's or an abstract
+    # socket's written as a path ('@/tmp', as PostgreSQL's docs advise).
+    if any(set(h) & set("?&=") or ("/" in h and not h.startswith(("/", "@/"))) for h in hosts):
         return True
     return any("@" in v for k, v in params.items() if k not in ("user", "password", "host"))
 

@@ -68,6 +68,9 @@ def test_a_login_libpq_reads_as_host_port_or_database_is_never_printed(url: str)
         ("postgresql://[::1],[::2]:5433/audit", "postgresql://[::1],[::2]:5433/audit"),
         ("postgresql://%2Frun%2Fpg/audit", "postgresql:///audit?host=/run/pg"),
         ("postgresql://[/run/pg]/audit", "postgresql:///audit?host=/run/pg"),
+        # An abstract socket, named as the PostgreSQL docs advise ("@/tmp").
+        ("postgresql:///audit?host=@/tmp", "postgresql:///audit?host=%40/tmp"),
+        ("postgresql://%40%2Ftmp/audit", "postgresql:///audit?host=%40/tmp"),
         ("postgresql://[db.internal]/audit?hostaddr=10.0.0.7",
          "postgresql://db.internal/audit?hostaddr=10.0.0.7"),
     ],
