@@ -27,7 +27,7 @@ from pathlib import Path
 from broker.cli._desk_flags import flags_datadir
 from broker.config import Settings
 from broker.desk import Flag
-from broker.kafka import KafkaClients, translated
+from broker.kafka import KafkaClients, stop_bounded, translated
 from broker.policy import Policy
 from broker.topics import desk_flags, desk_flags_internal
 
@@ -146,7 +146,7 @@ async def _first_match(
                     if found:
                         return found
         finally:
-            await consumer.stop()
+            await stop_bounded(consumer)
     return None
 
 

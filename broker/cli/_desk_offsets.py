@@ -132,7 +132,7 @@ async def rewind_groups(
 async def _earliest(kafka: KafkaClients, party: str) -> list[Rewound]:
     """Where each group would go: every partition of its topic, at the earliest offset Kafka
     keeps. Read in no group, so nothing is moved or joined."""
-    from broker.kafka import stop_quietly, translated
+    from broker.kafka import stop_bounded, translated
 
     plan: list[Rewound] = []
     consumer: Any = kafka.consumer(client_id=f"accord-desk-{party}-reset")
@@ -155,7 +155,7 @@ async def _earliest(kafka: KafkaClients, party: str) -> list[Rewound]:
                 first = await consumer.beginning_offsets(tps)
             plan.append(Rewound(group, topic, {tp.partition: int(first[tp]) for tp in tps}))
     finally:
-        await stop_quietly(consumer)
+        await stop_bounded(consumer)
     return plan
 
 
@@ -168,7 +168,7 @@ async def _commit(kafka: KafkaClients, party: str, rewound: Rewound) -> None:
         UnknownMemberIdError,
     )
 
-    from broker.kafka import stop_quietly, translated
+    from broker.kafka import stop_bounded, translated
 
     group = rewound.group
     tps = {TopicPartition(rewound.topic, p): o for p, o in rewound.offsets.items()}
@@ -196,13 +196,13 @@ async def _commit(kafka: KafkaClients, party: str, rewound: Rewound) -> None:
                     "desk killed rather than stopped leaves it within a minute)"
                 ) from None
     finally:
-        await stop_quietly(consumer)
+        await stop_bounded(consumer)
 
 
 async def _partitions(kafka: KafkaClients, party: str, topic: str) -> list[Any]:
     """Every partition of ``topic``: a consumer in no group subscribed to it is given them
     all (the group's own would join it, and take a running desk's partitions)."""
-    from broker.kafka import stop_quietly, translated
+    from broker.kafka import stop_bounded, translated
 
     consumer: Any = kafka.consumer(client_id=f"accord-desk-{party}-reset")
     try:
@@ -215,7 +215,7 @@ async def _partitions(kafka: KafkaClients, party: str, topic: str) -> list[Any]:
                 await asyncio.sleep(0.1)
         raise TransportError(f"the partitions of {topic} could not be assigned")
     finally:
-        await stop_quietly(consumer)
+        await stop_bounded(consumer)
 
 
 def rewind_replay_memory(path: Path, rewound: Rewound) -> bool:

@@ -31,7 +31,7 @@ from typing import Any, Final
 import structlog
 
 from broker.errors import AccordError, TransportError
-from broker.kafka import KafkaClients, stop_quietly, translated
+from broker.kafka import KafkaClients, stop_bounded, translated
 from broker.topics import deliver, desk_flags_reader
 
 __all__ = ["EVERY", "STALE_AFTER", "FlagsFreshness", "Freshness"]
@@ -130,7 +130,7 @@ class FlagsFreshness:
             finally:
                 with contextlib.suppress(Exception):
                     await admin.close()
-                await stop_quietly(consumer)
+                await stop_bounded(consumer)
         committed = {
             tp: (int(o.offset), o.metadata) for tp, o in found.items() if tp.topic == topic
         }

@@ -52,7 +52,7 @@ from typing import Any, Final, NamedTuple
 
 from broker.config import KafkaSettings
 from broker.desk._flags_counts import FlagCounts
-from broker.kafka import KafkaClients, stop_quietly, translated
+from broker.kafka import KafkaClients, stop_bounded, translated
 from broker.topics import deliver, desk_flags_reader
 
 __all__ = ["DeliveryReader", "Opened", "arrival_order"]
@@ -146,7 +146,8 @@ class DeliveryReader:
                     await consumer.commit(stamped)
                 self._progressed()
         finally:
-            await stop_quietly(consumer)
+            # Every batch's offsets were committed above, once sent: its stop commits none.
+            await stop_bounded(consumer)
 
     def _stamp(self) -> str:
         return json.dumps({"at": round(self._clock(), 3)})

@@ -28,7 +28,7 @@ from broker.desk._probes import KafkaContact
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, RecordKeyUnavailable, TransportError
 from broker.events import Delivery, WithdrawalNotice
-from broker.kafka import Consumer, KafkaClients, translated
+from broker.kafka import Consumer, KafkaClients, stop_bounded, translated
 from broker.sdk import Subscriber
 
 __all__ = [
@@ -195,6 +195,9 @@ def flags_consumer(kafka: KafkaClients, party: str) -> Consumer:
 
 
 async def stop_consumer(consumer: Consumer | None) -> None:
+    """Stop the flags consumer, waiting at most ``stop_bounded``'s wait (a TLS close can take
+    30 s). Nothing is lost: its offsets are committed as each batch is stored
+    (``_poll_flags``), and its stop commits nothing."""
     if consumer is not None:
         with contextlib.suppress(Exception):
-            await consumer.stop()
+            await stop_bounded(consumer)

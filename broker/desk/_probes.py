@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
 
-from broker.kafka import Consumer, stop_quietly
+from broker.kafka import Consumer, stop_bounded
 from broker.ops import OK, Check, Heartbeat
 from broker.webauth import accounts_ready
 
@@ -175,7 +175,7 @@ class KafkaContact:
                     try:
                         await consumer.start()
                     except BaseException:
-                        await stop_quietly(consumer)
+                        await stop_bounded(consumer)
                         raise
                     self._consumer = consumer
                 await self._consumer.topics()
@@ -199,4 +199,4 @@ class KafkaContact:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):  # on the way out: nothing to hide
-                await stop_quietly(consumer)
+                await stop_bounded(consumer)

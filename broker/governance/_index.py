@@ -43,7 +43,7 @@ from broker.governance._metrics import IndexMetrics
 from broker.governance._reports import OVERRIDE_REVIEW_DEADLINE, overdue_overrides
 from broker.governance._store import AuditStore, is_encompass_notice
 from broker.governance._tracker import ChainTracker, IndexSummary
-from broker.kafka import KafkaClients, stop_quietly, translated
+from broker.kafka import KafkaClients, stop_bounded, translated
 from broker.ops import OK, Check, Heartbeat
 from broker.topics import AUDIT
 
@@ -121,7 +121,7 @@ class Indexer:
             async with translated(f"indexing {self.topic} from {self.kafka.bootstrap}"):
                 await self._consume(consumer, stop, follow=follow, max_records=max_records)
         finally:
-            await stop_quietly(consumer)
+            await stop_bounded(consumer)
         return self.tracker.summary
 
     async def _consume(

@@ -32,6 +32,7 @@ from broker.kafka._errors import (
     abort_quietly,
     connecting,
     quiet_leftovers,
+    stop_bounded,
     stop_quietly,
     translated,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "read_access",
     "read_client_file",
     "read_retained",
+    "stop_bounded",
     "stop_quietly",
     "topic_configs",
     "translated",

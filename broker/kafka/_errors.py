@@ -41,6 +41,7 @@ __all__ = [
     "abort_quietly",
     "connecting",
     "quiet_leftovers",
+    "stop_bounded",
     "stop_quietly",
     "translated",
 ]
@@ -51,6 +52,14 @@ log = structlog.get_logger("accord.kafka")
 # never answers (a firewall that drops packets, a proxy, another service on the port): past
 # this, say so rather than sit silent.
 NOT_ANSWERING_AFTER_S = 5.0
+
+#: How long :func:`stop_bounded` waits for a client's stop. A consumer's fetcher has a fetch in
+#: flight, or sends one, as it stops; when the broker reads that request and the TLS
+#: close_notify after it in one read, Kafka (4.x, ``SslTransportLayer.read``) leaves the close
+#: "for the next poll", which never comes on a quiet connection, so the broker never answers
+#: it and the close waits out the event loop's TLS shutdown timeout (30 s; aiokafka does not
+#: set it; docs/performance.md). A healthy close takes tens of ms.
+CLOSE_WAIT_S = 1.0
 
 
 _DENIED = (
@@ -252,6 +261,36 @@ async def stop_quietly(client: Any) -> None:
     exit) that got us here."""
     with contextlib.suppress(KafkaError, OSError):
         await client.stop()
+
+
+# Stops left running by stop_bounded: asyncio keeps only weak references to tasks.
+_stopping: set[asyncio.Task[None]] = set()
+
+
+async def stop_bounded(client: Any, seconds: float | None = None) -> bool:
+    """:func:`stop_quietly`, waiting at most ``seconds`` (``CLOSE_WAIT_S`` when not given):
+    whether the stop finished. Past that it goes on in the background, not cancelled (a stop
+    cut short leaves its connections open); the process's end cancels it if it is still
+    running then. This returning early, or being cancelled, never cancels the stop.
+
+    For consumers, whose stop delivers nothing: a producer's may still be sending what it
+    was given (``abandon`` is the way to give that up). Accord's consumers never commit on
+    their own (``enable_auto_commit`` off), so a stop left running loses no commit; and
+    aiokafka's stop closes the connections, where the TLS wait is, last: after leaving the
+    group (and, with auto-commit, after its last commit).
+    """
+    wait = CLOSE_WAIT_S if seconds is None else seconds
+    stopping = asyncio.ensure_future(stop_quietly(client))
+    _stopping.add(stopping)
+    stopping.add_done_callback(_stopping.discard)
+    stopping.add_done_callback(_retrieve)  # one left running is awaited by nobody
+    done, _ = await asyncio.wait([stopping], timeout=wait)
+    if done:
+        stopping.result()  # what stop_quietly lets through (a bug, not Kafka) is raised
+        return True
+    client_id = getattr(getattr(client, "_client", None), "_client_id", None)
+    log.debug("kafka_stop_left_running", client_id=client_id, waited_s=wait)
+    return False
 
 
 async def abort_quietly(producer: Any) -> bool:

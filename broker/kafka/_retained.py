@@ -12,7 +12,7 @@ from aiokafka import TopicPartition
 
 from broker.errors import TransportError
 from broker.kafka._clients import KafkaClients
-from broker.kafka._errors import stop_quietly, translated
+from broker.kafka._errors import stop_bounded, translated
 
 __all__ = ["Retained", "read_retained"]
 
@@ -68,7 +68,7 @@ async def read_retained(
             if pending:
                 raise TransportError(f"reading {len(pending)} partition(s) stalled")
     finally:
-        await stop_quietly(consumer)
+        await stop_bounded(consumer)
     return out
 
 
@@ -86,7 +86,7 @@ async def partition_count(kafka: KafkaClients, topic: str) -> int:
             await consumer.start()
             return len(await _partitions(consumer, [topic]))
     finally:
-        await stop_quietly(consumer)
+        await stop_bounded(consumer)
 
 
 async def _partitions(consumer: Any, topics: Sequence[str]) -> list[TopicPartition]:

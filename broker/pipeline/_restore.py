@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from broker.envelope import KeyResolver, Opener
 from broker.errors import ConfigError, EnvelopeError, KeyStoreError, TransportError
-from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_quietly, translated
+from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_bounded, translated
 from broker.pipeline._newer_keys import SETTLE_S, NewerKeys
 from broker.pipeline._state import STATE_MAC_HEADER, state_mac
 from broker.pipeline._view import StateView
@@ -45,13 +45,10 @@ log = structlog.get_logger("accord.worker")
 # Kinds of entry without which the worker must not run (see the module docstring).
 _VITAL = frozenset({"o", "h"})
 
-#: How long the worker's start waits for the restore's consumer to close. Its fetcher has a
-#: fetch in flight, or sends one, as it stops; when the broker reads that request and the TLS
-#: close_notify after it in one read, Kafka (4.x, ``SslTransportLayer.read``) leaves the close
-#: "for the next poll", which never comes on a quiet connection, so the broker never answers
-#: it and the close waits out the event loop's TLS shutdown timeout (30 s): about one fresh
-#: start in three on a loaded machine (docs/performance.md). A healthy close takes tens of
-#: ms; past this it goes on in the background, since nothing the worker does needs it finished.
+#: How long the worker's start waits for the restore's consumer to close (``stop_bounded``
+#: says why a close over TLS can take 30 s: about one fresh start in three on a loaded machine,
+#: docs/performance.md); past this it goes on in the background, since nothing the worker does
+#: needs it finished.
 CLOSE_WAIT_S = 1.0
 
 
@@ -230,8 +227,7 @@ async def restore_state(
         async with translated(f"restoring worker state from {STATE}"):
             ends = await _read_all(consumer, reader)
     finally:
-        # Not cancelled when the wait ends: a stop cut short would leave its connections open.
-        await asyncio.wait([asyncio.ensure_future(stop_quietly(consumer))], timeout=CLOSE_WAIT_S)
+        await stop_bounded(consumer, CLOSE_WAIT_S)
     report = reader.report
     if report.superseded:
         # Nothing lost: each was replaced by a genuine entry (most often a re-seal after a

@@ -164,7 +164,12 @@ async def stop_within(producer: Producer, *, abandoning: bool = False) -> None:
 
 async def close_within(client: Consumer) -> None:
     """Stop a consumer, waiting at most ``CLOSE_WITHIN_S``: leaving its group waits for
-    Kafka's answer, and its connections' closing as :func:`stop_within` says."""
+    Kafka's answer, and its connections' closing as :func:`stop_within` says.
+
+    Cancelled past that, unlike ``broker.kafka.stop_bounded``'s stop, left running: only a
+    worker's end stops these consumers (``_worker``), the process's own end follows and closes
+    whatever a cancelled stop left open (``asyncio.run`` would cancel a stop still running
+    then anyway). They commit nothing on stop: a task's offsets go with its transaction."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CLOSE_WITHIN_S):
             await stop_quietly(client)

@@ -5,9 +5,11 @@ access refusal is said as one, not as a desk still running."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from aiokafka.errors import (
 )
 
 import broker.cli._common as common
+from broker.kafka import _errors
 from broker.sdk import SqliteReplayMemory, default_replay_file
 from broker.topics import deliver, desk_flags
 from tests.unit.audit.conftest import Run
@@ -248,3 +251,23 @@ def test_the_documented_job_runs_reset_offsets_as_the_rendered_desk_on_its_own_c
     ]
     assert claims == [f"accord-desk-{PARTY}"]
     assert "readinessProbe" not in container
+
+
+def test_the_command_ends_while_a_consumer_is_still_closing(
+    home: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    """A consumer's close over TLS can wait 30 s for a broker that never answers its
+    close_notify: the command does not wait for it (``broker.kafka.stop_bounded``)."""
+    monkeypatch.setattr(_errors, "CLOSE_WAIT_S", 0.05)
+
+    async def slow_to_close(self: _Consumer) -> None:
+        await asyncio.sleep(3)  # for ever, in effect: the five added up fail the test
+
+    monkeypatch.setattr(_Consumer, "stop", slow_to_close)
+    kafka = FakeKafka()
+    _use(monkeypatch, kafka)
+    began = time.monotonic()
+    code, _out, err = run_cli(["desk", "reset-offsets", "--as", PARTY, "--no-replay-memory"])
+    assert (code, err) == (0, "")
+    assert [g for g, _ in kafka.commits] == [DESK, FLAGS]
+    assert time.monotonic() - began < 5  # five consumers, each left closing after 0.05 s

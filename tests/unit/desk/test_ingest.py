@@ -296,3 +296,24 @@ async def test_a_replay_memory_that_cannot_be_used_still_ends_the_desk_with_its_
     monkeypatch.setattr(sub, "poll", poll)
     with pytest.raises(ConfigError, match="no such table"):
         await asyncio.wait_for(ingest.run(asyncio.Event(), interval=0.01), timeout=5)
+
+
+async def test_the_desks_stop_does_not_wait_for_its_flags_consumer_to_finish_closing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A consumer's close over TLS can wait 30 s for a broker that never answers its
+    close_notify; a pod's stop has 30 s in all. Its offsets were committed as each batch was
+    stored, so nothing waits on the close."""
+    from broker.desk._ingest import stop_consumer
+    from broker.kafka import _errors
+
+    monkeypatch.setattr(_errors, "CLOSE_WAIT_S", 0.05)
+    closing = asyncio.Event()
+
+    class _SlowToClose:
+        async def stop(self) -> None:
+            closing.set()
+            await asyncio.Event().wait()
+
+    await asyncio.wait_for(stop_consumer(_SlowToClose()), timeout=2)  # type: ignore[arg-type]
+    assert closing.is_set()  # begun, and left to finish in the background

@@ -1,0 +1,97 @@
+"""``stop_bounded``: a client's stop is waited for at most a bound, then left running in the
+background, neither cancelled nor forgotten (a Kafka broker that reads a fetch and the TLS
+close_notify together never answers the close_notify: the close waits 30 s for it)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from broker.kafka import _errors, stop_bounded
+
+
+class _Client:
+    """A client whose stop ends when ``release`` is set (never, unless a test sets it)."""
+
+    def __init__(self) -> None:
+        self.stop_begun = asyncio.Event()
+        self.release = asyncio.Event()
+        self.stopped = False
+        self.cancelled = False
+
+    async def stop(self) -> None:
+        self.stop_begun.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        self.stopped = True
+
+
+async def test_a_stop_that_hangs_is_left_running_past_the_bound_neither_cancelled_nor_lost() -> (
+    None
+):
+    client = _Client()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await stop_bounded(client, 0.1) is False
+    assert loop.time() - began < 1
+    assert client.stop_begun.is_set()
+    assert not client.cancelled
+    assert len(_errors._stopping) == 1  # held: asyncio keeps only weak references to tasks
+    gc.collect()
+    client.release.set()  # the broker answers at last: the stop finishes, and is let go of
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert client.stopped
+    assert not client.cancelled
+    assert _errors._stopping == set()
+
+
+async def test_the_default_bound_is_read_when_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_errors, "CLOSE_WAIT_S", 0.05)
+    client = _Client()
+    assert await asyncio.wait_for(stop_bounded(client), timeout=2) is False
+    client.release.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert client.stopped
+
+
+async def test_a_fast_stop_returns_at_once() -> None:
+    client = _Client()
+    client.release.set()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await stop_bounded(client, 30) is True
+    assert loop.time() - began < 0.5
+    assert client.stopped
+    assert _errors._stopping == set()
+
+
+async def test_a_stop_failing_with_a_kafka_error_is_quiet() -> None:
+    class _Failing:
+        async def stop(self) -> None:
+            raise KafkaConnectionError("gone")
+
+    assert await stop_bounded(_Failing(), 1) is True
+
+
+async def test_the_caller_cancelled_leaves_the_stop_running() -> None:
+    client = _Client()
+    waiting = asyncio.create_task(stop_bounded(client, 30))
+    await client.stop_begun.wait()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not client.cancelled
+    assert len(_errors._stopping) == 1
+    client.release.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert client.stopped
+    assert _errors._stopping == set()
