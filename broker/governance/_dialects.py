@@ -108,9 +108,10 @@ class SqliteAuditStore(SqlAuditStore):
 
     def __init__(self, path: Path, *, create: bool = True, read_only: bool = False) -> None:
         self.path = path
-        if (read_only or not create) and not path.is_file():
-            raise AuditError(f"no audit index at {path}; run 'accord audit index' first")
         try:
+            # Inside the try: is_file() raises PermissionError on a link the kernel refuses.
+            if (read_only or not create) and not path.is_file():
+                raise AuditError(f"no audit index at {path}; run 'accord audit index' first")
             if read_only:
                 conn = _connect_read_only(path)
             else:
@@ -161,11 +162,19 @@ def _make_private(path: Path, *, create: bool) -> None:
     and ``-shm`` files with the database's mode. An index an earlier Accord left readable by
     others (it made them 0644) is tightened, with its ``-wal`` and ``-shm``, when it is ours.
     Named through a symlink: the file it leads to, and the ``-wal`` and ``-shm`` beside that
-    file, where SQLite keeps them (never beside the link).
+    file, where SQLite keeps them (never beside the link); a ``-wal`` or ``-shm`` that is
+    itself a link is left alone. A link the kernel refuses to follow (another user's, in a
+    sticky folder, where symlinks are protected) is ``PermissionError``.
     """
     if create:
         make_private_folders(path.parent)
         _create_private(path)
+    # Followed once by the kernel (stat) before resolve(), which reads a link with readlink (as
+    # SQLite does) where nothing checks it: where links are protected (Linux's
+    # fs.protected_symlinks), one another user made in a sticky world-writable folder is
+    # refused here, PermissionError raised, before anything is made or tightened through it.
+    with contextlib.suppress(FileNotFoundError):  # nothing there, or a link to no file yet
+        path.stat()
     # Resolved only after the create above, which never follows a link.
     try:
         real = path.resolve()
@@ -176,7 +185,7 @@ def _make_private(path: Path, *, create: bool) -> None:
         _create_private(real)
     for name in (real, Path(f"{real}-wal"), Path(f"{real}-shm")):
         try:
-            st = name.stat()
+            st = name.lstat()  # a -wal or -shm that is a link: skipped, never chmod through it
         except FileNotFoundError:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.errors import AuditError
 from broker.governance import open_store
 
 
@@ -116,3 +118,68 @@ def test_an_index_named_through_a_link_to_no_file_yet_is_made_0600_where_it_lead
         store.close()
     assert files == {"audit.db": 0o600, "audit.db-wal": 0o600, "audit.db-shm": 0o600}
     assert link.is_symlink()
+
+
+@pytest.mark.usefixtures("everyday_umask")
+def test_a_wal_named_as_a_link_to_a_file_of_ours_never_has_that_file_tightened(
+    tmp_path: Path,
+) -> None:
+    """A link planted as ``audit.db-wal`` (in a folder another can write to) would have
+    Accord chmod whatever of its own it leads to: only a file that is itself the -wal is."""
+    db = tmp_path / "audit.db"
+    open_store(f"sqlite:///{db}", home=tmp_path).close()
+    page = tmp_path / "public.html"
+    page.write_text("x")
+    page.chmod(0o644)
+    Path(f"{db}-wal").symlink_to(page)
+    # SQLite itself may then refuse the index, a -wal that is a link (one line): either way
+    # nothing was done to the file the link leads to.
+    with contextlib.suppress(AuditError):
+        open_store(f"sqlite:///{db}", home=tmp_path).close()
+    assert _mode(page) == 0o644
+    assert page.read_text() == "x"
+
+
+@pytest.mark.usefixtures("everyday_umask")
+@pytest.mark.parametrize(
+    ("kind", "target_there"),
+    [("create", False), ("create", True), ("open", True), ("read_only", True)],
+)
+def test_a_link_the_kernel_refuses_to_follow_is_refused_in_one_line_and_nothing_done_through_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    target_there: bool,
+) -> None:
+    """Where Linux protects symlinks (fs.protected_symlinks=1, Debian's default), following
+    a link another user made in a sticky world-writable folder is EACCES; resolve() reads it
+    with readlink, which nothing checks. This container may not protect them, so the
+    kernel's refusal is stood in for: os.stat through that link raises PermissionError. The
+    open ends in the one-line refusal, and nothing is made or tightened where it leads."""
+    target = tmp_path / "victim" / "audit.db"
+    target.parent.mkdir()
+    if target_there:
+        sqlite3.connect(target).close()
+        target.chmod(0o644)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    link = shared / "audit.db"
+    link.symlink_to(target)
+    real_stat = os.stat
+
+    def kernel_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if os.fspath(path) == str(link) and kwargs.get("follow_symlinks", True):  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied")
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", kernel_stat)
+    with pytest.raises(AuditError) as raised:
+        open_store(
+            f"sqlite:///{link}", home=tmp_path, create=kind == "create",
+            read_only=kind == "read_only",
+        )  # fmt: skip
+    monkeypatch.undo()
+    assert str(raised.value) == f"cannot open the audit index at {link}: PermissionError"
+    if target_there:
+        assert _mode(target) == 0o644
+    assert sorted(p.name for p in target.parent.iterdir()) == (["audit.db"] if target_there else [])
