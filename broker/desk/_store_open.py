@@ -11,7 +11,7 @@ from broker.desk import _store_locks
 from broker.desk._store import DeskStore
 from broker.desk._store_schema import held_up_fails
 from broker.errors import ConfigError, UsageError
-from broker.governance import not_a_database, url_scheme
+from broker.governance import not_a_database, sqlite_file, url_scheme
 
 __all__ = ["open_desk_store"]
 
@@ -42,11 +42,12 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         return DeskStore(conn, placeholder="%s", where="the desk's PostgreSQL database")
     if scheme == "sqlite":
-        path = url[len("sqlite:") :]
-        path = path[2:] if path.startswith("//") else path
-        if not path:
+        # Read as the audit index's URL is: sqlite:/// and sqlite://// name the root folder,
+        # which sqlite3 would fail to open with a traceback, not a file.
+        path = sqlite_file(url, home=home)
+        if path is None:
             raise UsageError("desk store: give a file, e.g. sqlite:///var/lib/accord/desk.db")
-        return _sqlite(Path(path))
+        return _sqlite(path)
     # Never the text itself: a libpq key=value string given here holds the password.
     raise UsageError(f"desk store: {not_a_database(url)}")
 

@@ -35,3 +35,21 @@ def test_an_unsupported_scheme_is_named_and_nothing_after_it(tmp_path: Path) -> 
     assert str(raised.value) == (
         "desk store: unsupported database 'mysql': use sqlite:///PATH or postgresql://HOST/DB"
     )
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:", "sqlite://", "sqlite:///", "sqlite:////", " sqlite:/// "]
+)
+def test_an_sqlite_url_naming_no_file_is_refused_in_one_line(url: str, tmp_path: Path) -> None:
+    """sqlite:/// and sqlite://// name the root folder: refused as naming no file, not left to
+    sqlite3, whose OperationalError ended 'accord desk --store sqlite:///' in a traceback."""
+    with pytest.raises(UsageError) as raised:
+        open_desk_store(url, home=tmp_path, party="p")
+    assert str(raised.value) == "desk store: give a file, e.g. sqlite:///var/lib/accord/desk.db"
+
+
+def test_an_sqlite_url_with_four_slashes_names_the_absolute_file(tmp_path: Path) -> None:
+    """As the audit index reads it: sqlite:////abs is /abs."""
+    open_desk_store(f"sqlite:///{tmp_path / 'desk.db'}", home=tmp_path, party="p").close()
+    open_desk_store(f"sqlite:////{tmp_path / 'desk.db'}", home=tmp_path, party="p").close()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["desk.db"]
