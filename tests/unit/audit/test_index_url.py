@@ -323,6 +323,21 @@ def test_a_dns_name_and_an_ipv6_address_are_compared_in_any_case() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "other",
+    [
+        "postgresql://%40%2Ftmp/audit",
+        "postgresql:///audit?host=%40/tmp",
+        "postgres://%40%2Ftmp:5432/audit",
+    ],
+)
+def test_an_abstract_socket_written_two_ways_is_the_same_index(other: str) -> None:
+    """'@/tmp' (as the PostgreSQL docs advise) in the query or percent-encoded as the host:
+    one socket, so one index, not a copy of it."""
+    assert same_index("postgresql:///audit?host=@/tmp", other, home=HOME)
+    assert same_index(other, "postgresql:///audit?host=@/tmp", home=HOME)
+
+
 def test_with_a_service_the_environment_does_not_stand_in_for_the_service_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
