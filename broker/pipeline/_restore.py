@@ -45,12 +45,6 @@ log = structlog.get_logger("accord.worker")
 # Kinds of entry without which the worker must not run (see the module docstring).
 _VITAL = frozenset({"o", "h"})
 
-#: How long the worker's start waits for the restore's consumer to close (``stop_bounded``
-#: says why a close over TLS can take 30 s: about one fresh start in three on a loaded machine,
-#: docs/performance.md); past this it goes on in the background, since nothing the worker does
-#: needs it finished.
-CLOSE_WAIT_S = 1.0
-
 
 class _AlwaysNew:
     """Restoring state re-reads records already processed: replay does not apply."""
@@ -227,7 +221,10 @@ async def restore_state(
         async with translated(f"restoring worker state from {STATE}"):
             ends = await _read_all(consumer, reader)
     finally:
-        await stop_bounded(consumer, CLOSE_WAIT_S)
+        # A close over TLS can take 30 s (``stop_bounded`` says why): about one fresh start in
+        # three on a loaded machine (docs/performance.md). Past the bound it goes on in the
+        # background, since nothing the worker does needs it finished.
+        await stop_bounded(consumer)
     report = reader.report
     if report.superseded:
         # Nothing lost: each was replaced by a genuine entry (most often a re-seal after a

@@ -2,8 +2,9 @@
 
 A consumer stopped with a fetch just sent can wait 30 s for its TLS close: a Kafka broker that
 reads the request and the close_notify together never answers the close_notify, and the event
-loop gives up on it only after its TLS shutdown timeout (``_restore.CLOSE_WAIT_S``). The fake
-consumer's stop waits the same way, for ever.
+loop gives up on it only after its TLS shutdown timeout; the restore waits only
+``broker.kafka.stop_bounded``'s bound (``_errors.CLOSE_WAIT_S``). The fake consumer's stop waits
+the same way, for ever.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from broker.kafka import TopicPartition
+from broker.kafka import TopicPartition, _errors
 from broker.keys import FileKeyStore
-from broker.pipeline import _restore
 from broker.pipeline._restore import restore_state
 from broker.pipeline._state import state_mac_key
 from broker.topics import STATE
@@ -62,7 +62,7 @@ class _Kafka:
 async def test_the_restore_returns_while_its_consumer_is_still_closing(
     pipeline_keys: FileKeyStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_restore, "CLOSE_WAIT_S", 0.2)
+    monkeypatch.setattr(_errors, "CLOSE_WAIT_S", 0.2)
     consumer = _SlowToClose()
     loop = asyncio.get_running_loop()
     began = loop.time()

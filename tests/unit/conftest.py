@@ -1,0 +1,23 @@
+"""Fixtures for the unit tests."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _stops_left_running_end_with_their_test() -> Iterator[None]:
+    """``broker.kafka.stop_bounded`` leaves a stop past its bound running, held in a
+    module-wide set; the tests' event loop lives for the whole session, so a fake whose stop
+    never ends would stay in that set, and run, through every later test. Cancelled here."""
+    yield
+    errors = sys.modules.get("broker.kafka._errors")
+    if errors is None:  # nothing imported it: nothing can be left
+        return
+    for stopping in list(errors._stopping):
+        if not stopping.get_loop().is_closed():  # a closed loop's tasks run no more
+            stopping.cancel()
+    errors._stopping.clear()
