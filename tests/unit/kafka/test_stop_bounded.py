@@ -156,3 +156,18 @@ async def test_a_stop_left_running_that_ends_well_or_with_a_kafka_error_logs_no_
             await asyncio.sleep(0)
     assert ended.stopped
     assert [e for e in logs if e["log_level"] == "warning"] == []
+
+
+def test_a_stop_still_running_when_the_command_ends_is_cancelled_without_a_word() -> None:
+    """The usual end of a CLI command that left a stop running: ``asyncio.run`` cancels it,
+    and nothing is said about it (not a traceback from the callback, not a warning)."""
+    problems: list[dict[str, object]] = []
+
+    async def command() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: problems.append(ctx))
+        assert await stop_bounded(_Client(), 0.05) is False
+
+    with capture_logs() as logs:
+        asyncio.run(command())
+    assert problems == []
+    assert [e for e in logs if e["log_level"] != "debug"] == []
