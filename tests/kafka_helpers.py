@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from broker.config import KafkaSettings
 from broker.devkafka import free_port
-from broker.kafka import KafkaClients, read_client_file
+from broker.kafka import KafkaClients, TopicPartition, read_client_file
 
 _ADMIN: dict[str, KafkaSettings] = {}
 
@@ -174,3 +174,50 @@ class CountingHashlib:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(hashlib, name)
+
+
+class SlowToClose:
+    """A group-less consumer of one empty partition, read to its end; its stop never returns,
+    as a close over TLS can wait 30 s for a Kafka broker that never answers its close_notify
+    (``broker.kafka.stop_bounded``)."""
+
+    def __init__(self, topic: str) -> None:
+        self.tp = TopicPartition(topic, 0)
+        self.stop_begun = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def topics(self) -> set[str]:
+        return {self.tp.topic}
+
+    def subscribe(self, topics: list[str]) -> None:
+        pass
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        pass
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 0)
+
+    async def position(self, tp: TopicPartition) -> int:  # noqa: ARG002  # the Consumer's
+        return 0
+
+    async def stop(self) -> None:
+        self.stop_begun.set()
+        await asyncio.Event().wait()
+
+
+class OneConsumerKafka:
+    """``KafkaClients`` as far as a reader of retained records uses it: one consumer."""
+
+    bootstrap = "kafka.test:9093"
+
+    def __init__(self, consumer: SlowToClose) -> None:
+        self._consumer = consumer
+
+    def consumer(self, *topics: str, **options: Any) -> SlowToClose:  # noqa: ARG002
+        return self._consumer
