@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import sqlite3
@@ -109,8 +110,8 @@ class SqliteAuditStore(SqlAuditStore):
     def __init__(self, path: Path, *, create: bool = True, read_only: bool = False) -> None:
         self.path = path
         try:
-            # Inside the try: is_file() raises PermissionError on a link the kernel refuses.
-            if (read_only or not create) and not path.is_file():
+            # Inside the try: stat() raises PermissionError on a link the kernel refuses.
+            if (read_only or not create) and not _is_file(path):
                 raise AuditError(f"no audit index at {path}; run 'accord audit index' first")
             if read_only:
                 conn = _connect_read_only(path)
@@ -153,6 +154,18 @@ class SqliteAuditStore(SqlAuditStore):
             self._conn.execute("ROLLBACK")
 
 
+def _is_file(path: Path) -> bool:
+    """``path`` leads to a regular file. Not ``Path.is_file``: from Python 3.13 it is False on
+    every ``OSError``, so a link the kernel refuses would read as no index at all. Nothing
+    there, a folder on the way that is not one, or a loop of links: no file."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return False
+        raise
+
+
 def _make_private(path: Path, *, create: bool) -> None:
     """The index readable by its owner alone: it holds who looked up which child (subject
     keys, overrides). ``OSError`` raised.
@@ -164,11 +177,14 @@ def _make_private(path: Path, *, create: bool) -> None:
     Named through a symlink: the file it leads to, and the ``-wal`` and ``-shm`` beside that
     file, where SQLite keeps them (never beside the link); a ``-wal`` or ``-shm`` that is
     itself a link is left alone. A link the kernel refuses to follow (another user's, in a
-    sticky folder, where symlinks are protected) is ``PermissionError``.
+    sticky folder, where symlinks are protected) is ``PermissionError``. Another account's
+    file or link in a sticky world-writable folder is refused, ``AuditError``
+    (``_refuse_planted``).
     """
     if create:
         make_private_folders(path.parent)
         _create_private(path)
+    _refuse_planted(path)
     # Followed once by the kernel (stat) before resolve(), which reads a link with readlink (as
     # SQLite does) where nothing checks it: where links are protected (Linux's
     # fs.protected_symlinks), one another user made in a sticky world-writable folder is
@@ -178,19 +194,56 @@ def _make_private(path: Path, *, create: bool) -> None:
     # Resolved only after the create above, which never follows a link.
     try:
         real = path.resolve()
-    except (OSError, RuntimeError):  # a loop (RuntimeError on 3.11): stat() below says so
+    except (OSError, RuntimeError):  # not expected: a loop already failed at stat(), ELOOP
         real = path
     if create and real != path:
         # A link to no file yet: SQLite would make the file through it with the umask's mode.
         _create_private(real)
-    for name in (real, Path(f"{real}-wal"), Path(f"{real}-shm")):
-        try:
-            st = name.lstat()  # a -wal or -shm that is a link: skipped, never chmod through it
-        except FileNotFoundError:
-            continue
+    files = (real, Path(f"{real}-wal"), Path(f"{real}-shm"))
+    for name in files:
+        if name != path:
+            _refuse_planted(name)
+    for name in files:
+        _tighten(name)
+
+
+def _refuse_planted(path: Path) -> None:
+    """``AuditError`` if ``path`` (a file or a link, not followed) is in a sticky
+    world-writable folder (``/tmp``) and belongs to neither this account nor the folder's
+    owner: Accord would write the index into a file another can read, or follow a link
+    another can point anywhere. The rule of Linux's ``fs.protected_regular`` and
+    ``fs.protected_symlinks``, kept whatever those are set to. In a sticky folder only an
+    entry's owner (or the folder's) can replace it, so one found ours here stays ours."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    folder = path.parent.stat()
+    shared = stat.S_ISVTX | stat.S_IWOTH
+    if folder.st_mode & shared == shared and st.st_uid not in (os.geteuid(), folder.st_uid):
+        raise AuditError(
+            f"cannot open the audit index at {path}: it belongs to another account in a "
+            "shared folder"
+        )
+
+
+def _tighten(name: Path) -> None:
+    """``name`` made 0600 if it is a file of ours open to others; a link is never followed
+    (O_NOFOLLOW), and the mode is checked and changed on the one file opened."""
+    try:
+        # O_NONBLOCK: a FIFO planted there would otherwise hold the open until a writer came.
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):  # a link: left alone; nothing there
+            return
+        raise
+    try:
+        st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
-            name.chmod(0o600)
+            os.fchmod(fd, 0o600)
             log.warning("audit_index_made_private", file=name.name, was=oct(st.st_mode & 0o777))
+    finally:
+        os.close(fd)
 
 
 def _create_private(path: Path) -> None:

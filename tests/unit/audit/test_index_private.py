@@ -167,12 +167,16 @@ def test_a_link_the_kernel_refuses_to_follow_is_refused_in_one_line_and_nothing_
     link.symlink_to(target)
     real_stat = os.stat
 
-    def kernel_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        if os.fspath(path) == str(link) and kwargs.get("follow_symlinks", True):  # type: ignore[arg-type]
+    def kernel_stat(
+        path: str | os.PathLike[str], *, dir_fd: int | None = None, follow_symlinks: bool = True
+    ) -> os.stat_result:
+        if os.fspath(path) == str(link) and follow_symlinks:
             raise PermissionError(13, "Permission denied")
-        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        return real_stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 
     monkeypatch.setattr(os, "stat", kernel_stat)
+    # As Path.is_file is from Python 3.13: False on every OSError, the refusal swallowed.
+    monkeypatch.setattr(Path, "is_file", lambda self, **_: os.path.isfile(self))  # noqa: PTH113
     with pytest.raises(AuditError) as raised:
         open_store(
             f"sqlite:///{link}", home=tmp_path, create=kind == "create",
@@ -183,3 +187,131 @@ def test_a_link_the_kernel_refuses_to_follow_is_refused_in_one_line_and_nothing_
     if target_there:
         assert _mode(target) == 0o644
     assert sorted(p.name for p in target.parent.iterdir()) == (["audit.db"] if target_there else [])
+
+
+def _sticky_folder(tmp_path: Path) -> Path:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp: anyone may add a name, only its owner replace it
+    return shared
+
+
+def _owned_by(monkeypatch: pytest.MonkeyPatch, path: Path, uid: int) -> None:
+    """os.lstat says ``path`` belongs to ``uid`` (this account cannot chown to another)."""
+    real_lstat = os.lstat
+
+    def lstat(name: str | os.PathLike[str], *, dir_fd: int | None = None) -> os.stat_result:
+        st = real_lstat(name, dir_fd=dir_fd)
+        if os.fspath(name) == str(path):
+            return os.stat_result((*st[:4], uid, *st[5:]))
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat)
+
+
+@pytest.mark.usefixtures("everyday_umask")
+@pytest.mark.parametrize("kind", ["file", "link", "wal"])
+@pytest.mark.parametrize("create", [True, False])
+def test_another_accounts_file_or_link_in_a_sticky_shared_folder_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, create: bool
+) -> None:
+    """Planted where the index (or its -wal) goes, in a folder such as /tmp: Accord would
+    write who looked up which child into a file another can read, or follow a link another
+    can point anywhere (fs.protected_regular/protected_symlinks' rule, whatever they are
+    set to). Nothing is written or tightened there."""
+    shared = _sticky_folder(tmp_path)
+    db = shared / "audit.db"
+    victim = tmp_path / "victim.db"
+    victim.write_bytes(b"")
+    victim.chmod(0o666)
+    planted = Path(f"{db}-wal") if kind == "wal" else db
+    if kind == "link":
+        db.symlink_to(victim)
+    elif kind == "wal":
+        sqlite3.connect(db).close()
+        planted.write_bytes(b"")
+        planted.chmod(0o666)
+    else:
+        db.write_bytes(b"")
+        db.chmod(0o666)
+    _owned_by(monkeypatch, planted, os.geteuid() + 1)
+    with pytest.raises(AuditError) as raised:
+        open_store(f"sqlite:///{db}", home=tmp_path, create=create)
+    assert str(raised.value) == (
+        f"cannot open the audit index at {planted}: it belongs to another account in a "
+        "shared folder"
+    )
+    monkeypatch.undo()
+    assert victim.stat().st_size == planted.stat().st_size == 0
+    assert _mode(victim) == _mode(planted) == 0o666
+
+
+@pytest.mark.usefixtures("everyday_umask")
+@pytest.mark.parametrize("where", ["sticky, the folder's owner's", "not sticky"])
+def test_an_index_of_another_account_is_opened_where_none_but_it_can_replace_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The folder's owner's file in its own sticky folder, or any account's outside a sticky
+    world-writable folder (root running a command on a service account's index): opened."""
+    folder = _sticky_folder(tmp_path) if where.startswith("sticky") else tmp_path
+    db = folder / "audit.db"
+    open_store(f"sqlite:///{db}", home=tmp_path).close()
+    if where.startswith("sticky"):
+        real_stat = os.stat
+
+        def stat(
+            path: str | os.PathLike[str], *, dir_fd: int | None = None,
+            follow_symlinks: bool = True,
+        ) -> os.stat_result:  # fmt: skip
+            st = real_stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+            if os.fspath(path) == str(folder):
+                return os.stat_result((*st[:4], os.geteuid() + 1, *st[5:]))
+            return st
+
+        monkeypatch.setattr(os, "stat", stat)
+    _owned_by(monkeypatch, db, os.geteuid() + 1)
+    open_store(f"sqlite:///{db}", home=tmp_path, create=False).close()
+
+
+@pytest.mark.usefixtures("everyday_umask")
+def test_a_wal_swapped_for_a_link_after_it_was_looked_at_is_never_tightened_through_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mode is checked and changed on one open file (O_NOFOLLOW), not looked up by name
+    and then chmod()ed by name, which follows a link put there in between."""
+    db = tmp_path / "audit.db"
+    open_store(f"sqlite:///{db}", home=tmp_path).close()
+    wal = Path(f"{db}-wal")
+    wal.write_bytes(b"")
+    wal.chmod(0o644)
+    page = tmp_path / "public.html"
+    page.write_text("x")
+    page.chmod(0o644)
+    real_stat, real_lstat = os.stat, os.lstat
+
+    swapped: list[bool] = []
+
+    def swap_after(st: os.stat_result) -> os.stat_result:
+        if not swapped:  # once: looked at as a file, then a link there
+            swapped.append(True)
+            wal.unlink()
+            wal.symlink_to(page)
+        return st
+
+    def stat(
+        path: str | os.PathLike[str], *, dir_fd: int | None = None, follow_symlinks: bool = True
+    ) -> os.stat_result:
+        st = real_stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+        return swap_after(st) if os.fspath(path) == str(wal) and not follow_symlinks else st
+
+    def lstat(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> os.stat_result:
+        st = real_lstat(path, dir_fd=dir_fd)
+        return swap_after(st) if os.fspath(path) == str(wal) else st
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "lstat", lstat)
+    with contextlib.suppress(AuditError):  # SQLite may refuse a -wal that is a link
+        open_store(f"sqlite:///{db}", home=tmp_path).close()
+    monkeypatch.undo()
+    assert wal.is_symlink()
+    assert _mode(page) == 0o644
