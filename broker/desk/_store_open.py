@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -19,14 +20,12 @@ __all__ = ["open_desk_store"]
 def open_desk_store(url: str | None, *, home: Path, party: str) -> DeskStore:
     """``sqlite:///PATH``, ``postgresql://…``, or None for ``<home>/desk/<party>.db``; the
     store is ``party``'s from then on (``DeskStore.claim``)."""
-    store = _open(url, home=home, party=party)
-    store.claim(party)
-    return store
+    return _open(url, home=home, party=party)
 
 
 def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
     if url is None or not url.strip():
-        return _sqlite(home / "desk" / f"{party}.db")
+        return _sqlite(home / "desk" / f"{party}.db", party=party)
     url = url.strip()
     scheme = url_scheme(url)
     if scheme in ("postgresql", "postgres"):
@@ -40,34 +39,65 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
         # waited for another's, must read what that one committed (repeatable read would
         # read its snapshot from before the wait, and record both; serializable would fail).
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-        return DeskStore(conn, placeholder="%s", where="the desk's PostgreSQL database")
+        store = DeskStore(conn, placeholder="%s", where="the desk's PostgreSQL database")
+        store.claim(party)
+        return store
     if scheme == "sqlite":
         # Read as the audit index's URL is: sqlite:/// and sqlite://// name the root folder,
         # which sqlite3 would fail to open with a traceback, not a file.
         path = sqlite_file(url, home=home)
         if path is None:
             raise UsageError("desk store: give a file, e.g. sqlite:///var/lib/accord/desk.db")
-        return _sqlite(path)
+        return _sqlite(path, party=party)
     # Never the text itself: a libpq key=value string given here holds the password.
     raise UsageError(f"desk store: {not_a_database(url)}")
 
 
-def _sqlite(path: Path) -> DeskStore:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Autocommit, one connection shared by the ingest task and the pages (one event loop).
-    # A busy database is waited for WAIT_SECONDS (store_locks), not left to the driver's
-    # default: the wait blocks the event loop, so every page waits with it.
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=_store_locks.WAIT_SECONDS
-    )
+def _sqlite(path: Path, *, party: str | None = None) -> DeskStore:
+    """The store in the file at ``path``, ``party``'s if given (claimed). A folder, a
+    device, a file in ``/proc``: one line (``ConfigError``), not sqlite3's traceback;
+    held_up_fails' and claim's own refusals are left as they are."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Autocommit, one connection shared by the ingest task and the pages (one event loop).
+        # A busy database is waited for WAIT_SECONDS (store_locks), not left to the driver's
+        # default: the wait blocks the event loop, so every page waits with it.
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=_store_locks.WAIT_SECONDS
+        )
+    except (sqlite3.Error, OSError) as exc:
+        raise _cannot_open(path, exc) from None
     try:
         with held_up_fails(str(path)):
             _wal(conn)
+        # A file only: run as root, sqlite:///dev/null would otherwise make /dev/null 0600.
+        if stat.S_ISREG(path.stat().st_mode):
+            path.chmod(0o600)
+    except (sqlite3.Error, OSError) as exc:
+        conn.close()
+        raise _cannot_open(path, exc) from None
     except BaseException:
         conn.close()
         raise
-    path.chmod(0o600)
-    return DeskStore(conn, where=str(path))
+    try:
+        store = DeskStore(conn, where=str(path))  # the first writes (the tables) may refuse
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _cannot_open(path, exc) from None
+    except BaseException:
+        conn.close()
+        raise
+    try:
+        if party is not None:
+            store.claim(party)
+    except sqlite3.Error as exc:
+        store.close()
+        raise _cannot_open(path, exc) from None
+    return store
+
+
+def _cannot_open(path: Path, exc: BaseException) -> ConfigError:
+    return ConfigError(f"desk store: cannot open {path}: {type(exc).__name__}")
 
 
 def _wal(conn: sqlite3.Connection) -> None:

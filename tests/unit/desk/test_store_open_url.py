@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 
 import pytest
 
 from broker.desk import open_desk_store
-from broker.errors import UsageError
+from broker.errors import ConfigError, UsageError
 
 
 @pytest.mark.parametrize(
@@ -53,3 +56,33 @@ def test_an_sqlite_url_with_four_slashes_names_the_absolute_file(tmp_path: Path)
     open_desk_store(f"sqlite:///{tmp_path / 'desk.db'}", home=tmp_path, party="p").close()
     open_desk_store(f"sqlite:////{tmp_path / 'desk.db'}", home=tmp_path, party="p").close()
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["desk.db"]
+
+
+def _a_device(tmp_path: Path) -> Path:
+    """A /dev/null of the test's own: run as root, the store once made /dev/null itself 0600
+    (its chmod followed the name), and every other program's writes to it failed."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can make a device node")
+    device = tmp_path / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    device.chmod(0o666)
+    return device
+
+
+@pytest.mark.parametrize("kind", ["folder", "in /proc", "under a file", "device"])
+def test_an_sqlite_url_naming_what_cannot_hold_a_store_is_refused_in_one_line(
+    kind: str, tmp_path: Path
+) -> None:
+    """A folder, a file /proc will not make, a device (disk I/O error): sqlite3's error
+    ended the desk's start in a traceback (main catches AccordError and OSError)."""
+    path = {
+        "folder": tmp_path,
+        "in /proc": Path("/proc/1/desk.db"),
+        "under a file": tmp_path / "file" / "desk.db",
+    }.get(kind) or _a_device(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError) as raised:
+        open_desk_store(f"sqlite:///{path}", home=tmp_path, party="p")
+    assert re.fullmatch(rf"desk store: cannot open {re.escape(str(path))}: \w+", str(raised.value))
+    if kind == "device":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666  # never made 0600 through the name
