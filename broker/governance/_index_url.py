@@ -99,7 +99,7 @@ def _misread(url: str, params: dict[str, str]) -> bool:
     that follow the login (an abstract socket there is written ``%40``; ``?host=@sock``
     stays readable). A '[' left open (``[::1/audit?password=s3cret]``) makes the rest, up to
     the next ']', an IPv6 host: a host with a '?', '&', '=', or a '/' not a socket
-    directory's, is misread too."""
+    directory's or an abstract socket's ('@/tmp'), is misread too."""
     return _misread_params(params) or _misread_text(url, params)
 
 
