@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
-from broker._private import tighten_file
 from broker.desk import _store_locks
 from broker.desk._store import DeskStore
 from broker.desk._store_schema import held_up_fails
@@ -70,7 +70,9 @@ def _sqlite(path: Path, *, party: str | None = None) -> DeskStore:
     try:
         with held_up_fails(str(path)):
             _wal(conn)
-        _make_private(path)
+        # A file only: run as root, sqlite:///dev/null would otherwise make /dev/null 0600.
+        if stat.S_ISREG(path.stat().st_mode):
+            path.chmod(0o600)
     except (sqlite3.Error, OSError) as exc:
         conn.close()
         raise _cannot_open(path, exc) from None
@@ -92,14 +94,6 @@ def _sqlite(path: Path, *, party: str | None = None) -> DeskStore:
         store.close()
         raise _cannot_open(path, exc) from None
     return store
-
-
-def _make_private(path: Path) -> None:
-    """A file only (run as root, sqlite:///dev/null would otherwise make /dev/null 0600),
-    never through a link; another account's file open to others is refused: the desk's
-    records would be written where its owner reads them."""
-    if tighten_file(path) == "foreign":
-        raise ConfigError(f"desk store: cannot open {path}: another account's file, open to others")
 
 
 def _cannot_open(path: Path, exc: BaseException) -> ConfigError:

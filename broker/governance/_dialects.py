@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import structlog
 
-from broker._private import make_private_folders, tighten_file
+from broker._private import make_private_folders
 from broker.errors import AuditError, UsageError
 from broker.governance._index_url import (
     GIVE_A_FILE,
@@ -228,16 +228,22 @@ def _refuse_planted(path: Path) -> None:
 
 
 def _tighten(name: Path) -> None:
-    """``name`` made 0600 if it is a file of ours open to others (``tighten_file``); another
-    account's open to others is refused: the index would be written into a file its owner,
-    who can read it, placed there (a folder they made, say)."""
-    was = tighten_file(name)
-    if was == "foreign":
-        raise AuditError(
-            f"cannot open the audit index at {name}: another account's file, open to others"
-        )
-    if isinstance(was, int):
-        log.warning("audit_index_made_private", file=name.name, was=oct(was))
+    """``name`` made 0600 if it is a file of ours open to others; a link is never followed
+    (O_NOFOLLOW), and the mode is checked and changed on the one file opened."""
+    try:
+        # O_NONBLOCK: a FIFO planted there would otherwise hold the open until a writer came.
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):  # a link: left alone; nothing there
+            return
+        raise
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+            log.warning("audit_index_made_private", file=name.name, was=oct(st.st_mode & 0o777))
+    finally:
+        os.close(fd)
 
 
 def _create_private(path: Path) -> None:

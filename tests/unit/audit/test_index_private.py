@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from broker._private import tighten_file
 from broker.errors import AuditError
 from broker.governance import open_store
 
@@ -316,50 +315,3 @@ def test_a_wal_swapped_for_a_link_after_it_was_looked_at_is_never_tightened_thro
     monkeypatch.undo()
     assert wal.is_symlink()
     assert _mode(page) == 0o644
-
-
-@pytest.mark.usefixtures("everyday_umask")
-@pytest.mark.parametrize("create", [True, False])
-def test_another_accounts_file_open_to_others_is_refused_outside_a_sticky_folder_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, create: bool
-) -> None:
-    """A folder another account made (0777, not sticky) holding its own 0666 audit.db: the
-    index would be written into a file its owner reads. Refused; nothing written or changed."""
-    db = tmp_path / "theirs" / "audit.db"
-    db.parent.mkdir()
-    db.write_bytes(b"")
-    db.chmod(0o666)
-    monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 1)  # the file is another's
-    with pytest.raises(AuditError) as raised:
-        open_store(f"sqlite:///{db}", home=tmp_path, create=create)
-    assert str(raised.value) == (
-        f"cannot open the audit index at {db}: another account's file, open to others"
-    )
-    assert db.stat().st_size == 0
-    assert _mode(db) == 0o666
-
-
-def test_tighten_file_changes_only_a_regular_file_of_ours_and_never_follows_a_link(
-    tmp_path: Path,
-) -> None:
-    """Its four answers: the mode a file of ours had; a link or nothing, absent; a FIFO or a
-    file already private, private (a device is never made 0600: /dev/null as root)."""
-    ours = tmp_path / "ours.db"
-    ours.write_bytes(b"")
-    ours.chmod(0o644)
-    link = tmp_path / "link.db"
-    target = tmp_path / "target"
-    target.write_bytes(b"")
-    target.chmod(0o644)
-    link.symlink_to(target)
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo, 0o666)
-    fifo.chmod(0o666)
-    assert tighten_file(ours) == 0o644
-    assert _mode(ours) == 0o600
-    assert tighten_file(ours) == "private"
-    assert tighten_file(link) == "absent"
-    assert _mode(target) == 0o644
-    assert tighten_file(tmp_path / "none") == "absent"
-    assert tighten_file(fifo) == "private"
-    assert _mode(fifo) == 0o666
