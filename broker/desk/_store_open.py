@@ -73,15 +73,8 @@ def _sqlite(path: Path, *, party: str | None = None) -> DeskStore:
         # A file only: run as root, sqlite:///dev/null would otherwise make /dev/null 0600.
         if stat.S_ISREG(path.stat().st_mode):
             path.chmod(0o600)
-    except (sqlite3.Error, OSError) as exc:
-        conn.close()
-        raise _cannot_open(path, exc) from None
-    except BaseException:
-        conn.close()
-        raise
-    try:
         store = DeskStore(conn, where=str(path))  # the first writes (the tables) may refuse
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         conn.close()
         raise _cannot_open(path, exc) from None
     except BaseException:
