@@ -52,7 +52,8 @@ def run_on(loop: EventLoop, main: Coroutine[Any, Any, _T]) -> _T:
 
 def _quiet(loop: _L) -> _L:
     # Imported here: aiokafka loads when a command needs Kafka, not for ``accord --help``.
-    from broker.kafka import quiet_leftovers
+    from broker.kafka import bound_tls_close, quiet_leftovers
 
     loop.set_exception_handler(quiet_leftovers)
+    bound_tls_close(loop)  # a TLS close Kafka never answers would take 30 s
     return loop

@@ -46,10 +46,12 @@ from broker.kafka._protocols import (
     TopicPartition,
 )
 from broker.kafka._retained import Retained, partition_count, read_retained
+from broker.kafka._tls_close import TLS_CLOSE_S, bound_tls_close
 from broker.kafka._tolerant import header_key_bytes, undecodable
 
 __all__ = [
     "MECHANISM",
+    "TLS_CLOSE_S",
     "Admin",
     "Batch",
     "ClusterAccess",
@@ -68,6 +70,7 @@ __all__ = [
     "abandon_consumer",
     "abort_quietly",
     "accord_topics",
+    "bound_tls_close",
     "can_log_in",
     "change_access",
     "client_settings",

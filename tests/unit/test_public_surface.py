@@ -137,7 +137,7 @@ SURFACES = {
         "quiet_leftovers", "read_access", "read_client_file", "read_retained", "stop_bounded",
         "stop_quietly",
         "topic_configs", "translated", "undecodable", "warn_if_plaintext", "write_client_files",
-        "Retained",
+        "Retained", "TLS_CLOSE_S", "bound_tls_close",
     },
     "broker.keys": {
         "ALL_PURPOSES", "SPECIAL_PRINCIPALS", "FileKeyStore", "KeyStore", "SignedDirectory",
