@@ -4,9 +4,9 @@ Closing a TLS connection sends the peer a close_notify and waits for the peer's 
 the socket goes: for ``ssl_shutdown_timeout`` seconds, 30 by default in asyncio and uvloop
 alike. aiokafka does not set it. A Kafka 4.1 broker that reads a request and the client's
 close_notify in one read answers the request and never the close_notify (docs/performance.md,
-*Where a live worker's CPU goes*), so a client stopped just after it sent a request (a
-consumer's fetcher sends one as it stops) waits out those 30 s: an ``accord tail`` after
-Ctrl-C, the desk's deliveries at its end, any producer's stop.
+*Where a live worker's CPU goes*), so on uvloop a client stopped just after it sent a request
+(a consumer's fetcher sends one as it stops) waits out those 30 s; on the standard library's
+loop the answer ends the connection, but a peer that answers nothing holds it the same 30 s.
 
 By then every request the client cares about has been answered: aiokafka closes its
 connections last, after its producer's batches are delivered and its consumer has left its
