@@ -33,6 +33,7 @@ from broker.kafka._errors import (
     connecting,
     quiet_leftovers,
     stop_bounded,
+    stop_in_background,
     stop_quietly,
     translated,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "read_client_file",
     "read_retained",
     "stop_bounded",
+    "stop_in_background",
     "stop_quietly",
     "topic_configs",
     "translated",

@@ -12,7 +12,7 @@ import functools
 import logging
 import ssl
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ __all__ = [
     "connecting",
     "quiet_leftovers",
     "stop_bounded",
+    "stop_in_background",
     "stop_quietly",
     "translated",
 ]
@@ -264,8 +265,18 @@ async def stop_quietly(client: Any) -> None:
         await client.stop()
 
 
-# Stops left running by stop_bounded: asyncio keeps only weak references to tasks.
+# Stops that may outlive their waiter (stop_bounded's, stop_in_background's): asyncio keeps
+# only weak references to tasks, and one that is not held can be collected mid-run.
 _stopping: set[asyncio.Task[None]] = set()
+
+
+def stop_in_background(stop: Awaitable[None]) -> asyncio.Task[None]:
+    """``stop`` (a client's stop, or its abandoning) as a task held until it ends, for a
+    caller that waits for it only so long and then goes on without it."""
+    task = asyncio.ensure_future(stop)
+    _stopping.add(task)
+    task.add_done_callback(_stopping.discard)
+    return task
 
 
 async def stop_bounded(client: Any, seconds: float | None = None) -> bool:
@@ -282,9 +293,7 @@ async def stop_bounded(client: Any, seconds: float | None = None) -> bool:
     """
     wait = CLOSE_WAIT_S if seconds is None else seconds
     client_id = getattr(getattr(client, "_client", None), "_client_id", None)
-    stopping = asyncio.ensure_future(stop_quietly(client))
-    _stopping.add(stopping)
-    stopping.add_done_callback(_stopping.discard)
+    stopping = stop_in_background(stop_quietly(client))
     try:
         done, _ = await asyncio.wait([stopping], timeout=wait)
     except BaseException:  # cancelled: the stop goes on, awaited by nobody

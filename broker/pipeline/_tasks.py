@@ -35,6 +35,7 @@ from broker.kafka import (
     abandon,
     abort_quietly,
     partition_for,
+    stop_in_background,
     stop_quietly,
     translated,
 )
@@ -153,13 +154,13 @@ async def stop_within(producer: Producer, *, abandoning: bool = False) -> None:
     whatever Kafka makes of it.
     """
     if not abandoning:
-        stopping = asyncio.ensure_future(stop_quietly(producer))
+        stopping = stop_in_background(stop_quietly(producer))
         done, _ = await asyncio.wait([stopping], timeout=CLOSE_WITHIN_S)
         if done:
             return
     # Its sender cancelled, its batches failed: a stop under way ends too, but for the
     # connections' closing, which goes on in the background.
-    await asyncio.wait([asyncio.ensure_future(abandon(producer))], timeout=CLOSE_WITHIN_S)
+    await asyncio.wait([stop_in_background(abandon(producer))], timeout=CLOSE_WITHIN_S)
 
 
 async def close_within(client: Consumer) -> None:
