@@ -136,7 +136,10 @@ def _say_commands(
         shell.run("audit", "report", *officer, "--reason", "oversight", env=demo_users),
         # A child's NHS number and an override's ids are the demo's random ones: named by a
         # shell variable to set, never a made-up value that would find nothing.
-        "# a subject access request: set NHS to a child's NHS number from the tail below",
+        # The demo prints none (rightly): the hub's tail, listed below, prints what it opens.
+        "# a subject access request: set NHS to a child's NHS number "
+        + (f"from the output of 'accord tail --as {hub}' (below)" if hub
+           else "from a recipient's deliveries"),
         shell.run("audit", "subject", "--nhs-number", env=demo_users) + ' "$NHS" '
         + " ".join([*officer, "--reason", "subject_access_request", "--format", "html"])
         + " > sar.html",

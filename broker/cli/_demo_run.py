@@ -15,10 +15,10 @@ import functools
 import random
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from prometheus_client import CollectorRegistry
@@ -37,6 +37,9 @@ from broker.principals import Principal
 from broker.provision import provision
 from broker.sdk import Delivery, Publisher, Subscriber
 from broker.synthetic import SyntheticFamilies
+
+if TYPE_CHECKING:  # the loop's module is imported only where used, as referral_loop is
+    from broker.cli._demo_loop import Scripted
 
 _TARGET_DISTRICTS = ("DY4", "WS10", "B69", "B70", "B66", "WV10", "WV11", "WV14", "WV4", "B3")
 
@@ -219,7 +222,10 @@ async def _recipient(
     stop: asyncio.Event,
     say: Callable[[str], None],
     envelope: EnvelopeSettings,
+    scripted: Container[tuple[str, str]] = frozenset(),
 ) -> None:
+    """Print what ``party`` receives, opening each delivery as a duty worker would, but for
+    the referral loop's own (``scripted``): the loop opens those, once."""
     async with Subscriber(
         party, keys(party), kafka, group=f"{party}.demo", envelope=envelope
     ) as sub:
@@ -230,10 +236,14 @@ async def _recipient(
                     fields = sorted(
                         {k for s in m.view.get("subjects", []) for k in s} | set(m.view)
                     )
-                    say(
+                    line = (
                         f"→ {party:<22} {m.outcome:<16} {','.join(m.clauses):<22} "
                         f"{len(fields)} fields"
                     )
+                    if (party, m.event_id) in scripted:
+                        say(f"{line} (scripted: opened by the referral loop)")
+                        continue
+                    say(line)
                     # A user name, as a desk records its users' views (the party is
                     # the recipient, on the same line of the disclosure log).
                     await record.opened(by="duty-worker", purpose=m.purpose)
@@ -252,9 +262,10 @@ async def _loop(
     linkage: bytes | None,
     envelope: EnvelopeSettings,
     flag_service: FlagServiceProcess | None = None,
+    scripted: Scripted | None = None,
 ) -> None:
     """The scripted referral loop, once the agencies' stream flows; a failure there is said,
-    and the demo carries on."""
+    and the demo carries on. ``scripted``: shared with the printing subscribers."""
     from broker.cli._demo_loop import referral_loop
 
     await flowing.wait()
@@ -262,6 +273,7 @@ async def _loop(
         await referral_loop(
             kafka, keys, policy, say=say, linkage=linkage, envelope=envelope,
             flag_status=None if flag_service is None else flag_service.status,
+            scripted=scripted,
         )  # fmt: skip
     except AccordError as exc:
         say(f"referral loop stopped: {exc}")
@@ -405,7 +417,8 @@ async def run_demo(
     coord = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"][
         :1
     ]
-    flowing = asyncio.Event()
+    # scripted: the loop's own deliveries, which the printing subscribers leave unopened.
+    flowing, scripted = asyncio.Event(), set[tuple[str, str]]()
     tasks += [
         asyncio.create_task(
             _agencies(
@@ -423,7 +436,9 @@ async def run_demo(
     ]
     tasks += [
         asyncio.create_task(
-            _recipient(kafka(p), keys, p, stop=stop, say=say, envelope=settings.envelope),
+            _recipient(
+                kafka(p), keys, p, stop=stop, say=say, envelope=settings.envelope, scripted=scripted
+            ),
             name=f"{p}'s subscriber",
         )
         for p in coord + hubs
@@ -438,6 +453,7 @@ async def run_demo(
             linkage=linkage,
             envelope=settings.envelope,
             flag_service=flags,
+            scripted=scripted,
         ),
         name="the referral loop",
     )

@@ -210,6 +210,14 @@ def test_the_demo_prints_complete_commands_for_another_terminal(
     ) in commands
     assert not any("export" in c and "USERS_FILE" in c for c in commands)
     assert f"{shell.accord} tail --as cog-tipton" in commands
+    # The demo prints no NHS number: the hint names the command whose output has one.
+    assert (
+        "# a subject access request: set NHS to a child's NHS number from the output of "
+        "'accord tail --as cog-tipton' (below)"
+    ) in commands
+    assert commands.index(f"{shell.accord} tail --as cog-tipton") > commands.index(
+        next(c for c in commands if c.startswith("# a subject access request"))
+    )
     assert f"{shell.accord} desk add-user --as sandwell-coord kim.ward" in commands
 
 

@@ -160,20 +160,23 @@ def test_patiently_says_slow_once_and_keeps_waiting() -> None:
 
 
 class _Record:
-    def __init__(self, message: Delivery) -> None:
+    def __init__(self, message: Delivery, broker: _Broker) -> None:
         self.message = message
+        self.broker = broker
 
     async def opened(self, *, by: str, purpose: str) -> None:
-        pass
+        self.broker.opened.append((self.message.recipient, self.message.event_id, by, purpose))
 
 
 class _Broker:
     """The loop's Kafka, faked: whatever is published is delivered to the hub and the team
-    (whichever did not send it), ``late`` seconds after it was published."""
+    (whichever did not send it), ``late`` seconds after it was published, to each of their
+    subscribers (each reads the whole topic, as each consumer group does)."""
 
     def __init__(self, late: float) -> None:
         self.late = late
         self.inbox: dict[str, list[tuple[float, Delivery]]] = {}
+        self.opened: list[tuple[str, str, str, str]] = []  # (recipient, event id, by, purpose)
 
     def publisher(self, _party: str, *_a: object, **_k: object) -> _Sender:
         return _Sender(self)
@@ -209,6 +212,7 @@ class _Receiver(_Sender):
     def __init__(self, broker: _Broker, party: str) -> None:
         super().__init__(broker)
         self.party = party
+        self.read = 0  # this subscriber's position on its party's topic
 
     async def __aenter__(self) -> _Receiver:
         return self
@@ -217,9 +221,11 @@ class _Receiver(_Sender):
         await asyncio.sleep(wait_s / 10)
         now = asyncio.get_running_loop().time()
         inbox = self.broker.inbox.get(self.party, [])
-        due = [d for at, d in inbox if at <= now]
-        inbox[:] = [(at, d) for at, d in inbox if at > now]
-        return [_Record(d) for d in due]
+        due = []
+        while self.read < len(inbox) and inbox[self.read][0] <= now:
+            due.append(inbox[self.read][1])
+            self.read += 1
+        return [_Record(d, self.broker) for d in due]
 
 
 def _delivered(event: dict[str, Any], to: str) -> Delivery:
@@ -255,6 +261,68 @@ def test_a_late_delivery_is_waited_for_and_the_story_is_told_to_its_end(
         "referral loop", "referral loop 4/4",
     ]  # fmt: skip
     assert "this machine is slow; still listening" in said[1]
+
+
+def test_each_scripted_delivery_is_opened_once_beside_the_demo_s_printing_subscribers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The demo's printers read the hub's and the team's topics too: they print the loop's
+    referral and outcome and leave them to the loop to open (opened twice, the child's
+    disclosure log showed two views a millisecond apart), and still open every other."""
+    from broker.cli import _demo_run
+
+    policy = load_bundle(POLICIES)
+    broker = _Broker(late=0)
+    monkeypatch.setattr(_demo_loop, "Publisher", broker.publisher)
+    monkeypatch.setattr(_demo_loop, "Subscriber", broker.subscriber)
+    monkeypatch.setattr(_demo_run, "Subscriber", broker.subscriber)
+    said: list[str] = []
+    scripted: _demo_loop.Scripted = set()
+    known: list[set[tuple[str, str]]] = []  # what the printers would skip, as each is sent
+    publish = broker.publish
+
+    def publishing(event: dict[str, Any]) -> None:
+        known.append(set(scripted))
+        publish(event)
+
+    monkeypatch.setattr(broker, "publish", publishing)
+
+    async def demo() -> None:
+        stop = asyncio.Event()
+        printers = [
+            asyncio.create_task(
+                _demo_run._recipient(
+                    None,  # type: ignore[arg-type]  # the fakes ignore it
+                    lambda _p: None,  # type: ignore[arg-type,return-value]
+                    party, stop=stop, say=said.append, envelope=EnvelopeSettings(),
+                    scripted=scripted,
+                )
+            )
+            for party in ("cog-tipton", "sandwell-coord")
+        ]  # fmt: skip
+        broker.publish({"event_id": "agency-1", "sender": "wmp"})  # not the loop's
+        await _demo_loop.referral_loop(
+            lambda _p: None,  # type: ignore[arg-type,return-value]
+            lambda _p: None,  # type: ignore[arg-type,return-value]
+            policy, say=said.append, envelope=EnvelopeSettings(), delay=0, scripted=scripted,
+        )  # fmt: skip
+        await asyncio.sleep(0.3)  # the printers' next polls
+        stop.set()
+        await asyncio.gather(*printers)
+
+    asyncio.run(demo())
+    assert said[-1].startswith("referral loop 4/4")
+    rid, oid = (broker.inbox[p][-1][1].event_id for p in ("cog-tipton", "sandwell-coord"))
+    assert scripted == {("cog-tipton", rid), ("sandwell-coord", oid)}
+    # Known before it is sent: a printer could otherwise read it first.
+    assert known[1:] == [{("cog-tipton", rid)}, scripted]
+    assert sorted((to, eid, by) for to, eid, by, _ in broker.opened) == sorted([
+        ("cog-tipton", rid, "duty-worker"), ("sandwell-coord", oid, "duty-worker"),
+        ("cog-tipton", "agency-1", "duty-worker"), ("sandwell-coord", "agency-1", "duty-worker"),
+    ])  # fmt: skip
+    printed = [line for line in said if line.startswith("→")]
+    assert len(printed) == 4
+    assert sum(line.endswith("(scripted: opened by the referral loop)") for line in printed) == 2
 
 
 def test_a_slow_flag_service_s_status_names_its_log_only_when_it_has_something(
