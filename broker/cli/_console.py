@@ -179,7 +179,13 @@ def remove_user(name: Name) -> None:
 def list_users() -> None:
     """List console accounts: names, when made, whether they have a second factor (never the
     hashes or secrets)."""
-    for account in _users(load_settings()).accounts():
+    users = _users(load_settings())
+    accounts = users.accounts()
+    if not accounts:
+        # None is not an error, but saying nothing leaves a wrong ACCORD_HOME unnoticed.
+        missing = "" if users.path.exists() else " (the file does not exist)"
+        typer.echo(f"no accounts in {users.path}{missing}")
+    for account in accounts:
         made = account.created_at.isoformat(timespec="seconds")
         factor = "second factor: TOTP" if account.second_factor else "NO second factor"
         typer.echo(f"{account.name}\tcreated {made}\t{factor}")

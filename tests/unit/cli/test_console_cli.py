@@ -55,6 +55,19 @@ def test_add_user_stores_a_hash_and_lists_the_account(
     assert secret_of(home, "ig.jo") not in out
 
 
+def test_users_with_no_account_says_so_naming_the_file_it_read(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Silence left a wrong ACCORD_HOME unnoticed; none is not an error, so exit 0."""
+    path = home / "console" / "users.json"
+    assert run_cli(["console", "users"]) == (
+        0, f"no accounts in {path} (the file does not exist)\n", ""
+    )  # fmt: skip
+    add(run_cli, monkeypatch, "ig.jo", "a long enough secret")
+    assert run_cli(["console", "remove-user", "ig.jo"])[0] == 0
+    assert run_cli(["console", "users"]) == (0, f"no accounts in {path}\n", "")
+
+
 def test_add_user_enrols_a_second_factor_and_shows_it_once(
     home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
