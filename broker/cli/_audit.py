@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from broker._words import plural
 from broker.cli._audit_options import (
     Db,
     Dob,
@@ -19,6 +20,7 @@ from broker.cli._audit_options import (
     Follow,
     Format,
     GivenName,
+    IndexDb,
     MetricsHost,
     MetricsPort,
     NhsNumber,
@@ -30,6 +32,7 @@ from broker.cli._audit_options import (
     ReportFormat,
     ReportReason,
     RepReason,
+    ReviewDb,
     Since,
     SubjectReason,
     SubjReason,
@@ -87,7 +90,7 @@ def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime
 
 
 def index(
-    db: Db = None,
+    db: IndexDb = None,
     follow: Follow = False,
     metrics_host: MetricsHost = None,
     metrics_port: MetricsPort = None,
@@ -117,8 +120,9 @@ def index(
         )
         summary = run(_run_indexer(indexer, settings, follow=follow))
         typer.echo(
-            f"indexed {summary.indexed} records ({summary.duplicates} already indexed); "
-            f"the index holds {store.count()} records in {len(store.chains())} chains"
+            f"indexed {plural(summary.indexed, 'record')} ({summary.duplicates} already "
+            f"indexed); the index holds {plural(store.count(), 'record')} in "
+            f"{plural(len(store.chains()), 'chain')}"
         )
         if summary.refused:
             typer.echo(summary.refusals())
@@ -207,7 +211,7 @@ def _copy_verified_now(settings: Settings, store: AuditStore) -> str:
     except ChainBroken as exc:
         found = f"BROKEN: {exc}"
     else:
-        found = f"intact, {summary.records} records in {summary.chains} chains"
+        found = f"intact, {plural(summary.records, 'record')} in {plural(summary.chains, 'chain')}"
     return (f"this copy, verified now: {found} (a copy keeps no verification of its own; "
             "'accord audit verify --db COPY' records one in the live log)")  # fmt: skip
 
@@ -311,7 +315,7 @@ def review(
     password_stdin: PasswordStdin = False,
     code: Code = None,
     host: Host = None,
-    db: Db = None,
+    db: ReviewDb = None,
 ) -> None:
     """Record your finding on a safeguarding override, in your name: written to the audit log,
     then indexed. Left out, --as is asked for at a terminal."""

@@ -25,13 +25,29 @@ class ReportFormat(enum.StrEnum):
     JSON = "json"
 
 
+# --db means something different to each command: each gets help that says only its own.
+_INDEX_URL = (
+    "Audit index URL: sqlite:///PATH or postgresql://… (default: ACCORD_AUDIT_DB, else "
+    "<home>/audit.db)."
+)
+#: verify, subject and report: they read an index; only the configured one is theirs to change.
 Db = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Audit index URL: sqlite:///PATH or postgresql://… (default: ACCORD_AUDIT_DB, "
-        "else <home>/audit.db). verify, report and subject open any other index (a copy) "
-        "read-only: never caught up, migrated or changed; review-override refuses one.",
+        help=f"{_INDEX_URL} Any other index (a copy) is opened read-only: never caught up, "
+        "migrated or changed.",
+    ),
+]
+#: index: fills the index named.
+IndexDb = Annotated[str | None, typer.Option("--db", help=f"The index to fill. {_INDEX_URL}")]
+#: review-override: writes the review into the live index, so a copy is refused.
+ReviewDb = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help=f"{_INDEX_URL} Only the configured index: a copy is refused (a review goes into "
+        "the live log).",
     ),
 ]
 Follow = Annotated[

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from broker._words import plural
 from broker.governance import (
     DisclosureEntry,
     GovernanceReport,
@@ -133,10 +134,10 @@ def disclosure(
         return buf.getvalue().rstrip("\n")
     rows = [[d[k] for k in keys] for d in (_log_row(e, shown=True) for e in entries)]
     if fmt == "html":
-        note = f"{len(entries)} entries" + (f"; {searched}" if searched else "")
+        note = plural(len(entries), "entry", "entries") + (f"; {searched}" if searched else "")
         legend = reason_legend(entries)
         return _html_page("Disclosure log", heads, rows, note, produced, legend=legend)
-    title = f"Disclosure log: {len(entries)} entries, oldest first"
+    title = f"Disclosure log: {plural(len(entries), 'entry', 'entries')}, oldest first"
     if searched:
         title += f"\n{searched[:1].upper()}{searched[1:]}"
     return f"{title}\n{table(heads, rows)}" if entries else f"{title}\n(nothing recorded)"

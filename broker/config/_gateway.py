@@ -8,16 +8,13 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr
 
+from broker._words import plural
 from broker.config._base import BehindProxies, HostList, NetworkList, OpsEndpoint
 
 #: The shortest bearer token taken: 32 characters of ``secrets.token_urlsafe`` are ~190 bits.
 MIN_TOKEN_LENGTH = 32
 # What an Authorization header can carry as it is (RFC 6750's token68, and no spaces).
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _strong_token(value: SecretStr | None) -> SecretStr | None:
@@ -29,7 +26,7 @@ def _strong_token(value: SecretStr | None) -> SecretStr | None:
     ends = len(token[len(token.rstrip("\r\n")) :].replace("\r\n", "\n"))
     if ends:
         raise ValueError(
-            f"ends in {_plural(ends, 'line break')} (from a file, one final newline is "
+            f"ends in {plural(ends, 'line break')} (from a file, one final newline is "
             "removed, no more): write the token alone on one line"
         )
     if token != token.strip():
@@ -43,7 +40,7 @@ def _strong_token(value: SecretStr | None) -> SecretStr | None:
         bad = sum(1 for c in token if not _TOKEN.fullmatch(c))
         raise ValueError(
             f"may hold only letters, digits and . _ ~ + / = - (it holds "
-            f"{_plural(bad, 'other character')})"
+            f"{plural(bad, 'other character')})"
         )
     return value
 

@@ -22,6 +22,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from broker._words import noun, plural
 from broker.console._chains import Shown
 from broker.console._deps import ConsoleDeps
 from broker.console._metrics import SignInOutcome
@@ -47,6 +48,9 @@ class Console(WebPages):
         self.deps = deps
         # A disclosure log's table explains the reason codes it shows (log_table.html).
         self.templates.globals["reason_legend"] = reason_legend
+        # A count a page shows agrees with its noun: "1 override", not "1 overrides".
+        self.templates.filters["plural"] = plural
+        self.templates.filters["noun"] = noun
         self.verifying = asyncio.Lock()  # one whole-log verification at a time
         self.verified = Shown()  # each session's last verification, until its page shows it
         if missing := sum(not a.second_factor for a in deps.users.accounts()):

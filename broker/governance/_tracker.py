@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
+from broker._words import plural
 from broker.audit import (
     GENESIS,
     AuditRecord,
@@ -115,7 +116,8 @@ class IndexSummary:
             f"{reason}: {n} ({REFUSED_MEANS.get(reason, 'see docs/governance.md')})"
             for reason, n in sorted(self.refused.items())
         )
-        return f"refused {sum(self.refused.values())} messages, kept out of the index ({why})"
+        refused = plural(sum(self.refused.values()), "message")
+        return f"refused {refused}, kept out of the index ({why})"
 
 
 Position = tuple[int, int]  # partition, offset

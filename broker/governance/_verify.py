@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from broker._words import plural
 from broker.audit import (
     AuditKind,
     AuditRecord,
@@ -75,37 +76,41 @@ class VerifySummary:
         extra = ""
         if self.not_vouched:
             extra += (
-                f"; {self.not_vouched} chains no earlier signed verification vouches for yet "
-                "(deleted whole, only --from-topic --db would show it)"
+                f"; {plural(self.not_vouched, 'chain')} no earlier signed verification vouches "
+                "for yet (deleted whole, only --from-topic --db would show it)"
             )
         if self.beyond_vouch:
             extra += (
-                f"; {self.beyond_vouch} chains with records no verification has vouched for "
-                "yet, past the newest head one vouches for (cut back to it, only --from-topic "
-                "would show it)"
+                f"; {plural(self.beyond_vouch, 'chain')} with records no verification has "
+                "vouched for yet, past the newest head one vouches for (cut back to it, only "
+                "--from-topic would show it)"
             )
         if self.not_reached:
             extra += (
-                f"; {self.not_reached} chains an earlier verification saw further than this "
-                "index has read the topic (not indexed yet)"
+                f"; {plural(self.not_reached, 'chain')} an earlier verification saw further "
+                "than this index has read the topic (not indexed yet)"
             )
         if self.behind is not None:
             extra += (
                 "; the index holds everything the topic signed up to where it has read it"
-                f" ({self.behind} chains signed further than that: not indexed yet)"
+                f" ({plural(self.behind, 'chain')} signed further than that: not indexed yet)"
             )
         if self.refused or self.unsigned:
             extra += (
-                f"; left out: {self.refused} messages no writer signed, "
-                f"{self.unsigned} records awaiting their writer's checkpoint"
+                f"; left out: {plural(self.refused, 'message')} no writer signed, "
+                f"{plural(self.unsigned, 'record')} awaiting their writer's checkpoint"
             )
         if self.unvouched:
+            one = self.unvouched == 1
             extra += (
-                f"; {self.unvouched} checkpoints vouch for nothing (their key does not verify "
-                "now, revoked since?), a later valid checkpoint covers them"
+                f"; {plural(self.unvouched, 'checkpoint')} "
+                f"{'vouches' if one else 'vouch'} for nothing ({'its' if one else 'their'} key "
+                "does not verify now, revoked since?), a later valid checkpoint covers "
+                f"{'it' if one else 'them'}"
             )
         return (
-            f"audit log intact ({self.source}): {self.records} records in {self.chains} chains, "
+            f"audit log intact ({self.source}): {plural(self.records, 'record')} in "
+            f"{plural(self.chains, 'chain')}, "
             f"{self.signed_chains} with a verified signed checkpoint{extra}"
         )
 
@@ -323,11 +328,11 @@ def verification_state(store: AuditStore, *, logged: Iterable[datetime | None] =
         parts.append("the index records no verification; run 'accord audit verify' before sending")
         return "; ".join(parts)
     at = f"{last.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    found = (
-        f"intact, {last.records} records in {last.chains} chains as indexed then"
-        if last.ok
-        else f"FAILED: {last.failure}"
-    )
+    if last.ok:  # a pass always counts what it read
+        counted = f"{plural(last.records or 0, 'record')} in {plural(last.chains or 0, 'chain')}"
+        found = f"intact, {counted} as indexed then"
+    else:
+        found = f"FAILED: {last.failure}"
     parts.append(f"the index records the last verification as {at} by {last.by}: {found}")
     if any(t is not None and t > last.at for t in logged):
         parts.append(f"entries after {at} not yet verified")

@@ -140,7 +140,7 @@ async def test_the_topic_itself_verifies_and_a_forged_record_on_it_is_left_out_a
     summary = verify_records(on_topic, verifier, reference=reference)
     # The genuine chain stands; the forged checkpoint vouches for nothing, so it waits.
     assert (summary.records, summary.refused, summary.unsigned) == (len(records), 0, 1)
-    assert "1 records awaiting their writer's checkpoint" in summary.line()
+    assert "1 record awaiting their writer's checkpoint" in summary.line()
     indexed = await Indexer(store, verifier, clients(kafka_bootstrap), topic=topic).run(
         follow=False
     )
@@ -309,7 +309,7 @@ def test_verify_from_topic_is_not_fooled_by_a_checkpoint_indexed_after_it_read_t
         monkeypatch.setenv(name, value)
     code, out, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
     assert (code, err) == (0, ""), err
-    assert out.startswith(f"audit log intact (topic): {cut} records in 1 chains")
+    assert out.startswith(f"audit log intact (topic): {cut} records in 1 chain")
     assert store.count() == cut + 2  # the checkpoint was indexed while verification ran
 
 

@@ -28,6 +28,11 @@ def test_each_reason_is_counted_and_explained_in_one_line() -> None:
     )
 
 
+def test_one_message_refused_is_said_in_the_singular() -> None:
+    line = IndexSummary(refused=Counter({"undecodable": 1})).refusals()
+    assert line.startswith("refused 1 message, kept out of the index (undecodable: 1")
+
+
 def test_every_reason_the_indexer_refuses_for_has_its_meaning() -> None:
     produced = {
         "undecodable", "foreign-chain", "kind-not-allowed", "wrong-key", "wrong-partition",

@@ -79,7 +79,7 @@ def test_a_role_that_may_only_read_verifies_and_says_in_one_line_the_result_was_
     monkeypatch.setenv("ACCORD_AUDIT_DB", url)  # the configured index, not a copy
     code, out, err = run_cli(["audit", "verify", "--db", url])
     assert code == 0
-    assert out.startswith(f"audit log intact (postgresql): {indexed_pg} records in 1 chains")
+    assert out.startswith(f"audit log intact (postgresql): {indexed_pg} records in 1 chain")
     assert len(out.strip().splitlines()) == 1  # no log line among the answer
     [line] = err.strip().splitlines()
     assert line.startswith(

@@ -148,8 +148,8 @@ def test_an_untouched_index_verifies_with_a_one_line_summary(
     code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
     assert (code, err) == (0, "")
     assert out.strip() == (
-        f"audit log intact ({store.backend}): {len(indexed)} records in 1 chains, "
-        "1 with a verified signed checkpoint; 1 chains no earlier signed verification vouches "
+        f"audit log intact ({store.backend}): {len(indexed)} records in 1 chain, "
+        "1 with a verified signed checkpoint; 1 chain no earlier signed verification vouches "
         "for yet (deleted whole, only --from-topic --db would show it)"
     )
 

@@ -61,7 +61,7 @@ def test_verify_from_the_topic_takes_a_chain_whose_revoked_checkpoint_a_later_on
     assert (dict(topic.refused), topic.unsigned) == ({}, 0)
     summary = verify_records(topic, verifier)
     assert (summary.records, summary.signed_chains, summary.unvouched) == (5, 1, 1)
-    assert "1 checkpoints vouch for nothing" in summary.line()
+    assert "1 checkpoint vouches for nothing" in summary.line()
 
 
 def test_an_index_rebuilt_after_the_revocation_takes_the_whole_chain_and_verifies(

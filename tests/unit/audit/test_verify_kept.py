@@ -260,7 +260,7 @@ def test_a_sar_attachment_says_when_by_whom_what_was_searched_and_the_logs_state
     _, out, _ = run_cli(argv)
     assert (
         "<li>Audit log: the index records the last verification as 2026-11-23 08:00:00 UTC by "
-        f"jsmith: intact, {len(indexed)} records in 1 chains as indexed then</li>"
+        f"jsmith: intact, {len(indexed)} records in 1 chain as indexed then</li>"
     ) in out
 
 
@@ -275,6 +275,6 @@ def test_a_sar_header_says_entries_logged_after_the_last_verification_are_not_ye
     _, out, _ = run_cli(argv)
     assert (
         "<li>Audit log: the index records the last verification as 2026-11-22 08:00:00 UTC by "
-        f"jsmith: intact, {len(indexed)} records in 1 chains as indexed then; entries after "
+        f"jsmith: intact, {len(indexed)} records in 1 chain as indexed then; entries after "
         "2026-11-22 08:00:00 UTC not yet verified</li>"
     ) in out

@@ -150,11 +150,25 @@ def test_the_summary_keeps_every_clause_with_messages_left_out() -> None:
     line = VerifySummary("index", 3, 9, 3, refused=1, unsigned=2, not_reached=1,
                          not_vouched=2).line()  # fmt: skip
     assert "; 2 chains no earlier signed verification vouches for yet" in line
-    assert "; 1 chains an earlier verification saw further than this index has read" in line
-    assert "; left out: 1 messages no writer signed, 2 records awaiting" in line
+    assert "; 1 chain an earlier verification saw further than this index has read" in line
+    assert "; left out: 1 message no writer signed, 2 records awaiting" in line
     line = VerifySummary("topic", 3, 9, 3, refused=1, behind=4).line()
     assert "(4 chains signed further than that: not indexed yet)" in line
-    assert "; left out: 1 messages" in line
+    assert "; left out: 1 message no writer signed" in line
     line = VerifySummary("index", 3, 9, 3, not_vouched=1, beyond_vouch=2).line()
-    assert "; 1 chains no earlier signed verification vouches for yet" in line
+    assert "; 1 chain no earlier signed verification vouches for yet" in line
     assert "; 2 chains with records no verification has vouched for yet, past the newest" in line
+
+
+def test_the_summary_says_one_of_each_in_the_singular() -> None:
+    """It used to say '1 records in 1 chains'."""
+    line = VerifySummary("index", 1, 1, 1, unvouched=1, behind=1, not_vouched=1).line()
+    assert line.startswith("audit log intact (index): 1 record in 1 chain, 1 with a verified")
+    assert "; 1 chain no earlier signed verification vouches for yet" in line
+    assert "(1 chain signed further than that: not indexed yet)" in line
+    assert "; 1 checkpoint vouches for nothing (its key does not verify now" in line
+    assert line.endswith("a later valid checkpoint covers it")
+    line = VerifySummary("topic", 2, 5, 2, unvouched=2).line()
+    assert line.startswith("audit log intact (topic): 5 records in 2 chains, 2 with")
+    assert line.endswith("; 2 checkpoints vouch for nothing (their key does not verify now, "
+                         "revoked since?), a later valid checkpoint covers them")  # fmt: skip

@@ -161,7 +161,7 @@ def test_a_head_a_verification_saw_beyond_where_the_index_has_read_is_not_held_a
     code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
     assert (code, err) == (0, "")
     assert out.strip().endswith(
-        "; 1 chains an earlier verification saw further than this index has read the topic "
+        "; 1 chain an earlier verification saw further than this index has read the topic "
         "(not indexed yet)"
     ), out
 
@@ -259,7 +259,8 @@ def test_a_verification_vouches_only_for_heads_no_earlier_one_vouches_for(
     for run, unvouched in enumerate((2, 1, 0)):
         code, out, _ = run_cli(["audit", "verify", "--db", audit_db_url])
         assert code == 0
-        said = f"; {unvouched} chains no earlier signed verification vouches for yet"
+        chains = "chain" if unvouched == 1 else "chains"
+        said = f"; {unvouched} {chains} no earlier signed verification vouches for yet"
         assert (said in out) == (unvouched > 0), out
         assert index_records(store, verifier, sink.records[2 * run :], start=at).breaks == []
         at += 2
@@ -288,8 +289,8 @@ def test_the_summary_counts_chains_grown_past_their_newest_vouch(
     _offer(tracker, x[3:], 0, p0)  # X grows to seq 5
     code, out, _ = run_cli(["audit", "verify", "--db", audit_db_url])
     assert code == 0
-    assert "; 1 chains no earlier signed verification vouches for yet" in out  # the CLI's
-    assert "; 1 chains with records no verification has vouched for yet, past the newest" in out
+    assert "; 1 chain no earlier signed verification vouches for yet" in out  # the CLI's
+    assert "; 1 chain with records no verification has vouched for yet, past the newest" in out
 
 
 def test_a_vouch_the_index_has_not_read_past_does_not_spare_naming_the_head_again(
@@ -386,5 +387,5 @@ def test_from_topic_an_index_that_has_not_read_as_far_yet_is_no_fault(
     assert (code, err) == (0, "")
     assert out.strip().endswith(
         "; the index holds everything the topic signed up to where it has read it "
-        "(1 chains signed further than that: not indexed yet)"
+        "(1 chain signed further than that: not indexed yet)"
     ), out

@@ -154,3 +154,35 @@ def test_the_indexer_logs_json_lines_at_info_as_the_worker_does(
     with pytest.raises(SystemExit):
         main(["audit", "index", "--follow", "--db", "nosuch://x"])  # stops at the --db
     assert calls == [("info", True)]
+
+
+def _db_help(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    """The --db option's help of ``accord audit COMMAND --help``, unwrapped."""
+    code: int | str | None = 0
+    try:
+        main(["audit", command, "--help"])
+    except SystemExit as exc:
+        code = exc.code
+    assert code in (0, None)
+    words = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    return words[words.index("--db") : words.index("--", words.index("--db") + 4)]
+
+
+@pytest.mark.parametrize(
+    ("command", "says", "not_said"),
+    [
+        ("verify", "a copy) is opened read-only", "review-override"),
+        ("subject", "a copy) is opened read-only", "review-override"),
+        ("report", "a copy) is opened read-only", "review-override"),
+        ("index", "The index to fill", "read-only"),
+        ("review-override", "a copy is refused", "read-only"),
+    ],
+)
+def test_each_commands_db_help_says_what_db_means_to_it(
+    capsys: pytest.CaptureFixture[str], command: str, says: str, not_said: str
+) -> None:
+    """One help text was shared: verify's named review-override, and index's said copies
+    are read-only (it fills whatever index it is given)."""
+    shown = _db_help(capsys, command)
+    assert says in shown
+    assert not_said not in shown

@@ -370,6 +370,16 @@ def test_the_dashboard_charts_the_indexed_decisions(
     assert re.search(r'id="decisions-total">0<', client.get("/").text)
 
 
+def test_the_dashboard_says_one_of_a_thing_in_the_singular(client: TestClient) -> None:
+    """It used to say '1 overrides awaiting review'; none and many stay plural."""
+    sign_in(client)
+    page = client.get("/").text
+    assert re.search(r'id="overrides-pending">1</span> override awaiting review<', page)
+    assert re.search(r'id="quarantine-total">1</span> record quarantined<', page)
+    assert re.search(r'id="decisions-total">4</span> decisions in 14 days<', page)
+    assert re.search(r'id="encompass-late">0</span> Encompass notices read late', page)
+
+
 def test_the_agreements_page_shows_validity_expiry_and_use(
     make_client: Callable[..., TestClient], indexed: list[AuditRecord], clock: Clock
 ) -> None:
