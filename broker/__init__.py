@@ -3,7 +3,8 @@
 The packages mirror the architecture, in layers; a package imports only from layers below
 its own (``tests/unit/test_layers.py`` holds the code to this):
 
-1. ``errors``                                     every error Accord raises on purpose
+1. ``errors`` ``_words``                          every error Accord raises on purpose; a
+                                                  count and its noun
 2. ``_canonical`` ``_private`` ``_vectors`` ``config`` ``principals`` ``topics``
                                                   encodings, private folders, test vectors,
                                                   settings, names

@@ -18,7 +18,7 @@ BROKER = Path(broker.__file__).resolve().parent
 #: Lowest first. A unit is a sub-package or a top-level module of ``broker``; units in one
 #: layer do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors",),
+    ("errors", "_words"),
     ("_canonical", "_private", "_vectors", "config", "principals", "topics"),
     ("crypto", "events", "ops"),
     ("envelope", "linkage", "synthetic"),
