@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from broker._words import plural
 from broker.cli._audit_options import Db, FromTopic, Heads, SaveHeads
 from broker.cli._audit_store import (
     appender_of,
@@ -104,7 +105,7 @@ def verify(
     if save_heads is not None:
         lines = [newest[c].to_bytes().decode() for c in sorted(newest)]
         save_heads.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        typer.echo(f"{len(lines)} signed heads saved to {save_heads}")
+        typer.echo(f"{plural(len(lines), 'signed head')} saved to {save_heads}")
 
 
 def _login_name() -> str:

@@ -328,9 +328,11 @@ def verification_state(store: AuditStore, *, logged: Iterable[datetime | None] =
         parts.append("the index records no verification; run 'accord audit verify' before sending")
         return "; ".join(parts)
     at = f"{last.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    if last.ok:  # a pass always counts what it read
-        counted = f"{plural(last.records or 0, 'record')} in {plural(last.chains or 0, 'chain')}"
+    if last.ok and last.records is not None and last.chains is not None:
+        counted = f"{plural(last.records, 'record')} in {plural(last.chains, 'chain')}"
         found = f"intact, {counted} as indexed then"
+    elif last.ok:  # Accord always counts what a pass read: this row was written by hand
+        found = "intact, its counts not recorded"
     else:
         found = f"FAILED: {last.failure}"
     parts.append(f"the index records the last verification as {at} by {last.by}: {found}")
