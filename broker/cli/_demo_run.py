@@ -241,7 +241,7 @@ async def _recipient(
                         f"{len(fields)} fields"
                     )
                     if (party, m.event_id) in scripted:
-                        say(f"{line} (scripted: opened by the referral loop)")
+                        say(f"{line} (left for the referral loop to open)")
                         continue
                     say(line)
                     # A user name, as a desk records its users' views (the party is

@@ -12,7 +12,7 @@ import functools
 import logging
 import ssl
 import threading
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ __all__ = [
     "abandon_consumer",
     "abort_quietly",
     "connecting",
+    "left_running",
     "quiet_leftovers",
     "stop_bounded",
     "stop_in_background",
@@ -270,13 +271,21 @@ async def stop_quietly(client: Any) -> None:
 _stopping: set[asyncio.Task[None]] = set()
 
 
-def stop_in_background(stop: Awaitable[None]) -> asyncio.Task[None]:
+def stop_in_background(stop: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     """``stop`` (a client's stop, or its abandoning) as a task held until it ends, for a
-    caller that waits for it only so long and then goes on without it."""
-    task = asyncio.ensure_future(stop)
+    caller that waits for it only so long and then goes on without it (:func:`left_running`
+    then)."""
+    task = asyncio.create_task(stop)
     _stopping.add(task)
     task.add_done_callback(_stopping.discard)
     return task
+
+
+def left_running(stopping: asyncio.Task[None], client_id: object = None) -> None:
+    """A stop from :func:`stop_in_background` that nobody will await: what it raises past
+    ``stop_quietly`` (a bug, not Kafka) is logged once, by type only, not printed by asyncio
+    with its text (which may quote a record)."""
+    stopping.add_done_callback(functools.partial(_report_left, client_id))
 
 
 async def stop_bounded(client: Any, seconds: float | None = None) -> bool:
@@ -297,12 +306,12 @@ async def stop_bounded(client: Any, seconds: float | None = None) -> bool:
     try:
         done, _ = await asyncio.wait([stopping], timeout=wait)
     except BaseException:  # cancelled: the stop goes on, awaited by nobody
-        stopping.add_done_callback(functools.partial(_report_left, client_id))
+        left_running(stopping, client_id)
         raise
     if done:
         stopping.result()  # what stop_quietly lets through (a bug, not Kafka) is raised
         return True
-    stopping.add_done_callback(functools.partial(_report_left, client_id))
+    left_running(stopping, client_id)
     log.debug("kafka_stop_left_running", client_id=client_id, waited_s=wait)
     return False
 

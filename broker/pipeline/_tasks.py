@@ -34,6 +34,7 @@ from broker.kafka import (
     TopicPartition,
     abandon,
     abort_quietly,
+    left_running,
     partition_for,
     stop_in_background,
     stop_quietly,
@@ -153,14 +154,19 @@ async def stop_within(producer: Producer, *, abandoning: bool = False) -> None:
     Kafka confirmed counts as committed, so nothing an abandoned producer held is counted,
     whatever Kafka makes of it.
     """
+    # Never raised here (one producer's bug must not keep the others from stopping): what a
+    # stop or an abandon raises past stop_quietly is logged by its type (left_running).
     if not abandoning:
         stopping = stop_in_background(stop_quietly(producer))
+        left_running(stopping)
         done, _ = await asyncio.wait([stopping], timeout=CLOSE_WITHIN_S)
         if done:
             return
     # Its sender cancelled, its batches failed: a stop under way ends too, but for the
     # connections' closing, which goes on in the background.
-    await asyncio.wait([stop_in_background(abandon(producer))], timeout=CLOSE_WITHIN_S)
+    abandoning_it = stop_in_background(abandon(producer))
+    left_running(abandoning_it)
+    await asyncio.wait([abandoning_it], timeout=CLOSE_WITHIN_S)
 
 
 async def close_within(client: Consumer) -> None:

@@ -49,6 +49,8 @@ from broker.kafka import (
     abandon,
     abandon_consumer,
     connecting,
+    left_running,
+    stop_in_background,
     stop_quietly,
     translated,
 )
@@ -76,16 +78,18 @@ async def stop_consumer(consumer: Consumer, *, send_timeout: float, client_id: s
     cancelled and it is abandoned (``broker.kafka.abandon_consumer``, which commits nothing)
     within what is left."""
     deadline = asyncio.get_running_loop().time() + send_timeout + STOP_GRACE
-    stopping = asyncio.ensure_future(stop_quietly(consumer))
+    stopping = stop_in_background(stop_quietly(consumer))  # held: a cancel may not end it
     try:
         done, _ = await asyncio.wait([stopping], timeout=send_timeout + STOP_GRACE / 2)
     except BaseException:
         stopping.cancel()  # this stop was itself cancelled: so is the consumer's
+        left_running(stopping, client_id)
         raise
     if done:
         stopping.result()
         return
     stopping.cancel()
+    left_running(stopping, client_id)
     # Three waits share what is left: the cancelled stop's, then abandon_consumer's two (its
     # tasks, then its connections), each up to ``within``.
     await asyncio.wait([stopping], timeout=_left(deadline) / 3)

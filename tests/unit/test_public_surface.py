@@ -135,7 +135,7 @@ SURFACES = {
         "connecting", "client_settings", "ensure_topics", "header_key_bytes", "missing_topics",
         "murmur2", "partition_count", "partition_for",
         "quiet_leftovers", "read_access", "read_client_file", "read_retained", "stop_bounded",
-        "stop_in_background", "stop_quietly",
+        "stop_in_background", "stop_quietly", "left_running",
         "topic_configs", "translated", "undecodable", "warn_if_plaintext", "write_client_files",
         "Retained", "TLS_CLOSE_S", "bound_tls_close",
     },
