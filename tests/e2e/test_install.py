@@ -10,8 +10,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -191,6 +194,21 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
     return {**inherited, "ACCORD_HOME": str(home)}
 
 
+def _openings_of_the_referral(server_bin: Path, env: dict[str, str], out: str) -> int:
+    """How many times the demo's audit log says the referral loop's referral was opened,
+    indexed first (the console's indexer stopped with the demo)."""
+    index = _accord(server_bin, "audit", "index", "--once", env=env)
+    assert index.returncode == 0, index.stdout + index.stderr
+    referral = re.search(r"referral loop 1/4: .*\(referral ([0-9a-f-]{36})\)", out)
+    assert referral, out
+    with contextlib.closing(sqlite3.connect(Path(env["ACCORD_HOME"]) / "audit.db")) as db:
+        [(opened,)] = db.execute(
+            "SELECT COUNT(*) FROM audit_records WHERE kind = 'opened' AND event_id = ?",
+            (referral.group(1),),
+        ).fetchall()
+    return int(opened)
+
+
 def test_the_demo_runs_the_broker_end_to_end_and_serves_the_console(
     server_bin: Path, demo_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -251,5 +269,10 @@ def test_the_demo_runs_the_broker_end_to_end_and_serves_the_console(
         verify = _accord(server_bin, "audit", "verify", env=with_it)
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert "audit log intact" in verify.stdout
+
+        # The scripted referral was opened once, by the loop: the demo's printing subscriber
+        # reads the hub's topic too and leaves it (two acks were two views in the child's
+        # disclosure log).
+        assert _openings_of_the_referral(server_bin, with_it, out) == 1
     finally:
         _accord(server_bin, "kafka", "down", env=demo_env)
