@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from broker._words import plural
 from broker.cli._keys_bundle import party_kinds, policy_parties
 from broker.cli._keys_change import register_changes
 from broker.cli._keys_exchange import register_exchange
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from broker.keys import FileKeyStore
 
 
-def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> None:
+def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> list[Path]:
     """Make the secrets of the console's (or ``party``'s desk's) web app that the store lacks:
     the key that seals its accounts' second factors, the device-cookie key and, for a desk,
     its linkage secret (a party new to the store has its own already: ``_init`` makes it
@@ -30,12 +31,18 @@ def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> N
     with the store, because no server makes them: a keystore archived for Kubernetes is
     unpacked into memory at each start, and a secret made there would be lost at the next,
     and every officer's code with it. Only ``broker.keys`` is needed, so an SDK-only install
-    enrols too."""
-    from broker.keys import TOTP_SECRET_NAME, desk_linkage_key, device_key
+    enrols too. Returns the older plain files moved in (and so removed)."""
+    from broker.keys import (
+        LEGACY_DEVICE_FILE,
+        LINKAGE_FILE,
+        TOTP_SECRET_NAME,
+        desk_linkage_key,
+        device_key,
+    )
     from broker.principals import Principal
 
     console = party == Principal.CONSOLE
-    owner = "console" if console else f"desk:{party}"
+    owner = _web_owner(party)
     store.local_secret(TOTP_SECRET_NAME)  # what ``TotpBox.from_keystore(create=True)`` makes
     # An older app's plain device-cookie file is this home's, beside its accounts: it moves
     # only into the keystore this home's servers use. One made with --dir (for another host,
@@ -43,6 +50,9 @@ def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> N
     users: Path | None = None
     if store.path.resolve() == settings.keystore_path(party).resolve():
         users = settings.console_users_file if console else settings.desk_users_file(party)
+    plains = [] if users is None else [users.parent / LEGACY_DEVICE_FILE]
+    plains += [] if console else [store.path / LINKAGE_FILE]
+    there = [plain for plain in plains if plain.exists()]
     device_key(store, owner, users, move=True)
     if not console:
         try:
@@ -53,6 +63,42 @@ def _enrolment_secrets(store: FileKeyStore, party: str, settings: Settings) -> N
             # service refuse to start on it with the same words; keys init, which an agency
             # runs too, goes on with the party's keys.
             typer.echo(f"warning: {party}'s desk linkage secret was not made: {exc}", err=True)
+    return [plain for plain in there if not plain.exists()]
+
+
+def _web_owner(party: str) -> str:
+    """The owner ``party``'s web app's device-cookie key is made for: its console or desk."""
+    from broker.principals import Principal
+
+    return "console" if party == Principal.CONSOLE else f"desk:{party}"
+
+
+def _web_secrets(party: str) -> list[tuple[str, str]]:
+    """The keystore secrets enrolment makes for ``party``'s web app, each with the words
+    ``keys init`` names it by (never its value)."""
+    from broker.keys import TOTP_SECRET_NAME, device_secret_name, linkage_secret_name
+    from broker.principals import Principal
+
+    desk = (
+        [] if party == Principal.CONSOLE else [("desk linkage secret", linkage_secret_name(party))]
+    )
+    return [
+        *desk,
+        ("second-factor key", TOTP_SECRET_NAME),
+        ("known-device key", device_secret_name(_web_owner(party))),
+    ]
+
+
+def _made_line(made: list[str], moved: list[Path]) -> str:
+    """What ``keys init --party`` made besides keys, and the older files it moved in: an
+    operator re-running it on an existing keystore sees what changed; empty when nothing."""
+    said = [f"made its {_listing(made)}"] if made else []
+    said += [f"moved the older {_listing([str(p) for p in moved])} into it"] if moved else []
+    return "".join(f"; {part}" for part in said)
+
+
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _has_web_app(party: str, kinds: dict[str, str]) -> bool:
@@ -145,6 +191,9 @@ def _init_party(
         store = FileKeyStore(path, settings.keystore_passphrase(), create=True)
         purposes = SPECIAL_PRINCIPALS.get(party, ALL_PURPOSES)
         web = _has_web_app(party, kinds)
+        secrets = _web_secrets(party) if web else []
+        held = {name for _, name in secrets if store.has_secret(name)}
+        moved: list[Path] = []
         new_party = party not in store.private_parties()
         if web and new_party and party not in SPECIAL_PRINCIPALS:
             # Its own linkage secret before its keys: were this run to fail after the keys,
@@ -154,12 +203,14 @@ def _init_party(
             desk_linkage_key(store, party=party, create=True, new_party=True)
         created = store.ensure_party(party, purposes=purposes, kem=suite)
         if web:
-            _enrolment_secrets(store, party, settings)
+            moved = _enrolment_secrets(store, party, settings)
     except BaseException:
         if new:
             _unmake(path, existed, made_before)
         raise
-    typer.echo(f"keystore {store.path}: {len(created)} new keys for {party}")
+    made = [what for what, name in secrets if name not in held and store.has_secret(name)]
+    keys = plural(len(created), "new key")
+    typer.echo(f"keystore {store.path}: {keys} for {party}{_made_line(made, moved)}")
     if created:
         print_table(created, store)
     _warn_unprotected(store.protected)

@@ -30,10 +30,16 @@ from broker.keys._exchange import (
 )
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS, KeyStore
 from broker.keys._store import UNPROTECTED_WARNING, FileKeyStore, warn_if_unprotected
-from broker.keys._web_secrets import TOTP_SECRET_NAME, device_key, device_secret_name
+from broker.keys._web_secrets import (
+    LEGACY_DEVICE_FILE,
+    TOTP_SECRET_NAME,
+    device_key,
+    device_secret_name,
+)
 
 __all__ = [
     "ALL_PURPOSES",
+    "LEGACY_DEVICE_FILE",
     "LINKAGE_FILE",
     "LINKAGE_SECRET",
     "SPECIAL_PRINCIPALS",

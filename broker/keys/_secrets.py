@@ -90,6 +90,12 @@ class StoreSecrets:
 
     # -- a store's own secrets ------------------------------------------------------------
 
+    def has_secret(self, name: str) -> bool:
+        """Whether the store holds its secret ``name``, read without opening it."""
+        if not _SECRET_NAME.match(name):
+            raise UsageError("a secret's name uses lower-case letters, digits and -")
+        return (self.path / f"{name}.secret").exists()
+
     def local_secret(
         self, name: str, *, initial: bytes | None = None, create: bool = True
     ) -> bytes:

@@ -1,0 +1,93 @@
+"""`accord keys init --party` says what it made besides keys, and only that (names, never
+values)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from broker.keys import SPECIAL_PRINCIPALS, TOTP_SECRET_NAME, FileKeyStore
+
+Run = Callable[[list[str]], tuple[int, str, str]]
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ACCORD_KEYSTORE__PASSPHRASE", raising=False)
+    monkeypatch.delenv("ACCORD_KEYSTORE__PATH", raising=False)
+    monkeypatch.delenv("ACCORD_POLICIES", raising=False)
+    monkeypatch.chdir(tmp_path)  # no policies/ here: the party may run a desk
+    return tmp_path / "home"
+
+
+def _secrets(store: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in store.glob("*.secret")}
+
+
+def test_init_on_a_party_with_keys_but_no_desk_secrets_names_what_it_made(
+    tmp_path: Path, run_cli: Run
+) -> None:
+    """A keystore from before enrolment made the desk's secrets (its keys only): init makes
+    them and says so; a second run makes nothing and says nothing more."""
+    store = tmp_path / "school"
+    FileKeyStore(store, create=True).ensure_party("school-146203")
+    argv = ["keys", "init", "--party", "school-146203", "--dir", str(store)]
+    code, out, _ = run_cli(argv)
+    assert code == 0
+    first = out.splitlines()[0]
+    assert first == (
+        f"keystore {store}: 0 new keys for school-146203; made its desk linkage secret, "
+        "second-factor key and known-device key"
+    )
+    assert len(_secrets(store)) == 3
+    code, out, _ = run_cli(argv)
+    assert code == 0
+    assert out.splitlines() == [f"keystore {store}: 0 new keys for school-146203"]
+
+
+def test_init_names_only_the_secrets_it_made_and_never_their_values(
+    tmp_path: Path, run_cli: Run
+) -> None:
+    store = tmp_path / "console"
+    keys = FileKeyStore(store, create=True)
+    keys.ensure_party("console", purposes=SPECIAL_PRINCIPALS["console"])
+    keys.local_secret(TOTP_SECRET_NAME)
+    code, out, _ = run_cli(["keys", "init", "--party", "console", "--dir", str(store)])
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"keystore {store}: 0 new keys for console; made its known-device key"
+    )
+    for value in _secrets(store).values():
+        assert value.hex() not in out
+
+
+def test_init_names_the_older_plain_file_it_moved_in(
+    tmp_path: Path, home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator learns the older file is gone because it is in the keystore now."""
+    store = tmp_path / "keys"  # no keys/console yet: the console's keystore is keys itself
+    users = tmp_path / "old" / "users.json"
+    users.parent.mkdir(mode=0o700)
+    plain = users.with_name("device-cookie.key")
+    plain.write_bytes(os.urandom(32))
+    plain.chmod(0o600)
+    monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(tmp_path / "keys"))
+    monkeypatch.setenv("ACCORD_CONSOLE__USERS_FILE", str(users))
+    code, out, _ = run_cli(["keys", "init", "--party", "console"])
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"keystore {store}: 1 new key for console; "
+        "made its second-factor key and known-device key; "
+        f"moved the older {plain} into it"
+    )
+    assert not plain.exists()
+
+
+def test_one_new_key_is_one_new_key(tmp_path: Path, run_cli: Run) -> None:
+    code, out, _ = run_cli(["keys", "init", "--party", "console", "--dir", str(tmp_path / "c")])
+    assert code == 0
+    assert out.startswith(f"keystore {tmp_path / 'c'}: 1 new key for console; made its ")
