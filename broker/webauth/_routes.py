@@ -89,15 +89,20 @@ def add_sign_in_routes(
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
+        # Said on the sign-in page, so that someone at a shared computer sees it took.
+        response = pages.redirect("/login?out=1")
         session = pages.session(request)
+        if session is not None and session.user is None:
+            # Signed out already (in another tab, which left a sign-in form's session): there
+            # is nothing to sign out, and a refusal would read as "still signed in". That
+            # session, perhaps another tab's sign-in form, is left alone: the token is unknown.
+            return response
         if session is not None:
             form = await read_form(request)
             if not session.csrf_ok(form_field(form, "csrf")):
                 # Signed in, said so (the header shows who, with a Sign out that works): on a
                 # shared computer a bare refusal would look like being signed out.
-                return pages.refused(_STILL_IN if session.user else "Missing or wrong form token.")
+                return pages.refused(_STILL_IN)
             pages.guard.sessions.end(session)
-        # Said on the sign-in page, so that someone at a shared computer sees it took.
-        response = pages.redirect("/login?out=1")
         pages.guard.end_cookie(response)
         return response

@@ -15,12 +15,14 @@ from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, children_in
 from tests.unit.desk.conftest import (
+    PASSWORD,
     SECRET,
     T0,
     USER,
     Clock,
     FakeAcks,
     FakePublisher,
+    csrf_of,
     delivery,
     sign_in,
 )
@@ -198,3 +200,27 @@ def test_sign_out_from_an_earlier_sessions_page_says_you_are_still_signed_in(
     assert client.get("/", follow_redirects=False).status_code == 200
     client.post("/logout", data={"csrf": token})
     assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+@pytest.mark.parametrize("ended", ["signed out in another tab", "idle"])
+def test_sign_out_after_the_session_ended_goes_to_sign_in_saying_you_are_signed_out(
+    make_client: Make, clock: Clock, ended: str
+) -> None:
+    """Not a bare *Refused* without a top bar, which at a shared computer could pass for still
+    being signed in; a sign-in form open in another tab still works."""
+    client, _ = make_client()
+    sign_in(client)
+    old = csrf_of(client.get("/records").text)
+    if ended == "idle":
+        clock.advance(minutes=16)
+    else:
+        client.post("/logout", data={"csrf": old})  # lands on the sign-in page
+    other_tab = csrf_of(client.get("/login").text)
+    r = client.post("/logout", data={"csrf": old}, follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/login?out=1")
+    page = client.get("/login?out=1")
+    assert "You have signed out." in page.text
+    assert "Refused" not in page.text
+    signed_out_header(page.text)
+    form = {"username": USER, "password": PASSWORD, "csrf": other_tab}
+    assert client.post("/login", data=form, follow_redirects=False).status_code == 303
