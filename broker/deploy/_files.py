@@ -3,7 +3,8 @@
 A render is a mapping of relative paths to contents. The list of what the last render wrote
 is kept in ``.accord-render``, so that a party removed from the bundle takes its files with
 it at the next render while files the render never wrote (notes, overlays, the secrets
-folder) are left alone.
+folder) are left alone. A folder that held only such removed files (a dropped desk's
+``accord/desk-<party>/``) goes with them; one that holds anything else stays.
 
 The same file keeps, in ``# name value`` lines, what a later render into the folder must
 not change (:data:`KEPT`): ``--partitions``, since ``accord.audit`` can never be given more
@@ -127,10 +128,33 @@ def write_render(
     removed = sorted(before - set(files))
     for rel in removed:
         (out / rel).unlink(missing_ok=True)
+    _remove_emptied(out, removed)
     recorded |= kept or {}  # a render that records nothing keeps the earlier record
     header = "".join(f"# {name} {value}\n" for name, value in sorted(recorded.items()))
     manifest.write_text(header + "".join(f"{rel}\n" for rel in sorted(files)), encoding="utf-8")
     return sorted(files), removed
+
+
+def _remove_emptied(out: Path, removed: list[str]) -> None:
+    """Remove each folder under ``out`` that held a removed file and is now empty, then its
+    parents the same way: the render made them, and an empty one left behind reads as a
+    desk or gateway still deployed. A folder with anything else in it is someone's: kept."""
+    folders = {
+        parent
+        for rel in removed
+        for parent in Path(rel).parents
+        # A hand-edited list could name a folder outside ``out``: never the render's.
+        if parent.parts and not parent.is_absolute() and ".." not in parent.parts
+    }
+    # Deepest first, so that a parent is emptied by its children's removal before its turn.
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        path = out / folder
+        if path.is_symlink() or not path.is_dir() or any(path.iterdir()):
+            continue
+        try:
+            path.rmdir()
+        except OSError:
+            continue  # taken or filled meanwhile: an empty folder left is harmless
 
 
 def kustomized(root: str, namespace: str, resources: Mapping[str, Any]) -> dict[str, str]:

@@ -8,6 +8,10 @@ are removed. Last, a dropped gateway's bearer token's Secret, and the Secrets of
 keystore and passphrase, for any party whose login, desk or gateway went: the platform team
 made them, so no render or operator would ever delete them, and they hold the party's
 private keys (and the token, the right to publish as it).
+
+What the render put in ``monitoring/`` is not in its kustomization (the Prometheus Operator's
+kinds, which a cluster without it has not got): its deletes say they are for a cluster where
+``monitoring/`` was applied, since elsewhere ``kubectl`` refuses them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import yaml
 
 from broker import topics
 from broker.deploy._files import read_manifest
+from broker.deploy._monitoring import MONITORING
 from broker.deploy._platform_secrets import (
     keystore_secrets,
     mounted_secrets,
@@ -28,6 +33,8 @@ from broker.deploy._platform_secrets import (
 __all__ = ["removal_commands"]
 
 _GATEWAY_TOKEN = "accord-gateway-token-"  # noqa: S105  # the Secrets' names, not a value
+_OPTIONAL = (f"only if you applied {MONITORING}/: without the Prometheus Operator the cluster "
+             "has no such kind, and kubectl refuses the command")  # fmt: skip
 
 # Deleted in this order: the login first (the party is refused at once), then what runs as
 # it, then the topics and the volumes, whose data goes with them.
@@ -59,9 +66,13 @@ _KEYSTORE_WHYS = (
 )
 
 
-def _objects(out: Path, rels: list[str]) -> list[tuple[str, str, dict[str, set[str]]]]:
-    """(kind, name, the Secrets a Deployment mounted) of each manifest among ``rels``."""
-    found = []
+# (kind, name, the Secrets a Deployment mounted, whether it came from ``monitoring/``)
+_Object = tuple[str, str, dict[str, set[str]], bool]
+
+
+def _objects(out: Path, rels: list[str]) -> list[_Object]:
+    """Each manifest's object among ``rels`` (:data:`_Object`)."""
+    found: list[_Object] = []
     for rel in rels:
         path = out / rel
         if not rel.endswith(".yaml") or not path.is_file():
@@ -73,18 +84,16 @@ def _objects(out: Path, rels: list[str]) -> list[tuple[str, str, dict[str, set[s
         except (yaml.YAMLError, KeyError, TypeError, AttributeError):
             continue  # not one of the render's manifests: nothing to delete in the cluster
         if isinstance(kind, str) and isinstance(name, str) and kind != "Kustomization":
-            found.append((kind, name, mounted))
+            found.append((kind, name, mounted, rel.startswith(f"{MONITORING}/")))
     rank = {kind: n for n, kind in enumerate(_ORDER)}
     return sorted(found, key=lambda o: (rank.get(o[0], len(_ORDER)), o[0], o[1]))
 
 
-def _keystores_left(
-    removed: list[tuple[str, str, dict[str, set[str]]]], files: Mapping[str, str]
-) -> list[tuple[str, str]]:
+def _keystores_left(removed: list[_Object], files: Mapping[str, str]) -> list[tuple[str, str]]:
     """(Secret, why) for the keystore and passphrase of each party whose ``KafkaUser`` or
     desk went, unless a pod of the new render still mounts it."""
-    users = {name for kind, name, _ in removed if kind == "KafkaUser"}
-    mounted = {s for _, _, secrets in removed for s in secrets}
+    users = {name for kind, name, _, _ in removed if kind == "KafkaUser"}
+    mounted = {s for _, _, secrets, _ in removed for s in secrets}
     still = set(platform_secrets(files))
     return [
         (secret, why)
@@ -108,9 +117,9 @@ def removal_commands(out: Path, files: Mapping[str, str], namespace: str) -> lis
     before, _ = read_manifest(out)
     removed = _objects(out, sorted(before - set(files)))
     lines = []
-    for kind, name, _ in removed:
+    for kind, name, _, optional in removed:
         command = f"kubectl -n {namespace} delete {kind.lower()} {name}"
-        why = _why(kind, name)
+        why = "; ".join(filter(None, (_OPTIONAL if optional else "", _why(kind, name))))
         lines.append(f"{command}   # {why}" if why else command)
     # The render cannot know whether the platform held a login-only party's keys: a Secret
     # never made is not an error.
@@ -119,12 +128,10 @@ def removal_commands(out: Path, files: Mapping[str, str], namespace: str) -> lis
     return lines
 
 
-def _tokens_left(
-    removed: list[tuple[str, str, dict[str, set[str]]]], files: Mapping[str, str]
-) -> list[tuple[str, str]]:
+def _tokens_left(removed: list[_Object], files: Mapping[str, str]) -> list[tuple[str, str]]:
     """(Secret, why) for the bearer token of each gateway that went, unless a pod of the new
     render still mounts it: the platform team made it, so nothing else would ever delete it."""
-    mounted = {s for _, _, secrets in removed for s in secrets}
+    mounted = {s for _, _, secrets, _ in removed for s in secrets}
     still = set(platform_secrets(files))
     why = "the gateway's bearer token: no gateway here takes it any more"
     return [(s, why) for s in sorted(mounted - still) if s.startswith(_GATEWAY_TOKEN)]

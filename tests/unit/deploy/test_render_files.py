@@ -124,3 +124,59 @@ def test_an_ingress_topics_delete_says_its_records_must_be_processed_first(
     assert line.startswith("kubectl -n accord delete kafkatopic accord.ingress.wmp   # ")
     assert "only once the workers have processed them" in line
     assert removal_commands(out, {"kafka/topics/accord.ingress.wmp.yaml": ""}, "accord") == []
+
+
+def _k8s(out: Path, desks: tuple[str, ...] = (), gateways: tuple[str, ...] = ()) -> list[str]:
+    """Render for Kubernetes into ``out``; the deletes the render would print."""
+    from broker.deploy import removal_commands
+
+    dep = deployment(load_bundle(POLICIES), POLICIES, brokers=3, partitions=3,
+                     image="accord-broker:test", desks=desks, gateways=gateways)  # fmt: skip
+    files, _ = render_files(dep, Target.KUBERNETES, out)
+    deletes = removal_commands(out, files, "accord")
+    write_render(out, files, dep.kept())
+    return deletes
+
+
+def test_a_re_render_removes_the_folders_it_emptied_and_keeps_one_holding_anything_else(
+    tmp_path: Path,
+) -> None:
+    """An empty accord/desk-<party>/ left behind read as a desk still deployed."""
+    out = tmp_path / "k"
+    _k8s(out, desks=("sandwell-coord",), gateways=("wmp",))
+    note = out / "accord" / "flags-sandwell-coord" / "notes" / "why.txt"
+    note.parent.mkdir()
+    note.write_text("ours\n")
+    (out / "accord" / "mine").mkdir()  # never the render's: left even though empty
+    _k8s(out)
+    assert not (out / "accord" / "desk-sandwell-coord").exists()
+    assert not (out / "accord" / "gateway-wmp").exists()
+    assert note.read_text() == "ours\n"
+    assert sorted(p.name for p in note.parent.parent.iterdir()) == ["notes"]
+    assert (out / "accord" / "mine").is_dir()
+    assert (out / "accord" / "worker" / "deployment.yaml").is_file()
+
+
+def test_a_folder_outside_the_render_named_by_a_hand_edited_record_is_left(
+    tmp_path: Path,
+) -> None:
+    out, outside = tmp_path / "k", tmp_path / "outside"
+    outside.mkdir()
+    _k8s(out)
+    with (out / MANIFEST).open("a", encoding="utf-8") as fh:
+        fh.write("../outside/gone.yaml\n")
+    _k8s(out)
+    assert outside.is_dir()
+
+
+def test_a_dropped_service_monitors_delete_says_it_is_only_for_a_cluster_with_monitoring(
+    tmp_path: Path,
+) -> None:
+    """monitoring/ is optional: without the Prometheus Operator kubectl refuses the kind."""
+    out = tmp_path / "k"
+    _k8s(out, gateways=("wmp",))
+    deletes = _k8s(out)
+    (monitor,) = [line for line in deletes if " delete servicemonitor " in line]
+    assert monitor.startswith("kubectl -n accord delete servicemonitor accord-gateway-wmp   # ")
+    assert "only if you applied monitoring/" in monitor
+    assert not any("monitoring/" in line for line in deletes if line != monitor)
