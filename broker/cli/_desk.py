@@ -62,7 +62,7 @@ def serve(
     from broker.cli._common import kafka_as, own_keystore
     from broker.cli._logging import configure_logging
     from broker.cli._loop import run
-    from broker.desk import DeskRun, check_desk_party, open_desk_store, run_desk
+    from broker.desk import DeskRun, DeskStore, check_desk_party, open_desk_store, run_desk
     from broker.policy import load_bundle
 
     settings = load_settings()
@@ -76,7 +76,11 @@ def serve(
     own_keystore(settings, party)  # said as the worker says it, before the store is opened
     configure_logging()
     url = store or (settings.desk.store.get_secret_value() if settings.desk.store else None)
-    desk_store = open_desk_store(url, home=settings.home, party=party)
+    kafka = kafka_as(settings, party)
+
+    def opened() -> DeskStore:
+        # Opened by run_desk once its checks pass: a refused start makes no store.
+        return open_desk_store(url, home=settings.home, party=party)
 
     def started(run: DeskRun) -> None:
         if not run.accounts:  # logged too (desk_no_accounts); said here for the terminal
@@ -88,15 +92,9 @@ def serve(
         typer.echo(f"desk of {run.party} at {run.url} ; Ctrl-C stops it")
 
     try:
-        run(
-            run_desk(
-                settings, party, policy, desk_store, kafka_as(settings, party), started=started
-            )
-        )
+        run(run_desk(settings, party, policy, opened, kafka, started=started))
     except KeyboardInterrupt:
         typer.echo("desk stopped")
-    finally:
-        desk_store.close()
 
 
 def add_user(

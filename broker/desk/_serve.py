@@ -2,7 +2,9 @@
 
 ``run_desk`` checks what it is given before anything listens: the party must be a recipient
 of the bundle (a co-ordinating team, hub or school) and the keystore must hold its private key
-(else nothing delivered could be opened), each a one-line error.
+(else nothing delivered could be opened), each a one-line error. Given what opens its store
+rather than the store, it opens it only once those checks have passed and the port is bound: a
+refused start leaves no store made, and claimed, for a desk that never served.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -36,6 +39,7 @@ from broker.policy import Policy
 from broker.sdk import Publisher, Subscriber, default_replay_file
 from broker.topics import desk_prefix
 from broker.webauth import (
+    HostCheck,
     TotpBox,
     UserFile,
     device_key,
@@ -44,6 +48,9 @@ from broker.webauth import (
     stopped_by_sigterm,
     url_host,
 )
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["DeskRun", "check_desk_party", "run_desk"]
 
@@ -191,20 +198,64 @@ async def _cancelled(task: asyncio.Task[Any]) -> None:
         await task
 
 
+class _App(NamedTuple):
+    server: uvicorn.Server
+    deps: DeskDeps
+    ops_registry: CollectorRegistry
+    contact: KafkaContact
+    held: DeliveriesHeld
+    owned: DeskStore | None  # opened here, for run_desk to close
+
+
+def _app(
+    *, settings: Settings, party: str, policy: Policy, kind: str,
+    store: DeskStore | Callable[[], DeskStore], users: UserFile, subscriber: Subscriber,
+    publisher: Publisher | None, linkage_key: bytes, cookie_key: bytes, kafka: KafkaClients,
+    clock: Callable[[], datetime], sock: socket.socket,
+) -> _App:  # fmt: skip
+    """The desk's app and server on its store, opened now if given as its opener (once
+    every check has passed). Either refusing, the socket and a store opened here are closed."""
+    import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
+
+    owned = None
+    try:
+        if callable(store):
+            store = owned = store()
+        # The pages' /metrics (no sign-in, behind the public proxy) shows what it always
+        # has; the ops server's, on the private network, shows those and its own.
+        registry, cfg = CollectorRegistry(), settings.desk
+        ops_registry, contact, held = _ops_metrics(registry, kafka, party)
+        deps = DeskDeps(
+            party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
+            users=users, acks=subscriber, linkage_key=linkage_key, device_key=cookie_key,
+            settings=cfg, schools=settings.schools, publisher=publisher,
+            party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
+            registry=registry, deliveries_held=held, kafka_contact=contact,
+            flags_freshness=FlagsFreshness(kafka, party, clock)
+            if kind == "coordinating_team" else None,
+        )  # fmt: skip
+        server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
+    except BaseException:
+        sock.close()
+        if owned is not None:
+            owned.close()
+        raise
+    return _App(server, deps, ops_registry, contact, held, owned)
+
+
 async def run_desk(
     settings: Settings,
     party: str,
     policy: Policy,
-    store: DeskStore,
+    store: DeskStore | Callable[[], DeskStore],
     kafka: KafkaClients,
     *,
     started: Callable[[DeskRun], None] | None = None,
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] = _utcnow,
 ) -> None:
-    """Serve the desk for ``party`` until ``stop`` is set (or the process is interrupted)."""
-    import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
-
+    """Serve the desk for ``party`` until ``stop`` is set (or the process is interrupted).
+    ``store``: the desk's store, or what opens it (opened last, and closed here)."""
     kind = check_desk_party(policy, party)
     keys, subscriber, publisher = _party_clients(settings, party, policy, kafka, clock)
     cfg = settings.desk
@@ -214,26 +265,21 @@ async def run_desk(
     linkage_key = desk_linkage_key(keys, party=party)
     users = _users(settings, keys, party)
     accounts = users.has_accounts()
-    # The pages' /metrics (no sign-in, behind the public proxy) shows what it always has;
-    # the ops server's, on the private network, shows those and its own.
-    registry = CollectorRegistry()
-    ops_registry, contact, held = _ops_metrics(registry, kafka, party)
-    deps = DeskDeps(
-        party=party, party_name=policy.bundle.parties[party].name, kind=kind, store=store,
-        users=users, acks=subscriber,
-        linkage_key=linkage_key, device_key=device_key(keys, users.owner, users.path),
-        settings=cfg, schools=settings.schools, publisher=publisher,
-        party_names={p: v.name for p, v in policy.bundle.parties.items()}, clock=clock,
-        registry=registry, deliveries_held=held, kafka_contact=contact,
-        flags_freshness=FlagsFreshness(kafka, party, clock)
-        if kind == "coordinating_team" else None,
-    )  # fmt: skip
-    # The app first: a setting it refuses (no allowed host names) must leave no socket open.
-    server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
+    cookie_key = device_key(keys, users.owner, users.path)
+    # The app's refusal (no allowed host names) before the socket, the socket before the
+    # store: a desk refused leaves neither a port held nor a store made.
+    HostCheck.of(cfg, setting="ACCORD_DESK__ALLOWED_HOSTS")
     sock = listen(cfg.host, cfg.port)
+    server, deps, ops_registry, contact, held, owned = _app(
+        settings=settings, party=party, policy=policy, kind=kind, store=store, users=users,
+        subscriber=subscriber, publisher=publisher, linkage_key=linkage_key,
+        cookie_key=cookie_key, kafka=kafka, clock=clock, sock=sock,
+    )  # fmt: skip
     stop = stop or asyncio.Event()
     probes = DeskProbes(server_started=lambda: server.started, accounts=users.has_accounts)
     async with contextlib.AsyncExitStack() as stack:
+        if owned is not None:
+            stack.callback(owned.close)  # last: after the pages and the ingest loop stop
         _signals(stack, stop, lambda: server.started, party)
         # First, so that /livez answers while the party's clients connect.
         await stack.enter_async_context(
@@ -245,8 +291,8 @@ async def run_desk(
         if publisher is not None:
             await stack.enter_async_context(publisher)
         flags = await _started_flags(stack, kafka, party) if kind == "coordinating_team" else None
-        ingest = DeskIngest(store, subscriber, linkage_key=linkage_key, clock=clock, flags=flags,
-                            contact=contact, held=held)  # fmt: skip
+        ingest = DeskIngest(deps.store, subscriber, linkage_key=linkage_key, clock=clock,
+                            flags=flags, contact=contact, held=held)  # fmt: skip
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(server.serve(sockets=[sock]), name="desk-http"),
             asyncio.create_task(ingest.run(stop, interval=cfg.poll_seconds), name="desk-ingest"),

@@ -7,6 +7,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -245,3 +246,37 @@ def test_a_desk_still_refuses_a_damaged_users_file(home: Path, run_cli: Run) -> 
     assert err.splitlines()[-1].startswith("accord: error: ")
     assert "not a console accounts file" in err.splitlines()[-1]
     assert "desk_no_accounts" not in err
+
+
+def _no_linkage_secret(home: Path) -> None:
+    _party_keystore(home)
+
+
+def _no_private_key(home: Path) -> None:
+    FileKeyStore(home / "keys", create=True).ensure_party("wmp")  # someone else's keys
+
+
+@pytest.mark.parametrize(
+    ("keystore", "message"),
+    [
+        (_no_linkage_secret, "has no desk linkage secret for cog-tipton"),
+        (_no_private_key, "holds no private key for cog-tipton"),
+        (_enrolled_keystore, "cannot listen on"),
+    ],
+)
+def test_a_refused_start_leaves_no_desk_store_behind(
+    home: Path, run_cli: Run, keystore: Any, message: str
+) -> None:
+    """The keystore, the linkage secret, the port: each refuses before the store is made, so
+    a refused start leaves no ``desk/PARTY.db`` claimed by the party it never served."""
+    import socket
+
+    keystore(home)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli(["desk", "--as", "cog-tipton", "--port", str(port)])
+    assert code != 0
+    assert message in err.splitlines()[-1]
+    assert not list((home / "desk").glob("cog-tipton.db*"))

@@ -338,6 +338,7 @@ async def test_a_served_desk_hands_its_kafka_contact_to_the_pages_for_their_bann
     from broker.policy import Policy
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
+    monkeypatch.setenv("ACCORD_DESK__PORT", "0")  # it binds before building the pages
     made: dict[str, Any] = {}
 
     class Built(Exception):
