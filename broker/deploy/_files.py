@@ -71,9 +71,22 @@ def read_manifest(out: Path) -> tuple[set[str], dict[str, str]]:
         if line.startswith("#"):
             name, _, value = line.removeprefix("#").strip().partition(" ")
             kept[name] = value.strip()
-        elif line.strip():
+        elif line.strip() and _relative(line.strip()):
             files.add(line.strip())
     return files, kept
+
+
+def _relative(rel: str) -> bool:
+    """Whether a recorded path names something under the render's folder at all: the record
+    is a file anyone with the folder can edit, and a render runs as whoever deploys."""
+    path = Path(rel)
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def _inside(out: Path, folder: Path) -> bool:
+    """Whether ``folder`` really is ``out`` or inside it (a symlinked folder on the way would
+    lead elsewhere)."""
+    return folder.resolve().is_relative_to(out.resolve())
 
 
 def _rendered_partitions(out: Path) -> str | None:
@@ -127,7 +140,8 @@ def write_render(
         tmp.replace(path)
     removed = sorted(before - set(files))
     for rel in removed:
-        (out / rel).unlink(missing_ok=True)
+        if _inside(out, (out / rel).parent):  # never a file a symlinked folder leads to
+            (out / rel).unlink(missing_ok=True)
     _remove_emptied(out, removed)
     recorded |= kept or {}  # a render that records nothing keeps the earlier record
     header = "".join(f"# {name} {value}\n" for name, value in sorted(recorded.items()))
@@ -143,13 +157,12 @@ def _remove_emptied(out: Path, removed: list[str]) -> None:
         parent
         for rel in removed
         for parent in Path(rel).parents
-        # A hand-edited list could name a folder outside ``out``: never the render's.
-        if parent.parts and not parent.is_absolute() and ".." not in parent.parts
+        if parent.parts  # read_manifest kept only paths under ``out``
     }
     # Deepest first, so that a parent is emptied by its children's removal before its turn.
     for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
         path = out / folder
-        if path.is_symlink() or not path.is_dir() or any(path.iterdir()):
+        if path.is_symlink() or not _inside(out, path) or not path.is_dir() or any(path.iterdir()):
             continue
         try:
             path.rmdir()

@@ -243,7 +243,7 @@ def _app(
     return _App(server, deps, ops_registry, contact, held, owned)
 
 
-async def run_desk(
+async def run_desk(  # noqa: PLR0915 - a start in the order its refusals need, kept in one place
     settings: Settings,
     party: str,
     policy: Policy,
@@ -278,6 +278,7 @@ async def run_desk(
     stop = stop or asyncio.Event()
     probes = DeskProbes(server_started=lambda: server.started, accounts=users.has_accounts)
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(sock.close)  # a start that fails past here must not leave it open
         if owned is not None:
             stack.callback(owned.close)  # last: after the pages and the ingest loop stop
         _signals(stack, stop, lambda: server.started, party)

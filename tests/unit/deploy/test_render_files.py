@@ -157,16 +157,26 @@ def test_a_re_render_removes_the_folders_it_emptied_and_keeps_one_holding_anythi
     assert (out / "accord" / "worker" / "deployment.yaml").is_file()
 
 
-def test_a_folder_outside_the_render_named_by_a_hand_edited_record_is_left(
+def test_nothing_outside_the_render_named_by_a_hand_edited_record_is_removed(
     tmp_path: Path,
 ) -> None:
+    """The record is a file anyone with the folder can edit, and a render runs as whoever
+    deploys: a path with ``..``, an absolute one, or one through a folder that is a symlink
+    to elsewhere names nothing the render may remove, file or folder."""
     out, outside = tmp_path / "k", tmp_path / "outside"
-    outside.mkdir()
+    (outside / "linked" / "desk-x").mkdir(parents=True)
+    kept = [outside / "by-dots.yaml", outside / "absolute.yaml", outside / "linked" / "a.yaml",
+            outside / "linked" / "desk-x" / "b.yaml"]  # fmt: skip
+    for path in kept:
+        path.write_text("someone's\n")
     _k8s(out)
+    (out / "elsewhere").symlink_to(outside / "linked")
     with (out / MANIFEST).open("a", encoding="utf-8") as fh:
-        fh.write("../outside/gone.yaml\n")
+        fh.write(f"../outside/by-dots.yaml\n{outside / 'absolute.yaml'}\nelsewhere/a.yaml\n"
+                 "elsewhere/desk-x/b.yaml\n")  # fmt: skip
     _k8s(out)
-    assert outside.is_dir()
+    assert all(path.is_file() for path in kept)
+    assert (outside / "linked" / "desk-x").is_dir()
 
 
 def test_a_dropped_service_monitors_delete_says_it_is_only_for_a_cluster_with_monitoring(
