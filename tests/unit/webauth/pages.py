@@ -4,7 +4,9 @@ page both say a form from an earlier session with: shared by their tests."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+
+from fastapi.testclient import TestClient
 
 from tests.unit.webauth.forms import posted_form, value_of
 
@@ -39,3 +41,22 @@ def stale_form_page(page: str, *, back: str, typed: Iterable[str] = ()) -> None:
     assert "Missing or wrong form token" not in page
     for text in typed:
         assert text not in page, "typed text repeated"
+
+
+def sign_out_once_ended(
+    client: TestClient, old: str, end: Callable[[], object], sign_in_form: Mapping[str, str]
+) -> None:
+    """``end`` ends the session a page's Sign out token ``old`` is from; then that Sign out
+    goes to the sign-in page saying so, not to a bare *Refused* without a header (at a shared
+    computer it could pass for still being signed in), and a sign-in form opened meanwhile
+    (another tab) still signs in with ``sign_in_form``."""
+    end()
+    [other_tab] = value_of(posted_form(client.get("/login").text, "/login"), "csrf")
+    r = client.post("/logout", data={"csrf": old}, follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/login?out=1")
+    page = client.get("/login?out=1")
+    assert "You have signed out." in page.text
+    assert "Refused" not in page.text
+    signed_out_header(page.text)
+    form = {**sign_in_form, "csrf": other_tab}
+    assert client.post("/login", data=form, follow_redirects=False).status_code == 303
