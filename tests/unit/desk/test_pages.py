@@ -345,6 +345,31 @@ def test_the_teams_home_page_leaves_out_an_outcome_whose_consent_was_withdrawn(
     assert "support offered" not in client.get(f"/child/{child}").text
 
 
+def test_the_teams_home_page_explains_an_unconfirmed_referral_only_when_one_is_listed(
+    make_client: Make, store: DeskStore, clock: Clock
+) -> None:
+    """The help under "Referrals sent" explains the rows saying no hub has confirmed them:
+    with every referral answered it is left out, as it would suggest something is missing."""
+    child = _child(store, "e1")
+    client, _ = make_client()
+    token = sign_in(client)
+    client.post(f"/child/{child}/decide", data={"csrf": token, "action": "refer", "reason": "ok"})
+    assert 'id="unconfirmed-help"' in client.get("/").text
+    [d] = store.decisions(child=child)
+    outcome = delivery("o1", type="coordination.referral_outcome", sender="cog-west-bromwich",
+                       reference=d.published_event, outcome="support_offered")  # fmt: skip
+    store.add_delivery(outcome, children_in(outcome.view, SECRET), clock())
+    home = client.get("/").text
+    assert "support offered" in home
+    assert "no hub has confirmed it" not in home
+    assert 'id="unconfirmed-help"' not in home
+    store.decide(action="refer", reason="r", by=USER, at=clock(), child="c2",
+                 published_event="ref-2")  # fmt: skip
+    home = client.get("/").text
+    assert home.count('class="unconfirmed"') == 1  # ref-2's row
+    assert 'id="unconfirmed-help"' in home
+
+
 def test_the_hubs_home_page_shows_no_need_level_for_a_withdrawn_referral(
     make_client: Make, store: DeskStore, clock: Clock
 ) -> None:

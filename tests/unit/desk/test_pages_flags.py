@@ -213,6 +213,31 @@ def test_records_received_after_a_decision_show_on_the_home_page_until_decided_a
     assert 'data-child="' not in client.get("/").text.split('id="referrals-sent"')[0]
 
 
+def test_a_hubs_outcome_to_the_teams_referral_is_no_new_record_since_the_decision(
+    make_client: Make, store: DeskStore
+) -> None:
+    """The referral's answer shows under "Referrals sent", not as a reason to decide again
+    about the child; a record an agency sends after it still lists the child."""
+    child = _records(store)
+    client, _ = make_client()
+    token = sign_in(client)
+    client.post(f"/child/{child}/decide", data={"csrf": token, "action": "refer", "reason": "ok"})
+    [d] = store.decisions(child=child)
+    outcome = delivery("o1", type="coordination.referral_outcome", sender="cog-west-bromwich",
+                       reference=d.published_event, outcome="support_offered")  # fmt: skip
+    # Decided at T0 + 1 hour (the clock); these after.
+    store.add_delivery(outcome, children_in(outcome.view, SECRET), T0 + timedelta(minutes=65))
+    home = client.get("/").text
+    assert "support offered" in home
+    assert 'id="no-new-since"' in home
+    e4 = delivery("e4", occurred_at="2026-11-23T09:00:00Z")
+    store.add_delivery(e4, children_in(e4.view, SECRET), T0 + timedelta(minutes=66))
+    home = client.get("/").text
+    [row] = re.findall(r'<tr class="new-since" data-child="(\w+)">\s*<td>([^<]*)</td>', home)
+    assert row[0] == child
+    assert row[1].startswith("1 new record since the decision on ")
+
+
 def test_a_flag_settled_since_the_page_loaded_is_not_settled_again(
     make_client: Make, store: DeskStore, publisher: FakePublisher
 ) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from broker.desk import DeskStore, Flag, open_desk_store
+from broker.desk import DeskStore, Flag, _store, open_desk_store
 from broker.desk._store_schema import CHILD_NHS, KNOWN_MIGRATIONS, PUBLISHED_ONCE, migrate
+from broker.desk._work import OUTCOME_TYPE
 from broker.errors import AlreadySettled, ConfigError, RecordedAlready, UsageError
 from tests.unit.desk.conftest import T0, delivery
 
@@ -431,6 +432,26 @@ def test_a_closure_as_withdrawn_is_no_decision_about_the_child_since_which_recor
     any_store.decide(action="records_withdrawn", reason="r", by="kim",
                      at=T0 + timedelta(minutes=10), child="c1")  # fmt: skip
     assert any_store.new_since_decision() == [("c1", 1, T0)]
+
+
+def test_only_an_outcome_answering_the_teams_own_referral_is_no_record_since_a_decision(
+    any_store: DeskStore,
+) -> None:
+    """Another referral's outcome, another type of record naming the referral, and records
+    with no reference are all new."""
+    any_store.decide(action="refer", reason="r", by="kim", at=T0, child="c1",
+                     published_event="ref-1")  # fmt: skip
+    later = T0 + timedelta(minutes=5)
+    for eid, kind, reference in (
+        ("o1", "coordination.referral_outcome", "ref-1"),  # the answer: not new
+        ("o2", "coordination.referral_outcome", "ref-9"),
+        ("o3", "coordination.referral_outcome", None),
+        ("e1", "police.child_concern", "ref-1"),
+        ("e2", "police.child_concern", None),
+    ):
+        any_store.add_delivery(delivery(eid, type=kind, reference=reference), ["c1"], later)
+    assert any_store.new_since_decision() == [("c1", 4, T0)]
+    assert _store._OUTCOME_TYPE == OUTCOME_TYPE
 
 
 @pytest.mark.parametrize("view", ["not json", "[1]", "null"])
