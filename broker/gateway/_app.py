@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.errors import AccordError, EventInvalid, SendUnconfirmed, TransportError
 from broker.events import ContactEvent
+from broker.gateway._consent import ConsentGate
 from broker.gateway._limit import AuthLimit, Limited, LimitKind, Network, client_of
 from broker.gateway._metrics import Endpoint, GatewayMetrics, Outcome
 from broker.ops import OK, Check, first_failure
@@ -90,6 +91,9 @@ class GatewayDeps:
     trusted_proxies: tuple[Network, ...] = ()
     #: Whether the HTTP server is up (``/readyz``); the app alone, in a test, always is.
     serving: Callable[[], bool] = field(default=_always)
+    #: Whether the party may write consent records, asked before producing one (_consent);
+    #: without a probe (the default), Kafka's ACLs alone decide, at the write.
+    consent_gate: ConsentGate = field(default_factory=ConsentGate)
 
 
 class _Refused(Exception):  # a refusal, answered: not a fault
@@ -274,6 +278,12 @@ def _validated(publisher: Publishing, items: list[Any]) -> list[ContactEvent]:
     return parsed
 
 
+_NOT_AN_AUTHORITY = (
+    "Kafka does not let this party write consent records (is it a consent authority, "
+    "policies/consent-authorities.yaml?); nothing was written"
+)
+
+
 def _refused_by_acls(exc: BaseException) -> bool:
     """Whether Kafka's ACLs refused it: told by the kind of Kafka error it came from (aiokafka's
     ``...AuthorizationFailed...``), not by how broker.kafka words the message."""
@@ -310,9 +320,10 @@ def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Re
         )  # fmt: skip
     if _refused_by_acls(exc):
         # Kafka's ACLs: not Kafka being away, so saying "try later" would be wrong.
+        if endpoint is Endpoint.CONSENT:
+            return _Refused(403, Outcome.REFUSED, _NOT_AN_AUTHORITY)
         return _Refused(403, Outcome.REFUSED,
-                        "Kafka refused this party the write (consent: is it a consent "
-                        "authority?); nothing was written")  # fmt: skip
+                        "Kafka refused this party the write; nothing was written")  # fmt: skip
     return _Refused(
         503, Outcome.KAFKA_UNAVAILABLE,
         "Kafka could not be reached, and nothing was handed to it: send it again later, "
@@ -385,11 +396,20 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
 
         # The caller's id for a re-send after a 504 (the SDK refuses one not a canonical UUID).
         record_id = request.query_params.get("record_id")
+        if not await deps.consent_gate.may_publish():
+            # Answered as Kafka's refusal is, and counted and logged as it is, but Kafka is
+            # not asked: aiokafka would log the refusal at error level (_consent).
+            raise _Refused(403, Outcome.REFUSED, _NOT_AN_AUTHORITY)
 
         async def send() -> list[Receipt]:
             return [await publisher.publish_consent(body, record_id=record_id)]
 
-        [receipt] = await _publishing(deps, Endpoint.CONSENT, "consent", send)
+        try:
+            [receipt] = await _publishing(deps, Endpoint.CONSENT, "consent", send)
+        except _Refused as refused:
+            if refused.outcome is Outcome.REFUSED:  # Kafka's ACLs, the second line
+                deps.consent_gate.refused()
+            raise
         return _answer(202, {"record_id": receipt.event_id, "topic": receipt.topic})
 
     async def healthz(_request: Request) -> Response:

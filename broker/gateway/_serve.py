@@ -25,12 +25,14 @@ from pydantic import SecretStr
 from broker.config import GatewaySettings, Settings, SignInSettings
 from broker.errors import ConfigError, UsageError
 from broker.gateway._app import GatewayDeps, Publishing, create_gateway_app
+from broker.gateway._consent import ConsentGate, quiet_consent_refusals
 from broker.gateway._limit import AuthLimit
 from broker.gateway._metrics import GatewayMetrics
 from broker.kafka import KafkaClients, warn_if_plaintext
 from broker.keys import FileKeyStore, KeyStore, warn_if_unprotected
 from broker.ops import OK, Check, first_failure, serving_ops
 from broker.sdk import Publisher
+from broker.topics import CONSENT
 from broker.webauth import HostCheck, listen, loopback, stopped_by_sigterm, url_host
 
 if TYPE_CHECKING:
@@ -177,6 +179,7 @@ async def run_gateway(
                              total=cfg.auth_failures_total, window=cfg.auth_window_seconds,
                              spared=cfg.records_systems or ()),
         forwarded_hops=cfg.forwarded_hops, trusted_proxies=cfg.trusted_proxies or (),
+        consent_gate=ConsentGate(lambda: kafka.may_describe(CONSENT)),
     )  # fmt: skip
     config = uvicorn.Config(
         create_gateway_app(deps), host=cfg.host, port=cfg.port,
@@ -196,6 +199,7 @@ async def run_gateway(
     try:
         async with contextlib.AsyncExitStack() as stack:
             stack.enter_context(stopped_by_sigterm(stop, serving=lambda: server.started))
+            stack.enter_context(quiet_consent_refusals())
             await stack.enter_async_context(
                 serving_ops(cfg, registry, live=lambda: OK, ready=ready, kafka=kafka.settings)
             )

@@ -8,6 +8,7 @@ rather than constructing aiokafka clients themselves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from typing import Any, Final
@@ -16,10 +17,17 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError, NoError, OffsetOutOfRangeError, for_code
+from aiokafka.errors import (
+    KafkaError,
+    NoError,
+    OffsetOutOfRangeError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.protocol.metadata import MetadataRequest
 
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.errors import ConfigError
@@ -245,6 +253,37 @@ class KafkaClients:
         finally:
             await client.close()
         return records, moved
+
+    async def may_describe(self, topic: str, timeout_ms: int = 3000) -> bool | None:
+        """Whether Kafka lets this principal see ``topic`` (Kafka grants Describe with Write
+        or Read), asked with one metadata request of its own and nothing produced: False
+        when Kafka answers that the principal is not authorised for it, True when it names
+        the topic, None when it cannot tell (not reachable in time, no such topic).
+
+        A request of its own, read here, not through aiokafka's cluster metadata: that logs
+        an ACL refusal at error level, and a caller that asks expects one."""
+        client = AIOKafkaClient(request_timeout_ms=timeout_ms, **self._common("accord-probe"))
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                await client.bootstrap()
+                node = client.get_random_node()
+                if node is None:
+                    return None
+                # Never auto-created by asking: a missing topic is provisioning's to make.
+                request = MetadataRequest([topic], allow_auto_topic_creation=False)
+                response = await client.send(node, request)
+        except (TimeoutError, KafkaError, OSError):
+            return None
+        finally:
+            await client.close()
+        # Every version's topic entry starts (error_code, name, ...).
+        for error_code, name, *_rest in response.topics:
+            if name == topic:
+                error = for_code(error_code)
+                if error is TopicAuthorizationFailedError:
+                    return False
+                return True if error is NoError else None
+        return None
 
     async def reachable(self, timeout_ms: int = 3000) -> bool:
         """True when the cluster answers a metadata request (not merely accepts connections)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import ssl
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,6 +24,7 @@ from broker.gateway import GatewayRun, run_gateway
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
 from broker.sdk import Receipt
+from broker.topics import CONSENT
 from tests.unit.gateway.conftest import TOKEN
 
 
@@ -108,3 +111,57 @@ async def test_sigterm_stops_the_gateway_and_logs_that_it_stopped(
     assert events[0] == "gateway_started"
     assert events[-1] == "gateway_stopped"
     assert logs[-1]["party"] == "wmp"
+
+
+class RefusingConsent(KafkaClients):
+    """A cluster that does not let this party see, so write, ``accord.consent``."""
+
+    async def may_describe(self, topic: str, timeout_ms: int = 3000) -> bool | None:  # noqa: ARG002
+        return topic != CONSENT
+
+
+async def test_a_served_gateway_asks_kafka_before_a_consent_write_and_quiets_aiokafkas_refusal(
+    tmp_path: Path, agency_keys: FileKeyStore
+) -> None:
+    """The publisher is never reached (it would fail: 500), and aiokafka's error line for the
+    consent topic is dropped while the gateway runs, not after."""
+    settings = Settings(home=tmp_path, gateway=GatewaySettings(port=0, token=SecretStr(TOKEN)))
+    kafka = RefusingConsent(KafkaSettings(security_protocol="PLAINTEXT"))
+    runs: list[GatewayRun] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_gateway(
+            settings,
+            "wmp",
+            agency_keys,
+            kafka,
+            publisher=Confirming(),
+            started=runs.append,
+            stop=stop,
+        )
+    )
+    for _ in range(100):
+        if runs or task.done():
+            break
+        await asyncio.sleep(0.05)
+    [run] = runs
+    cluster = logging.getLogger("aiokafka.cluster")
+    said = "Topic %s is not authorized for this client"  # aiokafka/cluster.py's words
+    refusal = cluster.makeRecord(cluster.name, logging.ERROR, "", 0, said, (CONSENT,), None)
+    assert not cluster.filter(refusal)
+
+    def post() -> int:
+        request = urllib.request.Request(  # noqa: S310  # http, to the gateway under test
+            f"{run.url}v1/consents", data=b"{}",
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert await asyncio.to_thread(post) == 403
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    assert cluster.filter(refusal)
