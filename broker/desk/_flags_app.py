@@ -89,7 +89,7 @@ from broker.desk._withdrawn_keep import RECHECK, KeepWatch, read_keep
 from broker.envelope import Opener
 from broker.errors import AccordError, EnvelopeError
 from broker.events import Delivery, WithdrawalNotice
-from broker.kafka import KafkaClients, partition_for, read_retained
+from broker.kafka import KafkaClients, bound_tls_close, partition_for, read_retained
 from broker.keys import KeyStore
 from broker.policy import CompiledFlagRule
 from broker.principals import Principal
@@ -432,7 +432,12 @@ class _Service:
 
 def build_flags_app(opts: FlagServiceOptions) -> faust.App:
     """The party's flag service, ready for ``faust.Worker(app).execute_from_commandline()``."""
-    return _build(opts)[0]
+    app = _build(opts)[0]
+    # faust runs the service on its own loop (mode's, the app's and its worker's alike), not
+    # on broker.cli's: the same bound as every other service's, before anything connects, so
+    # a TLS close waits at most TLS_CLOSE_S for a peer's close_notify, not the loop's 30 s.
+    bound_tls_close(app.loop)
+    return app
 
 
 def _build(opts: FlagServiceOptions) -> tuple[faust.App, _Service]:
