@@ -241,3 +241,14 @@ def test_kcat_uses_the_client_files_unchanged(node: EmbeddedKafka, tmp_path: Pat
     )  # fmt: skip
     assert refused.returncode != 0
     assert b"authoriz" in refused.stderr.lower()
+
+
+async def test_whether_a_party_may_write_consent_is_told_without_a_produce(
+    node: EmbeddedKafka,
+) -> None:
+    """The gateway's pre-check (broker.gateway._consent): a party provisioning gave no grant on
+    accord.consent is told False by a metadata request, a consent authority True."""
+    assert await KafkaClients(_as(node, "wmp")).may_describe(CONSENT) is False
+    assert await KafkaClients(_as(node, "wmp")).may_describe(ingress("wmp")) is True
+    assert await KafkaClients(_as(node, "hv-sandwell")).may_describe(CONSENT) is True
+    assert await _produce(_as(node, "hv-sandwell"), CONSENT) == "ok"
