@@ -157,7 +157,7 @@ def subject(
     anything is shown, exactly as the console writes it, and appears among the child's
     earlier look-ups. Left out, --as and --reason are asked for at a terminal.
     """
-    from broker.cli._audit_render import disclosure
+    from broker.cli._audit_render import disclosure, output_width
     from broker.governance import disclosure_log, subject_search, verification_state
 
     settings = load_settings()
@@ -194,7 +194,9 @@ def subject(
         f"Searched {how}; subject keys {', '.join(search.keys)}",
         f"Audit log: {state}",
     ]
-    typer.echo(disclosure(entries, fmt.value, searched=searched, produced=produced))
+    shown = disclosure(entries, fmt.value, searched=searched, produced=produced,
+                       width=output_width())  # fmt: skip
+    typer.echo(shown)
     if searched is not None and fmt in (Format.CSV, Format.JSON):
         typer.echo(searched, err=True)  # not in the data: its shape is the same either way
     if fmt is not Format.HTML:  # the page's header says it ("Audit log: ...")

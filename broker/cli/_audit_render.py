@@ -10,6 +10,10 @@ import csv
 import html
 import io
 import json
+import os
+import shutil
+import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -54,6 +58,14 @@ _LOG_COLUMNS = (
 # CSV only, after every other column (which keeps its place): ``false`` on a share never
 # sent, whose ``outcome`` stays as decided. A table or page says "not sent" in its outcome.
 _CSV_ONLY = ("sent",)
+# A table's line of the log is headed by when, what and its outcome; every other column with
+# a value follows on a line of its own, labelled as the CSV's and the page's heading.
+_HEAD = ("at", "kind", "outcome")
+_LABEL_WIDTH = max(len(h) for k, h in _LOG_COLUMNS if k not in _HEAD)
+_INDENT = "  "
+#: Where the output is not a terminal (a file, a pipe) and COLUMNS is not set.
+DEFAULT_WIDTH = 100
+_NARROWEST = 40  # below it a label leaves no room for its value
 # Between the grounds of a decision made under several agreements: the nth agreement,
 # purpose and lawful basis of a line belong together. (A basis itself holds "; ".)
 _GROUND_SEPARATOR = " | "
@@ -61,13 +73,18 @@ _GROUND_SEPARATOR = " | "
 
 def _log_row(entry: DisclosureEntry, *, shown: bool) -> dict[str, Any]:
     """The entry's JSON, with each of agreement, purpose and basis listing every ground;
-    ``shown``: the outcome as a reader sees it (``shared, not sent (quarantined)``)."""
+    ``shown``: the outcome and basis as a reader sees them (``shared, not sent
+    (quarantined)``, ``Art 6: public task, Art 6(1)(e)``), not as codes (CSV keeps them)."""
     row = entry.as_dict()
     if shown:
         row["outcome"] = entry.shown_outcome
+        row["lawful_basis"] = entry.shown_basis
     row["review"] = entry.review.text() if entry.review else None
     grounds = list(
-        dict.fromkeys((g.agreement_id, g.purpose, g.lawful_basis) for g in entry.grounds)
+        dict.fromkeys(
+            (g.agreement_id, g.purpose, g.shown_basis if shown else g.lawful_basis)
+            for g in entry.grounds
+        )
     )
     if grounds:
         agreements, purposes, bases = zip(*grounds, strict=True)
@@ -109,17 +126,51 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def output_width() -> int:
+    """The terminal's width (COLUMNS first, as a shell sets it); printed to a file or a pipe,
+    COLUMNS if set, else ``DEFAULT_WIDTH``: never the width of a terminal it is not on."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        return DEFAULT_WIDTH
+
+
+def _wrapped(text: str, width: int, first: str = "", rest: str = "") -> list[str]:
+    # Ids keep their hyphens whole; only a word longer than a whole line is cut.
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False) or [first.rstrip()]  # fmt: skip
+
+
+def _blocks(rows: Sequence[dict[str, Any]], width: int) -> list[str]:
+    """One block a line of the log: when, what and outcome, then each other column that has
+    a value, labelled, wrapped to ``width``. A grid of all of them is ~400 wide."""
+    out: list[str] = []
+    for row in rows:
+        head = "  ".join(c for c in (_cell(row[k]) for k in _HEAD) if c)
+        out += ["", *_wrapped(head, width, rest=_INDENT)]
+        for key, label in _LOG_COLUMNS:
+            text = _cell(row[key])
+            if key in _HEAD or not text:
+                continue
+            first = f"{_INDENT}{label.ljust(_LABEL_WIDTH)}  "
+            out += _wrapped(text, width, first, " " * len(first))
+    return out
+
+
 def disclosure(
     entries: Sequence[DisclosureEntry],
     fmt: str,
     *,
     searched: str | None = None,
     produced: Sequence[str] = (),
+    width: int = DEFAULT_WIDTH,
 ) -> str:
     """The log in ``fmt``; ``searched`` (what a look-up by demographics searched, naming no
     one) heads the table and the page, and stays out of CSV and JSON, whose shape is fixed.
     ``produced`` (when, by whom, what was searched, the log's verification state) heads the
-    HTML page, the attachment a SAR response carries."""
+    HTML page, the attachment a SAR response carries. A table's lines fit in ``width``."""
     if fmt == "json":
         return json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False)
     keys = [k for k, _ in _LOG_COLUMNS]
@@ -137,10 +188,13 @@ def disclosure(
         note = plural(len(entries), "entry", "entries") + (f"; {searched}" if searched else "")
         legend = reason_legend(entries)
         return _html_page("Disclosure log", heads, rows, note, produced, legend=legend)
-    title = f"Disclosure log: {plural(len(entries), 'entry', 'entries')}, oldest first"
+    width = max(width, _NARROWEST)
+    lines = _wrapped(f"Disclosure log: {plural(len(entries), 'entry', 'entries')}, oldest first",
+                     width)  # fmt: skip
     if searched:
-        title += f"\n{searched[:1].upper()}{searched[1:]}"
-    return f"{title}\n{table(heads, rows)}" if entries else f"{title}\n(nothing recorded)"
+        lines += _wrapped(f"{searched[:1].upper()}{searched[1:]}", width)
+    logged = [dict(zip(keys, row, strict=True)) for row in rows]
+    return "\n".join([*lines, *(_blocks(logged, width) if entries else ["(nothing recorded)"])])
 
 
 def _html_page(

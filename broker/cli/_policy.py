@@ -103,15 +103,12 @@ def _record_path(path: str) -> str:
 
 
 def _basis(d: Decision) -> str:
+    """One line an article, in the words the desk and the disclosure log use."""
+    from broker.policy import basis_words
+
     if d.lawful_basis is None:
         return ""
-    b = d.lawful_basis
-    parts = [f"Art6 {b.article6}"]
-    if b.article9:
-        parts.append(f"Art9 {b.article9}")
-    if b.article10:
-        parts.append(f"Art10 {b.article10}")
-    return "\n".join(parts)
+    return basis_words(d.lawful_basis.model_dump(exclude_none=True), sep="\n") or ""
 
 
 def _fields(d: Decision) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from broker.desk._stored import StoredRecord
+from broker.policy import basis_words
 
 __all__ = [
     "Field",
@@ -62,16 +63,6 @@ _SUBJECT_LABELS = {
 _EVENT_SHOWN = {"event_id", "type", "sender", "occurred_at", "subjects", "sharing"}
 _NAME_PARTS = ("given_name", "family_name")
 _HUMANISED = {"categories", "outcome"}  # codes such as domestic_abuse, support_offered
-
-_ARTICLE_6 = {
-    "consent": "consent, Art 6(1)(a)",
-    "legal_obligation": "legal obligation, Art 6(1)(c)",
-    "vital_interests": "vital interests, Art 6(1)(d)",
-    "public_task": "public task, Art 6(1)(e)",
-    "legitimate_interests": "legitimate interests, Art 6(1)(f)",
-}
-_CONDITIONS = {"safeguarding_children": "safeguarding of children, DPA 2018 Sch 1 para 18"}
-_ARTICLES = (("article6", "Art 6"), ("article9", "Art 9"), ("article10", "Art 10"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,17 +146,8 @@ def person_name(subject: Mapping[str, Any]) -> str | None:
 
 
 def basis_text(basis: Mapping[str, Any] | None) -> str:
-    """``{"article6": "public_task", "article9": …}`` as a person reads it."""
-    parts = []
-    for key, article in _ARTICLES:
-        name = (basis or {}).get(key)
-        if not name:
-            continue
-        table = _ARTICLE_6 if key == "article6" else _CONDITIONS
-        parts.append(f"{article}: {table.get(str(name), str(name).replace('_', ' '))}")
-    extra = [k for k in basis or {} if k not in dict(_ARTICLES)]
-    parts.extend(f"{k.replace('_', ' ')}: {basis[k]}" for k in extra if basis)
-    return "; ".join(parts) or "not given"
+    """``{"article6": "public_task", …}`` in the words every page and report uses."""
+    return basis_words(basis) or "not given"
 
 
 def local_time(value: datetime | str | None, zone: ZoneInfo) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from broker.audit import AuditKind, AuditRecord
 from broker.governance._grounds import Ground, basis_text, decision_grounds, str_or_none, str_tuple
 from broker.governance._store import AuditStore
+from broker.policy import basis_words
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -136,6 +137,9 @@ class DisclosureEntry:
     # line is at ``at``, when the broker received it: decisions before that could not see it.
     recorded_at: datetime | None = None
     not_sent: bool = False  # a share whose event was then quarantined; outcome stays as decided
+    # ``lawful_basis`` in words (basis_words), for a table, a page or the console; JSON and
+    # CSV keep the codes.
+    shown_basis: str | None = None
 
     @property
     def shown_outcome(self) -> str | None:
@@ -194,6 +198,7 @@ def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
         reason=d.get("reason"),
         purpose=d.get("purpose"),
         lawful_basis=basis_text(d.get("lawful_basis")),
+        shown_basis=basis_words(d.get("lawful_basis")),
         agreement_id=d.get("agreement_id"),
         clauses=str_tuple(d.get("clause_ids")),
         fields_shared=str_tuple(d.get("fields_shared")),
@@ -240,6 +245,7 @@ def _after_decision(
         reason=None,
         purpose=rec.data.get("purpose") if opened else (decided.purpose if decided else None),
         lawful_basis=decided.lawful_basis if decided else None,
+        shown_basis=decided.shown_basis if decided else None,
         agreement_id=decided.agreement_id if decided else None,
         clauses=decided.clauses if decided else (),
         # What was sent is the delivery's own list; an opening is of what its decision shared.

@@ -3,9 +3,10 @@ an audit record's data that the disclosure log and the governance report share."
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from broker.policy import basis_words
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,14 +17,24 @@ class Ground:
     agreement_id: str | None
     clause_id: str | None
     purpose: str | None
-    lawful_basis: str | None
+    lawful_basis: str | None  # as codes (basis_text): what JSON and CSV carry
+    # The same basis in words (basis_words), for a table, a page or the console; derived
+    # from what lawful_basis is, so it takes no part in comparing grounds.
+    shown_basis: str | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The JSON's ground: codes only (its shape is an interface)."""
+        return {
+            "agreement_id": self.agreement_id,
+            "clause_id": self.clause_id,
+            "purpose": self.purpose,
+            "lawful_basis": self.lawful_basis,
+        }
 
 
 def basis_text(basis: object) -> str | None:
-    """``public_task; Art 9: safeguarding_children`` from a decision's ``lawful_basis``."""
+    """``public_task; Art 9: safeguarding_children`` from a decision's ``lawful_basis``: its
+    codes, as JSON and CSV give them (a reader is shown ``basis_words``)."""
     if not isinstance(basis, dict):
         return None
     parts = [str(basis.get("article6") or "")]
@@ -52,6 +63,7 @@ def decision_grounds(data: dict[str, Any]) -> tuple[Ground, ...]:
                 str_or_none(g.get("clause_id")),
                 str_or_none(g.get("purpose")),
                 basis_text(g.get("lawful_basis")),
+                basis_words(g.get("lawful_basis")),
             )
             for g in listed
             if isinstance(g, dict)
@@ -61,5 +73,6 @@ def decision_grounds(data: dict[str, Any]) -> tuple[Ground, ...]:
         None,
         str_or_none(data.get("purpose")),
         basis_text(data.get("lawful_basis")),
+        basis_words(data.get("lawful_basis")),
     )
     return () if first == Ground(None, None, None, None) else (first,)

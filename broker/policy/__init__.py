@@ -7,6 +7,7 @@ Kafka, no clock, no I/O in ``decide``.
 """
 
 from broker.policy._authority import ConsentRefusal
+from broker.policy._basis_words import BASIS_LABELS, basis_words
 from broker.policy._compare import Unversioned, changed_without_new_version
 from broker.policy._decide import consent_subjects
 from broker.policy._decision import (
@@ -52,6 +53,7 @@ from broker.policy._scenario import (
 
 __all__ = [
     "ARTICLE6_BASES",
+    "BASIS_LABELS",
     "FLAG_VARIABLES",
     "HOUSEHOLD_AGGREGATES",
     "PARTY_KINDS",
@@ -80,6 +82,7 @@ __all__ = [
     "SubjectScope",
     "Unevaluated",
     "Unversioned",
+    "basis_words",
     "bundle_files",
     "changed_without_new_version",
     "consent_subjects",

@@ -155,7 +155,7 @@ SURFACES = {
     },
     "broker.policy": {
         "bundle_files", "ARTICLE6_BASES", "PARTY_KINDS", "REASON_PRECEDENCE", "SELECTORS",
-        "SPECIAL_BASES",
+        "SPECIAL_BASES", "BASIS_LABELS", "basis_words",
         "TRANSFORMS", "Agreement", "Bundle", "Clause", "ClauseRef", "ConsentRefusal", "Decision",
         "LawfulBasis", "FLAG_VARIABLES", "HOUSEHOLD_AGGREGATES", "CompiledFlagRule", "FlagRule",
         "ExpectedFlag", "FlagScenario",

@@ -164,12 +164,11 @@ def test_the_subject_log_as_a_table_or_page_carries_agreement_consent_and_audit_
     records = signed(keys, [(AuditKind.DECIDED, "e9", "coord", decision("shared"))], child)
     assert index_records(store, verifier, records).breaks == []
     [entry] = disclosure_log(store, child)
-    table = disclosure([entry], "table").splitlines()
-    head, line = table[1], table[3]
-    for column in ("agreement", "consent", "audit ref"):
-        assert column in head
-    for value in ("isa-1", "missing", "worker:w7#0"):
-        assert value in line
+    # A table's line is a block: each column with a value labelled as the page's heading.
+    table = [" ".join(line.split()) for line in disclosure([entry], "table").splitlines()]
+    for column, value in (("agreement", "isa-1"), ("consent", "missing"),
+                          ("audit ref", "worker:w7#0")):  # fmt: skip
+        assert f"{column} {value}" in table
     page = disclosure([entry], "html")
     for cell in ("<th>agreement</th>", "<th>consent</th>", "<th>audit ref</th>",
                  "<td>isa-1</td>", "<td>missing</td>", "<td>worker:w7#0</td>"):  # fmt: skip
@@ -189,3 +188,26 @@ def test_an_opening_timed_in_the_recipients_local_time_is_shown_in_utc(
     assert seen.at == datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
     assert seen.at.utcoffset() == timedelta(0)
     assert seen.as_dict()["at"] == "2026-07-01T09:00:00+00:00"
+
+
+def test_the_table_and_page_give_the_basis_in_words_and_csv_and_json_keep_its_codes(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier, linker: Linker
+) -> None:
+    """The words the desk's record page uses; JSON and CSV are an interface: codes."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    records = signed(keys, [(AuditKind.DECIDED, "e7", "mash", two_agreements())], child)
+    assert index_records(store, verifier, records).breaks == []
+    log = disclosure_log(store, child)
+    words = ("Art 6: public task, Art 6(1)(e); Art 9: health or social care, Art 9(2)(h), DPA "
+             "2018 Sch 1 para 2 | Art 6: public task, Art 6(1)(e); Art 9: safeguarding of "
+             "children, DPA 2018 Sch 1 para 18")  # fmt: skip
+    codes = "public_task; Art 9: health_or_social_care | public_task; Art 9: safeguarding_children"
+    assert words in " ".join(disclosure(log, "table").split())
+    assert f"<td>{words}</td>" in disclosure(log, "html")
+    for fmt in ("table", "html"):
+        assert "safeguarding_children" not in disclosure(log, fmt)
+    assert next(csv.DictReader(io.StringIO(disclosure(log, "csv"))))["lawful_basis"] == codes
+    [as_json] = json.loads(disclosure(log, "json"))
+    assert as_json["lawful_basis"] == "public_task; Art 9: health_or_social_care"
+    assert [g["lawful_basis"] for g in as_json["grounds"]] == codes.split(" | ")
+    assert set(as_json["grounds"][0]) == {"agreement_id", "clause_id", "purpose", "lawful_basis"}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from broker.cli import main
-from broker.policy import load_scenarios
+from broker.policy import ARTICLE6_BASES, load_scenarios
 from tests.unit.policy.kit import (
     ENCOMPASS,
     PARTIES,
@@ -340,9 +340,11 @@ def test_explain_shows_a_row_per_recipient_and_each_view(
         "hub-tipton",
         "consent-missing",
         "police-to-coord",
-        "legal_obligation",
+        # The basis in the words the desk and the disclosure log use, not as codes.
+        "Art 6: legal obligation, Art 6(1)(c)",
     ):
         assert text in out
+    assert "Art6" not in out
     assert "View for school-a:" in out
     assert "View for hub-tipton:" not in out
 
@@ -377,6 +379,7 @@ def test_explain_json_is_machine_readable(
     assert outcomes == {"coord": "shared", "hub-tipton": "shared", "school-a": "shared"}
     assert doc["views"]["hub-tipton"]["subjects"][0]["age_band"] == "5-10"
     assert doc["policy_version"].startswith("sha256:")
+    assert {d["lawful_basis"]["article6"] for d in doc["decisions"]} <= set(ARTICLE6_BASES)
 
 
 def test_explain_with_a_bad_nhs_number_is_one_line_naming_the_field(

@@ -31,7 +31,10 @@ def test_the_queue_shows_consent_fields_purpose_and_basis_of_each_override(
     assert _cell(row.group(0), "consent") == "missing"
     assert _cell(row.group(0), "fields") == "<small>subject.name, event.type</small>"
     assert _cell(row.group(0), "purpose") == "early_help"
-    assert _cell(row.group(0), "basis") == "public_task; Art 9: safeguarding_children"
+    # In words, as the desk and the disclosure log's table show it (JSON keeps the codes).
+    assert _cell(row.group(0), "basis") == (
+        "Art 6: public task, Art 6(1)(e); Art 9: safeguarding of children, DPA 2018 Sch 1 para 18"
+    )
     assert 'href="/overrides/decision?event=e2&amp;recipient=school-1"' in row.group(0)
 
 
@@ -48,6 +51,7 @@ def test_an_overrides_page_shows_its_disclosure_line_and_is_audited(
                          "Override review"]  # fmt: skip
     assert {"Consent", "Fields shared", "Purpose", "Lawful basis"} <= set(heads)
     assert _cell(table.group(0), "review") == "awaiting review"
+    assert _cell(table.group(0), "basis").startswith("Art 6: public task, Art 6(1)(e)")
     assert 'action="/overrides/review"' in r.text
     [view] = [q for q in sink.queries() if q.data["page"] == "overrides.detail"]
     assert view.data["detail"] == {"event_id": "e2", "recipient": "school-1"}

@@ -1,0 +1,54 @@
+"""A lawful basis in words: every code a bundle may use has them, one not known is shown as
+written, and nothing given is dropped."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.policy import ARTICLE6_BASES, BASIS_LABELS, SPECIAL_BASES, LawfulBasis, basis_words
+
+
+def test_every_code_a_bundle_may_use_has_words_of_its_own() -> None:
+    """The codes ``accord policy check`` accepts, each article's: none falls back to its code."""
+    assert set(BASIS_LABELS) == set(LawfulBasis.model_fields)
+    allowed = {"article6": ARTICLE6_BASES, "article9": SPECIAL_BASES, "article10": SPECIAL_BASES}
+    for article, codes in allowed.items():
+        assert set(BASIS_LABELS[article]) == set(codes), article
+        for code in codes:
+            words = BASIS_LABELS[article][code]
+            assert words != code, (article, code)
+            assert "Art" in words or "DPA 2018" in words, (article, code)  # it cites its law
+
+
+def test_a_basis_reads_as_words_with_each_article_in_order() -> None:
+    basis = {"article10": "safeguarding_children", "article6": "public_task",
+             "article9": "explicit_consent"}  # fmt: skip
+    assert basis_words(basis) == (
+        "Art 6: public task, Art 6(1)(e); Art 9: explicit consent, Art 9(2)(a); "
+        "Art 10: safeguarding of children, DPA 2018 Sch 1 paras 18 and 36"
+    )
+    assert basis_words({"article6": "legal_obligation"}, sep="\n") == (
+        "Art 6: legal obligation, Art 6(1)(c)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("basis", "words"),
+    [
+        # A code a later broker decided under: as written, never dropped or reworded.
+        ({"article6": "public_task", "article9": "new_condition"},
+         "Art 6: public task, Art 6(1)(e); Art 9: new_condition"),
+        # A key no article here has: after the known ones, as written.
+        ({"article6": "consent", "article_x": "code_y"},
+         "Art 6: consent, Art 6(1)(a); article_x: code_y"),
+        ({"article6": "public_task", "article9": None, "article10": ""},
+         "Art 6: public task, Art 6(1)(e)"),
+    ],
+)  # fmt: skip
+def test_a_code_or_key_not_known_is_shown_as_written(basis: dict[str, object], words: str) -> None:
+    assert basis_words(basis) == words
+
+
+@pytest.mark.parametrize("basis", [None, {}, {"article9": None}, "public_task"])
+def test_no_basis_has_no_words(basis: object) -> None:
+    assert basis_words(basis) is None
