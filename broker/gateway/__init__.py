@@ -10,12 +10,14 @@ confirmed it. See ``docs/gateway.md``.
 """
 
 from broker.gateway._app import GatewayDeps, Publishing, create_gateway_app
+from broker.gateway._consent import ConsentGate
 from broker.gateway._limit import AuthLimit
 from broker.gateway._metrics import GatewayMetrics
 from broker.gateway._serve import GatewayRun, check_gateway, run_gateway
 
 __all__ = [
     "AuthLimit",
+    "ConsentGate",
     "GatewayDeps",
     "GatewayMetrics",
     "GatewayRun",

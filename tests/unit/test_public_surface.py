@@ -47,8 +47,8 @@ SURFACES = {
         "warn_if_another_instance", "window_record", "withdrawn_keep",
     },
     "broker.gateway": {
-        "AuthLimit", "GatewayDeps", "GatewayMetrics", "GatewayRun", "Publishing", "check_gateway",
-        "create_gateway_app", "run_gateway",
+        "AuthLimit", "ConsentGate", "GatewayDeps", "GatewayMetrics", "GatewayRun", "Publishing",
+        "check_gateway", "create_gateway_app", "run_gateway",
     },
     "broker.deploy": {
         "CONSOLE_OPS_PORT", "CONSOLE_PORT", "DESK_OPS_PORT", "DESK_PORT", "FLAGS_OPS_PORT",
