@@ -131,10 +131,12 @@ def output_width() -> int:
     COLUMNS if set, else ``DEFAULT_WIDTH``: never the width of a terminal it is not on."""
     if sys.stdout.isatty():
         return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
-    try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        return DEFAULT_WIDTH
+    # As shutil does, 0 (or less) is not set; nor is what a shell never sets, such as
+    # Arabic-Indic digits, which int() would read.
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isascii() and columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return DEFAULT_WIDTH
 
 
 def _wrapped(text: str, width: int, first: str = "", rest: str = "") -> list[str]:

@@ -24,21 +24,33 @@ _ARTICLE6 = {
     "public_task": "public task, Art 6(1)(e)",
     "legitimate_interests": "legitimate interests, Art 6(1)(f)",
 }
+# Part 3 processing (by or for a competent authority, for a law-enforcement purpose) is
+# outside UK GDPR altogether: it is no Art 9 or Art 10 condition, so it reads under no
+# article's heading (_OUTSIDE_UK_GDPR).
+_LAW_ENFORCEMENT = "law enforcement processing, DPA 2018 Part 3 (s35, Sch 8), outside UK GDPR"
+# Para 18 is a Sch 1 Part 2 (substantial public interest) condition, so Art 9(2)(g) through
+# DPA 2018 s10(3).
 _ARTICLE9 = {
-    "safeguarding_children": "safeguarding of children, DPA 2018 Sch 1 para 18",
+    "safeguarding_children": (
+        "safeguarding of children and of individuals at risk, Art 9(2)(g), DPA 2018 Sch 1 para 18"
+    ),
     "health_or_social_care": "health or social care, Art 9(2)(h), DPA 2018 Sch 1 para 2",
     "explicit_consent": "explicit consent, Art 9(2)(a)",
     "vital_interests": "vital interests, Art 9(2)(c)",
-    "law_enforcement": "law enforcement, DPA 2018 Part 3",
+    "law_enforcement": _LAW_ENFORCEMENT,
 }
-# Offence data meets its condition in DPA 2018 Sch 1 (s10(5)): para 18 reaches it through
-# para 36, and consent and vital interests have paras 29 and 30 of their own.
+# Offence data may meet any condition of DPA 2018 Sch 1 Parts 1-3 (s10(5)). Para 18 is one
+# as para 36 extends it, without its substantial-public-interest requirement; consent
+# (para 29, plain consent, not "explicit") and vital interests (para 30) are Part 3's own.
 _ARTICLE10 = {
-    "safeguarding_children": "safeguarding of children, DPA 2018 Sch 1 paras 18 and 36",
+    "safeguarding_children": (
+        "safeguarding of children and of individuals at risk, DPA 2018 Sch 1 para 18 "
+        "as para 36 extends it"
+    ),
     "health_or_social_care": "health or social care, DPA 2018 Sch 1 para 2",
-    "explicit_consent": "explicit consent, DPA 2018 Sch 1 para 29",
+    "explicit_consent": "consent, DPA 2018 Sch 1 para 29",
     "vital_interests": "vital interests, DPA 2018 Sch 1 para 30",
-    "law_enforcement": "law enforcement, DPA 2018 Part 3",
+    "law_enforcement": _LAW_ENFORCEMENT,
 }
 #: Each article's codes and their words, in the order a basis is read.
 BASIS_LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
@@ -49,19 +61,27 @@ BASIS_LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
     }
 )
 _HEADS = {"article6": "Art 6", "article9": "Art 9", "article10": "Art 10"}
+_SPECIAL = frozenset({"article9", "article10"})
+_OUTSIDE_UK_GDPR = frozenset({"law_enforcement"})
 
 
 def basis_words(basis: object, sep: str = "; ") -> str | None:
-    """``Art 6: public task, Art 6(1)(e); Art 9: safeguarding of children, DPA 2018 Sch 1
-    para 18`` from a decision's ``lawful_basis`` (each article's part after ``sep``); None
-    when it gives none. A code or key not known here is shown as written."""
+    """``Art 6: public task, Art 6(1)(e); Art 9: safeguarding of children and of individuals
+    at risk, Art 9(2)(g), DPA 2018 Sch 1 para 18`` from a decision's ``lawful_basis`` (each
+    article's part after ``sep``); None when it gives none. A code or key not known here is
+    shown as written. ``law_enforcement`` is no condition of the article it was written
+    under, so it reads without that article's heading, once if both name it."""
     if not isinstance(basis, Mapping):
         return None
-    parts = []
+    parts: list[str] = []
     for key in (*BASIS_LABELS, *(k for k in basis if k not in BASIS_LABELS)):
         code = basis.get(key)
         if code is None or code == "":
             continue
-        words = BASIS_LABELS.get(str(key), {}).get(str(code), str(code))
-        parts.append(f"{_HEADS.get(str(key), str(key))}: {words}")
+        name, value = str(key), str(code)
+        words = BASIS_LABELS.get(name, {}).get(value, value)
+        if name not in _SPECIAL or value not in _OUTSIDE_UK_GDPR:
+            parts.append(f"{_HEADS.get(name, name)}: {words}")
+        elif words not in parts:  # article9 and article10 both name it: said once
+            parts.append(words)
     return sep.join(parts) or None

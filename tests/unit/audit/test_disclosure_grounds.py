@@ -200,7 +200,8 @@ def test_the_table_and_page_give_the_basis_in_words_and_csv_and_json_keep_its_co
     log = disclosure_log(store, child)
     words = ("Art 6: public task, Art 6(1)(e); Art 9: health or social care, Art 9(2)(h), DPA "
              "2018 Sch 1 para 2 | Art 6: public task, Art 6(1)(e); Art 9: safeguarding of "
-             "children, DPA 2018 Sch 1 para 18")  # fmt: skip
+             "children and of individuals at risk, Art 9(2)(g), DPA 2018 Sch 1 "
+             "para 18")  # fmt: skip
     codes = "public_task; Art 9: health_or_social_care | public_task; Art 9: safeguarding_children"
     assert words in " ".join(disclosure(log, "table").split())
     assert f"<td>{words}</td>" in disclosure(log, "html")

@@ -93,8 +93,9 @@ def test_a_long_line_wraps_to_the_width_with_nothing_lost(
     assert (
         "lawful basis Art 6: public task, Art 6(1)(e); Art 9: health or social care, "
         "Art 9(2)(h), DPA 2018 Sch 1 para 2 | Art 6: public task, Art 6(1)(e); Art 9: "
-        "safeguarding of children, DPA 2018 Sch 1 para 18; Art 10: safeguarding of children, "
-        "DPA 2018 Sch 1 paras 18 and 36"
+        "safeguarding of children and of individuals at risk, Art 9(2)(g), DPA 2018 Sch 1 "
+        "para 18; Art 10: safeguarding of children and of individuals at risk, DPA 2018 Sch 1 "
+        "para 18 as para 36 extends it"
     ) in block
     assert "agreement sandwell-early-help | wolverhampton-mash" in block
     assert "event 3a1e5b70-6c2d-4f1a-9e0b-5a0000000001" in block
@@ -106,5 +107,7 @@ def test_printed_to_a_file_the_width_is_columns_else_100(monkeypatch: pytest.Mon
     assert output_width() == 100
     monkeypatch.setenv("COLUMNS", "132")
     assert output_width() == 132
-    monkeypatch.setenv("COLUMNS", "wide")
-    assert output_width() == 100
+    # Not set: what shutil reads as unset (0 or less), and digits no shell writes.
+    for columns in ("wide", "0", "-5", "\u0663\u0660", ""):
+        monkeypatch.setenv("COLUMNS", columns)
+        assert output_width() == 100, columns

@@ -33,7 +33,8 @@ def test_the_queue_shows_consent_fields_purpose_and_basis_of_each_override(
     assert _cell(row.group(0), "purpose") == "early_help"
     # In words, as the desk and the disclosure log's table show it (JSON keeps the codes).
     assert _cell(row.group(0), "basis") == (
-        "Art 6: public task, Art 6(1)(e); Art 9: safeguarding of children, DPA 2018 Sch 1 para 18"
+        "Art 6: public task, Art 6(1)(e); Art 9: safeguarding of children and of individuals "
+        "at risk, Art 9(2)(g), DPA 2018 Sch 1 para 18"
     )
     assert 'href="/overrides/decision?event=e2&amp;recipient=school-1"' in row.group(0)
 

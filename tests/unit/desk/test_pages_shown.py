@@ -99,8 +99,13 @@ def test_every_field_the_agreement_grants_is_on_the_record_page(
     assert {'data-role="child"', 'data-role="parent"'} <= set(re.findall(r'data-role="\w+"', page))
     assert "2026-11-21 22:40 GMT" in text  # occurred_at, London time
     assert "Art 6: public task, Art 6(1)(e)" in text
-    assert "Art 9: safeguarding of children, DPA 2018 Sch 1 para 18" in text
-    assert "Art 10: law enforcement" in text
+    assert (
+        "Art 9: safeguarding of children and of individuals at risk, Art 9(2)(g), "
+        "DPA 2018 Sch 1 para 18"
+    ) in text
+    # Part 3 processing is outside UK GDPR: not shown as an Art 10 condition.
+    assert "law enforcement processing, DPA 2018 Part 3 (s35, Sch 8), outside UK GDPR" in text
+    assert "Art 10:" not in text
 
 
 def test_each_transform_shows_under_its_own_name(make_client: Make, store: DeskStore) -> None:

@@ -25,11 +25,45 @@ def test_a_basis_reads_as_words_with_each_article_in_order() -> None:
              "article9": "explicit_consent"}  # fmt: skip
     assert basis_words(basis) == (
         "Art 6: public task, Art 6(1)(e); Art 9: explicit consent, Art 9(2)(a); "
-        "Art 10: safeguarding of children, DPA 2018 Sch 1 paras 18 and 36"
+        "Art 10: safeguarding of children and of individuals at risk, DPA 2018 Sch 1 para 18 "
+        "as para 36 extends it"
     )
     assert basis_words({"article6": "legal_obligation"}, sep="\n") == (
         "Art 6: legal obligation, Art 6(1)(c)"
     )
+
+
+def test_each_condition_cites_the_provision_that_gives_it() -> None:
+    """Para 18 is Art 9(2)(g) (a Sch 1 Part 2 condition, s10(3)); para 29 is plain consent."""
+    art9, art10 = BASIS_LABELS["article9"], BASIS_LABELS["article10"]
+    assert art9["safeguarding_children"] == (
+        "safeguarding of children and of individuals at risk, Art 9(2)(g), DPA 2018 Sch 1 para 18"
+    )
+    assert art9["explicit_consent"] == "explicit consent, Art 9(2)(a)"
+    assert art10["explicit_consent"] == "consent, DPA 2018 Sch 1 para 29"
+    assert art10["vital_interests"] == "vital interests, DPA 2018 Sch 1 para 30"
+
+
+LAW_ENFORCEMENT = "law enforcement processing, DPA 2018 Part 3 (s35, Sch 8), outside UK GDPR"
+
+
+@pytest.mark.parametrize(
+    ("basis", "words"),
+    [
+        ({"article6": "public_task", "article10": "law_enforcement"},
+         f"Art 6: public task, Art 6(1)(e); {LAW_ENFORCEMENT}"),
+        ({"article6": "public_task", "article9": "law_enforcement",
+          "article10": "law_enforcement"},
+         f"Art 6: public task, Art 6(1)(e); {LAW_ENFORCEMENT}"),
+        ({"article9": "health_or_social_care", "article10": "law_enforcement"},
+         f"Art 9: health or social care, Art 9(2)(h), DPA 2018 Sch 1 para 2; {LAW_ENFORCEMENT}"),
+    ],
+)  # fmt: skip
+def test_law_enforcement_is_not_read_as_an_article_9_or_10_condition(
+    basis: dict[str, str], words: str
+) -> None:
+    """Part 3 processing is outside UK GDPR: no "Art 9:"/"Art 10:" heading, said once."""
+    assert basis_words(basis) == words
 
 
 @pytest.mark.parametrize(
