@@ -29,6 +29,7 @@ from broker.desk import _store_locks
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
 from broker.desk._store_locks import one_transaction, settled_among
 from broker.desk._store_schema import REKEYED, claim, mark_child_nhs, prepare
+from broker.desk._store_since import new_since
 from broker.desk._stored import (
     BY_ID,
     DECISION_COLUMNS,
@@ -57,7 +58,6 @@ __all__ = [
 
 _REKEY_BATCH = 500
 _IN_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
-_OUTCOME_TYPE = "coordination.referral_outcome"  # _work.OUTCOME_TYPE; _work imports this
 
 #: What a person may decide: the co-ordinating team about a child (``refer`` publishes a
 #: referral), a hub about a referral (each outcome publishes an outcome event).
@@ -445,25 +445,11 @@ class DeskStore:
         return found
 
     def new_since_decision(self) -> list[tuple[str, int, datetime]]:
-        """Children with records received since their latest decision about them (not hidden
-        ones, nor a hub's outcome answering the team's own referral; closing a flag as
-        withdrawn is none): (child, how many, when that decision was recorded), newest
-        arrivals first. A flag fires once per window, so these would otherwise wait unseen."""
-        rows = self._q(
-            "SELECT c.child, COUNT(*), d.last FROM desk_record_children c "
-            "JOIN desk_records r ON r.event_id = c.event_id "
-            "JOIN (SELECT child, MAX(decided_at) AS last FROM desk_decisions "
-            # A flag closed as withdrawn decided nothing about the child.
-            "WHERE child IS NOT NULL AND action <> ? GROUP BY child) d ON d.child = c.child "
-            # Both times are the desk's own clock, as UTC ISO text: they order as text.
-            "WHERE r.hidden = 0 AND r.received_at > d.last "
-            # A reply to the team's own referral asks no new decision (NOT IN would drop NULLs).
-            "AND NOT EXISTS (SELECT 1 FROM desk_decisions p WHERE p.action = 'refer' "
-            "AND p.published_event = r.reference AND r.event_type = ?) "
-            "GROUP BY c.child, d.last ORDER BY MAX(r.received_at) DESC, c.child",
-            (RECORDS_WITHDRAWN, _OUTCOME_TYPE),
-        )
-        return [(str(r[0]), int(r[1]), datetime.fromisoformat(r[2])) for r in rows]
+        """Children with records received since their latest decision about them, which
+        ones count: ``_store_since``. (child, how many, when that decision was recorded),
+        newest arrivals first. A flag fires once per window, so these would otherwise wait
+        unseen."""
+        return new_since(self._q, RECORDS_WITHDRAWN)
 
     def flag(self, flag_id: str) -> StoredFlag | None:
         return next((f for f in self.flags() if f.flag_id == flag_id), None)

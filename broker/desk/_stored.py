@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "BY_ID",
     "DECISION_COLUMNS",
+    "OUTCOME_TYPE",
     "RECORD_COLUMNS",
     "R_COLUMNS",
     "StoredDecision",
@@ -20,6 +21,9 @@ __all__ = [
     "decision_row",
     "record_row",
 ]
+
+#: A hub's answer to a referral: ``_work`` makes one, ``_store_since`` counts them.
+OUTCOME_TYPE = "coordination.referral_outcome"
 
 
 def as_text(at: datetime) -> str:

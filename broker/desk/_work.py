@@ -14,6 +14,7 @@ from typing import Any
 from broker.config import SchoolCalendar
 from broker.desk._flag import child_keys
 from broker.desk._store import StoredRecord
+from broker.desk._stored import OUTCOME_TYPE
 from broker.policy import encompass_deadline, is_late
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
 ]
 
 REFERRAL_TYPE = "coordination.referral"
-OUTCOME_TYPE = "coordination.referral_outcome"
 ENCOMPASS_TYPE = "police.domestic_incident"
 _SUBJECT_FIELDS = (
     "role", "nhs_number", "given_name", "family_name", "dob", "address", "postcode",

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, Flag, children_in
@@ -229,13 +230,35 @@ def test_a_hubs_outcome_to_the_teams_referral_is_no_new_record_since_the_decisio
     store.add_delivery(outcome, children_in(outcome.view, SECRET), T0 + timedelta(minutes=65))
     home = client.get("/").text
     assert "support offered" in home
-    assert 'id="no-new-since"' in home
+    none = home.split('id="no-new-since">')[1].split("</p>")[0]
+    assert "apart from any hub's offer of support" in none  # else it says none arrived
     e4 = delivery("e4", occurred_at="2026-11-23T09:00:00Z")
     store.add_delivery(e4, children_in(e4.view, SECRET), T0 + timedelta(minutes=66))
     home = client.get("/").text
     [row] = re.findall(r'<tr class="new-since" data-child="(\w+)">\s*<td>([^<]*)</td>', home)
     assert row[0] == child
     assert row[1].startswith("1 new record since the decision on ")
+
+
+@pytest.mark.parametrize("outcome", ["declined", "closed"])
+def test_a_hub_declining_or_closing_the_teams_referral_is_a_new_record_since_the_decision(
+    make_client: Make, store: DeskStore, outcome: str
+) -> None:
+    """The child's need is the team's to decide about again, and the answer's summary may
+    say why: the home page lists the child, and does not say no record has arrived."""
+    child = _records(store)
+    client, _ = make_client()
+    token = sign_in(client)
+    client.post(f"/child/{child}/decide", data={"csrf": token, "action": "refer", "reason": "ok"})
+    [d] = store.decisions(child=child)
+    answer = delivery("o1", type="coordination.referral_outcome", sender="cog-west-bromwich",
+                      reference=d.published_event, outcome=outcome)  # fmt: skip
+    store.add_delivery(answer, children_in(answer.view, SECRET), T0 + timedelta(minutes=65))
+    home = client.get("/").text
+    [row] = re.findall(r'<tr class="new-since" data-child="(\w+)">\s*<td>([^<]*)</td>', home)
+    assert row[0] == child
+    assert row[1].startswith("1 new record since the decision on ")
+    assert 'id="no-new-since"' not in home
 
 
 def test_a_flag_settled_since_the_page_loaded_is_not_settled_again(
