@@ -92,7 +92,8 @@ class GatewayDeps:
     #: Whether the HTTP server is up (``/readyz``); the app alone, in a test, always is.
     serving: Callable[[], bool] = field(default=_always)
     #: Whether the party may write consent records, asked before producing one (_consent);
-    #: without a probe (the default), Kafka's ACLs alone decide, at the write.
+    #: without a probe (the default), the first write Kafka's ACLs refuse decides, and is
+    #: remembered for RECHECK_S as a probe's refusal is.
     consent_gate: ConsentGate = field(default_factory=ConsentGate)
 
 

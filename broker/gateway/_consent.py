@@ -11,7 +11,8 @@ alerting would page on a refusal the caller caused and was told of.
 
 Kafka's ACLs stay the second line: a write Kafka refuses although the answer was yes (a grant
 taken away since) is 403 as before, remembered as a refusal, and its aiokafka line is
-dropped (:class:`QuietConsentRefusal`).
+dropped (:class:`QuietConsentRefusal`); that one, after a yes, is logged once as a warning
+(``gateway_consent_grant_lost``): for a consent authority it is a fault.
 """
 
 from __future__ import annotations
@@ -22,54 +23,110 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
+import structlog
+
 from broker.topics import CONSENT
 
-__all__ = ["RECHECK_S", "ConsentGate", "QuietConsentRefusal", "quiet_consent_refusals"]
+__all__ = [
+    "NOT_TOLD_S",
+    "RECHECK_S",
+    "ConsentGate",
+    "QuietConsentRefusal",
+    "quiet_consent_refusals",
+]
+
+log = structlog.get_logger("accord.gateway")
 
 #: How long a refusal stands before Kafka is asked again: a party made a consent authority
 #: (and provisioned) is let through this long after, at most, without a gateway restart.
 RECHECK_S = 60.0
+#: How long "Kafka could not tell" stands (the writes are tried meanwhile, and Kafka's ACLs
+#: decide): a slow or degraded Kafka is asked once in this long, not once per consent record,
+#: so each record waits for a probe at most once in a while, never for one per record.
+NOT_TOLD_S = 5.0
 
 Probe = Callable[[], Awaitable[bool | None]]
 
 
 class ConsentGate:
     """Whether to try a consent record's write: no while Kafka's last word, within
-    ``recheck`` seconds, was a refusal; else as ``probe`` says (True, False, or None when
-    Kafka could not tell: then the write is tried, and Kafka decides). A yes is kept until
-    a write is refused. Without a probe, every write is tried (Kafka alone decides)."""
+    ``recheck`` seconds, was a refusal (the probe's, or a write's); else as ``probe`` says
+    (True, False, or None when Kafka could not tell: then the writes are tried, and Kafka
+    decides, for ``not_told`` seconds before it is asked again). A yes is kept until a write
+    is refused. Records that come while a probe is under way wait for that one probe, not one
+    each. Without a probe, the writes are tried until Kafka refuses one; that refusal is
+    remembered as a probe's is."""
 
     def __init__(
         self,
         probe: Probe | None = None,
         *,
         recheck: float = RECHECK_S,
+        not_told: float = NOT_TOLD_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._probe = probe
         self._recheck = recheck
+        self._not_told = not_told
         self._clock = clock
         self._allowed = False
         self._refused_at: float | None = None
-        self._lock = asyncio.Lock()  # one probe at a time: many consents at once ask once
+        self._not_told_at: float | None = None
+        self._refusals = 0  # refused() calls: one during a probe outweighs its yes
+        # The probe under way, shared by every record that comes meanwhile. No lock: the
+        # state is read and set with no await between, and nothing holds up a record but
+        # the one probe.
+        self._asking: asyncio.Task[bool | None] | None = None
 
     async def may_publish(self) -> bool:
-        async with self._lock:
-            if self._refused_at is not None:
-                if self._clock() - self._refused_at < self._recheck:
-                    return False
-                self._refused_at = None
-            if self._allowed or self._probe is None:
-                return True
-            verdict = await self._probe()
-            if verdict is False:
-                self._refused_at = self._clock()
+        if (verdict := self._known()) is not None or self._probe is None:
+            return verdict is not False
+        if self._asking is None:
+            self._asking = asyncio.create_task(self._ask(self._probe))
+        # Shielded: a caller gone (its request cancelled, the server stopping) does not
+        # cancel the probe the others wait for; the task runs to its end either way.
+        await asyncio.shield(self._asking)
+        return self._known() is not False
+
+    def _known(self) -> bool | None:
+        """The answer without asking Kafka, or None when it must be asked."""
+        now = self._clock()
+        if self._refused_at is not None:
+            if now - self._refused_at < self._recheck:
                 return False
-            self._allowed = verdict is True
+            self._refused_at = None
+        if self._allowed or self._probe is None:
             return True
+        if self._not_told_at is not None and now - self._not_told_at < self._not_told:
+            return True
+        return None
+
+    async def _ask(self, probe: Probe) -> bool | None:
+        refusals = self._refusals
+        try:
+            verdict = await probe()
+        finally:
+            self._asking = None
+        if self._refusals != refusals:
+            return verdict  # a write was refused meanwhile: that refusal stands, not the yes
+        if verdict is False:
+            self._refused_at = self._clock()
+        elif verdict is True:
+            self._allowed = True
+        else:
+            self._not_told_at = self._clock()
+        return verdict
 
     def refused(self) -> None:
-        """Kafka refused a consent record's write: refuse the next ones before producing."""
+        """Kafka refused a consent record's write: refuse the next ones before producing.
+
+        Once after a yes, a warning: for a consent authority, a grant lost (deprovisioned,
+        or ACLs changed under it) is a fault, where the refusals themselves are logged at
+        info, as the caller's to mend."""
+        if self._allowed:
+            log.warning("gateway_consent_grant_lost", topic=CONSENT,
+                        why="Kafka refused a consent write after it let this party")  # fmt: skip
+        self._refusals += 1
         self._allowed = False
         self._refused_at = self._clock()
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Final
 
 import structlog
@@ -258,48 +261,90 @@ class KafkaClients:
         """Whether Kafka lets this principal see ``topic`` (Kafka grants Describe with Write
         or Read), asked with one metadata request of its own and nothing produced: False
         when Kafka answers that the principal is not authorised for it, True when it names
-        the topic, None when it cannot tell (not reachable in time, no such topic).
+        the topic, None when it cannot tell (not reachable in ``timeout_ms``, no such topic).
 
         A request of its own, read here, not through aiokafka's cluster metadata: that logs
-        an ACL refusal at error level, and a caller that asks expects one."""
+        an ACL refusal at error level, and a caller that asks expects one. Past
+        ``timeout_ms`` the answer is None, but the request is not cancelled: aiokafka,
+        cancelled between opening its bootstrap connection and keeping it, never closes it
+        (asyncio then logs "Unclosed AIOKafkaConnection"). It runs on, held until it ends,
+        which its own ``request_timeout_ms`` bounds, and closes its client then."""
         client = AIOKafkaClient(request_timeout_ms=timeout_ms, **self._common("accord-probe"))
-        try:
-            async with asyncio.timeout(timeout_ms / 1000):
-                await client.bootstrap()
-                node = client.get_random_node()
-                if node is None:
-                    return None
-                # Never auto-created by asking: a missing topic is provisioning's to make.
-                request = MetadataRequest([topic], allow_auto_topic_creation=False)
-                response = await client.send(node, request)
-        except (TimeoutError, KafkaError, OSError):
-            return None
-        finally:
-            await client.close()
-        # Every version's topic entry starts (error_code, name, ...).
-        for error_code, name, *_rest in response.topics:
-            if name == topic:
-                error = for_code(error_code)
-                if error is TopicAuthorizationFailedError:
-                    return False
-                return True if error is NoError else None
-        return None
+        asking = asyncio.create_task(_described(client, topic))
+        _probing.add(asking)
+        asking.add_done_callback(_probing.discard)
+        done, _ = await asyncio.wait({asking}, timeout=timeout_ms / 1000)
+        return asking.result() if done else None
 
     async def reachable(self, timeout_ms: int = 3000) -> bool:
         """True when the cluster answers a metadata request (not merely accepts connections)."""
         client = AIOKafkaClient(request_timeout_ms=timeout_ms, **self._common("accord-probe"))
-        # aiokafka logs every refused connection at ERROR; a probe expects refusals.
-        log = logging.getLogger("aiokafka")
-        previous = log.level
-        log.setLevel(logging.CRITICAL)
+        with _quiet_probe():
+            try:
+                await client.bootstrap()
+                return bool(client.cluster.brokers())
+            except (TimeoutError, KafkaError, OSError):
+                return False
+            finally:
+                await client.close()
+
+
+#: Probes that :meth:`KafkaClients.may_describe` stopped waiting for, held until they end.
+_probing: set[asyncio.Task[bool | None]] = set()
+#: Whether what runs now is a probe, whose refused connections are expected, not faults.
+_in_probe: ContextVar[bool] = ContextVar("accord_kafka_probe", default=False)
+#: aiokafka's loggers a probe's client logs under (its client.py's is "aiokafka", which logs
+#: "Unable connect to"); a filter sees only its own logger's lines, not its children's.
+_AIOKAFKA_LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.cluster")
+
+
+class _QuietInProbe(logging.Filter):
+    """aiokafka logs every refused connection at ERROR; a probe expects refusals. Told by a
+    context variable, so only the probe's own lines go (and its task's, which copy it), not
+    a producer's running alongside, and probes at once cannot undo each other as setting
+    the loggers' level would."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL or not _in_probe.get()
+
+
+_QUIET_IN_PROBE = _QuietInProbe()
+for _name in _AIOKAFKA_LOGGERS:
+    logging.getLogger(_name).addFilter(_QUIET_IN_PROBE)
+
+
+@contextmanager
+def _quiet_probe() -> Iterator[None]:
+    token = _in_probe.set(True)
+    try:
+        yield
+    finally:
+        _in_probe.reset(token)
+
+
+async def _described(client: AIOKafkaClient, topic: str) -> bool | None:
+    """:meth:`KafkaClients.may_describe`'s request, run to its end: the client closed."""
+    with _quiet_probe():
         try:
             await client.bootstrap()
-            return bool(client.cluster.brokers())
+            node = client.get_random_node()
+            if node is None:
+                return None
+            # Never auto-created by asking: a missing topic is provisioning's to make.
+            request = MetadataRequest([topic], allow_auto_topic_creation=False)
+            response = await client.send(node, request)
         except (TimeoutError, KafkaError, OSError):
-            return False
+            return None
         finally:
             await client.close()
-            log.setLevel(previous)
+    # Every version's topic entry starts (error_code, name, ...).
+    for error_code, name, *_rest in response.topics:
+        if name == topic:
+            error = for_code(error_code)
+            if error is TopicAuthorizationFailedError:
+                return False
+            return True if error is NoError else None
+    return None
 
 
 def warn_if_plaintext(kafka: KafkaClients) -> None:

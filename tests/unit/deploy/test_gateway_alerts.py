@@ -1,5 +1,5 @@
-"""The gateways' wrong-token alerts, run by promtool over made-up series: the 401s alone
-alert, not only the 429s that follow them."""
+"""The gateways' alerts, run by promtool over made-up series: the 401s alone alert, not only
+the 429s that follow them; a consent record refused alerts, an event refused does not."""
 
 from __future__ import annotations
 
@@ -16,28 +16,27 @@ __all__ = ["promtool"]  # the fixture, shared with test_observability
 _JOB = "accord-gateway-wmp"
 
 
-def _series(outcome: str, values: str) -> dict[str, str]:
-    labels = f'job="{_JOB}",endpoint="event",outcome="{outcome}"'
+def _series(outcome: str, values: str, endpoint: str = "event") -> dict[str, str]:
+    labels = f'job="{_JOB}",endpoint="{endpoint}",outcome="{outcome}"'
     return {"series": f"accord_gateway_requests_total{{{labels}}}", "values": values}
 
 
-def _check_alert(promtool: str, tmp_path: Path, per_minute: float, *, fires: bool) -> None:
-    """That AccordGatewayUnauthorised fires (or not) at 20 minutes of ``per_minute`` 401s,
-    and no 429 (the guesser keeps under the limits)."""
+def _check(promtool: str, tmp_path: Path, name: str, series: list[dict[str, str]],
+           value: str | None) -> None:  # fmt: skip
+    """That alert ``name`` fires at 20 minutes of ``series`` with ``value`` (or, None, not)."""
     text = alert_rules_text()
     (tmp_path / "alerts.yml").write_text(text)
     [rule] = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]
-              if r["alert"] == "AccordGatewayUnauthorised"]  # fmt: skip
+              if r["alert"] == name]  # fmt: skip
     # promtool compares the annotations too: the rule's, filled in as Prometheus would.
-    value = f"{per_minute * 10:g}"
-    filled = {k: v.replace("{{ $labels.job }}", _JOB).replace("{{ $value }}", value)
+    filled = {k: v.replace("{{ $labels.job }}", _JOB).replace("{{ $value }}", value or "")
               for k, v in rule["annotations"].items()}  # fmt: skip
     alert = {"exp_labels": {"severity": "warning", "job": _JOB}, "exp_annotations": filled}
     test = {
         "interval": "1m",
-        "input_series": [_series("unauthorised", f"0+{per_minute}x30")],
-        "alert_rule_test": [{"eval_time": "20m", "alertname": "AccordGatewayUnauthorised",
-                             "exp_alerts": [alert] if fires else []}],
+        "input_series": series,
+        "alert_rule_test": [{"eval_time": "20m", "alertname": name,
+                             "exp_alerts": [alert] if value is not None else []}],
     }  # fmt: skip
     spec = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [test]}
     (tmp_path / "test.yml").write_text(yaml.safe_dump(spec))
@@ -48,6 +47,14 @@ def _check_alert(promtool: str, tmp_path: Path, per_minute: float, *, fires: boo
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _check_alert(promtool: str, tmp_path: Path, per_minute: float, *, fires: bool) -> None:
+    """That AccordGatewayUnauthorised fires (or not) at 20 minutes of ``per_minute`` 401s,
+    and no 429 (the guesser keeps under the limits)."""
+    value = f"{per_minute * 10:g}" if fires else None
+    series = [_series("unauthorised", f"0+{per_minute}x30")]
+    _check(promtool, tmp_path, "AccordGatewayUnauthorised", series, value)
+
+
 def test_wrong_tokens_under_the_429_limits_alert(promtool: str, tmp_path: Path) -> None:
     """Two a minute, from addresses each under its own limit: no 429, yet an alert."""
     _check_alert(promtool, tmp_path, 2, fires=True)
@@ -55,3 +62,14 @@ def test_wrong_tokens_under_the_429_limits_alert(promtool: str, tmp_path: Path) 
 
 def test_a_stray_wrong_token_now_and_then_does_not(promtool: str, tmp_path: Path) -> None:
     _check_alert(promtool, tmp_path, 0.5, fires=False)
+
+
+def test_one_consent_record_refused_alerts(promtool: str, tmp_path: Path) -> None:
+    """Expected for a party that is not a consent authority, a fault for one: told either way."""
+    series = [_series("refused", "0x10 1x20", endpoint="consent")]
+    _check(promtool, tmp_path, "AccordGatewayConsentRefused", series, "1")
+
+
+def test_an_event_refused_is_not_a_consent_alert(promtool: str, tmp_path: Path) -> None:
+    series = [_series("refused", "0x10 1x20", endpoint="event")]
+    _check(promtool, tmp_path, "AccordGatewayConsentRefused", series, None)

@@ -3,6 +3,7 @@ produced, counted and logged as Kafka's refusal is, with nothing logged at error
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -10,7 +11,7 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.protocol.metadata import MetadataResponse_v1
 from structlog.testing import capture_logs
 
-from broker.gateway._consent import RECHECK_S, ConsentGate, quiet_consent_refusals
+from broker.gateway._consent import NOT_TOLD_S, RECHECK_S, ConsentGate, quiet_consent_refusals
 from broker.keys import FileKeyStore
 from broker.topics import CONSENT, ingress
 from tests.unit.gateway.conftest import make_gateway
@@ -83,14 +84,76 @@ def test_a_party_kafka_lets_write_consent_publishes_and_is_asked_once(
         assert kafka.asked == 1
 
 
-def test_when_kafka_cannot_tell_the_write_is_tried_and_kafka_decides(
+def test_when_kafka_cannot_tell_the_writes_are_tried_and_it_is_asked_again_after_not_told_s(
     agency_keys: FileKeyStore,
 ) -> None:
-    kafka = Kafka(answer=None)
-    with make_gateway(agency_keys, party="hv-sandwell", consent_gate=ConsentGate(kafka.probe)) as g:
+    """A degraded Kafka is not probed per record: "cannot tell" stands NOT_TOLD_S."""
+    kafka, clock = Kafka(answer=None), Clock()
+    gate = ConsentGate(kafka.probe, clock=clock)
+    with make_gateway(agency_keys, party="hv-sandwell", consent_gate=gate) as g:
         assert g.post(CONSENTS, RECORD).status_code == 202
         assert g.post(CONSENTS, RECORD).status_code == 202
-        assert kafka.asked == 2  # no answer is kept: asked again next time
+        assert kafka.asked == 1
+        clock.now += NOT_TOLD_S
+        assert g.post(CONSENTS, RECORD).status_code == 202
+        assert kafka.asked == 2
+
+
+class SlowKafka:
+    """A probe that answers only when the test lets it, counting the probes begun."""
+
+    def __init__(self, answer: bool | None) -> None:
+        self.answer, self.asked, self.answer_now = answer, 0, asyncio.Event()
+
+    async def probe(self) -> bool | None:
+        self.asked += 1
+        await self.answer_now.wait()
+        return self.answer
+
+
+async def _all_waiting(tasks: list[asyncio.Task[bool]]) -> None:
+    for _ in range(10):  # a few turns of the loop: each reaches the probe, none gets past it
+        await asyncio.sleep(0)
+    assert not any(t.done() for t in tasks)
+
+
+@pytest.mark.parametrize("answer", [True, None])
+async def test_consents_that_come_while_kafka_is_slow_share_one_probe(answer: bool | None) -> None:
+    """Four at once: one probe, and all four go on when it answers, not one after another."""
+    kafka = SlowKafka(answer)
+    gate = ConsentGate(kafka.probe)
+    tasks = [asyncio.create_task(gate.may_publish()) for _ in range(4)]
+    await _all_waiting(tasks)
+    assert kafka.asked == 1
+    kafka.answer_now.set()
+    assert await asyncio.gather(*tasks) == [True] * 4
+    assert kafka.asked == 1
+
+
+async def test_a_caller_gone_does_not_cut_the_probe_the_others_wait_for() -> None:
+    kafka = SlowKafka(False)
+    gate = ConsentGate(kafka.probe)
+    gone, waiting = (asyncio.create_task(gate.may_publish()) for _ in range(2))
+    await _all_waiting([gone, waiting])
+    gone.cancel()
+    await asyncio.sleep(0)
+    kafka.answer_now.set()
+    assert await waiting is False
+    assert gone.cancelled()
+    assert await gate.may_publish() is False  # the refusal is remembered
+    assert kafka.asked == 1
+
+
+async def test_a_write_refused_while_the_probe_is_under_way_outweighs_its_yes() -> None:
+    kafka = SlowKafka(True)
+    gate = ConsentGate(kafka.probe)
+    waiting = asyncio.create_task(gate.may_publish())
+    await _all_waiting([waiting])
+    gate.refused()  # a write let through earlier (Kafka could not tell), refused by Kafka
+    kafka.answer_now.set()
+    assert await waiting is False
+    assert await gate.may_publish() is False
+    assert kafka.asked == 1
 
 
 def test_a_write_kafka_refuses_after_a_yes_is_403_and_later_ones_are_refused_before_producing(
@@ -118,14 +181,30 @@ def test_a_write_kafka_refuses_after_a_yes_is_403_and_later_ones_are_refused_bef
         assert kafka.asked == 2
         assert g.count("consent", "refused") == 2
     assert _errors(logs) == []
+    # For a consent authority, a grant lost is a fault: one warning, when the yes is lost.
+    lost = [e for e in logs if e["event"] == "gateway_consent_grant_lost"]
+    assert [e["log_level"] for e in lost] == ["warning"]
+    assert set(lost[0]) == {"event", "log_level", "topic", "why"}  # nothing of the record
 
 
-def test_without_a_probe_kafka_alone_decides_at_the_write(agency_keys: FileKeyStore) -> None:
+def test_a_refusal_with_no_yes_before_it_is_no_warning(agency_keys: FileKeyStore) -> None:
+    """A party that never was a consent authority: its refusals are the caller's, at info."""
+    with make_gateway(agency_keys, party="hv-sandwell") as g, capture_logs() as logs:
+        g.kafka.mode = "denied"
+        assert g.post(CONSENTS, RECORD).status_code == 403
+    assert [e for e in logs if e["event"] == "gateway_consent_grant_lost"] == []
+
+
+def test_without_a_probe_writes_are_tried_until_kafka_refuses_one_then_it_is_remembered(
+    agency_keys: FileKeyStore,
+) -> None:
     with make_gateway(agency_keys, party="hv-sandwell") as g:
+        assert g.post(CONSENTS, RECORD).status_code == 202
         g.kafka.mode = "denied"
         assert g.post(CONSENTS, RECORD).status_code == 403
         g.kafka.mode = "ok"
         assert g.post(CONSENTS, RECORD).status_code == 403  # remembered, as with a probe
+        assert len(g.kafka.sent) == 1
 
 
 def _refusal_of(*topics: str) -> MetadataResponse_v1:
