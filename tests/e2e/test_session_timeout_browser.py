@@ -6,15 +6,16 @@ Kafka, the warning does not touch it), with the shortest idle limit the setting 
 minute, so the warning comes 30 seconds after a page loads. Headless Debian Chromium then:
 sees the warning as a modal alert dialog with the focus in it and the page behind it inert,
 keeps the session with *Stay signed in* (and again with Escape), posts a form after the
-original idle limit and is answered, not sent to sign in; then does nothing and is signed out
-to the sign-in page, which says why and that what was typed was not saved. At the same time,
-in a second browser context (its own session), two tabs left alone after one was used later
-than the other: the earlier tab's countdown is set right by the server (no warning, no
-reload, its typed text kept), and the session still ends a minute after its last use, both
-tabs then on the sign-in page. And in a third, a tab signed out from another: no modal but a
-focused alert at the top of the page, whose typed text can still be selected. Everything runs
-under the console's own Content-Security-Policy: a violation would show in the browser's log.
-Takes about two and a half minutes, in real time.
+original idle limit and is answered, not sent to sign in. At the same time, each in a browser
+context (a session) of its own: a page answered to a posted form, then left alone, is signed
+out to the sign-in page, which says why and that what was typed was not saved; two tabs left
+alone after one was used later than the other: the earlier tab's countdown is set right by
+the server (no warning, no reload, its typed text kept), and the session still ends a minute
+after its last use, both tabs then on the sign-in page; and a tab signed out from another: no
+modal but a focused alert at the top of the page, whose typed text can still be selected.
+Everything runs under the console's own Content-Security-Policy: a violation would show in
+the browser's log. Takes about a minute and a half, in real time: the waits are the real
+minute's, side by side (the longest, the two tabs', is a minute after a page 20 s in).
 """
 
 from __future__ import annotations
@@ -283,19 +284,40 @@ async def signed_out_in_another_tab(first: Page, url: str, violations: list[str]
     await a.wait_for_url(url + "login?next=%2Fsubjects&lost=1")
 
 
+async def posted_then_left_alone(page: Page, url: str) -> None:
+    """A form is posted and answered (a page drawn from a POST), then nobody does anything:
+    signed out as :func:`signed_out_when_left_alone` says, back to the form's page after."""
+    await sign_in(page, url)
+    await page.goto(url + "subjects")
+    await page.fill("input[name=nhs_number]", NHS)
+    await page.select_option("select[name=purpose]", index=1)
+    await page.click("main button[type=submit]")
+    await page.wait_for_load_state()
+    answered = time.monotonic()
+    assert page.url == url + "subjects"
+    await expect(page.get_by_role("heading", name="Disclosure log", exact=True)).to_be_visible()
+    await signed_out_when_left_alone(page, url, answered)
+
+
 async def test_the_warning_keeps_a_session_on_request_and_ends_it_when_left_alone(
     tmp_path: Path,
 ) -> None:
     violations: list[str] = []
     async with serving_console(tmp_path / "home") as url, chromium_page(violations) as page:
         assert page.context.browser is not None
-        other = await page.context.browser.new_context(viewport={"width": 1280, "height": 900})
-        two_tabs = asyncio.create_task(
-            two_tabs_left_alone(watched(await other.new_page(), violations), url, violations)
-        )
-        third = await page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+        browser = page.context.browser
+
+        async def own_page() -> Page:
+            """A tab in a browser context of its own: its own cookies, so its own session."""
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            return watched(await context.new_page(), violations)
+
+        # The waits are real time (a minute's limit at least), so the sessions run side by
+        # side rather than one after another.
+        left_alone = asyncio.create_task(posted_then_left_alone(await own_page(), url))
+        two_tabs = asyncio.create_task(two_tabs_left_alone(await own_page(), url, violations))
         elsewhere = asyncio.create_task(
-            signed_out_in_another_tab(watched(await third.new_page(), violations), url, violations)
+            signed_out_in_another_tab(await own_page(), url, violations)
         )
         await sign_in(page, url)
         await page.goto(url + "subjects")
@@ -319,7 +341,7 @@ async def test_the_warning_keeps_a_session_on_request_and_ends_it_when_left_alon
         await expect(page.locator("#signed-in-user")).to_have_text(OFFICER)
         await expect(page.get_by_role("heading", name="Disclosure log", exact=True)).to_be_visible()
 
-        await signed_out_when_left_alone(page, url, time.monotonic())
+        await left_alone
         await two_tabs
         await elsewhere
     # Under the console's own Content-Security-Policy: nothing refused, no script error.
