@@ -24,10 +24,16 @@ _ARTICLE6 = {
     "public_task": "public task, Art 6(1)(e)",
     "legitimate_interests": "legitimate interests, Art 6(1)(f)",
 }
-# Part 3 processing (by or for a competent authority, for a law-enforcement purpose) is
-# outside UK GDPR altogether: it is no Art 9 or Art 10 condition, so it reads under no
-# article's heading (_OUTSIDE_UK_GDPR).
-_LAW_ENFORCEMENT = "law enforcement processing, DPA 2018 Part 3 (s35, Sch 8), outside UK GDPR"
+# Part 3 governs the sender's (a competent authority's, e.g. the police's) processing for a
+# law-enforcement purpose; the recipient processes under UK GDPR on the Art 6 basis beside it.
+# So the code records how the data was disclosed, no Art 9 or Art 10 condition of the
+# recipient's, and reads under no article's heading (_SENDERS). Sch 8 conditions apply only
+# to s35(8) sensitive processing, which offence data is not: cited under article9 only.
+_LAW_ENFORCEMENT = (
+    "disclosed by a competent authority as law enforcement processing, DPA 2018 Part 3"
+)
+_LAW_ENFORCEMENT_SPECIAL = f"{_LAW_ENFORCEMENT} (s35; Sch 8 for sensitive processing)"
+_LAW_ENFORCEMENT_OFFENCE = f"{_LAW_ENFORCEMENT} (s35)"
 # Para 18 is a Sch 1 Part 2 (substantial public interest) condition, so Art 9(2)(g) through
 # DPA 2018 s10(3).
 _ARTICLE9 = {
@@ -37,7 +43,7 @@ _ARTICLE9 = {
     "health_or_social_care": "health or social care, Art 9(2)(h), DPA 2018 Sch 1 para 2",
     "explicit_consent": "explicit consent, Art 9(2)(a)",
     "vital_interests": "vital interests, Art 9(2)(c)",
-    "law_enforcement": _LAW_ENFORCEMENT,
+    "law_enforcement": _LAW_ENFORCEMENT_SPECIAL,
 }
 # Offence data may meet any condition of DPA 2018 Sch 1 Parts 1-3 (s10(5)). Para 18 is one
 # as para 36 extends it, without its substantial-public-interest requirement; consent
@@ -50,7 +56,7 @@ _ARTICLE10 = {
     "health_or_social_care": "health or social care, DPA 2018 Sch 1 para 2",
     "explicit_consent": "consent, DPA 2018 Sch 1 para 29",
     "vital_interests": "vital interests, DPA 2018 Sch 1 para 30",
-    "law_enforcement": _LAW_ENFORCEMENT,
+    "law_enforcement": _LAW_ENFORCEMENT_OFFENCE,
 }
 #: Each article's codes and their words, in the order a basis is read.
 BASIS_LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
@@ -62,26 +68,29 @@ BASIS_LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
 )
 _HEADS = {"article6": "Art 6", "article9": "Art 9", "article10": "Art 10"}
 _SPECIAL = frozenset({"article9", "article10"})
-_OUTSIDE_UK_GDPR = frozenset({"law_enforcement"})
+_SENDERS = frozenset({"law_enforcement"})
 
 
 def basis_words(basis: object, sep: str = "; ") -> str | None:
     """``Art 6: public task, Art 6(1)(e); Art 9: safeguarding of children and of individuals
     at risk, Art 9(2)(g), DPA 2018 Sch 1 para 18`` from a decision's ``lawful_basis`` (each
     article's part after ``sep``); None when it gives none. A code or key not known here is
-    shown as written. ``law_enforcement`` is no condition of the article it was written
-    under, so it reads without that article's heading, once if both name it."""
+    shown as written. ``law_enforcement`` is the sender's Part 3 disclosure, no condition of
+    the article it was written under, so it reads without that article's heading; said once
+    if both name it (article9's words, which cite article10's s35 too)."""
     if not isinstance(basis, Mapping):
         return None
     parts: list[str] = []
+    said_senders: set[str] = set()
     for key in (*BASIS_LABELS, *(k for k in basis if k not in BASIS_LABELS)):
         code = basis.get(key)
         if code is None or code == "":
             continue
         name, value = str(key), str(code)
         words = BASIS_LABELS.get(name, {}).get(value, value)
-        if name not in _SPECIAL or value not in _OUTSIDE_UK_GDPR:
+        if name not in _SPECIAL or value not in _SENDERS:
             parts.append(f"{_HEADS.get(name, name)}: {words}")
-        elif words not in parts:  # article9 and article10 both name it: said once
+        elif value not in said_senders:  # article9 and article10 both name it: said once
+            said_senders.add(value)
             parts.append(words)
     return sep.join(parts) or None

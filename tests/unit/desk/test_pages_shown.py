@@ -103,8 +103,12 @@ def test_every_field_the_agreement_grants_is_on_the_record_page(
         "Art 9: safeguarding of children and of individuals at risk, Art 9(2)(g), "
         "DPA 2018 Sch 1 para 18"
     ) in text
-    # Part 3 processing is outside UK GDPR: not shown as an Art 10 condition.
-    assert "law enforcement processing, DPA 2018 Part 3 (s35, Sch 8), outside UK GDPR" in text
+    # The sender's Part 3 disclosure: not shown as an Art 10 condition of the recipient's.
+    assert (
+        "disclosed by a competent authority as law enforcement processing, DPA 2018 Part 3 (s35)"
+    ) in text
+    assert "outside UK GDPR" not in text
+    assert "Sch 8" not in text
     assert "Art 10:" not in text
 
 

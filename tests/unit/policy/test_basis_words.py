@@ -44,25 +44,45 @@ def test_each_condition_cites_the_provision_that_gives_it() -> None:
     assert art10["vital_interests"] == "vital interests, DPA 2018 Sch 1 para 30"
 
 
-LAW_ENFORCEMENT = "law enforcement processing, DPA 2018 Part 3 (s35, Sch 8), outside UK GDPR"
+# The sender's (a competent authority's) Part 3 disclosure: the recipient's own basis is the
+# Art 6 one beside it, so nothing here says "outside UK GDPR". Sch 8 is for sensitive
+# processing (s35(8)), which offence data is not: article10's words cite s35 alone.
+SENDERS_SPECIAL = (
+    "disclosed by a competent authority as law enforcement processing, "
+    "DPA 2018 Part 3 (s35; Sch 8 for sensitive processing)"
+)
+SENDERS_OFFENCE = (
+    "disclosed by a competent authority as law enforcement processing, DPA 2018 Part 3 (s35)"
+)
+
+
+def test_law_enforcement_is_worded_as_the_senders_disclosure_citing_its_own_provision() -> None:
+    """Not "outside UK GDPR" beside an Art 6 basis; Sch 8 only under article9."""
+    assert BASIS_LABELS["article9"]["law_enforcement"] == SENDERS_SPECIAL
+    assert BASIS_LABELS["article10"]["law_enforcement"] == SENDERS_OFFENCE
+    for article in ("article9", "article10"):
+        assert "outside UK GDPR" not in BASIS_LABELS[article]["law_enforcement"]
 
 
 @pytest.mark.parametrize(
     ("basis", "words"),
     [
         ({"article6": "public_task", "article10": "law_enforcement"},
-         f"Art 6: public task, Art 6(1)(e); {LAW_ENFORCEMENT}"),
+         f"Art 6: public task, Art 6(1)(e); {SENDERS_OFFENCE}"),
+        ({"article6": "public_task", "article9": "law_enforcement"},
+         f"Art 6: public task, Art 6(1)(e); {SENDERS_SPECIAL}"),
+        # Both: said once, in article9's words (they cite s35 too).
         ({"article6": "public_task", "article9": "law_enforcement",
           "article10": "law_enforcement"},
-         f"Art 6: public task, Art 6(1)(e); {LAW_ENFORCEMENT}"),
+         f"Art 6: public task, Art 6(1)(e); {SENDERS_SPECIAL}"),
         ({"article9": "health_or_social_care", "article10": "law_enforcement"},
-         f"Art 9: health or social care, Art 9(2)(h), DPA 2018 Sch 1 para 2; {LAW_ENFORCEMENT}"),
+         f"Art 9: health or social care, Art 9(2)(h), DPA 2018 Sch 1 para 2; {SENDERS_OFFENCE}"),
     ],
 )  # fmt: skip
 def test_law_enforcement_is_not_read_as_an_article_9_or_10_condition(
     basis: dict[str, str], words: str
 ) -> None:
-    """Part 3 processing is outside UK GDPR: no "Art 9:"/"Art 10:" heading, said once."""
+    """The sender's Part 3 disclosure: no "Art 9:"/"Art 10:" heading, said once."""
     assert basis_words(basis) == words
 
 
