@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
 import rfc8785
 
 from broker.audit._record import GENESIS, RECORD_DOMAIN, AuditKind, AuditRecord
@@ -61,6 +62,21 @@ _c_json = json.JSONEncoder(
     ensure_ascii=False, check_circular=False, allow_nan=False, sort_keys=True,
     separators=(",", ":"),
 ).encode  # fmt: skip
+
+
+def _fast_json(value: Any) -> str:
+    """What ``_c_json`` writes for a value :func:`_plain` admits, some eight times faster.
+
+    For those values (no float, integers within JCS's exact range, string keys within the BMP,
+    whose UTF-8 order is their code point order) orjson escapes and sorts as the C encoder
+    does; what it will not write (a lone surrogate, a key of a ``str`` subclass) the C encoder
+    writes, or refuses, as it always has.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return _c_json(value)
+
 
 # I-JSON's exact integers (RFC 7493 §2.2), the only ones rfc8785 will canonicalise.
 _SAFE_INT = 2**53 - 1
@@ -128,25 +144,41 @@ def _json(value: Any) -> str:
         return "null"
     if type(value) is str:
         return _encode_str(value)
-    return _c_json(value) if _plain(value) else jcs_text(value)
+    return _fast_json(value) if _plain(value) else jcs_text(value)
 
 
 def _json_strs(values: Iterable[str]) -> str:
     # What JCS writes for a list of strings, without an encoder's set-up.
-    items = list(values)
+    items = values if type(values) is tuple else tuple(values)
     try:
+        "".join(items)  # strings only, checked at C speed
+    except TypeError:
+        return _json(list(items))  # let the general encoder accept or refuse the odd one out
+    try:
+        return orjson.dumps(items).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate: written as ever, refused as UTF-8 later
         return "[" + ",".join(map(_encode_str, items)) + "]"
-    except TypeError:  # the C string encoder takes strings only
-        return _json(items)  # let the general encoder accept or refuse the odd one out
+
+
+# The last second written, and its text up to the seconds: records come many a second, and
+# ``isoformat`` is most of a time's cost. One tuple, replaced whole, so a reader never pairs
+# one second with another's text.
+_last_second: list[tuple[tuple[int, ...], str]] = [((), "")]
 
 
 def _json_time(at: datetime) -> str:
     # The log keeps UTC only, written as pydantic writes a datetime: ISO 8601 with "Z".
-    if at.tzinfo is None:
-        raise ValueError("an audit clock must give timezone-aware times")
     if at.tzinfo is not UTC:  # the worker's clock gives UTC already
+        if at.tzinfo is None:
+            raise ValueError("an audit clock must give timezone-aware times")
         at = at.astimezone(UTC)
-    return f'"{at.isoformat()[:-6]}Z"'
+    second = (at.second, at.minute, at.hour, at.day, at.month, at.year)
+    last, text = _last_second[0]
+    if second != last:
+        text = '"' + at.isoformat(timespec="seconds")[:-6]
+        _last_second[0] = (second, text)
+    us = at.microsecond
+    return f'{text}.{us:06d}Z"' if us else text + 'Z"'
 
 
 def _utf16(key: str) -> bytes:
@@ -246,7 +278,7 @@ class ChainWriter:
         if data is None:
             data_json = "{}"
         elif type(data) is dict and _plain_object(data):
-            data_json = _c_json(data)
+            data_json = _fast_json(data)
         elif isinstance(data, PreEncoded):
             data_json = data.jcs()
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -140,3 +140,62 @@ def test_the_checkpoint_signing_input_is_the_domain_label_and_jcs_of_chain_seq_h
         {"chain": "console:hôte-1", "seq": 41, "hash": head}
     )
     assert message.endswith(f'{{"chain":"console:hôte-1","hash":"{head}","seq":41}}'.encode())
+
+
+# Clear of the ends of datetime's range, where moving a time or changing its zone overflows.
+_EARLY, _LATE = datetime(1900, 1, 2), datetime(9999, 12, 30)  # noqa: DTZ001  # hypothesis's bounds
+
+
+@given(
+    times=st.lists(
+        st.datetimes(_EARLY, _LATE, timezones=st.just(UTC) | st.timezones()),
+        min_size=1,
+        max_size=6,
+    ),
+    spread=st.lists(st.integers(0, 1_999_999), max_size=6),
+)
+def test_each_records_time_is_its_own_whatever_the_record_before(
+    times: list[datetime], spread: list[int]
+) -> None:
+    """The writer keeps the text of the last second it wrote; a record in the same second, the
+    next, another day or another zone, at a whole second or not, still carries its own time as
+    pydantic writes it."""
+    base = times[0]
+    times += [base + timedelta(microseconds=us) for us in spread]  # same second, and the next
+    clock = iter(times)
+    writer = ChainWriter("worker:w1", clock=lambda: next(clock))
+    for at in times:
+        record = AuditRecord.model_validate_json(writer.append_encoded(AuditKind.RECEIVED))
+        assert record.at == at.astimezone(UTC)  # not ==: a time in a fold or gap differs (PEP 495)
+        assert record.to_bytes() == rfc8785.dumps(record.model_dump(mode="json"))
+
+
+def test_a_time_in_the_same_second_of_another_minute_day_or_zone_is_its_own() -> None:
+    t = datetime(2026, 12, 7, 10, 55, 59, 123456, tzinfo=UTC)
+    india = timezone(timedelta(hours=5, minutes=30))
+    times = [t, t.replace(microsecond=0), t + timedelta(minutes=1), t + timedelta(hours=1),
+             t + timedelta(days=1), t + timedelta(days=31), t + timedelta(days=365), t,
+             t.astimezone(india), t - timedelta(seconds=1)]  # fmt: skip
+    clock = iter(times)
+    writer = ChainWriter("worker:w1", clock=lambda: next(clock))
+    written = [json.loads(writer.append_encoded(AuditKind.RECEIVED))["at"] for _ in times]
+    assert written == [f"{at.astimezone(UTC).isoformat()[:-6]}Z" for at in times]
+    assert written[:2] == ["2026-12-07T10:55:59.123456Z", "2026-12-07T10:55:59Z"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"data": {"s": "a\ud800b"}}, id="in-a-value"),
+        pytest.param({"data": {"list": ["a", "\udfff"]}}, id="in-a-list"),
+        pytest.param({"data": {"\ud800": 1}}, id="in-a-key"),
+        pytest.param({"subject_keys": ["k1", "\ud800"]}, id="in-a-subject-key"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_and_the_chain_does_not_move(fields: dict[str, Any]) -> None:
+    """No UTF-8 holds one: the record is refused wherever it sits, as before orjson wrote
+    plain data and subject keys, and the next record chains on from the last one written."""
+    writer = ChainWriter("worker:w1", clock=lambda: AT)
+    with pytest.raises(UnicodeEncodeError):
+        writer.append_encoded(AuditKind.DECIDED, **fields)
+    assert (writer.next_seq, writer.prev_hash) == (0, "0" * 64)
