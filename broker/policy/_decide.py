@@ -327,6 +327,18 @@ class _Run:
             role = event_subjects[i].role
             roles[role] = roles.get(role, 0) + 1
         override = outcome == "shared_override"
+        # As a refusal: a share through the same clauses, restrictions and consent state is
+        # the same decision for every event but for the event, the time and the people in it
+        # (positions and counts by role, each from the validated event). Validated once, then
+        # copied; per-person scopes depend on who is in the event, so those are validated each
+        # time.
+        key = None if scopes else self._share_key(rid, kind, outcome, winners, applied)
+        if key is not None and (template := self.index.shares.get(key)) is not None:
+            # Fresh dicts: a copy is shallow, and no decision may share a mutable value.
+            update = {"event_id": self.event.event_id, "decided_at": self.at,
+                      "subjects": ordered, "subject_roles": roles,
+                      "transforms": dict(transforms)}  # fmt: skip
+            return template.model_copy(update=update)
         base = self._base(rid, kind, winners, override=override)
         base.update(
             outcome=outcome,
@@ -340,7 +352,24 @@ class _Run:
             review_required=override,
             override_grounds=self.override if override else None,
         )
-        return Decision.model_validate(base)
+        decision = Decision.model_validate(base)
+        if key is not None:
+            shares = self.index.shares
+            if len(shares) >= _REFUSALS_LIMIT:
+                shares.clear()
+            shares[key] = decision
+        return decision
+
+    def _share_key(
+        self, rid: str, kind: str, outcome: str, winners: list[Entry], applied: list[str]
+    ) -> tuple[Any, ...]:
+        """Everything a share's decision holds but the event's id, time and people."""
+        override = outcome == "shared_override"
+        first = winners[0][0].override_ref if override else winners[0][0].ref
+        event = self.event
+        return (rid, outcome, tuple(id(cc) for cc, _ in winners), tuple(applied),
+                self.consent_state(first.purpose, rid, kind), event.type, event.sender,
+                self.override if override else None)  # fmt: skip
 
 
 def _combined(winners: list[Entry], withheld: set[str]) -> tuple[tuple[str, ...], dict[str, str]]:

@@ -73,6 +73,8 @@ class Index:
     cel_shared: Reads = NOTHING
     # Refusals already made, by what makes them (``_decide``): they live as long as the bundle.
     refusals: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
+    # Shares likewise, less what is the event's own (``_decide``).
+    shares: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
 
 
 def _clause_refs(agreement_id: str, version: str, clause: Any) -> tuple[ClauseRef, ClauseRef]:
