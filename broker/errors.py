@@ -143,13 +143,18 @@ class EventInvalid(AccordError):
 
     ``problems`` holds ``(field path, message)`` pairs; messages never quote the value.
     ``what`` is what failed, for the message ("invalid consent record: ...").
+    ``more`` counts problems found but not listed (a long batch lists its first ones only).
     """
 
-    def __init__(self, problems: list[tuple[str, str]], *, what: str = "event") -> None:
+    def __init__(
+        self, problems: list[tuple[str, str]], *, what: str = "event", more: int = 0
+    ) -> None:
         self.problems = problems
+        self.more = more
         first = "; ".join(f"{path}: {msg}" for path, msg in problems[:3])
-        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        super().__init__(f"invalid {what}: {first}{more}")
+        unshown = len(problems) - min(len(problems), 3) + more
+        tail = f" (+{unshown} more)" if unshown else ""
+        super().__init__(f"invalid {what}: {first}{tail}")
 
 
 class PolicyError(AccordError):

@@ -30,6 +30,14 @@ from broker.topics import CONSENT, SCHEMA_CONSENT, SCHEMA_EVENT, ingress
 _CONSENT = "consent record"  # what EventInvalid says failed: "invalid consent record: ..."
 _NOT_CANONICAL = "must be a UUID in lowercase hyphenated form (8-4-4-4-12 hex digits)"
 
+#: Problems a refused batch lists; the others are counted, not listed.
+MAX_PROBLEMS = 20
+
+
+def _at(index: int, path: str) -> str:
+    """A problem's path within a batch: ``[1].need_level``, or ``[1]`` for the whole event."""
+    return f"[{index}]" if path == "(event)" else f"[{index}].{path}"
+
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
@@ -97,7 +105,8 @@ class Publisher(AsyncClient):
 
     async def publish(self, event: ContactEvent | Mapping[str, Any] | bytes) -> Receipt:
         """Validate, seal and send one event; returns once Kafka has acknowledged it."""
-        return (await self.publish_many([event]))[0]
+        # Validated here, so a single event's problems are named without a batch index.
+        return (await self.publish_many([self.validate(event)]))[0]
 
     async def publish_many(
         self, events: Iterable[ContactEvent | Mapping[str, Any] | bytes]
@@ -105,18 +114,27 @@ class Publisher(AsyncClient):
         """Validate all, then send all; every receipt is returned in input order.
 
         Validation happens first for the whole batch, so an invalid event sends nothing; nor
-        does an event id given twice (``[3].event_id: the same as [0]``).
+        does an event id given twice (``[3].event_id: the same as [0]``). Every problem of
+        the batch is named by its event's place (``[1].need_level: ...``), the first
+        ``MAX_PROBLEMS`` listed and the rest counted (``EventInvalid.more``).
         """
-        parsed = [self.validate(e) for e in events]
+        parsed: list[ContactEvent] = []
+        problems: list[tuple[str, str]] = []
         # The broker takes an event id once; a second would be quarantined as a replay. Each
         # repeat is named by its place, and the first with that id (ids are random UUIDs).
         first: dict[str, int] = {}
-        repeats: list[tuple[str, str]] = []
-        for i, e in enumerate(parsed):
+        for i, event in enumerate(events):
+            try:
+                e = self.validate(event)
+            except EventInvalid as exc:
+                problems.extend((_at(i, path), message) for path, message in exc.problems)
+                continue
+            parsed.append(e)
             if (at := first.setdefault(str(e.event_id), i)) != i:
-                repeats.append((f"[{i}].event_id", f"the same as [{at}]"))
-        if repeats:
-            raise EventInvalid(repeats)
+                problems.append((f"[{i}].event_id", f"the same as [{at}]"))
+        if problems:
+            # Bounded: a whole export mapped wrongly would otherwise be one huge message.
+            raise EventInvalid(problems[:MAX_PROBLEMS], more=max(0, len(problems) - MAX_PROBLEMS))
         metas = await self._send(self.topic, [self._sealed_event(e) for e in parsed])
         return [
             Receipt(str(e.event_id), m.topic, m.partition, m.offset)

@@ -80,3 +80,66 @@ async def test_a_child_born_after_the_event_is_refused_before_sending(
         ("subjects[0].dob", "is after occurred_at"),
     ]
     assert "2026-11-22" not in str(err.value)
+
+
+def _events(n: int) -> list[dict[str, Any]]:
+    fam = SyntheticFamilies(seed=5, today=date(2026, 11, 22))
+    occurred = datetime(2026, 11, 21, 22, 40, tzinfo=UTC)
+    return [
+        json.loads(json.dumps(
+            fam.event("police.domestic_incident", "wmp", subjects=[fam.subject("child")],
+                      occurred_at=occurred), default=str))
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+async def test_a_batch_names_every_bad_event_by_its_place(publisher: Publisher) -> None:
+    """Not only the first, and not unplaced: each problem says which event of the batch."""
+    events = _events(3)
+    for e in events[1:]:
+        e["need_level"] = "3"
+    with pytest.raises(EventInvalid) as err:
+        await publisher.publish_many(events)
+    paths = [path for path, _ in err.value.problems]
+    assert paths == ["[1].need_level", "[2].need_level"]
+    assert str(err.value).startswith("invalid event: [1].need_level: ")
+    for e in events:  # personal data is never quoted
+        for subject in e["subjects"]:
+            for value in subject.values():
+                assert str(value) not in str(err.value)
+
+
+async def test_a_batch_lists_bad_events_and_repeated_ids_in_order(publisher: Publisher) -> None:
+    events = _events(3)
+    events[0]["need_level"] = "3"
+    events[1] = "not an event"  # type: ignore[call-overload]
+    events[2]["event_id"] = events[0]["event_id"]  # [0] is invalid: no id of its is taken
+    events.append({**events[2]})
+    with pytest.raises(EventInvalid) as err:
+        await publisher.publish_many(events)
+    assert [path for path, _ in err.value.problems] == [
+        "[0].need_level", "[1]", "[3].event_id"
+    ]  # fmt: skip
+    assert err.value.problems[2] == ("[3].event_id", "the same as [2]")
+
+
+async def test_a_long_bad_batch_lists_its_first_problems_and_counts_the_rest(
+    publisher: Publisher,
+) -> None:
+    events = _events(25)
+    for e in events:
+        e["need_level"] = "3"
+    with pytest.raises(EventInvalid) as err:
+        await publisher.publish_many(events)
+    assert len(err.value.problems) == 20
+    assert err.value.problems[-1][0] == "[19].need_level"
+    assert err.value.more == 5
+    assert str(err.value).endswith("(+22 more)")
+
+
+async def test_one_event_published_alone_is_named_without_a_place(publisher: Publisher) -> None:
+    event = _events(1)[0]
+    event["need_level"] = "3"
+    with pytest.raises(EventInvalid) as err:
+        await publisher.publish(event)
+    assert [path for path, _ in err.value.problems] == ["need_level"]
