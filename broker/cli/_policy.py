@@ -273,6 +273,8 @@ def _test(paths: list[Path], policies: Path | None) -> int:
                 f"accord policy test {path / 'scenarios'} --policies {path}"
             )
     default = _default_policies(policies)
+    if policies is not None:
+        _refusing_a_bundle_that_does_not_load(policies)
     # With --policies the user has said which bundle; without it, asked, not guessed.
     vet = _refusing_another_bundles_scenarios(paths, default) if policies is None else None
     skipped: list[Path] = []
@@ -316,6 +318,18 @@ def _test(paths: list[Path], policies: Path | None) -> int:
         )
         return 1
     return 1 if failed else 0
+
+
+def _refusing_a_bundle_that_does_not_load(folder: Path) -> None:
+    """Refuses, before any scenario runs, a --policies bundle that does not load: each of its
+    scenarios would fail for that one reason, burying it under a page of FAILs."""
+    from broker.policy import Policy
+
+    try:
+        Policy.load(folder)
+    except BundleInvalid as exc:
+        every = f"; accord policy check {folder} lists each" if len(exc.problems) > 1 else ""
+        raise UsageError(f"--policies {folder} does not load: {exc}{every}") from None
 
 
 def _bundle_line(folder: Path, which: str) -> str:

@@ -674,7 +674,8 @@ def test_a_scenario_file_that_is_not_utf8_is_one_line(
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"name: \xff\xfe\n")
-    code, out, err = _run(["policy", "test", str(bad), "--policies", str(tmp_path)], capsys)
+    root = write_bundle(tmp_path / "b")
+    code, out, err = _run(["policy", "test", str(bad), "--policies", str(root)], capsys)
     assert code == 1  # reported as a failing file, like any unreadable scenario
     assert f"FAIL {bad}: not UTF-8 text" in out
     assert "Traceback" not in out + err

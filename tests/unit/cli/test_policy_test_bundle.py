@@ -191,15 +191,33 @@ def test_a_bundle_a_scenario_names_itself_is_named_before_its_first_result(
     assert lines[2].startswith("PASS school is told")
 
 
-def test_a_default_bundle_that_does_not_load_is_said_first_and_its_scenarios_fail(
+def test_a_policies_bundle_that_does_not_load_is_refused_in_one_line_before_any_scenario(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Walkthrough: `--policies nosuch` printed a FAIL per scenario (75) and exit 1; the one
+    cause is said once, as `policy explain` says it, and nothing runs."""
     broken = tmp_path / "broken"
     broken.mkdir()
     (tmp_path / "scenarios").mkdir()
     (tmp_path / "scenarios" / "a.yaml").write_text(SCENARIO.format(event=json.dumps(event_dict())))
-    code, out, _ = _run(["policy", "test", str(tmp_path / "scenarios"), "--policies", str(broken)],
-                        capsys)  # fmt: skip
+    code, out, err = _run(["policy", "test", str(tmp_path / "scenarios"), "--policies",
+                           str(broken)], capsys)  # fmt: skip
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"accord: error: --policies {broken} does not load: ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_default_bundle_that_does_not_load_is_said_first_and_its_scenarios_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --policies a scenario may name its own bundle, so each still runs."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    monkeypatch.setenv("ACCORD_POLICIES", str(broken))
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "a.yaml").write_text(SCENARIO.format(event=json.dumps(event_dict())))
+    code, out, _ = _run(["policy", "test", str(tmp_path / "scenarios")], capsys)
     assert code == 1
     lines = out.strip().splitlines()
     assert lines[0].startswith(f"policy bundle {broken.resolve()} (for scenarios that name none) "
