@@ -73,6 +73,12 @@ _DENIED = (
 )
 
 
+NO_CONNECTION = (
+    "connection refused, lost or not answered: is Kafka running at the address configured? "
+    "(accord kafka status)"
+)
+
+
 @contextlib.asynccontextmanager
 async def translated(what: str, *, principal: str | None = None) -> AsyncIterator[None]:
     """Re-raise Kafka's errors (and socket errors) as ``TransportError`` naming ``what``.
@@ -88,6 +94,9 @@ async def translated(what: str, *, principal: str | None = None) -> AsyncIterato
         raise Fenced(f"{what}: another process took over this transactional id") from exc
     except _DENIED as exc:
         raise TransportError(f"{what}: {refused_access(exc, principal)}") from exc
+    except KafkaConnectionError as exc:
+        # aiokafka's class name told a user nothing; its message may hold an address only.
+        raise TransportError(f"{what}: {NO_CONNECTION}") from exc
     except KafkaError as exc:
         raise TransportError(f"{what}: {type(exc).__name__}") from exc
     except OSError as exc:

@@ -13,6 +13,7 @@ from aiokafka import TopicPartition
 from broker.errors import TransportError
 from broker.kafka._clients import KafkaClients
 from broker.kafka._errors import stop_bounded, translated
+from broker.topics import INGRESS_PREFIX
 
 __all__ = ["Retained", "read_retained"]
 
@@ -44,7 +45,7 @@ async def read_retained(
     consumer = kafka.consumer(client_id="accord-retained", fetch_max_wait_ms=500)
     out: list[Retained] = []
     try:
-        async with translated(f"reading {', '.join(topics)} from {kafka.bootstrap}"):
+        async with translated(f"reading {_named(topics)} from {kafka.bootstrap}"):
             await consumer.start()
             tps = await _partitions(consumer, topics)
             if partitions is not None:
@@ -70,6 +71,15 @@ async def read_retained(
     finally:
         await stop_bounded(consumer)
     return out
+
+
+def _named(topics: Sequence[str]) -> str:
+    """The topics as an error line names them: a few by name, more by how many (every
+    ingress topic, listed, made a line of some 900 characters)."""
+    if len(topics) <= 3:
+        return ", ".join(topics)
+    ingress = all(t.startswith(INGRESS_PREFIX) for t in topics)
+    return f"{len(topics)} {'ingress ' if ingress else ''}topics"
 
 
 def _retained(m: Any) -> Retained:

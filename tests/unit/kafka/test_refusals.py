@@ -9,6 +9,7 @@ from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaConnectionError,
+    KafkaTimeoutError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
@@ -63,6 +64,17 @@ async def test_each_refusal_names_what_was_refused(error: Exception, tried: str)
 
 
 async def test_other_kafka_errors_are_still_named_as_before() -> None:
-    with pytest.raises(TransportError, match=r"^reading: KafkaConnectionError$"):
+    with pytest.raises(TransportError, match=r"^reading: KafkaTimeoutError$"):
         async with translated("reading", principal="swbh"):
-            raise KafkaConnectionError()
+            raise KafkaTimeoutError()
+
+
+async def test_no_connection_is_said_in_words_with_where_to_look_not_as_a_class_name() -> None:
+    """Walkthrough: Kafka down read "connecting to Kafka at ...: KafkaConnectionError"."""
+    with pytest.raises(TransportError) as failed:
+        async with translated("connecting to Kafka at 127.0.0.1:19399", principal="swbh"):
+            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 19399)]")
+    assert str(failed.value) == (
+        "connecting to Kafka at 127.0.0.1:19399: connection refused, lost or not answered: is "
+        "Kafka running at the address configured? (accord kafka status)"
+    )
