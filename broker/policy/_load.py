@@ -19,14 +19,19 @@ from broker.policy._check import Conditions, Source, check_bundle, check_flags
 from broker.policy._flags import CompiledFlagRule, FlagRule
 from broker.policy._layout import agreement_files, layout_problems
 from broker.policy._model import Agreement, Bundle, ConsentAuthority, Party, Restriction
+from broker.policy._wording import plain_message
 from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
 
 __all__ = ["read_bundle"]
 
 
-def _shape_problems(doc: Located, prefix: tuple[int | str, ...], exc: ValidationError) -> list[str]:
+def _shape_problems(
+    doc: Located, prefix: tuple[int | str, ...], exc: ValidationError, model: type[BaseModel]
+) -> list[str]:
     out = []
-    errors = exc.errors(include_input=False, include_url=False)
+    # With the input: a purpose's message suggests its spelling (a bundle holds no personal
+    # data); plain_message quotes no other value.
+    errors = exc.errors(include_url=False)
     failed = {err["loc"][:-1] for err in errors}
     for err in errors:
         if err["type"] == "too_short" and any(f[: len(err["loc"])] == err["loc"] for f in failed):
@@ -34,12 +39,7 @@ def _shape_problems(doc: Located, prefix: tuple[int | str, ...], exc: Validation
             # with a fault would also report "clauses: at least 1 item", blaming the list.
             continue
         loc = (*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key missing"
-        out.append(f"{doc.where(loc)}: {msg}")
+        out.append(f"{doc.where(loc)}: {plain_message(err, model)}")
     return out
 
 
@@ -53,7 +53,7 @@ def _model(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_shape_problems(doc, prefix, exc))
+        problems.extend(_shape_problems(doc, prefix, exc, model))
         return None
 
 

@@ -31,6 +31,7 @@ from broker.policy._flag_scenario import FlagRunner, FlagScenario, parse_flag_sc
 from broker.policy._model import TRANSFORMS
 from broker.policy._policy import Policy
 from broker.policy._redact import redact
+from broker.policy._wording import plain_message
 from broker.policy._yaml import YamlProblem, read_yaml
 
 __all__ = [
@@ -156,7 +157,8 @@ def _scenario(raw: Any, file: Path, position: int) -> Scenario:
         except ValidationError as exc:
             err = exc.errors(include_input=False, include_url=False)[0]
             loc = ".".join(str(p) for p in err["loc"])
-            raise ScenarioInvalid(f"{where}: expect.{party}.{loc}: {err['msg']}") from None
+            message = plain_message(err, Expectation)
+            raise ScenarioInvalid(f"{where}: expect.{party}.{loc}: {message}") from None
     policies = raw.get("policies")
     if policies is not None and not isinstance(policies, str):
         raise ScenarioInvalid(f"{where}: 'policies' must be a folder path")

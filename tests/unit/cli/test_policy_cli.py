@@ -227,8 +227,13 @@ PROBLEMS: list[tuple[str, Mutation, str, str]] = [
         "unknown party kind 'coordinating'",
     ),
     ("unknown-key", _set([*C0, "whne"], "true"), EH, "whne: unknown key"),
-    ("missing-key", _no_key("share"), EH, "share: required key missing"),
-    ("bad-status", _set(["agreements", 0, "status"], "signed"), EH, "status: Input should be"),
+    ("missing-key", _no_key("share"), EH, "share: is required"),
+    (
+        "bad-status",
+        _set(["agreements", 0, "status"], "signed"),
+        EH,
+        "status: must be one of draft, approved, suspended",
+    ),
     (
         "bad-locality",
         _set(["parties", "hub-tipton", "localities"], ["DY4 7AA"]),

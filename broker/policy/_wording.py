@@ -1,0 +1,100 @@
+"""Plain words for pydantic's errors in bundle and scenario files.
+
+``accord policy check`` is read by information-governance officers, not Python programmers:
+"String should match pattern '^[a-z]...'" or "Field required" tells them nothing they can act
+on. The few error types a policy author meets are said in the bundle's own terms; any other
+message is kept as pydantic wrote it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Final, get_args
+
+from pydantic import BaseModel
+from pydantic_core import ErrorDetails
+
+from broker.policy._model import PURPOSE_PATTERN
+
+__all__ = ["plain_message"]
+
+# A flag rule's id (broker.policy._flags.FlagRule.id); another pattern keeps pydantic's words.
+_FLAG_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# Keys are policy words, never personal data, so a looser match than the event parser's
+# helps: "form" is "from", "whne" is "when".
+_NEAR_MISS: Final = 0.7
+
+
+def plain_message(err: ErrorDetails, model: type[BaseModel] | None) -> str:
+    """What ``err`` means, in words; ``model`` is the one validated (its fields are what an
+    unknown key is compared with), ``err["loc"]`` relative to it."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return _unknown_key(err["loc"], model)
+    if kind in {"literal_error", "enum"} and isinstance(expected := ctx.get("expected"), str):
+        allowed = re.findall(r"'([^']*)'", expected)
+        if allowed:
+            return f"must be one of {', '.join(allowed)}"
+    if kind == "string_pattern_mismatch":
+        worded = _pattern(ctx.get("pattern"), err.get("input"))
+        if worded is not None:
+            return worded
+    return err["msg"]
+
+
+def _pattern(pattern: object, value: object) -> str | None:
+    if pattern == PURPOSE_PATTERN:
+        words = "must be lower-case letters, digits and _"
+        if isinstance(value, str):
+            # The usual slip is a hyphen or a capital: say the spelling that would do.
+            fixed = re.sub(r"[\s-]+", "_", value.strip()).lower()
+            if re.fullmatch(PURPOSE_PATTERN, fixed):
+                return f"{words} ({fixed}, not {value})"
+        return f"{words}, starting with a letter, at most 64 (early_help, not early-help)"
+    if pattern == _FLAG_ID_PATTERN:
+        return (
+            "must be lower-case letters, digits, _ and -, starting with a letter or digit, "
+            "at most 64 (da-repeat)"
+        )
+    return None
+
+
+def _unknown_key(loc: tuple[int | str, ...], model: type[BaseModel] | None) -> str:
+    key = loc[-1] if loc else None
+    if isinstance(key, str):
+        near = difflib.get_close_matches(key, sorted(_keys_at(model, loc[:-1])), 1, _NEAR_MISS)
+        if near:
+            return f"unknown key; did you mean {near[0]!r}?"
+    return "unknown key"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field's type holds: ``Clause`` in ``tuple[Clause, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _keys_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> set[str]:
+    """The keys a file may use in the object at ``loc`` within ``model``: each field's alias
+    where it has one (``from``), as the file spells it; none if it cannot be told."""
+    current: list[type[BaseModel]] = [model] if model is not None else []
+    for part in loc:
+        if isinstance(part, int) or "[" in part:
+            # An item of a list (its field named the model already), or pydantic's name
+            # for a branch of a union or validator, which a file never spells.
+            continue
+        current = [
+            inner
+            for m in current
+            for name, info in m.model_fields.items()
+            if part in {name, info.alias}
+            for inner in _models_in(info.annotation)
+        ]
+    return {info.alias or name for m in current for name, info in m.model_fields.items()}
