@@ -228,12 +228,13 @@ def _impact(
             envelope=settings.envelope, processes=n,
             progress=lambda k: bar.advance(deciding, k), tally=tally, partitions=partitions,
         )  # fmt: skip
-    result = compare(*decided, versions=(before.version, after.version))
+    result = compare(*decided, versions=(before.version, after.version), consents=tally.consents)
     result.since, result.read, result.compared = start, len(events), tally.compared
     result.not_compared = tally.reasons()
     result.unversioned = tuple(unversioned)
     # Audited even when nothing was compared: every consent record was opened all the same.
     chain = run(record_impact(kafka, keys, result, by=login_name()))
+    _warn_reopening(result)
     if fmt is Format.json:
         typer.echo(json.dumps({**result.as_json(), "audit_chain": chain}, indent=2))
     else:
@@ -242,6 +243,29 @@ def _impact(
         # Never a clean exit: a script gating a change on "no decision would change" must
         # not pass one that was checked against nothing.
         raise typer.Exit(1)
+
+
+def _warn_reopening(result: Impact) -> None:
+    """One line on stderr, whatever the format, when withdrawals or refusals on file would
+    count for nothing under the new bundle: the shares they stopped start again, and the
+    decisions' lines show only that they start (``consent-withdrawn``), not why."""
+    rows = result.reopening
+    if not rows:
+        return
+    n = sum(r.records for r in rows)
+    which = ", ".join(f"{r.recorded_by} {r.state} {r.records} ({r.reason})" for r in rows)
+    typer.echo(f"warning: {n} consent withdrawal(s) or refusal(s) on file would count for "
+               f"nothing under the new bundle ({which}): sharing they stopped would resume",
+               err=True)  # fmt: skip
+
+
+def _print_consents(result: Impact) -> None:
+    """The consent records taken differently, before the decisions they change."""
+    if not result.consents:
+        return
+    typer.echo("consent records treated differently:")
+    for r in result.consents:
+        typer.echo(f"{'! ' if r.reopens else '  '}{r.said()}")
 
 
 def _print(result: Impact, chain: str) -> None:
@@ -254,6 +278,7 @@ def _print(result: Impact, chain: str) -> None:
                    f"{result.new_version[:19]})")  # fmt: skip
         if result.read:
             typer.echo(result.not_compared_said())
+        _print_consents(result)
         typer.echo(f"audited as policy_impact on chain {chain}")
         return
     typer.echo(
@@ -262,6 +287,7 @@ def _print(result: Impact, chain: str) -> None:
         f"{result.new_version[:19]})"
     )
     typer.echo(result.not_compared_said())
+    _print_consents(result)
     if result.rows:
         table = Table("change", "agreement", "recipient", "other side's reason", "events", box=None)
         for r in result.rows:

@@ -21,19 +21,28 @@ from datetime import UTC, datetime
 from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner
 from broker.kafka import KafkaClients, stop_quietly, translated
 from broker.keys import FileKeyStore
-from broker.pipeline._impact_compare import Impact, ImpactRow, compare, view_changes
+from broker.pipeline._impact_compare import (
+    ConsentRow,
+    Impact,
+    ImpactRow,
+    compare,
+    consent_changes,
+    view_changes,
+)
 from broker.pipeline._impact_redecide import Decided, Key, Tally, redecide, redecide_both
 from broker.principals import Principal
 from broker.provision import WORKER_TRANSACTIONAL_ID
 from broker.topics import AUDIT
 
 __all__ = [
+    "ConsentRow",
     "Decided",
     "Impact",
     "ImpactRow",
     "Key",
     "Tally",
     "compare",
+    "consent_changes",
     "record_impact",
     "redecide",
     "redecide_both",

@@ -1,18 +1,20 @@
 """Two runs of ``redecide`` compared (``accord policy impact``'s second half): counts, per
 agreement, recipient and reason, of shares that would stop and start, and per recipient of
-the fields it would gain or lose. Nothing in it names a child: events are counted, never
-listed."""
+the fields it would gain or lose; and, per recorder and state, of the consent records one
+bundle counts and the other refuses. Nothing in it names a child: events and records are
+counted, never listed."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from broker.pipeline._impact_redecide import Decided, Key
+from broker.pipeline._impact_redecide import COUNTS, ConsentTaken, Decided, Key
 from broker.policy import Unversioned
 
-__all__ = ["Impact", "ImpactRow", "compare", "view_changes"]
+__all__ = ["ConsentRow", "Impact", "ImpactRow", "compare", "consent_changes", "view_changes"]
 
 
 def view_changes(before: Decided, after: Decided) -> list[str]:
@@ -46,6 +48,56 @@ class ImpactRow:
     events: int
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentRow:
+    """How many consent records of one recorder and state count for decisions under one
+    bundle and for none under the other, and why not there."""
+
+    change: str  # "stops" (counts now, not under the new bundle) or "starts"
+    recorded_by: str
+    state: str  # given, refused or withdrawn
+    reason: str  # why it counts for nothing on the other side (outside-authority, ...)
+    records: int
+
+    @property
+    def reopens(self) -> bool:
+        """A withdrawal or refusal on file that would stop counting: sharing it stopped
+        (or kept from starting) would go ahead again, without anyone asking the family."""
+        return self.change == "stops" and self.state in ("withdrawn", "refused")
+
+    def said(self) -> str:
+        verb = "stop" if self.change == "stops" else "start"
+        line = (f"{self.recorded_by} {self.state}: {self.records} would {verb} counting "
+                f"({self.reason})")  # fmt: skip
+        return f"{line}: sharing it stopped would resume" if self.reopens else line
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "change": self.change,
+            "recorded_by": self.recorded_by,
+            "state": self.state,
+            "reason": self.reason,
+            "records": self.records,
+            "reopens_sharing": self.reopens,
+        }
+
+
+def consent_changes(taken: Mapping[ConsentTaken, int]) -> list[ConsentRow]:
+    """The consent records the bundle in force (first) and the new one (second) take
+    differently: counted by one, counting for nothing under the other. A record refused by
+    both, for whatever reasons, counts for nothing either way and is no change. Those that
+    would reopen sharing first, then those that stop counting, then by recorder and state."""
+    moves: Counter[tuple[str, str, str, str]] = Counter()
+    for (recorder, state, (before, after)), n in taken.items():
+        if before == COUNTS and after != COUNTS:
+            moves["stops", recorder, state, after] += n
+        elif after == COUNTS and before != COUNTS:
+            moves["starts", recorder, state, before] += n
+    rows = [ConsentRow(c, by, state, why, n) for (c, by, state, why), n in moves.items()]
+    return sorted(rows, key=lambda r: (not r.reopens, r.change != "stops", r.recorded_by,
+                                       r.state, r.reason))  # fmt: skip
+
+
 @dataclass
 class Impact:
     current_version: str
@@ -69,6 +121,13 @@ class Impact:
     not_compared: dict[str, int] = field(default_factory=dict)
     #: agreements changed without a new version (``changed_without_new_version``)
     unversioned: tuple[Unversioned, ...] = ()
+    #: consent records one bundle counts and the other does not (``consent_changes``)
+    consents: list[ConsentRow] = field(default_factory=list)
+
+    @property
+    def reopening(self) -> list[ConsentRow]:
+        """The withdrawals and refusals on file that would stop counting."""
+        return [r for r in self.consents if r.reopens]
 
     @property
     def nothing_compared(self) -> bool:
@@ -108,6 +167,9 @@ class Impact:
             "events": self.events,
             "decisions": self.decisions,
             "unchanged": self.unchanged,
+            # Before the decisions: the cause of some of them (a withdrawal no longer counting
+            # starts shares under consent).
+            "consent_records_changed": [r.as_json() for r in self.consents],
             "changes": [
                 {
                     "change": r.change,
@@ -129,10 +191,16 @@ _NONE = Decided(False, "not_shared", "not-a-candidate", None, frozenset())
 
 
 def compare(
-    current: dict[Key, Decided], new: dict[Key, Decided], *, versions: tuple[str, str]
+    current: dict[Key, Decided],
+    new: dict[Key, Decided],
+    *,
+    versions: tuple[str, str],
+    consents: Mapping[ConsentTaken, int] | None = None,
 ) -> Impact:
-    """The differences between two runs over the same records."""
+    """The differences between two runs over the same records; with ``consents`` (the runs'
+    ``Tally.consents``), the consent records they took differently too."""
     impact = Impact(*versions)
+    impact.consents = consent_changes(consents or {})
     moves: Counter[tuple[str, str, str, str]] = Counter()
     gained: dict[str, Counter[str]] = {}
     lost: dict[str, Counter[str]] = {}

@@ -49,7 +49,16 @@ from broker.pipeline._state import WorkerState
 from broker.policy import Decision, Policy, load_bundle
 from broker.topics import ACCESS, CONSENT, party_of_ingress
 
-__all__ = ["Decided", "Key", "Tally", "in_order", "redecide", "redecide_both"]
+__all__ = [
+    "COUNTS",
+    "ConsentTaken",
+    "Decided",
+    "Key",
+    "Tally",
+    "in_order",
+    "redecide",
+    "redecide_both",
+]
 
 #: (topic, event id, recipient): two senders may use one id, and the worker decides both
 Key = tuple[str, str, str]
@@ -78,18 +87,28 @@ class Decided:
         )  # fmt: skip
 
 
+#: A consent record as each bundle took it: its recorder (a party id), its state, and per
+#: bundle ``COUNTS`` or why it counts for nothing there (the refusal, or ``replay``)
+ConsentTaken = tuple[str, str, tuple[str, ...]]
+COUNTS = "counts"
+
+
 @dataclass
 class Tally:
     """What became of the event records taken: ``compared``, those some bundle decided
     someone for, and the rest in ``not_compared`` by why (``_Redecider.take``). Every event
-    record is counted once, in one or the other."""
+    record is counted once, in one or the other. ``consents``: the consent records opened
+    and parsed, counted by how each bundle took them (``ConsentTaken``): party ids, states
+    and reasons, never whom a record is about."""
 
     compared: int = 0
     not_compared: Counter[str] = field(default_factory=Counter)
+    consents: Counter[ConsentTaken] = field(default_factory=Counter)
 
     def add(self, other: Tally) -> None:
         self.compared += other.compared
         self.not_compared.update(other.not_compared)
+        self.consents.update(other.consents)
 
     def reasons(self) -> dict[str, int]:
         """``not_compared``, most first, then by name: the same however many processes."""
@@ -237,11 +256,24 @@ class _Redecider:
             else:
                 self.tally.not_compared["/".join(dict.fromkeys(why))] += 1
         elif rec.topic == CONSENT:
-            for i in self._once(self._consent_once, work, everyone):
-                self._apply(i, work, run_chain(self._consent_each[i], work).effects)
+            self._consent(work)
         elif rec.topic == ACCESS:
             self._once(self._access_once, work, everyone)
         return decided
+
+    def _consent(self, work: Work) -> None:
+        """File a consent record under each bundle that authorises it, and count how each
+        took it (``tally.consents``)."""
+        took = ["replay" for _ in self._each]  # counts under no bundle that spent its id
+        for i in self._once(self._consent_once, work, range(len(self._each))):
+            outcome = run_chain(self._consent_each[i], work)
+            self._apply(i, work, outcome.effects)
+            # Authorise drops a record outside its recorder's authority under this bundle:
+            # it then counts for no decision there, a withdrawal as much as a grant.
+            forwarded = outcome.verdict is Verdict.FORWARD
+            took[i] = COUNTS if forwarded else outcome.reason or "quarantined"
+        if (record := work.consent) is not None:  # opened and parsed: the same under all
+            self.tally.consents[record.recorded_by, record.state, tuple(took)] += 1
 
     def _once(self, stages: Sequence[Stage], work: Work, among: Iterable[int]) -> list[int]:
         """Run ``stages`` (the first opens the envelope) once; if they all forwarded, give
@@ -363,6 +395,8 @@ def redecide_both(
             before.update(b)
             after.update(a)
             if tally is not None:
+                if i:  # every run took every consent record: the first one's count them
+                    counted.consents.clear()
                 tally.add(counted)  # events are in one run each: counted once
             if progress is not None:
                 progress(len(job.records) - (consents if i else 0))

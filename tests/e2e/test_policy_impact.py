@@ -130,6 +130,7 @@ async def test_impact_reports_exactly_what_the_engine_says_and_delivers_nothing(
     assert expected["fields_lost"], "the change must remove a field"
     assert _comparable(result) == expected
     assert result["events"] == len(events)
+    assert result["consent_records_changed"] == []  # no consent record on file
     assert (result["current_version"], result["new_version"]) == (policy.version, new.version)
 
     # The other way round: what stopped now starts, what was lost is gained.

@@ -1,0 +1,266 @@
+"""`accord policy impact` compares how the two bundles take the consent records on file: a
+consent authority narrowed in the new bundle makes its records outside the new scope count
+for nothing, a withdrawal as much as a grant, and sharing the family stopped starts again.
+The decisions' lines show only that effect ("starts … consent-withdrawn"); these counts are
+its cause, shown before them, a withdrawal or refusal that stops counting warned of."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.config import KafkaSettings, KemSuite
+from broker.kafka import KafkaClients, Retained
+from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
+from broker.pipeline import Impact, Tally, compare, record_impact, redecide_both
+from broker.pipeline._impact import ConsentRow, consent_changes
+from broker.pipeline._impact_redecide import COUNTS, ConsentTaken
+from broker.policy import Policy
+from broker.synthetic import SyntheticFamilies
+from broker.topics import CONSENT, SCHEMA_CONSENT
+from tests.unit.pipeline.conftest import ENVELOPE, POLICIES
+from tests.unit.pipeline.test_impact import _Records, _TxnProducer
+
+OUT = "outside-authority"
+Run = Callable[[list[str]], tuple[int, str, str]]
+
+
+def test_records_one_bundle_counts_and_the_other_refuses_are_counted_by_recorder_and_state() -> (
+    None
+):
+    taken: Counter[ConsentTaken] = Counter({
+        ("hv-sandwell", "withdrawn", (COUNTS, OUT)): 1,  # stops counting: sharing resumes
+        ("hv-sandwell", "given", (COUNTS, OUT)): 3,
+        ("hv-sandwell", "given", (COUNTS, COUNTS)): 5,  # the same under both: no change
+        ("swbh", "refused", ("not-a-consent-authority", COUNTS)): 2,  # starts counting
+        ("swbh", "given", ("party-inactive", OUT)): 4,  # counts under neither: no change
+        ("sandwell-coord", "given", ("replay", "replay")): 1,
+    })  # fmt: skip
+    assert consent_changes(taken) == [
+        ConsentRow("stops", "hv-sandwell", "withdrawn", OUT, 1),  # reopening first
+        ConsentRow("stops", "hv-sandwell", "given", OUT, 3),
+        ConsentRow("starts", "swbh", "refused", "not-a-consent-authority", 2),
+    ]
+    [withdrawal, grant, refusal] = consent_changes(taken)
+    assert (withdrawal.reopens, grant.reopens, refusal.reopens) == (True, False, False)
+    assert withdrawal.said() == (
+        "hv-sandwell withdrawn: 1 would stop counting (outside-authority): "
+        "sharing it stopped would resume"
+    )
+    assert refusal.said() == "swbh refused: 2 would start counting (not-a-consent-authority)"
+    assert consent_changes({}) == []
+
+
+# -- the records themselves, re-decided under a bundle with hv-sandwell narrowed ----------
+
+
+@pytest.fixture(scope="module")
+def consent_keys(tmp_path_factory: pytest.TempPathFactory, project_policy: Policy) -> FileKeyStore:
+    store = FileKeyStore(tmp_path_factory.mktemp("impact-consent-keys"), create=True)
+    for party in project_policy.bundle.parties:
+        store.ensure_party(party, kem=KemSuite.X25519)
+    for principal, purposes in SPECIAL_PRINCIPALS.items():
+        store.ensure_party(principal, purposes=purposes, kem=KemSuite.X25519)
+    store.set_linkage_key()
+    return store
+
+
+@pytest.fixture(scope="module")
+def narrowed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project bundle with the health visitors' authority narrowed to early help."""
+    root = tmp_path_factory.mktemp("narrowed") / "policies"
+    shutil.copytree(POLICIES, root, ignore=shutil.ignore_patterns("scenarios"))
+    path = root / "consent-authorities.yaml"
+    old = 'hv-sandwell: {purposes: ["*"]'
+    text = path.read_text()
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, "hv-sandwell: {purposes: [early_help]"))
+    return root
+
+
+def _family_withdrew(keys: FileKeyStore) -> list[Retained]:
+    """A family in Oldbury gave consent (the co-ordinating team recorded it), then withdrew
+    it for everything (recorded by the health visitor, purposes ["*"]); a police incident
+    about the child follows. A health visitor's grant for early help counts either way."""
+    fam = SyntheticFamilies(seed=42, today=date(2026, 11, 21))
+    family = fam.faker.last_name()
+    postcode = fam.postcode(("B68",))
+    child = fam.subject("child", family_name=family, postcode=postcode)
+    parent = fam.subject("parent", family_name=family, postcode=postcode)
+    other = fam.subject("child", family_name=fam.faker.last_name(), postcode=postcode)
+    r = _Records(keys)
+
+    def consent(by: str, state: str, purposes: list[str], nhs: str, at: str) -> None:
+        record = {"subject": {"nhs_number": nhs}, "state": state, "purposes": purposes,
+                  "recipients": ["kind:hub"], "recorded_by": by, "recorded_at": at}  # fmt: skip
+        r.sealed(by, record, topic=CONSENT, schema=SCHEMA_CONSENT, event_id=str(uuid.uuid4()))
+
+    consent("sandwell-coord", "given", ["early_help"], child["nhs_number"], "2026-10-01T09:00:00Z")
+    consent("hv-sandwell", "withdrawn", ["*"], child["nhs_number"], "2026-11-01T09:00:00Z")
+    consent("hv-sandwell", "given", ["early_help"], other["nhs_number"], "2026-11-01T09:00:00Z")
+    r.sealed("wmp", fam.event(subjects=[child, parent], need_level=2))
+    return r.out
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_withdrawal_outside_the_narrowed_authority_is_counted_as_stopping_to_count(
+    consent_keys: FileKeyStore, narrowed: Path, processes: int
+) -> None:
+    """Counted once however many processes (each takes every consent record), and the
+    decision it changes is the one the walkthrough saw."""
+    records = _family_withdrew(consent_keys)
+    tally = Tally()
+    runs = redecide_both(POLICIES, narrowed, records, keystore=consent_keys.path,
+                         passphrase=None, envelope=ENVELOPE, processes=processes,
+                         tally=tally)  # fmt: skip
+    assert tally.consents == {
+        ("sandwell-coord", "given", (COUNTS, COUNTS)): 1,
+        ("hv-sandwell", "withdrawn", (COUNTS, OUT)): 1,
+        ("hv-sandwell", "given", (COUNTS, COUNTS)): 1,
+    }
+    impact = compare(*runs, versions=("v1", "v2"), consents=tally.consents)
+    assert impact.consents == [ConsentRow("stops", "hv-sandwell", "withdrawn", OUT, 1)]
+    assert [(r.change, r.agreement, r.recipient, r.reason) for r in impact.rows] == [
+        ("starts", "sandwell-early-help", "cog-oldbury", "consent-withdrawn")
+    ]
+    assert impact.as_json()["consent_records_changed"] == [
+        {"change": "stops", "recorded_by": "hv-sandwell", "state": "withdrawn",
+         "reason": OUT, "records": 1, "reopens_sharing": True}
+    ]  # fmt: skip
+
+
+async def test_the_audit_record_carries_the_consent_counts_and_no_one_they_are_about(
+    pipeline_keys: FileKeyStore,
+) -> None:
+    producer = _TxnProducer()
+
+    class _Clients(KafkaClients):
+        def transactional_producer(self, transactional_id: str, client_id: str, **_: Any) -> Any:  # noqa: ARG002  # the seam's signature
+            return producer
+
+    impact = Impact("1", "2", consents=[ConsentRow("stops", "hv-sandwell", "withdrawn", OUT, 1)])
+    await record_impact(_Clients(KafkaSettings(bootstrap="fake:9092")), pipeline_keys, impact,
+                        by="jo")  # fmt: skip
+    [[record, _]] = [[json.loads(v) for v in txn] for txn in producer.committed]
+    assert record["data"]["consent_records_changed"] == [
+        {"change": "stops", "recorded_by": "hv-sandwell", "state": "withdrawn",
+         "reason": OUT, "records": 1, "reopens_sharing": True}
+    ]  # fmt: skip
+    assert record["subject_keys"] == []
+
+
+# -- the command's output ------------------------------------------------------------------
+
+
+@pytest.fixture
+def offline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, consent_keys: FileKeyStore
+) -> list[Impact]:
+    """``accord policy impact`` over ``_family_withdrew``'s records, with the keystore given
+    and Kafka's reads and the audit record's write faked; the Impact recorded is kept."""
+    import broker.cli._common
+    import broker.kafka
+    import broker.pipeline
+
+    records = _family_withdrew(consent_keys)
+    recorded: list[Impact] = []
+
+    async def read_retained(_: object, topics: list[str], **__: object) -> list[Retained]:
+        return [r for r in records if r.topic in topics]
+
+    async def record(_: object, __: object, impact: Impact, *, by: str) -> str:
+        recorded.append(impact)
+        return "worker:impact-test"
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ACCORD_ENVELOPE__KEM", "x25519")
+    monkeypatch.delenv("ACCORD_POLICIES", raising=False)
+    monkeypatch.setattr(broker.cli._common, "keystore", lambda *_: consent_keys)
+    monkeypatch.setattr(broker.cli._common, "kafka_as", lambda *_: object())
+    monkeypatch.setattr(broker.kafka, "read_retained", read_retained)
+    monkeypatch.setattr(broker.pipeline, "record_impact", record)
+    return recorded
+
+
+def _impact(narrowed: Path, *more: str) -> list[str]:
+    return ["policy", "impact", "--policies", str(narrowed), "--current", str(POLICIES), *more]
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str, str]]:
+    """``accord`` in-process: (exit code, stdout, stderr)."""
+    from broker.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            main(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0), *capsys.readouterr()
+        return 0, *capsys.readouterr()
+
+    return run
+
+
+def test_the_table_shows_the_withdrawal_that_stops_counting_before_the_decisions(
+    run_cli: Run, offline: list[Impact], narrowed: Path
+) -> None:
+    code, out, err = run_cli(_impact(narrowed))
+    assert code == 0, err
+    lines = out.splitlines()
+    heading = lines.index("consent records treated differently:")
+    assert lines[heading + 1] == (
+        "! hv-sandwell withdrawn: 1 would stop counting (outside-authority): "
+        "sharing it stopped would resume"
+    )
+    [starts] = [i for i, line in enumerate(lines) if line.split()[:1] == ["starts"]]
+    assert heading < starts  # the cause before its effect
+    assert lines[starts].split() == [
+        "starts", "sandwell-early-help", "cog-oldbury", "consent-withdrawn", "1"
+    ]  # fmt: skip
+    [warning] = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warning == (
+        "warning: 1 consent withdrawal(s) or refusal(s) on file would count for nothing under "
+        "the new bundle (hv-sandwell withdrawn 1 (outside-authority)): sharing they stopped "
+        "would resume"
+    )
+    # Counts, never whom they are about; and the audit record holds them too.
+    [recorded] = offline
+    assert recorded.consents == [ConsentRow("stops", "hv-sandwell", "withdrawn", OUT, 1)]
+
+
+def test_json_gives_them_under_a_key_of_their_own_and_warns_on_stderr(
+    run_cli: Run, offline: list[Impact], narrowed: Path, consent_keys: FileKeyStore
+) -> None:
+    code, out, err = run_cli(_impact(narrowed, "--format", "json"))
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["consent_records_changed"] == [
+        {"change": "stops", "recorded_by": "hv-sandwell", "state": "withdrawn",
+         "reason": OUT, "records": 1, "reopens_sharing": True}
+    ]  # fmt: skip
+    keys = list(result)
+    assert keys.index("consent_records_changed") < keys.index("changes")
+    assert "warning: 1 consent withdrawal(s) or refusal(s) on file" in err
+    # The other way round, the withdrawal starts counting: no warning, nothing reopens.
+    code, out, err = run_cli(
+        ["policy", "impact", "--policies", str(POLICIES), "--current", str(narrowed),
+         "--format", "json"]
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["consent_records_changed"] == [
+        {"change": "starts", "recorded_by": "hv-sandwell", "state": "withdrawn",
+         "reason": OUT, "records": 1, "reopens_sharing": False}
+    ]  # fmt: skip
+    assert "warning: " not in err
+    for rec in _family_withdrew(consent_keys):
+        assert rec.key is None or rec.key.decode() not in out
