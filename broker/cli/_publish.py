@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from broker.cli._common import kafka_as, keystore
+from broker.cli._common import kafka_as, keystore, own_keystore
 from broker.cli._loop import run
 from broker.config import Settings, load_settings
-from broker.errors import UsageError
+from broker.errors import AccordError, KeyStoreError, UsageError
 
 if TYPE_CHECKING:
     from broker.sdk import GoodRow, RowProblem
@@ -40,10 +41,58 @@ def register(app: typer.Typer) -> None:
         """Validate, seal and publish a bulk export; bad rows are listed and the rest sent."""
         if not file.is_file():
             raise UsageError(f"{file}: no such file")
+        _refusing_a_json_document(file)
         settings = load_settings()
         failed = run(_publish(settings, party, file, from_line))
         if failed:
             raise typer.Exit(1)
+
+
+def _refusing_a_json_document(file: Path) -> None:
+    """Refuses a file holding one JSON document (an object, or a list of events) where one
+    event per line is read: each of its lines would be rejected as not JSON, a page of
+    rejections hiding the one cause."""
+    if file.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
+        return
+    try:
+        with file.open(encoding="utf-8-sig") as fh:
+            first = next((line for line in fh if line.strip()), "")
+            try:
+                row = json.loads(first) if first else None
+            except ValueError:
+                row = None
+            else:
+                if not isinstance(row, list):
+                    return  # an object, as JSON Lines has, or a row for validation to refuse
+            if row is None:
+                fh.seek(0)
+                whole = json.loads(fh.read())
+                if not isinstance(whole, dict | list):
+                    return
+    except (ValueError, UnicodeDecodeError):
+        return  # not one JSON document either: each line is reported as it is read
+    raise UsageError(f"{file} is a JSON document, not JSON Lines: one event per line (.jsonl)")
+
+
+def _refusing_an_unknown_party(settings: Settings, party: str) -> None:
+    """Refuses a party the configured bundle does not name: with no keystore for it, a typo
+    (``--as wmpp``) was otherwise told to make keys for a party that does not exist."""
+    import difflib
+
+    from broker.cli._keys_bundle import policy_parties
+
+    bundle = settings.policies_at_hand()
+    if bundle is None:
+        return
+    try:
+        known = policy_parties(bundle)
+    except (AccordError, OSError):
+        return  # the keystore's own refusal still says what to do
+    if party in known:
+        return
+    near = difflib.get_close_matches(party, known, n=1)
+    hint = f": did you mean {near[0]}?" if near else ""
+    raise UsageError(f"--as: unknown party '{party}' (not in the bundle {bundle}){hint}")
 
 
 async def _publish(settings: Settings, party: str, file: Path, from_line: int = 1) -> int:
@@ -53,6 +102,11 @@ async def _publish(settings: Settings, party: str, file: Path, from_line: int = 
     from broker.sdk import GoodRow, Publisher, RowProblem, read_export
 
     err = Console(stderr=True)
+    try:
+        own_keystore(settings, party)
+    except KeyStoreError:
+        _refusing_an_unknown_party(settings, party)
+        raise
     keys, kafka = keystore(settings, party), kafka_as(settings, party)
     async with Publisher(party, keys, kafka, envelope=settings.envelope) as pub:
         rows = [r for r in read_export(file, pub.validate) if r.line >= from_line]
