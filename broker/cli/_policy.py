@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from broker._words import plural
 from broker.cli._impact import register_impact
 from broker.errors import BundleInvalid, EventInvalid, UsageError
 
@@ -130,6 +131,10 @@ def _reason(d: Decision, unevaluated: tuple[Unevaluated, ...]) -> str:
     return d.reason or ""
 
 
+#: Roles whose plural is not the role and an s ("2 children", never "2 child").
+_IRREGULAR = {"child": "children"}
+
+
 def _rows(d: Decision, unevaluated: tuple[Unevaluated, ...] = ()) -> list[tuple[str, str]]:
     outcome = d.outcome + (" (flagged for IG review)" if d.review_required else "")
     rows = [("Outcome", outcome)]
@@ -155,7 +160,10 @@ def _rows(d: Decision, unevaluated: tuple[Unevaluated, ...] = ()) -> list[tuple[
         withheld += ("\n" if withheld else "") + f"(restriction: {', '.join(d.restrictions)})"
     rows.append(("Fields withheld", withheld or "none"))
     if d.subjects:
-        roles = ", ".join(f"{n} {role}" for role, n in d.subject_roles.items())
+        roles = ", ".join(
+            plural(n, role.replace("_", " "), _IRREGULAR.get(role))
+            for role, n in d.subject_roles.items()
+        )
         rows.append(("Subjects", f"{len(d.subjects)} ({roles})"))
     if unevaluated:
         rows.append(
