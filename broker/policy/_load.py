@@ -9,8 +9,9 @@ that looks like policy under a name the loader does not read is a problem (``_la
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,7 +23,25 @@ from broker.policy._model import Agreement, Bundle, ConsentAuthority, Party, Res
 from broker.policy._wording import plain_message
 from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
 
-__all__ = ["read_bundle"]
+__all__ = ["STOPPED", "read_bundle"]
+
+#: Said of a file that could not be read as YAML, so its other problems are not listed.
+STOPPED: Final = "fix this first: the file was not checked further"
+# "file:line: ..." or "file: ...", as every problem starts.
+_PLACE: Final = re.compile(r"(?P<file>[^:]+?)(?::(?P<line>\d+))?: ")
+
+
+def _in_order(problems: list[str]) -> list[str]:
+    """By file, then line: one file's problems together and read down it, as it is fixed.
+    Problems of one place keep the order they were found in (the sort is stable)."""
+
+    def place(problem: str) -> tuple[str, int]:
+        m = _PLACE.match(problem)
+        if m is None:
+            return problem, 0
+        return m["file"], int(m["line"] or 0)
+
+    return sorted(problems, key=place)
 
 
 def _shape_problems(
@@ -61,7 +80,8 @@ def _read(path: Path, root: Path, problems: list[str]) -> Located | None:
     try:
         doc = read_yaml(path, path.relative_to(root).as_posix())
     except YamlProblem as exc:
-        problems.append(str(exc))
+        # Nothing after it was read: whatever else is wrong in the file is not listed yet.
+        problems.append(f"{exc}; {STOPPED}")
         return None
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(
@@ -226,5 +246,5 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
     flag_problems, flag_rules = check_flags(bundle, where)
     problems.extend(flag_problems)
     if problems:
-        raise BundleInvalid(problems)
+        raise BundleInvalid(_in_order(problems))
     return bundle, conditions, flag_rules

@@ -9,7 +9,14 @@ import pytest
 
 from broker.errors import BundleInvalid
 from broker.policy import Bundle, Party, Policy, load_bundle
-from tests.unit.policy.kit import PARTIES, TO_HUB, agreement, default_agreements, write_bundle
+from tests.unit.policy.kit import (
+    PARTIES,
+    TO_HUB,
+    agreement,
+    default_agreements,
+    default_restrictions,
+    write_bundle,
+)
 
 
 def _problems(root: Path) -> list[str]:
@@ -130,7 +137,10 @@ def test_a_date_yaml_cannot_build_is_a_problem_not_a_crash(tmp_path: Path) -> No
     agreement_file = next((write_bundle(tmp_path / "b") / "agreements").glob("*.yaml"))
     agreement_file.write_text(agreement_file.read_text() + "valid_until: 2026-02-30\n")
     [problem] = _problems(tmp_path / "b")
-    assert problem.endswith("a value YAML cannot read: day is out of range for month")
+    assert problem.endswith(
+        "a value YAML cannot read: day is out of range for month; "
+        "fix this first: the file was not checked further"
+    )
 
 
 def test_a_date_yaml_cannot_build_is_placed_by_file_line_and_key(tmp_path: Path) -> None:
@@ -142,7 +152,7 @@ def test_a_date_yaml_cannot_build_is_placed_by_file_line_and_key(tmp_path: Path)
     line = text.splitlines().index("valid_until: 2028-04-31") + 1
     assert _problems(root) == [
         f"agreements/encompass.yaml:{line}: valid_until: a value YAML cannot read: "
-        "day is out of range for month"
+        "day is out of range for month; fix this first: the file was not checked further"
     ]
 
 
@@ -218,3 +228,27 @@ def test_a_party_named_after_one_of_accords_own_services_is_refused(
 def _line_of(path: Path, key: str) -> int:
     return next(n for n, line in enumerate(path.read_text().splitlines(), 1)
                 if line.strip().startswith(f"{key}:"))  # fmt: skip
+
+
+def test_problems_are_listed_by_file_then_line_whatever_check_found_them(
+    tmp_path: Path,
+) -> None:
+    """restrictions[1]'s unknown key is found when the file is read, restrictions[0]'s CEL
+    later, parties.yaml's before any agreement: listed down each file, files in order."""
+    restrictions = default_restrictions()
+    restrictions[0]["when"] = "event.servise == 'x'"
+    restrictions[1]["colour"] = "red"
+    parties = copy.deepcopy(PARTIES)
+    parties["wmp"]["kind"] = "police"
+    agreements = default_agreements()
+    agreements[1]["clauses"][0]["to"] = ["school:nearby"]
+    root = write_bundle(
+        tmp_path / "b", parties=parties, agreements=agreements, restrictions=restrictions
+    )
+    problems = _problems(root)
+    assert [p.split(":")[0] for p in problems] == [
+        "agreements/encompass.yaml", "parties.yaml", "restrictions.yaml", "restrictions.yaml"
+    ]  # fmt: skip
+    assert "restrictions[0].when" in problems[2]
+    assert "restrictions[1].colour" in problems[3]
+    assert int(problems[2].split(":")[1]) < int(problems[3].split(":")[1])
