@@ -119,11 +119,7 @@ def index(
             schools=settings.schools,
         )
         summary = run(_run_indexer(indexer, settings, follow=follow))
-        typer.echo(
-            f"indexed {plural(summary.indexed, 'record')} ({summary.duplicates} already "
-            f"indexed); the index holds {plural(store.count(), 'record')} in "
-            f"{plural(len(store.chains()), 'chain')}"
-        )
+        typer.echo(_indexed(summary, store.count(), len(store.chains())))
         if summary.refused:
             typer.echo(summary.refusals())
     finally:
@@ -132,6 +128,16 @@ def index(
         print(f"accord: error: {brk}", file=sys.stderr)  # noqa: T201  # one line per broken chain
     if summary.breaks:
         raise typer.Exit(1)
+
+
+def _indexed(summary: IndexSummary, held: int, chains: int) -> str:
+    """What a run added, then what the index holds: the indexer resumes after what it
+    committed, so "0 already indexed" beside an index of 580 read as if none were."""
+    again = f" ({summary.duplicates} read again, already indexed)" if summary.duplicates else ""
+    return (
+        f"indexed {plural(summary.indexed, 'new record')}{again}; the index holds "
+        f"{plural(held, 'record')} in {plural(chains, 'chain')}"
+    )
 
 
 def subject(

@@ -39,3 +39,17 @@ def test_every_reason_the_indexer_refuses_for_has_its_meaning() -> None:
         "bad-hash", "conflicts-with-indexed", *UNDONE_BY_A_LATER_CHECKPOINT,
     }  # fmt: skip
     assert produced == set(REFUSED_MEANS)
+
+
+def test_the_run_line_says_what_was_new_and_what_the_index_holds() -> None:
+    """Walkthrough: a run with nothing new read "indexed 0 records (0 already indexed)" while
+    the index held 580: the indexer resumes after what it committed, so none are read again."""
+    from broker.cli._audit import _indexed
+
+    assert _indexed(IndexSummary(), 580, 4) == (
+        "indexed 0 new records; the index holds 580 records in 4 chains"
+    )
+    assert _indexed(IndexSummary(indexed=1, duplicates=3), 581, 1) == (
+        "indexed 1 new record (3 read again, already indexed); the index holds 581 records in "
+        "1 chain"
+    )
