@@ -64,7 +64,8 @@ def read_export(
         try:
             event = validate(data)
         except EventInvalid as exc:
-            yield RowProblem(line, exc.problems)
+            csv = suffix == ".csv"
+            yield RowProblem(line, [_csv_words(p) for p in exc.problems] if csv else exc.problems)
             continue
         # The broker takes an event id once: a second event under it (a corrected re-export
         # in the same file, say) would be quarantined as a replay after being "published".
@@ -101,10 +102,18 @@ def _blank_to_none(value: str | None) -> str | None:
 
 # The spellings of yes and no that record systems export. Anything else is passed on as
 # text, for validation to refuse: a word read as "yes" could turn on a safeguarding override.
-_FLAGS = {
-    **dict.fromkeys(("true", "t", "yes", "y", "on", "1"), True),
-    **dict.fromkeys(("false", "f", "no", "n", "off", "0"), False),
-}
+_YES, _NO = ("true", "t", "yes", "y", "on", "1"), ("false", "f", "no", "n", "off", "0")
+_FLAGS = {**dict.fromkeys(_YES, True), **dict.fromkeys(_NO, False)}
+# Validation says "must be true or false", right for JSON; a CSV column takes these spellings.
+_PAIRS = [f"{y}/{n}" for y, n in zip(_YES, _NO, strict=True)]
+_FLAG_WORDS = f"must be yes or no: {', '.join(_PAIRS[:-1])} or {_PAIRS[-1]} (any case)"
+_FLAG_FIELDS = frozenset({"child_present", "safeguarding.concern"})
+
+
+def _csv_words(problem: tuple[str, str]) -> tuple[str, str]:
+    """``problem`` as a CSV export's author reads it: a yes/no column's accepted spellings."""
+    field, message = problem
+    return (field, _FLAG_WORDS) if field in _FLAG_FIELDS and "true or false" in message else problem
 
 
 def _flag(value: str | None) -> bool | str | None:

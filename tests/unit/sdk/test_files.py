@@ -114,6 +114,30 @@ def test_a_csv_yes_or_no_column_in_no_known_spelling_is_a_rejected_row_never_a_y
     assert [field for field, _ in row.problems] == ["safeguarding.concern"]
 
 
+@pytest.mark.parametrize("column", ["child_present", "safeguarding_concern"])
+def test_a_csv_yes_or_no_column_refused_says_the_spellings_it_takes(
+    tmp_path: Path, column: str
+) -> None:
+    """Walkthrough: "child_present: must be true or false" though yes/no/y/n/1/0 are taken."""
+    rows = _csv_rows(_event(), **{column: "maybe"}, safeguarding_justification="x")
+    [row] = _read(_write_csv(tmp_path / "x.csv", rows))
+    assert isinstance(row, RowProblem)
+    assert row.problems == [
+        (
+            column.replace("_concern", ".concern"),
+            "must be yes or no: true/false, t/f, yes/no, y/n, on/off or 1/0 (any case)",
+        )
+    ]
+
+
+def test_a_json_export_still_says_true_or_false_as_json_spells_them(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({**_event(), "child_present": "yes"}, default=str) + "\n")
+    [row] = _read(path)
+    assert isinstance(row, RowProblem)
+    assert ("child_present", "must be true or false") in row.problems
+
+
 def test_a_csv_column_no_event_has_is_refused_rather_than_dropped(tmp_path: Path) -> None:
     rows = [{**r, "NHS_Number": r.pop("nhs_number")} for r in _csv_rows(_event())]
     path = _write_csv(tmp_path / "x.csv", rows)
