@@ -98,9 +98,12 @@ def test_accord_audit_report_prints_the_reviewed_section_and_records_its_child(
 def test_every_disclosure_format_carries_the_review(
     store: AuditStore, indexed: list[AuditRecord], keys: FileKeyStore,
     verifier: KeystoreAuditVerifier, audit_db_url: str, run_cli: Run,
-    lookups: list[dict[str, Any]],
+    lookups: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     _review(store, keys, verifier)
+    # The table wraps to COLUMNS (xdist's workers run with 80, where this line wraps, as it
+    # should on a terminal that narrow): the check is that the review is there, whole.
+    monkeypatch.setenv("COLUMNS", "120")
     text = f"not justified by ig-jo at {REVIEWED_AT.isoformat()}, ref IG-2026-114"
     base = ["audit", "subject", "--nhs-number", CHILD_NHS, "--db", audit_db_url,
             "--reason", "subject_access_request", "--as", "ig.jo", "--format"]  # fmt: skip
