@@ -39,7 +39,7 @@ from broker.gateway._consent import ConsentGate
 from broker.gateway._limit import AuthLimit, Limited, LimitKind, Network, client_of
 from broker.gateway._metrics import Endpoint, GatewayMetrics, Outcome
 from broker.ops import OK, Check, first_failure
-from broker.sdk import Receipt
+from broker.sdk import Receipt, validate_batch
 from broker.webauth import HostCheck
 
 log = structlog.get_logger("accord.gateway")
@@ -259,24 +259,21 @@ async def _json_body(request: Request, limit: int) -> Any:
 def _invalid(exc: EventInvalid) -> _Refused:
     problems = [{"field": path, "message": message} for path, message in exc.problems]
     first = problems[0]["field"] if problems else "(body)"
-    return _Refused(422, Outcome.INVALID, str(exc), field=first, problems=problems)
+    return _Refused(422, Outcome.INVALID, str(exc), field=first, problems=problems, more=exc.more)
 
 
 def _validated(publisher: Publishing, items: list[Any]) -> list[ContactEvent]:
-    """Each event of a batch validated as the SDK does, every problem named by its index."""
-    parsed: list[ContactEvent] = []
-    problems: list[tuple[str, str]] = []
-    for i, item in enumerate(items):
+    """A batch checked as ``publish_many`` checks one (broker.sdk.validate_batch: places,
+    repeated ids, the cap on problems listed), each item first required to be an object."""
+
+    def validate(item: Any) -> ContactEvent:
+        # The SDK would read a string as an event's JSON text: a JSON string in the array is
+        # the caller's mistake, not an event. "(event)" is the path that names it ``[i]``.
         if not isinstance(item, dict):
-            problems.append((f"[{i}]", "must be a JSON object"))
-            continue
-        try:
-            parsed.append(publisher.validate(item))
-        except EventInvalid as exc:
-            problems.extend((f"[{i}].{path}", message) for path, message in exc.problems)
-    if problems:
-        raise EventInvalid(problems)
-    return parsed
+            raise EventInvalid([("(event)", "must be a JSON object")])
+        return publisher.validate(item)
+
+    return validate_batch(items, validate)
 
 
 _NOT_AN_AUTHORITY = (

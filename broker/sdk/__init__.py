@@ -13,13 +13,14 @@ See ``docs/sdk.md``.
 
 from broker.events import AccessAck, Delivery, WithdrawalNotice
 from broker.sdk._files import GoodRow, RowProblem, read_export
-from broker.sdk._publisher import Publisher, Receipt
+from broker.sdk._publisher import MAX_PROBLEMS, Publisher, Receipt, validate_batch
 from broker.sdk._replay import DEFAULT_REPLAY_RETENTION, SqliteReplayMemory, default_replay_file
 from broker.sdk._subscriber import SharedRecord, Subscriber
 from broker.sdk._unopenable import Unopenable
 
 __all__ = [
     "DEFAULT_REPLAY_RETENTION",
+    "MAX_PROBLEMS",
     "AccessAck",
     "Delivery",
     "GoodRow",
@@ -33,4 +34,5 @@ __all__ = [
     "WithdrawalNotice",
     "default_replay_file",
     "read_export",
+    "validate_batch",
 ]

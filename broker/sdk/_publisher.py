@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from broker._canonical import canonical_json
 from broker.config import EnvelopeSettings, KafkaSettings
@@ -37,6 +37,40 @@ MAX_PROBLEMS = 20
 def _at(index: int, path: str) -> str:
     """A problem's path within a batch: ``[1].need_level``, or ``[1]`` for the whole event."""
     return f"[{index}]" if path == "(event)" else f"[{index}].{path}"
+
+
+_Item = TypeVar("_Item")
+
+
+def validate_batch(
+    events: Iterable[_Item], validate: Callable[[_Item], ContactEvent]
+) -> list[ContactEvent]:
+    """Each event of a batch validated by ``validate``, or one ``EventInvalid`` for the batch.
+
+    Every problem is named by its event's place (``[1].need_level``, or ``[1]`` alone for a
+    problem of the whole event), an event id given again by both places (``[3].event_id:
+    the same as [0]``), in the batch's order; the first ``MAX_PROBLEMS`` are listed and the
+    rest counted (``EventInvalid.more``). ``Publisher.publish_many`` and the gateway's batch
+    both check with it, so the two name a batch's problems alike.
+    """
+    parsed: list[ContactEvent] = []
+    problems: list[tuple[str, str]] = []
+    # The broker takes an event id once; a second would be quarantined as a replay. Each
+    # repeat is named by its place, and the first with that id (ids are random UUIDs).
+    first: dict[str, int] = {}
+    for i, event in enumerate(events):
+        try:
+            e = validate(event)
+        except EventInvalid as exc:
+            problems.extend((_at(i, path), message) for path, message in exc.problems)
+            continue
+        parsed.append(e)
+        if (at := first.setdefault(str(e.event_id), i)) != i:
+            problems.append((f"[{i}].event_id", f"the same as [{at}]"))
+    if problems:
+        # Bounded: a whole export mapped wrongly would otherwise be one huge message.
+        raise EventInvalid(problems[:MAX_PROBLEMS], more=max(0, len(problems) - MAX_PROBLEMS))
+    return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,23 +152,7 @@ class Publisher(AsyncClient):
         the batch is named by its event's place (``[1].need_level: ...``), the first
         ``MAX_PROBLEMS`` listed and the rest counted (``EventInvalid.more``).
         """
-        parsed: list[ContactEvent] = []
-        problems: list[tuple[str, str]] = []
-        # The broker takes an event id once; a second would be quarantined as a replay. Each
-        # repeat is named by its place, and the first with that id (ids are random UUIDs).
-        first: dict[str, int] = {}
-        for i, event in enumerate(events):
-            try:
-                e = self.validate(event)
-            except EventInvalid as exc:
-                problems.extend((_at(i, path), message) for path, message in exc.problems)
-                continue
-            parsed.append(e)
-            if (at := first.setdefault(str(e.event_id), i)) != i:
-                problems.append((f"[{i}].event_id", f"the same as [{at}]"))
-        if problems:
-            # Bounded: a whole export mapped wrongly would otherwise be one huge message.
-            raise EventInvalid(problems[:MAX_PROBLEMS], more=max(0, len(problems) - MAX_PROBLEMS))
+        parsed = validate_batch(events, self.validate)
         metas = await self._send(self.topic, [self._sealed_event(e) for e in parsed])
         return [
             Receipt(str(e.event_id), m.topic, m.partition, m.offset)

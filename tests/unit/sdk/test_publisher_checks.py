@@ -143,3 +143,19 @@ async def test_one_event_published_alone_is_named_without_a_place(publisher: Pub
     with pytest.raises(EventInvalid) as err:
         await publisher.publish(event)
     assert [path for path, _ in err.value.problems] == ["need_level"]
+
+
+SDK_DOC = (Path(__file__).resolve().parents[3] / "docs" / "sdk.md").read_text()
+
+
+async def test_a_rule_about_the_whole_event_is_named_by_its_place_alone(
+    publisher: Publisher,
+) -> None:
+    """As docs/sdk.md says: ``[1]``, not ``[1].(event)``, and not only for a non-event."""
+    events = _events(2)
+    events[1]["outcome"] = "declined"  # outcome belongs to referral outcomes only
+    with pytest.raises(EventInvalid) as err:
+        await publisher.publish_many(events)
+    message = "outcome is only for coordination.referral_outcome events"
+    assert err.value.problems == [("[1]", message)]
+    assert f"`[4]: {message}`" in " ".join(SDK_DOC.split())
