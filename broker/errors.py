@@ -41,6 +41,8 @@ The hierarchy::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AccordError",
     "AlreadySettled",
@@ -74,8 +76,18 @@ __all__ = [
 ]
 
 
+def _remade(cls: type[BaseException], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``cls(*args, **kwargs)``: how pickle remakes an error whose ``__init__`` is not
+    ``Exception``'s (policy impact's process pool sends a child's error back pickled)."""
+    return cls(*args, **kwargs)
+
+
 class AccordError(Exception):
-    """Base of every error Accord raises deliberately."""
+    """Base of every error Accord raises deliberately.
+
+    A subclass with its own ``__init__`` defines ``__reduce__`` too: pickle and copy would
+    otherwise call it with the message alone (``self.args``), and fail or garble it.
+    """
 
     exit_code: int = 1
 
@@ -104,6 +116,10 @@ class SecondFactorUnreadable(ConfigError):
         self.path = path
         self.account = account
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        kwargs = {"path": self.path, "account": self.account}
+        return _remade, (type(self), self.args, kwargs), self.__dict__
+
 
 class SignInFailed(AccordError):
     """An officer could not be signed in (the message never says which part was wrong)."""
@@ -117,6 +133,9 @@ class StoreBusy(AccordError):
     def __init__(self) -> None:
         super().__init__("the database is busy; nothing was recorded")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _remade, (type(self), (), {}), self.__dict__
+
 
 class AlreadySettled(AccordError):
     """A decision was not recorded: another decision (another tab, a colleague, another desk
@@ -127,6 +146,9 @@ class AlreadySettled(AccordError):
         super().__init__(f"{len(flag_ids)} flag(s) settled by another decision first")
         self.flag_ids = flag_ids
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _remade, (type(self), (self.flag_ids,), {}), self.__dict__
+
 
 class RecordedAlready(AccordError):
     """A sent event was not recorded as a decision: one is recorded under its event id
@@ -136,6 +158,9 @@ class RecordedAlready(AccordError):
     def __init__(self, event_id: str) -> None:
         super().__init__(f"event {event_id} is recorded already")
         self.event_id = event_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _remade, (type(self), (self.event_id,), {}), self.__dict__
 
 
 class EventInvalid(AccordError):
@@ -150,11 +175,16 @@ class EventInvalid(AccordError):
         self, problems: list[tuple[str, str]], *, what: str = "event", more: int = 0
     ) -> None:
         self.problems = problems
+        self.what = what
         self.more = more
         first = "; ".join(f"{path}: {msg}" for path, msg in problems[:3])
         unshown = len(problems) - min(len(problems), 3) + more
         tail = f" (+{unshown} more)" if unshown else ""
         super().__init__(f"invalid {what}: {first}{tail}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kwargs = {"what": self.what, "more": self.more}
+        return _remade, (type(self), (self.problems,), kwargs), self.__dict__
 
 
 class PolicyError(AccordError):
@@ -169,6 +199,9 @@ class BundleInvalid(PolicyError):
         super().__init__(
             problems[0] if len(problems) == 1 else f"{len(problems)} problems: {problems[0]} ..."
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _remade, (type(self), (self.problems,), {}), self.__dict__
 
 
 class ScenarioInvalid(PolicyError):
@@ -196,6 +229,11 @@ class RecordKeyUnavailable(KeyStoreError):
         self.partition = partition
         self.offset = offset
         self.key_id = key_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        where = {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        kwargs = {**where, "key_id": self.key_id}
+        return _remade, (type(self), self.args, kwargs), self.__dict__
 
 
 class EnvelopeError(AccordError):
@@ -274,6 +312,10 @@ class SendUnconfirmed(TransportError):
         super().__init__(message)
         self.event_ids = event_ids
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        kwargs = {"event_ids": self.event_ids}
+        return _remade, (type(self), self.args, kwargs), self.__dict__
+
 
 class DevKafkaError(TransportError):
     """The embedded Apache Kafka could not be fetched, started or stopped."""
@@ -292,3 +334,7 @@ class ChainBroken(AuditError):
         self.chain = chain
         where = f"audit chain {chain!r}" if chain else "audit chain"
         super().__init__(f"{where} broken at seq {seq}: {what}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kwargs = {"chain": self.chain}
+        return _remade, (type(self), (self.seq, self.what), kwargs), self.__dict__
