@@ -71,9 +71,9 @@ class WorkerProcess:
             "ACCORD_KEYSTORE__PATH": str(keys.path),
             # Tests SIGKILL workers and restart them at once: the group waits out a killed
             # member's session before the restarted one gets its partitions. The 45 s default
-            # would make each kill wait that long; 10 s (aiokafka's) is plenty for a test's
-            # worker, which has its event loop to itself.
-            "ACCORD_WORKER__GROUP_SESSION_TIMEOUT_MS": "10000",
+            # would make each kill wait that long; the broker's least, 6 s (heartbeats every
+            # 2 s), is plenty for a test's worker, which has its event loop to itself.
+            "ACCORD_WORKER__GROUP_SESSION_TIMEOUT_MS": "6000",
         }
         self.policies = policies
         self.log = home / "worker.log"
