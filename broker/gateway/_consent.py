@@ -11,8 +11,11 @@ alerting would page on a refusal the caller caused and was told of.
 
 Kafka's ACLs stay the second line: a write Kafka refuses although the answer was yes (a grant
 taken away since) is 403 as before, remembered as a refusal, and its aiokafka line is
-dropped (:class:`QuietConsentRefusal`); that one, after a yes, is logged once as a warning
-(``gateway_consent_grant_lost``): for a consent authority it is a fault.
+dropped (:class:`QuietConsentRefusal`); that one, after a yes, is also logged as a warning
+(``gateway_consent_grant_lost``): for a consent authority it is a fault. It is logged each
+time a yes the gate holds meets a refused write: once, and, while the grant stays lost but
+Kafka still says yes when asked again (Describe kept, Write taken), at most once a
+``RECHECK_S`` after.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class ConsentGate:
             return verdict is not False
         if self._asking is None:
             self._asking = asyncio.create_task(self._ask(self._probe))
+            self._asking.add_done_callback(_retrieved)
         # Shielded: a caller gone (its request cancelled, the server stopping) does not
         # cancel the probe the others wait for; the task runs to its end either way.
         await asyncio.shield(self._asking)
@@ -120,15 +124,24 @@ class ConsentGate:
     def refused(self) -> None:
         """Kafka refused a consent record's write: refuse the next ones before producing.
 
-        Once after a yes, a warning: for a consent authority, a grant lost (deprovisioned,
-        or ACLs changed under it) is a fault, where the refusals themselves are logged at
-        info, as the caller's to mend."""
+        When the gate held a yes, a warning: for a consent authority, a grant lost
+        (deprovisioned, or ACLs changed under it) is a fault, where the refusals themselves
+        are logged at info, as the caller's to mend. The yes is dropped here, so the next
+        warning needs another yes: Kafka asked again, a ``recheck`` later at the soonest."""
         if self._allowed:
             log.warning("gateway_consent_grant_lost", topic=CONSENT,
                         why="Kafka refused a consent write after it let this party")  # fmt: skip
         self._refusals += 1
         self._allowed = False
         self._refused_at = self._clock()
+
+
+def _retrieved(asking: asyncio.Task[bool | None]) -> None:
+    """A probe that raised, with every record that waited for it gone (cancelled): its
+    exception read, so asyncio does not log "Task exception was never retrieved" at error
+    level. Its type only: an exception's text may name a host or a login."""
+    if not asking.cancelled() and (exc := asking.exception()) is not None:
+        log.debug("gateway_consent_probe_failed", error=type(exc).__name__)
 
 
 class QuietConsentRefusal(logging.Filter):

@@ -20,6 +20,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import AIOKafkaConnection, collect_hosts
 from aiokafka.errors import (
     KafkaError,
     NoError,
@@ -261,20 +262,30 @@ class KafkaClients:
         """Whether Kafka lets this principal see ``topic`` (Kafka grants Describe with Write
         or Read), asked with one metadata request of its own and nothing produced: False
         when Kafka answers that the principal is not authorised for it, True when it names
-        the topic, None when it cannot tell (not reachable in ``timeout_ms``, no such topic).
+        the topic, None when it cannot tell (no answer within ``timeout_ms``, no such topic).
 
         A request of its own, read here, not through aiokafka's cluster metadata: that logs
-        an ACL refusal at error level, and a caller that asks expects one. Past
-        ``timeout_ms`` the answer is None, but the request is not cancelled: aiokafka,
-        cancelled between opening its bootstrap connection and keeping it, never closes it
-        (asyncio then logs "Unclosed AIOKafkaConnection"). It runs on, held until it ends,
-        which its own ``request_timeout_ms`` bounds, and closes its client then."""
-        client = AIOKafkaClient(request_timeout_ms=timeout_ms, **self._common("accord-probe"))
-        asking = asyncio.create_task(_described(client, topic))
-        _probing.add(asking)
-        asking.add_done_callback(_probing.discard)
-        done, _ = await asyncio.wait({asking}, timeout=timeout_ms / 1000)
-        return asking.result() if done else None
+        an ACL refusal at error level, and a caller that asks expects one. Nor through
+        aiokafka's client: its bootstrap gives ``request_timeout_ms`` to each step at each
+        bootstrap address (a half-dead broker held it three times the bound), and, cancelled
+        while it waits on its bootstrap connection, never closes that connection (asyncio
+        then logs "Unclosed AIOKafkaConnection"). Here ``timeout_ms`` bounds the whole
+        question (the addresses tried in turn within it), and the connection is the probe's
+        own, closed however the question ends: answered, past the bound, or cancelled (a
+        gateway stopping). So nothing is left running once it returns, and no two overlap
+        unless two callers ask at once."""
+        common = self._common("accord-probe")
+        hosts = collect_hosts(common.pop("bootstrap_servers"))
+        with _quiet_probe():
+            try:
+                async with asyncio.timeout(timeout_ms / 1000):
+                    for host, port, _family in hosts:
+                        answer = await _described(host, port, topic, timeout_ms, common)
+                        if not isinstance(answer, _Unreached):
+                            return answer
+            except TimeoutError:
+                pass
+        return None
 
     async def reachable(self, timeout_ms: int = 3000) -> bool:
         """True when the cluster answers a metadata request (not merely accepts connections)."""
@@ -289,8 +300,6 @@ class KafkaClients:
                 await client.close()
 
 
-#: Probes that :meth:`KafkaClients.may_describe` stopped waiting for, held until they end.
-_probing: set[asyncio.Task[bool | None]] = set()
 #: Whether what runs now is a probe, whose refused connections are expected, not faults.
 _in_probe: ContextVar[bool] = ContextVar("accord_kafka_probe", default=False)
 #: aiokafka's loggers a probe's client logs under (its client.py's is "aiokafka", which logs
@@ -322,21 +331,28 @@ def _quiet_probe() -> Iterator[None]:
         _in_probe.reset(token)
 
 
-async def _described(client: AIOKafkaClient, topic: str) -> bool | None:
-    """:meth:`KafkaClients.may_describe`'s request, run to its end: the client closed."""
-    with _quiet_probe():
-        try:
-            await client.bootstrap()
-            node = client.get_random_node()
-            if node is None:
-                return None
-            # Never auto-created by asking: a missing topic is provisioning's to make.
-            request = MetadataRequest([topic], allow_auto_topic_creation=False)
-            response = await client.send(node, request)
-        except (TimeoutError, KafkaError, OSError):
-            return None
-        finally:
-            await client.close()
+class _Unreached:
+    """No answer from one bootstrap address: the next is asked."""
+
+
+_UNREACHED: Final = _Unreached()
+
+
+async def _described(
+    host: str, port: int, topic: str, timeout_ms: int, common: dict[str, Any]
+) -> bool | _Unreached | None:
+    """:meth:`KafkaClients.may_describe`'s question to one broker, its connection closed
+    when it ends, however it ends (the ``finally``: a cancellation too)."""
+    conn = AIOKafkaConnection(host, port, request_timeout_ms=timeout_ms, **common)
+    try:
+        await conn.connect()
+        # Never auto-created by asking: a missing topic is provisioning's to make.
+        request = MetadataRequest([topic], allow_auto_topic_creation=False)
+        response = await conn.send(request)
+    except (KafkaError, OSError):  # TimeoutError, a refused or broken connection
+        return _UNREACHED
+    finally:
+        conn.close()
     # Every version's topic entry starts (error_code, name, ...).
     for error_code, name, *_rest in response.topics:
         if name == topic:

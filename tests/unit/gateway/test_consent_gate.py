@@ -4,6 +4,7 @@ produced, counted and logged as Kafka's refusal is, with nothing logged at error
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
@@ -145,8 +146,9 @@ async def test_a_caller_gone_does_not_cut_the_probe_the_others_wait_for() -> Non
 
 
 async def test_a_write_refused_while_the_probe_is_under_way_outweighs_its_yes() -> None:
-    kafka = SlowKafka(True)
-    gate = ConsentGate(kafka.probe)
+    """The yes is not kept: once the refusal has stood RECHECK_S, Kafka is asked again."""
+    kafka, clock = SlowKafka(True), Clock()
+    gate = ConsentGate(kafka.probe, clock=clock)
     waiting = asyncio.create_task(gate.may_publish())
     await _all_waiting([waiting])
     gate.refused()  # a write let through earlier (Kafka could not tell), refused by Kafka
@@ -154,6 +156,33 @@ async def test_a_write_refused_while_the_probe_is_under_way_outweighs_its_yes() 
     assert await waiting is False
     assert await gate.may_publish() is False
     assert kafka.asked == 1
+    clock.now += RECHECK_S
+    assert await gate.may_publish() is True
+    assert kafka.asked == 2
+
+
+async def test_a_probe_that_raised_with_no_one_left_waiting_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its exception is read (asyncio would log "Task exception was never retrieved"), and
+    logged by its type only, at debug."""
+
+    async def broken() -> bool | None:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("kafka-1.internal:9093 said no")
+
+    gate = ConsentGate(broken)
+    gone = asyncio.create_task(gate.may_publish())
+    await _all_waiting([gone])
+    with capture_logs() as logs:
+        gone.cancel()
+        await asyncio.sleep(0.05)
+        gc.collect()
+        await asyncio.sleep(0)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(e["event"], e["log_level"], e["error"]) for e in logs] == [
+        ("gateway_consent_probe_failed", "debug", "RuntimeError")
+    ]
 
 
 def test_a_write_kafka_refuses_after_a_yes_is_403_and_later_ones_are_refused_before_producing(
