@@ -14,7 +14,15 @@ from datetime import datetime
 from broker.pipeline._impact_redecide import COUNTS, ConsentTaken, Decided, Key
 from broker.policy import Unversioned
 
-__all__ = ["ConsentRow", "Impact", "ImpactRow", "compare", "consent_changes", "view_changes"]
+__all__ = [
+    "AGAIN",
+    "ConsentRow",
+    "Impact",
+    "ImpactRow",
+    "compare",
+    "consent_changes",
+    "view_changes",
+]
 
 
 def view_changes(before: Decided, after: Decided) -> list[str]:
@@ -48,12 +56,17 @@ class ImpactRow:
     events: int
 
 
+#: A record the bundle in force refused on arrival that the new one would accept: it was
+#: never filed, so putting the new bundle in force does not make it count (``_consent``).
+AGAIN = "counts_if_recorded_again"
+
+
 @dataclass(frozen=True, slots=True)
 class ConsentRow:
     """How many consent records of one recorder and state count for decisions under one
     bundle and for none under the other, and why not there."""
 
-    change: str  # "stops" (counts now, not under the new bundle) or "starts"
+    change: str  # "stops" (on file, counts now, not under the new bundle) or ``AGAIN``
     recorded_by: str
     state: str  # given, refused or withdrawn
     reason: str  # why it counts for nothing on the other side (outside-authority, ...)
@@ -66,9 +79,11 @@ class ConsentRow:
         return self.change == "stops" and self.state in ("withdrawn", "refused")
 
     def said(self) -> str:
-        verb = "stop" if self.change == "stops" else "start"
-        line = (f"{self.recorded_by} {self.state}: {self.records} would {verb} counting "
-                f"({self.reason})")  # fmt: skip
+        said = f"{self.recorded_by} {self.state}: {self.records}"
+        if self.change != "stops":
+            return (f"{said} refused on arrival and never filed ({self.reason}): would "
+                    f"count only if recorded again")  # fmt: skip
+        line = f"{said} would stop counting ({self.reason})"
         return f"{line}: sharing it stopped would resume" if self.reopens else line
 
     def as_json(self) -> dict[str, object]:
@@ -84,15 +99,17 @@ class ConsentRow:
 
 def consent_changes(taken: Mapping[ConsentTaken, int]) -> list[ConsentRow]:
     """The consent records the bundle in force (first) and the new one (second) take
-    differently: counted by one, counting for nothing under the other. A record refused by
-    both, for whatever reasons, counts for nothing either way and is no change. Those that
-    would reopen sharing first, then those that stop counting, then by recorder and state."""
+    differently: on file and counted now, counting for nothing under the new one
+    (``stops``); or refused on arrival, so never filed, though the new one would accept
+    them (``AGAIN``: they count only if recorded again). A record refused by both, for
+    whatever reasons, counts for nothing either way and is no change. Those that would
+    reopen sharing first, then those that stop counting, then by recorder and state."""
     moves: Counter[tuple[str, str, str, str]] = Counter()
     for (recorder, state, (before, after)), n in taken.items():
         if before == COUNTS and after != COUNTS:
             moves["stops", recorder, state, after] += n
-        elif after == COUNTS and before != COUNTS:
-            moves["starts", recorder, state, before] += n
+        elif after == COUNTS and before not in (COUNTS, "replay"):
+            moves[AGAIN, recorder, state, before] += n
     rows = [ConsentRow(c, by, state, why, n) for (c, by, state, why), n in moves.items()]
     return sorted(rows, key=lambda r: (not r.reopens, r.change != "stops", r.recorded_by,
                                        r.state, r.reason))  # fmt: skip

@@ -4,7 +4,10 @@
 with a fresh state per bundle and a clock that reads each record's own time, and keeps only
 the decisions. What does not depend on the bundle (opening, validating, linking a contact
 event; opening and parsing a consent record) is done once per record; what does (routing,
-deciding, authorising and filing consent) once per bundle. Nothing is redacted, sealed or
+deciding, authorising consent) once per bundle. A consent record is filed, under every
+bundle, when the first bundle (the one in force) authorised it, as the worker filed it
+before any new bundle came into force; each decision then counts only the filed records its
+own bundle accepts (``Policy.decide``). Nothing is redacted, sealed or
 audited per decision, and nothing is delivered or written: a decision's fields are those
 its redaction plan (``fields_shared``) grants.
 
@@ -126,7 +129,8 @@ def redecide(
     partitions: Mapping[str, int] | None = None,
     first: Mapping[tuple[str, int], int] | None = None,
 ) -> list[dict[Key, Decided]]:
-    """Every decision each of ``policies`` makes on ``records`` (taken in the order given);
+    """Every decision each of ``policies`` makes on ``records`` (taken in the order given),
+    with the consent records the first of them (the bundle in force) authorised filed;
     ``progress`` hears of the records taken, 200 at a time and the rest at the end;
     ``tally`` counts the event records compared and not (``Tally``). ``partitions``: each
     topic's partition count today; a record of a topic named there has its key and
@@ -262,16 +266,26 @@ class _Redecider:
         return decided
 
     def _consent(self, work: Work) -> None:
-        """File a consent record under each bundle that authorises it, and count how each
-        took it (``tally.consents``)."""
+        """File a consent record, under every bundle's state, exactly when the bundle in
+        force (the first) authorised it on arrival, and count how each bundle would have
+        taken it on arrival (``tally.consents``).
+
+        The worker checks a record against the bundle in force when it arrives and files
+        only what that bundle accepts (``Authorise``); a new bundle put in force later
+        inherits those records, each checked again at every decision (``Policy.decide``
+        drops those it refuses), and never sees the ones refused: they count only if
+        recorded again. So another bundle's own verdict is counted, never filed."""
         took = ["replay" for _ in self._each]  # counts under no bundle that spent its id
-        for i in self._once(self._consent_once, work, range(len(self._each))):
-            outcome = run_chain(self._consent_each[i], work)
-            self._apply(i, work, outcome.effects)
+        fresh = self._once(self._consent_once, work, range(len(self._each)))
+        outcomes = {i: run_chain(self._consent_each[i], work) for i in fresh}
+        for i, outcome in outcomes.items():
             # Authorise drops a record outside its recorder's authority under this bundle:
             # it then counts for no decision there, a withdrawal as much as a grant.
             forwarded = outcome.verdict is Verdict.FORWARD
             took[i] = COUNTS if forwarded else outcome.reason or "quarantined"
+        if (in_force := outcomes.get(0)) is not None:
+            for i in fresh:  # filed (and the id spent) as the worker filed it
+                self._apply(i, work, in_force.effects)
         if (record := work.consent) is not None:  # opened and parsed: the same under all
             self.tally.consents[record.recorded_by, record.state, tuple(took)] += 1
 

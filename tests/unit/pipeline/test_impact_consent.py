@@ -2,7 +2,10 @@
 consent authority narrowed in the new bundle makes its records outside the new scope count
 for nothing, a withdrawal as much as a grant, and sharing the family stopped starts again.
 The decisions' lines show only that effect ("starts … consent-withdrawn"); these counts are
-its cause, shown before them, a withdrawal or refusal that stops counting warned of."""
+its cause, shown before them, a withdrawal or refusal that stops counting warned of. A
+record the bundle in force refused on arrival was never filed: a wider new bundle does not
+make it count (the worker never sees it again), so it changes no decision and is reported
+as counting only if recorded again."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,17 @@ from broker.config import KafkaSettings, KemSuite
 from broker.kafka import KafkaClients, Retained
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
 from broker.pipeline import Impact, Tally, compare, record_impact, redecide_both
+from broker.pipeline._consent import consent_chain
+from broker.pipeline._effects import Audit, MarkProcessed, Publish
 from broker.pipeline._impact import ConsentRow, consent_changes
-from broker.pipeline._impact_redecide import COUNTS, ConsentTaken
-from broker.policy import Policy
+from broker.pipeline._impact_compare import AGAIN
+from broker.pipeline._impact_redecide import COUNTS, ConsentTaken, Decided, Key
+from broker.pipeline._ingress import ingress_chain
+from broker.pipeline._processor import build_services
+from broker.pipeline._services import Services
+from broker.pipeline._stages import Verdict, Work, run_chain
+from broker.pipeline._state import WorkerState
+from broker.policy import Policy, load_bundle
 from broker.synthetic import SyntheticFamilies
 from broker.topics import CONSENT, SCHEMA_CONSENT
 from tests.unit.pipeline.conftest import ENVELOPE, POLICIES
@@ -40,14 +51,14 @@ def test_records_one_bundle_counts_and_the_other_refuses_are_counted_by_recorder
         ("hv-sandwell", "withdrawn", (COUNTS, OUT)): 1,  # stops counting: sharing resumes
         ("hv-sandwell", "given", (COUNTS, OUT)): 3,
         ("hv-sandwell", "given", (COUNTS, COUNTS)): 5,  # the same under both: no change
-        ("swbh", "refused", ("not-a-consent-authority", COUNTS)): 2,  # starts counting
+        ("swbh", "refused", ("not-a-consent-authority", COUNTS)): 2,  # never filed
         ("swbh", "given", ("party-inactive", OUT)): 4,  # counts under neither: no change
         ("sandwell-coord", "given", ("replay", "replay")): 1,
     })  # fmt: skip
     assert consent_changes(taken) == [
         ConsentRow("stops", "hv-sandwell", "withdrawn", OUT, 1),  # reopening first
         ConsentRow("stops", "hv-sandwell", "given", OUT, 3),
-        ConsentRow("starts", "swbh", "refused", "not-a-consent-authority", 2),
+        ConsentRow(AGAIN, "swbh", "refused", "not-a-consent-authority", 2),
     ]
     [withdrawal, grant, refusal] = consent_changes(taken)
     assert (withdrawal.reopens, grant.reopens, refusal.reopens) == (True, False, False)
@@ -55,7 +66,10 @@ def test_records_one_bundle_counts_and_the_other_refuses_are_counted_by_recorder
         "hv-sandwell withdrawn: 1 would stop counting (outside-authority): "
         "sharing it stopped would resume"
     )
-    assert refusal.said() == "swbh refused: 2 would start counting (not-a-consent-authority)"
+    assert refusal.said() == (
+        "swbh refused: 2 refused on arrival and never filed (not-a-consent-authority): "
+        "would count only if recorded again"
+    )
     assert consent_changes({}) == []
 
 
@@ -135,6 +149,72 @@ def test_a_withdrawal_outside_the_narrowed_authority_is_counted_as_stopping_to_c
         {"change": "stops", "recorded_by": "hv-sandwell", "state": "withdrawn",
          "reason": OUT, "records": 1, "reopens_sharing": True}
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_widening_an_authority_makes_no_decision_difference_for_a_withdrawal_never_filed(
+    consent_keys: FileKeyStore, narrowed: Path, processes: int
+) -> None:
+    """The narrowed bundle in force refused the withdrawal on arrival, so the worker never
+    filed it: the wider bundle put in force does not make it stop anything."""
+    records = _family_withdrew(consent_keys)
+    tally = Tally()
+    runs = redecide_both(narrowed, POLICIES, records, keystore=consent_keys.path,
+                         passphrase=None, envelope=ENVELOPE, processes=processes,
+                         tally=tally)  # fmt: skip
+    assert tally.consents[("hv-sandwell", "withdrawn", (OUT, COUNTS))] == 1
+    impact = compare(*runs, versions=("v1", "v2"), consents=tally.consents)
+    assert impact.consents == [ConsentRow(AGAIN, "hv-sandwell", "withdrawn", OUT, 1)]
+    assert impact.rows == []  # not "stops … cog-oldbury consent-withdrawn"
+    assert impact.unchanged == impact.decisions > 0
+
+
+def _worker_switching(
+    keys: FileKeyStore, in_force: Path, new: Path, records: list[Retained]
+) -> dict[Key, Decided]:
+    """The worker's own chains: every consent record taken as it arrived, under the bundle
+    ``in_force``; then ``new`` put in force (the state kept) and the events decided."""
+    state = WorkerState()
+    clock = [datetime.now(UTC)]
+
+    def services(path: Path) -> Services:
+        return build_services(policy=load_bundle(path), keys=keys,
+                              linkage_key=keys.linkage_key(), state=state,
+                              clock=lambda: clock[0], envelope=ENVELOPE)  # fmt: skip
+
+    before, after = services(in_force), services(new)
+    decided: dict[Key, Decided] = {}
+    for rec in records:
+        clock[0] = at = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
+        headers = [(k, v) for k, v in rec.headers if v is not None]
+        work = Work(rec.topic, rec.partition, rec.offset, rec.value, headers, at, rec.key)
+        if rec.topic == CONSENT:
+            outcome = run_chain(consent_chain(before), work)
+            for e in outcome.effects:
+                if not isinstance(e, Audit | Publish | MarkProcessed):
+                    state.change(e)
+            continue
+        route, open_, validate, link, decide, _ = ingress_chain(after)
+        assert run_chain((route, open_, validate, link), work).verdict is Verdict.FORWARD
+        for d in decide.decisions(work, check_keys=False):
+            decided[rec.topic, str(d.event_id), d.recipient] = Decided.of(d)
+    return decided
+
+
+@pytest.mark.parametrize("widen", [False, True], ids=["narrow", "widen"])
+def test_the_new_bundles_decisions_are_the_workers_after_it_is_put_in_force(
+    consent_keys: FileKeyStore, narrowed: Path, widen: bool
+) -> None:
+    """Both ways round, each side's decisions are those the worker makes with the consent
+    records filed under the bundle in force, then the events decided under that bundle
+    (today) or the new one (after the switch)."""
+    current, new = (narrowed, POLICIES) if widen else (POLICIES, narrowed)
+    records = _family_withdrew(consent_keys)
+    runs = redecide_both(current, new, records, keystore=consent_keys.path, passphrase=None,
+                         envelope=ENVELOPE)  # fmt: skip
+    assert runs[0] == _worker_switching(consent_keys, current, current, records)
+    assert runs[1] == _worker_switching(consent_keys, current, new, records)
+    assert runs[0] != runs[1] or widen  # narrowing voids the filed withdrawal: it differs
 
 
 async def test_the_audit_record_carries_the_consent_counts_and_no_one_they_are_about(
@@ -251,16 +331,19 @@ def test_json_gives_them_under_a_key_of_their_own_and_warns_on_stderr(
     keys = list(result)
     assert keys.index("consent_records_changed") < keys.index("changes")
     assert "warning: 1 consent withdrawal(s) or refusal(s) on file" in err
-    # The other way round, the withdrawal starts counting: no warning, nothing reopens.
+    # The other way round, the withdrawal was refused on arrival and never filed: widening
+    # the authority does not make it count, so it changes no decision; no warning.
     code, out, err = run_cli(
         ["policy", "impact", "--policies", str(POLICIES), "--current", str(narrowed),
          "--format", "json"]
     )  # fmt: skip
     assert code == 0, err
-    assert json.loads(out)["consent_records_changed"] == [
-        {"change": "starts", "recorded_by": "hv-sandwell", "state": "withdrawn",
-         "reason": OUT, "records": 1, "reopens_sharing": False}
+    wider = json.loads(out)
+    assert wider["consent_records_changed"] == [
+        {"change": "counts_if_recorded_again", "recorded_by": "hv-sandwell",
+         "state": "withdrawn", "reason": OUT, "records": 1, "reopens_sharing": False}
     ]  # fmt: skip
+    assert wider["changes"] == []
     assert "warning: " not in err
     for rec in _family_withdrew(consent_keys):
         assert rec.key is None or rec.key.decode() not in out
