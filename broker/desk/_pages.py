@@ -245,11 +245,13 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             open_flags = [f for f in flags if not f.decided]
             # A child with an open flag is listed by it already.
             flagged = {f.child for f in open_flags}
-            since = [n for n in store.new_since_decision() if n[0] not in flagged]
+            every = store.new_since_decision()
+            since = [n for n in every if n[0] not in flagged]
             checker = deps.flags_freshness
             return desk.render(
                 "team.html", session, title="Flags awaiting a decision", flags=open_flags,
                 decided=len(flags) - len(open_flags), referrals=referrals, since=since,
+                since_flagged=len(every) - len(since),
                 fresh=None if checker is None else checker.judged(checker.current),
                 stale_minutes=int(STALE_AFTER.total_seconds() // 60),
             )  # fmt: skip

@@ -43,7 +43,7 @@ from broker.desk._stored import (
     record_row,
 )
 from broker.errors import AlreadySettled, ConfigError, RecordedAlready, UsageError
-from broker.events import Delivery
+from broker.events import REFERRAL_OUTCOMES, Delivery
 
 __all__ = [
     "ACTIONS",
@@ -62,7 +62,7 @@ _IN_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
 #: What a person may decide: the co-ordinating team about a child (``refer`` publishes a
 #: referral), a hub about a referral (each outcome publishes an outcome event).
 TEAM_ACTIONS = ("refer", "signpost", "no_further_action", "escalate")
-HUB_OUTCOMES = ("support_offered", "declined", "closed")
+HUB_OUTCOMES = REFERRAL_OUTCOMES  # each publishes an outcome event of that value
 #: Not a decision about the child: the team closed a flag whose records were all withdrawn.
 RECORDS_WITHDRAWN = "records_withdrawn"
 ACTIONS = (*TEAM_ACTIONS, *HUB_OUTCOMES, RECORDS_WITHDRAWN)

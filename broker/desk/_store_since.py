@@ -6,6 +6,10 @@ team's own referrals about the same child: that shows beside the referral and se
 need. A referral declined or closed leaves the need with the team again, so those count, as
 does an outcome of a value the desk does not know, or whose view it cannot read (shown
 rather than hidden). A legacy referral decision naming no child hides nothing.
+
+Counted in SQL, one row per child, as the home page asks on every load; only the answers
+to the team's own referrals are read here too (the outcome is in the view, which SQLite and
+PostgreSQL read differently as JSON), and the offers of support among them taken off.
 """
 
 from __future__ import annotations
@@ -13,26 +17,45 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from broker.desk._stored import OUTCOME_TYPE
+from broker.events import ReferralOutcome
 
 __all__ = ["new_since"]
 
-_OFFERED = "support_offered"  # broker.events.ReferralOutcome
+# Typed as the event's outcome, so that mypy holds it to broker.events' values.
+_OFFERED: Final[ReferralOutcome] = "support_offered"
 
-_SQL = (
-    # The outcome's value is in its view, which SQLite and PostgreSQL read differently as
-    # JSON: it is read here, and only for the few answers to the team's own referrals.
-    "SELECT c.child, r.received_at, d.last, CASE WHEN r.event_type = ? AND EXISTS "
-    "(SELECT 1 FROM desk_decisions p WHERE p.action = 'refer' AND p.child = c.child "
-    "AND p.published_event = r.reference) THEN r.view END "
-    "FROM desk_record_children c JOIN desk_records r ON r.event_id = c.event_id "
-    "JOIN (SELECT child, MAX(decided_at) AS last FROM desk_decisions "
-    # A flag closed as withdrawn decided nothing about the child.
-    "WHERE child IS NOT NULL AND action <> ? GROUP BY child) d ON d.child = c.child "
+# The latest decision about each child (a flag closed as withdrawn decided nothing about it).
+_LAST = (
+    "SELECT child, MAX(decided_at) AS last FROM desk_decisions "
+    "WHERE child IS NOT NULL AND action <> ? GROUP BY child"
+)
+_COUNTED = (
+    f"SELECT c.child, COUNT(*), MAX(r.received_at), d.last FROM desk_record_children c "  # noqa: S608  # constants
+    f"JOIN desk_records r ON r.event_id = c.event_id JOIN ({_LAST}) d ON d.child = c.child "
     # Both times are the desk's own clock, as UTC ISO text: they order as text.
-    "WHERE r.hidden = 0 AND r.received_at > d.last"
+    "WHERE r.hidden = 0 AND r.received_at > d.last GROUP BY c.child, d.last"
+)
+# Found from the team's referral decisions, by the indexed reference: a published event id
+# is one decision's (desk_decisions_published_once), so each (child, record) comes once.
+# CROSS JOIN keeps SQLite to that order (else it walks every record, as the count does);
+# PostgreSQL plans it as the inner join it is.
+_ANSWERS = (
+    "SELECT c.child, r.event_id, r.received_at, r.view FROM desk_decisions p "  # noqa: S608  # constants
+    "CROSS JOIN desk_records r CROSS JOIN desk_record_children c "
+    f"CROSS JOIN ({_LAST}) d "
+    "WHERE p.action = 'refer' AND r.reference = p.published_event AND r.event_type = ? "
+    "AND c.event_id = r.event_id AND c.child = p.child AND d.child = p.child "
+    "AND r.hidden = 0 AND r.received_at > d.last"
+)
+# A child's newest records since its latest decision: enough of them to pass those taken off.
+_NEWEST = (
+    "SELECT r.event_id, r.received_at FROM desk_record_children c "
+    "JOIN desk_records r ON r.event_id = c.event_id "
+    "WHERE c.child = ? AND r.hidden = 0 AND r.received_at > ? "
+    "ORDER BY r.received_at DESC LIMIT ?"
 )
 
 
@@ -41,14 +64,28 @@ def new_since(
 ) -> list[tuple[str, int, datetime]]:
     """(child, how many records count, when its latest decision was recorded), newest
     arrivals first; ``records_withdrawn`` is the action that decides nothing about a child."""
-    found: dict[str, tuple[int, str, str]] = {}
-    for child, received, last, answer in query(_SQL, (OUTCOME_TYPE, records_withdrawn)):
-        if answer is not None and _offers_support(answer):
+    found = {
+        str(child): (int(count), str(newest), str(last))
+        for child, count, newest, last in query(_COUNTED, (records_withdrawn,))
+    }
+    offered: dict[str, dict[str, str]] = {}  # child -> {event id: received at}
+    for child, event_id, received, view in query(_ANSWERS, (records_withdrawn, OUTCOME_TYPE)):
+        # Two statements, not one snapshot: an answer that arrived after the count is not
+        # in it, so it is not taken off it either.
+        counted = found.get(str(child))
+        if counted and str(received) <= counted[1] and _offers_support(view):
+            offered.setdefault(str(child), {})[str(event_id)] = str(received)
+    for child, taken in offered.items():
+        count, newest, last = found[child]
+        if count <= len(taken):
+            del found[child]
             continue
-        count, newest, _ = found.get(child, (0, received, last))
-        found[child] = (count + 1, max(newest, received), last)
+        if newest in taken.values():  # the newest was taken off: the next one orders it
+            rows = query(_NEWEST, (child, last, len(taken) + 1))
+            newest = next((str(at) for eid, at in rows if str(eid) not in taken), newest)
+        found[child] = (count - len(taken), newest, last)
     ordered = sorted(sorted(found.items()), key=lambda item: item[1][1], reverse=True)
-    return [(str(c), n, datetime.fromisoformat(last)) for c, (n, _, last) in ordered]
+    return [(c, n, datetime.fromisoformat(last)) for c, (n, _, last) in ordered]
 
 
 def _offers_support(view: str) -> bool:

@@ -231,7 +231,8 @@ def test_a_hubs_outcome_to_the_teams_referral_is_no_new_record_since_the_decisio
     home = client.get("/").text
     assert "support offered" in home
     none = home.split('id="no-new-since">')[1].split("</p>")[0]
-    assert "apart from any hub's offer of support" in none  # else it says none arrived
+    assert "any hub's offer of support answering" in none  # else it says none arrived
+    assert "the latest outcome shows under Referrals sent" in none
     e4 = delivery("e4", occurred_at="2026-11-23T09:00:00Z")
     store.add_delivery(e4, children_in(e4.view, SECRET), T0 + timedelta(minutes=66))
     home = client.get("/").text
@@ -259,6 +260,28 @@ def test_a_hub_declining_or_closing_the_teams_referral_is_a_new_record_since_the
     assert row[0] == child
     assert row[1].startswith("1 new record since the decision on ")
     assert 'id="no-new-since"' not in home
+
+
+def test_when_only_flagged_children_have_new_records_the_page_does_not_say_none_arrived(
+    make_client: Make, store: DeskStore
+) -> None:
+    """A record after the decision, and an open flag on the child: the flag lists the child,
+    and the "None" line says so instead of saying that no record has arrived."""
+    child = _records(store)
+    client, _ = make_client()
+    token = sign_in(client)
+    client.post(
+        f"/child/{child}/decide", data={"csrf": token, "action": "signpost", "reason": "ok"}
+    )
+    e4 = delivery("e4", occurred_at="2026-11-23T09:00:00Z")
+    store.add_delivery(e4, children_in(e4.view, SECRET), T0 + timedelta(minutes=65))
+    store.add_flag(_flag(child, "a" * 32, "multi-agency", ("e1", "e2", "e4"), 90), T0)
+    home = client.get("/").text
+    assert 'class="new-since"' not in home
+    none = home.split('id="no-new-since">')[1].split("</p>")[0]
+    assert "no record about a child has arrived" not in none
+    assert "the one child with records received since the team's decision" in none
+    assert "listed by a flag awaiting a decision" in none
 
 
 def test_a_flag_settled_since_the_page_loaded_is_not_settled_again(

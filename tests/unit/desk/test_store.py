@@ -16,8 +16,6 @@ from broker.desk._store_schema import CHILD_NHS, KNOWN_MIGRATIONS, PUBLISHED_ONC
 from broker.errors import AlreadySettled, ConfigError, RecordedAlready, UsageError
 from tests.unit.desk.conftest import T0, delivery
 
-OUTCOME = "coordination.referral_outcome"
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -422,66 +420,6 @@ def test_records_stored_before_the_nhs_mark_are_marked_at_start_and_counted_unti
     assert store._q("SELECT child_nhs FROM desk_records WHERE event_id = 'e3'") == [(1,)]
     store.close()
     assert CHILD_NHS in KNOWN_MIGRATIONS
-
-
-def test_a_closure_as_withdrawn_is_no_decision_about_the_child_since_which_records_are_new(
-    any_store: DeskStore,
-) -> None:
-    any_store.add_delivery(delivery("e1"), ["c1"], T0)
-    any_store.decide(action="signpost", reason="r", by="kim", at=T0, child="c1")
-    any_store.add_delivery(delivery("e2"), ["c1"], T0 + timedelta(minutes=5))
-    any_store.decide(action="records_withdrawn", reason="r", by="kim",
-                     at=T0 + timedelta(minutes=10), child="c1")  # fmt: skip
-    assert any_store.new_since_decision() == [("c1", 1, T0)]
-
-
-def test_only_a_hubs_offer_of_support_to_the_teams_referral_is_no_record_since_a_decision(
-    any_store: DeskStore,
-) -> None:
-    """A declined or closed answer (the child's need is the team's again), one of a value the
-    desk does not know or none, or whose view it cannot read, another referral's answer,
-    another type of record naming the referral, and records with no reference are all new."""
-    any_store.decide(action="refer", reason="r", by="kim", at=T0, child="c1",
-                     published_event="ref-1")  # fmt: skip
-    later = T0 + timedelta(minutes=5)
-    for eid, kind, reference, outcome in (
-        ("o1", OUTCOME, "ref-1", "support_offered"),  # the answer: not new
-        ("o2", OUTCOME, "ref-1", "declined"),
-        ("o3", OUTCOME, "ref-1", "closed"),
-        ("o4", OUTCOME, "ref-1", "withdrawn"),
-        ("o5", OUTCOME, "ref-1", None),
-        ("o6", OUTCOME, "ref-1", "support_offered"),  # its view made unreadable below
-        ("o7", OUTCOME, "ref-9", "support_offered"),
-        ("o8", OUTCOME, None, "support_offered"),
-        ("e1", "police.child_concern", "ref-1", "support_offered"),
-        ("e2", "police.child_concern", None, None),
-    ):
-        view = {} if outcome is None else {"outcome": outcome}
-        any_store.add_delivery(delivery(eid, type=kind, reference=reference, **view), ["c1"],
-                               later)  # fmt: skip
-    any_store._q("UPDATE desk_records SET view = 'not json' WHERE event_id = 'o6'")
-    assert any_store.new_since_decision() == [("c1", 9, T0)]
-
-
-def test_an_offer_of_support_is_left_out_only_for_the_child_the_referral_was_about(
-    any_store: DeskStore,
-) -> None:
-    """An answer naming c2 (too) that references the referral about c1 is new for c2; a
-    legacy referral decision naming no child leaves out nothing."""
-    for child, action, published in (
-        ("c1", "refer", "ref-1"),
-        ("c2", "signpost", None),
-        (None, "refer", "ref-0"),
-        ("c3", "signpost", None),
-    ):
-        any_store.decide(action=action, reason="r", by="kim", at=T0, child=child,
-                         published_event=published)  # fmt: skip
-    answer = {"type": OUTCOME, "outcome": "support_offered"}
-    later = T0 + timedelta(minutes=5)
-    any_store.add_delivery(delivery("o1", reference="ref-1", **answer), ["c1", "c2"], later)
-    any_store.add_delivery(delivery("o2", reference="ref-0", **answer), ["c3"],
-                           later + timedelta(minutes=1))  # fmt: skip
-    assert any_store.new_since_decision() == [("c3", 1, T0), ("c2", 1, T0)]
 
 
 @pytest.mark.parametrize("view", ["not json", "[1]", "null"])

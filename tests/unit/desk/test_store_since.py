@@ -1,0 +1,137 @@
+"""The team's "New records since a decision", on SQLite and on a real PostgreSQL: which
+records about a child count, and the children newest arrivals first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.desk import DeskStore, open_desk_store
+from broker.desk._store import RECORDS_WITHDRAWN
+from broker.desk._store_since import new_since
+from tests.unit.desk.conftest import T0, delivery
+
+OUTCOME = "coordination.referral_outcome"
+OFFER = {"type": OUTCOME, "outcome": "support_offered"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeskStore]:
+    if request.param == "sqlite":
+        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'desk.db'}"])
+    else:
+        from tests.postgres import fresh_database
+
+        urls = fresh_database(request.getfixturevalue("postgres_server"))
+    for url in urls:
+        s = open_desk_store(url, home=tmp_path, party="p")
+        yield s
+        s.close()
+
+
+def test_a_closure_as_withdrawn_is_no_decision_about_the_child_since_which_records_are_new(
+    any_store: DeskStore,
+) -> None:
+    any_store.add_delivery(delivery("e1"), ["c1"], T0)
+    any_store.decide(action="signpost", reason="r", by="kim", at=T0, child="c1")
+    any_store.add_delivery(delivery("e2"), ["c1"], T0 + timedelta(minutes=5))
+    any_store.decide(action="records_withdrawn", reason="r", by="kim",
+                     at=T0 + timedelta(minutes=10), child="c1")  # fmt: skip
+    assert any_store.new_since_decision() == [("c1", 1, T0)]
+
+
+def test_only_a_hubs_offer_of_support_to_the_teams_referral_is_no_record_since_a_decision(
+    any_store: DeskStore,
+) -> None:
+    """A declined or closed answer (the child's need is the team's again), one of a value the
+    desk does not know or none, or whose view it cannot read, another referral's answer,
+    another type of record naming the referral, and records with no reference are all new."""
+    any_store.decide(action="refer", reason="r", by="kim", at=T0, child="c1",
+                     published_event="ref-1")  # fmt: skip
+    later = T0 + timedelta(minutes=5)
+    for eid, kind, reference, outcome in (
+        ("o1", OUTCOME, "ref-1", "support_offered"),  # the answer: not new
+        ("o2", OUTCOME, "ref-1", "declined"),
+        ("o3", OUTCOME, "ref-1", "closed"),
+        ("o4", OUTCOME, "ref-1", "withdrawn"),
+        ("o5", OUTCOME, "ref-1", None),
+        ("o6", OUTCOME, "ref-1", "support_offered"),  # its view made unreadable below
+        ("o7", OUTCOME, "ref-9", "support_offered"),
+        ("o8", OUTCOME, None, "support_offered"),
+        ("e1", "police.child_concern", "ref-1", "support_offered"),
+        ("e2", "police.child_concern", None, None),
+    ):
+        view = {} if outcome is None else {"outcome": outcome}
+        any_store.add_delivery(delivery(eid, type=kind, reference=reference, **view), ["c1"],
+                               later)  # fmt: skip
+    any_store._q("UPDATE desk_records SET view = 'not json' WHERE event_id = 'o6'")
+    assert any_store.new_since_decision() == [("c1", 9, T0)]
+
+
+def test_an_offer_of_support_is_left_out_only_for_the_child_the_referral_was_about(
+    any_store: DeskStore,
+) -> None:
+    """An answer naming c2 (too) that references the referral about c1 is new for c2; a
+    legacy referral decision naming no child leaves out nothing."""
+    for child, action, published in (
+        ("c1", "refer", "ref-1"),
+        ("c2", "signpost", None),
+        (None, "refer", "ref-0"),
+        ("c3", "signpost", None),
+    ):
+        any_store.decide(action=action, reason="r", by="kim", at=T0, child=child,
+                         published_event=published)  # fmt: skip
+    answer = {"type": OUTCOME, "outcome": "support_offered"}
+    later = T0 + timedelta(minutes=5)
+    any_store.add_delivery(delivery("o1", reference="ref-1", **answer), ["c1", "c2"], later)
+    any_store.add_delivery(delivery("o2", reference="ref-0", **answer), ["c3"],
+                           later + timedelta(minutes=1))  # fmt: skip
+    assert any_store.new_since_decision() == [("c3", 1, T0), ("c2", 1, T0)]
+
+
+def test_a_child_whose_newest_record_was_an_offer_of_support_orders_by_the_next_newest(
+    any_store: DeskStore,
+) -> None:
+    """c1's two offers (one time, the newest of all) are taken off: c1 orders by e1, after
+    c2 and c3; c3's offer, older than its other record, changes only its count."""
+    for child, action, published in (("c1", "refer", "ref-1"), ("c2", "signpost", None),
+                                     ("c3", "refer", "ref-3")):  # fmt: skip
+        any_store.decide(action=action, reason="r", by="kim", at=T0, child=child,
+                         published_event=published)  # fmt: skip
+    for eid, child, reference, minutes, view in (
+        ("e1", "c1", None, 5, {}),
+        ("o1", "c1", "ref-1", 20, OFFER),
+        ("o2", "c1", "ref-1", 20, OFFER),
+        ("e2", "c2", None, 10, {}),
+        ("o3", "c3", "ref-3", 12, OFFER),
+        ("e3", "c3", None, 15, {}),
+    ):
+        any_store.add_delivery(delivery(eid, reference=reference, **view), [child],
+                               T0 + timedelta(minutes=minutes))  # fmt: skip
+    assert any_store.new_since_decision() == [("c3", 1, T0), ("c2", 1, T0), ("c1", 1, T0)]
+
+
+def test_an_offer_that_arrives_between_the_count_and_the_answers_is_not_taken_off_it(
+    any_store: DeskStore,
+) -> None:
+    """The count and the answers are two statements: an offer stored between them is in
+    neither count (until the next load), so c1 keeps its one record rather than losing it."""
+    any_store.decide(action="refer", reason="r", by="kim", at=T0, child="c1",
+                     published_event="ref-1")  # fmt: skip
+    any_store.add_delivery(delivery("e1"), ["c1"], T0 + timedelta(minutes=5))
+    calls: list[str] = []
+
+    def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        rows = any_store._q(sql, params)
+        calls.append(sql)
+        if len(calls) == 1:
+            late = delivery("o1", reference="ref-1", **OFFER)
+            any_store.add_delivery(late, ["c1"], T0 + timedelta(minutes=6))
+        return rows
+
+    assert new_since(query, RECORDS_WITHDRAWN) == [("c1", 1, T0)]
+    assert any_store.new_since_decision() == [("c1", 1, T0)]  # the next: 2 counted, 1 off
