@@ -57,16 +57,23 @@ def _unused_purpose(purpose: str, purposes: list[str]) -> str:
 
 
 class _Checker:
-    def __init__(self, bundle: Bundle, where: Where, known_parties: frozenset[str]) -> None:
+    def __init__(
+        self, bundle: Bundle, where: Where, known_parties: frozenset[str], parties_read: bool
+    ) -> None:
         self.bundle = bundle
         self.where = where
         # Parties that exist but failed their own checks: no cascade of "unknown party".
         self.known_parties = known_parties
+        self.parties_read = parties_read
         self.problems: list[str] = []
         self.conditions: Conditions = {}
 
     def add(self, source: Source, loc: tuple[int | str, ...], message: str) -> None:
         self.problems.append(f"{self.where(source, loc)}: {message}")
+
+    def unknown_party(self, pid: str) -> bool:
+        """No such party, as far as can be told: nothing is, when the parties were not read."""
+        return self.parties_read and not (pid in self.bundle.parties or pid in self.known_parties)
 
     def run(self) -> None:
         self.parties()
@@ -93,7 +100,7 @@ class _Checker:
         purposes = sorted({c.purpose for a in self.bundle.agreements for c in a.clauses})
         for pid, rights in (self.bundle.consent_authorities or {}).items():
             loc: tuple[int | str, ...] = ("consent_authorities", pid)
-            if pid not in self.bundle.parties and pid not in self.known_parties:
+            if self.unknown_party(pid):
                 self.add(src, loc, f"unknown party {pid!r}")
             for k, purpose in enumerate(rights.purposes):
                 # A misspelt purpose authorises nothing real, and the purpose meant is missing.
@@ -103,7 +110,7 @@ class _Checker:
                 kind = entry.removeprefix("kind:")
                 if entry == "*" or (entry.startswith("kind:") and kind in PARTY_KINDS):
                     continue
-                if entry not in self.bundle.parties and entry not in self.known_parties:
+                if self.unknown_party(entry):
                     self.add(src, (*loc, "recipients", k), f"unknown party or kind {entry!r}")
 
     def parties(self) -> None:
@@ -163,10 +170,8 @@ class _Checker:
                 self.conditions[(i, j)] = cond
 
     def routes(self, src: Source, base: tuple[int | str, ...], clause: Clause) -> None:
-        parties = self.bundle.parties
-        known = self.known_parties
         for k, pid in enumerate(clause.from_):
-            if pid not in parties and pid not in known:
+            if self.unknown_party(pid):
                 self.add(src, (*base, "from", k), f"unknown party {pid!r}")
         for k, pid in enumerate(clause.to):
             if ":" in pid:
@@ -177,7 +182,7 @@ class _Checker:
                         (*base, "to", k),
                         f"unknown selector {pid!r} (known: {known_selectors})",
                     )
-            elif pid not in parties and pid not in known:
+            elif self.unknown_party(pid):
                 self.add(src, (*base, "to", k), f"unknown party {pid!r}")
         for k, etype in enumerate(clause.event_types):
             if msg := _known(etype, EVENT_TYPES, "event type"):
@@ -270,10 +275,15 @@ class _Checker:
 
 
 def check_bundle(
-    bundle: Bundle, where: Where, known_parties: frozenset[str] = frozenset()
+    bundle: Bundle,
+    where: Where,
+    known_parties: frozenset[str] = frozenset(),
+    *,
+    parties_read: bool = True,
 ) -> tuple[list[str], Conditions]:
-    """Every semantic problem in ``bundle`` (empty when sound) and its compiled conditions."""
-    checker = _Checker(bundle, where, known_parties)
+    """Every semantic problem in ``bundle`` (empty when sound) and its compiled conditions.
+    ``parties_read`` False: the parties file could not be read, so no party is "unknown"."""
+    checker = _Checker(bundle, where, known_parties, parties_read)
     checker.run()
     return checker.problems, checker.conditions
 
@@ -283,17 +293,60 @@ def bundle_warnings(bundle: Bundle) -> list[str]:
 
     A ``school:of-child`` clause without ``subjects`` shares everyone the default covers
     (docs/policy-language.md §3): the school would hear about the parents and the other
-    adults, an alleged perpetrator included, not only its pupils.
+    adults, an alleged perpetrator included, not only its pupils. A lawful basis that does
+    not fit the clause's senders is in ``_basis_warnings``.
     """
     out: list[str] = []
     for agreement in bundle.agreements:
         for clause in agreement.clauses:
+            named = f"agreement {agreement.id!r}, clause {clause.id!r}"
             if "school:of-child" in clause.to and clause.subjects is None:
                 out.append(
-                    f"agreement {agreement.id!r}, clause {clause.id!r}: school:of-child "
-                    "without subjects also tells the school about the adults; name the roles, "
-                    "e.g. subjects: [child]"
+                    f"{named}: school:of-child without subjects also tells the school about "
+                    "the adults; name the roles, e.g. subjects: [child]"
                 )
+            out.extend(f"{named}: {said}" for said in _basis_warnings(bundle, clause))
+    return out
+
+
+_POLICE_EVENTS: Final = "police."
+_DESK_KIND_WORDS: Final = {
+    "coordinating_team": "a co-ordinating team",
+    "hub": "a hub",
+    "school": "a school",
+}
+
+
+def _basis_warnings(bundle: Bundle, clause: Clause) -> list[str]:
+    """docs/policy-language.md §3, lawful bases. A party's kind cannot say it is the police
+    (they are an ``agency``, as an NHS trust is), but an event type can: only the police
+    send ``police.*`` events. So ``law_enforcement``, a competent authority's disclosure, is
+    shown to fit only agencies sending police events; and a clause carrying police events
+    carries police information about incidents and offences, which needs ``article10``."""
+    out: list[str] = []
+    basis = clause.lawful_basis
+    police = [t for t in clause.event_types if t.startswith(_POLICE_EVENTS)]
+    if "law_enforcement" in {basis.article9, basis.article10}:
+        said = "law_enforcement is a competent authority's (the police's) disclosure"
+        desks = [
+            (pid, party.kind)
+            for pid in clause.from_
+            if (party := bundle.parties.get(pid)) is not None and party.kind != "agency"
+        ]
+        others = [t for t in clause.event_types if not t.startswith(_POLICE_EVENTS)]
+        if desks:
+            pid, kind = desks[0]
+            out.append(f"{said}, which {pid}, {_DESK_KIND_WORDS.get(kind, kind)}, is not")
+        elif others:
+            out.append(
+                f"{said}, but the clause shares {others[0]}, not a police event: nothing "
+                "shows its sender is one"
+            )
+    if police and basis.article10 is None:
+        out.append(
+            f"shares police events ({', '.join(police)}) without article10: police "
+            "information about incidents and offences needs an Art 10 condition"
+        )
     return out
 
 

@@ -28,6 +28,7 @@ from broker.policy._cel_reads import blank_strings
 from broker.policy._flag_probes import probes
 
 __all__ = [
+    "FLAG_ID_PATTERN",
     "FLAG_VARIABLES",
     "HOUSEHOLD_AGGREGATES",
     "CompiledFlagRule",
@@ -59,6 +60,8 @@ _WINDOW: Final = re.compile(r"^(0|[1-9][0-9]*)([dh])$")
 _MAX_DAYS: Final = 3660
 _MAX_WINDOW: Final = timedelta(days=_MAX_DAYS)
 _FORM: Final = "must be Nd or Nh (e.g. 90d, 12h)"
+#: A flag rule's id; ``_wording`` says it in words when one does not match.
+FLAG_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 log = structlog.get_logger("accord.policy.flags")
 
 
@@ -67,7 +70,7 @@ class FlagRule(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    id: Annotated[str, StringConstraints(pattern=FLAG_ID_PATTERN)]
     title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     window: str
     when: Annotated[str, StringConstraints(min_length=1, max_length=2000)]

@@ -25,27 +25,36 @@ from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
 
 __all__ = ["STOPPED", "read_bundle"]
 
-#: Said of a file that could not be read as YAML, so its other problems are not listed.
+#: Said of a file that could not be read, or not as YAML: its other problems are not listed.
 STOPPED: Final = "fix this first: the file was not checked further"
+# A party's id, which the loader takes from its mapping key.
+_ID: Final = frozenset({"id"})
 # "file:line: ..." or "file: ...", as every problem starts.
 _PLACE: Final = re.compile(r"(?P<file>[^:]+?)(?::(?P<line>\d+))?: ")
 
 
 def _in_order(problems: list[str]) -> list[str]:
-    """By file, then line: one file's problems together and read down it, as it is fixed.
-    Problems of one place keep the order they were found in (the sort is stable)."""
+    """A file that could not be read first, as the one to fix first (the first problem is
+    the one a one-line summary names); then by file, then line: one file's problems
+    together and read down it, as it is fixed. Problems of one place keep the order they
+    were found in (the sort is stable)."""
 
-    def place(problem: str) -> tuple[str, int]:
+    def place(problem: str) -> tuple[bool, str, int]:
+        stopped = problem.endswith(STOPPED)
         m = _PLACE.match(problem)
         if m is None:
-            return problem, 0
-        return m["file"], int(m["line"] or 0)
+            return not stopped, problem, 0
+        return not stopped, m["file"], int(m["line"] or 0)
 
     return sorted(problems, key=place)
 
 
 def _shape_problems(
-    doc: Located, prefix: tuple[int | str, ...], exc: ValidationError, model: type[BaseModel]
+    doc: Located,
+    prefix: tuple[int | str, ...],
+    exc: ValidationError,
+    model: type[BaseModel],
+    filled: frozenset[str],
 ) -> list[str]:
     out = []
     # With the input: a purpose's message suggests its spelling (a bundle holds no personal
@@ -58,7 +67,7 @@ def _shape_problems(
             # with a fault would also report "clauses: at least 1 item", blaming the list.
             continue
         loc = (*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
-        out.append(f"{doc.where(loc)}: {plain_message(err, model)}")
+        out.append(f"{doc.where(loc)}: {plain_message(err, model, filled)}")
     return out
 
 
@@ -68,11 +77,14 @@ def _model(
     doc: Located,
     prefix: tuple[int | str, ...],
     problems: list[str],
+    *,
+    filled: frozenset[str] = frozenset(),
 ) -> Any:
+    """``data`` as ``model``; ``filled``: its keys this loader set, not the file."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_shape_problems(doc, prefix, exc, model))
+        problems.extend(_shape_problems(doc, prefix, exc, model, filled))
         return None
 
 
@@ -84,9 +96,8 @@ def _read(path: Path, root: Path, problems: list[str]) -> Located | None:
         problems.append(f"{exc}; {STOPPED}")
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        problems.append(
-            f"{path.relative_to(root).as_posix()}: cannot be read ({type(exc).__name__})"
-        )
+        name = path.relative_to(root).as_posix()
+        problems.append(f"{name}: cannot be read ({type(exc).__name__}); {STOPPED}")
         return None
     problems.extend(f"{doc.where(loc)}: duplicate key" for loc in doc.duplicates)
     return doc
@@ -129,7 +140,7 @@ def _parties(root: Path, problems: list[str]) -> tuple[dict[str, Party], Located
                 f"{doc.where(('parties', pid, 'id'))}: unknown key (the id is the mapping key)"
             )
             continue
-        party = _model(Party, {"id": str(pid), **body}, doc, ("parties", pid), problems)
+        party = _model(Party, {"id": str(pid), **body}, doc, ("parties", pid), problems, filled=_ID)
         if party is not None:
             parties[str(pid)] = party
     return parties, doc
@@ -240,8 +251,11 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
         if parties_doc and isinstance(parties_doc.data, dict)
         else None
     )
+    # Without parties.yaml's mapping every party named elsewhere would be "unknown": noise
+    # beside the problem that says why, so those checks wait until it is read.
+    parties_read = isinstance(raw_parties, dict)
     known = frozenset(str(k) for k in raw_parties) if isinstance(raw_parties, dict) else frozenset()
-    semantic, conditions = check_bundle(bundle, where, known)
+    semantic, conditions = check_bundle(bundle, where, known, parties_read=parties_read)
     problems.extend(semantic)
     flag_problems, flag_rules = check_flags(bundle, where)
     problems.extend(flag_problems)

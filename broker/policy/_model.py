@@ -114,11 +114,11 @@ def _cel_source(value: object) -> object:
 def _authority_purpose(value: str) -> str:
     if value == "*" or re.match(PURPOSE_PATTERN, value):
         return value
+    # Not quoting the value: a problem is one line, and it may hold a newline.
     raise PydanticCustomError(
         "purpose",
-        "{value} is not a purpose: '*', or lower-case letters, digits and _ as a clause's "
-        "purpose is written (early_help, not early-help)",
-        {"value": repr(value)},
+        "must be '*', or lower-case letters, digits and _ as a clause's purpose is written "
+        "(early_help, not early-help)",
     )
 
 

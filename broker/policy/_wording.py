@@ -15,25 +15,30 @@ from typing import Any, Final, get_args
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from broker.policy._flags import FLAG_ID_PATTERN
 from broker.policy._model import PURPOSE_PATTERN
 
 __all__ = ["plain_message"]
 
-# A flag rule's id (broker.policy._flags.FlagRule.id); another pattern keeps pydantic's words.
-_FLAG_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # Keys are policy words, never personal data, so a looser match than the event parser's
 # helps: "form" is "from", "whne" is "when".
 _NEAR_MISS: Final = 0.7
 
 
-def plain_message(err: ErrorDetails, model: type[BaseModel] | None) -> str:
+def plain_message(
+    err: ErrorDetails, model: type[BaseModel] | None, filled: frozenset[str] = frozenset()
+) -> str:
     """What ``err`` means, in words; ``model`` is the one validated (its fields are what an
-    unknown key is compared with), ``err["loc"]`` relative to it."""
+    unknown key is compared with), ``err["loc"]`` relative to it. ``filled`` are ``model``'s
+    fields the loader fills in itself (a party's id is its mapping key), which no file spells.
+
+    No value from the file is quoted, but for the spelling a purpose is suggested: a value
+    may hold a newline (one problem is one line) or be something typed in the wrong place."""
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        return _unknown_key(err["loc"], model)
+        return _unknown_key(err["loc"], model, filled)
     if kind in {"literal_error", "enum"} and isinstance(expected := ctx.get("expected"), str):
         allowed = re.findall(r"'([^']*)'", expected)
         if allowed:
@@ -49,12 +54,13 @@ def _pattern(pattern: object, value: object) -> str | None:
     if pattern == PURPOSE_PATTERN:
         words = "must be lower-case letters, digits and _"
         if isinstance(value, str):
-            # The usual slip is a hyphen or a capital: say the spelling that would do.
+            # The usual slip is a hyphen or a capital: say the spelling that would do, and
+            # only that (the value as written may run over lines).
             fixed = re.sub(r"[\s-]+", "_", value.strip()).lower()
             if re.fullmatch(PURPOSE_PATTERN, fixed):
-                return f"{words} ({fixed}, not {value})"
+                return f"{words}: {fixed}?"
         return f"{words}, starting with a letter, at most 64 (early_help, not early-help)"
-    if pattern == _FLAG_ID_PATTERN:
+    if pattern == FLAG_ID_PATTERN:
         return (
             "must be lower-case letters, digits, _ and -, starting with a letter or digit, "
             "at most 64 (da-repeat)"
@@ -62,10 +68,15 @@ def _pattern(pattern: object, value: object) -> str | None:
     return None
 
 
-def _unknown_key(loc: tuple[int | str, ...], model: type[BaseModel] | None) -> str:
+def _unknown_key(
+    loc: tuple[int | str, ...], model: type[BaseModel] | None, filled: frozenset[str]
+) -> str:
     key = loc[-1] if loc else None
     if isinstance(key, str):
-        near = difflib.get_close_matches(key, sorted(_keys_at(model, loc[:-1])), 1, _NEAR_MISS)
+        keys = _keys_at(model, loc[:-1])
+        if len(loc) == 1:
+            keys -= filled
+        near = difflib.get_close_matches(key, sorted(keys), 1, _NEAR_MISS)
         if near:
             return f"unknown key; did you mean {near[0]!r}?"
     return "unknown key"

@@ -60,9 +60,8 @@ def test_a_purpose_spelt_unlike_a_clauses_or_that_no_clause_has_is_a_bundle_prob
     with pytest.raises(BundleInvalid) as err:
         load_bundle(bundle)
     assert [p.split(": ", 1)[1] for p in err.value.problems] == [
-        "consent_authorities.hv-sandwell.purposes[0]: 'early-help' is not a purpose: '*', or "
-        "lower-case letters, digits and _ as a clause's purpose is written (early_help, not "
-        "early-help)",
+        "consent_authorities.hv-sandwell.purposes[0]: must be '*', or lower-case letters, "
+        "digits and _ as a clause's purpose is written (early_help, not early-help)",
         "consent_authorities.hv-wolverhampton.purposes[1]: purpose 'earlyhelp' is no clause's "
         "purpose; did you mean 'early_help'?",
         "consent_authorities.hv-wolverhampton.purposes[2]: purpose 'knitting' is no clause's "

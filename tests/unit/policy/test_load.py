@@ -252,3 +252,39 @@ def test_problems_are_listed_by_file_then_line_whatever_check_found_them(
     assert "restrictions[0].when" in problems[2]
     assert "restrictions[1].colour" in problems[3]
     assert int(problems[2].split(":")[1]) < int(problems[3].split(":")[1])
+
+
+def test_an_unreadable_parties_file_is_the_first_problem_and_no_party_is_called_unknown(
+    tmp_path: Path,
+) -> None:
+    """The first problem is what the one-line summary names (the worker's reload warning,
+    policy test/impact): the cause, not an agreement's knock-on 'unknown party'."""
+    agreements = default_agreements()
+    agreements[0]["status"] = "signed"  # a real problem elsewhere is still listed
+    root = write_bundle(tmp_path / "b", agreements=agreements)
+    (root / "parties.yaml").write_text("parties:\n  wmp: [unclosed\n")
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(root)
+    problems = info.value.problems
+    assert problems[0].startswith("parties.yaml:3: not valid YAML: ")
+    assert problems[0].endswith("; fix this first: the file was not checked further")
+    assert str(info.value).startswith(f"{len(problems)} problems: parties.yaml:3: ")
+    assert [p for p in problems if "unknown party" in p] == []
+    assert len(problems) == 2
+    assert problems[1].endswith("status: must be one of draft, approved, suspended")
+
+
+def test_a_file_that_cannot_be_read_is_to_be_fixed_first_and_listed_first(
+    tmp_path: Path,
+) -> None:
+    agreements = default_agreements()
+    agreements[0]["clauses"][0]["share"].append("subject.shoe_size")
+    root = write_bundle(tmp_path / "b", agreements=agreements)
+    (root / "agreements" / "zz-gone.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    problems = _problems(root)
+    assert problems[0] == (
+        "agreements/zz-gone.yaml: cannot be read (FileNotFoundError); "
+        "fix this first: the file was not checked further"
+    )
+    assert len(problems) == 2
+    assert "subject.shoe_size" in problems[1]

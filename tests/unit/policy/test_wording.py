@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import yaml
 
 from broker.errors import BundleInvalid, ScenarioInvalid
 from broker.policy import load_bundle, load_scenarios
-from tests.unit.policy.kit import default_agreements, write_bundle
+from tests.unit.policy.kit import PARTIES, default_agreements, default_restrictions, write_bundle
 
 
 def _problems(tmp_path: Path, change: Any) -> list[str]:
@@ -27,8 +29,60 @@ def _set(key: str, value: Any) -> Any:
 
 def test_a_hyphenated_purpose_is_told_its_spelling(tmp_path: Path) -> None:
     assert _problems(tmp_path, _set("purpose", "early-help")) == [
-        "clauses[0].purpose: must be lower-case letters, digits and _ (early_help, not early-help)"
+        "clauses[0].purpose: must be lower-case letters, digits and _: early_help?"
     ]
+
+
+@pytest.mark.parametrize("value", ["early\nhelp", "Early\n\n\n  Help", "early help\n"])
+def test_a_purpose_over_lines_is_told_its_spelling_on_one_line_not_echoed(
+    tmp_path: Path, value: str
+) -> None:
+    assert _problems(tmp_path, _set("purpose", value)) == [
+        "clauses[0].purpose: must be lower-case letters, digits and _: early_help?"
+    ]
+
+
+def test_no_problem_quotes_a_value_from_the_bundle_but_a_purposes_spelling(
+    tmp_path: Path,
+) -> None:
+    """Pydantic is asked for the values (for the purpose's spelling): none reaches a message
+    otherwise, whichever file or field it is in."""
+    bad = "Qqq\nZzz!"
+    agreements = default_agreements()
+    first = agreements[0]
+    first.update(status=bad, version=[bad], valid_from=bad, title=[bad])
+    clauses = first["clauses"]
+    clauses[0].update(purpose=bad, consent=bad, subjects=bad)
+    clauses[1].update(lawful_basis=bad, when=[bad], purpose="Qqq Zzz")
+    clauses[2]["lawful_basis"]["article6"] = [bad]
+    parties = copy.deepcopy(PARTIES)
+    parties["wmp"].update(kind=bad, status=bad, localities=bad, urn=[bad])
+    restrictions = default_restrictions()
+    restrictions[0].update(withhold=bad, except_kinds=bad, when=[bad])
+    root = write_bundle(
+        tmp_path / "b", parties=parties, agreements=agreements, restrictions=restrictions
+    )
+    (root / "flags.yaml").write_text(
+        yaml.safe_dump({"flags": [{"id": bad, "title": [bad], "window": [bad], "when": bad}]})
+    )
+    (root / "consent-authorities.yaml").write_text(
+        yaml.safe_dump({"consent_authorities": {"coord": {"purposes": [bad], "recipients": bad}}})
+    )
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(root)
+    problems = info.value.problems
+    assert len(problems) >= 20
+    assert [p for p in problems if "Qqq" in p or "Zzz" in p or "\n" in p] == []
+    # The one value said, as the spelling that would do.
+    assert [p for p in problems if "qqq" in p] == [
+        f"{_place(problems, 'clauses[1].purpose')}: must be lower-case letters, digits and _: "
+        "qqq_zzz?"
+    ]
+
+
+def _place(problems: list[str], path: str) -> str:
+    (problem,) = (p for p in problems if f": {path}: " in p)
+    return problem.split(f": {path}: ")[0] + f": {path}"
 
 
 def test_a_purpose_no_spelling_fits_is_told_the_rule(tmp_path: Path) -> None:
@@ -105,3 +159,58 @@ def test_a_scenario_expectation_is_faulted_in_plain_words(
     tmp_path: Path, expectation: str, said: str
 ) -> None:
     assert _scenario(tmp_path, expectation).startswith(said)
+
+
+def test_a_party_key_near_id_is_not_told_id_which_a_party_may_not_spell(tmp_path: Path) -> None:
+    """A party's id is its mapping key in parties.yaml; 'name' is still suggested."""
+    parties = copy.deepcopy(PARTIES)
+    parties["wmp"]["idd"] = "x"
+    parties["swbh"]["nmae"] = parties["swbh"].pop("name")
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(write_bundle(tmp_path / "b", parties=parties))
+    assert [p.split(": ", 1)[1] for p in info.value.problems] == [
+        "parties.wmp.idd: unknown key",
+        "parties.swbh.name: is required",
+        "parties.swbh.nmae: unknown key; did you mean 'name'?",
+    ]
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_the_docs_example_of_worded_problems_is_what_the_check_says(tmp_path: Path) -> None:
+    """docs/policy-language.md §9's example, from the project's Sandwell agreement with a
+    status out of its choices, clause 0's from spelt form and a hyphenated purpose, and
+    clause 1's share left out: all of its lines, as written."""
+    doc = (REPO / "docs" / "policy-language.md").read_text()
+    block = doc.split("No other value is\nquoted from the file", 1)[1].split("```\n")[1]
+    source = REPO / "policies" / "agreements" / "sandwell-early-help.yaml"
+    text = source.read_text()
+    data = yaml.safe_load(text)
+    first, second = data["clauses"][:2]
+    # Edited as text, so that the file keeps its lines (the doc's line numbers).
+    edited = text.replace("status: approved", "status: signed", 1)
+    edited = edited.replace("    from: ", "    form: ", 1)
+    edited = edited.replace(f"    purpose: {first['purpose']}", "    purpose: early-help", 1)
+    edited = _without_share(edited, 1)
+    data["status"] = "signed"
+    first["form"] = first.pop("from")
+    first["purpose"] = "early-help"
+    del second["share"]
+    assert yaml.safe_load(edited) == data  # the edits are the ones meant
+    root = tmp_path / "b"
+    shutil.copytree(REPO / "policies", root)
+    (root / "agreements" / "sandwell-early-help.yaml").write_text(edited)
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(root)
+    assert info.value.problems == block.splitlines()
+
+
+def _without_share(text: str, clause: int) -> str:
+    """``text`` without the share list (its key line and continued lines) of ``clause``."""
+    lines = text.splitlines(keepends=True)
+    start = [i for i, line in enumerate(lines) if line.strip().startswith("share:")][clause]
+    end = start + 1
+    while lines[end].startswith(" " * 8) and not lines[end].strip().endswith(":"):
+        end += 1
+    return "".join(lines[:start] + lines[end:])
