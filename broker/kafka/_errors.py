@@ -12,7 +12,8 @@ import functools
 import logging
 import ssl
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,10 +74,21 @@ _DENIED = (
 )
 
 
-NO_CONNECTION = (
-    "connection refused, lost or not answered: is Kafka running at the address configured? "
-    "(accord kafka status)"
-)
+#: What a connection that failed for no cause aiokafka logged is said as: refused, lost, or
+#: taken and never answered look the same from here.
+NO_CONNECTION = "no connection, or no answer"
+
+#: Said for a send failed by :func:`abandon`, not for Kafka being out of reach.
+ABANDONED = "the producer was abandoned"
+
+
+class Abandoned(KafkaConnectionError):  # type: ignore[misc]  # aiokafka is untyped
+    """What :func:`abandon` fails a producer's pending sends with (a KafkaConnectionError, as
+    aiokafka's callers expect one), told apart from a connection that failed. Made with no
+    arguments, or as aiokafka copies one for each batch it fails."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(args or (ABANDONED,)))
 
 
 @contextlib.asynccontextmanager
@@ -86,21 +98,39 @@ async def translated(what: str, *, principal: str | None = None) -> AsyncIterato
     A producer fenced by a newer one with the same transactional id raises ``Fenced``: the
     caller decides what being taken over means for it. A request Kafka's ACLs refuse is
     said as a refusal of ``principal`` (the login, when not given), naming what it was
-    refused, not as the name of aiokafka's exception.
+    refused, not as the name of aiokafka's exception. A connection that failed names its
+    cause as :func:`connecting` does (a client's start inside the block is one): a refused
+    login or a TLS failure, else that Kafka could not be reached.
     """
-    try:
+    async with _translating(what, principal, None, ca_known=False):
         yield
-    except ProducerFenced as exc:
-        raise Fenced(f"{what}: another process took over this transactional id") from exc
-    except _DENIED as exc:
-        raise TransportError(f"{what}: {refused_access(exc, principal)}") from exc
-    except KafkaConnectionError as exc:
-        # aiokafka's class name told a user nothing; its message may hold an address only.
-        raise TransportError(f"{what}: {NO_CONNECTION}") from exc
-    except KafkaError as exc:
-        raise TransportError(f"{what}: {type(exc).__name__}") from exc
-    except OSError as exc:
-        raise TransportError(f"{what}: {exc.strerror or type(exc).__name__}") from exc
+
+
+@contextlib.asynccontextmanager
+async def _translating(
+    what: str, principal: str | None, ca: Path | None, *, ca_known: bool, connecting: bool = False
+) -> AsyncIterator[None]:
+    # aiokafka says only "Unable to bootstrap" whatever went wrong: why each attempt failed
+    # is in what it logged meanwhile, kept here for the block's duration.
+    with _keeping_causes() as causes:
+        try:
+            yield
+        except ProducerFenced as exc:
+            raise Fenced(f"{what}: another process took over this transactional id") from exc
+        except _DENIED as exc:
+            raise TransportError(f"{what}: {refused_access(exc, principal)}") from exc
+        except Abandoned as exc:
+            raise TransportError(f"{what}: {ABANDONED}") from exc
+        except KafkaConnectionError as exc:
+            why = _refusal(causes, principal, ca, ca_known=ca_known)
+            if why is None:
+                # "connecting to Kafka at ..." says already what was not reached.
+                why = NO_CONNECTION if connecting else f"could not reach Kafka: {NO_CONNECTION}"
+            raise TransportError(f"{what}: {why}") from exc
+        except KafkaError as exc:
+            raise TransportError(f"{what}: {type(exc).__name__}") from exc
+        except OSError as exc:
+            raise TransportError(f"{what}: {exc.strerror or type(exc).__name__}") from exc
 
 
 @contextlib.asynccontextmanager
@@ -108,10 +138,8 @@ async def connecting(kafka: str | KafkaClients) -> AsyncIterator[None]:
     """:func:`translated` for a client's first connection, with a warning
     (``kafka_not_answering``) once Kafka has not answered for a few seconds.
 
-    aiokafka says only "Unable to bootstrap" whatever went wrong; a refused login or a
-    certificate that does not verify is said as such instead of looking like Kafka being
-    down. Given the clients rather than only their bootstrap address, the line names the
-    principal and the CA file too (never the password).
+    Given the clients rather than only their bootstrap address, a refusal names the
+    principal, and a certificate that does not verify the CA file (never the password).
     """
     if isinstance(kafka, str):
         bootstrap, principal, ca = kafka, None, None
@@ -125,22 +153,18 @@ async def connecting(kafka: str | KafkaClients) -> AsyncIterator[None]:
     )
     what = f"connecting to Kafka at {bootstrap}"
     try:
-        with _keeping_causes() as causes:
-            try:
-                async with translated(what, principal=principal):
-                    yield
-            except TransportError as exc:
-                why = _refusal(causes, principal, ca)
-                if why is None or not isinstance(exc.__cause__, KafkaConnectionError):
-                    raise
-                raise TransportError(f"{what}: {why}") from exc.__cause__
+        async with _translating(what, principal, ca, ca_known=True, connecting=True):
+            yield
     finally:
         handle.cancel()
 
 
-def _refusal(causes: list[BaseException], principal: str | None, ca: Path | None) -> str | None:
-    """What a failed first connection means, from why aiokafka's attempts failed; None:
-    nothing more than that Kafka could not be reached."""
+def _refusal(
+    causes: Iterable[BaseException], principal: str | None, ca: Path | None, *, ca_known: bool
+) -> str | None:
+    """What a failed connection means, from why aiokafka's attempts failed; None: nothing
+    more than that Kafka could not be reached. ``ca_known``: whether ``ca`` is the CA file
+    in use (None then: the system's trust store)."""
     for exc in causes:
         if isinstance(exc, SaslAuthenticationFailed | AuthenticationFailedError):
             return refused_login(principal)
@@ -148,6 +172,9 @@ def _refusal(causes: list[BaseException], principal: str | None, ca: Path | None
             return "Kafka does not take SCRAM-SHA-512 logins on this port"
     for exc in causes:
         if isinstance(exc, ssl.SSLCertVerificationError):
+            if not ca_known:
+                why = f" ({exc.verify_message})" if exc.verify_message else ""
+                return f"TLS: the broker's certificate does not verify{why}"
             return unverified_certificate(ca, exc.verify_message)
         if isinstance(exc, ssl.SSLError):
             return f"TLS: the handshake failed ({exc.reason or type(exc).__name__}; a TLS port?)"
@@ -198,7 +225,8 @@ def unverified_certificate(ca: Path | None, because: str | None) -> str:
 
 
 # aiokafka logs why each attempt to connect failed, then raises a bare "Unable to bootstrap"
-# (no cause attached): while a connecting() runs, its task keeps those exceptions here.
+# (no cause attached): while a translated() or connecting() runs, its task keeps those
+# exceptions here.
 _CLIENT_LOG = "aiokafka"  # aiokafka.client logs as "aiokafka"; its modules pass theirs up to it
 _causes: ContextVar[_Kept | None] = ContextVar("accord_kafka_causes", default=None)
 _lock = threading.Lock()
@@ -206,17 +234,22 @@ _active = 0
 _saved = (logging.NOTSET, True)
 
 
+#: How many of the latest logged exceptions a block keeps: a block may last as long as a
+#: service runs (an indexer following its topic), through many a reconnection.
+_KEPT_AT_MOST = 32
+
+
 class _Kept:
-    """Exceptions kept for one connecting(); closed when it ends (a task aiokafka started
-    meanwhile has the same context, and must not add to it for ever)."""
+    """Exceptions kept for one translated() block; closed when it ends (a task aiokafka
+    started meanwhile has the same context, and must not add to it for ever)."""
 
     def __init__(self) -> None:
-        self.causes: list[BaseException] = []
+        self.causes: deque[BaseException] = deque(maxlen=_KEPT_AT_MOST)
         self.open = True
 
 
 class _Causes(logging.Handler):
-    """Keeps the exceptions aiokafka's client logs for the connecting() of the task that
+    """Keeps the exceptions aiokafka's client logs for the translated() of the task that
     logs them, and passes every record on as aiokafka's own level allows (the CLI keeps it
     quiet; a long-running command shows warnings and worse)."""
 
@@ -238,11 +271,11 @@ _handler = _Causes()
 
 
 @contextlib.contextmanager
-def _keeping_causes() -> Iterator[list[BaseException]]:
+def _keeping_causes() -> Iterator[deque[BaseException]]:
     """aiokafka's client logger, for the duration: at ERROR at least (so its connection
     errors are logged, and kept, even when the CLI has aiokafka at CRITICAL), through
-    ``_handler`` only; as it was once the last connecting() ends."""
-    global _active, _saved  # noqa: PLW0603  # one logger, shared by every connecting()
+    ``_handler`` only; as it was once the last translated() block ends."""
+    global _active, _saved  # noqa: PLW0603  # one logger, shared by every block
     logger = logging.getLogger(_CLIENT_LOG)
     with _lock:
         if _active == 0:
@@ -258,8 +291,10 @@ def _keeping_causes() -> Iterator[list[BaseException]]:
         yield kept.causes
     finally:
         kept.open = False
-        kept.causes = []
-        _causes.reset(token)
+        kept.causes.clear()
+        # Ended from another context (an async generator finalised by the loop): not set there.
+        with contextlib.suppress(ValueError):
+            _causes.reset(token)
         with _lock:
             _active -= 1
             if _active == 0:
@@ -384,7 +419,7 @@ async def abandon(producer: Any) -> None:
         # its batch; a batch never sent has no callback, and the set goes with the producer.
         accumulator._batches.clear()
         accumulator._pending_batches.update(queued)
-        accumulator.fail_all(KafkaConnectionError("the producer was abandoned"))
+        accumulator.fail_all(Abandoned())
         # Nobody waits for them now: retrieved, so asyncio does not print each at exit.
         for batch in batches:
             for waiter in [batch.future, batch._drain_waiter, *(f for f, _ in batch._msg_futures)]:

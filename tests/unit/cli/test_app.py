@@ -89,7 +89,8 @@ def test_kafka_down_is_one_line_with_no_library_noise(argv: list[str], tmp_path:
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("accord: error:")
-    assert "connection refused, lost or not answered: is Kafka running" in done.stderr
+    assert "127.0.0.1:" in done.stderr
+    assert done.stderr.strip().endswith(": no connection, or no answer")
 
 
 @pytest.mark.parametrize("argv", [["tail", "--as", "hub-a"], ["worker"]])

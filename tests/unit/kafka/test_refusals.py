@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from broker.config import KafkaSettings
 from broker.errors import TransportError
 from broker.kafka import KafkaClients, connecting, translated
+from broker.kafka._errors import Abandoned
 
 WHY = "no grant allows it (a suspended party holds none; docs/operations.md, What each "
 WHY += "principal may do)"
@@ -69,12 +70,25 @@ async def test_other_kafka_errors_are_still_named_as_before() -> None:
             raise KafkaTimeoutError()
 
 
-async def test_no_connection_is_said_in_words_with_where_to_look_not_as_a_class_name() -> None:
+async def test_no_connection_is_said_in_words_not_as_a_class_name() -> None:
     """Walkthrough: Kafka down read "connecting to Kafka at ...: KafkaConnectionError"."""
     with pytest.raises(TransportError) as failed:
-        async with translated("connecting to Kafka at 127.0.0.1:19399", principal="swbh"):
+        async with translated("reading accord.audit from 127.0.0.1:19399", principal="swbh"):
             raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 19399)]")
     assert str(failed.value) == (
-        "connecting to Kafka at 127.0.0.1:19399: connection refused, lost or not answered: is "
-        "Kafka running at the address configured? (accord kafka status)"
+        "reading accord.audit from 127.0.0.1:19399: could not reach Kafka: no connection, or "
+        "no answer"
     )
+    with pytest.raises(TransportError) as failed:
+        async with connecting("127.0.0.1:19399"):
+            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 19399)]")
+    assert (
+        str(failed.value) == "connecting to Kafka at 127.0.0.1:19399: no connection, or no answer"
+    )
+
+
+async def test_an_abandoned_producers_sends_say_so_not_that_kafka_is_unreachable() -> None:
+    with pytest.raises(TransportError) as failed:
+        async with translated("publishing to accord.ingress.swbh"):
+            raise Abandoned()
+    assert str(failed.value) == "publishing to accord.ingress.swbh: the producer was abandoned"

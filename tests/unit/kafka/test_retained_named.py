@@ -31,7 +31,9 @@ async def _failed(topics: list[str]) -> str:
 async def test_many_ingress_topics_are_named_by_how_many_not_listed() -> None:
     topics = [ingress(f"party-{n}") for n in range(22)]
     said = await _failed(topics)
-    assert said == f"reading 22 ingress topics from kafka.test:9093: {NO_CONNECTION}"
+    assert said == (
+        f"reading 22 ingress topics from kafka.test:9093: could not reach Kafka: {NO_CONNECTION}"
+    )
 
 
 async def test_many_topics_of_other_kinds_are_counted_without_saying_ingress() -> None:
