@@ -345,7 +345,8 @@ def _basis_warnings(bundle: Bundle, clause: Clause) -> list[str]:
     if police and basis.article10 is None:
         out.append(
             f"shares police events ({', '.join(police)}) without article10: police "
-            "information about incidents and offences needs an Art 10 condition"
+            "information about incidents is usually criminal offence data (allegations "
+            "included), which needs an Art 10 condition; add one, or record why none applies"
         )
     return out
 

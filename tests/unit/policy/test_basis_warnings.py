@@ -69,6 +69,7 @@ def test_police_events_without_article10_are_warned_of(tmp_path: Path) -> None:
         event_types=["health.ae_attendance", "police.child_concern"],
     ) == [
         "agreement 'a', clause 'police-to-coord': shares police events (police.child_concern) "
-        "without article10: police information about incidents and offences needs an Art 10 "
-        "condition"
+        "without article10: police information about incidents is usually criminal offence "
+        "data (allegations included), which needs an Art 10 condition; add one, or record why "
+        "none applies"
     ]
