@@ -23,6 +23,8 @@ def policy_parties(policies: Path) -> list[str]:
         raise UsageError(f"{path}: missing (a policy bundle needs parties.yaml)") from exc
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML") from exc
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
     parties = data.get("parties") if isinstance(data, dict) else None
     if not isinstance(parties, dict) or not parties:
         raise UsageError(f"{path}: expected a non-empty 'parties:' mapping")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from broker.cli._common import kafka_as, keystore, own_keystore
+from broker.cli._common import kafka_as, keystore
 from broker.cli._loop import run
 from broker.config import Settings, load_settings
 from broker.errors import AccordError, KeyStoreError, UsageError
@@ -48,51 +48,84 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
+#: Longest line the check below parses: a document on one line can be hundreds of MB, and
+#: the check is only a guess at what the file is (each line is read for real afterwards).
+_LINE_AT_MOST = 1 << 20
+
+
 def _refusing_a_json_document(file: Path) -> None:
     """Refuses a file holding one JSON document (an object, or a list of events) where one
     event per line is read: each of its lines would be rejected as not JSON, a page of
-    rejections hiding the one cause."""
+    rejections hiding the one cause.
+
+    Told from its first two non-blank lines, never the whole file: a list on the first line
+    with nothing after it, or a first line that opens one (``[`` or ``{`` alone, ``[{...``)
+    followed by a line that is no event object. A JSON Lines file whose first line is a list
+    (a header) and has more lines after it is read line by line, as is anything else."""
     if file.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
         return
     try:
         with file.open(encoding="utf-8-sig") as fh:
-            first = next((line for line in fh if line.strip()), "")
-            try:
-                row = json.loads(first) if first else None
-            except ValueError:
-                row = None
-            else:
-                if not isinstance(row, list):
-                    return  # an object, as JSON Lines has, or a row for validation to refuse
-            if row is None:
-                fh.seek(0)
-                whole = json.loads(fh.read())
-                if not isinstance(whole, dict | list):
-                    return
-    except (ValueError, UnicodeDecodeError):
-        return  # not one JSON document either: each line is reported as it is read
+            first, second = _non_blank(fh), _non_blank(fh)
+    except ValueError:  # not UTF-8: each line is reported as it is read
+        return
+    if first is None:
+        return
+    opens = first.strip()
+    if not opens.startswith("[") and opens != "{":
+        return  # an object, as JSON Lines has, or a row for validation to refuse
+    if isinstance(_parsed(first), list):
+        if second is not None:
+            return  # a header line: the rows follow
+    elif second is not None and isinstance(_parsed(second), dict):
+        return  # a broken first row, then rows
     raise UsageError(f"{file} is a JSON document, not JSON Lines: one event per line (.jsonl)")
 
 
-def _refusing_an_unknown_party(settings: Settings, party: str) -> None:
-    """Refuses a party the configured bundle does not name: with no keystore for it, a typo
-    (``--as wmpp``) was otherwise told to make keys for a party that does not exist."""
+def _non_blank(fh: TextIO) -> str | None:
+    """The next non-blank line, its first ``_LINE_AT_MOST`` characters only (the rest is
+    read past, not kept); None at the end."""
+    while line := fh.readline(_LINE_AT_MOST):
+        if not line.endswith("\n"):
+            while (rest := fh.readline(_LINE_AT_MOST)) and not rest.endswith("\n"):
+                pass
+        if line.strip():
+            return line
+    return None
+
+
+def _parsed(line: str) -> object:
+    """``line`` as JSON; None when it is not (cut short, or nested past Python's limit)."""
+    if len(line) >= _LINE_AT_MOST:
+        return None
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _unknown_party_hint(settings: Settings, party: str) -> str:
+    """What the configured bundle says of ``party`` when it has no keys here: that the bundle
+    does not name it, and the nearest party id (``--as wmpp``: a typo, not a party to make
+    keys for). Empty when it does, when no bundle is configured (a bundle found in the
+    folder may be another partnership's), or when the bundle cannot be read here (an
+    SDK-only install has no YAML reader): the keystore's own guidance stands alone then."""
     import difflib
 
-    from broker.cli._keys_bundle import policy_parties
-
-    bundle = settings.policies_at_hand()
+    bundle = settings.policies_dir
     if bundle is None:
-        return
+        return ""
     try:
+        from broker.cli._keys_bundle import policy_parties
+
         known = policy_parties(bundle)
-    except (AccordError, OSError):
-        return  # the keystore's own refusal still says what to do
+    except (AccordError, ImportError, OSError, ValueError, RecursionError):
+        return ""
     if party in known:
-        return
+        return ""
     near = difflib.get_close_matches(party, known, n=1)
-    hint = f": did you mean {near[0]}?" if near else ""
-    raise UsageError(f"--as: unknown party '{party}' (not in the bundle {bundle}){hint}")
+    maybe = f": did you mean {near[0]}?" if near else ""
+    return f" (the bundle {bundle} names no party '{party}'{maybe})"
 
 
 async def _publish(settings: Settings, party: str, file: Path, from_line: int = 1) -> int:
@@ -103,12 +136,13 @@ async def _publish(settings: Settings, party: str, file: Path, from_line: int = 
 
     err = Console(stderr=True)
     try:
-        own_keystore(settings, party)
-    except KeyStoreError:
-        _refusing_an_unknown_party(settings, party)
+        keys, kafka = keystore(settings, party), kafka_as(settings, party)
+        publisher = Publisher(party, keys, kafka, envelope=settings.envelope)
+    except KeyStoreError as exc:
+        if hint := _unknown_party_hint(settings, party):
+            raise KeyStoreError(f"{exc}{hint}") from None
         raise
-    keys, kafka = keystore(settings, party), kafka_as(settings, party)
-    async with Publisher(party, keys, kafka, envelope=settings.envelope) as pub:
+    async with publisher as pub:
         rows = [r for r in read_export(file, pub.validate) if r.line >= from_line]
         good = [r for r in rows if isinstance(r, GoodRow)]
         problems = [r for r in rows if isinstance(r, RowProblem)]

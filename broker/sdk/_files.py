@@ -90,6 +90,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]
             except ValueError:  # an integer too long for Python to parse
                 yield n, RowProblem(n, [("(json)", "not valid JSON: a number is too long")])
                 continue
+            except RecursionError:  # lists or objects nested past what Python parses
+                yield n, RowProblem(n, [("(json)", "not valid JSON: nested too deep")])
+                continue
             if not isinstance(data, dict):
                 yield n, RowProblem(n, [("(row)", "must be a JSON object")])
                 continue

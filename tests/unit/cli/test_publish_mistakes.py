@@ -6,6 +6,7 @@ does not name (walkthrough: a .json export gave "not valid JSON" for each of its
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,10 @@ def test_a_json_document_is_refused_in_one_line_naming_json_lines(
 def test_json_lines_and_a_file_that_is_no_json_at_all_are_read_line_by_line(
     home: Path, run_cli: Run
 ) -> None:
-    """Not refused as a document: they go on to the keystore (missing here), as before."""
-    for body in ["".join(json.dumps(e) + "\n" for e in _events(2)), "{not json\n{nor this\n"]:
+    """Not refused as a document: they go on to the keystore (missing here), as before; so
+    does JSON Lines whose first line is a list (a header), and one whose first row is cut."""
+    rows = "".join(json.dumps(e) + "\n" for e in _events(2))
+    for body in [rows, "{not json\n{nor this\n", '["a", "header"]\n' + rows, "[{\n" + rows]:
         path = home / "export.jsonl"
         path.write_text(body)
         code, _, err = run_cli(["publish", "--as", "wmp", str(path)])
@@ -66,18 +69,76 @@ def test_json_lines_and_a_file_that_is_no_json_at_all_are_read_line_by_line(
         assert "no keystore for wmp" in err
 
 
-def test_a_party_the_bundle_does_not_name_is_unknown_with_the_near_miss_not_told_to_make_keys(
+def test_a_party_the_bundle_does_not_name_keeps_the_keystore_guidance_with_the_near_miss(
     home: Path, run_cli: Run
 ) -> None:
     path = home / "export.jsonl"
     path.write_text(json.dumps(_events(1)[0]) + "\n")
     code, _, err = run_cli(["publish", "--as", "wmpp", str(path)])
-    assert code == 2
-    assert err.strip() == (
-        f"accord: error: --as: unknown party 'wmpp' (not in the bundle {REPO / 'policies'}): "
-        "did you mean wmp?"
+    assert code == 1
+    assert err.startswith("accord: error: no keystore for wmpp at ")
+    assert "'accord keys init --party wmpp" in err
+    assert err.strip().endswith(
+        f"(the bundle {REPO / 'policies'} names no party 'wmpp': did you mean wmp?)"
     )
-    assert "keys init" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_bundle_only_found_in_the_folder_is_not_taken_to_say_who_is_a_party(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the repository's folder (its policies/ is the example's), dudley-mash of another
+    partnership was refused as unknown."""
+    monkeypatch.delenv("ACCORD_POLICIES")
+    monkeypatch.chdir(REPO)
+    path = home / "export.jsonl"
+    path.write_text(json.dumps(_events(1)[0]) + "\n")
+    code, _, err = run_cli(["publish", "--as", "dudley-mash", str(path)])
+    assert code == 1
+    assert err.startswith("accord: error: no keystore for dudley-mash at ")
+    assert "names no party" not in err
+
+
+def test_a_keystore_without_the_partys_key_gets_the_near_miss_too(home: Path, run_cli: Run) -> None:
+    code, _, err = run_cli(["keys", "init", "--party", "wmp", "--dir", str(home / "keys")])
+    assert code == 0, err
+    path = home / "export.jsonl"
+    path.write_text(json.dumps(_events(1)[0]) + "\n")
+    code, _, err = run_cli(["publish", "--as", "wmpp", str(path)])
+    assert code == 1
+    assert err.strip() == (
+        "accord: error: this keystore holds no private key for wmpp (the bundle "
+        f"{REPO / 'policies'} names no party 'wmpp': did you mean wmp?)"
+    )
+
+
+@pytest.mark.parametrize("why", ["no YAML reader", "parties.yaml not UTF-8"])
+def test_a_bundle_that_cannot_be_read_here_leaves_the_keystore_guidance_alone(
+    why: str, home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SDK-only install has no PyYAML; either was a traceback."""
+    if why == "no YAML reader":
+        monkeypatch.setitem(sys.modules, "yaml", None)
+    else:
+        bundle = home / "bundle"
+        bundle.mkdir()
+        (bundle / "parties.yaml").write_bytes(b"parties:\n  w\xffp: {}\n")
+        monkeypatch.setenv("ACCORD_POLICIES", str(bundle))
+    path = home / "export.jsonl"
+    path.write_text(json.dumps(_events(1)[0]) + "\n")
+    code, _, err = run_cli(["publish", "--as", "wmpp", str(path)])
+    assert code == 1
+    assert err.startswith("accord: error: no keystore for wmpp at ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_keys_init_from_a_parties_yaml_not_utf8_is_one_line(home: Path, run_cli: Run) -> None:
+    bundle = home / "bundle"
+    bundle.mkdir()
+    (bundle / "parties.yaml").write_bytes(b"parties:\n  w\xffp: {}\n")
+    code, _, err = run_cli(["keys", "init", "--policies", str(bundle)])
+    assert code == 2
+    assert err.strip() == f"accord: error: {bundle / 'parties.yaml'}: not UTF-8 text"
 
 
 def test_a_party_of_the_bundle_without_keys_is_still_told_how_to_make_them(
@@ -89,3 +150,40 @@ def test_a_party_of_the_bundle_without_keys_is_still_told_how_to_make_them(
     assert code == 1
     assert err.startswith("accord: error: no keystore for wmp")
     assert "accord keys init --party wmp" in err
+
+
+def test_a_document_nested_too_deep_to_parse_is_one_line_not_a_traceback(
+    home: Path, run_cli: Run
+) -> None:
+    path = home / "deep.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    code, _, err = run_cli(["publish", "--as", "wmp", str(path)])
+    assert code == 2
+    assert err.strip() == (
+        f"accord: error: {path} is a JSON document, not JSON Lines: one event per line (.jsonl)"
+    )
+
+
+def test_a_large_document_is_refused_from_its_first_lines_not_parsed_whole(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 64 MB export took 3 s and 230 MB to be refused."""
+    from broker.cli import _publish
+
+    parsed: list[int] = []
+    loads = json.loads
+
+    def counting(text: str) -> object:
+        parsed.append(len(text))
+        return loads(text)
+
+    monkeypatch.setattr(_publish.json, "loads", counting)
+    events = _events(3) * 2000
+    for indent in (2, None):
+        path = home / "export.json"
+        path.write_text(json.dumps(events, indent=indent))
+        assert path.stat().st_size > _publish._LINE_AT_MOST
+        code, _, err = run_cli(["publish", "--as", "wmp", str(path)])
+        assert code == 2
+        assert "is a JSON document, not JSON Lines" in err
+    assert parsed == [] or max(parsed) < _publish._LINE_AT_MOST

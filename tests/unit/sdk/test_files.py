@@ -51,6 +51,18 @@ def test_a_number_too_long_to_parse_is_a_problem_on_its_row(tmp_path: Path) -> N
     assert not any(isinstance(r, GoodRow) for r in rows)
 
 
+def test_a_row_nested_too_deep_to_parse_is_a_problem_on_its_row_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text("[" * 200_000 + "]" * 200_000 + "\n{}\n")
+    rows = list(read_export(path, validate))
+    assert [(type(r), r.line) for r in rows] == [(RowProblem, 1), (RowProblem, 2)]
+    first = rows[0]
+    assert isinstance(first, RowProblem)
+    assert first.problems == [("(json)", "not valid JSON: nested too deep")]
+
+
 # -- CSV exports ---------------------------------------------------------------------------
 
 _FAMILY = SyntheticFamilies(seed=3, today=date(2026, 11, 22))
