@@ -281,8 +281,8 @@ def _test(paths: list[Path], policies: Path | None) -> int:
                 f"accord policy test {path / 'scenarios'} --policies {path}"
             )
     default = _default_policies(policies)
-    if policies is not None:
-        _refusing_a_bundle_that_does_not_load(policies)
+    # Loaded once here for its line too (a bundle is a few hundred ms to load and check).
+    loaded = _refusing_a_bundle_that_does_not_load(policies) if policies is not None else None
     # With --policies the user has said which bundle; without it, asked, not guessed.
     vet = _refusing_another_bundles_scenarios(paths, default) if policies is None else None
     skipped: list[Path] = []
@@ -292,7 +292,7 @@ def _test(paths: list[Path], policies: Path | None) -> int:
         )
     except FileNotFoundError as exc:
         raise UsageError(f"no such file or folder: {exc.filename}") from None
-    typer.echo(_bundle_line(default, "for scenarios that name none"))
+    typer.echo(_bundle_line(default, "for scenarios that name none", loaded))
     named = {default.resolve()}
     passed = failed = 0
     for result in results:
@@ -328,23 +328,27 @@ def _test(paths: list[Path], policies: Path | None) -> int:
     return 1 if failed else 0
 
 
-def _refusing_a_bundle_that_does_not_load(folder: Path) -> None:
+def _refusing_a_bundle_that_does_not_load(folder: Path) -> Policy:
     """Refuses, before any scenario runs, a --policies bundle that does not load: each of its
-    scenarios would fail for that one reason, burying it under a page of FAILs."""
+    scenarios would fail for that one reason, burying it under a page of FAILs. The bundle,
+    when it loads."""
     from broker.policy import Policy
 
     try:
-        Policy.load(folder)
+        return Policy.load(folder)
     except BundleInvalid as exc:
         every = f"; accord policy check {folder} lists each" if len(exc.problems) > 1 else ""
         raise UsageError(f"--policies {folder} does not load: {exc}{every}") from None
 
 
-def _bundle_line(folder: Path, which: str) -> str:
+def _bundle_line(folder: Path, which: str, loaded: Policy | None = None) -> str:
     """Which bundle scenarios run under, by folder and version: a draft's scenarios run
-    under another bundle pass or fail for the wrong reasons, and nothing else would say."""
+    under another bundle pass or fail for the wrong reasons, and nothing else would say.
+    ``loaded``: the bundle, if loaded already."""
     from broker.policy import Policy
 
+    if loaded is not None:
+        return f"policy bundle {folder.resolve()}, version {loaded.version} ({which})"
     try:
         version = Policy.load(folder).version
     except BundleInvalid as exc:

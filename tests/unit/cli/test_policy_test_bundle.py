@@ -223,3 +223,25 @@ def test_a_default_bundle_that_does_not_load_is_said_first_and_its_scenarios_fai
     assert lines[0].startswith(f"policy bundle {broken.resolve()} (for scenarios that name none) "
                                "does not load: ")  # fmt: skip
     assert lines[-1] == "0 passed, 1 failed"
+
+
+def test_a_policies_bundle_is_loaded_once_for_its_check_and_its_line(
+    elsewhere: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check that it loads and the line naming its version share one load (the scenarios'
+    own runner loads it once more, in broker.policy)."""
+    from broker.policy import Policy
+
+    draft = _draft(elsewhere / "draft")
+    loads: list[Path] = []
+    load = Policy.load.__func__  # type: ignore[attr-defined]  # a classmethod's function
+
+    def counting(cls: type[Policy], folder: Path, *args: Any, **kwargs: Any) -> Policy:
+        loads.append(Path(folder).resolve())
+        return load(cls, folder, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Policy, "load", classmethod(counting))
+    code, out, _ = _run(["policy", "test", str(draft / "scenarios"), "--policies", str(draft)],
+                        capsys)  # fmt: skip
+    assert code == 0, out
+    assert loads.count(draft.resolve()) == 2
