@@ -34,6 +34,19 @@ _NOT_CANONICAL = "must be a UUID in lowercase hyphenated form (8-4-4-4-12 hex di
 MAX_PROBLEMS = 20
 
 
+def capped(exc: EventInvalid, *, what: str | None = None) -> EventInvalid:
+    """``exc`` with at most ``MAX_PROBLEMS`` listed and the others added to its ``more``.
+
+    Every refusal that names problems passes here (one event, one consent record, a batch,
+    the gateway's 422): a single event with thousands of unknown keys would otherwise be one
+    huge message, and one huge answer.
+    """
+    over = max(0, len(exc.problems) - MAX_PROBLEMS)
+    if not over and what in (None, exc.what):
+        return exc
+    return EventInvalid(exc.problems[:MAX_PROBLEMS], what=what or exc.what, more=exc.more + over)
+
+
 def _at(index: int, path: str) -> str:
     """A problem's path within a batch: ``[1].need_level``, or ``[1]`` for the whole event."""
     return f"[{index}]" if path == "(event)" else f"[{index}].{path}"
@@ -55,6 +68,7 @@ def validate_batch(
     """
     parsed: list[ContactEvent] = []
     problems: list[tuple[str, str]] = []
+    unlisted = 0  # problems an event's own EventInvalid counted but did not list
     # The broker takes an event id once; a second would be quarantined as a replay. Each
     # repeat is named by its place, and the first with that id (ids are random UUIDs).
     first: dict[str, int] = {}
@@ -63,13 +77,14 @@ def validate_batch(
             e = validate(event)
         except EventInvalid as exc:
             problems.extend((_at(i, path), message) for path, message in exc.problems)
+            unlisted += exc.more
             continue
         parsed.append(e)
         if (at := first.setdefault(str(e.event_id), i)) != i:
             problems.append((f"[{i}].event_id", f"the same as [{at}]"))
     if problems:
         # Bounded: a whole export mapped wrongly would otherwise be one huge message.
-        raise EventInvalid(problems[:MAX_PROBLEMS], more=max(0, len(problems) - MAX_PROBLEMS))
+        raise capped(EventInvalid(problems, more=unlisted))
     return parsed
 
 
@@ -132,7 +147,12 @@ class Publisher(AsyncClient):
 
     def validate(self, event: ContactEvent | Mapping[str, Any] | bytes) -> ContactEvent:
         """Validate an event as the broker will, and check it is this party's to send."""
-        parsed = event if isinstance(event, ContactEvent) else parse_event(event, now=self._clock())
+        try:
+            parsed = (
+                event if isinstance(event, ContactEvent) else parse_event(event, now=self._clock())
+            )
+        except EventInvalid as exc:
+            raise capped(exc) from None
         if parsed.sender != self.party:
             raise EventInvalid([("sender", f"must be {self.party!r}, the publishing party")])
         return parsed
@@ -188,7 +208,7 @@ class Publisher(AsyncClient):
                 else parse_consent(record, now=self._clock())
             )
         except EventInvalid as exc:
-            raise EventInvalid(exc.problems, what=_CONSENT) from None
+            raise capped(exc, what=_CONSENT) from None
         if parsed.recorded_by != self.party:
             # The worker takes a consent record only from the party it names as recorder.
             raise EventInvalid(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from broker.keys import FileKeyStore
 from broker.sdk import MAX_PROBLEMS
-from tests.unit.gateway.conftest import Gateway
+from tests.unit.gateway.conftest import Gateway, make_gateway
 
 BATCH = "/v1/events/batch"
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "gateway.md").read_text()
@@ -55,6 +56,43 @@ def test_a_single_event_s_422_says_none_more(gw: Gateway) -> None:
     assert r.status_code == 422
     assert r.json()["more"] == 0
     assert r.json()["problems"] == [{"field": "need_level", "message": "must be an integer"}]
+
+
+def test_a_single_event_with_many_problems_lists_the_first_and_counts_the_rest(
+    gw: Gateway,
+) -> None:
+    """One event of 60 unknown keys is answered as a long batch is: 20 listed, 40 counted."""
+    r = gw.post("/v1/events", {**gw.event(), **{f"extra_{i}": 1 for i in range(60)}})
+    assert r.status_code == 422
+    body = r.json()
+    assert len(body["problems"]) == MAX_PROBLEMS
+    assert body["more"] == 40
+    assert body["message"].endswith("(+57 more)")
+
+
+def test_a_single_consent_record_with_many_problems_lists_the_first_and_counts_the_rest(
+    agency_keys: FileKeyStore,
+) -> None:
+    record = {"subject": {"nhs_number": "9997877896"}, "state": "withdrawn",
+              "purposes": ["*"], "recipients": ["kind:hub"], "recorded_by": "hv-sandwell",
+              "recorded_at": "2026-11-01T15:30:00Z"}  # fmt: skip
+    with make_gateway(agency_keys, party="hv-sandwell") as g:
+        r = g.post("/v1/consents", {**record, **{f"extra_{i}": 1 for i in range(50)}})
+    assert r.status_code == 422
+    body = r.json()
+    assert len(body["problems"]) == MAX_PROBLEMS
+    assert body["more"] == 30
+    assert body["message"].startswith("invalid consent record: ")
+    assert g.kafka.sent == []
+
+
+def test_a_batch_counts_the_problems_its_events_did_not_list(gw: Gateway) -> None:
+    many = {f"extra_{i}": 1 for i in range(30)}
+    r = gw.post(BATCH, [{**gw.event(), **many}, gw.event(need_level="3")])
+    body = r.json()
+    assert len(body["problems"]) == MAX_PROBLEMS
+    assert body["more"] == 11  # 10 of [0]'s and [1].need_level
+    assert gw.kafka.sent == []
 
 
 def test_the_doc_states_the_cap_on_problems_listed() -> None:
