@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO, NamedTuple
 
 import typer
 
@@ -48,58 +50,107 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-#: Longest line the check below parses: a document on one line can be hundreds of MB, and
-#: the check is only a guess at what the file is (each line is read for real afterwards).
+#: Longest line the check below parses, and the most it reads of the file's end: a document
+#: on one line can be hundreds of MB, and the check is only a guess at what the file is
+#: (each line is read for real afterwards).
 _LINE_AT_MOST = 1 << 20
+
+
+class _Line(NamedTuple):
+    start: int  #: where it starts in the file; -1 when that is before the part read
+    text: str  #: stripped; only its ends when it is not whole
+    whole: bool  #: False when longer than ``_LINE_AT_MOST``: never parsed here
 
 
 def _refusing_a_json_document(file: Path) -> None:
     """Refuses a file holding one JSON document (an object, or a list of events) where one
     event per line is read: each of its lines would be rejected as not JSON, a page of
-    rejections hiding the one cause.
+    rejections hiding the one cause, and a line that happens to hold a whole event would be
+    published on its own.
 
-    Told from its first two non-blank lines, never the whole file: a list on the first line
-    with nothing after it, or a first line that opens one (``[`` or ``{`` alone, ``[{...``)
-    followed by a line that is no event object. A JSON Lines file whose first line is a list
-    (a header) and has more lines after it is read line by line, as is anything else."""
+    Told from the file's two ends, never the whole of it: a first non-blank line that is a
+    list with no line after it, or that opens a list or an object (``[`` or ``{`` alone,
+    ``[{...``, ``{"event_id": ...,``) and does not parse alone, where the last non-blank
+    line closes one (``]`` or ``}`` alone, or ending so and not parsing alone). A first line
+    that is a list followed by rows (a header), or a broken first row followed by rows (the
+    last parses alone), is read line by line, as is anything else."""
     if file.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
         return
     try:
-        with file.open(encoding="utf-8-sig") as fh:
-            first, second = _non_blank(fh), _non_blank(fh)
-    except ValueError:  # not UTF-8: each line is reported as it is read
+        with file.open("rb") as fh:
+            ends = _ends(fh)
+    except UnicodeDecodeError:  # not UTF-8: each line is reported as it is read
         return
-    if first is None:
-        return
-    opens = first.strip()
-    if not opens.startswith("[") and opens != "{":
-        return  # an object, as JSON Lines has, or a row for validation to refuse
-    if isinstance(_parsed(first), list):
-        if second is not None:
-            return  # a header line: the rows follow
-    elif second is not None and isinstance(_parsed(second), dict):
-        return  # a broken first row, then rows
-    raise UsageError(f"{file} is a JSON document, not JSON Lines: one event per line (.jsonl)")
+    if ends is not None and _is_a_document(*ends):
+        raise UsageError(f"{file} is a JSON document, not JSON Lines: one event per line (.jsonl)")
 
 
-def _non_blank(fh: TextIO) -> str | None:
-    """The next non-blank line, its first ``_LINE_AT_MOST`` characters only (the rest is
-    read past, not kept); None at the end."""
-    while line := fh.readline(_LINE_AT_MOST):
-        if not line.endswith("\n"):
-            while (rest := fh.readline(_LINE_AT_MOST)) and not rest.endswith("\n"):
-                pass
-        if line.strip():
-            return line
-    return None
+def _ends(fh: BinaryIO) -> tuple[_Line, _Line] | None:
+    """The first and last non-blank lines; None when the first opens no list or object (a
+    row for validation to refuse) or there is none."""
+    body = len(codecs.BOM_UTF8) if fh.read(3) == codecs.BOM_UTF8 else 0
+    first = _first_line(fh, body)
+    if first is None or not first.text.startswith(("[", "{")):
+        return None
+    return first, _last_line(fh, body)
 
 
-def _parsed(line: str) -> object:
+def _is_a_document(first: _Line, last: _Line) -> bool:
+    value = _parsed(first)
+    alone = last.start == first.start
+    if isinstance(value, dict):
+        return False  # a row
+    if isinstance(value, list):
+        return alone  # else a header line: the rows follow
+    if alone and first.whole and first.text.startswith("{"):
+        return False  # one row cut short: one rejection, nothing to publish in part
+    return _closes_a_document(last)  # else a broken first row, then rows
+
+
+def _first_line(fh: BinaryIO, body: int) -> _Line | None:
+    """The first non-blank line from ``body`` on (past a BOM); None in a blank file."""
+    fh.seek(body)
+    while True:
+        start = fh.tell()
+        raw = fh.readline(_LINE_AT_MOST)
+        if not raw:
+            return None
+        if raw.strip():
+            return _line(start, raw)
+
+
+def _last_line(fh: BinaryIO, body: int) -> _Line:
+    """The last non-blank line, from the file's last ``_LINE_AT_MOST`` bytes at most."""
+    end = fh.seek(0, os.SEEK_END)
+    start = max(body, end - _LINE_AT_MOST)
+    fh.seek(start)
+    window = fh.read(end - start).rstrip()
+    cut = window.rfind(b"\n")
+    if cut >= 0:
+        return _line(start + cut + 1, window[cut + 1 :])
+    if start == body:
+        return _line(start, window)
+    # Longer than the window (it may start mid-character): only its end is known.
+    return _Line(-1, window.decode("utf-8", "ignore").strip(), whole=False)
+
+
+def _line(start: int, raw: bytes) -> _Line:
+    """``raw`` read from ``start``; cut at ``_LINE_AT_MOST`` unless it ends there."""
+    if len(raw) < _LINE_AT_MOST or raw.endswith(b"\n"):
+        return _Line(start, raw.decode("utf-8").strip(), whole=True)
+    return _Line(start, raw.decode("utf-8", "ignore").strip(), whole=False)
+
+
+def _closes_a_document(last: _Line) -> bool:
+    return last.text.endswith(("]", "}")) and _parsed(last) is None
+
+
+def _parsed(line: _Line) -> object:
     """``line`` as JSON; None when it is not (cut short, or nested past Python's limit)."""
-    if len(line) >= _LINE_AT_MOST:
+    if not line.whole or len(line.text) >= _LINE_AT_MOST:
         return None
     try:
-        return json.loads(line)
+        return json.loads(line.text)
     except (ValueError, RecursionError):
         return None
 

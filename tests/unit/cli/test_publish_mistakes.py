@@ -54,13 +54,48 @@ def test_a_json_document_is_refused_in_one_line_naming_json_lines(
     )
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[\n{"event_id":"e1","a":1}\n]\n',
+        '[\n  {"event_id":"e1"}\n, {"event_id":"e2"}\n, {"event_id":"e3"}\n]\n',
+        '{"event_id": "e1",\n  "kind": "x"\n}\n',
+        '\ufeff[{"event_id": "e1"},\n{"event_id": "e2"}]\n\n',
+    ],
+    ids=["event-per-line-in-brackets", "comma-first", "object-opened-on-its-first-line", "bom"],
+)
+def test_a_document_whose_inner_lines_are_events_is_refused_whole_not_published_in_part(
+    body: str, home: Path, run_cli: Run
+) -> None:
+    """Review s42r8: told from its first two lines, the first file was '1 published, 2
+    rejected'; its last line closes the document, so nothing is sent."""
+    path = home / "export.json"
+    path.write_text(body, encoding="utf-8")
+    code, out, err = run_cli(["publish", "--as", "wmp", str(path)])
+    assert code == 2
+    assert out == ""
+    assert err.strip() == (
+        f"accord: error: {path} is a JSON document, not JSON Lines: one event per line (.jsonl)"
+    )
+
+
 def test_json_lines_and_a_file_that_is_no_json_at_all_are_read_line_by_line(
     home: Path, run_cli: Run
 ) -> None:
     """Not refused as a document: they go on to the keystore (missing here), as before; so
-    does JSON Lines whose first line is a list (a header), and one whose first row is cut."""
+    does JSON Lines whose first line is a list (a header), one whose first row is cut or
+    nested too deep (its last line is a row), and a lone row cut short after a ``}``."""
     rows = "".join(json.dumps(e) + "\n" for e in _events(2))
-    for body in [rows, "{not json\n{nor this\n", '["a", "header"]\n' + rows, "[{\n" + rows]:
+    for body in [
+        rows,
+        "{not json\n{nor this\n",
+        '["a", "header"]\n' + rows,
+        "[{\n" + rows,
+        '{"event_id": "e1", "kind\n' + rows,
+        '{"event_id": "e1", "x": {"a": 1}\n' + rows,
+        "[" * 200_000 + "\n" + rows,
+        '{"event_id": "e1", "x": {"a": 1}\n',
+    ]:
         path = home / "export.jsonl"
         path.write_text(body)
         code, _, err = run_cli(["publish", "--as", "wmp", str(path)])
