@@ -248,15 +248,22 @@ def _impact(
 def _warn_reopening(result: Impact) -> None:
     """One line on stderr, whatever the format, when withdrawals or refusals on file would
     count for nothing under the new bundle: the shares they stopped start again, and the
-    decisions' lines show only that they start (``consent-withdrawn``), not why."""
-    rows = result.reopening
-    if not rows:
-        return
-    n = sum(r.records for r in rows)
-    which = ", ".join(f"{r.recorded_by} {r.state} {r.records} ({r.reason})" for r in rows)
-    typer.echo(f"warning: {n} consent withdrawal(s) or refusal(s) on file would count for "
-               f"nothing under the new bundle ({which}): sharing they stopped would resume",
-               err=True)  # fmt: skip
+    decisions' lines show only that they start (``consent-withdrawn``), not why. One more
+    for those never filed that the new bundle would accept: they still stop nothing."""
+    warnings = (
+        (result.reopening, "on file would count for nothing under the new bundle ({}): "
+         "sharing they stopped would resume"),
+        # Not on file, so no bundle makes them count: one widened to accept them must not
+        # read as the family's withdrawal now heeded.
+        (result.unfiled_stops, "not on file ({}): sharing continues until recorded again "
+         "under a new id"),
+    )  # fmt: skip
+    for rows, said in warnings:
+        if rows:
+            n = sum(r.records for r in rows)
+            which = ", ".join(f"{r.recorded_by} {r.state} {r.records} ({r.reason})" for r in rows)
+            typer.echo(f"warning: {n} consent withdrawal(s) or refusal(s) {said.format(which)}",
+                       err=True)  # fmt: skip
 
 
 def _print_consents(result: Impact) -> None:
@@ -265,7 +272,7 @@ def _print_consents(result: Impact) -> None:
         return
     typer.echo("consent records treated differently:")
     for r in result.consents:
-        typer.echo(f"{'! ' if r.reopens else '  '}{r.said()}")
+        typer.echo(f"{'! ' if r.reopens or r.unfiled_stop else '  '}{r.said()}")
 
 
 def _print(result: Impact, chain: str) -> None:

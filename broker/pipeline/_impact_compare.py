@@ -78,11 +78,21 @@ class ConsentRow:
         (or kept from starting) would go ahead again, without anyone asking the family."""
         return self.change == "stops" and self.state in ("withdrawn", "refused")
 
+    @property
+    def unfiled_stop(self) -> bool:
+        """A withdrawal or refusal refused on arrival that the new bundle would accept: it
+        stops nothing under either bundle until recorded again. An officer who widened an
+        authority to make it count could otherwise read the row as that done."""
+        return self.change == AGAIN and self.state in ("withdrawn", "refused")
+
     def said(self) -> str:
         said = f"{self.recorded_by} {self.state}: {self.records}"
         if self.change != "stops":
-            return (f"{said} refused on arrival and never filed ({self.reason}): would "
+            line = (f"{said} refused on arrival and never filed ({self.reason}): would "
                     f"count only if recorded again")  # fmt: skip
+            if self.unfiled_stop:
+                line += ": sharing continues until it is recorded again under a new id"
+            return line
         line = f"{said} would stop counting ({self.reason})"
         return f"{line}: sharing it stopped would resume" if self.reopens else line
 
@@ -145,6 +155,12 @@ class Impact:
     def reopening(self) -> list[ConsentRow]:
         """The withdrawals and refusals on file that would stop counting."""
         return [r for r in self.consents if r.reopens]
+
+    @property
+    def unfiled_stops(self) -> list[ConsentRow]:
+        """The withdrawals and refusals not on file that the new bundle would accept: they
+        stop nothing until recorded again (``ConsentRow.unfiled_stop``)."""
+        return [r for r in self.consents if r.unfiled_stop]
 
     @property
     def nothing_compared(self) -> bool:

@@ -66,9 +66,13 @@ def test_records_one_bundle_counts_and_the_other_refuses_are_counted_by_recorder
         "hv-sandwell withdrawn: 1 would stop counting (outside-authority): "
         "sharing it stopped would resume"
     )
+    assert (withdrawal.unfiled_stop, grant.unfiled_stop, refusal.unfiled_stop) == (
+        False, False, True
+    )  # fmt: skip
     assert refusal.said() == (
         "swbh refused: 2 refused on arrival and never filed (not-a-consent-authority): "
-        "would count only if recorded again"
+        "would count only if recorded again: sharing continues until it is recorded again "
+        "under a new id"
     )
     assert consent_changes({}) == []
 
@@ -318,6 +322,25 @@ def test_the_table_shows_the_withdrawal_that_stops_counting_before_the_decisions
     assert recorded.consents == [ConsentRow("stops", "hv-sandwell", "withdrawn", OUT, 1)]
 
 
+def test_the_table_marks_a_withdrawal_never_filed_that_a_wider_authority_would_accept(
+    run_cli: Run, offline: list[Impact], narrowed: Path
+) -> None:
+    """Widening the authority does not make it count: marked ``!`` and warned of, so it is
+    not read as the family's withdrawal now heeded."""
+    code, out, err = run_cli(
+        ["policy", "impact", "--policies", str(POLICIES), "--current", str(narrowed)]
+    )  # fmt: skip
+    assert code == 0, err
+    lines = out.splitlines()
+    heading = lines.index("consent records treated differently:")
+    assert lines[heading + 1] == (
+        "! hv-sandwell withdrawn: 1 refused on arrival and never filed (outside-authority): "
+        "would count only if recorded again: sharing continues until it is recorded again "
+        "under a new id"
+    )
+    assert "warning: 1 consent withdrawal(s) or refusal(s) not on file" in err
+
+
 def test_json_gives_them_under_a_key_of_their_own_and_warns_on_stderr(
     run_cli: Run, offline: list[Impact], narrowed: Path, consent_keys: FileKeyStore
 ) -> None:
@@ -332,7 +355,8 @@ def test_json_gives_them_under_a_key_of_their_own_and_warns_on_stderr(
     assert keys.index("consent_records_changed") < keys.index("changes")
     assert "warning: 1 consent withdrawal(s) or refusal(s) on file" in err
     # The other way round, the withdrawal was refused on arrival and never filed: widening
-    # the authority does not make it count, so it changes no decision; no warning.
+    # the authority does not make it count, so it changes no decision, and stderr says the
+    # sharing goes on until it is recorded again (not that widening fixed it).
     code, out, err = run_cli(
         ["policy", "impact", "--policies", str(POLICIES), "--current", str(narrowed),
          "--format", "json"]
@@ -344,6 +368,11 @@ def test_json_gives_them_under_a_key_of_their_own_and_warns_on_stderr(
          "state": "withdrawn", "reason": OUT, "records": 1, "reopens_sharing": False}
     ]  # fmt: skip
     assert wider["changes"] == []
-    assert "warning: " not in err
+    assert err.count("warning: ") == 1
+    assert (
+        "warning: 1 consent withdrawal(s) or refusal(s) not on file (hv-sandwell withdrawn 1 "
+        f"({OUT})): sharing continues until recorded again under a new id"
+    ) in err
+    assert "would resume" not in err
     for rec in _family_withdrew(consent_keys):
         assert rec.key is None or rec.key.decode() not in out
