@@ -310,6 +310,10 @@ def bundle_warnings(bundle: Bundle) -> list[str]:
 
 
 _POLICE_EVENTS: Final = "police."
+# The police events that tell of an incident or an allegation, offence data (Art 10) as a
+# rule. A missing episode rarely is (a child gone missing is no offence), so it is not
+# warned of: a clause carrying only it would be asked for a condition it seldom needs.
+_OFFENCE_EVENTS: Final = frozenset({"police.domestic_incident", "police.child_concern"})
 _DESK_KIND_WORDS: Final = {
     "coordinating_team": "a co-ordinating team",
     "hub": "a hub",
@@ -321,11 +325,11 @@ def _basis_warnings(bundle: Bundle, clause: Clause) -> list[str]:
     """docs/policy-language.md §3, lawful bases. A party's kind cannot say it is the police
     (they are an ``agency``, as an NHS trust is), but an event type can: only the police
     send ``police.*`` events. So ``law_enforcement``, a competent authority's disclosure, is
-    shown to fit only agencies sending police events; and a clause carrying police events
-    carries police information about incidents and offences, which needs ``article10``."""
+    shown to fit only agencies sending police events; and a clause carrying a police incident
+    or concern (``_OFFENCE_EVENTS``) carries offence data, which needs ``article10``."""
     out: list[str] = []
     basis = clause.lawful_basis
-    police = [t for t in clause.event_types if t.startswith(_POLICE_EVENTS)]
+    offences = [t for t in clause.event_types if t in _OFFENCE_EVENTS]
     if "law_enforcement" in {basis.article9, basis.article10}:
         said = "law_enforcement is a competent authority's (the police's) disclosure"
         desks = [
@@ -342,11 +346,12 @@ def _basis_warnings(bundle: Bundle, clause: Clause) -> list[str]:
                 f"{said}, but the clause shares {others[0]}, not a police event: nothing "
                 "shows its sender is one"
             )
-    if police and basis.article10 is None:
+    if offences and basis.article10 is None:
         out.append(
-            f"shares police events ({', '.join(police)}) without article10: police "
+            f"shares police events ({', '.join(offences)}) without article10: police "
             "information about incidents is usually criminal offence data (allegations "
-            "included), which needs an Art 10 condition; add one, or record why none applies"
+            "included), which needs an Art 10 condition; add one, or record in the "
+            "agreement's DPIA why none applies"
         )
     return out
 

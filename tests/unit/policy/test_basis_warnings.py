@@ -70,6 +70,20 @@ def test_police_events_without_article10_are_warned_of(tmp_path: Path) -> None:
     ) == [
         "agreement 'a', clause 'police-to-coord': shares police events (police.child_concern) "
         "without article10: police information about incidents is usually criminal offence "
-        "data (allegations included), which needs an Art 10 condition; add one, or record why "
-        "none applies"
+        "data (allegations included), which needs an Art 10 condition; add one, or record in "
+        "the agreement's DPIA why none applies"
     ]
+
+
+def test_a_clause_sharing_only_missing_episodes_without_article10_is_not_warned_of(
+    tmp_path: Path,
+) -> None:
+    """A child gone missing is rarely offence data: only incidents and concerns warn."""
+    assert (
+        _warnings(
+            tmp_path,
+            lawful_basis={"article10": None, "article9": "safeguarding_children"},
+            event_types=["police.missing_episode"],
+        )
+        == []
+    )
