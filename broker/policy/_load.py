@@ -33,14 +33,14 @@ _ID: Final = frozenset({"id"})
 _PLACE: Final = re.compile(r"(?P<file>[^:]+?)(?::(?P<line>\d+))?: ")
 
 
-def _in_order(problems: list[str]) -> list[str]:
+def _in_order(problems: list[str], first: frozenset[str] = frozenset()) -> list[str]:
     """A file that could not be read first, as the one to fix first (the first problem is
-    the one a one-line summary names); then by file, then line: one file's problems
-    together and read down it, as it is fixed. Problems of one place keep the order they
-    were found in (the sort is stable)."""
+    the one a one-line summary names), and so ``first``; then by file, then line: one
+    file's problems together and read down it, as it is fixed. Problems of one place keep
+    the order they were found in (the sort is stable)."""
 
     def place(problem: str) -> tuple[bool, str, int]:
-        stopped = problem.endswith(STOPPED)
+        stopped = problem.endswith(STOPPED) or problem in first
         m = _PLACE.match(problem)
         if m is None:
             return not stopped, problem, 0
@@ -219,7 +219,9 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
     if not root.is_dir():
         raise BundleInvalid([f"{root}: not a policy bundle folder"])
     problems = layout_problems(root)
+    before_parties = len(problems)
     parties, parties_doc = _parties(root, problems)
+    parties_end = len(problems)
     agreements = _agreements(root, problems)
     restrictions, restrictions_doc = _listed(root, "restrictions", Restriction, "", problems)
     authorities, authorities_doc = _authorities(root, problems)
@@ -260,5 +262,8 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
     flag_problems, flag_rules = check_flags(bundle, where)
     problems.extend(flag_problems)
     if problems:
-        raise BundleInvalid(_in_order(problems))
+        # parties.yaml missing or not a mapping silences every unknown-party check, as a file
+        # that could not be read does: its problems are as much the ones to fix first.
+        unread = frozenset() if parties_read else frozenset(problems[before_parties:parties_end])
+        raise BundleInvalid(_in_order(problems, unread))
     return bundle, conditions, flag_rules

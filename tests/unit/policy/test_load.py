@@ -274,6 +274,31 @@ def test_an_unreadable_parties_file_is_the_first_problem_and_no_party_is_called_
     assert problems[1].endswith("status: must be one of draft, approved, suspended")
 
 
+@pytest.mark.parametrize(
+    ("parties_yaml", "first"),
+    [
+        (None, "parties.yaml: missing (a bundle needs its parties)"),
+        ("- wmp\n", "parties.yaml:1: expected a mapping 'parties:' of party id → party"),
+    ],
+)
+def test_parties_not_read_are_listed_first_as_a_file_that_cannot_be_read_is(
+    tmp_path: Path, parties_yaml: str | None, first: str
+) -> None:
+    """They silence the unknown-party checks, so they, not an agreement's problem (sorted
+    before parties.yaml by name), are what the one-line summary names."""
+    agreements = default_agreements()
+    agreements[0]["status"] = "signed"
+    root = write_bundle(tmp_path / "b", agreements=agreements)
+    if parties_yaml is None:
+        (root / "parties.yaml").unlink()
+    else:
+        (root / "parties.yaml").write_text(parties_yaml)
+    problems = _problems(root)
+    assert problems[0] == first
+    assert len(problems) == 2
+    assert problems[1].endswith("status: must be one of draft, approved, suspended")
+
+
 def test_a_file_that_cannot_be_read_is_to_be_fixed_first_and_listed_first(
     tmp_path: Path,
 ) -> None:
