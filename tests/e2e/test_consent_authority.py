@@ -19,7 +19,7 @@ from broker.pipeline import WorkerOptions
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from tests.e2e.worker_proc import project_broker, read_audit, worker_in_process
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ async def _publish(
 
 
 async def _until(bootstrap: str, done: Callable[[list[AuditRecord]], bool]) -> list[AuditRecord]:
-    for _ in range(120):
+    for _ in tries_within(240):
         audit = await read_audit(bootstrap)
         if done(audit):
             return audit

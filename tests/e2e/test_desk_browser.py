@@ -56,7 +56,7 @@ from broker.webauth import TotpBox, UserFile
 from tests.browser import CHROMIUM_FLAGS, chromium_path, screenshot_dir, server_logs
 from tests.e2e.test_desk_flags import FlagService, window_ids
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, prepared, read_audit
-from tests.kafka_helpers import clients, kafka_env, settings_as
+from tests.kafka_helpers import clients, kafka_env, settings_as, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -153,7 +153,7 @@ async def reload_until(page: Page, url: str, selector: str, *, count: int = 1) -
 
 
 async def until_audit(bootstrap: str, done: Any, what: str) -> list[AuditRecord]:
-    for _ in range(240):
+    for _ in tries_within(480):
         audit = await read_audit(bootstrap)
         if done(audit):
             return audit
@@ -210,7 +210,7 @@ async def setup_world(
 async def until_held(bootstrap: str, child: str, records: int) -> None:
     """Until the team's flag service's window state for ``child`` holds ``records`` records."""
     held = 0
-    for _ in range(240):
+    for _ in tries_within(480):
         held = len(await window_ids(bootstrap, child) or [])
         if held >= records:
             return

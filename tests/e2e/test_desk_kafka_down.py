@@ -36,7 +36,7 @@ from tests.e2e.worker_proc import (
     prepared,
     read_audit,
 )
-from tests.kafka_helpers import clients, settings_as
+from tests.kafka_helpers import clients, settings_as, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +136,7 @@ async def test_kafka_down_a_record_page_fails_within_the_limit_its_access_never_
         assert shows == 2, "the page never showed again once Kafka was back"
 
         audit: list[AuditRecord] = []
-        for _ in range(240):
+        for _ in tries_within(480):
             if not worker.alive():
                 worker.start()
             audit = await read_audit(bootstrap)

@@ -30,7 +30,7 @@ from tests.e2e.worker_proc import (
     received_ids,
     verify_chains,
 )
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ async def test_sigkilled_worker_delivers_every_event_exactly_once(
             worker.start(*args)
         await publisher
         received: set[str | None] = set()
-        for _ in range(240):  # up to ~2 minutes to drain after the last restart
+        for _ in tries_within(480):  # 8 minutes to drain after the last restart
             received = await received_ids(bootstrap)
             if len(received) >= EVENTS:
                 break

@@ -27,7 +27,7 @@ from tests.e2e.worker_proc import (
     read_audit,
     worker_in_process,
 )
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ async def _curl(url: str, body: dict[str, Any], home: Path) -> tuple[int, dict[s
 
 
 async def _until(bootstrap: str, done: Callable[[list[AuditRecord]], bool]) -> list[AuditRecord]:
-    for _ in range(240):
+    for _ in tries_within(480):
         audit = await read_audit(bootstrap)
         if done(audit):
             return audit

@@ -41,7 +41,7 @@ from tests.e2e.worker_proc import (
     verify_chains,
     worker_in_process,
 )
-from tests.kafka_helpers import clients, envelope_key
+from tests.kafka_helpers import clients, envelope_key, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -202,7 +202,7 @@ async def test_a_thousand_hostile_records_are_quarantined_and_valid_events_still
         records.append(forge.good())
     async with worker_in_process(bootstrap, tmp_path, keys, WorkerOptions(POLICIES)) as (task, _):
         await _produce(kafka, records, forge)
-        for _ in range(200):
+        for _ in tries_within(400):
             audit = await read_audit(bootstrap)
             quarantined = [r for r in audit if r.kind is AuditKind.QUARANTINED]
             received = {r.event_id for r in audit if r.kind is AuditKind.RECEIVED}

@@ -18,7 +18,7 @@ from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from broker.topics import AUDIT, QUARANTINE, STATE, deliver
 from tests.e2e.worker_proc import WorkerProcess, keystore_for, read_all, read_audit
-from tests.kafka_helpers import clients, provisioned
+from tests.kafka_helpers import clients, provisioned, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ async def test_logs_metrics_and_worker_topics_hold_no_personal_values(
             with pytest.raises(EventInvalid) as err:  # the SDK refuses it, naming only the field
                 pub.validate(bad)
             assert "9990000001" not in str(err.value)
-        for _ in range(120):
+        for _ in tries_within(240):
             audit = await read_audit(bootstrap)
             if sum(r.kind is AuditKind.RECEIVED for r in audit) >= len(events):
                 break

@@ -31,7 +31,7 @@ from broker.deploy._observability import (
 from broker.devkafka import EmbeddedKafka, free_port
 from broker.sdk import Publisher
 from tests.e2e.worker_proc import POLICIES, WorkerProcess, incidents, prepared, received_ids
-from tests.kafka_helpers import clients, kafka_env
+from tests.kafka_helpers import clients, kafka_env, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -224,7 +224,7 @@ async def test_the_worker_and_the_indexer_answer_probes_and_export_metrics(  # n
         events = incidents(20)
         async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
             await pub.publish_many(events)
-        for _ in range(120):
+        for _ in tries_within(240):
             if len(await received_ids(bootstrap)) == len(events):
                 break
             await asyncio.sleep(0.5)

@@ -17,7 +17,7 @@ from broker.policy import load_bundle
 from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from tests.e2e.worker_proc import WorkerProcess, keystore_for, read_audit
-from tests.kafka_helpers import clients, provisioned
+from tests.kafka_helpers import clients, provisioned, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ COORD = "sandwell-coord"
 async def _until(
     bootstrap: str, worker: WorkerProcess, done: Callable[[list[AuditRecord]], bool]
 ) -> list[AuditRecord]:
-    for _ in range(120):
+    for _ in tries_within(240):
         audit = await read_audit(bootstrap)
         if done(audit):
             return audit

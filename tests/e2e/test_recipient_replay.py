@@ -35,7 +35,7 @@ from tests.e2e.worker_proc import (
     read_all,
     worker_in_process,
 )
-from tests.kafka_helpers import clients, kafka_env
+from tests.kafka_helpers import clients, kafka_env, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +70,12 @@ async def delivered(
     async with worker_in_process(bootstrap, home, keys, WorkerOptions(POLICIES)):
         async with Publisher("wmp", keys, clients(bootstrap, "wmp")) as pub:
             await pub.publish_many(events)
-        for _ in range(120):
+        for _ in tries_within(240):
             if len(await read_all(bootstrap, deliver(recipient))) >= len(ids):
                 break
             await asyncio.sleep(0.5)
         else:
-            pytest.fail(f"the worker did not deliver {len(ids)} records to {recipient} in 60 s")
+            pytest.fail(f"the worker did not deliver {len(ids)} records to {recipient} in 240 s")
     return Delivered(bootstrap, keys, recipient, ids)
 
 

@@ -42,7 +42,7 @@ from broker.synthetic import SyntheticFamilies
 from broker.topics import deliver
 from tests.e2e.playback import PROJECT_POLICIES
 from tests.e2e.worker_proc import WorkerProcess, read_all, read_audit
-from tests.kafka_helpers import clients, kafka_env, provisioned
+from tests.kafka_helpers import clients, kafka_env, provisioned, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def _referral(child: dict[str, Any], at: datetime) -> dict[str, Any]:
 async def _until(
     bootstrap: str, done: Callable[[list[AuditRecord]], bool], worker: WorkerProcess
 ) -> list[AuditRecord]:
-    for _ in range(240):
+    for _ in tries_within(480):
         audit = await read_audit(bootstrap)
         if done(audit):
             return audit

@@ -16,7 +16,7 @@ from broker.pipeline import WorkerOptions
 from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_EVENT, ingress
 from tests.e2e.worker_proc import project_broker, read_audit, received_ids, worker_in_process
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +53,14 @@ async def test_a_sender_over_its_budget_is_slowed_while_others_flow_and_nothing_
     options = WorkerOptions(POLICIES, sender_rate=20, sender_burst=20)
     async with worker_in_process(bootstrap, tmp_path, keys, options) as (task, registry):
         received: set[str | None] = set()
-        for _ in range(120):
+        for _ in tries_within(210):
             received = await received_ids(bootstrap)
             if other_ids <= received:
                 break
             await asyncio.sleep(0.25)
         assert other_ids <= received
         assert not flood_ids <= received, "the flood was not slowed"
-        for _ in range(240):
+        for _ in tries_within(480):
             received = await received_ids(bootstrap)
             if flood_ids <= received:
                 break

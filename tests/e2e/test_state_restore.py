@@ -22,7 +22,7 @@ from broker.pipeline import WorkerOptions
 from broker.synthetic import SyntheticFamilies
 from broker.topics import SCHEMA_EVENT, STATE, ingress
 from tests.e2e.worker_proc import project_broker, read_audit, verify_chains, worker_in_process
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ async def _produce(bootstrap: str, records: list[Raw]) -> None:
 
 
 async def _received(bootstrap: str, ids: set[str]) -> Counter[str | None]:
-    for _ in range(120):
+    for _ in tries_within(240):
         audit = await read_audit(bootstrap)
         got = Counter(r.event_id for r in audit if r.kind is AuditKind.RECEIVED)
         if ids <= set(got):

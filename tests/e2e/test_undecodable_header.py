@@ -34,7 +34,7 @@ from tests.e2e.worker_proc import (
     verify_chains,
     worker_in_process,
 )
-from tests.kafka_helpers import clients, credentials_dir, envelope_key
+from tests.kafka_helpers import clients, credentials_dir, envelope_key, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,7 @@ async def test_a_header_key_that_is_not_utf8_is_quarantined_and_the_worker_goes_
     await _produce(kafka, [forge.good() for _ in range(5)])
     async with worker_in_process(bootstrap, tmp_path, keys, WorkerOptions(POLICIES)) as (task, _):
         await _produce(kafka, [forge.good() for _ in range(5)])  # and after, while it runs
-        for _ in range(120):
+        for _ in tries_within(240):
             audit = await read_audit(bootstrap)
             quarantined = [r for r in audit if r.kind is AuditKind.QUARANTINED]
             received = {r.event_id for r in audit if r.kind is AuditKind.RECEIVED}

@@ -33,7 +33,7 @@ from tests.e2e.worker_proc import (
     received_ids,
     verify_chains,
 )
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ async def test_sigkilling_either_of_two_workers_loses_and_doubles_nothing(
         killed.set()
         await publisher
         received: set[str | None] = set()
-        for _ in range(150):  # up to ~5 minutes to drain after the last rebalance
+        for _ in tries_within(540):  # 9 minutes to drain after the last rebalance
             received = await received_ids(bootstrap)
             if len(received) >= EVENTS:
                 break
@@ -178,7 +178,7 @@ async def test_a_consent_published_before_an_event_governs_it_whichever_worker_t
             for event, consent in zip(events, consents, strict=True):
                 await coord.publish_consent(consent)
                 await police.publish(event)
-        for _ in range(120):
+        for _ in tries_within(300):
             audit = await read_audit(bootstrap)
             got = {(r.event_id, r.party): r for r in audit if r.kind is AuditKind.DECIDED
                    and (r.event_id, r.party) in expected}  # fmt: skip

@@ -29,7 +29,7 @@ from tests.e2e.worker_proc import (
     read_audit,
     worker_in_process,
 )
-from tests.kafka_helpers import clients
+from tests.kafka_helpers import clients, tries_within
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def _consent(nhs_number: str) -> dict[str, Any]:
 
 async def _consent_entries(bootstrap: str, at_least: int) -> list[Any]:
     """The changelog's consent entries, once there are ``at_least``."""
-    for _ in range(120):
+    for _ in tries_within(240):
         got = [m for m in await read_all(bootstrap, STATE) if m.key and m.key.startswith(b"k:")]
         if len(got) >= at_least:
             return got
@@ -65,7 +65,7 @@ async def _stale(registry: CollectorRegistry, value: float) -> None:
 
 
 async def _decided(bootstrap: str, event_id: str) -> dict[str, str]:
-    for _ in range(120):
+    for _ in tries_within(240):
         decided = {
             str(r.party): str(r.data["outcome"])
             for r in await read_audit(bootstrap)
