@@ -16,8 +16,8 @@ from typing import Any
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.errors import TransportError
 from broker.kafka._admin import TopicSpec
+from broker.kafka._causes import refused_login, unverified_certificate
 from broker.kafka._credentials import MECHANISM
-from broker.kafka._errors import refused_login, unverified_certificate
 
 __all__ = [
     "ClusterAccess",

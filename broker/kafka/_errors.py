@@ -9,30 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import ssl
-import threading
-from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka.errors import (
-    AuthenticationFailedError,
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
+    NodeNotReadyError,
     ProducerFenced,
-    SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
-    UnsupportedSaslMechanismError,
 )
 
 from broker.errors import Fenced, TransportError
+from broker.kafka._causes import keeping_causes, refusal
 
 if TYPE_CHECKING:
     from broker.kafka._clients import KafkaClients
@@ -98,9 +93,11 @@ async def translated(what: str, *, principal: str | None = None) -> AsyncIterato
     A producer fenced by a newer one with the same transactional id raises ``Fenced``: the
     caller decides what being taken over means for it. A request Kafka's ACLs refuse is
     said as a refusal of ``principal`` (the login, when not given), naming what it was
-    refused, not as the name of aiokafka's exception. A connection that failed names its
-    cause as :func:`connecting` does (a client's start inside the block is one): a refused
-    login or a TLS failure, else that Kafka could not be reached.
+    refused, not as the name of aiokafka's exception. A connection that failed (a client's
+    start inside the block, or a later request that found no connection: aiokafka's
+    ``NodeNotReadyError``) names its cause as :func:`connecting` does: a refused login or a
+    TLS failure aiokafka logged for it (the latest, within ``CAUSES_FRESH_S``), else that
+    Kafka could not be reached.
     """
     async with _translating(what, principal, None, ca_known=False):
         yield
@@ -110,9 +107,10 @@ async def translated(what: str, *, principal: str | None = None) -> AsyncIterato
 async def _translating(
     what: str, principal: str | None, ca: Path | None, *, ca_known: bool, connecting: bool = False
 ) -> AsyncIterator[None]:
-    # aiokafka says only "Unable to bootstrap" whatever went wrong: why each attempt failed
-    # is in what it logged meanwhile, kept here for the block's duration.
-    with _keeping_causes() as causes:
+    # aiokafka says only "Unable to bootstrap" (or, for a later request, that the node is not
+    # ready) whatever went wrong: why each attempt failed is in what it logged meanwhile,
+    # kept for the block's duration.
+    with keeping_causes() as causes:
         try:
             yield
         except ProducerFenced as exc:
@@ -121,8 +119,8 @@ async def _translating(
             raise TransportError(f"{what}: {refused_access(exc, principal)}") from exc
         except Abandoned as exc:
             raise TransportError(f"{what}: {ABANDONED}") from exc
-        except KafkaConnectionError as exc:
-            why = _refusal(causes, principal, ca, ca_known=ca_known)
+        except (KafkaConnectionError, NodeNotReadyError) as exc:
+            why = refusal(causes, principal, ca, ca_known=ca_known)
             if why is None:
                 # "connecting to Kafka at ..." says already what was not reached.
                 why = NO_CONNECTION if connecting else f"could not reach Kafka: {NO_CONNECTION}"
@@ -134,12 +132,13 @@ async def _translating(
 
 
 @contextlib.asynccontextmanager
-async def connecting(kafka: str | KafkaClients) -> AsyncIterator[None]:
+async def connecting(kafka: str | KafkaClients, *, doing: str | None = None) -> AsyncIterator[None]:
     """:func:`translated` for a client's first connection, with a warning
     (``kafka_not_answering``) once Kafka has not answered for a few seconds.
 
     Given the clients rather than only their bootstrap address, a refusal names the
     principal, and a certificate that does not verify the CA file (never the password).
+    ``doing``: what the connection is for, said before it (a send that starts a producer).
     """
     if isinstance(kafka, str):
         bootstrap, principal, ca = kafka, None, None
@@ -152,33 +151,13 @@ async def connecting(kafka: str | KafkaClients) -> AsyncIterator[None]:
         ),
     )
     what = f"connecting to Kafka at {bootstrap}"
+    if doing is not None:
+        what = f"{doing}: {what}"
     try:
         async with _translating(what, principal, ca, ca_known=True, connecting=True):
             yield
     finally:
         handle.cancel()
-
-
-def _refusal(
-    causes: Iterable[BaseException], principal: str | None, ca: Path | None, *, ca_known: bool
-) -> str | None:
-    """What a failed connection means, from why aiokafka's attempts failed; None: nothing
-    more than that Kafka could not be reached. ``ca_known``: whether ``ca`` is the CA file
-    in use (None then: the system's trust store)."""
-    for exc in causes:
-        if isinstance(exc, SaslAuthenticationFailed | AuthenticationFailedError):
-            return refused_login(principal)
-        if isinstance(exc, UnsupportedSaslMechanismError):
-            return "Kafka does not take SCRAM-SHA-512 logins on this port"
-    for exc in causes:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            if not ca_known:
-                why = f" ({exc.verify_message})" if exc.verify_message else ""
-                return f"TLS: the broker's certificate does not verify{why}"
-            return unverified_certificate(ca, exc.verify_message)
-        if isinstance(exc, ssl.SSLError):
-            return f"TLS: the handshake failed ({exc.reason or type(exc).__name__}; a TLS port?)"
-    return None
 
 
 def refused_access(exc: KafkaError, principal: str | None) -> str:
@@ -212,95 +191,6 @@ def _names(args: tuple[Any, ...]) -> set[str]:
         items = arg if isinstance(arg, set | frozenset | list | tuple) else [arg]
         out |= {i for i in items if isinstance(i, str) and i and " " not in i}
     return out
-
-
-def refused_login(principal: str | None) -> str:
-    return f"Kafka refused the login{f' for {principal}' if principal else ''} (wrong password?)"
-
-
-def unverified_certificate(ca: Path | None, because: str | None) -> str:
-    against = ca if ca is not None else "the system's trust store"
-    why = f" ({because})" if because else ""
-    return f"TLS: the broker's certificate does not verify against {against}{why}"
-
-
-# aiokafka logs why each attempt to connect failed, then raises a bare "Unable to bootstrap"
-# (no cause attached): while a translated() or connecting() runs, its task keeps those
-# exceptions here.
-_CLIENT_LOG = "aiokafka"  # aiokafka.client logs as "aiokafka"; its modules pass theirs up to it
-_causes: ContextVar[_Kept | None] = ContextVar("accord_kafka_causes", default=None)
-_lock = threading.Lock()
-_active = 0
-_saved = (logging.NOTSET, True)
-
-
-#: How many of the latest logged exceptions a block keeps: a block may last as long as a
-#: service runs (an indexer following its topic), through many a reconnection.
-_KEPT_AT_MOST = 32
-
-
-class _Kept:
-    """Exceptions kept for one translated() block; closed when it ends (a task aiokafka
-    started meanwhile has the same context, and must not add to it for ever)."""
-
-    def __init__(self) -> None:
-        self.causes: deque[BaseException] = deque(maxlen=_KEPT_AT_MOST)
-        self.open = True
-
-
-class _Causes(logging.Handler):
-    """Keeps the exceptions aiokafka's client logs for the translated() of the task that
-    logs them, and passes every record on as aiokafka's own level allows (the CLI keeps it
-    quiet; a long-running command shows warnings and worse)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threshold = logging.NOTSET
-
-    def emit(self, record: logging.LogRecord) -> None:
-        kept = _causes.get()
-        if kept is not None and kept.open and isinstance(record.args, tuple):
-            kept.causes.extend(a for a in record.args if isinstance(a, BaseException))
-        if record.levelno >= self.threshold:
-            parent = logging.getLogger(_CLIENT_LOG).parent
-            if parent is not None:
-                parent.handle(record)
-
-
-_handler = _Causes()
-
-
-@contextlib.contextmanager
-def _keeping_causes() -> Iterator[deque[BaseException]]:
-    """aiokafka's client logger, for the duration: at ERROR at least (so its connection
-    errors are logged, and kept, even when the CLI has aiokafka at CRITICAL), through
-    ``_handler`` only; as it was once the last translated() block ends."""
-    global _active, _saved  # noqa: PLW0603  # one logger, shared by every block
-    logger = logging.getLogger(_CLIENT_LOG)
-    with _lock:
-        if _active == 0:
-            _saved = (logger.level, logger.propagate)
-            _handler.threshold = logger.getEffectiveLevel()
-            logger.setLevel(min(logging.ERROR, _handler.threshold))
-            logger.propagate = False
-            logger.addHandler(_handler)
-        _active += 1
-    kept = _Kept()
-    token = _causes.set(kept)
-    try:
-        yield kept.causes
-    finally:
-        kept.open = False
-        kept.causes.clear()
-        # Ended from another context (an async generator finalised by the loop): not set there.
-        with contextlib.suppress(ValueError):
-            _causes.reset(token)
-        with _lock:
-            _active -= 1
-            if _active == 0:
-                logger.removeHandler(_handler)
-                logger.setLevel(_saved[0])
-                logger.propagate = _saved[1]
 
 
 async def stop_quietly(client: Any) -> None:

@@ -253,7 +253,7 @@ class BoundedProducer:
             if producer is None:  # the last one was abandoned
                 producer = self._new()
                 try:
-                    async with translated(f"{what}: connecting to Kafka"):
+                    async with connecting(self._kafka, doing=what):
                         await producer.start()
                 except BaseException:
                     self._abandon_later(producer)

@@ -16,6 +16,7 @@ from aiokafka.protocol.metadata import MetadataResponse_v0
 from aiokafka.structs import TopicPartition
 
 from broker.kafka import abandon
+from broker.kafka._errors import Abandoned
 
 TP = TopicPartition("accord.access", 0)
 
@@ -61,7 +62,7 @@ async def test_abandoning_a_batch_put_back_to_retry_reports_nothing_on_the_loop(
         pytest.fail("the sender never put the batch back to retry")
     try:
         await asyncio.wait_for(abandon(producer), 5)
-        with pytest.raises(Exception, match="the producer was abandoned"):
+        with pytest.raises(Abandoned, match="the producer was abandoned"):
             delivered.result()
         await asyncio.sleep(0.1)  # the futures' callbacks run
     finally:

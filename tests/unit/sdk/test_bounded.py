@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from broker.config import KafkaSettings
 from broker.errors import SendUnconfirmed, TransportError, UsageError
 from broker.kafka import abandon
+from broker.kafka._errors import Abandoned
 from broker.sdk import _bounded as bounded_module
 from broker.sdk._bounded import BoundedProducer, Outgoing
 
@@ -202,7 +203,7 @@ async def test_abandon_fails_a_real_producers_queued_batch_and_ends_its_retrying
     await asyncio.wait_for(abandon(producer), 5)
     assert time.monotonic() - t0 < 1.0
     assert sender.sender_task.done()
-    with pytest.raises(Exception, match="the producer was abandoned"):
+    with pytest.raises(Abandoned, match="the producer was abandoned"):
         delivered.result()
     await asyncio.sleep(0.2)  # nothing left to retry it: no task of the producer's runs on
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
@@ -241,7 +242,7 @@ async def test_a_stop_while_kafka_is_not_answering_is_bounded_and_abandons_the_r
     assert time.monotonic() - t0 < 1.5
     assert not bounded.started
     assert producer._sender.sender_task.done()
-    with pytest.raises(Exception, match="the producer was abandoned"):
+    with pytest.raises(Abandoned, match="the producer was abandoned"):
         delivered.result()
     assert [e["event"] for e in logs] == ["kafka_producer_abandoned_at_stop"]
 
@@ -302,4 +303,32 @@ async def test_a_send_that_fails_before_anything_is_queued_says_nothing_was_writ
     with pytest.raises(TransportError) as e:
         await bounded.send("publishing", [RECORD])
     assert not isinstance(e.value, SendUnconfirmed)
+    await bounded.stop()
+
+
+async def test_a_send_whose_new_producer_cannot_connect_says_where_once() -> None:
+    """A send after an abandoned producer starts a new one: Kafka out of reach then was said
+    "publishing: connecting to Kafka: could not reach Kafka: ...", twice over and with no
+    address."""
+    kafka = FakeKafka(True, True)
+    bounded = BoundedProducer(kafka, "c", timeout=1.0)  # type: ignore[arg-type]
+    await bounded.start()
+    bounded._producer = None  # abandoned by an earlier send's deadline
+
+    async def down() -> None:
+        raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+
+    make = kafka._make
+
+    def made_down(**options: Any) -> FakeProducer:
+        made = make(**options)
+        made.start = down  # type: ignore[method-assign]
+        return made
+
+    kafka._make = made_down  # type: ignore[method-assign]
+    with pytest.raises(TransportError) as failed:
+        await bounded.send("publishing", [RECORD])
+    assert str(failed.value) == (
+        "publishing: connecting to Kafka at 127.0.0.1:1: no connection, or no answer"
+    )
     await bounded.stop()
