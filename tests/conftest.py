@@ -7,6 +7,7 @@ when a test asks for it; set ACCORD_KAFKA_BOOTSTRAP to use a broker that is alre
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,8 +48,14 @@ def _reset_structlog(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         configure(**{**kwargs, "cache_logger_on_first_use": False})
 
     monkeypatch.setattr(structlog, "configure", uncached)
+    # `accord`'s main() quietens aiokafka's logger for the process (CRITICAL): a command run
+    # in-process must not leave a later test's caplog blind to aiokafka's lines.
+    aiokafka = logging.getLogger("aiokafka")
+    level, propagate = aiokafka.level, aiokafka.propagate
     yield
     structlog.reset_defaults()
+    aiokafka.setLevel(level)
+    aiokafka.propagate = propagate
 
 
 @pytest.fixture(scope="session")
