@@ -170,9 +170,9 @@ SURFACES = {
         "desired_access", "plan_changes", "provision", "publishers", "recipients",
     },
     "broker.sdk": {
-        "DEFAULT_REPLAY_RETENTION", "AccessAck", "Delivery", "GoodRow", "Publisher", "Receipt",
-        "RowProblem", "SharedRecord", "SqliteReplayMemory", "Subscriber", "Unopenable",
-        "WithdrawalNotice", "default_replay_file", "read_export",
+        "DEFAULT_REPLAY_RETENTION", "MAX_PROBLEMS", "AccessAck", "Delivery", "GoodRow",
+        "Publisher", "Receipt", "RowProblem", "SharedRecord", "SqliteReplayMemory", "Subscriber",
+        "Unopenable", "WithdrawalNotice", "default_replay_file", "read_export", "validate_batch",
     },
     "broker.synthetic": {"SyntheticFamilies", "synthetic_nhs_number", "synthetic_postcode"},
     "broker.topics": {
