@@ -160,27 +160,6 @@ def _json_strs(values: Iterable[str]) -> str:
         return "[" + ",".join(map(_encode_str, items)) + "]"
 
 
-# The last second written, and its text up to the seconds: records come many a second, and
-# ``isoformat`` is most of a time's cost. One tuple, replaced whole, so a reader never pairs
-# one second with another's text.
-_last_second: list[tuple[tuple[int, ...], str]] = [((), "")]
-
-
-def _json_time(at: datetime) -> str:
-    # The log keeps UTC only, written as pydantic writes a datetime: ISO 8601 with "Z".
-    if at.tzinfo is not UTC:  # the worker's clock gives UTC already
-        if at.tzinfo is None:
-            raise ValueError("an audit clock must give timezone-aware times")
-        at = at.astimezone(UTC)
-    second = (at.second, at.minute, at.hour, at.day, at.month, at.year)
-    last, text = _last_second[0]
-    if second != last:
-        text = '"' + at.isoformat(timespec="seconds")[:-6]
-        _last_second[0] = (second, text)
-    us = at.microsecond
-    return f'{text}.{us:06d}Z"' if us else text + 'Z"'
-
-
 def _utf16(key: str) -> bytes:
     return key.encode("utf-16-be")
 
@@ -226,6 +205,10 @@ class ChainWriter:
         self._clock = clock
         self.next_seq = next_seq
         self.prev_hash = prev_hash
+        # The last second this writer wrote, and its text up to the seconds: records come many
+        # a second, and ``isoformat`` is most of a time's cost. Kept per writer, not per
+        # module, so no other writer or thread can change it between its read and its use.
+        self._last_second: tuple[tuple[int, ...], str] = ((), "")
 
     @classmethod
     def resume_after(
@@ -235,6 +218,20 @@ class ChainWriter:
         if last is None:
             return cls(chain, clock=clock)
         return cls(chain, clock=clock, next_seq=last.seq + 1, prev_hash=last.hash)
+
+    def _json_time(self, at: datetime) -> str:
+        # The log keeps UTC only, written as pydantic writes a datetime: ISO 8601 with "Z".
+        if at.tzinfo is not UTC:  # the worker's clock gives UTC already
+            if at.tzinfo is None:
+                raise ValueError("an audit clock must give timezone-aware times")
+            at = at.astimezone(UTC)
+        second = (at.second, at.minute, at.hour, at.day, at.month, at.year)
+        last, text = self._last_second
+        if second != last:
+            text = '"' + at.isoformat(timespec="seconds")[:-6]
+            self._last_second = (second, text)
+        us = at.microsecond
+        return f'{text}.{us:06d}Z"' if us else text + 'Z"'
 
     def append(
         self,
@@ -284,7 +281,7 @@ class ChainWriter:
         else:
             data_json = jcs_text(data)
         head = (
-            f'{{"at":{_json_time(self._clock())},"chain":{self._chain_json},"data":{data_json},'
+            f'{{"at":{self._json_time(self._clock())},"chain":{self._chain_json},"data":{data_json},'
             f'"event_id":{_json(event_id)}'
         )
         tail = (

@@ -29,7 +29,7 @@ from broker.desk import _store_locks
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
 from broker.desk._store_locks import one_transaction, settled_among
 from broker.desk._store_schema import REKEYED, claim, mark_child_nhs, prepare
-from broker.desk._store_since import new_since
+from broker.desk._store_since import new_since_in_snapshot
 from broker.desk._stored import (
     BY_ID,
     DECISION_COLUMNS,
@@ -449,7 +449,9 @@ class DeskStore:
         ones count: ``_store_since``. (child, how many, when that decision was recorded),
         newest arrivals first. A flag fires once per window, so these would otherwise wait
         unseen."""
-        return new_since(self._q, RECORDS_WITHDRAWN)
+        return new_since_in_snapshot(
+            self._q, RECORDS_WITHDRAWN, postgresql=self._placeholder != "?"
+        )
 
     def flag(self, flag_id: str) -> StoredFlag | None:
         return next((f for f in self.flags() if f.flag_id == flag_id), None)

@@ -9,11 +9,14 @@ rather than hidden). A legacy referral decision naming no child hides nothing.
 
 Counted in SQL, one row per child, as the home page asks on every load; only the answers
 to the team's own referrals are read here too (the outcome is in the view, which SQLite and
-PostgreSQL read differently as JSON), and the offers of support among them taken off.
+PostgreSQL read differently as JSON), and the offers of support among them taken off. The
+statements read one snapshot (``new_since_in_snapshot``), so an answer is taken off only a
+count it is in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +25,7 @@ from typing import Any, Final
 from broker.desk._stored import OUTCOME_TYPE
 from broker.events import ReferralOutcome
 
-__all__ = ["new_since"]
+__all__ = ["new_since", "new_since_in_snapshot"]
 
 # Typed as the event's outcome, so that mypy holds it to broker.events' values.
 _OFFERED: Final[ReferralOutcome] = "support_offered"
@@ -70,10 +73,7 @@ def new_since(
     }
     offered: dict[str, dict[str, str]] = {}  # child -> {event id: received at}
     for child, event_id, received, view in query(_ANSWERS, (records_withdrawn, OUTCOME_TYPE)):
-        # Two statements, not one snapshot: an answer that arrived after the count is not
-        # in it, so it is not taken off it either.
-        counted = found.get(str(child))
-        if counted and str(received) <= counted[1] and _offers_support(view):
+        if str(child) in found and _offers_support(view):
             offered.setdefault(str(child), {})[str(event_id)] = str(received)
     for child, taken in offered.items():
         count, newest, last = found[child]
@@ -86,6 +86,26 @@ def new_since(
         found[child] = (count - len(taken), newest, last)
     ordered = sorted(sorted(found.items()), key=lambda item: item[1][1], reverse=True)
     return [(c, n, datetime.fromisoformat(last)) for c, (n, _, last) in ordered]
+
+
+def new_since_in_snapshot(
+    query: Callable[..., list[tuple[Any, ...]]], records_withdrawn: str, *, postgresql: bool
+) -> list[tuple[str, int, datetime]]:
+    """``new_since``, its statements in one read transaction on the store's autocommit
+    connection: an answer another desk process stores between them is in the count and the
+    answers both, or in neither, whatever its received_at (clocks do not only move forward).
+    PostgreSQL's read committed would give each statement its own snapshot, hence repeatable
+    read; SQLite's WAL keeps one from the first read, and writers are not held up by it."""
+    query("BEGIN ISOLATION LEVEL REPEATABLE READ" if postgresql else "BEGIN")
+    try:
+        found = new_since(query, records_withdrawn)
+    except BaseException:
+        # A ROLLBACK that fails too must not hide why the reads failed.
+        with contextlib.suppress(Exception):
+            query("ROLLBACK")
+        raise
+    query("COMMIT")  # read only: nothing to keep, but it ends the snapshot
+    return found
 
 
 def _offers_support(view: str) -> bool:

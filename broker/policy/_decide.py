@@ -30,6 +30,8 @@ __all__ = ["decide"]
 
 _RANK = {reason: i for i, reason in enumerate(REASON_PRECEDENCE)}
 _REFUSALS_LIMIT = 4096
+# Share templates have their own bound, of the same size: the cache is cleared when full.
+_SHARES_LIMIT = 4096
 _STATE_RANK = {"withdrawn": 2, "refused": 1, "given": 0}
 
 Entry = tuple[CompiledClause, tuple[int, ...]]
@@ -355,7 +357,7 @@ class _Run:
         decision = Decision.model_validate(base)
         if key is not None:
             shares = self.index.shares
-            if len(shares) >= _REFUSALS_LIMIT:
+            if len(shares) >= _SHARES_LIMIT:
                 shares.clear()
             shares[key] = decision
         return decision

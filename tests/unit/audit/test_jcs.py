@@ -199,3 +199,89 @@ def test_a_lone_surrogate_is_refused_and_the_chain_does_not_move(fields: dict[st
     with pytest.raises(UnicodeEncodeError):
         writer.append_encoded(AuditKind.DECIDED, **fields)
     assert (writer.next_seq, writer.prev_hash) == (0, "0" * 64)
+
+
+class _Str(str):
+    """A ``str`` subclass: orjson writes one as an item, and refuses one as a key."""
+
+
+# Keys either side of the BMP's end, where UTF-16 and code point order part: keys up to U+FFFF
+# go to orjson (its code point sort is JCS's there), keys beyond it to the JCS encoder.
+_NEAR_FFFF = "\ud7ff\ue000\ufeff\ufffe\uffff\U00010000\U0001f600"
+_bmp_chars = st.sampled_from(_AWKWARD.replace("\U00010000", "").replace("\U0001f600", ""))
+_bmp_key = st.text(
+    _bmp_chars
+    | st.sampled_from(_NEAR_FFFF[:5])
+    | st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)),
+    max_size=6,
+)
+_far_key = st.text(st.sampled_from(_NEAR_FFFF), min_size=1, max_size=3)
+# No floats: every number is one JCS and orjson spell alike. A str subclass sits in arrays
+# of strings, where the writer's check admits it (elsewhere it goes to the JCS encoder).
+_plain_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(_text | _text.map(_Str), max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(_bmp_key, inner, max_size=5)
+        | st.dictionaries(_bmp_key, inner, min_size=2, max_size=5).map(
+            lambda d: dict(reversed(d.items()))  # keys out of order, to be sorted
+        )
+    ),
+    max_leaves=16,
+)
+_plain_data = st.dictionaries(_bmp_key, _plain_values, max_size=6)
+
+
+@given(
+    # Three in four with keys up to U+FFFF (orjson writes them), the rest with one beyond it.
+    data=st.one_of(
+        _plain_data,
+        _plain_data,
+        _plain_data,
+        st.tuples(_plain_data, _far_key, _plain_values).map(lambda t: {**t[0], t[1]: t[2]}),
+    ),
+    keys=st.lists(_text | _text.map(_Str), max_size=3) | st.lists(_text, max_size=3).map(tuple),
+)
+def test_plain_data_and_subject_keys_are_written_byte_for_byte_as_rfc8785_writes_them(
+    data: dict[str, Any], keys: list[str] | tuple[str, ...]
+) -> None:
+    """Float-free data (nested arrays, tuples and objects, keys in any insertion order, either
+    side of U+FFFF, ``str`` subclasses) is what ``rfc8785`` writes of the very same values,
+    which the writer mostly hands to orjson."""
+    _, encoded = _append(data, subject_keys=keys)
+    parsed = json.loads(encoded)
+    expected = rfc8785.dumps({**parsed, "data": data, "subject_keys": keys})
+    assert encoded == expected
+
+
+def _next(t: datetime, field: str) -> datetime:
+    return t.replace(**{field: getattr(t, field) + 1})
+
+
+@pytest.mark.parametrize("field", ["second", "minute", "hour", "day", "month", "year"])
+@pytest.mark.parametrize("us", [0, 250_000])
+def test_a_time_differing_from_the_last_in_one_field_only_is_its_own(field: str, us: int) -> None:
+    """The next record's second is the last one's with one field moved on (the next day at the
+    same hh:mm:ss, the next month, the next year...): it is written with its own text."""
+    t = datetime(2026, 11, 21, 8, 30, 15, us, tzinfo=UTC)
+    times = [t, _next(t, field), t]
+    clock = iter(times)
+    writer = ChainWriter("worker:w1", clock=lambda: next(clock))
+    written = [json.loads(writer.append_encoded(AuditKind.RECEIVED))["at"] for _ in times]
+    assert written == [f"{at.isoformat()[:-6]}Z" for at in times]
+
+
+def test_a_writer_keeps_its_own_last_second_whatever_another_writes() -> None:
+    """Two writers (two workers' chains, or threads) taking turns in different seconds each
+    write their own times: what one keeps of its last second is not the other's."""
+    t = datetime(2026, 11, 21, 8, 30, 15, tzinfo=UTC)
+    later = t + timedelta(days=1)
+    first = ChainWriter("worker:w1", clock=lambda: t)
+    second = ChainWriter("worker:w2", clock=lambda: later)
+    written = []
+    for _ in range(2):
+        for writer in (first, second):
+            written.append(json.loads(writer.append_encoded(AuditKind.RECEIVED))["at"])
+    assert written == ["2026-11-21T08:30:15Z", "2026-11-22T08:30:15Z"] * 2

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from broker.desk import DeskStore, open_desk_store
-from broker.desk._store import RECORDS_WITHDRAWN
-from broker.desk._store_since import new_since
 from tests.unit.desk.conftest import T0, delivery
 
 OUTCOME = "coordination.referral_outcome"
@@ -115,23 +113,50 @@ def test_a_child_whose_newest_record_was_an_offer_of_support_orders_by_the_next_
     assert any_store.new_since_decision() == [("c3", 1, T0), ("c2", 1, T0), ("c1", 1, T0)]
 
 
-def test_an_offer_that_arrives_between_the_count_and_the_answers_is_not_taken_off_it(
-    any_store: DeskStore,
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[DeskStore, DeskStore]]:
+    """One desk database, opened by two desk processes (two connections)."""
+    if request.param == "sqlite":
+        urls: Iterator[str] = iter([f"sqlite:///{tmp_path / 'desk.db'}"])
+    else:
+        from tests.postgres import fresh_database
+
+        urls = fresh_database(request.getfixturevalue("postgres_server"))
+    for url in urls:
+        s = open_desk_store(url, home=tmp_path, party="p")
+        other = open_desk_store(url, home=tmp_path, party="p")
+        yield s, other
+        other.close()
+        s.close()
+
+
+@pytest.mark.parametrize("minutes", [4, 6], ids=["earlier", "later"])
+def test_an_offer_another_process_stores_between_the_count_and_the_answers_is_not_taken_off(
+    two_stores: tuple[DeskStore, DeskStore], minutes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The count and the answers are two statements: an offer stored between them is in
-    neither count (until the next load), so c1 keeps its one record rather than losing it."""
-    any_store.decide(action="refer", reason="r", by="kim", at=T0, child="c1",
-                     published_event="ref-1")  # fmt: skip
-    any_store.add_delivery(delivery("e1"), ["c1"], T0 + timedelta(minutes=5))
+    """The count and the answers read one snapshot: an offer stored between them by another
+    process is in neither (until the next load), whether its received_at is later than the
+    counted record's or earlier (that process's clock behind), so c1 keeps its one record."""
+    store, other = two_stores
+    store.decide(action="refer", reason="r", by="kim", at=T0, child="c1",
+                 published_event="ref-1")  # fmt: skip
+    store.add_delivery(delivery("e1"), ["c1"], T0 + timedelta(minutes=5))
     calls: list[str] = []
+    real = store._q
 
     def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        rows = any_store._q(sql, params)
+        rows = real(sql, params)
         calls.append(sql)
-        if len(calls) == 1:
+        if "COUNT(*)" in sql:  # between the count and the answers
             late = delivery("o1", reference="ref-1", **OFFER)
-            any_store.add_delivery(late, ["c1"], T0 + timedelta(minutes=6))
+            other.add_delivery(late, ["c1"], T0 + timedelta(minutes=minutes))
         return rows
 
-    assert new_since(query, RECORDS_WITHDRAWN) == [("c1", 1, T0)]
-    assert any_store.new_since_decision() == [("c1", 1, T0)]  # the next: 2 counted, 1 off
+    monkeypatch.setattr(store, "_q", query)
+    assert store.new_since_decision() == [("c1", 1, T0)]
+    assert calls[0].startswith("BEGIN")
+    assert calls[-1] == "COMMIT"
+    monkeypatch.undo()
+    assert store.new_since_decision() == [("c1", 1, T0)]  # the next: 2 counted, 1 off
