@@ -5,9 +5,10 @@ its own (``tests/unit/test_layers.py`` holds the code to this):
 
 1. ``errors`` ``_words``                          every error Accord raises on purpose; a
                                                   count and its noun
-2. ``_canonical`` ``_private`` ``_vectors`` ``config`` ``principals`` ``topics``
-                                                  encodings, private folders, test vectors,
-                                                  settings, names
+2. ``_canonical`` ``_models`` ``_private`` ``_vectors`` ``config`` ``principals`` ``topics``
+                                                  encodings, the models in a field's type,
+                                                  private folders, test vectors, settings,
+                                                  names
 3. ``crypto`` ``events`` ``ops``                  primitives; the wire contracts; health
                                                   and metrics endpoints
 4. ``envelope`` ``linkage`` ``synthetic``         sealed records; subject keys; demo data

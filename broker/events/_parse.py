@@ -10,11 +10,12 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from broker._models import models_in
 from broker.errors import EventInvalid
 from broker.events._consent import ConsentRecord
 from broker.events._model import ContactEvent
@@ -83,16 +84,6 @@ def _message(err: ErrorDetails) -> str:
     return message.replace("Input should be", "must be", 1)
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The models a field's type holds: ``Subject`` in ``tuple[Subject, ...] | None``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    found: list[type[BaseModel]] = []
-    for arg in get_args(annotation):
-        found.extend(_models_in(arg))
-    return found
-
-
 def _fields_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> frozenset[str]:
     """The field names of the object at ``loc`` within ``model`` (none if it cannot be told)."""
     current: list[type[BaseModel]] = [model] if model is not None else []
@@ -102,7 +93,7 @@ def _fields_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> fro
         inner: list[type[BaseModel]] = []
         for m in current:
             if (info := m.model_fields.get(part)) is not None:
-                inner.extend(_models_in(info.annotation))
+                inner.extend(models_in(info.annotation))
         current = inner
     return frozenset(name for m in current for name in m.model_fields)
 

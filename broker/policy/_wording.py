@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Final, get_args
+from typing import Final
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
+from broker._models import models_in
 from broker.policy._flags import FLAG_ID_PATTERN
 from broker.policy._model import PURPOSE_PATTERN
 
@@ -82,16 +83,6 @@ def _unknown_key(
     return "unknown key"
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The models a field's type holds: ``Clause`` in ``tuple[Clause, ...]``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    found: list[type[BaseModel]] = []
-    for arg in get_args(annotation):
-        found.extend(_models_in(arg))
-    return found
-
-
 def _keys_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> set[str]:
     """The keys a file may use in the object at ``loc`` within ``model``: each field's alias
     where it has one (``from``), as the file spells it; none if it cannot be told."""
@@ -106,6 +97,6 @@ def _keys_at(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> set[s
             for m in current
             for name, info in m.model_fields.items()
             if part in {name, info.alias}
-            for inner in _models_in(info.annotation)
+            for inner in models_in(info.annotation)
         ]
     return {info.alias or name for m in current for name, info in m.model_fields.items()}
