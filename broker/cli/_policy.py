@@ -196,7 +196,9 @@ def _explain_tables(
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=False)
-    console.print(f"Decisions at {at.isoformat()} under policy {version}")
+    # Shortened as `policy impact` shortens it (the full hash is 71 characters, which wraps
+    # this line even at 120 columns); --json gives it whole, as policy_version.
+    console.print(f"Decisions at {at.isoformat()} under policy {version[:19]}…")
     for d in decisions:
         table = Table(
             title=f"{d.recipient} ({d.recipient_kind})", show_header=False, title_justify="left"

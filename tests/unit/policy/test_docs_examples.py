@@ -78,3 +78,22 @@ def test_section_8s_command_runs_and_its_summary_table_is_what_explain_decides(
         for d in out["decisions"]
     ]  # fmt: skip
     assert decided == _summary_rows()
+
+
+def test_section_8s_header_line_is_explain_s_shortened_to_fit_and_json_keeps_the_whole_hash(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header names the bundle by a shortened version, as the doc shows it, so that it
+    fits one line of 80 columns; --json still gives the whole version."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("COLUMNS", "80")
+    main([*_command(), "--json"])
+    whole = json.loads(capsys.readouterr().out)["policy_version"]
+    main(_command())
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.endswith(f" under policy {whole[:19]}…")
+    assert len(header) <= 80
+    # The hash itself changes with the bundle; the doc shows its form.
+    (documented,) = re.findall(r"^Decisions at .*$", DOC.read_text(), re.MULTILINE)
+    digits = re.compile(r"sha256:[0-9a-f]{12}…")
+    assert digits.sub("sha256:…", documented) == digits.sub("sha256:…", header)
