@@ -39,7 +39,12 @@ def register(app: typer.Typer) -> None:
         metrics_port: MetricsPort = 9464,
         console_port: ConsolePort = 8765,
     ) -> None:
-        """Run the whole broker on the embedded default: agencies, hubs and the IG console."""
+        """Run the whole broker on the embedded default: agencies, hubs and the IG console.
+
+        Kafka listens on 127.0.0.1:9092 by default; for another port, run 'accord kafka up
+        --port N' first (with Kafka stopped): its data folder keeps the port, and the demo
+        uses it.
+        """
         from broker.cli._demo_hints import DemoShell, accord_command, check_port, home_env
         from broker.cli._demo_run import run_demo
         from broker.cli._logging import configure_logging

@@ -171,3 +171,13 @@ def test_the_demo_says_a_taken_port_before_starting_kafka(
     [line] = capsys.readouterr().err.strip().splitlines()
     assert f"127.0.0.1:{taken}" in line
     assert f"pass {option} PORT" in line
+
+
+def test_the_demo_s_help_says_how_to_run_kafka_off_9092(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The demo has no Kafka port option: its help names the command that moves Kafka."""
+    main(["demo", "--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    assert "127.0.0.1:9092 by default" in helped
+    assert "run 'accord kafka up --port N' first (with Kafka stopped)" in helped
