@@ -24,7 +24,7 @@ from broker.desk import Flag, child_key
 from broker.events import parse_consents, parse_event
 from broker.kafka import KafkaClients
 from broker.keys import FileKeyStore
-from broker.policy import Policy
+from broker.policy import Policy, basis_words
 from broker.sdk import Delivery, Publisher, Subscriber
 from broker.synthetic import SyntheticFamilies
 
@@ -270,9 +270,9 @@ async def referral_loop(
         got = await _first(at_hub, rid, by="duty-worker", say=say)
         if got is None:
             return
-        basis = ", ".join(got.lawful_basis.values())
+        basis = basis_words(got.lawful_basis) or "none"
         say(f"referral loop 2/4: the worker decided {got.outcome} to {hub} under "
-            f"{', '.join(got.clauses)} (purpose {got.purpose}, basis {basis}); "
+            f"{', '.join(got.clauses)} (purpose {got.purpose}; lawful basis {basis}); "
             f"{hub} opened it: {_fields(got.view)}")  # fmt: skip
         [person] = got.view["subjects"]
         outcome: dict[str, Any] = {

@@ -232,7 +232,8 @@ def _delivered(event: dict[str, Any], to: str) -> Delivery:
     return Delivery.model_validate({
         "kind": "delivery", "event_id": event["event_id"], "recipient": to,
         "outcome": "shared", "clauses": ["c"], "agreements": ["a"], "purpose": "early_help",
-        "lawful_basis": {"article6": "public_task"}, "policy_version": "sha256:x",
+        "lawful_basis": {"article6": "public_task", "article9": "explicit_consent"},
+        "policy_version": "sha256:x",
         "decided_at": "2026-11-21T22:40:00Z", "view": event,
     })  # fmt: skip
 
@@ -261,6 +262,30 @@ def test_a_late_delivery_is_waited_for_and_the_story_is_told_to_its_end(
         "referral loop", "referral loop 4/4",
     ]  # fmt: skip
     assert "this machine is slow; still listening" in said[1]
+
+
+def test_the_story_names_the_referral_s_lawful_basis_in_words_not_codes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As every page and report does (broker.policy.basis_words), not as JSON's codes."""
+    broker = _Broker(late=0)
+    monkeypatch.setattr(_demo_loop, "Publisher", broker.publisher)
+    monkeypatch.setattr(_demo_loop, "Subscriber", broker.subscriber)
+    said: list[str] = []
+    asyncio.run(
+        _demo_loop.referral_loop(
+            lambda _p: None,  # type: ignore[arg-type,return-value]  # the fakes ignore it
+            lambda _p: None,  # type: ignore[arg-type,return-value]
+            load_bundle(POLICIES), say=said.append, envelope=EnvelopeSettings(), delay=0,
+        )
+    )  # fmt: skip
+    [decided] = [line for line in said if line.startswith("referral loop 2/4")]
+    assert (
+        "(purpose early_help; lawful basis Art 6: public task, Art 6(1)(e); "
+        "Art 9: explicit consent, Art 9(2)(a)); cog-tipton opened it"
+    ) in decided
+    assert "public_task" not in decided
+    assert "explicit_consent" not in decided
 
 
 def test_each_scripted_delivery_is_opened_once_beside_the_demo_s_printing_subscribers(
