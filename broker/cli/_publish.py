@@ -71,9 +71,10 @@ def _refusing_a_json_document(file: Path) -> None:
     Told from the file's two ends, never the whole of it: a first non-blank line that is a
     list with no line after it, or that opens a list or an object (``[`` or ``{`` alone,
     ``[{...``, ``{"event_id": ...,``) and does not parse alone, where the last non-blank
-    line closes one (``]`` or ``}`` alone, or ending so and not parsing alone). A first line
-    that is a list followed by rows (a header), or a broken first row followed by rows (the
-    last parses alone), is read line by line, as is anything else."""
+    line closes one (``]`` or ``}`` alone; or, after ``[``, ``[{...`` or ``{``, ending so and
+    not parsing alone). A first line that is a list followed by rows (a header), a broken
+    first row followed by rows (the last parses alone), broken first and last rows, or a
+    row longer than is read here, is read line by line, as is anything else."""
     if file.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
         return
     try:
@@ -102,9 +103,11 @@ def _is_a_document(first: _Line, last: _Line) -> bool:
         return False  # a row
     if isinstance(value, list):
         return alone  # else a header line: the rows follow
+    if first.text.startswith('{"') and not first.whole:
+        return False  # a row longer than is read here: validation says what it is
     if alone and first.whole and first.text.startswith("{"):
         return False  # one row cut short: one rejection, nothing to publish in part
-    return _closes_a_document(last)  # else a broken first row, then rows
+    return _closes_a_document(first, last)  # else a broken first row, then rows
 
 
 def _first_line(fh: BinaryIO, body: int) -> _Line | None:
@@ -141,8 +144,14 @@ def _line(start: int, raw: bytes) -> _Line:
     return _Line(start, raw.decode("utf-8", "ignore").strip(), whole=False)
 
 
-def _closes_a_document(last: _Line) -> bool:
-    return last.text.endswith(("]", "}")) and _parsed(last) is None
+def _closes_a_document(first: _Line, last: _Line) -> bool:
+    """``]`` or ``}`` alone; or, after a first line that opens a list (``[``, ``[{...``) or
+    is ``{`` alone, a last line ending so that does not parse alone. Not two broken rows
+    ending in ``}`` (a hand-made export's trailing commas): those are rows to reject."""
+    if last.text in ("]", "}"):
+        return True
+    opens = first.text == "{" or first.text.startswith("[")
+    return opens and last.text.endswith(("]", "}")) and _parsed(last) is None
 
 
 def _parsed(line: _Line) -> object:

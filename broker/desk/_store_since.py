@@ -99,12 +99,15 @@ def new_since_in_snapshot(
     query("BEGIN ISOLATION LEVEL REPEATABLE READ" if postgresql else "BEGIN")
     try:
         found = new_since(query, records_withdrawn)
+        # Read only: nothing to keep, but it ends the snapshot. Inside the try, as in
+        # _store_locks.one_transaction: a COMMIT that failed would leave the one shared
+        # connection in this transaction for good.
+        query("COMMIT")
     except BaseException:
-        # A ROLLBACK that fails too must not hide why the reads failed.
+        # A ROLLBACK that fails too (none open) must not hide why the reads failed.
         with contextlib.suppress(Exception):
             query("ROLLBACK")
         raise
-    query("COMMIT")  # read only: nothing to keep, but it ends the snapshot
     return found
 
 

@@ -113,7 +113,8 @@ def consent_changes(taken: Mapping[ConsentTaken, int]) -> list[ConsentRow]:
     (``stops``); or refused on arrival, so never filed, though the new one would accept
     them (``AGAIN``: they count only if recorded again). A record refused by both, for
     whatever reasons, counts for nothing either way and is no change. Those that would
-    reopen sharing first, then those that stop counting, then by recorder and state."""
+    reopen sharing first, then the withdrawals and refusals never filed (both marked), then
+    those that stop counting, then by recorder and state."""
     moves: Counter[tuple[str, str, str, str]] = Counter()
     for (recorder, state, (before, after)), n in taken.items():
         if before == COUNTS and after != COUNTS:
@@ -121,8 +122,8 @@ def consent_changes(taken: Mapping[ConsentTaken, int]) -> list[ConsentRow]:
         elif after == COUNTS and before not in (COUNTS, "replay"):
             moves[AGAIN, recorder, state, before] += n
     rows = [ConsentRow(c, by, state, why, n) for (c, by, state, why), n in moves.items()]
-    return sorted(rows, key=lambda r: (not r.reopens, r.change != "stops", r.recorded_by,
-                                       r.state, r.reason))  # fmt: skip
+    return sorted(rows, key=lambda r: (not r.reopens, not r.unfiled_stop, r.change != "stops",
+                                       r.recorded_by, r.state, r.reason))  # fmt: skip
 
 
 @dataclass

@@ -95,6 +95,9 @@ def test_json_lines_and_a_file_that_is_no_json_at_all_are_read_line_by_line(
         '{"event_id": "e1", "x": {"a": 1}\n' + rows,
         "[" * 200_000 + "\n" + rows,
         '{"event_id": "e1", "x": {"a": 1}\n',
+        # Review s42r10: one row longer than the 1 MiB read of each end; two broken rows.
+        '{"event_id": "e1", "summary": "' + "x" * (1 << 20) + '"}\n',
+        '{"event_id": "e1",}\n' + rows + '{"event_id": "e2",}\n',
     ]:
         path = home / "export.jsonl"
         path.write_text(body)

@@ -57,10 +57,10 @@ def test_records_one_bundle_counts_and_the_other_refuses_are_counted_by_recorder
     })  # fmt: skip
     assert consent_changes(taken) == [
         ConsentRow("stops", "hv-sandwell", "withdrawn", OUT, 1),  # reopening first
+        ConsentRow(AGAIN, "swbh", "refused", "not-a-consent-authority", 2),  # then marked !
         ConsentRow("stops", "hv-sandwell", "given", OUT, 3),
-        ConsentRow(AGAIN, "swbh", "refused", "not-a-consent-authority", 2),
     ]
-    [withdrawal, grant, refusal] = consent_changes(taken)
+    [withdrawal, refusal, grant] = consent_changes(taken)
     assert (withdrawal.reopens, grant.reopens, refusal.reopens) == (True, False, False)
     assert withdrawal.said() == (
         "hv-sandwell withdrawn: 1 would stop counting (outside-authority): "
