@@ -211,9 +211,22 @@ def _init_party(
     made = [what for what, name in secrets if name not in held and store.has_secret(name)]
     keys = plural(len(created), "new key")
     typer.echo(f"keystore {store.path}: {keys} for {party}{_made_line(made, moved)}")
+    if made and party not in SPECIAL_PRINCIPALS and party not in kinds:
+        typer.echo(_unknown_kind_note(party, bundle))
     if created:
         print_table(created, store)
     _warn_unprotected(store.protected)
+
+
+def _unknown_kind_note(party: str, bundle: Path | None) -> str:
+    """Why a party got a desk's secrets with no bundle saying it runs one: an agency reading
+    them would otherwise take the desk for its own, or the secrets for a mistake."""
+    where = "no policy bundle here" if bundle is None else f"none in the bundle {bundle}"
+    return (
+        f"note: {party}'s kind is unknown ({where}), so it got a desk's secrets in case it "
+        "runs one; an agency needs none (a new keystore made with --policies DIR naming it "
+        "an agency gets none)"
+    )
 
 
 def _unmake(path: Path, existed: bool, before: set[Path]) -> None:
@@ -288,7 +301,8 @@ def register(app: typer.Typer) -> None:
         keystore per party and service of a bundle under --dir, wired with a signed directory.
 
         A party's desk and web secrets are made with its keys, unless the bundle (--policies,
-        else the configured one) names it an agency. With --party, idempotent: a party that
+        else the configured one) names it an agency; with no bundle giving its kind, they are
+        made, and a note says so. With --party, idempotent: a party that
         has active keys keeps them. Without, only into a folder that holds no keystore yet.
         A first run that fails leaves no keystore behind.
         """

@@ -91,3 +91,33 @@ def test_one_new_key_is_one_new_key(tmp_path: Path, run_cli: Run) -> None:
     code, out, _ = run_cli(["keys", "init", "--party", "console", "--dir", str(tmp_path / "c")])
     assert code == 0
     assert out.startswith(f"keystore {tmp_path / 'c'}: 1 new key for console; made its ")
+
+
+def test_desk_secrets_made_without_a_bundle_are_said_to_be_for_a_party_of_unknown_kind(
+    tmp_path: Path, run_cli: Run
+) -> None:
+    """With no bundle to say it is an agency, a party gets a desk's secrets (it may run a
+    desk); the output says why, and how an agency's keystore is made without them."""
+    argv = ["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")]
+    code, out, _ = run_cli(argv)
+    assert code == 0
+    assert out.splitlines()[1] == (
+        "note: wmp's kind is unknown (no policy bundle here), so it got a desk's secrets in "
+        "case it runs one; an agency needs none (a new keystore made with --policies DIR "
+        "naming it an agency gets none)"
+    )
+    code, out, _ = run_cli(argv)  # nothing made: nothing to explain
+    assert "note:" not in out
+
+
+def test_a_party_the_bundle_names_a_recipient_gets_its_desk_secrets_with_no_note(
+    tmp_path: Path, run_cli: Run
+) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "parties.yaml").write_text("parties:\n  hub-a: {name: Hub, kind: hub}\n")
+    argv = ["keys", "init", "--party", "hub-a", "--dir", str(tmp_path / "hub-a")]
+    code, out, _ = run_cli([*argv, "--policies", str(bundle)])
+    assert code == 0
+    assert "made its desk linkage secret" in out.splitlines()[0]
+    assert "note:" not in out
