@@ -250,10 +250,19 @@ def offline(
 ) -> list[Impact]:
     """``accord policy impact`` over ``_family_withdrew``'s records, with the keystore given
     and Kafka's reads and the audit record's write faked; the Impact recorded is kept."""
+    import importlib
+    import pkgutil
+
+    import broker.cli
     import broker.cli._common
     import broker.kafka
     import broker.pipeline
 
+    # Every CLI module first: one imported while kafka_as is patched (``from
+    # broker.cli._common import kafka_as``) would keep the stand-in for the rest of the
+    # process, and a later test in it would talk to no Kafka.
+    for module in pkgutil.iter_modules(broker.cli.__path__):
+        importlib.import_module(f"broker.cli.{module.name}")
     records = _family_withdrew(consent_keys)
     recorded: list[Impact] = []
 
