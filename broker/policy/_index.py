@@ -86,9 +86,10 @@ def _clause_refs(agreement_id: str, version: str, clause: Any) -> tuple[ClauseRe
         lawful_basis=clause.lawful_basis,
         consent=clause.consent,
     )
-    # Overriding missing or refused consent rests on DPA 2018 Sch 1 para 18, for offence data
-    # through Part 3 para 36: a condition the clause named (explicit consent, say) would claim
-    # what the override does not have. Article 6 stays: ``_check`` refuses ``consent`` there.
+    # Overriding missing or refused consent rests on DPA 2018 Sch 1 para 18 (for offence data
+    # as para 36 extends it, without its substantial-public-interest requirement): a condition
+    # the clause named (explicit consent, say) would claim what the override does not have.
+    # Article 6 stays: ``_check`` refuses ``consent`` there.
     special = {"article9": "safeguarding_children"}
     if clause.lawful_basis.article10 is not None:
         special["article10"] = "safeguarding_children"
