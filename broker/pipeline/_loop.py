@@ -150,6 +150,7 @@ class TransactionalLoop:
         owner processes it again from what committed). Tasks still being opened are not
         opened: what their opening started is stopped."""
         gone = {TopicPartition(tp.topic, tp.partition) for tp in revoked}
+        await self._report.forget(gone)
         await self._opening.abandon(gone, held=self._tasks)
         for tp in revoked:
             task = self._tasks.pop(TopicPartition(tp.topic, tp.partition), None)
@@ -164,9 +165,6 @@ class TransactionalLoop:
             self._positions.pop(task.tp, None)
             if task.id == LEGACY_SHARES_TASK:
                 self.reseals.forget()
-            # Not ours to report any more: if it comes back, another worker may have moved
-            # it on, and our old offset would move the group's back until our next commit.
-            self._report.durable.pop(task.tp, None)
         if revoked:
             log.info("partitions_revoked", partitions=len(revoked), held=len(self._tasks))
 
@@ -248,7 +246,7 @@ class TransactionalLoop:
             self.reseals.add_to(task, announce=True)
         self._tasks[tp] = task
         if (offset := state.offsets.get(tid)) is not None:
-            if tp in consumer.assignment():  # else dropped mid-callback: see _resume
+            if tp in consumer.assignment():  # else dropped mid-callback: see resume_held
                 consumer.seek(tp, offset)
             self._positions[tp] = offset
             task.position = offset

@@ -8,7 +8,6 @@ where this one stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import structlog
@@ -59,15 +58,33 @@ class GroupReport:
     async def now(self, consumer: Consumer) -> None:
         """A last report on a clean stop, so the group's offsets end exactly current.
 
-        Bounded: a stop must not hang on a group that is rebalancing.
+        Bounded: a stop must not hang on a group that is rebalancing. A report cancelled
+        meanwhile (a revocation) ends the wait, not the stop.
         """
-        with contextlib.suppress(TimeoutError):
-            if self._reporting is not None:
-                await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
-            self._reported_at = 0.0
-            self.progress(consumer)
-            if self._reporting is not None:
-                await asyncio.wait_for(asyncio.shield(self._reporting), REPORT_EVERY_S)
+        await self._settled()
+        self._reported_at = 0.0
+        self.progress(consumer)
+        await self._settled()
+
+    async def _settled(self) -> None:
+        if self._reporting is not None:
+            await asyncio.wait({self._reporting}, timeout=REPORT_EVERY_S)
+
+    async def forget(self, revoked: set[TopicPartition]) -> None:
+        """Partitions given up: no longer ours to report.
+
+        A report in flight is cancelled, not left to finish: aiokafka retries a failed
+        commit under the group's current generation, so one sent before the rebalance would
+        be accepted after it and move the new owner's offsets back. And if a partition comes
+        back, another worker may have moved it on meanwhile: our old offset is reported
+        again only once it is ours again (and then from the changelog).
+        """
+        if self._reporting is not None and not self._reporting.done():
+            self._reporting.cancel()
+            await asyncio.wait({self._reporting})
+        for tp in revoked:
+            self.durable.pop(tp, None)
+            self._reported.pop(tp, None)
 
     @property
     def running(self) -> asyncio.Task[None] | None:
