@@ -145,13 +145,16 @@ def _line(start: int, raw: bytes) -> _Line:
 
 
 def _closes_a_document(first: _Line, last: _Line) -> bool:
-    """``]`` or ``}`` alone; or, after a first line that opens a list (``[``, ``[{...``) or
-    is ``{`` alone, a last line ending so that does not parse alone. Not two broken rows
-    ending in ``}`` (a hand-made export's trailing commas): those are rows to reject."""
+    """``]`` or ``}`` alone; or a last line ending so that does not parse alone, after a first
+    line that opens a list (``[``, ``[{...``) or is ``{`` alone, or that is not a row itself
+    (``]}``, ``"subjects": [...]}``: a row starts with ``{``). Not two broken rows ending in
+    ``}`` (a hand-made export's trailing commas): those are rows to reject."""
     if last.text in ("]", "}"):
         return True
+    if not last.text.endswith(("]", "}")) or _parsed(last) is not None:
+        return False
     opens = first.text == "{" or first.text.startswith("[")
-    return opens and last.text.endswith(("]", "}")) and _parsed(last) is None
+    return opens or (last.whole and not last.text.startswith("{"))
 
 
 def _parsed(line: _Line) -> object:

@@ -61,8 +61,18 @@ def test_a_json_document_is_refused_in_one_line_naming_json_lines(
         '[\n  {"event_id":"e1"}\n, {"event_id":"e2"}\n, {"event_id":"e3"}\n]\n',
         '{"event_id": "e1",\n  "kind": "x"\n}\n',
         '\ufeff[{"event_id": "e1"},\n{"event_id": "e2"}]\n\n',
+        # Review s43r1: opened with a key on the first line, closed by a line that is no row.
+        '{"events": [\n  {"event_id":"e1"},\n  {"event_id":"e2"}\n]}\n',
+        '{"event_id": "e1",\n  "subjects": [{"a": 1}]}\n',
     ],
-    ids=["event-per-line-in-brackets", "comma-first", "object-opened-on-its-first-line", "bom"],
+    ids=[
+        "event-per-line-in-brackets",
+        "comma-first",
+        "object-opened-on-its-first-line",
+        "bom",
+        "events-key-closed-by-brackets",
+        "object-closed-on-a-key-line",
+    ],
 )
 def test_a_document_whose_inner_lines_are_events_is_refused_whole_not_published_in_part(
     body: str, home: Path, run_cli: Run
