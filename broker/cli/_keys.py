@@ -128,7 +128,7 @@ def _init(
 
     bundle = policies if policies is not None else settings.policies
     parties = policy_parties(bundle)
-    kinds = party_kinds(bundle)
+    kinds = party_kinds(bundle) or {}
     root = directory if directory is not None else settings.keys_dir
     present = keystores_under(root) if root.is_dir() else []
     if present:
@@ -183,7 +183,8 @@ def _init_party(
             hint = f": did you mean {near[0]}?" if near else ""
             raise UsageError(f"--party: {party} is no party of the bundle {policies}{hint}")
     bundle = policies if policies is not None else settings.policies_at_hand()
-    kinds = {} if bundle is None else party_kinds(bundle)
+    read = None if bundle is None else party_kinds(bundle)
+    kinds = read or {}
     path = directory if directory is not None else settings.keystore_path(party)
     existed, new = path.exists(), not (path / "keystore.json").exists()
     made_before = set(path.iterdir()) if existed and path.is_dir() else set()
@@ -212,16 +213,21 @@ def _init_party(
     keys = plural(len(created), "new key")
     typer.echo(f"keystore {store.path}: {keys} for {party}{_made_line(made, moved)}")
     if made and party not in SPECIAL_PRINCIPALS and party not in kinds:
-        typer.echo(_unknown_kind_note(party, bundle))
+        typer.echo(_unknown_kind_note(party, bundle, read=read is not None))
     if created:
         print_table(created, store)
     _warn_unprotected(store.protected)
 
 
-def _unknown_kind_note(party: str, bundle: Path | None) -> str:
+def _unknown_kind_note(party: str, bundle: Path | None, *, read: bool) -> str:
     """Why a party got a desk's secrets with no bundle saying it runs one: an agency reading
     them would otherwise take the desk for its own, or the secrets for a mistake."""
-    where = "no policy bundle here" if bundle is None else f"none in the bundle {bundle}"
+    if bundle is None:
+        where = "no policy bundle here"
+    elif read:
+        where = f"none in the bundle {bundle}"
+    else:  # it may well name the party an agency: say so rather than blame the bundle
+        where = f"the bundle {bundle} could not be read here"
     return (
         f"note: {party}'s kind is unknown ({where}), so it got a desk's secrets in case it "
         "runs one; an agency needs none (a new keystore made with --policies DIR naming it "

@@ -37,18 +37,18 @@ def policy_parties(policies: Path) -> list[str]:
     return ids
 
 
-def party_kinds(policies: Path) -> dict[str, str]:
-    """Each party's ``kind`` as the bundle's ``parties.yaml`` says it; empty when there is no
-    bundle to read (none here, or an SDK-only install, which cannot read YAML): the caller
-    then assumes nothing about a party."""
+def party_kinds(policies: Path) -> dict[str, str] | None:
+    """Each party's ``kind`` as the bundle's ``parties.yaml`` says it; None when the bundle
+    cannot be read here (none, not UTF-8 or not YAML, or an SDK-only install, which cannot
+    read YAML): the caller then assumes nothing about a party, and says why."""
     try:
         import yaml
     except ImportError:
-        return {}
+        return None
     try:
         data = yaml.safe_load((policies / "parties.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
+        return None
     parties = data.get("parties") if isinstance(data, dict) else None
     if not isinstance(parties, dict):
         return {}

@@ -121,3 +121,20 @@ def test_a_party_the_bundle_names_a_recipient_gets_its_desk_secrets_with_no_note
     assert code == 0
     assert "made its desk linkage secret" in out.splitlines()[0]
     assert "note:" not in out
+
+
+def test_a_bundle_that_cannot_be_read_is_named_as_the_reason_not_blamed_for_the_party(
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s43r1: an unreadable ``parties.yaml`` was reported as a bundle naming no kind
+    for the party, though it may well name it an agency."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "parties.yaml").write_text("parties:\n  wmp: {name: Police, kind: agency\n")
+    monkeypatch.setenv("ACCORD_POLICIES", str(bundle))
+    argv = ["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")]
+    code, out, _ = run_cli(argv)
+    assert code == 0
+    assert out.splitlines()[1].startswith(
+        f"note: wmp's kind is unknown (the bundle {bundle} could not be read here), "
+    )
