@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.audit import AuditKind, AuditRecord, CheckpointVerifier
 from broker.config import SchoolCalendar
+from broker.errors import TransportError
 from broker.governance._encompass import overdue_encompass_notices
 from broker.governance._index_kafka import (
     assign,
@@ -160,8 +161,15 @@ class Indexer:
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:
                 break
-            if end is not None and (await at_end(consumer, end) or idle >= 30):
+            if end is not None and await at_end(consumer, end):
                 break
+            if end is not None and idle >= 30:
+                # Kept and resumed from, but not the end: an index run to a known end must
+                # not look up to date when a partition's leader is gone.
+                raise TransportError(
+                    f"indexing {self.topic}: no records for {idle} fetches before its end "
+                    "(a partition without a leader?); what was read is kept, run it again"
+                )
         return seen
 
     def _moved_back(self, got: dict[Any, list[Any]], high: Mapping[int, int]) -> bool:

@@ -11,11 +11,19 @@ from typing import Any
 import pytest
 
 from broker.audit import KeystoreAuditVerifier as Verifier
-from broker.errors import AuditError
+from broker.errors import AuditError, TransportError
 from broker.governance import AuditStore, Indexer
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
-from tests.unit.audit.conftest import FakeConsumer, FakeKafka, Msg, Part, on_topic, worker_chain
+from tests.unit.audit.conftest import (
+    FakeConsumer,
+    FakeKafka,
+    Msg,
+    Part,
+    on_topic,
+    quiet_chain,
+    worker_chain,
+)
 
 TOPIC = "accord.audit"
 
@@ -86,3 +94,30 @@ async def test_a_topic_that_reaches_the_index_is_read_on_as_before(
     await Indexer(store, verifier, kafka, topic=TOPIC).run(follow=False)  # type: ignore[arg-type]  # a fake of Kafka
     again = await Indexer(store, verifier, kafka, topic=TOPIC).run(follow=False)  # type: ignore[arg-type]  # a fake of Kafka
     assert (again.indexed, again.breaks, store.count()) == (0, [], len(records))
+
+
+class _Stalled(FakeConsumer):
+    """A partition whose leader went away after ``upto`` records: fetches come back empty."""
+
+    upto = 3  # the first checkpoint and what it signs
+
+    async def getmany(self, *tps: Part, max_records: int, **kw: int) -> dict[Part, list[Msg]]:
+        return await super().getmany(*tps, max_records=min(max_records, self.upto - self.at), **kw)
+
+
+class _StalledKafka(FakeKafka):
+    def consumer(self, **_: Any) -> FakeConsumer:
+        return _Stalled(self)
+
+
+async def test_an_index_run_to_the_end_that_stops_short_says_so_and_keeps_what_it_read(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    """Review s43r1: ``--once`` ended after 30 empty fetches as if up to date."""
+    records, _, _ = quiet_chain(keys)
+    kafka = _StalledKafka(on_topic(records))
+    with pytest.raises(TransportError) as err:
+        await Indexer(store, verifier, kafka, topic=TOPIC).run(follow=False)  # type: ignore[arg-type]  # a fake of Kafka
+    assert str(err.value).startswith(f"indexing {TOPIC}: no records for 30 fetches before its end")
+    assert store.offsets(TOPIC) == {0: _Stalled.upto}
+    assert store.count() == _Stalled.upto
