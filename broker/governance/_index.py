@@ -142,7 +142,7 @@ class Indexer:
         await check_held(consumer, tps, stored, self.store)
         await seek_stored(consumer, tps, stored)
         end = None if follow else await consumer.end_offsets(tps)
-        idle = 0
+        idle, at = 0, list[int]()
         while not stop.is_set():
             self.heartbeat.beat()
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
@@ -161,13 +161,18 @@ class Indexer:
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:
                 break
-            if end is not None and await at_end(consumer, end):
+            if end is None:
+                continue
+            if await at_end(consumer, end):
                 break
-            if end is not None and idle >= 30:
+            before, at = at, [await consumer.position(tp) for tp in tps]
+            if at != before:  # past aborted records or markers: not a stall
+                idle = 0
+            if idle >= 30:
                 # Kept and resumed from, but not the end: an index run to a known end must
                 # not look up to date when a partition's leader is gone.
                 raise TransportError(
-                    f"indexing {self.topic}: no records for {idle} fetches before its end "
+                    f"indexing {self.topic}: no further for {idle} fetches, short of its end "
                     "(a partition without a leader?); what was read is kept, run it again"
                 )
         return seen

@@ -118,6 +118,34 @@ async def test_an_index_run_to_the_end_that_stops_short_says_so_and_keeps_what_i
     kafka = _StalledKafka(on_topic(records))
     with pytest.raises(TransportError) as err:
         await Indexer(store, verifier, kafka, topic=TOPIC).run(follow=False)  # type: ignore[arg-type]  # a fake of Kafka
-    assert str(err.value).startswith(f"indexing {TOPIC}: no records for 30 fetches before its end")
+    stalled = f"indexing {TOPIC}: no further for 30 fetches, short of its end"
+    assert str(err.value).startswith(stalled)
     assert store.offsets(TOPIC) == {0: _Stalled.upto}
     assert store.count() == _Stalled.upto
+
+
+class _PastAborted(FakeConsumer):
+    """Offsets 3-202 are an aborted transaction's: fetches hand out nothing but move on."""
+
+    async def getmany(self, *tps: Part, max_records: int, **kw: int) -> dict[Part, list[Msg]]:
+        if 3 <= self.at < 203:
+            self.at += 1
+            return {}
+        if self.at < 3:  # the records before the gap, then the gap
+            max_records = min(max_records, 3 - self.at)
+        return await super().getmany(*tps, max_records=max_records, **kw)
+
+
+class _PastAbortedKafka(FakeKafka):
+    def consumer(self, **_: Any) -> FakeConsumer:
+        return _PastAborted(self)
+
+
+async def test_fetches_that_move_on_without_records_are_no_stall(
+    store: AuditStore, keys: FileKeyStore, verifier: Verifier
+) -> None:
+    records, _, _ = quiet_chain(keys)
+    log = [m if m.offset < 3 else m._replace(offset=m.offset + 200) for m in on_topic(records)]
+    await Indexer(store, verifier, _PastAbortedKafka(log), topic=TOPIC).run(follow=False)  # type: ignore[arg-type]  # a fake of Kafka
+    assert store.offsets(TOPIC) == {0: len(records) + 200}
+    assert store.count() == len(records)
