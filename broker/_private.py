@@ -1,10 +1,13 @@
-"""Folders that are their owner's alone."""
+"""Folders and files that are their owner's alone."""
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 
-__all__ = ["make_private_folders"]
+__all__ = ["make_private_folders", "tighten_file"]
 
 
 def make_private_folders(folder: Path) -> None:
@@ -17,3 +20,47 @@ def make_private_folders(folder: Path) -> None:
     for made in reversed(missing):
         made.mkdir(mode=0o700, exist_ok=True)
         made.chmod(0o700)
+
+
+def tighten_file(name: Path) -> int | None:
+    """``name`` made 0600 if it is a file of ours open to others: its mode before, if it was
+    changed, else None. A link is never followed. ``OSError`` raised.
+
+    No descriptor of the file is opened unless it needs tightening, and then, where the
+    system has one, only an ``O_PATH`` one: closing any other descriptor of a file drops
+    every POSIX lock the process holds on it, SQLite's included. A process re-opening a
+    database it already had open (the console, while its own indexer wrote) let another
+    process write at the same time, which corrupted it ("database disk image is malformed").
+    """
+    try:
+        st = os.lstat(name)
+    except FileNotFoundError:
+        return None
+    if not _open_to_others(st):  # private already, a link, or not ours: nothing to do
+        return None
+    path_only = getattr(os, "O_PATH", 0)
+    # O_NONBLOCK: a FIFO planted there meanwhile would otherwise hold the open until a writer
+    # came. With O_PATH and O_NOFOLLOW a link is opened as itself (no ELOOP) and fails the
+    # check below: the mode is checked and changed on the one file opened.
+    flags = path_only or (os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fd = os.open(name, flags | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):  # a link: left alone; nothing there
+            return None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not _open_to_others(st):
+            return None
+        if path_only:  # the very file opened, through its descriptor's own link
+            Path(f"/proc/self/fd/{fd}").chmod(0o600)
+        else:
+            os.fchmod(fd, 0o600)
+        return st.st_mode & 0o777
+    finally:
+        os.close(fd)
+
+
+def _open_to_others(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o077) and st.st_uid == os.geteuid()

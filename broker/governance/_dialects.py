@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import structlog
 
-from broker._private import make_private_folders
+from broker._private import make_private_folders, tighten_file
 from broker.errors import AuditError, UsageError
 from broker.governance._index_url import (
     GIVE_A_FILE,
@@ -228,22 +228,10 @@ def _refuse_planted(path: Path) -> None:
 
 
 def _tighten(name: Path) -> None:
-    """``name`` made 0600 if it is a file of ours open to others; a link is never followed
-    (O_NOFOLLOW), and the mode is checked and changed on the one file opened."""
-    try:
-        # O_NONBLOCK: a FIFO planted there would otherwise hold the open until a writer came.
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOENT):  # a link: left alone; nothing there
-            return
-        raise
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
-            os.fchmod(fd, 0o600)
-            log.warning("audit_index_made_private", file=name.name, was=oct(st.st_mode & 0o777))
-    finally:
-        os.close(fd)
+    """``name`` made 0600 if it is a file of ours open to others, without dropping the locks
+    this process's SQLite connections hold on it (``tighten_file``)."""
+    if (was := tighten_file(name)) is not None:
+        log.warning("audit_index_made_private", file=name.name, was=oct(was))
 
 
 def _create_private(path: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+from broker._private import tighten_file
 from broker.config import default_home
 from broker.errors import ConfigError
 from broker.kafka import Message
@@ -375,7 +377,15 @@ def _create_private(path: Path) -> None:
     if not path.parent.is_dir():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.chmod(0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        if path.is_symlink():  # as O_NOFOLLOW refuses one
+            raise OSError(errno.ELOOP, "a symbolic link", str(path)) from None
+        # Not opened and closed here: that would drop the locks of this process's other
+        # connections to it (``tighten_file``).
+        tighten_file(path)
+        return
     try:
         os.fchmod(fd, 0o600)
     finally:

@@ -315,3 +315,49 @@ def test_a_wal_swapped_for_a_link_after_it_was_looked_at_is_never_tightened_thro
     monkeypatch.undo()
     assert wal.is_symlink()
     assert _mode(page) == 0o644
+
+
+_TRY_TO_WRITE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=0.3, isolation_level=None)
+try:
+    conn.execute("BEGIN IMMEDIATE")
+except sqlite3.OperationalError:
+    print("blocked")
+else:
+    print("wrote")
+"""
+
+
+@pytest.mark.parametrize("wal_open_to_others", [False, True], ids=["private", "old-wal-0644"])
+def test_opening_the_index_again_in_a_process_keeps_its_other_connections_locks(
+    tmp_path: Path, wal_open_to_others: bool
+) -> None:
+    """Review s43 (govwalk): the console re-opens the index while its indexer writes; closing
+    a descriptor of the file dropped the indexer's SQLite locks, another process wrote at the
+    same time, and the index was corrupted ("database disk image is malformed")."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "audit.db"
+    open_store(f"sqlite:///{db}", home=tmp_path).close()
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("CREATE TABLE IF NOT EXISTS probe(x)")
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO probe VALUES (1)")
+        if wal_open_to_others:  # as an earlier Accord left them: tightened on this open
+            Path(f"{db}-wal").chmod(0o644)
+
+        def other_process() -> str:
+            argv = [sys.executable, "-c", _TRY_TO_WRITE, str(db)]
+            return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+
+        assert other_process() == "blocked"
+        open_store(f"sqlite:///{db}", home=tmp_path, create=False).close()
+        assert other_process() == "blocked"
+        if wal_open_to_others and hasattr(os, "O_PATH"):
+            assert _mode(Path(f"{db}-wal")) == 0o600
+    finally:
+        writer.close()

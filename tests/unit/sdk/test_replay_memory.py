@@ -473,3 +473,33 @@ def test_accord_tail_with_an_unusable_memory_says_so_in_one_line(tmp_path: Path)
     assert done.stderr.splitlines() == [
         f"accord: error: replay memory {file} cannot be used: file is not a database"
     ]
+
+
+def test_opening_the_memory_again_keeps_this_process_s_locks_on_it(tmp_path: Path) -> None:
+    """Opening and closing a descriptor of the file (to create it, or make it private) would
+    drop the locks this process's other connections to it hold: another process's last close
+    could then take the file for unused and remove the write-ahead log under them."""
+    import subprocess
+    import sys
+
+    from broker.sdk._replay import _create_private
+
+    path = tmp_path / "replay.sqlite3"
+    memory(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    # SQLite's shared-lock bytes on the database file (os_unix.c: SHARED_FIRST, SHARED_SIZE).
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002)\n"
+        "except OSError:\n    print('held')\nelse:\n    print('free')\n"
+    )
+    argv = [sys.executable, "-c", probe, str(path)]
+    try:
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        assert subprocess.run(argv, capture_output=True, text=True, check=True).stdout == "held\n"
+        _create_private(path)  # what a second memory on the same file does first
+        assert subprocess.run(argv, capture_output=True, text=True, check=True).stdout == "held\n"
+    finally:
+        holder.close()
