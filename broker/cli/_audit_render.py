@@ -21,6 +21,7 @@ from broker._words import plural
 from broker.governance import (
     DisclosureEntry,
     GovernanceReport,
+    answer_notes,
     late_by_school,
     reason_legend,
 )
@@ -56,8 +57,10 @@ _LOG_COLUMNS = (
     ("recorded_at", "consent recorded"),
 )
 # CSV only, after every other column (which keeps its place): ``false`` on a share never
-# sent, whose ``outcome`` stays as decided. A table or page says "not sent" in its outcome.
-_CSV_ONLY = ("sent",)
+# sent, whose ``outcome`` stays as decided (a table or page says "not sent" in its outcome);
+# then the fields shared only in a reduced form, ``path=kind; ...`` (a table or page names
+# each as what was sent, in its fields shared).
+_CSV_ONLY = ("sent", "transforms")
 # A table's line of the log is headed by when, what and its outcome; every other column with
 # a value follows on a line of its own, labelled as the CSV's and the page's heading.
 _HEAD = ("at", "kind", "outcome")
@@ -79,6 +82,9 @@ def _log_row(entry: DisclosureEntry, *, shown: bool) -> dict[str, Any]:
     if shown:
         row["outcome"] = entry.shown_outcome
         row["lawful_basis"] = entry.shown_basis
+        row["fields_shared"] = entry.shown_fields
+    else:
+        row["transforms"] = "; ".join(f"{path}={kind}" for path, kind in entry.transforms)
     row["review"] = entry.review.text() if entry.review else None
     grounds = list(
         dict.fromkeys(
@@ -186,15 +192,19 @@ def disclosure(
             writer.writerow([_cell(row[k]) for k in (*keys, *_CSV_ONLY)])
         return buf.getvalue().rstrip("\n")
     rows = [[d[k] for k in keys] for d in (_log_row(e, shown=True) for e in entries)]
+    notes = answer_notes(entries)
     if fmt == "html":
         note = plural(len(entries), "entry", "entries") + (f"; {searched}" if searched else "")
         legend = reason_legend(entries)
-        return _html_page("Disclosure log", heads, rows, note, produced, legend=legend)
+        return _html_page("Disclosure log", heads, rows, note, produced, legend=legend,
+                          notes=notes)  # fmt: skip
     width = max(width, _NARROWEST)
     lines = _wrapped(f"Disclosure log: {plural(len(entries), 'entry', 'entries')}, oldest first",
                      width)  # fmt: skip
     if searched:
         lines += _wrapped(f"{searched[:1].upper()}{searched[1:]}", width)
+    for text in notes:  # once, above the lines they explain
+        lines += _wrapped(text, width)
     logged = [dict(zip(keys, row, strict=True)) for row in rows]
     return "\n".join([*lines, *(_blocks(logged, width) if entries else ["(nothing recorded)"])])
 
@@ -207,9 +217,11 @@ def _html_page(
     produced: Sequence[str] = (),
     *,
     legend: Sequence[tuple[str, str]] = (),
+    notes: Sequence[str] = (),
 ) -> str:
     """``legend``: the reason codes the rows show, with their meanings: the page goes to a
-    family, to whom a code alone says nothing."""
+    family, to whom a code alone says nothing; ``notes``: what the page says once (what
+    travels with every shared record), under the table."""
     esc = html.escape
     about = "".join(f"<li>{esc(line)}</li>" for line in produced)
     about = f'<ul id="produced">{about}</ul>' if about else ""
@@ -220,6 +232,10 @@ def _html_page(
     meanings = "".join(f"<dt><code>{esc(c)}</code></dt><dd>{esc(t)}</dd>" for c, t in legend)
     if meanings:
         meanings = f'<h2>What the reasons mean</h2><dl id="reasons">{meanings}</dl>'
+    if notes:
+        meanings += (
+            '<h2>Notes</h2><ul id="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
+        )
     return (
         '<!doctype html>\n<html lang="en-GB"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -26,7 +26,7 @@ from broker._words import noun, plural
 from broker.console._chains import Shown
 from broker.console._deps import ConsoleDeps
 from broker.console._metrics import SignInOutcome
-from broker.governance import reason_legend
+from broker.governance import answer_notes, reason_legend
 from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
 
 log = structlog.get_logger("accord.console")
@@ -48,6 +48,7 @@ class Console(WebPages):
         self.deps = deps
         # A disclosure log's table explains the reason codes it shows (log_table.html).
         self.templates.globals["reason_legend"] = reason_legend
+        self.templates.globals["answer_notes"] = answer_notes
         # A count a page shows agrees with its noun: "1 override", not "1 overrides".
         self.templates.filters["plural"] = plural
         self.templates.filters["noun"] = noun

@@ -61,6 +61,7 @@ from broker.governance._review import (
     reference_acceptable,
     review_override,
 )
+from broker.governance._sent import answer_notes
 from broker.governance._store import AuditStore, VerifyRun, Window
 from broker.governance._subjects import SubjectSearch, subject_key_for_nhs_number, subject_search
 from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains
@@ -103,6 +104,7 @@ __all__ = [
     "VerifyRun",
     "VerifySummary",
     "Window",
+    "answer_notes",
     "check_review",
     "describe_url",
     "disclosure_log",

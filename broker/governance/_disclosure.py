@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from broker.audit import AuditKind, AuditRecord
 from broker.governance._grounds import Ground, basis_text, decision_grounds, str_or_none, str_tuple
+from broker.governance._sent import field_sent_as
 from broker.governance._store import AuditStore
 from broker.policy import basis_words
 
@@ -140,6 +141,16 @@ class DisclosureEntry:
     # ``lawful_basis`` in words (basis_words), for a table, a page or the console; JSON and
     # CSV keep the codes.
     shown_basis: str | None = None
+    # How the decision transformed shared fields (field path, transform kind), sorted: what
+    # was sent under such a field was what the transform made of it, not the original.
+    transforms: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def shown_fields(self) -> tuple[str, ...]:
+        """The fields shared as a reader sees them: a transformed one as what was sent,
+        ``NHS number (as a pseudonym)``. JSON and CSV keep the paths and add ``transforms``."""
+        kinds = dict(self.transforms)
+        return tuple(field_sent_as(f, kinds.get(f)) for f in self.fields_shared)
 
     @property
     def shown_outcome(self) -> str | None:
@@ -181,6 +192,8 @@ class DisclosureEntry:
             "recorded_at": self.recorded_at.isoformat() if self.recorded_at else None,
             # false on a share never sent; null elsewhere (a delivery's line says it was).
             "sent": False if self.not_sent else None,
+            # field path -> transform kind, for each field shared only in a reduced form.
+            "transforms": dict(self.transforms),
         }
 
 
@@ -210,7 +223,15 @@ def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
         chain=rec.chain,
         seq=rec.seq,
         grounds=decision_grounds(d),
+        transforms=_transforms(d.get("transforms")),
     )
+
+
+def _transforms(value: object) -> tuple[tuple[str, str], ...]:
+    """A decision's ``transforms`` (field path -> kind), sorted; () for one without."""
+    if not isinstance(value, dict):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
 def _opened_at(rec: AuditRecord) -> datetime:
@@ -258,6 +279,7 @@ def _after_decision(
         chain=rec.chain,
         seq=rec.seq,
         grounds=decided.grounds if decided else (),
+        transforms=decided.transforms if decided else (),
     )
 
 

@@ -109,6 +109,7 @@ SURFACES = {
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",
+        "answer_notes",
         "IndexSummary", "Indexer", "LookupPurpose", "ReportPurpose", "ReviewFinding", "TopicChains",
         "TopicMessage", "SubjectSearch",
         "VerifySummary", "Window", "check_review", "disclosure_log", "expiring_agreements",

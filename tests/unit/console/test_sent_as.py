@@ -1,0 +1,35 @@
+"""The console's page for a child shows each transformed field as what was sent (as the SAR
+answer does, tests/unit/audit/test_sar_sent_as.py), and says once what travels with every
+shared record."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from broker.audit import KeystoreAuditVerifier
+from broker.governance import AuditStore
+from broker.governance._sent import ALWAYS_SENT
+from broker.keys import FileKeyStore
+from broker.linkage import Linker
+from tests.unit.audit.conftest import CHILD_NHS
+from tests.unit.audit.test_sar_sent_as import _transformed_share
+from tests.unit.console.conftest import sign_in
+
+
+def test_the_consoles_page_for_the_child_shows_what_was_sent_and_the_note_once(
+    make_client: Callable[..., TestClient], store: AuditStore,
+    verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
+) -> None:  # fmt: skip
+    _transformed_share(store, verifier, linker, keys)
+    client = make_client()
+    token = sign_in(client)
+    page = client.post(
+        "/subjects",
+        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
+    ).text
+    assert "NHS number (as a pseudonym)" in page
+    assert "subject.nhs_number" not in page
+    assert page.count(html.escape(ALWAYS_SENT)) == 1
