@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import sqlite3
 import sys
 
 import typer
@@ -78,6 +79,28 @@ def _without_values(message: str) -> str:
     return message
 
 
+def _failure(exc: OverflowError | OSError | sqlite3.DatabaseError) -> tuple[str, int]:
+    """The one line, and the exit code, for what the user's files or values caused."""
+    if isinstance(exc, OverflowError):
+        # A date or a number past what Python's dates hold (--until 9999-12-31 plus a day,
+        # --grace-days 1e308): the user's, so one line, without the value.
+        return "a date or number given is out of range", 2
+    if isinstance(exc, OSError):
+        # Files the user named that cannot be read or written: say which, not how deep.
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}", 1
+    # sqlite3's messages name no value. Its base class alone is a damaged file (a disk fault,
+    # a copy cut short, not a database); subclasses are locks, schemas, limits.
+    if type(exc) is not sqlite3.DatabaseError:
+        return f"a SQLite database could not be used ({exc})", 1
+    # As governance's own open says it (_dialects.REBUILD), which the CLI may not import.
+    rebuild = (
+        "an audit index is rebuilt from the audit topic with 'accord audit index --once' into "
+        "an empty file (docs/governance.md, Databases)"
+    )
+    return f"a SQLite database this command read is damaged or not a database ({exc}); {rebuild}", 1
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``accord`` console script."""
     app = build_app()
@@ -112,13 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             "repository; it is not on PyPI)",
             2,
         )
-    except OverflowError:
-        # A date or a number past what Python's dates hold (--until 9999-12-31 plus a day,
-        # --grace-days 1e308): the user's, so one line, without the value.
-        _fail("a date or number given is out of range", 2)
-    except OSError as exc:
-        # Files the user named that cannot be read or written: say which, not how deep.
-        where = f" ({exc.filename})" if exc.filename else ""
-        _fail(f"{exc.strerror or exc}{where}", 1)
+    except (OverflowError, OSError, sqlite3.DatabaseError) as exc:
+        _fail(*_failure(exc))
     if isinstance(rv, int) and rv != 0:
         sys.exit(rv)

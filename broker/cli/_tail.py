@@ -148,13 +148,20 @@ async def _tail(
 
 
 def _check_by(by: str) -> None:
+    """``UsageError`` unless the broker would take ``by`` as who opened a record; the message
+    never repeats it (it may be a name, or a child's NHS number, and stderr may be kept)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from broker.events import AccessAck
+    from broker.events import AccessAck, holds_nhs_or_telephone_number
 
-    pattern = AccessAck.model_fields["by"].metadata
+    if holds_nhs_or_telephone_number(by):
+        # The disclosure log would show it as "opened by" in other children's SARs, forever.
+        raise UsageError(
+            "--by: a staff or system id, never an NHS or telephone number; give your staff id"
+        )
+    checks = AccessAck.model_fields["by"].metadata
     try:
-        TypeAdapter(Annotated[str, *pattern]).validate_python(by)
+        TypeAdapter(Annotated[str, *checks]).validate_python(by)
     except ValidationError:
         raise UsageError(
             "--by: a staff or system id (letters, digits, . _ / -), not free text"

@@ -11,6 +11,7 @@ value). ``FIELD_PATHS`` is the closed set of field paths policies may name.
 
 from broker.events._consent import ConsentRecord, ConsentState, ConsentSubject, normalise_name
 from broker.events._identifiers import (
+    holds_nhs_or_telephone_number,
     is_valid_nhs_number,
     normalise_nhs_number,
     normalise_postcode,
@@ -58,6 +59,7 @@ __all__ = [
     "Safeguarding",
     "Subject",
     "WithdrawalNotice",
+    "holds_nhs_or_telephone_number",
     "is_canonical_uuid",
     "is_valid_nhs_number",
     "normalise_name",

@@ -1,4 +1,5 @@
-"""Identifier checks: NHS number (modulus 11) and the shape of a UK postcode.
+"""Identifier checks: NHS number (modulus 11), the shape of a UK postcode, and whether a typed
+identifier holds an NHS or telephone number.
 
 These return normalised values or raise ``ValueError`` with a message that never quotes the
 input: the callers are pydantic validators, whose errors end up in logs and CLI output.
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 import operator
 import re
+from datetime import datetime
 
 __all__ = [
+    "holds_nhs_or_telephone_number",
     "is_valid_nhs_number",
     "normalise_nhs_number",
     "normalise_postcode",
@@ -95,3 +98,73 @@ def postcode_district(postcode: str) -> str:
 def postcode_sector(postcode: str) -> str:
     """The sector of a normalised postcode: ``WV10 6QA`` → ``WV10 6``."""
     return postcode[:-2]
+
+
+# An NHS number or a telephone number however it is grouped (943-476-5919, 07700.900123,
+# 020-7946-0000, 20-7946-0000, IG/94/34/76/59/19), but not a case number such as
+# IG-2026-000123, whose ten digits are as many as an NHS number's. Each run of digit groups
+# joined by separators is tried group by group, so a number inside a longer reference is
+# found too.
+_DIGIT_GROUPS = re.compile(r"\d+(?:[-./:_]+\d+)*")
+_SEPARATOR = re.compile(r"[-./:_]+")
+
+
+def holds_nhs_or_telephone_number(text: str) -> bool:
+    """Whether ``text`` (an identifier someone typed: a reference, a staff id) holds what could
+    be an NHS number or a telephone number, however it is grouped. Such a text must not go
+    into the append-only audit log, where a number would point at a person forever."""
+    for run in _DIGIT_GROUPS.finditer(text):
+        groups = _SEPARATOR.split(run.group())
+        for first in range(len(groups)):
+            for last in range(first + 1, len(groups) + 1):
+                if _could_be_personal(groups[first:last]):
+                    return True
+    return False
+
+
+def _could_be_personal(groups: list[str]) -> bool:
+    """True for digit groups that could be one NHS (or CHI) number or telephone number."""
+    digits = "".join(groups)
+    if len(digits) < 10:
+        return False
+    if len(groups) == 1 or _telephone(digits):
+        return True  # ten digits in a row; a telephone number as dialled, or from abroad
+    if len(digits) != 10:
+        return False
+    lengths = [len(g) for g in groups]
+    if lengths == [3, 3, 4] or digits.startswith("7"):
+        return True  # an NHS number as it is printed, even mistyped; a mobile without its 0
+    if _printed_without_its_0(digits, lengths):
+        return True
+    # Regrouped, it is a number only if it passes the check digit and lies where numbers are
+    # issued: 3 to 9 first (England, Wales, Northern Ireland, the 999 test range), or a
+    # Scottish CHI number, which starts with its holder's date of birth (ddmmyy). A case
+    # number that is neither, such as IG-2026-000123 (a 26th month), is taken.
+    return is_valid_nhs_number(digits) and (digits[0] >= "3" or _is_ddmmyy(digits[:6]))
+
+
+def _telephone(digits: str) -> bool:
+    """A UK number as dialled: eleven digits from 0 (07700 900123, 020 7946 0000), ten from
+    01 or 08 (some areas' numbers, 0800's); or from abroad, 44 and ten more. Ten digits from
+    00, 02, 05 or 07 are not a number anyone dials, but they are a month or a sequence
+    (IG/07/2026/0042, REQ-000123-2026)."""
+    if digits.startswith("0"):
+        return len(digits) >= 11 or digits.startswith(("01", "08"))
+    return digits.startswith("44") and len(digits) >= 12
+
+
+def _printed_without_its_0(digits: str, lengths: list[int]) -> bool:
+    """A London number as it is printed after +44, its 0 dropped: 20 7946 0000. London's
+    local numbers start with 3, 7 or 8, so case numbers grouped 2-4-4 from 20 (20-2026-0042)
+    are still taken. Other areas' numbers without their 0 share their shapes with year and
+    sequence references (1632 960000 with 1999 000123), and are not refused; 121 496 0000 is
+    grouped as an NHS number, and is."""
+    return lengths == [2, 4, 4] and digits[:2] == "20" and digits[2] in "378"
+
+
+def _is_ddmmyy(text: str) -> bool:
+    try:
+        datetime.strptime(text, "%d%m%y")  # noqa: DTZ007 -- a calendar check, not a time
+    except ValueError:
+        return False
+    return True

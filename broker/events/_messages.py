@@ -5,13 +5,36 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from broker.events._identifiers import holds_nhs_or_telephone_number
 from broker.events._model import CANONICAL_UUID_PATTERN, iso_datetime_text
 
 # ISO 8601 text, as the schemas say: pydantic alone would read a number as seconds since 1970.
 _Time = Annotated[datetime, BeforeValidator(iso_datetime_text)]
 _AwareTime = Annotated[AwareDatetime, BeforeValidator(iso_datetime_text)]
+
+
+def _not_a_number(by: str) -> str:
+    # The message never quotes the value: validation errors reach logs and the CLI.
+    if holds_nhs_or_telephone_number(by):
+        raise ValueError("a staff or system id, never an NHS or telephone number")
+    return by
+
+
+# Who opened a record, as the disclosure log names them to every child's SAR: a pattern keeps
+# out free text, and the number check keeps out a child's NHS number or a telephone number
+# typed where a staff id belongs (the pattern alone takes 9997672380).
+_OpenedBy = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$",
+        description="A staff or system id: who opened the record. Also checked beyond this "
+        "schema: it holds no NHS number or telephone number, however grouped (943-476-5919, "
+        "07700.900123); the broker quarantines an acknowledgement whose id does.",
+    ),
+    AfterValidator(_not_a_number),
+]
 
 
 class _Msg(BaseModel):
@@ -88,7 +111,7 @@ class AccessAck(_Msg):
     # is its contact event's, a UUID in its one spelling (contact-event.v1).
     event_id: str = Field(pattern=CANONICAL_UUID_PATTERN)
     recipient: str
-    by: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+    by: _OpenedBy
     purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")
     # With its zone: a governance report sorts openings among decisions (all in UTC).
     at: _AwareTime

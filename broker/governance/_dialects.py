@@ -126,9 +126,10 @@ class SqliteAuditStore(SqlAuditStore):
                 reopen=f"sqlite://{path.resolve()}",
             )  # fmt: skip
         except (sqlite3.Error, OSError) as exc:
-            raise AuditError(
-                f"cannot open the audit index at {path}: {type(exc).__name__}"
-            ) from exc
+            # sqlite3's base class alone is a damaged file or not a database at all.
+            damaged = type(exc) is sqlite3.DatabaseError
+            why = f"damaged or not a database ({exc}); {REBUILD}" if damaged else type(exc).__name__
+            raise AuditError(f"cannot open the audit index at {path}: {why}") from exc
 
     def _has_index(self) -> bool:
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
@@ -152,6 +153,13 @@ class SqliteAuditStore(SqlAuditStore):
             yield
         finally:
             self._conn.execute("ROLLBACK")
+
+
+# Said wherever a damaged SQLite index is met: the topic is the record, the index a copy.
+REBUILD = (
+    "an audit index is rebuilt from the audit topic with 'accord audit index --once' into an "
+    "empty file (docs/governance.md, Databases)"
+)
 
 
 def _is_file(path: Path) -> bool:

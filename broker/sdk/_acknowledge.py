@@ -24,9 +24,15 @@ def access_ack(event_id: str, *, recipient: str, by: str, purpose: str, at: date
     try:
         return AccessAck(event_id=event_id, recipient=recipient, by=by, purpose=purpose, at=at)
     except ValidationError as exc:
-        fields = sorted({str(e["loc"][0]) for e in exc.errors(include_input=False)})
+        errors = exc.errors(include_input=False)
+        fields = sorted({str(e["loc"][0]) for e in errors})
         if "at" in fields:
             raise UsageError("the subscriber's clock must give timezone-aware times") from None
+        if any(e["loc"][0] == "by" and e["type"] == "value_error" for e in errors):
+            raise UsageError(
+                "by: a staff or system id, never an NHS or telephone number (the audit log "
+                "names who opened a record to every child's subject access request)"
+            ) from None
         raise UsageError(
             f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
             "record's UUID; by and purpose: letters, digits, . _ / -)"

@@ -41,6 +41,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from broker.crypto import random_bytes
 from broker.errors import ConfigError, SecondFactorUnreadable, UsageError
+from broker.events import holds_nhs_or_telephone_number
 from broker.webauth._totpbox import TotpBox
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -63,6 +64,11 @@ def check_username(name: str) -> str:
             "user name: 2 to 63 characters of a-z, 0-9, '.', '_' or '-', starting with a "
             "letter or digit"
         )
+    if holds_nhs_or_telephone_number(name):
+        # The name goes into the append-only audit log (the desk's "opened by", a console
+        # review's reviewer), where an NHS or telephone number would point at a person; the
+        # broker refuses a desk user's acknowledgements under such a name.
+        raise UsageError("user name: a staff id, never an NHS or telephone number")
     return name
 
 

@@ -149,6 +149,22 @@ def test_free_text_for_by_reads_nothing(tail: _Run) -> None:
     assert (tail.log, tail.consumer.position) == ([], 0)
 
 
+@pytest.mark.parametrize("by", ["9997672380", "943-476-5919", "duty/07700.900123"])
+def test_an_nhs_or_telephone_number_for_by_is_one_line_never_echoed_and_reads_nothing(
+    by: str, tail: _Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``accord tail --by 9997672380``: the number would be "opened by" in children's SARs."""
+    from broker.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tail", "--as", PARTY, "--json", "--idle", "0.2", "--by", by])
+    assert exit_info.value.code != 0
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--by: a staff or system id, never an NHS or telephone number" in line
+    assert by not in line
+    assert (tail.log, tail.consumer.position) == ([], 0)
+
+
 def test_an_unopenable_record_is_warned_on_stderr_never_among_json_lines(
     tail: _Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -222,7 +238,7 @@ def test_by_defaults_to_the_person_logged_in_never_the_tool(
     assert tail_options["by"] == "duty-7"
 
 
-@pytest.mark.parametrize("login", ["Jane Smith", None])
+@pytest.mark.parametrize("login", ["Jane Smith", None, "9997672380"])
 def test_without_a_usable_login_name_by_must_be_given(
     login: str | None,
     tail_options: dict[str, Any],
@@ -245,6 +261,7 @@ def test_without_a_usable_login_name_by_must_be_given(
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "--by" in line
     assert "Jane" not in line
+    assert "9997672380" not in line
     assert tail_options == {}
 
 

@@ -53,6 +53,21 @@ def test_add_user_makes_a_party_s_own_account_with_a_second_factor(
     assert "issuer=Accord%20desk%20cog-tipton" in out  # not the governance console's
 
 
+@pytest.mark.parametrize("name", ["9997672380", "943-476-5919", "07700.900123"])
+def test_add_user_refuses_an_nhs_or_telephone_number_as_the_user_name_in_one_line(
+    name: str, home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A desk user's name is "opened by" in the audit log: the broker would refuse it there."""
+    FileKeyStore(home / "keys", create=True)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    code, out, err = run_cli(["desk", "add-user", "--as", "cog-tipton", name, "--password-stdin"])
+    assert code != 0
+    [line] = err.strip().splitlines()
+    assert "user name: a staff id, never an NHS or telephone number" in line
+    assert name not in out + err
+    assert not (home / "desk" / "cog-tipton" / "users.json").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -78,3 +78,21 @@ def test_an_invalid_sample_fails_the_model_and_the_schema(
     with pytest.raises(ValidationError):
         model.model_validate_json(json.dumps(bad))
     assert list(_schema_for(model).iter_errors(bad))
+
+
+@pytest.mark.parametrize(
+    "by", ["9997672380", "943-476-5919", "hub-a/07700.900123", "020-7946-0000", "tel-07700900123"]
+)
+def test_an_ack_opened_by_an_nhs_or_telephone_number_is_refused_without_quoting_it(
+    by: str,
+) -> None:
+    """The schema's pattern takes these; the model refuses them (its description says so)."""
+    with pytest.raises(ValidationError) as refused:
+        AccessAck.model_validate_json(json.dumps({**ACK, "by": by}))
+    assert by not in str(refused.value.errors(include_input=False))
+    assert "NHS" in _schema_for(AccessAck).schema["properties"]["by"]["description"]
+
+
+@pytest.mark.parametrize("by", ["hub-a/duty-1", "IG-2026-000123", "officer-7", "kim.ward"])
+def test_an_ack_opened_by_a_staff_id_with_a_number_in_it_is_taken(by: str) -> None:
+    assert AccessAck.model_validate({**ACK, "by": by}).by == by

@@ -160,6 +160,15 @@ _CONSENT = {
             (Verdict.QUARANTINE, "invalid-ack"),
             False,
         ),
+        (
+            access_chain,
+            "cog-tipton",
+            ACCESS,
+            SCHEMA_ACCESS,
+            {**_ACK, "by": "9997672380"},  # an NHS number as "opened by": never into the log
+            (Verdict.QUARANTINE, "invalid-ack"),
+            False,
+        ),
     ],
 )
 def test_a_consent_record_or_acknowledgement_spends_its_id_only_once_settled(

@@ -453,7 +453,9 @@ def test_an_acknowledgement_without_a_time_zone_is_quarantined(
     [(None, "coord/officer-7", "early_help", True),
      (None, "Jane Smith re Amy Hollis 02/03/2019", "early_help", False),
      (None, "coord/officer-7", "checking on Amy after the incident", False),
-     ("Amy Hollis 02/03/2019 told her teacher", "coord/officer-7", "early_help", False)],
+     ("Amy Hollis 02/03/2019 told her teacher", "coord/officer-7", "early_help", False),
+     (None, "9997672380", "early_help", False),  # an NHS number, a telephone number: never
+     (None, "coord/07700-900123", "early_help", False)],  # "opened by" in a child's SAR
 )  # fmt: skip
 def test_an_opening_is_audited_only_with_identifiers_never_free_text(
     acked: str | None, by: str, purpose: str, opened: bool, run: Run, pipeline_keys: FileKeyStore
@@ -469,6 +471,8 @@ def test_an_opening_is_audited_only_with_identifiers_never_free_text(
     assert quarantined == ([] if opened else ["invalid-ack"])
     assert "Jane" not in str([a.to_bytes() for a in run.audit()])
     assert "Amy" not in str([a.to_bytes() for a in run.audit()])
+    assert "9997672380" not in str([a.to_bytes() for a in run.audit()])
+    assert "900123" not in str([a.to_bytes() for a in run.audit()])
 
 
 def test_consent_recorded_by_someone_else_than_the_sender_is_quarantined(

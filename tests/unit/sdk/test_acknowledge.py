@@ -36,3 +36,21 @@ async def test_free_text_in_an_acknowledgement_is_refused_before_anything_is_sen
         await sub.acknowledge(event_id, by=by, purpose=purpose)
     assert str(err.value).startswith(f"{named}: an identifier")
     assert "Amy" not in str(err.value)
+
+
+@pytest.mark.parametrize("by", ["9997672380", "943-476-5919", "hub-a/07700.900123"])
+async def test_an_nhs_or_telephone_number_as_who_opened_is_refused_before_anything_is_sent(
+    by: str, tmp_path: Path
+) -> None:
+    """The audit log names who opened a record in every child's SAR: never a number there."""
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    for party in ("hub-a", "worker"):
+        keys.ensure_party(party, kem=KemSuite.X25519)
+    sub = Subscriber(
+        "hub-a", keys, KafkaSettings(bootstrap="127.0.0.1:1"), "hub-a.g",
+        envelope=EnvelopeSettings(kem=KemSuite.X25519),
+    )  # fmt: skip  # never started: nothing reaches Kafka
+    with pytest.raises(UsageError) as err:
+        await sub.acknowledge(EVENT, by=by, purpose="early_help")
+    assert str(err.value).startswith("by: a staff or system id, never an NHS or telephone")
+    assert by not in str(err.value)
