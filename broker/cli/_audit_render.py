@@ -59,8 +59,9 @@ _LOG_COLUMNS = (
 # CSV only, after every other column (which keeps its place): ``false`` on a share never
 # sent, whose ``outcome`` stays as decided (a table or page says "not sent" in its outcome);
 # then the fields shared only in a reduced form, ``path=kind; ...`` (a table or page names
-# each as what was sent, in its fields shared).
-_CSV_ONLY = ("sent", "transforms")
+# each as what was sent, in its fields shared); then a decision's consent rule (a table or
+# page says "not needed" in its consent).
+_CSV_ONLY = ("sent", "transforms", "consent_rule")
 # A table's line of the log is headed by when, what and its outcome; every other column with
 # a value follows on a line of its own, labelled as the CSV's and the page's heading.
 _HEAD = ("at", "kind", "outcome")
@@ -83,6 +84,7 @@ def _log_row(entry: DisclosureEntry, *, shown: bool) -> dict[str, Any]:
         row["outcome"] = entry.shown_outcome
         row["lawful_basis"] = entry.shown_basis
         row["fields_shared"] = entry.shown_fields
+        row["consent"] = entry.shown_consent
     else:
         row["transforms"] = "; ".join(f"{path}={kind}" for path, kind in entry.transforms)
     row["review"] = entry.review.text() if entry.review else None

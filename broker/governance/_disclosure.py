@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from broker.audit import AuditKind, AuditRecord
 from broker.governance._grounds import Ground, basis_text, decision_grounds, str_or_none, str_tuple
-from broker.governance._sent import field_sent_as
+from broker.governance._sent import consent_words, field_sent_as
 from broker.governance._store import AuditStore
 from broker.policy import basis_words
 
@@ -144,6 +144,15 @@ class DisclosureEntry:
     # How the decision transformed shared fields (field path, transform kind), sorted: what
     # was sent under such a field was what the transform made of it, not the original.
     transforms: tuple[tuple[str, str], ...] = ()
+    # A decision's clause's consent rule (``not_required``, ``required``,
+    # ``required_unless_safeguarding``; None before decisions recorded it).
+    consent_rule: str | None = None
+
+    @property
+    def shown_consent(self) -> str | None:
+        """The consent state as a reader sees it: ``missing (not needed: ...)`` where the
+        share needed none, which ``missing`` alone would read as sharing without consent."""
+        return consent_words(self.consent, self.consent_rule, self.outcome)
 
     @property
     def shown_fields(self) -> tuple[str, ...]:
@@ -194,6 +203,7 @@ class DisclosureEntry:
             "sent": False if self.not_sent else None,
             # field path -> transform kind, for each field shared only in a reduced form.
             "transforms": dict(self.transforms),
+            "consent_rule": self.consent_rule,
         }
 
 
@@ -224,6 +234,7 @@ def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
         seq=rec.seq,
         grounds=decision_grounds(d),
         transforms=_transforms(d.get("transforms")),
+        consent_rule=str_or_none(d.get("consent_rule")),
     )
 
 

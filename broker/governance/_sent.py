@@ -1,6 +1,6 @@
 """What a disclosure log says was sent, in words a family can read: each field as it travelled
-(a transformed field under what it became, never as the original), and the notes said once
-per answer.
+(a transformed field under what it became, never as the original), the consent state with
+whether the agreement needed consent, and the notes said once per answer.
 
 A SAR answer is sent to the family: ``subject.nhs_number`` on a line whose decision
 pseudonymised it would say the child's NHS number went where only a pseudonym did. The
@@ -16,8 +16,10 @@ from typing import Final
 
 __all__ = [
     "ALWAYS_SENT",
+    "CONSENT_STATE_MEANINGS",
     "TRANSFORM_WORDS",
     "answer_notes",
+    "consent_words",
     "field_sent_as",
 ]
 
@@ -56,6 +58,44 @@ ALWAYS_SENT: Final = (
 )
 
 
+# The consent column's states (broker/policy/_decision.py ConsentStateOut), and what "not
+# needed" adds.
+CONSENT_STATE_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        # As REASON_MEANINGS words the consent reasons: a decision covers every person the
+        # information named, not only this child.
+        "given": "consent for this purpose and organisation was on record as given.",
+        "refused": (
+            "for a person the information was about (this child or another named in it), the"
+            " latest consent recorded for this purpose and organisation was a refusal."
+        ),
+        "withdrawn": (
+            "for a person the information was about (this child or another named in it), the"
+            " latest consent recorded for this purpose and organisation was a withdrawal."
+        ),
+        "missing": (
+            "consent for this purpose and organisation was not on record for every person the"
+            " information was about (this child or another named in it)."
+        ),
+        "not needed": (
+            "the sharing agreement does not rest on consent but on the lawful basis shown, or"
+            " allows sharing without it under a safeguarding override, as here: the consent"
+            " state did not decide the sharing."
+        ),
+    }
+)
+# What a rule that did not need consent adds to the state (broker/policy/_decision.py ConsentRule).
+_NOT_NEEDED: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "not_required": "not needed: the agreement rests on its lawful basis, not consent",
+        "required_unless_safeguarding": "not needed: shared as a safeguarding override",
+    }
+)
+
+
+_SHARES: Final = frozenset({"shared", "shared_override"})
+
+
 def field_sent_as(path: str, kind: str | None) -> str:
     """``path`` as it was sent: as is when ``kind`` is None, else in words, e.g.
     ``NHS number (as a pseudonym)``; a kind with no words is named by its id."""
@@ -66,12 +106,40 @@ def field_sent_as(path: str, kind: str | None) -> str:
     return f"{field} ({words})" if words else f"{field} (transformed: {kind})"
 
 
+def consent_words(state: str | None, rule: str | None, outcome: str | None) -> str | None:
+    """A decision's consent state as a reader sees it: ``missing (not needed: ...)`` where the
+    agreement did not need consent (``rule`` ``not_required``), or needed it but the share was a
+    safeguarding override; the state alone otherwise (and for a record without a rule)."""
+    if state is None:
+        return None
+    needless = rule == "not_required" or (
+        rule == "required_unless_safeguarding" and outcome == "shared_override"
+    )
+    if not needless or state == "given" or rule is None:
+        return state
+    return f"{state} ({_NOT_NEEDED[rule]})"
+
+
 def answer_notes(lines: Iterable[object]) -> list[str]:
     """The notes a disclosure log says once: what travels with every shared record (when it
-    lists a share, a delivery or an opening)."""
-    shared = any(
-        getattr(line, "kind", None) in ("delivered", "opened")
-        or getattr(line, "outcome", None) in ("shared", "shared_override")
-        for line in lines
-    )
-    return [ALWAYS_SENT] if shared else []
+    lists a share, a delivery or an opening), and what each consent state its decisions show
+    means (``missing`` alone reads as sharing without consent, which a share that needed none
+    was not)."""
+    shared = False
+    states: set[str] = set()
+    for line in lines:
+        kind, outcome = getattr(line, "kind", None), getattr(line, "outcome", None)
+        shared = shared or kind in ("delivered", "opened") or outcome in _SHARES
+        shown = getattr(line, "shown_consent", None) if kind == "decision" else None
+        if isinstance(shown, str) and shown:
+            state, _, why = shown.partition(" (")
+            states.add(state)
+            if why.startswith("not needed"):
+                states.add("not needed")
+    notes = [ALWAYS_SENT] if shared else []
+    notes += [
+        f'Consent "{state}": {text}'
+        for state, text in CONSENT_STATE_MEANINGS.items()
+        if state in states
+    ]
+    return notes

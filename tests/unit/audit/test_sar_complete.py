@@ -404,6 +404,6 @@ def test_the_csv_keeps_its_columns_in_place_and_adds_recorded_at_then_sent_last(
         "purpose", "lawful_basis", "clauses", "fields_shared", "fields_withheld", "consent",
         "reason", "override_grounds", "review", "opened_by", "purposes", "recipients",
         "valid_until", "recalls", "event_id", "audit_ref", "matched_on", "recorded_at", "sent",
-        "transforms",
+        "transforms", "consent_rule",
     ]  # fmt: skip
     assert list(json.loads(disclosure(log, "json"))[0]) == list(log[0].as_dict())

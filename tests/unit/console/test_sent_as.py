@@ -1,6 +1,6 @@
-"""The console's page for a child shows each transformed field as what was sent (as the SAR
-answer does, tests/unit/audit/test_sar_sent_as.py), and says once what travels with every
-shared record."""
+"""The console's page for a child shows each transformed field as what was sent, and a share
+that needed no consent as such (as the SAR answer does, tests/unit/audit/test_sar_sent_as.py
+and test_sar_consent_needed.py), and says once what travels with every shared record."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from fastapi.testclient import TestClient
 
 from broker.audit import KeystoreAuditVerifier
 from broker.governance import AuditStore
-from broker.governance._sent import ALWAYS_SENT
+from broker.governance._sent import ALWAYS_SENT, CONSENT_STATE_MEANINGS
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
-from tests.unit.audit.conftest import CHILD_NHS
+from tests.unit.audit.conftest import CHILD_NHS, decision
+from tests.unit.audit.test_sar_consent_needed import NOT_NEEDED, _decided
 from tests.unit.audit.test_sar_sent_as import _transformed_share
 from tests.unit.console.conftest import sign_in
 
@@ -33,3 +34,18 @@ def test_the_consoles_page_for_the_child_shows_what_was_sent_and_the_note_once(
     assert "NHS number (as a pseudonym)" in page
     assert "subject.nhs_number" not in page
     assert page.count(html.escape(ALWAYS_SENT)) == 1
+
+
+def test_the_consoles_page_says_a_share_needed_no_consent(
+    make_client: Callable[..., TestClient], store: AuditStore,
+    verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
+) -> None:  # fmt: skip
+    _decided(store, verifier, linker, keys, ("n1", decision("shared", consent_rule="not_required")))
+    client = make_client()
+    token = sign_in(client)
+    page = client.post(
+        "/subjects",
+        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
+    ).text
+    assert html.escape(NOT_NEEDED) in page
+    assert page.count(html.escape(CONSENT_STATE_MEANINGS["not needed"])) == 1

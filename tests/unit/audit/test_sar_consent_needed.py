@@ -1,0 +1,91 @@
+"""``consent: missing`` on a share that needed no consent reads as sharing without consent: a
+SAR answer's table and page (and the console) say ``missing (not needed: ...)`` where the
+decision's clause did not need it (``consent_rule``), and explain once each consent state they
+show; JSON and CSV keep the state and add ``consent_rule``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
+from broker.cli._audit_render import disclosure
+from broker.governance import AuditStore, DisclosureEntry, disclosure_log
+from broker.governance._sent import CONSENT_STATE_MEANINGS
+from broker.keys import FileKeyStore
+from broker.linkage import Linker
+from tests.unit.audit.conftest import CHILD_NHS, decision, index_records
+from tests.unit.audit.test_sar_complete import _chain
+
+NOT_NEEDED = "missing (not needed: the agreement rests on its lawful basis, not consent)"
+OVERRIDDEN = "missing (not needed: shared as a safeguarding override)"
+
+
+def _decided(
+    store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
+    *data: tuple[str, dict[str, Any]],
+) -> list[DisclosureEntry]:  # fmt: skip
+    """One decision about the child for each (event id, decided data), in that order."""
+    child = linker.from_nhs_number(CHILD_NHS)
+    records = _chain(
+        [(AuditKind.DECIDED, {"event_id": eid, "party": "hub-a", "subject_keys": [child],
+                              "data": d}) for eid, d in data],
+        keys, "worker:w8", hours=13,
+    )  # fmt: skip
+    assert index_records(store, verifier, records, start=1300).breaks == []
+    ids = [eid for eid, _ in data]
+    return sorted(
+        (e for e in disclosure_log(store, child) if e.event_id in ids),
+        key=lambda e: ids.index(e.event_id),
+    )
+
+
+def test_a_share_that_needed_no_consent_reads_missing_not_needed_and_one_that_did_not(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    lines = _decided(
+        store, verifier, linker, keys,
+        ("n1", decision("shared", consent_rule="not_required")),
+        ("n2", decision("not_shared", consent_rule="required")),
+        ("n3", decision("shared_override", consent_rule="required_unless_safeguarding")),
+        ("n4", decision("shared", consent_rule="required", consent="given")),
+        ("n5", decision("shared")),  # decided before the rule was recorded
+    )  # fmt: skip
+    assert [e.shown_consent for e in lines] == [
+        NOT_NEEDED, "missing", OVERRIDDEN, "given", "missing"
+    ]  # fmt: skip
+    for fmt in ("table", "html"):
+        shown = disclosure(lines[:1], fmt, width=400)
+        assert NOT_NEEDED in shown, fmt
+
+
+def test_the_answer_explains_once_each_consent_state_it_shows(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    lines = _decided(
+        store, verifier, linker, keys,
+        ("n1", decision("shared", consent_rule="not_required")),
+        ("n2", decision("not_shared", consent_rule="required")),
+    )  # fmt: skip
+    table = disclosure(lines, "table", width=4000)
+    for state in ("missing", "not needed"):
+        assert table.count(f'Consent "{state}": {CONSENT_STATE_MEANINGS[state]}') == 1, state
+    assert 'Consent "given"' not in table
+    assert disclosure(lines, "html").count(CONSENT_STATE_MEANINGS["not needed"]) == 1
+
+
+def test_json_and_csv_keep_the_state_and_add_the_consent_rule(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    lines = _decided(
+        store, verifier, linker, keys, ("n1", decision("shared", consent_rule="not_required"))
+    )
+    [row] = json.loads(disclosure(lines, "json"))
+    assert (row["consent"], row["consent_rule"]) == ("missing", "not_required")
+    [line] = csv.DictReader(io.StringIO(disclosure(lines, "csv")))
+    assert (line["consent"], line["consent_rule"]) == ("missing", "not_required")
