@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from broker.config._base import BehindProxies, HostList, OpsEndpoint
 from broker.config._base import Frozen as _Frozen
+from broker.config._env_errors import unreadable_json
 from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
 from broker.errors import ConfigError
@@ -432,14 +433,21 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         # Name the setting, never its value: it may be a passphrase or a database password.
         first = exc.errors(include_input=False, include_url=False)[0]
-        name = "__".join(str(part).upper() for part in first["loc"])
+        # A list's item is named by its place, not as a variable nobody set (..._CLOSED__0).
+        loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
+        items = [part + 1 for part in first["loc"] if isinstance(part, int)]
+        name = "__".join(part.upper() for part in loc)
         name = name if name.startswith("ACCORD_") else f"ACCORD_{name}"  # an alias has it
-        section, *field = (str(part) for part in first["loc"])
+        section, *field = loc
         if field and field[0] in from_files.get(section, {}):
             name += "_FILE"  # the variable that was set: its file holds the value
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{name}: {message}") from None
+        where = f" (item {items[0]})" if items else ""
+        raise ConfigError(f"{name}{where}: {message}") from None
     except SettingsError as exc:
+        named = unreadable_json(str(exc), Settings, os.environ)
+        if named is not None:
+            raise ConfigError(named) from None
         raise ConfigError(f"an ACCORD_* setting cannot be read: {_first_line(exc)}") from None
 
 

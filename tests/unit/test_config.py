@@ -105,6 +105,62 @@ def test_a_bad_ops_port_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> No
         load_settings()
 
 
+_CLOSED_TAKES = (
+    """ACCORD_SCHOOLS__CLOSED: not JSON; give a JSON list of dates, e.g. '["2026-12-08"]'"""
+)
+
+
+@pytest.mark.parametrize("value", ["2026-12-08", "2026-12-08, 2026-12-21", '["2026-12-08"'])
+def test_a_list_setting_that_is_not_json_names_its_variable_and_what_it_takes(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not "error parsing value for field "schools"": the variable, and never its value."""
+    monkeypatch.setenv("ACCORD_SCHOOLS__CLOSED", value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert str(refused.value) == _CLOSED_TAKES
+
+
+def test_a_section_given_whole_that_is_not_json_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCORD_SCHOOLS", "closed=2026-12-08")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert str(refused.value) == "ACCORD_SCHOOLS: not JSON; give a JSON object of its settings"
+
+
+def test_a_bad_date_in_a_json_list_names_the_variable_and_the_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The variable that was set, not ACCORD_SCHOOLS__CLOSED__1, which nobody sets."""
+    monkeypatch.setenv("ACCORD_SCHOOLS__CLOSED", '["2026-12-08", "8 December"]')
+    with pytest.raises(ConfigError, match=r"^ACCORD_SCHOOLS__CLOSED \(item 2\): ") as refused:
+        load_settings()
+    assert "December" not in str(refused.value)
+
+
+def test_a_json_list_of_closed_days_and_a_comma_list_of_hosts_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACCORD_SCHOOLS__CLOSED", '["2026-12-08", "2026-12-21"]')
+    monkeypatch.setenv("ACCORD_CONSOLE__ALLOWED_HOSTS", "a.example, b.example")
+    settings = load_settings()
+    assert len(settings.schools.closed) == 2
+    assert settings.console.allowed_hosts == ("a.example", "b.example")
+
+
+def test_accord_says_which_setting_is_not_json_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``ACCORD_SCHOOLS__CLOSED=2026-12-08 accord audit report``."""
+    from broker.cli import main
+
+    monkeypatch.setenv("ACCORD_SCHOOLS__CLOSED", "2026-12-08")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "report"])
+    assert exit_info.value.code != 0
+    assert capsys.readouterr().err == f"accord: error: {_CLOSED_TAKES}\n"
+
+
 def test_a_secret_setting_is_read_from_the_file_its_file_variable_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,83 @@
+"""Which ``ACCORD_*`` variable pydantic-settings could not read as JSON, for a one-line error.
+
+pydantic-settings parses a list or section setting given in the environment as JSON, and
+when that fails says only which top-level field it was reading ("error parsing value for
+field "schools""), not which variable. ``unreadable_json`` finds the variable again, so the
+message can name it and say what it takes; never its value, which may be a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from collections.abc import Mapping
+from datetime import date
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+_FIELD = re.compile(r'field "([A-Za-z0-9_]+)"')
+_LISTS = (list, tuple, set, frozenset)
+
+
+def unreadable_json(
+    message: str, settings_cls: type[BaseModel], environ: Mapping[str, str]
+) -> str | None:
+    """``NAME: what it takes`` for the variable behind pydantic-settings' ``message``, or None
+    when no variable of that field is a list or section setting that is not JSON."""
+    found = _FIELD.search(message)
+    field = settings_cls.model_fields.get(found.group(1)) if found else None
+    if found is None or field is None:
+        return None
+    prefix = f"ACCORD_{found.group(1).upper()}"
+    for name in sorted(environ):
+        upper = name.upper()  # the environment is read without regard to case
+        if upper != prefix and not upper.startswith(f"{prefix}__"):
+            continue
+        path = [part for part in upper[len(prefix) :].lower().split("__") if part]
+        annotation = _annotation_at(field.annotation, path)
+        expected = _expected(annotation)
+        if expected is None:
+            continue
+        try:
+            json.loads(environ[name])
+        except ValueError:
+            return f"{upper}: not JSON; give {expected}"
+    return None
+
+
+def _annotation_at(annotation: Any, path: list[str]) -> Any:
+    for part in path:
+        model = _bare(annotation)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
+
+
+def _bare(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _expected(annotation: Any) -> str | None:
+    """What a setting of this type takes as JSON; None where pydantic-settings does not insist
+    on JSON (a plain value, or a union it falls back from, such as an optional list)."""
+    bare = _bare(annotation)
+    origin = get_origin(bare)
+    if origin is Union or origin is types.UnionType:
+        return None
+    if isinstance(bare, type) and issubclass(bare, BaseModel):
+        return "a JSON object of its settings"
+    if origin is dict:
+        return "a JSON object"
+    if origin in _LISTS:
+        if date in get_args(bare):
+            return """a JSON list of dates, e.g. '["2026-12-08"]'"""
+        return "a JSON list"
+    return None
