@@ -65,6 +65,7 @@ log = structlog.get_logger("accord.worker")
 
 INPUT_PATTERN = rf"^({re.escape(INGRESS_PREFIX)}.+|{re.escape(CONSENT)}|{re.escape(ACCESS)})$"
 GROUP = WORKER_GROUP  # the group provisioning grants the worker
+ROUND_S = 1.0  # the loop goes round (and beats /livez's heartbeat) at least this often
 
 
 class TransactionalLoop:
@@ -273,7 +274,7 @@ class TransactionalLoop:
         stopping = asyncio.create_task(stop.wait())
         try:
             while True:
-                if self.heartbeat is not None:  # round at least every fetch (200 ms) when idle
+                if self.heartbeat is not None:  # round at least every ROUND_S, even mid-join
                     self.heartbeat.beat()
                 self._raise_fatal()
                 self._take_policy()
@@ -289,7 +290,12 @@ class TransactionalLoop:
                     if fetching is None:
                         fetching = asyncio.create_task(self._fetch(consumer))
                     waits.add(fetching)
-                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                # Bounded: during a group join aiokafka's fetch does not return for seconds,
+                # and a loop that went round only when it did looked stalled to /livez. The
+                # fetch under way is kept, never doubled; a wedged event loop still stalls.
+                done, _ = await asyncio.wait(
+                    waits, timeout=ROUND_S, return_when=asyncio.FIRST_COMPLETED
+                )
                 self._commits.reap()
                 self._report.progress(consumer)
                 if fetching is not None and fetching in done:
