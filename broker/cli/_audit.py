@@ -163,7 +163,7 @@ def subject(
     anything is shown, exactly as the console writes it, and appears among the child's
     earlier look-ups. Left out, --as and --reason are asked for at a terminal.
     """
-    from broker.cli._audit_render import disclosure, output_width
+    from broker.cli._audit_render import disclosure, output_width, state_warning
     from broker.governance import disclosure_log, subject_search, verification_state
 
     settings = load_settings()
@@ -184,9 +184,11 @@ def subject(
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
         if copy:
-            state = _copy_verified_now(settings, store)
+            state, failed = _copy_verified_now(settings, store)
         else:
             state = verification_state(store, logged=[e.logged_at for e in entries])
+            last = store.last_verification()
+            failed = last is not None and not last.ok
         broken = store.broken_chains()
     finally:
         store.close()
@@ -205,23 +207,32 @@ def subject(
     typer.echo(shown)
     if searched is not None and fmt in (Format.CSV, Format.JSON):
         typer.echo(searched, err=True)  # not in the data: its shape is the same either way
-    if fmt is not Format.HTML:  # the page's header says it ("Audit log: ...")
-        warn_broken(broken)
+    if fmt is Format.HTML:  # the page's header says it ("Audit log: ...")
+        return
+    warn_broken(broken)
+    if warning := state_warning(state, copy=copy, failed=failed and not broken):
+        typer.echo(warning, err=True)
+    if broken or failed:
+        # Still printed (stdout is the document, the break evidence), but a script sending
+        # the answer on must not take it for a sound one.
+        raise typer.Exit(1)
 
 
-def _copy_verified_now(settings: Settings, store: AuditStore) -> str:
-    """A copy's verification state for a SAR's header, verified on the spot: a copy keeps no
-    ``verify_runs`` row (it is read-only), so "run 'accord audit verify'" could never be met."""
+def _copy_verified_now(settings: Settings, store: AuditStore) -> tuple[str, bool]:
+    """A copy's verification state for a SAR's header, verified on the spot (a copy keeps no
+    ``verify_runs`` row: it is read-only, so "run 'accord audit verify'" could never be met),
+    and whether it was found broken."""
     from broker.governance import verify_store
 
     try:
         summary = verify_store(store, _verifier(settings))
     except ChainBroken as exc:
-        found = f"BROKEN: {exc}"
+        found, failed = f"BROKEN: {exc}", True
     else:
-        found = f"intact, {plural(summary.records, 'record')} in {plural(summary.chains, 'chain')}"
+        counted = f"{plural(summary.records, 'record')} in {plural(summary.chains, 'chain')}"
+        found, failed = f"intact, {counted}", False
     return (f"this copy, verified now: {found} (a copy keeps no verification of its own; "
-            "'accord audit verify --db COPY' records one in the live log)")  # fmt: skip
+            "'accord audit verify --db COPY' records one in the live log)", failed)  # fmt: skip
 
 
 def report(

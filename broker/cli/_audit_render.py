@@ -256,6 +256,18 @@ COPY_AS_IT_WAS = (
 )
 
 
+def state_warning(state: str, *, copy: bool, failed: bool) -> str | None:
+    """The line a SAR's table, CSV or JSON puts on stderr, outside the data, where the page's
+    header says it: made from a copy (shown as it was, and what verifying it now found), or
+    from an index whose last verification failed; None otherwise. ``state``: the header's."""
+    state = " ".join(state.split())  # one line, whatever a failure's text holds
+    if copy:
+        return f"accord: warning: this answer was {COPY_AS_IT_WAS}; audit log: {state}"
+    if failed:
+        return f"accord: warning: the audit log did not verify: {state}"
+    return None
+
+
 def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = (), *,
                 copy: bool = False) -> str:  # fmt: skip
     """The report as JSON; ``broken_chains``: the chains the indexer found broken, whose

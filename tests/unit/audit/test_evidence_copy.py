@@ -16,6 +16,7 @@ from broker.audit import AuditRecord
 from broker.errors import AuditError
 from broker.governance import AuditStore, VerifyRun, open_store
 from tests.unit.audit.conftest import CHILD_NHS, RecordingSink, Run
+from tests.unit.audit.test_sar_state_warning import is_the_document
 
 SUBJECT = ["audit", "subject", "--nhs-number", CHILD_NHS, "--reason", "complaint"]
 REPORT = ["audit", "report", "--format", "json", "--reason", "oversight"]
@@ -315,3 +316,45 @@ def test_a_db_through_a_symlink_loop_is_no_index_in_one_line(
     assert f"no audit index at {tmp_path / 'loop1.db'}" in err
     assert "Traceback" not in err
     assert catch_ups == []
+
+
+# A SAR answer in table, CSV or JSON says on stderr, in one line outside the data, what the
+# html page's header says of a copy, and exits 1 when verifying the copy now finds it broken.
+_FORMATS = pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+COPY = "accord: warning: this answer was made from a copy of the audit index (--db), shown as "
+
+
+def _subject(run_cli: Run, fmt: str, db: str) -> tuple[int, str, str]:
+    return run_cli([*SUBJECT, "--as", "ig.jo", "--format", fmt, "--db", db])
+
+
+@_SQLITE
+@_FORMATS
+def test_an_answer_from_an_intact_copy_says_so_on_stderr_and_exits_0(
+    fmt: str, copy_db: Path, indexed: list[AuditRecord], catch_ups: list[AuditStore],
+    run_cli: Run,
+) -> None:  # fmt: skip
+    code, out, err = _subject(run_cli, fmt, f"sqlite:///{copy_db}")
+    assert code == 0, err
+    is_the_document(fmt, out)
+    [line] = err.splitlines()
+    assert line.startswith(COPY)
+    assert f"audit log: this copy, verified now: intact, {len(indexed)} records in " in line
+
+
+@_SQLITE
+@_FORMATS
+def test_an_answer_from_a_broken_copy_says_broken_on_stderr_and_exits_1(
+    fmt: str, copy_db: Path, indexed: list[AuditRecord], catch_ups: list[AuditStore],
+    run_cli: Run,
+) -> None:  # fmt: skip
+    with sqlite3.connect(copy_db) as conn:
+        conn.execute("UPDATE audit_records SET body = REPLACE(body, 'early_help', 'early_hulp') "
+                     "WHERE chain = 'worker:w1' AND seq = 2")  # fmt: skip
+    conn.close()
+    code, out, err = _subject(run_cli, fmt, f"sqlite:///{copy_db}")
+    assert code == 1
+    is_the_document(fmt, out)
+    [line] = err.splitlines()
+    assert line.startswith(COPY)
+    assert "audit log: this copy, verified now: BROKEN: audit chain 'worker:w1' " in line

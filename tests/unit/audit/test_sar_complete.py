@@ -210,13 +210,13 @@ _WARNING = (
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
-def test_the_terminals_log_warns_of_a_broken_chain_on_stderr(
+def test_the_terminals_log_warns_of_a_broken_chain_on_stderr_and_exits_1(
     fmt: str, broken: None, audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]]
 ) -> None:
     code, out, err = run_cli(["audit", "subject", "--nhs-number", CHILD_NHS, "--db",
                               audit_db_url, "--format", fmt, "--reason", "complaint",
                               "--as", "ig.jo"])  # fmt: skip
-    assert (code, err) == (0, _WARNING)
+    assert (code, err) == (1, _WARNING)
     assert "e1" in out  # the log is still printed, its data's shape unchanged
     if fmt == "json":
         assert isinstance(json.loads(out), list)
