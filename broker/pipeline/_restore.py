@@ -9,10 +9,12 @@ then refuses to run only if what was lost matters for correctness: the position 
 partition or the head of an audit chain, for which no genuine entry remains (resuming
 without them would skip or repeat inputs, or fork the chain). Lost replay ids, consent or
 shares are reported and the worker runs: a missing consent fails closed (nothing shared on
-it). A refused consent entry most often means the worker key it was sealed to was revoked
-or is missing; otherwise, only the worker and the admin may write the topic, so a
-privileged principal wrote it; after looking, the admin clears one with a tombstone for its
-key. Consent entries sealed to a worker key rotated out are sealed again to the current one
+it). Each refusal is counted by cause (``Refusal``), each with its own hint: a consent
+entry with the worker's MAC that will not open under a worker key revoked or missing here
+is the keystore's matter; an entry without that MAC, of any kind, was written by someone
+else, and only the worker and the admin may write the topic, so a privileged principal
+wrote it; after looking, the admin clears one with a tombstone for its key. Consent
+entries sealed to a worker key rotated out are sealed again to the current one
 (``resealable``, ``_reseal``).
 
 One refusal stops the worker instead: a genuine consent entry under a worker key newer than
@@ -32,7 +34,13 @@ import structlog
 from pydantic import ValidationError
 
 from broker.envelope import KeyResolver, Opener
-from broker.errors import ConfigError, EnvelopeError, KeyStoreError, TransportError
+from broker.errors import (
+    ConfigError,
+    EnvelopeError,
+    KeyRejected,
+    KeyStoreError,
+    TransportError,
+)
 from broker.kafka import Consumer, KafkaClients, TopicPartition, stop_bounded, translated
 from broker.pipeline._newer_keys import SETTLE_S, NewerKeys
 from broker.pipeline._state import STATE_MAC_HEADER, state_mac
@@ -66,6 +74,8 @@ class RestoreReport:
 
     #: Keys whose latest entries were refused: their kind and how many since the last genuine.
     unresolved: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: Why those were refused, by key: a ``Refusal`` cause and how many.
+    causes: dict[str, Counter[str]] = field(default_factory=dict)
     superseded: Counter[str] = field(default_factory=Counter)
     vital_refused: set[str] = field(default_factory=set)
     vital_restored: set[str] = field(default_factory=set)
@@ -79,6 +89,26 @@ class RestoreReport:
         return out
 
     @property
+    def refused_by_cause(self) -> Counter[str]:
+        """Refused entries no genuine later entry replaced, by cause (``Refusal``)."""
+        out: Counter[str] = Counter()
+        for why in self.causes.values():
+            out.update(why)
+        return out
+
+    def refuse(self, name: str, kind: str, cause: str) -> None:
+        """Count one more refused entry for ``name`` since its last genuine one."""
+        before = self.unresolved.get(name)
+        self.unresolved[name] = (kind, 1 + (before[1] if before else 0))
+        self.causes.setdefault(name, Counter())[cause] += 1
+
+    def resolve(self, name: str) -> tuple[str, int] | None:
+        """Forget ``name``'s refused entries (a genuine one or a tombstone followed); return
+        their kind and count, if any."""
+        self.causes.pop(name, None)
+        return self.unresolved.pop(name, None)
+
+    @property
     def lost(self) -> list[str]:
         """Vital entries refused with no genuine entry for the same key."""
         return sorted(self.vital_refused - self.vital_restored)
@@ -86,6 +116,19 @@ class RestoreReport:
 
 _KINDS = frozenset({"p", "k", "t", "h", "o", "r", "c", "s"})
 _SEALED = frozenset({"k", "c"})  # consent: the identifiers the policy engine matches on
+
+
+class Refusal:
+    """Why an entry was refused; each cause has its own remedy, so its own hint."""
+
+    #: No state MAC, or one this worker's MAC key did not make: someone else wrote it.
+    FORGED = "forged"
+    #: The worker's own (its MAC verifies), sealed to or signed by a worker key revoked or
+    #: missing here: the keystore, not an intruder.
+    KEYS = "keys"
+    #: The worker's MAC verifies but the entry is not one it takes (sealed by another party,
+    #: its envelope altered, or a value this version cannot read).
+    UNREADABLE = "unreadable"
 
 
 def sealed_with(encryption_key_id: str, signing_key_id: str) -> str:
@@ -137,8 +180,8 @@ class EntryReader:
         ``SETTLE_S`` for it (``settle``), or at once."""
         for u in self.newer.known_now():
             name = u.key.decode("utf-8", "replace")
-            if self._take(u.key, name, u.value, u.headers, None):
-                self.report.unresolved.pop(name, None)
+            if self._take(u.key, name, u.value, u.headers, None) is None:
+                self.report.resolve(name)
         self.newer.check(running=running, settle=settle)
 
     def apply(
@@ -157,18 +200,17 @@ class EntryReader:
         self.newer.forget(name)
         if value is None:  # a tombstone: the admin's way to clear a refused entry on purpose
             report.vital_refused.discard(name)
-            report.unresolved.pop(name, None)
+            report.resolve(name)
             self.view.sealed.drop(name)
             return
         kind = name.partition(":")[0]
-        if self._take(key, name, value, headers, written_ms):
+        if (cause := self._take(key, name, value, headers, written_ms)) is None:
             if kind in _VITAL:
                 report.vital_restored.add(name)
-            if (earlier := report.unresolved.pop(name, None)) is not None:
+            if (earlier := report.resolve(name)) is not None:
                 report.superseded[earlier[0]] += earlier[1]
         else:
-            label, before = kind if kind in _KINDS else "?", report.unresolved.get(name)
-            report.unresolved[name] = (label, 1 + (before[1] if before else 0))
+            report.refuse(name, kind if kind in _KINDS else "?", cause)
             if kind in _VITAL:
                 report.vital_refused.add(name)
 
@@ -179,31 +221,35 @@ class EntryReader:
         value: bytes,
         headers: Sequence[tuple[str, bytes | None]],
         written_ms: int | None,
-    ) -> bool:
+    ) -> str | None:
+        """Apply one entry; None if taken, else why not (a ``Refusal`` cause)."""
         macs = [v for k, v in headers if k == STATE_MAC_HEADER]
         if len(macs) != 1 or macs[0] is None:
-            return False
+            return Refusal.FORGED
         if not hmac.compare_digest(macs[0], state_mac(self._mac_key, key, value)):
-            return False
+            return Refusal.FORGED
         plain, sealed_to = value, None
         if name.partition(":")[0] in _SEALED:
             envelope = [(k, v) for k, v in headers if k != STATE_MAC_HEADER and v is not None]
             try:
                 opened = self._opener.open_kafka(value, envelope, topic=STATE)
-            except EnvelopeError:
+            except EnvelopeError as exc:
                 self.newer.note(name, key, value, headers, written_ms)
-                return False
+                # The MAC covers the value, not the headers (the DEK bundle among them): a
+                # key rejected is the keystore's matter; a bundle that fails otherwise was
+                # altered after the worker wrote it, or is not a worker's at all.
+                return Refusal.KEYS if isinstance(exc, KeyRejected) else Refusal.UNREADABLE
             if opened.sender != Principal.WORKER:
-                return False
+                return Refusal.UNREADABLE
             plain = opened.payload
             sealed_to = sealed_with(opened.recipient_key_id, opened.signer_key_id)
         try:
             self.view.apply(name, plain)
         except (ValueError, KeyError, TypeError, ValidationError):
-            return False
+            return Refusal.UNREADABLE
         if sealed_to is not None:
             self.view.sealed.put(name, sealed_to, plain)
-        return True
+        return None
 
 
 async def restore_state(
@@ -236,7 +282,7 @@ async def restore_state(
         log.error(
             "state_entries_refused",
             **{f"kind_{k}": n for k, n in refused.items()},
-            hint=_refused_hint(refused),
+            **_refused_hints(report.refused_by_cause),
         )
     await _settle(reader)
     if lost := report.lost:
@@ -259,17 +305,37 @@ async def _settle(reader: EntryReader) -> None:
     reader.behind(running=False, settle=False)
 
 
-def _refused_hint(refused: Counter[str]) -> str:
-    if not refused.keys() & _SEALED:
-        return "entries without the worker's state MAC: see docs/operations.md, 'Worker state'"
-    # Consent entries ("k", an older Accord's "c") are sealed to the worker's own key: a
-    # revoked or missing key, not an intruder, is the likely cause (docs/operations.md).
-    return (
-        "k = consent records, sealed to a worker encryption key or signed by a worker signing "
-        "key that is revoked or missing here: restore the worker keystore from backup, or "
-        "have the consent authorities file those consents again (docs/operations.md, "
-        "'Worker state')"
-    )
+def _refused_hints(causes: Counter[str]) -> dict[str, object]:
+    """A count and a hint for each cause of refusal present: a forged consent entry must not
+    send the operator to restore a keystore, nor a revoked key to hunt an intruder."""
+    out: dict[str, object] = {}
+    for cause, hint in _HINTS.items():
+        if causes[cause]:
+            out[f"refused_{cause}"] = causes[cause]
+            out[f"hint_{cause}"] = hint
+    return out
+
+
+_HINTS = {
+    Refusal.FORGED: (
+        "entries without a state MAC made with this worker's linkage key (any kind): written "
+        "by a principal with write access to the topic, not by the worker (or, if every "
+        "entry is refused so, the worker's linkage key is not the one it wrote them with); "
+        "investigate, then clear each with a tombstone (docs/operations.md, 'Worker state')"
+    ),
+    Refusal.KEYS: (
+        "consent entries (k) this worker wrote, sealed to a worker encryption key or signed "
+        "by a worker signing key that is revoked or missing here: restore the worker "
+        "keystore from backup, or have the consent authorities file those consents again "
+        "(docs/operations.md, 'Worker state')"
+    ),
+    Refusal.UNREADABLE: (
+        "entries whose state MAC verifies but which the worker cannot take (not sealed by "
+        "the worker, a DEK bundle altered since, or a value this version does not read): "
+        "only a holder of the worker's linkage key makes that MAC; investigate "
+        "(docs/operations.md, 'Worker state')"
+    ),
+}
 
 
 async def _read_all(consumer: Consumer, reader: EntryReader) -> dict[TopicPartition, int]:
