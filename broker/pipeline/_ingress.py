@@ -131,6 +131,7 @@ class Validate:
             log.info(
                 "event_invalid",
                 topic=work.topic,
+                partition=work.partition,
                 offset=work.offset,
                 fields=[path for path, _ in exc.problems],
             )

@@ -17,8 +17,8 @@ import structlog
 
 from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner
 from broker.config import EnvelopeSettings
-from broker.envelope import KeyResolver
-from broker.errors import ConfigError
+from broker.envelope import KeyResolver, read_header
+from broker.errors import ConfigError, EnvelopeError
 from broker.kafka import header_key_bytes, undecodable
 from broker.linkage import Linker
 from broker.pipeline._access import access_chain
@@ -169,7 +169,7 @@ class Processor:
         where = {"topic": work.topic, "partition": work.partition, "offset": work.offset}
         facts = {"reason": reason, "stage": stage, **where, "digest": digest,
                  "size": len(work.value)}  # fmt: skip
-        log.warning("quarantined", reason=reason, stage=stage, **where)
+        log.warning("quarantined", reason=reason, stage=stage, **where, **_logged_id(work))
         effects: list[Effect] = []
         sealer = self.services.sealer
         if not sealer.can_sign():
@@ -202,6 +202,24 @@ class Processor:
             )
         )
         return effects
+
+
+def _logged_id(work: Work) -> dict[str, object]:
+    """The envelope's event id, for the operator to name to the agency that must send the
+    record again, if it is a canonical UUID: the id is the sender's to choose, and any other
+    text could spell a name. Before the envelope opened (a key rejected, a bad signature) the
+    id is read from its routing header unauthenticated (``event_id_authenticated`` false):
+    anyone may have written it."""
+    if work.opened is not None:
+        event_id, authenticated = work.opened.event_id, True
+    else:
+        try:
+            event_id, authenticated = read_header(work.value).event_id, False
+        except EnvelopeError:
+            return {}
+    if not is_uuid(event_id):
+        return {}
+    return {"event_id": event_id, "event_id_authenticated": authenticated}
 
 
 def unreadable(value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> str | None:
