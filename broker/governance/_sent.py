@@ -79,8 +79,8 @@ CONSENT_STATE_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "not needed": (
             "the sharing agreement does not rest on consent but on the lawful basis shown, or"
-            " allows sharing without it under a safeguarding override, as here: the consent"
-            " state did not decide the sharing."
+            " it allows sharing without consent under a safeguarding override and one applied:"
+            " the consent state did not decide the sharing."
         ),
     }
 )
