@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import structlog
 
 from broker.errors import TransportError
-from broker.kafka import Consumer, TopicPartition
+from broker.kafka import TopicPartition
 from broker.pipeline._report import GroupReport
 from broker.pipeline._tasks import STOP_WITHIN_S, Batch, RecordSender, Task, settle_all
 
@@ -24,15 +23,9 @@ log = structlog.get_logger("accord.worker")
 class Commits:
     """The commits of the tasks in ``tasks`` (the loop's own dict, which rebalances change)."""
 
-    def __init__(
-        self,
-        tasks: dict[TopicPartition, Task],
-        report: GroupReport,
-        consumer: Callable[[], Consumer],
-    ) -> None:
+    def __init__(self, tasks: dict[TopicPartition, Task], report: GroupReport) -> None:
         self._tasks = tasks
         self._report = report
-        self._consumer = consumer
         self._sender = RecordSender()
 
     def start_due(self) -> None:
@@ -45,20 +38,16 @@ class Commits:
 
     def reap(self) -> None:
         """Commits that ended: a failure ends the loop; a success moves offsets and metrics."""
-        consumer = self._consumer()
-        assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
         for task in self._tasks.values():
             running = task.in_flight
             if running is None or not running.done():
                 continue
             task.in_flight = None
-            self._committed(consumer, assigned, task, running.result())
+            self._committed(task, running.result())
 
-    def _committed(
-        self, consumer: Consumer, assigned: set[TopicPartition], task: Task, done: Batch
-    ) -> None:
-        """``done`` committed on ``task``: its records' latency, the offset the group's report
-        may now move to, and the lag behind it."""
+    def _committed(self, task: Task, done: Batch) -> None:
+        """``done`` committed on ``task``: its records' latency, and the offset the group's
+        report may now move to. (Lag is ``_lag``'s: a partition paused commits nothing.)"""
         now_ms = time.time() * 1000
         metrics = task.processor.outbox.metrics
         for ts in done.stamps:
@@ -69,9 +58,6 @@ class Commits:
         if done.next_offset is None:
             return
         self._report.durable[task.tp] = done.next_offset
-        high = consumer.highwater(task.tp) if task.tp in assigned else None
-        if high is not None:
-            metrics.lag.labels(topic=task.tp.topic).set(max(0, high - done.next_offset))
 
     async def finish(self) -> None:
         """On a clean stop: every task's last batch, checkpoint and head, committed, within
@@ -104,5 +90,4 @@ class Commits:
         running = task.in_flight
         await task.settle()
         if running is not None and self._tasks.get(task.tp) is task:  # else revoked meanwhile
-            consumer = self._consumer()
-            self._committed(consumer, consumer.assignment(), task, running.result())
+            self._committed(task, running.result())

@@ -42,6 +42,7 @@ from broker.ops import Heartbeat
 from broker.pipeline._commits import Commits
 from broker.pipeline._fence import ConsentFence, end_offsets
 from broker.pipeline._group import GroupMembership, Handover, Openings, OpenTask, Reload, cancel_all
+from broker.pipeline._lag import Lag
 from broker.pipeline._read_past import read_past
 from broker.pipeline._report import GroupReport
 from broker.pipeline._reseal import Reseals
@@ -106,7 +107,8 @@ class TransactionalLoop:
         # is, so the tolerant path can go back to it.
         self._positions: dict[TopicPartition, int] = {}
         self._report = GroupReport()
-        self._commits = Commits(self._tasks, self._report, self._require_consumer)
+        self._commits = Commits(self._tasks, self._report)
+        self._lag = Lag(self._tasks, self._require_consumer)
         self._throttle = Throttle(budget)
         self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
         # End offsets asked of the group's consumer: it already follows the topics' metadata.
@@ -166,6 +168,7 @@ class TransactionalLoop:
             self._positions.pop(task.tp, None)
             if task.id == LEGACY_SHARES_TASK:
                 self.reseals.forget()
+        self._lag.forget()
         if revoked:
             log.info("partitions_revoked", partitions=len(revoked), held=len(self._tasks))
 
@@ -280,6 +283,7 @@ class TransactionalLoop:
                 self._take_policy()
                 self._take_reseal()
                 self._commits.start_due()
+                self._lag.tick()
                 if stop.is_set():
                     break
                 self._resume_due(consumer)
@@ -309,7 +313,7 @@ class TransactionalLoop:
             self._raise_fatal()  # a revocation's, during the last commits: not an exit 0
             await self._report.now(consumer)
         finally:
-            await cancel_all(fetching, stopping, self._report.running)
+            await cancel_all(fetching, stopping, self._report.running, self._lag.running)
             await self._fence.close()
             await settle_all(list(self._tasks.values()), within=STOP_WITHIN_S)
 

@@ -67,7 +67,9 @@ class Metrics:
         )
         self.lag = Gauge(
             "accord_consumer_lag",
-            "Records behind the end of each input topic.",
+            "Records behind the end of each input topic, summed over the partitions this "
+            "worker holds, paused ones included (offsets: a transaction's commit marker "
+            "counts one); refreshed every second.",
             ["topic"],
             registry=registry,
         )

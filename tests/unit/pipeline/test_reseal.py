@@ -110,8 +110,8 @@ def test_state_resealed_is_logged_only_once_the_re_seal_s_transaction_commits(
         outs = processor.reseal(entries)
         assert [e for e in logs if e["event"] == "state_resealed"] == []
         task = SimpleNamespace(processor=processor, tp=TopicPartition(CONSENT, 0))
-        commits = Commits({}, GroupReport(), lambda: None)  # type: ignore[arg-type,return-value]
-        commits._committed(None, set(), task, Batch(outs=outs, resealed=len(entries)))  # type: ignore[arg-type]
+        commits = Commits({}, GroupReport())
+        commits._committed(task, Batch(outs=outs, resealed=len(entries)))  # type: ignore[arg-type]
     assert [e["entries"] for e in logs if e["event"] == "state_resealed"] == [len(entries)]
 
 

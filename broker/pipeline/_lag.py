@@ -1,0 +1,139 @@
+"""``accord_consumer_lag``: the records waiting for this worker on each input topic.
+
+Per topic, the sum over the partitions this worker holds of (end - position): the end is
+the last stable offset (read_committed: what the worker can read), the position the
+consumer's, which steps over transaction markers (the offset after the last record would
+leave a lag of 1 for ever on an idle transactional topic). Refreshed by the loop at most
+every ``REFRESH_S``, whether or not the partition commits: a partition paused (its sender
+over budget) or wedged commits nothing, yet its records wait all the same.
+
+Ends come with every fetch response for free. A partition not fetched (paused, or with
+records buffered the loop has not taken) has none newer: aiokafka keeps the end of its last
+fetch response, stale for as long as it is not fetched. Those partitions' ends are asked of
+Kafka (one ListOffsets) at most every ``ASK_EVERY_S`` (aiokafka 0.14 fetches no paused
+partition and updates an end only from a fetch response: tests/integration/kafka/
+test_lag_paused.py). Lag is counted in offsets, as every Kafka lag tool counts it: a backlog's
+transaction markers count one each. Records in the batch the loop holds are not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from broker.kafka import Consumer, TopicPartition
+
+if TYPE_CHECKING:
+    from broker.pipeline._metrics import Metrics
+    from broker.pipeline._tasks import Task
+
+log = structlog.get_logger("accord.worker")
+
+REFRESH_S = 1.0
+ASK_EVERY_S = 10.0
+STALE_AFTER_S = 3.0  # an end from a fetch response older than this is not used
+POSITION_WITHIN_S = 0.5  # a position being reset (a new partition) is skipped meanwhile
+
+
+class Lag:
+    """The gauge's refresh: started by the loop's rounds, one at a time, in the background."""
+
+    def __init__(
+        self,
+        tasks: dict[TopicPartition, Task],
+        consumer: Callable[[], Consumer],
+        *,
+        every: float = REFRESH_S,
+        ask_every: float = ASK_EVERY_S,
+    ) -> None:
+        self._tasks = tasks  # the loop's own dict: the partitions held now
+        self._consumer = consumer
+        self._every = every
+        self._ask_every = ask_every
+        self._due = 0.0
+        self._asked_at = float("-inf")
+        self._asked: dict[TopicPartition, int] = {}  # ends from ListOffsets
+        self._shown: dict[str, Metrics] = {}  # topics the gauge has a value for
+        self._failed: str | None = None
+        self.running: asyncio.Task[None] | None = None
+
+    def tick(self) -> None:
+        """Each loop round: a refresh, if one is due and none is under way."""
+        now = time.monotonic()
+        if now < self._due or (self.running is not None and not self.running.done()):
+            return
+        self._due = now + self._every
+        self.running = asyncio.create_task(self._refresh(), name="accord-consumer-lag")
+
+    def forget(self) -> None:
+        """After a revocation: topics no longer held leave the gauge."""
+        held = {tp.topic for tp in self._tasks}
+        for topic in [t for t in self._shown if t not in held]:
+            self._shown.pop(topic).lag.remove(topic)
+
+    async def _refresh(self) -> None:
+        try:
+            await self._measure()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # a gauge must never end the worker
+            kind = type(exc).__name__
+            if kind != self._failed:  # once per kind of failure, not once a second
+                log.warning("consumer_lag_unread", error=kind)
+            self._failed = kind
+        else:
+            self._failed = None
+
+    async def _measure(self) -> None:
+        consumer = self._consumer()
+        assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
+        held = {tp: task for tp, task in self._tasks.items() if tp in assigned}
+        ends: dict[TopicPartition, int] = {}
+        for tp in held:
+            if (end := _fetched_end(consumer, tp)) is not None:
+                ends[tp] = end
+        stale = [tp for tp in held if tp not in ends]
+        if stale and (
+            time.monotonic() >= self._asked_at + self._ask_every
+            or any(tp not in self._asked for tp in stale)
+        ):
+            self._asked_at = time.monotonic()
+            got = await consumer.end_offsets(stale)
+            self._asked = {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()}
+        ends |= {tp: self._asked[tp] for tp in stale if tp in self._asked}
+        behind: dict[str, int] = {}
+        for tp, end in ends.items():
+            if (position := await _position(consumer, tp)) is not None:
+                behind[tp.topic] = behind.get(tp.topic, 0) + max(0, end - position)
+        for topic, records in behind.items():
+            task = next((t for tp, t in self._tasks.items() if tp.topic == topic), None)
+            if task is None:
+                continue  # revoked while this refresh waited
+            metrics = task.processor.outbox.metrics
+            metrics.lag.labels(topic=topic).set(records)
+            self._shown[topic] = metrics
+        self.forget()
+
+
+def _fetched_end(consumer: Consumer, tp: TopicPartition) -> int | None:
+    """``tp``'s end as the last fetch response gave it, if that is recent."""
+    polled = consumer.last_poll_timestamp(tp)
+    if polled is None or time.time() * 1000 - polled > STALE_AFTER_S * 1000:
+        return None
+    stable = consumer.last_stable_offset(tp)
+    return stable if stable is not None and stable >= 0 else consumer.highwater(tp)
+
+
+async def _position(consumer: Consumer, tp: TopicPartition) -> int | None:
+    """The consumer's next offset on ``tp`` (no request when known); None while reset."""
+    if tp not in consumer.assignment():
+        return None  # revoked meanwhile
+    try:
+        async with asyncio.timeout(POSITION_WITHIN_S):
+            return await consumer.position(tp)
+    except TimeoutError:
+        return None
