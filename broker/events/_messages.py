@@ -15,11 +15,11 @@ _Time = Annotated[datetime, BeforeValidator(iso_datetime_text)]
 _AwareTime = Annotated[AwareDatetime, BeforeValidator(iso_datetime_text)]
 
 
-def _not_a_number(by: str) -> str:
+def _not_a_number(value: str) -> str:
     # The message never quotes the value: validation errors reach logs and the CLI.
-    if holds_nhs_or_telephone_number(by):
-        raise ValueError("a staff or system id, never an NHS or telephone number")
-    return by
+    if holds_nhs_or_telephone_number(value):
+        raise ValueError("an identifier, never an NHS or telephone number")
+    return value
 
 
 # Who opened a record, as the disclosure log names them to every child's SAR: a pattern keeps
@@ -32,6 +32,20 @@ _OpenedBy = Annotated[
         description="A staff or system id: who opened the record. Also checked beyond this "
         "schema: it holds no NHS number or telephone number, however grouped (943-476-5919, "
         "07700.900123); the broker quarantines an acknowledgement whose id does.",
+    ),
+    AfterValidator(_not_a_number),
+]
+
+
+# What a record was opened for, as the SAR shows it: the pattern keeps out free text, the
+# number check a telephone number (call_mum_07700900123) or an NHS number (9997672380).
+_OpenedFor = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9_]{0,63}$",
+        description="A purpose of the policy bundle in force (its clauses' purposes), for "
+        "which the record was opened. Also checked beyond this schema: it holds no NHS or "
+        "telephone number, and the broker checks it against the bundle.",
     ),
     AfterValidator(_not_a_number),
 ]
@@ -112,6 +126,8 @@ class AccessAck(_Msg):
     event_id: str = Field(pattern=CANONICAL_UUID_PATTERN)
     recipient: str
     by: _OpenedBy
-    purpose: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")
+    # Shown in the child's SAR beside "opened by": the worker also holds it to the purposes
+    # of the policy bundle in force (broker.pipeline._access).
+    purpose: _OpenedFor
     # With its zone: a governance report sorts openings among decisions (all in UTC).
     at: _AwareTime

@@ -10,13 +10,18 @@ from broker.pipeline._effects import Audit
 from broker.pipeline._ingress import Open, spend
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
+from broker.policy import Policy
 from broker.topics import SCHEMA_ACCESS
 
 
 class ParseAck:
-    """The payload must be a valid acknowledgement, from the recipient it names."""
+    """The payload must be a valid acknowledgement, from the recipient it names, opened for a
+    purpose of the policy bundle in force."""
 
     name = "parse"
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
 
     def __call__(self, work: Work) -> Step:
         assert work.opened is not None  # noqa: S101  # Open forwarded
@@ -26,6 +31,10 @@ class ParseAck:
             return quarantine("invalid-ack")
         if ack.recipient != work.opened.sender:
             return quarantine("sender-mismatch")
+        if ack.purpose not in _purposes(self._services.policy):
+            # The SAR shows it beside the opening: only a purpose records are shared for, never
+            # a word or a number a client put there.
+            return quarantine("invalid-ack")
         work.ack = ack
         return forward()
 
@@ -49,5 +58,10 @@ class RecordOpened:
         )
 
 
+def _purposes(policy: Policy) -> frozenset[str]:
+    """The purposes of the bundle's clauses: what records are shared, so opened, for."""
+    return frozenset(c.purpose for a in policy.bundle.agreements for c in a.clauses)
+
+
 def access_chain(services: Services) -> tuple[Open, ParseAck, RecordOpened]:
-    return (Open(services, SCHEMA_ACCESS), ParseAck(), RecordOpened())
+    return (Open(services, SCHEMA_ACCESS), ParseAck(services), RecordOpened())

@@ -33,6 +33,11 @@ def access_ack(event_id: str, *, recipient: str, by: str, purpose: str, at: date
                 "by: a staff or system id, never an NHS or telephone number (the audit log "
                 "names who opened a record to every child's subject access request)"
             ) from None
+        if any(e["loc"][0] == "purpose" and e["type"] == "value_error" for e in errors):
+            raise UsageError(
+                "purpose: the purpose the record was shared for, never an NHS or telephone "
+                "number (the child's subject access request shows it)"
+            ) from None
         raise UsageError(
             f"{' and '.join(fields)}: an identifier, not free text (event_id: the delivered "
             "record's UUID; by and purpose: letters, digits, . _ / -)"

@@ -93,6 +93,16 @@ def test_an_ack_opened_by_an_nhs_or_telephone_number_is_refused_without_quoting_
     assert "NHS" in _schema_for(AccessAck).schema["properties"]["by"]["description"]
 
 
+@pytest.mark.parametrize("purpose", ["9997672380", "call_mum_07700900123", "nhs_943_476_5919"])
+def test_an_ack_for_a_purpose_holding_an_nhs_or_telephone_number_is_refused(
+    purpose: str,
+) -> None:
+    """The purpose is shown in the child's SAR beside the opening, as "opened by" is."""
+    with pytest.raises(ValidationError) as refused:
+        AccessAck.model_validate_json(json.dumps({**ACK, "purpose": purpose}))
+    assert purpose not in str(refused.value.errors(include_input=False))
+
+
 @pytest.mark.parametrize("by", ["hub-a/duty-1", "IG-2026-000123", "officer-7", "kim.ward"])
 def test_an_ack_opened_by_a_staff_id_with_a_number_in_it_is_taken(by: str) -> None:
     assert AccessAck.model_validate({**ACK, "by": by}).by == by

@@ -169,6 +169,24 @@ _CONSENT = {
             (Verdict.QUARANTINE, "invalid-ack"),
             False,
         ),
+        (
+            access_chain,
+            "cog-tipton",
+            ACCESS,
+            SCHEMA_ACCESS,
+            {**_ACK, "purpose": "call_mum_07700900123"},  # a telephone number as a purpose
+            (Verdict.QUARANTINE, "invalid-ack"),
+            False,
+        ),
+        (
+            access_chain,
+            "cog-tipton",
+            ACCESS,
+            SCHEMA_ACCESS,
+            {**_ACK, "purpose": "amy_hollis"},  # no purpose of the bundle: a word typed there
+            (Verdict.QUARANTINE, "invalid-ack"),
+            False,
+        ),
     ],
 )
 def test_a_consent_record_or_acknowledgement_spends_its_id_only_once_settled(

@@ -54,3 +54,20 @@ async def test_an_nhs_or_telephone_number_as_who_opened_is_refused_before_anythi
         await sub.acknowledge(EVENT, by=by, purpose="early_help")
     assert str(err.value).startswith("by: a staff or system id, never an NHS or telephone")
     assert by not in str(err.value)
+
+
+async def test_a_telephone_number_in_the_purpose_is_refused_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    """A child's SAR shows the purpose beside the opening: never a number there either."""
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    for party in ("hub-a", "worker"):
+        keys.ensure_party(party, kem=KemSuite.X25519)
+    sub = Subscriber(
+        "hub-a", keys, KafkaSettings(bootstrap="127.0.0.1:1"), "hub-a.g",
+        envelope=EnvelopeSettings(kem=KemSuite.X25519),
+    )  # fmt: skip  # never started: nothing reaches Kafka
+    with pytest.raises(UsageError) as err:
+        await sub.acknowledge(EVENT, by="duty-1", purpose="call_mum_07700900123")
+    assert str(err.value).startswith("purpose: the purpose the record was shared for, never")
+    assert "900123" not in str(err.value)
