@@ -207,8 +207,47 @@ class DisclosureEntry:
         }
 
 
-def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
+def _scoped(rec: AuditRecord, key: str | None) -> tuple[tuple[str, ...], object]:
+    """The fields and transforms a decision sent about the person filed under ``key``.
+
+    Clauses covering different people combine into decision-wide fields and transforms that
+    are no one's (a field is transformed there only if every clause transforms it, and lists
+    what any clause shares about anyone); ``redact`` sends each person their own scope, so a
+    SAR says that, plus the event's own fields. The record's ``subject_keys`` are in the order
+    of ``subjects``. A decision without scopes sent everyone the same: decision-wide.
+    """
     d = rec.data
+    fields, transforms = str_tuple(d.get("fields_shared")), d.get("transforms")
+    scopes, subjects = d.get("subject_scopes"), d.get("subjects")
+    keys = rec.subject_keys
+    if (
+        not scopes
+        or key is None
+        or not isinstance(scopes, list)
+        or not isinstance(subjects, list)
+        or len(subjects) != len(keys)
+    ):
+        return fields, transforms
+    theirs = {subjects[j] for j, k in enumerate(keys) if k == key}
+    if not theirs:
+        return fields, transforms
+    kinds = dict(transforms) if isinstance(transforms, dict) else {}
+    # The event's own fields travel with the record whoever they are about.
+    own = [f for f in fields if not f.startswith("subject.")]
+    own_kinds = {p: v for p, v in kinds.items() if not str(p).startswith("subject.")}
+    for scope in scopes:
+        # With scopes, a person without one was sent nothing of theirs (``redact``).
+        if isinstance(scope, dict) and scope.get("subject") in theirs:
+            own += [f for f in str_tuple(scope.get("fields")) if f not in own]
+            scope_kinds = scope.get("transforms")
+            if isinstance(scope_kinds, dict):
+                own_kinds.update(scope_kinds)
+    return tuple(own), own_kinds
+
+
+def _decision_entry(rec: AuditRecord, key: str | None = None) -> DisclosureEntry:
+    d = rec.data
+    fields, transforms = _scoped(rec, key)
     return DisclosureEntry(
         at=rec.at,
         logged_at=rec.at,
@@ -224,7 +263,7 @@ def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
         shown_basis=basis_words(d.get("lawful_basis")),
         agreement_id=d.get("agreement_id"),
         clauses=str_tuple(d.get("clause_ids")),
-        fields_shared=str_tuple(d.get("fields_shared")),
+        fields_shared=fields,
         fields_withheld=str_tuple(d.get("fields_withheld")),
         consent=d.get("consent"),
         override_grounds=d.get("override_grounds"),
@@ -233,7 +272,7 @@ def _decision_entry(rec: AuditRecord) -> DisclosureEntry:
         chain=rec.chain,
         seq=rec.seq,
         grounds=decision_grounds(d),
-        transforms=_transforms(d.get("transforms")),
+        transforms=_transforms(transforms),
         consent_rule=str_or_none(d.get("consent_rule")),
     )
 
@@ -262,6 +301,10 @@ def _after_decision(
     """A delivery or an opening, carrying over what its decision said (when found)."""
     opened = kind == "opened"
     fields = str_tuple(rec.data.get("fields")) if not opened else None
+    if fields is not None and decided is not None:
+        # A delivery lists the decision-wide fields: what went about this person is their
+        # scope's (``_scoped``), which the decision's line holds.
+        fields = tuple(f for f in fields if f in decided.fields_shared)
     return DisclosureEntry(
         # An opening is when the recipient's clock says; a delivery when the worker sent it.
         at=_opened_at(rec) if opened else rec.at,
@@ -431,10 +474,10 @@ def disclosure_log(
             found.setdefault((r.chain, r.seq), (r, key))
     how = {(r.chain, r.seq): matched_on(key) for r, key in found.values()} if matched_on else {}
     records = [r for r, _ in found.values()]
-    decisions = {
-        (r.event_id, r.party): _decision_entry(r) for r in records if r.kind is AuditKind.DECIDED
-    }
-    entries = [_decision_entry(r) for r in records if r.kind is AuditKind.DECIDED]
+    # Each decision as it concerned the person under the key that found it (``_scoped``).
+    taken = [(r, key) for r, key in found.values() if r.kind is AuditKind.DECIDED]
+    decisions = {(r.event_id, r.party): _decision_entry(r, key) for r, key in taken}
+    entries = [_decision_entry(r, key) for r, key in taken]
     for rec in records:
         if rec.kind is AuditKind.OPENED:
             entries.append(_after_decision(rec, decisions.get((rec.event_id, rec.party)), "opened"))
