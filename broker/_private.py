@@ -26,11 +26,12 @@ def tighten_file(name: Path) -> int | None:
     """``name`` made 0600 if it is a file of ours open to others: its mode before, if it was
     changed, else None. A link is never followed. ``OSError`` raised.
 
-    No descriptor of the file is opened unless it needs tightening, and then, where the
-    system has one, only an ``O_PATH`` one: closing any other descriptor of a file drops
-    every POSIX lock the process holds on it, SQLite's included. A process re-opening a
-    database it already had open (the console, while its own indexer wrote) let another
-    process write at the same time, which corrupted it ("database disk image is malformed").
+    No descriptor of the file is opened unless it needs tightening, and then only an
+    ``O_PATH`` one (Linux, with ``/proc``), or none where ``chmod`` can leave links alone:
+    closing any other descriptor of a file drops every POSIX lock the process holds on it,
+    SQLite's included. A process re-opening a database it already had open (the console,
+    while its own indexer wrote) let another process write at the same time, which
+    corrupted it ("database disk image is malformed").
     """
     try:
         st = os.lstat(name)
@@ -38,11 +39,22 @@ def tighten_file(name: Path) -> int | None:
         return None
     if not _open_to_others(st):  # private already, a link, or not ours: nothing to do
         return None
-    path_only = getattr(os, "O_PATH", 0)
+    if getattr(os, "O_PATH", 0) and Path("/proc/self/fd").is_dir():
+        # Linux: an O_PATH descriptor, whose close drops no lock; the mode is changed through
+        # its /proc/self/fd link, so on the very file checked.
+        return _tighten_by_descriptor(name, os.O_PATH)
+    if os.chmod in os.supports_follow_symlinks:  # lchmod (BSD, macOS): no descriptor at all
+        name.chmod(0o600, follow_symlinks=False)  # a link swapped in: the link's own mode
+        return st.st_mode & 0o777
+    # Elsewhere a plain descriptor, whose close drops this process's locks on the file: only
+    # ever for a file an older Accord left open to others, which is tightened once.
+    return _tighten_by_descriptor(name, os.O_RDONLY | os.O_NONBLOCK)
+
+
+def _tighten_by_descriptor(name: Path, flags: int) -> int | None:
     # O_NONBLOCK: a FIFO planted there meanwhile would otherwise hold the open until a writer
     # came. With O_PATH and O_NOFOLLOW a link is opened as itself (no ELOOP) and fails the
     # check below: the mode is checked and changed on the one file opened.
-    flags = path_only or (os.O_RDONLY | os.O_NONBLOCK)
     try:
         fd = os.open(name, flags | os.O_NOFOLLOW)
     except OSError as exc:
@@ -53,7 +65,7 @@ def tighten_file(name: Path) -> int | None:
         st = os.fstat(fd)
         if not _open_to_others(st):
             return None
-        if path_only:  # the very file opened, through its descriptor's own link
+        if flags & getattr(os, "O_PATH", 0):
             Path(f"/proc/self/fd/{fd}").chmod(0o600)
         else:
             os.fchmod(fd, 0o600)

@@ -23,6 +23,7 @@ import enum
 import errno
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -380,8 +381,13 @@ def _create_private(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        if path.is_symlink():  # as O_NOFOLLOW refuses one
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):  # as O_NOFOLLOW refuses one
             raise OSError(errno.ELOOP, "a symbolic link", str(path)) from None
+        if st.st_uid != os.geteuid():
+            # Another account's (made first in a shared folder): it could read the memory
+            # and delete its rows. fchmod refused it with EPERM before; so does this.
+            raise OSError(errno.EPERM, "it belongs to another account", str(path)) from None
         # Not opened and closed here: that would drop the locks of this process's other
         # connections to it (``tighten_file``).
         tighten_file(path)

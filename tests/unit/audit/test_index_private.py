@@ -329,9 +329,11 @@ else:
 """
 
 
-@pytest.mark.parametrize("wal_open_to_others", [False, True], ids=["private", "old-wal-0644"])
+@pytest.mark.parametrize(
+    "open_to_others", ["", "-wal", "-shm"], ids=["private", "old-wal-0644", "old-shm-0644"]
+)
 def test_opening_the_index_again_in_a_process_keeps_its_other_connections_locks(
-    tmp_path: Path, wal_open_to_others: bool
+    tmp_path: Path, open_to_others: str
 ) -> None:
     """Review s43 (govwalk): the console re-opens the index while its indexer writes; closing
     a descriptor of the file dropped the indexer's SQLite locks, another process wrote at the
@@ -347,8 +349,8 @@ def test_opening_the_index_again_in_a_process_keeps_its_other_connections_locks(
         writer.execute("CREATE TABLE IF NOT EXISTS probe(x)")
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("INSERT INTO probe VALUES (1)")
-        if wal_open_to_others:  # as an earlier Accord left them: tightened on this open
-            Path(f"{db}-wal").chmod(0o644)
+        if open_to_others:  # as an earlier Accord left them: tightened on this open
+            Path(f"{db}{open_to_others}").chmod(0o644)
 
         def other_process() -> str:
             argv = [sys.executable, "-c", _TRY_TO_WRITE, str(db)]
@@ -357,7 +359,7 @@ def test_opening_the_index_again_in_a_process_keeps_its_other_connections_locks(
         assert other_process() == "blocked"
         open_store(f"sqlite:///{db}", home=tmp_path, create=False).close()
         assert other_process() == "blocked"
-        if wal_open_to_others and hasattr(os, "O_PATH"):
-            assert _mode(Path(f"{db}-wal")) == 0o600
+        if open_to_others:
+            assert _mode(Path(f"{db}{open_to_others}")) == 0o600
     finally:
         writer.close()

@@ -503,3 +503,18 @@ def test_opening_the_memory_again_keeps_this_process_s_locks_on_it(tmp_path: Pat
         assert subprocess.run(argv, capture_output=True, text=True, check=True).stdout == "held\n"
     finally:
         holder.close()
+
+
+def test_a_file_of_another_account_already_there_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s43r2: made first by another account in a shared folder, 0666, it was used:
+    that account could read the memory and delete its rows, defeating the replay check."""
+    path = tmp_path / "replay.sqlite3"
+    path.write_bytes(b"")
+    path.chmod(0o666)
+    someone_else = os.geteuid() + 1
+    monkeypatch.setattr(os, "geteuid", lambda: someone_else)
+    with pytest.raises(ConfigError, match="cannot be opened: it belongs to another account"):
+        memory(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666
