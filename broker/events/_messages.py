@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+)
 
 from broker.events._identifiers import holds_nhs_or_telephone_number
 from broker.events._model import CANONICAL_UUID_PATTERN, iso_datetime_text
@@ -15,9 +23,17 @@ _Time = Annotated[datetime, BeforeValidator(iso_datetime_text)]
 _AwareTime = Annotated[AwareDatetime, BeforeValidator(iso_datetime_text)]
 
 
-def _not_a_number(value: str) -> str:
+# What the broker records in place of an acknowledgement's ``by`` or ``purpose`` that held a
+# number (or a purpose no bundle clause has): the opening is still recorded, the value never.
+# The parentheses keep it apart from every id the pattern takes.
+_WITHHELD = "(withheld)"
+
+
+def _not_a_number(value: str, info: ValidationInfo) -> str:
     # The message never quotes the value: validation errors reach logs and the CLI.
     if holds_nhs_or_telephone_number(value):
+        if isinstance(info.context, dict) and info.context.get("withhold_numbers"):
+            return _WITHHELD
         raise ValueError("an identifier, never an NHS or telephone number")
     return value
 
@@ -31,7 +47,7 @@ _OpenedBy = Annotated[
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$",
         description="A staff or system id: who opened the record. Also checked beyond this "
         "schema: it holds no NHS number or telephone number, however grouped (943-476-5919, "
-        "07700.900123); the broker quarantines an acknowledgement whose id does.",
+        "07700.900123); the broker records the opening with this id withheld.",
     ),
     AfterValidator(_not_a_number),
 ]
@@ -45,7 +61,8 @@ _OpenedFor = Annotated[
         pattern=r"^[a-z0-9][a-z0-9_]{0,63}$",
         description="A purpose of the policy bundle in force (its clauses' purposes), for "
         "which the record was opened. Also checked beyond this schema: it holds no NHS or "
-        "telephone number, and the broker checks it against the bundle.",
+        "telephone number; the broker records the opening with a purpose that does, or that no "
+        "clause of the bundle has, withheld.",
     ),
     AfterValidator(_not_a_number),
 ]
@@ -131,3 +148,13 @@ class AccessAck(_Msg):
     purpose: _OpenedFor
     # With its zone: a governance report sorts openings among decisions (all in UTC).
     at: _AwareTime
+
+    WITHHELD: ClassVar[str] = _WITHHELD
+
+    @classmethod
+    def as_recorded(cls, payload: bytes | str) -> AccessAck:
+        """The acknowledgement as the broker records it: ``by`` or ``purpose`` holding an NHS
+        or telephone number reads as ``WITHHELD`` instead of failing, so that the opening is
+        still recorded (a client that sent it is told nothing: the SDK refuses such values
+        itself). Anything else invalid still raises ``ValidationError``."""
+        return cls.model_validate_json(payload, context={"withhold_numbers": True})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from pydantic import ValidationError
 
 from broker.audit import AuditKind
@@ -12,6 +13,8 @@ from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
 from broker.policy import Policy
 from broker.topics import SCHEMA_ACCESS
+
+log = structlog.get_logger("accord.worker")
 
 
 class ParseAck:
@@ -26,7 +29,9 @@ class ParseAck:
     def __call__(self, work: Work) -> Step:
         assert work.opened is not None  # noqa: S101  # Open forwarded
         try:
-            ack = AccessAck.model_validate_json(work.opened.payload)
+            # A number in by or purpose is withheld, not quarantined: the opening happened,
+            # and the child's SAR (and an Encompass notice's deadline) must still count it.
+            ack = AccessAck.as_recorded(work.opened.payload)
         except ValidationError:
             return quarantine("invalid-ack")
         if ack.recipient != work.opened.sender:
@@ -34,7 +39,12 @@ class ParseAck:
         if ack.purpose not in _purposes(self._services.policy):
             # The SAR shows it beside the opening: only a purpose records are shared for, never
             # a word or a number a client put there.
-            return quarantine("invalid-ack")
+            ack = ack.model_copy(update={"purpose": AccessAck.WITHHELD})
+        withheld = [f for f in ("by", "purpose") if getattr(ack, f) == AccessAck.WITHHELD]
+        if withheld:
+            # Which fields, never their values; the sender is a party id.
+            log.warning("ack_withheld", fields=withheld, sender=ack.recipient,
+                        topic=work.topic, partition=work.partition, offset=work.offset)  # fmt: skip
         work.ack = ack
         return forward()
 
@@ -53,9 +63,20 @@ class RecordOpened:
                 AuditKind.OPENED,
                 event_id=ack.event_id,
                 party=ack.recipient,
-                data={"by": ack.by, "purpose": ack.purpose, "at": ack.at.isoformat()},
+                data=_opened_data(ack),
             ),
         )
+
+
+def _opened_data(ack: AccessAck) -> dict[str, object]:
+    """An ``opened`` record's data. A withheld value is ``AccessAck.WITHHELD``, a string as
+    ``by`` and ``purpose`` always were (older readers show it as it is), and flagged
+    ``by_withheld`` / ``purpose_withheld`` (true) for readers that count them."""
+    data: dict[str, object] = {"by": ack.by, "purpose": ack.purpose, "at": ack.at.isoformat()}
+    for name in ("by", "purpose"):
+        if data[name] == AccessAck.WITHHELD:
+            data[f"{name}_withheld"] = True
+    return data
 
 
 def _purposes(policy: Policy) -> frozenset[str]:

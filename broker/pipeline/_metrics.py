@@ -37,6 +37,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.acks_withheld = Counter(
+            "accord_access_acks_withheld",
+            "Openings recorded with a field of the acknowledgement withheld (by: it held an "
+            "NHS or telephone number; purpose: that, or no purpose of the bundle), by field.",
+            ["field"],
+            registry=registry,
+        )
         self.audit_records = Counter(
             "accord_audit_records",
             "Audit records written, by kind.",

@@ -107,6 +107,10 @@ class Outbox:
             m.count(m.decisions, e.party, str(e.data["outcome"]))
         elif e.kind is AuditKind.QUARANTINED and e.data is not None:
             m.count(m.quarantined, str(e.data["reason"]))
+        elif e.kind is AuditKind.OPENED and isinstance(e.data, dict):
+            for name in ("by", "purpose"):
+                if e.data.get(f"{name}_withheld"):
+                    m.count(m.acks_withheld, name)
         return OutRecord(AUDIT, self._audit_key, encoded)
 
     def _state_record(self, entry: StateEntry) -> OutRecord:

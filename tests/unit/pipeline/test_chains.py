@@ -165,7 +165,16 @@ _CONSENT = {
             "cog-tipton",
             ACCESS,
             SCHEMA_ACCESS,
-            {**_ACK, "by": "9997672380"},  # an NHS number as "opened by": never into the log
+            {**_ACK, "by": "9997672380"},  # an NHS number as "opened by": recorded withheld
+            (Verdict.FORWARD, None),
+            True,
+        ),
+        (
+            access_chain,
+            "cog-tipton",
+            ACCESS,
+            SCHEMA_ACCESS,
+            {**_ACK, "by": "9997672380", "at": "yesterday"},  # otherwise invalid too
             (Verdict.QUARANTINE, "invalid-ack"),
             False,
         ),
@@ -174,18 +183,18 @@ _CONSENT = {
             "cog-tipton",
             ACCESS,
             SCHEMA_ACCESS,
-            {**_ACK, "purpose": "call_mum_07700900123"},  # a telephone number as a purpose
-            (Verdict.QUARANTINE, "invalid-ack"),
-            False,
+            {**_ACK, "purpose": "call_mum_07700900123"},  # a telephone number: withheld
+            (Verdict.FORWARD, None),
+            True,
         ),
         (
             access_chain,
             "cog-tipton",
             ACCESS,
             SCHEMA_ACCESS,
-            {**_ACK, "purpose": "amy_hollis"},  # no purpose of the bundle: a word typed there
-            (Verdict.QUARANTINE, "invalid-ack"),
-            False,
+            {**_ACK, "purpose": "amy_hollis"},  # no purpose of the bundle: withheld
+            (Verdict.FORWARD, None),
+            True,
         ),
     ],
 )
@@ -343,6 +352,36 @@ def test_the_access_chain_audits_an_opening(
         acked, "cog-tipton",
         {"by": "duty-worker-3", "purpose": "early_help", "at": "2026-11-22T07:59:00+00:00"},
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("by", "purpose", "recorded"),
+    [("9997672380", "early_help", {"by": "(withheld)", "by_withheld": True,
+                                   "purpose": "early_help"}),
+     ("duty-3", "call_mum_07700900123", {"by": "duty-3", "purpose": "(withheld)",
+                                         "purpose_withheld": True}),
+     ("duty-3", "amy_hollis", {"by": "duty-3", "purpose": "(withheld)",
+                               "purpose_withheld": True}),
+     ("coord/07700-900123", "amy_hollis", {"by": "(withheld)", "by_withheld": True,
+                                           "purpose": "(withheld)", "purpose_withheld": True})],
+)  # fmt: skip
+def test_an_opening_whose_by_or_purpose_holds_a_number_is_recorded_with_it_withheld(
+    by: str, purpose: str, recorded: dict[str, Any], services: Services,
+    pipeline_keys: FileKeyStore, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The opening happened: the child's SAR must still say so, never with the number."""
+    acked = str(uuid.uuid4())
+    ack = {"event_id": acked, "recipient": "cog-tipton", "by": by, "purpose": purpose,
+           "at": "2026-11-22T07:59:00Z"}  # fmt: skip
+    sealed = seal_as(pipeline_keys, "cog-tipton", ack, topic=ACCESS, schema=SCHEMA_ACCESS,
+                     event_id=str(uuid.uuid4()))  # fmt: skip
+    outcome = run_chain(access_chain(services), _work(ACCESS, sealed))
+    assert outcome.verdict is Verdict.FORWARD
+    [opened] = _audits(outcome.effects, AuditKind.OPENED)
+    assert (opened.event_id, opened.party) == (acked, "cog-tipton")
+    assert opened.data == {**recorded, "at": "2026-11-22T07:59:00+00:00"}
+    assert "900123" not in caplog.text
+    assert "7672380" not in caplog.text
 
 
 @pytest.mark.parametrize(

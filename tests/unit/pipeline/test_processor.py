@@ -454,8 +454,8 @@ def test_an_acknowledgement_without_a_time_zone_is_quarantined(
      (None, "Jane Smith re Amy Hollis 02/03/2019", "early_help", False),
      (None, "coord/officer-7", "checking on Amy after the incident", False),
      ("Amy Hollis 02/03/2019 told her teacher", "coord/officer-7", "early_help", False),
-     (None, "9997672380", "early_help", False),  # an NHS number, a telephone number: never
-     (None, "coord/07700-900123", "early_help", False)],  # "opened by" in a child's SAR
+     (None, "9997672380", "early_help", True),  # an NHS number, a telephone number: never
+     (None, "coord/07700-900123", "early_help", True)],  # "opened by": recorded, withheld
 )  # fmt: skip
 def test_an_opening_is_audited_only_with_identifiers_never_free_text(
     acked: str | None, by: str, purpose: str, opened: bool, run: Run, pipeline_keys: FileKeyStore
@@ -473,6 +473,25 @@ def test_an_opening_is_audited_only_with_identifiers_never_free_text(
     assert "Amy" not in str([a.to_bytes() for a in run.audit()])
     assert "9997672380" not in str([a.to_bytes() for a in run.audit()])
     assert "900123" not in str([a.to_bytes() for a in run.audit()])
+
+
+def test_an_opening_recorded_with_its_by_withheld_is_counted_by_field(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """accord_access_acks_withheld{field}: a client sending numbers as who opened is seen."""
+    run = Run(make_processor())
+    event = incident()
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", event, topic=ingress("wmp")))
+    ack = {"event_id": event["event_id"], "recipient": "sandwell-coord", "by": "9997672380",
+           "purpose": "early_help", "at": "2026-11-22T09:00:00Z"}  # fmt: skip
+    run.feed(ACCESS, *seal_as(pipeline_keys, "sandwell-coord", ack, topic=ACCESS,
+                              schema=SCHEMA_ACCESS, event_id=str(uuid.uuid4())))  # fmt: skip
+    [opened] = run.audit(AuditKind.OPENED)
+    assert opened.data["by_withheld"] is True
+    registry = run.processor.outbox.metrics.registry
+    withheld = registry.get_sample_value("accord_access_acks_withheld_total", {"field": "by"})
+    assert withheld == 1
+    assert run.audit(AuditKind.QUARANTINED) == []
 
 
 def test_consent_recorded_by_someone_else_than_the_sender_is_quarantined(
