@@ -89,16 +89,12 @@ def _failure(exc: OverflowError | OSError | sqlite3.DatabaseError) -> tuple[str,
         # Files the user named that cannot be read or written: say which, not how deep.
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror or exc}{where}", 1
-    # sqlite3's messages name no value. Its base class alone is a damaged file (a disk fault,
-    # a copy cut short, not a database); subclasses are locks, schemas, limits.
-    if type(exc) is not sqlite3.DatabaseError:
-        return f"a SQLite database could not be used ({exc})", 1
-    # As governance's own open says it (_dialects.REBUILD), which the CLI may not import.
-    rebuild = (
-        "an audit index is rebuilt from the audit topic with 'accord audit index --once' into "
-        "an empty file (docs/governance.md, Databases)"
-    )
-    return f"a SQLite database this command read is damaged or not a database ({exc}); {rebuild}", 1
+    # sqlite3's messages name no value. Stores that know which database it is say more
+    # (the audit index: rebuild it from the topic); here it may be any, a desk's included,
+    # which no topic rebuilds. Its other errors (misuse, constraints) are bugs: raised.
+    if type(exc) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
+        raise exc
+    return f"a SQLite database could not be used ({exc})", 1
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ import os
 import shlex
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -134,6 +134,17 @@ class SqliteAuditStore(SqlAuditStore):
     def _has_index(self) -> bool:
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
         return bool(self._q(sql))
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return super()._q(sql, params)
+        except sqlite3.DatabaseError as exc:
+            # The base class alone is a damaged page met mid-command (a disk fault, a copy cut
+            # short); its subclasses (locks, constraints, misuse) are not this.
+            if type(exc) is not sqlite3.DatabaseError:
+                raise
+            damaged = f"the audit index at {self.path} is damaged ({exc})"
+            raise AuditError(f"{damaged}; {REBUILD}") from exc
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
