@@ -60,7 +60,7 @@ _LOG_COLUMNS = (
 # sent, whose ``outcome`` stays as decided (a table or page says "not sent" in its outcome);
 # then the fields shared only in a reduced form, ``path=kind; ...`` (a table or page names
 # each as what was sent, in its fields shared); then a decision's consent rule (a table or
-# page says "not needed" in its consent).
+# page says "not needed" or "overridden" in its consent).
 _CSV_ONLY = ("sent", "transforms", "consent_rule")
 # A table's line of the log is headed by when, what and its outcome; every other column with
 # a value follows on a line of its own, labelled as the CSV's and the page's heading.

@@ -151,7 +151,8 @@ class DisclosureEntry:
     @property
     def shown_consent(self) -> str | None:
         """The consent state as a reader sees it: ``missing (not needed: ...)`` where the
-        share needed none, which ``missing`` alone would read as sharing without consent."""
+        share needed none, ``refused (overridden: ...)`` where a safeguarding override shared
+        without it; ``missing`` alone would read as sharing without consent."""
         return consent_words(self.consent, self.consent_rule, self.outcome)
 
     @property
@@ -219,14 +220,10 @@ def _scoped(rec: AuditRecord, key: str | None) -> tuple[tuple[str, ...], object]
     d = rec.data
     fields, transforms = str_tuple(d.get("fields_shared")), d.get("transforms")
     scopes, subjects = d.get("subject_scopes"), d.get("subjects")
+    if key is None or not scopes or not isinstance(scopes, list):
+        return fields, transforms
     keys = rec.subject_keys
-    if (
-        not scopes
-        or key is None
-        or not isinstance(scopes, list)
-        or not isinstance(subjects, list)
-        or len(subjects) != len(keys)
-    ):
+    if not isinstance(subjects, list) or len(subjects) != len(keys):
         return fields, transforms
     theirs = {subjects[j] for j, k in enumerate(keys) if k == key}
     if not theirs:

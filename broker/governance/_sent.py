@@ -59,38 +59,48 @@ ALWAYS_SENT: Final = (
 
 
 # The consent column's states (broker/policy/_decision.py ConsentStateOut), and what "not
-# needed" adds.
+# needed" and "overridden" add. Only children's consent is looked up (docs/policy-language.md
+# §6 step 5): a parent named in the same information has none that decides.
 CONSENT_STATE_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
     {
-        # As REASON_MEANINGS words the consent reasons: a decision covers every person the
+        # As REASON_MEANINGS words the consent reasons: a decision covers every child the
         # information named, not only this child.
-        "given": "consent for this purpose and organisation was on record as given.",
+        "given": (
+            "consent for this purpose and organisation was on record as given for every child"
+            " the information was about."
+        ),
         "refused": (
-            "for a person the information was about (this child or another named in it), the"
+            "for a child the information was about (this child or another named in it), the"
             " latest consent recorded for this purpose and organisation was a refusal."
         ),
         "withdrawn": (
-            "for a person the information was about (this child or another named in it), the"
+            "for a child the information was about (this child or another named in it), the"
             " latest consent recorded for this purpose and organisation was a withdrawal."
         ),
         "missing": (
-            "consent for this purpose and organisation was not on record for every person the"
+            "consent for this purpose and organisation was not on record for every child the"
             " information was about (this child or another named in it)."
         ),
         "not needed": (
-            "the sharing agreement does not rest on consent but on the lawful basis shown, or"
-            " it allows sharing without consent under a safeguarding override and one applied:"
-            " the consent state did not decide the sharing."
+            "the sharing agreement does not rest on consent but on the lawful basis shown: the"
+            " consent state did not decide the sharing, and refusing or withdrawing consent"
+            " would not have stopped it."
+        ),
+        "overridden": (
+            "the sharing agreement needs consent, but allows sharing without it, even against a"
+            " refusal, where the organisation sending it flagged a safeguarding concern and"
+            " wrote why; this share was made so, as a safeguarding override, and an information"
+            " governance officer reviews every one."
         ),
     }
 )
-# What a rule that did not need consent adds to the state (broker/policy/_decision.py ConsentRule).
-_NOT_NEEDED: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "not_required": "not needed: the agreement rests on its lawful basis, not consent",
-        "required_unless_safeguarding": "not needed: shared as a safeguarding override",
-    }
+# What a consent rule adds to the state where consent did not decide the share
+# (broker/policy/_decision.py ConsentRule).
+_NOT_NEEDED: Final = "not needed: the agreement rests on its lawful basis, not consent"
+_OVERRIDDEN: Final = (
+    "overridden: shared without consent under a safeguarding override, for IG review"
 )
+_NOT_GIVEN: Final = frozenset({"refused", "withdrawn", "missing"})
 
 
 _SHARES: Final = frozenset({"shared", "shared_override"})
@@ -107,17 +117,20 @@ def field_sent_as(path: str, kind: str | None) -> str:
 
 
 def consent_words(state: str | None, rule: str | None, outcome: str | None) -> str | None:
-    """A decision's consent state as a reader sees it: ``missing (not needed: ...)`` where the
-    agreement did not need consent (``rule`` ``not_required``), or needed it but the share was a
-    safeguarding override; the state alone otherwise (and for a record without a rule)."""
+    """A decision's consent state as a reader sees it: ``missing (not needed: ...)`` (any state)
+    where the agreement does not rest on consent (``rule`` ``not_required``); ``refused
+    (overridden: ...)`` where consent was needed, not given, and a safeguarding override
+    shared anyway (``required_unless_safeguarding``, ``shared_override``); the state alone
+    otherwise (and for a record without a rule)."""
     if state is None:
         return None
-    needless = rule == "not_required" or (
-        rule == "required_unless_safeguarding" and outcome == "shared_override"
-    )
-    if not needless or state == "given" or rule is None:
-        return state
-    return f"{state} ({_NOT_NEEDED[rule]})"
+    if rule == "not_required":
+        # "given" too: a family must not read it as consent a withdrawal would stop.
+        return f"{state} ({_NOT_NEEDED})"
+    overridden = rule == "required_unless_safeguarding" and outcome == "shared_override"
+    if overridden and state in _NOT_GIVEN:
+        return f"{state} ({_OVERRIDDEN})"
+    return state
 
 
 def answer_notes(lines: Iterable[object]) -> list[str]:
@@ -134,8 +147,9 @@ def answer_notes(lines: Iterable[object]) -> list[str]:
         if isinstance(shown, str) and shown:
             state, _, why = shown.partition(" (")
             states.add(state)
-            if why.startswith("not needed"):
-                states.add("not needed")
+            for note in ("not needed", "overridden"):
+                if why.startswith(note):
+                    states.add(note)
     notes = [ALWAYS_SENT] if shared else []
     notes += [
         f'Consent "{state}": {text}'

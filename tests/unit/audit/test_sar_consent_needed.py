@@ -1,7 +1,8 @@
 """``consent: missing`` on a share that needed no consent reads as sharing without consent: a
 SAR answer's table and page (and the console) say ``missing (not needed: ...)`` where the
-decision's clause did not need it (``consent_rule``), and explain once each consent state they
-show; JSON and CSV keep the state and add ``consent_rule``."""
+decision's clause did not need it (``consent_rule`` ``not_required``), ``refused (overridden:
+...)`` where it did and a safeguarding override shared anyway, and explain once each consent
+state they show; JSON and CSV keep the state and add ``consent_rule``."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from tests.unit.audit.conftest import CHILD_NHS, decision, index_records
 from tests.unit.audit.test_sar_complete import _chain
 
 NOT_NEEDED = "missing (not needed: the agreement rests on its lawful basis, not consent)"
-OVERRIDDEN = "missing (not needed: shared as a safeguarding override)"
+OVERRIDE_NOTE = "overridden: shared without consent under a safeguarding override, for IG review"
+OVERRIDDEN = f"missing ({OVERRIDE_NOTE})"
 
 
 def _decided(
@@ -53,9 +55,12 @@ def test_a_share_that_needed_no_consent_reads_missing_not_needed_and_one_that_di
         ("n3", decision("shared_override", consent_rule="required_unless_safeguarding")),
         ("n4", decision("shared", consent_rule="required", consent="given")),
         ("n5", decision("shared")),  # decided before the rule was recorded
+        ("n6", decision("shared", consent_rule="not_required", consent="given")),
+        ("n7", decision("shared", consent_rule="required_unless_safeguarding", consent="given")),
     )  # fmt: skip
     assert [e.shown_consent for e in lines] == [
-        NOT_NEEDED, "missing", OVERRIDDEN, "given", "missing"
+        NOT_NEEDED, "missing", OVERRIDDEN, "given", "missing",
+        NOT_NEEDED.replace("missing", "given"), "given",
     ]  # fmt: skip
     for fmt in ("table", "html"):
         shown = disclosure(lines[:1], fmt, width=400)
@@ -89,3 +94,34 @@ def test_json_and_csv_keep_the_state_and_add_the_consent_rule(
     assert (row["consent"], row["consent_rule"]) == ("missing", "not_required")
     [line] = csv.DictReader(io.StringIO(disclosure(lines, "csv")))
     assert (line["consent"], line["consent_rule"]) == ("missing", "not_required")
+
+
+def test_an_override_against_a_refusal_says_overridden_never_not_needed(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    """Under required_unless_safeguarding consent is needed; an override works even against a
+    refusal (docs/policy-language.md §6 step 5), which "not needed" would hide."""
+    rule = "required_unless_safeguarding"
+    lines = _decided(
+        store, verifier, linker, keys,
+        *((f"o{n}", decision("shared_override", consent_rule=rule, consent=state))
+          for n, state in enumerate(("refused", "withdrawn", "missing"))),
+    )  # fmt: skip
+    assert [e.shown_consent for e in lines] == [
+        f"{state} ({OVERRIDE_NOTE})" for state in ("refused", "withdrawn", "missing")
+    ]
+    for fmt in ("table", "html"):
+        shown = disclosure(lines, fmt, width=4000)
+        assert "not needed" not in shown, fmt
+        assert f"refused ({OVERRIDE_NOTE})" in shown, fmt
+    table = disclosure(lines, "table", width=4000)
+    assert table.count(f'Consent "overridden": {CONSENT_STATE_MEANINGS["overridden"]}') == 1
+    assert "even against a refusal" in CONSENT_STATE_MEANINGS["overridden"]
+    assert "withdrawing consent would not have stopped it" in CONSENT_STATE_MEANINGS["not needed"]
+
+
+def test_the_consent_meanings_speak_of_children_whose_consent_alone_is_looked_up() -> None:
+    for state in ("refused", "withdrawn", "missing"):
+        assert "child the information was about" in CONSENT_STATE_MEANINGS[state], state
+        assert "a person" not in CONSENT_STATE_MEANINGS[state], state

@@ -1,6 +1,7 @@
 """The console's page for a child shows each transformed field as what was sent, and a share
-that needed no consent as such (as the SAR answer does, tests/unit/audit/test_sar_sent_as.py
-and test_sar_consent_needed.py), and says once what travels with every shared record."""
+that needed no consent, or was a safeguarding override, as such (as the SAR answer does,
+tests/unit/audit/test_sar_sent_as.py and test_sar_consent_needed.py), and says once what
+travels with every shared record."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from broker.governance._sent import ALWAYS_SENT, CONSENT_STATE_MEANINGS
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.unit.audit.conftest import CHILD_NHS, decision
-from tests.unit.audit.test_sar_consent_needed import NOT_NEEDED, _decided
+from tests.unit.audit.test_sar_consent_needed import NOT_NEEDED, OVERRIDE_NOTE, _decided
 from tests.unit.audit.test_sar_sent_as import _transformed_share
 from tests.unit.console.conftest import sign_in
 
@@ -49,3 +50,22 @@ def test_the_consoles_page_says_a_share_needed_no_consent(
     ).text
     assert html.escape(NOT_NEEDED) in page
     assert page.count(html.escape(CONSENT_STATE_MEANINGS["not needed"])) == 1
+
+
+def test_the_consoles_page_says_an_override_against_a_refusal_was_overridden(
+    make_client: Callable[..., TestClient], store: AuditStore,
+    verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
+) -> None:  # fmt: skip
+    data = decision(
+        "shared_override", consent_rule="required_unless_safeguarding", consent="refused"
+    )
+    _decided(store, verifier, linker, keys, ("o1", data))
+    client = make_client()
+    token = sign_in(client)
+    page = client.post(
+        "/subjects",
+        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
+    ).text
+    assert html.escape(f"refused ({OVERRIDE_NOTE})") in page
+    assert "not needed" not in page
+    assert page.count(html.escape(CONSENT_STATE_MEANINGS["overridden"])) == 1
