@@ -127,13 +127,15 @@ def _could_be_personal(groups: list[str]) -> bool:
     digits = "".join(groups)
     if len(digits) < 10:
         return False
-    if len(groups) == 1 or _telephone(digits):
-        return True  # ten digits in a row; a telephone number as dialled, or from abroad
+    if len(groups) == 1:
+        return _one_run_could_be_personal(digits)
     if len(digits) != 10:
-        return False
+        return _telephone(digits)  # a telephone number as dialled, or from abroad
     lengths = [len(g) for g in groups]
-    if lengths == [3, 3, 4] or digits.startswith("7"):
-        return True  # an NHS number as it is printed, even mistyped; a mobile without its 0
+    if lengths == [3, 3, 4] or digits.startswith("7") or _telephone(digits):
+        # An NHS number as it is printed, even mistyped; a mobile without its 0; ten digits
+        # as dialled (from 01 or 08).
+        return True
     if _printed_without_its_0(digits, lengths):
         return True
     # Regrouped, it is a number only if it passes the check digit and lies where numbers are
@@ -141,6 +143,21 @@ def _could_be_personal(groups: list[str]) -> bool:
     # Scottish CHI number, which starts with its holder's date of birth (ddmmyy). A case
     # number that is neither, such as IG-2026-000123 (a 26th month), is taken.
     return is_valid_nhs_number(digits) and (digits[0] >= "3" or _is_ddmmyy(digits[:6]))
+
+
+def _one_run_could_be_personal(digits: str) -> bool:
+    """Ten or more digits in a row, ungrouped. Ten are an NHS or CHI number (even mistyped:
+    a wrong check digit still points at a person) or a number without its 0, unless they
+    start 00 (no NHS or CHI number does, and nobody dials ten digits from 00: E0012345678).
+    Twelve are an NHS smartcard (CIS2) user id's shape (555123456789), taken unless a
+    telephone number (from 0, or 44 and ten more). Eleven (a UK number as dialled, or an NHS
+    number with a digit typed beside it) and thirteen or more (a number with its dialling
+    code, 0044...; two run together) are refused: no staff id shape needs them."""
+    if len(digits) == 10:
+        return not digits.startswith("00")
+    if len(digits) == 12:
+        return _telephone(digits)
+    return True
 
 
 def _telephone(digits: str) -> bool:

@@ -46,8 +46,12 @@ _OpenedBy = Annotated[
     Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$",
         description="A staff or system id: who opened the record. Also checked beyond this "
-        "schema: it holds no NHS number or telephone number, however grouped (943-476-5919, "
-        "07700.900123); the broker records the opening with this id withheld.",
+        "schema: it holds no NHS or telephone number. Refused: 10 digits in a row unless "
+        "from 00 (9997672380), 11, 13 or more, 12 from 0 or 44 (12 otherwise, an NHS "
+        "smartcard id such as 555123456789, is taken), and digit groups joined by - . / : _ "
+        "that make an NHS number as printed (943-476-5919), a telephone number "
+        "(07700.900123) or a valid NHS or CHI number (docs/governance.md, review "
+        "references); the broker records the opening with such an id withheld.",
     ),
     AfterValidator(_not_a_number),
 ]
