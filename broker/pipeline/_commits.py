@@ -57,7 +57,7 @@ class Commits:
             log.info("state_resealed", entries=done.resealed)
         if done.next_offset is None:
             return
-        self._report.durable[task.tp] = done.next_offset
+        self._report.committed(task.tp, done.next_offset)
 
     async def finish(self) -> None:
         """On a clean stop: every task's last batch, checkpoint and head, committed, within

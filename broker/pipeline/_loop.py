@@ -254,9 +254,7 @@ class TransactionalLoop:
                 consumer.seek(tp, offset)
             self._positions[tp] = offset
             task.position = offset
-            # Committed by an earlier worker, perhaps killed before it reported it: reported
-            # now, or a partition with nothing new would keep the group's older offset.
-            self._report.durable[tp] = offset
+        self._report.taken_on(tp, offset)
         # A partition the changelog has never seen (a new agency's topic) starts where the
         # consumer's reset policy puts it: its beginning.
 

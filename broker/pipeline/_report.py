@@ -29,6 +29,22 @@ class GroupReport:
         self._reported: dict[TopicPartition, int] = {}
         self._reported_at = 0.0
         self._reporting: asyncio.Task[None] | None = None
+        # Revoked, and not taken on again since: a commit of their task still settling, or
+        # aiokafka's assignment, which lists them until the join ends, must not report them.
+        self._given_up: set[TopicPartition] = set()
+
+    def committed(self, tp: TopicPartition, offset: int) -> None:
+        """A transaction of ``tp``'s task committed up to ``offset``."""
+        if tp not in self._given_up:
+            self.durable[tp] = offset
+
+    def taken_on(self, tp: TopicPartition, offset: int | None) -> None:
+        """``tp``'s task opened, resuming at ``offset`` (None: a partition the changelog
+        has never seen), which an earlier worker committed, perhaps killed before it reported
+        it: reported now, or a partition with nothing new would keep the group's older one."""
+        self._given_up.discard(tp)
+        if offset is not None:
+            self.durable[tp] = offset
 
     def progress(self, consumer: Consumer) -> None:
         """Every few seconds, report what committed: never ahead of a committed
@@ -36,13 +52,17 @@ class GroupReport:
         now = time.monotonic()
         if self._reporting is not None and not self._reporting.done():
             return
-        if now - self._reported_at < REPORT_EVERY_S or self.durable == self._reported:
+        if now - self._reported_at < REPORT_EVERY_S:
             return
-        self._reported_at = now
         assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in self.durable.items() if tp in assigned}
+        offsets = {
+            tp: o
+            for tp, o in self.durable.items()
+            if tp in assigned and tp not in self._given_up and self._reported.get(tp) != o
+        }
         if not offsets:
             return
+        self._reported_at = now
 
         async def report() -> None:
             try:
@@ -79,6 +99,7 @@ class GroupReport:
         back, another worker may have moved it on meanwhile: our old offset is reported
         again only once it is ours again (and then from the changelog).
         """
+        self._given_up |= revoked  # first: a report started while this waits leaves them out
         if self._reporting is not None and not self._reporting.done():
             self._reporting.cancel()
             await asyncio.wait({self._reporting})

@@ -87,3 +87,26 @@ async def test_a_clean_stop_reports_once_more_even_when_a_revocation_cancelled_t
     await report.now(consumer(group))  # the cancelled report ends its wait, not the stop
     await group_left
     assert group.commits == [{A: 3}, {A: 3}]
+
+
+async def test_a_partition_given_up_is_not_reported_by_a_late_commit_or_a_stale_assignment(
+    monkeypatch: Any,
+) -> None:
+    """Review s43r2: during the revocation callback a revoked task's last commit set its
+    offset again, and aiokafka's assignment still listed the partition until the join
+    ended, so a new report could include it and be retried after the rebalance."""
+    monkeypatch.setattr(_report, "REPORT_EVERY_S", 0.0)
+    group = Group(A, B)
+    report = GroupReport()
+    report.durable.update({A: 5, B: 7})
+    await report.forget({B})
+    report.committed(B, 9)  # its task settling, after forget
+    report.committed(A, 6)
+    report.progress(consumer(group))  # assignment() still lists B
+    assert report.running is not None
+    await asyncio.wait({report.running})
+    assert group.commits == [{A: 6}]
+    report.taken_on(B, 9)  # assigned back: from the changelog, reported again
+    report.progress(consumer(group))
+    await asyncio.wait({report.running})
+    assert group.commits == [{A: 6}, {B: 9}]
