@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from broker.audit import AuditKind, AuditRecord
+from broker.events import holds_nhs_or_telephone_number
 from broker.governance._grounds import Ground, basis_text, decision_grounds, str_or_none, str_tuple
 from broker.governance._sent import consent_words, field_sent_as
 from broker.governance._store import AuditStore
@@ -325,13 +326,25 @@ def _after_decision(
         fields_withheld=(),
         consent=None,
         override_grounds=None,
-        opened_by=rec.data.get("by") if opened else None,
+        opened_by=_opened_by(rec.data.get("by")) if opened else None,
         policy_version=None,
         chain=rec.chain,
         seq=rec.seq,
         grounds=decided.grounds if decided else (),
         transforms=decided.transforms if decided else (),
     )
+
+
+# An opening's ``by`` as a SAR shows it when it is no staff id: acknowledgements taken before
+# 2026-12-07 could carry an NHS or telephone number there, which the log keeps for ever.
+WITHHELD_BY = "(withheld: not a staff id)"
+
+
+def _opened_by(by: object) -> str | None:
+    if by is None:
+        return None
+    text = str(by)
+    return WITHHELD_BY if holds_nhs_or_telephone_number(text) else text
 
 
 def _recorded_at(rec: AuditRecord) -> datetime | None:
