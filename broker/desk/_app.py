@@ -23,6 +23,7 @@ from prometheus_client import generate_latest
 from broker.desk._deps import DeskDeps
 from broker.desk._flag import view_child_keys
 from broker.desk._show import local_time
+from broker.events import holds_nhs_or_telephone_number
 from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
 
 __all__ = ["Desk", "create_desk_app"]
@@ -126,6 +127,13 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
     return app
 
 
+NAME_HOLDS_A_NUMBER = (
+    "This account's name cannot be recorded as who opened a record: it holds what could be "
+    "an NHS or telephone number (the rule for account names: docs/desk.md, Security). Ask "
+    "an administrator for an account with another name."
+)
+
+
 async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) -> Response:
     """Every answer after the same Argon2 work, every failure the same page."""
     check = await desk.guard.check(request, form)
@@ -141,6 +149,16 @@ async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) ->
         log.warning("desk_sign_in_failed", throttled=check.refused)
         return desk.render(
             "login.html", session, status=401, error=desk.guard.failed(check),
+            next_page=desk.guard.next_page(form),
+        )  # fmt: skip
+    if holds_nhs_or_telephone_number(check.name):
+        # An account made before add-user refused such names: every page would send an
+        # acknowledgement the SDK refuses, and show a 503 saying "try again" for ever. Only
+        # after the password is right, so that the answer says nothing to a guesser; the log
+        # leaves the name out, as it may be a child's NHS number.
+        log.warning("desk_sign_in_refused_name", reason="number_in_name")
+        return desk.render(
+            "login.html", session, status=403, error=NAME_HOLDS_A_NUMBER,
             next_page=desk.guard.next_page(form),
         )  # fmt: skip
     log.info("desk_sign_in", user=check.name, known_device=check.known_device)
