@@ -299,7 +299,7 @@ class SchoolCalendar(_Frozen):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
+            raise ValueError("not a known IANA time zone (e.g. Europe/London)") from exc
         return value
 
     def is_school_day(self, day: date) -> bool:

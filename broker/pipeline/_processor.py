@@ -169,7 +169,7 @@ class Processor:
         where = {"topic": work.topic, "partition": work.partition, "offset": work.offset}
         facts = {"reason": reason, "stage": stage, **where, "digest": digest,
                  "size": len(work.value)}  # fmt: skip
-        log.warning("quarantined", reason=reason, stage=stage, **where, **_logged_id(work))
+        log.warning("quarantined", reason=reason, stage=stage, **where, **_logged_id(work, reason))
         effects: list[Effect] = []
         sealer = self.services.sealer
         if not sealer.can_sign():
@@ -204,17 +204,18 @@ class Processor:
         return effects
 
 
-def _logged_id(work: Work) -> dict[str, object]:
+def _logged_id(work: Work, reason: str) -> dict[str, object]:
     """The envelope's event id, for the operator to name to the agency that must send the
     record again, if it is a canonical UUID: the id is the sender's to choose, and any other
     text could spell a name. Before the envelope opened (a key rejected, a bad signature) the
     id is read from its routing header unauthenticated (``event_id_authenticated`` false):
-    anyone may have written it."""
+    anyone may have written it. A replay is refused after its header (the AEAD's associated
+    data) verified, so its id is the sender's own."""
     if work.opened is not None:
         event_id, authenticated = work.opened.event_id, True
     else:
         try:
-            event_id, authenticated = read_header(work.value).event_id, False
+            event_id, authenticated = read_header(work.value).event_id, reason == "replay"
         except EnvelopeError:
             return {}
     if not is_uuid(event_id):

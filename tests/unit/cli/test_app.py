@@ -54,7 +54,8 @@ def test_a_usage_mistake_is_one_line_on_stderr_and_exit_2(
     [("ACCORD_KAFKA__PARTITIONS", "abc"), ("ACCORD_CONSOLE__PORT", "99999"),
      ("ACCORD_KAFKA", "notjson"), ("ACCORD_KEYSTORE", '{"passphrase": "s3cret-pass", "x": [}'),
      ("ACCORD_KAFKA__BOOTSTRAP", "127.0.0.1:abc"), ("ACCORD_KAFKA__BOOTSTRAP", "host:99999"),
-     ("ACCORD_KAFKA__BOOTSTRAP", "kafka-no-port"), ("ACCORD_KAFKA__BOOTSTRAP", "[::1")],
+     ("ACCORD_KAFKA__BOOTSTRAP", "kafka-no-port"), ("ACCORD_KAFKA__BOOTSTRAP", "[::1"),
+     ("ACCORD_SCHOOLS__TIMEZONE", "Amy Hollis 9434765919")],  # review s43r4: was echoed
 )  # fmt: skip
 def test_a_bad_setting_is_one_line_naming_it_never_its_value(
     variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -104,3 +104,16 @@ def test_event_invalid_names_the_partition_and_only_field_paths(
     assert line == {**WHERE, "event": "event_invalid", "log_level": "info",
                     "fields": ["need_level"]}  # fmt: skip
     _nothing_of_the_record(logs, event)
+
+
+def test_a_replay_is_logged_with_its_id_said_authenticated(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """Review s43r4: a replay is refused after the AEAD verified its header, so an agency's
+    genuine re-send of an event already decided must not read as possibly forged."""
+    processor, event = make_processor(), incident()
+    value, headers = seal_as(pipeline_keys, "wmp", event, topic=WMP)
+    processor.handle(WMP, 3, 40, value, headers, at=AT)
+    line = _line(_logged(processor, value, headers), "quarantined")
+    assert (line["reason"], line["event_id"]) == ("replay", event["event_id"])
+    assert line["event_id_authenticated"] is True
