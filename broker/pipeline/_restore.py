@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import structlog
 from pydantic import ValidationError
 
-from broker.envelope import KeyResolver, Opener
+from broker.envelope import DEK_BUNDLE_HEADER, KeyResolver, Opener
 from broker.errors import (
     ConfigError,
     EnvelopeError,
@@ -236,9 +236,12 @@ class EntryReader:
             except EnvelopeError as exc:
                 self.newer.note(name, key, value, headers, written_ms)
                 # The MAC covers the value, not the headers (the DEK bundle among them): a
-                # key rejected is the keystore's matter; a bundle that fails otherwise was
-                # altered after the worker wrote it, or is not a worker's at all.
-                return Refusal.KEYS if isinstance(exc, KeyRejected) else Refusal.UNREADABLE
+                # key rejected is the keystore's matter; a bundle that fails otherwise, or
+                # none at all (the worker writes one with every entry), was altered after the
+                # worker wrote it, or is not a worker's at all.
+                bundled = any(k == DEK_BUNDLE_HEADER for k, _ in envelope)
+                keys = isinstance(exc, KeyRejected) and bundled
+                return Refusal.KEYS if keys else Refusal.UNREADABLE
             if opened.sender != Principal.WORKER:
                 return Refusal.UNREADABLE
             plain = opened.payload

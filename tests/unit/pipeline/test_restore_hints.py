@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from broker.envelope import KeyPurpose
+from broker.envelope import DEK_BUNDLE_HEADER, KeyPurpose
 from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
 from broker.pipeline._effects import OutRecord
@@ -165,3 +165,17 @@ async def test_an_entry_with_the_worker_s_mac_it_cannot_take_is_neither_forged_n
         "refused_unreadable",
         "hint_unreadable",
     }
+
+
+async def test_a_consent_entry_stripped_of_its_key_bundle_is_unreadable_not_a_keystore_matter(
+    written: list[OutRecord], pipeline_keys: FileKeyStore
+) -> None:
+    """Review s43r4: the MAC covers the value only, so someone with write access can keep a
+    genuine value and strip its DEK bundle header; the operator must investigate, not restore
+    a keystore."""
+    consent = next(r for r in written if r.key and r.key.startswith(b"k:"))
+    stripped = tuple(h for h in consent.headers if h[0] != DEK_BUNDLE_HEADER)
+    altered = OutRecord(consent.topic, consent.key, consent.value, stripped)
+    line = await _refused_line(pipeline_keys, [*(r for r in written if r is not consent), altered])
+    assert line.get("refused_unreadable") == 1
+    assert "refused_keys" not in line
