@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
 
 from broker.audit import AuditRecord
 from broker.config import KafkaSettings
@@ -27,6 +30,15 @@ from tests.unit.pipeline.test_processor import _consent, incident, seal_as
 
 TP = TopicPartition(ingress("wmp"), 0)
 AT_LOOP = datetime(2026, 11, 22, 8, tzinfo=UTC)  # the loop's clock in these tests
+
+
+@pytest.fixture(autouse=True)
+def _lag_is_read() -> Iterator[None]:
+    """Every loop here reads its lag gauge: a fake short of what it asks (as this one once
+    was of ``last_poll_timestamp``) fails the test instead of logging a warning unseen."""
+    with capture_logs() as logs:
+        yield
+    assert [e for e in logs if e["event"] == "consumer_lag_unread"] == []
 
 
 def _messages(keys: FileKeyStore, first: int, count: int) -> list[Any]:
@@ -52,6 +64,7 @@ class _Consumer:
         self.seeks: dict[TopicPartition, int] = {}
         self.paused: set[TopicPartition] = set()
         self.group_commits: list[dict[TopicPartition, int]] = []
+        self.next: dict[TopicPartition, int] = {}  # the positions getmany moved
 
     async def getmany(
         self,
@@ -60,13 +73,26 @@ class _Consumer:
         max_records: int,  # noqa: ARG002  # aiokafka's signature
     ) -> dict[TopicPartition, list[Any]]:
         if self.batches:
-            return {TP: self.batches.pop(0)}
+            batch = self.batches.pop(0)
+            if batch:
+                self.next[TP] = batch[-1].offset + 1
+            return {TP: batch}
         self.on_idle()
         await asyncio.sleep(timeout_ms / 1000)
         return {}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks[tp] = offset
+        self.next[tp] = offset
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.next.get(tp, 0)
+
+    def last_poll_timestamp(self, tp: TopicPartition) -> float:  # noqa: ARG002  # aiokafka's
+        return time.time() * 1000  # fetched all along
+
+    def last_stable_offset(self, tp: TopicPartition) -> int:
+        return self.highwater(tp)
 
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
