@@ -399,7 +399,7 @@ class TransactionalLoop:
             if stop.is_set():
                 return False
             log.warning("consent_partitions_unknown")
-            self._raise_fatal()
+            self._go_on()
             await self.handover.moved(within=0.5)
         tps = [TopicPartition(CONSENT, p) for p in parts]
         last = {TopicPartition(tp.topic, tp.partition): m[-1].offset for tp, m in events.items()}
@@ -414,7 +414,11 @@ class TransactionalLoop:
             go_on()
             mine = [tp for tp in tps if tp in self._tasks and self._positions.get(tp, 0) < ends[tp]]
             if mine:  # ours, not fetched yet: fetch and file them now
-                for tp, msgs in (await self._fetch(consumer, *mine)).items():
+                # During a join, aiokafka's fetch does not return until the join ends.
+                fetching = self._fetch(consumer, *mine)
+                if (fetched := await meanwhile(fetching, stop, self._tasks, go_on)) is None:
+                    return False
+                for tp, msgs in fetched.result().items():
                     await self._run(tp, msgs, self._fence.fetches)
                 continue
             view = self.handover.view.tasks
@@ -434,11 +438,19 @@ class TransactionalLoop:
         return False
 
     def _go_on(self) -> None:
-        """Commits that ended reaped (a failure raises), a listener's failure raised, and the
-        commits due started."""
+        """While a batch waits for consent: /livez's heartbeat beaten, commits that ended
+        reaped (a failure raises), a listener's failure raised, the commits due started and
+        the lag gauge refreshed, as each round of the loop does.
+
+        That wait can outlast the heartbeat's staleness by far (another worker's consent
+        progress, a SIGKILLed one's for its whole session): a loop that beat only between
+        rounds would be restarted by its liveness probe while waiting as it should."""
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
         self._commits.reap()
         self._raise_fatal()
         self._commits.start_due()
+        self._lag.tick()
 
     async def _fetch(
         self, consumer: Consumer, *partitions: TopicPartition
