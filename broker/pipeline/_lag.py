@@ -12,15 +12,22 @@ records buffered the loop has not taken) has none newer: aiokafka keeps the end 
 fetch response, stale for as long as it is not fetched. Those partitions' ends are asked of
 Kafka (one ListOffsets) at most every ``ASK_EVERY_S`` (aiokafka 0.14 fetches no paused
 partition and updates an end only from a fetch response: tests/integration/kafka/
-test_lag_paused.py). Lag is counted in offsets, as every Kafka lag tool counts it: a backlog's
-transaction markers count one each. Records in the batch the loop holds are not counted.
+test_lag_paused.py), within ``ASK_WITHIN_S``: the fresh topics' gauges are written first, and
+an answer that does not come leaves the stale ones at what the last answer gave. Lag is counted
+in offsets, as every Kafka lag tool counts it: a backlog's transaction markers count one each.
+
+Records the loop fetched and has not committed (a batch waiting for consent, one pending or
+one in flight) count too: the consumer's position is past them, yet a worker ending now would
+leave them to be processed again, and an operator who deletes a topic once its lag is 0 must
+not lose them. A partition whose position the loop does not know yet (being reset) is not
+measured: asking aiokafka for it would take the group's pending error meant for the fetch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import structlog
@@ -35,6 +42,7 @@ log = structlog.get_logger("accord.worker")
 
 REFRESH_S = 1.0
 ASK_EVERY_S = 10.0
+ASK_WITHIN_S = 2.0  # a ListOffsets not answered by then is given up until the next refresh
 STALE_AFTER_S = 3.0  # an end from a fetch response older than this is not used
 POSITION_WITHIN_S = 0.5  # a position being reset (a new partition) is skipped meanwhile
 
@@ -49,9 +57,13 @@ class Lag:
         *,
         every: float = REFRESH_S,
         ask_every: float = ASK_EVERY_S,
+        uncommitted: Callable[[TopicPartition], int | None] = lambda tp: 0,  # noqa: ARG005
     ) -> None:
         self._tasks = tasks  # the loop's own dict: the partitions held now
         self._consumer = consumer
+        # Records of a partition fetched and not committed; None while its position is not
+        # known (the partition is then not measured).
+        self._uncommitted = uncommitted
         self._every = every
         self._ask_every = ask_every
         self._due = 0.0
@@ -77,38 +89,67 @@ class Lag:
 
     async def _refresh(self) -> None:
         try:
-            await self._measure()
+            failed = await self._measure()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001  # a gauge must never end the worker
-            kind = type(exc).__name__
-            if kind != self._failed:  # once per kind of failure, not once a second
-                log.warning("consumer_lag_unread", error=kind)
-            self._failed = kind
-        else:
-            self._failed = None
+            failed = type(exc).__name__
+        if failed is not None and failed != self._failed:  # once per kind, not once a second
+            log.warning("consumer_lag_unread", error=failed)
+        self._failed = failed
 
-    async def _measure(self) -> None:
+    async def _measure(self) -> str | None:
+        """Refresh the gauge; the kind of failure of a ListOffsets that went unanswered."""
         consumer = self._consumer()
         assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
-        held = {tp: task for tp, task in self._tasks.items() if tp in assigned}
+        held: dict[TopicPartition, int] = {}
+        for tp in list(self._tasks):
+            if tp in assigned and (records := self._uncommitted(tp)) is not None:
+                held[tp] = records
         ends: dict[TopicPartition, int] = {}
         for tp in held:
             if (end := _fetched_end(consumer, tp)) is not None:
                 ends[tp] = end
         stale = [tp for tp in held if tp not in ends]
+        failed = None
         if stale and (
             time.monotonic() >= self._asked_at + self._ask_every
             or any(tp not in self._asked for tp in stale)
         ):
+            # First the topics that need no answer: one not coming must not hold them back.
+            waiting = {tp.topic for tp in stale}
+            await self._show(
+                consumer, {tp: e for tp, e in ends.items() if tp.topic not in waiting}, held
+            )
             self._asked_at = time.monotonic()
-            got = await consumer.end_offsets(stale)
-            self._asked = {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()}
+            try:
+                async with asyncio.timeout(ASK_WITHIN_S):
+                    got = await consumer.end_offsets(stale)
+            except Exception as exc:  # noqa: BLE001  # the last answer's ends stand meanwhile
+                failed = type(exc).__name__
+            else:
+                self._asked = {
+                    TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()
+                }
         ends |= {tp: self._asked[tp] for tp in stale if tp in self._asked}
+        await self._show(consumer, ends, held)
+        return failed
+
+    async def _show(
+        self,
+        consumer: Consumer,
+        ends: Mapping[TopicPartition, int],
+        held: Mapping[TopicPartition, int],
+    ) -> None:
+        """Each topic's gauge: over its partitions in ``ends``, what waits to be fetched plus
+        what was fetched and not committed (``held``)."""
+        tps = list(ends)
+        positions = await asyncio.gather(*(_position(consumer, tp) for tp in tps))
         behind: dict[str, int] = {}
-        for tp, end in ends.items():
-            if (position := await _position(consumer, tp)) is not None:
-                behind[tp.topic] = behind.get(tp.topic, 0) + max(0, end - position)
+        for tp, position in zip(tps, positions, strict=True):
+            if position is not None:
+                waiting = max(0, ends[tp] - position) + held[tp]
+                behind[tp.topic] = behind.get(tp.topic, 0) + waiting
         for topic, records in behind.items():
             task = next((t for tp, t in self._tasks.items() if tp.topic == topic), None)
             if task is None:

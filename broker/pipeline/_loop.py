@@ -106,9 +106,11 @@ class TransactionalLoop:
         # Next offset to process per owned partition, committed or not: where the consumer
         # is, so the tolerant path can go back to it.
         self._positions: dict[TopicPartition, int] = {}
+        # Where a partition the changelog had no offset for began (its first record fetched).
+        self._began: dict[TopicPartition, int] = {}
         self._report = GroupReport()
         self._commits = Commits(self._tasks, self._report)
-        self._lag = Lag(self._tasks, self._require_consumer)
+        self._lag = Lag(self._tasks, self._require_consumer, uncommitted=self._uncommitted)
         self._throttle = Throttle(budget)
         self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
         # End offsets asked of the group's consumer: it already follows the topics' metadata.
@@ -166,6 +168,7 @@ class TransactionalLoop:
                 self._fatal = self._fatal or exc
             await task.stop()
             self._positions.pop(task.tp, None)
+            self._began.pop(task.tp, None)
             if task.id == LEGACY_SHARES_TASK:
                 self.reseals.forget()
         self._lag.forget()
@@ -474,9 +477,23 @@ class TransactionalLoop:
                 self.kafka, consumer, fetchable, self._positions, self.max_batch, tasks=self._tasks
             )
         for tp, msgs in batch.items():
+            if tp not in self._positions:
+                self._began.setdefault(tp, msgs[0].offset)
             self._positions[tp] = msgs[-1].offset + 1
         self._fence.fetches += 1  # before any request the batch's consent check sends
         return batch
+
+    def _uncommitted(self, tp: TopicPartition) -> int | None:
+        """How many of ``tp``'s records were fetched and not committed: a batch waiting for
+        consent, pending or in flight (the lag gauge counts them). None while where the
+        consumer is on ``tp`` is not known (a new partition before its first fetch).
+
+        Both ends are offsets after a record (never after a marker): the fetched records'
+        last and the last committed, else where the task resumed or its first record."""
+        if (fetched := self._positions.get(tp)) is None:
+            return None
+        committed = self._report.durable.get(tp, self._began.get(tp, fetched))
+        return max(0, fetched - committed)
 
     def _resume_due(self, consumer: Consumer) -> None:
         self._throttle.resume_due(consumer, self._tasks)

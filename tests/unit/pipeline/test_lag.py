@@ -14,9 +14,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from broker.kafka import TopicPartition
 from broker.keys import FileKeyStore
+from broker.pipeline import _lag as _lag_module
 from broker.pipeline._lag import Lag
 from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
@@ -92,8 +94,9 @@ async def _until(check: Callable[[], bool], within: float = 3.0) -> None:
 async def test_the_gauge_sums_every_held_partition_a_paused_one_too_and_leaves_on_revocation(
     make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
 ) -> None:
-    """Partition 0 commits with lag 0, partition 1 (paused) never commits, 300 behind: the
-    topic's gauge is 300, not 0; revoked, the topic leaves the gauge."""
+    """Partition 0 commits with lag 0, partition 1 (paused, resuming at 100 as the changelog
+    says) never commits, 300 behind: the topic's gauge is 300, not 0; revoked, the topic
+    leaves the gauge."""
     consumer = _Kafka([_messages(pipeline_keys, 0, 3)])
     metrics = Metrics(CollectorRegistry())
 
@@ -102,8 +105,10 @@ async def test_the_gauge_sums_every_held_partition_a_paused_one_too_and_leaves_o
         processor.outbox.metrics = metrics  # one registry, as in a worker
         return processor, processor.policy_loaded(processor.services.policy, source="test")
 
+    handover = _Handover()
+    handover.view.tasks[TaskId(P1.topic, P1.partition)].offset = 100
     loop = TransactionalLoop(_Clients(consumer, _Producer()), client_id="c", clock=lambda: AT_LOOP,
-                             handover=_Handover(), open_task=open_task, max_batch=10)  # fmt: skip
+                             handover=handover, open_task=open_task, max_batch=10)  # fmt: skip
     await loop.start()
     await loop.on_partitions_assigned([P0, P1])
     await loop.opened()
@@ -161,3 +166,101 @@ async def test_a_transaction_marker_after_the_last_record_is_not_counted_as_lag(
     assert lag.running is not None
     await lag.running
     assert _lag(metrics) == 0
+
+
+class _Hanging(_Kafka):
+    """Kafka does not answer ListOffsets (aiokafka's consumer waits its request timeout)."""
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.asked.append(list(partitions))
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+
+async def test_an_unanswered_list_offsets_holds_back_no_fresh_topic_and_is_given_up() -> None:
+    """One stale partition's end not answered once froze every topic's gauge for 65 s."""
+    consumer = _Hanging([])
+    consumer.assigned = {P1, OTHER}
+    consumer.ends[OTHER], consumer.positions[OTHER] = 50, 20
+    consumer.polled[OTHER], consumer.stable[OTHER] = time.time() * 1000, 50
+    metrics = Metrics(CollectorRegistry())
+    tasks = {tp: _task(metrics) for tp in (P1, OTHER)}
+    lag = Lag(tasks, lambda: consumer, every=0)  # type: ignore[arg-type,return-value]
+    lag.tick()
+    assert lag.running is not None
+    await _until(lambda: _lag(metrics, OTHER.topic) is not None, within=1.0)
+    assert _lag(metrics, OTHER.topic) == 30  # written before the answer is waited for
+    await asyncio.wait_for(lag.running, timeout=_lag_module.ASK_WITHIN_S + 1)  # given up
+    assert consumer.asked == [[P1]]
+
+
+async def test_records_fetched_and_not_committed_count_as_lag(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """40 contact events fetched (the consumer's position past them) wait for consent that
+    Kafka does not confirm: the gauge counts them, 40, not 0 (a topic deleted at lag 0
+    would lose them)."""
+    consumer = _ConsentFrozen([_messages(pipeline_keys, 0, 40)])
+    consumer.assigned = {P0}
+    consumer.stable[P0] = consumer.positions[P0] = 40
+    metrics = Metrics(CollectorRegistry())
+
+    def open_task(task: TaskId, state: WorkerState) -> Any:
+        processor = make_processor(state=state)
+        processor.outbox.metrics = metrics
+        return processor, []
+
+    handover = _Handover()
+    handover.view.tasks[TaskId(P0.topic, P0.partition)].offset = 0
+    loop = TransactionalLoop(_Clients(consumer, _Producer()), client_id="c", clock=lambda: AT_LOOP,
+                             handover=handover, open_task=open_task, max_batch=50)  # fmt: skip
+    await loop.start()
+    await loop.on_partitions_assigned([P0])
+    await loop.opened()
+    loop._lag._every = 0.05
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        await asyncio.wait_for(consumer.consent_asked.wait(), timeout=5)
+        await _until(lambda: _lag(metrics) == 40)
+        assert _lag(metrics) == 40
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 5)
+        await loop.stop()
+
+
+class _ConsentFrozen(_Kafka):
+    """The consent fence's end offsets are never answered: the events wait for ever."""
+
+    def __init__(self, batches: list[list[Any]]) -> None:
+        super().__init__(batches)
+        self.consent_asked = asyncio.Event()
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if any(tp.topic == CONSENT for tp in partitions):
+            self.consent_asked.set()
+            await asyncio.Event().wait()
+        return await super().end_offsets(partitions)
+
+
+async def test_a_partition_whose_position_is_not_known_is_not_measured() -> None:
+    """aiokafka's position() of a partition being reset takes the group's pending error
+    (an authorization failure, say) that the loop's fetch must raise: such a partition is
+    neither asked its position nor its end."""
+
+    class _Unknown(_Kafka):
+        async def position(self, tp: TopicPartition) -> int:
+            assert tp != P1, "position() asked while the loop does not know it"
+            return await super().position(tp)
+
+    consumer = _Unknown([])
+    metrics = Metrics(CollectorRegistry())
+    tasks = {tp: _task(metrics) for tp in (P0, P1)}
+    lag = Lag(tasks, lambda: consumer, uncommitted=lambda tp: None if tp == P1 else 0)  # type: ignore[arg-type,return-value]
+    lag.tick()
+    assert lag.running is not None
+    with capture_logs() as logs:
+        await lag.running
+    assert [e for e in logs if e["event"] == "consumer_lag_unread"] == []
+    assert (_lag(metrics), consumer.asked) == (0, [])
