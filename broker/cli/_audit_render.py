@@ -84,6 +84,7 @@ def _log_row(entry: DisclosureEntry, *, shown: bool) -> dict[str, Any]:
         row["outcome"] = entry.shown_outcome
         row["lawful_basis"] = entry.shown_basis
         row["fields_shared"] = entry.shown_fields
+        row["fields_withheld"] = entry.shown_withheld
         row["consent"] = entry.shown_consent
     else:
         row["transforms"] = "; ".join(f"{path}={kind}" for path, kind in entry.transforms)

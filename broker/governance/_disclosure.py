@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from broker.audit import AuditKind, AuditRecord
 from broker.events import holds_nhs_or_telephone_number
 from broker.governance._grounds import Ground, basis_text, decision_grounds, str_or_none, str_tuple
-from broker.governance._sent import consent_words, field_sent_as
+from broker.governance._sent import (
+    consent_words,
+    field_sent_as,
+    field_words,
+    sent_about,
+    transforms_of,
+)
 from broker.governance._store import AuditStore
 from broker.policy import basis_words
 
@@ -159,9 +165,15 @@ class DisclosureEntry:
     @property
     def shown_fields(self) -> tuple[str, ...]:
         """The fields shared as a reader sees them: a transformed one as what was sent,
-        ``NHS number (as a pseudonym)``. JSON and CSV keep the paths and add ``transforms``."""
+        ``NHS number (as a pseudonym)``, any other in words (``date of birth``). JSON and CSV
+        keep the paths and add ``transforms``."""
         kinds = dict(self.transforms)
         return tuple(field_sent_as(f, kinds.get(f)) for f in self.fields_shared)
+
+    @property
+    def shown_withheld(self) -> tuple[str, ...]:
+        """The fields withheld in words (``address``); JSON and CSV keep the paths."""
+        return tuple(field_words(f) for f in self.fields_withheld)
 
     @property
     def shown_outcome(self) -> str | None:
@@ -209,43 +221,9 @@ class DisclosureEntry:
         }
 
 
-def _scoped(rec: AuditRecord, key: str | None) -> tuple[tuple[str, ...], object]:
-    """The fields and transforms a decision sent about the person filed under ``key``.
-
-    Clauses covering different people combine into decision-wide fields and transforms that
-    are no one's (a field is transformed there only if every clause transforms it, and lists
-    what any clause shares about anyone); ``redact`` sends each person their own scope, so a
-    SAR says that, plus the event's own fields. The record's ``subject_keys`` are in the order
-    of ``subjects``. A decision without scopes sent everyone the same: decision-wide.
-    """
-    d = rec.data
-    fields, transforms = str_tuple(d.get("fields_shared")), d.get("transforms")
-    scopes, subjects = d.get("subject_scopes"), d.get("subjects")
-    if key is None or not scopes or not isinstance(scopes, list):
-        return fields, transforms
-    keys = rec.subject_keys
-    if not isinstance(subjects, list) or len(subjects) != len(keys):
-        return fields, transforms
-    theirs = {subjects[j] for j, k in enumerate(keys) if k == key}
-    if not theirs:
-        return fields, transforms
-    kinds = dict(transforms) if isinstance(transforms, dict) else {}
-    # The event's own fields travel with the record whoever they are about.
-    own = [f for f in fields if not f.startswith("subject.")]
-    own_kinds = {p: v for p, v in kinds.items() if not str(p).startswith("subject.")}
-    for scope in scopes:
-        # With scopes, a person without one was sent nothing of theirs (``redact``).
-        if isinstance(scope, dict) and scope.get("subject") in theirs:
-            own += [f for f in str_tuple(scope.get("fields")) if f not in own]
-            scope_kinds = scope.get("transforms")
-            if isinstance(scope_kinds, dict):
-                own_kinds.update(scope_kinds)
-    return tuple(own), own_kinds
-
-
 def _decision_entry(rec: AuditRecord, key: str | None = None) -> DisclosureEntry:
     d = rec.data
-    fields, transforms = _scoped(rec, key)
+    fields, transforms = sent_about(rec.data, rec.subject_keys, key)
     return DisclosureEntry(
         at=rec.at,
         logged_at=rec.at,
@@ -270,16 +248,9 @@ def _decision_entry(rec: AuditRecord, key: str | None = None) -> DisclosureEntry
         chain=rec.chain,
         seq=rec.seq,
         grounds=decision_grounds(d),
-        transforms=_transforms(transforms),
+        transforms=transforms_of(transforms),
         consent_rule=str_or_none(d.get("consent_rule")),
     )
-
-
-def _transforms(value: object) -> tuple[tuple[str, str], ...]:
-    """A decision's ``transforms`` (field path -> kind), sorted; () for one without."""
-    if not isinstance(value, dict):
-        return ()
-    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
 def _opened_at(rec: AuditRecord) -> datetime:
@@ -301,7 +272,7 @@ def _after_decision(
     fields = str_tuple(rec.data.get("fields")) if not opened else None
     if fields is not None and decided is not None:
         # A delivery lists the decision-wide fields: what went about this person is their
-        # scope's (``_scoped``), which the decision's line holds.
+        # scope's (``sent_about``), which the decision's line holds.
         fields = tuple(f for f in fields if f in decided.fields_shared)
     return DisclosureEntry(
         # An opening is when the recipient's clock says; a delivery when the worker sent it.
@@ -484,7 +455,7 @@ def disclosure_log(
             found.setdefault((r.chain, r.seq), (r, key))
     how = {(r.chain, r.seq): matched_on(key) for r, key in found.values()} if matched_on else {}
     records = [r for r, _ in found.values()]
-    # Each decision as it concerned the person under the key that found it (``_scoped``).
+    # Each decision as it concerned the person under the key that found it (``sent_about``).
     taken = [(r, key) for r, key in found.values() if r.kind is AuditKind.DECIDED]
     decisions = {(r.event_id, r.party): _decision_entry(r, key) for r, key in taken}
     entries = [_decision_entry(r, key) for r, key in taken]

@@ -16,6 +16,7 @@ from broker.config import SchoolCalendar
 from broker.governance._disclosure import ReviewStatus
 from broker.governance._encompass import EncompassNotice, late_encompass_notices
 from broker.governance._grounds import Ground, decision_grounds, str_or_none, str_tuple
+from broker.governance._sent import consent_words, field_sent_as, transforms_of
 from broker.governance._store import AuditStore, Window
 
 if TYPE_CHECKING:
@@ -52,6 +53,18 @@ class PendingOverride:
     # the fields (each ground in ``agreements`` has its purpose and lawful basis).
     consent: str | None = None
     fields_shared: tuple[str, ...] = ()
+    # As on the child's page (DisclosureEntry): each field as sent, the consent with its rule.
+    transforms: tuple[tuple[str, str], ...] = ()
+    consent_rule: str | None = None
+
+    @property
+    def shown_consent(self) -> str | None:
+        return consent_words(self.consent, self.consent_rule, "shared_override")
+
+    @property
+    def shown_fields(self) -> tuple[str, ...]:
+        kinds = dict(self.transforms)
+        return tuple(field_sent_as(f, kinds.get(f)) for f in self.fields_shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +197,8 @@ def pending_overrides(store: AuditStore) -> list[PendingOverride]:
                 subject_keys=rec.subject_keys,
                 consent=str_or_none(d.get("consent")),
                 fields_shared=str_tuple(d.get("fields_shared")),
+                transforms=transforms_of(d.get("transforms")),
+                consent_rule=str_or_none(d.get("consent_rule")),
             )
         )
     return out

@@ -1,6 +1,7 @@
 """What a disclosure log says was sent, in words a family can read: each field as it travelled
 (a transformed field under what it became, never as the original), the consent state with
-whether the agreement needed consent, and the notes said once per answer.
+whether the agreement needed consent, and the notes said once per answer; and what a decision
+sent about one person when clauses about different people combined (``sent_about``).
 
 A SAR answer is sent to the family: ``subject.nhs_number`` on a line whose decision
 pseudonymised it would say the child's NHS number went where only a pseudonym did. The
@@ -10,9 +11,11 @@ as ``redact`` applies them; a kind with no words here is named by its id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
+
+from broker.governance._grounds import str_tuple
 
 __all__ = [
     "ALWAYS_SENT",
@@ -21,9 +24,13 @@ __all__ = [
     "answer_notes",
     "consent_words",
     "field_sent_as",
+    "field_words",
+    "sent_about",
+    "transforms_of",
 ]
 
-# The fields a transform may apply to (TRANSFORM_TARGETS), in words.
+# Every field a policy may share (broker.events.FIELD_PATHS), in words; a path with none is
+# shown as it is.
 _FIELD_WORDS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "subject.name": "name",
@@ -32,10 +39,21 @@ _FIELD_WORDS: Final[Mapping[str, str]] = MappingProxyType(
         "subject.address": "address",
         "subject.postcode": "postcode",
         "subject.school_urn": "school",
+        "subject.role": "role (child, parent...)",
+        "event.type": "kind of event",
+        "event.occurred_at": "when it happened",
         "event.reference": "the sender's reference",
+        "event.need_level": "level of need",
+        "event.child_present": "whether a child was present",
+        "event.summary": "summary",
+        "event.child_voice": "the child's own words",
+        "event.categories": "categories of concern",
         "event.location": "location",
+        "event.service": "service",
+        "event.outcome": "outcome of a referral",
     }
 )
+
 
 # What each of the policy language's transform kinds leaves of a field (broker/policy/_redact.py).
 TRANSFORM_WORDS: Final[Mapping[str, str]] = MappingProxyType(
@@ -106,14 +124,62 @@ _NOT_GIVEN: Final = frozenset({"refused", "withdrawn", "missing"})
 _SHARES: Final = frozenset({"shared", "shared_override"})
 
 
+def field_words(path: str) -> str:
+    """A field path in words (``subject.dob``: ``date of birth``); the path when it has none."""
+    return _FIELD_WORDS.get(path, path)
+
+
 def field_sent_as(path: str, kind: str | None) -> str:
-    """``path`` as it was sent: as is when ``kind`` is None, else in words, e.g.
-    ``NHS number (as a pseudonym)``; a kind with no words is named by its id."""
+    """``path`` in words as it was sent: ``date of birth`` when ``kind`` is None, else with
+    what the transform left of it, e.g. ``NHS number (as a pseudonym)``; a kind with no
+    words is named by its id."""
+    field = field_words(path)
     if kind is None:
-        return path
-    field = _FIELD_WORDS.get(path, path)
+        return field
     words = TRANSFORM_WORDS.get(kind)
     return f"{field} ({words})" if words else f"{field} (transformed: {kind})"
+
+
+def sent_about(
+    d: Mapping[str, Any], keys: Sequence[str], key: str | None
+) -> tuple[tuple[str, ...], object]:
+    """The fields and transforms a decision sent about the person filed under ``key``.
+
+    Clauses covering different people combine into decision-wide fields and transforms that
+    are no one's (a field is transformed there only if every clause transforms it, and lists
+    what any clause shares about anyone); ``redact`` sends each person their own scope, so a
+    SAR says that, plus the event's own fields. ``d`` is a ``decided`` record's data, ``keys``
+    its ``subject_keys``, in the order of its ``subjects``. A decision without scopes sent
+    everyone the same: decision-wide.
+    """
+    fields, transforms = str_tuple(d.get("fields_shared")), d.get("transforms")
+    scopes, subjects = d.get("subject_scopes"), d.get("subjects")
+    if key is None or not scopes or not isinstance(scopes, list):
+        return fields, transforms
+    if not isinstance(subjects, list) or len(subjects) != len(keys):
+        return fields, transforms
+    theirs = {subjects[j] for j, k in enumerate(keys) if k == key}
+    if not theirs:
+        return fields, transforms
+    kinds = dict(transforms) if isinstance(transforms, dict) else {}
+    # The event's own fields travel with the record whoever they are about.
+    own = [f for f in fields if not f.startswith("subject.")]
+    own_kinds = {p: v for p, v in kinds.items() if not str(p).startswith("subject.")}
+    for scope in scopes:
+        # With scopes, a person without one was sent nothing of theirs (``redact``).
+        if isinstance(scope, dict) and scope.get("subject") in theirs:
+            own += [f for f in str_tuple(scope.get("fields")) if f not in own]
+            scope_kinds = scope.get("transforms")
+            if isinstance(scope_kinds, dict):
+                own_kinds.update(scope_kinds)
+    return tuple(own), own_kinds
+
+
+def transforms_of(value: object) -> tuple[tuple[str, str], ...]:
+    """A decision's ``transforms`` (field path -> kind), sorted; () for one without."""
+    if not isinstance(value, dict):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
 def consent_words(state: str | None, rule: str | None, outcome: str | None) -> str | None:

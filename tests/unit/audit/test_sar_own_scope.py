@@ -78,7 +78,7 @@ def test_a_childs_sar_shows_their_own_scope_not_the_decision_wide_fields(
     for line in lines:
         assert set(line.shown_fields) == {
             "name (initials only)", "date of birth (year only)", "NHS number (as a pseudonym)",
-            "event.reference",
+            "the sender's reference",
         }, line.kind  # fmt: skip
         assert "subject.address" not in line.fields_shared, line.kind
     # A parent's SAR from the same record shows theirs.

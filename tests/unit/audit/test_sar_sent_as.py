@@ -54,10 +54,12 @@ def test_a_transformed_field_is_shown_as_what_was_sent_never_as_the_original(
     for line in lines:
         assert line.shown_fields == (
             "name (initials only)", "date of birth (year only)", "NHS number (as a pseudonym)",
-            "postcode (district only)", "event.need_level",
+            "postcode (district only)", "level of need",
         )  # fmt: skip
+    assert lines[0].shown_withheld == ("address",)  # every field in words, withheld too
     for fmt in ("table", "html"):
         shown = disclosure(lines, fmt, width=400)
+        assert "subject.address" not in shown, fmt
         assert "NHS number (as a pseudonym)" in shown, fmt
         assert "subject.nhs_number" not in shown, fmt
         assert "subject.dob" not in shown, fmt
@@ -83,7 +85,8 @@ def test_json_and_csv_keep_the_paths_and_say_each_fields_transform(
 def test_every_transform_of_the_policy_language_has_words_and_an_unknown_one_is_named() -> None:
     assert set(TRANSFORM_WORDS) == set(TRANSFORMS)
     assert field_sent_as("subject.dob", "month_only") == "date of birth (transformed: month_only)"
-    assert field_sent_as("subject.dob", None) == "subject.dob"
+    assert field_sent_as("subject.dob", None) == "date of birth"
+    assert field_sent_as("event.not_yet_worded", None) == "event.not_yet_worded"
 
 
 def test_the_answer_says_once_what_travels_with_every_shared_record(

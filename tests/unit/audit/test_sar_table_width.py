@@ -12,6 +12,7 @@ from broker.audit import AuditKind, AuditRecord, ChainWriter, KeystoreAuditSigne
 from broker.audit import KeystoreAuditVerifier as Verifier
 from broker.cli._audit_render import disclosure, output_width
 from broker.governance import AuditStore, disclosure_log
+from broker.governance._sent import field_sent_as
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
@@ -79,8 +80,10 @@ def test_the_subject_table_fits_columns_and_each_line_keeps_its_facts(
         assert f"event {entry['event_id']}" in block
         for key in ("recipient", "outcome", "sender", "reason"):
             assert entry[key] is None or entry[key] in block, key
+        # Each field in words, as sent (a wrapped line breaks between words).
+        words = " ".join(block.split())
         for field in entry["fields_shared"]:
-            assert field in block
+            assert field_sent_as(field, entry["transforms"].get(field)) in words, field
 
 
 def test_a_long_line_wraps_to_the_width_with_nothing_lost(

@@ -29,7 +29,8 @@ def test_the_queue_shows_consent_fields_purpose_and_basis_of_each_override(
     row = re.search(r'<tr data-event="e2".*?</tr>', page, re.S)
     assert row
     assert _cell(row.group(0), "consent") == "missing"
-    assert _cell(row.group(0), "fields") == "<small>subject.name, event.type</small>"
+    # In the words the child's page uses (test_sent_as.py for consent and transforms).
+    assert _cell(row.group(0), "fields") == "<small>name, kind of event</small>"
     assert _cell(row.group(0), "purpose") == "early_help"
     # In words, as the desk and the disclosure log's table show it (JSON keeps the codes).
     assert _cell(row.group(0), "basis") == (

@@ -6,6 +6,7 @@ travels with every shared record."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
@@ -69,3 +70,23 @@ def test_the_consoles_page_says_an_override_against_a_refusal_was_overridden(
     assert html.escape(f"refused ({OVERRIDE_NOTE})") in page
     assert "not needed" not in page
     assert page.count(html.escape(CONSENT_STATE_MEANINGS["overridden"])) == 1
+
+
+def test_the_override_queue_says_consent_and_fields_in_the_words_of_the_childs_page(
+    make_client: Callable[..., TestClient], store: AuditStore,
+    verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
+) -> None:  # fmt: skip
+    data = decision(
+        "shared_override", consent_rule="required_unless_safeguarding", consent="refused",
+        fields_shared=["subject.name", "subject.nhs_number", "event.need_level"],
+        transforms={"subject.nhs_number": "pseudonym"},
+    )  # fmt: skip
+    _decided(store, verifier, linker, keys, ("o1", data))
+    client = make_client()
+    sign_in(client)
+    page = client.get("/overrides").text
+    row = re.search(r'<tr data-event="o1".*?</tr>', page, re.S)
+    assert row
+    assert html.escape(f"refused ({OVERRIDE_NOTE})") in row.group(0)
+    assert "name, NHS number (as a pseudonym), level of need" in row.group(0)
+    assert "subject." not in row.group(0)
