@@ -486,12 +486,16 @@ class TransactionalLoop:
     def _uncommitted(self, tp: TopicPartition) -> int | None:
         """How many of ``tp``'s records were fetched and not committed: a batch waiting for
         consent, pending or in flight (the lag gauge counts them). None while where the
-        consumer is on ``tp`` is not known (a new partition before its first fetch).
+        consumer is on ``tp`` is not known: a new partition before aiokafka first fetched it
+        (an empty one it has fetched has its position, and none of its records is held).
 
         Both ends are offsets after a record (never after a marker): the fetched records'
         last and the last committed, else where the task resumed or its first record."""
         if (fetched := self._positions.get(tp)) is None:
-            return None
+            consumer = self._consumer
+            if consumer is None or tp not in consumer.assignment():
+                return None
+            return 0 if consumer.last_poll_timestamp(tp) is not None else None
         committed = self._report.durable.get(tp, self._began.get(tp, fetched))
         return max(0, fetched - committed)
 

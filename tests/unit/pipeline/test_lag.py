@@ -264,3 +264,30 @@ async def test_a_partition_whose_position_is_not_known_is_not_measured() -> None
         await lag.running
     assert [e for e in logs if e["event"] == "consumer_lag_unread"] == []
     assert (_lag(metrics), consumer.asked) == (0, [])
+
+
+async def test_an_empty_new_partition_reads_0_once_fetched_and_is_not_measured_before(
+    make_processor: Callable[..., Processor],
+) -> None:
+    """No changelog offset and no record: the loop never learns its position from a record,
+    yet once aiokafka has fetched it (its position reset) its topic reads 0, not nothing (an
+    operator waits for 0 before deleting a topic); before that it is not measured."""
+    consumer = _Kafka([])
+    consumer.assigned = {P1}
+    consumer.stable[P1] = consumer.positions[P1] = 0
+
+    def open_task(task: TaskId, state: WorkerState) -> Any:  # the loop's seam
+        return make_processor(state=state), []
+
+    loop = TransactionalLoop(_Clients(consumer, _Producer()), client_id="c", clock=lambda: AT_LOOP,
+                             handover=_Handover(), open_task=open_task, max_batch=10)  # fmt: skip
+    await loop.start()
+    await loop.on_partitions_assigned([P1])
+    await loop.opened()
+    try:
+        consumer.polled[P1] = None  # type: ignore[assignment]  # not fetched yet
+        assert loop._uncommitted(P1) is None
+        consumer.polled[P1] = time.time() * 1000
+        assert loop._uncommitted(P1) == 0
+    finally:
+        await loop.stop()
