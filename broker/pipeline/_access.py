@@ -11,15 +11,16 @@ from broker.pipeline._effects import Audit
 from broker.pipeline._ingress import Open, spend
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
-from broker.policy import Policy
 from broker.topics import SCHEMA_ACCESS
 
 log = structlog.get_logger("accord.worker")
 
 
 class ParseAck:
-    """The payload must be a valid acknowledgement, from the recipient it names, opened for a
-    purpose of the policy bundle in force."""
+    """The payload must be a valid acknowledgement, from the recipient it names. Its purpose
+    is not held to the bundle in force: a record shared under an earlier bundle's purpose is
+    still opened for it, and a desk states none it knows (``unstated``); the number check
+    (``AccessAck``) keeps personal data out of it."""
 
     name = "parse"
 
@@ -36,10 +37,6 @@ class ParseAck:
             return quarantine("invalid-ack")
         if ack.recipient != work.opened.sender:
             return quarantine("sender-mismatch")
-        if ack.purpose not in _purposes(self._services.policy):
-            # The SAR shows it beside the opening: only a purpose records are shared for, never
-            # a word or a number a client put there.
-            ack = ack.model_copy(update={"purpose": AccessAck.WITHHELD})
         withheld = [f for f in ("by", "purpose") if getattr(ack, f) == AccessAck.WITHHELD]
         if withheld:
             # Which fields, never their values; the sender is a party id.
@@ -77,11 +74,6 @@ def _opened_data(ack: AccessAck) -> dict[str, object]:
         if data[name] == AccessAck.WITHHELD:
             data[f"{name}_withheld"] = True
     return data
-
-
-def _purposes(policy: Policy) -> frozenset[str]:
-    """The purposes of the bundle's clauses: what records are shared, so opened, for."""
-    return frozenset(c.purpose for a in policy.bundle.agreements for c in a.clauses)
 
 
 def access_chain(services: Services) -> tuple[Open, ParseAck, RecordOpened]:
