@@ -103,6 +103,8 @@ class GroupReport:
         if self._reporting is not None and not self._reporting.done():
             self._reporting.cancel()
             await asyncio.wait({self._reporting})
+        # Again: a take-on that ended during the wait may have cleared them (review s43r5).
+        self._given_up |= revoked
         for tp in revoked:
             self.durable.pop(tp, None)
             self._reported.pop(tp, None)

@@ -110,3 +110,31 @@ async def test_a_partition_given_up_is_not_reported_by_a_late_commit_or_a_stale_
     report.progress(consumer(group))
     await asyncio.wait({report.running})
     assert group.commits == [{A: 6}, {B: 9}]
+
+
+async def test_a_take_on_ending_while_a_revocation_waits_does_not_bring_the_partition_back(
+    monkeypatch: Any,
+) -> None:
+    """Review s43r5: forget() waits for the cancelled report; an opening of the partition
+    that ends meanwhile cleared its mark, and the revoked task's settling commit was then
+    reported while aiokafka's assignment still listed it."""
+    monkeypatch.setattr(_report, "REPORT_EVERY_S", 0.0)
+    group = Group(A, B)
+    group.hold = True
+    report = GroupReport()
+    report.durable.update({A: 5, B: 7})
+    report.progress(consumer(group))
+    await asyncio.sleep(0)  # a report in flight, held
+
+    async def opening_ends() -> None:
+        report.taken_on(B, 7)
+
+    opener = asyncio.create_task(opening_ends())
+    await report.forget({B})  # yields while the cancelled report ends: the opening ends
+    await opener
+    group.hold = False
+    report.committed(B, 9)  # the revoked task's commit settling
+    report.progress(consumer(group))
+    if report.running is not None:
+        await asyncio.wait({report.running})
+    assert all(B not in sent for sent in group.commits[1:])
