@@ -378,16 +378,15 @@ def _create_private(path: Path) -> None:
     if not path.parent.is_dir():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.chmod(0o700)
+    # SQLite keeps the memory in the -wal and its locks in the -shm as much as in the file:
+    # any of them planted by another account (first, in a shared folder) could be read, and
+    # its rows deleted, defeating the replay check.
+    for planted in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        _refuse_foreign(planted)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):  # as O_NOFOLLOW refuses one
-            raise OSError(errno.ELOOP, "a symbolic link", str(path)) from None
-        if st.st_uid != os.geteuid():
-            # Another account's (made first in a shared folder): it could read the memory
-            # and delete its rows. fchmod refused it with EPERM before; so does this.
-            raise OSError(errno.EPERM, "it belongs to another account", str(path)) from None
+        _refuse_foreign(path)
         # Not opened and closed here: that would drop the locks of this process's other
         # connections to it (``tighten_file``).
         tighten_file(path)
@@ -396,3 +395,16 @@ def _create_private(path: Path) -> None:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+def _refuse_foreign(path: Path) -> None:
+    """``OSError`` if ``path`` is a link, or a file of another account (fchmod refused it
+    with EPERM before the memory took no descriptor of an existing file)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):  # as O_NOFOLLOW refuses one
+        raise OSError(errno.ELOOP, "a symbolic link", str(path))
+    if st.st_uid != os.geteuid():
+        raise OSError(errno.EPERM, "it belongs to another account", str(path))

@@ -505,16 +505,28 @@ def test_opening_the_memory_again_keeps_this_process_s_locks_on_it(tmp_path: Pat
         holder.close()
 
 
+@pytest.mark.parametrize("planted", ["", "-wal", "-shm"])
 def test_a_file_of_another_account_already_there_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
 ) -> None:
-    """Review s43r2: made first by another account in a shared folder, 0666, it was used:
-    that account could read the memory and delete its rows, defeating the replay check."""
+    """Review s43r2, s43r5: made first by another account in a shared folder, 0666, the
+    memory's file, its -wal or its -shm was used: that account could read the memory and
+    delete its rows, defeating the replay check."""
     path = tmp_path / "replay.sqlite3"
-    path.write_bytes(b"")
-    path.chmod(0o666)
+    foreign = Path(f"{path}{planted}")
+    foreign.write_bytes(b"")
+    foreign.chmod(0o666)
     someone_else = os.geteuid() + 1
-    monkeypatch.setattr(os, "geteuid", lambda: someone_else)
+    real_lstat = os.lstat
+
+    def lstat(name: str | os.PathLike[str], **kwargs: Any) -> os.stat_result:
+        st = real_lstat(name, **kwargs)
+        if os.fspath(name) == str(foreign):  # the one file another account made
+            return os.stat_result((*st[:4], someone_else, *st[5:]))
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat)
     with pytest.raises(ConfigError, match="cannot be opened: it belongs to another account"):
         memory(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666
+    monkeypatch.undo()
+    assert stat.S_IMODE(foreign.stat().st_mode) == 0o666
