@@ -70,6 +70,10 @@ SCHEMA = (
         child_nhs INTEGER)""",
     """CREATE TABLE IF NOT EXISTS desk_record_children (
         event_id TEXT NOT NULL, child TEXT NOT NULL, PRIMARY KEY (event_id, child))""",
+    # Covered by desk_children_by_child_event's (child) prefix since 2026-12-07, but kept:
+    # dropping it takes an ACCESS EXCLUSIVE lock on PostgreSQL at every start that finds it,
+    # and an older desk in the same fleet makes it again.
+    "CREATE INDEX IF NOT EXISTS desk_children_by_child ON desk_record_children (child)",
     "CREATE INDEX IF NOT EXISTS desk_records_by_reference ON desk_records (reference)",
     # The search by reference compares UPPER(reference): only an index of that expression
     # serves it (the one above serves a referral's outcomes, found by the exact reference).
@@ -99,9 +103,6 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS desk_decisions_by_child ON desk_decisions (child, decided_at)",
     """CREATE INDEX IF NOT EXISTS desk_children_by_child_event
         ON desk_record_children (child, event_id)""",
-    # Its (child) prefix serves everything the older (child) index did: one index fewer to
-    # keep up on every record filed.
-    "DROP INDEX IF EXISTS desk_children_by_child",
     """CREATE INDEX IF NOT EXISTS desk_records_since
         ON desk_records (event_id, hidden, received_at, event_type, reference)""",
     """CREATE TABLE IF NOT EXISTS desk_decision_flags (
