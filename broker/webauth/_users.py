@@ -67,7 +67,7 @@ def check_username(name: str) -> str:
     if holds_nhs_or_telephone_number(name):
         # The name goes into the append-only audit log (the desk's "opened by", a console
         # review's reviewer), where an NHS or telephone number would point at a person; the
-        # broker refuses a desk user's acknowledgements under such a name.
+        # broker records a desk user's openings under such a name with it withheld.
         raise UsageError("user name: a staff id, never an NHS or telephone number")
     return name
 
