@@ -64,9 +64,9 @@ _OpenedFor = Annotated[
     Field(
         pattern=r"^[a-z0-9][a-z0-9_]{0,63}$",
         description="A purpose of the policy bundle in force (its clauses' purposes), for "
-        "which the record was opened. Also checked beyond this schema: it holds no NHS or "
-        "telephone number; the broker records the opening with a purpose that does, or that no "
-        "clause of the bundle has, withheld.",
+        "which the record was opened, or 'unstated' / 'unknown' when the client knows none. "
+        "Also checked beyond this schema: it holds no NHS or telephone number; the broker "
+        "records the opening with a purpose that does, or that is none of those, withheld.",
     ),
     AfterValidator(_not_a_number),
 ]
@@ -148,7 +148,7 @@ class AccessAck(_Msg):
     recipient: str
     by: _OpenedBy
     # Shown in the child's SAR beside "opened by": the worker also holds it to the purposes
-    # of the policy bundle in force (broker.pipeline._access).
+    # of the policy bundle in force, or 'unstated' / 'unknown' (broker.pipeline._access).
     purpose: _OpenedFor
     # With its zone: a governance report sorts openings among decisions (all in UTC).
     at: _AwareTime

@@ -11,16 +11,18 @@ from broker.pipeline._effects import Audit
 from broker.pipeline._ingress import Open, spend
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
+from broker.policy import Policy
 from broker.topics import SCHEMA_ACCESS
 
 log = structlog.get_logger("accord.worker")
 
 
 class ParseAck:
-    """The payload must be a valid acknowledgement, from the recipient it names. Its purpose
-    is not held to the bundle in force: a record shared under an earlier bundle's purpose is
-    still opened for it, and a desk states none it knows (``unstated``); the number check
-    (``AccessAck``) keeps personal data out of it."""
+    """The payload must be a valid acknowledgement, from the recipient it names. Its purpose,
+    shown in the child's SAR, is one of the bundle in force or says none is known
+    (``NO_PURPOSE_STATED``); anything else (a child's name in snake_case fits the pattern) is
+    recorded withheld: a closed list, not a pattern, keeps what a client typed out of the
+    append-only log. A purpose an earlier bundle had is withheld too (it fails closed)."""
 
     name = "parse"
 
@@ -37,6 +39,8 @@ class ParseAck:
             return quarantine("invalid-ack")
         if ack.recipient != work.opened.sender:
             return quarantine("sender-mismatch")
+        if ack.purpose not in _purposes(self._services.policy) | NO_PURPOSE_STATED:
+            ack = ack.model_copy(update={"purpose": AccessAck.WITHHELD})
         withheld = [f for f in ("by", "purpose") if getattr(ack, f) == AccessAck.WITHHELD]
         if withheld:
             # Which fields, never their values; the sender is a party id.
@@ -74,6 +78,17 @@ def _opened_data(ack: AccessAck) -> dict[str, object]:
         if data[name] == AccessAck.WITHHELD:
             data[f"{name}_withheld"] = True
     return data
+
+
+#: What clients send when they know no purpose: the desk for a record whose own purpose no
+#: acknowledgement can carry (``broker.desk._purpose.UNSTATED``), ``accord tail`` for a
+#: record that is not a delivery.
+NO_PURPOSE_STATED = frozenset({"unstated", "unknown"})
+
+
+def _purposes(policy: Policy) -> frozenset[str]:
+    """The purposes of the bundle's clauses: what records are shared, so opened, for."""
+    return frozenset(c.purpose for a in policy.bundle.agreements for c in a.clauses)
 
 
 def access_chain(services: Services) -> tuple[Open, ParseAck, RecordOpened]:

@@ -352,9 +352,12 @@ def test_the_access_chain_audits_an_opening(
                                    "purpose": "early_help"}),
      ("duty-3", "call_mum_07700900123", {"by": "duty-3", "purpose": "(withheld)",
                                          "purpose_withheld": True}),
-     # Review s43r5: not held to the bundle in force (a purpose an earlier bundle shared
-     # under; a desk's "unstated"), only to the number check.
+     # Review s43r5: a desk's "unstated" and tail's "unknown" are kept; review s43r7: any
+     # other purpose no clause has (a child's name fits the pattern) is withheld.
      ("duty-3", "unstated", {"by": "duty-3", "purpose": "unstated"}),
+     ("duty-3", "unknown", {"by": "duty-3", "purpose": "unknown"}),
+     ("duty-3", "amy_hollis", {"by": "duty-3", "purpose": "(withheld)",
+                               "purpose_withheld": True}),
      ("coord/07700-900123", "call_0121_496_0000", {"by": "(withheld)", "by_withheld": True,
                                                    "purpose": "(withheld)",
                                                    "purpose_withheld": True})],
