@@ -221,9 +221,9 @@ class DisclosureEntry:
         }
 
 
-def _decision_entry(rec: AuditRecord, key: str | None = None) -> DisclosureEntry:
+def _decision_entry(rec: AuditRecord, keys: tuple[str, ...] | None = None) -> DisclosureEntry:
     d = rec.data
-    fields, transforms = sent_about(rec.data, rec.subject_keys, key)
+    fields, transforms = sent_about(rec.data, rec.subject_keys, keys)
     return DisclosureEntry(
         at=rec.at,
         logged_at=rec.at,
@@ -455,10 +455,12 @@ def disclosure_log(
             found.setdefault((r.chain, r.seq), (r, key))
     how = {(r.chain, r.seq): matched_on(key) for r, key in found.values()} if matched_on else {}
     records = [r for r, _ in found.values()]
-    # Each decision as it concerned the person under the key that found it (``sent_about``).
-    taken = [(r, key) for r, key in found.values() if r.kind is AuditKind.DECIDED]
-    decisions = {(r.event_id, r.party): _decision_entry(r, key) for r, key in taken}
-    entries = [_decision_entry(r, key) for r, key in taken]
+    # Each decision as it concerned the person under every key searched (``sent_about``): one
+    # person may be in a decision under two of theirs, and what went in full under either
+    # went in full.
+    taken = [r for r, _ in found.values() if r.kind is AuditKind.DECIDED]
+    decisions = {(r.event_id, r.party): _decision_entry(r, subject_keys) for r in taken}
+    entries = [_decision_entry(r, subject_keys) for r in taken]
     for rec in records:
         if rec.kind is AuditKind.OPENED:
             entries.append(_after_decision(rec, decisions.get((rec.event_id, rec.party)), "opened"))

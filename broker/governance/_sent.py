@@ -11,7 +11,7 @@ as ``redact`` applies them; a kind with no words here is named by its id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -141,16 +141,19 @@ def field_sent_as(path: str, kind: str | None) -> str:
 
 
 def sent_about(
-    d: Mapping[str, Any], keys: Sequence[str], key: str | None
+    d: Mapping[str, Any], keys: Sequence[str], key: str | Collection[str] | None
 ) -> tuple[tuple[str, ...], object]:
-    """The fields and transforms a decision sent about the person filed under ``key``.
+    """The fields and transforms a decision sent about the person filed under ``key`` (a
+    look-up by demographics searches several keys: all of them, one person's).
 
     Clauses covering different people combine into decision-wide fields and transforms that
     are no one's (a field is transformed there only if every clause transforms it, and lists
     what any clause shares about anyone); ``redact`` sends each person their own scope, so a
     SAR says that, plus the event's own fields. ``d`` is a ``decided`` record's data, ``keys``
     its ``subject_keys``, in the order of its ``subjects``. A decision without scopes sent
-    everyone the same: decision-wide.
+    everyone the same: decision-wide. One person in two positions (a young mother listed as
+    a child and as a parent) had each position's scope sent: a field sent in full in either
+    went in full, and is shown so.
     """
     fields, transforms = str_tuple(d.get("fields_shared")), d.get("transforms")
     scopes, subjects = d.get("subject_scopes"), d.get("subjects")
@@ -158,20 +161,32 @@ def sent_about(
         return fields, transforms
     if not isinstance(subjects, list) or len(subjects) != len(keys):
         return fields, transforms
-    theirs = {subjects[j] for j, k in enumerate(keys) if k == key}
+    wanted = {key} if isinstance(key, str) else set(key)
+    theirs = {subjects[j] for j, k in enumerate(keys) if k in wanted}
     if not theirs:
         return fields, transforms
     kinds = dict(transforms) if isinstance(transforms, dict) else {}
     # The event's own fields travel with the record whoever they are about.
     own = [f for f in fields if not f.startswith("subject.")]
-    own_kinds = {p: v for p, v in kinds.items() if not str(p).startswith("subject.")}
+    own_kinds: dict[str, object] = {
+        p: v for p, v in kinds.items() if not str(p).startswith("subject.")
+    }
+    # Each of the person's fields -> the kind of every scope that sent it (None: in full).
+    sent: dict[str, list[object]] = {}
     for scope in scopes:
         # With scopes, a person without one was sent nothing of theirs (``redact``).
         if isinstance(scope, dict) and scope.get("subject") in theirs:
-            own += [f for f in str_tuple(scope.get("fields")) if f not in own]
             scope_kinds = scope.get("transforms")
-            if isinstance(scope_kinds, dict):
-                own_kinds.update(scope_kinds)
+            scope_kinds = scope_kinds if isinstance(scope_kinds, dict) else {}
+            for f in str_tuple(scope.get("fields")):
+                sent.setdefault(f, []).append(scope_kinds.get(f))
+    for f, used in sent.items():
+        if f not in own:
+            own.append(f)
+        # As policy's ``_combined``: one form only when every position sent it so; a field
+        # any position sent in full, or in two forms, is shown without a reduced form.
+        if used[0] is not None and all(k == used[0] for k in used):
+            own_kinds[f] = used[0]
     return tuple(own), own_kinds
 
 
