@@ -19,6 +19,7 @@ from broker.events import holds_nhs_or_telephone_number
 from broker.governance._grounds import Ground, basis_text, decision_grounds, str_or_none, str_tuple
 from broker.governance._sent import (
     consent_words,
+    decision_consent_rule,
     field_sent_as,
     field_words,
     sent_about,
@@ -152,15 +153,19 @@ class DisclosureEntry:
     # was sent under such a field was what the transform made of it, not the original.
     transforms: tuple[tuple[str, str], ...] = ()
     # A decision's clause's consent rule (``not_required``, ``required``,
-    # ``required_unless_safeguarding``; None before decisions recorded it).
+    # ``required_unless_safeguarding``; None before decisions recorded it): the first winning
+    # clause's, as recorded (JSON and CSV carry it).
     consent_rule: str | None = None
+    # The rule every ground shares (``decision_consent_rule``), what ``shown_consent`` words;
+    # None when they differ, so the state is shown alone.
+    shared_rule: str | None = None
 
     @property
     def shown_consent(self) -> str | None:
         """The consent state as a reader sees it: ``missing (not needed: ...)`` where the
         share needed none, ``refused (overridden: ...)`` where a safeguarding override shared
         without it; ``missing`` alone would read as sharing without consent."""
-        return consent_words(self.consent, self.consent_rule, self.outcome)
+        return consent_words(self.consent, self.shared_rule, self.outcome)
 
     @property
     def shown_fields(self) -> tuple[str, ...]:
@@ -250,6 +255,7 @@ def _decision_entry(rec: AuditRecord, keys: tuple[str, ...] | None = None) -> Di
         grounds=decision_grounds(d),
         transforms=transforms_of(transforms),
         consent_rule=str_or_none(d.get("consent_rule")),
+        shared_rule=decision_consent_rule(d),
     )
 
 

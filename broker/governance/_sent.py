@@ -23,6 +23,7 @@ __all__ = [
     "TRANSFORM_WORDS",
     "answer_notes",
     "consent_words",
+    "decision_consent_rule",
     "field_sent_as",
     "field_words",
     "sent_about",
@@ -195,6 +196,26 @@ def transforms_of(value: object) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
         return ()
     return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
+def decision_consent_rule(d: Mapping[str, Any]) -> str | None:
+    """The consent rule a ``decided`` record's data says the whole decision rests on, for
+    ``consent_words``; None when its grounds' rules differ or cannot be told.
+
+    ``consent_rule`` is the first winning clause's only: under a ``not_required`` clause and a
+    ``required`` one together, "given (not needed)" would be false of what the second shared.
+    Each recorded ground carries its clause's rule; a record without grounds has one ground
+    when it names at most one clause.
+    """
+    rule = d.get("consent_rule")
+    rule = rule if isinstance(rule, str) else None
+    grounds = d.get("grounds")
+    if isinstance(grounds, list) and grounds:
+        rules = {g.get("consent") if isinstance(g, dict) else None for g in grounds}
+        if len(grounds) == 1:
+            return rule
+        return rule if rules == {rule} else None
+    return rule if len(str_tuple(d.get("clause_ids"))) <= 1 else None
 
 
 def consent_words(state: str | None, rule: str | None, outcome: str | None) -> str | None:

@@ -6,10 +6,14 @@ state they show; JSON and CSV keep the state and add ``consent_rule``."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
 from broker.cli._audit_render import disclosure
@@ -19,6 +23,7 @@ from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.unit.audit.conftest import CHILD_NHS, decision, index_records
 from tests.unit.audit.test_sar_complete import _chain
+from tests.unit.policy.kit import AT, ENCOMPASS, agreement, by_recipient, consent, event, load
 
 NOT_NEEDED = "missing (not needed: the agreement rests on its lawful basis, not consent)"
 OVERRIDE_NOTE = "overridden: shared without consent under a safeguarding override, for IG review"
@@ -125,3 +130,28 @@ def test_the_consent_meanings_speak_of_children_whose_consent_alone_is_looked_up
     for state in ("refused", "withdrawn", "missing"):
         assert "child the information was about" in CONSENT_STATE_MEANINGS[state], state
         assert "a person" not in CONSENT_STATE_MEANINGS[state], state
+
+
+@pytest.mark.parametrize("basis_first", [True, False])
+def test_not_needed_is_said_only_when_every_ground_needed_no_consent(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore, tmp_path: Path, basis_first: bool,
+) -> None:  # fmt: skip
+    """A share under a clause needing no consent and one needing it (either first) is not
+    "given (not needed)": withdrawing would stop what the second shared. One ground: said."""
+    basis = dict(copy.deepcopy(ENCOMPASS), id="a_basis", to=["coord"],
+                 share=["subject.name", "event.reference"])  # fmt: skip
+    needs = dict(copy.deepcopy(ENCOMPASS), id="b_consent", to=["coord"], consent="required",
+                 share=["event.summary", "event.child_voice"])  # fmt: skip
+    order = [basis, needs] if basis_first else [needs, basis]
+    policy = load(tmp_path / "p", agreements=[agreement("ag", order)])
+    ev = event()
+    data = []
+    for n, state in enumerate(("given", "withdrawn")):
+        cons = [consent(state=state, purposes=["safeguarding"], recipients=["coord"])]
+        d = by_recipient(policy.decide(ev, cons, at=AT))["coord"]
+        data.append((f"m{n}", d.model_dump(mode="json", exclude={"event_id", "recipient"})))
+    both, basis_only = _decided(store, verifier, linker, keys, *data)
+    assert len(both.grounds) == 2
+    assert both.shown_consent == "given"
+    assert basis_only.shown_consent == NOT_NEEDED.replace("missing", "withdrawn")
