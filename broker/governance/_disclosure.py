@@ -293,7 +293,9 @@ def _after_decision(
         # that each share is counted once by its outcome.
         outcome=None,
         reason=None,
-        purpose=rec.data.get("purpose") if opened else (decided.purpose if decided else None),
+        purpose=_opened_purpose(rec.data.get("purpose"))
+        if opened
+        else (decided.purpose if decided else None),
         lawful_basis=decided.lawful_basis if decided else None,
         shown_basis=decided.shown_basis if decided else None,
         agreement_id=decided.agreement_id if decided else None,
@@ -322,6 +324,17 @@ def _opened_by(by: object) -> str | None:
         return None
     text = str(by)
     return WITHHELD_BY if holds_nhs_or_telephone_number(text) else text
+
+
+# As for ``by``: an opening's purpose recorded before 2026-12-07 could hold such a number.
+WITHHELD_PURPOSE = "(withheld: not a purpose)"
+
+
+def _opened_purpose(purpose: object) -> str | None:
+    if purpose is None:
+        return None
+    text = str(purpose)
+    return WITHHELD_PURPOSE if holds_nhs_or_telephone_number(text) else text
 
 
 def _recorded_at(rec: AuditRecord) -> datetime | None:

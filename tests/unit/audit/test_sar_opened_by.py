@@ -7,7 +7,7 @@ from __future__ import annotations
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
 from broker.cli._audit_render import disclosure
 from broker.governance import AuditStore, disclosure_log
-from broker.governance._disclosure import WITHHELD_BY
+from broker.governance._disclosure import WITHHELD_BY, WITHHELD_PURPOSE
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from tests.unit.audit.conftest import CHILD_NHS, decision, index_records
@@ -38,3 +38,25 @@ def test_an_opening_by_an_nhs_or_telephone_number_is_withheld_in_every_format(
         assert "0121" not in shown, fmt
         assert f"{CHILD_NHS[:3]}-{CHILD_NHS[3:6]}" not in shown, fmt
         assert "hub-a.sam" in shown, fmt
+
+
+def test_an_openings_purpose_holding_an_nhs_or_telephone_number_is_withheld_in_every_format(
+    store: AuditStore, indexed: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    linker: Linker, keys: FileKeyStore,
+) -> None:  # fmt: skip
+    child = linker.from_nhs_number(CHILD_NHS)
+    common = {"event_id": EID, "party": "hub-a", "subject_keys": [child]}
+    records = _chain([
+        (AuditKind.DECIDED, {**common, "data": decision("shared")}),
+        *((AuditKind.OPENED, {**common, "data": {"by": "hub-a.sam", "purpose": purpose,
+                                                 "at": f"2026-11-22T23:0{n}:00+00:00"}})
+          for n, purpose in enumerate((*NUMBERS, "early_help"))),
+    ], keys, "worker:w10", hours=15)  # fmt: skip
+    assert index_records(store, verifier, records, start=1500).breaks == []
+    lines = [e for e in disclosure_log(store, child) if e.kind == "opened" and e.event_id == EID]
+    assert [e.purpose for e in lines] == [WITHHELD_PURPOSE, WITHHELD_PURPOSE, "early_help"]
+    for fmt in ("table", "html", "json", "csv"):
+        shown = disclosure(lines, fmt, width=4000)
+        assert "0121" not in shown, fmt
+        assert f"{CHILD_NHS[:3]}-{CHILD_NHS[3:6]}" not in shown, fmt
+        assert "early_help" in shown, fmt
