@@ -102,15 +102,15 @@ class Lag:
         """Refresh the gauge; the kind of failure of a ListOffsets that went unanswered."""
         consumer = self._consumer()
         assigned = consumer.assignment()  # highwater() asserts; a rebalance may be under way
-        held: dict[TopicPartition, int] = {}
-        for tp in list(self._tasks):
-            if tp in assigned and (records := self._uncommitted(tp)) is not None:
-                held[tp] = records
+        mine = [tp for tp in list(self._tasks) if tp in assigned]
+        # Where the consumer is not known, aiokafka's position() would take the group's
+        # pending error meant for the loop's fetch: neither its position nor its end is asked.
+        known = [tp for tp in mine if self._uncommitted(tp) is not None]
         ends: dict[TopicPartition, int] = {}
-        for tp in held:
+        for tp in known:
             if (end := _fetched_end(consumer, tp)) is not None:
                 ends[tp] = end
-        stale = [tp for tp in held if tp not in ends]
+        stale = [tp for tp in known if tp not in ends]
         failed = None
         if stale and (
             time.monotonic() >= self._asked_at + self._ask_every
@@ -118,9 +118,7 @@ class Lag:
         ):
             # First the topics that need no answer: one not coming must not hold them back.
             waiting = {tp.topic for tp in stale}
-            await self._show(
-                consumer, {tp: e for tp, e in ends.items() if tp.topic not in waiting}, held
-            )
+            await self._show(consumer, [tp for tp in mine if tp.topic not in waiting], ends)
             self._asked_at = time.monotonic()
             try:
                 async with asyncio.timeout(ASK_WITHIN_S):
@@ -132,24 +130,31 @@ class Lag:
                     TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()
                 }
         ends |= {tp: self._asked[tp] for tp in stale if tp in self._asked}
-        await self._show(consumer, ends, held)
+        await self._show(consumer, mine, ends)
         return failed
 
     async def _show(
-        self,
-        consumer: Consumer,
-        ends: Mapping[TopicPartition, int],
-        held: Mapping[TopicPartition, int],
+        self, consumer: Consumer, mine: list[TopicPartition], ends: Mapping[TopicPartition, int]
     ) -> None:
-        """Each topic's gauge: over its partitions in ``ends``, what waits to be fetched plus
-        what was fetched and not committed (``held``)."""
-        tps = list(ends)
+        """Each topic's gauge: over its partitions, what waits to be fetched plus what was
+        fetched and not committed. A topic with any held partition not measured (its end,
+        its position or its held records not known) has no value rather than a partial sum:
+        operators delete an agency's ingress topic when it reads 0."""
+        tps = [tp for tp in mine if tp in ends]
         positions = await asyncio.gather(*(_position(consumer, tp) for tp in tps))
+        unmeasured = {tp.topic for tp in mine if tp not in ends}
         behind: dict[str, int] = {}
         for tp, position in zip(tps, positions, strict=True):
-            if position is not None:
-                waiting = max(0, ends[tp] - position) + held[tp]
-                behind[tp.topic] = behind.get(tp.topic, 0) + waiting
+            # Read after the positions: a fetch in between is counted twice, never missed.
+            held = self._uncommitted(tp)
+            if position is None or held is None:
+                unmeasured.add(tp.topic)
+                continue
+            behind[tp.topic] = behind.get(tp.topic, 0) + max(0, ends[tp] - position) + held
+        for topic in unmeasured:
+            behind.pop(topic, None)
+            if (shown := self._shown.pop(topic, None)) is not None:
+                shown.lag.remove(topic)
         for topic, records in behind.items():
             task = next((t for tp, t in self._tasks.items() if tp.topic == topic), None)
             if task is None:

@@ -396,12 +396,15 @@ class TransactionalLoop:
 
         False if the worker is stopping meanwhile (the events wait for the next run).
         """
+        said = False
         while not (parts := sorted(consumer.partitions_for_topic(CONSENT) or ())):
             # Not known (metadata lost the topic, or it is not provisioned): with no consent
             # offsets to wait for, deciding now could miss a withdrawal. Default-deny: wait.
             if stop.is_set():
                 return False
-            log.warning("consent_partitions_unknown")
+            if not said:  # once a wait: it beats the heartbeat, so it may go on a long time
+                log.warning("consent_partitions_unknown")
+                said = True
             self._go_on()
             await self.handover.moved(within=0.5)
         tps = [TopicPartition(CONSENT, p) for p in parts]
@@ -496,7 +499,9 @@ class TransactionalLoop:
             if consumer is None or tp not in consumer.assignment():
                 return None
             return 0 if consumer.last_poll_timestamp(tp) is not None else None
-        committed = self._report.durable.get(tp, self._began.get(tp, fetched))
+        committed = self._report.durable.get(tp, self._began.get(tp))
+        if committed is None:  # given up mid-revocation: not known, so not measured
+            return None
         return max(0, fetched - committed)
 
     def _resume_due(self, consumer: Consumer) -> None:

@@ -263,7 +263,8 @@ async def test_a_partition_whose_position_is_not_known_is_not_measured() -> None
     with capture_logs() as logs:
         await lag.running
     assert [e for e in logs if e["event"] == "consumer_lag_unread"] == []
-    assert (_lag(metrics), consumer.asked) == (0, [])
+    # Nor is its topic written as the sum of the rest (review s43r6): no value, not 0.
+    assert (_lag(metrics), consumer.asked) == (None, [])
 
 
 async def test_an_empty_new_partition_reads_0_once_fetched_and_is_not_measured_before(
@@ -290,4 +291,84 @@ async def test_an_empty_new_partition_reads_0_once_fetched_and_is_not_measured_b
         consumer.polled[P1] = time.time() * 1000
         assert loop._uncommitted(P1) == 0
     finally:
+        await loop.stop()
+
+
+class _SlowAsk(_Kafka):
+    """ListOffsets (for a stale partition of another topic) answers after 0.3 s."""
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        await asyncio.sleep(0.3)
+        return await super().end_offsets(partitions)
+
+
+async def test_records_fetched_while_a_list_offsets_waits_are_still_counted() -> None:
+    """Review s43r6: the held records were read before the wait and the positions after it,
+    so a fetch in between moved the position past records the count had not seen: 0."""
+    consumer = _SlowAsk([])
+    consumer.assigned = {P0, OTHER}
+    consumer.positions[P0], consumer.stable[P0] = 0, 40
+    consumer.positions[OTHER] = 20
+    consumer.polled[OTHER] = time.time() * 1000 - 600_000  # paused, its end stale: asked
+    uncommitted = {P0: 0, OTHER: 0}
+    metrics = Metrics(CollectorRegistry())
+    tasks: dict[Any, Any] = {tp: _task(metrics) for tp in (P0, OTHER)}
+    lag = Lag(tasks, lambda: consumer, every=0, uncommitted=uncommitted.__getitem__)  # type: ignore[arg-type]
+    lag.tick()
+    await asyncio.sleep(0.1)  # the fresh topic written, the ListOffsets under way
+    assert _lag(metrics) == 40
+    consumer.positions[P0] = 40  # the loop fetched the 40: they wait for consent
+    uncommitted[P0] = 40
+    assert lag.running is not None
+    await lag.running
+    assert _lag(metrics) == 40
+
+
+async def test_a_topic_with_a_held_partition_not_measured_has_no_value_not_a_partial_sum() -> None:
+    """Review s43r6: P1 300 behind, its position not known (new to the changelog, paused at
+    take-on): the topic read 0, which tells an operator it may be deleted."""
+    consumer = _Kafka([])
+    metrics = Metrics(CollectorRegistry())
+    tasks: dict[Any, Any] = {tp: _task(metrics) for tp in (P0, P1)}
+    lag = Lag(tasks, lambda: consumer, uncommitted=lambda tp: None if tp == P1 else 0)  # type: ignore[arg-type]
+    lag.tick()
+    assert lag.running is not None
+    await lag.running
+    assert _lag(metrics) is None
+
+
+async def test_mid_revocation_a_partition_s_fetched_records_are_not_counted_as_none(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """Review s43r6: the revocation forgets the committed offsets first and waits before the
+    tasks leave; meanwhile 40 fetched, uncommitted records read as 0. Now not known: the
+    topic is not measured until the partition is settled either way."""
+    consumer = _ConsentFrozen([_messages(pipeline_keys, 0, 40)])
+    consumer.assigned = {P0}
+    consumer.stable[P0] = consumer.positions[P0] = 40
+    metrics = Metrics(CollectorRegistry())
+
+    def open_task(task: TaskId, state: WorkerState) -> Any:  # the loop's seam
+        processor = make_processor(state=state)
+        processor.outbox.metrics = metrics
+        return processor, []
+
+    handover = _Handover()
+    handover.view.tasks[TaskId(P0.topic, P0.partition)].offset = 0
+    loop = TransactionalLoop(_Clients(consumer, _Producer()), client_id="c", clock=lambda: AT_LOOP,
+                             handover=handover, open_task=open_task, max_batch=50)  # fmt: skip
+    await loop.start()
+    await loop.on_partitions_assigned([P0])
+    await loop.opened()
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        await asyncio.wait_for(consumer.consent_asked.wait(), timeout=5)
+        await _until(lambda: loop._uncommitted(P0) == 40)
+        assert loop._uncommitted(P0) == 40
+        await loop._report.forget({P0})  # the revocation's first step
+        assert loop._uncommitted(P0) is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 5)
         await loop.stop()
