@@ -38,7 +38,8 @@ _LOG_COLUMNS = (
     ("lawful_basis", "lawful basis"),
     ("clauses", "clauses"),
     ("fields_shared", "fields shared"),
-    ("fields_withheld", "fields withheld"),
+    # "Withheld" read, in a SAR, as kept from the family: these were not sent to the recipient.
+    ("fields_withheld", "fields not sent"),
     ("consent", "consent"),
     ("reason", "reason"),
     ("override_grounds", "override"),

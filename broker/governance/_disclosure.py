@@ -177,7 +177,8 @@ class DisclosureEntry:
 
     @property
     def shown_withheld(self) -> tuple[str, ...]:
-        """The fields withheld in words (``address``); JSON and CSV keep the paths."""
+        """The fields not sent to the recipient, in words (``address``); JSON and CSV keep
+        the paths (``fields_withheld``)."""
         return tuple(field_words(f) for f in self.fields_withheld)
 
     @property

@@ -20,6 +20,7 @@ from broker.governance._grounds import str_tuple
 __all__ = [
     "ALWAYS_SENT",
     "CONSENT_STATE_MEANINGS",
+    "NOT_SENT_FIELDS",
     "TRANSFORM_WORDS",
     "answer_notes",
     "consent_words",
@@ -74,6 +75,12 @@ ALWAYS_SENT: Final = (
     " of event, the organisation that sent it and when it happened, and on what basis it was"
     " shared (agreement, clauses, purpose, lawful basis). A field listed with a note in"
     " brackets was sent only in that reduced form, never as the original."
+)
+# Said once where a line lists fields not sent ("withheld" would read as kept from the family).
+NOT_SENT_FIELDS: Final = (
+    "Fields not sent: fields the sharing agreement covers that were not sent to the recipient"
+    " (a restriction kept them back, or the information was not shared at all). This answer"
+    " does not keep them from you."
 )
 
 
@@ -237,14 +244,15 @@ def consent_words(state: str | None, rule: str | None, outcome: str | None) -> s
 
 def answer_notes(lines: Iterable[object]) -> list[str]:
     """The notes a disclosure log says once: what travels with every shared record (when it
-    lists a share, a delivery or an opening), and what each consent state its decisions show
-    means (``missing`` alone reads as sharing without consent, which a share that needed none
-    was not)."""
-    shared = False
+    lists a share, a delivery or an opening), what "fields not sent" means (when a line lists
+    any), and what each consent state its decisions show means (``missing`` alone reads as
+    sharing without consent, which a share that needed none was not)."""
+    shared = held_back = False
     states: set[str] = set()
     for line in lines:
         kind, outcome = getattr(line, "kind", None), getattr(line, "outcome", None)
         shared = shared or kind in ("delivered", "opened") or outcome in _SHARES
+        held_back = held_back or bool(getattr(line, "fields_withheld", None))
         shown = getattr(line, "shown_consent", None) if kind == "decision" else None
         if isinstance(shown, str) and shown:
             state, _, why = shown.partition(" (")
@@ -253,6 +261,7 @@ def answer_notes(lines: Iterable[object]) -> list[str]:
                 if why.startswith(note):
                     states.add(note)
     notes = [ALWAYS_SENT] if shared else []
+    notes += [NOT_SENT_FIELDS] if held_back else []
     notes += [
         f'Consent "{state}": {text}'
         for state, text in CONSENT_STATE_MEANINGS.items()

@@ -12,7 +12,7 @@ import json
 from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
 from broker.cli._audit_render import disclosure
 from broker.governance import AuditStore, DisclosureEntry, disclosure_log
-from broker.governance._sent import ALWAYS_SENT, TRANSFORM_WORDS, field_sent_as
+from broker.governance._sent import ALWAYS_SENT, NOT_SENT_FIELDS, TRANSFORM_WORDS, field_sent_as
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.policy import TRANSFORMS
@@ -60,6 +60,10 @@ def test_a_transformed_field_is_shown_as_what_was_sent_never_as_the_original(
     for fmt in ("table", "html"):
         shown = disclosure(lines, fmt, width=400)
         assert "subject.address" not in shown, fmt
+        # "Withheld" reads, to a family, as kept from them: the recipient was not sent these.
+        assert "fields not sent" in shown, fmt
+        assert "withheld" not in shown.lower(), fmt
+        assert NOT_SENT_FIELDS in shown, fmt  # said once, in the notes
         assert "NHS number (as a pseudonym)" in shown, fmt
         assert "subject.nhs_number" not in shown, fmt
         assert "subject.dob" not in shown, fmt

@@ -98,7 +98,9 @@ def test_find_a_child_shows_the_fields_withheld_and_the_consent_state(
     client: TestClient,
 ) -> None:
     page = subject_page(client)
-    assert "<th>Fields withheld</th>" in page
+    assert "<th>Fields not sent</th>" in page  # "withheld" read as kept from the family
+    assert "Fields withheld" not in page
+    assert "Fields not sent: fields the sharing agreement covers" in page
     assert re.search(r'class="withheld"><small>address</small>', page)  # in words
     assert "<th>Consent</th>" in page
 
