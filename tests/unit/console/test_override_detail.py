@@ -38,6 +38,9 @@ def test_the_queue_shows_consent_fields_purpose_and_basis_of_each_override(
         "at risk, Art 9(2)(g), DPA 2018 Sch 1 para 18"
     )
     assert 'href="/overrides/decision?event=e2&amp;recipient=school-1"' in row.group(0)
+    # Details shows the decision-wide union, not one child's scope: the page says so.
+    assert "for everyone in the event together" in page
+    assert "as the child's disclosure log lists it" not in page
 
 
 def test_an_overrides_page_shows_its_disclosure_line_and_is_audited(
@@ -55,6 +58,7 @@ def test_an_overrides_page_shows_its_disclosure_line_and_is_audited(
     assert _cell(table.group(0), "review") == "awaiting review"
     assert _cell(table.group(0), "basis").startswith("Art 6: public task, Art 6(1)(e)")
     assert 'action="/overrides/review"' in r.text
+    assert "The decision for everyone in the event together" in r.text
     [view] = [q for q in sink.queries() if q.data["page"] == "overrides.detail"]
     assert view.data["detail"] == {"event_id": "e2", "recipient": "school-1"}
     assert view.subject_keys == (linker.from_nhs_number(CHILD_NHS),)
