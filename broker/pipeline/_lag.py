@@ -13,8 +13,10 @@ fetch response, stale for as long as it is not fetched. Those partitions' ends a
 Kafka (one ListOffsets) at most every ``ASK_EVERY_S`` (aiokafka 0.14 fetches no paused
 partition and updates an end only from a fetch response: tests/integration/kafka/
 test_lag_paused.py), within ``ASK_WITHIN_S``: the fresh topics' gauges are written first, and
-an answer that does not come leaves the stale ones at what the last answer gave. Lag is counted
-in offsets, as every Kafka lag tool counts it: a backlog's transaction markers count one each.
+an answer that does not come leaves the stale ones' topics without a value until one does (an
+older answer would read 0 while records arrive). Lag is counted in offsets, as every Kafka lag
+tool counts it: a backlog's transaction markers count one each. A topic with any held
+partition not measured has no value rather than a partial sum.
 
 Records the loop fetched and has not committed (a batch waiting for consent, one pending or
 one in flight) count too: the consumer's position is past them, yet a worker ending now would
@@ -82,7 +84,9 @@ class Lag:
         self.running = asyncio.create_task(self._refresh(), name="accord-consumer-lag")
 
     def forget(self) -> None:
-        """After a revocation: topics no longer held leave the gauge."""
+        """After a revocation: topics no longer held leave the gauge, and the ends asked of
+        partitions no longer held are dropped (one taken on again is asked anew)."""
+        self._asked = {tp: end for tp, end in self._asked.items() if tp in self._tasks}
         held = {tp.topic for tp in self._tasks}
         for topic in [t for t in self._shown if t not in held]:
             self._shown.pop(topic).lag.remove(topic)
@@ -123,8 +127,12 @@ class Lag:
             try:
                 async with asyncio.timeout(ASK_WITHIN_S):
                     got = await consumer.end_offsets(stale)
-            except Exception as exc:  # noqa: BLE001  # the last answer's ends stand meanwhile
+            except Exception as exc:  # noqa: BLE001  # a gauge must never end the worker
                 failed = type(exc).__name__
+                # No end known for them now: an older answer would read 0 while records
+                # arrive on a paused partition for as long as Kafka does not answer.
+                for tp in stale:
+                    self._asked.pop(tp, None)
             else:
                 self._asked = {
                     TopicPartition(tp.topic, tp.partition): int(o) for tp, o in got.items()

@@ -372,3 +372,36 @@ async def test_mid_revocation_a_partition_s_fetched_records_are_not_counted_as_n
         stop.set()
         await asyncio.wait_for(running, 5)
         await loop.stop()
+
+
+class _Unanswered(_Kafka):
+    fail = False
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.fail:
+            raise TimeoutError
+        return await super().end_offsets(partitions)
+
+
+async def test_a_paused_partition_kafka_gives_no_end_for_is_not_measured_with_an_old_one() -> None:
+    """Review s43r8: the last answer's end stood for as long as Kafka did not answer, so a
+    paused partition read 0 while 60 records arrived on it."""
+    consumer = _Unanswered([])
+    consumer.assigned = {P1}
+    consumer.positions = {P1: 40}
+    consumer.stable = {P1: 40}
+    consumer.ends = {P1: 40}
+    consumer.polled = {P1: time.time() * 1000 - 600_000}  # paused: its fetched end is stale
+    metrics = Metrics(CollectorRegistry())
+    tasks: dict[Any, Any] = {P1: _task(metrics)}
+    lag = Lag(tasks, lambda: consumer, every=0, ask_every=0, uncommitted=lambda _: 0)  # type: ignore[arg-type]
+    lag.tick()
+    assert lag.running is not None
+    await lag.running
+    assert _lag(metrics) == 0  # true: nothing waits
+    consumer.ends[P1] = consumer.stable[P1] = 100  # 60 arrive on the paused partition
+    consumer.fail = True
+    for _ in range(3):
+        lag.tick()
+        await lag.running
+    assert _lag(metrics) is None
