@@ -196,6 +196,9 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     UserFile(settings.console_users_file, box=box).add(OFFICER, PASSWORD)
     seeded = seeded_values(scenarios)
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
+        # The configured index, each in turn: an answer from any other is from a copy, and
+        # says so on stderr.
+        monkeypatch.setenv("ACCORD_AUDIT_DB", url)
         code, out, err = await cli(["audit", "index", "--db", url], capsys)
         assert (code, err) == (0, ""), err
         code, out, err = await cli(["audit", "verify", "--db", url], capsys)
@@ -260,6 +263,7 @@ async def test_subject_log_lists_exactly_the_childs_decisions_and_openings(  # n
     # An IG officer reviews the one safeguarding override from the command line: the review
     # goes to the log, the index files it, the queue empties, and the log verifies.
     url = f"sqlite:///{tmp_path / 'audit.db'}"
+    monkeypatch.delenv("ACCORD_AUDIT_DB")  # the default, <home>/audit.db, is the live one
     report = [*as_officer("audit", "report", "--db", url, reason="override_review"),
               "--format", "json"]  # fmt: skip
     code, out, err = await cli(report, capsys)

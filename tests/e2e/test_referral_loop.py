@@ -276,6 +276,9 @@ async def test_referral_reaches_the_cog_and_its_outcome_comes_back_all_in_the_di
     box = TotpBox.from_keystore(console_keys, "console", create=True)
     UserFile(settings.console_users_file, box=box).add(OFFICER, PASSWORD)
     for url in (f"sqlite:///{tmp_path / 'audit.db'}", pg_url):
+        # The configured index, each in turn: an answer from any other is from a copy, and
+        # says so on stderr.
+        monkeypatch.setenv("ACCORD_AUDIT_DB", url)
         code, _, err = await _cli(["audit", "index", "--db", url], capsys)
         assert (code, err) == (0, ""), err
         if url.startswith("sqlite"):
