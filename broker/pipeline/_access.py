@@ -28,6 +28,7 @@ class ParseAck:
 
     def __init__(self, services: Services) -> None:
         self._services = services
+        self._known: tuple[str, frozenset[str]] = ("", frozenset())  # by bundle version
 
     def __call__(self, work: Work) -> Step:
         assert work.opened is not None  # noqa: S101  # Open forwarded
@@ -39,7 +40,7 @@ class ParseAck:
             return quarantine("invalid-ack")
         if ack.recipient != work.opened.sender:
             return quarantine("sender-mismatch")
-        if ack.purpose not in _purposes(self._services.policy) | NO_PURPOSE_STATED:
+        if ack.purpose not in self._known_purposes():
             ack = ack.model_copy(update={"purpose": AccessAck.WITHHELD})
         withheld = [f for f in ("by", "purpose") if getattr(ack, f) == AccessAck.WITHHELD]
         if withheld:
@@ -48,6 +49,13 @@ class ParseAck:
                         topic=work.topic, partition=work.partition, offset=work.offset)  # fmt: skip
         work.ack = ack
         return forward()
+
+    def _known_purposes(self) -> frozenset[str]:
+        """Worked out once per bundle in force (a reload brings a new version), not per ack."""
+        policy = self._services.policy
+        if self._known[0] != policy.version:
+            self._known = (policy.version, _purposes(policy) | NO_PURPOSE_STATED)
+        return self._known[1]
 
 
 class RecordOpened:

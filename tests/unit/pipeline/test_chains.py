@@ -401,3 +401,25 @@ def test_the_package_docstring_lists_each_chain_in_order(
     section = doc.split(heading, 1)[1].split("\n\n", 2)[1]
     listed = re.findall(r"^\d+\. ``(\w+)``", section, re.MULTILINE)
     assert listed == [stage.name for stage in make(services)]
+
+
+def test_an_acks_purpose_is_judged_by_the_bundle_in_force_after_a_reload(
+    services: Services, pipeline_keys: FileKeyStore
+) -> None:
+    """The purposes are worked out once per bundle, not per ack: a reload that drops one
+    must withhold it from then on, on the same chain."""
+    from types import SimpleNamespace
+
+    chain = access_chain(services)
+
+    def recorded_purpose() -> object:
+        ack = {**_ACK, "event_id": str(uuid.uuid4()), "purpose": "early_help"}
+        sealed = seal_as(pipeline_keys, "cog-tipton", ack, topic=ACCESS, schema=SCHEMA_ACCESS,
+                         event_id=str(uuid.uuid4()))  # fmt: skip
+        [opened] = _audits(run_chain(chain, _work(ACCESS, sealed)).effects, AuditKind.OPENED)
+        return opened.data["purpose"]
+
+    assert recorded_purpose() == "early_help"
+    # A bundle with no agreement left (only what the access chain reads of it).
+    services.policy = SimpleNamespace(version="reloaded", bundle=SimpleNamespace(agreements=[]))  # type: ignore[assignment]
+    assert recorded_purpose() == "(withheld)"
