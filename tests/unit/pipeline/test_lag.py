@@ -8,8 +8,9 @@ was never counted: the gauge read 0 with 376 records waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -200,12 +201,24 @@ async def test_records_fetched_and_not_committed_count_as_lag(
     """40 contact events fetched (the consumer's position past them) wait for consent that
     Kafka does not confirm: the gauge counts them, 40, not 0 (a topic deleted at lag 0
     would lose them)."""
+    async with _waiting_for_consent(make_processor, pipeline_keys) as (loop, metrics):
+        loop._lag._every = 0.05
+        await _until(lambda: _lag(metrics) == 40)
+        assert _lag(metrics) == 40
+
+
+@contextlib.asynccontextmanager
+async def _waiting_for_consent(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> AsyncIterator[tuple[TransactionalLoop, Metrics]]:
+    """A loop holding P0, whose 40 events it has fetched and holds, uncommitted, while the
+    consent fence's end offsets go unanswered; its metrics."""
     consumer = _ConsentFrozen([_messages(pipeline_keys, 0, 40)])
     consumer.assigned = {P0}
     consumer.stable[P0] = consumer.positions[P0] = 40
     metrics = Metrics(CollectorRegistry())
 
-    def open_task(task: TaskId, state: WorkerState) -> Any:
+    def open_task(task: TaskId, state: WorkerState) -> Any:  # the loop's seam
         processor = make_processor(state=state)
         processor.outbox.metrics = metrics
         return processor, []
@@ -217,13 +230,11 @@ async def test_records_fetched_and_not_committed_count_as_lag(
     await loop.start()
     await loop.on_partitions_assigned([P0])
     await loop.opened()
-    loop._lag._every = 0.05
     stop = asyncio.Event()
     running = asyncio.create_task(loop.run(stop))
     try:
         await asyncio.wait_for(consumer.consent_asked.wait(), timeout=5)
-        await _until(lambda: _lag(metrics) == 40)
-        assert _lag(metrics) == 40
+        yield loop, metrics
     finally:
         stop.set()
         await asyncio.wait_for(running, 5)
@@ -343,35 +354,11 @@ async def test_mid_revocation_a_partition_s_fetched_records_are_not_counted_as_n
     """Review s43r6: the revocation forgets the committed offsets first and waits before the
     tasks leave; meanwhile 40 fetched, uncommitted records read as 0. Now not known: the
     topic is not measured until the partition is settled either way."""
-    consumer = _ConsentFrozen([_messages(pipeline_keys, 0, 40)])
-    consumer.assigned = {P0}
-    consumer.stable[P0] = consumer.positions[P0] = 40
-    metrics = Metrics(CollectorRegistry())
-
-    def open_task(task: TaskId, state: WorkerState) -> Any:  # the loop's seam
-        processor = make_processor(state=state)
-        processor.outbox.metrics = metrics
-        return processor, []
-
-    handover = _Handover()
-    handover.view.tasks[TaskId(P0.topic, P0.partition)].offset = 0
-    loop = TransactionalLoop(_Clients(consumer, _Producer()), client_id="c", clock=lambda: AT_LOOP,
-                             handover=handover, open_task=open_task, max_batch=50)  # fmt: skip
-    await loop.start()
-    await loop.on_partitions_assigned([P0])
-    await loop.opened()
-    stop = asyncio.Event()
-    running = asyncio.create_task(loop.run(stop))
-    try:
-        await asyncio.wait_for(consumer.consent_asked.wait(), timeout=5)
+    async with _waiting_for_consent(make_processor, pipeline_keys) as (loop, _):
         await _until(lambda: loop._uncommitted(P0) == 40)
         assert loop._uncommitted(P0) == 40
         await loop._report.forget({P0})  # the revocation's first step
         assert loop._uncommitted(P0) is None
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 5)
-        await loop.stop()
 
 
 class _Unanswered(_Kafka):
