@@ -20,7 +20,6 @@ from broker.governance._append import AuditSink, ChainAppender
 from broker.governance._dialects import open_store
 from broker.governance._disclosure import (
     DisclosureEntry,
-    ReviewStatus,
     disclosure_log,
     override_entry,
 )
@@ -57,6 +56,7 @@ from broker.governance._reports import (
 )
 from broker.governance._review import (
     ReviewFinding,
+    ReviewStatus,
     check_review,
     reference_acceptable,
     review_override,

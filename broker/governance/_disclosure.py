@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from broker.audit import AuditKind, AuditRecord
 from broker.events import holds_nhs_or_telephone_number
 from broker.governance._grounds import Ground, basis_text, decision_grounds, str_or_none, str_tuple
+from broker.governance._review import ReviewStatus, review_status
 from broker.governance._sent import (
     consent_words,
     decision_consent_rule,
@@ -30,49 +31,6 @@ from broker.policy import basis_words
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewStatus:
-    """Where an override's review stands: awaiting one, or the officer's finding (a review
-    written before findings kept a note instead, which is not repeated: it is free text)."""
-
-    reviewed: bool
-    finding: str | None = None  # a ReviewFinding's value; "" for a review with a note
-    reviewed_by: str | None = None
-    reference: str | None = None
-    reviewed_at: datetime | None = None
-
-    @property
-    def finding_text(self) -> str:
-        return (self.finding or "noted (before findings)").replace("_", " ")
-
-    def text(self) -> str:
-        """``not justified by ig.jo at 2026-11-23T09:00:00+00:00, ref IG-2026-114``."""
-        if not self.reviewed:
-            return "awaiting review"
-        at = self.reviewed_at.isoformat() if self.reviewed_at else ""
-        ref = f", ref {self.reference}" if self.reference else ""
-        return f"{self.finding_text} by {self.reviewed_by} at {at}{ref}"
-
-    def as_dict(self) -> dict[str, Any]:
-        if not self.reviewed:
-            return {"state": "awaiting_review"}
-        return {
-            "state": "reviewed",
-            "finding": self.finding or None,
-            "reviewed_by": self.reviewed_by,
-            "reference": self.reference or None,
-            "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
-        }
-
-
-def review_status(store: AuditStore, event_id: str, recipient: str) -> ReviewStatus:
-    review = store.review_of(event_id, recipient)
-    if review is None:
-        return ReviewStatus(reviewed=False)
-    return ReviewStatus(True, review.finding, review.reviewed_by, review.reference,
-                        review.reviewed_at)  # fmt: skip
 
 
 EntryKind = Literal[

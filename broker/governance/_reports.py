@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from broker.config import SchoolCalendar
-from broker.governance._disclosure import ReviewStatus
 from broker.governance._encompass import EncompassNotice, late_encompass_notices
 from broker.governance._grounds import Ground, decision_grounds, str_or_none, str_tuple
+from broker.governance._review import ReviewStatus
 from broker.governance._sent import consent_words, field_sent_as, transforms_of
 from broker.governance._store import AuditStore, Window
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from broker.audit import AuditKind, AuditRecord, ChainWriter
@@ -131,3 +133,46 @@ async def review_override(
         ]
     )
     return records[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewStatus:
+    """Where an override's review stands: awaiting one, or the officer's finding (a review
+    written before findings kept a note instead, which is not repeated: it is free text)."""
+
+    reviewed: bool
+    finding: str | None = None  # a ReviewFinding's value; "" for a review with a note
+    reviewed_by: str | None = None
+    reference: str | None = None
+    reviewed_at: datetime | None = None
+
+    @property
+    def finding_text(self) -> str:
+        return (self.finding or "noted (before findings)").replace("_", " ")
+
+    def text(self) -> str:
+        """``not justified by ig.jo at 2026-11-23T09:00:00+00:00, ref IG-2026-114``."""
+        if not self.reviewed:
+            return "awaiting review"
+        at = self.reviewed_at.isoformat() if self.reviewed_at else ""
+        ref = f", ref {self.reference}" if self.reference else ""
+        return f"{self.finding_text} by {self.reviewed_by} at {at}{ref}"
+
+    def as_dict(self) -> dict[str, Any]:
+        if not self.reviewed:
+            return {"state": "awaiting_review"}
+        return {
+            "state": "reviewed",
+            "finding": self.finding or None,
+            "reviewed_by": self.reviewed_by,
+            "reference": self.reference or None,
+            "reviewed_at": self.reviewed_at.isoformat() if self.reviewed_at else None,
+        }
+
+
+def review_status(store: AuditStore, event_id: str, recipient: str) -> ReviewStatus:
+    review = store.review_of(event_id, recipient)
+    if review is None:
+        return ReviewStatus(reviewed=False)
+    return ReviewStatus(True, review.finding, review.reviewed_by, review.reference,
+                        review.reviewed_at)  # fmt: skip
