@@ -191,3 +191,22 @@ async def _position(consumer: Consumer, tp: TopicPartition) -> int | None:
             return await consumer.position(tp)
     except TimeoutError:
         return None
+
+
+def uncommitted(
+    consumer: Consumer | None, tp: TopicPartition, fetched: int | None, committed: int | None
+) -> int | None:
+    """How many of ``tp``'s records the loop fetched (up to ``fetched``) and has not committed
+    (up to ``committed``): a batch waiting for consent, pending or in flight. None while where
+    the consumer is on ``tp`` is not known: a new partition before aiokafka first fetched it
+    (an empty one it has fetched has its position, and none of its records is held).
+
+    Both ends are offsets after a record (never after a marker): the fetched records' last,
+    and the last committed, else where the task resumed or its first record."""
+    if fetched is None:
+        if consumer is None or tp not in consumer.assignment():
+            return None
+        return 0 if consumer.last_poll_timestamp(tp) is not None else None
+    if committed is None:  # given up mid-revocation: not known, so not measured
+        return None
+    return max(0, fetched - committed)

@@ -42,7 +42,7 @@ from broker.ops import Heartbeat
 from broker.pipeline._commits import Commits
 from broker.pipeline._fence import ConsentFence, end_offsets
 from broker.pipeline._group import GroupMembership, Handover, Openings, OpenTask, Reload, cancel_all
-from broker.pipeline._lag import Lag
+from broker.pipeline._lag import Lag, uncommitted
 from broker.pipeline._read_past import read_past
 from broker.pipeline._report import GroupReport
 from broker.pipeline._reseal import Reseals
@@ -287,7 +287,7 @@ class TransactionalLoop:
                 self._lag.tick()
                 if stop.is_set():
                     break
-                self._resume_due(consumer)
+                self._throttle.resume_due(consumer, self._tasks)
                 waits: set[asyncio.Future[Any]] = {stopping}
                 waits |= {t.in_flight for t in self._tasks.values() if t.in_flight is not None}
                 # Back-pressure: while slow commits run, process at most one batch ahead.
@@ -487,25 +487,8 @@ class TransactionalLoop:
         return batch
 
     def _uncommitted(self, tp: TopicPartition) -> int | None:
-        """How many of ``tp``'s records were fetched and not committed: a batch waiting for
-        consent, pending or in flight (the lag gauge counts them). None while where the
-        consumer is on ``tp`` is not known: a new partition before aiokafka first fetched it
-        (an empty one it has fetched has its position, and none of its records is held).
-
-        Both ends are offsets after a record (never after a marker): the fetched records'
-        last and the last committed, else where the task resumed or its first record."""
-        if (fetched := self._positions.get(tp)) is None:
-            consumer = self._consumer
-            if consumer is None or tp not in consumer.assignment():
-                return None
-            return 0 if consumer.last_poll_timestamp(tp) is not None else None
         committed = self._report.durable.get(tp, self._began.get(tp))
-        if committed is None:  # given up mid-revocation: not known, so not measured
-            return None
-        return max(0, fetched - committed)
-
-    def _resume_due(self, consumer: Consumer) -> None:
-        self._throttle.resume_due(consumer, self._tasks)
+        return uncommitted(self._consumer, tp, self._positions.get(tp), committed)
 
     @property
     def consumer(self) -> Consumer | None:

@@ -293,7 +293,7 @@ async def test_a_throttled_sender_due_again_while_a_new_agency_joins_does_not_st
     consumer.pause(TP)
     loop._throttle.paused[TP.topic] = 0.0  # the sender's wait is over
     consumer.new_topic()
-    loop._resume_due(consumer)  # type: ignore[arg-type]  # a fake
+    loop._throttle.resume_due(consumer, loop._tasks)  # type: ignore[arg-type]  # a fake
     assert loop._throttle.paused == {}
     await loop.on_partitions_revoked([TP])  # the rebalance the new topic brings
     consumer.assigned = {TP}
