@@ -26,6 +26,7 @@ from broker._words import noun, plural
 from broker.console._chains import Shown
 from broker.console._deps import ConsoleDeps
 from broker.console._metrics import SignInOutcome
+from broker.events import holds_nhs_or_telephone_number
 from broker.governance import answer_notes, reason_legend
 from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
 
@@ -34,6 +35,11 @@ log = structlog.get_logger("accord.console")
 UNREADABLE = (
     "This account's second factor cannot be checked: ask an administrator to re-enrol it. "
     "The error has been logged."
+)
+NAME_HOLDS_A_NUMBER = (
+    "This account's name cannot be recorded as a review's reviewer: it holds what could be an "
+    "NHS or telephone number (the rule for account names: docs/governance.md, The governance "
+    "console). Ask an administrator for an account with another name."
 )
 
 
@@ -80,7 +86,9 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
     check = await console.guard.check(request, form)
     if check.unreadable:
         # The account's name (staff, not personal data) and the file: enough to re-enrol it.
-        log.error("console_second_factor_unreadable", user=check.name, users_file=check.users_file)
+        log.error(
+            "console_second_factor_unreadable", user=check.logged_name, users_file=check.users_file
+        )
         console.deps.metrics.signed_in(SignInOutcome.FAILED)
         return console.render(
             "login.html", session, status=500, error=UNREADABLE,
@@ -94,6 +102,16 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
         )
         return console.render(
             "login.html", session, status=401, error=console.guard.failed(check),
+            next_page=console.guard.next_page(form),
+        )  # fmt: skip
+    if holds_nhs_or_telephone_number(check.name):
+        # An account made before add-user refused such names: its reviews would write the
+        # number into the append-only log. Only after the password and code are right, so the
+        # answer tells a guesser nothing; the log leaves the name out.
+        log.warning("console_sign_in_refused_name", reason="number_in_name")
+        console.deps.metrics.signed_in(SignInOutcome.FAILED)
+        return console.render(
+            "login.html", session, status=403, error=NAME_HOLDS_A_NUMBER,
             next_page=console.guard.next_page(form),
         )  # fmt: skip
     console.deps.metrics.signed_in(SignInOutcome.OK)

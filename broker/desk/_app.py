@@ -139,7 +139,9 @@ async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) ->
     check = await desk.guard.check(request, form)
     if check.unreadable:
         # The account's name (staff, not personal data) and the file: enough to re-enrol it.
-        log.error("desk_second_factor_unreadable", user=check.name, users_file=check.users_file)
+        log.error(
+            "desk_second_factor_unreadable", user=check.logged_name, users_file=check.users_file
+        )
         return desk.render(
             "login.html", session, status=500,
             error="This account's second factor cannot be checked: ask an administrator to "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 
 from broker.errors import SecondFactorUnreadable
+from broker.events import holds_nhs_or_telephone_number
 from broker.webauth._devices import DeviceCookies
 from broker.webauth._throttle import SignInThrottle, client_key
 from broker.webauth._users import USERNAME, UserFile
@@ -35,6 +36,14 @@ class SignInCheck:
     known_device: bool
     unreadable: bool = False
     users_file: str | None = None
+
+    @property
+    def logged_name(self) -> str:
+        """The name for a log line: an account made before add-user refused names holding an
+        NHS or telephone number may still have one, and a log must not point at a person."""
+        return (
+            "(withheld: not a staff id)" if holds_nhs_or_telephone_number(self.name) else self.name
+        )
 
 
 async def check_sign_in(
