@@ -197,7 +197,14 @@ def import_directory(
              if k.key_id == trust and k.party == _GOVERNANCE and k.purpose is KeyPurpose.SIGN),
             None,
         )  # fmt: skip
-        candidates += [pinned_key] if pinned_key is not None else []
+        if pinned_key is None:
+            # Given, so not "give --trust": most often a mistyped or truncated key id, and
+            # never ignored, as a pin the operator checked out of band must mean something.
+            raise KeyStoreError(
+                f"{where}: --trust {trust} names no governance signing key in this directory; "
+                "check the key id out of band"
+            )
+        candidates.append(pinned_key)
     if not candidates:
         raise KeyStoreError(
             f"{where}: this keystore trusts no governance key yet; check the key id out of "

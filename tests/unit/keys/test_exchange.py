@@ -122,12 +122,15 @@ def test_the_first_import_needs_a_governance_key_given_on_purpose(
     with pytest.raises(KeyStoreError, match="--trust"):
         import_directory(newcomer, _signed(root), where=root / "directory.json")
     wrong = _store(root, "worker").current_signing_key("worker").info.key_id
-    with pytest.raises(KeyStoreError):
+    with pytest.raises(KeyStoreError, match=f"--trust {wrong} names no governance signing key"):
         import_directory(newcomer, _signed(root), where=root / "directory.json", trust=wrong)
     anchor = _store(root, "governance").current_signing_key("governance").info.key_id
     import_directory(newcomer, _signed(root), where=root / "directory.json", trust=anchor)
     assert "worker" in newcomer.parties()
     assert newcomer.private_parties() == ["school-1"]  # its own key survives the import
+    with pytest.raises(KeyStoreError, match="names no governance signing key"):
+        # A pin that names nothing is refused even where another key is trusted already.
+        import_directory(newcomer, _signed(root), where=root / "directory.json", trust=wrong)
 
 
 def test_a_passphrase_protects_the_linkage_key_too(tmp_path: Path) -> None:
