@@ -12,7 +12,7 @@ from broker.desk import _store_locks
 from broker.desk._store import DeskStore
 from broker.desk._store_schema import held_up_fails
 from broker.errors import ConfigError, UsageError
-from broker.governance import not_a_database, sqlite_file, url_scheme
+from broker.governance import not_a_database, sqlite_file, url_scheme, why_not_connected
 
 __all__ = ["open_desk_store"]
 
@@ -33,8 +33,9 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
 
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error:
-            raise ConfigError("cannot connect to the desk's PostgreSQL database") from None
+        except psycopg.Error as exc:
+            why = why_not_connected(exc)  # never the driver's text: it may quote the URL
+            raise ConfigError(f"cannot connect to the desk's PostgreSQL database: {why}") from None
         # Whatever the server's default: a decision's check of its flags, after FOR UPDATE
         # waited for another's, must read what that one committed (repeatable read would
         # read its snapshot from before the wait, and record both; serializable would fail).

@@ -39,6 +39,7 @@ from broker.governance._index_url import (
     url_scheme,
 )
 from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
+from broker.governance._pg_connect import why_not_connected
 from broker.governance._reasons import (
     CONSENT_MEANINGS,
     NOTICE_MEANINGS,
@@ -137,4 +138,5 @@ __all__ = [
     "verify_and_keep",
     "verify_records",
     "verify_store",
+    "why_not_connected",
 ]

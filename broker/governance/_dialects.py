@@ -27,6 +27,7 @@ from broker.governance._index_url import (
     sqlite_file,
     url_scheme,
 )
+from broker.governance._pg_connect import why_not_connected
 from broker.governance._sql import SqlAuditStore
 from broker.governance._store import AuditStore
 
@@ -281,7 +282,11 @@ class PostgresAuditStore(SqlAuditStore):
                 # PostgreSQL refuses any write (a copy kept as evidence stays as it was).
                 conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         except psycopg.Error as exc:
-            raise AuditError(f"cannot connect to the audit database {describe_url(url)}") from exc
+            # The reason in Accord's words, never the driver's text (``why_not_connected``).
+            why = why_not_connected(exc)
+            raise AuditError(
+                f"cannot connect to the audit database {describe_url(url)}: {why}"
+            ) from exc
         where = describe_url(url)
         super().__init__(conn, create=create, where=where, read_only=read_only, reopen=where)
 
