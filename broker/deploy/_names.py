@@ -21,6 +21,8 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _SERVICE_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 # A DNS host name: labels of letters, digits and '-', not starting or ending with '-'.
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
+# A part of an IPv4 address as inet_aton reads it: decimal, octal or 0x hexadecimal.
+_NUMERIC_PART = re.compile(r"^(?:0[xX][0-9A-Fa-f]*|[0-9]+)$")
 # The reference grammar of github.com/distribution/reference: [domain/]path[:tag][@digest].
 _DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
 _DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
@@ -41,7 +43,8 @@ def _shown(value: str) -> str:
 
 def check_external_host(host: str) -> None:
     """A DNS name or an IPv4 address, as a certificate's subject alternative name and a
-    listener's host: no scheme, no port, no path. IPv6 is refused: Kafka's listeners and the
+    listener's host: no scheme, no port, no path, never an address no client can connect to
+    (``0.0.0.0``, ``::``, a multicast group, ``0x0``). IPv6 is refused: Kafka's listeners and the
     bootstrap list would need it bracketed, which the render does not do."""
     bad = f"--external-host {_shown(host)}"
     if "://" in host:
@@ -51,6 +54,10 @@ def check_external_host(host: str) -> None:
     except ValueError:
         address = None
     if address is not None:
+        if address.is_unspecified or address.is_multicast:
+            # Kafka refuses to advertise 0.0.0.0, and the client files and certificates made
+            # for it would pin the folder to a name no client can reach.
+            raise UsageError(f"{bad}: not an address clients can reach; give the host's name")
         if address.version == 6:
             raise UsageError(f"{bad}: an IPv6 address cannot be rendered; give a DNS name")
         return
@@ -63,8 +70,9 @@ def check_external_host(host: str) -> None:
             f"{bad}: not a DNS name (letters, digits and '-' in dot-separated labels) or an "
             "IPv4 address"
         )
-    if labels[-1].isdigit():
-        raise UsageError(f"{bad}: not a DNS name or an IPv4 address")
+    if labels[-1].isdigit() or all(_NUMERIC_PART.match(label) for label in labels):
+        # Resolvers read 0x0 or 0x7f.1 as numbers (inet_aton): 0x0 is 0.0.0.0.
+        raise UsageError(f"{bad}: not a DNS name or an IPv4 address in dotted decimal")
 
 
 def _check_label(option: str, value: str) -> None:

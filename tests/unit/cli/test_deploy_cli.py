@@ -111,6 +111,12 @@ def test_a_rendered_partys_client_file_names_the_ca_beside_it_a_services_the_mou
         ["--external-host", "bad host!"],
         ["--external-host", "kafka.example.org:9094"],
         ["--external-host", "::1"],
+        # Listening addresses, not ones to connect to: Kafka refuses to advertise them.
+        ["--external-host", "0.0.0.0"],  # noqa: S104  # refused, never bound
+        ["--external-host", "::"],
+        ["--external-host", "0x0"],
+        ["--external-host", "0x7f.1"],
+        ["--external-host", "224.0.0.1"],
         ["--target", "kubernetes", "--namespace", "Bad_NS"],
         ["--target", "kubernetes", "--cluster", "a b"],
         ["--target", "kubernetes", "--cluster", "c" * 48],
