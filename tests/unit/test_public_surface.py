@@ -123,7 +123,7 @@ SURFACES = {
         "verify_store", "VerifyRun", "verify_and_keep", "ReviewStatus", "ReviewedOverride",
         "reviewed_overrides", "override_entry", "verification_state", "IndexView", "index_view",
         "VerifiedHead", "describe_url", "same_index", "sqlite_file", "REASON_MEANINGS",
-        "not_a_database", "url_scheme", "index_url_problem",
+        "not_a_database", "url_scheme", "index_url_problem", "why_not_connected",
         "reason_legend", "CONSENT_MEANINGS", "NOTICE_MEANINGS", "LegendLine",
     },
     "broker.ops": {
