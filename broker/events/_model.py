@@ -256,10 +256,44 @@ class _Frozen(BaseModel):
 
 
 class Safeguarding(_Frozen):
-    """Whether the sender has a safeguarding concern, and why (needed for an override)."""
+    """Whether the sender has a safeguarding concern, and why (a concern needs one, not blank)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        # The rule below, said in the JSON Schema too: concern true needs a justification
+        # with a character that is not white space.
+        json_schema_extra={
+            "if": {"properties": {"concern": {"const": True}}, "required": ["concern"]},
+            "then": {
+                "properties": {"justification": {"type": "string", "pattern": _NAME_PATTERN}},
+                "required": ["justification"],
+            },
+        },
+    )
 
     concern: StrictBool = False
     justification: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _concern_is_justified(self) -> Safeguarding:
+        # A concern without a justification cannot override consent (docs/policy-language.md),
+        # so accepted it would be decided as if no concern were raised, and the sender never
+        # told: refused instead, so the practitioner writes why or unticks the concern.
+        if self.concern and (self.justification is None or not self.justification.strip()):
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "justification_required", "required when concern is true"
+                        ),
+                        loc=("justification",),
+                        input=None,
+                    )
+                ],
+            )
+        return self
 
 
 class Subject(_Frozen):

@@ -160,6 +160,26 @@ def test_a_baby_born_after_midnight_in_summer_is_not_born_in_the_future() -> Non
     assert ("subjects[0].dob", "is in the future") in info.value.problems
 
 
+@pytest.mark.parametrize("justification", [None, "", "   ", "\t\n"])
+def test_a_safeguarding_concern_without_a_justification_is_refused(
+    justification: str | None,
+) -> None:
+    """Accepted, it would be decided as if no concern were raised, the sender never told."""
+    data = event_dict(safeguarding={"concern": True, "justification": justification})
+    assert _problems(data) == {"safeguarding.justification": "required when concern is true"}
+
+
+def test_a_concern_left_out_of_the_safeguarding_object_with_no_justification_is_refused() -> None:
+    assert "safeguarding.justification" in _problems(event_dict(safeguarding={"concern": True}))
+
+
+def test_a_justified_concern_and_no_concern_without_justification_are_accepted() -> None:
+    sg = {"concern": True, "justification": "Asking would put the child at risk."}
+    assert parse_event(event_dict(safeguarding=sg), now=AT).safeguarding.concern
+    parse_event(event_dict(safeguarding={"concern": False, "justification": None}), now=AT)
+    parse_event(event_dict(safeguarding={"concern": False, "justification": " "}), now=AT)
+
+
 def test_validating_without_a_clock_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError, match="context"):
         ContactEvent.model_validate(event_dict())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.events import Safeguarding
 from broker.policy import Policy
 from tests.unit.policy.kit import (
     AT,
@@ -171,11 +172,9 @@ def test_safeguarding_concern_with_justification_overrides_for_the_unless_clause
 def test_a_concern_without_justification_does_not_override(
     policy: Policy, justification: str | None
 ) -> None:
-    ev = event(
-        type="health.ae_attendance",
-        sender="swbh",
-        safeguarding={"concern": True, "justification": justification},
-    )
+    """Parsing refuses such an event; one built past it still gets no override."""
+    sg = Safeguarding.model_construct(concern=True, justification=justification)
+    ev = event(type="health.ae_attendance", sender="swbh").model_copy(update={"safeguarding": sg})
     assert by_recipient(policy.decide(ev, [], at=AT))["coord"].reason == "consent-missing"
 
 
