@@ -8,13 +8,20 @@ a message.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import stat
 from typing import Any, get_args
 
+import structlog
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import EnvSettingsSource
 
 from broker.errors import ConfigError
+
+log = structlog.get_logger("accord.config")
+
+# (variable, path) already warned of: settings are loaded more than once by some commands,
+# and one warning per file is enough.
+_warned: set[tuple[str, str]] = set()
 
 
 class EnvWithoutSecretFiles(EnvSettingsSource):
@@ -61,10 +68,26 @@ def secret_files(settings: type[BaseModel]) -> dict[str, dict[str, str]]:
             if not path or var in os.environ:
                 continue
             try:
-                value = Path(path).read_text(encoding="utf-8")
+                with open(path, encoding="utf-8") as file:  # noqa: PTH123  # fstat below
+                    _warn_if_open_to_others(f"{var}_FILE", path, os.fstat(file.fileno()))
+                    value = file.read()
             except (OSError, UnicodeDecodeError) as exc:
                 # The path is not secret; the file's contents never reach a message.
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 raise ConfigError(f"{var}_FILE: cannot read {path}: {reason}") from None
             out.setdefault(section, {})[name] = value.removesuffix("\n").removesuffix("\r")
     return out
+
+
+def _warn_if_open_to_others(variable: str, path: str, st: os.stat_result) -> None:
+    """One warning when the secret's file is readable (or writable) by every account on the
+    host: Accord makes its own 0600 but is given these. Group access is left alone:
+    Kubernetes mounts secrets 0440 for the pod's fsGroup, Compose's set-up 0440 for a second
+    reader. The file as opened (a Kubernetes mount is a link to it), never its contents."""
+    if not st.st_mode & (stat.S_IROTH | stat.S_IWOTH) or (variable, path) in _warned:
+        return
+    _warned.add((variable, path))
+    log.warning(
+        "secret_file_open_to_others", variable=variable, file=path,
+        mode=oct(stat.S_IMODE(st.st_mode)), fix=f"chmod o-rwx {path}",
+    )  # fmt: skip
