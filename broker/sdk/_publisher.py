@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -88,6 +89,18 @@ def validate_batch(
     return parsed
 
 
+def _sender_of(event: object) -> str | None:
+    """The ``sender`` an event that failed validation names, if it is readable text."""
+    data: object = event
+    if isinstance(event, bytes | str):
+        try:
+            data = json.loads(event)
+        except ValueError:  # not JSON (UnicodeDecodeError is one): validation said so
+            return None
+    sender = data.get("sender") if isinstance(data, Mapping) else None
+    return sender if isinstance(sender, str) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """Where Kafka stored a published record."""
@@ -147,14 +160,20 @@ class Publisher(AsyncClient):
 
     def validate(self, event: ContactEvent | Mapping[str, Any] | bytes) -> ContactEvent:
         """Validate an event as the broker will, and check it is this party's to send."""
+        wrong_sender = ("sender", f"must be {self.party!r}, the publishing party")
         try:
             parsed = (
                 event if isinstance(event, ContactEvent) else parse_event(event, now=self._clock())
             )
         except EventInvalid as exc:
+            # Every problem is named in one go (docs/sdk.md): a sender that is readable but
+            # not this party is one, and would otherwise surface only once the rest is fixed.
+            sender = _sender_of(event)
+            if sender is not None and sender != self.party and "sender" not in dict(exc.problems):
+                exc = EventInvalid([wrong_sender, *exc.problems], what=exc.what, more=exc.more)
             raise capped(exc) from None
         if parsed.sender != self.party:
-            raise EventInvalid([("sender", f"must be {self.party!r}, the publishing party")])
+            raise EventInvalid([wrong_sender])
         return parsed
 
     async def publish(self, event: ContactEvent | Mapping[str, Any] | bytes) -> Receipt:
