@@ -1,9 +1,10 @@
-"""``accord desk --as PARTY [serve options] | add-user``: the recipients' desk."""
+"""``accord desk --as PARTY [serve options] | add-user | remove-user | users``: the
+recipients' desk."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +12,9 @@ from broker.cli import _desk_flags, _desk_offsets, _desk_parked
 from broker.cli._common import read_password
 from broker.config import DeskSettings, load_settings
 from broker.errors import UsageError
+
+if TYPE_CHECKING:
+    from broker.webauth import UserFile
 
 As = Annotated[str, typer.Option("--as", help="The party whose desk this is (its own keystore).")]
 OptionalAs = Annotated[
@@ -140,6 +144,39 @@ def add_user(
     typer.echo(f"  secret:      {enrolment.secret}")
 
 
+def _users(party: str) -> UserFile:
+    """PARTY's desk accounts, for listing or removing: as the desk opens them, making no
+    secret (one made in a pod's memory would seal accounts under a key a restart loses)."""
+    from broker.cli._common import keystore
+    from broker.webauth import TotpBox, UserFile
+
+    settings = load_settings()
+    box = TotpBox.from_keystore(keystore(settings, party), f"desk:{party}", create=False)
+    return UserFile(settings.desk_users_file(party), box=box, issuer=f"Accord desk {party}")
+
+
+def remove_user(name: Name, party: As) -> None:
+    """Delete a person's desk account for PARTY; a running desk ends its sessions, and forgets
+    its known devices, at their next request."""
+    _users(party).remove(name)
+    typer.echo(f"desk user {name} of {party} removed")
+
+
+def list_users(party: As) -> None:
+    """List PARTY's desk accounts: names, when made, whether they have a second factor (never
+    the hashes or secrets)."""
+    users = _users(party)
+    accounts = users.accounts()
+    if not accounts:
+        # None is not an error, but saying nothing leaves a wrong ACCORD_HOME unnoticed.
+        missing = "" if users.path.exists() else " (the file does not exist)"
+        typer.echo(f"no accounts in {users.path}{missing}")
+    for account in accounts:
+        made = account.created_at.isoformat(timespec="seconds")
+        factor = "second factor: TOTP" if account.second_factor else "NO second factor"
+        typer.echo(f"{account.name}\tcreated {made}\t{factor}")
+
+
 def register(app: typer.Typer) -> None:
     desk = typer.Typer(
         help="The recipients' desk: a web app for a co-ordinating team, a hub or a school.",
@@ -147,6 +184,8 @@ def register(app: typer.Typer) -> None:
     )
     desk.callback()(serve)
     desk.command("add-user")(add_user)
+    desk.command("remove-user")(remove_user)
+    desk.command("users")(list_users)
     _desk_flags.register(desk)  # `accord desk flags --as PARTY`: the flag service
     _desk_offsets.register(desk)  # `accord desk reset-offsets --as PARTY`: after a restore
     _desk_parked.register(desk)  # `accord desk parked --as PARTY`: list or drop parked records

@@ -277,7 +277,7 @@ class UserFile:
         with self._locked():
             data = self._read()
             if data["users"].pop(name, None) is None:
-                raise UsageError(f"no console user {name}")
+                raise UsageError(f"no {_whose(self.owner, name)}")
             self._write(data)
 
     def authenticate(
@@ -417,6 +417,13 @@ class UserFile:
             if changed:
                 self._write(data)
         return True
+
+
+def _whose(owner: str, name: str) -> str:
+    """``name`` as an account of ``owner``'s file, in the words its commands use."""
+    if owner.startswith("desk:"):
+        return f"desk user {name} of {owner.removeprefix('desk:')}"
+    return f"console user {name}"
 
 
 def _add_user(owner: str) -> str:
