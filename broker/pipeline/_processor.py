@@ -169,7 +169,8 @@ class Processor:
         where = {"topic": work.topic, "partition": work.partition, "offset": work.offset}
         facts = {"reason": reason, "stage": stage, **where, "digest": digest,
                  "size": len(work.value)}  # fmt: skip
-        log.warning("quarantined", reason=reason, stage=stage, **where, **_logged_id(work, reason))
+        named = _logged_id(work, reason)
+        log.warning("quarantined", reason=reason, stage=stage, **where, **named)
         effects: list[Effect] = []
         sealer = self.services.sealer
         if not sealer.can_sign():
@@ -193,10 +194,9 @@ class Processor:
         effects.append(
             Audit(
                 AuditKind.QUARANTINED,
-                # The envelope's id only if it is a UUID: it is the sender's to choose.
-                event_id=work.opened.event_id
-                if work.opened and is_uuid(work.opened.event_id)
-                else None,
+                # The envelope's id only if it is a UUID (it is the sender's to choose) and
+                # authenticated: opened, or a replay (refused after its header verified).
+                event_id=str(named["event_id"]) if named.get("event_id_authenticated") else None,
                 party=work.sender,
                 data=facts,
             )

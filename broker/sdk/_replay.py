@@ -1,19 +1,26 @@
 """What a recipient has opened, remembered across restarts: the subscriber's replay memory.
 
-Per event id it keeps the Kafka position (topic, partition, offset) where the record was first
-opened, and when; per partition, the offset the consumer group has committed up to. Never a
-payload, a view or anything about a subject: an event id is a random UUID. The same file keeps
-the parked records (broker.sdk._parked): sealed deliveries waiting for the broker key that
-signed them to be imported, ciphertext only.
+Per delivered record, named by its event id and the agency that sent the event, it keeps the
+Kafka position (topic, partition, offset) where the record was first opened, and when; per
+partition, the offset the consumer group has committed up to. Never a payload, a view or
+anything about a subject: an event id is a random UUID, and the sending agency a party id. The
+same file keeps the parked records (broker.sdk._parked): sealed deliveries waiting for the
+broker key that signed them to be imported, ciphertext only.
 
-The rule (``admit``): a record is opened if its event id is new, or if it comes again at the
-position where it was first opened and that position was never committed. The latter is a
-redelivery: the process stopped after opening the record and before committing its offset, so
-Kafka hands the same record over again, and refusing it would lose it. Anything else is a
-replay: a copy of a genuine sealed record written to the topic again (another position), or a
-record the group had already committed handed over again because the group's offsets went
-back (reset by an administrator, or expired while the recipient was away and re-read from
-the earliest record).
+A record's identity is its sender and event id, not the id alone: an agency chooses its own
+ids, and the broker takes each agency's ids apart (its replay check is per ingress topic), so
+two agencies' events under one id are two deliveries, both to be opened. A sighting whose
+sender is not known (``""``: remembered by a memory of format 1, before senders were kept)
+stands for any sender: a record under its id is opened only at that sighting's position.
+
+The rule (``admit``): a record is opened if its (sender, event id) is new, or if it comes
+again at the position where it was first opened and that position was never committed. The
+latter is a redelivery: the process stopped after opening the record and before committing
+its offset, so Kafka hands the same record over again, and refusing it would lose it.
+Anything else is a replay: a copy of a genuine sealed record written to the topic again
+(another position), or a record the group had already committed handed over again because
+the group's offsets went back (reset by an administrator, or expired while the recipient was
+away and re-read from the earliest record).
 """
 
 from __future__ import annotations
@@ -55,19 +62,35 @@ DEFAULT_REPLAY_RETENTION: Final = timedelta(days=400)
 IN_MEMORY: Final = ":memory:"
 
 _FORMAT = "accord-replay-memory"
-_VERSION = 1
+# 2: sightings keyed by (sender, event_id); format 1 (event_id alone) is migrated on opening.
+_VERSION = 2
 # Pruning at start bounds the file; a subscriber that runs for months prunes as it goes too.
 _PRUNE_EVERY = timedelta(days=1)
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+_OPENED = """
 CREATE TABLE opened (
-    event_id TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    event_id TEXT NOT NULL,
     topic TEXT NOT NULL,
     kafka_partition INTEGER NOT NULL,
     kafka_offset INTEGER NOT NULL,
-    first_opened REAL NOT NULL
+    first_opened REAL NOT NULL,
+    PRIMARY KEY (sender, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX opened_by_age ON opened (first_opened);
+"""
+# Format 1's sightings keep their positions; their sender was never kept ("": any sender).
+_MIGRATE_1 = (
+    "ALTER TABLE opened RENAME TO opened_v1",
+    "DROP INDEX IF EXISTS opened_by_age",
+    *filter(str.strip, _OPENED.split(";")),
+    "INSERT INTO opened SELECT '', event_id, topic, kafka_partition, kafka_offset, "
+    "first_opened FROM opened_v1",
+    "DROP TABLE opened_v1",
+    "PRAGMA user_version = 2",
+)
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+{_OPENED}
 CREATE TABLE committed (
     topic TEXT NOT NULL,
     kafka_partition INTEGER NOT NULL,
@@ -165,10 +188,22 @@ class SqliteReplayMemory:
             raise
 
     def admit(
-        self, event_id: str, *, topic: str, partition: int, offset: int, parked: bool = False
+        self,
+        event_id: str,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        parked: bool = False,
+        sender: str = "",
     ) -> bool:
         """``True`` for a first sighting or an uncommitted redelivery at the first position
         (remembering the first); ``False`` for a replay.
+
+        ``sender``: the agency whose event the record delivers (the delivery's view names it,
+        under the broker's signature); another agency's record under the same event id is
+        another record. ``""`` (not known) matches every sender's sighting of the id, and
+        every sighting of the id matches one made without a sender (format 1's).
 
         ``parked``: the record comes from the parked records, at its own position, which was
         committed past when it was parked; it counts as uncommitted while it is still parked
@@ -186,17 +221,19 @@ class SqliteReplayMemory:
                 return False
             if not parked and self._parked:
                 _parked.delete(self._conn, [(topic, partition, offset)])
-            first = self._conn.execute(
-                "SELECT topic, kafka_partition, kafka_offset FROM opened WHERE event_id = ?",
-                (event_id,),
-            ).fetchone()
-            if first is None:
+            seen = self._conn.execute(
+                "SELECT topic, kafka_partition, kafka_offset FROM opened "
+                "WHERE event_id = ? AND (? = '' OR sender IN (?, ''))",
+                (event_id, sender, sender),
+            ).fetchall()
+            if not seen:
                 self._conn.execute(
-                    "INSERT INTO opened VALUES (?, ?, ?, ?, ?)",
-                    (event_id, topic, partition, offset, now),
+                    "INSERT INTO opened VALUES (?, ?, ?, ?, ?, ?)",
+                    (sender, event_id, topic, partition, offset, now),
                 )
                 return True
-            if tuple(first) != (topic, partition, offset):
+            # Every matching sighting must be this very record, at this very position.
+            if any(tuple(first) != (topic, partition, offset) for first in seen):
                 return False
             return parked or offset >= self._committed_up_to(topic, partition)
 
@@ -311,6 +348,9 @@ class SqliteReplayMemory:
                 self._conn.execute(f"PRAGMA user_version = {_VERSION}")
                 return
             self._check(version, group)
+            if version == 1:
+                for statement in _MIGRATE_1:
+                    self._conn.execute(statement)
             self._conn.execute(_parked.SCHEMA)  # a memory from before parking gains the table
 
     def _check(self, version: int, group: str) -> None:
@@ -325,7 +365,7 @@ class SqliteReplayMemory:
         )
         if meta.get("format") != _FORMAT:
             raise ConfigError(f"replay memory {self.where} is another program's database")
-        if version != _VERSION:
+        if version not in (1, _VERSION):  # 1 is migrated when opened to write
             raise ConfigError(
                 f"replay memory {self.where} is format {version}; this SDK reads {_VERSION}"
             )

@@ -98,7 +98,7 @@ class Subscriber(AsyncClient):
     to ``on_unopenable`` (default: logged with partition, offset and reason) and kept in
     ``unopenable``. Offsets are committed after each yielded record, so a crash re-delivers
     at most the record being handled: that record is yielded again, so handle records
-    idempotently by ``event_id``.
+    idempotently by ``event_id`` and the view's ``sender``.
 
     A record the broker signed (the signature verified) that this keystore cannot open
     because of the party's own keys (sealed to a key it does not hold, retired or revoked,
@@ -117,11 +117,12 @@ class Subscriber(AsyncClient):
     position, once (broker.sdk._parked).
 
     Replay protection survives restarts: ``replay_memory`` is a SQLite file remembering each
-    event id opened and where (default ``default_replay_file(group)``, under the Accord
-    home). A record opened before is yielded again only when it comes back at the position
-    where it was first opened and that offset was never committed; any other copy is
-    reported as unopenable (``replay``). ``replay_memory=None`` remembers for this run only
-    (logged as a warning at start). Sightings older than ``replay_retention`` are forgotten.
+    record opened (its event id and the agency that sent the event) and where (default
+    ``default_replay_file(group)``, under the Accord home). A record opened before is
+    yielded again only when it comes back at the position where it was first opened and
+    that offset was never committed; any other copy is reported as unopenable (``replay``).
+    ``replay_memory=None`` remembers for this run only (logged as a warning at start).
+    Sightings older than ``replay_retention`` are forgotten.
 
     The keystore must hold the party's live encryption key and signing key (for its
     acknowledgements) and the broker's live keys (to verify deliveries and seal
@@ -432,19 +433,27 @@ class Subscriber(AsyncClient):
             # Only the broker seals to recipients; checked before the memory, so a record
             # another party sealed cannot take up an event id the broker's delivery needs.
             raise BadSignature
-        # Authentic and the broker's, so its event id can be trusted; whether it is a replay
+        message: Delivery | WithdrawalNotice
+        if opened.schema == SCHEMA_SHARED:
+            message = Delivery.model_validate_json(opened.payload)
+            # Agencies choose their own event ids, so two may send one id: the delivery is
+            # named by the agency too, as the broker signed it in the view.
+            origin = message.view.get("sender")
+            sender = origin if isinstance(origin, str) else ""  # not known: any sender's
+        elif opened.schema == SCHEMA_NOTICE:
+            message = WithdrawalNotice.model_validate_json(opened.payload)
+            sender = str(Principal.WORKER)  # the broker's own id, no agency's
+        else:
+            raise UnsupportedVersion  # a payload schema this SDK does not know
+        # Authentic and the broker's, so its ids can be trusted; whether it is a replay
         # depends on where it was found. The sighting is in the file before it is yielded.
         memory = _require(self._memory)
         if not memory.admit(
             opened.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            parked=isinstance(msg, ParkedRecord),
+            parked=isinstance(msg, ParkedRecord), sender=sender,
         ):  # fmt: skip
             raise ReplayDetected
-        if opened.schema == SCHEMA_SHARED:
-            return SharedRecord(Delivery.model_validate_json(opened.payload), self)
-        if opened.schema == SCHEMA_NOTICE:
-            return SharedRecord(WithdrawalNotice.model_validate_json(opened.payload), self)
-        raise UnsupportedVersion  # a payload schema this SDK does not know
+        return SharedRecord(message, self)
 
     def _log_unopenable(self, bad: Unopenable) -> None:
         log_unopenable(self.party, bad)

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from broker.audit import AuditKind, AuditRecord
 from broker.keys import FileKeyStore
+from broker.pipeline._effects import OutRecord
 from broker.pipeline._processor import Processor
-from broker.topics import ingress
+from broker.topics import AUDIT, ingress
 from tests.unit.pipeline.conftest import AT
 from tests.unit.pipeline.test_processor import CHILD_NHS, incident, seal_as
 
@@ -116,3 +118,31 @@ def test_a_replay_is_logged_with_its_id_said_authenticated(
     line = _line(_logged(processor, value, headers), "quarantined")
     assert (line["reason"], line["event_id"]) == ("replay", event["event_id"])
     assert line["event_id_authenticated"] is True
+
+
+def _quarantine_audits(out: list[OutRecord]) -> list[AuditRecord]:
+    records = [AuditRecord.model_validate_json(r.value) for r in out if r.topic == AUDIT]
+    return [r for r in records if r.kind is AuditKind.QUARANTINED]
+
+
+def test_a_replay_s_quarantine_audit_record_names_its_event(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """A walkthrough: only the worker's log named a replayed event; the audit record of the
+    quarantine had no id. A replay is refused after its header verified, so the id is the
+    sender's own (a canonical UUID, nothing about a person)."""
+    processor, event = make_processor(), incident()
+    value, headers = seal_as(pipeline_keys, "wmp", event, topic=WMP)
+    processor.handle(WMP, 3, 40, value, headers, at=AT)
+    [audit] = _quarantine_audits(processor.handle(WMP, 3, 41, value, headers, at=AT))
+    assert (audit.data["reason"], audit.event_id) == ("replay", event["event_id"])
+
+
+def test_a_quarantine_audit_record_never_names_an_unauthenticated_id(
+    make_processor: Callable[..., Processor], pipeline_keys: FileKeyStore
+) -> None:
+    """A record that did not open names its header's id in the log (said unauthenticated),
+    never in the append-only audit log: anyone may have written it."""
+    value, _ = seal_as(pipeline_keys, "wmp", incident(), topic=WMP)
+    [audit] = _quarantine_audits(make_processor().handle(WMP, 3, 41, value, [], at=AT))
+    assert (audit.data["reason"], audit.event_id) == ("key-rejected", None)

@@ -217,8 +217,8 @@ def test_only_event_ids_positions_and_parked_sealed_records_are_kept(tmp_path: P
         conn.close()
     assert columns == {
         ("meta", "key"), ("meta", "value"),
-        ("opened", "event_id"), ("opened", "topic"), ("opened", "kafka_partition"),
-        ("opened", "kafka_offset"), ("opened", "first_opened"),
+        ("opened", "sender"), ("opened", "event_id"), ("opened", "topic"),
+        ("opened", "kafka_partition"), ("opened", "kafka_offset"), ("opened", "first_opened"),
         ("committed", "topic"), ("committed", "kafka_partition"), ("committed", "next_offset"),
         ("parked", "topic"), ("parked", "kafka_partition"), ("parked", "kafka_offset"),
         ("parked", "parked_at"), ("parked", "kafka_timestamp"), ("parked", "kafka_key"),
