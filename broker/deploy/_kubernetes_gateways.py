@@ -13,8 +13,8 @@ inside the pod network (``TLS_TERMINATED_BY_PROXY``), the ingress controller cou
 proxy (``FORWARDED_HOPS=1``, from any private address: ``TRUSTED_PROXIES``) so that its
 wrong-token limit counts each caller, not the controller. Since any pod could otherwise
 reach the port and write any address in ``X-Forwarded-For``, its NetworkPolicy opens the
-port to one namespace only, the ingress controller's, which the render cannot know: until an
-overlay names it (:data:`INGRESS_NAMESPACE_UNSET`), nothing reaches the port.
+port to one namespace only, the ingress controller's, as the console's and the desks'
+(``_kubernetes_policies.web_ingress_rules``): until an overlay names it, nothing reaches it.
 """
 
 from __future__ import annotations
@@ -25,14 +25,7 @@ from typing import Any
 from broker.deploy._model import Process
 from broker.deploy._proxies import PRIVATE_RANGES
 
-__all__ = [
-    "INGRESS_NAMESPACE_UNSET",
-    "RESOURCES",
-    "gateway_env",
-    "ingress_rules",
-    "token_file",
-    "token_secret",
-]
+__all__ = ["RESOURCES", "gateway_env", "token_file", "token_secret"]
 
 Manifest = dict[str, Any]
 
@@ -41,10 +34,6 @@ Manifest = dict[str, Any]
 RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
              "limits": {"cpu": "1", "memory": "512Mi"}}  # fmt: skip
 _ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # inside the pod's own network namespace
-#: What the http port's NetworkPolicy names until an overlay puts the ingress controller's
-#: namespace in its place: upper case and "_", so no namespace can ever be called it.
-INGRESS_NAMESPACE_UNSET = "SET_INGRESS_NAMESPACE_IN_OVERLAY"
-_NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set by the API server: no one can forge it
 
 
 def token_secret(party: str) -> str:
@@ -68,20 +57,4 @@ def gateway_env(process: Process, names: Iterable[str]) -> list[Manifest]:
         {"name": "ACCORD_GATEWAY__FORWARDED_HOPS", "value": "1"},
         {"name": "ACCORD_GATEWAY__TRUSTED_PROXIES", "value": PRIVATE_RANGES},
         {"name": "ACCORD_GATEWAY__ALLOWED_HOSTS", "value": ",".join(names)},
-    ]
-
-
-def ingress_rules(process: Process) -> list[Manifest]:
-    """Who may reach the gateway's pod: its ops port from any namespace (Prometheus, narrowed
-    by the platform as for every pod), its http port from the ingress controller's namespace
-    alone, none until an overlay names it."""
-    assert process.web_port is not None  # noqa: S101  # a gateway always serves
-    tcp = "TCP"
-    ingress = {"namespaceSelector": {"matchLabels": {_NAMESPACE_NAME: INGRESS_NAMESPACE_UNSET}}}
-    return [
-        {
-            "from": [{"namespaceSelector": {}}],
-            "ports": [{"protocol": tcp, "port": process.ops_port}],
-        },
-        {"from": [ingress], "ports": [{"protocol": tcp, "port": process.web_port}]},
     ]

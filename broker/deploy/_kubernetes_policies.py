@@ -6,11 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from broker.deploy import _kubernetes_gateways as gateways
 from broker.deploy._model import Deployment, Process
 from broker.deploy._strimzi import ACCORD_SELECTOR, KAFKA_TLS_PORT
 
 Manifest = dict[str, Any]
+
+#: What a web port's NetworkPolicy names until an overlay puts the ingress controller's
+#: namespace in its place: upper case and "_", so no namespace can ever be called it.
+INGRESS_NAMESPACE_UNSET = "SET_INGRESS_NAMESPACE_IN_OVERLAY"
+_NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set by the API server: no one can forge it
 
 #: The processes that reach the audit index's PostgreSQL.
 AUDIT_DB_USERS = frozenset({"indexer", "console"})
@@ -43,13 +47,30 @@ def _network_policy(name: str, selector: Manifest, **rules: Any) -> Manifest:
     }
 
 
+def web_ingress_rules(process: Process) -> list[Manifest]:
+    """Who may reach a pod: its ops port from any namespace (Prometheus'; the platform may
+    narrow it), and its web port (the console's, a desk's, a gateway's) from the ingress
+    controller's namespace alone, none until an overlay names it. Whoever reaches a web port
+    can write X-Forwarded-For, which the app believes from any private address (``_proxies``),
+    and so choose the address the sign-in throttle counts; a desk's pages show personal data."""
+    tcp = "TCP"
+    rules: list[Manifest] = [
+        {
+            "from": [{"namespaceSelector": {}}],
+            "ports": [{"protocol": tcp, "port": process.ops_port}],
+        }
+    ]
+    if process.web_port is not None:
+        ingress = {"namespaceSelector": {"matchLabels": {_NAMESPACE_NAME: INGRESS_NAMESPACE_UNSET}}}
+        rules.append({"from": [ingress], "ports": [{"protocol": tcp, "port": process.web_port}]})
+    return rules
+
+
 def network_policies(dep: Deployment, cluster: str) -> dict[str, Manifest]:
-    """Nothing in or out of Accord's pods but what each needs. Ingress to the console, the
-    desks and the ops ports is open to every namespace's pods: the platform narrows ``from``
-    to its ingress controller's and Prometheus' namespaces (an overlay patch), which only it
-    knows. A gateway's port is closed until that patch (``_kubernetes_gateways``): whoever
-    reaches it can write X-Forwarded-For. A desk's or flag service's pod is one of Accord's:
-    the same DNS and Kafka out."""
+    """Nothing in or out of Accord's pods but what each needs. The ops ports are open to
+    every namespace's pods (Prometheus'); the web ports to none until an overlay names the
+    ingress controller's namespace (:func:`web_ingress_rules`). A desk's, flag service's or
+    gateway's pod is one of Accord's: the same DNS and Kafka out."""
     accord = {"matchLabels": ACCORD_SELECTOR}
     tcp = "TCP"
     out = {
@@ -74,16 +95,11 @@ def network_policies(dep: Deployment, cluster: str) -> dict[str, Manifest]:
         out["egress-postgres"] = _network_policy("accord-egress-postgres", selector, egress=[
             {"ports": [{"protocol": tcp, "port": _POSTGRES_PORT}]},
         ])  # fmt: skip
-    any_namespace: list[Manifest] = [{"namespaceSelector": {}}]
     for process in dep.processes:
-        ports = [{"protocol": tcp, "port": process.ops_port}]
-        if process.web_port is not None:
-            ports.append({"protocol": tcp, "port": process.web_port})
-        rules = [{"from": any_namespace, "ports": ports}]
-        if process.is_gateway:
-            rules = gateways.ingress_rules(process)
         out[f"ingress-{process.name}"] = _network_policy(
-            f"accord-ingress-{process.name}", {"matchLabels": pod_selector(process)}, ingress=rules
+            f"accord-ingress-{process.name}",
+            {"matchLabels": pod_selector(process)},
+            ingress=web_ingress_rules(process),
         )
     return out
 

@@ -328,6 +328,52 @@ def test_two_workers_share_the_inputs_and_are_replaced_all_together_never_side_b
     assert (console["replicas"], console["strategy"]) == (1, {"type": "Recreate"})
 
 
+def test_no_web_port_is_reachable_until_an_overlay_names_the_ingress_namespace(
+    dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    """The console's and each desk's pages (a desk's hold personal data) believe
+    X-Forwarded-For from any private address: any pod that reached them could choose the
+    address the sign-in throttle counts. Only the ops ports (Prometheus) are open."""
+    closed = {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "SET_INGRESS_NAMESPACE_IN_OVERLAY"}}}  # fmt: skip
+    web = [p for p in dep.processes if p.web_port is not None]
+    assert {p.name for p in web} >= {"console", *(f"desk-{d}" for d in dep.desks)}
+    for process in dep.processes:
+        rules = docs[f"kubernetes/accord/network-policies/ingress-{process.name}.yaml"]["spec"][
+            "ingress"]  # fmt: skip
+        ops = {"protocol": "TCP", "port": process.ops_port}
+        assert rules[0] == {"from": [{"namespaceSelector": {}}], "ports": [ops]}, process.name
+        if process.web_port is None:
+            assert len(rules) == 1, process.name
+            continue
+        http = {"protocol": "TCP", "port": process.web_port}
+        assert rules[1:] == [{"from": [closed], "ports": [http]}], process.name
+    # No namespace can have that name (RFC 1123 labels: lower case, no "_").
+    assert not DNS_SUBDOMAIN.match("SET_INGRESS_NAMESPACE_IN_OVERLAY")
+
+
+def test_the_documented_overlay_patch_opens_the_consoles_web_port_to_the_named_namespace(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    """docs/deployment.md, Kubernetes step 6: the JSON patch's path is the web port's peer."""
+    text = Path("docs/deployment.md").read_text(encoding="utf-8")
+    block = text[text.index("name: accord-ingress-console}") :]
+    path = re.search(r"path: (\S+)", block)
+    assert path is not None
+    policy = copy.deepcopy(docs["kubernetes/accord/network-policies/ingress-console.yaml"])
+    *parents, last = [p.replace("~1", "/") for p in path.group(1).strip("/").split("/")]
+    node: Any = policy
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    assert node[last] == "SET_INGRESS_NAMESPACE_IN_OVERLAY"
+    node[last] = "ingress-nginx"
+    web = policy["spec"]["ingress"][1]
+    assert web["ports"] == [{"protocol": "TCP", "port": 8765}]
+    assert web["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+
+
 def test_no_disruption_budget_can_block_a_node_drain(docs: dict[str, dict[str, Any]]) -> None:
     for budget in _of_kind(docs, "PodDisruptionBudget").values():
         assert "minAvailable" not in budget["spec"]

@@ -205,10 +205,11 @@ def test_a_desk_is_reached_as_the_console_is_and_reaches_only_kafka_and_dns(
             "app.kubernetes.io/component": process.name,
         }
         assert ingress["podSelector"] == {"matchLabels": component}
-        (rule,) = ingress["ingress"]
-        assert rule["from"] == console[0]["from"]  # whom the platform lets reach the console
-        ports = {p["port"] for p in rule["ports"]}
-        assert ports == {process.ops_port} | ({process.web_port} if process.web_port else set())
+        rules = ingress["ingress"]
+        # Whom the platform lets reach the console's ports, its ops port and its pages.
+        assert [r["from"] for r in rules] == [r["from"] for r in console][: len(rules)]
+        ports = [[p["port"] for p in r["ports"]] for r in rules]
+        assert ports == [[process.ops_port]] + ([[process.web_port]] if process.web_port else [])
         labels = docs[f"kubernetes/accord/{process.name}/deployment.yaml"]["spec"]["template"][
             "metadata"]["labels"]  # fmt: skip
         selecting = {
