@@ -14,6 +14,7 @@ The hierarchy::
     ├── SignInFailed               an officer's sign-in failed; the same words whatever was wrong
     ├── AlreadySettled             a decision about flags another decision settled first
     ├── StoreBusy                  a desk's database held by another writer: nothing recorded
+    ├── StoreUnavailable           a desk's database cannot be reached (connected again next use)
     ├── RecordedAlready            a sent event is recorded as a decision already
     ├── EventInvalid               a contact event or consent record fails validation
     ├── PolicyError
@@ -68,6 +69,7 @@ __all__ = [
     "SendUnconfirmed",
     "SignInFailed",
     "StoreBusy",
+    "StoreUnavailable",
     "TamperedEnvelope",
     "TransportError",
     "UnsupportedVersion",
@@ -135,6 +137,18 @@ class StoreBusy(AccordError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _remade, (type(self), (), {}), self.__dict__
+
+
+class StoreUnavailable(AccordError):
+    """A desk's database could not be reached (PostgreSQL restarting, the network between):
+    what was being done may not have been recorded. The next use connects again."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"{where} cannot be reached")
+        self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _remade, (type(self), (self.where,), {}), self.__dict__
 
 
 class AlreadySettled(AccordError):

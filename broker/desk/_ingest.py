@@ -26,10 +26,10 @@ from broker.desk._flag import Flag, view_child_keys
 from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._probes import KafkaContact
 from broker.desk._store import DeskStore
-from broker.errors import ConfigError, RecordKeyUnavailable, TransportError
+from broker.errors import ConfigError, RecordKeyUnavailable, StoreUnavailable, TransportError
 from broker.events import Delivery, WithdrawalNotice
 from broker.kafka import Consumer, KafkaClients, stop_bounded, translated
-from broker.sdk import Subscriber
+from broker.sdk import SharedRecord, Subscriber
 
 __all__ = [
     "DeskIngest",
@@ -88,6 +88,8 @@ class DeskIngest:
         #: desk stays ready and serves what is stored; the pages and a gauge say so.
         self.held = held if held is not None else DeliveriesHeld()
         self._held_tried = 0.0  # when a held record was last tried (time.monotonic)
+        self._unstored: list[SharedRecord] = []
+        self._unstored_flags: dict[Any, list[Any]] = {}
 
     async def poll_once(self, wait: float) -> int:
         """Take what is there within ``wait`` seconds; how many new things were stored.
@@ -116,7 +118,12 @@ class DeskIngest:
         stored = 0
         # Committed once stored: a crash (or a store that fails) in between delivers the
         # batch again, which the store takes once by event id; committed first, it was lost.
-        for record in await self.subscriber.poll(wait, commit=False):
+        # A database out of reach keeps the batch here and nothing more is read until it is
+        # stored: the consumer is past it, so the next poll would skip it, and a later commit
+        # would commit past it for good.
+        if not self._unstored:
+            self._unstored = await self.subscriber.poll(wait, commit=False)
+        for record in self._unstored:
             message = record.message
             if isinstance(message, Delivery):
                 keys = view_child_keys(message.view, self._key)
@@ -130,6 +137,7 @@ class DeskIngest:
                 )
                 log.info("desk_records_hidden", count=hidden, notice=message.notice_id)
                 stored += hidden
+        self._unstored = []
         await self.subscriber.commit()
         return stored
 
@@ -138,8 +146,10 @@ class DeskIngest:
         if flags is None:
             return 0
         stored = 0
-        async with translated("consuming the desk's flags"):
-            batch = await flags.getmany(timeout_ms=50)
+        batch = self._unstored_flags  # kept while the database was out of reach (as above)
+        if not batch:
+            async with translated("consuming the desk's flags"):
+                batch = self._unstored_flags = await flags.getmany(timeout_ms=50)
         for messages in batch.values():
             for msg in messages:
                 try:
@@ -148,6 +158,7 @@ class DeskIngest:
                     log.warning("desk_flag_unreadable", partition=msg.partition, offset=msg.offset)
                     continue
                 stored += self.store.add_flag(flag, self._clock())
+        self._unstored_flags = {}
         if batch:
             async with translated("committing the desk's flags"):
                 await flags.commit()
@@ -163,6 +174,13 @@ class DeskIngest:
             except TransportError as exc:
                 # Kafka away for a moment: the pages keep showing what is stored; try again.
                 log.warning("desk_ingest_unavailable", error=type(exc).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
+                continue
+            except StoreUnavailable as exc:
+                # PostgreSQL restarting: the batch waits here (``_unstored``), the pages say
+                # the database cannot be reached, and the next statement connects again.
+                log.warning("desk_store_unavailable", where=exc.where)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
                 continue

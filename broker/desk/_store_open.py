@@ -7,6 +7,7 @@ import sqlite3
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from broker.desk import _store_locks
 from broker.desk._store import DeskStore
@@ -29,18 +30,11 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
     url = url.strip()
     scheme = url_scheme(url)
     if scheme in ("postgresql", "postgres"):
-        import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
+        from broker.desk._store_live import LiveConnection  # noqa: PLC0415  # loads the driver
 
-        try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            why = why_not_connected(exc)  # never the driver's text: it may quote the URL
-            raise ConfigError(f"cannot connect to the desk's PostgreSQL database: {why}") from None
-        # Whatever the server's default: a decision's check of its flags, after FOR UPDATE
-        # waited for another's, must read what that one committed (repeatable read would
-        # read its snapshot from before the wait, and record both; serializable would fail).
-        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-        store = DeskStore(conn, placeholder="%s", where="the desk's PostgreSQL database")
+        where = "the desk's PostgreSQL database"
+        conn = LiveConnection(lambda: _connect(url), where=where)
+        store = DeskStore(conn, placeholder="%s", where=where)
         store.claim(party)
         return store
     if scheme == "sqlite":
@@ -52,6 +46,23 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
         return _sqlite(path, party=party)
     # Never the text itself: a libpq key=value string given here holds the password.
     raise UsageError(f"desk store: {not_a_database(url)}")
+
+
+def _connect(url: str) -> Any:
+    """A new connection to the desk's PostgreSQL database (at start, and after the server
+    closed the last one: ``_store_live``)."""
+    import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
+
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        why = why_not_connected(exc)  # never the driver's text: it may quote the URL
+        raise ConfigError(f"cannot connect to the desk's PostgreSQL database: {why}") from None
+    # Whatever the server's default: a decision's check of its flags, after FOR UPDATE
+    # waited for another's, must read what that one committed (repeatable read would
+    # read its snapshot from before the wait, and record both; serializable would fail).
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+    return conn
 
 
 def _sqlite(path: Path, *, party: str | None = None) -> DeskStore:

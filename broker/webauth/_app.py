@@ -19,6 +19,7 @@ from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException
 from structlog.typing import FilteringBoundLogger
 
+from broker.errors import StoreUnavailable
 from broker.webauth._bounce import bounce_location, form_page, typed_something
 from broker.webauth._flash import Flash, page_messages, template_globals
 from broker.webauth._guard import Guard
@@ -265,11 +266,22 @@ def add_page_basics(
         # traceback could hold what the page was showing, and a concrete path whatever a
         # person typed into the address bar (an NHS number in place of an id).
         route = getattr(request.scope.get("route"), "path", "unmatched")
-        log.error(f"{name}_error", route=route, error=type(exc).__name__)
         try:
             session = pages.guard.session(request, touch=False)
         except Exception:  # noqa: BLE001  # whatever broke may be the look-up: drawn signed out
             session = None
+        if isinstance(exc, StoreUnavailable):  # its database restarting: says so, not a bug
+            log.warning(f"{name}_store_unavailable", route=route)
+            with page_of(request):
+                return pages.error_page(
+                    session, title="Database unavailable", status=503,
+                    headers={**SECURITY_HEADERS, "Retry-After": "10"},
+                    message=f"The {name} cannot reach its database, so this page cannot be "
+                    "shown; a form you sent may not have been recorded: check before sending "
+                    "it again. Try again in a minute; if it goes on, ask whoever runs the "
+                    f"{name} to check its database.",
+                )  # fmt: skip
+        log.error(f"{name}_error", route=route, error=type(exc).__name__)
         with page_of(request):  # outside the edge: a POST's page returns to its form's
             return pages.error_page(
                 session, title="Something went wrong", status=500, headers=SECURITY_HEADERS,

@@ -17,6 +17,7 @@ MADE: dict[type[errors.AccordError], errors.AccordError] = {
         "does not open", path="users.yaml", account="officer-3"
     ),
     errors.StoreBusy: errors.StoreBusy(),
+    errors.StoreUnavailable: errors.StoreUnavailable("the desk's PostgreSQL database"),
     errors.AlreadySettled: errors.AlreadySettled(("f-1", "f-2")),
     errors.RecordedAlready: errors.RecordedAlready("6f0e0000-0000-4000-8000-000000000001"),
     errors.EventInvalid: errors.EventInvalid(

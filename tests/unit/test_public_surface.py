@@ -82,6 +82,7 @@ SURFACES = {
         "KeyNotFound", "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError",
         "RecordKeyUnavailable", "RecordedAlready", "ReplayDetected",
         "ScenarioInvalid", "SecondFactorUnreadable", "SendUnconfirmed", "SignInFailed", "StoreBusy",
+        "StoreUnavailable",
         "TamperedEnvelope", "TransportError",
         "UnsupportedVersion", "UsageError", "WrongRecipient",
     },
