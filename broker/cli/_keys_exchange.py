@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from broker.config import load_settings
+from broker.config import load_settings, read_secret_file
 from broker.errors import AccordError, KeyStoreError, UsageError
 from broker.principals import Principal
 
@@ -151,7 +151,7 @@ def _copy_linkage(directory: Path | None, to: Path, passphrase_file: Path | None
         passphrase = load_settings().keystore_passphrase()
     else:
         try:
-            text = passphrase_file.read_text(encoding="utf-8")
+            text = read_secret_file(passphrase_file, named="--to-passphrase-file")
         except (OSError, UnicodeDecodeError):
             raise UsageError(f"--to-passphrase-file: cannot read {passphrase_file}") from None
         passphrase = SecretStr(text.removesuffix("\n"))

@@ -8,6 +8,7 @@ safe choice. Environment variables use the ``ACCORD_`` prefix, nested with ``__`
 
 from broker.config._base import Network, OpsEndpoint
 from broker.config._gateway import GatewaySettings
+from broker.config._secret_files import read_secret_file
 from broker.config._settings import (
     DEMO_PASSPHRASE_FILE,
     AuditSettings,
@@ -51,4 +52,5 @@ __all__ = [
     "WorkerSettings",
     "default_home",
     "load_settings",
+    "read_secret_file",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 from typing import Any, get_args
 
 import structlog
@@ -68,9 +69,7 @@ def secret_files(settings: type[BaseModel]) -> dict[str, dict[str, str]]:
             if not path or var in os.environ:
                 continue
             try:
-                with open(path, encoding="utf-8") as file:  # noqa: PTH123  # fstat below
-                    _warn_if_open_to_others(f"{var}_FILE", path, os.fstat(file.fileno()))
-                    value = file.read()
+                value = read_secret_file(path, named=f"{var}_FILE")
             except (OSError, UnicodeDecodeError) as exc:
                 # The path is not secret; the file's contents never reach a message.
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
@@ -79,15 +78,20 @@ def secret_files(settings: type[BaseModel]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _warn_if_open_to_others(variable: str, path: str, st: os.stat_result) -> None:
-    """One warning when the secret's file is readable (or writable) by every account on the
-    host: Accord makes its own 0600 but is given these. Group access is left alone:
-    Kubernetes mounts secrets 0440 for the pod's fsGroup, Compose's set-up 0440 for a second
-    reader. The file as opened (a Kubernetes mount is a link to it), never its contents."""
-    if not st.st_mode & (stat.S_IROTH | stat.S_IWOTH) or (variable, path) in _warned:
-        return
-    _warned.add((variable, path))
-    log.warning(
-        "secret_file_open_to_others", variable=variable, file=path,
-        mode=oct(stat.S_IMODE(st.st_mode)), fix=f"chmod o-rwx {path}",
-    )  # fmt: skip
+def read_secret_file(path: str | Path, *, named: str) -> str:
+    """A secret's file as text, as it is (``OSError`` or ``UnicodeDecodeError`` raised),
+    with one warning if every account on the host may read or write it: Accord makes its own
+    secrets 0600 but is given these. ``named`` is the variable or option that named it.
+
+    Group access is left alone: Kubernetes mounts secrets 0440 for the pod's fsGroup, and
+    Compose's set-up 0440 for a second reader. The file is judged as opened (a Kubernetes
+    mount is a link to it); its contents never reach the warning."""
+    with open(path, encoding="utf-8") as file:  # noqa: PTH123  # the file judged is the one read
+        mode = os.fstat(file.fileno()).st_mode
+        if mode & (stat.S_IROTH | stat.S_IWOTH) and (named, str(path)) not in _warned:
+            _warned.add((named, str(path)))
+            log.warning(
+                "secret_file_open_to_others", setting=named, file=str(path),
+                mode=oct(stat.S_IMODE(mode)), fix=f"chmod o-rwx {path}",
+            )  # fmt: skip
+        return file.read()

@@ -4,6 +4,7 @@ its owner and group may read (Kubernetes' 0440 for the fsGroup) is used without 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def test_a_secret_file_open_to_every_account_is_used_with_one_warning(
         load_settings()  # loaded again by the same command: no second warning
     [warning] = [e for e in logs if e["event"] == "secret_file_open_to_others"]
     assert warning["log_level"] == "warning"
-    assert warning["variable"] == variable
+    assert warning["setting"] == variable
     assert warning["file"] == str(secret)
     assert warning["mode"] == oct(mode)
     assert _SECRET not in repr(logs)
@@ -64,3 +65,37 @@ def test_a_secret_file_reached_through_a_link_is_judged_by_the_file_it_leads_to(
     with capture_logs() as logs:
         load_settings()
     assert logs == []
+
+
+def test_the_target_keystores_passphrase_file_open_to_every_account_is_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``accord keys linkage copy --to-passphrase-file``, the one secret file an option
+    names, is judged as the settings' files are."""
+    from broker.cli import main
+
+    def run(*argv: str) -> None:
+        try:
+            main(list(argv))
+        except SystemExit as done:
+            assert done.code in (0, None)  # noqa: PT017  # success may also exit
+
+    worker, console = tmp_path / "worker", tmp_path / "console"
+    passphrase = tmp_path / "console.pass"
+    passphrase.write_text("console-passphrase\n")
+    passphrase.chmod(0o644)
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "console-passphrase")
+    run("keys", "init", "--party", "console", "--dir", str(console))
+    monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "worker-passphrase")
+    run("keys", "init", "--party", "worker", "--dir", str(worker))
+    run("keys", "linkage", "create", "--dir", str(worker))
+    capsys.readouterr()
+    run("keys", "linkage", "copy", "--dir", str(worker), "--to", str(console),
+        "--to-passphrase-file", str(passphrase))  # fmt: skip
+    # The CLI's own logging (main sets it up): one JSON line on stderr.
+    err = capsys.readouterr().err
+    [warning] = [json.loads(line) for line in err.splitlines() if "secret_file_open" in line]
+    assert warning["level"] == "warning"
+    assert (warning["setting"], warning["file"]) == ("--to-passphrase-file", str(passphrase))
+    assert "console-passphrase" not in err

@@ -28,7 +28,7 @@ SURFACES = {
         "GatewaySettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "Network", "OpsEndpoint",
         "SchoolCalendar", "SignInSettings", "DEMO_PASSPHRASE_FILE", "KeyProtection",
-        "Settings", "WorkerSettings", "default_home", "load_settings",
+        "Settings", "WorkerSettings", "default_home", "load_settings", "read_secret_file",
     },
     "broker.console": {
         "DEMO_INSTANCE", "ConsoleDeps", "ConsoleRun", "TotpBox", "UserFile", "check_instance",
