@@ -6,7 +6,9 @@ pydantic's ``ValidationError`` is translated here; its messages are used but nev
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -20,7 +22,19 @@ from broker.errors import EventInvalid
 from broker.events._consent import ConsentRecord
 from broker.events._model import ContactEvent
 
-__all__ = ["field_path", "parse_consent", "parse_consents", "parse_event", "problems_of"]
+__all__ = [
+    "DUPLICATE_KEY",
+    "DuplicateKey",
+    "field_path",
+    "no_duplicate_keys",
+    "parse_consent",
+    "parse_consents",
+    "parse_event",
+    "problems_of",
+]
+
+#: Said of a JSON object that gives one key twice, here as by the gateway.
+DUPLICATE_KEY = "a key appears twice in one JSON object"
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -154,12 +168,47 @@ def problems_of(
     return problems
 
 
+class DuplicateKey(ValueError):
+    """A JSON object gives one key twice (``no_duplicate_keys``)."""
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook`` refusing a key given twice (``DuplicateKey``):
+    which of two values counts is the parser's choice, and the records system may have meant
+    the other. Refused rather than guessed, as the gateway does."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise DuplicateKey(DUPLICATE_KEY)
+    return out
+
+
+def _json_text(data: bytes | str, prefix: str) -> bytes | str:
+    """``data`` without a leading byte-order mark (RFC 8259 lets a parser ignore one, and the
+    gateway does); ``EventInvalid`` if an object in it gives a key twice. Text that is not
+    JSON is left for pydantic to refuse, in its words."""
+    data = (
+        data.removeprefix(codecs.BOM_UTF8)
+        if isinstance(data, bytes)
+        else data.removeprefix("\ufeff")
+    )
+    try:
+        json.loads(data, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey:
+        path = field_path(())
+        raise EventInvalid([(f"{prefix}{path}" if prefix else path, DUPLICATE_KEY)]) from None
+    except (ValueError, RecursionError):  # not JSON (ValueError covers JSONDecodeError)
+        pass
+    return data
+
+
 def _validate(
     model: type[_M],
     data: bytes | str | Mapping[str, Any],
     context: dict[str, Any],
     prefix: str = "",
 ) -> _M:
+    if isinstance(data, bytes | str):
+        data = _json_text(data, prefix)
     try:
         if isinstance(data, bytes | str):
             return model.model_validate_json(data, context=context)

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from broker.errors import EventInvalid, UsageError
 from broker.events import ContactEvent
+from broker.events._parse import DUPLICATE_KEY, DuplicateKey, no_duplicate_keys
 
 #: CSV columns: one row per subject; rows sharing an event_id make one event.
 CSV_EVENT_COLUMNS = (
@@ -83,7 +84,10 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
+                data = json.loads(raw, object_pairs_hook=no_duplicate_keys)
+            except DuplicateKey:  # as the gateway and parse_event refuse it
+                yield n, RowProblem(n, [("(json)", DUPLICATE_KEY)])
+                continue
             except json.JSONDecodeError as exc:
                 yield n, RowProblem(n, [("(json)", f"not valid JSON at column {exc.colno}")])
                 continue

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from broker.errors import EventInvalid
-from broker.events import CLOCK_SKEW, ContactEvent, parse_event
+from broker.events import CLOCK_SKEW, ContactEvent, parse_consent, parse_event
 from broker.synthetic import SyntheticFamilies
 from tests.unit.policy.kit import AT, event_dict, subject
 
@@ -324,3 +324,30 @@ def test_a_value_of_another_type_is_refused_not_converted(
     data = event_dict(**change)
     problems = _problems(json.dumps(data).encode() if as_json else data)
     assert field in problems
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"need_level": 3, "need_level": 1}',
+        '{"subjects": [{"role": "child", "role": "parent"}]}',  # in a nested object too
+    ],
+)
+def test_a_key_given_twice_is_refused_as_the_gateway_refuses_it(text: str) -> None:
+    """A walkthrough: validate(bytes) kept the last value where the gateway refuses."""
+    for data in (text, text.encode()):
+        assert _problems(data) == {"(event)": "a key appears twice in one JSON object"}
+
+
+def test_a_consent_record_with_a_key_given_twice_is_refused_with_its_place() -> None:
+    with pytest.raises(EventInvalid) as info:
+        parse_consent(b'{"a": 1, "a": 2}', now=AT, prefix="[2].")
+    assert info.value.problems == [("[2].(event)", "a key appears twice in one JSON object")]
+
+
+def test_a_leading_byte_order_mark_is_ignored_as_the_gateway_ignores_it() -> None:
+    """A walkthrough: the gateway took a body with a BOM, the SDK said it was not JSON."""
+    event = event_dict()
+    text = json.dumps(event)
+    for data in ("\ufeff" + text, b"\xef\xbb\xbf" + text.encode()):
+        assert str(parse_event(data, now=AT).event_id) == event["event_id"]

@@ -242,3 +242,16 @@ def test_a_later_row_after_a_multi_line_first_row_names_where_each_starts(
     assert isinstance(row, RowProblem)
     assert (row.line, row.problems) == (4, [("type", "differs from line 2, the first row "
                                                      "of the same event_id")])  # fmt: skip
+
+
+def test_a_jsonl_row_giving_a_key_twice_is_rejected_as_the_gateway_refuses_it(
+    tmp_path: Path,
+) -> None:
+    """A walkthrough: the row's last need_level was kept where the gateway refuses."""
+    event = json.dumps(_event())
+    twice = event[:-1] + ', "need_level": 3, "need_level": 1}'
+    path = tmp_path / "x.jsonl"
+    path.write_text(f"{twice}\n{event}\n")
+    first, second = read_export(path, validate)
+    assert first == RowProblem(1, [("(json)", "a key appears twice in one JSON object")])
+    assert isinstance(second, GoodRow)
