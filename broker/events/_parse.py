@@ -26,6 +26,7 @@ __all__ = [
     "DUPLICATE_KEY",
     "DuplicateKey",
     "field_path",
+    "near_field",
     "no_duplicate_keys",
     "parse_consent",
     "parse_consents",
@@ -118,11 +119,19 @@ def _unknown_key(
     """Where an unknown key was and what to say: named, with our field it nearly is, only
     for a near miss of one of that object's fields."""
     key, where = loc[-1], loc[:-1]
-    if isinstance(key, str) and _FIELD_LIKE.fullmatch(key):
-        near = difflib.get_close_matches(key, sorted(_fields_at(model, where)), 1, _NEAR_MISS)
-        if near:
-            return loc, f"is not a field of this record (did you mean {near[0]!r}?)"
+    if isinstance(key, str) and (near := near_field(key, _fields_at(model, where))):
+        return loc, f"is not a field of this record (did you mean {near!r}?)"
     return (*where, "(unknown field)"), _SAFE_MESSAGES["extra_forbidden"]
+
+
+def near_field(key: str, fields: Iterable[str]) -> str | None:
+    """The one of ``fields`` that ``key``, unknown, nearly is, if it is written as ours are
+    (lowercase letters and underscores) and a near miss of one: only then may ``key`` be
+    repeated to the user. None otherwise (the key could be personal data: say it unnamed)."""
+    if not _FIELD_LIKE.fullmatch(key):
+        return None
+    near = difflib.get_close_matches(key, sorted(fields), 1, _NEAR_MISS)
+    return near[0] if near else None
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

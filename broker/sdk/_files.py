@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from broker.errors import EventInvalid, UsageError
 from broker.events import ContactEvent
-from broker.events._parse import DUPLICATE_KEY, DuplicateKey, no_duplicate_keys
+from broker.events._parse import DUPLICATE_KEY, DuplicateKey, near_field, no_duplicate_keys
 
 #: CSV columns: one row per subject; rows sharing an event_id make one event.
 CSV_EVENT_COLUMNS = (
@@ -103,6 +103,14 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]
             yield n, data
 
 
+def _unknown_column(number: int, name: str) -> str:
+    """A column that is not ours, as an unknown JSON key is said: named only as a near miss
+    of one of ours (``NHS_Number``, any case), else by its place: a mapping mistake can put a
+    name or a number where a header goes."""
+    near = near_field(name.lower(), _CSV_COLUMNS)
+    return f"{name} (did you mean {near!r}?)" if near else f"(unknown column {number})"
+
+
 def _blank_to_none(value: str | None) -> str | None:
     return None if value is None or value.strip() == "" else value.strip()
 
@@ -177,7 +185,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
             raise UsageError(f"{path}: CSV header lacks column(s) {', '.join(sorted(missing))}")
         # A misspelt column (NHS_Number) would drop its values from every row without a word,
         # and the events would go without them: refused, as an unknown JSON field is.
-        unknown = [c for c in header if c not in _CSV_COLUMNS]
+        unknown = [_unknown_column(i, c) for i, c in enumerate(header, 1) if c not in _CSV_COLUMNS]
         if unknown or len(set(header)) != len(header):
             what = f"unknown column(s) {', '.join(unknown)}" if unknown else "a repeated column"
             raise UsageError(f"{path}: CSV header has {what} (see docs/sdk.md for the columns)")

@@ -153,8 +153,25 @@ def test_a_json_export_still_says_true_or_false_as_json_spells_them(tmp_path: Pa
 def test_a_csv_column_no_event_has_is_refused_rather_than_dropped(tmp_path: Path) -> None:
     rows = [{**r, "NHS_Number": r.pop("nhs_number")} for r in _csv_rows(_event())]
     path = _write_csv(tmp_path / "x.csv", rows)
-    with pytest.raises(UsageError, match=r"unknown column\(s\) NHS_Number"):
+    with pytest.raises(
+        UsageError, match=r"unknown column\(s\) NHS_Number \(did you mean 'nhs_number'\?\)"
+    ):
         _read(path)
+
+
+@pytest.mark.parametrize("column", ["Ruby Holland", "ruby_holland", "9434765919"])
+def test_an_unknown_csv_column_is_said_by_its_place_not_its_name(
+    column: str, tmp_path: Path
+) -> None:
+    """A walkthrough: the header's text was echoed, where JSON says an unknown key unnamed,
+    since a mapping mistake can put personal data where a key goes."""
+    rows = [{**r, column: ""} for r in _csv_rows(_event())]
+    path = _write_csv(tmp_path / "x.csv", rows)
+    with pytest.raises(UsageError) as err:
+        _read(path)
+    place = list(rows[0]).index(column) + 1
+    assert f"unknown column(s) (unknown column {place})" in str(err.value)
+    assert column not in str(err.value)
 
 
 def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
