@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         from broker.cli._common import kafka_as, keystore
         from broker.cli._logging import configure_logging
         from broker.cli._loop import run
+        from broker.cli._publish import _unknown_party_hint
+        from broker.errors import KeyStoreError
         from broker.gateway import GatewayRun, check_gateway, run_gateway
         from broker.webauth import loopback
 
@@ -37,7 +39,13 @@ def register(app: typer.Typer) -> None:
         cfg.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
         settings = settings.model_copy(update={"gateway": GatewaySettings(**cfg)})
         check_gateway(settings.gateway)  # before the keystore's passphrase or Kafka
-        keys, kafka = keystore(settings, party), kafka_as(settings, party)
+        try:
+            keys = keystore(settings, party)
+        except KeyStoreError as exc:  # ``--as wmpp``: a typo, said as ``accord publish`` says it
+            if hint := _unknown_party_hint(settings, party):
+                raise KeyStoreError(f"{exc}{hint}") from None
+            raise
+        kafka = kafka_as(settings, party)
         configure_logging()
 
         def started(run: GatewayRun) -> None:

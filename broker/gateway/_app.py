@@ -36,8 +36,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from broker.errors import AccordError, EventInvalid, SendUnconfirmed, TransportError
 from broker.events import ContactEvent
 from broker.gateway._consent import ConsentGate
+from broker.gateway._ingress import IngressWrite
 from broker.gateway._limit import AuthLimit, Limited, LimitKind, Network, client_of
 from broker.gateway._metrics import Endpoint, GatewayMetrics, Outcome
+from broker.gateway._query import query_problem
 from broker.ops import OK, Check, first_failure
 from broker.sdk import Receipt, validate_batch
 from broker.webauth import HostCheck
@@ -48,6 +50,8 @@ EVENTS, BATCH, CONSENTS = "/v1/events", "/v1/events/batch", "/v1/consents"
 PROBES = frozenset({"/healthz", "/readyz"})
 _ENDPOINTS = {EVENTS: Endpoint.EVENT, BATCH: Endpoint.BATCH, CONSENTS: Endpoint.CONSENT}
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+#: The query parameters each route takes; every other route takes none (_query).
+_QUERIES = {CONSENTS: frozenset({"record_id"})}
 
 
 class Publishing(Protocol):
@@ -95,6 +99,8 @@ class GatewayDeps:
     #: without a probe (the default), the first write Kafka's ACLs refuse decides, and is
     #: remembered for RECHECK_S as a probe's refusal is.
     consent_gate: ConsentGate = field(default_factory=ConsentGate)
+    #: Whether Kafka's ACLs refused the last write to the party's ingress topic (/readyz).
+    ingress: IngressWrite = field(default_factory=IngressWrite)
 
 
 class _Refused(Exception):  # a refusal, answered: not a fault
@@ -159,6 +165,8 @@ class _Guard:
         try:
             if path not in PROBES:
                 self._check(Request(scope))
+            if path in _ENDPOINTS or path in PROBES:  # any other path is a 404
+                _check_query(path, scope.get("query_string", b""))
             await self.app(scope, receive, sending)
         except _Refused as refused:
             await _refusal(self.deps, endpoint, refused)(scope, receive, send)
@@ -197,6 +205,11 @@ class _Guard:
             f"too many wrong bearer tokens from {whose} lately: wait Retry-After seconds",
             headers={"Retry-After": str(limited.retry_after)},
         )  # fmt: skip
+
+
+def _check_query(path: str, query: bytes) -> None:
+    if (problem := query_problem(path, query, _QUERIES)) is not None:
+        raise _Refused(400, Outcome.MALFORMED, problem)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -317,11 +330,18 @@ def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Re
             "takes an id once)", **ids,
         )  # fmt: skip
     if _refused_by_acls(exc):
-        # Kafka's ACLs: not Kafka being away, so saying "try later" would be wrong.
-        if endpoint is Endpoint.CONSENT:
+        if endpoint is Endpoint.CONSENT:  # a party that is no consent authority: the caller's
             return _Refused(403, Outcome.REFUSED, _NOT_AN_AUTHORITY)
-        return _Refused(403, Outcome.REFUSED,
-                        "Kafka refused this party the write; nothing was written")  # fmt: skip
+        # The party's own topic: the gateway's login is wrong or lost its grant. Not the
+        # caller's doing, and the event is not written: it keeps it and sends it again.
+        deps.ingress.refused(deps.publisher.topic)
+        return _Refused(
+            503, Outcome.KAFKA_REFUSED,
+            f"Kafka refused this gateway's login the write to {deps.publisher.topic}, and "
+            "nothing was written: the gateway is misconfigured; send it again later, under "
+            "the same event_id",
+            headers={"Retry-After": str(deps.retry_after_seconds)},
+        )  # fmt: skip
     return _Refused(
         503, Outcome.KAFKA_UNAVAILABLE,
         "Kafka could not be reached, and nothing was handed to it: send it again later, "
@@ -351,6 +371,8 @@ async def _publishing(
     deps.metrics.send_seconds.observe(time.perf_counter() - started)
     deps.metrics.records.labels(kind=kind).inc(len(receipts))
     deps.metrics.answered(endpoint, Outcome.ACCEPTED)
+    if endpoint is not Endpoint.CONSENT:
+        deps.ingress.written()
     log.info("gateway_published", endpoint=endpoint.value, topic=receipts[0].topic,
              ids=[r.event_id for r in receipts])  # fmt: skip
     return receipts
@@ -417,7 +439,7 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
         def serving() -> Check:
             return OK if deps.serving() else Check(ok=False, reason="not serving")
 
-        check = first_failure([serving, deps.metrics.kafka_check])
+        check = first_failure([serving, deps.metrics.kafka_check, deps.ingress.check])
         status = "ok" if check.ok else "unavailable"
         return _answer(200 if check.ok else 503, {"status": status, "reason": check.reason})
 

@@ -36,6 +36,7 @@ class Outcome(enum.StrEnum):
     NOT_FOUND = "not_found"  # no such path or method (404, 405)
     REFUSED = "refused"  # Kafka refused the party this write (403)
     KAFKA_UNAVAILABLE = "kafka_unavailable"  # nothing written (503)
+    KAFKA_REFUSED = "kafka_refused"  # Kafka refused the gateway's login the event (503)
     UNCONFIRMED = "unconfirmed"  # Kafka may have written it (504): re-send, same id
     ERROR = "error"  # a fault of the gateway's own (500)
 

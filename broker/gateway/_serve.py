@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -26,6 +26,7 @@ from broker.config import GatewaySettings, Settings, SignInSettings
 from broker.errors import ConfigError, UsageError
 from broker.gateway._app import GatewayDeps, Publishing, create_gateway_app
 from broker.gateway._consent import ConsentGate, quiet_consent_refusals
+from broker.gateway._ingress import IngressWrite, check_ingress
 from broker.gateway._limit import AuthLimit
 from broker.gateway._metrics import GatewayMetrics
 from broker.kafka import KafkaClients, warn_if_plaintext
@@ -159,6 +160,7 @@ async def run_gateway(
 
     ``publisher``: one already made (tests); by default the party's own ``Publisher``,
     started here (a Kafka that cannot be reached stops the start with ``TransportError``).
+    A login Kafka says may not write the party's ingress topic stops it with ``ConfigError``.
     """
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
 
@@ -180,6 +182,7 @@ async def run_gateway(
                              spared=cfg.records_systems or ()),
         forwarded_hops=cfg.forwarded_hops, trusted_proxies=cfg.trusted_proxies or (),
         consent_gate=ConsentGate(lambda: kafka.may_describe(CONSENT)),
+        ingress=IngressWrite(),
     )  # fmt: skip
     config = uvicorn.Config(
         create_gateway_app(deps), host=cfg.host, port=cfg.port,
@@ -192,7 +195,7 @@ async def run_gateway(
 
     def ready() -> Check:
         return first_failure([lambda: OK if server.started else Check(False, "not serving"),
-                              metrics.kafka_check])  # fmt: skip
+                              metrics.kafka_check, deps.ingress.check])  # fmt: skip
 
     sock = listen(cfg.host, cfg.port)
     announced = False
@@ -207,6 +210,9 @@ async def run_gateway(
                 # Its stop is bounded (send timeout + broker.sdk STOP_GRACE): with Kafka not
                 # answering, a SIGTERM abandons what the producer holds rather than wait.
                 await stack.enter_async_context(pub)
+            # Before it serves or says ready (its Kafka reached: the publisher has started).
+            stack.callback(await _may_write(kafka, party, pub.topic, deps.ingress,
+                                            cfg.retry_after_seconds))  # fmt: skip
             task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway-http")
             # Before the publisher stops: a request under way still has it.
             stack.push_async_callback(_stopped, server, task, cfg.send_timeout_seconds + 5)
@@ -220,13 +226,7 @@ async def run_gateway(
                              party=party, topic=pub.topic, tls=tls)  # fmt: skip
             log.info("gateway_started", url=run.url, party=party, tls=tls)
             announced = True
-            if not tls and not loopback(cfg.host):
-                log.warning("gateway_plain_http", why="TLS is left to a proxy in front "
-                            "(ACCORD_GATEWAY__TLS_TERMINATED_BY_PROXY): the token and events "
-                            "cross the network between it and the gateway unencrypted")  # fmt: skip
-            warn_if_plaintext(kafka)
-            if isinstance(keys, FileKeyStore):
-                warn_if_unprotected(keys)
+            _warn(cfg, tls, kafka, keys)
             if started is not None:
                 started(run)
             waiter = asyncio.create_task(stop.wait())
@@ -238,6 +238,31 @@ async def run_gateway(
         sock.close()
         if announced:  # however it was stopped (SIGTERM, Ctrl-C, ``stop``): once closed
             log.info("gateway_stopped", party=party)
+
+
+def _warn(cfg: GatewaySettings, tls: bool, kafka: KafkaClients, keys: KeyStore) -> None:
+    """What the gateway says at every start of a weaker setting it was allowed to run with."""
+    if not tls and not loopback(cfg.host):
+        log.warning("gateway_plain_http", why="TLS is left to a proxy in front "
+                    "(ACCORD_GATEWAY__TLS_TERMINATED_BY_PROXY): the token and events "
+                    "cross the network between it and the gateway unencrypted")  # fmt: skip
+    warn_if_plaintext(kafka)
+    if isinstance(keys, FileKeyStore):
+        warn_if_unprotected(keys)
+
+
+async def _may_write(
+    kafka: KafkaClients, party: str, topic: str, ingress: IngressWrite, recheck: float
+) -> Callable[[], object]:
+    """``ConfigError`` if Kafka says the login may not write ``topic`` (another party's login
+    would have every event refused); else ``ingress``'s watch, running, and what stops it."""
+
+    def probe() -> Awaitable[bool | None]:
+        return kafka.may_describe(topic)
+
+    await check_ingress(probe, party, topic)
+    watch = asyncio.create_task(ingress.watch(probe, recheck), name="gateway-ingress")
+    return watch.cancel
 
 
 async def _stopped(server: uvicorn.Server, task: asyncio.Task[None], wait: float) -> None:

@@ -6,6 +6,8 @@ import json
 import uuid
 from collections.abc import Iterator
 
+from structlog.testing import capture_logs
+
 from broker.keys import FileKeyStore
 from broker.topics import CONSENT, ingress
 from tests.unit.gateway.conftest import AUTH, TOKEN, Gateway, make_gateway
@@ -245,12 +247,32 @@ def test_a_send_kafka_may_have_taken_is_504_telling_the_caller_to_resend_the_sam
     assert (r.status_code, r.json()["event_id"]) == (202, event["event_id"])
 
 
-def test_kafka_refusing_the_write_is_403_not_a_retry(gw: Gateway) -> None:
+def test_kafka_refusing_the_gateways_own_topic_is_503_to_retry_and_not_ready_until_written(
+    gw: Gateway,
+) -> None:
+    """The gateway's login, not the caller, is at fault (a grant taken away while it runs):
+    nothing was written, so the caller keeps the event and sends it again; the log names
+    the topic refused, once, and nothing of the event."""
     gw.kafka.mode = "denied"
-    r = gw.post(EVENTS, gw.event())
-    assert r.status_code == 403
-    assert r.json()["error"] == "refused"
-    assert "Retry-After" not in r.headers
+    event = gw.event()
+    with capture_logs() as logs:
+        for _ in range(2):
+            r = gw.post(EVENTS, event)
+            assert r.status_code == 503
+            assert r.headers["Retry-After"] == "30"
+            assert r.json()["error"] == "kafka_refused"
+            assert ingress("wmp") in r.json()["message"]
+            assert "same event_id" in r.json()["message"]
+        assert gw.post(BATCH, [gw.event()]).status_code == 503
+    refused = [e for e in logs if e["event"] == "gateway_write_refused"]
+    assert [(e["log_level"], e["topic"]) for e in refused] == [("error", ingress("wmp"))]
+    assert event["event_id"] not in str(logs)
+    assert gw.count("event", "kafka_refused") == 2
+    ready = gw.client.get("/readyz")
+    assert (ready.status_code, ready.json()["reason"]) == (503, "kafka refused the gateway's write")
+    gw.kafka.mode = "ok"
+    assert gw.post(EVENTS, event).status_code == 202
+    assert gw.client.get("/readyz").status_code == 200
 
 
 def test_a_consent_record_is_published_to_the_consent_topic(agency_keys: FileKeyStore) -> None:

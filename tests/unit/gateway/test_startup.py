@@ -14,6 +14,8 @@ from broker.errors import ConfigError
 from broker.gateway import check_gateway
 from tests.unit.gateway.conftest import TOKEN
 
+REPO = Path(__file__).resolve().parents[3]
+
 
 def _cfg(**kw: object) -> GatewaySettings:
     return GatewaySettings(token=SecretStr(TOKEN), **kw)  # type: ignore[arg-type]
@@ -110,6 +112,18 @@ def test_the_cli_refuses_a_network_address_without_tls_in_one_line(tmp_path: Pat
     assert run.stderr.count("\n") == 1
     assert "without TLS" in run.stderr
     assert TOKEN not in run.stderr
+
+
+def test_the_cli_asks_did_you_mean_of_a_misspelt_party_as_publish_does(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ACCORD_HOME": str(tmp_path),
+           "ACCORD_GATEWAY__TOKEN": TOKEN, "ACCORD_POLICIES": str(REPO / "policies")}  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "broker", "gateway", "--as", "wmpp"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert run.stderr.count("\n") == 1
+    assert "names no party 'wmpp': did you mean wmp?" in run.stderr
 
 
 @pytest.mark.parametrize(
