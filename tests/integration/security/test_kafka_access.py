@@ -250,5 +250,7 @@ async def test_whether_a_party_may_write_consent_is_told_without_a_produce(
     accord.consent is told False by a metadata request, a consent authority True."""
     assert await KafkaClients(_as(node, "wmp")).may_describe(CONSENT) is False
     assert await KafkaClients(_as(node, "wmp")).may_describe(ingress("wmp")) is True
+    # The gateway's start check (broker.gateway._ingress): another agency's login is told no.
+    assert await KafkaClients(_as(node, "swbh")).may_describe(ingress("wmp")) is False
     assert await KafkaClients(_as(node, "hv-sandwell")).may_describe(CONSENT) is True
     assert await _produce(_as(node, "hv-sandwell"), CONSENT) == "ok"
