@@ -31,6 +31,7 @@ from broker.deploy._compose_kafka import (
 )
 from broker.deploy._model import CONSOLE_PORT, DESK_PORT, GATEWAY_PORT, Deployment, Process
 from broker.deploy._proxies import PRIVATE_RANGES
+from broker.deploy._resources import COMPOSE_ONLY, broker_deploy, compose_deploy, resources_of
 from broker.deploy._secrets import (
     CONTAINER_SECRETS,
     KEYSTORE_PRINCIPALS,
@@ -193,6 +194,8 @@ def _process_service(
             "start_period": "60s",
         },
         "restart": "unless-stopped",
+        # The limits its pod has on Kubernetes: one process cannot starve the host's others.
+        "deploy": compose_deploy(resources_of(proc)["limits"]),
         # The worker commits its transaction and copies its offsets on SIGTERM.
         "stop_grace_period": "30s",
     }
@@ -232,6 +235,7 @@ def _provision_service(dep: Deployment) -> dict[str, Any]:
             broker_host(n): {"condition": "service_healthy"} for n in range(1, dep.brokers + 1)
         },
         "restart": "no",
+        "deploy": compose_deploy(COMPOSE_ONLY["provision"]),
     }
 
 
@@ -250,7 +254,10 @@ def compose_document(
     ports = desk_host_ports(dep.desks, desk_ports or {}, published_ports(dep))
     taken = {**published_ports(dep), **{port: f"{p}'s desk" for p, port in ports.items()}}
     gateways = gateway_host_ports(dep.gateways, gateway_ports or {}, taken)
-    services: dict[str, Any] = {broker_host(n): kafka_service(n) for n in range(1, dep.brokers + 1)}
+    services: dict[str, Any] = {
+        broker_host(n): {**kafka_service(n), "deploy": broker_deploy()}
+        for n in range(1, dep.brokers + 1)
+    }
     services["provision"] = _provision_service(dep)
     for proc in dep.processes:
         host_ports = gateways if proc.is_gateway else ports
@@ -298,6 +305,8 @@ def compose_document(
         "depends_on": ["prometheus"],
         "restart": "unless-stopped",
     }
+    for name in ("postgres", "prometheus", "grafana"):
+        services[name]["deploy"] = compose_deploy(COMPOSE_ONLY[name])
     used = sorted({s["source"] for svc in services.values() for s in svc.get("secrets", ())})
     volumes = [f"kafka-{n}-data" for n in range(1, dep.brokers + 1)]
     volumes += [f"{p.name}-home" for p in dep.processes]

@@ -51,6 +51,7 @@ from broker.deploy._kubernetes_policies import (
 from broker.deploy._model import Deployment, Process
 from broker.deploy._platform_secrets import keystore_secrets
 from broker.deploy._proxies import PRIVATE_RANGES
+from broker.deploy._resources import INIT_RESOURCES, resources_of
 from broker.deploy._strimzi import (
     KAFKA_TLS_PORT,
     kafka,
@@ -89,19 +90,6 @@ _CONSOLE_PVC = "accord-console"
 # letters, digits, '-', '_' and '.'.
 _CONFIGMAP_MAX_BYTES = 1024 * 1024
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
-
-# Starting points for a partnership's volumes (docs/performance.md), which the platform
-# overlays; limits leave room for a burst without letting one process starve the node.
-_RESOURCES = {
-    "worker": {"requests": {"cpu": "500m", "memory": "512Mi"},
-               "limits": {"cpu": "2", "memory": "1Gi"}},
-    "indexer": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                "limits": {"cpu": "1", "memory": "512Mi"}},
-    "console": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                "limits": {"cpu": "1", "memory": "512Mi"}},
-}  # fmt: skip
-_INIT_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"},
-                   "limits": {"cpu": "500m", "memory": "128Mi"}}  # fmt: skip
 
 
 def _configmap_key(rel: str) -> str:
@@ -225,12 +213,6 @@ def _console_data(process: Process) -> bool:
     return process.web_port is not None and process.party is None
 
 
-def _resources_of(process: Process) -> Manifest:
-    if process.is_gateway:
-        return gateways.RESOURCES
-    return desks.resources_of(process) if process.party else _RESOURCES[process.name]
-
-
 def _security() -> Manifest:
     return {
         "allowPrivilegeEscalation": False,
@@ -307,7 +289,7 @@ def _unpack_keystore(dep: Deployment) -> Manifest:
         "image": dep.image,
         "command": ["python", "-m", "tarfile", "--filter", "tar",
                     "-e", f"{_KEYSTORE_ARCHIVE}/keystore.tar", _KEYS],
-        "resources": _INIT_RESOURCES,
+        "resources": INIT_RESOURCES,
         "securityContext": _security(),
         "volumeMounts": [
             {"name": "keystore-archive", "mountPath": _KEYSTORE_ARCHIVE, "readOnly": True},
@@ -346,7 +328,7 @@ def deployment_manifest(
         "startupProbe": _probe("/livez", period=5, failures=60),
         "livenessProbe": _probe("/livez", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=2),
-        "resources": _resources_of(process),
+        "resources": resources_of(process),
         "securityContext": _security(),
         "volumeMounts": _mounts(process),
     }

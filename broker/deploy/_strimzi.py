@@ -48,7 +48,7 @@ _KINDS = {strimzi: str(kind) for kind, strimzi in _RESOURCE_TYPES.items()}
 
 # A starting point the platform team overlays (kustomize patches) to its own sizing: enough
 # for the partnership's volumes (docs/performance.md), not a measured requirement.
-_BROKER_RESOURCES = {
+BROKER_RESOURCES = {
     "requests": {"cpu": "1", "memory": "4Gi"},
     "limits": {"memory": "4Gi"},
 }
@@ -133,7 +133,7 @@ def node_pool(dep: Deployment, cluster: str) -> Manifest:
                     }
                 ],
             },
-            "resources": _BROKER_RESOURCES,
+            "resources": BROKER_RESOURCES,
         },
     }
 

@@ -70,6 +70,35 @@ def test_production_has_three_brokers_and_every_accord_process(
     assert services["console"]["ports"] == ["127.0.0.1:8765:8765"]
 
 
+def test_every_service_has_the_memory_and_cpu_limits_its_kubernetes_pod_has(
+    rendered: tuple[Path, dict[str, Any]],
+) -> None:
+    """One runaway process must not take the host from Kafka and the others: Accord's
+    processes and the brokers are held to their pods' limits, in Docker's units."""
+    from broker.deploy import kubernetes_files
+
+    _, doc = rendered
+    limits = {name: svc["deploy"]["resources"]["limits"] for name, svc in doc["services"].items()}
+    assert all("memory" in lim for lim in limits.values()), limits
+    # A CPU limit on all but the brokers, which Kubernetes does not throttle either.
+    assert {n for n, lim in limits.items() if "cpus" not in lim} == {
+        "kafka-1",
+        "kafka-2",
+        "kafka-3",
+    }
+    dep = deployment(load_bundle(REPO / "policies"), REPO / "policies", brokers=3, partitions=3,
+                     image="a:1")  # fmt: skip
+    pods = kubernetes_files(dep)
+    units = {"Mi": "m", "Gi": "g"}
+    for name in ("worker", "indexer", "console"):
+        text = pods[f"kubernetes/accord/{name}/deployment.yaml"]
+        pod = yaml.safe_load(text)["spec"]["template"]["spec"]["containers"][0]["resources"]
+        memory = pod["limits"]["memory"]
+        assert limits[name]["memory"] == memory[:-2] + units[memory[-2:]], name
+        assert limits[name]["cpus"] == pod["limits"]["cpu"], name
+    assert limits["kafka-1"] == {"memory": "4g"}  # the Strimzi node pool's
+
+
 def test_no_secret_value_is_in_the_yaml_or_the_broker_configuration(
     rendered: tuple[Path, dict[str, Any]],
 ) -> None:

@@ -47,6 +47,11 @@ def test_the_compose_file_with_desks_is_valid_against_the_compose_specification(
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(doc)
     assert {f"desk-{TEAM}", f"flags-{TEAM}", f"desk-{HUB}"} <= set(doc["services"])
     assert f"flags-{HUB}" not in doc["services"]  # a hub raises no flags
+    # Their pods' limits on Kubernetes (_kubernetes_desks): the flag service keeps its tables
+    # in memory.
+    limits = {n: s["deploy"]["resources"]["limits"] for n, s in doc["services"].items()}
+    assert limits[f"desk-{TEAM}"] == limits[f"desk-{HUB}"] == {"cpus": "1", "memory": "512m"}
+    assert limits[f"flags-{TEAM}"] == {"cpus": "1", "memory": "1g"}
 
 
 def test_a_desk_service_is_hardened_as_accords_others_and_runs_its_command(
