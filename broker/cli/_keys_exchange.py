@@ -140,6 +140,17 @@ def _import(file: Path, directory: Path | None, trust: str | None) -> None:
         raise
     made = " (a new keystore, public keys only)" if new else ""
     typer.echo(f"directory {signed.serial} imported into {path}{made}: {len(signed.keys)} keys")
+    _warn_lost_signing_keys(store)
+
+
+def _warn_lost_signing_keys(store: FileKeyStore) -> None:
+    """Said at import, before anything is sent: the SDK refuses such a keystore (_keycheck)."""
+    from broker.keys import lost_signing_keys, lost_signing_keys_advice
+
+    for party in store.private_parties():
+        if lost := lost_signing_keys(store, party):
+            advice = lost_signing_keys_advice(party)
+            typer.echo(f"warning: {advice}; the directory lists {', '.join(lost)}", err=True)
 
 
 def _copy_linkage(directory: Path | None, to: Path, passphrase_file: Path | None) -> None:

@@ -28,6 +28,7 @@ from broker.keys._exchange import (
     sign_directory,
     trusted_signers,
 )
+from broker.keys._own_listed import lost_signing_keys, lost_signing_keys_advice
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS, KeyStore
 from broker.keys._store import UNPROTECTED_WARNING, FileKeyStore, warn_if_unprotected
 from broker.keys._web_secrets import (
@@ -57,6 +58,8 @@ __all__ = [
     "init_keystores",
     "keystores_under",
     "linkage_secret_name",
+    "lost_signing_keys",
+    "lost_signing_keys_advice",
     "protect_keystores",
     "sign_directory",
     "trusted_signers",

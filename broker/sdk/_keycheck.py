@@ -13,7 +13,7 @@ import time
 from broker.config import KemSuite
 from broker.envelope import KeyPurpose, Sealer
 from broker.errors import KeyNotFound, KeyStoreError
-from broker.keys import KeyStore
+from broker.keys import FileKeyStore, KeyStore, lost_signing_keys, lost_signing_keys_advice
 from broker.principals import Principal
 
 _IMPORT = "import the current signed key directory (accord keys import)"
@@ -22,6 +22,11 @@ _IMPORT = "import the current signed key directory (accord keys import)"
 def require_sealing(party: str, sealer: Sealer, keystore: KeyStore, kem: KemSuite) -> None:
     """Everything the party sends is signed by its own live key and sealed to the broker
     with ``kem``, the KEM the client is configured for (the Sealer's)."""
+    # A keystore made again signs with a key the broker does not know: every record would be
+    # refused on arrival while the sender is told it was sent. Its own directory shows it.
+    # Only the file keystore keeps which of its keys the directory it took lists.
+    if isinstance(keystore, FileKeyStore) and lost_signing_keys(keystore, party):
+        raise KeyStoreError(lost_signing_keys_advice(party))
     # The Sealer's own answers: which of the party's keys signs (after a rotation, say) is its
     # choice alone, and the KEM it will seal with is the one configured.
     if not sealer.can_sign():

@@ -12,7 +12,13 @@ import pytest
 from broker.config import EnvelopeSettings, KafkaSettings, KemSuite
 from broker.envelope import KeyPurpose
 from broker.errors import KeyStoreError
-from broker.keys import FileKeyStore, import_directory, init_keystores, sign_directory
+from broker.keys import (
+    FileKeyStore,
+    export_entries,
+    import_directory,
+    init_keystores,
+    sign_directory,
+)
 from broker.sdk import Publisher, Subscriber
 
 X25519 = EnvelopeSettings(kem=KemSuite.X25519)  # the keystores' KEM: quick to make
@@ -142,3 +148,64 @@ def test_a_client_set_to_x25519_against_a_hybrid_broker_key_is_told_so(tmp_path:
                                             r"configured for x25519 ") as err:  # fmt: skip
         _publisher(store)
     assert "accord keys import" not in str(err.value)
+
+
+def _anchor(root: Path) -> str:
+    return FileKeyStore(root / "governance").current_signing_key("governance").info.key_id
+
+
+def _remade(imported: Path, tmp_path: Path, party: str) -> FileKeyStore:
+    """``party``'s keystore lost, made again (keys init) and given the directory (keys import):
+    the directory lists the lost keys, the store holds only new ones."""
+    root = tmp_path / "keys"
+    shutil.copytree(imported, root)
+    shutil.rmtree(root / party)
+    store = _own_keys_only(root, party)
+    directory = (root / "directory.json").read_bytes()
+    import_directory(store, directory, where=root / "directory.json", trust=_anchor(root))
+    return store
+
+
+@pytest.mark.parametrize("client", ["publisher", "subscriber"])
+def test_a_keystore_made_again_beside_its_listed_keys_is_refused_saying_to_restore_it(
+    imported: Path, tmp_path: Path, client: str
+) -> None:
+    """Else it signs with a key the broker does not know: every record is quarantined while
+    the sender is told it was sent (a subscriber's acknowledgements too)."""
+    party = "wmp" if client == "publisher" else "cog-tipton"
+    store = _remade(imported, tmp_path, party)
+    make = _publisher if client == "publisher" else _subscriber
+    with pytest.raises(KeyStoreError) as err:
+        make(store)
+    said = str(err.value)
+    assert said.startswith(
+        f"this keystore holds none of the signing keys the key directory lists for {party}"
+    )
+    assert f"restore {party}'s keystore from its backup, not new keys" in said
+    assert "\n" not in said
+    assert not KEY_ID.search(said)
+
+
+def test_a_keystore_whose_party_the_directory_does_not_list_yet_is_made(
+    tmp_path: Path,
+) -> None:
+    """A first set-up: the party's keys are signed into a later directory."""
+    root = tmp_path / "keys"
+    init_keystores(root, ["cog-tipton"], passphrase=None, kem=KemSuite.X25519)
+    wmp = _own_keys_only(root, "wmp")
+    import_directory(wmp, (root / "directory.json").read_bytes(), where=root, trust=_anchor(root))
+    assert _publisher(wmp).party == "wmp"
+
+
+def test_a_rotated_keystore_is_made_before_and_after_the_directory_naming_the_new_key(
+    imported: Path, tmp_path: Path
+) -> None:
+    """During a staged rotation the old, listed key signs; any listed key held will do."""
+    root = tmp_path / "keys"
+    shutil.copytree(imported, root)
+    wmp, governance = FileKeyStore(root / "wmp"), FileKeyStore(root / "governance")
+    wmp.rotate("wmp", kem=KemSuite.X25519)
+    assert _publisher(wmp).party == "wmp"
+    entries = [("wmp", export_entries(wmp, "wmp"))]
+    import_directory(wmp, sign_directory(governance, entries), where=root)
+    assert _publisher(wmp).party == "wmp"
