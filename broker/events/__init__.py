@@ -36,11 +36,20 @@ from broker.events._model import (
     Subject,
     is_canonical_uuid,
 )
-from broker.events._parse import parse_consent, parse_consents, parse_event
+from broker.events._parse import (
+    DUPLICATE_KEY,
+    DuplicateKey,
+    near_field,
+    no_duplicate_keys,
+    parse_consent,
+    parse_consents,
+    parse_event,
+)
 
 __all__ = [
     "ALWAYS_TRAVELS",
     "CLOCK_SKEW",
+    "DUPLICATE_KEY",
     "EVENT_FIELD_PATHS",
     "EVENT_TYPES",
     "FIELD_PATHS",
@@ -53,6 +62,7 @@ __all__ = [
     "ConsentSubject",
     "ContactEvent",
     "Delivery",
+    "DuplicateKey",
     "EventType",
     "ReferralOutcome",
     "Role",
@@ -62,6 +72,8 @@ __all__ = [
     "holds_nhs_or_telephone_number",
     "is_canonical_uuid",
     "is_valid_nhs_number",
+    "near_field",
+    "no_duplicate_keys",
     "normalise_name",
     "normalise_nhs_number",
     "normalise_postcode",

@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from broker.errors import EventInvalid, UsageError
-from broker.events import ContactEvent
-from broker.events._parse import DUPLICATE_KEY, DuplicateKey, near_field, no_duplicate_keys
+from broker.events import (
+    DUPLICATE_KEY,
+    ContactEvent,
+    DuplicateKey,
+    near_field,
+    no_duplicate_keys,
+)
 
 #: CSV columns: one row per subject; rows sharing an event_id make one event.
 CSV_EVENT_COLUMNS = (
