@@ -13,7 +13,7 @@ import typer
 from broker.cli._common import kafka_as, keystore
 from broker.cli._loop import run
 from broker.config import Settings, load_settings
-from broker.errors import AccordError, KeyStoreError, UsageError
+from broker.errors import AccordError, KeyStoreError, TransportError, UsageError
 
 if TYPE_CHECKING:
     from broker.sdk import GoodRow, RowProblem
@@ -195,6 +195,7 @@ async def _publish(settings: Settings, party: str, file: Path, from_line: int = 
     from rich.console import Console
     from rich.progress import Progress
 
+    from broker.kafka import access_denied
     from broker.sdk import GoodRow, Publisher, RowProblem, read_export
 
     err = Console(stderr=True)
@@ -209,7 +210,7 @@ async def _publish(settings: Settings, party: str, file: Path, from_line: int = 
         rows = [r for r in read_export(file, pub.validate) if r.line >= from_line]
         good = [r for r in rows if isinstance(r, GoodRow)]
         problems = [r for r in rows if isinstance(r, RowProblem)]
-        sent = 0
+        sent, denied = 0, False
         try:
             with Progress(console=err, transient=not err.is_terminal) as progress:
                 task = progress.add_task(f"publishing to {pub.topic}", total=len(good))
@@ -218,10 +219,16 @@ async def _publish(settings: Settings, party: str, file: Path, from_line: int = 
                     await pub.publish_many([r.event for r in chunk])
                     sent += len(chunk)
                     progress.update(task, advance=len(chunk))
+        except TransportError as exc:
+            # Kafka's ACLs refused the first send: nothing went, and no --from-line can help
+            # until a grant changes, so the error line (naming the login and topic) is all.
+            denied = sent == 0 and access_denied(exc)
+            raise
         finally:
             # Also when a send fails part way (the error line follows): which rows were
             # refused, and which went, is what the user needs to finish the job.
-            _report(file, party, problems, good, sent)
+            if not denied:
+                _report(file, party, problems, good, sent)
     return len(problems)
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "abandon",
     "abandon_consumer",
     "abort_quietly",
+    "access_denied",
     "connecting",
     "left_running",
     "quiet_leftovers",
@@ -158,6 +159,19 @@ async def connecting(kafka: str | KafkaClients, *, doing: str | None = None) -> 
             yield
     finally:
         handle.cancel()
+
+
+def access_denied(exc: BaseException) -> bool:
+    """Whether ``exc`` (a ``TransportError``, say) came of Kafka's ACLs refusing the request,
+    somewhere in its causes: sending it again cannot help until a grant changes."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain of translations is a few links; never a loop
+        if seen is None:
+            return False
+        if isinstance(seen, _DENIED):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def refused_access(exc: KafkaError, principal: str | None) -> str:

@@ -134,7 +134,8 @@ SURFACES = {
     "broker.kafka": {
         "MECHANISM", "Admin", "Batch", "ClusterAccess", "Consumer", "Grant", "KafkaClients",
         "Message", "Operation", "Producer", "RebalanceListener", "ResourceKind", "TopicPartition",
-        "TopicSpec", "abandon", "abandon_consumer", "abort_quietly", "accord_topics",
+        "TopicSpec", "abandon", "abandon_consumer", "abort_quietly", "access_denied",
+        "accord_topics",
         "can_log_in", "change_access",
         "connecting", "client_settings", "ensure_topics", "header_key_bytes", "missing_topics",
         "murmur2", "partition_count", "partition_for",

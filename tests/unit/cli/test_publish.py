@@ -6,6 +6,7 @@ with the configured KEM, does not."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from collections.abc import Iterable, Mapping
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import TopicAuthorizationFailedError
 
 from broker.cli import _publish
 from broker.config import KemSuite
 from broker.devkafka import free_port
-from broker.errors import TransportError
+from broker.errors import SendUnconfirmed, TransportError
 from broker.events import ContactEvent, parse_event
+from broker.kafka import access_denied, translated
 from broker.keys import FileKeyStore, init_keystores
 from broker.synthetic import SyntheticFamilies
 from tests.unit.audit.conftest import Run
@@ -100,6 +103,54 @@ def test_from_line_sends_only_the_events_from_that_line_on(
     assert (code, err.strip()) == (0, "")  # the bad line 3 is before it: not read again
     assert _FailingPublisher.sent == ids[5:]
     assert out.strip() == "3 published, 0 rejected"
+
+
+async def _refused_by_the_acls(what: str) -> None:
+    """What the SDK raises when Kafka's ACLs refuse the login the topic: translated, then
+    given up on as unconfirmed (broker.sdk._bounded), the refusal kept as its cause."""
+    try:
+        async with translated(what, principal="wmp"):
+            raise TopicAuthorizationFailedError({"accord.ingress.wmp"})
+    except TransportError as exc:
+        raise SendUnconfirmed(f"{exc}; it is not sent again") from exc
+
+
+@pytest.mark.parametrize("first_chunk_goes", [False, True])
+def test_a_send_refused_by_kafka_s_acls_is_one_error_line_when_nothing_went(
+    first_chunk_goes: bool,
+    export: tuple[Path, list[str]],
+    run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A walkthrough: 'stopped at line 1 ... finish with --from-line 1' came first and the
+    refusal last, though no retry helps until a grant changes. Once some events went, where
+    it stopped still matters (a grant withdrawn mid-run)."""
+    path, _ = export
+    fail_on = 2 if first_chunk_goes else 1
+
+    async def publish_many(self: _FailingPublisher, events: Iterable[ContactEvent]) -> list[None]:
+        self.calls += 1
+        if self.calls == fail_on:
+            await _refused_by_the_acls("publishing to accord.ingress.wmp")
+        return [None for _ in events]
+
+    monkeypatch.setattr(_FailingPublisher, "publish_many", publish_many)
+    code, out, err = run_cli(["publish", "--as", "wmp", str(path)])
+    lines = err.strip().splitlines()
+    assert code == 1
+    assert lines[-1].startswith("accord: error: publishing to accord.ingress.wmp: Kafka refused")
+    if first_chunk_goes:
+        assert out.strip() == "2 published, 1 rejected, 5 not confirmed"
+        assert any(x.startswith("stopped at line 4") for x in lines)
+    else:
+        assert (out, len(lines)) == ("", 1)
+
+
+def test_only_kafka_s_refusals_count_as_access_denied() -> None:
+    assert not access_denied(TransportError("publishing: KafkaTimeoutError"))
+    with pytest.raises(TransportError) as refused:
+        asyncio.run(_refused_by_the_acls("publishing"))
+    assert access_denied(refused.value)
 
 
 @pytest.mark.parametrize(
