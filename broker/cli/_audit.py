@@ -312,14 +312,16 @@ def warn_broken(broken: list[str]) -> None:
 
 def _report_subjects(store: AuditStore, rep: GovernanceReport) -> tuple[str, ...]:
     """The children the report shows data about (its pending and reviewed overrides, the
-    decisions behind its late Encompass notices, its consent withdrawal notices): its record
-    names them, as the console's dashboard and overrides page do, so it is among each child's
-    earlier look-ups."""
+    decisions behind its late and unsent Encompass notices, its consent withdrawal notices):
+    its record names them, as the console's dashboard and overrides page do, so it is among
+    each child's earlier look-ups."""
     keys = {k for p in rep.pending_overrides for k in p.subject_keys}
     keys.update(k for r in rep.reviewed for k in r.subject_keys)
     keys.update(k for n in rep.withdrawals for k in n.subject_keys)
-    for n in rep.encompass_late:
-        if (d := store.find_decision(n.event_id, n.school)) is not None:
+    shown = [(n.event_id, n.school) for n in rep.encompass_late]
+    shown += [(n.event_id, n.school) for n in rep.encompass_unsent]
+    for event_id, school in shown:
+        if (d := store.find_decision(event_id, school)) is not None:
             keys.update(d.subject_keys)
     return tuple(sorted(keys))
 

@@ -315,6 +315,12 @@ def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = (), *,
         ],
         "never_opened": [r.recipient for r in rep.never_opened],
         "operation_encompass": {
+            "unsent_by_school": late_by_school(list(rep.encompass_unsent)),
+            "unsent": [
+                {"school": n.school, "event_id": n.event_id, "decided_at": iso(n.decided_at),
+                 "reason": "recipient-key-unavailable"}
+                for n in rep.encompass_unsent
+            ],
             "late_by_school": late_by_school(list(rep.encompass_late)),
             "late": [
                 {"school": n.school, "event_id": n.event_id, "notified_at": iso(n.notified_at),
@@ -451,6 +457,29 @@ def _withdrawals_text(rep: GovernanceReport) -> list[str]:
 
 
 def _encompass_text(rep: GovernanceReport) -> list[str]:
+    return [*_unsent_text(rep), "", *_late_text(rep)]
+
+
+def _unsent_text(rep: GovernanceReport) -> list[str]:
+    """First: worse than late, these will never be read."""
+    unsent = rep.encompass_unsent
+    out = [
+        f"Operation Encompass: notices never sent, the school having no usable key: {len(unsent)}"
+    ]
+    if not unsent:
+        return [*out, "(none)"]
+    counts = ", ".join(f"{school}: {n}" for school, n in late_by_school(list(unsent)).items())
+    return [
+        *out,
+        f"By school: {counts}",
+        "ACTION NEEDED: these will never be read; ring each school's Key Adult, and put its "
+        "keys in the signed key directory (docs/operations.md, 'A recipient has no usable key')",
+        table(("school", "event", "decided"),
+              [(n.school, n.event_id, n.decided_at.isoformat()) for n in unsent]),
+    ]  # fmt: skip
+
+
+def _late_text(rep: GovernanceReport) -> list[str]:
     late = rep.encompass_late
     out = [f"Operation Encompass: notices read late or unread past their deadline: {len(late)}"]
     if not late:

@@ -169,12 +169,14 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
         window = Window(since=since, until=since + timedelta(days=CHART_DAYS))
         report = governance_report(deps.store, window, policy=deps.policy, today=today,
                                    schools=deps.schools, now=deps.clock())  # fmt: skip
-        # The late Encompass notices and undelivered withdrawal notices are about children:
-        # the record of this view names them, so it is among each child's earlier look-ups
-        # (as the overrides page's is).
+        # The late or unsent Encompass notices and undelivered withdrawal notices are about
+        # children: the record of this view names them, so it is among each child's earlier
+        # look-ups (as the overrides page's is).
+        notices = [(n.event_id, n.school) for n in report.encompass_late]
+        notices += [(n.event_id, n.school) for n in report.encompass_unsent]
         keys = tuple(sorted({
-            k for n in report.encompass_late
-            if (d := deps.store.find_decision(n.event_id, n.school)) is not None
+            k for event_id, school in notices
+            if (d := deps.store.find_decision(event_id, school)) is not None
             for k in d.subject_keys
         } | {k for w in report.undelivered_notices for k in w.subject_keys}))  # fmt: skip
         if refusal := await refused_unless_audited(session, "dashboard", subject_keys=keys):

@@ -5,7 +5,8 @@ A notice is a decision that shared a police domestic incident with a school
 decision (``broker.policy.encompass_deadline``, on the configured ``SchoolCalendar``); the
 school acknowledges it by opening it (its first ``opened`` record for that event, timed by
 the broker). It is late when the acknowledgement came after the deadline, or when none has
-come and the deadline has passed (``broker.policy.is_late``).
+come and the deadline has passed (``broker.policy.is_late``). A decision that would have been
+a notice but found the school with no key to seal to was never sent (``UnsentNotice``).
 
 Only event ids, school party ids and times: a notice names no child here.
 """
@@ -33,6 +34,25 @@ class EncompassNotice:
     @property
     def state(self) -> Literal["acknowledged late", "open past deadline"]:
         return "open past deadline" if self.acknowledged_at is None else "acknowledged late"
+
+
+@dataclass(frozen=True, slots=True)
+class UnsentNotice:
+    """A notice never sent: the decision would have shared the incident with the school, but
+    the school had no usable key to seal it to (``recipient-key-unavailable``). Worse than
+    late: it will never be read, and the school's Key Adult must be told by other means."""
+
+    event_id: str
+    school: str
+    decided_at: datetime
+
+
+def unsent_encompass_notices(store: AuditStore, window: Window | None = None) -> list[UnsentNotice]:
+    """Notices decided in ``window`` and never sent for want of the school's key, by school,
+    then oldest first."""
+    rows = store.encompass_unsent(window or Window())
+    unsent = [UnsentNotice(row.event_id, row.school, row.notified_at) for row in rows]
+    return sorted(unsent, key=lambda n: (n.school, n.decided_at, n.event_id))
 
 
 def _notice(row: NoticeRow, calendar: SchoolCalendar, now: datetime) -> EncompassNotice:
@@ -63,5 +83,5 @@ def overdue_encompass_notices(
     return [n for n in notices if is_late(n.deadline, None, now)]
 
 
-def late_by_school(notices: list[EncompassNotice]) -> dict[str, int]:
+def late_by_school(notices: list[EncompassNotice] | list[UnsentNotice]) -> dict[str, int]:
     return dict(sorted(Counter(n.school for n in notices).items()))

@@ -13,7 +13,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from broker.config import SchoolCalendar
-from broker.governance._encompass import EncompassNotice, late_encompass_notices
+from broker.governance._encompass import (
+    EncompassNotice,
+    UnsentNotice,
+    late_encompass_notices,
+    unsent_encompass_notices,
+)
 from broker.governance._grounds import Ground, decision_grounds, str_or_none, str_tuple
 from broker.governance._review import ReviewStatus
 from broker.governance._sent import consent_words, field_sent_as, transforms_of
@@ -158,6 +163,9 @@ class GovernanceReport:
     # Operation Encompass notices decided in the window that were acknowledged late or are
     # still open past their deadline, by school.
     encompass_late: tuple[EncompassNotice, ...] = ()
+    # Operation Encompass notices decided in the window and never sent, the school having
+    # no usable key: never to be read, by school.
+    encompass_unsent: tuple[UnsentNotice, ...] = ()
     # Overrides reviewed in the window, newest first: each finding stays visible.
     reviewed: tuple[ReviewedOverride, ...] = ()
     # Consent withdrawal notices logged in the window, oldest first.
@@ -241,8 +249,9 @@ def governance_report(
     now: datetime | None = None,
 ) -> GovernanceReport:
     """Shares and non-shares, the override backlog, quarantine, expiries, unopened
-    deliveries, Encompass notices late at ``now`` on the ``schools`` calendar, and consent
-    withdrawal notices (those undelivered needing an officer to act)."""
+    deliveries, Encompass notices late at ``now`` on the ``schools`` calendar or never sent
+    (the school had no key), and consent withdrawal notices (those undelivered needing an
+    officer to act)."""
     decisions = sorted(
         (DecisionCount(*row) for row in store.decision_counts(window)),
         key=lambda c: (c.agreement_id or "", c.recipient, c.outcome, c.reason or ""),
@@ -265,6 +274,7 @@ def governance_report(
                 store, schools or SchoolCalendar(), now or datetime.now(UTC), window
             )
         ),
+        encompass_unsent=tuple(unsent_encompass_notices(store, window)),
         reviewed=tuple(reviewed_overrides(store, window)),
         withdrawals=tuple(withdrawal_notices(store, window)),
         decisions_total=sum(n for _, _, n in store.decisions_per_day(window)),

@@ -20,7 +20,14 @@ from broker.governance._sql_received import (
     quarantined_receipts,
     unsent_shares,
 )
-from broker.governance._sql_rows import SEVERAL_GROUNDS, agreements_of, refuse_newer, review_row
+from broker.governance._sql_rows import (
+    ENCOMPASS_LIKE,
+    ENCOMPASS_UNSENT,
+    SEVERAL_GROUNDS,
+    agreements_of,
+    refuse_newer,
+    review_row,
+)
 from broker.governance._sql_write import write_batch
 from broker.governance._store import (
     ChainHead,
@@ -421,6 +428,10 @@ class SqlAuditStore:
             NoticeRow(str(e), str(p), parse_sql_time(str(n)), parse_sql_time(str(a)) if a else None)
             for e, p, n, a in rows
         ]
+
+    def encompass_unsent(self, window: Window) -> list[NoticeRow]:
+        rows = self._q(ENCOMPASS_UNSENT, (*window.bounds(), *ENCOMPASS_LIKE))
+        return [NoticeRow(str(e), str(p), parse_sql_time(str(a)), None) for e, p, a in rows]
 
     def review_of(self, event_id: str, party: str) -> OverrideReview | None:
         rows = self._q(

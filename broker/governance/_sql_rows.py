@@ -8,14 +8,36 @@ from typing import Any
 
 from broker.errors import AuditError
 from broker.governance._schema import MIGRATIONS
-from broker.governance._store import ReviewRow
+from broker.governance._store import ENCOMPASS_EVENT_TYPE, ENCOMPASS_RECIPIENT_KIND, ReviewRow
 
-__all__ = ["SEVERAL_GROUNDS", "agreements_of", "refuse_newer", "review_row"]
+__all__ = [
+    "ENCOMPASS_LIKE",
+    "ENCOMPASS_UNSENT",
+    "SEVERAL_GROUNDS",
+    "agreements_of",
+    "refuse_newer",
+    "review_row",
+]
 
 # A body whose grounds name two clauses or more: in canonical JSON (RFC 8785: keys sorted, no
 # spaces) each ground opens with "agreement_id", so this is found between two grounds and
 # nowhere else in a decision. Bound, not inlined: psycopg would read "%" as a placeholder.
 SEVERAL_GROUNDS = '%},{"agreement_id":%'
+
+# The decisions that would have been Encompass notices (``_store.is_encompass_notice``) but
+# for the school having no key to seal to: refused, reason recipient-key-unavailable. The
+# reason narrows to a few rows before a body is matched (canonical JSON: the match is
+# exact, as migration 3's); the patterns are bound, for psycopg's sake.
+ENCOMPASS_UNSENT = (
+    "SELECT event_id, party, at FROM audit_records WHERE kind = 'decided' "
+    "AND outcome = 'not_shared' AND reason = 'recipient-key-unavailable' "
+    "AND event_id IS NOT NULL AND party IS NOT NULL AND at >= ? AND at < ? "
+    "AND body LIKE ? AND body LIKE ? ORDER BY at, party, event_id"
+)
+ENCOMPASS_LIKE = (
+    f'%"event_type":"{ENCOMPASS_EVENT_TYPE}"%',
+    f'%"recipient_kind":"{ENCOMPASS_RECIPIENT_KIND}"%',
+)
 
 
 def agreements_of(body: str) -> list[str | None]:

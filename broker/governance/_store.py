@@ -409,6 +409,12 @@ class AuditStore(Protocol):
         ``unacknowledged``), oldest first."""
         ...
 
+    def encompass_unsent(self, window: Window) -> list[NoticeRow]:
+        """Decisions in the window that would have been Encompass notices but were refused
+        for want of the school's key (``recipient-key-unavailable``), oldest first: never
+        sent, so never to be read (``acknowledged_at`` is None)."""
+        ...
+
     def review_of(self, event_id: str, party: str) -> OverrideReview | None: ...
 
     def reviews(self, window: Window) -> list[OverrideReview]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import structlog
 
 from broker.audit import AuditKind
@@ -12,6 +15,7 @@ from broker.kafka import partition_for
 from broker.linkage import Linker, Unlinkable
 from broker.pipeline._effects import Audit, ConsentShare, Effect, MarkProcessed, NoteShare
 from broker.pipeline._encoding import DecidedData, delivery_payload
+from broker.pipeline._metrics import Metrics
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, forward, quarantine
 from broker.policy import Decision, consent_subjects, redact
@@ -189,14 +193,61 @@ class Link:
         )
 
 
+class KeyUnavailable:
+    """Says so when a share is refused because its recipient has no usable key: a party
+    onboarded without keys in the signed directory is otherwise sent nothing, statutory
+    Operation Encompass notices included, and only the audit log knows.
+
+    Each refusal is counted (``accord_recipient_key_unavailable_total``); a warning is logged
+    on a recipient's first and then at most once every ``every`` seconds, with how many were
+    refused since the last, so that a busy topic does not flood the log. Party and agreement
+    ids and the reason only: nothing about the event's people.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        *,
+        every: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._metrics = metrics
+        self._every = every
+        self._clock = clock
+        self._warned: dict[str, float] = {}
+        self._unsaid: dict[str, int] = {}  # refusals since the recipient's last warning
+
+    def __call__(self, decision: Decision) -> None:
+        recipient = decision.recipient
+        if (m := self._metrics) is not None:
+            m.count(m.key_unavailable, recipient)
+        refused = self._unsaid.get(recipient, 0) + 1
+        now = self._clock()
+        last = self._warned.get(recipient)
+        if last is not None and now - last < self._every:
+            self._unsaid[recipient] = refused
+            return
+        self._warned[recipient] = now
+        self._unsaid[recipient] = 0
+        log.warning(
+            "recipient_key_unavailable",
+            recipient=recipient,
+            agreement=decision.agreement_id,
+            reason="recipient-key-unavailable",
+            refused=refused,
+            hint="put the party's keys in the signed key directory (docs/operations.md)",
+        )
+
+
 class Decide:
     """One decision per candidate recipient, every one audited, shares and refusals alike;
     the event's id spent."""
 
     name = "decide"
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, no_key: KeyUnavailable | None = None) -> None:
         self.services = services
+        self._key_unavailable = no_key
 
     def __call__(self, work: Work) -> Step:
         work.decisions = self.decisions(work)
@@ -219,7 +270,12 @@ class Decide:
         if not check_keys:
             return decisions
         can_seal = self.services.sealer.can_seal_to
-        return [d if not d.shares or can_seal(d.recipient) else _no_key(d) for d in decisions]
+        return [d if not d.shares or can_seal(d.recipient) else self._no_key(d) for d in decisions]
+
+    def _no_key(self, decision: Decision) -> Decision:
+        if self._key_unavailable is not None:
+            self._key_unavailable(decision)
+        return _no_key(decision)
 
 
 def _no_key(decision: Decision) -> Decision:
@@ -364,13 +420,17 @@ def _consent_shares(
     return notes
 
 
-def ingress_chain(services: Services) -> tuple[Route, Open, Validate, Link, Decide, Deliver]:
+def ingress_chain(
+    services: Services, metrics: Metrics | None = None
+) -> tuple[Route, Open, Validate, Link, Decide, Deliver]:
+    """The worker's chain, which says when a recipient has no key (``metrics``: counted
+    there too); ``accord policy impact`` redecides without keys, and says nothing."""
     return (
         Route(services),
         Open(services, SCHEMA_EVENT),
         Validate(),
         Link(services),
-        Decide(services),
+        Decide(services, KeyUnavailable(metrics) if metrics is not None else None),
         Deliver(services),
     )
 

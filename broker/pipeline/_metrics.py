@@ -5,7 +5,7 @@ Labels are party ids, outcomes, reasons and kinds: never anything about a person
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -29,6 +29,16 @@ class Metrics:
             "accord_decisions",
             "Decisions, by recipient and outcome.",
             ["recipient", "outcome"],
+            registry=registry,
+        )
+        # Counted where a share is turned into a refusal for want of a key (rare: a party
+        # onboarded without keys in the signed directory); every party of the bundle in force
+        # has a series from the start (``parties``), so the alert sees the first one.
+        self.key_unavailable = Counter(
+            "accord_recipient_key_unavailable",
+            "Shares refused because the recipient has no usable key in the signed directory "
+            "(decided not_shared, reason recipient-key-unavailable), by recipient.",
+            ["recipient"],
             registry=registry,
         )
         self.quarantined = Counter(
@@ -116,6 +126,13 @@ class Metrics:
             "When Kafka last answered one of the worker's fetches (Unix time; 0 before the first).",
             registry=registry,
         )
+
+    def parties(self, parties: Iterable[str]) -> None:
+        """A zero series of ``accord_recipient_key_unavailable_total`` for each party (bounded:
+        the bundle's), so that an alert on its increase fires on the first refusal, which a
+        series born at 1 would not show."""
+        for party in parties:
+            self.key_unavailable.labels(party)
 
     def follow_stale(self, stale: Callable[[], int]) -> None:
         """``accord_worker_state_entries_stale`` reads ``stale()`` at every scrape: the view

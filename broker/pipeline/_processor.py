@@ -52,7 +52,7 @@ class Processor:
         self.services = services
         self.outbox = outbox
         self._chains: dict[str, Sequence[Stage]] = {
-            "ingress": ingress_chain(services),
+            "ingress": ingress_chain(services, outbox.metrics),
             CONSENT: consent_chain(services),
             ACCESS: access_chain(services),
         }
@@ -98,6 +98,7 @@ class Processor:
         metrics = self.outbox.metrics
         metrics.policy_version.clear()
         metrics.policy_version.labels(version=policy.version).set(1)
+        metrics.parties(policy.bundle.parties)
         parties, agreements, clauses = policy.counts
         loaded = Audit(
             AuditKind.POLICY_LOADED,

@@ -242,7 +242,8 @@ def test_accord_audit_report_has_an_operation_encompass_section_in_text_and_json
 
     code, out, err = run_cli(argv)
     assert (code, err) == (0, "")
-    section = out[out.index("Operation Encompass") :]
+    assert "Operation Encompass: notices never sent, the school having no usable key: 0" in out
+    section = out[out.index("Operation Encompass: notices read late") :]
     assert section.splitlines()[0].endswith(": 2")
     assert f"By school: {SCHOOL_A}: 1, {SCHOOL_B}: 1" in section
     assert "not yet" in section
@@ -289,5 +290,6 @@ def test_the_report_says_so_when_no_notice_is_late(
     assert text.endswith(
         "Operation Encompass: notices read late or unread past their deadline: 0\n(none)"
     )
-    assert json.loads(report_json(rep))["operation_encompass"] == {"late_by_school": {},
-                                                                   "late": []}  # fmt: skip
+    assert json.loads(report_json(rep))["operation_encompass"] == {
+        "unsent_by_school": {}, "unsent": [], "late_by_school": {}, "late": [],
+    }  # fmt: skip

@@ -14,7 +14,7 @@ from broker.audit import AuditKind, AuditRecord, KeystoreAuditVerifier
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.policy import load_bundle
-from tests.unit.audit.conftest import CHILD_NHS, index_records
+from tests.unit.audit.conftest import CHILD_NHS, decision, index_records
 from tests.unit.audit.test_disclosure_grounds import signed, two_agreements
 from tests.unit.audit.test_encompass import (
     DEADLINE,
@@ -86,6 +86,26 @@ def test_the_dashboard_records_the_children_of_the_late_encompass_notices_it_sho
     child = linker.from_nhs_number(CHILD_NHS)
     assert query.subject_keys == (child,)
     assert [q.data["page"] for q in sink.store.subject_lookups(child)] == ["dashboard"]
+
+
+def test_the_dashboard_shows_encompass_notices_never_sent_and_records_their_children(
+    make_client: Callable[..., TestClient], keys: FileKeyStore, linker: Linker,
+    verifier: KeystoreAuditVerifier, clock: Clock, sink: IndexingSink,
+) -> None:  # fmt: skip
+    """Refused for want of the school's key: never to be read, shown before any deadline."""
+    chain = EncompassChain(keys, linker)
+    chain.decided("e-nokey", SCHOOL_A, decision(
+        "not_shared", recipient_kind="school", reason="recipient-key-unavailable",
+    ))  # fmt: skip
+    assert index_records(sink.store, verifier, chain.signed()).breaks == []
+    clock.now = DEADLINE - timedelta(days=2)
+    client = make_client()
+    sign_in(client)
+    page = client.get("/").text
+    assert re.search(r'id="encompass-unsent">1</span> Encompass notice never sent', page)
+    assert "<code>e-nokey</code>" in page
+    [query] = [q for q in sink.queries() if q.data["page"] == "dashboard"]
+    assert query.subject_keys == (linker.from_nhs_number(CHILD_NHS),)
 
 
 def subject_page(client: TestClient) -> str:

@@ -1,0 +1,66 @@
+"""The alert on shares refused for want of the recipient's key, run by promtool over made-up
+series: the first refusal to a party alerts, naming it (its series stands at 0 from the
+bundle's loading); a party sent to, or one refused long ago, does not."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from broker.deploy._observability import alert_rules_text
+from tests.unit.deploy.test_observability import promtool
+
+__all__ = ["promtool"]  # the fixture, shared with test_observability
+
+_JOB = "accord-worker"
+_ALERT = "AccordRecipientKeyUnavailable"
+_NO_KEY, _KEYED = "school-146202", "school-146201"
+
+
+def _refused(recipient: str, values: str) -> dict[str, str]:
+    labels = f'job="{_JOB}",recipient="{recipient}"'
+    return {"series": f"accord_recipient_key_unavailable_total{{{labels}}}", "values": values}
+
+
+def _fires(promtool: str, tmp_path: Path, series: list[dict[str, str]],
+           firing: dict[str, str]) -> None:  # fmt: skip
+    """That the alert fires at 40 minutes of ``series`` for exactly the recipients in
+    ``firing`` (recipient -> its value)."""
+    text = alert_rules_text()
+    (tmp_path / "alerts.yml").write_text(text)
+    [rule] = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]
+              if r["alert"] == _ALERT]  # fmt: skip
+    alerts = []
+    for recipient, value in firing.items():
+        filled = {k: v.replace("{{ $labels.recipient }}", recipient).replace("{{ $value }}", value)
+                  for k, v in rule["annotations"].items()}  # fmt: skip
+        labels = {**rule["labels"], "job": _JOB, "recipient": recipient}
+        alerts.append({"exp_labels": labels, "exp_annotations": filled})
+    test = {
+        "interval": "1m",
+        "input_series": series,
+        "alert_rule_test": [{"eval_time": "40m", "alertname": _ALERT, "exp_alerts": alerts}],
+    }
+    spec = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [test]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec))
+    done = subprocess.run(  # Prometheus' own rule tester, on files this test wrote
+        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_first_refusal_for_want_of_a_key_alerts_naming_the_recipient(
+    promtool: str, tmp_path: Path
+) -> None:
+    """One share refused at minute 35, after 35 minutes at 0; the other party has its key."""
+    series = [_refused(_NO_KEY, "0x35 1x5"), _refused(_KEYED, "0x40")]
+    _fires(promtool, tmp_path, series, {_NO_KEY: "1"})
+
+
+def test_refusals_that_stopped_do_not_alert(promtool: str, tmp_path: Path) -> None:
+    """Its keys were put in the directory 20 minutes ago: the count stands still."""
+    series = [_refused(_NO_KEY, "0x10 1+1x10 11x20")]
+    _fires(promtool, tmp_path, series, {})
