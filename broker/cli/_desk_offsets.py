@@ -12,11 +12,12 @@ committed offset for a replay, and would refuse every one: so the memory's marks
 with the group's, a deliberate act, and a copy of a record at another position is still a
 replay. A raw ``kafka-consumer-groups --reset-offsets`` misses exactly that step.
 
-The memory goes first, then the groups. A mark set back alone is harmless: it lets a record
-back in only at the position where it was first opened, and Kafka hands over nothing below the
-group's offset. A group set back alone is not: the desk would refuse, and commit past, every
-record it reads again. So nothing moves in Kafka until the memory has been set back, and a
-failure between the two groups' commits names what moved.
+Nothing moves while the desk runs: its groups are first asked of Kafka, and a group with a
+member is refused before the memory or any offset is touched. Then the memory goes first, and
+the groups after it. A group set back alone is not harmless: the desk would refuse, and commit
+past, every record it reads again. So nothing moves in Kafka until the memory has been set
+back; if Kafka then refuses the desk's group (a desk started meanwhile), the memory's marks are
+put back as they were, and a failure between the two groups' commits names what moved.
 
 The earliest offset is right for a desk newer than a restored Kafka too. Its marks sit above
 the topic's new end, where Kafka now writes new records: one of them handed over again after a
@@ -29,6 +30,7 @@ cannot tell the two apart: the earliest is right for both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,14 +77,27 @@ def reset_offsets(party: As, no_replay_memory: NoMemory = False) -> None:
             "its volume), or give --no-replay-memory if this desk never kept one"
         )
 
-    def memory_first(plan: list[Rewound]) -> None:
+    said: list[str] = []  # said once every group has moved: a refusal is its one line alone
+
+    def memory_first(plan: list[Rewound]) -> Callable[[], None]:
+        marks: list[tuple[Rewound, dict[int, int]]] = []
         for rewound in plan:
-            if rewound.topic == deliver(party) and rewind_replay_memory(path, rewound):
-                typer.echo(f"{rewound.group}: replay memory {path} set back to {_at(rewound)}")
+            if rewound.topic == deliver(party):
+                before = rewind_replay_memory(path, rewound)
+                if before is not None:
+                    marks.append((rewound, before))
+                    said.append(f"{rewound.group}: replay memory {path} set back to {_at(rewound)}")
+
+        def undo() -> None:
+            for rewound, before in marks:
+                restore_replay_memory(path, rewound, before)
+
+        return undo
 
     done = run(rewind_groups(kafka_as(settings, party), party, first=memory_first))
-    for rewound in done:
-        typer.echo(f"{rewound.group}: reads {rewound.topic} again from {_at(rewound)}")
+    said += [f"{r.group}: reads {r.topic} again from {_at(r)}" for r in done]
+    for line in said:
+        typer.echo(line)
     typer.echo(f"start {party}'s desk: what it reads again and already holds is not stored twice")
 
 
@@ -103,22 +118,28 @@ def desk_groups(party: str) -> list[tuple[str, str]]:
 
 
 async def rewind_groups(
-    kafka: KafkaClients, party: str, *, first: Callable[[list[Rewound]], None] | None = None
+    kafka: KafkaClients,
+    party: str,
+    *,
+    first: Callable[[list[Rewound]], Callable[[], None]] | None = None,
 ) -> list[Rewound]:
     """Set each of the desk's groups, on each partition of its topic, to the earliest offset
     Kafka keeps, after ``first`` (the replay memory) was given where they will go: nothing is
-    committed if it fails. The flags group is left out when the party has no flags topic (a
-    hub, a school). Refused while a desk runs: Kafka takes no offsets for a group with
+    committed if it fails, and what it returns undoes it if Kafka then takes no group's
+    offsets. The flags group is left out when the party has no flags topic (a hub, a school).
+    Refused while a desk runs, before ``first``: Kafka would take no offsets for a group with
     members."""
     plan = await _earliest(kafka, party)
-    if first is not None:
-        first(plan)
+    await _refuse_members(kafka, party, [r.group for r in plan])
+    undo = first(plan) if first is not None else None
     done: list[str] = []
     for rewound in plan:
         try:
             await _commit(kafka, party, rewound)
         except TransportError as exc:
             if not done:
+                if undo is not None:
+                    undo()  # nothing moved in Kafka: neither does the memory
                 raise
             left = [r.group for r in plan if r.group not in done]
             raise TransportError(
@@ -157,6 +178,36 @@ async def _earliest(kafka: KafkaClients, party: str) -> list[Rewound]:
     finally:
         await stop_bounded(consumer)
     return plan
+
+
+async def _refuse_members(kafka: KafkaClients, party: str, groups: list[str]) -> None:
+    """Refuse, before anything moves, while any of ``groups`` has a member: the desk (or its
+    flag reader) runs. A group Kafka answers with an error is refused as that error."""
+    from aiokafka.errors import for_code
+
+    from broker.kafka import translated
+
+    admin: Any = kafka.admin(f"accord-desk-{party}-reset")
+    try:
+        async with translated("asking Kafka whether the desk runs", principal=kafka.principal):
+            await admin.start()
+            # One group a request: aiokafka 0.14 reads a version-3 answer with version 2's
+            # layout, which holds for one group and fails ("Buffer underrun") for two.
+            answers = [await admin.describe_consumer_groups([group]) for group in groups]
+            for response in (r for answer in answers for r in answer):
+                for described in response.groups:
+                    error, group, _state, _protocol_type, _protocol, members = described[:6]
+                    if error:
+                        raise for_code(error)(group)
+                    if members:
+                        raise TransportError(
+                            f"{group} has {len(members)} member(s): stop {party}'s desk first "
+                            "(a group with a member cannot be set back; a desk killed rather "
+                            "than stopped leaves it within a minute). Nothing was changed"
+                        )
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
 
 
 async def _commit(kafka: KafkaClients, party: str, rewound: Rewound) -> None:
@@ -218,17 +269,34 @@ async def _partitions(kafka: KafkaClients, party: str, topic: str) -> list[Any]:
         await stop_bounded(consumer)
 
 
-def rewind_replay_memory(path: Path, rewound: Rewound) -> bool:
-    """Set the replay memory at ``path`` back with ``rewound.group`` (False: there is none).
-    A memory that cannot be opened or written is a ``ConfigError`` naming it."""
+def rewind_replay_memory(path: Path, rewound: Rewound) -> dict[int, int] | None:
+    """Set the replay memory at ``path`` back with ``rewound.group``: each partition's mark
+    as it was before (None: there is no memory). A memory that cannot be opened or written is
+    a ``ConfigError`` naming it."""
     from broker.sdk import SqliteReplayMemory
 
     if not path.is_file():
-        return False
+        return None
     memory = SqliteReplayMemory(path, group=rewound.group)
     try:
+        # The SDK has no reader of its marks; its own, so that an undo puts back exactly these.
+        before = {p: memory._committed_up_to(rewound.topic, p) for p in rewound.offsets}
         for partition, offset in sorted(rewound.offsets.items()):
             memory.rewound(rewound.topic, partition, offset)
     finally:
         memory.close()
-    return True
+    return before
+
+
+def restore_replay_memory(path: Path, rewound: Rewound, before: dict[int, int]) -> None:
+    """Put back the marks :func:`rewind_replay_memory` lowered, when Kafka then took none of
+    the group's offsets: a committed mark only ever rises, to exactly what it was."""
+    from broker.sdk import SqliteReplayMemory
+
+    memory = SqliteReplayMemory(path, group=rewound.group)
+    try:
+        for partition, mark in sorted(before.items()):
+            if mark > rewound.offsets[partition]:
+                memory.committed(rewound.topic, partition, mark)
+    finally:
+        memory.close()

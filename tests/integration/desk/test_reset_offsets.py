@@ -1,18 +1,18 @@
 """On real Kafka: ``accord desk reset-offsets --as PARTY`` sets the desk's groups back to the
 earliest record Kafka keeps, and its replay memory with them, so a desk whose store was lost
 or restored older is handed its deliveries and flags again (and opens them, not refusing them
-as replays); a desk still running is not set back, and what Kafka's group coordinator raises
-then is said as that."""
+as replays); a desk still running is refused before its replay memory or any group moves."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from broker.cli import main
-from broker.cli._desk_offsets import rewind_groups
+from broker.cli._desk_offsets import Rewound, rewind_groups
 from broker.errors import TransportError
 from broker.sdk import SqliteReplayMemory, default_replay_file
 from broker.topics import desk_flags
@@ -116,8 +116,19 @@ async def test_a_desk_still_reading_is_not_set_back(kafka_bootstrap: str) -> Non
             await running.getmany(timeout_ms=200)
         await running.commit()
         before = await _committed(kafka_bootstrap, f"{party}.desk")
-        with pytest.raises(TransportError, match=f"stop {party}'s desk first"):
-            await rewind_groups(clients(kafka_bootstrap), party)
+        moved: list[Rewound] = []
+
+        def memory(plan: list[Rewound]) -> Callable[[], None]:
+            moved.extend(plan)
+            return lambda: None
+
+        # Asked of Kafka before anything moves (it used to find out at the commit, after the
+        # replay memory had been set back).
+        with pytest.raises(
+            TransportError, match=rf"^{party}\.desk has 1 member\(s\): stop {party}'s desk first"
+        ):
+            await rewind_groups(clients(kafka_bootstrap), party, first=memory)
+        assert moved == []
         assert await _committed(kafka_bootstrap, f"{party}.desk") == before
     finally:
         await running.stop()

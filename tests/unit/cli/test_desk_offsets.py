@@ -1,6 +1,7 @@
-"""``accord desk reset-offsets``, with fake Kafka clients: the replay memory is set back before
-any group's offsets move, a failure after one group moved says which and to run it again, a
-missing memory is refused unless ``--no-replay-memory`` says the desk never kept one, and an
+"""``accord desk reset-offsets``, with fake Kafka clients: a desk still running is refused
+before anything moves, the replay memory is set back before any group's offsets move and put
+back if Kafka then takes none, a failure after one group moved says which and to run it again,
+a missing memory is refused unless ``--no-replay-memory`` says the desk never kept one, and an
 access refusal is said as one, not as a desk still running."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,16 +36,52 @@ DESK, FLAGS = f"{PARTY}.desk", f"{PARTY}.desk-flags"
 
 class FakeKafka:
     """Kafka with the desk's two topics (one partition each, earliest offset 5) that records
-    each commit, and raises ``refuse[group]`` instead of committing for that group."""
+    each commit, and raises ``refuse[group]`` instead of committing for that group. Its admin
+    describes each group with ``members[group]`` members (none unless given), or answers it
+    with ``errors[group]`` (a Kafka error code)."""
 
     principal = PARTY
 
-    def __init__(self, refuse: dict[str, KafkaError] | None = None) -> None:
+    def __init__(
+        self,
+        refuse: dict[str, KafkaError] | None = None,
+        *,
+        members: dict[str, int] | None = None,
+        errors: dict[str, int] | None = None,
+    ) -> None:
         self.refuse = refuse or {}
+        self.members = members or {}
+        self.errors = errors or {}
         self.commits: list[tuple[str, dict[TopicPartition, int]]] = []
+        self.described: list[str] = []
 
     def consumer(self, *, client_id: str, group: str | None = None) -> Any:  # noqa: ARG002
         return _Consumer(self, group)
+
+    def admin(self, client_id: str) -> Any:  # noqa: ARG002
+        return _Admin(self)
+
+
+class _Admin:
+    def __init__(self, kafka: FakeKafka) -> None:
+        self.kafka = kafka
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def describe_consumer_groups(self, groups: list[str]) -> list[Any]:
+        """As aiokafka's: the raw DescribeGroups answers, each group a tuple."""
+        self.kafka.described += groups
+        members = {g: [("member-1", "client", "host", b"", b"")] * self.kafka.members.get(g, 0)
+                   for g in groups}  # fmt: skip
+        return [
+            SimpleNamespace(groups=[
+                (self.kafka.errors.get(g, 0), g, "Stable" if members[g] else "Empty",
+                 "consumer", "range" if members[g] else "", members[g], -2147483648)
+                for g in groups
+            ])
+        ]  # fmt: skip
 
 
 class _Consumer:
@@ -203,6 +241,69 @@ def test_an_access_refusal_is_said_as_one_not_as_a_desk_still_running(
     assert f"Kafka refused {PARTY} the consumer group {DESK}" in err
     assert "stop" not in err
     assert kafka.commits == []
+
+
+def test_a_running_desk_is_refused_in_one_line_before_the_memory_or_any_group_moves(
+    home: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    """It used to set the memory back, then fail at the first commit: half reset."""
+    path = _memory_past(home)
+    kafka = FakeKafka(members={DESK: 1})
+    _use(monkeypatch, kafka)
+    code, out, err = run_cli(["desk", "reset-offsets", "--as", PARTY])
+    assert (code, out) == (1, "")
+    assert kafka.described == [DESK, FLAGS]
+    assert err.startswith(f"accord: error: {DESK} has 1 member(s): stop {PARTY}'s desk first")
+    assert err.endswith("Nothing was changed\n")
+    assert len(err.splitlines()) == 1
+    assert kafka.commits == []
+    assert not _admits_again(path)  # the memory's mark is where it was
+
+
+def test_a_running_flag_reader_is_refused_too(
+    home: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    path = _memory_past(home)
+    kafka = FakeKafka(members={FLAGS: 2})
+    _use(monkeypatch, kafka)
+    code, _out, err = run_cli(["desk", "reset-offsets", "--as", PARTY])
+    assert code != 0
+    assert f"{FLAGS} has 2 member(s): stop {PARTY}'s desk first" in err
+    assert kafka.commits == []
+    assert not _admits_again(path)
+
+
+def test_a_group_kafka_will_not_describe_is_refused_as_that_before_anything_moves(
+    home: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    path = _memory_past(home)
+    kafka = FakeKafka(errors={DESK: GroupAuthorizationFailedError.errno})
+    _use(monkeypatch, kafka)
+    code, _out, err = run_cli(["desk", "reset-offsets", "--as", PARTY])
+    assert code != 0
+    assert f"Kafka refused {PARTY} the consumer group {DESK}" in err
+    assert kafka.commits == []
+    assert not _admits_again(path)
+
+
+def test_a_desks_group_kafka_refuses_after_the_check_leaves_the_memory_as_it_was(
+    home: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Run
+) -> None:
+    """A desk started between the check and the commit: the memory, set back first, is put
+    back, so nothing was changed at all."""
+    path = _memory_past(home)
+    kafka = FakeKafka(refuse={DESK: CommitFailedError("the group has a member")})
+    _use(monkeypatch, kafka)
+    code, out, err = run_cli(["desk", "reset-offsets", "--as", PARTY])
+    assert (code, out) == (1, "")  # no "replay memory ... set back" for what was put back
+    assert f"stop {PARTY}'s desk first" in err
+    assert kafka.commits == []
+    assert not _admits_again(path)
+    memory = SqliteReplayMemory(path, group=DESK)
+    try:  # the mark is back at 40, not merely above 10
+        assert memory._committed_up_to(deliver(PARTY), 0) == 40
+    finally:
+        memory.close()
 
 
 # -- docs/deployment.md's one-off Job, on Kubernetes ----------------------------------------
