@@ -52,6 +52,21 @@ def _text(node: ast.AST | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+def test_what_the_doc_says_of_a_repeated_event_id_is_what_a_bulk_export_does(
+    tmp_path: Path,
+) -> None:
+    """A walkthrough: the doc said the file was refused; its first event goes, and the
+    repeat is the rejected row the doc now quotes."""
+    [quoted] = re.findall(r"`rejected FILE (line \d+: event_id: [^`]+)`", DOC.read_text())
+    fam = SyntheticFamilies(seed=3, today=date(2026, 11, 22))
+    events = [json.dumps(fam.event(sender="wmp"), default=str) for _ in range(8)]
+    export = tmp_path / "export.jsonl"
+    export.write_text("\n".join([*events, events[5]]) + "\n")  # line 9 repeats line 6
+    rows = list(read_export(export, lambda d: parse_event(d, now=AT)))
+    assert [r.line for r in rows if not isinstance(r, RowProblem)] == list(range(1, 9))
+    assert [r.describe() for r in rows if isinstance(r, RowProblem)][-1] == quoted
+
+
 def test_every_name_the_snippets_import_exists() -> None:
     imported = [
         (node.module, alias.name)
