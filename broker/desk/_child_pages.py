@@ -41,7 +41,7 @@ from broker.desk._store import (
     StoredRecord,
 )
 from broker.desk._work import child_subject, referral_event
-from broker.errors import AlreadySettled, RecordedAlready, StoreBusy
+from broker.errors import AlreadySettled, RecordedAlready, StoreBusy, StoreUnavailable
 from broker.webauth import Flash, Session, form_field, refused_in_place
 
 __all__ = ["outcomes_of", "register_child_pages", "unfinished", "written"]
@@ -438,8 +438,10 @@ def register_child_pages(  # noqa: PLR0915  # one route each
                     f"Referral {published} was sent already; nothing more was sent.",
                     status=409, fresh=True,
                 )  # fmt: skip
-            except StoreBusy:  # another desk process holds the database: nothing recorded
+            except (StoreBusy, StoreUnavailable) as exc:  # nothing recorded, or not known
                 if published is None:
+                    if isinstance(exc, StoreUnavailable):
+                        raise  # nothing was sent: the page that says the database is away
                     return refused(f"{_BUSY} Try again in a moment.", status=503)
                 return unrecorded(
                     session, child=child, event_id=published, action=action, reason=reason,

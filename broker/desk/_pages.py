@@ -45,7 +45,13 @@ from broker.desk._resend import (
 from broker.desk._show import basis_text, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
 from broker.desk._work import REFERRAL_TYPE, outcome_event
-from broker.errors import AccordError, RecordedAlready, SendUnconfirmed, StoreBusy
+from broker.errors import (
+    AccordError,
+    RecordedAlready,
+    SendUnconfirmed,
+    StoreBusy,
+    StoreUnavailable,
+)
 from broker.webauth import Flash, Session, form_field, read_form, refused_in_place
 
 __all__ = ["register_pages"]
@@ -396,7 +402,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                     f"Outcome {again} was sent already; nothing more was sent.", status=409,
                     fresh=True,
                 )  # fmt: skip
-            except StoreBusy:  # another desk process holds the database
+            except (StoreBusy, StoreUnavailable):  # busy, or out of reach: sent, unrecorded
                 return unrecorded(
                     session, referral=event_id, event_id=event["event_id"], outcome=outcome,
                     summary=summary, by=session.user, sent_at=now,

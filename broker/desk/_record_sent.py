@@ -26,7 +26,7 @@ from broker.desk._app import Desk
 from broker.desk._resend import record_altered, recorded_id
 from broker.desk._show import local_time
 from broker.desk._store import HUB_OUTCOMES
-from broker.errors import RecordedAlready, StoreBusy
+from broker.errors import RecordedAlready, StoreBusy, StoreUnavailable
 from broker.webauth import Session, form_field
 
 __all__ = [
@@ -94,7 +94,7 @@ class Retries:
             try:
                 async with self._one_at_a_time:
                     await attempt()
-            except StoreBusy:
+            except (StoreBusy, StoreUnavailable):  # the database back within the time, maybe
                 continue
             except RecordedAlready:  # Record it, or another desk process, was first
                 log.info("desk_sent_recorded_already", event_id=event_id)
@@ -173,7 +173,7 @@ def referral_recorder(
                     "nothing more was recorded."
                 )
                 return desk.redirect(f"/child/{child}", session)
-            except StoreBusy:  # still: the same page, as true as it was
+            except (StoreBusy, StoreUnavailable):  # still: the same page, as true as it was
                 return unrecorded(
                     session, child=child, event_id=sent, action=action, reason=reason, by=user,
                     sent_at=sent_at, settles=settles,
@@ -256,7 +256,7 @@ def outcome_recorder(
         except RecordedAlready:
             session.flash_success(f"{said} and is recorded already; nothing more was recorded.")
             return desk.redirect(f"/referral/{referral}", session)
-        except StoreBusy:  # still: the same page, as true as it was
+        except (StoreBusy, StoreUnavailable):  # still: the same page, as true as it was
             return unrecorded(
                 session, referral=referral, event_id=sent, outcome=outcome, summary=summary,
                 by=user, sent_at=sent_at,

@@ -4,7 +4,10 @@ keeps its batch), and the next one connects again; nothing is replaced mid-trans
 
 from __future__ import annotations
 
+import html
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
-from broker.desk import DeskDeps, DeskIngest, DeskStore, open_desk_store
+from broker.desk import DeskDeps, DeskIngest, DeskStore, _record_sent, children_in, open_desk_store
 from broker.errors import StoreUnavailable
-from tests.unit.desk.conftest import SECRET, T0, Clock, delivery, sign_in
+from tests.unit.desk.conftest import SECRET, T0, Clock, FakePublisher, delivery, sign_in
 from tests.unit.desk.test_ingest import FakeSubscriber, Shared
 
 
@@ -123,3 +126,41 @@ def test_a_page_while_the_database_is_away_says_so_with_503(
     assert "cannot reach its database" in r.text
     assert "Something went wrong" not in r.text
     assert [e["event"] for e in logs if e["log_level"] != "info"] == ["desk_store_unavailable"]
+
+
+def test_an_outcome_sent_while_the_database_is_away_is_recorded_by_the_desk_once_it_is_back(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]], store: DeskStore,
+    publisher: FakePublisher, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Sent, then not recorded: the page says so (not a bare 503) and the desk keeps trying,
+    as for a busy database: a new outcome would be a second."""
+    monkeypatch.setattr(_record_sent, "RETRY_SECONDS", 0.05)
+    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
+    store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
+    decide = DeskStore.decide
+    away = [1]
+
+    def away_once(self: DeskStore, **kwargs: Any) -> Any:
+        if away:
+            away.pop()
+            raise StoreUnavailable("the desk's PostgreSQL database")
+        return decide(self, **kwargs)
+
+    monkeypatch.setattr(DeskStore, "decide", away_once)
+    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    with client:  # one event loop for the requests and the retry
+        token = sign_in(client)
+        r = client.post(
+            "/referral/r1/outcome",
+            data={"csrf": token, "outcome": "support_offered", "summary": "Visit booked."},
+        )
+        assert r.status_code == 503
+        assert "could not be reached" in html.unescape(r.text)
+        assert "keeps trying to record it by itself" in html.unescape(r.text)
+        deadline = time.monotonic() + 5
+        while not store.decisions(subject_event="r1") and time.monotonic() < deadline:
+            client.get("/login")  # lets the loop run
+            time.sleep(0.05)
+    [decision] = store.decisions(subject_event="r1")
+    assert decision.published_event == publisher.events[0]["event_id"]
+    assert len(publisher.events) == 1  # sent once
