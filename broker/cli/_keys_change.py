@@ -45,6 +45,7 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
             if signing
             else ""
         )
+        read = ", and every recipient group has read what it signed" if signing else ""
         raise UsageError(
             f"refusing to revoke the worker's {kind} key {info.key_id}: consent records "
             f"in the worker's state {how} it would no longer open (consent-required "
@@ -54,8 +55,8 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
             "reads the new keystore: 'kubectl -n accord rollout restart "
             "deployment/accord-worker'), accord_worker_state_entries_stale reads 0 on every "
             "worker a minute or more after the last one changed, and no rebalance is under "
-            "way (docs/operations.md, 'Keys'); --force alone revokes now (a compromise: the "
-            "consent authorities then file those consents again)"
+            f"way{read} (docs/operations.md, 'Keys'); --force alone revokes now (a "
+            "compromise: the consent authorities then file those consents again)"
         )
     if signing:
         typer.echo(
@@ -63,7 +64,10 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
             "'accord audit verify' until the worker checkpoints it under its new key (it does "
             "at start, and when it picks up a new key: log 'signing_key_changed'); chains "
             "nothing writes to again (policy impact runs' worker:impact-*, a deleted agency's) "
-            "stay reported as awaiting a checkpoint (docs/operations.md, 'Keys')",
+            "stay reported as awaiting a checkpoint; and deliveries it signed that a "
+            "recipient group has not read yet never open (readers stop on them): revoke it "
+            "once every group has read past them, or the delivery topics' retention has "
+            "passed (docs/operations.md, 'Revoking the worker's old keys')",
             err=True,
         )
 
@@ -124,6 +128,14 @@ def register_changes(keys_app: typer.Typer) -> None:
                 "--grace-days", min=0, max=3650, help="Old keys keep opening for this long."
             ),
         ] = 7.0,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help=f"Rotate the worker's signing key with a grace below {_WORKER_GRACE_DAYS} "
+                "days all the same.",
+            ),
+        ] = False,
     ) -> None:
         """Make new keys; the old ones keep opening (and signing) until they expire after the
         grace period. Export the new ones for the governance officer: others seal to the new
@@ -141,6 +153,16 @@ def register_changes(keys_app: typer.Typer) -> None:
         choice["encrypt"] = (KeyPurpose.ENCRYPT,)
         if purpose not in choice:
             raise UsageError("--purpose must be sign, encrypt or both")
+        short = party == "worker" and purpose != "encrypt" and grace_days < _WORKER_GRACE_DAYS
+        if short and not force:
+            # Refused, not warned after the fact: nothing extends a key's grace once it is
+            # rotated out, and rotating again gives the longer one only to the newer key.
+            raise UsageError(
+                f"refusing to rotate the worker's signing key with {grace_days:g} days' grace: "
+                "deliveries it signed that a reader reads after it expires never open; give "
+                f"--grace-days {_WORKER_GRACE_DAYS} or more (delivery retention + a week + the "
+                "staging), or --force"
+            )
         store = open_store(directory, party)
         created = store.rotate(
             party,
@@ -153,13 +175,14 @@ def register_changes(keys_app: typer.Typer) -> None:
         typer.echo(
             f"rotated {party} in keystore {store.path}: old keys expire in {grace_days:g} days"
         )
-        if party == "worker" and purpose != "encrypt" and grace_days < _WORKER_GRACE_DAYS:
+        if short:
             # Its old signing key signs until step 4 and must outlive every delivery it
             # signed that a reader may still read (docs/operations.md, "Keys").
             typer.echo(
-                f"warning: the worker's old signing key expires in {grace_days:g} days; "
-                f"deliveries it signed and read after that are refused: give --grace-days "
-                f"{_WORKER_GRACE_DAYS} or more (delivery retention + a week + the staging)",
+                f"warning: the worker's old signing key expires in {grace_days:g} days, and "
+                "nothing extends that later; deliveries it signed that a reader reads after "
+                "it expires never open: make sure every recipient group has read past them "
+                "by then (docs/operations.md, 'Revoking the worker's old keys')",
                 err=True,
             )
         if party == "governance" and purpose != "encrypt":

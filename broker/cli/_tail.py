@@ -35,8 +35,9 @@ SkipKeyProblems = Annotated[
     bool,
     typer.Option(
         "--skip-key-problems",
-        help="Report a record your keystore cannot open because of its keys (a key lost, "
-        "revoked or not imported), and go past it, losing it. Default: stop on it.",
+        help="Report a record your keystore cannot open because of its keys (a key of yours "
+        "lost or revoked, or the broker's signing key expired or revoked before you read it), "
+        "and go past it, losing it. Default: stop on it.",
     ),
 ]
 

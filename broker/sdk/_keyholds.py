@@ -15,29 +15,59 @@ genuine delivery carries such a signer whenever the reader is behind with the br
 (late with a rotation's import step, or a keystore restored from a backup older than its last
 import), so one that claims the broker as sender under a key id this keystore has never heard
 of ``awaits_import``: the subscriber parks it (broker.sdk._parked) and tries it again once the
-keystore changes. A signer known here but expired, revoked or of another party no import
-makes acceptable: such a record is skipped.
+keystore changes. A signer of another party no import makes acceptable: skipped.
+
+A genuine delivery also carries a signer known here but no longer live when the broker's old
+signing key expired or was revoked before a reader that fell behind read what it signed:
+skipped, that is lost as surely as one sealed to a lost key. So one whose signature verifies
+under a signing key of the broker's this keystore knows, expired, retired or revoked, and
+that was signed before the key stopped (:func:`gone_signer`), is held too
+(:func:`signer_gone`): only a holder of that key can make a reader stop. The subscriber first
+opens it as if the key were live (:func:`revived`), only to ask its replay memory: a copy of
+a record it opened before, at another position, is a replay, reported and skipped as ever.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from pydantic import ValidationError
+
+from broker.crypto import KemPrivateKey
 from broker.envelope import (
     DEK_BUNDLE_HEADER,
     KeyAlg,
     KeyInfo,
     KeyResolver,
     KeyStatus,
+    SigningIdentity,
     claimed_signer,
     signed_bundle,
 )
-from broker.errors import BadSignature, EnvelopeError, KeyRejected, RecordKeyUnavailable
+from broker.errors import (
+    BadSignature,
+    EnvelopeError,
+    KeyRejected,
+    RecordKeyUnavailable,
+    ReplayDetected,
+)
+from broker.kafka import Message
 from broker.principals import Principal
+from broker.sdk._parked import ParkedRecord
 
-__all__ = ["SKIP_HINT", "UNKNOWN_SIGNER", "awaits_import", "judged"]
+__all__ = [
+    "SKIP_HINT",
+    "UNKNOWN_SIGNER",
+    "awaits_import",
+    "gone_key_verdict",
+    "gone_signer",
+    "judged",
+    "revived",
+    "signer_gone",
+]
 
 #: The reason a record signed by a key this keystore does not accept is reported under.
 UNKNOWN_SIGNER = "unknown-signer"
@@ -98,6 +128,107 @@ def awaits_import(keys: KeyResolver, headers: Sequence[tuple[str, bytes]]) -> bo
     except EnvelopeError:
         return False
     return sender == Principal.WORKER and keys.public_key(signer_key_id) is None
+
+
+def gone_signer(
+    keys: KeyResolver, headers: Sequence[tuple[str, bytes]], *, now: float | None = None
+) -> KeyInfo | None:
+    """For a record refused as ``unknown-signer``: the broker's signing key, known here but
+    no longer live, under which its bundle's signature verifies and which had not stopped
+    (expired, retired or revoked) when the bundle says it was signed; None when not so (the
+    signer unknown here, another party's, or the signature not its: anybody's claim)."""
+    bundles = [v for k, v in headers if k == DEK_BUNDLE_HEADER]
+    if len(bundles) != 1:
+        return None
+    at = time.time() if now is None else now
+    try:
+        sender, signer_key_id = claimed_signer(bundles[0])
+        info = keys.public_key(signer_key_id)
+        if (
+            sender != Principal.WORKER
+            or info is None
+            or info.party != Principal.WORKER
+            or info.alg is not KeyAlg.ED25519
+            or info.is_live_ts(at)
+        ):
+            return None
+        bundle = signed_bundle(revived(keys, info), bundles[0], now=at)
+    except EnvelopeError:
+        return None
+    stopped = _stopped(info)
+    if bundle is None or (stopped is not None and bundle.created_at >= stopped.timestamp()):
+        return None
+    return info
+
+
+def gone_key_verdict(
+    keys: KeyResolver,
+    msg: Message | ParkedRecord,
+    open_with: Callable[[KeyResolver], object],
+    *,
+    skip: bool,
+) -> RecordKeyUnavailable | str | None:
+    """For a record refused as ``unknown-signer``: the hold when the broker signed it with a
+    key since expired or revoked (:func:`gone_signer`; ``unknown-signer`` instead with
+    ``skip``), ``replay`` for a copy of one opened before elsewhere; None when the broker did
+    not sign it so. ``open_with`` opens it with the keys given, asking the replay memory
+    (its sighting is kept: the record is at its own position)."""
+    info = gone_signer(keys, msg.headers)
+    if info is None:
+        return None
+    try:
+        open_with(revived(keys, info))
+    except ReplayDetected:
+        return ReplayDetected.reason
+    except (EnvelopeError, ValidationError):
+        return None
+    if skip:
+        return UNKNOWN_SIGNER
+    return signer_gone(info, topic=msg.topic, partition=msg.partition, offset=msg.offset)
+
+
+def revived(keys: KeyResolver, info: KeyInfo) -> KeyResolver:
+    """``keys`` with the signing key ``info`` taken as live: to learn whether a record it
+    signed is a replay, never to hand the record over."""
+    return _Revived(keys, dataclasses.replace(info, status=KeyStatus.ACTIVE, not_after=None))
+
+
+def signer_gone(info: KeyInfo, *, topic: str, partition: int, offset: int) -> RecordKeyUnavailable:
+    """The error to stop on for a record :func:`gone_signer` found the broker signed."""
+    return RecordKeyUnavailable(
+        f"{topic} partition {partition} offset {offset} cannot be opened with this keystore: "
+        f"the broker signed it with its key {info.key_id}, {_state(info)} in this keystore "
+        f"before this group read it, and records under it no longer open; ask the "
+        f"partnership's operators to send it again; {SKIP_HINT}",
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key_id=info.key_id,
+    )
+
+
+class _Revived:
+    def __init__(self, keys: KeyResolver, live: KeyInfo) -> None:
+        self._keys, self._live = keys, live
+
+    def public_key(self, key_id: str) -> KeyInfo | None:
+        return self._live if key_id == self._live.key_id else self._keys.public_key(key_id)
+
+    def current_signing_key(self, party: str) -> SigningIdentity:
+        return self._keys.current_signing_key(party)
+
+    def current_encryption_key(self, party: str) -> KeyInfo:
+        return self._keys.current_encryption_key(party)
+
+    def decryption_key(self, key_id: str) -> KemPrivateKey | None:
+        return self._keys.decryption_key(key_id)
+
+
+def _stopped(info: KeyInfo) -> datetime | None:
+    """When the key stopped being live (None if not known)."""
+    if info.status is KeyStatus.ACTIVE:
+        return info.not_after
+    return info.status_changed_at
 
 
 def _own_key_problem(

@@ -12,7 +12,7 @@ import structlog
 from pydantic import ValidationError
 
 from broker.config import EnvelopeSettings, KafkaSettings
-from broker.envelope import Opener, Sealer
+from broker.envelope import KeyResolver, Opener, Sealer
 from broker.errors import (
     BadSignature,
     EnvelopeError,
@@ -41,7 +41,7 @@ from broker.sdk._acknowledge import access_ack, sealed_acks
 from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
-from broker.sdk._keyholds import UNKNOWN_SIGNER
+from broker.sdk._keyholds import UNKNOWN_SIGNER, gone_key_verdict
 from broker.sdk._parked import ParkedRecord
 from broker.sdk._parked_retry import ParkedRetry, judge_or_park
 from broker.sdk._replay import (
@@ -108,8 +108,11 @@ class Subscriber(AsyncClient):
     reports such records as ``key-rejected`` and goes past them instead, losing them. A
     record sealed to one of the party's own encryption keys that has since expired (a
     rotation's grace over) still opens, if it was sealed while the key was live. A record
-    signed by a key this keystore does not accept (unknown, expired, revoked) is reported
-    as ``unknown-signer`` (logged as an error) and committed past, never held: its key id is
+    whose signature verifies under a signing key of the broker's this keystore knows but no
+    longer accepts (expired or revoked after it signed the record, before this group read
+    it) is held the same way, unless it is a copy of one opened before (``replay``). Any
+    other record signed by a key this keystore does not accept is reported as
+    ``unknown-signer`` (logged as an error) and committed past, never held: its key id is
     anybody's claim. One naming the broker as sender and a signing key this keystore has
     never heard of is also parked (``Unopenable.parked``; ``parked`` counts them): kept in
     the replay memory and tried again on start and whenever the keystore changes, so a
@@ -395,6 +398,8 @@ class Subscriber(AsyncClient):
                 self._retry.parked()
                 self._report(Unopenable(msg.partition, msg.offset, UNKNOWN_SIGNER, parked=True))
                 return None
+            if found == UNKNOWN_SIGNER:
+                found = self._signed_by_gone_key(msg) or found
             if isinstance(found, str):
                 reason = found
             elif self._skip_key_problems:
@@ -407,6 +412,16 @@ class Subscriber(AsyncClient):
             reason = "invalid-payload"
         self._report(Unopenable(msg.partition, msg.offset, reason))
         return None
+
+    def _signed_by_gone_key(self, msg: Message) -> RecordKeyUnavailable | str | None:
+        """broker.sdk._keyholds.gone_key_verdict, opening with this subscriber's memory."""
+
+        def open_with(keys: KeyResolver) -> object:
+            guard = _GuardedByMemory()
+            opener = Opener(self.party, keys, replay_guard=guard, expired_own_keys=True)
+            return self._open_or_raise(msg, opener)
+
+        return gone_key_verdict(self._keys, msg, open_with, skip=self._skip_key_problems)
 
     def _report(self, bad: Unopenable) -> None:
         self.unopenable.append(bad)
@@ -425,10 +440,12 @@ class Subscriber(AsyncClient):
             _require(self._memory), consumer, self._open_or_raise, busy=busy
         )
 
-    def _open_or_raise(self, msg: Message | ParkedRecord) -> SharedRecord:
+    def _open_or_raise(
+        self, msg: Message | ParkedRecord, opener: Opener | None = None
+    ) -> SharedRecord:
         if msg.value is None:
             raise MalformedEnvelope
-        opened = self._opener.open_kafka(msg.value, msg.headers, topic=self.topic)
+        opened = (opener or self._opener).open_kafka(msg.value, msg.headers, topic=self.topic)
         if opened.sender != Principal.WORKER:
             # Only the broker seals to recipients; checked before the memory, so a record
             # another party sealed cannot take up an event id the broker's delivery needs.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -900,21 +901,40 @@ def test_init_party_refuses_a_party_the_bundle_given_does_not_know(
     assert _run([*argv, "--policies", str(bundle)], capsys)[0] == 0
 
 
-def test_rotating_the_worker_with_less_grace_than_its_deliveries_live_warns(
+def test_rotating_the_worker_with_less_grace_than_its_deliveries_live_is_refused_unless_forced(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The worker's old signing key must outlive what it signed on the delivery topics
-    (~37 days) plus the staged rotation: below 45 days the rotation says so."""
+    (~37 days) plus the staged rotation, and no later rotation extends it: below 45 days the
+    rotation is refused in one line, changing nothing; with --force it warns what to do."""
+    from broker.envelope import KeyPurpose
+    from broker.keys import FileKeyStore
+
     store = tmp_path / "worker"
     assert _run(["keys", "init", "--party", "worker", "--dir", str(store)], capsys)[0] == 0
-    code, out, err = _run(["keys", "rotate", "worker", "--dir", str(store)], capsys)
-    assert code == 0, err
-    assert "rotated worker" in out
-    assert "warning: the worker's old signing key expires in 7 days" in err
-    assert "--grace-days 45" in err
+    before = FileKeyStore(store).keys("worker")
+    code, _, err = _run(["keys", "rotate", "worker", "--dir", str(store)], capsys)
+    line = _one_line_error(code, err, 2)
+    assert "refusing to rotate the worker's signing key with 7 days' grace" in line
+    assert "--grace-days 45 or more" in line
+    assert FileKeyStore(store).keys("worker") == before
     cmd = ["keys", "rotate", "worker", "--dir", str(store), "--grace-days", "45"]
     code, _, err = _run(cmd, capsys)
     assert (code, err) == (0, "")
+    [original] = [k for k in before if k.purpose is KeyPurpose.SIGN]
+    rotated_out = FileKeyStore(store).public_key(original.key_id)
+    assert rotated_out is not None
+    assert rotated_out.not_after is not None
+    assert rotated_out.not_after - rotated_out.created_at >= timedelta(days=45)
+    cmd = ["keys", "rotate", "worker", "--dir", str(store), "--grace-days", "7", "--force"]
+    code, out, err = _run(cmd, capsys)
+    assert code == 0, err
+    assert "rotated worker" in out
+    assert "warning: the worker's old signing key expires in 7 days, and nothing extends" in err
+    assert "every recipient group has read past them" in err
+    cmd = ["keys", "rotate", "worker", "--dir", str(store), "--purpose", "encrypt"]
+    code, _, err = _run(cmd, capsys)
+    assert (code, err) == (0, "")  # its encryption key needs no such grace
 
 
 def test_keys_commands_that_change_a_keystore_name_it(

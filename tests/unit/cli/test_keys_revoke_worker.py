@@ -82,6 +82,7 @@ def test_revoking_the_worker_s_signing_key_with_force_warns_of_chains_it_alone_v
     assert "signing_key_changed" in err
     assert "accord audit verify" in err
     assert "worker:impact-*" in err  # chains nothing checkpoints again: a known limit
+    assert "deliveries it signed that a recipient group has not read yet never open" in err
     assert FileKeyStore(keys).public_key(old.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
 
 

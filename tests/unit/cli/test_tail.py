@@ -291,3 +291,28 @@ def test_a_record_signed_by_a_broker_key_not_imported_is_parked_and_tail_says_so
     assert f"1 record(s) for {PARTY} are parked" in err
     assert "accord keys import" in err
     assert eid not in err
+
+
+def test_a_record_signed_by_a_broker_key_revoked_before_it_was_read_stops_tail(
+    tail: _Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker rotated and its old signing key revoked while this group was behind: tail
+    stops on the first record it signed, in one line, exit non-zero, committing nothing,
+    rather than drop it as unknown-signer and exit 0."""
+    from broker.cli import main
+    from broker.envelope import KeyPurpose
+
+    keys = _tail.keystore(None, None)  # the fixture's: it signed the three records
+    [old] = [k for k in keys.keys("worker") if k.purpose is KeyPurpose.SIGN]
+    keys.rotate("worker")
+    keys.revoke(old.key_id)
+    monkeypatch.setattr(_tail, "_print_record", _REAL_PRINT)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tail", "--as", PARTY, "--json", "--idle", "0.2", "--by", "duty-1"])
+    assert exit_info.value.code != 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.strip().splitlines()
+    assert "partition 0 offset 0" in line
+    assert f"the broker signed it with its key {old.key_id}, revoked" in line
+    assert (tail.consumer.position, tail.log) == (0, [])

@@ -185,16 +185,39 @@ async def test_async_for_stops_on_a_held_record_and_reads_it_again_next_time(
     assert kafka.fake.committed == [1]  # the first, committed when the next was asked for
 
 
-async def test_an_expired_broker_signing_key_is_refused_even_for_what_it_signed_while_live(
+async def test_a_delivery_signed_by_a_broker_key_expired_before_it_was_read_is_held(
     keys: FileKeyStore, clock: Clock, tmp_path: Path
 ) -> None:
-    """A signature's time is its signer's own claim: an expired signing key stays refused,
-    unlike the party's own expired key. Not held (anyone can name an expired key): reported
-    as unknown-signer, logged as an error, and gone past."""
+    """A signature's time is its signer's own claim, so an expired signing key stays refused,
+    unlike the party's own expired key; but what the broker signed with it, read by a reader
+    that fell behind, is held rather than lost: its signature verifies under that key."""
     record = sealed(keys, eid(1), 0, at=NOW - 9 * DAY)
-    rotate(keys, clock, "worker", at=NOW - 8 * DAY, grace_days=1)
+    old = rotate(keys, clock, "worker", at=NOW - 8 * DAY, grace_days=1)
     kafka = FakeKafka([record, sealed(keys, eid(2), 1)])
     async with subscriber(keys, kafka, tmp_path) as sub:
+        with pytest.raises(RecordKeyUnavailable, match=f"the broker signed it with its key {old}, "
+                           "expired") as held:  # fmt: skip
+            await sub.poll(0)
+    assert (held.value.offset, held.value.key_id) == (0, old)
+    assert "ask the partnership's operators to send it again" in str(held.value)
+    assert kafka.fake.committed == []
+
+
+async def test_a_delivery_signed_by_a_broker_key_revoked_before_it_was_read_is_held(
+    keys: FileKeyStore, clock: Clock, tmp_path: Path
+) -> None:
+    """docs/operations.md's worker rotation, then the old signing key revoked while a group
+    had not read what it signed: the group stops there, as for its own keys, and with
+    skip_key_problems reports it as unknown-signer and goes past."""
+    record = sealed(keys, eid(1), 0, at=NOW - 2 * DAY)
+    keys.revoke(rotate(keys, clock, "worker", at=NOW - DAY, grace_days=45))
+    clock.at = NOW
+    kafka = FakeKafka([record, sealed(keys, eid(2), 1)])
+    async with subscriber(keys, kafka, tmp_path) as sub:
+        with pytest.raises(RecordKeyUnavailable, match="revoked"):
+            await sub.poll(0)
+    assert kafka.fake.committed == []
+    async with subscriber(keys, kafka, tmp_path, skip_key_problems=True) as sub:
         with capture_logs() as logs:
             assert opened(await sub.poll(0)) == [eid(2)]
     assert [(u.offset, u.reason) for u in sub.unopenable] == [(0, "unknown-signer")]

@@ -127,12 +127,16 @@ async def test_a_copy_naming_the_brokers_expired_signing_key_is_reported_and_ski
 async def test_an_old_genuine_record_written_again_after_its_signing_key_expired_is_skipped(
     keys: FileKeyStore, clock: Clock, tmp_path: Path
 ) -> None:
-    """An unchanged copy, at a new offset, of a record the broker signed before rotating:
-    the key check refuses it before the replay memory is asked, and still nothing is held."""
+    """An unchanged copy, at a new offset, of a record the broker signed before rotating and
+    the reader opened then: a replay, reported and skipped, not held for its expired signer
+    (the genuine record it copies was held, had it come unread)."""
     genuine = sealed(keys, eid(7), 0, at=NOW - 9 * DAY)
+    async with subscriber(keys, FakeKafka([genuine]), tmp_path) as sub:
+        assert opened(await sub.poll(0)) == [eid(7)]
     rotate(keys, clock, "worker", at=NOW - 8 * DAY, grace_days=1)
     clock.at = NOW
-    await _skipped_then_next_arrives(keys, Msg(5, genuine.value, genuine.headers), tmp_path)
+    copy = Msg(5, genuine.value, genuine.headers)
+    await _skipped_then_next_arrives(keys, copy, tmp_path, reason="replay")
 
 
 async def test_a_party_other_than_the_broker_sealing_to_a_revoked_key_is_not_held(
