@@ -2,7 +2,8 @@
 
 Kafka (embedded), keys for every party, the worker, agencies publishing a steady stream of
 realistic synthetic events through the SDK, and subscribers for the co-ordinating team and two
-hubs printing what they receive (one line per record: ids, outcome and field names only);
+hubs printing what they receive (one line per record: outcome, clauses and a field count; no
+opening acknowledged, as nobody reads them);
 then, scripted, one referral to a hub and its outcome back, through the broker
 (``_demo_loop``).
 """
@@ -224,8 +225,10 @@ async def _recipient(
     envelope: EnvelopeSettings,
     scripted: Container[tuple[str, str]] = frozenset(),
 ) -> None:
-    """Print what ``party`` receives, opening each delivery as a duty worker would, but for
-    the referral loop's own (``scripted``): the loop opens those, once."""
+    """Print what ``party`` receives (outcome, clauses, field count), opening nothing: nobody
+    reads these lines, and an acknowledgement would put a person's reading of each record
+    into its child's disclosure log. The referral loop's own (``scripted``) are opened by the
+    loop, once, as a person at a desk would."""
     async with Subscriber(
         party, keys(party), kafka, group=f"{party}.demo", envelope=envelope
     ) as sub:
@@ -241,12 +244,8 @@ async def _recipient(
                         f"{len(fields)} fields"
                     )
                     if (party, m.event_id) in scripted:
-                        say(f"{line} (left for the referral loop to open)")
-                        continue
+                        line += " (left for the referral loop to open)"
                     say(line)
-                    # A user name, as a desk records its users' views (the party is
-                    # the recipient, on the same line of the disclosure log).
-                    await record.opened(by="duty-worker", purpose=m.purpose)
                 else:
                     n = len(m.event_ids)
                     say(f"→ {party:<22} consent withdrawn: stop processing {n} record(s)")
