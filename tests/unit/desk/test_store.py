@@ -51,6 +51,25 @@ def test_a_record_read_twice_is_stored_once_and_found_by_child(any_store: DeskSt
     assert any_store.records_about("c2") == []
 
 
+def test_a_second_agencys_record_under_a_taken_event_id_is_not_linked_to_its_children(
+    any_store: DeskStore,
+) -> None:
+    """Agencies choose their own ids and two may choose one: the desk keeps the first, says
+    so, and never shows the first record on the second record's child's page."""
+    assert any_store.add_delivery(delivery("e1"), ["c1"], T0) is True
+    other = delivery("e1", sender="hv-sandwell", type="health.visitor_concern")
+    with capture_logs() as logs:
+        assert any_store.add_delivery(other, ["c2"], T0) is False
+    assert any_store.records_about("c2") == []
+    assert [r.sender for r in any_store.records_about("c1")] == ["wmp"]
+    assert [(e["event"], e["sender"], e["stored"]) for e in logs] == [
+        ("desk_event_id_taken", "hv-sandwell", "wmp")
+    ]
+    with capture_logs() as logs:  # the same record again is no news
+        assert any_store.add_delivery(delivery("e1"), ["c1"], T0) is False
+    assert logs == []
+
+
 def test_a_withdrawal_hides_the_named_records_with_its_reason(any_store: DeskStore) -> None:
     any_store.add_delivery(delivery("e1"), ["c1"], T0)
     any_store.add_delivery(delivery("e2"), ["c1"], T0)
