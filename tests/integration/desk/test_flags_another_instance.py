@@ -31,24 +31,14 @@ async def test_a_second_flag_service_for_the_team_is_warned_of(kafka_bootstrap: 
             if first.assignment():
                 break
             await asyncio.sleep(0.1)
-        # The look is best effort: Kafka 4 at times closes aiokafka's DescribeGroups connection
-        # (a known gap), and the service then starts without a word, by design. So it is asked
-        # until it answers; once it does, it must name the running reader and warn.
-        answered: list[str] | None = None
-        for _ in range(20):
-            with capture_logs() as logs:
-                busy = await warn_if_another_instance(kafka, party)
-            if not [e for e in logs if e["event"] == "flags_instance_check_failed"]:
-                answered = busy
-                break
-            await first.getmany(timeout_ms=200)  # a member that keeps reading, as a service
+        # Asked one group a request (aiokafka 0.14 misreads an answer about two: the look
+        # never answered before), so it answers, names the running reader and warns.
+        with capture_logs() as logs:
+            busy = await warn_if_another_instance(kafka, party)
     finally:
         await stop_quietly(first)
-    warned = [e for e in logs if e["event"] == "flags_another_instance"]
-    if answered is None:  # Kafka never answered the look: nothing but the debug line
-        assert warned == []
-        return
-    assert answered == [desk_flags_reader(party)]
-    (warning,) = warned
+    assert not [e for e in logs if e["event"] == "flags_instance_check_failed"]
+    assert busy == [desk_flags_reader(party)]
+    (warning,) = [e for e in logs if e["event"] == "flags_another_instance"]
     assert warning["log_level"] == "warning"
     assert warning["groups"] == [desk_flags_reader(party)]
