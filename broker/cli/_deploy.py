@@ -51,6 +51,15 @@ Gateways = Annotated[
         help="Also run this agency's HTTP publishing gateway (docs/gateway.md); repeat for each.",
     ),
 ]
+KafkaSourceRanges = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kafka-source-range",
+        metavar="CIDR",
+        help="kubernetes (required): an address range the parties reach Kafka's external "
+        "listener from, e.g. 192.0.2.0/24; repeat for each. 0.0.0.0/0 admits the internet.",
+    ),
+]
 Namespace = Annotated[str, typer.Option(help="kubernetes: the namespace.")]
 Cluster = Annotated[str, typer.Option(help="kubernetes: the Strimzi Kafka cluster's name.")]
 
@@ -76,6 +85,7 @@ def register(app: typer.Typer) -> None:
         cluster: Cluster = "accord",
         desk: Desks = None,
         gateway: Gateways = None,
+        kafka_source_range: KafkaSourceRanges = None,
     ) -> None:
         """Render the deployment of a bundle; re-render after every bundle change."""
         from importlib.metadata import version
@@ -107,6 +117,7 @@ def register(app: typer.Typer) -> None:
         files, made = render_files(
             dep, Target(target.value), out,
             external_host=external_host, namespace=namespace, cluster=cluster,
+            kafka_source_ranges=kafka_source_range or (),
         )  # fmt: skip
         # Read from the files the render is about to remove.
         deletions = (

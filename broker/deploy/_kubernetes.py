@@ -34,7 +34,7 @@ describe``, crash reports and child processes see): one read-only projected volu
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from broker.deploy import _kubernetes_desks as desks
@@ -425,9 +425,11 @@ def console_claim() -> Manifest:
     }
 
 
-def _resources(dep: Deployment, cluster: str, namespace: str) -> dict[str, Manifest]:
+def _resources(
+    dep: Deployment, cluster: str, namespace: str, source_ranges: Sequence[str]
+) -> dict[str, Manifest]:
     out: dict[str, Manifest] = {
-        "kafka/kafka.yaml": kafka(dep, cluster),
+        "kafka/kafka.yaml": kafka(dep, cluster, source_ranges),
         "kafka/node-pool.yaml": node_pool(dep, cluster),
     }
     out |= {f"kafka/topics/{t.name}.yaml": kafka_topic(dep, t, cluster) for t in dep.topics}
@@ -462,14 +464,16 @@ def kubernetes_files(
     namespace: str = "accord",
     cluster: str = "accord",
     extra: Mapping[str, Mapping[str, Any]] | None = None,
+    kafka_source_ranges: Sequence[str] = (),
 ) -> dict[str, str]:
     """Every file of the render: relative path (under ``kubernetes/``) to YAML text, one
     resource per file, and ``kubernetes/kustomization.yaml`` listing them.
 
     ``extra`` adds resources made elsewhere (the dashboards' and alert rules' ConfigMaps):
-    file name relative to ``kubernetes/``, to manifest.
+    file name relative to ``kubernetes/``, to manifest. ``kafka_source_ranges``: the CIDRs
+    Kafka's external listener admits (none: it admits no one, ``_strimzi.kafka``).
     """
-    resources = _resources(dep, cluster, namespace)
+    resources = _resources(dep, cluster, namespace, kafka_source_ranges)
     for rel, doc in (extra or {}).items():
         if rel in resources or rel == "kustomization.yaml":
             raise ValueError(f"extra resource {rel} would replace one of the render's own")

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 
 from broker.errors import UsageError
 
-__all__ = ["check_cluster", "check_external_host", "check_image", "check_namespace"]
+__all__ = [
+    "check_cluster",
+    "check_external_host",
+    "check_image",
+    "check_kafka_source_ranges",
+    "check_namespace",
+]
 
 # RFC 1123 label: what Kubernetes requires of a namespace and of most object names.
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -111,3 +118,45 @@ def check_image(image: str) -> None:
             f"--image {_shown(image)}: not an image reference ([registry/]name[:tag][@digest], "
             "the name in lower case)"
         )
+
+
+def check_kafka_source_ranges(ranges: Sequence[str], *, kubernetes: bool) -> tuple[str, ...]:
+    """``--kafka-source-range``: the address ranges the parties reach Kafka's external
+    listener from, as CIDR (a bare address is its /32 or /128), each once, in the order given.
+
+    Kubernetes needs one at least: the listener is a cloud load balancer, on the internet
+    unless told whom to admit, and no default range is safe. ``0.0.0.0/0`` says "anyone"
+    explicitly. Compose publishes the ports on the host, whose firewall decides: the option
+    would restrict nothing there, so it is refused rather than believed."""
+    option = "--kafka-source-range"
+    if not kubernetes:
+        if ranges:
+            raise UsageError(
+                f"{option}: kubernetes only; on Compose limit who reaches the host's Kafka "
+                "ports (9094 on) with the host's firewall"
+            )
+        return ()
+    if not ranges:
+        raise UsageError(
+            f"{option} CIDR is required with --target kubernetes: the address ranges the "
+            "parties reach Kafka's external listener from (repeat for each; 0.0.0.0/0 admits "
+            "the whole internet)"
+        )
+    out: list[str] = []
+    for value in ranges:
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise UsageError(
+                f"{option} {_shown(value)}: not an address range in CIDR notation "
+                "(192.0.2.0/24, 2001:db8::/32)"
+            ) from None
+        if network.network_address != ipaddress.ip_address(value.split("/")[0]):
+            # 192.0.2.7/24 admits the whole /24: say so rather than guess which was meant.
+            raise UsageError(
+                f"{option} {_shown(value)}: has bits set past its prefix; give the range "
+                f"{network.with_prefixlen}, or the address alone"
+            )
+        if network.with_prefixlen not in out:
+            out.append(network.with_prefixlen)
+    return tuple(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,13 @@ from broker.deploy._flag_alerts import flag_service_parties
 from broker.deploy._kubernetes import kubernetes_files
 from broker.deploy._model import GATEWAY_PORT, Deployment, Target
 from broker.deploy._monitoring import MONITORING, monitoring_resources
-from broker.deploy._names import check_cluster, check_external_host, check_image, check_namespace
+from broker.deploy._names import (
+    check_cluster,
+    check_external_host,
+    check_image,
+    check_kafka_source_ranges,
+    check_namespace,
+)
 from broker.deploy._observability import alert_rules_text, dashboard_text, prometheus_config
 from broker.deploy._secrets import ensure_desk_ports, ensure_secrets, kept_ports
 
@@ -83,12 +90,15 @@ def render_files(
     external_host: str = "localhost",
     namespace: str = "accord",
     cluster: str = "accord",
+    kafka_source_ranges: Sequence[str] = (),
 ) -> tuple[dict[str, str], list[str]]:
     """(files relative to ``out``, secret files made). Compose's secrets are made in
     ``out/secrets`` when missing, and the desks' and gateways' host ports kept in
     ``out/desk-ports`` and ``out/gateway-ports``;
     Kubernetes' come from Strimzi and the platform's own
     Secrets (docs/deployment.md), so nothing secret is made for it.
+
+    ``kafka_source_ranges``: Kubernetes only, and required there (``_names``).
 
     Every name is checked first, and what an earlier render into ``out`` recorded
     (``_files.check_kept``): a bad one is a one-line ``UsageError`` before anything is made."""
@@ -97,6 +107,7 @@ def render_files(
     if target is Target.KUBERNETES:
         check_namespace(namespace)
         check_cluster(cluster)
+    ranges = check_kafka_source_ranges(kafka_source_ranges, kubernetes=target is Target.KUBERNETES)
     check_kept(out, dep.kept())
     if target is Target.COMPOSE:
         made = ensure_secrets(
@@ -116,8 +127,9 @@ def render_files(
                               gateway_ports=gateways)  # fmt: skip
         return {**files, **_observability_compose(dep)}, made
     files = kubernetes_files(
-        dep, namespace=namespace, cluster=cluster, extra=_observability_kubernetes(dep)
-    )
+        dep, namespace=namespace, cluster=cluster, extra=_observability_kubernetes(dep),
+        kafka_source_ranges=ranges,
+    )  # fmt: skip
     rendered = {k.removeprefix("kubernetes/"): v for k, v in files.items()}
     return rendered | _monitoring(dep, namespace), []
 

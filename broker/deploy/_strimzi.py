@@ -12,7 +12,7 @@ back for the tests to compare.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from broker.deploy._model import Deployment
@@ -20,6 +20,7 @@ from broker.kafka import Grant, ResourceKind, TopicSpec
 
 __all__ = [
     "ACCORD_SELECTOR",
+    "KAFKA_SOURCE_RANGES_UNSET",
     "KAFKA_TLS_PORT",
     "STRIMZI_API",
     "acl_grants",
@@ -33,6 +34,9 @@ STRIMZI_API = "kafka.strimzi.io/v1"
 #: The in-cluster listener Accord's processes use; 9094 is the one agencies reach from outside.
 KAFKA_TLS_PORT = 9093
 KAFKA_EXTERNAL_PORT = 9094
+#: The external listener's source range until the parties' are given: no CIDR, so nothing
+#: is exposed by mistake (``kafka``).
+KAFKA_SOURCE_RANGES_UNSET = "SET_KAFKA_SOURCE_RANGES"
 #: Every pod of Accord's own carries this label (Strimzi's carry ``part-of: strimzi-<cluster>``).
 ACCORD_SELECTOR = {"app.kubernetes.io/part-of": "accord"}
 
@@ -59,8 +63,13 @@ def _metadata(name: str, cluster: str) -> Manifest:
     return {"name": name, "labels": {"strimzi.io/cluster": cluster}}
 
 
-def kafka(dep: Deployment, cluster: str) -> Manifest:
-    """The cluster: KRaft on node pools, TLS and SCRAM on both listeners, ACLs enforced.
+def kafka(dep: Deployment, cluster: str, source_ranges: Sequence[str] = ()) -> Manifest:
+    """The cluster: KRaft on node pools, TLS and SCRAM on both listeners, ACLs enforced, the
+    external listener's load balancer admitting ``source_ranges`` alone (the parties').
+
+    Without them it admits :data:`KAFKA_SOURCE_RANGES_UNSET`, which is no range: the API
+    server refuses the load balancer's Service, so Kafka is on no one's network until they
+    are given (``accord deploy render`` requires them: ``_names.check_kafka_source_ranges``).
 
     ``spec.kafka.version`` is left out on purpose: the operator then runs its own default
     Kafka release, the one it was tested with, and upgrading Strimzi upgrades Kafka.
@@ -99,6 +108,12 @@ def kafka(dep: Deployment, cluster: str) -> Manifest:
                         "type": "loadbalancer",
                         "tls": True,
                         "authentication": listener_auth,
+                        # Strimzi copies these to the Service, whose cloud load balancer
+                        # drops every other source before it reaches a broker.
+                        "configuration": {
+                            "loadBalancerSourceRanges": list(source_ranges)
+                            or [KAFKA_SOURCE_RANGES_UNSET]
+                        },
                     },
                 ],
                 # Strimzi's "simple" is Kafka's StandardAuthorizer with no ACL meaning deny.

@@ -6,11 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from broker.kafka import read_client_file
 
 REPO = Path(__file__).resolve().parents[3]
 Run = Callable[[list[str]], tuple[int, str, str]]
+#: The parties' addresses, which a Kubernetes render must be given for Kafka's external listener.
+RANGE = ["--kafka-source-range", "192.0.2.0/24"]
 
 
 def test_render_writes_the_compose_deployment_and_its_secrets(run_cli: Run, tmp_path: Path) -> None:
@@ -145,11 +148,56 @@ def test_a_bad_name_is_refused_in_one_line_before_any_secret_or_file_is_made(
 
 
 @pytest.mark.parametrize(
+    ("args", "says"),
+    [([], "--kafka-source-range CIDR is required with --target kubernetes"),
+     (["--kafka-source-range", "192.0.2.0/33"], "not an address range in CIDR notation"),
+     (["--kafka-source-range", "partners.example.org"], "not an address range"),
+     (["--kafka-source-range", "192.0.2.7/24"], "give the range 192.0.2.0/24"),
+     (["--target", "compose", "--kafka-source-range", "192.0.2.0/24"], "kubernetes only")],
+)  # fmt: skip
+def test_kafkas_external_listener_is_never_rendered_open_to_everyone_by_default(
+    run_cli: Run, tmp_path: Path, args: list[str], says: str
+) -> None:
+    """Strimzi's external listener is a cloud load balancer: without the parties' ranges it
+    would be on the internet. A Compose render restricts nothing with them: refused too."""
+    out = tmp_path / "d"
+    target = [] if "--target" in args else ["--target", "kubernetes"]
+    code, stdout, stderr = run_cli(
+        ["deploy", "render", "--policies", str(REPO / "policies"), "--out", str(out),
+         *target, *args]
+    )  # fmt: skip
+    assert code != 0
+    assert stderr.count("\n") == 1, stderr
+    assert says in stderr
+    assert "Traceback" not in stderr
+    assert stdout == ""
+    assert not out.exists()
+
+
+def test_the_external_listener_admits_exactly_the_ranges_given(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    out = tmp_path / "k"
+    code, _, stderr = run_cli(
+        ["deploy", "render", "--policies", str(REPO / "policies"), "--out", str(out),
+         "--target", "kubernetes", "--kafka-source-range", "192.0.2.0/24",
+         "--kafka-source-range", "198.51.100.7", "--kafka-source-range", "2001:db8::/32",
+         "--kafka-source-range", "192.0.2.0/24"]
+    )  # fmt: skip
+    assert code == 0, stderr
+    kafka = yaml.safe_load((out / "kafka" / "kafka.yaml").read_text())
+    (external,) = [ls for ls in kafka["spec"]["kafka"]["listeners"] if ls["name"] == "external"]
+    assert external["type"] == "loadbalancer"
+    assert external["configuration"]["loadBalancerSourceRanges"] == [
+        "192.0.2.0/24", "198.51.100.7/32", "2001:db8::/32"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
     "good",
     [["--external-host", "kafka.example.org"], ["--external-host", "192.0.2.7"],
      ["--image", "registry.example:5000/team/accord-broker:0.1.0"],
-     ["--target", "kubernetes", "--namespace", "accord-prod", "--cluster", "kafka-1"],
-     ["--target", "kubernetes", "--namespace", "9accord", "--cluster", "c" * 38]],
+     ["--target", "kubernetes", "--namespace", "accord-prod", "--cluster", "kafka-1", *RANGE],
+     ["--target", "kubernetes", "--namespace", "9accord", "--cluster", "c" * 38, *RANGE]],
 )  # fmt: skip
 def test_good_names_render(run_cli: Run, tmp_path: Path, good: list[str]) -> None:
     code, _, stderr = run_cli(
@@ -163,7 +211,7 @@ def test_a_render_with_other_partitions_into_the_same_folder_is_refused_in_one_l
     run_cli: Run, tmp_path: Path
 ) -> None:
     render = ["deploy", "render", "--policies", str(REPO / "policies"), "--target",
-              "kubernetes", "--out", str(tmp_path / "k")]  # fmt: skip
+              "kubernetes", "--out", str(tmp_path / "k"), *RANGE]  # fmt: skip
     assert run_cli([*render, "--partitions", "3"])[0] == 0
     code, stdout, stderr = run_cli([*render, "--partitions", "6"])
     assert code == 2
@@ -190,7 +238,7 @@ def test_a_kubernetes_re_render_without_a_party_and_a_desk_prints_the_deletes_ap
                  "    kind: hub\n    localities: [\"DY4 7\"]\n")  # fmt: skip
     out = tmp_path / "k"
     render = ["deploy", "render", "--target", "kubernetes", "--out", str(out),
-              "--namespace", "partners"]  # fmt: skip
+              "--namespace", "partners", *RANGE]  # fmt: skip
     code, _, stderr = run_cli([*render, "--policies", str(bundle), "--desk", "sandwell-coord"])
     assert code == 0, stderr
     code, stdout, stderr = run_cli([*render, "--policies", str(REPO / "policies")])
@@ -232,7 +280,7 @@ def test_a_kubernetes_render_prints_the_secrets_it_needs_and_does_not_make_and_t
     out = tmp_path / "k"
     code, stdout, stderr = run_cli(
         ["deploy", "render", "--policies", str(REPO / "policies"), "--target", "kubernetes",
-         "--out", str(out), "--namespace", "partners", "--desk", "sandwell-coord"]
+         "--out", str(out), "--namespace", "partners", "--desk", "sandwell-coord", *RANGE]
     )  # fmt: skip
     assert code == 0, stderr
     lines = stdout.splitlines()
@@ -279,7 +327,7 @@ def test_the_documented_offboarding_output_is_what_the_render_prints(
         fh.write("  cog-great-bridge:\n    name: Great Bridge Community Operating Group\n"
                  "    kind: hub\n    localities: [\"DY4 7\"]\n")  # fmt: skip
     out = tmp_path / "accord-k8s"
-    render = ["deploy", "render", "--target", "kubernetes", "--out", str(out)]
+    render = ["deploy", "render", "--target", "kubernetes", "--out", str(out), *RANGE]
     assert run_cli([*render, "--policies", str(bundle)])[0] == 0
     code, stdout, stderr = run_cli([*render, "--policies", str(REPO / "policies")])
     assert code == 0, stderr

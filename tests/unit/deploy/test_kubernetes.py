@@ -269,6 +269,27 @@ def test_the_cluster_runs_kraft_with_tls_scram_and_acls_and_makes_no_topic_by_it
     assert pool["roles"] == ["controller", "broker"]
 
 
+def test_the_external_listener_admits_only_the_given_ranges_and_no_one_without_them(
+    dep: Deployment, docs: dict[str, dict[str, Any]]
+) -> None:
+    """A load balancer with no source ranges is on the internet on most clouds. Without the
+    parties' ranges the listener names a placeholder that is no CIDR: the API server refuses
+    the Service Strimzi makes of it, rather than expose Kafka."""
+
+    def external(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        listeners = docs["kubernetes/kafka/kafka.yaml"]["spec"]["kafka"]["listeners"]
+        (found,) = [ls for ls in listeners if ls["name"] == "external"]
+        return dict(found["configuration"])
+
+    [unset] = external(docs)["loadBalancerSourceRanges"]
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
+        ipaddress.ip_network(unset)
+    given = kubernetes_files(dep, kafka_source_ranges=["192.0.2.0/24", "2001:db8::/32"])
+    parsed = {p: yaml.safe_load(t) for p, t in given.items() if p != KUSTOMIZATION}
+    assert external(parsed) == {"loadBalancerSourceRanges": ["192.0.2.0/24", "2001:db8::/32"]}
+    assert strimzi_errors(parsed["kubernetes/kafka/kafka.yaml"]) == []
+
+
 # -- Accord's processes ------------------------------------------------------------------
 
 

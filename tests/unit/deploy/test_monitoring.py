@@ -38,7 +38,9 @@ def dep() -> Deployment:
 @pytest.fixture(scope="module")
 def rendered(dep: Deployment, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("k8s")
-    files, _ = render_files(dep, Target.KUBERNETES, out, namespace="partners")
+    files, _ = render_files(
+        dep, Target.KUBERNETES, out, namespace="partners", kafka_source_ranges=["192.0.2.0/24"]
+    )
     return {rel: yaml.safe_load(text) for rel, text in files.items()}
 
 

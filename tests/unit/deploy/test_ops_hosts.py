@@ -41,7 +41,8 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def kubernetes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _render(Target.KUBERNETES, tmp_path_factory.mktemp("k8s"), namespace="partners")
+    return _render(Target.KUBERNETES, tmp_path_factory.mktemp("k8s"), namespace="partners",
+                   kafka_source_ranges=["192.0.2.0/24"])  # fmt: skip
 
 
 def _rendered_ops_endpoint(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> OpsEndpoint:

@@ -28,6 +28,7 @@ from broker.policy import load_bundle
 
 POLICIES = Path("policies")
 DOCS = Path("docs/deployment.md")
+RANGES = ["192.0.2.0/24"]  # --kafka-source-range
 TEAM, NEWCOMER = "sandwell-coord", "cog-great-bridge"
 SERVICES = ("worker", "console", "indexer")
 
@@ -39,7 +40,7 @@ def _dep(bundle: Path = POLICIES, *desks: str) -> Deployment:
 
 def _render(out: Path, dep: Deployment) -> tuple[dict[str, str], list[str]]:
     """Render into ``out`` as the CLI does: the deletes are read before the files go."""
-    files, _ = render_files(dep, Target.KUBERNETES, out)
+    files, _ = render_files(dep, Target.KUBERNETES, out, kafka_source_ranges=RANGES)
     deletes = removal_commands(out, files, "accord")
     write_render(out, files, dep.kept())
     return files, deletes
@@ -76,7 +77,9 @@ def test_the_platforms_secrets_are_every_keystore_and_passphrase_per_pod_and_the
 ) -> None:
     """What an apply needs and nothing makes: missing one, a pod waits in ContainerCreating,
     and as the workers are replaced all together the pipeline stops."""
-    files, _ = render_files(_dep(POLICIES, TEAM), Target.KUBERNETES, tmp_path / "k")
+    files, _ = render_files(
+        _dep(POLICIES, TEAM), Target.KUBERNETES, tmp_path / "k", kafka_source_ranges=RANGES
+    )
     expected = {"accord-audit-db": ("url",)}
     for principal in (*SERVICES, TEAM):
         expected[f"accord-keystore-{principal}"] = ("keystore.tar",)
@@ -168,7 +171,9 @@ def test_the_longest_cluster_name_allowed_fits_every_service_strimzi_names_after
     cluster = "a" * 38
     check_cluster(cluster)
     check_cluster("a9-b")
-    files, _ = render_files(_dep(), Target.KUBERNETES, tmp_path / "k", cluster=cluster)
+    files, _ = render_files(
+        _dep(), Target.KUBERNETES, tmp_path / "k", cluster=cluster, kafka_source_ranges=RANGES
+    )
     kafka = yaml.safe_load(files["kafka/kafka.yaml"])
     services = [f"{cluster}-kafka-bootstrap", f"{cluster}-kafka-brokers"]
     services += [f"{cluster}-kafka-{listener['name']}-bootstrap"

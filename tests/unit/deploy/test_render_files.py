@@ -14,6 +14,7 @@ from broker.policy import load_bundle
 from broker.topics import AUDIT
 
 POLICIES = Path("policies")
+RANGES = ["192.0.2.0/24"]
 
 
 def _dep(partitions: int, brokers: int = 1) -> Deployment:
@@ -23,7 +24,9 @@ def _dep(partitions: int, brokers: int = 1) -> Deployment:
 
 def _render(out: Path, target: Target, partitions: int) -> list[str]:
     dep = _dep(partitions)
-    files, made = render_files(dep, target, out)
+    # The parties' range is Kubernetes' alone (Compose's ports are the host firewall's).
+    ranges = ["192.0.2.0/24"] if target is Target.KUBERNETES else []
+    files, made = render_files(dep, target, out, kafka_source_ranges=ranges)
     write_render(out, files, dep.kept())
     return made
 
@@ -88,7 +91,7 @@ def test_a_compose_folder_rendered_before_the_count_was_recorded_is_read_from_co
 def test_a_render_that_records_nothing_keeps_the_earlier_record(tmp_path: Path) -> None:
     out = tmp_path / "deploy"
     _render(out, Target.KUBERNETES, 3)
-    files, _ = render_files(_dep(3), Target.KUBERNETES, out)
+    files, _ = render_files(_dep(3), Target.KUBERNETES, out, kafka_source_ranges=RANGES)
     write_render(out, files)
     assert (out / MANIFEST).read_text().startswith("# partitions 3\n")
     with pytest.raises(UsageError):
@@ -99,9 +102,13 @@ def test_more_brokers_are_not_refused(tmp_path: Path) -> None:
     """Brokers may be added (and Strimzi refuses to remove one that holds replicas)."""
     out = tmp_path / "deploy"
     dep = _dep(3, brokers=1)
-    write_render(out, render_files(dep, Target.KUBERNETES, out)[0], dep.kept())
+    write_render(
+        out, render_files(dep, Target.KUBERNETES, out, kafka_source_ranges=RANGES)[0], dep.kept()
+    )
     dep = _dep(3, brokers=3)
-    write_render(out, render_files(dep, Target.KUBERNETES, out)[0], dep.kept())
+    write_render(
+        out, render_files(dep, Target.KUBERNETES, out, kafka_source_ranges=RANGES)[0], dep.kept()
+    )
     pool = yaml.safe_load((out / "kafka" / "node-pool.yaml").read_text())
     assert pool["spec"]["replicas"] == 3
 
@@ -132,7 +139,7 @@ def _k8s(out: Path, desks: tuple[str, ...] = (), gateways: tuple[str, ...] = ())
 
     dep = deployment(load_bundle(POLICIES), POLICIES, brokers=3, partitions=3,
                      image="accord-broker:test", desks=desks, gateways=gateways)  # fmt: skip
-    files, _ = render_files(dep, Target.KUBERNETES, out)
+    files, _ = render_files(dep, Target.KUBERNETES, out, kafka_source_ranges=RANGES)
     deletes = removal_commands(out, files, "accord")
     write_render(out, files, dep.kept())
     return deletes
