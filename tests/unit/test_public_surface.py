@@ -151,7 +151,7 @@ SURFACES = {
         "UNPROTECTED_WARNING",
         "warn_if_unprotected", "LINKAGE_FILE", "LINKAGE_SECRET", "TOTP_SECRET_NAME",
         "desk_linkage_key", "device_key", "device_secret_name", "linkage_secret_name",
-        "LEGACY_DEVICE_FILE",
+        "LEGACY_DEVICE_FILE", "lost_signing_keys", "lost_signing_keys_advice",
     },
     "broker.linkage": {"Linker", "Unlinkable"},
     "broker.pipeline": {
