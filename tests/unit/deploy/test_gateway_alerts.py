@@ -73,3 +73,16 @@ def test_one_consent_record_refused_alerts(promtool: str, tmp_path: Path) -> Non
 def test_an_event_refused_is_not_a_consent_alert(promtool: str, tmp_path: Path) -> None:
     series = [_series("refused", "0x10 1x20", endpoint="event")]
     _check(promtool, tmp_path, "AccordGatewayConsentRefused", series, None)
+
+
+def test_an_event_kafka_refused_the_gateways_login_alerts(promtool: str, tmp_path: Path) -> None:
+    """Events wait at the records systems until the grant is back: someone must put it back."""
+    series = [_series("kafka_refused", "0x10 1x20", endpoint="event")]
+    _check(promtool, tmp_path, "AccordGatewayWriteRefused", series, "1")
+
+
+def test_a_gateway_whose_writes_go_through_has_no_write_refused_alert(
+    promtool: str, tmp_path: Path
+) -> None:
+    series = [_series("accepted", "0+5x30", endpoint="event")]
+    _check(promtool, tmp_path, "AccordGatewayWriteRefused", series, None)
