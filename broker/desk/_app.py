@@ -56,6 +56,10 @@ class Desk(WebPages):
         # to the minute, GMT or BST.
         zone = ZoneInfo(deps.schools.timezone)
         self.templates.filters["when"] = lambda value: local_time(value, zone)
+        if missing := sum(not a.second_factor for a in deps.users.accounts()):
+            # As the console says it: a count (`accord desk users` names them), at every start,
+            # since these pages show children's names and NHS numbers to a password alone.
+            log.warning("desk_accounts_without_second_factor", count=missing)
 
     def page_context(self) -> dict[str, Any]:
         deps = self.deps

@@ -409,6 +409,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 )  # fmt: skip
         finally:
             answering.discard(event_id)
+        # As a team's decision is logged (desk_decision): who sent which outcome, ids only.
+        log.info("desk_outcome_sent", outcome=outcome, by=session.user, event_id=event["event_id"])
         session.flash_success(
             f"Outcome {outcome.replace('_', ' ')} sent through the broker to the referring team."
         )

@@ -51,3 +51,17 @@ def test_a_second_factor_that_does_not_open_is_a_page_saying_so_after_the_right_
     assert totp.secret not in str(logs)
     page = client.get("/", follow_redirects=False)  # and not signed in
     assert (page.status_code, page.headers["location"]) == (303, "/login")
+
+
+def test_the_desk_warns_at_start_how_many_accounts_have_no_second_factor(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]], users: UserFile
+) -> None:
+    """Its pages show children's names and NHS numbers: a password alone is said at start."""
+    users.add("sam.worker", "another long secret", totp=True)
+    users.add("lee.lead", "yet another long secret")
+    with capture_logs() as logs:
+        make_client()
+    [warning] = [e for e in logs if e["event"] == "desk_accounts_without_second_factor"]
+    assert (warning["log_level"], warning["count"]) == ("warning", 2)  # lee.lead and USER
+    assert "lee.lead" not in str(logs)
+    assert USER not in str(logs)
