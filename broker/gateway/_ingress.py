@@ -1,19 +1,30 @@
 """Whether Kafka lets the gateway's login write its party's ingress topic.
 
 A gateway run with another party's Kafka login (or one provisioning never granted) would say
-it is ready and then have Kafka refuse every event. So, at start, Kafka is asked without
-producing (a metadata request for the topic: Kafka grants Describe with Write), and the
-gateway does not start when it says no. A write refused later (a grant taken away while the
-gateway runs) is the gateway's misconfiguration, not the caller's: answered 503 (nothing was
-written: the caller keeps the event and sends it again), logged as an error naming the topic,
-and ``/readyz`` says not ready until a write succeeds or Kafka, asked again once a
-``recheck``, lets the login see the topic (else a load balancer that stopped sending would
-keep it unready for good).
+it is ready and then have Kafka refuse every event. Kafka has no dry-run produce, so two
+checks stand in for one at start, neither producing anything. The login's name first:
+``accord kafka provision`` names each party's login after the party and grants Write on
+``accord.ingress.<party>`` to that login alone, so another name (the worker's, say, which
+reads every ingress topic) is refused before Kafka is reached. Then Kafka is asked whether the
+login may see the topic (a metadata request: Kafka grants Describe with Write, but with Read
+too, so a yes does not prove Write; a no proves its absence), and the gateway does not start
+when it says no.
+
+A write refused later (a grant taken away while the gateway runs) is the gateway's
+misconfiguration, not the caller's: answered 503 (nothing was written: the caller keeps the
+event and sends it again), logged as an error naming the topic, and ``/readyz`` says not
+ready until a write succeeds. Else a load balancer that stopped sending on "not ready" would
+keep it unready for good, so Kafka is asked again whether the login may see the topic, at
+once and then once a ``recheck``: a no then a yes is the grant given back, and the gateway
+says ready. A yes never seen to be a no says nothing of Write (the login could see the topic
+when its write was refused), so it leaves the gateway unready: saying ready on it would have
+each next write refused again, and readiness flapping once a ``recheck``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -21,11 +32,24 @@ import structlog
 from broker.errors import ConfigError
 from broker.ops import OK, Check
 
-__all__ = ["IngressWrite", "check_ingress"]
+__all__ = ["IngressWrite", "check_ingress", "check_login"]
 
 log = structlog.get_logger("accord.gateway")
 
 Probe = Callable[[], Awaitable[bool | None]]
+
+
+def check_login(login: str | None, party: str, topic: str) -> None:
+    """``ConfigError`` naming both when the Kafka login is not ``party``'s own: provisioning
+    names a party's login after it, and grants no other login Write on ``topic``. ``None``
+    (no login, or PLAINTEXT's nobody) is left to the Kafka clients and ``check_ingress``."""
+    if login is not None and login != party:
+        raise ConfigError(
+            f"the gateway of {party} logs in to Kafka as {login!r}, not as {party!r}: only "
+            f"{party}'s own login may write {topic} (`accord kafka provision` names each "
+            f"party's login after it); give it {party}'s client file, or "
+            f"ACCORD_KAFKA__USERNAME={party} and {party}'s password"
+        )
 
 
 async def check_ingress(probe: Probe, party: str, topic: str) -> None:
@@ -33,9 +57,10 @@ async def check_ingress(probe: Probe, party: str, topic: str) -> None:
     ``topic`` (so not write it). "Cannot tell" starts the gateway: Kafka's ACLs decide then."""
     if await probe() is False:
         raise ConfigError(
-            f"Kafka does not let this gateway's login write {topic}: the gateway of {party} "
-            f"needs {party}'s own Kafka login (its client file, or ACCORD_KAFKA__USERNAME and "
-            "ACCORD_KAFKA__PASSWORD), granted by `accord kafka provision`"
+            f"Kafka does not let this gateway's login see {topic}, so not write it: the "
+            f"gateway of {party} needs {party}'s own Kafka login (its client file, or "
+            "ACCORD_KAFKA__USERNAME and ACCORD_KAFKA__PASSWORD), granted by "
+            "`accord kafka provision`"
         )
 
 
@@ -44,6 +69,8 @@ class IngressWrite:
 
     def __init__(self) -> None:
         self._refused = False
+        self._refusals = 0  # each time refused starts: what Kafka says after is of that one
+        self._news = asyncio.Event()
 
     def refused(self, topic: str) -> None:
         """Kafka's ACLs refused a write to ``topic``: an error, once each time it starts."""
@@ -52,7 +79,9 @@ class IngressWrite:
             log.error("gateway_write_refused", topic=topic,
                       why="Kafka refuses this gateway's login the write: not the party's "
                       "login, or its grant was taken away")  # fmt: skip
-        self._refused = True
+            self._refused = True
+            self._refusals += 1
+            self._news.set()  # the watch asks Kafka now: what it says at the refusal counts
 
     def written(self) -> None:
         self._refused = False
@@ -63,9 +92,22 @@ class IngressWrite:
         return OK
 
     async def watch(self, probe: Probe, recheck: float) -> None:
-        """While refused, ask Kafka once a ``recheck`` whether the login may see the topic
-        again (a grant given back): yes, and the gateway says ready; the next write tells."""
+        """While refused, ask Kafka at once and then once a ``recheck`` whether the login may
+        see the topic: ready again only on a yes after a no since the refusal (the grant
+        given back). Kafka grants Describe with Read too, and has no dry-run produce (an
+        idempotent producer's InitProducerId is not a topic's Write), so a yes alone proves
+        nothing: with none seen to be a no, readiness waits for a write that succeeds."""
+        refusal, denied = 0, False
         while True:
-            await asyncio.sleep(recheck)
-            if self._refused and await probe() is True:
-                self._refused = False
+            self._news.clear()
+            if self._refused:
+                if refusal != self._refusals:  # a refusal since the last question
+                    refusal, denied = self._refusals, False
+                seen = await probe()
+                if self._refused and refusal == self._refusals:  # else a write told since
+                    if seen is False:
+                        denied = True
+                    elif seen is True and denied:
+                        self._refused = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._news.wait(), recheck if self._refused else None)

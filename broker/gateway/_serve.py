@@ -26,7 +26,7 @@ from broker.config import GatewaySettings, Settings, SignInSettings
 from broker.errors import ConfigError, UsageError
 from broker.gateway._app import GatewayDeps, Publishing, create_gateway_app
 from broker.gateway._consent import ConsentGate, quiet_consent_refusals
-from broker.gateway._ingress import IngressWrite, check_ingress
+from broker.gateway._ingress import IngressWrite, check_ingress, check_login
 from broker.gateway._limit import AuthLimit
 from broker.gateway._metrics import GatewayMetrics
 from broker.kafka import KafkaClients, warn_if_plaintext
@@ -34,6 +34,7 @@ from broker.keys import FileKeyStore, KeyStore, warn_if_unprotected
 from broker.ops import OK, Check, first_failure, serving_ops
 from broker.sdk import Publisher
 from broker.topics import CONSENT
+from broker.topics import ingress as ingress_topic
 from broker.webauth import HostCheck, listen, loopback, stopped_by_sigterm, url_host
 
 if TYPE_CHECKING:
@@ -160,12 +161,14 @@ async def run_gateway(
 
     ``publisher``: one already made (tests); by default the party's own ``Publisher``,
     started here (a Kafka that cannot be reached stops the start with ``TransportError``).
-    A login Kafka says may not write the party's ingress topic stops it with ``ConfigError``.
+    A login not named after ``party``, or one Kafka says may not see the party's ingress
+    topic, stops it with ``ConfigError`` (_ingress).
     """
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
 
     cfg = settings.gateway
     token, hosts, tls = check_gateway(cfg)
+    check_login(kafka.principal, party, ingress_topic(party))  # before Kafka is reached
     registry = registry if registry is not None else CollectorRegistry()
     metrics = GatewayMetrics(registry, unready_for=cfg.retry_after_seconds)
     own = publisher is None
@@ -254,8 +257,8 @@ def _warn(cfg: GatewaySettings, tls: bool, kafka: KafkaClients, keys: KeyStore) 
 async def _may_write(
     kafka: KafkaClients, party: str, topic: str, ingress: IngressWrite, recheck: float
 ) -> Callable[[], object]:
-    """``ConfigError`` if Kafka says the login may not write ``topic`` (another party's login
-    would have every event refused); else ``ingress``'s watch, running, and what stops it."""
+    """``ConfigError`` if Kafka says the login may not see ``topic`` (so not write it: every
+    event would be refused); else ``ingress``'s watch, running, and what stops it."""
 
     def probe() -> Awaitable[bool | None]:
         return kafka.may_describe(topic)

@@ -9,13 +9,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from broker.config import GatewaySettings, Settings
+from broker.config import GatewaySettings, KafkaSettings, Settings
 from broker.errors import ConfigError
 from broker.gateway import GatewayRun, run_gateway
 from broker.gateway._ingress import IngressWrite
 from broker.keys import FileKeyStore
 from broker.topics import ingress
 from tests.unit.gateway.conftest import TOKEN, X25519, FakeKafka
+
+PASSWORD = "never-in-a-message-7Qx"
 
 
 class SeeingOnly(FakeKafka):
@@ -29,6 +31,13 @@ class SeeingOnly(FakeKafka):
     async def may_describe(self, topic: str, timeout_ms: int = 3000) -> bool | None:  # noqa: ARG002
         self.asked.append(topic)
         return topic in self.seen
+
+
+def _logged_in_as(kafka: FakeKafka, username: str) -> FakeKafka:
+    """``kafka`` with a SCRAM login named ``username`` (as a client file or the env gives)."""
+    kafka.settings = KafkaSettings(bootstrap="127.0.0.1:1", username=username,
+                                   password=SecretStr(PASSWORD))  # fmt: skip
+    return kafka
 
 
 async def _run(tmp_path: Any, keys: FileKeyStore, kafka: FakeKafka) -> list[GatewayRun]:
@@ -56,7 +65,7 @@ async def test_another_partys_login_stops_the_start_naming_the_party_and_topic(
         await _run(tmp_path, agency_keys, kafka)
     message = str(err.value)
     assert "\n" not in message
-    assert f"does not let this gateway's login write {ingress('wmp')}" in message
+    assert f"does not let this gateway's login see {ingress('wmp')}, so not write it" in message
     assert "the gateway of wmp needs wmp's own Kafka login" in message
     assert kafka.asked == [ingress("wmp")]
 
@@ -93,5 +102,90 @@ async def test_a_refused_write_is_unready_until_kafka_lets_the_login_see_the_top
             await asyncio.sleep(0.01)
         assert ingress_write.check().ok
         assert answers == []  # asked twice: refused still, then let through
+    finally:
+        watch.cancel()
+
+
+async def test_the_workers_login_stops_the_start_though_kafka_lets_it_see_the_topic(
+    tmp_path: Any, agency_keys: FileKeyStore
+) -> None:
+    """The worker reads every ingress topic, so Describe says yes: its name says no."""
+    kafka = _logged_in_as(SeeingOnly(ingress("wmp")), "worker")
+    with pytest.raises(ConfigError) as err:
+        await _run(tmp_path, agency_keys, kafka)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "the gateway of wmp logs in to Kafka as 'worker', not as 'wmp'" in message
+    assert f"only wmp's own login may write {ingress('wmp')}" in message
+    assert PASSWORD not in message
+    assert kafka.asked == []  # refused before Kafka was asked anything
+
+
+async def test_a_login_named_after_the_party_starts(
+    tmp_path: Any, agency_keys: FileKeyStore
+) -> None:
+    kafka = _logged_in_as(SeeingOnly(ingress("wmp")), "wmp")
+    [run] = await _run(tmp_path, agency_keys, kafka)
+    assert (run.topic, kafka.asked) == (ingress("wmp"), [ingress("wmp")])
+
+
+class _Asked:
+    """A Describe probe answering from ``answers``, then ``then`` for good; counts asks."""
+
+    def __init__(self, *answers: bool | None, then: bool | None = True) -> None:
+        self.answers, self.then, self.asked = list(answers), then, 0
+
+    async def __call__(self) -> bool | None:
+        self.asked += 1
+        return self.answers.pop(0) if self.answers else self.then
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within 2 s")
+
+
+async def test_a_login_that_could_see_the_topic_when_refused_stays_unready_until_a_write() -> None:
+    """Describe comes with Read too: a yes at the refusal and after says nothing of Write,
+    so readiness does not flap back to ready each recheck only to have a write refused."""
+    ingress_write, probe = IngressWrite(), _Asked(then=True)
+    watch = asyncio.create_task(ingress_write.watch(probe, 0.01))
+    try:
+        ingress_write.refused(ingress("wmp"))
+        await _until(lambda: probe.asked >= 5)
+        assert not ingress_write.check().ok
+        ingress_write.written()
+        assert ingress_write.check().ok
+    finally:
+        watch.cancel()
+
+
+async def test_kafka_is_asked_at_the_refusal_not_a_recheck_later() -> None:
+    ingress_write, probe = IngressWrite(), _Asked(then=False)
+    watch = asyncio.create_task(ingress_write.watch(probe, 60))
+    try:
+        await asyncio.sleep(0.05)
+        assert probe.asked == 0  # nothing refused: nothing asked
+        ingress_write.refused(ingress("wmp"))
+        await _until(lambda: probe.asked == 1)
+    finally:
+        watch.cancel()
+
+
+async def test_a_grant_given_back_is_ready_once_and_a_new_refusal_seen_allowed_stays_unready() -> (
+    None
+):
+    ingress_write, probe = IngressWrite(), _Asked(False, True, then=True)
+    watch = asyncio.create_task(ingress_write.watch(probe, 0.01))
+    try:
+        ingress_write.refused(ingress("wmp"))
+        await _until(lambda: ingress_write.check().ok)  # no, then yes: the grant given back
+        assert probe.asked == 2
+        ingress_write.refused(ingress("wmp"))  # Write still refused, Describe allowed
+        await _until(lambda: probe.asked >= 6)
+        assert not ingress_write.check().ok
     finally:
         watch.cancel()
