@@ -286,7 +286,7 @@ class PostgresAuditStore(SqlAuditStore):
             why = why_not_connected(exc)
             raise AuditError(
                 f"cannot connect to the audit database {describe_url(url)}: {why}"
-            ) from exc
+            ) from None  # the driver's text, as __cause__, may quote the URL's password
         where = describe_url(url)
         super().__init__(conn, create=create, where=where, read_only=read_only, reopen=where)
 
