@@ -143,12 +143,14 @@ class StoreUnavailable(AccordError):
     """A desk's database could not be reached (PostgreSQL restarting, the network between):
     what was being done may not have been recorded. The next use connects again."""
 
-    def __init__(self, where: str) -> None:
-        super().__init__(f"{where} cannot be reached")
+    def __init__(self, where: str, why: str | None = None) -> None:
+        # ``why``: our own words for the last failed attempt to connect (never the driver's).
+        super().__init__(f"{where} cannot be reached" + (f" ({why})" if why else ""))
         self.where = where
+        self.why = why
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _remade, (type(self), (self.where,), {}), self.__dict__
+        return _remade, (type(self), (self.where, self.why), {}), self.__dict__
 
 
 class AlreadySettled(AccordError):

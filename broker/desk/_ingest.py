@@ -90,6 +90,8 @@ class DeskIngest:
         self._held_tried = 0.0  # when a held record was last tried (time.monotonic)
         self._unstored: list[SharedRecord] = []
         self._unstored_flags: dict[Any, list[Any]] = {}
+        self._store_away = False  # since the last StoreUnavailable, until a poll goes through
+        self._store_away_why: str | None = None
 
     async def poll_once(self, wait: float) -> int:
         """Take what is there within ``wait`` seconds; how many new things were stored.
@@ -179,8 +181,11 @@ class DeskIngest:
                 continue
             except StoreUnavailable as exc:
                 # PostgreSQL restarting: the batch waits here (``_unstored``), the pages say
-                # the database cannot be reached, and the next statement connects again.
-                log.warning("desk_store_unavailable", where=exc.where)
+                # the database cannot be reached, and a later statement connects again. Said
+                # once as it goes (and as its reason changes), not at every try.
+                if not self._store_away or exc.why != self._store_away_why:
+                    log.warning("desk_store_unavailable", where=exc.where, why=exc.why)
+                self._store_away, self._store_away_why = True, exc.why
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
                 continue
@@ -193,6 +198,9 @@ class DeskIngest:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
                 continue
+            if self._store_away:
+                log.info("desk_store_back")
+                self._store_away, self._store_away_why = False, None
             # A poll that raised nothing may still have heard nothing (aiokafka answers an
             # empty batch while no broker answers): the contact asks Kafka itself, held or
             # not. A poll that keeps failing never gets that far, so the gauge goes stale.

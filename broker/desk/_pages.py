@@ -10,6 +10,7 @@ because nobody read it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -103,7 +104,12 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # "unrecorded" (sent, but the database was busy: the button records it and sends
         # nothing, under a token of its own, the ``record`` field).
         flags = [value for name, value in fields if name == "flag"]
-        titles = {f.flag_id: f.title for f in store.flags() if f.flag_id in flags}
+        titles: dict[str, str] = {}
+        if flags:
+            # The database away (why a sent referral went unrecorded, maybe): the flags by
+            # id, not the generic 503 page, which has no Record it and invites a second send.
+            with contextlib.suppress(StoreUnavailable):
+                titles = {f.flag_id: f.title for f in store.flags() if f.flag_id in flags}
         # "unrecorded" carries ``sent_at``, when the event was sent (its occurred_at), under
         # the record token's MAC: Record it records the decision at that time.
         unrecorded = cause == "unrecorded" and sent_at is not None

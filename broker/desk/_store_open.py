@@ -33,7 +33,7 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
         from broker.desk._store_live import LiveConnection  # noqa: PLC0415  # loads the driver
 
         where = "the desk's PostgreSQL database"
-        conn = LiveConnection(lambda: _connect(url), where=where)
+        conn = LiveConnection(lambda within: _connect(url, within), where=where)
         store = DeskStore(conn, placeholder="%s", where=where)
         store.claim(party)
         return store
@@ -48,13 +48,20 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
     raise UsageError(f"desk store: {not_a_database(url)}")
 
 
-def _connect(url: str) -> Any:
+def _connect(url: str, within: int) -> Any:
     """A new connection to the desk's PostgreSQL database (at start, and after the server
-    closed the last one: ``_store_live``)."""
+    closed the last one: ``_store_live``), given up after ``within`` seconds."""
     import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
 
+    from broker.desk._store_live import CUT_AFTER_S  # noqa: PLC0415  # loads the driver too
+
     try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        # Keepalives and a TCP user timeout: on a network cut without a reset a statement
+        # would otherwise wait for ever, and with it every page (the driver is synchronous).
+        conn = psycopg.connect(
+            url, autocommit=True, connect_timeout=within, keepalives=1, keepalives_idle=5,
+            keepalives_interval=2, keepalives_count=3, tcp_user_timeout=CUT_AFTER_S * 1000,
+        )  # fmt: skip
     except psycopg.Error as exc:
         why = why_not_connected(exc)  # never the driver's text: it may quote the URL
         raise ConfigError(f"cannot connect to the desk's PostgreSQL database: {why}") from None

@@ -4,10 +4,10 @@ keeps its batch), and the next one connects again; nothing is replaced mid-trans
 
 from __future__ import annotations
 
+import contextlib
 import html
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
-from broker.desk import DeskDeps, DeskIngest, DeskStore, _record_sent, children_in, open_desk_store
-from broker.errors import StoreUnavailable
+from broker.desk import DeskDeps, DeskIngest, DeskStore, _record_sent, open_desk_store
+from broker.desk._store_live import RETRY_AFTER_S, LiveConnection
+from broker.errors import ConfigError, StoreUnavailable
 from tests.unit.desk.conftest import SECRET, T0, Clock, FakePublisher, delivery, sign_in
+from tests.unit.desk.test_decide_once import FLAG, _child_with_flag
 from tests.unit.desk.test_ingest import FakeSubscriber, Shared
 
 
@@ -75,6 +77,83 @@ def test_a_connection_lost_mid_decision_is_not_replaced_inside_the_transaction(
     assert len(pg_store.decisions()) == 1
 
 
+class _Connects:
+    """The desk's connect, counted, and refused on demand (a server still down, a password
+    rotated since start)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.calls = 0
+        self.refuse = False
+
+    def __call__(self, within: int) -> Any:
+        from broker.desk._store_open import _connect
+
+        self.calls += 1
+        if self.refuse:
+            raise ConfigError(
+                "cannot connect to the desk's PostgreSQL database: connection refused"
+            )
+        return _connect(self.url, within)
+
+
+@pytest.fixture
+def live(pg_url: str) -> Iterator[tuple[LiveConnection, _Connects, list[float]]]:
+    connects, now = _Connects(pg_url), [0.0]
+    conn = LiveConnection(connects, where="the desk's PostgreSQL database", clock=lambda: now[0])
+    yield conn, connects, now
+    conn.close()
+
+
+def test_a_failed_reconnect_says_why_and_is_not_tried_again_at_once(
+    live: tuple[LiveConnection, _Connects, list[float]], pg_url: str
+) -> None:
+    """Each try blocks every page (the driver is synchronous): between tries, 503 at once."""
+    conn, connects, now = live
+    _restart_cuts(pg_url)
+    with pytest.raises(StoreUnavailable):
+        conn.execute("SELECT 1")
+    connects.refuse = True
+    with pytest.raises(StoreUnavailable, match=r"\(.*connection refused\)$") as told:
+        conn.execute("SELECT 1")
+    assert told.value.why is not None
+    assert connects.calls == 2  # the first, and this try
+    now[0] += RETRY_AFTER_S / 2
+    with pytest.raises(StoreUnavailable, match="connection refused"):
+        conn.execute("SELECT 1")
+    assert connects.calls == 2  # not tried again so soon
+    connects.refuse = False
+    now[0] += RETRY_AFTER_S
+    assert conn.execute("SELECT 1").fetchall() == [(1,)]
+    assert connects.calls == 3
+
+
+@pytest.mark.parametrize("begin", ["transaction()", "BEGIN"])
+def test_a_connection_lost_inside_a_transaction_is_not_replaced_until_it_ends(
+    live: tuple[LiveConnection, _Connects, list[float]], pg_url: str, begin: str
+) -> None:
+    """Even for a caller that goes on after the error: its next statements would otherwise
+    run, each committed alone, on a new connection."""
+    conn, connects, _ = live
+    with contextlib.ExitStack() as stack:
+        if begin == "BEGIN":
+            conn.execute("BEGIN")
+        else:
+            stack.enter_context(contextlib.suppress(StoreUnavailable))
+            stack.enter_context(conn.transaction())
+        _restart_cuts(pg_url)
+        with pytest.raises(StoreUnavailable):
+            conn.execute("SELECT 1")
+        with pytest.raises(StoreUnavailable):
+            conn.execute("INSERT INTO nowhere VALUES (1)")
+        assert connects.calls == 1  # never connected again inside it
+        if begin == "BEGIN":
+            with pytest.raises(StoreUnavailable):
+                conn.execute("ROLLBACK")  # gone with the connection: ended all the same
+    assert conn.execute("SELECT 1").fetchall() == [(1,)]  # after it: connected again
+    assert connects.calls == 2
+
+
 class _Unreachable(DeskStore):
     """A store whose database is away for the first ``times`` deliveries."""
 
@@ -128,39 +207,57 @@ def test_a_page_while_the_database_is_away_says_so_with_503(
     assert [e["event"] for e in logs if e["log_level"] != "info"] == ["desk_store_unavailable"]
 
 
-def test_an_outcome_sent_while_the_database_is_away_is_recorded_by_the_desk_once_it_is_back(
+class _GoesAway(FakePublisher):
+    """Kafka takes the event, then the desk's database goes: every statement fails after."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.away = False
+
+    async def publish(self, event: Any) -> None:
+        await super().publish(event)
+        self.away = True
+
+
+@pytest.fixture
+def publisher() -> _GoesAway:
+    """This module's: the conftest's, whose database can go away once it has sent."""
+    return _GoesAway()
+
+
+def test_a_referral_sent_as_the_database_goes_away_is_the_sent_not_recorded_page(
     make_client: Callable[..., tuple[TestClient, DeskDeps]], store: DeskStore,
-    publisher: FakePublisher, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+    publisher: _GoesAway, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """Sent, then not recorded: the page says so (not a bare 503) and the desk keeps trying,
-    as for a busy database: a new outcome would be a second."""
+    """Sent, then not recorded: the page says so, with Record it and the flags it settles by
+    id (not the generic 503 page, which invites a second send), and the desk keeps trying,
+    so it is recorded once the database is back."""
     monkeypatch.setattr(_record_sent, "RETRY_SECONDS", 0.05)
-    referral = delivery("r1", recipient="cog-west-bromwich", type="coordination.referral")
-    store.add_delivery(referral, children_in(referral.view, SECRET), datetime.now(UTC))
-    decide = DeskStore.decide
-    away = [1]
+    child = _child_with_flag(store)
+    query = DeskStore._q
 
-    def away_once(self: DeskStore, **kwargs: Any) -> Any:
-        if away:
-            away.pop()
+    def away(self: DeskStore, sql: str, params: Any = ()) -> Any:
+        if publisher.away:
             raise StoreUnavailable("the desk's PostgreSQL database")
-        return decide(self, **kwargs)
+        return query(self, sql, params)
 
-    monkeypatch.setattr(DeskStore, "decide", away_once)
-    client, _ = make_client(kind="hub", party="cog-west-bromwich")
+    monkeypatch.setattr(DeskStore, "_q", away)
+    client, _ = make_client()
     with client:  # one event loop for the requests and the retry
         token = sign_in(client)
-        r = client.post(
-            "/referral/r1/outcome",
-            data={"csrf": token, "outcome": "support_offered", "summary": "Visit booked."},
-        )
+        form = {"csrf": token, "action": "refer", "reason": "Needs a hub.", "flag": FLAG}
+        r = client.post(f"/child/{child}/decide", data=form)
+        page = html.unescape(r.text)
         assert r.status_code == 503
-        assert "could not be reached" in html.unescape(r.text)
-        assert "keeps trying to record it by itself" in html.unescape(r.text)
+        assert "was sent but not recorded" in page
+        assert "could not be reached" in page
+        assert "keeps trying to record it by itself" in page
+        assert FLAG in page  # by id: its title cannot be read
+        publisher.away = False  # the database is back
         deadline = time.monotonic() + 5
-        while not store.decisions(subject_event="r1") and time.monotonic() < deadline:
+        while not store.decisions(child=child) and time.monotonic() < deadline:
             client.get("/login")  # lets the loop run
             time.sleep(0.05)
-    [decision] = store.decisions(subject_event="r1")
+    [decision] = store.decisions(child=child)
     assert decision.published_event == publisher.events[0]["event_id"]
     assert len(publisher.events) == 1  # sent once
