@@ -38,7 +38,6 @@ from broker.events._model import (
 )
 from broker.events._parse import (
     DUPLICATE_KEY,
-    DuplicateKey,
     near_field,
     no_duplicate_keys,
     parse_consent,
@@ -62,7 +61,6 @@ __all__ = [
     "ConsentSubject",
     "ContactEvent",
     "Delivery",
-    "DuplicateKey",
     "EventType",
     "ReferralOutcome",
     "Role",

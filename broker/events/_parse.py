@@ -24,7 +24,6 @@ from broker.events._model import ContactEvent
 
 __all__ = [
     "DUPLICATE_KEY",
-    "DuplicateKey",
     "field_path",
     "near_field",
     "no_duplicate_keys",
@@ -177,17 +176,14 @@ def problems_of(
     return problems
 
 
-class DuplicateKey(ValueError):
-    """A JSON object gives one key twice (``no_duplicate_keys``)."""
-
-
 def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads``'s ``object_pairs_hook`` refusing a key given twice (``DuplicateKey``):
-    which of two values counts is the parser's choice, and the records system may have meant
+    """``json.loads``'s ``object_pairs_hook`` refusing a key given twice: ``EventInvalid``
+    (``(json)``: ``DUPLICATE_KEY``), whose problems a caller may re-file under its own path.
+    Which of two values counts is the parser's choice, and the records system may have meant
     the other. Refused rather than guessed, as the gateway does."""
     out = dict(pairs)
     if len(out) != len(pairs):
-        raise DuplicateKey(DUPLICATE_KEY)
+        raise EventInvalid([("(json)", DUPLICATE_KEY)])
     return out
 
 
@@ -202,7 +198,7 @@ def _json_text(data: bytes | str, prefix: str) -> bytes | str:
     )
     try:
         json.loads(data, object_pairs_hook=no_duplicate_keys)
-    except DuplicateKey:
+    except EventInvalid:  # a key given twice: said of the whole text
         path = field_path(())
         raise EventInvalid([(f"{prefix}{path}" if prefix else path, DUPLICATE_KEY)]) from None
     except (ValueError, RecursionError):  # not JSON (ValueError covers JSONDecodeError)

@@ -34,12 +34,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.errors import AccordError, EventInvalid, SendUnconfirmed, TransportError
-from broker.events import ContactEvent
+from broker.events import DUPLICATE_KEY, ContactEvent
 from broker.gateway._consent import ConsentGate
 from broker.gateway._ingress import IngressWrite
 from broker.gateway._limit import AuthLimit, Limited, LimitKind, Network, client_of
 from broker.gateway._metrics import Endpoint, GatewayMetrics, Outcome
 from broker.gateway._query import query_problem
+from broker.kafka import access_denied
 from broker.ops import OK, Check, first_failure
 from broker.sdk import Receipt, validate_batch
 from broker.webauth import HostCheck
@@ -217,7 +218,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # system may have meant the other. Refused rather than guessed.
     out = dict(pairs)
     if len(out) != len(pairs):
-        raise _Refused(400, Outcome.MALFORMED, "a key appears twice in one JSON object")
+        raise _Refused(400, Outcome.MALFORMED, DUPLICATE_KEY)
     return out
 
 
@@ -295,19 +296,6 @@ _NOT_AN_AUTHORITY = (
 )
 
 
-def _refused_by_acls(exc: BaseException) -> bool:
-    """Whether Kafka's ACLs refused it: told by the kind of Kafka error it came from (aiokafka's
-    ``...AuthorizationFailed...``), not by how broker.kafka words the message."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if "AuthorizationFailed" in type(cause).__name__:
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
 def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Refused:
     """What to tell the caller when Kafka did not confirm: the SDK's rule (docs/sdk.md)."""
     if isinstance(exc, SendUnconfirmed):
@@ -329,7 +317,7 @@ def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Re
             f"Kafka did not confirm in time and may have written it: {again} (the broker "
             "takes an id once)", **ids,
         )  # fmt: skip
-    if _refused_by_acls(exc):
+    if access_denied(exc):
         if endpoint is Endpoint.CONSENT:  # a party that is no consent authority: the caller's
             return _Refused(403, Outcome.REFUSED, _NOT_AN_AUTHORITY)
         # The party's own topic: the gateway's login is wrong or lost its grant. Not the

@@ -163,14 +163,17 @@ async def connecting(kafka: str | KafkaClients, *, doing: str | None = None) -> 
 
 def access_denied(exc: BaseException) -> bool:
     """Whether ``exc`` (a ``TransportError``, say) came of Kafka's ACLs refusing the request,
-    somewhere in its causes: sending it again cannot help until a grant changes."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # a chain of translations is a few links; never a loop
-        if seen is None:
-            return False
-        if isinstance(seen, _DENIED):
+    somewhere in its chain: its cause (``raise ... from``) or, without one, the error being
+    handled when it was raised (a translation that forgot ``from``). Told by the kind of
+    aiokafka error, not by how a message words it. Sending it again cannot help until a
+    grant changes."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:  # a chain can lead back to itself
+        seen.add(id(link))
+        if isinstance(link, _DENIED):
             return True
-        seen = seen.__cause__
+        link = link.__cause__ or link.__context__
     return False
 
 

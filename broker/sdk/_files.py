@@ -16,9 +16,7 @@ from typing import Any, TextIO
 
 from broker.errors import EventInvalid, UsageError
 from broker.events import (
-    DUPLICATE_KEY,
     ContactEvent,
-    DuplicateKey,
     near_field,
     no_duplicate_keys,
 )
@@ -90,8 +88,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]
                 continue
             try:
                 data = json.loads(raw, object_pairs_hook=no_duplicate_keys)
-            except DuplicateKey:  # as the gateway and parse_event refuse it
-                yield n, RowProblem(n, [("(json)", DUPLICATE_KEY)])
+            except EventInvalid as exc:  # a key given twice: as the gateway refuses it
+                yield n, RowProblem(n, exc.problems)
                 continue
             except json.JSONDecodeError as exc:
                 yield n, RowProblem(n, [("(json)", f"not valid JSON at column {exc.colno}")])

@@ -96,7 +96,7 @@ SURFACES = {
         "normalise_name",
         "normalise_nhs_number", "normalise_postcode", "parse_consent", "parse_consents",
         "parse_event", "postcode_district", "postcode_sector",
-        "DUPLICATE_KEY", "DuplicateKey", "near_field", "no_duplicate_keys",
+        "DUPLICATE_KEY", "near_field", "no_duplicate_keys",
     },
     "broker.webauth": {
         "CSP", "LOOPBACK_NAMES", "MAX_BODY", "SECURITY_HEADERS", "USERNAME", "Account",

@@ -9,6 +9,7 @@ from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 
 from broker.config import KafkaSettings
 from broker.errors import TransportError
-from broker.kafka import KafkaClients, connecting, translated
+from broker.kafka import KafkaClients, access_denied, connecting, translated
 from broker.kafka._errors import Abandoned
 
 WHY = "no grant allows it (a suspended party holds none; docs/operations.md, What each "
@@ -92,3 +93,26 @@ async def test_an_abandoned_producers_sends_say_so_not_that_kafka_is_unreachable
         async with translated("publishing to accord.ingress.swbh"):
             raise Abandoned()
     assert str(failed.value) == "publishing to accord.ingress.swbh: the producer was abandoned"
+
+
+def _raised_while_handling(refusal: BaseException) -> TransportError:
+    """A translation that forgot ``from``: the refusal is only the error's context."""
+    try:
+        try:
+            raise refusal
+        except KafkaError:
+            raise TransportError("publishing: refused")  # noqa: B904  # the forgotten from
+    except TransportError as exc:
+        return exc
+
+
+def test_access_denied_follows_an_errors_context_as_well_as_its_cause() -> None:
+    """One rule for the CLI and the gateway (whose 503 kafka_refused relies on it)."""
+    assert access_denied(_raised_while_handling(TopicAuthorizationFailedError("t")))
+    assert not access_denied(_raised_while_handling(KafkaTimeoutError()))
+
+
+def test_access_denied_ends_on_a_chain_that_leads_back_to_itself() -> None:
+    first, second = TransportError("a"), TransportError("b")
+    first.__cause__, second.__cause__ = second, first
+    assert not access_denied(first)
