@@ -18,7 +18,7 @@ from broker.errors import BundleInvalid, EventInvalid, UsageError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from broker.events import ConsentRecord
+    from broker.events import ConsentRecord, ContactEvent
     from broker.policy import Decision, FlagScenario, Policy, Scenario, Unevaluated
 
 # Module level: typer resolves these string annotations in the module's globals.
@@ -118,9 +118,25 @@ def _fields(d: Decision) -> str:
     )
 
 
-def _reason(d: Decision, unevaluated: tuple[Unevaluated, ...]) -> str:
+#: Said of a consent reason a justified concern would have overridden: the event is valid
+#: and decided, so without this the concern's being set aside would go unseen.
+_UNJUSTIFIED = "the safeguarding concern did not override, as its justification is empty"
+
+
+def _no_override(event: ContactEvent, d: Decision) -> str | None:
+    """Why a flagged concern did not override a consent refusal under a clause that allows
+    it (``required_unless_safeguarding``): its justification is empty, blank or invisible."""
+    consent_reason = d.reason in ("consent-missing", "consent-refused", "consent-withdrawn")
+    overridable = d.consent_rule == "required_unless_safeguarding"
+    unjustified = event.safeguarding.unjustified
+    return _UNJUSTIFIED if consent_reason and overridable and unjustified else None
+
+
+def _reason(d: Decision, unevaluated: tuple[Unevaluated, ...], note: str | None = None) -> str:
     """The reason, and when a condition that could not be evaluated decided it, that: it
     would otherwise read exactly as one that was false."""
+    if note is not None:
+        return f"{d.reason} ({note})"
     clauses = [u for u in unevaluated if u.condition == "clause"]
     blocking = [u for u in unevaluated if u.condition == "restriction"]
     if d.reason == "condition-false" and clauses:
@@ -135,11 +151,13 @@ def _reason(d: Decision, unevaluated: tuple[Unevaluated, ...]) -> str:
 _IRREGULAR = {"child": "children"}
 
 
-def _rows(d: Decision, unevaluated: tuple[Unevaluated, ...] = ()) -> list[tuple[str, str]]:
+def _rows(
+    d: Decision, unevaluated: tuple[Unevaluated, ...] = (), note: str | None = None
+) -> list[tuple[str, str]]:
     outcome = d.outcome + (" (flagged for IG review)" if d.review_required else "")
     rows = [("Outcome", outcome)]
     if d.reason:
-        rows.append(("Reason", _reason(d, unevaluated)))
+        rows.append(("Reason", _reason(d, unevaluated, note)))
     rows.append(
         (
             "Clauses",
@@ -191,6 +209,8 @@ def _explain_tables(
     version: str,
     at: datetime,
     unevaluated: dict[str, tuple[Unevaluated, ...]],
+    *,
+    notes: dict[str, str],
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -205,7 +225,7 @@ def _explain_tables(
         )
         table.add_column("", style="bold", no_wrap=True)
         table.add_column("", overflow="fold")
-        for key, value in _rows(d, unevaluated.get(d.recipient, ())):
+        for key, value in _rows(d, unevaluated.get(d.recipient, ()), notes.get(d.recipient)):
             table.add_row(key, value)
         console.print(table)
         if d.recipient in views:
@@ -230,6 +250,7 @@ def _explain(
     unevaluated = {
         d.recipient: unevaluated_conditions(policy, event, d, at=when) for d in decisions
     }
+    notes = {d.recipient: n for d in decisions if (n := _no_override(event, d)) is not None}
     # Pseudonyms in an explanation use a throwaway key: they show the shape, not real values.
     key = secrets.token_bytes(32)
     views = {d.recipient: redact(event, d, pseudonym_key=key) for d in decisions if d.shares}
@@ -242,7 +263,10 @@ def _explain(
             "at": when.isoformat(),
             "no_candidates": nobody,
             "refused_consents": refused,
-            "decisions": [_json_decision(d, unevaluated[d.recipient]) for d in decisions],
+            "decisions": [
+                _json_decision(d, unevaluated[d.recipient], notes.get(d.recipient))
+                for d in decisions
+            ],
             "views": views,
         }
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
@@ -255,18 +279,22 @@ def _explain(
     if nobody is not None:
         typer.echo(f"No candidate recipients: {nobody}")
         return
-    _explain_tables(decisions, views, policy.version, when, unevaluated)
+    _explain_tables(decisions, views, policy.version, when, unevaluated, notes=notes)
     if any("_pseudonym" in json.dumps(v) for v in views.values()):
         typer.echo("(pseudonyms above use a throwaway key: the real key gives different values)")
 
 
-def _json_decision(d: Decision, unevaluated: tuple[Unevaluated, ...]) -> dict[str, Any]:
+def _json_decision(
+    d: Decision, unevaluated: tuple[Unevaluated, ...], note: str | None = None
+) -> dict[str, Any]:
     """The decision as audited, plus what explain adds: every agreement its clauses come
-    from (``agreement_id`` is the first ground's, as in the audit record) and the conditions
-    it rests on that could not be evaluated."""
+    from (``agreement_id`` is the first ground's, as in the audit record), the conditions
+    it rests on that could not be evaluated, and why a flagged concern did not override."""
     out = d.model_dump(mode="json")
     out["agreement_ids"] = list(dict.fromkeys(g.agreement_id for g in d.grounds))
     out["unevaluated"] = [u.as_json() for u in unevaluated]
+    if note is not None:
+        out["no_override"] = note
     return out
 
 

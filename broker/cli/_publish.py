@@ -210,6 +210,9 @@ async def _publish(settings: Settings, party: str, file: Path, from_line: int = 
         rows = [r for r in read_export(file, pub.validate) if r.line >= from_line]
         good = [r for r in rows if isinstance(r, GoodRow)]
         problems = [r for r in rows if isinstance(r, RowProblem)]
+        # Valid rows the sender likely did not mean so (a concern with an empty justification,
+        # which will not override consent): said, never refused.
+        warned = [f"line {r.line}: {f} {m}" for r in good for f, m in pub.warnings(r.event)]
         sent, denied = 0, False
         try:
             with Progress(console=err, transient=not err.is_terminal) as progress:
@@ -228,14 +231,22 @@ async def _publish(settings: Settings, party: str, file: Path, from_line: int = 
             # Also when a send fails part way (the error line follows): which rows were
             # refused, and which went, is what the user needs to finish the job.
             if not denied:
-                _report(file, party, problems, good, sent)
+                _report(file, party, problems, good, sent, warned=warned)
     return len(problems)
 
 
 def _report(
-    file: Path, party: str, problems: list[RowProblem], good: list[GoodRow], sent: int
+    file: Path,
+    party: str,
+    problems: list[RowProblem],
+    good: list[GoodRow],
+    sent: int,
+    *,
+    warned: list[str],
 ) -> None:
     # Plain writes: one problem per line, never wrapped, easy to grep.
+    for line in warned:
+        typer.echo(line, err=True)
     for problem in problems:
         typer.echo(f"rejected {file} {problem.describe()}", err=True)
     unsent = len(good) - sent

@@ -9,6 +9,7 @@ raises ``RuntimeError`` rather than silently reading the wall clock.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Any, Final, Literal, get_args
 from uuid import UUID
@@ -255,45 +256,44 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Safeguarding(_Frozen):
-    """Whether the sender has a safeguarding concern, and why (a concern needs one, not blank)."""
+# Characters that show nothing on their own: white space, controls, format characters
+# (zero-width space, BOM, bidi marks: category Cf), unassigned and private-use points,
+# combining marks with nothing to combine with, and the blank fillers some keyboards and
+# forms emit. A justification of these alone looks empty to whoever reads it.
+_INVISIBLE_CATEGORIES: Final = frozenset(
+    {"Cc", "Cf", "Cn", "Co", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"}
+)
+_BLANK_FILLERS: Final = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        # The rule below, said in the JSON Schema too: concern true needs a justification
-        # with a character that is not white space.
-        json_schema_extra={
-            "if": {"properties": {"concern": {"const": True}}, "required": ["concern"]},
-            "then": {
-                "properties": {"justification": {"type": "string", "pattern": _NAME_PATTERN}},
-                "required": ["justification"],
-            },
-        },
+
+def _visible(text: str | None) -> bool:
+    """Whether ``text`` holds a character a reader would see."""
+    return text is not None and any(
+        not ch.isspace()
+        and ch not in _BLANK_FILLERS
+        and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES
+        for ch in text
     )
+
+
+class Safeguarding(_Frozen):
+    """Whether the sender has a safeguarding concern, and why (needed for an override)."""
 
     concern: StrictBool = False
     justification: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
-    @model_validator(mode="after")
-    def _concern_is_justified(self) -> Safeguarding:
-        # A concern without a justification cannot override consent (docs/policy-language.md),
-        # so accepted it would be decided as if no concern were raised, and the sender never
-        # told: refused instead, so the practitioner writes why or unticks the concern.
-        if self.concern and (self.justification is None or not self.justification.strip()):
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError(
-                            "justification_required", "required when concern is true"
-                        ),
-                        loc=("justification",),
-                        input=None,
-                    )
-                ],
-            )
-        return self
+    @property
+    def justified(self) -> bool:
+        """A concern with a justification someone can read: what overrides consent under
+        ``required_unless_safeguarding`` (docs/policy-language.md). One with none, a blank
+        one, or one of invisible characters only is a valid event that does not override."""
+        return self.concern and _visible(self.justification)
+
+    @property
+    def unjustified(self) -> bool:
+        """A concern flagged without a readable justification: it will not override consent,
+        which the SDK warns the sender of rather than let it be set aside unseen."""
+        return self.concern and not _visible(self.justification)
 
 
 class Subject(_Frozen):

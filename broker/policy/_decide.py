@@ -80,7 +80,7 @@ class _Run:
         self._consent: dict[tuple[str, str], str] = {}
         self._records: dict[int, list[ConsentRecord]] | None = None
         sg = event.safeguarding
-        if sg.concern and sg.justification is not None and sg.justification.strip():
+        if sg.justified:  # a readable justification, not blank nor invisible
             self.override: str | None = "safeguarding_concern"
         elif event.need_level == 4:
             self.override = "need_level_4"

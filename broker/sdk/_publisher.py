@@ -7,7 +7,9 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
+
+import structlog
 
 from broker._canonical import canonical_json
 from broker.config import EnvelopeSettings, KafkaSettings
@@ -33,6 +35,16 @@ _NOT_CANONICAL = "must be a UUID in lowercase hyphenated form (8-4-4-4-12 hex di
 
 #: Problems a refused batch lists; the others are counted, not listed.
 MAX_PROBLEMS = 20
+
+log = structlog.get_logger("accord.sdk")
+
+#: The warning for a concern flagged with an empty (blank, invisible) justification: a valid
+#: event, decided as the brief says with no override, which the sender must not miss.
+UNJUSTIFIED_CONCERN: Final = (
+    "safeguarding.concern",
+    "is true but its justification is empty: it will not override consent "
+    "(docs/policy-language.md)",
+)
 
 
 def capped(exc: EventInvalid, *, what: str | None = None) -> EventInvalid:
@@ -95,8 +107,8 @@ def _sender_of(event: object) -> str | None:
     if isinstance(event, bytes | str):
         try:
             data = json.loads(event)
-        except ValueError:  # not JSON (UnicodeDecodeError is one): validation said so
-            return None
+        except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError is one), or
+            return None  # nested past Python's limit: validation said so
     sender = data.get("sender") if isinstance(data, Mapping) else None
     return sender if isinstance(sender, str) else None
 
@@ -176,6 +188,14 @@ class Publisher(AsyncClient):
             raise EventInvalid([wrong_sender])
         return parsed
 
+    @staticmethod
+    def warnings(event: ContactEvent) -> list[tuple[str, str]]:
+        """What is valid in ``event`` but likely not what its sender meant, as ``(field,
+        message)`` pairs naming fields, never values: a safeguarding concern whose
+        justification is empty, blank or invisible, which will not override consent.
+        ``publish`` and ``publish_many`` log each as a warning; ``accord publish`` prints it."""
+        return [UNJUSTIFIED_CONCERN] if event.safeguarding.unjustified else []
+
     async def publish(self, event: ContactEvent | Mapping[str, Any] | bytes) -> Receipt:
         """Validate, seal and send one event; returns once Kafka has acknowledged it."""
         # Validated here, so a single event's problems are named without a batch index.
@@ -193,6 +213,10 @@ class Publisher(AsyncClient):
         """
         parsed = validate_batch(events, self.validate)
         metas = await self._send(self.topic, [self._sealed_event(e) for e in parsed])
+        for e in parsed:
+            if e.safeguarding.unjustified:
+                # The event id only: the justification is free text about a family.
+                log.warning("event_concern_unjustified", event_id=str(e.event_id))
         return [
             Receipt(str(e.event_id), m.topic, m.partition, m.offset)
             for e, m in zip(parsed, metas, strict=True)

@@ -24,6 +24,7 @@ from broker.errors import SendUnconfirmed, TransportError
 from broker.events import ContactEvent, parse_event
 from broker.kafka import access_denied, translated
 from broker.keys import FileKeyStore, init_keystores
+from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from tests.unit.audit.conftest import Run
 
@@ -49,6 +50,8 @@ class _FailingPublisher:
 
     def validate(self, data: Mapping[str, Any]) -> ContactEvent:
         return parse_event(data, now=AT)
+
+    warnings = staticmethod(Publisher.warnings)  # the real one: what the CLI prints
 
     async def publish_many(self, events: Iterable[ContactEvent]) -> list[None]:
         self.calls += 1
@@ -103,6 +106,30 @@ def test_from_line_sends_only_the_events_from_that_line_on(
     assert (code, err.strip()) == (0, "")  # the bad line 3 is before it: not read again
     assert _FailingPublisher.sent == ids[5:]
     assert out.strip() == "3 published, 0 rejected"
+
+
+def test_a_concern_with_an_empty_justification_is_published_with_one_warning_line_per_row(
+    export: tuple[Path, list[str]], run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valid, so sent; but the sender is told it will not override consent, not left to find
+    out from the decisions."""
+    path, ids = export
+    monkeypatch.setattr(_FailingPublisher, "fail_on", None)
+    lines = path.read_text().splitlines()
+    for n, justification in ((2, ""), (5, "\u200b")):
+        event = json.loads(lines[n - 1])
+        event["safeguarding"] = {"concern": True, "justification": justification}
+        lines[n - 1] = json.dumps(event)
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = run_cli(["publish", "--as", "wmp", str(path)])
+    assert code == 1  # line 3 is still rejected
+    assert ids[1] in _FailingPublisher.sent
+    assert ids[4] in _FailingPublisher.sent
+    assert out.strip() == "7 published, 1 rejected"
+    said = "safeguarding.concern is true but its justification is empty: it will not " \
+        "override consent (docs/policy-language.md)"  # fmt: skip
+    warnings = [line for line in err.splitlines() if "safeguarding" in line]
+    assert warnings == [f"line 2: {said}", f"line 5: {said}"]
 
 
 async def _refused_by_the_acls(what: str) -> None:

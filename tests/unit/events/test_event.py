@@ -160,24 +160,33 @@ def test_a_baby_born_after_midnight_in_summer_is_not_born_in_the_future() -> Non
     assert ("subjects[0].dob", "is in the future") in info.value.problems
 
 
-@pytest.mark.parametrize("justification", [None, "", "   ", "\t\n"])
-def test_a_safeguarding_concern_without_a_justification_is_refused(
+@pytest.mark.parametrize("justification", [None, "", "   ", "\u200b", "\ufeff\u200d\u2060 "])
+def test_a_concern_with_an_empty_or_invisible_justification_is_a_valid_unjustified_event(
     justification: str | None,
 ) -> None:
-    """Accepted, it would be decided as if no concern were raised, the sender never told."""
-    data = event_dict(safeguarding={"concern": True, "justification": justification})
-    assert _problems(data) == {"safeguarding.justification": "required when concern is true"}
+    """The brief decides it (no override), so it is not refused; ``unjustified`` says so."""
+    sg = parse_event(
+        event_dict(safeguarding={"concern": True, "justification": justification}), now=AT
+    ).safeguarding
+    assert sg.concern
+    assert (sg.justified, sg.unjustified) == (False, True)
 
 
-def test_a_concern_left_out_of_the_safeguarding_object_with_no_justification_is_refused() -> None:
-    assert "safeguarding.justification" in _problems(event_dict(safeguarding={"concern": True}))
+@pytest.mark.parametrize("justification", ["Asking would put her at risk.", "\u200bx", "\u00e9"])
+def test_a_concern_with_a_visible_character_in_its_justification_is_justified(
+    justification: str,
+) -> None:
+    sg = parse_event(
+        event_dict(safeguarding={"concern": True, "justification": justification}), now=AT
+    ).safeguarding
+    assert (sg.justified, sg.unjustified) == (True, False)
 
 
-def test_a_justified_concern_and_no_concern_without_justification_are_accepted() -> None:
-    sg = {"concern": True, "justification": "Asking would put the child at risk."}
-    assert parse_event(event_dict(safeguarding=sg), now=AT).safeguarding.concern
-    parse_event(event_dict(safeguarding={"concern": False, "justification": None}), now=AT)
-    parse_event(event_dict(safeguarding={"concern": False, "justification": " "}), now=AT)
+def test_no_concern_is_neither_justified_nor_unjustified() -> None:
+    sg = parse_event(
+        event_dict(safeguarding={"concern": False, "justification": "risk"}), now=AT
+    ).safeguarding
+    assert (sg.justified, sg.unjustified) == (False, False)
 
 
 def test_validating_without_a_clock_is_a_programming_error() -> None:

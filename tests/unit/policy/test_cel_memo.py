@@ -132,8 +132,7 @@ def events(draw: st.DrawFn) -> ContactEvent:
         "service": draw(st.sampled_from([None, "sexual_health"])),
         "safeguarding": {
             "concern": concern,
-            # A concern needs a justification (refused at parsing without one).
-            "justification": "risk of harm" if concern else None,
+            "justification": draw(st.sampled_from([None, "risk of harm"])) if concern else None,
         },
         "subjects": subjects,
     }

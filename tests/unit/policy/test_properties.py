@@ -153,16 +153,10 @@ def events(draw: st.DrawFn) -> ContactEvent:
         "child_present": draw(st.sampled_from([True, False, None])),
         "categories": draw(st.lists(st.sampled_from(["refuge", "domestic_abuse"]), unique=True)),
         "service": draw(st.sampled_from([None, "sexual_health"])),
-        "safeguarding": draw(
-            st.sampled_from(
-                [
-                    {"concern": False, "justification": None},
-                    {"concern": False, "justification": "risk of harm"},
-                    # A concern needs a justification (refused at parsing without one).
-                    {"concern": True, "justification": "risk of harm"},
-                ]
-            )
-        ),
+        "safeguarding": {
+            "concern": draw(st.booleans()),
+            "justification": draw(st.sampled_from([None, "risk of harm"])),
+        },
         "subjects": subjects,
     }
     return parse_event(data, now=AT)

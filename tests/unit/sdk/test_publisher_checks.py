@@ -187,3 +187,11 @@ async def test_a_sender_that_is_no_party_id_is_named_once(publisher: Publisher) 
     with pytest.raises(EventInvalid) as err:
         await publisher.publish(event)
     assert [path for path, _ in err.value.problems] == ["sender", "need_level"]
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000, "[" * 100_000 + "]" * 100_000])
+def test_json_nested_past_python_s_limit_is_an_invalid_event_not_a_recursion_error(
+    publisher: Publisher, raw: bytes | str
+) -> None:
+    with pytest.raises(EventInvalid):
+        publisher.validate(raw)
