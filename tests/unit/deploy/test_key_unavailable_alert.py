@@ -1,6 +1,7 @@
 """The alert on shares refused for want of the recipient's key, run by promtool over made-up
 series: the first refusal to a party alerts, naming it (its series stands at 0 from the
-bundle's loading); a party sent to, or one refused long ago, does not."""
+bundle's loading), as does a new worker's series that begins above 0 (its refusals made
+before Prometheus first scraped it); a party sent to, or one refused long ago, does not."""
 
 from __future__ import annotations
 
@@ -63,4 +64,22 @@ def test_the_first_refusal_for_want_of_a_key_alerts_naming_the_recipient(
 def test_refusals_that_stopped_do_not_alert(promtool: str, tmp_path: Path) -> None:
     """Its keys were put in the directory 20 minutes ago: the count stands still."""
     series = [_refused(_NO_KEY, "0x10 1+1x10 11x20")]
+    _fires(promtool, tmp_path, series, {})
+
+
+def test_a_refusal_before_the_first_scrape_of_a_new_worker_alerts(
+    promtool: str, tmp_path: Path
+) -> None:
+    """A new pod is a new series: it worked through its backlog before Prometheus first
+    scraped it, so its series begins at 1, and increase() over it shows nothing."""
+    series = [_refused(_NO_KEY, "_x30 1x10"), _refused(_KEYED, "_x30 0x10")]
+    _fires(promtool, tmp_path, series, {_NO_KEY: "1"})
+
+
+def test_a_series_missing_for_a_while_is_not_taken_for_a_new_one(
+    promtool: str, tmp_path: Path
+) -> None:
+    """Scrapes missed around 15 minutes ago (Prometheus or the network away): the count from
+    long ago, unchanged since, is not a refusal now."""
+    series = [_refused(_NO_KEY, "5x15 _x14 5x10")]
     _fires(promtool, tmp_path, series, {})
