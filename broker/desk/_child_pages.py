@@ -253,9 +253,13 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         # child's address: shown (and acknowledged) beside the child's own, as the team
         # must see what made the flag fire.
         own = {r.event_id for r in records}
+        counted = list(dict.fromkeys(i for f in flags for i in f.event_ids if i not in own))
+        # An id two agencies chose alike: what is held under it may be about another child
+        # than the record the flag counted (broker.desk._store_taken), so it is not shown.
+        taken = store.taken_among(counted)
         household = [
-            found for i in dict.fromkeys(i for f in flags for i in f.event_ids)
-            if i not in own and (found := store.record(i)) is not None
+            found for i in counted
+            if i not in taken and (found := store.record(i)) is not None
         ]  # fmt: skip
         # An outcome may name the child by other fields than the team's records (a hub need
         # not hold the NHS number): shown with its referral, so acknowledged with the rest.

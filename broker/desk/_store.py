@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-
-import structlog
 
 from broker.desk import _store_locks
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
 from broker.desk._store_locks import one_transaction, settled_among
 from broker.desk._store_schema import REKEYED, claim, mark_child_nhs, prepare
 from broker.desk._store_since import new_since_in_snapshot
+from broker.desk._store_taken import taken_among, taken_by_another
 from broker.desk._stored import (
     BY_ID,
     DECISION_COLUMNS,
@@ -59,7 +58,6 @@ __all__ = [
 ]
 
 _REKEY_BATCH = 500
-log = structlog.get_logger("accord.desk")
 
 _IN_BATCH = 500  # ids per IN (...): within SQLite's bound on parameters
 
@@ -151,7 +149,7 @@ class DeskStore:
                 int(view_keys_child_by_nhs_number(view)),
             ),
         )  # fmt: skip
-        if not rows and self._taken_by_another(delivery.event_id, str(view.get("sender", ""))):
+        if not rows and taken_by_another(self._q, delivery.event_id, str(view.get("sender", ""))):
             return False  # never linked to this record's children: they are another's
         for child in dict.fromkeys(children):
             self._q(
@@ -171,15 +169,8 @@ class DeskStore:
             )
         return bool(rows)
 
-    def _taken_by_another(self, event_id: str, sender: str) -> bool:
-        """Whether ``event_id`` is stored already as another agency's record: agencies choose
-        their own ids, and two may choose one. The desk keeps the first (its pages, access
-        acknowledgements and withdrawals name a record by event id) and says so."""
-        [(stored,)] = self._q("SELECT sender FROM desk_records WHERE event_id = ?", (event_id,))
-        if stored == sender:
-            return False  # the same record again
-        log.warning("desk_event_id_taken", event_id=event_id, sender=sender, stored=stored)
-        return True
+    def taken_among(self, event_ids: Iterable[str]) -> set[str]:
+        return taken_among(self._q, event_ids)
 
     def hide(self, event_ids: Sequence[str], reason: str, at: datetime) -> int:
         """Hide the named records (a withdrawal notice), and any of them that arrives later;

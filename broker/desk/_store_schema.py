@@ -114,6 +114,10 @@ SCHEMA = (
     # travel on different partitions), and the record must then arrive hidden.
     """CREATE TABLE IF NOT EXISTS desk_withdrawn (
         event_id TEXT PRIMARY KEY, reason TEXT NOT NULL, withdrawn_at TEXT NOT NULL)""",
+    # An event id another agency's record holds already, and who else sent under it
+    # (_store_taken): since 2026-12-07; a table only, which an older desk leaves alone.
+    """CREATE TABLE IF NOT EXISTS desk_taken_ids (
+        event_id TEXT NOT NULL, sender TEXT NOT NULL, PRIMARY KEY (event_id, sender))""",
     # The party whose desk this is: records carry no party of their own.
     "CREATE TABLE IF NOT EXISTS desk_owner (party TEXT PRIMARY KEY)",
     # A child's key before 2026-12-05 (legacy) and its key now: see DeskStore.rekey_children.
