@@ -34,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.errors import AccordError, EventInvalid, SendUnconfirmed, TransportError
-from broker.events import DUPLICATE_KEY, ContactEvent
+from broker.events import DUPLICATE_KEY, ContactEvent, Safeguarding
 from broker.gateway._consent import ConsentGate
 from broker.gateway._ingress import IngressWrite
 from broker.gateway._limit import AuthLimit, Limited, LimitKind, Network, client_of
@@ -42,7 +42,7 @@ from broker.gateway._metrics import Endpoint, GatewayMetrics, Outcome
 from broker.gateway._query import query_problem
 from broker.kafka import access_denied
 from broker.ops import OK, Check, first_failure
-from broker.sdk import Receipt, validate_batch
+from broker.sdk import Publisher, Receipt, validate_batch
 from broker.webauth import HostCheck
 
 log = structlog.get_logger("accord.gateway")
@@ -366,6 +366,23 @@ async def _publishing(
     return receipts
 
 
+def _warned(answer: dict[str, Any], found: ContactEvent | Safeguarding) -> dict[str, Any]:
+    """``answer`` with the event's ``warnings`` (Publisher.warnings: a field and what it
+    means, never a value) when it has any: accepted, but likely not what the sender meant."""
+    if said := Publisher.warnings(found):
+        answer["warnings"] = [{"field": f, "warning": m} for f, m in said]
+    return answer
+
+
+def _safeguarding(body: dict[str, Any]) -> Safeguarding:
+    """The accepted event's safeguarding part, read again for its warnings (the publisher
+    took the body whole, and validated this part already)."""
+    try:
+        return Safeguarding.model_validate(body.get("safeguarding") or {})
+    except ValueError:  # pydantic's ValidationError is one; not reached for a valid event
+        return Safeguarding()
+
+
 def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
     """The gateway's ASGI app (no docs pages, no OpenAPI schema: a fixed contract)."""
     publisher = deps.publisher
@@ -380,7 +397,8 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
             return [await publisher.publish(body)]
 
         [receipt] = await _publishing(deps, Endpoint.EVENT, "event", send)
-        return _answer(202, {"event_id": receipt.event_id, "topic": receipt.topic})
+        answer = {"event_id": receipt.event_id, "topic": receipt.topic}
+        return _answer(202, _warned(answer, _safeguarding(body)))
 
     async def batch(request: Request) -> Response:
         body = await _json_body(request, deps.max_body_bytes)
@@ -390,12 +408,18 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
         if len(body) > deps.max_batch:
             raise _Refused(413, Outcome.TOO_LARGE, f"over {deps.max_batch} events in one batch")
 
+        parsed: list[ContactEvent] = []
+
         async def send() -> list[Receipt]:
-            return await publisher.publish_many(_validated(publisher, body))
+            parsed.extend(_validated(publisher, body))
+            return await publisher.publish_many(parsed)
 
         receipts = await _publishing(deps, Endpoint.BATCH, "event", send)
-        return _answer(202, {"events": [{"event_id": r.event_id, "topic": r.topic}
-                                        for r in receipts]})  # fmt: skip
+        answers = [
+            _warned({"event_id": r.event_id, "topic": r.topic}, e)
+            for r, e in zip(receipts, parsed, strict=True)
+        ]
+        return _answer(202, {"events": answers})
 
     async def consent(request: Request) -> Response:
         body = await _json_body(request, deps.max_body_bytes)

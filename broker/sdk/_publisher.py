@@ -18,6 +18,7 @@ from broker.errors import EventInvalid, KeyStoreError, UsageError
 from broker.events import (
     ConsentRecord,
     ContactEvent,
+    Safeguarding,
     is_canonical_uuid,
     parse_consent,
     parse_event,
@@ -189,12 +190,14 @@ class Publisher(AsyncClient):
         return parsed
 
     @staticmethod
-    def warnings(event: ContactEvent) -> list[tuple[str, str]]:
+    def warnings(event: ContactEvent | Safeguarding) -> list[tuple[str, str]]:
         """What is valid in ``event`` but likely not what its sender meant, as ``(field,
         message)`` pairs naming fields, never values: a safeguarding concern whose
         justification is empty, blank or invisible, which will not override consent.
-        ``publish`` and ``publish_many`` log each as a warning; ``accord publish`` prints it."""
-        return [UNJUSTIFIED_CONCERN] if event.safeguarding.unjustified else []
+        ``publish`` and ``publish_many`` log each as a warning; ``accord publish`` prints it,
+        and the gateway's 202 lists it."""
+        sg = event if isinstance(event, Safeguarding) else event.safeguarding
+        return [UNJUSTIFIED_CONCERN] if sg.unjustified else []
 
     async def publish(self, event: ContactEvent | Mapping[str, Any] | bytes) -> Receipt:
         """Validate, seal and send one event; returns once Kafka has acknowledged it."""
