@@ -37,12 +37,20 @@ def view_changes(before: Decided, after: Decided) -> list[str]:
     out += [f"people shared: {role} {was.get(role, 0)} -> {now.get(role, 0)}"
             for role in sorted(set(was) | set(now)) if was.get(role) != now.get(role)]  # fmt: skip
     was_t, now_t = dict(before.transforms), dict(after.transforms)
-    out += [f"{name}: {was_t.get(name, 'as is')} -> {now_t.get(name, 'as is')}"
+    out += [f"{name}: {_form(before, was_t, name)} -> {_form(after, now_t, name)}"
             for name in sorted(set(was_t) | set(now_t))
             if was_t.get(name) != now_t.get(name)]  # fmt: skip
     if before.scopes != after.scopes:
         out.append("per-person scopes changed")
     return out
+
+
+def _form(side: Decided, transforms: Mapping[str, str], name: str) -> str:
+    """How one side shows a field: its transform, "as is", or "not shared" when that side
+    does not send it; "as is" there would read as a pseudonym removed, not a field added."""
+    if name in transforms:
+        return transforms[name]
+    return "as is" if name in side.fields else "not shared"
 
 
 @dataclass(frozen=True, slots=True)

@@ -392,6 +392,22 @@ def test_a_share_that_stays_a_share_but_widens_is_reported_not_unchanged() -> No
     assert impact.as_json()["views_changed"] == impact.views
 
 
+def test_a_transformed_field_one_side_does_not_share_reads_not_shared_not_as_is() -> None:
+    """A draft that starts sending the NHS number as a pseudonym adds a field: "as is ->
+    pseudonym" (and, run the other way, "pseudonym -> as is") read as unmasking it."""
+    fields = frozenset({"subject.name"})
+    before = Decided(True, "shared", None, "police-to-cog", fields)
+    after = Decided(True, "shared", None, "police-to-cog", fields | {"subject.nhs_number"},
+                    transforms=(("subject.nhs_number", "pseudonym"),))  # fmt: skip
+    key = ("t", "e1", "cog-tipton")
+    there = compare({key: before}, {key: after}, versions=("v1", "v2"))
+    back = compare({key: after}, {key: before}, versions=("v2", "v1"))
+    assert there.views == {"cog-tipton": {"subject.nhs_number: not shared -> pseudonym": 1}}
+    assert back.views == {"cog-tipton": {"subject.nhs_number: pseudonym -> not shared": 1}}
+    assert there.as_json()["views_changed"] == there.views
+    assert (there.gained, back.lost) == ({"cog-tipton": {"subject.nhs_number": 1}},) * 2
+
+
 def test_every_copy_of_an_event_goes_to_the_same_process_in_time_order() -> None:
     """A re-sent copy is a replay to the worker: split by position, it could be decided as
     new in another process, at its own later time."""
