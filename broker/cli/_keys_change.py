@@ -45,7 +45,12 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
             if signing
             else ""
         )
-        read = ", and every recipient group has read what it signed" if signing else ""
+        read = (
+            "; a rotated-out signing key is left to expire, not revoked: revoked, what it "
+            "signed that a recipient group has not read yet is skipped, lost"
+            if signing
+            else ""
+        )
         raise UsageError(
             f"refusing to revoke the worker's {kind} key {info.key_id}: consent records "
             f"in the worker's state {how} it would no longer open (consent-required "
@@ -65,9 +70,9 @@ def _worker_key_revoked(info: KeyInfo, force: bool) -> None:
             "at start, and when it picks up a new key: log 'signing_key_changed'); chains "
             "nothing writes to again (policy impact runs' worker:impact-*, a deleted agency's) "
             "stay reported as awaiting a checkpoint; and deliveries it signed that a "
-            "recipient group has not read yet never open (readers stop on them): revoke it "
-            "once every group has read past them, or the delivery topics' retention has "
-            "passed (docs/operations.md, 'Revoking the worker's old keys')",
+            "recipient group has not read yet are reported and skipped by readers, lost (a "
+            "revoked key's signature is anybody's): after a routine rotation let it expire "
+            "instead (docs/operations.md, 'Revoking the worker's old keys')",
             err=True,
         )
 

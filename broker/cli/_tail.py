@@ -36,7 +36,7 @@ SkipKeyProblems = Annotated[
     typer.Option(
         "--skip-key-problems",
         help="Report a record your keystore cannot open because of its keys (a key of yours "
-        "lost or revoked, or the broker's signing key expired or revoked before you read it), "
+        "lost or revoked, or the broker's signing key expired before you read it), "
         "and go past it, losing it. Default: stop on it.",
     ),
 ]

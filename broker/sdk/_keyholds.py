@@ -18,13 +18,16 @@ of ``awaits_import``: the subscriber parks it (broker.sdk._parked) and tries it 
 keystore changes. A signer of another party no import makes acceptable: skipped.
 
 A genuine delivery also carries a signer known here but no longer live when the broker's old
-signing key expired or was revoked before a reader that fell behind read what it signed:
-skipped, that is lost as surely as one sealed to a lost key. So one whose signature verifies
-under a signing key of the broker's this keystore knows, expired, retired or revoked, and
-that was signed before the key stopped (:func:`gone_signer`), is held too
-(:func:`signer_gone`): only a holder of that key can make a reader stop. The subscriber first
-opens it as if the key were live (:func:`revived`), only to ask its replay memory: a copy of
-a record it opened before, at another position, is a replay, reported and skipped as ever.
+signing key expired before a reader that fell behind read what it signed: skipped, that is
+lost as surely as one sealed to a lost key. So one whose signature verifies under a signing
+key of the broker's this keystore knows as expired, and that was signed before it expired and
+within the replay memory's retention (:func:`gone_signer`), is held too (:func:`signer_gone`):
+only a holder of that key can make a reader stop. Not one signed by a key since revoked or
+retired: revocation is for a compromised key, whose holder could otherwise sign, with any
+date it likes, records that stop every reader at every start; what such a key signed is
+reported and skipped. The subscriber first asks its replay memory, without recording a
+sighting, whether it is a copy of a record it opened before at another position: that is a
+replay, reported and skipped as ever.
 """
 
 from __future__ import annotations
@@ -131,12 +134,17 @@ def awaits_import(keys: KeyResolver, headers: Sequence[tuple[str, bytes]]) -> bo
 
 
 def gone_signer(
-    keys: KeyResolver, headers: Sequence[tuple[str, bytes]], *, now: float | None = None
+    keys: KeyResolver,
+    headers: Sequence[tuple[str, bytes]],
+    *,
+    retention: float,
+    now: float | None = None,
 ) -> KeyInfo | None:
-    """For a record refused as ``unknown-signer``: the broker's signing key, known here but
-    no longer live, under which its bundle's signature verifies and which had not stopped
-    (expired, retired or revoked) when the bundle says it was signed; None when not so (the
-    signer unknown here, another party's, or the signature not its: anybody's claim)."""
+    """For a record refused as ``unknown-signer``: the broker's signing key, known here as
+    expired (not revoked or retired), under which its bundle's signature verifies and
+    which was live when the bundle says it was signed, less than ``retention`` seconds ago;
+    None when not so (the signer unknown here, another party's, taken out of use on
+    purpose, or the signature not its: anybody's claim)."""
     bundles = [v for k, v in headers if k == DEK_BUNDLE_HEADER]
     if len(bundles) != 1:
         return None
@@ -149,14 +157,17 @@ def gone_signer(
             or info is None
             or info.party != Principal.WORKER
             or info.alg is not KeyAlg.ED25519
+            or info.status is not KeyStatus.ACTIVE  # revoked: compromised; retired: on purpose
+            or info.not_after is None
             or info.is_live_ts(at)
         ):
             return None
         bundle = signed_bundle(revived(keys, info), bundles[0], now=at)
     except EnvelopeError:
         return None
-    stopped = _stopped(info)
-    if bundle is None or (stopped is not None and bundle.created_at >= stopped.timestamp()):
+    if bundle is None or not at - retention < bundle.created_at < info.not_after.timestamp():
+        # Older than the replay memory: a copy of it could no longer be told from the
+        # genuine record, and no record still on a topic was signed so long ago.
         return None
     return info
 
@@ -164,20 +175,22 @@ def gone_signer(
 def gone_key_verdict(
     keys: KeyResolver,
     msg: Message | ParkedRecord,
-    open_with: Callable[[KeyResolver], object],
+    look: Callable[[KeyResolver], object],
     *,
+    retention: float,
     skip: bool,
 ) -> RecordKeyUnavailable | str | None:
     """For a record refused as ``unknown-signer``: the hold when the broker signed it with a
-    key since expired or revoked (:func:`gone_signer`; ``unknown-signer`` instead with
-    ``skip``), ``replay`` for a copy of one opened before elsewhere; None when the broker did
-    not sign it so. ``open_with`` opens it with the keys given, asking the replay memory
-    (its sighting is kept: the record is at its own position)."""
-    info = gone_signer(keys, msg.headers)
+    key since expired (:func:`gone_signer`; ``unknown-signer`` instead with ``skip``),
+    ``replay`` for a copy of one opened before elsewhere; None when the broker did not sign
+    it so. ``look`` opens it with the keys given and asks the replay memory whether it
+    would admit it, recording nothing: a record skipped here and sent again later, at
+    another position, is then opened, not refused as a replay."""
+    info = gone_signer(keys, msg.headers, retention=retention)
     if info is None:
         return None
     try:
-        open_with(revived(keys, info))
+        look(revived(keys, info))
     except ReplayDetected:
         return ReplayDetected.reason
     except (EnvelopeError, ValidationError):
@@ -222,13 +235,6 @@ class _Revived:
 
     def decryption_key(self, key_id: str) -> KemPrivateKey | None:
         return self._keys.decryption_key(key_id)
-
-
-def _stopped(info: KeyInfo) -> datetime | None:
-    """When the key stopped being live (None if not known)."""
-    if info.status is KeyStatus.ACTIVE:
-        return info.not_after
-    return info.status_changed_at
 
 
 def _own_key_problem(

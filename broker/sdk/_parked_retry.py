@@ -21,7 +21,7 @@ from broker.errors import EnvelopeError, KeyRejected, RecordKeyUnavailable
 from broker.kafka import Consumer, Message, TopicPartition, translated
 from broker.keys import KeyStore
 from broker.sdk import _parked
-from broker.sdk._keyholds import UNKNOWN_SIGNER, awaits_import, judged
+from broker.sdk._keyholds import UNKNOWN_SIGNER, awaits_import, gone_key_verdict, judged
 from broker.sdk._parked import KeystoreWatch, ParkedRecord
 from broker.sdk._replay import SqliteReplayMemory
 from broker.sdk._unopenable import Unopenable
@@ -35,20 +35,39 @@ Position = tuple[str, int, int]
 _RECOUNT_EVERY: Final = 1.0
 
 
+#: Opens a record with the keys given and asks the replay memory whether it would admit it,
+#: recording nothing (broker.sdk._keyholds.gone_key_verdict).
+Look = Callable[[Message | ParkedRecord, KeyResolver], object]
+
+
 def judge_or_park(
-    keys: KeyResolver, party: str, msg: Message | ParkedRecord
+    keys: KeyResolver,
+    party: str,
+    msg: Message | ParkedRecord,
+    look: Look,
+    *,
+    retention: float,
+    skip: bool,
 ) -> RecordKeyUnavailable | str | None:
     """For a record the opener refused as ``key-rejected``: ``None`` when it is to be parked
     (it names the broker as sender and a signing key this keystore has never heard of: one an
-    import may bring), else what :func:`broker.sdk._keyholds.judged` says: the error to stop
-    on, or the reason to report it under."""
+    import may bring), else what :func:`broker.sdk._keyholds.judged` says, or for an unknown
+    signer :func:`broker.sdk._keyholds.gone_key_verdict` (held when the broker signed it with
+    a key since expired; ``retention`` and ``skip`` are its): the error to stop on, or the
+    reason to report it under."""
     found = judged(
         keys, party, topic=msg.topic, partition=msg.partition, offset=msg.offset,
         headers=msg.headers,
     )  # fmt: skip
-    if found == UNKNOWN_SIGNER and awaits_import(keys, msg.headers):
+    if found != UNKNOWN_SIGNER:
+        return found
+    if awaits_import(keys, msg.headers):
         return None
-    return found
+
+    def looked(revived: KeyResolver) -> object:
+        return look(msg, revived)
+
+    return gone_key_verdict(keys, msg, looked, retention=retention, skip=skip) or found
 
 
 def retry(
@@ -57,19 +76,24 @@ def retry(
     *,
     keys: KeyResolver,
     party: str,
+    look: Look,
+    retention: float,
     skip_key_problems: bool,
     report: Callable[[Unopenable], None],
 ) -> tuple[list[tuple[Position, _R]], list[Position]]:
     """The parked records that open now, with their positions, by position; and the positions
     of those that never will (reported, to be forgotten). Those still waiting for a key, and
-    those held by the party's own keys, stay parked."""
+    those held (by the party's own keys, or signed by a broker key the import shows expired:
+    judged as if read from the topic), stay parked."""
     out: list[tuple[Position, _R]] = []
     gone: list[Position] = []
     for msg in rows:
         try:
             record = open_or_raise(msg)
         except KeyRejected as exc:
-            found = judge_or_park(keys, party, msg)
+            found = judge_or_park(
+                keys, party, msg, look, retention=retention, skip=skip_key_problems
+            )
             if found is None:
                 continue  # still waiting for its key
             if isinstance(found, RecordKeyUnavailable) and not skip_key_problems:
@@ -102,10 +126,13 @@ class ParkedRetry:
         party: str,
         topic: str,
         *,
+        look: Look,
+        retention: float,
         skip_key_problems: bool,
         report: Callable[[Unopenable], None],
     ) -> None:
         self._keys, self._party, self._topic = keys, party, topic
+        self._look, self._retention = look, retention
         self._skip_key_problems = skip_key_problems
         self._report = report
         self._watch = KeystoreWatch(keys)
@@ -148,8 +175,9 @@ class ParkedRetry:
                 [r for r in memory.parked() if r.position not in busy], consumer, assigned
             )
         out, never = retry(
-            rows, open_or_raise, keys=self._keys, party=self._party,
-            skip_key_problems=self._skip_key_problems, report=self._report,
+            rows, open_or_raise, keys=self._keys, party=self._party, look=self._look,
+            retention=self._retention, skip_key_problems=self._skip_key_problems,
+            report=self._report,
         )  # fmt: skip
         memory.unpark(gone + never)
         return out

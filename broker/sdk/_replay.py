@@ -53,9 +53,11 @@ __all__ = ["DEFAULT_REPLAY_RETENTION", "IN_MEMORY", "SqliteReplayMemory", "defau
 #: later re-injection for more than a year. A copy older than the memory is refused by the
 #: broker's signing key, not the recipient's own: the subscriber opens what was sealed to its
 #: own expired keys (Opener ``expired_own_keys``), but no signature by an expired signing key,
-#: so with the broker's keys rotated at least yearly such a copy is refused (and skipped, as
-#: ``unknown-signer``). One row is about 150 bytes: a million records a year is a file of
-#: some 200 MB.
+#: so with the broker's keys rotated at least yearly such a copy is refused; and it is skipped
+#: (``unknown-signer``), not held as a genuine unread delivery signed by a since-expired key
+#: is (broker.sdk._keyholds), since it says it was signed longer ago than this, which no
+#: record still on a topic was. One row is about 150 bytes: a million records a year is a
+#: file of some 200 MB.
 DEFAULT_REPLAY_RETENTION: Final = timedelta(days=400)
 
 #: The path that keeps the memory in this process, for this run only (``replay_memory=None``).
@@ -237,22 +239,41 @@ class SqliteReplayMemory:
             if now - self._last_prune >= _PRUNE_EVERY.total_seconds():
                 self._prune(now)
                 self._last_prune = now
-            if parked and not _parked.holds(self._conn, (topic, partition, offset)):
-                return False
             if not parked and self._parked:
                 _parked.delete(self._conn, [(topic, partition, offset)])
-            seen = self._conn.execute(_SEEN, (event_id, sender, sender)).fetchall()
-            if not seen:
+            found = self._admits(event_id, sender, (topic, partition, offset), parked=parked)
+            if found is None:
                 self._conn.execute(
                     # Columns named: a later format adding one leaves this process working.
                     f"INSERT INTO opened ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608  # constants only
                     (sender, event_id, topic, partition, offset, now),
                 )
                 return True
-            # Every matching sighting must be this very record, at this very position.
-            if any(tuple(first) != (topic, partition, offset) for first in seen):
-                return False
-            return parked or offset >= self._committed_up_to(topic, partition)
+            return found
+
+    def would_admit(
+        self, event_id: str, *, topic: str, partition: int, offset: int, parked: bool = False,
+        sender: str = "",
+    ) -> bool:  # fmt: skip
+        """What :meth:`admit` would answer now, remembering nothing: for a record that is
+        not handed over (broker.sdk._keyholds asks whether one it reports is a replay)."""
+        with self._translated("cannot be read"):
+            found = self._admits(event_id, sender, (topic, partition, offset), parked=parked)
+        return found is not False
+
+    def _admits(
+        self, event_id: str, sender: str, position: tuple[str, int, int], *, parked: bool
+    ) -> bool | None:
+        """:meth:`admit`'s answer, changing nothing; None for a first sighting."""
+        if parked and not _parked.holds(self._conn, position):
+            return False
+        seen = self._conn.execute(_SEEN, (event_id, sender, sender)).fetchall()
+        if not seen:
+            return None
+        # Every matching sighting must be this very record, at this very position.
+        if any(tuple(first) != position for first in seen):
+            return False
+        return parked or position[2] >= self._committed_up_to(position[0], position[1])
 
     def park(self, msg: Message) -> None:
         """Keep ``msg`` until it can be opened (broker.sdk._parked), within the bounds."""

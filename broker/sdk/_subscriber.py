@@ -41,7 +41,7 @@ from broker.sdk._acknowledge import access_ack, sealed_acks
 from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
-from broker.sdk._keyholds import UNKNOWN_SIGNER, gone_key_verdict
+from broker.sdk._keyholds import UNKNOWN_SIGNER
 from broker.sdk._parked import ParkedRecord
 from broker.sdk._parked_retry import ParkedRetry, judge_or_park
 from broker.sdk._replay import (
@@ -108,12 +108,12 @@ class Subscriber(AsyncClient):
     reports such records as ``key-rejected`` and goes past them instead, losing them. A
     record sealed to one of the party's own encryption keys that has since expired (a
     rotation's grace over) still opens, if it was sealed while the key was live. A record
-    whose signature verifies under a signing key of the broker's this keystore knows but no
-    longer accepts (expired or revoked after it signed the record, before this group read
-    it) is held the same way, unless it is a copy of one opened before (``replay``). Any
-    other record signed by a key this keystore does not accept is reported as
-    ``unknown-signer`` (logged as an error) and committed past, never held: its key id is
-    anybody's claim. One naming the broker as sender and a signing key this keystore has
+    whose signature verifies under a signing key of the broker's this keystore knows as
+    expired (after it signed the record, before this group read it) is held the same way,
+    unless it is a copy of one opened before (``replay``); one signed by a key since revoked
+    (compromised) is not. Any other record signed by a key this keystore does not accept is
+    reported as ``unknown-signer`` (logged as an error) and committed past, never held: its
+    key id is anybody's claim. One naming the broker as sender and a signing key this keystore has
     never heard of is also parked (``Unopenable.parked``; ``parked`` counts them): kept in
     the replay memory and tried again on start and whenever the keystore changes, so a
     genuine delivery signed by a broker key imported late is yielded then, at its own
@@ -196,8 +196,10 @@ class Subscriber(AsyncClient):
         self._retried: list[tuple[tuple[str, int, int], SharedRecord]] = []
         self._on_unopenable = on_unopenable or self._log_unopenable
         self._retry = ParkedRetry(
-            keystore, party, self.topic, skip_key_problems=skip_key_problems, report=self._report
-        )
+            keystore, party, self.topic, look=self._look,
+            retention=replay_retention.total_seconds(), skip_key_problems=skip_key_problems,
+            report=self._report,
+        )  # fmt: skip
         self.unopenable: list[Unopenable] = []
         self._consumer: Consumer | None = None
         self._acks = BoundedProducer(
@@ -392,14 +394,15 @@ class Subscriber(AsyncClient):
         try:
             return self._open_or_raise(msg)
         except KeyRejected as exc:
-            found = judge_or_park(self._keys, self.party, msg)
+            found = judge_or_park(
+                self._keys, self.party, msg, self._look,
+                retention=self._replay_retention.total_seconds(), skip=self._skip_key_problems,
+            )  # fmt: skip
             if found is None:
                 _require(self._memory).park(msg)
                 self._retry.parked()
                 self._report(Unopenable(msg.partition, msg.offset, UNKNOWN_SIGNER, parked=True))
                 return None
-            if found == UNKNOWN_SIGNER:
-                found = self._signed_by_gone_key(msg) or found
             if isinstance(found, str):
                 reason = found
             elif self._skip_key_problems:
@@ -413,15 +416,11 @@ class Subscriber(AsyncClient):
         self._report(Unopenable(msg.partition, msg.offset, reason))
         return None
 
-    def _signed_by_gone_key(self, msg: Message) -> RecordKeyUnavailable | str | None:
-        """broker.sdk._keyholds.gone_key_verdict, opening with this subscriber's memory."""
-
-        def open_with(keys: KeyResolver) -> object:
-            guard = _GuardedByMemory()
-            opener = Opener(self.party, keys, replay_guard=guard, expired_own_keys=True)
-            return self._open_or_raise(msg, opener)
-
-        return gone_key_verdict(self._keys, msg, open_with, skip=self._skip_key_problems)
+    def _look(self, msg: Message | ParkedRecord, keys: KeyResolver) -> object:
+        """Open ``msg`` with ``keys`` only to learn whether it is a replay, recording no
+        sighting (broker.sdk._keyholds.gone_key_verdict); never handed over."""
+        opener = Opener(self.party, keys, replay_guard=_GuardedByMemory(), expired_own_keys=True)
+        return self._open_or_raise(msg, opener, look_only=True)
 
     def _report(self, bad: Unopenable) -> None:
         self.unopenable.append(bad)
@@ -441,7 +440,7 @@ class Subscriber(AsyncClient):
         )
 
     def _open_or_raise(
-        self, msg: Message | ParkedRecord, opener: Opener | None = None
+        self, msg: Message | ParkedRecord, opener: Opener | None = None, *, look_only: bool = False
     ) -> SharedRecord:
         if msg.value is None:
             raise MalformedEnvelope
@@ -465,7 +464,8 @@ class Subscriber(AsyncClient):
         # Authentic and the broker's, so its ids can be trusted; whether it is a replay
         # depends on where it was found. The sighting is in the file before it is yielded.
         memory = _require(self._memory)
-        if not memory.admit(
+        admit = memory.would_admit if look_only else memory.admit
+        if not admit(
             opened.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset,
             parked=isinstance(msg, ParkedRecord), sender=sender,
         ):  # fmt: skip

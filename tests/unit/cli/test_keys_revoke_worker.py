@@ -61,6 +61,7 @@ def test_revoking_the_worker_s_signing_key_is_refused_without_force(
     assert "accord_worker_state_entries_stale reads 0 on every worker" in line
     assert "no rebalance" in line
     assert "--force alone revokes now (a compromise" in line
+    assert "a rotated-out signing key is left to expire, not revoked" in line
     assert out == ""
     assert FileKeyStore(keys).public_key(old.key_id).status is KeyStatus.ACTIVE  # type: ignore[union-attr]
 
@@ -82,7 +83,8 @@ def test_revoking_the_worker_s_signing_key_with_force_warns_of_chains_it_alone_v
     assert "signing_key_changed" in err
     assert "accord audit verify" in err
     assert "worker:impact-*" in err  # chains nothing checkpoints again: a known limit
-    assert "deliveries it signed that a recipient group has not read yet never open" in err
+    assert "deliveries it signed that a recipient group has not read yet are reported and " in err
+    assert "after a routine rotation let it expire instead" in err
     assert FileKeyStore(keys).public_key(old.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -293,19 +294,18 @@ def test_a_record_signed_by_a_broker_key_not_imported_is_parked_and_tail_says_so
     assert eid not in err
 
 
-def test_a_record_signed_by_a_broker_key_revoked_before_it_was_read_stops_tail(
+def test_a_record_signed_by_a_broker_key_expired_before_it_was_read_stops_tail(
     tail: _Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The worker rotated and its old signing key revoked while this group was behind: tail
-    stops on the first record it signed, in one line, exit non-zero, committing nothing,
-    rather than drop it as unknown-signer and exit 0."""
+    """The worker rotated and its old signing key's grace ran out while this group was
+    behind: tail stops on the first record it signed, in one line, exit non-zero, committing
+    nothing, rather than drop it as unknown-signer and exit 0."""
     from broker.cli import main
     from broker.envelope import KeyPurpose
 
     keys = _tail.keystore(None, None)  # the fixture's: it signed the three records
     [old] = [k for k in keys.keys("worker") if k.purpose is KeyPurpose.SIGN]
-    keys.rotate("worker")
-    keys.revoke(old.key_id)
+    keys.rotate("worker", grace=timedelta(0))
     monkeypatch.setattr(_tail, "_print_record", _REAL_PRINT)
     with pytest.raises(SystemExit) as exit_info:
         main(["tail", "--as", PARTY, "--json", "--idle", "0.2", "--by", "duty-1"])
@@ -314,5 +314,24 @@ def test_a_record_signed_by_a_broker_key_revoked_before_it_was_read_stops_tail(
     assert out == ""
     [line] = err.strip().splitlines()
     assert "partition 0 offset 0" in line
-    assert f"the broker signed it with its key {old.key_id}, revoked" in line
+    assert f"the broker signed it with its key {old.key_id}, expired" in line
     assert (tail.consumer.position, tail.log) == (0, [])
+
+
+def test_a_record_signed_by_a_broker_key_since_revoked_is_reported_and_tail_goes_on(
+    tail: _Run, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Revoked means compromised: what that key signed is anybody's, so tail reports each
+    such record and goes past it, exit 0, rather than stop at every start."""
+    from broker.cli import main
+    from broker.envelope import KeyPurpose
+
+    keys = _tail.keystore(None, None)
+    [old] = [k for k in keys.keys("worker") if k.purpose is KeyPurpose.SIGN]
+    keys.rotate("worker")
+    keys.revoke(old.key_id)
+    monkeypatch.setattr(_tail, "_print_record", _REAL_PRINT)
+    main(["tail", "--as", PARTY, "--json", "--idle", "0.2", "--by", "duty-1"])
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("unknown-signer") == 3

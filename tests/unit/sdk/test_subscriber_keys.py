@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -203,26 +204,58 @@ async def test_a_delivery_signed_by_a_broker_key_expired_before_it_was_read_is_h
     assert kafka.fake.committed == []
 
 
-async def test_a_delivery_signed_by_a_broker_key_revoked_before_it_was_read_is_held(
+async def test_a_record_signed_by_a_broker_key_since_revoked_is_skipped_never_held(
     keys: FileKeyStore, clock: Clock, tmp_path: Path
 ) -> None:
-    """docs/operations.md's worker rotation, then the old signing key revoked while a group
-    had not read what it signed: the group stops there, as for its own keys, and with
-    skip_key_problems reports it as unknown-signer and goes past."""
-    record = sealed(keys, eid(1), 0, at=NOW - 2 * DAY)
+    """Revocation is for a compromised key: whoever stole it signs a new record, dated before
+    the revocation, under a fresh event id. Reported as unknown-signer (an error) and gone
+    past, at the first start, not held at every one."""
+    clock.at = NOW - 3 * DAY
+    shutil.copytree(tmp_path / "keys", tmp_path / "stolen")
+    stolen = FileKeyStore(tmp_path / "stolen", clock=clock)
     keys.revoke(rotate(keys, clock, "worker", at=NOW - DAY, grace_days=45))
     clock.at = NOW
-    kafka = FakeKafka([record, sealed(keys, eid(2), 1)])
+    forged = sealed(stolen, eid(666), 0, at=NOW - 2 * DAY)  # signed now, dated before
+    kafka = FakeKafka([forged, sealed(keys, eid(2), 1)])
     async with subscriber(keys, kafka, tmp_path) as sub:
-        with pytest.raises(RecordKeyUnavailable, match="revoked"):
-            await sub.poll(0)
-    assert kafka.fake.committed == []
-    async with subscriber(keys, kafka, tmp_path, skip_key_problems=True) as sub:
         with capture_logs() as logs:
             assert opened(await sub.poll(0)) == [eid(2)]
     assert [(u.offset, u.reason) for u in sub.unopenable] == [(0, "unknown-signer")]
     assert [(e["event"], e["log_level"]) for e in logs] == [("record_unopenable", "error")]
     assert kafka.fake.committed == [2]
+
+
+async def test_a_held_record_skipped_on_purpose_opens_when_the_broker_sends_it_again(
+    keys: FileKeyStore, clock: Clock, tmp_path: Path
+) -> None:
+    """Asking the replay memory about a record signed by an expired broker key records no
+    sighting: once skipped with skip_key_problems, the same event sent again under the new
+    key, at a new offset, opens rather than being refused as a replay."""
+    record = sealed(keys, eid(1), 0, at=NOW - 9 * DAY)
+    rotate(keys, clock, "worker", at=NOW - 8 * DAY, grace_days=1)
+    clock.at = NOW
+    kafka = FakeKafka([record])
+    async with subscriber(keys, kafka, tmp_path, skip_key_problems=True) as sub:
+        assert opened(await sub.poll(0)) == []
+    assert [(u.offset, u.reason) for u in sub.unopenable] == [(0, "unknown-signer")]
+    kafka.fake.records.append(sealed(keys, eid(1), 1))  # sent again, signed by the new key
+    async with subscriber(keys, kafka, tmp_path) as sub:
+        assert opened(await sub.poll(0)) == [eid(1)]
+    assert sub.unopenable == []
+
+
+async def test_a_record_an_expired_broker_key_signed_before_the_replay_memory_reaches_is_skipped(
+    keys: FileKeyStore, clock: Clock, tmp_path: Path
+) -> None:
+    """Signed longer ago than the replay memory remembers (no delivery topic keeps one so
+    long): a copy could not be told from the genuine record, so it is skipped, not held."""
+    record = sealed(keys, eid(1), 0, at=NOW - 9 * DAY)
+    rotate(keys, clock, "worker", at=NOW - 8 * DAY, grace_days=1)
+    clock.at = NOW
+    kafka = FakeKafka([record, sealed(keys, eid(2), 1)])
+    async with subscriber(keys, kafka, tmp_path, replay_retention=timedelta(days=5)) as sub:
+        assert opened(await sub.poll(0)) == [eid(2)]
+    assert [(u.offset, u.reason) for u in sub.unopenable] == [(0, "unknown-signer")]
 
 
 async def test_skip_key_problems_reports_a_held_record_and_goes_past_it(

@@ -18,6 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from broker.config import KemSuite
+from broker.errors import RecordKeyUnavailable
 from broker.keys import FileKeyStore
 from broker.sdk import SqliteReplayMemory
 from tests.unit.sdk.keyworld import GROUP, TOPIC, FakeKafka, Msg, eid, opened, sealed, subscriber
@@ -143,6 +144,37 @@ async def test_a_parked_record_handed_over_but_never_committed_comes_again_after
         again.fake.next_offset = 2  # the group's committed offset
         async with subscriber(FileKeyStore(world.tmp / "hub"), again, world.tmp) as sub:
             assert opened(await sub.poll(0)) == expected
+
+
+async def test_a_parked_record_whose_signer_the_import_shows_expired_stays_parked_held(
+    world: World,
+) -> None:
+    """Parked for an unknown signer; the import then shows that signer as a broker key since
+    expired (it signed the record while live): held as the same record read from the topic
+    is, so it stays parked, rather than reported unknown-signer and forgotten; gone past
+    only with skip_key_problems."""
+    record = sealed(world.new, eid(2), 0)
+    kafka = FakeKafka([record])
+    async with subscriber(world.hub, kafka, world.tmp) as sub:
+        assert opened(await sub.poll(0)) == []
+        assert sub.parked == 1
+    world.new.rotate("worker", kem=KemSuite.X25519, grace=timedelta(0))  # its key expired
+    world.import_directory()
+    async with subscriber(world.hub, kafka, world.tmp) as sub:
+        with capture_logs() as logs:
+            assert opened(await sub.poll(0)) == []
+        assert sub.parked == 1
+    assert sub.unopenable == []
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["parked_record_held"]
+    fresh = FakeKafka([record])  # the same record, read from the topic by another group
+    (world.tmp / "other").mkdir()
+    async with subscriber(world.hub, fresh, world.tmp / "other") as other:
+        with pytest.raises(RecordKeyUnavailable, match="expired"):
+            await other.poll(0)
+    async with subscriber(world.hub, kafka, world.tmp, skip_key_problems=True) as sub:
+        assert opened(await sub.poll(0)) == []
+        assert sub.parked == 0
+    assert [(u.offset, u.reason) for u in sub.unopenable] == [(0, "unknown-signer")]
 
 
 def _memory(path: Path, at: list[datetime]) -> SqliteReplayMemory:
