@@ -14,6 +14,7 @@ from broker.errors import UsageError
 if TYPE_CHECKING:
     from broker.kafka import KafkaClients
     from broker.keys import FileKeyStore
+    from broker.webauth import UserFile
 
 
 def kafka_as(settings: Settings, principal: str) -> KafkaClients:
@@ -81,3 +82,17 @@ def read_password(prompt: str, *, from_stdin: bool, confirm: bool = False) -> st
     if confirm and str(typer.prompt("Repeat it", hide_input=True, err=True)) != first:
         raise UsageError("the two passwords differ")
     return first
+
+
+def print_accounts(users: UserFile) -> None:
+    """``accord console users`` and ``accord desk users``: each account's name, when it was
+    made and whether it has a second factor (never the hashes or secrets)."""
+    accounts = users.accounts()
+    if not accounts:
+        # None is not an error, but saying nothing leaves a wrong ACCORD_HOME unnoticed.
+        missing = "" if users.path.exists() else " (the file does not exist)"
+        typer.echo(f"no accounts in {users.path}{missing}")
+    for account in accounts:
+        made = account.created_at.isoformat(timespec="seconds")
+        factor = "second factor: TOTP" if account.second_factor else "NO second factor"
+        typer.echo(f"{account.name}\tcreated {made}\t{factor}")

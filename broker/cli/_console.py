@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from broker.cli._common import read_password
+from broker.cli._common import print_accounts, read_password
 from broker.config import ConsoleSettings, Settings, load_settings
 from broker.errors import UsageError
 
@@ -179,16 +179,7 @@ def remove_user(name: Name) -> None:
 def list_users() -> None:
     """List console accounts: names, when made, whether they have a second factor (never the
     hashes or secrets)."""
-    users = _users(load_settings())
-    accounts = users.accounts()
-    if not accounts:
-        # None is not an error, but saying nothing leaves a wrong ACCORD_HOME unnoticed.
-        missing = "" if users.path.exists() else " (the file does not exist)"
-        typer.echo(f"no accounts in {users.path}{missing}")
-    for account in accounts:
-        made = account.created_at.isoformat(timespec="seconds")
-        factor = "second factor: TOTP" if account.second_factor else "NO second factor"
-        typer.echo(f"{account.name}\tcreated {made}\t{factor}")
+    print_accounts(_users(load_settings()))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from broker.cli import _desk_flags, _desk_offsets, _desk_parked
-from broker.cli._common import read_password
+from broker.cli._common import print_accounts, read_password
 from broker.config import DeskSettings, load_settings
 from broker.errors import UsageError
 
@@ -165,16 +165,7 @@ def remove_user(name: Name, party: As) -> None:
 def list_users(party: As) -> None:
     """List PARTY's desk accounts: names, when made, whether they have a second factor (never
     the hashes or secrets)."""
-    users = _users(party)
-    accounts = users.accounts()
-    if not accounts:
-        # None is not an error, but saying nothing leaves a wrong ACCORD_HOME unnoticed.
-        missing = "" if users.path.exists() else " (the file does not exist)"
-        typer.echo(f"no accounts in {users.path}{missing}")
-    for account in accounts:
-        made = account.created_at.isoformat(timespec="seconds")
-        factor = "second factor: TOTP" if account.second_factor else "NO second factor"
-        typer.echo(f"{account.name}\tcreated {made}\t{factor}")
+    print_accounts(_users(party))
 
 
 def register(app: typer.Typer) -> None:
