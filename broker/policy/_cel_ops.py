@@ -14,17 +14,35 @@ anything for equality (an optional field may be null). The tables follow the bin
 (``cel``, common-expression-language 0.10) where it differs from the CEL specification
 (``duration + timestamp`` and ``-duration`` fail); tests/unit/policy/test_cel_types.py holds
 them to it. A kind not known (``dyn(..)``, a map written in the condition) is never a problem.
+
+Some strings are one of a fixed list: a party's id, a kind, an event type, a person's role.
+A literal outside its list (``recipient.id == 'cog-tiptn'``, ``s.role == 'Child'``) is of
+the right kind and still false for every event, and a restriction written so never
+withholds anything: ``vocabulary_problems`` names it, with the bundle's lists.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 import cel
 
 from broker.policy._cel_parse import Call, Ident, Index, ListLit, Lit, MapLit, Node, Op, Select
 
-__all__ = ["Kind", "ListOf", "call_problem", "either", "named", "operation", "text"]
+__all__ = [
+    "Kind",
+    "ListOf",
+    "Vocabulary",
+    "Words",
+    "call_problem",
+    "either",
+    "named",
+    "operation",
+    "text",
+    "vocabulary_problems",
+]
 
 
 class ListOf(NamedTuple):
@@ -211,6 +229,69 @@ def _relation(node: Op, left: Kind, right: Kind) -> str | None:  # noqa: PLR0911
         f"CEL: {shown} looks in {named(right)}, which is not a list, so it fails for every"
         f" event{hint if right == 'string' else ''}"
     )
+
+
+class Words(NamedTuple):
+    """What a field's values are: ``noun`` ("party kind"), in a message ``"recipient.kind
+    is a party kind, and there is no party kind 'hubs'"``; ``known`` lists them, and
+    ``listed`` says a message may list them all (a few; a bundle's parties are too many),
+    ``among`` where they are (" in the bundle")."""
+
+    noun: str
+    known: frozenset[str]
+    listed: bool = True
+    among: str = ""
+
+
+# A field as "recipient.id", "subject.role" (the kind it is selected from, then the field)
+# → the values it can hold.
+Vocabulary = Mapping[str, Words]
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
+def _unknown_value(value: str, words: Words) -> str:
+    close = difflib.get_close_matches(value, sorted(words.known), n=1, cutoff=0.6)
+    if close:
+        hint = f"; did you mean {close[0]!r}?"
+    elif words.listed:
+        hint = f" (known: {', '.join(sorted(words.known))})"
+    else:
+        hint = ""
+    return f"there is no {words.noun} {value!r}{words.among}{hint}"
+
+
+def vocabulary_problems(node: Op, fields: list[str | None], vocabulary: Vocabulary) -> list[str]:
+    """Strings ``node`` compares with a field of a fixed list that are not in the list:
+    ``recipient.id == 'cog-tiptn'`` (either side), ``!=``, and ``x in [..]`` item by item.
+    ``fields``: what each operand is ("recipient.id"), or None."""
+    op, args = node.op, node.args
+    if op in {"==", "!="}:
+        pairs = [(fields[0], args[0], args[1]), (fields[1], args[1], args[0])]
+    elif op == "in" and isinstance(args[1], ListLit):
+        pairs = [(fields[0], args[0], item) for item in args[1].items]
+    else:
+        return []
+    out = []
+    for field, operand, other in pairs:
+        words = vocabulary.get(field) if field is not None else None
+        if words is None or not isinstance(other, Lit) or other.kind != "string":
+            continue
+        value = other.value
+        if value is None or value in words.known:
+            continue  # None: a string with escapes, not read here
+        said = (
+            f"{text(operand)} is {_article(words.noun)} {words.noun}, and"
+            f" {_unknown_value(value, words)}"
+        )
+        if op == "in":
+            out.append(f"CEL: {text(node)} never matches {other.text}: {said}")
+        else:
+            result = "false" if op == "==" else "true"
+            out.append(f"CEL: {text(node)} is {result} for every event: {said}")
+    return out
 
 
 def operation(node: Op, kinds: list[Kind]) -> tuple[Kind, str | None]:  # noqa: PLR0911  # one per form

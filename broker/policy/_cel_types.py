@@ -13,7 +13,9 @@ time or list (``c.name`` over ``event.categories``, ``s.age.years``) is a load e
 time it is a missing-key or type error, which a clause takes as "does not apply" and a
 restriction as "applies", for every event. So is an operation on kinds CEL does not combine
 (``recipient.urn == 146201``, ``event.need_level >= '2'``) and a call of literals that fails
-(``duration('7d')``): ``_cel_ops`` says which.
+(``duration('7d')``): ``_cel_ops`` says which. With the bundle's lists of what some fields
+hold (``value_problems``), so is a comparison with a string no such field holds
+(``recipient.id == 'cog-tiptn'``, ``s.role in ['Child']``).
 
 The kinds are the declared types of what a condition is given (``broker.events``' models,
 ``broker.policy._index``'s recipient); an optional field may also be null, which only a
@@ -26,7 +28,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from broker.policy._cel_ops import Kind, ListOf, call_problem, named, operation
+from broker.policy._cel_ops import (
+    Kind,
+    ListOf,
+    Vocabulary,
+    call_problem,
+    named,
+    operation,
+    vocabulary_problems,
+)
 from broker.policy._cel_parse import (
     Call,
     Ident,
@@ -42,7 +52,7 @@ from broker.policy._cel_parse import (
 from broker.policy._cel_reads import SAFEGUARDING_ATTRS
 from broker.policy._cel_selects import subject_problem
 
-__all__ = ["kind_problems"]
+__all__ = ["kind_problems", "value_problems"]
 
 _MAPS: Final[dict[str, dict[str, Kind]]] = {
     "event": {
@@ -84,8 +94,20 @@ def _field_problem(kind: Kind, name: str) -> str:
 
 
 class _Walk:
-    def __init__(self) -> None:
+    def __init__(self, vocabulary: Vocabulary | None = None) -> None:
         self.problems: dict[str, None] = {}
+        self.vocabulary = vocabulary
+        self.values: dict[str, None] = {}
+
+    def field_name(self, node: Node, scope: dict[str, Kind]) -> str | None:
+        """What ``node`` selects, as "recipient.id" or "subject.role"; None if not a field."""
+        if isinstance(node, Select):
+            of, name = self.kind(node.operand, scope), node.field
+        elif isinstance(node, Index) and isinstance(node.index, Lit) and node.index.value:
+            of, name = self.kind(node.operand, scope), node.index.value
+        else:
+            return None
+        return f"{of}.{name}" if isinstance(of, str) else None
 
     def field(self, of: Kind, name: str) -> Kind:
         """The kind of ``of.name``, noting a field ``of`` cannot have."""
@@ -126,11 +148,18 @@ class _Walk:
                 self.kind(value, scope)
             return None
         if isinstance(node, Op):
-            result, problem = operation(node, [self.kind(arg, scope) for arg in node.args])
-            if problem is not None:
-                self.problems[problem] = None
-            return result
+            return self.operation(node, scope)
         return self.call(node, scope)
+
+    def operation(self, node: Op, scope: dict[str, Kind]) -> Kind:
+        result, problem = operation(node, [self.kind(arg, scope) for arg in node.args])
+        if problem is not None:
+            self.problems[problem] = None
+        if self.vocabulary and node.op in {"==", "!=", "in"}:
+            fields = [self.field_name(arg, scope) for arg in node.args]
+            for found in vocabulary_problems(node, fields, self.vocabulary):
+                self.values[found] = None
+        return result
 
     def index(self, node: Index, scope: dict[str, Kind]) -> Kind:
         of = self.kind(node.operand, scope)
@@ -177,3 +206,17 @@ def kind_problems(source: str) -> list[str]:
     except RecursionError:
         return []
     return list(walk.problems)
+
+
+def value_problems(source: str, vocabulary: Vocabulary) -> list[str]:
+    """Strings ``source`` compares with a field that never holds them (``vocabulary``: the
+    bundle's parties, the kinds, event types and roles), each once."""
+    tree = parse(source)
+    if tree is None:
+        return []
+    walk = _Walk(vocabulary)
+    try:
+        walk.kind(tree, {})
+    except RecursionError:
+        return []
+    return list(walk.values)

@@ -14,6 +14,8 @@ from typing import Final
 
 from broker.events import EVENT_TYPES, FIELD_PATHS, ROLES
 from broker.policy._cel import Condition, compile_condition, probe
+from broker.policy._cel_ops import Vocabulary, Words
+from broker.policy._cel_types import value_problems
 from broker.policy._flags import CompiledFlagRule, compile_flag_rule
 from broker.policy._model import (
     ARTICLE6_BASES,
@@ -67,6 +69,21 @@ class _Checker:
         self.parties_read = parties_read
         self.problems: list[str] = []
         self.conditions: Conditions = {}
+        self.vocabulary = self._vocabulary()
+
+    def _vocabulary(self) -> Vocabulary:
+        """What conditions' fixed-list fields hold: a string outside one is never equal."""
+        words = {
+            "recipient.kind": Words("party kind", frozenset(PARTY_KINDS)),
+            "recipient.status": Words("party status", frozenset({"active", "suspended"})),
+            "event.type": Words("event type", frozenset(EVENT_TYPES), listed=False),
+            "subject.role": Words("role", frozenset(ROLES)),
+        }
+        if self.parties_read:
+            parties = frozenset(self.bundle.parties) | self.known_parties
+            party = Words("party", parties, listed=False, among=" in the bundle")
+            words |= {"recipient.id": party, "event.sender": party}
+        return words
 
     def add(self, source: Source, loc: tuple[int | str, ...], message: str) -> None:
         self.problems.append(f"{self.where(source, loc)}: {message}")
@@ -245,8 +262,12 @@ class _Checker:
         self, src: Source, loc: tuple[int | str, ...], source: str, named: str
     ) -> Condition | None:
         cond, problems = compile_condition(source)
+        if cond is not None:
+            problems = value_problems(source, self.vocabulary)
         for msg in problems:
             self.add(src, loc, f"{named}: {msg}")
+        if problems:
+            return None
         if cond is not None and (failed := probe(cond)):
             self.add(src, loc, f"{named}: {failed}")
             return None
