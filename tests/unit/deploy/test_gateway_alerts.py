@@ -3,12 +3,9 @@ the 429s that follow them; a consent record refused alerts, an event refused doe
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-import yaml
-
-from broker.deploy._observability import alert_rules_text
+from tests.unit.deploy.promtool_rules import fires
 from tests.unit.deploy.test_observability import promtool
 
 __all__ = ["promtool"]  # the fixture, shared with test_observability
@@ -24,27 +21,8 @@ def _series(outcome: str, values: str, endpoint: str = "event") -> dict[str, str
 def _check(promtool: str, tmp_path: Path, name: str, series: list[dict[str, str]],
            value: str | None) -> None:  # fmt: skip
     """That alert ``name`` fires at 20 minutes of ``series`` with ``value`` (or, None, not)."""
-    text = alert_rules_text()
-    (tmp_path / "alerts.yml").write_text(text)
-    [rule] = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]
-              if r["alert"] == name]  # fmt: skip
-    # promtool compares the annotations too: the rule's, filled in as Prometheus would.
-    filled = {k: v.replace("{{ $labels.job }}", _JOB).replace("{{ $value }}", value or "")
-              for k, v in rule["annotations"].items()}  # fmt: skip
-    alert = {"exp_labels": {"severity": "warning", "job": _JOB}, "exp_annotations": filled}
-    test = {
-        "interval": "1m",
-        "input_series": series,
-        "alert_rule_test": [{"eval_time": "20m", "alertname": name,
-                             "exp_alerts": [alert] if value is not None else []}],
-    }  # fmt: skip
-    spec = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [test]}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec))
-    done = subprocess.run(  # Prometheus' own rule tester, on files this test wrote
-        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    firing = {_JOB: value} if value is not None else {}
+    fires(promtool, tmp_path, name, series, firing, job=_JOB, at="20m")
 
 
 def _check_alert(promtool: str, tmp_path: Path, per_minute: float, *, fires: bool) -> None:

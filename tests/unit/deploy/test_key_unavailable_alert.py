@@ -5,12 +5,9 @@ before Prometheus first scraped it); a party sent to, or one refused long ago, d
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-import yaml
-
-from broker.deploy._observability import alert_rules_text
+from tests.unit.deploy.promtool_rules import fires
 from tests.unit.deploy.test_observability import promtool
 
 __all__ = ["promtool"]  # the fixture, shared with test_observability
@@ -29,28 +26,7 @@ def _fires(promtool: str, tmp_path: Path, series: list[dict[str, str]],
            firing: dict[str, str]) -> None:  # fmt: skip
     """That the alert fires at 40 minutes of ``series`` for exactly the recipients in
     ``firing`` (recipient -> its value)."""
-    text = alert_rules_text()
-    (tmp_path / "alerts.yml").write_text(text)
-    [rule] = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]
-              if r["alert"] == _ALERT]  # fmt: skip
-    alerts = []
-    for recipient, value in firing.items():
-        filled = {k: v.replace("{{ $labels.recipient }}", recipient).replace("{{ $value }}", value)
-                  for k, v in rule["annotations"].items()}  # fmt: skip
-        labels = {**rule["labels"], "job": _JOB, "recipient": recipient}
-        alerts.append({"exp_labels": labels, "exp_annotations": filled})
-    test = {
-        "interval": "1m",
-        "input_series": series,
-        "alert_rule_test": [{"eval_time": "40m", "alertname": _ALERT, "exp_alerts": alerts}],
-    }
-    spec = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [test]}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec))
-    done = subprocess.run(  # Prometheus' own rule tester, on files this test wrote
-        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    fires(promtool, tmp_path, _ALERT, series, firing, job=_JOB, label="recipient")
 
 
 def test_the_first_refusal_for_want_of_a_key_alerts_naming_the_recipient(

@@ -4,12 +4,9 @@ then); one draining, or whose lag comes and goes with the records in flight, doe
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-import yaml
-
-from broker.deploy._observability import alert_rules_text
+from tests.unit.deploy.promtool_rules import fires
 from tests.unit.deploy.test_observability import promtool
 
 __all__ = ["promtool"]  # the fixture, shared with test_observability
@@ -34,29 +31,7 @@ def _fires(promtool: str, tmp_path: Path, name: str, series: list[dict[str, str]
            firing: dict[str, str]) -> None:  # fmt: skip
     """That alert ``name`` fires at 40 minutes of ``series`` for exactly the topics in
     ``firing`` (topic -> its value)."""
-    text = alert_rules_text()
-    (tmp_path / "alerts.yml").write_text(text)
-    [rule] = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]
-              if r["alert"] == name]  # fmt: skip
-    alerts = []
-    for topic, value in firing.items():
-        # promtool compares the annotations too: the rule's, filled in as Prometheus would.
-        filled = {k: v.replace("{{ $labels.topic }}", topic).replace("{{ $value }}", value)
-                  for k, v in rule["annotations"].items()}  # fmt: skip
-        labels = {**rule["labels"], "job": _JOB, "topic": topic}
-        alerts.append({"exp_labels": labels, "exp_annotations": filled})
-    test = {
-        "interval": "1m",
-        "input_series": series,
-        "alert_rule_test": [{"eval_time": "40m", "alertname": name, "exp_alerts": alerts}],
-    }
-    spec = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [test]}
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec))
-    done = subprocess.run(  # Prometheus' own rule tester, on files this test wrote
-        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    fires(promtool, tmp_path, name, series, firing, job=_JOB, label="topic")
 
 
 def test_a_wedged_topic_alerts_while_another_commits(promtool: str, tmp_path: Path) -> None:
