@@ -194,12 +194,17 @@ def _rows(
 
 
 def _refused(policy: Policy, records: list[ConsentRecord]) -> list[dict[str, Any]]:
-    """The consent records the bundle refuses (they count for nothing), by position from 1:
-    who recorded each (a party) and why, never whom it is about."""
+    """The consent records the worker would refuse on arrival under the bundle (they count
+    for nothing), by position from 1: who recorded each (a party), why, and the purpose or
+    recipient it does not know (``term``, with ``detail`` in words), never whom it is about."""
     out = []
     for n, record in enumerate(records, start=1):
-        if (why := policy.consent_refusal(record)) is not None:
-            out.append({"consent": n, "recorded_by": record.recorded_by, "reason": why})
+        if (refused := policy.refusal_on_arrival(record)) is not None:
+            why, term = refused
+            item: dict[str, Any] = {"consent": n, "recorded_by": record.recorded_by, "reason": why}
+            if term is not None:
+                item |= {"term": term, "detail": policy.refusal_words(why, term)}
+            out.append(item)
     return out
 
 
@@ -245,8 +250,11 @@ def _explain(
     event = parse_event(raw, now=when)
     records = _read_consents(consents) if consents else []
     policy = Policy.load(_default_policies(policies))
-    decisions = policy.decide(event, records, at=when)
     refused = _refused(policy, records)
+    # Decided as the worker would: a record it refuses on arrival is never filed.
+    gone = {item["consent"] for item in refused}
+    filed = [r for n, r in enumerate(records, start=1) if n not in gone]
+    decisions = policy.decide(event, filed, at=when)
     unevaluated = {
         d.recipient: unevaluated_conditions(policy, event, d, at=when) for d in decisions
     }
@@ -274,7 +282,7 @@ def _explain(
     for item in refused:
         typer.echo(
             f"Consent {item['consent']} (recorded by {item['recorded_by']}) is refused and "
-            f"counts for nothing: {item['reason']}"
+            f"counts for nothing: {item.get('detail', item['reason'])}"
         )
     if nobody is not None:
         typer.echo(f"No candidate recipients: {nobody}")

@@ -95,6 +95,15 @@ CONSENT_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
             "The organisation that recorded this consent was suspended, so the record counts"
             " for nothing."
         ),
+        "unknown-purpose": (
+            "The consent record names a purpose the sharing agreements do not have (often a"
+            " spelling mistake), so it counts for nothing: it must be sent again, correctly."
+        ),
+        "unknown-recipient": (
+            "The consent record names an organisation, or a kind of organisation, that the"
+            " sharing agreements do not know (often a spelling mistake), so it counts for"
+            " nothing: it must be sent again, correctly."
+        ),
         "outside-authority": (
             "The consent record covers purposes or organisations its sender may not record"
             " consent for, so it counts for nothing."

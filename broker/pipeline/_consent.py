@@ -13,6 +13,7 @@ from broker.errors import EventInvalid
 from broker.events import ConsentRecord, WithdrawalNotice, parse_consent
 from broker.pipeline._effects import Audit, ConsentShare, Effect, FileConsent, SetShares
 from broker.pipeline._ingress import Open, spend
+from broker.pipeline._metrics import Metrics
 from broker.pipeline._services import Services
 from broker.pipeline._stages import Step, Work, drop, forward, is_uuid, quarantine
 from broker.pipeline._state import Filed, WorkerState
@@ -69,27 +70,41 @@ def _consent_audit(kind: AuditKind, work: Work, **extra: object) -> Audit:
 
 
 class Authorise:
-    """Only a consent authority of the bundle in force, active, within its authority.
+    """Only a consent authority of the bundle in force, active, within its authority, in
+    the bundle's words (every purpose a clause's, every recipient a kind or a party of it).
 
-    A record from anyone else is refused whole: audited as ``consent_refused`` (with the
-    subject keys, so an IG officer finds the attempt in the child's log), never filed, so it
-    changes no decision.
+    A record from anyone else, or naming a purpose or recipient the bundle does not know, is
+    refused whole: audited as ``consent_refused`` (with the subject keys, so an IG officer
+    finds the attempt in the child's log; and ``term``, the unknown word), never filed, so it
+    changes no decision. A misspelt withdrawal filed would stop nothing, and say nothing.
+    In the worker (``metrics`` given) each refusal is also counted and logged as a warning.
     """
 
     name = "authorise"
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, metrics: Metrics | None = None) -> None:
         self.services = services
+        self.metrics = metrics
 
     def __call__(self, work: Work) -> Step:
         record = work.consent
         assert record is not None  # noqa: S101  # ParseConsent forwarded
         work.consent_keys = self.services.linker.consent_keys(record.subject)
-        refusal = self.services.policy.consent_refusal(record)
-        if refusal is None:
+        refused = self.services.policy.refusal_on_arrival(record)
+        if refused is None:
             return forward()
-        refused = _consent_audit(AuditKind.CONSENT_REFUSED, work, reason=refusal)
-        return drop(refusal, spend(work), refused)
+        reason, term = refused
+        extra: dict[str, object] = {"reason": reason}
+        if term is not None:
+            extra["term"] = term
+        if (m := self.metrics) is not None:
+            m.count(m.consent_refused, reason)
+            # A purpose, kind or party id and the record's UUID: nothing about the person.
+            assert work.opened is not None  # noqa: S101  # Open forwarded
+            log.warning("consent_refused", reason=reason, term=term, state=record.state,
+                        recorded_by=record.recorded_by, record_id=work.opened.event_id)  # fmt: skip
+        audit = _consent_audit(AuditKind.CONSENT_REFUSED, work, **extra)
+        return drop(reason, spend(work), audit)
 
 
 class File:
@@ -247,5 +262,9 @@ def _covers(record: ConsentRecord, share: ConsentShare) -> bool:
     )
 
 
-def consent_chain(services: Services) -> tuple[Open, ParseConsent, Authorise, File]:
-    return (Open(services, SCHEMA_CONSENT), ParseConsent(), Authorise(services), File())
+def consent_chain(
+    services: Services, metrics: Metrics | None = None
+) -> tuple[Open, ParseConsent, Authorise, File]:
+    """The worker's chain, which counts and logs refusals (``metrics``); ``accord policy
+    impact`` runs it without, and says nothing."""
+    return (Open(services, SCHEMA_CONSENT), ParseConsent(), Authorise(services, metrics), File())

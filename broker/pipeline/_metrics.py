@@ -47,6 +47,16 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        # By reason alone (the codes of ConsentRefusal: bounded); which word a record did not
+        # know is in the audit record and the warning, never a label.
+        self.consent_refused = Counter(
+            "accord_consent_refused",
+            "Consent records refused on arrival and never filed, by reason "
+            "(not-a-consent-authority, party-inactive, unknown-purpose, unknown-recipient, "
+            "outside-authority).",
+            ["reason"],
+            registry=registry,
+        )
         self.acks_withheld = Counter(
             "accord_access_acks_withheld",
             "Openings recorded with a field of the acknowledgement withheld (by: it held an "

@@ -53,7 +53,7 @@ class Processor:
         self.outbox = outbox
         self._chains: dict[str, Sequence[Stage]] = {
             "ingress": ingress_chain(services, outbox.metrics),
-            CONSENT: consent_chain(services),
+            CONSENT: consent_chain(services, outbox.metrics),
             ACCESS: access_chain(services),
         }
         self._checkpoint_every = checkpoint_every

@@ -6,18 +6,32 @@ bundle, is active, and stayed within its authority: every purpose of the record 
 entry covered (``"*"`` covers any; ``kind:K`` covers ``kind:K`` and every party of kind K; a
 party id covers itself). Otherwise the whole record is refused and counts for no decision.
 Without ``consent-authorities.yaml``, active co-ordinating teams may record any consent.
+
+On arrival (``refusal_on_arrival``) a record must also speak the bundle's words: every
+purpose one a clause has, every ``kind:K`` a kind of party, every party id a party of the
+bundle. A misspelt one (``school-health``, ``kind:hubs``) would cover nothing, so a
+withdrawal naming it would stop nothing and say nothing. That check is made once, by the
+bundle in force when the record arrives, never again at decisions: a later bundle that drops
+a purpose must not make a withdrawal already on file count for nothing.
 """
 
 from __future__ import annotations
 
+import difflib
 from typing import Final, Literal
 
 from broker.events import ConsentRecord
-from broker.policy._model import Bundle, ConsentAuthority
+from broker.policy._model import PARTY_KINDS, Bundle, ConsentAuthority
 
-__all__ = ["ConsentRefusal", "consent_refusal"]
+__all__ = ["ConsentRefusal", "consent_refusal", "refusal_on_arrival", "refusal_words"]
 
-ConsentRefusal = Literal["not-a-consent-authority", "party-inactive", "outside-authority"]
+ConsentRefusal = Literal[
+    "not-a-consent-authority",
+    "party-inactive",
+    "unknown-purpose",
+    "unknown-recipient",
+    "outside-authority",
+]
 
 _ANYTHING: Final = ConsentAuthority(purposes=("*",), recipients=("*",))
 
@@ -55,3 +69,63 @@ def consent_refusal(bundle: Bundle, record: ConsentRecord) -> ConsentRefusal | N
     if not all(_recipient_covered(bundle, r, rights.recipients) for r in record.recipients):
         return "outside-authority"
     return None
+
+
+def _purposes(bundle: Bundle) -> list[str]:
+    # Drafts and suspended agreements count, as for consent-authorities.yaml: a purpose
+    # they name is a real word, and a withdrawal for it must be filed for when they return.
+    return sorted({c.purpose for a in bundle.agreements for c in a.clauses})
+
+
+def _unknown(bundle: Bundle, record: ConsentRecord) -> tuple[ConsentRefusal, str] | None:
+    """The first purpose or recipient entry of ``record`` that ``bundle`` has no word for."""
+    purposes = _purposes(bundle)
+    for purpose in record.purposes:
+        if purpose != "*" and purpose not in purposes:
+            return "unknown-purpose", purpose
+    for entry in record.recipients:
+        if entry == "*":
+            continue
+        if entry.startswith("kind:"):
+            if entry.removeprefix("kind:") not in PARTY_KINDS:
+                return "unknown-recipient", entry
+        elif entry not in bundle.parties:
+            return "unknown-recipient", entry
+    return None
+
+
+def refusal_on_arrival(
+    bundle: Bundle, record: ConsentRecord
+) -> tuple[ConsentRefusal, str | None] | None:
+    """Why the worker refuses ``record`` as it arrives under ``bundle``, and the purpose,
+    ``kind:K`` or party id it does not know (a vocabulary word or a party id, never anything
+    about the person); None when it files it.
+
+    A sender that may not record consent at all is told so first; a misspelt word before
+    ``outside-authority``, which it would otherwise be reported as, less usefully.
+    """
+    refusal = consent_refusal(bundle, record)
+    if refusal in ("not-a-consent-authority", "party-inactive"):
+        return refusal, None
+    if (unknown := _unknown(bundle, record)) is not None:
+        return unknown
+    return None if refusal is None else (refusal, None)
+
+
+def refusal_words(bundle: Bundle, reason: str, term: str | None) -> str:
+    """``reason`` for a person: for an unknown word, which one, and the words that exist."""
+    if term is None:
+        return reason
+    if reason == "unknown-purpose":
+        purposes = _purposes(bundle)
+        close = difflib.get_close_matches(term, purposes, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else ", ".join(purposes) or "none"
+        return f"{reason}: purpose {term!r} is not one of the bundle's purposes: {hint}"
+    if term.startswith("kind:"):
+        kinds = [f"kind:{k}" for k in PARTY_KINDS]
+        close = difflib.get_close_matches(term, kinds, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else ", ".join(kinds)
+        return f"{reason}: recipient {term!r} is not a kind of party: {hint}"
+    close = difflib.get_close_matches(term, list(bundle.parties), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{reason}: recipient {term!r} is not a party of the bundle{hint}"

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from broker.errors import BundleInvalid
 from broker.events import ConsentRecord, ContactEvent
-from broker.policy._authority import ConsentRefusal, consent_refusal
+from broker.policy._authority import (
+    ConsentRefusal,
+    consent_refusal,
+    refusal_on_arrival,
+    refusal_words,
+)
 from broker.policy._check import Conditions, bundle_warnings, check_bundle, check_flags, plain_where
 from broker.policy._decide import decide
 from broker.policy._decision import Decision
@@ -72,6 +77,15 @@ class Policy:
     def consent_refusal(self, record: ConsentRecord) -> ConsentRefusal | None:
         """Why ``record`` would count for no decision (docs/policy-language.md §5), or None."""
         return consent_refusal(self.bundle, record)
+
+    def refusal_on_arrival(self, record: ConsentRecord) -> tuple[ConsentRefusal, str | None] | None:
+        """Why the worker refuses ``record`` as it arrives under this bundle, with the word it
+        does not know (``unknown-purpose``, ``unknown-recipient``), or None: it is filed."""
+        return refusal_on_arrival(self.bundle, record)
+
+    def refusal_words(self, reason: str, term: str | None) -> str:
+        """A refusal on arrival for a person, naming the unknown word and the known ones."""
+        return refusal_words(self.bundle, reason, term)
 
     def warnings(self) -> list[str]:
         """What the bundle allows but probably does not mean, one line each (none block it)."""

@@ -337,15 +337,18 @@ def run_scenario(
     except AccordError as exc:
         result.diffs.append(f"{type(exc).__name__}: {exc}")
         return result
+    # As the worker takes them on arrival: one it refuses is never filed, so never decided on.
+    refusals = {n: policy.refusal_on_arrival(c) for n, c in enumerate(consents, start=1)}
     if scenario.refused is not None:
-        for n, consent in enumerate(consents, start=1):
-            refusal, want = policy.consent_refusal(consent), scenario.refused.get(n)
+        for n, arrival in refusals.items():
+            refusal, want = arrival[0] if arrival else None, scenario.refused.get(n)
             if refusal != want:
                 result.diffs.append(
                     f"consent {n}: expected {f'refused ({want})' if want else 'to count'}, "
                     f"got {f'refused ({refusal})' if refusal else 'counted'}"
                 )
-    decisions = policy.decide(event, consents, at=scenario.at)
+    filed = [c for n, c in enumerate(consents, start=1) if refusals[n] is None]
+    decisions = policy.decide(event, filed, at=scenario.at)
     result.decisions = decisions
     by_party = {d.recipient: d for d in decisions}
     for party, exp in scenario.expect.items():
