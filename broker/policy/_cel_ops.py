@@ -42,6 +42,7 @@ __all__ = [
     "operation",
     "text",
     "vocabulary_problems",
+    "written",
 ]
 
 
@@ -141,6 +142,11 @@ def text(node: Node) -> str:
     """``node`` as CEL, shortened for a one-line message."""
     out = _text(node)
     return out if len(out) <= _LONG else out[: _LONG - 1] + "…"
+
+
+def written(node: Node) -> str:
+    """``node`` as CEL, in full: a part of a condition to compile on its own."""
+    return _text(node)
 
 
 def _text(node: Node) -> str:  # noqa: PLR0911  # one return per form

@@ -27,6 +27,7 @@ from broker.policy._model import (
     Bundle,
     Clause,
 )
+from broker.policy._treatments import treatment_warnings
 from broker.policy._yaml import fmt_path
 from broker.principals import Principal
 
@@ -315,7 +316,8 @@ def bundle_warnings(bundle: Bundle) -> list[str]:
     A ``school:of-child`` clause without ``subjects`` shares everyone the default covers
     (docs/policy-language.md §3): the school would hear about the parents and the other
     adults, an alleged perpetrator included, not only its pupils. A lawful basis that does
-    not fit the clause's senders is in ``_basis_warnings``.
+    not fit the clause's senders is in ``_basis_warnings``; clauses giving one recipient a
+    field in different forms, in ``_treatments``.
     """
     out: list[str] = []
     for agreement in bundle.agreements:
@@ -327,6 +329,7 @@ def bundle_warnings(bundle: Bundle) -> list[str]:
                     "the adults; name the roles, e.g. subjects: [child]"
                 )
             out.extend(f"{named}: {said}" for said in _basis_warnings(bundle, clause))
+    out.extend(treatment_warnings(bundle))
     return out
 
 

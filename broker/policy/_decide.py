@@ -25,6 +25,7 @@ from broker.events import ConsentRecord, ContactEvent, Subject
 from broker.policy._cel import EventActivation
 from broker.policy._decision import REASON_PRECEDENCE, ClauseRef, Decision, SubjectScope
 from broker.policy._index import CompiledClause, CompiledRestriction, Index, canonical_fields
+from broker.policy._transform import least_revealing
 
 __all__ = ["decide"]
 
@@ -383,10 +384,11 @@ def _combined(winners: list[Entry], withheld: set[str]) -> tuple[tuple[str, ...]
     transforms: dict[str, str] = {}
     for path in shared:
         kinds = [cc.transform.get(path) for cc, _ in winners if path in cc.share]
-        # A field any winning clause shares plainly travels plainly.
-        first = kinds[0] if kinds else None
-        if first is not None and all(k is not None for k in kinds):
-            transforms[path] = first
+        reduced = [k for k in kinds if k is not None]
+        # A field any winning clause shares plainly travels plainly (the fields are the
+        # union); of different reductions the one revealing least, whatever the file order.
+        if reduced and len(reduced) == len(kinds):
+            transforms[path] = least_revealing(reduced)
     return shared, transforms
 
 
