@@ -243,7 +243,14 @@ def _explain(
     event_file: Path, policies: Path | None, consents: Path | None, at: str | None, as_json: bool
 ) -> None:
     from broker.events import parse_event
-    from broker.policy import Policy, no_candidates, redact, unevaluated_conditions
+    from broker.policy import (
+        Policy,
+        inactive_reason,
+        no_candidates,
+        no_hub,
+        redact,
+        unevaluated_conditions,
+    )
 
     when = _parse_at(at)
     raw = event_file.read_bytes()
@@ -259,6 +266,11 @@ def _explain(
         d.recipient: unevaluated_conditions(policy, event, d, at=when) for d in decisions
     }
     notes = {d.recipient: n for d in decisions if (n := _no_override(event, d)) is not None}
+    # Which of draft, suspended, lapsed or not begun: each is fixed in a different place.
+    inactive = {
+        d.recipient: why for d in decisions if (why := inactive_reason(policy.bundle, d, at=when))
+    }
+    hubless = no_hub(policy, event)
     # Pseudonyms in an explanation use a throwaway key: they show the shape, not real values.
     key = secrets.token_bytes(32)
     views = {d.recipient: redact(event, d, pseudonym_key=key) for d in decisions if d.shares}
@@ -270,9 +282,11 @@ def _explain(
             "policy_version": policy.version,
             "at": when.isoformat(),
             "no_candidates": nobody,
+            "no_hub": [clause.as_json() for clause in hubless],
             "refused_consents": refused,
             "decisions": [
                 _json_decision(d, unevaluated[d.recipient], notes.get(d.recipient))
+                | ({"inactive": inactive[d.recipient]} if d.recipient in inactive else {})
                 for d in decisions
             ],
             "views": views,
@@ -287,7 +301,10 @@ def _explain(
     if nobody is not None:
         typer.echo(f"No candidate recipients: {nobody}")
         return
-    _explain_tables(decisions, views, policy.version, when, unevaluated, notes=notes)
+    # Others are told, so no_candidates' sentence is not said: a hub left out needs its own.
+    for clause in hubless:
+        typer.echo(clause.said())
+    _explain_tables(decisions, views, policy.version, when, unevaluated, notes=notes | inactive)
     if any("_pseudonym" in json.dumps(v) for v in views.values()):
         typer.echo("(pseudonyms above use a throwaway key: the real key gives different values)")
 
@@ -445,7 +462,7 @@ def register(app: typer.Typer) -> None:
     @policy.command("check")
     def check(directory: BundleDir) -> None:
         """Check a bundle: a one-line summary, or every problem (one per line) and exit 1."""
-        from broker.policy import Policy
+        from broker.policy import Policy, dated_notes
 
         try:
             loaded = Policy.load(directory)
@@ -456,6 +473,9 @@ def register(app: typer.Typer) -> None:
             raise BundleInvalid([f"{directory}: {n} problem{'s' if n != 1 else ''}"]) from None
         for warning in loaded.warnings():
             typer.echo(f"warning: {warning}", err=True)
+        # Dated by today, as the worker decides: a lapsed approval passed silently.
+        for level, said in dated_notes(loaded.bundle, datetime.now(UTC).date(), loaded.source):
+            typer.echo(f"{level}: {said}", err=True)
         typer.echo(f"ok: {directory}: {loaded.summary()}")
 
     @policy.command("explain")

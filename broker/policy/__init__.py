@@ -9,6 +9,7 @@ Kafka, no clock, no I/O in ``decide``.
 from broker.policy._authority import ConsentRefusal
 from broker.policy._basis_words import BASIS_LABELS, basis_words
 from broker.policy._compare import Unversioned, changed_without_new_version
+from broker.policy._dated import dated_notes, inactive_reason
 from broker.policy._decide import consent_subjects
 from broker.policy._decision import (
     REASON_PRECEDENCE,
@@ -19,7 +20,13 @@ from broker.policy._decision import (
     SubjectScope,
 )
 from broker.policy._encompass import encompass_deadline, is_late
-from broker.policy._explain import Unevaluated, no_candidates, unevaluated_conditions
+from broker.policy._explain import (
+    NoHub,
+    Unevaluated,
+    no_candidates,
+    no_hub,
+    unevaluated_conditions,
+)
 from broker.policy._flag_scenario import ExpectedFlag, FlagScenario
 from broker.policy._flags import (
     FLAG_VARIABLES,
@@ -72,6 +79,7 @@ __all__ = [
     "FlagRule",
     "FlagScenario",
     "LawfulBasis",
+    "NoHub",
     "Outcome",
     "Party",
     "Policy",
@@ -86,11 +94,14 @@ __all__ = [
     "bundle_files",
     "changed_without_new_version",
     "consent_subjects",
+    "dated_notes",
     "encompass_deadline",
+    "inactive_reason",
     "is_late",
     "load_bundle",
     "load_scenarios",
     "no_candidates",
+    "no_hub",
     "redact",
     "run_scenario",
     "run_scenarios",

@@ -27,7 +27,7 @@ from broker.policy._decision import REASON_PRECEDENCE, ClauseRef, Decision, Subj
 from broker.policy._index import CompiledClause, CompiledRestriction, Index, canonical_fields
 from broker.policy._transform import least_revealing
 
-__all__ = ["decide"]
+__all__ = ["covering_hubs", "decide", "hub_postcodes"]
 
 _RANK = {reason: i for i, reason in enumerate(REASON_PRECEDENCE)}
 _REFUSALS_LIMIT = 4096
@@ -50,6 +50,27 @@ def _of_school(s: Subject, urn: str | None) -> bool:
     if s.role == "child":
         return s.school_urn == urn
     return s.school_urn is None or s.school_urn == urn
+
+
+def hub_postcodes(event: ContactEvent) -> list[str]:
+    """The postcodes ``hub:locality`` reads: the children's, or everyone's with no child."""
+    subjects = event.subjects
+    children = [s for s in subjects if s.role == "child"]
+    return [s.postcode for s in children or subjects if s.postcode is not None]
+
+
+def covering_hubs(index: Index, event: ContactEvent) -> list[str]:
+    """The hubs ``hub:locality`` finds for ``event``: those whose district or sector covers
+    a postcode it reads (``hub_postcodes``). One answer for every clause (explain says which
+    clauses it left with no hub)."""
+    out: dict[str, None] = {}
+    for postcode in hub_postcodes(event):
+        district = postcode.split(" ", 1)[0]
+        for hub in index.hubs_by_district.get(district, ()):
+            out[hub] = None
+        for hub in index.hubs_by_sector.get(postcode[:-2], ()):
+            out[hub] = None
+    return list(out)
 
 
 def consent_subjects(event: ContactEvent) -> tuple[int, ...]:
@@ -103,19 +124,7 @@ class _Run:
         return found
 
     def hubs(self) -> list[str]:
-        subjects = self.event.subjects
-        source = self.children or range(len(subjects))
-        out: dict[str, None] = {}
-        for i in source:
-            postcode = subjects[i].postcode
-            if postcode is None:
-                continue
-            district = postcode.split(" ", 1)[0]
-            for hub in self.index.hubs_by_district.get(district, ()):
-                out[hub] = None
-            for hub in self.index.hubs_by_sector.get(postcode[:-2], ()):
-                out[hub] = None
-        return list(out)
+        return covering_hubs(self.index, self.event)
 
     def schools(self) -> list[tuple[str, str]]:
         out: dict[str, str] = {}

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from broker.events import ContactEvent
+from broker.events import ContactEvent, postcode_district
 from broker.policy._cel import Condition, EventActivation
+from broker.policy._decide import covering_hubs, hub_postcodes
 from broker.policy._decision import Decision
 
 if TYPE_CHECKING:
     from broker.policy._policy import Policy
 
-__all__ = ["Unevaluated", "no_candidates", "unevaluated_conditions"]
+__all__ = ["NoHub", "Unevaluated", "no_candidates", "no_hub", "unevaluated_conditions"]
 
 _FUNCTION: Final = re.compile(r"Function '([A-Za-z_]\w{0,40})' error")
 _PHRASES: Final = {
@@ -147,3 +148,41 @@ def _no_school(event: ContactEvent) -> str:
     if not any(s.school_urn for s in children):
         return "no child in the event has a school URN"
     return "no school in the bundle has the URN of any child in the event"
+
+
+@dataclass(frozen=True, slots=True)
+class NoHub:
+    """A ``hub:locality`` clause routing the event that found no hub: the districts it
+    looked in (outward codes only, never a whole postcode), none when no one it reads has
+    a postcode."""
+
+    agreement_id: str
+    clause_id: str
+    districts: tuple[str, ...]
+
+    def said(self) -> str:
+        clause = f"clause {self.clause_id} ({self.agreement_id})"
+        if not self.districts:
+            return f"{clause}: no hub found, as no one hub:locality reads has a postcode"
+        which = "district" if len(self.districts) == 1 else "districts"
+        return f"{clause}: no hub covers postcode {which} {', '.join(self.districts)}"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "agreement_id": self.agreement_id,
+            "clause_id": self.clause_id,
+            "selector": "hub:locality",
+            "postcode_districts": list(self.districts),
+        }
+
+
+def no_hub(policy: Policy, event: ContactEvent) -> tuple[NoHub, ...]:
+    """Each clause routing ``event`` to ``hub:locality`` when that found no hub. Without it
+    a hub left out reads as a hub never meant, once someone else is told."""
+    index = policy._index  # what decide routed by
+    routed = [c for c in index.by_route.get((event.sender, event.type), ()) if c.to_hubs]
+    if not routed or covering_hubs(index, event):
+        return ()
+    districts = tuple(dict.fromkeys(postcode_district(p) for p in hub_postcodes(event)))
+    clauses = dict.fromkeys((c.agreement_id, c.ref.clause_id) for c in routed)
+    return tuple(NoHub(aid, cid, districts) for aid, cid in clauses)

@@ -168,6 +168,7 @@ SURFACES = {
         "SubjectScope", "Unevaluated", "consent_subjects", "encompass_deadline", "is_late",
         "load_bundle", "load_scenarios", "redact", "run_scenario", "run_scenarios",
         "unevaluated_conditions", "Unversioned", "changed_without_new_version", "no_candidates",
+        "NoHub", "dated_notes", "inactive_reason", "no_hub",
     },
     "broker.principals": {"Principal"},
     "broker.provision": {
