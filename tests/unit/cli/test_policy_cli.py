@@ -45,6 +45,8 @@ def test_check_a_sound_bundle_prints_one_summary_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     agreements = default_agreements()
+    for a in agreements:  # in force whatever today is: a lapsed one is warned of (its dates)
+        a["valid_until"] = "2099-12-31"
     # The kit's hub clause takes police events on article6 alone, which is warned of.
     to_hub = next(c for a in agreements for c in a["clauses"] if c["id"] == "to-hub")
     to_hub["lawful_basis"]["article10"] = "explicit_consent"
