@@ -208,6 +208,23 @@ def _refused(policy: Policy, records: list[ConsentRecord]) -> list[dict[str, Any
     return out
 
 
+def _ignored(policy: Policy, records: list[ConsentRecord]) -> list[dict[str, Any]]:
+    """The withdrawals the worker would file with words ignored, by position from 1: who
+    recorded each, the purposes and recipients that count, and each word ignored (``term``,
+    ``reason``, ``detail`` in words)."""
+    out = []
+    for n, record in enumerate(records, start=1):
+        if ignored := policy.ignored_on_arrival(record):
+            filed = policy.filed_on_arrival(record)
+            out.append({
+                "consent": n, "recorded_by": record.recorded_by,
+                "purposes": list(filed.purposes), "recipients": list(filed.recipients),
+                "ignored": [{"term": t, "reason": r, "detail": policy.refusal_words(r, t)}
+                            for r, t in ignored],
+            })  # fmt: skip
+    return out
+
+
 def _explain_tables(
     decisions: list[Decision],
     views: dict[str, Any],
@@ -258,9 +275,11 @@ def _explain(
     records = _read_consents(consents) if consents else []
     policy = Policy.load(_default_policies(policies))
     refused = _refused(policy, records)
-    # Decided as the worker would: a record it refuses on arrival is never filed.
+    ignored = _ignored(policy, records)
+    # Decided as the worker would: a record it refuses on arrival is never filed, and a
+    # withdrawal is filed without the words it ignores.
     gone = {item["consent"] for item in refused}
-    filed = [r for n, r in enumerate(records, start=1) if n not in gone]
+    filed = [policy.filed_on_arrival(r) for n, r in enumerate(records, start=1) if n not in gone]
     decisions = policy.decide(event, filed, at=when)
     unevaluated = {
         d.recipient: unevaluated_conditions(policy, event, d, at=when) for d in decisions
@@ -284,6 +303,7 @@ def _explain(
             "no_candidates": nobody,
             "no_hub": [clause.as_json() for clause in hubless],
             "refused_consents": refused,
+            "partly_ignored_consents": ignored,
             "decisions": [
                 _json_decision(d, unevaluated[d.recipient], notes.get(d.recipient))
                 | ({"inactive": inactive[d.recipient]} if d.recipient in inactive else {})
@@ -297,6 +317,13 @@ def _explain(
         typer.echo(
             f"Consent {item['consent']} (recorded by {item['recorded_by']}) is refused and "
             f"counts for nothing: {item.get('detail', item['reason'])}"
+        )
+    for item in ignored:
+        typer.echo(
+            f"Consent {item['consent']} (recorded by {item['recorded_by']}) is a withdrawal "
+            f"that counts for purposes {', '.join(item['purposes'])} and recipients "
+            f"{', '.join(item['recipients'])} only; ignored: "
+            + "; ".join(i["detail"] for i in item["ignored"])
         )
     if nobody is not None:
         typer.echo(f"No candidate recipients: {nobody}")

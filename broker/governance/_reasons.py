@@ -12,8 +12,8 @@ go to a past recipient (no rules decide a notice, and that recipient had the dat
 ``party-inactive`` on a decision names its sender or recipient, on a refused consent record
 the organisation that recorded it (a consent record goes to no one and is not decided).
 So each kind of line has its table: ``REASON_MEANINGS`` (decisions, and events that went to
-no one), ``CONSENT_MEANINGS`` (refused consent records), ``NOTICE_MEANINGS`` (withdrawal
-notices).
+no one), ``CONSENT_MEANINGS`` (refused consent records), ``FILED_CONSENT_MEANINGS`` (a withdrawal
+filed with words ignored), ``NOTICE_MEANINGS`` (withdrawal notices).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Final, Protocol, runtime_checkable
 
 __all__ = [
     "CONSENT_MEANINGS",
+    "FILED_CONSENT_MEANINGS",
     "NOTICE_MEANINGS",
     "REASON_MEANINGS",
     "LegendLine",
@@ -112,6 +113,26 @@ CONSENT_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 
+# What a code means on a filed consent record's line (``consent``): only a withdrawal filed
+# with words the agreements do not have, ignored (broker/pipeline/_consent.py) has one.
+FILED_CONSENT_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "unknown-purpose": (
+            "Part of this withdrawal named a purpose the sharing agreements do not have (often"
+            " a spelling mistake): that part was ignored, and the purposes and organisations"
+            " shown on the line were withdrawn at once. Anything meant by the ignored part"
+            " must be sent again, correctly."
+        ),
+        "unknown-recipient": (
+            "Part of this withdrawal named an organisation, or a kind of organisation, the"
+            " sharing agreements do not know (often a spelling mistake): that part was"
+            " ignored, and the purposes and organisations shown on the line were withdrawn at"
+            " once. Anything meant by the ignored part must be sent again, correctly."
+        ),
+    }
+)
+
+
 # What a code means on a withdrawal notice's line (``undelivered``, broker/pipeline/_consent.py).
 NOTICE_MEANINGS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -139,9 +160,9 @@ class LegendLine(Protocol):
 
 # The legend's tables in its order, and which one (by index) explains a line's code by the
 # line's kind; any other kind's, REASON_MEANINGS.
-_TABLES = (REASON_MEANINGS, CONSENT_MEANINGS, NOTICE_MEANINGS)
+_TABLES = (REASON_MEANINGS, CONSENT_MEANINGS, FILED_CONSENT_MEANINGS, NOTICE_MEANINGS)
 _TABLE_OF_KIND: Final[Mapping[str, int]] = MappingProxyType(
-    {"consent_refused": 1, "withdrawal_notice": 2}
+    {"consent_refused": 1, "consent": 2, "withdrawal_notice": 3}
 )
 
 

@@ -76,8 +76,12 @@ class Authorise:
     A record from anyone else, or naming a purpose or recipient the bundle does not know, is
     refused whole: audited as ``consent_refused`` (with the subject keys, so an IG officer
     finds the attempt in the child's log; and ``term``, the unknown word), never filed, so it
-    changes no decision. A misspelt withdrawal filed would stop nothing, and say nothing.
-    In the worker (``metrics`` given) each refusal is also counted and logged as a warning.
+    changes no decision. A withdrawal is the exception: refused whole for a misspelt word,
+    it would keep sharing what the family withdrew in words the bundle knows. So it is filed
+    for those, at once, and the words it did not know are noted as ignored (``File``); only
+    one naming no purpose, or no recipient, the bundle knows is refused (it withdraws
+    nothing). In the worker (``metrics`` given) each refusal and each ignored word is also
+    counted and logged as a warning.
     """
 
     name = "authorise"
@@ -89,9 +93,15 @@ class Authorise:
     def __call__(self, work: Work) -> Step:
         record = work.consent
         assert record is not None  # noqa: S101  # ParseConsent forwarded
+        assert work.opened is not None  # noqa: S101  # Open forwarded
         work.consent_keys = self.services.linker.consent_keys(record.subject)
-        refused = self.services.policy.refusal_on_arrival(record)
+        policy = self.services.policy
+        refused = policy.refusal_on_arrival(record)
         if refused is None:
+            if ignored := policy.ignored_on_arrival(record):
+                work.consent = policy.filed_on_arrival(record)
+                work.consent_ignored = ignored
+                self._ignored(work, ignored)
             return forward()
         reason, term = refused
         extra: dict[str, object] = {"reason": reason}
@@ -100,15 +110,32 @@ class Authorise:
         if (m := self.metrics) is not None:
             m.count(m.consent_refused, reason)
             # A purpose, kind or party id and the record's UUID: nothing about the person.
-            assert work.opened is not None  # noqa: S101  # Open forwarded
             log.warning("consent_refused", reason=reason, term=term, state=record.state,
                         recorded_by=record.recorded_by, record_id=work.opened.event_id)  # fmt: skip
         audit = _consent_audit(AuditKind.CONSENT_REFUSED, work, **extra)
         return drop(reason, spend(work), audit)
 
+    def _ignored(self, work: Work, ignored: tuple[tuple[str, str], ...]) -> None:
+        if (m := self.metrics) is None:
+            return
+        assert work.opened is not None  # noqa: S101  # Open forwarded
+        assert work.consent is not None  # noqa: S101  # ParseConsent forwarded
+        for reason, _ in ignored:
+            m.count(m.consent_terms_ignored, reason)
+        # Purposes, kinds or party ids and the record's UUID: nothing about the person.
+        log.warning("consent_terms_ignored", ignored=[f"{r}: {t}" for r, t in ignored],
+                    state=work.consent.state, recorded_by=work.consent.recorded_by,
+                    record_id=work.opened.event_id)  # fmt: skip
+
 
 class File:
-    """File the record under every subject key it may be found by; ``consent_recorded``."""
+    """File the record under every subject key it may be found by; ``consent_recorded``.
+
+    A withdrawal filed with words ignored (``Authorise``) says so on its audit record:
+    ``reason`` (``unknown-purpose`` or ``unknown-recipient``, the first ignored word's, shown
+    on the child's log line) and ``ignored`` (each word with its reason); its ``purposes``
+    and ``recipients`` are the ones filed, which count.
+    """
 
     name = "file"
 
@@ -116,10 +143,16 @@ class File:
         record = work.consent
         assert record is not None  # noqa: S101  # ParseConsent forwarded
         assert work.opened is not None  # noqa: S101  # Open forwarded
+        extra: dict[str, object] = {}
+        if work.consent_ignored:
+            extra = {
+                "reason": work.consent_ignored[0][0],
+                "ignored": [{"reason": r, "term": t} for r, t in work.consent_ignored],
+            }
         return forward(
             spend(work),
             FileConsent(work.opened.event_id, work.consent_keys, record),
-            _consent_audit(AuditKind.CONSENT_RECORDED, work),
+            _consent_audit(AuditKind.CONSENT_RECORDED, work, **extra),
         )
 
 

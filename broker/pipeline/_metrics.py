@@ -57,6 +57,15 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        # By reason alone, as consent_refused; the words are in the audit record and the log.
+        self.consent_terms_ignored = Counter(
+            "accord_consent_terms_ignored",
+            "Purposes and recipients of withdrawals filed that the bundle did not know and "
+            "ignored (the rest of each took effect), by reason (unknown-purpose, "
+            "unknown-recipient).",
+            ["reason"],
+            registry=registry,
+        )
         self.acks_withheld = Counter(
             "accord_access_acks_withheld",
             "Openings recorded with a field of the acknowledgement withheld (by: it held an "

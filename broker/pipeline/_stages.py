@@ -95,6 +95,9 @@ class Work:
     # consent records
     consent: ConsentRecord | None = None
     consent_keys: tuple[str, ...] = ()
+    # (reason, word) of a withdrawal's purposes and recipients the bundle does not know,
+    # ignored as it is filed (broker/policy/_authority.py)
+    consent_ignored: tuple[tuple[str, str], ...] = ()
     # access acknowledgements
     ack: AccessAck | None = None
 

@@ -13,6 +13,12 @@ bundle. A misspelt one (``school-health``, ``kind:hubs``) would cover nothing, s
 withdrawal naming it would stop nothing and say nothing. That check is made once, by the
 bundle in force when the record arrives, never again at decisions: a later bundle that drops
 a purpose must not make a withdrawal already on file count for nothing.
+
+A withdrawal is the exception: refusing it whole for one misspelt word would keep sharing
+what the family did withdraw, in words the bundle knows. So a withdrawal is filed for the
+purposes and recipients the bundle knows (``filed_on_arrival``) and the others are reported
+as ignored (``ignored_on_arrival``); only one naming no purpose, or no recipient, the bundle
+knows is refused (it would withdraw nothing). A grant or a refusal is still refused whole.
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ from typing import Final, Literal
 from broker.events import ConsentRecord
 from broker.policy._model import PARTY_KINDS, Bundle, ConsentAuthority
 
-__all__ = ["ConsentRefusal", "consent_refusal", "refusal_on_arrival", "refusal_words"]
+__all__ = [
+    "ConsentRefusal",
+    "consent_refusal",
+    "filed_on_arrival",
+    "ignored_on_arrival",
+    "refusal_on_arrival",
+    "refusal_words",
+]
 
 ConsentRefusal = Literal[
     "not-a-consent-authority",
@@ -77,21 +90,39 @@ def _purposes(bundle: Bundle) -> list[str]:
     return sorted({c.purpose for a in bundle.agreements for c in a.clauses})
 
 
-def _unknown(bundle: Bundle, record: ConsentRecord) -> tuple[ConsentRefusal, str] | None:
-    """The first purpose or recipient entry of ``record`` that ``bundle`` has no word for."""
+def _is_known(bundle: Bundle, purposes: list[str], entry: str, *, purpose: bool) -> bool:
+    if entry == "*":
+        return True
+    if purpose:
+        return entry in purposes
+    if entry.startswith("kind:"):
+        return entry.removeprefix("kind:") in PARTY_KINDS
+    return entry in bundle.parties
+
+
+def _unknown(bundle: Bundle, record: ConsentRecord) -> tuple[tuple[ConsentRefusal, str], ...]:
+    """Every purpose and recipient entry of ``record`` that ``bundle`` has no word for, in
+    the record's order (purposes first)."""
     purposes = _purposes(bundle)
-    for purpose in record.purposes:
-        if purpose != "*" and purpose not in purposes:
-            return "unknown-purpose", purpose
-    for entry in record.recipients:
-        if entry == "*":
-            continue
-        if entry.startswith("kind:"):
-            if entry.removeprefix("kind:") not in PARTY_KINDS:
-                return "unknown-recipient", entry
-        elif entry not in bundle.parties:
-            return "unknown-recipient", entry
-    return None
+    return tuple(
+        [("unknown-purpose", p) for p in record.purposes
+         if not _is_known(bundle, purposes, p, purpose=True)]
+        + [("unknown-recipient", r) for r in record.recipients
+           if not _is_known(bundle, purposes, r, purpose=False)]
+    )  # fmt: skip
+
+
+def _known_part(bundle: Bundle, record: ConsentRecord) -> ConsentRecord | None:
+    """A withdrawal cut down to the words ``bundle`` knows; None for any other record, and
+    for a withdrawal left with no purpose or no recipient (it would withdraw nothing)."""
+    if record.state != "withdrawn":
+        return None
+    purposes = _purposes(bundle)
+    kept_p = tuple(p for p in record.purposes if _is_known(bundle, purposes, p, purpose=True))
+    kept_r = tuple(r for r in record.recipients if _is_known(bundle, purposes, r, purpose=False))
+    if not kept_p or not kept_r:
+        return None
+    return record.model_copy(update={"purposes": kept_p, "recipients": kept_r})
 
 
 def refusal_on_arrival(
@@ -102,14 +133,38 @@ def refusal_on_arrival(
     about the person); None when it files it.
 
     A sender that may not record consent at all is told so first; a misspelt word before
-    ``outside-authority``, which it would otherwise be reported as, less usefully.
+    ``outside-authority``, which it would otherwise be reported as, less usefully. A
+    withdrawal with a word the bundle knows for its purposes and for its recipients is not
+    refused for the others: its known part is filed, if within the sender's authority.
     """
     refusal = consent_refusal(bundle, record)
     if refusal in ("not-a-consent-authority", "party-inactive"):
         return refusal, None
-    if (unknown := _unknown(bundle, record)) is not None:
-        return unknown
+    if unknown := _unknown(bundle, record):
+        if (part := _known_part(bundle, record)) is None:
+            return unknown[0]
+        refusal = consent_refusal(bundle, part)
     return None if refusal is None else (refusal, None)
+
+
+def ignored_on_arrival(
+    bundle: Bundle, record: ConsentRecord
+) -> tuple[tuple[ConsentRefusal, str], ...]:
+    """The words (reason, term) the worker ignores of a withdrawal it files under
+    ``bundle``; () for every record it files whole, or refuses."""
+    if refusal_on_arrival(bundle, record) is not None:
+        return ()
+    return _unknown(bundle, record)
+
+
+def filed_on_arrival(bundle: Bundle, record: ConsentRecord) -> ConsentRecord:
+    """``record`` as the worker files it under ``bundle`` (it does not refuse it): a
+    withdrawal with words ignored, without them; any other, as it came."""
+    if ignored_on_arrival(bundle, record):
+        part = _known_part(bundle, record)
+        assert part is not None  # noqa: S101  # not refused, so something is known
+        return part
+    return record
 
 
 def refusal_words(bundle: Bundle, reason: str, term: str | None) -> str:

@@ -11,6 +11,8 @@ from broker.events import ConsentRecord, ContactEvent
 from broker.policy._authority import (
     ConsentRefusal,
     consent_refusal,
+    filed_on_arrival,
+    ignored_on_arrival,
     refusal_on_arrival,
     refusal_words,
 )
@@ -82,6 +84,16 @@ class Policy:
         """Why the worker refuses ``record`` as it arrives under this bundle, with the word it
         does not know (``unknown-purpose``, ``unknown-recipient``), or None: it is filed."""
         return refusal_on_arrival(self.bundle, record)
+
+    def ignored_on_arrival(self, record: ConsentRecord) -> tuple[tuple[ConsentRefusal, str], ...]:
+        """The words (reason, term) of a withdrawal filed under this bundle that it does not
+        know and ignores; () when ``record`` is filed whole or refused."""
+        return ignored_on_arrival(self.bundle, record)
+
+    def filed_on_arrival(self, record: ConsentRecord) -> ConsentRecord:
+        """``record`` (not refused on arrival) as the worker files it: a withdrawal without
+        the words ignored (``ignored_on_arrival``), any other as it came."""
+        return filed_on_arrival(self.bundle, record)
 
     def refusal_words(self, reason: str, term: str | None) -> str:
         """A refusal on arrival for a person, naming the unknown word and the known ones."""

@@ -347,7 +347,8 @@ def run_scenario(
                     f"consent {n}: expected {f'refused ({want})' if want else 'to count'}, "
                     f"got {f'refused ({refusal})' if refusal else 'counted'}"
                 )
-    filed = [c for n, c in enumerate(consents, start=1) if refusals[n] is None]
+    filed = [policy.filed_on_arrival(c) for n, c in enumerate(consents, start=1)
+             if refusals[n] is None]  # fmt: skip
     decisions = policy.decide(event, filed, at=scenario.at)
     result.decisions = decisions
     by_party = {d.recipient: d for d in decisions}

@@ -87,3 +87,44 @@ def test_a_refused_record_is_decided_without_as_the_worker_would(
     assert [r["consent"] for r in answer["refused_consents"]] == [1, 2]
     [hub] = [d for d in answer["decisions"] if d["recipient"] == "cog-tipton"]
     assert (hub["outcome"], hub["consent"]) == ("not_shared", "missing")
+
+
+def test_a_withdrawal_with_a_misspelt_word_says_which_words_count_and_which_are_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Filed for the words the bundle knows, as the worker files it, so the hub is told no
+    more; the misspelt word is named, with the nearest real one."""
+    withdrawals = [_withdrawal(["early_help", "school-health"], ["kind:hub", "kind:hubs"])
+                   | {"subject": r["subject"]} for r in GIVEN]  # fmt: skip
+    records = [*GIVEN, *withdrawals]
+    code, out = _explain(tmp_path, records, capsys)
+    assert code == 0
+    purpose = (
+        "unknown-purpose: purpose 'school-health' is not one of the bundle's purposes: "
+        "domestic_abuse_support, early_help, parenting_support, safeguarding"
+    )
+    recipient = "unknown-recipient: recipient 'kind:hubs' is not a kind of party: did you mean "
+    recipient += "'kind:hub'?"
+    ignored = f"{purpose}; {recipient}"
+    assert out.splitlines()[:2] == [
+        f"Consent {n} (recorded by sandwell-coord) is a withdrawal that counts for purposes "
+        f"early_help and recipients kind:hub only; ignored: {ignored}"
+        for n in (3, 4)
+    ]
+    assert "is refused" not in out
+    code, out = _explain(tmp_path, records, capsys, "--json")
+    answer = json.loads(out)
+    assert answer["refused_consents"] == []
+    [first, _] = answer["partly_ignored_consents"]
+    assert first == {
+        "consent": 3, "recorded_by": "sandwell-coord",
+        "purposes": ["early_help"], "recipients": ["kind:hub"],
+        "ignored": [
+            {"term": "school-health", "reason": "unknown-purpose",
+             "detail": purpose},
+            {"term": "kind:hubs", "reason": "unknown-recipient",
+             "detail": recipient},
+        ],
+    }  # fmt: skip
+    [hub] = [d for d in answer["decisions"] if d["recipient"] == "cog-tipton"]
+    assert (hub["outcome"], hub["consent"]) == ("not_shared", "withdrawn")

@@ -1,6 +1,8 @@
 """A consent record naming a purpose or recipient the bundle in force does not know is
 refused on arrival, loudly (audit, warning, metric), and stays refused under a later bundle
-that knows the word; one filed stays in force under a later bundle that drops it."""
+that knows the word; one filed stays in force under a later bundle that drops it. A
+withdrawal naming words the bundle knows beside them is filed for those, and says which
+words it ignored, as loudly."""
 
 from __future__ import annotations
 
@@ -42,10 +44,10 @@ def _hub_outcomes(run: Run) -> list[str]:
     [
         (["early-help"], ["kind:hub"], "unknown-purpose", "early-help"),
         (["early_help"], ["kind:hubs"], "unknown-recipient", "kind:hubs"),
-        (["early_help"], ["cog-tipton", "cog-tiptn"], "unknown-recipient", "cog-tiptn"),
+        (["early_help"], ["cog-tiptn"], "unknown-recipient", "cog-tiptn"),
     ],
 )
-def test_a_misspelt_withdrawal_is_refused_audited_logged_and_counted(
+def test_a_withdrawal_naming_nothing_the_bundle_knows_is_refused_audited_logged_and_counted(
     run: Run,
     pipeline_keys: FileKeyStore,
     purposes: list[str],
@@ -101,7 +103,7 @@ def test_a_bundle_that_later_knows_the_word_does_not_revive_the_refused_withdraw
     run = Run(make_processor())
     _send(run, pipeline_keys, _consent("given", "2026-10-01T09:00:00Z"))
     withdrawal = {**_consent("withdrawn", "2026-11-01T15:30:00Z"),
-                  "recipients": ["cog-tipton", "sandwell-new"]}  # fmt: skip
+                  "recipients": ["sandwell-new"]}  # fmt: skip
     _send(run, pipeline_keys, withdrawal)
     assert run.audit(AuditKind.CONSENT_REFUSED)[0].data["reason"] == "unknown-recipient"
 
@@ -111,3 +113,62 @@ def test_a_bundle_that_later_knows_the_word_does_not_revive_the_refused_withdraw
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
     assert _hub_outcomes(run) == ["shared"]
     assert len(run.on(deliver("cog-tipton"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("purposes", "recipients", "filed", "ignored"),
+    [
+        (["early_help", "school-health"], ["kind:hub"], (["early_help"], ["kind:hub"]),
+         [{"reason": "unknown-purpose", "term": "school-health"}]),
+        (["*"], ["cog-tipton", "cog-tiptn"], (["*"], ["cog-tipton"]),
+         [{"reason": "unknown-recipient", "term": "cog-tiptn"}]),
+    ],
+)  # fmt: skip
+def test_a_withdrawal_with_a_misspelt_word_is_filed_for_the_rest_and_says_what_it_ignored(
+    run: Run,
+    pipeline_keys: FileKeyStore,
+    purposes: list[str],
+    recipients: list[str],
+    filed: tuple[list[str], list[str]],
+    ignored: list[dict[str, str]],
+) -> None:
+    """Refused whole, it would let the hub go on hearing about the child."""
+    _send(run, pipeline_keys, _consent("given", "2026-10-01T09:00:00Z"))
+    withdrawal = {**_consent("withdrawn", "2026-11-01T15:30:00Z"), "purposes": purposes,
+                  "recipients": recipients}  # fmt: skip
+    with capture_logs() as logs:
+        _send(run, pipeline_keys, withdrawal)
+    assert run.audit(AuditKind.CONSENT_REFUSED) == []
+    recorded = run.audit(AuditKind.CONSENT_RECORDED)[-1]
+    assert recorded.data["state"] == "withdrawn"
+    assert (recorded.data["purposes"], recorded.data["recipients"]) == filed
+    assert recorded.data["ignored"] == ignored
+    assert recorded.data["reason"] == ignored[0]["reason"]
+    assert recorded.subject_keys
+    [warning] = [e for e in logs if e["event"] == "consent_terms_ignored"]
+    assert warning["log_level"] == "warning"
+    assert warning["ignored"] == [f"{i['reason']}: {i['term']}" for i in ignored]
+    assert "9997877896" not in repr(logs)
+    registry = run.processor.outbox.metrics.registry
+    counted = {"reason": ignored[0]["reason"]}
+    assert registry.get_sample_value("accord_consent_terms_ignored_total", counted) == 1
+    assert registry.get_sample_value("accord_consent_refused_total", counted) is None
+    kept = run.processor.services.state.consents.withdrawals[-1]
+    assert (list(kept.record.purposes), list(kept.record.recipients)) == filed
+    run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
+    assert _hub_outcomes(run) == ["not_shared"]
+
+
+def test_a_filed_withdrawal_with_ignored_words_has_its_reason_explained_on_its_log_line() -> None:
+    """The child's log shows the code on the consent line; the legend says what was ignored
+    and that the rest was withdrawn (not the refusal's 'counts for nothing')."""
+    from broker.governance._reasons import FILED_CONSENT_MEANINGS, reason_legend
+
+    class Line:
+        kind = "consent"
+        reason = "unknown-purpose"
+
+    [(code, text)] = reason_legend([Line()])
+    assert (code, text) == ("unknown-purpose", FILED_CONSENT_MEANINGS["unknown-purpose"])
+    assert "ignored" in text
+    assert "counts for nothing" not in text

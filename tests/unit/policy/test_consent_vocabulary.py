@@ -35,9 +35,10 @@ def _record(
         # A purpose only a suspended (or draft) agreement has is a real word.
         ("sandwell-coord", ["domestic_abuse_support"], ["kind:agency"], None),
         ("sandwell-coord", ["school-health"], ["kind:hub"], ("unknown-purpose", "school-health")),
-        ("sandwell-coord", ["*", "knitting"], ["*"], ("unknown-purpose", "knitting")),
+        # A withdrawal naming none the bundle knows (above) withdraws nothing: refused.
+        ("sandwell-coord", ["*", "knitting"], ["kind:hubs"], ("unknown-purpose", "knitting")),
         ("sandwell-coord", ["early_help"], ["kind:hubs"], ("unknown-recipient", "kind:hubs")),
-        ("sandwell-coord", ["early_help"], ["*", "cog-tiptn"], ("unknown-recipient", "cog-tiptn")),
+        ("sandwell-coord", ["early_help"], ["cog-tiptn"], ("unknown-recipient", "cog-tiptn")),
         # Told it may not record consent at all, before any word it got wrong.
         ("wmp", ["early-help"], ["kind:hub"], ("not-a-consent-authority", None)),
         ("smethwick-fsp", ["early-help"], ["kind:hub"], ("party-inactive", None)),
@@ -110,3 +111,80 @@ def test_a_scenario_refuses_a_misspelt_record_as_the_worker_does() -> None:
     assert run_scenario(wrong, lambda _: policy).diffs == [
         "consent 2: expected refused (outside-authority), got refused (unknown-purpose)"
     ]
+
+
+@pytest.mark.parametrize("state", ["given", "refused"])
+@pytest.mark.parametrize(
+    ("purposes", "recipients", "refused"),
+    [
+        (["*", "knitting"], ["*"], ("unknown-purpose", "knitting")),
+        (["early_help"], ["*", "cog-tiptn"], ("unknown-recipient", "cog-tiptn")),
+    ],
+)
+def test_a_grant_or_refusal_with_one_unknown_word_among_known_ones_is_refused_whole(
+    state: str, purposes: list[str], recipients: list[str], refused: tuple[str, str]
+) -> None:
+    policy = load_bundle(POLICIES)
+    record = _record(purposes, recipients, state=state)
+    assert policy.refusal_on_arrival(record) == refused
+    assert policy.ignored_on_arrival(record) == ()
+
+
+@pytest.mark.parametrize(
+    ("purposes", "recipients", "filed", "ignored"),
+    [
+        (["early_help", "school-health"], ["kind:hub"], (["early_help"], ["kind:hub"]),
+         (("unknown-purpose", "school-health"),)),
+        (["*", "knitting"], ["*", "cog-tiptn", "kind:hubs"], (["*"], ["*"]),
+         (("unknown-purpose", "knitting"), ("unknown-recipient", "cog-tiptn"),
+          ("unknown-recipient", "kind:hubs"))),
+    ],
+)  # fmt: skip
+def test_a_withdrawal_with_unknown_words_is_filed_for_the_words_the_bundle_knows(
+    purposes: list[str],
+    recipients: list[str],
+    filed: tuple[list[str], list[str]],
+    ignored: tuple[tuple[str, str], ...],
+) -> None:
+    """Refused whole, it would keep sharing what the family withdrew in known words."""
+    policy = load_bundle(POLICIES)
+    record = _record(purposes, recipients)
+    assert policy.refusal_on_arrival(record) is None
+    assert policy.ignored_on_arrival(record) == ignored
+    part = policy.filed_on_arrival(record)
+    assert (list(part.purposes), list(part.recipients)) == filed
+    assert (part.state, part.subject, part.recorded_at) == ("withdrawn", record.subject,
+                                                            record.recorded_at)  # fmt: skip
+    whole = _record(["early_help"], ["kind:hub"])
+    assert policy.filed_on_arrival(whole) is whole
+    assert policy.ignored_on_arrival(whole) == ()
+
+
+def test_a_withdrawals_known_part_is_checked_against_the_senders_authority() -> None:
+    """An authority for early_help alone may withdraw early_help beside a misspelt word,
+    and may not withdraw '*' beside one."""
+    policy = load_bundle(POLICIES)
+    ok = _record(["early_help", "early-hlp"], ["kind:hub"], recorded_by="hv-wolverhampton")
+    assert policy.refusal_on_arrival(ok) is None
+    assert policy.ignored_on_arrival(ok) == (("unknown-purpose", "early-hlp"),)
+    beyond = _record(["*", "early-hlp"], ["kind:hub"], recorded_by="hv-wolverhampton")
+    assert policy.refusal_on_arrival(beyond) == ("outside-authority", None)
+    assert policy.ignored_on_arrival(beyond) == ()
+
+
+def test_a_scenario_decides_on_a_withdrawals_known_part_as_the_worker_does() -> None:
+    """The withdrawal's known words stop the share; the misspelt one beside them, beyond
+    an authority for early_help alone, does not make it count for nothing at decisions."""
+    policy = load_bundle(POLICIES)
+    every = load_scenarios(POLICIES / "scenarios" / "consent.yaml")
+    [scenario] = [s for s in every if isinstance(s, Scenario) and s.name.startswith("both chil")]
+    withdrawal = {**scenario.consents[0], "state": "withdrawn", "recorded_by": "hv-wolverhampton",
+                  "purposes": ["early_help", "school-health"], "recipients": ["kind:hub"],
+                  "recorded_at": "2026-11-20T09:00:00Z"}  # fmt: skip
+    changed = replace(
+        scenario,
+        consents=(*scenario.consents, withdrawal),
+        expect={"cog-west-bromwich": Expectation(outcome="not_shared", reason="consent-withdrawn")},
+        refused={},
+    )
+    assert run_scenario(changed, lambda _: policy).diffs == []
