@@ -275,6 +275,7 @@ class PostgresAuditStore(SqlAuditStore):
     def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
         import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
 
+        why: str | None = None
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
             if read_only:
@@ -284,9 +285,10 @@ class PostgresAuditStore(SqlAuditStore):
         except psycopg.Error as exc:
             # The reason in Accord's words, never the driver's text (``why_not_connected``).
             why = why_not_connected(exc)
-            raise AuditError(
-                f"cannot connect to the audit database {describe_url(url)}: {why}"
-            ) from None  # the driver's text, as __cause__, may quote the URL's password
+        if why is not None:
+            # Raised outside the except block: inside it, even ``from None`` keeps the
+            # driver's error as __context__, whose text may quote the URL's password.
+            raise AuditError(f"cannot connect to the audit database {describe_url(url)}: {why}")
         where = describe_url(url)
         super().__init__(conn, create=create, where=where, read_only=read_only, reopen=where)
 

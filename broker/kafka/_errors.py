@@ -164,16 +164,23 @@ async def connecting(kafka: str | KafkaClients, *, doing: str | None = None) -> 
 def access_denied(exc: BaseException) -> bool:
     """Whether ``exc`` (a ``TransportError``, say) came of Kafka's ACLs refusing the request,
     somewhere in its chain: its cause (``raise ... from``) or, without one, the error being
-    handled when it was raised (a translation that forgot ``from``). Told by the kind of
-    aiokafka error, not by how a message words it. Sending it again cannot help until a
-    grant changes."""
+    handled when it was raised (a translation that forgot ``from``), unless raised
+    ``from None``. Told by the kind of aiokafka error, not by how a message words it.
+    Sending it again cannot help until a grant changes."""
     seen: set[int] = set()
     link: BaseException | None = exc
     while link is not None and id(link) not in seen:  # a chain can lead back to itself
         seen.add(id(link))
         if isinstance(link, _DENIED):
             return True
-        link = link.__cause__ or link.__context__
+        # As traceback reads a chain: ``raise ... from None`` sets __suppress_context__, so
+        # the error being handled then is not this one's reason.
+        if link.__cause__ is not None:
+            link = link.__cause__
+        elif link.__suppress_context__:
+            link = None
+        else:
+            link = link.__context__
     return False
 
 

@@ -142,10 +142,13 @@ def test_a_wrong_password_says_authentication_failed_and_never_shows_the_passwor
 def test_the_error_of_a_url_the_driver_cannot_read_carries_no_driver_text(
     tmp_path: Path,
 ) -> None:
-    """Not even as its ``__cause__``, where the driver quotes a bad percent-encoded password."""
+    """Not even as its ``__cause__`` or ``__context__``, where the driver quotes a bad
+    percent-encoded password."""
     with pytest.raises(AuditError, match="cannot connect") as caught:
         open_store("postgresql://u:p%zzs3cretpw@127.0.0.1:1/audit", home=tmp_path)
     assert caught.value.__cause__ is None
+    # Nor as its __context__, which ``from None`` only hides: a handler or logger may read it.
+    assert caught.value.__context__ is None
     # As a traceback shows it, less this test's own line, which holds the URL.
     shown = "".join(traceback.format_exception(caught.value.with_traceback(None)))
     assert "s3cret" not in shown

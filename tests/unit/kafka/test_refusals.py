@@ -112,6 +112,20 @@ def test_access_denied_follows_an_errors_context_as_well_as_its_cause() -> None:
     assert not access_denied(_raised_while_handling(KafkaTimeoutError()))
 
 
+def test_access_denied_does_not_follow_a_context_raised_from_none() -> None:
+    """``raise ... from None`` says the error being handled is not the reason (as traceback
+    reads it), so a refusal there does not make this an ACL matter."""
+    try:
+        try:
+            raise TopicAuthorizationFailedError("t")
+        except KafkaError:
+            raise TransportError("deliberately not an ACL matter") from None
+    except TransportError as exc:
+        translated = exc
+    assert translated.__context__ is not None  # hidden, not gone: access_denied must skip it
+    assert not access_denied(translated)
+
+
 def test_access_denied_ends_on_a_chain_that_leads_back_to_itself() -> None:
     first, second = TransportError("a"), TransportError("b")
     first.__cause__, second.__cause__ = second, first
