@@ -28,6 +28,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
+from broker.desk._flag import household_key
 from broker.desk._page_kit import ID, PageKit
 from broker.desk._record_sent import Retries, referral_fields, referral_recorder
 from broker.desk._resend import altered, not_again
@@ -253,14 +254,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         # child's address: shown (and acknowledged) beside the child's own, as the team
         # must see what made the flag fire.
         own = {r.event_id for r in records}
-        counted = list(dict.fromkeys(i for f in flags for i in f.event_ids if i not in own))
-        # An id two agencies chose alike: what is held under it may be about another child
-        # than the record the flag counted (broker.desk._store_taken), so it is not shown.
-        taken = store.taken_among(counted)
-        household = [
-            found for i in counted
-            if i not in taken and (found := store.record(i)) is not None
-        ]  # fmt: skip
+        household = _household_records(store, flags, own, deps.linkage_key)
         # An outcome may name the child by other fields than the team's records (a hub need
         # not hold the NHS number): shown with its referral, so acknowledged with the rest.
         shown = {r.event_id: r for r in [*records, *household]}
@@ -470,3 +464,28 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         async with turns.one(child):
             answer = await settle()
         return answer if isinstance(answer, Response) else await answer
+
+
+def _household_records(
+    store: DeskStore, flags: Sequence[StoredFlag], own: set[str], secret: bytes
+) -> list[StoredRecord]:
+    """The records a household flag of the child counted that are about other children at
+    its address: held here, and about that household.
+
+    Only a household flag counts other children's records: any other flag's record not about
+    this child is one not stored yet, or another agency's under an id two agencies chose
+    alike (``_store_taken``), held here about another child; so is a household flag's record
+    whose view gives another address. Either is "a record this desk does not hold": never
+    another child's name and NHS number on this child's page (review s44e)."""
+    counted = {i: f.household for f in flags if f.household for i in f.event_ids if i not in own}
+    taken = store.taken_among(counted)
+    shown = []
+    for event_id, household in counted.items():
+        if event_id in taken or (found := store.record(event_id)) is None:
+            continue
+        subjects = [s for s in found.view.get("subjects") or () if isinstance(s, dict)]
+        keys = {household_key(secret, s) for s in subjects} - {None}
+        if keys and household not in keys:
+            continue  # its view places it elsewhere (without an address, its placement stands)
+        shown.append(found)
+    return shown

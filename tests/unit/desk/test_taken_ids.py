@@ -9,6 +9,7 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 
 from broker.desk import DeskDeps, DeskStore, Flag, children_in
+from broker.desk._flag import household_key
 from tests.unit.desk.conftest import SECRET, T0, delivery, sign_in
 
 Make = Callable[..., tuple[TestClient, DeskDeps]]
@@ -41,3 +42,54 @@ def test_a_flag_counting_the_second_agencys_record_does_not_show_the_firsts(
     for ruby in ("Ruby", "Hart", "9993080233"):
         assert ruby not in page
     assert "a record this desk does not hold" in page  # e1, as the flag counted it
+
+
+def test_a_flag_read_before_the_second_agencys_record_does_not_show_the_firsts(
+    make_client: Make, store: DeskStore
+) -> None:
+    """Flags and deliveries come by different consumers: the flag may come first, before the
+    desk knows the id is taken. Only a household flag counts other children's records."""
+    first = delivery("e1")  # wmp's record about Ruby Hart
+    store.add_delivery(first, children_in(first.view, SECRET), T0)
+    b2 = delivery("e2", sender="hv-sandwell", subjects=[LEO])
+    [leo] = children_in(b2.view, SECRET)
+    store.add_delivery(b2, [leo], T0)
+    store.add_flag(
+        Flag(flag_id="f" * 32, party="sandwell-coord", rule="multi-agency",
+             title="Two concerns", child=leo, event_ids=("e1", "e2"),
+             trigger_event_id="e2", raised_at=T0, window_seconds=30 * 86400),
+        T0,
+    )  # fmt: skip
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{leo}").text
+    for ruby in ("Ruby", "Hart", "9993080233"):
+        assert ruby not in page
+    assert "a record this desk does not hold" in page
+
+
+def test_a_household_flags_record_at_another_address_is_not_shown(
+    make_client: Make, store: DeskStore
+) -> None:
+    ruby = {"role": "child", "nhs_number": "9993080233", "given_name": "Ruby",
+            "family_name": "Hart", "dob": "2016-02-11", "postcode": "B70 8NR",
+            "address": "1 Elsewhere Road"}  # fmt: skip
+    at_leo = {**LEO, "address": "12 High St"}
+    first = delivery("e1", subjects=[ruby])
+    store.add_delivery(first, children_in(first.view, SECRET), T0)
+    b2 = delivery("e2", sender="hv-sandwell", subjects=[at_leo])
+    [leo] = children_in(b2.view, SECRET)
+    store.add_delivery(b2, [leo], T0)
+    household = household_key(SECRET, at_leo)
+    store.add_flag(
+        Flag(flag_id="h" * 32, party="sandwell-coord", rule="household",
+             title="A household", child=leo, event_ids=("e1", "e2"),
+             trigger_event_id="e2", raised_at=T0, window_seconds=30 * 86400,
+             household=household),
+        T0,
+    )  # fmt: skip
+    client, _ = make_client()
+    sign_in(client)
+    page = client.get(f"/child/{leo}").text
+    for shown in ("Ruby", "Hart", "9993080233"):
+        assert shown not in page
