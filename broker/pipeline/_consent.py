@@ -10,7 +10,12 @@ import structlog
 
 from broker.audit import AuditKind
 from broker.errors import EventInvalid
-from broker.events import ConsentRecord, WithdrawalNotice, parse_consent
+from broker.events import (
+    ConsentRecord,
+    WithdrawalNotice,
+    holds_nhs_or_telephone_number,
+    parse_consent,
+)
 from broker.pipeline._effects import Audit, ConsentShare, Effect, FileConsent, SetShares
 from broker.pipeline._ingress import Open, spend
 from broker.pipeline._metrics import Metrics
@@ -49,6 +54,16 @@ class ParseConsent:
         return forward()
 
 
+WITHHELD_WORD = "(withheld: a number)"
+
+
+def _word(term: str) -> str:
+    """A purpose, kind or party id as written, for the audit log and the worker's log: one a
+    recorder typed a child's NHS number (or a telephone number) into is withheld, as an
+    access acknowledgement's ``by`` is: the audit log is append-only."""
+    return WITHHELD_WORD if holds_nhs_or_telephone_number(term) else term
+
+
 def _consent_audit(kind: AuditKind, work: Work, **extra: object) -> Audit:
     record, opened = work.consent, work.opened
     assert record is not None  # noqa: S101  # ParseConsent forwarded
@@ -61,8 +76,8 @@ def _consent_audit(kind: AuditKind, work: Work, **extra: object) -> Audit:
         data={
             **extra,
             "state": record.state,
-            "purposes": list(record.purposes),
-            "recipients": list(record.recipients),
+            "purposes": [_word(p) for p in record.purposes],
+            "recipients": [_word(r) for r in record.recipients],
             "recorded_at": record.recorded_at.isoformat(),
             "valid_until": record.valid_until.isoformat() if record.valid_until else None,
         },
@@ -106,7 +121,7 @@ class Authorise:
         reason, term = refused
         extra: dict[str, object] = {"reason": reason}
         if term is not None:
-            extra["term"] = term
+            extra["term"] = term = _word(term)
         if (m := self.metrics) is not None:
             m.count(m.consent_refused, reason)
             # A purpose, kind or party id and the record's UUID: nothing about the person.
@@ -123,7 +138,7 @@ class Authorise:
         for reason, _ in ignored:
             m.count(m.consent_terms_ignored, reason)
         # Purposes, kinds or party ids and the record's UUID: nothing about the person.
-        log.warning("consent_terms_ignored", ignored=[f"{r}: {t}" for r, t in ignored],
+        log.warning("consent_terms_ignored", ignored=[f"{r}: {_word(t)}" for r, t in ignored],
                     state=work.consent.state, recorded_by=work.consent.recorded_by,
                     record_id=work.opened.event_id)  # fmt: skip
 
@@ -147,7 +162,7 @@ class File:
         if work.consent_ignored:
             extra = {
                 "reason": work.consent_ignored[0][0],
-                "ignored": [{"reason": r, "term": t} for r, t in work.consent_ignored],
+                "ignored": [{"reason": r, "term": _word(t)} for r, t in work.consent_ignored],
             }
         return forward(
             spend(work),

@@ -172,3 +172,19 @@ def test_a_filed_withdrawal_with_ignored_words_has_its_reason_explained_on_its_l
     assert (code, text) == ("unknown-purpose", FILED_CONSENT_MEANINGS["unknown-purpose"])
     assert "ignored" in text
     assert "counts for nothing" not in text
+
+
+@pytest.mark.parametrize("where", ["recipients", "purposes"])
+def test_an_nhs_number_typed_as_a_word_is_withheld_from_the_audit_and_the_log(
+    run: Run, pipeline_keys: FileKeyStore, where: str
+) -> None:
+    """The audit log is append-only: a child's NHS number pasted into a consent record's
+    recipients or purposes is never written there, nor to the worker's log (review s44e)."""
+    typed = "9434765919"
+    record = {**_consent("given", "2026-10-01T09:00:00Z"), where: [typed]}
+    with capture_logs() as logs:
+        _send(run, pipeline_keys, record)
+    [refused] = run.audit(AuditKind.CONSENT_REFUSED)
+    assert refused.data["term"] == "(withheld: a number)"
+    assert typed not in repr(refused.data)
+    assert typed not in repr(logs)
