@@ -267,23 +267,36 @@ class _Redecider:
 
     def _consent(self, work: Work) -> None:
         """File a consent record, under every bundle's state, exactly when the bundle in
-        force (the first) authorised it on arrival, and count how each bundle would have
-        taken it on arrival (``tally.consents``).
+        force (the first) authorised it on arrival, and count how each bundle would take it
+        (``tally.consents``).
 
         The worker checks a record against the bundle in force when it arrives and files
         only what that bundle accepts (``Authorise``); a new bundle put in force later
         inherits those records, each checked again at every decision (``Policy.decide``
-        drops those it refuses), and never sees the ones refused: they count only if
-        recorded again. So another bundle's own verdict is counted, never filed."""
+        drops those ``consent_refusal`` refuses), and never sees the ones refused: they
+        count only if recorded again. So a filed record is scored under another bundle as
+        its decisions check it, against its recorder's authority (its words are not read
+        again: a withdrawal naming a party that bundle drops is no ``unknown-recipient``
+        there), and a refused one as that bundle would have taken it on arrival; either way
+        counted, never filed."""
         took = ["replay" for _ in self._each]  # counts under no bundle that spent its id
         fresh = self._once(self._consent_once, work, range(len(self._each)))
-        outcomes = {i: run_chain(self._consent_each[i], work) for i in fresh}
-        for i, outcome in outcomes.items():
-            # Authorise drops a record outside its recorder's authority under this bundle:
-            # it then counts for no decision there, a withdrawal as much as a grant.
+        in_force = run_chain(self._consent_each[0], work) if 0 in fresh else None
+        filed = in_force is not None and in_force.verdict is Verdict.FORWARD
+        for i in fresh:
+            if filed:  # as filed (a withdrawal's known part): its words are not read again
+                assert work.consent is not None  # noqa: S101  # ParseConsent forwarded
+                refused = self._each[i].policy.consent_refusal(work.consent)
+                took[i] = COUNTS if refused is None else refused
+                continue
+            # Authorise drops a record outside its recorder's authority, or in words this
+            # bundle does not know: it then counts for no decision there, a withdrawal as
+            # much as a grant.
+            outcome = in_force if i == 0 else run_chain(self._consent_each[i], work)
+            assert outcome is not None  # noqa: S101  # 0 in fresh: run above
             forwarded = outcome.verdict is Verdict.FORWARD
             took[i] = COUNTS if forwarded else outcome.reason or "quarantined"
-        if (in_force := outcomes.get(0)) is not None:
+        if in_force is not None:
             for i in fresh:  # filed (and the id spent) as the worker filed it
                 self._apply(i, work, in_force.effects)
         if (record := work.consent) is not None:  # opened and parsed: the same under all
