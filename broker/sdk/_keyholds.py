@@ -20,14 +20,15 @@ keystore changes. A signer of another party no import makes acceptable: skipped.
 A genuine delivery also carries a signer known here but no longer live when the broker's old
 signing key expired before a reader that fell behind read what it signed: skipped, that is
 lost as surely as one sealed to a lost key. So one whose signature verifies under a signing
-key of the broker's this keystore knows as expired, and that was signed before it expired and
-within the replay memory's retention (:func:`gone_signer`), is held too (:func:`signer_gone`):
-only a holder of that key can make a reader stop. Not one signed by a key since revoked or
-retired: revocation is for a compromised key, whose holder could otherwise sign, with any
-date it likes, records that stop every reader at every start; what such a key signed is
-reported and skipped. The subscriber first asks its replay memory, without recording a
-sighting, whether it is a copy of a record it opened before at another position: that is a
-replay, reported and skipped as ever.
+key of the broker's this keystore knows as expired or retired, and that was signed before it
+stopped and within the replay memory's retention (:func:`gone_signer`), is held too
+(:func:`signer_gone`): only a holder of that key can make a reader stop. Not one signed by a
+key since revoked: revocation is for a compromised key, whose holder could otherwise sign,
+with any date it likes, records that stop every reader at every start; what such a key signed
+is reported and skipped. Retiring is on purpose, not a compromise (and needs no ``--force``),
+so a retired key's records hold as an expired one's do. The subscriber first asks its replay
+memory, without recording a sighting, whether it is a copy of a record it opened before at
+another position: that is a replay, reported and skipped as ever.
 """
 
 from __future__ import annotations
@@ -141,10 +142,10 @@ def gone_signer(
     now: float | None = None,
 ) -> KeyInfo | None:
     """For a record refused as ``unknown-signer``: the broker's signing key, known here as
-    expired (not revoked or retired), under which its bundle's signature verifies and
+    expired or retired (not revoked), under which its bundle's signature verifies and
     which was live when the bundle says it was signed, less than ``retention`` seconds ago;
-    None when not so (the signer unknown here, another party's, taken out of use on
-    purpose, or the signature not its: anybody's claim)."""
+    None when not so (the signer unknown here, another party's, revoked as compromised, or
+    the signature not its: anybody's claim)."""
     bundles = [v for k, v in headers if k == DEK_BUNDLE_HEADER]
     if len(bundles) != 1:
         return None
@@ -157,15 +158,15 @@ def gone_signer(
             or info is None
             or info.party != Principal.WORKER
             or info.alg is not KeyAlg.ED25519
-            or info.status is not KeyStatus.ACTIVE  # revoked: compromised; retired: on purpose
-            or info.not_after is None
+            or info.status is KeyStatus.REVOKED  # compromised: its signature is anybody's
+            or (stopped := _stopped(info)) is None
             or info.is_live_ts(at)
         ):
             return None
         bundle = signed_bundle(revived(keys, info), bundles[0], now=at)
     except EnvelopeError:
         return None
-    if bundle is None or not at - retention < bundle.created_at < info.not_after.timestamp():
+    if bundle is None or not at - retention < bundle.created_at < stopped.timestamp():
         # Older than the replay memory: a copy of it could no longer be told from the
         # genuine record, and no record still on a topic was signed so long ago.
         return None
@@ -235,6 +236,16 @@ class _Revived:
 
     def decryption_key(self, key_id: str) -> KemPrivateKey | None:
         return self._keys.decryption_key(key_id)
+
+
+def _stopped(info: KeyInfo) -> datetime | None:
+    """When a signing key stopped being live: its expiry, or its retirement if earlier;
+    None if not known (then nothing it signed can be told to predate it)."""
+    ends = [info.not_after]
+    if info.status is KeyStatus.RETIRED:
+        ends.append(info.status_changed_at)
+    known = [when for when in ends if when is not None]
+    return min(known) if known else None
 
 
 def _own_key_problem(
