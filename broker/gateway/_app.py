@@ -103,6 +103,9 @@ class GatewayDeps:
     #: Whether Kafka's ACLs refused the last write to the party's ingress topic (/readyz).
     ingress: IngressWrite = field(default_factory=IngressWrite)
 
+    def __post_init__(self) -> None:
+        self.metrics.ingress_held(lambda: self.ingress.held)
+
 
 class _Refused(Exception):  # a refusal, answered: not a fault
     """A request the gateway answers with an error, before or instead of publishing."""

@@ -11,7 +11,7 @@ import enum
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from broker.gateway._limit import LimitKind
 from broker.ops import OK, Check
@@ -81,6 +81,12 @@ class GatewayMetrics:
             ["limit"],
             registry=registry,
         )
+        self.ingress_refused = Gauge(
+            "accord_gateway_ingress_refused",
+            "1 while the gateway holds itself not ready after Kafka refused its login a write "
+            "to its party's ingress topic; else 0.",
+            registry=registry,
+        )
         # Every pair at 0 from the start: a rate over a counter that appears late is wrong.
         for endpoint in Endpoint:
             for outcome in Outcome:
@@ -89,6 +95,10 @@ class GatewayMetrics:
             self.records.labels(kind=kind)
         for limit in LimitKind:
             self.auth_limited.labels(limit=limit.value)
+
+    def ingress_held(self, held: Callable[[], bool]) -> None:
+        """``accord_gateway_ingress_refused`` reads ``held`` at each scrape: never stale."""
+        self.ingress_refused.set_function(lambda: 1.0 if held() else 0.0)
 
     def answered(self, endpoint: Endpoint, outcome: Outcome) -> None:
         self.requests.labels(endpoint=endpoint.value, outcome=outcome.value).inc()

@@ -64,3 +64,27 @@ def test_a_gateway_whose_writes_go_through_has_no_write_refused_alert(
 ) -> None:
     series = [_series("accepted", "0+5x30", endpoint="event")]
     _check(promtool, tmp_path, "AccordGatewayWriteRefused", series, None)
+
+
+def _held(values: str) -> list[dict[str, str]]:
+    return [{"series": f'accord_gateway_ingress_refused{{job="{_JOB}"}}', "values": values}]
+
+
+def test_a_gateway_held_unready_after_a_refused_write_for_15_minutes_alerts(
+    promtool: str, tmp_path: Path
+) -> None:
+    """Behind a platform that sends nothing to it, no write tells it the grant is back."""
+    _check(promtool, tmp_path, "AccordGatewayIngressRefused", _held("0x2 1x25"), "1")
+
+
+def test_a_gateway_that_comes_back_ready_has_no_ingress_refused_alert(
+    promtool: str, tmp_path: Path
+) -> None:
+    _check(promtool, tmp_path, "AccordGatewayIngressRefused", _held("0x2 1x12 0x15"), None)
+
+
+def test_a_gateway_held_unready_under_15_minutes_has_no_ingress_refused_alert(
+    promtool: str, tmp_path: Path
+) -> None:
+    """One back-off or a few (60 s, 120 s, ...) is the gateway mending itself: not paged."""
+    _check(promtool, tmp_path, "AccordGatewayIngressRefused", _held("0x8 1x20"), None)

@@ -12,10 +12,10 @@ from pydantic import SecretStr
 from broker.config import GatewaySettings, KafkaSettings, Settings
 from broker.errors import ConfigError
 from broker.gateway import GatewayRun, run_gateway
-from broker.gateway._ingress import IngressWrite
+from broker.gateway._ingress import FIRST_BACKOFF, MAX_BACKOFF, IngressWrite
 from broker.keys import FileKeyStore
 from broker.topics import ingress
-from tests.unit.gateway.conftest import TOKEN, X25519, FakeKafka
+from tests.unit.gateway.conftest import TOKEN, X25519, FakeKafka, Gateway
 
 PASSWORD = "never-in-a-message-7Qx"
 
@@ -189,3 +189,98 @@ async def test_a_grant_given_back_is_ready_once_and_a_new_refusal_seen_allowed_s
         assert not ingress_write.check().ok
     finally:
         watch.cancel()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _ready_at(ingress_write: IngressWrite, clock: _Clock, probe: _Asked, at: float) -> bool:
+    """Whether ``/readyz`` would say ready at ``at``, once Kafka was asked twice since."""
+    clock.now, asked = at, probe.asked
+    await _until(lambda: probe.asked >= asked + 2 or ingress_write.check().ok)
+    return ingress_write.check().ok
+
+
+async def test_a_refusal_then_describe_always_allowed_is_ready_again_after_the_back_off() -> None:
+    """A sound grant that refused one write (ACLs still spreading between Kafka's brokers)
+    behind a platform that sends nothing to an unready gateway: no write ever tells, so a
+    yes says ready once FIRST_BACKOFF has passed since the refusal, not sooner."""
+    clock, probe = _Clock(), _Asked(then=True)
+    ingress_write = IngressWrite(clock=clock)
+    watch = asyncio.create_task(ingress_write.watch(probe, 0.01))
+    try:
+        clock.now = 1000.0
+        ingress_write.refused(ingress("wmp"))
+        assert not await _ready_at(ingress_write, clock, probe, 1000 + FIRST_BACKOFF - 1)
+        assert await _ready_at(ingress_write, clock, probe, 1000 + FIRST_BACKOFF)
+    finally:
+        watch.cancel()
+
+
+async def test_each_refusal_after_coming_back_doubles_the_back_off_up_to_its_cap() -> None:
+    """A login that may read but not write is let try once a back-off, ever more seldom."""
+    clock, probe = _Clock(), _Asked(then=True)
+    ingress_write = IngressWrite(clock=clock)
+    watch = asyncio.create_task(ingress_write.watch(probe, 0.01))
+    try:
+        at = 0.0
+        for backoff in (60, 120, 240, 480, 960, MAX_BACKOFF, MAX_BACKOFF):
+            ingress_write.refused(ingress("wmp"))  # the write let through is refused again
+            assert not await _ready_at(ingress_write, clock, probe, at + backoff - 1)
+            assert await _ready_at(ingress_write, clock, probe, at + backoff)
+            at = clock.now
+    finally:
+        watch.cancel()
+
+
+async def test_a_successful_write_starts_the_back_off_again() -> None:
+    clock, probe = _Clock(), _Asked(then=True)
+    ingress_write = IngressWrite(clock=clock)
+    watch = asyncio.create_task(ingress_write.watch(probe, 0.01))
+    try:
+        for at in (0.0, 100.0):  # two refusals: the next back-off would be 240 s
+            clock.now = at
+            ingress_write.refused(ingress("wmp"))
+            ingress_write.written()
+        clock.now = 500.0
+        ingress_write.refused(ingress("wmp"))
+        assert await _ready_at(ingress_write, clock, probe, 500 + FIRST_BACKOFF)
+    finally:
+        watch.cancel()
+
+
+async def test_a_write_refused_while_held_starts_the_back_off_over() -> None:
+    """Each refused write is Kafka saying no to Write then: the back-off runs from the last."""
+    clock, probe = _Clock(), _Asked(then=True)
+    ingress_write = IngressWrite(clock=clock)
+    watch = asyncio.create_task(ingress_write.watch(probe, 0.01))
+    try:
+        ingress_write.refused(ingress("wmp"))
+        clock.now = 50.0
+        ingress_write.refused(ingress("wmp"))  # a records system's retry, refused too
+        assert not await _ready_at(ingress_write, clock, probe, FIRST_BACKOFF + 1)
+        assert await _ready_at(ingress_write, clock, probe, 50 + FIRST_BACKOFF)
+    finally:
+        watch.cancel()
+
+
+def test_the_ingress_refused_gauge_is_1_while_held_unready_and_0_after(gw: Gateway) -> None:
+    """What AccordGatewayIngressRefused watches: 0 from the start, 1 from a refused write
+    until a write succeeds."""
+
+    def gauge() -> float | None:
+        return gw.registry.get_sample_value("accord_gateway_ingress_refused")
+
+    assert gauge() == 0
+    gw.kafka.mode = "denied"
+    event = gw.event()
+    assert gw.post("/v1/events", event).status_code == 503
+    assert gauge() == 1
+    gw.kafka.mode = "ok"
+    assert gw.post("/v1/events", event).status_code == 202
+    assert gauge() == 0
