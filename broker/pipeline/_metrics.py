@@ -6,13 +6,19 @@ Labels are party ids, outcomes, reasons and kinds: never anything about a person
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from broker.policy import ConsentRefusal
 
 # Fine around 100 ms, a contact's target from publish to a recipient's open.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)  # fmt: skip
+
+
+CONSENT_REFUSED_REASONS: tuple[str, ...] = get_args(ConsentRefusal)
+CONSENT_IGNORED_REASONS = tuple(r for r in CONSENT_REFUSED_REASONS if r.startswith("unknown-"))
 
 
 class Metrics:
@@ -66,6 +72,12 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        # Every reason from 0 at start: a first refusal after a restart then shows as a rise
+        # (alerts: increase()), and not as a series that merely reappears.
+        for reason in CONSENT_REFUSED_REASONS:
+            self.consent_refused.labels(reason)
+        for reason in CONSENT_IGNORED_REASONS:
+            self.consent_terms_ignored.labels(reason)
         self.acks_withheld = Counter(
             "accord_access_acks_withheld",
             "Openings recorded with a field of the acknowledgement withheld (by: it held an "

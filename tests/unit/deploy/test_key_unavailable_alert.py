@@ -59,3 +59,11 @@ def test_a_series_missing_for_a_while_is_not_taken_for_a_new_one(
     long ago, unchanged since, is not a refusal now."""
     series = [_refused(_NO_KEY, "5x15 _x14 5x10")]
     _fires(promtool, tmp_path, series, {})
+
+
+def test_an_old_count_after_an_hour_and_more_without_scrapes_does_not_alert(
+    promtool: str, tmp_path: Path
+) -> None:
+    """Prometheus down 80 minutes (maintenance): the count it finds again is not new (s44d)."""
+    series = [_refused(_NO_KEY, "5x15 _x80 5x10")]
+    fires(promtool, tmp_path, _ALERT, series, {}, job=_JOB, label="recipient", at="105m")

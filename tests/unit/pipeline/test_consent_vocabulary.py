@@ -152,7 +152,7 @@ def test_a_withdrawal_with_a_misspelt_word_is_filed_for_the_rest_and_says_what_i
     registry = run.processor.outbox.metrics.registry
     counted = {"reason": ignored[0]["reason"]}
     assert registry.get_sample_value("accord_consent_terms_ignored_total", counted) == 1
-    assert registry.get_sample_value("accord_consent_refused_total", counted) is None
+    assert registry.get_sample_value("accord_consent_refused_total", counted) == 0  # filed
     kept = run.processor.services.state.consents.withdrawals[-1]
     assert (list(kept.record.purposes), list(kept.record.recipients)) == filed
     run.feed(ingress("wmp"), *seal_as(pipeline_keys, "wmp", incident(), topic=ingress("wmp")))
@@ -188,3 +188,15 @@ def test_an_nhs_number_typed_as_a_word_is_withheld_from_the_audit_and_the_log(
     assert refused.data["term"] == "(withheld: a number)"
     assert typed not in repr(refused.data)
     assert typed not in repr(logs)
+
+
+def test_every_consent_refusal_reason_has_a_series_from_0_at_start(run: Run) -> None:
+    """So a first refusal after a restart is a rise the alert's increase() sees, not a series
+    that reappears at 1 (review s44e)."""
+    registry = run.processor.outbox.metrics.registry
+    for reason in ("not-a-consent-authority", "party-inactive", "unknown-purpose",
+                   "unknown-recipient", "outside-authority"):  # fmt: skip
+        assert registry.get_sample_value("accord_consent_refused_total", {"reason": reason}) == 0
+    for reason in ("unknown-purpose", "unknown-recipient"):
+        labels = {"reason": reason}
+        assert registry.get_sample_value("accord_consent_terms_ignored_total", labels) == 0
