@@ -290,6 +290,11 @@ class Safeguarding(_Frozen):
         return self.concern and _visible(self.justification)
 
     @property
+    def readable_justification(self) -> str | None:
+        """The justification, or None when it holds no character a reader would see."""
+        return self.justification if _visible(self.justification) else None
+
+    @property
     def unjustified(self) -> bool:
         """A concern flagged without a readable justification: it will not override consent,
         which the SDK warns the sender of rather than let it be set aside unseen."""

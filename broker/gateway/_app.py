@@ -369,10 +369,10 @@ async def _publishing(
     return receipts
 
 
-def _warned(answer: dict[str, Any], found: ContactEvent | Safeguarding) -> dict[str, Any]:
+def _warned(answer: dict[str, Any], said: list[tuple[str, str]]) -> dict[str, Any]:
     """``answer`` with the event's ``warnings`` (Publisher.warnings: a field and what it
     means, never a value) when it has any: accepted, but likely not what the sender meant."""
-    if said := Publisher.warnings(found):
+    if said:
         answer["warnings"] = [{"field": f, "warning": m} for f, m in said]
     return answer
 
@@ -401,7 +401,8 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
 
         [receipt] = await _publishing(deps, Endpoint.EVENT, "event", send)
         answer = {"event_id": receipt.event_id, "topic": receipt.topic}
-        return _answer(202, _warned(answer, _safeguarding(body)))
+        said = Publisher.warnings(_safeguarding(body), need_level=body.get("need_level"))
+        return _answer(202, _warned(answer, said))
 
     async def batch(request: Request) -> Response:
         body = await _json_body(request, deps.max_body_bytes)
@@ -419,7 +420,7 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
 
         receipts = await _publishing(deps, Endpoint.BATCH, "event", send)
         answers = [
-            _warned({"event_id": r.event_id, "topic": r.topic}, e)
+            _warned({"event_id": r.event_id, "topic": r.topic}, Publisher.warnings(e))
             for r, e in zip(receipts, parsed, strict=True)
         ]
         return _answer(202, {"events": answers})

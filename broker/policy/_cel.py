@@ -304,7 +304,11 @@ class EventActivation:
 
     def _safeguarding(self, fields: frozenset[str]) -> dict[str, Any]:
         sg = self.event.safeguarding
-        whole = {"concern": sg.concern, "justification": sg.justification}
+        # The judgement the override makes (Safeguarding.justified), not the raw flag: a
+        # clause written "need level 4 or a concern" (consent not_required) would otherwise
+        # share on a concern whose justification nobody can read, while the sender is told
+        # it counts for nothing. Invisible characters only read as no justification.
+        whole = {"concern": sg.justified, "justification": sg.readable_justification}
         return {name: value for name, value in whole.items() if name in fields}
 
     def _cel_value(self, attr: str) -> Any:

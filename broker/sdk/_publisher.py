@@ -41,6 +41,9 @@ log = structlog.get_logger("accord.sdk")
 
 #: The warning for a concern flagged with an empty (blank, invisible) justification: a valid
 #: event, decided as the brief says with no override, which the sender must not miss.
+#: The need level at which the override applies with or without a concern (BRIEF section 4).
+OVERRIDE_LEVEL: Final = 4
+
 UNJUSTIFIED_CONCERN: Final = (
     "safeguarding.concern",
     "is true but its justification is empty: it will not override consent "
@@ -190,14 +193,20 @@ class Publisher(AsyncClient):
         return parsed
 
     @staticmethod
-    def warnings(event: ContactEvent | Safeguarding) -> list[tuple[str, str]]:
+    def warnings(
+        event: ContactEvent | Safeguarding, *, need_level: int | None = None
+    ) -> list[tuple[str, str]]:
         """What is valid in ``event`` but likely not what its sender meant, as ``(field,
         message)`` pairs naming fields, never values: a safeguarding concern whose
-        justification is empty, blank or invisible, which will not override consent.
-        ``publish`` and ``publish_many`` log each as a warning; ``accord publish`` prints it,
-        and the gateway's 202 lists it."""
-        sg = event if isinstance(event, Safeguarding) else event.safeguarding
-        return [UNJUSTIFIED_CONCERN] if sg.unjustified else []
+        justification is empty, blank or invisible, which will not override consent, below
+        need level 4 (``need_level``, given with a bare ``Safeguarding``), where the override
+        applies anyway. ``publish`` and ``publish_many`` log each as a warning; ``accord
+        publish`` prints it, and the gateway's 202 lists it."""
+        if isinstance(event, Safeguarding):
+            sg = event
+        else:
+            sg, need_level = event.safeguarding, event.need_level
+        return [UNJUSTIFIED_CONCERN] if sg.unjustified and need_level != OVERRIDE_LEVEL else []
 
     async def publish(self, event: ContactEvent | Mapping[str, Any] | bytes) -> Receipt:
         """Validate, seal and send one event; returns once Kafka has acknowledged it."""
@@ -217,7 +226,7 @@ class Publisher(AsyncClient):
         parsed = validate_batch(events, self.validate)
         metas = await self._send(self.topic, [self._sealed_event(e) for e in parsed])
         for e in parsed:
-            if e.safeguarding.unjustified:
+            if self.warnings(e):
                 # The event id only: the justification is free text about a family.
                 log.warning("event_concern_unjustified", event_id=str(e.event_id))
         return [

@@ -32,3 +32,14 @@ def test_a_batch_warns_on_the_unjustified_event_only(gw: Gateway) -> None:
     assert r.status_code == 202
     assert [e.get("warnings") for e in r.json()["events"]] == [None, [WARNING], None]
     assert [e["event_id"] for e in r.json()["events"]] == [e["event_id"] for e in events]
+
+
+def test_no_warning_at_need_level_4_where_the_override_applies_anyway(gw: Gateway) -> None:
+    unjustified = {"concern": True, "justification": ""}
+    single = gw.event(safeguarding=unjustified, need_level=4)
+    r = gw.post(EVENTS, single)
+    assert r.status_code == 202
+    assert "warnings" not in r.json()
+    r = gw.post(BATCH, [gw.event(safeguarding=unjustified, need_level=4)])
+    assert r.status_code == 202
+    assert [e.get("warnings") for e in r.json()["events"]] == [None]

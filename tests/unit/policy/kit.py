@@ -251,9 +251,9 @@ def cel_whole_event(ev: ContactEvent, at: datetime) -> dict[str, Any]:
         "categories": list(ev.categories),
         "service": ev.service,
         "location": ev.location,
-        "safeguarding": {
-            "concern": ev.safeguarding.concern,
-            "justification": ev.safeguarding.justification,
+        "safeguarding": {  # as the override judges it: unreadable is no justification
+            "concern": ev.safeguarding.justified,
+            "justification": ev.safeguarding.readable_justification,
         },
         "subjects": [
             {

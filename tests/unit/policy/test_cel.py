@@ -69,6 +69,30 @@ def test_condition_sees_ages_not_names() -> None:
     assert names.evaluate(act, None) is None
 
 
+@pytest.mark.parametrize(
+    ("justification", "concern", "seen"),
+    [
+        ("\u200b\ufeff ", False, None),
+        ("", False, None),
+        (None, False, None),
+        ("Bruising on a non-mobile baby.", True, "Bruising on a non-mobile baby."),
+    ],
+)
+def test_a_condition_sees_a_concern_only_as_the_override_judges_it(
+    justification: str | None, concern: bool, seen: str | None
+) -> None:
+    """A flagged concern whose justification nobody can read is no concern to a condition
+    either (a consent-free "level 4 or a concern" clause would share on it), and a
+    justification of invisible characters reads as none."""
+    act = EventActivation(event(safeguarding={"concern": True, "justification": justification}), AT)
+    flag, _ = compile_condition("event.safeguarding.concern")
+    why, _ = compile_condition("event.safeguarding.justification == null")
+    assert flag is not None
+    assert why is not None
+    assert flag.evaluate(act, None) is concern
+    assert why.evaluate(act, None) is (seen is None)
+
+
 def test_a_baby_born_after_midnight_in_summer_is_aged_0_while_utc_is_on_the_day_before() -> None:
     """00:40 BST on 11 June is 23:40 UTC on the 10th: the event is valid, the age is not -1."""
     at = datetime(2026, 6, 10, 23, 40, tzinfo=UTC)

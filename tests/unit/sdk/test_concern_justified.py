@@ -85,6 +85,15 @@ def test_a_justified_concern_or_none_at_all_has_no_warning(
     assert publisher.warnings(event) == []
 
 
+def test_an_unjustified_concern_at_need_level_4_has_no_warning(publisher: Publisher) -> None:
+    """At need level 4 the override applies with or without the concern: telling the sender
+    it will not override would be wrong."""
+    event = publisher.validate({**_event("\u200b"), "need_level": 4})
+    assert publisher.warnings(event) == []
+    assert Publisher.warnings(event.safeguarding, need_level=4) == []
+    assert Publisher.warnings(event.safeguarding, need_level=3) == [_WARNING]
+
+
 async def test_publishing_an_unjustified_concern_logs_a_warning_with_the_event_id_only(
     publisher: Publisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
