@@ -91,17 +91,19 @@ def _recipients(bundle: Bundle, clause: Clause) -> set[str]:
     return out
 
 
-def _meeting(
-    bundle: Bundle, one: tuple[Agreement, Clause], other: tuple[Agreement, Clause]
-) -> tuple[str, str, str] | None:
+#: A clause of a non-draft agreement, with the parties it can reach (``_recipients``)
+_Reach = tuple[Agreement, Clause, set[str]]
+
+
+def _meeting(one: _Reach, other: _Reach) -> tuple[str, str, str] | None:
     """A recipient, sender and event type both clauses can apply to (the first of each), or
     None when they never meet."""
-    (a1, c1), (a2, c2) = one, other
+    (a1, c1, to1), (a2, c2, to2) = one, other
     if a1.valid_from > a2.valid_until or a2.valid_from > a1.valid_until:
         return None
     senders = set(c1.from_) & set(c2.from_)
     types = set(c1.event_types) & set(c2.event_types)
-    recipients = _recipients(bundle, c1) & _recipients(bundle, c2)
+    recipients = to1 & to2
     if not (senders and types and recipients):
         return None
     return min(recipients), min(senders), min(types)
@@ -117,14 +119,21 @@ def _form(kind: str | None) -> str:
 
 def treatment_warnings(bundle: Bundle) -> list[str]:
     """One line for each field two clauses that can meet share in different forms."""
-    clauses = [(a, c) for a in bundle.agreements if a.status != "draft" for c in a.clauses]
+    # Each clause's recipients once (a CEL run per party): per pair, a bundle of hundreds
+    # of clauses and parties would take minutes to check.
+    clauses: list[_Reach] = [
+        (a, c, _recipients(bundle, c))
+        for a in bundle.agreements
+        if a.status != "draft"
+        for c in a.clauses
+    ]
     out: list[str] = []
     for one, other in combinations(clauses, 2):
-        met = _meeting(bundle, one, other)
+        met = _meeting(one, other)
         if met is None:
             continue
         recipient, sender, etype = met
-        (a1, c1), (a2, c2) = one, other
+        (a1, c1, _), (a2, c2, _) = one, other
         common = set(c1.share) & set(c2.share)
         for path in (p for p in FIELD_PATHS if p in common):
             t1, t2 = c1.transform.get(path), c2.transform.get(path)

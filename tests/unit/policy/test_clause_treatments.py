@@ -107,3 +107,25 @@ def test_every_transform_has_a_place_in_the_order_and_a_pseudonym_reveals_least(
     assert least_revealing(["age_band", "pseudonym"]) == "pseudonym"
     assert least_revealing(["initials", "pseudonym"]) == "pseudonym"
     assert least_revealing(["postcode_district", "pseudonym"]) == "pseudonym"
+
+
+def test_each_clauses_recipients_are_worked_out_once_not_once_per_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CEL run per party each time: per pair, a bundle of hundreds of clauses and parties
+    would take minutes to check. The warnings are the same for it."""
+    from broker.policy import _treatments
+
+    calls: list[str] = []
+    recipients = _treatments._recipients
+
+    def counted(bundle: Any, clause: Any) -> set[str]:
+        calls.append(clause.id)
+        return recipients(bundle, clause)
+
+    monkeypatch.setattr(_treatments, "_recipients", counted)
+    when = {"when": "recipient.id.startsWith('hub-') && event.need_level >= 1"}
+    clauses = [{**FIRST, **when, "id": f"masked-{n}"} for n in range(12)] + [SECOND]
+    warnings = _warnings(tmp_path, copy.deepcopy(clauses))
+    assert sorted(calls) == sorted(c["id"] for c in clauses)  # once each: linear, 13 not 156
+    assert len(warnings) == 12 * 2  # each masked clause meets the plain one on two fields
