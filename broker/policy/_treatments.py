@@ -140,7 +140,7 @@ def treatment_warnings(bundle: Bundle) -> list[str]:
             if t1 == t2 or (path.startswith("subject.") and not _roles_meet(c1, c2)):
                 continue
             if t1 is None or t2 is None:
-                gets = "the plain share wins, so it gets the field as it is"
+                gets = "the share without a transform wins, so it gets the field as it is"
             else:
                 gets = f"{least_revealing((t1, t2))}, which reveals less, applies"
             out.append(

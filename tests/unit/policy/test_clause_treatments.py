@@ -60,8 +60,8 @@ def test_a_field_two_clauses_share_in_different_forms_is_warned_of_naming_both(
         " as year_of_birth: when both apply, age_band, which reveals less, applies",
         "agreement 'a', clause 'masked' and agreement 'a', clause 'plain' can both share with"
         " hub-tipton (wmp's police.domestic_incident), and share subject.nhs_number as"
-        " pseudonym and plainly: when both apply, the plain share wins, so it gets the field"
-        " as it is",
+        " pseudonym and plainly: when both apply, the share without a transform wins, so it"
+        " gets the field as it is",
     ]
 
 
