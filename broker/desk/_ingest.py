@@ -186,6 +186,7 @@ class DeskIngest:
                 if not self._store_away or exc.why != self._store_away_why:
                     log.warning("desk_store_unavailable", where=exc.where, why=exc.why)
                 self._store_away, self._store_away_why = True, exc.why
+                self.held.store_away(True)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(interval, 1.0))
                 continue
@@ -201,6 +202,7 @@ class DeskIngest:
             if self._store_away:
                 log.info("desk_store_back")
                 self._store_away, self._store_away_why = False, None
+                self.held.store_away(False)
             # A poll that raised nothing may still have heard nothing (aiokafka answers an
             # empty batch while no broker answers): the contact asks Kafka itself, held or
             # not. A poll that keeps failing never gets that far, so the gauge goes stale.

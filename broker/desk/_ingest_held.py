@@ -22,11 +22,12 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from broker.errors import RecordKeyUnavailable
 
-__all__ = ["HELD_METRIC", "PARKED_METRIC", "DeliveriesHeld"]
+__all__ = ["HELD_METRIC", "PARKED_METRIC", "STORE_METRIC", "DeliveriesHeld"]
 
 log = structlog.get_logger("accord.desk")
 HELD_METRIC: Final = "accord_desk_deliveries_held"
 PARKED_METRIC: Final = "accord_desk_deliveries_parked"
+STORE_METRIC: Final = "accord_desk_store_unavailable"
 
 
 class DeliveriesHeld:
@@ -52,6 +53,15 @@ class DeliveriesHeld:
             registry=registry,
         )
         self._parked.set(0)
+        # The desk's own database out of reach: nothing delivered is stored meanwhile (each
+        # batch waits in the ingest), and the pages answer 503 (broker.desk._store_live).
+        self._store = Gauge(
+            STORE_METRIC,
+            "1 while the desk's database cannot be reached: deliveries wait, unstored, and "
+            "its pages answer 503 (docs/desk.md), else 0",
+            registry=registry,
+        )
+        self._store.set(0)
 
     @property
     def held(self) -> bool:
@@ -73,3 +83,7 @@ class DeliveriesHeld:
             log.info("desk_ingest_resumed")
         self.why = None
         self._gauge.set(0)
+
+    def store_away(self, away: bool) -> None:
+        """Whether the desk's database is out of reach (the ingest says, as it finds out)."""
+        self._store.set(1 if away else 0)

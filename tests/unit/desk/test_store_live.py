@@ -4,6 +4,7 @@ keeps its batch), and the next one connects again; nothing is replaced mid-trans
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import time
@@ -14,9 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from broker.desk import DeskDeps, DeskIngest, DeskStore, _record_sent, open_desk_store
+from broker.desk._ingest_held import STORE_METRIC, DeliveriesHeld
 from broker.desk._store_live import RETRY_AFTER_S, LiveConnection
 from broker.errors import ConfigError, StoreUnavailable
 from tests.unit.desk.conftest import SECRET, T0, Clock, FakePublisher, delivery, sign_in
@@ -261,3 +264,44 @@ def test_a_referral_sent_as_the_database_goes_away_is_the_sent_not_recorded_page
     [decision] = store.decisions(child=child)
     assert decision.published_event == publisher.events[0]["event_id"]
     assert len(publisher.events) == 1  # sent once
+
+
+class _Waiting(FakeSubscriber):
+    """As Kafka's consumer does, a poll waits (here: goes round the event loop once)."""
+
+    async def poll(self, wait: float, *, commit: bool = True) -> list[Shared]:
+        await asyncio.sleep(0)
+        return await super().poll(wait, commit=commit)
+
+
+async def test_the_ingest_says_the_database_is_away_once_and_back_once_with_a_gauge(
+    store: DeskStore, clock: Clock
+) -> None:
+    """A gauge for the alert (AccordDeskStoreUnavailable), one log line each way."""
+    registry = CollectorRegistry()
+    away = _Unreachable(store, times=1)
+    sub = _Waiting()
+    sub.batches = [[Shared(delivery("e1"))]]
+    ingest = DeskIngest(away, sub, linkage_key=SECRET, clock=clock,  # type: ignore[arg-type]  # the fake
+                        held=DeliveriesHeld(registry))  # fmt: skip
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(ingest.run(stop, interval=0.01))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if registry.get_sample_value(STORE_METRIC) == 1:
+                break
+        assert registry.get_sample_value(STORE_METRIC) == 1
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if store.records():
+                break
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if registry.get_sample_value(STORE_METRIC) == 0:
+                break
+        stop.set()
+        await task
+    assert registry.get_sample_value(STORE_METRIC) == 0
+    events = [e["event"] for e in logs]
+    assert (events.count("desk_store_unavailable"), events.count("desk_store_back")) == (1, 1)
