@@ -1,8 +1,18 @@
-"""A count and its noun, agreeing: what a user reads says ``1 chain``, never ``1 chains``."""
+"""Words a user reads: a count and its noun agreeing (``1 chain``, never ``1 chains``), and
+the likeliest word meant by a mistyped one."""
 
 from __future__ import annotations
 
-__all__ = ["noun", "plural"]
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["closest", "noun", "plural"]
+
+
+def closest(word: str, options: Iterable[str]) -> str | None:
+    """The option ``word`` most likely mistypes (a "did you mean"), or None when none is near."""
+    found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 def noun(n: int, singular: str, many: str | None = None) -> str:

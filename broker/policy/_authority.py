@@ -23,9 +23,9 @@ knows is refused (it would withdraw nothing). A grant or a refusal is still refu
 
 from __future__ import annotations
 
-import difflib
 from typing import Final, Literal
 
+from broker._words import closest
 from broker.events import ConsentRecord
 from broker.policy._model import PARTY_KINDS, Bundle, ConsentAuthority
 
@@ -173,14 +173,14 @@ def refusal_words(bundle: Bundle, reason: str, term: str | None) -> str:
         return reason
     if reason == "unknown-purpose":
         purposes = _purposes(bundle)
-        close = difflib.get_close_matches(term, purposes, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else ", ".join(purposes) or "none"
+        close = closest(term, purposes)
+        hint = f"did you mean {close!r}?" if close else ", ".join(purposes) or "none"
         return f"{reason}: purpose {term!r} is not one of the bundle's purposes: {hint}"
     if term.startswith("kind:"):
         kinds = [f"kind:{k}" for k in PARTY_KINDS]
-        close = difflib.get_close_matches(term, kinds, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else ", ".join(kinds)
+        close = closest(term, kinds)
+        hint = f"did you mean {close!r}?" if close else ", ".join(kinds)
         return f"{reason}: recipient {term!r} is not a kind of party: {hint}"
-    close = difflib.get_close_matches(term, list(bundle.parties), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    close = closest(term, bundle.parties)
+    hint = f"; did you mean {close!r}?" if close else ""
     return f"{reason}: recipient {term!r} is not a party of the bundle{hint}"

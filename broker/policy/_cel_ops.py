@@ -23,12 +23,12 @@ withholds anything: ``vocabulary_problems`` names it, with the bundle's lists.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 import cel
 
+from broker._words import closest
 from broker.policy._cel_parse import Call, Ident, Index, ListLit, Lit, MapLit, Node, Op, Select
 
 __all__ = [
@@ -259,9 +259,9 @@ def _article(noun: str) -> str:
 
 
 def _unknown_value(value: str, words: Words) -> str:
-    close = difflib.get_close_matches(value, sorted(words.known), n=1, cutoff=0.6)
+    close = closest(value, sorted(words.known))
     if close:
-        hint = f"; did you mean {close[0]!r}?"
+        hint = f"; did you mean {close!r}?"
     elif words.listed:
         hint = f" (known: {', '.join(sorted(words.known))})"
     else:

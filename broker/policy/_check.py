@@ -7,11 +7,11 @@ location). It also compiles every CEL condition exactly once and hands them back
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from typing import Final
 
+from broker._words import closest
 from broker.events import EVENT_TYPES, FIELD_PATHS, ROLES
 from broker.policy._cel import Condition, compile_condition, probe
 from broker.policy._cel_ops import Vocabulary, Words
@@ -54,8 +54,8 @@ def _known(value: str, options: tuple[str, ...] | frozenset[str], what: str) -> 
 
 
 def _unused_purpose(purpose: str, purposes: list[str]) -> str:
-    close = difflib.get_close_matches(purpose, purposes, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else f"clauses' purposes: {', '.join(purposes)}"
+    close = closest(purpose, purposes)
+    hint = f"did you mean {close!r}?" if close else f"clauses' purposes: {', '.join(purposes)}"
     return f"purpose {purpose!r} is no clause's purpose; {hint}"
 
 
