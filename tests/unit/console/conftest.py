@@ -25,6 +25,7 @@ from broker.policy import Policy
 from broker.principals import Principal
 from broker.webauth import device_key
 from tests.unit.audit.conftest import (  # noqa: F401  # fixtures, re-exported for this package
+    CHILD_NHS,
     T0,
     audit_home,
     index_records,
@@ -165,3 +166,13 @@ def sign_in(
     r = client.post("/login", data=form, follow_redirects=False)
     assert r.status_code == 303, r.text
     return csrf_of(client.get("/subjects").text)
+
+
+def child_log_page(client: TestClient) -> str:
+    """Signed in, the console's page for the audit fixtures' child (CHILD_NHS), looked up for
+    a subject access request: the disclosure log as an officer reads it."""
+    token = sign_in(client)
+    return client.post(
+        "/subjects",
+        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
+    ).text

@@ -14,7 +14,7 @@ from broker.linkage import Linker
 from tests.unit.audit.conftest import CHILD_NHS, decision, index_records
 from tests.unit.audit.test_sar_complete import _chain
 from tests.unit.audit.test_sar_not_sent import index_share_quarantined_at_deliver
-from tests.unit.console.conftest import sign_in
+from tests.unit.console.conftest import child_log_page, sign_in
 
 
 def test_the_consoles_log_says_a_share_quarantined_at_deliver_was_not_sent(
@@ -22,12 +22,7 @@ def test_the_consoles_log_says_a_share_quarantined_at_deliver_was_not_sent(
     verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
 ) -> None:  # fmt: skip
     index_share_quarantined_at_deliver(store, verifier, linker, keys)
-    client = make_client()
-    token = sign_in(client)
-    page = client.post(
-        "/subjects",
-        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
-    ).text
+    page = child_log_page(make_client())
     assert '<strong class="warn-text">not sent</strong>' in page
 
 

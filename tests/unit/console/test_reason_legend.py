@@ -25,7 +25,7 @@ from broker.linkage import Linker
 from broker.policy import ConsentRefusal, Reason
 from broker.principals import Principal
 from tests.unit.audit.conftest import CHILD_NHS, T0, decision, index_records, withdrawal_chain
-from tests.unit.console.conftest import sign_in
+from tests.unit.console.conftest import child_log_page
 
 
 def _condition_false_about_the_child(
@@ -48,12 +48,7 @@ def test_a_childs_log_showing_condition_false_says_what_it_means_and_no_other_co
     verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
 ) -> None:  # fmt: skip
     _condition_false_about_the_child(store, verifier, keys, linker)
-    client = make_client()
-    token = sign_in(client)
-    page = client.post(
-        "/subjects",
-        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
-    ).text
+    page = child_log_page(make_client())
     legend = re.search(r'<dl id="disclosure-log-reasons".*?</dl>', page, re.S)
     assert legend, "no legend under the log"
     assert re.findall(r"<dt><code>(.*?)</code></dt>", legend.group(0)) == ["condition-false"]
@@ -78,12 +73,7 @@ def test_the_consoles_log_explains_an_undelivered_notice_as_a_notice(
     verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
 ) -> None:  # fmt: skip
     assert index_records(store, verifier, withdrawal_chain(linker, keys), start=500).breaks == []
-    client = make_client()
-    token = sign_in(client)
-    page = client.post(
-        "/subjects",
-        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
-    ).text
+    page = child_log_page(make_client())
     legend = re.search(r'<dl id="disclosure-log-reasons".*?</dl>', page, re.S)
     assert legend, "no legend under the log"
     assert str(escape(NOTICE_MEANINGS["recipient-key-unavailable"])) in legend.group(0)

@@ -16,10 +16,10 @@ from broker.governance import AuditStore
 from broker.governance._sent import ALWAYS_SENT, CONSENT_STATE_MEANINGS
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
-from tests.unit.audit.conftest import CHILD_NHS, decision
+from tests.unit.audit.conftest import decision
 from tests.unit.audit.test_sar_consent_needed import NOT_NEEDED, OVERRIDE_NOTE, _decided
 from tests.unit.audit.test_sar_sent_as import _transformed_share
-from tests.unit.console.conftest import sign_in
+from tests.unit.console.conftest import child_log_page, sign_in
 
 
 def test_the_consoles_page_for_the_child_shows_what_was_sent_and_the_note_once(
@@ -27,12 +27,7 @@ def test_the_consoles_page_for_the_child_shows_what_was_sent_and_the_note_once(
     verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
 ) -> None:  # fmt: skip
     _transformed_share(store, verifier, linker, keys)
-    client = make_client()
-    token = sign_in(client)
-    page = client.post(
-        "/subjects",
-        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
-    ).text
+    page = child_log_page(make_client())
     assert "NHS number (as a pseudonym)" in page
     assert "subject.nhs_number" not in page
     assert page.count(html.escape(ALWAYS_SENT)) == 1
@@ -43,12 +38,7 @@ def test_the_consoles_page_says_a_share_needed_no_consent(
     verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
 ) -> None:  # fmt: skip
     _decided(store, verifier, linker, keys, ("n1", decision("shared", consent_rule="not_required")))
-    client = make_client()
-    token = sign_in(client)
-    page = client.post(
-        "/subjects",
-        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
-    ).text
+    page = child_log_page(make_client())
     assert html.escape(NOT_NEEDED) in page
     assert page.count(html.escape(CONSENT_STATE_MEANINGS["not needed"])) == 1
 
@@ -61,12 +51,7 @@ def test_the_consoles_page_says_an_override_against_a_refusal_was_overridden(
         "shared_override", consent_rule="required_unless_safeguarding", consent="refused"
     )
     _decided(store, verifier, linker, keys, ("o1", data))
-    client = make_client()
-    token = sign_in(client)
-    page = client.post(
-        "/subjects",
-        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
-    ).text
+    page = child_log_page(make_client())
     assert html.escape(f"refused ({OVERRIDE_NOTE})") in page
     assert "not needed" not in page
     assert page.count(html.escape(CONSENT_STATE_MEANINGS["overridden"])) == 1

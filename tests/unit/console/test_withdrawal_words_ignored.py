@@ -19,7 +19,7 @@ from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.principals import Principal
 from tests.unit.audit.conftest import CHILD_NHS, T0, index_records
-from tests.unit.console.conftest import sign_in
+from tests.unit.console.conftest import child_log_page
 
 WITHDRAWAL = "7c6b1b0e-2f1d-4d8e-9b8e-3f4a5b6c7d8e"
 
@@ -56,12 +56,7 @@ def test_the_consoles_log_shows_the_code_on_the_withdrawals_line(
     verifier: KeystoreAuditVerifier, keys: FileKeyStore, linker: Linker,
 ) -> None:  # fmt: skip
     _withdrawal_with_a_word_ignored(store, verifier, keys, linker)
-    client = make_client()
-    token = sign_in(client)
-    page = client.post(
-        "/subjects",
-        data={"nhs_number": CHILD_NHS, "purpose": "subject_access_request", "csrf": token},
-    ).text
+    page = child_log_page(make_client())
     assert "unknown-purpose: part ignored" in page
     assert str(escape(FILED_CONSENT_MEANINGS["unknown-purpose"])) in page
     assert ">refused<" not in page
