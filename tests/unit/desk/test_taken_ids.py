@@ -17,6 +17,18 @@ LEO = {"role": "child", "nhs_number": "9990025312", "given_name": "Leo",
        "family_name": "Stone", "dob": "2018-05-02", "postcode": "WV1 1AA"}  # fmt: skip
 
 
+def _flag(
+    store: DeskStore, child: str, letter: str, rule: str, household: str | None = None
+) -> None:
+    """A flag about ``child`` counting e1 and e2 (e2 its trigger), as the flag service raises."""
+    store.add_flag(
+        Flag(flag_id=letter * 32, party="sandwell-coord", rule=rule, title="A flag",
+             child=child, event_ids=("e1", "e2"), trigger_event_id="e2", raised_at=T0,
+             window_seconds=30 * 86400, household=household),
+        T0,
+    )  # fmt: skip
+
+
 def test_a_flag_counting_the_second_agencys_record_does_not_show_the_firsts(
     make_client: Make, store: DeskStore
 ) -> None:
@@ -29,12 +41,7 @@ def test_a_flag_counting_the_second_agencys_record_does_not_show_the_firsts(
     assert store.add_delivery(b2, [leo], T0) is True
     assert store.taken_among(["e1", "e2"]) == {"e1"}
     # The flag service reads the delivery topic itself: it counted hv-sandwell's e1 for Leo.
-    store.add_flag(
-        Flag(flag_id="f" * 32, party="sandwell-coord", rule="multi-agency",
-             title="Two concerns", child=leo, event_ids=("e1", "e2"),
-             trigger_event_id="e2", raised_at=T0, window_seconds=30 * 86400),
-        T0,
-    )  # fmt: skip
+    _flag(store, leo, "f", "multi-agency")
     client, _ = make_client()
     sign_in(client)
     page = client.get(f"/child/{leo}").text
@@ -54,12 +61,7 @@ def test_a_flag_read_before_the_second_agencys_record_does_not_show_the_firsts(
     b2 = delivery("e2", sender="hv-sandwell", subjects=[LEO])
     [leo] = children_in(b2.view, SECRET)
     store.add_delivery(b2, [leo], T0)
-    store.add_flag(
-        Flag(flag_id="f" * 32, party="sandwell-coord", rule="multi-agency",
-             title="Two concerns", child=leo, event_ids=("e1", "e2"),
-             trigger_event_id="e2", raised_at=T0, window_seconds=30 * 86400),
-        T0,
-    )  # fmt: skip
+    _flag(store, leo, "f", "multi-agency")
     client, _ = make_client()
     sign_in(client)
     page = client.get(f"/child/{leo}").text
@@ -81,13 +83,7 @@ def test_a_household_flags_record_at_another_address_is_not_shown(
     [leo] = children_in(b2.view, SECRET)
     store.add_delivery(b2, [leo], T0)
     household = household_key(SECRET, at_leo)
-    store.add_flag(
-        Flag(flag_id="h" * 32, party="sandwell-coord", rule="household",
-             title="A household", child=leo, event_ids=("e1", "e2"),
-             trigger_event_id="e2", raised_at=T0, window_seconds=30 * 86400,
-             household=household),
-        T0,
-    )  # fmt: skip
+    _flag(store, leo, "h", "household", household=household)
     client, _ = make_client()
     sign_in(client)
     page = client.get(f"/child/{leo}").text
