@@ -27,23 +27,28 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
-import os
 import sqlite3
-import stat
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-from broker._private import tighten_file
 from broker.config import default_home
 from broker.errors import ConfigError
 from broker.kafka import Message
 from broker.sdk import _parked
 from broker.sdk._client import utcnow
 from broker.sdk._parked import PARKED_LIMIT, PARKED_MAX_AGE, ParkedEntry, ParkedRecord
+from broker.sdk._replay_file import (
+    COLUMNS,
+    FORMAT,
+    OLD_ROWS,
+    SCHEMA,
+    VERSION,
+    create_private,
+    migrate,
+)
 
 __all__ = ["DEFAULT_REPLAY_RETENTION", "IN_MEMORY", "SqliteReplayMemory", "default_replay_file"]
 
@@ -63,26 +68,8 @@ DEFAULT_REPLAY_RETENTION: Final = timedelta(days=400)
 #: The path that keeps the memory in this process, for this run only (``replay_memory=None``).
 IN_MEMORY: Final = ":memory:"
 
-_FORMAT = "accord-replay-memory"
-# 3: sightings keyed by (event_id, sender), so that admit's look-up by event id is a search of
-# the key, not a scan of the table. Format 2 (today's first keying, (sender, event_id), never
-# released) has the same columns in the same order, so a process of it still running writes
-# rows this format reads; format 1 (event_id alone) is migrated keeping its sightings.
-_VERSION = 3
 # Pruning at start bounds the file; a subscriber that runs for months prunes as it goes too.
 _PRUNE_EVERY = timedelta(days=1)
-_OPENED = """
-CREATE TABLE opened (
-    sender TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    kafka_partition INTEGER NOT NULL,
-    kafka_offset INTEGER NOT NULL,
-    first_opened REAL NOT NULL,
-    PRIMARY KEY (event_id, sender)
-) WITHOUT ROWID;
-CREATE INDEX opened_by_age ON opened (first_opened);
-"""
 #: The sightings a record under ``event_id`` from ``sender`` must match (every one of them):
 #: its own, and one made without a sender (format 1's); ``sender`` ``""`` matches them all.
 #: The key leads with event_id, so this searches a few rows under the key (a scan of every
@@ -91,35 +78,6 @@ _SEEN = (
     "SELECT topic, kafka_partition, kafka_offset FROM opened "
     "WHERE event_id = ? AND (? = '' OR sender IN (?, ''))"
 )
-_COLUMNS = "sender, event_id, topic, kafka_partition, kafka_offset, first_opened"
-# Formats 1 and 2 rebuild the table; format 1's sightings never kept a sender ("": any).
-_OLD_ROWS = {
-    1: "'', event_id, topic, kafka_partition, kafka_offset, first_opened",
-    2: _COLUMNS,
-}
-
-
-def _migrate(version: int) -> tuple[str, ...]:
-    return (
-        "ALTER TABLE opened RENAME TO opened_old",
-        "DROP INDEX IF EXISTS opened_by_age",
-        *filter(str.strip, _OPENED.split(";")),
-        f"INSERT INTO opened ({_COLUMNS}) SELECT {_OLD_ROWS[version]} FROM opened_old",  # noqa: S608  # constants only
-        "DROP TABLE opened_old",
-        f"PRAGMA user_version = {_VERSION}",
-    )
-
-
-_SCHEMA = f"""
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-{_OPENED}
-CREATE TABLE committed (
-    topic TEXT NOT NULL,
-    kafka_partition INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, kafka_partition)
-) WITHOUT ROWID;
-"""
 
 
 class _Default(enum.Enum):
@@ -180,7 +138,7 @@ class SqliteReplayMemory:
                 self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
             else:
                 if not self.in_memory:
-                    _create_private(Path(path))
+                    create_private(Path(path))
                 # Autocommit: each sighting is one explicit transaction, durable when it
                 # returns.
                 self._conn = sqlite3.connect(self.where, isolation_level=None)
@@ -245,7 +203,7 @@ class SqliteReplayMemory:
             if found is None:
                 self._conn.execute(
                     # Columns named: a later format adding one leaves this process working.
-                    f"INSERT INTO opened ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608  # constants only
+                    f"INSERT INTO opened ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608  # constants only
                     (sender, event_id, topic, partition, offset, now),
                 )
                 return True
@@ -377,17 +335,17 @@ class SqliteReplayMemory:
                 if self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise ConfigError(f"replay memory {self.where} is another program's database")
                 # One statement at a time: executescript would commit the open transaction.
-                for statement in filter(str.strip, _SCHEMA.split(";")):
+                for statement in filter(str.strip, SCHEMA.split(";")):
                     self._conn.execute(statement)
                 self._conn.executemany(
-                    "INSERT INTO meta VALUES (?, ?)", [("format", _FORMAT), ("group", group)]
+                    "INSERT INTO meta VALUES (?, ?)", [("format", FORMAT), ("group", group)]
                 )
                 self._conn.execute(_parked.SCHEMA)
-                self._conn.execute(f"PRAGMA user_version = {_VERSION}")
+                self._conn.execute(f"PRAGMA user_version = {VERSION}")
                 return
             self._check(version, group)
-            if version in _OLD_ROWS:
-                for statement in _migrate(version):
+            if version in OLD_ROWS:
+                for statement in migrate(version):
                     self._conn.execute(statement)
             self._conn.execute(_parked.SCHEMA)  # a memory from before parking gains the table
 
@@ -401,17 +359,17 @@ class SqliteReplayMemory:
             if self._conn.execute(tables).fetchone()
             else {}
         )
-        if meta.get("format") != _FORMAT:
+        if meta.get("format") != FORMAT:
             raise ConfigError(f"replay memory {self.where} is another program's database")
-        if version > _VERSION:
+        if version > VERSION:
             raise ConfigError(
                 f"replay memory {self.where} is format {version}, written by a newer Accord "
-                f"SDK; this one reads up to format {_VERSION}: upgrade it (every process "
+                f"SDK; this one reads up to format {VERSION}: upgrade it (every process "
                 "sharing the file)"
             )
-        if version != _VERSION and version not in _OLD_ROWS:  # those migrate when written
+        if version != VERSION and version not in OLD_ROWS:  # those migrate when written
             raise ConfigError(
-                f"replay memory {self.where} is format {version}; this SDK reads {_VERSION}"
+                f"replay memory {self.where} is format {version}; this SDK reads {VERSION}"
             )
         if meta.get("group") != group:
             # Positions and commits are the group's own: another group's would refuse
@@ -457,7 +415,7 @@ class SqliteReplayMemory:
                 # the fix is an upgrade.
                 detail = (
                     f"a newer Accord SDK made it format {newer} while this process ran; this "
-                    f"one writes format {_VERSION}: stop it and upgrade it"
+                    f"one writes format {VERSION}: stop it and upgrade it"
                 )
             raise ConfigError(f"replay memory {self.where} {what}: {detail}") from exc
 
@@ -468,45 +426,6 @@ class SqliteReplayMemory:
             return None
         with contextlib.suppress(sqlite3.Error):
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > _VERSION:
+            if version > VERSION:
                 return version
         return None
-
-
-def _create_private(path: Path) -> None:
-    """Create ``path`` 0600 (its directory 0700 if missing) before SQLite opens it, so it is
-    never readable by others, not even for a moment; SQLite gives its -wal and -shm files the
-    same mode. A symbolic link is refused."""
-    if not path.parent.is_dir():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.parent.chmod(0o700)
-    # SQLite keeps the memory in the -wal and its locks in the -shm as much as in the file:
-    # any of them planted by another account (first, in a shared folder) could be read, and
-    # its rows deleted, defeating the replay check.
-    for planted in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-        _refuse_foreign(planted)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        _refuse_foreign(path)
-        # Not opened and closed here: that would drop the locks of this process's other
-        # connections to it (``tighten_file``).
-        tighten_file(path)
-        return
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
-def _refuse_foreign(path: Path) -> None:
-    """``OSError`` if ``path`` is a link, or a file of another account (fchmod refused it
-    with EPERM before the memory took no descriptor of an existing file)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(st.st_mode):  # as O_NOFOLLOW refuses one
-        raise OSError(errno.ELOOP, "a symbolic link", str(path))
-    if st.st_uid != os.geteuid():
-        raise OSError(errno.EPERM, "it belongs to another account", str(path))

@@ -482,7 +482,7 @@ def test_opening_the_memory_again_keeps_this_process_s_locks_on_it(tmp_path: Pat
     import subprocess
     import sys
 
-    from broker.sdk._replay import _create_private
+    from broker.sdk._replay_file import create_private
 
     path = tmp_path / "replay.sqlite3"
     memory(path).close()
@@ -499,7 +499,7 @@ def test_opening_the_memory_again_keeps_this_process_s_locks_on_it(tmp_path: Pat
         holder.execute("BEGIN")
         holder.execute("SELECT count(*) FROM sqlite_master").fetchall()
         assert subprocess.run(argv, capture_output=True, text=True, check=True).stdout == "held\n"
-        _create_private(path)  # what a second memory on the same file does first
+        create_private(path)  # what a second memory on the same file does first
         assert subprocess.run(argv, capture_output=True, text=True, check=True).stdout == "held\n"
     finally:
         holder.close()
