@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import structlog
 from pydantic import ValidationError
@@ -14,15 +13,11 @@ from pydantic import ValidationError
 from broker.config import EnvelopeSettings, KafkaSettings
 from broker.envelope import KeyResolver, Opener, Sealer
 from broker.errors import (
-    BadSignature,
     EnvelopeError,
     KeyRejected,
     KeyStoreError,
-    MalformedEnvelope,
     RecordKeyUnavailable,
-    ReplayDetected,
     TransportError,
-    UnsupportedVersion,
     UsageError,
 )
 from broker.events import Delivery, WithdrawalNotice
@@ -36,12 +31,12 @@ from broker.kafka import (
     translated,
 )
 from broker.keys import KeyStore
-from broker.principals import Principal
 from broker.sdk._acknowledge import access_ack, sealed_acks
 from broker.sdk._bounded import DEFAULT_SEND_TIMEOUT, BoundedProducer, stop_consumer
 from broker.sdk._client import AsyncClient, kafka_clients, utcnow
 from broker.sdk._keycheck import require_opening, require_sealing
 from broker.sdk._keyholds import UNKNOWN_SIGNER
+from broker.sdk._opening import GuardedByMemory, open_record, require_started
 from broker.sdk._parked import ParkedRecord
 from broker.sdk._parked_retry import ParkedRetry, judge_or_park
 from broker.sdk._replay import (
@@ -52,24 +47,13 @@ from broker.sdk._replay import (
     default_replay_file,
 )
 from broker.sdk._unopenable import Unopenable, log_unopenable
-from broker.topics import ACCESS, SCHEMA_NOTICE, SCHEMA_SHARED, deliver
+from broker.topics import ACCESS, deliver
 
 log = structlog.get_logger("accord.sdk")
-_T = TypeVar("_T")
 _NOT_COMMITTED = (
     "nothing is counted as committed: what was handed over since the last commit may be "
     "delivered again (handled by event_id), and commit() may be called again"
 )
-
-
-class _GuardedByMemory:
-    """The Opener's replay guard, standing aside: whether an event id seen before is a replay
-    depends on where the record was found (at its first, uncommitted position it is a
-    redelivery), which the Opener is not told. The subscriber asks its replay memory as soon
-    as the Opener has authenticated the record."""
-
-    def first_sighting(self, event_id: str) -> bool:  # noqa: ARG002  # the Protocol's signature
-        return True
 
 
 class SharedRecord:
@@ -168,7 +152,7 @@ class Subscriber(AsyncClient):
         # A delivery waits on the topic (30 days) longer than a rotated-out key's grace (7):
         # the party's own expired keys still open what was sealed while they were live.
         self._opener = Opener(
-            party, keystore, replay_guard=_GuardedByMemory(), expired_own_keys=True
+            party, keystore, replay_guard=GuardedByMemory(), expired_own_keys=True
         )
         envelope = envelope or EnvelopeSettings()
         self._sealer = Sealer(party, keystore, envelope)
@@ -260,7 +244,7 @@ class Subscriber(AsyncClient):
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[SharedRecord]:
-        consumer = _require(self._consumer)
+        consumer = require_started(self._consumer)
         while True:
             if not self._retried:
                 self._retried = await self._retry_parked(consumer)
@@ -304,8 +288,8 @@ class Subscriber(AsyncClient):
         group rebalanced): nothing is counted as committed, and calling ``commit`` again
         commits it all. Those records may be delivered again after a restart.
         """
-        msg, memory = self._yielded, _require(self._memory)
-        consumer = _require(self._consumer)
+        msg, memory = self._yielded, require_started(self._memory)
+        consumer = require_started(self._consumer)
         # Parked records handed over are handled now: forgotten (their offsets were
         # committed when they were parked), but only with the rest, once Kafka confirms.
         unparking = list(self._unparking)
@@ -354,7 +338,7 @@ class Subscriber(AsyncClient):
         or cancelled commit with ``commit=True``: the batch never reached the caller, so its
         parked records stay parked and its fresh ones are read again by the next poll.
         """
-        consumer = _require(self._consumer)
+        consumer = require_started(self._consumer)
         async with translated(f"consuming {self.topic}"):
             batch = await consumer.getmany(timeout_ms=int(wait * 1000))
         try:
@@ -399,7 +383,7 @@ class Subscriber(AsyncClient):
                 retention=self._replay_retention.total_seconds(), skip=self._skip_key_problems,
             )  # fmt: skip
             if found is None:
-                _require(self._memory).park(msg)
+                require_started(self._memory).park(msg)
                 self._retry.parked()
                 self._report(Unopenable(msg.partition, msg.offset, UNKNOWN_SIGNER, parked=True))
                 return None
@@ -419,7 +403,7 @@ class Subscriber(AsyncClient):
     def _look(self, msg: Message | ParkedRecord, keys: KeyResolver) -> object:
         """Open ``msg`` with ``keys`` only to learn whether it is a replay, recording no
         sighting (broker.sdk._keyholds.gone_key_verdict); never handed over."""
-        opener = Opener(self.party, keys, replay_guard=_GuardedByMemory(), expired_own_keys=True)
+        opener = Opener(self.party, keys, replay_guard=GuardedByMemory(), expired_own_keys=True)
         return self._open_or_raise(msg, opener, look_only=True)
 
     def _report(self, bad: Unopenable) -> None:
@@ -436,40 +420,15 @@ class Subscriber(AsyncClient):
     ) -> list[tuple[tuple[str, int, int], SharedRecord]]:
         busy = {*self._unparking, *(position for position, _ in self._retried)}
         return await self._retry.due(
-            _require(self._memory), consumer, self._open_or_raise, busy=busy
+            require_started(self._memory), consumer, self._open_or_raise, busy=busy
         )
 
     def _open_or_raise(
         self, msg: Message | ParkedRecord, opener: Opener | None = None, *, look_only: bool = False
     ) -> SharedRecord:
-        if msg.value is None:
-            raise MalformedEnvelope
-        opened = (opener or self._opener).open_kafka(msg.value, msg.headers, topic=self.topic)
-        if opened.sender != Principal.WORKER:
-            # Only the broker seals to recipients; checked before the memory, so a record
-            # another party sealed cannot take up an event id the broker's delivery needs.
-            raise BadSignature
-        message: Delivery | WithdrawalNotice
-        if opened.schema == SCHEMA_SHARED:
-            message = Delivery.model_validate_json(opened.payload)
-            # Agencies choose their own event ids, so two may send one id: the delivery is
-            # named by the agency too, as the broker signed it in the view.
-            origin = message.view.get("sender")
-            sender = origin if isinstance(origin, str) else ""  # not known: any sender's
-        elif opened.schema == SCHEMA_NOTICE:
-            message = WithdrawalNotice.model_validate_json(opened.payload)
-            sender = str(Principal.WORKER)  # the broker's own id, no agency's
-        else:
-            raise UnsupportedVersion  # a payload schema this SDK does not know
-        # Authentic and the broker's, so its ids can be trusted; whether it is a replay
-        # depends on where it was found. The sighting is in the file before it is yielded.
-        memory = _require(self._memory)
-        admit = memory.would_admit if look_only else memory.admit
-        if not admit(
-            opened.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            parked=isinstance(msg, ParkedRecord), sender=sender,
-        ):  # fmt: skip
-            raise ReplayDetected
+        message = open_record(
+            opener or self._opener, msg, topic=self.topic, memory=self._memory, look_only=look_only
+        )
         return SharedRecord(message, self)
 
     def _log_unopenable(self, bad: Unopenable) -> None:
@@ -500,9 +459,3 @@ def _read_again(consumer: Consumer, batch: dict[TopicPartition, list[Message]]) 
     """Every partition of ``batch`` read again from where the batch began."""
     for tp, msgs in batch.items():
         consumer.seek(tp, min(m.offset for m in msgs))
-
-
-def _require(client: _T | None) -> _T:
-    if client is None:
-        raise UsageError("the subscriber is not started (use 'async with Subscriber(...)')")
-    return client
