@@ -8,7 +8,7 @@ location). It also compiles every CEL condition exactly once and hands them back
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from broker._words import closest
@@ -50,7 +50,14 @@ _RESERVED: Final = frozenset({*(p.value for p in Principal), "accord"})
 def _known(value: str, options: tuple[str, ...] | frozenset[str], what: str) -> str | None:
     if value in options:
         return None
-    return f"unknown {what} {value!r}"
+    return _unknown(value, options, what)
+
+
+def _unknown(value: str, options: Iterable[str], what: str) -> str:
+    """``unknown <what> 'x'``, with the option it likely mistypes: a typo is the usual cause,
+    and the list of every party or field path is too long to print."""
+    close = closest(value, sorted(options))
+    return f"unknown {what} {value!r}" + (f"; did you mean {close!r}?" if close else "")
 
 
 def _unused_purpose(purpose: str, purposes: list[str]) -> str:
@@ -93,6 +100,9 @@ class _Checker:
         """No such party, as far as can be told: nothing is, when the parties were not read."""
         return self.parties_read and not (pid in self.bundle.parties or pid in self.known_parties)
 
+    def no_party(self, pid: str, what: str = "party") -> str:
+        return _unknown(pid, {*self.bundle.parties, *self.known_parties}, what)
+
     def run(self) -> None:
         self.parties()
         seen: dict[str, int] = {}
@@ -119,7 +129,7 @@ class _Checker:
         for pid, rights in (self.bundle.consent_authorities or {}).items():
             loc: tuple[int | str, ...] = ("consent_authorities", pid)
             if self.unknown_party(pid):
-                self.add(src, loc, f"unknown party {pid!r}")
+                self.add(src, loc, self.no_party(pid))
             for k, purpose in enumerate(rights.purposes):
                 # A misspelt purpose authorises nothing real, and the purpose meant is missing.
                 if purpose != "*" and purpose not in purposes:
@@ -129,7 +139,7 @@ class _Checker:
                 if entry == "*" or (entry.startswith("kind:") and kind in PARTY_KINDS):
                     continue
                 if self.unknown_party(entry):
-                    self.add(src, (*loc, "recipients", k), f"unknown party or kind {entry!r}")
+                    self.add(src, (*loc, "recipients", k), self.no_party(entry, "party or kind"))
 
     def parties(self) -> None:
         src: Source = ("parties",)
@@ -190,7 +200,7 @@ class _Checker:
     def routes(self, src: Source, base: tuple[int | str, ...], clause: Clause) -> None:
         for k, pid in enumerate(clause.from_):
             if self.unknown_party(pid):
-                self.add(src, (*base, "from", k), f"unknown party {pid!r}")
+                self.add(src, (*base, "from", k), self.no_party(pid))
         for k, pid in enumerate(clause.to):
             if ":" in pid:
                 if pid not in SELECTORS:
@@ -198,10 +208,10 @@ class _Checker:
                     self.add(
                         src,
                         (*base, "to", k),
-                        f"unknown selector {pid!r} (known: {known_selectors})",
+                        f"{_unknown(pid, SELECTORS, 'selector')} (known: {known_selectors})",
                     )
             elif self.unknown_party(pid):
-                self.add(src, (*base, "to", k), f"unknown party {pid!r}")
+                self.add(src, (*base, "to", k), self.no_party(pid))
         for k, etype in enumerate(clause.event_types):
             if msg := _known(etype, EVENT_TYPES, "event type"):
                 self.add(src, (*base, "event_types", k), msg)
@@ -210,9 +220,13 @@ class _Checker:
         for path, kind in clause.transform.items():
             loc = (*base, "transform", path)
             if path not in _FIELDS:
-                self.add(src, loc, f"unknown field path {path!r}")
+                self.add(src, loc, _unknown(path, _FIELDS, "field path"))
             elif kind not in TRANSFORMS:
-                self.add(src, loc, f"unknown transform {kind!r} (known: {', '.join(TRANSFORMS)})")
+                self.add(
+                    src,
+                    loc,
+                    f"{_unknown(kind, TRANSFORMS, 'transform')} (known: {', '.join(TRANSFORMS)})",
+                )
             elif path not in TRANSFORM_TARGETS[kind]:
                 targets = ", ".join(sorted(TRANSFORM_TARGETS[kind]))
                 self.add(
@@ -254,7 +268,7 @@ class _Checker:
         seen: set[str] = set()
         for k, path in enumerate(paths):
             if path not in _FIELDS:
-                self.add(src, (*loc, k), f"unknown field path {path!r}")
+                self.add(src, (*loc, k), _unknown(path, _FIELDS, "field path"))
             elif path in seen:
                 self.add(src, (*loc, k), f"field path {path!r} listed twice")
             seen.add(path)

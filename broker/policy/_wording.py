@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from broker._models import models_in
+from broker._words import closest
 from broker.policy._flags import FLAG_ID_PATTERN
 from broker.policy._model import PURPOSE_PATTERN
 
@@ -43,7 +44,11 @@ def plain_message(
     if kind in {"literal_error", "enum"} and isinstance(expected := ctx.get("expected"), str):
         allowed = re.findall(r"'([^']*)'", expected)
         if allowed:
-            return f"must be one of {', '.join(allowed)}"
+            # The suggestion is one of ours, so nothing from the file is quoted.
+            value = err.get("input")
+            close = closest(value, allowed) if isinstance(value, str) else None
+            hint = f"; did you mean {close}?" if close else ""
+            return f"must be one of {', '.join(allowed)}{hint}"
     if kind == "string_pattern_mismatch":
         worded = _pattern(ctx.get("pattern"), err.get("input"))
         if worded is not None:

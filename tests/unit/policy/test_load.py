@@ -313,3 +313,38 @@ def test_a_file_that_cannot_be_read_is_to_be_fixed_first_and_listed_first(
     )
     assert len(problems) == 2
     assert "subject.shoe_size" in problems[1]
+
+
+def test_a_misspelt_name_is_answered_with_the_one_it_likely_mistypes(tmp_path: Path) -> None:
+    """Parties, event types, field paths, lawful bases and fixed choices get a "did you mean":
+    a policy author's usual mistake is a typo, and the lists are too long to print."""
+    agreements = default_agreements()
+    clause = agreements[0]["clauses"][0]
+    clause["from"] = ["wmpp"]
+    clause["to"] = ["cord"]
+    clause["event_types"] = ["police.domestic_incidnt"]
+    clause["share"] = ["subject.postcod"]
+    clause["lawful_basis"]["article6"] = "public_tsk"
+    problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
+    for wrong, meant in (
+        ("unknown party 'wmpp'", "'wmp'"),
+        ("unknown party 'cord'", "'coord'"),
+        ("unknown event type 'police.domestic_incidnt'", "'police.domestic_incident'"),
+        ("unknown field path 'subject.postcod'", "'subject.postcode'"),
+        ("unknown article6 basis 'public_tsk'", "'public_task'"),
+    ):
+        assert any(p.endswith(f"{wrong}; did you mean {meant}?") for p in problems), wrong
+    agreements = default_agreements()
+    agreements[0]["clauses"][0]["consent"] = "not_requried"
+    problems = _problems(write_bundle(tmp_path / "c", agreements=agreements))
+    assert problems[0].endswith(
+        "consent: must be one of not_required, required, required_unless_safeguarding; "
+        "did you mean not_required?"
+    )
+
+
+def test_a_name_far_from_every_known_one_gets_no_guess(tmp_path: Path) -> None:
+    agreements = default_agreements()
+    agreements[0]["clauses"][0]["from"] = ["zzzzzz"]
+    problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
+    assert any(p.endswith("unknown party 'zzzzzz'") for p in problems)
