@@ -17,6 +17,7 @@ from broker.policy._cel import Condition, compile_condition, probe
 from broker.policy._cel_ops import Vocabulary, Words
 from broker.policy._cel_types import value_problems
 from broker.policy._flags import CompiledFlagRule, compile_flag_rule
+from broker.policy._loose import LooseClause
 from broker.policy._model import (
     ARTICLE6_BASES,
     PARTY_KINDS,
@@ -31,7 +32,15 @@ from broker.policy._treatments import treatment_warnings
 from broker.policy._yaml import fmt_path
 from broker.principals import Principal
 
-__all__ = ["Conditions", "Source", "Where", "bundle_warnings", "check_bundle", "check_flags"]
+__all__ = [
+    "Conditions",
+    "Source",
+    "Where",
+    "bundle_warnings",
+    "check_bundle",
+    "check_flags",
+    "check_loose",
+]
 
 # ("parties",) | ("agreement", index) | ("restrictions",) | ("flags",)
 Source = tuple[str, ...] | tuple[str, int]
@@ -76,6 +85,9 @@ class _Checker:
         self.known_parties = known_parties
         self.parties_read = parties_read
         self.problems: list[str] = []
+        # Places whose shape problems are already reported (``check_loose``): nothing more
+        # is said there, since what the check sees at them is a stand-in.
+        self.reported: tuple[tuple[int | str, ...], ...] = ()
         self.conditions: Conditions = {}
         self.vocabulary = self._vocabulary()
 
@@ -94,6 +106,8 @@ class _Checker:
         return words
 
     def add(self, source: Source, loc: tuple[int | str, ...], message: str) -> None:
+        if any(loc[: len(done)] == done for done in self.reported):
+            return
         self.problems.append(f"{self.where(source, loc)}: {message}")
 
     def unknown_party(self, pid: str) -> bool:
@@ -118,7 +132,9 @@ class _Checker:
                 if clause.id in clause_ids:
                     self.add(src, ("clauses", j, "id"), f"duplicate clause id {clause.id!r}")
                 clause_ids.add(clause.id)
-                self.clause(src, i, j, clause)
+                named = f"agreement {agreement.id!r}, clause {clause.id!r}"
+                if (cond := self.clause(src, j, clause, named)) is not None:
+                    self.conditions[(i, j)] = cond
         self.restrictions()
         self.consent_authorities()
 
@@ -174,7 +190,9 @@ class _Checker:
             elif party.urn is not None:
                 self.add(src, (*loc, "urn"), "only a school has a urn")
 
-    def clause(self, src: Source, i: int, j: int, clause: Clause) -> None:
+    def clause(self, src: Source, j: int, clause: Clause, named: str) -> Condition | None:
+        """Check clause ``j`` of the agreement ``src``; its compiled ``when``, if sound.
+        ``named`` is how a condition's problems name it: reviewers know clauses by id."""
         base: tuple[int | str, ...] = ("clauses", j)
         self.routes(src, base, clause)
         if clause.subjects is not None:
@@ -190,12 +208,9 @@ class _Checker:
         self.paths(src, (*base, "share"), clause.share)
         self.transforms(src, base, clause)
         self.basis(src, base, clause)
-        if clause.when is not None:
-            # Named by id as well as by place: the ids are what a reviewer knows them by.
-            named = f"agreement {self.bundle.agreements[i].id!r}, clause {clause.id!r}"
-            cond = self.condition(src, (*base, "when"), clause.when, named)
-            if cond is not None:
-                self.conditions[(i, j)] = cond
+        if clause.when is None:
+            return None
+        return self.condition(src, (*base, "when"), clause.when, named)
 
     def routes(self, src: Source, base: tuple[int | str, ...], clause: Clause) -> None:
         for k, pid in enumerate(clause.from_):
@@ -322,6 +337,26 @@ def check_bundle(
     checker = _Checker(bundle, where, known_parties, parties_read)
     checker.run()
     return checker.problems, checker.conditions
+
+
+def check_loose(
+    bundle: Bundle,
+    where: Where,
+    loose: Iterable[LooseClause],
+    known_parties: frozenset[str] = frozenset(),
+    *,
+    parties_read: bool = True,
+) -> list[str]:
+    """The semantic problems of clauses whose agreement failed its shape check (``_loose``),
+    so that one misspelt word does not hide the rest of a file until it is fixed. ``bundle``
+    is what loaded (its parties name the known ones); nothing is said at a stand-in's place.
+    """
+    checker = _Checker(bundle, where, known_parties, parties_read)
+    for clause in loose:
+        checker.reported = tuple(("clauses", clause.index, name) for name in clause.stand_ins)
+        named = f"agreement {clause.agreement!r}, clause {clause.clause.id!r}"
+        checker.clause(clause.source, clause.index, clause.clause, named)
+    return checker.problems
 
 
 def bundle_warnings(bundle: Bundle) -> list[str]:

@@ -16,9 +16,10 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from broker.errors import BundleInvalid
-from broker.policy._check import Conditions, Source, check_bundle, check_flags
+from broker.policy._check import Conditions, Source, check_bundle, check_flags, check_loose
 from broker.policy._flags import CompiledFlagRule, FlagRule
 from broker.policy._layout import agreement_files, layout_problems
+from broker.policy._loose import LooseClause, loose_clauses
 from broker.policy._model import Agreement, Bundle, ConsentAuthority, Party, Restriction
 from broker.policy._wording import plain_message
 from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
@@ -146,7 +147,10 @@ def _parties(root: Path, problems: list[str]) -> tuple[dict[str, Party], Located
     return parties, doc
 
 
-def _agreements(root: Path, problems: list[str]) -> list[tuple[Agreement, Located]]:
+def _agreements(
+    root: Path, problems: list[str], loose: list[tuple[LooseClause, Located]]
+) -> list[tuple[Agreement, Located]]:
+    """The agreements that load; ``loose`` gets the checkable clauses of those that do not."""
     out: list[tuple[Agreement, Located]] = []
     for path in agreement_files(root):
         doc = _read(path, root, problems)
@@ -158,6 +162,9 @@ def _agreements(root: Path, problems: list[str]) -> list[tuple[Agreement, Locate
         agreement = _model(Agreement, doc.data, doc, (), problems)
         if agreement is not None:
             out.append((agreement, doc))
+        else:
+            source = ("loose", len(loose))
+            loose.extend((clause, doc) for clause in loose_clauses(doc.data, source))
     return out
 
 
@@ -222,7 +229,8 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
     before_parties = len(problems)
     parties, parties_doc = _parties(root, problems)
     parties_end = len(problems)
-    agreements = _agreements(root, problems)
+    loose: list[tuple[LooseClause, Located]] = []
+    agreements = _agreements(root, problems, loose)
     restrictions, restrictions_doc = _listed(root, "restrictions", Restriction, "", problems)
     authorities, authorities_doc = _authorities(root, problems)
     flags, flags_doc = _listed(root, "flags", FlagRule, " of flag rules", problems)
@@ -241,6 +249,8 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
     }
     for i, (_, doc) in enumerate(agreements):
         docs[("agreement", i)] = doc
+    for clause, doc in loose:
+        docs[clause.source] = doc
 
     def where(source: Source, loc: tuple[int | str, ...]) -> str:
         doc = docs.get(source)
@@ -259,6 +269,9 @@ def read_bundle(root: Path) -> tuple[Bundle, Conditions, tuple[CompiledFlagRule,
     known = frozenset(str(k) for k in raw_parties) if isinstance(raw_parties, dict) else frozenset()
     semantic, conditions = check_bundle(bundle, where, known, parties_read=parties_read)
     problems.extend(semantic)
+    problems.extend(
+        check_loose(bundle, where, (c for c, _ in loose), known, parties_read=parties_read)
+    )
     flag_problems, flag_rules = check_flags(bundle, where)
     problems.extend(flag_problems)
     if problems:

@@ -348,3 +348,49 @@ def test_a_name_far_from_every_known_one_gets_no_guess(tmp_path: Path) -> None:
     agreements[0]["clauses"][0]["from"] = ["zzzzzz"]
     problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
     assert any(p.endswith("unknown party 'zzzzzz'") for p in problems)
+
+
+def test_a_misspelt_choice_does_not_hide_the_clauses_other_problems(tmp_path: Path) -> None:
+    """A shape problem (bad consent, bad status, an unknown key) used to stop every check of
+    its file: the clause's unknown party and its condition's unknown field now show with it."""
+    agreements = default_agreements()
+    agreements[0]["clauses"][0] |= {
+        "consent": "not_requried",
+        "from": ["wmpp"],
+        "when": "event.need_levl >= 2",
+        "subjcts": ["child"],
+    }
+    agreements[1]["status"] = "aproved"
+    agreements[1]["clauses"][0]["share"] = ["subject.nam"]
+    problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
+    early = [p.split(": ", 1)[1] for p in problems if p.startswith("agreements/early-help")]
+    assert early == [
+        "clauses[0].from[0]: unknown party 'wmpp'; did you mean 'wmp'?",
+        "clauses[0].consent: must be one of not_required, required, "
+        "required_unless_safeguarding; did you mean not_required?",
+        "clauses[0].when: agreement 'early-help', clause 'police-to-coord': "
+        "CEL refers to unknown field event.need_levl",
+        "clauses[0].subjcts: unknown key; did you mean 'subjects'?",
+    ]
+    assert any(
+        p.endswith(
+            "clauses[0].share[0]: unknown field path 'subject.nam'; did you mean 'subject.name'?"
+        )
+        for p in problems
+    )
+    assert any(
+        p.endswith("status: must be one of draft, approved, suspended; did you mean approved?")
+        for p in problems
+    )
+
+
+def test_a_clause_failing_where_no_stand_in_is_safe_is_not_checked_further(
+    tmp_path: Path,
+) -> None:
+    """A ``share`` that is not a list cannot be put right without inventing problems (a
+    transform of a field not shared): its clause's other checks wait, as before."""
+    agreements = default_agreements()
+    agreements[0]["clauses"][0] |= {"share": "subject.name", "from": ["wmpp"]}
+    problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
+    assert [p for p in problems if "wmpp" in p] == []
+    assert any("clauses[0].share" in p for p in problems)
