@@ -123,7 +123,9 @@ class _Checker:
         for i, agreement in enumerate(self.bundle.agreements):
             src: Source = ("agreement", i)
             if agreement.id in seen:
-                self.add(src, ("id",), f"duplicate agreement id {agreement.id!r}")
+                # Both places: the author must choose which file keeps the id.
+                first = self.where(("agreement", seen[agreement.id]), ("id",))
+                self.add(src, ("id",), f"duplicate agreement id {agreement.id!r} (also {first})")
             seen.setdefault(agreement.id, i)
             if agreement.valid_from > agreement.valid_until:
                 self.add(src, ("valid_from",), "valid_from is after valid_until")

@@ -204,7 +204,7 @@ PROBLEMS: list[tuple[str, Mutation, str, str]] = [
         "duplicate-agreement",
         _dup_agreement,
         "agreements/twin.yaml",
-        "duplicate agreement id 'early-help'",
+        f"duplicate agreement id 'early-help' (also {EH}:1: id)",
     ),
     ("duplicate-clause", _dup_clause, EH, "duplicate clause id 'police-to-coord'"),
     (
