@@ -15,8 +15,8 @@ Consent before events: a contact event is decided only once this worker's consen
 holds every consent record ``accord.consent`` held when the event was appended, up to end
 offsets read after that (``_fence``: read after the batch's fetch or, for a backlog, an
 answer already in hand): the ones on partitions this worker owns are processed first, and
-those other workers own are waited for in the changelog. So a consent recorded (and
-published) before an event governs it, whichever worker takes either.
+those other workers own are waited for in the changelog (``_consent_wait``). So a consent
+recorded (and published) before an event governs it, whichever worker takes either.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from broker.kafka import (
 )
 from broker.ops import Heartbeat
 from broker.pipeline._commits import Commits
+from broker.pipeline._consent_wait import ConsentWait
 from broker.pipeline._fence import ConsentFence, end_offsets
 from broker.pipeline._group import GroupMembership, Handover, Openings, OpenTask, Reload, cancel_all
 from broker.pipeline._lag import Lag, uncommitted
@@ -51,7 +52,6 @@ from broker.pipeline._tasks import (
     STOP_WITHIN_S,
     Task,
     close_within,
-    meanwhile,
     settle_all,
     start_all,
     stop_all,
@@ -112,9 +112,12 @@ class TransactionalLoop:
         self._commits = Commits(self._tasks, self._report)
         self._lag = Lag(self._tasks, self._require_consumer, uncommitted=self._uncommitted)
         self._throttle = Throttle(budget)
-        self._settled: dict[TopicPartition, int] = {}  # others' consent progress, applied
         # End offsets asked of the group's consumer: it already follows the topics' metadata.
         self._fence = ConsentFence(lambda tps: end_offsets(self._require_consumer(), tps))
+        self._consent = ConsentWait(
+            fence=self._fence, tasks=self._tasks, positions=self._positions, fetch=self._fetch,
+            run=self._run, go_on=self._go_on,
+        )  # fmt: skip
         self.membership = membership or GroupMembership()
         self._opening = Openings(self._take_on)
 
@@ -353,7 +356,7 @@ class TransactionalLoop:
         for tp, msgs in batch.items():
             if tp not in events:
                 await self._run(tp, msgs, fetch)
-        if events and await self._consent_current(consumer, stop, events, fetch):
+        if events and await self._consent.current(self.handover, consumer, stop, events, fetch):
             for tp, msgs in events.items():
                 await self._run(tp, msgs, fetch)
 
@@ -383,65 +386,6 @@ class TransactionalLoop:
             task.pending.next_offset = m.offset + 1
             await asyncio.sleep(0)  # let the transactions in flight make progress
         self._throttle.charge(self._require_consumer(), tp.topic, len(msgs), metrics)
-
-    async def _consent_current(
-        self,
-        consumer: Consumer,
-        stop: asyncio.Event,
-        events: dict[TopicPartition, list[Any]],
-        fetch: int,
-    ) -> bool:
-        """Wait until the table holds every consent record on ``accord.consent`` appended
-        before any of ``events`` (from fetch number ``fetch``) was.
-
-        False if the worker is stopping meanwhile (the events wait for the next run).
-        """
-        said = False
-        while not (parts := sorted(consumer.partitions_for_topic(CONSENT) or ())):
-            # Not known (metadata lost the topic, or it is not provisioned): with no consent
-            # offsets to wait for, deciding now could miss a withdrawal. Default-deny: wait.
-            if stop.is_set():
-                return False
-            if not said:  # once a wait: it beats the heartbeat, so it may go on a long time
-                log.warning("consent_partitions_unknown")
-                said = True
-            self._go_on()
-            await self.handover.moved(within=0.5)
-        tps = [TopicPartition(CONSENT, p) for p in parts]
-        last = {TopicPartition(tp.topic, tp.partition): m[-1].offset for tp, m in events.items()}
-        go_on = self._go_on  # while Kafka is waited for, a failure ends it
-        covering = self._fence.covering(tps, last, fetch)
-        if (got := await meanwhile(covering, stop, self._tasks, go_on)) is None:
-            return False
-        ends = got.result()
-        while not stop.is_set():
-            # Commits go on meanwhile: another worker may be waiting for the consent this
-            # one files, as this one may be for another's.
-            go_on()
-            mine = [tp for tp in tps if tp in self._tasks and self._positions.get(tp, 0) < ends[tp]]
-            if mine:  # ours, not fetched yet: fetch and file them now
-                # During a join, aiokafka's fetch does not return until the join ends.
-                fetching = self._fetch(consumer, *mine)
-                if (fetched := await meanwhile(fetching, stop, self._tasks, go_on)) is None:
-                    return False
-                for tp, msgs in fetched.result().items():
-                    await self._run(tp, msgs, self._fence.fetches)
-                continue
-            view = self.handover.view.tasks
-            others = {tp: view[TaskId(tp.topic, tp.partition)].offset or 0
-                      for tp in tps if tp not in self._tasks}  # fmt: skip
-            if all(others[tp] >= ends[tp] for tp in others):
-                if any(self._settled.get(tp) != o for tp, o in others.items()):
-                    # Their offsets and the consent they filed may sit on different
-                    # partitions of the changelog: read it all up to now.
-                    reading = self.handover.caught_up()
-                    if (read := await meanwhile(reading, stop, self._tasks, go_on)) is None:
-                        return False
-                    read.result()
-                    self._settled = others
-                return True
-            await self.handover.moved(within=0.5)
-        return False
 
     def _go_on(self) -> None:
         """While a batch waits for consent: /livez's heartbeat beaten, commits that ended
