@@ -21,13 +21,17 @@ from broker.policy._flags import CompiledFlagRule, FlagRule
 from broker.policy._layout import agreement_files, layout_problems
 from broker.policy._loose import LooseClause, loose_clauses
 from broker.policy._model import Agreement, Bundle, ConsentAuthority, Party, Restriction
-from broker.policy._wording import plain_message
+from broker.policy._wording import NUMBER_OR_TEXT, plain_message
 from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
 
 __all__ = ["STOPPED", "read_bundle"]
 
 #: Said of a file that could not be read, or not as YAML: its other problems are not listed.
 STOPPED: Final = "fix this first: the file was not checked further"
+# pydantic's names for the branches of ``int | str`` in an error's place, and the errors
+# they give (a party or key named "int" fails otherwise, so is never taken for one).
+_BRANCHES: Final = frozenset({"int", "str", "constrained-str"})
+_BRANCH_ERRORS: Final = frozenset({"int_type", "int_parsing", "string_type"})
 # A party's id, which the loader takes from its mapping key.
 _ID: Final = frozenset({"id"})
 # "file:line: ..." or "file: ...", as every problem starts.
@@ -62,13 +66,22 @@ def _shape_problems(
     # data); plain_message quotes no other value.
     errors = exc.errors(include_url=False)
     failed = {err["loc"][:-1] for err in errors}
+    branches: set[tuple[int | str, ...]] = set()
     for err in errors:
         if err["type"] == "too_short" and any(f[: len(err["loc"])] == err["loc"] for f in failed):
             # pydantic counts a list's items after dropping those that failed: a lone clause
             # with a fault would also report "clauses: at least 1 item", blaming the list.
             continue
         loc = (*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
-        out.append(f"{doc.where(loc)}: {plain_message(err, model, filled)}")
+        message = plain_message(err, model, filled)
+        if err["type"] in _BRANCH_ERRORS and loc[-1] in _BRANCHES:
+            # One failure per branch of ``int | str``: one problem, at the field's own place.
+            loc = loc[:-1]
+            if loc in branches:
+                continue
+            branches.add(loc)
+            message = NUMBER_OR_TEXT
+        out.append(f"{doc.where(loc)}: {message}")
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
@@ -20,7 +20,7 @@ from broker._words import closest
 from broker.policy._flags import FLAG_ID_PATTERN
 from broker.policy._model import PURPOSE_PATTERN
 
-__all__ = ["plain_message"]
+__all__ = ["NUMBER_OR_TEXT", "plain_message"]
 
 # Keys are policy words, never personal data, so a looser match than the event parser's
 # helps: "form" is "from", "whne" is "when".
@@ -39,6 +39,8 @@ def plain_message(
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "missing":
         return "is required"
+    if (typed := _typed(kind, ctx)) is not None:
+        return typed
     if kind == "extra_forbidden":
         return _unknown_key(err["loc"], model, filled)
     if kind in {"literal_error", "enum"} and isinstance(expected := ctx.get("expected"), str):
@@ -54,6 +56,40 @@ def plain_message(
         if worded is not None:
             return worded
     return err["msg"]
+
+
+# Pydantic speaks of Python's types ("a valid tuple", "instance of LawfulBasis"); an author
+# wrote YAML, so each is said in YAML's words with the two spellings YAML allows.
+_LIST: Final = "must be a list: [a, b], or one '- item' per line"
+_MAPPING: Final = "must be a mapping: {key: value}, or one 'key: value' per line"
+_DATE: Final = "must be a date, year first (2026-04-01)"
+_YAML_WORDS: Final = {
+    "tuple_type": _LIST,
+    "list_type": _LIST,
+    "set_type": _LIST,
+    "dict_type": _MAPPING,
+    "model_type": _MAPPING,
+    "model_attributes_type": _MAPPING,
+    "date_type": _DATE,
+    "date_parsing": _DATE,
+    "date_from_datetime_parsing": _DATE,
+    "date_from_datetime_inexact": _DATE,
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "string_type": "must be text",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+}
+#: An ``int | str`` field (an agreement's ``version``) fails once per branch; the loader
+#: says it once, with these words.
+NUMBER_OR_TEXT: Final = "must be a number or text (2, or 2026-v2)"
+
+
+def _typed(kind: str, ctx: dict[str, Any]) -> str | None:
+    if kind == "too_short" and isinstance(n := ctx.get("min_length"), int):
+        return f"must have at least {n} item{'' if n == 1 else 's'}"
+    return _YAML_WORDS.get(kind)
 
 
 def _pattern(pattern: object, value: object) -> str | None:

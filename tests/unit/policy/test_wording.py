@@ -214,3 +214,20 @@ def _without_share(text: str, clause: int) -> str:
     while lines[end].startswith(" " * 8) and not lines[end].strip().endswith(":"):
         end += 1
     return "".join(lines[:start] + lines[end:])
+
+
+def test_a_value_of_the_wrong_type_is_said_in_yamls_words_not_pythons(tmp_path: Path) -> None:
+    """'Input should be a valid tuple' and 'instance of LawfulBasis' spoke Python to a policy
+    author; an int | str field failed twice, once per branch."""
+
+    def wrong(a: dict[str, Any]) -> None:
+        a["version"] = [1]
+        a["valid_from"] = "soon"
+        a["clauses"][0] |= {"share": "subject.name", "lawful_basis": "public_task"}
+
+    assert _problems(tmp_path, wrong) == [
+        "version: must be a number or text (2, or 2026-v2)",
+        "valid_from: must be a date, year first (2026-04-01)",
+        "clauses[0].lawful_basis: must be a mapping: {key: value}, or one 'key: value' per line",
+        "clauses[0].share: must be a list: [a, b], or one '- item' per line",
+    ]
