@@ -1,4 +1,4 @@
-"""Which ``ACCORD_*`` variable pydantic-settings could not read as JSON, for a one-line error.
+"""Which ``ACCORD_*`` variable pydantic-settings could not read, for a one-line error.
 
 pydantic-settings parses a list or section setting given in the environment as JSON, and
 when that fails says only which top-level field it was reading ("error parsing value for
@@ -16,6 +16,8 @@ from datetime import date
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
+
+from broker._words import closest
 
 _FIELD = re.compile(r'field "([A-Za-z0-9_]+)"')
 _LISTS = (list, tuple, set, frozenset)
@@ -45,6 +47,32 @@ def unreadable_json(
         except ValueError:
             return f"{upper}: not JSON; give {expected}"
     return None
+
+
+_CLIENT_FILE = frozenset(
+    ("kafka", name) for name in ("client_file", "client_files", "client_conf", "client_config")
+)
+
+
+def unknown_setting(loc: list[str], settings_cls: type[BaseModel]) -> str:
+    """What to say of ``ACCORD_<loc>``, a name no section has ("Extra inputs are not
+    permitted" says nothing): the setting it likely mistypes, or the section's settings."""
+    model = _bare(_annotation_at(settings_cls.model_fields[loc[0]].annotation, loc[1:-1]))
+    is_model = isinstance(model, type) and issubclass(model, BaseModel)
+    fields = sorted(model.model_fields) if is_model else []
+    section = "__".join(part.upper() for part in loc[:-1])
+    if tuple(loc) in _CLIENT_FILE:
+        # The docs' "client file" is a file in a folder, not a setting: spelling would guess
+        # CLIENT_ID, which is something else.
+        return (
+            "not a setting; a login's client file is <principal>.librdkafka.conf in the folder "
+            "ACCORD_KAFKA__CREDENTIALS_DIR names"
+        )
+    close = closest(loc[-1].lower(), fields)
+    if close is not None:
+        return f"not a setting; did you mean ACCORD_{section}__{close.upper()}?"
+    names = ", ".join(name.upper() for name in fields)
+    return f"not a setting; ACCORD_{section}__ takes {names}"
 
 
 def _annotation_at(annotation: Any, path: list[str]) -> Any:

@@ -28,7 +28,7 @@ from pydantic_settings import (
 
 from broker.config._base import BehindProxies, HostList, OpsEndpoint
 from broker.config._base import Frozen as _Frozen
-from broker.config._env_errors import unreadable_json
+from broker.config._env_errors import unknown_setting, unreadable_json
 from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
 from broker.errors import ConfigError
@@ -442,6 +442,8 @@ def load_settings(**overrides: object) -> Settings:
         if field and field[0] in from_files.get(section, {}):
             name += "_FILE"  # the variable that was set: its file holds the value
         message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden" and len(loc) > 1 and loc[0] in Settings.model_fields:
+            message = unknown_setting(loc, Settings)
         where = f" (item {items[0]})" if items else ""
         raise ConfigError(f"{name}{where}: {message}") from None
     except SettingsError as exc:

@@ -239,3 +239,33 @@ def test_half_a_kafka_login_is_refused_not_passed_over(
     monkeypatch.setenv("ACCORD_KAFKA__USERNAME", "wmp")
     monkeypatch.setenv("ACCORD_KAFKA__PASSWORD", "a-synthetic-value")
     assert load_settings().kafka.username == "wmp"
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        (
+            "ACCORD_DESK__FLAGS_RECHEK_MINUTES",
+            "not a setting; did you mean ACCORD_DESK__FLAGS_RECHECK_MINUTES?",
+        ),
+        (
+            "ACCORD_KAFKA__CA",
+            "not a setting; ACCORD_KAFKA__ takes BOOTSTRAP, CA_FILE, CLIENT_ID, CREDENTIALS_DIR, "
+            "PARTITIONS, PASSWORD, REPLICATION_FACTOR, SECURITY_PROTOCOL, USERNAME",
+        ),
+        (
+            "ACCORD_KAFKA__CLIENT_FILE",
+            "not a setting; a login's client file is <principal>.librdkafka.conf in the folder "
+            "ACCORD_KAFKA__CREDENTIALS_DIR names",
+        ),
+    ],
+)
+def test_a_setting_no_section_has_is_named_with_the_one_meant_not_pydantics_words(
+    name: str, said: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'Extra inputs are not permitted' told an integrator nothing; CLIENT_FILE, the docs'
+    "client file", would be spelt nearest CLIENT_ID, which is something else."""
+    monkeypatch.setenv(name, "x")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert str(exc.value) == f"{name}: {said}"
