@@ -96,7 +96,8 @@ _REFERENCE_REMOVED = (
     "Review of event {0} to {1} not recorded: the reference you typed was removed (it may "
     "name a person or hold a number about one). Type it again as the IG case or ticket "
     "reference, which carries its case number, e.g. IG-2026-0142: up to 40 letters, digits "
-    "and . _ / : -, never an NHS or telephone number, never a note or a name."
+    "and . _ / : -, never an NHS or telephone number, never a note or a name (even with a "
+    "number added)."
 )
 _REFERENCE_SHORT = (
     "Up to 40 letters, digits and . _ / : -, with its case number; no NHS or phone number"

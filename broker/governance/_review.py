@@ -37,10 +37,14 @@ class ReviewFinding(enum.StrEnum):
 # A reference to where the reasoning is kept (an IG case, a ticket): an identifier, never a
 # narrative (no spaces, 40 characters). A case or ticket reference always carries its number,
 # so one with no digit is refused: it is a name written as an identifier (Jane-Smith) or a
-# word, and the log must hold subject keys only. A name with a number in it (Ruby.Holland2)
-# still cannot be told from a case number; the form and the help ask for the case number.
+# word, and the log must hold subject keys only. A name with a number added
+# (Christine.Bailey-1, smith01) is refused by its letters: a case system's prefixes are
+# capitals or short (IG-7, INC0012345, REF-MARK-77, ref-0), where a name is written as a
+# word, capitalised or in lower case. A name in capitals of up to six letters with a number
+# (AMY-1) still cannot be told from a prefix; the form and the help ask for the case number.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
 _A_DIGIT = re.compile(r"[0-9]")
+_A_WORD = re.compile(r"[A-Z][a-z]{2,}|[a-z]{4,}|[A-Z]{7,}")
 
 
 def reference_acceptable(reference: str) -> bool:
@@ -49,6 +53,7 @@ def reference_acceptable(reference: str) -> bool:
     return (
         bool(_REFERENCE.match(reference))
         and bool(_A_DIGIT.search(reference))
+        and not _A_WORD.search(reference)
         and not holds_nhs_or_telephone_number(reference)
     )
 
@@ -66,7 +71,7 @@ def check_review(*, reviewed_by: str, finding: str, reference: str | None) -> Re
             "--reference: give the IG case or ticket reference where your reasoning is kept, "
             "which carries its case number, e.g. IG-2026-0142 (up to 40 letters, digits and "
             ". _ / : -, never an NHS or telephone number however it is grouped), never a note "
-            "or a name"
+            "or a name, even with a number added"
         )
     return found
 

@@ -455,3 +455,20 @@ def test_a_date_in_any_iso_form_is_a_whole_day_up_to_and_including_it(value: str
         day + timedelta(days=1), time(), UTC
     )
     assert parse_when(value, "--since") == datetime.combine(day, time(), UTC)
+
+
+@pytest.mark.parametrize(
+    "reference", ["Christine.Bailey-1", "Ruby.Holland2", "smith01", "jane.smith-2026", "CHRISTINE1"]
+)
+def test_a_name_with_a_number_added_is_refused_as_a_reference(reference: str) -> None:
+    """An IG officer typed a child's name with a digit (Christine.Bailey-1) and it went into
+    the append-only log: a name is written as a word, capitalised or lower case."""
+    assert not reference_acceptable(reference)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["IG-7", "IG-2026-0142", "INC0012345", "REF-MARK-77", "ref-0", "SAR/26/3", "BVSC/9"],
+)
+def test_a_case_systems_references_are_still_taken(reference: str) -> None:
+    assert reference_acceptable(reference)
