@@ -13,9 +13,7 @@ from broker._words import plural
 from broker.cli._audit_options import (
     Db,
     Dob,
-    EventId,
     FamilyName,
-    FindingOption,
     Fmt,
     Follow,
     Format,
@@ -26,19 +24,18 @@ from broker.cli._audit_options import (
     NhsNumber,
     Policies,
     Postcode,
-    Recipient,
-    Reference,
     RepFmt,
     ReportFormat,
     ReportReason,
     RepReason,
-    ReviewDb,
     Since,
     SubjectReason,
     SubjReason,
     Until,
 )
+from broker.cli._audit_review import review
 from broker.cli._audit_store import appender_of as _appender
+from broker.cli._audit_store import index_once as _index_once
 from broker.cli._audit_store import is_copy
 from broker.cli._audit_store import open_index as _store
 from broker.cli._audit_store import verifier_of as _verifier
@@ -51,7 +48,6 @@ from broker.cli._officer import (
     Officer,
     PasswordStdin,
     sign_in,
-    who,
     who_and_why,
 )
 from broker.config import Settings, load_settings
@@ -59,10 +55,8 @@ from broker.errors import AuditError, ChainBroken, TransportError, UsageError
 from broker.principals import Principal
 
 if TYPE_CHECKING:
-    from broker.audit import AuditRecord
     from broker.governance import (
         AuditStore,
-        ChainAppender,
         GovernanceReport,
         Indexer,
         IndexSummary,
@@ -326,67 +320,6 @@ def _report_subjects(store: AuditStore, rep: GovernanceReport) -> tuple[str, ...
     return tuple(sorted(keys))
 
 
-def review(
-    event_id: EventId,
-    *,
-    recipient: Recipient,
-    officer: Officer = None,
-    finding: FindingOption,
-    reference: Reference = None,
-    password_stdin: PasswordStdin = False,
-    code: Code = None,
-    host: Host = None,
-    db: ReviewDb = None,
-) -> None:
-    """Record your finding on a safeguarding override, in your name: written to the audit log,
-    then indexed. Left out, --as is asked for at a terminal."""
-    from broker.governance import check_review, index_url_problem, url_scheme
-
-    settings = load_settings()
-    if is_copy(settings, db):
-        # Refused before the copy is opened (and before --as is asked for): a review is found
-        # in, chained from and indexed into the live index; on a copy it would fork the live
-        # chain and change the evidence.
-        if (problem := index_url_problem(db or "", home=settings.home)) is not None:
-            # Nothing was compared: a bare path, a libpq key=value string (never echoed: it
-            # may hold a password), sqlite: with no file or a URL libpq cannot read names no
-            # index this command opens.
-            raise UsageError(f"--db: {problem}")
-        how = (
-            "another file"
-            if url_scheme(db or "") == "sqlite"
-            else "compared as libpq reads it: hosts, ports, database, user, options"
-        )
-        raise UsageError(
-            f"a review is recorded against the live audit index, and --db names another "
-            f"({how}): drop --db, or set ACCORD_AUDIT_DB to the live index"
-        )
-    officer = who(officer, password_stdin=password_stdin)
-    check_review(reviewed_by=officer, finding=finding, reference=reference)
-    keys = keystore(settings, Principal.CONSOLE)
-    store = _store(settings, db)
-    try:
-        name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
-        appender = _appender(settings, keys, store, host)
-        rec = run(
-            _review(
-                store, appender, event_id, recipient, by=name, finding=finding, reference=reference
-            )
-        )
-        _index_once(settings, store)
-    finally:
-        store.close()
-    typer.echo(f"override for event {event_id} to {recipient} reviewed ({rec.chain}#{rec.seq})")
-
-
-def _index_once(settings: Settings, store: AuditStore) -> None:
-    """Index what is new (our own record included), so reports and look-ups show it at once."""
-    from broker.governance import Indexer
-
-    indexer = Indexer(store, _verifier(settings), kafka_as(settings, Principal.CONSOLE))
-    run(indexer.run(follow=False))
-
-
 def _record_lookup(
     settings: Settings,
     keys: FileKeyStore,
@@ -441,32 +374,6 @@ def _record_lookup(
             live.close()
     if catch_up:
         _index_once(settings, store)
-
-
-async def _review(
-    store: AuditStore,
-    appender: ChainAppender,
-    event_id: str,
-    recipient: str,
-    *,
-    by: str,
-    finding: str,
-    reference: str | None,
-) -> AuditRecord:
-    from broker.governance import review_override
-
-    try:
-        return await review_override(
-            store,
-            appender,
-            event_id=event_id,
-            recipient=recipient,
-            reviewed_by=by,
-            finding=finding,
-            reference=reference,
-        )
-    finally:
-        await appender.close()
 
 
 def register(app: typer.Typer) -> None:

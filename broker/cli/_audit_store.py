@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from broker.cli._common import kafka_as, keystore, own_keystore
+from broker.cli._loop import run
 from broker.cli._officer import cli_chain
 from broker.config import Settings
 from broker.principals import Principal
@@ -75,6 +76,14 @@ def appender_of(
         signer=KeystoreAuditSigner(keys, Principal.CONSOLE),
         verifier=KeystoreAuditVerifier(keys),
     )
+
+
+def index_once(settings: Settings, store: AuditStore) -> None:
+    """Index what is new (our own record included), so reports and look-ups show it at once."""
+    from broker.governance import Indexer
+
+    indexer = Indexer(store, verifier_of(settings), kafka_as(settings, Principal.CONSOLE))
+    run(indexer.run(follow=False))
 
 
 def console_keys_here(settings: Settings) -> FileKeyStore | None:

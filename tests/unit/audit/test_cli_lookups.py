@@ -140,7 +140,7 @@ def test_review_override_asks_for_the_account_at_a_terminal(
     at_a_terminal: None, indexed: list[AuditRecord], audit_db_url: str, runner: CliRunner,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    import broker.cli._audit
+    import broker.cli._audit_review
 
     signed_in: list[str] = []
 
@@ -148,7 +148,7 @@ def test_review_override_asks_for_the_account_at_a_terminal(
         signed_in.append(name)
         raise SystemExit(0)  # far enough: the rest writes to Kafka (tests/e2e)
 
-    monkeypatch.setattr(broker.cli._audit, "sign_in", sign_in)
+    monkeypatch.setattr(broker.cli._audit_review, "sign_in", sign_in)
     argv = ["audit", "review-override", "e2", "--recipient", "school-1", "--finding", "justified"]
     result = runner.invoke(build_app(), [*argv, "--db", audit_db_url], input="ig.jo\n")
     assert result.exit_code == 0, result.output

@@ -43,12 +43,14 @@ def catch_ups(monkeypatch: pytest.MonkeyPatch) -> list[AuditStore]:
     """The indexes the look-up commands catch up from the topic (Kafka faked), with sign-in
     and the look-up's record faked too."""
     import broker.cli._audit
+    import broker.cli._audit_review
 
     caught: list[AuditStore] = []
     sink = RecordingSink()
-    monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
-    monkeypatch.setattr(broker.cli._audit, "_appender", lambda *_a: sink)
-    monkeypatch.setattr(broker.cli._audit, "_index_once", lambda _s, store: caught.append(store))
+    for module in (broker.cli._audit, broker.cli._audit_review):  # review-override's is its own
+        monkeypatch.setattr(module, "sign_in", lambda _s, name, **_kw: name)
+        monkeypatch.setattr(module, "_appender", lambda *_a: sink)
+        monkeypatch.setattr(module, "_index_once", lambda _s, store: caught.append(store))
     return caught
 
 
@@ -217,10 +219,10 @@ def test_a_review_on_a_copy_is_refused_in_one_line_and_the_copy_left_as_it_was(
 ) -> None:  # fmt: skip
     """A review is recorded in the live log against the live index's override and chain
     head: a copy's would fork the command line's chain, and opening it to write changes it."""
-    import broker.cli._audit
+    import broker.cli._audit_review
 
     sink = RecordingSink()
-    monkeypatch.setattr(broker.cli._audit, "_appender", lambda *_a: sink)
+    monkeypatch.setattr(broker.cli._audit_review, "_appender", lambda *_a: sink)
     before = _state(copy_db)
     # No --as: the copy is refused before the account is asked for (without a terminal,
     # asking would end in "missing --as" instead).
