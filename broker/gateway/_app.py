@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,13 +27,14 @@ import structlog
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.errors import AccordError, EventInvalid, SendUnconfirmed, TransportError
-from broker.events import DUPLICATE_KEY, ContactEvent, Safeguarding
+from broker.events import ContactEvent, Safeguarding
+from broker.gateway._body import Refused, json_body
 from broker.gateway._consent import ConsentGate
 from broker.gateway._ingress import IngressWrite
 from broker.gateway._limit import AuthLimit, Limited, LimitKind, Network, client_of
@@ -107,26 +107,18 @@ class GatewayDeps:
         self.metrics.ingress_held(lambda: self.ingress.held)
 
 
-class _Refused(Exception):  # a refusal, answered: not a fault
-    """A request the gateway answers with an error, before or instead of publishing."""
-
-    def __init__(self, status: int, outcome: Outcome, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.outcome, self.message, self.extra = status, outcome, message, extra
-
-
 def _answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(body, status_code=status, headers={**_HEADERS, **(headers or {})})
 
 
-def _error(refused: _Refused) -> Response:
+def _error(refused: Refused) -> Response:
     extra = dict(refused.extra)
     headers = extra.pop("headers", None)
     body = {"error": refused.outcome.value, "message": refused.message, **extra}
     return _answer(refused.status, body, headers)
 
 
-def _refusal(deps: GatewayDeps, endpoint: Endpoint, refused: _Refused) -> Response:
+def _refusal(deps: GatewayDeps, endpoint: Endpoint, refused: Refused) -> Response:
     deps.metrics.answered(endpoint, refused.outcome)
     log.info("gateway_refused", endpoint=endpoint.value, outcome=refused.outcome.value,
              status=refused.status)  # fmt: skip
@@ -134,9 +126,18 @@ def _refusal(deps: GatewayDeps, endpoint: Endpoint, refused: _Refused) -> Respon
 
 
 def _fault(deps: GatewayDeps, endpoint: Endpoint, exc: BaseException) -> Response:
+    if isinstance(exc, ClientDisconnect):
+        raise exc  # past Starlette's 500, to the guard (_client_gone): no one to answer
     deps.metrics.answered(endpoint, Outcome.ERROR)
     log.error("gateway_fault", endpoint=endpoint.value, error=type(exc).__name__)
-    return _error(_Refused(500, Outcome.ERROR, "the gateway failed; see its log"))
+    return _error(Refused(500, Outcome.ERROR, "the gateway failed; see its log"))
+
+
+def _client_gone(deps: GatewayDeps, endpoint: Endpoint) -> None:
+    # The records system hung up mid-body: its network's doing, not a fault to page on-call
+    # for; nothing was written and there is no one to answer.
+    deps.metrics.answered(endpoint, Outcome.CLIENT_GONE)
+    log.info("gateway_client_gone", endpoint=endpoint.value)
 
 
 def _digest(token: str) -> bytes:
@@ -172,8 +173,10 @@ class _Guard:
             if path in _ENDPOINTS or path in PROBES:  # any other path is a 404
                 _check_query(path, scope.get("query_string", b""))
             await self.app(scope, receive, sending)
-        except _Refused as refused:
+        except Refused as refused:
             await _refusal(self.deps, endpoint, refused)(scope, receive, send)
+        except ClientDisconnect:
+            _client_gone(self.deps, endpoint)
         except Exception as exc:  # noqa: BLE001  # its type is logged, never its message
             if started:
                 return  # the app's handler (_fault) has logged it and answered
@@ -181,7 +184,7 @@ class _Guard:
 
     def _check(self, request: Request) -> None:
         if not self.deps.hosts.allows(request.headers.get("host")):
-            raise _Refused(400, Outcome.BAD_HOST, "this gateway does not answer to that host name")
+            raise Refused(400, Outcome.BAD_HOST, "this gateway does not answer to that host name")
         limit = self.deps.auth_limit
         client = client_of(request, self.deps.forwarded_hops, self.deps.trusted_proxies)
         limited = limit.refused(client)
@@ -192,19 +195,19 @@ class _Guard:
         right = hmac.compare_digest(_digest(given.strip()), self._token)
         if scheme.lower() != "bearer" or not right:
             limit.failed(client)
-            raise _Refused(
+            raise Refused(
                 401, Outcome.UNAUTHORISED, "missing or wrong bearer token",
                 headers={"WWW-Authenticate": 'Bearer realm="accord-gateway"'},
             )  # fmt: skip
         limit.succeeded(client)
 
-    def _limited(self, limited: Limited) -> _Refused:
+    def _limited(self, limited: Limited) -> Refused:
         # Neither the address nor anything the request carried: which limit, and the wait.
         self.deps.metrics.auth_limited.labels(limit=limited.kind.value).inc()
         log.warning("gateway_auth_limited", limit=limited.kind.value,
                     retry_after=limited.retry_after)  # fmt: skip
         whose = "this address" if limited.kind is LimitKind.CLIENT else "many addresses"
-        return _Refused(
+        return Refused(
             429, Outcome.TOO_MANY_FAILURES,
             f"too many wrong bearer tokens from {whose} lately: wait Retry-After seconds",
             headers={"Retry-After": str(limited.retry_after)},
@@ -213,70 +216,13 @@ class _Guard:
 
 def _check_query(path: str, query: bytes) -> None:
     if (problem := query_problem(path, query, _QUERIES)) is not None:
-        raise _Refused(400, Outcome.MALFORMED, problem)
+        raise Refused(400, Outcome.MALFORMED, problem)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two values for one key: which one counts is the parser's choice, and the records
-    # system may have meant the other. Refused rather than guessed.
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise _Refused(400, Outcome.MALFORMED, DUPLICATE_KEY)
-    return out
-
-
-def _no_constant(_name: str) -> Any:
-    raise _Refused(400, Outcome.MALFORMED, "the body is not valid JSON (NaN or Infinity)")
-
-
-def _check_content_type(header: str) -> None:
-    """``application/json``, with any parameters (RFC 9110: ``; name=value``, the value
-    perhaps quoted); a charset, if given, is utf-8. Unknown parameters are ignored."""
-    kind, *params = header.split(";")
-    if kind.strip().lower() != "application/json":
-        raise _Refused(415, Outcome.UNSUPPORTED_TYPE,
-                       "send JSON: Content-Type: application/json")  # fmt: skip
-    for param in params:
-        name, _, value = param.partition("=")
-        value = value.strip()
-        if len(value) > 1 and value.startswith('"') and value.endswith('"'):
-            value = value[1:-1]  # a quoted-string
-        if name.strip().lower() == "charset" and value.lower() != "utf-8":
-            raise _Refused(415, Outcome.UNSUPPORTED_TYPE,
-                           "charset must be utf-8 (Content-Type: application/json)")  # fmt: skip
-
-
-async def _json_body(request: Request, limit: int) -> Any:
-    """The request's JSON, read within ``limit`` bytes; ``_Refused`` saying what is wrong."""
-    _check_content_type(request.headers.get("content-type", ""))
-    too_large = _Refused(413, Outcome.TOO_LARGE, f"the body is over {limit} bytes")
-    length = request.headers.get("content-length")
-    if length is not None and not length.isdigit():
-        raise _Refused(400, Outcome.MALFORMED, "Content-Length is not a number")
-    if length is not None and int(length) > limit:
-        raise too_large  # before reading any of it
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    try:
-        # A byte order mark before the JSON text: RFC 8259 lets a parser ignore it, and some
-        # integration engines write one.
-        text = b"".join(chunks).decode("utf-8").removeprefix("\ufeff")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except UnicodeDecodeError:
-        raise _Refused(400, Outcome.MALFORMED, "the body is not UTF-8") from None
-    except (ValueError, RecursionError):
-        # ValueError: json's own error (whose message quotes nothing, but says where)
-        raise _Refused(400, Outcome.MALFORMED, "the body is not valid JSON") from None
-
-
-def _invalid(exc: EventInvalid) -> _Refused:
+def _invalid(exc: EventInvalid) -> Refused:
     problems = [{"field": path, "message": message} for path, message in exc.problems]
     first = problems[0]["field"] if problems else "(body)"
-    return _Refused(422, Outcome.INVALID, str(exc), field=first, problems=problems, more=exc.more)
+    return Refused(422, Outcome.INVALID, str(exc), field=first, problems=problems, more=exc.more)
 
 
 def _validated(publisher: Publishing, items: list[Any]) -> list[ContactEvent]:
@@ -299,7 +245,7 @@ _NOT_AN_AUTHORITY = (
 )
 
 
-def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Refused:
+def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> Refused:
     """What to tell the caller when Kafka did not confirm: the SDK's rule (docs/sdk.md)."""
     if isinstance(exc, SendUnconfirmed):
         again = {
@@ -315,25 +261,25 @@ def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Re
             if endpoint is Endpoint.CONSENT and exc.event_ids
             else {}
         )
-        return _Refused(
+        return Refused(
             504, Outcome.UNCONFIRMED,
             f"Kafka did not confirm in time and may have written it: {again} (the broker "
             "takes an id once)", **ids,
         )  # fmt: skip
     if access_denied(exc):
         if endpoint is Endpoint.CONSENT:  # a party that is no consent authority: the caller's
-            return _Refused(403, Outcome.REFUSED, _NOT_AN_AUTHORITY)
+            return Refused(403, Outcome.REFUSED, _NOT_AN_AUTHORITY)
         # The party's own topic: the gateway's login is wrong or lost its grant. Not the
         # caller's doing, and the event is not written: it keeps it and sends it again.
         deps.ingress.refused(deps.publisher.topic)
-        return _Refused(
+        return Refused(
             503, Outcome.KAFKA_REFUSED,
             f"Kafka refused this gateway's login the write to {deps.publisher.topic}, and "
             "nothing was written: the gateway is misconfigured; send it again later, under "
             "the same event_id",
             headers={"Retry-After": str(deps.retry_after_seconds)},
         )  # fmt: skip
-    return _Refused(
+    return Refused(
         503, Outcome.KAFKA_UNAVAILABLE,
         "Kafka could not be reached, and nothing was handed to it: send it again later, "
         "under the same event_id",
@@ -344,7 +290,7 @@ def _not_sent(endpoint: Endpoint, exc: TransportError, deps: GatewayDeps) -> _Re
 async def _publishing(
     deps: GatewayDeps, endpoint: Endpoint, kind: str, send: Callable[[], Awaitable[list[Receipt]]]
 ) -> list[Receipt]:
-    """``send``'s receipts, counted; every failure as the ``_Refused`` it is answered with."""
+    """``send``'s receipts, counted; every failure as the ``Refused`` it is answered with."""
     started = time.perf_counter()
     try:
         receipts = await send()
@@ -358,7 +304,7 @@ async def _publishing(
         # Sealing failed (a key expired or revoked since the start, say): the gateway's
         # fault, not the caller's; its type only, as for any fault.
         log.error("gateway_not_sealed", endpoint=endpoint.value, error=type(exc).__name__)  # noqa: TRY400  # never a traceback: its locals hold the event
-        raise _Refused(500, Outcome.ERROR, "the gateway could not seal it; see its log") from None
+        raise Refused(500, Outcome.ERROR, "the gateway could not seal it; see its log") from None
     deps.metrics.send_seconds.observe(time.perf_counter() - started)
     deps.metrics.records.labels(kind=kind).inc(len(receipts))
     deps.metrics.answered(endpoint, Outcome.ACCEPTED)
@@ -391,9 +337,9 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
     publisher = deps.publisher
 
     async def event(request: Request) -> Response:
-        body = await _json_body(request, deps.max_body_bytes)
+        body = await json_body(request, deps.max_body_bytes)
         if not isinstance(body, dict):
-            raise _Refused(400, Outcome.MALFORMED, "the body must be one JSON object (an array "
+            raise Refused(400, Outcome.MALFORMED, "the body must be one JSON object (an array "
                            f"of events goes to {BATCH})")  # fmt: skip
 
         async def send() -> list[Receipt]:
@@ -405,12 +351,12 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
         return _answer(202, _warned(answer, said))
 
     async def batch(request: Request) -> Response:
-        body = await _json_body(request, deps.max_body_bytes)
+        body = await json_body(request, deps.max_body_bytes)
         if not isinstance(body, list) or not body:
-            raise _Refused(400, Outcome.MALFORMED, "the body must be a JSON array of events, "
+            raise Refused(400, Outcome.MALFORMED, "the body must be a JSON array of events, "
                            "at least one")  # fmt: skip
         if len(body) > deps.max_batch:
-            raise _Refused(413, Outcome.TOO_LARGE, f"over {deps.max_batch} events in one batch")
+            raise Refused(413, Outcome.TOO_LARGE, f"over {deps.max_batch} events in one batch")
 
         parsed: list[ContactEvent] = []
 
@@ -426,23 +372,23 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
         return _answer(202, {"events": answers})
 
     async def consent(request: Request) -> Response:
-        body = await _json_body(request, deps.max_body_bytes)
+        body = await json_body(request, deps.max_body_bytes)
         if not isinstance(body, dict):
-            raise _Refused(400, Outcome.MALFORMED, "the body must be one JSON object")
+            raise Refused(400, Outcome.MALFORMED, "the body must be one JSON object")
 
         # The caller's id for a re-send after a 504 (the SDK refuses one not a canonical UUID).
         record_id = request.query_params.get("record_id")
         if not await deps.consent_gate.may_publish():
             # Answered as Kafka's refusal is, and counted and logged as it is, but Kafka is
             # not asked: aiokafka would log the refusal at error level (_consent).
-            raise _Refused(403, Outcome.REFUSED, _NOT_AN_AUTHORITY)
+            raise Refused(403, Outcome.REFUSED, _NOT_AN_AUTHORITY)
 
         async def send() -> list[Receipt]:
             return [await publisher.publish_consent(body, record_id=record_id)]
 
         try:
             [receipt] = await _publishing(deps, Endpoint.CONSENT, "consent", send)
-        except _Refused as refused:
+        except Refused as refused:
             if refused.outcome is Outcome.REFUSED:  # Kafka's ACLs, the second line
                 deps.consent_gate.refused()
             raise
@@ -463,14 +409,14 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
         return _ENDPOINTS.get(request.url.path, Endpoint.OTHER)
 
     async def refused(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, _Refused)  # noqa: S101  # registered for _Refused only
+        assert isinstance(exc, Refused)  # noqa: S101  # registered for Refused only
         return _refusal(deps, endpoint_of(request), exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         # Starlette's own: no such path (404), or not this method (405, with Allow).
         allowed = isinstance(exc, HTTPException) and exc.status_code == 405
         headers = dict((exc.headers or {}) if isinstance(exc, HTTPException) else {})
-        return _refusal(deps, endpoint_of(request), _Refused(
+        return _refusal(deps, endpoint_of(request), Refused(
             405 if allowed else 404, Outcome.NOT_FOUND,
             "method not allowed" if allowed else "no such endpoint", headers=headers,
         ))  # fmt: skip
@@ -486,7 +432,7 @@ def create_gateway_app(deps: GatewayDeps) -> ASGIApp:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        exception_handlers={_Refused: refused, HTTPException: http_error, Exception: fault},
+        exception_handlers={Refused: refused, HTTPException: http_error, Exception: fault},
     )
     # Else "/v1/events/" is a 307 to a URL built from the Host header, and not JSON: a path
     # the gateway does not serve is a 404 like any other.

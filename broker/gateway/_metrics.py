@@ -39,6 +39,7 @@ class Outcome(enum.StrEnum):
     KAFKA_REFUSED = "kafka_refused"  # Kafka refused the gateway's login the event (503)
     UNCONFIRMED = "unconfirmed"  # Kafka may have written it (504): re-send, same id
     ERROR = "error"  # a fault of the gateway's own (500)
+    CLIENT_GONE = "client_gone"  # the client hung up before its body was read: no answer
 
 
 class GatewayMetrics:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 from prometheus_client import generate_latest
 from structlog.testing import capture_logs
@@ -38,3 +40,37 @@ def test_logs_and_metrics_hold_event_ids_and_outcomes_never_personal_data(gw: Ga
     assert bad["event_id"] not in text
     outcomes = [e.get("outcome") for e in logs if e["event"] == "gateway_refused"]
     assert outcomes == ["invalid", "invalid", "malformed", "unconfirmed", "unauthorised"]
+
+
+def test_a_client_that_hangs_up_mid_body_is_counted_apart_logged_at_info_and_not_answered(
+    gw: Gateway,
+) -> None:
+    """A records system's dropped connection is no gateway fault: not `error`, not paged."""
+    body = json.dumps(gw.event()).encode()
+    incoming = [
+        {"type": "http.request", "body": body[:40], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return incoming.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    headers = {**AUTH, "Content-Type": "application/json", "Host": "127.0.0.1:8780",
+               "Content-Length": str(len(body))}  # fmt: skip
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"",
+        "root_path": "", "client": ("testclient", 50000), "server": ("127.0.0.1", 8780),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }  # fmt: skip
+    with capture_logs() as logs:
+        asyncio.run(gw.client.app(scope, receive, send))
+    assert sent == []  # no one is there to answer
+    assert [(e["event"], e["log_level"]) for e in logs] == [("gateway_client_gone", "info")]
+    assert body[:40].decode() not in json.dumps(logs)
+    assert (gw.count("event", "client_gone"), gw.count("event", "error")) == (1, 0)
+    assert gw.kafka.sent == []
