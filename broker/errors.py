@@ -31,6 +31,7 @@ The hierarchy::
     │   ├── WrongRecipient         sealed to someone else
     │   ├── BadSignature           the sender's signature does not verify
     │   ├── TamperedEnvelope       authentication failed: header, associated data or ciphertext
+    │   │   └── DekUnopenable      a validly signed data key that does not open: sealer's fault
     │   └── ReplayDetected         an event id seen before
     ├── TransportError             Kafka could not be reached or refused a request
     │   ├── Fenced                 a newer producer took over this transactional id
@@ -52,6 +53,7 @@ __all__ = [
     "BundleInvalid",
     "ChainBroken",
     "ConfigError",
+    "DekUnopenable",
     "DevKafkaError",
     "EnvelopeError",
     "EventInvalid",
@@ -299,6 +301,18 @@ class TamperedEnvelope(EnvelopeError):
     """Authentication failed: the header, associated data or ciphertext was altered."""
 
     reason = "tampered"
+
+
+class DekUnopenable(TamperedEnvelope):
+    """The data key's bundle is validly signed but its sealed key does not open."""
+
+    # Its own reason is safe where a general "cannot decrypt" oracle would not be: only a
+    # bundle whose signature verified under the sender's live key gets this far, and any
+    # change to the signed bytes fails that check first, so no one but the authenticated
+    # sender can choose what reaches this check; it is its own sealing fault (wrong key,
+    # wrong HPKE info), or the receiver holds the wrong private key for its key id. The
+    # reason reaches operators only, never the sender; the message is fixed.
+    reason = "dek-unopenable"
 
 
 class ReplayDetected(EnvelopeError):

@@ -7,7 +7,8 @@ bundle that was verified, else the bundle is verified afresh: it matches the hea
 (``TamperedEnvelope``), its signer is a known, live signing key of the sender
 (``KeyRejected``), the signature holds (``BadSignature``), it is sealed to a live encryption key
 this party holds (``WrongRecipient``/``KeyRejected``; with ``expired_own_keys``, also one of its
-own past its expiry when the DEK was made before it) and HPKE opens (``TamperedEnvelope``).
+own past its expiry when the DEK was made before it) and HPKE opens (``DekUnopenable``, a
+``TamperedEnvelope``).
 Key status is re-checked on every record, so a revocation takes effect at once even for a
 cached DEK. Then AES-GCM opens with the header as associated data (``TamperedEnvelope``) and
 the replay guard sees the event id for the first time (``ReplayDetected``).
@@ -35,6 +36,7 @@ from broker.envelope._wire import (
 )
 from broker.errors import (
     BadSignature,
+    DekUnopenable,
     KeyRejected,
     MalformedEnvelope,
     ReplayDetected,
@@ -254,7 +256,11 @@ class Opener:
         if not self._verify_key(signer).verify(bundle.signature, signature_input(bundle.signed)):
             raise BadSignature
         private = self._decryption_key(bundle, now)
-        dek = hpke_open(private, bundle.sealed_dek, hpke_info(bundle.context))
+        try:
+            dek = hpke_open(private, bundle.sealed_dek, hpke_info(bundle.context))
+        except TamperedEnvelope as exc:
+            # The signature held: the sender sealed it wrongly (or R holds a wrong key).
+            raise DekUnopenable from exc
         return _CachedDek(
             raw, Aead(dek), bundle.signer_key_id, bundle.recipient_key_id, bundle.created_at
         )

@@ -18,16 +18,24 @@ from pathlib import Path
 from typing import Any, Final
 
 from broker.config import EnvelopeSettings, KemSuite
-from broker.crypto import KemAlg, KemPrivateKey, SigningKey
+from broker.crypto import KemAlg, KemPrivateKey, KemPublicKey, SigningKey, hpke_open, hpke_seal
 from broker.envelope._keytypes import (
     KeyAlg,
     KeyInfo,
+    KeyStatus,
     SigningIdentity,
     compute_key_id,
 )
 from broker.envelope._open import Opener
 from broker.envelope._seal import Sealer
-from broker.envelope._wire import hpke_info, parse_bundle, parse_record, signature_input
+from broker.envelope._wire import (
+    assemble_bundle,
+    bundle_context,
+    hpke_info,
+    parse_bundle,
+    parse_record,
+    signature_input,
+)
 from broker.errors import EnvelopeError, KeyNotFound
 
 __all__ = ["StaticKeys", "generate", "main", "vector_path"]
@@ -35,6 +43,7 @@ __all__ = ["StaticKeys", "generate", "main", "vector_path"]
 CREATED_AT: Final = 1_790_000_000  # 2026-09-21T15:06:40Z, the fixed clock of every vector
 SENDER: Final = "wmp"
 RECIPIENT: Final = "worker"
+OTHER: Final = "gmp"  # a third party, for the invalid vectors' keys and bundles
 _RECORDS: Final = (
     (
         "6f1c2b8e-3d4a-4c5b-9e7f-0a1b2c3d4e5f",
@@ -54,21 +63,47 @@ def _material(label: str, n: int) -> bytes:
 
 
 class StaticKeys:
-    """A fixed, in-memory ``KeyResolver`` for vectors (sender signs, recipient opens)."""
+    """A fixed, in-memory ``KeyResolver`` for vectors (sender signs, recipient opens).
+
+    Besides the two keys every valid vector uses, it holds the keys the invalid vectors need
+    (``others``): another party's encryption key, a revoked encryption key of the recipient
+    (whose private half it still holds), and the sender's retired and expired signing keys.
+    """
 
     def __init__(self, kem: KemAlg) -> None:
         at = datetime.fromtimestamp(CREATED_AT, UTC)
         self.sign = SigningKey.from_raw(_material("sender-ed25519", 32))
         self.kem = KemPrivateKey(kem, _material(f"recipient-{kem.value}", kem.private_len))
-        sign_pub, kem_pub = self.sign.public_raw(), self.kem.public_raw()
-        alg = KeyAlg(kem.value)
-        self.sign_info = KeyInfo(
-            compute_key_id(KeyAlg.ED25519, sign_pub), SENDER, KeyAlg.ED25519, sign_pub, at
+        self.other_kem = KemPrivateKey(kem, _material(f"other-{kem.value}", kem.private_len))
+        self.revoked_kem = KemPrivateKey(
+            kem, _material(f"recipient-revoked-{kem.value}", kem.private_len)
         )
-        self.kem_info = KeyInfo(compute_key_id(alg, kem_pub), RECIPIENT, alg, kem_pub, at)
+        self.retired_sign = SigningKey.from_raw(_material("sender-retired-ed25519", 32))
+        self.expired_sign = SigningKey.from_raw(_material("sender-expired-ed25519", 32))
+        self.sign_info = _info(SENDER, KeyAlg.ED25519, self.sign.public_raw(), at)
+        alg = KeyAlg(kem.value)
+        self.kem_info = _info(RECIPIENT, alg, self.kem.public_raw(), at)
+        self.other_kem_info = _info(OTHER, alg, self.other_kem.public_raw(), at)
+        self.revoked_kem_info = _info(
+            RECIPIENT, alg, self.revoked_kem.public_raw(), at, status=KeyStatus.REVOKED
+        )
+        self.retired_sign_info = _info(
+            SENDER, KeyAlg.ED25519, self.retired_sign.public_raw(), at, status=KeyStatus.RETIRED
+        )
+        # not_after = the vectors' clock: no longer live at created_at (live means t < not_after)
+        self.expired_sign_info = _info(
+            SENDER, KeyAlg.ED25519, self.expired_sign.public_raw(), at, not_after=at
+        )
+        self.others: tuple[tuple[KeyInfo, bytes], ...] = (
+            (self.other_kem_info, self.other_kem.raw()),
+            (self.revoked_kem_info, self.revoked_kem.raw()),
+            (self.retired_sign_info, self.retired_sign.raw()),
+            (self.expired_sign_info, self.expired_sign.raw()),
+        )
 
     def public_key(self, key_id: str) -> KeyInfo | None:
-        return {i.key_id: i for i in (self.sign_info, self.kem_info)}.get(key_id)
+        known = (self.sign_info, self.kem_info, *(info for info, _ in self.others))
+        return {i.key_id: i for i in known}.get(key_id)
 
     def current_signing_key(self, party: str) -> SigningIdentity:
         if party != SENDER:
@@ -81,7 +116,20 @@ class StaticKeys:
         return self.kem_info
 
     def decryption_key(self, key_id: str) -> KemPrivateKey | None:
-        return self.kem if key_id == self.kem_info.key_id else None
+        held = {self.kem_info.key_id: self.kem, self.revoked_kem_info.key_id: self.revoked_kem}
+        return held.get(key_id)
+
+
+def _info(
+    party: str,
+    alg: KeyAlg,
+    public: bytes,
+    at: datetime,
+    *,
+    status: KeyStatus = KeyStatus.ACTIVE,
+    not_after: datetime | None = None,
+) -> KeyInfo:
+    return KeyInfo(compute_key_id(alg, public), party, alg, public, at, status, not_after)
 
 
 def vector_path(directory: Path, kem: KemAlg) -> Path:
@@ -97,36 +145,157 @@ def _opens(keys: StaticKeys, value: bytes, bundle: bytes | None) -> bytes:
     return opener.open(value, bundle).payload
 
 
-def _invalid(keys: StaticKeys, value: bytes, bundle: bytes) -> list[dict[str, str | None]]:
-    _, ct_start = parse_record(value)
-    context_len = len(parse_bundle(bundle).context)
+_DEK: Final = _material("dek", 32)
+_DEK_ID: Final = _material("dek-id", 16)
+_Case = tuple[bytes, bytes | None, str | None]  # value, bundle, the topic the receiver expects
+
+
+def _rebundle(
+    context: bytes, signer: SigningKey, seal_to: KemPrivateKey, info: bytes, old: str | None
+) -> bytes:
+    """A bundle of ``context`` whose DEK is sealed to ``seal_to`` under ``info`` and signed by
+    ``signer``. HPKE is random, so an ``old`` one's sealed DEK is kept if it still opens so."""
+    sealed = None
+    if old is not None:
+        try:
+            parsed = parse_bundle(bytes.fromhex(old))
+            if parsed.context == context and hpke_open(seal_to, parsed.sealed_dek, info) == _DEK:
+                sealed = parsed.sealed_dek
+        except (EnvelopeError, ValueError):
+            pass
+    if sealed is None:
+        sealed = hpke_seal(KemPublicKey(seal_to.alg, seal_to.public_raw()), _DEK, info)
+    signed = assemble_bundle(context, sealed)
+    return signed + signer.sign(signature_input(signed))
+
+
+def _signed_cases(keys: StaticKeys, old: dict[str, str | None]) -> dict[str, bytes]:
+    """Bundles that are validly signed yet fail a later check of schemas/envelope.md §6 (so
+    a decoder must make that check, not lean on the signature), each on record 0."""
+    kem = keys.kem.alg
+
+    def ctx(
+        sender: str = SENDER, signer: KeyInfo | None = None, rkey: KeyInfo | None = None
+    ) -> bytes:
+        return bundle_context(
+            kem=kem,
+            sender=sender.encode(),
+            recipient=RECIPIENT.encode(),
+            dek_id=_DEK_ID,
+            created_at=CREATED_AT,
+            signer_key_id=(signer or keys.sign_info).key_id,
+            recipient_key_id=(rkey or keys.kem_info).key_id,
+        )
+
+    specs: dict[str, tuple[bytes, SigningKey, KemPrivateKey, bytes | None]] = {
+        "bundle: sender is another party (validly signed)": (
+            ctx(sender=OTHER),
+            keys.sign,
+            keys.kem,
+            None,
+        ),
+        "bundle: signer key retired (validly signed by it)": (
+            ctx(signer=keys.retired_sign_info),
+            keys.retired_sign,
+            keys.kem,
+            None,
+        ),
+        "bundle: signer key past its not_after (validly signed by it)": (
+            ctx(signer=keys.expired_sign_info),
+            keys.expired_sign,
+            keys.kem,
+            None,
+        ),
+        "bundle: recipient_key_id of another party (validly signed)": (
+            ctx(rkey=keys.other_kem_info),
+            keys.sign,
+            keys.other_kem,
+            None,
+        ),
+        "bundle: recipient_key_id of a revoked key (validly signed)": (
+            ctx(rkey=keys.revoked_kem_info),
+            keys.sign,
+            keys.revoked_kem,
+            None,
+        ),
+        "bundle: DEK sealed to a key other than recipient_key_id (validly signed)": (
+            ctx(),
+            keys.sign,
+            keys.other_kem,
+            None,
+        ),
+        "bundle: DEK sealed with HPKE info lacking its label (validly signed)": (
+            ctx(),
+            keys.sign,
+            keys.kem,
+            ctx(),
+        ),
+    }
+    return {
+        name: _rebundle(c, signer, to, hpke_info(c) if info is None else info, old.get(name))
+        for name, (c, signer, to, info) in specs.items()
+    }
+
+
+def _invalid(
+    keys: StaticKeys, value: bytes, bundle: bytes, old: dict[str, str | None]
+) -> list[dict[str, str | None]]:
+    header, ct_start = parse_record(value)
+    parsed = parse_bundle(bundle)
+    context_len = len(parsed.context)
     dek_id_at = 11 + 1 + len(SENDER) + 1 + len(RECIPIENT)
     signer_id_at = context_len - 32
-    cases: dict[str, tuple[bytes, bytes | None]] = {
-        "record: unknown magic": (b"XCRD" + value[4:], bundle),
-        "record: unsupported version 2": (value[:4] + b"\x02" + value[5:], bundle),
-        "record: truncated inside the header": (value[:20], bundle),
-        "record: ciphertext shorter than the tag": (value[: ct_start + 15], bundle),
-        "record: event id altered": (_flip(value, 7), bundle),
-        "record: nonce altered": (_flip(value, ct_start - 1), bundle),
-        "record: ciphertext altered": (_flip(value, ct_start), bundle),
-        "record: tag altered": (_flip(value, len(value) - 1), bundle),
-        "bundle: unsupported version 2": (value, bundle[:4] + b"\x02" + bundle[5:]),
-        "bundle: trailing byte": (value, bundle + b"\x00"),
-        "bundle: DEK id differs from the record's": (value, _flip(bundle, dek_id_at)),
-        "bundle: signer key id unknown": (value, _flip(bundle, signer_id_at)),
-        "bundle: sealed DEK altered": (value, _flip(bundle, len(bundle) - 65)),
-        "bundle: signature altered": (value, _flip(bundle, len(bundle) - 1)),
-        "record: no bundle and no cached DEK": (value, None),
+    recipient_at = 5 + 1 + len(header.event_id) + 1 + len(SENDER) + 1
+    short = len(parsed.sealed_dek) - 1
+    cases: dict[str, _Case] = {
+        "record: unknown magic": (b"XCRD" + value[4:], bundle, None),
+        "record: unsupported version 2": (value[:4] + b"\x02" + value[5:], bundle, None),
+        "record: truncated inside the header": (value[:20], bundle, None),
+        "record: ciphertext shorter than the tag": (value[: ct_start + 15], bundle, None),
+        "record: recipient is another party": (_flip(value, recipient_at), bundle, None),
+        "record: topic is not the topic it was read from": (
+            value,
+            bundle,
+            f"accord.ingress.{OTHER}",
+        ),
+        "record: event id altered": (_flip(value, 7), bundle, None),
+        "record: nonce altered": (_flip(value, ct_start - 1), bundle, None),
+        "record: ciphertext altered": (_flip(value, ct_start), bundle, None),
+        "record: tag altered": (_flip(value, len(value) - 1), bundle, None),
+        "bundle: unsupported version 2": (value, bundle[:4] + b"\x02" + bundle[5:], None),
+        "bundle: unknown kem_id 0x0021": (value, bundle[:5] + b"\x00\x21" + bundle[7:], None),
+        "bundle: unknown kdf_id 0x0003": (value, bundle[:7] + b"\x00\x03" + bundle[9:], None),
+        "bundle: sealed_len one short (the sealed DEK cut to match)": (
+            value,
+            parsed.context
+            + short.to_bytes(2, "big")
+            + parsed.sealed_dek[:short]
+            + parsed.signature,
+            None,
+        ),
+        "bundle: trailing byte": (value, bundle + b"\x00", None),
+        "bundle: DEK id differs from the record's": (value, _flip(bundle, dek_id_at), None),
+        "bundle: signer key id unknown": (value, _flip(bundle, signer_id_at), None),
+        "bundle: sealed DEK altered": (value, _flip(bundle, len(bundle) - 65), None),
+        "bundle: signature altered": (value, _flip(bundle, len(bundle) - 1), None),
     }
+    for name, signed in _signed_cases(keys, old).items():
+        cases[name] = (value, signed, None)
+    cases["record: no bundle and no cached DEK"] = (value, None, None)
     out: list[dict[str, str | None]] = []
-    for name, (v, b) in cases.items():
+    for name, (v, b, topic) in cases.items():
         try:
-            _opens(keys, v, b)
+            Opener(RECIPIENT, keys, clock=lambda: float(CREATED_AT)).open(v, b, topic=topic)
         except EnvelopeError as exc:
             hex_b = None if b is None else b.hex()
             out.append(
-                {"name": name, "value": v.hex(), "bundle": hex_b, "error": type(exc).__name__}
+                {
+                    "name": name,
+                    "value": v.hex(),
+                    "bundle": hex_b,
+                    "topic": topic,
+                    "error": type(exc).__name__,
+                }
             )
         else:
             raise AssertionError(f"invalid vector {name!r} opened")
@@ -136,7 +305,7 @@ def _invalid(keys: StaticKeys, value: bytes, bundle: bytes) -> list[dict[str, st
 def generate(kem: KemAlg, existing: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the vector document for ``kem``; reuse ``existing``'s HPKE output if still valid."""
     keys = StaticKeys(kem)
-    fixed = iter((_material("dek", 32), _material("dek-id", 16)))
+    fixed = iter((_DEK, _DEK_ID))
     settings = EnvelopeSettings(kem=KemSuite(kem.value))
     sealer = Sealer(
         SENDER, keys, settings, clock=lambda: float(CREATED_AT), random=lambda _n: next(fixed)
@@ -156,6 +325,7 @@ def generate(kem: KemAlg, existing: dict[str, Any] | None = None) -> dict[str, A
         except EnvelopeError:
             pass
     parsed = parse_bundle(bundle)
+    old_invalid = {c["name"]: c["bundle"] for c in (existing or {}).get("invalid", [])}
     records = []
     for rec, (eid, schema, topic, payload) in zip(sealed, _RECORDS, strict=True):
         _, ct_start = parse_record(rec.value)
@@ -174,7 +344,9 @@ def generate(kem: KemAlg, existing: dict[str, Any] | None = None) -> dict[str, A
         "description": (
             "Accord envelope v1 test vector (schemas/envelope.md). Fixed keys, DEK, DEK id and "
             "clock; the HPKE encapsulation in bundle.bytes is random, so a decoder checks it "
-            "by opening it with recipient.kem_private."
+            "by opening it with recipient.kem_private. other_keys: further keys of the "
+            "receiver's directory, for the invalid cases (sender and recipient keys are active, "
+            "with no not_after); invalid[].topic: the topic the receiver expects (null: none)."
         ),
         "version": 1,
         "hpke": {
@@ -196,8 +368,9 @@ def generate(kem: KemAlg, existing: dict[str, Any] | None = None) -> dict[str, A
             "kem_public": keys.kem_info.public.hex(),
             "key_id": keys.kem_info.key_id,
         },
-        "dek": _material("dek", 32).hex(),
-        "dek_id": _material("dek-id", 16).hex(),
+        "other_keys": [_key_doc(info, private) for info, private in keys.others],
+        "dek": _DEK.hex(),
+        "dek_id": _DEK_ID.hex(),
         "created_at": CREATED_AT,
         "bundle": {
             "context": context.hex(),
@@ -208,7 +381,19 @@ def generate(kem: KemAlg, existing: dict[str, Any] | None = None) -> dict[str, A
             "bytes": bundle.hex(),
         },
         "records": records,
-        "invalid": _invalid(keys, sealed[0].value, bundle),
+        "invalid": _invalid(keys, sealed[0].value, bundle, old_invalid),
+    }
+
+
+def _key_doc(info: KeyInfo, private: bytes) -> dict[str, Any]:
+    return {
+        "party": info.party,
+        "alg": info.alg.value,
+        "key_id": info.key_id,
+        "public": info.public.hex(),
+        "private": private.hex(),
+        "status": info.status.value,
+        "not_after": None if info.not_after is None else int(info.not_after.timestamp()),
     }
 
 

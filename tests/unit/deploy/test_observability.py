@@ -116,7 +116,7 @@ def test_the_rules_cover_what_the_runbook_promises() -> None:
     assert wanted <= queried
     assert 'outcome="unauthorised"' in exprs["AccordGatewayUnauthorised"]
     quarantine = " ".join(e for e in exprs.values() if "accord_quarantined_total" in e)
-    for reason in ("bad-signature", "key-rejected", "tampered"):
+    for reason in ("bad-signature", "key-rejected", "tampered", "dek-unopenable"):
         assert reason in quarantine
     tls = [e for e in exprs.values() if "accord_tls_certificate" in e]
     assert any("21 * 86400" in e for e in tls)

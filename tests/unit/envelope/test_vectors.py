@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import struct
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from broker.crypto import KemAlg
+from broker.crypto import KemAlg, KemPrivateKey
 from broker.envelope import Opener
+from broker.envelope._keytypes import KeyAlg, KeyInfo, KeyStatus, SigningIdentity
+from broker.envelope._wire import parse_bundle
 from broker.envelope.vectors import CREATED_AT, StaticKeys, generate, main, vector_path
-from broker.errors import EnvelopeError
+from broker.errors import EnvelopeError, KeyNotFound
 
 VECTORS = Path(__file__).resolve().parents[3] / "schemas" / "vectors"
 KEMS = list(KemAlg)
@@ -43,16 +46,96 @@ def test_checked_in_vectors_open_to_their_plaintexts(kem: KemAlg) -> None:
         assert opened.event_id == rec["event_id"]
 
 
+class _DocKeys:
+    """A key directory built from a vector file alone (sender, recipient, other_keys), as
+    another implementation would: the file must say every key's party, status and expiry."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        at = datetime.fromtimestamp(doc["created_at"], UTC)
+        kem = KemAlg(doc["hpke"]["kem"])
+        main = [
+            {**doc["sender"], "alg": "ed25519", "public": doc["sender"]["ed25519_public"]},
+            {**doc["recipient"], "alg": kem.value, "public": doc["recipient"]["kem_public"],
+             "private": doc["recipient"]["kem_private"]},
+        ]  # fmt: skip
+        self.infos: dict[str, KeyInfo] = {}
+        self.private: dict[str, KemPrivateKey] = {}
+        for k in main + doc["other_keys"]:
+            na = k.get("not_after")
+            self.infos[k["key_id"]] = KeyInfo(
+                k["key_id"], k["party"], KeyAlg(k["alg"]), bytes.fromhex(k["public"]), at,
+                KeyStatus(k.get("status", "active")),
+                None if na is None else datetime.fromtimestamp(na, UTC),
+            )  # fmt: skip
+            if k["party"] == "worker" and k["alg"] != "ed25519":
+                self.private[k["key_id"]] = KemPrivateKey(kem, bytes.fromhex(k["private"]))
+
+    def public_key(self, key_id: str) -> KeyInfo | None:
+        return self.infos.get(key_id)
+
+    def current_signing_key(self, party: str) -> SigningIdentity:
+        raise KeyNotFound(party)
+
+    def current_encryption_key(self, party: str) -> KeyInfo:
+        raise KeyNotFound(party)
+
+    def decryption_key(self, key_id: str) -> KemPrivateKey | None:
+        return self.private.get(key_id)
+
+
 @pytest.mark.parametrize("kem", KEMS)
-def test_invalid_vectors_fail_with_the_listed_error(kem: KemAlg) -> None:
+@pytest.mark.parametrize("directory", ["generator's", "the file's"])
+def test_invalid_vectors_fail_with_the_listed_error(kem: KemAlg, directory: str) -> None:
     doc = _load(kem)
     assert len(doc["invalid"]) >= 10
     for case in doc["invalid"]:
-        opener = Opener("worker", StaticKeys(kem), clock=lambda: float(CREATED_AT))
+        keys = StaticKeys(kem) if directory == "generator's" else _DocKeys(doc)
+        opener = Opener("worker", keys, clock=lambda: float(CREATED_AT))
         bundle = None if case["bundle"] is None else bytes.fromhex(case["bundle"])
         with pytest.raises(EnvelopeError) as info:
-            opener.open(bytes.fromhex(case["value"]), bundle)
+            opener.open(bytes.fromhex(case["value"]), bundle, topic=case["topic"])
         assert type(info.value).__name__ == case["error"], case["name"]
+
+
+# Every check of schemas/envelope.md §6 that an invalid vector exercises, by the case's name.
+SECTION_6 = {
+    "record: recipient is another party": "WrongRecipient",
+    "record: topic is not the topic it was read from": "WrongRecipient",
+    "bundle: unknown kem_id 0x0021": "MalformedEnvelope",
+    "bundle: unknown kdf_id 0x0003": "MalformedEnvelope",
+    "bundle: sealed_len one short (the sealed DEK cut to match)": "MalformedEnvelope",
+    "bundle: sender is another party (validly signed)": "TamperedEnvelope",
+    "bundle: signer key retired (validly signed by it)": "KeyRejected",
+    "bundle: signer key past its not_after (validly signed by it)": "KeyRejected",
+    "bundle: recipient_key_id of another party (validly signed)": "WrongRecipient",
+    "bundle: recipient_key_id of a revoked key (validly signed)": "KeyRejected",
+    "bundle: DEK sealed to a key other than recipient_key_id (validly signed)": "DekUnopenable",
+    "bundle: DEK sealed with HPKE info lacking its label (validly signed)": "DekUnopenable",
+}
+
+
+@pytest.mark.parametrize("kem", KEMS)
+def test_invalid_vectors_cover_the_later_checks_of_section_6(kem: KemAlg) -> None:
+    """Wrong recipient, topic and recipient key, unknown suites, a wrong sealed_len, keys
+    not live, a bundle of another sender and an unopenable DEK each have a vector."""
+    cases = {c["name"]: c["error"] for c in _load(kem)["invalid"]}
+    assert {name: cases.get(name) for name in SECTION_6} == SECTION_6
+
+
+@pytest.mark.parametrize("kem", KEMS)
+def test_validly_signed_invalid_vectors_verify_under_the_key_they_name(kem: KemAlg) -> None:
+    """Those cases fail only at a check after the signature, so a decoder that stopped at
+    the signature would accept them."""
+    doc = _load(kem)
+    keys = _DocKeys(doc)
+    signed = [c for c in doc["invalid"] if "(validly signed" in c["name"]]
+    assert len(signed) == 7
+    for case in signed:
+        bundle = bytes.fromhex(case["bundle"])
+        signer = keys.infos[parse_bundle(bundle).signer_key_id]
+        ed25519.Ed25519PublicKey.from_public_bytes(signer.public).verify(
+            bundle[-64:], b"accord/dek-bundle/v1\x00" + bundle[:-64]
+        )
 
 
 @pytest.mark.parametrize("kem", KEMS)
