@@ -76,6 +76,23 @@ class _Msg(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_VIEW = (
+    "The event as this recipient may see it. Always: event_id, type, sender, occurred_at (as "
+    "in contact-event.v1). Then only the event fields the agreement shares, under their "
+    "contact-event.v1 names (reference, need_level, child_present, summary, child_voice, "
+    "categories, location, service, outcome), and subjects: the people shared, in the event's "
+    "order, each holding only the fields shared of it. A transformed field travels under the "
+    "transform's name instead, never the original's: age_band, year_of_birth, "
+    "postcode_district, initials, <key>_pseudonym (nhs_number_pseudonym, name_pseudonym, "
+    "dob_pseudonym, reference_pseudonym: a keyed hash, different for each recipient). A field "
+    "not shared is absent; one shared that the event left empty is null. Every delivery also "
+    "carries view.sharing, the decision it was made under: outcome ('shared' or "
+    "'shared_override'), recipient, agreement_id, agreement_version, clause_ids (a list), "
+    "purpose, lawful_basis (article6, and article9/article10 when the agreement names them), "
+    "policy_version and review_required (true when a safeguarding override shared it)."
+)
+
+
 class Delivery(_Msg):
     """A redacted view of one contact event for one recipient (``shared-record.v1``).
 
@@ -102,7 +119,7 @@ class Delivery(_Msg):
     lawful_basis: dict[str, str]
     policy_version: str
     decided_at: _Time
-    view: dict[str, Any]
+    view: dict[str, Any] = Field(description=_VIEW)
 
 
 class WithdrawalNotice(_Msg):

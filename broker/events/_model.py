@@ -218,7 +218,14 @@ EventId = Annotated[
     BeforeValidator(canonical_uuid_text),
     WithJsonSchema({"type": "string", "format": "uuid", "pattern": CANONICAL_UUID_PATTERN}),
 ]
-NhsNumber = Annotated[str, AfterValidator(_nhs_number)]
+_NHS_SPELLINGS = (
+    "Ten digits whose last is the modulus-11 check digit of the first nine. Whitespace and "
+    "hyphens anywhere are taken and dropped (943 476 5919 and 943-476-5919 are 9434765919, the "
+    "form stored and shared); any other character (943.476.5919), other than ten digits left, "
+    "or a wrong check digit is refused, as is one digit ten times (a record system's "
+    "placeholder for 'not known': leave the field out)."
+)
+NhsNumber = Annotated[str, AfterValidator(_nhs_number), Field(description=_NHS_SPELLINGS)]
 Postcode = Annotated[str, StringConstraints(max_length=10), AfterValidator(normalise_postcode)]
 # A name is stored stripped, so one of spaces only is refused; the pattern (a character that
 # str.strip keeps: ECMA-262's \s, the JSON Schema's, lacks \x1c-\x1f and \x85) says so in
