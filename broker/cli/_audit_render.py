@@ -74,6 +74,11 @@ _NARROWEST = 40  # below it a label leaves no room for its value
 # Between the grounds of a decision made under several agreements: the nth agreement,
 # purpose and lawful basis of a line belong together. (A basis itself holds "; ".)
 _GROUND_SEPARATOR = " | "
+# An empty log found by name and date of birth (the heading says which keys were searched).
+NOTHING_FOUND_BY_NAME = (
+    "(nothing found by name and date of birth: a child with an NHS number is found only by "
+    "it, so ask the requester for it)"
+)
 
 
 def _log_row(entry: DisclosureEntry, *, shown: bool) -> dict[str, Any]:
@@ -210,7 +215,9 @@ def disclosure(
     for text in notes:  # once, above the lines they explain
         lines += _wrapped(text, width)
     logged = [dict(zip(keys, row, strict=True)) for row in rows]
-    return "\n".join([*lines, *(_blocks(logged, width) if entries else ["(nothing recorded)"])])
+    # By name, "nothing recorded" would be taken for nothing held: the heading says why not.
+    empty = "(nothing recorded)" if searched is None else NOTHING_FOUND_BY_NAME
+    return "\n".join([*lines, *(_blocks(logged, width) if entries else _wrapped(empty, width))])
 
 
 def _html_page(

@@ -30,6 +30,14 @@ _OPTIONS = {
     "postcode": "--postcode",
 }
 _NEITHER = "give --nhs-number, or --given-name, --family-name and --dob (and --postcode)"
+# A look-up by name says this whatever it finds: a child whose events gave an NHS number has
+# every decision filed under that number's key only (``Linker.subject_key``), so "nothing
+# found" by name, sent to a family, would read as "nothing held".
+NHS_NUMBER_ONLY = (
+    "records filed under an NHS number are found only by that number, so nothing found here "
+    "does not mean nothing is held: if the child has one, ask the requester for it and look "
+    "up by it"
+)
 
 
 def subject_key_for_nhs_number(nhs_number: str, linkage_key: bytes) -> str:
@@ -77,14 +85,15 @@ class SubjectSearch:
         return "name and date of birth only"
 
     def summary(self) -> str | None:
-        """One line for the officer on what a look-up by demographics searched (None by NHS
-        number: one key, nothing to explain)."""
+        """One line for the officer on what a look-up by demographics searched, and what it
+        cannot find (:data:`NHS_NUMBER_ONLY`); None by NHS number: one key, nothing to
+        explain."""
         if self.by == "nhs_number":
             return None
         line = f"searched by name and date of birth; with postcode: {_yes(self.with_postcode)}"
         if not self.with_postcode:
             line += " (records decided with a postcode are found only with it)"
-        return f"{line}; older spelling's key: {_yes(self.older_key)}"
+        return f"{line}; older spelling's key: {_yes(self.older_key)}; {NHS_NUMBER_ONLY}"
 
 
 def subject_search(

@@ -138,7 +138,9 @@ def test_the_search_says_which_forms_it_searched_naming_no_one(keys: FileKeyStor
     plain = subject_search(key, now=NOW, **TYPED)
     assert plain.summary() == (
         "searched by name and date of birth; with postcode: no (records decided with a "
-        "postcode are found only with it); older spelling's key: no"
+        "postcode are found only with it); older spelling's key: no; records filed under an "
+        "NHS number are found only by that number, so nothing found here does not mean "
+        "nothing is held: if the child has one, ask the requester for it and look up by it"
     )
     both = subject_search(key, now=NOW, **RECORDED, postcode=POSTCODE)
     assert len(both.keys) == 3
@@ -227,3 +229,19 @@ def test_accord_audit_subject_without_the_postcode_says_what_it_could_not_find(
     assert "e11" in out
     assert not re.search(r"\be10\b", out)
     assert lookups[0]["detail"]["with_postcode"] == "no"
+
+
+@pytest.mark.usefixtures("indexed")
+@pytest.mark.parametrize("fmt", ["table", "html", "csv"])
+def test_accord_audit_subject_by_name_for_a_child_filed_under_an_nhs_number_says_to_ask_for_it(
+    fmt: str, audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]]
+) -> None:
+    """Nothing found by name is never shown as nothing recorded: an NHS number finds what a
+    name cannot, and the answer says so (on stderr beside csv and json)."""
+    code, out, err = run_cli(by_name(audit_db_url, fmt, "--postcode", POSTCODE))
+    assert code == 0, err
+    said = " ".join((out + err).split())
+    assert "(nothing recorded)" not in said
+    assert "records filed under an NHS number are found only by that number" in said
+    if fmt == "table":
+        assert "a child with an NHS number is found only by it, so ask the requester" in said

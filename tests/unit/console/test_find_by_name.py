@@ -128,3 +128,30 @@ def test_a_form_that_names_no_one_child_is_explained_and_nothing_is_looked_up(
     assert "--" not in summary  # the form's words
     assert not any(p in page for p in (*PERSONAL, "9997017463", "2016-02-30"))
     assert [q for q in sink.queries() if q.data["page"] == "subject"] == []
+
+
+@pytest.mark.usefixtures("indexed")
+def test_a_child_filed_under_an_nhs_number_looked_up_by_name_is_not_said_to_have_no_decisions(
+    client: TestClient,
+) -> None:
+    """By name, an empty log never reads as nothing held: the page says a child with an NHS
+    number is found only by it, and to ask the requester for it."""
+    token = sign_in(client)
+    status, page = search(client, token, **TYPED, postcode=POSTCODE)
+    assert status == 200
+    assert events_shown(page) == []
+    assert "No decision about this child" not in page
+    [empty] = re.findall(r'<p id="no-entries">([^<]*)</p>', page)
+    assert "found only by that number" in empty
+    assert "ask the requester for it" in empty
+    assert "records filed under an NHS number are found only by that number" in page
+
+
+@pytest.mark.usefixtures("filed")
+def test_a_look_up_by_name_that_finds_records_still_says_an_nhs_number_finds_others(
+    client: TestClient,
+) -> None:
+    token = sign_in(client)
+    _, page = search(client, token, **TYPED, postcode=POSTCODE)
+    [searched] = re.findall(r'<span id="searched">([^<]*)</span>', page)
+    assert "records filed under an NHS number are found only by that number" in searched
