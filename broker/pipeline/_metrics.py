@@ -10,6 +10,7 @@ from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from broker.errors import EnvelopeError
 from broker.policy import ConsentRefusal
 
 # Fine around 100 ms, a contact's target from publish to a recipient's open.
@@ -19,6 +20,26 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.
 
 CONSENT_REFUSED_REASONS: tuple[str, ...] = get_args(ConsentRefusal)
 CONSENT_IGNORED_REASONS = tuple(r for r in CONSENT_REFUSED_REASONS if r.startswith("unknown-"))
+#: The stages' own quarantine reasons (docs/operations.md, "Quarantine reason codes"); an
+#: envelope's are its errors' ``reason``s (``quarantine_reasons``).
+_STAGE_REASONS: tuple[str, ...] = (
+    "malformed", "undecodable-header", "replay", "unknown-sender", "wrong-topic", "unkeyed",
+    "wrong-partition", "wrong-schema", "invalid-event", "sender-mismatch", "id-mismatch",
+    "invalid-consent", "invalid-ack", "redaction-failed", "stage-failed",
+)  # fmt: skip
+TRANSACTION_RESULTS: tuple[str, ...] = ("committed", "aborted", "unconfirmed")
+
+
+def quarantine_reasons() -> tuple[str, ...]:
+    """Every reason a record is quarantined for, each a series from 0 at start."""
+    found: list[str] = []
+    todo: list[type[EnvelopeError]] = [EnvelopeError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls is not EnvelopeError:
+            found.append(cls.reason)
+    return tuple(sorted({*found, *_STAGE_REASONS}))
 
 
 class Metrics:
@@ -78,6 +99,10 @@ class Metrics:
             self.consent_refused.labels(reason)
         for reason in CONSENT_IGNORED_REASONS:
             self.consent_terms_ignored.labels(reason)
+        # Likewise: a tampered or key-rejected record after a restart must page someone,
+        # and increase() sees nothing of a series that first appears at 1.
+        for reason in quarantine_reasons():
+            self.quarantined.labels(reason)
         self.acks_withheld = Counter(
             "accord_access_acks_withheld",
             "Openings recorded with a field of the acknowledgement withheld (by: it held an "
@@ -127,6 +152,8 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        for result in TRANSACTION_RESULTS:  # an abort's alert, as the quarantine's above
+            self.transactions.labels(result)
         self.throttled = Counter(
             "accord_sender_throttled",
             "Times a sender's ingress topic was paused for going over its budget.",

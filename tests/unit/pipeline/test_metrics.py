@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry
 
-from broker.pipeline._metrics import Metrics
+import broker.pipeline
+from broker.pipeline._metrics import Metrics, quarantine_reasons
 
 
 def test_count_increments_the_labelled_series_it_names_and_no_other() -> None:
@@ -22,3 +26,35 @@ def test_count_increments_the_labelled_series_it_names_and_no_other() -> None:
     assert value("accord_decisions_total", recipient="sandwell-coord", outcome="not_shared") == 1
     assert value("accord_audit_records_total", kind="decided") == 1
     assert value("accord_audit_records_total", kind="received") is None
+
+
+def test_every_quarantine_reason_and_transaction_result_is_a_series_from_zero_at_start() -> None:
+    """increase() sees nothing of a series that first appears at 1: without these, the first
+    tampered or key-rejected record after a worker starts paged no one (on-call walkthrough)."""
+    registry = CollectorRegistry()
+    Metrics(registry)
+    for reason in ("tampered", "bad-signature", "key-rejected", "malformed", "stage-failed"):
+        assert registry.get_sample_value("accord_quarantined_total", {"reason": reason}) == 0
+    for result in ("committed", "aborted", "unconfirmed"):
+        assert registry.get_sample_value("accord_transactions_total", {"result": result}) == 0
+
+
+def test_the_quarantine_reasons_are_the_stages_literals_and_the_docs_table() -> None:
+    """One list, checked both ways: a reason a stage returns that is not in it would start at
+    1 (no alert), and the docs table is what an operator reads the label's values from."""
+    reasons = set(quarantine_reasons())
+    pipeline = Path(broker.pipeline.__file__).parent
+    used = {
+        m
+        for f in pipeline.glob("*.py")
+        for m in re.findall(r'quarantine\("([a-z-]+)"\)', f.read_text())
+    }
+    assert used <= reasons, used - reasons
+    docs = Path(__file__).parents[3] / "docs" / "operations.md"
+    section = docs.read_text().split("## Quarantine reason codes", 1)[1].split("\n\n", 2)[1]
+    listed = {
+        code
+        for row in section.splitlines()
+        for code in re.findall(r"`([a-z-]+)`", row.split("|")[1])
+    }
+    assert listed == reasons
