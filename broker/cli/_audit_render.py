@@ -92,6 +92,8 @@ def _log_row(entry: DisclosureEntry, *, shown: bool) -> dict[str, Any]:
         row["fields_shared"] = entry.shown_fields
         row["fields_withheld"] = entry.shown_withheld
         row["consent"] = entry.shown_consent
+        row["purposes"] = entry.shown_purposes
+        row["recipients"] = entry.shown_recipients
     else:
         row["transforms"] = "; ".join(f"{path}={kind}" for path, kind in entry.transforms)
     row["review"] = entry.review.text() if entry.review else None

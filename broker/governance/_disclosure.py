@@ -23,6 +23,7 @@ from broker.governance._sent import (
     decision_consent_rule,
     field_sent_as,
     field_words,
+    scope_words,
     sent_about,
     transforms_of,
 )
@@ -138,6 +139,17 @@ class DisclosureEntry:
         """The fields not sent to the recipient, in words (``address``); JSON and CSV keep
         the paths (``fields_withheld``)."""
         return tuple(field_words(f) for f in self.fields_withheld)
+
+    @property
+    def shown_purposes(self) -> tuple[str, ...]:
+        """``purposes`` in words (``every purpose`` for ``*``); JSON and CSV keep ``*``."""
+        return scope_words(self.purposes, every="purpose")
+
+    @property
+    def shown_recipients(self) -> tuple[str, ...]:
+        """``recipients`` in words (``every hub``, ``every recipient``); JSON and CSV keep
+        ``kind:hub`` and ``*``."""
+        return scope_words(self.recipients, every="recipient")
 
     @property
     def shown_outcome(self) -> str | None:

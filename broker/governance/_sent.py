@@ -27,6 +27,7 @@ __all__ = [
     "decision_consent_rule",
     "field_sent_as",
     "field_words",
+    "scope_words",
     "sent_about",
     "transforms_of",
 ]
@@ -268,3 +269,17 @@ def answer_notes(lines: Iterable[object]) -> list[str]:
         if state in states
     ]
     return notes
+
+
+def scope_words(values: Iterable[str], *, every: str) -> tuple[str, ...]:
+    """A consent record's purposes (``every="purpose"``) or recipients (``"recipient"``) as
+    a reader sees them, the one wording the console, the table and the page share: ``*`` is
+    ``every purpose`` or ``every recipient``, ``kind:K`` ``every K`` (``every coordinating
+    team``), an id itself. A bare ``*`` is read aloud as "star", and ``kind:hub`` is code.
+    JSON and CSV keep the record's own values."""
+    return tuple(
+        f"every {every}" if v == "*"
+        else f"every {v.removeprefix('kind:').replace('_', ' ')}" if v.startswith("kind:")
+        else v
+        for v in values
+    )  # fmt: skip
