@@ -105,6 +105,9 @@ class _Unavailable(Exception):
 
 def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # route table
     deps = console.deps
+    # Where a verification or a look-up was made, in the chain page's words (_chains).
+    console.templates.globals["via_words"] = _chains.VIA_WORDS
+    console.templates.globals["lookup_via"] = _chains.lookup_via
 
     def signed_in(request: Request) -> Session | None:
         session = console.session(request)

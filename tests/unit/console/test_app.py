@@ -221,7 +221,7 @@ def test_a_second_look_up_lists_the_first(client: TestClient, sink: IndexingSink
     first = client.post("/subjects", data=data)
     assert 'id="lookups"' not in first.text
     again = client.post("/subjects", data=dict(data, purpose="audit_sample"))
-    assert re.search(r"<li>[^<]*ig\.jo \(complaint\)</li>", again.text)
+    assert re.search(r"<li>[^<]*ig\.jo from the console \(complaint\)</li>", again.text)
 
 
 def test_a_child_with_no_decisions_gets_an_empty_log_not_someone_elses(

@@ -96,7 +96,7 @@ def test_an_earlier_look_up_by_name_is_listed_by_a_later_one_with_the_postcode(
     token = sign_in(client)
     search(client, token, **TYPED, purpose="complaint")
     _, page = search(client, token, **TYPED, postcode=POSTCODE)
-    assert re.search(r"<li>[^<]*ig\.jo \(complaint\)</li>", page)
+    assert re.search(r"<li>[^<]*ig\.jo from the console \(complaint\)</li>", page)
 
 
 @pytest.mark.parametrize(
