@@ -107,6 +107,12 @@ def unfinished(
     return (too_long(what, text) if text else f"Give {it}"), what
 
 
+_NOT_ITS_FLAG = (
+    "A flag this form names is not one of this child's: nothing was recorded. Load the "
+    "child's page again and tick the flags this decision settles."
+)
+
+
 def _not_referred(*, withdrawn: bool) -> str:
     """Why a referral was refused. Withdrawn: a ticked flag's records may not be used to
     refer (a page loaded before the withdrawal)."""
@@ -327,8 +333,7 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         action = form_field(form, "action") or ""
         typed_reason = form_field(form, "reason") or ""
         reason = written(typed_reason)
-        # The flags ticked on the form, and only this child's: an id carried over from
-        # another child's page, or posted, settles nothing.
+        # The flags ticked on the form: any not this child's refuses the form (in settle).
         posted = [v for v in form.getlist("flag") if isinstance(v, str) and ID.fullmatch(v)]
         fields = referral_fields(action, reason, posted)
         good, again = resent(form, page, user, fields)
@@ -354,6 +359,10 @@ def register_child_pages(  # noqa: PLR0915  # one route each
         # access through Kafka, which another decision about the child need not wait for.
         async def settle() -> Response | Awaitable[Response]:  # noqa: PLR0911, PLR0912  # each refusal its own page
             ticked_flags = [f for f in store.flags() if f.child == child and f.flag_id in posted]
+            if len(ticked_flags) != len(set(form.getlist("flag"))):
+                # A flag the page never offers (another child's, or no flag id at all):
+                # refused whole, as an unknown decision is, not recorded without it.
+                return refused(_NOT_ITS_FLAG)
             # A flag settled since the page was loaded (another tab, a colleague) is not settled
             # again: two decisions, perhaps contrary, would stand against one flag.
             # A re-send changed, or its referral sent already, is answered as such below.

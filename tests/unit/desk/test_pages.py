@@ -386,11 +386,12 @@ def test_the_hubs_home_page_shows_no_need_level_for_a_withdrawn_referral(
     assert "need-3" in home  # the other referral's, still shown
 
 
-def test_a_decision_about_one_child_settles_none_of_another_childs_flags(
+def test_a_decision_naming_a_flag_not_this_childs_is_refused_and_records_nothing(
     make_client: Make, store: DeskStore
 ) -> None:
-    """A flag id carried over from another child's page (or posted) is not this child's:
-    the decision is recorded, and the other child's flag still awaits one."""
+    """A flag id from another child's page, or no flag id at all, is refused 400 as an
+    unknown decision is: not recorded without it. A decision that settles no flag (every box
+    unticked, or no open flag) is still recorded."""
     child_a = _child(store, "a1")
     leo = {"role": "child", "nhs_number": "9990025312", "given_name": "Leo",
            "family_name": "Hart", "dob": "2018-05-02", "postcode": "B70 8NR"}  # fmt: skip
@@ -405,11 +406,20 @@ def test_a_decision_about_one_child_settles_none_of_another_childs_flags(
     token = sign_in(client)
     assert f'value="{flag}"' not in client.get(f"/child/{child_b}?flag={flag}").text
     assert f'value="{flag}"' in client.get(f"/child/{child_a}?flag={flag}").text
-    form = {"csrf": token, "action": "no_further_action", "reason": "B is fine", "flag": flag}
-    assert client.post(f"/child/{child_b}/decide", data=form).status_code == 200
+    form = {"csrf": token, "action": "no_further_action", "reason": "B is fine"}
+    for named in (flag, "../../etc", [flag, "../../etc"]):
+        r = client.post(f"/child/{child_b}/decide", data={**form, "flag": named})
+        assert r.status_code == 400
+        assert "A flag this form names is not one of this child&#39;s" in r.text
+        assert "Decision recorded" not in r.text
+    assert client.post(f"/child/{child_a}/decide", data={**form, "flag": [flag, "x"]}
+                       ).status_code == 400  # its own flag, and one that is no flag  # fmt: skip
+    assert store.decisions() == []
+    assert [f.flag_id for f in store.flags(open_only=True)] == [flag]
+    r = client.post(f"/child/{child_b}/decide", data=form)  # no flag named: for the child
+    assert "Decision recorded: no further action. It settles no flag." in r.text
     [d] = store.decisions(child=child_b)
     assert d.flag_ids == ()
-    assert [f.flag_id for f in store.flags(open_only=True)] == [flag]
 
 
 def test_a_withdrawn_encompass_notice_is_not_counted_late(
