@@ -20,6 +20,7 @@ from aiokafka.errors import (
     GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
+    KafkaTimeoutError,
     NodeNotReadyError,
     ProducerFenced,
     TopicAuthorizationFailedError,
@@ -126,6 +127,9 @@ async def _translating(
                 # "connecting to Kafka at ..." says already what was not reached.
                 why = NO_CONNECTION if connecting else f"could not reach Kafka: {NO_CONNECTION}"
             raise TransportError(f"{what}: {why}") from exc
+        except KafkaTimeoutError as exc:
+            # Its name alone ("KafkaTimeoutError") told an operator less than this.
+            raise TransportError(f"{what}: Kafka did not answer in time") from exc
         except KafkaError as exc:
             raise TransportError(f"{what}: {type(exc).__name__}") from exc
         except OSError as exc:
@@ -219,9 +223,20 @@ def _names(args: tuple[Any, ...]) -> set[str]:
 
 async def stop_quietly(client: Any) -> None:
     """Stop a client on the way out; a failure to stop must not hide the error (or the clean
-    exit) that got us here."""
-    with contextlib.suppress(KafkaError, OSError):
+    exit) that got us here.
+
+    That includes a ``CancelledError`` of aiokafka's own: a consumer stopped while Kafka is
+    away lets its fetch task's cancellation out of ``stop()``, and it replaced the
+    ``TransportError`` the worker was stopping for with a page of traceback. Only when this
+    task itself is being cancelled does the cancellation go on."""
+    try:
         await client.stop()
+    except (KafkaError, OSError):
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 # Stops that may outlive their waiter (stop_bounded's, stop_in_background's): asyncio keeps

@@ -13,6 +13,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
+    UnknownTopicOrPartitionError,
 )
 from pydantic import SecretStr
 
@@ -66,7 +67,10 @@ async def test_each_refusal_names_what_was_refused(error: Exception, tried: str)
 
 
 async def test_other_kafka_errors_are_still_named_as_before() -> None:
-    with pytest.raises(TransportError, match=r"^reading: KafkaTimeoutError$"):
+    with pytest.raises(TransportError, match=r"^reading: UnknownTopicOrPartitionError$"):
+        async with translated("reading", principal="swbh"):
+            raise UnknownTopicOrPartitionError()
+    with pytest.raises(TransportError, match=r"^reading: Kafka did not answer in time$"):
         async with translated("reading", principal="swbh"):
             raise KafkaTimeoutError()
 
