@@ -61,25 +61,23 @@ def register_exchange(keys_app: typer.Typer) -> None:
 
     @keys_app.command("sign-directory")
     def sign(
-        entries: Annotated[list[Path], typer.Argument(help="Parties' exported entries.")],
         out: Annotated[Path, typer.Option(help="Where the signed directory goes.")],
+        entries: Annotated[
+            list[Path] | None,
+            typer.Argument(help="Parties' exported entries (none: sign the master copy again)."),
+        ] = None,
         directory: Dir = None,
+        allow_second_key: Annotated[
+            bool,
+            typer.Option(
+                "--allow-second-key",
+                help="Sign an entry giving a party a new active key beside one of the same "
+                "purpose that never expires (checked with the party out of band).",
+            ),
+        ] = False,
     ) -> None:
         """In the governance keystore: merge the entries, sign the whole directory."""
-        from broker.keys import sign_directory
-
-        store = _store(directory, "governance")
-        missing = [p for p in entries if not p.is_file()]
-        if missing:
-            raise UsageError(f"no such file: {missing[0]}")
-        document = sign_directory(store, [(str(p), p.read_bytes()) for p in entries])
-        out.write_bytes(document)
-        signer = json.loads(document)["signature"]["key_id"]  # the key that did sign it
-        typer.echo(
-            f"signed directory written to {out}: {len(store.keys())} keys, from keystore "
-            f"{store.path}"
-        )
-        typer.echo(f"signed by governance key {signer}: give parties this id out of band")
+        _sign(entries or [], out, directory, allow_second_key)
 
     @keys_app.command("import")
     def import_(
@@ -118,8 +116,53 @@ def register_exchange(keys_app: typer.Typer) -> None:
         _copy_linkage(directory, to, to_passphrase_file)
 
 
+def _bundle_parties() -> list[str] | None:
+    """The configured policy bundle's party ids (ACCORD_POLICIES, else policies/ here), to
+    check entries against; None, said on stderr, when there is no bundle here."""
+    from broker.cli._keys_bundle import policy_parties
+
+    bundle = load_settings().policies_at_hand()
+    if bundle is None:
+        typer.echo(
+            "note: no policy bundle here (ACCORD_POLICIES, or policies/ in this folder), so the "
+            "entries' parties were not checked against parties.yaml",
+            err=True,
+        )
+        return None
+    return policy_parties(bundle)
+
+
+def _sign(entries: list[Path], out: Path, directory: Path | None, allow_second_key: bool) -> None:
+    from broker.keys import KeyChange, sign_directory
+
+    store = _store(directory, "governance")
+    missing = [p for p in entries if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such file: {missing[0]}")
+    parties = _bundle_parties()
+    changes: list[KeyChange] = []
+    document = sign_directory(
+        store,
+        [(str(p), p.read_bytes()) for p in entries],
+        parties=parties,
+        allow_second_key=allow_second_key,
+        changes=changes,
+    )
+    out.write_bytes(document)
+    signer = json.loads(document)["signature"]["key_id"]  # the key that did sign it
+    typer.echo(
+        f"signed directory written to {out}: {len(store.keys())} keys, from keystore {store.path}"
+    )
+    # What the officer vouches for to everyone: each key added, or listed otherwise.
+    for change in changes:
+        typer.echo(f"  {change.describe()}")
+    if not changes:
+        typer.echo("  no key added or changed since the master copy")
+    typer.echo(f"signed by governance key {signer}: give parties this id out of band")
+
+
 def _import(file: Path, directory: Path | None, trust: str | None) -> None:
-    from broker.keys import FileKeyStore, import_directory
+    from broker.keys import FileKeyStore, import_directory, trusted_signers
 
     settings = load_settings()
     if not file.is_file():
@@ -133,6 +176,7 @@ def _import(file: Path, directory: Path | None, trust: str | None) -> None:
     existed = path.exists()
     try:
         store = FileKeyStore(path, settings.keystore_passphrase(), create=new)
+        before = {k.key_id for k in trusted_signers(store)}
         signed = import_directory(store, file.read_bytes(), where=file, trust=trust)
     except AccordError:
         if new and not existed:
@@ -141,16 +185,43 @@ def _import(file: Path, directory: Path | None, trust: str | None) -> None:
     made = " (a new keystore, public keys only)" if new else ""
     typer.echo(f"directory {signed.serial} imported into {path}{made}: {len(signed.keys)} keys")
     _warn_lost_signing_keys(store)
+    _warn_new_governance_keys(store, before | ({trust} if trust else set()))
+
+
+def _warn_new_governance_keys(store: FileKeyStore, known: set[str]) -> None:
+    """Loud, as a new signer of directories is: every later directory it signs is taken
+    without --trust. A rotation introduces one; an entry slipped into a directory would too."""
+    from broker.keys import trusted_signers
+
+    for key in trusted_signers(store):
+        if key.key_id not in known:
+            typer.echo(
+                f"WARNING: this keystore now trusts a NEW governance signing key {key.key_id}, "
+                "which may sign every later key directory: verify this id with the IG officer "
+                "out of band (a governance rotation introduces one); if they did not make it, "
+                "tell them at once",
+                err=True,
+            )
 
 
 def _warn_lost_signing_keys(store: FileKeyStore) -> None:
     """Said at import, before anything is sent: the SDK refuses such a keystore (_keycheck)."""
-    from broker.keys import lost_signing_keys, lost_signing_keys_advice
+    from broker.keys import lost_signing_keys, lost_signing_keys_advice, unheld_encryption_keys
 
     for party in store.private_parties():
         if lost := lost_signing_keys(store, party):
             advice = lost_signing_keys_advice(party)
             typer.echo(f"warning: {advice}; the directory lists {', '.join(lost)}", err=True)
+        if unheld := unheld_encryption_keys(store, party):
+            typer.echo(
+                f"warning: the key directory lists encryption key {', '.join(unheld)} of "
+                f"{party}, whose private half this keystore does not hold: the broker seals "
+                f"{party}'s deliveries to its newest live encryption key, and those sealed to "
+                f"one not held here never open here: restore {party}'s keystore from its "
+                "backup, or have the IG officer retire that key in the governance keystore "
+                "and sign a new directory",
+                err=True,
+            )
 
 
 def _copy_linkage(directory: Path | None, to: Path, passphrase_file: Path | None) -> None:

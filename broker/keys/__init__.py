@@ -28,7 +28,12 @@ from broker.keys._exchange import (
     sign_directory,
     trusted_signers,
 )
-from broker.keys._own_listed import lost_signing_keys, lost_signing_keys_advice
+from broker.keys._merge import KeyChange
+from broker.keys._own_listed import (
+    lost_signing_keys,
+    lost_signing_keys_advice,
+    unheld_encryption_keys,
+)
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS, KeyStore
 from broker.keys._store import UNPROTECTED_WARNING, FileKeyStore, warn_if_unprotected
 from broker.keys._web_secrets import (
@@ -47,6 +52,7 @@ __all__ = [
     "TOTP_SECRET_NAME",
     "UNPROTECTED_WARNING",
     "FileKeyStore",
+    "KeyChange",
     "KeyStore",
     "SignedDirectory",
     "desk_linkage_key",
@@ -63,5 +69,6 @@ __all__ = [
     "protect_keystores",
     "sign_directory",
     "trusted_signers",
+    "unheld_encryption_keys",
     "warn_if_unprotected",
 ]

@@ -50,15 +50,18 @@ def _ts(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-def _parse_ts(value: object, where: str) -> datetime | None:
+def _parse_ts(value: object, where: str, name: str) -> datetime | None:
+    """A timestamp member; a refusal names the member and the fix, never its value."""
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError:
-        raise KeyStoreError(f"{where}: a bad timestamp") from None
+        raise KeyStoreError(
+            f"{where}: {name}: not an RFC 3339 date-time (2026-12-06T10:54:07Z, say)"
+        ) from None
     if parsed.tzinfo is None:
-        raise KeyStoreError(f"{where}: a timestamp without a zone")
+        raise KeyStoreError(f"{where}: {name}: has no UTC offset: end it in Z (UTC)")
     return parsed
 
 
@@ -77,29 +80,65 @@ def entry_json(k: KeyInfo) -> dict[str, Any]:
     }
 
 
-def parse_entry(e: object, where: str) -> KeyInfo:
-    """A key entry, checked: its id must be the fingerprint of its public key."""
+_REQUIRED: Final = ("key_id", "party", "alg", "public", "created_at", "status")
+_HEX: Final = frozenset("0123456789abcdef")
+_ALGS: Final = ", ".join(a.value for a in KeyAlg)
+_STATUSES: Final = ", ".join(s.value for s in KeyStatus)
+
+
+def parse_entry(e: object, where: str, index: int | None = None) -> KeyInfo:
+    """A key entry, checked: its id must be the fingerprint of its public key.
+
+    A refusal names the member (``keys[2].public``, with ``index``) and what it must be, in
+    our own words only: an entry's values may be key material, and are never repeated."""
+    at = "a key entry" if index is None else f"keys[{index}]"
     if not isinstance(e, dict):
-        raise KeyStoreError(f"{where}: a key entry is not an object")
+        raise KeyStoreError(f"{where}: {at}: not a JSON object")
     if not set(e) <= _ENTRY_MEMBERS:
-        raise KeyStoreError(f"{where}: a key entry has members v1 does not know")
-    try:
-        info = KeyInfo(
-            key_id=str(e["key_id"]),
-            party=str(e["party"]),
-            alg=KeyAlg(e["alg"]),
-            public=base64.b64decode(str(e["public"]), validate=True),
-            created_at=_parse_ts(e["created_at"], where) or datetime.now(UTC),
-            status=KeyStatus(e["status"]),
-            not_after=_parse_ts(e.get("not_after"), where),
-            status_changed_at=_parse_ts(e.get("status_changed_at"), where),
+        raise KeyStoreError(f"{where}: {at}: has members v1 does not know")
+    at = "" if index is None else f"{at}."
+    missing = [m for m in _REQUIRED if m not in e]
+    if missing:
+        raise KeyStoreError(f"{where}: {at}{missing[0]}: missing")
+    key_id = str(e["key_id"])
+    if len(key_id) != 32 or not set(key_id) <= _HEX:
+        raise KeyStoreError(
+            f"{where}: {at}key_id: must be 32 lower-case hex digits (the key's fingerprint)"
         )
-    except (KeyError, ValueError, binascii.Error):
-        raise KeyStoreError(f"{where}: a key entry is not in the expected format") from None
+    try:
+        alg = KeyAlg(e["alg"])
+    except ValueError:
+        raise KeyStoreError(f"{where}: {at}alg: must be one of {_ALGS}") from None
+    try:
+        status = KeyStatus(e["status"])
+    except ValueError:
+        raise KeyStoreError(f"{where}: {at}status: must be one of {_STATUSES}") from None
+    try:
+        public = base64.b64decode(str(e["public"]), validate=True)
+    except (ValueError, binascii.Error):
+        raise KeyStoreError(
+            f"{where}: {at}public: must be the raw public key in standard base64 with padding"
+        ) from None
+    info = KeyInfo(
+        key_id=key_id,
+        party=str(e["party"]),
+        alg=alg,
+        public=public,
+        created_at=_parse_ts(e["created_at"], where, f"{at}created_at") or datetime.now(UTC),
+        status=status,
+        not_after=_parse_ts(e.get("not_after"), where, f"{at}not_after"),
+        status_changed_at=_parse_ts(e.get("status_changed_at"), where, f"{at}status_changed_at"),
+    )
     if compute_key_id(info.alg, info.public) != info.key_id:
-        raise KeyStoreError(f"{where}: key {info.key_id} does not match its id")
+        raise KeyStoreError(
+            f"{where}: {at}public: does not match its id (key_id must be the fingerprint of "
+            "alg and public, schemas/envelope.md §3)"
+        )
     if e.get("purpose") not in (None, info.purpose.value):
-        raise KeyStoreError(f"{where}: key {info.key_id} names the wrong purpose")
+        raise KeyStoreError(
+            f"{where}: {at}purpose: the wrong purpose for its alg (sign for ed25519, "
+            "encrypt for a KEM key)"
+        )
     return info
 
 
@@ -164,8 +203,8 @@ def parse_signed(data: bytes, where: Path) -> SignedDirectory:
     sig = body.get("signature")
     try:
         serial = int(body["serial"])
-        issued_at = _parse_ts(body["issued_at"], str(where))
-        keys = tuple(parse_entry(e, str(where)) for e in body["keys"])
+        issued_at = _parse_ts(body["issued_at"], str(where), "issued_at")
+        keys = tuple(parse_entry(e, str(where), i) for i, e in enumerate(body["keys"]))
         signer = str(sig["key_id"]) if isinstance(sig, dict) else ""
         signature = base64.b64decode(str(sig["value"]), validate=True) if sig else b""
     except (KeyError, TypeError, ValueError, binascii.Error):

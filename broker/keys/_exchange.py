@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from broker.keys._directory import (
     signed_bytes,
 )
 from broker.keys._files import locked, read_json, write_private
+from broker.keys._merge import KeyChange, merge_entries
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS
 from broker.keys._secrets import refuse_interrupted
 from broker.keys._store import FileKeyStore
@@ -83,7 +85,7 @@ def export_entries(store: FileKeyStore, party: str) -> bytes:
 
 def _parse_entries(data: bytes, where: str) -> list[KeyInfo]:
     doc = load_document(data, where, ENTRIES_FORMAT, "a key entries document")
-    keys = [parse_entry(e, where) for e in doc.get("keys", [])]
+    keys = [parse_entry(e, where, i) for i, e in enumerate(doc.get("keys", []))]
     if any(k.party != doc.get("party") for k in keys):
         raise KeyStoreError(f"{where}: an entry names another party than the document")
     return keys
@@ -141,34 +143,35 @@ def _directory_signer(store: FileKeyStore, now: datetime) -> SigningIdentity:
 
 
 def sign_directory(
-    store: FileKeyStore, entry_files: list[tuple[str, bytes]], *, now: datetime | None = None
+    store: FileKeyStore,
+    entry_files: list[tuple[str, bytes]],
+    *,
+    now: datetime | None = None,
+    parties: Collection[str] | None = None,
+    allow_second_key: bool = False,
+    changes: list[KeyChange] | None = None,
 ) -> bytes:
     """Merge the parties' entries into the governance keystore's directory, then sign it all.
 
-    A merged entry never undoes a revocation or retirement made here (the master copy wins
-    for status), so a party cannot un-revoke its own key by exporting it again.
+    What the merge refuses, and why, is ``merge_entries``'s (``parties``: the policy
+    bundle's, to check each entry's party against). ``changes``, when given, receives what
+    the signed directory adds or lists otherwise than the master copy did, for the officer
+    to see what they signed.
     """
     at = now or datetime.now(UTC)
     identity = _directory_signer(store, at)
     incoming = [(where, k) for where, data in entry_files for k in _parse_entries(data, where)]
-    known = {k.key_id: k for k in store.keys(party=None)}
-    merged = dict(known)
-    for where, k in incoming:
-        old = known.get(k.key_id)
-        if (prior := merged.get(k.key_id)) is not None and prior.party != k.party:
-            # A party speaks only for its own keys: relabelled, another's entry would hand
-            # that party's key over, or revoke or extend it, under the governance signature.
-            raise KeyStoreError(
-                f"{where}: lists key {k.key_id} as {k.party}'s, but it is {prior.party}'s; "
-                "nothing was signed"
-            )
-        merged[k.key_id] = k if old is None or old.status is KeyStatus.ACTIVE else old
+    merged, changed = merge_entries(
+        store.keys(party=None), incoming, parties=parties, allow_second_key=allow_second_key
+    )
+    if changes is not None:
+        changes.extend(changed)
     with locked(store.path):
         trust = _trust(store)
         serial = int(trust["serial"]) + 1
         trust["serial"] = serial
         _save_trust(store, trust)
-    store.replace_public(list(merged.values()))
+    store.replace_public(merged)
     return signed_bytes(
         store.keys(), serial=serial, issued_at=at,
         signer=identity.info.key_id, sign=identity.key.sign,

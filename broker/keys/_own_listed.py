@@ -16,7 +16,7 @@ import time
 from broker.envelope import KeyPurpose
 from broker.keys._store import FileKeyStore
 
-__all__ = ["lost_signing_keys", "lost_signing_keys_advice"]
+__all__ = ["lost_signing_keys", "lost_signing_keys_advice", "unheld_encryption_keys"]
 
 
 def lost_signing_keys(store: FileKeyStore, party: str) -> list[str]:
@@ -43,3 +43,16 @@ def lost_signing_keys_advice(party: str) -> str:
         "backup, not new keys (if the keys are truly lost, export this keystore's and have "
         "them signed into the directory, then import it)"
     )
+
+
+def unheld_encryption_keys(store: FileKeyStore, party: str) -> list[str]:
+    """The live encryption keys of ``party`` that ``store`` lists and holds no private half
+    of: others seal to ``party``'s newest live one, and what is sealed to a key listed here
+    only cannot be opened here. Empty when there is nothing to fear."""
+    now = time.time()
+    return sorted(
+        k.key_id
+        for k in store.keys(party)
+        if k.purpose is KeyPurpose.ENCRYPT and k.is_live_ts(now)
+        and not store.holds_private(k.key_id)
+    )  # fmt: skip

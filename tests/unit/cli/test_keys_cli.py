@@ -581,10 +581,11 @@ def test_passphrase_from_settings_and_wrong_passphrase(
 
 
 def test_separate_organisations_exchange_public_keys_through_a_signed_directory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """init per organisation, export, sign-directory, import: each ends up with everyone's
     public keys and only its own private ones; a tampered copy is one line and changes nothing."""
+    monkeypatch.chdir(tmp_path)  # no policy bundle here: the parties are not checked
     dirs = {p: tmp_path / p for p in ("wmp", "hub-a", "governance")}
     for party, d in dirs.items():
         assert _run(["keys", "init", "--party", party, "--dir", str(d)], capsys)[0] == 0
@@ -853,12 +854,17 @@ def test_keys_protect_from_inside_the_keystore_folder_works(
 
 
 def test_revoking_another_partys_key_outside_the_governance_keystore_is_refused(
-    bundle: Path, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bundle: Path,
+    home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Done in wmp's keystore, the next directory imported there would silently undo it.
     The IG officer revokes it in the governance keystore instead (a compromised or
     unreachable organisation's key): the next signed directory carries it to everyone, the
     owner's keystore included, and the owner's own export cannot undo it."""
+    monkeypatch.setenv("ACCORD_POLICIES", str(bundle))  # the bundle the parties are checked in
     _run(["keys", "init", "--policies", str(bundle)], capsys)
     keys = home / "keys"
     victim = FileKeyStore(keys / "hub-a").current_signing_key("hub-a").info.key_id

@@ -43,6 +43,9 @@ def test_importing_into_a_remade_keystore_warns_to_restore_it_and_a_first_import
     assert _run(cmd, capsys)[0] == 0
     anchor = FileKeyStore(gov).current_signing_key("governance").info.key_id
     listed = [k.key_id for k in FileKeyStore(wmp).keys("wmp") if k.purpose.value == "sign"]
+    [old_encrypt] = [
+        k.key_id for k in FileKeyStore(wmp).keys("wmp") if k.purpose.value == "encrypt"
+    ]
     importing = ["keys", "import", str(signed), "--dir", str(wmp), "--trust", anchor]
 
     code, _, err = _run(importing, capsys)  # the ceremony: its own keys, listed
@@ -53,7 +56,10 @@ def test_importing_into_a_remade_keystore_warns_to_restore_it_and_a_first_import
     code, out, err = _run(importing, capsys)
     assert code == 0
     assert "imported" in out
-    [line] = err.strip().splitlines()
+    line, sealed = err.strip().splitlines()
     assert line.startswith("warning: this keystore holds none of the signing keys the key ")
     assert "restore wmp's keystore from its backup" in line
     assert line.endswith(f"the directory lists {listed[0]}")
+    # Its listed encryption key is lost too: the broker seals wmp's deliveries to it.
+    assert sealed.startswith(f"warning: the key directory lists encryption key {old_encrypt} ")
+    assert "restore wmp's keystore from its backup" in sealed

@@ -69,10 +69,13 @@ def test_a_hand_written_entry_is_signed_into_the_directory_and_trusted_by_the_br
 @pytest.mark.parametrize(
     ("change", "why"),
     [
-        ({"created_at": "2026-12-06T10:54:07"}, "without a zone"),
-        ({"key_id": "0" * 32}, "does not match its id"),
-        ({"purpose": "encrypt"}, "wrong purpose"),
+        ({"created_at": "2026-12-06T10:54:07"}, r"keys\[0\]\.created_at: .*end it in Z \(UTC\)"),
+        ({"created_at": "6 Dec 2026"}, r"keys\[0\]\.created_at: not an RFC 3339 date-time"),
+        ({"key_id": "0" * 32}, r"keys\[0\]\.public: does not match its id"),
+        ({"purpose": "encrypt"}, r"keys\[0\]\.purpose: the wrong purpose"),
         ({"comment": "ours"}, "members v1 does not know"),
+        ({"alg": "rsa"}, r"keys\[0\]\.alg: must be one of ed25519"),
+        ({"status": "live"}, r"keys\[0\]\.status: must be one of active"),
     ],
 )
 def test_a_hand_written_entry_that_breaks_the_format_is_refused_with_a_reason(
@@ -83,3 +86,31 @@ def test_a_hand_written_entry_that_breaks_the_format_is_refused_with_a_reason(
         sign_directory(
             FileKeyStore(root / "governance"), [("swbh.json", _entries(public, **change))]
         )
+
+
+def test_an_unpadded_public_key_is_refused_naming_the_field_and_the_fix(root: Path) -> None:
+    """Base64 without its '=' padding: the field and what it must be, never the value."""
+    public = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    unpadded = base64.b64encode(public).decode("ascii").rstrip("=")
+    document = json.loads(_entries(public))
+    document["keys"][0]["public"] = unpadded
+    with pytest.raises(KeyStoreError) as caught:
+        sign_directory(
+            FileKeyStore(root / "governance"), [("swbh.json", json.dumps(document).encode())]
+        )
+    assert str(caught.value) == (
+        "swbh.json: keys[0].public: must be the raw public key in standard base64 with padding"
+    )
+
+
+def test_an_upper_case_key_id_is_refused_as_such_not_as_a_wrong_fingerprint(root: Path) -> None:
+    public = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    upper = _key_id("ed25519", public).upper()
+    with pytest.raises(KeyStoreError) as caught:
+        sign_directory(
+            FileKeyStore(root / "governance"), [("swbh.json", _entries(public, key_id=upper))]
+        )
+    assert str(caught.value) == (
+        "swbh.json: keys[0].key_id: must be 32 lower-case hex digits (the key's fingerprint)"
+    )
+    assert upper not in str(caught.value)

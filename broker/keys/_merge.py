@@ -1,0 +1,130 @@
+"""What ``sign_directory`` takes from the parties' entries files, and what it refuses.
+
+An entries file is unsigned: whoever hands one in can write anything in it. The governance
+signature then vouches for it to every keystore, so the merge refuses, whole, what no
+party's honest export contains: another party's key, a governance key (those join from the
+governance keystore itself; one from a file would become a trusted directory signer
+everywhere), a party the policy bundle does not know, and a second live key of a purpose
+beside one that never expires (a rotation's export always gives the old key its expiry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from broker._words import closest
+from broker.envelope import KeyInfo, KeyStatus
+from broker.errors import KeyStoreError
+from broker.principals import Principal
+
+__all__ = ["KeyChange", "merge_entries"]
+
+_GOVERNANCE = str(Principal.GOVERNANCE)
+_NOTHING = "nothing was signed"
+
+
+def _when(at: datetime | None) -> str:
+    return "no expiry" if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """One key a signed directory adds, or lists otherwise than the master copy did."""
+
+    key: KeyInfo
+    before: KeyInfo | None  # None: a key new to the directory
+
+    def describe(self) -> str:
+        """One line for the officer who signs it: party, purpose, key id, status, expiry."""
+        k = self.key
+        head = f"{k.party} {k.purpose.value} key {k.key_id}"
+        if self.before is None:
+            return f"adds {head}: {k.status.value}, {_when(k.not_after)}"
+        was = self.before
+        parts = []
+        if was.status is not k.status:
+            parts.append(f"{was.status.value} -> {k.status.value}")
+        if was.not_after != k.not_after:
+            parts.append(f"{_when(was.not_after)} -> {_when(k.not_after)}")
+        if was.created_at != k.created_at:
+            parts.append("created_at changed")
+        return f"changes {head}: {', '.join(parts)}"
+
+
+def _check_entry(where: str, k: KeyInfo, parties: Collection[str] | None) -> None:
+    if k.party == _GOVERNANCE:
+        raise KeyStoreError(
+            f"{where}: lists governance key {k.key_id}: governance keys join the directory "
+            "from the governance keystore only, never from a file; " + _NOTHING
+        )
+    if parties is None or k.party in parties or k.party in set(Principal):
+        return
+    near = closest(k.party, [*parties, *(str(p) for p in Principal)])
+    hint = f" (did you mean {near}?)" if near else ""
+    raise KeyStoreError(
+        f"{where}: lists key {k.key_id} of {k.party}, no party of the policy bundle's "
+        f"parties.yaml{hint}; {_NOTHING}"
+    )
+
+
+def _second_key(where: str, new: KeyInfo, merged: dict[str, KeyInfo]) -> None:
+    """Refuses ``new`` beside an active key of the same party and purpose that never
+    expires. ``accord keys rotate`` gives the old key an expiry (the grace) in the same
+    export as the new key; an extra key someone slipped in beside it has none to give."""
+    lasting = [
+        k for k in merged.values()
+        if k.key_id != new.key_id and k.party == new.party and k.purpose is new.purpose
+        and k.status is KeyStatus.ACTIVE and k.not_after is None
+    ]  # fmt: skip
+    if lasting:
+        raise KeyStoreError(
+            f"{where}: gives {new.party} a new active {new.purpose.value} key {new.key_id} "
+            f"while its {new.purpose.value} key {lasting[0].key_id} stays active with no "
+            "expiry: a rotation's export gives the old key its expiry; check with "
+            f"{new.party} out of band, then sign with --allow-second-key if both are meant "
+            f"(or retire the old key here first); {_NOTHING}"
+        )
+
+
+def merge_entries(
+    known: Sequence[KeyInfo],
+    incoming: Sequence[tuple[str, KeyInfo]],
+    *,
+    parties: Collection[str] | None = None,
+    allow_second_key: bool = False,
+) -> tuple[list[KeyInfo], list[KeyChange]]:
+    """The master copy ``known`` with ``incoming`` merged in, and what changed.
+
+    A merged entry never undoes a revocation or retirement made here (the master copy wins
+    for status), so a party cannot un-revoke its own key by exporting it again. ``parties``:
+    the policy bundle's party ids, when there is one to check against (Accord's own
+    principals are always known)."""
+    before = {k.key_id: k for k in known}
+    merged = dict(before)
+    new: list[tuple[str, KeyInfo]] = []
+    for where, k in incoming:
+        _check_entry(where, k, parties)
+        old = before.get(k.key_id)
+        if (prior := merged.get(k.key_id)) is not None and prior.party != k.party:
+            # A party speaks only for its own keys: relabelled, another's entry would hand
+            # that party's key over, or revoke or extend it, under the governance signature.
+            raise KeyStoreError(
+                f"{where}: lists key {k.key_id} as {k.party}'s, but it is {prior.party}'s; "
+                + _NOTHING
+            )
+        merged[k.key_id] = k if old is None or old.status is KeyStatus.ACTIVE else old
+        if old is None:
+            new.append((where, k))
+    if not allow_second_key:
+        for where, k in new:
+            if k.status is KeyStatus.ACTIVE:
+                _second_key(where, merged[k.key_id], merged)
+    changes = [
+        KeyChange(k, before.get(k.key_id))
+        for k in sorted(merged.values(), key=lambda k: (k.party, k.purpose.value, k.key_id))
+        if (was := before.get(k.key_id)) is None
+        or (was.status, was.not_after, was.created_at) != (k.status, k.not_after, k.created_at)
+    ]
+    return list(merged.values()), changes

@@ -1,0 +1,152 @@
+"""`accord keys sign-directory` says what it signs and refuses what no honest export holds;
+`accord keys import` says loudly when a new governance key becomes trusted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from broker.cli import main
+from broker.config import KemSuite
+from broker.envelope import KeyPurpose
+from broker.keys import FileKeyStore
+from broker.keys._directory import entry_json
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ACCORD_KEYSTORE__PASSPHRASE", raising=False)
+    monkeypatch.delenv("ACCORD_KEYSTORE__PATH", raising=False)
+    monkeypatch.delenv("ACCORD_POLICIES", raising=False)
+    monkeypatch.chdir(tmp_path)  # no policies/ here unless a test makes one
+    return tmp_path / "home"
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+_NOTE = "note: no policy bundle here"
+
+
+def _one_line_error(code: int, err: str) -> str:
+    assert code != 0
+    [line] = [line for line in err.strip().splitlines() if not line.startswith(_NOTE)]
+    assert line.startswith("accord: error:")
+    return line
+
+
+@pytest.fixture
+def ceremony(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Path]:
+    """wmp's and the IG officer's keystores, and wmp's export."""
+    dirs = {p: tmp_path / p for p in ("wmp", "governance")}
+    for party, d in dirs.items():
+        assert _run(["keys", "init", "--party", party, "--dir", str(d)], capsys)[0] == 0
+    dirs["wmp.json"] = tmp_path / "wmp.json"
+    cmd = ["keys", "export", "--party", "wmp", "--dir", str(dirs["wmp"]), "--out"]
+    assert _run([*cmd, str(dirs["wmp.json"])], capsys)[0] == 0
+    return dirs
+
+
+def _sign(dirs: dict[str, Path], *files: Path | str) -> list[str]:
+    out = dirs["governance"].parent / "directory.json"
+    return ["keys", "sign-directory", *map(str, files), "--out", str(out),
+            "--dir", str(dirs["governance"])]  # fmt: skip
+
+
+def test_sign_directory_prints_each_key_it_adds_and_says_parties_were_not_checked(
+    ceremony: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(_sign(ceremony, ceremony["wmp.json"]), capsys)
+    assert code == 0
+    for key in FileKeyStore(ceremony["wmp"]).keys("wmp"):
+        assert f"  adds wmp {key.purpose.value} key {key.key_id}: active, no expiry\n" in out
+    assert err == (
+        "note: no policy bundle here (ACCORD_POLICIES, or policies/ in this folder), so the "
+        "entries' parties were not checked against parties.yaml\n"
+    )
+    code, out, _ = _run(_sign(ceremony), capsys)  # no files: the master copy signed again
+    assert code == 0
+    assert "  no key added or changed since the master copy\n" in out
+
+
+def test_sign_directory_refuses_a_governance_key_from_a_file_in_one_line(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = FileKeyStore(tmp_path / "forger", None, create=True)
+    [forged] = elsewhere.ensure_party("governance", purposes=[KeyPurpose.SIGN])
+    forged_file = tmp_path / "governance.json"
+    forged_file.write_text(json.dumps({
+        "format": "accord-key-entries/v1", "party": "governance", "keys": [entry_json(forged)],
+    }))  # fmt: skip
+    code, _, err = _run(_sign(ceremony, ceremony["wmp.json"], forged_file), capsys)
+    line = _one_line_error(code, err)
+    assert f"{forged_file}: lists governance key {forged.key_id}" in line
+    assert line.endswith("nothing was signed")
+    assert not (tmp_path / "directory.json").exists()
+
+
+def test_sign_directory_refuses_a_second_lasting_key_unless_allow_second_key(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(_sign(ceremony, ceremony["wmp.json"]), capsys)[0] == 0
+    elsewhere = FileKeyStore(tmp_path / "other", None, create=True)
+    [extra] = elsewhere.ensure_party("wmp", purposes=[KeyPurpose.ENCRYPT], kem=KemSuite.HYBRID)
+    document = json.loads(ceremony["wmp.json"].read_text())
+    document["keys"].append(entry_json(extra))
+    ceremony["wmp.json"].write_text(json.dumps(document))
+    code, _, err = _run(_sign(ceremony, ceremony["wmp.json"]), capsys)
+    line = _one_line_error(code, err)
+    assert f"gives wmp a new active encrypt key {extra.key_id} while its encrypt key" in line
+    code, out, _ = _run([*_sign(ceremony, ceremony["wmp.json"]), "--allow-second-key"], capsys)
+    assert code == 0
+    assert f"  adds wmp encrypt key {extra.key_id}: active, no expiry\n" in out
+
+
+def test_sign_directory_checks_parties_against_the_configured_bundle(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "parties.yaml").write_text(
+        "parties:\n  wmpp: {name: Police, kind: agency}\n"
+    )
+    code, _, err = _run(_sign(ceremony, ceremony["wmp.json"]), capsys)
+    line = _one_line_error(code, err)
+    assert "of wmp, no party of the policy bundle's parties.yaml (did you mean wmpp?)" in line
+
+
+def test_import_warns_loudly_when_a_new_governance_key_becomes_trusted(
+    ceremony: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gov, wmp = ceremony["governance"], ceremony["wmp"]
+    directory = gov.parent / "directory.json"
+    assert _run(_sign(ceremony, ceremony["wmp.json"]), capsys)[0] == 0
+    anchor = FileKeyStore(gov).current_signing_key("governance").info.key_id
+    code, _, err = _run(["keys", "import", str(directory), "--dir", str(wmp), "--trust", anchor],
+                        capsys)  # fmt: skip
+    assert (code, err) == (0, "")  # the key given with --trust was checked already
+
+    cmd = ["keys", "rotate", "governance", "--dir", str(gov), "--purpose", "sign"]
+    assert _run(cmd, capsys)[0] == 0
+    [new] = [
+        k.key_id
+        for k in FileKeyStore(gov).keys("governance")
+        if k.purpose is KeyPurpose.SIGN and k.key_id != anchor
+    ]
+    assert _run(_sign(ceremony), capsys)[0] == 0  # signed by the old key, introducing the new
+    code, _, err = _run(["keys", "import", str(directory), "--dir", str(wmp)], capsys)
+    assert code == 0
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"WARNING: this keystore now trusts a NEW governance signing key {new}")
+    assert "verify this id with the IG officer out of band" in line
+    code, _, err = _run(["keys", "import", str(directory), "--dir", str(wmp)], capsys)
+    assert (code, err) == (0, "")  # said once, when it became trusted

@@ -1,0 +1,152 @@
+"""What sign_directory refuses to take from an (unsigned) entries file, and what it says it
+changed: the governance signature vouches for every entry to every keystore."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from broker.config import KemSuite
+from broker.envelope import KeyInfo, KeyPurpose, KeyStatus
+from broker.errors import KeyStoreError
+from broker.keys import (
+    FileKeyStore,
+    KeyChange,
+    export_entries,
+    import_directory,
+    init_keystores,
+    sign_directory,
+    trusted_signers,
+)
+from broker.keys._directory import entry_json
+
+PARTIES = ["wmp", "cog-tipton"]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    init_keystores(tmp_path / "keys", PARTIES, passphrase=None, kem=KemSuite.X25519)
+    return tmp_path / "keys"
+
+
+def _store(root: Path, principal: str) -> FileKeyStore:
+    return FileKeyStore(root / principal)
+
+
+def _fresh(tmp_path: Path, party: str, purpose: KeyPurpose = KeyPurpose.SIGN) -> KeyInfo:
+    """A key made anywhere but the party's own keystore (whoever wrote the file holds it)."""
+    elsewhere = FileKeyStore(tmp_path / f"elsewhere-{party}", None, create=True)
+    [key] = elsewhere.ensure_party(party, purposes=[purpose], kem=KemSuite.X25519)
+    return key
+
+
+def _entries(party: str, keys: list[KeyInfo]) -> bytes:
+    doc = {"format": "accord-key-entries/v1", "party": party, "keys": [entry_json(k) for k in keys]}
+    return json.dumps(doc).encode()
+
+
+def _serial(root: Path) -> int:
+    return int(json.loads(sign_directory(_store(root, "governance"), []))["serial"])
+
+
+def test_an_entries_file_naming_a_governance_key_is_refused_and_nothing_is_signed(
+    root: Path, tmp_path: Path
+) -> None:
+    """A governance key from a file would become a trusted directory signer in every keystore
+    that imports the directory; governance keys join only from the governance keystore."""
+    forged = _fresh(tmp_path, "governance")
+    before = _serial(root)
+    governance = _store(root, "governance")
+    with pytest.raises(KeyStoreError) as caught:
+        sign_directory(governance, [("gov.json", _entries("governance", [forged]))])
+    assert str(caught.value) == (
+        f"gov.json: lists governance key {forged.key_id}: governance keys join the directory "
+        "from the governance keystore only, never from a file; nothing was signed"
+    )
+    assert governance.public_key(forged.key_id) is None
+    assert _serial(root) == before + 1  # the refused merge used no serial
+    wmp = _store(root, "wmp")
+    import_directory(wmp, sign_directory(governance, []), where=root / "d.json")
+    assert forged.key_id not in {k.key_id for k in trusted_signers(wmp)}
+
+
+def test_a_new_key_beside_an_active_one_that_never_expires_is_refused_unless_allowed(
+    root: Path, tmp_path: Path
+) -> None:
+    """A rotation's export gives the old key its expiry; an extra key slipped in beside a
+    lasting one (say, to read a party's deliveries) has no such expiry to show."""
+    wmp, governance = _store(root, "wmp"), _store(root, "governance")
+    old = wmp.current_encryption_key("wmp")
+    extra = _fresh(tmp_path, "wmp", KeyPurpose.ENCRYPT)
+    document = json.loads(export_entries(wmp, "wmp"))
+    document["keys"].append(entry_json(extra))
+    data = json.dumps(document).encode()
+    with pytest.raises(KeyStoreError) as caught:
+        sign_directory(governance, [("wmp.json", data)])
+    message = str(caught.value)
+    assert message.startswith(
+        f"wmp.json: gives wmp a new active encrypt key {extra.key_id} while its encrypt key "
+        f"{old.key_id} stays active with no expiry"
+    )
+    assert "--allow-second-key" in message
+    assert message.endswith("nothing was signed")
+    assert governance.public_key(extra.key_id) is None
+
+    signed = json.loads(sign_directory(governance, [("wmp.json", data)], allow_second_key=True))
+    assert extra.key_id in {k["key_id"] for k in signed["keys"]}
+
+
+def test_a_rotations_export_is_signed_and_each_change_is_described(root: Path) -> None:
+    """accord keys rotate sets the old keys' expiry in the same export as the new keys: no
+    option needed, and the officer is told each key added or changed."""
+    wmp, governance = _store(root, "wmp"), _store(root, "governance")
+    old = {k.purpose: k for k in wmp.keys("wmp")}
+    created = wmp.rotate("wmp", kem=KemSuite.X25519)
+    changes: list[KeyChange] = []
+    sign_directory(governance, [("wmp.json", export_entries(wmp, "wmp"))], changes=changes)
+    lines = sorted(change.describe() for change in changes)
+    expires = {k.key_id: k.not_after for k in wmp.keys("wmp")}
+    expected = [f"adds wmp {k.purpose.value} key {k.key_id}: active, no expiry" for k in created]
+    for purpose, k in old.items():
+        at = expires[k.key_id]
+        assert at is not None
+        expected.append(
+            f"changes wmp {purpose.value} key {k.key_id}: "
+            f"no expiry -> {at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        )
+    assert lines == sorted(expected)
+    again: list[KeyChange] = []
+    sign_directory(governance, [("wmp.json", export_entries(wmp, "wmp"))], changes=again)
+    assert again == []  # the same export again changes nothing
+
+
+def test_a_status_the_master_copy_keeps_is_not_described_as_a_change(root: Path) -> None:
+    governance, hub = _store(root, "governance"), _store(root, "cog-tipton")
+    key = hub.current_signing_key("cog-tipton").info
+    governance.revoke(key.key_id)
+    changes: list[KeyChange] = []
+    entries = [("hub.json", export_entries(hub, "cog-tipton"))]
+    sign_directory(governance, entries, changes=changes)
+    assert changes == []  # its export says active; the revocation here stands
+    assert governance.public_key(key.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
+
+
+def test_an_entry_of_a_party_the_bundle_does_not_know_is_refused_with_a_hint(
+    root: Path, tmp_path: Path
+) -> None:
+    governance = _store(root, "governance")
+    typo = _fresh(tmp_path, "cog-tiptn")
+    with pytest.raises(KeyStoreError) as caught:
+        sign_directory(governance, [("hub.json", _entries("cog-tiptn", [typo]))], parties=PARTIES)
+    assert str(caught.value) == (
+        f"hub.json: lists key {typo.key_id} of cog-tiptn, no party of the policy bundle's "
+        "parties.yaml (did you mean cog-tipton?); nothing was signed"
+    )
+    # Accord's own principals are in no bundle, and are known all the same.
+    worker = _store(root, "worker")
+    sign_directory(governance, [("worker.json", export_entries(worker, "worker"))], parties=PARTIES)
+    # With no bundle to read, no party is checked.
+    sign_directory(governance, [("hub.json", _entries("cog-tiptn", [typo]))])
+    assert governance.public_key(typo.key_id) is not None
