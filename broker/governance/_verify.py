@@ -355,6 +355,8 @@ class IndexView:
 
     checkpoints: dict[str, AuditRecord]
     read_to: dict[int, int]
+    #: Each chain's newest indexed seq: where a chain without a checkpoint ends.
+    heads: dict[str, int] = field(default_factory=dict)
 
 
 def index_view(store: AuditStore, partitions: Iterable[int]) -> IndexView:
@@ -363,7 +365,8 @@ def index_view(store: AuditStore, partitions: Iterable[int]) -> IndexView:
     with store.snapshot():
         cps = {chain: store.latest_checkpoint(chain) for chain in store.chains()}
         read_to = _read_to(store, partitions)
-    return IndexView({c: cp for c, cp in cps.items() if cp is not None}, read_to)
+        heads = {c: h.seq for c, h in store.heads().items()}
+    return IndexView({c: cp for c, cp in cps.items() if cp is not None}, read_to, heads)
 
 
 def verify_records(
@@ -399,7 +402,7 @@ def verify_records(
         unvouched += len(report.unvouched)
     behind = None
     if index is not None:
-        behind = check_index_holds(topic, index.checkpoints, index.read_to)
+        behind = check_index_holds(topic, index.checkpoints, index.read_to, index.heads)
     return VerifySummary(
         source, len(names), total, signed, sum(topic.refused.values()), topic.unsigned, unvouched,
         behind=behind,

@@ -164,7 +164,10 @@ class Vouches:
 
 
 def check_index_holds(
-    topic: TopicChains, checkpoints: Mapping[str, AuditRecord], read_to: Mapping[int, int]
+    topic: TopicChains,
+    checkpoints: Mapping[str, AuditRecord],
+    read_to: Mapping[int, int],
+    heads: Mapping[str, int] | None = None,
 ) -> int:
     """Raise :class:`ChainBroken` for the first chain (by name) the topic holds signed
     further than the index, below where the index has read the topic (``read_to``: each
@@ -180,6 +183,17 @@ def check_index_holds(
             continue
         want = max(read)
         cp = checkpoints.get(chain)
+        head = (heads or {}).get(chain)
+        if cp is None and head is not None:
+            # Its records are there, its checkpoints not: say where what the index holds
+            # ends, not that the whole chain is missing (an IG officer looked at seq 0).
+            raise ChainBroken(
+                head + 1 if head < want else want,
+                f"the index holds the chain through seq {head} but no signed checkpoint of "
+                f"it, though the topic holds it signed through seq {want} and the index has "
+                "read past it (records or checkpoints deleted from the index)",
+                chain=chain,
+            )
         if cp is None:
             raise ChainBroken(
                 0,

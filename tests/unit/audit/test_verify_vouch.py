@@ -375,6 +375,27 @@ def test_from_topic_an_index_chain_shorter_than_the_topics_fails(
     ) in err
 
 
+def test_from_topic_a_chain_cut_back_with_its_checkpoint_row_is_placed_where_it_ends(
+    store: AuditStore, verifier: KeystoreAuditVerifier, keys: FileKeyStore,
+    topic: list[TopicMessage], audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """An IG officer cut a chain back and deleted its checkpoint row: the answer was "broken
+    at seq 0: chain missing from the index" though seq 0-2 were all there."""
+    records, _, _ = quiet_chain(keys)
+    assert index_records(store, verifier, records).breaks == []
+    topic += _on_topic(records)
+    _q(store, "DELETE FROM audit_records WHERE chain = 'worker:quiet' AND seq > 2")
+    _q(store, "DELETE FROM chain_checkpoints WHERE chain = 'worker:quiet'")
+    _q(store, "UPDATE chain_heads SET seq = 2, hash = ? WHERE chain = 'worker:quiet'",
+       (records[2].hash,))  # fmt: skip
+    code, _, err = run_cli(["audit", "verify", "--from-topic", "--db", audit_db_url])
+    assert code == 1
+    assert (
+        "'worker:quiet' broken at seq 3: the index holds the chain through seq 2 but no signed "
+        "checkpoint of it, though the topic holds it signed through seq 5"
+    ) in err
+
+
 def test_from_topic_an_index_that_has_not_read_as_far_yet_is_no_fault(
     store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker, keys: FileKeyStore,
     topic: list[TopicMessage], audit_db_url: str, run_cli: Run,
