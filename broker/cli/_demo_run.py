@@ -29,7 +29,7 @@ from broker.cli._demo_flags import FlagServiceProcess
 from broker.cli._demo_hints import DemoShell, with_port_hint
 from broker.cli._demo_keys import demo_keystores
 from broker.config import EnvelopeSettings, Settings, WorkerSettings
-from broker.errors import AccordError, TransportError, UsageError
+from broker.errors import AccordError, SendUnconfirmed, TransportError, UsageError
 from broker.kafka import KafkaClients, client_settings
 from broker.keys import FileKeyStore
 from broker.pipeline import Worker, WorkerOptions, serve
@@ -195,6 +195,13 @@ async def _until_sent(
     while True:
         try:
             await send(record)
+        except SendUnconfirmed as exc:
+            # The SDK's "not sent again" is about itself; the demo, as an agency should, sends
+            # the same record again, which a "trying it again" after it would contradict.
+            say(
+                f"agencies: {exc}; the demo, not the SDK, sends it again in {wait:g} s under "
+                "the same id: if Kafka had it, that copy is refused as a replay"
+            )
         except TransportError as exc:  # its message names topics and limits, never data
             say(f"agencies: {exc}; trying it again in {wait:g} s")
         else:

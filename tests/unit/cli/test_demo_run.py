@@ -19,7 +19,7 @@ from broker.cli import _demo_run
 from broker.cli._demo_console import demo_console
 from broker.cli._demo_run import run_demo
 from broker.config import Settings
-from broker.errors import TransportError, UsageError
+from broker.errors import SendUnconfirmed, TransportError, UsageError
 from broker.keys import FileKeyStore
 
 REPO = Path(__file__).resolve().parents[3]
@@ -235,6 +235,31 @@ async def test_the_agencies_send_a_record_kafka_did_not_take_again_rather_than_e
     assert [line.split(";")[1] for line in said] == [
         " trying it again in 0.01 s",
         " trying it again in 0.02 s",
+    ]
+
+
+async def test_a_send_kafka_may_have_taken_is_said_to_be_sent_again_under_its_id() -> None:
+    """The SDK's "it is not sent again" was followed by "trying it again in 1 s": the demo's
+    line says that it, not the SDK, sends the record again, and why that is safe."""
+    said: list[str] = []
+    tries: list[dict[str, Any]] = []
+
+    async def send(given: dict[str, Any]) -> None:
+        tries.append(given)
+        if len(tries) == 1:
+            raise SendUnconfirmed(
+                "wmp event: Kafka did not answer within 30 s; it is not sent again, but Kafka "
+                "may have received it",
+                event_ids=("7be2e9b7-0000-4000-8000-000000000001",),
+            )
+
+    record = {"event_id": "7be2e9b7-0000-4000-8000-000000000001"}
+    assert await _demo_run._until_sent(send, record, asyncio.Event(), said.append, first_wait=0.01)
+    assert tries == [record] * 2
+    assert said == [
+        "agencies: wmp event: Kafka did not answer within 30 s; it is not sent again, but Kafka "
+        "may have received it; the demo, not the SDK, sends it again in 0.01 s under the same id: "
+        "if Kafka had it, that copy is refused as a replay"
     ]
 
 
