@@ -91,7 +91,11 @@ def register(app: typer.Typer) -> None:
         """Fetch Kafka if needed, start it (TLS, SCRAM logins, ACLs), wait until it answers."""
         from broker.config import KafkaSecurity
 
-        st = _node(port, data, plaintext=insecure_plaintext).start()
+        node = _node(port, data, plaintext=insecure_plaintext)
+        # Before starting: said even when the start then fails on that very port.
+        if (warning := node.port_warning()) is not None:
+            typer.echo(warning, err=True)
+        st = node.start()
         # At every start of a PLAINTEXT node, not only the one that made it so.
         if st.security is KafkaSecurity.PLAINTEXT:
             typer.echo(PLAINTEXT_WARNING, err=True)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -54,11 +55,23 @@ _PICK_FROM = 20_000
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
-def _ephemeral_low() -> int | None:
+def _ephemeral_range() -> tuple[int, int] | None:
+    """The kernel's ephemeral port range (lowest, highest), or None where it is not known."""
     try:
-        return int(_EPHEMERAL_RANGE.read_text(encoding="ascii").split()[0])
-    except (OSError, ValueError, IndexError):
+        low, high = (int(n) for n in _EPHEMERAL_RANGE.read_text(encoding="ascii").split()[:2])
+    except (OSError, ValueError):
         return None
+    return low, high
+
+
+def _ephemeral_low() -> int | None:
+    span = _ephemeral_range()
+    return span[0] if span else None
+
+
+def _in_ephemeral_range(port: int) -> tuple[int, int] | None:
+    span = _ephemeral_range()
+    return span if span and span[0] <= port <= span[1] else None
 
 
 _GIVEN: set[int] = set()
@@ -328,6 +341,8 @@ class EmbeddedKafka:
             "kafka.Kafka",
             str(config.absolute()),  # what _runs_kafka_with knows this folder's node by
         ]
+        # kafka.log is appended to across starts: only what this start writes explains it.
+        log_from = self.log_path.stat().st_size if self.log_path.is_file() else 0
         with (self.data_dir / "kafka.out").open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603  # fixed argv, no shell
                 cmd,
@@ -342,7 +357,10 @@ class EmbeddedKafka:
             if proc.poll() is not None:
                 self._pid_file.unlink(missing_ok=True)
                 code = proc.returncode
-                raise DevKafkaError(f"Kafka exited ({code}) while starting; see {self.log_path}")
+                cause = self._bind_failure(log_from)
+                raise DevKafkaError(
+                    f"Kafka exited ({code}) while starting{cause}; see {self.log_path}"
+                )
             # A metadata probe only once the port accepts: before that it could only fail, and
             # connecting (unlike binding) cannot take the port from the node.
             if _accepts(self.port) and _answers_metadata(self.client_settings()):
@@ -350,6 +368,60 @@ class EmbeddedKafka:
             time.sleep(0.1)
         self._kill(proc.pid)
         raise DevKafkaError(f"Kafka did not come up within {timeout:.0f}s; see {self.log_path}")
+
+    def port_warning(self) -> str | None:
+        """One line when the node's client port lies in the kernel's ephemeral range, else None.
+
+        The kernel picks a client's own end of a connection from that range; a client
+        reconnecting to a stopped node on such a port can be given that very port and connect
+        to itself (127.0.0.1:P -> 127.0.0.1:P), holding it until it gives up, so the node
+        cannot start again after an outage.
+        """
+        if (span := _in_ephemeral_range(self.port)) is None:
+            return None
+        low, high = span
+        return (
+            f"WARNING: port {self.port} lies in this machine's ephemeral port range "
+            f"({low}-{high}, {_EPHEMERAL_RANGE}): after an outage, a client retrying it can be "
+            "given that very port for its own end and hold it, and Kafka cannot start again "
+            f"('already in use'); pick a port below {low} ('accord kafka up --port N', "
+            "with Kafka stopped)"
+        )
+
+    def _bind_failure(self, log_from: int) -> str:
+        """Why the node could not bind a port, as its log since ``log_from`` says, or ""."""
+        try:
+            with self.log_path.open("rb") as fh:
+                # Its last lines say why it stopped; a long start logs megabytes before them.
+                fh.seek(max(log_from, fh.seek(0, os.SEEK_END) - (1 << 20)))
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        if "BindException" not in text:
+            return ""
+        # Kafka: "Socket server failed to bind to 127.0.0.1:41092: Address already in use."
+        found = re.search(r"failed to bind to \S*?:(\d+)", text)
+        if found is None:
+            return (
+                f": a port it needs on 127.0.0.1 (client {self.port}, controller "
+                f"{self.controller_port}) is already in use (java.net.BindException)"
+            )
+        port = int(found[1])
+        if port == self.controller_port:  # kept by the folder: --port does not move it
+            return (
+                f": the controller's port {port} on 127.0.0.1 is already in use "
+                "(java.net.BindException); stop the program holding it, or use another data "
+                "folder ('accord kafka up --data DIR')"
+            )
+        cause = f": port {port} on 127.0.0.1 is already in use (java.net.BindException)"
+        if span := _in_ephemeral_range(port):
+            return (
+                f"{cause}; it lies in the ephemeral port range ({span[0]}-{span[1]}), where a "
+                f"client retrying it can hold it as its own end (ss -tn 'sport = :{port}' "
+                f"shows it): stop that client, or pick a port below {span[0]} with "
+                "'accord kafka up --port N'"
+            )
+        return f"{cause}; stop the program holding it, or pick another with --port N"
 
     def _check_ports_free(self) -> None:
         if _port_in_use(self.port):
