@@ -367,7 +367,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(problem)
             n = len(exc.problems)
             raise BundleInvalid([f"{directory}: {n} problem{'s' if n != 1 else ''}"]) from None
-        for warning in loaded.warnings():
+        for warning in loaded.warnings(placed=True):
             typer.echo(f"warning: {warning}", err=True)
         # Dated by today, as the worker decides: a lapsed approval passed silently.
         for level, said in dated_notes(loaded.bundle, datetime.now(UTC).date(), loaded.source):

@@ -28,6 +28,7 @@ from broker.policy._model import (
     Bundle,
     Clause,
 )
+from broker.policy._places import Place, nowhere
 from broker.policy._treatments import treatment_warnings
 from broker.policy._yaml import fmt_path
 from broker.principals import Principal
@@ -361,7 +362,7 @@ def check_loose(
     return checker.problems
 
 
-def bundle_warnings(bundle: Bundle) -> list[str]:
+def bundle_warnings(bundle: Bundle, place: Place = nowhere) -> list[str]:
     """What is allowed but probably not meant, one line each, naming agreement and clause.
 
     A ``school:of-child`` clause without ``subjects`` shares everyone the default covers
@@ -373,14 +374,14 @@ def bundle_warnings(bundle: Bundle) -> list[str]:
     out: list[str] = []
     for agreement in bundle.agreements:
         for clause in agreement.clauses:
-            named = f"agreement {agreement.id!r}, clause {clause.id!r}"
+            named = f"{place(agreement, clause)}agreement {agreement.id!r}, clause {clause.id!r}"
             if "school:of-child" in clause.to and clause.subjects is None:
                 out.append(
                     f"{named}: school:of-child without subjects also tells the school about "
                     "the adults; name the roles, e.g. subjects: [child]"
                 )
             out.extend(f"{named}: {said}" for said in _basis_warnings(bundle, clause))
-    out.extend(treatment_warnings(bundle))
+    out.extend(treatment_warnings(bundle, place))
     return out
 
 

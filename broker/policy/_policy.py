@@ -23,6 +23,7 @@ from broker.policy._flags import CompiledFlagRule
 from broker.policy._index import Index, build_index
 from broker.policy._load import read_bundle
 from broker.policy._model import Bundle
+from broker.policy._places import clause_places, nowhere
 
 __all__ = ["Policy", "load_bundle"]
 
@@ -99,9 +100,12 @@ class Policy:
         """A refusal on arrival for a person, naming the unknown word and the known ones."""
         return refusal_words(self.bundle, reason, term)
 
-    def warnings(self) -> list[str]:
-        """What the bundle allows but probably does not mean, one line each (none block it)."""
-        return bundle_warnings(self.bundle)
+    def warnings(self, *, placed: bool = False) -> list[str]:
+        """What the bundle allows but probably does not mean, one line each (none block it);
+        ``placed``: each starting ``file:line: `` of its clause, where the bundle was loaded
+        from a folder (as ``accord policy check`` prints them, beside the problems)."""
+        place = clause_places(self.bundle, self.source) if placed else nowhere
+        return bundle_warnings(self.bundle, place)
 
     @property
     def counts(self) -> tuple[int, int, int]:

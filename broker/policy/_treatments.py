@@ -29,6 +29,7 @@ from broker.events import FIELD_PATHS
 from broker.policy._cel_ops import written
 from broker.policy._cel_parse import Node, Op, parse
 from broker.policy._model import Agreement, Bundle, Clause, Party
+from broker.policy._places import Place, nowhere
 from broker.policy._transform import least_revealing
 
 __all__ = ["treatment_warnings"]
@@ -117,8 +118,9 @@ def _form(kind: str | None) -> str:
     return "plainly" if kind is None else f"as {kind}"
 
 
-def treatment_warnings(bundle: Bundle) -> list[str]:
-    """One line for each field two clauses that can meet share in different forms."""
+def treatment_warnings(bundle: Bundle, place: Place = nowhere) -> list[str]:
+    """One line for each field two clauses that can meet share in different forms, placed
+    (``place``) at the first of the two."""
     # Each clause's recipients once (a CEL run per party): per pair, a bundle of hundreds
     # of clauses and parties would take minutes to check.
     clauses: list[_Reach] = [
@@ -144,8 +146,8 @@ def treatment_warnings(bundle: Bundle) -> list[str]:
             else:
                 gets = f"{least_revealing((t1, t2))}, which reveals less, applies"
             out.append(
-                f"agreement {a1.id!r}, clause {c1.id!r} and agreement {a2.id!r}, clause"
-                f" {c2.id!r} can both share with {recipient} ({sender}'s {etype}), and share"
-                f" {path} {_form(t1)} and {_form(t2)}: when both apply, {gets}"
+                f"{place(a1, c1)}agreement {a1.id!r}, clause {c1.id!r} and agreement"
+                f" {a2.id!r}, clause {c2.id!r} can both share with {recipient} ({sender}'s"
+                f" {etype}), and share {path} {_form(t1)} and {_form(t2)}: when both apply, {gets}"
             )
     return out

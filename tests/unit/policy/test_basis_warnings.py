@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.policy.kit import POLICE_TO_COORD, agreement, load
+from tests.unit.policy.kit import ENCOMPASS, POLICE_TO_COORD, agreement, load
 
 LAW_ENFORCEMENT = "law_enforcement is a competent authority's (the police's) disclosure"
 
@@ -87,3 +87,20 @@ def test_a_clause_sharing_only_missing_episodes_without_article10_is_not_warned_
         )
         == []
     )
+
+
+def test_policy_check_places_each_warning_at_its_clauses_file_and_line(tmp_path: Path) -> None:
+    """Problems were placed and warnings not: an author with forty clauses had to search."""
+    clause = copy.deepcopy(ENCOMPASS)
+    clause.pop("subjects")
+    first = copy.deepcopy(POLICE_TO_COORD)
+    policy = load(tmp_path / "b", agreements=[agreement("a", [first, clause])])
+    placed = policy.warnings(placed=True)
+    assert placed, policy.warnings()
+    text = (tmp_path / "b" / "agreements" / "a.yaml").read_text().splitlines()
+    for line, bare in zip(placed, policy.warnings(), strict=True):
+        where, _, rest = line.partition(": ")
+        assert rest == bare
+        name, number = where.split(":")
+        assert name == "agreements/a.yaml"
+        assert text[int(number) - 1].lstrip().startswith("- id:")
