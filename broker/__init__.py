@@ -9,8 +9,9 @@ its own (``tests/unit/test_layers.py`` holds the code to this):
                                                   encodings, the models in a field's type,
                                                   private folders, test vectors, settings,
                                                   names
-3. ``crypto`` ``events`` ``ops``                  primitives; the wire contracts; health
-                                                  and metrics endpoints
+3. ``crypto`` ``events`` ``ops`` ``_http_guard``  primitives; the wire contracts; health
+                                                  and metrics endpoints; what an HTTP
+                                                  server allows a connection
 4. ``envelope`` ``linkage`` ``synthetic``         sealed records; subject keys; demo data
 5. ``keys`` ``kafka``                             the keystore; every Kafka client
 6. ``policy`` ``devkafka``                        agreements and decisions; embedded Kafka

@@ -1,5 +1,5 @@
-"""What the settings models share: frozen models, a long-running process's ops server, and a
-web front end's proxies.
+"""What the settings models share: frozen models, a long-running process's ops server, a
+web front end's proxies and what it allows a connection.
 
 Apart from ``_settings`` so that a section with a module of its own (``_gateway``) can build
 on them without importing the module that gathers every section.
@@ -115,6 +115,21 @@ class OpsEndpoint(Frozen):
     # round every 200 ms, at each empty fetch; a batch commit or a slow database may take a
     # few seconds).
     stale_after_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+class ClientLimits(Frozen):
+    """What one HTTP server of Accord's (a gateway, the console, a desk) allows a client's
+    connection: ``broker._http_guard.guarded_http`` reads these (docs/operations.md, Slow and
+    abusive clients)."""
+
+    # A whole request (headers and body) must arrive within this, counted from the
+    # connection's start or the end of the previous answer on it; a client that trickles a
+    # byte at a time gains nothing. Then it is answered 408 (if nothing was yet) and closed.
+    request_deadline_seconds: float = Field(default=30.0, gt=0, le=300)
+    # Open connections at once; a new one past it is closed at once. Lowered at the start to
+    # fit under the process's open-file limit (ulimit -n), leaving room for Kafka's and the
+    # database's connections.
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
 
 
 class BehindProxies(Frozen):

@@ -9,7 +9,13 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, SecretStr
 
 from broker._words import plural
-from broker.config._base import BehindProxies, HostList, NetworkList, OpsEndpoint
+from broker.config._base import (
+    BehindProxies,
+    ClientLimits,
+    HostList,
+    NetworkList,
+    OpsEndpoint,
+)
 
 #: The shortest bearer token taken: 32 characters of ``secrets.token_urlsafe`` are ~190 bits.
 MIN_TOKEN_LENGTH = 32
@@ -45,7 +51,7 @@ def _strong_token(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-class GatewaySettings(OpsEndpoint, BehindProxies):
+class GatewaySettings(OpsEndpoint, ClientLimits, BehindProxies):
     """An agency's HTTP publishing gateway, run inside the agency's own network in front of
     the SDK's ``Publisher``, with the agency's own keystore.
 

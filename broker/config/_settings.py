@@ -26,7 +26,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from broker.config._base import BehindProxies, HostList, OpsEndpoint
+from broker.config._base import BehindProxies, ClientLimits, HostList, OpsEndpoint
 from broker.config._base import Frozen as _Frozen
 from broker.config._env_errors import unknown_setting, unreadable_json
 from broker.config._gateway import GatewaySettings
@@ -204,7 +204,7 @@ class IndexerSettings(OpsEndpoint):
     override_review_days: float = Field(default=3.0, gt=0, le=365)
 
 
-class SignInSettings(BehindProxies):
+class SignInSettings(ClientLimits, BehindProxies):
     """Who may sign in to a web app of Accord's (the console, a desk) and how long a session
     lives; ``broker.webauth.Guard`` reads these."""
 
@@ -242,6 +242,10 @@ class SignInSettings(BehindProxies):
     sign_in_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
     sign_in_max_delay_seconds: int = Field(default=300, ge=1, le=3600)
     known_device_days: int = Field(default=90, ge=1, le=400)
+    # Sign-in checks (64 MiB of Argon2 each, two at a time) allowed to wait their turn; an
+    # attempt past them is refused at once, before its name is looked at (so its speed says
+    # nothing of whether the account exists): "too many sign-ins at once", 503.
+    sign_in_checks_waiting: int = Field(default=8, ge=1, le=1000)
 
 
 class ConsoleSettings(OpsEndpoint, SignInSettings):

@@ -98,10 +98,13 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
         # No name, no address: a name may be a mistyped password, an address personal.
         log.warning("console_sign_in_failed", throttled=check.refused)
         console.deps.metrics.signed_in(
-            SignInOutcome.THROTTLED if check.refused is not None else SignInOutcome.FAILED
-        )
+            SignInOutcome.BUSY if check.busy
+            else SignInOutcome.THROTTLED if check.refused is not None
+            else SignInOutcome.FAILED
+        )  # fmt: skip
         return console.render(
-            "login.html", session, status=401, error=console.guard.failed(check),
+            "login.html", session, status=console.guard.failed_status(check),
+            error=console.guard.failed(check),
             next_page=console.guard.next_page(form),
         )  # fmt: skip
     if holds_nhs_or_telephone_number(check.name):

@@ -27,6 +27,7 @@ class SignInOutcome(enum.StrEnum):
     OK = "ok"
     FAILED = "failed"  # wrong name, password or code: which one is nobody's business
     THROTTLED = "throttled"  # refused by the throttle before any check counted
+    BUSY = "busy"  # refused unchecked: too many sign-in checks waiting at once
 
 
 class ConsoleMetrics:

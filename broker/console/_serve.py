@@ -126,7 +126,7 @@ async def run_console(
         on_fenced=watch,
     )
     cfg = settings.console
-    server = uvicorn.Server(server_config(create_app(deps), cfg, cfg.port))
+    server = uvicorn.Server(server_config(create_app(deps), cfg, cfg.port, registry=registry))
     sock = listen(cfg.host, cfg.port)
     stop = stop or asyncio.Event()
     indexer_stop = asyncio.Event()

@@ -154,7 +154,8 @@ async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) ->
     if not check.ok:
         log.warning("desk_sign_in_failed", throttled=check.refused)
         return desk.render(
-            "login.html", session, status=401, error=desk.guard.failed(check),
+            "login.html", session, status=desk.guard.failed_status(check),
+            error=desk.guard.failed(check),
             next_page=desk.guard.next_page(form),
         )  # fmt: skip
     if holds_nhs_or_telephone_number(check.name):

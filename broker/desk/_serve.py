@@ -234,7 +234,8 @@ def _app(
             flags_freshness=FlagsFreshness(kafka, party, clock)
             if kind == "coordinating_team" else None,
         )  # fmt: skip
-        server = uvicorn.Server(server_config(create_desk_app(deps), cfg, cfg.port))
+        app = create_desk_app(deps)
+        server = uvicorn.Server(server_config(app, cfg, cfg.port, registry=registry))
     except BaseException:
         sock.close()
         if owned is not None:

@@ -166,6 +166,8 @@ async def run_gateway(
     """
     import uvicorn  # noqa: PLC0415  # slow import, and only the server needs it
 
+    from broker._http_guard import guarded_http  # noqa: PLC0415  # imports uvicorn
+
     cfg = settings.gateway
     token, hosts, tls = check_gateway(cfg)
     check_login(kafka.principal, party, ingress_topic(party))  # before Kafka is reached
@@ -192,6 +194,7 @@ async def run_gateway(
         log_config=None, access_log=False,  # the app logs outcomes; an access log adds nothing
         lifespan="off", server_header=False, proxy_headers=False,
         ssl_certfile=cfg.tls_cert if tls else None, ssl_keyfile=cfg.tls_key if tls else None,
+        **guarded_http(cfg, registry=registry),  # slow and abusive clients
     )  # fmt: skip
     server = uvicorn.Server(config)
     stop = stop or asyncio.Event()

@@ -17,6 +17,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from structlog.typing import FilteringBoundLogger
 
 from broker.errors import StoreUnavailable
@@ -266,6 +267,10 @@ def add_page_basics(
         # traceback could hold what the page was showing, and a concrete path whatever a
         # person typed into the address bar (an NHS number in place of an id).
         route = getattr(request.scope.get("route"), "path", "unmatched")
+        if isinstance(exc, ClientDisconnect):  # gone mid-body (a slow one closed at the
+            # request deadline, broker._http_guard): nobody to answer, no fault here
+            log.info(f"{name}_client_gone", route=route)
+            return Response(status_code=400)
         try:
             session = pages.guard.session(request, touch=False)
         except Exception:  # noqa: BLE001  # whatever broke may be the look-up: drawn signed out

@@ -7,7 +7,6 @@ a session's and a device's cookies are set, written once.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from broker.webauth._cookies import cookie_names
 from broker.webauth._devices import DeviceCookies
 from broker.webauth._hosts import HostCheck
 from broker.webauth._sessions import ANONYMOUS, Session, SessionStore
-from broker.webauth._signin import SignInCheck, check_sign_in
+from broker.webauth._signin import HashGate, SignInCheck, check_sign_in
 from broker.webauth._throttle import SignInThrottle
 from broker.webauth._users import UserFile
 from broker.webauth._web import form_field, loopback
@@ -79,8 +78,9 @@ class Guard:
             lifetime=timedelta(days=cfg.known_device_days),
             clock=clock,
         )
-        # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most.
-        self.hashing = asyncio.Semaphore(2)
+        # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most,
+        # and a few more waiting (a flood of guesses must not queue an officer behind it).
+        self.hashing = HashGate(at_once=2, waiting=cfg.sign_in_checks_waiting)
 
     def session(self, request: Request, *, touch: bool = True) -> Session | None:
         """The request's session; a signed-in one ends if its account was removed or reset.
@@ -114,7 +114,10 @@ class Guard:
         """The sign-in page's words for a failed ``check``. The same for every account
         whatever went wrong, so they tell nobody which names exist; a refusal by the
         client's own budget (its network address, across every name) is said as such, a
-        refusal on an account's budget is not (it would say that a name is being tried)."""
+        refusal on an account's budget is not (it would say that a name is being tried).
+        Too many sign-ins at once (``BUSY``) is said too: it is so for every name."""
+        if check.busy:
+            return "Sign-in refused: too many sign-ins at once. Try again in a minute."
         if check.refused == "client":
             return (
                 "Sign-in refused: too many failed attempts from this network address. Wait "
@@ -125,6 +128,11 @@ class Guard:
             "wait for the next one (your authenticator app shows a new code every 30 "
             "seconds) and try again."
         )
+
+    @staticmethod
+    def failed_status(check: SignInCheck) -> int:
+        """The failed sign-in page's status: 503 when too busy to check, else 401."""
+        return 503 if check.busy else 401
 
     @staticmethod
     def next_page(form: Any) -> str | None:

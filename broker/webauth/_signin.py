@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,15 +21,43 @@ from broker.webauth._web import client_host, form_field
 if TYPE_CHECKING:
     from broker.config import Network
 
-__all__ = ["SignInCheck", "check_sign_in"]
+__all__ = ["BUSY", "HashGate", "SignInCheck", "check_sign_in"]
+
+
+BUSY = "busy"  # SignInCheck.refused: too many checks waiting, this one not made
+
+
+class HashGate:
+    """The Argon2 checks one app makes at once (``at_once``: each takes ~64 MiB and a core
+    for a moment) and how many may wait their turn (``waiting``). Past that, :attr:`full`:
+    a flood of guesses would otherwise queue without end, and an officer behind it wait."""
+
+    def __init__(self, *, at_once: int = 2, waiting: int = 8) -> None:
+        self._running = asyncio.Semaphore(at_once)
+        self._bound = at_once + waiting
+        self._in = 0  # running and waiting
+
+    @property
+    def full(self) -> bool:
+        return self._in >= self._bound
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        self._in += 1
+        try:
+            async with self._running:
+                yield
+        finally:
+            self._in -= 1
 
 
 @dataclass(frozen=True, slots=True)
 class SignInCheck:
     """What a posted sign-in form came to. ``name`` is only meaningful when ``ok`` or
     ``unreadable``; ``refused`` names what the throttle refused on (``"account"``,
-    ``"client"``), if it did. ``unreadable``: the password was right, but the account's sealed
-    second factor does not open, so it cannot be checked (``users_file`` says which file)."""
+    ``"client"``), if it did, or ``BUSY``: too many checks were waiting, none was made.
+    ``unreadable``: the password was right, but the account's sealed second factor does not
+    open, so it cannot be checked (``users_file`` says which file)."""
 
     ok: bool
     name: str
@@ -36,6 +65,11 @@ class SignInCheck:
     known_device: bool
     unreadable: bool = False
     users_file: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Refused unchecked: too many sign-in checks were waiting."""
+        return self.refused == BUSY
 
     @property
     def logged_name(self) -> str:
@@ -53,7 +87,7 @@ async def check_sign_in(
     users: UserFile,
     devices: DeviceCookies,
     throttle: SignInThrottle,
-    hashing: asyncio.Semaphore,
+    hashing: HashGate,
     now: datetime,
     hops: int = 0,
     trusted: Sequence[Network] = (),
@@ -65,14 +99,19 @@ async def check_sign_in(
     came back at once would say "this name is being throttled" by its speed alone. A success
     clears the throttle's count for the account. ``hops``, ``trusted``: as :func:`client_host`;
     ``device_cookie``: the app's known-device cookie's name.
+
+    With ``hashing`` full, the answer is ``BUSY`` at once, before the form is read: the same
+    for every name, so its speed says nothing of an account; charged to no budget.
     """
+    if hashing.full:
+        return SignInCheck(False, "", BUSY, False)
     name = (form_field(form, "username") or "").strip().lower()
     password = form_field(form, "password") or ""
     code = form_field(form, "code")
     stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
     device = devices.device(request.cookies.get(device_cookie), name, stamp)
     attempt = throttle.attempt(name, client_key(client_host(request, hops, trusted)), device)
-    async with hashing:
+    async with hashing.turn():
         if attempt.refused is None:
             try:
                 ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)

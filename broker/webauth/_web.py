@@ -28,6 +28,7 @@ from broker.webauth._throttle import address_of
 
 if TYPE_CHECKING:
     import uvicorn
+    from prometheus_client import CollectorRegistry
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from broker.config import Network, SignInSettings
@@ -113,8 +114,12 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Config:
-    """uvicorn's settings for one of Accord's web apps, the same for the console and a desk.
+def server_config(
+    app: ASGIApp, cfg: SignInSettings, port: int, *, registry: CollectorRegistry | None = None
+) -> uvicorn.Config:
+    """uvicorn's settings for one of Accord's web apps, the same for the console and a desk:
+    held to ``cfg``'s connection limits (:func:`guarded_http`, its closes counted on
+    ``registry`` if given).
 
     uvicorn leaves ``X-Forwarded-For`` alone: :func:`client_host` reads it, by hop count
     (``cfg.forwarded_hops``) from the proxies' addresses (``cfg.trusted_proxies``) only, so
@@ -125,6 +130,8 @@ def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Confi
     was showing).
     """
     import uvicorn  # noqa: PLC0415  # slow import, and only a server needs it
+
+    from broker._http_guard import guarded_http  # noqa: PLC0415  # imports uvicorn
 
     if os.environ.get("FORWARDED_ALLOW_IPS"):
         structlog.get_logger("accord.web").warning(
@@ -142,6 +149,7 @@ def server_config(app: ASGIApp, cfg: SignInSettings, port: int) -> uvicorn.Confi
         lifespan="off",
         server_header=False,
         proxy_headers=False,
+        **guarded_http(cfg, registry=registry),
     )
 
 

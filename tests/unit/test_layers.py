@@ -20,7 +20,7 @@ BROKER = Path(broker.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "_words"),
     ("_canonical", "_models", "_private", "_vectors", "config", "principals", "topics"),
-    ("crypto", "events", "ops"),
+    ("crypto", "events", "ops", "_http_guard"),
     ("envelope", "linkage", "synthetic"),
     ("keys", "kafka"),
     ("policy", "devkafka"),

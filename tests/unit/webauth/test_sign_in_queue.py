@@ -1,0 +1,82 @@
+"""Past a few sign-in checks waiting for Argon2, a further attempt is refused at once, before
+its name is looked at (so its speed tells nobody whether the account exists), with a page
+saying so (503); once the queue drains, a right one signs in."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+
+from broker.config import SignInSettings
+from broker.webauth import Guard
+
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+
+class SlowUsers:
+    """One account, ``ig.officer``/``right``, whose checks take until ``release`` is set:
+    the queue stays full for as long as the test needs."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.looked_at: list[str] = []
+        self.checked: list[str] = []
+
+    def stamp(self, name: str) -> str | None:
+        self.looked_at.append(name)
+        return "stamp" if name == "ig.officer" else None
+
+    def authenticate(self, name: str, password: str, *_: Any, **__: Any) -> bool:
+        self.checked.append(name)
+        self.release.wait(10)
+        return name == "ig.officer" and password == "right"
+
+    def spend(self, *_: Any, **__: Any) -> None:
+        self.release.wait(10)
+
+
+def sign_in_request() -> Request:
+    return Request({"type": "http", "method": "POST", "path": "/login", "headers": [],
+                    "client": ("192.0.2.7", 5000)})  # fmt: skip
+
+
+def form(name: str, password: str) -> dict[str, str]:
+    return {"username": name, "password": password, "code": "123456"}
+
+
+async def test_a_full_sign_in_queue_refuses_at_once_without_looking_at_the_name() -> None:
+    users = SlowUsers()
+    guard = Guard(
+        SignInSettings(sign_in_checks_waiting=1, sign_in_failures_per_client=1000),
+        users,  # type: ignore[arg-type]  # the part of UserFile a sign-in check uses
+        b"k" * 32, app="desk", party="cog-tipton", clock=lambda: NOW,
+    )  # fmt: skip
+    # Two checks running (the most at once) and one waiting: the queue is full.
+    queued = [
+        asyncio.create_task(guard.check(sign_in_request(), form(f"ig.guess{i}", "wrong")))
+        for i in range(3)
+    ]
+    for _ in range(500):
+        if len(users.looked_at) == 3:
+            break
+        await asyncio.sleep(0.01)
+    users.looked_at.clear()
+    for name in ("ig.officer", "ig.nobody"):  # an account and no account: the same answer
+        start = time.monotonic()
+        check = await guard.check(sign_in_request(), form(name, "right"))
+        assert time.monotonic() - start < 0.5  # not after the three ahead of it
+        assert check.busy
+        assert not check.ok
+        assert guard.failed_status(check) == 503
+        assert "too many sign-ins at once" in guard.failed(check)
+    assert users.looked_at == []  # the name was never looked at: nothing to time
+    users.release.set()
+    assert not any(c.ok or c.busy for c in await asyncio.gather(*queued))
+    check = await guard.check(sign_in_request(), form("ig.officer", "right"))
+    assert check.ok
+    assert users.checked.count("ig.officer") == 1  # the refused ones were never checked
