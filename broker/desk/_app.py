@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import generate_latest
+from prometheus_client import Counter, generate_latest
 
 from broker.desk._deps import DeskDeps
 from broker.desk._flag import view_child_keys
@@ -52,6 +52,11 @@ class Desk(WebPages):
         )  # fmt: skip
         super().__init__(guard, "broker.desk")
         self.deps = deps
+        self.sign_ins_busy = Counter(
+            "accord_desk_sign_ins_busy",
+            "Sign-ins refused unchecked: too many sign-in checks were waiting at once.",
+            registry=deps.registry,
+        )
         # Times as the people reading them live them (Encompass deadlines are Europe/London's):
         # to the minute, GMT or BST.
         zone = ZoneInfo(deps.schools.timezone)
@@ -153,6 +158,8 @@ async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) ->
         )  # fmt: skip
     if not check.ok:
         log.warning("desk_sign_in_failed", throttled=check.refused)
+        if check.busy:
+            desk.sign_ins_busy.inc()
         return desk.render(
             "login.html", session, status=desk.guard.failed_status(check),
             error=desk.guard.failed(check),
