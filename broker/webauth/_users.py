@@ -42,11 +42,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from broker.crypto import random_bytes
 from broker.errors import ConfigError, SecondFactorUnreadable, UsageError
 from broker.events import holds_nhs_or_telephone_number
+from broker.webauth._password import MAX_PASSWORD, check_password
 from broker.webauth._totpbox import TotpBox
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
-MIN_PASSWORD = 12
-MAX_PASSWORD = 1024  # argon2 takes any length; a cap stops a megabyte "password" costing CPU
 _FORMAT = 1
 TOTP_ISSUER = "Accord governance console"  # what the authenticator app shows beside the name
 _TOTP_WINDOW = 1  # steps either side of now: a phone's clock a little off, a slow typist
@@ -70,16 +69,6 @@ def check_username(name: str) -> str:
         # broker records a desk user's openings under such a name with it withheld.
         raise UsageError("user name: a staff id, never an NHS or telephone number")
     return name
-
-
-def check_password(password: str) -> str:
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise UsageError(f"password: {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-    try:
-        password.encode("utf-8")  # stdin's bytes that are not UTF-8 arrive as lone surrogates
-    except UnicodeEncodeError:
-        raise UsageError("password: not UTF-8 text") from None
-    return password
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +236,7 @@ class UserFile:
         Remaking an account replaces its second factor too: without ``totp`` it has none.
         """
         check_username(name)
-        check_password(password)
+        check_password(password, name)  # its length, and not one an attacker tries first
         with self._locked():
             data = self._read()
             if name in data["users"] and not replace:

@@ -107,3 +107,21 @@ def test_a_removed_account_s_session_on_a_running_desk_ends_at_its_next_request(
         assert (after.status_code, after.headers["location"].split("?")[0]) == (303, "/login")
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [("password123456", "too common"), ("sam.okafor.2026", "contains the account name")],
+)
+def test_add_user_refuses_a_guessable_password_in_one_line_never_echoing_it(
+    home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch, password: str, why: str
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{password}\n"))
+    argv = ["desk", "add-user", "--as", PARTY, "sam.okafor", "--password-stdin"]
+    code, out, err = run_cli(argv)
+    assert code != 0
+    assert len(err.splitlines()) == 1
+    assert err.startswith("accord: error: password: ")
+    assert why in err
+    assert password not in out + err
+    assert "no accounts" in run_cli(["desk", "users", "--as", PARTY])[1]

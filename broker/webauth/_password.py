@@ -1,0 +1,108 @@
+"""What a web account's password must be: long enough, and not one an attacker tries first.
+
+Length alone let ``password123456`` through. As NCSC and NIST SP 800-63B advise, a new
+password is also checked against a deny list rather than against composition rules: it may
+not contain the account's name, be one character or piece repeated, be a run along the
+alphabet, the digits or a keyboard row, or be, once lower-cased and stripped of the digits and
+symbols people add at the end (and of the usual letter-for-symbol swaps), one of the most
+common passwords or a word an attacker guesses first here. The reason is said; the password,
+never.
+"""
+
+from __future__ import annotations
+
+import re
+
+from broker.errors import UsageError
+
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024  # argon2 takes any length; a cap stops a megabyte "password" costing CPU
+
+#: Shorter names turn up inside ordinary passphrases by chance ("ann" in "planning").
+_NAME_AT_LEAST = 4
+
+#: The most common passwords of breach corpora (lower-cased, trailing digits and symbols
+#: dropped), and what an attacker tries first against a safeguarding partnership's staff.
+COMMON_PASSWORDS = frozenset({
+    "password", "pass", "passwd", "qwerty", "qwertyuiop", "asdfgh", "asdfghjkl",
+    "zxcvbnm", "azerty", "letmein", "welcome", "welcomeback", "iloveyou", "admin",
+    "administrator", "root", "login", "football", "monkey", "dragon", "sunshine", "princess",
+    "baseball", "master", "shadow", "superman", "batman", "trustno", "starwars", "whatever",
+    "freedom", "hello", "helloworld", "michael", "jennifer", "jessica", "charlie", "daniel",
+    "thomas", "hunter", "ashley", "bailey", "soccer", "hockey", "killer", "pepper", "ginger",
+    "cheese", "chocolate", "cookie", "flower", "summer", "winter", "spring", "autumn",
+    "january", "february", "march", "april", "june", "july", "august", "september",
+    "october", "november", "december", "monday", "friday", "liverpool", "arsenal", "chelsea",
+    "manchester", "united", "london", "england", "secret", "changeme", "default", "guest",
+    "test", "testing", "access", "computer", "internet", "mustang", "harley", "jordan",
+    "maggie", "buster", "tigger", "robert", "matthew", "andrew", "joshua", "lovely",
+    "abc", "qazwsx", "zaq", "trustme", "blink", "solo", "loveme", "mypassword",
+    "newpassword", "letmeinnow", "opensesame",
+    # Local: the service, its organisations and its work.
+    "safeguarding", "safeguard", "children", "childrens", "child", "accord", "council",
+    "police", "nhs", "sandwell", "westmidlands", "birmingham", "social", "socialcare",
+    "socialworker", "earlyhelp", "family", "families", "school", "education", "health",
+    "hospital", "officer", "governance",
+})  # fmt: skip
+
+#: Runs a keyboard or an alphabet gives for free; each also read backwards and round again.
+_RUNS = (
+    "0123456789",
+    "abcdefghijklmnopqrstuvwxyz",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "!@#$%^&*()",
+)
+#: The swaps people make for the composition rules of old (p@ssw0rd).
+_SWAPS = str.maketrans("@43105$7!", "aaeiossti")
+_TRAILING = re.compile(r"[\W\d_]+$")
+_REPEATED = re.compile(r"(.+?)\1+", re.DOTALL)
+
+
+def _is_run(text: str) -> bool:
+    for run in _RUNS:
+        for way in (run, run[::-1]):
+            if text in way * (len(text) // len(way) + 2):
+                return True
+    return False
+
+
+def _holds_name(lower: str, name: str) -> bool:
+    """Whether the password holds the name, as it is or run together (kim.ward: kimward,
+    "Kim Ward")."""
+    compact = re.sub(r"[._-]", "", name)
+    if len(name) >= _NAME_AT_LEAST and name in lower:
+        return True
+    return len(compact) >= _NAME_AT_LEAST and compact in re.sub(r"[\W_]", "", lower)
+
+
+def password_problem(password: str, name: str | None = None) -> str | None:
+    """Why ``password`` is refused for the account ``name`` (None: it is not); the reason
+    only, never any of the password."""
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        return f"{MIN_PASSWORD} to {MAX_PASSWORD} characters"
+    try:
+        password.encode("utf-8")  # stdin's bytes that are not UTF-8 arrive as lone surrogates
+    except UnicodeEncodeError:
+        return "not UTF-8 text"
+    return _guessable(password.lower(), name)
+
+
+def _guessable(lower: str, name: str | None) -> str | None:
+    """Why the (lower-cased) password is among those an attacker tries first, if it is."""
+    if name is not None and _holds_name(lower, name.lower()):
+        return "it contains the account name: choose one that does not"
+    if _REPEATED.fullmatch(lower):
+        return "one character or piece repeated is easily guessed: choose another"
+    if _is_run(lower):
+        return "a run along the keyboard, the alphabet or the digits is easily guessed"
+    if _TRAILING.sub("", lower).translate(_SWAPS) in COMMON_PASSWORDS:
+        return "too common (among the passwords tried first): choose a longer, less usual one"
+    return None
+
+
+def check_password(password: str, name: str | None = None) -> str:
+    """``password``, or ``UsageError`` saying in one line why it is refused for ``name``."""
+    if (problem := password_problem(password, name)) is not None:
+        raise UsageError(f"password: {problem}")
+    return password

@@ -1,0 +1,94 @@
+"""A new web account's password is long enough and not one an attacker tries first (NCSC,
+NIST SP 800-63B): refused with the reason, never the password; passphrases still go."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from broker.errors import UsageError
+from broker.webauth import TotpBox, UserFile
+from broker.webauth._password import COMMON_PASSWORDS, password_problem
+
+COMMON = "too common"
+NAME = "contains the account name"
+REPEATED = "repeated"
+RUN = "a run along"
+
+
+@pytest.mark.parametrize(
+    ("password", "said"),
+    [
+        ("password123456", COMMON),  # the penetration test's
+        ("Password2024!!", COMMON),
+        ("P@ssw0rd123456", COMMON),
+        ("Safeguarding2026!", COMMON),
+        ("Children12345", COMMON),
+        ("NHS-123456789", COMMON),
+        ("accord!!!!!!!!", COMMON),
+        ("letmein1234567", COMMON),
+        ("qwertyuiop1234", COMMON),
+        ("kim.ward-is-me-2026", NAME),
+        ("KimWard for the win", NAME),
+        ("aaaaaaaaaaaa", REPEATED),
+        ("passpasspasspass", REPEATED),
+        ("123456789012", RUN),
+        ("qwertyuiopas", RUN),
+        ("abcdefghijkl", RUN),
+        ("lkjihgfedcba", RUN),
+        ("1qaz2wsx3edc", RUN),
+        ("password", "12 to 1024 characters"),
+    ],
+)
+def test_a_guessable_password_is_refused_saying_why(password: str, said: str) -> None:
+    problem = password_problem(password, "kim.ward")
+    assert problem is not None
+    assert said in problem
+    assert password.lower() not in problem.lower()
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "correct horse battery staple",
+        "a long enough secret",
+        "first password!",
+        "a brand new passphrase",
+        "never-in-a-message-7Qx",
+        "Tipton canal at dusk 1987",
+    ],
+)
+def test_a_passphrase_is_taken(password: str) -> None:
+    assert password_problem(password, "kim.ward") is None
+
+
+def test_a_short_name_is_not_looked_for_inside_the_password() -> None:
+    """'jo' is in many passphrases by chance; from four characters on, it is the name."""
+    assert password_problem("a journey to the coast", "jo") is None
+    assert password_problem("the story of ward 9 ends", "ward") is not None
+
+
+def test_the_deny_list_is_short_lower_cased_and_holds_the_local_words() -> None:
+    assert 100 <= len(COMMON_PASSWORDS) <= 200
+    assert all(p == p.lower() for p in COMMON_PASSWORDS)
+    assert {"safeguarding", "children", "accord", "council", "police", "nhs"} <= COMMON_PASSWORDS
+
+
+def test_the_demo_s_generated_passwords_are_taken() -> None:
+    """``accord demo``'s officer: ``secrets.token_urlsafe(12)`` under ig.demo, every run."""
+    for _ in range(2000):
+        assert password_problem(secrets.token_urlsafe(12), "ig.demo") is None
+
+
+def test_add_and_reset_refuse_a_guessable_password_and_write_nothing(tmp_path: Path) -> None:
+    users = UserFile(tmp_path / "users.json", box=TotpBox(b"k" * 32, "console"))
+    with pytest.raises(UsageError, match=r"^password: too common") as caught:
+        users.add("kim.ward", "password123456")
+    assert "password123456" not in str(caught.value)
+    assert not users.exists("kim.ward")
+    users.add("kim.ward", "a long enough secret")
+    with pytest.raises(UsageError, match=r"^password: it contains the account name"):
+        users.add("kim.ward", "kim.ward.2026!", replace=True)
+    assert users.verify("kim.ward", "a long enough secret")
