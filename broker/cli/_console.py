@@ -14,7 +14,10 @@ from broker.errors import UsageError
 if TYPE_CHECKING:
     from broker.console import UserFile
 
-Host = Annotated[str | None, typer.Option(help="Listen on this address (default 127.0.0.1).")]
+Host = Annotated[
+    str | None,
+    typer.Option(help="Listen on this address (default 127.0.0.1; any other needs TLS)."),
+]
 Port = Annotated[
     int | None,
     typer.Option(help="Listen on this port (default 8765; 0: any).", min=0, max=65535),
@@ -102,6 +105,7 @@ def serve(
     from broker.console import ConsoleRun, check_instance, load_console_policy, run_console
     from broker.governance import open_store
     from broker.principals import Principal
+    from broker.webauth import check_exposure, plain_http_warning
 
     if instance is not None:
         check_instance(instance)  # before anything is opened
@@ -109,6 +113,8 @@ def serve(
     cfg = settings.console.model_dump()
     cfg.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     settings = settings.model_copy(update={"console": ConsoleSettings(**cfg)})
+    # Before the keystore, the index or Kafka: beyond loopback, only over TLS.
+    check_exposure(settings.console, app="console")
     if policies is not None and not policies.is_dir():
         # Named on purpose: a mistyped folder must not start a console with no bundle.
         raise UsageError(f"--policies: {policies} is not a policy bundle folder")
@@ -119,6 +125,8 @@ def serve(
     store = open_store(url, home=settings.home)
 
     def started(run: ConsoleRun) -> None:
+        if warning := plain_http_warning(settings.console, app="console"):
+            typer.echo(warning, err=True)
         if not run.accounts:  # logged too (console_no_accounts); said here for the terminal
             typer.echo(
                 "WARNING: no console accounts yet: create one with 'accord console "

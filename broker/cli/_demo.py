@@ -50,8 +50,12 @@ def register(app: typer.Typer) -> None:
         from broker.cli._logging import configure_logging
         from broker.config import KafkaSecurity, load_settings
         from broker.devkafka import EmbeddedKafka
+        from broker.webauth import check_exposure
 
         settings = load_settings()
+        # Its console has a known password and no second factor: beyond loopback, as any
+        # console, only over TLS (ACCORD_CONSOLE__HOST set to a network address, say).
+        check_exposure(settings.console, app="console")
         # Before Kafka starts and the keys are made: a taken port is said now, naming the
         # option that picks another, not minutes later.
         check_port(settings.console.host, console_port, "--console-port")

@@ -24,7 +24,10 @@ Policies = Annotated[
     Path | None,
     typer.Option(help="Policy bundle folder (default: ACCORD_POLICIES, else policies/ here)."),
 ]
-Host = Annotated[str | None, typer.Option(help="Listen on this address (default 127.0.0.1).")]
+Host = Annotated[
+    str | None,
+    typer.Option(help="Listen on this address (default 127.0.0.1; any other needs TLS)."),
+]
 Port = Annotated[
     int | None,
     typer.Option(help="Listen on this port (default 8766; 0: any).", min=0, max=65535),
@@ -68,6 +71,7 @@ def serve(
     from broker.cli._loop import run
     from broker.desk import DeskRun, DeskStore, check_desk_party, open_desk_store, run_desk
     from broker.policy import load_bundle
+    from broker.webauth import check_exposure, plain_http_warning
 
     settings = load_settings()
     if policies is not None:  # as ACCORD_POLICIES: whatever reads the bundle reads this one
@@ -75,6 +79,8 @@ def serve(
     cfg = settings.desk.model_dump()
     cfg.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     settings = settings.model_copy(update={"desk": DeskSettings(**cfg)})
+    # Before the bundle, the keystore or Kafka: beyond loopback, only over TLS.
+    check_exposure(settings.desk, app="desk")
     policy = load_bundle(settings.policies)
     check_desk_party(policy, party)
     own_keystore(settings, party)  # said as the worker says it, before the store is opened
@@ -87,6 +93,8 @@ def serve(
         return open_desk_store(url, home=settings.home, party=party)
 
     def started(run: DeskRun) -> None:
+        if warning := plain_http_warning(settings.desk, app="desk"):
+            typer.echo(warning, err=True)
         if not run.accounts:  # logged too (desk_no_accounts); said here for the terminal
             typer.echo(
                 f"WARNING: no desk accounts for {party} yet: create one with 'accord "

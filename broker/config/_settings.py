@@ -217,6 +217,14 @@ class SignInSettings(ClientLimits, BehindProxies):
     # address but loopback, so a session never travels over plain HTTP; False only for a
     # proxy that serves plain HTTP, where a browser would not send a Secure cookie back.
     secure_cookies: bool | None = None
+    # Beyond loopback the pages carry passwords and one-time codes, so only over TLS: the
+    # app's own (tls_cert and tls_key, PEM files) or a proxy's in front of it
+    # (tls_terminated_by_proxy: the app speaks plain HTTP to the proxy, and warns at every
+    # start). Neither, the app refuses to start (broker.webauth.check_exposure). Either, the
+    # pages send Strict-Transport-Security.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_terminated_by_proxy: bool = False
     # forwarded_hops, trusted_proxies (BehindProxies): the proxies in front, and which
     # connections' X-Forwarded-For is believed. Behind a proxy set both, or every user is the
     # proxy's one address to the sign-in throttle below; from any other peer (a guesser who

@@ -28,7 +28,14 @@ from broker.console._deps import ConsoleDeps
 from broker.console._metrics import SignInOutcome
 from broker.events import holds_nhs_or_telephone_number
 from broker.governance import answer_notes, reason_legend
-from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
+from broker.webauth import (
+    Guard,
+    Session,
+    WebPages,
+    add_page_basics,
+    add_sign_in_routes,
+    tls_applies,
+)
 
 log = structlog.get_logger("accord.console")
 
@@ -73,7 +80,7 @@ def create_app(deps: ConsoleDeps) -> FastAPI:
     console = Console(deps)
     app.state.console = console
 
-    add_page_basics(app, console, name="console", log=log)
+    add_page_basics(app, console, name="console", log=log, hsts=tls_applies(deps.settings))
     add_sign_in_routes(
         app, console, lambda request, session, form: _sign_in(console, request, session, form)
     )

@@ -167,8 +167,12 @@ async def run_console(
                 await tasks[0]
                 raise UsageError(f"the console could not start on {cfg.host}:{cfg.port}")
             await asyncio.sleep(0.05)
-        port = sock.getsockname()[1]
-        run = ConsoleRun(url=f"http://{url_host(cfg.host)}:{port}/", chain=chain, accounts=accounts)
+        scheme = "https" if cfg.tls_cert and cfg.tls_key else "http"  # uvicorn serves its TLS
+        run = ConsoleRun(
+            url=f"{scheme}://{url_host(cfg.host)}:{sock.getsockname()[1]}/",
+            chain=chain,
+            accounts=accounts,
+        )
         log.info("console_started", url=run.url, chain=chain, index=index)
         if kafka is not None:
             warn_if_plaintext(kafka)

@@ -119,6 +119,9 @@ def _web(
     # one to the sign-in throttle. It serves HTTPS: Secure cookies (forwarded hops imply it).
     env[f"ACCORD_{section}__FORWARDED_HOPS"] = "1"
     env[f"ACCORD_{section}__TRUSTED_PROXIES"] = PRIVATE_RANGES
+    # Bound to every address of the container, plain HTTP: TLS is the host proxy's, or the
+    # app refuses to start (passwords and codes would cross the network in clear).
+    env[f"ACCORD_{section}__TLS_TERMINATED_BY_PROXY"] = "true"
     # The names a request may carry in Host (DNS rebinding): the host's own external name,
     # and loopback names always (what a proxy sends to 127.0.0.1:<port> by default). A proxy
     # that passes another public name needs it added (docs/deployment.md).

@@ -158,8 +158,10 @@ def _env(dep: Deployment, process: Process, cluster: str, namespace: str) -> lis
         env += [
             {"name": f"{web}HOST", "value": _ALL_INTERFACES},
             {"name": f"{web}PORT", "value": str(process.web_port)},
-            # Served behind the cluster's TLS ingress: the browser sees HTTPS, the pod HTTP.
+            # Served behind the cluster's TLS ingress: the browser sees HTTPS, the pod HTTP
+            # (without the flag, an app on every address refuses to start: no TLS of its own).
             {"name": f"{web}SECURE_COOKIES", "value": "true"},
+            {"name": f"{web}TLS_TERMINATED_BY_PROXY", "value": "true"},
             # Reached through the ingress controller, which appends the user's address to
             # X-Forwarded-For: that entry is the client, or every user is the controller's
             # one address to the sign-in throttle. An overlay sets 2 behind a load balancer

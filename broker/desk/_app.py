@@ -24,7 +24,14 @@ from broker.desk._deps import DeskDeps
 from broker.desk._flag import view_child_keys
 from broker.desk._show import local_time
 from broker.events import holds_nhs_or_telephone_number
-from broker.webauth import Guard, Session, WebPages, add_page_basics, add_sign_in_routes
+from broker.webauth import (
+    Guard,
+    Session,
+    WebPages,
+    add_page_basics,
+    add_sign_in_routes,
+    tls_applies,
+)
 
 __all__ = ["Desk", "create_desk_app"]
 
@@ -121,7 +128,7 @@ def create_desk_app(deps: DeskDeps) -> FastAPI:
     # /metrics is read by Prometheus, not a person: its 404 and 405 stay JSON.
     add_page_basics(
         app, desk, name="desk", log=log, css=own, api_paths=("/metrics",),
-        already_sent=_record_it,
+        already_sent=_record_it, hsts=tls_applies(deps.settings),
     )  # fmt: skip
 
     @app.get("/metrics")

@@ -307,7 +307,8 @@ async def run_desk(  # noqa: PLR0915 - a start in the order its refusals need, k
                     await tasks[0]
                     raise UsageError(f"the desk could not start on {cfg.host}:{cfg.port}")
                 await asyncio.sleep(0.05)
-            url = f"http://{url_host(cfg.host)}:{sock.getsockname()[1]}/"
+            scheme = "https" if cfg.tls_cert and cfg.tls_key else "http"  # uvicorn's TLS
+            url = f"{scheme}://{url_host(cfg.host)}:{sock.getsockname()[1]}/"
             run = DeskRun(url=url, party=party, accounts=accounts)
             log.info("desk_started", url=run.url, party=party, kind=kind)
             warn_if_plaintext(kafka)

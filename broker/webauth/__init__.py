@@ -3,15 +3,17 @@
 Accounts in a small file of Argon2id hashes and TOTP secrets (sealed by a ``TotpBox`` under
 the owner's keystore), server-side sessions with a CSRF token each, sign-in throttling
 without lockout, known-device cookies (each app's cookies named its own), the host names an
-app answers to, the security headers and form bounds every page answers with, and the shell
-around an app's pages (``WebPages``, ``add_page_basics``: rendering, redirects, the error
-page, one stylesheet; ``Flash``: a success or an error said on the next page;
-``refused_in_place``: a refused form's page drawn again with its error).
+app answers to, where it may listen (beyond loopback only over TLS: ``check_exposure``), the
+security headers and form bounds every page answers with, and the shell around an app's pages
+(``WebPages``, ``add_page_basics``: rendering, redirects, the error page, one stylesheet;
+``Flash``: a success or an error said on the next page; ``refused_in_place``: a refused
+form's page drawn again with its error).
 """
 
 from broker.webauth._app import WebPages, add_page_basics
 from broker.webauth._cookies import CookieNames, cookie_names
 from broker.webauth._devices import DeviceCookies, device_key, device_secret_name
+from broker.webauth._exposure import HSTS, check_exposure, plain_http_warning, tls_applies
 from broker.webauth._flash import Flash, refused_in_place
 from broker.webauth._guard import Guard
 from broker.webauth._hosts import LOOPBACK_NAMES, HostCheck
@@ -39,6 +41,7 @@ from broker.webauth._web import (
 
 __all__ = [
     "CSP",
+    "HSTS",
     "LOOPBACK_NAMES",
     "MAX_BODY",
     "SECURITY_HEADERS",
@@ -63,6 +66,7 @@ __all__ = [
     "add_page_basics",
     "add_sign_in_routes",
     "bad_body",
+    "check_exposure",
     "check_sign_in",
     "check_username",
     "client_host",
@@ -73,9 +77,11 @@ __all__ = [
     "form_field",
     "listen",
     "loopback",
+    "plain_http_warning",
     "read_form",
     "refused_in_place",
     "server_config",
     "stopped_by_sigterm",
+    "tls_applies",
     "url_host",
 ]

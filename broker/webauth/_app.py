@@ -22,6 +22,7 @@ from structlog.typing import FilteringBoundLogger
 
 from broker.errors import StoreUnavailable
 from broker.webauth._bounce import bounce_location, form_page, typed_something
+from broker.webauth._exposure import HSTS
 from broker.webauth._flash import Flash, page_messages, template_globals
 from broker.webauth._guard import Guard
 from broker.webauth._hosts import printable_host
@@ -204,13 +205,16 @@ def add_page_basics(
     css: str = "",
     api_paths: Sequence[str] = (),
     already_sent: Callable[[Any], bool] | None = None,
+    hsts: bool = False,
 ) -> None:
     """Host names, headers, body bound and error pages on ``app``; ``GET /static/<name>.css``
     serves the shared stylesheet followed by ``css``, the app's own rules. ``api_paths``
     (``/metrics``) answer a 404 or 405 as before, in JSON, for the programs that read them;
     every other path with a page. ``already_sent``: which of the app's forms, posted with no
     session, lost nothing typed, their text having gone already (the sign-in page then does
-    not ask for it again)."""
+    not ask for it again). ``hsts``: the browser reaches the app over HTTPS (its own or a
+    proxy's: :func:`broker.webauth.tls_applies`), so every answer says to keep to HTTPS."""
+    headers = {**SECURITY_HEADERS, **({"Strict-Transport-Security": HSTS} if hsts else {})}
     stylesheet = resources.files("broker.webauth").joinpath("static/accord.css").read_text("utf-8")
     if css:
         stylesheet += "\n" + css
@@ -239,7 +243,7 @@ def add_page_basics(
             ):
                 # A page sent to sign in: back to it afterwards (and say what was lost).
                 response.headers["location"] = bounce_location(request, lost=lost)
-        for header, value in SECURITY_HEADERS.items():
+        for header, value in headers.items():
             response.headers.setdefault(header, value)
         return response
 
@@ -280,7 +284,7 @@ def add_page_basics(
             with page_of(request):
                 return pages.error_page(
                     session, title="Database unavailable", status=503,
-                    headers={**SECURITY_HEADERS, "Retry-After": "10"},
+                    headers={**headers, "Retry-After": "10"},
                     message=f"The {name} cannot reach its database, so this page cannot be "
                     "shown; a form you sent may not have been recorded: check before sending "
                     "it again. Try again in a minute; if it goes on, ask whoever runs the "
@@ -289,7 +293,7 @@ def add_page_basics(
         log.error(f"{name}_error", route=route, error=type(exc).__name__)
         with page_of(request):  # outside the edge: a POST's page returns to its form's
             return pages.error_page(
-                session, title="Something went wrong", status=500, headers=SECURITY_HEADERS,
+                session, title="Something went wrong", status=500, headers=headers,
                 message=f"The {name} could not show this page. The error has been logged.",
             )  # fmt: skip
 

@@ -150,6 +150,8 @@ def server_config(
         server_header=False,
         proxy_headers=False,
         **guarded_http(cfg, registry=registry),
+        ssl_certfile=cfg.tls_cert,  # its own TLS, if any (broker.webauth.check_exposure)
+        ssl_keyfile=cfg.tls_key,
     )
 
 

@@ -108,7 +108,7 @@ SURFACES = {
         "device_key", "device_secret_name", "form_field",
         "listen",
         "loopback", "read_form", "refused_in_place", "server_config", "stopped_by_sigterm",
-        "url_host",
+        "url_host", "HSTS", "check_exposure", "plain_http_warning", "tls_applies",
     },
     "broker.governance": {
         "AuditSink", "AuditStore", "ChainAppender", "DisclosureEntry", "GovernanceReport",

@@ -18,7 +18,7 @@ import yaml
 from broker.config import load_settings
 from broker.deploy import Target, deployment, render_files, write_render
 from broker.policy import load_bundle
-from broker.webauth import HostCheck
+from broker.webauth import HostCheck, check_exposure, tls_applies
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = REPO / "schemas" / "vendor" / "compose-spec" / "compose-spec.json"
@@ -323,8 +323,9 @@ def test_a_port_past_the_brokers_rendered_is_a_desks_and_new_desks_skip_reserved
 def test_each_web_app_starts_from_its_rendered_settings_and_answers_only_its_names(
     rendered: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, service: str
 ) -> None:
-    """Bound to 0.0.0.0 in its container, an app with no allowed host names would refuse to
-    start: the render names the host's own, and behind its proxy the cookies are Secure."""
+    """Bound to 0.0.0.0 in its container, an app with no allowed host names, or with no TLS
+    declared in front, would refuse to start: the render names the host's own names and its
+    TLS proxy, and behind that proxy the cookies are Secure and HTTPS is kept to (HSTS)."""
     _, doc = rendered
     env = doc["services"][service]["environment"]
     for name in [n for n in os.environ if n.startswith("ACCORD_")]:
@@ -334,6 +335,8 @@ def test_each_web_app_starts_from_its_rendered_settings_and_answers_only_its_nam
         if name.startswith(f"ACCORD_{section.upper()}__"):  # the app's own, no secret file
             monkeypatch.setenv(name, value)
     cfg = getattr(load_settings(), section)
+    assert check_exposure(cfg, app=section) is False  # it starts, TLS being the host proxy's
+    assert tls_applies(cfg)
     hosts = HostCheck.of(cfg, setting="under test")
     assert hosts.allows("kafka.example.org")  # --external-host: the host's own name
     assert hosts.allows("127.0.0.1:8765")  # nginx's default Host to a loopback upstream

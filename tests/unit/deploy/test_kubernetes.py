@@ -27,7 +27,7 @@ from broker.kafka import ClusterAccess, accord_topics
 from broker.policy import Policy, load_bundle
 from broker.provision import desired_access, plan_changes, publishers, recipients
 from broker.topics import AUDIT, STATE, deliver
-from broker.webauth import HostCheck
+from broker.webauth import HostCheck, check_exposure
 from tests.deploy_schemas import strimzi_errors
 from tests.unit.deploy.pods import SECRET_FILE_VARS, secret_behind, settings_of
 
@@ -442,6 +442,8 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
         if process.name == "console":
             assert settings.console.host == ALL_INTERFACES
             assert settings.console.secure_cookies is True
+            # on every address of the pod, plain HTTP: it starts, TLS being the ingress's
+            assert check_exposure(settings.console, app="console") is False
             assert settings.console_users_file == Path("/var/lib/accord/console/users.json")
             # behind the ingress: each officer's own address counts, not the controller's
             assert settings.console.forwarded_hops == 1
@@ -462,6 +464,8 @@ def test_each_process_reads_its_own_settings_from_the_environment_it_is_given(
         if process.web_port is not None and process.party is not None:
             assert (settings.desk.host, settings.desk.port) == (ALL_INTERFACES, process.web_port)
             assert settings.desk.secure_cookies is True
+            # on every address of the pod, plain HTTP: it starts, TLS being the ingress's
+            assert check_exposure(settings.desk, app="desk") is False
             assert settings.desk.forwarded_hops == 1
             proxies = settings.desk.trusted_proxies or ()
             assert any(ipaddress.ip_address("10.42.0.17") in n for n in proxies)
