@@ -182,7 +182,7 @@ class Processor:
         if sealer.can_seal_to(Principal.GOVERNANCE):
             effects.append(
                 self.services.sealed(
-                    {**facts, **held_copy(work.value, headers)},
+                    {**facts, **held_copy(work.value, headers, kafka_key=work.key)},
                     event_id=f"q-{work.topic}-{work.partition}-{work.offset}",
                     recipient=Principal.GOVERNANCE,
                     schema=SCHEMA_QUARANTINE,
@@ -237,11 +237,16 @@ def unreadable(value: bytes | None, headers: Sequence[tuple[str, bytes | None]])
 # under a producer batch (256 KiB) and the quarantine topic's message size, whatever came in.
 VALUE_COPY_LIMIT = 64 * 1024
 HEADERS_COPY_LIMIT = 16 * 1024
+KEY_COPY_LIMIT = 1024
 
 
-def held_copy(value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> dict[str, object]:
+def held_copy(
+    value: bytes, headers: Sequence[tuple[str, bytes | None]], *, kafka_key: bytes | None = None
+) -> dict[str, object]:
     """A bounded copy of a record for IG officers: the value's first bytes, the headers that
-    fit (a null value kept as null), and whether anything was left out."""
+    fit (a null value kept as null), the Kafka key's first bytes (null kept as null: an
+    ``unkeyed`` or ``wrong-partition`` record is told by it), and whether anything was left
+    out."""
     copied: list[list[str | None]] = []
     budget = HEADERS_COPY_LIMIT
     for key, hv in headers:
@@ -256,7 +261,12 @@ def held_copy(value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> dict
     return {
         "value": base64.b64encode(value[:VALUE_COPY_LIMIT]).decode("ascii"),
         "headers": copied,
-        "truncated": len(value) > VALUE_COPY_LIMIT or len(copied) < len(headers),
+        "key": None
+        if kafka_key is None
+        else base64.b64encode(kafka_key[:KEY_COPY_LIMIT]).decode("ascii"),
+        "truncated": len(value) > VALUE_COPY_LIMIT
+        or len(copied) < len(headers)
+        or len(kafka_key or b"") > KEY_COPY_LIMIT,
     }
 
 

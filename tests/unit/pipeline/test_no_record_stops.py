@@ -100,6 +100,22 @@ def test_a_null_header_value_is_quarantined_as_malformed_and_kept_as_null(
     assert [a.data["reason"] for a in run.audit(AuditKind.QUARANTINED)] == ["malformed"]
 
 
+def test_the_quarantine_copy_keeps_the_records_kafka_key_bounded_and_a_null_one_as_null(
+    run: Run, pipeline_keys: FileKeyStore
+) -> None:
+    """An ``unkeyed`` or ``wrong-partition`` record is told by its key (accord audit
+    quarantine --open shows it)."""
+    run.out += run.processor.handle(ingress("wmp"), 0, 1, b"junk", [], at=AT, key=b"k" * 2000)
+    held = _held(run, pipeline_keys)
+    assert base64.b64decode(str(held["key"])) == b"k" * 1024
+    assert held["truncated"] is True
+    run.out.clear()
+    run.out += run.processor.handle(ingress("wmp"), 0, 2, b"junk", [], at=AT)
+    held = _held(run, pipeline_keys)
+    assert held["key"] is None
+    assert held["truncated"] is False
+
+
 def test_a_header_key_that_was_not_utf8_is_quarantined_with_its_bytes_escaped(
     run: Run, pipeline_keys: FileKeyStore
 ) -> None:
