@@ -53,11 +53,21 @@ def register_exchange(keys_app: typer.Typer) -> None:
         from broker.keys import export_entries
 
         data = export_entries(_store(directory, party), party)
+        signer = json.loads(data).get("signed_by")
+        if signer is None:
+            typer.echo(
+                f"warning: {party}'s entries are not signed: this keystore holds no live "
+                f"signing key of {party}; if {party} is in the key directory already, the IG "
+                f"officer takes them only with --unsigned {party}, after checking with you "
+                "out of band",
+                err=True,
+            )
         if out is None:
             typer.echo(data.decode(), nl=False)
         else:
             out.write_bytes(data)
-            typer.echo(f"{party}'s public keys written to {out}")
+            how = "" if signer is None else f", signed by {party}'s signing key {signer}"
+            typer.echo(f"{party}'s public keys written to {out}{how}")
 
     @keys_app.command("sign-directory")
     def sign(
@@ -75,9 +85,19 @@ def register_exchange(keys_app: typer.Typer) -> None:
                 "purpose that never expires (checked with the party out of band).",
             ),
         ] = False,
+        unsigned: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--unsigned",
+                metavar="PARTY",
+                help="Take PARTY's entries unsigned (or signed by a key the directory does "
+                "not list), though it is in the directory already: only for a party that lost "
+                "every signing key, after checking its fingerprints with it out of band.",
+            ),
+        ] = None,
     ) -> None:
         """In the governance keystore: merge the entries, sign the whole directory."""
-        _sign(entries or [], out, directory, allow_second_key)
+        _sign(entries or [], out, directory, allow_second_key, unsigned or [])
 
     @keys_app.command("import")
     def import_(
@@ -132,7 +152,13 @@ def _bundle_parties() -> list[str] | None:
     return policy_parties(bundle)
 
 
-def _sign(entries: list[Path], out: Path, directory: Path | None, allow_second_key: bool) -> None:
+def _sign(
+    entries: list[Path],
+    out: Path,
+    directory: Path | None,
+    allow_second_key: bool,
+    unsigned: list[str],
+) -> None:
     from broker.keys import KeyChange, sign_directory
 
     store = _store(directory, "governance")
@@ -141,14 +167,25 @@ def _sign(entries: list[Path], out: Path, directory: Path | None, allow_second_k
         raise UsageError(f"no such file: {missing[0]}")
     parties = _bundle_parties()
     changes: list[KeyChange] = []
+    taken: list[str] = []
     document = sign_directory(
         store,
         [(str(p), p.read_bytes()) for p in entries],
         parties=parties,
         allow_second_key=allow_second_key,
         changes=changes,
+        unsigned=unsigned,
+        taken_unsigned=taken,
     )
     out.write_bytes(document)
+    for party in taken:
+        # Loud: nothing but the officer's own check says these keys are the party's.
+        typer.echo(
+            f"WARNING: {party}'s entries were signed into the directory WITHOUT proof that "
+            f"{party} sent them (--unsigned {party}): every keystore will trust these keys; "
+            f"be sure you checked their fingerprints with {party} out of band",
+            err=True,
+        )
     signer = json.loads(document)["signature"]["key_id"]  # the key that did sign it
     typer.echo(
         f"signed directory written to {out}: {len(store.keys())} keys, from keystore {store.path}"

@@ -28,16 +28,9 @@ from pydantic import SecretStr
 
 from broker.config import KemSuite
 from broker.envelope import KeyInfo, KeyPurpose, KeyStatus, SigningIdentity
-from broker.errors import KeyStoreError, UsageError
-from broker.keys._directory import (
-    ENTRIES_FORMAT,
-    SignedDirectory,
-    entry_json,
-    load_document,
-    parse_entry,
-    parse_signed,
-    signed_bytes,
-)
+from broker.errors import KeyNotFound, KeyStoreError, UsageError
+from broker.keys._directory import SignedDirectory, parse_signed, signed_bytes
+from broker.keys._entries import check_possession, entries_bytes, parse_entries
 from broker.keys._files import locked, read_json, write_private
 from broker.keys._merge import KeyChange, merge_entries
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS
@@ -74,21 +67,25 @@ def _save_trust(store: FileKeyStore, data: dict[str, Any]) -> None:
     write_private(store.path / "trust.json", data)
 
 
-def export_entries(store: FileKeyStore, party: str) -> bytes:
-    """``party``'s public keys, from the keystore that holds them, as an entries document."""
+def export_entries(store: FileKeyStore, party: str, *, now: datetime | None = None) -> bytes:
+    """``party``'s public keys, from the keystore that holds them, as an entries document,
+    signed by the key ``party`` signs with now (``FileKeyStore.signing_key``: after a
+    rotation, the old one the directory lists, which is what ``sign-directory`` asks of a
+    party already in it). Unsigned when the store holds no live signing key of ``party``."""
     keys = [k for k in store.keys(party) if store.holds_private(k.key_id)]
     if not keys:
         raise UsageError(f"the keystore at {store.path} holds no keys of {party}")
-    doc = {"format": ENTRIES_FORMAT, "party": party, "keys": [entry_json(k) for k in keys]}
-    return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+    return entries_bytes(party, keys, _entries_signer(store, party, now or datetime.now(UTC)))
 
 
-def _parse_entries(data: bytes, where: str) -> list[KeyInfo]:
-    doc = load_document(data, where, ENTRIES_FORMAT, "a key entries document")
-    keys = [parse_entry(e, where, i) for i, e in enumerate(doc.get("keys", []))]
-    if any(k.party != doc.get("party") for k in keys):
-        raise KeyStoreError(f"{where}: an entry names another party than the document")
-    return keys
+def _entries_signer(store: FileKeyStore, party: str, at: datetime) -> SigningIdentity | None:
+    try:
+        info = store.signing_key(party)
+        if not info.is_live(at):
+            return None
+        return store.signing_identity(info)
+    except KeyNotFound:
+        return None  # none active, or its private half is lost: the officer decides
 
 
 def trusted_signers(store: FileKeyStore, *, now: datetime | None = None) -> list[KeyInfo]:
@@ -150,6 +147,8 @@ def sign_directory(
     parties: Collection[str] | None = None,
     allow_second_key: bool = False,
     changes: list[KeyChange] | None = None,
+    unsigned: Collection[str] = (),
+    taken_unsigned: list[str] | None = None,
 ) -> bytes:
     """Merge the parties' entries into the governance keystore's directory, then sign it all.
 
@@ -157,15 +156,25 @@ def sign_directory(
     bundle's, to check each entry's party against). ``changes``, when given, receives what
     the signed directory adds or lists otherwise than the master copy did, for the officer
     to see what they signed.
+
+    An entries document of a party the master copy already lists must be signed by one of
+    that party's live signing keys there (``check_possession``), unless the officer names
+    the party in ``unsigned`` (it lost every signing key, and was checked out of band);
+    ``taken_unsigned`` receives the parties taken so, for the officer to be warned of.
     """
     at = now or datetime.now(UTC)
     identity = _directory_signer(store, at)
-    incoming = [(where, k) for where, data in entry_files for k in _parse_entries(data, where)]
+    documents = [parse_entries(data, where) for where, data in entry_files]
+    incoming = [(doc.where, k) for doc in documents for k in doc.keys]
+    known = store.keys(party=None)
     merged, changed = merge_entries(
-        store.keys(party=None), incoming, parties=parties, allow_second_key=allow_second_key
+        known, incoming, parties=parties, allow_second_key=allow_second_key
     )
+    taken = check_possession(documents, known, now=at, unsigned=unsigned)
     if changes is not None:
         changes.extend(changed)
+    if taken_unsigned is not None:
+        taken_unsigned.extend(taken)
     with locked(store.path):
         trust = _trust(store)
         serial = int(trust["serial"]) + 1

@@ -1,11 +1,13 @@
 """What ``sign_directory`` takes from the parties' entries files, and what it refuses.
 
-An entries file is unsigned: whoever hands one in can write anything in it. The governance
-signature then vouches for it to every keystore, so the merge refuses, whole, what no
-party's honest export contains: another party's key, a governance key (those join from the
-governance keystore itself; one from a file would become a trusted directory signer
-everywhere), a party the policy bundle does not know, and a second live key of a purpose
-beside one that never expires (a rotation's export always gives the old key its expiry).
+An entries file says what its writer likes: its signature (``_entries.check_possession``)
+shows at most that the party wrote it, and a party new to the directory signs nothing
+anyone knows. The governance signature then vouches for it to every keystore, so the merge
+refuses, whole, what no party's honest export contains: another party's key, a governance
+key (those join from the governance keystore itself; one from a file would become a trusted
+directory signer everywhere), a party the policy bundle does not know, and a second live
+key of a purpose beside one that never expires (a rotation's export always gives the old
+key its expiry).
 """
 
 from __future__ import annotations

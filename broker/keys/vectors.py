@@ -4,7 +4,8 @@
 deterministic (fixed keys and times; Ed25519 signatures are deterministic), so regenerating
 gives the same bytes. The valid directory lists a governance key, the worker's two keys and an
 agency's two, one revoked; the invalid variants each break one rule of
-``schemas/key-directory.md``.
+``schemas/key-directory.md``. The ``entries`` section is the agency's signed rotation
+(§5, §7), checked against the valid directory, and variants a forger could hand in.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any, Final
 
 from broker._vectors import vectors_main
 from broker.crypto import KemAlg, KemPrivateKey, SigningKey
-from broker.envelope import KeyAlg, KeyInfo, KeyStatus, compute_key_id
-from broker.keys._directory import signed_bytes, signing_input
+from broker.envelope import KeyAlg, KeyInfo, KeyStatus, SigningIdentity, compute_key_id
+from broker.keys._directory import ENTRIES_FORMAT, entry_json, signed_bytes, signing_input
+from broker.keys._entries import entries_signing_input, sign_entries
 
 __all__ = ["generate", "main"]
 
@@ -33,8 +35,8 @@ def _material(label: str, n: int) -> bytes:
     return hashlib.shake_256(f"accord key directory vector/{label}".encode()).digest(n)
 
 
-def _signing(party: str) -> tuple[SigningKey, KeyInfo]:
-    key = SigningKey.from_raw(_material(f"{party}/sign", 32))
+def _signing(party: str, label: str = "") -> tuple[SigningKey, KeyInfo]:
+    key = SigningKey.from_raw(_material(f"{party}/sign{label}", 32))
     public = key.public_raw()
     info = KeyInfo(compute_key_id(KeyAlg.ED25519, public), party, KeyAlg.ED25519, public, _AT)
     return key, info
@@ -47,10 +49,48 @@ def _encryption(party: str, **changes: Any) -> KeyInfo:
     return replace(info, **changes)
 
 
+def _entries(wmp: SigningKey, wmp_info: KeyInfo) -> dict[str, Any]:
+    """wmp's rotation: its listed signing key given an expiry, a new one added, signed by the
+    listed key (the only kind that counts for a party already in the directory)."""
+    new_key, new_info = _signing("wmp", "/2")
+    ends = replace(wmp_info, not_after=datetime(2026, 9, 28, 15, 6, 40, tzinfo=UTC))
+    body = {
+        "format": ENTRIES_FORMAT,
+        "party": "wmp",
+        "keys": [entry_json(ends), entry_json(new_info)],
+    }
+    signed = sign_entries(body, SigningIdentity(wmp_info, wmp))
+
+    def changed(doc: dict[str, Any]) -> None:
+        doc["keys"][0]["not_after"] = None
+
+    def by_new_key(doc: dict[str, Any]) -> None:
+        doc.update(sign_entries(doc, SigningIdentity(new_info, new_key)))
+
+    def unsigned(doc: dict[str, Any]) -> None:
+        del doc["signed_by"], doc["signature"]
+
+    def variant(name: str, why: str, edit: Any) -> dict[str, Any]:
+        doc = copy.deepcopy(signed)
+        edit(doc)
+        return {"name": name, "why": why, "document": doc}
+
+    return {
+        "checked_at": _AT.isoformat(),
+        "signing_input_hex": entries_signing_input(signed).hex(),
+        "valid": signed,
+        "invalid": [
+            variant("changed-after-signing", "signature does not verify", changed),
+            variant("signed-by-a-key-it-adds", "signer is no live key of the party", by_new_key),
+            variant("unsigned", "no signature", unsigned),
+        ],
+    }
+
+
 def generate() -> dict[str, Any]:
     governance, gov_info = _signing("governance")
     _, worker_sign = _signing("worker")
-    _, wmp_sign = _signing("wmp")
+    wmp_key, wmp_sign = _signing("wmp")
     revoked = _encryption("wmp", status=KeyStatus.REVOKED, status_changed_at=_AT)
     keys = [gov_info, worker_sign, _encryption("worker"), wmp_sign, revoked]
     document = json.loads(
@@ -94,6 +134,7 @@ def generate() -> dict[str, Any]:
             variant("key-id-not-its-fingerprint", "a key id is not its fingerprint", wrong_id),
             variant("unsigned", "no signature", drop_signature),
         ],
+        "entries": _entries(wmp_key, wmp_sign),
     }
 
 

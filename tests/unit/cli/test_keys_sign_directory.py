@@ -13,6 +13,7 @@ from broker.config import KemSuite
 from broker.envelope import KeyPurpose
 from broker.keys import FileKeyStore
 from broker.keys._directory import entry_json
+from broker.keys._entries import sign_entries
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +104,8 @@ def test_sign_directory_refuses_a_second_lasting_key_unless_allow_second_key(
     [extra] = elsewhere.ensure_party("wmp", purposes=[KeyPurpose.ENCRYPT], kem=KemSuite.HYBRID)
     document = json.loads(ceremony["wmp.json"].read_text())
     document["keys"].append(entry_json(extra))
-    ceremony["wmp.json"].write_text(json.dumps(document))
+    signer = FileKeyStore(ceremony["wmp"]).current_signing_key("wmp")
+    ceremony["wmp.json"].write_text(json.dumps(sign_entries(document, signer)))  # wmp's own
     code, _, err = _run(_sign(ceremony, ceremony["wmp.json"]), capsys)
     line = _one_line_error(code, err)
     assert f"gives wmp a new active encrypt key {extra.key_id} while its encrypt key" in line
@@ -150,3 +152,71 @@ def test_import_warns_loudly_when_a_new_governance_key_becomes_trusted(
     assert "verify this id with the IG officer out of band" in line
     code, _, err = _run(["keys", "import", str(directory), "--dir", str(wmp)], capsys)
     assert (code, err) == (0, "")  # said once, when it became trusted
+
+
+def _forged(ceremony: dict[str, Path], tmp_path: Path) -> Path:
+    """wmp's keys as the master copy lists them, plus someone else's new signing key."""
+    elsewhere = FileKeyStore(tmp_path / "forger", None, create=True)
+    [extra] = elsewhere.ensure_party("wmp", purposes=[KeyPurpose.SIGN])
+    listed = FileKeyStore(ceremony["governance"]).keys("wmp")
+    forged = tmp_path / "forged-wmp.json"
+    forged.write_text(json.dumps({
+        "format": "accord-key-entries/v1", "party": "wmp",
+        "keys": [*(entry_json(k) | {"not_after": "2026-01-01T00:00:00Z"} for k in listed),
+                 entry_json(extra)],
+    }))  # fmt: skip
+    return forged
+
+
+def test_export_says_it_signed_and_sign_directory_refuses_unsigned_entries_of_a_listed_party(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signer = FileKeyStore(ceremony["wmp"]).current_signing_key("wmp").info.key_id
+    cmd = ["keys", "export", "--party", "wmp", "--dir", str(ceremony["wmp"]), "--out"]
+    code, out, err = _run([*cmd, str(tmp_path / "again.json")], capsys)
+    assert (code, err) == (0, "")
+    assert out == f"wmp's public keys written to {tmp_path / 'again.json'}, signed by wmp's " \
+        f"signing key {signer}\n"  # fmt: skip
+    assert _run(_sign(ceremony, ceremony["wmp.json"]), capsys)[0] == 0  # first onboarding
+    directory = tmp_path / "directory.json"
+    directory.unlink()
+    forged = _forged(ceremony, tmp_path)
+    code, _, err = _run(_sign(ceremony, forged), capsys)
+    line = _one_line_error(code, err)
+    assert line == (
+        f"accord: error: {forged}: wmp already has keys in the directory, so its entries must "
+        "be signed by one of them (accord keys export signs them; for a party that lost every "
+        "one, see --unsigned); nothing was signed"
+    )
+    assert not directory.exists()
+    # The honest export, signed by wmp's listed key, is taken as before.
+    assert _run(_sign(ceremony, tmp_path / "again.json"), capsys)[0] == 0
+
+
+def test_unsigned_party_signs_a_listed_partys_unsigned_entries_with_a_loud_warning(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(_sign(ceremony, ceremony["wmp.json"]), capsys)[0] == 0
+    forged = _forged(ceremony, tmp_path)  # here: wmp's keys re-made after losing them all
+    code, out, err = _run([*_sign(ceremony, forged), "--unsigned", "wmp"], capsys)
+    assert code == 0
+    assert "signed directory written to" in out
+    [warning] = [line for line in err.splitlines() if not line.startswith(_NOTE)]
+    assert warning == (
+        "WARNING: wmp's entries were signed into the directory WITHOUT proof that wmp sent "
+        "them (--unsigned wmp): every keystore will trust these keys; be sure you checked "
+        "their fingerprints with wmp out of band"
+    )
+
+
+def test_export_warns_when_it_cannot_sign(
+    ceremony: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    wmp = FileKeyStore(ceremony["wmp"])
+    wmp.retire(wmp.current_signing_key("wmp").info.key_id)
+    code, out, err = _run(["keys", "export", "--party", "wmp", "--dir", str(ceremony["wmp"])],
+                          capsys)  # fmt: skip
+    assert code == 0
+    assert "signed_by" not in json.loads(out)
+    assert err.startswith("warning: wmp's entries are not signed: this keystore holds no live ")
+    assert "--unsigned wmp" in err

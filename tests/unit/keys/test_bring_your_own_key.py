@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -114,3 +115,31 @@ def test_an_upper_case_key_id_is_refused_as_such_not_as_a_wrong_fingerprint(root
         "swbh.json: keys[0].key_id: must be 32 lower-case hex digits (the key's fingerprint)"
     )
     assert upper not in str(caught.value)
+
+
+def _signed_by_hand(document: dict[str, object], key: Ed25519PrivateKey, key_id: str) -> bytes:
+    """schemas/key-directory.md §7, written from the text: the label, a zero byte, then the
+    RFC 8785 form of the document with signed_by and without signature."""
+    body = {**document, "signed_by": key_id}
+    signature = key.sign(b"accord/key-entries/v1\x00" + rfc8785.dumps(body))
+    return json.dumps({**body, "signature": base64.b64encode(signature).decode("ascii")}).encode()
+
+
+def test_a_hand_written_rotation_is_taken_only_signed_by_the_listed_key(root: Path) -> None:
+    """Once swbh is in the directory, its next document must prove it holds a key listed
+    there: the same rotation, unsigned or signed by the new key, is refused."""
+    governance = FileKeyStore(root / "governance")
+    old = Ed25519PrivateKey.generate()
+    old_public = old.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    sign_directory(governance, [("swbh.json", _entries(old_public))])  # first onboarding
+    new = Ed25519PrivateKey.generate()
+    new_public = new.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    first = json.loads(_entries(old_public, not_after="2026-12-20T00:00:00Z"))["keys"][0]
+    second = json.loads(_entries(new_public, created_at="2026-12-13T09:00:00Z"))["keys"][0]
+    rotation = {"format": "accord-key-entries/v1", "party": "swbh", "keys": [first, second]}
+    old_id, new_id = _key_id("ed25519", old_public), _key_id("ed25519", new_public)
+    for data in (json.dumps(rotation).encode(), _signed_by_hand(rotation, new, new_id)):
+        with pytest.raises(KeyStoreError, match="swbh already has keys in the directory"):
+            sign_directory(governance, [("swbh.json", data)], now=AT)
+    sign_directory(governance, [("swbh.json", _signed_by_hand(rotation, old, old_id))], now=AT)
+    assert governance.public_key(new_id) is not None

@@ -86,3 +86,60 @@ def test_the_vectors_are_what_the_generator_writes() -> None:
     from broker.keys.vectors import generate
 
     assert generate() == DOC
+
+
+ENTRIES = DOC["entries"]
+
+
+def _verify_entries(document: dict[str, Any], directory: dict[str, Any], at: str) -> str | None:
+    """None when the IG officer may sign these entries of a party the (verified) directory
+    already lists (schemas/key-directory.md §5, §7), else why not."""
+    if "signature" not in document:
+        return "no signature"
+    live = {
+        k["key_id"]: k["public"] for k in directory["keys"]
+        if k["party"] == document["party"] and k["purpose"] == "sign"
+        and k["status"] == "active" and (k["not_after"] is None or at < k["not_after"])
+    }  # fmt: skip
+    if document["signed_by"] not in live:
+        return "signer is no live key of the party"
+    body = {k: v for k, v in document.items() if k != "signature"}
+    message = b"accord/key-entries/v1\x00" + rfc8785.dumps(body)
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(live[document["signed_by"]]))
+    try:
+        public.verify(base64.b64decode(document["signature"]), message)
+    except InvalidSignature:
+        return "signature does not verify"
+    return None
+
+
+def test_the_signed_entries_verify_against_the_directory_and_the_input_is_as_published() -> None:
+    assert _verify_entries(ENTRIES["valid"], DOC["valid"], ENTRIES["checked_at"]) is None
+    body = {k: v for k, v in ENTRIES["valid"].items() if k != "signature"}
+    message = b"accord/key-entries/v1\x00" + rfc8785.dumps(body)
+    assert message.hex() == ENTRIES["signing_input_hex"]
+
+
+@pytest.mark.parametrize("case", ENTRIES["invalid"], ids=lambda c: c["name"])
+def test_each_invalid_entries_document_is_refused_for_its_reason(case: dict[str, Any]) -> None:
+    assert _verify_entries(case["document"], DOC["valid"], ENTRIES["checked_at"]) == case["why"]
+
+
+@pytest.mark.parametrize("case", [{"name": "valid", "why": None, "document": ENTRIES["valid"]},
+                                  *ENTRIES["invalid"]], ids=lambda c: c["name"])  # fmt: skip
+def test_accords_own_entries_check_agrees(case: dict[str, Any]) -> None:
+    from datetime import datetime
+
+    from broker.errors import KeyStoreError
+    from broker.keys._directory import parse_entry
+    from broker.keys._entries import check_possession, parse_entries
+
+    known = [parse_entry(e, "vector") for e in DOC["valid"]["keys"]]
+    document = parse_entries(json.dumps(case["document"]).encode(), "wmp.json")
+    at = datetime.fromisoformat(ENTRIES["checked_at"])
+    try:
+        check_possession([document], known, now=at)
+    except KeyStoreError:
+        assert case["why"] is not None
+        return
+    assert case["why"] is None
