@@ -15,7 +15,7 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker._words import plural
 from broker.governance import (
@@ -25,6 +25,9 @@ from broker.governance import (
     late_by_school,
     reason_legend,
 )
+
+if TYPE_CHECKING:
+    from broker.policy import Policy
 
 _LOG_COLUMNS = (
     ("at", "when"),
@@ -185,11 +188,15 @@ def disclosure(
     searched: str | None = None,
     produced: Sequence[str] = (),
     width: int = DEFAULT_WIDTH,
+    conditions: bool = False,
+    policy: Policy | None = None,
 ) -> str:
     """The log in ``fmt``; ``searched`` (what a look-up by demographics searched, naming no
     one) heads the table and the page, and stays out of CSV and JSON, whose shape is fixed.
     ``produced`` (when, by whom, what was searched, the log's verification state) heads the
-    HTML page, the attachment a SAR response carries. A table's lines fit in ``width``."""
+    HTML page, the attachment a SAR response carries. A table's lines fit in ``width``.
+    ``conditions``: a table's notes name each condition its ``condition-false`` lines did not
+    meet, from ``policy`` (the bundle loaded here, None if none is), as the console's do."""
     if fmt == "json":
         return json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False)
     keys = [k for k, _ in _LOG_COLUMNS]
@@ -203,13 +210,13 @@ def disclosure(
             writer.writerow([_cell(row[k]) for k in (*keys, *_CSV_ONLY)])
         return buf.getvalue().rstrip("\n")
     rows = [[d[k] for k in keys] for d in (_log_row(e, shown=True) for e in entries)]
-    notes = answer_notes(entries)
-    if fmt == "html":
+    if fmt == "html":  # the family's page: what a condition says is the officer's to explain
         note = plural(len(entries), "entry", "entries") + (f"; {searched}" if searched else "")
         legend = reason_legend(entries)
         return _html_page("Disclosure log", heads, rows, note, produced, legend=legend,
-                          notes=notes)  # fmt: skip
+                          notes=answer_notes(entries))  # fmt: skip
     width = max(width, _NARROWEST)
+    notes = answer_notes(entries, conditions=conditions, policy=policy)
     lines = _wrapped(f"Disclosure log: {plural(len(entries), 'entry', 'entries')}, oldest first",
                      width)  # fmt: skip
     if searched:

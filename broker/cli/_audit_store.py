@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from broker.audit import KeystoreAuditVerifier
     from broker.governance import AuditStore, ChainAppender
     from broker.keys import FileKeyStore
+    from broker.policy import Policy
 
 
 def _db_url(settings: Settings, db: str | None) -> str | None:
@@ -84,6 +85,22 @@ def index_once(settings: Settings, store: AuditStore) -> None:
 
     indexer = Indexer(store, verifier_of(settings), kafka_as(settings, Principal.CONSOLE))
     run(indexer.run(follow=False))
+
+
+def policy_at_hand(settings: Settings) -> Policy | None:
+    """The bundle the commands find (ACCORD_POLICIES, else ./policies), loaded, to read a
+    SAR's condition-false clauses' conditions from; None when there is none or it does not
+    load: a SAR is never refused for a bundle's fault (its table then says none is loaded)."""
+    from broker.errors import AccordError
+    from broker.policy import load_bundle
+
+    found = settings.policies_at_hand()
+    if found is None:
+        return None
+    try:
+        return load_bundle(found)
+    except AccordError:
+        return None
 
 
 def console_keys_here(settings: Settings) -> FileKeyStore | None:

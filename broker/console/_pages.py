@@ -108,6 +108,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
     # Where a verification or a look-up was made, in the chain page's words (_chains).
     console.templates.globals["via_words"] = _chains.VIA_WORDS
     console.templates.globals["lookup_via"] = _chains.lookup_via
+    # The bundle a condition-false line's clause conditions are read from (log_table.html).
+    console.templates.globals["policy_in_force"] = lambda: deps.policy
 
     def signed_in(request: Request) -> Session | None:
         session = console.session(request)

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from broker.governance._conditions import unmet_conditions
 from broker.governance._grounds import str_tuple
+
+if TYPE_CHECKING:
+    from broker.policy import Policy
 
 __all__ = [
     "ALWAYS_SENT",
@@ -243,11 +247,18 @@ def consent_words(state: str | None, rule: str | None, outcome: str | None) -> s
     return state
 
 
-def answer_notes(lines: Iterable[object]) -> list[str]:
+def answer_notes(
+    lines: Iterable[object], *, conditions: bool = False, policy: Policy | None = None
+) -> list[str]:
     """The notes a disclosure log says once: what travels with every shared record (when it
     lists a share, a delivery or an opening), what "fields not sent" means (when a line lists
     any), and what each consent state its decisions show means (``missing`` alone reads as
-    sharing without consent, which a share that needed none was not)."""
+    sharing without consent, which a share that needed none was not).
+
+    ``conditions``: for the officer's views (the console, the table), each clause a
+    ``condition-false`` decision names, with its condition from ``policy``, the bundle loaded
+    there (None: none is), when the decision was made under that version (``_conditions``)."""
+    lines = list(lines)
     shared = held_back = False
     states: set[str] = set()
     for line in lines:
@@ -268,7 +279,7 @@ def answer_notes(lines: Iterable[object]) -> list[str]:
         for state, text in CONSENT_STATE_MEANINGS.items()
         if state in states
     ]
-    return notes
+    return notes + (unmet_conditions(lines, policy) if conditions else [])
 
 
 def scope_words(values: Iterable[str], *, every: str) -> tuple[str, ...]:

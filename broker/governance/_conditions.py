@@ -1,0 +1,85 @@
+"""Which conditions a ``condition-false`` line of a disclosure log did not meet.
+
+The reason's meaning (``_reasons``) says only that a clause applies in certain circumstances
+and these were not met; the officer answering a SAR or a complaint needs which. The decision
+names its clauses (``grounds``, ``clause_ids``) and the policy version it was made under, so
+each clause's ``when`` is read from the bundle loaded here, but only when it is that version:
+a clause of another version may say something else. A ``when`` is policy text, never a value
+of the event, so it names no one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broker.policy import Policy
+
+_WHAT = "Condition not met (condition-false)"
+
+
+def _clauses(line: object) -> list[tuple[str, str]]:
+    """(agreement, clause) for each clause the line names: its grounds, or for a record
+    written before decisions listed them, its agreement and clause ids."""
+    named = [
+        (g.agreement_id, g.clause_id)
+        for g in getattr(line, "grounds", ())
+        if g.agreement_id and g.clause_id
+    ]
+    if named:
+        return named
+    agreement = getattr(line, "agreement_id", None) or ""
+    return [(agreement, c) for c in getattr(line, "clauses", ())]
+
+
+def _when(policy: Policy, agreement_id: str, clause_id: str) -> str | None:
+    for agreement in policy.bundle.agreements:
+        if agreement.id == agreement_id or not agreement_id:
+            for clause in agreement.clauses:
+                if clause.id == clause_id:
+                    return clause.when
+    return None
+
+
+def unmet_conditions(lines: Iterable[object], policy: Policy | None) -> list[str]:
+    """A note for each clause the log's ``condition-false`` decisions name, once, with its
+    ``when`` from ``policy`` when that is the version the decision was made under; else why
+    it is not shown and where to read it. ``policy`` None: no bundle is loaded here."""
+    notes: dict[tuple[str, str, str], str] = {}
+    for line in lines:
+        if getattr(line, "kind", None) != "decision" or getattr(line, "reason", None) != (
+            "condition-false"
+        ):
+            continue
+        version = str(getattr(line, "policy_version", None) or "")
+        for agreement_id, clause_id in _clauses(line):
+            key = (agreement_id, clause_id, version)
+            if key not in notes:
+                notes[key] = _note(agreement_id, clause_id, version, policy)
+    return list(notes.values())
+
+
+def _note(agreement_id: str, clause_id: str, version: str, policy: Policy | None) -> str:
+    named = f"{_WHAT}, {agreement_id} / {clause_id}" if agreement_id else f"{_WHAT}, {clause_id}"
+    decided = f"policy version {version}" if version else "a policy version not recorded"
+    # A version is a hash of the bundle: its folder is found in the policy repository's
+    # history, and 'accord policy check' says which version a folder is.
+    where = (
+        f"read the clause's 'when' in the bundle of {decided} ('accord policy check DIR'"
+        " prints a bundle's version)"
+    )
+    if policy is None:
+        return (
+            f"{named}: no policy bundle is loaded here (ACCORD_POLICIES) to read its"
+            f" condition from; {where}."
+        )
+    if version != policy.version:
+        return (
+            f"{named}: bundle version differs: decided under {decided}, the bundle loaded here"
+            f" is version {policy.version}; {where}."
+        )
+    when = _when(policy, agreement_id, clause_id)
+    if when is None:
+        return f"{named}: the bundle loaded here has no condition for this clause."
+    return f"{named}: when {' '.join(when.split())}"
