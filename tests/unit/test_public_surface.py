@@ -78,7 +78,8 @@ SURFACES = {
     },
     "broker.errors": {
         "AccordError", "AlreadySettled", "AuditError", "BadSignature", "BundleInvalid",
-        "ChainBroken", "ConfigError", "DevKafkaError", "EnvelopeError", "EventInvalid", "Fenced",
+        "ChainBroken", "ConfigError", "DekUnopenable", "DevKafkaError", "EnvelopeError",
+        "EventInvalid", "Fenced",
         "KeyNotFound", "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError",
         "RecordKeyUnavailable", "RecordedAlready", "ReplayDetected",
         "ScenarioInvalid", "SecondFactorUnreadable", "SendUnconfirmed", "SignInFailed", "StoreBusy",
