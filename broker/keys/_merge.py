@@ -13,7 +13,7 @@ key its expiry).
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from broker._words import closest
@@ -90,6 +90,20 @@ def _second_key(where: str, new: KeyInfo, merged: dict[str, KeyInfo]) -> None:
         )
 
 
+def _taken(old: KeyInfo | None, k: KeyInfo) -> KeyInfo:
+    """What the master copy lists for ``k`` once merged. Its status wins once no longer
+    active (no un-revoking by exporting again). An entries document may end an active key's
+    life, or end it sooner, never later or not at all, and never re-date it: a replayed
+    older export (signed by the party, so taken) would otherwise lift the expiry a rotation
+    gave the old key, or make it the newest key again, which is the one others seal to."""
+    if old is None:
+        return k
+    if old.status is not KeyStatus.ACTIVE:
+        return old
+    ends = [t for t in (old.not_after, k.not_after) if t is not None]
+    return replace(k, created_at=old.created_at, not_after=min(ends) if ends else None)
+
+
 def merge_entries(
     known: Sequence[KeyInfo],
     incoming: Sequence[tuple[str, KeyInfo]],
@@ -99,8 +113,8 @@ def merge_entries(
 ) -> tuple[list[KeyInfo], list[KeyChange]]:
     """The master copy ``known`` with ``incoming`` merged in, and what changed.
 
-    A merged entry never undoes a revocation or retirement made here (the master copy wins
-    for status), so a party cannot un-revoke its own key by exporting it again. ``parties``:
+    A merged entry never undoes a revocation or retirement made here, nor lifts or moves
+    later an expiry, nor re-dates a key (``_taken``). ``parties``:
     the policy bundle's party ids, when there is one to check against (Accord's own
     principals are always known)."""
     before = {k.key_id: k for k in known}
@@ -116,7 +130,7 @@ def merge_entries(
                 f"{where}: lists key {k.key_id} as {k.party}'s, but it is {prior.party}'s; "
                 + _NOTHING
             )
-        merged[k.key_id] = k if old is None or old.status is KeyStatus.ACTIVE else old
+        merged[k.key_id] = _taken(old, k)
         if old is None:
             new.append((where, k))
     if not allow_second_key:

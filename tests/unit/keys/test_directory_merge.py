@@ -153,3 +153,24 @@ def test_an_entry_of_a_party_the_bundle_does_not_know_is_refused_with_a_hint(
     # With no bundle to read, no party is checked.
     sign_directory(governance, [("hub.json", _entries("cog-tiptn", [typo]))])
     assert governance.public_key(typo.key_id) is not None
+
+
+def test_a_replayed_older_export_neither_lifts_an_expiry_nor_re_dates_a_key(root: Path) -> None:
+    """An export is signed by the party, so a copy kept from before a rotation is still taken:
+    it listed the old keys with no expiry, and taking that would keep them live for good
+    (review of ks45). An expiry only ever comes sooner; created_at stays the master copy's."""
+    wmp, governance = _store(root, "wmp"), _store(root, "governance")
+    before_rotation = export_entries(wmp, "wmp")
+    wmp.rotate("wmp", kem=KemSuite.X25519)
+    sign_directory(governance, [("wmp.json", export_entries(wmp, "wmp"))])
+    listed = {k.key_id: k for k in governance.keys("wmp")}
+    ends = {i: k.not_after for i, k in listed.items() if k.not_after is not None}
+    assert ends  # the rotation gave the old keys their expiry
+    changes: list[KeyChange] = []
+    sign_directory(governance, [("old.json", before_rotation)], changes=changes)
+    assert changes == []
+    after = {k.key_id: k for k in governance.keys("wmp")}
+    assert {i: after[i].not_after for i in ends} == ends
+    assert {i: k.created_at for i, k in after.items()} == {
+        i: k.created_at for i, k in listed.items()
+    }
