@@ -360,6 +360,13 @@ class SqlAuditStore:
         )
         return [(str(r), int(n)) for r, n in rows]
 
+    def quarantined(self, window: Window) -> list[AuditRecord]:
+        return self._records(
+            "SELECT body FROM audit_records WHERE kind = 'quarantined' "
+            "AND at >= ? AND at < ? ORDER BY at, chain, seq",
+            window.bounds(),
+        )
+
     def refused_counts(self) -> list[tuple[str, int]]:
         rows = self._q("SELECT reason, COUNT(*) FROM audit_refused GROUP BY reason ORDER BY reason")
         return [(str(r), int(n)) for r, n in rows]

@@ -382,6 +382,10 @@ class AuditStore(Protocol):
 
     def quarantine_counts(self, window: Window) -> list[tuple[str, int]]: ...
 
+    def quarantined(self, window: Window) -> list[AuditRecord]:
+        """``quarantined`` records in ``window``, oldest first (``accord audit quarantine``)."""
+        ...
+
     def refused_counts(self) -> list[tuple[str, int]]:
         """``(reason, n)``: messages of the audit topic the indexer refused, ever."""
         ...

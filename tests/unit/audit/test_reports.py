@@ -157,6 +157,16 @@ def test_the_report_window_excludes_records_outside_it(
     assert empty.decisions == ()
 
 
+def test_the_index_lists_quarantined_records_in_a_window_for_accord_audit_quarantine(
+    store: AuditStore, indexed: list[AuditRecord]
+) -> None:
+    [rec] = store.quarantined(Window())
+    assert rec.kind is AuditKind.QUARANTINED
+    assert rec.data["reason"] == "invalid-event"
+    assert store.quarantined(Window(since=T0 + timedelta(minutes=10))) == [rec]
+    assert store.quarantined(Window(until=T0)) == []
+
+
 def test_agreements_expiring_within_60_days_come_from_the_bundle() -> None:
     from broker.policy import load_bundle
 
