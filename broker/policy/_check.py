@@ -357,7 +357,9 @@ def check_loose(
     checker = _Checker(bundle, where, known_parties, parties_read)
     for clause in loose:
         checker.reported = tuple(("clauses", clause.index, name) for name in clause.stand_ins)
-        named = f"agreement {clause.agreement!r}, clause {clause.clause.id!r}"
+        # A stand-in id is no name: the clause is then known by its place alone.
+        cid = "?" if "id" in clause.stand_ins else repr(clause.clause.id)
+        named = f"agreement {clause.agreement!r}, clause {cid}"
         checker.clause(clause.source, clause.index, clause.clause, named)
     return checker.problems
 

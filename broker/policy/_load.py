@@ -28,8 +28,8 @@ __all__ = ["STOPPED", "read_bundle"]
 
 #: Said of a file that could not be read, or not as YAML: its other problems are not listed.
 STOPPED: Final = "fix this first: the file was not checked further"
-# pydantic's names for the branches of ``int | str`` in an error's place, and the errors
-# they give (a party or key named "int" fails otherwise, so is never taken for one).
+# pydantic's names for the branches of ``version: int | str`` in an error's place, and the
+# errors they give (only under ``version``: a transform keyed "str" is no branch).
 _BRANCHES: Final = frozenset({"int", "str", "constrained-str"})
 _BRANCH_ERRORS: Final = frozenset({"int_type", "int_parsing", "string_type"})
 # A party's id, which the loader takes from its mapping key.
@@ -74,7 +74,7 @@ def _shape_problems(
             continue
         loc = (*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
         message = plain_message(err, model, filled)
-        if err["type"] in _BRANCH_ERRORS and loc[-1] in _BRANCHES:
+        if err["type"] in _BRANCH_ERRORS and loc[-2:-1] == ("version",) and loc[-1] in _BRANCHES:
             # One failure per branch of ``int | str``: one problem, at the field's own place.
             loc = loc[:-1]
             if loc in branches:

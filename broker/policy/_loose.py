@@ -70,9 +70,9 @@ def _made(body: dict[Any, Any]) -> tuple[Clause, frozenset[str]] | None:
         name = err["loc"][0] if err["loc"] else None
         if not isinstance(name, str):
             return None
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
             fixed.pop(name, None)
-        elif name in _STAND_INS:
+        elif name in _STAND_INS:  # a fault inside a field (lawful_basis.articel10) too
             fixed[name] = _STAND_INS[name]
         else:
             return None

@@ -103,4 +103,5 @@ def test_policy_check_places_each_warning_at_its_clauses_file_and_line(tmp_path:
         assert rest == bare
         name, number = where.split(":")
         assert name == "agreements/a.yaml"
-        assert text[int(number) - 1].lstrip().startswith("- id:")
+        clause_id = bare.split("clause '", 1)[1].split("'", 1)[0]
+        assert text[int(number) - 1].strip() in {f"- id: {clause_id}", f"- id: '{clause_id}'"}

@@ -394,3 +394,27 @@ def test_a_clause_failing_where_no_stand_in_is_safe_is_not_checked_further(
     problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
     assert [p for p in problems if "wmpp" in p] == []
     assert any("clauses[0].share" in p for p in problems)
+
+
+def test_an_unknown_key_inside_a_field_does_not_hide_the_clauses_other_problems(
+    tmp_path: Path,
+) -> None:
+    """lawful_basis.articel10 was popped as if it were the clause's own key, taking the
+    required lawful_basis with it, so the clause was not checked further (review r45b)."""
+    agreements = default_agreements()
+    clause = agreements[0]["clauses"][0]
+    clause["lawful_basis"] = {"article6": "public_task", "articel10": "x"}
+    clause["from"] = ["wmpp"]
+    problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
+    assert any(p.endswith("lawful_basis.articel10: unknown key; did you mean 'article10'?")
+               for p in problems), problems  # fmt: skip
+    assert any(p.endswith("unknown party 'wmpp'; did you mean 'wmp'?") for p in problems)
+
+
+def test_a_transform_keyed_like_a_type_is_not_taken_for_versions_two_branches(
+    tmp_path: Path,
+) -> None:
+    agreements = default_agreements()
+    agreements[0]["clauses"][0]["transform"] = {"str": 5}
+    problems = _problems(write_bundle(tmp_path / "b", agreements=agreements))
+    assert not any("number or text" in p for p in problems), problems
