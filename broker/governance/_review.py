@@ -37,14 +37,24 @@ class ReviewFinding(enum.StrEnum):
 # A reference to where the reasoning is kept (an IG case, a ticket): an identifier, never a
 # narrative (no spaces, 40 characters). A case or ticket reference always carries its number,
 # so one with no digit is refused: it is a name written as an identifier (Jane-Smith) or a
-# word, and the log must hold subject keys only. A name with a number added
-# (Christine.Bailey-1, smith01) is refused by its letters: a case system's prefixes are
-# capitals or short (IG-7, INC0012345, REF-MARK-77, ref-0), where a name is written as a
-# word, capitalised or in lower case. A name in capitals of up to six letters with a number
-# (AMY-1) still cannot be told from a prefix; the form and the help ask for the case number.
+# word, and the log must hold subject keys only. So are the shapes a name with a number
+# takes: two words joined (Christine.Bailey-1, jane_smith2026, ChristineBailey1) and one
+# word with a number of one or two digits straight after it (smith01, Amy1). A case system's
+# own shapes are taken: a prefix then its number (Datix-12345, Case-2026-14, ticket-42,
+# SAFEGUARD-12, INC0012345). A single name then a separate number (Christine-1), or in
+# capitals (SMITH-J-01), cannot be told from one; the form and the help ask for the number.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,39}\Z")
 _A_DIGIT = re.compile(r"[0-9]")
-_A_WORD = re.compile(r"[A-Z][a-z]{2,}|[a-z]{4,}|[A-Z]{7,}")
+_WORD = r"[A-Za-z][a-z]+"
+_TWO_WORDS = re.compile(rf"{_WORD}(?:[._-]+|(?<=[a-z])(?=[A-Z])){_WORD}")
+_WORD_AND_DIGITS = re.compile(r"(?=[A-Za-z]*[a-z])[A-Za-z]{2,}[0-9]{1,2}\Z")
+_HEX = frozenset("abcdefABCDEF._-")
+
+
+def _names_a_person(reference: str) -> bool:
+    # Two runs of hex letters (a UUID's "fab-cdef") are an id, not two words.
+    two = [m for m in _TWO_WORDS.finditer(reference) if not set(m.group()) <= _HEX]
+    return bool(two) or bool(_WORD_AND_DIGITS.match(reference))
 
 
 def reference_acceptable(reference: str) -> bool:
@@ -53,7 +63,7 @@ def reference_acceptable(reference: str) -> bool:
     return (
         bool(_REFERENCE.match(reference))
         and bool(_A_DIGIT.search(reference))
-        and not _A_WORD.search(reference)
+        and not _names_a_person(reference)
         and not holds_nhs_or_telephone_number(reference)
     )
 
