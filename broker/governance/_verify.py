@@ -365,8 +365,24 @@ def index_view(store: AuditStore, partitions: Iterable[int]) -> IndexView:
     with store.snapshot():
         cps = {chain: store.latest_checkpoint(chain) for chain in store.chains()}
         read_to = _read_to(store, partitions)
-        heads = {c: h.seq for c, h in store.heads().items()}
+        # Only chains without a checkpoint need it (a fault): where their records end, read
+        # from the records, not the head row, which a cut left alone would overstate.
+        heads = {c: _stored_end(store, c, h.seq)
+                 for c, h in store.heads().items() if cps.get(c) is None}  # fmt: skip
     return IndexView({c: cp for c, cp in cps.items() if cp is not None}, read_to, heads)
+
+
+def _stored_end(store: AuditStore, chain: str, head: int) -> int:
+    """The last seq of ``chain`` the index holds, at most ``head``, found by halving (a chain
+    cut back holds 0..n and nothing after); -1 if it holds not even seq 0."""
+    lo, hi = -1, head + 1  # seq lo is held (or -1); seq hi is not (or past the head)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if store.stored_hash(chain, mid) is None:
+            hi = mid
+        else:
+            lo = mid
+    return lo
 
 
 def verify_records(

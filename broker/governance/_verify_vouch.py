@@ -184,7 +184,7 @@ def check_index_holds(
         want = max(read)
         cp = checkpoints.get(chain)
         head = (heads or {}).get(chain)
-        if cp is None and head is not None:
+        if cp is None and head is not None and head >= 0:
             # Its records are there, its checkpoints not: say where what the index holds
             # ends, not that the whole chain is missing (an IG officer looked at seq 0).
             raise ChainBroken(
