@@ -237,6 +237,10 @@ async def stop_quietly(client: Any) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
+        # Cut short, its connections and background tasks would go on: aiokafka marked it
+        # closed first, so a second stop does nothing (review r45b).
+        if hasattr(client, "_fetcher"):
+            await abandon_consumer(client, within=CLOSE_WAIT_S)
 
 
 # Stops that may outlive their waiter (stop_bounded's, stop_in_background's): asyncio keeps

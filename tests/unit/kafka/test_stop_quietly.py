@@ -63,3 +63,26 @@ async def test_a_request_kafka_never_answered_is_said_in_words_not_the_exception
     assert str(got.value) == (
         "reading accord.consent's and ingress end offsets: Kafka did not answer in time"
     )
+
+
+async def test_a_stop_cut_short_by_aiokafkas_cancellation_still_closes_the_connections() -> None:
+    """aiokafka marks the consumer closed before its fetcher's cancellation escapes, so its
+    client's connections were left open and a second stop did nothing (review r45b)."""
+
+    class _Connections:
+        closed = False
+
+        async def close(self) -> None:
+            self.closed = True
+
+    class _Consumer(_AiokafkaLike):
+        _fetcher = None
+        _coordinator = None
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._client = _Connections()
+
+    consumer = _Consumer()
+    await stop_quietly(consumer)
+    assert consumer._client.closed
