@@ -25,7 +25,7 @@ CONSENT_IGNORED_REASONS = tuple(r for r in CONSENT_REFUSED_REASONS if r.startswi
 _STAGE_REASONS: tuple[str, ...] = (
     "malformed", "undecodable-header", "replay", "unknown-sender", "wrong-topic", "unkeyed",
     "wrong-partition", "wrong-schema", "invalid-event", "sender-mismatch", "id-mismatch",
-    "invalid-consent", "invalid-ack", "redaction-failed", "stage-failed",
+    "invalid-consent", "invalid-ack", "redaction-failed", "stage-failed", "unknown-topic",
 )  # fmt: skip
 TRANSACTION_RESULTS: tuple[str, ...] = ("committed", "aborted", "unconfirmed")
 

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 import broker.pipeline
 from broker.pipeline._metrics import Metrics, quarantine_reasons
+from broker.pipeline._processor import unreadable
 
 
 def test_count_increments_the_labelled_series_it_names_and_no_other() -> None:
@@ -44,17 +45,14 @@ def test_the_quarantine_reasons_are_the_stages_literals_and_the_docs_table() -> 
     1 (no alert), and the docs table is what an operator reads the label's values from."""
     reasons = set(quarantine_reasons())
     pipeline = Path(broker.pipeline.__file__).parent
-    used = {
-        m
-        for f in pipeline.glob("*.py")
-        for m in re.findall(r'quarantine\("([a-z-]+)"\)', f.read_text())
-    }
+    # The stages' quarantine("x") and Outcome(Verdict.QUARANTINE, "x"), and the reasons
+    # the processor names before any stage (unreadable()).
+    written = r'quarantine\("([a-z-]+)"\)|Verdict\.QUARANTINE, "([a-z-]+)"'
+    used = {a or b for f in pipeline.glob("*.py") for a, b in re.findall(written, f.read_text())}
+    used |= {unreadable(b"", []), unreadable(b"x", [("\udcff", b"")])}
     assert used <= reasons, used - reasons
     docs = Path(__file__).parents[3] / "docs" / "operations.md"
-    section = docs.read_text().split("## Quarantine reason codes", 1)[1].split("\n\n", 2)[1]
-    listed = {
-        code
-        for row in section.splitlines()
-        for code in re.findall(r"`([a-z-]+)`", row.split("|")[1])
-    }
+    section = docs.read_text().split("## Quarantine reason codes", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]  # the table's
+    listed = {code for row in rows for code in re.findall(r"`([a-z-]+)`", row.split("|")[1])}
     assert listed == reasons
