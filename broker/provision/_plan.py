@@ -115,6 +115,9 @@ def _grants(policy: Policy) -> Iterator[Grant]:
     # One transactional id per input partition (broker.pipeline._tasks): a prefix.
     yield Grant(worker, _X, f"{WORKER_TRANSACTIONAL_ID}.", _W, prefixed=True)
     yield Grant(Principal.INDEXER, _T, topics.AUDIT, _R)
+    # For `accord audit quarantine`: the copies are sealed to governance, so reading them
+    # shows where each came from, never what it held; no new login for an on-call engineer.
+    yield Grant(Principal.INDEXER, _T, topics.QUARANTINE, _R)
     console = str(Principal.CONSOLE)
     yield Grant(console, _T, topics.AUDIT, _R)
     yield Grant(console, _T, topics.AUDIT, _W)

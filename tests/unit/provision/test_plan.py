@@ -124,7 +124,10 @@ def test_the_services_have_exactly_what_they_use(desired: Desired) -> None:
         ("group", "accord-worker", "read", False),
         ("transactional_id", "accord-worker.", "write", True),  # one id per input partition
     }  # fmt: skip
-    assert _of(desired, "indexer") == {("topic", AUDIT, "read", False)}
+    # The indexer also reads the quarantine copies for `accord audit quarantine`'s list.
+    assert _of(desired, "indexer") == {
+        ("topic", AUDIT, "read", False), ("topic", QUARANTINE, "read", False),
+    }  # fmt: skip
     assert _of(desired, "console") == {
         ("topic", AUDIT, "read", False), ("topic", AUDIT, "write", False),
         ("transactional_id", "accord-audit-console:", "write", True),
