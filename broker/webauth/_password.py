@@ -4,7 +4,7 @@ Length alone let ``password123456`` through. As NCSC and NIST SP 800-63B advise,
 password is also checked against a deny list rather than against composition rules: it may
 not contain the account's name, be one character or piece repeated, be a run along the
 alphabet, the digits or a keyboard row, or be, once lower-cased and stripped of the digits and
-symbols people add at the end (and of the usual letter-for-symbol swaps), one of the most
+symbols people add around it (and of the usual letter-for-symbol swaps), one of the most
 common passwords or a word an attacker guesses first here. The reason is said; the password,
 never.
 """
@@ -55,8 +55,25 @@ _RUNS = (
 )
 #: The swaps people make for the composition rules of old (p@ssw0rd).
 _SWAPS = str.maketrans("@43105$7!", "aaeiossti")
-_TRAILING = re.compile(r"[\W\d_]+$")
+#: The digits and symbols people put around a word (!Password2026, 2026password!!).
+_AROUND = re.compile(r"^[\W\d_]+|[\W\d_]+$")
+#: A word so short that what is around it is most of the password (1234567890ab).
+_SHORTEST_WORD = 4
+#: Past this a password is a passphrase: splitting it into runs would cost for nothing.
+_RUNS_CHECKED_UP_TO = 64
 _REPEATED = re.compile(r"(.+?)\1+", re.DOTALL)
+
+
+def _made_of_runs(text: str) -> bool:
+    """Whether ``text`` is two or more keyboard or alphabet runs of three or more typed one
+    after another (zxcvbnmasdfg: the bottom row, then the middle)."""
+    if len(text) > _RUNS_CHECKED_UP_TO:
+        return False
+    ends = {0}  # where a split into runs can end so far
+    for end in range(3, len(text) + 1):
+        if any(end - start >= 3 and _is_run(text[start:end]) for start in ends):
+            ends.add(end)
+    return len(text) in ends
 
 
 def _is_run(text: str) -> bool:
@@ -94,10 +111,20 @@ def _guessable(lower: str, name: str | None) -> str | None:
         return "it contains the account name: choose one that does not"
     if _REPEATED.fullmatch(lower):
         return "one character or piece repeated is easily guessed: choose another"
+    return _run_or_word(lower)
+
+
+def _run_or_word(lower: str) -> str | None:
+    run = "a run along the keyboard, the alphabet or the digits is easily guessed"
     if _is_run(lower):
-        return "a run along the keyboard, the alphabet or the digits is easily guessed"
-    if _TRAILING.sub("", lower).translate(_SWAPS) in COMMON_PASSWORDS:
+        return run
+    word = _AROUND.sub("", lower)
+    if word.translate(_SWAPS) in COMMON_PASSWORDS:
         return "too common (among the passwords tried first): choose a longer, less usual one"
+    if _made_of_runs(lower):
+        return run
+    if len(word) < _SHORTEST_WORD:
+        return "mostly digits or symbols around a short word is easily guessed: choose another"
     return None
 
 

@@ -40,6 +40,12 @@ RUN = "a run along"
         ("lkjihgfedcba", RUN),
         ("1qaz2wsx3edc", RUN),
         ("password", "12 to 1024 characters"),
+        # review r45a: digits and symbols before the word, rows typed one after another, a
+        # word too short to be more than padding
+        ("!Password2026", COMMON),
+        ("2026password!!", COMMON),
+        ("zxcvbnmasdfg", RUN),
+        ("1234567890ab", "around a short word"),
     ],
 )
 def test_a_guessable_password_is_refused_saying_why(password: str, said: str) -> None:
