@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,26 +30,40 @@ BUSY = "busy"  # SignInCheck.refused: too many checks waiting, this one not made
 
 class HashGate:
     """The Argon2 checks one app makes at once (``at_once``: each takes ~64 MiB and a core
-    for a moment) and how many may wait their turn (``waiting``). Past that, :attr:`full`:
-    a flood of guesses would otherwise queue without end, and an officer behind it wait."""
+    for a moment) and how many may wait their turn (``waiting``), of which one client (its
+    network address's key) holds at most ``per_client``. Past either, :meth:`full`: a flood
+    of guesses would otherwise queue without end, and an officer behind it wait."""
 
-    def __init__(self, *, at_once: int = 2, waiting: int = 8) -> None:
+    def __init__(self, *, at_once: int = 2, waiting: int = 8, per_client: int = 2) -> None:
         self._running = asyncio.Semaphore(at_once)
         self._bound = at_once + waiting
+        self._per_client = per_client
         self._in = 0  # running and waiting
+        self._by_client: dict[str, int] = {}
+        # How long a turn took lately (waiting included): a check the throttle refused waits
+        # as long without taking a turn. None until one was timed.
+        self.typical: float | None = None
 
-    @property
-    def full(self) -> bool:
-        return self._in >= self._bound
+    def full(self, client: str) -> bool:
+        return self._in >= self._bound or self._by_client.get(client, 0) >= self._per_client
 
     @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def turn(self, client: str) -> AsyncIterator[None]:
         self._in += 1
+        self._by_client[client] = self._by_client.get(client, 0) + 1
+        start = time.monotonic()
         try:
             async with self._running:
                 yield
         finally:
             self._in -= 1
+            left = self._by_client[client] - 1
+            if left:
+                self._by_client[client] = left
+            else:
+                del self._by_client[client]  # the map holds only clients in the gate now
+        took = time.monotonic() - start
+        self.typical = took if self.typical is None else 0.8 * self.typical + 0.2 * took
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,23 +110,30 @@ async def check_sign_in(
 ) -> SignInCheck:
     """Check a posted user name, password and code: every answer after the same work.
 
-    Every answer, refused by the throttle or not, waits for one Argon2 check: a refusal that
-    came back at once would say "this name is being throttled" by its speed alone. A success
-    clears the throttle's count for the account. ``hops``, ``trusted``: as :func:`client_host`;
+    Every answer, refused by the throttle or not, takes as long as one Argon2 check: a
+    refusal that came back at once would say "this name is being throttled" by its speed
+    alone. A refused one sleeps for a check's recent time (the first ever makes one) rather
+    than take a turn an officer's check could have. A success clears the throttle's count
+    for the account. ``hops``, ``trusted``: as :func:`client_host`;
     ``device_cookie``: the app's known-device cookie's name.
 
-    With ``hashing`` full, the answer is ``BUSY`` at once, before the form is read: the same
-    for every name, so its speed says nothing of an account; charged to no budget.
+    With ``hashing`` full, or holding its share for this client's address already, the
+    answer is ``BUSY`` at once, before the form is read: the same for every name, so its
+    speed says nothing of an account; charged to no budget.
     """
-    if hashing.full:
+    client = client_key(client_host(request, hops, trusted))
+    if hashing.full(client):
         return SignInCheck(False, "", BUSY, False)
     name = (form_field(form, "username") or "").strip().lower()
     password = form_field(form, "password") or ""
     code = form_field(form, "code")
     stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
     device = devices.device(request.cookies.get(device_cookie), name, stamp)
-    attempt = throttle.attempt(name, client_key(client_host(request, hops, trusted)), device)
-    async with hashing.turn():
+    attempt = throttle.attempt(name, client, device)
+    if attempt.refused is not None and hashing.typical is not None:
+        await asyncio.sleep(hashing.typical)
+        return SignInCheck(False, name, attempt.refused, device is not None)
+    async with hashing.turn(client):
         if attempt.refused is None:
             try:
                 ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)

@@ -17,7 +17,7 @@ def test_a_sign_in_with_the_check_queue_full_is_refused_503_and_counted(
 ) -> None:
     client, deps = make_client()
     token = csrf_of(client.get("/login").text)
-    client.app.state.desk.guard.hashing = SimpleNamespace(full=True)  # type: ignore[attr-defined]
+    client.app.state.desk.guard.hashing = SimpleNamespace(full=lambda _client: True)  # type: ignore[attr-defined]
     with capture_logs() as logs:
         r = client.post("/login", data={"username": USER, "password": PASSWORD, "csrf": token},
                         follow_redirects=False)  # fmt: skip

@@ -40,9 +40,9 @@ class SlowUsers:
         self.release.wait(10)
 
 
-def sign_in_request() -> Request:
+def sign_in_request(address: str = "192.0.2.7") -> Request:
     return Request({"type": "http", "method": "POST", "path": "/login", "headers": [],
-                    "client": ("192.0.2.7", 5000)})  # fmt: skip
+                    "client": (address, 5000)})  # fmt: skip
 
 
 def form(name: str, password: str) -> dict[str, str]:
@@ -58,7 +58,9 @@ async def test_a_full_sign_in_queue_refuses_at_once_without_looking_at_the_name(
     )  # fmt: skip
     # Two checks running (the most at once) and one waiting: the queue is full.
     queued = [
-        asyncio.create_task(guard.check(sign_in_request(), form(f"ig.guess{i}", "wrong")))
+        asyncio.create_task(
+            guard.check(sign_in_request(f"198.51.100.{i}"), form(f"ig.guess{i}", "wrong"))
+        )
         for i in range(3)
     ]
     for _ in range(500):
@@ -80,3 +82,67 @@ async def test_a_full_sign_in_queue_refuses_at_once_without_looking_at_the_name(
     check = await guard.check(sign_in_request(), form("ig.officer", "right"))
     assert check.ok
     assert users.checked.count("ig.officer") == 1  # the refused ones were never checked
+
+
+async def test_one_address_holds_at_most_two_places_in_the_sign_in_queue() -> None:
+    """A third attempt from an address with two waiting is refused at once, unchecked, while
+    one from elsewhere still queues."""
+    users = SlowUsers()
+    guard = Guard(
+        SignInSettings(sign_in_checks_waiting=8, sign_in_failures_per_client=1000),
+        users,  # type: ignore[arg-type]
+        b"k" * 32, app="desk", party="cog-tipton", clock=lambda: NOW,
+    )  # fmt: skip
+    held = [
+        asyncio.create_task(guard.check(sign_in_request("198.51.100.9"), form("ig.a", "x")))
+        for _ in range(2)
+    ]
+    for _ in range(500):
+        if len(users.looked_at) == 2:
+            break
+        await asyncio.sleep(0.01)
+    users.looked_at.clear()
+    check = await guard.check(sign_in_request("198.51.100.9"), form("ig.officer", "right"))
+    assert check.busy
+    assert users.looked_at == []
+    officer = asyncio.create_task(guard.check(sign_in_request(), form("ig.officer", "right")))
+    users.release.set()
+    assert (await officer).ok
+    await asyncio.gather(*held)
+
+
+class TimedUsers:
+    """Checks that take 0.1 s each, counted."""
+
+    def __init__(self) -> None:
+        self.hashed = 0
+
+    def stamp(self, name: str) -> str | None:
+        return "stamp" if name == "ig.officer" else None
+
+    def authenticate(self, name: str, password: str, *_: Any, **__: Any) -> bool:
+        self.hashed += 1
+        time.sleep(0.1)
+        return name == "ig.officer" and password == "right"
+
+    def spend(self, *_: Any, **__: Any) -> None:
+        self.hashed += 1
+        time.sleep(0.1)
+
+
+async def test_an_attempt_the_throttle_refused_waits_as_long_as_a_check_without_hashing() -> None:
+    users = TimedUsers()
+    guard = Guard(
+        SignInSettings(sign_in_failures_per_client=1),
+        users,  # type: ignore[arg-type]
+        b"k" * 32, app="desk", party="cog-tipton", clock=lambda: NOW,
+    )  # fmt: skip
+    for _ in range(2):  # the first is checked; the second the throttle refuses, and times
+        await guard.check(sign_in_request("198.51.100.9"), form("ig.officer", "wrong"))
+    hashed = users.hashed
+    start = time.monotonic()
+    check = await guard.check(sign_in_request("198.51.100.9"), form("ig.officer", "wrong"))
+    took = time.monotonic() - start
+    assert check.refused == "client"
+    assert users.hashed == hashed  # no turn taken from an officer's check
+    assert 0.07 < took < 0.5  # as long as a check
