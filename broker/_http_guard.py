@@ -10,8 +10,16 @@ ever, and nothing caps how many it holds. Here, uvicorn's h11 protocol, subclass
   then it is answered 408 if nothing of an answer was sent yet, and closed;
 - past ``max_connections`` open at once (lowered at the start to fit under the process's
   open-file limit), a new connection is closed at once, before it is read;
+- an answer the client does not read is dropped: each 64 KiB buffered past the socket (the
+  transport's high-water mark), and the rest of an answer once it is all written, must leave
+  within ``write_stall_seconds``, else the connection is aborted (a close would wait for the
+  buffer to drain, for ever);
+- a connection is counted from the moment it is accepted, its TLS handshake included, which
+  must end within ``TLS_HANDSHAKE_SECONDS`` (asyncio's default is 60 s);
 - ``accept()`` failing for want of descriptors (EMFILE) is one warning line, not asyncio's
-  traceback; asyncio retries the accept a second later by itself.
+  traceback; asyncio retries the accept a second later by itself. Accord's servers run on
+  the standard library's loop (``broker.cli._loop.run``), whose words these are; uvloop
+  accepts and closes such a connection itself, unlogged.
 
 Each is counted (``accord_http_connections_closed_total{reason}``, when the server has a
 registry) and logged at most once per ``LOG_EVERY`` seconds, with how many it stands for:
@@ -33,7 +41,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["BACKLOG", "RESERVED_FDS", "connection_cap", "guarded_http"]
+__all__ = ["BACKLOG", "RESERVED_FDS", "TLS_HANDSHAKE_SECONDS", "connection_cap", "guarded_http"]
 
 log = structlog.get_logger("accord.http")
 
@@ -44,6 +52,9 @@ BACKLOG = 128
 # the ops server's, keystore and log files.
 RESERVED_FDS = 256
 LOG_EVERY = 10.0
+# A TLS handshake's bound: a browser's takes milliseconds; a connection that sends nothing
+# holds a descriptor until then.
+TLS_HANDSHAKE_SECONDS = 10.0
 _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client's side: its request not all here yet
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # asyncio's own words when accept() fails so (selector_events._accept_connection).
@@ -62,6 +73,9 @@ class ClientLimits(Protocol):
 
     @property
     def max_connections(self) -> int: ...
+
+    @property
+    def write_stall_seconds(self) -> float: ...
 
 
 class _Every:
@@ -88,23 +102,27 @@ class _Limits:
         self,
         deadline: float,
         cap: int,
+        stall: float,
         registry: CollectorRegistry | None,
         clock: Callable[[], float],
     ) -> None:
-        self.deadline, self.cap, self.open = deadline, cap, 0
+        self.deadline, self.cap, self.stall, self.open = deadline, cap, stall, 0
         self.closed: Counter | None = None
         if registry is not None:
             self.closed = Counter(
                 "accord_http_connections_closed",
                 "HTTP connections the server closed itself: a request not all arrived within "
-                "the deadline (deadline), or a connection past the cap (over_limit).",
+                "the deadline (deadline), a connection past the cap (over_limit), or an "
+                "answer the client did not read (write_stalled).",
                 ["reason"],
                 registry=registry,
             )
-            for reason in ("deadline", "over_limit"):  # present from the start, so rates work
+            # Present from the start, so that rates work.
+            for reason in ("deadline", "over_limit", "write_stalled"):
                 self.closed.labels(reason=reason)
         self.too_slow = _Every("http_request_too_slow", "info", clock)
         self.over = _Every("http_connections_over_limit", "warning", clock)
+        self.stalled = _Every("http_answer_not_read", "info", clock)
 
     def count(self, reason: str) -> None:
         if self.closed is not None:
@@ -112,26 +130,53 @@ class _Limits:
 
 
 class _GuardedH11(H11Protocol):
-    """uvicorn's h11 protocol with a deadline per request and a cap on connections."""
+    """uvicorn's h11 protocol with a deadline per request, a bound on an unread answer and
+    a cap on connections."""
 
     limits: _Limits  # set on the subclass ``guarded_http`` makes for one server
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
-        self._counted = False
+        self._stall: asyncio.TimerHandle | None = None
+        self._paused = False
         _quiet_accept_failures(self.loop)
+        # Made per accepted socket, before a TLS handshake (connection_made comes after it):
+        # counted now, so that handshakes never finished hold no descriptors past the cap.
+        # Released when the connection is lost or, never made, once its handshake's time is
+        # up (asyncio drops such a connection unannounced, and this only at a garbage
+        # collection: its TLS protocol and transport refer to each other).
+        self._counted = self._over = False
+        self._admit()
+        self._unmade: asyncio.TimerHandle | None = self.loop.call_later(
+            TLS_HANDSHAKE_SECONDS + 1, self._never_made
+        )
+
+    def _admit(self) -> None:
+        limits = self.limits
+        self._over = limits.open >= limits.cap
+        if not self._over:
+            limits.open += 1
+            self._counted = True
+
+    def _never_made(self) -> None:
+        self._unmade = None
+        if self._counted:
+            self._counted = False
+            self.limits.open -= 1
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        limits = self.limits
-        if limits.open >= limits.cap:
+        if self._unmade is not None:
+            self._unmade.cancel()
+            self._unmade = None
+        elif not self._counted and not self._over:
+            self._admit()  # a handshake longer than ours (asyncio's own 60 s): counted again
+        if self._over:
             self.transport = transport
             transport.abort()  # before anything is read: its descriptor is freed now
-            limits.count("over_limit")
-            limits.over(limit=limits.cap)
+            self.limits.count("over_limit")
+            self.limits.over(limit=self.limits.cap)
             return
-        limits.open += 1
-        self._counted = True
         super().connection_made(transport)
         self._start_deadline()
 
@@ -141,6 +186,7 @@ class _GuardedH11(H11Protocol):
         self._counted = False
         self.limits.open -= 1
         self._stop_deadline()
+        self._stop_stall()
         super().connection_lost(exc)
 
     def handle_events(self) -> None:
@@ -150,10 +196,23 @@ class _GuardedH11(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        # What is left of the answer must leave in time, or a client that never reads holds
+        # the connection: asyncio's close waits for the buffer to drain.
+        self._watch_writes(restart=True)
         # The next request's clock starts now; one answered before its body all arrived (a
         # 413, a 401) keeps the clock it had.
         if not self.transport.is_closing() and self.conn.their_state in _WAITING:
             self._start_deadline()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._paused = True
+        self._watch_writes(restart=True)  # each high-water mark's worth, within the time
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._paused = False
+        self._watch_writes(restart=True)
 
     def _start_deadline(self) -> None:
         if self._deadline is None:
@@ -164,16 +223,40 @@ class _GuardedH11(H11Protocol):
             self._deadline.cancel()
             self._deadline = None
 
+    def _watch_writes(self, *, restart: bool) -> None:
+        if not self._paused and self.transport.get_write_buffer_size() == 0:
+            self._stop_stall()
+        elif restart or self._stall is None:
+            self._stop_stall()
+            self._stall = self.loop.call_later(self.limits.stall, self._not_read)
+
+    def _stop_stall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _not_read(self) -> None:
+        self._stall = None
+        if not self._paused and self.transport.get_write_buffer_size() == 0:
+            return
+        self.transport.abort()  # a close would wait for the client to read
+        self.limits.count("write_stalled")
+        self.limits.stalled(write_stall_seconds=self.limits.stall)
+
     def _too_slow(self) -> None:
         self._deadline = None
         if self.transport.is_closing() or self.conn.their_state not in _WAITING:
             return
         phase = "headers" if self.conn.their_state is h11.IDLE else "body"
+        self.limits.count("deadline")
+        self.limits.too_slow(phase=phase, deadline_seconds=self.limits.deadline)
+        if self._paused or self.transport.get_write_buffer_size() > 0:
+            self.transport.abort()  # it does not read what it was sent: no 408 either
+            return
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # nothing of an answer sent
             self.transport.write(_TOO_SLOW)
         self.transport.close()  # the app, if waiting for the body, is told the client left
-        self.limits.count("deadline")
-        self.limits.too_slow(phase=phase, deadline_seconds=self.limits.deadline)
+        self._watch_writes(restart=False)  # the 408 itself, if it is not read
 
 
 def connection_cap(wanted: int, *, nofile: int | None = None) -> int:
@@ -202,12 +285,35 @@ def guarded_http(
     """uvicorn.Config's arguments for one server held to ``cfg``'s limits (its closes counted
     on ``registry``, if given): a protocol class of its own, and a small backlog."""
     limits = _Limits(cfg.request_deadline_seconds, connection_cap(cfg.max_connections),
-                     registry, clock)  # fmt: skip
+                     cfg.write_stall_seconds, registry, clock)  # fmt: skip
     protocol = type("GuardedH11Protocol", (_GuardedH11,), {"limits": limits})
-    # Made outside the loop that will serve (no loop running), its first connection does it.
+    # Accord's servers make theirs on the loop that will serve them (broker.cli._loop.run);
+    # made with no loop running, its first connection quiets accept() but the TLS handshake
+    # keeps asyncio's 60 s.
     with contextlib.suppress(RuntimeError):
-        _quiet_accept_failures(asyncio.get_running_loop())  # before a first connection too
-    return {"http": protocol, "backlog": BACKLOG}
+        loop = asyncio.get_running_loop()
+        _quiet_accept_failures(loop)  # before a first connection too
+        _bound_tls_handshakes(loop)
+    # ws="none": a WebSocket upgrade would hand the socket to a protocol that is not this
+    # one, and its count would never be released (no page of Accord's uses WebSockets).
+    return {"http": protocol, "backlog": BACKLOG, "ws": "none"}
+
+
+def _bound_tls_handshakes(loop: asyncio.AbstractEventLoop) -> None:
+    """``loop``'s TLS servers give a handshake ``TLS_HANDSHAKE_SECONDS``, unless their caller
+    names a time itself: uvicorn passes none to ``create_server``, and has no setting."""
+    create_server = loop.create_server
+    if getattr(create_server, "accord_handshake_bound", False):
+        return
+
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") and kwargs.get("ssl_handshake_timeout") is None:
+            kwargs["ssl_handshake_timeout"] = TLS_HANDSHAKE_SECONDS
+        return await create_server(*args, **kwargs)
+
+    bounded.accord_handshake_bound = True  # type: ignore[attr-defined]
+    # On this loop only, as broker.kafka.bound_tls_close does for its connections.
+    loop.create_server = bounded  # type: ignore[method-assign]
 
 
 _accept_failed = _Every("http_accept_failed", "warning", time.monotonic)

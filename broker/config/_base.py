@@ -130,6 +130,10 @@ class ClientLimits(Frozen):
     # fit under the process's open-file limit (ulimit -n), leaving room for Kafka's and the
     # database's connections.
     max_connections: int = Field(default=1000, ge=1, le=100_000)
+    # An answer the client does not read: each 64 KiB of it buffered past the socket, and
+    # the rest once all of it is written, must leave within this, else the connection is
+    # dropped (a client that stops reading would hold it for ever). About 2 KiB/s at least.
+    write_stall_seconds: float = Field(default=30.0, gt=0, le=300)
 
 
 class BehindProxies(Frozen):
