@@ -18,6 +18,7 @@ from broker.config import SignInSettings
 from broker.webauth._bounce import safe_next
 from broker.webauth._cookies import cookie_names
 from broker.webauth._devices import DeviceCookies
+from broker.webauth._exposure import tls_applies
 from broker.webauth._hosts import HostCheck
 from broker.webauth._sessions import ANONYMOUS, Session, SessionStore
 from broker.webauth._signin import HashGate, SignInCheck, check_sign_in
@@ -53,10 +54,11 @@ class Guard:
         self.hops = cfg.forwarded_hops
         self.trusted = cfg.trusted_proxies or ()
         # Behind a proxy the browser's side is HTTPS, even when the app listens on loopback
-        # (nginx with TLS in front of 127.0.0.1:8765); an explicit setting wins.
+        # (nginx with TLS in front of 127.0.0.1:8765), and so it is with the app's own TLS
+        # or a proxy's declared; an explicit setting wins.
         secure = cfg.secure_cookies
         if secure is None:
-            secure = self.hops > 0 or not loopback(cfg.host)
+            secure = tls_applies(cfg) or self.hops > 0 or not loopback(cfg.host)
         self.secure_cookies = secure
         self.cookies = cookie_names(app, party, secure=secure)
         self.cookie = self.cookies.session

@@ -161,6 +161,8 @@ PROXY = {"trusted_proxies": "127.0.0.1"}
         ({"forwarded_hops": 1, **PROXY}, True),  # nginx with TLS in front of 127.0.0.1:8765
         ({"forwarded_hops": 1, **PROXY, "secure_cookies": False}, False),  # plain-HTTP proxy
         ({"secure_cookies": True}, True),
+        ({"tls_terminated_by_proxy": True}, True),  # a TLS proxy declared, on loopback
+        ({"tls_cert": "/c.pem", "tls_key": "/k.pem"}, True),  # its own TLS, on loopback
     ],
 )
 def test_the_session_cookie_is_secure_behind_a_proxy_even_on_loopback(
