@@ -10,6 +10,7 @@ session-timeout warning's own, no page for a host name not the desk's own. Pages
 
 from __future__ import annotations
 
+import weakref
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from broker.desk._deps import DeskDeps
 from broker.desk._flag import view_child_keys
@@ -48,6 +49,21 @@ KIND_TITLES = {
 NOT_CONFIRMED = "Not shown: the broker did not confirm"
 
 
+# One per registry: an app made again on the same registry (a test's, or a desk rebuilt in
+# process) counts on the same series instead of failing as a duplicate.
+_BUSY: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def _sign_ins_busy(registry: CollectorRegistry) -> Counter:
+    if (counter := _BUSY.get(registry)) is None:
+        counter = _BUSY[registry] = Counter(
+            "accord_desk_sign_ins_busy",
+            "Sign-ins refused unchecked: too many sign-in checks were waiting at once.",
+            registry=registry,
+        )
+    return counter
+
+
 class Desk(WebPages):
     """Shared state of one desk process: deps, sessions, throttle and templates."""
 
@@ -59,11 +75,7 @@ class Desk(WebPages):
         )  # fmt: skip
         super().__init__(guard, "broker.desk")
         self.deps = deps
-        self.sign_ins_busy = Counter(
-            "accord_desk_sign_ins_busy",
-            "Sign-ins refused unchecked: too many sign-in checks were waiting at once.",
-            registry=deps.registry,
-        )
+        self.sign_ins_busy = _sign_ins_busy(deps.registry)
         # Times as the people reading them live them (Encompass deadlines are Europe/London's):
         # to the minute, GMT or BST.
         zone = ZoneInfo(deps.schools.timezone)
