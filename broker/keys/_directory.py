@@ -21,10 +21,18 @@ from typing import Any, Final
 
 import rfc8785
 
-from broker.envelope import KeyAlg, KeyInfo, KeyStatus, compute_key_id, verify_detached
+from broker.envelope import (
+    KeyAlg,
+    KeyInfo,
+    KeyStatus,
+    compute_key_id,
+    is_identifier,
+    verify_detached,
+)
 from broker.errors import KeyStoreError
 
 __all__ = [
+    "BAD_PARTY",
     "DIRECTORY_FORMAT",
     "ENTRIES_FORMAT",
     "SignedDirectory",
@@ -80,6 +88,10 @@ def entry_json(k: KeyInfo) -> dict[str, Any]:
     }
 
 
+# Said instead of the name: one failing the rule may hold terminal control codes, which
+# would hide lines of the change list the officer reads, or look like another party's.
+BAD_PARTY: Final = "a party id that is not letters, digits and . _ : - (1-255 characters)"
+
 _REQUIRED: Final = ("key_id", "party", "alg", "public", "created_at", "status")
 _HEX: Final = frozenset("0123456789abcdef")
 _ALGS: Final = ", ".join(a.value for a in KeyAlg)
@@ -119,9 +131,14 @@ def parse_entry(e: object, where: str, index: int | None = None) -> KeyInfo:
         raise KeyStoreError(
             f"{where}: {at}public: must be the raw public key in standard base64 with padding"
         ) from None
+    party = e["party"]
+    if not isinstance(party, str) or not is_identifier(party):
+        # The keystore's own rule (ensure_party): "governance " or "wmp\u200b" would
+        # otherwise join as a party of their own, looking like the real one.
+        raise KeyStoreError(f"{where}: {at}party: {BAD_PARTY}")
     info = KeyInfo(
         key_id=key_id,
-        party=str(e["party"]),
+        party=party,
         alg=alg,
         public=public,
         created_at=_parse_ts(e["created_at"], where, f"{at}created_at") or datetime.now(UTC),

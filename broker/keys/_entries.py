@@ -22,9 +22,15 @@ from typing import Any, Final
 
 import rfc8785
 
-from broker.envelope import KeyInfo, KeyPurpose, SigningIdentity, verify_detached
+from broker.envelope import KeyInfo, KeyPurpose, SigningIdentity, is_identifier, verify_detached
 from broker.errors import KeyStoreError
-from broker.keys._directory import ENTRIES_FORMAT, entry_json, load_document, parse_entry
+from broker.keys._directory import (
+    BAD_PARTY,
+    ENTRIES_FORMAT,
+    entry_json,
+    load_document,
+    parse_entry,
+)
 
 __all__ = [
     "EntriesDocument",
@@ -98,6 +104,8 @@ def parse_entries(data: bytes, where: str) -> EntriesDocument:
     party = doc.get("party")
     if not isinstance(party, str) or not party:
         raise KeyStoreError(f"{where}: party: missing (the party whose keys these are)")
+    if not is_identifier(party):
+        raise KeyStoreError(f"{where}: party: {BAD_PARTY}")
     entries = doc.get("keys", [])
     if not isinstance(entries, list):
         raise KeyStoreError(f"{where}: keys: must be an array of key entries")

@@ -194,3 +194,25 @@ def test_an_export_from_a_store_with_no_live_signing_key_is_unsigned(root: Path)
     signing: KeyInfo = wmp.current_signing_key("wmp").info
     wmp.retire(signing.key_id)
     assert "signed_by" not in json.loads(export_entries(wmp, "wmp"))
+
+
+@pytest.mark.parametrize("name", ["governance ", "Governance!", "wmp\u200b", "wmp\x1b[2K\r"])
+def test_an_entries_file_naming_a_party_that_is_no_identifier_is_refused_without_echoing_it(
+    root: Path, tmp_path: Path, name: str
+) -> None:
+    """A party id outside the keystore's rule (letters, digits and . _ : -) never joins the
+    directory as a look-alike party, and the refusal never repeats it (control codes)."""
+    attacker = FileKeyStore(tmp_path / "attacker", None, create=True)
+    attacker.ensure_party("tmpp", purposes=[KeyPurpose.SIGN], kem=KemSuite.X25519)
+    keys = [entry_json(replace(k, party=name)) for k in attacker.keys("tmpp")]
+    for doc in (
+        {"format": "accord-key-entries/v1", "party": name, "keys": keys},
+        {"format": "accord-key-entries/v1", "party": "wmp", "keys": keys},
+    ):
+        with pytest.raises(KeyStoreError) as err:
+            _sign_directory(_store(root, "governance"), [("x.json", json.dumps(doc).encode())])
+        text = str(err.value)
+        assert "not letters, digits and . _ : -" in text
+        assert name not in text
+        assert "\x1b" not in text
+    assert name not in _store(root, "governance").parties()
