@@ -32,7 +32,7 @@ from broker.errors import KeyNotFound, KeyStoreError, UsageError
 from broker.keys._directory import SignedDirectory, parse_signed, signed_bytes
 from broker.keys._entries import check_possession, entries_bytes, parse_entries
 from broker.keys._files import locked, read_json, write_private
-from broker.keys._merge import KeyChange, merge_entries
+from broker.keys._merge import KeyChange, check_parties, merge_entries
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS
 from broker.keys._secrets import refuse_interrupted
 from broker.keys._store import FileKeyStore
@@ -167,10 +167,14 @@ def sign_directory(
     documents = [parse_entries(data, where) for where, data in entry_files]
     incoming = [(doc.where, k) for doc in documents for k in doc.keys]
     known = store.keys(party=None)
+    # What no file may hold, then who wrote each file, then the merge: a forged file must be
+    # refused as such, not met with the merge's advice (--allow-second-key), which would
+    # steer the officer to take it.
+    check_parties(incoming, parties)
+    taken = check_possession(documents, known, now=at, unsigned=unsigned)
     merged, changed = merge_entries(
         known, incoming, parties=parties, allow_second_key=allow_second_key
     )
-    taken = check_possession(documents, known, now=at, unsigned=unsigned)
     if changes is not None:
         changes.extend(changed)
     if taken_unsigned is not None:

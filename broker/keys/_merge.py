@@ -21,9 +21,12 @@ from broker.envelope import KeyInfo, KeyStatus
 from broker.errors import KeyStoreError
 from broker.principals import Principal
 
-__all__ = ["KeyChange", "merge_entries"]
+__all__ = ["KeyChange", "check_parties", "merge_entries"]
 
 _GOVERNANCE = str(Principal.GOVERNANCE)
+# Known without the bundle: the principals whose keys sign chain records and disclosures
+# beside the parties'. The indexer and admin sign nothing another keystore must trust.
+_ALWAYS_KNOWN = frozenset({str(Principal.WORKER), str(Principal.CONSOLE)})
 _NOTHING = "nothing was signed"
 
 
@@ -61,14 +64,21 @@ def _check_entry(where: str, k: KeyInfo, parties: Collection[str] | None) -> Non
             f"{where}: lists governance key {k.key_id}: governance keys join the directory "
             "from the governance keystore only, never from a file; " + _NOTHING
         )
-    if parties is None or k.party in parties or k.party in set(Principal):
+    if parties is None or k.party in parties or k.party in _ALWAYS_KNOWN:
         return
-    near = closest(k.party, [*parties, *(str(p) for p in Principal)])
+    near = closest(k.party, [*parties, *sorted(_ALWAYS_KNOWN)])
     hint = f" (did you mean {near}?)" if near else ""
     raise KeyStoreError(
         f"{where}: lists key {k.key_id} of {k.party}, no party of the policy bundle's "
         f"parties.yaml{hint}; {_NOTHING}"
     )
+
+
+def check_parties(incoming: Sequence[tuple[str, KeyInfo]], parties: Collection[str] | None) -> None:
+    """Refuses what no file may list whoever signed it (a governance key, a party the
+    bundle does not know); ``merge_entries`` checks the same."""
+    for where, k in incoming:
+        _check_entry(where, k, parties)
 
 
 def _second_key(where: str, new: KeyInfo, merged: dict[str, KeyInfo]) -> None:
@@ -116,7 +126,7 @@ def merge_entries(
     A merged entry never undoes a revocation or retirement made here, nor lifts or moves
     later an expiry, nor re-dates a key (``_taken``). ``parties``:
     the policy bundle's party ids, when there is one to check against (Accord's own
-    principals are always known)."""
+    chain writers, worker and console, are always known)."""
     before = {k.key_id: k for k in known}
     merged = dict(before)
     new: list[tuple[str, KeyInfo]] = []

@@ -174,3 +174,32 @@ def test_a_replayed_older_export_neither_lifts_an_expiry_nor_re_dates_a_key(root
     assert {i: k.created_at for i, k in after.items()} == {
         i: k.created_at for i, k in listed.items()
     }
+
+
+@pytest.mark.parametrize("principal", ["indexer", "admin"])
+def test_only_the_chain_writers_are_known_without_the_bundle(
+    root: Path, tmp_path: Path, principal: str
+) -> None:
+    """worker and console are always known; another principal (indexer, admin) is no
+    party of the bundle and is refused as one."""
+    key = _fresh(tmp_path, principal)
+    with pytest.raises(KeyStoreError, match=f"of {principal}, no party of the policy bundle"):
+        sign_directory(
+            _store(root, "governance"),
+            [("x.json", _entries(principal, [key]))],
+            parties=PARTIES,
+        )
+
+
+def test_a_forged_file_is_refused_for_its_signature_before_any_merge_advice(
+    root: Path, tmp_path: Path
+) -> None:
+    """An unsigned file adding a second lasting key to a listed party is refused as unsigned,
+    never met first with '--allow-second-key', which would steer the officer to take it."""
+    governance = _store(root, "governance")
+    extra = _fresh(tmp_path, "wmp")
+    entries = _entries("wmp", [*governance.keys("wmp"), extra])
+    with pytest.raises(KeyStoreError) as caught:
+        sign_directory(governance, [("wmp.json", entries)])
+    assert "already has keys in the directory" in str(caught.value)
+    assert "--allow-second-key" not in str(caught.value)

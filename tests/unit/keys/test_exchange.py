@@ -21,6 +21,7 @@ from broker.keys import (
     sign_directory,
 )
 from broker.keys._directory import entry_json, signed_bytes
+from broker.keys._entries import sign_entries
 
 PARTIES = ["wmp", "cog-tipton", "cog-oldbury"]
 
@@ -178,6 +179,8 @@ def test_a_partys_entries_cannot_claim_revoke_or_extend_another_partys_keys(root
     signing = worker.current_signing_key("worker").info
     document = json.loads(export_entries(_store(root, "wmp"), "wmp"))
     document["keys"].append(entry_json(signing) | {"party": "wmp", "status": "revoked"})
+    wmp = _store(root, "wmp")
+    document = sign_entries(document, wmp.current_signing_key("wmp"))  # wmp's own, so taken
     governance = _store(root, "governance")
     before = json.loads(sign_directory(governance, []))["serial"]
     with pytest.raises(KeyStoreError, match="it is worker's"):
