@@ -71,6 +71,7 @@ def register_exchange(keys_app: typer.Typer) -> None:
 
     @keys_app.command("sign-directory")
     def sign(
+        *,
         out: Annotated[Path, typer.Option(help="Where the signed directory goes.")],
         entries: Annotated[
             list[Path] | None,
@@ -95,9 +96,20 @@ def register_exchange(keys_app: typer.Typer) -> None:
                 "every signing key, after checking its fingerprints with it out of band.",
             ),
         ] = None,
+        no_party_check: Annotated[
+            bool,
+            typer.Option(
+                "--no-party-check",
+                help="Sign with no policy bundle here to check the entries' parties against "
+                "(ACCORD_POLICIES, or policies/ in this folder): any party id is taken.",
+            ),
+        ] = False,
     ) -> None:
         """In the governance keystore: merge the entries, sign the whole directory."""
-        _sign(entries or [], out, directory, allow_second_key, unsigned or [])
+        _sign(
+            entries or [], out, directory, allow_second_key, unsigned or [],
+            no_party_check=no_party_check,
+        )  # fmt: skip
 
     @keys_app.command("import")
     def import_(
@@ -136,20 +148,30 @@ def register_exchange(keys_app: typer.Typer) -> None:
         _copy_linkage(directory, to, to_passphrase_file)
 
 
-def _bundle_parties() -> list[str] | None:
+def _bundle_parties(entries: list[Path], no_party_check: bool) -> list[str] | None:
     """The configured policy bundle's party ids (ACCORD_POLICIES, else policies/ here), to
-    check entries against; None, said on stderr, when there is no bundle here."""
+    check entries against. With no bundle here, entries files are refused (default deny: a
+    look-alike party, "Governance" say, would join unchecked) unless ``no_party_check``,
+    said loudly on stderr; None then."""
     from broker.cli._keys_bundle import policy_parties
 
     bundle = load_settings().policies_at_hand()
-    if bundle is None:
-        typer.echo(
-            "note: no policy bundle here (ACCORD_POLICIES, or policies/ in this folder), so the "
-            "entries' parties were not checked against parties.yaml",
-            err=True,
+    if bundle is not None:
+        return policy_parties(bundle)
+    if not entries:
+        return None  # the master copy signed again: no new party to check
+    if not no_party_check:
+        raise UsageError(
+            "no policy bundle here (ACCORD_POLICIES, or policies/ in this folder) to check the "
+            "entries' parties against parties.yaml: run where the bundle is, or give "
+            "--no-party-check to sign them unchecked; nothing was signed"
         )
-        return None
-    return policy_parties(bundle)
+    typer.echo(
+        "WARNING: --no-party-check: the entries' parties were NOT checked against a policy "
+        "bundle's parties.yaml: read every party id in the change list below",
+        err=True,
+    )
+    return None
 
 
 def _sign(
@@ -158,6 +180,8 @@ def _sign(
     directory: Path | None,
     allow_second_key: bool,
     unsigned: list[str],
+    *,
+    no_party_check: bool = False,
 ) -> None:
     from broker.keys import KeyChange, sign_directory
 
@@ -165,7 +189,7 @@ def _sign(
     missing = [p for p in entries if not p.is_file()]
     if missing:
         raise UsageError(f"no such file: {missing[0]}")
-    parties = _bundle_parties()
+    parties = _bundle_parties(entries, no_party_check)
     changes: list[KeyChange] = []
     taken: list[str] = []
     document = sign_directory(

@@ -605,6 +605,7 @@ def test_separate_organisations_exchange_public_keys_through_a_signed_directory(
             str(signed),
             "--dir",
             str(dirs["governance"]),
+            "--no-party-check",
         ],
         capsys,
     )

@@ -36,7 +36,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, out.out, out.err
 
 
-_NOTE = "note: no policy bundle here"
+_NOTE = "WARNING: --no-party-check"
 
 
 def _one_line_error(code: int, err: str) -> str:
@@ -61,7 +61,7 @@ def ceremony(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Pa
 def _sign(dirs: dict[str, Path], *files: Path | str) -> list[str]:
     out = dirs["governance"].parent / "directory.json"
     return ["keys", "sign-directory", *map(str, files), "--out", str(out),
-            "--dir", str(dirs["governance"])]  # fmt: skip
+            "--dir", str(dirs["governance"]), "--no-party-check"]  # fmt: skip
 
 
 def test_sign_directory_prints_each_key_it_adds_and_says_parties_were_not_checked(
@@ -72,12 +72,26 @@ def test_sign_directory_prints_each_key_it_adds_and_says_parties_were_not_checke
     for key in FileKeyStore(ceremony["wmp"]).keys("wmp"):
         assert f"  adds wmp {key.purpose.value} key {key.key_id}: active, no expiry\n" in out
     assert err == (
-        "note: no policy bundle here (ACCORD_POLICIES, or policies/ in this folder), so the "
-        "entries' parties were not checked against parties.yaml\n"
+        "WARNING: --no-party-check: the entries' parties were NOT checked against a policy "
+        "bundle's parties.yaml: read every party id in the change list below\n"
     )
     code, out, _ = _run(_sign(ceremony), capsys)  # no files: the master copy signed again
     assert code == 0
     assert "  no key added or changed since the master copy\n" in out
+
+
+def test_sign_directory_with_no_bundle_here_refuses_entries_unless_no_party_check(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Default deny: with no parties.yaml to check against, a look-alike party would join
+    unchecked, so entries are signed only with --no-party-check (the master copy alone is)."""
+    argv = _sign(ceremony, ceremony["wmp.json"])[:-1]
+    code, _, err = _run(argv, capsys)
+    line = _one_line_error(code, err)
+    assert "no policy bundle here" in line
+    assert "--no-party-check" in line
+    assert not (tmp_path / "directory.json").exists()
+    assert _run(_sign(ceremony)[:-1], capsys)[0] == 0
 
 
 def test_sign_directory_refuses_a_governance_key_from_a_file_in_one_line(
