@@ -10,10 +10,10 @@ ever, and nothing caps how many it holds. Here, uvicorn's h11 protocol, subclass
   then it is answered 408 if nothing of an answer was sent yet, and closed;
 - past ``max_connections`` open at once (lowered at the start to fit under the process's
   open-file limit), a new connection is closed at once, before it is read;
-- an answer the client does not read is dropped: each 64 KiB buffered past the socket (the
-  transport's high-water mark), and the rest of an answer once it is all written, must leave
-  within ``write_stall_seconds``, else the connection is aborted (a close would wait for the
-  buffer to drain, for ever);
+- an answer the client does not read is dropped: while any of it is buffered past the
+  socket, at least 64 KiB of it (or all that is left) must leave within each
+  ``write_stall_seconds``, however big the page, else the connection is aborted (a close
+  would wait for the buffer to drain, for ever);
 - a connection is counted from the moment it is accepted, its TLS handshake included, which
   must end within ``TLS_HANDSHAKE_SECONDS`` (asyncio's default is 60 s);
 - ``accept()`` failing for want of descriptors (EMFILE) is one warning line, not asyncio's
@@ -55,6 +55,9 @@ LOG_EVERY = 10.0
 # A TLS handshake's bound: a browser's takes milliseconds; a connection that sends nothing
 # holds a descriptor until then.
 TLS_HANDSHAKE_SECONDS = 10.0
+# What must leave per write_stall_seconds for an answer still being read (asyncio's
+# high-water mark): about 2 KiB/s at the default 30 s.
+_PROGRESS = 64 * 1024
 _WAITING = (h11.IDLE, h11.SEND_BODY)  # the client's side: its request not all here yet
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # asyncio's own words when accept() fails so (selector_events._accept_connection).
@@ -139,6 +142,7 @@ class _GuardedH11(H11Protocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._stall: asyncio.TimerHandle | None = None
+        self._unsent = 0  # the transport's unsent bytes when the stall timer last started
         self._paused = False
         _quiet_accept_failures(self.loop)
         # Made per accepted socket, before a TLS handshake (connection_made comes after it):
@@ -228,6 +232,7 @@ class _GuardedH11(H11Protocol):
             self._stop_stall()
         elif restart or self._stall is None:
             self._stop_stall()
+            self._unsent = self.transport.get_write_buffer_size()
             self._stall = self.loop.call_later(self.limits.stall, self._not_read)
 
     def _stop_stall(self) -> None:
@@ -237,7 +242,14 @@ class _GuardedH11(H11Protocol):
 
     def _not_read(self) -> None:
         self._stall = None
-        if not self._paused and self.transport.get_write_buffer_size() == 0:
+        unsent = self.transport.get_write_buffer_size()
+        if not self._paused and unsent == 0:
+            return
+        # A page goes out in one write, and the timer restarts only at a pause or resume:
+        # a reader that is reading, however big the page, has its time again.
+        if self._unsent - unsent >= _PROGRESS:
+            self._unsent = unsent
+            self._stall = self.loop.call_later(self.limits.stall, self._not_read)
             return
         self.transport.abort()  # a close would wait for the client to read
         self.limits.count("write_stalled")

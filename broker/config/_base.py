@@ -130,9 +130,10 @@ class ClientLimits(Frozen):
     # fit under the process's open-file limit (ulimit -n), leaving room for Kafka's and the
     # database's connections.
     max_connections: int = Field(default=1000, ge=1, le=100_000)
-    # An answer the client does not read: each 64 KiB of it buffered past the socket, and
-    # the rest once all of it is written, must leave within this, else the connection is
-    # dropped (a client that stops reading would hold it for ever). About 2 KiB/s at least.
+    # An answer the client does not read: while any of it waits past the socket, 64 KiB of
+    # it (or all that is left) must leave within each such time, however big the page,
+    # else the connection is dropped (a client that stops reading would hold it for ever).
+    # A reader needs about 64 KiB per this (2 KiB/s at 30 s), never the whole page in it.
     write_stall_seconds: float = Field(default=30.0, gt=0, le=300)
 
 

@@ -26,10 +26,12 @@ from broker.webauth import listen, server_config
 
 HOST = "127.0.0.1"
 PAGE = "x" * 15_000  # a page of the desk's, about
+BIG = "y" * 1_500_000  # a subject access request's page, say: sent in one write
 
 
 async def page(scope: Any, receive: Any, send: Any) -> None:
-    await PlainTextResponse(PAGE)(scope, receive, send)
+    body = BIG if scope.get("path") == "/big" else PAGE
+    await PlainTextResponse(body)(scope, receive, send)
 
 
 class Served:
@@ -77,6 +79,8 @@ async def served(
     )
     registry = CollectorRegistry()
     sock = listen(HOST, 0)
+    if params.get("sndbuf"):  # accepted sockets inherit it: the kernel cannot hide a page
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, params["sndbuf"])
     server = uvicorn.Server(server_config(page, cfg, 0, registry=registry))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
@@ -111,6 +115,33 @@ async def test_a_client_that_stops_reading_is_dropped_and_its_place_freed(
         assert (await served.normal()).startswith(b"HTTP/1.1 200")
     finally:
         held.close()
+
+
+def read_slowly(port: int, rate: float) -> int:
+    """A whole big page, read steadily at ``rate`` bytes a second; what arrived."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.settimeout(10)
+    with s:
+        s.connect((HOST, port))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        got, start = 0, time.monotonic()
+        with contextlib.suppress(OSError):
+            while chunk := s.recv(4096):
+                got += len(chunk)
+                time.sleep(max(0.0, got / rate - (time.monotonic() - start)))
+        return got
+
+
+@pytest.mark.parametrize("served", [{"sndbuf": 32768}], indirect=True)
+async def test_a_slow_but_steady_reader_gets_a_page_that_takes_many_stall_times(
+    served: Served,
+) -> None:
+    """1.5 MB at 500 KB/s takes 3 s, six times write_stall_seconds (0.5 s), but well above
+    64 KiB each 0.5 s: it is all sent, not dropped."""
+    got = await asyncio.to_thread(read_slowly, served.port, 500_000)
+    assert served.closed("write_stalled") == 0
+    assert got > len(BIG)
 
 
 @pytest.mark.parametrize("served", [{"tls": True}], indirect=True)
