@@ -52,8 +52,19 @@ def register_exchange(keys_app: typer.Typer) -> None:
         """Write a party's public keys (its entry for the directory), for the governance officer."""
         from broker.keys import export_entries
 
-        data = export_entries(_store(directory, party), party)
+        store = _store(directory, party)
+        data = export_entries(store, party)
         signer = json.loads(data).get("signed_by")
+        listed = store.listed_by_directory()
+        if signer is not None and listed is not None and signer not in listed:
+            # The master copy takes a listed party's export only under a key it lists.
+            typer.echo(
+                f"warning: {party}'s entries are signed by key {signer}, which the last key "
+                "directory this keystore took does not list: import the latest directory "
+                f"first; if {party} is in the directory, the IG officer takes them only with "
+                f"--unsigned {party}, after checking with you out of band",
+                err=True,
+            )
         if signer is None:
             typer.echo(
                 f"warning: {party}'s entries are not signed: this keystore holds no live "

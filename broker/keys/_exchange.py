@@ -44,6 +44,7 @@ __all__ = [
     "import_directory",
     "init_keystores",
     "keystores_under",
+    "listed_signer",
     "protect_keystores",
     "sign_directory",
     "trusted_signers",
@@ -78,8 +79,32 @@ def export_entries(store: FileKeyStore, party: str, *, now: datetime | None = No
     return entries_bytes(party, keys, _entries_signer(store, party, now or datetime.now(UTC)))
 
 
+def listed_signer(store: FileKeyStore, party: str, at: datetime) -> KeyInfo | None:
+    """The newest signing key of ``party`` this store holds that the last directory it took
+    lists as live (by the directory's own expiry, not the store's): what the master copy
+    takes an export's signature from. A routine rotation merged after the store's local
+    grace would otherwise be signed by the new key, which the master copy does not list,
+    pushing the officer to --unsigned. None: no such key, or no record of one."""
+    listed = _trust(store).get("own_signers")
+    if not isinstance(listed, dict):
+        return None  # taken before this was recorded, or no directory taken yet
+    held = []
+    for k in store.keys(party):
+        if k.key_id not in listed or k.purpose is not KeyPurpose.SIGN:
+            continue
+        if k.status is not KeyStatus.ACTIVE or not store.holds_private(k.key_id):
+            continue  # retired or revoked here: never used to sign again
+        until = listed[k.key_id]
+        if until is None or datetime.fromisoformat(str(until)) > at:
+            held.append(k)
+    return max(held, key=lambda k: k.created_at) if held else None
+
+
 def _entries_signer(store: FileKeyStore, party: str, at: datetime) -> SigningIdentity | None:
     try:
+        listed = listed_signer(store, party, at)
+        if listed is not None:
+            return store.signing_identity(listed)
         info = store.signing_key(party)
         if not info.is_live(at):
             return None
@@ -258,7 +283,15 @@ def import_directory(
         if k.party == _GOVERNANCE and k.purpose is KeyPurpose.SIGN and k.status is KeyStatus.ACTIVE
     }  # fmt: skip
     revoked = {k.key_id for k in signed.keys if k.status is KeyStatus.REVOKED}
-    state.update(governance=sorted(pinned - revoked), serial=signed.serial)
+    # The store's own signing keys as the directory lists them: its copy of them keeps the
+    # stricter expiry (a local rotation's grace), which the master copy does not know of.
+    own_signers = {
+        k.key_id: None if k.not_after is None else k.not_after.astimezone(UTC).isoformat()
+        for k in signed.keys
+        if k.purpose is KeyPurpose.SIGN and k.status is KeyStatus.ACTIVE
+        and store.holds_private(k.key_id)
+    }  # fmt: skip
+    state.update(governance=sorted(pinned - revoked), serial=signed.serial, own_signers=own_signers)
     _save_trust(store, state)
     return signed
 

@@ -234,3 +234,28 @@ def test_export_warns_when_it_cannot_sign(
     assert "signed_by" not in json.loads(out)
     assert err.startswith("warning: wmp's entries are not signed: this keystore holds no live ")
     assert "--unsigned wmp" in err
+
+
+def test_export_warns_when_its_signer_is_not_in_the_last_directory_taken(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The master copy takes a listed party's export only under a key it lists: an export
+    signed by a key the keystore's last directory does not list says so on stderr."""
+    gov, wmp = ceremony["governance"], ceremony["wmp"]
+    assert _run(_sign(ceremony), capsys)[0] == 0  # a directory not listing wmp
+    anchor = FileKeyStore(gov).current_signing_key("governance").info.key_id
+    directory = gov.parent / "directory.json"
+    cmd = ["keys", "import", str(directory), "--dir", str(wmp), "--trust", anchor]
+    assert _run(cmd, capsys)[0] == 0
+    signer = FileKeyStore(wmp).current_signing_key("wmp").info.key_id
+    cmd = ["keys", "export", "--party", "wmp", "--dir", str(wmp), "--out"]
+    code, _, err = _run([*cmd, str(tmp_path / "again.json")], capsys)
+    assert code == 0
+    assert err.startswith(
+        f"warning: wmp's entries are signed by key {signer}, which the last key directory "
+        "this keystore took does not list"
+    )
+    assert _run(_sign(ceremony, ceremony["wmp.json"]), capsys)[0] == 0
+    assert _run(["keys", "import", str(directory), "--dir", str(wmp)], capsys)[0] == 0
+    code, _, err = _run([*cmd, str(tmp_path / "again.json")], capsys)
+    assert (code, err) == (0, "")

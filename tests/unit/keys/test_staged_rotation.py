@@ -4,8 +4,9 @@ key of its own that a directory lists is never loosened by taking a directory ag
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,21 @@ def test_a_local_revocation_or_retirement_wins_over_the_directory_taken_again(
     taken = _store(root, "wmp")
     assert taken.public_key(sign.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
     assert taken.public_key(enc.key_id).status is KeyStatus.RETIRED  # type: ignore[union-attr]
+
+
+def test_a_rotation_exported_after_the_local_grace_is_signed_by_the_key_the_directory_lists(
+    root: Path,
+) -> None:
+    """Once the old key's local grace has passed, the export is still signed by it (the key
+    the master copy lists as live), not the new one it does not list, so sign-directory
+    takes it without --unsigned."""
+    _take(root, "wmp", sign_directory(_store(root, "governance"), []))
+    wmp = _store(root, "wmp")
+    [old] = [k for k in wmp.keys("wmp") if k.purpose is KeyPurpose.SIGN]
+    wmp.rotate("wmp", kem=KemSuite.X25519)
+    later = time.time() + timedelta(days=8).total_seconds()
+    at = datetime.fromtimestamp(later, UTC)
+    wmp_later = FileKeyStore(root / "wmp", clock=lambda: later)
+    data = export_entries(wmp_later, "wmp", now=at)
+    assert json.loads(data)["signed_by"] == old.key_id
+    sign_directory(_store(root, "governance"), [("wmp.json", data)], now=at)
