@@ -53,8 +53,6 @@ class KeyChange:
             parts.append(f"{was.status.value} -> {k.status.value}")
         if was.not_after != k.not_after:
             parts.append(f"{_when(was.not_after)} -> {_when(k.not_after)}")
-        if was.created_at != k.created_at:
-            parts.append("created_at changed")
         return f"changes {head}: {', '.join(parts)}"
 
 
@@ -111,7 +109,15 @@ def _taken(old: KeyInfo | None, k: KeyInfo) -> KeyInfo:
     if old.status is not KeyStatus.ACTIVE:
         return old
     ends = [t for t in (old.not_after, k.not_after) if t is not None]
-    return replace(k, created_at=old.created_at, not_after=min(ends) if ends else None)
+    # When the status stayed as it was, so does the date it last changed: the file's own
+    # date would re-date the key unseen (the change list shows status and expiry only).
+    changed_at = old.status_changed_at if k.status is old.status else k.status_changed_at
+    return replace(
+        k,
+        created_at=old.created_at,
+        not_after=min(ends) if ends else None,
+        status_changed_at=changed_at,
+    )
 
 
 def merge_entries(
@@ -151,6 +157,6 @@ def merge_entries(
         KeyChange(k, before.get(k.key_id))
         for k in sorted(merged.values(), key=lambda k: (k.party, k.purpose.value, k.key_id))
         if (was := before.get(k.key_id)) is None
-        or (was.status, was.not_after, was.created_at) != (k.status, k.not_after, k.created_at)
+        or (was.status, was.not_after) != (k.status, k.not_after)
     ]
     return list(merged.values()), changes

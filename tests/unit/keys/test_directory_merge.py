@@ -203,3 +203,21 @@ def test_a_forged_file_is_refused_for_its_signature_before_any_merge_advice(
         sign_directory(governance, [("wmp.json", entries)])
     assert "already has keys in the directory" in str(caught.value)
     assert "--allow-second-key" not in str(caught.value)
+
+
+def test_an_active_keys_status_date_stays_the_master_copys_unless_its_status_changes(
+    root: Path,
+) -> None:
+    """A file's status_changed_at for a key whose status it leaves as it was is not taken:
+    the change list would not show it."""
+    governance, wmp = _store(root, "governance"), _store(root, "wmp")
+    before = {k.key_id: k.status_changed_at for k in governance.keys("wmp")}
+    document = json.loads(export_entries(wmp, "wmp"))
+    body = {k: v for k, v in document.items() if k not in ("signed_by", "signature")}
+    for entry in body["keys"]:
+        entry["status_changed_at"] = "2020-01-01T00:00:00+00:00"
+    signed = sign_entries(body, wmp.current_signing_key("wmp"))
+    changes: list[KeyChange] = []
+    sign_directory(governance, [("wmp.json", json.dumps(signed).encode())], changes=changes)
+    assert changes == []
+    assert {k.key_id: k.status_changed_at for k in governance.keys("wmp")} == before
