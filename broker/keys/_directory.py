@@ -36,6 +36,7 @@ __all__ = [
     "DIRECTORY_FORMAT",
     "ENTRIES_FORMAT",
     "SignedDirectory",
+    "canonical",
     "entry_json",
     "load_document",
     "parse_entry",
@@ -62,8 +63,10 @@ def _parse_ts(value: object, where: str, name: str) -> datetime | None:
     """A timestamp member; a refusal names the member and the fix, never its value."""
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise KeyStoreError(f"{where}: {name}: must be a JSON string (an RFC 3339 date-time)")
     try:
-        parsed = datetime.fromisoformat(str(value))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise KeyStoreError(
             f"{where}: {name}: not an RFC 3339 date-time (2026-12-06T10:54:07Z, say)"
@@ -93,6 +96,8 @@ def entry_json(k: KeyInfo) -> dict[str, Any]:
 BAD_PARTY: Final = "a party id that is not letters, digits and . _ : - (1-255 characters)"
 
 _REQUIRED: Final = ("key_id", "party", "alg", "public", "created_at", "status")
+_STRINGS: Final = (*_REQUIRED, "purpose")
+_OPTIONAL: Final = ("not_after", "status_changed_at")
 _HEX: Final = frozenset("0123456789abcdef")
 _ALGS: Final = ", ".join(a.value for a in KeyAlg)
 _STATUSES: Final = ", ".join(s.value for s in KeyStatus)
@@ -112,6 +117,12 @@ def parse_entry(e: object, where: str, index: int | None = None) -> KeyInfo:
     missing = [m for m in _REQUIRED if m not in e]
     if missing:
         raise KeyStoreError(f"{where}: {at}{missing[0]}: missing")
+    # Strings only: a number where a string belongs would pass str() here, then break the
+    # canonical form the signature is checked over (RFC 8785 refuses big integers).
+    wrong = [m for m in _STRINGS if m in e and not isinstance(e[m], str)]
+    wrong += [m for m in _OPTIONAL if e.get(m) is not None and not isinstance(e[m], str)]
+    if wrong:
+        raise KeyStoreError(f"{where}: {at}{wrong[0]}: must be a JSON string")
     key_id = str(e["key_id"])
     if len(key_id) != 32 or not set(key_id) <= _HEX:
         raise KeyStoreError(
@@ -162,7 +173,18 @@ def parse_entry(e: object, where: str, index: int | None = None) -> KeyInfo:
 def signing_input(body: Mapping[str, Any]) -> bytes:
     """What the governance key signs: a domain label, then the RFC 8785 (JCS) canonical form
     of the document without its ``signature`` member."""
-    return _DOMAIN + rfc8785.dumps({k: v for k, v in body.items() if k != "signature"})
+    return _DOMAIN + canonical({k: v for k, v in body.items() if k != "signature"})
+
+
+def canonical(body: Mapping[str, Any]) -> bytes:
+    """RFC 8785's form of ``body``; one it cannot take (an integer beyond 2**53, say) is a
+    malformed document, refused in one line, not a traceback."""
+    try:
+        return rfc8785.dumps(body)
+    except (rfc8785.CanonicalizationError, TypeError):
+        raise KeyStoreError(
+            "the document holds a value RFC 8785 cannot take (a number beyond 2**53, say)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -218,6 +240,10 @@ def parse_signed(data: bytes, where: Path) -> SignedDirectory:
     if not set(body) <= _DOCUMENT_MEMBERS:
         raise KeyStoreError(f"{where}: the key directory has members v1 does not know")
     sig = body.get("signature")
+    serial_value = body.get("serial")
+    if type(serial_value) is not int or not 0 <= serial_value < 2**53:
+        # RFC 8785 takes integers up to 2**53 only; a string or a float is no serial.
+        raise KeyStoreError(f"{where}: serial: must be a whole number from 0 to 2**53 - 1")
     try:
         serial = int(body["serial"])
         issued_at = _parse_ts(body["issued_at"], str(where), "issued_at")

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import rfc8785
-
 from broker.envelope import KeyInfo, KeyPurpose, SigningIdentity, is_identifier, verify_detached
 from broker.errors import KeyStoreError
 from broker.keys._directory import (
     BAD_PARTY,
     ENTRIES_FORMAT,
+    canonical,
     entry_json,
     load_document,
     parse_entry,
@@ -51,7 +50,7 @@ def entries_signing_input(body: Mapping[str, Any]) -> bytes:
     """What the party's key signs: a domain label (never a directory's, so neither signature
     can stand for the other), then the RFC 8785 canonical form of the document without its
     ``signature`` member (``signed_by`` included, so the signer named is the one that signed)."""
-    return _DOMAIN + rfc8785.dumps({k: v for k, v in body.items() if k != "signature"})
+    return _DOMAIN + canonical({k: v for k, v in body.items() if k != "signature"})
 
 
 def sign_entries(doc: Mapping[str, Any], signer: SigningIdentity) -> dict[str, Any]:
@@ -87,9 +86,13 @@ class EntriesDocument:
     signature: bytes | None
 
     def signed_with(self, key: KeyInfo) -> bool:
-        return self.signature is not None and verify_detached(
-            key, entries_signing_input(self.body), self.signature
-        )
+        if self.signature is None:
+            return False
+        try:
+            signing_input = entries_signing_input(self.body)
+        except KeyStoreError as exc:
+            raise KeyStoreError(f"{self.where}: {exc}; {_NOTHING}") from None
+        return verify_detached(key, signing_input, self.signature)
 
 
 def parse_entries(data: bytes, where: str) -> EntriesDocument:

@@ -216,3 +216,24 @@ def test_an_entries_file_naming_a_party_that_is_no_identifier_is_refused_without
         assert name not in text
         assert "\x1b" not in text
     assert name not in _store(root, "governance").parties()
+
+
+@pytest.mark.parametrize("member", ["key_id", "alg", "public", "status", "purpose", "created_at",
+                                    "not_after", "status_changed_at"])  # fmt: skip
+def test_a_number_where_an_entry_holds_a_string_is_refused_in_one_line(
+    root: Path, member: str
+) -> None:
+    """Strings only: a big integer would break the canonical form (RFC 8785), a traceback."""
+    wmp = _store(root, "wmp")
+    document = json.loads(export_entries(wmp, "wmp"))
+    document["keys"][0][member] = 10**20  # after wmp signed: refused before its signature
+    with pytest.raises(KeyStoreError, match=rf"keys\[0\]\.{member}: must be a JSON string"):
+        _sign_directory(_store(root, "governance"), [("wmp.json", json.dumps(document).encode())])
+
+
+def test_a_directory_whose_serial_is_beyond_rfc_8785_is_refused_in_one_line(root: Path) -> None:
+    document = json.loads(_sign_directory(_store(root, "governance"), []))
+    for serial in (10**20, "7", 7.0, True):
+        document["serial"] = serial
+        with pytest.raises(KeyStoreError, match="serial: must be a whole number"):
+            import_directory(_store(root, "wmp"), json.dumps(document).encode(), where=root)
