@@ -30,7 +30,12 @@ from broker.config import KemSuite
 from broker.envelope import KeyInfo, KeyPurpose, KeyStatus, SigningIdentity
 from broker.errors import KeyNotFound, KeyStoreError, UsageError
 from broker.keys._directory import SignedDirectory, parse_signed, signed_bytes
-from broker.keys._entries import check_possession, entries_bytes, parse_entries
+from broker.keys._entries import (
+    EntriesDocument,
+    check_possession,
+    entries_bytes,
+    parse_entries,
+)
 from broker.keys._files import locked, read_json, write_private
 from broker.keys._merge import KeyChange, check_parties, merge_entries
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS
@@ -191,6 +196,30 @@ def sign_directory(
     identity = _directory_signer(store, at)
     documents = [parse_entries(data, where) for where, data in entry_files]
     incoming = [(doc.where, k) for doc in documents for k in doc.keys]
+    # Held from the read of the master copy to its write: an `accord keys revoke` between
+    # would otherwise be written over with the key still active (un-revoked).
+    with locked(store.path):
+        store.refresh()
+        return _merge_and_sign(
+            store, identity, documents, incoming, at=at, parties=parties,
+            allow_second_key=allow_second_key, changes=changes, unsigned=unsigned,
+            taken_unsigned=taken_unsigned,
+        )  # fmt: skip
+
+
+def _merge_and_sign(
+    store: FileKeyStore,
+    identity: SigningIdentity,
+    documents: list[EntriesDocument],
+    incoming: list[tuple[str, KeyInfo]],
+    *,
+    at: datetime,
+    parties: Collection[str] | None,
+    allow_second_key: bool,
+    changes: list[KeyChange] | None,
+    unsigned: Collection[str],
+    taken_unsigned: list[str] | None,
+) -> bytes:
     known = store.keys(party=None)
     # What no file may hold, then who wrote each file, then the merge: a forged file must be
     # refused as such, not met with the merge's advice (--allow-second-key), which would
@@ -204,11 +233,10 @@ def sign_directory(
         changes.extend(changed)
     if taken_unsigned is not None:
         taken_unsigned.extend(taken)
-    with locked(store.path):
-        trust = _trust(store)
-        serial = int(trust["serial"]) + 1
-        trust["serial"] = serial
-        _save_trust(store, trust)
+    trust = _trust(store)
+    serial = int(trust["serial"]) + 1
+    trust["serial"] = serial
+    _save_trust(store, trust)
     store.replace_public(merged)
     return signed_bytes(
         store.keys(), serial=serial, issued_at=at,

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ __all__ = ["check_private", "locked", "make_private_dir", "read_json", "write_pr
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
+_HELD = threading.local()  # the keystores this thread holds the lock of
 
 
 def make_private_dir(path: Path) -> None:
@@ -63,11 +65,22 @@ def read_json(path: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
-    """Serialise mutations of one keystore across processes (the CLI and a running worker)."""
+    """Serialise mutations of one keystore across processes (the CLI and a running worker).
+
+    Re-entrant within a thread, so a caller may hold it from a read to its write (as
+    sign_directory does) around store methods that take it themselves: a second flock on
+    another descriptor of the same file would wait for ever."""
+    held: set[str] = _HELD.__dict__.setdefault("paths", set())
+    key = os.path.realpath(directory)
+    if key in held:
+        yield
+        return
     fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, _FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        held.add(key)
         yield
     finally:
+        held.discard(key)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -263,6 +263,11 @@ class FileKeyStore(StoreSecrets):
             self._listed = frozenset(named)
             self._save(entries + list(listed.values()))
 
+    def refresh(self) -> None:
+        """Read the directory file now, not up to a second late (a caller holding the lock
+        that reads to write, so another process's change just before is not undone)."""
+        self._load()
+
     def retire(self, key_id: str) -> KeyInfo:
         return self._set_status(key_id, KeyStatus.RETIRED)
 

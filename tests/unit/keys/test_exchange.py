@@ -7,6 +7,7 @@ import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -295,3 +296,31 @@ def test_a_failed_init_removes_the_stores_it_made_and_keeps_those_there_before(
     with pytest.raises(KeyStoreError, match="the disk filled up"):
         init_keystores(root, PARTIES, passphrase=None, kem=KemSuite.X25519)
     assert list(root.iterdir()) == []
+
+
+def test_a_revocation_made_while_sign_directory_merges_is_not_undone(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sign_directory holds the keystore lock from its read of the master copy to its write:
+    an `accord keys revoke` in between waits, and its revocation stands."""
+    import threading
+
+    import broker.keys._exchange as exchange
+
+    governance = _store(root, "governance")
+    [victim] = [k for k in governance.keys("wmp") if k.purpose is KeyPurpose.SIGN]
+    merge = exchange.merge_entries
+    revoker: list[threading.Thread] = []
+
+    def slow_merge(*args: Any, **kwargs: Any) -> Any:
+        other = FileKeyStore(root / "governance")  # as another process would
+        revoker.append(threading.Thread(target=other.revoke, args=(victim.key_id,)))
+        revoker[0].start()
+        revoker[0].join(0.5)  # without the lock held, the revocation lands here
+        return merge(*args, **kwargs)
+
+    monkeypatch.setattr(exchange, "merge_entries", slow_merge)
+    sign_directory(governance, [])
+    revoker[0].join()
+    again = FileKeyStore(root / "governance")
+    assert again.public_key(victim.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
