@@ -9,13 +9,15 @@ ever, and nothing caps how many it holds. Here, uvicorn's h11 protocol, subclass
   connection's start or of the end of the previous answer on it, however its bytes trickle;
   then it is answered 408 if nothing of an answer was sent yet, and closed;
 - past ``max_connections`` open at once (lowered at the start to fit under the process's
-  open-file limit), a new connection is closed at once, before it is read;
+  open-file limit), a new connection is closed at once, before it is read or, with TLS,
+  before its handshake starts;
 - an answer the client does not read is dropped: while any of it is buffered past the
   socket, at least 64 KiB of it (or all that is left) must leave within each
   ``write_stall_seconds``, however big the page, else the connection is aborted (a close
   would wait for the buffer to drain, for ever);
 - a connection is counted from the moment it is accepted, its TLS handshake included, which
-  must end within ``TLS_HANDSHAKE_SECONDS`` (asyncio's default is 60 s);
+  must end within ``TLS_HANDSHAKE_SECONDS`` (asyncio's default is 60 s); one whose handshake
+  fails frees its place at once (the TLS layer is made here, ``_GuardedTLS``, to see it);
 - ``accept()`` failing for want of descriptors (EMFILE) is one warning line, not asyncio's
   traceback; asyncio retries the accept a second later by itself. Accord's servers run on
   the standard library's loop (``broker.cli._loop.run``), whose words these are; uvloop
@@ -32,7 +34,9 @@ import asyncio
 import contextlib
 import errno
 import resource
+import ssl
 import time
+from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -147,10 +151,12 @@ class _GuardedH11(H11Protocol):
         _quiet_accept_failures(self.loop)
         # Made per accepted socket, before a TLS handshake (connection_made comes after it):
         # counted now, so that handshakes never finished hold no descriptors past the cap.
-        # Released when the connection is lost or, never made, once its handshake's time is
-        # up (asyncio drops such a connection unannounced, and this only at a garbage
-        # collection: its TLS protocol and transport refer to each other).
-        self._counted = self._over = False
+        # One over the cap is aborted before its handshake starts (_GuardedTLS) or, without
+        # TLS, as soon as it is made. Released when the connection is lost, or its handshake's
+        # transport is (_GuardedTLS: asyncio tells the app protocol nothing of a handshake
+        # that failed), or, on a loop whose create_server is not ours, once the handshake's
+        # time is up.
+        self._counted = self._over = self._made = False
         self._admit()
         self._unmade: asyncio.TimerHandle | None = self.loop.call_later(
             TLS_HANDSHAKE_SECONDS + 1, self._never_made
@@ -169,7 +175,20 @@ class _GuardedH11(H11Protocol):
             self._counted = False
             self.limits.open -= 1
 
+    def _handshake_lost(self) -> None:
+        """Its TLS handshake's transport is gone, the handshake done or not."""
+        if not self._made:
+            if self._unmade is not None:
+                self._unmade.cancel()
+            self._never_made()
+
+    def _refuse(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()  # type: ignore[attr-defined]  # before anything is read or sent
+        self.limits.count("over_limit")
+        self.limits.over(limit=self.limits.cap)
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._made = True
         if self._unmade is not None:
             self._unmade.cancel()
             self._unmade = None
@@ -177,9 +196,7 @@ class _GuardedH11(H11Protocol):
             self._admit()  # a handshake longer than ours (asyncio's own 60 s): counted again
         if self._over:
             self.transport = transport
-            transport.abort()  # before anything is read: its descriptor is freed now
-            self.limits.count("over_limit")
-            self.limits.over(limit=self.limits.cap)
+            self._refuse(transport)  # its descriptor is freed now
             return
         super().connection_made(transport)
         self._start_deadline()
@@ -318,14 +335,54 @@ def _bound_tls_handshakes(loop: asyncio.AbstractEventLoop) -> None:
     if getattr(create_server, "accord_handshake_bound", False):
         return
 
-    async def bounded(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("ssl") and kwargs.get("ssl_handshake_timeout") is None:
+    async def bounded(protocol_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        sslcontext = kwargs.get("ssl")
+        if sslcontext and kwargs.get("ssl_handshake_timeout") is None:
             kwargs["ssl_handshake_timeout"] = TLS_HANDSHAKE_SECONDS
-        return await create_server(*args, **kwargs)
+        if isinstance(sslcontext, ssl.SSLContext):
+            # The TLS layer made here, as the loop would (start_tls does the same), so that
+            # a guarded connection's start and end are seen, its handshake's included.
+            tls = {
+                "ssl_handshake_timeout": kwargs.pop("ssl_handshake_timeout"),
+                "ssl_shutdown_timeout": kwargs.pop("ssl_shutdown_timeout", None),
+            }
+            del kwargs["ssl"]
+            app_factory = protocol_factory
+
+            def protocol_factory() -> sslproto.SSLProtocol:
+                app = app_factory()
+                layer = _GuardedTLS if isinstance(app, _GuardedH11) else sslproto.SSLProtocol
+                # No waiter: the loop's own awaits the handshake only to close on failure.
+                return layer(loop, app, sslcontext, None, server_side=True, **tls)  # type: ignore[arg-type]
+
+        return await create_server(protocol_factory, *args, **kwargs)
 
     bounded.accord_handshake_bound = True  # type: ignore[attr-defined]
     # On this loop only, as broker.kafka.bound_tls_close does for its connections.
     loop.create_server = bounded  # type: ignore[method-assign]
+
+
+class _GuardedTLS(sslproto.SSLProtocol):
+    """asyncio's TLS layer for one accepted connection of a guarded server: one over the cap
+    is aborted before its handshake (a silent one would hold its descriptor for the whole
+    handshake time), and its app protocol is told when the connection ends, the handshake
+    done or not (a refused certificate, plain HTTP to the TLS port, a connect-and-close:
+    asyncio tells it nothing, and its place would be held for the handshake time)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: _GuardedH11, *args: Any,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(loop, app, *args, **kwargs)
+        self._guarded = app
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._guarded._over:
+            self._guarded._refuse(transport)
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        self._guarded._handshake_lost()
 
 
 _accept_failed = _Every("http_accept_failed", "warning", time.monotonic)

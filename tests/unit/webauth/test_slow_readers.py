@@ -162,6 +162,52 @@ async def test_a_connection_in_its_tls_handshake_is_counted_and_bounded(
         silent.close()
 
 
+@pytest.mark.parametrize("served", [{"tls": True}], indirect=True)
+async def test_failed_tls_handshakes_free_their_place_at_once(served: Served) -> None:
+    """Plain HTTP to the TLS port, a client refusing the certificate, a connect-and-close:
+    none holds the only place for the handshake's time (0.5 s)."""
+    for _ in range(2):
+        with socket.create_connection((HOST, served.port)) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    socket.create_connection((HOST, served.port)).close()
+    with contextlib.suppress(ssl.SSLError, ConnectionError):  # trusts another CA
+        await asyncio.wait_for(asyncio.open_connection(HOST, served.port, ssl=True), 5)
+    await asyncio.sleep(0.1)
+    assert (await served.normal()).startswith(b"HTTP/1.1 200")
+
+
+def closed_after(s: socket.socket) -> float:
+    """Seconds until the server closes ``s``, which sends nothing."""
+    start = time.monotonic()
+    s.settimeout(5)
+    with contextlib.suppress(ConnectionError), s:
+        assert s.recv(1) == b""
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("served", [{"tls": True}], indirect=True)
+async def test_a_silent_tls_handshake_is_closed_within_its_time(served: Served) -> None:
+    """0.5 s here (asyncio's own would be 60 s)."""
+    silent = socket.create_connection((HOST, served.port))
+    assert await asyncio.to_thread(closed_after, silent) < 1.5
+
+
+@pytest.mark.parametrize("served", [{"tls": True}], indirect=True)
+async def test_a_connection_over_the_cap_is_closed_before_its_handshake(
+    served: Served,
+) -> None:
+    """Not when its handshake's time (0.5 s) is up: it holds no descriptor meanwhile."""
+    holder = socket.create_connection((HOST, served.port))  # the only place
+    try:
+        await asyncio.sleep(0.1)
+        over = [socket.create_connection((HOST, served.port)) for _ in range(5)]
+        took = await asyncio.gather(*(asyncio.to_thread(closed_after, s) for s in over))
+        assert max(took) < 0.3
+        assert served.closed("over_limit") == 5
+    finally:
+        holder.close()
+
+
 def test_no_websocket_protocol_can_take_a_connection_over() -> None:
     """Its count would never be released: an upgrade is served as plain HTTP."""
     config = server_config(page, SignInSettings(), 0)
