@@ -14,7 +14,7 @@ from broker.errors import AccordError, KeyStoreError, UsageError
 from broker.principals import Principal
 
 if TYPE_CHECKING:
-    from broker.keys import FileKeyStore
+    from broker.keys import FileKeyStore, KeyChange
 
 Dir = Annotated[
     Path | None,
@@ -115,11 +115,19 @@ def register_exchange(keys_app: typer.Typer) -> None:
                 "(ACCORD_POLICIES, or policies/ in this folder): any party id is taken.",
             ),
         ] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run",
+                help="Print what the directory would add or change, and sign, write and "
+                "use nothing: compare the key ids with those read out first.",
+            ),
+        ] = False,
     ) -> None:
         """In the governance keystore: merge the entries, sign the whole directory."""
         _sign(
             entries or [], out, directory, allow_second_key, unsigned or [],
-            no_party_check=no_party_check,
+            no_party_check=no_party_check, dry_run=dry_run,
         )  # fmt: skip
 
     @keys_app.command("import")
@@ -193,8 +201,9 @@ def _sign(
     unsigned: list[str],
     *,
     no_party_check: bool = False,
+    dry_run: bool = False,
 ) -> None:
-    from broker.keys import KeyChange, sign_directory
+    from broker.keys import sign_directory
 
     store = _store(directory, "governance")
     missing = [p for p in entries if not p.is_file()]
@@ -211,7 +220,13 @@ def _sign(
         changes=changes,
         unsigned=unsigned,
         taken_unsigned=taken,
+        dry_run=dry_run,
     )
+    if dry_run:
+        # Before anything is signed, for the officer to compare with the ids read out.
+        typer.echo(f"dry run: nothing signed or written; signing would, from {store.path}:")
+        _print_changes(changes)
+        return
     out.write_bytes(document)
     for party in taken:
         # Loud: nothing but the officer's own check says these keys are the party's.
@@ -225,12 +240,16 @@ def _sign(
     typer.echo(
         f"signed directory written to {out}: {len(store.keys())} keys, from keystore {store.path}"
     )
-    # What the officer vouches for to everyone: each key added, or listed otherwise.
+    _print_changes(changes)
+    typer.echo(f"signed by governance key {signer}: give parties this id out of band")
+
+
+def _print_changes(changes: list[KeyChange]) -> None:
+    """What the officer vouches for to everyone: each key added, or listed otherwise."""
     for change in changes:
         typer.echo(f"  {change.describe()}")
     if not changes:
         typer.echo("  no key added or changed since the master copy")
-    typer.echo(f"signed by governance key {signer}: give parties this id out of band")
 
 
 def _import(file: Path, directory: Path | None, trust: str | None) -> None:

@@ -179,6 +179,7 @@ def sign_directory(
     changes: list[KeyChange] | None = None,
     unsigned: Collection[str] = (),
     taken_unsigned: list[str] | None = None,
+    dry_run: bool = False,
 ) -> bytes:
     """Merge the parties' entries into the governance keystore's directory, then sign it all.
 
@@ -191,6 +192,7 @@ def sign_directory(
     that party's live signing keys there (``check_possession``), unless the officer names
     the party in ``unsigned`` (it lost every signing key, and was checked out of band);
     ``taken_unsigned`` receives the parties taken so, for the officer to be warned of.
+    ``dry_run``: all of that checked and reported, nothing signed or written (returns b"").
     """
     at = now or datetime.now(UTC)
     identity = _directory_signer(store, at)
@@ -203,7 +205,7 @@ def sign_directory(
         return _merge_and_sign(
             store, identity, documents, incoming, at=at, parties=parties,
             allow_second_key=allow_second_key, changes=changes, unsigned=unsigned,
-            taken_unsigned=taken_unsigned,
+            taken_unsigned=taken_unsigned, dry_run=dry_run,
         )  # fmt: skip
 
 
@@ -219,6 +221,7 @@ def _merge_and_sign(
     changes: list[KeyChange] | None,
     unsigned: Collection[str],
     taken_unsigned: list[str] | None,
+    dry_run: bool,
 ) -> bytes:
     known = store.keys(party=None)
     # What no file may hold, then who wrote each file, then the merge: a forged file must be
@@ -233,6 +236,8 @@ def _merge_and_sign(
         changes.extend(changed)
     if taken_unsigned is not None:
         taken_unsigned.extend(taken)
+    if dry_run:
+        return b""  # no serial used, the master copy as it was
     trust = _trust(store)
     serial = int(trust["serial"]) + 1
     trust["serial"] = serial

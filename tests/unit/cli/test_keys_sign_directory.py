@@ -259,3 +259,21 @@ def test_export_warns_when_its_signer_is_not_in_the_last_directory_taken(
     assert _run(["keys", "import", str(directory), "--dir", str(wmp)], capsys)[0] == 0
     code, _, err = _run([*cmd, str(tmp_path / "again.json")], capsys)
     assert (code, err) == (0, "")
+
+
+def test_sign_directory_dry_run_prints_the_change_list_and_signs_nothing(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dry-run shows what signing would add, before anything is signed: no directory
+    written, no serial used, the master copy as it was."""
+    gov = ceremony["governance"]
+    trust_before = (gov / "trust.json").read_bytes() if (gov / "trust.json").exists() else None
+    code, out, _ = _run([*_sign(ceremony, ceremony["wmp.json"]), "--dry-run"], capsys)
+    assert code == 0
+    assert out.startswith("dry run: nothing signed or written")
+    for key in FileKeyStore(ceremony["wmp"]).keys("wmp"):
+        assert f"  adds wmp {key.purpose.value} key {key.key_id}: active, no expiry\n" in out
+    assert not (tmp_path / "directory.json").exists()
+    assert FileKeyStore(gov).keys("wmp") == []
+    after = (gov / "trust.json").read_bytes() if (gov / "trust.json").exists() else None
+    assert after == trust_before
