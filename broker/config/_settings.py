@@ -254,6 +254,11 @@ class SignInSettings(ClientLimits, BehindProxies):
     # attempt past them is refused at once, before its name is looked at (so its speed says
     # nothing of whether the account exists): "too many sign-ins at once", 503.
     sign_in_checks_waiting: int = Field(default=8, ge=1, le=1000)
+    # Of those places (and the two running), how many one network address (as the throttle
+    # counts it) may hold at once: a flood from one address cannot fill them all. Officers
+    # behind one office NAT, or a load balancer that replaces addresses with its own, share
+    # one address: raise it for as many as may sign in at the same moment.
+    sign_in_checks_per_address: int = Field(default=4, ge=1, le=1000)
 
 
 class ConsoleSettings(OpsEndpoint, SignInSettings):

@@ -82,7 +82,11 @@ class Guard:
         )
         # Each Argon2 check takes ~64 MiB and a core for a moment: a few at a time at most,
         # and a few more waiting (a flood of guesses must not queue an officer behind it).
-        self.hashing = HashGate(at_once=2, waiting=cfg.sign_in_checks_waiting)
+        self.hashing = HashGate(
+            at_once=2,
+            waiting=cfg.sign_in_checks_waiting,
+            per_client=cfg.sign_in_checks_per_address,
+        )
 
     def session(self, request: Request, *, touch: bool = True) -> Session | None:
         """The request's session; a signed-in one ends if its account was removed or reset.

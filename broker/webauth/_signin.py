@@ -34,7 +34,7 @@ class HashGate:
     network address's key) holds at most ``per_client``. Past either, :meth:`full`: a flood
     of guesses would otherwise queue without end, and an officer behind it wait."""
 
-    def __init__(self, *, at_once: int = 2, waiting: int = 8, per_client: int = 2) -> None:
+    def __init__(self, *, at_once: int = 2, waiting: int = 8, per_client: int = 4) -> None:
         self._running = asyncio.Semaphore(at_once)
         self._bound = at_once + waiting
         self._per_client = per_client

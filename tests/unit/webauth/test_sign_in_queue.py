@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from starlette.requests import Request
 
 from broker.config import SignInSettings
@@ -84,21 +85,25 @@ async def test_a_full_sign_in_queue_refuses_at_once_without_looking_at_the_name(
     assert users.checked.count("ig.officer") == 1  # the refused ones were never checked
 
 
-async def test_one_address_holds_at_most_two_places_in_the_sign_in_queue() -> None:
-    """A third attempt from an address with two waiting is refused at once, unchecked, while
-    one from elsewhere still queues."""
+@pytest.mark.parametrize("per_address", [2, 3])
+async def test_one_address_holds_at_most_its_places_in_the_sign_in_queue(
+    per_address: int,
+) -> None:
+    """One more attempt from an address with SIGN_IN_CHECKS_PER_ADDRESS waiting is refused
+    at once, unchecked, while one from elsewhere still queues."""
     users = SlowUsers()
     guard = Guard(
-        SignInSettings(sign_in_checks_waiting=8, sign_in_failures_per_client=1000),
+        SignInSettings(sign_in_checks_waiting=8, sign_in_failures_per_client=1000,
+                       sign_in_checks_per_address=per_address),
         users,  # type: ignore[arg-type]
         b"k" * 32, app="desk", party="cog-tipton", clock=lambda: NOW,
     )  # fmt: skip
     held = [
         asyncio.create_task(guard.check(sign_in_request("198.51.100.9"), form("ig.a", "x")))
-        for _ in range(2)
+        for _ in range(per_address)
     ]
     for _ in range(500):
-        if len(users.looked_at) == 2:
+        if len(users.looked_at) == per_address:
             break
         await asyncio.sleep(0.01)
     users.looked_at.clear()
@@ -109,6 +114,31 @@ async def test_one_address_holds_at_most_two_places_in_the_sign_in_queue() -> No
     users.release.set()
     assert (await officer).ok
     await asyncio.gather(*held)
+
+
+async def test_officers_behind_one_address_sign_in_at_the_same_moment() -> None:
+    """Three officers of one office NAT (or behind a load balancer that replaces addresses),
+    each with the right password: none is refused as busy by default."""
+    users = SlowUsers()
+    guard = Guard(
+        SignInSettings(),
+        users,  # type: ignore[arg-type]
+        b"k" * 32, app="desk", party="cog-tipton", clock=lambda: NOW,
+    )  # fmt: skip
+    officers = [
+        asyncio.create_task(
+            guard.check(sign_in_request("203.0.113.7"), form("ig.officer", "right"))
+        )
+        for _ in range(3)
+    ]
+    for _ in range(500):
+        if len(users.looked_at) == 3:
+            break
+        await asyncio.sleep(0.01)
+    users.release.set()
+    checks = await asyncio.gather(*officers)
+    assert not any(c.busy for c in checks)
+    assert all(c.ok for c in checks)
 
 
 class TimedUsers:
