@@ -3,7 +3,8 @@
 ``python -m broker.keys.vectors`` writes the file; ``--check`` only compares. Everything is
 deterministic (fixed keys and times; Ed25519 signatures are deterministic), so regenerating
 gives the same bytes. The valid directory lists a governance key, the worker's two keys and an
-agency's two, one revoked; the invalid variants each break one rule of
+agency's two, one revoked, and three signing keys of the agency's that are no longer live
+(expired, retired, revoked); the invalid variants each break one rule of
 ``schemas/key-directory.md``. The ``entries`` section is the agency's signed rotation
 (§5, §7), checked against the valid directory, and variants a forger could hand in.
 """
@@ -49,9 +50,30 @@ def _encryption(party: str, **changes: Any) -> KeyInfo:
     return replace(info, **changes)
 
 
-def _entries(wmp: SigningKey, wmp_info: KeyInfo) -> dict[str, Any]:
+def _ended(label: str, **changes: Any) -> tuple[SigningKey, KeyInfo]:
+    """A signing key of wmp the directory lists as no longer live (expired, retired or
+    revoked): its signature on wmp's entries proves nothing."""
+    key, info = _signing("wmp", label)
+    return key, replace(info, **changes)
+
+
+_ENDED: Final[dict[str, dict[str, Any]]] = {
+    "expired": {"created_at": datetime(2026, 9, 1, tzinfo=UTC),
+                "not_after": datetime(2026, 9, 14, tzinfo=UTC)},
+    "retired": {"status": KeyStatus.RETIRED, "status_changed_at": _AT},
+    "revoked": {"status": KeyStatus.REVOKED, "status_changed_at": _AT},
+}  # fmt: skip
+
+
+def _entries(
+    wmp: SigningKey,
+    wmp_info: KeyInfo,
+    others: dict[str, tuple[SigningKey, KeyInfo]],
+) -> dict[str, Any]:
     """wmp's rotation: its listed signing key given an expiry, a new one added, signed by the
-    listed key (the only kind that counts for a party already in the directory)."""
+    listed key (the only kind that counts for a party already in the directory). ``others``:
+    keys the directory lists whose signature counts for nothing here (the worker's live one,
+    wmp's ended ones)."""
     new_key, new_info = _signing("wmp", "/2")
     ends = replace(wmp_info, not_after=datetime(2026, 9, 28, 15, 6, 40, tzinfo=UTC))
     body = {
@@ -70,6 +92,10 @@ def _entries(wmp: SigningKey, wmp_info: KeyInfo) -> dict[str, Any]:
     def unsigned(doc: dict[str, Any]) -> None:
         del doc["signed_by"], doc["signature"]
 
+    def by(name: str) -> Any:
+        key, info = others[name]
+        return lambda doc: doc.update(sign_entries(doc, SigningIdentity(info, key)))
+
     def variant(name: str, why: str, edit: Any) -> dict[str, Any]:
         doc = copy.deepcopy(signed)
         edit(doc)
@@ -83,16 +109,23 @@ def _entries(wmp: SigningKey, wmp_info: KeyInfo) -> dict[str, Any]:
             variant("changed-after-signing", "signature does not verify", changed),
             variant("signed-by-a-key-it-adds", "signer is no live key of the party", by_new_key),
             variant("unsigned", "no signature", unsigned),
+            variant("signed-by-another-partys-live-key", "signer is no live key of the party",
+                    by("worker")),
+            *(variant(f"signed-by-{'an' if name == 'expired' else 'a'}-{name}-key",
+                      "signer is no live key of the party", by(name))
+              for name in _ENDED),
         ],
-    }
+    }  # fmt: skip
 
 
 def generate() -> dict[str, Any]:
     governance, gov_info = _signing("governance")
-    _, worker_sign = _signing("worker")
+    worker_key, worker_sign = _signing("worker")
     wmp_key, wmp_sign = _signing("wmp")
     revoked = _encryption("wmp", status=KeyStatus.REVOKED, status_changed_at=_AT)
-    keys = [gov_info, worker_sign, _encryption("worker"), wmp_sign, revoked]
+    ended = {name: _ended(f"/{name}", **changes) for name, changes in _ENDED.items()}
+    keys = [gov_info, worker_sign, _encryption("worker"), wmp_sign, revoked,
+            *(info for _, info in ended.values())]  # fmt: skip
     document = json.loads(
         signed_bytes(keys, serial=3, issued_at=_AT, signer=gov_info.key_id, sign=governance.sign)
     )
@@ -134,7 +167,7 @@ def generate() -> dict[str, Any]:
             variant("key-id-not-its-fingerprint", "a key id is not its fingerprint", wrong_id),
             variant("unsigned", "no signature", drop_signature),
         ],
-        "entries": _entries(wmp_key, wmp_sign),
+        "entries": _entries(wmp_key, wmp_sign, {"worker": (worker_key, worker_sign), **ended}),
     }
 
 

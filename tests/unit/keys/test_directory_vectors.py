@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,12 @@ def _verify_entries(document: dict[str, Any], directory: dict[str, Any], at: str
     already lists (schemas/key-directory.md §5, §7), else why not."""
     if "signature" not in document:
         return "no signature"
+    now = datetime.fromisoformat(at)
     live = {
         k["key_id"]: k["public"] for k in directory["keys"]
         if k["party"] == document["party"] and k["purpose"] == "sign"
-        and k["status"] == "active" and (k["not_after"] is None or at < k["not_after"])
+        and k["status"] == "active"
+        and (k.get("not_after") is None or now < datetime.fromisoformat(k["not_after"]))
     }  # fmt: skip
     if document["signed_by"] not in live:
         return "signer is no live key of the party"
@@ -128,8 +131,6 @@ def test_each_invalid_entries_document_is_refused_for_its_reason(case: dict[str,
 @pytest.mark.parametrize("case", [{"name": "valid", "why": None, "document": ENTRIES["valid"]},
                                   *ENTRIES["invalid"]], ids=lambda c: c["name"])  # fmt: skip
 def test_accords_own_entries_check_agrees(case: dict[str, Any]) -> None:
-    from datetime import datetime
-
     from broker.errors import KeyStoreError
     from broker.keys._directory import parse_entry
     from broker.keys._entries import check_possession, parse_entries
