@@ -36,13 +36,14 @@ class HashGate:
 
     def __init__(self, *, at_once: int = 2, waiting: int = 8, per_client: int = 4) -> None:
         self._running = asyncio.Semaphore(at_once)
+        self._at_once = at_once
         self._bound = at_once + waiting
         self._per_client = per_client
         self._in = 0  # running and waiting
         self._by_client: dict[str, int] = {}
-        # How long a turn took lately (waiting included): a check the throttle refused waits
-        # as long without taking a turn. None until one was timed.
-        self.typical: float | None = None
+        # How long a check itself took lately (its wait for a turn not included). None until
+        # one was timed.
+        self.check_time: float | None = None
 
     def full(self, client: str) -> bool:
         return self._in >= self._bound or self._by_client.get(client, 0) >= self._per_client
@@ -51,10 +52,14 @@ class HashGate:
     async def turn(self, client: str) -> AsyncIterator[None]:
         self._in += 1
         self._by_client[client] = self._by_client.get(client, 0) + 1
-        start = time.monotonic()
         try:
             async with self._running:
+                start = time.monotonic()
                 yield
+                took = time.monotonic() - start
+                self.check_time = (
+                    took if self.check_time is None else 0.8 * self.check_time + 0.2 * took
+                )
         finally:
             self._in -= 1
             left = self._by_client[client] - 1
@@ -62,8 +67,15 @@ class HashGate:
                 self._by_client[client] = left
             else:
                 del self._by_client[client]  # the map holds only clients in the gate now
-        took = time.monotonic() - start
-        self.typical = took if self.typical is None else 0.8 * self.typical + 0.2 * took
+
+    def wait(self) -> float | None:
+        """How long a check arriving now would take, its wait behind those in the gate
+        included: what a check the throttle refused waits without taking a turn, so that
+        its answer comes when a checked one's would, the queue full or empty (a past
+        average would come early behind a full queue, and tell a refused name by it)."""
+        if self.check_time is None:
+            return None
+        return (self._in // self._at_once + 1) * self.check_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +124,9 @@ async def check_sign_in(
 
     Every answer, refused by the throttle or not, takes as long as one Argon2 check: a
     refusal that came back at once would say "this name is being throttled" by its speed
-    alone. A refused one sleeps for a check's recent time (the first ever makes one) rather
-    than take a turn an officer's check could have. A success clears the throttle's count
+    alone. A refused one sleeps as long as a check arriving now would take, its wait behind
+    those queued included (the first ever makes one), rather than take a turn an officer's
+    check could have. A success clears the throttle's count
     for the account. ``hops``, ``trusted``: as :func:`client_host`;
     ``device_cookie``: the app's known-device cookie's name.
 
@@ -130,8 +143,9 @@ async def check_sign_in(
     stamp = users.stamp(name) if USERNAME.fullmatch(name) else None
     device = devices.device(request.cookies.get(device_cookie), name, stamp)
     attempt = throttle.attempt(name, client, device)
-    if attempt.refused is not None and hashing.typical is not None:
-        await asyncio.sleep(hashing.typical)
+    wait = hashing.wait()
+    if attempt.refused is not None and wait is not None:
+        await asyncio.sleep(wait)
         return SignInCheck(False, name, attempt.refused, device is not None)
     async with hashing.turn(client):
         if attempt.refused is None:

@@ -176,3 +176,28 @@ async def test_an_attempt_the_throttle_refused_waits_as_long_as_a_check_without_
     assert check.refused == "client"
     assert users.hashed == hashed  # no turn taken from an officer's check
     assert 0.07 < took < 0.5  # as long as a check
+
+
+async def test_an_attempt_the_throttle_refused_waits_behind_the_queue_as_a_checked_one() -> None:
+    """With six checks queued (three turns of 0.1 s ahead), a refused attempt answers no
+    sooner than a checked one would: its speed does not tell that it was refused."""
+    users = TimedUsers()
+    guard = Guard(
+        SignInSettings(sign_in_failures_per_client=1),
+        users,  # type: ignore[arg-type]
+        b"k" * 32, app="desk", party="cog-tipton", clock=lambda: NOW,
+    )  # fmt: skip
+    await guard.check(sign_in_request("198.51.100.9"), form("ig.officer", "wrong"))  # timed
+    queued = [
+        asyncio.create_task(
+            guard.check(sign_in_request(f"203.0.113.{i}"), form(f"ig.guess{i}", "x"))
+        )
+        for i in range(6)
+    ]
+    await asyncio.sleep(0.02)
+    start = time.monotonic()
+    check = await guard.check(sign_in_request("198.51.100.9"), form("ig.officer", "wrong"))
+    took = time.monotonic() - start
+    await asyncio.gather(*queued)
+    assert check.refused == "client"
+    assert took > 0.3  # a checked one: three turns ahead and its own, 0.4 s
