@@ -33,6 +33,7 @@ from broker.cli._audit_options import (
     SubjReason,
     Until,
 )
+from broker.cli._audit_quarantine import quarantine
 from broker.cli._audit_review import review
 from broker.cli._audit_store import appender_of as _appender
 from broker.cli._audit_store import index_once as _index_once
@@ -386,6 +387,7 @@ def register(app: typer.Typer) -> None:
     audit.command("subject")(subject)
     audit.command("report")(report)
     audit.command("review-override")(review)
+    audit.command("quarantine")(quarantine)
 
 
 async def _run_indexer(indexer: Indexer, settings: Settings, *, follow: bool) -> IndexSummary:
