@@ -37,7 +37,7 @@ from broker.cli._audit_quarantine import quarantine
 from broker.cli._audit_review import review
 from broker.cli._audit_store import appender_of as _appender
 from broker.cli._audit_store import index_once as _index_once
-from broker.cli._audit_store import is_copy
+from broker.cli._audit_store import is_copy, policy_at_hand
 from broker.cli._audit_store import open_index as _store
 from broker.cli._audit_store import verifier_of as _verifier
 from broker.cli._audit_verify import verify
@@ -197,8 +197,11 @@ def subject(
         f"Searched {how}; subject keys {', '.join(search.keys)}",
         f"Audit log: {state}",
     ]
+    # The table names each condition its condition-false lines did not meet, as the console.
+    table = fmt is Format.TABLE
     shown = disclosure(entries, fmt.value, searched=searched, produced=produced,
-                       width=output_width())  # fmt: skip
+                       width=output_width(), conditions=table,
+                       policy=policy_at_hand(settings) if table else None)  # fmt: skip
     typer.echo(shown)
     if searched is not None and fmt in (Format.CSV, Format.JSON):
         typer.echo(searched, err=True)  # not in the data: its shape is the same either way

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from broker.keys import FileKeyStore
 from broker.linkage import Linker
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
-from tests.unit.audit.conftest import CHILD_NHS, T0, decision, index_records
+from tests.unit.audit.conftest import CHILD_NHS, T0, Run, decision, index_records
 
 POLICIES = Path(__file__).parents[3] / "policies"
 WHEN = "when event.need_level >= 2 && event.subjects.exists(s, s.postcode_district in"
@@ -73,3 +74,23 @@ def test_another_bundle_version_or_none_says_where_to_read_the_condition(
     assert "when " not in other
     [none] = [n for n in answer_notes(entries, conditions=True, policy=None) if NAMED in n]
     assert "no policy bundle is loaded here" in none
+
+
+def test_accord_audit_subject_names_the_condition_in_its_table_only(
+    store: AuditStore, verifier: Verifier, linker: Linker, keys: FileKeyStore, policy: Policy,
+    audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    filed(store, verifier, refused_chain(linker, keys, policy.version))
+    monkeypatch.setenv("ACCORD_POLICIES", str(POLICIES))
+    said = {}
+    for fmt in ("table", "html", "json", "csv"):
+        code, out, err = run_cli(
+            ["audit", "subject", "--nhs-number", CHILD_NHS, "--db", audit_db_url, "--format",
+             fmt, "--reason", "subject_access_request", "--as", "ig.jo"]
+        )  # fmt: skip
+        assert code == 0, err
+        said[fmt] = " ".join(out.split())
+    assert NAMED in said["table"]
+    assert WHEN in said["table"]
+    assert not any(NAMED in said[f] for f in ("html", "json", "csv"))
