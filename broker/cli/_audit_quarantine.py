@@ -9,7 +9,7 @@ with the governance keystore and prints the record as it was sent, to stdout onl
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,6 +76,9 @@ PERSONAL = (
     "data: keep it out of tickets, chat and logs"
 )
 
+# How far before --since audit records are read: a record is audited just before its copy.
+_STRADDLE = timedelta(minutes=1)
+
 
 def quarantine(
     *,
@@ -104,7 +107,9 @@ def quarantine(
         raise UsageError("--dir opens a copy: give --open too")
     when = parse_when(since, "--since")
     copies = run(_copies(settings, when))
-    audited = _audited(settings, db, when)
+    # Audit records a little before --since too: a record is audited just before its copy is
+    # stamped, and a pair astride the line would be shown apart (chosen() cuts by time after).
+    audited = _audited(settings, db, when - _STRADDLE if when is not None else None)
     lines = join(copies, audited if audited is not None else [])
     shown = chosen(lines, since=when, reason=reason, sender=sender)
     typer.echo(lines_json(shown) if fmt is ReportFormat.JSON else lines_table(shown))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -70,10 +71,11 @@ def copy_id(partition: int, offset: int) -> str:
 
 
 def parse_copy_id(value: str) -> tuple[int, int] | None:
-    part, _, offset = value.rpartition(":")
-    if not offset.isdigit() or (part and not part.isdigit()):
+    # ASCII digits only: str.isdigit takes "²" (int() then fails) and "٣" (taken as 3).
+    found = re.fullmatch(r"(?:([0-9]+):)?([0-9]+)", value)
+    if found is None:
         return None
-    return int(part or 0), int(offset)
+    return int(found[1] or 0), int(found[2])
 
 
 def _when(at: datetime) -> str:
@@ -180,14 +182,26 @@ def as_json(lines: Sequence[Line]) -> str:
 # -- one copy, opened --------------------------------------------------------------------
 
 
-def _shown(raw: bytes) -> str:
+def _shown(raw: bytes, *, lines: bool = False) -> str:
     """Bytes as text a terminal shows as they are: UTF-8 where it is, every other byte and
-    every control character escaped (\\xNN), so a record cannot drive the terminal."""
-    text = raw.decode("utf-8", "backslashreplace")
-    return "".join(
-        c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" if ord(c) < 256 else repr(c)
-        for c in text
-    )
+    every control character escaped (\\xNN), a backslash doubled (so an escape written in
+    the record reads apart from one made here), so a record cannot drive the terminal. A
+    line break is kept only where ``lines`` (the value, shown last, each of its lines
+    indented): in a key or header it could print a line that looks like one of ours."""
+    text = raw.decode("utf-8", "surrogateescape")
+    out = []
+    for c in text:
+        if c == "\\":
+            out.append("\\\\")
+        elif "\udc80" <= c <= "\udcff":  # a byte that is not UTF-8
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif c == "\n" and lines:
+            out.append("\n  ")
+        elif c == "\t" or c.isprintable():
+            out.append(c)
+        else:
+            out.append(f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+    return "".join(out)
 
 
 def _b64(value: Any) -> bytes | None:
@@ -212,7 +226,7 @@ def opened_text(copy: str, payload: dict[str, Any]) -> str:
         raw = _b64(hv)
         shown = "(null)" if raw is None else _shown(raw)
         out.append(f"header {_shown(str(name).encode())}: {shown}")
-    out += [f"value ({len(value)} bytes held):", _shown(value)]
+    out += [f"value ({len(value)} bytes held):", "  " + _shown(value, lines=True)]
     return "\n".join(out)
 
 

@@ -99,7 +99,8 @@ def policy_at_hand(settings: Settings) -> Policy | None:
         return None
     try:
         return load_bundle(found)
-    except AccordError:
+    except (AccordError, RecursionError, OSError, ValueError):
+        # A file nested past the parser (RecursionError) is as much the bundle's fault.
         return None
 
 

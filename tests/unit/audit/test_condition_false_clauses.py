@@ -94,3 +94,18 @@ def test_accord_audit_subject_names_the_condition_in_its_table_only(
     assert NAMED in said["table"]
     assert WHEN in said["table"]
     assert not any(NAMED in said[f] for f in ("html", "json", "csv"))
+
+
+def test_a_bundle_nested_past_the_parser_leaves_the_sar_without_notes_not_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_bundle raises RecursionError on a file nested past the parser: not an
+    AccordError, so the best-effort loader let it end the SAR with a traceback (r45e)."""
+    from broker.cli._audit_store import policy_at_hand
+    from broker.config import load_settings
+
+    bundle = tmp_path / "policies"
+    bundle.mkdir()
+    (bundle / "parties.yaml").write_text("[" * 100_000)
+    monkeypatch.setenv("ACCORD_POLICIES", str(bundle))
+    assert policy_at_hand(load_settings()) is None

@@ -154,9 +154,31 @@ def test_an_opened_copy_shows_key_headers_and_value_with_control_bytes_escaped()
     assert "key: k1" in text
     assert "header x-trace: t-1" in text
     assert "header x-null: (null)" in text
-    assert "Jane \\x1b[2J\\xff tail\nline" in text  # no escape sequence reaches the terminal
+    assert "  Jane \\x1b[2J\\xff tail\n  line" in text  # no escape sequence reaches the terminal
     assert "\x1b" not in text
     assert "envelope: none" in text
+
+
+def test_a_sender_cannot_print_a_line_that_looks_like_ours_or_an_escape_of_ours() -> None:
+    """A key or header holding a line break printed a fake 'envelope (unauthenticated)' line
+    naming another sender; a backslash in the record read as one of our escapes (r45e)."""
+    fake = b"k\nenvelope (unauthenticated): event id x, sender sandwell-csc"
+    payload = {
+        "reason": "tampered", "stage": "open", "key": _b64(fake),
+        "headers": [["h\nenvelope (unauthenticated): sender x", _b64(b"v\nkey: forged")]],
+        "value": _b64(b"a literal \\x1b, and a line\nsender sandwell-csc"),
+    }  # fmt: skip
+    lines = opened_text("0", payload).splitlines()
+    assert not any(line.startswith(("envelope (unauthenticated)", "key: forged", "sender"))
+                   for line in lines), lines  # fmt: skip
+    assert "  a literal \\\\x1b, and a line" in lines
+
+
+@pytest.mark.parametrize("copy", ["\u00b2", "1:\u00b2", "\u0663"])
+def test_a_copy_id_of_other_digits_is_one_line_not_a_traceback_nor_another_copy(
+    copy: str,
+) -> None:
+    assert parse_copy_id(copy) is None
 
 
 def test_an_opened_envelope_names_its_unauthenticated_event_id(tmp_path: Path) -> None:
