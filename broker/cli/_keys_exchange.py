@@ -83,7 +83,10 @@ def register_exchange(keys_app: typer.Typer) -> None:
     @keys_app.command("sign-directory")
     def sign(
         *,
-        out: Annotated[Path, typer.Option(help="Where the signed directory goes.")],
+        out: Annotated[
+            Path | None,
+            typer.Option(help="Where the signed directory goes (not needed with --dry-run)."),
+        ] = None,
         entries: Annotated[
             list[Path] | None,
             typer.Argument(help="Parties' exported entries (none: sign the master copy again)."),
@@ -193,9 +196,21 @@ def _bundle_parties(entries: list[Path], no_party_check: bool) -> list[str] | No
     return None
 
 
+def _warn_unsigned(taken: list[str], *, would: bool) -> None:
+    # Loud: nothing but the officer's own check says these keys are the party's.
+    done = "would be" if would else "were"
+    for party in taken:
+        typer.echo(
+            f"WARNING: {party}'s entries {done} signed into the directory WITHOUT proof that "
+            f"{party} sent them (--unsigned {party}): every keystore will trust these keys; "
+            f"be sure you checked their fingerprints with {party} out of band",
+            err=True,
+        )
+
+
 def _sign(
     entries: list[Path],
-    out: Path,
+    out: Path | None,
     directory: Path | None,
     allow_second_key: bool,
     unsigned: list[str],
@@ -205,6 +220,8 @@ def _sign(
 ) -> None:
     from broker.keys import sign_directory
 
+    if out is None and not dry_run:
+        raise UsageError("--out: name where the signed directory goes (or give --dry-run)")
     store = _store(directory, "governance")
     missing = [p for p in entries if not p.is_file()]
     if missing:
@@ -226,16 +243,11 @@ def _sign(
         # Before anything is signed, for the officer to compare with the ids read out.
         typer.echo(f"dry run: nothing signed or written; signing would, from {store.path}:")
         _print_changes(changes)
+        _warn_unsigned(taken, would=True)  # the warning most needed before signing
         return
+    assert out is not None  # noqa: S101  # checked before anything was read
     out.write_bytes(document)
-    for party in taken:
-        # Loud: nothing but the officer's own check says these keys are the party's.
-        typer.echo(
-            f"WARNING: {party}'s entries were signed into the directory WITHOUT proof that "
-            f"{party} sent them (--unsigned {party}): every keystore will trust these keys; "
-            f"be sure you checked their fingerprints with {party} out of band",
-            err=True,
-        )
+    _warn_unsigned(taken, would=False)
     signer = json.loads(document)["signature"]["key_id"]  # the key that did sign it
     typer.echo(
         f"signed directory written to {out}: {len(store.keys())} keys, from keystore {store.path}"

@@ -195,13 +195,15 @@ def sign_directory(
     ``dry_run``: all of that checked and reported, nothing signed or written (returns b"").
     """
     at = now or datetime.now(UTC)
-    identity = _directory_signer(store, at)
+    _directory_signer(store, at)  # no governance key here: said before the files are read
     documents = [parse_entries(data, where) for where, data in entry_files]
     incoming = [(doc.where, k) for doc in documents for k in doc.keys]
     # Held from the read of the master copy to its write: an `accord keys revoke` between
-    # would otherwise be written over with the key still active (un-revoked).
+    # would otherwise be written over with the key still active (un-revoked), or sign with a
+    # governance key the same document lists as revoked (review r45f).
     with locked(store.path):
         store.refresh()
+        identity = _directory_signer(store, at)
         return _merge_and_sign(
             store, identity, documents, incoming, at=at, parties=parties,
             allow_second_key=allow_second_key, changes=changes, unsigned=unsigned,

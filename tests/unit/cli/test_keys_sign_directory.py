@@ -277,3 +277,22 @@ def test_sign_directory_dry_run_prints_the_change_list_and_signs_nothing(
     assert FileKeyStore(gov).keys("wmp") == []
     after = (gov / "trust.json").read_bytes() if (gov / "trust.json").exists() else None
     assert after == trust_before
+
+
+def test_a_dry_run_needs_no_out_and_warns_of_entries_it_would_take_unsigned(
+    ceremony: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The --unsigned warning is the one an officer most needs before signing, and a dry run
+    that writes nothing asked for --out (review r45f)."""
+    assert _run(_sign(ceremony, ceremony["wmp.json"]), capsys)[0] == 0
+    forged = _forged(ceremony, tmp_path)
+    argv = [a for a in _sign(ceremony, forged) if a != "--out"]
+    argv.remove(str(ceremony["governance"].parent / "directory.json"))
+    code, out, err = _run([*argv, "--unsigned", "wmp", "--dry-run"], capsys)
+    assert code == 0
+    assert out.startswith("dry run: nothing signed or written")
+    assert "WARNING: wmp's entries would be signed into the directory WITHOUT proof" in err
+    code, _, err = _run(argv, capsys)
+    assert _one_line_error(code, err) == (
+        "accord: error: --out: name where the signed directory goes (or give --dry-run)"
+    )

@@ -324,3 +324,27 @@ def test_a_revocation_made_while_sign_directory_merges_is_not_undone(
     revoker[0].join()
     again = FileKeyStore(root / "governance")
     assert again.public_key(victim.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
+
+
+def test_a_governance_key_revoked_as_a_directory_is_being_signed_does_not_sign_it(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signer was chosen before the lock: a revoke landing between gave a directory
+    signed by a key the same document lists as revoked, which keystores imported (r45f)."""
+    import contextlib
+
+    import broker.keys._exchange as exchange
+
+    governance = _store(root, "governance")
+    [key] = [k for k in governance.keys("governance") if k.purpose is KeyPurpose.SIGN]
+    real = exchange.locked
+
+    @contextlib.contextmanager
+    def revoked_just_before(path: Path) -> Any:
+        FileKeyStore(root / "governance").revoke(key.key_id)  # another process, just now
+        with real(path):
+            yield
+
+    monkeypatch.setattr(exchange, "locked", revoked_just_before)
+    with pytest.raises(KeyStoreError, match="no live signing key"):
+        sign_directory(governance, [])
