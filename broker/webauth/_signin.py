@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -48,18 +48,15 @@ class HashGate:
     def full(self, client: str) -> bool:
         return self._in >= self._bound or self._by_client.get(client, 0) >= self._per_client
 
-    @contextlib.asynccontextmanager
-    async def turn(self, client: str) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def counted(self, client: str) -> Iterator[None]:
+        """``client``'s place in the gate, held as a check's is: a refused attempt holds one
+        while it waits as a check would (without a turn at hashing), so that a burst from
+        one address is queued and answered busy alike, refused or not (review r45f)."""
         self._in += 1
         self._by_client[client] = self._by_client.get(client, 0) + 1
         try:
-            async with self._running:
-                start = time.monotonic()
-                yield
-                took = time.monotonic() - start
-                self.check_time = (
-                    took if self.check_time is None else 0.8 * self.check_time + 0.2 * took
-                )
+            yield
         finally:
             self._in -= 1
             left = self._by_client[client] - 1
@@ -67,6 +64,17 @@ class HashGate:
                 self._by_client[client] = left
             else:
                 del self._by_client[client]  # the map holds only clients in the gate now
+
+    @contextlib.asynccontextmanager
+    async def turn(self, client: str) -> AsyncIterator[None]:
+        with self.counted(client):
+            async with self._running:
+                start = time.monotonic()
+                yield
+                took = time.monotonic() - start
+                self.check_time = (
+                    took if self.check_time is None else 0.8 * self.check_time + 0.2 * took
+                )
 
     def wait(self) -> float | None:
         """How long a check arriving now would take, its wait behind those in the gate
@@ -145,7 +153,8 @@ async def check_sign_in(
     attempt = throttle.attempt(name, client, device)
     wait = hashing.wait()
     if attempt.refused is not None and wait is not None:
-        await asyncio.sleep(wait)
+        with hashing.counted(client):
+            await asyncio.sleep(wait)
         return SignInCheck(False, name, attempt.refused, device is not None)
     async with hashing.turn(client):
         if attempt.refused is None:

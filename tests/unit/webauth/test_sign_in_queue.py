@@ -201,3 +201,36 @@ async def test_an_attempt_the_throttle_refused_waits_behind_the_queue_as_a_check
     await asyncio.gather(*queued)
     assert check.refused == "client"
     assert took > 0.3  # a checked one: three turns ahead and its own, 0.4 s
+
+
+async def test_a_burst_from_one_address_is_answered_alike_whether_the_throttle_hides_a_name() -> (
+    None
+):
+    """A refused attempt held no place in the gate: six at once from one address were all
+    answered after one check's time, none busy, where six checked ones queued two at a time
+    and two were busy: the burst told a name others' failures had throttled (review r45f)."""
+    users = TimedUsers()
+    settings = SignInSettings(
+        sign_in_failures_per_account=100, sign_in_failures_per_account_total=5,
+        sign_in_failures_per_client=1000,
+    )  # fmt: skip
+    guard = Guard(settings, users, b"k" * 32, app="desk", party="cog-tipton", clock=lambda: NOW)
+    await guard.check(sign_in_request("203.0.113.1"), form("ig.other", "wrong"))  # timed once
+
+    async def burst(name: str) -> list[tuple[bool, float]]:
+        start = time.monotonic()
+
+        async def one() -> tuple[bool, float]:
+            c = await guard.check(sign_in_request("198.51.100.9"), form(name, "wrong"))
+            return c.busy, time.monotonic() - start
+
+        return sorted(await asyncio.gather(*(one() for _ in range(6))))
+
+    checked = await burst("ig.fresh")
+    for i in range(8):  # others' failures: the throttle now hides ig.officer's refusals
+        await guard.check(sign_in_request(f"203.0.113.{10 + i}"), form("ig.officer", "wrong"))
+    refused = await burst("ig.officer")
+    assert [busy for busy, _ in refused] == [busy for busy, _ in checked]
+    assert sum(busy for busy, _ in checked) == 2
+    slowest = [at for busy, at in checked if not busy][-1]
+    assert [at for busy, at in refused if not busy][-1] > slowest / 2
