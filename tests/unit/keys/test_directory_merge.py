@@ -16,24 +16,13 @@ from broker.keys import (
     KeyChange,
     export_entries,
     import_directory,
-    init_keystores,
     sign_directory,
     trusted_signers,
 )
 from broker.keys._directory import entry_json
 from broker.keys._entries import sign_entries
-
-PARTIES = ["wmp", "cog-tipton"]
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    init_keystores(tmp_path / "keys", PARTIES, passphrase=None, kem=KemSuite.X25519)
-    return tmp_path / "keys"
-
-
-def _store(root: Path, principal: str) -> FileKeyStore:
-    return FileKeyStore(root / principal)
+from tests.unit.keys.conftest import PARTIES
+from tests.unit.keys.conftest import keystore as _store
 
 
 def _fresh(tmp_path: Path, party: str, purpose: KeyPurpose = KeyPurpose.SIGN) -> KeyInfo:

@@ -14,22 +14,11 @@ import pytest
 from broker.config import KemSuite
 from broker.envelope import KeyInfo, KeyPurpose
 from broker.errors import KeyStoreError
-from broker.keys import FileKeyStore, export_entries, import_directory, init_keystores
+from broker.keys import FileKeyStore, export_entries, import_directory
 from broker.keys import sign_directory as _sign_directory
 from broker.keys._directory import entry_json
 from broker.keys._entries import parse_entries, sign_entries
-
-PARTIES = ["wmp", "cog-tipton"]
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    init_keystores(tmp_path / "keys", PARTIES, passphrase=None, kem=KemSuite.X25519)
-    return tmp_path / "keys"
-
-
-def _store(root: Path, principal: str) -> FileKeyStore:
-    return FileKeyStore(root / principal)
+from tests.unit.keys.conftest import keystore as _store
 
 
 def _serial(root: Path) -> int:
