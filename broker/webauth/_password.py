@@ -2,7 +2,7 @@
 
 Length alone let ``password123456`` through. As NCSC and NIST SP 800-63B advise, a new
 password is also checked against a deny list rather than against composition rules: it may
-not contain the account's name, be one character or piece repeated, be a run along the
+not be built on the account's name, be one character or piece repeated, be a run along the
 alphabet, the digits or a keyboard row, or be, once lower-cased and stripped of the digits and
 symbols people add around it (and of the usual letter-for-symbol swaps), one of the most
 common passwords or a word an attacker guesses first here. The reason is said; the password,
@@ -62,6 +62,8 @@ _SHORTEST_WORD = 4
 #: Past this a password is a passphrase: splitting it into runs would cost for nothing.
 _RUNS_CHECKED_UP_TO = 64
 _REPEATED = re.compile(r"(.+?)\1+", re.DOTALL)
+#: A password's words for the name rule: runs of letters and runs of digits (ward2024!: ward, 2024).
+_WORDS = re.compile(r"[^\W\d_]+|\d+")
 
 
 def _made_of_runs(text: str) -> bool:
@@ -85,12 +87,31 @@ def _is_run(text: str) -> bool:
 
 
 def _holds_name(lower: str, name: str) -> bool:
-    """Whether the password holds the name, as it is or run together (kim.ward: kimward,
-    "Kim Ward")."""
-    compact = re.sub(r"[._-]", "", name)
-    if len(name) >= _NAME_AT_LEAST and name in lower:
-        return True
-    return len(compact) >= _NAME_AT_LEAST and compact in re.sub(r"[\W_]", "", lower)
+    """Whether the password is built on the name: the name as whole words of it, as it is or
+    run together (kim.ward: "Kim Ward", kimward, ward2024 for ward), or the name making up half
+    its letters or more (wardy2024!!). Found anywhere inside a word, a short name refused good
+    passphrases by chance ("ward" in "a forward march to the sea")."""
+    compact = re.sub(r"[\W_]", "", name)
+    if len(compact) < _NAME_AT_LEAST:
+        return False
+    # The digits and symbols around the name are padding: its share of the letters counts.
+    name_letters, letters = (re.sub(r"[\W\d_]", "", text) for text in (name, lower))
+    most = len(name_letters) >= _NAME_AT_LEAST and 2 * len(name_letters) >= len(letters)
+    return (most and name_letters in letters) or _named_by_words(lower, compact)
+
+
+def _named_by_words(lower: str, compact: str) -> bool:
+    """Whether words of the password, one after another, spell the name (run together)."""
+    words = _WORDS.findall(lower)
+    for start in range(len(words)):
+        joined = ""
+        for word in words[start:]:
+            joined += word
+            if not compact.startswith(joined):
+                break
+            if joined == compact:
+                return True
+    return False
 
 
 def password_problem(password: str, name: str | None = None) -> str | None:

@@ -98,3 +98,37 @@ def test_add_and_reset_refuse_a_guessable_password_and_write_nothing(tmp_path: P
     with pytest.raises(UsageError, match=r"^password: it contains the account name"):
         users.add("kim.ward", "kim.ward.2026!", replace=True)
     assert users.verify("kim.ward", "a long enough secret")
+
+
+@pytest.mark.parametrize(
+    ("password", "name"),
+    [
+        ("a forward march to the sea", "ward"),
+        ("the wardrobe by the stairs", "ward"),
+        ("awkward toward the steward", "ward"),
+        ("a backward glance at kim's", "kim.ward"),
+    ],
+)
+def test_a_name_inside_a_longer_word_does_not_refuse_a_passphrase(password: str, name: str) -> None:
+    """Review: 'ward' is inside 'forward'; the name is refused as words of the password (or
+    most of its letters), not as letters anywhere."""
+    assert password_problem(password, name) is None
+
+
+@pytest.mark.parametrize(
+    ("password", "name"),
+    [
+        ("ward2024!!xx", "ward"),
+        ("Ward-ward-ward", "ward"),
+        ("2024-ward-!!!", "ward"),
+        ("wardy2024!!!", "ward"),
+        ("my name is Ward 1987", "ward"),
+        ("the kim ward story", "kim.ward"),
+        ("kimward rocks 99", "kim.ward"),
+        ("hi kim ward 1987 here", "kim.ward1987"),
+    ],
+)
+def test_a_password_built_on_the_name_is_still_refused(password: str, name: str) -> None:
+    problem = password_problem(password, name)
+    assert problem is not None
+    assert NAME in problem
