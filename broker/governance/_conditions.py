@@ -19,27 +19,30 @@ if TYPE_CHECKING:
 _WHAT = "Condition not met (condition-false)"
 
 
-def _clauses(line: object) -> list[tuple[str, str]]:
-    """(agreement, clause) for each clause the line names: its grounds, or for a record
-    written before decisions listed them, its agreement and clause ids."""
+def _clauses(line: object) -> tuple[list[tuple[str, str]], bool]:
+    """(agreement, clause) for each clause the line names, and whether each pairing is
+    recorded: its grounds; or, for a record written before decisions listed them, its one
+    agreement id beside every clause id, which may belong to another agreement (clause ids are
+    unique within an agreement only)."""
     named = [
         (g.agreement_id, g.clause_id)
         for g in getattr(line, "grounds", ())
         if g.agreement_id and g.clause_id
     ]
     if named:
-        return named
+        return named, True
     agreement = getattr(line, "agreement_id", None) or ""
-    return [(agreement, c) for c in getattr(line, "clauses", ())]
+    return [(agreement, c) for c in getattr(line, "clauses", ())], False
 
 
-def _when(policy: Policy, agreement_id: str, clause_id: str) -> str | None:
-    for agreement in policy.bundle.agreements:
-        if agreement.id == agreement_id or not agreement_id:
-            for clause in agreement.clauses:
-                if clause.id == clause_id:
-                    return clause.when
-    return None
+def _owners(policy: Policy, clause_id: str) -> dict[str, str | None]:
+    """Each agreement of ``policy`` with a clause ``clause_id``: its ``when``."""
+    return {
+        agreement.id: clause.when
+        for agreement in policy.bundle.agreements
+        for clause in agreement.clauses
+        if clause.id == clause_id
+    }
 
 
 def unmet_conditions(lines: Iterable[object], policy: Policy | None) -> list[str]:
@@ -53,14 +56,17 @@ def unmet_conditions(lines: Iterable[object], policy: Policy | None) -> list[str
         ):
             continue
         version = str(getattr(line, "policy_version", None) or "")
-        for agreement_id, clause_id in _clauses(line):
+        pairs, recorded = _clauses(line)
+        for agreement_id, clause_id in pairs:
             key = (agreement_id, clause_id, version)
             if key not in notes:
-                notes[key] = _note(agreement_id, clause_id, version, policy)
-    return list(notes.values())
+                notes[key] = _note(agreement_id, clause_id, version, policy, recorded=recorded)
+    return list(dict.fromkeys(notes.values()))  # two pairings can come to one clause
 
 
-def _note(agreement_id: str, clause_id: str, version: str, policy: Policy | None) -> str:
+def _note(
+    agreement_id: str, clause_id: str, version: str, policy: Policy | None, *, recorded: bool
+) -> str:
     named = f"{_WHAT}, {agreement_id} / {clause_id}" if agreement_id else f"{_WHAT}, {clause_id}"
     decided = f"policy version {version}" if version else "a policy version not recorded"
     # A version is a hash of the bundle: its folder is found in the policy repository's
@@ -79,7 +85,24 @@ def _note(agreement_id: str, clause_id: str, version: str, policy: Policy | None
             f"{named}: bundle version differs: decided under {decided}, the bundle loaded here"
             f" is version {policy.version}; {where}."
         )
-    when = _when(policy, agreement_id, clause_id)
+    owners = _owners(policy, clause_id)
+    if recorded:
+        when = owners.get(agreement_id)
+    elif len(owners) == 1:
+        # Recorded before decisions paired each clause with its agreement: the bundle that
+        # decided it has one clause of this id, so that is the clause, whichever agreement
+        # the record names beside it.
+        [(agreement_id, when)] = owners.items()
+        named = f"{_WHAT}, {agreement_id} / {clause_id}"
+    elif owners:
+        return (
+            f"{named}: this decision was recorded before decisions named each clause's"
+            f" agreement, and {len(owners)} agreements of its bundle have a clause"
+            f" '{clause_id}' ({', '.join(sorted(owners))}), so which condition was not met"
+            f" is not known from the record; {where}."
+        )
+    else:
+        when = None
     if when is None:
         return f"{named}: the bundle loaded here has no condition for this clause."
     return f"{named}: when {' '.join(when.split())}"
