@@ -54,6 +54,20 @@ _CLIENT_FILE = frozenset(
 )
 
 
+#: A key that could be a setting's name. A key of a section given as JSON (ACCORD_KAFKA='{..}')
+#: or a variable's name is typed input that may hold a secret by mistake (a password pasted
+#: as a key): anything else is not repeated in a message.
+_PLAUSIBLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
+def shown(loc: list[str]) -> list[str]:
+    """``loc`` up to its first key that is not plausibly a name, which is not to be echoed."""
+    for at, part in enumerate(loc):
+        if not _PLAUSIBLE.fullmatch(part):
+            return loc[:at]
+    return loc
+
+
 def unknown_setting(loc: list[str], settings_cls: type[BaseModel]) -> str:
     """What to say of ``ACCORD_<loc>``, a name no section has ("Extra inputs are not
     permitted" says nothing): the setting it likely mistypes, or the section's settings."""
@@ -61,6 +75,11 @@ def unknown_setting(loc: list[str], settings_cls: type[BaseModel]) -> str:
     is_model = isinstance(model, type) and issubclass(model, BaseModel)
     fields = sorted(model.model_fields) if is_model else []
     section = "__".join(part.upper() for part in loc[:-1])
+    if shown(loc) != loc:
+        names = ", ".join(name.upper() for name in fields)
+        return (
+            f"an unknown key (not repeated: it may be a secret); ACCORD_{section}__ takes {names}"
+        )
     if tuple(loc) in _CLIENT_FILE:
         # The docs' "client file" is a file in a folder, not a setting: spelling would guess
         # CLIENT_ID, which is something else.

@@ -28,7 +28,7 @@ from pydantic_settings import (
 
 from broker.config._base import BehindProxies, ClientLimits, HostList, OpsEndpoint
 from broker.config._base import Frozen as _Frozen
-from broker.config._env_errors import unknown_setting, unreadable_json
+from broker.config._env_errors import shown, unknown_setting, unreadable_json
 from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
 from broker.errors import ConfigError
@@ -453,7 +453,7 @@ def load_settings(**overrides: object) -> Settings:
         # A list's item is named by its place, not as a variable nobody set (..._CLOSED__0).
         loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
         items = [part + 1 for part in first["loc"] if isinstance(part, int)]
-        name = "__".join(part.upper() for part in loc)
+        name = "__".join(part.upper() for part in shown(loc))  # no key that is not a name
         name = name if name.startswith("ACCORD_") else f"ACCORD_{name}"  # an alias has it
         section, *field = loc
         if field and field[0] in from_files.get(section, {}):

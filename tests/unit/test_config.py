@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,56 @@ def test_a_setting_no_section_has_is_named_with_the_one_meant_not_pydantics_word
     with pytest.raises(ConfigError) as exc:
         load_settings()
     assert str(exc.value) == f"{name}: {said}"
+
+
+_KAFKA_TAKES = (
+    "ACCORD_KAFKA__ takes BOOTSTRAP, CA_FILE, CLIENT_ID, CREDENTIALS_DIR, PARTITIONS, PASSWORD, "
+    "REPLICATION_FACTOR, SECURITY_PROTOCOL, USERNAME"
+)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "Tr0ub4dor&3 horse",  # a password pasted as a key
+        "kafka-pw:s3cret",
+        "a" * 42,  # longer than any setting's name
+        "",
+    ],
+)
+def test_an_unknown_key_of_a_json_section_that_is_not_a_name_is_not_repeated(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a key of ACCORD_KAFKA='{...}' is typed input that may be a secret by mistake;
+    only a key that could be a setting's name is named."""
+    monkeypatch.setenv("ACCORD_KAFKA", json.dumps({key: "a-synthetic-value"}))
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message == (
+        f"ACCORD_KAFKA: an unknown key (not repeated: it may be a secret); {_KAFKA_TAKES}"
+    )
+    assert "a-synthetic-value" not in message
+
+
+def test_an_unknown_key_of_a_json_section_that_is_a_name_is_named_with_the_one_meant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACCORD_KAFKA", json.dumps({"bootstrapp": "a-synthetic-value:9092"}))
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message == (
+        "ACCORD_KAFKA__BOOTSTRAPP: not a setting; did you mean ACCORD_KAFKA__BOOTSTRAP?"
+    )
+    assert "a-synthetic-value" not in message
+
+
+def test_a_variable_whose_name_is_not_a_name_is_not_repeated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACCORD_KAFKA__HUNTER2 IS MY PW", "x")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert "HUNTER2" not in str(refused.value)
+    assert str(refused.value).startswith("ACCORD_KAFKA: an unknown key")
