@@ -279,8 +279,8 @@ def rewind_replay_memory(path: Path, rewound: Rewound) -> dict[int, int] | None:
         return None
     memory = SqliteReplayMemory(path, group=rewound.group)
     try:
-        # The SDK has no reader of its marks; its own, so that an undo puts back exactly these.
-        before = {p: memory._committed_up_to(rewound.topic, p) for p in rewound.offsets}
+        # Read before they are lowered, so that an undo puts back exactly these.
+        before = {p: memory.committed_up_to(rewound.topic, p) for p in rewound.offsets}
         for partition, offset in sorted(rewound.offsets.items()):
             memory.rewound(rewound.topic, partition, offset)
     finally:

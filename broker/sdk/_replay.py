@@ -310,6 +310,18 @@ class SqliteReplayMemory:
                 (topic, partition, next_offset),
             )
 
+    def committed_up_to(self, topic: str, partition: int) -> int:
+        """The mark of ``partition``: the offset from which its records count as never
+        committed (the next to read, as :meth:`committed` is given it). A record first opened
+        below it is not admitted again (unless handed over from the parked records,
+        :meth:`admit`); one at or above it is, at its own position. 0 for a partition with no
+        commit remembered. Opening, parking and unparking records leave it alone;
+        :meth:`committed` only raises it, :meth:`rewound` only lowers it. Reads only, so a
+        memory opened ``read_only`` answers it. For a tool that sets marks back and may have
+        to put them back as they were (``accord desk reset-offsets``)."""
+        with self._translated("cannot be read"):
+            return self._committed_up_to(topic, partition)
+
     def rewound(self, topic: str, partition: int, next_offset: int) -> None:
         """An administrator set the group's offset of ``partition`` back to ``next_offset``
         on purpose (``accord desk reset-offsets``: the recipient's store was lost or restored
@@ -380,6 +392,8 @@ class SqliteReplayMemory:
             )
 
     def _committed_up_to(self, topic: str, partition: int) -> int:
+        """:meth:`committed_up_to`, untranslated: for a caller already inside a transaction
+        whose errors it translates in its own words (:meth:`admit`'s "cannot be written")."""
         row = self._conn.execute(
             "SELECT next_offset FROM committed WHERE topic = ? AND kafka_partition = ?",
             (topic, partition),

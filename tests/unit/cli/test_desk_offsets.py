@@ -301,7 +301,7 @@ def test_a_desks_group_kafka_refuses_after_the_check_leaves_the_memory_as_it_was
     assert not _admits_again(path)
     memory = SqliteReplayMemory(path, group=DESK)
     try:  # the mark is back at 40, not merely above 10
-        assert memory._committed_up_to(deliver(PARTY), 0) == 40
+        assert memory.committed_up_to(deliver(PARTY), 0) == 40
     finally:
         memory.close()
 
