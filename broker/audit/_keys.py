@@ -28,6 +28,9 @@ WRITER_KINDS: dict[str, frozenset[AuditKind]] = {
     }),
     Principal.CONSOLE.value: frozenset({
         AuditKind.CONSOLE_QUERY, AuditKind.OVERRIDE_REVIEWED, AuditKind.CHECKPOINT,
+        # `accord audit quarantine --open`: an officer's opening of a quarantined copy, on
+        # the command line's console:<host>.cli chain, signed with the console's key.
+        AuditKind.QUARANTINE_OPENED,
     }),
 }  # fmt: skip
 

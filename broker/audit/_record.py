@@ -35,6 +35,7 @@ class AuditKind(enum.StrEnum):
     CONSOLE_QUERY = "console_query"
     OVERRIDE_REVIEWED = "override_reviewed"
     POLICY_IMPACT = "policy_impact"
+    QUARANTINE_OPENED = "quarantine_opened"
 
 
 class AuditRecord(BaseModel):

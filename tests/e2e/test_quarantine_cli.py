@@ -1,14 +1,17 @@
 """``accord audit quarantine`` on a real Kafka and worker: the on-call engineer lists what was
 quarantined as the indexer (no key, no content), and the IG officer opens a copy with the
-governance key. A malformed record's bytes (which may hold anything: here a name and an NHS
-number) appear only in the opened copy, never in the list, its stderr or any log line.
+governance key, signed in, the opening audited (``quarantine_opened``) before it is shown. A
+malformed record's bytes (which may hold anything: here a name and an NHS number) appear only
+in the opened copy, never in the list, its stderr, any log line or the audit record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import io
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from broker.audit import AuditKind
+from broker.config import load_settings
+from broker.console import TotpBox, UserFile
 from broker.devkafka import EmbeddedKafka
 from broker.envelope import read_header
 from broker.kafka import KafkaClients
@@ -32,6 +37,9 @@ pytestmark = pytest.mark.slow
 NAME, NHS = "Smithereen", "9434765919"
 JUNK = f"{NAME} {NHS} DY4 7AA".encode()  # not an envelope: quarantined as malformed
 JUNK_KEY = b"junk-key"
+OFFICER, PASSWORD, HOST = "ig-jo", "correct horse battery staple", "ig-desk"
+# --open signs the officer in, password on standard input, and audits the opening first.
+SIGNED_IN = ("--as", OFFICER, "--purpose", "redrive", "--password-stdin", "--host", HOST)
 
 
 Record = tuple[bytes, bytes | None, list[tuple[str, bytes]]]  # value, key, headers
@@ -62,10 +70,13 @@ def accord(capsys: pytest.CaptureFixture[str]) -> Accord:
         gc.collect()
         capsys.readouterr()
         code = 0
+        stdin, sys.stdin = sys.stdin, io.StringIO(PASSWORD + "\n")
         try:
             main(["audit", *argv])
         except SystemExit as exc:
             code = int(exc.code or 0)
+        finally:
+            sys.stdin = stdin
         out = capsys.readouterr()
         return code, out.out, out.err
 
@@ -113,6 +124,7 @@ async def test_quarantined_records_are_listed_without_content_and_one_opens_with
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "cli-home"))
     monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(keys.path))
     monkeypatch.delenv("ACCORD_AUDIT_DB", raising=False)
+    _enrol_officer()
 
     # No index yet: where each copy came from, its reason not known.
     code, out, err = await accord("quarantine")
@@ -138,7 +150,7 @@ async def test_quarantined_records_are_listed_without_content_and_one_opens_with
         assert NHS not in shown
 
     [junk] = [x for x in listed if x["reason"] == "malformed"]
-    code, opened, err = await accord("quarantine", "--open", junk["copy"])
+    code, opened, err = await accord("quarantine", "--open", junk["copy"], *SIGNED_IN)
     assert code == 0, err
     assert "may hold personal data" in err
     assert JUNK.decode() in opened
@@ -148,10 +160,45 @@ async def test_quarantined_records_are_listed_without_content_and_one_opens_with
 
     # The id to name to the sender of a tampered record: shown, said to be unauthenticated.
     [bad] = [x for x in listed if x["reason"] == "tampered"]
-    code, opened, err = await accord("quarantine", "--open", bad["copy"])
+    code, opened, err = await accord("quarantine", "--open", bad["copy"], *SIGNED_IN)
     assert code == 0, err
     assert f"envelope (unauthenticated): event id {tampered_id}, sender wmp" in opened
 
-    code, _, err = await accord("quarantine", "--open", "999")
+    code, _, err = await accord("quarantine", "--open", "999", *SIGNED_IN)
     assert (code, err.count("\n")) == (2, 1)
     assert "holds no copy 999" in err
+
+    await _openings_audited(bootstrap, accord, [junk, bad])
+
+
+def _enrol_officer() -> None:
+    """The IG officer's console account, as 'accord console add-user' makes it."""
+    settings = load_settings()
+    console_keys = FileKeyStore(settings.keystore_path("console"), settings.keystore_passphrase())
+    box = TotpBox.from_keystore(console_keys, "console", create=True)
+    UserFile(settings.console_users_file, box=box).add(OFFICER, PASSWORD)
+
+
+async def _openings_audited(bootstrap: str, accord: Accord, opened: list[Any]) -> None:
+    """Each opening is on the audit log, the officer's, before it was shown: who, why, which
+    copy and where it came from; never what it held. The chain verifies and is indexed."""
+    openings = [r for r in await read_audit(bootstrap) if r.kind is AuditKind.QUARANTINE_OPENED]
+    junk, bad = opened
+    assert [(r.chain, r.data["copy"], r.data["reason"]) for r in openings] == [
+        (f"console:{HOST}.cli", junk["copy"], "malformed"),
+        (f"console:{HOST}.cli", bad["copy"], "tampered"),
+    ]
+    assert {(r.data["officer"], r.data["purpose"], r.party) for r in openings} == {
+        (OFFICER, "redrive", "wmp")
+    }
+    assert [r.data["quarantined"] for r in openings] == [junk["audit"], bad["audit"]]
+    assert [r.data["offset"] for r in openings] == [junk["offset"], bad["offset"]]
+    for r in openings:
+        assert NAME.encode() not in r.to_bytes()
+        assert NHS.encode() not in r.to_bytes()
+        assert JUNK_KEY not in r.to_bytes()
+    code, _, err = await accord("index")
+    assert code == 0, err
+    code, out, err = await accord("verify")
+    assert (code, err) == (0, ""), err
+    assert out.startswith("audit log intact")

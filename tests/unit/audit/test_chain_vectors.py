@@ -29,7 +29,7 @@ WRITER_KINDS = {  # §3
     "worker": {"received", "decided", "delivered", "quarantined", "consent_recorded",
                "consent_refused", "consent_withdrawn_notice", "policy_loaded", "opened",
                "policy_impact", "checkpoint"},
-    "console": {"console_query", "override_reviewed", "checkpoint"},
+    "console": {"console_query", "override_reviewed", "quarantine_opened", "checkpoint"},
 }  # fmt: skip
 
 
