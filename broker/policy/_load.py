@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from broker.errors import BundleInvalid
 from broker.policy._check import Conditions, Source, check_bundle, check_flags, check_loose
@@ -21,7 +22,13 @@ from broker.policy._flags import CompiledFlagRule, FlagRule
 from broker.policy._layout import agreement_files, layout_problems
 from broker.policy._loose import LooseClause, loose_clauses
 from broker.policy._model import Agreement, Bundle, ConsentAuthority, Party, Restriction
-from broker.policy._wording import NUMBER_OR_TEXT, plain_message
+from broker.policy._wording import (
+    NUMBER_OR_TEXT,
+    UNION_WORDS,
+    key_not_text,
+    plain_message,
+    text_key,
+)
 from broker.policy._yaml import Located, YamlProblem, fmt_path, read_yaml
 
 __all__ = ["STOPPED", "read_bundle"]
@@ -67,6 +74,7 @@ def _shape_problems(
     errors = exc.errors(include_url=False)
     failed = {err["loc"][:-1] for err in errors}
     branches: set[tuple[int | str, ...]] = set()
+    deeper = {err["loc"][:at] for err in errors if (at := _branch_at(err)) < len(err["loc"]) - 1}
     for err in errors:
         if err["type"] == "too_short" and any(f[: len(err["loc"])] == err["loc"] for f in failed):
             # pydantic counts a list's items after dropping those that failed: a lone clause
@@ -74,6 +82,19 @@ def _shape_problems(
             continue
         loc = (*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
         message = plain_message(err, model, filled)
+        if (at := _branch_at(err)) == len(err["loc"]) - 1:
+            # A union's branch the value does not fit at all (withhold: 5 is neither 'all'
+            # nor a list): said once for the field; and not at all when the value fitted
+            # another branch but for an item (withhold: [5] is withhold[0]: must be text).
+            if err["loc"][:at] in deeper or loc in branches:
+                continue
+            branches.add(loc)
+            message = UNION_WORDS.get(str(loc[-1]), message)
+        if key_not_text(err):
+            # pydantic's place for the key is a guess (true is 1): the file's spelling.
+            spelt = doc.key_spelt(loc[:-1], err.get("input"))
+            loc = (*loc[:-1], spelt) if spelt is not None else loc[:-1]
+            message = text_key(spelt)
         if err["type"] in _BRANCH_ERRORS and loc[-2:-1] == ("version",) and loc[-1] in _BRANCHES:
             # One failure per branch of ``int | str``: one problem, at the field's own place.
             loc = loc[:-1]
@@ -83,6 +104,14 @@ def _shape_problems(
             message = NUMBER_OR_TEXT
         out.append(f"{doc.where(loc)}: {message}")
     return out
+
+
+def _branch_at(err: ErrorDetails) -> int:
+    """Where in ``err``'s place pydantic names the branch of a union it tried (``tuple[str,
+    ...]``, ``literal['all']``), or past its end when it names none."""
+    loc = err["loc"]
+    tags = (i for i, p in enumerate(loc) if isinstance(p, str) and "[" in p and p != "[key]")
+    return next(tags, len(loc))
 
 
 def _model(

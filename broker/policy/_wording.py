@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Final
+from typing import Final
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
@@ -20,7 +20,7 @@ from broker._words import closest
 from broker.policy._flags import FLAG_ID_PATTERN
 from broker.policy._model import PURPOSE_PATTERN
 
-__all__ = ["NUMBER_OR_TEXT", "plain_message"]
+__all__ = ["NUMBER_OR_TEXT", "UNION_WORDS", "key_not_text", "plain_message", "text_key"]
 
 # Keys are policy words, never personal data, so a looser match than the event parser's
 # helps: "form" is "from", "whne" is "when".
@@ -39,7 +39,7 @@ def plain_message(
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "missing":
         return "is required"
-    if (typed := _typed(kind, ctx)) is not None:
+    if (typed := _typed(err)) is not None:
         return typed
     if kind == "extra_forbidden":
         return _unknown_key(err["loc"], model, filled)
@@ -84,9 +84,29 @@ _YAML_WORDS: Final = {
 #: An ``int | str`` field (an agreement's ``version``) fails once per branch; the loader
 #: says it once, with these words.
 NUMBER_OR_TEXT: Final = "must be a number or text (2, or 2026-v2)"
+#: So does a restriction's ``withhold: all | [fields]`` ("withhold: 5" was two problems).
+UNION_WORDS: Final = {"withhold": "must be all, or a list: [a, b], or one '- item' per line"}
 
 
-def _typed(kind: str, ctx: dict[str, Any]) -> str | None:
+def key_not_text(err: ErrorDetails) -> bool:
+    """Whether ``err`` is of a mapping key YAML read as a number, a date, true/false or null
+    (``123:``): "Keys should be strings", or a ``dict[str, ...]``'s key "should be a valid
+    string" (which read as if the value were wrong)."""
+    kind, loc = err["type"], err["loc"]
+    return kind == "invalid_key" or (kind == "string_type" and loc[-1:] == ("[key]",))
+
+
+def text_key(spelt: str | None) -> str:
+    """What to say of a key that is not text, ``spelt`` as the file has it (if known)."""
+    if spelt is None:
+        return "keys here must be text: put the key in quotes"
+    return f"keys here must be text; write '{spelt}' in quotes"
+
+
+def _typed(err: ErrorDetails) -> str | None:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if key_not_text(err):
+        return text_key(None)
     if kind == "too_short" and isinstance(n := ctx.get("min_length"), int):
         return f"must have at least {n} item{'' if n == 1 else 's'}"
     return _YAML_WORDS.get(kind)

@@ -35,6 +35,22 @@ class Located:
         path = fmt_path(loc)
         return f"{self.name}:{line}: {path}" if path else f"{self.name}:{line}"
 
+    def key_spelt(self, parent: Loc, key: object) -> str | None:
+        """How the file spells ``key``, a key of the mapping at ``parent`` that YAML read as
+        other than text (``123``, ``true``, ``2026-01-01``); None if it cannot be told.
+        (pydantic's place for such a key is no help: ``true`` is 1, a date its repr.)"""
+        for loc in self.lines:
+            if len(loc) != len(parent) + 1 or loc[:-1] != parent:
+                continue
+            spelt = loc[-1]
+            try:
+                read = yaml.safe_load(spelt) if isinstance(spelt, str) else None
+            except yaml.YAMLError:
+                continue
+            if type(read) is type(key) and read == key:
+                return str(spelt)
+        return None
+
 
 def fmt_path(loc: Loc) -> str:
     out = ""

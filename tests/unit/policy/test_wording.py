@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,8 @@ def _scenario(tmp_path: Path, expectation: str) -> str:
          "expect.cog-tipton.exclud: unknown key; did you mean 'exclude'?"),
         ("{outcome: maybe}",
          "expect.cog-tipton.outcome: must be one of shared, shared_override, not_shared"),
+        ("{outcome: shared, 5: x}",
+         "expect.cog-tipton.5: keys here must be text: put the key in quotes"),
     ],
 )  # fmt: skip
 def test_a_scenario_expectation_is_faulted_in_plain_words(
@@ -230,4 +233,64 @@ def test_a_value_of_the_wrong_type_is_said_in_yamls_words_not_pythons(tmp_path: 
         "valid_from: must be a date, year first (2026-04-01)",
         "clauses[0].lawful_basis: must be a mapping: {key: value}, or one 'key: value' per line",
         "clauses[0].share: must be a list: [a, b], or one '- item' per line",
+    ]
+
+
+def _restriction_problems(tmp_path: Path, withhold: Any) -> list[str]:
+    restrictions = default_restrictions()
+    restrictions[0]["withhold"] = withhold
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(write_bundle(tmp_path / "b", restrictions=restrictions))
+    return info.value.problems
+
+
+@pytest.mark.parametrize("withhold", [5, "none", "al", {"a": 1}])
+def test_withhold_neither_all_nor_a_list_is_one_problem_in_yamls_words(
+    tmp_path: Path, withhold: Any
+) -> None:
+    """'withhold: 5' was two problems, one per branch of all | [fields]: "must be one of all"
+    and "must be a list"."""
+    assert _restriction_problems(tmp_path, withhold) == [
+        "restrictions.yaml:4: restrictions[0].withhold: must be all, or a list: [a, b], or one "
+        "'- item' per line"
+    ]
+
+
+def test_withhold_a_list_with_a_bad_item_is_told_of_the_item_not_all(tmp_path: Path) -> None:
+    assert _restriction_problems(tmp_path, ["subject.address", 5]) == [
+        "restrictions.yaml:6: restrictions[0].withhold[1]: must be text"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "spelt"),
+    [(123, "123"), (True, "true"), (None, "null"), (1.5, "1.5"), (date(2026, 1, 1), "2026-01-01")],
+)
+def test_a_key_yaml_reads_as_other_than_text_is_told_to_be_quoted(
+    tmp_path: Path, key: Any, spelt: str
+) -> None:
+    """pydantic said "Keys should be strings" (a clause's key), or of a transform's key
+    "Input should be a valid string" as if its value were wrong, at a place of its own
+    (true was [1])."""
+    said = f"keys here must be text; write '{spelt}' in quotes"
+    assert _problems(tmp_path, _set(key, "x")) == [f"clauses[0].{spelt}: {said}"]
+    assert _problems(tmp_path, _set("transform", {key: "subject.name"})) == [
+        f"clauses[0].transform.{spelt}: {said}"
+    ]
+
+
+def test_a_key_that_is_not_text_is_told_at_its_own_line_as_the_file_spells_it(
+    tmp_path: Path,
+) -> None:
+    root = write_bundle(tmp_path / "b")
+    text = (root / "restrictions.yaml").read_text()
+    assert text.splitlines()[3] == "  withhold: all"
+    (root / "restrictions.yaml").write_text(
+        text.replace("  withhold: all\n", "  withhold: all\n  0x1F: 3\n  yes: 2\n", 1)
+    )
+    with pytest.raises(BundleInvalid) as info:
+        load_bundle(root)
+    assert info.value.problems == [
+        "restrictions.yaml:5: restrictions[0].0x1F: keys here must be text; write '0x1F' in quotes",
+        "restrictions.yaml:6: restrictions[0].yes: keys here must be text; write 'yes' in quotes",
     ]
