@@ -87,7 +87,8 @@ def _end_of_day(value: Any) -> Any:
 class ConsentSubject(BaseModel):
     """Who the record is about: an NHS number, or given name, family name and date of birth."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No ValidationError of a consent record quotes its input: names and NHS numbers.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     nhs_number: NhsNumber | None = None
     given_name: _Name | None = None
@@ -140,6 +141,7 @@ class ConsentRecord(BaseModel):
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
+        hide_input_in_errors=True,
         json_schema_extra={
             "$id": "https://accord.example/schemas/consent-record.v1.json",
             "title": "Accord consent record v1",

@@ -73,7 +73,8 @@ _OpenedFor = Annotated[
 
 
 class _Msg(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # A delivery's view holds names and NHS numbers: no ValidationError quotes its input.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 _VIEW = (
@@ -103,6 +104,7 @@ class Delivery(_Msg):
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
+        hide_input_in_errors=True,
         json_schema_extra={
             "$id": "https://accord.example/schemas/shared-record.v1.json",
             "title": "Accord shared record v1",
@@ -132,6 +134,7 @@ class WithdrawalNotice(_Msg):
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
+        hide_input_in_errors=True,
         json_schema_extra={
             "$id": "https://accord.example/schemas/consent-withdrawn-notice.v1.json",
             "title": "Accord consent-withdrawn notice v1",
@@ -152,6 +155,7 @@ class AccessAck(_Msg):
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
+        hide_input_in_errors=True,
         json_schema_extra={
             "$id": "https://accord.example/schemas/access-ack.v1.json",
             "title": "Accord access acknowledgement v1",

@@ -2,8 +2,8 @@
 
 Validation needs the current time (dates may not lie in the future beyond a small clock
 skew), and the clock is injected: pass ``context={"now": <aware datetime>}`` to
-``model_validate`` (``parse_event`` does). Validating without it is a programming error and
-raises ``RuntimeError`` rather than silently reading the wall clock.
+``model_validate`` (``parse_event`` does). Validating without it (``ContactEvent(**data)``)
+is a programming error and raises ``UsageError`` rather than silently reading the wall clock.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from broker.errors import UsageError
 from broker.events._identifiers import normalise_nhs_number, normalise_postcode
 
 __all__ = [
@@ -244,12 +245,18 @@ _Reference = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 def now_from(info: ValidationInfo) -> datetime:
     """The injected clock; validating without one is a bug in the caller, not bad data.
 
-    Deliberately not a ``ValueError``: pydantic would report that as bad input.
+    A ``UsageError``, deliberately not a ``ValueError``: pydantic would report that as bad
+    input.
     """
     ctx = info.context
     now = ctx.get("now") if isinstance(ctx, dict) else None
     if not isinstance(now, datetime) or now.tzinfo is None:
-        raise RuntimeError("validation needs context={'now': <timezone-aware datetime>}")
+        # ContactEvent(**data) lands here: say the documented way in.
+        raise UsageError(
+            "a contact event is validated against a clock: use "
+            "broker.events.parse_event(data, now=<timezone-aware datetime>), or pass "
+            "context={'now': <timezone-aware datetime>} to model_validate"
+        )
     return now
 
 
@@ -260,7 +267,10 @@ def _require_aware(value: datetime) -> datetime:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a ValidationError's text would otherwise quote what was given (an
+    # NHS number, the whole subjects list), and an integrator validating a model directly
+    # may log it. Every model of broker.events sets it (tests/unit/events).
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 # Characters that show nothing on their own: white space, controls, format characters
@@ -344,6 +354,7 @@ class ContactEvent(_Frozen):
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
+        hide_input_in_errors=True,
         json_schema_extra={
             "$id": "https://accord.example/schemas/contact-event.v1.json",
             "title": "Accord contact event v1",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from broker.errors import EventInvalid
+from broker.errors import EventInvalid, UsageError
 from broker.events import CLOCK_SKEW, ContactEvent, parse_consent, parse_event
 from broker.synthetic import SyntheticFamilies
 from tests.unit.policy.kit import AT, event_dict, subject
@@ -190,7 +190,7 @@ def test_no_concern_is_neither_justified_nor_unjustified() -> None:
 
 
 def test_validating_without_a_clock_is_a_programming_error() -> None:
-    with pytest.raises(RuntimeError, match="context"):
+    with pytest.raises(UsageError, match="parse_event"):
         ContactEvent.model_validate(event_dict())
 
 
