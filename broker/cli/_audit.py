@@ -253,7 +253,7 @@ def report(
     children whose overrides and late notices it shows, before anything is printed. Left
     out, --as and --reason are asked for at a terminal.
     """
-    from broker.cli._audit_render import report_json, report_text
+    from broker.cli._audit_report import report_json, report_text
     from broker.governance import Window, governance_report
 
     window = Window(parse_when(since, "--since"), parse_when(until, "--until", end=True))

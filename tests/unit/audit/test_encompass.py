@@ -282,7 +282,7 @@ def test_the_reports_look_up_names_the_child_behind_each_late_notice_it_shows(
 def test_the_report_says_so_when_no_notice_is_late(
     store: AuditStore, verifier: KeystoreAuditVerifier, notices: EncompassChain
 ) -> None:
-    from broker.cli._audit_render import report_json, report_text
+    from broker.cli._audit_report import report_json, report_text
 
     index_records(store, verifier, notices.signed())
     rep = governance_report(store, Window(), now=DEADLINE - timedelta(minutes=1))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from broker.audit import KeystoreAuditVerifier
-from broker.cli._audit_render import report_json, report_text
+from broker.cli._audit_report import report_json, report_text
 from broker.governance import AuditStore, Window, governance_report
 from broker.keys import FileKeyStore
 from broker.linkage import Linker

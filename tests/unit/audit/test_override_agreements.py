@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 from broker.audit import KeystoreAuditVerifier as Verifier
-from broker.cli._audit_render import report_json, report_text
+from broker.cli._audit_report import report_json, report_text
 from broker.governance import AuditStore, Window, governance_report, pending_overrides
 from broker.keys import FileKeyStore
 from broker.linkage import Linker

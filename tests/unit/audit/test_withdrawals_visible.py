@@ -21,7 +21,7 @@ from broker.audit import (
     KeystoreAuditSigner,
     KeystoreAuditVerifier,
 )
-from broker.cli._audit_render import report_json, report_text
+from broker.cli._audit_report import report_json, report_text
 from broker.governance import AuditStore, Window, disclosure_log, governance_report
 from broker.keys import FileKeyStore
 from broker.linkage import Linker
