@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import structlog
 
@@ -117,6 +118,57 @@ def _sender_of(event: object) -> str | None:
     return sender if isinstance(sender, str) else None
 
 
+#: What ``publish`` takes: a validated event, a dict, or its JSON (bytes; text is read too).
+_EventInput = ContactEvent | Mapping[str, Any] | bytes
+
+
+def concern_warnings(
+    event: _EventInput | Safeguarding,
+    *,
+    need_level: int | None = None,
+    validate: Callable[[Mapping[str, Any] | bytes], ContactEvent],
+) -> list[tuple[str, str]]:
+    """What is valid in ``event`` but likely not what its sender meant, as ``(field,
+    message)`` pairs naming fields, never values: a safeguarding concern whose justification
+    is empty, blank or invisible, which will not override consent, below need level 4
+    (``need_level``, given with a bare ``Safeguarding``), where the override applies anyway.
+    ``event`` is anything ``publish`` takes: a dict or JSON is first checked by ``validate``
+    (``EventInvalid`` when it is invalid). ``publish`` and ``publish_many`` log each warning;
+    ``accord publish`` prints it, and the gateway's 202 lists it."""
+    if isinstance(event, Safeguarding):
+        sg = event
+    else:
+        parsed = event if isinstance(event, ContactEvent) else validate(event)
+        sg, need_level = parsed.safeguarding, parsed.need_level
+    return [UNJUSTIFIED_CONCERN] if sg.unjustified and need_level != OVERRIDE_LEVEL else []
+
+
+class Warnings(Protocol):
+    """``Publisher.warnings``: ``concern_warnings`` with the validation of ``publish``."""
+
+    def __call__(
+        self, event: _EventInput | Safeguarding, *, need_level: int | None = None
+    ) -> list[tuple[str, str]]: ...
+
+
+def _wall_clock_validate(event: Mapping[str, Any] | bytes) -> ContactEvent:
+    try:
+        return parse_event(event, now=utcnow())
+    except EventInvalid as exc:
+        raise capped(exc) from None
+
+
+class _WarningsOf:
+    """``warnings`` on the class and on an instance alike (the gateway calls it on the class,
+    docs/sdk.md on either). A dict or JSON is validated as ``publish`` validates it: on a
+    publisher by its own ``validate`` (its clock, its party); on the class, with the wall
+    clock and no party to hold ``sender`` to."""
+
+    def __get__(self, publisher: Publisher | None, owner: type[Publisher]) -> Warnings:
+        validate = _wall_clock_validate if publisher is None else publisher.validate
+        return functools.partial(concern_warnings, validate=validate)
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """Where Kafka stored a published record."""
@@ -192,21 +244,8 @@ class Publisher(AsyncClient):
             raise EventInvalid([wrong_sender])
         return parsed
 
-    @staticmethod
-    def warnings(
-        event: ContactEvent | Safeguarding, *, need_level: int | None = None
-    ) -> list[tuple[str, str]]:
-        """What is valid in ``event`` but likely not what its sender meant, as ``(field,
-        message)`` pairs naming fields, never values: a safeguarding concern whose
-        justification is empty, blank or invisible, which will not override consent, below
-        need level 4 (``need_level``, given with a bare ``Safeguarding``), where the override
-        applies anyway. ``publish`` and ``publish_many`` log each as a warning; ``accord
-        publish`` prints it, and the gateway's 202 lists it."""
-        if isinstance(event, Safeguarding):
-            sg = event
-        else:
-            sg, need_level = event.safeguarding, event.need_level
-        return [UNJUSTIFIED_CONCERN] if sg.unjustified and need_level != OVERRIDE_LEVEL else []
+    #: ``Publisher.warnings(event)`` or ``publisher.warnings(event)``: see ``concern_warnings``.
+    warnings: Final = _WarningsOf()
 
     async def publish(self, event: ContactEvent | Mapping[str, Any] | bytes) -> Receipt:
         """Validate, seal and send one event; returns once Kafka has acknowledged it."""
