@@ -20,7 +20,14 @@ from broker.webauth._cookies import cookie_names
 from broker.webauth._devices import DeviceCookies
 from broker.webauth._exposure import tls_applies
 from broker.webauth._hosts import HostCheck
-from broker.webauth._sessions import ANONYMOUS, Session, SessionStore
+from broker.webauth._sessions import (
+    ANONYMOUS,
+    REMOVED,
+    RESET,
+    RESTART,
+    Session,
+    SessionStore,
+)
 from broker.webauth._signin import HashGate, SignInCheck, check_sign_in
 from broker.webauth._throttle import SignInThrottle
 from broker.webauth._users import UserFile
@@ -95,22 +102,42 @@ class Guard:
         session = self.sessions.get(request.cookies.get(self.cookie), touch=touch)
         if session is None or session.user is None:
             return session
-        if self.users.stamp(session.user) != session.stamp:
-            self.sessions.end(session)
+        stamp = self.users.stamp(session.user)
+        if stamp != session.stamp:
+            # Noted as such, so that the sign-in page does not say "idle, or a restart".
+            self.sessions.end(session, REMOVED if stamp is None else RESET)
             return None
         return session
 
-    def ended(self, request: Request) -> bool:
-        """Whether the request carries a signed-in session's cookie that is no longer good
-        (idle too long, past its lifetime, or forgotten by a restart). It says nothing about
-        any account: only about the cookie this browser holds. It only looks: a session
-        still alive is not counted as used."""
+    def ended(self, request: Request) -> str | None:
+        """Why the signed-in session whose cookie the request carries is no longer good
+        (:mod:`broker.webauth._sessions`' reasons: idle too long, past its lifetime, its
+        account reset or removed, or forgotten by a restart); None when there is no such
+        cookie or its session is alive. Only what this browser's cookie was for is said,
+        never anything of another account. It only looks: a session still alive is not
+        counted as used."""
         cookie = request.cookies.get(self.cookie)
         if not cookie or cookie.startswith(ANONYMOUS):
-            return False
-        return self.session(request, touch=False) is None
+            return None
+        if self.session(request, touch=False) is not None:
+            return None
+        noted = self.sessions.ended(cookie)
+        return RESTART if noted is None else noted.reason
 
-    def ended_message(self) -> str:
+    def ended_message(self, reason: str = RESTART) -> str:
+        """What the sign-in page says of a session that ended for ``reason``."""
+        admin = f"your {self.app} administrator"
+        if reason == RESET:
+            return (
+                f"Your session ended: {admin} changed your account (a new password, and "
+                "perhaps a new second factor). Sign in again with what they gave you; if they "
+                "gave you nothing, ask them."
+            )
+        if reason == REMOVED:
+            return (
+                f"Your session ended: {admin} removed your account. If you still need one, "
+                "ask them."
+            )
         minutes = "1 minute" if self.idle_minutes == 1 else f"{self.idle_minutes} minutes"
         return (
             f"Your session ended (idle for {minutes}, or the {self.app} restarted): sign in again."

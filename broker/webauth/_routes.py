@@ -63,10 +63,10 @@ def add_sign_in_routes(
         session = pages.guard.session(request, touch=False)
         if session is not None and session.user:
             return pages.redirect(next_page or "/")
-        notices = [pages.guard.ended_message()] if ended else []
+        notices = [] if ended is None else [pages.guard.ended_message(ended)]
         if request.query_params.get("lost") == "1":
             notices.append(_LOST)
-        if request.query_params.get("out") == "1" and not ended:
+        if request.query_params.get("out") == "1" and ended is None:
             notices.append(_SIGNED_OUT)
         return pages.render(
             "login.html", session or pages.guard.sessions.new(), error=None,

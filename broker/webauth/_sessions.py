@@ -10,6 +10,11 @@ one, so they are kept nowhere: the id is a nonce and its time, signed with a key
 process made, and the CSRF token is derived from it. A flood of sign-in forms therefore
 evicts nothing, not even another visitor's form (a store of them would have: 1,000 requests
 for /login made every pending sign-in fail). A form is good for the idle timeout.
+
+A signed-in session that ends other than by signing out (idle, its lifetime over, its account
+reset or removed) leaves a note of why under its id (:class:`Ended`, bounded as the sessions
+are), so that the sign-in page the browser is sent to can say why, and the end is logged once:
+by then the session itself is gone, and an id nobody knows reads as the app's restart.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +31,25 @@ from broker.webauth._flash import Flash
 
 _MAX_SESSIONS = 5_000
 ANONYMOUS = "a."  # the prefix of an anonymous session's id
+
+# Why a signed-in session ended, as logged (``<app>_session_ended``) and as the sign-in page
+# says it: idle too long, its lifetime over, its account's password reset (or its second factor
+# re-enrolled) or the account removed, or an id this process does not know (a restart; or one
+# forgotten, the notes being bounded).
+IDLE = "idle"
+LIFETIME = "lifetime"
+RESET = "reset"
+REMOVED = "removed"
+RESTART = "restart"
+
+
+@dataclass(slots=True)
+class Ended:
+    """Why the session of an id ended, and whose it was (None: not known, a restart's)."""
+
+    reason: str
+    user: str | None
+    logged: bool = False  # said in the log already: once, by the request that found it
 
 
 def _utcnow() -> datetime:
@@ -61,6 +86,7 @@ class SessionStore:
         self._lifetime = lifetime
         self._clock = clock
         self._sessions: dict[str, Session] = {}
+        self._ended: OrderedDict[str, Ended] = OrderedDict()
         self._key = secrets.token_bytes(32)  # anonymous ids: a restart forgets them, as all
 
     def new(self, user: str | None = None, stamp: str | None = None) -> Session:
@@ -70,7 +96,8 @@ class SessionStore:
         if len(self._sessions) >= _MAX_SESSIONS:
             self._sweep(now)
         while len(self._sessions) >= _MAX_SESSIONS:
-            del self._sessions[next(iter(self._sessions))]  # insertion order: the oldest
+            # Insertion order: the oldest. No note: its browser is told what a restart's is.
+            del self._sessions[next(iter(self._sessions))]
         session = Session(
             id=secrets.token_urlsafe(32),
             csrf=secrets.token_urlsafe(32),
@@ -94,7 +121,7 @@ class SessionStore:
             return None
         now = self._clock()
         if self._expired(session, now):
-            del self._sessions[session_id]
+            self.end(session, self._why(session, now))
             return None
         if touch:
             session.seen_at = now
@@ -115,8 +142,24 @@ class SessionStore:
             self._sessions.pop(old.id, None)
         return self.new(user, stamp)
 
-    def end(self, session: Session) -> None:
+    def end(self, session: Session, reason: str | None = None) -> None:
+        """Forget ``session``; with a ``reason`` (not for signing out: its cookie goes too),
+        note why under its id for :meth:`ended`."""
         self._sessions.pop(session.id, None)
+        if reason is not None and session.user is not None:
+            self.note(session.id, Ended(reason, session.user))
+
+    def note(self, session_id: str, ended: Ended) -> Ended:
+        """Keep ``ended`` as why ``session_id``'s session ended (the oldest notes go first)."""
+        self._ended[session_id] = ended
+        self._ended.move_to_end(session_id)
+        while len(self._ended) > _MAX_SESSIONS:
+            self._ended.popitem(last=False)
+        return ended
+
+    def ended(self, session_id: str) -> Ended | None:
+        """Why the signed-in session of ``session_id`` ended, if this process noted it."""
+        return self._ended.get(session_id)
 
     def _anonymous(self, nonce: str, now: datetime) -> Session:
         # The id carries its time and is made afresh at every request (the page sets it as
@@ -147,11 +190,19 @@ class SessionStore:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def _expired(self, session: Session, now: datetime) -> bool:
-        return now - session.seen_at >= self._idle or now - session.created_at >= self._lifetime
+        return self._why(session, now) is not None
+
+    def _why(self, session: Session, now: datetime) -> str | None:
+        if now - session.created_at >= self._lifetime:
+            return LIFETIME
+        if now - session.seen_at >= self._idle:
+            return IDLE
+        return None
 
     def _sweep(self, now: datetime) -> None:
-        for sid in [sid for sid, s in self._sessions.items() if self._expired(s, now)]:
-            del self._sessions[sid]
+        for s in list(self._sessions.values()):
+            if (why := self._why(s, now)) is not None:
+                self.end(s, why)
 
     def __len__(self) -> int:
         return len(self._sessions)
