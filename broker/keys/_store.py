@@ -79,17 +79,23 @@ _ENCRYPT: Final = KeyPurpose.ENCRYPT
 
 
 class FileKeyStore(StoreSecrets):
-    """A keystore in a local directory (``Settings.keys_dir`` by default)."""
+    """A keystore in a local directory (``Settings.keys_dir`` by default), opened with its
+    passphrase as a ``SecretStr`` or plain ``str`` (``None`` for one without)."""
 
     def __init__(
         self,
         path: Path,
-        passphrase: SecretStr | None = None,
+        passphrase: SecretStr | str | None = None,
         *,
         create: bool = False,
         clock: Clock = time.time,
         scrypt_n: int = 2**15,
     ) -> None:
+        if isinstance(passphrase, str):  # as a script writes it: wrapped before anything holds it
+            passphrase = SecretStr(passphrase)
+        elif passphrase is not None and not isinstance(passphrase, SecretStr):
+            kind = type(passphrase).__name__  # the type only: the value is a secret
+            raise UsageError(f"a keystore's passphrase is a str or pydantic.SecretStr, not {kind}")
         self.path = Path(path)
         self._clock = clock
         self._dir_file = self.path / "directory.json"
