@@ -18,11 +18,8 @@ The records, chains and checkpoints themselves are ``broker.audit``'s.
 
 from broker.governance._append import AuditSink, ChainAppender
 from broker.governance._dialects import open_store
-from broker.governance._disclosure import (
-    DisclosureEntry,
-    disclosure_log,
-    override_entry,
-)
+from broker.governance._disclosure import disclosure_log, override_entry
+from broker.governance._disclosure_entry import DisclosureEntry
 from broker.governance._encompass import (
     EncompassNotice,
     late_by_school,
