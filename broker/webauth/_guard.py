@@ -7,10 +7,12 @@ a session's and a device's cookies are set, written once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
@@ -25,6 +27,7 @@ from broker.webauth._sessions import (
     REMOVED,
     RESET,
     RESTART,
+    Ended,
     Session,
     SessionStore,
 )
@@ -34,6 +37,10 @@ from broker.webauth._users import UserFile
 from broker.webauth._web import form_field, loopback
 
 __all__ = ["Guard"]
+
+# What a signed-in session's id looks like (secrets.token_urlsafe(32)): an unknown one is a
+# session this process does not know (a restart), anything else no session at all.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class Guard:
@@ -55,6 +62,8 @@ class Guard:
         self.users = users
         self.clock = clock
         self.app = app
+        # The app's own logger (accord.console, accord.desk): its sign-ins are logged there.
+        self.log = structlog.get_logger(f"accord.{app}")
         self.idle_minutes = cfg.session_idle_minutes
         self.window_minutes = cfg.sign_in_window_minutes
         self.hosts = HostCheck.of(cfg, setting=f"ACCORD_{app.upper()}__ALLOWED_HOSTS")
@@ -99,15 +108,44 @@ class Guard:
         """The request's session; a signed-in one ends if its account was removed or reset.
         ``touch``: its idle clock starts again, as it does for any request of a page; False
         for a look that is not the officer's doing."""
-        session = self.sessions.get(request.cookies.get(self.cookie), touch=touch)
-        if session is None or session.user is None:
+        cookie = request.cookies.get(self.cookie)
+        session = self.sessions.get(cookie, touch=touch)
+        if session is None:
+            if cookie and not cookie.startswith(ANONYMOUS):
+                self._found_ended(cookie)
+            return None
+        if session.user is None:
             return session
         stamp = self.users.stamp(session.user)
         if stamp != session.stamp:
             # Noted as such, so that the sign-in page does not say "idle, or a restart".
             self.sessions.end(session, REMOVED if stamp is None else RESET)
+            self._found_ended(session.id)
             return None
         return session
+
+    def _found_ended(self, session_id: str) -> None:
+        """Log, once, that the signed-in session of ``session_id`` ended and why: at the first
+        request that finds it so (sessions end unseen, by the clock). An id this process never
+        made and noted is a restart's, with no user known; one no session could have is none."""
+        noted = self.sessions.ended(session_id)
+        if noted is None:
+            if not _SESSION_ID.fullmatch(session_id):
+                return
+            noted = self.sessions.note(session_id, Ended(RESTART, None))
+        if noted.logged:
+            return
+        noted.logged = True
+        if noted.user is None:
+            self.log.info(f"{self.app}_session_ended", reason=noted.reason)
+        else:
+            self.log.info(f"{self.app}_session_ended", user=noted.user, reason=noted.reason)
+
+    def sign_out(self, session: Session) -> None:
+        """End ``session`` at its user's asking, logged as their sign-in is (the name only)."""
+        self.sessions.end(session)
+        if session.user is not None:
+            self.log.info(f"{self.app}_sign_out", user=session.user)
 
     def ended(self, request: Request) -> str | None:
         """Why the signed-in session whose cookie the request carries is no longer good

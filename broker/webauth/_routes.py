@@ -103,6 +103,6 @@ def add_sign_in_routes(
                 # Signed in, said so (the header shows who, with a Sign out that works): on a
                 # shared computer a bare refusal would look like being signed out.
                 return pages.refused(_STILL_IN)
-            pages.guard.sessions.end(session)
+            pages.guard.sign_out(session)
         pages.guard.end_cookie(response)
         return response

@@ -1,0 +1,97 @@
+"""Signing out is logged as signing in is (the user name, nothing more), and a session's end
+by the clock, an administrator or a restart once, with why, by the request that finds it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
+
+from broker.desk import DeskDeps
+from broker.webauth import UserFile
+from tests.unit.desk.conftest import USER, Clock, sign_in
+
+
+def _ended(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "desk_session_ended"]
+
+
+def _found(client: TestClient) -> None:
+    """What a browser does with an ended session: a page, sent on to sign in, then the
+    countdown's question and the sign-in page again."""
+    r = client.get("/records", follow_redirects=False)
+    assert r.status_code == 303
+    client.get(r.headers["location"])
+    client.get("/session/status")
+    client.get("/login")
+
+
+def test_signing_out_is_logged_with_the_user_name_only(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    client, _ = make_client()
+    token = sign_in(client)
+    with capture_logs() as logs:
+        r = client.post("/logout", data={"csrf": token}, follow_redirects=False)
+        assert r.headers["location"] == "/login?out=1"
+        client.post("/logout", data={"csrf": token})  # signed out already: nothing more
+    said = [e for e in logs if e["event"] == "desk_sign_out"]
+    assert said == [{"event": "desk_sign_out", "log_level": "info", "user": USER}]
+    assert _ended(logs) == []  # signing out is no session ending on its own
+
+
+@pytest.mark.parametrize(
+    ("end", "reason"),
+    [
+        (lambda _users, clock: clock.advance(minutes=16), "idle"),
+        (lambda _users, clock: clock.advance(minutes=10), "lifetime"),
+        (lambda users, _clock: users.add(USER, "another long synthetic passphrase",
+                                         replace=True), "reset"),
+        (lambda users, _clock: users.remove(USER), "removed"),
+    ],
+)  # fmt: skip
+def test_a_sessions_end_is_logged_once_with_why_and_whose(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+    users: UserFile,
+    clock: Clock,
+    end: Callable[[UserFile, Clock], object],
+    reason: str,
+) -> None:
+    client, _ = make_client()
+    sign_in(client)
+    if reason == "lifetime":  # in use all along, till 10 minutes short of its 8 hours
+        for _ in range(8 * 6 - 1):
+            clock.advance(minutes=10)
+            assert client.get("/", follow_redirects=False).status_code == 200
+    end(users, clock)
+    with capture_logs() as logs:
+        _found(client)
+    assert _ended(logs) == [
+        {"event": "desk_session_ended", "log_level": "info", "user": USER, "reason": reason}
+    ]
+
+
+def test_a_session_a_restart_forgot_is_logged_once_without_a_name(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    before, _ = make_client()
+    sign_in(before)
+    after, _ = make_client()  # a new process: its sessions are not the old one's
+    after.cookies = before.cookies
+    with capture_logs() as logs:
+        _found(after)
+    assert _ended(logs) == [{"event": "desk_session_ended", "log_level": "info",
+                             "reason": "restart"}]  # fmt: skip
+
+
+def test_a_cookie_no_session_could_have_logs_nothing(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    client, _ = make_client()
+    with capture_logs() as logs:
+        client.cookies.set("accord_desk_sandwell-coord_session", "not-a-session")
+        _found(client)
+    assert _ended(logs) == []
