@@ -4,15 +4,22 @@ snippets import what exists and give each client its own party's keystore."""
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib
+import inspect
 import json
 import re
+import symtable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
+from aiokafka import AIOKafkaConsumer
 
+from broker.config import KafkaSettings
 from broker.events import parse_event
+from broker.kafka import KafkaClients
 from broker.sdk import RowProblem, read_export
 from broker.synthetic import SyntheticFamilies
 
@@ -142,3 +149,59 @@ def test_consent_in_the_snippets_is_recorded_by_a_consent_authority_publishing_i
     for party, by in recorded:
         assert party == by
         assert by in authorities["consent_authorities"], by
+
+
+def _programs() -> list[str]:
+    """docs/sdk.md's complete programs: the blocks that run themselves (``asyncio.run``)."""
+    blocks = re.findall(r"^```python\n(.*?)^```", DOC.read_text(), re.MULTILINE | re.DOTALL)
+    return [b for b in blocks if "asyncio.run(main())" in b]
+
+
+def _undefined(table: symtable.SymbolTable, defined: set[str]) -> set[str]:
+    """Names ``table`` (and the functions in it) read that nothing defines: not a module-level
+    name, a builtin, or a local of the function (an enclosing one's is a local there)."""
+    module = table.get_type() == "module"  # a StrEnum from Python 3.13
+    missing = {
+        s.get_name()
+        for s in table.get_symbols()
+        if s.is_referenced()
+        and (not (s.is_assigned() or s.is_imported()) if module else s.is_global())
+        and s.get_name() not in defined
+    }
+    for child in table.get_children():
+        missing |= _undefined(child, defined)
+    return missing
+
+
+def test_the_complete_programs_run_as_scripts_and_define_every_name() -> None:
+    """A walkthrough: the snippets left names undefined and awaited at the top level. These
+    compile as scripts (no top-level await), import what they name (``main`` is not run),
+    define everything they use, and the publisher's event is one ``publish`` takes."""
+    programs = _programs()
+    assert len(programs) == 2
+    clients = []
+    for source in programs:
+        code = compile(source, "docs/sdk.md", "exec")  # no PyCF_ALLOW_TOP_LEVEL_AWAIT
+        namespace: dict[str, Any] = {"__name__": "docs_sdk_program"}
+        exec(code, namespace)  # noqa: S102  # the doc's own program: imports and definitions
+        defined = set(namespace) | set(dir(builtins))
+        assert _undefined(symtable.symtable(source, "docs/sdk.md", "exec"), defined) == set()
+        assert inspect.iscoroutinefunction(namespace["main"])
+        clients.append({"Publisher", "Subscriber"} & set(namespace))
+        if "contact_event" in namespace:
+            event = parse_event(namespace["contact_event"](), now=datetime.now(UTC))
+            assert event.sender == "wmp"
+    assert clients == [{"Publisher"}, {"Subscriber"}]
+
+
+async def test_the_doc_states_the_subscriber_s_real_session_timeout() -> None:
+    """What a restart after kill -9 waits for: the consumer's session timeout, which the SDK
+    leaves at aiokafka's default."""
+    default = inspect.signature(AIOKafkaConsumer).parameters["session_timeout_ms"].default
+    consumer = KafkaSettings(bootstrap="127.0.0.1:1", security_protocol="PLAINTEXT")
+    made = KafkaClients(consumer).consumer("t", client_id="c", group="g")  # as Subscriber's
+    await made.stop()
+    assert made._session_timeout_ms == default == 10_000
+    text = " ".join(DOC.read_text().split())
+    assert "session timeout passes, 10 seconds (aiokafka's `session_timeout_ms`" in text
+    assert "Unclosed AIOKafkaProducer" in text
