@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._flag import household_key
+from broker.desk._form_text import unfinished, written
 from broker.desk._page_kit import ID, PageKit
 from broker.desk._record_sent import Retries, referral_fields, referral_recorder
 from broker.desk._resend import altered, not_again
@@ -45,11 +46,10 @@ from broker.desk._work import child_subject, referral_event
 from broker.errors import AlreadySettled, RecordedAlready, StoreBusy, StoreUnavailable
 from broker.webauth import Flash, Session, form_field, refused_in_place
 
-__all__ = ["outcomes_of", "register_child_pages", "unfinished", "written"]
+__all__ = ["outcomes_of", "register_child_pages"]
 
 log = structlog.get_logger("accord.desk")
 
-MAX_REASON = 2000
 # The decision form's checkboxes, within read_form's 16 fields (with csrf, action, reason,
 # resend).
 _MAX_FLAGS_SETTLED = 12
@@ -76,35 +76,6 @@ def _flag_marks(flags: Sequence[StoredFlag]) -> dict[str, list[tuple[StoredFlag,
         for event_id in f.event_ids:
             marks.setdefault(event_id, []).append((f, event_id == f.trigger_event_id))
     return marks
-
-
-def written(typed: str) -> str:
-    """A reason or summary as written: a browser posts each line break as CR LF, which would
-    count two characters against the limit, so every line break is LF (as it is counted, put
-    under a re-send's MAC, sent and recorded); no space around it."""
-    return typed.replace("\r\n", "\n").replace("\r", "\n").strip()
-
-
-def too_long(what: str, text: str) -> str:
-    """What a reason or summary over the limit is told: by how much, so that the person
-    knows what to cut (the form has no maxlength, which would cut it silently)."""
-    return f"The {what} is {len(text):,} characters; it can be at most {MAX_REASON:,}."
-
-
-def unfinished(
-    choice: str, choices: Collection[str], text: str, *, field: str, what: str, choose: str
-) -> tuple[str, str] | None:
-    """Why a form that chooses (``field``: one of ``choices``) and explains (``what``: up to
-    :data:`MAX_REASON` characters) is refused, and the id of the field at fault; None if it
-    is filled in as it must be. ``choose``: what a form without a good choice is told
-    ("Choose a decision"); it is asked for the explanation as well only if that is missing
-    too, and a good choice is not asked for again."""
-    if choice in choices and text and len(text) <= MAX_REASON:
-        return None
-    it = f"a {what} (up to {MAX_REASON:,} characters)."
-    if choice not in choices:
-        return (f"{choose}." if text else f"{choose} and give {it}"), field
-    return (too_long(what, text) if text else f"Give {it}"), what
 
 
 _NOT_ITS_FLAG = (
@@ -341,16 +312,14 @@ def register_child_pages(  # noqa: PLR0915  # one route each
 
         # Drawn again as posted, but never with a re-send's token (module docstring);
         # ``fresh``: the form as a new page has it, the referral having gone.
-        refused = refused_in_place(
-            partial(timeline, session, child),
-            {"action": action, "reason": typed_reason, "flags": set(posted)},
-        )
+        typed = {"action": action, "reason": typed_reason, "flags": set(posted)}
+        refused = refused_in_place(partial(timeline, session, child), typed)
 
         if wrong := unfinished(
             action, TEAM_ACTIONS, reason, field="action", what="reason",
             choose="Choose a decision",
-        ):  # fmt: skip
-            return await refused(wrong[0], field=wrong[1])
+        ):  # fmt: skip  # each field at fault its own error (._form_text)
+            return await timeline(session, child, status=400, errors=wrong, typed=typed)
 
         # One decision about a child at a time, from the check below to the store: another
         # for the same flag, posted while a referral is being published, would pass the

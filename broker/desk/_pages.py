@@ -21,10 +21,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from broker.desk._app import Desk
-from broker.desk._child_pages import outcomes_of, register_child_pages, unfinished, written
+from broker.desk._child_pages import outcomes_of, register_child_pages
 from broker.desk._deps import EventPublisher
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
+from broker.desk._form_text import unfinished, written
 from broker.desk._notice_pages import register_notice_pages
 from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._page_kit import ID, PageKit
@@ -328,10 +329,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         # dropped as a replay yet recorded here as sent (broker.desk._resend). A re-send
         # refused is its own page again (not_again_page); ``fresh``: no form as posted, the
         # outcome having gone.
-        refused = refused_in_place(
-            partial(referral_view, session, record),
-            {"outcome": outcome, "summary": typed_summary},
-        )
+        typed = {"outcome": outcome, "summary": typed_summary}
+        refused = refused_in_place(partial(referral_view, session, record), typed)
 
         def not_again_page(event: str, why: str, *, cause: str = "") -> HTMLResponse:
             return not_sent(
@@ -355,8 +354,8 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         if wrong := unfinished(
             outcome, HUB_OUTCOMES, summary, field="outcome", what="summary",
             choose="Choose an outcome",
-        ):  # fmt: skip
-            return await refused(wrong[0], field=wrong[1])
+        ):  # fmt: skip  # each field at fault its own error (._form_text)
+            return await referral_view(session, record, status=400, errors=wrong, typed=typed)
 
         async def conflict() -> Response | None:
             """The answer when the referral has, or is being sent, an outcome; None if not."""
