@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI, Request
@@ -44,7 +45,7 @@ from broker.desk._resend import (
     resent_id,
     sent_field,
 )
-from broker.desk._show import basis_text, view_fields, window_text
+from broker.desk._show import basis_text, local_time, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
 from broker.desk._work import REFERRAL_TYPE, outcome_event
 from broker.errors import (
@@ -68,8 +69,31 @@ _WITHDRAWN = (
 )
 
 
+#: Where a refused outcome's words are, since nothing sent or kept them (referral.html).
+_COPY = "what you wrote is shown below, to copy into your case system if you need it."
+
+
 def _answered(store: DeskStore, referral: str) -> bool:
     return any(d.action in HUB_OUTCOMES for d in store.decisions(subject_event=referral))
+
+
+def _answered_since(store: DeskStore, referral: str, zone: ZoneInfo) -> str:
+    """Why an outcome for a referral answered since its page was loaded (a colleague, a
+    second tab) is refused: by whom, when and how, as a team's decision about a flag settled
+    since is told (broker.desk._child_pages), so that nobody sends a second, perhaps
+    contrary, outcome unawares, or retypes the first."""
+    answers = [d for d in store.decisions(subject_event=referral) if d.action in HUB_OUTCOMES]
+    if not answers:  # being sent now, from another page
+        return (
+            "An outcome for this referral is being sent now, from another page; nothing was "
+            f"sent: {_COPY}"
+        )
+    d = answers[-1]
+    return (
+        f"This referral has an outcome already: it was answered by {d.decided_by} at "
+        f"{local_time(d.decided_at, zone)} ({d.action.replace('_', ' ')}) after this page was "
+        f"loaded. Nothing was sent: {_COPY}"
+    )
 
 
 def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one route each
@@ -374,9 +398,11 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
             if again and event_id in answering:
                 return not_again_page(again, "an outcome for this referral is being sent now")
             if event_id in answering or _answered(store, event_id):
+                # Drawn with what was typed, read only (the form has gone): referral.html.
                 return await refused(
-                    "This referral has an outcome already; nothing was sent.", status=409
-                )
+                    _answered_since(store, event_id, ZoneInfo(deps.schools.timezone)),
+                    status=409,
+                )  # fmt: skip
             return None
 
         if (answer := await conflict()) is not None:

@@ -198,7 +198,8 @@ def test_a_referral_is_answered_once_a_second_outcome_sends_nothing(
     for outcome in ("support_offered", "declined"):
         form = {"csrf": token, "outcome": outcome, "summary": "Visit booked."}
         r = client.post("/referral/r1/outcome", data=form)
-    assert "has an outcome already; nothing was sent" in r.text
+    assert "has an outcome already: it was answered by kim.ward" in r.text
+    assert "Nothing was sent" in r.text
     assert [e["outcome"] for e in publisher.events] == ["support_offered"]
     assert [d.action for d in store.decisions(subject_event="r1")] == ["support_offered"]
 
@@ -224,7 +225,8 @@ def test_an_outcome_sent_while_another_is_being_sent_sends_nothing(
     monkeypatch.setattr(publisher, "publish", publish_slowly)
     form = {"csrf": token, "outcome": "support_offered", "summary": "Visit booked."}
     first = client.post("/referral/r1/outcome", data=form).text
-    assert "has an outcome already; nothing was sent" in second[0]
+    assert "An outcome for this referral is being sent now" in second[0]
+    assert "nothing was sent" in second[0]
     assert "Outcome support offered sent" in first
     assert [e["outcome"] for e in publisher.events] == ["support_offered"]
     assert [d.action for d in store.decisions(subject_event="r1")] == ["support_offered"]

@@ -328,7 +328,8 @@ def test_a_refused_outcome_is_drawn_again_with_the_outcome_and_summary_as_posted
     # A second outcome for an answered referral is a conflict; nothing more is sent.
     r = client.post("/referral/r1/outcome", data=_dict_of(again))
     _drawn_again(r, None, status=409)
-    assert "This referral has an outcome already; nothing was sent." in r.text
+    assert "This referral has an outcome already: it was answered by kim.ward" in r.text
+    assert "Nothing was sent" in r.text
     assert len(publisher.events) == 1
 
 
