@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI, Request
@@ -32,6 +33,7 @@ from fastapi.responses import HTMLResponse, Response
 from broker.desk._flag import child_key
 from broker.desk._page_kit import PageKit
 from broker.desk._purpose import purpose_of
+from broker.desk._show import local_time
 from broker.desk._stored import StoredRecord
 from broker.desk._work import ENCOMPASS_TYPE, REFERRAL_TYPE
 from broker.events import normalise_nhs_number
@@ -47,6 +49,7 @@ REFERENCE_LIMIT = 200
 # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
 _PAGE = re.compile(r"[0-9]{1,6}")
 _MAX_REFERENCE = 200
+_NOT_AN_NHS_NUMBER = "That NHS number is not valid: check you copied all 10 digits."
 
 
 def register_record_pages(app: FastAPI, kit: PageKit) -> None:
@@ -118,8 +121,10 @@ def register_record_pages(app: FastAPI, kit: PageKit) -> None:
                            unsearchable=store.count_unsearchable("reference"))  # fmt: skip
         try:
             digits = normalise_nhs_number(typed)
-        except ValueError as exc:  # what was wrong with it, never the number itself
-            return refused(f"That is not an NHS number ({exc}).", "nhs_number")
+        except ValueError:
+            # Plain words for the desk's people: why it failed (the check digit's modulus 11)
+            # is for the SDK and the command line to say; the number is never repeated.
+            return refused(_NOT_AN_NHS_NUMBER, "nhs_number")
         child = store.current_child(child_key(deps.linkage_key, {"nhs_number": digits}) or "")
         # A withdrawn record is not to be used: a search does not tie it to the child.
         found = [r for r in store.records_about(child) if not r.hidden]
@@ -149,7 +154,13 @@ def register_record_pages(app: FastAPI, kit: PageKit) -> None:
         if deps.kind == "coordinating_team" and not record.hidden:
             keys = store.children_of(event_id)
             children = list(dict.fromkeys(store.current_child(c) for c in keys))
+        # Who sent it and when it was shared: no person, so the title (kept in the browser's
+        # history and bookmarks) may carry it too.
+        shared = local_time(record.decided_at, ZoneInfo(deps.schools.timezone))[:10]
+        heading = (
+            f"Record from {deps.party_names.get(record.sender, record.sender)}, shared {shared}"
+        )
         return desk.render(
-            "record.html", session, title="Record", record=record, names=deps.party_names,
-            purpose=purpose, children=children,
+            "record.html", session, title=heading, heading=heading, record=record,
+            names=deps.party_names, purpose=purpose, children=children,
         )  # fmt: skip

@@ -85,7 +85,7 @@ def test_a_search_by_something_not_an_nhs_number_marks_the_field_and_echoes_noth
     r = client.post("/records/search", data={"csrf": token, "nhs_number": "99930802"})
     summary = error_summary(r.text)
     assert 'href="#nhs_number"' in summary
-    assert "That is not an NHS number" in summary
+    assert "That NHS number is not valid" in summary
     assert 'aria-invalid="true"' in control_tag(r.text, "nhs_number")
     assert "99930802" not in r.text
 

@@ -172,8 +172,28 @@ def test_a_mistyped_nhs_number_is_refused_without_repeating_it(
     client, _ = make_client()
     token = sign_in(client)
     r = client.post("/records/search", data={"csrf": token, "nhs_number": "9993080234"})
-    assert "That is not an NHS number (check digit does not match" in r.text
+    # In plain words: the check digit's arithmetic is for the SDK and the command line.
+    assert "That NHS number is not valid: check you copied all 10 digits." in r.text
+    assert "check digit" not in r.text
+    assert "modulus" not in r.text
     assert "9993080234" not in r.text
+
+
+def test_a_record_page_is_headed_and_titled_by_its_sender_and_when_it_was_shared(
+    make_client: Make, store: DeskStore
+) -> None:
+    """Not just "Record": who sent it and the day it was shared, in the local time; no person
+    in the title, which the browser keeps in its history and bookmarks."""
+    _store(store, "e1")
+    client, _ = make_client(party_names={"wmp": "West Midlands Police"})
+    sign_in(client)
+    page = client.get("/record/e1").text
+    heading = "Record from West Midlands Police, shared 2026-11-23"
+    assert f"<h1>{heading}</h1>" in page
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title.startswith(f"{heading} · ")
+    for personal in ("Ruby", "Hart", "9993080233", "2016-02-11", "B70"):
+        assert personal not in title
 
 
 def test_a_referral_no_hub_has_confirmed_says_what_it_means(

@@ -343,7 +343,7 @@ def test_a_refused_search_keeps_the_reference_but_never_the_nhs_number(
         form = {"csrf": token, "reference": "WMP/26/1<b>", "nhs_number": "99930802"}
         r = client.post("/records/search", data=form)
     _drawn_again(r, "nhs_number")
-    assert "That is not an NHS number" in error_summary(r.text)
+    assert "That NHS number is not valid" in error_summary(r.text)
     assert 'value="WMP/26/1&lt;b&gt;"' in r.text
     assert "99930802" not in r.text
     assert 'data-next="/records"' in r.text

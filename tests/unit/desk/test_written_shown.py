@@ -47,6 +47,6 @@ def test_a_wrong_nhs_number_s_error_is_inside_the_nhs_number_s_label(
     r = client.post("/records/search", data={"csrf": token, "nhs_number": "9993080234"})
     labels = re.findall(r"<label>(.*?)</label>", r.text, flags=re.S)
     [nhs] = [label for label in labels if 'id="nhs_number"' in label]
-    assert "That is not an NHS number" in nhs
+    assert "That NHS number is not valid" in nhs
     [reference] = [label for label in labels if 'id="reference"' in label]
     assert "field-error" not in reference
