@@ -24,6 +24,7 @@ from broker.webauth._exposure import tls_applies
 from broker.webauth._hosts import HostCheck
 from broker.webauth._sessions import (
     ANONYMOUS,
+    CHANGED_BY_OWNER,
     REMOVED,
     RESET,
     RESTART,
@@ -119,10 +120,16 @@ class Guard:
         stamp = self.users.stamp(session.user)
         if stamp != session.stamp:
             # Noted as such, so that the sign-in page does not say "idle, or a restart".
-            self.sessions.end(session, REMOVED if stamp is None else RESET)
+            self.sessions.end(session, self._changed(session.user, stamp))
             self._found_ended(session.id)
             return None
         return session
+
+    def _changed(self, name: str, stamp: str | None) -> str:
+        """Why a session of ``name`` no longer matches its account, now stamped ``stamp``."""
+        if stamp is None:
+            return REMOVED
+        return CHANGED_BY_OWNER if self.users.changed_by_owner(name) else RESET
 
     def _found_ended(self, session_id: str) -> None:
         """Log, once, that the signed-in session of ``session_id`` ended and why: at the first
@@ -175,6 +182,12 @@ class Guard:
             return (
                 f"Your session ended: {admin} removed your account. If you still need one, "
                 "ask them."
+            )
+        if reason == CHANGED_BY_OWNER:
+            return (
+                "Your session ended: your password was changed, in another browser or on "
+                "another computer. Sign in with the new password; if you did not change it, "
+                f"tell {admin} at once."
             )
         minutes = "1 minute" if self.idle_minutes == 1 else f"{self.idle_minutes} minutes"
         return (

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from broker.webauth._account import add_account_routes
 from broker.webauth._bounce import safe_next
 from broker.webauth._guard import Guard
 from broker.webauth._sessions import Session
@@ -42,13 +43,16 @@ class SignInPages(Protocol):
 
     def refused(self, why: str, *, status: int = 403) -> HTMLResponse: ...
 
+    def stale_form(self, request: Request, *, note: str = "") -> Response: ...
+
 
 def add_sign_in_routes(
     app: FastAPI,
     pages: SignInPages,
     sign_in: Callable[[Request, Session, Any], Awaitable[Response]],
 ) -> None:
-    """``GET/POST /login`` and ``POST /logout``; ``sign_in`` checks a posted form whose
+    """``GET/POST /login``, ``POST /logout`` and the signed-in person's own password page
+    (``/account/password``: :mod:`broker.webauth._account`); ``sign_in`` checks a posted form whose
     session and CSRF token are already known good. ``GET /login?next=<path>`` returns there
     after signing in (a same-site path only: :func:`safe_next`); ``lost=1`` says that what a
     bounced form held was not saved. The login template is given ``next_page`` and
@@ -106,3 +110,5 @@ def add_sign_in_routes(
             pages.guard.sign_out(session)
         pages.guard.end_cookie(response)
         return response
+
+    add_account_routes(app, pages)

@@ -34,12 +34,14 @@ ANONYMOUS = "a."  # the prefix of an anonymous session's id
 
 # Why a signed-in session ended, as logged (``<app>_session_ended``) and as the sign-in page
 # says it: idle too long, its lifetime over, its account's password reset (or its second factor
-# re-enrolled) or the account removed, or an id this process does not know (a restart; or one
-# forgotten, the notes being bounded).
+# re-enrolled) or the account removed by an administrator, its password changed by its owner
+# (in another session: /account/password), or an id this process does not know (a restart; or
+# one forgotten, the notes being bounded).
 IDLE = "idle"
 LIFETIME = "lifetime"
 RESET = "reset"
 REMOVED = "removed"
+CHANGED_BY_OWNER = "password_changed"
 RESTART = "restart"
 
 

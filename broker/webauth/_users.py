@@ -3,7 +3,9 @@ and TOTP secrets, one file per app (and per party for the desk).
 
 Accounts are few (a council's IG team, a hub's workers) and are made by an administrator at
 the shell with ``accord console add-user`` or ``accord desk add-user``, so a file (0600, in a
-0700 directory, replaced atomically) does the job without another database. Passwords are
+0700 directory, replaced atomically, every change under one lock) does the job without
+another database; the only writes a server makes are a code's time step, an upgraded hash and
+its owner's new password (``/account/password``). Passwords are
 hashed with argon2-cffi's Argon2id defaults (RFC 9106's second recommended profile); a hash
 made with older parameters is upgraded at the next successful sign-in. An account may also
 have a second factor: a TOTP secret (RFC 6238, computed by pyotp) that the person keeps in an
@@ -92,7 +94,8 @@ class UserFile:
     An account with a second factor also has ``"totp": {"secret_sealed": "v1:…",
     "enrolled_at": …, "last_step": n}``: the secret sealed by ``box`` (required, so that no
     caller stores one plain); ``last_step`` is the newest time step whose code was accepted,
-    kept in the file so the console and the CLI refuse a code either has already taken. A
+    kept in the file so the console and the CLI refuse a code either has already taken. An
+    account whose owner changed its password has ``"changed_by_owner_at"``. A
     plain ``"secret"`` (base32) from an older Accord still signs in, and is sealed by the
     next write of the file, whatever the write is for, when ``box`` has a key; a box without
     one (a keystore without the secret) leaves it plain.
@@ -278,7 +281,35 @@ class UserFile:
         Every path does one Argon2 verification (an unknown name against a decoy hash) and the
         same TOTP work, so no answer comes back sooner than another.
         """
-        now = now or _utcnow()
+        found = self._check(name, password, code, now or _utcnow())
+        return found is not None and self._accept(name, password, *found)
+
+    def change_password(
+        self, name: str, password: str, code: str | None, new: str, *, now: datetime | None = None
+    ) -> bool:
+        """Give ``name`` the password ``new`` (``UsageError`` if add-user would refuse it)
+        when ``password`` and ``code`` are right as :meth:`authenticate` has them (the code
+        is taken); False when not. The second factor is kept; the stamp changes, so every
+        session of the old password ends, and the account is marked as changed by its
+        owner (:meth:`changed_by_owner`) till an administrator next remakes it."""
+        check_password(new, name)
+        found = self._check(name, password, code, now or _utcnow())
+        # Hashed before the lock is taken: Argon2 takes a moment, the lock is everyone's.
+        return found is not None and self._accept(
+            name, password, *found, new_hash=self._hasher.hash(new)
+        )
+
+    def changed_by_owner(self, name: str) -> bool:
+        """Whether the account's password was last set by its owner (:meth:`change_password`),
+        not by an administrator's ``add-user``: what a session it ended is told."""
+        user = self._user(name)
+        return user is not None and "changed_by_owner_at" in user
+
+    def _check(
+        self, name: str, password: str, code: str | None, now: datetime
+    ) -> tuple[str, int | None] | None:
+        """The stored hash and the code's time step (None: no second factor) when ``password``
+        and ``code`` are ``name``'s; None when not. The same work on every path."""
         user = self._user(name)
         stored = user["hash"] if user else self._decoy
         password_ok = self._password_ok(stored, password)
@@ -295,8 +326,8 @@ class UserFile:
             after=int(totp.get("last_step", -1)) if totp else -1,
         )
         if user is None or not password_ok or (totp is not None and step is None):
-            return False
-        return self._accept(name, password, stored, step if totp else None)
+            return None
+        return stored, step if totp else None
 
     def verify(self, name: str, password: str) -> bool:
         """:meth:`authenticate` without a code: True only for an account with no second factor."""
@@ -386,8 +417,11 @@ class UserFile:
         except (VerificationError, InvalidHashError):
             return False
 
-    def _accept(self, name: str, password: str, stored: str, step: int | None) -> bool:
-        """Take the code's time step and upgrade an old hash, unless the account moved on."""
+    def _accept(
+        self, name: str, password: str, stored: str, step: int | None, *, new_hash: str = ""
+    ) -> bool:
+        """Take the code's time step and upgrade an old hash (or set ``new_hash``, its owner's
+        new password's), unless the account moved on."""
         with self._locked():
             data = self._read()
             user = data["users"].get(name)
@@ -400,7 +434,11 @@ class UserFile:
                     return False  # a concurrent sign-in took this code first
                 totp["last_step"] = step
                 changed = True
-            if self._hasher.check_needs_rehash(stored):
+            if new_hash:
+                user["hash"] = new_hash
+                user["changed_by_owner_at"] = _utcnow().isoformat()
+                changed = True
+            elif self._hasher.check_needs_rehash(stored):
                 user["hash"] = self._hasher.hash(password)
                 changed = True
             if changed:
