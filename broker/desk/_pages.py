@@ -27,6 +27,7 @@ from broker.desk._deps import EventPublisher
 from broker.desk._flag_close import register_flag_close
 from broker.desk._flags_fresh import STALE_AFTER
 from broker.desk._form_text import unfinished, written
+from broker.desk._not_shared import not_shared
 from broker.desk._notice_pages import register_notice_pages
 from broker.desk._notices import LateNotices, desk_notices
 from broker.desk._page_kit import ID, PageKit
@@ -104,6 +105,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
         basis_text=basis_text,
         window_text=window_text,
         purpose_of=purpose_of,
+        not_shared=not_shared,
     )
     answering: set[str] = set()  # referrals whose outcome is being sent now
     retries = Retries()  # sent events the busy database did not take (._record_sent)
