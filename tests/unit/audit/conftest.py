@@ -291,7 +291,8 @@ Run = Callable[[list[str]], tuple[int, str, str]]
 
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run ``accord`` in-process: (exit code, stdout, stderr)."""
+    """Run ``accord`` in-process: (exit code, stdout, stderr). A traceback in either fails
+    the test: whatever the input, the command line answers in a line, never with one."""
     from broker.cli import main
 
     def run(argv: list[str]) -> tuple[int, str, str]:
@@ -306,6 +307,7 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Run:
         except SystemExit as exc:
             code = int(exc.code or 0)
         out = capsys.readouterr()
+        assert "Traceback" not in out.out + out.err
         return code, out.out, out.err
 
     return run
