@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from broker.cli import main
 from broker.desk import desk_linkage_key, linkage_secret_name
 from broker.envelope import KeyStatus
 from broker.errors import KeyStoreError
 from broker.keys import FileKeyStore
 from broker.webauth import device_key, device_secret_name
+from tests.unit.audit.conftest import Run
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -53,16 +53,6 @@ def bundle(tmp_path: Path) -> Path:
     return d
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def _one_line_error(code: int, err: str, expected_code: int) -> str:
     assert code == expected_code
     lines = err.strip().splitlines()
@@ -73,9 +63,9 @@ def _one_line_error(code: int, err: str, expected_code: int) -> str:
 
 
 def test_init_makes_a_keystore_per_party_each_with_only_its_own_private_keys(
-    bundle: Path, home: Path, capsys: pytest.CaptureFixture[str]
+    bundle: Path, home: Path, run_cli: Run
 ) -> None:
-    code, out, _ = _run(["keys", "init", "--policies", str(bundle)], capsys)
+    code, out, _ = run_cli(["keys", "init", "--policies", str(bundle)])
     assert code == 0
     assert "5 keystores" in out
     principals = ["console", "governance", "hub-a", "wmp", "worker"]
@@ -87,7 +77,7 @@ def test_init_makes_a_keystore_per_party_each_with_only_its_own_private_keys(
     assert FileKeyStore(home / "keys" / "console").linkage_key() == worker
     with pytest.raises(KeyStoreError, match="no linkage key"):
         FileKeyStore(home / "keys" / "wmp").linkage_key()  # an agency never holds it
-    code, _, err = _run(["keys", "init", "--policies", str(bundle)], capsys)
+    code, _, err = run_cli(["keys", "init", "--policies", str(bundle)])
     assert "holds keystores already (console, governance, hub-a, wmp, worker)" in (
         _one_line_error(code, err, 2)
     )
@@ -96,7 +86,7 @@ def test_init_makes_a_keystore_per_party_each_with_only_its_own_private_keys(
 
 
 def test_init_for_a_whole_bundle_refuses_a_keys_folder_that_holds_any_keystore(
-    bundle: Path, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    bundle: Path, home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reviewer's worker host: the console's and the indexer's keystores, each under a
     passphrase of its own, the worker's lost. Bundle-mode init there would make every party's
@@ -104,16 +94,12 @@ def test_init_for_a_whole_bundle_refuses_a_keys_folder_that_holds_any_keystore(
     says what to run instead."""
     keys = home / "keys"
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "the console's own")
-    assert (
-        _run(["keys", "init", "--party", "console", "--dir", str(keys / "console")], capsys)[0] == 0
-    )
+    assert run_cli(["keys", "init", "--party", "console", "--dir", str(keys / "console")])[0] == 0
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "the indexer's own")
-    assert (
-        _run(["keys", "init", "--party", "indexer", "--dir", str(keys / "indexer")], capsys)[0] == 0
-    )
+    assert run_cli(["keys", "init", "--party", "indexer", "--dir", str(keys / "indexer")])[0] == 0
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "the worker's own")
     before = sorted(p.relative_to(keys) for p in keys.rglob("*"))
-    code, _, err = _run(["keys", "init", "--policies", str(bundle)], capsys)
+    code, _, err = run_cli(["keys", "init", "--policies", str(bundle)])
     line = _one_line_error(code, err, 2)
     assert f"{keys} holds keystores already (console, indexer)" in line
     assert f"'accord keys init --party PRINCIPAL --dir {keys / 'PRINCIPAL'}'" in line
@@ -126,7 +112,7 @@ def test_a_failed_keys_init_for_a_whole_bundle_removes_every_store_it_made(
     fails: str,
     bundle: Path,
     home: Path,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """As docs/operations.md promises: a first keys init that fails leaves no keystore
@@ -142,33 +128,31 @@ def test_a_failed_keys_init_for_a_whole_bundle_removes_every_store_it_made(
         monkeypatch.setattr(keys_cli, "_enrolment_secrets", broken)
     else:
         monkeypatch.setattr(exchange, "sign_directory", broken)
-    code, _, err = _run(["keys", "init", "--policies", str(bundle)], capsys)
+    code, _, err = run_cli(["keys", "init", "--policies", str(bundle)])
     assert "the disk filled up" in _one_line_error(code, err, 1)
     assert not (home / "keys").exists()
     (home / "keys").mkdir(mode=0o700)
-    assert _run(["keys", "init", "--policies", str(bundle)], capsys)[0] == 1
+    assert run_cli(["keys", "init", "--policies", str(bundle)])[0] == 1
     assert list((home / "keys").iterdir()) == []
 
 
-def test_init_party_makes_that_partys_keys_only(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "w")], capsys)
+def test_init_party_makes_that_partys_keys_only(tmp_path: Path, run_cli: Run) -> None:
+    code, out, _ = run_cli(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "w")])
     assert code == 0
     assert "2 new keys for wmp" in out
     assert FileKeyStore(tmp_path / "w").parties() == ["wmp"]
-    code, _, _ = _run(["keys", "init", "--party", "console", "--dir", str(tmp_path / "c")], capsys)
+    code, _, _ = run_cli(["keys", "init", "--party", "console", "--dir", str(tmp_path / "c")])
     assert [k.purpose.value for k in FileKeyStore(tmp_path / "c").keys(party=None)] == ["sign"]
 
 
 def test_init_gives_the_console_and_a_party_their_second_factor_key_at_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """Made with the store, so a keystore archived for Kubernetes (unpacked into memory at
     each start) carries it, and officers' codes survive a restart: no server makes it. A
     party's is its desk's; the worker's and governance's stores have no accounts."""
     for party in ("console", "cog-tipton", "worker"):
-        _run(["keys", "init", "--party", party, "--dir", str(tmp_path / party)], capsys)
+        run_cli(["keys", "init", "--party", party, "--dir", str(tmp_path / party)])
     for owner, app in (("console", "console"), ("cog-tipton", "desk:cog-tipton")):  # and
         assert (tmp_path / owner / "users-totp.secret").is_file()  # the device key
         assert (tmp_path / owner / _device(app)).is_file()
@@ -177,7 +161,7 @@ def test_init_gives_the_console_and_a_party_their_second_factor_key_at_once(
     assert not [p for p in (tmp_path / "worker").iterdir() if p.suffix == ".secret"]
     names = ("users-totp.secret", _device("desk:cog-tipton"), _linkage("cog-tipton"))
     again = [(tmp_path / "cog-tipton" / name).read_bytes() for name in names]
-    _run(["keys", "init", "--party", "cog-tipton", "--dir", str(tmp_path / "cog-tipton")], capsys)
+    run_cli(["keys", "init", "--party", "cog-tipton", "--dir", str(tmp_path / "cog-tipton")])
     assert [(tmp_path / "cog-tipton" / name).read_bytes() for name in names] == again  # kept
 
 
@@ -186,7 +170,7 @@ def test_init_makes_no_desk_or_web_secrets_for_a_party_the_bundle_names_an_agenc
     where: str,
     bundle: Path,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An agency runs no desk: its keystore holds its keys only. A recipient, or a party the
@@ -199,7 +183,7 @@ def test_init_makes_no_desk_or_web_secrets_for_a_party_the_bundle_names_an_agenc
     known = ["hub-a"] if given else ["hub-a", "unknown-party"]  # --policies: refused (below)
     for party in ("wmp", *known):
         argv = ["keys", "init", "--party", party, "--dir", str(tmp_path / party), *given]
-        assert _run(argv, capsys)[0] == 0
+        assert run_cli(argv)[0] == 0
     assert not [p.name for p in (tmp_path / "wmp").iterdir() if p.suffix == ".secret"]
     assert FileKeyStore(tmp_path / "wmp").private_parties() == ["wmp"]
     for party in known:
@@ -208,7 +192,7 @@ def test_init_makes_no_desk_or_web_secrets_for_a_party_the_bundle_names_an_agenc
 
 
 def test_a_failed_first_keys_init_leaves_no_keystore_behind(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A half-made keystore (an empty private/, no keys) would be taken for a whole one."""
     import broker.cli._keys as keys_cli
@@ -217,31 +201,31 @@ def test_a_failed_first_keys_init_leaves_no_keystore_behind(
         raise KeyStoreError("the disk filled up")
 
     monkeypatch.setattr(keys_cli, "_enrolment_secrets", broken)
-    code, _, err = _run(["keys", "init", "--party", "hub-a", "--dir", str(tmp_path / "k")], capsys)
+    code, _, err = run_cli(["keys", "init", "--party", "hub-a", "--dir", str(tmp_path / "k")])
     assert code != 0
     assert "the disk filled up" in err
     assert not (tmp_path / "k").exists()
     (tmp_path / "empty").mkdir(mode=0o700)
-    assert _run(["keys", "init", "--party", "hub-a", "--dir", str(tmp_path / "empty")], capsys)[0]
+    assert run_cli(["keys", "init", "--party", "hub-a", "--dir", str(tmp_path / "empty")])[0]
     assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_init_moves_an_older_desks_plain_secrets_into_the_party_s_keystore(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Run again on a keystore made before (existing keys stay), it seals the linkage secret
     an older desk kept beside it and the device-cookie key beside its accounts, the same
     bytes, and removes both files."""
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     keys = tmp_path / "keys"  # the keys folder is the party's keystore
-    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "sandwell-coord"])[0] == 0
     for name in (_linkage("sandwell-coord"), _device("desk:sandwell-coord")):
         (keys / name).unlink()  # as an older Accord left the keystore
     users = tmp_path / "desk" / "sandwell-coord" / "users.json"
     linkage, device = os.urandom(32), os.urandom(32)
     plains = [_plain(keys / "desk-linkage.key", linkage),
               _plain(users.parent / "device-cookie.key", device)]  # fmt: skip
-    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "sandwell-coord"])[0] == 0
     assert not any(plain.exists() for plain in plains)
     store = FileKeyStore(keys)
     assert desk_linkage_key(store, party="sandwell-coord") == linkage
@@ -249,7 +233,7 @@ def test_init_moves_an_older_desks_plain_secrets_into_the_party_s_keystore(
 
 
 def test_a_console_and_a_desk_sharing_the_home_s_keystore_each_move_their_own_file_in(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One host: the keys folder is both their keystore. Each keeps its own device-cookie key,
     the bytes of its own older file; neither takes the other's."""
@@ -260,7 +244,7 @@ def test_a_console_and_a_desk_sharing_the_home_s_keystore_each_move_their_own_fi
     plains = [_plain(console_users.with_name("device-cookie.key"), console_old),
               _plain(desk_users.with_name("device-cookie.key"), desk_old)]  # fmt: skip
     for party in ("console", "sandwell-coord"):
-        assert _run(["keys", "init", "--party", party], capsys)[0] == 0
+        assert run_cli(["keys", "init", "--party", party])[0] == 0
     assert not any(plain.exists() for plain in plains)
     store = FileKeyStore(tmp_path / "keys")
     assert store.private_parties() == ["console", "sandwell-coord"]  # one keystore
@@ -269,7 +253,7 @@ def test_a_console_and_a_desk_sharing_the_home_s_keystore_each_move_their_own_fi
 
 
 def test_init_with_dir_makes_fresh_keys_and_leaves_the_home_s_older_files(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A key ceremony for production on a host with an old demo home: the production keystore
     must not get the demo's device-cookie keys, nor the demo lose them."""
@@ -281,9 +265,9 @@ def test_init_with_dir_makes_fresh_keys_and_leaves_the_home_s_older_files(
               _plain(desk_users.with_name("device-cookie.key"), desk_old): desk_old}  # fmt: skip
     ceremony = tmp_path / "ceremony"
     argv = ["keys", "init", "--party", "console", "--dir", str(ceremony / "console")]
-    assert _run(argv, capsys)[0] == 0
+    assert run_cli(argv)[0] == 0
     argv = ["--policies", str(REPO / "policies"), "--dir", str(ceremony / "all")]
-    assert _run(["keys", "init", *argv], capsys)[0] == 0
+    assert run_cli(["keys", "init", *argv])[0] == 0
     assert {plain: plain.read_bytes() for plain in plains} == plains
     made = [
         device_key(FileKeyStore(ceremony / "console"), "console", None),
@@ -294,19 +278,19 @@ def test_init_with_dir_makes_fresh_keys_and_leaves_the_home_s_older_files(
 
 
 def test_the_kubernetes_upgrade_moves_the_pod_s_old_key_into_the_restored_keystore(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """docs/deployment.md: the console's keystore restored from its Secret into keys/console,
     the old key copied out of the pod into old-console/, and keys init run with the restored
     keys as its keystore path and old-console/users.json as the console's accounts."""
     restored = tmp_path / "keys" / "console"
-    assert _run(["keys", "init", "--party", "console", "--dir", str(restored)], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "console", "--dir", str(restored)])[0] == 0
     (restored / _device("console")).unlink()  # a keystore from before 2026-12-06
     old = os.urandom(32)
     plain = _plain(tmp_path / "old-console" / "device-cookie.key", old)
     monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(tmp_path / "keys"))
     monkeypatch.setenv("ACCORD_CONSOLE__USERS_FILE", str(tmp_path / "old-console" / "users.json"))
-    code, out, _ = _run(["keys", "init", "--party", "console"], capsys)
+    code, out, _ = run_cli(["keys", "init", "--party", "console"])
     assert code == 0
     assert f"keystore {restored}: 0 new keys for console" in out
     assert not plain.exists()
@@ -314,41 +298,41 @@ def test_the_kubernetes_upgrade_moves_the_pod_s_old_key_into_the_restored_keysto
 
 
 def test_a_party_new_to_a_keystore_its_desks_shared_a_secret_in_gets_its_own(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A keystore from 2026-12-05 with one desk-linkage.secret for every party whose keys it
     held: such a party takes it under its own name (its children keep their keys); a party
     enrolled there since gets a secret of its own."""
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
-    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "sandwell-coord"])[0] == 0
     store = FileKeyStore(tmp_path / "keys")
     (tmp_path / "keys" / _linkage("sandwell-coord")).unlink()
     shared = store.local_secret("desk-linkage")  # as a desk of 2026-12-05 made it
-    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
-    assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "sandwell-coord"])[0] == 0
+    assert run_cli(["keys", "init", "--party", "cog-tipton"])[0] == 0
     assert desk_linkage_key(store, party="sandwell-coord") == shared
     assert (tmp_path / "keys" / _linkage("sandwell-coord")).is_file()
     assert desk_linkage_key(store, party="cog-tipton") != shared
 
 
 def test_a_new_party_is_enrolled_beside_a_stray_older_file_with_a_secret_of_its_own(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A plain desk-linkage.key unlike the keystore's shared secret is the old parties'
     quarrel: their desks stop on it, not a new party's, which never reads either."""
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     for party in ("sandwell-coord", "cog-oldbury"):  # two parties, as on 2026-12-05
-        assert _run(["keys", "init", "--party", party], capsys)[0] == 0
+        assert run_cli(["keys", "init", "--party", party])[0] == 0
         (tmp_path / "keys" / _linkage(party)).unlink()
     store = FileKeyStore(tmp_path / "keys")
     shared = store.local_secret("desk-linkage")  # as a desk of 2026-12-05 made it
     _plain(tmp_path / "keys" / "desk-linkage.key", b"\x01" * 32)
-    assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "cog-tipton"])[0] == 0
     assert desk_linkage_key(store, party="cog-tipton") not in {shared, b"\x01" * 32}
     # The old party's keys init goes on, saying why its secret was not made; its desk
     # refuses to start until the two copies are settled.
     for party in ("sandwell-coord", "cog-oldbury"):
-        code, _, err = _run(["keys", "init", "--party", party], capsys)
+        code, _, err = run_cli(["keys", "init", "--party", party])
         assert code == 0
         about = f"warning: {party}'s desk linkage secret was not made: "
         [warning] = [line for line in err.splitlines() if line.startswith(about)]
@@ -360,12 +344,12 @@ def test_a_new_party_is_enrolled_beside_a_stray_older_file_with_a_secret_of_its_
 
 
 def test_a_new_party_whose_first_keys_init_failed_after_its_keys_keeps_a_secret_of_its_own(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The second run finds the party's keys there, but not as an old party: its own
     linkage secret was made before them, so it is not given the keystore's shared one."""
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
-    assert _run(["keys", "init", "--party", "sandwell-coord"], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "sandwell-coord"])[0] == 0
     store = FileKeyStore(tmp_path / "keys")
     (tmp_path / "keys" / _linkage("sandwell-coord")).unlink()
     shared = store.local_secret("desk-linkage")
@@ -376,21 +360,19 @@ def test_a_new_party_whose_first_keys_init_failed_after_its_keys_keeps_a_secret_
 
     with monkeypatch.context() as m:
         m.setattr(keys_cli, "_enrolment_secrets", broken)
-        assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] != 0
+        assert run_cli(["keys", "init", "--party", "cog-tipton"])[0] != 0
     assert "cog-tipton" in FileKeyStore(tmp_path / "keys").private_parties()  # a fresh read
-    assert _run(["keys", "init", "--party", "cog-tipton"], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "cog-tipton"])[0] == 0
     assert desk_linkage_key(store, party="cog-tipton") != shared
 
 
-def test_init_with_the_project_bundle_gives_every_party_keys(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_init_with_the_project_bundle_gives_every_party_keys(tmp_path: Path, run_cli: Run) -> None:
     import yaml
 
     policies = REPO / "policies"  # agreements, restrictions and scenarios beside parties.yaml
     parties = set(yaml.safe_load((policies / "parties.yaml").read_text())["parties"])
-    code, out, _ = _run(
-        ["keys", "init", "--policies", str(policies), "--dir", str(tmp_path / "k")], capsys
+    code, out, _ = run_cli(
+        ["keys", "init", "--policies", str(policies), "--dir", str(tmp_path / "k")]
     )
     assert code == 0
     assert f"{len(parties) + 3} keystores" in out
@@ -410,49 +392,47 @@ def test_init_with_the_project_bundle_gives_every_party_keys(
     assert not (tmp_path / "k" / "worker" / "users-totp.secret").exists()
 
 
-def test_init_with_x25519(bundle: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, _ = _run(["keys", "init", "--policies", str(bundle), "--kem", "x25519"], capsys)
+def test_init_with_x25519(bundle: Path, home: Path, run_cli: Run) -> None:
+    code, _, _ = run_cli(["keys", "init", "--policies", str(bundle), "--kem", "x25519"])
     assert code == 0
     store = FileKeyStore(home / "keys" / "worker")
     assert store.current_encryption_key("wmp").alg.value == "x25519"
 
 
-def test_list_json_rotate_and_revoke(
-    bundle: Path, home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _run(["keys", "init", "--policies", str(bundle)], capsys)
-    code, out, _ = _run(["keys", "list", "--party", "wmp", "--json"], capsys)
+def test_list_json_rotate_and_revoke(bundle: Path, home: Path, run_cli: Run) -> None:
+    run_cli(["keys", "init", "--policies", str(bundle)])
+    code, out, _ = run_cli(["keys", "list", "--party", "wmp", "--json"])
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0
     assert {r["purpose"] for r in rows} == {"sign", "encrypt"}
     assert all(r["status"] == "active" for r in rows)
 
-    code, out, _ = _run(["keys", "rotate", "wmp", "--grace-days", "1"], capsys)
+    code, out, _ = run_cli(["keys", "rotate", "wmp", "--grace-days", "1"])
     assert code == 0
     assert "rotated wmp" in out
-    code, out, _ = _run(["keys", "list", "--party", "wmp", "--json"], capsys)
+    code, out, _ = run_cli(["keys", "list", "--party", "wmp", "--json"])
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 4
     assert sum(r["not_after"] is not None for r in rows) == 2
 
     victim = rows[0]["key_id"]
-    code, out, _ = _run(["keys", "revoke", victim], capsys)  # in the master directory
+    code, out, _ = run_cli(["keys", "revoke", victim])  # in the master directory
     assert code == 0
     assert f"revoked {victim}" in out
     info = FileKeyStore(home / "keys" / "governance").public_key(victim)
     assert info is not None
     assert info.status is KeyStatus.REVOKED
 
-    code, out, _ = _run(["keys", "retire", rows[1]["key_id"]], capsys)
+    code, out, _ = run_cli(["keys", "retire", rows[1]["key_id"]])
     assert code == 0
-    code, out, _ = _run(["keys", "list"], capsys)
+    code, out, _ = run_cli(["keys", "list"])
     assert "revoked" in out
     assert "retired" in out
 
 
-def test_list_table_has_a_header(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _run(["keys", "init", "--policies", str(bundle)], capsys)
-    code, out, _ = _run(["keys", "list"], capsys)
+def test_list_table_has_a_header(bundle: Path, run_cli: Run) -> None:
+    run_cli(["keys", "init", "--policies", str(bundle)])
+    code, out, _ = run_cli(["keys", "list"])
     assert code == 0
     assert out.splitlines()[0].split() == [
         "PARTY",
@@ -466,22 +446,24 @@ def test_list_table_has_a_header(bundle: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_after_keys_rotate_the_old_key_signs_until_a_directory_naming_the_new_one_is_imported(
-    bundle: Path, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bundle: Path, home: Path, tmp_path: Path, run_cli: Run
 ) -> None:
     """The reviewer's case: 'accord keys rotate wmp', then what wmp seals to the worker must
     open for a worker holding the last signed directory (else it is quarantined while wmp
     holds a receipt). Once the directory naming the new keys is imported, they sign."""
     from broker.envelope import Opener, Sealer
 
-    _run(["keys", "init", "--policies", str(bundle)], capsys)
+    run_cli(["keys", "init", "--policies", str(bundle)])
     keys = home / "keys"
-    code, out, _ = _run(["keys", "rotate", "wmp"], capsys)
+    code, out, _ = run_cli(["keys", "rotate", "wmp"])
     assert code == 0
     assert "the new keys sign once the signed directory naming them is imported" in out
 
     def signing() -> str:
-        rows = [json.loads(line) for line in _run(["keys", "list", "--party", "wmp", "--json"],
-                                                  capsys)[1].splitlines()]  # fmt: skip
+        rows = [
+            json.loads(line)
+            for line in run_cli(["keys", "list", "--party", "wmp", "--json"])[1].splitlines()
+        ]
         [row] = [r for r in rows if r["in_use"] == "signing"]
         return str(row["key_id"])
 
@@ -498,12 +480,12 @@ def test_after_keys_rotate_the_old_key_signs_until_a_directory_naming_the_new_on
 
     assert sent_and_opened("e-1") == old
     exported, directory = tmp_path / "wmp.json", tmp_path / "directory.json"
-    assert _run(["keys", "export", "--party", "wmp", "--out", str(exported)], capsys)[0] == 0
+    assert run_cli(["keys", "export", "--party", "wmp", "--out", str(exported)])[0] == 0
     argv = ["keys", "sign-directory", str(exported), "--out", str(directory)]
-    assert _run(argv, capsys)[0] == 0
+    assert run_cli(argv)[0] == 0
     for principal in ("worker", "wmp"):
         argv = ["keys", "import", str(directory), "--dir", str(keys / principal)]
-        assert _run(argv, capsys)[0] == 0
+        assert run_cli(argv)[0] == 0
     new = signing()
     assert new != old
     assert sent_and_opened("e-2") == new
@@ -520,18 +502,18 @@ def test_after_keys_rotate_the_old_key_signs_until_a_directory_naming_the_new_on
 )
 def test_mistakes_are_one_line_errors(
     bundle: Path,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
     argv: list[str],
     expected_code: int,
     fragment: str,
 ) -> None:
-    _run(["keys", "init", "--policies", str(bundle)], capsys)
-    code, _, err = _run(argv, capsys)
+    run_cli(["keys", "init", "--policies", str(bundle)])
+    code, _, err = run_cli(argv)
     assert fragment in _one_line_error(code, err, expected_code)
 
 
-def test_commands_before_init_say_so(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(["keys", "list"], capsys)
+def test_commands_before_init_say_so(run_cli: Run) -> None:
+    code, _, err = run_cli(["keys", "list"])
     assert "accord keys init" in _one_line_error(code, err, 1)
 
 
@@ -546,57 +528,55 @@ def test_commands_before_init_say_so(capsys: pytest.CaptureFixture[str]) -> None
     ],
 )
 def test_bad_policy_bundles_are_usage_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, fragment: str
+    tmp_path: Path, run_cli: Run, content: str | None, fragment: str
 ) -> None:
     d = tmp_path / "p"
     d.mkdir()
     if content is not None:
         (d / "parties.yaml").write_text(content)
-    code, _, err = _run(["keys", "init", "--policies", str(d)], capsys)
+    code, _, err = run_cli(["keys", "init", "--policies", str(d)])
     assert fragment in _one_line_error(code, err, 2)
 
 
-def test_missing_policy_dir_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = _run(["keys", "init", "--policies", str(tmp_path / "none")], capsys)
+def test_missing_policy_dir_is_a_usage_error(tmp_path: Path, run_cli: Run) -> None:
+    code, _, err = run_cli(["keys", "init", "--policies", str(tmp_path / "none")])
     assert "policy bundle not found" in _one_line_error(code, err, 2)
 
 
 def test_passphrase_from_settings_and_wrong_passphrase(
-    bundle: Path, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    bundle: Path, home: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "synthetic-passphrase")
-    code, _, _ = _run(["keys", "init", "--policies", str(bundle)], capsys)
+    code, _, _ = run_cli(["keys", "init", "--policies", str(bundle)])
     assert code == 0
     meta = json.loads((home / "keys" / "wmp" / "keystore.json").read_text())
     assert meta["protection"] == "scrypt"
-    code, _, _ = _run(["keys", "list"], capsys)
+    code, _, _ = run_cli(["keys", "list"])
     assert code == 0
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "not-it")
-    code, _, err = _run(["keys", "list"], capsys)
+    code, _, err = run_cli(["keys", "list"])
     line = _one_line_error(code, err, 1)
     assert "wrong passphrase" in line
     assert "not-it" not in line
 
 
 def test_separate_organisations_exchange_public_keys_through_a_signed_directory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """init per organisation, export, sign-directory, import: each ends up with everyone's
     public keys and only its own private ones; a tampered copy is one line and changes nothing."""
     monkeypatch.chdir(tmp_path)  # no policy bundle here: the parties are not checked
     dirs = {p: tmp_path / p for p in ("wmp", "hub-a", "governance")}
     for party, d in dirs.items():
-        assert _run(["keys", "init", "--party", party, "--dir", str(d)], capsys)[0] == 0
+        assert run_cli(["keys", "init", "--party", party, "--dir", str(d)])[0] == 0
     exported = []
     for party in ("wmp", "hub-a"):
         out_file = tmp_path / f"{party}.entries.json"
         cmd = ["keys", "export", "--party", party, "--dir", str(dirs[party]), "--out"]
-        assert _run([*cmd, str(out_file)], capsys)[0] == 0
+        assert run_cli([*cmd, str(out_file)])[0] == 0
         exported.append(str(out_file))
     signed = tmp_path / "directory.json"
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         [
             "keys",
             "sign-directory",
@@ -607,14 +587,13 @@ def test_separate_organisations_exchange_public_keys_through_a_signed_directory(
             str(dirs["governance"]),
             "--no-party-check",
         ],
-        capsys,
     )
     assert code == 0
     anchor = FileKeyStore(dirs["governance"]).current_signing_key("governance").info.key_id
     assert anchor in out
 
     # The first import needs the governance key id, given on purpose.
-    code, _, err = _run(["keys", "import", str(signed), "--dir", str(dirs["wmp"])], capsys)
+    code, _, err = run_cli(["keys", "import", str(signed), "--dir", str(dirs["wmp"])])
     assert "--trust" in _one_line_error(code, err, 1)
 
     cmd = ["keys", "import", "--dir", str(dirs["wmp"]), "--trust", anchor]
@@ -632,36 +611,36 @@ def test_separate_organisations_exchange_public_keys_through_a_signed_directory(
         doc = json.loads(signed.read_text())
         doc["keys"][index][field] = value
         tampered.write_text(json.dumps(doc))
-        code, _, err = _run([*cmd, str(tampered)], capsys)
+        code, _, err = run_cli([*cmd, str(tampered)])
         assert says in _one_line_error(code, err, 1)
     assert FileKeyStore(dirs["wmp"]).parties() == ["wmp"]  # nothing taken from it
 
     for party in ("wmp", "hub-a"):
-        code, _, _ = _run(["keys", "import", "--dir", str(dirs[party]), "--trust", anchor,
-                           str(signed)], capsys)  # fmt: skip
+        code, _, _ = run_cli(["keys", "import", "--dir", str(dirs[party]), "--trust", anchor,
+                           str(signed)])  # fmt: skip
         assert code == 0
         store = FileKeyStore(dirs[party])
         assert store.parties() == ["governance", "hub-a", "wmp"]
         assert store.private_parties() == [party]
     # Trust is pinned now: later directories import without --trust.
-    code, _, _ = _run(["keys", "import", "--dir", str(dirs["wmp"]), str(signed)], capsys)
+    code, _, _ = run_cli(["keys", "import", "--dir", str(dirs["wmp"]), str(signed)])
     assert code == 0
 
 
 def test_a_first_import_into_an_empty_folder_makes_a_verifiers_keystore_of_public_keys(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """What a deployment gives the audit indexer: the signed directory and no private key;
     a directory that fails its checks leaves nothing behind."""
     gov, wmp = tmp_path / "governance", tmp_path / "wmp"
     for party, d in (("governance", gov), ("wmp", wmp)):
-        assert _run(["keys", "init", "--party", party, "--dir", str(d)], capsys)[0] == 0
+        assert run_cli(["keys", "init", "--party", party, "--dir", str(d)])[0] == 0
     entries = tmp_path / "wmp.entries.json"
     cmd = ["keys", "export", "--party", "wmp", "--dir", str(wmp), "--out", str(entries)]
-    assert _run(cmd, capsys)[0] == 0
+    assert run_cli(cmd)[0] == 0
     signed = tmp_path / "directory.json"
     cmd = ["keys", "sign-directory", str(entries), "--out", str(signed), "--dir", str(gov)]
-    assert _run(cmd, capsys)[0] == 0
+    assert run_cli(cmd)[0] == 0
     anchor = FileKeyStore(gov).current_signing_key("governance").info.key_id
 
     tampered = tmp_path / "tampered.json"
@@ -669,42 +648,42 @@ def test_a_first_import_into_an_empty_folder_makes_a_verifiers_keystore_of_publi
     doc["keys"][0]["status"] = "retired"
     tampered.write_text(json.dumps(doc))
     indexer = tmp_path / "indexer"
-    code, _, err = _run(["keys", "import", "--dir", str(indexer), "--trust", anchor,
-                         str(tampered)], capsys)  # fmt: skip
+    code, _, err = run_cli(["keys", "import", "--dir", str(indexer), "--trust", anchor,
+                         str(tampered)])  # fmt: skip
     _one_line_error(code, err, 1)
     assert not indexer.exists()
 
-    code, out, _ = _run(["keys", "import", "--dir", str(indexer), "--trust", anchor,
-                         str(signed)], capsys)  # fmt: skip
+    code, out, _ = run_cli(["keys", "import", "--dir", str(indexer), "--trust", anchor,
+                         str(signed)])  # fmt: skip
     assert code == 0
     assert "public keys only" in out
     store = FileKeyStore(indexer)
     assert store.parties() == ["governance", "wmp"]
     assert store.private_parties() == []
     # Without --trust an empty folder is still no keystore: nothing is made by accident.
-    code, _, err = _run(["keys", "import", "--dir", str(tmp_path / "x"), str(signed)], capsys)
+    code, _, err = run_cli(["keys", "import", "--dir", str(tmp_path / "x"), str(signed)])
     assert "check --dir" in _one_line_error(code, err, 2)
 
 
 def test_the_linkage_key_is_copied_into_a_keystore_with_a_passphrase_of_its_own(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A deployment protects the worker's and the console's keystores with different
     passphrases; the copy opens each with its own."""
     worker, console = tmp_path / "worker", tmp_path / "console"
     (tmp_path / "console.pass").write_text("console-passphrase\n")
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "console-passphrase")
-    assert _run(["keys", "init", "--party", "console", "--dir", str(console)], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "console", "--dir", str(console)])[0] == 0
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "worker-passphrase")
-    assert _run(["keys", "init", "--party", "worker", "--dir", str(worker)], capsys)[0] == 0
-    assert _run(["keys", "linkage", "create", "--dir", str(worker)], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "worker", "--dir", str(worker)])[0] == 0
+    assert run_cli(["keys", "linkage", "create", "--dir", str(worker)])[0] == 0
     cmd = ["keys", "linkage", "copy", "--dir", str(worker), "--to", str(console)]
-    code, _, err = _run(cmd, capsys)  # the worker's passphrase does not open the console's
+    code, _, err = run_cli(cmd)  # the worker's passphrase does not open the console's
     assert _one_line_error(code, err, 1) == (
         f"accord: error: wrong passphrase for the keystore at {console}: give its own "
         "passphrase with --to-passphrase-file FILE"
     )
-    code, out, _ = _run([*cmd, "--to-passphrase-file", str(tmp_path / "console.pass")], capsys)
+    code, out, _ = run_cli([*cmd, "--to-passphrase-file", str(tmp_path / "console.pass")])
     assert code == 0, out
     from pydantic import SecretStr
 
@@ -713,29 +692,28 @@ def test_the_linkage_key_is_copied_into_a_keystore_with_a_passphrase_of_its_own(
 
 
 def test_keys_are_rotated_and_the_linkage_key_copied_only_into_their_owners_keystores(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """Rotating swbh in the worker's keystore made swbh private keys the worker held, and a
     directory listing them would have had swbh's records sealed to them; the linkage key,
     which links every child's records, went into the police's keystore."""
     root = tmp_path / "k"
-    assert _run(["keys", "init", "--policies", str(REPO / "policies"), "--dir", str(root)],
-                capsys)[0] == 0  # fmt: skip
+    assert (
+        run_cli(["keys", "init", "--policies", str(REPO / "policies"), "--dir", str(root)])[0] == 0
+    )
     before = FileKeyStore(root / "worker").keys("swbh")
-    code, _, err = _run(["keys", "rotate", "swbh", "--dir", str(root / "worker")], capsys)
+    code, _, err = run_cli(["keys", "rotate", "swbh", "--dir", str(root / "worker")])
     assert "holds no private key of swbh" in _one_line_error(code, err, 1)
     assert FileKeyStore(root / "worker").keys("swbh") == before
-    code, _, err = _run(["keys", "rotate", "governance", "--dir", str(root / "wmp")], capsys)
+    code, _, err = run_cli(["keys", "rotate", "governance", "--dir", str(root / "wmp")])
     _one_line_error(code, err, 1)
     cmd = ["keys", "linkage", "copy", "--dir", str(root / "worker"), "--to", str(root / "wmp")]
-    code, _, err = _run(cmd, capsys)
+    code, _, err = run_cli(cmd)
     assert "is not the console's keystore (it holds wmp's)" in _one_line_error(code, err, 2)
 
 
-def test_a_bad_party_id_leaves_no_empty_keystore_behind(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = _run(["keys", "init", "--party", "Bad Id", "--dir", str(tmp_path / "k")], capsys)
+def test_a_bad_party_id_leaves_no_empty_keystore_behind(tmp_path: Path, run_cli: Run) -> None:
+    code, _, err = run_cli(["keys", "init", "--party", "Bad Id", "--dir", str(tmp_path / "k")])
     assert "party ids use letters" in _one_line_error(code, err, 2)
     assert not (tmp_path / "k").exists()
 
@@ -743,20 +721,20 @@ def test_a_bad_party_id_leaves_no_empty_keystore_behind(
 @pytest.mark.parametrize("how", [["--party", "wmp"], ["--policies", "BUNDLE"]])
 def test_keys_are_made_only_under_a_passphrase_unless_unencrypted_ones_are_asked_for(
     how: list[str], bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
 ) -> None:  # fmt: skip
     """Secure by default: no passphrase, no keys. ACCORD_KEYSTORE__PROTECTION=none is the
     explicit opt-out, and it is warned about every time."""
     argv = ["keys", "init", *[str(bundle) if a == "BUNDLE" else a for a in how]]
     monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION", raising=False)
-    code, _, err = _run([*argv, "--dir", str(tmp_path / "refused")], capsys)
+    code, _, err = run_cli([*argv, "--dir", str(tmp_path / "refused")])
     assert "no keystore passphrase: set ACCORD_KEYSTORE__PASSPHRASE" in _one_line_error(
         code, err, 2
     )
     assert not (tmp_path / "refused").exists()
 
     monkeypatch.setenv("ACCORD_KEYSTORE__PROTECTION", "none")
-    code, _, err = _run([*argv, "--dir", str(tmp_path / "plain")], capsys)
+    code, _, err = run_cli([*argv, "--dir", str(tmp_path / "plain")])
     assert code == 0
     assert err.strip() == (
         "warning: private keys stored unencrypted (ACCORD_KEYSTORE__PROTECTION=none), for "
@@ -765,7 +743,7 @@ def test_keys_are_made_only_under_a_passphrase_unless_unencrypted_ones_are_asked
     )
     monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION")
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "correct horse battery staple")
-    code, _, err = _run([*argv, "--dir", str(tmp_path / "sealed")], capsys)
+    code, _, err = run_cli([*argv, "--dir", str(tmp_path / "sealed")])
     assert (code, err) == (0, "")
     metas = list((tmp_path / "sealed").glob("**/keystore.json"))
     assert metas
@@ -774,32 +752,32 @@ def test_keys_are_made_only_under_a_passphrase_unless_unencrypted_ones_are_asked
 
 def test_without_a_passphrase_no_command_opens_a_keystore(
     bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
 ) -> None:  # fmt: skip
     """A keystore made unencrypted is not opened either unless the opt-out is set where it
     is opened: a deployment does not inherit a test's or a demo's setting by accident."""
-    assert _run(["keys", "init", "--policies", str(bundle)], capsys)[0] == 0
-    assert _run(["keys", "list"], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--policies", str(bundle)])[0] == 0
+    assert run_cli(["keys", "list"])[0] == 0
     monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION")
-    code, _, err = _run(["keys", "list"], capsys)
+    code, _, err = run_cli(["keys", "list"])
     assert "no keystore passphrase" in _one_line_error(code, err, 2)
 
 
 def test_keys_protect_encrypts_an_unencrypted_keystore_in_place(
     bundle: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
 ) -> None:  # fmt: skip
     """Every store under the folder is put under the passphrase, keeping its keys; again, it
     is a no-op; with another passphrase, or none, it is a one-line error."""
-    assert _run(["keys", "init", "--policies", str(bundle)], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--policies", str(bundle)])[0] == 0
     root = home / "keys"
     before = {p.name: FileKeyStore(p).keys() for p in root.iterdir() if p.is_dir()}
     monkeypatch.delenv("ACCORD_KEYSTORE__PROTECTION")
-    code, _, err = _run(["keys", "protect"], capsys)
+    code, _, err = run_cli(["keys", "protect"])
     assert "ACCORD_KEYSTORE__PASSPHRASE" in _one_line_error(code, err, 2)
 
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "correct horse battery staple")
-    code, out, err = _run(["keys", "protect"], capsys)
+    code, out, err = run_cli(["keys", "protect"])
     assert (code, err) == (0, "")
     assert out.count("now encrypted under the passphrase") == len(before)
     for name, keys in before.items():
@@ -813,13 +791,13 @@ def test_keys_protect_encrypts_an_unencrypted_keystore_in_place(
     assert not list(root.glob(".*.protecting"))
     assert not list(root.glob(".*.unprotected"))
     # The stores still work together: the directory they import is signed as before.
-    assert _run(["keys", "list"], capsys)[0] == 0
+    assert run_cli(["keys", "list"])[0] == 0
 
-    code, out, _ = _run(["keys", "protect"], capsys)
+    code, out, _ = run_cli(["keys", "protect"])
     assert code == 0
     assert "protected already" in out
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "another")
-    code, _, err = _run(["keys", "protect"], capsys)
+    code, _, err = run_cli(["keys", "protect"])
     assert "wrong passphrase" in _one_line_error(code, err, 1)
 
 
@@ -842,13 +820,13 @@ def test_a_service_on_an_unprotected_keystore_logs_so_and_on_a_protected_one_doe
 
 
 def test_keys_protect_from_inside_the_keystore_folder_works(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Run
 ) -> None:
     """`--dir .` named a store with no name to build its sibling folders from (a traceback)."""
-    assert _run(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "wmp", "--dir", str(tmp_path / "wmp")])[0] == 0
     monkeypatch.chdir(tmp_path / "wmp")
     monkeypatch.setenv("ACCORD_KEYSTORE__PASSPHRASE", "correct horse battery staple")
-    code, out, err = _run(["keys", "protect", "--dir", "."], capsys)
+    code, out, err = run_cli(["keys", "protect", "--dir", "."])
     assert (code, err) == (0, "")
     assert "now encrypted" in out
     assert json.loads((tmp_path / "wmp" / "keystore.json").read_text())["protection"] == "scrypt"
@@ -858,7 +836,7 @@ def test_revoking_another_partys_key_outside_the_governance_keystore_is_refused(
     bundle: Path,
     home: Path,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Done in wmp's keystore, the next directory imported there would silently undo it.
@@ -866,51 +844,51 @@ def test_revoking_another_partys_key_outside_the_governance_keystore_is_refused(
     unreachable organisation's key): the next signed directory carries it to everyone, the
     owner's keystore included, and the owner's own export cannot undo it."""
     monkeypatch.setenv("ACCORD_POLICIES", str(bundle))  # the bundle the parties are checked in
-    _run(["keys", "init", "--policies", str(bundle)], capsys)
+    run_cli(["keys", "init", "--policies", str(bundle)])
     keys = home / "keys"
     victim = FileKeyStore(keys / "hub-a").current_signing_key("hub-a").info.key_id
     for verb in ("revoke", "retire"):
-        code, _, err = _run(["keys", verb, victim, "--dir", str(keys / "wmp")], capsys)
+        code, _, err = run_cli(["keys", verb, victim, "--dir", str(keys / "wmp")])
         line = _one_line_error(code, err, 2)
         assert f"key {victim} is hub-a's" in line
         assert f"{verb} it in hub-a's own keystore" in line
         assert "governance keystore" in line
     assert FileKeyStore(keys / "wmp").public_key(victim).status is KeyStatus.ACTIVE  # type: ignore[union-attr]
 
-    code, out, _ = _run(["keys", "revoke", victim, "--dir", str(keys / "governance")], capsys)
+    code, out, _ = run_cli(["keys", "revoke", victim, "--dir", str(keys / "governance")])
     assert code == 0
     assert out.startswith(f"revoked {victim} (hub-a, sign) in keystore {keys / 'governance'} ")
     exported, directory = tmp_path / "hub-a.json", tmp_path / "directory.json"
     argv = ["keys", "export", "--party", "hub-a", "--dir", str(keys / "hub-a"), "--out"]
-    assert _run([*argv, str(exported)], capsys)[0] == 0
+    assert run_cli([*argv, str(exported)])[0] == 0
     # Signed by the revoked key, which proves nothing: taken on the officer's own check.
     argv = ["keys", "sign-directory", str(exported), "--out", str(directory), "--unsigned", "hub-a"]
-    assert _run([*argv, "--dir", str(keys / "governance")], capsys)[0] == 0
+    assert run_cli([*argv, "--dir", str(keys / "governance")])[0] == 0
     for principal in ("wmp", "hub-a"):
         argv = ["keys", "import", str(directory), "--dir", str(keys / principal)]
-        assert _run(argv, capsys)[0] == 0
+        assert run_cli(argv)[0] == 0
         info = FileKeyStore(keys / principal).public_key(victim)
         assert info is not None
         assert info.status is KeyStatus.REVOKED
 
 
 def test_init_party_refuses_a_party_the_bundle_given_does_not_know(
-    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bundle: Path, tmp_path: Path, run_cli: Run
 ) -> None:
     """A typo with --policies would make keys for a party no directory is meant to list; the
     broker's own principals are in no bundle, and are made as before."""
     for party, hint in (("hub-b", ": did you mean hub-a?"), ("nosuchparty", "")):
         argv = ["keys", "init", "--party", party, "--dir", str(tmp_path / party)]
-        code, _, err = _run([*argv, "--policies", str(bundle)], capsys)
+        code, _, err = run_cli([*argv, "--policies", str(bundle)])
         line = _one_line_error(code, err, 2)
         assert line == f"accord: error: --party: {party} is no party of the bundle {bundle}{hint}"
         assert not (tmp_path / party).exists()
     argv = ["keys", "init", "--party", "worker", "--dir", str(tmp_path / "worker")]
-    assert _run([*argv, "--policies", str(bundle)], capsys)[0] == 0
+    assert run_cli([*argv, "--policies", str(bundle)])[0] == 0
 
 
 def test_rotating_the_worker_with_less_grace_than_its_deliveries_live_is_refused_unless_forced(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """The worker's old signing key must outlive what it signed on the delivery topics
     (~37 days) plus the staged rotation, and no later rotation extends it: below 45 days the
@@ -919,15 +897,15 @@ def test_rotating_the_worker_with_less_grace_than_its_deliveries_live_is_refused
     from broker.keys import FileKeyStore
 
     store = tmp_path / "worker"
-    assert _run(["keys", "init", "--party", "worker", "--dir", str(store)], capsys)[0] == 0
+    assert run_cli(["keys", "init", "--party", "worker", "--dir", str(store)])[0] == 0
     before = FileKeyStore(store).keys("worker")
-    code, _, err = _run(["keys", "rotate", "worker", "--dir", str(store)], capsys)
+    code, _, err = run_cli(["keys", "rotate", "worker", "--dir", str(store)])
     line = _one_line_error(code, err, 2)
     assert "refusing to rotate the worker's signing key with 7 days' grace" in line
     assert "--grace-days 45 or more" in line
     assert FileKeyStore(store).keys("worker") == before
     cmd = ["keys", "rotate", "worker", "--dir", str(store), "--grace-days", "45"]
-    code, _, err = _run(cmd, capsys)
+    code, _, err = run_cli(cmd)
     assert (code, err) == (0, "")
     [original] = [k for k in before if k.purpose is KeyPurpose.SIGN]
     rotated_out = FileKeyStore(store).public_key(original.key_id)
@@ -935,37 +913,35 @@ def test_rotating_the_worker_with_less_grace_than_its_deliveries_live_is_refused
     assert rotated_out.not_after is not None
     assert rotated_out.not_after - rotated_out.created_at >= timedelta(days=45)
     cmd = ["keys", "rotate", "worker", "--dir", str(store), "--grace-days", "7", "--force"]
-    code, out, err = _run(cmd, capsys)
+    code, out, err = run_cli(cmd)
     assert code == 0, err
     assert "rotated worker" in out
     assert "warning: the worker's old signing key expires in 7 days, and nothing extends" in err
     assert "every recipient group has read past them" in err
     cmd = ["keys", "rotate", "worker", "--dir", str(store), "--purpose", "encrypt"]
-    code, _, err = _run(cmd, capsys)
+    code, _, err = run_cli(cmd)
     assert (code, err) == (0, "")  # its encryption key needs no such grace
 
 
 def test_keys_commands_that_change_a_keystore_name_it(
-    bundle: Path, home: Path, capsys: pytest.CaptureFixture[str]
+    bundle: Path, home: Path, run_cli: Run
 ) -> None:
     """The custodian's case: with ACCORD_HOME and no --dir, revoking wmp's key changes the
     governance keystore, and the message says so; rotate names the party's own."""
-    _run(["keys", "init", "--policies", str(bundle)], capsys)
+    run_cli(["keys", "init", "--policies", str(bundle)])
     keys = home / "keys"
     victim = FileKeyStore(keys / "wmp").current_encryption_key("wmp").key_id
-    code, out, _ = _run(["keys", "revoke", victim], capsys)
+    code, out, _ = run_cli(["keys", "revoke", victim])
     assert code == 0
     assert f"revoked {victim} (wmp, encrypt) in keystore {keys / 'governance'}" in out
     assert "the governance keystore" in out
     assert FileKeyStore(keys / "governance").public_key(victim).status is KeyStatus.REVOKED  # type: ignore[union-attr]
-    code, out, _ = _run(["keys", "rotate", "hub-a"], capsys)
+    code, out, _ = run_cli(["keys", "rotate", "hub-a"])
     assert code == 0
     assert f"rotated hub-a in keystore {keys / 'hub-a'}:" in out
 
 
-def test_a_dir_that_holds_no_keystore_is_refused_naming_dir(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_dir_that_holds_no_keystore_is_refused_naming_dir(tmp_path: Path, run_cli: Run) -> None:
     """--dir given on purpose: the advice is to check it, not ACCORD_KEYSTORE__PATH."""
     empty = tmp_path / "nowhere"
     for argv in (
@@ -973,34 +949,34 @@ def test_a_dir_that_holds_no_keystore_is_refused_naming_dir(
         ["keys", "list", "--dir", str(empty)],
         ["keys", "export", "--party", "wmp", "--dir", str(empty)],
     ):
-        code, _, err = _run(argv, capsys)
+        code, _, err = run_cli(argv)
         line = _one_line_error(code, err, 2)
         assert f"no keystore at {empty}: check --dir" in line
         assert "ACCORD_KEYSTORE__PATH" not in line
 
 
 def test_after_rotating_governance_the_key_sign_directory_uses_is_marked_in_use(
-    bundle: Path, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bundle: Path, home: Path, tmp_path: Path, run_cli: Run
 ) -> None:
     """sign-directory signs with the oldest live governance key during the grace: list marks
     that one, and rotate says so (not 'the new keys sign once ... imported here')."""
-    _run(["keys", "init", "--policies", str(bundle)], capsys)
+    run_cli(["keys", "init", "--policies", str(bundle)])
     keys = home / "keys"
     old = FileKeyStore(keys / "governance").current_signing_key("governance").info.key_id
-    code, out, _ = _run(["keys", "rotate", "governance", "--purpose", "sign"], capsys)
+    code, out, _ = run_cli(["keys", "rotate", "governance", "--purpose", "sign"])
     assert code == 0
     assert f"governance key {old} goes on signing directories for 7 days" in out
     assert "--trust NEW_KEY_ID" in out
     assert "the new keys sign once" not in out
     argv = ["keys", "list", "--party", "governance", "--dir", str(keys / "governance"), "--json"]
-    rows = [json.loads(line) for line in _run(argv, capsys)[1].splitlines()]
+    rows = [json.loads(line) for line in run_cli(argv)[1].splitlines()]
     rows = [r for r in rows if r["purpose"] == "sign" and r["status"] == "active"]
     assert len(rows) == 2
     assert [r["key_id"] for r in rows if r["in_use"] == "signing"] == [old]
     directory, exported = tmp_path / "directory.json", tmp_path / "wmp.json"
-    assert _run(["keys", "export", "--party", "wmp", "--out", str(exported)], capsys)[0] == 0
+    assert run_cli(["keys", "export", "--party", "wmp", "--out", str(exported)])[0] == 0
     argv = ["keys", "sign-directory", str(exported), "--out", str(directory)]
-    code, out, _ = _run(argv, capsys)
+    code, out, _ = run_cli(argv)
     assert code == 0
     assert json.loads(directory.read_text())["signature"]["key_id"] == old
     assert f"from keystore {keys / 'governance'}" in out

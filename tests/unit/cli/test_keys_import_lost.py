@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.cli import main
 from broker.keys import FileKeyStore
+from tests.unit.audit.conftest import Run
 
 
 @pytest.fixture(autouse=True)
@@ -20,27 +20,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_importing_into_a_remade_keystore_warns_to_restore_it_and_a_first_import_does_not(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     gov, wmp = tmp_path / "governance", tmp_path / "wmp"
     for party, d in (("governance", gov), ("wmp", wmp)):
-        assert _run(["keys", "init", "--party", party, "--dir", str(d)], capsys)[0] == 0
+        assert run_cli(["keys", "init", "--party", party, "--dir", str(d)])[0] == 0
     entries, signed = tmp_path / "wmp.entries.json", tmp_path / "directory.json"
     cmd = ["keys", "export", "--party", "wmp", "--dir", str(wmp), "--out", str(entries)]
-    assert _run(cmd, capsys)[0] == 0
+    assert run_cli(cmd)[0] == 0
     cmd = ["keys", "sign-directory", str(entries), "--out", str(signed), "--dir", str(gov)]
-    assert _run(cmd, capsys)[0] == 0
+    assert run_cli(cmd)[0] == 0
     anchor = FileKeyStore(gov).current_signing_key("governance").info.key_id
     listed = [k.key_id for k in FileKeyStore(wmp).keys("wmp") if k.purpose.value == "sign"]
     [old_encrypt] = [
@@ -48,12 +38,12 @@ def test_importing_into_a_remade_keystore_warns_to_restore_it_and_a_first_import
     ]
     importing = ["keys", "import", str(signed), "--dir", str(wmp), "--trust", anchor]
 
-    code, _, err = _run(importing, capsys)  # the ceremony: its own keys, listed
+    code, _, err = run_cli(importing)  # the ceremony: its own keys, listed
     assert (code, err) == (0, "")
 
     shutil.rmtree(wmp)  # lost, and made again rather than restored
-    assert _run(["keys", "init", "--party", "wmp", "--dir", str(wmp)], capsys)[0] == 0
-    code, out, err = _run(importing, capsys)
+    assert run_cli(["keys", "init", "--party", "wmp", "--dir", str(wmp)])[0] == 0
+    code, out, err = run_cli(importing)
     assert code == 0
     assert "imported" in out
     line, sealed = err.strip().splitlines()

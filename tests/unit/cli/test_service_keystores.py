@@ -10,20 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from broker.cli import main
 from broker.keys import FileKeyStore
+from tests.unit.audit.conftest import Run
 
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "t" * 40
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture
@@ -47,9 +38,9 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ],
 )
 def test_a_service_without_its_keystore_names_its_own_and_the_backup(
-    host: Path, capsys: pytest.CaptureFixture[str], argv: list[str], principal: str
+    host: Path, run_cli: Run, argv: list[str], principal: str
 ) -> None:
-    code, err = _run(argv, capsys)
+    code, _, err = run_cli(argv)
     own = host / principal
     assert code != 0
     assert len(err.splitlines()) == 1, err
@@ -59,10 +50,10 @@ def test_a_service_without_its_keystore_names_its_own_and_the_backup(
 
 
 def test_the_indexer_without_a_keystore_is_told_to_import_the_directory_not_the_consoles(
-    host: Path, capsys: pytest.CaptureFixture[str]
+    host: Path, run_cli: Run
 ) -> None:
     """It holds public keys only: keys init would give it private keys it must not have."""
-    code, err = _run(["audit", "index", "--once"], capsys)
+    code, _, err = run_cli(["audit", "index", "--once"])
     own = host / "indexer"
     assert code != 0
     assert len(err.splitlines()) == 1, err

@@ -6,23 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from broker.cli import main
 from broker.keys import FileKeyStore
+from tests.unit.audit.conftest import Run
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
-
-
 def test_a_worker_whose_keystore_is_lost_names_it_and_never_bundle_mode_keys_init(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reviewer's platform host: keys/console and keys/indexer there, keys/worker gone.
     'no keystore at <keys>; run accord keys init' led to bundle-mode init, which makes every
@@ -31,7 +22,7 @@ def test_a_worker_whose_keystore_is_lost_names_it_and_never_bundle_mode_keys_ini
     keys = tmp_path / "keys"
     for principal in ("console", "indexer"):
         FileKeyStore(keys / principal, create=True)
-    code, err = _run(["worker", "--policies", str(REPO / "policies")], capsys)
+    code, _, err = run_cli(["worker", "--policies", str(REPO / "policies")])
     assert code == 1
     assert len(err.splitlines()) == 1, err
     worker = keys / "worker"
@@ -41,7 +32,7 @@ def test_a_worker_whose_keystore_is_lost_names_it_and_never_bundle_mode_keys_ini
 
 
 def test_an_empty_keys_folder_mounted_as_the_workers_keystore_is_named_as_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A container mounts the worker's keystore as the keys folder: an empty mount is that
     keystore missing, named as the folder."""
@@ -49,6 +40,6 @@ def test_an_empty_keys_folder_mounted_as_the_workers_keystore_is_named_as_it(
     keys.mkdir()
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     monkeypatch.setenv("ACCORD_KEYSTORE__PATH", str(keys))
-    code, err = _run(["worker", "--policies", str(REPO / "policies")], capsys)
+    code, _, err = run_cli(["worker", "--policies", str(REPO / "policies")])
     assert code == 1
     assert err.startswith(f"accord: error: no keystore for worker at {keys}: restore")
