@@ -11,8 +11,8 @@ import pytest
 
 from broker import provision as provision_module
 from broker.cli import _logging as cli_logging
-from broker.cli import main
 from broker.policy import load_bundle
+from tests.unit.audit.conftest import Run
 from tests.unit.policy.kit import event_dict
 
 REPO = Path(__file__).resolve().parents[3]
@@ -28,17 +28,6 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("ACCORD_POLICIES", raising=False)
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
     return work
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code: Any = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return int(code or 0), out, err
 
 
 class _Plan:
@@ -75,7 +64,7 @@ IMPACT_REFUSAL = "accord: error: no bundle in force: pass --current DIR or set A
     ],
 )
 def test_a_command_that_acts_for_real_refuses_without_a_bundle_never_the_examples(
-    argv: list[str], refusal: str, elsewhere: Path, capsys: pytest.CaptureFixture[str],
+    argv: list[str], refusal: str, elsewhere: Path, run_cli: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """In the wrong folder without --policies, provisioning would reconcile a real cluster
@@ -87,7 +76,7 @@ def test_a_command_that_acts_for_real_refuses_without_a_bundle_never_the_example
 
     monkeypatch.setattr(provision_module, "provision", provision)
     monkeypatch.setattr(cli_logging, "configure_logging", _nothing)  # a worker's, in-process
-    code, out, err = _run(argv, capsys)
+    code, out, err = run_cli(argv)
     assert code != 0
     assert err.strip().splitlines() == [refusal]
     assert out == ""
@@ -96,7 +85,10 @@ def test_a_command_that_acts_for_real_refuses_without_a_bundle_never_the_example
 
 
 def test_kafka_provision_says_which_bundle_and_version_before_acting(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    elsewhere: Path,
+    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     said: list[str] = []
 
@@ -107,7 +99,7 @@ def test_kafka_provision_says_which_bundle_and_version_before_acting(
     monkeypatch.setattr(provision_module, "provision", provision)
     bundle = REPO / "policies"
     monkeypatch.setenv("ACCORD_POLICIES", str(bundle))
-    code, out, err = _run(["kafka", "provision", "--dry-run"], capsys)
+    code, out, err = run_cli(["kafka", "provision", "--dry-run"])
     assert code == 0, err
     version = load_bundle(bundle).version
     assert said == [f"policy bundle {bundle.resolve()}, version {version}\n"]
@@ -115,34 +107,30 @@ def test_kafka_provision_says_which_bundle_and_version_before_acting(
 
 
 def test_a_policies_folder_here_is_the_default_and_the_option_wins_over_it(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    elsewhere: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(provision_module, "provision", _no_changes)
     (elsewhere / "policies").symlink_to(REPO / "policies")
-    code, out, _ = _run(["kafka", "provision", "--dry-run"], capsys)
+    code, out, _ = run_cli(["kafka", "provision", "--dry-run"])
     assert code == 0
     assert out.startswith(f"policy bundle {(elsewhere / 'policies').resolve()}, version ")
     missing = elsewhere / "nothing"
-    code, _, err = _run(["kafka", "provision", "--dry-run", "--policies", str(missing)], capsys)
+    code, _, err = run_cli(["kafka", "provision", "--dry-run", "--policies", str(missing)])
     assert code != 0
     assert str(missing) in err
 
 
-def test_policy_explain_without_a_bundle_tries_the_example(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_policy_explain_without_a_bundle_tries_the_example(elsewhere: Path, run_cli: Run) -> None:
     event = elsewhere / "event.json"
     event.write_text(json.dumps(event_dict()))
-    code, out, err = _run(["policy", "explain", str(event), "--json"], capsys)
+    code, out, err = run_cli(["policy", "explain", str(event), "--json"])
     assert code == 0, err
     assert json.loads(out)["policy_version"] == load_bundle(REPO / "policies").version
 
 
-def test_policy_test_without_a_bundle_tries_the_example(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_policy_test_without_a_bundle_tries_the_example(elsewhere: Path, run_cli: Run) -> None:
     scenarios = REPO / "policies" / "scenarios"
-    code, out, _ = _run(["policy", "test", str(scenarios)], capsys)
+    code, out, _ = run_cli(["policy", "test", str(scenarios)])
     assert code == 0, out
     assert out.strip().splitlines()[-1].endswith("passed, 0 failed")
 
@@ -155,11 +143,11 @@ def test_policy_test_without_a_bundle_tries_the_example(
     ],
 )
 def test_the_desk_takes_the_bundle_the_refusal_tells_it_to(
-    argv: list[str], elsewhere: Path, capsys: pytest.CaptureFixture[str]
+    argv: list[str], elsewhere: Path, run_cli: Run
 ) -> None:
     """The refusal says 'pass --policies DIR': the desk's commands take it, and go on to what
     is missing next here (the party's keystore)."""
-    code, _, err = _run([*argv, "--policies", str(REPO / "policies")], capsys)
+    code, _, err = run_cli([*argv, "--policies", str(REPO / "policies")])
     assert code != 0
     assert "no keystore" in err, err
     assert REFUSAL not in err

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from broker.cli import main
 from broker.policy import ARTICLE6_BASES, load_scenarios
+from tests.unit.audit.conftest import Run
 from tests.unit.policy.kit import (
     ENCOMPASS,
     PARTIES,
@@ -27,23 +27,10 @@ REPO = Path(__file__).resolve().parents[3]
 SHARED = REPO.parent / "shared" / "examples"
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code: Any = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return int(code or 0), out, err
-
-
 # -- check ---------------------------------------------------------------------------------
 
 
-def test_check_a_sound_bundle_prints_one_summary_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_a_sound_bundle_prints_one_summary_line(tmp_path: Path, run_cli: Run) -> None:
     agreements = default_agreements()
     for a in agreements:  # in force whatever today is: a lapsed one is warned of (its dates)
         a["valid_until"] = "2099-12-31"
@@ -51,7 +38,7 @@ def test_check_a_sound_bundle_prints_one_summary_line(
     to_hub = next(c for a in agreements for c in a["clauses"] if c["id"] == "to-hub")
     to_hub["lawful_basis"]["article10"] = "explicit_consent"
     root = write_bundle(tmp_path / "b", agreements=agreements)
-    code, out, err = _run(["policy", "check", str(root)], capsys)
+    code, out, err = run_cli(["policy", "check", str(root)])
     assert code == 0
     assert err == ""
     (line,) = out.strip().splitlines()
@@ -61,14 +48,14 @@ def test_check_a_sound_bundle_prints_one_summary_line(
 
 
 def test_check_prints_a_warning_on_stderr_and_still_passes_a_bundle_it_only_doubts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """A school:of-child clause without ``subjects`` sends the school the adults too: check
     says so on stderr, and the bundle is still ok (a warning never blocks)."""
     clause = copy.deepcopy(ENCOMPASS)
     del clause["subjects"]
     root = write_bundle(tmp_path / "b", agreements=[agreement("encompass", [clause])])
-    code, out, err = _run(["policy", "check", str(root)], capsys)
+    code, out, err = run_cli(["policy", "check", str(root)])
     assert code == 0
     assert out.startswith("ok: ")
     (warning,) = err.strip().splitlines()
@@ -266,7 +253,7 @@ PROBLEMS: list[tuple[str, Mutation, str, str]] = [
     ("mutate", "file", "fragment"), [p[1:] for p in PROBLEMS], ids=[p[0] for p in PROBLEMS]
 )
 def test_check_names_the_file_and_the_problem_and_exits_1(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Mutation, file: str, fragment: str
+    tmp_path: Path, run_cli: Run, mutate: Mutation, file: str, fragment: str
 ) -> None:
     spec: dict[str, Any] = {
         "parties": copy.deepcopy(PARTIES),
@@ -282,7 +269,7 @@ def test_check_names_the_file_and_the_problem_and_exits_1(
         import yaml  # only this branch writes an extra file
 
         (root / "agreements" / f"{name}.yaml").write_text(yaml.safe_dump(twin))
-    code, out, err = _run(["policy", "check", str(root)], capsys)
+    code, out, err = run_cli(["policy", "check", str(root)])
     assert code == 1
     lines = out.strip().splitlines()
     assert any(line.startswith(f"{file}:") and fragment in line for line in lines), out
@@ -293,12 +280,12 @@ def test_check_names_the_file_and_the_problem_and_exits_1(
 
 
 def test_check_reports_invalid_yaml_and_a_missing_parties_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     root = write_bundle(tmp_path / "b")
     (root / "agreements" / "broken.yaml").write_text("id: [unclosed\n")
     (root / PY).unlink()
-    code, out, _ = _run(["policy", "check", str(root)], capsys)
+    code, out, _ = run_cli(["policy", "check", str(root)])
     assert code == 1
     assert (
         "agreements/broken.yaml:2: not valid YAML" in out
@@ -307,14 +294,12 @@ def test_check_reports_invalid_yaml_and_a_missing_parties_file(
     assert "parties.yaml: missing" in out
 
 
-def test_check_lists_every_problem_not_just_the_first(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_lists_every_problem_not_just_the_first(tmp_path: Path, run_cli: Run) -> None:
     agreements = default_agreements()
     agreements[0]["clauses"][0]["share"] = ["subject.x", "subject.y"]
     agreements[1]["clauses"][0]["to"] = ["nobody"]
-    code, out, err = _run(
-        ["policy", "check", str(write_bundle(tmp_path / "b", agreements=agreements))], capsys
+    code, out, err = run_cli(
+        ["policy", "check", str(write_bundle(tmp_path / "b", agreements=agreements))]
     )
     assert code == 1
     assert len(out.strip().splitlines()) == 3
@@ -330,9 +315,7 @@ def _event_file(tmp_path: Path, **over: Any) -> Path:
     return path
 
 
-def test_explain_shows_a_row_per_recipient_and_each_view(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_explain_shows_a_row_per_recipient_and_each_view(tmp_path: Path, run_cli: Run) -> None:
     root = write_bundle(tmp_path / "b")
     argv = [
         "policy",
@@ -343,7 +326,7 @@ def test_explain_shows_a_row_per_recipient_and_each_view(
         "--at",
         "2026-11-22T08:00:00Z",
     ]
-    code, out, _ = _run(argv, capsys)
+    code, out, _ = run_cli(argv)
     assert code == 0
     for text in (
         "coord",
@@ -361,9 +344,7 @@ def test_explain_shows_a_row_per_recipient_and_each_view(
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".ndjson"])  # JSON lines, as publish reads them
-def test_explain_json_is_machine_readable(
-    suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_explain_json_is_machine_readable(suffix: str, tmp_path: Path, run_cli: Run) -> None:
     root = write_bundle(tmp_path / "b")
     consents = tmp_path / f"consents{suffix}"
     consents.write_text(
@@ -383,7 +364,7 @@ def test_explain_json_is_machine_readable(
         "policy", "explain", str(_event_file(tmp_path)), "--policies", str(root),
         "--consents", str(consents), "--at", "2026-11-22T08:00:00Z", "--json",
     ]  # fmt: skip
-    code, out, _ = _run(argv, capsys)
+    code, out, _ = run_cli(argv)
     assert code == 0
     doc = json.loads(out)
     outcomes = {d["recipient"]: d["outcome"] for d in doc["decisions"]}
@@ -394,13 +375,12 @@ def test_explain_json_is_machine_readable(
 
 
 def test_explain_with_a_bad_nhs_number_is_one_line_naming_the_field(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     root = write_bundle(tmp_path / "b")
     path = _event_file(tmp_path, subjects=[subject("child", nhs_number="9997877897")])
-    code, out, err = _run(
+    code, out, err = run_cli(
         ["policy", "explain", str(path), "--policies", str(root), "--at", "2026-11-22T08:00:00Z"],
-        capsys,
     )
     assert code == 1
     assert out == ""
@@ -410,43 +390,35 @@ def test_explain_with_a_bad_nhs_number_is_one_line_naming_the_field(
 
 
 @pytest.mark.parametrize("at", ["yesterday", "2026-11-22T08:00:00"])
-def test_explain_with_a_bad_time_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], at: str
-) -> None:
+def test_explain_with_a_bad_time_is_a_usage_error(tmp_path: Path, run_cli: Run, at: str) -> None:
     root = write_bundle(tmp_path / "b")
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["policy", "explain", str(_event_file(tmp_path)), "--policies", str(root), "--at", at],
-        capsys,
     )
     assert code == 2
     assert len(err.strip().splitlines()) == 1
 
 
-def test_explain_a_missing_event_file_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = _run(
-        ["policy", "explain", str(tmp_path / "none.json"), "--policies", str(tmp_path)], capsys
+def test_explain_a_missing_event_file_is_one_line(tmp_path: Path, run_cli: Run) -> None:
+    code, _, err = run_cli(
+        ["policy", "explain", str(tmp_path / "none.json"), "--policies", str(tmp_path)]
     )
     assert code == 1
     assert len(err.strip().splitlines()) == 1
 
 
-def test_explain_an_unrouted_event_says_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_explain_an_unrouted_event_says_so(tmp_path: Path, run_cli: Run) -> None:
     root = write_bundle(tmp_path / "b")
     path = _event_file(tmp_path, type="voluntary.concern")
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["policy", "explain", str(path), "--policies", str(root), "--at", "2026-11-22T08:00:00Z"],
-        capsys,
     )
     assert code == 0
     assert "No candidate recipients: no clause routes voluntary.concern from wmp." in out
 
 
 def test_explain_an_event_routed_only_to_hubs_none_covers_names_the_clause_not_no_route(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """A clause routes it, to hub:locality, and no hub covers the child's postcode: saying
     no clause routes it sends the officer to fix the wrong thing. The postcode is not shown."""
@@ -455,14 +427,14 @@ def test_explain_an_event_routed_only_to_hubs_none_covers_names_the_clause_not_n
     path = _event_file(tmp_path, type="housing.eviction_risk", sender="housing",
                        subjects=[child])  # fmt: skip
     argv = ["policy", "explain", str(path), "--policies", str(root), "--at", "2026-11-22T08:00:00Z"]
-    code, out, _ = _run(argv, capsys)
+    code, out, _ = run_cli(argv)
     assert code == 0
     assert out == (
         "No candidate recipients: early-help / to-hub routes housing.eviction_risk from "
         "housing only to hub:locality, but no hub's localities cover the postcode of any child "
         "in the event.\n"
     )
-    code, out, _ = _run([*argv, "--json"], capsys)
+    code, out, _ = run_cli([*argv, "--json"])
     doc = json.loads(out)
     assert doc["decisions"] == []
     assert doc["no_candidates"].startswith("early-help / to-hub routes")
@@ -470,13 +442,12 @@ def test_explain_an_event_routed_only_to_hubs_none_covers_names_the_clause_not_n
 
 
 def test_explain_an_event_routed_only_to_schools_none_matches_says_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     root = write_bundle(tmp_path / "b", agreements=[agreement("encompass", [ENCOMPASS])])
     path = _event_file(tmp_path, subjects=[subject("child", school_urn="999999")])
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["policy", "explain", str(path), "--policies", str(root), "--at", "2026-11-22T08:00:00Z"],
-        capsys,
     )
     assert code == 0
     assert "encompass / encompass routes police.domestic_incident from wmp only to " in out
@@ -484,15 +455,12 @@ def test_explain_an_event_routed_only_to_schools_none_matches_says_so(
     assert "999999" not in out
 
 
-def test_explain_an_event_only_a_draft_routes_names_the_draft(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_explain_an_event_only_a_draft_routes_names_the_draft(tmp_path: Path, run_cli: Run) -> None:
     draft = agreement("encompass", [ENCOMPASS], status="draft")
     root = write_bundle(tmp_path / "b", agreements=[draft])
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["policy", "explain", str(_event_file(tmp_path)), "--policies", str(root),
          "--at", "2026-11-22T08:00:00Z"],
-        capsys,
     )  # fmt: skip
     assert code == 0
     assert out == (
@@ -502,10 +470,9 @@ def test_explain_an_event_only_a_draft_routes_names_the_draft(
     # Two drafts: named together, in the plural ('a, b would, but is a draft' before).
     second = agreement("encompass-2", [{**ENCOMPASS, "id": "encompass-2"}], status="draft")
     root = write_bundle(tmp_path / "c", agreements=[draft, second])
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["policy", "explain", str(_event_file(tmp_path)), "--policies", str(root),
          "--at", "2026-11-22T08:00:00Z"],
-        capsys,
     )  # fmt: skip
     assert (code, out) == (0, (
         "No candidate recipients: no clause in force routes police.domestic_incident from wmp; "
@@ -539,11 +506,9 @@ def _scenario(
     return path
 
 
-def test_test_passes_and_ends_with_the_count_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_test_passes_and_ends_with_the_count_line(tmp_path: Path, run_cli: Run) -> None:
     _scenario(tmp_path, "a.yaml")
-    code, out, _ = _run(["policy", "test", str(tmp_path / "scenarios")], capsys)
+    code, out, _ = run_cli(["policy", "test", str(tmp_path / "scenarios")])
     assert code == 0
     lines = out.strip().splitlines()
     # Which bundles, the default and then the one the scenario names: test_policy_test_bundle.py
@@ -555,23 +520,19 @@ def test_test_passes_and_ends_with_the_count_line(
     assert lines[-1] == "1 passed, 0 failed"
 
 
-def test_test_failure_shows_the_diff_and_exits_1(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_test_failure_shows_the_diff_and_exits_1(tmp_path: Path, run_cli: Run) -> None:
     good = _scenario(tmp_path, "a.yaml")
     _scenario(tmp_path, "b.yaml", hub="shared")
     bad_yaml = tmp_path / "scenarios" / "c.yaml"
     bad_yaml.write_text("name: [unclosed\n")
-    code, out, _ = _run(["policy", "test", str(good), str(tmp_path / "scenarios")], capsys)
+    code, out, _ = run_cli(["policy", "test", str(good), str(tmp_path / "scenarios")])
     assert code == 1
     assert "hub-tipton: outcome: expected shared, got not_shared (consent-missing)" in out
     assert "not valid YAML" in out
     assert out.strip().splitlines()[-1] == "2 passed, 2 failed"
 
 
-def test_test_skips_a_walked_folders_other_yaml_and_says_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_test_skips_a_walked_folders_other_yaml_and_says_so(tmp_path: Path, run_cli: Run) -> None:
     """An alerting rule or a CI file under the folder is not a failing "scenario"; a file that
     has a scenario's keys still fails on a mistake, and a file named directly is always read."""
     _scenario(tmp_path, "a.yaml")
@@ -581,7 +542,7 @@ def test_test_skips_a_walked_folders_other_yaml_and_says_so(
     alerts.write_text("groups:\n- name: accord\n  rules: []\n")
     (folder / "ci.yaml").write_text("jobs: {test: {runs-on: x}}\n")
     (folder / "empty.yaml").write_text("")
-    code, out, _ = _run(["policy", "test", str(folder)], capsys)
+    code, out, _ = run_cli(["policy", "test", str(folder)])
     assert code == 0, out
     lines = out.strip().splitlines()
     assert sorted(line for line in lines if line.startswith("SKIP")) == [
@@ -590,7 +551,7 @@ def test_test_skips_a_walked_folders_other_yaml_and_says_so(
         f"SKIP {folder / 'empty.yaml'}: holds no scenario",
     ]
     assert lines[-1] == "1 passed, 0 failed (3 YAML files with no scenario skipped)"
-    code, out, err = _run(["policy", "test", str(alerts.parent)], capsys)
+    code, out, err = run_cli(["policy", "test", str(alerts.parent)])
     assert code == 1  # only a file with no scenario: nothing ran, and stderr says so
     assert (
         out.strip().splitlines()[-1] == "0 passed, 0 failed (1 YAML file with no scenario skipped)"
@@ -598,10 +559,10 @@ def test_test_skips_a_walked_folders_other_yaml_and_says_so(
     [line] = err.strip().splitlines()
     assert line.startswith("accord: error: no scenario in the paths given")
     (folder / "typo.yaml").write_text("- name: a typo\n  evnet: {}\n")
-    code, out, _ = _run(["policy", "test", str(folder)], capsys)
+    code, out, _ = run_cli(["policy", "test", str(folder)])
     assert code == 1
     assert "typo.yaml: scenario 1: unknown key(s) evnet" in out
-    code, out, _ = _run(["policy", "test", str(alerts)], capsys)
+    code, out, _ = run_cli(["policy", "test", str(alerts)])
     assert code == 1
     assert out.strip().splitlines()[1:] == [
         f"FAIL {alerts}: scenario 1: unknown key(s) groups",
@@ -610,35 +571,32 @@ def test_test_skips_a_walked_folders_other_yaml_and_says_so(
 
 
 def test_test_uses_the_policies_option_when_a_scenario_names_none(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _scenario(tmp_path, "a.yaml", policies=None)
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["policy", "test", str(tmp_path / "scenarios"), "--policies", str(tmp_path / "bundle")],
-        capsys,
     )
     assert code == 0, out
     # Without --policies the project's policies/ (relative to where accord runs) is used.
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bundle").rename(tmp_path / "policies")
-    code, out, _ = _run(["policy", "test", "scenarios"], capsys)
+    code, out, _ = run_cli(["policy", "test", "scenarios"])
     assert code == 0, out
 
 
-def test_test_a_missing_path_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = _run(["policy", "test", str(tmp_path / "nope")], capsys)
+def test_test_a_missing_path_is_a_usage_error(tmp_path: Path, run_cli: Run) -> None:
+    code, _, err = run_cli(["policy", "test", str(tmp_path / "nope")])
     assert code == 2
     assert len(err.strip().splitlines()) == 1
 
 
 def test_test_given_a_policy_bundle_says_where_its_scenarios_are(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Not twelve failures, one per bundle file read as a scenario: one line with the fix."""
     monkeypatch.chdir(REPO)
-    code, out, err = _run(["policy", "test", "policies"], capsys)
+    code, out, err = run_cli(["policy", "test", "policies"])
     assert code == 2
     assert out == ""
     assert err.strip().splitlines() == [
@@ -648,11 +606,11 @@ def test_test_given_a_policy_bundle_says_where_its_scenarios_are(
 
 
 def test_the_project_scenarios_pass_through_the_cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As docs/policy-language.md shows it: from the repository, on the project's policies/.
     monkeypatch.chdir(REPO)
-    code, out, _ = _run(["policy", "test", "policies/scenarios"], capsys)
+    code, out, _ = run_cli(["policy", "test", "policies/scenarios"])
     assert code == 0, out
     files = sorted((REPO / "policies" / "scenarios").glob("*.yaml"))
     total = sum(len(load_scenarios(f)) for f in files)
@@ -664,9 +622,9 @@ def test_the_project_scenarios_pass_through_the_cli(
     not (SHARED / "scenarios").is_dir(), reason=f"../shared is not beside this clone ({SHARED})"
 )
 def test_the_shared_example_scenarios_pass_through_the_cli(
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
 ) -> None:
-    code, out, _ = _run(["policy", "test", str(SHARED / "scenarios")], capsys)
+    code, out, _ = run_cli(["policy", "test", str(SHARED / "scenarios")])
     assert code == 0, out
     assert out.strip().splitlines()[-1] == "13 passed, 0 failed"
 
@@ -674,19 +632,17 @@ def test_the_shared_example_scenarios_pass_through_the_cli(
 @pytest.mark.skipif(
     not (SHARED / "policies").is_dir(), reason=f"../shared is not beside this clone ({SHARED})"
 )
-def test_check_accepts_the_shared_example_bundle(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["policy", "check", str(SHARED / "policies")], capsys)
+def test_check_accepts_the_shared_example_bundle(run_cli: Run) -> None:
+    code, out, _ = run_cli(["policy", "check", str(SHARED / "policies")])
     assert code == 0
     assert "11 parties, 3 agreements, 5 clauses" in out
 
 
-def test_a_scenario_file_that_is_not_utf8_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_scenario_file_that_is_not_utf8_is_one_line(tmp_path: Path, run_cli: Run) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"name: \xff\xfe\n")
     root = write_bundle(tmp_path / "b")
-    code, out, err = _run(["policy", "test", str(bad), "--policies", str(root)], capsys)
+    code, out, err = run_cli(["policy", "test", str(bad), "--policies", str(root)])
     assert code == 1  # reported as a failing file, like any unreadable scenario
     assert f"FAIL {bad}: not UTF-8 text" in out
     assert "Traceback" not in out + err
@@ -694,13 +650,13 @@ def test_a_scenario_file_that_is_not_utf8_is_one_line(
 
 @pytest.mark.parametrize("body", [b"\xff\xfe[]", b'[{"x": ' + b"9" * 5000 + b"}]"])
 def test_explain_with_consents_that_cannot_be_read_is_one_line(
-    body: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    body: bytes, tmp_path: Path, run_cli: Run
 ) -> None:
     consents = tmp_path / "c.jsonl"
     consents.write_bytes(body)
     root = write_bundle(tmp_path / "b")
-    code, _, err = _run(["policy", "explain", str(_event_file(tmp_path)), "--consents",
-                         str(consents), "--policies", str(root)], capsys)  # fmt: skip
+    code, _, err = run_cli(["policy", "explain", str(_event_file(tmp_path)), "--consents",
+                         str(consents), "--policies", str(root)])  # fmt: skip
     assert code == 2
     assert err.strip().splitlines() == [
         f"accord: error: --consents: {consents} is not JSON, JSON lines or YAML"
@@ -710,16 +666,14 @@ def test_explain_with_consents_that_cannot_be_read_is_one_line(
 # -- explain: what the decisions alone do not show ------------------------------------------
 
 
-def _explain(
-    root: Path, event: Path, capsys: pytest.CaptureFixture[str], *extra: str
-) -> tuple[int, str, str]:
+def _explain(root: Path, event: Path, run_cli: Run, *extra: str) -> tuple[int, str, str]:
     argv = ["policy", "explain", str(event), "--policies", str(root),
             "--at", "2026-11-22T08:00:00Z", *extra]  # fmt: skip
-    return _run(argv, capsys)
+    return run_cli(argv)
 
 
 def test_explain_lists_the_consents_the_bundle_refuses_and_why(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """A consent from a party that may not record one counted for nothing, unseen."""
     root = write_bundle(tmp_path / "b")
@@ -731,14 +685,14 @@ def test_explain_lists_the_consents_the_bundle_refuses_and_why(
         json.dumps([given | {"recorded_by": "coord"}, given | {"recorded_by": "hub-tipton"}])
     )
     event = _event_file(tmp_path)
-    code, out, _ = _explain(root, event, capsys, "--consents", str(consents))
+    code, out, _ = _explain(root, event, run_cli, "--consents", str(consents))
     assert code == 0
     (line,) = [ln for ln in out.splitlines() if "refused" in ln]
     assert line == (
         "Consent 2 (recorded by hub-tipton) is refused and counts for nothing: "
         "not-a-consent-authority"
     )
-    code, out, _ = _explain(root, event, capsys, "--consents", str(consents), "--json")
+    code, out, _ = _explain(root, event, run_cli, "--consents", str(consents), "--json")
     assert json.loads(out)["refused_consents"] == [
         {"consent": 2, "recorded_by": "hub-tipton", "reason": "not-a-consent-authority"}
     ]
@@ -755,16 +709,16 @@ def _unevaluable_bundle(tmp_path: Path) -> Path:
 
 
 def test_explain_marks_a_condition_that_could_not_be_evaluated(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     root = _unevaluable_bundle(tmp_path)
-    code, out, _ = _explain(root, _event_file(tmp_path), capsys)
+    code, out, _ = _explain(root, _event_file(tmp_path), run_cli)
     assert code == 0
     assert (
         "condition-false (could not be evaluated: ZeroDivisionError: division by zero)"
         in " ".join(out.replace("│", " ").split())
     )
-    code, out, _ = _explain(root, _event_file(tmp_path), capsys, "--json")
+    code, out, _ = _explain(root, _event_file(tmp_path), run_cli, "--json")
     by_party = {d["recipient"]: d for d in json.loads(out)["decisions"]}
     assert by_party["school-a"]["reason"] == "condition-false"
     assert by_party["school-a"]["unevaluated"] == [
@@ -779,21 +733,21 @@ def test_explain_marks_a_condition_that_could_not_be_evaluated(
 
 
 def test_explain_leaves_a_condition_that_was_simply_false_unmarked(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     root = _unevaluable_bundle(tmp_path)
     event = _event_file(tmp_path, need_level=2)
-    code, out, _ = _explain(root, event, capsys, "--json")
+    code, out, _ = _explain(root, event, run_cli, "--json")
     assert code == 0
     by_party = {d["recipient"]: d for d in json.loads(out)["decisions"]}
     assert by_party["school-a"]["reason"] == "condition-false"
     assert by_party["school-a"]["unevaluated"] == []
-    code, out, _ = _explain(root, event, capsys)
+    code, out, _ = _explain(root, event, run_cli)
     assert "could not be evaluated" not in out
 
 
 def test_explain_json_names_every_agreement_a_decision_rests_on(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """agreement_id is the first ground's, as audited; agreement_ids is all of them."""
     agreements = default_agreements()
@@ -801,7 +755,7 @@ def test_explain_json_names_every_agreement_a_decision_rests_on(
     second["id"] = "police-to-coord-too"
     agreements.append(agreement("mash", [second]))
     root = write_bundle(tmp_path / "b", agreements=agreements)
-    code, out, _ = _explain(root, _event_file(tmp_path), capsys, "--json")
+    code, out, _ = _explain(root, _event_file(tmp_path), run_cli, "--json")
     assert code == 0
     coord = next(d for d in json.loads(out)["decisions"] if d["recipient"] == "coord")
     assert coord["clause_ids"] == ["police-to-coord", "police-to-coord-too"]
@@ -810,7 +764,7 @@ def test_explain_json_names_every_agreement_a_decision_rests_on(
 
 
 def test_explain_with_an_invalid_consent_record_names_the_file_and_the_record(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """Not 'invalid event: consents[0]...': the event file was fine."""
     root = write_bundle(tmp_path / "b")
@@ -821,7 +775,7 @@ def test_explain_with_an_invalid_consent_record_names_the_file_and_the_record(
         "- {subject: {nhs_number: '9997877897'}, state: given, purposes: [early_help],\n"
         "   recipients: [coord], recorded_by: coord, recorded_at: 2026-10-01T09:00:00Z}\n"
     )
-    code, out, err = _explain(root, _event_file(tmp_path), capsys, "--consents", str(consents))
+    code, out, err = _explain(root, _event_file(tmp_path), run_cli, "--consents", str(consents))
     assert code == 2
     assert out == ""
     (line,) = err.strip().splitlines()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from broker.cli import main
+from tests.unit.audit.conftest import Run
 from tests.unit.policy.kit import (
     HEALTH_TO_COORD,
     POLICE_TO_COORD,
@@ -25,17 +25,6 @@ from tests.unit.policy.kit import (
 AT = "2026-11-22T08:00:00Z"
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code: Any = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return int(code or 0), out, err
-
-
 def _dated(**over: str) -> list[dict[str, Any]]:
     """The kit's bundle with early-help (police and health to coord, hubs) changed."""
     agreements = default_agreements()
@@ -47,12 +36,12 @@ def _dated(**over: str) -> list[dict[str, Any]]:
 
 
 def test_check_warns_of_an_approved_agreement_that_has_lapsed_naming_file_and_agreement(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """A lapsed approval decides nothing: it passed silently, so its authors believed it shared."""
     root = write_bundle(tmp_path / "b", agreements=_dated(valid_from="2024-01-01",
                                                           valid_until="2025-11-30"))  # fmt: skip
-    code, out, err = _run(["policy", "check", str(root)], capsys)
+    code, out, err = run_cli(["policy", "check", str(root)])
     assert code == 0  # a warning never blocks
     assert out.startswith("ok: ")
     [line] = [x for x in err.splitlines() if "lapsed" in x]
@@ -61,7 +50,7 @@ def test_check_warns_of_an_approved_agreement_that_has_lapsed_naming_file_and_ag
 
 
 def test_check_notes_an_approved_agreement_not_yet_begun_and_is_silent_on_one_suspended(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """Approving ahead of the start date is usual (a note, not a warning); a suspended or
     draft agreement is inactive on purpose, whatever its dates."""
@@ -75,7 +64,7 @@ def test_check_notes_an_approved_agreement_not_yet_begun_and_is_silent_on_one_su
                         valid_until="2021-12-31")  # fmt: skip
     root = write_bundle(tmp_path / "b", agreements=[*default_agreements(), later, stopped,
                                                     drafted])  # fmt: skip
-    code, _, err = _run(["policy", "check", str(root)], capsys)
+    code, _, err = run_cli(["policy", "check", str(root)])
     assert code == 0
     dated = [x for x in err.splitlines() if "valid_" in x]
     assert dated == [
@@ -88,14 +77,14 @@ def test_check_notes_an_approved_agreement_not_yet_begun_and_is_silent_on_one_su
 
 
 def _explain(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], agreements: list[dict[str, Any]],
+    tmp_path: Path, run_cli: Run, agreements: list[dict[str, Any]],
     *extra: str, **event: Any,
 ) -> tuple[int, str]:  # fmt: skip
     root = write_bundle(tmp_path / "b", agreements=agreements)
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event_dict(**event)))
     argv = ["policy", "explain", str(path), "--policies", str(root), "--at", AT, *extra]
-    code, out, _ = _run(argv, capsys)
+    code, out, _ = run_cli(argv)
     return code, out
 
 
@@ -108,31 +97,31 @@ def _explain(
     ],
 )
 def test_explain_says_why_an_agreement_was_inactive(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], over: dict[str, str], why: str
+    tmp_path: Path, run_cli: Run, over: dict[str, str], why: str
 ) -> None:
     """``agreement-inactive`` alone: a lapse, a suspension and a future start are fixed in
     different places."""
-    code, out = _explain(tmp_path, capsys, _dated(**over))
+    code, out = _explain(tmp_path, run_cli, _dated(**over))
     assert code == 0
     assert f"agreement-inactive ({why})" in out
-    code, out = _explain(tmp_path, capsys, _dated(**over), "--json")
+    code, out = _explain(tmp_path, run_cli, _dated(**over), "--json")
     [coord] = [d for d in json.loads(out)["decisions"] if d["recipient"] == "coord"]
     assert (coord["reason"], coord["inactive"]) == ("agreement-inactive", why)
 
 
 def test_explain_names_a_hub_locality_clause_that_found_no_hub_while_others_are_told(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """The coord and the school are told, and no hub covers the child's postcode: explain
     said nothing of the hub clause. The line gives the district, never the whole postcode."""
     child = subject("child", postcode="B1 1AA")
-    code, out = _explain(tmp_path, capsys, default_agreements(), subjects=[child])
+    code, out = _explain(tmp_path, run_cli, default_agreements(), subjects=[child])
     assert code == 0
     assert "coord" in out
     assert "school-a" in out
     [line] = [x for x in out.splitlines() if "no hub" in x]
     assert line == "clause to-hub (early-help): no hub covers postcode district B1"
-    code, out = _explain(tmp_path, capsys, default_agreements(), "--json", subjects=[child])
+    code, out = _explain(tmp_path, run_cli, default_agreements(), "--json", subjects=[child])
     assert json.loads(out)["no_hub"] == [{
         "agreement_id": "early-help", "clause_id": "to-hub", "selector": "hub:locality",
         "postcode_districts": ["B1"],
@@ -140,11 +129,11 @@ def test_explain_names_a_hub_locality_clause_that_found_no_hub_while_others_are_
 
 
 def test_explain_says_nothing_of_hubs_when_one_covers_the_postcode(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
-    code, out = _explain(tmp_path, capsys, default_agreements())
+    code, out = _explain(tmp_path, run_cli, default_agreements())
     assert code == 0
     assert "hub-tipton" in out
     assert "no hub" not in out
-    code, out = _explain(tmp_path, capsys, default_agreements(), "--json")
+    code, out = _explain(tmp_path, run_cli, default_agreements(), "--json")
     assert json.loads(out)["no_hub"] == []

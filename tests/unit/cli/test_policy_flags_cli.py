@@ -8,38 +8,25 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.cli import main
+from tests.unit.audit.conftest import Run
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code: Any = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return int(code or 0), out, err
-
-
-def test_check_reports_the_number_of_flag_rules(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["policy", "check", str(REPO / "policies")], capsys)
+def test_check_reports_the_number_of_flag_rules(run_cli: Run) -> None:
+    code, out, _ = run_cli(["policy", "check", str(REPO / "policies")])
     assert code == 0
     assert ", 4 flag rules; version sha256:" in out
 
 
-def test_check_lists_a_bad_flag_rule_with_file_and_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_lists_a_bad_flag_rule_with_file_and_line(tmp_path: Path, run_cli: Run) -> None:
     bundle = tmp_path / "b"
     bundle.mkdir()
     for name in ("parties.yaml", "restrictions.yaml"):
         (bundle / name).write_text((REPO / "policies" / name).read_text())
     rules = {"flags": [{"id": "x", "title": "X", "window": "7d", "when": "agencies >= 2"}]}
     (bundle / "flags.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
-    code, out, err = _run(["policy", "check", str(bundle)], capsys)
+    code, out, err = run_cli(["policy", "check", str(bundle)])
     assert code != 0
     assert out.splitlines() == [
         "flags.yaml:5: flags[0].when: CEL refers to unknown name 'agencies' (known: contacts, "
@@ -49,12 +36,11 @@ def test_check_lists_a_bad_flag_rule_with_file_and_line(
 
 
 def test_test_runs_flag_and_decision_scenarios_together(
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
 ) -> None:
     scenarios = REPO / "policies" / "scenarios"
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["policy", "test", str(scenarios / "flags.yaml"), str(scenarios / "referrals.yaml")],
-        capsys,
     )
     assert code == 0, out
     lines = out.splitlines()
@@ -63,7 +49,7 @@ def test_test_runs_flag_and_decision_scenarios_together(
 
 
 def test_a_failing_flag_scenario_says_what_differs_and_exits_1(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     scenario = [
         {
@@ -84,16 +70,14 @@ def test_a_failing_flag_scenario_says_what_differs_and_exits_1(
     ]
     path = tmp_path / "f.yaml"
     path.write_text(yaml.safe_dump(scenario, sort_keys=False))
-    code, out, _ = _run(["policy", "test", str(path)], capsys)
+    code, out, _ = run_cli(["policy", "test", str(path)])
     assert code == 1
     assert "     raised, not expected: need-level-4 for 9993080233: [a1]" in out.splitlines()
     assert out.splitlines()[-1] == "0 passed, 1 failed"
 
 
-def test_the_shared_flag_scenarios_pass_through_the_cli(
-    shared_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, _ = _run(["policy", "test", str(shared_dir / "examples" / "flag-scenarios")], capsys)
+def test_the_shared_flag_scenarios_pass_through_the_cli(shared_dir: Path, run_cli: Run) -> None:
+    code, out, _ = run_cli(["policy", "test", str(shared_dir / "examples" / "flag-scenarios")])
     assert code == 0, out
     assert out.splitlines()[-1] == "1 passed, 0 failed"
 
@@ -108,12 +92,12 @@ def _bundle_with_rule(root: Path, when: str) -> Path:
 
 
 def test_check_refuses_a_rule_that_fails_on_a_window_without_categories(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """The review's rule passed `accord policy check`; a need-level-4 window without shared
     categories makes it fail, and the check now tries such a window."""
     bundle = _bundle_with_rule(tmp_path / "b", "max_need >= 4 && categories[0] != 'x'")
-    code, out, err = _run(["policy", "check", str(bundle)], capsys)
+    code, out, err = run_cli(["policy", "check", str(bundle)])
     assert code != 0
     assert out.splitlines() == [
         "flags.yaml:5: flags[0].when: CEL fails on well-formed aggregates (IndexError), "
@@ -125,7 +109,7 @@ def test_check_refuses_a_rule_that_fails_on_a_window_without_categories(
 @pytest.mark.parametrize("expected", [[], [{"rule": "odd", "nhs_number": "9993080233",
                                             "event_ids": ["a1"]}]])  # fmt: skip
 def test_test_names_a_rules_runtime_failure_in_its_fail_lines(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], expected: list[Any]
+    tmp_path: Path, run_cli: Run, expected: list[Any]
 ) -> None:
     """A rule failing on a window the load-time samples miss: the scenario fails, first
     naming the rule, the error's type and the record, even when no flag was expected."""
@@ -141,7 +125,7 @@ def test_test_names_a_rules_runtime_failure_in_its_fail_lines(
                  "flag_events": events, "expect_flags": expected}]  # fmt: skip
     path = tmp_path / "f.yaml"
     path.write_text(yaml.safe_dump(scenario, sort_keys=False))
-    code, out, _ = _run(["policy", "test", str(path)], capsys)
+    code, out, _ = run_cli(["policy", "test", str(path)])
     assert code == 1
     lines = out.splitlines()
     at = lines.index(f"FAIL a need-level-4 record with no category ({path})")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from broker.cli import main
 from broker.policy import load_bundle
+from tests.unit.audit.conftest import Run
 from tests.unit.policy.kit import event_dict, write_bundle
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,22 +45,11 @@ def _draft(root: Path) -> Path:
     return root
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code: Any = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return int(code or 0), out, err
-
-
 def test_a_drafts_scenarios_without_policies_are_refused_in_one_line_naming_the_fix(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+    elsewhere: Path, run_cli: Run
 ) -> None:
     _draft(elsewhere / "draft")
-    code, out, err = _run(["policy", "test", "draft/scenarios"], capsys)
+    code, out, err = run_cli(["policy", "test", "draft/scenarios"])
     assert code == 2
     assert out == ""
     [line] = err.strip().splitlines()
@@ -70,13 +59,13 @@ def test_a_drafts_scenarios_without_policies_are_refused_in_one_line_naming_the_
     assert line.endswith("accord policy test draft/scenarios --policies draft")
     # A file in it too, and named by an absolute path.
     scenario = elsewhere / "draft" / "scenarios" / "a.yaml"
-    code, _, err = _run(["policy", "test", str(scenario)], capsys)
+    code, _, err = run_cli(["policy", "test", str(scenario)])
     assert code == 2
     assert f"--policies {(elsewhere / 'draft').resolve()}" in err
 
 
 def test_a_drafts_scenarios_that_name_their_own_bundle_run_under_it_without_policies(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+    elsewhere: Path, run_cli: Run
 ) -> None:
     """The brief lets a scenario name its bundle (``policies``, relative to the file): a draft
     whose scenarios all say ``policies: ..`` is not refused, and runs under the draft."""
@@ -84,7 +73,7 @@ def test_a_drafts_scenarios_that_name_their_own_bundle_run_under_it_without_poli
     (draft / "scenarios").mkdir()
     text = "policies: ..\n" + SCENARIO.format(event=json.dumps(event_dict())).lstrip()
     (draft / "scenarios" / "a.yaml").write_text(text)
-    code, out, err = _run(["policy", "test", "draft/scenarios"], capsys)
+    code, out, err = run_cli(["policy", "test", "draft/scenarios"])
     assert code == 0, out + err
     lines = out.strip().splitlines()
     assert lines[1] == (
@@ -96,7 +85,7 @@ def test_a_drafts_scenarios_that_name_their_own_bundle_run_under_it_without_poli
 
 
 def test_a_file_in_a_draft_with_one_scenario_naming_no_bundle_is_refused(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+    elsewhere: Path, run_cli: Run
 ) -> None:
     """Naming its own bundle excuses only the scenario that does: one beside it naming none
     would still run under the default."""
@@ -106,7 +95,7 @@ def test_a_file_in_a_draft_with_one_scenario_naming_no_bundle_is_refused(
     own = "- policies: ..\n  " + SCENARIO.format(event=event).strip().replace("\n", "\n  ")
     none = "- " + SCENARIO.format(event=event).strip().replace("\n", "\n  ")
     (draft / "scenarios" / "a.yaml").write_text(f"{own}\n{none}\n")
-    code, out, err = _run(["policy", "test", "draft/scenarios"], capsys)
+    code, out, err = run_cli(["policy", "test", "draft/scenarios"])
     assert code == 2
     assert out == ""
     [line] = err.strip().splitlines()
@@ -114,14 +103,14 @@ def test_a_file_in_a_draft_with_one_scenario_naming_no_bundle_is_refused(
 
 
 def test_a_drafts_scenarios_found_through_a_parent_folder_are_refused_too(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+    elsewhere: Path, run_cli: Run
 ) -> None:
     """``accord policy test drafts`` with the draft in drafts/v2 and the project's own
     policies/ here: the draft's scenarios would run under policies/, so refused as if
     drafts/v2/scenarios had been given, naming the file and the command for its folder."""
     _draft(elsewhere / "policies")
     _draft(elsewhere / "drafts" / "v2")
-    code, out, err = _run(["policy", "test", "drafts"], capsys)
+    code, out, err = run_cli(["policy", "test", "drafts"])
     assert code == 2
     assert out == ""
     v2 = Path("drafts/v2")
@@ -131,22 +120,21 @@ def test_a_drafts_scenarios_found_through_a_parent_folder_are_refused_too(
         f"test {v2 / 'scenarios'} --policies {v2}"
     ]
     # The command it gives runs them under the draft.
-    code, out, err = _run(["policy", "test", str(v2 / "scenarios"), "--policies", str(v2)],
-                          capsys)  # fmt: skip
+    code, out, err = run_cli(["policy", "test", str(v2 / "scenarios"), "--policies", str(v2)])
     assert code == 0, out + err
     assert out.startswith(f"policy bundle {(elsewhere / v2).resolve()}, version ")
     # The project's own scenarios, given through the project folder, still run.
-    code, out, err = _run(["policy", "test", "policies"], capsys)
+    code, out, err = run_cli(["policy", "test", "policies"])
     assert code == 2  # a bundle, not scenarios: refused for that, as before
-    code, out, err = _run(["policy", "test", "policies/scenarios"], capsys)
+    code, out, err = run_cli(["policy", "test", "policies/scenarios"])
     assert code == 0, out + err
 
 
 def test_with_policies_the_draft_is_tested_and_the_first_line_says_so_with_its_version(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+    elsewhere: Path, run_cli: Run
 ) -> None:
     draft = _draft(elsewhere / "draft")
-    code, out, err = _run(["policy", "test", "draft/scenarios", "--policies", "draft"], capsys)
+    code, out, err = run_cli(["policy", "test", "draft/scenarios", "--policies", "draft"])
     assert code == 0, out + err
     lines = out.strip().splitlines()
     version = load_bundle(draft).version
@@ -158,25 +146,25 @@ def test_with_policies_the_draft_is_tested_and_the_first_line_says_so_with_its_v
 
 
 def test_scenarios_in_the_default_bundle_itself_run_under_it_and_it_is_named(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+    elsewhere: Path, run_cli: Run
 ) -> None:
     """policies/scenarios from the project folder: the bundle around them is the default."""
     _draft(elsewhere / "policies")
-    code, out, err = _run(["policy", "test", "policies/scenarios"], capsys)
+    code, out, err = run_cli(["policy", "test", "policies/scenarios"])
     assert code == 0, out + err
     version = load_bundle(elsewhere / "policies").version
     assert out.startswith(f"policy bundle {(elsewhere / 'policies').resolve()}, version {version}")
 
 
 def test_a_bundle_a_scenario_names_itself_is_named_before_its_first_result(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str]
+    elsewhere: Path, run_cli: Run
 ) -> None:
     bundle = write_bundle(elsewhere / "bundle")
     text = "policies: ../bundle\n" + SCENARIO.format(event=json.dumps(event_dict())).lstrip()
     (elsewhere / "scenarios").mkdir()
     scenario = elsewhere / "scenarios" / "a.yaml"
     scenario.write_text(text)
-    code, out, err = _run(["policy", "test", "scenarios"], capsys)
+    code, out, err = run_cli(["policy", "test", "scenarios"])
     assert code == 0, out + err
     example = load_bundle(REPO / "policies").version
     lines = out.strip().splitlines()
@@ -192,7 +180,7 @@ def test_a_bundle_a_scenario_names_itself_is_named_before_its_first_result(
 
 
 def test_a_policies_bundle_that_does_not_load_is_refused_in_one_line_before_any_scenario(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli: Run
 ) -> None:
     """Walkthrough: `--policies nosuch` printed a FAIL per scenario (75) and exit 1; the one
     cause is said once, as `policy explain` says it, and nothing runs."""
@@ -200,8 +188,8 @@ def test_a_policies_bundle_that_does_not_load_is_refused_in_one_line_before_any_
     broken.mkdir()
     (tmp_path / "scenarios").mkdir()
     (tmp_path / "scenarios" / "a.yaml").write_text(SCENARIO.format(event=json.dumps(event_dict())))
-    code, out, err = _run(["policy", "test", str(tmp_path / "scenarios"), "--policies",
-                           str(broken)], capsys)  # fmt: skip
+    code, out, err = run_cli(["policy", "test", str(tmp_path / "scenarios"), "--policies",
+                           str(broken)])  # fmt: skip
     assert code == 2
     assert out == ""
     assert err.startswith(f"accord: error: --policies {broken} does not load: ")
@@ -209,7 +197,7 @@ def test_a_policies_bundle_that_does_not_load_is_refused_in_one_line_before_any_
 
 
 def test_a_default_bundle_that_does_not_load_is_said_first_and_its_scenarios_fail(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without --policies a scenario may name its own bundle, so each still runs."""
     broken = tmp_path / "broken"
@@ -217,7 +205,7 @@ def test_a_default_bundle_that_does_not_load_is_said_first_and_its_scenarios_fai
     monkeypatch.setenv("ACCORD_POLICIES", str(broken))
     (tmp_path / "scenarios").mkdir()
     (tmp_path / "scenarios" / "a.yaml").write_text(SCENARIO.format(event=json.dumps(event_dict())))
-    code, out, _ = _run(["policy", "test", str(tmp_path / "scenarios")], capsys)
+    code, out, _ = run_cli(["policy", "test", str(tmp_path / "scenarios")])
     assert code == 1
     lines = out.strip().splitlines()
     assert lines[0].startswith(f"policy bundle {broken.resolve()} (for scenarios that name none) "
@@ -226,7 +214,7 @@ def test_a_default_bundle_that_does_not_load_is_said_first_and_its_scenarios_fai
 
 
 def test_a_policies_bundle_is_loaded_once_for_its_check_and_its_line(
-    elsewhere: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    elsewhere: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The check that it loads and the line naming its version share one load (the scenarios'
     own runner loads it once more, in broker.policy)."""
@@ -241,7 +229,6 @@ def test_a_policies_bundle_is_loaded_once_for_its_check_and_its_line(
         return load(cls, folder, *args, **kwargs)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(Policy, "load", classmethod(counting))
-    code, out, _ = _run(["policy", "test", str(draft / "scenarios"), "--policies", str(draft)],
-                        capsys)  # fmt: skip
+    code, out, _ = run_cli(["policy", "test", str(draft / "scenarios"), "--policies", str(draft)])
     assert code == 0, out
     assert loads.count(draft.resolve()) == 2
