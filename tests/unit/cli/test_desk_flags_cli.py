@@ -8,20 +8,9 @@ from typing import Any
 
 import pytest
 
-from broker.cli import main
+from tests.unit.audit.conftest import Run
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code: Any = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return int(code or 0), err
 
 
 @pytest.mark.parametrize(
@@ -34,47 +23,47 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 def test_a_party_that_cannot_run_flags_is_one_line(
     party: str,
     message: str,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: Run,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     argv = ["desk", "flags", "--as", party, "--policies", str(REPO / "policies")]
-    code, err = _run(argv, capsys)
+    code, _, err = run_cli(argv)
     assert code != 0
     assert err.strip() == f"accord: error: {message}"
 
 
 def test_a_bundle_without_flag_rules_is_one_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     bundle = tmp_path / "b"
     shutil.copytree(REPO / "policies", bundle)
     (bundle / "flags.yaml").unlink()
-    code, err = _run(["desk", "flags", "--as", "sandwell-coord", "--policies", str(bundle)], capsys)
+    code, _, err = run_cli(["desk", "flags", "--as", "sandwell-coord", "--policies", str(bundle)])
     assert code != 0
     assert err.strip() == "accord: error: the policy bundle has no flag rules (flags.yaml)"
 
 
 def test_kafka_down_is_one_line_not_fausts_traceback(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from tests.kafka_helpers import free_port
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     policies = ["--policies", str(REPO / "policies")]
-    assert _run(["keys", "init", *policies], capsys)[0] == 0
+    assert run_cli(["keys", "init", *policies])[0] == 0
     monkeypatch.setenv("ACCORD_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
     monkeypatch.setenv("ACCORD_KAFKA__BOOTSTRAP", f"127.0.0.1:{free_port()}")
-    code, err = _run(["desk", "flags", "--as", "sandwell-coord", *policies], capsys)
+    code, _, err = run_cli(["desk", "flags", "--as", "sandwell-coord", *policies])
     assert code == 1
     assert err.startswith("accord: error: connecting to Kafka at 127.0.0.1:")
     assert len(err.strip().splitlines()) == 1
 
 
 def test_a_team_without_its_desk_linkage_secret_is_one_line_before_kafka_and_none_is_made(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A secret the service made would key children unlike the desk; an older desk's plain
     file is read as it is, and left where it is."""
@@ -85,12 +74,12 @@ def test_a_team_without_its_desk_linkage_secret_is_one_line_before_kafka_and_non
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     policies = ["--policies", str(REPO / "policies")]
-    assert _run(["keys", "init", *policies], capsys)[0] == 0
+    assert run_cli(["keys", "init", *policies])[0] == 0
     keys = tmp_path / "keys" / "sandwell-coord"
     (keys / f"{linkage_secret_name('sandwell-coord')}.secret").unlink()  # made before it was
     monkeypatch.setenv("ACCORD_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
     monkeypatch.setenv("ACCORD_KAFKA__BOOTSTRAP", f"127.0.0.1:{free_port()}")
-    code, err = _run(["desk", "flags", "--as", "sandwell-coord", *policies], capsys)
+    code, _, err = run_cli(["desk", "flags", "--as", "sandwell-coord", *policies])
     assert code != 0
     assert err.startswith(f"accord: error: the keystore at {keys} has no desk linkage secret")
     assert "'accord keys init --party sandwell-coord'" in err
@@ -99,7 +88,7 @@ def test_a_team_without_its_desk_linkage_secret_is_one_line_before_kafka_and_non
     plain = keys / "desk-linkage.key"
     plain.write_bytes(os.urandom(32))
     plain.chmod(0o600)
-    code, err = _run(["desk", "flags", "--as", "sandwell-coord", *policies], capsys)
+    code, _, err = run_cli(["desk", "flags", "--as", "sandwell-coord", *policies])
     assert err.startswith("accord: error: connecting to Kafka at 127.0.0.1:")  # got past it
     assert plain.exists()
     assert not list(keys.glob("desk-linkage*.secret"))
@@ -130,7 +119,7 @@ def test_a_teams_desk_with_kafka_down_leaves_no_unclosed_consumer(tmp_path: Path
 
 
 def test_the_service_reads_its_topics_settings_again_as_often_as_the_setting_says(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """ACCORD_DESK__FLAGS_RECHECK_MINUTES reaches the service (Kafka and faust stood aside)."""
     from datetime import timedelta
@@ -142,7 +131,7 @@ def test_the_service_reads_its_topics_settings_again_as_often_as_the_setting_say
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
     policies = ["--policies", str(REPO / "policies")]
-    assert _run(["keys", "init", *policies], capsys)[0] == 0
+    assert run_cli(["keys", "init", *policies])[0] == 0
     monkeypatch.setenv("ACCORD_DESK__FLAGS_RECHECK_MINUTES", "3")
 
     async def preflight(*_: Any) -> timedelta:
@@ -156,7 +145,7 @@ def test_the_service_reads_its_topics_settings_again_as_often_as_the_setting_say
 
     monkeypatch.setattr(_desk_flags, "_preflight", preflight)
     monkeypatch.setattr(broker.desk, "build_flags_app", build)
-    code, err = _run(["desk", "flags", "--as", "sandwell-coord", *policies], capsys)
+    code, _, err = run_cli(["desk", "flags", "--as", "sandwell-coord", *policies])
     assert (code, err.strip()) == (2, "accord: error: stopped here")
     [opts] = given
     assert opts.withdrawn_recheck == timedelta(minutes=3)
