@@ -80,7 +80,7 @@ def add_account_routes(app: FastAPI, pages: SignInPages) -> None:
         return pages.render(
             "account_password.html", session, status=status,
             errors=[] if error is None else [error],
-            second_factor=guard.users.has_second_factor(name),
+            second_factor=guard.users.has_second_factor(name), nav=ACCOUNT_PAGE,
         )  # fmt: skip
 
     @app.get(ACCOUNT_PAGE)

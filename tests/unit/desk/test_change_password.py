@@ -161,3 +161,15 @@ def test_with_a_second_factor_a_current_code_is_needed_taken_and_the_factor_kept
     clock.advance(seconds=30)
     fresh, _ = make_client()
     assert signs_in(fresh, NEW, totp.at(clock()))
+
+
+def test_every_signed_in_page_links_to_the_password_page_marked_current_on_it(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    """Without a link nobody finds the page: the header has one beside Sign out."""
+    client, _ = make_client()
+    assert 'id="change-password"' not in client.get("/login").text
+    sign_in(client)
+    home = client.get("/").text
+    assert '<a href="/account/password" id="change-password">Change password</a>' in home
+    assert 'id="change-password" aria-current="page"' in client.get(PAGE).text
