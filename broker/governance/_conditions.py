@@ -95,11 +95,17 @@ def _note(
         [(agreement_id, when)] = owners.items()
         named = f"{_WHAT}, {agreement_id} / {clause_id}"
     elif owners:
+        # The bundle is the one that decided; which of its agreements' clauses is what the
+        # record does not say, so each is given, and the officer weighs them with the event.
+        each = "; ".join(
+            f"{a}: when {' '.join((w or '(no condition)').split())}"
+            for a, w in sorted(owners.items())
+        )
         return (
             f"{named}: this decision was recorded before decisions named each clause's"
             f" agreement, and {len(owners)} agreements of its bundle have a clause"
-            f" '{clause_id}' ({', '.join(sorted(owners))}), so which condition was not met"
-            f" is not known from the record; {where}."
+            f" '{clause_id}', so the record cannot tell which one's condition was not met."
+            f" Their conditions: {each}"
         )
     else:
         when = None

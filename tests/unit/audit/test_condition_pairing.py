@@ -58,9 +58,12 @@ def test_a_clause_id_two_agreements_have_is_not_guessed(shared_id: Policy) -> No
     line = pre_grounds(shared_id, "sandwell-early-help", "police-to-coord")
     [note] = unmet_conditions([line], shared_id)
     assert "2 agreements of its bundle have a clause 'police-to-coord'" in note
-    assert "(sandwell-early-help, wolverhampton-mash)" in note
-    assert "when event." not in note
-    assert "read the clause's 'when' in the bundle of policy version" in note
+    assert "the record cannot tell which one's condition was not met" in note
+    # Each agreement's condition, so the officer can weigh them with the event.
+    mash = next(a for a in shared_id.bundle.agreements if a.id == "wolverhampton-mash")
+    [clause] = [c for c in mash.clauses if c.id == "police-to-coord"]
+    assert f"wolverhampton-mash: when {' '.join((clause.when or '').split())}" in note
+    assert f"sandwell-early-help: when {COORD_WHEN}" in note
 
 
 def test_recorded_grounds_are_read_as_recorded_even_where_ids_are_shared(
