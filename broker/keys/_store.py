@@ -96,6 +96,12 @@ class FileKeyStore(StoreSecrets):
         elif passphrase is not None and not isinstance(passphrase, SecretStr):
             kind = type(passphrase).__name__  # the type only: the value is a secret
             raise UsageError(f"a keystore's passphrase is a str or pydantic.SecretStr, not {kind}")
+        if passphrase is not None and not passphrase.get_secret_value().strip():
+            # os.environ.get("PASS", "") would otherwise make (and open) a keystore no one
+            # has to unlock; ACCORD_KEYSTORE__PASSPHRASE refuses an empty value for the same.
+            raise UsageError(
+                "a keystore's passphrase is empty: give one (None is a keystore without one)"
+            )
         self.path = Path(path)
         self._clock = clock
         self._dir_file = self.path / "directory.json"

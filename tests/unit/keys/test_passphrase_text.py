@@ -36,3 +36,14 @@ def test_a_passphrase_of_another_type_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"a str or pydantic\.SecretStr, not bytes") as info:
         FileKeyStore(tmp_path / "k", PASSPHRASE.encode())  # type: ignore[arg-type]
     assert "horse" not in str(info.value)
+
+
+@pytest.mark.parametrize("blank", ["", "   ", SecretStr(""), SecretStr("\t")])
+def test_an_empty_passphrase_is_refused_not_a_keystore_no_one_unlocks(
+    tmp_path: Path, blank: str | SecretStr
+) -> None:
+    """``os.environ.get("PASS", "")`` made a keystore anyone could open with ``""``; the
+    setting refuses an empty passphrase, and so does the class."""
+    with pytest.raises(UsageError, match="passphrase is empty"):
+        FileKeyStore(tmp_path / "k", blank, create=True, scrypt_n=2**10)
+    assert not (tmp_path / "k").exists()
