@@ -90,9 +90,12 @@ def server_properties(dep: Deployment, n: int, *, external_host: str) -> str:
 # Formats the node's storage the first time (with the admin's SCRAM login, which KRaft needs
 # before any broker can authenticate another), then runs it. Kept this small on purpose:
 # tests/e2e/test_deploy_kafka.py does exactly these two steps with the rendered files.
-# kafka-storage.sh takes the admin's password only on its command line, where another local
-# user could read it with ps: so it runs only when the storage is not formatted yet, not at
-# every start.
+# The formatter takes the admin's password only as an argument, where any local user could
+# read it (ps, /proc/PID/cmdline): so it gets it in a launcher argument file (0600, in a
+# folder of its own, on tmpfs where there is one, removed when it ran). `java @file` reads
+# arguments from the file only up to the main class: kafka-storage.sh names the class
+# itself, before any of ours, so the script runs kafka-run-class.sh (what kafka-storage.sh
+# runs) with the file first, naming the class. printf is bash's own: no process shows it.
 _START_SH = f"""\
 #!/bin/bash
 # Rendered by `accord deploy render`: format once, then run this broker.
@@ -100,10 +103,19 @@ set -euo pipefail
 config="$1"
 logdir="$(sed -n 's/^log.dirs=//p' "$config")"
 if [ ! -f "$logdir/meta.properties" ]; then
-  password="$(sed -n 's/^sasl.password=//p' {CONTAINER_SECRETS}/{_ADMIN}.librdkafka.conf)"
-  /opt/kafka/bin/kafka-storage.sh format --ignore-formatted \\
-    --cluster-id "$(cat {CONTAINER_SECRETS}/kafka-cluster-id)" --config "$config" \\
-    --add-scram "{MECHANISM}=[name={_ADMIN},password=$password]"
+  (
+    umask 077
+    tmp=/dev/shm; [ -d "$tmp" ] && [ -w "$tmp" ] || tmp="${{TMPDIR:-/tmp}}"
+    private="$(mktemp -d "$tmp/kafka-format.XXXXXX")"
+    trap 'rm -rf "$private"' EXIT
+    # A backslash before each backslash and double quote: the argument file's escapes.
+    password="$(sed -n 's/^sasl.password=//p' {CONTAINER_SECRETS}/{_ADMIN}.librdkafka.conf \\
+      | sed 's/[\\\\"]/\\\\&/g')"
+    printf '%s\\n' "kafka.tools.StorageTool format" \\
+      "--add-scram \\"{MECHANISM}=[name={_ADMIN},password=$password]\\"" > "$private/args"
+    /opt/kafka/bin/kafka-run-class.sh "@$private/args" --ignore-formatted \\
+      --cluster-id "$(cat {CONTAINER_SECRETS}/kafka-cluster-id)" --config "$config"
+  )
 fi
 exec /opt/kafka/bin/kafka-server-start.sh "$config"
 """

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from broker.config import KafkaSecurity, KafkaSettings
+from broker.devkafka._argfile import argfile
 from broker.devkafka._fetch import ensure_kafka_jars
 from broker.devkafka._security import ADMIN, NodeSecurity
 from broker.errors import DevKafkaError
@@ -302,10 +303,12 @@ class EmbeddedKafka:
         if not cid_file.is_file():
             cid_file.write_text(new_cluster_id(), encoding="ascii")
         cluster_id = cid_file.read_text(encoding="ascii").strip()
-        cmd = [java, *self.jvm_options, "-cp", classpath, "kafka.tools.StorageTool"]
-        cmd += ["format", "-t", cluster_id]
-        cmd += ["-c", str(config), "--ignore-formatted", *self.security.format_args()]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603  # fixed argv
+        cmd = [java, *self.jvm_options, "-cp", classpath]
+        # The admin's password (format_args) is read from a file, never on the command line.
+        main = ["kafka.tools.StorageTool", "format", *self.security.format_args()]
+        with argfile(self.data_dir, main) as arguments:
+            cmd += [arguments, "-t", cluster_id, "-c", str(config), "--ignore-formatted"]
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603  # fixed argv
         if result.returncode != 0:
             last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
             raise DevKafkaError(f"formatting Kafka storage in {self._logs_dir} failed: {last[0]}")

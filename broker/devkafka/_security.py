@@ -155,7 +155,9 @@ class NodeSecurity:
         return secrets.token_urlsafe(24)
 
     def format_args(self) -> list[str]:
-        """What ``kafka-storage format`` needs: the admin's SCRAM credential, from the start."""
+        """What ``kafka-storage format`` needs: the admin's SCRAM credential, from the start.
+
+        A secret: for a launcher argument file (``_argfile``), never a command line."""
         if not self.secured:
             return []
         return ["--add-scram", f"{MECHANISM}=[name={ADMIN},password={self.admin_password()}]"]

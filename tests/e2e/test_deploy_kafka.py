@@ -81,8 +81,9 @@ class Local:
 
 
 def _shims(directory: Path, classpath: str) -> Path:
-    """``bin/kafka-storage.sh`` and ``bin/kafka-server-start.sh`` as the distribution's
-    run them (``kafka-run-class.sh`` with the same main classes), on Accord's jars."""
+    """``bin/kafka-storage.sh``, ``bin/kafka-server-start.sh`` and ``bin/kafka-run-class.sh``
+    as the distribution's run them (``java -cp CLASSPATH`` with the same main classes, the
+    last with its arguments as given), on Accord's jars."""
     java = shutil.which("java")
     assert java, "Java is needed to run Kafka"
     bin_dir = directory / "bin"
@@ -90,6 +91,7 @@ def _shims(directory: Path, classpath: str) -> Path:
     for name, main, opts in (
         ("kafka-storage.sh", "kafka.tools.StorageTool", ""),
         ("kafka-server-start.sh", "kafka.Kafka", "-Xms384m -Xmx384m"),
+        ("kafka-run-class.sh", "", ""),
     ):
         script = bin_dir / name
         script.write_text(f'#!/bin/bash\nexec {java} {opts} -cp "{classpath}" {main} "$@"\n')

@@ -4,6 +4,7 @@ once its port accepts connections."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
 import subprocess
@@ -40,12 +41,20 @@ def _without_a_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def _expanded(cmd: list[str]) -> list[str]:
+    """``cmd`` with its launcher argument files read, as the JVM sees it."""
+    out: list[str] = []
+    for arg in cmd:
+        out += shlex.split(Path(arg[1:]).read_text()) if arg.startswith("@") else [arg]
+    return out
+
+
 def _commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> list[list[str]]:
     """The command lines ``start`` runs: the storage formatter's, then the node's."""
     ran: list[list[str]] = []
 
     def run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
-        ran.append(cmd)
+        ran.append(_expanded(cmd))
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     def popen(cmd: list[str], **kw: Any) -> _Exits:
