@@ -38,7 +38,9 @@ The hierarchy::
     │   ├── SendUnconfirmed        a send given up on that Kafka may still have written
     │   └── DevKafkaError          the embedded broker cannot be fetched, started or stopped
     └── AuditError
-        └── ChainBroken            the tamper-evident log does not verify
+        ├── ChainBroken            the tamper-evident log does not verify
+        └── IndexUnavailable       the audit index's database cannot be reached (connected
+                                   again next use)
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ __all__ = [
     "EnvelopeError",
     "EventInvalid",
     "Fenced",
+    "IndexUnavailable",
     "KeyNotFound",
     "KeyRejected",
     "KeyStoreError",
@@ -368,3 +371,21 @@ class ChainBroken(AuditError):
     def __reduce__(self) -> tuple[Any, ...]:
         kwargs = {"chain": self.chain}
         return _remade, (type(self), (self.seq, self.what), kwargs), self.__dict__
+
+
+class IndexUnavailable(AuditError):
+    """The audit index's database could not be reached (PostgreSQL restarting, the network
+    between): the call failed; a write in it was rolled back, or, if the connection was lost
+    as it committed, may have been kept (an indexer reads what is stored before going on).
+    The next use connects again."""
+
+    def __init__(self, where: str, why: str | None = None) -> None:
+        # ``why``: our own words (``why_not_connected``), never the driver's text.
+        super().__init__(
+            f"the audit index at {where} cannot be reached ({why or 'the connection was lost'})"
+        )
+        self.where = where
+        self.why = why
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _remade, (type(self), (self.where, self.why), {}), self.__dict__

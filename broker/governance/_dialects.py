@@ -19,7 +19,7 @@ from urllib.parse import quote
 import structlog
 
 from broker._private import make_private_folders, tighten_file
-from broker.errors import AuditError, UsageError
+from broker.errors import AuditError, IndexUnavailable, UsageError
 from broker.governance._index_url import (
     GIVE_A_FILE,
     describe_url,
@@ -27,7 +27,6 @@ from broker.governance._index_url import (
     sqlite_file,
     url_scheme,
 )
-from broker.governance._pg_connect import why_not_connected
 from broker.governance._sql import SqlAuditStore
 from broker.governance._store import AuditStore
 
@@ -273,24 +272,22 @@ class PostgresAuditStore(SqlAuditStore):
     backend = "postgresql"
 
     def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
-        import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
+        # Only deployments on PostgreSQL load the driver (``_sql_live`` imports it).
+        from broker.governance._sql_live import LiveIndexConnection, connector  # noqa: PLC0415
 
+        where = describe_url(url)
+        # A copy kept as evidence: every transaction of each session read-only (``connector``).
+        connect = connector(url, where=where, read_only=read_only)
         why: str | None = None
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            if read_only:
-                # Every transaction of this session read-only, autocommitted statements too:
-                # PostgreSQL refuses any write (a copy kept as evidence stays as it was).
-                conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        except psycopg.Error as exc:
-            # The reason in Accord's words, never the driver's text (``why_not_connected``).
-            why = why_not_connected(exc)
+            conn = connect(10)
+        except IndexUnavailable as exc:  # our words already, with no driver error behind
+            why = exc.why
         if why is not None:
-            # Raised outside the except block: inside it, even ``from None`` keeps the
-            # driver's error as __context__, whose text may quote the URL's password.
-            raise AuditError(f"cannot connect to the audit database {describe_url(url)}: {why}")
-        where = describe_url(url)
-        super().__init__(conn, create=create, where=where, read_only=read_only, reopen=where)
+            raise AuditError(f"cannot connect to the audit database {where}: {why}")
+        # Connected again when PostgreSQL has ended the session (a restart): ``_sql_live``.
+        live = LiveIndexConnection(connect, conn, where=where)
+        super().__init__(live, create=create, where=where, read_only=read_only, reopen=where)
 
     def _has_index(self) -> bool:
         return self._q("SELECT to_regclass('schema_version')")[0][0] is not None

@@ -13,13 +13,22 @@ Each reads heads and offsets together, as one snapshot, and a batch commits only
 stored offsets are still the ones it started from; otherwise it is dropped, the indexer
 reloads and seeks to where the other one got, and nothing stale (an old head, a gap read as
 a break) is ever written.
+
+The database may go away under a following indexer (PostgreSQL restarting): the store's call
+fails (``IndexUnavailable``), and the indexer waits, tries again with back-off, and once the
+index answers reads what it committed (the batch in flight was one transaction: all of it,
+or none) and reads the topic on from there, as after another indexer's batch. Logged once
+each way, ``audit_index_store_unavailable`` then ``audit_index_store_back``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +37,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.audit import AuditKind, AuditRecord, CheckpointVerifier
 from broker.config import SchoolCalendar
-from broker.errors import TransportError
+from broker.errors import IndexUnavailable, TransportError
 from broker.governance._encompass import overdue_encompass_notices
 from broker.governance._index_kafka import (
     assign,
@@ -55,6 +64,11 @@ log = structlog.get_logger("accord.audit")
 # Overrides and Encompass notices become overdue as time passes, not only as batches arrive:
 # counted again at least this often (and after any batch that changes either). Small queries.
 _OVERDUE_EVERY_S = 60.0
+
+# Waits between tries of an index that does not answer, the last repeated: soon after a
+# restart, and no busier than this while it stays away (each try is one short attempt to
+# connect: the store's own, ``_sql_live``).
+_STORE_RETRY_S = (1.0, 2.0, 5.0, 10.0)
 
 
 class Indexer:
@@ -93,6 +107,7 @@ class Indexer:
         self._overdue_counted: float | None = None  # monotonic time of the last count
         self.heartbeat = Heartbeat(stale_after)
         self.caught_up = False  # a poll has found nothing new: the index was current then
+        self.store_away = False  # the index's database stopped answering, and has not since
 
     def live(self) -> Check:
         return self.heartbeat.check()
@@ -100,6 +115,8 @@ class Indexer:
     def ready(self) -> Check:
         if not self.heartbeat.beaten:
             return Check(ok=False, reason="starting")
+        if self.store_away:
+            return Check(ok=False, reason="index store unavailable")
         if not self.caught_up:
             return Check(ok=False, reason="catching up")
         return OK
@@ -146,17 +163,23 @@ class Indexer:
         while not stop.is_set():
             self.heartbeat.beat()
             got = await consumer.getmany(*tps, timeout_ms=300, max_records=self.max_batch)
-            high = highwaters(consumer, tps)  # at least what it was when ``got`` was fetched
-            if self._moved_back(got, high):
-                got = await self._check_topic(consumer, tps, got)
-            ended = await read_to_end(consumer, tps)
-            if (got or self.tracker.expirable(ended)) and not self._commit(got, ended, high):
-                await self._read_again(consumer, tps)
-                await seek_stored(consumer, tps, self.tracker.offsets)
-            self.caught_up = self.caught_up or not got
-            await self._measure_lag(consumer, tps)
-            if not got:  # a batch measured its backlog as it committed
-                self._measure_backlog()
+            try:
+                high = highwaters(consumer, tps)  # at least what it was when ``got`` was fetched
+                if self._moved_back(got, high):
+                    got = await self._check_topic(consumer, tps, got)
+                ended = await read_to_end(consumer, tps)
+                if (got or self.tracker.expirable(ended)) and not self._commit(got, ended, high):
+                    await self._read_again(consumer, tps)
+                    await seek_stored(consumer, tps, self.tracker.offsets)
+                self.caught_up = self.caught_up or not got
+                await self._measure_lag(consumer, tps)
+                if not got:  # a batch measured its backlog as it committed
+                    self._measure_backlog()
+            except IndexUnavailable as exc:
+                if not follow:  # a run to the end says so and ends: run again, it resumes
+                    raise
+                await self._wait_for_store(consumer, tps, stop, exc)
+                continue  # what was fetched is read again from what the index holds
             seen += sum(len(v) for v in got.values())
             idle = 0 if got else idle + 1
             if max_records is not None and seen >= max_records:
@@ -212,11 +235,20 @@ class Indexer:
         ended: Mapping[int, int] | None = None,
         high: Mapping[int, int] | None = None,
     ) -> bool:
+        was = self.tracker.summary
+        before = replace(was, breaks=list(was.breaks), refused=Counter(was.refused))
         batch = self.tracker.new_batch(high=high)
-        for tp in sorted(got, key=lambda t: t.partition):
-            for m in got[tp]:
-                self.tracker.offer(batch, m.key, m.value, m.partition, m.offset)
-        if not self.tracker.commit(batch, ended=ended):
+        try:
+            for tp in sorted(got, key=lambda t: t.partition):
+                for m in got[tp]:
+                    self.tracker.offer(batch, m.key, m.value, m.partition, m.offset)
+            committed = self.tracker.commit(batch, ended=ended)
+        except IndexUnavailable:
+            # Not counted: the batch is read again once the index answers, and counted then
+            # (or, had its COMMIT reached the server, found indexed already).
+            self.tracker.summary = before
+            raise
+        if not committed:
             return False
         if self.metrics is not None:
             summary = self.tracker.summary
@@ -225,6 +257,39 @@ class Indexer:
                 self._overdue_counted = None  # count again now: the backlog changed
             self._measure_backlog()
         return True
+
+    async def _wait_for_store(
+        self, consumer: Any, tps: list[Any], stop: asyncio.Event, exc: IndexUnavailable
+    ) -> None:
+        """Until the index answers again (or ``stop``): then reload what it holds, which is
+        where the topic is read on from. Alive meanwhile (it beats), not ready."""
+        self.store_away = True
+        log.warning(
+            "audit_index_store_unavailable", topic=self.topic, why=exc.why or "connection lost"
+        )
+        since = time.monotonic()
+        tries = 0
+        while not stop.is_set():
+            wait = _STORE_RETRY_S[min(tries, len(_STORE_RETRY_S) - 1)]
+            tries += 1
+            until = time.monotonic() + wait
+            while not stop.is_set() and (left := until - time.monotonic()) > 0:
+                self.heartbeat.beat()  # waiting on purpose, not stalled
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=min(left, 1.0))
+            if stop.is_set():
+                return
+            try:
+                self.tracker.sync()  # what was committed, the batch in flight's all or none
+                await self._read_again(consumer, tps)
+            except IndexUnavailable:
+                continue
+            await seek_stored(consumer, tps, self.tracker.offsets)
+            self._overdue_counted = None  # gauged again now that it answers
+            self.store_away = False
+            log.info("audit_index_store_back", topic=self.topic,
+                     away_s=round(time.monotonic() - since, 1), tries=tries)  # fmt: skip
+            return
 
     async def _read_again(self, consumer: Any, tps: list[Any]) -> None:
         """Read what the tracker wants read again (refusals a valid checkpoint may undo) at exactly

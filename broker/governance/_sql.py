@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.audit import AuditRecord, read_record
-from broker.errors import AuditError
+from broker.errors import AuditError, IndexUnavailable
 from broker.governance._schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 from broker.governance._sql_queries import SqlQueries
 from broker.governance._sql_rows import refuse_newer, review_row
@@ -287,6 +287,8 @@ class SqlAuditStore(SqlQueries):
                     (number, sql_time(run.at), run.by, run.via, int(run.ok), run.records,
                      run.chains, run.chain, run.seq, run.problem),
                 )  # fmt: skip
+        except IndexUnavailable:
+            raise  # not refused: out of reach (our words already, and connected again next use)
         except Exception as exc:  # noqa: BLE001  # either driver's error: the index is not writable
             raise AuditError(f"the database refused it ({type(exc).__name__})") from None
 

@@ -30,6 +30,7 @@ MADE: dict[type[errors.AccordError], errors.AccordError] = {
     errors.EnvelopeError: errors.EnvelopeError(),  # its message: the class's docstring
     errors.SendUnconfirmed: errors.SendUnconfirmed("given up", event_ids=("e-1", "e-2")),
     errors.ChainBroken: errors.ChainBroken(12, "hash mismatch", chain="desk"),
+    errors.IndexUnavailable: errors.IndexUnavailable("postgresql://db:5432/audit", "timeout"),
 }
 
 
