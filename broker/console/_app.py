@@ -126,4 +126,4 @@ async def _sign_in(console: Console, request: Request, session: Session, form: A
         )  # fmt: skip
     console.deps.metrics.signed_in(SignInOutcome.OK)
     log.info("console_sign_in", user=check.name, known_device=check.known_device)
-    return console.guard.signed_in(session, check.name, lambda s: console.redirect("/", s))
+    return console.guard.signed_in(session, check, lambda s: console.redirect("/", s))

@@ -195,4 +195,4 @@ async def _sign_in(desk: Desk, request: Request, session: Session, form: Any) ->
             next_page=desk.guard.next_page(form),
         )  # fmt: skip
     log.info("desk_sign_in", user=check.name, known_device=check.known_device)
-    return desk.guard.signed_in(session, check.name, lambda s: desk.redirect("/", s))
+    return desk.guard.signed_in(session, check, lambda s: desk.redirect("/", s))

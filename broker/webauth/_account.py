@@ -129,15 +129,15 @@ async def _change(
                 f"{guard.window_minutes} minutes and try again."
             ),
         )  # fmt: skip
-    unreadable = None
+    unreadable, stamp = None, None
     async with guard.hashing.turn(client):
         try:
-            ok = await asyncio.to_thread(
+            stamp = await asyncio.to_thread(
                 guard.users.change_password, name, typed["current_password"],
                 form_field(form, "code"), typed["new_password"], now=guard.clock(),
             )  # fmt: skip
         except SecondFactorUnreadable as exc:  # after the right password only, as at sign-in
-            unreadable, ok = exc.path, False
+            unreadable = exc.path
     if unreadable is not None:
         guard.log.error(f"{guard.app}_second_factor_unreadable", user=name, users_file=unreadable)
         return draw(
@@ -147,17 +147,17 @@ async def _change(
                 f"your {guard.app} administrator to re-enrol it. The error has been logged."
             ),
         )  # fmt: skip
-    if not ok:
+    if stamp is None:
         guard.log.warning(f"{guard.app}_password_change_failed", user=name, throttled=False)
         return draw(session, name, status=400, error=Flash.error(_WRONG, field="current_password"))
     guard.throttle.succeeded(attempt)
     guard.log.info(f"{guard.app}_password_changed", user=name)
     # This browser goes on under a new id (and a known-device cookie of the new password);
-    # every other session holds the old stamp and ends at its next request.
-    stamp = guard.users.stamp(name)
+    # every other session holds the old stamp and ends at its next request. The stamp is
+    # the one the change wrote, under the file's lock: read again, it could be a removal's
+    # or a reset's that came in between, and this session would outlive it.
     kept = guard.sessions.sign_in(session, name, stamp)
     kept.flash_success(_DONE)
     response = pages.redirect("/", kept)
-    if stamp is not None:
-        guard.set_device_cookie(response, name, stamp)
+    guard.set_device_cookie(response, name, stamp)
     return response

@@ -118,7 +118,9 @@ class Guard:
         if session.user is None:
             return session
         stamp = self.users.stamp(session.user)
-        if stamp != session.stamp:
+        # An account gone ends its sessions whatever stamp they hold (a session given None
+        # would otherwise match it).
+        if stamp is None or stamp != session.stamp:
             # Noted as such, so that the sign-in page does not say "idle, or a restart".
             self.sessions.end(session, self._changed(session.user, stamp))
             self._found_ended(session.id)
@@ -231,14 +233,16 @@ class Guard:
         )  # fmt: skip
 
     def signed_in(
-        self, session: Session, name: str, response_for: Callable[[Session], Response]
+        self, session: Session, check: SignInCheck, response_for: Callable[[Session], Response]
     ) -> Response:
-        """Sign ``session`` in as ``name``: the response (from ``response_for``) carries the
-        new session's cookie and, when the account has a stamp, a known-device cookie."""
-        stamp = self.users.stamp(name)  # a new one if the hash was upgraded just now
-        response = response_for(self.sessions.sign_in(session, name, stamp))
-        if stamp is not None:
-            self.set_device_cookie(response, name, stamp)
+        """Sign ``session`` in as the ``check``'s account, with the stamp its sign-in wrote
+        (not one read again: a reset or removal since then would be taken for the
+        sign-in's): the response (from ``response_for``) carries the new session's cookie
+        and a known-device cookie. ``ValueError`` for a check that did not sign in."""
+        if not check.ok or check.stamp is None:
+            raise ValueError("signed_in: the check did not sign anyone in")
+        response = response_for(self.sessions.sign_in(session, check.name, check.stamp))
+        self.set_device_cookie(response, check.name, check.stamp)
         return response
 
     def set_cookie(self, response: Response, session: Session) -> None:

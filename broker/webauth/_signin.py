@@ -100,6 +100,9 @@ class SignInCheck:
     known_device: bool
     unreadable: bool = False
     users_file: str | None = None
+    # The account's stamp as the sign-in's own write left it (when ``ok``): what the session
+    # is to hold (:meth:`UserFile.sign_in`), never one read again later.
+    stamp: str | None = None
 
     @property
     def busy(self) -> bool:
@@ -159,7 +162,7 @@ async def check_sign_in(
     async with hashing.turn(client):
         if attempt.refused is None:
             try:
-                ok = await asyncio.to_thread(users.authenticate, name, password, code, now=now)
+                signed = await asyncio.to_thread(users.sign_in, name, password, code, now=now)
             except SecondFactorUnreadable as exc:
                 # Raised only after the right password: an answer of its own, for the app to
                 # log and show, rather than an error page that says nothing.
@@ -168,7 +171,7 @@ async def check_sign_in(
                 )
         else:
             await asyncio.to_thread(users.spend, password, code, now=now)
-            ok = False
-    if ok:
+            signed = None
+    if signed is not None:
         throttle.succeeded(attempt)
-    return SignInCheck(ok, name, attempt.refused, device is not None)
+    return SignInCheck(signed is not None, name, attempt.refused, device is not None, stamp=signed)

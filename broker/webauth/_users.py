@@ -227,9 +227,7 @@ class UserFile:
         account changes it, and every session of the old credential ends.
         """
         user = self._read()["users"].get(name)
-        if user is None:
-            return None
-        return hashlib.sha256(user["hash"].encode()).hexdigest()[:32]
+        return None if user is None else _stamp(user)
 
     def add(
         self, name: str, password: str, *, replace: bool = False, totp: bool = False
@@ -281,23 +279,33 @@ class UserFile:
         Every path does one Argon2 verification (an unknown name against a decoy hash) and the
         same TOTP work, so no answer comes back sooner than another.
         """
+        return self.sign_in(name, password, code, now=now) is not None
+
+    def sign_in(
+        self, name: str, password: str, code: str | None, *, now: datetime | None = None
+    ) -> str | None:
+        """:meth:`authenticate`, answered with the account's stamp as the write that took the
+        code left it (None: refused). A session keeps this one: the stamp read again after the
+        file's lock is let go may be a reset's or a removal's that came in between, and a
+        session given it would outlive that reset (review r46a 1)."""
         found = self._check(name, password, code, now or _utcnow())
-        return found is not None and self._accept(name, password, *found)
+        return None if found is None else self._accept(name, password, *found)
 
     def change_password(
         self, name: str, password: str, code: str | None, new: str, *, now: datetime | None = None
-    ) -> bool:
+    ) -> str | None:
         """Give ``name`` the password ``new`` (``UsageError`` if add-user would refuse it)
         when ``password`` and ``code`` are right as :meth:`authenticate` has them (the code
-        is taken); False when not. The second factor is kept; the stamp changes, so every
+        is taken): the account's new stamp, as written; None when not. The second factor is
+        kept; the stamp changes, so every
         session of the old password ends, and the account is marked as changed by its
         owner (:meth:`changed_by_owner`) till an administrator next remakes it."""
         check_password(new, name)
         found = self._check(name, password, code, now or _utcnow())
+        if found is None:
+            return None
         # Hashed before the lock is taken: Argon2 takes a moment, the lock is everyone's.
-        return found is not None and self._accept(
-            name, password, *found, new_hash=self._hasher.hash(new)
-        )
+        return self._accept(name, password, *found, new_hash=self._hasher.hash(new))
 
     def changed_by_owner(self, name: str) -> bool:
         """Whether the account's password was last set by its owner (:meth:`change_password`),
@@ -419,19 +427,20 @@ class UserFile:
 
     def _accept(
         self, name: str, password: str, stored: str, step: int | None, *, new_hash: str = ""
-    ) -> bool:
+    ) -> str | None:
         """Take the code's time step and upgrade an old hash (or set ``new_hash``, its owner's
-        new password's), unless the account moved on."""
+        new password's), unless the account moved on (None). The account's stamp as written,
+        read under the same lock: no removal or reset can come between."""
         with self._locked():
             data = self._read()
             user = data["users"].get(name)
             if user is None or user["hash"] != stored:
-                return False  # removed or reset while its password was being checked
+                return None  # removed or reset while its password was being checked
             changed = False
             if step is not None:
                 totp = user.get("totp")
                 if totp is None or step <= int(totp.get("last_step", -1)):
-                    return False  # a concurrent sign-in took this code first
+                    return None  # a concurrent sign-in took this code first
                 totp["last_step"] = step
                 changed = True
             if new_hash:
@@ -443,7 +452,12 @@ class UserFile:
                 changed = True
             if changed:
                 self._write(data)
-        return True
+            return _stamp(user)
+
+
+def _stamp(user: dict[str, Any]) -> str:
+    """An account record's stamp (:meth:`UserFile.stamp`)."""
+    return hashlib.sha256(user["hash"].encode()).hexdigest()[:32]
 
 
 def _whose(owner: str, name: str) -> str:

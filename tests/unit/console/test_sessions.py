@@ -41,7 +41,7 @@ def test_an_idle_session_expires() -> None:
 def test_sign_in_issues_a_new_id_and_the_old_one_signs_no_one_in() -> None:
     s = store([T])
     anon = s.new()
-    signed = s.sign_in(anon, "ig.jo")
+    signed = s.sign_in(anon, "ig.jo", "stamp")
     assert signed.id != anon.id
     assert signed.csrf != anon.csrf
     again = s.get(anon.id)  # still a sign-in form (kept nowhere), never the officer's session

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pyotp
+import pytest
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
@@ -173,3 +174,53 @@ def test_every_signed_in_page_links_to_the_password_page_marked_current_on_it(
     home = client.get("/").text
     assert '<a href="/account/password" id="change-password">Change password</a>' in home
     assert 'id="change-password" aria-current="page"' in client.get(PAGE).text
+
+
+def _then(users: UserFile, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """The administrator's ``change`` (remove-user, add-user --reset) lands the moment the
+    write that signed in, or changed the password, lets go of the file's lock: before the
+    session is made (review r46a 1)."""
+    accept = UserFile._accept
+
+    def then(self: UserFile, *args: Any, **kwargs: Any) -> Any:
+        done = accept(self, *args, **kwargs)
+        monkeypatch.setattr(UserFile, "_accept", accept)  # once
+        if change == "remove":
+            self.remove(USER)
+        else:
+            self.add(USER, "an administrators synthetic passphrase", replace=True)
+        return done
+
+    monkeypatch.setattr(UserFile, "_accept", then)
+
+
+@pytest.mark.parametrize("change_by_admin", ["remove", "reset"])
+def test_a_removal_or_reset_just_after_the_password_change_ends_the_session(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+    users: UserFile,
+    monkeypatch: pytest.MonkeyPatch,
+    change_by_admin: str,
+) -> None:
+    client, _ = make_client()
+    sign_in(client)
+    token = csrf_of(client.get(PAGE).text)
+    _then(users, monkeypatch, change_by_admin)
+    assert change(client, token).status_code == 303
+    r = client.get("/", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/login")
+
+
+@pytest.mark.parametrize("change_by_admin", ["remove", "reset"])
+def test_a_removal_or_reset_just_after_a_sign_in_ends_the_session(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+    users: UserFile,
+    monkeypatch: pytest.MonkeyPatch,
+    change_by_admin: str,
+) -> None:
+    client, _ = make_client()
+    token = csrf_of(client.get("/login").text)
+    _then(users, monkeypatch, change_by_admin)
+    form = {"username": USER, "password": PASSWORD, "csrf": token}
+    assert client.post("/login", data=form, follow_redirects=False).status_code == 303
+    r = client.get("/", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/login")

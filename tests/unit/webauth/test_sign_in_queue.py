@@ -32,10 +32,10 @@ class SlowUsers:
         self.looked_at.append(name)
         return "stamp" if name == "ig.officer" else None
 
-    def authenticate(self, name: str, password: str, *_: Any, **__: Any) -> bool:
+    def sign_in(self, name: str, password: str, *_: Any, **__: Any) -> str | None:
         self.checked.append(name)
         self.release.wait(10)
-        return name == "ig.officer" and password == "right"
+        return "stamp" if name == "ig.officer" and password == "right" else None
 
     def spend(self, *_: Any, **__: Any) -> None:
         self.release.wait(10)
@@ -150,10 +150,10 @@ class TimedUsers:
     def stamp(self, name: str) -> str | None:
         return "stamp" if name == "ig.officer" else None
 
-    def authenticate(self, name: str, password: str, *_: Any, **__: Any) -> bool:
+    def sign_in(self, name: str, password: str, *_: Any, **__: Any) -> str | None:
         self.hashed += 1
         time.sleep(0.1)
-        return name == "ig.officer" and password == "right"
+        return "stamp" if name == "ig.officer" and password == "right" else None
 
     def spend(self, *_: Any, **__: Any) -> None:
         self.hashed += 1
