@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import sqlite3
-import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from broker.desk import _store_locks
 from broker.desk._store import DeskStore
+from broker.desk._store_private import make_store_private
 from broker.desk._store_schema import held_up_fails
 from broker.errors import ConfigError, UsageError
 from broker.governance import not_a_database, sqlite_file, url_scheme, why_not_connected
@@ -26,7 +26,7 @@ def open_desk_store(url: str | None, *, home: Path, party: str) -> DeskStore:
 
 def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
     if url is None or not url.strip():
-        return _sqlite(home / "desk" / f"{party}.db", party=party)
+        return _sqlite(home / "desk" / f"{party}.db", party=party, own_folder=True)
     url = url.strip()
     scheme = url_scheme(url)
     if scheme in ("postgresql", "postgres"):
@@ -72,12 +72,13 @@ def _connect(url: str, within: int) -> Any:
     return conn
 
 
-def _sqlite(path: Path, *, party: str | None = None) -> DeskStore:
-    """The store in the file at ``path``, ``party``'s if given (claimed). A folder, a
-    device, a file in ``/proc``: one line (``ConfigError``), not sqlite3's traceback;
-    held_up_fails' and claim's own refusals are left as they are."""
+def _sqlite(path: Path, *, party: str | None = None, own_folder: bool = False) -> DeskStore:
+    """The store in the file at ``path``, ``party``'s if given (claimed), its files (and
+    ``own_folder``, ``<home>/desk``) private before SQLite opens them (``_store_private``).
+    A folder, a device, a file in ``/proc``: one line (``ConfigError``), not sqlite3's
+    traceback; held_up_fails' and claim's own refusals are left as they are."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_store_private(path, own_folder=own_folder)
         # Autocommit, one connection shared by the ingest task and the pages (one event loop).
         # A busy database is waited for WAIT_SECONDS (store_locks), not left to the driver's
         # default: the wait blocks the event loop, so every page waits with it.
@@ -89,9 +90,6 @@ def _sqlite(path: Path, *, party: str | None = None) -> DeskStore:
     try:
         with held_up_fails(str(path)):
             _wal(conn)
-        # A file only: run as root, sqlite:///dev/null would otherwise make /dev/null 0600.
-        if stat.S_ISREG(path.stat().st_mode):
-            path.chmod(0o600)
         store = DeskStore(conn, where=str(path))  # the first writes (the tables) may refuse
     except (sqlite3.Error, OSError) as exc:
         conn.close()

@@ -8,9 +8,13 @@ import os
 import stat
 from pathlib import Path
 
+import structlog
+
 from broker._private import tighten_file
 
 __all__ = ["COLUMNS", "FORMAT", "OLD_ROWS", "SCHEMA", "VERSION", "create_private", "migrate"]
+
+log = structlog.get_logger("accord.sdk")
 
 FORMAT = "accord-replay-memory"
 # 3: sightings keyed by (event_id, sender), so that admit's look-up by event id is a search of
@@ -78,8 +82,11 @@ def create_private(path: Path) -> None:
     except FileExistsError:
         _refuse_foreign(path)
         # Not opened and closed here: that would drop the locks of this process's other
-        # connections to it (``tighten_file``).
-        tighten_file(path)
+        # connections to it (``tighten_file``). Its -wal and -shm (and a -journal) too: an
+        # earlier SDK left them as open as the file, and they hold its rows as much.
+        names = [path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
+        if tightened := [str(name) for name in names if tighten_file(name) is not None]:
+            log.warning("replay_memory_made_private", paths=tightened)
         return
     try:
         os.fchmod(fd, 0o600)

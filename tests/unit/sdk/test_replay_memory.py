@@ -201,6 +201,24 @@ def test_an_existing_file_open_to_others_is_made_private(tmp_path: Path) -> None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+def test_an_existing_memorys_wal_and_shm_open_to_others_are_made_private_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "replay.sqlite3"
+    memory(path).close()
+    sidecars = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
+    for name in sidecars:
+        name.touch()
+        name.chmod(0o644)
+    with capture_logs() as logs:
+        memory(path).close()
+    [warning] = [e for e in logs if e["event"] == "replay_memory_made_private"]
+    assert warning["paths"] == [str(name) for name in sidecars]
+    assert all(stat.S_IMODE(n.stat().st_mode) == 0o600 for n in sidecars if n.exists())
+
+
 def test_only_event_ids_positions_and_parked_sealed_records_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "replay.sqlite3"
     m = memory(path)
@@ -465,6 +483,7 @@ def test_accord_tail_with_an_unusable_memory_says_so_in_one_line(tmp_path: Path)
     file = default_replay_file("hub-a.tail", tmp_path / "home")
     file.parent.mkdir(parents=True)
     file.write_bytes(b"garbage" * 200)
+    file.chmod(0o600)  # or it is made private first, with a warning line of its own
     done = subprocess.run(
         [sys.executable, "-m", "broker", "tail", "--as", "hub-a"], env=env, capture_output=True,
         text=True, timeout=120, check=False,
