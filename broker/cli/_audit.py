@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
+import structlog
 import typer
 
 from broker._words import plural
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
         IndexSummary,
     )
     from broker.keys import FileKeyStore
+
+log = structlog.get_logger("accord.audit")
 
 
 def parse_when(value: str | None, option: str, *, end: bool = False) -> datetime | None:
@@ -412,4 +415,9 @@ async def _run_indexer(indexer: Indexer, settings: Settings, *, follow: bool) ->
         ready=indexer.ready,
         kafka=indexer.kafka.settings,
     ):
+        # A service's start, logged as the worker's and the desk's are (--once, a command,
+        # keeps stderr for errors). Facts only: where it indexes into, and from which topic.
+        log.info(
+            "audit_index_started", store=indexer.store.backend, follow=follow, topic=indexer.topic
+        )
         return await indexer.run(follow=follow, stop=stop)

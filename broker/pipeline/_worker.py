@@ -249,6 +249,8 @@ class Worker:
             log.warning("policy_reload_refused", problems=len(exc.problems), first=exc.problems[0])
             return
         if self.policy is not None and policy.version == self.policy.version:
+            # Said: an operator who sent SIGHUP after an edit learns it changed nothing.
+            log.info("policy_unchanged", version=policy.version)
             return
         log.info("policy_reloaded", version=policy.version)
         self.policy = policy
