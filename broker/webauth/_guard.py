@@ -122,16 +122,17 @@ class Guard:
         # would otherwise match it).
         if stamp is None or stamp != session.stamp:
             # Noted as such, so that the sign-in page does not say "idle, or a restart".
-            self.sessions.end(session, self._changed(session.user, stamp))
+            self.sessions.end(session, self._changed(session, stamp))
             self._found_ended(session.id)
             return None
         return session
 
-    def _changed(self, name: str, stamp: str | None) -> str:
-        """Why a session of ``name`` no longer matches its account, now stamped ``stamp``."""
-        if stamp is None:
+    def _changed(self, session: Session, stamp: str | None) -> str:
+        """Why ``session`` no longer matches its account, now stamped ``stamp``: what replaced
+        the session's own stamp, as recorded then (not what happened to the account last)."""
+        if stamp is None or session.user is None:
             return REMOVED
-        return CHANGED_BY_OWNER if self.users.changed_by_owner(name) else RESET
+        return CHANGED_BY_OWNER if self.users.ended_by_owner(session.user, session.stamp) else RESET
 
     def _found_ended(self, session_id: str) -> None:
         """Log, once, that the signed-in session of ``session_id`` ended and why: at the first

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -45,6 +44,7 @@ from broker.crypto import random_bytes
 from broker.errors import ConfigError, SecondFactorUnreadable, UsageError
 from broker.events import holds_nhs_or_telephone_number
 from broker.webauth._password import MAX_PASSWORD, check_password
+from broker.webauth._stamps import ADMIN, OWNER, ended_by, keep_stamp, replace_stamp, stamp_of
 from broker.webauth._totpbox import TotpBox
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -95,7 +95,8 @@ class UserFile:
     "enrolled_at": …, "last_step": n}``: the secret sealed by ``box`` (required, so that no
     caller stores one plain); ``last_step`` is the newest time step whose code was accepted,
     kept in the file so the console and the CLI refuse a code either has already taken. An
-    account whose owner changed its password has ``"changed_by_owner_at"``. A
+    account's credential has a ``"stamp"`` and the stamps it replaced, with who replaced
+    each (:mod:`broker.webauth._stamps`). A
     plain ``"secret"`` (base32) from an older Accord still signs in, and is sealed by the
     next write of the file, whatever the write is for, when ``box`` has a key; a box without
     one (a keystore without the secret) leaves it plain.
@@ -221,13 +222,14 @@ class UserFile:
         return user is not None and "totp" in user
 
     def stamp(self, name: str) -> str | None:
-        """A fingerprint of the account's current password hash (None: no such account).
+        """The account's credential stamp (None: no such account): :mod:`broker.webauth._stamps`.
 
-        A session remembers the stamp it signed in with; a reset password or a removed
-        account changes it, and every session of the old credential ends.
+        A session remembers the stamp it signed in with; a reset password, its owner's new
+        password or a removed account changes it, and every session of the old credential
+        ends. An upgrade of the hash does not.
         """
         user = self._read()["users"].get(name)
-        return None if user is None else _stamp(user)
+        return None if user is None else stamp_of(user)
 
     def add(
         self, name: str, password: str, *, replace: bool = False, totp: bool = False
@@ -247,6 +249,7 @@ class UserFile:
                 "hash": self._hasher.hash(password),
                 "created_at": now.isoformat(),
             }
+            replace_stamp(user, data["users"].get(name), ADMIN)
             if totp:
                 sealed = self._box.seal(name, pyotp.random_base32())
                 user["totp"] = {"secret_sealed": sealed, "enrolled_at": now.isoformat()}
@@ -297,9 +300,8 @@ class UserFile:
         """Give ``name`` the password ``new`` (``UsageError`` if add-user would refuse it)
         when ``password`` and ``code`` are right as :meth:`authenticate` has them (the code
         is taken): the account's new stamp, as written; None when not. The second factor is
-        kept; the stamp changes, so every
-        session of the old password ends, and the account is marked as changed by its
-        owner (:meth:`changed_by_owner`) till an administrator next remakes it."""
+        kept; the stamp changes, so every session of the old password ends, told that its
+        owner changed it (:meth:`ended_by_owner`)."""
         check_password(new, name)
         found = self._check(name, password, code, now or _utcnow())
         if found is None:
@@ -307,11 +309,11 @@ class UserFile:
         # Hashed before the lock is taken: Argon2 takes a moment, the lock is everyone's.
         return self._accept(name, password, *found, new_hash=self._hasher.hash(new))
 
-    def changed_by_owner(self, name: str) -> bool:
-        """Whether the account's password was last set by its owner (:meth:`change_password`),
-        not by an administrator's ``add-user``: what a session it ended is told."""
-        user = self._user(name)
-        return user is not None and "changed_by_owner_at" in user
+    def ended_by_owner(self, name: str, stamp: str | None) -> bool:
+        """Whether ``name``'s credential of ``stamp`` was replaced by its owner
+        (:meth:`change_password`), not by an administrator's ``add-user``: what a session it
+        ended is told. Recorded when it was replaced, so a later change says nothing of it."""
+        return ended_by(self._user(name), stamp) == OWNER
 
     def _check(
         self, name: str, password: str, code: str | None, now: datetime
@@ -444,20 +446,16 @@ class UserFile:
                 totp["last_step"] = step
                 changed = True
             if new_hash:
+                replace_stamp(user, dict(user), OWNER)
                 user["hash"] = new_hash
-                user["changed_by_owner_at"] = _utcnow().isoformat()
                 changed = True
             elif self._hasher.check_needs_rehash(stored):
+                keep_stamp(user)  # an upgrade is no new credential: no session ends
                 user["hash"] = self._hasher.hash(password)
                 changed = True
             if changed:
                 self._write(data)
-            return _stamp(user)
-
-
-def _stamp(user: dict[str, Any]) -> str:
-    """An account record's stamp (:meth:`UserFile.stamp`)."""
-    return hashlib.sha256(user["hash"].encode()).hexdigest()[:32]
+            return stamp_of(user)
 
 
 def _whose(owner: str, name: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
@@ -224,3 +225,47 @@ def test_a_removal_or_reset_just_after_a_sign_in_ends_the_session(
     assert client.post("/login", data=form, follow_redirects=False).status_code == 303
     r = client.get("/", follow_redirects=False)
     assert (r.status_code, r.headers["location"]) == (303, "/login")
+
+
+@pytest.mark.parametrize("older_file", [False, True])
+def test_an_upgraded_hash_ends_no_other_session(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+    users: UserFile,
+    monkeypatch: pytest.MonkeyPatch,
+    older_file: bool,
+) -> None:
+    """Argon2's parameters raised: the next sign-in upgrades the hash, and the account's
+    other sessions go on (they ended, told that the password had been changed: r46a 2).
+    ``older_file``: a record an older Accord wrote, with no stamp of its own."""
+    if older_file:
+        data = json.loads(users.path.read_text())
+        for record in data["users"].values():
+            del record["stamp"], record["ended_stamps"]
+        users.path.write_text(json.dumps(data))
+    first, _ = make_client()
+    sign_in(first)
+    before = json.loads(users.path.read_text())["users"][USER]["hash"]
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=2, memory_cost=128))
+    second, _ = make_client()
+    sign_in(second)
+    assert json.loads(users.path.read_text())["users"][USER]["hash"] != before  # upgraded
+    assert first.get("/", follow_redirects=False).status_code == 200
+    assert second.get("/", follow_redirects=False).status_code == 200
+
+
+def test_a_session_the_administrators_reset_ended_is_told_so_after_the_owners_change_too(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]], users: UserFile
+) -> None:
+    """What ended the session is said, recorded when it happened: not the account's last
+    change (the owner's, after the reset)."""
+    old, _ = make_client()
+    sign_in(old)
+    given = "an administrators synthetic passphrase"
+    users.add(USER, given, replace=True)  # add-user --reset
+    owner, _ = make_client()
+    assert signs_in(owner, given)
+    assert change(owner, current_password=given).status_code == 303
+    r = old.get("/records", follow_redirects=False)
+    said = old.get(r.headers["location"]).text
+    assert "your desk administrator changed your account" in said
+    assert "your password was changed" not in said

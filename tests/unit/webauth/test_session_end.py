@@ -31,7 +31,7 @@ class Stamps:
     def stamp(self, name: str) -> str | None:
         return self.stamps.get(name)
 
-    def changed_by_owner(self, name: str) -> bool:
+    def ended_by_owner(self, name: str, _stamp: str | None) -> bool:
         return name == "someone who changed their own password"
 
 
