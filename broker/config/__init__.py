@@ -3,7 +3,9 @@
 Every model is frozen; every secret is a ``SecretStr``; modes are enums whose default is the
 safe choice. Environment variables use the ``ACCORD_`` prefix, nested with ``__``
 (``ACCORD_KAFKA__BOOTSTRAP``); a few flat aliases that users type often
-(``ACCORD_HOME``, ``ACCORD_KAFKA_BOOTSTRAP``, ``ACCORD_AUDIT_DB``) are honoured too.
+(``ACCORD_HOME``, ``ACCORD_KAFKA_BOOTSTRAP``, ``ACCORD_AUDIT_DB``) are honoured too. Any
+other ``ACCORD_*`` variable is refused with the setting it likely misspells, unless
+``_env_names.NOT_SETTINGS`` lists it (read on purpose by Accord's tooling).
 """
 
 from broker.config._base import Network, OpsEndpoint

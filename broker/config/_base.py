@@ -29,8 +29,43 @@ def _host_list(value: object) -> object:
     return value
 
 
-#: The host names a web front end answers to (``broker.webauth.HostCheck``).
+#: Host names, comma-separated or a JSON list; unset (None) is the field's default.
 HostList = Annotated[tuple[str, ...] | None, BeforeValidator(_host_list)]
+
+
+def _listed(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    # An empty value (a stray `ACCORD_DESK__ALLOWED_HOSTS=` line in an env file, " ", "[]")
+    # lists no name: the app then answered loopback names alone, refusing everyone who
+    # reached it by name while /readyz said ok, and passed the wildcard address's check that
+    # unset fails. Nobody means that: refused at the start, as unset is on a wildcard address.
+    if value is not None and not value:
+        raise ValueError(
+            "empty: set it to the host names the app is reached by (comma-separated), or "
+            "leave it unset for the address it listens on"
+        )
+    return value
+
+
+#: The host names a web front end answers to (``broker.webauth.HostCheck``): unset, or at
+#: least one.
+AllowedHosts = Annotated[HostList, AfterValidator(_listed)]
+
+
+def tls_one_way(value: bool, info: ValidationInfo) -> bool:
+    """``tls_terminated_by_proxy``, refused when the app's own TLS files are set too.
+
+    Each says where TLS ends: at the app (it serves TLS, so a proxy in front cannot be what
+    terminates it) or at a proxy (the app speaks plain HTTP). Both was served as TLS without
+    a word; which the operator meant, only they know. A field's error, so that the one line
+    names this variable (``load_settings``); the files are declared before it, so ``data``
+    holds them."""
+    if value and (info.data.get("tls_cert") is not None or info.data.get("tls_key") is not None):
+        raise ValueError(
+            "true while TLS_CERT/TLS_KEY are set: say where TLS ends, at the app (TLS_CERT "
+            "and TLS_KEY) or at a proxy in front (TLS_TERMINATED_BY_PROXY=true), not both"
+        )
+    return value
+
 
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 # A DNS name as the ops server reads it from ``Host`` (``broker.ops._hosts``, the same).

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from broker._words import closest
+from broker.config._secret_files import secret_fields
 
 _FIELD = re.compile(r'field "([A-Za-z0-9_]+)"')
 _LISTS = (list, tuple, set, frozenset)
@@ -68,12 +69,30 @@ def shown(loc: list[str]) -> list[str]:
     return loc
 
 
+def section_names(settings_cls: type[BaseModel], loc: list[str]) -> list[str]:
+    """What the section at ``loc`` takes, lower case and sorted: its settings, and a secret's
+    ``<NAME>_FILE`` (``load_settings`` reads those for a section of ``settings_cls``)."""
+    model = _bare(_annotation_at(settings_cls.model_fields[loc[0]].annotation, loc[1:]))
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    files = secret_fields(settings_cls).get(loc[0], []) if len(loc) == 1 else []
+    return sorted([*model.model_fields, *(f"{name}_file" for name in files)])
+
+
+def meant(typed: str, names: list[str]) -> str | None:
+    """The name of ``names`` that ``typed`` likely mistypes; its ``_file`` form when ``typed``
+    says FILE and there is one (PASSPHRASEFILE is the file's, not the secret in the
+    environment that PASSPHRASE would be)."""
+    close = closest(typed.lower(), names)
+    if close is not None and "file" in typed.lower() and f"{close}_file" in names:
+        return f"{close}_file"
+    return close
+
+
 def unknown_setting(loc: list[str], settings_cls: type[BaseModel]) -> str:
     """What to say of ``ACCORD_<loc>``, a name no section has ("Extra inputs are not
     permitted" says nothing): the setting it likely mistypes, or the section's settings."""
-    model = _bare(_annotation_at(settings_cls.model_fields[loc[0]].annotation, loc[1:-1]))
-    is_model = isinstance(model, type) and issubclass(model, BaseModel)
-    fields = sorted(model.model_fields) if is_model else []
+    fields = section_names(settings_cls, loc[:-1])
     section = "__".join(part.upper() for part in loc[:-1])
     if shown(loc) != loc:
         names = ", ".join(name.upper() for name in fields)
@@ -87,7 +106,7 @@ def unknown_setting(loc: list[str], settings_cls: type[BaseModel]) -> str:
             "not a setting; a login's client file is <principal>.librdkafka.conf in the folder "
             "ACCORD_KAFKA__CREDENTIALS_DIR names"
         )
-    close = closest(loc[-1].lower(), fields)
+    close = meant(loc[-1], fields)
     if close is not None:
         return f"not a setting; did you mean ACCORD_{section}__{close.upper()}?"
     names = ", ".join(name.upper() for name in fields)

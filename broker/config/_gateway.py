@@ -6,15 +6,16 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, field_validator
 
 from broker._words import plural
 from broker.config._base import (
+    AllowedHosts,
     BehindProxies,
     ClientLimits,
-    HostList,
     NetworkList,
     OpsEndpoint,
+    tls_one_way,
 )
 
 #: The shortest bearer token taken: 32 characters of ``secrets.token_urlsafe`` are ~190 bits.
@@ -68,11 +69,12 @@ class GatewaySettings(OpsEndpoint, ClientLimits, BehindProxies):
     token: Annotated[SecretStr | None, AfterValidator(_strong_token)] = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    tls_terminated_by_proxy: bool = False
+    tls_terminated_by_proxy: bool = False  # not with tls_cert/tls_key: one or the other
+    _tls_one_way = field_validator("tls_terminated_by_proxy")(tls_one_way)
     # The names (Host header, any port) requests may carry, as for the console and desk
     # (broker.webauth.HostCheck): loopback names always; unset, the address listened on, and
     # on a wildcard address (0.0.0.0, ::) the gateway refuses to start without a list.
-    allowed_hosts: HostList = None
+    allowed_hosts: AllowedHosts = None
     # A contact event is a few KiB; a batch of max_batch of them must fit.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_batch: int = Field(default=500, ge=1, le=5000)

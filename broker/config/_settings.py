@@ -26,9 +26,16 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from broker.config._base import BehindProxies, ClientLimits, HostList, OpsEndpoint
+from broker.config._base import (
+    AllowedHosts,
+    BehindProxies,
+    ClientLimits,
+    OpsEndpoint,
+    tls_one_way,
+)
 from broker.config._base import Frozen as _Frozen
 from broker.config._env_errors import shown, unknown_setting, unreadable_json
+from broker.config._env_names import unknown_variable
 from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
 from broker.errors import ConfigError
@@ -225,6 +232,7 @@ class SignInSettings(ClientLimits, BehindProxies):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_terminated_by_proxy: bool = False
+    _tls_one_way = field_validator("tls_terminated_by_proxy")(tls_one_way)
     # forwarded_hops, trusted_proxies (BehindProxies): the proxies in front, and which
     # connections' X-Forwarded-For is believed. Behind a proxy set both, or every user is the
     # proxy's one address to the sign-in throttle below; from any other peer (a guesser who
@@ -236,7 +244,7 @@ class SignInSettings(ClientLimits, BehindProxies):
     # address the app listens on, and none more on a wildcard (0.0.0.0, ::), which then
     # refuses to start without a list. "*" allows any name: only behind a proxy that routes by
     # name itself (a Kubernetes Ingress rule's host). Comma-separated or a JSON list.
-    allowed_hosts: HostList = None
+    allowed_hosts: AllowedHosts = None
     # Sign-in throttling (broker/webauth/_throttle.py): slows guessing, never locks anyone
     # out. A client (network address) may fail this many times per window, across all names;
     # one client may fail at one account per_account times before each of its next tries
@@ -429,6 +437,11 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment once; CLI options arrive as ``overrides``."""
+    # Before pydantic-settings, which passes over an ACCORD_* name that no section's
+    # spelling reaches (ACCORD_CONSOLE_HOST): a setting misspelt is refused, never ignored.
+    unknown = unknown_variable(os.environ, Settings)
+    if unknown is not None:
+        raise ConfigError(unknown)
     flat: dict[str, object] = {}
     from_files: dict[str, dict[str, str]] = {}
     try:

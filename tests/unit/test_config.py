@@ -252,7 +252,8 @@ def test_half_a_kafka_login_is_refused_not_passed_over(
         (
             "ACCORD_KAFKA__CA",
             "not a setting; ACCORD_KAFKA__ takes BOOTSTRAP, CA_FILE, CLIENT_ID, CREDENTIALS_DIR, "
-            "PARTITIONS, PASSWORD, REPLICATION_FACTOR, SECURITY_PROTOCOL, USERNAME",
+            "PARTITIONS, PASSWORD, PASSWORD_FILE, REPLICATION_FACTOR, SECURITY_PROTOCOL, "
+            "USERNAME",
         ),
         (
             "ACCORD_KAFKA__CLIENT_FILE",
@@ -274,7 +275,7 @@ def test_a_setting_no_section_has_is_named_with_the_one_meant_not_pydantics_word
 
 _KAFKA_TAKES = (
     "ACCORD_KAFKA__ takes BOOTSTRAP, CA_FILE, CLIENT_ID, CREDENTIALS_DIR, PARTITIONS, PASSWORD, "
-    "REPLICATION_FACTOR, SECURITY_PROTOCOL, USERNAME"
+    "PASSWORD_FILE, REPLICATION_FACTOR, SECURITY_PROTOCOL, USERNAME"
 )
 
 
