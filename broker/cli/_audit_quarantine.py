@@ -21,6 +21,7 @@ import typer
 
 from broker._words import plural
 from broker.cli._audit_options import Db, RepFmt, ReportFormat, Since
+from broker.cli._audit_quarantine_subjects import copy_subject_keys
 from broker.cli._audit_quarantine_view import (
     Copy,
     chosen,
@@ -78,6 +79,7 @@ class OpenPurpose(enum.StrEnum):
     SECURITY_INCIDENT = "security_incident"  # a record its sender may not have sent
     FAULT_REPORT = "fault_report"  # a stage failed: the copy goes with the bug report
     AUDIT_SAMPLE = "audit_sample"
+    SUBJECT_ACCESS = "subject_access"  # a copy naming the child may belong in the answer
 
 
 Purpose = Annotated[
@@ -266,9 +268,12 @@ def _open(
         # when no 'accord audit index' ran since the copy was quarantined.
         index_once(settings, store)
         audited = _quarantine_of(store, payload, _at(rec.timestamp_ms))
+        # The children the content names: the opening discloses them, so each one's subject
+        # access request must list it (the worker's quarantined record names no one).
+        named = copy_subject_keys(payload, console.linkage_key())
         opening = _record_opening(
             settings, console, store, who.host,
-            _opening(name, purpose, where, payload, audited),
+            _opening(name, purpose, where, payload, audited, named=named),
         )  # fmt: skip
     finally:
         store.close()
@@ -278,6 +283,7 @@ def _open(
         f"({opening.chain}#{opening.seq})",
         err=True,
     )
+    typer.echo(_named_note(len(opening.subject_keys)), err=True)
     shown = copy_id(*where)
     if fmt is ReportFormat.JSON:
         typer.echo(json.dumps({"copy": shown, **payload}, indent=2))
@@ -359,10 +365,13 @@ def _opening(
     where: tuple[int, int],
     payload: dict[str, Any],
     audited: AuditRecord | None,
+    *,
+    named: tuple[str, ...] = (),
 ) -> _Opening:
     """The ``quarantine_opened`` record's members: who, why, which copy and what the worker
     sealed about it (reason, stage, source, digest), the event id it authenticated, and its
-    ``quarantined`` record. Never the copy's key, headers or value: they may be anything."""
+    ``quarantined`` record; filed under ``named``, the subject keys of the children the
+    copy names. Never the copy's key, headers or value: they may be anything."""
 
     def text(key: str) -> str | None:
         value = payload.get(key)
@@ -387,8 +396,24 @@ def _opening(
     return _Opening(
         event_id=audited.event_id if audited is not None else None,
         party=sender or (party_of_ingress(source[0]) if source else None),
-        subject_keys=audited.subject_keys if audited is not None else (),
+        subject_keys=tuple(
+            dict.fromkeys((*(audited.subject_keys if audited is not None else ()), *named))
+        ),
         data=data,
+    )
+
+
+def _named_note(keys: int) -> str:
+    """Whose subject access requests will list this opening (keys only, never who)."""
+    if keys:
+        return (
+            f"accord: the opening is filed under {plural(keys, 'subject key')} of the "
+            "children the copy names: their subject access requests list it"
+        )
+    return (
+        "accord: note: the copy names no child that could be keyed (its value is no contact "
+        "event, or is sealed, truncated or malformed): the opening is filed under no subject "
+        "key, so no subject access request lists it"
     )
 
 

@@ -126,7 +126,9 @@ class SqlQueries:
         return self._records(
             "SELECT r.body FROM audit_records r JOIN audit_subjects s "
             "ON s.chain = r.chain AND s.seq = r.seq "
-            "WHERE s.subject_key = ? AND r.kind = 'console_query' ORDER BY r.at, r.chain, r.seq",
+            # An opened quarantine copy names the children its content does: a disclosure too.
+            "WHERE s.subject_key = ? AND r.kind IN ('console_query', 'quarantine_opened') "
+            "ORDER BY r.at, r.chain, r.seq",
             (subject_key,),
         )
 

@@ -395,7 +395,8 @@ class AuditStore(Protocol):
         ...
 
     def subject_lookups(self, subject_key: str) -> list[AuditRecord]:
-        """``console_query`` records naming the subject (who looked at this child's log)."""
+        """``console_query`` and ``quarantine_opened`` records naming the subject (who looked
+        at this child's log, who opened a quarantined record naming them)."""
         ...
 
     def delivery_counts(self, window: Window) -> list[tuple[str, int, int]]:

@@ -24,12 +24,13 @@ from broker.audit import (
 )
 from broker.envelope import Sealer
 from broker.errors import TransportError
-from broker.governance import open_store, verify_store
+from broker.governance import AuditStore, open_store, subject_search, verify_store
 from broker.kafka import Retained
 from broker.keys import FileKeyStore
+from broker.linkage import Linker
 from broker.principals import Principal
 from broker.topics import QUARANTINE, SCHEMA_QUARANTINE
-from tests.unit.audit.conftest import T0, Run, index_records
+from tests.unit.audit.conftest import CHILD_NHS, T0, Run, index_records
 
 NAME, NHS = "Smithereen", "9434765919"
 JUNK = f"{NAME} {NHS} DY4 7AA".encode()  # a malformed record's bytes may be anything
@@ -91,7 +92,14 @@ def quarantined(
 
 
 @pytest.fixture
+def value() -> bytes:
+    """The quarantined record's value as sent, held in the copy."""
+    return JUNK
+
+
+@pytest.fixture
 def sink(
+    value: bytes,
     quarantined: list[AuditRecord],
     keys: FileKeyStore,
     capsys: pytest.CaptureFixture[str],
@@ -103,7 +111,7 @@ def sink(
 
     facts = quarantined[0].data
     payload = {**facts, "truncated": False, "key": _b64(b"junk-key"), "headers": [],
-               "value": _b64(JUNK)}  # fmt: skip
+               "value": _b64(value)}  # fmt: skip
     sealed = Sealer(Principal.WORKER, keys).seal(
         json.dumps(payload).encode(),
         event_id=f"q-{WMP}-0-40",
@@ -195,3 +203,52 @@ def test_who_and_why_missing_off_a_terminal_is_one_line_and_nothing_opened(
     assert (code, out, err.count("\n")) == (2, "", 1)
     assert said in err
     assert sink.before == []
+
+
+# A contact event refused as invalid (no need level) that names a child: whoever opens its
+# copy sees the child's details, so the child's subject access request must list the opening.
+CHILD = {"role": "child", "nhs_number": CHILD_NHS, "given_name": "Amy", "family_name": NAME,
+         "dob": "2015-03-01", "postcode": "dy4 7aa"}  # fmt: skip
+NAMING = json.dumps({
+    "event_id": EVENT, "type": "contact", "sender": "wmp",
+    # A parent given by an NHS number that fails its check digit, and no name: keyed by nothing.
+    "subjects": [CHILD, {"role": "parent", "nhs_number": "1234567890", "given_name": "Jo"}],
+}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [NAMING])
+def test_an_opening_of_a_copy_naming_a_child_is_among_that_childs_look_ups(
+    sink: Sink, run_cli: Run, store: AuditStore, verifier: KeystoreAuditVerifier, linker: Linker,
+    keys: FileKeyStore,
+) -> None:  # fmt: skip
+    code, out, err = run_cli([*OPEN, "--as", "ig.jo", "--purpose", "subject_access",
+                              "--host", "ig-desk"])  # fmt: skip
+    assert code == 0, err
+    assert NAME in out
+    assert "filed under 3 subject keys of the children the copy names" in err
+    [opening, _] = sink.records
+    assert opening.data["purpose"] == "subject_access"
+    by_nhs = subject_search(keys.linkage_key(), now=T0, nhs_number=CHILD_NHS)
+    by_name = subject_search(keys.linkage_key(), now=T0, given_name="Amy", family_name=NAME,
+                             dob="2015-03-01", postcode="DY4 7AA")  # fmt: skip
+    assert set(opening.subject_keys) == {*by_nhs.keys, *by_name.keys}
+    assert linker.from_nhs_number(CHILD_NHS) in opening.subject_keys
+    written = b"".join(r.to_bytes() for r in sink.records)
+    for content in (NAME.encode(), CHILD_NHS.encode(), b"Amy", b"2015-03-01", b"DY4"):
+        assert content not in written  # keys only
+    assert index_records(store, verifier, sink.records).breaks == []
+    # Found by NHS number and by name, as 'accord audit subject' and the console search.
+    for search in (by_nhs, by_name):
+        found = {r.hash: r for k in search.keys for r in store.subject_lookups(k)}
+        assert [(r.kind, r.data["officer"]) for r in found.values()] == [
+            (AuditKind.QUARANTINE_OPENED, "ig.jo")
+        ]
+
+
+def test_an_opening_of_a_copy_naming_no_one_says_no_request_will_list_it(
+    sink: Sink, run_cli: Run
+) -> None:
+    code, _, err = run_cli([*OPEN, *WHO])
+    assert code == 0, err
+    assert "filed under no subject key, so no subject access request lists it" in err
+    assert sink.records[0].subject_keys == ()
