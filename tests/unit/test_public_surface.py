@@ -79,7 +79,7 @@ SURFACES = {
     "broker.errors": {
         "AccordError", "AlreadySettled", "AuditError", "BadSignature", "BundleInvalid",
         "ChainBroken", "ConfigError", "DekUnopenable", "DevKafkaError", "EnvelopeError",
-        "EventInvalid", "Fenced",
+        "EventInvalid", "Fenced", "IndexUnavailable",
         "KeyNotFound", "KeyRejected", "KeyStoreError", "MalformedEnvelope", "PolicyError",
         "RecordKeyUnavailable", "RecordedAlready", "ReplayDetected",
         "ScenarioInvalid", "SecondFactorUnreadable", "SendUnconfirmed", "SignInFailed", "StoreBusy",
