@@ -39,9 +39,12 @@ from broker.webauth._web import form_field, loopback
 
 __all__ = ["Guard"]
 
-# What a signed-in session's id looks like (secrets.token_urlsafe(32)): an unknown one is a
-# session this process does not know (a restart), anything else no session at all.
-_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+# What a signed-in session's id looks like (a nonce and its MAC; an earlier Accord's, the
+# nonce alone): one this process did not make is counted as an unknown cookie (a restart's,
+# or forged), anything else is no session at all.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}(\.[A-Za-z0-9_-]{43})?")
+#: At most one line a minute says how many unknown session cookies came.
+_UNKNOWN_SAID_EVERY = timedelta(minutes=1)
 
 
 class Guard:
@@ -84,6 +87,10 @@ class Guard:
             lifetime=timedelta(hours=cfg.session_max_hours),
             clock=clock,
         )
+        self.unknown_cookies = 0  # session cookies this process did not make, since its start
+        self._unknown_unsaid = 0
+        self._unknown_said_at: datetime | None = None
+        self._unknown_last = ""
         self.throttle = SignInThrottle(
             client_failures=cfg.sign_in_failures_per_client,
             account_failures=cfg.sign_in_failures_per_account,
@@ -136,11 +143,15 @@ class Guard:
 
     def _found_ended(self, session_id: str) -> None:
         """Log, once, that the signed-in session of ``session_id`` ended and why: at the first
-        request that finds it so (sessions end unseen, by the clock). An id this process never
-        made and noted is a restart's, with no user known; one no session could have is none."""
+        request that finds it so (sessions end unseen, by the clock). An id this process made
+        but did not note (the notes are bounded) is logged as a restart's, with no user known.
+        An id it never made (a restart's, or forged: anyone can send one, to any page) is
+        noted nowhere and only counted (:meth:`_unknown`); one no session could have is none."""
         noted = self.sessions.ended(session_id)
         if noted is None:
-            if not _SESSION_ID.fullmatch(session_id):
+            if not self.sessions.issued(session_id):
+                if _SESSION_ID.fullmatch(session_id):
+                    self._unknown(session_id)
                 return
             noted = self.sessions.note(session_id, Ended(RESTART, None))
         if noted.logged:
@@ -150,6 +161,20 @@ class Guard:
             self.log.info(f"{self.app}_session_ended", reason=noted.reason)
         else:
             self.log.info(f"{self.app}_session_ended", user=noted.user, reason=noted.reason)
+
+    def _unknown(self, session_id: str) -> None:
+        """Count a session cookie this process did not make, and say how many came at most
+        once a minute (never a cookie's value): a line each let one client write hundreds a
+        second. The same cookie again at once (a page's requests) is counted once."""
+        if session_id == self._unknown_last:
+            return
+        self._unknown_last = session_id
+        self.unknown_cookies += 1
+        self._unknown_unsaid += 1
+        now = self.clock()
+        if self._unknown_said_at is None or now - self._unknown_said_at >= _UNKNOWN_SAID_EVERY:
+            self.log.info(f"{self.app}_session_cookies_unknown", count=self._unknown_unsaid)
+            self._unknown_said_at, self._unknown_unsaid = now, 0
 
     def sign_out(self, session: Session) -> None:
         """End ``session`` at its user's asking, logged as their sign-in is (the name only)."""

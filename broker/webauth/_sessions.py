@@ -15,6 +15,12 @@ A signed-in session that ends other than by signing out (idle, its lifetime over
 reset or removed) leaves a note of why under its id (:class:`Ended`, bounded as the sessions
 are), so that the sign-in page the browser is sent to can say why, and the end is logged once:
 by then the session itself is gone, and an id nobody knows reads as the app's restart.
+
+A signed-in session's id is a nonce and its MAC under this process's key
+(:meth:`SessionStore.issued`), so an id this process made is told from any other: a forged
+one, or another process's (before a restart). Only the ones it made are ever noted: anyone
+could send a cookie of the right length to any page, and each made a note (evicting real
+ones: a reset officer's told "restart" instead) and a log line (review r46a 3).
 """
 
 from __future__ import annotations
@@ -89,7 +95,8 @@ class SessionStore:
         self._clock = clock
         self._sessions: dict[str, Session] = {}
         self._ended: OrderedDict[str, Ended] = OrderedDict()
-        self._key = secrets.token_bytes(32)  # anonymous ids: a restart forgets them, as all
+        # Anonymous ids and signed-in ones: a restart forgets them, as all.
+        self._key = secrets.token_bytes(32)
 
     def new(self, user: str | None = None, stamp: str | None = None) -> Session:
         now = self._clock()
@@ -100,8 +107,9 @@ class SessionStore:
         while len(self._sessions) >= _MAX_SESSIONS:
             # Insertion order: the oldest. No note: its browser is told what a restart's is.
             del self._sessions[next(iter(self._sessions))]
+        nonce = secrets.token_urlsafe(32)
         session = Session(
-            id=secrets.token_urlsafe(32),
+            id=f"{nonce}.{self._mac('session', nonce)}",
             csrf=secrets.token_urlsafe(32),
             created_at=now,
             seen_at=now,
@@ -163,6 +171,18 @@ class SessionStore:
         while len(self._ended) > _MAX_SESSIONS:
             self._ended.popitem(last=False)
         return ended
+
+    def issued(self, session_id: str) -> bool:
+        """Whether ``session_id`` is a signed-in session's id this process made (alive or
+        not): a restart's new key disowns every earlier one."""
+        nonce, dot, mac = session_id.partition(".")
+        return (
+            bool(dot)
+            and not session_id.startswith(ANONYMOUS)
+            and hmac.compare_digest(
+                mac.encode("ascii", "replace"), self._mac("session", nonce).encode()
+            )
+        )
 
     def ended(self, session_id: str) -> Ended | None:
         """Why the signed-in session of ``session_id`` ended, if this process noted it."""

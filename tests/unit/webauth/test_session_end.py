@@ -4,12 +4,15 @@ restart; an id nobody knows still reads as idle or a restart."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from starlette.requests import Request
+from structlog.testing import capture_logs
 
 from broker.config import SignInSettings
-from broker.webauth import Guard
+from broker.webauth import Guard, _sessions
 
 T0 = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
@@ -82,3 +85,40 @@ def test_idle_and_unknown_ids_still_read_as_idle_or_a_restart() -> None:
     assert guard.ended(_request(guard, None)) is None
     for reason in ("idle", "restart"):
         assert "idle for 15 minutes, or the console restarted" in guard.ended_message(reason)
+
+
+def test_forged_session_cookies_are_counted_not_noted_and_said_once_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Anyone can send a cookie of a session id's length to any page: each one made a note
+    (evicting a real one, its reset officer then told 'restart') and a log line (r46a 3)."""
+    monkeypatch.setattr(_sessions, "_MAX_SESSIONS", 100)
+    users, clock = Stamps(), Clock()
+    guard = _guard(users, clock)
+    sid = _signed_in(guard)
+    users.stamps["ig.officer"] = "s2"  # add-user --reset
+    assert guard.session(_request(guard, sid)) is None
+    forged = [secrets.token_urlsafe(32) for _ in range(100)]
+    forged += [f"{secrets.token_urlsafe(32)}.{secrets.token_urlsafe(32)}" for _ in range(100)]
+    with capture_logs() as logs:
+        for cookie in forged:
+            assert guard.session(_request(guard, cookie)) is None
+            assert guard.ended(_request(guard, cookie)) == "restart"  # the page's generic words
+    assert logs == [{"event": "console_session_cookies_unknown", "log_level": "info",
+                     "count": 1}]  # fmt: skip
+    assert guard.unknown_cookies == 200
+    assert guard.ended(_request(guard, sid)) == "reset"  # the real note is kept
+    clock.now += timedelta(minutes=1)
+    with capture_logs() as logs:
+        guard.session(_request(guard, forged[0]))
+    assert logs == [{"event": "console_session_cookies_unknown", "log_level": "info",
+                     "count": 200}]  # fmt: skip
+
+
+def test_a_session_id_is_known_only_to_the_process_that_made_it() -> None:
+    made, other = _guard(Stamps(), Clock()), _guard(Stamps(), Clock())
+    sid = _signed_in(made)
+    assert made.sessions.issued(sid)
+    assert not other.sessions.issued(sid)  # a restart's new key
+    assert not made.sessions.issued(sid[:-1] + ("A" if sid[-1] != "A" else "B"))
+    assert not made.sessions.issued(sid.partition(".")[0])
