@@ -20,6 +20,9 @@ MAX_PASSWORD = 1024  # argon2 takes any length; a cap stops a megabyte "password
 
 #: Shorter names turn up inside ordinary passphrases by chance ("ann" in "planning").
 _NAME_AT_LEAST = 4
+#: From this many letters (or with a separator: kim.ward) a name is looked for anywhere; a
+#: shorter one ("ward" in "forward") only as words of the password or most of its letters.
+_NAME_ANYWHERE = 6
 
 #: The most common passwords of breach corpora (lower-cased, trailing digits and symbols
 #: dropped), and what an attacker tries first against a safeguarding partnership's staff.
@@ -87,17 +90,34 @@ def _is_run(text: str) -> bool:
 
 
 def _holds_name(lower: str, name: str) -> bool:
-    """Whether the password is built on the name: the name as whole words of it, as it is or
-    run together (kim.ward: "Kim Ward", kimward, ward2024 for ward), or the name making up half
-    its letters or more (wardy2024!!). Found anywhere inside a word, a short name refused good
-    passphrases by chance ("ward" in "a forward march to the sea")."""
+    """Whether the password is built on the name, as it is typed or with the usual
+    letter-for-symbol swaps (k1mw4rd): :func:`_built_on`."""
     compact = re.sub(r"[\W_]", "", name)
     if len(compact) < _NAME_AT_LEAST:
         return False
+    return any(_built_on(text, name, compact) for text in {lower, lower.translate(_SWAPS)})
+
+
+def _built_on(text: str, name: str, compact: str) -> bool:
+    """Whether ``text`` is built on ``name``: a name of 6 letters or more, or with a separator
+    (kim.ward), anywhere in it (kimwardisthebest); the name as whole words of it, as it is or
+    run together ("Kim Ward", ward2024 for ward); the name, repeated or not, making up half its
+    letters or more (wardy2024!!, wardwardward2024xx); or what is left of its letters without
+    the name too short to be a word of its own, or a common password (mywardpassword1). Found
+    anywhere inside a word, a short name refused good passphrases by chance ("ward" in "a
+    forward march to the sea"), so a short one is looked for only so (review r46a 4)."""
+    if (len(compact) >= _NAME_ANYWHERE or compact != name) and compact in re.sub(
+        r"[\W_]", "", text
+    ):
+        return True
     # The digits and symbols around the name are padding: its share of the letters counts.
-    name_letters, letters = (re.sub(r"[\W\d_]", "", text) for text in (name, lower))
-    most = len(name_letters) >= _NAME_AT_LEAST and 2 * len(name_letters) >= len(letters)
-    return (most and name_letters in letters) or _named_by_words(lower, compact)
+    name_letters, letters = (re.sub(r"[\W\d_]", "", t) for t in (name, text))
+    if len(name_letters) >= _NAME_AT_LEAST and name_letters in letters:
+        repeated = max(len(run) for run in re.findall(f"(?:{re.escape(name_letters)})+", letters))
+        rest = letters.replace(name_letters, "")
+        if 2 * repeated >= len(letters) or len(rest) < _SHORTEST_WORD or rest in COMMON_PASSWORDS:
+            return True
+    return _named_by_words(text, compact)
 
 
 def _named_by_words(lower: str, compact: str) -> bool:

@@ -126,6 +126,15 @@ def test_a_name_inside_a_longer_word_does_not_refuse_a_passphrase(password: str,
         ("the kim ward story", "kim.ward"),
         ("kimward rocks 99", "kim.ward"),
         ("hi kim ward 1987 here", "kim.ward1987"),
+        # review r46a 4: a long or separated name anywhere, with swaps; a short one repeated,
+        # or beside a common password
+        ("kimwardisthebest", "kim.ward"),
+        ("mykimwardaccount", "kim.ward"),
+        ("k1mw4rd!k1mw4rd", "kim.ward"),
+        ("wardwardward2024xx", "ward"),
+        ("mywardpassword1", "ward"),
+        ("w4rdw4rdw4rd2024", "ward"),
+        ("edwardisthebest", "edward"),
     ],
 )
 def test_a_password_built_on_the_name_is_still_refused(password: str, name: str) -> None:
