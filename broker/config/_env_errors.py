@@ -89,12 +89,33 @@ def meant(typed: str, names: list[str]) -> str | None:
     return close
 
 
-def unknown_setting(loc: list[str], settings_cls: type[BaseModel]) -> str:
+def named_by_variables(loc: list[str], environ: Mapping[str, str]) -> list[str]:
+    """The part of ``loc`` a variable's own name spells (ACCORD_KAFKA__BOOTSTRAPP); what
+    follows came from inside a value (ACCORD_KAFKA='{"...": 1}'), and a value may be a secret
+    pasted in the wrong place, however much it looks like a name. ``loc`` whole when no
+    variable spells any of it (a file's or the command line's: our own names)."""
+    names = {name.upper() for name in environ}
+    for n in range(len(loc), 0, -1):
+        if "ACCORD_" + "__".join(loc[:n]).upper() in names:
+            return loc[:n]
+    return loc
+
+
+def unknown_setting(
+    loc: list[str], settings_cls: type[BaseModel], *, from_value: bool = False
+) -> str:
     """What to say of ``ACCORD_<loc>``, a name no section has ("Extra inputs are not
-    permitted" says nothing): the setting it likely mistypes, or the section's settings."""
+    permitted" says nothing): the setting it likely mistypes, or the section's settings.
+    ``from_value``: its last key came from inside a JSON value, so it is not repeated."""
     fields = section_names(settings_cls, loc[:-1])
     section = "__".join(part.upper() for part in loc[:-1])
-    if shown(loc) != loc:
+    if from_value or shown(loc) != loc:
+        close = meant(loc[-1], fields)
+        if close is not None:
+            return (
+                "an unknown key (not repeated: it may be a secret); did you mean "
+                f"ACCORD_{section}__{close.upper()}?"
+            )
         names = ", ".join(name.upper() for name in fields)
         return (
             f"an unknown key (not repeated: it may be a secret); ACCORD_{section}__ takes {names}"

@@ -34,7 +34,7 @@ from broker.config._base import (
     tls_one_way,
 )
 from broker.config._base import Frozen as _Frozen
-from broker.config._env_errors import shown, unknown_setting, unreadable_json
+from broker.config._env_errors import named_by_variables, shown, unknown_setting, unreadable_json
 from broker.config._env_names import unknown_variable
 from broker.config._gateway import GatewaySettings
 from broker.config._secret_files import EnvWithoutSecretFiles, secret_files
@@ -466,14 +466,16 @@ def load_settings(**overrides: object) -> Settings:
         # A list's item is named by its place, not as a variable nobody set (..._CLOSED__0).
         loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
         items = [part + 1 for part in first["loc"] if isinstance(part, int)]
-        name = "__".join(part.upper() for part in shown(loc))  # no key that is not a name
+        # No key that is not a name, nor one that came from inside a JSON value.
+        named = shown(named_by_variables(loc, os.environ))
+        name = "__".join(part.upper() for part in named)
         name = name if name.startswith("ACCORD_") else f"ACCORD_{name}"  # an alias has it
         section, *field = loc
         if field and field[0] in from_files.get(section, {}):
             name += "_FILE"  # the variable that was set: its file holds the value
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden" and len(loc) > 1 and loc[0] in Settings.model_fields:
-            message = unknown_setting(loc, Settings)
+            message = unknown_setting(loc, Settings, from_value=len(named) < len(loc))
         where = f" (item {items[0]})" if items else ""
         raise ConfigError(f"{name}{where}: {message}") from None
     except SettingsError as exc:

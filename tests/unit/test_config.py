@@ -303,17 +303,44 @@ def test_an_unknown_key_of_a_json_section_that_is_not_a_name_is_not_repeated(
     assert "a-synthetic-value" not in message
 
 
-def test_an_unknown_key_of_a_json_section_that_is_a_name_is_named_with_the_one_meant(
+def test_an_unknown_key_of_a_json_section_is_not_repeated_but_the_one_meant_is_named(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Review r46b: a key from inside the value that looks like a name may still be a secret
+    (Tr0ub4dor3xyzSecret, a token): never repeated, the setting it mistypes named."""
     monkeypatch.setenv("ACCORD_KAFKA", json.dumps({"bootstrapp": "a-synthetic-value:9092"}))
     with pytest.raises(ConfigError) as refused:
         load_settings()
     message = str(refused.value)
     assert message == (
-        "ACCORD_KAFKA__BOOTSTRAPP: not a setting; did you mean ACCORD_KAFKA__BOOTSTRAP?"
+        "ACCORD_KAFKA: an unknown key (not repeated: it may be a secret); did you mean "
+        "ACCORD_KAFKA__BOOTSTRAP?"
     )
     assert "a-synthetic-value" not in message
+    assert "BOOTSTRAPP" not in message.upper()
+
+
+@pytest.mark.parametrize("key", ["Tr0ub4dor3xyzSecret", "ghp_16C7e42F292c6912E7710c838347Ae178B4a"])
+def test_a_name_shaped_secret_pasted_as_a_json_key_is_not_repeated(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCORD_KAFKA", json.dumps({key: 1}))
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert key.upper() not in str(refused.value).upper()
+    assert str(refused.value).startswith("ACCORD_KAFKA: an unknown key (not repeated")
+
+
+def test_a_variable_named_with_a_mistyped_setting_is_still_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The variable's own name is not a value: ACCORD_KAFKA__BOOTSTRAPP is repeated."""
+    monkeypatch.setenv("ACCORD_KAFKA__BOOTSTRAPP", "a-synthetic-value:9092")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert str(refused.value) == (
+        "ACCORD_KAFKA__BOOTSTRAPP: not a setting; did you mean ACCORD_KAFKA__BOOTSTRAP?"
+    )
 
 
 def test_a_variable_whose_name_is_not_a_name_is_not_repeated(
