@@ -466,16 +466,18 @@ def load_settings(**overrides: object) -> Settings:
         # A list's item is named by its place, not as a variable nobody set (..._CLOSED__0).
         loc = [str(part) for part in first["loc"] if not isinstance(part, int)]
         items = [part + 1 for part in first["loc"] if isinstance(part, int)]
-        # No key that is not a name, nor one that came from inside a JSON value.
-        named = shown(named_by_variables(loc, os.environ))
-        name = "__".join(part.upper() for part in named)
+        extra = first["type"] == "extra_forbidden"
+        # No key that is not a name, nor an unknown one from inside a JSON value (a known
+        # setting's name, of a value of the wrong kind, is ours to repeat).
+        visible = shown(named_by_variables(loc, os.environ) if extra else loc)
+        name = "__".join(part.upper() for part in visible)
         name = name if name.startswith("ACCORD_") else f"ACCORD_{name}"  # an alias has it
         section, *field = loc
         if field and field[0] in from_files.get(section, {}):
             name += "_FILE"  # the variable that was set: its file holds the value
         message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden" and len(loc) > 1 and loc[0] in Settings.model_fields:
-            message = unknown_setting(loc, Settings, from_value=len(named) < len(loc))
+        if extra and len(loc) > 1 and loc[0] in Settings.model_fields:
+            message = unknown_setting(loc, Settings, from_value=len(visible) < len(loc))
         where = f" (item {items[0]})" if items else ""
         raise ConfigError(f"{name}{where}: {message}") from None
     except SettingsError as exc:

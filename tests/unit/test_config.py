@@ -331,6 +331,16 @@ def test_a_name_shaped_secret_pasted_as_a_json_key_is_not_repeated(
     assert str(refused.value).startswith("ACCORD_KAFKA: an unknown key (not repeated")
 
 
+def test_a_known_key_of_a_json_section_with_a_wrong_value_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACCORD_KAFKA", json.dumps({"partitions": "many"}))
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert str(refused.value).startswith("ACCORD_KAFKA__PARTITIONS: ")
+    assert "many" not in str(refused.value)
+
+
 def test_a_variable_named_with_a_mistyped_setting_is_still_named(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
