@@ -376,13 +376,6 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 _WITHDRAWN if record.hidden else "This referral cannot be answered from here.",
                 status=409, fresh=record.hidden,
             )  # fmt: skip
-        # A re-send's content is the one checked when it was first sent (its MAC covers it).
-        if wrong := unfinished(
-            outcome, HUB_OUTCOMES, summary, field="outcome", what="summary",
-            choose="Choose an outcome",
-        ):  # fmt: skip  # each field at fault its own error (._form_text)
-            return await referral_view(session, record, status=400, errors=wrong, typed=typed)
-
         async def conflict() -> Response | None:
             """The answer when the referral has, or is being sent, an outcome; None if not."""
             # One outcome per referral: a double click, a second tab or a colleague's page
@@ -407,8 +400,17 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 )  # fmt: skip
             return None
 
+        # Answered since the page was loaded comes before a field at fault: the outcome form
+        # has gone, so a 400 would link to fields no longer on the page, and not say who
+        # answered. A re-send's content is the one checked when it was first sent (its MAC
+        # covers it).
         if (answer := await conflict()) is not None:
             return answer
+        if wrong := unfinished(
+            outcome, HUB_OUTCOMES, summary, field="outcome", what="summary",
+            choose="Choose an outcome",
+        ):  # fmt: skip  # each field at fault its own error (._form_text)
+            return await referral_view(session, record, status=400, errors=wrong, typed=typed)
         if not good:
             return desk.refused(altered("outcome"))
         answering.add(event_id)
