@@ -376,6 +376,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
                 _WITHDRAWN if record.hidden else "This referral cannot be answered from here.",
                 status=409, fresh=record.hidden,
             )  # fmt: skip
+
         async def conflict() -> Response | None:
             """The answer when the referral has, or is being sent, an outcome; None if not."""
             # One outcome per referral: a double click, a second tab or a colleague's page
