@@ -5,8 +5,10 @@ Without it the only way to a new password was an administrator's ``add-user NAME
 which replaces the second factor too. Here the person gives the current password and, if the
 account has one, a current code (taken, as a sign-in takes it), and the new one twice, under
 the rules add-user keeps (:mod:`broker.webauth._password`); the attempt is charged to the
-sign-in throttle's budgets (this address's, and its tries at the account), so a session left
-open is no way round it to guess the password. The users file is written as a sign-in writes
+sign-in throttle's budgets as a sign-in from this browser would be (the known device it was
+given at sign-in first, then this address's and its tries at the account), so a session left
+open is no way round it to guess the password, and an officer's browser is not held by an
+office address's budget others spent. The users file is written as a sign-in writes
 it (:meth:`UserFile.change_password`: under its lock, replaced atomically). The person's
 session goes on, under a new id; every other session of the old password ends at its next
 request, told that the password was changed. Nothing typed is logged, kept or drawn again.
@@ -119,7 +121,9 @@ async def _change(
             session, name, status=503,
             error=Flash.error("Too many sign-ins at once: try again in a minute."),
         )  # fmt: skip
-    attempt = guard.throttle.attempt(name, client)
+    # A known browser (the session's, given at its sign-in) is charged to its own budget, as
+    # at sign-in: an office NAT's address budget spent by others does not hold it (docs/desk.md).
+    attempt = guard.throttle.attempt(name, client, session.device)
     if attempt.refused is not None:
         guard.log.warning(f"{guard.app}_password_change_failed", user=name, throttled=True)
         return draw(
@@ -159,5 +163,5 @@ async def _change(
     kept = guard.sessions.sign_in(session, name, stamp)
     kept.flash_success(_DONE)
     response = pages.redirect("/", kept)
-    guard.set_device_cookie(response, name, stamp)
+    kept.device = guard.set_device_cookie(response, name, stamp)
     return response

@@ -267,8 +267,9 @@ class Guard:
         and a known-device cookie. ``ValueError`` for a check that did not sign in."""
         if not check.ok or check.stamp is None:
             raise ValueError("signed_in: the check did not sign anyone in")
-        response = response_for(self.sessions.sign_in(session, check.name, check.stamp))
-        self.set_device_cookie(response, check.name, check.stamp)
+        signed = self.sessions.sign_in(session, check.name, check.stamp)
+        response = response_for(signed)
+        signed.device = self.set_device_cookie(response, check.name, check.stamp)
         return response
 
     def set_cookie(self, response: Response, session: Session) -> None:
@@ -284,10 +285,14 @@ class Guard:
             self.cookie, path="/", secure=self.secure_cookies, httponly=True, samesite="strict"
         )
 
-    def set_device_cookie(self, response: Response, name: str, stamp: str) -> None:
+    def set_device_cookie(self, response: Response, name: str, stamp: str) -> str:
+        """Make this browser a known device of ``name``'s credential ``stamp``: its id, for
+        the session to keep (:attr:`Session.device`)."""
+        token = self.devices.issue(name, stamp)
         # Only the sign-in page ever reads it.
         response.set_cookie(
-            self.cookies.device, self.devices.issue(name, stamp),
+            self.cookies.device, token,
             max_age=int(self.devices.lifetime.total_seconds()), httponly=True,
             samesite="strict", secure=self.secure_cookies, path="/login",
         )  # fmt: skip
+        return token.partition(".")[0]

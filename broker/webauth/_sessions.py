@@ -72,6 +72,10 @@ class Session:
     seen_at: datetime
     user: str | None = None
     stamp: str | None = None  # the credential the officer signed in with (UserFile.stamp)
+    # The known-device id this browser was given with the session (Guard.set_device_cookie):
+    # the page for a new password, which that cookie (kept for /login) does not reach, charges
+    # its attempts to it as a sign-in would.
+    device: str | None = None
     flash: list[Flash] = field(default_factory=list)
 
     def flash_success(self, text: str) -> None:

@@ -30,6 +30,11 @@ def change(client: TestClient, token: str | None = None, **fields: str) -> Any:
     return client.post(PAGE, data=form, follow_redirects=False)
 
 
+def beside(client: TestClient) -> TestClient:
+    """Another browser at the same address, to the same desk process."""
+    return TestClient(client.app, base_url=str(client.base_url))
+
+
 def signs_in(client: TestClient, password: str, code: str = "") -> bool:
     token = csrf_of(client.get("/login").text)
     form = {"username": USER, "password": password, "code": code, "csrf": token}
@@ -130,8 +135,10 @@ def test_wrong_current_passwords_are_throttled_as_sign_ins_are(
     sign_in(client)
     wrong = {"current_password": "a wrong synthetic passphrase"}
     with capture_logs() as logs:
-        answers = [change(client, **wrong).status_code for _ in range(6)]
-        assert answers == [400] * 5 + [429]
+        # Its own 5 as the known browser it is (it signed in), then the address's 5 at the
+        # account, as a sign-in from it would have.
+        answers = [change(client, **wrong).status_code for _ in range(11)]
+        assert answers == [400] * 10 + [429]
         refused = change(client)  # the right one too, while the wait lasts
     assert refused.status_code == 429
     assert "Too many wrong attempts: wait up to 15 minutes" in refused.text
@@ -269,3 +276,23 @@ def test_a_session_the_administrators_reset_ended_is_told_so_after_the_owners_ch
     said = old.get(r.headers["location"]).text
     assert "your desk administrator changed your account" in said
     assert "your password was changed" not in said
+
+
+def test_a_known_browser_is_not_held_by_its_addresss_spent_budget(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    """Behind an office NAT others' failures spend the address's budget; the browser that
+    signed in is known, and held by none of the address's budgets (docs/desk.md), here as at
+    sign-in (review r46a 5)."""
+    client, _ = make_client()
+    sign_in(client)
+    token = csrf_of(client.get(PAGE).text)
+    others = beside(client)
+    for n in range(10):  # other names (the address's budget is across every name)
+        form = {"username": f"staff{n}", "password": "a wrong synthetic passphrase",
+                "csrf": csrf_of(others.get("/login").text)}  # fmt: skip
+        assert others.post("/login", data=form).status_code == 401
+    refused = others.post("/login", data={"username": USER, "password": PASSWORD,
+                                          "csrf": csrf_of(others.get("/login").text)})  # fmt: skip
+    assert "too many failed attempts from this network address" in refused.text
+    assert change(client, token).status_code == 303
