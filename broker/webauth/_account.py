@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from broker.errors import SecondFactorUnreadable
 from broker.webauth._flash import Flash
 from broker.webauth._password import password_problem
-from broker.webauth._sessions import Session
+from broker.webauth._sessions import CHANGED_BY_OWNER, Session
 from broker.webauth._throttle import client_key
 from broker.webauth._web import client_host, form_field, read_form
 
@@ -160,7 +160,7 @@ async def _change(
     # every other session holds the old stamp and ends at its next request. The stamp is
     # the one the change wrote, under the file's lock: read again, it could be a removal's
     # or a reset's that came in between, and this session would outlive it.
-    kept = guard.sessions.sign_in(session, name, stamp)
+    kept = guard.sessions.sign_in(session, name, stamp, ended=CHANGED_BY_OWNER)
     kept.flash_success(_DONE)
     response = pages.redirect("/", kept)
     kept.device = guard.set_device_cookie(response, name, stamp)

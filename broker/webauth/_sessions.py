@@ -151,14 +151,17 @@ class SessionStore:
         now = self._clock()
         return session.seen_at + self._idle - now, session.created_at + self._lifetime - now
 
-    def sign_in(self, old: Session | None, user: str, stamp: str) -> Session:
+    def sign_in(
+        self, old: Session | None, user: str, stamp: str, *, ended: str | None = None
+    ) -> Session:
         """A new session (and id) for ``user``, signed in with the credential ``stamp``, in
-        place of ``old``. ``ValueError`` without a stamp: a session holding None would match
-        an account that is gone (review r46a 1)."""
+        place of ``old``; with ``ended``, a signed-in ``old`` is noted as ended so (its id,
+        if it was stolen, then says why and whose when it comes back). ``ValueError`` without
+        a stamp: a session holding None would match an account that is gone (review r46a 1)."""
         if stamp is None:
             raise ValueError("a signed-in session needs its account's stamp")
         if old is not None:
-            self._sessions.pop(old.id, None)
+            self.end(old, ended)
         return self.new(user, stamp)
 
     def end(self, session: Session, reason: str | None = None) -> None:

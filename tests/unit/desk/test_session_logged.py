@@ -12,7 +12,9 @@ from structlog.testing import capture_logs
 
 from broker.desk import DeskDeps
 from broker.webauth import UserFile
-from tests.unit.desk.conftest import USER, Clock, sign_in
+from tests.unit.desk.conftest import PASSWORD, USER, Clock, csrf_of, sign_in
+
+COOKIE = "accord_desk_sandwell-coord_session"
 
 
 def _ended(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -104,3 +106,25 @@ def test_a_cookie_no_session_could_have_logs_nothing(
         client.cookies.set("accord_desk_sandwell-coord_session", "not-a-session")
         _found(client)
     assert _ended(logs) == []
+
+
+def test_the_id_a_password_change_replaced_says_why_and_whose_if_it_comes_back(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    """A cookie stolen before the change was logged as a restart's, with no user (r46a 6)."""
+    client, _ = make_client()
+    sign_in(client)
+    old = client.cookies.get(COOKIE)
+    new = "a different synthetic passphrase"
+    form = {"current_password": PASSWORD, "new_password": new, "new_password_again": new,
+            "csrf": csrf_of(client.get("/account/password").text)}  # fmt: skip
+    assert client.post("/account/password", data=form, follow_redirects=False).status_code == 303
+    thief = TestClient(client.app, base_url=str(client.base_url))
+    thief.cookies.set(COOKIE, str(old))
+    with capture_logs() as logs:
+        r = thief.get("/records", follow_redirects=False)
+        said = thief.get(r.headers["location"]).text
+    assert "Your session ended: your password was changed" in said
+    assert _ended(logs) == [{"event": "desk_session_ended", "log_level": "info", "user": USER,
+                             "reason": "password_changed"}]  # fmt: skip
+    assert client.get("/", follow_redirects=False).status_code == 200
