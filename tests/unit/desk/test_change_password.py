@@ -296,3 +296,18 @@ def test_a_known_browser_is_not_held_by_its_addresss_spent_budget(
                                           "csrf": csrf_of(others.get("/login").text)})  # fmt: skip
     assert "too many failed attempts from this network address" in refused.text
     assert change(client, token).status_code == 303
+
+
+def test_two_sessions_from_one_address_share_its_budget_at_the_account(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    """Charged to the address and the account, not to the session: a second session (a
+    second sign-in) is no fresh budget of guesses (review r46a 7)."""
+    first, _ = make_client()
+    second = beside(first)
+    sign_in(first)
+    sign_in(second)
+    wrong = {"current_password": "a wrong synthetic passphrase"}
+    # Each is a known browser with 5 of its own; past them, both draw on the same 5.
+    assert [change(first, **wrong).status_code for _ in range(10)] == [400] * 10
+    assert [change(second, **wrong).status_code for _ in range(6)] == [400] * 5 + [429]
