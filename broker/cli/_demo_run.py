@@ -370,6 +370,23 @@ def _not_started(worker: asyncio.Task[None], metrics_port: int) -> None:
         raise with_port_hint(exc, metrics_port, "--metrics-port") from None
 
 
+async def _start_worker(worker: Worker, metrics_port: int) -> tuple[asyncio.Task[None], int]:
+    """The worker, serving, once started, and the port its metrics are on: the one bound,
+    told before the worker starts, since --metrics-port 0 (which the busy-port error
+    suggests) picks one and the 0 asked for is no address to print."""
+    bound: list[int] = []
+    task = asyncio.create_task(
+        serve(worker, ops=WorkerSettings(metrics_port=metrics_port), listening=bound.append),
+        name="the worker",
+    )
+    started = asyncio.create_task(worker.started.wait())
+    await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        started.cancel()
+        _not_started(task, metrics_port)
+    return task, (bound or [metrics_port])[0]
+
+
 async def run_demo(
     settings: Settings, *, duration: float | None, rate: float, metrics_port: int
 ) -> None:
@@ -400,16 +417,9 @@ async def run_demo(
         kafka=kafka(Principal.WORKER),
         registry=CollectorRegistry(),
     )
-    worker_task = asyncio.create_task(
-        serve(worker, ops=WorkerSettings(metrics_port=metrics_port)), name="the worker"
-    )
-    started = asyncio.create_task(worker.started.wait())
-    await asyncio.wait({started, worker_task}, return_when=asyncio.FIRST_COMPLETED)
-    if worker_task.done():
-        started.cancel()
-        _not_started(worker_task, metrics_port)
+    worker_task, port = await _start_worker(worker, metrics_port)
     say = typer.echo
-    say(f"worker running; metrics at http://127.0.0.1:{metrics_port}/metrics")
+    say(f"worker running; metrics at http://127.0.0.1:{port}/metrics")
     flags, linkage = await _flag_service(settings, policy, say, passphrase_file)
     shell = DemoShell.for_demo(home=settings.home, policies=settings.policies,
                                passphrase_file=passphrase_file, kafka=settings.kafka)  # fmt: skip

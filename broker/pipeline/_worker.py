@@ -261,11 +261,17 @@ class Worker:
         self.loop.pending_policy = reload
 
 
-async def serve(worker: Worker, *, ops: OpsEndpoint | None = None) -> None:
+async def serve(
+    worker: Worker,
+    *,
+    ops: OpsEndpoint | None = None,
+    listening: Callable[[int], None] | None = None,
+) -> None:
     """Run a worker until SIGINT/SIGTERM; SIGHUP reloads the policy bundle.
 
     Its ops server (``/metrics``, ``/livez``, ``/readyz``) listens where ``ops`` says, by
-    default the settings' ``worker`` section.
+    default the settings' ``worker`` section; ``listening`` is told the port it bound before
+    the worker starts (the one picked, for port 0: the asked-for 0 is no address).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -282,7 +288,9 @@ async def serve(worker: Worker, *, ops: OpsEndpoint | None = None) -> None:
             live=worker.live,
             ready=worker.ready,
             kafka=worker.kafka.settings,
-        ):
+        ) as server:
+            if server is not None and listening is not None:
+                listening(server.port)
             await worker.run(stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

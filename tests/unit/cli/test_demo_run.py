@@ -101,6 +101,22 @@ def test_a_taken_metrics_port_names_the_option_that_picks_another(
         asyncio.run(_demo(settings, None))
 
 
+def test_the_worker_s_line_names_the_metrics_port_it_bound_not_the_0_asked_for(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--metrics-port 0``, as the busy-port error suggests: the demo printed
+    ``http://127.0.0.1:0/metrics`` while the worker listened elsewhere."""
+
+    async def serve(worker: _Worker, *, listening: Callable[[int], None], **_k: Any) -> None:
+        listening(43219)  # the port the ops server picked
+        worker.started.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(_demo_run, "serve", serve)
+    asyncio.run(_demo(settings, 0.1))
+    assert "metrics at http://127.0.0.1:43219/metrics" in capsys.readouterr().out
+
+
 def test_a_subscriber_that_fails_later_ends_the_demo_with_its_error(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -77,3 +77,24 @@ async def test_without_a_keystore_passphrase_the_worker_refuses_to_start(
     with pytest.raises(ConfigError, match="no keystore passphrase"):
         await serve(_worker(tmp_path))
     assert ops_entered == []
+
+
+async def test_the_ops_port_bound_for_port_0_is_told_before_the_worker_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``accord demo --metrics-port 0`` printed ``:0``: the port the server picked is told,
+    and before the worker starts, so the demo can print where its metrics are."""
+    from broker.config import WorkerSettings
+
+    keys = FileKeyStore(tmp_path / "keys", create=True)
+    keys.ensure_party(Principal.WORKER)
+    keys.set_linkage_key()
+    worker = _worker(tmp_path)
+    told: list[int] = []
+
+    async def run(_stop: object) -> None:
+        assert len(told) == 1  # told before the worker runs
+
+    monkeypatch.setattr(worker, "run", run)
+    await serve(worker, ops=WorkerSettings(metrics_port=0), listening=told.append)
+    assert told[0] > 0
