@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from broker.cli._demo_flags import flag_source, wait_for_flag, wait_until_held
+from broker.cli._demo_view import shared_fields
 from broker.config import EnvelopeSettings
 from broker.desk import Flag, child_key
 from broker.events import parse_consents, parse_event
@@ -186,9 +187,15 @@ def _said(status: Callable[[], str] | None) -> str:
     return "" if status is None else f" ({status()})"
 
 
-def _fields(view: dict[str, Any]) -> str:
-    keys = {k for s in view.get("subjects", []) for k in s} | set(view) - {"subjects", "sharing"}
-    return ", ".join(sorted(keys))
+def _fields(got: Delivery, policy: Policy) -> str:
+    """The fields shared, as the child's disclosure log lists them, apart from the record's
+    own id, type, sender and time, which travel with every record (16 keys read as fields
+    against the log's 9)."""
+    fields = shared_fields(got, policy)
+    return (
+        f"the {len(fields)} fields shared ({', '.join(fields)}) and the record's id, type, "
+        "sender and time"
+    )
 
 
 async def referral_loop(
@@ -273,7 +280,7 @@ async def referral_loop(
         basis = basis_words(got.lawful_basis) or "none"
         say(f"referral loop 2/4: the worker decided {got.outcome} to {hub} under "
             f"{', '.join(got.clauses)} (purpose {got.purpose}; lawful basis {basis}); "
-            f"{hub} opened it: {_fields(got.view)}")  # fmt: skip
+            f"{hub} opened it: {_fields(got, policy)}")  # fmt: skip
         [person] = got.view["subjects"]
         outcome: dict[str, Any] = {
             "event_id": str(uuid.uuid4()), "type": OUTCOME, "sender": hub,

@@ -28,6 +28,7 @@ from broker.cli._demo_console import demo_console as _console
 from broker.cli._demo_flags import FlagServiceProcess
 from broker.cli._demo_hints import DemoShell, with_port_hint
 from broker.cli._demo_keys import demo_keystores
+from broker.cli._demo_view import shared_fields
 from broker.config import EnvelopeSettings, Settings, WorkerSettings
 from broker.errors import AccordError, SendUnconfirmed, TransportError, UsageError
 from broker.kafka import KafkaClients, client_settings
@@ -230,9 +231,11 @@ async def _recipient(
     stop: asyncio.Event,
     say: Callable[[str], None],
     envelope: EnvelopeSettings,
+    policy: Policy,
     scripted: Container[tuple[str, str]] = frozenset(),
 ) -> None:
-    """Print what ``party`` receives (outcome, clauses, field count), opening nothing: nobody
+    """Print what ``party`` receives (outcome, clauses, the count of fields shared: as the
+    child's disclosure log lists them, ``shared_fields``), opening nothing: nobody
     reads these lines, and an acknowledgement would put a person's reading of each record
     into its child's disclosure log. The referral loop's own (``scripted``) are opened by the
     loop, once, as a person at a desk would."""
@@ -243,12 +246,9 @@ async def _recipient(
             for record in await sub.poll(1.0):
                 m = record.message
                 if isinstance(m, Delivery):
-                    fields = sorted(
-                        {k for s in m.view.get("subjects", []) for k in s} | set(m.view)
-                    )
                     line = (
                         f"→ {party:<22} {m.outcome:<16} {','.join(m.clauses):<22} "
-                        f"{len(fields)} fields"
+                        f"{len(shared_fields(m, policy))} fields shared"
                     )
                     if (party, m.event_id) in scripted:
                         line += " (left for the referral loop to open)"
@@ -453,7 +453,14 @@ async def run_demo(
     tasks += [
         asyncio.create_task(
             _recipient(
-                kafka(p), keys, p, stop=stop, say=say, envelope=settings.envelope, scripted=scripted
+                kafka(p),
+                keys,
+                p,
+                stop=stop,
+                say=say,
+                envelope=settings.envelope,
+                policy=policy,
+                scripted=scripted,
             ),
             name=f"{p}'s subscriber",
         )

@@ -285,6 +285,9 @@ def test_the_story_names_the_referral_s_lawful_basis_in_words_not_codes(
         "Art 9: explicit consent, Art 9(2)(a)); cog-tipton opened it"
     ) in decided
     assert "public_task" not in decided
+    # The fields shared, counted as the disclosure log lists them, apart from the metadata.
+    assert "fields shared (subject.name, subject.dob," in decided
+    assert decided.endswith("and the record's id, type, sender and time")
     assert "explicit_consent" not in decided
 
 
@@ -327,7 +330,7 @@ def test_only_the_scripted_deliveries_are_opened_once_beside_the_demo_s_printing
                 _demo_run._recipient(
                     None,  # type: ignore[arg-type]  # the fakes ignore it
                     lambda _p: None,  # type: ignore[arg-type,return-value]
-                    party, stop=stop, say=say, envelope=EnvelopeSettings(),
+                    party, stop=stop, say=say, envelope=EnvelopeSettings(), policy=policy,
                     scripted=scripted,
                 )
             )
