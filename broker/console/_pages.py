@@ -22,6 +22,7 @@ from broker.console._charts import counts_chart, days_ending, decisions_chart
 from broker.console._deps import ConsoleDeps
 from broker.console._instance import fenced_page
 from broker.console._pages_overrides import register_override_pages
+from broker.console._refusals import expired_agreements, refusals
 from broker.errors import AccordError, ChainBroken, Fenced, TransportError, UsageError
 from broker.governance import (
     LookupPurpose,
@@ -188,10 +189,20 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return refusal
         heads = deps.store.heads()
         last = deps.store.last_verification()
+        # Why the window's decisions were not shared, from the report's own counts.
+        refused = refusals(
+            (d.agreement_id, d.recipient, d.outcome, d.reason, d.count) for d in report.decisions
+        )
+        per_day = deps.store.decisions_per_day(window)
         return console.render(
             "dashboard.html",
             session,
-            decisions=decisions_chart(deps.store.decisions_per_day(window), days),
+            decisions=decisions_chart(per_day, days),
+            refused=refused,
+            # Each decision once: ``refused`` counts one under each of its agreements.
+            not_shared=sum(n for _, outcome, n in per_day if outcome == "not_shared"),
+            expired=expired_agreements(deps.policy, today, refused),
+            policy_loaded=deps.policy is not None,
             quarantine=counts_chart(list(report.quarantine)),
             report=report,
             heads=heads,
@@ -264,8 +275,9 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             return console.redirect("/login")
         if refusal := await refused_unless_audited(session, "agreements"):
             return refusal
+        rows = deps.store.decision_counts(Window())
         uses: dict[str, dict[str, int]] = {}
-        for agreement, _, outcome, _, n in deps.store.decision_counts(Window()):
+        for agreement, _, outcome, _, n in rows:
             if agreement:
                 per = uses.setdefault(agreement, {})
                 per[outcome] = per.get(outcome, 0) + n
@@ -278,6 +290,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             agreements=policy.bundle.agreements if policy else None,
             policy_version=policy.version if policy else None,
             uses=uses,
+            refused=refusals(rows),
             expiring=expiring,
             today=today,
         )
