@@ -73,17 +73,29 @@ class VerifySummary:
     beyond_vouch: int = 0
 
     def line(self) -> str:
+        # The verdict in plain words first, then what no verification vouches for yet: read
+        # first, "deleted whole" and "cut back" read as loss to an IG lead, and the first
+        # verification of any index (the demo's) counts every chain so.
         extra = ""
+        if self.not_vouched or self.beyond_vouch:
+            extra += (
+                ". Every chain in the index verifies: nothing is missing or altered as far as "
+                "the index and the signed heads show"
+            )
         if self.not_vouched:
+            which = "it was not" if self.not_vouched == 1 else "none of them was"
             extra += (
                 f"; {plural(self.not_vouched, 'chain')} no earlier signed verification vouches "
-                "for yet (deleted whole, only --from-topic --db would show it)"
+                "for yet (new since the last one, or none was signed yet), so no verification "
+                f"can yet vouch that {which} removed from the index as a whole: "
+                "'accord audit verify --from-topic --db' checks that against Kafka itself"
             )
         if self.beyond_vouch:
             extra += (
                 f"; {plural(self.beyond_vouch, 'chain')} with records no verification has "
-                "vouched for yet, past the newest head one vouches for (cut back to it, only "
-                "--from-topic would show it)"
+                "vouched for yet, past the newest head one vouches for, so no verification can "
+                "yet vouch that none of those newer records was removed from the chain's end: "
+                "'accord audit verify --from-topic' checks that against Kafka itself"
             )
         if self.not_reached:
             extra += (

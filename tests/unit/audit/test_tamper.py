@@ -149,8 +149,11 @@ def test_an_untouched_index_verifies_with_a_one_line_summary(
     assert (code, err) == (0, "")
     assert out.strip() == (
         f"audit log intact ({store.backend}): {len(indexed)} records in 1 chain, "
-        "1 with a verified signed checkpoint; 1 chain no earlier signed verification vouches "
-        "for yet (deleted whole, only --from-topic --db would show it)"
+        "1 with a verified signed checkpoint. Every chain in the index verifies: nothing is "
+        "missing or altered as far as the index and the signed heads show; 1 chain no earlier "
+        "signed verification vouches for yet (new since the last one, or none was signed yet), "
+        "so no verification can yet vouch that it was not removed from the index as a whole: "
+        "'accord audit verify --from-topic --db' checks that against Kafka itself"
     )
 
 

@@ -158,6 +158,12 @@ def test_the_summary_keeps_every_clause_with_messages_left_out() -> None:
     line = VerifySummary("index", 3, 9, 3, not_vouched=1, beyond_vouch=2).line()
     assert "; 1 chain no earlier signed verification vouches for yet" in line
     assert "; 2 chains with records no verification has vouched for yet, past the newest" in line
+    # The plain verdict before what is not vouched for yet, and no word that reads as loss.
+    assert line.index("Every chain in the index verifies: nothing is missing") < line.index(
+        "; 1 chain no earlier"
+    )
+    assert "deleted whole" not in line and "cut back" not in line
+    assert "none of those newer records was removed from the chain's end" in line
 
 
 def test_the_summary_says_one_of_each_in_the_singular() -> None:
