@@ -162,7 +162,8 @@ def test_the_summary_keeps_every_clause_with_messages_left_out() -> None:
     assert line.index("Every chain in the index verifies: nothing is missing") < line.index(
         "; 1 chain no earlier"
     )
-    assert "deleted whole" not in line and "cut back" not in line
+    assert "deleted whole" not in line
+    assert "cut back" not in line
     assert "none of those newer records was removed from the chain's end" in line
 
 
