@@ -1,18 +1,26 @@
-"""What a record's page says was not shared with the desk: the fields of a contact event the
-agreement did not give this party, in plain words, and those it gave only in part (an age band
-for a date of birth), so that nobody reads a short record as all the sender knew.
+"""What a record's page says the desk was not given: the fields of a contact event this record
+does not include, in plain words, those included for some of its people only, and those given
+only in part (an age band for a date of birth), so that nobody reads a short record as all the
+sender knew.
 
-A delivery carries its view, its clauses and agreements, but not the decision's field lists
-(``fields_shared``, ``fields_withheld``: the audit log has those). The view says the same:
-redaction writes a key for every field the decision shares, under the transform's name when
-generalised, and with no value when the record held none (broker.policy._redact), so a field
-with no key in the view was not shared, whatever the record held; a key with no value was
-shared, though empty. Withheld values are never in a delivery, so none can be shown.
+Never *why*: an agreement's clauses or a restriction (a refuge's address goes to nobody) may
+have left a field out, and a delivery does not say which: it carries its view, clauses and
+agreements, but neither the decision's field lists (``fields_shared``, ``fields_withheld``)
+nor the restrictions applied (the audit log has those). Naming the agreement beside a field a
+restriction held back would send a caseworker to ask the sender for what the rule keeps from
+her. So the page names no agreement there, and says the decisions are in the audit log.
+
+The view says what was given: redaction writes a key for every field the decision shares,
+under the transform's name when generalised, and with no value when the record held none
+(broker.policy._redact), so a field with no key in the view was not shared, whatever the
+record held; a key with no value was shared, though empty. With per-person scopes
+(broker.policy._decide._scopes) each person's entry holds only their own fields, so a subject
+field is read person by person. Withheld values are never in a delivery, so none can be shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
@@ -72,12 +80,14 @@ _SUBJECT_KEYS: Final[Mapping[str, tuple[tuple[str, ...], Mapping[str, str]]]] = 
 
 @dataclass(frozen=True, slots=True)
 class NotShared:
-    """``fields``: not shared at all; ``in_part``: shared generalised only (``date of birth
-    (age band only)``); ``under``: the agreements and clauses it was shared under."""
+    """``fields``: not included for anyone; ``some_only``: included for some of the record's
+    people only (``address (child only)`` where the view gives roles); ``in_part``: given
+    generalised only (``date of birth (age band only)``, ``date of birth (age band only for
+    parent)``)."""
 
     fields: tuple[str, ...]
+    some_only: tuple[str, ...]
     in_part: tuple[str, ...]
-    under: str
 
 
 def _words(path: str) -> str:
@@ -91,32 +101,64 @@ def _keys(path: str) -> tuple[tuple[str, ...], Mapping[str, str]]:
     return (key,), {f"{key}_pseudonym": "a pseudonym only"}
 
 
+def _held(path: str, holders: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """Per holder (a person, or the event): "" given as it is, the generalisation's words
+    when given only in part, None when not given."""
+    plain, generalised = _keys(path)
+    out: list[str | None] = []
+    for h in holders:
+        if any(k in h for k in plain):
+            out.append("")
+        else:
+            out.append(next((said for k, said in generalised.items() if k in h), None))
+    return out
+
+
+def _roles(
+    subjects: Sequence[Mapping[str, Any]], got: Sequence[str | None], which: Collection[str | None]
+) -> str | None:
+    """The roles of the people whose ``got`` is in ``which`` (``child and parent``), when the
+    view gives everyone's role and no one else has one of them; else None (then "some
+    people": a role shared by someone given it and someone not names neither)."""
+    roles = [s.get("role") for s in subjects]
+    if not all(isinstance(r, str) and r for r in roles):
+        return None
+    these = {str(r) for r, g in zip(roles, got, strict=True) if g in which}
+    others = {str(r) for r, g in zip(roles, got, strict=True) if g not in which}
+    if these & others:
+        return None
+    return " and ".join(r.replace("_", " ") for r in dict.fromkeys(str(r) for r in roles)
+                        if r in these)  # fmt: skip
+
+
 def not_shared(record: StoredRecord) -> NotShared | None:
-    """What ``record``'s agreement did not give this desk; None for a hidden record (its
-    content is not shown) or one whose every field was shared."""
+    """What ``record`` does not give this desk; None for a hidden record (its content is not
+    shown) or one that gives every field to everyone in it."""
     if record.hidden:
         return None
     view = record.view
     people: Sequence[Any] = view.get("subjects") or ()
     subjects = [s for s in people if isinstance(s, Mapping)]
     fields: list[str] = []
+    some_only: list[str] = []
     in_part: list[str] = []
     for path in FIELD_PATHS:
         if path in _ALWAYS or (path == "event.outcome" and record.event_type != OUTCOME_TYPE):
             continue  # an outcome is only ever a referral outcome's: never missed elsewhere
-        held = subjects if path.startswith("subject.") else [view]
-        plain, generalised = _keys(path)
-        if any(k in h for h in held for k in plain):
-            continue
-        left = [said for k, said in generalised.items() if any(k in h for h in held)]
-        if left:
-            in_part.append(f"{_words(path)} ({left[0]})")
-        else:
+        person = path.startswith("subject.")
+        got = _held(path, subjects if person else [view])
+        if all(g is None for g in got):  # none at all, or no person in the view
             fields.append(_words(path))
-    if not fields and not in_part:
+        elif None in got:  # some people's entries hold it, others' do not
+            given = {g for g in got if g is not None}
+            roles = _roles(subjects, got, given) if person else None
+            some_only.append(f"{_words(path)} ({roles} only)" if roles else _words(path))
+        elif any(got):  # everyone has it, someone only in part
+            kinds = " or ".join(dict.fromkeys(g for g in got if g))
+            if "" in got:  # others as it is: say for whom it is only in part
+                roles = _roles(subjects, got, {g for g in got if g})
+                kinds += f" for {roles}" if roles else " for some people"
+            in_part.append(f"{_words(path)} ({kinds})")
+    if not fields and not some_only and not in_part:
         return None
-    decision = record.decision
-    agreements = ", ".join(str(a) for a in decision.get("agreements") or ())
-    clauses = ", ".join(str(c) for c in decision.get("clauses") or ())
-    under = f"{agreements} ({clauses})" if agreements and clauses else agreements or clauses
-    return NotShared(tuple(fields), tuple(in_part), under or "its agreement")
+    return NotShared(tuple(fields), tuple(some_only), tuple(in_part))
