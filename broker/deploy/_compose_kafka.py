@@ -9,7 +9,7 @@ from typing import Any
 
 from broker.deploy._model import Deployment
 from broker.deploy._secrets import BROKER_CN, CONTAINER_SECRETS, broker_host
-from broker.devkafka import KAFKA_VERSION
+from broker.devkafka import KAFKA_VERSION, SHARED_BROKER_SETTINGS
 from broker.kafka import MECHANISM
 from broker.principals import Principal
 
@@ -82,6 +82,8 @@ def server_properties(dep: Deployment, n: int, *, external_host: str) -> str:
         "share.coordinator.state.topic.min.isr": str(m),
         # Topics are made deliberately, by provisioning, with their retention.
         "auto.create.topics.enable": "false",
+        # No login may hold read_committed readers back for Kafka's default 15 minutes.
+        **SHARED_BROKER_SETTINGS,
     }
     head = f"# Broker {n} of {dep.brokers}, rendered by `accord deploy render`: do not edit.\n"
     return head + "".join(f"{k}={v}\n" for k, v in props.items())

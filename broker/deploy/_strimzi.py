@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from broker.deploy._model import Deployment
+from broker.devkafka import TRANSACTION_MAX_TIMEOUT_MS
 from broker.kafka import Grant, ResourceKind, TopicSpec
 
 __all__ = [
@@ -83,6 +84,8 @@ def kafka(dep: Deployment, cluster: str, source_ranges: Sequence[str] = ()) -> M
         "offsets.topic.replication.factor": dep.replication,
         "transaction.state.log.replication.factor": dep.replication,
         "transaction.state.log.min.isr": dep.min_insync,
+        # No login may hold read_committed readers back for Kafka's default 15 minutes.
+        "transaction.max.timeout.ms": TRANSACTION_MAX_TIMEOUT_MS,
     }
     return {
         "apiVersion": STRIMZI_API,

@@ -8,9 +8,12 @@ disk, so stopping and starting again loses nothing. Production runs a real clust
 
 from broker.devkafka._broker import BrokerStatus, EmbeddedKafka, free_port, new_cluster_id
 from broker.devkafka._fetch import KAFKA_VERSION, ensure_kafka_jars, pom_path
+from broker.devkafka._limits import SHARED_BROKER_SETTINGS, TRANSACTION_MAX_TIMEOUT_MS
 
 __all__ = [
     "KAFKA_VERSION",
+    "SHARED_BROKER_SETTINGS",
+    "TRANSACTION_MAX_TIMEOUT_MS",
     "BrokerStatus",
     "EmbeddedKafka",
     "ensure_kafka_jars",

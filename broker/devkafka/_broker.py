@@ -20,23 +20,10 @@ from pathlib import Path
 from broker.config import KafkaSecurity, KafkaSettings
 from broker.devkafka._argfile import argfile
 from broker.devkafka._fetch import ensure_kafka_jars
+from broker.devkafka._limits import SHARED_BROKER_SETTINGS
+from broker.devkafka._logging import log4j_config
 from broker.devkafka._security import ADMIN, NodeSecurity
 from broker.errors import DevKafkaError
-
-_LOG4J = """\
-status = warn
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = {log}
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = FILE
-logger.state.name = state.change.logger
-logger.state.level = warn
-logger.cleaner.name = kafka.log.LogCleaner
-logger.cleaner.level = warn
-"""
 
 
 def new_cluster_id() -> str:
@@ -257,6 +244,7 @@ class EmbeddedKafka:
             # Topics are created deliberately, with their partitions and retention; a typo in a
             # topic name must fail rather than silently create a new topic.
             "auto.create.topics.enable": "false",
+            **SHARED_BROKER_SETTINGS,
         }
         path = self.data_dir / "server.properties"
         # 0600: with security on, it holds the broker's private key and the admin's password.
@@ -265,7 +253,7 @@ class EmbeddedKafka:
             fh.write("".join(f"{k}={v}\n" for k, v in props.items()))
         path.chmod(0o600)
         (self.data_dir / "log4j2.properties").write_text(
-            _LOG4J.format(log=self.log_path), encoding="utf-8"
+            log4j_config(self.log_path), encoding="utf-8"
         )
         return path
 
@@ -396,7 +384,9 @@ class EmbeddedKafka:
         try:
             with self.log_path.open("rb") as fh:
                 # Its last lines say why it stopped; a long start logs megabytes before them.
-                fh.seek(max(log_from, fh.seek(0, os.SEEK_END) - (1 << 20)))
+                # Smaller than it was: the log rolled since, and all of it is this start's.
+                end = fh.seek(0, os.SEEK_END)
+                fh.seek(max(log_from if log_from <= end else 0, end - (1 << 20)))
                 text = fh.read().decode("utf-8", errors="replace")
         except OSError:
             return ""

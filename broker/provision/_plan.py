@@ -8,12 +8,13 @@ Least privilege, derived from ``parties.yaml`` and the agreements (docs/operatio
   else the co-ordinating team): Write ``accord.consent``;
 - a recipient (any party that is not an agency): Read its own ``accord.deliver.<party>``,
   consumer groups named ``<party>.*``, and Write ``accord.access`` (its acknowledgements);
-  for its desk (the flag service, a faust-streaming app, and the desk web app), everything
-  named ``accord.desk.<party>.*``: Read and Write topics, Read consumer groups, Write
-  transactional ids (the flag service's exactly-once transactions), and DescribeConfigs on
-  its delivery topic and desk topics (the flag service reads their retention at start, to
-  know how long to keep withdrawal markers: broker.desk._withdrawn_keep). A co-ordinating team's
-  flag service topics are created here (faust is told not to create topics): the flags topic
+  Write transactional ids ``accord.desk.<party>.*`` (its desk web app's transactions);
+- a co-ordinating team, for its flag service (a faust-streaming app; no hub or school runs
+  one): everything named ``accord.desk.<party>.*``: Read and Write topics, Read consumer
+  groups, and DescribeConfigs on its delivery topic and desk topics (the flag service reads
+  their retention at start, to know how long to keep withdrawal markers:
+  broker.desk._withdrawn_keep). Its flag service topics are created here (faust is told not
+  to create topics): the flags topic
   ``accord.desk.<party>.flags`` (plain retention, a year), its window table's compacted
   changelog and its records-by-child topic;
 - ``worker``: Read every ingress topic, ``accord.consent`` and ``accord.access``; Write every
@@ -83,8 +84,25 @@ def recipients(policy: Policy) -> list[str]:
     return sorted(p for p, party in policy.bundle.parties.items() if party.kind != "agency")
 
 
+def _teams(policy: Policy) -> set[str]:
+    """The co-ordinating teams: the only parties whose desk runs a flag service."""
+    return {p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"}
+
+
+def _flag_service(p: str, desk: str) -> Iterator[Grant]:
+    """What a co-ordinating team's flag service needs: a hub's or a school's desk runs none,
+    so they hold none of it (least privilege)."""
+    yield Grant(p, _T, desk, _R, prefixed=True)
+    yield Grant(p, _T, desk, _W, prefixed=True)
+    yield Grant(p, _G, desk, _R, prefixed=True)
+    # It reads these topics' retention (broker.desk._withdrawn_keep).
+    yield Grant(p, _T, topics.deliver(p), _D)
+    yield Grant(p, _T, desk, _D, prefixed=True)
+
+
 def _grants(policy: Policy) -> Iterator[Grant]:
     active = {p for p, party in policy.bundle.parties.items() if party.status == "active"}
+    teams = _teams(policy)
     for p in publishers(policy):
         if p in active:
             yield Grant(p, _T, topics.ingress(p), _W)
@@ -96,13 +114,12 @@ def _grants(policy: Policy) -> Iterator[Grant]:
             yield Grant(p, _G, f"{p}.", _R, prefixed=True)
             yield Grant(p, _T, topics.ACCESS, _W)
             desk = topics.desk_prefix(p)
-            yield Grant(p, _T, desk, _R, prefixed=True)
-            yield Grant(p, _T, desk, _W, prefixed=True)
-            yield Grant(p, _G, desk, _R, prefixed=True)
+            # Every recipient's desk web app sends its acknowledgements (and a co-ordinating
+            # team's desk its events) in transactions with ids of its own under the prefix
+            # (broker.desk._serve).
             yield Grant(p, _X, desk, _W, prefixed=True)
-            # The flag service reads these topics' retention (broker.desk._withdrawn_keep).
-            yield Grant(p, _T, topics.deliver(p), _D)
-            yield Grant(p, _T, desk, _D, prefixed=True)
+            if p in teams:
+                yield from _flag_service(p, desk)
     worker = str(Principal.WORKER)
     yield Grant(worker, _T, topics.INGRESS_PREFIX, _R, prefixed=True)
     yield Grant(worker, _T, topics.CONSENT, _R)
@@ -126,7 +143,7 @@ def _grants(policy: Policy) -> Iterator[Grant]:
 
 def _desk_topics(policy: Policy, kafka: KafkaSettings) -> list[TopicSpec]:
     """The flag service's topics for each co-ordinating team (whose desk raises flags)."""
-    teams = [p for p, party in policy.bundle.parties.items() if party.kind == "coordinating_team"]
+    teams = sorted(_teams(policy))
     n = kafka.partitions
     out: list[TopicSpec] = []
     for p in sorted(teams):

@@ -39,7 +39,6 @@ def test_a_recipient_reads_its_own_deliveries_with_its_own_groups_and_acknowledg
 ) -> None:
     assert _of(desired, "sfh-penn") == {
         ("topic", deliver("sfh-penn"), "read", False),
-        ("topic", deliver("sfh-penn"), "describe_configs", False),
         ("group", "sfh-penn.", "read", True),
         ("topic", ACCESS, "write", False),
         *_desk("sfh-penn"),
@@ -47,16 +46,40 @@ def test_a_recipient_reads_its_own_deliveries_with_its_own_groups_and_acknowledg
 
 
 def _desk(party: str) -> set[tuple[str, str, str, bool]]:
-    """Everything under the party's own desk prefix: topics read and written (never created)
-    and their settings read (never altered), its desk's consumer groups and transactional
-    ids."""
+    """A recipient's desk web app's transactional ids, under the party's own desk prefix."""
+    return {("transactional_id", f"accord.desk.{party}.", "write", True)}
+
+
+def _flag_service(party: str) -> set[tuple[str, str, str, bool]]:
+    """A co-ordinating team's flag service: its desk topics read and written (never created)
+    and their settings read (never altered), its consumer groups, and its delivery topic's
+    settings."""
     prefix = f"accord.desk.{party}."
     return {
         ("topic", prefix, "read", True),
         ("topic", prefix, "write", True),
         ("topic", prefix, "describe_configs", True),
         ("group", prefix, "read", True),
-        ("transactional_id", prefix, "write", True),
+        ("topic", deliver(party), "describe_configs", False),
+    }
+
+
+def test_only_a_coordinating_team_holds_what_a_flag_service_needs(
+    policy: Policy, desired: Desired
+) -> None:
+    """Hubs and schools run no flag service: least privilege leaves it out of their grants."""
+    parties = policy.bundle.parties
+    for p in recipients(policy):
+        if parties[p].status != "active":
+            continue
+        held = _of(desired, p)
+        assert _desk(p) <= held
+        if parties[p].kind == "coordinating_team":
+            assert _flag_service(p) <= held, p
+        else:
+            assert not _flag_service(p) & held, p
+    assert {"sandwell-coord", "wolverhampton-mash"} <= {
+        p for p in recipients(policy) if _flag_service(p) <= _of(desired, p)
     }
 
 
@@ -79,7 +102,6 @@ def test_a_hub_that_reports_referral_outcomes_also_writes_its_own_ingress(
     assert _of(desired, "cog-tipton") == {
         ("topic", ingress("cog-tipton"), "write", False),
         ("topic", deliver("cog-tipton"), "read", False),
-        ("topic", deliver("cog-tipton"), "describe_configs", False),
         ("group", "cog-tipton.", "read", True),
         ("topic", ACCESS, "write", False),
         *_desk("cog-tipton"),
@@ -138,7 +160,8 @@ def test_nobody_is_granted_anything_but_read_write_and_reading_topic_settings(
     desired: Desired,
 ) -> None:
     """Create, delete, alter and ACL changes stay the admin's (the super user's) alone; a
-    recipient may read its own topics' settings (the flag service reads their retention)."""
+    co-ordinating team may read its own topics' settings (the flag service reads their
+    retention)."""
     assert {g.operation for g in desired.grants} == {"read", "write", "describe_configs"}
     described = {(g.principal, g.name) for g in desired.grants if g.kind == "topic"
                  and g.operation == "describe_configs"}  # fmt: skip
