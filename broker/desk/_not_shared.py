@@ -81,7 +81,8 @@ _SUBJECT_KEYS: Final[Mapping[str, tuple[tuple[str, ...], Mapping[str, str]]]] = 
 @dataclass(frozen=True, slots=True)
 class NotShared:
     """``fields``: not included for anyone; ``some_only``: included for some of the record's
-    people only (``address (child only)`` where the view gives roles); ``in_part``: given
+    people only (``address (child only)`` where the view gives roles; ``date of birth (age
+    band only, child only)`` when theirs is generalised too); ``in_part``: given
     generalised only (``date of birth (age band only)``, ``date of birth (age band only for
     parent)``)."""
 
@@ -131,6 +132,16 @@ def _roles(
                         if r in these)  # fmt: skip
 
 
+def _reduced(subjects: Sequence[Mapping[str, Any]], got: Sequence[str | None]) -> str:
+    """The generalisations' words (``age band only``), and for whom when someone else has
+    the field as it is (``age band only for parent``)."""
+    kinds = " or ".join(dict.fromkeys(g for g in got if g))
+    if "" in got:  # others as it is: say for whom it is only in part
+        roles = _roles(subjects, got, {g for g in got if g})
+        kinds += f" for {roles}" if roles else " for some people"
+    return kinds
+
+
 def not_shared(record: StoredRecord) -> NotShared | None:
     """What ``record`` does not give this desk; None for a hidden record (its content is not
     shown) or one that gives every field to everyone in it."""
@@ -152,13 +163,13 @@ def not_shared(record: StoredRecord) -> NotShared | None:
         elif None in got:  # some people's entries hold it, others' do not
             given = {g for g in got if g is not None}
             roles = _roles(subjects, got, given) if person else None
-            some_only.append(f"{_words(path)} ({roles} only)" if roles else _words(path))
+            # A reduction keeps its words here too: "date of birth (child only)" alone reads
+            # as the child's full date of birth when the view holds only an age band.
+            said = [_reduced(subjects, got)] if any(given) else []
+            said += [f"{roles} only"] if roles else []
+            some_only.append(f"{_words(path)} ({', '.join(said)})" if said else _words(path))
         elif any(got):  # everyone has it, someone only in part
-            kinds = " or ".join(dict.fromkeys(g for g in got if g))
-            if "" in got:  # others as it is: say for whom it is only in part
-                roles = _roles(subjects, got, {g for g in got if g})
-                kinds += f" for {roles}" if roles else " for some people"
-            in_part.append(f"{_words(path)} ({kinds})")
+            in_part.append(f"{_words(path)} ({_reduced(subjects, got)})")
     if not fields and not some_only and not in_part:
         return None
     return NotShared(tuple(fields), tuple(some_only), tuple(in_part))

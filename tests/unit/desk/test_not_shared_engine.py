@@ -105,7 +105,39 @@ def _given(d: Decision, path: str) -> list[str | None]:
     return out
 
 
-def _check(name: str, event_type: str, d: Decision, got: NotShared | None) -> None:
+def _for(event: ContactEvent, d: Decision, given: list[str | None], which: set[str | None]
+         ) -> str | None:  # fmt: skip
+    """The roles of the view's people whose ``given`` is in ``which``, when the view gives
+    everyone's role and no one outside them has one of theirs (else the line names none)."""
+    role_given = _given(d, "subject.role")
+    if not role_given or any(g != "" for g in role_given):
+        return None
+    roles = [event.subjects[i].role for i in d.subjects]
+    these = [r for r, g in zip(roles, given, strict=True) if g in which]
+    if set(these) & {r for r, g in zip(roles, given, strict=True) if g not in which}:
+        return None
+    return " and ".join(r.replace("_", " ") for r in dict.fromkeys(roles) if r in these)
+
+
+def _in_part(event: ContactEvent, d: Decision, given: list[str | None]) -> str:
+    """A generalisation's words, and for whom when others have the field as it is."""
+    kinds = " or ".join(KIND_WORDS[g] for g in dict.fromkeys(given) if g)
+    if "" in given:
+        roles = _for(event, d, given, {g for g in given if g})
+        kinds += f" for {roles}" if roles else " for some people"
+    return kinds
+
+
+def _some_only(event: ContactEvent, d: Decision, words: str, given: list[str | None]) -> str:
+    """Given to some people only: the reduction's words kept, and whose, when known."""
+    said = [_in_part(event, d, given)] if any(given) else []
+    roles = _for(event, d, given, {g for g in given if g is not None})
+    said += [f"{roles} only"] if roles else []
+    return f"{words} ({', '.join(said)})" if said else words
+
+
+def _check(event: ContactEvent, name: str, d: Decision, got: NotShared | None) -> None:
+    event_type = event.type
     fields, some, part = (got.fields, got.some_only, got.in_part) if got else ((), (), ())
     want_fields: list[str] = []
     want_part: list[str] = []
@@ -123,9 +155,12 @@ def _check(name: str, event_type: str, d: Decision, got: NotShared | None) -> No
             assert not said, f"{name}: {path} shared to everyone as it is, yet listed: {said}"
         elif None not in given and "" not in given and len(set(given)) == 1:
             want_part.append(f"{words} ({KIND_WORDS[str(given[0])]})")
-        else:  # some people only, or in part for some: the scoped test says how
-            assert len(said) == 1, f"{name}: {path} is given to some only: {said}"
-            assert words not in fields, f"{name}: {path} is given to some, yet said to no one"
+        elif None in given:  # some people only: in the words of any reduction they get
+            assert said == [_some_only(event, d, words, given)], name
+            assert said[0] in some, f"{name}: {path} is given to some only: {said}"
+        else:  # everyone, in part for some: say for whom
+            assert said == [f"{words} ({_in_part(event, d, given)})"], name
+            assert said[0] in part, f"{name}: {path} is given in part to some: {said}"
     assert list(fields) == want_fields, name
     assert [x for x in part if "some people" not in x and " for " not in x] == want_part, name
 
@@ -135,7 +170,7 @@ def _run(scenarios: Path, least: int) -> set[str]:
     runs = 0
     for name, event, d in _decided(scenarios, PROJECT):
         delivered = _delivered(event, d)
-        _check(name, event.type, d, not_shared(_stored(delivered)))
+        _check(event, name, d, not_shared(_stored(delivered)))
         kinds |= set(d.transforms.values())
         runs += 1
     assert runs >= least
@@ -161,7 +196,7 @@ def _kit_decision(tmp_path: Path, clauses: list[dict[str, Any]], to: str) -> tup
     event = parse_event(event_dict(), now=AT)
     [d] = [d for d in policy.decide(event, [], at=AT) if d.recipient == to and d.shares]
     got = not_shared(_stored(_delivered(event, d)))
-    _check(to, event.type, d, got)
+    _check(event, to, d, got)
     return d, got
 
 
@@ -226,6 +261,24 @@ def test_a_field_held_back_for_some_people_is_said_for_some_people_only(
     assert "address" not in got.fields
     assert "NHS number" in got.fields  # no one's
     assert "postcode (district only)" in got.in_part
+
+
+@pytest.mark.parametrize("roles", [True, False])
+def test_a_field_given_to_some_only_and_in_part_keeps_the_reductions_words(
+    tmp_path: Path, roles: bool
+) -> None:
+    """The child's date of birth as an age band, nothing for the parent: "(child only)"
+    alone would read as the child's full date of birth."""
+    everyone, child = _scoped(roles=roles)
+    everyone["share"] = [f for f in everyone["share"] if f != "subject.dob"]
+    everyone["transform"] = {"subject.postcode": "postcode_district"}
+    child["transform"] = {"subject.dob": "age_band"}
+    d, got = _kit_decision(tmp_path, [everyone, child], "hub-tipton")
+    assert d.subject_scopes
+    assert got is not None
+    want = "date of birth (age band only, child only)" if roles else "date of birth (age band only)"
+    assert want in got.some_only
+    assert not [x for x in got.in_part if x.startswith("date of birth")]
 
 
 def _line(page: str) -> str | None:
