@@ -20,8 +20,9 @@ MAX_PASSWORD = 1024  # argon2 takes any length; a cap stops a megabyte "password
 
 #: Shorter names turn up inside ordinary passphrases by chance ("ann" in "planning").
 _NAME_AT_LEAST = 4
-#: From this many letters (or with a separator: kim.ward) a name is looked for anywhere; a
-#: shorter one ("ward" in "forward") only as words of the password or most of its letters.
+#: From this many characters (separators left out: kimward) a name is looked for anywhere; a
+#: shorter one ("ward" in "forward", k.ward in "awkward") only as words of the password or
+#: most of its letters.
 _NAME_ANYWHERE = 6
 
 #: The most common passwords of breach corpora (lower-cased, trailing digits and symbols
@@ -89,48 +90,84 @@ def _is_run(text: str) -> bool:
     return False
 
 
-def _holds_name(lower: str, name: str) -> bool:
+def _holds_name(password: str, name: str) -> bool:
     """Whether the password is built on the name, as it is typed or with the usual
-    letter-for-symbol swaps (k1mw4rd): :func:`_built_on`."""
-    compact = re.sub(r"[\W_]", "", name)
-    if len(compact) < _NAME_AT_LEAST:
+    letter-for-symbol swaps (k1mw4rd): :func:`_built_on`. A name with separators (kim.ward,
+    s_patel) is looked for whole and, part by part, each part of four letters or more as a
+    name of its own: the surname alone was never looked for (``ward2024!!xx``,
+    ``PatelRocks2024``; review r46e 1)."""
+    pieces = [p for p in re.split(r"[\W_]+", name.lower()) if p]
+    if len("".join(pieces)) < _NAME_AT_LEAST:
         return False
-    return any(_built_on(text, name, compact) for text in {lower, lower.translate(_SWAPS)})
+    names = [pieces]
+    if len(pieces) > 1:
+        names += [[p] for p in pieces if len(re.sub(r"\d", "", p)) >= _NAME_AT_LEAST]
+    for text in {password, password.translate(_SWAPS)}:
+        lower, words = text.lower(), _words(text)
+        if any(_built_on(lower, words, each) for each in names):
+            return True
+    return False
 
 
-def _built_on(text: str, name: str, compact: str) -> bool:
-    """Whether ``text`` is built on ``name``: a name of 6 letters or more, or with a separator
-    (kim.ward), anywhere in it (kimwardisthebest); the name as whole words of it, as it is or
-    run together ("Kim Ward", ward2024 for ward); the name, repeated or not, making up half its
-    letters or more (wardy2024!!, wardwardward2024xx); or what is left of its letters without
-    the name too short to be a word of its own, or a common password (mywardpassword1). Found
-    anywhere inside a word, a short name refused good passphrases by chance ("ward" in "a
-    forward march to the sea"), so a short one is looked for only so (review r46a 4)."""
-    if (len(compact) >= _NAME_ANYWHERE or compact != name) and compact in re.sub(
-        r"[\W_]", "", text
-    ):
+def _built_on(lower: str, words: list[str], pieces: list[str]) -> bool:
+    """Whether the password (``lower``, and its ``words``) is built on the name made of
+    ``pieces`` (its parts between separators): a name of 6 characters or more (separators
+    left out) anywhere in it (kimwardisthebest); the name as whole words of it, as it is or
+    run together ("Kim Ward", ward2024 for ward), a separated one cut where its separators
+    are (s.hall is "S Hall" or "SHall", not "shall"); the name, repeated or not, making up
+    half its letters or more (wardy2024!!, wardwardward2024xx); or what is left of its
+    letters without the name too short to be a word of its own, or a common password
+    (mywardpassword1). Found anywhere inside a word, a short name refused good passphrases by
+    chance ("ward" in "a forward march to the sea", "shall" in "we shall overcome" for
+    s.hall), so a short one is looked for only so (reviews r46a 4, r46e 2)."""
+    compact = "".join(pieces)
+    if len(compact) >= _NAME_ANYWHERE and compact in re.sub(r"[\W_]", "", lower):
         return True
     # The digits and symbols around the name are padding: its share of the letters counts.
-    name_letters, letters = (re.sub(r"[\W\d_]", "", t) for t in (name, text))
+    name_letters, letters = (re.sub(r"[\W\d_]", "", t) for t in (compact, lower))
     if len(name_letters) >= _NAME_AT_LEAST and name_letters in letters:
         repeated = max(len(run) for run in re.findall(f"(?:{re.escape(name_letters)})+", letters))
         rest = letters.replace(name_letters, "")
         if 2 * repeated >= len(letters) or len(rest) < _SHORTEST_WORD or rest in COMMON_PASSWORDS:
             return True
-    return _named_by_words(text, compact)
+    return _named_by_words(words, pieces)
 
 
-def _named_by_words(lower: str, compact: str) -> bool:
-    """Whether words of the password, one after another, spell the name (run together)."""
-    words = _WORDS.findall(lower)
+def _words(text: str) -> list[str]:
+    """The password's words, lower-cased: runs of letters and of digits, a run of letters
+    cut where its case changes as a word's does (WardIsTheBest: ward, is, the, best; KIMWard:
+    kim, ward). Lower-cased first, ``WardIsTheBest2024`` was one word (review r46e 1)."""
+    words = []
+    for run in _WORDS.findall(text):
+        start = 0
+        for i in range(1, len(run)):
+            before, here, after = run[i - 1], run[i], run[i + 1 : i + 2]
+            if here.isupper() and (before.islower() or (before.isupper() and after.islower())):
+                words.append(run[start:i].lower())
+                start = i
+        words.append(run[start:].lower())
+    return words
+
+
+def _named_by_words(words: list[str], pieces: list[str]) -> bool:
+    """Whether words of the password, one after another, spell the name (run together), a
+    word ending wherever one of the name's ``pieces`` does."""
+    compact = "".join(pieces)
+    cuts, at = set(), 0
+    for piece in pieces[:-1]:
+        at += len(piece)
+        cuts.add(at)
     for start in range(len(words)):
-        joined = ""
+        joined, ends = "", set()
         for word in words[start:]:
             joined += word
+            ends.add(len(joined))
             if not compact.startswith(joined):
                 break
             if joined == compact:
-                return True
+                if cuts <= ends:
+                    return True
+                break
     return False
 
 
@@ -143,12 +180,14 @@ def password_problem(password: str, name: str | None = None) -> str | None:
         password.encode("utf-8")  # stdin's bytes that are not UTF-8 arrive as lone surrogates
     except UnicodeEncodeError:
         return "not UTF-8 text"
-    return _guessable(password.lower(), name)
+    return _guessable(password, name)
 
 
-def _guessable(lower: str, name: str | None) -> str | None:
-    """Why the (lower-cased) password is among those an attacker tries first, if it is."""
-    if name is not None and _holds_name(lower, name.lower()):
+def _guessable(password: str, name: str | None) -> str | None:
+    """Why the password is among those an attacker tries first, if it is: the name is looked
+    for in it as typed (its case cuts words), the rest lower-cased."""
+    lower = password.lower()
+    if name is not None and _holds_name(password, name):
         return "it contains the account name: choose one that does not"
     if _REPEATED.fullmatch(lower):
         return "one character or piece repeated is easily guessed: choose another"

@@ -141,3 +141,49 @@ def test_a_password_built_on_the_name_is_still_refused(password: str, name: str)
     problem = password_problem(password, name)
     assert problem is not None
     assert NAME in problem
+
+
+@pytest.mark.parametrize(
+    ("password", "name"),
+    [
+        # review r46e 1: a dotted name's surname alone, and a short name in camel case
+        ("ward2024!!xx", "kim.ward"),
+        ("wardwardward2024xx", "kim.ward"),
+        ("WardKim2024!!", "kim.ward"),
+        ("ward.kim.2024!!", "kim.ward"),
+        ("Kimberly.Ward.1990", "kim.ward"),
+        ("Patel2024!!xx", "s.patel"),
+        ("patelpatel2024", "s.patel"),
+        ("PatelRocks2024", "s.patel"),
+        ("WardIsTheBest2024", "ward"),
+        ("Ward Is The Best 2024", "ward"),
+        ("KIMWardRocks2024", "kim.ward"),
+        # a short separated name, cut where its separator is
+        ("S Hall for the win", "s.hall"),
+        ("SHall-at-noon-99", "s.hall"),
+        ("d art by the sea 9", "d.art"),
+    ],
+)
+def test_each_part_of_a_name_and_its_case_are_looked_for(password: str, name: str) -> None:
+    problem = password_problem(password, name)
+    assert problem is not None
+    assert NAME in problem
+
+
+@pytest.mark.parametrize(
+    ("password", "name"),
+    [
+        # review r46e 2: a short name with a separator is not looked for inside words
+        ("an awkward silence fell over us", "k.ward"),
+        ("a backward glance at the river", "k.ward"),
+        ("we shall overcome someday soon", "s.hall"),
+        ("making tea at noon every day", "a.king"),
+        ("the price of tea in china", "r.ice"),
+        ("the dartmoor ponies graze quietly", "d.art"),
+        ("a forward march to the sea", "kim.ward"),
+    ],
+)
+def test_a_short_separated_name_inside_a_word_does_not_refuse_a_passphrase(
+    password: str, name: str
+) -> None:
+    assert password_problem(password, name) is None
