@@ -47,7 +47,7 @@ def replace_stamp(user: dict[str, Any], old: dict[str, Any] | None, by: str) -> 
     place; None: a new account) having been replaced ``by`` ``ADMIN`` or ``OWNER``."""
     ended: list[list[str]] = []
     if old is not None:
-        ended = [e for e in old.get("ended_stamps", []) if _pair(e)]
+        ended = _ended_stamps(old)
         ended.append([stamp_of(old), by])
     user["ended_stamps"] = ended[-_KEPT:]
     user["stamp"] = secrets.token_hex(16)
@@ -59,10 +59,19 @@ def ended_by(user: dict[str, Any] | None, stamp: str | None) -> str | None:
     """Who replaced ``stamp`` in ``user``'s record (``ADMIN``, ``OWNER``; None: not known)."""
     if user is None or stamp is None:
         return None
-    for entry in reversed(user.get("ended_stamps", [])):
-        if _pair(entry) and entry[0] == stamp:
+    for entry in reversed(_ended_stamps(user)):
+        if entry[0] == stamp:
             return str(entry[1])
     return None
+
+
+def _ended_stamps(user: dict[str, Any]) -> list[list[str]]:
+    """The record's replaced stamps, with who replaced each: what is not a list (``null``
+    from a hand edit) as none, an entry not a pair of strings as absent. A TypeError here
+    was a 500 at every request of the account's sessions and at ``add-user --reset``
+    (review r46e 5)."""
+    ended = user.get("ended_stamps")
+    return [e for e in ended if _pair(e)] if isinstance(ended, list) else []
 
 
 def _pair(entry: object) -> bool:
