@@ -73,30 +73,41 @@ class VerifySummary:
     beyond_vouch: int = 0
 
     def line(self) -> str:
-        # The verdict in plain words first, then what no verification vouches for yet: read
-        # first, "deleted whole" and "cut back" read as loss to an IG lead, and the first
-        # verification of any index (the demo's) counts every chain so.
+        # The verdict in plain words first, then the rest. "Nothing is missing" only where a
+        # signed verification vouches for every chain in full: records cut from the end of a
+        # chain none vouches for (its head and checkpoint reference moved back with them), or
+        # the whole chain, leave an index that verifies, and an IG lead reading "nothing is
+        # missing" would not check it against Kafka.
         extra = ""
-        if self.not_vouched or self.beyond_vouch:
-            extra += (
-                ". Every chain in the index verifies: nothing is missing or altered as far as "
-                "the index and the signed heads show"
-            )
-        if self.not_vouched:
-            which = "it was not" if self.not_vouched == 1 else "none of them was"
-            extra += (
-                f"; {plural(self.not_vouched, 'chain')} no earlier signed verification vouches "
-                "for yet (new since the last one, or none was signed yet), so no verification "
-                f"can yet vouch that {which} removed from the index as a whole: "
-                "'accord audit verify --from-topic --db' checks that against Kafka itself"
-            )
-        if self.beyond_vouch:
-            extra += (
-                f"; {plural(self.beyond_vouch, 'chain')} with records no verification has "
-                "vouched for yet, past the newest head one vouches for, so no verification can "
-                "yet vouch that none of those newer records was removed from the chain's end: "
-                "'accord audit verify --from-topic' checks that against Kafka itself"
-            )
+        if self.not_vouched is not None:  # from an index
+            open_ = self.not_vouched + self.beyond_vouch
+            if open_:
+                extra += (
+                    ". Every chain in the index verifies as far as it goes; "
+                    f"{plural(open_, 'chain')} {'is' if open_ == 1 else 'are'} not yet "
+                    "vouched for by a signed verification, so records removed from "
+                    f"{'its' if open_ == 1 else 'their'} end, or a whole chain, would not "
+                    "show yet: run 'accord audit verify --from-topic' (and --db) to check "
+                    f"{'it' if open_ == 1 else 'them'} against Kafka"
+                )
+                if self.not_vouched and self.beyond_vouch:
+                    extra += (
+                        f" ({self.not_vouched} that no verification vouches for, "
+                        f"{self.beyond_vouch} with records past the newest head one does)"
+                    )
+            elif self.signed_chains < self.chains:
+                unsigned = self.chains - self.signed_chains
+                extra += (
+                    ". Every chain in the index verifies as far as it goes; "
+                    f"{plural(unsigned, 'chain')} {'has' if unsigned == 1 else 'have'} no "
+                    "signed checkpoint kept apart in the index: run 'accord audit verify "
+                    "--from-topic' (and --db) to check against Kafka"
+                )
+            else:
+                extra += (
+                    ". Every chain in the index verifies, and a signed verification vouches "
+                    "for each: nothing is missing or altered"
+                )
         if self.not_reached:
             extra += (
                 f"; {plural(self.not_reached, 'chain')} an earlier verification saw further "

@@ -149,11 +149,10 @@ def test_an_untouched_index_verifies_with_a_one_line_summary(
     assert (code, err) == (0, "")
     assert out.strip() == (
         f"audit log intact ({store.backend}): {len(indexed)} records in 1 chain, "
-        "1 with a verified signed checkpoint. Every chain in the index verifies: nothing is "
-        "missing or altered as far as the index and the signed heads show; 1 chain no earlier "
-        "signed verification vouches for yet (new since the last one, or none was signed yet), "
-        "so no verification can yet vouch that it was not removed from the index as a whole: "
-        "'accord audit verify --from-topic --db' checks that against Kafka itself"
+        "1 with a verified signed checkpoint. Every chain in the index verifies as far as it "
+        "goes; 1 chain is not yet vouched for by a signed verification, so records removed "
+        "from its end, or a whole chain, would not show yet: run 'accord audit verify "
+        "--from-topic' (and --db) to check it against Kafka"
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 from pydantic import SecretStr
 
-from broker.audit import AuditRecord
+from broker.audit import AuditKind, AuditRecord
 from broker.cli._audit_verify import _index_named
 from broker.governance import AuditStore, VerifySummary
 from tests.unit.audit.conftest import Run
@@ -149,29 +149,36 @@ def test_a_db_run_with_no_index_configured_is_not_recorded_and_says_to_set_accor
 def test_the_summary_keeps_every_clause_with_messages_left_out() -> None:
     line = VerifySummary("index", 3, 9, 3, refused=1, unsigned=2, not_reached=1,
                          not_vouched=2).line()  # fmt: skip
-    assert "; 2 chains no earlier signed verification vouches for yet" in line
+    assert "; 2 chains are not yet vouched for by a signed verification" in line
     assert "; 1 chain an earlier verification saw further than this index has read" in line
     assert "; left out: 1 message no writer signed, 2 records awaiting" in line
     line = VerifySummary("topic", 3, 9, 3, refused=1, behind=4).line()
     assert "(4 chains signed further than that: not indexed yet)" in line
     assert "; left out: 1 message no writer signed" in line
     line = VerifySummary("index", 3, 9, 3, not_vouched=1, beyond_vouch=2).line()
-    assert "; 1 chain no earlier signed verification vouches for yet" in line
-    assert "; 2 chains with records no verification has vouched for yet, past the newest" in line
-    # The plain verdict before what is not vouched for yet, and no word that reads as loss.
-    assert line.index("Every chain in the index verifies: nothing is missing") < line.index(
-        "; 1 chain no earlier"
+    assert "; 3 chains are not yet vouched for by a signed verification" in line
+    assert "(1 that no verification vouches for, 2 with records past the newest head" in line
+    # The plain verdict first, and no word that reads as loss, nor a chain in the index said
+    # to be removed from it.
+    assert line.index("Every chain in the index verifies as far as it goes") < line.index(
+        "; 3 chains are not"
     )
-    assert "deleted whole" not in line
-    assert "cut back" not in line
-    assert "none of those newer records was removed from the chain's end" in line
+    assert "nothing is missing" not in line
+    for loss in ("deleted whole", "cut back", "as a whole"):
+        assert loss not in line
+    assert "so records removed from their end, or a whole chain, would not show yet" in line
+    assert "run 'accord audit verify --from-topic' (and --db) to check them against Kafka" in line
 
 
 def test_the_summary_says_one_of_each_in_the_singular() -> None:
     """It used to say '1 records in 1 chains'."""
     line = VerifySummary("index", 1, 1, 1, unvouched=1, behind=1, not_vouched=1).line()
     assert line.startswith("audit log intact (index): 1 record in 1 chain, 1 with a verified")
-    assert "; 1 chain no earlier signed verification vouches for yet" in line
+    assert (
+        "; 1 chain is not yet vouched for by a signed verification, so records removed "
+        "from its end, or a whole chain, would not show yet" in line
+    )
+    assert "to check it against Kafka" in line
     assert "(1 chain signed further than that: not indexed yet)" in line
     assert "; 1 checkpoint vouches for nothing (its key does not verify now" in line
     assert line.endswith("a later valid checkpoint covers it")
@@ -179,3 +186,62 @@ def test_the_summary_says_one_of_each_in_the_singular() -> None:
     assert line.startswith("audit log intact (topic): 5 records in 2 chains, 2 with")
     assert line.endswith("; 2 checkpoints vouch for nothing (their key does not verify now, "
                          "revoked since?), a later valid checkpoint covers them")  # fmt: skip
+
+
+def test_nothing_is_missing_only_where_a_verification_vouches_for_every_chain() -> None:
+    """A run from an index every chain of which a signed verification vouches for in full
+    says so, with no caveat; one with a chain no signed checkpoint is kept for does not."""
+    line = VerifySummary("index", 2, 9, 2, not_vouched=0).line()
+    assert line == (
+        "audit log intact (index): 9 records in 2 chains, 2 with a verified signed checkpoint. "
+        "Every chain in the index verifies, and a signed verification vouches for each: "
+        "nothing is missing or altered"
+    )
+    line = VerifySummary("index", 2, 9, 1, not_vouched=0).line()
+    assert "nothing is missing" not in line
+    assert "; 1 chain has no signed checkpoint kept apart in the index: run" in line
+    # From the topic: no verification's vouch is read, and none is claimed.
+    assert "nothing is missing" not in VerifySummary("topic", 2, 9, 2).line()
+
+
+_SQLITE = pytest.mark.parametrize("audit_db_url", ["sqlite"], indirect=True)
+
+
+def _q(store: AuditStore, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    return store._q(sql, params)  # type: ignore[attr-defined,no-any-return]  # raw SQL, as an attacker would
+
+
+@_SQLITE
+@pytest.mark.parametrize("reference", ["moved back", "deleted"])
+def test_a_tail_cut_from_a_chain_no_verification_vouches_for_is_not_said_to_be_complete(
+    store: AuditStore, indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    reference: str,
+) -> None:  # fmt: skip
+    """Everything after the second newest checkpoint deleted, with its subject links, the
+    indexed head and the checkpoint reference moved back to it (or the reference deleted):
+    the index verifies, and no verification vouches for the chain yet, so the line must not
+    say nothing is missing; it says what would not show and how to check it."""
+    chain = indexed[0].chain
+    cps = [r for r in indexed if r.kind is AuditKind.CHECKPOINT]
+    assert len(cps) >= 2
+    keep = cps[-2]
+    _q(store, "DELETE FROM audit_records WHERE chain = ? AND seq > ?", (chain, keep.seq))
+    _q(store, "DELETE FROM audit_subjects WHERE chain = ? AND seq > ?", (chain, keep.seq))
+    _q(store, "UPDATE chain_heads SET seq = ?, hash = ? WHERE chain = ?",
+       (keep.seq, keep.hash, chain))  # fmt: skip
+    if reference == "deleted":
+        _q(store, "DELETE FROM chain_checkpoints WHERE chain = ?", (chain,))
+    else:
+        _q(store, "UPDATE chain_checkpoints SET seq = ?, covers_seq = ?, body = ? WHERE chain = ?",
+           (keep.seq, keep.data["covers_seq"], keep.to_bytes().decode(), chain))  # fmt: skip
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, err) == (0, "")  # the index alone cannot tell: hence the caveat
+    assert out.startswith(f"audit log intact ({store.backend}): {keep.seq + 1} records in 1 chain")
+    assert "nothing is missing" not in out
+    assert "as a whole" not in out
+    assert (
+        "Every chain in the index verifies as far as it goes; 1 chain is not yet vouched for "
+        "by a signed verification, so records removed from its end, or a whole chain, would "
+        "not show yet: run 'accord audit verify --from-topic' (and --db) to check it against "
+        "Kafka"
+    ) in out
