@@ -118,14 +118,22 @@ def test_the_agreements_page_has_a_not_shared_column_and_a_row_for_no_agreement(
     signed_in: TestClient,
 ) -> None:
     page = signed_in.get("/agreements").text
-    assert "<th>Not shared</th>" in page
+    # All time: the dashboard counts its 14 days, and links here for them per agreement.
+    assert "<th>Not shared (all time)</th>" in page
     cells = re.findall(r'<td class="not-shared">(.*?)</td>', page, re.S)
     assert "2<br><small>agreement-inactive: 2</small>" in cells
     assert "1<br><small>condition-false: 1</small>" in cells  # under each of its two
     no_agreement = re.search(r'<tr class="no-agreement">.*?</tr>', page, re.S)
     assert no_agreement
     assert "1<br><small>no-agreement: 1</small>" in no_agreement.group(0)
-    assert "still approved: refuses every share (agreement-inactive)" in page
+    # Not "refuses every share": in force is decided before the clause's conditions, so the
+    # count includes decisions to recipients those would have excluded anyway.
+    assert "refuses every share" not in page
+    assert (
+        "still approved, not in force: its decisions are refused because the agreement is not "
+        "in force (agreement-inactive), including some to recipients its conditions would "
+        "exclude anyway"
+    ) in page
 
 
 def test_the_dashboard_names_agreements_expired_while_still_approved(
@@ -137,7 +145,13 @@ def test_the_dashboard_names_agreements_expired_while_still_approved(
     listed = re.search(r'<ul id="expired-agreements">(.*?)</ul>', page, re.S)
     assert listed
     assert EXPIRED in listed.group(1)
-    assert "ended 2026-06-30; 2 decisions refused as agreement-inactive" in listed.group(1)
+    assert (
+        "ended 2026-06-30; 2 decisions refused because the agreement is not in force in these "
+        "14 days (including any to recipients its conditions would exclude anyway)"
+    ) in listed.group(1)
+    said = " ".join(re.sub(r"<[^>]+>", "", page).split())
+    assert "each decision they could have allowed" not in said
+    assert "per agreement, over the whole index (all time), on the Agreements page" in said
     # No agreement still in force is listed.
     others = [a.id for a in policy.bundle.agreements if a.id != EXPIRED]
     assert not [a for a in others if a in listed.group(1)]
