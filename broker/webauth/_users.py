@@ -318,8 +318,8 @@ class UserFile:
     def _check(
         self, name: str, password: str, code: str | None, now: datetime
     ) -> tuple[str, int | None] | None:
-        """The stored hash and the code's time step (None: no second factor) when ``password``
-        and ``code`` are ``name``'s; None when not. The same work on every path."""
+        """The account's stamp and the code's time step (None: no second factor) when
+        ``password`` and ``code`` are ``name``'s; None when not. The same work on every path."""
         user = self._user(name)
         stored = user["hash"] if user else self._decoy
         password_ok = self._password_ok(stored, password)
@@ -337,7 +337,7 @@ class UserFile:
         )
         if user is None or not password_ok or (totp is not None and step is None):
             return None
-        return stored, step if totp else None
+        return stamp_of(user), step if totp else None
 
     def verify(self, name: str, password: str) -> bool:
         """:meth:`authenticate` without a code: True only for an account with no second factor."""
@@ -428,15 +428,18 @@ class UserFile:
             return False
 
     def _accept(
-        self, name: str, password: str, stored: str, step: int | None, *, new_hash: str = ""
+        self, name: str, password: str, stamp: str, step: int | None, *, new_hash: str = ""
     ) -> str | None:
         """Take the code's time step and upgrade an old hash (or set ``new_hash``, its owner's
-        new password's), unless the account moved on (None). The account's stamp as written,
-        read under the same lock: no removal or reset can come between."""
+        new password's), unless the account moved on from the credential checked, of
+        ``stamp`` (None). The account's stamp as written, read under the same lock: no
+        removal or reset can come between. The stamp, not the hash, is compared: another
+        sign-in's upgrade of the hash meanwhile is the same credential, and a right password
+        was refused (review r46e 4)."""
         with self._locked():
             data = self._read()
             user = data["users"].get(name)
-            if user is None or user["hash"] != stored:
+            if user is None or stamp_of(user) != stamp:
                 return None  # removed or reset while its password was being checked
             changed = False
             if step is not None:
@@ -449,7 +452,7 @@ class UserFile:
                 replace_stamp(user, dict(user), OWNER)
                 user["hash"] = new_hash
                 changed = True
-            elif self._hasher.check_needs_rehash(stored):
+            elif self._hasher.check_needs_rehash(user["hash"]):
                 keep_stamp(user)  # an upgrade is no new credential: no session ends
                 user["hash"] = self._hasher.hash(password)
                 changed = True
