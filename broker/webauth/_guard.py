@@ -28,6 +28,7 @@ from broker.webauth._sessions import (
     REMOVED,
     RESET,
     RESTART,
+    SIGNED_OUT,
     Ended,
     Session,
     SessionStore,
@@ -177,15 +178,17 @@ class Guard:
             self._unknown_said_at, self._unknown_unsaid = now, 0
 
     def sign_out(self, session: Session) -> None:
-        """End ``session`` at its user's asking, logged as their sign-in is (the name only)."""
-        self.sessions.end(session)
+        """End ``session`` at its user's asking, logged as their sign-in is (the name only).
+        Noted as signed out, with whose it was: its id used again (a copied cookie) is told
+        and logged so, not as a restart's with nobody's name (review r46e 3)."""
+        self.sessions.end(session, SIGNED_OUT)
         if session.user is not None:
             self.log.info(f"{self.app}_sign_out", user=session.user)
 
     def ended(self, request: Request) -> str | None:
         """Why the signed-in session whose cookie the request carries is no longer good
         (:mod:`broker.webauth._sessions`' reasons: idle too long, past its lifetime, its
-        account reset or removed, or forgotten by a restart); None when there is no such
+        account reset or removed, signed out, or forgotten by a restart); None when there is no such
         cookie or its session is alive. Only what this browser's cookie was for is said,
         never anything of another account. It only looks: a session still alive is not
         counted as used."""
@@ -211,6 +214,8 @@ class Guard:
                 f"Your session ended: {admin} removed your account. If you still need one, "
                 "ask them."
             )
+        if reason == SIGNED_OUT:
+            return "Your session ended: it was signed out. Sign in again."
         if reason == CHANGED_BY_OWNER:
             return (
                 "Your session ended: your password was changed, in another browser or on "

@@ -11,10 +11,14 @@ process made, and the CSRF token is derived from it. A flood of sign-in forms th
 evicts nothing, not even another visitor's form (a store of them would have: 1,000 requests
 for /login made every pending sign-in fail). A form is good for the idle timeout.
 
-A signed-in session that ends other than by signing out (idle, its lifetime over, its account
-reset or removed) leaves a note of why under its id (:class:`Ended`, bounded as the sessions
-are), so that the sign-in page the browser is sent to can say why, and the end is logged once:
-by then the session itself is gone, and an id nobody knows reads as the app's restart.
+A signed-in session that ends (idle, its lifetime over, its account reset or removed, signed
+out) leaves a note of why under its id (:class:`Ended`, bounded as the sessions are), so that
+the sign-in page the browser is sent to can say why, and the end is logged once: by then the
+session itself is gone, and an id nobody knows reads as the app's restart. A signed-out id
+came back (a copied cookie, replayed) as a restart's, with no user, and made a note at each
+replay; it is noted at sign-out, among notes of its own (with the restart's of ids found
+forgotten), so that an insider signing in and out over and over, replaying each cookie, evicts
+no other session's note (review r46e 3).
 
 A signed-in session's id is a nonce and its MAC under this process's key
 (:meth:`SessionStore.issued`), so an id this process made is told from any other: a forged
@@ -41,13 +45,14 @@ ANONYMOUS = "a."  # the prefix of an anonymous session's id
 # Why a signed-in session ended, as logged (``<app>_session_ended``) and as the sign-in page
 # says it: idle too long, its lifetime over, its account's password reset (or its second factor
 # re-enrolled) or the account removed by an administrator, its password changed by its owner
-# (in another session: /account/password), or an id this process does not know (a restart; or
-# one forgotten, the notes being bounded).
+# (in another session: /account/password), signed out by its owner (the id used again after),
+# or an id this process does not know (a restart; or one forgotten, the notes being bounded).
 IDLE = "idle"
 LIFETIME = "lifetime"
 RESET = "reset"
 REMOVED = "removed"
 CHANGED_BY_OWNER = "password_changed"
+SIGNED_OUT = "signed_out"
 RESTART = "restart"
 
 
@@ -99,6 +104,7 @@ class SessionStore:
         self._clock = clock
         self._sessions: dict[str, Session] = {}
         self._ended: OrderedDict[str, Ended] = OrderedDict()
+        self._own: OrderedDict[str, Ended] = OrderedDict()  # signed out, restart: see above
         # Anonymous ids and signed-in ones: a restart forgets them, as all.
         self._key = secrets.token_bytes(32)
 
@@ -165,18 +171,19 @@ class SessionStore:
         return self.new(user, stamp)
 
     def end(self, session: Session, reason: str | None = None) -> None:
-        """Forget ``session``; with a ``reason`` (not for signing out: its cookie goes too),
-        note why under its id for :meth:`ended`."""
+        """Forget ``session``; with a ``reason``, note why under its id for :meth:`ended`."""
         self._sessions.pop(session.id, None)
         if reason is not None and session.user is not None:
             self.note(session.id, Ended(reason, session.user))
 
     def note(self, session_id: str, ended: Ended) -> Ended:
-        """Keep ``ended`` as why ``session_id``'s session ended (the oldest notes go first)."""
-        self._ended[session_id] = ended
-        self._ended.move_to_end(session_id)
-        while len(self._ended) > _MAX_SESSIONS:
-            self._ended.popitem(last=False)
+        """Keep ``ended`` as why ``session_id``'s session ended (the oldest notes go first; a
+        sign-out's or a restart's only before another of those)."""
+        notes = self._own if ended.reason in (SIGNED_OUT, RESTART) else self._ended
+        notes[session_id] = ended
+        notes.move_to_end(session_id)
+        while len(notes) > _MAX_SESSIONS:
+            notes.popitem(last=False)
         return ended
 
     def issued(self, session_id: str) -> bool:
@@ -193,7 +200,7 @@ class SessionStore:
 
     def ended(self, session_id: str) -> Ended | None:
         """Why the signed-in session of ``session_id`` ended, if this process noted it."""
-        return self._ended.get(session_id)
+        return self._ended.get(session_id) or self._own.get(session_id)
 
     def _anonymous(self, nonce: str, now: datetime) -> Session:
         # The id carries its time and is made afresh at every request (the page sets it as

@@ -128,3 +128,27 @@ def test_the_id_a_password_change_replaced_says_why_and_whose_if_it_comes_back(
     assert _ended(logs) == [{"event": "desk_session_ended", "log_level": "info", "user": USER,
                              "reason": "password_changed"}]  # fmt: skip
     assert client.get("/", follow_redirects=False).status_code == 200
+
+
+def test_a_signed_out_cookie_used_again_says_and_logs_signed_out_with_whose_once(
+    make_client: Callable[..., tuple[TestClient, DeskDeps]],
+) -> None:
+    """A copy of a cookie, replayed after Sign out, was logged as a restart's with no user
+    and said as 'idle or restarted' (review r46e 3)."""
+    client, _ = make_client()
+    token = sign_in(client)
+    old = client.cookies.get(COOKIE)
+    with capture_logs() as logs:
+        client.post("/logout", data={"csrf": token})
+    assert _ended(logs) == []  # the sign-out is logged as such, below
+    assert [e["event"] for e in logs] == ["desk_sign_out"]
+    thief = TestClient(client.app, base_url=str(client.base_url))
+    thief.cookies.set(COOKIE, str(old))
+    with capture_logs() as logs:
+        r = thief.get("/records", follow_redirects=False)
+        said = thief.get(r.headers["location"]).text
+        thief.get("/records", follow_redirects=False)  # again: logged once
+    assert "Your session ended: it was signed out" in said
+    assert "restarted" not in said
+    assert _ended(logs) == [{"event": "desk_session_ended", "log_level": "info", "user": USER,
+                             "reason": "signed_out"}]  # fmt: skip

@@ -122,3 +122,30 @@ def test_a_session_id_is_known_only_to_the_process_that_made_it() -> None:
     assert not other.sessions.issued(sid)  # a restart's new key
     assert not made.sessions.issued(sid[:-1] + ("A" if sid[-1] != "A" else "B"))
     assert not made.sessions.issued(sid.partition(".")[0])
+
+
+def test_signing_out_notes_its_id_apart_and_evicts_no_other_note(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An insider signing in, out and replaying the cookie over and over made a note each
+    time, evicting others' (a reset officer then told 'restart'): sign-outs are noted among
+    their own, and a replay of one adds none (review r46e 3)."""
+    monkeypatch.setattr(_sessions, "_MAX_SESSIONS", 100)
+    users, clock = Stamps(), Clock()
+    guard = _guard(users, clock)
+    reset = _signed_in(guard)
+    users.stamps["ig.officer"] = "s2"  # add-user --reset
+    assert guard.session(_request(guard, reset)) is None
+    users.stamps["ig.insider"] = "i1"
+    out = []
+    for _ in range(300):
+        session = guard.sessions.new("ig.insider", "i1")
+        guard.sign_out(session)
+        out.append(session.id)
+        assert guard.session(_request(guard, session.id)) is None  # the replay
+        assert guard.ended(_request(guard, session.id)) == "signed_out"
+    assert guard.ended(_request(guard, out[0])) == "restart"  # the oldest sign-outs' go
+    for sid in out:  # replayed again, long forgotten: noted as a restart's, apart too
+        assert guard.session(_request(guard, sid)) is None
+    assert guard.ended(_request(guard, reset)) == "reset"  # the real note is kept
+    assert "it was signed out" in guard.ended_message("signed_out")
