@@ -161,13 +161,13 @@ def test_an_older_demo_s_officer_is_removed_from_the_console_s_own_file(
     demo removes it there, and leaves every other account, and an ``ig.demo`` with a second
     factor (not the demo's), alone."""
     real = _users(settings.console_users_file, settings)
-    real.add(DEMO_OFFICER, "an-older-demo-password")
-    real.add("jo.officer", "a-real-officer-password", totp=True)
+    real.add(DEMO_OFFICER, "an-older-sample-password")
+    real.add("jo.officer", "a-real-staff-password", totp=True)
     said = _run(settings, _Console(), monkeypatch)
     assert [a.name for a in real.accounts()] == ["jo.officer"]
     assert any(f"removed the password-only {DEMO_OFFICER}" in line for line in said)
 
-    real.add(DEMO_OFFICER, "a-real-officer-password", totp=True)
+    real.add(DEMO_OFFICER, "a-real-staff-password", totp=True)
     _run(settings, _Console(), monkeypatch)
     assert [a.name for a in real.accounts()] == [DEMO_OFFICER, "jo.officer"]
 
