@@ -15,7 +15,8 @@ import pytest
 
 from broker.cli import _desk_flags
 from tests.kafka_helpers import free_port
-from tests.unit.cli.test_desk_flags_cli import REPO, _run
+from tests.unit.audit.conftest import Run
+from tests.unit.cli.test_desk_flags_cli import REPO
 
 POLICIES = ["--policies", str(REPO / "policies")]
 
@@ -24,13 +25,13 @@ POLICIES = ["--policies", str(REPO / "policies")]
     ("party", "kind"), [("cog-wednesbury", "a hub"), ("school-146201", "a school")]
 )
 def test_a_hub_or_school_is_refused_in_one_line_not_sent_to_provision(
-    party: str, kind: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    party: str, kind: str, run_cli: Run, monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     """Provisioning makes flag topics for co-ordinating teams only: 'run accord kafka
     provision' (what it said) changed nothing."""
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
-    code, err = _run(["desk", "flags", "--as", party, *POLICIES], capsys)
+    code, err = run_cli(["desk", "flags", "--as", party, *POLICIES])[::2]
     assert code != 0
     assert err.strip() == (
         f"accord: error: flag services are for co-ordinating teams; {party} is {kind}"
@@ -38,7 +39,7 @@ def test_a_hub_or_school_is_refused_in_one_line_not_sent_to_provision(
 
 
 def test_a_metrics_port_in_use_is_one_line_before_kafka(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """It was faust's 34-line traceback around the ops server's error."""
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
@@ -49,7 +50,7 @@ def test_a_metrics_port_in_use_is_one_line_before_kafka(
         holder.listen()
         port = holder.getsockname()[1]
         monkeypatch.setenv("ACCORD_DESK__METRICS_PORT", str(port))
-        code, err = _run(["desk", "flags", "--as", "sandwell-coord", *POLICIES], capsys)
+        code, err = run_cli(["desk", "flags", "--as", "sandwell-coord", *POLICIES])[::2]
     assert code != 0
     (line,) = err.strip().splitlines()
     assert line.startswith(f"accord: error: cannot listen on 127.0.0.1:{port}: ")
@@ -57,14 +58,14 @@ def test_a_metrics_port_in_use_is_one_line_before_kafka(
 
 
 def test_the_running_service_logs_its_rules_and_ignores_sighup(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Kafka's checks and faust's run stood in for: SIGHUP, sent while faust would run,
     used to end the service without a word."""
     import faust
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
-    assert _run(["keys", "init", *POLICIES], capsys)[0] == 0
+    assert run_cli(["keys", "init", *POLICIES])[0] == 0
     monkeypatch.setenv("ACCORD_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
     monkeypatch.setenv("ACCORD_KAFKA__BOOTSTRAP", f"127.0.0.1:{free_port()}")
 
@@ -80,7 +81,7 @@ def test_the_running_service_logs_its_rules_and_ignores_sighup(
     monkeypatch.setattr(_desk_flags, "_preflight", no_kafka)
     monkeypatch.setattr(faust.Worker, "execute_from_commandline", run)
     before = signal.getsignal(signal.SIGHUP)
-    code, err = _run(["desk", "flags", "--as", "sandwell-coord", *POLICIES], capsys)
+    code, err = run_cli(["desk", "flags", "--as", "sandwell-coord", *POLICIES])[::2]
     assert (code, ran) == (0, [True])
     assert signal.getsignal(signal.SIGHUP) == before
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]

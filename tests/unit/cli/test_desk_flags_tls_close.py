@@ -11,7 +11,8 @@ import pytest
 
 from broker.cli import _desk_flags
 from tests.kafka_helpers import free_port
-from tests.unit.cli.test_desk_flags_cli import REPO, _run
+from tests.unit.audit.conftest import Run
+from tests.unit.cli.test_desk_flags_cli import REPO
 from tests.unit.kafka.test_tls_close import SilentPeer, _open_then_close
 
 POLICIES = ["--policies", str(REPO / "policies")]
@@ -25,14 +26,14 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SilentPeer]:
 
 
 def test_the_flag_services_loop_bounds_a_tls_close_the_peer_never_answers(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    run_cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     peer: SilentPeer,
 ) -> None:  # fmt: skip
     """Without the bound the standard library's loop waits 30 s for it (test_tls_close)."""
     import faust
 
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path))
-    assert _run(["keys", "init", *POLICIES], capsys)[0] == 0
+    assert run_cli(["keys", "init", *POLICIES])[0] == 0
     monkeypatch.setenv("ACCORD_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
     monkeypatch.setenv("ACCORD_KAFKA__BOOTSTRAP", f"127.0.0.1:{free_port()}")
 
@@ -49,6 +50,6 @@ def test_the_flag_services_loop_bounds_a_tls_close_the_peer_never_answers(
 
     monkeypatch.setattr(_desk_flags, "_preflight", no_kafka)
     monkeypatch.setattr(faust.Worker, "execute_from_commandline", run)
-    code, _err = _run(["desk", "flags", "--as", "sandwell-coord", *POLICIES], capsys)
+    code, _err = run_cli(["desk", "flags", "--as", "sandwell-coord", *POLICIES])[::2]
     assert (code, ran) == (0, [True])
     assert peer.closes_read == 1  # the peer read the close and left it unanswered

@@ -4,27 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from broker.envelope import KeyStatus
 from broker.keys import FileKeyStore
-from tests.unit.cli.test_keys_cli import _one_line_error, _run, bundle, home
+from tests.unit.audit.conftest import Run
+from tests.unit.cli.test_keys_cli import _one_line_error, bundle, home
 
 __all__ = ["bundle", "home"]
 
 
-def _worker(home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    assert _run(["keys", "init", "--policies", str(bundle)], capsys)[0] == 0
+def _worker(home: Path, bundle: Path, run_cli: Run) -> Path:
+    assert run_cli(["keys", "init", "--policies", str(bundle)])[0] == 0
     return home / "keys" / "worker"
 
 
 def test_revoking_the_worker_s_encryption_key_is_refused_without_force(
-    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, bundle: Path, run_cli: Run
 ) -> None:
     """Its consent table is sealed to it: revoked, every consent record is lost."""
-    keys = _worker(home, bundle, capsys)
+    keys = _worker(home, bundle, run_cli)
     victim = FileKeyStore(keys).current_encryption_key("worker").key_id
-    code, _, err = _run(["keys", "revoke", victim, "--dir", str(keys)], capsys)
+    code, _, err = run_cli(["keys", "revoke", victim, "--dir", str(keys)])
     line = _one_line_error(code, err, 2)
     assert "consent records" in line
     # When --force is safe: every worker on the new key, nothing left under the old one.
@@ -35,24 +34,22 @@ def test_revoking_the_worker_s_encryption_key_is_refused_without_force(
     assert "rollout restart" in line  # a running pod on Kubernetes never sees the new key
     assert FileKeyStore(keys).public_key(victim).status is KeyStatus.ACTIVE  # type: ignore[union-attr]
 
-    code, out, _ = _run(["keys", "revoke", victim, "--dir", str(keys), "--force"], capsys)
+    code, out, _ = run_cli(["keys", "revoke", victim, "--dir", str(keys), "--force"])
     assert code == 0
     assert f"revoked {victim}" in out
     assert FileKeyStore(keys).public_key(victim).status is KeyStatus.REVOKED  # type: ignore[union-attr]
 
 
 def test_revoking_the_worker_s_signing_key_is_refused_without_force(
-    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, bundle: Path, run_cli: Run
 ) -> None:
     """Its consent entries are signed by it: revoked, every one it signed is lost, and the
     chains it alone checkpointed read as broken; the refusal says what to wait for."""
-    keys = _worker(home, bundle, capsys)
-    assert (
-        _run(["keys", "rotate", "worker", "--grace-days", "45", "--dir", str(keys)], capsys)[0] == 0
-    )
+    keys = _worker(home, bundle, run_cli)
+    assert run_cli(["keys", "rotate", "worker", "--grace-days", "45", "--dir", str(keys)])[0] == 0
     old = FileKeyStore(keys).keys("worker")[0]
     assert old.purpose.value == "sign"
-    code, out, err = _run(["keys", "revoke", old.key_id, "--dir", str(keys)], capsys)
+    code, out, err = run_cli(["keys", "revoke", old.key_id, "--dir", str(keys)])
     line = _one_line_error(code, err, 2)
     assert f"refusing to revoke the worker's signing key {old.key_id}" in line
     assert "signed by it would no longer open" in line
@@ -67,16 +64,14 @@ def test_revoking_the_worker_s_signing_key_is_refused_without_force(
 
 
 def test_revoking_the_worker_s_signing_key_with_force_warns_of_chains_it_alone_vouches_for(
-    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, bundle: Path, run_cli: Run
 ) -> None:
-    keys = _worker(home, bundle, capsys)
-    assert (
-        _run(["keys", "rotate", "worker", "--grace-days", "45", "--dir", str(keys)], capsys)[0] == 0
-    )
+    keys = _worker(home, bundle, run_cli)
+    assert run_cli(["keys", "rotate", "worker", "--grace-days", "45", "--dir", str(keys)])[0] == 0
     old = FileKeyStore(keys).keys("worker")[0]
     assert old.purpose.value == "sign"
     argv = ["keys", "revoke", old.key_id, "--dir", str(keys), "--force"]
-    code, out, err = _run(argv, capsys)
+    code, out, err = run_cli(argv)
     assert code == 0
     assert f"revoked {old.key_id}" in out
     assert err.startswith("warning: ")
@@ -89,23 +84,23 @@ def test_revoking_the_worker_s_signing_key_with_force_warns_of_chains_it_alone_v
 
 
 def test_revoking_another_party_s_signing_key_needs_no_force(
-    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, bundle: Path, run_cli: Run
 ) -> None:
-    _worker(home, bundle, capsys)
+    _worker(home, bundle, run_cli)
     keys = home / "keys" / "wmp"
     victim = FileKeyStore(keys).current_signing_key("wmp").info.key_id
-    code, out, err = _run(["keys", "revoke", victim, "--dir", str(keys)], capsys)
+    code, out, err = run_cli(["keys", "revoke", victim, "--dir", str(keys)])
     assert (code, err) == (0, "")
     assert f"revoked {victim}" in out
     assert FileKeyStore(keys).public_key(victim).status is KeyStatus.REVOKED  # type: ignore[union-attr]
 
 
 def test_revoking_another_party_s_encryption_key_needs_no_force(
-    home: Path, bundle: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, bundle: Path, run_cli: Run
 ) -> None:
-    _worker(home, bundle, capsys)
+    _worker(home, bundle, run_cli)
     keys = home / "keys" / "wmp"
     victim = FileKeyStore(keys).current_encryption_key("wmp").key_id
-    code, out, err = _run(["keys", "revoke", victim, "--dir", str(keys)], capsys)
+    code, out, err = run_cli(["keys", "revoke", victim, "--dir", str(keys)])
     assert (code, err) == (0, "")
     assert f"revoked {victim}" in out
