@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     # same. Long-running commands (worker, console) turn it back on in configure_logging.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
+        from broker.config import check_environment
+
+        check_environment()  # a misspelt ACCORD_* setting is refused, never passed over
         rv = app(args=argv, standalone_mode=False, prog_name="accord")
     except click_exc.NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else exc.format_message())  # noqa: T201  # help text

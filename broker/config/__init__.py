@@ -28,6 +28,7 @@ from broker.config._settings import (
     Settings,
     SignInSettings,
     WorkerSettings,
+    check_environment,
     default_home,
     load_settings,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "Settings",
     "SignInSettings",
     "WorkerSettings",
+    "check_environment",
     "default_home",
     "load_settings",
     "read_secret_file",

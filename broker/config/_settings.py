@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import structlog
 from pydantic import (
     AfterValidator,
     Field,
@@ -435,13 +436,24 @@ class Settings(BaseSettings):
         return self.desk.users_file or self.home / "desk" / party / "users.json"
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment once; CLI options arrive as ``overrides``."""
-    # Before pydantic-settings, which passes over an ACCORD_* name that no section's
-    # spelling reaches (ACCORD_CONSOLE_HOST): a setting misspelt is refused, never ignored.
+def check_environment() -> None:
+    """Refuse an ``ACCORD_*`` variable that is no setting (``ConfigError``, one line).
+
+    pydantic-settings passes over a name no section's spelling reaches (ACCORD_CONSOLE_HOST),
+    leaving the default in force without a word. Every ``accord`` command calls this first
+    (``broker.cli``): a setting misspelt is refused, never ignored. ``load_settings`` only
+    warns of one, for an application embedding the SDK may have ACCORD_* variables of its
+    own, or Kubernetes' for someone's Service named accord-*."""
     unknown = unknown_variable(os.environ, Settings)
     if unknown is not None:
         raise ConfigError(unknown)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment once; CLI options arrive as ``overrides``."""
+    unknown = unknown_variable(os.environ, Settings)
+    if unknown is not None:  # refused by check_environment where accord is the program
+        structlog.get_logger("accord.config").warning("settings_unknown_variable", problem=unknown)
     flat: dict[str, object] = {}
     from_files: dict[str, dict[str, str]] = {}
     try:

@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from broker.config import Settings, load_settings
+from broker.config import Settings, check_environment, load_settings
 from broker.config._env_names import NOT_SETTINGS, unknown_variable
 from broker.errors import ConfigError
 
@@ -22,11 +23,32 @@ SECRET = "a-synthetic-value"
 def _refused(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigError) as refused:
+
+    def start() -> None:  # as every accord command does
+        check_environment()
         load_settings()
+
+    with pytest.raises(ConfigError) as refused:
+        start()
     message = str(refused.value)
     assert "\n" not in message
     return message
+
+
+def test_an_embedding_application_is_warned_of_an_unknown_variable_not_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review r46d: an integrator's own ACCORD_SENDER_NAME, or Kubernetes' service link for
+    someone's Service named accord-*, stopped load_settings inside their program."""
+    monkeypatch.setenv("ACCORD_SENDER_NAME", "police")
+    monkeypatch.setenv("ACCORD_KAFKA_BOOTSTRAP_SERVICE_HOST", "10.0.0.6")
+    with capture_logs() as logs:
+        settings = load_settings()
+    assert settings.kafka is not None
+    [warned] = [e for e in logs if e["event"] == "settings_unknown_variable"]
+    assert warned["log_level"] == "warning"
+    with pytest.raises(ConfigError):
+        check_environment()
 
 
 # -- 1. an empty ALLOWED_HOSTS ------------------------------------------------------------

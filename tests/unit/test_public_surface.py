@@ -28,7 +28,8 @@ SURFACES = {
         "GatewaySettings",
         "KafkaSecurity", "KafkaSettings", "KemSuite", "KeystoreSettings", "Network", "OpsEndpoint",
         "SchoolCalendar", "SignInSettings", "DEMO_PASSPHRASE_FILE", "KeyProtection",
-        "Settings", "WorkerSettings", "default_home", "load_settings", "read_secret_file",
+        "Settings", "WorkerSettings", "check_environment", "default_home", "load_settings",
+        "read_secret_file",
     },
     "broker.console": {
         "DEMO_INSTANCE", "ConsoleDeps", "ConsoleRun", "TotpBox", "UserFile", "check_instance",
@@ -67,7 +68,7 @@ SURFACES = {
     },
     "broker.devkafka": {
         "KAFKA_VERSION", "BrokerStatus", "EmbeddedKafka", "ensure_kafka_jars", "free_port",
-        "new_cluster_id", "pom_path",
+        "new_cluster_id", "pom_path", "SHARED_BROKER_SETTINGS", "TRANSACTION_MAX_TIMEOUT_MS",
     },
     "broker.envelope": {
         "DEK_BUNDLE_HEADER", "VERSION", "Clock", "InMemoryReplayGuard", "KeyAlg", "KeyInfo",
