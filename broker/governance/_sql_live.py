@@ -137,6 +137,10 @@ class LiveIndexConnection:
         self._conn.close()
 
 
+#: A statement on a connection cut without a reset fails after about this long.
+CUT_AFTER_S = 30
+
+
 def connector(url: str, *, where: str, read_only: bool) -> Connect:
     """How the store connects to ``url``, at start and again: autocommit (transactions are
     opened where they belong), and, for a copy kept as evidence, every transaction of the
@@ -145,7 +149,14 @@ def connector(url: str, *, where: str, read_only: bool) -> Connect:
     def connect(within: int) -> psycopg.Connection[Any]:
         why: str | None = None
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=within)
+            # Keepalives and a TCP user timeout, as the desk's: on a network cut without a
+            # reset a statement would otherwise wait for ever (about 15 minutes of kernel
+            # retries), and with it the console's pages and /readyz, whose calls are
+            # synchronous; cut, the call fails and the next connects again, as after a restart.
+            conn = psycopg.connect(
+                url, autocommit=True, connect_timeout=within, keepalives=1, keepalives_idle=10,
+                keepalives_interval=5, keepalives_count=3, tcp_user_timeout=CUT_AFTER_S * 1000,
+            )  # fmt: skip
             try:
                 if read_only:
                     # PostgreSQL then refuses any write, autocommitted statements' too.

@@ -255,3 +255,14 @@ async def test_a_following_indexer_cut_mid_batch_indexes_each_record_once(
     assert events == ["audit_index_store_unavailable", "audit_index_store_back"]
     assert (summary.indexed, summary.duplicates, summary.breaks) == (len(records), 0, [])
     assert pg_store.offsets(TOPIC) == {0: len(records)}
+
+
+def test_the_connection_gives_up_on_a_network_cut_rather_than_wait_for_ever(
+    pg_store: AuditStore,
+) -> None:
+    """Review r46d: a server gone silent (a network cut, no reset) held a statement, and the
+    console's event loop, for the kernel's ~15 minutes: keepalives and a TCP user timeout."""
+    conn = pg_store._conn.connection  # type: ignore[attr-defined]  # the live psycopg one
+    params = conn.info.get_parameters()
+    assert params["keepalives"] == "1"
+    assert params["tcp_user_timeout"] == str(_sql_live.CUT_AFTER_S * 1000)
