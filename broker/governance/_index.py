@@ -244,8 +244,10 @@ class Indexer:
                     self.tracker.offer(batch, m.key, m.value, m.partition, m.offset)
             committed = self.tracker.commit(batch, ended=ended)
         except IndexUnavailable:
-            # Not counted: the batch is read again once the index answers, and counted then
-            # (or, had its COMMIT reached the server, found indexed already).
+            # Not counted: the batch is read again once the index answers, and counted then.
+            # Had its COMMIT reached the server with the answer lost, the offsets the index
+            # holds are past it and it is not read again: indexed once, but left out of this
+            # run's counts and the indexed metrics (a count short, never a record).
             self.tracker.summary = before
             raise
         if not committed:
