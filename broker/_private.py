@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["make_private_folders", "tighten_file"]
+__all__ = ["create_private", "make_private_folders", "tighten_file"]
 
 
 def make_private_folders(folder: Path) -> None:
@@ -20,6 +20,20 @@ def make_private_folders(folder: Path) -> None:
     for made in reversed(missing):
         made.mkdir(mode=0o700, exist_ok=True)
         made.chmod(0o700)
+
+
+def create_private(path: Path) -> None:
+    """``path`` made 0600 if nothing is there, before SQLite makes it under the umask;
+    whatever is there (a file, a device, a folder, a link: ``O_EXCL`` refuses one whatever
+    it leads to) is left as it is. ``OSError`` raised."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def tighten_file(name: Path) -> int | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from broker._private import make_private_folders, tighten_file
+from broker._private import create_private, make_private_folders, tighten_file
 from broker.errors import ConfigError
 
 __all__ = ["make_store_private"]
@@ -33,14 +33,14 @@ def make_store_private(path: Path, *, own_folder: bool) -> None:
     when what is open to others cannot be tightened, as the keystore refuses such a file.
     Links, devices and folders are never made or changed through their name."""
     make_private_folders(path.parent)
-    _create_private(path)
+    create_private(path)
     try:
         real = path.resolve()
     except (OSError, RuntimeError):  # a loop: SQLite's own open says so
         real = path
     if real != path:
         # A link to no file yet: SQLite would make the file through it with the umask's mode.
-        _create_private(real)
+        create_private(real)
     tightened: list[str] = []
     if own_folder and _open_to_others(path.parent, path.parent.stat()):
         _tighten(path.parent, 0o700, "folder")
@@ -85,16 +85,3 @@ def _refused(name: Path, kind: str, why: str) -> ConfigError:
         f"desk store {kind} {name} is accessible by others and cannot be made private "
         f"({why}); chmod {want} it"
     )
-
-
-def _create_private(path: Path) -> None:
-    """``path`` made 0600 if nothing is there; whatever is there (a file, a device, a
-    folder, a link: ``O_EXCL`` refuses one whatever it leads to) is left as it is."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import structlog
 
-from broker._private import make_private_folders, tighten_file
+from broker._private import create_private, make_private_folders, tighten_file
 from broker.errors import AuditError, IndexUnavailable, UsageError
 from broker.governance._index_url import (
     GIVE_A_FILE,
@@ -202,7 +202,7 @@ def _make_private(path: Path, *, create: bool) -> None:
     """
     if create:
         make_private_folders(path.parent)
-        _create_private(path)
+        create_private(path)
     _refuse_planted(path)
     # Followed once by the kernel (stat) before resolve(), which reads a link with readlink (as
     # SQLite does) where nothing checks it: where links are protected (Linux's
@@ -217,7 +217,7 @@ def _make_private(path: Path, *, create: bool) -> None:
         real = path
     if create and real != path:
         # A link to no file yet: SQLite would make the file through it with the umask's mode.
-        _create_private(real)
+        create_private(real)
     files = (real, Path(f"{real}-wal"), Path(f"{real}-shm"))
     for name in files:
         if name != path:
@@ -251,19 +251,6 @@ def _tighten(name: Path) -> None:
     this process's SQLite connections hold on it (``tighten_file``)."""
     if (was := tighten_file(name)) is not None:
         log.warning("audit_index_made_private", file=name.name, was=oct(was))
-
-
-def _create_private(path: Path) -> None:
-    """``path`` made 0600 if nothing is there; a file already there, or a link (O_EXCL
-    refuses one whatever it leads to), is left as it is."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
 
 
 class PostgresAuditStore(SqlAuditStore):
