@@ -50,26 +50,27 @@ def _open(url: str | None, *, home: Path, party: str) -> DeskStore:
 
 def _connect(url: str, within: int) -> Any:
     """A new connection to the desk's PostgreSQL database (at start, and after the server
-    closed the last one: ``_store_live``), given up after ``within`` seconds."""
-    import psycopg  # noqa: PLC0415  # only deployments on PostgreSQL load the driver
+    closed the last one: ``_store_live``), given up after ``within`` seconds
+    (``NotConnected``, its ``why`` the line a desk that cannot start says)."""
+    # Only deployments on PostgreSQL load the driver (``_pg_live`` imports it).
+    from broker._pg_live import connector  # noqa: PLC0415
+    from broker.desk._store_live import CUT_AFTER_S  # noqa: PLC0415
 
-    from broker.desk._store_live import CUT_AFTER_S  # noqa: PLC0415  # loads the driver too
+    def why(exc: BaseException) -> str:
+        # Never the driver's text: it may quote the URL.
+        return f"cannot connect to the desk's PostgreSQL database: {why_not_connected(exc)}"
 
-    try:
-        # Keepalives and a TCP user timeout: on a network cut without a reset a statement
-        # would otherwise wait for ever, and with it every page (the driver is synchronous).
-        conn = psycopg.connect(
-            url, autocommit=True, connect_timeout=within, keepalives=1, keepalives_idle=5,
-            keepalives_interval=2, keepalives_count=3, tcp_user_timeout=CUT_AFTER_S * 1000,
-        )  # fmt: skip
-    except psycopg.Error as exc:
-        why = why_not_connected(exc)  # never the driver's text: it may quote the URL
-        raise ConfigError(f"cannot connect to the desk's PostgreSQL database: {why}") from None
+    connect = connector(url, cut_after_s=CUT_AFTER_S, reason=why, setup=_read_committed)
+    return connect(within)
+
+
+def _read_committed(conn: Any) -> None:
+    import psycopg  # noqa: PLC0415  # loaded already: the connection is psycopg's
+
     # Whatever the server's default: a decision's check of its flags, after FOR UPDATE
     # waited for another's, must read what that one committed (repeatable read would
     # read its snapshot from before the wait, and record both; serializable would fail).
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-    return conn
 
 
 def _sqlite(path: Path, *, party: str | None = None, own_folder: bool = False) -> DeskStore:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import structlog
 
 from broker._private import create_private, make_private_folders, tighten_file
-from broker.errors import AuditError, IndexUnavailable, UsageError
+from broker.errors import AuditError, UsageError
 from broker.governance._index_url import (
     GIVE_A_FILE,
     describe_url,
@@ -260,15 +260,16 @@ class PostgresAuditStore(SqlAuditStore):
 
     def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
         # Only deployments on PostgreSQL load the driver (``_sql_live`` imports it).
+        from broker._pg_live import NotConnected  # noqa: PLC0415
         from broker.governance._sql_live import LiveIndexConnection, connector  # noqa: PLC0415
 
         where = describe_url(url)
         # A copy kept as evidence: every transaction of each session read-only (``connector``).
-        connect = connector(url, where=where, read_only=read_only)
+        connect = connector(url, read_only=read_only)
         why: str | None = None
         try:
             conn = connect(10)
-        except IndexUnavailable as exc:  # our words already, with no driver error behind
+        except NotConnected as exc:  # our words already, with no driver error behind
             why = exc.why
         if why is not None:
             raise AuditError(f"cannot connect to the audit database {where}: {why}")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from broker import _pg_live
 from broker.audit import KeystoreAuditVerifier as Verifier
 from broker.errors import AuditError, IndexUnavailable
 from broker.governance import AuditStore, Indexer, _index, _sql, _sql_live, open_store
@@ -44,7 +45,7 @@ def pg_store(pg_url: str, audit_home: Any) -> Iterator[AuditStore]:
 @pytest.fixture(autouse=True)
 def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tried again at once, not after seconds: the waits are not what is tested here."""
-    monkeypatch.setattr(_sql_live, "RETRY_AFTER_S", 0.0)
+    monkeypatch.setattr(_pg_live, "RETRY_AFTER_S", 0.0)
     monkeypatch.setattr(_index, "_STORE_RETRY_S", (0.05,))
 
 
@@ -89,7 +90,7 @@ def test_while_the_server_is_away_each_call_fails_in_one_line_then_it_answers_ag
 def test_attempts_to_connect_again_are_spaced_not_one_per_call(
     pg_store: AuditStore, pg_url: str, postgres_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_sql_live, "RETRY_AFTER_S", 60.0)
+    monkeypatch.setattr(_pg_live, "RETRY_AFTER_S", 60.0)
     live = pg_store._conn  # type: ignore[attr-defined]  # the LiveIndexConnection
     attempts: list[int] = []
     connect = live._connect
@@ -103,7 +104,7 @@ def test_attempts_to_connect_again_are_spaced_not_one_per_call(
         for _ in range(5):
             with pytest.raises(IndexUnavailable):
                 pg_store.count()
-    assert attempts == [_sql_live.RECONNECT_WITHIN_S]  # then refused at once, for a while
+    assert attempts == [_pg_live.RECONNECT_WITHIN_S]  # then refused at once, for a while
     with pytest.raises(IndexUnavailable):
         pg_store.count()  # back, but the wait is not over
     live._clock = lambda: 1e12  # the wait over

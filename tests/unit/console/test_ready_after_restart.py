@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from broker import _pg_live
 from broker.config import ConsoleSettings, Settings
 from broker.console import ConsoleRun, run_console
 from broker.devkafka import free_port
-from broker.governance import AuditStore, _sql_live, open_store
+from broker.governance import AuditStore, open_store
 from broker.webauth import UserFile
 from tests.pg_outage import away, end_sessions
 
@@ -45,7 +46,7 @@ async def test_readiness_comes_back_by_itself_when_postgresql_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     del users  # an account: ready hangs on the index alone
-    monkeypatch.setattr(_sql_live, "RETRY_AFTER_S", 0.2)  # the wait between tries, shortened
+    monkeypatch.setattr(_pg_live, "RETRY_AFTER_S", 0.2)  # the wait between tries, shortened
     ops_port = free_port()
     settings = Settings(home=audit_home, console=ConsoleSettings(port=0, metrics_port=ops_port))
     stop = asyncio.Event()

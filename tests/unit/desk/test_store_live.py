@@ -18,10 +18,11 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from broker._pg_live import RETRY_AFTER_S, NotConnected
 from broker.desk import DeskDeps, DeskIngest, DeskStore, _record_sent, open_desk_store
 from broker.desk._ingest_held import STORE_METRIC, DeliveriesHeld
-from broker.desk._store_live import RETRY_AFTER_S, LiveConnection
-from broker.errors import ConfigError, StoreUnavailable
+from broker.desk._store_live import LiveConnection
+from broker.errors import StoreUnavailable
 from tests.unit.desk.conftest import SECRET, T0, Clock, FakePublisher, delivery, sign_in
 from tests.unit.desk.test_decide_once import FLAG, _child_with_flag
 from tests.unit.desk.test_ingest import FakeSubscriber, Shared
@@ -94,7 +95,7 @@ class _Connects:
 
         self.calls += 1
         if self.refuse:
-            raise ConfigError(
+            raise NotConnected(
                 "cannot connect to the desk's PostgreSQL database: connection refused"
             )
         return _connect(self.url, within)
