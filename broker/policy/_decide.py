@@ -309,13 +309,13 @@ class _Run:
     def share(self, rid: str, kind: str, outcome: str, winners: list[Entry]) -> Decision:
         if len(winners) == 1:
             cc, subj = winners[0]
-            fields: set[str] | frozenset[str] = cc.share
+            fields: set[str] | frozenset[str] = _fields(cc, subj)
             subjects: tuple[int, ...] | set[int] = subj
         else:
             fields = set()
             subjects = set()
             for cc, subj in winners:
-                fields |= cc.share
+                fields |= _fields(cc, subj)
                 subjects.update(subj)
         withheld: set[str] = set()
         applied: list[str] = []
@@ -325,7 +325,7 @@ class _Run:
             if self.restriction_holds(r, rid):
                 withheld |= r.withhold & fields
                 applied.append(r.id)
-        if len(winners) == 1 and not withheld:
+        if len(winners) == 1 and not withheld and winners[0][1]:
             cc = winners[0][0]
             shared = cc.share_ordered
             transforms = cc.transform
@@ -379,20 +379,28 @@ class _Run:
         override = outcome == "shared_override"
         first = winners[0][0].override_ref if override else winners[0][0].ref
         event = self.event
-        return (rid, outcome, tuple(id(cc) for cc, _ in winners), tuple(applied),
+        # Whether each clause reached anyone: a clause's subject fields are shared only then.
+        return (rid, outcome, tuple((id(cc), not subj) for cc, subj in winners), tuple(applied),
                 self.consent_state(first.purpose, rid, kind), event.type, event.sender,
                 self.override if override else None)  # fmt: skip
+
+
+def _fields(cc: CompiledClause, subjects: tuple[int, ...]) -> frozenset[str]:
+    """What ``cc`` shares in this event: its subject fields only when its ``subjects`` match
+    someone (a decision listing ``subject.name`` that reached no one would tell the disclosure
+    log and the recipient's desk of a disclosure that never happened)."""
+    return cc.share if subjects else cc.share_no_subject
 
 
 def _combined(winners: list[Entry], withheld: set[str]) -> tuple[tuple[str, ...], dict[str, str]]:
     """Fields = union of the winners' (less what restrictions withhold), and their transforms."""
     fields: set[str] = set()
-    for cc, _ in winners:
-        fields |= cc.share
+    for cc, subj in winners:
+        fields |= _fields(cc, subj)
     shared = canonical_fields(fields - withheld)
     transforms: dict[str, str] = {}
     for path in shared:
-        kinds = [cc.transform.get(path) for cc, _ in winners if path in cc.share]
+        kinds = [cc.transform.get(path) for cc, subj in winners if path in _fields(cc, subj)]
         reduced = [k for k in kinds if k is not None]
         # A field any winning clause shares plainly travels plainly (the fields are the
         # union); of different reductions the one revealing least, whatever the file order.

@@ -41,6 +41,9 @@ class CompiledClause:
     roles: frozenset[str] | None
     share: frozenset[str]
     share_ordered: tuple[str, ...]
+    # What the clause shares when its ``subjects`` match nobody in the event: the event's
+    # own fields; a subject field reaching no one is not shared (nor is it in the decision).
+    share_no_subject: frozenset[str]
     transform: dict[str, str]
     consent: str
     purpose: str
@@ -120,6 +123,7 @@ def build_index(bundle: Bundle, conditions: Conditions, version: str) -> Index:
                 roles=frozenset(clause.subjects) if clause.subjects is not None else None,
                 share=frozenset(clause.share),
                 share_ordered=canonical_fields(frozenset(clause.share)),
+                share_no_subject=frozenset(p for p in clause.share if not p.startswith("subject.")),
                 transform={
                     p: clause.transform[p] for p in canonical_fields(frozenset(clause.transform))
                 },
