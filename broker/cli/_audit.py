@@ -57,6 +57,7 @@ from broker.errors import AuditError, ChainBroken, TransportError, UsageError
 from broker.principals import Principal
 
 if TYPE_CHECKING:
+    from broker.audit import AuditRecord
     from broker.governance import (
         AuditStore,
         GovernanceReport,
@@ -159,8 +160,11 @@ def subject(
     Name the child by --nhs-number, or by --given-name, --family-name and --dob (and
     --postcode). The look-up is written to the audit log (who, why, the subject keys) before
     anything is shown, exactly as the console writes it, and appears among the child's
-    earlier look-ups. Left out, --as and --reason are asked for at a terminal.
+    earlier look-ups, which the table lists under the log (who, when, from where, why) and
+    JSON after the log's lines; as on the console's page, this look-up is not among them.
+    Left out, --as and --reason are asked for at a terminal.
     """
+    from broker.cli._audit_lookups import earlier_lookups
     from broker.cli._audit_render import disclosure, output_width, state_warning
     from broker.governance import disclosure_log, subject_search, verification_state
 
@@ -175,12 +179,14 @@ def subject(
     store = _store(settings, db, read_only=copy)
     try:
         name = sign_in(settings, officer, keys=keys, password_stdin=password_stdin, code=code)
-        _record_lookup(
+        mine = _record_lookup(
             settings, keys, store, host, officer=name, page="cli.subject",
             subject_keys=search.keys, detail={"purpose": why.value, **search.detail()},
             catch_up=not copy,
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
+        # As the console finds them. A copy holds none of this run's (written to the live log).
+        looked_up = earlier_lookups(store, search.keys, mine.hash)
         if copy:
             state, failed = _copy_verified_now(settings, store)
         else:
@@ -204,7 +210,8 @@ def subject(
     table = fmt is Format.TABLE
     shown = disclosure(entries, fmt.value, searched=searched, produced=produced,
                        width=output_width(), conditions=table,
-                       policy=policy_at_hand(settings) if table else None)  # fmt: skip
+                       policy=policy_at_hand(settings) if table else None,
+                       lookups=looked_up)  # fmt: skip
     typer.echo(shown)
     if searched is not None and fmt in (Format.CSV, Format.JSON):
         typer.echo(searched, err=True)  # not in the data: its shape is the same either way
@@ -338,9 +345,9 @@ def _record_lookup(
     subject_keys: tuple[str, ...] = (),
     detail: dict[str, str],
     catch_up: bool = True,
-) -> None:
+) -> AuditRecord:
     """Write the ``console_query`` record and, unless ``catch_up`` is False (a copy, opened
-    read-only), index it; nothing is shown if this fails.
+    read-only), index it; nothing is shown if this fails. Returns the record written.
 
     The record goes to the live log, its chain going on from the head the configured index
     has: a copy's head (older, or with that chain deleted) would fork the command line's
@@ -363,16 +370,16 @@ def _record_lookup(
             live.close()
         raise
 
-    async def write() -> None:
+    async def write() -> AuditRecord:
         try:
-            await record_query(
+            return await record_query(
                 appender, officer=officer, page=page, subject_keys=subject_keys, detail=detail
             )
         finally:
             await appender.close()
 
     try:
-        run(write())
+        written = run(write())
     except (TransportError, AuditError) as exc:
         raise AuditError(f"the look-up could not be recorded in the audit log, so nothing is "
                          f"shown: {exc}") from None  # fmt: skip
@@ -381,6 +388,7 @@ def _record_lookup(
             live.close()
     if catch_up:
         _index_once(settings, store)
+    return written
 
 
 def register(app: typer.Typer) -> None:

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from broker._words import plural
+from broker.cli._audit_lookups import lookup_line, lookup_row, lookups_heading
 from broker.governance import DisclosureEntry, answer_notes, reason_legend
 
 if TYPE_CHECKING:
+    from broker.audit import AuditRecord
     from broker.policy import Policy
 
 _LOG_COLUMNS = (
@@ -178,15 +180,21 @@ def disclosure(
     width: int = DEFAULT_WIDTH,
     conditions: bool = False,
     policy: Policy | None = None,
+    lookups: Sequence[AuditRecord] | None = None,
 ) -> str:
     """The log in ``fmt``; ``searched`` (what a look-up by demographics searched, naming no
     one) heads the table and the page, and stays out of CSV and JSON, whose shape is fixed.
     ``produced`` (when, by whom, what was searched, the log's verification state) heads the
     HTML page, the attachment a SAR response carries. A table's lines fit in ``width``.
     ``conditions``: a table's notes name each condition its ``condition-false`` lines did not
-    meet, from ``policy`` (the bundle loaded here, None if none is), as the console's do."""
+    meet, from ``policy`` (the bundle loaded here, None if none is), as the console's do.
+    ``lookups``: the child's earlier look-ups (``_audit_lookups``), listed under a table's log,
+    as the console's page lists them, and as lines of ``kind`` ``looked_up`` (or
+    ``quarantine_opened``) after the log's in JSON, whose shape, a list, stays; the CSV's
+    columns and the family's page are the log's alone."""
     if fmt == "json":
-        return json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False)
+        answer = [e.as_dict() for e in entries] + [lookup_row(r) for r in lookups or ()]
+        return json.dumps(answer, indent=2, ensure_ascii=False)
     keys = [k for k, _ in _LOG_COLUMNS]
     heads = [h for _, h in _LOG_COLUMNS]
     if fmt == "csv":
@@ -214,7 +222,12 @@ def disclosure(
     logged = [dict(zip(keys, row, strict=True)) for row in rows]
     # By name, "nothing recorded" would be taken for nothing held: the heading says why not.
     empty = "(nothing recorded)" if searched is None else NOTHING_FOUND_BY_NAME
-    return "\n".join([*lines, *(_blocks(logged, width) if entries else _wrapped(empty, width))])
+    lines += _blocks(logged, width) if entries else _wrapped(empty, width)
+    if lookups is not None:
+        lines += ["", *_wrapped(lookups_heading(lookups), width)]
+        for r in lookups:
+            lines += _wrapped(lookup_line(r), width, _INDENT, _INDENT * 2)
+    return "\n".join(lines)
 
 
 def _html_page(

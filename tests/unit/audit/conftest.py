@@ -346,8 +346,16 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     import broker.cli._audit
 
     calls: list[dict[str, Any]] = []
+
+    def record(*_a: object, **kw: Any) -> AuditRecord:
+        calls.append(kw)
+        # As written, never indexed (the index is as set): not among the child's look-ups.
+        data = {"officer": kw["officer"], "page": kw["page"], "detail": kw["detail"]}
+        w = ChainWriter("console:test.cli", clock=lambda: T0)
+        return w.append(AuditKind.CONSOLE_QUERY, subject_keys=kw["subject_keys"], data=data)
+
     monkeypatch.setattr(broker.cli._audit, "sign_in", lambda _s, name, **_kw: name)
-    monkeypatch.setattr(broker.cli._audit, "_record_lookup", lambda *_a, **kw: calls.append(kw))
+    monkeypatch.setattr(broker.cli._audit, "_record_lookup", record)
     monkeypatch.setattr(broker.cli._audit, "_index_once", lambda *_a: None)  # the index is as set
     return calls
 

@@ -29,8 +29,10 @@ def _ground(agreement: str, purpose: str, basis: dict[str, str]) -> dict[str, An
 
 
 def _blocks(table: str) -> list[str]:
-    """The table's lines of the log, each as one string with its wrapping undone."""
-    return [" ".join(b.split()) for b in table.split("\n\n")[1:]]
+    """The table's lines of the log, each as one string with its wrapping undone (the earlier
+    look-ups, listed under them, are not lines of the log)."""
+    log = table.partition("\n\nEarlier look-ups of this log")[0]
+    return [" ".join(b.split()) for b in log.split("\n\n")[1:]]
 
 
 @pytest.fixture
