@@ -41,7 +41,13 @@ from broker.errors import AuditError, ChainBroken
 from broker.governance._derived import Derived
 from broker.governance._store import AuditStore, StoredRow, VerifyRun, derived_columns
 from broker.governance._topic import TopicChains
-from broker.governance._verify_vouch import VerifiedHead, Vouches, check_index_holds
+from broker.governance._verify_vouch import (
+    VerifiedHead,
+    Vouch,
+    Vouches,
+    check_index_holds,
+    past_vouch_words,
+)
 from broker.topics import AUDIT
 
 log = structlog.get_logger("accord.audit")
@@ -71,6 +77,10 @@ class VerifySummary:
     #: From an index: chains vouched for, holding records past the furthest head a vouch
     #: holds them to (cut back to it, the index alone would not show it).
     beyond_vouch: int = 0
+    #: From an index: each chain's records newer than the furthest head a vouch holds it to
+    #: (all of a chain none vouches for), and the newest vouching record the index holds.
+    past_vouch: Mapping[str, int] = field(default_factory=dict)
+    newest_vouch: Vouch | None = None
 
     def line(self) -> str:
         # The verdict in plain words first, then the rest. "Nothing is missing" only where a
@@ -81,7 +91,18 @@ class VerifySummary:
         extra = ""
         if self.not_vouched is not None:  # from an index
             open_ = self.not_vouched + self.beyond_vouch
-            if open_:
+            if not self.chains:
+                # Not "nothing is missing": an index emptied of every row looks just so.
+                extra += (
+                    ". The index holds no chain, so nothing in it shows what it should hold: "
+                    "run 'accord audit verify --from-topic' (and --db) to check it against Kafka"
+                )
+            elif open_ and self.newest_vouch is not None and self.past_vouch:
+                # The usual answer: no run vouches for its own record, so the newest records
+                # are never vouched for; said with when the newest vouching run was.
+                vouched = self.records - sum(self.past_vouch.values())
+                extra += past_vouch_words(self.past_vouch, vouched, self.newest_vouch)
+            elif open_:
                 extra += (
                     ". Every chain in the index verifies as far as it goes; "
                     f"{plural(open_, 'chain')} {'is' if open_ == 1 else 'are'} not yet "
@@ -268,12 +289,16 @@ def _verify_store(store: AuditStore, verifier: CheckpointVerifier) -> VerifySumm
     not_reached = vouches.check(store, held, read_to)
     derived.check(store.derived_rows())
     fresh = {c: h for c, h in verified.items() if not vouches.vouched(c, h.seq, h.hash, read_to)}
+    # A chain holds seq 0..head: those past the furthest vouch (-1: none) are its newest.
+    past = {c: seq - vouches.furthest(c, read_to) for c, seq in held.items()}
     return VerifySummary(
         getattr(store, "backend", "index"), len(chains), total, signed, unvouched=unvouched,
         heads=fresh, not_reached=not_reached,
         not_vouched=sum(1 for c in chains if c not in vouches.heads),
         beyond_vouch=sum(1 for c, seq in held.items()
                          if c in vouches.heads and seq > vouches.furthest(c, read_to)),
+        past_vouch={c: n for c, n in past.items() if n > 0},
+        newest_vouch=vouches.newest(read_to),
     )  # fmt: skip
 
 

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import NamedTuple
 
+from broker._words import plural
 from broker.audit import AuditKind, AuditRecord, chain_writer
 from broker.errors import ChainBroken
 from broker.governance._store import AuditStore
@@ -72,6 +74,7 @@ class Vouch:
     position: tuple[int, int] | None  # where the head is in the topic, if the record says
     by_chain: str  # the verification record that saw it
     by_seq: int
+    at: datetime  # when that record says it was written (signed with it)
 
     def read_by(self, read_to: Mapping[int, int]) -> bool:
         """Whether an index that has read each partition up to ``read_to`` has read it."""
@@ -111,7 +114,8 @@ class Vouches:
             where = (part, offset) if part is not None and offset is not None else None
             # Every one kept, not only the highest: an older head the index has read past
             # must still be held when a newer one lies beyond what it has read.
-            self.heads.setdefault(chain, []).append(Vouch(seq, digest, where, rec.chain, rec.seq))
+            vouch = Vouch(seq, digest, where, rec.chain, rec.seq, rec.at)
+            self.heads.setdefault(chain, []).append(vouch)
 
     def partitions(self) -> set[int]:
         return {v.position[0] for vs in self.heads.values() for v in vs if v.position is not None}
@@ -129,6 +133,12 @@ class Vouches:
         """The furthest seq of ``chain`` a vouch the index has read past holds it to; -1 if
         none does."""
         return max((v.seq for v in self.heads.get(chain, ()) if v.read_by(read_to)), default=-1)
+
+    def newest(self, read_to: Mapping[int, int]) -> Vouch | None:
+        """The vouch of the newest verification record (by its signed time) that holds the
+        index to anything (one the index has read past), or None."""
+        read = [v for vs in self.heads.values() for v in vs if v.read_by(read_to)]
+        return max(read, key=lambda v: (v.at, v.by_chain, v.by_seq), default=None)
 
     def check(self, store: AuditStore, held: Mapping[str, int], read_to: Mapping[int, int]) -> int:
         """Raise :class:`ChainBroken` for the first chain (by name) the index holds less of
@@ -161,6 +171,30 @@ class Vouches:
                     vouch.seq, f"record differs from the one {vouch.said()}", chain=chain
                 )
         return beyond
+
+
+def past_vouch_words(past: Mapping[str, int], vouched: int, newest: Vouch) -> str:
+    """What a verification of the index says of the records no signed verification vouches
+    for, when one vouches for others: ``past`` (chain -> records newer in it than what a vouch
+    holds it to; every chain's newest records are among them whenever a run writes its own
+    record, so this is the usual case) and ``vouched`` (records the vouches hold).
+
+    Said as counts, chain names (up to three) and when the newest vouching run was: that time
+    is signed, so an index cut back to an earlier run, or restored from an older backup, shows
+    an older run than the one its reader knows of."""
+    records, chains = sum(past.values()), len(past)
+    it = "it" if records == 1 else "they"
+    names = f" ({', '.join(sorted(past))})" if chains <= 3 else ""
+    at = f"{newest.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    return (
+        f". Every chain in the index verifies; signed verifications vouch for {vouched} of "
+        f"its records, the newest at {at} ({newest.by_chain} seq {newest.by_seq}); "
+        f"{plural(records, 'record')} in {plural(chains, 'chain')}{names} "
+        f"{'is' if records == 1 else 'are'} newer than what they vouch for, checked in the "
+        f"index only: removed from the end of {'its chain' if chains == 1 else 'their chains'}, "
+        f"or with a whole chain, {it} would not show yet: run 'accord audit verify "
+        f"--from-topic' (and --db) to check {'it' if records == 1 else 'them'} against Kafka"
+    )
 
 
 def check_index_holds(

@@ -4,6 +4,7 @@ password), whether a copy's run is recorded, and its summary line."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 from broker.audit import AuditKind, AuditRecord
 from broker.cli._audit_verify import _index_named
 from broker.governance import AuditStore, VerifySummary
+from broker.governance._verify_vouch import Vouch
 from tests.unit.audit.conftest import Run
 from tests.unit.audit.test_verify_vouch import SigningSink, sink, two_chains  # noqa: F401
 
@@ -202,6 +204,53 @@ def test_nothing_is_missing_only_where_a_verification_vouches_for_every_chain() 
     assert "; 1 chain has no signed checkpoint kept apart in the index: run" in line
     # From the topic: no verification's vouch is read, and none is claimed.
     assert "nothing is missing" not in VerifySummary("topic", 2, 9, 2).line()
+
+
+_V = Vouch(
+    5, "0" * 64, (1, 7), "console:ig-desk.cli", 17, datetime(2026, 12, 8, 1, 2, 3, tzinfo=UTC)
+)
+
+
+def test_a_working_index_says_when_a_signed_verification_last_vouched_and_what_since() -> None:
+    """The command line's own chain always holds the last run's records, which no run vouches
+    for: said as what it is (when the newest vouching run was, how many records in which
+    chains are newer, checked in the index only), not as chains no verification vouches for."""
+    line = VerifySummary("index", 3, 40, 3, not_vouched=0, beyond_vouch=1,
+                         past_vouch={"console:ig-desk.cli": 2}, newest_vouch=_V).line()  # fmt: skip
+    assert line == (
+        "audit log intact (index): 40 records in 3 chains, 3 with a verified signed checkpoint. "
+        "Every chain in the index verifies; signed verifications vouch for 38 of its records, "
+        "the newest at 2026-12-08 01:02:03 UTC (console:ig-desk.cli seq 17); 2 records in 1 "
+        "chain (console:ig-desk.cli) are newer than what they vouch for, checked in the index "
+        "only: removed from the end of its chain, or with a whole chain, they would not show "
+        "yet: run 'accord audit verify --from-topic' (and --db) to check them against Kafka"
+    )
+    line = VerifySummary("index", 9, 40, 9, not_vouched=1, beyond_vouch=1,
+                         past_vouch={"worker:w1": 1}, newest_vouch=_V).line()  # fmt: skip
+    assert "; 1 record in 1 chain (worker:w1) is newer than what they vouch for" in line
+    assert "removed from the end of its chain, or with a whole chain, it would not" in line
+    assert line.endswith("to check it against Kafka")
+    # Many chains: counted, not listed.
+    past = {f"worker:w{n}": 2 for n in range(4)}
+    line = VerifySummary("index", 9, 40, 9, not_vouched=4, past_vouch=past,
+                         newest_vouch=_V).line()  # fmt: skip
+    assert "; 8 records in 4 chains are newer than what they vouch for" in line
+    assert "removed from the end of their chains" in line
+    # With no vouch held, as before: the chains no verification vouches for.
+    line = VerifySummary("index", 3, 40, 3, not_vouched=3, past_vouch=past).line()
+    assert "; 3 chains are not yet vouched for by a signed verification" in line
+
+
+def test_an_empty_index_is_never_said_to_miss_nothing() -> None:
+    """An index emptied of every row looks like a new one: nothing in it vouches for what it
+    should hold, so no 'nothing is missing'."""
+    line = VerifySummary("index", 0, 0, 0, not_vouched=0).line()
+    assert "nothing is missing" not in line
+    assert line == (
+        "audit log intact (index): 0 records in 0 chains, 0 with a verified signed checkpoint. "
+        "The index holds no chain, so nothing in it shows what it should hold: run 'accord "
+        "audit verify --from-topic' (and --db) to check it against Kafka"
+    )
 
 
 _SQLITE = pytest.mark.parametrize("audit_db_url", ["sqlite"], indirect=True)

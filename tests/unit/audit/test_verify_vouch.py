@@ -253,15 +253,21 @@ def test_a_verification_vouches_only_for_heads_no_earlier_one_vouches_for(
 ) -> None:  # fmt: skip
     """Nothing new since: later records name only the command line's own chain (its last
     record was indexed in between), so records stay small however many chains there are;
-    the deletion is still caught by the first's vouch. The summary says how many chains no
-    verification vouches for yet."""
+    the deletion is still caught by the first's vouch. The first run's summary says how many
+    chains no verification vouches for yet; each later one, when the newest vouching run
+    was and what is newer than the vouches (the last run's own record and checkpoint)."""
     at = len(two_chains)
-    for run, unvouched in enumerate((2, 1, 0)):
+    for run in range(3):
         code, out, _ = run_cli(["audit", "verify", "--db", audit_db_url])
         assert code == 0
-        chains = "1 chain is" if unvouched == 1 else f"{unvouched} chains are"
-        said = f"; {chains} not yet vouched for by a signed verification"
-        assert (said in out) == (unvouched > 0), out
+        said = "; 2 chains are not yet vouched for by a signed verification"
+        assert (said in out) == (run == 0), out
+        since = (
+            f"; signed verifications vouch for {30 + 2 * run} of its records, the newest at "
+            f"2026-11-22 08:00:00 UTC (console:test.cli seq {2 * (run - 1)}); 2 records in 1 chain "
+            "(console:test.cli) are newer than what they vouch for, checked in the index only"
+        )
+        assert (since in out) == (run > 0), out
         # Never said here: the command line's own chain always holds the last run's records,
         # past the newest head a verification vouches for, which a cut would not show.
         assert "nothing is missing" not in out, out
@@ -275,6 +281,30 @@ def test_a_verification_vouches_only_for_heads_no_earlier_one_vouches_for(
     code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
     assert (code, out) == (1, "")
     assert f"audit chain '{SECOND}' broken at seq 0: chain missing from the index" in err
+
+
+def test_the_newest_verification_cut_from_the_index_shows_as_an_older_run(
+    store: AuditStore, two_chains: list[AuditRecord], verifier: KeystoreAuditVerifier,
+    sink: SigningSink, audit_db_url: str, run_cli: Run,
+) -> None:  # fmt: skip
+    """The index alone cannot tell its newest records were cut (a backup restored looks the
+    same), so no run's own record is vouched for; but the newest vouching run it names is
+    signed: cut back, the index names an older run than the one its reader knows of."""
+    at = len(two_chains)
+    for run in range(2):  # each run's record indexed before the next run
+        assert run_cli(["audit", "verify", "--db", audit_db_url])[0] == 0
+        assert index_records(store, verifier, sink.records[2 * run :], start=at).breaks == []
+        at += 2
+    code, out, _ = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert "(console:test.cli seq 2); 2 records in 1 chain" in out, out
+    kept = sink.records[1]  # the first run's checkpoint; the second run's records go
+    _q(store, "DELETE FROM audit_records WHERE chain = ? AND seq > 1", (kept.chain,))
+    _q(store, "UPDATE chain_heads SET seq = 1, hash = ? WHERE chain = ?", (kept.hash, kept.chain))
+    _q(store, "UPDATE chain_checkpoints SET seq = 1, covers_seq = 0, body = ? WHERE chain = ?",
+       (kept.to_bytes().decode(), kept.chain))  # fmt: skip
+    code, out, err = run_cli(["audit", "verify", "--db", audit_db_url])
+    assert (code, err) == (0, ""), err
+    assert "(console:test.cli seq 0); 2 records in 1 chain (console:test.cli)" in out, out
 
 
 def test_the_summary_counts_chains_grown_past_their_newest_vouch(
@@ -292,9 +322,12 @@ def test_the_summary_counts_chains_grown_past_their_newest_vouch(
     _offer(tracker, x[3:], 0, p0)  # X grows to seq 5
     code, out, _ = run_cli(["audit", "verify", "--db", audit_db_url])
     assert code == 0
-    assert "; 2 chains are not yet vouched for by a signed verification" in out
-    # The CLI's own chain, and X past its vouch.
-    assert "(1 that no verification vouches for, 1 with records past the newest head" in out
+    # The CLI's own chain (its 2 records), and X past its vouch (seq 3..5).
+    assert (
+        "; 5 records in 2 chains (console:test.cli, worker:quiet) are newer than what they "
+        "vouch for, checked in the index only: removed from the end of their chains, or with "
+        "a whole chain, they would not show yet"
+    ) in out, out
 
 
 def test_a_vouch_the_index_has_not_read_past_does_not_spare_naming_the_head_again(
