@@ -167,6 +167,7 @@ class ReportReason(enum.StrEnum):
     OVERRIDE_REVIEW = "override_review"
     AUDIT_SAMPLE = "audit_sample"
     COMPLAINT = "complaint"
+    SECURITY_INCIDENT = "security_incident"
 
 
 _WHY = "Why you are looking (recorded in the audit log). Asked for at a terminal if left out."

@@ -33,6 +33,7 @@ class ReportPurpose(enum.StrEnum):
     OVERRIDE_REVIEW = "override_review"
     AUDIT_SAMPLE = "audit_sample"
     COMPLAINT = "complaint"
+    SECURITY_INCIDENT = "security_incident"  # e.g. what a stolen key's holder got accepted
 
 
 async def record_query(

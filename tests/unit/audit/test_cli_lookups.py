@@ -41,6 +41,18 @@ def test_the_report_records_the_child_of_each_override_it_shows(
     assert linker.from_nhs_number(PARENT_NHS) not in lookup["subject_keys"]
 
 
+def test_a_report_for_a_security_incident_records_that_reason(
+    indexed: list[AuditRecord], audit_db_url: str, run_cli: Run,
+    lookups: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    # As `audit quarantine --open --purpose security_incident`: after a stolen key, the
+    # report of what its holder got accepted is looked at for the incident.
+    code, _, err = run_cli([*REPORT, "--db", audit_db_url, "--reason", "security_incident",
+                            "--as", "ig.jo"])  # fmt: skip
+    assert (code, err) == (0, "")
+    assert [lk["detail"] for lk in lookups] == [{"purpose": "security_incident"}]
+
+
 def test_a_report_showing_no_child_records_no_subject(
     audit_home: Path, audit_db_url: str, run_cli: Run, lookups: list[dict[str, Any]],
 ) -> None:  # fmt: skip
@@ -128,7 +140,7 @@ def test_a_reason_not_among_the_choices_is_refused_and_asked_again_never_echoed(
         input="Ruby Holland\n0\n9\naudit_sample\n",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert result.stderr.count("Choose a number from 1 to 4.") == 3
+    assert result.stderr.count("Choose a number from 1 to 5.") == 3
     assert "Ruby" not in result.stderr
     assert [(lk["officer"], lk["detail"]["purpose"]) for lk in lookups] == [
         ("ig.jo", "audit_sample")
@@ -164,7 +176,7 @@ def test_review_override_asks_for_the_account_at_a_terminal(
         (SUBJECT, "missing --reason and --as: give --reason R --as NAME (R one of "
          "subject_access_request, "),
         (REPORT, "missing --reason and --as: give --reason R --as NAME (R one of oversight, "
-         "override_review, audit_sample, complaint)"),
+         "override_review, audit_sample, complaint, security_incident)"),
         (["audit", "review-override", "e2", "--recipient", "school-1", "--finding", "justified"],
          "missing --as: give --as NAME (your console account)"),
     ],
