@@ -4,13 +4,17 @@ Each module defines ``run() -> dict`` or ``run(ctx) -> dict``; modules that take
 ``ctx.admin``, how to reach one embedded Apache Kafka started for the whole run as its admin
 (secured as the embedded default is: TLS, SCRAM logins, ACLs), or ``ACCORD_KAFKA_BOOTSTRAP``
 with the ``ACCORD_KAFKA__*`` login. Results print as JSON and land in ``artifacts/bench.json`` with
-the machine's facts. Benchmarks report ratios against baselines measured in the same run; they
+the machine's facts (its load averages at the start and the end, and each module's at its own
+start). The file is written again after every module (``benchmarks._runner``); a module that
+fails is recorded there with its error, the run goes on with the next, and the exit status
+is 1 if any failed. Benchmarks report ratios against baselines measured in the same run; they
 never assert.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import json
@@ -26,7 +30,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from broker.config import KafkaSettings, load_settings  # noqa: E402  # after the path is set
+from benchmarks._runner import Report  # noqa: E402  # after the path is set
+from broker.config import KafkaSettings, load_settings  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -55,46 +60,62 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _modules() -> list[str]:
+    return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+
+
+def main(argv: list[str] | None = None, *, out: Path | None = None) -> int:
+    known = _modules()
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--only", action="append", help="run only bench_NAME (repeatable)")
+    parser.add_argument(
+        "--only", action="append", metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(known)}",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    names = sorted(p.stem for p in HERE.glob("bench_*.py"))
-    if args.only:
-        names = [n for n in names if n.removeprefix("bench_") in args.only or n in args.only]
-    results: dict[str, Any] = {"machine": _machine()}
+    wanted = [n.removeprefix("bench_") for n in args.only or []]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:  # a typo must not pass as a run of nothing
+        print(f"python -m benchmarks: no benchmark {unknown[0]!r}; there are: {', '.join(known)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    names = [n for n in known if not wanted or n in wanted]
+    out = out or HERE.parent / "artifacts" / "bench.json"
+    report = Report(out, _machine(), names)
     node = None
     admin = load_settings().kafka if os.environ.get("ACCORD_KAFKA_BOOTSTRAP") else None
     with tempfile.TemporaryDirectory() as tmp:
+
+        def call(name: str) -> dict[str, Any]:
+            nonlocal node, admin
+            run = importlib.import_module(f"benchmarks.bench_{name}").run
+            params = list(inspect.signature(run).parameters)
+            if not params or params[0] != "ctx":
+                return run()  # type: ignore[no-any-return]
+            if admin is None:  # the first module that needs the broker starts it
+                from broker.devkafka import EmbeddedKafka, free_port
+
+                cache = Path(os.environ.get("ACCORD_HOME") or Path.home() / ".cache" / "accord")
+                node = EmbeddedKafka(Path(tmp) / "kafka", home=cache, port=free_port(),
+                                     controller_port=free_port())  # fmt: skip
+                node.start()
+                admin = node.client_settings()
+            return run(Context(admin))  # type: ignore[no-any-return]
+
         try:
             for name in names:
-                module = importlib.import_module(f"benchmarks.{name}")
-                run = module.run
-                takes_ctx = (
-                    bool(inspect.signature(run).parameters)
-                    and next(iter(inspect.signature(run).parameters)) == "ctx"
-                )
-                if takes_ctx and admin is None:
-                    from broker.devkafka import EmbeddedKafka, free_port
-
-                    cache = Path(os.environ.get("ACCORD_HOME") or Path.home() / ".cache" / "accord")
-                    node = EmbeddedKafka(Path(tmp) / "kafka", home=cache, port=free_port(),
-                                         controller_port=free_port())  # fmt: skip
-                    node.start()
-                    admin = node.client_settings()
                 print(f"== {name}", flush=True)
-                started = time.perf_counter()
-                result = run(Context(admin)) if takes_ctx else run()  # type: ignore[arg-type]
-                result["seconds"] = round(time.perf_counter() - started, 1)
-                results[name.removeprefix("bench_")] = result
+                result = report.run(name, functools.partial(call, name))
                 print(json.dumps(result, indent=2), flush=True)
         finally:
             if node is not None:
                 node.stop()
-    out = HERE.parent / "artifacts" / "bench.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+            report.close()
     print(f"results written to {out}")
+    if report.failed:
+        print("benchmarks that failed (their errors are in the results):", file=sys.stderr)
+        for line in report.failures():
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0
 
 

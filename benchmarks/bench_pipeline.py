@@ -21,6 +21,10 @@ In one run, on one broker:
    what the transactional, audited design costs; the floor over the pipeline is Python's
    work per event.
 
+A phase that fails ends the run of phases without losing the earlier ones' figures: they are
+returned with ``failed_phase`` (the phase, the error's type, its first line), and
+``ingress_partitions`` says how many partitions the worker really had.
+
 Benchmarks report; they never assert. ``python benchmarks/bench_pipeline.py`` runs it alone
 (starting its own broker); ``make bench`` runs it with the others.
 """
@@ -36,24 +40,25 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+import traceback
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
+from aiokafka.errors import KafkaTimeoutError
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from benchmarks import _floor
+from benchmarks import _floor, _probe
+from benchmarks._runner import error_summary
 from broker._canonical import canonical_json
 from broker.config import KafkaSettings, Settings
 from broker.devkafka import EmbeddedKafka, free_port
 from broker.envelope import Sealer
 from broker.kafka import KafkaClients, TopicPartition, client_settings
 from broker.keys import SPECIAL_PRINCIPALS, FileKeyStore
-from broker.policy import load_bundle
+from broker.policy import Policy, load_bundle
 from broker.provision import provision
 from broker.sdk import Publisher, Subscriber, default_replay_file
 from broker.synthetic import SyntheticFamilies
@@ -76,23 +81,6 @@ def _events(n: int, seed: int) -> list[dict[str, Any]]:
         out.append(fam.event("police.domestic_incident", SENDER, subjects=[child, parent],
                              need_level=2 + i % 2))  # fmt: skip
     return out
-
-
-def _received(metrics_port: int) -> int:
-    """Events the worker has received and processed, from its own /metrics."""
-    try:
-        url = f"http://127.0.0.1:{metrics_port}/metrics"  # loopback: our own worker
-        with urllib.request.urlopen(url, timeout=2) as r:  # http URL built above
-            text = r.read().decode()
-    except OSError:
-        return 0
-    return int(
-        sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("accord_events_received_total{")
-        )
-    )
 
 
 async def _baseline(kafka: KafkaClients, source: str, n: int) -> float:
@@ -153,12 +141,6 @@ def _impact_run(env: dict[str, str], processes: int) -> float:
         return time.perf_counter() - start
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU the process has used (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _drain(
     workers: list[tuple[subprocess.Popen[bytes], int]], n: int, log: Path
 ) -> tuple[float, float]:
@@ -168,9 +150,9 @@ async def _drain(
     the CPU they cost, are left out of both)."""
     first: tuple[float, int, float] | None = None  # when, how many received, CPU so far
     while True:
-        done = sum(_received(port) for _, port in workers)
+        done = sum(_probe.received(port) for _, port in workers)
         if done and first is None:
-            first = (time.perf_counter(), done, sum(_cpu_seconds(w.pid) for w, _ in workers))
+            first = (time.perf_counter(), done, sum(_probe.cpu_seconds(w.pid) for w, _ in workers))
         if done >= n:
             break
         if any(w.poll() is not None for w, _ in workers):
@@ -181,7 +163,7 @@ async def _drain(
     counted = done - before
     if counted < n // 5:  # too few to time: say so rather than report noise
         raise RuntimeError(f"only {counted} of {n} events were drained after timing began")
-    cpu = sum(_cpu_seconds(w.pid) for w, _ in workers) - cpu0
+    cpu = sum(_probe.cpu_seconds(w.pid) for w, _ in workers) - cpu0
     return counted / (time.perf_counter() - at), cpu / counted
 
 
@@ -207,7 +189,7 @@ async def _two_workers(
         workers.append((_start_worker(env, log, port, instance=f"bench-{i}"), port))
     try:
         for _ in range(240):
-            if all(_assigned(port) for _, port in workers):
+            if all(_probe.assigned(port) for _, port in workers):
                 break
             await asyncio.sleep(0.25)
         # Timed from the first event either worker receives, while the rest are published
@@ -222,7 +204,7 @@ async def _two_workers(
         finally:
             await producer.stop()
         rate, cpu = await draining
-        rss = [_peak_rss_mib(w.pid) for w, _ in workers]
+        rss = [_probe.peak_rss_mib(w.pid) for w, _ in workers]
     finally:
         for w, _ in workers:
             w.send_signal(signal.SIGTERM)
@@ -235,78 +217,10 @@ async def _two_workers(
     }
 
 
-# The worker's view of the latency phase, from its own histograms (docs/operations.md).
-_SPLIT = {
-    "worker_wait": "accord_pipeline_wait_seconds",
-    "worker_latency": "accord_pipeline_latency_seconds",
-    "worker_transaction": "accord_transaction_seconds",
-}
-
-
-def _histograms(metrics_port: int) -> dict[str, dict[float, float]]:
-    """Each of ``_SPLIT``'s histograms as cumulative counts by upper bound, now."""
-    url = f"http://127.0.0.1:{metrics_port}/metrics"  # loopback: our own worker
-    with urllib.request.urlopen(url, timeout=5) as r:  # http URL built above
-        text = r.read().decode()
-    out: dict[str, dict[float, float]] = {name: {} for name in _SPLIT.values()}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            name = sample.name.removesuffix("_bucket")
-            if sample.name.endswith("_bucket") and name in out:
-                out[name][float(sample.labels["le"])] = sample.value
-    return out
-
-
-def _quantile(q: float, buckets: dict[float, float]) -> float | None:
-    """``histogram_quantile`` as Prometheus computes it: linear within the bucket."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] == 0:
-        return None
-    rank = q * buckets[bounds[-1]]
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        if buckets[bound] >= rank:
-            if bound == float("inf"):
-                return lower  # beyond the last finite bound: that bound, as Prometheus says
-            share = (rank - below) / (buckets[bound] - below) if buckets[bound] > below else 0
-            return lower + (bound - lower) * share
-        lower, below = bound, buckets[bound]
-    return lower
-
-
-def _split(
-    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
-) -> dict[str, float | None]:
-    """p50 and p99, in ms, of what the worker observed between the two readings."""
-    out: dict[str, float | None] = {}
-    for key, name in _SPLIT.items():
-        delta = {le: n - before[name].get(le, 0.0) for le, n in after[name].items()}
-        for q in (0.5, 0.99):
-            v = _quantile(q, delta)
-            out[f"{key}_p{round(q * 100)}_ms"] = None if v is None else round(v * 1000, 1)
-    return out
-
-
-def _assigned(metrics_port: int) -> bool:
-    """Whether the worker holds input partitions (its /readyz says ready)."""
-    try:
-        url = f"http://127.0.0.1:{metrics_port}/readyz"  # loopback: our own worker
-        with urllib.request.urlopen(url, timeout=2) as r:  # http URL built above
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def _measure(
-    admin: KafkaSettings, home: Path, n: int, rate: float, seconds: float
-) -> dict[str, Any]:
+async def _prepare(
+    admin: KafkaSettings, home: Path, out: dict[str, Any]
+) -> tuple[Policy, FileKeyStore, KafkaSettings, KafkaClients, Settings]:
+    """Every party's keys, and the bundle provisioned as a deployment would be."""
     policy = load_bundle(POLICIES)
     keys = FileKeyStore(home / "keys", create=True)
     for party in policy.bundle.parties:
@@ -316,15 +230,23 @@ async def _measure(
     keys.set_linkage_key()
     # As a deployment: the admin provisions, then each part logs in as itself.
     assert admin.credentials_dir is not None
-    # Four partitions a topic: two workers get two of the sender's each.
+    # Four partitions a topic: two workers get two of the sender's each. A topic that exists
+    # already keeps its count (``make bench``'s bench_flags provisions the same bundle first,
+    # with the default): the count the worker really has is reported.
     admin = admin.model_copy(update={"partitions": PARTITIONS})
     provision(policy, admin, clients_dir=admin.credentials_dir)
     kafka = KafkaClients(admin)  # the raw baseline and the loading run as the admin
+    out["ingress_partitions"] = len(await _partitions(kafka, ingress(SENDER)))
     settings = Settings(
         home=home, kafka=admin.model_copy(update={"username": None, "password": None})
     )
+    return policy, keys, admin, kafka, settings
 
-    # Pre-load N sealed events (the same bytes both the baseline and the worker read).
+
+async def _preload(
+    kafka: KafkaClients, keys: FileKeyStore, n: int
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """N sealed events in ingress: the same bytes both the baseline and the worker read."""
     sealer = Sealer(SENDER, keys)
     producer = kafka.producer("bench-load")
     await producer.start()
@@ -337,7 +259,40 @@ async def _measure(
         payloads.append(s.value)
     await producer.flush()
     await producer.stop()
+    return events, payloads
+
+
+async def _measure(
+    admin: KafkaSettings, home: Path, n: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Every phase in turn, each one's figures kept as soon as it has them. A phase that fails
+    ends the run here, its error recorded as ``failed_phase`` beside the figures the earlier
+    phases measured: the later phases rely on what the earlier ones left in the topics (the
+    floor drains exactly the records they wrote), so they would time the wrong thing or wait."""
+    out: dict[str, Any] = {"events": n}
+    phase = ["setup"]
+    try:
+        await _phases(admin, home, n, rate, seconds, out, phase)
+    except Exception as exc:  # noqa: BLE001  # the figures measured so far are still reported
+        traceback.print_exc(file=sys.stderr)
+        out["failed_phase"] = {"phase": phase[0], **error_summary(exc)}
+    return out
+
+
+async def _phases(
+    admin: KafkaSettings,
+    home: Path,
+    n: int,
+    rate: float,
+    seconds: float,
+    out: dict[str, Any],
+    phase: list[str],
+) -> None:
+    policy, keys, admin, kafka, settings = await _prepare(admin, home, out)
+    events, payloads = await _preload(kafka, keys, n)
+    phase[0] = "baseline"
     raw_rate = await _baseline(kafka, ingress(SENDER), n)
+    out["raw_aiokafka_passthrough_per_s"] = round(raw_rate)
 
     env = {**os.environ, "ACCORD_HOME": str(home), "ACCORD_KAFKA_BOOTSTRAP": admin.bootstrap,
            "ACCORD_KAFKA__CREDENTIALS_DIR": str(admin.credentials_dir),
@@ -347,59 +302,62 @@ async def _measure(
            "ACCORD_KEYSTORE__PROTECTION": "none"}  # fmt: skip
     log = home / "worker.log"
     metrics_port = free_port()
+    phase[0] = "throughput"
     worker = _start_worker(env, log, metrics_port)
+    offered = [0.0]
     try:
         pipeline_rate, cpu_per_event = await _drain([(worker, metrics_port)], n, log)
+        out["pipeline_events_per_s"] = round(pipeline_rate)
+        out["ratio_pipeline_to_raw"] = round(pipeline_rate / raw_rate, 4)
+        out["worker_cpu_ms_per_event"] = round(cpu_per_event * 1000, 3)
 
-        offered = [0.0]
-        before = _histograms(metrics_port)
+        phase[0] = "latency"
+        before = _probe.histograms(metrics_port)
         latencies = await _latency(settings, keys, rate, seconds, offered)
-        split = _split(before, _histograms(metrics_port))
-        rss = _peak_rss_mib(worker.pid)
+        split = _probe.split(before, _probe.histograms(metrics_port))
+        lat = sorted(latencies)
+        out.update({
+            "offered_load_per_s": rate,
+            "achieved_offered_load_per_s": round(offered[0], 1),
+            "latency_samples": len(lat),
+            "latency_p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
+            "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None,
+            **split,
+        })  # fmt: skip
     finally:
+        if worker.poll() is None:  # its peak so far, even if a phase failed
+            out["worker_peak_rss_mib"] = round(_probe.peak_rss_mib(worker.pid), 1)
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
     # `accord policy impact` over the same ingress (the drained events and the latency run's),
     # each re-decided under two bundles: its rate, in events/s, against the worker's.
+    phase[0] = "policy_impact"
     in_ingress = n + int(offered[0] * seconds)
     impact = {f"policy_impact_{k}_process_events_per_s": round(in_ingress / _impact_run(env, k))
               for k in (1, 2)}  # fmt: skip
+    out.update(impact)
+    out["ratio_policy_impact_to_pipeline"] = round(
+        impact["policy_impact_1_process_events_per_s"] / pipeline_rate, 4
+    )
+    phase[0] = "two_workers"
     group = await _two_workers(kafka, keys, env, home, n)
+    out.update(group)
+    out["ratio_two_workers_to_one"] = round(group["two_workers_events_per_s"] / pipeline_rate, 4)
+    out["ratio_cpu_per_event_two_workers_to_one"] = round(
+        group["two_workers_cpu_ms_per_event"] / (cpu_per_event * 1000), 4
+    )
     # Last, on the same broker: the loop alone, with every event's outputs precomputed.
+    phase[0] = "kafka_floor"
     floor = await _floor.measure(
         kafka, _floor.templates(policy, keys, SENDER, events[:300]), source=ingress(SENDER),
         backlog=2 * n + int(rate * seconds), n=n, payloads=payloads[:500], rate=rate,
         seconds=seconds,
     )  # fmt: skip
-    lat = sorted(latencies)
-    return {
-        "events": n,
-        "raw_aiokafka_passthrough_per_s": round(raw_rate),
-        "pipeline_events_per_s": round(pipeline_rate),
-        "ratio_pipeline_to_raw": round(pipeline_rate / raw_rate, 4),
-        "offered_load_per_s": rate,
-        "achieved_offered_load_per_s": round(offered[0], 1),
-        "latency_samples": len(lat),
-        "latency_p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
-        "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1) if lat else None,
-        **split,
-        "worker_peak_rss_mib": round(rss, 1),
-        "worker_cpu_ms_per_event": round(cpu_per_event * 1000, 3),
-        **group,
-        "ratio_two_workers_to_one": round(group["two_workers_events_per_s"] / pipeline_rate, 4),
-        "ratio_cpu_per_event_two_workers_to_one": round(
-            group["two_workers_cpu_ms_per_event"] / (cpu_per_event * 1000), 4
-        ),
-        **floor,
-        **impact,
-        "ratio_policy_impact_to_pipeline": round(
-            impact["policy_impact_1_process_events_per_s"] / pipeline_rate, 4
-        ),
-        "ratio_kafka_floor_to_raw": round(floor["kafka_floor_events_per_s"] / raw_rate, 4),
-        "ratio_pipeline_to_kafka_floor": round(
-            pipeline_rate / floor["kafka_floor_events_per_s"], 4
-        ),
-    }
+    out.update(floor)
+    out["ratio_kafka_floor_to_raw"] = round(floor["kafka_floor_events_per_s"] / raw_rate, 4)
+    out["ratio_pipeline_to_kafka_floor"] = round(
+        pipeline_rate / floor["kafka_floor_events_per_s"], 4
+    )
 
 
 async def _latency(
@@ -460,17 +418,57 @@ async def _latency(
     return latencies
 
 
-async def _start_at_end(kafka: KafkaClients, topic: str, group: str) -> None:
-    """Commit ``group``'s offsets at ``topic``'s end now (provisioned with PARTITIONS)."""
-    consumer = kafka.consumer(client_id="bench-latency-start", group=group)
-    await consumer.start()
+# A topic made moments ago on a busy machine can lag: until every partition has a leader in
+# the metadata a client holds, asking for its offsets fails (aiokafka's StaleMetadata, retried
+# within the request timeout, then KafkaTimeoutError). Both waits are bounded.
+_LEADER_CHECKS = 10
+_LEADER_CHECK_S = 1.0
+_END_ATTEMPTS = 3
+
+
+async def _partitions(kafka: KafkaClients, topic: str) -> list[int]:
+    """``topic``'s partitions, from fresh metadata, once each of them has a leader."""
+    admin = kafka.admin("bench-describe")
+    await admin.start()
     try:
-        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
-        await consumer.commit({tp: int(o) for tp, o in ends.items()})
+        for _ in range(_LEADER_CHECKS):
+            described = await admin.describe_topics([topic])
+            parts = described[0]["partitions"] if described else []
+            if parts and all(p["leader"] >= 0 for p in parts):
+                return sorted(p["partition"] for p in parts)
+            await asyncio.sleep(_LEADER_CHECK_S)
     finally:
-        await consumer.stop()
+        await admin.close()
+    raise RuntimeError(
+        f"{topic} has no leader for every partition after {_LEADER_CHECKS} metadata checks"
+    )
+
+
+async def _start_at_end(kafka: KafkaClients, topic: str, group: str) -> None:
+    """Commit ``group``'s offsets at ``topic``'s end now.
+
+    For every partition the topic has: a topic made before this run (``make bench``'s
+    bench_flags provisions the same bundle with the default count) keeps its own count, and
+    asking for a partition it lacks fails as stale metadata would. A timeout asking for the
+    ends is tried again with a new consumer, so fresh metadata, up to ``_END_ATTEMPTS`` times.
+    """
+    for attempt in range(1, _END_ATTEMPTS + 1):
+        parts = [TopicPartition(topic, p) for p in await _partitions(kafka, topic)]
+        consumer = kafka.consumer(client_id="bench-latency-start", group=group)
+        await consumer.start()
+        try:
+            consumer.assign(parts)
+            ends = await consumer.end_offsets(parts)
+        except KafkaTimeoutError as exc:
+            if attempt == _END_ATTEMPTS:
+                raise
+            print(f"bench_pipeline: {topic}'s end offsets, attempt {attempt}: {exc}; "
+                  "asking again with fresh metadata", file=sys.stderr, flush=True)  # fmt: skip
+        else:
+            await consumer.commit({tp: int(o) for tp, o in ends.items()})
+            return
+        finally:
+            await consumer.stop()
 
 
 def run(
