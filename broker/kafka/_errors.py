@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,30 +137,43 @@ async def _translating(
 
 
 @contextlib.asynccontextmanager
-async def connecting(kafka: str | KafkaClients, *, doing: str | None = None) -> AsyncIterator[None]:
+async def connecting(
+    kafka: str | KafkaClients, *, doing: str | None = None
+) -> AsyncIterator[Callable[[], None]]:
     """:func:`translated` for a client's first connection, with a warning
     (``kafka_not_answering``) once Kafka has not answered for a few seconds.
 
     Given the clients rather than only their bootstrap address, a refusal names the
     principal, and a certificate that does not verify the CA file (never the password).
     ``doing``: what the connection is for, said before it (a send that starts a producer).
+
+    A block that connects many clients one after another (a worker's task producers after a
+    rebalance) calls what it is given (``as answered``) each time one has connected: Kafka
+    answered, so the warning waits its few seconds from then. Else the block's length, not
+    Kafka's silence, would set it off.
     """
     if isinstance(kafka, str):
         bootstrap, principal, ca = kafka, None, None
     else:
         bootstrap, principal, ca = kafka.bootstrap, kafka.principal, kafka.settings.ca_file
-    handle = asyncio.get_running_loop().call_later(
-        NOT_ANSWERING_AFTER_S,
-        lambda: log.warning(
-            "kafka_not_answering", bootstrap=bootstrap, waited_s=NOT_ANSWERING_AFTER_S
-        ),
-    )
+    loop = asyncio.get_running_loop()
+
+    def warn() -> None:
+        log.warning("kafka_not_answering", bootstrap=bootstrap, waited_s=NOT_ANSWERING_AFTER_S)
+
+    handle = loop.call_later(NOT_ANSWERING_AFTER_S, warn)
+
+    def answered() -> None:
+        nonlocal handle
+        handle.cancel()
+        handle = loop.call_later(NOT_ANSWERING_AFTER_S, warn)
+
     what = f"connecting to Kafka at {bootstrap}"
     if doing is not None:
         what = f"{doing}: {what}"
     try:
         async with _translating(what, principal, ca, ca_known=True, connecting=True):
-            yield
+            yield answered
     finally:
         handle.cancel()
 

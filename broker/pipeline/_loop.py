@@ -210,8 +210,10 @@ class TransactionalLoop:
         began = time.monotonic()
         producers = {tp: self._producer(TaskId(tp.topic, tp.partition)) for tp in new}
         try:
-            async with connecting(self.kafka):
-                await start_all(producers.values())
+            # Dozens of producers (every partition, after a rebalance) take seconds to start
+            # while Kafka answers each: only a pause with no start ending is Kafka's silence.
+            async with connecting(self.kafka) as answered:
+                await start_all(producers.values(), started=answered)
             # Fenced: nothing more can commit for these partitions but through us.
             await self.handover.caught_up()
             for tp in new:

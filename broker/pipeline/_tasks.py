@@ -191,8 +191,14 @@ SendAll = Callable[[Producer, list[OutRecord]], Awaitable[None]]
 STARTS_AT_ONCE = 12
 
 
-async def start_all(producers: Iterable[Producer], *, at_once: int = STARTS_AT_ONCE) -> None:
-    """Start ``producers``, ``at_once`` at a time (each start fences its id's earlier owner).
+async def start_all(
+    producers: Iterable[Producer],
+    *,
+    at_once: int = STARTS_AT_ONCE,
+    started: Callable[[], None] | None = None,
+) -> None:
+    """Start ``producers``, ``at_once`` at a time (each start fences its id's earlier owner);
+    ``started`` is called as each one has started (Kafka answered: ``connecting``).
 
     If a start fails, or this is cancelled, the starts under way are cancelled and waited for
     before the error goes on: none is left running. Stopping the producers, started or not,
@@ -203,6 +209,8 @@ async def start_all(producers: Iterable[Producer], *, at_once: int = STARTS_AT_O
     async def start(producer: Producer) -> None:
         async with gate:
             await producer.start()
+        if started is not None:
+            started()
 
     starts = [asyncio.create_task(start(p), name="accord-producer-start") for p in producers]
     try:
