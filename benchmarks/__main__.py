@@ -60,6 +60,17 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def shared_admin(admin: KafkaSettings) -> KafkaSettings:
+    """The embedded broker's admin settings for every module: one partition count for all.
+
+    Modules share the broker and its topic names, and a topic keeps the count it was made
+    with: ``bench_flags`` (which runs first) made the delivery and ingress topics with the
+    default 3, so ``bench_pipeline``'s two workers, planned on 4 (two each), got 2 and 1."""
+    from benchmarks.bench_pipeline import PARTITIONS
+
+    return admin.model_copy(update={"partitions": PARTITIONS})
+
+
 def _modules() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
 
@@ -98,7 +109,7 @@ def main(argv: list[str] | None = None, *, out: Path | None = None) -> int:
                 node = EmbeddedKafka(Path(tmp) / "kafka", home=cache, port=free_port(),
                                      controller_port=free_port())  # fmt: skip
                 node.start()
-                admin = node.client_settings()
+                admin = shared_admin(node.client_settings())
             return run(Context(admin))  # type: ignore[no-any-return]
 
         try:

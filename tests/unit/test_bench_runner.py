@@ -127,3 +127,14 @@ def test_only_names_every_module_and_refuses_an_unknown_one(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "no benchmark 'flag'" in err
+
+
+def test_every_module_makes_its_topics_with_the_pipelines_partition_count() -> None:
+    """``bench_flags`` runs first on the shared broker and makes topics ``bench_pipeline``
+    reads; a topic keeps its first count, so both must ask for the same one."""
+    from benchmarks.bench_pipeline import PARTITIONS
+    from broker.config import KafkaSettings
+
+    default = KafkaSettings(bootstrap="127.0.0.1:9092")
+    assert default.partitions != PARTITIONS  # else this test shows nothing
+    assert bench_main.shared_admin(default).partitions == PARTITIONS
