@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from broker.audit import GENESIS, ChainWriter
 from broker.config import OpsEndpoint, Settings
-from broker.errors import BundleInvalid, ConfigError, KeyStoreError
+from broker.errors import BundleInvalid, ConfigError, KeyStoreError, TransportError
 from broker.kafka import (
     KafkaClients,
     missing_topics,
@@ -40,7 +40,7 @@ from broker.pipeline._throttle import SenderBudget
 from broker.policy import Policy, load_bundle
 from broker.principals import Principal
 from broker.provision import desired_access
-from broker.topics import DESK_PREFIX
+from broker.topics import DESK_PREFIX, party_of_ingress
 
 log = structlog.get_logger("accord.worker")
 
@@ -64,8 +64,8 @@ class WorkerOptions:
     sender_burst: int = 10_000
 
 
-async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
-    """Refuse to start unless every topic the bundle needs exists.
+async def absent_topics(kafka: KafkaClients, policy: Policy) -> list[str]:
+    """The topics ``policy`` needs that this worker cannot see: not made yet, or not its own.
 
     The worker never makes topics: only the admin may create topics (and ACLs say so), with
     ``accord kafka provision``, which a new agency's onboarding runs anyway.
@@ -76,10 +76,35 @@ async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
         # A recipient's desk topics are its own: the worker neither uses nor sees them.
         if not t.name.startswith(DESK_PREFIX)
     ]
-    if missing := await missing_topics(kafka, needed, client_id="accord-worker-check"):
+    return await missing_topics(kafka, needed, client_id="accord-worker-check")
+
+
+async def check_topics(kafka: KafkaClients, policy: Policy) -> None:
+    """Refuse to start unless every topic the bundle needs exists (:func:`absent_topics`)."""
+    if missing := await absent_topics(kafka, policy):
         raise ConfigError(
             f"{len(missing)} topic(s) the bundle needs do not exist or are not this worker's "
             f"(first: {missing[0]}); run 'accord kafka provision --policies DIR' as the admin"
+        )
+
+
+async def warn_absent_topics(kafka: KafkaClients, policy: Policy) -> None:
+    """After a reload: what :func:`check_topics` would refuse at the next start, as one
+    warning. The reload stands (the worker subscribes by pattern and reads a topic as soon
+    as it is made); only a restart before then would stop the worker."""
+    try:
+        missing = await absent_topics(kafka, policy)
+    except TransportError as exc:
+        log.warning("policy_reload_topics_unchecked", version=policy.version, error=str(exc))
+        return
+    if missing:
+        log.warning(
+            "policy_reload_topics_missing",
+            version=policy.version,
+            topics=missing,
+            parties=sorted({p for t in missing if (p := party_of_ingress(t)) is not None}),
+            action="run 'accord kafka provision --policies DIR' as the admin; until then "
+            "no event on these topics is read, and a restart would refuse to start",
         )
 
 
@@ -120,6 +145,7 @@ class Worker:
         self.contact = KafkaContact(settings.worker.stale_after_seconds)
         self.metrics.kafka_answered.set_function(lambda: KafkaContact.last(self._fetching()))
         self._prepared: tuple[Policy, FileKeyStore, bytes] | None = None
+        self._reload_check: asyncio.Task[None] | None = None  # held: a task not held may vanish
 
     def prepare(self) -> tuple[Policy, FileKeyStore, bytes]:
         """Read the bundle, the worker's keystore and its Kafka login, or refuse with one
@@ -180,6 +206,8 @@ class Worker:
             finally:
                 watch.cancel()
         finally:
+            if self._reload_check is not None:
+                self._reload_check.cancel()
             await loop.stop()
             await tail.stop()
             log.info("worker_stopped", instance=opts.instance)
@@ -259,6 +287,14 @@ class Worker:
             return processor.policy_loaded(policy, source=str(path))
 
         self.loop.pending_policy = reload
+        # In the background: the signal handler must not wait on Kafka. A new sender's
+        # ingress topic made after the reload is read without one (the subscription is a
+        # pattern), so this warns and changes nothing.
+        if self._reload_check is not None:
+            self._reload_check.cancel()
+        self._reload_check = asyncio.get_running_loop().create_task(
+            warn_absent_topics(self.kafka, policy), name="accord-reload-topics"
+        )
 
 
 async def serve(
