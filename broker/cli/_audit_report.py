@@ -74,6 +74,8 @@ def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = (), *,
                 for n in rep.encompass_late
             ],
         },
+        # Counts, versions and who ran each: a run names no child (``_impacts``).
+        "policy_impacts": [r.as_dict() for r in rep.impacts],
         "withdrawal_notices": [
             {"at": iso(n.at), "withdrawal_id": n.withdrawal_id, "recipient": n.recipient,
              "event_ids": list(n.event_ids), "purposes": list(n.purposes),
@@ -150,7 +152,7 @@ def report_text(rep: GovernanceReport, *, copy: bool = False) -> str:
                 ],
             )
         ]
-    out += ["", "Deliveries and openings by recipient"]
+    out += ["", *_impacts_text(rep), "", "Deliveries and openings by recipient"]
     out += [
         table(
             ("recipient", "delivered", "never opened"),
@@ -175,6 +177,28 @@ def _decisions_note(rep: GovernanceReport) -> str:
             f" so the counts add up to {listed:,}."
         )
     return note
+
+
+def _impacts_text(rep: GovernanceReport) -> list[str]:
+    """Who compared which proposed bundle with the one in force, and what it counted; the
+    versions cut as ``accord policy impact`` prints them (the JSON has them whole)."""
+    out = [f"Policy impact runs (accord policy impact): {len(rep.impacts)}"]
+    if not rep.impacts:
+        return [*out, "(none)"]
+    rows = [
+        (r.at.isoformat(), r.by, f"{r.current_version[:19]} -> {r.new_version[:19]}",
+         r.events, r.decisions,
+         "nothing compared" if r.nothing_compared else r.changed,
+         r.stops, r.starts, r.consent_records_changed)
+        for r in rep.impacts
+    ]  # fmt: skip
+    heads = ("run at", "by", "in force -> proposed", "events", "decisions", "changed",
+             "stop", "start", "consent records")  # fmt: skip
+    out += [table(heads, rows)]
+    if reopening := sum(r.reopening for r in rep.impacts):
+        out += [f"Of the consent records, {reopening} withdrawal(s) or refusal(s) on file would "
+                "stop counting: sharing they stopped would resume"]  # fmt: skip
+    return out
 
 
 def _withdrawals_text(rep: GovernanceReport) -> list[str]:

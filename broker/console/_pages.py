@@ -32,6 +32,7 @@ from broker.governance import (
     disclosure_log,
     expiring_agreements,
     governance_report,
+    policy_impact_runs,
     record_query,
     subject_search,
     verification_state,
@@ -293,6 +294,8 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             refused=refusals(rows),
             expiring=expiring,
             today=today,
+            # Who compared which proposed bundle with the one in force: counts, no child.
+            impacts=policy_impact_runs(deps.store, Window()),
         )
 
     @app.get("/chains", response_class=HTMLResponse)

@@ -9,7 +9,8 @@ read of the topic itself);
 :func:`governance_report` answer subject access requests and oversight questions
 (:func:`subject_search` finds the keys a child is filed under, by NHS number or by name);
 :func:`late_encompass_notices` lists Operation Encompass notices a school read late or not at
-all; :func:`review_override` records a safeguarding override's review, and :func:`record_query` an
+all; :func:`policy_impact_runs` lists runs of ``accord policy impact``;
+:func:`review_override` records a safeguarding override's review, and :func:`record_query` an
 officer's look-up, in the log itself, through a :class:`ChainAppender`, the one writer of a
 console's own chain.
 
@@ -26,6 +27,7 @@ from broker.governance._encompass import (
     late_encompass_notices,
     overdue_encompass_notices,
 )
+from broker.governance._impacts import PolicyImpactRun, policy_impact_runs
 from broker.governance._index import Indexer, IndexSummary
 from broker.governance._index_url import (
     describe_url,
@@ -91,6 +93,7 @@ __all__ = [
     "Indexer",
     "LegendLine",
     "LookupPurpose",
+    "PolicyImpactRun",
     "ReportPurpose",
     "ReviewFinding",
     "ReviewStatus",
@@ -118,6 +121,7 @@ __all__ = [
     "overdue_encompass_notices",
     "override_entry",
     "pending_overrides",
+    "policy_impact_runs",
     "read_topic",
     "reason_legend",
     "record_query",

@@ -20,6 +20,7 @@ from broker.governance._encompass import (
     unsent_encompass_notices,
 )
 from broker.governance._grounds import Ground, decision_grounds, str_or_none, str_tuple
+from broker.governance._impacts import PolicyImpactRun, policy_impact_runs
 from broker.governance._review import ReviewStatus
 from broker.governance._sent import consent_words, field_sent_as, transforms_of
 from broker.governance._store import AuditStore, Window
@@ -173,6 +174,9 @@ class GovernanceReport:
     # Decisions made in the window, each once: ``decisions`` counts one made under several
     # agreements under each, so its counts can add up to more.
     decisions_total: int = 0
+    # Runs of ``accord policy impact`` in the window, newest first: who compared which
+    # proposed bundle with the one in force, and what it would change, in counts.
+    impacts: tuple[PolicyImpactRun, ...] = ()
 
     @property
     def undelivered_notices(self) -> tuple[WithdrawalNoticeLine, ...]:
@@ -250,8 +254,8 @@ def governance_report(
 ) -> GovernanceReport:
     """Shares and non-shares, the override backlog, quarantine, expiries, unopened
     deliveries, Encompass notices late at ``now`` on the ``schools`` calendar or never sent
-    (the school had no key), and consent withdrawal notices (those undelivered needing an
-    officer to act)."""
+    (the school had no key), consent withdrawal notices (those undelivered needing an
+    officer to act), and runs of ``accord policy impact``."""
     decisions = sorted(
         (DecisionCount(*row) for row in store.decision_counts(window)),
         key=lambda c: (c.agreement_id or "", c.recipient, c.outcome, c.reason or ""),
@@ -278,4 +282,5 @@ def governance_report(
         reviewed=tuple(reviewed_overrides(store, window)),
         withdrawals=tuple(withdrawal_notices(store, window)),
         decisions_total=sum(n for _, _, n in store.decisions_per_day(window)),
+        impacts=tuple(policy_impact_runs(store, window)),
     )

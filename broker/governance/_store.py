@@ -409,6 +409,11 @@ class AuditStore(Protocol):
         """``consent_withdrawn_notice`` records logged in the window, oldest first."""
         ...
 
+    def policy_impacts(self, window: Window) -> list[AuditRecord]:
+        """``policy_impact`` records (runs of ``accord policy impact``) logged in the window,
+        newest first."""
+        ...
+
     def encompass_notices(self, window: Window, *, unacknowledged: bool = False) -> list[NoticeRow]:
         """Encompass notices decided in the window (only those never acknowledged, with
         ``unacknowledged``), oldest first."""

@@ -119,6 +119,7 @@ SURFACES = {
         "TopicMessage", "SubjectSearch",
         "VerifySummary", "Window", "check_review", "disclosure_log", "expiring_agreements",
         "governance_report", "newest_checkpoints", "open_store", "pending_overrides",
+        "PolicyImpactRun", "policy_impact_runs",
         "read_topic", "record_query", "reference_acceptable", "review_override",
         "EncompassNotice", "late_by_school",
         "late_encompass_notices", "overdue_encompass_notices",
