@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from broker.cli import main
+from broker.policy._scenario import collect_files, load_scenarios
 
 REPO = Path(__file__).resolve().parents[3]
 DOC = REPO / "docs" / "policy-language.md"
@@ -97,3 +98,11 @@ def test_section_8s_header_line_is_explain_s_shortened_to_fit_and_json_keeps_the
     (documented,) = re.findall(r"^Decisions at .*$", DOC.read_text(), re.MULTILINE)
     digits = re.compile(r"sha256:[0-9a-f]{12}…")
     assert digits.sub("sha256:…", documented) == digits.sub("sha256:…", header)
+
+
+def test_section_9s_scenario_run_counts_the_projects_scenarios() -> None:
+    """Its example output said 75 passed when the project's bundle held 77 scenarios: the
+    count under `accord policy test policies/scenarios` is the scenarios found there."""
+    (passed,) = re.findall(r"^(\d+) passed, 0 failed$", DOC.read_text(), re.MULTILINE)
+    files = collect_files([REPO / "policies" / "scenarios"])
+    assert int(passed) == sum(len(load_scenarios(f)) for f in files)
