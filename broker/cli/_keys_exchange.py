@@ -218,7 +218,7 @@ def _sign(
     no_party_check: bool = False,
     dry_run: bool = False,
 ) -> None:
-    from broker.keys import sign_directory
+    from broker.keys import last_signed_serial, sign_directory
 
     if out is None and not dry_run:
         raise UsageError("--out: name where the signed directory goes (or give --dry-run)")
@@ -227,6 +227,7 @@ def _sign(
     if missing:
         raise UsageError(f"no such file: {missing[0]}")
     parties = _bundle_parties(entries, no_party_check)
+    since = last_signed_serial(store)  # what the change list is against (read before signing)
     changes: list[KeyChange] = []
     taken: list[str] = []
     document = sign_directory(
@@ -242,7 +243,7 @@ def _sign(
     if dry_run:
         # Before anything is signed, for the officer to compare with the ids read out.
         typer.echo(f"dry run: nothing signed or written; signing would, from {store.path}:")
-        _print_changes(changes)
+        _print_changes(changes, since)
         _warn_unsigned(taken, would=True)  # the warning most needed before signing
         return
     assert out is not None  # noqa: S101  # checked before anything was read
@@ -252,16 +253,28 @@ def _sign(
     typer.echo(
         f"signed directory written to {out}: {len(store.keys())} keys, from keystore {store.path}"
     )
-    _print_changes(changes)
+    _print_changes(changes, since)
     typer.echo(f"signed by governance key {signer}: give parties this id out of band")
 
 
-def _print_changes(changes: list[KeyChange]) -> None:
-    """What the officer vouches for to everyone: each key added, or listed otherwise."""
+def _print_changes(changes: list[KeyChange], since: int | None) -> None:
+    """What the officer vouches for to everyone: each key added, revoked, retired or listed
+    otherwise than in the last directory signed here (serial ``since``; None: none is on
+    record, so only what the entries change in the master copy is known)."""
     for change in changes:
         typer.echo(f"  {change.describe()}")
-    if not changes:
-        typer.echo("  no key added or changed since the master copy")
+    if changes:
+        return
+    if since is not None:
+        typer.echo(f"  no key added, revoked or changed since directory {since}")
+    else:
+        # A revoke or retire made in this keystore since the last directory is in the master
+        # copy already: "no change" would hide it.
+        typer.echo(
+            "  no key added or changed by these entries; this keystore keeps no record of "
+            "what the last directory it signed listed, so keys revoked or retired here "
+            "since are not shown: read 'accord keys list' (the next signing lists them)"
+        )
 
 
 def _import(file: Path, directory: Path | None, trust: str | None) -> None:

@@ -37,7 +37,7 @@ from broker.keys._entries import (
     parse_entries,
 )
 from broker.keys._files import locked, read_json, write_private
-from broker.keys._merge import KeyChange, check_parties, merge_entries
+from broker.keys._merge import KeyChange, changes_since, check_parties, listing, merge_entries
 from broker.keys._protocol import ALL_PURPOSES, SPECIAL_PRINCIPALS
 from broker.keys._secrets import refuse_interrupted
 from broker.keys._store import FileKeyStore
@@ -49,6 +49,7 @@ __all__ = [
     "import_directory",
     "init_keystores",
     "keystores_under",
+    "last_signed_serial",
     "listed_signer",
     "protect_keystores",
     "sign_directory",
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 _TRUST_FORMAT = "accord-keystore-trust/v1"
+#: In trust.json: what the last directory signed here listed (ids, statuses, expiries).
+_LAST_SIGNED = "last_signed"
 _GOVERNANCE = str(Principal.GOVERNANCE)
 
 
@@ -234,6 +237,11 @@ def _merge_and_sign(
     merged, changed = merge_entries(
         known, incoming, parties=parties, allow_second_key=allow_second_key
     )
+    last = _trust(store).get(_LAST_SIGNED)
+    if isinstance(last, dict) and isinstance(last.get("keys"), dict):
+        # Against what the last directory said, not the master copy: a key revoked here
+        # since (accord keys revoke --dir) is in both, and is what this one newly says.
+        changed = changes_since(last["keys"], merged)
     if changes is not None:
         changes.extend(changed)
     if taken_unsigned is not None:
@@ -245,10 +253,21 @@ def _merge_and_sign(
     trust["serial"] = serial
     _save_trust(store, trust)
     store.replace_public(merged)
+    signed = store.keys()
+    trust[_LAST_SIGNED] = {"serial": serial, "keys": listing(signed)}
+    _save_trust(store, trust)
     return signed_bytes(
-        store.keys(), serial=serial, issued_at=at,
+        signed, serial=serial, issued_at=at,
         signer=identity.info.key_id, sign=identity.key.sign,
     )  # fmt: skip
+
+
+def last_signed_serial(store: FileKeyStore) -> int | None:
+    """The serial of the last directory signed in this (governance) keystore whose listing
+    it keeps to compare the next with; None: none (the first, or all signed before Accord
+    kept one), so ``sign_directory``'s changes are against the master copy only."""
+    last = _trust(store).get(_LAST_SIGNED)
+    return int(last["serial"]) if isinstance(last, dict) else None
 
 
 def import_directory(

@@ -21,7 +21,7 @@ from broker.envelope import KeyInfo, KeyStatus
 from broker.errors import KeyStoreError
 from broker.principals import Principal
 
-__all__ = ["KeyChange", "check_parties", "merge_entries"]
+__all__ = ["KeyChange", "changes_since", "check_parties", "listing", "merge_entries"]
 
 _GOVERNANCE = str(Principal.GOVERNANCE)
 # Known without the bundle: the principals whose keys sign chain records and disclosures
@@ -48,6 +48,10 @@ class KeyChange:
         if self.before is None:
             return f"adds {head}: {k.status.value}, {_when(k.not_after)}"
         was = self.before
+        if was.status is not k.status and k.status is not KeyStatus.ACTIVE:
+            # Said as what it does: every keystore that imports it refuses the key from then.
+            verb = "revokes" if k.status is KeyStatus.REVOKED else "retires"
+            return f"{verb} {head}: was {was.status.value}, {_when(was.not_after)}"
         parts = []
         if was.status is not k.status:
             parts.append(f"{was.status.value} -> {k.status.value}")
@@ -160,3 +164,37 @@ def merge_entries(
         or (was.status, was.not_after) != (k.status, k.not_after)
     ]
     return list(merged.values()), changes
+
+
+def listing(keys: Sequence[KeyInfo]) -> dict[str, dict[str, str | None]]:
+    """What a signed directory said of each key, as far as ``KeyChange`` shows it (status
+    and expiry; ids only, no key material): kept to compare the next one with."""
+    return {k.key_id: {"status": k.status.value, "not_after": _iso(k.not_after)} for k in keys}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def changes_since(
+    last: dict[str, dict[str, str | None]], keys: Sequence[KeyInfo]
+) -> list[KeyChange]:
+    """What ``keys`` (a directory about to be signed) lists otherwise than ``last`` (the
+    ``listing`` of the last one signed): keys added, and keys whose status or expiry
+    changed, whether an entries file changed them or ``accord keys revoke|retire`` did in
+    the master copy since (which comparing with the master copy alone never shows)."""
+    out = []
+    for k in sorted(keys, key=lambda k: (k.party, k.purpose.value, k.key_id)):
+        was = last.get(k.key_id)
+        if was is None:
+            out.append(KeyChange(k, None))
+            continue
+        ends = was.get("not_after")
+        before = replace(
+            k,
+            status=KeyStatus(str(was.get("status"))),
+            not_after=None if ends is None else datetime.fromisoformat(ends),
+        )
+        if (before.status, before.not_after) != (k.status, k.not_after):
+            out.append(KeyChange(k, before))
+    return out

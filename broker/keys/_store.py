@@ -8,7 +8,8 @@ Layout of the keystore directory (0700; every file 0600, refused if others can r
     private/<id>.key     one private key each, raw bytes, AES-256-GCM-wrapped if protected
     linkage.key          the linkage key, where this store has it (the worker's, the console's)
     <name>.secret        a secret of the store's own (a desk's key for children: ``_secrets``)
-    trust.json           the governance keys trusted to sign directories; the last serial
+    trust.json           the governance keys trusted to sign directories; the last serial;
+                         in the governance keystore, what the last directory signed listed
     .lock                serialises mutations across processes
 
 A store holds the private keys of the principals it was made for, and the public keys of

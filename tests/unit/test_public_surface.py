@@ -155,7 +155,7 @@ SURFACES = {
         "warn_if_unprotected", "LINKAGE_FILE", "LINKAGE_SECRET", "TOTP_SECRET_NAME",
         "desk_linkage_key", "device_key", "device_secret_name", "linkage_secret_name",
         "LEGACY_DEVICE_FILE", "lost_signing_keys", "lost_signing_keys_advice",
-        "KeyChange", "unheld_encryption_keys",
+        "KeyChange", "unheld_encryption_keys", "last_signed_serial",
     },
     "broker.linkage": {"Linker", "Unlinkable"},
     "broker.pipeline": {

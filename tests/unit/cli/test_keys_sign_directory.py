@@ -67,7 +67,47 @@ def test_sign_directory_prints_each_key_it_adds_and_says_parties_were_not_checke
     )
     code, out, _ = run_cli(_sign(ceremony))  # no files: the master copy signed again
     assert code == 0
-    assert "  no key added or changed since the master copy\n" in out
+    assert "  no key added, revoked or changed since directory 1\n" in out
+
+
+def test_sign_directory_lists_keys_revoked_in_the_master_copy_since_the_last_one(
+    ceremony: dict[str, Path], run_cli: Run
+) -> None:
+    """A stolen keystore: the officer revokes its keys in the governance keystore, then
+    signs. Those revocations are in the master copy already; the change list is against
+    the last directory signed, so it names them (party, key id; no key material)."""
+    assert run_cli(_sign(ceremony, ceremony["wmp.json"]))[0] == 0
+    keys = FileKeyStore(ceremony["wmp"]).keys("wmp")
+    for key in keys:
+        cmd = ["keys", "revoke", key.key_id, "--dir", str(ceremony["governance"])]
+        assert run_cli(cmd)[0] == 0
+    dry = [*_sign(ceremony), "--dry-run"]
+    for argv in (dry, _sign(ceremony)):
+        code, out, _ = run_cli(argv)
+        assert code == 0
+        for key in keys:
+            line = f"  revokes wmp {key.purpose.value} key {key.key_id}: was active, no expiry\n"
+            assert line in out
+        assert "no key added" not in out
+        assert '"public' not in out  # ids only, never key material
+    code, out, _ = run_cli(_sign(ceremony))  # said once; the next says nothing new
+    assert "  no key added, revoked or changed since directory 2\n" in out
+
+
+def test_sign_directory_with_no_record_of_the_last_one_never_says_nothing_changed(
+    ceremony: dict[str, Path], run_cli: Run
+) -> None:
+    """A keystore whose last directory was signed before its listing was kept: a
+    revocation made here since cannot be told apart, so it is not said to be none."""
+    assert run_cli(_sign(ceremony, ceremony["wmp.json"]))[0] == 0
+    trust = ceremony["governance"] / "trust.json"
+    data = json.loads(trust.read_text())
+    del data["last_signed"]
+    trust.write_text(json.dumps(data))
+    code, out, _ = run_cli(_sign(ceremony))
+    assert code == 0
+    assert "keys revoked or retired here since are not shown: read 'accord keys list'" in out
+    assert "since directory" not in out
 
 
 def test_sign_directory_with_no_bundle_here_refuses_entries_unless_no_party_check(

@@ -121,8 +121,14 @@ def test_a_status_the_master_copy_keeps_is_not_described_as_a_change(root: Path)
     entries = [("hub.json", export_entries(hub, "cog-tipton"))]
     # Signed by the key revoked here, which proves nothing: taken on the officer's word.
     sign_directory(governance, entries, changes=changes, unsigned=["cog-tipton"])
-    assert changes == []  # its export says active; the revocation here stands
+    # Its export says active; the revocation here stands, and is what this directory says
+    # anew beside the last one signed (never "no change").
+    [change] = changes
+    assert change.describe() == f"revokes cog-tipton sign key {key.key_id}: was active, no expiry"
     assert governance.public_key(key.key_id).status is KeyStatus.REVOKED  # type: ignore[union-attr]
+    again: list[KeyChange] = []
+    sign_directory(governance, entries, changes=again, unsigned=["cog-tipton"])
+    assert again == []  # said once: the next directory says it again, nothing new
 
 
 def test_an_entry_of_a_party_the_bundle_does_not_know_is_refused_with_a_hint(
