@@ -39,7 +39,7 @@ def earlier_lookups(
 def _via(record: AuditRecord) -> tuple[str, str]:
     """``(cli|console, the words for it)``: the console's rule and words, so a look-up is
     said to come from the same place on its page and here."""
-    from broker.console._chains import VIA_WORDS, lookup_via
+    from broker.governance import VIA_WORDS, lookup_via
 
     via = lookup_via(record)
     return via, VIA_WORDS[via]

@@ -12,24 +12,11 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from broker.audit import AuditRecord
 from broker.console._deps import ConsoleDeps
 from broker.governance import AuditStore, VerifyRun, VerifySummary, verify_and_keep
 
 #: Stands for the index's derived tables, when the failure names no chain.
 NO_CHAIN = "(the index's derived tables)"
-
-#: Where a verification run (``VerifyRun.via``) or a look-up was made, as the pages say it
-#: ("from the console"): one wording on the chain page and among a child's earlier look-ups.
-VIA_WORDS = {"console": "the console", "cli": "the command line"}
-
-
-def lookup_via(record: AuditRecord) -> str:
-    """Where a ``console_query`` record's look-up was made, ``cli`` or ``console`` (a key of
-    :data:`VIA_WORDS`): the command line records its pages as ``cli.subject``,
-    ``cli.report``, ``cli.verify``, on its own chain ``console:<host>.cli``."""
-    page = str(record.data.get("page") or "")
-    return "cli" if page.startswith("cli.") or record.chain.endswith(".cli") else "console"
 
 
 def broken_chains(store: AuditStore, last: VerifyRun | None) -> set[str]:

@@ -25,6 +25,7 @@ from broker.console._pages_overrides import register_override_pages
 from broker.console._refusals import expired_agreements, refusals
 from broker.errors import AccordError, ChainBroken, Fenced, TransportError, UsageError
 from broker.governance import (
+    VIA_WORDS,
     LookupPurpose,
     SubjectSearch,
     VerifySummary,
@@ -32,6 +33,7 @@ from broker.governance import (
     disclosure_log,
     expiring_agreements,
     governance_report,
+    lookup_via,
     policy_impact_runs,
     record_query,
     subject_search,
@@ -108,8 +110,8 @@ class _Unavailable(Exception):
 def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # route table
     deps = console.deps
     # Where a verification or a look-up was made, in the chain page's words (_chains).
-    console.templates.globals["via_words"] = _chains.VIA_WORDS
-    console.templates.globals["lookup_via"] = _chains.lookup_via
+    console.templates.globals["via_words"] = VIA_WORDS
+    console.templates.globals["lookup_via"] = lookup_via
     # The bundle a condition-false line's clause conditions are read from (log_table.html).
     console.templates.globals["policy_in_force"] = lambda: deps.policy
 

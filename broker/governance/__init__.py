@@ -37,7 +37,13 @@ from broker.governance._index_url import (
     sqlite_file,
     url_scheme,
 )
-from broker.governance._lookups import LookupPurpose, ReportPurpose, record_query
+from broker.governance._lookups import (
+    VIA_WORDS,
+    LookupPurpose,
+    ReportPurpose,
+    lookup_via,
+    record_query,
+)
 from broker.governance._pg_connect import why_not_connected
 from broker.governance._reasons import (
     CONSENT_MEANINGS,
@@ -82,6 +88,7 @@ __all__ = [
     "CONSENT_MEANINGS",
     "NOTICE_MEANINGS",
     "REASON_MEANINGS",
+    "VIA_WORDS",
     "AuditSink",
     "AuditStore",
     "ChainAppender",
@@ -115,6 +122,7 @@ __all__ = [
     "index_view",
     "late_by_school",
     "late_encompass_notices",
+    "lookup_via",
     "newest_checkpoints",
     "not_a_database",
     "open_store",

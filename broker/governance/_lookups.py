@@ -62,3 +62,16 @@ async def record_query(
         lambda w: [w.append(AuditKind.CONSOLE_QUERY, subject_keys=subject_keys, data=data)]
     )
     return records[0]
+
+
+#: Where a verification run (``VerifyRun.via``) or a look-up was made, as the console's pages
+#: and ``accord audit subject`` say it ("from the console"): one wording everywhere.
+VIA_WORDS = {"console": "the console", "cli": "the command line"}
+
+
+def lookup_via(record: AuditRecord) -> str:
+    """Where a ``console_query`` record's look-up was made, ``cli`` or ``console`` (a key of
+    :data:`VIA_WORDS`): the command line records its pages as ``cli.subject``,
+    ``cli.report``, ``cli.verify``, on its own chain ``console:<host>.cli``."""
+    page = str(record.data.get("page") or "")
+    return "cli" if page.startswith("cli.") or record.chain.endswith(".cli") else "console"

@@ -19,7 +19,7 @@ BROKER = Path(broker.__file__).resolve().parent
 #: layer do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "_words"),
-    ("_canonical", "_models", "_private", "_vectors", "config", "principals", "topics"),
+    ("_canonical", "_models", "_pg_live", "_private", "_vectors", "config", "principals", "topics"),
     ("crypto", "events", "ops", "_http_guard"),
     ("envelope", "linkage", "synthetic"),
     ("keys", "kafka"),

@@ -120,6 +120,7 @@ SURFACES = {
         "VerifySummary", "Window", "check_review", "disclosure_log", "expiring_agreements",
         "governance_report", "newest_checkpoints", "open_store", "pending_overrides",
         "PolicyImpactRun", "policy_impact_runs",
+        "VIA_WORDS", "lookup_via",
         "read_topic", "record_query", "reference_acceptable", "review_override",
         "EncompassNotice", "late_by_school",
         "late_encompass_notices", "overdue_encompass_notices",
