@@ -14,10 +14,13 @@ import typer
 
 from broker.cli._loop import run
 from broker.config import load_settings
-from broker.errors import BundleInvalid, PolicyError, UsageError
+from broker.errors import BundleInvalid, ConfigError, PolicyError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from broker.config import Settings
+    from broker.kafka import KafkaClients
     from broker.pipeline import Impact
     from broker.policy import Policy, Unversioned
 
@@ -34,8 +37,9 @@ Current = Annotated[
 ]
 Since = Annotated[
     str | None,
-    typer.Option(help="Only events from this long ago: 7d, 36h, 90m, or an ISO date "
-                 "(default: every event the ingress topics still hold)."),
+    typer.Option(help="Only events published since this long ago: 7d, 36h, 90m, or an ISO "
+                 "date. By each Kafka record's timestamp (when it was published), not the "
+                 "event's occurred_at (default: every event the ingress topics still hold)."),
 ]  # fmt: skip
 FormatOpt = Annotated[Format, typer.Option("--format", help="table, or json for scripts.")]
 Processes = Annotated[
@@ -69,15 +73,15 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
 
 def _load(folder: Path, role: str) -> Policy:
     """The bundle, or its problem named with which of the two bundles it is in: both are
-    loaded, and a file path alone does not say."""
+    loaded, and a file path alone does not say. A bundle that does not load is an input
+    the command cannot run on: exit 2, as ``accord policy test --policies`` refuses one;
+    exit 1 stays a run that compared nothing (or a --strict refusal)."""
     from broker.policy import load_bundle
 
     try:
         return load_bundle(folder)
     except BundleInvalid as exc:
-        named = BundleInvalid(exc.problems)
-        named.args = (f"{role} ({folder}{os.sep}): {exc}",)
-        raise named from None
+        raise UsageError(f"{role} ({folder}{os.sep}): {exc}") from None
 
 
 def register_impact(policy_app: typer.Typer) -> None:
@@ -94,7 +98,10 @@ def register_impact(policy_app: typer.Typer) -> None:
         """Re-decide the retained ingress under the bundle in force and under a new one:
         what would stop or start being shared, and which fields recipients would gain or
         lose. Delivers nothing; the run is audited (policy_impact), with your login name.
-        Exits 1 if nothing was compared. Runs with the worker's keystore and Kafka login."""
+        Runs with the worker's keystore and Kafka login. Exit codes: 0 compared; 1 nothing
+        compared, or another failure (--strict refused, keystore, Kafka); 2 a usage or
+        configuration error (a bundle that does not load, an ingress topic of the bundle
+        in force not provisioned)."""
         _impact(policies, current, since, fmt, processes, strict=strict)
 
 
@@ -181,8 +188,7 @@ def _impact(
     from broker.kafka import read_retained
     from broker.pipeline import Tally, compare, record_impact, redecide_both
     from broker.principals import Principal
-    from broker.provision import publishers
-    from broker.topics import CONSENT, ingress
+    from broker.topics import CONSENT
 
     settings = load_settings()
     in_force = current or settings.policies_at_hand()
@@ -194,10 +200,12 @@ def _impact(
         _same_bundle(settings, current, in_force, new, before.version)
     unversioned = _unversioned(before, after, strict=strict)
     _other_baseline(settings, current, before, new, after)
+    typer.echo(f"note: the bundle in force is taken to be {in_force} "
+               f"({_whence(settings, current)}), {before.version}", err=True)  # fmt: skip
     keys = keystore(settings, Principal.WORKER)
     keys.linkage_key()  # no linkage key, no subject keys: say so before reading anything
     kafka = kafka_as(settings, Principal.WORKER)
-    topics = [ingress(p) for p in publishers(before)]
+    topics, unread = _ingress_topics(kafka, before, after, in_force)
     err = Console(stderr=True)
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -236,13 +244,53 @@ def _impact(
     chain = run(record_impact(kafka, keys, result, by=login_name()))
     _warn_reopening(result)
     if fmt is Format.json:
-        typer.echo(json.dumps({**result.as_json(), "audit_chain": chain}, indent=2))
+        typer.echo(json.dumps({**result.as_json(), "new_senders_not_read": unread,
+                               "audit_chain": chain}, indent=2))  # fmt: skip
     else:
-        _print(result, chain)
+        _print(result, chain, unread=unread)
     if result.nothing_compared:
         # Never a clean exit: a script gating a change on "no decision would change" must
         # not pass one that was checked against nothing.
         raise typer.Exit(1)
+
+
+def _whence(settings: Settings, current: Path | None) -> str:
+    """Where the bundle in force was taken from: a checkout's ``policies/`` is often the
+    draft, and a run that took it silently read as measured against what the worker runs."""
+    if current is not None:
+        return "--current"
+    if settings.policies_dir is not None:
+        return "ACCORD_POLICIES"
+    return ("policies/ here, a guess: neither --current nor ACCORD_POLICIES is set; name the "
+            "one the worker loads with --current DIR")  # fmt: skip
+
+
+def _ingress_topics(
+    kafka: KafkaClients, before: Policy, after: Policy, in_force: Path
+) -> tuple[list[str], list[str]]:
+    """The ingress topics to read, of every sender either bundle knows, and the senders only
+    the new bundle knows whose topic the worker cannot read yet (not provisioned before
+    approval): those are said, not failed on. Under the bundle in force, a new sender's
+    events are refused as the worker refuses them (``unknown-sender``): read, they show
+    what the new bundle starts; unread, they were counted as nothing retained.
+
+    A topic of a sender in the bundle in force that the worker cannot read is refused: the
+    run would compare too little and look clean."""
+    from broker.kafka import missing_topics
+    from broker.provision import publishers
+    from broker.topics import ingress
+
+    known = publishers(before)
+    senders = sorted(set(known) | set(publishers(after)))
+    missing = set(run(missing_topics(kafka, [ingress(p) for p in senders],
+                                     client_id="accord-policy-impact")))  # fmt: skip
+    for p in known:
+        if ingress(p) in missing:
+            raise ConfigError(f"the topic {ingress(p)} of {p}, a sender in the bundle in force, "
+                              "does not exist or is not readable by the worker: run 'accord "
+                              f"kafka provision --policies {in_force}' as the admin")  # fmt: skip
+    unread = [p for p in senders if ingress(p) in missing]
+    return [ingress(p) for p in senders if p not in unread], unread
 
 
 def _warn_reopening(result: Impact) -> None:
@@ -275,7 +323,13 @@ def _print_consents(result: Impact) -> None:
         typer.echo(f"{'! ' if r.reopens or r.unfiled_stop else '  '}{r.said()}")
 
 
-def _print(result: Impact, chain: str) -> None:
+def _print_unread(unread: Sequence[str]) -> None:
+    for party in unread:
+        typer.echo(f"{party}: new sender, no topic the worker can read yet (run 'accord kafka "
+                   "provision' after approval); nothing of it compared")  # fmt: skip
+
+
+def _print(result: Impact, chain: str, *, unread: Sequence[str] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -285,6 +339,7 @@ def _print(result: Impact, chain: str) -> None:
                    f"{result.new_version[:19]})")  # fmt: skip
         if result.read:
             typer.echo(result.not_compared_said())
+        _print_unread(unread)
         _print_consents(result)
         typer.echo(f"audited as policy_impact on chain {chain}")
         return
@@ -294,11 +349,13 @@ def _print(result: Impact, chain: str) -> None:
         f"{result.new_version[:19]})"
     )
     typer.echo(result.not_compared_said())
+    _print_unread(unread)
     _print_consents(result)
     if result.rows:
         table = Table("change", "agreement", "recipient", "other side's reason", "events", box=None)
         for r in result.rows:
-            table.add_row(r.change, r.agreement or "-", r.recipient, r.reason, str(r.events))
+            table.add_row(r.change, r.agreement or "-", r.recipient, r.reason_said(),
+                          str(r.events))  # fmt: skip
         out.print(table)
     for label, fields in (("gains", result.gained), ("loses", result.lost),
                           ("would see otherwise", result.views)):  # fmt: skip

@@ -55,13 +55,24 @@ def _form(side: Decided, transforms: Mapping[str, str], name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ImpactRow:
-    """How many decisions move one way, for one agreement, recipient and reason."""
+    """How many decisions move one way, for one agreement, recipient and reason, and the
+    agreement that reason is from."""
 
     change: str  # "stops" (shared now, not under the new bundle) or "starts"
     agreement: str  # the agreement that shares (now, for "stops"; new, for "starts")
     recipient: str
     reason: str  # why it is not shared on the other side ("not-a-candidate" if no decision)
     events: int
+    #: the agreement of the other side's decision, whose clause gave ``reason`` (a not_shared
+    #: decision names the agreement of its worst clause): another agreement reaching the
+    #: same recipient may say why, and the row must not read as the sharing one's reason.
+    #: None when that side named none (no decision, or refused before any clause).
+    reason_agreement: str | None = None
+
+    def reason_said(self) -> str:
+        """The reason, with its agreement when that is not the row's."""
+        other = self.reason_agreement
+        return f"{self.reason} ({other})" if other and other != self.agreement else self.reason
 
 
 #: A record the bundle in force refused on arrival that the new one would accept: it was
@@ -218,6 +229,7 @@ class Impact:
                     "agreement": r.agreement,
                     "recipient": r.recipient,
                     "reason": r.reason,
+                    "reason_agreement": r.reason_agreement,
                     "events": r.events,
                 }
                 for r in self.rows
@@ -243,7 +255,9 @@ def compare(
     ``Tally.consents``), the consent records they took differently too."""
     impact = Impact(*versions)
     impact.consents = consent_changes(consents or {})
-    moves: Counter[tuple[str, str, str, str]] = Counter()
+    # Keyed by the other side's agreement too: its reason is that decision's, and read
+    # beside the sharing agreement alone it was taken for that agreement's clause.
+    moves: Counter[tuple[str, str, str, str, str | None]] = Counter()
     gained: dict[str, Counter[str]] = {}
     lost: dict[str, Counter[str]] = {}
     views: dict[str, Counter[str]] = {}
@@ -254,9 +268,11 @@ def compare(
         before, after = current.get(key, _NONE), new.get(key, _NONE)
         recipient = key[2]
         if before.shares and not after.shares:
-            moves["stops", before.agreement or "", recipient, after.reason or ""] += 1
+            moves["stops", before.agreement or "", recipient, after.reason or "",
+                  after.agreement] += 1  # fmt: skip
         elif after.shares and not before.shares:
-            moves["starts", after.agreement or "", recipient, before.reason or ""] += 1
+            moves["starts", after.agreement or "", recipient, before.reason or "",
+                  before.agreement] += 1  # fmt: skip
         elif before.shares and after.shares and before != after:
             for name in after.fields - before.fields:
                 gained.setdefault(recipient, Counter())[name] += 1
@@ -266,7 +282,8 @@ def compare(
                 views.setdefault(recipient, Counter())[change] += 1
         else:
             impact.unchanged += 1
-    impact.rows = [ImpactRow(c, a, r, why, n) for (c, a, r, why), n in sorted(moves.items())]
+    ordered = sorted(moves.items(), key=lambda kv: (*kv[0][:4], kv[0][4] or ""))
+    impact.rows = [ImpactRow(c, a, r, why, n, other) for (c, a, r, why, other), n in ordered]
     impact.gained = {r: dict(sorted(c.items())) for r, c in sorted(gained.items())}
     impact.lost = {r: dict(sorted(c.items())) for r, c in sorted(lost.items())}
     impact.views = {r: dict(sorted(c.items())) for r, c in sorted(views.items())}

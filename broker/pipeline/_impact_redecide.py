@@ -146,9 +146,11 @@ def redecide(
     out: list[dict[Key, Decided]] = [{} for _ in policies]
     n = 0
     for n, rec in enumerate(records, 1):
-        for found, decisions in zip(out, each.take(rec), strict=True):
+        taken = each.take(rec)
+        for found, decisions in zip(out, taken, strict=True):
             for d in decisions:
                 found[(rec.topic, str(d.event_id), d.recipient)] = Decided.of(d)
+        _refused_where_decided(out, taken, each.refused, rec.topic)
         if progress is not None and n % 200 == 0:
             progress(200)
     if progress is not None and n % 200:
@@ -156,6 +158,27 @@ def redecide(
     if tally is not None:
         tally.add(each.tally)
     return out
+
+
+def _refused_where_decided(
+    out: list[dict[Key, Decided]],
+    taken: list[list[Decision]],
+    refused: Sequence[str | None],
+    topic: str,
+) -> None:
+    """A recipient some bundle decided for an event that another bundle refused before
+    deciding (a sender it does not know, as ``unknown-sender``; a replay; a stage that
+    raised) is not shared under that other bundle, for the worker's reason: not "not a
+    candidate", which would read as considered and passed over. A new sender's events are
+    refused by today's worker, so under the bundle in force they are no shares. Only where
+    that bundle holds no decision for it yet: an earlier copy it decided stands."""
+    reached = {(str(d.event_id), d.recipient) for decisions in taken for d in decisions}
+    for found, why in zip(out, refused, strict=True):
+        if why is None:
+            continue
+        for event_id, recipient in reached:
+            found.setdefault((topic, event_id, recipient),
+                             Decided(False, "not_shared", why, None, frozenset()))  # fmt: skip
 
 
 class _Decisions:
@@ -217,6 +240,9 @@ class _Redecider:
         self._spent: list[set[tuple[str, str]]] = [set() for _ in self._each]
         self.tally = Tally()  # (``take``)
         self._stopped = ""  # why ``_once``'s stages stopped, when they did
+        #: per bundle, why it refused the last event record taken before deciding it (the
+        #: worker's quarantine reason), or None: decided, or no event record
+        self.refused: list[str | None] = [None for _ in self._each]
 
     def take(self, rec: Retained) -> list[list[Decision]]:
         """Each bundle's decisions on ``rec`` (none for a record that is not an event, or
@@ -229,6 +255,7 @@ class _Redecider:
         (decided, but no clause sends it to anyone); ``a/b`` when the bundles differ, in the
         order of ``policies``."""
         decided: list[list[Decision]] = [[] for _ in self._each]
+        self.refused = [None for _ in self._each]
         self._now = at = datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
         event = party_of_ingress(rec.topic) is not None
         if (bad := unreadable(rec.value, rec.headers)) is not None or rec.value is None:
@@ -257,6 +284,8 @@ class _Redecider:
                     why[i] = outcome.reason or "quarantined"
             if any(decided):
                 self.tally.compared += 1
+                self.refused = [None if decided[i] or why[i] == "no-candidate" else why[i]
+                                for i in everyone]  # fmt: skip
             else:
                 self.tally.not_compared["/".join(dict.fromkeys(why))] += 1
         elif rec.topic == CONSENT:

@@ -24,7 +24,7 @@ from broker.sdk import Publisher
 from broker.synthetic import SyntheticFamilies
 from broker.topics import deliver
 from tests.e2e.worker_proc import POLICIES, prepared, read_all, read_audit
-from tests.kafka_helpers import clients, kafka_env
+from tests.kafka_helpers import clients, kafka_env, provisioned
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def _events(n: int) -> list[dict[str, Any]]:
 def _expected(current: Policy, new: Policy, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The differences, from the policy engine alone: no Kafka, no envelope, no processor."""
     now = datetime.now(UTC)
-    moves: Counter[tuple[str, str, str, str]] = Counter()
+    moves: Counter[tuple[str, str, str, str, str | None]] = Counter()
     gained: dict[str, Counter[str]] = {}
     lost: dict[str, Counter[str]] = {}
     for raw in events:
@@ -74,11 +74,11 @@ def _expected(current: Policy, new: Policy, events: list[dict[str, Any]]) -> dic
             if b_shares and not a_shares:
                 assert b is not None
                 why = a.reason if a and a.reason else "not-a-candidate"
-                moves["stops", b.agreement_id or "", recipient, why] += 1
+                moves["stops", b.agreement_id or "", recipient, why, a and a.agreement_id] += 1
             elif a_shares and not b_shares:
                 assert a is not None
                 why = b.reason if b and b.reason else "not-a-candidate"
-                moves["starts", a.agreement_id or "", recipient, why] += 1
+                moves["starts", a.agreement_id or "", recipient, why, b and b.agreement_id] += 1
             elif b_shares and a_shares:
                 assert a is not None
                 assert b is not None
@@ -88,9 +88,11 @@ def _expected(current: Policy, new: Policy, events: list[dict[str, Any]]) -> dic
                     lost.setdefault(recipient, Counter())[f] += 1
     return {
         "changes": sorted(
-            [{"change": c, "agreement": ag, "recipient": r, "reason": why, "events": k}
-             for (c, ag, r, why), k in moves.items()],
-            key=lambda row: (row["change"], row["agreement"], row["recipient"], row["reason"]),
+            [{"change": c, "agreement": ag, "recipient": r, "reason": why,
+              "reason_agreement": other, "events": k}
+             for (c, ag, r, why, other), k in moves.items()],
+            key=lambda row: (row["change"], row["agreement"], row["recipient"], row["reason"],
+                             row["reason_agreement"] or ""),
         ),
         "fields_gained": {r: dict(c) for r, c in gained.items()},
         "fields_lost": {r: dict(c) for r, c in lost.items()},
@@ -178,3 +180,85 @@ async def test_impact_reports_exactly_what_the_engine_says_and_delivers_nothing(
         for subject in event["subjects"]:
             assert subject["family_name"] not in text
             assert subject["nhs_number"] not in text
+
+
+HOUSING = "wm-housing-assoc"
+
+
+def _with_new_sender(root: Path) -> Path:
+    """The example bundle with a new sender: a housing association whose eviction-risk
+    contacts go to the MASH in safeguarding cases."""
+    new = root / "with-housing"
+    shutil.copytree(POLICIES, new, ignore=shutil.ignore_patterns("scenarios"))
+    wmp = "  wmp:\n    name: West Midlands Police\n    kind: agency\n"
+    clause = "  - id: partners-to-mash-safeguarding\n    from: ["
+    for name, old, to in (
+        ("parties.yaml", wmp,
+         f"{wmp}  {HOUSING}:\n    name: WM Housing Association\n    kind: agency\n"),
+        ("agreements/wolverhampton-mash.yaml", clause, f"{clause}{HOUSING}, "),
+        ("agreements/wolverhampton-mash.yaml", "version: 4\n", "version: 5\n"),
+    ):  # fmt: skip
+        path = new / name
+        text = path.read_text()
+        assert text.count(old) == 1, (name, old)
+        path.write_text(text.replace(old, to))
+    return new
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broker", "policy", "impact", *args],
+        env=env, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+
+
+async def test_a_new_senders_topic_is_read_and_said_when_not_provisioned_yet(
+    isolated_kafka: EmbeddedKafka, tmp_path: Path
+) -> None:
+    """Only the bundle in force's senders' topics were read: a new sender's retained events
+    compared as "no retained events", and with the new bundle as --current its topic, not
+    yet provisioned, failed with no hint."""
+    bootstrap = isolated_kafka.bootstrap
+    _, keys = await prepared(bootstrap, tmp_path)
+    keys.ensure_party(HOUSING)
+    env = {**os.environ, "ACCORD_HOME": str(tmp_path), **kafka_env(bootstrap),
+           "ACCORD_KEYSTORE__PATH": str(keys.path)}  # fmt: skip
+    new_dir = _with_new_sender(tmp_path)
+    since = datetime.now(UTC).isoformat()  # after any other test's records on this broker
+    there = ("--policies", str(new_dir), "--current", str(POLICIES), "--since", since)
+
+    # Not provisioned yet (it is approved first): said in one line, not failed on.
+    done = _cli(env, *there)
+    assert done.returncode == 1, done.stderr[-3000:]  # nothing retained since: no compare
+    assert (
+        f"{HOUSING}: new sender, no topic the worker can read yet (run 'accord kafka "
+        "provision' after approval); nothing of it compared"
+    ) in done.stdout.splitlines()
+    # A sender of the bundle in force without its topic: refused, saying what to do.
+    back = _cli(env, "--policies", str(POLICIES), "--current", str(new_dir), "--since", since)
+    assert back.returncode == 2, back.stderr[-3000:]
+    assert back.stdout == ""
+    assert back.stderr.splitlines()[-1] == (
+        f"accord: error: the topic accord.ingress.{HOUSING} of {HOUSING}, a sender in the "
+        "bundle in force, does not exist or is not readable by the worker: run 'accord kafka "
+        f"provision --policies {new_dir}' as the admin"
+    )
+
+    # Provisioned, and publishing: its events are read, and start sharing under the new
+    # bundle; under the one in force today's worker refuses them (unknown-sender).
+    provisioned(bootstrap, load_bundle(new_dir))
+    fam = SyntheticFamilies(seed=77)
+    family, postcode = fam.faker.last_name(), fam.postcode(("WV10",))
+    event = fam.event("housing.eviction_risk", HOUSING, need_level=4, subjects=[
+        fam.subject("child", family_name=family, postcode=postcode),
+        fam.subject("parent", family_name=family, postcode=postcode),
+    ])  # fmt: skip
+    async with Publisher(HOUSING, keys, clients(bootstrap, HOUSING)) as publisher:
+        await publisher.publish_many([event])
+    result = _impact(env, *there)
+    assert (result["events_read"], result["events"]) == (1, 1)
+    assert result["new_senders_not_read"] == []
+    assert result["changes"] == [
+        {"change": "starts", "agreement": "wolverhampton-mash", "recipient": "wolverhampton-mash",
+         "reason": "unknown-sender", "reason_agreement": None, "events": 1},
+    ]  # fmt: skip

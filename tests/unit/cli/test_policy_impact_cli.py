@@ -38,7 +38,7 @@ def test_a_broken_new_bundle_is_named_as_the_new_one_and_by_its_folder(
     code, out, err = run_cli(
         ["policy", "impact", "--policies", str(broken), "--current", str(REPO / "policies")]
     )
-    assert code == 1
+    assert code == 2  # a usage error, as policy test's; 1 is "nothing compared"
     assert out == ""
     [line] = err.strip().splitlines()
     assert line.startswith(f"accord: error: the new bundle ({broken}{os.sep}): agreements/")
@@ -49,7 +49,7 @@ def test_a_broken_bundle_in_force_is_named_as_the_one_in_force(run_cli: Run, bro
     code, _, err = run_cli(
         ["policy", "impact", "--policies", str(REPO / "policies"), "--current", str(broken)]
     )
-    assert code == 1
+    assert code == 2
     [line] = err.strip().splitlines()
     assert line.startswith(f"accord: error: the bundle in force ({broken}{os.sep}): agreements/")
 
@@ -307,3 +307,48 @@ def test_current_naming_the_same_bundle_is_warned_of_and_the_run_goes_on(
         f"{load_bundle(unbumped).version}: every decision compares unchanged"
     )
     assert "keystore" in err.splitlines()[-1]
+
+
+def test_help_says_since_is_by_publication_time_and_lists_the_exit_codes(run_cli: Run) -> None:
+    code, out, _ = run_cli(["policy", "impact", "--help"])
+    assert code == 0
+    said = " ".join(out.replace("│", " ").split())
+    assert (
+        "By each Kafka record's timestamp (when it was published), not the event's "
+        "occurred_at" in said
+    )
+    assert "Exit codes: 0 compared; 1 nothing compared, or another failure" in said
+    assert "2 a usage or configuration error (a bundle that does not load" in said
+
+
+def test_the_bundle_taken_as_in_force_is_noted_with_where_it_came_from(
+    run_cli: Run, unbumped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a checkout without ACCORD_POLICIES, policies/ here was taken as in force
+    and nothing said so: one note on stderr, whichever way it was named."""
+    from broker.policy import load_bundle
+
+    here = tmp_path / "here"
+    shutil.copytree(REPO / "policies", here / "policies")
+    version = load_bundle(REPO / "policies").version
+    monkeypatch.chdir(here)
+
+    def noted(*argv: str) -> str:
+        code, _, err = run_cli(["policy", "impact", "--policies", str(unbumped), *argv])
+        assert code != 0
+        assert "keystore" in err.splitlines()[-1]  # the run went on, to the missing keystore
+        [line] = [x for x in err.splitlines() if x.startswith("note: ")]
+        return line
+
+    assert noted() == (
+        f"note: the bundle in force is taken to be policies (policies/ here, a guess: neither "
+        f"--current nor ACCORD_POLICIES is set; name the one the worker loads with --current "
+        f"DIR), {version}"
+    )
+    assert noted("--current", str(REPO / "policies")) == (
+        f"note: the bundle in force is taken to be {REPO / 'policies'} (--current), {version}"
+    )
+    monkeypatch.setenv("ACCORD_POLICIES", str(here / "policies"))
+    assert noted() == (
+        f"note: the bundle in force is taken to be {here / 'policies'} (ACCORD_POLICIES), {version}"
+    )

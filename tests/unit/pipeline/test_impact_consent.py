@@ -273,6 +273,9 @@ def offline(
         recorded.append(impact)
         return "worker:impact-test"
 
+    async def missing_topics(*_: object, **__: object) -> list[str]:
+        return []  # every sender's topic provisioned
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ACCORD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ACCORD_ENVELOPE__KEM", "x25519")
@@ -280,6 +283,7 @@ def offline(
     monkeypatch.setattr(broker.cli._common, "keystore", lambda *_: consent_keys)
     monkeypatch.setattr(broker.cli._common, "kafka_as", lambda *_: object())
     monkeypatch.setattr(broker.kafka, "read_retained", read_retained)
+    monkeypatch.setattr(broker.kafka, "missing_topics", missing_topics)
     monkeypatch.setattr(broker.pipeline, "record_impact", record)
     return recorded
 
