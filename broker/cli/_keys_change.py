@@ -121,6 +121,73 @@ def _governance_rotated(store: FileKeyStore, grace_days: float) -> None:
     )
 
 
+def _old_keys(store: FileKeyStore, created: list[KeyInfo]) -> str:
+    """The rotated-out keys as they are: on their grace, or out of use already (revoked or
+    retired, the stolen keystore's case: a rotation gives those no grace)."""
+    from datetime import UTC, datetime
+
+    from broker.envelope import KeyStatus
+
+    purposes = {k.purpose for k in created}
+    new = {k.key_id for k in created}
+    old = [
+        k for k in store.keys(created[0].party)
+        if k.purpose in purposes and k.key_id not in new
+    ]  # fmt: skip
+    now = datetime.now(UTC)
+    said = []
+    for k in sorted(old, key=lambda k: (k.purpose.value, k.created_at)):
+        if k.status is not KeyStatus.ACTIVE:
+            said.append(f"old {k.purpose.value} key {k.key_id} is {k.status.value} already")
+        elif k.not_after is not None and k.not_after <= now:
+            said.append(f"old {k.purpose.value} key {k.key_id} has expired")
+        else:
+            when = "no expiry" if k.not_after is None else k.not_after.strftime("%Y-%m-%d %H:%M")
+            said.append(f"old {k.purpose.value} key {k.key_id} expires {when} UTC")
+    return "; ".join(said) or "no old key"
+
+
+def _who_signs(store: FileKeyStore, party: str, created: list[KeyInfo]) -> None:
+    """Which key signs now, from the store's own choice (``signing_key``): the old one
+    until a directory naming the new one is imported here, unless no old one the last
+    directory lists is live any more (revoked, retired, expired), when the new one signs at
+    once, before anyone else can verify it."""
+    from broker.envelope import KeyPurpose
+    from broker.principals import Principal
+
+    signer = store.signing_key(party)
+    if signer.key_id not in {k.key_id for k in created}:
+        typer.echo(
+            f"old signing key {signer.key_id} goes on signing until the signed directory "
+            f"naming the new keys is imported here (accord keys export --party {party})"
+        )
+        return
+    new_sign = next(k for k in created if k.purpose is KeyPurpose.SIGN)
+    if store.listed_by_directory() is None:
+        typer.echo(
+            f"no signed directory imported here yet: new signing key {new_sign.key_id} signs now"
+        )
+        return
+    typer.echo(f"new signing key {new_sign.key_id} signs now: no old signing key is live")
+    if party in (Principal.WORKER, Principal.CONSOLE):
+        what = (
+            "what it signs verifies in no keystore until that keystore imports the signed "
+            "directory naming it"
+        )
+    else:
+        # The worker verifies a party's events against its own copy of the directory.
+        what = (
+            f"anything {party} publishes before the worker imports the signed directory "
+            "naming it is quarantined key-rejected (send it again after that import)"
+        )
+    typer.echo(
+        f"warning: {what}; export the new keys now (accord keys export --party {party}): "
+        f"no signing key the directory lists signs them, so the IG officer takes them only "
+        f"with --unsigned {party}, after checking their key ids with you out of band",
+        err=True,
+    )
+
+
 def register_changes(keys_app: typer.Typer) -> None:
     @keys_app.command("rotate")
     def rotate(
@@ -145,9 +212,11 @@ def register_changes(keys_app: typer.Typer) -> None:
         """Make new keys; the old ones keep opening (and signing) until they expire after the
         grace period. Export the new ones for the governance officer: others seal to the new
         encryption key once they import the signed directory naming it, and the new signing
-        key signs once this keystore imports it. Governance is the exception: sign-directory
-        signs with the old key until it expires, introducing the new one to every keystore
-        that imports a directory within the grace."""
+        key signs once this keystore imports it, unless no old signing key is live (revoked,
+        retired or expired: a revoked key gets no grace): then it signs at once, and the
+        worker refuses it (key-rejected) until it imports that directory. Governance is the
+        exception: sign-directory signs with the old key until it expires, introducing the
+        new one to every keystore that imports a directory within the grace."""
         from datetime import timedelta
 
         from broker.config import load_settings
@@ -177,9 +246,7 @@ def register_changes(keys_app: typer.Typer) -> None:
         )
         if not created:
             raise UsageError(f"party {party} has no {purpose} key to rotate")
-        typer.echo(
-            f"rotated {party} in keystore {store.path}: old keys expire in {grace_days:g} days"
-        )
+        typer.echo(f"rotated {party} in keystore {store.path}: {_old_keys(store, created)}")
         if short:
             # Its old signing key signs until step 4 and must outlive every delivery it
             # signed that a reader may still read (docs/operations.md, "Keys").
@@ -192,12 +259,12 @@ def register_changes(keys_app: typer.Typer) -> None:
             )
         if party == "governance" and purpose != "encrypt":
             _governance_rotated(store, grace_days)
-        elif store.listed_by_directory() is None:
-            typer.echo("no signed directory imported here yet: the new keys sign now")
+        elif purpose != "encrypt":
+            _who_signs(store, party, created)
         else:
             typer.echo(
-                "the new keys sign once the signed directory naming them is imported here; "
-                f"until then the old ones do (accord keys export --party {party})"
+                "others seal to the new encryption key once they import the signed directory "
+                f"naming it (accord keys export --party {party})"
             )
         print_table(created, store)
 

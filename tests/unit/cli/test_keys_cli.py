@@ -457,7 +457,7 @@ def test_after_keys_rotate_the_old_key_signs_until_a_directory_naming_the_new_on
     keys = home / "keys"
     code, out, _ = run_cli(["keys", "rotate", "wmp"])
     assert code == 0
-    assert "the new keys sign once the signed directory naming them is imported" in out
+    assert "goes on signing until the signed directory naming the new keys is imported" in out
 
     def signing() -> str:
         rows = [
@@ -489,6 +489,45 @@ def test_after_keys_rotate_the_old_key_signs_until_a_directory_naming_the_new_on
     new = signing()
     assert new != old
     assert sent_and_opened("e-2") == new
+
+
+def test_rotating_after_a_revocation_says_the_new_key_signs_at_once(
+    bundle: Path, home: Path, run_cli: Run
+) -> None:
+    """A stolen keystore: the old keys are revoked, then rotated. No grace is given to a
+    revoked key and the new signing key signs at once, so rotate says so, and that the
+    worker refuses it (key-rejected) until it imports a directory naming it."""
+    from broker.envelope import Opener, Sealer
+    from broker.errors import KeyRejected
+
+    run_cli(["keys", "init", "--policies", str(bundle)])
+    keys = home / "keys"
+    old = FileKeyStore(keys / "wmp").keys("wmp")
+    for key in old:
+        assert run_cli(["keys", "revoke", key.key_id, "--dir", str(keys / "wmp")])[0] == 0
+    code, out, err = run_cli(["keys", "rotate", "wmp"])
+    assert code == 0
+    for key in old:
+        assert f"old {key.purpose.value} key {key.key_id} is revoked already" in out
+    assert "expire" not in out
+    store = FileKeyStore(keys / "wmp")
+    new = store.current_signing_key("wmp").info.key_id
+    assert new not in {k.key_id for k in old}
+    assert f"new signing key {new} signs now: no old signing key is live" in out
+    assert "goes on signing" not in out
+    assert "quarantined key-rejected (send it again after that import)" in err
+    assert "--unsigned wmp" in err
+    rows = [
+        json.loads(line)
+        for line in run_cli(["keys", "list", "--party", "wmp", "--json"])[1].splitlines()
+    ]
+    assert [r["key_id"] for r in rows if r["in_use"] == "signing"] == [new]
+    record = Sealer("wmp", store).seal(
+        b"{}", event_id="e-1", recipient="worker", schema="contact-event.v1",
+        topic="accord.ingress.wmp",
+    )  # fmt: skip
+    with pytest.raises(KeyRejected):  # what the worker quarantines as key-rejected
+        Opener("worker", FileKeyStore(keys / "worker")).open(record.value, record.dek_bundle)
 
 
 @pytest.mark.parametrize(
