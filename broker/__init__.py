@@ -3,11 +3,11 @@
 The packages mirror the architecture, in layers; a package imports only from layers below
 its own (``tests/unit/test_layers.py`` holds the code to this):
 
-1. ``errors`` ``_words``                          every error Accord raises on purpose; a
-                                                  count and its noun
-2. ``_canonical`` ``_models`` ``_pg_live`` ``_private`` ``_vectors`` ``config`` ``principals`` ``topics``
+1. ``errors`` ``_words`` ``_pg_live``             every error Accord raises on purpose; a
+                                                  count and its noun; a PostgreSQL
+                                                  connection that reconnects
+2. ``_canonical`` ``_models`` ``_private`` ``_vectors`` ``config`` ``principals`` ``topics``
                                                   encodings, the models in a field's type,
-                                                  a PostgreSQL connection that reconnects,
                                                   private folders, test vectors, settings,
                                                   names
 3. ``crypto`` ``events`` ``ops`` ``_http_guard``  primitives; the wire contracts; health

@@ -18,8 +18,8 @@ BROKER = Path(broker.__file__).resolve().parent
 #: Lowest first. A unit is a sub-package or a top-level module of ``broker``; units in one
 #: layer do not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "_words"),
-    ("_canonical", "_models", "_pg_live", "_private", "_vectors", "config", "principals", "topics"),
+    ("errors", "_words", "_pg_live"),
+    ("_canonical", "_models", "_private", "_vectors", "config", "principals", "topics"),
     ("crypto", "events", "ops", "_http_guard"),
     ("envelope", "linkage", "synthetic"),
     ("keys", "kafka"),
