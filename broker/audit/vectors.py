@@ -114,7 +114,8 @@ def _chain(cp_first: _Key, cp_last: _Key, sixth: AuditKind = AuditKind.OPENED) -
         w.append_encoded(
             AuditKind.RECEIVED, event_id=_EVENT, party="wmp", subject_keys=[child, parent],
             data={"type": "police.domestic_incident", "subject_roles": {"child": 1, "parent": 1},
-                  "topic": "accord.ingress.wmp", "partition": 0, "offset": 41},
+                  "topic": "accord.ingress.wmp", "partition": 0, "offset": 41,
+                  "signer_key_id": _key("wmp", "wmp").key_id},
         ),
         w.append_encoded(AuditKind.DECIDED, event_id=_EVENT, party="coord",
                          subject_keys=[child, parent], data=_decided("shared")),

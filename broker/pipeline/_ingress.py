@@ -188,6 +188,9 @@ class Link:
                     "topic": work.topic,
                     "partition": work.partition,
                     "offset": work.offset,
+                    # The key the envelope's signature verified under (authenticated, not
+                    # personal data): "which events did this key sign?" after a key is stolen.
+                    "signer_key_id": opened.signer_key_id,
                 },
             )
         )

@@ -17,7 +17,7 @@ import structlog
 
 from broker.audit import AuditKind, ChainWriter, KeystoreAuditSigner
 from broker.config import EnvelopeSettings
-from broker.envelope import KeyResolver, read_header
+from broker.envelope import DEK_BUNDLE_HEADER, KeyResolver, claimed_signer, read_header
 from broker.errors import ConfigError, EnvelopeError
 from broker.kafka import header_key_bytes, undecodable
 from broker.linkage import Linker
@@ -199,10 +199,34 @@ class Processor:
                 # authenticated: opened, or a replay (refused after its header verified).
                 event_id=str(named["event_id"]) if named.get("event_id_authenticated") else None,
                 party=work.sender,
-                data=facts,
+                data={**facts, **_signer_of(work, headers, stage)},
             )
         )
         return effects
+
+
+def _signer_of(
+    work: Work, headers: Sequence[tuple[str, bytes | None]], stage: str
+) -> dict[str, str | None]:
+    """Which signing key the record is of, for "which records did this key sign?" after a
+    key is stolen: ``signer_key_id`` if the envelope opened (its signature verified); if it
+    was refused while opening, ``claimed_signer_key_id``, the id its DEK bundle names, NOT
+    verified (a forgery names whatever key it likes; null when there is no bundle to read).
+    Neither for a record refused before opening was tried. A key id is 32 hex digits of a
+    public key's fingerprint (``parse_bundle`` reads them as bytes): no one's personal data.
+    """
+    if work.opened is not None:
+        return {"signer_key_id": work.opened.signer_key_id}
+    if stage != "open":
+        return {}
+    bundles = [v for k, v in headers if k == DEK_BUNDLE_HEADER]
+    if len(bundles) != 1 or bundles[0] is None:
+        return {"claimed_signer_key_id": None}
+    try:
+        claimed: str | None = claimed_signer(bundles[0])[1]
+    except EnvelopeError:  # not a bundle: nothing claimed
+        claimed = None
+    return {"claimed_signer_key_id": claimed}
 
 
 def _logged_id(work: Work, reason: str) -> dict[str, object]:
