@@ -25,6 +25,9 @@ WRITER_KINDS: dict[str, frozenset[AuditKind]] = {
         AuditKind.CHECKPOINT,
         # `accord policy impact`, run with the worker's keys on a chain of its own per run.
         AuditKind.POLICY_IMPACT,
+        # The worker's keystore: the directory it holds at a chain's opening, and each change
+        # to it while it runs (``broker.pipeline._keyset``), on every chain it holds.
+        AuditKind.KEYS_LOADED,
     }),
     Principal.CONSOLE.value: frozenset({
         AuditKind.CONSOLE_QUERY, AuditKind.OVERRIDE_REVIEWED, AuditKind.CHECKPOINT,

@@ -36,6 +36,7 @@ class AuditKind(enum.StrEnum):
     OVERRIDE_REVIEWED = "override_reviewed"
     POLICY_IMPACT = "policy_impact"
     QUARANTINE_OPENED = "quarantine_opened"
+    KEYS_LOADED = "keys_loaded"
 
 
 class AuditRecord(BaseModel):

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from broker.cli._audit_render import COPY_AS_IT_WAS, GROUND_SEPARATOR, table
-from broker.governance import GovernanceReport, late_by_school
+from broker.governance import GovernanceReport, KeysLoaded, late_by_school
 
 
 def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = (), *,
@@ -76,6 +76,8 @@ def report_json(rep: GovernanceReport, broken_chains: Sequence[str] = (), *,
         },
         # Counts, versions and who ran each: a run names no child (``_impacts``).
         "policy_impacts": [r.as_dict() for r in rep.impacts],
+        # The workers' key directories and changes: party and key ids only (``_keys_loaded``).
+        "keys_loaded": [k.as_dict() for k in rep.keys],
         "withdrawal_notices": [
             {"at": iso(n.at), "withdrawal_id": n.withdrawal_id, "recipient": n.recipient,
              "event_ids": list(n.event_ids), "purposes": list(n.purposes),
@@ -152,7 +154,8 @@ def report_text(rep: GovernanceReport, *, copy: bool = False) -> str:
                 ],
             )
         ]
-    out += ["", *_impacts_text(rep), "", "Deliveries and openings by recipient"]
+    out += ["", *_impacts_text(rep), "", *_keys_text(rep)]
+    out += ["", "Deliveries and openings by recipient"]
     out += [
         table(
             ("recipient", "delivered", "never opened"),
@@ -198,6 +201,31 @@ def _impacts_text(rep: GovernanceReport) -> list[str]:
     if reopening := sum(r.reopening for r in rep.impacts):
         out += [f"Of the consent records, {reopening} withdrawal(s) or refusal(s) on file would "
                 "stop counting: sharing they stopped would resume"]  # fmt: skip
+    return out
+
+
+def _keys_text(rep: GovernanceReport) -> list[str]:
+    """The workers' key directories in use and each change to them, oldest first; each
+    change's key ids below the table, by party (whole: they are what a revocation names)."""
+    out = [f"Worker key directories and changes (keys_loaded): {len(rep.keys)}"]
+    if not rep.keys:
+        return [*out, "(none)"]
+
+    def what(k: KeysLoaded) -> str:
+        if k.occasion != "changed":
+            return "in use"
+        counts = ", ".join(f"{k.count(c)} {c}" for c in KeysLoaded.CHANGES if k.count(c))
+        return f"changed from serial {k.serial_before}: {counts or 'statuses only'}"
+
+    rows = [(k.first.isoformat(), k.last.isoformat(), k.chains, k.serial, k.signer or "-",
+             what(k)) for k in rep.keys]  # fmt: skip
+    out += [table(("first recorded", "last recorded", "chains", "serial", "directory signed by",
+                   "what"), rows)]  # fmt: skip
+    for k in rep.keys:
+        for change in KeysLoaded.CHANGES:
+            for party, ids in k.changes.get(change, {}).items():
+                out += [f"  serial {k.serial} ({k.first.isoformat()}): {change} {party}: "
+                        + ", ".join(ids)]  # fmt: skip
     return out
 
 

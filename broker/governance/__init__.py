@@ -37,6 +37,7 @@ from broker.governance._index_url import (
     sqlite_file,
     url_scheme,
 )
+from broker.governance._keys_loaded import KeysLoaded, keys_loaded
 from broker.governance._lookups import (
     VIA_WORDS,
     LookupPurpose,
@@ -98,6 +99,7 @@ __all__ = [
     "IndexSummary",
     "IndexView",
     "Indexer",
+    "KeysLoaded",
     "LegendLine",
     "LookupPurpose",
     "PolicyImpactRun",
@@ -120,6 +122,7 @@ __all__ = [
     "governance_report",
     "index_url_problem",
     "index_view",
+    "keys_loaded",
     "late_by_school",
     "late_encompass_notices",
     "lookup_via",

@@ -21,6 +21,7 @@ from broker.governance._encompass import (
 )
 from broker.governance._grounds import Ground, decision_grounds, str_or_none, str_tuple
 from broker.governance._impacts import PolicyImpactRun, policy_impact_runs
+from broker.governance._keys_loaded import KeysLoaded, keys_loaded
 from broker.governance._review import ReviewStatus
 from broker.governance._sent import consent_words, field_sent_as, transforms_of
 from broker.governance._store import AuditStore, Window
@@ -177,6 +178,9 @@ class GovernanceReport:
     # Runs of ``accord policy impact`` in the window, newest first: who compared which
     # proposed bundle with the one in force, and what it would change, in counts.
     impacts: tuple[PolicyImpactRun, ...] = ()
+    # The workers' key directories in use and each change to them (``keys_loaded``), oldest
+    # first: after a keystore theft, when the revocation took hold.
+    keys: tuple[KeysLoaded, ...] = ()
 
     @property
     def undelivered_notices(self) -> tuple[WithdrawalNoticeLine, ...]:
@@ -283,4 +287,5 @@ def governance_report(
         withdrawals=tuple(withdrawal_notices(store, window)),
         decisions_total=sum(n for _, _, n in store.decisions_per_day(window)),
         impacts=tuple(policy_impact_runs(store, window)),
+        keys=tuple(keys_loaded(store, window)),
     )

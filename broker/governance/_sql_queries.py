@@ -164,6 +164,13 @@ class SqlQueries:
             window.bounds(),
         )
 
+    def keys_loaded(self, window: Window) -> list[AuditRecord]:
+        return self._records(
+            "SELECT body FROM audit_records WHERE kind = 'keys_loaded' "
+            "AND at >= ? AND at < ? ORDER BY at, chain, seq",
+            window.bounds(),
+        )
+
     def encompass_notices(self, window: Window, *, unacknowledged: bool = False) -> list[NoticeRow]:
         # Acknowledged when the broker recorded the school's first opening (its ``opened``
         # record's own time): a school's clock cannot make a late notice look on time.

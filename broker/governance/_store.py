@@ -414,6 +414,11 @@ class AuditStore(Protocol):
         newest first."""
         ...
 
+    def keys_loaded(self, window: Window) -> list[AuditRecord]:
+        """``keys_loaded`` records (the worker's keystore: ``_keys_loaded``) logged in the
+        window, oldest first."""
+        ...
+
     def encompass_notices(self, window: Window, *, unacknowledged: bool = False) -> list[NoticeRow]:
         """Encompass notices decided in the window (only those never acknowledged, with
         ``unacknowledged``), oldest first."""

@@ -47,6 +47,7 @@ __all__ = [
     "directory_signer",
     "export_entries",
     "import_directory",
+    "imported_directory",
     "init_keystores",
     "keystores_under",
     "last_signed_serial",
@@ -270,6 +271,15 @@ def last_signed_serial(store: FileKeyStore) -> int | None:
     return int(last["serial"]) if isinstance(last, dict) else None
 
 
+def imported_directory(store: FileKeyStore) -> tuple[int, str | None]:
+    """The serial of the last signed directory this store took (0: none yet) and the
+    governance key that signed it (None when taken before the store kept it, 2026-12-08):
+    what the worker's ``keys_loaded`` audit records name."""
+    state = _trust(store)
+    signer = state.get("signer")
+    return int(state["serial"]), signer if isinstance(signer, str) else None
+
+
 def import_directory(
     store: FileKeyStore,
     data: bytes,
@@ -345,7 +355,10 @@ def import_directory(
         if k.purpose is KeyPurpose.SIGN and k.status is KeyStatus.ACTIVE
         and store.holds_private(k.key_id)
     }  # fmt: skip
-    state.update(governance=sorted(pinned - revoked), serial=signed.serial, own_signers=own_signers)
+    state.update(
+        governance=sorted(pinned - revoked), serial=signed.serial, own_signers=own_signers,
+        signer=signed.signer,  # which directory the store holds, for the audit (keys_loaded)
+    )  # fmt: skip
     _save_trust(store, state)
     return signed
 

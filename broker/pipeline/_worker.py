@@ -28,6 +28,7 @@ from broker.ops import Check, Heartbeat, serving_ops
 from broker.pipeline._contact import Fetching, KafkaContact
 from broker.pipeline._effects import OutRecord
 from broker.pipeline._group import GroupMembership, OpenTask
+from broker.pipeline._keyset import opened_record
 from broker.pipeline._keywatch import follow_keys
 from broker.pipeline._loop import TransactionalLoop
 from broker.pipeline._metrics import Metrics
@@ -233,7 +234,9 @@ class Worker:
                 metrics=self.metrics,
                 checkpoint_every=self.options.checkpoint_every,
             )
-            return processor, processor.policy_loaded(policy, source=source)
+            # The keystore it signs with, then the bundle, under one checkpoint (``_keyset``).
+            keys_now = processor.outbox.apply(opened_record(keys, self.clock()))
+            return processor, keys_now + processor.policy_loaded(policy, source=source)
 
         return open_task
 

@@ -119,7 +119,7 @@ SURFACES = {
         "TopicMessage", "SubjectSearch",
         "VerifySummary", "Window", "check_review", "disclosure_log", "expiring_agreements",
         "governance_report", "newest_checkpoints", "open_store", "pending_overrides",
-        "PolicyImpactRun", "policy_impact_runs",
+        "PolicyImpactRun", "policy_impact_runs", "KeysLoaded", "keys_loaded",
         "VIA_WORDS", "lookup_via",
         "read_topic", "record_query", "reference_acceptable", "review_override",
         "EncompassNotice", "late_by_school",
@@ -156,7 +156,7 @@ SURFACES = {
         "warn_if_unprotected", "LINKAGE_FILE", "LINKAGE_SECRET", "TOTP_SECRET_NAME",
         "desk_linkage_key", "device_key", "device_secret_name", "linkage_secret_name",
         "LEGACY_DEVICE_FILE", "lost_signing_keys", "lost_signing_keys_advice",
-        "KeyChange", "unheld_encryption_keys", "last_signed_serial",
+        "KeyChange", "unheld_encryption_keys", "last_signed_serial", "imported_directory",
     },
     "broker.linkage": {"Linker", "Unlinkable"},
     "broker.pipeline": {
