@@ -1,4 +1,5 @@
-"""``accord audit index|verify|subject|report|review-override``: the IG officer's tools."""
+"""``accord audit index|verify|subject|report|review-override|quarantine|received``: the IG
+officer's tools."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from broker.cli._audit_options import (
     Until,
 )
 from broker.cli._audit_quarantine import quarantine
+from broker.cli._audit_received import received
 from broker.cli._audit_review import review
 from broker.cli._audit_store import appender_of as _appender
 from broker.cli._audit_store import index_once as _index_once
@@ -402,6 +404,7 @@ def register(app: typer.Typer) -> None:
     audit.command("report")(report)
     audit.command("review-override")(review)
     audit.command("quarantine")(quarantine)
+    audit.command("received")(received)
 
 
 async def _run_indexer(indexer: Indexer, settings: Settings, *, follow: bool) -> IndexSummary:

@@ -60,6 +60,15 @@ Reason = Annotated[
 Sender = Annotated[
     str | None, typer.Option("--sender", help="Only records from this party's ingress topic.")
 ]
+SignedBy = Annotated[
+    str | None,
+    typer.Option(
+        "--signed-by",
+        metavar="KEY_ID",
+        help="Only records signed with this key (32 hex digits): verified, or, for a record "
+        "that did not open, as its DEK bundle claims (the SIGNER KEY column says '(claimed)').",
+    ),
+]
 Open = Annotated[
     str | None,
     typer.Option(
@@ -113,6 +122,7 @@ def quarantine(
     since: Since = None,
     reason: Reason = None,
     sender: Sender = None,
+    signed_by: SignedBy = None,
     fmt: RepFmt = ReportFormat.TABLE,
     open_copy: Open = None,
     keys_dir: KeysDir = None,
@@ -123,8 +133,9 @@ def quarantine(
     host: Host = None,
     db: Db = None,
 ) -> None:
-    """List quarantined records (when, reason, stage, where read from, sender, event id, audit
-    record), or open one with the governance key. The list shows no record's content.
+    """List quarantined records (when, reason, stage, where read from, sender, event id,
+    signer key, audit record), or open one with the governance key. The list shows no
+    record's content.
 
     --open signs you in (--as, --purpose, as 'accord audit subject' does) and writes the
     opening to the audit log (quarantine_opened: who, why, which copy; never its content)
@@ -133,8 +144,10 @@ def quarantine(
 
     settings = load_settings()
     if open_copy is not None:
-        if since is not None or reason is not None or sender is not None or db is not None:
-            raise UsageError("--open opens one copy: drop --since, --reason, --sender and --db")
+        if (since, reason, sender, signed_by, db) != (None,) * 5:
+            raise UsageError(
+                "--open opens one copy: drop --since, --reason, --sender, --signed-by and --db"
+            )
         where = parse_copy_id(open_copy)
         if where is None:
             raise UsageError("--open: a copy's offset, as the COPY column shows it")
@@ -147,12 +160,18 @@ def quarantine(
         raise UsageError("--as, --purpose, --password-stdin, --code and --host sign you in to "
                          "open a copy: give --open too (the list needs no sign-in)")  # fmt: skip
     when = parse_when(since, "--since")
+    if signed_by is not None:
+        from broker.governance import is_key_id
+
+        signed_by = signed_by.strip().lower()
+        if not is_key_id(signed_by):
+            raise UsageError("--signed-by: a key id, 32 hex digits (as 'accord keys list' shows)")
     copies = run(_copies(settings, when))
     # Audit records a little before --since too: a record is audited just before its copy is
     # stamped, and a pair astride the line would be shown apart (chosen() cuts by time after).
     audited = _audited(settings, db, when - _STRADDLE if when is not None else None)
     lines = join(copies, audited if audited is not None else [])
-    shown = chosen(lines, since=when, reason=reason, sender=sender)
+    shown = chosen(lines, since=when, reason=reason, sender=sender, signed_by=signed_by)
     typer.echo(lines_json(shown) if fmt is ReportFormat.JSON else lines_table(shown))
     if audited is None:
         typer.echo(
@@ -160,7 +179,9 @@ def quarantine(
             "known (give --db, or run where 'accord audit index' keeps one)",
             err=True,
         )
-    elif (waiting := unindexed(c for c in lines if c.copy is not None)) and (reason or sender):
+    elif (waiting := unindexed(c for c in lines if c.copy is not None)) and (
+        reason or sender or signed_by
+    ):
         typer.echo(
             f"accord: note: {plural(waiting, 'copy', 'copies')} not yet in the audit index "
             "(reason unknown) are not filtered in: run 'accord audit index'",

@@ -51,6 +51,10 @@ class Line:
     event_id: str | None  # only an id the worker authenticated (the audit record's)
     copy: str | None  # where the sealed copy is, for --open; None: no copy held or kept
     audit: str | None  # chain#seq of the ``quarantined`` record
+    # The key its signature verified under (a record that opened), else the key its DEK
+    # bundle claims, unverified (one refused while opening): never both (since 2026-12-08).
+    signer_key_id: str | None = None
+    claimed_signer_key_id: str | None = None
 
 
 def source_of(envelope_id: str) -> Source | None:
@@ -123,8 +127,16 @@ def _line(rec: AuditRecord | None, source: Source | None, c: Copy | None) -> tup
         event_id=rec.event_id if rec is not None else None,
         copy=copy_id(c.partition, c.offset) if c is not None else None,
         audit=f"{rec.chain}#{rec.seq}" if rec is not None else None,
+        signer_key_id=_text(rec.data.get("signer_key_id")) if rec is not None else None,
+        claimed_signer_key_id=(
+            _text(rec.data.get("claimed_signer_key_id")) if rec is not None else None
+        ),
     )
     return at, line
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def chosen(
@@ -133,9 +145,11 @@ def chosen(
     since: datetime | None = None,
     reason: str | None = None,
     sender: str | None = None,
+    signed_by: str | None = None,
 ) -> list[Line]:
     """The lines the filters keep; a line whose reason is not known yet has no reason to
-    match (it is counted by :func:`unindexed` instead)."""
+    match (it is counted by :func:`unindexed` instead). ``signed_by`` keeps a key's
+    records, verified or only claimed."""
     low = _when(since) if since is not None else ""
     return [
         line
@@ -143,6 +157,7 @@ def chosen(
         if line.time >= low
         and (reason is None or line.reason == reason)
         and (sender is None or line.sender == sender)
+        and (signed_by is None or signed_by in (line.signer_key_id, line.claimed_signer_key_id))
     ]
 
 
@@ -150,7 +165,8 @@ def unindexed(lines: Iterable[Line]) -> int:
     return sum(line.audit is None for line in lines)
 
 
-_COLUMNS = ("COPY", "TIME", "REASON", "STAGE", "SOURCE", "SENDER", "EVENT ID", "AUDIT")
+_COLUMNS = ("COPY", "TIME", "REASON", "STAGE", "SOURCE", "SENDER", "EVENT ID", "SIGNER KEY",
+            "AUDIT")  # fmt: skip
 
 
 def table(lines: Sequence[Line]) -> str:
@@ -165,6 +181,7 @@ def table(lines: Sequence[Line]) -> str:
             f"{line.topic}[{line.partition}]@{line.offset}" if line.offset is not None else "?",
             line.sender or "-",
             line.event_id or "-",
+            _signer(line),
             line.audit or "-",
         )
         for line in lines
@@ -173,6 +190,13 @@ def table(lines: Sequence[Line]) -> str:
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
+
+
+def _signer(line: Line) -> str:
+    """The signer key: as verified, or marked as a claim nobody checked."""
+    if line.signer_key_id:
+        return line.signer_key_id
+    return f"{line.claimed_signer_key_id} (claimed)" if line.claimed_signer_key_id else "-"
 
 
 def as_json(lines: Sequence[Line]) -> str:

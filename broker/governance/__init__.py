@@ -9,7 +9,8 @@ read of the topic itself);
 :func:`governance_report` answer subject access requests and oversight questions
 (:func:`subject_search` finds the keys a child is filed under, by NHS number or by name);
 :func:`late_encompass_notices` lists Operation Encompass notices a school read late or not at
-all; :func:`policy_impact_runs` lists runs of ``accord policy impact``;
+all; :func:`events_signed_by` the events accepted under a signing key (a stolen key's);
+:func:`policy_impact_runs` lists runs of ``accord policy impact``;
 :func:`review_override` records a safeguarding override's review, and :func:`record_query` an
 officer's look-up, in the log itself, through a :class:`ChainAppender`, the one writer of a
 console's own chain.
@@ -69,6 +70,7 @@ from broker.governance._review import (
     review_override,
 )
 from broker.governance._sent import answer_notes
+from broker.governance._signed_by import SignedEvent, events_signed_by, is_key_id
 from broker.governance._store import AuditStore, VerifyRun, Window
 from broker.governance._subjects import SubjectSearch, subject_key_for_nhs_number, subject_search
 from broker.governance._topic import TopicChains, TopicMessage, read_topic, signed_chains
@@ -107,6 +109,7 @@ __all__ = [
     "ReviewFinding",
     "ReviewStatus",
     "ReviewedOverride",
+    "SignedEvent",
     "SubjectSearch",
     "TopicChains",
     "TopicMessage",
@@ -118,10 +121,12 @@ __all__ = [
     "check_review",
     "describe_url",
     "disclosure_log",
+    "events_signed_by",
     "expiring_agreements",
     "governance_report",
     "index_url_problem",
     "index_view",
+    "is_key_id",
     "keys_loaded",
     "late_by_school",
     "late_encompass_notices",

@@ -12,8 +12,11 @@ from typing import Any
 
 from broker.audit import AuditRecord
 from broker.governance._sql_received import (
+    RECEIVED_SIGNED_BY,
     RECEIVED_UNDECIDED,
+    delivered_after,
     quarantined_receipts,
+    signed_by_pattern,
     unsent_shares,
 )
 from broker.governance._sql_rows import (
@@ -70,6 +73,15 @@ class SqlQueries:
 
     def unsent_shares(self, shares: Collection[tuple[str, int, str, str]]) -> set[tuple[str, int]]:
         return unsent_shares(self._q, shares)
+
+    def received_signed_by(self, key_id: str, window: Window) -> list[AuditRecord]:
+        found = self._records(RECEIVED_SIGNED_BY, (*window.bounds(), signed_by_pattern(key_id)))
+        return [r for r in found if r.data.get("signer_key_id") == key_id]
+
+    def delivered_after(
+        self, receipts: Collection[tuple[str, int, str]]
+    ) -> dict[tuple[str, int], tuple[str, ...]]:
+        return delivered_after(self._q, receipts)
 
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
         # A decision counts once under each agreement of its grounds (docs/governance.md).

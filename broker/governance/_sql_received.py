@@ -30,6 +30,22 @@ RECEIVED_UNDECIDED = (
     "WHERE ds.subject_key = ? AND ds.chain = d.chain AND ds.seq = d.seq))"
 )
 
+# The receipts whose envelopes verified under one signing key (``signer_key_id``): by kind
+# and time (the (kind, at) index), then the body. The body is canonical JSON (no spaces, one
+# spelling per value), so a substring match on it is exact; both databases speak LIKE, not
+# each other's JSON functions. The caller checks the parsed value too: LIKE's ``_`` in the
+# member's name matches any character.
+RECEIVED_SIGNED_BY = (
+    "SELECT body FROM audit_records WHERE kind = 'received' AND at >= ? AND at < ? "
+    "AND body LIKE ? ORDER BY at, chain, seq"
+)
+
+
+def signed_by_pattern(key_id: str) -> str:
+    """RECEIVED_SIGNED_BY's pattern for ``key_id`` (hex: no LIKE wildcard of its own)."""
+    return f'%"signer_key_id":"{key_id}"%'
+
+
 # The stages after ``link`` (which audits ``received``): a quarantine at one of them after a
 # receipt is of that receipt's processing. One at an earlier stage is of a later copy (a
 # replay, a re-send that failed to open) and says nothing of how the receipt went.
@@ -110,3 +126,24 @@ def unsent_shares(q: Query, shares: Collection[tuple[str, int, str, str]]) -> se
         for chain, seq, event_id, recipient, later in stopped
         if not any(seq < d < min(later) for d in sent.get((chain, event_id, recipient), ()))
     }
+
+
+def delivered_after(
+    q: Query, receipts: Collection[tuple[str, int, str]]
+) -> dict[tuple[str, int], tuple[str, ...]]:
+    """The parties each of ``receipts`` (``(chain, seq, event_id)`` of ``received`` records)
+    was delivered to, by ``(chain, seq)``: the ``delivered`` records of its event on its
+    chain after it and before the next receipt of that event there (a copy re-sent after a
+    quarantine is a receipt of its own). Read from the columns, no body."""
+    later: dict[tuple[str, str], list[int]] = {}
+    for chain, seq, event_id in receipts:
+        later.setdefault((chain, event_id), []).append(seq)
+    found: dict[tuple[str, int], list[str]] = {}
+    for chain, seq, event_id, party in sorted(
+        _rows_of(q, "chain, seq, event_id, party", {e for _, _, e in receipts}, "'delivered'"),
+        key=lambda row: (str(row[0]), int(row[1])),
+    ):
+        before = [r for r in later.get((chain, event_id), ()) if r < int(seq)]
+        if before and party is not None:
+            found.setdefault((chain, max(before)), []).append(str(party))
+    return {key: tuple(parties) for key, parties in found.items()}

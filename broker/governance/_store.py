@@ -372,6 +372,18 @@ class AuditStore(Protocol):
         between: never sent."""
         ...
 
+    def received_signed_by(self, key_id: str, window: Window) -> list[AuditRecord]:
+        """The ``received`` records in ``window`` whose envelopes verified under ``key_id``
+        (their ``signer_key_id``), oldest first."""
+        ...
+
+    def delivered_after(
+        self, receipts: Collection[tuple[str, int, str]]
+    ) -> dict[tuple[str, int], tuple[str, ...]]:
+        """The parties each receipt ``(chain, seq, event_id)`` was delivered to, by
+        ``(chain, seq)`` (``_sql_received.delivered_after``)."""
+        ...
+
     def decision_counts(self, window: Window) -> list[tuple[str | None, str, str, str | None, int]]:
         """``(agreement_id, recipient, outcome, reason, n)`` for decisions in the window."""
         ...

@@ -120,6 +120,7 @@ SURFACES = {
         "VerifySummary", "Window", "check_review", "disclosure_log", "expiring_agreements",
         "governance_report", "newest_checkpoints", "open_store", "pending_overrides",
         "PolicyImpactRun", "policy_impact_runs", "KeysLoaded", "keys_loaded",
+        "SignedEvent", "events_signed_by", "is_key_id",
         "VIA_WORDS", "lookup_via",
         "read_topic", "record_query", "reference_acceptable", "review_override",
         "EncompassNotice", "late_by_school",
