@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None, *, out: Path | None = None) -> int:
     out = out or HERE.parent / "artifacts" / "bench.json"
     report = Report(out, _machine(), names)
     node = None
-    admin = load_settings().kafka if os.environ.get("ACCORD_KAFKA_BOOTSTRAP") else None
+    # A scratch cluster's admin too: every module's topics with one count.
+    admin = (
+        shared_admin(load_settings().kafka) if os.environ.get("ACCORD_KAFKA_BOOTSTRAP") else None
+    )
     with tempfile.TemporaryDirectory() as tmp:
 
         def call(name: str) -> dict[str, Any]:
@@ -112,15 +115,17 @@ def main(argv: list[str] | None = None, *, out: Path | None = None) -> int:
                 admin = shared_admin(node.client_settings())
             return run(Context(admin))  # type: ignore[no-any-return]
 
+        finished = False
         try:
             for name in names:
                 print(f"== {name}", flush=True)
                 result = report.run(name, functools.partial(call, name))
                 print(json.dumps(result, indent=2), flush=True)
+            finished = True
         finally:
             if node is not None:
                 node.stop()
-            report.close()
+            report.close(finished=finished)
     print(f"results written to {out}")
     if report.failed:
         print("benchmarks that failed (their errors are in the results):", file=sys.stderr)

@@ -102,9 +102,11 @@ class Report:
         self.save()
         return result
 
-    def close(self) -> None:
+    def close(self, *, finished: bool = True) -> None:
+        """Write the report a last time; ``finished`` only when every module ran (an
+        interrupted run says so, with the module it was in as ``running``)."""
         self.data["machine"]["load_average_end"] = load_average()
-        self.data["run"]["finished"] = True
+        self.data["run"]["finished"] = finished
         self.save()
 
     def failures(self) -> list[str]:

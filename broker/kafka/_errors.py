@@ -158,7 +158,11 @@ async def connecting(
         bootstrap, principal, ca = kafka.bootstrap, kafka.principal, kafka.settings.ca_file
     loop = asyncio.get_running_loop()
 
+    warned = False
+
     def warn() -> None:
+        nonlocal warned
+        warned = True
         log.warning("kafka_not_answering", bootstrap=bootstrap, waited_s=NOT_ANSWERING_AFTER_S)
 
     handle = loop.call_later(NOT_ANSWERING_AFTER_S, warn)
@@ -166,7 +170,8 @@ async def connecting(
     def answered() -> None:
         nonlocal handle
         handle.cancel()
-        handle = loop.call_later(NOT_ANSWERING_AFTER_S, warn)
+        if not warned:  # once a block: slow starts that each answer are not a new silence
+            handle = loop.call_later(NOT_ANSWERING_AFTER_S, warn)
 
     what = f"connecting to Kafka at {bootstrap}"
     if doing is not None:

@@ -98,6 +98,10 @@ async def warn_absent_topics(kafka: KafkaClients, policy: Policy) -> None:
     except TransportError as exc:
         log.warning("policy_reload_topics_unchecked", version=policy.version, error=str(exc))
         return
+    except Exception as exc:  # noqa: BLE001  # no one awaits this task: say so now, not later
+        log.warning("policy_reload_topics_unchecked", version=policy.version,
+                    error=type(exc).__name__)  # fmt: skip
+        return
     if missing:
         log.warning(
             "policy_reload_topics_missing",

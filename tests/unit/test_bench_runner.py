@@ -116,6 +116,25 @@ def test_main_goes_on_past_a_failure_and_exits_non_zero_naming_it(
     assert list(_read(out)["run"]["modules"]) == ["aaa"]
 
 
+def test_an_interrupted_run_is_not_written_as_finished(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("ACCORD_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setattr(bench_main, "_modules", lambda: ["aaa", "bbb"])
+
+    def interrupted() -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    _fake(monkeypatch, "aaa", interrupted)
+    _fake(monkeypatch, "bbb", lambda: {"per_s": 2})
+    out = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench_main.main([], out=out)
+    run = _read(out)["run"]
+    assert run["finished"] is False
+    assert run["running"] == "aaa"
+
+
 def test_only_names_every_module_and_refuses_an_unknown_one(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

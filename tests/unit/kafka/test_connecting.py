@@ -34,6 +34,20 @@ async def test_a_connection_that_takes_long_is_warned_about_once(soon: None) -> 
     ]  # fmt: skip
 
 
+async def test_a_block_whose_slow_starts_each_answer_late_is_warned_about_once(
+    soon: None,
+) -> None:
+    """Each answer re-arms the warning until it has been given: starts that each take
+    longer than the wait are one silence said once, not a warning per start."""
+    with structlog.testing.capture_logs() as logs:
+        async with connecting("kafka.example:9093") as answered:
+            for _ in range(3):
+                await asyncio.sleep(0.1)
+                answered()
+            await asyncio.sleep(0.1)
+    assert [e["event"] for e in logs] == ["kafka_not_answering"]
+
+
 async def test_a_prompt_connection_or_failure_is_not_warned_about(soon: None) -> None:
     with structlog.testing.capture_logs() as logs:
         async with connecting("kafka.example:9093"):

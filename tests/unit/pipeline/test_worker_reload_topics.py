@@ -117,6 +117,26 @@ async def test_a_reload_whose_topics_cannot_be_checked_says_so_and_stands(
     assert cast("_Loop", worker.loop).pending_policy is not None
 
 
+async def test_an_unexpected_failure_of_the_check_is_said_at_once_by_its_type(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No one awaits the check: an error it does not expect is logged when it happens (its
+    type only), not left for asyncio to print as a traceback at the next reload or exit."""
+
+    async def broken(*_: Any, **__: Any) -> list[str]:
+        raise RuntimeError("postgresql://kim:s3cret@db/x")
+
+    worker = _worker_with(_Cluster(), monkeypatch, tmp_path)
+    monkeypatch.setattr(_worker, "missing_topics", broken)
+    logs = await _reload(worker)
+    assert [(e["event"], e.get("error")) for e in logs] == [
+        ("policy_reloaded", None),
+        ("policy_reload_topics_unchecked", "RuntimeError"),
+    ]
+    assert worker._reload_check is not None
+    assert worker._reload_check.exception() is None
+
+
 async def test_a_refused_or_unchanged_reload_checks_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
