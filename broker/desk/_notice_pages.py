@@ -1,7 +1,9 @@
 """A school's Operation Encompass notice: ``/notice/<id>`` and its acknowledgement.
 
-Opening the notice sends its access acknowledgement first (no acknowledgement, no notice);
-acknowledging it as read is recorded once, by whoever did, and says so.
+Opening the notice sends its access acknowledgement first (no acknowledgement, no notice),
+and the first opening so acknowledged is the notice read, as the central side counts it
+(``_store_notices``; kept by ``PageKit.acknowledged``); acknowledging it as read is recorded
+once, by whoever did, and says so.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
+from broker.desk._notices import notice_of
 from broker.desk._page_kit import PageKit
-from broker.desk._work import ENCOMPASS_TYPE, encompass_notice
+from broker.desk._work import ENCOMPASS_TYPE
 
 __all__ = ["register_notice_pages"]
 
@@ -28,9 +31,7 @@ def register_notice_pages(app: FastAPI, kit: PageKit) -> None:
         session, user, record = got
         if not await kit.acknowledged([record], user):
             return kit.no_ack()
-        notice = encompass_notice(
-            record, store.encompass_ack(event_id), calendar=deps.schools, now=deps.clock()
-        )
+        notice = notice_of(store, record, calendar=deps.schools, now=deps.clock())
         return desk.render(
             "notice.html", session, title="Encompass notice", notice=notice,
             names=deps.party_names,

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from broker.desk._app import NOT_CONFIRMED, Desk
 from broker.desk._purpose import by_purpose
 from broker.desk._stored import StoredRecord
+from broker.desk._work import ENCOMPASS_TYPE
 from broker.errors import AccordError
 from broker.webauth import Session, form_field, read_form
 
@@ -106,7 +107,20 @@ class PageKit:
             except AccordError as exc:
                 log.error("desk_ack_failed", error=type(exc).__name__)  # noqa: TRY400  # no traceback: it may hold the page
                 return False
+            self._opened(group, user)
         return True
+
+    def _opened(self, records: Sequence[StoredRecord], user: str) -> None:
+        """A school's Encompass notices among ``records``, their acknowledgements just
+        confirmed sent, kept as opened: the central side counts a notice read at the school's
+        first access acknowledgement, whichever page sent it (the notice, the record page, a
+        search by NHS number), so the desk's LATE follows the same (``_store_notices``). Only
+        after the send: one refused or unconfirmed is never kept, so the desk never says a
+        notice was read when the broker may not know it."""
+        deps = self.desk.deps
+        notices = [r.event_id for r in records if r.event_type == ENCOMPASS_TYPE]
+        if deps.kind == "school" and notices:
+            deps.store.encompass_opened(notices, user, deps.clock())
 
     def no_ack(self) -> HTMLResponse:
         """The page shown instead of records whose acknowledgement was not sent."""

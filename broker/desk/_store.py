@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.desk import _store_locks
+from broker.desk import _store_locks, _store_notices
 from broker.desk._flag import ChildKeys, Flag, view_keys_child_by_nhs_number
 from broker.desk._store_locks import one_transaction, settled_among
 from broker.desk._store_schema import REKEYED, claim, mark_child_nhs, prepare
@@ -329,12 +329,11 @@ class DeskStore:
         return decision
 
     def acknowledge_encompass(self, event_id: str, by: str, at: datetime) -> bool:
-        rows = self._q(
-            "INSERT INTO desk_encompass_acks (event_id, acknowledged_by, acknowledged_at) "
-            "VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            (event_id, by, as_text(at)),
-        )
-        return bool(rows)
+        return _store_notices.acknowledge(self._q, event_id, by, at)
+
+    def encompass_opened(self, event_ids: Iterable[str], by: str, at: datetime) -> None:
+        """Notices opened, their acknowledgements sent: each one's first kept (_store_notices)."""
+        _store_notices.note_opened(self._q, event_ids, by, at)
 
     # -- what the pages read --------------------------------------------------------------
 
@@ -489,8 +488,7 @@ class DeskStore:
         return [decision_row(r, settled.get(r[0], ())) for r in rows]
 
     def encompass_ack(self, event_id: str) -> tuple[str, datetime] | None:
-        rows = self._q(
-            "SELECT acknowledged_by, acknowledged_at FROM desk_encompass_acks WHERE event_id = ?",
-            (event_id,),
-        )
-        return (rows[0][0], datetime.fromisoformat(rows[0][1])) if rows else None
+        return _store_notices.acknowledged(self._q, event_id)
+
+    def encompass_first_opened(self, event_id: str) -> tuple[str, datetime] | None:
+        return _store_notices.first_opened(self._q, event_id)

@@ -110,6 +110,11 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS desk_decision_flags_by_flag ON desk_decision_flags (flag_id)",
     """CREATE TABLE IF NOT EXISTS desk_encompass_acks (
         event_id TEXT PRIMARY KEY, acknowledged_by TEXT NOT NULL, acknowledged_at TEXT NOT NULL)""",
+    # Who first opened each notice, its access acknowledgement sent (_store_notices): since
+    # 2026-12-08; a table only, which an older desk leaves alone (a notice opened only there
+    # counts unread here, never read when it was not).
+    """CREATE TABLE IF NOT EXISTS desk_encompass_opened (
+        event_id TEXT PRIMARY KEY, opened_by TEXT NOT NULL, opened_at TEXT NOT NULL)""",
     # Every withdrawn event id, kept: a notice can be read before the record it recalls (they
     # travel on different partitions), and the record must then arrive hidden.
     """CREATE TABLE IF NOT EXISTS desk_withdrawn (

@@ -113,9 +113,18 @@ def outcome_event(
 class EncompassNotice:
     record: StoredRecord
     deadline: datetime
-    acknowledged_by: str | None
+    acknowledged_by: str | None  # who pressed "Acknowledge as read", and when
     acknowledged_at: datetime | None
     late: bool
+    opened_by: str | None = None  # who first opened it, its acknowledgement sent, and when
+    opened_at: datetime | None = None
+
+    @property
+    def read_at(self) -> datetime | None:
+        """When it was first read, as the central side counts it: the first acknowledgement
+        the desk sent for it (an opening, or the button's own)."""
+        times = [t for t in (self.opened_at, self.acknowledged_at) if t is not None]
+        return min(times) if times else None
 
 
 def encompass_notice(
@@ -124,8 +133,16 @@ def encompass_notice(
     *,
     calendar: SchoolCalendar,
     now: datetime,
+    opened: tuple[str, datetime] | None = None,
 ) -> EncompassNotice:
-    """The deadline runs from the share's decision time (the school is notified then)."""
+    """The deadline runs from the share's decision time (the school is notified then). Read
+    in time if first opened (``opened``: by whom, when) or acknowledged as read (``ack``) by
+    then: ``accord audit report`` counts a notice read at the school's first access
+    acknowledgement, which opening it sends (docs/governance.md, Operation Encompass)."""
     deadline = encompass_deadline(record.decided_at, calendar)
     by, at = ack if ack is not None else (None, None)
-    return EncompassNotice(record, deadline, by, at, is_late(deadline, at, now))
+    opened_by, opened_at = opened if opened is not None else (None, None)
+    first = min((t for t in (opened_at, at) if t is not None), default=None)
+    return EncompassNotice(
+        record, deadline, by, at, is_late(deadline, first, now), opened_by, opened_at
+    )
