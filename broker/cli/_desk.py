@@ -11,7 +11,7 @@ import typer
 from broker.cli import _desk_flags, _desk_offsets, _desk_parked
 from broker.cli._common import print_accounts, read_password
 from broker.config import DeskSettings, load_settings
-from broker.errors import UsageError
+from broker.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from broker.webauth import UserFile
@@ -120,6 +120,7 @@ def add_user(
 ) -> None:
     """Create a person's desk account for PARTY: a password (an Argon2id hash) and a TOTP
     second factor, unless --no-totp."""
+    from broker._private import make_private_folders
     from broker.cli._common import keystore
     from broker.desk import check_desk_party, desk_linkage_key
     from broker.policy import load_bundle
@@ -130,6 +131,16 @@ def add_user(
     check_username(name)  # before opening the keystore and asking for a password
     keys = keystore(settings, party)
     owner, path = f"desk:{party}", settings.desk_users_file(party)
+    try:
+        # Every folder missing on the way made 0700 now, <home>/desk among them: the accounts
+        # file's own mkdir gives only the last 0700 and its parents the umask's 0755, which
+        # the desk's first start then tightens with a warning meant for a folder someone
+        # loosened (desk_store_made_private).
+        make_private_folders(path.parent)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the desk's accounts folder {path.parent}: {exc.strerror or exc}"
+        ) from None
     # Enrolment makes the desk's secrets, which no server makes (a pod's keystore may live
     # in memory). Older plain files are left where they are, read by the servers while the
     # keystore has no secret: moved into a keystore in memory, they would be lost. Only
