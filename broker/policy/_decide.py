@@ -276,7 +276,7 @@ class _Run:
         # decision for every event but for the event and the time: validated once, then
         # copied (pydantic validation is most of a refusal's cost, several per event).
         event = self.event
-        key = (rid, reason, tuple(id(cc) for cc, _ in entries), restrictions,
+        key = (rid, reason, tuple((id(cc), not subj) for cc, subj in entries), restrictions,
                self.consent_state(entries[0][0].ref.purpose, rid, kind), event.type,
                event.sender)  # fmt: skip
         refusals = self.index.refusals
@@ -288,8 +288,8 @@ class _Run:
             return template.model_copy(update=update)
         fields: set[str] = set()
         if reason == "suppressed":
-            for cc, _ in entries:
-                fields |= cc.share
+            for cc, subj in entries:
+                fields |= _fields(cc, subj)  # what would have gone: no one's, if no one matched
         base = self._base(rid, kind, entries, override=False)
         base.update(
             outcome="not_shared",

@@ -27,11 +27,12 @@ _PARENTS = {**_BASE, "id": "parents", "subjects": ["parent"],
             "share": ["subject.name", "event.reference"]}  # fmt: skip
 _REFUGE = {"id": "refuge-address", "when": "'refuge' in event.categories",
            "withhold": ["subject.address"]}  # fmt: skip
+_SENSITIVE = {"id": "sensitive", "when": "event.service == 'sexual_health'", "withhold": "all"}
 
 
 def _policy(root: Path, *clauses: dict[str, Any]) -> Policy:
     return load(root, agreements=[agreement("a", [copy.deepcopy(c) for c in clauses])],
-                restrictions=[_REFUGE])  # fmt: skip
+                restrictions=[_REFUGE, _SENSITIVE])  # fmt: skip
 
 
 def _ev(*roles: str, **over: Any) -> Any:
@@ -87,3 +88,18 @@ def test_a_kept_share_template_follows_whether_the_clause_reached_anyone(tmp_pat
         d = by_recipient(policy.decide(_ev(*roles), [], at=AT))["coord"]
         has_subject_fields = any(f.startswith("subject.") for f in d.fields_shared)
         assert has_subject_fields == ("child" in roles), roles
+
+
+def test_a_suppressed_decision_withholds_only_what_would_have_gone(tmp_path: Path) -> None:
+    """A withhold-all restriction lists as withheld what the clauses would have shared in
+    this event: no person's field when they match no one, and a kept refusal template is not
+    reused across the two."""
+    policy = _policy(tmp_path / "b", _CHILDREN)
+    for roles in (("child",), ("parent",), ("child",)):
+        ev = _ev(*roles, service="sexual_health")
+        d = by_recipient(policy.decide(ev, [], at=AT))["coord"]
+        assert (d.outcome, d.reason) == ("not_shared", "suppressed")
+        expected = {"event.summary"} | (
+            {"subject.name", "subject.dob", "subject.address"} if "child" in roles else set()
+        )
+        assert set(d.fields_withheld) == expected, roles
