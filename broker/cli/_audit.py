@@ -162,13 +162,18 @@ def subject(
     Name the child by --nhs-number, or by --given-name, --family-name and --dob (and
     --postcode). The look-up is written to the audit log (who, why, the subject keys) before
     anything is shown, exactly as the console writes it, and appears among the child's
-    earlier look-ups, which the table lists under the log (who, when, from where, why) and
-    JSON after the log's lines; as on the console's page, this look-up is not among them.
+    earlier look-ups, which the table lists under the log (who, when, from where, why; as on
+    the console's page, this look-up is not among them). CSV, JSON and the family's HTML
+    page hold the log alone.
     Left out, --as and --reason are asked for at a terminal.
     """
-    from broker.cli._audit_lookups import earlier_lookups
     from broker.cli._audit_render import disclosure, output_width, state_warning
-    from broker.governance import disclosure_log, subject_search, verification_state
+    from broker.governance import (
+        disclosure_log,
+        earlier_lookups,
+        subject_search,
+        verification_state,
+    )
 
     settings = load_settings()
     keys = keystore(settings, Principal.CONSOLE)
@@ -188,7 +193,7 @@ def subject(
         )  # fmt: skip
         entries = disclosure_log(store, *search.keys, matched_on=search.matched_on)
         # As the console finds them. A copy holds none of this run's (written to the live log).
-        looked_up = earlier_lookups(store, search.keys, mine.hash)
+        looked_up = earlier_lookups(store, search.keys, mine)
         if copy:
             state, failed = _copy_verified_now(settings, store)
         else:

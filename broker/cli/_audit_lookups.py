@@ -9,38 +9,23 @@ names other children too, and this child's keys are printed above already.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from broker._words import plural
+from broker.governance import VIA_WORDS, lookup_via
 
 if TYPE_CHECKING:
     from broker.audit import AuditRecord
-    from broker.governance import AuditStore
 
-#: A ``console_query`` record's kind in the JSON answer: "looked up", as the page heads it.
-LOOKED_UP = "looked_up"
 QUARANTINE_OPENED = "quarantine_opened"
 #: What the page says when the current look-up is the first.
 NONE_BEFORE = "None before this one."
 
 
-def earlier_lookups(
-    store: AuditStore, subject_keys: Iterable[str], own: str | None
-) -> list[AuditRecord]:
-    """The look-ups of any of ``subject_keys`` (``AuditStore.subject_lookups``, the console's
-    query), each once, oldest first, without the record ``own`` (its hash): the current
-    look-up, written before anything is shown, is not an earlier one, as on the console."""
-    found = {r.hash: r for k in subject_keys for r in store.subject_lookups(k)}
-    found.pop(own or "", None)
-    return sorted(found.values(), key=lambda r: (r.at, r.chain, r.seq))
-
-
 def _via(record: AuditRecord) -> tuple[str, str]:
     """``(cli|console, the words for it)``: the console's rule and words, so a look-up is
     said to come from the same place on its page and here."""
-    from broker.governance import VIA_WORDS, lookup_via
-
     via = lookup_via(record)
     return via, VIA_WORDS[via]
 
@@ -55,22 +40,6 @@ def _purpose(record: AuditRecord) -> str | None:
         return _text(record.data, "purpose")
     detail = record.data.get("detail")
     return _text(detail, "purpose") if isinstance(detail, dict) else None
-
-
-def lookup_row(record: AuditRecord) -> dict[str, Any]:
-    """A look-up as a line of the JSON answer, told from the log's lines by its ``kind``;
-    ``audit_ref`` as theirs. ``copy``: the quarantined copy opened (null on a look-up)."""
-    quarantine = record.kind == QUARANTINE_OPENED
-    return {
-        "at": record.at.isoformat(),
-        "kind": QUARANTINE_OPENED if quarantine else LOOKED_UP,
-        "officer": _text(record.data, "officer"),
-        "via": _via(record)[0],
-        "page": None if quarantine else _text(record.data, "page"),
-        "purpose": _purpose(record),
-        "copy": _text(record.data, "copy") if quarantine else None,
-        "audit_ref": f"{record.chain}#{record.seq}",
-    }
 
 
 def lookup_line(record: AuditRecord) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from broker._words import plural
-from broker.cli._audit_lookups import lookup_line, lookup_row, lookups_heading
+from broker.cli._audit_lookups import lookup_line, lookups_heading
 from broker.governance import DisclosureEntry, answer_notes, reason_legend
 
 if TYPE_CHECKING:
@@ -188,13 +188,12 @@ def disclosure(
     HTML page, the attachment a SAR response carries. A table's lines fit in ``width``.
     ``conditions``: a table's notes name each condition its ``condition-false`` lines did not
     meet, from ``policy`` (the bundle loaded here, None if none is), as the console's do.
-    ``lookups``: the child's earlier look-ups (``_audit_lookups``), listed under a table's log,
-    as the console's page lists them, and as lines of ``kind`` ``looked_up`` (or
-    ``quarantine_opened``) after the log's in JSON, whose shape, a list, stays; the CSV's
-    columns and the family's page are the log's alone."""
+    ``lookups``: the child's earlier look-ups (``governance.earlier_lookups``), listed under a
+    table's log, as the console's page lists them. JSON, CSV and the family's page are the
+    log's alone: a script reads each line as a log entry, and a copy passed on as the SAR
+    answer must not carry staff logins."""
     if fmt == "json":
-        answer = [e.as_dict() for e in entries] + [lookup_row(r) for r in lookups or ()]
-        return json.dumps(answer, indent=2, ensure_ascii=False)
+        return json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False)
     keys = [k for k, _ in _LOG_COLUMNS]
     heads = [h for _, h in _LOG_COLUMNS]
     if fmt == "csv":

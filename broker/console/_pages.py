@@ -31,6 +31,7 @@ from broker.governance import (
     VerifySummary,
     Window,
     disclosure_log,
+    earlier_lookups,
     expiring_agreements,
     governance_report,
     lookup_via,
@@ -249,8 +250,6 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             mine = await audited(session, "subject", subject_keys=search.keys, detail=detail)
         except _Unavailable as exc:
             return unavailable(session, exc.__cause__)
-        earlier = {r.hash: r for k in search.keys for r in deps.store.subject_lookups(k)}
-        earlier.pop(mine.hash, None)
         entries = disclosure_log(deps.store, *search.keys, matched_on=search.matched_on)
         return console.render(
             "subject.html",
@@ -259,7 +258,7 @@ def register_pages(app: FastAPI, console: Console) -> None:  # noqa: PLR0915  # 
             log=entries,
             subject_keys=search.keys,
             searched=search.summary(),
-            lookups=sorted(earlier.values(), key=lambda r: (r.at, r.chain, r.seq)),
+            lookups=earlier_lookups(deps.store, search.keys, mine),
             purpose=purpose.value,
             # What a SAR attachment carries: when, by whom, and the log's state then.
             produced=mine.at,

@@ -43,6 +43,7 @@ from broker.governance._lookups import (
     VIA_WORDS,
     LookupPurpose,
     ReportPurpose,
+    earlier_lookups,
     lookup_via,
     record_query,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "check_review",
     "describe_url",
     "disclosure_log",
+    "earlier_lookups",
     "events_signed_by",
     "expiring_agreements",
     "governance_report",

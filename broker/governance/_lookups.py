@@ -9,11 +9,15 @@ child's disclosure log also answers "who looked at this?", whichever tool was us
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from broker.audit import AuditKind, AuditRecord
 from broker.governance._append import AuditSink
 from broker.governance._verify_vouch import VERIFIED_HEADS, VerifiedHead, verified_heads_data
+
+if TYPE_CHECKING:
+    from broker.governance._store import AuditStore
 
 
 class LookupPurpose(enum.StrEnum):
@@ -75,3 +79,17 @@ def lookup_via(record: AuditRecord) -> str:
     ``cli.report``, ``cli.verify``, on its own chain ``console:<host>.cli``."""
     page = str(record.data.get("page") or "")
     return "cli" if page.startswith("cli.") or record.chain.endswith(".cli") else "console"
+
+
+def earlier_lookups(
+    store: AuditStore, subject_keys: Iterable[str], own: AuditRecord
+) -> list[AuditRecord]:
+    """The look-ups of any of ``subject_keys`` made before ``own`` (the look-up being made,
+    written before anything is shown), each once, oldest first, as the console's subject page
+    and ``accord audit subject`` list them. Not ``own``; nor one written after it (another
+    officer's, indexed while this one ran): it would be called earlier. A look-up in the same
+    second on another chain cannot be ordered and is listed."""
+    found = {r.hash: r for k in subject_keys for r in store.subject_lookups(k)}
+    found.pop(own.hash, None)
+    return sorted((r for r in found.values() if r.at <= own.at),
+                  key=lambda r: (r.at, r.chain, r.seq))  # fmt: skip

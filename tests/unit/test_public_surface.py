@@ -121,7 +121,7 @@ SURFACES = {
         "governance_report", "newest_checkpoints", "open_store", "pending_overrides",
         "PolicyImpactRun", "policy_impact_runs", "KeysLoaded", "keys_loaded",
         "SignedEvent", "events_signed_by", "is_key_id",
-        "VIA_WORDS", "lookup_via",
+        "VIA_WORDS", "lookup_via", "earlier_lookups",
         "read_topic", "record_query", "reference_acceptable", "review_override",
         "EncompassNotice", "late_by_school",
         "late_encompass_notices", "overdue_encompass_notices",
