@@ -192,15 +192,19 @@ def _impacts_text(rep: GovernanceReport) -> list[str]:
         (r.at.isoformat(), r.by, f"{r.current_version[:19]} -> {r.new_version[:19]}",
          r.events, r.decisions,
          "nothing compared" if r.nothing_compared else r.changed,
-         r.stops, r.starts, r.consent_records_changed)
+         r.stops, r.starts, r.consent_records_changed, r.reopening,
+         r.unversioned_agreements)
         for r in rep.impacts
     ]  # fmt: skip
     heads = ("run at", "by", "in force -> proposed", "events", "decisions", "changed",
-             "stop", "start", "consent records")  # fmt: skip
+             "stop", "start", "consent records", "reopening", "unversioned")  # fmt: skip
     out += [table(heads, rows)]
-    if reopening := sum(r.reopening for r in rep.impacts):
-        out += [f"Of the consent records, {reopening} withdrawal(s) or refusal(s) on file would "
-                "stop counting: sharing they stopped would resume"]  # fmt: skip
+    # Each run's own (runs of one proposal, or of rejected ones, are not to be added up).
+    if any(r.reopening for r in rep.impacts):
+        out += ["reopening: withdrawals or refusals on file that the proposed bundle would stop "
+                "counting (sharing they stopped would resume)"]  # fmt: skip
+    if any(r.unversioned_agreements for r in rep.impacts):
+        out += ["unversioned: agreements the proposed bundle changes without a new version"]
     return out
 
 

@@ -118,9 +118,26 @@ def test_json_and_table_show_who_ran_each_the_two_versions_and_the_counts(
     assert f"{IN_FORCE[:19]} -> {PROPOSED[:19]}" in section
     [row] = [line for line in section.splitlines() if line.startswith(T0.date().isoformat())
              and BY in line]  # fmt: skip
-    assert row.split()[-6:] == ["40", "55", "7", "5", "2", "8"]
+    # Each run's own counts, the withdrawals or refusals that would stop counting among them:
+    # runs of one proposal (or of rejected ones) are not added up.
+    assert row.split()[-8:] == ["40", "55", "7", "5", "2", "8", "3", "0"]
     assert "nothing compared" in section
-    assert "3 withdrawal(s) or refusal(s) on file would stop counting" in section
+    assert "reopening: withdrawals or refusals on file that the proposed bundle would" in section
+
+
+def test_runs_are_not_added_up(
+    store: AuditStore, verifier: KeystoreAuditVerifier, keys: FileKeyStore
+) -> None:
+    """Three runs of one proposal, 3 reopening each: the report says 3 for each, never 9."""
+    records = [rec for i in range(3)
+               for rec in impact_chain(keys, changed_impact(), at=T0 + timedelta(hours=i + 1),
+                                       run=f"00000000000{i}")]  # fmt: skip
+    assert index_records(store, verifier, records, start=900).breaks == []
+    text = report_text(governance_report(store, Window()))
+    section = text[text.index("Policy impact runs") : text.index("Deliveries and openings")]
+    rows = [line.split() for line in section.splitlines() if BY in line]
+    assert [r[-2] for r in rows] == ["3", "3", "3"]
+    assert "9" not in "".join(line for line in section.splitlines() if BY not in line)
 
 
 def test_no_run_is_said_so(store: AuditStore) -> None:
