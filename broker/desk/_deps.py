@@ -65,3 +65,6 @@ class DeskDeps:
     # When Kafka last answered the desk, and since when it has not (the pages' banner; None:
     # not known here).
     kafka_contact: KafkaContact | None = None
+    # Whether any agreement may send the party an NHS number (._received): a school's Records
+    # page offers no search by one otherwise.
+    nhs_numbers_received: bool = True

@@ -46,7 +46,7 @@ from broker.desk._resend import (
     resent_id,
     sent_field,
 )
-from broker.desk._show import basis_text, local_time, view_fields, window_text
+from broker.desk._show import basis_text, event_words, local_time, view_fields, window_text
 from broker.desk._store import HUB_OUTCOMES, DeskStore, StoredRecord
 from broker.desk._work import REFERRAL_TYPE, outcome_event
 from broker.errors import (
@@ -103,6 +103,7 @@ def register_pages(app: FastAPI, desk: Desk) -> None:  # noqa: PLR0915  # one ro
     desk.templates.globals.update(
         view_fields=view_fields,
         basis_text=basis_text,
+        event_words=event_words,
         window_text=window_text,
         purpose_of=purpose_of,
         not_shared=not_shared,

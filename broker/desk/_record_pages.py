@@ -74,6 +74,8 @@ def register_record_pages(app: FastAPI, kit: PageKit) -> None:
             "heading": "Records received", "total": len(rows), "page": 1, "pages": 1,
             "searched": False, "acknowledged": False, "children": [], "cut_short": False,
             "limit": REFERENCE_LIMIT, "by": None, "unsearchable": 0, "typed_reference": "",
+            # A school no agreement sends an NHS number is offered no search by one (._received).
+            "nhs_search": deps.kind != "school" or deps.nhs_numbers_received,
         }  # fmt: skip
         values.update(extra)
         return desk.render(

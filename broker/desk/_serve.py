@@ -29,6 +29,7 @@ from broker.desk._flags_fresh import FlagsFreshness
 from broker.desk._ingest import DeskIngest, flags_consumer, stop_consumer
 from broker.desk._ingest_held import DeliveriesHeld
 from broker.desk._probes import DeskProbes, KafkaContact
+from broker.desk._received import receives_nhs_numbers
 from broker.desk._sighup import sighup_ignored
 from broker.desk._store import DeskStore
 from broker.errors import ConfigError, UsageError
@@ -233,6 +234,7 @@ def _app(
             registry=registry, deliveries_held=held, kafka_contact=contact,
             flags_freshness=FlagsFreshness(kafka, party, clock)
             if kind == "coordinating_team" else None,
+            nhs_numbers_received=receives_nhs_numbers(policy.bundle, party),
         )  # fmt: skip
         app = create_desk_app(deps)
         server = uvicorn.Server(server_config(app, cfg, cfg.port, registry=registry))

@@ -25,6 +25,7 @@ __all__ = [
     "Field",
     "Shown",
     "basis_text",
+    "event_words",
     "local_time",
     "person_name",
     "view_fields",
@@ -63,6 +64,25 @@ _SUBJECT_LABELS = {
 _EVENT_SHOWN = {"event_id", "type", "sender", "occurred_at", "subjects", "sharing"}
 _NAME_PARTS = ("given_name", "family_name")
 _HUMANISED = {"categories", "outcome"}  # codes such as domestic_abuse, support_offered
+#: Every event type (broker.events.EVENT_TYPES) in a reader's words, for a school's pages;
+#: a type with none (one a later Accord adds) is shown as it is.
+_EVENT_WORDS = {
+    "police.domestic_incident": "Domestic abuse incident (police)",
+    "police.missing_episode": "Missing episode (police)",
+    "police.child_concern": "Concern about a child (police)",
+    "health.ae_attendance": "A&E attendance (health)",
+    "health.health_visitor_concern": "Health visitor's concern (health)",
+    "health.midwife_concern": "Midwife's concern (health)",
+    "health.gp_concern": "GP's concern (health)",
+    "education.attendance_concern": "Attendance concern (education)",
+    "education.exclusion": "Exclusion (education)",
+    "education.welfare_concern": "Welfare concern (education)",
+    "housing.eviction_risk": "Risk of eviction (housing)",
+    "social_care.contact": "Contact (social care)",
+    "voluntary.concern": "Concern (voluntary sector)",
+    "coordination.referral": "Referral (early help)",
+    "coordination.referral_outcome": "Outcome of a referral (early help)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +163,12 @@ def person_name(subject: Mapping[str, Any]) -> str | None:
         if isinstance(found, str) and found.strip():
             return found.strip()
     return None
+
+
+def event_words(event_type: str) -> str:
+    """An event type in a reader's words (``police.domestic_incident``: "Domestic abuse
+    incident (police)"); one without any as it is."""
+    return _EVENT_WORDS.get(event_type, event_type)
 
 
 def basis_text(basis: Mapping[str, Any] | None) -> str:
