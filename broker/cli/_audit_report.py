@@ -205,6 +205,11 @@ def _impacts_text(rep: GovernanceReport) -> list[str]:
                 "counting (sharing they stopped would resume)"]  # fmt: skip
     if any(r.unversioned_agreements for r in rep.impacts):
         out += ["unversioned: agreements the proposed bundle changes without a new version"]
+    for r in rep.impacts:
+        if r.new_senders_not_read:
+            out += [f"The run at {r.at.isoformat()} did not read new sender(s) "
+                    f"{', '.join(r.new_senders_not_read)} (no topic yet): none of their events "
+                    "was compared"]  # fmt: skip
     return out
 
 

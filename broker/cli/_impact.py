@@ -240,12 +240,12 @@ def _impact(
     result.since, result.read, result.compared = start, len(events), tally.compared
     result.not_compared = tally.reasons()
     result.unversioned = tuple(unversioned)
+    result.new_senders_not_read = tuple(unread)
     # Audited even when nothing was compared: every consent record was opened all the same.
     chain = run(record_impact(kafka, keys, result, by=login_name()))
     _warn_reopening(result)
     if fmt is Format.json:
-        typer.echo(json.dumps({**result.as_json(), "new_senders_not_read": unread,
-                               "audit_chain": chain}, indent=2))  # fmt: skip
+        typer.echo(json.dumps({**result.as_json(), "audit_chain": chain}, indent=2))
     else:
         _print(result, chain, unread=unread)
     if result.nothing_compared:

@@ -44,6 +44,9 @@ class PolicyImpactRun:
     # stopped would resume (the command warns of them).
     reopening: int
     unversioned_agreements: int  # agreements changed without a new version
+    #: senders only the proposed bundle has, whose topic was not read: none of their events
+    #: was compared, so the run's "starts" leave them out (records since 2026-12-08)
+    new_senders_not_read: tuple[str, ...] = ()
 
     @property
     def nothing_compared(self) -> bool:
@@ -75,6 +78,7 @@ class PolicyImpactRun:
             "consent_records_changed": self.consent_records_changed,
             "reopening": self.reopening,
             "unversioned_agreements": self.unversioned_agreements,
+            "new_senders_not_read": list(self.new_senders_not_read),
         }
 
 
@@ -105,6 +109,9 @@ def impact_run(rec: AuditRecord) -> PolicyImpactRun:
         consent_records_changed=sum(_count(c.get("records")) for c in consents),
         reopening=sum(_count(c.get("records")) for c in consents if c.get("reopens_sharing")),
         unversioned_agreements=len(_dicts(data.get("unversioned_agreements"))),
+        new_senders_not_read=tuple(
+            p for p in _list(data.get("new_senders_not_read")) if isinstance(p, str)
+        ),
     )
 
 
@@ -114,3 +121,7 @@ def _count(value: object) -> int:
 
 def _dicts(value: object) -> list[Mapping[str, object]]:
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []

@@ -170,6 +170,9 @@ class Impact:
     unversioned: tuple[Unversioned, ...] = ()
     #: consent records one bundle counts and the other does not (``consent_changes``)
     consents: list[ConsentRow] = field(default_factory=list)
+    #: senders only the new bundle has whose ingress topic could not be read yet: nothing of
+    #: theirs was compared, so "starts" rows cannot show them (the audit record says so too)
+    new_senders_not_read: tuple[str, ...] = ()
 
     @property
     def reopening(self) -> list[ConsentRow]:
@@ -238,6 +241,7 @@ class Impact:
             "fields_lost": self.lost,
             "views_changed": self.views,
             "unversioned_agreements": [u.as_json() for u in self.unversioned],
+            "new_senders_not_read": list(self.new_senders_not_read),
         }
 
 

@@ -108,7 +108,7 @@ def test_json_and_table_show_who_ran_each_the_two_versions_and_the_counts(
         "current_version": IN_FORCE, "new_version": PROPOSED, "since": None,
         "events_read": 42, "events": 40, "decisions": 55, "unchanged": 48, "changed": 7,
         "nothing_compared": False, "stops": 5, "starts": 2, "consent_records_changed": 8,
-        "reopening": 3, "unversioned_agreements": 0,
+        "reopening": 3, "unversioned_agreements": 0, "new_senders_not_read": [],
     }  # fmt: skip
     assert data[0]["nothing_compared"] is True
     text = report_text(rep)
@@ -138,6 +138,22 @@ def test_runs_are_not_added_up(
     rows = [line.split() for line in section.splitlines() if BY in line]
     assert [r[-2] for r in rows] == ["3", "3", "3"]
     assert "9" not in "".join(line for line in section.splitlines() if BY not in line)
+
+
+def test_a_run_that_could_not_read_a_new_sender_says_so_in_the_report(
+    store: AuditStore, verifier: KeystoreAuditVerifier, keys: FileKeyStore
+) -> None:
+    """Its "starts" leave the new sender's events out: the record, the JSON and the table
+    say which sender was not read."""
+    impact = changed_impact()
+    impact.new_senders_not_read = ("wm-housing-assoc",)
+    records = impact_chain(keys, impact, at=T0 + timedelta(hours=1), run="000000000009")
+    assert records[0].data["new_senders_not_read"] == ["wm-housing-assoc"]
+    assert index_records(store, verifier, records, start=950).breaks == []
+    rep = governance_report(store, Window())
+    [run] = json.loads(report_json(rep))["policy_impacts"]
+    assert run["new_senders_not_read"] == ["wm-housing-assoc"]
+    assert "did not read new sender(s) wm-housing-assoc (no topic yet)" in report_text(rep)
 
 
 def test_no_run_is_said_so(store: AuditStore) -> None:
