@@ -120,7 +120,13 @@ class PageKit:
         deps = self.desk.deps
         notices = [r.event_id for r in records if r.event_type == ENCOMPASS_TYPE]
         if deps.kind == "school" and notices:
-            deps.store.encompass_opened(notices, user, deps.clock())
+            try:
+                deps.store.encompass_opened(notices, user, deps.clock())
+            except Exception as exc:  # noqa: BLE001  # the access is recorded: show the page
+                # Not kept here, so the desk shows the notice unopened (towards LATE, never
+                # towards read); the broker has the acknowledgement all the same.
+                log.warning("desk_opening_not_kept", error=type(exc).__name__,
+                            notices=len(notices))  # fmt: skip
 
     def no_ack(self) -> HTMLResponse:
         """The page shown instead of records whose acknowledgement was not sent."""

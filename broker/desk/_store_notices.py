@@ -7,7 +7,10 @@ acknowledgement for it, which the desk sends when a signed-in person opens it: s
 keeps that opening too, and its LATE follows it. An opening is kept only once its
 acknowledgement was confirmed sent (``PageKit.acknowledged``): one Kafka refused, or may yet
 commit (``SendUnconfirmed``), is not, and the notice stays unread here. The desk errs towards
-late, never towards read.
+late, never towards read, with one exception it cannot see: the central side times the
+opening by the worker's ``opened`` record, written when the worker reads the
+acknowledgement, so while the worker is stopped or behind, a notice the desk shows opened
+before its deadline may be counted late there (the indexer's alert still fires).
 
 The button is kept apart: a person's explicit record that they read it, shown as such.
 """
@@ -27,8 +30,17 @@ _Query = Callable[..., list[tuple[Any, ...]]]
 
 def note_opened(q: _Query, event_ids: Iterable[str], by: str, at: datetime) -> None:
     """``by`` opened these notices at ``at``, their acknowledgements sent: the first
-    opening of each is kept, a later one changes nothing."""
-    for event_id in dict.fromkeys(event_ids):
+    opening of each is kept, a later one changes nothing. Read first, written only for a
+    notice not opened before: on SQLite even an insert that does nothing takes the write
+    lock, and every later opening would wait on (or fail behind) another page's write."""
+    ids = list(dict.fromkeys(event_ids))
+    marks = ", ".join("?" * len(ids))
+    kept = {row[0] for row in q(
+        f"SELECT event_id FROM desk_encompass_opened WHERE event_id IN ({marks})", tuple(ids)  # noqa: S608  # placeholders only
+    )} if ids else set()  # fmt: skip
+    for event_id in ids:
+        if event_id in kept:
+            continue
         q(
             "INSERT INTO desk_encompass_opened (event_id, opened_by, opened_at) "
             "VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",

@@ -6,12 +6,15 @@ was not sent is never kept: the desk errs towards late, never towards read."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
-from broker.desk import DeskDeps, DeskStore
+from broker.desk import DeskDeps, DeskStore, _store_notices
 from tests.unit.desk.conftest import USER, Clock, FakeAcks, delivery, sign_in
 
 Make = Callable[..., tuple[TestClient, DeskDeps]]
@@ -119,3 +122,42 @@ def test_another_desk_keeps_no_opening(make_client: Make, store: DeskStore) -> N
     sign_in(client)
     assert client.get("/record/n1").status_code == 200
     assert store.encompass_first_opened("n1") is None
+
+
+def test_a_store_that_cannot_keep_the_opening_still_shows_the_notice(
+    make_client: Make, store: DeskStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acknowledgement was sent, so the person sees the notice; the desk, not having kept
+    the opening, goes on showing it unopened (towards LATE), and says why in its log."""
+    _notices(store, "n1")
+    client, _ = make_client(kind="school", party=SCHOOL)
+    clock.now = BEFORE
+    sign_in(client)
+
+    def locked(*_: object, **__: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "encompass_opened", locked)
+    with capture_logs() as logs:
+        assert client.get("/notice/n1").status_code == 200
+    assert store.encompass_first_opened("n1") is None
+    assert {"event": "desk_opening_not_kept", "error": "OperationalError", "notices": 1,
+            "log_level": "warning"} in logs  # fmt: skip
+
+
+def _recording(kept: set[str], said: list[str]) -> Callable[..., list[tuple[object, ...]]]:
+    def q(sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        said.append(sql.split(maxsplit=1)[0])
+        return [(p,) for p in params if p in kept] if sql.startswith("SELECT") else []
+
+    return q
+
+
+def test_an_opening_already_kept_writes_nothing_again() -> None:
+    """On SQLite even an insert that does nothing takes the write lock."""
+    said: list[str] = []
+    _store_notices.note_opened(_recording({"n1"}, said), ["n1", "n1"], USER, BEFORE)
+    assert said == ["SELECT"]
+    said.clear()
+    _store_notices.note_opened(_recording({"n1"}, said), ["n1", "n2"], USER, BEFORE)
+    assert said == ["SELECT", "INSERT"]
