@@ -135,15 +135,22 @@ def delivered_after(
     was delivered to, by ``(chain, seq)``: the ``delivered`` records of its event on its
     chain after it and before the next receipt of that event there (a copy re-sent after a
     quarantine is a receipt of its own). Read from the columns, no body."""
+    events = {e for _, _, e in receipts}
+    asked = {(chain, seq) for chain, seq, _ in receipts}
+    # Every receipt of those events, whichever key signed it: a copy re-sent under another
+    # key after a quarantine, and what was delivered after it, is not the asked key's.
     later: dict[tuple[str, str], list[int]] = {}
     for chain, seq, event_id in receipts:
         later.setdefault((chain, event_id), []).append(seq)
+    for chain, seq, event_id, _ in _rows_of(q, "chain, seq, event_id, party", events,
+                                            "'received'"):  # fmt: skip
+        later.setdefault((str(chain), str(event_id)), []).append(int(seq))
     found: dict[tuple[str, int], list[str]] = {}
     for chain, seq, event_id, party in sorted(
-        _rows_of(q, "chain, seq, event_id, party", {e for _, _, e in receipts}, "'delivered'"),
+        _rows_of(q, "chain, seq, event_id, party", events, "'delivered'"),
         key=lambda row: (str(row[0]), int(row[1])),
     ):
         before = [r for r in later.get((chain, event_id), ()) if r < int(seq)]
-        if before and party is not None:
+        if before and party is not None and (chain, max(before)) in asked:
             found.setdefault((chain, max(before)), []).append(str(party))
     return {key: tuple(parties) for key, parties in found.items()}

@@ -96,6 +96,24 @@ def test_the_events_a_key_signed_are_listed_with_whom_each_went_to(
         events_signed_by(store, "%", Window())
 
 
+def test_a_copy_re_sent_under_another_key_keeps_its_deliveries(
+    store: AuditStore, verifier: Verifier, linker: Linker, keys: FileKeyStore
+) -> None:
+    """Re-sent under the new key after a quarantine: what went out after that receipt is
+    not the stolen key's."""
+    records = _chain(linker, keys, "worker:accord.ingress.wmp-1", "wmp", [
+        ("e7", STOLEN, ["coord"]),
+        ("e7", OTHER, ["hub-a"]),
+    ])  # fmt: skip
+    assert index_records(store, verifier, records).breaks == []
+    assert [(e.event_id, e.delivered_to) for e in events_signed_by(store, STOLEN, Window())] == [
+        ("e7", ("coord",)),
+    ]
+    assert [(e.event_id, e.delivered_to) for e in events_signed_by(store, OTHER, Window())] == [
+        ("e7", ("hub-a",)),
+    ]
+
+
 @pytest.fixture
 def quiet_sign_in(monkeypatch: pytest.MonkeyPatch, lookups: list[dict[str, Any]]) -> None:
     monkeypatch.setattr(broker.cli._audit_received, "sign_in", lambda _s, name, **_kw: name)
@@ -199,7 +217,8 @@ def test_the_quarantine_list_shows_the_key_claimed_apart_from_one_verified() -> 
 
 
 def test_the_look_ups_use_the_indexes_made_for_them(tmp_path: Path) -> None:
-    """Receipts by the (kind, at) index, not every record's body; deliveries by event id."""
+    """Receipts by the (kind, at) index, not every record's body; the event's other
+    receipts and its deliveries by event id."""
     from broker.governance._dialects import open_store
 
     store = open_store(None, home=tmp_path)
@@ -214,8 +233,8 @@ def test_the_look_ups_use_the_indexes_made_for_them(tmp_path: Path) -> None:
     plans = [row[3] for sql in seen if sql.lstrip().upper().startswith("SELECT")
              for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]  # fmt: skip
     searches = [p for p in plans if p.startswith("SEARCH")]
-    assert len(searches) == 2, plans
+    assert len(searches) == 3, plans
     assert "audit_records_kind_at" in searches[0], plans
-    assert "audit_records_event_party" in searches[1], plans
+    assert all("audit_records_event_party" in p for p in searches[1:]), plans
     assert not any(p.startswith("SCAN") for p in plans), plans
     store.close()
