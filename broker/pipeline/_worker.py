@@ -290,8 +290,13 @@ class Worker:
         log.info("policy_reloaded", version=policy.version)
         self.policy = policy
 
+        # After whatever is already queued for every chain (a key change's keys_loaded and
+        # checkpoint, which the key watch will not queue again), never in its place.
+        before = self.loop.pending_policy
+
         def reload(processor: Processor) -> list[OutRecord]:
-            return processor.policy_loaded(policy, source=str(path))
+            first = before(processor) if before is not None else []
+            return first + processor.policy_loaded(policy, source=str(path))
 
         self.loop.pending_policy = reload
         # In the background: the signal handler must not wait on Kafka. A new sender's

@@ -139,6 +139,20 @@ async def test_an_unexpected_failure_of_the_check_is_said_at_once_by_its_type(
     assert worker._reload_check.exception() is None
 
 
+async def test_a_reload_keeps_what_was_already_queued_for_every_chain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A key change the watch queued (keys_loaded and a checkpoint) is not dropped by a
+    SIGHUP arriving before the loop took it: the key watch never queues it again."""
+    worker = _worker_with(_Cluster(), monkeypatch, tmp_path)
+    loop: Any = worker.loop
+    loop.pending_policy = lambda _processor: ["keys_loaded", "checkpoint"]
+    await _reload(worker)
+    processor = SimpleNamespace(policy_loaded=lambda *_a, **_kw: ["policy_loaded"])
+    assert loop.pending_policy is not None
+    assert loop.pending_policy(processor) == ["keys_loaded", "checkpoint", "policy_loaded"]
+
+
 async def test_a_refused_or_unchanged_reload_checks_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
