@@ -239,6 +239,7 @@ def _sign(
         unsigned=unsigned,
         taken_unsigned=taken,
         dry_run=dry_run,
+        publish=None if out is None else lambda document: _write_out(out, document),
     )
     if dry_run:
         # Before anything is signed, for the officer to compare with the ids read out.
@@ -247,7 +248,6 @@ def _sign(
         _warn_unsigned(taken, would=True)  # the warning most needed before signing
         return
     assert out is not None  # noqa: S101  # checked before anything was read
-    out.write_bytes(document)
     _warn_unsigned(taken, would=False)
     signer = json.loads(document)["signature"]["key_id"]  # the key that did sign it
     typer.echo(
@@ -255,6 +255,19 @@ def _sign(
     )
     _print_changes(changes, since)
     typer.echo(f"signed by governance key {signer}: give parties this id out of band")
+
+
+def _write_out(out: Path, document: bytes) -> None:
+    """The signed directory at ``out``, whole or not at all: a half-written one would be
+    published as if signed, while the keystore records it as the last."""
+    part = out.with_name(f".{out.name}.part")
+    try:
+        part.write_bytes(document)
+        part.replace(out)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        # The path the officer gave, not the temporary one beside it.
+        raise OSError(exc.errno, exc.strerror, str(out)) from exc
 
 
 def _print_changes(changes: list[KeyChange], since: int | None) -> None:
@@ -273,7 +286,8 @@ def _print_changes(changes: list[KeyChange], since: int | None) -> None:
         typer.echo(
             "  no key added or changed by these entries; this keystore keeps no record of "
             "what the last directory it signed listed, so keys revoked or retired here "
-            "since are not shown: read 'accord keys list' (the next signing lists them)"
+            "since are not shown, and the next signing will not list them either (it is "
+            "compared with this directory): read 'accord keys list'"
         )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,7 @@ def sign_directory(
     unsigned: Collection[str] = (),
     taken_unsigned: list[str] | None = None,
     dry_run: bool = False,
+    publish: Callable[[bytes], None] | None = None,
 ) -> bytes:
     """Merge the parties' entries into the governance keystore's directory, then sign it all.
 
@@ -197,6 +198,9 @@ def sign_directory(
     the party in ``unsigned`` (it lost every signing key, and was checked out of band);
     ``taken_unsigned`` receives the parties taken so, for the officer to be warned of.
     ``dry_run``: all of that checked and reported, nothing signed or written (returns b"").
+    ``publish``, when given, writes the signed document out; the listing the next signing
+    is compared with is recorded only once it returned, so a directory that never left
+    this keystore is not what the next change list is against.
     """
     at = now or datetime.now(UTC)
     _directory_signer(store, at)  # no governance key here: said before the files are read
@@ -211,7 +215,7 @@ def sign_directory(
         return _merge_and_sign(
             store, identity, documents, incoming, at=at, parties=parties,
             allow_second_key=allow_second_key, changes=changes, unsigned=unsigned,
-            taken_unsigned=taken_unsigned, dry_run=dry_run,
+            taken_unsigned=taken_unsigned, dry_run=dry_run, publish=publish,
         )  # fmt: skip
 
 
@@ -228,6 +232,7 @@ def _merge_and_sign(
     unsigned: Collection[str],
     taken_unsigned: list[str] | None,
     dry_run: bool,
+    publish: Callable[[bytes], None] | None,
 ) -> bytes:
     known = store.keys(party=None)
     # What no file may hold, then who wrote each file, then the merge: a forged file must be
@@ -255,12 +260,17 @@ def _merge_and_sign(
     _save_trust(store, trust)
     store.replace_public(merged)
     signed = store.keys()
-    trust[_LAST_SIGNED] = {"serial": serial, "keys": listing(signed)}
-    _save_trust(store, trust)
-    return signed_bytes(
+    document = signed_bytes(
         signed, serial=serial, issued_at=at,
         signer=identity.info.key_id, sign=identity.key.sign,
     )  # fmt: skip
+    if publish is not None:
+        # Before the record: if writing it out fails, the next change list must still be
+        # against the last directory published, or a revocation since would go unsaid.
+        publish(document)
+    trust[_LAST_SIGNED] = {"serial": serial, "keys": listing(signed)}
+    _save_trust(store, trust)
+    return document
 
 
 def last_signed_serial(store: FileKeyStore) -> int | None:

@@ -106,8 +106,32 @@ def test_sign_directory_with_no_record_of_the_last_one_never_says_nothing_change
     trust.write_text(json.dumps(data))
     code, out, _ = run_cli(_sign(ceremony))
     assert code == 0
-    assert "keys revoked or retired here since are not shown: read 'accord keys list'" in out
+    assert "keys revoked or retired here since are not shown, and the next signing" in out
+    assert "will not list them either" in out
     assert "since directory" not in out
+
+
+def test_sign_directory_that_could_not_be_written_is_not_what_the_next_is_compared_with(
+    ceremony: dict[str, Path], tmp_path: Path, run_cli: Run
+) -> None:
+    """--out in a folder that does not exist: the signing fails, and the keystore must not
+    record that unpublished directory as the last, or the revocation it held would never
+    be listed by the signing that does publish it."""
+    assert run_cli(_sign(ceremony, ceremony["wmp.json"]))[0] == 0
+    [key, *_] = FileKeyStore(ceremony["wmp"]).keys("wmp")
+    assert run_cli(["keys", "revoke", key.key_id, "--dir", str(ceremony["governance"])])[0] == 0
+    nowhere = tmp_path / "missing" / "directory.json"
+    argv = _sign(ceremony)
+    argv[argv.index("--out") + 1] = str(nowhere)
+    code, _, err = run_cli(argv)
+    assert f"No such file or directory ({nowhere})" in _one_line_error(code, err)
+    assert not (tmp_path / "missing").exists()
+    code, out, _ = run_cli(_sign(ceremony))
+    assert code == 0
+    line = f"  revokes wmp {key.purpose.value} key {key.key_id}: was active, no expiry\n"
+    assert line in out
+    assert "no key added" not in out
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
 def test_sign_directory_with_no_bundle_here_refuses_entries_unless_no_party_check(
