@@ -39,12 +39,15 @@ _Entry = tuple[str, str, KeyStatus, datetime | None]
 
 @runtime_checkable
 class _Listed(Protocol):
-    """A keystore that lists its keys and has a directory (``FileKeyStore``; a test's
-    wrapper of one); a bare ``KeyResolver`` is neither, and is recorded as nothing."""
+    """A keystore that lists its keys, reads them again on demand and has a directory
+    (``FileKeyStore``; a test's wrapper of one); a bare ``KeyResolver`` is none of these,
+    and is recorded as nothing."""
 
     path: Path
 
     def keys(self, party: str | None = None) -> list[KeyInfo]: ...
+
+    def refresh(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ def key_set(keys: object, *, at: datetime | None = None) -> KeySet | None:
         return None
     try:
         serial, signer = imported_directory(cast("FileKeyStore", keys))
+        # Read now, and after the serial: an import writes the keys before the serial, so
+        # these are at least that directory's. The store's cached list may be a second old,
+        # which recorded an import's serial with nothing changed and its revocations a
+        # tick later under the same serial again.
+        keys.refresh()
         listed = keys.keys()  # a keystore's, not a mapping's
         entries = frozenset((k.party, k.key_id, k.status, k.not_after) for k in listed)
     except (KeyStoreError, OSError, ValueError, KeyError):

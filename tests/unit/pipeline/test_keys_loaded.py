@@ -144,6 +144,36 @@ def test_an_imported_directory_s_serial_and_signer_are_what_the_record_names(
     assert "added" not in opened  # at an opening: counts only
 
 
+def test_a_directory_imported_by_another_process_is_recorded_with_its_serial_at_once(
+    pipeline_keys: FileKeyStore, tmp_path: Path
+) -> None:
+    """The worker and ``accord keys import`` each hold their own store on one keystore; the
+    worker's caches its key list for up to a second. Looked at just after an import, the
+    change must carry the revocation with the serial that brought it, not an empty change
+    under the new serial and the revocation a tick later under ``serial 2 -> 2``."""
+    governance = _copy(pipeline_keys, tmp_path)
+    worker_dir = tmp_path / "worker"
+    shutil.copytree(governance.path, worker_dir)
+    signer = next(k.key_id for k in governance.keys("governance") if k.purpose == "sign")
+    entries = [("worker", export_entries(governance, "worker"))]
+    first = sign_directory(governance, entries, allow_second_key=True)
+    importer = FileKeyStore(worker_dir)  # the CLI's
+    import_directory(importer, first, where=Path("test"), trust=signer)
+    worker = FileKeyStore(worker_dir)  # the running worker's
+    before = key_set(worker)
+    assert before is not None
+    assert before.serial == 1
+    stolen = sorted(k.key_id for k in governance.keys("wmp"))
+    for key_id in stolen:
+        governance.revoke(key_id)
+    import_directory(importer, sign_directory(governance, []), where=Path("test"))
+    after = key_set(worker)  # at once: well inside the worker store's second
+    assert after is not None
+    change = after.changed_since(before)
+    assert (change["serial"], change["serial_before"]) == (2, 1)
+    assert change["revoked"] == {"wmp": stolen}
+
+
 def test_each_chain_the_worker_opens_starts_with_keys_loaded_then_policy_loaded(
     pipeline_keys: FileKeyStore, project_policy: Policy, tmp_path: Path
 ) -> None:
