@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from broker._words import plural
+from broker.audit import AuditKind
 from broker.governance import VIA_WORDS, lookup_via
 
 if TYPE_CHECKING:
     from broker.audit import AuditRecord
 
-QUARANTINE_OPENED = "quarantine_opened"
 #: What the page says when the current look-up is the first.
 NONE_BEFORE = "None before this one."
 
@@ -36,7 +36,7 @@ def _text(data: dict[str, Any], key: str) -> str | None:
 
 
 def _purpose(record: AuditRecord) -> str | None:
-    if record.kind == QUARANTINE_OPENED:
+    if record.kind is AuditKind.QUARANTINE_OPENED:
         return _text(record.data, "purpose")
     detail = record.data.get("detail")
     return _text(detail, "purpose") if isinstance(detail, dict) else None
@@ -48,7 +48,7 @@ def lookup_line(record: AuditRecord) -> str:
     officer = _text(record.data, "officer") or "(no account recorded)"
     where = _via(record)[1]
     why = (_purpose(record) or "no reason given").replace("_", " ")
-    if record.kind == QUARANTINE_OPENED:
+    if record.kind is AuditKind.QUARANTINE_OPENED:
         copy = _text(record.data, "copy") or "?"
         return f"{at}: quarantined record opened by {officer} for {why} (copy {copy}, from {where})"
     return f"{at}: {officer} from {where} ({why})"

@@ -38,12 +38,12 @@ class LiveConnection(ReconnectingConnection):
         connect_within: int = 10,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        why = ""
+        why: str | None = None
         try:
             conn = connect(connect_within)
         except NotConnected as exc:  # our words already, with no driver error behind
             why = exc.why
-        if why:
+        if why is not None:  # raised out of the except block: no driver error chained
             raise ConfigError(why)
         super().__init__(
             connect,
